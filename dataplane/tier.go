@@ -1,0 +1,142 @@
+package dataplane
+
+import "errors"
+
+// Tier errors. Callers match them with errors.Is; the node maps each to a
+// wire error code (see wire.Code) so clients see a stable number.
+var (
+	// ErrNotFound: no value is stored under the job and key.
+	ErrNotFound = errors.New("dataplane: key not found")
+	// ErrNoSpace: the tier cannot hold the value; nothing stored was touched.
+	ErrNoSpace = errors.New("dataplane: tier full")
+	// ErrTooLarge: the value is larger than the tier ever accepts.
+	ErrTooLarge = errors.New("dataplane: value too large for tier")
+	// ErrClosed: the tier was closed.
+	ErrClosed = errors.New("dataplane: tier closed")
+	// ErrIO: the device failed the transfer; the value is not stored.
+	ErrIO = errors.New("dataplane: device I/O error")
+	// ErrBadKey: the key or job id is empty or longer than wire.MaxKeyLen.
+	ErrBadKey = errors.New("dataplane: bad key")
+)
+
+// Kind names a tier's medium. The numbers travel on the wire (control
+// messages) and must not change.
+type Kind uint8
+
+// Tier kinds.
+const (
+	KindDRAM Kind = 1
+	KindNVMe Kind = 2
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindDRAM:
+		return "dram"
+	case KindNVMe:
+		return "nvme"
+	}
+	return "unknown"
+}
+
+// PutFlags modify how a value is stored.
+type PutFlags uint32
+
+// Put flags. The bits match wire.FlagPersist and friends.
+const (
+	// Persist keeps the value when its job is dropped (Pocket's
+	// PERSIST_AFTER_JOB).
+	Persist PutFlags = 1 << 0
+)
+
+// Usage is a tier's capacity and occupancy in bytes. Used counts what values
+// occupy in the medium, including the rounding of size classes or extents,
+// so Capacity-Used is what can still be stored.
+type Usage struct {
+	Capacity int64
+	Used     int64
+	Values   int64 // number of committed values
+}
+
+// Info describes one stored value.
+type Info struct {
+	Size  int64
+	Flags PutFlags
+}
+
+// Tier stores values by (job, key). The DRAM tier, the NVMe tier and the
+// fault-injecting wrapper implement it, and one test suite (tiertest) runs
+// against each.
+//
+// Concurrency: every method is safe to call from many goroutines at once.
+// Job and key slices are only read during the call; a tier copies what it
+// keeps, so callers may reuse their buffers (the event loop's read buffer)
+// as soon as a call returns.
+//
+// Blocking: when Blocking reports false (DRAM), no method waits for I/O and
+// the event loop calls them inline. When it reports true (NVMe), Commit and
+// Open may wait for a device and the node calls them from a bounded pool of
+// goroutines, never from an event loop.
+type Tier interface {
+	Kind() Kind
+	Blocking() bool
+
+	// Create reserves room for a value of size bytes. The caller fills
+	// the Pending's buffers completely, then calls Commit or Abort exactly
+	// once. A full tier returns ErrNoSpace and nothing stored changes.
+	Create(job, key []byte, size int64, flags PutFlags) (Pending, error)
+
+	// Open returns a reference to the committed value under (job, key),
+	// or ErrNotFound. The value's bytes stay valid and unchanged until
+	// Release, even if the key is overwritten or deleted meanwhile.
+	Open(job, key []byte) (Value, error)
+
+	// Stat reports a committed value's size and flags, or ErrNotFound.
+	Stat(job, key []byte) (Info, error)
+
+	// Delete removes the value; its space is reused once open references
+	// are released. It returns ErrNotFound when nothing was stored.
+	Delete(job, key []byte) error
+
+	// List calls fn for each of the job's keys that begins with prefix,
+	// in ascending byte order of key, starting after the key `after`
+	// (empty: from the first). The key slice is valid only during the
+	// call. fn returns false to stop.
+	List(job, prefix, after []byte, fn func(key []byte, info Info) bool) error
+
+	// DropJob deletes every value of the job, except those stored with
+	// Persist when keepPersistent is true, and returns the bytes freed.
+	DropJob(job []byte, keepPersistent bool) int64
+
+	// Usage reports the whole tier; JobUsage one job's bytes stored.
+	Usage() Usage
+	JobUsage(job []byte) int64
+
+	// Close releases the medium. Values still open stay readable until
+	// released; every other call then returns ErrClosed.
+	Close() error
+}
+
+// Pending is a value being written. Buffers returns the memory to fill,
+// in order, totalling exactly the size given to Create; for the DRAM tier
+// these are slab chunks, so the event loop receives the payload straight into
+// its final place. The slices stay valid until Commit or Abort returns.
+type Pending interface {
+	Buffers() [][]byte
+	// Commit publishes the value, replacing any older value of the key
+	// (whose space is freed once its readers release it).
+	Commit() error
+	// Abort frees the reservation; nothing becomes visible.
+	Abort()
+}
+
+// Value is a reference to a committed value. Segments returns its bytes in
+// order (one or more slices totalling Size); they stay valid until Release,
+// which must be called exactly once. The event loop hands the segments to
+// writev and releases the value when the kernel has taken the bytes.
+type Value interface {
+	Size() int64
+	Flags() PutFlags
+	Segments() [][]byte
+	Release()
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Fails when the committed generated flatbuffers code differs from what the
+# committed schemas generate. Skips (with a note) when flatc is not installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v flatc >/dev/null; then
+	echo "check-gen: flatc not installed; skipped (apt-get install flatbuffers-compiler)"
+	exit 0
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+OUT="$tmp" ./scripts/generate.sh >/dev/null
+if ! diff -r "$tmp/wire/fb" wire/fb >/dev/null; then
+	echo "check-gen: wire/fb is stale; run make generate"
+	diff -r "$tmp/wire/fb" wire/fb | head -40
+	exit 1
+fi
+echo "check-gen: generated code matches the schemas"

@@ -1,0 +1,64 @@
+// Command pocket is the single binary of the project: storage node, controller,
+// local cluster, SDK front end, benchmarks and hardware evaluation, as
+// subcommands. Each subcommand lives in its own file and registers itself in
+// init, so the logic stays in the library packages and this package stays thin.
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+)
+
+// command is one subcommand: run gets the arguments after the subcommand name
+// and returns the process exit status.
+type command struct {
+	summary string
+	run     func(args []string) int
+}
+
+var commands = map[string]command{}
+
+// register adds a subcommand; called from init functions in this package.
+func register(name, summary string, run func(args []string) int) {
+	if _, dup := commands[name]; dup {
+		panic("pocket: duplicate subcommand " + name)
+	}
+	commands[name] = command{summary: summary, run: run}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: pocket <command> [flags]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(os.Stderr, "  %-12s %s\n", n, commands[n].summary)
+	}
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	cmd, ok := commands[os.Args[1]]
+	if !ok {
+		if os.Args[1] == "help" || os.Args[1] == "-h" || os.Args[1] == "--help" {
+			usage()
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "pocket: unknown command %q\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+	os.Exit(cmd.run(os.Args[2:]))
+}
+
+// fail prints a message for a failed command and returns exit status 1.
+func fail(format string, a ...any) int {
+	fmt.Fprintf(os.Stderr, "pocket: "+format+"\n", a...)
+	return 1
+}
