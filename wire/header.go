@@ -1,0 +1,133 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Header constants. Part of the format (see the package doc).
+const (
+	HeaderLen = 24
+	Magic0    = 'P'
+	Magic1    = 'K'
+	Version   = 1
+	// ReplyBit is set in the opcode of every reply.
+	ReplyBit = 0x80
+)
+
+// Op is a frame's opcode. Data-plane ops are 1..0x3F; control-plane ops
+// 0x40..0x7F; the high bit marks replies. Numbers are stable.
+type Op uint8
+
+// Data-plane opcodes.
+const (
+	OpPing    Op = 0x01 // liveness; reply has no body
+	OpPut     Op = 0x02 // store the payload under Request.key
+	OpGet     Op = 0x03 // reply payload is the value
+	OpDelete  Op = 0x04 // remove a key
+	OpStat    Op = 0x05 // reply Response.size and flags
+	OpList    Op = 0x06 // reply Response.entries
+	OpDropJob Op = 0x07 // delete all of a job's values (controller only)
+	OpUsage   Op = 0x08 // reply Response.size, count, capacity for the job
+)
+
+// ControlBase is the first control-plane opcode; control messages are
+// defined beside the control schema.
+const ControlBase Op = 0x40
+
+var opNames = map[Op]string{
+	OpPing: "ping", OpPut: "put", OpGet: "get", OpDelete: "delete",
+	OpStat: "stat", OpList: "list", OpDropJob: "drop-job", OpUsage: "usage",
+}
+
+// RegisterOpName names a control opcode for messages and logs; called from
+// init functions of the packages that define control ops.
+func RegisterOpName(op Op, name string) { opNames[op] = name }
+
+func (o Op) String() string {
+	if n, ok := opNames[o&^ReplyBit]; ok {
+		if o&ReplyBit != 0 {
+			return n + "-reply"
+		}
+		return n
+	}
+	return fmt.Sprintf("op(%#x)", uint8(o))
+}
+
+// IsReply reports whether the opcode is a reply's.
+func (o Op) IsReply() bool { return o&ReplyBit != 0 }
+
+// Reply returns the opcode of the reply to o.
+func (o Op) Reply() Op { return o | ReplyBit }
+
+// Header flags (requests).
+const (
+	// FlagPersist keeps a put value after its job is deregistered.
+	FlagPersist uint16 = 1 << 0
+	// FlagDeleteAfterRead deletes a value once a get has read it.
+	FlagDeleteAfterRead uint16 = 1 << 1
+)
+
+// Header is a decoded frame header.
+type Header struct {
+	Op         Op
+	Flags      uint16
+	Code       Code
+	ID         uint64
+	MetaLen    uint32
+	PayloadLen uint32
+}
+
+// FrameLen is the whole frame's length: header, metadata and payload.
+func (h *Header) FrameLen() int64 {
+	return HeaderLen + int64(h.MetaLen) + int64(h.PayloadLen)
+}
+
+// PutHeader writes h into b[:HeaderLen]; b must be at least HeaderLen long.
+func PutHeader(b []byte, h *Header) {
+	_ = b[HeaderLen-1]
+	b[0], b[1], b[2], b[3] = Magic0, Magic1, Version, byte(h.Op)
+	binary.LittleEndian.PutUint16(b[4:], h.Flags)
+	binary.LittleEndian.PutUint16(b[6:], uint16(h.Code))
+	binary.LittleEndian.PutUint64(b[8:], h.ID)
+	binary.LittleEndian.PutUint32(b[16:], h.MetaLen)
+	binary.LittleEndian.PutUint32(b[20:], h.PayloadLen)
+}
+
+// AppendHeader appends h's encoding to dst.
+func AppendHeader(dst []byte, h *Header) []byte {
+	n := len(dst)
+	dst = append(dst, make([]byte, HeaderLen)...)
+	PutHeader(dst[n:], h)
+	return dst
+}
+
+// ParseHeader decodes the header at the start of b and checks it against
+// lim. b must hold at least HeaderLen bytes (ErrShortHeader otherwise, which
+// means "wait for more bytes", not a protocol error). Every other error is a
+// protocol violation and is an *Error with a Code.
+func ParseHeader(b []byte, lim *Limits) (Header, error) {
+	var h Header
+	if len(b) < HeaderLen {
+		return h, ErrShortHeader
+	}
+	if b[0] != Magic0 || b[1] != Magic1 {
+		return h, errBadMagic
+	}
+	if b[2] != Version {
+		return h, errBadVersion
+	}
+	h.Op = Op(b[3])
+	h.Flags = binary.LittleEndian.Uint16(b[4:])
+	h.Code = Code(binary.LittleEndian.Uint16(b[6:]))
+	h.ID = binary.LittleEndian.Uint64(b[8:])
+	h.MetaLen = binary.LittleEndian.Uint32(b[16:])
+	h.PayloadLen = binary.LittleEndian.Uint32(b[20:])
+	if int64(h.MetaLen) > int64(lim.MaxMeta) {
+		return h, errMetaTooLarge
+	}
+	if int64(h.PayloadLen) > lim.MaxPayload {
+		return h, errPayloadTooLarge
+	}
+	return h, nil
+}
