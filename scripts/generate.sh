@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-.}
 mkdir -p "$OUT/wire/fb"
 rm -f "$OUT"/wire/fb/*.go
-flatc --go --go-namespace fb -o "$OUT/wire/fb" wire/*.fbs
+flatc --go -o "$OUT/wire" wire/*.fbs
 gofmt -w "$OUT/wire/fb"
