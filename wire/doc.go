@@ -25,7 +25,7 @@
 //	0      2    magic       'P','K' (0x50 0x4B)
 //	2      1    version     1
 //	3      1    opcode      Op; a reply carries the request's opcode | 0x80
-//	4      2    flags       request modifiers (FlagPersist, FlagDeleteAfterRead)
+//	4      2    flags       request modifiers (Flag*); in a get reply, the value's StoredFlags
 //	6      2    code        0 in requests; the Code of a reply (0: success)
 //	8      8    request id  chosen by the client, echoed in the reply
 //	16     4    meta len    length of the flatbuffer that follows (0: none)

@@ -66,6 +66,19 @@ const (
 	FlagPersist uint16 = 1 << 0
 	// FlagDeleteAfterRead deletes a value once a get has read it.
 	FlagDeleteAfterRead uint16 = 1 << 1
+	// FlagTierNVMe routes the request to the node's NVMe tier (the job's
+	// placement map names its tier); without it the DRAM tier serves.
+	FlagTierNVMe uint16 = 1 << 2
+	// FlagManifest marks a stored value as the manifest of a chunked
+	// object (see package pocket); nodes store it like any flag bit and
+	// return it in the get reply's flags.
+	FlagManifest uint16 = 1 << 3
+	// FlagPrefix makes a delete remove every key that starts with the
+	// request's key (recursive delete of a directory).
+	FlagPrefix uint16 = 1 << 4
+	// StoredFlags are the bits a node keeps with a value and returns in
+	// the flags of a get reply.
+	StoredFlags = FlagPersist | FlagManifest
 )
 
 // Header is a decoded frame header.
