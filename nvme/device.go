@@ -1,0 +1,456 @@
+package nvme
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Op names a transfer direction for fault hooks.
+type Op uint8
+
+// Transfer directions.
+const (
+	OpRead Op = iota
+	OpWrite
+)
+
+// FaultFunc intercepts transfers, for tests of error paths. It is called
+// before each attempt with the direction, offset and length; it returns how
+// many bytes the attempt may move (n, or fewer to make a short transfer,
+// 0 to move nothing) or an error to fail the attempt without touching the
+// device. Short transfers are retried for the rest, as real ones are.
+type FaultFunc func(op Op, off int64, n int) (int, error)
+
+// Options configure Open.
+type Options struct {
+	// Size is the usable size in bytes. For a file it is created or
+	// extended (preallocated) to Size; 0 means the file's current size.
+	// For a block device 0 means the whole device and a larger value is
+	// an error. The size is rounded down to the alignment.
+	Size int64
+	// Engine picks io_uring or the pread/pwrite fallback; EngineAuto
+	// probes.
+	Engine Engine
+	// QueueDepth bounds the transfers in flight (default 64).
+	QueueDepth int
+	// Buffers supplies aligned memory; nil means a private MmapBuffers
+	// of BufferPool bytes, closed with the Device. When it implements
+	// RegionSource its regions are registered with io_uring.
+	Buffers BufferSource
+	// BufferPool sizes the private buffer region (default 64 MiB).
+	BufferPool int64
+	// Fault, when set, intercepts every transfer (tests only).
+	Fault FaultFunc
+}
+
+// Device is a block device or file opened for direct I/O. Transfers must be
+// aligned: offsets and lengths to Align, buffer addresses to MemAlign (use
+// Buffers, which does both). All methods are safe for concurrent use; Close
+// waits for transfers in flight.
+type Device struct {
+	path     string
+	fd       int
+	size     int64
+	align    int
+	memAlign int
+	block    bool
+	eng      engine
+	bufs     BufferSource
+	ownBufs  *MmapBuffers
+	fault    FaultFunc
+
+	mu     sync.RWMutex // held shared by transfers, exclusively by Close
+	closed bool
+}
+
+// Open opens path with O_DIRECT. A file system that refuses O_DIRECT gives
+// an error matching ErrNotSupported.
+func Open(path string, opts Options) (*Device, error) {
+	if opts.QueueDepth <= 0 {
+		opts.QueueDepth = 64
+	}
+	if opts.BufferPool <= 0 {
+		opts.BufferPool = 64 << 20
+	}
+	fd, isBlock, err := openDirect(path, opts.Size > 0)
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{path: path, fd: fd, block: isBlock, fault: opts.Fault}
+	if err := d.setup(opts); err != nil {
+		d.release()
+		return nil, fmt.Errorf("nvme: open %s: %w", path, err)
+	}
+	return d, nil
+}
+
+func openDirect(path string, create bool) (int, bool, error) {
+	flags := unix.O_RDWR | unix.O_DIRECT | unix.O_CLOEXEC
+	var st unix.Stat_t
+	isBlock := false
+	if err := unix.Stat(path, &st); err == nil {
+		isBlock = st.Mode&unix.S_IFMT == unix.S_IFBLK
+	} else if create {
+		flags |= unix.O_CREAT
+	}
+	fd, err := unix.Open(path, flags, 0o600)
+	if err != nil {
+		return -1, false, classifyOpenErr(path, err)
+	}
+	return fd, isBlock, nil
+}
+
+// classifyOpenErr maps the kernel's refusal of O_DIRECT (EINVAL at open) to
+// ErrNotSupported.
+func classifyOpenErr(path string, err error) error {
+	serr := os.NewSyscallError("open O_DIRECT", err)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("nvme: %s: direct I/O refused by the file system: %w: %w", path, ErrNotSupported, serr)
+	}
+	return fmt.Errorf("nvme: %s: %w", path, serr)
+}
+
+func (d *Device) setup(opts Options) error {
+	var err error
+	if d.align, d.memAlign, err = probeAlign(d.fd, d.block); err != nil {
+		return err
+	}
+	if d.size, err = d.sizeUp(opts.Size); err != nil {
+		return err
+	}
+	d.size -= d.size % int64(d.align)
+	if d.size <= 0 {
+		return fmt.Errorf("size %d below one block of %d: %w", d.size, d.align, ErrRange)
+	}
+	d.bufs = opts.Buffers
+	if d.bufs == nil {
+		if d.ownBufs, err = NewMmapBuffers(opts.BufferPool); err != nil {
+			return err
+		}
+		d.bufs = d.ownBufs
+	}
+	return d.startEngine(opts)
+}
+
+func (d *Device) startEngine(opts Options) error {
+	if opts.Engine == EngineSync {
+		d.eng = newSyncEngine(opts.QueueDepth)
+		return nil
+	}
+	var regions [][]byte
+	if rs, ok := d.bufs.(RegionSource); ok {
+		regions = rs.Regions()
+	}
+	e, err := newUringEngine(opts.QueueDepth, regions)
+	switch {
+	case err == nil:
+		d.eng = e
+	case opts.Engine == EngineAuto && errors.Is(err, ErrNotSupported):
+		d.eng = newSyncEngine(opts.QueueDepth)
+	default:
+		return err
+	}
+	return nil
+}
+
+// probeAlign finds the direct-I/O alignment: statx's STATX_DIOALIGN where
+// the kernel and file system report it, else the logical block size for a
+// block device, else the file system's block size (always sufficient).
+func probeAlign(fd int, isBlock bool) (offAlign, memAlign int, err error) {
+	var stx unix.Statx_t
+	err = unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN|unix.STATX_BASIC_STATS, &stx)
+	if err == nil && stx.Mask&unix.STATX_DIOALIGN != 0 {
+		if stx.Dio_offset_align == 0 {
+			return 0, 0, fmt.Errorf("statx reports no direct I/O: %w", ErrNotSupported)
+		}
+		return int(stx.Dio_offset_align), int(stx.Dio_mem_align), nil
+	}
+	if isBlock {
+		ss, ierr := unix.IoctlGetInt(fd, unix.BLKSSZGET)
+		if ierr != nil {
+			return 0, 0, os.NewSyscallError("ioctl BLKSSZGET", ierr)
+		}
+		return ss, ss, nil
+	}
+	if err != nil {
+		return 0, 0, os.NewSyscallError("statx", err)
+	}
+	return int(stx.Blksize), int(stx.Blksize), nil
+}
+
+func (d *Device) sizeUp(want int64) (int64, error) {
+	if d.block {
+		n, err := unix.IoctlGetUint64(d.fd, unix.BLKGETSIZE64)
+		if err != nil {
+			return 0, os.NewSyscallError("ioctl BLKGETSIZE64", err)
+		}
+		if want > int64(n) {
+			return 0, fmt.Errorf("size %d past the device's %d: %w", want, n, ErrRange)
+		}
+		if want == 0 {
+			want = int64(n)
+		}
+		return want, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil {
+		return 0, os.NewSyscallError("fstat", err)
+	}
+	if want == 0 {
+		return st.Size, nil
+	}
+	if st.Size < want {
+		// Preallocate so writes cannot hit ENOSPC later and need no
+		// block allocation; fall back to a sparse file.
+		if err := unix.Fallocate(d.fd, 0, 0, want); err != nil {
+			if err := unix.Ftruncate(d.fd, want); err != nil {
+				return 0, os.NewSyscallError("ftruncate", err)
+			}
+		}
+	}
+	return want, nil
+}
+
+func (d *Device) release() {
+	if d.eng != nil {
+		d.eng.close()
+	}
+	if d.fd >= 0 {
+		_ = unix.Close(d.fd)
+		d.fd = -1
+	}
+	if d.ownBufs != nil {
+		_ = d.ownBufs.Close()
+	}
+}
+
+// Path is the opened path.
+func (d *Device) Path() string { return d.path }
+
+// Size is the usable size in bytes, a multiple of Align.
+func (d *Device) Size() int64 { return d.size }
+
+// Align is the required alignment of offsets and lengths.
+func (d *Device) Align() int { return d.align }
+
+// MemAlign is the required alignment of buffer addresses.
+func (d *Device) MemAlign() int { return d.memAlign }
+
+// IsBlockDevice reports whether the path is a block device.
+func (d *Device) IsBlockDevice() bool { return d.block }
+
+// Engine reports the engine in use.
+func (d *Device) Engine() Engine { return d.eng.kind() }
+
+// Buffers is the device's buffer source.
+func (d *Device) Buffers() BufferSource { return d.bufs }
+
+// AllocBuffer returns a buffer for transfers of n bytes: n rounded up to
+// the alignment, suitably aligned in memory. Free it with FreeBuffer.
+func (d *Device) AllocBuffer(n int) ([]byte, error) {
+	n = (n + d.align - 1) &^ (d.align - 1)
+	return d.bufs.AllocAligned(n, max(d.memAlign, d.align))
+}
+
+// FreeBuffer returns a buffer from AllocBuffer.
+func (d *Device) FreeBuffer(b []byte) { d.bufs.Free(b) }
+
+// ReadAt reads len(p) bytes at off; it returns len(p) or an error.
+func (d *Device) ReadAt(p []byte, off int64) (int, error) {
+	ios := [1]IO{{Buf: p, Off: off}}
+	err := d.Do(ios[:])
+	return ios[0].N, err
+}
+
+// WriteAt writes len(p) bytes at off; it returns len(p) or an error.
+func (d *Device) WriteAt(p []byte, off int64) (int, error) {
+	ios := [1]IO{{Write: true, Buf: p, Off: off}}
+	err := d.Do(ios[:])
+	return ios[0].N, err
+}
+
+// Do performs a batch of transfers, submitted together, and returns when
+// all have finished. Each IO gets its own N and Err; Do returns the first
+// error. A transfer that moves only part of its bytes is continued; one
+// that moves nothing fails with ErrShortTransfer.
+func (d *Device) Do(ios []IO) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return ErrClosed
+	}
+	for i := range ios {
+		ios[i].N, ios[i].Err = 0, d.check(&ios[i])
+	}
+	d.attempt(ios)
+	var first error
+	for i := range ios {
+		if ios[i].Err != nil && first == nil {
+			first = ios[i].Err
+		}
+	}
+	return first
+}
+
+// attempt runs every IO that has no error and is not complete, then
+// retries the partial ones.
+func (d *Device) attempt(ios []IO) {
+	var stackBuf [16]IO
+	batch := stackBuf[:0]
+	var owner [16]int
+	idx := owner[:0]
+	for i := range ios {
+		io := &ios[i]
+		if io.Err != nil || io.N == len(io.Buf) {
+			continue
+		}
+		next := IO{Write: io.Write, Buf: io.Buf[io.N:], Off: io.Off + int64(io.N)}
+		if d.fault != nil && !d.applyFault(&next) {
+			if next.Err != nil {
+				io.Err = next.Err
+			} else {
+				io.Err = d.short(io)
+			}
+			continue
+		}
+		batch = append(batch, next)
+		idx = append(idx, i)
+	}
+	if len(batch) == 0 {
+		return
+	}
+	d.eng.run(d.fd, batch)
+	retry := false
+	for k, r := range batch {
+		io := &ios[idx[k]]
+		switch {
+		case r.Err != nil:
+			io.Err = fmt.Errorf("nvme: %s %d bytes at %d: %w", dir(io.Write), len(r.Buf), r.Off, r.Err)
+		case r.N == 0:
+			io.Err = d.short(io)
+		default:
+			io.N += r.N
+			retry = retry || io.N < len(io.Buf)
+		}
+	}
+	if retry {
+		d.attempt(ios)
+	}
+}
+
+// applyFault runs the fault hook on one attempt; false means the attempt
+// is not to be issued (an injected error, or zero bytes allowed).
+func (d *Device) applyFault(io *IO) bool {
+	op := OpRead
+	if io.Write {
+		op = OpWrite
+	}
+	n, err := d.fault(op, io.Off, len(io.Buf))
+	if err != nil {
+		io.Err = fmt.Errorf("nvme: %s %d bytes at %d: %w", dir(io.Write), len(io.Buf), io.Off, err)
+		return false
+	}
+	if n <= 0 {
+		return false
+	}
+	io.Buf = io.Buf[:min(n, len(io.Buf))]
+	return true
+}
+
+func (d *Device) short(io *IO) error {
+	return fmt.Errorf("nvme: %s at %d stopped after %d of %d bytes: %w", dir(io.Write), io.Off, io.N, len(io.Buf), ErrShortTransfer)
+}
+
+func dir(write bool) string {
+	if write {
+		return "write"
+	}
+	return "read"
+}
+
+// check validates alignment and range before anything is submitted, so a
+// bug shows as ErrAlign or ErrRange instead of the kernel's EINVAL.
+func (d *Device) check(io *IO) error {
+	n := len(io.Buf)
+	switch {
+	case n == 0:
+		return nil
+	case io.Off < 0 || io.Off%int64(d.align) != 0 || n%d.align != 0:
+		return fmt.Errorf("nvme: %s %d bytes at %d (alignment %d): %w", dir(io.Write), n, io.Off, d.align, ErrAlign)
+	case uintptr(unsafe.Pointer(&io.Buf[0]))%uintptr(d.memAlign) != 0:
+		return fmt.Errorf("nvme: %s buffer address not %d-aligned: %w", dir(io.Write), d.memAlign, ErrAlign)
+	case io.Off > d.size-int64(n):
+		return fmt.Errorf("nvme: %s %d bytes at %d past size %d: %w", dir(io.Write), n, io.Off, d.size, ErrRange)
+	}
+	return nil
+}
+
+// Close waits for transfers in flight and releases the device, its engine
+// and its private buffers.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	d.release()
+	return nil
+}
+
+var directProbe sync.Map // st_dev -> error (nil: supported)
+
+// ProbeDirectIO reports whether the file system holding dir accepts
+// O_DIRECT, by creating and opening a scratch file there once per file
+// system; the answer is cached. A refusal matches ErrNotSupported.
+func ProbeDirectIO(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return os.NewSyscallError("stat", err)
+	}
+	if v, ok := directProbe.Load(st.Dev); ok {
+		err, _ := v.(error)
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".nvme-probe-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	_ = f.Close()
+	defer os.Remove(name)
+	d, err := Open(filepath.Clean(name), Options{Size: 64 << 10, Engine: EngineSync, BufferPool: 1 << 20})
+	if err == nil {
+		err = d.probeTransfer()
+		_ = d.Close()
+	}
+	if err != nil && !errors.Is(err, ErrNotSupported) {
+		return err // not a verdict about the file system; do not cache
+	}
+	directProbe.Store(st.Dev, err)
+	return err
+}
+
+// probeTransfer writes and reads one aligned block: some file systems open
+// with O_DIRECT and refuse the transfer instead.
+func (d *Device) probeTransfer() error {
+	b, err := d.AllocBuffer(d.align)
+	if err != nil {
+		return err
+	}
+	defer d.FreeBuffer(b)
+	if _, err := d.WriteAt(b, 0); err != nil {
+		if errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("%w: %w", ErrNotSupported, err)
+		}
+		return err
+	}
+	_, err = d.ReadAt(b, 0)
+	return err
+}

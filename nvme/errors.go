@@ -1,0 +1,28 @@
+package nvme
+
+import "errors"
+
+// Errors returned by this package. Callers match them with errors.Is; device
+// errors from the kernel are returned wrapped in an *os.SyscallError, so
+// errors.Is(err, syscall.EIO) and errors.Is(err, syscall.ENOSPC) work too.
+var (
+	// ErrNotSupported: a feature probe failed. The file system refuses
+	// O_DIRECT, or the kernel has no (or a disabled) io_uring. Probes run
+	// once and the answer is cached; tests skip on this error.
+	ErrNotSupported = errors.New("nvme: not supported")
+	// ErrClosed: the device or ring was closed.
+	ErrClosed = errors.New("nvme: closed")
+	// ErrAlign: an offset, length or buffer address is not a multiple of
+	// the device's direct-I/O alignment (see Device.Align, Device.MemAlign).
+	ErrAlign = errors.New("nvme: misaligned direct I/O")
+	// ErrRange: a transfer reaches past the end of the device.
+	ErrRange = errors.New("nvme: transfer out of range")
+	// ErrShortTransfer: the device transferred nothing although bytes
+	// remained; partial transfers are retried and never surface.
+	ErrShortTransfer = errors.New("nvme: short transfer")
+	// ErrNoSpace: an allocator has no room for the request.
+	ErrNoSpace = errors.New("nvme: no space")
+	// ErrForeign: a buffer given back to a BufferSource was not one of
+	// its own.
+	ErrForeign = errors.New("nvme: foreign buffer")
+)
