@@ -1,0 +1,98 @@
+package netio
+
+import (
+	"errors"
+	"runtime"
+	"time"
+)
+
+// Config tunes a Server. Zero fields take the defaults documented on each.
+type Config struct {
+	// Loops is the number of event loops, each with its own goroutine,
+	// epoll instance and SO_REUSEPORT listener. Default runtime.NumCPU().
+	Loops int
+	// MaxConns bounds open connections over all loops; a connection beyond
+	// it is accepted and closed at once. Default 10000.
+	MaxConns int
+	// ReadBuffer is the size of one read(2), into a buffer shared by all
+	// connections of a loop. Default 64 KiB.
+	ReadBuffer int
+	// MaxReadPerPass caps the bytes read from one connection in one pass of
+	// the loop, so one busy client cannot starve the others. Default 256 KiB.
+	MaxReadPerPass int
+	// MaxInbound is how many unconsumed bytes a connection may hold; when
+	// it holds that many it is closed with ErrInboundLimit. Default 1 MiB.
+	MaxInbound int
+	// MaxOutbound is the queued-output high-water mark: above it the loop
+	// stops reading the connection, and resumes once half of it has drained.
+	// Default 4 MiB.
+	MaxOutbound int
+	// BusyPoll, when positive, makes a loop spin on epoll_wait with a zero
+	// timeout for this long after its last event before it blocks. See the
+	// package doc for where it pays. Default 0 (off).
+	BusyPoll time.Duration
+	// LockOSThread wires each loop goroutine to its own OS thread.
+	// See the package doc for the measurement. Default false.
+	LockOSThread bool
+}
+
+// Default values of Config fields.
+const (
+	DefaultMaxConns       = 10000
+	DefaultReadBuffer     = 64 << 10
+	DefaultMaxReadPerPass = 256 << 10
+	DefaultMaxInbound     = 1 << 20
+	DefaultMaxOutbound    = 4 << 20
+)
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.Loops <= 0 {
+		c.Loops = runtime.NumCPU()
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.ReadBuffer <= 0 {
+		c.ReadBuffer = DefaultReadBuffer
+	}
+	if c.MaxReadPerPass <= 0 {
+		c.MaxReadPerPass = DefaultMaxReadPerPass
+	}
+	if c.MaxInbound <= 0 {
+		c.MaxInbound = DefaultMaxInbound
+	}
+	if c.MaxOutbound <= 0 {
+		c.MaxOutbound = DefaultMaxOutbound
+	}
+	return c
+}
+
+// Errors passed to Handler.OnClose (matched with errors.Is) and returned by
+// Listen.
+var (
+	// ErrServerClosed: the connection was closed by Server.Close.
+	ErrServerClosed = errors.New("netio: server closed")
+	// ErrInboundLimit: the connection held Config.MaxInbound unconsumed bytes.
+	ErrInboundLimit = errors.New("netio: unconsumed input over limit")
+	// ErrBadConsumed: OnData returned a consumed count outside [0, len(in)].
+	ErrBadConsumed = errors.New("netio: handler consumed out of range")
+	// ErrBadAddress: Listen was given an address it cannot bind.
+	ErrBadAddress = errors.New("netio: bad listen address")
+)
+
+// Stats is a snapshot of a Server's counters, summed over its loops.
+type Stats struct {
+	Open     int64  // connections open now
+	Accepted uint64 // connections accepted and opened
+	Refused  uint64 // connections accepted and closed at once (MaxConns)
+	Closed   uint64 // opened connections closed
+	BytesIn  uint64 // bytes read from connections
+	BytesOut uint64 // bytes written to connections
+	Reads    uint64 // read(2) calls that returned data
+	Writevs  uint64 // writev(2) calls that wrote data
+	Passes   uint64 // loop passes (epoll_wait returns)
+	Wakeups  uint64 // eventfd wake-ups handled
+	Tasks    uint64 // posted functions run
+	Paused   uint64 // times a connection stopped being read (MaxOutbound)
+}

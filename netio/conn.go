@@ -1,0 +1,425 @@
+package netio
+
+import (
+	"io"
+	"net/netip"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handler receives a connection's events. All calls for one connection are
+// made on its loop goroutine, one at a time.
+type Handler interface {
+	// OnOpen is called after accept, before any OnData.
+	OnOpen(c *Conn)
+	// OnData gets in, all bytes received and not yet consumed, and returns
+	// how many it consumed from the front. It should consume every complete
+	// frame in one call (many pipelined requests arrive in one read).
+	//
+	// in is valid only during the call: it may be the loop's shared read
+	// buffer. Unconsumed bytes are moved to a per-connection buffer and
+	// presented again, with new bytes appended, on the next call. To keep
+	// bytes past the call, copy them or use SetSink.
+	//
+	// A non-nil err closes the connection after a best-effort flush of its
+	// queued output; OnClose then gets err.
+	OnData(c *Conn, in []byte) (consumed int, err error)
+	// OnClose is called exactly once per opened connection, on its loop,
+	// after its socket is closed and its queued output released. err is nil
+	// after Conn.Close, io.EOF when the peer closed, ErrServerClosed at
+	// shutdown, the error OnData returned, or a wrapped syscall error.
+	OnClose(c *Conn, err error)
+}
+
+// Releaser is told when memory passed to Conn.WriteRef is no longer used.
+type Releaser interface{ Release() }
+
+// Sink receives a run of inbound bytes straight into caller memory, such as
+// a PUT payload into slab memory, without passing through OnData.
+type Sink interface {
+	// Next returns the next region to fill; an empty one means complete.
+	Next() []byte
+	// Advance records that the first n bytes of Next() were filled.
+	Advance(n int)
+	// Done is called once on the loop goroutine when Next() is empty.
+	// Bytes after the sink's end go to OnData again. If the connection
+	// closes first, Done is not called: OnClose must free the sink.
+	Done()
+}
+
+// Conn is one accepted connection. Except Post, its methods must be called
+// on its loop goroutine: from Handler callbacks or functions given to Post.
+type Conn struct {
+	loop *Loop
+	fd   int
+	id   uint64
+	sa   unix.Sockaddr
+	ctx  any
+
+	in   []byte // unconsumed input in a pooled buffer, or nil when none
+	out  outQueue
+	sink Sink
+
+	events   uint32 // the epoll interest set registered for fd
+	dirty    bool   // on loop.dirty for this pass
+	closing  bool   // Close was called or OnData failed; closes at flush
+	closed   bool
+	paused   bool // not reading: queued output is over MaxOutbound
+	noFlush  bool // the socket failed: do not try to flush on close
+	closeErr error
+}
+
+// ID returns the connection's id, unique within its server, from 1 up.
+func (c *Conn) ID() uint64 { return c.id }
+
+// Loop returns the loop serving c.
+func (c *Conn) Loop() *Loop { return c.loop }
+
+// Context returns the value set by SetContext.
+func (c *Conn) Context() any { return c.ctx }
+
+// SetContext attaches per-connection handler state to c.
+func (c *Conn) SetContext(v any) { c.ctx = v }
+
+// Pending returns the bytes queued for output and not yet sent.
+func (c *Conn) Pending() int { return c.out.pending }
+
+// RemoteAddr returns the peer's "ip:port".
+func (c *Conn) RemoteAddr() string {
+	switch a := c.sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	}
+	return ""
+}
+
+// Write copies p to c's output. Output is sent with writev at the end of
+// the loop's pass, coalesced with everything else queued for c. p may be
+// reused as soon as Write returns. Writes to a closed connection are dropped.
+func (c *Conn) Write(p []byte) {
+	if c.closed || len(p) == 0 {
+		return
+	}
+	c.out.write(p, &c.loop.pool)
+	c.loop.markDirty(c)
+}
+
+// WriteRef queues p without copying it: writev reads it straight from the
+// caller's memory, so p must stay unchanged until r is released. r (may be
+// nil) is released exactly once, on c's loop, after p has been fully sent
+// or when c closes; on a closed connection at once. Order with Write is kept.
+func (c *Conn) WriteRef(p []byte, r Releaser) {
+	if c.closed {
+		if r != nil {
+			r.Release()
+		}
+		return
+	}
+	c.out.writeRef(p, r)
+	c.loop.markDirty(c)
+}
+
+// SetSink is called inside OnData: the bytes after the consumed ones go
+// into s, first those already received, then read(2) straight into s's
+// regions, until s is complete. OnData gets the bytes after that.
+func (c *Conn) SetSink(s Sink) { c.sink = s }
+
+// Close closes c at the end of the current pass, after a best-effort flush
+// of its queued output. OnClose gets a nil error.
+func (c *Conn) Close() {
+	if c.closed || c.closing {
+		return
+	}
+	c.closing = true
+	c.loop.markDirty(c)
+}
+
+// Post runs f(c) on c's loop soon, unless c has closed by then. It may be
+// called from any goroutine: it is how asynchronous work (a disk read
+// completing) answers on a connection.
+func (c *Conn) Post(f func(c *Conn)) { c.loop.enqueue(task{cf: f, c: c}) }
+
+// onReadable reads from c until the socket is drained, the pass budget
+// MaxReadPerPass is spent, or the connection stops (closing, paused).
+func (l *Loop) onReadable(c *Conn) {
+	budget := l.cfg.MaxReadPerPass
+	for budget > 0 && !c.closing && !c.closed {
+		var n, want int
+		var err error
+		if c.sink != nil {
+			r := c.sink.Next()
+			if len(r) == 0 {
+				c.finishSink() // completed outside OnData: nothing to read
+				continue
+			}
+			n, want, err = l.readSink(c, r[:min(len(r), budget)])
+		} else {
+			n, want, err = l.readData(c, budget)
+		}
+		if err != nil {
+			if err != unix.EAGAIN {
+				c.noFlush = true
+				l.closeConn(c, os.NewSyscallError("read", err))
+			}
+			return
+		}
+		if n == 0 {
+			l.closeConn(c, io.EOF)
+			return
+		}
+		budget -= n
+		if n < want || c.out.pending > l.cfg.MaxOutbound {
+			// A short read means the socket is drained; level-triggered
+			// epoll reports it again if more arrives. Over MaxOutbound the
+			// flush pauses reading.
+			return
+		}
+	}
+}
+
+// read is read(2) that retries on EINTR and counts.
+func (l *Loop) read(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if n > 0 {
+			l.stats.reads.Add(1)
+			l.stats.bytesIn.Add(uint64(n))
+		}
+		return n, err
+	}
+}
+
+// readSink reads straight into r, the start of the sink's next region.
+func (l *Loop) readSink(c *Conn, r []byte) (n, want int, err error) {
+	if n, err = l.read(c.fd, r); n > 0 {
+		c.sink.Advance(n)
+		if len(c.sink.Next()) == 0 {
+			c.finishSink()
+		}
+	}
+	return n, len(r), err
+}
+
+// readData reads new bytes and presents them to OnData. A connection with
+// no leftover reads into the loop's shared buffer; one with leftover reads
+// into the free tail of its own buffer, so the bytes are contiguous.
+func (l *Loop) readData(c *Conn, budget int) (n, want int, err error) {
+	if len(c.in) == 0 {
+		buf := l.readBuf[:min(len(l.readBuf), budget)]
+		if n, err = l.read(c.fd, buf); n > 0 {
+			l.deliver(c, buf[:n], true)
+		}
+		return n, len(buf), err
+	}
+	c.growIn()
+	room := min(cap(c.in)-len(c.in), budget, l.cfg.MaxInbound-len(c.in))
+	buf := c.in[len(c.in) : len(c.in)+room]
+	if n, err = l.read(c.fd, buf); n > 0 {
+		c.in = c.in[:len(c.in)+n]
+		l.deliver(c, c.in, false)
+	}
+	return n, room, err
+}
+
+// minSpare is the free room below which a leftover buffer grows before a
+// read, so reads into it stay large.
+const minSpare = 4 << 10
+
+// growIn makes room after c.in's leftover bytes, moving them to a larger
+// pooled buffer when less than minSpare is free.
+func (c *Conn) growIn() {
+	if cap(c.in)-len(c.in) >= minSpare {
+		return
+	}
+	pool := &c.loop.pool
+	nb := pool.get(min(max(2*len(c.in), len(c.in)+4*minSpare), c.loop.cfg.MaxInbound))
+	nb = append(nb, c.in...)
+	pool.put(c.in)
+	c.in = nb
+}
+
+// deliver hands data to OnData (and to a sink set there) and keeps what is
+// left unconsumed. shared says data is in the loop's read buffer, which the
+// next read reuses, so leftovers must be copied out of it.
+func (l *Loop) deliver(c *Conn, data []byte, shared bool) {
+	for !c.closing && !c.closed {
+		consumed, err := l.h.OnData(c, data)
+		if err == nil && (consumed < 0 || consumed > len(data)) {
+			err = ErrBadConsumed
+		}
+		if err != nil {
+			c.closeErr = err
+			c.Close()
+			break
+		}
+		data = data[consumed:]
+		if c.sink == nil || c.fillSink(&data) || len(data) == 0 {
+			break
+		}
+		// The sink completed inside data: OnData gets the rest.
+	}
+	l.keep(c, data, shared)
+}
+
+// fillSink copies already-received bytes from the front of *data into the
+// sink. It reports whether the sink is still open (then *data is empty).
+func (c *Conn) fillSink(data *[]byte) bool {
+	for c.sink != nil {
+		r := c.sink.Next()
+		if len(r) == 0 {
+			c.finishSink()
+			return false
+		}
+		if len(*data) == 0 {
+			return true
+		}
+		n := copy(r, *data)
+		c.sink.Advance(n)
+		*data = (*data)[n:]
+	}
+	return false
+}
+
+// finishSink detaches the sink and tells it it is complete.
+func (c *Conn) finishSink() {
+	s := c.sink
+	c.sink = nil
+	s.Done()
+}
+
+// keep stores the unconsumed rest of the input in c.in, or frees c.in when
+// nothing is left, and enforces MaxInbound.
+func (l *Loop) keep(c *Conn, rest []byte, shared bool) {
+	if c.closed {
+		return
+	}
+	switch {
+	case len(rest) == 0:
+		if c.in != nil {
+			l.pool.put(c.in)
+			c.in = nil
+		}
+	case shared:
+		c.in = append(l.pool.get(max(len(rest)+4*minSpare, 2*len(rest))), rest...)
+	default:
+		// rest is the tail of c.in: move it to the front.
+		c.in = c.in[:copy(c.in, rest)]
+	}
+	if len(c.in) >= l.cfg.MaxInbound && !c.closing {
+		c.closeErr = ErrInboundLimit
+		c.Close()
+	}
+}
+
+// flush writes c's queued output with writev until it is sent or the socket
+// is full, then updates c's epoll interest (EPOLLOUT only while output is
+// pending; EPOLLIN off while paused).
+func (l *Loop) flush(c *Conn) {
+	for c.out.has() {
+		cnt, total := c.out.iovecs(l.iov)
+		n, err := l.writev(c.fd, cnt)
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			c.noFlush = true
+			l.closeConn(c, os.NewSyscallError("writev", err))
+			return
+		}
+		c.out.consume(n, &l.pool)
+		if n < total {
+			break
+		}
+	}
+	l.updateInterest(c)
+}
+
+// writev writes the first cnt entries of l.iov. It allocates nothing: the
+// iovec array is the loop's own.
+func (l *Loop) writev(fd, cnt int) (int, error) {
+	if cnt == 0 {
+		return 0, nil
+	}
+	for {
+		r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&l.iov[0])), uintptr(cnt))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		l.stats.wvs.Add(1)
+		l.stats.bytesOut.Add(uint64(r))
+		return int(r), nil
+	}
+}
+
+// updateInterest pauses or resumes reading c by its queued output and
+// changes its epoll registration only when that differs.
+func (l *Loop) updateInterest(c *Conn) {
+	switch {
+	case !c.paused && c.out.pending > l.cfg.MaxOutbound:
+		c.paused = true
+		l.stats.paused.Add(1)
+	case c.paused && c.out.pending <= l.cfg.MaxOutbound/2:
+		c.paused = false
+	}
+	var want uint32
+	if !c.paused {
+		want |= unix.EPOLLIN
+	}
+	if c.out.has() {
+		want |= unix.EPOLLOUT
+	}
+	if want == c.events {
+		return
+	}
+	if err := l.ctl(unix.EPOLL_CTL_MOD, c.fd, want); err != nil {
+		c.noFlush = true
+		l.closeConn(c, err)
+		return
+	}
+	c.events = want
+}
+
+// closeConn flushes what it can (unless the socket failed), closes the
+// socket, releases every buffer and reference c holds, and calls OnClose.
+func (l *Loop) closeConn(c *Conn, err error) {
+	if c.closed {
+		return
+	}
+	if !c.noFlush {
+		for c.out.has() {
+			cnt, total := c.out.iovecs(l.iov)
+			n, werr := l.writev(c.fd, cnt)
+			if werr != nil {
+				break
+			}
+			c.out.consume(n, &l.pool)
+			if n < total {
+				break
+			}
+		}
+	}
+	c.closed = true
+	c.closing = false
+	// Closing the socket also removes it from the epoll set.
+	unix.Close(c.fd)
+	l.conns[c.fd] = nil
+	c.out.drop(&l.pool)
+	if c.in != nil {
+		l.pool.put(c.in)
+		c.in = nil
+	}
+	c.sink = nil
+	l.srv.open.Add(-1)
+	l.stats.closed.Add(1)
+	l.h.OnClose(c, err)
+}

@@ -1,0 +1,379 @@
+package netio
+
+import (
+	"io"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	maxEvents      = 256  // epoll events taken per pass
+	maxIovecs      = 1024 // IOV_MAX on Linux
+	acceptPerEvent = 128  // accepts per listener event, so conns get served too
+)
+
+// task is a function posted to a loop: f for Loop.Post, or cf with its
+// connection for Conn.Post.
+type task struct {
+	f  func()
+	cf func(*Conn)
+	c  *Conn
+}
+
+// Loop is one event loop: a goroutine blocked in epoll_wait over its
+// listener, its connections and an eventfd for wake-ups. Everything a loop
+// owns (its connections, buffers and pool) is touched only by its goroutine,
+// except the task queue, which Post fills from anywhere under mu.
+type Loop struct {
+	srv  *Server
+	idx  int
+	cfg  Config
+	h    Handler
+	epfd int
+	evfd int
+	lnfd int
+
+	events  []unix.EpollEvent
+	conns   []*Conn // indexed by fd
+	readBuf []byte  // shared by all connections for read(2)
+	iov     []unix.Iovec
+	pool    bufPool
+	dirty   []*Conn // connections with output or a close pending this pass
+	evbuf   [8]byte
+	ctlEv   unix.EpollEvent
+
+	mu      sync.Mutex
+	tasks   []task // filled by Post, under mu
+	stopped bool   // under mu: the loop has exited; Post drops
+	running []task // the batch being run, loop goroutine only
+
+	wakeArmed atomic.Bool // an eventfd write is outstanding
+	stopReq   atomic.Bool
+	stats     loopStats
+}
+
+// loopStats are a loop's counters. They are atomics only so Stats can read
+// them from other goroutines; each is written by its loop alone.
+type loopStats struct {
+	accepted, refused, closed      atomic.Uint64
+	bytesIn, bytesOut, reads, wvs  atomic.Uint64
+	passes, wakeups, tasks, paused atomic.Uint64
+	_                              [64]byte // keep loops off each other's cache lines
+}
+
+func (s *loopStats) addTo(st *Stats) {
+	st.Accepted += s.accepted.Load()
+	st.Refused += s.refused.Load()
+	st.Closed += s.closed.Load()
+	st.BytesIn += s.bytesIn.Load()
+	st.BytesOut += s.bytesOut.Load()
+	st.Reads += s.reads.Load()
+	st.Writevs += s.wvs.Load()
+	st.Passes += s.passes.Load()
+	st.Wakeups += s.wakeups.Load()
+	st.Tasks += s.tasks.Load()
+	st.Paused += s.paused.Load()
+}
+
+// newLoop creates the epoll instance and eventfd of a loop and registers
+// the listener lnfd with it.
+func newLoop(s *Server, idx, lnfd int) (*Loop, error) {
+	l := &Loop{srv: s, idx: idx, cfg: s.cfg, h: s.h, epfd: -1, evfd: -1, lnfd: lnfd}
+	var err error
+	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if l.evfd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		unix.Close(l.epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	for _, fd := range []int{l.evfd, lnfd} {
+		if err = l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
+			unix.Close(l.epfd)
+			unix.Close(l.evfd)
+			return nil, err
+		}
+	}
+	l.events = make([]unix.EpollEvent, maxEvents)
+	l.readBuf = make([]byte, l.cfg.ReadBuffer)
+	l.iov = make([]unix.Iovec, maxIovecs)
+	return l, nil
+}
+
+// ctl is epoll_ctl with fd as the event data.
+func (l *Loop) ctl(op, fd int, events uint32) error {
+	l.ctlEv = unix.EpollEvent{Events: events, Fd: int32(fd)}
+	if err := unix.EpollCtl(l.epfd, op, fd, &l.ctlEv); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// closeFDs closes the loop's descriptors (listener included).
+func (l *Loop) closeFDs() {
+	unix.Close(l.lnfd)
+	unix.Close(l.evfd)
+	unix.Close(l.epfd)
+}
+
+// run is the loop goroutine: wait, dispatch every event, then flush all
+// output queued during the pass with one writev per connection.
+func (l *Loop) run() {
+	defer l.srv.wg.Done()
+	if l.cfg.LockOSThread {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	var spinUntil int64
+	for !l.stopReq.Load() {
+		n, err := l.wait(&spinUntil)
+		if err != nil {
+			// epoll_wait on a valid epfd only fails on programming errors;
+			// panicking beats spinning on an error forever.
+			panic(err)
+		}
+		for i := 0; i < n; i++ {
+			l.dispatch(&l.events[i])
+		}
+		l.flushDirty()
+		l.stats.passes.Add(1)
+	}
+	l.shutdown()
+}
+
+// wait returns the next batch of events. With BusyPoll it polls with a zero
+// timeout until BusyPoll has passed since the last event, then blocks.
+func (l *Loop) wait(spinUntil *int64) (int, error) {
+	if l.cfg.BusyPoll > 0 && nanotime() < *spinUntil {
+		n, err := epollPoll(l.epfd, l.events)
+		if n > 0 {
+			*spinUntil = nanotime() + int64(l.cfg.BusyPoll)
+		}
+		return n, err
+	}
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, os.NewSyscallError("epoll_wait", err)
+		}
+		if l.cfg.BusyPoll > 0 {
+			*spinUntil = nanotime() + int64(l.cfg.BusyPoll)
+		}
+		return n, nil
+	}
+}
+
+// epollPoll is epoll_wait with a zero timeout. It never blocks, so it uses
+// the raw syscall and skips the scheduler hand-off a blocking call needs.
+func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(epfd),
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		if e == unix.EINTR {
+			return 0, nil
+		}
+		return 0, os.NewSyscallError("epoll_wait", e)
+	}
+	return int(r), nil
+}
+
+var clockBase = time.Now()
+
+// nanotime is a monotonic clock reading in nanoseconds.
+func nanotime() int64 { return int64(time.Since(clockBase)) }
+
+// dispatch handles one epoll event.
+func (l *Loop) dispatch(ev *unix.EpollEvent) {
+	fd := int(ev.Fd)
+	switch fd {
+	case l.evfd:
+		l.runTasks()
+		return
+	case l.lnfd:
+		l.accept()
+		return
+	}
+	if fd >= len(l.conns) || l.conns[fd] == nil {
+		return
+	}
+	c := l.conns[fd]
+	switch {
+	case ev.Events&unix.EPOLLIN != 0 && !c.paused:
+		l.onReadable(c)
+	case ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0:
+		l.closeConn(c, sockError(fd))
+		return
+	}
+	if ev.Events&unix.EPOLLOUT != 0 && !c.closed {
+		l.markDirty(c)
+	}
+}
+
+// sockError returns the pending error of a socket, or io.EOF when it has
+// none (the peer hung up).
+func sockError(fd int) error {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return os.NewSyscallError("getsockopt SO_ERROR", err)
+	}
+	if v != 0 {
+		return os.NewSyscallError("socket", unix.Errno(v))
+	}
+	return io.EOF
+}
+
+// wake makes the loop's epoll_wait return. Many calls before the loop runs
+// cost one eventfd write: the flag stays set until the loop has read it.
+func (l *Loop) wake() {
+	if l.wakeArmed.CompareAndSwap(false, true) {
+		if _, err := unix.Write(l.evfd, wakeOne[:]); err != nil && err != unix.EAGAIN {
+			l.wakeArmed.Store(false)
+		}
+	}
+}
+
+// wakeOne is the eventfd increment; read-only.
+var wakeOne = [8]byte{1}
+
+// stop asks the loop to shut down and wakes it.
+func (l *Loop) stop() {
+	l.mu.Lock()
+	l.stopReq.Store(true)
+	if !l.stopped {
+		l.wake()
+	}
+	l.mu.Unlock()
+}
+
+// Post runs f on the loop goroutine soon, after the events of the current
+// pass. It may be called from any goroutine, the loop's own included. After
+// the server has closed, f is dropped.
+func (l *Loop) Post(f func()) { l.enqueue(task{f: f}) }
+
+// enqueue adds t to the task queue and wakes the loop. The eventfd write
+// happens under mu so it cannot race with the loop closing the eventfd.
+func (l *Loop) enqueue(t task) {
+	l.mu.Lock()
+	if !l.stopped {
+		l.tasks = append(l.tasks, t)
+		l.wake()
+	}
+	l.mu.Unlock()
+}
+
+// runTasks runs the batch of posted tasks queued so far. Tasks posted while
+// it runs go to the next batch (the eventfd is readable again by then).
+func (l *Loop) runTasks() {
+	unix.Read(l.evfd, l.evbuf[:]) // resets the counter; EAGAIN is harmless
+	l.wakeArmed.Store(false)
+	l.stats.wakeups.Add(1)
+	l.mu.Lock()
+	l.tasks, l.running = l.running[:0], l.tasks
+	l.mu.Unlock()
+	for i := range l.running {
+		t := &l.running[i]
+		switch {
+		case t.f != nil:
+			t.f()
+		case !t.c.closed:
+			t.cf(t.c)
+		}
+		*t = task{}
+	}
+	l.stats.tasks.Add(uint64(len(l.running)))
+}
+
+// accept takes pending connections from the listener.
+func (l *Loop) accept() {
+	for i := 0; i < acceptPerEvent; i++ {
+		nfd, sa, err := unix.Accept4(l.lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		switch {
+		case err == unix.EINTR || err == unix.ECONNABORTED:
+			continue
+		case err != nil:
+			// EAGAIN: drained. EMFILE and the like: the listener stays
+			// readable and is retried next pass.
+			return
+		}
+		if l.srv.open.Add(1) > int64(l.cfg.MaxConns) {
+			l.srv.open.Add(-1)
+			unix.Close(nfd)
+			l.stats.refused.Add(1)
+			continue
+		}
+		l.open(nfd, sa)
+	}
+}
+
+// open registers an accepted socket and hands it to the handler.
+func (l *Loop) open(fd int, sa unix.Sockaddr) {
+	// Requests and responses are small and latency-bound: no Nagle.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
+		unix.Close(fd)
+		l.srv.open.Add(-1)
+		l.stats.refused.Add(1)
+		return
+	}
+	c := &Conn{loop: l, fd: fd, sa: sa, id: l.srv.nextID.Add(1), events: unix.EPOLLIN}
+	for fd >= len(l.conns) {
+		l.conns = append(l.conns, nil)
+	}
+	l.conns[fd] = c
+	l.stats.accepted.Add(1)
+	l.h.OnOpen(c)
+}
+
+// markDirty puts c on the list flushed at the end of the pass.
+func (l *Loop) markDirty(c *Conn) {
+	if !c.dirty {
+		c.dirty = true
+		l.dirty = append(l.dirty, c)
+	}
+}
+
+// flushDirty writes out, or closes, every connection marked this pass.
+// OnClose may mark more connections; they are handled in the same call.
+func (l *Loop) flushDirty() {
+	for i := 0; i < len(l.dirty); i++ {
+		c := l.dirty[i]
+		l.dirty[i] = nil
+		c.dirty = false
+		switch {
+		case c.closed:
+		case c.closing:
+			l.closeConn(c, c.closeErr)
+		default:
+			l.flush(c)
+		}
+	}
+	l.dirty = l.dirty[:0]
+}
+
+// shutdown closes every connection and the loop's descriptors, runs the
+// tasks already posted, and marks the loop stopped so later Posts drop.
+func (l *Loop) shutdown() {
+	unix.Close(l.lnfd)
+	for _, c := range l.conns {
+		if c != nil {
+			l.closeConn(c, ErrServerClosed)
+		}
+	}
+	l.flushDirty()
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+	l.runTasks()
+	l.flushDirty() // tasks may have queued output on closed conns: dropped
+	unix.Close(l.evfd)
+	unix.Close(l.epfd)
+}
