@@ -2,7 +2,6 @@ package nvme
 
 import (
 	"bytes"
-	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -106,5 +105,3 @@ func roundTrip(t testing.TB, d *Device, rng *rand.Rand, off int64, n int) {
 		t.Fatalf("read back differs at %d (%d bytes)", off, n)
 	}
 }
-
-func isErr(err, target error) bool { return errors.Is(err, target) }
