@@ -162,6 +162,11 @@ func NewReader(r io.Reader, size, maxBulk int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, size), maxBulk: maxBulk}
 }
 
+// Buffered is the number of bytes read from the stream but not yet decoded
+// (a fake server flushes its answers when it reaches 0, the end of a
+// pipeline).
+func (r *Reader) Buffered() int { return r.r.Buffered() }
+
 // Next reads and decodes the next reply. A reply cut short by the end of the
 // stream returns io.ErrUnexpectedEOF; a clean end between replies io.EOF.
 func (r *Reader) Next() (Reply, error) {

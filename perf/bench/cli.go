@@ -1,0 +1,256 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+
+	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/units"
+)
+
+// Mode is what one invocation of the command does.
+type Mode uint8
+
+// Modes.
+const (
+	ModeRun      Mode = iota // drive a store (the default)
+	ModeLoopback             // measure a single-stream loopback TCP transfer
+	ModeMatrix               // list the comparison cells for a script
+	ModeReport               // print the comparison table from a results file
+)
+
+// Options are the parsed command line.
+type Options struct {
+	Mode   Mode
+	Store  string // "pocket" or "redis"
+	Addr   string // host:port of the store
+	Config Config
+	JSON   bool
+	Label  string
+	Job    string
+	Token  string
+	Epoch  uint64
+	Chunk  int    // loopback write size
+	Report string // results file for ModeReport
+}
+
+// Target is the store's address as a URL, as printed in results.
+func (o *Options) Target() string { return o.Store + "://" + o.Addr }
+
+// sizeFlag is a byte size flag written like 1KiB or 512MiB.
+type sizeFlag struct{ n *int }
+
+func (s sizeFlag) String() string {
+	if s.n == nil {
+		return ""
+	}
+	return units.FormatSize(int64(*s.n))
+}
+
+func (s sizeFlag) Set(v string) error {
+	n, err := units.ParseSize(v)
+	if err != nil {
+		return err
+	}
+	if n > math.MaxInt32 {
+		return fmt.Errorf("size %q: larger than 2 GiB", v)
+	}
+	*s.n = int(n)
+	return nil
+}
+
+const usageText = `usage: pocket bench --addr HOST:PORT | --target redis://HOST:PORT  [flags]
+       pocket bench --loopback [--duration D] [--chunk SIZE]
+       pocket bench --matrix | --report RESULTS.jsonl
+
+Drives a storage node (--addr or --target pocket://HOST:PORT) or a Redis
+server (--target redis://HOST:PORT) with one load generator and prints
+ops/s, MB/s and latency percentiles. A get run first preloads its keys.
+
+`
+
+// ParseArgs parses the bench command line. Errors are returned, with the
+// usage already written to errOut.
+func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
+	o := &Options{Config: Config{Size: 1 << 10}, Chunk: 1 << 20}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() { fmt.Fprint(errOut, usageText); fs.PrintDefaults() }
+	addr := fs.String("addr", "", "`HOST:PORT` of a storage node")
+	target := fs.String("target", "", "store `URL`: redis://HOST:PORT or pocket://HOST:PORT")
+	op := fs.String("op", "get", "operation: get or put")
+	fs.Var(sizeFlag{&o.Config.Size}, "size", "value `SIZE` (1KiB, 1MiB, ...)")
+	fs.IntVar(&o.Config.Conns, "conns", 50, "connections, one goroutine each")
+	fs.IntVar(&o.Config.Pipeline, "pipeline", 1, "requests in flight per connection (1: no pipelining)")
+	fs.DurationVar(&o.Config.Duration, "duration", 5e9, "measured `time`")
+	fs.DurationVar(&o.Config.Warmup, "warmup", 5e8, "unmeasured `time` before the measurement")
+	fs.IntVar(&o.Config.Keys, "keys", 0, "distinct keys (0: min(100000, 256MiB/size))")
+	fs.BoolVar(&o.JSON, "json", false, "print one JSON object instead of text")
+	fs.StringVar(&o.Label, "label", "", "label stored in the result (for --report)")
+	fs.StringVar(&o.Job, "job", "bench", "job id stamped on requests to a node")
+	fs.StringVar(&o.Token, "token", "", "capability token stamped on requests to a node")
+	fs.Uint64Var(&o.Epoch, "epoch", 0, "placement-map epoch stamped on requests to a node")
+	loopback := fs.Bool("loopback", false, "measure one TCP stream over 127.0.0.1 instead of a store")
+	fs.Var(sizeFlag{&o.Chunk}, "chunk", "write `SIZE` of --loopback")
+	matrix := fs.Bool("matrix", false, "list the comparison cells: name op size conns pipeline")
+	fs.StringVar(&o.Report, "report", "", "print the comparison table of a results `file` (JSON lines)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError(fs, "unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case *matrix:
+		o.Mode = ModeMatrix
+		return o, nil
+	case o.Report != "":
+		o.Mode = ModeReport
+		return o, nil
+	case *loopback:
+		o.Mode = ModeLoopback
+		if o.Config.Duration <= 0 || o.Config.Warmup < 0 || o.Chunk < 1 {
+			return nil, usageError(fs, "--duration and --chunk must be positive")
+		}
+		return o, nil
+	}
+	var err error
+	if o.Config.Op, err = ParseOp(*op); err != nil {
+		return nil, usageError(fs, "%v", err)
+	}
+	if o.Store, o.Addr, err = parseTarget(*addr, *target); err != nil {
+		return nil, usageError(fs, "%v", err)
+	}
+	if err := o.Config.normalize(); err != nil {
+		return nil, usageError(fs, "%v", err)
+	}
+	return o, nil
+}
+
+func usageError(fs *flag.FlagSet, format string, a ...any) error {
+	err := fmt.Errorf(format, a...)
+	fmt.Fprintf(fs.Output(), "pocket bench: %v\n", err)
+	fs.Usage()
+	return err
+}
+
+// parseTarget resolves --addr or --target to a store kind and host:port.
+func parseTarget(addr, target string) (store, hostport string, err error) {
+	switch {
+	case addr != "" && target != "":
+		return "", "", errors.New("give --addr or --target, not both")
+	case addr != "":
+		store, hostport = "pocket", addr
+	case target != "":
+		u, err := url.Parse(target)
+		if err != nil {
+			return "", "", fmt.Errorf("--target: %w", err)
+		}
+		if u.Scheme != "redis" && u.Scheme != "pocket" {
+			return "", "", fmt.Errorf("--target %q: scheme must be redis:// or pocket://", target)
+		}
+		store, hostport = u.Scheme, u.Host
+		if u.Port() == "" && u.Scheme == "redis" {
+			hostport = net.JoinHostPort(u.Hostname(), "6379")
+		}
+	default:
+		return "", "", errors.New("give --addr HOST:PORT or --target redis://HOST:PORT")
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", "", fmt.Errorf("address %q: %w", hostport, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", "", fmt.Errorf("address %q: bad port", hostport)
+	}
+	if host == "" {
+		hostport = net.JoinHostPort("127.0.0.1", port)
+	}
+	return store, hostport, nil
+}
+
+// Dialer returns the dialer for the chosen store.
+func (o *Options) Dialer() Dialer {
+	if o.Store == "redis" {
+		return RESPDialer(o.Addr, o.Config.Size)
+	}
+	opts := client.ConnOptions{Job: []byte(o.Job), Epoch: o.Epoch}
+	if o.Token != "" {
+		opts.Token = []byte(o.Token)
+	}
+	return PocketDialer(o.Addr, opts, o.Config.Size)
+}
+
+// Main runs the bench command and returns the process exit status: 0 on
+// success, 1 when the run failed or saw wrong responses, 2 for bad usage.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := ParseArgs(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	switch o.Mode {
+	case ModeMatrix:
+		return status(stderr, WriteMatrix(stdout))
+	case ModeReport:
+		return report(o.Report, stdout, stderr)
+	case ModeLoopback:
+		st, err := Loopback(ctx, o.Config.Duration, o.Config.Warmup, o.Chunk)
+		if err != nil {
+			return status(stderr, err)
+		}
+		r := st.Result(o.Label)
+		return status(stderr, o.write(stdout, &r))
+	}
+	st, runErr := Run(ctx, o.Config, o.Dialer())
+	if st == nil {
+		return status(stderr, runErr)
+	}
+	r := NewResult(o.Target(), o.Label, st)
+	if err := o.write(stdout, &r); err != nil {
+		return status(stderr, err)
+	}
+	if runErr == nil && r.Errors > 0 {
+		runErr = fmt.Errorf("bench: %d wrong responses; first: %s", r.Errors, r.FirstError)
+	}
+	return status(stderr, runErr)
+}
+
+func (o *Options) write(w io.Writer, r *Result) error {
+	if o.JSON {
+		return r.WriteJSON(w)
+	}
+	return r.WriteText(w)
+}
+
+func report(path string, stdout, stderr io.Writer) int {
+	f, err := os.Open(path)
+	if err != nil {
+		return status(stderr, err)
+	}
+	defer f.Close()
+	results, err := ReadResults(f)
+	if err != nil {
+		return status(stderr, err)
+	}
+	return status(stderr, WriteComparison(stdout, results))
+}
+
+// status prints err, if any, and turns it into an exit status.
+func status(stderr io.Writer, err error) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "pocket bench: %v\n", err)
+	return 1
+}

@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Metric is the number a comparison cell is judged on.
+type Metric uint8
+
+// Metrics.
+const (
+	MetricOps  Metric = iota + 1 // ops/s, higher is better
+	MetricMBps                   // MB/s, higher is better
+	MetricP50                    // p50 latency, lower is better
+)
+
+func (m Metric) String() string {
+	switch m {
+	case MetricOps:
+		return "ops/s"
+	case MetricMBps:
+		return "MB/s"
+	case MetricP50:
+		return "p50 us"
+	}
+	return "?"
+}
+
+func (m Metric) of(r *Result) float64 {
+	switch m {
+	case MetricOps:
+		return r.OpsPerSec
+	case MetricMBps:
+		return r.MBPerSec
+	case MetricP50:
+		return r.P50us
+	}
+	return 0
+}
+
+func (m Metric) format(v float64) string {
+	switch m {
+	case MetricOps:
+		return fmtFloat(v, 0)
+	case MetricMBps:
+		return fmtFloat(v, 1)
+	}
+	return fmtFloat(v, 1)
+}
+
+// Cell is one line of the side-by-side comparison: the same load run
+// against our node and against Redis. Target is the ratio ours/Redis the
+// issue asks for (a floor for throughput, a ceiling for p50; 0: none).
+// LoopbackShare, when set, is the fraction of a single-stream loopback TCP
+// transfer, measured in the same run, that our MB/s must reach.
+type Cell struct {
+	Name          string
+	Title         string
+	Op            Op
+	Size          int64
+	Conns         int
+	Pipeline      int
+	Metric        Metric
+	Target        float64
+	LoopbackShare float64
+}
+
+// LoopbackLabel labels the loopback TCP measurement in a results file.
+const LoopbackLabel = "loopback"
+
+// Matrix is the comparison of issue 2: what bench-compare runs against both
+// stores, and the targets it checks.
+func Matrix() []Cell {
+	const kib, mib = 1 << 10, 1 << 20
+	return []Cell{
+		{Name: "get-1k-c50", Title: "1 KiB GET, 50 conns", Op: Get, Size: kib, Conns: 50, Pipeline: 1, Metric: MetricOps, Target: 1.2},
+		{Name: "put-1k-c50", Title: "1 KiB PUT, 50 conns", Op: Put, Size: kib, Conns: 50, Pipeline: 1, Metric: MetricOps},
+		{Name: "get-1k-p16", Title: "1 KiB GET, 50 conns x 16 pipelined", Op: Get, Size: kib, Conns: 50, Pipeline: 16, Metric: MetricOps, Target: 1.5},
+		{Name: "put-1k-p16", Title: "1 KiB PUT, 50 conns x 16 pipelined", Op: Put, Size: kib, Conns: 50, Pipeline: 16, Metric: MetricOps, Target: 1.5},
+		{Name: "get-1m-c8", Title: "1 MiB GET, 8 conns", Op: Get, Size: mib, Conns: 8, Pipeline: 1, Metric: MetricMBps, Target: 1.2, LoopbackShare: 0.8},
+		{Name: "get-1k-c1", Title: "1 KiB GET, 1 conn", Op: Get, Size: kib, Conns: 1, Pipeline: 1, Metric: MetricP50, Target: 1.0},
+	}
+}
+
+// WriteMatrix lists the cells for a shell loop, one per line:
+// "name op size conns pipeline".
+func WriteMatrix(w io.Writer) error {
+	var b strings.Builder
+	for _, c := range Matrix() {
+		fmt.Fprintf(&b, "%s %s %d %d %d\n", c.Name, c.Op, c.Size, c.Conns, c.Pipeline)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteComparison prints the Markdown table of the comparison from the
+// results of a bench-compare run: per cell, our node's and Redis's figure,
+// the ratio, the target and whether it was met. Results are matched to
+// cells by label and to stores by target scheme; when a cell was run more
+// than once the last result counts.
+func WriteComparison(w io.Writer, results []Result) error {
+	byKey := map[string]*Result{}
+	for i := range results {
+		r := &results[i]
+		byKey[r.Label+"/"+r.Store()] = r
+	}
+	var b strings.Builder
+	b.WriteString("| cell | metric | pocket | Redis | ratio | target | met |\n")
+	b.WriteString("|---|---|---:|---:|---:|---|---|\n")
+	loop := byKey[LoopbackLabel+"/tcp"]
+	for _, c := range Matrix() {
+		ours, theirs := byKey[c.Name+"/pocket"], byKey[c.Name+"/redis"]
+		b.WriteString(compareRow(c, ours, theirs))
+		if c.LoopbackShare > 0 {
+			b.WriteString(loopbackRow(c, ours, loop))
+		}
+	}
+	if loop != nil {
+		fmt.Fprintf(&b, "| loopback TCP, 1 stream | MB/s | %s | | | | |\n", fmtFloat(loop.MBPerSec, 1))
+	}
+	b.WriteString("\nratio is pocket/Redis (for p50, lower is better); the loopback row compares with a single-stream TCP transfer on 127.0.0.1 measured in the same run.\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// value formats a result's metric, or explains why there is none.
+func value(m Metric, r *Result) (string, bool) {
+	switch {
+	case r == nil:
+		return "n/a", false
+	case r.Errors > 0 || r.FirstError != "":
+		return fmt.Sprintf("%s (%d errors)", m.format(m.of(r)), r.Errors), false
+	}
+	return m.format(m.of(r)), true
+}
+
+func compareRow(c Cell, ours, theirs *Result) string {
+	a, okA := value(c.Metric, ours)
+	b, okB := value(c.Metric, theirs)
+	ratio, target, met := "n/a", "—", "—"
+	if c.Target > 0 {
+		op := "≥"
+		if c.Metric == MetricP50 {
+			op = "≤"
+		}
+		target = fmt.Sprintf("%s %.2fx", op, c.Target)
+	}
+	if okA && okB && c.Metric.of(theirs) > 0 {
+		q := c.Metric.of(ours) / c.Metric.of(theirs)
+		ratio = fmt.Sprintf("%.2fx", q)
+		if c.Target > 0 {
+			met = yesNo(q >= c.Target)
+			if c.Metric == MetricP50 {
+				met = yesNo(q <= c.Target)
+			}
+		}
+	} else if c.Target > 0 {
+		met = "no"
+	}
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s |\n", c.Title, c.Metric, a, b, ratio, target, met)
+}
+
+func loopbackRow(c Cell, ours, loop *Result) string {
+	a, okA := value(MetricMBps, ours)
+	ref, ratio, met := "n/a", "n/a", "no"
+	if loop != nil {
+		ref = "loopback " + fmtFloat(loop.MBPerSec, 1)
+	}
+	if okA && loop != nil && loop.MBPerSec > 0 {
+		q := ours.MBPerSec / loop.MBPerSec
+		ratio = fmt.Sprintf("%.2fx", q)
+		met = yesNo(q >= c.LoopbackShare)
+	}
+	return fmt.Sprintf("| %s, share of loopback | MB/s | %s | %s | %s | ≥ %.2fx | %s |\n", c.Title, a, ref, ratio, c.LoopbackShare, met)
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}

@@ -1,0 +1,59 @@
+package bench
+
+import (
+	"context"
+	"errors"
+)
+
+// Conn is one connection to the store under test, driven by one goroutine
+// of the load generator. Every driver (our wire protocol, RESP for Redis)
+// implements it, so both stores are measured by the same generator.
+//
+// Send* only buffer; Flush writes everything buffered in one go; Recv reads
+// the next response, in the order the requests were sent as far as the
+// caller is concerned, and checks it: a put must be acknowledged with
+// success, a get must return a value of the size the driver was built for.
+// Implementations must not allocate per request in steady state.
+type Conn interface {
+	SendGet(key []byte) error
+	SendPut(key, value []byte) error
+	Flush() error
+	// Recv returns an error wrapping ErrResponse when the response was
+	// read whole but is wrong (an error status, a missing key, a value of
+	// the wrong size): the stream is still in step and the generator
+	// counts it and goes on. Any other error means the connection is
+	// unusable.
+	Recv() error
+	Close() error
+}
+
+// Dialer opens one connection to the store under test.
+type Dialer func(ctx context.Context) (Conn, error)
+
+// ErrResponse marks a well-formed but wrong response.
+var ErrResponse = errors.New("bench: unexpected response")
+
+// opQueue remembers what a connection sent and awaits, so Recv can check
+// each response against its request. It reuses its storage: once grown to
+// the pipeline depth it never allocates.
+type opQueue[T any] struct {
+	items []T
+	head  int
+}
+
+func (q *opQueue[T]) push(v T) { q.items = append(q.items, v) }
+
+func (q *opQueue[T]) len() int { return len(q.items) - q.head }
+
+// pop removes the oldest entry; ok is false when the queue is empty.
+func (q *opQueue[T]) pop() (v T, ok bool) {
+	if q.head == len(q.items) {
+		return v, false
+	}
+	v = q.items[q.head]
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	return v, true
+}

@@ -1,0 +1,338 @@
+// Package bench is the load generator of the project: it drives one of our
+// storage nodes, or a Redis server through RESP, with the very same loop, so
+// the two are compared on equal terms, and reports throughput and latency
+// percentiles from an HDR-style histogram.
+//
+// # The generator
+//
+// One goroutine per connection. Each iteration buffers Pipeline requests on
+// random keys of the keyspace, writes them in one Flush, then reads the
+// Pipeline responses. A request's latency is the time its response was read
+// minus the time the batch started to be written, so with pipelining it
+// includes queueing behind the earlier requests of its batch, as a client
+// would see it. Nothing is allocated per request: keys are formatted once,
+// the value buffer is shared read-only, each connection owns its histogram,
+// and the drivers reuse their buffers. On a two-core machine shared with the
+// server this keeps the client's share of CPU as small as it can be.
+//
+// Only batches that start after the warm-up and before the end of the run
+// are measured; throughput is the measured operations over Duration.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Op is the operation a run issues.
+type Op uint8
+
+// Operations.
+const (
+	Get Op = iota + 1
+	Put
+)
+
+func (o Op) String() string {
+	switch o {
+	case Get:
+		return "get"
+	case Put:
+		return "put"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// ParseOp parses "get" or "put".
+func ParseOp(s string) (Op, error) {
+	switch s {
+	case "get", "GET":
+		return Get, nil
+	case "put", "PUT", "set", "SET":
+		return Put, nil
+	}
+	return 0, fmt.Errorf("bench: op %q: want get or put", s)
+}
+
+// Config is one run of the generator.
+type Config struct {
+	Op       Op
+	Size     int           // value size in bytes
+	Conns    int           // connections, one goroutine each
+	Pipeline int           // requests per batch on each connection (1: none)
+	Duration time.Duration // measured time
+	Warmup   time.Duration // unmeasured time before it
+	Keys     int           // distinct keys (0: DefaultKeys)
+	Prefix   string        // key prefix ("": "b<size>-")
+
+	// Grace is how long to wait for responses after the run before
+	// closing the connections to unblock a stuck server (0: 10 s).
+	Grace time.Duration
+}
+
+func (c *Config) normalize() error {
+	switch {
+	case c.Op != Get && c.Op != Put:
+		return fmt.Errorf("bench: op must be get or put")
+	case c.Size < 0:
+		return fmt.Errorf("bench: negative size")
+	case c.Conns < 1 || c.Pipeline < 1:
+		return fmt.Errorf("bench: conns and pipeline must be at least 1")
+	case c.Duration <= 0 || c.Warmup < 0:
+		return fmt.Errorf("bench: duration must be positive and warm-up not negative")
+	}
+	if c.Keys <= 0 {
+		c.Keys = DefaultKeys(int64(c.Size))
+	}
+	if c.Prefix == "" {
+		c.Prefix = fmt.Sprintf("b%d-", c.Size)
+	}
+	if c.Grace <= 0 {
+		c.Grace = 10 * time.Second
+	}
+	return nil
+}
+
+// Stats is what a run measured.
+type Stats struct {
+	Config  Config
+	Ops     uint64 // successful operations in the measured window
+	Errors  uint64 // wrong responses (ErrResponse) in the window
+	Latency Histogram
+	// FirstError is the first error seen, wrong response or broken
+	// connection, for the report ("" when none).
+	FirstError string
+}
+
+// OpsPerSec is the measured throughput.
+func (s *Stats) OpsPerSec() float64 {
+	return float64(s.Ops) / s.Config.Duration.Seconds()
+}
+
+// MBPerSec is the value bytes moved per second, in MB (10^6 bytes).
+func (s *Stats) MBPerSec() float64 {
+	return s.OpsPerSec() * float64(s.Config.Size) / 1e6
+}
+
+// Run dials cfg.Conns connections and drives them for cfg.Warmup plus
+// cfg.Duration. A get run first preloads every key. It returns the stats
+// and, if a connection broke, an error (the stats then cover what was
+// measured until then).
+func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	keys := NewKeyspace(cfg.Prefix, cfg.Keys)
+	value := NewValue(cfg.Size)
+	if cfg.Op == Get {
+		if err := Preload(ctx, dial, keys, value, min(cfg.Conns, 8)); err != nil {
+			return nil, err
+		}
+	}
+	conns, err := dialAll(ctx, dial, cfg.Conns)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	measure, end := start.Add(cfg.Warmup), start.Add(cfg.Warmup+cfg.Duration)
+	workers := make([]*worker, len(conns))
+	for i, c := range conns {
+		workers[i] = &worker{
+			conn: c, keys: keys, value: value, cfg: &cfg,
+			rng: newRNG(uint64(i) + uint64(start.UnixNano())), measure: measure, end: end,
+		}
+	}
+	runAll(ctx, workers, end.Add(cfg.Grace))
+	return collect(cfg, workers)
+}
+
+// dialAll opens n connections, closing them all if one fails.
+func dialAll(ctx context.Context, dial Dialer, n int) ([]Conn, error) {
+	conns := make([]Conn, 0, n)
+	for range n {
+		c, err := dial(ctx)
+		if err != nil {
+			closeAll(conns)
+			return nil, err
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []Conn) {
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// runAll runs every worker to completion. If they are not done by the
+// deadline, or ctx ends, it closes their connections so blocked reads
+// return and the run cannot hang on a stuck server.
+func runAll(ctx context.Context, workers []*worker, deadline time.Time) {
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Go(w.run)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	for _, w := range workers {
+		w.conn.Close()
+	}
+	<-done
+}
+
+// collect merges the workers' results.
+func collect(cfg Config, workers []*worker) (*Stats, error) {
+	st := &Stats{Config: cfg}
+	var errs []error
+	for _, w := range workers {
+		st.Ops += w.ops
+		st.Errors += w.errors
+		st.Latency.Merge(&w.hist)
+		if w.firstErr != nil && st.FirstError == "" {
+			st.FirstError = w.firstErr.Error()
+		}
+		if w.fatal != nil {
+			errs = append(errs, w.fatal)
+		}
+	}
+	if len(errs) > 0 {
+		return st, fmt.Errorf("bench: %d of %d connections failed: %w", len(errs), len(workers), errs[0])
+	}
+	return st, nil
+}
+
+// worker is one connection's loop and its private results.
+type worker struct {
+	conn     Conn
+	keys     *Keyspace
+	value    []byte
+	cfg      *Config
+	rng      rng
+	measure  time.Time
+	end      time.Time
+	hist     Histogram
+	ops      uint64
+	errors   uint64
+	firstErr error
+	fatal    error
+}
+
+func (w *worker) run() {
+	for {
+		t0 := time.Now()
+		if !t0.Before(w.end) {
+			return
+		}
+		if err := w.batch(t0, !t0.Before(w.measure)); err != nil {
+			w.fatal = err
+			if w.firstErr == nil {
+				w.firstErr = err
+			}
+			return
+		}
+	}
+}
+
+// batch sends one pipeline of requests and reads their responses,
+// recording latencies when measured is set. It returns an error only when
+// the connection is unusable.
+func (w *worker) batch(t0 time.Time, measured bool) error {
+	for range w.cfg.Pipeline {
+		key := w.keys.Key(w.rng.intn(w.keys.Len()))
+		var err error
+		if w.cfg.Op == Get {
+			err = w.conn.SendGet(key)
+		} else {
+			err = w.conn.SendPut(key, w.value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := w.conn.Flush(); err != nil {
+		return err
+	}
+	for range w.cfg.Pipeline {
+		err := w.conn.Recv()
+		now := time.Now()
+		switch {
+		case err == nil:
+			if measured {
+				w.hist.Record(now.Sub(t0))
+				w.ops++
+			}
+		case errors.Is(err, ErrResponse):
+			if measured {
+				w.errors++
+			}
+			if w.firstErr == nil {
+				w.firstErr = err
+			}
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// Preload stores value under every key, pipelined over conns connections,
+// so a get run finds all its keys. A wrong response fails the preload.
+func Preload(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, conns int) error {
+	const depth = 32
+	conns = max(1, min(conns, keys.Len()))
+	var wg sync.WaitGroup
+	errs := make([]error, conns)
+	for c := range conns {
+		wg.Go(func() { errs[c] = preloadShare(ctx, dial, keys, value, c, conns, depth) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bench: preload: %w", err)
+	}
+	return nil
+}
+
+// preloadShare puts keys first, first+step, ... over one connection,
+// depth requests per batch.
+func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, first, step, depth int) error {
+	c, err := dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblock a stuck read
+	defer stop()
+	for i := first; i < keys.Len(); {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := 0
+		for ; n < depth && i < keys.Len(); i += step {
+			if err := c.SendPut(keys.Key(i), value); err != nil {
+				return err
+			}
+			n++
+		}
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		for range n {
+			if err := c.Recv(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/client"
+)
+
+// checkRun asserts a clean run: operations measured, no errors, every
+// operation in the histogram, and the server saw at least as many requests.
+func checkRun(t *testing.T, st *Stats, err error, srv *fakeServer) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if st.Ops == 0 || st.Errors != 0 || st.FirstError != "" {
+		t.Fatalf("ops %d errors %d first %q", st.Ops, st.Errors, st.FirstError)
+	}
+	if st.Latency.Count() != st.Ops {
+		t.Fatalf("histogram holds %d values for %d ops", st.Latency.Count(), st.Ops)
+	}
+	if p50 := st.Latency.Quantile(0.5); p50 <= 0 || p50 > time.Second {
+		t.Fatalf("p50 %v is not a plausible loopback latency", p50)
+	}
+	if srv != nil && srv.requests.Load() < int64(st.Ops) {
+		t.Fatalf("server saw %d requests, generator counted %d ops", srv.requests.Load(), st.Ops)
+	}
+}
+
+func TestRunAgainstFakeRedis(t *testing.T) {
+	srv := startFake(t, serveRESP)
+	for _, cfg := range []Config{
+		{Op: Put, Size: 100, Conns: 4, Pipeline: 1, Duration: 300 * time.Millisecond, Keys: 500},
+		{Op: Get, Size: 1 << 10, Conns: 4, Pipeline: 8, Duration: 400 * time.Millisecond, Warmup: 100 * time.Millisecond, Keys: 500},
+	} {
+		st, err := Run(context.Background(), cfg, RESPDialer(srv.addr(), cfg.Size))
+		checkRun(t, st, err, srv)
+	}
+	// The get run preloaded every key with a value of the right size.
+	v, ok := srv.get(NewKeyspace("b1024-", 500).Key(499))
+	if !ok || len(v) != 1<<10 {
+		t.Fatalf("last key preloaded: %v, %d bytes", ok, len(v))
+	}
+}
+
+func TestRunAgainstFakeNode(t *testing.T) {
+	srv := startFake(t, serveWire)
+	cfg := Config{Op: Get, Size: 4 << 10, Conns: 3, Pipeline: 4, Duration: 300 * time.Millisecond, Keys: 200}
+	dial := PocketDialer(srv.addr(), client.ConnOptions{Job: []byte("bench")}, cfg.Size)
+	st, err := Run(context.Background(), cfg, dial)
+	checkRun(t, st, err, srv)
+	if _, ok := srv.get([]byte("bench\x00b4096-00000007")); !ok {
+		t.Fatal("the node fake holds no key under job bench")
+	}
+}
+
+func TestWrongResponsesAreCounted(t *testing.T) {
+	for name, serve := range map[string]func(*fakeServer, net.Conn){"resp": serveRESP, "wire": serveWire} {
+		srv := startFake(t, serve)
+		cfg := Config{Op: Get, Size: 64, Conns: 2, Pipeline: 2, Duration: 200 * time.Millisecond, Keys: 10}
+		dial := RESPDialer(srv.addr(), cfg.Size)
+		if name == "wire" {
+			dial = PocketDialer(srv.addr(), client.ConnOptions{Job: []byte("bench")}, cfg.Size)
+		}
+		srv.corrupt.Store(true) // gets answer 63 bytes; the preload's puts are fine
+		st, err := Run(context.Background(), cfg, dial)
+		if err != nil {
+			t.Fatalf("%s: Run: %v", name, err)
+		}
+		if st.Errors == 0 || st.Ops != 0 || st.FirstError == "" {
+			t.Fatalf("%s: ops %d errors %d first %q; want only errors", name, st.Ops, st.Errors, st.FirstError)
+		}
+	}
+}
+
+func TestMissingKeyIsAnError(t *testing.T) {
+	srv := startFake(t, serveRESP)
+	c, err := RESPDialer(srv.addr(), 10)(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SendGet([]byte("absent"))
+	c.Flush()
+	if err := c.Recv(); !errors.Is(err, ErrResponse) {
+		t.Fatalf("Recv of a missing key = %v, want ErrResponse", err)
+	}
+}
+
+func TestStuckServerEndsTheRun(t *testing.T) {
+	srv := startFake(t, serveRESP)
+	srv.stall.Store(true)
+	cfg := Config{Op: Put, Size: 10, Conns: 2, Pipeline: 1, Duration: 100 * time.Millisecond, Grace: 200 * time.Millisecond}
+	start := time.Now()
+	st, err := Run(context.Background(), cfg, RESPDialer(srv.addr(), cfg.Size))
+	if err == nil || st == nil || st.Ops != 0 {
+		t.Fatalf("Run against a silent server: %v, %+v; want a connection error and no ops", err, st)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Run took %v; the grace period should have ended it", d)
+	}
+}
+
+func TestDialFailure(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := Config{Op: Put, Size: 10, Conns: 1, Pipeline: 1, Duration: time.Second}
+	if _, err := Run(context.Background(), cfg, RESPDialer(addr, 10)); err == nil {
+		t.Fatal("Run against a closed port succeeded")
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, cfg := range []Config{
+		{Op: 0, Conns: 1, Pipeline: 1, Duration: time.Second},
+		{Op: Get, Conns: 0, Pipeline: 1, Duration: time.Second},
+		{Op: Get, Conns: 1, Pipeline: 0, Duration: time.Second},
+		{Op: Get, Conns: 1, Pipeline: 1, Duration: 0},
+		{Op: Get, Size: -1, Conns: 1, Pipeline: 1, Duration: time.Second},
+	} {
+		if _, err := Run(context.Background(), cfg, nil); err == nil {
+			t.Errorf("Run(%+v) accepted a bad config", cfg)
+		}
+	}
+}
+
+// TestBatchDoesNotAllocate checks the generator's own loop allocates
+// nothing per request.
+func TestBatchDoesNotAllocate(t *testing.T) {
+	for _, op := range []Op{Get, Put} {
+		cfg := Config{Op: op, Size: 1024, Conns: 1, Pipeline: 16, Duration: time.Second}
+		if err := cfg.normalize(); err != nil {
+			t.Fatal(err)
+		}
+		w := &worker{conn: &nullConn{}, keys: NewKeyspace("k", 1000), value: NewValue(1024), cfg: &cfg, rng: newRNG(1)}
+		allocs := testing.AllocsPerRun(200, func() {
+			if err := w.batch(time.Now(), true); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("%v batch allocates %.1f times", op, allocs)
+		}
+		if w.ops != 201*16 { // AllocsPerRun runs once more to warm up
+			t.Fatalf("%v: %d ops recorded, want %d", op, w.ops, 201*16)
+		}
+	}
+}
+
+// freePort finds a loopback port that is free right now.
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestRunAgainstRedis drives a real redis-server when one is installed.
+func TestRunAgainstRedis(t *testing.T) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server not on PATH; the RESP driver is covered by the fake above")
+	}
+	port := freePort(t)
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("redis-server did not listen on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cfg := Config{Op: Get, Size: 1 << 10, Conns: 4, Pipeline: 4, Duration: 300 * time.Millisecond, Keys: 1000}
+	st, err := Run(context.Background(), cfg, RESPDialer(addr, cfg.Size))
+	checkRun(t, st, err, nil)
+}
+
+func TestLoopback(t *testing.T) {
+	st, err := Loopback(context.Background(), 200*time.Millisecond, 50*time.Millisecond, 64<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Bytes <= 0 || st.MBPerSec() <= 0 {
+		t.Fatalf("loopback moved %d bytes", st.Bytes)
+	}
+	if r := st.Result("loopback"); r.Store() != "tcp" || r.MBPerSec != st.MBPerSec() {
+		t.Fatalf("loopback result %+v", r)
+	}
+}
+
+func BenchmarkGeneratorBatch(b *testing.B) {
+	cfg := Config{Op: Get, Size: 1024, Conns: 1, Pipeline: 16, Duration: time.Second}
+	cfg.normalize()
+	w := &worker{conn: &nullConn{}, keys: NewKeyspace("k", 100000), value: NewValue(1024), cfg: &cfg, rng: newRNG(1)}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.batch(time.Now(), true)
+	}
+}

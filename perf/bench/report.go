@@ -1,0 +1,145 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/units"
+)
+
+// Result is one run as reported: the text report and the JSON object (one
+// line, fields named as in the issue: ops_per_sec, mb_per_sec, p50_us,
+// p99_us, p999_us) carry the same fields. MB are 10^6 bytes.
+type Result struct {
+	Label      string  `json:"label,omitempty"`
+	Target     string  `json:"target"` // pocket://host:port, redis://host:port or tcp://... (loopback)
+	Op         string  `json:"op"`
+	Size       int64   `json:"size"`
+	Conns      int     `json:"conns"`
+	Pipeline   int     `json:"pipeline"`
+	Keys       int     `json:"keys"`
+	DurationS  float64 `json:"duration_s"`
+	Ops        uint64  `json:"ops"`
+	Errors     uint64  `json:"errors"`
+	OpsPerSec  float64 `json:"ops_per_sec"`
+	MBPerSec   float64 `json:"mb_per_sec"`
+	P50us      float64 `json:"p50_us"`
+	P99us      float64 `json:"p99_us"`
+	P999us     float64 `json:"p999_us"`
+	MeanUs     float64 `json:"mean_us"`
+	MaxUs      float64 `json:"max_us"`
+	FirstError string  `json:"first_error,omitempty"`
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// NewResult summarizes a run's stats.
+func NewResult(target, label string, st *Stats) Result {
+	h := &st.Latency
+	return Result{
+		Label: label, Target: target, Op: st.Config.Op.String(), Size: int64(st.Config.Size),
+		Conns: st.Config.Conns, Pipeline: st.Config.Pipeline, Keys: st.Config.Keys,
+		DurationS: st.Config.Duration.Seconds(), Ops: st.Ops, Errors: st.Errors,
+		OpsPerSec: st.OpsPerSec(), MBPerSec: st.MBPerSec(),
+		P50us: micros(h.Quantile(0.50)), P99us: micros(h.Quantile(0.99)), P999us: micros(h.Quantile(0.999)),
+		MeanUs: micros(h.Mean()), MaxUs: micros(h.Max()), FirstError: st.FirstError,
+	}
+}
+
+// Store names the kind of store a result measured: the scheme of its target
+// ("pocket", "redis", "tcp").
+func (r *Result) Store() string {
+	scheme, _, _ := strings.Cut(r.Target, "://")
+	return scheme
+}
+
+// WriteJSON writes r as one JSON object on one line.
+func (r *Result) WriteJSON(w io.Writer) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// WriteText writes r for a person to read.
+func (r *Result) WriteText(w io.Writer) error {
+	if r.Store() == "tcp" {
+		_, err := fmt.Fprintf(w, "%s  single-stream transfer for %.1fs: %s MB/s\n",
+			r.Target, r.DurationS, fmtFloat(r.MBPerSec, 1))
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %s %s  conns %d  pipeline %d  keys %d  %.1fs\n",
+		r.Target, r.Op, units.FormatSize(r.Size), r.Conns, r.Pipeline, r.Keys, r.DurationS)
+	fmt.Fprintf(&b, "  ops/s    %s\n", fmtFloat(r.OpsPerSec, 0))
+	fmt.Fprintf(&b, "  MB/s     %s\n", fmtFloat(r.MBPerSec, 1))
+	fmt.Fprintf(&b, "  latency  p50 %s  p99 %s  p99.9 %s  mean %s  max %s\n",
+		fmtMicros(r.P50us), fmtMicros(r.P99us), fmtMicros(r.P999us), fmtMicros(r.MeanUs), fmtMicros(r.MaxUs))
+	fmt.Fprintf(&b, "  errors   %d\n", r.Errors)
+	if r.FirstError != "" {
+		fmt.Fprintf(&b, "  first error: %s\n", r.FirstError)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// fmtMicros prints a latency in µs, or ms above 10 ms.
+func fmtMicros(us float64) string {
+	if us >= 10000 {
+		return fmtFloat(us/1000, 1) + "ms"
+	}
+	return fmtFloat(us, 1) + "us"
+}
+
+// fmtFloat prints f with prec decimals and thousands separators.
+func fmtFloat(f float64, prec int) string {
+	s := strconv.FormatFloat(f, 'f', prec, 64)
+	intPart, frac, hasFrac := strings.Cut(s, ".")
+	neg := strings.HasPrefix(intPart, "-")
+	intPart = strings.TrimPrefix(intPart, "-")
+	var b strings.Builder
+	if neg {
+		b.WriteByte('-')
+	}
+	for i, c := range intPart {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if hasFrac {
+		b.WriteByte('.')
+		b.WriteString(frac)
+	}
+	return b.String()
+}
+
+// ReadResults reads results written by WriteJSON, one per line; blank
+// lines are skipped.
+func ReadResults(r io.Reader) ([]Result, error) {
+	var out []Result
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		var res Result
+		if err := json.Unmarshal([]byte(text), &res); err != nil {
+			return nil, fmt.Errorf("bench: results line %d: %w", line, err)
+		}
+		out = append(out, res)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("bench: reading results: %w", err)
+	}
+	return out, nil
+}
