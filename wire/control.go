@@ -1,0 +1,935 @@
+package wire
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	flatbuffers "github.com/google/flatbuffers/go"
+
+	"github.com/pocketstore/pocket/wire/fb"
+)
+
+// Control-plane opcodes (see control.fbs). Each request's metadata is the
+// table named beside it; a successful reply (opcode|ReplyBit, code 0) carries
+// the reply table named after the arrow. An error reply has a non-zero code
+// and the data-plane Response table (ReplyError decodes it). Control frames
+// carry no payload. The numbers are stable.
+const (
+	OpRegisterNode  Op = ControlBase + iota // NodeRegister -> NodeAck
+	OpHeartbeat                             // Heartbeat -> NodeAck
+	OpRegisterJob                           // JobRegister -> PlacementMap
+	OpDeregisterJob                         // JobRef -> DropResult
+	OpGetMap                                // JobRef -> PlacementMap
+	OpStatus                                // (no metadata) -> ClusterStatus
+)
+
+func init() {
+	RegisterOpName(OpRegisterNode, "register-node")
+	RegisterOpName(OpHeartbeat, "heartbeat")
+	RegisterOpName(OpRegisterJob, "register-job")
+	RegisterOpName(OpDeregisterJob, "deregister-job")
+	RegisterOpName(OpGetMap, "get-map")
+	RegisterOpName(OpStatus, "status")
+}
+
+// Bounds on control messages, checked when decoding. DefaultControlMaxMeta
+// is larger than a data-plane frame's because a status listing of a big
+// cluster is one message; control frames never carry a payload.
+const (
+	DefaultControlMaxMeta = 4 << 20
+	MaxAddrLen            = 255  // a node address
+	MaxTiers              = 16   // tiers per node
+	MaxMetrics            = 256  // extra telemetry figures per report
+	MaxMetricName         = 128  // bytes of a metric name
+	MaxMapNodes           = 4096 // nodes in a placement map or status listing
+	MaxStatusJobs         = 1 << 16
+)
+
+// ControlLimits returns the limits of a control connection: a larger
+// metadata bound, and no payload at all.
+func ControlLimits() Limits {
+	l := DefaultLimits()
+	l.MaxMeta = DefaultControlMaxMeta
+	l.MaxPayload = 0
+	return l
+}
+
+// NodeState is a node's state in the controller's registry. The numbers
+// travel in control messages and must not change.
+type NodeState uint8
+
+// Node states.
+const (
+	NodeActive   NodeState = 1 // serving and taking new placements
+	NodeDraining NodeState = 2 // serving, taking no new data, about to leave
+	NodeDead     NodeState = 3 // missed its heartbeats
+)
+
+func (s NodeState) String() string {
+	switch s {
+	case NodeActive:
+		return "active"
+	case NodeDraining:
+		return "draining"
+	case NodeDead:
+		return "dead"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// ControlMessage is a control table's Go form. Encode builds its flatbuffer
+// in b (reset first) and returns b's finished bytes, valid until b's next
+// use. Decode verifies meta with Verify and the table's TableSpec before
+// any accessor runs, checks every length and number against the bounds
+// above, and fills the message with copies: a decoded message does not
+// alias meta.
+type ControlMessage interface {
+	Encode(b *flatbuffers.Builder) []byte
+	Decode(meta []byte) error
+}
+
+// TierStat describes one tier of a node. Kind is a dataplane.Kind number.
+type TierStat struct {
+	Kind          uint8
+	CapacityBytes int64
+	UsedBytes     int64
+	Mbps          float64
+}
+
+// Metric is an optional telemetry figure.
+type Metric struct {
+	Name  string
+	Value float64
+}
+
+// JobEpoch is a job placed on a node with its current map epoch.
+type JobEpoch struct {
+	Job   string
+	Epoch uint64
+}
+
+// NodeRegister is a storage node's registration.
+type NodeRegister struct {
+	Addr  string
+	Tiers []TierStat
+	Proof []byte
+	Cores uint32
+}
+
+// Heartbeat is a node's periodic report.
+type Heartbeat struct {
+	Addr       string
+	Proof      []byte
+	Tiers      []TierStat
+	RxMbps     float64
+	TxMbps     float64
+	CPUPercent float64
+	Metrics    []Metric
+}
+
+// NodeAck answers a registration or heartbeat. Known false asks the node to
+// register again (the controller restarted or forgot it).
+type NodeAck struct {
+	Known     bool
+	State     NodeState
+	Heartbeat time.Duration // millisecond resolution on the wire
+	Jobs      []JobEpoch
+}
+
+// JobHints are Pocket's job hints; zero means "not given".
+type JobHints struct {
+	Lambdas          uint32
+	CapacityBytes    int64
+	PeakMbps         float64
+	LatencySensitive bool
+}
+
+// JobRegister asks for a job's resources.
+type JobRegister struct {
+	Name  string
+	Hints JobHints
+}
+
+// JobRef names a job and carries its token.
+type JobRef struct {
+	Job   string
+	Token []byte
+}
+
+// MapNode is one node of a placement map.
+type MapNode struct {
+	Addr   string
+	Weight float64
+	State  NodeState
+}
+
+// PlacementMap is a job's placement map. Tier is a dataplane.Kind number.
+type PlacementMap struct {
+	Job   string
+	Tier  uint8
+	Epoch uint64
+	Nodes []MapNode
+	Token []byte
+}
+
+// DropResult is the outcome of deregistering a job.
+type DropResult struct {
+	Nodes   uint32
+	Failed  uint32
+	Values  uint64
+	Bytes   int64
+	Message string
+}
+
+// NodeStatus is one node in a status listing.
+type NodeStatus struct {
+	Addr       string
+	State      NodeState
+	Tiers      []TierStat
+	RxMbps     float64
+	TxMbps     float64
+	CPUPercent float64
+	Cores      uint32
+	LastSeen   time.Duration // since the last heartbeat; ms resolution
+	Jobs       uint32
+	Metrics    []Metric
+}
+
+// JobStatus is one job in a status listing.
+type JobStatus struct {
+	Job        string
+	Name       string
+	Tier       uint8
+	Epoch      uint64
+	Nodes      []MapNode
+	Hints      JobHints
+	AllocMbps  float64
+	AllocBytes int64
+	Age        time.Duration // ms resolution
+}
+
+// ClusterStatus lists the cluster's nodes and jobs.
+type ClusterStatus struct {
+	Nodes []NodeStatus
+	Jobs  []JobStatus
+}
+
+// Table layouts for the verifier, in field-id order as in control.fbs.
+var (
+	tierStatSpec = TableSpec{Name: "TierStat", Fields: []Field{
+		{Kind: Scalar1}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
+	}}
+	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
+	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
+	nodeRegSpec  = TableSpec{Name: "NodeRegister", Fields: []Field{
+		{Kind: String}, {Kind: TableVec, Sub: &tierStatSpec}, {Kind: Bytes}, {Kind: Scalar4},
+	}}
+	heartbeatSpec = TableSpec{Name: "Heartbeat", Fields: []Field{
+		{Kind: String}, {Kind: Bytes}, {Kind: TableVec, Sub: &tierStatSpec},
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &metricSpec},
+	}}
+	nodeAckSpec = TableSpec{Name: "NodeAck", Fields: []Field{
+		{Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar4}, {Kind: TableVec, Sub: &jobEpochSpec},
+	}}
+	jobRegSpec = TableSpec{Name: "JobRegister", Fields: []Field{
+		{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1},
+	}}
+	jobRefSpec  = TableSpec{Name: "JobRef", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
+	mapNodeSpec = TableSpec{Name: "MapNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar1}}}
+	mapSpec     = TableSpec{Name: "PlacementMap", Fields: []Field{
+		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}, {Kind: Bytes},
+	}}
+	dropSpec = TableSpec{Name: "DropResult", Fields: []Field{
+		{Kind: Scalar4}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: String},
+	}}
+	nodeStatusSpec = TableSpec{Name: "NodeStatus", Fields: []Field{
+		{Kind: String}, {Kind: Scalar1}, {Kind: TableVec, Sub: &tierStatSpec},
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8},
+		{Kind: Scalar4}, {Kind: TableVec, Sub: &metricSpec},
+	}}
+	jobStatusSpec = TableSpec{Name: "JobStatus", Fields: []Field{
+		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec},
+		{Kind: TableField, Sub: &jobRegSpec}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
+	}}
+	clusterSpec = TableSpec{Name: "ClusterStatus", Fields: []Field{
+		{Kind: TableVec, Sub: &nodeStatusSpec}, {Kind: TableVec, Sub: &jobStatusSpec},
+	}}
+)
+
+// root verifies meta against spec and returns the root table's position.
+// Empty metadata is refused: every control message has a table.
+func root(meta []byte, spec *TableSpec) (flatbuffers.UOffsetT, error) {
+	if len(meta) == 0 {
+		return 0, Errorf(CodeMalformed, "%s: no metadata", spec.Name)
+	}
+	if err := Verify(meta, spec); err != nil {
+		return 0, err
+	}
+	return flatbuffers.GetUOffsetT(meta), nil
+}
+
+// Checks on decoded values. Every float must be finite and not negative,
+// every size not negative, every count and length within its bound.
+
+func checkLen(what string, got, limit int) error {
+	if got > limit {
+		return Errorf(CodeTooLarge, "%s: %d over limit %d", what, got, limit)
+	}
+	return nil
+}
+
+func checkNum(what string, f float64) error {
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+		return Errorf(CodeMalformed, "%s: %v is not a finite non-negative number", what, f)
+	}
+	return nil
+}
+
+func checkSize(what string, n int64) error {
+	if n < 0 {
+		return Errorf(CodeMalformed, "%s: negative (%d)", what, n)
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func msToDuration(ms int64) time.Duration {
+	if ms < 0 || ms > math.MaxInt64/int64(time.Millisecond) {
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// ---- element tables ----
+
+func decodeTiers(n int, at func(*fb.TierStat, int) bool) ([]TierStat, error) {
+	if err := checkLen("tiers", n, MaxTiers); err != nil || n == 0 {
+		return nil, err
+	}
+	out := make([]TierStat, n)
+	var t fb.TierStat
+	for i := range out {
+		at(&t, i)
+		out[i] = TierStat{Kind: t.Kind(), CapacityBytes: t.CapacityBytes(), UsedBytes: t.UsedBytes(), Mbps: t.Mbps()}
+		if err := firstErr(checkSize("tier capacity", out[i].CapacityBytes),
+			checkSize("tier used", out[i].UsedBytes), checkNum("tier Mb/s", out[i].Mbps)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func encodeTiers(b *flatbuffers.Builder, tiers []TierStat, start func(*flatbuffers.Builder, int) flatbuffers.UOffsetT) flatbuffers.UOffsetT {
+	if len(tiers) == 0 {
+		return 0
+	}
+	offs := make([]flatbuffers.UOffsetT, len(tiers))
+	for i, t := range tiers {
+		fb.TierStatStart(b)
+		fb.TierStatAddKind(b, t.Kind)
+		fb.TierStatAddCapacityBytes(b, t.CapacityBytes)
+		fb.TierStatAddUsedBytes(b, t.UsedBytes)
+		fb.TierStatAddMbps(b, t.Mbps)
+		offs[i] = fb.TierStatEnd(b)
+	}
+	return endVector(b, offs, start)
+}
+
+func decodeMetrics(n int, at func(*fb.Metric, int) bool) ([]Metric, error) {
+	if err := checkLen("metrics", n, MaxMetrics); err != nil || n == 0 {
+		return nil, err
+	}
+	out := make([]Metric, n)
+	var m fb.Metric
+	for i := range out {
+		at(&m, i)
+		name := m.Name()
+		if err := checkLen("metric name", len(name), MaxMetricName); err != nil {
+			return nil, err
+		}
+		// Metric values may be negative (deltas); they must be finite.
+		v := m.Value()
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, Errorf(CodeMalformed, "metric %q: not finite", name)
+		}
+		out[i] = Metric{Name: string(name), Value: v}
+	}
+	return out, nil
+}
+
+func encodeMetrics(b *flatbuffers.Builder, ms []Metric, start func(*flatbuffers.Builder, int) flatbuffers.UOffsetT) flatbuffers.UOffsetT {
+	if len(ms) == 0 {
+		return 0
+	}
+	offs := make([]flatbuffers.UOffsetT, len(ms))
+	for i, m := range ms {
+		name := b.CreateString(m.Name)
+		fb.MetricStart(b)
+		fb.MetricAddName(b, name)
+		fb.MetricAddValue(b, m.Value)
+		offs[i] = fb.MetricEnd(b)
+	}
+	return endVector(b, offs, start)
+}
+
+func decodeMapNodes(n int, at func(*fb.MapNode, int) bool) ([]MapNode, error) {
+	if err := checkLen("map nodes", n, MaxMapNodes); err != nil || n == 0 {
+		return nil, err
+	}
+	out := make([]MapNode, n)
+	var m fb.MapNode
+	for i := range out {
+		at(&m, i)
+		addr := m.Addr()
+		if err := firstErr(checkLen("node address", len(addr), MaxAddrLen), checkNum("weight", m.Weight())); err != nil {
+			return nil, err
+		}
+		out[i] = MapNode{Addr: string(addr), Weight: m.Weight(), State: NodeState(m.State())}
+	}
+	return out, nil
+}
+
+func encodeMapNodes(b *flatbuffers.Builder, ns []MapNode, start func(*flatbuffers.Builder, int) flatbuffers.UOffsetT) flatbuffers.UOffsetT {
+	if len(ns) == 0 {
+		return 0
+	}
+	offs := make([]flatbuffers.UOffsetT, len(ns))
+	for i, n := range ns {
+		addr := b.CreateString(n.Addr)
+		fb.MapNodeStart(b)
+		fb.MapNodeAddAddr(b, addr)
+		fb.MapNodeAddWeight(b, n.Weight)
+		fb.MapNodeAddState(b, uint8(n.State))
+		offs[i] = fb.MapNodeEnd(b)
+	}
+	return endVector(b, offs, start)
+}
+
+// endVector writes a vector of already built tables.
+func endVector(b *flatbuffers.Builder, offs []flatbuffers.UOffsetT, start func(*flatbuffers.Builder, int) flatbuffers.UOffsetT) flatbuffers.UOffsetT {
+	start(b, len(offs))
+	for i := len(offs) - 1; i >= 0; i-- {
+		b.PrependUOffsetT(offs[i])
+	}
+	return b.EndVector(len(offs))
+}
+
+// str creates a string unless s is empty (absent fields read back as "").
+func str(b *flatbuffers.Builder, s string) flatbuffers.UOffsetT {
+	if s == "" {
+		return 0
+	}
+	return b.CreateString(s)
+}
+
+func bytesVec(b *flatbuffers.Builder, v []byte) flatbuffers.UOffsetT {
+	if len(v) == 0 {
+		return 0
+	}
+	return b.CreateByteVector(v)
+}
+
+func cloneBytes(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
+
+func checkAddr(addr []byte) error {
+	if len(addr) == 0 {
+		return Errorf(CodeBadKey, "empty node address")
+	}
+	return checkLen("node address", len(addr), MaxAddrLen)
+}
+
+func checkJob(job []byte) error {
+	if len(job) == 0 {
+		return Errorf(CodeBadKey, "empty job id")
+	}
+	return checkLen("job id", len(job), DefaultMaxJobLen)
+}
+
+// ---- NodeRegister ----
+
+// Encode implements ControlMessage.
+func (m *NodeRegister) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	addr, proof := str(b, m.Addr), bytesVec(b, m.Proof)
+	tiers := encodeTiers(b, m.Tiers, fb.NodeRegisterStartTiersVector)
+	fb.NodeRegisterStart(b)
+	addOff(b, addr, fb.NodeRegisterAddAddr)
+	addOff(b, tiers, fb.NodeRegisterAddTiers)
+	addOff(b, proof, fb.NodeRegisterAddProof)
+	fb.NodeRegisterAddCores(b, m.Cores)
+	b.Finish(fb.NodeRegisterEnd(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage.
+func (m *NodeRegister) Decode(meta []byte) error {
+	*m = NodeRegister{}
+	pos, err := root(meta, &nodeRegSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.NodeRegister
+	t.Init(meta, pos)
+	if err := firstErr(checkAddr(t.Addr()), checkLen("proof", len(t.ProofBytes()), DefaultMaxToken)); err != nil {
+		return err
+	}
+	tiers, err := decodeTiers(t.TiersLength(), t.Tiers)
+	if err != nil {
+		return err
+	}
+	*m = NodeRegister{Addr: string(t.Addr()), Tiers: tiers, Proof: cloneBytes(t.ProofBytes()), Cores: t.Cores()}
+	return nil
+}
+
+// addOff adds an offset field when it is present.
+func addOff(b *flatbuffers.Builder, off flatbuffers.UOffsetT, add func(*flatbuffers.Builder, flatbuffers.UOffsetT)) {
+	if off != 0 {
+		add(b, off)
+	}
+}
+
+// ---- Heartbeat ----
+
+// Encode implements ControlMessage.
+func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	addr, proof := str(b, m.Addr), bytesVec(b, m.Proof)
+	tiers := encodeTiers(b, m.Tiers, fb.HeartbeatStartTiersVector)
+	metrics := encodeMetrics(b, m.Metrics, fb.HeartbeatStartMetricsVector)
+	fb.HeartbeatStart(b)
+	addOff(b, addr, fb.HeartbeatAddAddr)
+	addOff(b, proof, fb.HeartbeatAddProof)
+	addOff(b, tiers, fb.HeartbeatAddTiers)
+	fb.HeartbeatAddRxMbps(b, m.RxMbps)
+	fb.HeartbeatAddTxMbps(b, m.TxMbps)
+	fb.HeartbeatAddCpuPercent(b, m.CPUPercent)
+	addOff(b, metrics, fb.HeartbeatAddMetrics)
+	b.Finish(fb.HeartbeatEnd(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage.
+func (m *Heartbeat) Decode(meta []byte) error {
+	*m = Heartbeat{}
+	pos, err := root(meta, &heartbeatSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.Heartbeat
+	t.Init(meta, pos)
+	if err := firstErr(checkAddr(t.Addr()), checkLen("proof", len(t.ProofBytes()), DefaultMaxToken),
+		checkNum("rx Mb/s", t.RxMbps()), checkNum("tx Mb/s", t.TxMbps()), checkNum("CPU %", t.CpuPercent())); err != nil {
+		return err
+	}
+	tiers, err := decodeTiers(t.TiersLength(), t.Tiers)
+	if err != nil {
+		return err
+	}
+	metrics, err := decodeMetrics(t.MetricsLength(), t.Metrics)
+	if err != nil {
+		return err
+	}
+	*m = Heartbeat{Addr: string(t.Addr()), Proof: cloneBytes(t.ProofBytes()), Tiers: tiers,
+		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Metrics: metrics}
+	return nil
+}
+
+// ---- NodeAck ----
+
+// Encode implements ControlMessage.
+func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	var jobs flatbuffers.UOffsetT
+	if len(m.Jobs) > 0 {
+		offs := make([]flatbuffers.UOffsetT, len(m.Jobs))
+		for i, j := range m.Jobs {
+			name := b.CreateString(j.Job)
+			fb.JobEpochStart(b)
+			fb.JobEpochAddJob(b, name)
+			fb.JobEpochAddEpoch(b, j.Epoch)
+			offs[i] = fb.JobEpochEnd(b)
+		}
+		jobs = endVector(b, offs, fb.NodeAckStartJobsVector)
+	}
+	fb.NodeAckStart(b)
+	fb.NodeAckAddKnown(b, m.Known)
+	fb.NodeAckAddState(b, uint8(m.State))
+	fb.NodeAckAddHeartbeatMs(b, uint32(m.Heartbeat/time.Millisecond))
+	addOff(b, jobs, fb.NodeAckAddJobs)
+	b.Finish(fb.NodeAckEnd(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage.
+func (m *NodeAck) Decode(meta []byte) error {
+	*m = NodeAck{}
+	pos, err := root(meta, &nodeAckSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.NodeAck
+	t.Init(meta, pos)
+	n := t.JobsLength()
+	if err := checkLen("jobs", n, MaxStatusJobs); err != nil {
+		return err
+	}
+	var jobs []JobEpoch
+	if n > 0 {
+		jobs = make([]JobEpoch, n)
+		var j fb.JobEpoch
+		for i := range jobs {
+			t.Jobs(&j, i)
+			if err := checkJob(j.Job()); err != nil {
+				return err
+			}
+			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch()}
+		}
+	}
+	*m = NodeAck{Known: t.Known(), State: NodeState(t.State()),
+		Heartbeat: time.Duration(t.HeartbeatMs()) * time.Millisecond, Jobs: jobs}
+	return nil
+}
+
+// ---- JobRegister ----
+
+func (m *JobRegister) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
+	name := str(b, m.Name)
+	fb.JobRegisterStart(b)
+	addOff(b, name, fb.JobRegisterAddName)
+	fb.JobRegisterAddLambdas(b, m.Hints.Lambdas)
+	fb.JobRegisterAddCapacityBytes(b, m.Hints.CapacityBytes)
+	fb.JobRegisterAddPeakMbps(b, m.Hints.PeakMbps)
+	fb.JobRegisterAddLatencySensitive(b, m.Hints.LatencySensitive)
+	return fb.JobRegisterEnd(b)
+}
+
+// Encode implements ControlMessage.
+func (m *JobRegister) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	b.Finish(m.build(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage.
+func (m *JobRegister) Decode(meta []byte) error {
+	*m = JobRegister{}
+	pos, err := root(meta, &jobRegSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.JobRegister
+	t.Init(meta, pos)
+	return m.from(&t)
+}
+
+func (m *JobRegister) from(t *fb.JobRegister) error {
+	if err := firstErr(checkLen("job name", len(t.Name()), DefaultMaxJobLen),
+		checkSize("capacity hint", t.CapacityBytes()), checkNum("peak Mb/s hint", t.PeakMbps())); err != nil {
+		return err
+	}
+	*m = JobRegister{Name: string(t.Name()), Hints: JobHints{Lambdas: t.Lambdas(),
+		CapacityBytes: t.CapacityBytes(), PeakMbps: t.PeakMbps(), LatencySensitive: t.LatencySensitive()}}
+	return nil
+}
+
+// ---- JobRef ----
+
+// Encode implements ControlMessage.
+func (m *JobRef) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	job, tok := str(b, m.Job), bytesVec(b, m.Token)
+	fb.JobRefStart(b)
+	addOff(b, job, fb.JobRefAddJob)
+	addOff(b, tok, fb.JobRefAddToken)
+	b.Finish(fb.JobRefEnd(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage.
+func (m *JobRef) Decode(meta []byte) error {
+	*m = JobRef{}
+	pos, err := root(meta, &jobRefSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.JobRef
+	t.Init(meta, pos)
+	if err := firstErr(checkJob(t.Job()), checkLen("token", len(t.TokenBytes()), DefaultMaxToken)); err != nil {
+		return err
+	}
+	*m = JobRef{Job: string(t.Job()), Token: cloneBytes(t.TokenBytes())}
+	return nil
+}
+
+// ---- PlacementMap ----
+
+// Encode implements ControlMessage.
+func (m *PlacementMap) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	job, tok := str(b, m.Job), bytesVec(b, m.Token)
+	nodes := encodeMapNodes(b, m.Nodes, fb.PlacementMapStartNodesVector)
+	fb.PlacementMapStart(b)
+	addOff(b, job, fb.PlacementMapAddJob)
+	fb.PlacementMapAddTier(b, m.Tier)
+	fb.PlacementMapAddEpoch(b, m.Epoch)
+	addOff(b, nodes, fb.PlacementMapAddNodes)
+	addOff(b, tok, fb.PlacementMapAddToken)
+	b.Finish(fb.PlacementMapEnd(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage.
+func (m *PlacementMap) Decode(meta []byte) error {
+	*m = PlacementMap{}
+	pos, err := root(meta, &mapSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.PlacementMap
+	t.Init(meta, pos)
+	if err := firstErr(checkJob(t.Job()), checkLen("token", len(t.TokenBytes()), DefaultMaxToken)); err != nil {
+		return err
+	}
+	nodes, err := decodeMapNodes(t.NodesLength(), t.Nodes)
+	if err != nil {
+		return err
+	}
+	*m = PlacementMap{Job: string(t.Job()), Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
+		Token: cloneBytes(t.TokenBytes())}
+	return nil
+}
+
+// ---- DropResult ----
+
+// Encode implements ControlMessage.
+func (m *DropResult) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	msg := str(b, m.Message)
+	fb.DropResultStart(b)
+	fb.DropResultAddNodes(b, m.Nodes)
+	fb.DropResultAddFailed(b, m.Failed)
+	fb.DropResultAddValues(b, m.Values)
+	fb.DropResultAddBytes(b, m.Bytes)
+	addOff(b, msg, fb.DropResultAddMessage)
+	b.Finish(fb.DropResultEnd(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage.
+func (m *DropResult) Decode(meta []byte) error {
+	*m = DropResult{}
+	pos, err := root(meta, &dropSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.DropResult
+	t.Init(meta, pos)
+	if err := checkSize("bytes freed", t.Bytes()); err != nil {
+		return err
+	}
+	*m = DropResult{Nodes: t.Nodes(), Failed: t.Failed(), Values: t.Values(), Bytes: t.Bytes(),
+		Message: string(t.Message())}
+	return nil
+}
+
+// ---- ClusterStatus ----
+
+// Encode implements ControlMessage.
+func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	var nodes, jobs flatbuffers.UOffsetT
+	if len(m.Nodes) > 0 {
+		offs := make([]flatbuffers.UOffsetT, len(m.Nodes))
+		for i := range m.Nodes {
+			offs[i] = m.Nodes[i].build(b)
+		}
+		nodes = endVector(b, offs, fb.ClusterStatusStartNodesVector)
+	}
+	if len(m.Jobs) > 0 {
+		offs := make([]flatbuffers.UOffsetT, len(m.Jobs))
+		for i := range m.Jobs {
+			offs[i] = m.Jobs[i].build(b)
+		}
+		jobs = endVector(b, offs, fb.ClusterStatusStartJobsVector)
+	}
+	fb.ClusterStatusStart(b)
+	addOff(b, nodes, fb.ClusterStatusAddNodes)
+	addOff(b, jobs, fb.ClusterStatusAddJobs)
+	b.Finish(fb.ClusterStatusEnd(b))
+	return b.FinishedBytes()
+}
+
+func (n *NodeStatus) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
+	addr := str(b, n.Addr)
+	tiers := encodeTiers(b, n.Tiers, fb.NodeStatusStartTiersVector)
+	metrics := encodeMetrics(b, n.Metrics, fb.NodeStatusStartMetricsVector)
+	fb.NodeStatusStart(b)
+	addOff(b, addr, fb.NodeStatusAddAddr)
+	fb.NodeStatusAddState(b, uint8(n.State))
+	addOff(b, tiers, fb.NodeStatusAddTiers)
+	fb.NodeStatusAddRxMbps(b, n.RxMbps)
+	fb.NodeStatusAddTxMbps(b, n.TxMbps)
+	fb.NodeStatusAddCpuPercent(b, n.CPUPercent)
+	fb.NodeStatusAddCores(b, n.Cores)
+	fb.NodeStatusAddLastSeenMs(b, n.LastSeen.Milliseconds())
+	fb.NodeStatusAddJobs(b, n.Jobs)
+	addOff(b, metrics, fb.NodeStatusAddMetrics)
+	return fb.NodeStatusEnd(b)
+}
+
+func (j *JobStatus) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
+	job := str(b, j.Job)
+	nodes := encodeMapNodes(b, j.Nodes, fb.JobStatusStartNodesVector)
+	hints := (&JobRegister{Name: j.Name, Hints: j.Hints}).build(b)
+	fb.JobStatusStart(b)
+	addOff(b, job, fb.JobStatusAddJob)
+	fb.JobStatusAddTier(b, j.Tier)
+	fb.JobStatusAddEpoch(b, j.Epoch)
+	addOff(b, nodes, fb.JobStatusAddNodes)
+	fb.JobStatusAddHints(b, hints)
+	fb.JobStatusAddAllocMbps(b, j.AllocMbps)
+	fb.JobStatusAddAllocBytes(b, j.AllocBytes)
+	fb.JobStatusAddAgeMs(b, j.Age.Milliseconds())
+	return fb.JobStatusEnd(b)
+}
+
+// Decode implements ControlMessage.
+func (m *ClusterStatus) Decode(meta []byte) error {
+	*m = ClusterStatus{}
+	pos, err := root(meta, &clusterSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.ClusterStatus
+	t.Init(meta, pos)
+	nn, nj := t.NodesLength(), t.JobsLength()
+	if err := firstErr(checkLen("status nodes", nn, MaxMapNodes), checkLen("status jobs", nj, MaxStatusJobs)); err != nil {
+		return err
+	}
+	var out ClusterStatus
+	if nn > 0 {
+		out.Nodes = make([]NodeStatus, nn)
+		var n fb.NodeStatus
+		for i := range out.Nodes {
+			t.Nodes(&n, i)
+			if err := out.Nodes[i].from(&n); err != nil {
+				return err
+			}
+		}
+	}
+	if nj > 0 {
+		out.Jobs = make([]JobStatus, nj)
+		var j fb.JobStatus
+		for i := range out.Jobs {
+			t.Jobs(&j, i)
+			if err := out.Jobs[i].from(&j); err != nil {
+				return err
+			}
+		}
+	}
+	*m = out
+	return nil
+}
+
+func (n *NodeStatus) from(t *fb.NodeStatus) error {
+	if err := firstErr(checkAddr(t.Addr()), checkNum("rx Mb/s", t.RxMbps()), checkNum("tx Mb/s", t.TxMbps()),
+		checkNum("CPU %", t.CpuPercent())); err != nil {
+		return err
+	}
+	tiers, err := decodeTiers(t.TiersLength(), t.Tiers)
+	if err != nil {
+		return err
+	}
+	metrics, err := decodeMetrics(t.MetricsLength(), t.Metrics)
+	if err != nil {
+		return err
+	}
+	*n = NodeStatus{Addr: string(t.Addr()), State: NodeState(t.State()), Tiers: tiers,
+		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Cores: t.Cores(),
+		LastSeen: msToDuration(t.LastSeenMs()), Jobs: t.Jobs(), Metrics: metrics}
+	return nil
+}
+
+func (j *JobStatus) from(t *fb.JobStatus) error {
+	if err := firstErr(checkJob(t.Job()), checkNum("allocated Mb/s", t.AllocMbps()),
+		checkSize("allocated bytes", t.AllocBytes())); err != nil {
+		return err
+	}
+	nodes, err := decodeMapNodes(t.NodesLength(), t.Nodes)
+	if err != nil {
+		return err
+	}
+	var reg JobRegister
+	var h fb.JobRegister
+	if t.Hints(&h) != nil {
+		if err := reg.from(&h); err != nil {
+			return err
+		}
+	}
+	*j = JobStatus{Job: string(t.Job()), Name: reg.Name, Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
+		Hints: reg.Hints, AllocMbps: t.AllocMbps(), AllocBytes: t.AllocBytes(), Age: msToDuration(t.AgeMs())}
+	return nil
+}
+
+// ---- framing ----
+
+// AppendControlFrame appends a frame of header and metadata (no payload) to
+// dst, so a control message goes out in one write.
+func AppendControlFrame(dst []byte, op Op, id uint64, code Code, meta []byte) []byte {
+	h := Header{Op: op, Code: code, ID: id, MetaLen: uint32(len(meta))}
+	dst = AppendHeader(dst, &h)
+	return append(dst, meta...)
+}
+
+// ReadControlFrame reads one frame from r: the header, checked against lim
+// before anything else is read, then its metadata into buf (grown if
+// needed). A payload within lim is read and discarded. The returned meta
+// aliases buf and is valid until buf is reused.
+func ReadControlFrame(r *bufio.Reader, lim *Limits, buf []byte) (Header, []byte, error) {
+	var hb [HeaderLen]byte
+	if _, err := io.ReadFull(r, hb[:]); err != nil {
+		return Header{}, nil, err
+	}
+	h, err := ParseHeader(hb[:], lim)
+	if err != nil {
+		return h, nil, err
+	}
+	if cap(buf) < int(h.MetaLen) {
+		buf = make([]byte, h.MetaLen)
+	}
+	meta := buf[:h.MetaLen]
+	if _, err := io.ReadFull(r, meta); err != nil {
+		return h, nil, noEOF(err)
+	}
+	if h.PayloadLen > 0 {
+		if _, err := r.Discard(int(h.PayloadLen)); err != nil {
+			return h, nil, noEOF(err)
+		}
+	}
+	return h, meta, nil
+}
+
+// noEOF turns an EOF inside a frame into ErrUnexpectedEOF: the peer stopped
+// mid-frame.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

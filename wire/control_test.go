@@ -1,0 +1,246 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"reflect"
+	"testing"
+	"time"
+
+	flatbuffers "github.com/google/flatbuffers/go"
+)
+
+// sampleControl returns one fully populated value of every control message,
+// so round trips cover every field.
+func sampleControl() []ControlMessage {
+	tiers := []TierStat{{Kind: 1, CapacityBytes: 8 << 30, UsedBytes: 1 << 20, Mbps: 8000},
+		{Kind: 2, CapacityBytes: 100 << 30, UsedBytes: 0, Mbps: 2500.5}}
+	metrics := []Metric{{Name: "gets_per_sec", Value: 12345}, {Name: "delta", Value: -3}}
+	nodes := []MapNode{{Addr: "127.0.0.1:7001", Weight: 0.25, State: NodeActive},
+		{Addr: "127.0.0.1:7002", Weight: 0.75, State: NodeDead}}
+	return []ControlMessage{
+		&NodeRegister{Addr: "127.0.0.1:7001", Tiers: tiers, Proof: []byte{3, 1, 4}, Cores: 8},
+		&Heartbeat{Addr: "127.0.0.1:7001", Proof: []byte{9}, Tiers: tiers, RxMbps: 10.5, TxMbps: 20.25,
+			CPUPercent: 37.5, Metrics: metrics},
+		&NodeAck{Known: true, State: NodeDraining, Heartbeat: time.Second,
+			Jobs: []JobEpoch{{Job: "sort-1", Epoch: 3}, {Job: "video-2", Epoch: 1}}},
+		&JobRegister{Name: "sort", Hints: JobHints{Lambdas: 250, CapacityBytes: 100e9, PeakMbps: 16000, LatencySensitive: true}},
+		&JobRef{Job: "sort-1", Token: []byte("tok")},
+		&PlacementMap{Job: "sort-1", Tier: 2, Epoch: 7, Nodes: nodes, Token: bytes.Repeat([]byte{0xAB}, 33)},
+		&DropResult{Nodes: 3, Failed: 1, Values: 1000, Bytes: 1 << 30, Message: "node x: refused"},
+		&ClusterStatus{
+			Nodes: []NodeStatus{{Addr: "127.0.0.1:7001", State: NodeActive, Tiers: tiers, RxMbps: 1, TxMbps: 2,
+				CPUPercent: 3, Cores: 4, LastSeen: 1500 * time.Millisecond, Jobs: 2, Metrics: metrics},
+				{Addr: "127.0.0.1:7002", State: NodeDead}},
+			Jobs: []JobStatus{{Job: "sort-1", Name: "sort", Tier: 1, Epoch: 2, Nodes: nodes,
+				Hints: JobHints{Lambdas: 10, PeakMbps: 6000}, AllocMbps: 6000, AllocBytes: 5 << 30, Age: 3 * time.Second}},
+		},
+	}
+}
+
+// fresh returns a zero value of the same message type as m.
+func fresh(m ControlMessage) ControlMessage {
+	return reflect.New(reflect.TypeOf(m).Elem()).Interface().(ControlMessage)
+}
+
+func TestControlRoundTrip(t *testing.T) {
+	b := flatbuffers.NewBuilder(0)
+	for _, m := range sampleControl() {
+		meta := m.Encode(b)
+		got := fresh(m)
+		if err := got.Decode(bytes.Clone(meta)); err != nil {
+			t.Fatalf("%T: decode: %v", m, err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("%T round trip:\n got %+v\nwant %+v", m, got, m)
+		}
+		// Zero values round-trip too (absent fields read back as zero),
+		// except where a decoder requires a field.
+		z := fresh(m)
+		err := fresh(m).Decode(bytes.Clone(z.Encode(b)))
+		switch z.(type) {
+		case *NodeRegister, *Heartbeat, *JobRef, *PlacementMap:
+			if !errors.Is(err, ErrBadKey) {
+				t.Errorf("%T without address or job: %v, want ErrBadKey", z, err)
+			}
+		default:
+			if err != nil {
+				t.Errorf("%T zero value: %v", z, err)
+			}
+		}
+	}
+}
+
+// TestControlDecodeCopies checks a decoded message does not alias the
+// buffer it came from.
+func TestControlDecodeCopies(t *testing.T) {
+	b := flatbuffers.NewBuilder(0)
+	want := &PlacementMap{Job: "a-1", Epoch: 1, Nodes: []MapNode{{Addr: "h:1", Weight: 1, State: NodeActive}}, Token: []byte{1, 2, 3}}
+	meta := bytes.Clone(want.Encode(b))
+	var got PlacementMap
+	if err := got.Decode(meta); err != nil {
+		t.Fatal(err)
+	}
+	for i := range meta {
+		meta[i] = 0xFF
+	}
+	if !reflect.DeepEqual(&got, want) {
+		t.Fatalf("decoded map changed with its buffer: %+v", got)
+	}
+}
+
+func TestControlDecodeRefuses(t *testing.T) {
+	b := flatbuffers.NewBuilder(0)
+	long := string(bytes.Repeat([]byte("x"), 300))
+	cases := []struct {
+		name string
+		m    ControlMessage
+		want error
+	}{
+		{"nan weight", &PlacementMap{Job: "j-1", Nodes: []MapNode{{Addr: "a:1", Weight: math.NaN()}}}, ErrMalformed},
+		{"negative weight", &PlacementMap{Job: "j-1", Nodes: []MapNode{{Addr: "a:1", Weight: -1}}}, ErrMalformed},
+		{"inf Mb/s", &Heartbeat{Addr: "a:1", RxMbps: math.Inf(1)}, ErrMalformed},
+		{"negative capacity", &NodeRegister{Addr: "a:1", Tiers: []TierStat{{Kind: 1, CapacityBytes: -5}}}, ErrMalformed},
+		{"long address", &NodeRegister{Addr: long}, ErrTooLarge},
+		{"long job", &JobRef{Job: long}, ErrTooLarge},
+		{"long name", &JobRegister{Name: long}, ErrTooLarge},
+		{"too many tiers", &NodeRegister{Addr: "a:1", Tiers: make([]TierStat, MaxTiers+1)}, ErrTooLarge},
+		{"nan metric", &Heartbeat{Addr: "a:1", Metrics: []Metric{{Name: "m", Value: math.NaN()}}}, ErrMalformed},
+		{"negative hint", &JobRegister{Name: "j", Hints: JobHints{CapacityBytes: -1}}, ErrMalformed},
+	}
+	for _, c := range cases {
+		err := fresh(c.m).Decode(bytes.Clone(c.m.Encode(b)))
+		if !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	for _, m := range sampleControl() {
+		if err := fresh(m).Decode(nil); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%T: empty metadata: %v", m, err)
+		}
+		// Every truncation of a valid message is refused or decodes; it
+		// never panics.
+		meta := bytes.Clone(m.Encode(b))
+		for n := range meta {
+			_ = fresh(m).Decode(meta[:n])
+		}
+	}
+}
+
+func TestControlOpNames(t *testing.T) {
+	want := map[Op]string{OpRegisterNode: "register-node", OpHeartbeat: "heartbeat", OpRegisterJob: "register-job",
+		OpDeregisterJob: "deregister-job", OpGetMap: "get-map", OpStatus: "status"}
+	for op, name := range want {
+		if op < ControlBase || op.IsReply() {
+			t.Errorf("%s: opcode %#x outside the control range", name, uint8(op))
+		}
+		if op.String() != name || op.Reply().String() != name+"-reply" {
+			t.Errorf("op %#x: %q", uint8(op), op.String())
+		}
+	}
+	if NodeActive.String() != "active" || NodeDraining.String() != "draining" || NodeDead.String() != "dead" {
+		t.Error("node state names")
+	}
+}
+
+func TestControlFrame(t *testing.T) {
+	b := flatbuffers.NewBuilder(0)
+	meta := (&JobRef{Job: "j-1"}).Encode(b)
+	frame := AppendControlFrame(nil, OpGetMap, 42, CodeOK, meta)
+	lim := ControlLimits()
+	h, got, err := ReadControlFrame(bufio.NewReader(bytes.NewReader(frame)), &lim, nil)
+	if err != nil || h.Op != OpGetMap || h.ID != 42 || !bytes.Equal(got, meta) {
+		t.Fatalf("read back: %+v %v", h, err)
+	}
+	// A control connection takes no payload.
+	bad := AppendHeader(nil, &Header{Op: OpGetMap, PayloadLen: 1})
+	if _, _, err := ReadControlFrame(bufio.NewReader(bytes.NewReader(bad)), &lim, nil); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("payload on control frame: %v", err)
+	}
+	// A frame cut short is an unexpected EOF, an empty stream a clean EOF.
+	if _, _, err := ReadControlFrame(bufio.NewReader(bytes.NewReader(frame[:len(frame)-1])), &lim, nil); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("short frame: %v", err)
+	}
+	if _, _, err := ReadControlFrame(bufio.NewReader(bytes.NewReader(nil)), &lim, nil); err != io.EOF {
+		t.Fatalf("empty stream: %v", err)
+	}
+	// A data-plane reply with a payload is read and its payload skipped.
+	dl := DefaultLimits()
+	withPayload := append(AppendHeader(nil, &Header{Op: OpDropJob.Reply(), MetaLen: uint32(len(meta)), PayloadLen: 3}), meta...)
+	withPayload = append(withPayload, 1, 2, 3)
+	withPayload = AppendControlFrame(withPayload, OpStatus, 7, CodeOK, nil)
+	r := bufio.NewReader(bytes.NewReader(withPayload))
+	if _, _, err := ReadControlFrame(r, &dl, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h, _, err := ReadControlFrame(r, &dl, nil); err != nil || h.ID != 7 {
+		t.Fatalf("frame after a payload: %+v %v", h, err)
+	}
+}
+
+// fuzzControl fuzzes one decoder: no input may panic it, and whatever it
+// accepts must survive an encode/decode round trip unchanged.
+func fuzzControl(f *testing.F, proto ControlMessage) {
+	b := flatbuffers.NewBuilder(0)
+	for _, m := range sampleControl() {
+		f.Add(bytes.Clone(m.Encode(b)))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{4, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := fresh(proto)
+		if m.Decode(data) != nil {
+			return
+		}
+		again := fresh(proto)
+		if err := again.Decode(bytes.Clone(m.Encode(flatbuffers.NewBuilder(0)))); err != nil {
+			t.Fatalf("re-encoded %T does not decode: %v", m, err)
+		}
+		if !reflect.DeepEqual(m, again) {
+			t.Fatalf("%T changed in a round trip:\n%+v\n%+v", m, m, again)
+		}
+	})
+}
+
+func FuzzNodeRegister(f *testing.F)  { fuzzControl(f, &NodeRegister{}) }
+func FuzzHeartbeat(f *testing.F)     { fuzzControl(f, &Heartbeat{}) }
+func FuzzNodeAck(f *testing.F)       { fuzzControl(f, &NodeAck{}) }
+func FuzzJobRegister(f *testing.F)   { fuzzControl(f, &JobRegister{}) }
+func FuzzJobRef(f *testing.F)        { fuzzControl(f, &JobRef{}) }
+func FuzzPlacementMap(f *testing.F)  { fuzzControl(f, &PlacementMap{}) }
+func FuzzDropResult(f *testing.F)    { fuzzControl(f, &DropResult{}) }
+func FuzzClusterStatus(f *testing.F) { fuzzControl(f, &ClusterStatus{}) }
+
+// FuzzReadControlFrame feeds arbitrary streams to the frame reader.
+func FuzzReadControlFrame(f *testing.F) {
+	f.Add(AppendControlFrame(nil, OpStatus, 1, CodeOK, []byte{1, 2, 3}))
+	f.Add([]byte("PK\x01\x45"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lim := ControlLimits()
+		r := bufio.NewReader(bytes.NewReader(data))
+		for i := 0; i < 4; i++ {
+			h, meta, err := ReadControlFrame(r, &lim, nil)
+			if err != nil {
+				return
+			}
+			if len(meta) != int(h.MetaLen) {
+				t.Fatalf("meta %d bytes, header says %d", len(meta), h.MetaLen)
+			}
+		}
+	})
+}
+
+func BenchmarkHeartbeatCodec(b *testing.B) {
+	hb := sampleControl()[1].(*Heartbeat)
+	fbb := flatbuffers.NewBuilder(512)
+	b.ReportAllocs()
+	var out Heartbeat
+	for b.Loop() {
+		if err := out.Decode(hb.Encode(fbb)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
