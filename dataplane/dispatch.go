@@ -1,0 +1,227 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// smallCopy is the largest value a get copies into the connection's output
+// buffer; larger values are handed to writev by reference, straight out of
+// the tier's memory. Below it the copy is cheaper than tracking a reference.
+const smallCopy = 16 << 10
+
+// connState is the node's per-connection state, set as the netio.Conn's
+// context on open. It is touched only on the connection's loop goroutine,
+// except where an async completion posts back to that loop.
+type connState struct {
+	hdr     [wire.HeaderLen]byte
+	req     wire.Request
+	enc     *wire.Encoder // for error, stat and list metadata; created on first use
+	put     putSink
+	discard discardSink
+	auth    authCache
+	closed  bool // set by OnClose; read by tasks posted to the same loop
+}
+
+func (cs *connState) encoder() *wire.Encoder {
+	if cs.enc == nil {
+		cs.enc = wire.NewEncoder()
+	}
+	return cs.enc
+}
+
+// OnOpen implements netio.Handler.
+func (n *Node) OnOpen(c *netio.Conn) {
+	cs := &connState{}
+	cs.put.node, cs.discard.node = n, n
+	c.SetContext(cs)
+}
+
+// OnClose implements netio.Handler: a put cut short by the close is aborted.
+func (n *Node) OnClose(c *netio.Conn, _ error) {
+	if cs, ok := c.Context().(*connState); ok {
+		cs.closed = true
+		cs.put.abort()
+	}
+}
+
+// OnData implements netio.Handler: it serves every complete frame in `in`
+// and stops at the first incomplete one, or hands the rest of a put's
+// payload to a sink that receives it straight into tier memory.
+func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
+	cs := c.Context().(*connState)
+	done := 0
+	for {
+		b := in[done:]
+		h, err := wire.ParseHeader(b, &n.lim)
+		if errors.Is(err, wire.ErrShortHeader) {
+			return done, nil
+		}
+		if err != nil {
+			// The stream cannot be trusted past a bad header: answer, then close.
+			n.replyErr(c, cs, &wire.Header{Op: wire.Op(at(b, 3)), ID: rawID(b)}, err)
+			return done, err
+		}
+		if h.Op.IsReply() {
+			err := wire.Errorf(wire.CodeMalformed, "a reply opcode sent to a node")
+			n.replyErr(c, cs, &h, err)
+			return done, err
+		}
+		body := wire.HeaderLen + int(h.MetaLen)
+		if len(b) < body {
+			return done, nil
+		}
+		n.stats.requests.Add(1)
+		payload := b[body:]
+		if int64(len(payload)) > int64(h.PayloadLen) {
+			payload = payload[:h.PayloadLen]
+		}
+		if err := wire.DecodeRequest(b[wire.HeaderLen:body], &n.lim, &cs.req); err != nil {
+			if !n.skipPayload(c, cs, &h, payload, err) {
+				return len(in), nil
+			}
+			done += body + int(h.PayloadLen)
+			continue
+		}
+		if h.Op == wire.OpPut {
+			if !n.put(c, cs, &h, payload) {
+				return len(in), nil // a sink takes the rest of the payload
+			}
+			done += body + int(h.PayloadLen)
+			continue
+		}
+		if h.PayloadLen != 0 {
+			err := wire.Errorf(wire.CodeMalformed, "%v carries no payload", h.Op)
+			n.replyErr(c, cs, &h, err)
+			return done, err
+		}
+		n.serve(c, cs, &h)
+		done += body
+	}
+}
+
+func at(b []byte, i int) byte {
+	if i < len(b) {
+		return b[i]
+	}
+	return 0
+}
+
+// rawID reads a request id from a header that failed to parse, so even the
+// error reply can be matched by the client.
+func rawID(b []byte) uint64 {
+	if len(b) < 16 {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b[8:16])
+}
+
+// skipPayload answers err for a request whose payload must still be read
+// off the stream. It returns false when a sink now owns the rest of `in`.
+func (n *Node) skipPayload(c *netio.Conn, cs *connState, h *wire.Header, have []byte, err error) bool {
+	if len(have) == int(h.PayloadLen) {
+		n.replyErr(c, cs, h, err)
+		return true
+	}
+	cs.discard.start(c, *h, int(h.PayloadLen)-len(have), err)
+	c.SetSink(&cs.discard)
+	return false
+}
+
+// serve runs a request without a payload.
+func (n *Node) serve(c *netio.Conn, cs *connState, h *wire.Header) {
+	tier, err := n.admit(cs, h)
+	if err != nil {
+		n.replyErr(c, cs, h, err)
+		return
+	}
+	switch h.Op {
+	case wire.OpPing:
+		n.replyOK(c, cs, h, 0)
+	case wire.OpGet:
+		n.get(c, cs, h, tier)
+	case wire.OpDelete, wire.OpStat, wire.OpList, wire.OpUsage:
+		n.meta(c, cs, h, tier)
+	case wire.OpDropJob:
+		n.dropJob(c, cs, h)
+	default:
+		n.replyErr(c, cs, h, wire.Errorf(wire.CodeUnknownOp, "%v", h.Op))
+	}
+}
+
+// admit checks the job, token, key and epoch of the decoded request and
+// picks its tier.
+func (n *Node) admit(cs *connState, h *wire.Header) (Tier, error) {
+	r := &cs.req
+	switch h.Op {
+	case wire.OpPing:
+		return nil, nil
+	case wire.OpDropJob:
+		if n.cfg.Guard != nil {
+			if err := n.cfg.Guard.CheckAdmin(r.Job, r.Token); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
+	if len(r.Job) == 0 {
+		return nil, errNoJob
+	}
+	if err := cs.auth.check(n.cfg.Guard, r.Job, r.Token); err != nil {
+		return nil, err
+	}
+	if err := n.jobs.check(r.Job, r.Epoch); err != nil {
+		return nil, err
+	}
+	if len(r.Key) == 0 && h.Flags&wire.FlagPrefix == 0 && (h.Op == wire.OpPut || h.Op == wire.OpGet || h.Op == wire.OpStat || h.Op == wire.OpDelete) {
+		return nil, errNoKey
+	}
+	return n.tierFor(h.Flags)
+}
+
+var (
+	errNoJob     = &wire.Error{Code: wire.CodeBadKey, Msg: "request names no job"}
+	errNoKey     = &wire.Error{Code: wire.CodeBadKey, Msg: "request names no key"}
+	errNoNVMe    = &wire.Error{Code: wire.CodeUnsupported, Msg: "this node has no NVMe tier"}
+	errNoDRAM    = &wire.Error{Code: wire.CodeUnsupported, Msg: "this node has no DRAM tier"}
+	errDraining  = &wire.Error{Code: wire.CodeDraining, Msg: "node is draining; put elsewhere"}
+	errTruncated = &wire.Error{Code: wire.CodeMalformed, Msg: "connection closed inside a payload"}
+)
+
+func (n *Node) tierFor(flags uint16) (Tier, error) {
+	if flags&wire.FlagTierNVMe != 0 {
+		if n.cfg.NVMe == nil {
+			return nil, errNoNVMe
+		}
+		return n.cfg.NVMe, nil
+	}
+	if n.cfg.DRAM == nil {
+		return nil, errNoDRAM
+	}
+	return n.cfg.DRAM, nil
+}
+
+// authCache remembers the last (job, token) pair that passed the guard on
+// this connection, so a connection reusing one job's token pays for the
+// HMAC once instead of per request.
+type authCache struct {
+	job, token []byte
+}
+
+func (a *authCache) check(g Guard, job, token []byte) error {
+	if g == nil {
+		return nil
+	}
+	if string(a.job) == string(job) && string(a.token) == string(token) && a.job != nil {
+		return nil
+	}
+	if err := g.CheckJob(job, token); err != nil {
+		return err
+	}
+	a.job = append(a.job[:0], job...)
+	a.token = append(a.token[:0], token...)
+	return nil
+}
