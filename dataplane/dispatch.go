@@ -183,12 +183,11 @@ func (n *Node) admit(cs *connState, h *wire.Header) (Tier, error) {
 }
 
 var (
-	errNoJob     = &wire.Error{Code: wire.CodeBadKey, Msg: "request names no job"}
-	errNoKey     = &wire.Error{Code: wire.CodeBadKey, Msg: "request names no key"}
-	errNoNVMe    = &wire.Error{Code: wire.CodeUnsupported, Msg: "this node has no NVMe tier"}
-	errNoDRAM    = &wire.Error{Code: wire.CodeUnsupported, Msg: "this node has no DRAM tier"}
-	errDraining  = &wire.Error{Code: wire.CodeDraining, Msg: "node is draining; put elsewhere"}
-	errTruncated = &wire.Error{Code: wire.CodeMalformed, Msg: "connection closed inside a payload"}
+	errNoJob    = &wire.Error{Code: wire.CodeBadKey, Msg: "request names no job"}
+	errNoKey    = &wire.Error{Code: wire.CodeBadKey, Msg: "request names no key"}
+	errNoNVMe   = &wire.Error{Code: wire.CodeUnsupported, Msg: "this node has no NVMe tier"}
+	errNoDRAM   = &wire.Error{Code: wire.CodeUnsupported, Msg: "this node has no DRAM tier"}
+	errDraining = &wire.Error{Code: wire.CodeDraining, Msg: "node is draining; put elsewhere"}
 )
 
 func (n *Node) tierFor(flags uint16) (Tier, error) {
