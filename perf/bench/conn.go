@@ -43,8 +43,6 @@ type opQueue[T any] struct {
 
 func (q *opQueue[T]) push(v T) { q.items = append(q.items, v) }
 
-func (q *opQueue[T]) len() int { return len(q.items) - q.head }
-
 // pop removes the oldest entry; ok is false when the queue is empty.
 func (q *opQueue[T]) pop() (v T, ok bool) {
 	if q.head == len(q.items) {

@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseArgsSizesAndDurations(t *testing.T) {
+	o, err := ParseArgs(strings.Fields("--addr 127.0.0.1:7000 --op put --size 1MiB --conns 8 --pipeline 16 --duration 1500ms --warmup 2s --keys 77"), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.Config
+	if o.Mode != ModeRun || o.Store != "pocket" || o.Addr != "127.0.0.1:7000" || c.Op != Put || c.Size != 1<<20 ||
+		c.Conns != 8 || c.Pipeline != 16 || c.Duration != 1500*time.Millisecond || c.Warmup != 2*time.Second || c.Keys != 77 {
+		t.Fatalf("parsed %+v / %+v", o, c)
+	}
+	if o.Target() != "pocket://127.0.0.1:7000" {
+		t.Fatalf("Target = %q", o.Target())
+	}
+}
+
+func TestParseArgsDefaults(t *testing.T) {
+	o, err := ParseArgs([]string{"--target", "redis://localhost"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.Config
+	if o.Store != "redis" || o.Addr != "localhost:6379" || c.Op != Get || c.Size != 1024 || c.Conns != 50 ||
+		c.Pipeline != 1 || c.Duration != 5*time.Second || c.Keys != 100000 || o.JSON {
+		t.Fatalf("defaults %+v / %+v", o, c)
+	}
+	o, err = ParseArgs([]string{"--target", "redis://:6380", "--size", "1MiB"}, &bytes.Buffer{})
+	if err != nil || o.Addr != "127.0.0.1:6380" || o.Config.Keys != 256 {
+		t.Fatalf("redis://:6380 with 1MiB values: %v %+v", err, o)
+	}
+}
+
+func TestParseArgsModes(t *testing.T) {
+	for args, mode := range map[string]Mode{
+		"--matrix":         ModeMatrix,
+		"--report r.jsonl": ModeReport,
+		"--loopback --duration 1s --chunk 256KiB": ModeLoopback,
+	} {
+		o, err := ParseArgs(strings.Fields(args), &bytes.Buffer{})
+		if err != nil || o.Mode != mode {
+			t.Errorf("%q: mode %v, %v; want %v", args, o, err, mode)
+		}
+	}
+	o, _ := ParseArgs(strings.Fields("--loopback --chunk 256KiB"), &bytes.Buffer{})
+	if o.Chunk != 256<<10 {
+		t.Errorf("--chunk 256KiB parsed as %d", o.Chunk)
+	}
+}
+
+func TestParseArgsRejects(t *testing.T) {
+	for _, args := range []string{
+		"",                                // no store
+		"--addr a:1 --target redis://b:2", // both
+		"--addr nohost",                   // no port
+		"--addr a:0",                      // bad port
+		"--target http://a:1",             // scheme
+		"--addr a:1 --op delete",          // op
+		"--addr a:1 --size 1XB",           // size
+		"--addr a:1 --size 3GiB",          // too big for one value
+		"--addr a:1 --duration soon",      // duration
+		"--addr a:1 --duration 0s",        // zero duration
+		"--addr a:1 --conns 0",            // conns
+		"--addr a:1 --pipeline -1",        // pipeline
+		"--addr a:1 stray",                // argument
+		"--loopback --chunk 0",            // chunk
+	} {
+		var out bytes.Buffer
+		if o, err := ParseArgs(strings.Fields(args), &out); err == nil {
+			t.Errorf("%q accepted: %+v", args, o)
+		} else if !strings.Contains(out.String(), "usage") {
+			t.Errorf("%q: no usage printed, got %q", args, out.String())
+		}
+	}
+}
+
+func TestMainExitStatus(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if st := Main(context.Background(), []string{"--bogus"}, &out, &errOut); st != 2 {
+		t.Errorf("bad flag: status %d, want 2", st)
+	}
+	if st := Main(context.Background(), []string{"--matrix"}, &out, &errOut); st != 0 || !strings.Contains(out.String(), "get-1k-c50 get 1024 50 1\n") {
+		t.Errorf("--matrix: status %d, output %q", st, out.String())
+	}
+	if st := Main(context.Background(), []string{"--report", filepath.Join(t.TempDir(), "missing")}, &out, &errOut); st != 1 {
+		t.Errorf("--report of a missing file: status %d, want 1", st)
+	}
+}
+
+// TestMainEndToEnd runs the command against the fake Redis, writes the
+// JSON results of both a store run and a loopback run to a file, and
+// reads them back into a comparison table.
+func TestMainEndToEnd(t *testing.T) {
+	srv := startFake(t, serveRESP)
+	results := filepath.Join(t.TempDir(), "results.jsonl")
+	var out, errOut bytes.Buffer
+	args := []string{"--target", "redis://" + srv.addr(), "--op", "get", "--size", "1KiB", "--conns", "2",
+		"--pipeline", "4", "--duration", "300ms", "--warmup", "0s", "--keys", "100", "--json", "--label", "get-1k-c50"}
+	if st := Main(context.Background(), args, &out, &errOut); st != 0 {
+		t.Fatalf("status %d: %s", st, errOut.String())
+	}
+	if st := Main(context.Background(), []string{"--loopback", "--duration", "100ms", "--warmup", "0s", "--json", "--label", LoopbackLabel}, &out, &errOut); st != 0 {
+		t.Fatalf("loopback status %d: %s", st, errOut.String())
+	}
+	if err := os.WriteFile(results, out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := ReadResults(bytes.NewReader(out.Bytes()))
+	if err != nil || len(rs) != 2 || rs[0].Store() != "redis" || rs[0].OpsPerSec <= 0 || rs[0].Errors != 0 || rs[1].Store() != "tcp" {
+		t.Fatalf("results %+v, %v", rs, err)
+	}
+	out.Reset()
+	if st := Main(context.Background(), []string{"--report", results}, &out, &errOut); st != 0 {
+		t.Fatalf("report status %d: %s", st, errOut.String())
+	}
+	if !strings.Contains(out.String(), "| 1 KiB GET, 50 conns | ops/s | n/a |") || !strings.Contains(out.String(), "| loopback TCP, 1 stream | MB/s |") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+}
+
+func TestMainReportsWrongResponses(t *testing.T) {
+	srv := startFake(t, serveRESP)
+	srv.corrupt.Store(true)
+	var out, errOut bytes.Buffer
+	args := []string{"--target", "redis://" + srv.addr(), "--size", "100", "--conns", "1", "--duration", "100ms", "--warmup", "0s", "--keys", "10"}
+	if st := Main(context.Background(), args, &out, &errOut); st != 1 {
+		t.Fatalf("status %d, want 1; stderr %s", st, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "wrong responses") || !strings.Contains(out.String(), "first error") {
+		t.Fatalf("stdout %q stderr %q", out.String(), errOut.String())
+	}
+}

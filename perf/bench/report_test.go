@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func sampleStats() *Stats {
+	st := &Stats{Config: Config{Op: Get, Size: 1000, Conns: 50, Pipeline: 16, Duration: 2 * time.Second, Keys: 100}, Ops: 400000}
+	for i := 1; i <= 100; i++ {
+		st.Latency.Record(time.Duration(i) * 10 * time.Microsecond)
+	}
+	return st
+}
+
+func TestResultFigures(t *testing.T) {
+	r := NewResult("redis://h:1", "x", sampleStats())
+	if r.OpsPerSec != 200000 || r.MBPerSec != 200 {
+		t.Fatalf("ops/s %v MB/s %v; want 200000 and 200 (MB = 10^6 bytes)", r.OpsPerSec, r.MBPerSec)
+	}
+	near := func(got, want float64) bool { return got >= want*0.995 && got <= want*1.005 }
+	if !near(r.P50us, 500) || !near(r.P99us, 990) || r.P999us != 1000 || r.MaxUs != 1000 {
+		t.Fatalf("percentiles %v %v %v max %v; want 500, 990, 1000 within the histogram's precision", r.P50us, r.P99us, r.P999us, r.MaxUs)
+	}
+	if diff := r.MeanUs - 505; diff > 1 || diff < -1 {
+		t.Fatalf("mean %v, want 505", r.MeanUs)
+	}
+}
+
+func TestWriteJSONFields(t *testing.T) {
+	r := NewResult("pocket://h:1", "cell", sampleStats())
+	var b bytes.Buffer
+	if err := r.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(b.String(), "\n") != 1 {
+		t.Fatalf("want one line, got %q", b.String())
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"ops_per_sec", "mb_per_sec", "p50_us", "p99_us", "p999_us", "errors", "target", "op", "size", "conns", "pipeline", "label"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("JSON lacks %q: %s", k, b.String())
+		}
+	}
+	back, err := ReadResults(strings.NewReader("\n" + b.String() + "\n"))
+	if err != nil || len(back) != 1 || back[0] != r {
+		t.Fatalf("round trip: %+v, %v", back, err)
+	}
+	if _, err := ReadResults(strings.NewReader("{not json\n")); err == nil {
+		t.Fatal("ReadResults accepted a broken line")
+	}
+}
+
+func TestWriteText(t *testing.T) {
+	r := NewResult("redis://h:1", "", sampleStats())
+	var b bytes.Buffer
+	r.WriteText(&b)
+	for _, want := range []string{"redis://h:1  get 1000B  conns 50  pipeline 16  keys 100", "ops/s    200,000", "MB/s     200.0",
+		"p50 500.7us  p99 989.2us  p99.9 1,000.0us  mean 505.0us  max 1,000.0us", "errors   0"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	lb := LoopbackStats{Addr: "127.0.0.1:9", Bytes: 3e9, Duration: time.Second}.Result("")
+	lb.WriteText(&b)
+	if !strings.Contains(b.String(), "3,000.0 MB/s") {
+		t.Errorf("loopback text: %q", b.String())
+	}
+}
+
+func TestFormatting(t *testing.T) {
+	for in, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -4321: "-4,321"} {
+		if got := fmtFloat(in, 0); got != want {
+			t.Errorf("fmtFloat(%v) = %q, want %q", in, got, want)
+		}
+	}
+	if got := fmtFloat(12345.678, 1); got != "12,345.7" {
+		t.Errorf("fmtFloat(12345.678, 1) = %q", got)
+	}
+	if fmtMicros(42.25) != "42.2us" && fmtMicros(42.25) != "42.3us" {
+		t.Errorf("fmtMicros(42.25) = %q", fmtMicros(42.25))
+	}
+	if got := fmtMicros(25000); got != "25.0ms" {
+		t.Errorf("fmtMicros(25000) = %q", got)
+	}
+}
+
+func TestComparisonTable(t *testing.T) {
+	res := func(label, store string, ops, mbps, p50 float64) Result {
+		return Result{Label: label, Target: store + "://x:1", OpsPerSec: ops, MBPerSec: mbps, P50us: p50}
+	}
+	results := []Result{
+		res("get-1k-c50", "pocket", 100000, 0, 0), res("get-1k-c50", "redis", 50000, 0, 0),
+		res("get-1k-p16", "pocket", 100000, 0, 0), res("get-1k-p16", "redis", 80000, 0, 0),
+		res("get-1m-c8", "pocket", 0, 3000, 0), res("get-1m-c8", "redis", 0, 2000, 0),
+		res("get-1k-c1", "pocket", 0, 0, 30), res("get-1k-c1", "redis", 0, 0, 40),
+		res(LoopbackLabel, "tcp", 0, 4000, 0),
+		res("put-1k-c50", "redis", 1000, 0, 0),
+	}
+	bad := res("put-1k-p16", "pocket", 9, 0, 0)
+	bad.Errors = 3
+	results = append(results, bad, res("put-1k-p16", "redis", 5, 0, 0))
+	var b bytes.Buffer
+	if err := WriteComparison(&b, results); err != nil {
+		t.Fatal(err)
+	}
+	table := b.String()
+	for _, want := range []string{
+		"| cell | metric | pocket | Redis | ratio | target | met |",
+		"| 1 KiB GET, 50 conns | ops/s | 100,000 | 50,000 | 2.00x | ≥ 1.20x | yes |",
+		"| 1 KiB PUT, 50 conns | ops/s | n/a | 1,000 | n/a | — | — |",
+		"| 1 KiB GET, 50 conns x 16 pipelined | ops/s | 100,000 | 80,000 | 1.25x | ≥ 1.50x | no |",
+		"| 1 KiB PUT, 50 conns x 16 pipelined | ops/s | 9 (3 errors) | 5 | n/a | ≥ 1.50x | no |",
+		"| 1 MiB GET, 8 conns | MB/s | 3,000.0 | 2,000.0 | 1.50x | ≥ 1.20x | yes |",
+		"| 1 MiB GET, 8 conns, share of loopback | MB/s | 3,000.0 | loopback 4,000.0 | 0.75x | ≥ 0.80x | no |",
+		"| 1 KiB GET, 1 conn | p50 us | 30.0 | 40.0 | 0.75x | ≤ 1.00x | yes |",
+		"| loopback TCP, 1 stream | MB/s | 4,000.0 | | | | |",
+	} {
+		if !strings.Contains(table, want+"\n") {
+			t.Errorf("table lacks\n%s\nin\n%s", want, table)
+		}
+	}
+}
