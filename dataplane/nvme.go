@@ -1,0 +1,548 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/pocketstore/pocket/dataplane/slab"
+	"github.com/pocketstore/pocket/nvme"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// The NVMe tier keeps its index in DRAM and values in extents of an
+// nvme.Device.
+//
+// Index: one map per job (key -> *nvmeVersion) under one RWMutex for the
+// whole tier. Every operation that reaches the device already costs tens of
+// microseconds, so the lock is never the bottleneck, and it is never held
+// across a transfer.
+//
+// Space: an nvme.Allocator over the device in blocks of max(alignment, 4 KiB).
+// Create reserves a value's extents at once (so a full tier answers
+// ErrNoSpace before any payload is received); a value whose size no single
+// free extent holds is scattered over up to MaxExtents pieces. Usage.Used
+// counts allocated blocks, reservations and retired versions still being
+// read included.
+//
+// Versions: an overwritten or deleted version is unpublished at once; its
+// extents are freed when the last Open still reading it finishes (readers
+// counts open values, under mu), as the Tier contract asks. An Open reads
+// the value from the device into aligned buffers of its own.
+//
+// Buffers: staging buffers (Pending.Buffers) and read buffers
+// (Value.Segments) are aligned chunks of at most ChunkSize bytes from the
+// buffer source (the node's slab arena when given), each padded to the
+// alignment: a GET goes device -> arena chunk -> socket with no copy. The
+// padding past a value's end is zeroed before it is written. Staging
+// buffers are valid until Commit or Abort returns, segments until Release.
+//
+// Lock order: mu, then the allocator (owned by mu). The buffer source and
+// the device take their own locks and are called with mu released.
+
+// NVMeOptions tune NewNVMe. The zero value is the default.
+type NVMeOptions struct {
+	// Buffers supplies aligned memory. Default: the device's own source.
+	// Use ArenaBuffers(dram.Arena()) to share the node's DRAM arena.
+	Buffers nvme.BufferSource
+	// ChunkSize is the largest single buffer (and segment), a multiple of
+	// the device alignment; default 1 MiB.
+	ChunkSize int
+	// Capacity limits the bytes used on the device (default its size).
+	Capacity int64
+	// MaxExtents bounds the pieces of one scattered value (default 64).
+	MaxExtents int
+	// MaxJobLen and MaxKeyLen bound job ids and keys (defaults: the wire
+	// protocol's limits).
+	MaxJobLen, MaxKeyLen int
+}
+
+// NVMe is the flash tier. Commit and Open wait for the device, so the node
+// calls them from its bounded worker pool (Blocking reports true).
+type NVMe struct {
+	dev            *nvme.Device
+	bufs           nvme.BufferSource
+	chunk          int
+	align          int
+	maxExt         int
+	maxJob, maxKey int
+
+	mu     sync.RWMutex
+	alloc  *nvme.Allocator
+	jobs   map[string]*nvmeJob
+	values int64
+	closed bool
+}
+
+var _ Tier = (*NVMe)(nil)
+
+type nvmeJob struct {
+	keys map[string]*nvmeVersion
+	used int64 // allocated bytes of committed values
+}
+
+type nvmeVersion struct {
+	size    int64
+	flags   PutFlags
+	ext     []nvme.Extent
+	alloc   int64 // bytes of ext
+	readers int   // values open on this version; under mu
+	retired bool  // unpublished; extents freed when readers is 0
+}
+
+// NewNVMe builds a tier on dev. The tier does not own the device: close the
+// tier first, then the device (and the buffer source after every value
+// still open has been released).
+func NewNVMe(dev *nvme.Device, opts NVMeOptions) (*NVMe, error) {
+	align := dev.Align()
+	block := int64(max(align, 4096))
+	capacity := dev.Size()
+	if opts.Capacity > 0 && opts.Capacity < capacity {
+		capacity = opts.Capacity
+	}
+	a, err := nvme.NewAllocator(capacity, block)
+	if err != nil {
+		return nil, fmt.Errorf("nvme tier: %w", err)
+	}
+	t := &NVMe{
+		dev:    dev,
+		bufs:   opts.Buffers,
+		chunk:  cmpOr(opts.ChunkSize, 1<<20),
+		align:  max(align, dev.MemAlign()),
+		maxExt: cmpOr(opts.MaxExtents, 64),
+		maxJob: cmpOr(opts.MaxJobLen, wire.DefaultMaxJobLen),
+		maxKey: cmpOr(opts.MaxKeyLen, wire.DefaultMaxKeyLen),
+		alloc:  a,
+		jobs:   make(map[string]*nvmeJob),
+	}
+	if t.bufs == nil {
+		t.bufs = dev.Buffers()
+	}
+	if t.chunk%align != 0 {
+		return nil, fmt.Errorf("nvme tier: chunk size %d not a multiple of the device alignment %d", t.chunk, align)
+	}
+	return t, nil
+}
+
+// ArenaBuffers adapts the node's slab arena to nvme.BufferSource; its
+// classes of 4 KiB and up are 4096-aligned, which suits O_DIRECT. A Free the
+// arena refuses is a bug in the caller and panics.
+func ArenaBuffers(a *slab.Arena) nvme.BufferSource { return arenaSource{a} }
+
+type arenaSource struct{ a *slab.Arena }
+
+func (s arenaSource) AllocAligned(n, align int) ([]byte, error) {
+	b, err := s.a.AllocAligned(n, align)
+	if errors.Is(err, slab.ErrNoSpace) {
+		return nil, fmt.Errorf("%w: %w", nvme.ErrNoSpace, err)
+	}
+	return b, err
+}
+
+func (s arenaSource) Free(b []byte) {
+	if err := s.a.Free(b); err != nil {
+		panic(fmt.Sprintf("nvme tier: arena refused a buffer: %v", err))
+	}
+}
+
+// Kind implements Tier.
+func (t *NVMe) Kind() Kind { return KindNVMe }
+
+// Blocking implements Tier: Commit and Open wait for the device.
+func (t *NVMe) Blocking() bool { return true }
+
+func (t *NVMe) checkKey(job, key []byte) error {
+	if len(job) == 0 || len(job) > t.maxJob || len(key) == 0 || len(key) > t.maxKey {
+		return ErrBadKey
+	}
+	return nil
+}
+
+// ioErr classifies a device error for the client: ENOSPC (a file system
+// under a file-backed device filling up) is ErrNoSpace, the rest ErrIO.
+func ioErr(op string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("nvme tier %s: %w: %w", op, ErrNoSpace, err)
+	}
+	return fmt.Errorf("nvme tier %s: %w: %w", op, ErrIO, err)
+}
+
+// Create implements Tier: it reserves extents and staging buffers.
+func (t *NVMe) Create(job, key []byte, size int64, flags PutFlags) (Pending, error) {
+	if err := t.checkKey(job, key); err != nil {
+		return nil, err
+	}
+	if size < 0 || t.alloc.Round(size) > t.alloc.Capacity() {
+		return nil, ErrTooLarge
+	}
+	p := &nvmePending{t: t, job: string(job), key: string(key), v: &nvmeVersion{size: size, flags: flags}}
+	if err := t.reserve(p.v); err != nil {
+		return nil, err
+	}
+	var err error
+	if p.bufs, p.segs, err = t.buffers(size); err != nil {
+		t.unreserve(p.v)
+		return nil, err
+	}
+	return p, nil
+}
+
+func (t *NVMe) reserve(v *nvmeVersion) error {
+	if v.size == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
+	}
+	ext, err := t.alloc.AllocScattered(v.size, t.maxExt)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	v.ext = ext
+	for _, e := range ext {
+		v.alloc += e.Len
+	}
+	return nil
+}
+
+func (t *NVMe) unreserve(v *nvmeVersion) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.freeExtents(v)
+}
+
+// freeExtents returns a version's extents; mu is held.
+func (t *NVMe) freeExtents(v *nvmeVersion) {
+	for _, e := range v.ext {
+		if err := t.alloc.Free(e); err != nil {
+			panic(fmt.Sprintf("nvme tier: %v", err)) // index and allocator disagree
+		}
+	}
+	v.ext = nil
+}
+
+// buffers allocates the aligned chunks for a value of size bytes: bufs
+// padded to the alignment, segs the same memory cut to the value's bytes.
+func (t *NVMe) buffers(size int64) (bufs, segs [][]byte, err error) {
+	for off := int64(0); off < size; off += int64(t.chunk) {
+		n := int(min(int64(t.chunk), size-off))
+		padded := (n + t.align - 1) &^ (t.align - 1)
+		b, err := t.bufs.AllocAligned(padded, t.align)
+		if err != nil {
+			t.freeBuffers(bufs)
+			return nil, nil, fmt.Errorf("nvme tier: buffer of %d bytes: %w: %w", padded, ErrNoSpace, err)
+		}
+		bufs = append(bufs, b[:padded])
+		segs = append(segs, b[:n])
+	}
+	return bufs, segs, nil
+}
+
+func (t *NVMe) freeBuffers(bufs [][]byte) {
+	for _, b := range bufs {
+		t.bufs.Free(b)
+	}
+}
+
+// transfers maps the value's buffers onto its extents: buffer k covers
+// value bytes [k*chunk, k*chunk+len(bufs[k])), and a buffer that straddles
+// two extents becomes two transfers. Every piece stays aligned because
+// chunks and extents are multiples of the alignment.
+func (t *NVMe) transfers(v *nvmeVersion, bufs [][]byte, write bool) []nvme.IO {
+	ios := make([]nvme.IO, 0, len(bufs)+len(v.ext))
+	ei, eoff := 0, int64(0) // current extent and offset inside it
+	for _, b := range bufs {
+		for len(b) > 0 {
+			e := v.ext[ei]
+			n := min(int64(len(b)), e.Len-eoff)
+			ios = append(ios, nvme.IO{Write: write, Buf: b[:n], Off: e.Off + eoff})
+			b, eoff = b[n:], eoff+n
+			if eoff == e.Len {
+				ei, eoff = ei+1, 0
+			}
+		}
+	}
+	return ios
+}
+
+type nvmePending struct {
+	t        *NVMe
+	job, key string
+	v        *nvmeVersion
+	bufs     [][]byte // padded
+	segs     [][]byte // the value's bytes
+	done     bool
+}
+
+// Buffers implements Pending.
+func (p *nvmePending) Buffers() [][]byte { return p.segs }
+
+// Commit implements Pending: it writes the value with direct I/O and then
+// publishes it. A failed write frees everything and stores nothing.
+func (p *nvmePending) Commit() error {
+	if p.done {
+		return errors.New("nvme tier: pending already finished")
+	}
+	p.done = true
+	defer p.t.freeBuffers(p.bufs)
+	for i, b := range p.bufs {
+		clear(b[len(p.segs[i]):])
+	}
+	if err := p.t.dev.Do(p.t.transfers(p.v, p.bufs, true)); err != nil {
+		p.t.unreserve(p.v)
+		return ioErr("write", err)
+	}
+	return p.t.publish(p.job, p.key, p.v)
+}
+
+// Abort implements Pending.
+func (p *nvmePending) Abort() {
+	if p.done {
+		return
+	}
+	p.done = true
+	p.t.freeBuffers(p.bufs)
+	p.t.unreserve(p.v)
+}
+
+func (t *NVMe) publish(job, key string, v *nvmeVersion) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		t.freeExtents(v)
+		return ErrClosed
+	}
+	j := t.jobs[job]
+	if j == nil {
+		j = &nvmeJob{keys: make(map[string]*nvmeVersion)}
+		t.jobs[job] = j
+	}
+	if old := j.keys[key]; old != nil {
+		t.retire(j, old)
+	} else {
+		t.values++
+	}
+	j.keys[key] = v
+	j.used += v.alloc
+	return nil
+}
+
+// retire unpublishes v's accounting and frees its extents unless an Open is
+// still reading them; mu is held and the caller removes or replaces the map
+// entry.
+func (t *NVMe) retire(j *nvmeJob, v *nvmeVersion) {
+	j.used -= v.alloc
+	v.retired = true
+	if v.readers == 0 {
+		t.freeExtents(v)
+	}
+}
+
+// Open implements Tier: it reads the value into fresh aligned buffers.
+func (t *NVMe) Open(job, key []byte) (Value, error) {
+	if err := t.checkKey(job, key); err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil, ErrClosed
+	}
+	v := t.lookup(job, key)
+	if v == nil {
+		t.mu.Unlock()
+		return nil, ErrNotFound
+	}
+	v.readers++
+	t.mu.Unlock()
+	bufs, segs, err := t.buffers(v.size)
+	if err != nil {
+		t.doneReading(v)
+		return nil, err
+	}
+	if err := t.dev.Do(t.transfers(v, bufs, false)); err != nil {
+		t.freeBuffers(bufs)
+		t.doneReading(v)
+		return nil, ioErr("read", err)
+	}
+	return &nvmeValue{t: t, v: v, bufs: bufs, segs: segs}, nil
+}
+
+func (t *NVMe) doneReading(v *nvmeVersion) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	v.readers--
+	if v.readers == 0 && v.retired {
+		t.freeExtents(v)
+	}
+}
+
+// lookup returns the committed version or nil; mu is held.
+func (t *NVMe) lookup(job, key []byte) *nvmeVersion {
+	j := t.jobs[string(job)]
+	if j == nil {
+		return nil
+	}
+	return j.keys[string(key)]
+}
+
+// nvmeValue is an open value: its bytes in buffers of its own, plus a
+// reader reference on its version, so that (as the Tier contract says) the
+// extents of a deleted or overwritten value are reused only after Release.
+type nvmeValue struct {
+	t        *NVMe
+	v        *nvmeVersion
+	bufs     [][]byte
+	segs     [][]byte
+	released atomic.Bool
+}
+
+func (v *nvmeValue) Size() int64        { return v.v.size }
+func (v *nvmeValue) Flags() PutFlags    { return v.v.flags }
+func (v *nvmeValue) Segments() [][]byte { return v.segs }
+
+// Release implements Value; the buffers go back to the source and the
+// version's extents are freed if it was retired meanwhile.
+func (v *nvmeValue) Release() {
+	if v.released.Swap(true) {
+		panic("nvme tier: value released twice")
+	}
+	v.t.freeBuffers(v.bufs)
+	v.t.doneReading(v.v)
+}
+
+// Stat implements Tier.
+func (t *NVMe) Stat(job, key []byte) (Info, error) {
+	if err := t.checkKey(job, key); err != nil {
+		return Info{}, err
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		return Info{}, ErrClosed
+	}
+	v := t.lookup(job, key)
+	if v == nil {
+		return Info{}, ErrNotFound
+	}
+	return Info{Size: v.size, Flags: v.flags}, nil
+}
+
+// Delete implements Tier.
+func (t *NVMe) Delete(job, key []byte) error {
+	if err := t.checkKey(job, key); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
+	}
+	j := t.jobs[string(job)]
+	if j == nil || j.keys[string(key)] == nil {
+		return ErrNotFound
+	}
+	t.retire(j, j.keys[string(key)])
+	delete(j.keys, string(key))
+	t.values--
+	if len(j.keys) == 0 {
+		delete(t.jobs, string(job))
+	}
+	return nil
+}
+
+// List implements Tier. The matching keys are gathered and sorted under
+// the read lock; fn runs with no lock held.
+func (t *NVMe) List(job, prefix, after []byte, fn func(key []byte, info Info) bool) error {
+	type item struct {
+		key  string
+		info Info
+	}
+	if len(job) == 0 || len(job) > t.maxJob {
+		return ErrBadKey
+	}
+	var items []item
+	t.mu.RLock()
+	if t.closed {
+		t.mu.RUnlock()
+		return ErrClosed
+	}
+	if j := t.jobs[string(job)]; j != nil {
+		for k, v := range j.keys {
+			if len(k) >= len(prefix) && k[:len(prefix)] == string(prefix) && k > string(after) {
+				items = append(items, item{k, Info{Size: v.size, Flags: v.flags}})
+			}
+		}
+	}
+	t.mu.RUnlock()
+	sort.Slice(items, func(a, b int) bool { return items[a].key < items[b].key })
+	for _, it := range items {
+		if !fn([]byte(it.key), it.info) {
+			break
+		}
+	}
+	return nil
+}
+
+// DropJob implements Tier.
+func (t *NVMe) DropJob(job []byte, keepPersistent bool) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	j := t.jobs[string(job)]
+	if j == nil {
+		return 0
+	}
+	var freed int64
+	for k, v := range j.keys {
+		if keepPersistent && v.flags&Persist != 0 {
+			continue
+		}
+		freed += v.alloc
+		t.retire(j, v)
+		delete(j.keys, k)
+		t.values--
+	}
+	if len(j.keys) == 0 {
+		delete(t.jobs, string(job))
+	}
+	return freed
+}
+
+// Usage implements Tier.
+func (t *NVMe) Usage() Usage {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return Usage{Capacity: t.alloc.Capacity(), Used: t.alloc.Used(), Values: t.values}
+}
+
+// JobUsage implements Tier: the allocated bytes of the job's values.
+func (t *NVMe) JobUsage(job []byte) int64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if j := t.jobs[string(job)]; j != nil {
+		return j.used
+	}
+	return 0
+}
+
+// Device is the tier's device.
+func (t *NVMe) Device() *nvme.Device { return t.dev }
+
+// Close implements Tier. It forgets the index (the data on the device is
+// not meant to outlive the node) but neither closes the device nor frees
+// the buffers of values still open: Release does that.
+func (t *NVMe) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	t.jobs = nil
+	return nil
+}

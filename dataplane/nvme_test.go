@@ -1,0 +1,288 @@
+package dataplane_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/dataplane/slab"
+	"github.com/pocketstore/pocket/dataplane/tiertest"
+	"github.com/pocketstore/pocket/nvme"
+)
+
+// nvmeDir returns a directory whose file system accepts O_DIRECT
+// ($POCKET_NVME_TESTDIR, else t.TempDir()); the test is skipped, with the
+// reason, when it does not.
+func nvmeDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if d := os.Getenv("POCKET_NVME_TESTDIR"); d != "" {
+		dir = d
+	}
+	if err := nvme.ProbeDirectIO(dir); err != nil {
+		t.Skipf("NVMe tier test skipped: %s: %v (set POCKET_NVME_TESTDIR to a disk-backed dir)", dir, err)
+	}
+	d, err := os.MkdirTemp(dir, "nvme-tier-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// newNVMe opens a file-backed device of capacity bytes and a tier on it;
+// both close with the test.
+func newNVMe(t testing.TB, capacity int64, opts nvme.Options, topts dataplane.NVMeOptions) *dataplane.NVMe {
+	t.Helper()
+	opts.Size = capacity
+	if opts.BufferPool == 0 {
+		opts.BufferPool = 3 * capacity
+	}
+	dev, err := nvme.Open(filepath.Join(nvmeDir(t), "dev"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier, err := dataplane.NewNVMe(dev, topts)
+	if err != nil {
+		dev.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		tier.Close()
+		dev.Close()
+	})
+	return tier
+}
+
+func engines(t *testing.T) []nvme.Engine {
+	out := []nvme.Engine{nvme.EngineSync}
+	if err := nvme.ProbeUring(); err != nil {
+		t.Logf("io_uring engine skipped: %v", err)
+	} else {
+		out = append(out, nvme.EngineUring)
+	}
+	return out
+}
+
+func TestNVMeTierSuite(t *testing.T) {
+	for _, eng := range engines(t) {
+		t.Run(eng.String(), func(t *testing.T) {
+			tiertest.Run(t, func(t *testing.T, capacity int64) dataplane.Tier {
+				return newNVMe(t, capacity, nvme.Options{Engine: eng}, dataplane.NVMeOptions{})
+			})
+		})
+	}
+}
+
+// With the node's slab arena as the buffer source, staging and read
+// buffers are arena chunks.
+func TestNVMeTierSuiteOnArena(t *testing.T) {
+	tiertest.Run(t, func(t *testing.T, capacity int64) dataplane.Tier {
+		arena, err := slab.New(3*capacity+(8<<20), slab.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { arena.Close() })
+		bufs := dataplane.ArenaBuffers(arena)
+		return newNVMe(t, capacity, nvme.Options{Buffers: bufs}, dataplane.NVMeOptions{Buffers: bufs})
+	})
+}
+
+func putValue(tier dataplane.Tier, job, key string, data []byte) error {
+	p, err := tier.Create([]byte(job), []byte(key), int64(len(data)), 0)
+	if err != nil {
+		return err
+	}
+	rest := data
+	for _, b := range p.Buffers() {
+		rest = rest[copy(b, rest):]
+	}
+	return p.Commit()
+}
+
+func getValue(tier dataplane.Tier, job, key string) ([]byte, error) {
+	v, err := tier.Open([]byte(job), []byte(key))
+	if err != nil {
+		return nil, err
+	}
+	defer v.Release()
+	var out []byte
+	for _, s := range v.Segments() {
+		out = append(out, s...)
+	}
+	return out, nil
+}
+
+func value(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+	return b
+}
+
+// faultSwitch is a device fault hook armed by the test.
+type faultSwitch struct {
+	mode atomic.Int32 // faultNone, ...
+	half atomic.Bool  // consumed by faultHalfOnce
+}
+
+const (
+	faultNone int32 = iota
+	faultEIO
+	faultENOSPC
+	faultZero     // the device moves nothing: a short transfer that never ends
+	faultHalfOnce // one transfer moves half its bytes, then all is well
+)
+
+func (f *faultSwitch) hook(op nvme.Op, off int64, n int) (int, error) {
+	switch f.mode.Load() {
+	case faultEIO:
+		return 0, syscall.EIO
+	case faultENOSPC:
+		return 0, syscall.ENOSPC
+	case faultZero:
+		return 0, nil
+	case faultHalfOnce:
+		if !f.half.Swap(true) {
+			return n / 2 &^ 4095, nil
+		}
+	}
+	return n, nil
+}
+
+// Device errors reach the client as ErrIO or ErrNoSpace, and nothing else
+// stored is lost or changed.
+func TestNVMeFaults(t *testing.T) {
+	for _, eng := range engines(t) {
+		t.Run(eng.String(), func(t *testing.T) {
+			var f faultSwitch
+			tier := newNVMe(t, 8<<20, nvme.Options{Engine: eng, Fault: f.hook}, dataplane.NVMeOptions{})
+			kept := map[string][]byte{}
+			for i := range 8 {
+				k := fmt.Sprintf("k%d", i)
+				kept[k] = value(10000*i+1, byte(i))
+				if err := putValue(tier, "j", k, kept[k]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := tier.Usage()
+			writes := []struct {
+				mode int32
+				want error
+			}{{faultEIO, dataplane.ErrIO}, {faultENOSPC, dataplane.ErrNoSpace}, {faultZero, dataplane.ErrIO}}
+			for _, w := range writes {
+				f.mode.Store(w.mode)
+				err := putValue(tier, "j", "k3", value(50000, 99)) // overwrite attempt
+				if !errors.Is(err, w.want) {
+					t.Errorf("write fault %d: %v, want %v", w.mode, err, w.want)
+				}
+				if err := putValue(tier, "j", "new", value(3000, 1)); !errors.Is(err, w.want) {
+					t.Errorf("write fault %d (new key): %v", w.mode, err)
+				}
+				f.mode.Store(faultNone)
+				if u := tier.Usage(); u != before {
+					t.Errorf("write fault %d: usage %+v, was %+v", w.mode, u, before)
+				}
+				if _, err := tier.Stat([]byte("j"), []byte("new")); !errors.Is(err, dataplane.ErrNotFound) {
+					t.Errorf("failed put became visible: %v", err)
+				}
+			}
+			for _, mode := range []int32{faultEIO, faultZero} {
+				f.mode.Store(mode)
+				if _, err := getValue(tier, "j", "k5"); !errors.Is(err, dataplane.ErrIO) {
+					t.Errorf("read fault %d: %v, want ErrIO", mode, err)
+				}
+			}
+			f.mode.Store(faultHalfOnce)
+			if err := putValue(tier, "j", "k7", kept["k7"]); err != nil {
+				t.Fatalf("a short transfer that recovers: %v", err)
+			}
+			if !f.half.Load() {
+				t.Fatal("short-transfer fault never fired")
+			}
+			f.mode.Store(faultNone)
+			for k, want := range kept {
+				got, err := getValue(tier, "j", k)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("%s after faults: err %v, equal %v", k, err, bytes.Equal(got, want))
+				}
+			}
+		})
+	}
+}
+
+// A value larger than any free extent is scattered over fragments.
+func TestNVMeFragmentedSpace(t *testing.T) {
+	tier := newNVMe(t, 1<<20, nvme.Options{}, dataplane.NVMeOptions{})
+	for i := range 32 { // 32 x 32 KiB fills 1 MiB
+		if err := putValue(tier, "j", fmt.Sprintf("k%02d", i), value(32<<10, byte(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := putValue(tier, "j", "more", value(1, 1)); !errors.Is(err, dataplane.ErrNoSpace) {
+		t.Fatalf("put into a full tier: %v", err)
+	}
+	for i := 0; i < 32; i += 2 { // 16 holes of 32 KiB, none adjacent
+		if err := tier.Delete([]byte("j"), []byte(fmt.Sprintf("k%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := value(256<<10, 42)
+	if err := putValue(tier, "j", "big", big); err != nil {
+		t.Fatalf("scattered put: %v", err)
+	}
+	got, err := getValue(tier, "j", "big")
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("scattered value: err %v equal %v", err, bytes.Equal(got, big))
+	}
+	for i := 1; i < 32; i += 2 {
+		got, err := getValue(tier, "j", fmt.Sprintf("k%02d", i))
+		if err != nil || !bytes.Equal(got, value(32<<10, byte(i))) {
+			t.Fatalf("k%02d damaged: %v", i, err)
+		}
+	}
+}
+
+func BenchmarkNVMeTier(b *testing.B) {
+	for _, size := range []int{4 << 10, 1 << 20} {
+		tier := newNVMe(b, 256<<20, nvme.Options{}, dataplane.NVMeOptions{})
+		data := value(size, 1)
+		const keys = 64
+		for i := range keys {
+			if err := putValue(tier, "j", fmt.Sprint(i), data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.Run(fmt.Sprintf("get/%d", size), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				v, err := tier.Open([]byte("j"), []byte(fmt.Sprint(i%keys)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				v.Release()
+				i++
+			}
+		})
+		b.Run(fmt.Sprintf("put/%d", size), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := putValue(tier, "j", fmt.Sprint(i%keys), data); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
