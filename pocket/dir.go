@@ -1,0 +1,127 @@
+package pocket
+
+import (
+	"bytes"
+	"context"
+	"sort"
+	"strings"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Entry is one name in a listing: a value, or (with a delimiter) a
+// directory whose name ends in '/'.
+type Entry struct {
+	Name string
+	Size int64
+	Dir  bool
+}
+
+// List returns every name of the job starting with prefix, in ascending
+// order, merged from all of the job's nodes. Chunk keys are hidden.
+func (j *Job) List(ctx context.Context, prefix string) ([]Entry, error) {
+	return j.list(ctx, prefix, 0)
+}
+
+// list pages through every node's listing (with an optional delimiter)
+// and merges them.
+func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
+	seen := map[string]Entry{}
+	after := []byte(nil)
+	for _, t := range j.targets() {
+		after = after[:0]
+		for {
+			req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim}
+			r, err := j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
+			if err != nil {
+				return nil, wrap("list", prefix, err)
+			}
+			for _, e := range r.Meta.Entries {
+				if bytes.IndexByte(e.Key, 0) >= 0 {
+					continue
+				}
+				seen[string(e.Key)] = Entry{Name: string(e.Key), Size: e.Size, Dir: e.Dir}
+			}
+			n := len(r.Meta.Entries)
+			if !r.Meta.More || n == 0 {
+				break
+			}
+			after = nextAfter(r.Meta.Entries[n-1])
+		}
+	}
+	out := make([]Entry, 0, len(seen))
+	for _, e := range seen {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out, nil
+}
+
+// nextAfter is the cursor that resumes after an entry; for a directory
+// entry it skips every key under the directory.
+func nextAfter(e wire.Entry) []byte {
+	k := append([]byte(nil), e.Key...)
+	if e.Dir {
+		k = append(k, 0xFF)
+	}
+	return k
+}
+
+// dirPrefix turns a directory name into its key prefix ("" is the root).
+func dirPrefix(dir string) string {
+	dir = strings.Trim(dir, "/")
+	if dir == "" {
+		return ""
+	}
+	return dir + "/"
+}
+
+// CreateDir makes a directory (a marker key "dir/"); creating one that
+// exists is not an error.
+func (j *Job) CreateDir(ctx context.Context, dir string) error {
+	p := dirPrefix(dir)
+	if err := checkName(p); err != nil {
+		return err
+	}
+	_, err := j.do(ctx, wire.OpPut, 0, []byte(p), 0, nil, nil)
+	return wrap("create dir", dir, err)
+}
+
+// CountFiles returns the number of direct children (values and
+// directories) of dir; ErrNotFound when dir neither exists nor has any.
+func (j *Job) CountFiles(ctx context.Context, dir string) (int, error) {
+	p := dirPrefix(dir)
+	ents, err := j.list(ctx, p, '/')
+	if err != nil {
+		return 0, err
+	}
+	n, marker := 0, false
+	for _, e := range ents {
+		if e.Name == p {
+			marker = true
+			continue
+		}
+		n++
+	}
+	if n == 0 && !marker && p != "" {
+		return 0, wrap("count files", dir, ErrNotFound)
+	}
+	return n, nil
+}
+
+// RemoveAll deletes name and, recursively, everything under name/ (as
+// Pocket's delete). An empty name deletes every value of the job.
+func (j *Job) RemoveAll(ctx context.Context, name string) error {
+	p := dirPrefix(name)
+	if _, err := j.fanOut(ctx, wire.OpDelete, wire.FlagPrefix, wire.Request{Key: []byte(p)}); err != nil {
+		return wrap("delete", name, err)
+	}
+	if p == "" {
+		return nil
+	}
+	err := j.Delete(ctx, strings.TrimSuffix(p, "/"))
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,193 @@
+package pocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Tier is where a job's data lives.
+type Tier uint8
+
+// Tiers, numbered as dataplane.Kind.
+const (
+	TierDRAM Tier = 1
+	TierNVMe Tier = 2
+)
+
+func (t Tier) String() string {
+	switch t {
+	case TierDRAM:
+		return "dram"
+	case TierNVMe:
+		return "nvme"
+	}
+	return "unknown"
+}
+
+// Map is a job's placement map as the controller hands it out.
+type Map struct {
+	Job   string
+	Token []byte
+	Tier  Tier
+	Epoch uint64
+	Nodes []placement.Node // ID is the node's data-plane address
+}
+
+// Hints describe a job to the controller; zero means "not given".
+type Hints struct {
+	Lambdas          int
+	CapacityBytes    int64
+	PeakMbps         int64
+	LatencySensitive bool
+}
+
+// Controller is what the SDK needs of the control plane. The metaclient
+// adapter implements it; a static map (OpenStatic) needs none.
+type Controller interface {
+	RegisterJob(ctx context.Context, name string, h Hints) (Map, error)
+	DeregisterJob(ctx context.Context, job string, token []byte) error
+	GetMap(ctx context.Context, job string, token []byte) (Map, error)
+	Close() error
+}
+
+// Config tunes a Store.
+type Config struct {
+	// ChunkSize splits values larger than it into chunks spread over the
+	// job's nodes. Default DefaultChunkSize.
+	ChunkSize int64
+	// Parallel is the most chunks of one object moved at once. Default 8.
+	Parallel int
+	// ConnsPerNode is the number of connections to each node. Default 2.
+	ConnsPerNode int
+}
+
+// DefaultChunkSize is the chunk size unless configured; chosen by
+// measurement (see README, "Chunk size").
+const DefaultChunkSize = 1 << 20
+
+// Store is a connection to a cluster: the controller (optional) and a pool
+// of data-plane connections shared by all jobs opened through it. It is
+// safe for concurrent use.
+type Store struct {
+	ctl  Controller
+	data *client.Client
+	cfg  Config
+	lim  wire.Limits
+}
+
+// NewStore returns a store over a controller (nil for static maps only).
+func NewStore(ctl Controller, cfg Config) *Store {
+	if cfg.ChunkSize <= 0 {
+		cfg.ChunkSize = DefaultChunkSize
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 8
+	}
+	lim := wire.DefaultLimits()
+	if cfg.ChunkSize > lim.MaxPayload {
+		cfg.ChunkSize = lim.MaxPayload
+	}
+	return &Store{ctl: ctl, cfg: cfg, lim: lim, data: client.New(client.Options{ConnsPerNode: cfg.ConnsPerNode})}
+}
+
+// ErrNoController: the call needs a controller and the store has none.
+var ErrNoController = errors.New("pocket: no controller configured")
+
+// RegisterJob asks the controller for resources and returns the job.
+func (s *Store) RegisterJob(ctx context.Context, name string, h Hints) (*Job, error) {
+	if s.ctl == nil {
+		return nil, ErrNoController
+	}
+	m, err := s.ctl.RegisterJob(ctx, name, h)
+	if err != nil {
+		return nil, fmt.Errorf("pocket: register job %q: %w", name, err)
+	}
+	return s.newJob(m)
+}
+
+// OpenJob opens an already registered job by id and token (from another
+// process: lambdas receive the id and token from their launcher).
+func (s *Store) OpenJob(ctx context.Context, jobID string, token []byte) (*Job, error) {
+	if s.ctl == nil {
+		return nil, ErrNoController
+	}
+	m, err := s.ctl.GetMap(ctx, jobID, token)
+	if err != nil {
+		return nil, fmt.Errorf("pocket: open job %q: %w", jobID, err)
+	}
+	return s.newJob(m)
+}
+
+// OpenStatic opens a job on a fixed set of nodes without a controller: the
+// standalone mode, with equal weights and no token.
+func (s *Store) OpenStatic(jobID string, addrs ...string) (*Job, error) {
+	m := Map{Job: jobID, Tier: TierDRAM}
+	for _, a := range addrs {
+		m.Nodes = append(m.Nodes, placement.Node{ID: a, Weight: 1})
+	}
+	return s.newJob(m)
+}
+
+func (s *Store) newJob(m Map) (*Job, error) {
+	if len(m.Nodes) == 0 {
+		return nil, fmt.Errorf("pocket: job %q has no nodes", m.Job)
+	}
+	j := &Job{s: s}
+	j.setMap(m)
+	return j, nil
+}
+
+// Close closes the store's connections and its controller client.
+func (s *Store) Close() error {
+	err := s.data.Close()
+	if s.ctl != nil {
+		err = errors.Join(err, s.ctl.Close())
+	}
+	return err
+}
+
+// Job is a registered job: its map and the operations on its keys.
+type Job struct {
+	s   *Store
+	mu  sync.RWMutex
+	m   Map
+	set *placement.Set
+}
+
+func (j *Job) setMap(m Map) {
+	set := placement.NewSet(m.Nodes)
+	j.mu.Lock()
+	j.m, j.set = m, set
+	j.mu.Unlock()
+}
+
+// ID is the job id, like "sort-3".
+func (j *Job) ID() string { return j.snapshot().Job }
+
+// Token is the job's capability token.
+func (j *Job) Token() []byte { return j.snapshot().Token }
+
+// Map returns the job's current placement map.
+func (j *Job) Map() Map { return j.snapshot() }
+
+func (j *Job) snapshot() Map {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	return j.m
+}
+
+// Deregister releases the job: every node drops its data except values put
+// with Persist.
+func (j *Job) Deregister(ctx context.Context) error {
+	if j.s.ctl == nil {
+		return ErrNoController
+	}
+	m := j.snapshot()
+	return j.s.ctl.DeregisterJob(ctx, m.Job, m.Token)
+}
