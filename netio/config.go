@@ -91,7 +91,7 @@ type Stats struct {
 	BytesOut uint64 // bytes written to connections
 	Reads    uint64 // read(2) calls that returned data
 	Writevs  uint64 // writev(2) calls that wrote data
-	Passes   uint64 // loop passes (epoll_wait returns)
+	Passes   uint64 // loop passes that handled at least one event
 	Wakeups  uint64 // eventfd wake-ups handled
 	Tasks    uint64 // posted functions run
 	Paused   uint64 // times a connection stopped being read (MaxOutbound)

@@ -220,6 +220,13 @@ func (l *Loop) readData(c *Conn, budget int) (n, want int, err error) {
 	}
 	c.growIn()
 	room := min(cap(c.in)-len(c.in), budget, l.cfg.MaxInbound-len(c.in))
+	if room <= 0 {
+		// keep closes a connection at MaxInbound before this can happen;
+		// a zero-length read would look like EOF, so never issue one.
+		c.closeErr = ErrInboundLimit
+		c.Close()
+		return 0, 0, unix.EAGAIN
+	}
 	buf := c.in[len(c.in) : len(c.in)+room]
 	if n, err = l.read(c.fd, buf); n > 0 {
 		c.in = c.in[:len(c.in)+n]

@@ -142,7 +142,9 @@ func (l *Loop) run() {
 			l.dispatch(&l.events[i])
 		}
 		l.flushDirty()
-		l.stats.passes.Add(1)
+		if n > 0 {
+			l.stats.passes.Add(1)
+		}
 	}
 	l.shutdown()
 }
