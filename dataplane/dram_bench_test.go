@@ -1,0 +1,94 @@
+package dataplane_test
+
+import (
+	"strconv"
+	"testing"
+)
+
+// The node's hot path: a put that overwrites a key (Create, fill, Commit)
+// and a get (Open, Segments, Release). Both must allocate nothing.
+
+func BenchmarkDRAMPutOverwrite(b *testing.B) {
+	for _, n := range []int{1 << 10, 1 << 20} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			d := newDRAM(b, 256<<20)
+			defer d.Close()
+			job, key := []byte("job"), []byte("key-0001")
+			src := make([]byte, n)
+			put(b, d, "job", string(key), src)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				p, err := d.Create(job, key, int64(n), 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rest := src
+				for _, buf := range p.Buffers() {
+					rest = rest[copy(buf, rest):]
+				}
+				if err := p.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDRAMGet(b *testing.B) {
+	for _, n := range []int{1 << 10, 1 << 20} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			d := newDRAM(b, 256<<20)
+			defer d.Close()
+			job, key := []byte("job"), []byte("key-0001")
+			put(b, d, "job", string(key), make([]byte, n))
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				v, err := d.Open(job, key)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(v.Segments()) == 0 {
+					b.Fatal("no segments")
+				}
+				v.Release()
+			}
+		})
+	}
+}
+
+// BenchmarkDRAMGetParallel is the get with as many goroutines as cores, over
+// 1024 keys of one job: the shard locks and reference counts under contention.
+func BenchmarkDRAMGetParallel(b *testing.B) {
+	d := newDRAM(b, 256<<20)
+	defer d.Close()
+	const nkeys = 1024
+	keys := make([][]byte, nkeys)
+	for i := range keys {
+		keys[i] = []byte("key-" + strconv.Itoa(i))
+		put(b, d, "job", string(keys[i]), make([]byte, 1024))
+	}
+	b.SetBytes(1024)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			v, err := d.Open([]byte("job"), keys[i%nkeys])
+			if err != nil {
+				b.Fatal(err)
+			}
+			v.Release()
+			i++
+		}
+	})
+}
+
+func sizeName(n int) string {
+	if n >= 1<<20 {
+		return strconv.Itoa(n>>20) + "MiB"
+	}
+	return strconv.Itoa(n>>10) + "KiB"
+}
