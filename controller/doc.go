@@ -1,0 +1,88 @@
+// Package controller is the control plane: the registry of storage nodes,
+// the registry of jobs with their hint-based sizing and placement maps, and
+// the capability tokens that let a job's clients talk to its nodes. It is
+// never on the data path: clients fetch a job's map once (and again when a
+// node answers that the map's epoch is stale) and then address the nodes
+// directly.
+//
+// # Protocol
+//
+// A plain TCP server speaks the control frames of package wire (opcodes
+// wire.OpRegisterNode .. wire.OpStatus, tables in wire/control.fbs). Each
+// connection is served by one goroutine, one request at a time, in order;
+// package metaclient is the client. Error replies carry a wire.Code.
+//
+// # Nodes
+//
+// A node registers with its data-plane address, its tiers (kind, capacity
+// and bandwidth in Mb/s, measured or configured) and a proof that it holds
+// the cluster secret (token.SignNode). It then heartbeats every
+// Config.HeartbeatInterval (1 s) with bytes used per tier, rx/tx Mb/s and
+// CPU %. A node not heard from for Config.DeadAfter (3 s) is marked dead;
+// a heartbeat or registration brings it back to active. A heartbeat from a
+// node the controller does not know (after a controller restart) is
+// answered with Known=false and the node registers again. States: active,
+// draining (reserved for the drain work: serving, no new placements), dead.
+// A dead node that belongs to no job leaves the registry after
+// Config.ForgetAfter.
+//
+// # Sizing and placement policy
+//
+// RegisterJob(name, hints) follows Pocket's sizing, generalized to nodes of
+// unequal size:
+//
+//  1. Tier: latency-sensitive jobs go to DRAM; others to NVMe when any
+//     active node has an NVMe tier, else DRAM. Candidates are the active
+//     nodes with a tier of that kind.
+//  2. Demand: bandwidth = PeakMbps if given, else Lambdas x PerLambdaMbps
+//     (600 Mb/s, Pocket's figure); capacity = CapacityBytes. With no hint at
+//     all the job gets DefaultNodes (2) nodes and DefaultMbps (16 Gb/s),
+//     Pocket's default.
+//  3. Spare resources per candidate: its tier's bandwidth minus the larger
+//     of what it measured (max of rx and tx: links are full duplex, the busier
+//     direction binds) and what earlier jobs were allotted on it; its tier's
+//     capacity minus the larger of bytes used and bytes allotted. A tier that
+//     reports no bandwidth counts as NodeMbps (8 Gb/s, Pocket's node).
+//  4. Binding dimension: the job is throughput-bound when its bandwidth
+//     need is the larger fraction of the candidates' spare bandwidth than
+//     its capacity need is of their spare capacity (Pocket's test,
+//     Mbps/node_Mbps >= GB/node_GB), else capacity-bound. Candidates are
+//     ordered by spare on the binding dimension, most first.
+//  5. Count: nodes are taken in that order until their spare covers BOTH
+//     the bandwidth and the capacity need; at least 1 (DefaultNodes without
+//     hints), never more than the candidates.
+//  6. Weights: each chosen node's share of the chosen nodes' spare
+//     bandwidth and its share of their spare capacity, blended in
+//     proportion to how hard the job presses on each dimension; every node
+//     keeps at least MinWeightShare of an equal share so it is never
+//     starved; normalized to sum to 1. Clients place each (key, chunk) by
+//     weighted rendezvous hashing over these weights (internal/placement).
+//
+// The job's allotment (bandwidth and capacity, spread over its nodes by
+// weight) counts against later jobs' spare until the job is deregistered.
+//
+// # Jobs, epochs and tokens
+//
+// Job ids are "name-N" with N unique within the controller's lifetime. N
+// starts at a random point (as Pocket's random job numbers did) so that ids,
+// and therefore tokens, of a restarted controller are unlikely to repeat
+// those of an earlier run; Config.FirstJobSeq fixes the start for tests.
+// Each job has a capability token (token.Sign over the id); GetMap and
+// DeregisterJob require it. A map's epoch starts at 1 and bumps whenever a
+// node of the job changes state (dies, returns, drains). A dead node stays
+// in the map marked dead, so keys keep their placement and clients report
+// a clear "unavailable" for the keys it held instead of looking elsewhere.
+// Heartbeat acks tell each node its jobs and their epochs, so a node can
+// refuse a client routing with an older map.
+//
+// DeregisterJob sends wire.OpDropJob, signed with the controller's admin
+// token (token.SignAdmin), to every live node of the job, which deletes the
+// job's values except those put with persist-after-job, then forgets the
+// job. Registry state is in memory: a restarted controller knows no jobs
+// and learns its nodes again from their re-registrations.
+//
+// # Concurrency
+//
+// One mutex (Controller.mu) guards both registries; no network I/O happens
+// while it is held.
+package controller

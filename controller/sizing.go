@@ -1,0 +1,140 @@
+package controller
+
+import (
+	"math"
+	"sort"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// candidate is a node that can take a job, with its spare resources on the
+// job's tier (see the package doc, step 3).
+type candidate struct {
+	addr       string
+	spareMbps  float64
+	spareBytes int64
+}
+
+// plan is the outcome of sizing: the chosen nodes with normalized weights,
+// and the demand allotted to the job.
+type plan struct {
+	nodes      []wire.MapNode
+	mbps       float64
+	bytes      int64
+	throughput bool // throughput-bound (else capacity-bound)
+}
+
+// demand turns hints into bandwidth and capacity needs (step 2). noHints
+// reports that no hint was given at all.
+func (p *Policy) demand(h wire.JobHints) (mbps float64, bytes int64, noHints bool) {
+	mbps = h.PeakMbps
+	if mbps == 0 && h.Lambdas > 0 {
+		mbps = float64(h.Lambdas) * p.PerLambdaMbps
+	}
+	noHints = mbps == 0 && h.CapacityBytes == 0
+	if noHints {
+		mbps = p.DefaultMbps
+	}
+	return mbps, h.CapacityBytes, noHints
+}
+
+// size chooses nodes and weights for a job among cands (steps 4 to 6).
+// cands must not be empty; size reorders it.
+func (p *Policy) size(cands []candidate, h wire.JobHints) plan {
+	mbps, bytes, noHints := p.demand(h)
+	var allBw float64
+	var allCap int64
+	for _, c := range cands {
+		allBw += c.spareMbps
+		allCap += c.spareBytes
+	}
+	tput := ratio(mbps, allBw) >= ratio(float64(bytes), float64(allCap))
+	sort.SliceStable(cands, func(i, j int) bool { return better(&cands[i], &cands[j], tput) })
+	n := count(cands, mbps, bytes)
+	if noHints && n < p.DefaultNodes {
+		n = p.DefaultNodes
+	}
+	n = min(max(n, 1), len(cands))
+	chosen := cands[:n]
+	return plan{nodes: p.weights(chosen, mbps, bytes), mbps: mbps, bytes: bytes, throughput: tput}
+}
+
+// ratio is need/have, treating "nothing needed" as 0 and "needed but none
+// spare" as +Inf.
+func ratio(need, have float64) float64 {
+	switch {
+	case need <= 0:
+		return 0
+	case have <= 0:
+		return math.Inf(1)
+	}
+	return need / have
+}
+
+// better orders candidates by spare on the binding dimension, then on the
+// other one, then by address so equal nodes are chosen deterministically.
+func better(a, b *candidate, tput bool) bool {
+	if tput && a.spareMbps != b.spareMbps {
+		return a.spareMbps > b.spareMbps
+	}
+	if a.spareBytes != b.spareBytes {
+		return a.spareBytes > b.spareBytes
+	}
+	if a.spareMbps != b.spareMbps {
+		return a.spareMbps > b.spareMbps
+	}
+	return a.addr < b.addr
+}
+
+// count is how many of the ordered candidates it takes for their spare to
+// cover both needs; all of them when even all cannot.
+func count(cands []candidate, mbps float64, bytes int64) int {
+	var bw float64
+	var capacity int64
+	for i, c := range cands {
+		bw += c.spareMbps
+		capacity += c.spareBytes
+		if bw >= mbps && capacity >= bytes {
+			return i + 1
+		}
+	}
+	return len(cands)
+}
+
+// weights blends each node's share of spare bandwidth and of spare
+// capacity, in proportion to how hard the job presses on each, floors each
+// at MinWeightShare of an equal share, and normalizes to sum 1.
+func (p *Policy) weights(chosen []candidate, mbps float64, bytes int64) []wire.MapNode {
+	var bw float64
+	var capacity int64
+	for _, c := range chosen {
+		bw += c.spareMbps
+		capacity += c.spareBytes
+	}
+	pb, pc := math.Min(ratio(mbps, bw), 1e9), math.Min(ratio(float64(bytes), float64(capacity)), 1e9)
+	alpha := 0.5
+	if pb+pc > 0 {
+		alpha = pb / (pb + pc)
+	}
+	n := float64(len(chosen))
+	out := make([]wire.MapNode, len(chosen))
+	var sum float64
+	for i, c := range chosen {
+		w := alpha*share(c.spareMbps, bw, n) + (1-alpha)*share(float64(c.spareBytes), float64(capacity), n)
+		w = math.Max(w, p.MinWeightShare/n)
+		out[i] = wire.MapNode{Addr: c.addr, Weight: w, State: wire.NodeActive}
+		sum += w
+	}
+	for i := range out {
+		out[i].Weight /= sum
+	}
+	return out
+}
+
+// share is part/whole, or an equal share when the whole is nothing.
+func share(part, whole, n float64) float64 {
+	if whole <= 0 {
+		return 1 / n
+	}
+	return part / whole
+}

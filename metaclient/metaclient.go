@@ -1,0 +1,242 @@
+// Package metaclient is the Go client of the controller (package
+// controller). Storage nodes use it to register and heartbeat (RunNode);
+// the SDK and the CLI use it to register and deregister jobs, fetch
+// placement maps and read the cluster's status.
+//
+// A Client holds at most one TCP connection, dialed on first use and
+// re-dialed after any failure, so a controller that restarts is simply
+// reconnected to. Calls are serialized over the connection (the control
+// plane carries a few messages a second, never data). A call that fails on
+// a connection that had served before is retried once on a fresh
+// connection, which covers the common case of a controller restart between
+// calls; a job registration interrupted after the controller received it
+// may therefore, rarely, register the job twice.
+package metaclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"sync"
+	"time"
+
+	flatbuffers "github.com/google/flatbuffers/go"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// EnvController is the environment variable naming the controller's
+// address for the CLI and SDK.
+const EnvController = "POCKET_CONTROLLER"
+
+// Options configures a Client. Zero fields take defaults.
+type Options struct {
+	// Secret is the cluster secret; nodes need it to prove themselves
+	// (token.SignNode). Job clients leave it empty.
+	Secret []byte
+	// DialTimeout bounds connecting (3 s).
+	DialTimeout time.Duration
+	// CallTimeout bounds a call whose context has no deadline (15 s; a
+	// deregistration waits for every node of the job).
+	CallTimeout time.Duration
+	// Logf reports RunNode's connection changes (nil: log.Printf).
+	Logf func(format string, args ...any)
+}
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = errors.New("metaclient: client closed")
+
+// Client talks to one controller. It is safe for concurrent use.
+type Client struct {
+	addr string
+	opt  Options
+
+	mu     sync.Mutex // serializes calls; guards the fields below
+	conn   net.Conn
+	r      *bufio.Reader
+	b      *flatbuffers.Builder
+	id     uint64
+	buf    []byte
+	out    []byte
+	closed bool
+}
+
+// New returns a client of the controller at addr. It does not connect
+// until the first call.
+func New(addr string, opt Options) *Client {
+	if opt.DialTimeout <= 0 {
+		opt.DialTimeout = 3 * time.Second
+	}
+	if opt.CallTimeout <= 0 {
+		opt.CallTimeout = 15 * time.Second
+	}
+	if opt.Logf == nil {
+		opt.Logf = log.Printf
+	}
+	return &Client{addr: addr, opt: opt, b: flatbuffers.NewBuilder(1024)}
+}
+
+// Addr returns the controller's address.
+func (c *Client) Addr() string { return c.addr }
+
+// Close closes the connection; later calls return ErrClosed.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.dropConn()
+	return nil
+}
+
+func (c *Client) dropConn() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn, c.r = nil, nil
+	}
+}
+
+// RegisterJob registers a job with its hints and returns its map, which
+// carries the job's token.
+func (c *Client) RegisterJob(ctx context.Context, name string, h wire.JobHints) (*wire.PlacementMap, error) {
+	var m wire.PlacementMap
+	err := c.call(ctx, wire.OpRegisterJob, &wire.JobRegister{Name: name, Hints: h}, &m)
+	return &m, err
+}
+
+// DeregisterJob ends a job: its nodes drop its data (except persistent
+// keys) and the controller forgets it. tok is the job's token.
+func (c *Client) DeregisterJob(ctx context.Context, job string, tok []byte) (*wire.DropResult, error) {
+	var r wire.DropResult
+	err := c.call(ctx, wire.OpDeregisterJob, &wire.JobRef{Job: job, Token: tok}, &r)
+	return &r, err
+}
+
+// GetMap fetches a job's current map, after a node reports a newer epoch.
+func (c *Client) GetMap(ctx context.Context, job string, tok []byte) (*wire.PlacementMap, error) {
+	var m wire.PlacementMap
+	err := c.call(ctx, wire.OpGetMap, &wire.JobRef{Job: job, Token: tok}, &m)
+	return &m, err
+}
+
+// Status lists the cluster's nodes and jobs.
+func (c *Client) Status(ctx context.Context) (*wire.ClusterStatus, error) {
+	var s wire.ClusterStatus
+	err := c.call(ctx, wire.OpStatus, nil, &s)
+	return &s, err
+}
+
+// RegisterNode registers a storage node. The proof is computed from
+// Options.Secret when reg.Proof is empty.
+func (c *Client) RegisterNode(ctx context.Context, reg wire.NodeRegister) (*wire.NodeAck, error) {
+	if len(reg.Proof) == 0 {
+		reg.Proof = token.SignNode(c.opt.Secret, reg.Addr)
+	}
+	var ack wire.NodeAck
+	err := c.call(ctx, wire.OpRegisterNode, &reg, &ack)
+	return &ack, err
+}
+
+// Heartbeat sends one node report. The proof is computed from
+// Options.Secret when hb.Proof is empty. An ack with Known false means the
+// node must register again.
+func (c *Client) Heartbeat(ctx context.Context, hb wire.Heartbeat) (*wire.NodeAck, error) {
+	if len(hb.Proof) == 0 {
+		hb.Proof = token.SignNode(c.opt.Secret, hb.Addr)
+	}
+	var ack wire.NodeAck
+	err := c.call(ctx, wire.OpHeartbeat, &hb, &ack)
+	return &ack, err
+}
+
+// call sends one request and decodes its reply into resp. req may be nil
+// (a request without metadata). An error reply is returned as a
+// *wire.Error; transport failures are wrapped with the op and address.
+func (c *Client) call(ctx context.Context, op wire.Op, req, resp wire.ControlMessage) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opt.CallTimeout)
+		defer cancel()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	var meta []byte
+	if req != nil {
+		meta = req.Encode(c.b)
+	}
+	for attempt := 0; ; attempt++ {
+		reused := c.conn != nil
+		rmeta, err := c.roundTrip(ctx, op, meta)
+		if err == nil {
+			return resp.Decode(rmeta)
+		}
+		var we *wire.Error
+		if errors.As(err, &we) {
+			return err // the controller answered: no transport problem
+		}
+		c.dropConn()
+		if !reused || attempt > 0 || ctx.Err() != nil {
+			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, err)
+		}
+	}
+}
+
+// roundTrip writes one frame and reads its reply on the connection,
+// dialing first if there is none. The reply's metadata is valid until the
+// next call.
+func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte, error) {
+	if c.conn == nil {
+		d := net.Dialer{Timeout: c.opt.DialTimeout}
+		conn, err := d.DialContext(ctx, "tcp", c.addr)
+		if err != nil {
+			return nil, err
+		}
+		c.conn, c.r = conn, bufio.NewReader(conn)
+	}
+	conn := c.conn
+	dl, _ := ctx.Deadline()
+	if err := conn.SetDeadline(dl); err != nil {
+		return nil, err
+	}
+	// Cancelling ctx interrupts a blocked read or write.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	c.id++
+	c.out = wire.AppendControlFrame(c.out[:0], op, c.id, wire.CodeOK, meta)
+	if _, err := conn.Write(c.out); err != nil {
+		return nil, ctxErr(ctx, err)
+	}
+	lim := wire.ControlLimits()
+	h, rmeta, err := wire.ReadControlFrame(c.r, &lim, c.buf)
+	if err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) {
+			// A bad header leaves the stream unusable: not the
+			// controller's answer, so not returned as one.
+			return nil, fmt.Errorf("bad reply frame: %v", err)
+		}
+		return nil, ctxErr(ctx, err)
+	}
+	c.buf = rmeta[:0]
+	if h.Op != op.Reply() || h.ID != c.id {
+		return nil, fmt.Errorf("reply %s id %d to request %s id %d", h.Op, h.ID, op, c.id)
+	}
+	if err := wire.ReplyError(&h, rmeta); err != nil {
+		return nil, err
+	}
+	return rmeta, nil
+}
+
+// ctxErr prefers the context's error when it caused the failure.
+func ctxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w (%v)", cerr, err)
+	}
+	return err
+}

@@ -1,0 +1,101 @@
+package metaclient
+
+import (
+	"context"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// NodeLoop is what a storage node gives RunNode.
+type NodeLoop struct {
+	// Register is the node's registration (address, tiers, cores). The
+	// proof is filled in from Options.Secret.
+	Register wire.NodeRegister
+	// Report fills in a heartbeat's telemetry (tiers' used bytes, rx/tx,
+	// CPU, metrics); Addr and Proof are set by RunNode. Nil sends bare
+	// heartbeats.
+	Report func(hb *wire.Heartbeat)
+	// OnAck receives every ack: the node's state and its jobs' epochs.
+	// Called from RunNode's goroutine; may be nil.
+	OnAck func(ack *wire.NodeAck)
+	// Interval is the heartbeat period until the controller names one
+	// (1 s). Registration is retried at the same period.
+	Interval time.Duration
+}
+
+// RunNode registers the node and heartbeats until ctx ends, then returns
+// ctx's error. It never gives up: when the controller is unreachable it
+// keeps retrying every interval (logging each change between working and
+// failing once, not every attempt), and when the controller answers that
+// it does not know the node (it restarted) it registers again at once. The
+// node keeps serving meanwhile; nothing here can stop it.
+func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
+	interval := loop.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	registered := false
+	lastErr := ""
+	report := func(err error) {
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		if msg != lastErr {
+			if err != nil {
+				c.opt.Logf("metaclient: node %s: %v", loop.Register.Addr, err)
+			} else {
+				c.opt.Logf("metaclient: node %s: registered with controller %s", loop.Register.Addr, c.addr)
+			}
+			lastErr = msg
+		}
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		next := interval
+		ack, err := c.beat(ctx, &loop, registered)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			report(err)
+		case !ack.Known:
+			registered, next = false, 0 // the controller forgot us: register now
+		default:
+			if !registered {
+				report(nil)
+			}
+			registered = true
+			if ack.Heartbeat > 0 {
+				interval, next = ack.Heartbeat, ack.Heartbeat
+			}
+			if loop.OnAck != nil {
+				loop.OnAck(ack)
+			}
+		}
+		t.Reset(next)
+	}
+}
+
+// beat sends a registration or a heartbeat, bounded by one interval.
+func (c *Client) beat(ctx context.Context, loop *NodeLoop, registered bool) (*wire.NodeAck, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(loop.Interval, 3*time.Second))
+	defer cancel()
+	if !registered {
+		return c.RegisterNode(ctx, loop.Register)
+	}
+	hb := wire.Heartbeat{}
+	if loop.Report != nil {
+		loop.Report(&hb)
+	}
+	hb.Addr, hb.Proof = loop.Register.Addr, nil
+	return c.Heartbeat(ctx, hb)
+}
