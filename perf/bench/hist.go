@@ -119,7 +119,8 @@ func (h *Histogram) Mean() time.Duration {
 // Quantile returns the value at quantile q in [0, 1]: the smallest recorded
 // value v such that at least q of all values are <= v (the nearest-rank
 // definition), reported as the midpoint of its bucket and clamped to the
-// exact min and max. It returns 0 for an empty histogram.
+// exact min and max; the lowest and highest ranks return the exact min and
+// max. It returns 0 for an empty histogram.
 func (h *Histogram) Quantile(q float64) time.Duration {
 	if h.total == 0 {
 		return 0
