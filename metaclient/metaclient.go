@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -181,7 +182,7 @@ func (c *Client) call(ctx context.Context, op wire.Op, req, resp wire.ControlMes
 			return err // the controller answered: no transport problem
 		}
 		c.dropConn()
-		if !reused || attempt > 0 || ctx.Err() != nil {
+		if !reused || attempt > 0 || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, err)
 		}
 	}
@@ -233,10 +234,16 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 	return rmeta, nil
 }
 
-// ctxErr prefers the context's error when it caused the failure.
+// ctxErr prefers the context's error when it caused the failure. The
+// socket deadline equals the context's, so the socket may time out a
+// moment before the context reports it: a socket timeout at or past the
+// context's deadline is the context's.
 func ctxErr(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return fmt.Errorf("%w (%v)", cerr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(dl) {
+		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
 	}
 	return err
 }
