@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -241,6 +242,20 @@ func TestSamplerBlockLatency(t *testing.T) {
 	}
 	if writes < 2 {
 		t.Errorf("block writes seen by eBPF: %d, want >= 2 after 16 O_DIRECT writes; %+v", writes, snap.Block)
+	}
+	var sb strings.Builder
+	w := NewMetricWriter(&sb)
+	s.WriteMetrics(w)
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fams := parseExposition(t, sb.String())
+	if up, _ := fams["pocket_block_probe_up"].find("pocket_block_probe_up"); up != 1 {
+		t.Errorf("pocket_block_probe_up = %v, want 1", up)
+	}
+	bh := fams["pocket_block_io_duration_seconds"]
+	if bh == nil || bh.typ != "histogram" || len(bh.samples) == 0 {
+		t.Fatalf("no eBPF histogram on /metrics")
 	}
 }
 
