@@ -79,17 +79,31 @@ func TestWrongResponsesAreCounted(t *testing.T) {
 	}
 }
 
-func TestMissingKeyIsAnError(t *testing.T) {
+// TestWrongRepliesKeepTheStream checks a missing key and a value of the
+// wrong size (larger than expected) are wrong responses, and the connection
+// stays in step after them.
+func TestWrongRepliesKeepTheStream(t *testing.T) {
 	srv := startFake(t, serveRESP)
+	srv.put([]byte("big"), NewValue(5000))
+	srv.put([]byte("ok"), NewValue(10))
 	c, err := RESPDialer(srv.addr(), 10)(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SendGet([]byte("absent"))
-	c.Flush()
-	if err := c.Recv(); !errors.Is(err, ErrResponse) {
-		t.Fatalf("Recv of a missing key = %v, want ErrResponse", err)
+	for _, key := range []string{"absent", "big", "ok"} {
+		c.SendGet([]byte(key))
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"absent", "big"} {
+		if err := c.Recv(); !errors.Is(err, ErrResponse) {
+			t.Fatalf("Recv of %q = %v, want ErrResponse", key, err)
+		}
+	}
+	if err := c.Recv(); err != nil {
+		t.Fatalf("Recv of a good value after wrong ones: %v", err)
 	}
 }
 

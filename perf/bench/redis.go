@@ -37,9 +37,16 @@ type respConn struct {
 func newRESPConn(nc net.Conn, valueSize int) *respConn {
 	return &respConn{
 		nc: nc, w: resp.NewWriter(nc, bufSize),
-		r:         resp.NewReader(nc, bufSize, max(valueSize, 1<<10)),
+		r:         resp.NewReader(nc, bufSize, maxBulk(valueSize)),
 		valueSize: valueSize,
 	}
+}
+
+// maxBulk is the largest value the driver reads: room for values larger
+// than expected, so a wrong size is read whole and reported as a wrong
+// response instead of breaking the stream.
+func maxBulk(valueSize int) int {
+	return min(max(2*valueSize, 1<<20), resp.DefaultMaxBulk)
 }
 
 func (c *respConn) SendGet(key []byte) error {
