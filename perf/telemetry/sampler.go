@@ -26,7 +26,8 @@ type Config struct {
 	ProcRoot string
 	SysRoot  string
 	// Tiers, when set, is called on each Sample for the node's tier sizes.
-	// It runs on the sampling goroutine and should not block.
+	// It runs on the sampling goroutine with the Sampler locked: it should
+	// not block and must not call the Sampler.
 	Tiers func() []TierUsage
 	// BlockLatency attaches the eBPF block latency probe (blkbpf). When the
 	// kernel or the process cannot run it, sampling goes on without it and
