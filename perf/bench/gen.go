@@ -1,22 +1,3 @@
-// Package bench is the load generator of the project: it drives one of our
-// storage nodes, or a Redis server through RESP, with the very same loop, so
-// the two are compared on equal terms, and reports throughput and latency
-// percentiles from an HDR-style histogram.
-//
-// # The generator
-//
-// One goroutine per connection. Each iteration buffers Pipeline requests on
-// random keys of the keyspace, writes them in one Flush, then reads the
-// Pipeline responses. A request's latency is the time its response was read
-// minus the time the batch started to be written, so with pipelining it
-// includes queueing behind the earlier requests of its batch, as a client
-// would see it. Nothing is allocated per request: keys are formatted once,
-// the value buffer is shared read-only, each connection owns its histogram,
-// and the drivers reuse their buffers. On a two-core machine shared with the
-// server this keeps the client's share of CPU as small as it can be.
-//
-// Only batches that start after the warm-up and before the end of the run
-// are measured; throughput is the measured operations over Duration.
 package bench
 
 import (
