@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/nvme"
 )
 
 func init() {
@@ -25,6 +27,8 @@ type nodeFlags struct {
 	loops    int
 	busyPoll time.Duration
 	maxConns int
+	nvme     string
+	staging  string
 }
 
 func (f *nodeFlags) bind(fs *flag.FlagSet) {
@@ -33,6 +37,8 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&f.loops, "loops", 0, "event loops (default: one per core)")
 	fs.DurationVar(&f.busyPoll, "busy-poll", 0, "spin this long polling sockets before sleeping (0: off)")
 	fs.IntVar(&f.maxConns, "max-conns", 10000, "connection limit")
+	fs.StringVar(&f.nvme, "nvme", "", "NVMe tier as PATH:SIZE (a block device or a file, opened with O_DIRECT)")
+	fs.StringVar(&f.staging, "nvme-staging", "256MiB", "aligned memory for NVMe transfers in flight")
 }
 
 func runNode(args []string) int {
@@ -46,7 +52,7 @@ func runNode(args []string) int {
 	if err != nil {
 		return fail("node: %v", err)
 	}
-	fmt.Printf("pocket node serving on %s (dram %s)\n", node.Addr(), f.dram)
+	fmt.Printf("pocket node serving on %s (dram %s, nvme %q)\n", node.Addr(), f.dram, f.nvme)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
@@ -81,10 +87,52 @@ func startNode(f *nodeFlags) (*dataplane.Node, func(), error) {
 			_ = t.Close()
 		}
 	}
+	if f.nvme != "" {
+		t, dev, err := openNVMe(f.nvme, f.staging)
+		if err != nil {
+			closeTiers()
+			return nil, nil, err
+		}
+		cfg.NVMe = t
+		tiers = append(tiers, t)
+		prev := closeTiers
+		closeTiers = func() {
+			prev()
+			_ = dev.Close()
+		}
+	}
 	n, err := dataplane.NewNode(cfg)
 	if err != nil {
 		closeTiers()
 		return nil, nil, err
 	}
 	return n, closeTiers, nil
+}
+
+// openNVMe opens PATH:SIZE as the NVMe tier. Transfers use a private
+// staging region, not the DRAM tier's arena, so NVMe traffic never eats
+// into DRAM capacity.
+func openNVMe(spec, staging string) (*dataplane.NVMe, *nvme.Device, error) {
+	i := strings.LastIndexByte(spec, ':')
+	if i <= 0 {
+		return nil, nil, fmt.Errorf("--nvme %q: want PATH:SIZE", spec)
+	}
+	size, err := units.ParseSize(spec[i+1:])
+	if err != nil {
+		return nil, nil, fmt.Errorf("--nvme: %w", err)
+	}
+	pool, err := units.ParseSize(staging)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--nvme-staging: %w", err)
+	}
+	dev, err := nvme.Open(spec[:i], nvme.Options{Size: size, BufferPool: pool})
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := dataplane.NewNVMe(dev, dataplane.NVMeOptions{})
+	if err != nil {
+		dev.Close()
+		return nil, nil, err
+	}
+	return t, dev, nil
 }
