@@ -12,8 +12,8 @@
 // includes queueing behind the earlier requests of its batch, as a client
 // would see it. Nothing is allocated per request: keys are formatted once,
 // the value buffer is shared read-only, each connection owns its histogram,
-// and the drivers reuse their buffers. On a two-core machine shared with the
-// server this keeps the client's share of CPU as small as it can be.
+// and the drivers reuse their buffers, so the client's share of a two-core
+// machine shared with the server is little more than its system calls.
 //
 // Only batches that start after the warm-up and before the end of the run
 // are measured; throughput is the measured operations over Duration.
