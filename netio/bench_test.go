@@ -76,18 +76,25 @@ func BenchmarkWriteRef(b *testing.B) {
 	}
 }
 
-// BenchmarkPingPong compares busy polling with blocking epoll_wait (and a
-// loop locked to its OS thread): clients over plain net.Conn, each
-// sending one 1 KiB frame and waiting for the echo.
+// BenchmarkPingPong compares the ways an idle loop waits: parked in the Go
+// netpoller (park, the default), blocked in epoll_wait (syscall), or
+// spinning first (busypoll), each also with the loop locked to its OS
+// thread and with one loop instead of one per CPU. Clients use plain
+// net.Conn, each sending one 1 KiB frame and waiting for the echo.
 func BenchmarkPingPong(b *testing.B) {
 	modes := []struct {
 		name string
 		cfg  Config
 	}{
-		{"blocking", Config{}},
-		{"blocking-locked", Config{LockOSThread: true}},
+		{"park", Config{}},
+		{"syscall", Config{WaitInSyscall: true}},
+		{"syscall-locked", Config{WaitInSyscall: true, LockOSThread: true}},
 		{"busypoll-50us", Config{BusyPoll: 50 * time.Microsecond}},
 		{"busypoll-50us-locked", Config{BusyPoll: 50 * time.Microsecond, LockOSThread: true}},
+		// One loop leaves the second core to the clients.
+		{"park-1loop", Config{Loops: 1}},
+		{"syscall-1loop", Config{Loops: 1, WaitInSyscall: true}},
+		{"busypoll-50us-1loop", Config{Loops: 1, BusyPoll: 50 * time.Microsecond}},
 	}
 	for _, m := range modes {
 		for _, conns := range []int{1, 50} {

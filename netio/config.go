@@ -34,6 +34,11 @@ type Config struct {
 	// LockOSThread wires each loop goroutine to its own OS thread.
 	// See the package doc for the measurement. Default false.
 	LockOSThread bool
+	// WaitInSyscall makes an idle loop block in epoll_wait, holding its OS
+	// thread, instead of parking its goroutine in the Go runtime's
+	// netpoller until its epoll descriptor is ready. See the package doc
+	// for the measurement. Default false (park).
+	WaitInSyscall bool
 }
 
 // Default values of Config fields.

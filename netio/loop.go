@@ -1,11 +1,13 @@
 package netio
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -36,6 +38,11 @@ type Loop struct {
 	cfg  Config
 	h    Handler
 	epfd int
+	epf  *os.File        // epfd registered with the Go netpoller, or nil
+	eprc syscall.RawConn // epf's raw conn, for parking until epfd is ready
+	park func(uintptr) bool
+	pn   int   // park's result: events polled
+	perr error // park's result: error
 	evfd int
 	lnfd int
 
@@ -93,17 +100,45 @@ func newLoop(s *Server, idx, lnfd int) (*Loop, error) {
 		unix.Close(l.epfd)
 		return nil, os.NewSyscallError("eventfd", err)
 	}
-	for _, fd := range []int{l.evfd, lnfd} {
-		if err = l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
-			unix.Close(l.epfd)
-			unix.Close(l.evfd)
-			return nil, err
-		}
-	}
 	l.events = make([]unix.EpollEvent, maxEvents)
 	l.readBuf = make([]byte, l.cfg.ReadBuffer)
 	l.iov = make([]unix.Iovec, maxIovecs)
+	if !l.cfg.WaitInSyscall {
+		err = l.parkable()
+	}
+	for _, fd := range []int{l.evfd, lnfd} {
+		if err == nil {
+			err = l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN)
+		}
+	}
+	if err != nil {
+		l.closeEpoll()
+		unix.Close(l.evfd)
+		return nil, err
+	}
 	return l, nil
+}
+
+// parkable registers the epoll descriptor itself with the Go runtime's
+// netpoller, so an idle loop parks its goroutine like any blocked network
+// read instead of holding an OS thread in epoll_wait: no thread hand-off
+// when it blocks, no wait for a P when it wakes. The park function is made
+// once so waiting allocates nothing.
+func (l *Loop) parkable() error {
+	if err := unix.SetNonblock(l.epfd, true); err != nil {
+		return os.NewSyscallError("fcntl O_NONBLOCK", err)
+	}
+	l.epf = os.NewFile(uintptr(l.epfd), "epoll")
+	rc, err := l.epf.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("netio: epoll fd not pollable: %w", err)
+	}
+	l.eprc = rc
+	l.park = func(uintptr) bool {
+		l.pn, l.perr = epollPoll(l.epfd, l.events)
+		return l.pn != 0 || l.perr != nil
+	}
+	return nil
 }
 
 // ctl is epoll_ctl with fd as the event data.
@@ -119,6 +154,16 @@ func (l *Loop) ctl(op, fd int, events uint32) error {
 func (l *Loop) closeFDs() {
 	unix.Close(l.lnfd)
 	unix.Close(l.evfd)
+	l.closeEpoll()
+}
+
+// closeEpoll closes the epoll descriptor, through its os.File when the
+// netpoller knows it.
+func (l *Loop) closeEpoll() {
+	if l.epf != nil {
+		l.epf.Close()
+		return
+	}
 	unix.Close(l.epfd)
 }
 
@@ -158,6 +203,15 @@ func (l *Loop) wait(spinUntil *int64) (int, error) {
 			*spinUntil = nanotime() + int64(l.cfg.BusyPoll)
 		}
 		return n, err
+	}
+	if l.eprc != nil {
+		if err := l.eprc.Read(l.park); err != nil {
+			return 0, fmt.Errorf("netio: park on epoll: %w", err)
+		}
+		if l.cfg.BusyPoll > 0 {
+			*spinUntil = nanotime() + int64(l.cfg.BusyPoll)
+		}
+		return l.pn, l.perr
 	}
 	for {
 		n, err := unix.EpollWait(l.epfd, l.events, -1)
@@ -377,5 +431,5 @@ func (l *Loop) shutdown() {
 	l.runTasks()
 	l.flushDirty() // tasks may have queued output on closed conns: dropped
 	unix.Close(l.evfd)
-	unix.Close(l.epfd)
+	l.closeEpoll()
 }
