@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/metaclient"
+)
+
+// ctlDefaultAddr is where the controller listens, and where the job and
+// status commands look for it, unless told otherwise.
+const ctlDefaultAddr = "127.0.0.1:7000"
+
+func init() {
+	register("controller", "run the controller (node and job registries, placement)", runController)
+}
+
+func runController(args []string) int {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	listen := fs.String("listen", ctlDefaultAddr, "address to serve the control plane on")
+	secret := fs.String("secret", "", "cluster secret shared with the nodes (default $"+token.EnvSecret+"; generated if unset)")
+	heartbeat := fs.Duration("heartbeat", time.Second, "heartbeat interval asked of the nodes")
+	deadAfter := fs.Duration("dead-after", 0, "mark a silent node dead after this long (default 3 heartbeats)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return fail("controller: unexpected argument %q", fs.Arg(0))
+	}
+	key, err := token.SecretFrom(*secret)
+	if errors.Is(err, token.ErrNoSecret) {
+		s, gerr := token.NewSecret()
+		if gerr != nil {
+			return fail("controller: %v", gerr)
+		}
+		key, err = []byte(s), nil
+		fmt.Printf("generated a cluster secret; start nodes with:\nexport %s=%s\n", token.EnvSecret, s)
+	}
+	if err != nil {
+		return fail("controller: %v", err)
+	}
+	c, err := controller.New(controller.Config{Secret: key, HeartbeatInterval: *heartbeat, DeadAfter: *deadAfter, Logf: log.Printf})
+	if err != nil {
+		return fail("controller: %v", err)
+	}
+	addr, err := c.Listen(*listen)
+	if err != nil {
+		c.Close()
+		return fail("%v", err)
+	}
+	fmt.Printf("pocket controller serving on %s\nexport %s=%s\n", addr, metaclient.EnvController, addr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	c.Close()
+	return 0
+}
+
+// ctlAddr returns the controller address from the flag, else
+// $POCKET_CONTROLLER, else the default.
+func ctlAddr(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if env := os.Getenv(metaclient.EnvController); env != "" {
+		return env
+	}
+	return ctlDefaultAddr
+}
+
+// ctlParse parses flags that may come before, between or after the
+// positional arguments (Go's flag package stops at the first positional),
+// and returns the positional ones.
+func ctlParse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// ctlClient returns a metaclient of the controller and a context for one
+// command, cancelled by an interrupt or after a minute.
+func ctlClient(addr string) (*metaclient.Client, context.Context, func()) {
+	mc := metaclient.New(ctlAddr(addr), metaclient.Options{})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	return mc, ctx, func() { cancel(); stop(); mc.Close() }
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// envToken names the environment variable holding a job's token.
+const envToken = "POCKET_TOKEN"
+
+func init() {
+	register("job", "register or deregister a job (job register NAME [hints] | job deregister JOBID)", runJob)
+}
+
+func runJob(args []string) int {
+	if len(args) == 0 {
+		return fail("job: want a subcommand: register NAME [--lambdas N] [--capacity SIZE] [--peak-mbps M] [--latency-sensitive] [--json] | deregister JOBID")
+	}
+	switch args[0] {
+	case "register":
+		return runJobRegister(args[1:])
+	case "deregister":
+		return runJobDeregister(args[1:])
+	}
+	return fail("job: unknown subcommand %q (want register or deregister)", args[0])
+}
+
+// jobMapJSON is the --json form of a registered job: its id, its token (hex,
+// the form --token and POCKET_TOKEN take) and its placement map.
+type jobMapJSON struct {
+	JobID string        `json:"job_id"`
+	Token string        `json:"token"`
+	Tier  string        `json:"tier"`
+	Epoch uint64        `json:"epoch"`
+	Nodes []mapNodeJSON `json:"nodes"`
+}
+
+type mapNodeJSON struct {
+	Addr   string  `json:"addr"`
+	Weight float64 `json:"weight"`
+	State  string  `json:"state"`
+}
+
+func mapNodesJSON(ns []wire.MapNode) []mapNodeJSON {
+	out := make([]mapNodeJSON, len(ns))
+	for i, n := range ns {
+		out[i] = mapNodeJSON{Addr: n.Addr, Weight: n.Weight, State: n.State.String()}
+	}
+	return out
+}
+
+func runJobRegister(args []string) int {
+	fs := flag.NewFlagSet("job register", flag.ContinueOnError)
+	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
+	lambdas := fs.Uint("lambdas", 0, "hint: number of concurrent lambdas (0: not given)")
+	capacity := fs.String("capacity", "0", "hint: capacity the job needs, like 10GiB (0: not given)")
+	peak := fs.Float64("peak-mbps", 0, "hint: peak bandwidth in Mb/s (0: not given)")
+	latency := fs.Bool("latency-sensitive", false, "hint: keep the job's data in DRAM")
+	asJSON := fs.Bool("json", false, "print a JSON object with job_id, token and the map")
+	pos, err := ctlParse(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		return fail("job register: want exactly one job NAME, got %d arguments", len(pos))
+	}
+	capBytes, err := units.ParseSize(*capacity)
+	if err != nil {
+		return fail("job register: --capacity: %v", err)
+	}
+	if *peak < 0 || *lambdas > 1<<31 {
+		return fail("job register: hints must not be negative or absurd")
+	}
+	mc, ctx, done := ctlClient(*addr)
+	defer done()
+	m, err := mc.RegisterJob(ctx, pos[0], wire.JobHints{Lambdas: uint32(*lambdas), CapacityBytes: capBytes,
+		PeakMbps: *peak, LatencySensitive: *latency})
+	if err != nil {
+		return fail("job register: %v", err)
+	}
+	out := jobMapJSON{JobID: m.Job, Token: token.Format(m.Token), Tier: tierName(m.Tier), Epoch: m.Epoch, Nodes: mapNodesJSON(m.Nodes)}
+	if *asJSON {
+		return printJSON(out)
+	}
+	fmt.Printf("job %s registered: %d %s node(s), map epoch %d\n", out.JobID, len(out.Nodes), out.Tier, out.Epoch)
+	for _, n := range out.Nodes {
+		fmt.Printf("  %-22s weight %.3f  %s\n", n.Addr, n.Weight, n.State)
+	}
+	fmt.Printf("export %s=%s\n", envToken, out.Token)
+	return 0
+}
+
+func runJobDeregister(args []string) int {
+	fs := flag.NewFlagSet("job deregister", flag.ContinueOnError)
+	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
+	tok := fs.String("token", "", "the job's token (default $"+envToken+")")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	pos, err := ctlParse(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		return fail("job deregister: want exactly one JOBID, got %d arguments", len(pos))
+	}
+	text := *tok
+	if text == "" {
+		text = os.Getenv(envToken)
+	}
+	if text == "" {
+		return fail("job deregister: no token: give --token or set %s", envToken)
+	}
+	t, err := token.Parse(text)
+	if err != nil {
+		return fail("job deregister: %v", err)
+	}
+	mc, ctx, done := ctlClient(*addr)
+	defer done()
+	res, err := mc.DeregisterJob(ctx, pos[0], t)
+	if err != nil {
+		return fail("job deregister: %v", err)
+	}
+	if *asJSON {
+		if code := printJSON(map[string]any{"job_id": pos[0], "nodes": res.Nodes, "failed": res.Failed,
+			"values": res.Values, "bytes": res.Bytes, "message": res.Message}); code != 0 {
+			return code
+		}
+	} else {
+		fmt.Printf("job %s deregistered: %d node(s) dropped %d value(s), %s\n", pos[0], res.Nodes, res.Values, units.FormatSize(res.Bytes))
+	}
+	if res.Failed > 0 {
+		return fail("job deregister: %d node(s) did not drop the job's data: %s", res.Failed, res.Message)
+	}
+	return 0
+}
+
+func tierName(kind uint8) string {
+	switch kind {
+	case 1:
+		return "dram"
+	case 2:
+		return "nvme"
+	}
+	return fmt.Sprintf("kind-%d", kind)
+}
+
+func printJSON(v any) int {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fail("json: %v", err)
+	}
+	return 0
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/wire"
+)
+
+func init() {
+	register("status", "show the cluster's nodes, tiers, capacity, use and jobs", runStatus)
+}
+
+// statusJSON is the --json form of `pocket status`.
+type statusJSON struct {
+	Nodes []statusNodeJSON `json:"nodes"`
+	Jobs  []statusJobJSON  `json:"jobs"`
+}
+
+type statusNodeJSON struct {
+	Addr          string             `json:"addr"`
+	State         string             `json:"state"`
+	UsedBytes     int64              `json:"used_bytes"`
+	CapacityBytes int64              `json:"capacity_bytes"`
+	Tiers         []statusTierJSON   `json:"tiers"`
+	RxMbps        float64            `json:"rx_mbps"`
+	TxMbps        float64            `json:"tx_mbps"`
+	CPUPercent    float64            `json:"cpu_percent"`
+	Cores         uint32             `json:"cores"`
+	LastSeenMs    int64              `json:"last_seen_ms"`
+	Jobs          uint32             `json:"jobs"`
+	Metrics       map[string]float64 `json:"metrics,omitempty"`
+}
+
+type statusTierJSON struct {
+	Kind          string  `json:"kind"`
+	UsedBytes     int64   `json:"used_bytes"`
+	CapacityBytes int64   `json:"capacity_bytes"`
+	Mbps          float64 `json:"mbps"`
+}
+
+type statusJobJSON struct {
+	JobID            string        `json:"job_id"`
+	Name             string        `json:"name"`
+	Tier             string        `json:"tier"`
+	Epoch            uint64        `json:"epoch"`
+	Nodes            []mapNodeJSON `json:"nodes"`
+	Lambdas          uint32        `json:"lambdas"`
+	CapacityBytes    int64         `json:"capacity_bytes"`
+	PeakMbps         float64       `json:"peak_mbps"`
+	LatencySensitive bool          `json:"latency_sensitive"`
+	AllocMbps        float64       `json:"alloc_mbps"`
+	AllocBytes       int64         `json:"alloc_bytes"`
+	AgeMs            int64         `json:"age_ms"`
+}
+
+func statusView(st *wire.ClusterStatus) statusJSON {
+	out := statusJSON{Nodes: []statusNodeJSON{}, Jobs: []statusJobJSON{}}
+	for _, n := range st.Nodes {
+		v := statusNodeJSON{Addr: n.Addr, State: n.State.String(), Tiers: []statusTierJSON{}, RxMbps: n.RxMbps,
+			TxMbps: n.TxMbps, CPUPercent: n.CPUPercent, Cores: n.Cores, LastSeenMs: n.LastSeen.Milliseconds(), Jobs: n.Jobs}
+		for _, t := range n.Tiers {
+			v.UsedBytes += t.UsedBytes
+			v.CapacityBytes += t.CapacityBytes
+			v.Tiers = append(v.Tiers, statusTierJSON{Kind: tierName(t.Kind), UsedBytes: t.UsedBytes, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
+		}
+		if len(n.Metrics) > 0 {
+			v.Metrics = map[string]float64{}
+			for _, m := range n.Metrics {
+				v.Metrics[m.Name] = m.Value
+			}
+		}
+		out.Nodes = append(out.Nodes, v)
+	}
+	for _, j := range st.Jobs {
+		out.Jobs = append(out.Jobs, statusJobJSON{JobID: j.Job, Name: j.Name, Tier: tierName(j.Tier), Epoch: j.Epoch,
+			Nodes: mapNodesJSON(j.Nodes), Lambdas: j.Hints.Lambdas, CapacityBytes: j.Hints.CapacityBytes,
+			PeakMbps: j.Hints.PeakMbps, LatencySensitive: j.Hints.LatencySensitive, AllocMbps: j.AllocMbps,
+			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds()})
+	}
+	return out
+}
+
+func runStatus(args []string) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
+	asJSON := fs.Bool("json", false, "print a JSON object with nodes and jobs")
+	pos, err := ctlParse(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 {
+		return fail("status: unexpected argument %q", pos[0])
+	}
+	mc, ctx, done := ctlClient(*addr)
+	defer done()
+	st, err := mc.Status(ctx)
+	if err != nil {
+		return fail("status: %v", err)
+	}
+	v := statusView(st)
+	if *asJSON {
+		return printJSON(v)
+	}
+	printStatus(v)
+	return 0
+}
+
+func printStatus(v statusJSON) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NODE\tSTATE\tTIER\tUSED\tCAPACITY\tMB/S\tRX/TX MB/S\tCPU\tJOBS")
+	for _, n := range v.Nodes {
+		for i, t := range n.Tiers {
+			if i == 0 {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f/%.0f\t%.0f%%\t%d\n", n.Addr, n.State, t.Kind,
+					units.FormatSize(t.UsedBytes), units.FormatSize(t.CapacityBytes), t.Mbps, n.RxMbps, n.TxMbps, n.CPUPercent, n.Jobs)
+				continue
+			}
+			fmt.Fprintf(w, "\t\t%s\t%s\t%s\t%.0f\t\t\t\n", t.Kind, units.FormatSize(t.UsedBytes), units.FormatSize(t.CapacityBytes), t.Mbps)
+		}
+		if len(n.Tiers) == 0 {
+			fmt.Fprintf(w, "%s\t%s\t-\t\t\t\t%.0f/%.0f\t%.0f%%\t%d\n", n.Addr, n.State, n.RxMbps, n.TxMbps, n.CPUPercent, n.Jobs)
+		}
+	}
+	w.Flush()
+	if len(v.Jobs) == 0 {
+		fmt.Println("\nno jobs")
+		return
+	}
+	fmt.Println()
+	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC MB/S\tALLOC BYTES")
+	for _, j := range v.Jobs {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps, units.FormatSize(j.AllocBytes))
+	}
+	w.Flush()
+}
