@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 )
 
 func TestEchoSizes(t *testing.T) {
@@ -195,5 +196,35 @@ func TestListenBadAddress(t *testing.T) {
 	if err == nil {
 		ln.Close()
 		t.Fatal("bound a plain listener over the server's port")
+	}
+}
+
+// TestWaitModes runs the echo protocol, a posted function and shutdown
+// under every way a loop can wait for events.
+func TestWaitModes(t *testing.T) {
+	modes := map[string]Config{
+		"park":             {},
+		"syscall":          {WaitInSyscall: true},
+		"busypoll":         {BusyPoll: 20 * time.Microsecond},
+		"busypoll-syscall": {BusyPoll: 20 * time.Microsecond, WaitInSyscall: true, LockOSThread: true},
+	}
+	for name, cfg := range modes {
+		t.Run(name, func(t *testing.T) {
+			h := newEcho()
+			s := start(t, cfg, h)
+			c := dial(t, s)
+			stream := pipeline()
+			roundTrip(t, c, stream, stream)
+			time.Sleep(time.Millisecond) // let a busy loop fall back to waiting
+			f := frame(pattern(100<<10, 1))
+			roundTrip(t, c, f, f)
+			done := make(chan struct{})
+			s.loops[0].Post(func() { close(done) })
+			<-done
+			s.Close()
+			if err := <-h.closed; !errors.Is(err, ErrServerClosed) {
+				t.Errorf("OnClose got %v, want ErrServerClosed", err)
+			}
+		})
 	}
 }
