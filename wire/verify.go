@@ -43,13 +43,18 @@ func Verify(buf []byte, spec *TableSpec) error {
 		return Errorf(CodeMalformed, "%s: flatbuffer of %d bytes", spec.Name, len(buf))
 	}
 	root := int64(binary.LittleEndian.Uint32(buf))
-	v := verifier{buf: buf, n: int64(len(buf))}
+	v := verifier{buf: buf, n: int64(len(buf)), budget: int64(len(buf))/4 + 1}
 	return v.table(root, spec, 0)
 }
 
+// verifier walks one buffer. budget bounds the tables it visits: every
+// honest table takes at least 4 bytes of its own, so a buffer of n bytes
+// holds at most n/4 of them; more visits mean vectors share tables to make
+// verification cost grow with the square of the input, and are refused.
 type verifier struct {
-	buf []byte
-	n   int64
+	buf    []byte
+	n      int64
+	budget int64
 }
 
 func (v *verifier) fail(spec *TableSpec, what string) error {
@@ -63,6 +68,9 @@ func (v *verifier) u32(at int64) int64 { return int64(binary.LittleEndian.Uint32
 func (v *verifier) table(pos int64, spec *TableSpec, depth int) error {
 	if depth > maxDepth {
 		return Errorf(CodeMalformed, "%s: nested too deep", spec.Name)
+	}
+	if v.budget--; v.budget < 0 {
+		return Errorf(CodeMalformed, "%s: more tables than the buffer can hold", spec.Name)
 	}
 	if pos < 0 || pos+4 > v.n {
 		return v.fail(spec, "table")

@@ -171,3 +171,61 @@ func BenchmarkRequestEncodeDecode(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifySharedTablesBounded builds a buffer whose outer vector points
+// n times at one table that holds a vector pointing m times at one leaf:
+// n*m visits from a few kilobytes. The verifier's budget must refuse it.
+func TestVerifySharedTablesBounded(t *testing.T) {
+	leaf := &TableSpec{Name: "Leaf"}
+	mid := &TableSpec{Name: "Mid", Fields: []Field{{Kind: TableVec, Sub: leaf}}}
+	outer := &TableSpec{Name: "Outer", Fields: []Field{{Kind: TableVec, Sub: mid}}}
+	const n, m = 1000, 1000
+	var buf []byte
+	le := func(v int) { buf = append(buf, byte(v), byte(v>>8), byte(v>>16), byte(v>>24)) }
+	put := func(at, v int) { buf[at], buf[at+1], buf[at+2], buf[at+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24) }
+	// table emits a vtable with one offset field at +4, then the table, and
+	// returns the table's position and its field's position.
+	table := func() (int, int) {
+		vt := len(buf)
+		buf = append(buf, 6, 0, 8, 0, 4, 0)
+		tab := len(buf)
+		le(tab - vt)
+		f := len(buf)
+		le(0)
+		return tab, f
+	}
+	// vector emits a vector of k offsets, all to target (patched later).
+	vector := func(k int) (int, int) {
+		at := len(buf)
+		le(k)
+		first := len(buf)
+		buf = append(buf, make([]byte, 4*k)...)
+		return at, first
+	}
+	le(0) // root offset
+	outTab, outField := table()
+	outVec, outElems := vector(n)
+	midTab, midField := table()
+	midVec, midElems := vector(m)
+	leafVT := len(buf)
+	buf = append(buf, 4, 0, 4, 0)
+	leafTab := len(buf)
+	le(leafTab - leafVT)
+	put(0, outTab)
+	put(outField, outVec-outField)
+	put(midField, midVec-midField)
+	for i := 0; i < n; i++ {
+		put(outElems+4*i, midTab-(outElems+4*i))
+	}
+	for i := 0; i < m; i++ {
+		put(midElems+4*i, leafTab-(midElems+4*i))
+	}
+	if err := Verify(buf, outer); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("shared-table buffer of %d bytes: %v, want a malformed error", len(buf), err)
+	}
+	// The same shape with one outer element is honest and verifies.
+	put(outVec, 1)
+	if err := Verify(buf, outer); err != nil {
+		t.Fatalf("single reference: %v", err)
+	}
+}
