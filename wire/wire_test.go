@@ -182,7 +182,9 @@ func TestVerifySharedTablesBounded(t *testing.T) {
 	const n, m = 1000, 1000
 	var buf []byte
 	le := func(v int) { buf = append(buf, byte(v), byte(v>>8), byte(v>>16), byte(v>>24)) }
-	put := func(at, v int) { buf[at], buf[at+1], buf[at+2], buf[at+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24) }
+	put := func(at, v int) {
+		buf[at], buf[at+1], buf[at+2], buf[at+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	}
 	// table emits a vtable with one offset field at +4, then the table, and
 	// returns the table's position and its field's position.
 	table := func() (int, int) {
