@@ -12,6 +12,8 @@
 # Environment:
 #   DURATION    measured time per cell and store (default 5s)
 #   WARMUP      unmeasured time before it (default 1s)
+#   REPEAT      run the whole matrix this many times; the table shows each
+#               cell's median run (default 1; use 3 on a busy machine)
 #   NODE_DRAM   the node's DRAM tier (default 4GiB)
 #   NODE_ARGS   extra flags for `BIN node` (e.g. "--busy-poll 50us")
 #   REDIS_PORT, NODE_PORT  first ports to try (default 6390, 7190)
@@ -21,6 +23,7 @@ set -euo pipefail
 BIN=${1:?usage: $0 path/to/pocket}
 DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
+REPEAT=${REPEAT:-1}
 NODE_DRAM=${NODE_DRAM:-4GiB}
 NODE_ARGS=${NODE_ARGS:-}
 
@@ -101,27 +104,31 @@ run() {
 }
 
 echo "bench-compare: redis on :$redis_port, node on :$node_port, $DURATION per cell (+$WARMUP warm-up)" >&2
+matrix=$("$BIN" bench --matrix)
 i=0
-while read -r name op size conns pipeline; do
-	cell=(--op "$op" --size "$size" --conns "$conns" --pipeline "$pipeline")
-	# Alternate which store goes first so drift over the run favours neither.
-	if ((i % 2 == 0)); then
-		run "$name" --addr "127.0.0.1:$node_port" "${cell[@]}"
-		run "$name" --target "redis://127.0.0.1:$redis_port" "${cell[@]}"
-	else
-		run "$name" --target "redis://127.0.0.1:$redis_port" "${cell[@]}"
-		run "$name" --addr "127.0.0.1:$node_port" "${cell[@]}"
-	fi
-	i=$((i + 1))
-done < <("$BIN" bench --matrix)
-echo "  loopback: one TCP stream over 127.0.0.1" >&2
-"$BIN" bench --loopback --duration "$DURATION" --warmup "$WARMUP" --json --label loopback >>"$results" ||
-	echo "bench-compare: loopback measurement failed" >&2
+for ((rep = 1; rep <= REPEAT; rep++)); do
+	echo "bench-compare: pass $rep of $REPEAT" >&2
+	while read -r name op size conns pipeline; do
+		cell=(--op "$op" --size "$size" --conns "$conns" --pipeline "$pipeline")
+		# Alternate which store goes first so drift over the run favours neither.
+		if ((i % 2 == 0)); then
+			run "$name" --addr "127.0.0.1:$node_port" "${cell[@]}"
+			run "$name" --target "redis://127.0.0.1:$redis_port" "${cell[@]}"
+		else
+			run "$name" --target "redis://127.0.0.1:$redis_port" "${cell[@]}"
+			run "$name" --addr "127.0.0.1:$node_port" "${cell[@]}"
+		fi
+		i=$((i + 1))
+	done <<<"$matrix"
+	echo "  loopback: one TCP stream over 127.0.0.1" >&2
+	"$BIN" bench --loopback --duration "$DURATION" --warmup "$WARMUP" --json --label loopback >>"$results" ||
+		echo "bench-compare: loopback measurement failed" >&2
+done
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 echo
 echo "Machine: $(uname -srm), $(nproc) cores${cpu:+, $cpu}"
 echo "Go: $(go version "$BIN" 2>/dev/null | cut -d" " -f2 || echo unknown); $(redis-server --version | cut -d' ' -f1-3)"
-echo "Each cell: $DURATION measured after $WARMUP warm-up; node flags: --dram $NODE_DRAM $NODE_ARGS"
+echo "Each cell: $DURATION measured after $WARMUP warm-up, $REPEAT pass(es); node flags: --dram $NODE_DRAM $NODE_ARGS"
 echo
 "$BIN" bench --report "$results"

@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -98,20 +100,22 @@ func WriteMatrix(w io.Writer) error {
 // WriteComparison prints the Markdown table of the comparison from the
 // results of a bench-compare run: per cell, our node's and Redis's figure,
 // the ratio, the target and whether it was met. Results are matched to
-// cells by label and to stores by target scheme; when a cell was run more
-// than once the last result counts.
+// cells by label and to stores by target scheme. When a cell was run more
+// than once (repeats on a noisy machine), the run with the median figure
+// counts, and any run with errors marks the cell.
 func WriteComparison(w io.Writer, results []Result) error {
-	byKey := map[string]*Result{}
+	byKey := map[string][]*Result{}
 	for i := range results {
 		r := &results[i]
-		byKey[r.Label+"/"+r.Store()] = r
+		k := r.Label + "/" + r.Store()
+		byKey[k] = append(byKey[k], r)
 	}
 	var b strings.Builder
 	b.WriteString("| cell | metric | pocket | Redis | ratio | target | met |\n")
 	b.WriteString("|---|---|---:|---:|---:|---|---|\n")
-	loop := byKey[LoopbackLabel+"/tcp"]
+	loop := median(MetricMBps, byKey[LoopbackLabel+"/tcp"])
 	for _, c := range Matrix() {
-		ours, theirs := byKey[c.Name+"/pocket"], byKey[c.Name+"/redis"]
+		ours, theirs := median(c.Metric, byKey[c.Name+"/pocket"]), median(c.Metric, byKey[c.Name+"/redis"])
 		b.WriteString(compareRow(c, ours, theirs))
 		if c.LoopbackShare > 0 {
 			b.WriteString(loopbackRow(c, ours, loop))
@@ -120,9 +124,26 @@ func WriteComparison(w io.Writer, results []Result) error {
 	if loop != nil {
 		fmt.Fprintf(&b, "| loopback TCP, 1 stream | MB/s | %s | | | | |\n", fmtFloat(loop.MBPerSec, 1))
 	}
-	b.WriteString("\nratio is pocket/Redis (for p50, lower is better); the loopback row compares with a single-stream TCP transfer on 127.0.0.1 measured in the same run.\n")
+	fmt.Fprintf(&b, "\nratio is pocket/Redis (for p50, lower is better); the loopback row compares with a single-stream TCP transfer on 127.0.0.1 measured in the same run. Median of %d run(s) per cell and store.\n", maxRuns(byKey))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// median returns the run whose metric is the median (the upper one for an
+// even count), or a run with errors if there is one, or nil for none.
+func median(m Metric, runs []*Result) *Result {
+	if len(runs) == 0 {
+		return nil
+	}
+	for _, r := range runs {
+		if r.Errors > 0 || r.FirstError != "" {
+			return r
+		}
+	}
+	sorted := slices.SortedFunc(slices.Values(runs), func(a, b *Result) int {
+		return cmp.Compare(m.of(a), m.of(b))
+	})
+	return sorted[len(sorted)/2]
 }
 
 // value formats a result's metric, or explains why there is none.
@@ -174,6 +195,15 @@ func loopbackRow(c Cell, ours, loop *Result) string {
 		met = yesNo(q >= c.LoopbackShare)
 	}
 	return fmt.Sprintf("| %s, share of loopback | MB/s | %s | %s | %s | ≥ %.2fx | %s |\n", c.Title, a, ref, ratio, c.LoopbackShare, met)
+}
+
+// maxRuns is the largest number of runs of one cell against one store.
+func maxRuns(byKey map[string][]*Result) int {
+	n := 0
+	for _, runs := range byKey {
+		n = max(n, len(runs))
+	}
+	return n
 }
 
 func yesNo(ok bool) string {

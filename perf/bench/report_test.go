@@ -128,3 +128,22 @@ func TestComparisonTable(t *testing.T) {
 		}
 	}
 }
+
+func TestComparisonTakesTheMedianOfRepeats(t *testing.T) {
+	run := func(store string, ops float64, errs uint64) Result {
+		return Result{Label: "get-1k-c50", Target: store + "://x:1", OpsPerSec: ops, Errors: errs}
+	}
+	var b bytes.Buffer
+	WriteComparison(&b, []Result{run("pocket", 10, 0), run("pocket", 30, 0), run("pocket", 20, 0), run("redis", 10, 0)})
+	if want := "| 1 KiB GET, 50 conns | ops/s | 20 | 10 | 2.00x | ≥ 1.20x | yes |\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("median of 10, 30, 20 is not 20:\n%s", b.String())
+	}
+	if !strings.Contains(b.String(), "Median of 3 run(s)") {
+		t.Errorf("table does not say how many runs: %s", b.String())
+	}
+	b.Reset()
+	WriteComparison(&b, []Result{run("pocket", 30, 0), run("pocket", 20, 2), run("redis", 10, 0)})
+	if want := "| 1 KiB GET, 50 conns | ops/s | 20 (2 errors) | 10 | n/a | ≥ 1.20x | no |\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("a run with errors does not mark the cell:\n%s", b.String())
+	}
+}
