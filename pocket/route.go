@@ -13,6 +13,7 @@ import (
 // target is one request's destination and the job fields it carries.
 type target struct {
 	addr  string
+	dead  bool
 	job   []byte
 	token []byte
 	epoch uint64
@@ -31,7 +32,7 @@ func (j *Job) route(key []byte, chunk uint32) target {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
 	addr := j.set.Node(j.set.Pick(key, chunk)).ID
-	return target{addr: addr, job: []byte(j.m.Job), token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
+	return target{addr: addr, dead: j.m.Dead[addr], job: []byte(j.m.Job), token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
 }
 
 // targets lists every node of the map, for fan-out calls.
@@ -40,7 +41,7 @@ func (j *Job) targets() []target {
 	defer j.mu.RUnlock()
 	ts := make([]target, len(j.m.Nodes))
 	for i, n := range j.m.Nodes {
-		ts[i] = target{addr: n.ID, job: []byte(j.m.Job), token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
+		ts[i] = target{addr: n.ID, dead: j.m.Dead[n.ID], job: []byte(j.m.Job), token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
 	}
 	return ts
 }
@@ -64,6 +65,9 @@ func (j *Job) refresh(ctx context.Context) error {
 func (j *Job) do(ctx context.Context, op wire.Op, flags uint16, key []byte, chunk uint32, payload, dst []byte) (client.Reply, error) {
 	for attempt := 0; ; attempt++ {
 		t := j.route(key, chunk)
+		if t.dead {
+			return client.Reply{}, &wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"}
+		}
 		req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch}
 		r, err := j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
 		if attempt == 0 && errors.Is(err, wire.ErrStaleEpoch) && j.s.ctl != nil {
@@ -76,14 +80,18 @@ func (j *Job) do(ctx context.Context, op wire.Op, flags uint16, key []byte, chun
 	}
 }
 
-// fanOut sends the same request to every node of the job at once and
-// returns each node's reply in map order.
+// fanOut sends the same request to every live node of the job at once and
+// returns each node's reply in map order. It is used for deletes: a dead
+// node's data is gone with it, so skipping it loses nothing.
 func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Request) ([]client.Reply, error) {
 	ts := j.targets()
 	replies := make([]client.Reply, len(ts))
 	errs := make([]error, len(ts))
 	var wg sync.WaitGroup
 	for i, t := range ts {
+		if t.dead {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

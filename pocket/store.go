@@ -37,6 +37,7 @@ type Map struct {
 	Tier  Tier
 	Epoch uint64
 	Nodes []placement.Node // ID is the node's data-plane address
+	Dead  map[string]bool  // nodes the controller has marked dead
 }
 
 // Hints describe a job to the controller; zero means "not given".

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -12,9 +14,15 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/dataplane/agent"
+	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/nvme"
+	"github.com/pocketstore/pocket/perf/hw"
+	"github.com/pocketstore/pocket/perf/telemetry"
+	"github.com/pocketstore/pocket/wire"
 )
 
 func init() {
@@ -29,6 +37,13 @@ type nodeFlags struct {
 	maxConns int
 	nvme     string
 	staging  string
+	ctl      string
+	secret   string
+	advert   string
+	profile  string
+	dramMbps float64
+	nvmeMbps float64
+	metrics  string
 }
 
 func (f *nodeFlags) bind(fs *flag.FlagSet) {
@@ -39,6 +54,13 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxConns, "max-conns", 10000, "connection limit")
 	fs.StringVar(&f.nvme, "nvme", "", "NVMe tier as PATH:SIZE (a block device or a file, opened with O_DIRECT)")
 	fs.StringVar(&f.staging, "nvme-staging", "256MiB", "aligned memory for NVMe transfers in flight")
+	fs.StringVar(&f.ctl, "controller", "", "controller address; the node registers and heartbeats (default $"+metaclient.EnvController+"; none: standalone)")
+	fs.StringVar(&f.secret, "secret", "", "cluster secret shared with the controller (default $"+token.EnvSecret+")")
+	fs.StringVar(&f.advert, "advertise", "", "data-plane address to give clients (default: the bound address)")
+	fs.StringVar(&f.profile, "profile", "", "device profile written by `pocket hw --profile` (tier bandwidths)")
+	fs.Float64Var(&f.dramMbps, "dram-mbps", 0, "DRAM tier bandwidth in Mb/s to report (default: from --profile, else the controller's default)")
+	fs.Float64Var(&f.nvmeMbps, "nvme-mbps", 0, "NVMe tier bandwidth in Mb/s to report (default: from --profile)")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this address")
 }
 
 func runNode(args []string) int {
@@ -48,22 +70,107 @@ func runNode(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	node, closeTiers, err := startNode(&f)
+	if f.ctl == "" {
+		f.ctl = os.Getenv(metaclient.EnvController)
+	}
+	var secret []byte
+	if f.ctl != "" {
+		var err error
+		if secret, err = token.SecretFrom(f.secret); err != nil {
+			return fail("node: --controller needs the cluster secret: %v", err)
+		}
+	}
+	node, closeTiers, err := startNode(&f, secret)
 	if err != nil {
 		return fail("node: %v", err)
 	}
+	defer closeTiers()
+	defer node.Close()
 	fmt.Printf("pocket node serving on %s (dram %s, nvme %q)\n", node.Addr(), f.dram, f.nvme)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	sampler, err := telemetry.NewSampler(telemetry.Config{BlockLatency: true})
+	if err != nil {
+		return fail("node: telemetry: %v", err)
+	}
+	defer sampler.Close()
+	if f.metrics != "" {
+		go serveMetrics(ctx, f.metrics, sampler)
+	}
+	if f.ctl != "" {
+		if err := runAgent(ctx, &f, node, secret, sampler); err != nil && ctx.Err() == nil {
+			return fail("node: %v", err)
+		}
+	}
 	<-ctx.Done()
-	_ = node.Close()
-	closeTiers()
 	return 0
+}
+
+// runAgent registers with the controller and heartbeats in the background.
+func runAgent(ctx context.Context, f *nodeFlags, node *dataplane.Node, secret []byte, s *telemetry.Sampler) error {
+	mbps, err := tierMbps(f)
+	if err != nil {
+		return err
+	}
+	addr := f.advert
+	if addr == "" {
+		addr = node.Addr().String()
+	}
+	mc := metaclient.New(f.ctl, metaclient.Options{Secret: secret})
+	go func() {
+		defer mc.Close()
+		_ = agent.Run(ctx, agent.Config{
+			Node: node, Addr: addr, Controller: mc, Mbps: mbps, Sampler: s,
+			OnState: func(st wire.NodeState) { slog.Info("controller set node state", "state", st) },
+		})
+	}()
+	return nil
+}
+
+// tierMbps is each tier's bandwidth: flags first, then the device profile.
+// A DRAM tier is as fast as the node's network; an NVMe tier is bounded by
+// both the network and the device.
+func tierMbps(f *nodeFlags) (map[dataplane.Kind]float64, error) {
+	m := map[dataplane.Kind]float64{}
+	if f.profile != "" {
+		p, err := hw.ReadProfile(f.profile)
+		if err != nil {
+			return nil, err
+		}
+		netMbps := p.Report.LoopbackMBps * 8
+		m[dataplane.KindDRAM] = netMbps
+		dev := min(p.Report.SeqReadMBps, p.Report.SeqWriteMBps) * 8
+		if netMbps > 0 {
+			dev = min(dev, netMbps)
+		}
+		m[dataplane.KindNVMe] = dev
+	}
+	if f.dramMbps > 0 {
+		m[dataplane.KindDRAM] = f.dramMbps
+	}
+	if f.nvmeMbps > 0 {
+		m[dataplane.KindNVMe] = f.nvmeMbps
+	}
+	return m, nil
+}
+
+// serveMetrics serves /metrics until ctx ends.
+func serveMetrics(ctx context.Context, addr string, s *telemetry.Sampler) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", telemetry.Handler(s))
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		slog.Error("metrics endpoint", "addr", addr, "err", err)
+	}
 }
 
 // startNode builds the tiers and starts the node; closeTiers releases the
 // tiers' memory and devices after the node has stopped.
-func startNode(f *nodeFlags) (*dataplane.Node, func(), error) {
+func startNode(f *nodeFlags, secret []byte) (*dataplane.Node, func(), error) {
 	dramSize, err := units.ParseSize(f.dram)
 	if err != nil {
 		return nil, nil, err
@@ -72,6 +179,9 @@ func startNode(f *nodeFlags) (*dataplane.Node, func(), error) {
 		Listen: f.listen,
 		Net:    netio.Config{Loops: f.loops, BusyPoll: f.busyPoll, MaxConns: f.maxConns},
 		Logger: slog.Default(),
+	}
+	if secret != nil {
+		cfg.Guard = dataplane.NewTokenGuard(secret)
 	}
 	var tiers []dataplane.Tier
 	if dramSize > 0 {

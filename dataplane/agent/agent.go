@@ -1,0 +1,98 @@
+// Package agent connects a storage node to the controller: it registers
+// the node with its tiers (capacity, and bandwidth measured by `pocket hw`
+// or configured), sends a heartbeat every second with the tiers' use, the
+// node's own rx/tx rates and CPU, and applies what the controller answers:
+// the current map epoch of each job placed on the node, and the node's
+// state (draining nodes refuse new puts).
+package agent
+
+import (
+	"context"
+	"runtime"
+	"time"
+
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/perf/telemetry"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Config is what the agent needs.
+type Config struct {
+	Node       *dataplane.Node
+	Addr       string // the data-plane address clients should use
+	Controller *metaclient.Client
+	// Mbps is each tier kind's bandwidth in Mb/s (from a device profile
+	// or configured); a missing kind reports 0 and the controller assumes
+	// its default node bandwidth.
+	Mbps map[dataplane.Kind]float64
+	// Sampler, when set, supplies CPU use and extra metrics.
+	Sampler *telemetry.Sampler
+	// OnState is told about state changes the controller orders.
+	OnState func(wire.NodeState)
+}
+
+// Run registers and heartbeats until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	a := &agent{cfg: cfg, last: time.Now(), lastStats: cfg.Node.Stats()}
+	return cfg.Controller.RunNode(ctx, metaclient.NodeLoop{
+		Register: wire.NodeRegister{Addr: cfg.Addr, Tiers: a.tiers(), Cores: uint32(runtime.NumCPU())},
+		Report:   a.report,
+		OnAck:    a.ack,
+	})
+}
+
+type agent struct {
+	cfg       Config
+	last      time.Time
+	lastStats dataplane.Stats
+	state     wire.NodeState
+}
+
+// tiers reports each tier's capacity, use and bandwidth.
+func (a *agent) tiers() []wire.TierStat {
+	var ts []wire.TierStat
+	for _, t := range a.cfg.Node.Tiers() {
+		u := t.Usage()
+		ts = append(ts, wire.TierStat{Kind: uint8(t.Kind()), CapacityBytes: u.Capacity, UsedBytes: u.Used, Mbps: a.cfg.Mbps[t.Kind()]})
+	}
+	return ts
+}
+
+// report fills a heartbeat. Rates are the node's own payload bytes over
+// the interval, not the interface's: nodes that share a host (or loopback)
+// would otherwise all report the host's total.
+func (a *agent) report(hb *wire.Heartbeat) {
+	now, st := time.Now(), a.cfg.Node.Stats()
+	secs := now.Sub(a.last).Seconds()
+	if secs > 0 {
+		hb.RxMbps = float64(st.BytesIn-a.lastStats.BytesIn) * 8 / 1e6 / secs
+		hb.TxMbps = float64(st.BytesOut-a.lastStats.BytesOut) * 8 / 1e6 / secs
+		hb.Metrics = append(hb.Metrics,
+			wire.Metric{Name: "requests_per_sec", Value: float64(st.Requests-a.lastStats.Requests) / secs},
+			wire.Metric{Name: "errors_per_sec", Value: float64(st.Errors-a.lastStats.Errors) / secs},
+			wire.Metric{Name: "open_conns", Value: float64(st.Net.Open)})
+	}
+	a.last, a.lastStats = now, st
+	hb.Tiers = a.tiers()
+	if s := a.cfg.Sampler; s != nil {
+		if snap, err := s.Sample(); err == nil {
+			hb.CPUPercent = snap.CPUBusyMean()
+			hb.Metrics = append(hb.Metrics, wire.Metric{Name: "rss_bytes", Value: float64(snap.RSSBytes)})
+		}
+	}
+}
+
+// ack applies the controller's answer.
+func (a *agent) ack(ack *wire.NodeAck) {
+	for _, je := range ack.Jobs {
+		a.cfg.Node.SetEpoch(je.Job, je.Epoch)
+	}
+	if ack.State != a.state {
+		a.state = ack.State
+		a.cfg.Node.SetDraining(ack.State == wire.NodeDraining)
+		if a.cfg.OnState != nil {
+			a.cfg.OnState(ack.State)
+		}
+	}
+}

@@ -1,0 +1,253 @@
+package pocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/pocketstore/pocket/internal/token"
+)
+
+// The Pocket-compatible layer: pocket.py's calls with their names,
+// arguments and return conventions (0 on success, -1 on error; counts or
+// -1). Where Pocket was broken we do it right:
+//
+//   - DeregisterJob really deletes the job's data (Pocket's path bug meant
+//     it never did), keeping values put with PERSIST_AFTER_JOB.
+//   - Put over an existing name replaces it (Pocket returned an error).
+//
+// The controller is found as Pocket's lambdas found it, from the
+// environment: POCKET_CONTROLLER=host:port. A job registered in this
+// process remembers its token; a job registered elsewhere takes it from
+// POCKET_TOKEN (hex), as the launcher of the lambdas passes it on.
+
+// compatJobs remembers tokens of jobs registered through this layer.
+var compatJobs sync.Map // job id -> []byte token
+
+func controllerAddr() (string, error) {
+	if a := os.Getenv("POCKET_CONTROLLER"); a != "" {
+		return a, nil
+	}
+	return "", errors.New("pocket: POCKET_CONTROLLER is not set")
+}
+
+// RegisterJob registers a job (pocket.register_job) and returns its id,
+// "jobname-<int>". Zero hints mean "not given".
+func RegisterJob(jobname string, numLambdas int, capacityGB, peakMbps int64, latencySensitive bool) (string, error) {
+	addr, err := controllerAddr()
+	if err != nil {
+		return "", err
+	}
+	s, err := Dial(context.Background(), addr, Config{})
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	j, err := s.RegisterJob(context.Background(), jobname, Hints{
+		Lambdas: numLambdas, CapacityBytes: capacityGB << 30, PeakMbps: peakMbps, LatencySensitive: latencySensitive,
+	})
+	if err != nil {
+		return "", err
+	}
+	compatJobs.Store(j.ID(), j.Token())
+	return j.ID(), nil
+}
+
+// DeregisterJob releases a job and deletes its data (pocket.deregister_job);
+// 0 on success, -1 on error.
+func DeregisterJob(jobid string) int {
+	h, err := Connect("", 0)
+	if err != nil {
+		return -1
+	}
+	defer h.Close()
+	j, err := h.job(jobid)
+	if err != nil {
+		return -1
+	}
+	if err := j.Deregister(context.Background()); err != nil {
+		h.err = err
+		return -1
+	}
+	compatJobs.Delete(jobid)
+	return 0
+}
+
+// Handle is the connection pocket.connect returns.
+type Handle struct {
+	s    *Store
+	mu   sync.Mutex
+	jobs map[string]*Job
+	err  error
+}
+
+// Connect opens a handle to the controller at hostname:port
+// (pocket.connect); an empty hostname means POCKET_CONTROLLER.
+func Connect(hostname string, port int) (*Handle, error) {
+	addr := net.JoinHostPort(hostname, strconv.Itoa(port))
+	if hostname == "" {
+		a, err := controllerAddr()
+		if err != nil {
+			return nil, err
+		}
+		addr = a
+	}
+	s, err := Dial(context.Background(), addr, Config{})
+	if err != nil {
+		return nil, err
+	}
+	return &Handle{s: s, jobs: map[string]*Job{}}, nil
+}
+
+// Err is the error behind the last -1 returned by the handle.
+func (h *Handle) Err() error { return h.err }
+
+// job opens (once) a job by id with its remembered or exported token.
+func (h *Handle) job(jobid string) (*Job, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if j := h.jobs[jobid]; j != nil {
+		return j, nil
+	}
+	tok, ok := compatJobs.Load(jobid)
+	var t []byte
+	if ok {
+		t = tok.([]byte)
+	} else if env := os.Getenv("POCKET_TOKEN"); env != "" {
+		var err error
+		if t, err = token.Parse(env); err != nil {
+			return nil, fmt.Errorf("pocket: POCKET_TOKEN: %w", err)
+		}
+	}
+	j, err := h.s.OpenJob(context.Background(), jobid, t)
+	if err != nil {
+		return nil, err
+	}
+	h.jobs[jobid] = j
+	return j, nil
+}
+
+// status turns an error into Pocket's 0 / -1, keeping the error.
+func (h *Handle) status(err error) int {
+	h.err = err
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func (h *Handle) run(jobid string, f func(*Job) error) int {
+	j, err := h.job(jobid)
+	if err != nil {
+		return h.status(err)
+	}
+	return h.status(f(j))
+}
+
+// Put uploads a local file to dst_filename (pocket.put).
+func (h *Handle) Put(srcFilename, dstFilename, jobid string, persistAfterJob bool) int {
+	return h.run(jobid, func(j *Job) error {
+		return j.PutFile(context.Background(), srcFilename, dstFilename, persistOpt(persistAfterJob)...)
+	})
+}
+
+// PutBuffer stores the first length bytes of src (pocket.put_buffer).
+func (h *Handle) PutBuffer(src []byte, length int, dstFilename, jobid string, persistAfterJob bool) int {
+	if length < 0 || length > len(src) {
+		return h.status(fmt.Errorf("pocket: put_buffer: length %d outside the %d-byte buffer", length, len(src)))
+	}
+	return h.run(jobid, func(j *Job) error {
+		return j.Put(context.Background(), dstFilename, src[:length], persistOpt(persistAfterJob)...)
+	})
+}
+
+// Get downloads src_filename into a local file (pocket.get).
+func (h *Handle) Get(srcFilename, dstFilename, jobid string, deleteAfterRead bool) int {
+	return h.run(jobid, func(j *Job) error {
+		return j.GetFile(context.Background(), srcFilename, dstFilename, deleteOpt(deleteAfterRead)...)
+	})
+}
+
+// GetBuffer reads a value into dst[:length] (pocket.get_buffer); as in
+// Pocket, the caller must know the length: a value of another size is an
+// error.
+func (h *Handle) GetBuffer(srcFilename string, dst []byte, length int, jobid string, deleteAfterRead bool) int {
+	if length < 0 || length > len(dst) {
+		return h.status(fmt.Errorf("pocket: get_buffer: length %d outside the %d-byte buffer", length, len(dst)))
+	}
+	return h.run(jobid, func(j *Job) error {
+		b, err := j.GetInto(context.Background(), srcFilename, dst[:0:length], deleteOpt(deleteAfterRead)...)
+		if err != nil {
+			return err
+		}
+		if len(b) != length {
+			return fmt.Errorf("pocket: get_buffer %q: value is %d bytes, want %d", srcFilename, len(b), length)
+		}
+		if length > 0 && &b[0] != &dst[0] {
+			copy(dst, b)
+		}
+		return nil
+	})
+}
+
+// Lookup returns 0 if name exists as a value or a directory (pocket.lookup).
+func (h *Handle) Lookup(name, jobid string) int {
+	return h.run(jobid, func(j *Job) error {
+		ctx := context.Background()
+		ok, err := j.Exists(ctx, name)
+		if err == nil && !ok {
+			ok, err = j.Exists(ctx, dirPrefix(name))
+		}
+		if err == nil && !ok {
+			err = fmt.Errorf("pocket: lookup %q: %w", name, ErrNotFound)
+		}
+		return err
+	})
+}
+
+// Delete removes name recursively; an empty name deletes the whole job
+// directory (pocket.delete).
+func (h *Handle) Delete(name, jobid string) int {
+	return h.run(jobid, func(j *Job) error { return j.RemoveAll(context.Background(), name) })
+}
+
+// CreateDir makes a directory (pocket.create_dir).
+func (h *Handle) CreateDir(name, jobid string) int {
+	return h.run(jobid, func(j *Job) error { return j.CreateDir(context.Background(), name) })
+}
+
+// CountFiles returns the number of direct children of dirname, or -1
+// (pocket.count_files).
+func (h *Handle) CountFiles(dirname, jobid string) int {
+	n := -1
+	st := h.run(jobid, func(j *Job) error {
+		c, err := j.CountFiles(context.Background(), dirname)
+		n = c
+		return err
+	})
+	if st != 0 {
+		return -1
+	}
+	return n
+}
+
+// Close closes the handle (pocket.close).
+func (h *Handle) Close() int { return h.status(h.s.Close()) }
+
+func persistOpt(on bool) []PutOption {
+	if on {
+		return []PutOption{Persist()}
+	}
+	return nil
+}
+
+func deleteOpt(on bool) []GetOption {
+	if on {
+		return []GetOption{DeleteAfterRead()}
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package pocket
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Dial connects to the controller at addr. Nothing is sent until a job is
+// registered or opened.
+func Dial(ctx context.Context, addr string, cfg Config) (*Store, error) {
+	if addr == "" {
+		return nil, fmt.Errorf("pocket: no controller address")
+	}
+	return NewStore(&metaController{mc: metaclient.New(addr, metaclient.Options{})}, cfg), nil
+}
+
+// metaController adapts metaclient to the SDK's Controller.
+type metaController struct {
+	mc *metaclient.Client
+}
+
+func (m *metaController) RegisterJob(ctx context.Context, name string, h Hints) (Map, error) {
+	pm, err := m.mc.RegisterJob(ctx, name, wire.JobHints{
+		Lambdas: uint32(h.Lambdas), CapacityBytes: h.CapacityBytes, PeakMbps: float64(h.PeakMbps), LatencySensitive: h.LatencySensitive,
+	})
+	if err != nil {
+		return Map{}, err
+	}
+	return fromWire(pm), nil
+}
+
+func (m *metaController) DeregisterJob(ctx context.Context, job string, tok []byte) error {
+	res, err := m.mc.DeregisterJob(ctx, job, tok)
+	if err != nil {
+		return err
+	}
+	if res != nil && res.Failed > 0 {
+		return fmt.Errorf("pocket: deregister %s: %d of %d node(s) could not drop the job's data: %s", job, res.Failed, res.Nodes, res.Message)
+	}
+	return nil
+}
+
+func (m *metaController) GetMap(ctx context.Context, job string, tok []byte) (Map, error) {
+	pm, err := m.mc.GetMap(ctx, job, tok)
+	if err != nil {
+		return Map{}, err
+	}
+	return fromWire(pm), nil
+}
+
+func (m *metaController) Close() error { return m.mc.Close() }
+
+// fromWire converts the controller's map. Dead nodes stay in the map (the
+// keys they held are unavailable, not elsewhere) and are marked so calls
+// fail at once instead of waiting for a dial.
+func fromWire(pm *wire.PlacementMap) Map {
+	m := Map{Job: pm.Job, Token: pm.Token, Tier: Tier(pm.Tier), Epoch: pm.Epoch}
+	for _, n := range pm.Nodes {
+		m.Nodes = append(m.Nodes, placement.Node{ID: n.Addr, Weight: n.Weight})
+		if n.State == wire.NodeDead {
+			if m.Dead == nil {
+				m.Dead = map[string]bool{}
+			}
+			m.Dead[n.Addr] = true
+		}
+	}
+	return m
+}
