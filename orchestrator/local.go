@@ -1,0 +1,192 @@
+package orchestrator
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Local runs each node as a child process of this one: the `pocket` binary
+// (Binary, default this executable) with `node --listen 127.0.0.1:0`. The
+// node prints the address it bound on its first line, which is how Start
+// learns it. Children get SIGTERM on Stop and Close, and are
+// killed if they do not exit within StopTimeout.
+type Local struct {
+	Binary      string
+	Env         []string // extra environment, e.g. POCKET_SECRET=...
+	Host        string   // interface to listen on; default 127.0.0.1
+	StopTimeout time.Duration
+	Log         io.Writer // the nodes' output after their first line; nil discards
+
+	mu    sync.Mutex
+	procs map[string]*localProc
+	seq   int
+}
+
+type localProc struct {
+	node Node
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+var _ Orchestrator = (*Local)(nil)
+
+var servingLine = regexp.MustCompile(`serving on (\S+)`)
+
+// Start implements Orchestrator.
+func (l *Local) Start(ctx context.Context, spec NodeSpec) (Node, error) {
+	bin := l.Binary
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return Node{}, fmt.Errorf("orchestrator: find own binary: %w", err)
+		}
+		bin = exe
+	}
+	host := l.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	args := []string{"node", "--listen", host + ":0", "--dram", spec.DRAM}
+	if spec.NVMe != "" {
+		args = append(args, "--nvme", spec.NVMe)
+	}
+	if spec.Controller != "" {
+		args = append(args, "--controller", spec.Controller)
+	}
+	args = append(args, spec.Args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), l.Env...)
+	cmd.Stderr = l.logOut()
+	// A node must not outlive the process that started it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return Node{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return Node{}, fmt.Errorf("orchestrator: start node: %w", err)
+	}
+	addr, err := l.awaitAddr(ctx, out)
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return Node{}, err
+	}
+	return l.track(cmd, addr), nil
+}
+
+func (l *Local) logOut() io.Writer {
+	if l.Log == nil {
+		return io.Discard
+	}
+	return l.Log
+}
+
+// awaitAddr reads the node's first line for its bound address, then keeps
+// copying its output to the log.
+func (l *Local) awaitAddr(ctx context.Context, out io.Reader) (string, error) {
+	type res struct {
+		addr string
+		err  error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		r := bufio.NewReader(out)
+		line, err := r.ReadString('\n')
+		m := servingLine.FindStringSubmatch(line)
+		if m == nil {
+			ch <- res{err: fmt.Errorf("orchestrator: node did not start: %q %v", line, err)}
+			return
+		}
+		ch <- res{addr: m[1]}
+		_, _ = io.Copy(l.logOut(), r)
+	}()
+	select {
+	case r := <-ch:
+		return r.addr, r.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+func (l *Local) track(cmd *exec.Cmd, addr string) Node {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.procs == nil {
+		l.procs = map[string]*localProc{}
+	}
+	l.seq++
+	p := &localProc{node: Node{ID: fmt.Sprintf("local-%d", l.seq), Addr: addr}, cmd: cmd, done: make(chan struct{})}
+	l.procs[p.node.ID] = p
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	return p.node
+}
+
+// Stop implements Orchestrator: SIGTERM, then SIGKILL after StopTimeout.
+func (l *Local) Stop(ctx context.Context, id string) error {
+	l.mu.Lock()
+	p := l.procs[id]
+	delete(l.procs, id)
+	l.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%w: %s", ErrUnknownNode, id)
+	}
+	return l.stop(ctx, p)
+}
+
+func (l *Local) stop(ctx context.Context, p *localProc) error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	timeout := l.StopTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(timeout):
+	case <-ctx.Done():
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	return nil
+}
+
+// Nodes implements Orchestrator.
+func (l *Local) Nodes() []Node {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ns := make([]Node, 0, len(l.procs))
+	for _, p := range l.procs {
+		ns = append(ns, p.node)
+	}
+	return ns
+}
+
+// Close stops every node this orchestrator started.
+func (l *Local) Close() error {
+	l.mu.Lock()
+	procs := l.procs
+	l.procs = nil
+	l.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = l.stop(context.Background(), p)
+		}()
+	}
+	wg.Wait()
+	return nil
+}

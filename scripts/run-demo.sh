@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# make run: starts a local cluster (controller + 3 storage nodes) on the
+# embedded default, registers a job, stores and reads a value through the
+# CLI, shows the cluster's status, then keeps the cluster up until Ctrl-C.
+set -euo pipefail
+BIN=${1:-bin/pocket}
+ADDR=${POCKET_ADDR:-127.0.0.1:7000}
+work=$(mktemp -d)
+cleanup() {
+	[[ -n ${up_pid:-} ]] && kill "$up_pid" 2>/dev/null && wait "$up_pid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$BIN" up --listen "$ADDR" --nodes 3 --dram 1GiB >"$work/up.log" 2>&1 &
+up_pid=$!
+for _ in $(seq 100); do
+	grep -q 'cluster up' "$work/up.log" && break
+	kill -0 "$up_pid" 2>/dev/null || { cat "$work/up.log"; exit 1; }
+	sleep 0.1
+done
+export POCKET_CONTROLLER=$ADDR
+sed -n '/cluster up/,$p' "$work/up.log"
+echo
+echo '$ pocket job register demo --json'
+"$BIN" job register demo --json | tee "$work/job.json"
+job=$(sed -n 's/.*"job_id": "\(.*\)".*/\1/p' "$work/job.json")
+export POCKET_TOKEN=$(sed -n 's/.*"token": "\(.*\)".*/\1/p' "$work/job.json")
+echo "hello from a lambda" >"$work/hello.txt"
+echo
+echo "\$ pocket put $job greetings/hello hello.txt && pocket get $job greetings/hello"
+"$BIN" put "$job" greetings/hello "$work/hello.txt"
+"$BIN" get "$job" greetings/hello
+echo
+echo '$ pocket status'
+sleep 1.2 # one heartbeat, so the status shows the bytes stored
+"$BIN" status
+echo
+echo "The cluster keeps running; in another shell:"
+echo "  export POCKET_CONTROLLER=$ADDR POCKET_TOKEN=$POCKET_TOKEN"
+echo "  $BIN ls $job"
+echo "Ctrl-C stops it."
+wait "$up_pid"

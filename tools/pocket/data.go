@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/pocket"
+)
+
+func init() {
+	register("put", "store a file (or - for stdin) under a key: put JOBID KEY FILE|-", runPut)
+	register("get", "read a key into a file (default stdout): get JOBID KEY [FILE|-]", runGet)
+	register("ls", "list a job's keys, one a line: ls JOBID [PREFIX]", runLs)
+	register("rm", "delete a key (and, recursively, KEY/...): rm JOBID KEY", runRm)
+}
+
+// dataCmd parses the common flags of the data commands and opens the job.
+type dataCmd struct {
+	fs         *flag.FlagSet
+	controller *string
+	tok        *string
+	persist    *bool
+	once       *bool
+}
+
+func newDataCmd(name string) *dataCmd {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return &dataCmd{
+		fs:         fs,
+		controller: fs.String("controller", "", "controller address (default $POCKET_CONTROLLER, else "+ctlDefaultAddr+")"),
+		tok:        fs.String("token", "", "the job's token (default $POCKET_TOKEN)"),
+		persist:    fs.Bool("persist", false, "put: keep the value after the job is deregistered"),
+		once:       fs.Bool("delete-after-read", false, "get: delete the value once read"),
+	}
+}
+
+// open parses args, checks the count of positionals, and opens the job.
+func (d *dataCmd) open(args []string, minPos, maxPos int) (*pocket.Job, []string, context.Context, func(), error) {
+	pos, err := ctlParse(d.fs, args)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if len(pos) < minPos || len(pos) > maxPos {
+		return nil, nil, nil, nil, fmt.Errorf("%s: want %d to %d arguments, got %d", d.fs.Name(), minPos, maxPos, len(pos))
+	}
+	t := *d.tok
+	if t == "" {
+		t = os.Getenv("POCKET_TOKEN")
+	}
+	if t == "" {
+		return nil, nil, nil, nil, errors.New("no job token: pass --token or set POCKET_TOKEN (printed by pocket job register)")
+	}
+	tok, err := token.Parse(t)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("token: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	s, err := pocket.Dial(ctx, ctlAddr(*d.controller), pocket.Config{})
+	if err != nil {
+		stop()
+		return nil, nil, nil, nil, err
+	}
+	j, err := s.OpenJob(ctx, pos[0], tok)
+	if err != nil {
+		s.Close()
+		stop()
+		return nil, nil, nil, nil, err
+	}
+	return j, pos, ctx, func() { s.Close(); stop() }, nil
+}
+
+func runPut(args []string) int {
+	d := newDataCmd("put")
+	j, pos, ctx, done, err := d.open(args, 3, 3)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer done()
+	var opts []pocket.PutOption
+	if *d.persist {
+		opts = append(opts, pocket.Persist())
+	}
+	if pos[2] == "-" {
+		w, err := j.NewWriter(ctx, pos[1], opts...)
+		if err == nil {
+			if _, err = io.Copy(w, os.Stdin); err == nil {
+				err = w.Close()
+			}
+		}
+		if err != nil {
+			return fail("put: %v", err)
+		}
+		return 0
+	}
+	if err := j.PutFile(ctx, pos[2], pos[1], opts...); err != nil {
+		return fail("put: %v", err)
+	}
+	return 0
+}
+
+func runGet(args []string) int {
+	d := newDataCmd("get")
+	j, pos, ctx, done, err := d.open(args, 2, 3)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer done()
+	var opts []pocket.GetOption
+	if *d.once {
+		opts = append(opts, pocket.DeleteAfterRead())
+	}
+	if len(pos) == 3 && pos[2] != "-" {
+		if err := j.GetFile(ctx, pos[1], pos[2], opts...); err != nil {
+			return fail("get: %v", err)
+		}
+		return 0
+	}
+	r, err := j.NewReader(ctx, pos[1], opts...)
+	if err != nil {
+		return fail("get: %v", err)
+	}
+	defer r.Close()
+	if _, err := io.Copy(os.Stdout, r); err != nil {
+		return fail("get: %v", err)
+	}
+	return 0
+}
+
+func runLs(args []string) int {
+	d := newDataCmd("ls")
+	j, pos, ctx, done, err := d.open(args, 1, 2)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer done()
+	prefix := ""
+	if len(pos) == 2 {
+		prefix = pos[1]
+	}
+	ents, err := j.List(ctx, prefix)
+	if err != nil {
+		return fail("ls: %v", err)
+	}
+	for _, e := range ents {
+		fmt.Println(e.Name)
+	}
+	return 0
+}
+
+func runRm(args []string) int {
+	d := newDataCmd("rm")
+	j, pos, ctx, done, err := d.open(args, 2, 2)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer done()
+	err = j.Delete(ctx, pos[1])
+	if errors.Is(err, pocket.ErrNotFound) {
+		// Maybe a directory: remove what is under it.
+		ents, lerr := j.List(ctx, pos[1]+"/")
+		if lerr == nil && len(ents) > 0 {
+			err = j.RemoveAll(ctx, pos[1])
+		}
+	}
+	if err != nil {
+		return fail("rm: %v", err)
+	}
+	return 0
+}
