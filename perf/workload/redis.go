@@ -2,6 +2,7 @@ package workload
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -104,6 +105,11 @@ func (c *redisConn) roundTrip(dst []byte, args [][]byte) (reply, error) {
 	rep, err := readReply(c.r, dst, maxRedisBulk)
 	if err != nil {
 		return reply{}, fmt.Errorf("workload: redis read: %w", err)
+	}
+	if rep.kind == '+' || rep.kind == '-' {
+		// Text points into the connection's buffer, which the next user
+		// of the connection overwrites.
+		rep.data = bytes.Clone(rep.data)
 	}
 	if rep.kind == '-' {
 		return rep, fmt.Errorf("%w: %s", ErrRedis, rep.data)
