@@ -24,6 +24,7 @@ const (
 	OpDeregisterJob                         // JobRef -> DropResult
 	OpGetMap                                // JobRef -> PlacementMap
 	OpStatus                                // (no metadata) -> ClusterStatus
+	OpDrainNode                             // DrainNode -> DrainNode
 )
 
 func init() {
@@ -33,6 +34,7 @@ func init() {
 	RegisterOpName(OpDeregisterJob, "deregister-job")
 	RegisterOpName(OpGetMap, "get-map")
 	RegisterOpName(OpStatus, "status")
+	RegisterOpName(OpDrainNode, "drain-node")
 }
 
 // Bounds on control messages, checked when decoding. DefaultControlMaxMeta
@@ -105,10 +107,21 @@ type Metric struct {
 	Value float64
 }
 
-// JobEpoch is a job placed on a node with its current map epoch.
+// JobEpoch is a job placed on a node with its current map epoch. Token is
+// the job's capability token, sent only to a draining node, which needs it
+// to fetch the job's map and to put the job's values on their new owners.
 type JobEpoch struct {
 	Job   string
 	Epoch uint64
+	Token []byte
+}
+
+// DrainNode asks the controller to drain a node, and is its reply with
+// the deadline it applied. Proof is token.SignNode(secret, Addr).
+type DrainNode struct {
+	Addr     string
+	Deadline time.Duration // millisecond resolution on the wire; 0: the default
+	Proof    []byte
 }
 
 // NodeRegister is a storage node's registration.
@@ -223,7 +236,8 @@ var (
 		{Kind: Scalar1}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
 	}}
 	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
-	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
+	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}}}
+	drainSpec    = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}}}
 	nodeRegSpec  = TableSpec{Name: "NodeRegister", Fields: []Field{
 		{Kind: String}, {Kind: TableVec, Sub: &tierStatSpec}, {Kind: Bytes}, {Kind: Scalar4},
 	}}
@@ -559,10 +573,11 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 	if len(m.Jobs) > 0 {
 		offs := make([]flatbuffers.UOffsetT, len(m.Jobs))
 		for i, j := range m.Jobs {
-			name := b.CreateString(j.Job)
+			name, tok := b.CreateString(j.Job), bytesVec(b, j.Token)
 			fb.JobEpochStart(b)
 			fb.JobEpochAddJob(b, name)
 			fb.JobEpochAddEpoch(b, j.Epoch)
+			addOff(b, tok, fb.JobEpochAddToken)
 			offs[i] = fb.JobEpochEnd(b)
 		}
 		jobs = endVector(b, offs, fb.NodeAckStartJobsVector)
@@ -595,10 +610,10 @@ func (m *NodeAck) Decode(meta []byte) error {
 		var j fb.JobEpoch
 		for i := range jobs {
 			t.Jobs(&j, i)
-			if err := checkJob(j.Job()); err != nil {
+			if err := firstErr(checkJob(j.Job()), checkLen("token", len(j.TokenBytes()), DefaultMaxToken)); err != nil {
 				return err
 			}
-			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch()}
+			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch(), Token: cloneBytes(j.TokenBytes())}
 		}
 	}
 	*m = NodeAck{Known: t.Known(), State: NodeState(t.State()),
@@ -745,6 +760,37 @@ func (m *DropResult) Decode(meta []byte) error {
 	}
 	*m = DropResult{Nodes: t.Nodes(), Failed: t.Failed(), Values: t.Values(), Bytes: t.Bytes(),
 		Message: string(t.Message())}
+	return nil
+}
+
+// ---- DrainNode ----
+
+// Encode implements ControlMessage.
+func (m *DrainNode) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	addr, proof := str(b, m.Addr), bytesVec(b, m.Proof)
+	fb.DrainNodeStart(b)
+	addOff(b, addr, fb.DrainNodeAddAddr)
+	fb.DrainNodeAddDeadlineMs(b, m.Deadline.Milliseconds())
+	addOff(b, proof, fb.DrainNodeAddProof)
+	b.Finish(fb.DrainNodeEnd(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage.
+func (m *DrainNode) Decode(meta []byte) error {
+	*m = DrainNode{}
+	pos, err := root(meta, &drainSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.DrainNode
+	t.Init(meta, pos)
+	if err := firstErr(checkAddr(t.Addr()), checkLen("proof", len(t.ProofBytes()), DefaultMaxToken),
+		checkSize("drain deadline", t.DeadlineMs())); err != nil {
+		return err
+	}
+	*m = DrainNode{Addr: string(t.Addr()), Deadline: msToDuration(t.DeadlineMs()), Proof: cloneBytes(t.ProofBytes())}
 	return nil
 }
 
