@@ -1,0 +1,69 @@
+package workload
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseCLI(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		ok   bool
+		kind string
+	}{
+		{[]string{"sort", "--nodes", "a:1,b:2"}, true, KindPocket},
+		{[]string{"sort", "--target", "redis://127.0.0.1:6379", "--workers", "16", "--size", "1GiB"}, true, KindRedis},
+		{[]string{"sort", "--controller", "c:1"}, true, KindPocket},
+		{[]string{"sort"}, false, ""},
+		{[]string{"nope", "--nodes", "a:1"}, false, ""},
+		{[]string{"sort", "--nodes", "a:1", "--target", "redis://x"}, false, ""},
+		{[]string{"sort", "--nodes", "a:1", "--size", "lots"}, false, ""},
+		{[]string{"sort", "--nodes", "a:1", "--workers", "0"}, false, ""},
+		{[]string{"sort", "--target", "http://x"}, false, ""},
+		{[]string{"--report", "f.jsonl"}, true, ""},
+	} {
+		t.Setenv("POCKET_CONTROLLER", "")
+		o, err := parseCLI(c.args, io.Discard)
+		if (err == nil) != c.ok {
+			t.Errorf("%q: err %v", c.args, err)
+			continue
+		}
+		if err == nil && o.target.Kind != c.kind {
+			t.Errorf("%q: kind %q", c.args, o.target.Kind)
+		}
+	}
+}
+
+// TestMainJSONAndReport runs the command with --json (workers in-process)
+// and renders the result with --report.
+func TestMainJSONAndReport(t *testing.T) {
+	tgt := nodes(t, 2, 64<<20)
+	var out bytes.Buffer
+	errFile, _ := os.CreateTemp(t.TempDir(), "stderr")
+	cli := CLI{Stdout: &out, Stderr: errFile}
+	args := []string{"mapreduce", "--nodes", strings.Join(tgt.Addrs, ","), "--workers", "3", "--size", "1MiB", "--json", "--inproc", "--progress"}
+	if code := Main(testCtx(t), args, cli); code != 0 {
+		b, _ := os.ReadFile(errFile.Name())
+		t.Fatalf("exit %d: %s", code, b)
+	}
+	var r Result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || !r.Verified || r.Workers != 3 || r.SizeBytes != 1<<20 {
+		t.Fatalf("%v: %s", err, out.Bytes())
+	}
+	if b, _ := os.ReadFile(errFile.Name()); !bytes.Contains(b, []byte("map ")) {
+		t.Errorf("no progress on stderr: %q", b)
+	}
+	res := t.TempDir() + "/r.jsonl"
+	os.WriteFile(res, out.Bytes(), 0o644)
+	out.Reset()
+	if code := Main(testCtx(t), []string{"--report", res}, cli); code != 0 {
+		t.Fatalf("report exit %d", code)
+	}
+	if !strings.Contains(out.String(), "| mapreduce | pocket | 3 | 1MiB |") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+}
