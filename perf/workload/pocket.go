@@ -77,10 +77,10 @@ func openPocket(ctx context.Context, t Target) (Backend, error) {
 	return &pocketBackend{s: s, j: j}, nil
 }
 
-// registerPocketJob registers a job for a run through the controller and
-// returns the target workers open; release deregisters it, which frees
-// all of its data.
-func registerPocketJob(ctx context.Context, t Target, name string, h pocket.Hints) (Target, func(context.Context) error, error) {
+// RegisterJob registers a job through the controller named by
+// t.Controller and returns the target every worker opens (t with the job
+// id and token); release deregisters it, which frees all of its data.
+func RegisterJob(ctx context.Context, t Target, name string, h pocket.Hints) (Target, func(context.Context) error, error) {
 	s, err := dialController(ctx, t.Controller)
 	if err != nil {
 		return t, nil, err

@@ -192,7 +192,7 @@ func prepare(ctx context.Context, t Target, name string, s Spec) (Target, func()
 		return t, func() {}, nil
 	}
 	h := pocket.Hints{Lambdas: s.Workers, CapacityBytes: 3 * s.Size, LatencySensitive: t.Tier != "nvme"}
-	t, release, err := registerPocketJob(ctx, t, name, h)
+	t, release, err := RegisterJob(ctx, t, name, h)
 	if err != nil {
 		return t, nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/pocketstore/pocket/perf/micro"
 	"github.com/pocketstore/pocket/perf/workload"
 )
 
@@ -18,7 +19,12 @@ func init() {
 }
 
 // runWorkload runs `pocket bench workload` with the arguments after it.
+// `pocket bench workload micro ...` runs the microbenchmark suite until
+// bench.go routes `pocket bench micro` to runMicro itself.
 func runWorkload(args []string) int {
+	if len(args) > 0 && args[0] == "micro" {
+		return runMicro(args[1:])
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	exe, err := os.Executable()
@@ -39,4 +45,12 @@ func runWorker(args []string) int {
 		return fail("worker: %v", err)
 	}
 	return 0
+}
+
+// runMicro runs `pocket bench micro` (perf/micro) with the arguments
+// after it.
+func runMicro(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return micro.Main(ctx, args, os.Stdout, os.Stderr)
 }
