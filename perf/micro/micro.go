@@ -69,6 +69,8 @@ type Throughput struct {
 	Inflight  int     `json:"inflight"`
 	OpsPerSec float64 `json:"ops_per_sec"`
 	Errors    int64   `json:"errors"`
+	// FirstError is the first failed request's error, when any failed.
+	FirstError string `json:"first_error,omitempty"`
 }
 
 // Report is one run of the suite.
@@ -209,7 +211,9 @@ func rate(ctx context.Context, c Config, s Store, op string, clients, per int) (
 		}
 	}
 	var done, errs atomic.Int64
-	ctx, cancel := context.WithTimeout(ctx, c.Duration)
+	var first atomic.Value
+	deadline := time.Now().Add(c.Duration)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	var wg sync.WaitGroup
 	for i, be := range bes {
@@ -226,8 +230,9 @@ func rate(ctx context.Context, c Config, s Store, op string, clients, per int) (
 						err = be.Put(ctx, k, val)
 					}
 					if err != nil {
-						if ctx.Err() == nil {
+						if time.Now().Before(deadline) { // not the run's end cutting a request short
 							errs.Add(1)
+							first.CompareAndSwap(nil, err.Error())
 						}
 						continue
 					}
@@ -240,8 +245,9 @@ func rate(ctx context.Context, c Config, s Store, op string, clients, per int) (
 	wg.Wait()
 	secs := time.Since(start).Seconds()
 	cleanupKeys(bes, per)
+	fe, _ := first.Load().(string)
 	return Throughput{Store: s.Name, Op: op, Clients: clients, Inflight: clients * per,
-		OpsPerSec: float64(done.Load()) / secs, Errors: errs.Load()}, nil
+		OpsPerSec: float64(done.Load()) / secs, Errors: errs.Load(), FirstError: fe}, nil
 }
 
 func rateKey(client, req int) string {

@@ -59,7 +59,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	for _, l := range r.Latency {
 		fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %.1f |\n", l.Store, l.Op, l.P50us, l.P99us, l.MeanUs)
 	}
-	fmt.Fprintf(w, "\nOne node's get throughput by clients (one request in flight each, %.0f s per cell):\n\n", r.Duration)
+	fmt.Fprintf(w, "\nOne node's get throughput by clients (one request in flight each, %g s per cell):\n\n", r.Duration)
 	writeRates(w, r.Throughput)
 	fmt.Fprintln(w, "\nSmall-request IOPS (many requests in flight):")
 	fmt.Fprintln(w)

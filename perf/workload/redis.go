@@ -79,6 +79,11 @@ func (r *Redis) done(c *redisConn, err error) {
 // do sends one command and reads its reply; the reply's bulk data lands in
 // dst when it fits.
 func (r *Redis) do(ctx context.Context, dst []byte, args ...[]byte) (reply, error) {
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		// The context's timer may not have fired yet; a socket deadline
+		// in the past would fail the request (and the connection) anyway.
+		return reply{}, fmt.Errorf("workload: redis: %w", context.DeadlineExceeded)
+	}
 	c, err := r.conn(ctx)
 	if err != nil {
 		return reply{}, err
