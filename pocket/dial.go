@@ -67,6 +67,12 @@ func fromWire(pm *wire.PlacementMap) Map {
 			}
 			m.Dead[n.Addr] = true
 		}
+		if n.State == wire.NodeDraining {
+			if m.Draining == nil {
+				m.Draining = map[string]bool{}
+			}
+			m.Draining[n.Addr] = true
+		}
 	}
 	return m
 }

@@ -38,6 +38,9 @@ type Map struct {
 	Epoch uint64
 	Nodes []placement.Node // ID is the node's data-plane address
 	Dead  map[string]bool  // nodes the controller has marked dead
+	// Draining nodes take no new data and still hold the keys they have
+	// not moved yet (see drain.go).
+	Draining map[string]bool
 }
 
 // Hints describe a job to the controller; zero means "not given".
@@ -155,16 +158,18 @@ func (s *Store) Close() error {
 
 // Job is a registered job: its map and the operations on its keys.
 type Job struct {
-	s   *Store
-	mu  sync.RWMutex
-	m   Map
-	set *placement.Set
+	s    *Store
+	mu   sync.RWMutex
+	m    Map
+	set  *placement.Set
+	live *placement.Set // set without draining nodes (drain.go)
 }
 
 func (j *Job) setMap(m Map) {
 	set := placement.NewSet(m.Nodes)
+	live := liveSet(m, set)
 	j.mu.Lock()
-	j.m, j.set = m, set
+	j.m, j.set, j.live = m, set, live
 	j.mu.Unlock()
 }
 
