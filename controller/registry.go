@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pocketstore/pocket/internal/token"
@@ -38,10 +39,17 @@ func kindName(k uint8) string {
 type Controller struct {
 	cfg Config
 
-	mu    sync.Mutex // guards nodes, jobs, seq
+	mu    sync.Mutex // guards nodes, jobs, seq, gone
 	nodes map[string]*node
 	jobs  map[string]*job
 	seq   uint64
+	// gone holds the nodes that finished a drain and left, with the time
+	// they left: one still running (not stopped by an orchestrator) is
+	// refused when it registers again, so a drained node stays out.
+	gone        map[string]time.Time
+	retireHooks []RetireHook
+
+	auto atomic.Pointer[Autoscaler]
 
 	srv server
 }
@@ -57,6 +65,8 @@ type node struct {
 	metrics   []wire.Metric
 	lastSeen  time.Time
 	deadSince time.Time
+	hist      history
+	drain     *drainState // set while draining
 }
 
 // job is a registered job.
@@ -79,7 +89,7 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq}
+	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq, gone: map[string]time.Time{}}
 	if ctl.seq == 0 {
 		ctl.seq = randomSeq()
 	}
@@ -110,6 +120,9 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.goneLocked(reg.Addr); err != nil {
+		return nil, err
+	}
 	n, ok := c.nodes[reg.Addr]
 	if !ok {
 		n = &node{addr: reg.Addr, state: wire.NodeActive}
@@ -145,15 +158,22 @@ func (c *Controller) Heartbeat(hb *wire.Heartbeat) (*wire.NodeAck, error) {
 	n.rx, n.tx, n.cpu = hb.RxMbps, hb.TxMbps, hb.CPUPercent
 	n.metrics = hb.Metrics
 	n.lastSeen = time.Now()
+	c.recordLocked(n, n.lastSeen)
+	c.drainReportLocked(n, hb)
 	return c.ackLocked(n), nil
 }
 
-// ackLocked builds a node's ack: its state and its jobs' epochs.
+// ackLocked builds a node's ack: its state and its jobs' epochs, and for
+// a draining node the jobs' tokens, with which it moves their data.
 func (c *Controller) ackLocked(n *node) *wire.NodeAck {
 	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
 	for _, j := range c.jobs {
 		if j.has(n.addr) {
-			ack.Jobs = append(ack.Jobs, wire.JobEpoch{Job: j.id, Epoch: j.epoch})
+			je := wire.JobEpoch{Job: j.id, Epoch: j.epoch}
+			if n.state == wire.NodeDraining {
+				je.Token = j.token
+			}
+			ack.Jobs = append(ack.Jobs, je)
 		}
 	}
 	sort.Slice(ack.Jobs, func(a, b int) bool { return ack.Jobs[a].Job < ack.Jobs[b].Job })
@@ -178,8 +198,9 @@ func (c *Controller) setStateLocked(n *node, s wire.NodeState, why string) {
 	}
 }
 
-// SetNodeState sets a registered node's state (for drain: NodeDraining).
-// It returns CodeNotFound for an unknown node.
+// SetNodeState sets a registered node's state. It returns CodeNotFound
+// for an unknown node. Draining goes through Drain, which also moves the
+// node's data and retires it.
 func (c *Controller) SetNodeState(addr string, s wire.NodeState) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -202,6 +223,7 @@ func (c *Controller) sweepLoop() {
 			return
 		case now := <-t.C:
 			c.sweep(now)
+			c.drainTick(now)
 		}
 	}
 }
@@ -216,6 +238,11 @@ func (c *Controller) sweep(now time.Time) {
 		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr):
 			c.cfg.Logf("controller: node %s forgotten", addr)
 			delete(c.nodes, addr)
+		}
+	}
+	for addr, t := range c.gone {
+		if now.Sub(t) > c.cfg.ForgetAfter {
+			delete(c.gone, addr)
 		}
 	}
 }

@@ -216,6 +216,11 @@ func (c *Controller) handle(op wire.Op, meta []byte, b *flatbuffers.Builder) ([]
 		}
 	case wire.OpStatus:
 		reply = c.Status()
+	case wire.OpDrainNode:
+		var m wire.DrainNode
+		if err = m.Decode(meta); err == nil {
+			reply, err = c.DrainRequest(&m)
+		}
 	default:
 		err = wire.Errorf(wire.CodeUnknownOp, "controller does not serve %s", op)
 	}

@@ -13,6 +13,7 @@ import (
 // target is one request's destination and the job fields it carries.
 type target struct {
 	addr  string
+	old   string // the owner under the whole map when it drains (drain.go)
 	dead  bool
 	job   []byte
 	token []byte
@@ -27,12 +28,20 @@ func tierFlags(t Tier) uint16 {
 	return 0
 }
 
-// route picks the node of (key, chunk) from the current map.
+// route picks the node of (key, chunk) from the current map: its owner
+// among the nodes that are not draining, and, when that differs, its owner
+// under the whole map if that one is draining (see drain.go).
 func (j *Job) route(key []byte, chunk uint32) target {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
-	addr := j.set.Node(j.set.Pick(key, chunk)).ID
-	return target{addr: addr, dead: j.m.Dead[addr], job: []byte(j.m.Job), token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
+	addr := j.live.Node(j.live.Pick(key, chunk)).ID
+	t := target{addr: addr, dead: j.m.Dead[addr], job: []byte(j.m.Job), token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
+	if j.live != j.set {
+		if o := j.set.Node(j.set.Pick(key, chunk)).ID; o != addr && j.m.Draining[o] {
+			t.old = o
+		}
+	}
+	return t
 }
 
 // targets lists every node of the map, for fan-out calls.
@@ -61,16 +70,23 @@ func (j *Job) refresh(ctx context.Context) error {
 }
 
 // do sends one request for (key, chunk), refreshing the map and retrying
-// once when a node reports the map stale.
+// once when a node reports the map stale or itself draining (the client's
+// map predates the drain).
 func (j *Job) do(ctx context.Context, op wire.Op, flags uint16, key []byte, chunk uint32, payload, dst []byte) (client.Reply, error) {
 	for attempt := 0; ; attempt++ {
 		t := j.route(key, chunk)
 		if t.dead {
 			return client.Reply{}, &wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"}
 		}
-		req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch}
-		r, err := j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
-		if attempt == 0 && errors.Is(err, wire.ErrStaleEpoch) && j.s.ctl != nil {
+		var r client.Reply
+		var err error
+		if t.old != "" {
+			r, err = j.drainDo(ctx, t, op, flags, key, payload, dst)
+		} else {
+			req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch}
+			r, err = j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
+		}
+		if attempt == 0 && (errors.Is(err, wire.ErrStaleEpoch) || errors.Is(err, wire.ErrDraining)) && j.s.ctl != nil {
 			if rerr := j.refresh(ctx); rerr != nil {
 				return r, fmt.Errorf("%w (map refresh: %v)", err, rerr)
 			}

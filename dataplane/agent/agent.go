@@ -34,7 +34,8 @@ type Config struct {
 
 // Run registers and heartbeats until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
-	a := &agent{cfg: cfg, last: time.Now(), lastStats: cfg.Node.Stats()}
+	a := &agent{cfg: cfg, ctx: ctx, last: time.Now(), lastStats: cfg.Node.Stats()}
+	defer a.stopDrain()
 	return cfg.Controller.RunNode(ctx, metaclient.NodeLoop{
 		Register: wire.NodeRegister{Addr: cfg.Addr, Tiers: a.tiers(), Cores: uint32(runtime.NumCPU())},
 		Report:   a.report,
@@ -44,9 +45,11 @@ func Run(ctx context.Context, cfg Config) error {
 
 type agent struct {
 	cfg       Config
+	ctx       context.Context
 	last      time.Time
 	lastStats dataplane.Stats
 	state     wire.NodeState
+	drain     *drainer // set once the controller orders a drain
 }
 
 // tiers reports each tier's capacity, use and bandwidth.
@@ -75,6 +78,9 @@ func (a *agent) report(hb *wire.Heartbeat) {
 	}
 	a.last, a.lastStats = now, st
 	hb.Tiers = a.tiers()
+	if a.drain != nil {
+		hb.Metrics = append(hb.Metrics, a.drain.metrics()...)
+	}
 	if s := a.cfg.Sampler; s != nil {
 		if snap, err := s.Sample(); err == nil {
 			hb.CPUPercent = snap.CPUBusyMean()
@@ -94,5 +100,17 @@ func (a *agent) ack(ack *wire.NodeAck) {
 		if a.cfg.OnState != nil {
 			a.cfg.OnState(ack.State)
 		}
+	}
+	if ack.State == wire.NodeDraining {
+		if a.drain == nil {
+			a.drain = startDrainer(a.ctx, a.cfg.Node, a.cfg.Controller)
+		}
+		a.drain.setJobs(ack.Jobs)
+	}
+}
+
+func (a *agent) stopDrain() {
+	if a.drain != nil {
+		a.drain.stop()
 	}
 }

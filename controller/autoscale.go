@@ -1,0 +1,548 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pocketstore/pocket/orchestrator"
+	"github.com/pocketstore/pocket/perf/telemetry"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Autoscaling policy
+//
+// Once every AutoscaleConfig.Interval the autoscaler computes the cluster's
+// utilization over its active nodes, per dimension:
+//
+//   - network: for each node the larger of its allocated share (the jobs'
+//     hint-based Mb/s on it over its bandwidth) and its measured share
+//     (max of rx and tx over its bandwidth, averaged over the last Smooth
+//     heartbeats), weighted by the node's bandwidth;
+//   - capacity, per tier kind: the larger of bytes used and bytes allotted,
+//     over the tier's capacity, summed over nodes;
+//   - CPU (when UseCPU): the mean busy share of the nodes' cores.
+//
+// The binding dimension is the highest. Hints answer before any byte moves
+// (a job that registers with a peak of 20 Gb/s raises the allocation at
+// once); measurements catch jobs whose hints were low or absent. Then:
+//
+//   - fewer active nodes than MinNodes: start the difference;
+//   - utilization above High (0.8) and fewer than MaxNodes: start enough
+//     nodes to bring it to the band's middle, assuming new nodes like the
+//     current ones (at least one), unless a scale-out happened less than
+//     Cooldown ago or nodes are still starting;
+//   - utilization below Low (0.6), more than MinNodes, no drain running,
+//     nothing changed for Cooldown, and the rest would stay at or under High
+//     without the node: drain the active node holding the fewest bytes
+//     (least to move), preferring nodes the orchestrator started (it can
+//     stop them). The drain retires the node and the orchestrator stops it.
+//
+// Every decision, and every change in why a needed one is held back, is
+// logged with its figures.
+
+// Action is what a decision does.
+type Action string
+
+// Actions.
+const (
+	ActionNone   Action = "none"
+	ActionAdd    Action = "add"
+	ActionRemove Action = "remove"
+)
+
+// AutoscaleConfig configures the autoscaler. Zero fields take defaults.
+type AutoscaleConfig struct {
+	// Orchestrator starts and stops nodes. Required.
+	Orchestrator orchestrator.Orchestrator
+	// Spec is the template of a new node; Controller defaults to Addr.
+	Spec orchestrator.NodeSpec
+	// Addr is the controller's address, given to new nodes.
+	Addr string
+
+	High, Low          float64       // band (0.8, 0.6)
+	MinNodes, MaxNodes int           // node count bounds (1, 8)
+	Cooldown           time.Duration // between changes (10 s)
+	Interval           time.Duration // evaluation period (1 s)
+	Smooth             int           // heartbeats averaged for measured figures (3)
+	// UseCPU counts CPU as a dimension. Off for nodes that share one
+	// host's cores (pocket up): each reports the host's CPU, so one busy
+	// node would make them all look busy.
+	UseCPU bool
+	// DrainDeadline bounds a scale-in drain (DefaultDrainDeadline).
+	DrainDeadline time.Duration
+	// StartTimeout bounds starting a node and its registration (10 s).
+	StartTimeout time.Duration
+	// Now is the clock (time.Now); tests drive a fake one.
+	Now func() time.Time
+}
+
+func (a *AutoscaleConfig) withDefaults() error {
+	if a.Orchestrator == nil {
+		return fmt.Errorf("controller: autoscaler needs an orchestrator")
+	}
+	if a.High <= 0 {
+		a.High = 0.8
+	}
+	if a.Low <= 0 {
+		a.Low = 0.6
+	}
+	if a.Low >= a.High {
+		return fmt.Errorf("controller: autoscale band low %.2f must be under high %.2f", a.Low, a.High)
+	}
+	if a.MinNodes <= 0 {
+		a.MinNodes = 1
+	}
+	if a.MaxNodes <= 0 {
+		a.MaxNodes = 8
+	}
+	if a.MaxNodes < a.MinNodes {
+		return fmt.Errorf("controller: max nodes %d under min nodes %d", a.MaxNodes, a.MinNodes)
+	}
+	if a.Cooldown <= 0 {
+		a.Cooldown = 10 * time.Second
+	}
+	if a.Interval <= 0 {
+		a.Interval = time.Second
+	}
+	if a.Smooth <= 0 {
+		a.Smooth = 3
+	}
+	if a.DrainDeadline <= 0 {
+		a.DrainDeadline = DefaultDrainDeadline
+	}
+	if a.StartTimeout <= 0 {
+		a.StartTimeout = 10 * time.Second
+	}
+	if a.Now == nil {
+		a.Now = time.Now
+	}
+	if a.Spec.Controller == "" {
+		a.Spec.Controller = a.Addr
+	}
+	return nil
+}
+
+// Decision is one autoscaling decision.
+type Decision struct {
+	At     time.Time
+	Action Action
+	Count  int    // nodes to add
+	Node   string // node to drain
+	Nodes  int    // active nodes when decided
+	Util   float64
+	Dim    string // binding dimension
+	Reason string
+}
+
+// Utilization is the cluster's utilization per dimension (fractions).
+type Utilization struct {
+	Net    float64
+	CPU    float64
+	Cap    map[string]float64 // by tier name
+	Nodes  int                // active nodes
+	Max    float64            // the binding dimension's figure
+	Dim    string             // its name: "network", "cpu", "capacity dram", ...
+	Detail string             // allocated and measured network shares
+}
+
+// Autoscaler keeps the cluster's utilization inside a band by starting
+// nodes and draining them. Create it with Controller.StartAutoscaler.
+type Autoscaler struct {
+	c   *Controller
+	cfg AutoscaleConfig
+
+	mu         sync.Mutex // guards the fields below
+	lastOut    time.Time
+	lastChange time.Time
+	starting   int
+	started    map[string]string // node address -> orchestrator id
+	decisions  []Decision
+	counts     map[Action]int
+	held       string // last logged reason for holding back
+	util       Utilization
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// maxDecisions bounds the kept decision log.
+const maxDecisions = 4096
+
+// StartAutoscaler starts the autoscaler's loop; Controller.Close stops it.
+// Nodes the orchestrator already runs count as started by it.
+func (c *Controller) StartAutoscaler(cfg AutoscaleConfig) (*Autoscaler, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	a := &Autoscaler{c: c, cfg: cfg, started: map[string]string{}, counts: map[Action]int{}, stop: make(chan struct{})}
+	for _, n := range cfg.Orchestrator.Nodes() {
+		a.started[n.Addr] = n.ID
+	}
+	if !c.auto.CompareAndSwap(nil, a) {
+		return nil, fmt.Errorf("controller: an autoscaler is already running")
+	}
+	c.OnRetire(a.onRetire)
+	a.wg.Add(1)
+	go a.loop()
+	c.srv.goroutine(func() {
+		<-c.srv.done
+		a.Stop()
+	})
+	return a, nil
+}
+
+func (c *Controller) scaler() *Autoscaler { return c.auto.Load() }
+
+// Stop ends the loop and waits for node starts in flight.
+func (a *Autoscaler) Stop() {
+	a.mu.Lock()
+	select {
+	case <-a.stop:
+	default:
+		close(a.stop)
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+}
+
+func (a *Autoscaler) loop() {
+	defer a.wg.Done()
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+			a.Step()
+		}
+	}
+}
+
+// Step evaluates the policy once and carries out its decision: node starts
+// run in the background; a drain starts at once. The loop calls it every
+// Interval; tests call it with a fake clock.
+func (a *Autoscaler) Step() Decision {
+	now := a.cfg.Now()
+	u, victims, draining := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU)
+	a.mu.Lock()
+	a.util = u
+	d := a.decideLocked(now, u, victims, draining)
+	switch d.Action {
+	case ActionAdd:
+		a.lastOut, a.lastChange = now, now
+		a.starting += d.Count
+	case ActionRemove:
+		a.lastChange = now
+	}
+	if d.Action != ActionNone {
+		a.counts[d.Action]++
+		if len(a.decisions) == maxDecisions {
+			a.decisions = append(a.decisions[:0], a.decisions[maxDecisions/2:]...)
+		}
+		a.decisions = append(a.decisions, d)
+	}
+	a.mu.Unlock()
+	switch d.Action {
+	case ActionAdd:
+		a.c.cfg.Logf("autoscale: add %d node(s), %d -> %d: %s", d.Count, d.Nodes, d.Nodes+d.Count, d.Reason)
+		for i := 0; i < d.Count; i++ {
+			a.wg.Add(1)
+			go a.startNode()
+		}
+	case ActionRemove:
+		a.c.cfg.Logf("autoscale: drain node %s, %d -> %d: %s", d.Node, d.Nodes, d.Nodes-1, d.Reason)
+		if _, err := a.c.Drain(d.Node, a.cfg.DrainDeadline); err != nil {
+			a.c.cfg.Logf("autoscale: drain %s: %v", d.Node, err)
+		}
+	}
+	return d
+}
+
+// victim is a node scale-in could drain.
+type victim struct {
+	addr  string
+	bytes int64
+	alloc float64
+}
+
+// decideLocked is the policy (see the comment at the top of the file).
+func (a *Autoscaler) decideLocked(now time.Time, u Utilization, victims []victim, draining int) Decision {
+	p := &a.cfg
+	n := u.Nodes
+	d := Decision{At: now, Action: ActionNone, Nodes: n, Util: u.Max, Dim: u.Dim}
+	figures := fmt.Sprintf("%s %.0f%% (%s)", u.Dim, 100*u.Max, u.Detail)
+	if n+a.starting < p.MinNodes {
+		d.Action, d.Count = ActionAdd, p.MinNodes-n-a.starting
+		d.Reason = fmt.Sprintf("%d active node(s), %d starting, under the minimum %d", n, a.starting, p.MinNodes)
+		return d
+	}
+	switch {
+	case u.Max > p.High:
+		switch {
+		case n+a.starting >= p.MaxNodes:
+			a.hold(fmt.Sprintf("%s over %.0f%% but at the maximum of %d nodes", figures, 100*p.High, p.MaxNodes))
+		case a.starting > 0:
+			a.hold(fmt.Sprintf("%s over %.0f%%; waiting for %d node(s) starting", figures, 100*p.High, a.starting))
+		case now.Sub(a.lastOut) < p.Cooldown:
+			a.hold(fmt.Sprintf("%s over %.0f%%; in cool-down for %v", figures, 100*p.High, (p.Cooldown - now.Sub(a.lastOut)).Round(time.Second)))
+		default:
+			target := (p.High + p.Low) / 2
+			want := int(math.Ceil(u.Max * float64(max(n, 1)) / target))
+			d.Action, d.Count = ActionAdd, min(max(want-n, 1), p.MaxNodes-n)
+			d.Reason = fmt.Sprintf("%s over %.0f%%", figures, 100*p.High)
+			a.held = ""
+		}
+	case u.Max < p.Low && n > p.MinNodes:
+		projected := u.Max * float64(n) / float64(n-1)
+		switch {
+		case draining > 0 || a.starting > 0:
+			a.hold(fmt.Sprintf("%s under %.0f%%; waiting for %d drain(s) and %d start(s)", figures, 100*p.Low, draining, a.starting))
+		case now.Sub(a.lastChange) < p.Cooldown:
+			a.hold(fmt.Sprintf("%s under %.0f%%; in cool-down", figures, 100*p.Low))
+		case projected > p.High:
+			a.hold(fmt.Sprintf("%s under %.0f%% but %d nodes would run at %.0f%%", figures, 100*p.Low, n-1, 100*projected))
+		case len(victims) == 0:
+			a.hold(fmt.Sprintf("%s under %.0f%% but no node can be drained", figures, 100*p.Low))
+		default:
+			d.Action, d.Node = ActionRemove, a.pickVictim(victims)
+			d.Reason = fmt.Sprintf("%s under %.0f%%; %d nodes would run at %.0f%%", figures, 100*p.Low, n-1, 100*projected)
+			a.held = ""
+		}
+	default:
+		a.held = ""
+	}
+	return d
+}
+
+// hold logs why a needed change waits, once per distinct reason.
+func (a *Autoscaler) hold(why string) {
+	// Ignore the changing figures: log when the kind of reason changes.
+	key := why[indexAfterFigures(why):]
+	if key == a.held {
+		return
+	}
+	a.held = key
+	a.c.cfg.Logf("autoscale: hold: %s", why)
+}
+
+// indexAfterFigures returns where the reason follows the figures: the
+// text after the closing parenthesis of the detail.
+func indexAfterFigures(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ')' {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// pickVictim prefers nodes the orchestrator started, then the fewest
+// bytes, then the least allocation, then the address.
+func (a *Autoscaler) pickVictim(vs []victim) string {
+	sort.Slice(vs, func(i, j int) bool {
+		_, oi := a.started[vs[i].addr]
+		_, oj := a.started[vs[j].addr]
+		if oi != oj {
+			return oi
+		}
+		if vs[i].bytes != vs[j].bytes {
+			return vs[i].bytes < vs[j].bytes
+		}
+		if vs[i].alloc != vs[j].alloc {
+			return vs[i].alloc < vs[j].alloc
+		}
+		return vs[i].addr < vs[j].addr
+	})
+	return vs[0].addr
+}
+
+// startNode starts one node and waits for it to register.
+func (a *Autoscaler) startNode() {
+	defer a.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StartTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-a.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t0 := time.Now()
+	n, err := a.cfg.Orchestrator.Start(ctx, a.cfg.Spec)
+	if err != nil {
+		a.c.cfg.Logf("autoscale: start node: %v", err)
+		a.doneStarting()
+		return
+	}
+	serving := time.Since(t0)
+	a.mu.Lock()
+	a.started[n.Addr] = n.ID
+	a.mu.Unlock()
+	err = a.c.awaitActive(ctx, n.Addr)
+	a.doneStarting()
+	if err != nil {
+		a.c.cfg.Logf("autoscale: node %s started but did not register: %v", n.Addr, err)
+		return
+	}
+	a.c.cfg.Logf("autoscale: node %s serving %v after start, registered after %v",
+		n.Addr, serving.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+}
+
+func (a *Autoscaler) doneStarting() {
+	a.mu.Lock()
+	a.starting--
+	a.mu.Unlock()
+}
+
+// awaitActive polls until addr is an active node or ctx ends.
+func (c *Controller) awaitActive(ctx context.Context, addr string) error {
+	for {
+		c.mu.Lock()
+		n, ok := c.nodes[addr]
+		active := ok && n.state == wire.NodeActive
+		c.mu.Unlock()
+		if active {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// onRetire stops a retired node the orchestrator started.
+func (a *Autoscaler) onRetire(addr, why string) {
+	a.mu.Lock()
+	id, ok := a.started[addr]
+	delete(a.started, addr)
+	a.mu.Unlock()
+	if !ok {
+		a.c.cfg.Logf("autoscale: node %s retired (%s); not started here, so not stopped", addr, why)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := a.cfg.Orchestrator.Stop(ctx, id); err != nil {
+		a.c.cfg.Logf("autoscale: stop node %s (%s): %v", addr, id, err)
+		return
+	}
+	a.c.cfg.Logf("autoscale: node %s stopped", addr)
+}
+
+// Decisions returns the decisions taken so far (not the holds), oldest
+// first.
+func (a *Autoscaler) Decisions() []Decision {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]Decision(nil), a.decisions...)
+}
+
+// Utilization returns the figures of the latest evaluation.
+func (a *Autoscaler) Utilization() Utilization {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.util
+}
+
+func (a *Autoscaler) writeMetrics(w *telemetry.MetricWriter) {
+	a.mu.Lock()
+	u, adds, removes, starting := a.util, a.counts[ActionAdd], a.counts[ActionRemove], a.starting
+	a.mu.Unlock()
+	w.Header("pocket_autoscaler_utilization", "Cluster utilization per dimension at the last evaluation.", telemetry.Gauge)
+	w.Value("pocket_autoscaler_utilization", u.Net, "dim", "network")
+	w.Value("pocket_autoscaler_utilization", u.CPU, "dim", "cpu")
+	for _, k := range sortedKeys(u.Cap) {
+		w.Value("pocket_autoscaler_utilization", u.Cap[k], "dim", "capacity "+k)
+	}
+	w.Header("pocket_autoscaler_decisions_total", "Scaling decisions taken.", telemetry.Counter)
+	w.Value("pocket_autoscaler_decisions_total", float64(adds), "action", string(ActionAdd))
+	w.Value("pocket_autoscaler_decisions_total", float64(removes), "action", string(ActionRemove))
+	w.Header("pocket_autoscaler_starting_nodes", "Nodes being started.", telemetry.Gauge)
+	w.Value("pocket_autoscaler_starting_nodes", float64(starting))
+}
+
+func sortedKeys(m map[string]float64) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// utilization computes the cluster's figures over its active nodes, the
+// nodes scale-in could drain, and the number of drains running.
+func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	allocMbps, _ := c.allocationsLocked()
+	allocBytes := c.allocByTierLocked()
+	u := Utilization{Cap: map[string]float64{}}
+	var bwSum, netSum, allocSum, measSum, cpuSum float64
+	capUsed, capAll := map[uint8]float64{}, map[uint8]float64{}
+	var victims []victim
+	draining := 0
+	for _, n := range c.nodes {
+		if n.state == wire.NodeDraining {
+			draining++
+		}
+		if n.state != wire.NodeActive {
+			continue
+		}
+		u.Nodes++
+		bw := c.nodeMbps(n)
+		alloc := allocMbps[n.addr] / bw
+		meas, cpu := max(n.rx, n.tx)/bw, n.cpu/100
+		if h := n.hist.last(smooth); len(h) > 0 {
+			meas, cpu = 0, 0
+			for _, s := range h {
+				meas += s.NetMeasured
+				cpu += s.CPU
+			}
+			meas /= float64(len(h))
+			cpu /= float64(len(h))
+		}
+		bwSum += bw
+		netSum += max(alloc, meas) * bw
+		allocSum += alloc * bw
+		measSum += meas * bw
+		cpuSum += cpu
+		var used int64
+		for _, t := range n.tiers {
+			used += t.UsedBytes
+			capUsed[t.Kind] += float64(max(t.UsedBytes, allocBytes[nodeKind{n.addr, t.Kind}]))
+			capAll[t.Kind] += float64(t.CapacityBytes)
+		}
+		victims = append(victims, victim{addr: n.addr, bytes: used, alloc: allocMbps[n.addr]})
+	}
+	if u.Nodes == 0 {
+		u.Dim = "network"
+		return u, nil, draining
+	}
+	u.Net = netSum / bwSum
+	u.CPU = cpuSum / float64(u.Nodes)
+	u.Max, u.Dim = u.Net, "network"
+	u.Detail = fmt.Sprintf("allocated %.0f%%, measured %.0f%% of %.0f Mb/s", 100*allocSum/bwSum, 100*measSum/bwSum, bwSum)
+	if useCPU && u.CPU > u.Max {
+		u.Max, u.Dim = u.CPU, "cpu"
+	}
+	for k, all := range capAll {
+		if all <= 0 {
+			continue
+		}
+		f := capUsed[k] / all
+		u.Cap[kindName(k)] = f
+		if f > u.Max {
+			u.Max, u.Dim = f, "capacity "+kindName(k)
+		}
+	}
+	return u, victims, draining
+}

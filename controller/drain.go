@@ -1,0 +1,262 @@
+package controller
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Drain protocol (see also dataplane/migrate.go and pocket/drain.go):
+//
+//  1. Drain(addr) marks the node draining. Every job with the node in its
+//     map gets a new epoch; the node stays in the maps, marked draining,
+//     so clients know to place nothing new on it and where the keys it
+//     still holds used to live. The node takes no new jobs.
+//  2. The node learns it is draining from its next heartbeat ack, which
+//     also carries each of its jobs' epochs and tokens. It refuses puts
+//     (CodeDraining) and moves each value to the owner the job's map
+//     computes without it, then deletes its own copy. It reports
+//     MetricDrainDone = 1 once every value of those jobs has moved.
+//  3. The controller retires the node as soon as it reports done, or
+//     reports no bytes used, or the deadline passes (a spot instance's
+//     notice: whatever is left then is lost, and the log says how much),
+//     or it dies. Retiring removes the node from every map (a second
+//     epoch bump), forgets it, and tells the OnRetire hooks (the
+//     autoscaler stops the process through its orchestrator).
+//
+// A job whose map has no other active node when the drain starts is given
+// one (the active node with the most spare bandwidth) so its data has
+// somewhere to go; Drain refuses when the cluster has no other active node.
+
+// DefaultDrainDeadline is how long a drain may take: the two-minute notice
+// a spot instance gets before it is taken away.
+const DefaultDrainDeadline = 2 * time.Minute
+
+// Metrics a draining node reports in its heartbeats.
+const (
+	// MetricDrainDone is 1 once the node has moved every value of the
+	// jobs its ack listed.
+	MetricDrainDone = "drain_done"
+	// MetricDrainLeft is the number of values still to move.
+	MetricDrainLeft = "drain_values_left"
+)
+
+// drainState is a draining node's progress.
+type drainState struct {
+	start    time.Time
+	deadline time.Time
+	done     bool  // the node reported MetricDrainDone
+	empty    bool  // the node reported no bytes used
+	left     int64 // values left, as last reported
+}
+
+// Drain starts draining the node at addr, to leave within deadline (0:
+// DefaultDrainDeadline). It returns the deadline applied. Draining an
+// already draining node keeps the earlier deadline unless the new one is
+// sooner.
+func (c *Controller) Drain(addr string, deadline time.Duration) (time.Duration, error) {
+	if deadline <= 0 {
+		deadline = DefaultDrainDeadline
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[addr]
+	if !ok {
+		return 0, wire.Errorf(wire.CodeNotFound, "node %s is not registered", addr)
+	}
+	now := time.Now()
+	switch n.state {
+	case wire.NodeDead:
+		return 0, wire.Errorf(wire.CodeUnavailable, "node %s is dead: nothing can be moved off it", addr)
+	case wire.NodeDraining:
+		if n.drain == nil {
+			n.drain = &drainState{start: now, deadline: now.Add(deadline)}
+		} else if d := now.Add(deadline); d.Before(n.drain.deadline) {
+			n.drain.deadline = d
+		}
+		return n.drain.deadline.Sub(now), nil
+	}
+	if err := c.adoptOrphansLocked(addr); err != nil {
+		return 0, err
+	}
+	n.drain = &drainState{start: now, deadline: now.Add(deadline)}
+	c.setStateLocked(n, wire.NodeDraining, fmt.Sprintf("drain requested, deadline %v", deadline))
+	return deadline, nil
+}
+
+// adoptOrphansLocked gives every job that has addr as its only active node
+// another active node, so the drained data has an owner.
+func (c *Controller) adoptOrphansLocked(addr string) error {
+	for _, j := range c.jobs {
+		if !j.has(addr) || c.otherActiveLocked(j, addr) {
+			continue
+		}
+		cands := c.candidatesLocked(j.tier)
+		best := -1
+		for i := range cands {
+			if cands[i].addr != addr && (best < 0 || better(&cands[i], &cands[best], true)) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return wire.Errorf(wire.CodeUnavailable, "node %s is the only active %s node: its data has nowhere to go", addr, kindName(j.tier))
+		}
+		w := 0.0
+		for _, mn := range j.nodes {
+			if mn.Addr == addr {
+				w = mn.Weight
+			}
+		}
+		j.nodes = append(j.nodes, wire.MapNode{Addr: cands[best].addr, Weight: w, State: wire.NodeActive})
+		j.epoch++
+		c.cfg.Logf("controller: job %s gets node %s to take the data of draining %s", j.id, cands[best].addr, addr)
+	}
+	return nil
+}
+
+func (c *Controller) otherActiveLocked(j *job, addr string) bool {
+	for _, mn := range j.nodes {
+		if mn.Addr == addr {
+			continue
+		}
+		if n, ok := c.nodes[mn.Addr]; ok && n.state == wire.NodeActive {
+			return true
+		}
+	}
+	return false
+}
+
+// drainReportLocked records a draining node's progress from a heartbeat.
+func (c *Controller) drainReportLocked(n *node, hb *wire.Heartbeat) {
+	d := n.drain
+	if d == nil || n.state != wire.NodeDraining {
+		return
+	}
+	var used int64
+	for _, t := range hb.Tiers {
+		used += t.UsedBytes
+	}
+	d.empty = len(hb.Tiers) > 0 && used == 0
+	for _, m := range hb.Metrics {
+		switch m.Name {
+		case MetricDrainDone:
+			d.done = m.Value >= 1
+		case MetricDrainLeft:
+			d.left = int64(m.Value)
+		}
+	}
+}
+
+// RetireHook is told that a drained node has left the cluster.
+type RetireHook func(addr string, why string)
+
+// checkDrains retires every draining node that is done, empty, dead or
+// out of time, and returns the retired nodes with the reason, for the
+// hooks to run without the lock.
+func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
+	var out map[string]string
+	for addr, n := range c.nodes {
+		d := n.drain
+		if d == nil {
+			continue
+		}
+		why := ""
+		switch {
+		case n.state == wire.NodeDead:
+			why = "died while draining"
+		case d.done:
+			why = fmt.Sprintf("moved all its data in %v", now.Sub(d.start).Round(time.Millisecond))
+		case d.empty:
+			why = fmt.Sprintf("empty after %v", now.Sub(d.start).Round(time.Millisecond))
+		case now.After(d.deadline):
+			why = fmt.Sprintf("drain deadline passed with %d value(s) not moved (lost)", d.left)
+		default:
+			continue
+		}
+		c.retireLocked(n, now, why)
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[addr] = why
+	}
+	return out
+}
+
+// retireLocked removes a node from every job's map and from the registry.
+func (c *Controller) retireLocked(n *node, now time.Time, why string) {
+	for _, j := range c.jobs {
+		if !j.has(n.addr) {
+			continue
+		}
+		kept := j.nodes[:0]
+		for _, mn := range j.nodes {
+			if mn.Addr != n.addr {
+				kept = append(kept, mn)
+			}
+		}
+		j.nodes = kept
+		normalize(j.nodes)
+		j.epoch++
+	}
+	delete(c.nodes, n.addr)
+	c.gone[n.addr] = now
+	c.cfg.Logf("controller: node %s retired: %s", n.addr, why)
+}
+
+// normalize rescales weights to sum to 1. Placement picks the highest
+// score, and scaling every weight by one factor keeps every key's owner.
+func normalize(ns []wire.MapNode) {
+	var sum float64
+	for _, n := range ns {
+		sum += n.Weight
+	}
+	if sum <= 0 {
+		return
+	}
+	for i := range ns {
+		ns[i].Weight /= sum
+	}
+}
+
+// goneLocked refuses a node that drained and left not long ago.
+func (c *Controller) goneLocked(addr string) error {
+	if _, ok := c.gone[addr]; ok {
+		return wire.Errorf(wire.CodeDraining, "node %s was drained and retired; restart it under another address or wait %v", addr, c.cfg.ForgetAfter)
+	}
+	return nil
+}
+
+// OnRetire registers a hook run (without the controller's lock, on the
+// sweeper's goroutine) for every node a drain retires.
+func (c *Controller) OnRetire(h RetireHook) {
+	c.mu.Lock()
+	c.retireHooks = append(c.retireHooks, h)
+	c.mu.Unlock()
+}
+
+// drainTick retires finished drains and runs the hooks.
+func (c *Controller) drainTick(now time.Time) {
+	c.mu.Lock()
+	retired := c.checkDrainsLocked(now)
+	hooks := append([]RetireHook(nil), c.retireHooks...)
+	c.mu.Unlock()
+	for addr, why := range retired {
+		for _, h := range hooks {
+			h(addr, why)
+		}
+	}
+}
+
+// DrainRequest checks a drain order's proof and starts the drain.
+func (c *Controller) DrainRequest(m *wire.DrainNode) (*wire.DrainNode, error) {
+	if !token.VerifyNode(c.cfg.Secret, m.Addr, m.Proof) {
+		return nil, wire.Errorf(wire.CodeBadToken, "drain %s: proof does not match the cluster secret", m.Addr)
+	}
+	d, err := c.Drain(m.Addr, m.Deadline)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.DrainNode{Addr: m.Addr, Deadline: d}, nil
+}

@@ -1,0 +1,81 @@
+package pocket
+
+import (
+	"context"
+	"errors"
+
+	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Reads and writes while a node drains
+//
+// When the controller drains a node it bumps the job's map epoch and marks
+// the node draining in the map. From then on the client places every
+// (key, chunk) over the map without the draining nodes (the live set):
+// the owner a key will have once the drain is over. Because rendezvous
+// hashing moves only the keys the removed node owned, every other key
+// keeps its owner. Meanwhile the draining node pushes each value it holds
+// to that same owner, then deletes its copy (dataplane/migrate.go). So:
+//
+//   - puts go to the live owner (the draining node refuses them anyway);
+//   - gets and stats ask the live owner; on "not found", and when the key's
+//     owner under the whole map is a draining node, they ask that node,
+//     and if it no longer has the value either (it has just moved it)
+//     the live owner once more. A value is at one of the two at every
+//     moment, and is moved owner-first then deleted, so one of the three
+//     reads finds it;
+//   - deletes go to the draining node first, then the live owner, so a
+//     value being moved is not left behind at either; "not found" only if
+//     neither had it.
+//
+// Once the node has left, the map's next epoch no longer names it and
+// the live set is the whole map again.
+
+// liveSet is the map's nodes without the draining ones: set itself when
+// none drains, or when all do (then there is nowhere else to go and the
+// nodes' answers decide).
+func liveSet(m Map, set *placement.Set) *placement.Set {
+	if len(m.Draining) == 0 {
+		return set
+	}
+	var live []placement.Node
+	for _, n := range m.Nodes {
+		if !m.Draining[n.ID] {
+			live = append(live, n)
+		}
+	}
+	if len(live) == 0 {
+		return set
+	}
+	return placement.NewSet(live)
+}
+
+// drainDo runs a request for a key whose owner under the whole map (t.old)
+// is draining and differs from its live owner (t.addr).
+func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, payload, dst []byte) (client.Reply, error) {
+	send := func(addr string) (client.Reply, error) {
+		req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch}
+		return j.s.data.Do(ctx, addr, op, flags|t.flags, &req, payload, dst)
+	}
+	switch op {
+	case wire.OpGet, wire.OpStat:
+		r, err := send(t.addr)
+		if !errors.Is(err, wire.ErrNotFound) {
+			return r, err
+		}
+		if r, err := send(t.old); err == nil {
+			return r, nil
+		}
+		return send(t.addr)
+	case wire.OpDelete:
+		_, oldErr := send(t.old)
+		r, err := send(t.addr)
+		if errors.Is(err, wire.ErrNotFound) && oldErr == nil {
+			return client.Reply{}, nil
+		}
+		return r, err
+	}
+	return send(t.addr)
+}
