@@ -1,0 +1,263 @@
+package pocket
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/dataplane/agent"
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+var drainSecret = []byte("drain-test-secret-0123456789")
+
+// drainNode is an in-process storage node with its heartbeat agent.
+type drainNode struct {
+	node   *dataplane.Node
+	tier   *dataplane.DRAM
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startDrainCluster starts a controller and n nodes of capacity bytes.
+func startDrainCluster(t *testing.T, n int, capacity int64) (*controller.Controller, string, []*drainNode) {
+	t.Helper()
+	ctl, err := controller.New(controller.Config{Secret: drainSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 2 * time.Second, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := a.String()
+	var nodes []*drainNode
+	t.Cleanup(func() {
+		for _, dn := range nodes {
+			dn.cancel()
+			<-dn.done
+			dn.node.Close()
+			dn.tier.Close()
+		}
+		ctl.Close()
+	})
+	for i := 0; i < n; i++ {
+		d, err := dataplane.NewDRAM(capacity, dataplane.DRAMOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+			Guard: dataplane.NewTokenGuard(drainSecret), Net: netio.Config{Loops: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		dn := &drainNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
+		nodes = append(nodes, dn)
+		mc := metaclient.New(addr, metaclient.Options{Secret: drainSecret, Logf: func(string, ...any) {}})
+		go func() {
+			defer close(dn.done)
+			defer mc.Close()
+			_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc})
+		}()
+	}
+	waitFor(t, 10*time.Second, "nodes active", func() bool { return countState(ctl, wire.NodeActive) == n })
+	return ctl, addr, nodes
+}
+
+func countState(ctl *controller.Controller, s wire.NodeState) int {
+	k := 0
+	for _, n := range ctl.Status().Nodes {
+		if n.State == s {
+			k++
+		}
+	}
+	return k
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// drainData is a set of values: many small ones and multi-chunk objects.
+func drainData(total int64, seed int64) map[string][]byte {
+	rng := rand.New(rand.NewSource(seed))
+	vals := map[string][]byte{}
+	var sum int64
+	for i := 0; sum < total; i++ {
+		size := 1 << 10
+		if i%8 == 0 {
+			size = (1 << 20) + rng.Intn(1<<20) // two chunks of 1 MiB
+		}
+		v := make([]byte, size)
+		rng.Read(v)
+		vals[fmt.Sprintf("d/%05d", i)] = v
+		sum += int64(size)
+	}
+	return vals
+}
+
+// TestDrainLosesNoKey fills a job spread over three nodes with 64 MiB,
+// drains the fullest node while readers and a writer keep going, and
+// checks that the node leaves, ends empty, and every key reads back
+// byte-exact, during the drain and after.
+func TestDrainLosesNoKey(t *testing.T) {
+	ctl, addr, nodes := startDrainCluster(t, 3, 256<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := Dial(ctx, addr, Config{ChunkSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	job, err := s.RegisterJob(ctx, "drain", Hints{PeakMbps: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(job.Map().Nodes); n != 3 {
+		t.Fatalf("job on %d nodes, want 3", n)
+	}
+	vals := drainData(64<<20, 1)
+	putAll(ctx, t, job, vals)
+
+	victim := fullest(nodes)
+	before := victim.tier.Usage().Values
+	if before == 0 {
+		t.Fatal("the fullest node holds nothing")
+	}
+	addrV := victim.node.Addr().String()
+
+	var mu sync.Mutex
+	written := map[string][]byte{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads, writes atomic.Int64
+	errs := make(chan error, 16)
+	keys := make([]string, 0, len(vals))
+	for k := range vals {
+		keys = append(keys, k)
+	}
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func(seed int64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(seed))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := keys[rng.Intn(len(keys))]
+				got, err := job.Get(ctx, k)
+				if err != nil || !bytes.Equal(got, vals[k]) {
+					errs <- fmt.Errorf("read %s during the drain: %v (got %d bytes, want %d)", k, err, len(got), len(vals[k]))
+					return
+				}
+				reads.Add(1)
+			}
+		}(int64(r))
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			k, v := fmt.Sprintf("w/%05d", i), bytes.Repeat([]byte{byte(i)}, 3000)
+			if err := job.Put(ctx, k, v); err != nil {
+				errs <- fmt.Errorf("put %s during the drain: %v", k, err)
+				return
+			}
+			mu.Lock()
+			written[k] = v
+			mu.Unlock()
+			writes.Add(1)
+		}
+	}()
+
+	if _, err := ctl.Drain(addrV, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	waitFor(t, 40*time.Second, "the drained node to leave", func() bool {
+		for _, n := range ctl.Status().Nodes {
+			if n.Addr == addrV {
+				return false
+			}
+		}
+		return true
+	})
+	took := time.Since(t0)
+	time.Sleep(300 * time.Millisecond) // reads keep going across the second epoch bump
+	close(stop)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	t.Logf("drained %d values off %s in %v; %d reads and %d writes during the drain", before, addrV, took, reads.Load(), writes.Load())
+	if u := victim.tier.Usage(); u.Values != 0 {
+		t.Fatalf("drained node still holds %d values", u.Values)
+	}
+	for _, n := range job.Map().Nodes {
+		if n.ID == addrV {
+			t.Fatal("the job's map still names the drained node")
+		}
+	}
+	checkAll(ctx, t, job, vals)
+	checkAll(ctx, t, job, written)
+}
+
+func putAll(ctx context.Context, t *testing.T, job *Job, vals map[string][]byte) {
+	t.Helper()
+	for k, v := range vals {
+		if err := job.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func checkAll(ctx context.Context, t *testing.T, job *Job, vals map[string][]byte) {
+	t.Helper()
+	for k, v := range vals {
+		got, err := job.Get(ctx, k)
+		if err != nil {
+			t.Fatalf("get %s after the drain: %v", k, err)
+		}
+		if !bytes.Equal(got, v) {
+			t.Fatalf("get %s after the drain: %d bytes differ from the %d put", k, len(got), len(v))
+		}
+	}
+}
+
+func fullest(nodes []*drainNode) *drainNode {
+	best := nodes[0]
+	for _, n := range nodes[1:] {
+		if n.tier.Usage().Used > best.tier.Usage().Used {
+			best = n
+		}
+	}
+	return best
+}
