@@ -1,10 +1,6 @@
 package controller
 
-import (
-	"time"
-
-	"github.com/pocketstore/pocket/wire"
-)
+import "time"
 
 // HistoryLen is how many heartbeats of each node the controller keeps: a
 // minute at the default interval, enough for the autoscaler's smoothing
@@ -112,6 +108,3 @@ func (c *Controller) History(addr string) []Sample {
 	}
 	return n.hist.last(HistoryLen)
 }
-
-// activeLocked reports whether a node takes new placements.
-func (n *node) activeLocked() bool { return n.state == wire.NodeActive }

@@ -3,7 +3,9 @@
 // or configured), sends a heartbeat every second with the tiers' use, the
 // node's own rx/tx rates and CPU, and applies what the controller answers:
 // the current map epoch of each job placed on the node, and the node's
-// state (draining nodes refuse new puts).
+// state. A draining node refuses new puts and moves its values to their
+// new owners (drain.go, dataplane.Node.Migrate), reporting its progress in
+// its heartbeats until the controller retires it.
 package agent
 
 import (
@@ -85,8 +87,31 @@ func (a *agent) report(hb *wire.Heartbeat) {
 		if snap, err := s.Sample(); err == nil {
 			hb.CPUPercent = snap.CPUBusyMean()
 			hb.Metrics = append(hb.Metrics, wire.Metric{Name: "rss_bytes", Value: float64(snap.RSSBytes)})
+			hb.Metrics = appendBlock(hb.Metrics, snap.Block)
 		}
 	}
+}
+
+// maxBlockMetrics bounds the block-latency figures per heartbeat (two per
+// device and operation), well under wire.MaxMetrics.
+const maxBlockMetrics = 32
+
+// appendBlock adds the eBPF block latency of each device and operation
+// that saw I/O in the interval, as "blk_p99_us:DEV:OP" and
+// "blk_per_sec:DEV:OP", for `pocket status` and the controller.
+func appendBlock(ms []wire.Metric, bl []telemetry.BlockLatency) []wire.Metric {
+	added := 0
+	for _, b := range bl {
+		if b.PerSec <= 0 || added+2 > maxBlockMetrics {
+			continue
+		}
+		suffix := ":" + b.Device + ":" + b.Op
+		ms = append(ms,
+			wire.Metric{Name: "blk_p99_us" + suffix, Value: float64(b.P99.Microseconds())},
+			wire.Metric{Name: "blk_per_sec" + suffix, Value: b.PerSec})
+		added += 2
+	}
+	return ms
 }
 
 // ack applies the controller's answer.

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/pocketstore/pocket/internal/units"
@@ -126,6 +128,7 @@ func printStatus(v statusJSON) {
 		}
 	}
 	w.Flush()
+	printNodeNotes(v)
 	if len(v.Jobs) == 0 {
 		fmt.Println("\nno jobs")
 		return
@@ -137,4 +140,38 @@ func printStatus(v statusJSON) {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps, units.FormatSize(j.AllocBytes))
 	}
 	w.Flush()
+}
+
+// printNodeNotes prints what does not fit the node table: a draining
+// node's progress, and the eBPF block latency each node measured over its
+// last heartbeat interval (metrics "blk_p99_us:DEV:OP" and
+// "blk_per_sec:DEV:OP", sent by dataplane/agent).
+func printNodeNotes(v statusJSON) {
+	for _, n := range v.Nodes {
+		if n.State == wire.NodeDraining.String() {
+			note := "moving its data"
+			if left, ok := n.Metrics["drain_values_left"]; ok {
+				note = fmt.Sprintf("%.0f value(s) left to move", left)
+			}
+			if n.Metrics["drain_done"] >= 1 {
+				note = "all data moved; leaving"
+			}
+			fmt.Printf("node %s draining: %s\n", n.Addr, note)
+		}
+		for _, name := range sortedMetricNames(n.Metrics, "blk_p99_us:") {
+			devOp := strings.TrimPrefix(name, "blk_p99_us:")
+			fmt.Printf("node %s block %s: p99 %.0f us, %.0f IO/s\n", n.Addr, devOp, n.Metrics[name], n.Metrics["blk_per_sec:"+devOp])
+		}
+	}
+}
+
+func sortedMetricNames(m map[string]float64, prefix string) []string {
+	var out []string
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

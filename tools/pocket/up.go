@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -22,51 +24,102 @@ func init() {
 	register("up", "run a local cluster: the controller and N storage nodes", runUp)
 }
 
+// upOptions describe a local cluster.
+type upOptions struct {
+	listen   string
+	nodes    int
+	dram     string
+	nodeMbps float64 // DRAM bandwidth each node reports (0: the controller's default)
+	quiet    bool
+	metrics  string // serve the controller's /metrics here
+
+	autoscale bool
+	scale     controller.AutoscaleConfig // band, bounds, cool-down
+}
+
 // upCluster is a running local cluster.
 type upCluster struct {
 	ctl    *controller.Controller
 	addr   string
 	secret string
 	orch   *orchestrator.Local
+	auto   *controller.Autoscaler
+	mserv  *http.Server
 }
 
 func (u *upCluster) close() {
+	if u.mserv != nil {
+		_ = u.mserv.Close()
+	}
+	_ = u.ctl.Close() // stops the autoscaler first, so it starts no node now
 	_ = u.orch.Close()
-	_ = u.ctl.Close()
+}
+
+// nodeSpec is the template of every node of the cluster.
+func (o *upOptions) nodeSpec(ctl string) orchestrator.NodeSpec {
+	spec := orchestrator.NodeSpec{DRAM: o.dram, Controller: ctl}
+	if o.nodeMbps > 0 {
+		spec.Args = []string{"--dram-mbps", strconv.FormatFloat(o.nodeMbps, 'f', -1, 64)}
+	}
+	return spec
 }
 
 // startUp starts the controller in this process and the nodes as child
-// processes that register with it.
-func startUp(ctx context.Context, listen string, nodes int, dram string, quiet bool) (*upCluster, error) {
+// processes that register with it; with autoscale, the autoscaler then
+// starts and drains nodes through the same orchestrator.
+func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	secret, err := token.NewSecret()
 	if err != nil {
 		return nil, err
 	}
 	logf := log.Printf
-	if quiet {
+	if o.quiet {
 		logf = func(string, ...any) {}
 	}
 	ctl, err := controller.New(controller.Config{Secret: []byte(secret), Logf: logf})
 	if err != nil {
 		return nil, err
 	}
-	addr, err := ctl.Listen(listen)
+	addr, err := ctl.Listen(o.listen)
 	if err != nil {
 		ctl.Close()
 		return nil, err
 	}
 	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret,
 		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + secret}}}
-	if !quiet {
+	if !o.quiet {
 		u.orch.Log = os.Stderr
 	}
-	for i := 0; i < nodes; i++ {
-		if _, err := u.orch.Start(ctx, orchestrator.NodeSpec{DRAM: dram, Controller: u.addr}); err != nil {
-			u.close()
-			return nil, err
+	if o.metrics != "" {
+		u.mserv = &http.Server{Addr: o.metrics, Handler: metricsMux(ctl), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := u.mserv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Printf("up: metrics on %s: %v", o.metrics, err)
+			}
+		}()
+	}
+	for i := 0; i < o.nodes; i++ {
+		if _, err := u.orch.Start(ctx, o.nodeSpec(u.addr)); err != nil {
+			return u, err
 		}
 	}
-	return u, u.awaitNodes(ctx, nodes)
+	if err := u.awaitNodes(ctx, o.nodes); err != nil {
+		return u, err
+	}
+	if o.autoscale {
+		cfg := o.scale
+		cfg.Orchestrator, cfg.Addr, cfg.Spec = u.orch, u.addr, o.nodeSpec(u.addr)
+		if u.auto, err = ctl.StartAutoscaler(cfg); err != nil {
+			return u, err
+		}
+	}
+	return u, nil
+}
+
+func metricsMux(ctl *controller.Controller) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", ctl.MetricsHandler())
+	return mux
 }
 
 // awaitNodes waits until the controller lists n active nodes.
@@ -91,36 +144,65 @@ func (u *upCluster) awaitNodes(ctx context.Context, n int) error {
 	}
 }
 
+// bindScale adds the autoscaler's flags.
+func bindScale(fs *flag.FlagSet, o *upOptions) {
+	fs.BoolVar(&o.autoscale, "autoscale", false, "grow and shrink the cluster with its utilization (starts --min-nodes nodes)")
+	fs.IntVar(&o.scale.MinNodes, "min-nodes", 1, "with --autoscale: fewest nodes")
+	fs.IntVar(&o.scale.MaxNodes, "max-nodes", 8, "with --autoscale: most nodes")
+	fs.Float64Var(&o.scale.High, "scale-high", 0.8, "with --autoscale: add nodes above this utilization")
+	fs.Float64Var(&o.scale.Low, "scale-low", 0.6, "with --autoscale: drain a node below this utilization")
+	fs.DurationVar(&o.scale.Cooldown, "cooldown", 10*time.Second, "with --autoscale: least time between changes")
+	fs.DurationVar(&o.scale.DrainDeadline, "drain-deadline", controller.DefaultDrainDeadline, "with --autoscale: deadline of a scale-in drain")
+	fs.Float64Var(&o.nodeMbps, "node-mbps", 0, "network bandwidth each node reports, Mb/s (default: the controller's 8000)")
+}
+
 func runUp(args []string) int {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	listen := fs.String("listen", ctlDefaultAddr, "controller address")
-	nodes := fs.Int("nodes", 3, "storage nodes to start")
-	dram := fs.String("dram", "1GiB", "DRAM tier of each node")
+	var o upOptions
+	fs.StringVar(&o.listen, "listen", ctlDefaultAddr, "controller address")
+	fs.IntVar(&o.nodes, "nodes", 3, "storage nodes to start (with --autoscale: --min-nodes)")
+	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node")
+	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
+	bindScale(fs, &o)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *nodes < 1 {
-		return fail("up: --nodes must be at least 1")
+	if o.autoscale {
+		o.nodes = o.scale.MinNodes
+	}
+	if o.nodes < 1 {
+		return fail("up: --nodes and --min-nodes must be at least 1")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	u, err := startUp(ctx, *listen, *nodes, *dram, false)
+	u, err := startUp(ctx, o)
+	if u != nil {
+		defer u.close()
+	}
 	if err != nil {
-		if u != nil {
-			u.close()
-		}
 		return fail("%v", err)
 	}
-	defer u.close()
-	fmt.Printf("pocket cluster up: controller %s, %d nodes of %s DRAM\n", u.addr, *nodes, *dram)
-	for _, n := range u.orch.Nodes() {
-		fmt.Printf("  node %s\n", n.Addr)
-	}
-	fmt.Printf("point the other commands at it with:\n  export %s=%s\n", metaclient.EnvController, u.addr)
-	fmt.Println("then: pocket job register NAME; pocket put JOBID KEY FILE; pocket get JOBID KEY; pocket status. Ctrl-C stops the cluster.")
+	printUp(u, o)
 	<-ctx.Done()
 	if errors.Is(ctx.Err(), context.Canceled) {
 		fmt.Println("stopping the cluster")
 	}
 	return 0
+}
+
+func printUp(u *upCluster, o upOptions) {
+	fmt.Printf("pocket cluster up: controller %s, %d nodes of %s DRAM\n", u.addr, o.nodes, o.dram)
+	for _, n := range u.orch.Nodes() {
+		fmt.Printf("  node %s\n", n.Addr)
+	}
+	if o.autoscale {
+		fmt.Printf("autoscaling between %d and %d nodes, band %.0f%%-%.0f%%, cool-down %v\n",
+			o.scale.MinNodes, o.scale.MaxNodes, 100*o.scale.Low, 100*o.scale.High, o.scale.Cooldown)
+	}
+	if o.metrics != "" {
+		fmt.Printf("controller metrics on http://%s/metrics\n", o.metrics)
+	}
+	fmt.Printf("point the other commands at it with:\n  export %s=%s\n", metaclient.EnvController, u.addr)
+	fmt.Printf("to drain nodes (pocket node drain ADDR), also:\n  export %s=%s\n", token.EnvSecret, u.secret)
+	fmt.Println("then: pocket job register NAME; pocket put JOBID KEY FILE; pocket get JOBID KEY; pocket status. Ctrl-C stops the cluster.")
 }

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/metaclient"
+)
+
+// nodeSubcommand runs `pocket node VERB ...` for verbs other than running
+// a node: runNode (node.go) hands its arguments here first, and runs a
+// node only when this reports false.
+func nodeSubcommand(args []string) (int, bool) {
+	if len(args) == 0 || args[0] != "drain" {
+		return 0, false
+	}
+	return runDrain(args[1:]), true
+}
+
+// runDrain is `pocket node drain ADDR`: the controller marks the node
+// draining, the node moves its data to the jobs' other nodes, and the
+// controller retires it (and stops it, when its orchestrator started it).
+func runDrain(args []string) int {
+	fs := flag.NewFlagSet("node drain", flag.ContinueOnError)
+	addr := fs.String("controller", "", "controller address (default $"+metaclient.EnvController+" or "+ctlDefaultAddr+")")
+	secret := fs.String("secret", "", "cluster secret (default $"+token.EnvSecret+"); drain orders are signed with it")
+	deadline := fs.Duration("deadline", controller.DefaultDrainDeadline, "leave by then even if data is left (a spot instance's notice)")
+	wait := fs.Bool("wait", true, "wait until the node has left, showing its progress")
+	pos, err := ctlParse(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: pocket node drain ADDR [--deadline 2m] [--wait=false] [--controller ADDR] [--secret S]")
+		return 2
+	}
+	key, err := token.SecretFrom(*secret)
+	if err != nil {
+		return fail("node drain: %v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	d, err := controller.RequestDrain(ctx, ctlAddr(*addr), pos[0], *deadline, key)
+	if err != nil {
+		return fail("node drain: %v", err)
+	}
+	fmt.Printf("node %s draining; it leaves within %v\n", pos[0], d)
+	if !*wait {
+		return 0
+	}
+	if err := awaitLeft(ctx, ctlAddr(*addr), pos[0], d+10*time.Second); err != nil {
+		return fail("node drain: %v", err)
+	}
+	fmt.Printf("node %s drained and gone after %v\n", pos[0], time.Since(start).Round(time.Millisecond))
+	return 0
+}
+
+// awaitLeft polls the status until the node is no longer listed, printing
+// its bytes used and values left whenever they change.
+func awaitLeft(ctx context.Context, ctl, node string, limit time.Duration) error {
+	mc := metaclient.New(ctl, metaclient.Options{})
+	defer mc.Close()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	last := ""
+	for {
+		st, err := mc.Status(ctx)
+		if err != nil {
+			return err
+		}
+		found := false
+		for _, n := range statusView(st).Nodes {
+			if n.Addr != node {
+				continue
+			}
+			found = true
+			line := fmt.Sprintf("  %s: %s used", n.State, units.FormatSize(n.UsedBytes))
+			if left, ok := n.Metrics["drain_values_left"]; ok {
+				line += fmt.Sprintf(", %.0f value(s) left", left)
+			}
+			if line != last {
+				fmt.Println(line)
+				last = line
+			}
+		}
+		if !found {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s still listed: %w", node, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// runNode (node.go) calls nodeSubcommand; this keeps the linters from
+// calling it unused in a tree where that call is not in yet.
+var _ = nodeSubcommand
