@@ -1,0 +1,351 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/orchestrator"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// fakeOrch "starts" a node by registering it with the controller, as a
+// real node does right after it binds, and records stops.
+type fakeOrch struct {
+	c    *Controller
+	mbps float64
+
+	mu      sync.Mutex
+	seq     int
+	nodes   map[string]orchestrator.Node
+	stopped []string
+}
+
+func (f *fakeOrch) Start(ctx context.Context, spec orchestrator.NodeSpec) (orchestrator.Node, error) {
+	f.mu.Lock()
+	f.seq++
+	n := orchestrator.Node{ID: fmt.Sprintf("fake-%d", f.seq), Addr: fmt.Sprintf("127.0.0.1:%d", 9000+f.seq)}
+	if f.nodes == nil {
+		f.nodes = map[string]orchestrator.Node{}
+	}
+	f.nodes[n.ID] = n
+	f.mu.Unlock()
+	if _, err := f.c.RegisterNode(dramNode(n.Addr, 1<<30, f.mbps)); err != nil {
+		return orchestrator.Node{}, err
+	}
+	return n, nil
+}
+
+func (f *fakeOrch) Stop(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.nodes[id]; !ok {
+		return orchestrator.ErrUnknownNode
+	}
+	delete(f.nodes, id)
+	f.stopped = append(f.stopped, id)
+	return nil
+}
+
+func (f *fakeOrch) Nodes() []orchestrator.Node {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []orchestrator.Node
+	for _, n := range f.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+func (f *fakeOrch) Close() error { return nil }
+
+func (f *fakeOrch) stops() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.stopped...)
+}
+
+// fakeClock is the autoscaler's clock in tests.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// scaleRig is a controller with an autoscaler driven step by step.
+type scaleRig struct {
+	t     *testing.T
+	c     *Controller
+	orch  *fakeOrch
+	clock *fakeClock
+	a     *Autoscaler
+	logs  *logSink
+}
+
+type logSink struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logSink) logf(format string, args ...any) {
+	l.mu.Lock()
+	l.msgs = append(l.msgs, fmt.Sprintf(format, args...))
+	l.mu.Unlock()
+}
+
+func (l *logSink) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.msgs {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// newScaleRig starts `started` nodes through the fake orchestrator, then
+// the autoscaler (its own loop idle: the tests call Step).
+func newScaleRig(t *testing.T, started int, cfg AutoscaleConfig) *scaleRig {
+	t.Helper()
+	logs := &logSink{}
+	c := newTest(t, Config{Logf: logs.logf})
+	r := &scaleRig{t: t, c: c, orch: &fakeOrch{c: c, mbps: 1000}, clock: &fakeClock{t: time.Unix(1_000_000, 0)}, logs: logs}
+	for i := 0; i < started; i++ {
+		if _, err := r.orch.Start(context.Background(), orchestrator.NodeSpec{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Orchestrator, cfg.Now, cfg.Interval = r.orch, r.clock.now, time.Hour
+	a, err := c.StartAutoscaler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.a = a
+	return r
+}
+
+// beat sends one heartbeat per active node with rx Mb/s and used bytes.
+func (r *scaleRig) beat(rx float64, used int64) {
+	r.t.Helper()
+	for _, n := range r.c.Status().Nodes {
+		if n.State != wire.NodeActive {
+			continue
+		}
+		r.heartbeat(n.Addr, rx, used, nil)
+	}
+}
+
+func (r *scaleRig) heartbeat(addr string, rx float64, used int64, metrics []wire.Metric) {
+	r.t.Helper()
+	hb := &wire.Heartbeat{Addr: addr, Proof: dramNode(addr, 0, 0).Proof, RxMbps: rx, Metrics: metrics,
+		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: used, Mbps: 1000}}}
+	if _, err := r.c.Heartbeat(hb); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *scaleRig) active() int { return countNodes(r.c, wire.NodeActive) }
+
+func countNodes(c *Controller, s wire.NodeState) int {
+	k := 0
+	for _, n := range c.Status().Nodes {
+		if n.State == s {
+			k++
+		}
+	}
+	return k
+}
+
+// settle waits for node starts in flight to finish.
+func (r *scaleRig) settle(active int) {
+	r.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.active() != active || r.a.Utilization().Nodes < 0 || r.starting() > 0 {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%d active nodes, want %d", r.active(), active)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r *scaleRig) starting() int {
+	r.a.mu.Lock()
+	defer r.a.mu.Unlock()
+	return r.a.starting
+}
+
+func TestAutoscaleAddsOnMeasuredLoad(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{Cooldown: 10 * time.Second, Smooth: 1})
+	r.beat(900, 0)
+	d := r.a.Step()
+	if d.Action != ActionAdd || d.Count != 1 || d.Dim != "network" {
+		t.Fatalf("decision at 90%% measured: %+v", d)
+	}
+	if !strings.Contains(d.Reason, "network 90%") || !strings.Contains(d.Reason, "measured 90%") {
+		t.Fatalf("reason does not give the figures: %q", d.Reason)
+	}
+	r.settle(3)
+	if !r.logs.contains("autoscale: add 1 node(s), 2 -> 3") {
+		t.Fatalf("decision not logged: %q", r.logs.msgs)
+	}
+	r.beat(950, 0)
+	if d := r.a.Step(); d.Action != ActionNone {
+		t.Fatalf("decision within the cool-down: %+v", d)
+	}
+	if !r.logs.contains("in cool-down") {
+		t.Fatal("the hold is not logged")
+	}
+	r.clock.advance(11 * time.Second)
+	if d := r.a.Step(); d.Action != ActionAdd || d.Count != 2 {
+		// 95% of 3 nodes needs ceil(0.95*3/0.7) = 5 nodes.
+		t.Fatalf("decision after the cool-down: %+v", d)
+	}
+	r.settle(5)
+}
+
+func TestAutoscaleWeighsAllocation(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{})
+	if _, err := r.c.RegisterJob("big", wire.JobHints{PeakMbps: 1800}); err != nil {
+		t.Fatal(err)
+	}
+	r.beat(10, 0)
+	d := r.a.Step()
+	if d.Action != ActionAdd || !strings.Contains(d.Reason, "allocated 90%") {
+		t.Fatalf("a job allotted 90%% of the bandwidth: %+v", d)
+	}
+	r.settle(3)
+}
+
+// TestAutoscaleReactsWithinFiveSeconds steps the load from idle to 95% and
+// counts simulated seconds (one heartbeat and one evaluation each) until
+// the decision, with the default smoothing.
+func TestAutoscaleReactsWithinFiveSeconds(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{MinNodes: 2})
+	for i := 0; i < 5; i++ {
+		r.beat(0, 0)
+		r.clock.advance(time.Second)
+		if d := r.a.Step(); d.Action != ActionNone {
+			t.Fatalf("idle cluster: %+v", d)
+		}
+	}
+	for sec := 1; ; sec++ {
+		r.beat(950, 0)
+		if d := r.a.Step(); d.Action == ActionAdd {
+			t.Logf("decision %d s after the load step: %s", sec, d.Reason)
+			break
+		}
+		if sec == 5 {
+			t.Fatal("no decision within 5 s of the load step")
+		}
+		r.clock.advance(time.Second)
+	}
+	r.settle(3)
+}
+
+func TestAutoscaleBounds(t *testing.T) {
+	r := newScaleRig(t, 0, AutoscaleConfig{MinNodes: 2, MaxNodes: 3, Smooth: 1})
+	d := r.a.Step()
+	if d.Action != ActionAdd || d.Count != 2 || !strings.Contains(d.Reason, "under the minimum 2") {
+		t.Fatalf("empty cluster: %+v", d)
+	}
+	r.settle(2)
+	r.beat(1000, 0)
+	r.clock.advance(time.Minute)
+	if d := r.a.Step(); d.Action != ActionAdd || d.Count != 1 {
+		t.Fatalf("full cluster below the maximum: %+v", d)
+	}
+	r.settle(3)
+	r.beat(1000, 0)
+	r.clock.advance(time.Minute)
+	if d := r.a.Step(); d.Action != ActionNone {
+		t.Fatalf("at the maximum: %+v", d)
+	}
+	if !r.logs.contains("at the maximum of 3 nodes") {
+		t.Fatal("the hold at the maximum is not logged")
+	}
+	r.beat(0, 0)
+	r.clock.advance(time.Minute)
+	if d := r.a.Step(); d.Action != ActionRemove {
+		t.Fatalf("idle cluster above the minimum: %+v", d)
+	}
+	r.clock.advance(time.Minute)
+	if d := r.a.Step(); d.Action != ActionNone {
+		t.Fatalf("a second drain while one runs: %+v", d)
+	}
+}
+
+func TestAutoscaleKeepsNodesTheRestCannotCarry(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{Smooth: 1})
+	r.beat(500, 0) // 50%: under the band, but one node would run at 100%
+	r.clock.advance(time.Minute)
+	if d := r.a.Step(); d.Action != ActionNone {
+		t.Fatalf("%+v", d)
+	}
+	if !r.logs.contains("1 nodes would run at 100%") {
+		t.Fatalf("hold reason not logged: %q", r.logs.msgs)
+	}
+}
+
+// TestAutoscaleScaleInDrainsAndStops checks that scale-in drains the
+// emptiest node, and that once the node reports its data moved the
+// controller retires it and the orchestrator stops it.
+func TestAutoscaleScaleInDrainsAndStops(t *testing.T) {
+	r := newScaleRig(t, 3, AutoscaleConfig{Smooth: 1})
+	var emptiest string
+	for i, n := range r.c.Status().Nodes {
+		used := int64(1+i) << 20
+		if i == 1 {
+			used, emptiest = 1024, n.Addr
+		}
+		r.heartbeat(n.Addr, 50, used, nil)
+	}
+	r.clock.advance(time.Minute)
+	d := r.a.Step()
+	if d.Action != ActionRemove || d.Node != emptiest {
+		t.Fatalf("scale-in: %+v, want to drain %s", d, emptiest)
+	}
+	if countNodes(r.c, wire.NodeDraining) != 1 {
+		t.Fatal("the victim is not draining")
+	}
+	r.heartbeat(emptiest, 0, 1024, []wire.Metric{{Name: MetricDrainDone, Value: 1}})
+	r.c.drainTick(time.Now())
+	for _, n := range r.c.Status().Nodes {
+		if n.Addr == emptiest {
+			t.Fatalf("retired node still listed: %+v", n)
+		}
+	}
+	if s := r.orch.stops(); len(s) != 1 {
+		t.Fatalf("orchestrator stops: %v", s)
+	}
+	if !r.logs.contains("autoscale: node " + emptiest + " stopped") {
+		t.Fatal("the stop is not logged")
+	}
+}
+
+func TestAutoscaleConfigChecks(t *testing.T) {
+	c := newTest(t, Config{})
+	for _, cfg := range []AutoscaleConfig{
+		{},
+		{Orchestrator: &fakeOrch{c: c}, High: 0.5, Low: 0.6},
+		{Orchestrator: &fakeOrch{c: c}, MinNodes: 4, MaxNodes: 2},
+	} {
+		if _, err := c.StartAutoscaler(cfg); err == nil {
+			t.Fatalf("config %+v accepted", cfg)
+		}
+	}
+}

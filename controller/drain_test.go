@@ -1,0 +1,196 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	flatbuffers "github.com/google/flatbuffers/go"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+func mapState(m *wire.PlacementMap, addr string) (wire.NodeState, bool) {
+	for _, n := range m.Nodes {
+		if n.Addr == addr {
+			return n.State, true
+		}
+	}
+	return 0, false
+}
+
+func TestDrainProtocol(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	m, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	if _, err := c.Drain(a, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	m2, _ := c.GetMap(m.Job, m.Token)
+	if st, _ := mapState(m2, a); st != wire.NodeDraining || m2.Epoch <= m.Epoch {
+		t.Fatalf("map after drain: %+v", m2)
+	}
+	ackA, _ := c.Heartbeat(&wire.Heartbeat{Addr: a, Proof: token.SignNode(testSecret, a)})
+	if ackA.State != wire.NodeDraining || len(ackA.Jobs) != 1 || len(ackA.Jobs[0].Token) == 0 || ackA.Jobs[0].Epoch != m2.Epoch {
+		t.Fatalf("draining node's ack: %+v", ackA)
+	}
+	ackB, _ := c.Heartbeat(&wire.Heartbeat{Addr: b, Proof: token.SignNode(testSecret, b)})
+	if len(ackB.Jobs) != 1 || ackB.Jobs[0].Token != nil {
+		t.Fatalf("an active node got a job token: %+v", ackB)
+	}
+	if j, _ := c.RegisterJob("video", wire.JobHints{PeakMbps: 5000}); len(j.Nodes) != 1 || j.Nodes[0].Addr != b {
+		t.Fatalf("a new job was placed on the draining node: %+v", j.Nodes)
+	}
+	c.drainTick(time.Now())
+	if countNodes(c, wire.NodeDraining) != 1 {
+		t.Fatal("retired before reporting progress")
+	}
+	c.Heartbeat(&wire.Heartbeat{Addr: a, Proof: token.SignNode(testSecret, a),
+		Tiers:   []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: 1 << 20}},
+		Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}}})
+	c.drainTick(time.Now())
+	m3, _ := c.GetMap(m.Job, m.Token)
+	if _, ok := mapState(m3, a); ok || len(m3.Nodes) != 1 || m3.Epoch <= m2.Epoch || math.Abs(m3.Nodes[0].Weight-1) > 1e-9 {
+		t.Fatalf("map after the node left: %+v", m3)
+	}
+	for _, n := range c.Status().Nodes {
+		if n.Addr == a {
+			t.Fatal("the retired node is still listed")
+		}
+	}
+	if _, err := c.RegisterNode(dramNode(a, 1<<30, 1000)); !errors.Is(err, wire.ErrDraining) {
+		t.Fatalf("a retired node registered again: %v", err)
+	}
+}
+
+func TestDrainEmptyNodeLeaves(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	if _, err := c.Drain(a, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.Heartbeat(&wire.Heartbeat{Addr: a, Proof: token.SignNode(testSecret, a),
+		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30}}})
+	c.drainTick(time.Now())
+	if countNodes(c, wire.NodeDraining) != 0 || len(c.Status().Nodes) != 1 {
+		t.Fatalf("an empty draining node stayed: %+v", c.Status().Nodes)
+	}
+}
+
+func TestDrainDeadline(t *testing.T) {
+	logs := &logSink{}
+	c := newTest(t, Config{Logf: logs.logf})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	d, err := c.Drain(a, 2*time.Second)
+	if err != nil || d != 2*time.Second {
+		t.Fatalf("drain: %v %v", d, err)
+	}
+	if d, _ := c.Drain(a, time.Hour); d > 2*time.Second {
+		t.Fatalf("a second order pushed the deadline out to %v", d)
+	}
+	c.Heartbeat(&wire.Heartbeat{Addr: a, Proof: token.SignNode(testSecret, a),
+		Tiers:   []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: 5 << 20}},
+		Metrics: []wire.Metric{{Name: MetricDrainLeft, Value: 7}}})
+	c.drainTick(time.Now())
+	if countNodes(c, wire.NodeDraining) != 1 {
+		t.Fatal("retired before the deadline")
+	}
+	c.drainTick(time.Now().Add(3 * time.Second))
+	if countNodes(c, wire.NodeDraining) != 0 || !logs.contains("7 value(s) not moved (lost)") {
+		t.Fatalf("deadline: nodes %+v, logs %q", c.Status().Nodes, logs.msgs)
+	}
+}
+
+func TestDrainGivesOrphanedJobsANode(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	m, err := c.RegisterJob("small", wire.JobHints{CapacityBytes: 1 << 20})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	if _, err := c.Drain(a, 0); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("draining the only node: %v", err)
+	}
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	if _, err := c.Drain(a, 0); err != nil {
+		t.Fatal(err)
+	}
+	m2, _ := c.GetMap(m.Job, m.Token)
+	if st, ok := mapState(m2, b); !ok || st != wire.NodeActive {
+		t.Fatalf("the job got no node for its data: %+v", m2)
+	}
+}
+
+func TestDrainRefusals(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Millisecond})
+	if _, err := c.Drain("127.0.0.1:1", 0); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("unknown node: %v", err)
+	}
+	a := "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	if _, err := c.DrainRequest(&wire.DrainNode{Addr: a, Proof: token.SignNode([]byte("not-the-cluster-secret"), a)}); !errors.Is(err, wire.ErrBadToken) {
+		t.Fatalf("drain order without the secret: %v", err)
+	}
+	c.sweep(time.Now().Add(time.Second))
+	if _, err := c.Drain(a, 0); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("dead node: %v", err)
+	}
+}
+
+// TestRequestDrainOverTheNetwork sends the drain order the way `pocket
+// node drain` does.
+func TestRequestDrainOverTheNetwork(t *testing.T) {
+	c := newTest(t, Config{})
+	addr, err := c.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	ctx := context.Background()
+	d, err := RequestDrain(ctx, addr.String(), a, 90*time.Second, testSecret)
+	if err != nil || d != 90*time.Second {
+		t.Fatalf("drain: %v %v", d, err)
+	}
+	if countNodes(c, wire.NodeDraining) != 1 {
+		t.Fatal("not draining")
+	}
+	_, err = RequestDrain(ctx, addr.String(), b, 0, []byte("not-the-cluster-secret"))
+	if !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), b) {
+		t.Fatalf("drain with a wrong secret: %v", err)
+	}
+}
+
+// FuzzDrainNode feeds the drain order's decoder hostile bytes: it must
+// return an error or a message that encodes back to an equal one.
+func FuzzDrainNode(f *testing.F) {
+	f.Add((&wire.DrainNode{Addr: "127.0.0.1:7001", Deadline: time.Minute, Proof: []byte("p")}).Encode(newBuilder()))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m wire.DrainNode
+		if err := m.Decode(b); err != nil {
+			return
+		}
+		var m2 wire.DrainNode
+		if err := m2.Decode(m.Encode(newBuilder())); err != nil || m2.Addr != m.Addr || m2.Deadline != m.Deadline || string(m2.Proof) != string(m.Proof) {
+			t.Fatalf("round trip: %+v -> %+v %v", m, m2, err)
+		}
+	})
+}
+
+func newBuilder() *flatbuffers.Builder { return flatbuffers.NewBuilder(256) }

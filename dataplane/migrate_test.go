@@ -1,0 +1,156 @@
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// fakeOwners records the puts a migration sends, per node, and answers
+// stats from what it holds. failPut makes puts to one node fail.
+type fakeOwners struct {
+	mu      sync.Mutex
+	vals    map[string]map[string][]byte // node -> key -> value
+	flags   map[string]uint16
+	failPut string
+	seen    []wire.Request
+}
+
+func (f *fakeOwners) Do(ctx context.Context, addr string, op wire.Op, flags uint16, req *wire.Request, payload, dst []byte) (client.Reply, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen = append(f.seen, wire.Request{Job: req.Job, Token: req.Token, Epoch: req.Epoch})
+	switch op {
+	case wire.OpStat:
+		if _, ok := f.vals[addr][string(req.Key)]; ok {
+			return client.Reply{}, nil
+		}
+		return client.Reply{}, wire.ErrNotFound
+	case wire.OpPut:
+		if addr == f.failPut {
+			return client.Reply{}, wire.ErrUnavailable
+		}
+		if f.vals[addr] == nil {
+			f.vals[addr] = map[string][]byte{}
+		}
+		f.vals[addr][string(req.Key)] = append([]byte(nil), payload...)
+		f.flags[string(req.Key)] = flags
+		return client.Reply{}, nil
+	}
+	return client.Reply{}, fmt.Errorf("unexpected op %v", op)
+}
+
+func migrateNode(t *testing.T) (*Node, *DRAM) {
+	t.Helper()
+	d, err := NewDRAM(16<<20, DRAMOptions{PageSize: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNode(NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Close()
+		d.Close()
+	})
+	return n, d
+}
+
+func store(t *testing.T, tier Tier, job, key string, val []byte, flags PutFlags) {
+	t.Helper()
+	p, err := tier.Create([]byte(job), []byte(key), int64(len(val)), flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := 0
+	for _, b := range p.Buffers() {
+		off += copy(b, val[off:])
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestChunkOf(t *testing.T) {
+	for key, want := range map[string]uint32{"a": 0, "a\x001": 1, "dir/x\x00123": 123, "a\x00": 0, "a\x00x": 0, "a\x0099999999999": 0} {
+		if got := ChunkOf([]byte(key)); got != want {
+			t.Errorf("ChunkOf(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+func TestMigrateMovesEveryValueToItsOwner(t *testing.T) {
+	n, d := migrateNode(t)
+	owners := []placement.Node{{ID: "n1", Weight: 0.5}, {ID: "n2", Weight: 0.3}, {ID: "n3", Weight: 0.2}}
+	vals := map[string][]byte{}
+	for i := 0; i < 700; i++ { // more than two list batches
+		k := fmt.Sprintf("k%04d", i)
+		if i%50 == 0 {
+			k = fmt.Sprintf("obj\x00%d", i)
+		}
+		vals[k] = bytes.Repeat([]byte{byte(i)}, 1+i*37%5000)
+		store(t, d, "job-1", k, vals[k], 0)
+	}
+	store(t, d, "job-1", "kept", []byte("persist"), Persist)
+	vals["kept"] = []byte("persist")
+	store(t, d, "other-2", "x", []byte("not this job"), 0)
+	f := &fakeOwners{vals: map[string]map[string][]byte{"n2": {"k0001": []byte("newer")}}, flags: map[string]uint16{}}
+	st, err := n.Migrate(context.Background(), MigrateJob{Job: "job-1", Token: []byte("tok"), Epoch: 7, Nodes: owners}, f, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := placement.NewSet(owners)
+	skipped := int64(0)
+	for k, v := range vals {
+		owner := set.Node(set.Pick([]byte(k), ChunkOf([]byte(k)))).ID
+		got, ok := f.vals[owner][k]
+		if k == "k0001" && owner == "n2" {
+			skipped, v = 1, []byte("newer")
+		}
+		if !ok || !bytes.Equal(got, v) {
+			t.Fatalf("key %q: owner %s has %q (present %v)", k, owner, got, ok)
+		}
+	}
+	if st.Moved != int64(len(vals))-skipped || st.Skipped != skipped || st.Failed != 0 {
+		t.Fatalf("stats %+v for %d values", st, len(vals))
+	}
+	if f.flags["kept"]&wire.FlagPersist == 0 {
+		t.Fatal("the persist flag was not carried over")
+	}
+	if n.JobValues("job-1") != 0 || n.JobValues("other-2") != 1 {
+		t.Fatalf("left: job-1 %d, other-2 %d", n.JobValues("job-1"), n.JobValues("other-2"))
+	}
+	for _, r := range f.seen {
+		if string(r.Job) != "job-1" || string(r.Token) != "tok" || r.Epoch != 7 {
+			t.Fatalf("request fields: %+v", r)
+		}
+	}
+}
+
+func TestMigrateKeepsWhatItCannotMove(t *testing.T) {
+	n, d := migrateNode(t)
+	owners := []placement.Node{{ID: "up", Weight: 1}, {ID: "down", Weight: 1}}
+	for i := 0; i < 100; i++ {
+		store(t, d, "job-1", fmt.Sprintf("k%d", i), []byte("v"), 0)
+	}
+	f := &fakeOwners{vals: map[string]map[string][]byte{}, flags: map[string]uint16{}, failPut: "down"}
+	st, err := n.Migrate(context.Background(), MigrateJob{Job: "job-1", Nodes: owners}, f, 2)
+	if !errors.Is(err, wire.ErrUnavailable) || st.Failed == 0 || st.Moved == 0 {
+		t.Fatalf("stats %+v, err %v", st, err)
+	}
+	if left := n.JobValues("job-1"); left != st.Failed {
+		t.Fatalf("%d values left, %d failed", left, st.Failed)
+	}
+	if _, err := n.Migrate(context.Background(), MigrateJob{Job: "job-1"}, f, 2); !errors.Is(err, ErrNoOwner) {
+		t.Fatalf("no owners: %v", err)
+	}
+}
