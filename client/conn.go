@@ -34,6 +34,7 @@ type ConnOptions struct {
 	Limits      *wire.Limits // nil: wire.DefaultLimits
 	BufferSize  int          // bufio size for each direction; default 64 KiB
 	DialTimeout time.Duration
+	NVMe        bool // route SendGet/SendPut to the node's NVMe tier
 }
 
 func (o *ConnOptions) limits() *wire.Limits {
@@ -126,16 +127,23 @@ func (c *Conn) keyed(key []byte) wire.Request {
 	return wire.Request{Job: c.opts.Job, Key: key, Token: c.opts.Token, Epoch: c.opts.Epoch}
 }
 
+func (c *Conn) tier() uint16 {
+	if c.opts.NVMe {
+		return wire.FlagTierNVMe
+	}
+	return 0
+}
+
 // SendGet buffers a get of key in the connection's job.
 func (c *Conn) SendGet(key []byte) (uint64, error) {
 	r := c.keyed(key)
-	return c.Send(wire.OpGet, 0, &r, nil)
+	return c.Send(wire.OpGet, c.tier(), &r, nil)
 }
 
 // SendPut buffers a put of value under key with header flags.
 func (c *Conn) SendPut(key, value []byte, flags uint16) (uint64, error) {
 	r := c.keyed(key)
-	return c.Send(wire.OpPut, flags, &r, value)
+	return c.Send(wire.OpPut, flags|c.tier(), &r, value)
 }
 
 // Flush writes the buffered requests.

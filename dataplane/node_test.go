@@ -177,7 +177,7 @@ func TestNodeListDeleteDrop(t *testing.T) {
 	if err := wire.DecodeResponse(r.Meta, &resp); err != nil || resp.Count != 3 {
 		t.Fatalf("delete prefix: %+v %v", resp, err)
 	}
-	r = roundTrip(t, c, wire.OpDropJob, wire.FlagPersist, &wire.Request{Job: job}, nil)
+	r = roundTrip(t, c, wire.OpDropJob, 0, &wire.Request{Job: job}, nil)
 	if err := wire.DecodeResponse(r.Meta, &resp); err != nil || resp.Count != 1 {
 		t.Fatalf("drop job: %+v %v", resp, err)
 	}

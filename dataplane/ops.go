@@ -300,7 +300,9 @@ func (n *Node) dropJob(c *netio.Conn, cs *connState, h *wire.Header) {
 	for _, t := range n.Tiers() {
 		before += int64(t.Usage().Values)
 	}
-	freed := n.DropJob(r.Job, h.Flags&wire.FlagPersist != 0)
+	// Values put with FlagPersist outlive their job (Pocket's
+	// PERSIST_AFTER_JOB) unless the order says FlagPrefix: drop all.
+	freed := n.DropJob(r.Job, h.Flags&wire.FlagPrefix == 0)
 	var after int64
 	for _, t := range n.Tiers() {
 		after += int64(t.Usage().Values)

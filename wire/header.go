@@ -74,7 +74,8 @@ const (
 	// return it in the get reply's flags.
 	FlagManifest uint16 = 1 << 3
 	// FlagPrefix makes a delete remove every key that starts with the
-	// request's key (recursive delete of a directory).
+	// request's key (recursive delete of a directory), and a drop-job
+	// remove persistent values too.
 	FlagPrefix uint16 = 1 << 4
 	// StoredFlags are the bits a node keeps with a value and returns in
 	// the flags of a get reply.

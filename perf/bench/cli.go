@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/internal/units"
 )
 
@@ -40,10 +41,20 @@ type Options struct {
 	Epoch  uint64
 	Chunk  int    // loopback write size
 	Report string // results file for ModeReport
+	Tier   string // "dram" or "nvme": the node tier raw requests go to
+	// Controller, when set, runs the load through the SDK against a fresh
+	// job registered with Hints.
+	Controller string
+	Hints      pocket.Hints
 }
 
 // Target is the store's address as a URL, as printed in results.
-func (o *Options) Target() string { return o.Store + "://" + o.Addr }
+func (o *Options) Target() string {
+	if o.Controller != "" {
+		return "sdk://" + o.Controller + "?" + hintsString(o.Hints)
+	}
+	return o.Store + "://" + o.Addr
+}
 
 // sizeFlag is a byte size flag written like 1KiB or 512MiB.
 type sizeFlag struct{ n *int }
@@ -68,6 +79,9 @@ func (s sizeFlag) Set(v string) error {
 }
 
 const usageText = `usage: pocket bench --addr HOST:PORT | --target redis://HOST:PORT  [flags]
+       pocket bench --controller HOST:PORT [--lambdas N] [--capacity SIZE] [--peak-mbps M] [--latency-sensitive] [flags]
+       pocket bench workload NAME ...   (pocket bench workload --help)
+       pocket bench micro ...
        pocket bench --loopback [--duration D] [--chunk SIZE]
        pocket bench --matrix | --report RESULTS.jsonl
 
@@ -102,8 +116,19 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.Var(sizeFlag{&o.Chunk}, "chunk", "write `SIZE` of --loopback")
 	matrix := fs.Bool("matrix", false, "list the comparison cells: name op size conns pipeline")
 	fs.StringVar(&o.Report, "report", "", "print the comparison table of a results `file` (JSON lines)")
+	fs.StringVar(&o.Tier, "tier", "dram", "node tier for --addr runs: dram or nvme")
+	fs.StringVar(&o.Controller, "controller", "", "run through the SDK against a fresh job on this controller")
+	fs.IntVar(&o.Hints.Lambdas, "lambdas", 0, "--controller: number of lambdas hint")
+	var capacity int
+	fs.Var(sizeFlag{&capacity}, "capacity", "--controller: capacity hint `SIZE`")
+	fs.Int64Var(&o.Hints.PeakMbps, "peak-mbps", 0, "--controller: peak bandwidth hint in Mb/s")
+	fs.BoolVar(&o.Hints.LatencySensitive, "latency-sensitive", false, "--controller: latency-sensitive hint (DRAM tier)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	o.Hints.CapacityBytes = int64(capacity)
+	if o.Tier != "dram" && o.Tier != "nvme" {
+		return nil, usageError(fs, "--tier %q: want dram or nvme", o.Tier)
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError(fs, "unexpected argument %q", fs.Arg(0))
@@ -126,8 +151,12 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	if o.Config.Op, err = ParseOp(*op); err != nil {
 		return nil, usageError(fs, "%v", err)
 	}
-	if o.Store, o.Addr, err = parseTarget(*addr, *target); err != nil {
-		return nil, usageError(fs, "%v", err)
+	if o.Controller == "" {
+		if o.Store, o.Addr, err = parseTarget(*addr, *target); err != nil {
+			return nil, usageError(fs, "%v", err)
+		}
+	} else if *addr != "" || *target != "" {
+		return nil, usageError(fs, "give --controller or --addr/--target, not both")
 	}
 	if err := o.Config.normalize(); err != nil {
 		return nil, usageError(fs, "%v", err)
@@ -182,7 +211,7 @@ func (o *Options) Dialer() Dialer {
 	if o.Store == "redis" {
 		return RESPDialer(o.Addr, o.Config.Size)
 	}
-	opts := client.ConnOptions{Job: []byte(o.Job), Epoch: o.Epoch}
+	opts := client.ConnOptions{Job: []byte(o.Job), Epoch: o.Epoch, NVMe: o.Tier == "nvme"}
 	if o.Token != "" {
 		opts.Token = []byte(o.Token)
 	}
@@ -212,7 +241,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		r := st.Result(o.Label)
 		return status(stderr, o.write(stdout, &r))
 	}
-	st, runErr := Run(ctx, o.Config, o.Dialer())
+	dial := o.Dialer()
+	if o.Controller != "" {
+		j, done, err := SDKJob(ctx, o.Controller, o.Hints)
+		if err != nil {
+			return status(stderr, err)
+		}
+		defer done()
+		dial = SDKDialer(j, o.Config.Size)
+	}
+	st, runErr := Run(ctx, o.Config, dial)
 	if st == nil {
 		return status(stderr, runErr)
 	}

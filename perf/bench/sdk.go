@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/pocketstore/pocket/pocket"
+)
+
+// SDKDialer returns a Dialer that drives a job through the SDK (package
+// pocket): placement over the job's nodes, chunking of large values,
+// multiplexed connections. Each Conn keeps up to the pipeline depth of
+// SDK calls in flight in goroutines and hands their results back in
+// order, so the generator's send/flush/recv loop measures the SDK's own
+// latency per call.
+func SDKDialer(j *pocket.Job, valueSize int) Dialer {
+	return func(ctx context.Context) (Conn, error) {
+		return &sdkConn{j: j, ctx: ctx, valueSize: valueSize}, nil
+	}
+}
+
+type sdkCall struct {
+	get        bool
+	key, value []byte
+	done       chan error
+}
+
+type sdkConn struct {
+	j         *pocket.Job
+	ctx       context.Context
+	valueSize int
+	queued    []*sdkCall
+	inflight  []*sdkCall
+	buf       []byte
+}
+
+func (c *sdkConn) SendGet(key []byte) error {
+	c.queued = append(c.queued, &sdkCall{get: true, key: key})
+	return nil
+}
+
+func (c *sdkConn) SendPut(key, value []byte) error {
+	c.queued = append(c.queued, &sdkCall{key: key, value: value})
+	return nil
+}
+
+// Flush starts the queued calls. With one call it is run by Recv on this
+// goroutine, so an unpipelined run pays no goroutine hand-off.
+func (c *sdkConn) Flush() error {
+	if len(c.queued) == 1 && len(c.inflight) == 0 {
+		c.inflight = append(c.inflight, c.queued[0])
+		c.queued = c.queued[:0]
+		return nil
+	}
+	for _, call := range c.queued {
+		call.done = make(chan error, 1)
+		go func() { call.done <- c.run(call, nil) }()
+		c.inflight = append(c.inflight, call)
+	}
+	c.queued = c.queued[:0]
+	return nil
+}
+
+func (c *sdkConn) run(call *sdkCall, dst []byte) error {
+	key := string(call.key)
+	if !call.get {
+		return c.j.Put(c.ctx, key, call.value)
+	}
+	v, err := c.j.GetInto(c.ctx, key, dst)
+	if err != nil {
+		return err
+	}
+	if len(v) != c.valueSize {
+		return fmt.Errorf("%w: get returned %d bytes, want %d", ErrResponse, len(v), c.valueSize)
+	}
+	return nil
+}
+
+func (c *sdkConn) Recv() error {
+	call := c.inflight[0]
+	c.inflight = c.inflight[1:]
+	if call.done == nil {
+		if cap(c.buf) < c.valueSize {
+			c.buf = make([]byte, c.valueSize)
+		}
+		return c.run(call, c.buf)
+	}
+	return <-call.done
+}
+
+func (c *sdkConn) Close() error { return nil }
+
+// SDKJob registers a fresh job with the hints and returns it with a
+// function that deregisters it and closes the store.
+func SDKJob(ctx context.Context, controller string, h pocket.Hints) (*pocket.Job, func(), error) {
+	s, err := pocket.Dial(ctx, controller, pocket.Config{})
+	if err != nil {
+		return nil, nil, err
+	}
+	j, err := s.RegisterJob(ctx, "bench", h)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return j, func() {
+		_ = j.Deregister(context.Background())
+		s.Close()
+	}, nil
+}
+
+// hintsString describes hints for results.
+func hintsString(h pocket.Hints) string {
+	return "lambdas=" + strconv.Itoa(h.Lambdas) + ",capacity=" + strconv.FormatInt(h.CapacityBytes, 10) +
+		",peak_mbps=" + strconv.FormatInt(h.PeakMbps, 10) + ",latency_sensitive=" + strconv.FormatBool(h.LatencySensitive)
+}

@@ -1,0 +1,342 @@
+package pocket
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/dataplane/agent"
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+var testSecret = []byte("0123456789abcdef-test-secret")
+
+// testCluster is a controller and nodes in this process, nodes guarded by
+// tokens and heartbeating through the real agent.
+type testCluster struct {
+	t     *testing.T
+	ctl   *controller.Controller
+	addr  string
+	nodes []*clusterNode
+}
+
+type clusterNode struct {
+	node   *dataplane.Node
+	tier   *dataplane.DRAM
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (n *clusterNode) stop() {
+	n.cancel()
+	<-n.done
+	n.node.Close()
+}
+
+func newTestCluster(t *testing.T, nodes int, capacity int64) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t}
+	c.startController("127.0.0.1:0")
+	for i := 0; i < nodes; i++ {
+		c.addNode(capacity)
+	}
+	c.awaitActive(nodes)
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.stop()
+			n.tier.Close()
+		}
+		c.ctl.Close()
+	})
+	return c
+}
+
+func (c *testCluster) startController(listen string) {
+	ctl, err := controller.New(controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 500 * time.Millisecond, Logf: func(string, ...any) {}})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	addr, err := ctl.Listen(listen)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.ctl, c.addr = ctl, addr.String()
+}
+
+func (c *testCluster) addNode(capacity int64) {
+	d, err := dataplane.NewDRAM(capacity, dataplane.DRAMOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cn := &clusterNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
+	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logf: func(string, ...any) {}})
+	go func() {
+		defer close(cn.done)
+		defer mc.Close()
+		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc})
+	}()
+	c.nodes = append(c.nodes, cn)
+}
+
+func (c *testCluster) awaitActive(n int) {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		active := 0
+		for _, ns := range c.ctl.Status().Nodes {
+			if ns.State == wire.NodeActive {
+				active++
+			}
+		}
+		if active == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%d of %d nodes active", active, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (c *testCluster) store() *Store {
+	s, err := Dial(context.Background(), c.addr, Config{ChunkSize: 1 << 20})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func (c *testCluster) used() int64 {
+	var u int64
+	for _, n := range c.nodes {
+		u += n.tier.Usage().Used
+	}
+	return u
+}
+
+func TestClusterRoundTrips(t *testing.T) {
+	c := newTestCluster(t, 3, 256<<20)
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "sort", Hints{Lambdas: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(j.Map().Nodes) != 3 {
+		t.Fatalf("40 lambdas x 600 Mb/s over 8 Gb/s nodes should take all 3 nodes, got %d", len(j.Map().Nodes))
+	}
+	for i, size := range []int{0, 1, 1 << 10, 1<<20 + 1, 64 << 20} {
+		val := randBytes(size, uint64(i+10))
+		key := fmt.Sprintf("in/%d", size)
+		if err := j.Put(ctx, key, val); err != nil {
+			t.Fatal(err)
+		}
+		got, err := j.Get(ctx, key)
+		if err != nil || !bytes.Equal(got, val) {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+	}
+	if err := j.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u := c.used(); u != 0 {
+		t.Fatalf("%d bytes still used after deregistering every job", u)
+	}
+}
+
+func TestClusterIsolationAndTokens(t *testing.T) {
+	c := newTestCluster(t, 3, 64<<20)
+	ctx := context.Background()
+	s := c.store()
+	a, err := s.RegisterJob(ctx, "a", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.RegisterJob(ctx, "b", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Put(ctx, "secret", []byte("a's data")); err != nil {
+		t.Fatal(err)
+	}
+	// Job b's token used on job a's id: every node refuses it.
+	forged := a.Map()
+	forged.Token = b.Token()
+	fj, _ := s.newJob(forged)
+	for name, op := range map[string]func() error{
+		"get":    func() error { _, err := fj.Get(ctx, "secret"); return err },
+		"list":   func() error { _, err := fj.List(ctx, ""); return err },
+		"delete": func() error { return fj.Delete(ctx, "secret") },
+		"put":    func() error { return fj.Put(ctx, "secret", []byte("x")) },
+	} {
+		if err := op(); !errors.Is(err, wire.ErrBadToken) {
+			t.Errorf("%s with another job's token: %v", name, err)
+		}
+	}
+	// No token at all.
+	bare := a.Map()
+	bare.Token = nil
+	nj, _ := s.newJob(bare)
+	if _, err := nj.Get(ctx, "secret"); !errors.Is(err, wire.ErrBadToken) {
+		t.Errorf("get without token: %v", err)
+	}
+	// Job b sees nothing of a's.
+	if ents, err := b.List(ctx, ""); err != nil || len(ents) != 0 {
+		t.Errorf("b lists %v, %v", ents, err)
+	}
+	if _, err := b.Get(ctx, "secret"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("b reads a's key: %v", err)
+	}
+	if got, err := a.Get(ctx, "secret"); err != nil || string(got) != "a's data" {
+		t.Errorf("a's data after the attempts: %q %v", got, err)
+	}
+}
+
+func TestClusterPersistAfterJob(t *testing.T) {
+	c := newTestCluster(t, 3, 64<<20)
+	ctx := context.Background()
+	s := c.store()
+	j, err := s.RegisterJob(ctx, "keep", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "kept", []byte("stays"), Persist()); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "gone", []byte("goes")); err != nil {
+		t.Fatal(err)
+	}
+	m := j.Map()
+	if err := j.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The job is gone from the controller, but the nodes still hold the
+	// persistent value, readable with the job's token.
+	left, _ := s.newJob(m)
+	if got, err := left.Get(ctx, "kept"); err != nil || string(got) != "stays" {
+		t.Fatalf("persistent value: %q %v", got, err)
+	}
+	if _, err := left.Get(ctx, "gone"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("non-persistent value after deregister: %v", err)
+	}
+}
+
+func TestClusterKilledNode(t *testing.T) {
+	c := newTestCluster(t, 3, 64<<20)
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "k", Hints{Lambdas: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 90; i++ {
+		if err := j.Put(ctx, fmt.Sprint(i), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim := c.nodes[0]
+	victim.stop()
+	ok, lost := 0, 0
+	for i := 0; i < 90; i++ {
+		got, err := j.Get(ctx, fmt.Sprint(i))
+		switch {
+		case err == nil && len(got) == 1 && got[0] == byte(i):
+			ok++
+		case errors.Is(err, ErrUnavailable):
+			if !bytes.Contains([]byte(err.Error()), []byte(victim.node.Addr().String())) {
+				t.Errorf("error does not name the dead node: %v", err)
+			}
+			lost++
+		default:
+			t.Fatalf("key %d: %v", i, err)
+		}
+	}
+	if ok == 0 || lost == 0 {
+		t.Fatalf("ok %d, unavailable %d", ok, lost)
+	}
+	// Once the controller marks the node dead, the refreshed map says so.
+	deadline := time.Now().Add(5 * time.Second)
+	for j.refresh(ctx) == nil && !j.Map().Dead[victim.node.Addr().String()] {
+		if time.Now().After(deadline) {
+			t.Fatal("controller never marked the node dead")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := j.Put(ctx, "new", []byte("v")); err != nil && !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("put after the death: %v", err)
+	}
+}
+
+func TestClusterControllerRestart(t *testing.T) {
+	c := newTestCluster(t, 3, 64<<20)
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "r", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	addr := c.addr
+	c.ctl.Close()
+	time.Sleep(300 * time.Millisecond) // nodes' heartbeats fail meanwhile
+	// Data keeps flowing without a controller.
+	if got, err := j.Get(ctx, "k"); err != nil || string(got) != "v" {
+		t.Fatalf("get with the controller down: %q %v", got, err)
+	}
+	c.startController(addr)
+	c.awaitActive(3) // every node re-registered by itself
+	for _, n := range c.nodes {
+		select {
+		case <-n.done:
+			t.Fatal("a node's agent exited")
+		default:
+		}
+	}
+}
+
+// countingNode wraps a node address with a TCP proxy that counts the
+// bytes each way, so a test can see how many frames a call sends.
+func TestOneRoundTripSmallGet(t *testing.T) {
+	c := newTestCluster(t, 3, 64<<20)
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "rt", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := randBytes(1<<10, 3)
+	if err := j.Put(ctx, "one", val); err != nil {
+		t.Fatal(err)
+	}
+	before := requests(c)
+	if got, err := j.Get(ctx, "one"); err != nil || !bytes.Equal(got, val) {
+		t.Fatal(err)
+	}
+	if d := requests(c) - before; d != 1 {
+		t.Fatalf("a 1 KiB get took %d requests across the nodes, want exactly 1", d)
+	}
+}
+
+func requests(c *testCluster) uint64 {
+	var n uint64
+	for _, cn := range c.nodes {
+		n += cn.node.Stats().Requests
+	}
+	return n
+}
+
+var _ = net.Dial
