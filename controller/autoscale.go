@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,9 +131,9 @@ func (a *AutoscaleConfig) withDefaults() error {
 type Decision struct {
 	At     time.Time
 	Action Action
-	Count  int    // nodes to add
-	Node   string // node to drain
-	Nodes  int    // active nodes when decided
+	Count  int      // nodes to add
+	Drain  []string // nodes to drain
+	Nodes  int      // active nodes when decided
 	Util   float64
 	Dim    string // binding dimension
 	Reason string
@@ -144,6 +145,8 @@ type Utilization struct {
 	CPU    float64
 	Cap    map[string]float64 // by tier name
 	Nodes  int                // active nodes
+	Mbps   float64            // bandwidth of the active nodes
+	Load   float64            // Mb/s counted against it: per node max(allocated, measured)
 	Max    float64            // the binding dimension's figure
 	Dim    string             // its name: "network", "cpu", "capacity dram", ...
 	Detail string             // allocated and measured network shares
@@ -255,9 +258,11 @@ func (a *Autoscaler) Step() Decision {
 			go a.startNode()
 		}
 	case ActionRemove:
-		a.c.cfg.Logf("autoscale: drain node %s, %d -> %d: %s", d.Node, d.Nodes, d.Nodes-1, d.Reason)
-		if _, err := a.c.Drain(d.Node, a.cfg.DrainDeadline); err != nil {
-			a.c.cfg.Logf("autoscale: drain %s: %v", d.Node, err)
+		a.c.cfg.Logf("autoscale: drain %s, %d -> %d: %s", strings.Join(d.Drain, ", "), d.Nodes, d.Nodes-len(d.Drain), d.Reason)
+		for _, addr := range d.Drain {
+			if _, err := a.c.Drain(addr, a.cfg.DrainDeadline); err != nil {
+				a.c.cfg.Logf("autoscale: drain %s: %v", addr, err)
+			}
 		}
 	}
 	return d
@@ -309,8 +314,12 @@ func (a *Autoscaler) decideLocked(now time.Time, u Utilization, victims []victim
 		case len(victims) == 0:
 			a.hold(fmt.Sprintf("%s under %.0f%% but no node can be drained", figures, 100*p.Low))
 		default:
-			d.Action, d.Node = ActionRemove, a.pickVictim(victims)
-			d.Reason = fmt.Sprintf("%s under %.0f%%; %d nodes would run at %.0f%%", figures, 100*p.Low, n-1, 100*projected)
+			// As many as leave the rest at the band's middle, at least one.
+			target := (p.High + p.Low) / 2
+			keep := max(p.MinNodes, int(math.Ceil(u.Max*float64(n)/target)), 1)
+			k := min(max(n-keep, 1), len(victims))
+			d.Action, d.Drain = ActionRemove, a.pickVictims(victims, k)
+			d.Reason = fmt.Sprintf("%s under %.0f%%; %d nodes will run at %.0f%%", figures, 100*p.Low, n-k, 100*u.Max*float64(n)/float64(n-k))
 			a.held = ""
 		}
 	default:
@@ -341,9 +350,10 @@ func indexAfterFigures(s string) int {
 	return 0
 }
 
-// pickVictim prefers nodes the orchestrator started, then the fewest
-// bytes, then the least allocation, then the address.
-func (a *Autoscaler) pickVictim(vs []victim) string {
+// pickVictims picks k nodes to drain: nodes the orchestrator started
+// first (it can stop them), then the fewest bytes (least to move), then
+// the least allocation, then by address.
+func (a *Autoscaler) pickVictims(vs []victim, k int) []string {
 	sort.Slice(vs, func(i, j int) bool {
 		_, oi := a.started[vs[i].addr]
 		_, oj := a.started[vs[j].addr]
@@ -358,7 +368,11 @@ func (a *Autoscaler) pickVictim(vs []victim) string {
 		}
 		return vs[i].addr < vs[j].addr
 	})
-	return vs[0].addr
+	out := make([]string, k)
+	for i := range out {
+		out[i] = vs[i].addr
+	}
+	return out
 }
 
 // startNode starts one node and waits for it to register.
@@ -527,7 +541,7 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 		u.Dim = "network"
 		return u, nil, draining
 	}
-	u.Net = netSum / bwSum
+	u.Net, u.Mbps, u.Load = netSum/bwSum, bwSum, netSum
 	u.CPU = cpuSum / float64(u.Nodes)
 	u.Max, u.Dim = u.Net, "network"
 	u.Detail = fmt.Sprintf("allocated %.0f%%, measured %.0f%% of %.0f Mb/s", 100*allocSum/bwSum, 100*measSum/bwSum, bwSum)
@@ -545,4 +559,56 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 		}
 	}
 	return u, victims, draining
+}
+
+// reserve starts nodes before a job is placed when its bandwidth hint
+// would take the cluster's network utilization over High: hints answer
+// before any byte moves, so the job is sized over the nodes it needs
+// rather than the nodes there were (a job's map does not grow later). It
+// waits for the new nodes to register, at most StartTimeout; local nodes
+// take a few tens of milliseconds. Jobs without hints get Pocket's default
+// size on the nodes there are.
+func (a *Autoscaler) reserve(name string, h wire.JobHints) {
+	mbps, _, noHints := a.c.cfg.Policy.demand(h)
+	if noHints || mbps <= 0 {
+		return
+	}
+	u, _, _ := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU)
+	if u.Nodes == 0 || (u.Load+mbps)/u.Mbps <= a.cfg.High {
+		return
+	}
+	target := (a.cfg.High + a.cfg.Low) / 2
+	want := int(math.Ceil((u.Load + mbps) / (target * u.Mbps / float64(u.Nodes))))
+	now := a.cfg.Now()
+	a.mu.Lock()
+	select {
+	case <-a.stop:
+		a.mu.Unlock()
+		return
+	default:
+	}
+	k := min(want-u.Nodes-a.starting, a.cfg.MaxNodes-u.Nodes-a.starting)
+	if k <= 0 {
+		a.mu.Unlock()
+		return
+	}
+	d := Decision{At: now, Action: ActionAdd, Count: k, Nodes: u.Nodes, Util: (u.Load + mbps) / u.Mbps, Dim: "network",
+		Reason: fmt.Sprintf("job %s's hints add %.0f Mb/s: network would reach %.0f%% of %.0f Mb/s (over %.0f%%)",
+			name, mbps, 100*(u.Load+mbps)/u.Mbps, u.Mbps, 100*a.cfg.High)}
+	a.starting += k
+	a.lastOut, a.lastChange = now, now
+	a.counts[ActionAdd]++
+	a.decisions = append(a.decisions, d)
+	a.wg.Add(k)
+	a.mu.Unlock()
+	a.c.cfg.Logf("autoscale: add %d node(s), %d -> %d: %s", k, u.Nodes, u.Nodes+k, d.Reason)
+	var wg sync.WaitGroup
+	for i := 0; i < k; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.startNode()
+		}()
+	}
+	wg.Wait()
 }

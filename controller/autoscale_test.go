@@ -121,6 +121,11 @@ func (l *logSink) contains(s string) bool {
 // newScaleRig starts `started` nodes through the fake orchestrator, then
 // the autoscaler (its own loop idle: the tests call Step).
 func newScaleRig(t *testing.T, started int, cfg AutoscaleConfig) *scaleRig {
+	return newScaleRigWith(t, started, cfg, nil)
+}
+
+// newScaleRigWith runs before (if not nil) ahead of the autoscaler's start.
+func newScaleRigWith(t *testing.T, started int, cfg AutoscaleConfig, before func(*Controller)) *scaleRig {
 	t.Helper()
 	logs := &logSink{}
 	c := newTest(t, Config{Logf: logs.logf})
@@ -129,6 +134,9 @@ func newScaleRig(t *testing.T, started int, cfg AutoscaleConfig) *scaleRig {
 		if _, err := r.orch.Start(context.Background(), orchestrator.NodeSpec{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if before != nil {
+		before(c)
 	}
 	cfg.Orchestrator, cfg.Now, cfg.Interval = r.orch, r.clock.now, time.Hour
 	a, err := c.StartAutoscaler(cfg)
@@ -218,17 +226,51 @@ func TestAutoscaleAddsOnMeasuredLoad(t *testing.T) {
 	r.settle(5)
 }
 
+// TestAutoscaleWeighsAllocation: a job placed before the autoscaler ran
+// counts by its allotment even while it moves nothing.
 func TestAutoscaleWeighsAllocation(t *testing.T) {
-	r := newScaleRig(t, 2, AutoscaleConfig{})
-	if _, err := r.c.RegisterJob("big", wire.JobHints{PeakMbps: 1800}); err != nil {
-		t.Fatal(err)
-	}
+	r := newScaleRigWith(t, 2, AutoscaleConfig{}, func(c *Controller) {
+		if _, err := c.RegisterJob("big", wire.JobHints{PeakMbps: 1800}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	r.beat(10, 0)
 	d := r.a.Step()
 	if d.Action != ActionAdd || !strings.Contains(d.Reason, "allocated 90%") {
 		t.Fatalf("a job allotted 90%% of the bandwidth: %+v", d)
 	}
 	r.settle(3)
+}
+
+// TestAutoscaleReservesForHints registers a job whose bandwidth hint the
+// cluster cannot carry inside the band: the nodes it needs are started
+// before it is placed, and it is placed over them.
+func TestAutoscaleReservesForHints(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{MaxNodes: 4})
+	m, err := r.c.RegisterJob("sort", wire.JobHints{PeakMbps: 1800})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The cluster is sized to ceil(1800 / (0.7 x 1000)) = 3 nodes, and
+	// the job takes the two whose spare covers its 1800 Mb/s.
+	if len(m.Nodes) != 2 || r.active() != 3 {
+		t.Fatalf("job on %d nodes, %d active; want 2 and 3", len(m.Nodes), r.active())
+	}
+	ds := r.a.Decisions()
+	if len(ds) != 1 || ds[0].Count != 2 || !strings.Contains(ds[0].Reason, "job sort's hints add 1800 Mb/s") {
+		t.Fatalf("decisions: %+v", ds)
+	}
+	// A job the cluster can carry starts nothing; one past the maximum
+	// starts only up to it.
+	if _, err := r.c.RegisterJob("small", wire.JobHints{PeakMbps: 100}); err != nil || len(r.a.Decisions()) != 1 {
+		t.Fatalf("small job: %v, decisions %+v", err, r.a.Decisions())
+	}
+	if _, err := r.c.RegisterJob("huge", wire.JobHints{PeakMbps: 50000}); err != nil || r.active() != 4 {
+		t.Fatalf("huge job: %v, %d active", err, r.active())
+	}
+	if _, err := r.c.RegisterJob("nohints", wire.JobHints{}); err != nil || len(r.a.Decisions()) != 2 {
+		t.Fatalf("job without hints: %v, decisions %+v", err, r.a.Decisions())
+	}
 }
 
 // TestAutoscaleReactsWithinFiveSeconds steps the load from idle to 95% and
@@ -301,9 +343,9 @@ func TestAutoscaleKeepsNodesTheRestCannotCarry(t *testing.T) {
 	}
 }
 
-// TestAutoscaleScaleInDrainsAndStops checks that scale-in drains the
-// emptiest node, and that once the node reports its data moved the
-// controller retires it and the orchestrator stops it.
+// TestAutoscaleScaleInDrainsAndStops checks that scale-in drains as many
+// nodes as the rest can spare, emptiest first, and that once each reports
+// its data moved the controller retires it and the orchestrator stops it.
 func TestAutoscaleScaleInDrainsAndStops(t *testing.T) {
 	r := newScaleRig(t, 3, AutoscaleConfig{Smooth: 1})
 	var emptiest string
@@ -316,20 +358,23 @@ func TestAutoscaleScaleInDrainsAndStops(t *testing.T) {
 	}
 	r.clock.advance(time.Minute)
 	d := r.a.Step()
-	if d.Action != ActionRemove || d.Node != emptiest {
-		t.Fatalf("scale-in: %+v, want to drain %s", d, emptiest)
+	// 5% of 3 nodes fits one node inside the band: drain two.
+	if d.Action != ActionRemove || len(d.Drain) != 2 || d.Drain[0] != emptiest {
+		t.Fatalf("scale-in: %+v, want to drain %s first", d, emptiest)
 	}
-	if countNodes(r.c, wire.NodeDraining) != 1 {
-		t.Fatal("the victim is not draining")
+	if countNodes(r.c, wire.NodeDraining) != 2 {
+		t.Fatal("the victims are not draining")
 	}
-	r.heartbeat(emptiest, 0, 1024, []wire.Metric{{Name: MetricDrainDone, Value: 1}})
+	for _, addr := range d.Drain {
+		r.heartbeat(addr, 0, 1024, []wire.Metric{{Name: MetricDrainDone, Value: 1}})
+	}
 	r.c.drainTick(time.Now())
 	for _, n := range r.c.Status().Nodes {
-		if n.Addr == emptiest {
+		if n.Addr == d.Drain[0] || n.Addr == d.Drain[1] {
 			t.Fatalf("retired node still listed: %+v", n)
 		}
 	}
-	if s := r.orch.stops(); len(s) != 1 {
+	if s := r.orch.stops(); len(s) != 2 {
 		t.Fatalf("orchestrator stops: %v", s)
 	}
 	if !r.logs.contains("autoscale: node " + emptiest + " stopped") {

@@ -301,6 +301,9 @@ func (c *Controller) RegisterJob(name string, h wire.JobHints) (*wire.PlacementM
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
+	if a := c.scaler(); a != nil {
+		a.reserve(name, h)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	kind := c.tierForLocked(h.LatencySensitive)
