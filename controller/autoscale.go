@@ -38,9 +38,14 @@ import (
 //     Cooldown ago or nodes are still starting;
 //   - utilization below Low (0.6), more than MinNodes, no drain running,
 //     nothing changed for Cooldown, and the rest would stay at or under High
-//     without the node: drain the active node holding the fewest bytes
-//     (least to move), preferring nodes the orchestrator started (it can
-//     stop them). The drain retires the node and the orchestrator stops it.
+//     without one node: drain as many nodes as leave the rest at the band's
+//     middle (at least one), those holding the fewest bytes first (least
+//     to move), preferring nodes the orchestrator started (it can stop
+//     them). Each drain retires its node and the orchestrator stops it.
+//
+// Besides the periodic evaluation, a job registering with a bandwidth hint
+// that would take the network over High first has the nodes it needs
+// started (reserve, called by RegisterJob), so it is placed over them.
 //
 // Every decision, and every change in why a needed one is held back, is
 // logged with its figures.

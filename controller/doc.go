@@ -22,7 +22,7 @@
 // a heartbeat or registration brings it back to active. A heartbeat from a
 // node the controller does not know (after a controller restart) is
 // answered with Known=false and the node registers again. States: active,
-// draining (reserved for the drain work: serving, no new placements), dead.
+// draining (serving, no new placements, moving its data away), dead.
 // A dead node that belongs to no job leaves the registry after
 // Config.ForgetAfter.
 //
@@ -81,8 +81,21 @@
 // job. Registry state is in memory: a restarted controller knows no jobs
 // and learns its nodes again from their re-registrations.
 //
+// # Telemetry, autoscaling and drain
+//
+// Each heartbeat is also kept as a utilization Sample (history.go: CPU,
+// network measured and allocated against the node's bandwidth, capacity
+// per tier) in a ring of HistoryLen per node, served on /metrics
+// (MetricsHandler). The autoscaler (autoscale.go, started with
+// StartAutoscaler over an orchestrator.Orchestrator) keeps the cluster's
+// utilization inside a band; its policy is described there. Drain
+// (drain.go) marks a node draining, has it move its data to its jobs'
+// other nodes, and retires it; scale-in uses it, and so does
+// `pocket node drain` through OpDrainNode.
+//
 // # Concurrency
 //
 // One mutex (Controller.mu) guards both registries; no network I/O happens
-// while it is held.
+// while it is held. The autoscaler's own mutex (Autoscaler.mu) is never held
+// together with Controller.mu: each is taken and released in turn.
 package controller
