@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/dataplane/agent"
+	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
@@ -96,22 +98,48 @@ func waitFor(t *testing.T, d time.Duration, what string, f func() bool) {
 	}
 }
 
-// drainData is a set of values: many small ones and multi-chunk objects.
-func drainData(total int64, seed int64) map[string][]byte {
+// drainData names a set of values and their sizes, many small ones and
+// multi-chunk objects, totalling at least total bytes. Contents come from
+// content, so a large set costs no memory in the test.
+func drainData(total int64, seed int64) map[string]int {
 	rng := rand.New(rand.NewSource(seed))
-	vals := map[string][]byte{}
+	vals := map[string]int{}
 	var sum int64
 	for i := 0; sum < total; i++ {
 		size := 1 << 10
 		if i%8 == 0 {
 			size = (1 << 20) + rng.Intn(1<<20) // two chunks of 1 MiB
 		}
-		v := make([]byte, size)
-		rng.Read(v)
-		vals[fmt.Sprintf("d/%05d", i)] = v
+		vals[fmt.Sprintf("d/%06d", i)] = size
 		sum += int64(size)
 	}
 	return vals
+}
+
+// content is the value of key: a pseudo-random stream seeded by the key.
+func content(key string, size int) []byte {
+	var seed int64
+	for _, c := range key {
+		seed = seed*131 + int64(c)
+	}
+	b := make([]byte, size)
+	rand.New(rand.NewSource(seed)).Read(b)
+	return b
+}
+
+// drainTestBytes is the data a drain test spreads over its three nodes:
+// 64 MiB, or $POCKET_DRAIN_TEST_BYTES (e.g. 3GiB, so that the drained
+// node holds about 1 GiB) for a run by hand.
+func drainTestBytes(t *testing.T) int64 {
+	v := os.Getenv("POCKET_DRAIN_TEST_BYTES")
+	if v == "" {
+		return 64 << 20
+	}
+	n, err := units.ParseSize(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestDrainLosesNoKey fills a job spread over three nodes with 64 MiB,
@@ -119,8 +147,9 @@ func drainData(total int64, seed int64) map[string][]byte {
 // checks that the node leaves, ends empty, and every key reads back
 // byte-exact, during the drain and after.
 func TestDrainLosesNoKey(t *testing.T) {
-	ctl, addr, nodes := startDrainCluster(t, 3, 256<<20)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	total := drainTestBytes(t)
+	ctl, addr, nodes := startDrainCluster(t, 3, max(256<<20, total))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second+time.Duration(total>>20)*100*time.Millisecond)
 	defer cancel()
 	s, err := Dial(ctx, addr, Config{ChunkSize: 1 << 20})
 	if err != nil {
@@ -134,18 +163,18 @@ func TestDrainLosesNoKey(t *testing.T) {
 	if n := len(job.Map().Nodes); n != 3 {
 		t.Fatalf("job on %d nodes, want 3", n)
 	}
-	vals := drainData(64<<20, 1)
+	vals := drainData(total, 1)
 	putAll(ctx, t, job, vals)
 
 	victim := fullest(nodes)
-	before := victim.tier.Usage().Values
+	before, usedBefore := victim.tier.Usage().Values, victim.tier.Usage().Used
 	if before == 0 {
 		t.Fatal("the fullest node holds nothing")
 	}
 	addrV := victim.node.Addr().String()
 
 	var mu sync.Mutex
-	written := map[string][]byte{}
+	written := map[string]int{}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var reads, writes atomic.Int64
@@ -167,8 +196,8 @@ func TestDrainLosesNoKey(t *testing.T) {
 				}
 				k := keys[rng.Intn(len(keys))]
 				got, err := job.Get(ctx, k)
-				if err != nil || !bytes.Equal(got, vals[k]) {
-					errs <- fmt.Errorf("read %s during the drain: %v (got %d bytes, want %d)", k, err, len(got), len(vals[k]))
+				if err != nil || !bytes.Equal(got, content(k, vals[k])) {
+					errs <- fmt.Errorf("read %s during the drain: %v (got %d bytes, want %d)", k, err, len(got), vals[k])
 					return
 				}
 				reads.Add(1)
@@ -184,23 +213,23 @@ func TestDrainLosesNoKey(t *testing.T) {
 				return
 			default:
 			}
-			k, v := fmt.Sprintf("w/%05d", i), bytes.Repeat([]byte{byte(i)}, 3000)
-			if err := job.Put(ctx, k, v); err != nil {
+			k := fmt.Sprintf("w/%05d", i)
+			if err := job.Put(ctx, k, content(k, 3000)); err != nil {
 				errs <- fmt.Errorf("put %s during the drain: %v", k, err)
 				return
 			}
 			mu.Lock()
-			written[k] = v
+			written[k] = 3000
 			mu.Unlock()
 			writes.Add(1)
 		}
 	}()
 
-	if _, err := ctl.Drain(addrV, 30*time.Second); err != nil {
+	if _, err := ctl.Drain(addrV, 30*time.Second+time.Duration(total>>20)*50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	waitFor(t, 40*time.Second, "the drained node to leave", func() bool {
+	waitFor(t, 40*time.Second+time.Duration(total>>20)*50*time.Millisecond, "the drained node to leave", func() bool {
 		for _, n := range ctl.Status().Nodes {
 			if n.Addr == addrV {
 				return false
@@ -217,7 +246,8 @@ func TestDrainLosesNoKey(t *testing.T) {
 		t.Fatal(err)
 	default:
 	}
-	t.Logf("drained %d values off %s in %v; %d reads and %d writes during the drain", before, addrV, took, reads.Load(), writes.Load())
+	t.Logf("drained %d values, %d MiB, off %s in %v; %d reads and %d writes during the drain",
+		before, usedBefore>>20, addrV, took, reads.Load(), writes.Load())
 	if u := victim.tier.Usage(); u.Values != 0 {
 		t.Fatalf("drained node still holds %d values", u.Values)
 	}
@@ -230,24 +260,24 @@ func TestDrainLosesNoKey(t *testing.T) {
 	checkAll(ctx, t, job, written)
 }
 
-func putAll(ctx context.Context, t *testing.T, job *Job, vals map[string][]byte) {
+func putAll(ctx context.Context, t *testing.T, job *Job, vals map[string]int) {
 	t.Helper()
-	for k, v := range vals {
-		if err := job.Put(ctx, k, v); err != nil {
+	for k, size := range vals {
+		if err := job.Put(ctx, k, content(k, size)); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-func checkAll(ctx context.Context, t *testing.T, job *Job, vals map[string][]byte) {
+func checkAll(ctx context.Context, t *testing.T, job *Job, vals map[string]int) {
 	t.Helper()
-	for k, v := range vals {
+	for k, size := range vals {
 		got, err := job.Get(ctx, k)
 		if err != nil {
 			t.Fatalf("get %s after the drain: %v", k, err)
 		}
-		if !bytes.Equal(got, v) {
-			t.Fatalf("get %s after the drain: %d bytes differ from the %d put", k, len(got), len(v))
+		if !bytes.Equal(got, content(k, size)) {
+			t.Fatalf("get %s after the drain: %d bytes differ from the %d put", k, len(got), size)
 		}
 	}
 }
