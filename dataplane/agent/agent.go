@@ -126,11 +126,17 @@ func (a *agent) ack(ack *wire.NodeAck) {
 			a.cfg.OnState(ack.State)
 		}
 	}
-	if ack.State == wire.NodeDraining {
+	switch {
+	case ack.State == wire.NodeDraining:
 		if a.drain == nil {
-			a.drain = startDrainer(a.ctx, a.cfg.Node, a.cfg.Controller)
+			a.drain = startDrainer(a.ctx, a.cfg.Node, a.cfg.Controller, a.cfg.Addr)
 		}
 		a.drain.setJobs(ack.Jobs)
+	case a.drain != nil:
+		// The controller no longer wants the drain (it restarted and
+		// knows the node as active): stop moving data.
+		a.drain.stop()
+		a.drain = nil
 	}
 }
 

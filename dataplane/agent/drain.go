@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -33,6 +34,7 @@ const migrateParallel = 8
 // drain: pass after pass over the jobs the latest ack listed, each with a
 // fresh map, until no value of those jobs is left here.
 type drainer struct {
+	self string // this node's address: never an owner of what it moves
 	node *dataplane.Node
 	ctl  *metaclient.Client
 	data *client.Client
@@ -46,9 +48,9 @@ type drainer struct {
 	wg     sync.WaitGroup
 }
 
-func startDrainer(ctx context.Context, n *dataplane.Node, ctl *metaclient.Client) *drainer {
+func startDrainer(ctx context.Context, n *dataplane.Node, ctl *metaclient.Client, self string) *drainer {
 	ctx, cancel := context.WithCancel(ctx)
-	d := &drainer{node: n, ctl: ctl, data: client.New(client.Options{ConnsPerNode: 2}), cancel: cancel, left: -1}
+	d := &drainer{self: self, node: n, ctl: ctl, data: client.New(client.Options{ConnsPerNode: 2}), cancel: cancel, left: -1}
 	d.wg.Add(1)
 	go d.run(ctx)
 	return d
@@ -130,6 +132,13 @@ func (d *drainer) moveJob(ctx context.Context, je wire.JobEpoch) error {
 	if err != nil {
 		return err
 	}
+	for _, n := range m.Nodes {
+		if n.Addr == d.self && n.State != wire.NodeDraining {
+			// Moving data by this map would send values where clients
+			// do not look for them; wait for the controller's word.
+			return fmt.Errorf("job %s's map (epoch %d) has this node %s, not draining", m.Job, m.Epoch, n.State)
+		}
+	}
 	mj := dataplane.MigrateJob{Job: m.Job, Token: m.Token, Epoch: m.Epoch, Nodes: owners(m)}
 	st, err := d.node.Migrate(ctx, mj, d.data, migrateParallel)
 	if st.Moved+st.Skipped+st.Failed > 0 {
@@ -143,7 +152,10 @@ func (d *drainer) moveJob(ctx context.Context, je wire.JobEpoch) error {
 // place keys over during a drain (pocket/drain.go). A dead node stays in
 // it, as in the clients' placement; a value it would own cannot be moved
 // (the put fails), stays here, and is lost only if the node is still dead
-// when the drain's deadline passes.
+// when the drain's deadline passes. moveJob has checked that this node is
+// draining in the map, so it is never its own values' owner: sending a
+// value to itself, finding it there and deleting "the old copy" would
+// lose it.
 func owners(m *wire.PlacementMap) []placement.Node {
 	var ns []placement.Node
 	for _, n := range m.Nodes {
