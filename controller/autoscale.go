@@ -453,6 +453,7 @@ func (a *Autoscaler) onRetire(addr, why string) {
 		a.c.cfg.Logf("autoscale: stop node %s (%s): %v", addr, id, err)
 		return
 	}
+	a.c.forgetRetired(addr)
 	a.c.cfg.Logf("autoscale: node %s stopped", addr)
 }
 

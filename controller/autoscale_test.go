@@ -380,6 +380,10 @@ func TestAutoscaleScaleInDrainsAndStops(t *testing.T) {
 	if !r.logs.contains("autoscale: node " + emptiest + " stopped") {
 		t.Fatal("the stop is not logged")
 	}
+	// The process is gone, so a new node may come up on its port.
+	if _, err := r.c.RegisterNode(dramNode(emptiest, 1<<30, 1000)); err != nil {
+		t.Fatalf("a new node on a stopped node's address: %v", err)
+	}
 }
 
 func TestAutoscaleConfigChecks(t *testing.T) {

@@ -228,6 +228,16 @@ func (c *Controller) goneLocked(addr string) error {
 	return nil
 }
 
+// forgetRetired lets a new node register at the address of a retired one
+// whose process is known to have ended (its orchestrator stopped it): the
+// kernel hands out freed ports again, and a new local node on a retired
+// node's port must not be refused.
+func (c *Controller) forgetRetired(addr string) {
+	c.mu.Lock()
+	delete(c.gone, addr)
+	c.mu.Unlock()
+}
+
 // OnRetire registers a hook run (without the controller's lock, on the
 // sweeper's goroutine) for every node a drain retires.
 func (c *Controller) OnRetire(h RetireHook) {
