@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"sort"
 )
 
@@ -54,7 +55,33 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
-	os.Exit(cmd.run(os.Args[2:]))
+	stop := startProfile()
+	code := cmd.run(os.Args[2:])
+	stop()
+	os.Exit(code)
+}
+
+// startProfile writes a CPU profile of the whole command to the file named
+// by $POCKET_CPUPROFILE, for finding where a benchmark's time goes.
+func startProfile() func() {
+	path := os.Getenv("POCKET_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pocket: cpu profile: %v\n", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(os.Stderr, "pocket: cpu profile: %v\n", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // fail prints a message for a failed command and returns exit status 1.
