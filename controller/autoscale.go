@@ -36,7 +36,9 @@ import (
 //     nodes to bring it to the band's middle, assuming new nodes like the
 //     current ones (at least one), unless a scale-out happened less than
 //     Cooldown ago or nodes are still starting;
-//   - utilization below Low (0.6), more than MinNodes, no drain running,
+//   - utilization below Low (0.6), measured figures taken from the latest
+//     heartbeat rather than smoothed (allotments keep every registered
+//     job's nodes, so only load beyond the hints can dip), more than MinNodes, no drain running,
 //     nothing changed for Cooldown, and the rest would stay at or under High
 //     without one node: drain as many nodes as leave the rest at the band's
 //     middle (at least one), those holding the fewest bytes first (least
@@ -236,10 +238,11 @@ func (a *Autoscaler) loop() {
 // Interval; tests call it with a fake clock.
 func (a *Autoscaler) Step() Decision {
 	now := a.cfg.Now()
-	u, victims, draining := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU)
+	u, _, _ := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU)
+	uNow, victims, draining := a.c.utilization(1, a.cfg.UseCPU)
 	a.mu.Lock()
 	a.util = u
-	d := a.decideLocked(now, u, victims, draining)
+	d := a.decideLocked(now, u, uNow, victims, draining)
 	switch d.Action {
 	case ActionAdd:
 		a.lastOut, a.lastChange = now, now
@@ -280,8 +283,12 @@ type victim struct {
 	alloc float64
 }
 
-// decideLocked is the policy (see the comment at the top of the file).
-func (a *Autoscaler) decideLocked(now time.Time, u Utilization, victims []victim, draining int) Decision {
+// decideLocked is the policy (see the comment at the top of the file). u
+// has the measured figures smoothed over Smooth heartbeats, uNow the
+// latest ones: scale-out waits for a load to last, scale-in follows a
+// load that has ended at once (allotments keep every registered job's
+// nodes, so a momentary dip in traffic cannot drain them).
+func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []victim, draining int) Decision {
 	p := &a.cfg
 	n := u.Nodes
 	d := Decision{At: now, Action: ActionNone, Nodes: n, Util: u.Max, Dim: u.Dim}
@@ -307,7 +314,10 @@ func (a *Autoscaler) decideLocked(now time.Time, u Utilization, victims []victim
 			d.Reason = fmt.Sprintf("%s over %.0f%%", figures, 100*p.High)
 			a.held = ""
 		}
-	case u.Max < p.Low && n > p.MinNodes:
+	case uNow.Max < p.Low && n > p.MinNodes:
+		u = uNow
+		d.Util, d.Dim = u.Max, u.Dim
+		figures = fmt.Sprintf("%s %.0f%% (%s)", u.Dim, 100*u.Max, u.Detail)
 		projected := u.Max * float64(n) / float64(n-1)
 		switch {
 		case draining > 0 || a.starting > 0:
