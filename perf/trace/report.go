@@ -24,6 +24,9 @@ func (r *Result) Markdown(w io.Writer, command, png string, step float64) error 
 	fmt.Fprintf(&b, "Command:\n\n    %s\n\n", command)
 	fmt.Fprintf(&b, "Trace length %.0f s of trace time at timescale %.2f (%.0f s of wall time).\n\n",
 		r.Length.Seconds(), r.Timescale, r.Length.Seconds()*r.Timescale)
+	if r.Setup != "" {
+		fmt.Fprintf(&b, "%s\n\n", r.Setup)
+	}
 	fmt.Fprintf(&b, "| figure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| node-seconds used | %.0f |\n", r.NodeSeconds)
 	fmt.Fprintf(&b, "| peak nodes | %d |\n", r.PeakNodes)

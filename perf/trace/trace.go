@@ -119,8 +119,9 @@ type Result struct {
 	PeakNodes         int
 	StaticNodeSeconds float64
 	// Decisions are lines the caller adds for the report (the
-	// autoscaler's decisions).
+	// autoscaler's decisions); Setup describes the cluster and machine.
 	Decisions []string
+	Setup     string
 }
 
 // Ratio is node-seconds used over static peak provisioning.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -67,6 +68,10 @@ func runTrace(args []string) int {
 	if err != nil {
 		return fail("trace: %v", err)
 	}
+	res.Setup = fmt.Sprintf("Cluster: `pocket up --autoscale` in process, nodes of %s DRAM reporting %.0f Mb/s each, band %.0f%%-%.0f%%, "+
+		"%d to %d nodes, cool-down %v. Machine: %d cores, %s, %s/%s; all nodes and the load generator share it over loopback.",
+		o.dram, o.nodeMbps, 100*o.scale.Low, 100*o.scale.High, o.scale.MinNodes, o.scale.MaxNodes, o.scale.Cooldown,
+		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	for _, d := range u.auto.Decisions() {
 		res.Decisions = append(res.Decisions, fmt.Sprintf("t=%.0f %s %s: %s", d.At.Sub(start).Seconds() / *timescale, d.Action, decisionNodes(d.Count, d.Drain), d.Reason))
 	}
