@@ -2,7 +2,7 @@
 GO        ?= go
 STATICCHECK_VERSION := v0.8.2
 GOBIN     := $(shell $(GO) env GOPATH)/bin
-FUZZTIME  ?= 5s
+FUZZTIME  ?= 3s
 BIN       := bin/pocket
 
 .PHONY: all build run test vet staticcheck fmt-check unit fuzz bench bench-compare generate check-gen tools
