@@ -174,6 +174,7 @@ type Autoscaler struct {
 	counts     map[Action]int
 	held       string // last logged reason for holding back
 	util       Utilization
+	starts     []NodeStart
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -419,8 +420,30 @@ func (a *Autoscaler) startNode() {
 		a.c.cfg.Logf("autoscale: node %s started but did not register: %v", n.Addr, err)
 		return
 	}
+	st := NodeStart{Addr: n.Addr, Serving: serving, Registered: time.Since(t0)}
+	a.mu.Lock()
+	if len(a.starts) < maxDecisions {
+		a.starts = append(a.starts, st)
+	}
+	a.mu.Unlock()
 	a.c.cfg.Logf("autoscale: node %s serving %v after start, registered after %v",
-		n.Addr, serving.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+		n.Addr, st.Serving.Round(time.Millisecond), st.Registered.Round(time.Millisecond))
+}
+
+// NodeStart is how long a node the autoscaler started took: until it
+// accepted connections (Orchestrator.Start returned), and until the
+// controller listed it active.
+type NodeStart struct {
+	Addr       string
+	Serving    time.Duration
+	Registered time.Duration
+}
+
+// Starts returns the node starts that succeeded, oldest first.
+func (a *Autoscaler) Starts() []NodeStart {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]NodeStart(nil), a.starts...)
 }
 
 func (a *Autoscaler) doneStarting() {

@@ -208,6 +208,9 @@ func TestAutoscaleAddsOnMeasuredLoad(t *testing.T) {
 		t.Fatalf("reason does not give the figures: %q", d.Reason)
 	}
 	r.settle(3)
+	if ss := r.a.Starts(); len(ss) != 1 || ss[0].Serving > ss[0].Registered {
+		t.Fatalf("starts: %+v", ss)
+	}
 	if !r.logs.contains("autoscale: add 1 node(s), 2 -> 3") {
 		t.Fatalf("decision not logged: %q", r.logs.msgs)
 	}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/perf/trace"
 	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/wire"
@@ -72,6 +73,7 @@ func runTrace(args []string) int {
 		"%d to %d nodes, cool-down %v. Machine: %d cores, %s, %s/%s; all nodes and the load generator share it over loopback.",
 		o.dram, o.nodeMbps, 100*o.scale.Low, 100*o.scale.High, o.scale.MinNodes, o.scale.MaxNodes, o.scale.Cooldown,
 		runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	res.Decisions = append(res.Decisions, startFigures(u.auto.Starts()))
 	for _, d := range u.auto.Decisions() {
 		res.Decisions = append(res.Decisions, fmt.Sprintf("t=%.0f %s %s: %s", d.At.Sub(start).Seconds() / *timescale, d.Action, decisionNodes(d.Count, d.Drain), d.Reason))
 	}
@@ -113,4 +115,14 @@ func writeTrace(res *trace.Result, dir, command string) int {
 	fmt.Printf("node-seconds %.0f of %.0f static (%.0f%%), peak %d nodes; report in %s\n",
 		res.NodeSeconds, res.StaticNodeSeconds, 100*res.Ratio(), res.PeakNodes, dir)
 	return 0
+}
+
+// startFigures summarizes how fast new nodes served and registered.
+func startFigures(ss []controller.NodeStart) string {
+	var serving, registered time.Duration
+	for _, s := range ss {
+		serving, registered = max(serving, s.Serving), max(registered, s.Registered)
+	}
+	return fmt.Sprintf("%d node start(s): the slowest served %v and registered %v after its start",
+		len(ss), serving.Round(time.Millisecond), registered.Round(time.Millisecond))
 }
