@@ -118,6 +118,9 @@ func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 	}
 	d := net.Dialer{Timeout: p.c.opts.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
 	if err != nil {
 		return nil, &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: %v", p.addr, err)}
 	}
@@ -140,8 +143,12 @@ func (p *pool) close() {
 }
 
 // muxConn is one connection with many requests in flight. Writers take
-// wmu for one writev of a whole frame; one reader goroutine matches replies
-// to calls by request id.
+// wmu for one writev of a whole frame. There is no reader goroutine: a
+// caller waiting for its reply takes rmu and reads replies itself, handing
+// each to the call it answers, until its own has come; then it wakes one
+// other waiter to take over. An unpipelined call thus reads its own reply
+// on its own goroutine, with no hand-off between goroutines (which cost as
+// much as the round trip on loopback).
 type muxConn struct {
 	nc   net.Conn
 	addr string
@@ -150,6 +157,11 @@ type muxConn struct {
 	wmu sync.Mutex
 	enc *wire.Encoder
 	hdr [wire.HeaderLen]byte
+
+	rmu  sync.Mutex // held by the goroutine reading replies
+	br   *bufio.Reader
+	rhdr [wire.HeaderLen]byte
+	wake chan struct{} // a waiter should try to become the reader
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -167,9 +179,8 @@ type call struct {
 }
 
 func newMuxConn(nc net.Conn, addr string, lim *wire.Limits) *muxConn {
-	mc := &muxConn{nc: nc, addr: addr, lim: lim, enc: wire.NewEncoder(), pending: make(map[uint64]*call)}
-	go mc.readLoop(bufio.NewReaderSize(nc, 64<<10))
-	return mc
+	return &muxConn{nc: nc, addr: addr, lim: lim, enc: wire.NewEncoder(), pending: make(map[uint64]*call),
+		br: bufio.NewReaderSize(nc, 64<<10), wake: make(chan struct{}, 1)}
 }
 
 func (mc *muxConn) dead() bool {
@@ -196,17 +207,8 @@ func (mc *muxConn) do(ctx context.Context, op wire.Op, flags uint16, req *wire.R
 	if err := mc.send(op, flags, id, req, payload); err != nil {
 		mc.fail(err)
 	}
-	select {
-	case <-cl.done:
-	case <-ctx.Done():
-		mc.mu.Lock()
-		_, waiting := mc.pending[id]
-		delete(mc.pending, id)
-		mc.mu.Unlock()
-		if waiting {
-			return Reply{}, ctx.Err()
-		}
-		<-cl.done // the reader has the call: let it finish with dst
+	if err := mc.wait(ctx, id, cl); err != nil {
+		return Reply{}, err
 	}
 	if cl.err != nil {
 		return Reply{}, cl.err
@@ -219,6 +221,50 @@ func (mc *muxConn) do(ctx context.Context, op wire.Op, flags uint16, req *wire.R
 		return r, &wire.Error{Code: cl.h.Code, Msg: r.Meta.Message, Epoch: r.Meta.Epoch}
 	}
 	return r, nil
+}
+
+// wait returns when cl is answered (or failed), reading replies itself
+// whenever no one else is; or returns ctx's error if cancelled before the
+// reply is being read.
+func (mc *muxConn) wait(ctx context.Context, id uint64, cl *call) error {
+	defer mc.nudge() // whoever leaves may hold the wake token another needs
+	for {
+		if mc.rmu.TryLock() {
+			err := mc.readUntil(cl)
+			mc.rmu.Unlock()
+			if err != nil {
+				mc.fail(err)
+			}
+		}
+		select {
+		case <-cl.done:
+			return nil
+		default:
+		}
+		select {
+		case <-cl.done:
+			return nil
+		case <-mc.wake:
+		case <-ctx.Done():
+			mc.mu.Lock()
+			_, waiting := mc.pending[id]
+			delete(mc.pending, id)
+			mc.mu.Unlock()
+			if waiting {
+				return ctx.Err()
+			}
+			<-cl.done // a reader has the call: let it finish with dst
+			return nil
+		}
+	}
+}
+
+// nudge asks one waiter, if any, to try to become the reader.
+func (mc *muxConn) nudge() {
+	select {
+	case mc.wake <- struct{}{}:
+	default:
+	}
 }
 
 // send writes one frame with a single writev.
@@ -236,25 +282,28 @@ func (mc *muxConn) send(op wire.Op, flags uint16, id uint64, req *wire.Request, 
 	return err
 }
 
-func (mc *muxConn) readLoop(br *bufio.Reader) {
-	var hdr [wire.HeaderLen]byte
+// readUntil reads replies, handing each to its call, until mine is done.
+// The caller holds rmu.
+func (mc *muxConn) readUntil(mine *call) error {
 	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			mc.fail(err)
-			return
+		select {
+		case <-mine.done:
+			return nil
+		default:
 		}
-		h, err := wire.ParseHeader(hdr[:], mc.lim)
+		if _, err := io.ReadFull(mc.br, mc.rhdr[:]); err != nil {
+			return err
+		}
+		h, err := wire.ParseHeader(mc.rhdr[:], mc.lim)
 		if err != nil {
-			mc.fail(err)
-			return
+			return err
 		}
 		mc.mu.Lock()
 		cl := mc.pending[h.ID]
 		delete(mc.pending, h.ID)
 		mc.mu.Unlock()
-		if err := mc.readReply(br, &h, cl); err != nil {
-			mc.fail(err)
-			return
+		if err := mc.readReply(mc.br, &h, cl); err != nil {
+			return err
 		}
 	}
 }

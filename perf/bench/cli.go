@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/internal/units"
 )
@@ -127,6 +128,11 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 		return nil, err
 	}
 	o.Hints.CapacityBytes = int64(capacity)
+	if o.Token != "" {
+		if _, err := token.Parse(o.Token); err != nil {
+			return nil, usageError(fs, "--token: %v", err)
+		}
+	}
 	if o.Tier != "dram" && o.Tier != "nvme" {
 		return nil, usageError(fs, "--tier %q: want dram or nvme", o.Tier)
 	}
@@ -213,7 +219,9 @@ func (o *Options) Dialer() Dialer {
 	}
 	opts := client.ConnOptions{Job: []byte(o.Job), Epoch: o.Epoch, NVMe: o.Tier == "nvme"}
 	if o.Token != "" {
-		opts.Token = []byte(o.Token)
+		// The token as `pocket job register` prints it (hex); checked in
+		// ParseArgs.
+		opts.Token, _ = token.Parse(o.Token)
 	}
 	return PocketDialer(o.Addr, opts, o.Config.Size)
 }
