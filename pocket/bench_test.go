@@ -2,6 +2,7 @@ package pocket
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/pocketstore/pocket/client"
@@ -45,4 +46,60 @@ func BenchmarkSmallGet(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkLargeObject compares a 64 MiB put and get through the SDK
+// (chunked, chunks in parallel) with one raw frame each way on one node.
+func BenchmarkLargeObject(b *testing.B) {
+	addrs, _ := cluster(b, 1, 512<<20)
+	ctx := context.Background()
+	const size = 64 << 20
+	val := randBytes(size, 2)
+	dst := make([]byte, size)
+	c, err := client.DialConn(ctx, addrs[0], client.ConnOptions{Job: []byte("job-1"), BufferSize: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	raw := func(b *testing.B, get bool) {
+		b.SetBytes(size)
+		for b.Loop() {
+			if get {
+				_, err = c.SendGet([]byte("raw"))
+			} else {
+				_, err = c.SendPut([]byte("raw"), val, 0)
+			}
+			if err == nil {
+				err = c.Flush()
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r, err := c.RecvInto(dst); err != nil || r.Code != 0 {
+				b.Fatal(err, r.Err())
+			}
+		}
+	}
+	b.Run("raw-put", func(b *testing.B) { raw(b, false) })
+	b.Run("raw-get", func(b *testing.B) { raw(b, true) })
+	for _, chunk := range []int64{256 << 10, 1 << 20, 4 << 20} {
+		j := staticJob(b, Config{ChunkSize: chunk}, addrs)
+		name := fmt.Sprintf("chunk=%dKiB", chunk>>10)
+		b.Run("sdk-put/"+name, func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				if err := j.Put(ctx, "obj", val); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("sdk-get/"+name, func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				if got, err := j.GetInto(ctx, "obj", dst); err != nil || len(got) != size {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
