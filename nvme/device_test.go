@@ -387,3 +387,46 @@ func ExampleDevice() {
 	fmt.Println(string(buf[:5]))
 	// Prints "hello" where the temp dir accepts O_DIRECT.
 }
+
+// Many goroutines, batches of mixed sizes and a tiny queue depth: slots run
+// out constantly, the reaper role changes hands, and entries are submitted
+// by other goroutines' system calls. Every transfer must still complete.
+func TestDeviceStress(t *testing.T) {
+	for _, eng := range engines(t) {
+		t.Run(eng.String(), func(t *testing.T) {
+			d := openTestFile(t, eng, 4<<20, Options{QueueDepth: 2})
+			blk := d.Align()
+			var wg sync.WaitGroup
+			for w := range 24 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(uint64(w), 77))
+					buf, err := d.AllocBuffer(5 * blk)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer d.FreeBuffer(buf)
+					for range 150 {
+						ios := make([]IO, 1+rng.IntN(5))
+						for i := range ios {
+							ios[i] = IO{Write: rng.IntN(2) == 0, Buf: buf[i*blk : (i+1)*blk], Off: int64(w*5+i) * int64(blk)}
+						}
+						if err := d.Do(ios); err != nil {
+							t.Error(err)
+							return
+						}
+						for _, io := range ios {
+							if io.N != blk {
+								t.Errorf("transfer moved %d of %d", io.N, blk)
+								return
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}

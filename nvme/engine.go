@@ -59,21 +59,37 @@ func errnoErr(op string, res int32) error {
 	return os.NewSyscallError(op, syscall.Errno(-res))
 }
 
-// uringEngine shares one ring among any number of goroutines. Submitters
-// publish entries under sqMu and call io_uring_enter outside it; a single
-// reaper goroutine waits for completions and wakes each batch when its last
-// transfer is done. In flight is bounded by the slot count: a submitter
-// takes a free slot before it may publish an entry, so the submission queue
-// can never overflow and the completion queue (twice as large) neither.
+// uringEngine shares one ring among any number of goroutines.
+//
+// Submission: a goroutine takes a free slot per transfer, publishes the
+// entries under sqMu and enters the kernel outside it. In flight is bounded
+// by the slot count, so the submission queue can never overflow and the
+// completion queue (twice as large) neither.
+//
+// Every goroutine that publishes k entries owes one io_uring_enter for k;
+// the kernel takes entries in publication order, so whoever enters may
+// submit another's entries, and the totals still match as long as no
+// goroutine drops what it owes.
+//
+// Completion (leader/follower): there is no reaper goroutine. A submitter
+// that finds nobody reaping becomes the reaper: it submits and waits in one
+// io_uring_enter, dispatches every completion it reaps (waking the batches
+// of other goroutines through their channels), and when its own batch is
+// done hands the role to one waiting goroutine, if any. At queue depth 1 a
+// transfer thus costs one system call and no goroutine switch, as with fio.
+// cqMu guards reaping and waiters; lock order: sqMu is never held with cqMu.
 type uringEngine struct {
 	r       *ring
 	sqMu    sync.Mutex
 	slots   []uringSlot
 	free    chan uint32
 	closing chan struct{}
-	done    chan struct{}
 	once    sync.Once
 	fixed   [][]byte // registered buffers by index
+
+	cqMu    sync.Mutex
+	reaping bool
+	waiters []*uringBatch // incomplete batches whose goroutine waits on done
 }
 
 type uringSlot struct {
@@ -81,21 +97,24 @@ type uringSlot struct {
 	b   *uringBatch
 	pin runtime.Pinner
 	// armed is stored by the submitter after it filled the slot and
-	// loaded by the reaper before reading it. The kernel orders the two
+	// swapped by the reaper before reading it. The kernel orders the two
 	// already (the SQ tail store precedes the completion), but the race
 	// detector cannot see through the ring; this edge it can see.
 	armed atomic.Bool
 }
 
+// Messages on uringBatch.done.
+const (
+	batchComplete = iota + 1
+	batchPromote  // the receiver is the reaper now
+)
+
 type uringBatch struct {
 	remaining atomic.Int32
-	done      chan struct{}
+	done      chan uint8 // capacity 1; see batchComplete, batchPromote
 }
 
-var batchPool = sync.Pool{New: func() any { return &uringBatch{done: make(chan struct{}, 1)} }}
-
-// closeTag is the user_data of the NOP that stops the reaper.
-const closeTag = ^uint64(0)
+var batchPool = sync.Pool{New: func() any { return &uringBatch{done: make(chan uint8, 1)} }}
 
 func newUringEngine(depth int, regions [][]byte) (*uringEngine, error) {
 	if err := ProbeUring(); err != nil {
@@ -111,7 +130,7 @@ func newUringEngine(depth int, regions [][]byte) (*uringEngine, error) {
 		slots:   make([]uringSlot, depth),
 		free:    make(chan uint32, depth),
 		closing: make(chan struct{}),
-		done:    make(chan struct{}),
+		waiters: make([]*uringBatch, 0, depth),
 	}
 	for i := range depth {
 		e.free <- uint32(i)
@@ -124,7 +143,6 @@ func newUringEngine(depth int, regions [][]byte) (*uringEngine, error) {
 			e.fixed = bufs
 		}
 	}
-	go e.reaper()
 	return e, nil
 }
 
@@ -145,43 +163,179 @@ func (e *uringEngine) fixedIndex(b []byte) int {
 func (e *uringEngine) run(fd int, ios []IO) {
 	b := batchPool.Get().(*uringBatch)
 	b.remaining.Store(int32(len(ios)))
+	pending := uint32(0) // published, not yet submitted
+	reaper := false
 	for i := 0; i < len(ios); {
-		var first uint32
-		select {
-		case first = <-e.free:
-		case <-e.closing:
+		first, ok := e.slot(&pending, &reaper)
+		if !ok {
 			for ; i < len(ios); i++ {
 				ios[i].Err = ErrClosed
 				e.finish(b)
 			}
-			continue
+			break
 		}
-		n := uint32(0)
 		e.sqMu.Lock()
 		e.push(fd, first, &ios[i], b)
-		i, n = i+1, 1
+		i, pending = i+1, pending+1
 	more:
 		for i < len(ios) {
 			select {
 			case s := <-e.free:
 				e.push(fd, s, &ios[i], b)
-				i, n = i+1, n+1
+				i, pending = i+1, pending+1
 			default:
 				break more
 			}
 		}
 		e.sqMu.Unlock()
-		e.submit(n)
 	}
-	<-b.done
+	e.wait(b, pending, reaper)
 	batchPool.Put(b)
 }
 
-// finish counts one transfer of b as complete.
-func (e *uringEngine) finish(b *uringBatch) {
-	if b.remaining.Add(-1) == 0 {
-		b.done <- struct{}{}
+// slot takes a free slot. When none is free, the entries published so far
+// must reach the kernel and somebody must reap so that slots come back: the
+// caller becomes the reaper if nobody is (and stays it until wait), else it
+// submits and blocks. It reports false once the engine is closing.
+func (e *uringEngine) slot(pending *uint32, reaper *bool) (uint32, bool) {
+	for {
+		select {
+		case s := <-e.free:
+			return s, true
+		default:
+		}
+		if !*reaper {
+			e.cqMu.Lock()
+			if !e.reaping {
+				e.reaping, *reaper = true, true
+			}
+			e.cqMu.Unlock()
+		}
+		if *reaper {
+			*pending = e.reapOnce(*pending)
+			continue
+		}
+		e.submit(*pending)
+		*pending = 0
+		select {
+		case s := <-e.free:
+			return s, true
+		case <-e.closing:
+			return 0, false
+		}
 	}
+}
+
+// wait submits the last pending entries and returns when b is complete,
+// reaping for everyone while it is the reaper.
+func (e *uringEngine) wait(b *uringBatch, pending uint32, reaper bool) {
+	if !reaper {
+		e.cqMu.Lock()
+		switch {
+		case b.remaining.Load() == 0:
+			e.cqMu.Unlock()
+			e.submit(pending)
+			<-b.done
+			return
+		case e.reaping:
+			e.waiters = append(e.waiters, b)
+			e.cqMu.Unlock()
+			e.submit(pending)
+			if <-b.done == batchComplete {
+				return
+			}
+			pending = 0 // promoted
+		default:
+			e.reaping = true
+			e.cqMu.Unlock()
+		}
+	}
+	for b.remaining.Load() > 0 {
+		pending = e.reapOnce(pending)
+	}
+	// Entries are submitted in publication order, whoever enters, so
+	// our batch can be complete while entries of others that our count
+	// stands for are still unsubmitted: submit them before leaving.
+	e.submit(pending)
+	<-b.done // our own completion message, sent by complete
+	for !e.handOff() {
+		e.reapOnce(0)
+	}
+}
+
+// reapOnce dispatches the completions available, or else submits pending
+// entries and waits for at least one completion in the same system call.
+// It returns how many entries are still unsubmitted.
+func (e *uringEngine) reapOnce(pending uint32) uint32 {
+	if e.r.reap(e.complete) > 0 {
+		return pending
+	}
+	n, err := e.r.enter(pending, 1, enterGetEvents)
+	if err != nil {
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.ENOMEM) {
+			runtime.Gosched()
+			return pending
+		}
+		panic(fmt.Sprintf("nvme: io_uring submit and wait: %v", err))
+	}
+	return pending - min(pending, uint32(n))
+}
+
+// handOff ends the caller's turn as reaper: the role passes to a waiting
+// goroutine, or lapses when nothing is in flight. With transfers in flight
+// and nobody waiting (their goroutines are between publishing and waiting,
+// or blocked for a slot) it reports false and the caller reaps on.
+func (e *uringEngine) handOff() bool {
+	e.cqMu.Lock()
+	defer e.cqMu.Unlock()
+	if k := len(e.waiters); k > 0 {
+		next := e.waiters[k-1]
+		e.waiters = e.waiters[:k-1]
+		next.done <- batchPromote
+		return true
+	}
+	if len(e.free) == cap(e.free) {
+		e.reaping = false
+		return true
+	}
+	return false
+}
+
+// complete dispatches one completion; only the reaper calls it.
+func (e *uringEngine) complete(ud uint64, res int32) {
+	sl := &e.slots[ud]
+	if !sl.armed.Swap(false) {
+		panic("nvme: io_uring completion for an idle slot")
+	}
+	io, b := sl.io, sl.b
+	sl.io, sl.b = nil, nil
+	sl.pin.Unpin()
+	if res < 0 {
+		io.Err = errnoErr(opName(io.Write), res)
+	} else {
+		io.N = int(res)
+	}
+	e.free <- uint32(ud)
+	e.finish(b)
+}
+
+// finish counts one transfer of b as complete; the last one unregisters b
+// from the waiters and wakes its goroutine.
+func (e *uringEngine) finish(b *uringBatch) {
+	if b.remaining.Add(-1) != 0 {
+		return
+	}
+	e.cqMu.Lock()
+	for i, w := range e.waiters {
+		if w == b {
+			last := len(e.waiters) - 1
+			e.waiters[i] = e.waiters[last]
+			e.waiters = e.waiters[:last]
+			break
+		}
+	}
+	e.cqMu.Unlock()
+	b.done <- batchComplete
 }
 
 // push publishes one entry; the caller holds sqMu and owns slot s.
@@ -211,7 +365,7 @@ func (e *uringEngine) push(fd int, s uint32, io *IO, b *uringBatch) {
 // itself is broken (its descriptor closed under us): that is a bug, and it
 // panics rather than leave callers waiting forever.
 func (e *uringEngine) submit(n uint32) {
-	for {
+	for n > 0 {
 		err := e.r.submit(n)
 		if err == nil {
 			return
@@ -224,39 +378,6 @@ func (e *uringEngine) submit(n uint32) {
 	}
 }
 
-func (e *uringEngine) reaper() {
-	defer close(e.done)
-	stop := false
-	complete := func(ud uint64, res int32) {
-		if ud == closeTag {
-			stop = true
-			return
-		}
-		sl := &e.slots[ud]
-		if !sl.armed.Swap(false) {
-			panic("nvme: io_uring completion for an idle slot")
-		}
-		io, b := sl.io, sl.b
-		sl.io, sl.b = nil, nil
-		sl.pin.Unpin()
-		if res < 0 {
-			io.Err = errnoErr(opName(io.Write), res)
-		} else {
-			io.N = int(res)
-		}
-		e.free <- uint32(ud)
-		e.finish(b)
-	}
-	for !stop {
-		if e.r.reap(complete) > 0 {
-			continue
-		}
-		if err := e.r.wait(); err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EBUSY) {
-			panic(fmt.Sprintf("nvme: io_uring wait: %v", err))
-		}
-	}
-}
-
 func opName(write bool) string {
 	if write {
 		return "io_uring write"
@@ -264,18 +385,14 @@ func opName(write bool) string {
 	return "io_uring read"
 }
 
-// close waits for transfers in flight, stops the reaper and frees the ring.
+// close waits for transfers in flight (their goroutines reap them) and
+// frees the ring.
 func (e *uringEngine) close() {
 	e.once.Do(func() {
 		close(e.closing)
 		for range len(e.slots) {
 			<-e.free
 		}
-		e.sqMu.Lock()
-		e.r.push(opNop, -1, nil, 0, 0, 0, closeTag)
-		e.sqMu.Unlock()
-		e.submit(1)
-		<-e.done
 		if len(e.fixed) > 0 {
 			_ = e.r.register(unregisterBuffers, nil, 0)
 		}
