@@ -74,7 +74,7 @@ func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
 		if len(b) < body {
 			return done, nil
 		}
-		n.stats.requests.Add(1)
+		n.stats.of(c).requests.Add(1)
 		payload := b[body:]
 		if int64(len(payload)) > int64(h.PayloadLen) {
 			payload = payload[:h.PayloadLen]

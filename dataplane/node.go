@@ -51,9 +51,23 @@ type Node struct {
 	drain  atomic.Bool
 }
 
+// nodeStats are the request counters, one set per event loop so that two
+// loops never write the same cache line on every request; Stats adds them.
 type nodeStats struct {
+	loops [maxStatLoops]loopStats
+}
+
+const maxStatLoops = 64
+
+type loopStats struct {
 	requests, errors  atomic.Uint64
 	bytesIn, bytesOut atomic.Uint64
+	_                 [32]byte // one cache line each
+}
+
+// of returns the counters of c's loop.
+func (s *nodeStats) of(c *netio.Conn) *loopStats {
+	return &s.loops[c.Loop().Index()%maxStatLoops]
 }
 
 // NewNode starts a node listening on cfg.Listen.
@@ -144,11 +158,15 @@ type Stats struct {
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
-	return Stats{
-		Requests: n.stats.requests.Load(), Errors: n.stats.errors.Load(),
-		BytesIn: n.stats.bytesIn.Load(), BytesOut: n.stats.bytesOut.Load(),
-		Net: n.srv.Stats(),
+	st := Stats{Net: n.srv.Stats()}
+	for i := range n.stats.loops {
+		l := &n.stats.loops[i]
+		st.Requests += l.requests.Load()
+		st.Errors += l.errors.Load()
+		st.BytesIn += l.bytesIn.Load()
+		st.BytesOut += l.bytesOut.Load()
 	}
+	return st
 }
 
 // DropJob deletes a job's values from every tier (keeping persistent ones
@@ -162,27 +180,48 @@ func (n *Node) DropJob(job []byte, keepPersistent bool) int64 {
 	return freed
 }
 
-// jobTable holds per-job epochs. Reads are on the hot path: a read lock and
-// a map lookup by the request's job bytes, which does not allocate.
+// jobTable holds per-job epochs. Reads are on every request, from every
+// loop: an atomic load of an immutable map, looked up by the request's job
+// bytes (which does not allocate); writers copy the map under mu.
 type jobTable struct {
-	mu     sync.RWMutex
-	epochs map[string]uint64
+	mu     sync.Mutex
+	epochs atomic.Pointer[map[string]uint64]
 }
 
-func (j *jobTable) init() { j.epochs = make(map[string]uint64) }
+func (j *jobTable) init() {
+	m := map[string]uint64{}
+	j.epochs.Store(&m)
+}
+
+// update replaces the map with a copy changed by f.
+func (j *jobTable) update(f func(m map[string]uint64)) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	old := *j.epochs.Load()
+	m := make(map[string]uint64, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	f(m)
+	j.epochs.Store(&m)
+}
 
 func (j *jobTable) setEpoch(job string, e uint64) {
-	j.mu.Lock()
-	if e > j.epochs[job] {
-		j.epochs[job] = e
+	if cur, ok := (*j.epochs.Load())[job]; ok && cur >= e {
+		return
 	}
-	j.mu.Unlock()
+	j.update(func(m map[string]uint64) {
+		if e > m[job] {
+			m[job] = e
+		}
+	})
 }
 
 func (j *jobTable) forget(job string) {
-	j.mu.Lock()
-	delete(j.epochs, job)
-	j.mu.Unlock()
+	if _, ok := (*j.epochs.Load())[job]; !ok {
+		return
+	}
+	j.update(func(m map[string]uint64) { delete(m, job) })
 }
 
 // check refuses an epoch older than the job's current one. A newer epoch
@@ -191,9 +230,7 @@ func (j *jobTable) check(job []byte, e uint64) error {
 	if e == 0 {
 		return nil
 	}
-	j.mu.RLock()
-	cur, ok := j.epochs[string(job)]
-	j.mu.RUnlock()
+	cur, ok := (*j.epochs.Load())[string(job)]
 	if e < cur {
 		return &wire.Error{Code: wire.CodeStaleEpoch, Msg: "placement map is stale; fetch the job's map again", Epoch: cur}
 	}

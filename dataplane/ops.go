@@ -57,7 +57,7 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	if err != nil {
 		return n.skipPayload(c, cs, h, have, wireErr(err))
 	}
-	n.stats.bytesIn.Add(uint64(h.PayloadLen))
+	n.stats.of(c).bytesIn.Add(uint64(h.PayloadLen))
 	s := &cs.put
 	s.start(c, *h, tier, p)
 	s.fill(have)
@@ -176,7 +176,7 @@ func (n *Node) sendValue(c *netio.Conn, cs *connState, h *wire.Header, v Value) 
 	rh := wire.Header{Op: h.Op.Reply(), ID: h.ID, PayloadLen: uint32(size), Flags: uint16(v.Flags())}
 	wire.PutHeader(cs.hdr[:], &rh)
 	c.Write(cs.hdr[:])
-	n.stats.bytesOut.Add(uint64(size))
+	n.stats.of(c).bytesOut.Add(uint64(size))
 	segs := v.Segments()
 	if size <= smallCopy || len(segs) == 0 {
 		for _, s := range segs {
@@ -325,7 +325,7 @@ func (n *Node) replyMeta(c *netio.Conn, cs *connState, h *wire.Header, r *wire.R
 }
 
 func (n *Node) replyErr(c *netio.Conn, cs *connState, h *wire.Header, err error) {
-	n.stats.errors.Add(1)
+	n.stats.of(c).errors.Add(1)
 	werr := wireErr(err)
 	meta := cs.encoder().ErrorResponse(werr)
 	rh := wire.Header{Op: h.Op | wire.ReplyBit, ID: h.ID, Code: wire.CodeOf(werr), MetaLen: uint32(len(meta))}

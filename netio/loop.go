@@ -310,6 +310,10 @@ func (l *Loop) stop() {
 	l.mu.Unlock()
 }
 
+// Index is the loop's number, 0 to Loops-1: handlers use it to keep
+// per-loop state (counters) that no other loop writes.
+func (l *Loop) Index() int { return l.idx }
+
 // Post runs f on the loop goroutine soon, after the events of the current
 // pass. It may be called from any goroutine, the loop's own included. After
 // the server has closed, f is dropped.
