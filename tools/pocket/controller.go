@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,6 +31,7 @@ func runController(args []string) int {
 	secret := fs.String("secret", "", "cluster secret shared with the nodes (default $"+token.EnvSecret+"; generated if unset)")
 	heartbeat := fs.Duration("heartbeat", time.Second, "heartbeat interval asked of the nodes")
 	deadAfter := fs.Duration("dead-after", 0, "mark a silent node dead after this long (default 3 heartbeats)")
+	metrics := fs.String("metrics", "", "serve Prometheus /metrics on this address")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -60,6 +62,15 @@ func runController(args []string) int {
 	fmt.Printf("pocket controller serving on %s\nexport %s=%s\n", addr, metaclient.EnvController, addr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *metrics != "" {
+		srv := &http.Server{Addr: *metrics, Handler: metricsMux(c), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Printf("controller: metrics on %s: %v", *metrics, err)
+			}
+		}()
+		defer srv.Close()
+	}
 	<-ctx.Done()
 	c.Close()
 	return 0

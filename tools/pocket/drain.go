@@ -102,7 +102,3 @@ func awaitLeft(ctx context.Context, ctl, node string, limit time.Duration) error
 		}
 	}
 }
-
-// runNode (node.go) calls nodeSubcommand; this keeps the linters from
-// calling it unused in a tree where that call is not in yet.
-var _ = nodeSubcommand

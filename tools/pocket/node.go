@@ -64,6 +64,9 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 }
 
 func runNode(args []string) int {
+	if code, ok := nodeSubcommand(args); ok {
+		return code
+	}
 	fs := flag.NewFlagSet("node", flag.ContinueOnError)
 	var f nodeFlags
 	f.bind(fs)
