@@ -14,8 +14,8 @@ import (
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/token"
-	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/pocket"
 )
 
 // Mode is what one invocation of the command does.
