@@ -285,10 +285,17 @@ func (d *Device) Do(ios []IO) error {
 	if d.closed {
 		return ErrClosed
 	}
+	fresh := d.fault == nil
 	for i := range ios {
 		ios[i].N, ios[i].Err = 0, d.check(&ios[i])
+		fresh = fresh && ios[i].Err == nil && len(ios[i].Buf) > 0
 	}
-	d.attempt(ios)
+	if fresh {
+		d.first(ios)
+	}
+	if unfinished(ios) {
+		d.attempt(ios)
+	}
 	var first error
 	for i := range ios {
 		if ios[i].Err != nil && first == nil {
@@ -296,6 +303,33 @@ func (d *Device) Do(ios []IO) error {
 		}
 	}
 	return first
+}
+
+// first runs a batch of valid transfers in place, the common case, with
+// no copy of the batch; errors are named and partial transfers left for
+// attempt to continue.
+func (d *Device) first(ios []IO) {
+	d.eng.run(d.fd, ios)
+	for i := range ios {
+		io := &ios[i]
+		switch {
+		case io.Err != nil:
+			io.N = 0
+			io.Err = fmt.Errorf("nvme: %s %d bytes at %d: %w", dir(io.Write), len(io.Buf), io.Off, io.Err)
+		case io.N == 0:
+			io.Err = d.short(io)
+		}
+	}
+}
+
+// unfinished reports whether a transfer without error has bytes left.
+func unfinished(ios []IO) bool {
+	for i := range ios {
+		if ios[i].Err == nil && ios[i].N < len(ios[i].Buf) {
+			return true
+		}
+	}
+	return false
 }
 
 // attempt runs every IO that has no error and is not complete, then
@@ -339,7 +373,7 @@ func (d *Device) attempt(ios []IO) {
 			retry = retry || io.N < len(io.Buf)
 		}
 	}
-	if retry {
+	if retry && unfinished(ios) {
 		d.attempt(ios)
 	}
 }

@@ -17,7 +17,7 @@ import (
 type Engine uint8
 
 // Engines. EngineAuto picks io_uring when ProbeUring succeeds, else the
-// synchronous fallback.
+// synchronous fallback (pread and pwrite).
 const (
 	EngineAuto Engine = iota
 	EngineUring
@@ -29,7 +29,7 @@ func (e Engine) String() string {
 	case EngineUring:
 		return "io_uring"
 	case EngineSync:
-		return "pread/pwrite"
+		return "sync"
 	}
 	return "auto"
 }
