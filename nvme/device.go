@@ -285,7 +285,10 @@ func (d *Device) Do(ios []IO) error {
 	if d.closed {
 		return ErrClosed
 	}
-	fresh := d.fault == nil
+	if len(ios) == 0 {
+		return nil // nothing to wait for (a zero-length value)
+	}
+	fresh := d.fault == nil && len(ios) > 0
 	for i := range ios {
 		ios[i].N, ios[i].Err = 0, d.check(&ios[i])
 		fresh = fresh && ios[i].Err == nil && len(ios[i].Buf) > 0

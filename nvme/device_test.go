@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -428,5 +429,35 @@ func TestDeviceStress(t *testing.T) {
 			}
 			wg.Wait()
 		})
+	}
+}
+
+// TestDeviceDoEmpty: a batch of no transfers (a zero-length value) returns
+// at once instead of waiting for completions that will never come.
+func TestDeviceDoEmpty(t *testing.T) {
+	for _, eng := range engines(t) {
+		dev := openTestFile(t, eng, 1<<20, Options{})
+		done := make(chan error, 1)
+		go func() { done <- dev.Do(nil) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%v: Do(nil) = %v", eng, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%v: Do(nil) did not return", eng)
+		}
+	}
+}
+
+func TestDeviceEmptyBatch(t *testing.T) {
+	for _, eng := range engines(t) {
+		d := openTestFile(t, eng, 1<<20, Options{})
+		if err := d.Do(nil); err != nil {
+			t.Fatalf("%v: empty batch: %v", eng, err)
+		}
+		if err := d.Do([]IO{{Buf: nil}}); err != nil {
+			t.Fatalf("%v: empty transfer: %v", eng, err)
+		}
 	}
 }
