@@ -449,15 +449,3 @@ func TestDeviceDoEmpty(t *testing.T) {
 		}
 	}
 }
-
-func TestDeviceEmptyBatch(t *testing.T) {
-	for _, eng := range engines(t) {
-		d := openTestFile(t, eng, 1<<20, Options{})
-		if err := d.Do(nil); err != nil {
-			t.Fatalf("%v: empty batch: %v", eng, err)
-		}
-		if err := d.Do([]IO{{Buf: nil}}); err != nil {
-			t.Fatalf("%v: empty transfer: %v", eng, err)
-		}
-	}
-}

@@ -161,6 +161,9 @@ func (e *uringEngine) fixedIndex(b []byte) int {
 }
 
 func (e *uringEngine) run(fd int, ios []IO) {
+	if len(ios) == 0 {
+		return
+	}
 	b := batchPool.Get().(*uringBatch)
 	b.remaining.Store(int32(len(ios)))
 	pending := uint32(0) // published, not yet submitted

@@ -30,17 +30,20 @@ fiosize=${fiosize/B/}
 
 # pocket hw first: it creates the file and writes it end to end.
 "$bin" hw --path "$file" --size "$size" --duration "${secs}s" --depths 1,32 \
-	--skip-network --skip-dram --json >"${file}.pocket.json"
+	--skip-network --skip-dram --json >"${file}.pocket.json" 2>"${file}.pocket.log" ||
+	{ cat "${file}.pocket.log" >&2; exit 1; }
 
 fio_run() { # name rw bs iodepth
 	fio --name="$1" --filename="$file" --size="$fiosize" --ioengine=io_uring --direct=1 \
 		--rw="$2" --bs="$3" --iodepth="$4" --runtime="$secs" --time_based \
-		--output-format=json 2>/dev/null
+		--lat_percentiles=1 --output-format=json 2>/dev/null
 }
 fio_seq_write=$(fio_run seqw write 1M 16 | jq '.jobs[0].write.bw_bytes / 1e6')
 fio_seq_read=$(fio_run seqr read 1M 16 | jq '.jobs[0].read.bw_bytes / 1e6')
 fio_rand_qd32=$(fio_run rr32 randread 4k 32 | jq '.jobs[0].read.iops')
-fio_p50_qd1=$(fio_run rr1 randread 4k 1 | jq '.jobs[0].read.clat_ns.percentile["50.000000"] / 1e3')
+# Total latency (submission to completion), which is what pocket hw times;
+# fio's clat leaves out the submission.
+fio_p50_qd1=$(fio_run rr1 randread 4k 1 | jq '.jobs[0].read.lat_ns.percentile["50.000000"] / 1e3')
 
 p=${file}.pocket.json
 row() { # label unit fio pocket
@@ -53,4 +56,4 @@ row "seq write 1 MiB QD16" "MB/s" "$fio_seq_write" "$(jq .seq_write_mb_per_sec "
 row "seq read 1 MiB QD16" "MB/s" "$fio_seq_read" "$(jq .seq_read_mb_per_sec "$p")"
 row "rand read 4 KiB QD32" "IOPS" "$fio_rand_qd32" "$(jq .rand_read_4k_iops_qd32 "$p")"
 row "rand read 4 KiB QD1 p50" "us (lower is better)" "$fio_p50_qd1" "$(jq .rand_read_4k_p50_us_qd1 "$p")"
-rm -f "$p"
+rm -f "$p" "${file}.pocket.log"
