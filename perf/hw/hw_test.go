@@ -1,0 +1,134 @@
+package hw
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/nvme"
+)
+
+// A short run on a small file: every figure the profile promises is filled
+// in and the JSON carries the required fields.
+func TestRunSmall(t *testing.T) {
+	dir := t.TempDir()
+	if err := nvme.ProbeDirectIO(dir); err != nil {
+		t.Skipf("hw test skipped: %s: %v", dir, err)
+	}
+	cfg := Config{
+		Path: filepath.Join(dir, "dev"), Size: 16 << 20, Duration: 100 * time.Millisecond,
+		RandDepths: []int{1, 4}, DRAMBytes: 4 << 20,
+	}
+	r, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.SeqWriteMBps <= 0 || r.SeqReadMBps <= 0 || r.RandRead4kP50usQD1 <= 0 || r.DRAMCopyGBps <= 0 || r.LoopbackMBps <= 0 {
+		t.Fatalf("missing figures: %+v", r)
+	}
+	if len(r.RandRead) != 2 || len(r.RandWrite) != 2 || r.RandRead[1].Depth != 4 || r.RandRead[0].IOPS <= 0 {
+		t.Fatalf("random results: %+v %+v", r.RandRead, r.RandWrite)
+	}
+	data, _ := json.Marshal(r)
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"seq_write_mb_per_sec", "seq_read_mb_per_sec", "rand_read_4k_iops_qd32", "rand_read_4k_p50_us_qd1", "dram_copy_gb_per_sec"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("JSON lacks %s", k)
+		}
+	}
+	var table bytes.Buffer
+	PrintTable(&table, r)
+	if !strings.Contains(table.String(), "rand read 4 KiB QD4") {
+		t.Fatalf("table:\n%s", table.String())
+	}
+}
+
+func TestProfileRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "profile.json")
+	p := NewProfile(Report{SeqWriteMBps: 100, RandRead: []RandResult{{Depth: 1, IOPS: 5, P50us: 40, P99us: 90}}})
+	if err := WriteProfile(path, p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadProfile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != ProfileVersion || got.Report.SeqWriteMBps != 100 || len(got.Report.RandRead) != 1 || !got.MeasuredAt.Equal(p.MeasuredAt) {
+		t.Fatalf("round trip: %+v", got)
+	}
+}
+
+func TestParseProfileRejects(t *testing.T) {
+	for name, doc := range map[string]string{
+		"not json":  "{",
+		"version":   `{"version": 2}`,
+		"negative":  `{"version": 1, "report": {"seq_read_mb_per_sec": -1}}`,
+		"bad depth": `{"version": 1, "report": {"rand_read_4k": [{"qd": 0}]}}`,
+		"huge":      `{"version": 1, "host": "` + strings.Repeat("x", maxProfileBytes) + `"}`,
+	} {
+		if _, err := ParseProfile([]byte(doc)); !errors.Is(err, ErrBadProfile) {
+			t.Errorf("%s: %v, want ErrBadProfile", name, err)
+		}
+	}
+}
+
+func FuzzParseProfile(f *testing.F) {
+	f.Add([]byte(`{"version": 1, "report": {"seq_read_mb_per_sec": 10, "rand_read_4k": [{"qd": 1, "iops": 3}]}}`))
+	f.Add([]byte(`{"version": 1, "measured_at": "2026-01-01T00:00:00Z"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParseProfile(data)
+		if err != nil {
+			return
+		}
+		if p.Version != ProfileVersion {
+			t.Fatalf("accepted version %d", p.Version)
+		}
+		for _, v := range []float64{p.Report.SeqReadMBps, p.Report.SeqWriteMBps, p.Report.DRAMCopyGBps} {
+			if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+				t.Fatalf("accepted rate %v", v)
+			}
+		}
+	})
+}
+
+func TestMainFlags(t *testing.T) {
+	var out, errb bytes.Buffer
+	for _, args := range [][]string{
+		{},                                    // no --path
+		{"--path", "x", "--size", "lots"},     // bad size
+		{"--path", "x", "--engine", "magic"},  // bad engine
+		{"--path", "x", "--depths", "1,zero"}, // bad depths
+	} {
+		if code := Main(context.Background(), args, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	dir := t.TempDir()
+	if err := nvme.ProbeDirectIO(dir); err != nil {
+		t.Skipf("rest skipped: %v", err)
+	}
+	prof := filepath.Join(dir, "p.json")
+	args := []string{"--path", filepath.Join(dir, "dev"), "--size", "8MiB", "--duration", "50ms", "--depths", "1",
+		"--skip-network", "--skip-dram", "--json", "--profile", prof}
+	out.Reset()
+	if code := Main(context.Background(), args, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var r Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || r.SeqWriteMBps <= 0 {
+		t.Fatalf("--json output %q: %v", out.String(), err)
+	}
+	if _, err := os.Stat(prof); err != nil {
+		t.Fatalf("--profile: %v", err)
+	}
+}
