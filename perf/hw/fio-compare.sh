@@ -33,13 +33,18 @@ fiosize=${fiosize/B/}
 	--skip-network --skip-dram --json >"${file}.pocket.json" 2>"${file}.pocket.log" ||
 	{ cat "${file}.pocket.log" >&2; exit 1; }
 
-fio_run() { # name rw bs iodepth
+fio_run() { # name rw bs iodepth [extra fio options]
 	fio --name="$1" --filename="$file" --size="$fiosize" --ioengine=io_uring --direct=1 \
-		--rw="$2" --bs="$3" --iodepth="$4" --runtime="$secs" --time_based \
+		--rw="$2" --bs="$3" --iodepth="$4" --runtime="$secs" --time_based "${@:5}" \
 		--lat_percentiles=1 --output-format=json 2>/dev/null
 }
 fio_seq_write=$(fio_run seqw write 1M 16 | jq '.jobs[0].write.bw_bytes / 1e6')
 fio_seq_read=$(fio_run seqr read 1M 16 | jq '.jobs[0].read.bw_bytes / 1e6')
+# nvme registers its buffers (READ_FIXED/WRITE_FIXED); fio does so only
+# with --fixedbufs, so the sequential rows show fio both ways.
+fio_seq_write_fixed=$(fio_run seqwf write 1M 16 --fixedbufs | jq '.jobs[0].write.bw_bytes / 1e6')
+fio_seq_read_fixed=$(fio_run seqrf read 1M 16 --fixedbufs | jq '.jobs[0].read.bw_bytes / 1e6')
+fio_rand_qd32_fixed=$(fio_run rr32f randread 4k 32 --fixedbufs | jq '.jobs[0].read.iops')
 fio_rand_qd32=$(fio_run rr32 randread 4k 32 | jq '.jobs[0].read.iops')
 # Total latency (submission to completion), which is what pocket hw times;
 # fio's clat leaves out the submission.
@@ -53,7 +58,10 @@ row() { # label unit fio pocket
 echo "file: $file ($size), ${secs}s per run, engine $(jq -r .engine "$p"), alignment $(jq .align "$p")"
 printf "%-28s %12s %12s %8s  %s\n" measurement fio pocket ratio unit
 row "seq write 1 MiB QD16" "MB/s" "$fio_seq_write" "$(jq .seq_write_mb_per_sec "$p")"
+row "seq write 1 MiB QD16 fixed" "MB/s (fio --fixedbufs)" "$fio_seq_write_fixed" "$(jq .seq_write_mb_per_sec "$p")"
 row "seq read 1 MiB QD16" "MB/s" "$fio_seq_read" "$(jq .seq_read_mb_per_sec "$p")"
+row "seq read 1 MiB QD16 fixed" "MB/s (fio --fixedbufs)" "$fio_seq_read_fixed" "$(jq .seq_read_mb_per_sec "$p")"
 row "rand read 4 KiB QD32" "IOPS" "$fio_rand_qd32" "$(jq .rand_read_4k_iops_qd32 "$p")"
+row "rand read 4 KiB QD32 fixed" "IOPS (fio --fixedbufs)" "$fio_rand_qd32_fixed" "$(jq .rand_read_4k_iops_qd32 "$p")"
 row "rand read 4 KiB QD1 p50" "us (lower is better)" "$fio_p50_qd1" "$(jq .rand_read_4k_p50_us_qd1 "$p")"
 rm -f "$p" "${file}.pocket.log"
