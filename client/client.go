@@ -26,7 +26,7 @@ type Options struct {
 type Client struct {
 	opts   Options
 	lim    wire.Limits
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	pools  map[string]*pool
 	closed bool
 }
@@ -74,12 +74,18 @@ func (c *Client) Do(ctx context.Context, addr string, op wire.Op, flags uint16, 
 }
 
 func (c *Client) pool(addr string) (*pool, error) {
+	c.mu.RLock()
+	p, closed := c.pools[addr], c.closed
+	c.mu.RUnlock()
+	if p != nil && !closed {
+		return p, nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, ErrClosed
 	}
-	p := c.pools[addr]
+	p = c.pools[addr]
 	if p == nil {
 		p = &pool{addr: addr, c: c, conns: make([]*muxConn, c.opts.ConnsPerNode)}
 		c.pools[addr] = p

@@ -35,7 +35,7 @@ func (j *Job) route(key []byte, chunk uint32) target {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
 	addr := j.live.Node(j.live.Pick(key, chunk)).ID
-	t := target{addr: addr, dead: j.m.Dead[addr], job: []byte(j.m.Job), token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
+	t := target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
 	if j.live != j.set {
 		if o := j.set.Node(j.set.Pick(key, chunk)).ID; o != addr && j.m.Draining[o] {
 			t.old = o
@@ -50,7 +50,7 @@ func (j *Job) targets() []target {
 	defer j.mu.RUnlock()
 	ts := make([]target, len(j.m.Nodes))
 	for i, n := range j.m.Nodes {
-		ts[i] = target{addr: n.ID, dead: j.m.Dead[n.ID], job: []byte(j.m.Job), token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
+		ts[i] = target{addr: n.ID, dead: j.m.Dead[n.ID], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
 	}
 	return ts
 }

@@ -158,18 +158,20 @@ func (s *Store) Close() error {
 
 // Job is a registered job: its map and the operations on its keys.
 type Job struct {
-	s    *Store
-	mu   sync.RWMutex
-	m    Map
-	set  *placement.Set
-	live *placement.Set // set without draining nodes (drain.go)
+	s        *Store
+	mu       sync.RWMutex
+	m        Map
+	set      *placement.Set
+	live     *placement.Set // set without draining nodes (drain.go)
+	jobBytes []byte         // m.Job as bytes, made once per map for requests
 }
 
 func (j *Job) setMap(m Map) {
 	set := placement.NewSet(m.Nodes)
 	live := liveSet(m, set)
+	job := []byte(m.Job)
 	j.mu.Lock()
-	j.m, j.set, j.live = m, set, live
+	j.m, j.set, j.live, j.jobBytes = m, set, live, job
 	j.mu.Unlock()
 }
 
