@@ -24,6 +24,7 @@ type connState struct {
 	discard discardSink
 	auth    authCache
 	closed  bool // set by OnClose; read by tasks posted to the same loop
+	last    bool // the request being served is the last complete one in the input
 }
 
 func (cs *connState) encoder() *wire.Encoder {
@@ -75,6 +76,7 @@ func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
 			return done, nil
 		}
 		n.stats.of(c).requests.Add(1)
+		cs.last = int64(len(b)) <= h.FrameLen()
 		payload := b[body:]
 		if int64(len(payload)) > int64(h.PayloadLen) {
 			payload = payload[:h.PayloadLen]

@@ -49,6 +49,8 @@ type Node struct {
 	stats  nodeStats
 	closed atomic.Bool
 	drain  atomic.Bool
+	// inflight counts blocking tier calls queued or running on workers.
+	inflight atomic.Int64
 }
 
 // nodeStats are the request counters, one set per event loop so that two

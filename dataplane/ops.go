@@ -72,7 +72,7 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 // commit publishes a filled put and answers it: inline for DRAM, on a
 // worker for a blocking tier.
 func (n *Node) commit(c *netio.Conn, h wire.Header, tier Tier, p Pending) {
-	if tier.Blocking() {
+	if tier.Blocking() && !n.inlineOK(c, c.Context().(*connState)) {
 		n.commitAsync(c, h, p)
 		return
 	}
@@ -114,17 +114,35 @@ var errBusy = &wire.Error{Code: wire.CodeBusy, Msg: "too many device operations 
 // submit queues f on the blocking-tier workers without ever blocking the
 // event loop; false means the queue is full.
 func (n *Node) submit(f func()) bool {
+	n.inflight.Add(1)
 	select {
-	case n.work <- f:
+	case n.work <- func() {
+		defer n.inflight.Add(-1)
+		f()
+	}:
 		return true
 	default:
+		n.inflight.Add(-1)
 		return false
 	}
 }
 
+// inlineOK reports whether a blocking tier call may run on the event loop
+// itself: nothing else is waiting on the device, this request is the last
+// complete one the connection sent, and no other connection of the loop
+// is ready in this pass. Then the loop has nothing to do meanwhile, and
+// running the call inline saves the two goroutine hand-offs of the worker
+// path (to a worker, and back through the loop's eventfd), each a wake-up
+// of an idle CPU: at queue depth 1 a 4 KiB NVMe get went from 198 to 121 us
+// p50. Under load some device call is always in flight, so requests take
+// the worker path, which keeps the loop free and the device queue deep.
+func (n *Node) inlineOK(c *netio.Conn, cs *connState) bool {
+	return cs.last && c.Loop().Idle() && n.inflight.Load() == 0
+}
+
 // get answers with the value as the reply's payload.
 func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
-	if tier.Blocking() {
+	if tier.Blocking() && !n.inlineOK(c, cs) {
 		n.getAsync(c, *h, tier, string(cs.req.Job), string(cs.req.Key))
 		return
 	}

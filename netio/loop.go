@@ -47,6 +47,7 @@ type Loop struct {
 	lnfd int
 
 	events  []unix.EpollEvent
+	evLeft  int     // events of this pass still to dispatch after the current one
 	conns   []*Conn // indexed by fd
 	readBuf []byte  // shared by all connections for read(2)
 	iov     []unix.Iovec
@@ -184,8 +185,10 @@ func (l *Loop) run() {
 			panic(err)
 		}
 		for i := 0; i < n; i++ {
+			l.evLeft = n - 1 - i
 			l.dispatch(&l.events[i])
 		}
+		l.evLeft = 0
 		l.flushDirty()
 		if n > 0 {
 			l.stats.passes.Add(1)
@@ -309,6 +312,11 @@ func (l *Loop) stop() {
 	}
 	l.mu.Unlock()
 }
+
+// Idle reports, during a handler call, whether the loop has no other
+// ready events left in this pass: a handler may then afford to block
+// briefly (a device read) without holding up other connections.
+func (l *Loop) Idle() bool { return l.evLeft == 0 }
 
 // Index is the loop's number, 0 to Loops-1: handlers use it to keep
 // per-loop state (counters) that no other loop writes.
