@@ -236,7 +236,12 @@ func (mc *muxConn) wait(ctx context.Context, id uint64, cl *call) error {
 	defer mc.nudge() // whoever leaves may hold the wake token another needs
 	for {
 		if mc.rmu.TryLock() {
+			// A reader cannot leave its read half done, so cancelling
+			// it interrupts the read, which fails the connection: the
+			// calls waiting on it get an error and the pool redials.
+			stop := context.AfterFunc(ctx, func() { _ = mc.nc.SetReadDeadline(time.Now()) })
 			err := mc.readUntil(cl)
+			stop()
 			mc.rmu.Unlock()
 			if err != nil {
 				mc.fail(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -110,5 +111,36 @@ func TestPayloadLimit(t *testing.T) {
 	_, err := c.Do(context.Background(), n.Addr().String(), wire.OpPut, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, make([]byte, 11), nil)
 	if !errors.Is(err, wire.ErrTooLarge) {
 		t.Fatalf("oversized payload: %v", err)
+	}
+}
+
+// TestCancelSilentNode: a node that accepts and never answers must not hold
+// a caller past its context, even when that caller is the one reading.
+func TestCancelSilentNode(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // read nothing, answer nothing
+		}
+	}()
+	c := client.New(client.Options{ConnsPerNode: 1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Do(ctx, ln.Addr().String(), wire.OpPing, 0, &wire.Request{}, nil, nil)
+	if err == nil {
+		t.Fatal("a silent node answered")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("call returned after %v, its context ended after 200ms", d)
 	}
 }
