@@ -151,18 +151,7 @@ func (c *Conn) Flush() error { return c.bw.Flush() }
 
 // Recv reads the next reply. Lengths are checked against the limits before
 // any buffer grows.
-func (c *Conn) Recv() (Response, error) {
-	h, err := c.readHeader()
-	if err != nil {
-		return Response{}, err
-	}
-	r := Response{ID: h.ID, Op: h.Op, Code: h.Code, Flags: h.Flags}
-	if r.Meta, err = readInto(c.br, &c.meta, int(h.MetaLen)); err != nil {
-		return r, err
-	}
-	r.Payload, err = readInto(c.br, &c.payload, int(h.PayloadLen))
-	return r, err
-}
+func (c *Conn) Recv() (Response, error) { return c.RecvInto(nil) }
 
 // RecvInto is Recv, reading the payload into dst when it fits (the returned
 // Payload then aliases dst).
