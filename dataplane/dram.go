@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"container/heap"
 	"errors"
 	"fmt"
@@ -17,18 +18,19 @@ import (
 // them per job.
 //
 // Index: jobs is a copy-on-write map (job name -> *dramJob) read without a
-// lock; a job's keys are spread over dramShards shards by a hash of the
-// key, each shard a map[string]*dramSlot under its own RWMutex, so two event
-// loops touching the same job rarely meet on a lock. Lookups use
-// m[string(keyBytes)], which the compiler performs without allocating.
+// lock; a job's keys are spread over dramShards shards by the top bits of a
+// hash of the key, each shard an off-heap open-addressing table (ktable,
+// see dramindex.go) under its own RWMutex, so two event loops touching the
+// same job rarely meet on a lock. The table points at records: each value's
+// first chunk begins with its header and key (dramindex.go), so a lookup
+// touches the slot and then memory the reply reads anyway.
 //
-// Versions: a committed value is a *dramVersion holding its chunks. The
-// index holds one reference; each Open holds another. Overwrite and Delete
-// unpublish the version under the shard lock and drop the index's
-// reference; the chunks go back to the arena when the last reference goes.
-// Versions and pendings are recycled through sync.Pools, and up to
-// dramInlineSegs segments live in a fixed array inside the version, so a
-// steady-state put (overwrite) or get allocates nothing.
+// References: a record's refs count the index's reference plus one per
+// open Value. Overwrite and Delete unpublish the record under the shard
+// lock and drop the index's reference; the chunks go back to the arena when
+// the last reference goes. Values and pendings are recycled through
+// sync.Pools, and up to dramInlineSegs segments live in a fixed array inside
+// them, so a steady-state put (overwrite) or get allocates nothing.
 //
 // Lock order: d.jobsMu, then shard locks in index order. The arena's own
 // locks are taken with none of these held except during Close.
@@ -39,7 +41,8 @@ import (
 // value are not zeroed: the filler writes every byte before Commit.
 
 const (
-	dramShards     = 16
+	dramShardBits  = 4
+	dramShards     = 1 << dramShardBits
 	dramInlineSegs = 4
 )
 
@@ -60,6 +63,7 @@ type DRAMOptions struct {
 // calls it inline.
 type DRAM struct {
 	arena          *slab.Arena
+	idx            *indexMem
 	maxJob, maxKey int
 	seed           maphash.Seed
 
@@ -67,13 +71,13 @@ type DRAM struct {
 	jobs   atomic.Pointer[map[string]*dramJob] // copy-on-write
 
 	values atomic.Int64 // committed values
-	// live counts versions not yet destroyed, plus one for the open tier.
-	// The arena is unmapped when it reaches zero, so values still open at
-	// Close stay readable until released.
+	// live counts records not yet destroyed, plus one for the open tier.
+	// The arenas are unmapped when it reaches zero, so values still open
+	// at Close stay readable until released.
 	live   atomic.Int64
 	closed atomic.Bool
 
-	versions sync.Pool // *dramVersion
+	opened   sync.Pool // *dramValue
 	pendings sync.Pool // *dramPending
 }
 
@@ -87,14 +91,16 @@ type dramJob struct {
 }
 
 type dramShard struct {
-	mu   sync.RWMutex
-	keys map[string]*dramSlot
-	_    [32]byte // 64 bytes a shard: keeps neighbouring shards' locks off one cache line
+	mu sync.RWMutex
+	t  ktable
+	_  [8]byte // 64 bytes a shard: keeps neighbouring shards' locks off one cache line
 }
 
-// dramSlot is the map's value: a pointer, so an overwrite replaces the
-// version without re-inserting (and allocating) the key.
-type dramSlot struct{ v *dramVersion }
+// indexShare is the key index's address space as a fraction of the tier's
+// capacity. It is reserved, not committed: a table takes memory as it is
+// touched. Half the capacity outlasts the values' own room even for the
+// smallest records, so the index does not fill before the arena does.
+const indexShare = 2
 
 // NewDRAM maps an arena of capacity bytes (rounded up to whole slab pages).
 func NewDRAM(capacity int64, opts DRAMOptions) (*DRAM, error) {
@@ -102,8 +108,14 @@ func NewDRAM(capacity int64, opts DRAMOptions) (*DRAM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dram tier: %w", err)
 	}
+	idx, err := newIndexMem(max(64<<20, capacity/indexShare))
+	if err != nil {
+		_ = a.Close()
+		return nil, err
+	}
 	d := &DRAM{
 		arena:  a,
+		idx:    idx,
 		maxJob: cmpOr(opts.MaxJobLen, wire.DefaultMaxJobLen),
 		maxKey: cmpOr(opts.MaxKeyLen, wire.DefaultMaxKeyLen),
 		seed:   maphash.MakeSeed(),
@@ -111,7 +123,7 @@ func NewDRAM(capacity int64, opts DRAMOptions) (*DRAM, error) {
 	empty := map[string]*dramJob{}
 	d.jobs.Store(&empty)
 	d.live.Store(1)
-	d.versions.New = func() any { return &dramVersion{d: d} }
+	d.opened.New = func() any { return &dramValue{d: d} }
 	d.pendings.New = func() any { return &dramPending{d: d} }
 	return d, nil
 }
@@ -162,9 +174,6 @@ func (d *DRAM) jobFor(name []byte) *dramJob {
 		return j
 	}
 	j := &dramJob{name: string(name)}
-	for i := range j.shards {
-		j.shards[i].keys = make(map[string]*dramSlot)
-	}
 	next := make(map[string]*dramJob, len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -193,13 +202,16 @@ func (d *DRAM) unlinkJob(j *dramJob) {
 	d.jobs.Store(&next)
 }
 
-func (d *DRAM) shard(j *dramJob, key []byte) *dramShard {
-	return &j.shards[maphash.Bytes(d.seed, key)%dramShards]
+func (d *DRAM) hash(key []byte) uint64 { return maphash.Bytes(d.seed, key) }
+
+func shardOf(j *dramJob, h uint64) *dramShard {
+	return &j.shards[h>>(64-dramShardBits)]
 }
 
-// Create implements Tier. Values up to the arena's largest chunk take one
-// chunk unless that would waste more than an eighth of it; larger values,
-// and those, are split into several chunks (see pieceSize).
+// Create implements Tier. A value whose record fits one chunk without
+// wasting more than an eighth of it (or 4 KiB or less) is stored inline
+// after its key; any other takes a small record chunk listing the value's
+// chunks (see pieceSize).
 func (d *DRAM) Create(job, key []byte, size int64, flags PutFlags) (Pending, error) {
 	if err := d.checkKey(job, key); err != nil {
 		return nil, err
@@ -207,23 +219,24 @@ func (d *DRAM) Create(job, key []byte, size int64, flags PutFlags) (Pending, err
 	if size < 0 || size > d.arena.Capacity() {
 		return nil, fmt.Errorf("dram tier: %d-byte value, capacity %d: %w", size, d.arena.Capacity(), ErrTooLarge)
 	}
-	v := d.newVersion()
-	if v == nil {
-		return nil, ErrClosed
-	}
-	if err := v.fill(size, flags); err != nil {
-		v.destroy()
+	p := d.pendings.Get().(*dramPending)
+	if err := p.fill(key, size, flags); err != nil {
+		p.recycle()
 		return nil, err
 	}
-	j := d.jobFor(job)
-	if j == nil {
-		v.unref()
+	if p.job = d.jobFor(job); p.job == nil {
+		p.Abort()
 		return nil, ErrClosed
 	}
-	p := d.pendings.Get().(*dramPending)
-	p.job, p.v = j, v
-	p.key = append(p.key[:0], key...)
 	return p, nil
+}
+
+// fitsInline reports whether a record of n bytes goes in one chunk.
+func (d *DRAM) fitsInline(n int) bool {
+	if n > d.arena.MaxChunk() {
+		return false
+	}
+	return n <= 4096 || d.arena.ChunkSize(n)-n <= n/8
 }
 
 // pieceSize is the next chunk's size for rem bytes still to place: a full
@@ -241,13 +254,74 @@ func (d *DRAM) pieceSize(rem int64) int {
 	return d.arena.FloorChunkSize(r)
 }
 
+// newRecord allocates a record chunk of n bytes and writes its header with
+// the index's reference, counting it in live. It fails with ErrClosed once
+// the tier is closed: live is raised before closed is checked, so Close
+// cannot unmap the arena under a record being filled.
+func (d *DRAM) newRecord(n int, key []byte, size int64, flags PutFlags, nseg int) (record, error) {
+	d.live.Add(1)
+	if d.closed.Load() {
+		_ = d.unlive()
+		return record{}, ErrClosed
+	}
+	b, err := d.arena.Alloc(n)
+	if err != nil {
+		_ = d.unlive()
+		return record{}, allocErr(err)
+	}
+	r := recordAt(d.arena, d.arena.Offset(b))
+	r.h.refs.Store(1)
+	r.h.flags, r.h.size, r.h.bytes = uint32(flags), size, int64(cap(b))
+	r.h.nseg, r.h.keyLen = uint32(nseg), uint32(len(key))
+	copy(r.key(), key)
+	return r, nil
+}
+
+// off is the record's arena offset.
+func (r record) off() int64 { return r.a.Offset(r.all()) }
+
+func allocErr(err error) error {
+	switch {
+	case errors.Is(err, slab.ErrNoSpace):
+		return ErrNoSpace
+	case errors.Is(err, slab.ErrClosed):
+		return ErrClosed
+	}
+	return fmt.Errorf("dram tier: %w", err)
+}
+
+// unref drops one reference to the record at off and destroys it at zero.
+func (d *DRAM) unref(off int64) {
+	switch n := recordAt(d.arena, off).h.refs.Add(-1); {
+	case n == 0:
+		d.destroy(recordAt(d.arena, off))
+	case n < 0:
+		panic("dataplane: DRAM value released more often than opened")
+	}
+}
+
+// destroy frees a record's value chunks, then the record itself.
+func (d *DRAM) destroy(r record) {
+	for i := range int(r.h.nseg) {
+		if err := d.arena.Free(r.seg(i)); err != nil {
+			panic(fmt.Sprintf("dataplane: freeing DRAM chunk: %v", err))
+		}
+	}
+	if err := d.arena.Free(r.all()); err != nil {
+		panic(fmt.Sprintf("dataplane: freeing DRAM record: %v", err))
+	}
+	_ = d.unlive()
+}
+
 // Open implements Tier. The returned Value holds a reference that keeps the
 // bytes until Release.
 func (d *DRAM) Open(job, key []byte) (Value, error) {
-	v, _, err := d.lookup(job, key, true)
+	off, _, err := d.lookup(job, key, true)
 	if err != nil {
 		return nil, err
 	}
+	v := d.opened.Get().(*dramValue)
+	v.open(recordAt(d.arena, off))
 	return v, nil
 }
 
@@ -257,37 +331,35 @@ func (d *DRAM) Stat(job, key []byte) (Info, error) {
 	return info, err
 }
 
-// lookup finds the committed version and reads its Info under the shard
-// lock. With ref it also takes a reference and returns the version; without
-// one the version may be recycled as soon as the lock is dropped, so it is
-// not returned.
-func (d *DRAM) lookup(job, key []byte, ref bool) (*dramVersion, Info, error) {
+// lookup finds the committed record and reads its Info under the shard
+// lock, taking a reference when ref is set.
+func (d *DRAM) lookup(job, key []byte, ref bool) (int64, Info, error) {
 	if err := d.checkKey(job, key); err != nil {
-		return nil, Info{}, err
+		return 0, Info{}, err
 	}
 	if d.closed.Load() {
-		return nil, Info{}, ErrClosed
+		return 0, Info{}, ErrClosed
 	}
 	j := d.job(job)
 	if j == nil {
-		return nil, Info{}, ErrNotFound
+		return 0, Info{}, ErrNotFound
 	}
-	s := d.shard(j, key)
+	h := d.hash(key)
+	s := shardOf(j, h)
 	s.mu.RLock()
-	slot := s.keys[string(key)]
-	if slot == nil {
+	i := s.t.find(d.arena, h, key)
+	if i < 0 {
 		s.mu.RUnlock()
-		return nil, Info{}, ErrNotFound
+		return 0, Info{}, ErrNotFound
 	}
-	v := slot.v
-	info := Info{Size: v.size, Flags: v.flags}
+	off := int64(s.t.slots[i].rec - 1)
+	r := recordAt(d.arena, off)
+	info := Info{Size: r.h.size, Flags: PutFlags(r.h.flags)}
 	if ref {
-		v.refs.Add(1)
-	} else {
-		v = nil
+		r.h.refs.Add(1)
 	}
 	s.mu.RUnlock()
-	return v, info, nil
+	return off, info, nil
 }
 
 // Delete implements Tier.
@@ -302,19 +374,20 @@ func (d *DRAM) Delete(job, key []byte) error {
 	if j == nil {
 		return ErrNotFound
 	}
-	s := d.shard(j, key)
+	h := d.hash(key)
+	s := shardOf(j, h)
 	s.mu.Lock()
-	slot := s.keys[string(key)]
-	if slot == nil {
+	i := s.t.find(d.arena, h, key)
+	if i < 0 {
 		s.mu.Unlock()
 		return ErrNotFound
 	}
-	delete(s.keys, string(key))
-	v := slot.v
-	j.used.Add(-v.bytes)
+	off := int64(s.t.slots[i].rec - 1)
+	s.t.remove(i)
+	j.used.Add(-recordAt(d.arena, off).h.bytes)
 	s.mu.Unlock()
 	d.values.Add(-1)
-	v.unref()
+	d.unref(off)
 	return nil
 }
 
@@ -336,11 +409,12 @@ func (d *DRAM) List(job, prefix, after []byte, fn func(key []byte, info Info) bo
 	for i := range j.shards {
 		s := &j.shards[i]
 		s.mu.RLock()
-		for k, slot := range s.keys {
-			if len(k) >= len(prefix) && k[:len(prefix)] == string(prefix) && k > string(after) {
-				h = append(h, listEntry{k, Info{Size: slot.v.size, Flags: slot.v.flags}})
+		s.t.each(func(off int64) {
+			r := recordAt(d.arena, off)
+			if k := r.key(); bytes.HasPrefix(k, prefix) && bytes.Compare(k, after) > 0 {
+				h = append(h, listEntry{string(k), Info{Size: r.h.size, Flags: PutFlags(r.h.flags)}})
 			}
-		}
+		})
 		s.mu.RUnlock()
 	}
 	// A heap, not a sort: a paged listing usually stops after a page, so
@@ -394,52 +468,69 @@ func (d *DRAM) DropJob(job []byte, keepPersistent bool) int64 {
 	return freed
 }
 
+// dropShard removes the shard's values (but those stored with Persist when
+// keepPersistent) and returns their bytes. Removing everything also gives
+// the table's memory back.
 func (d *DRAM) dropShard(j *dramJob, s *dramShard, keepPersistent bool) int64 {
-	var victims []*dramVersion
+	var victims []int64
 	s.mu.Lock()
-	for k, slot := range s.keys {
-		if keepPersistent && slot.v.flags&Persist != 0 {
-			continue
+	if !keepPersistent {
+		s.t.each(func(off int64) { victims = append(victims, off) })
+		s.t.reset(d.idx)
+	} else {
+		// remove shifts later slots back into i, so i is looked at again.
+		for i := 0; i < len(s.t.slots); {
+			sl := s.t.slots[i]
+			if sl.rec == 0 || recordAt(d.arena, int64(sl.rec-1)).h.flags&uint32(Persist) != 0 {
+				i++
+				continue
+			}
+			victims = append(victims, int64(sl.rec-1))
+			s.t.remove(i)
 		}
-		delete(s.keys, k)
-		victims = append(victims, slot.v)
 	}
 	s.mu.Unlock()
 	var freed int64
-	for _, v := range victims {
-		freed += v.bytes
-		j.used.Add(-v.bytes)
+	for _, off := range victims {
+		b := recordAt(d.arena, off).h.bytes
+		freed += b
+		j.used.Add(-b)
 		d.values.Add(-1)
-		v.unref()
+		d.unref(off)
 	}
 	return freed
 }
 
 // unlinkIfEmpty unlinks a job that holds no keys, checking under every
-// shard lock so no commit slips in between.
+// shard lock so no commit slips in between, and gives back its tables.
 func (d *DRAM) unlinkIfEmpty(j *dramJob) {
 	for i := range j.shards {
 		j.shards[i].mu.Lock()
 	}
 	empty := true
 	for i := range j.shards {
-		empty = empty && len(j.shards[i].keys) == 0
+		empty = empty && j.shards[i].t.n == 0
 	}
 	if empty {
 		d.unlinkJob(j)
+		for i := range j.shards {
+			j.shards[i].t.reset(d.idx)
+		}
 	}
 	for i := range j.shards {
 		j.shards[i].mu.Unlock()
 	}
 }
 
-// Usage implements Tier. Used is the arena's chunk bytes: committed values,
-// open references to replaced or deleted values, and pending puts.
+// Usage implements Tier. Used is the arena's chunk bytes: committed values
+// with their records, open references to replaced or deleted values, and
+// pending puts. The key index's tables are outside the arena.
 func (d *DRAM) Usage() Usage {
 	return Usage{Capacity: d.arena.Capacity(), Used: d.arena.Used(), Values: d.values.Load()}
 }
 
-// JobUsage implements Tier: the chunk bytes of the job's committed values.
+// JobUsage implements Tier: the chunk bytes of the job's committed values,
+// records included.
 func (d *DRAM) JobUsage(job []byte) int64 {
 	if j := d.job(job); j != nil {
 		return j.used.Load()
@@ -447,7 +538,7 @@ func (d *DRAM) JobUsage(job []byte) int64 {
 	return 0
 }
 
-// Close implements Tier. It drops every committed value; the arena is
+// Close implements Tier. It drops every committed value; the arenas are
 // unmapped once the values still open and the puts still pending are done.
 func (d *DRAM) Close() error {
 	if d.closed.Swap(true) {
@@ -469,130 +560,144 @@ func (d *DRAM) Close() error {
 	return d.unlive()
 }
 
-// unlive drops one count from live and unmaps the arena at zero.
+// unlive drops one count from live and unmaps the arenas at zero.
 func (d *DRAM) unlive() error {
 	if d.live.Add(-1) == 0 {
-		return d.arena.Close()
+		return errors.Join(d.arena.Close(), d.idx.close())
 	}
 	return nil
 }
 
-// newVersion returns an empty version holding one live count, or nil when
-// the tier is closed. live is raised before closed is checked, so Close
-// cannot unmap the arena under a version being filled.
-func (d *DRAM) newVersion() *dramVersion {
-	d.live.Add(1)
-	if d.closed.Load() {
-		_ = d.unlive()
-		return nil
-	}
-	v := d.versions.Get().(*dramVersion)
-	v.refs.Store(1)
-	return v
-}
-
-// dramVersion is one value's chunks. size, flags, bytes and segs are set
-// before publication and not changed until the version is recycled.
-type dramVersion struct {
-	d      *DRAM
-	refs   atomic.Int32
-	size   int64
-	flags  PutFlags
-	bytes  int64 // chunk bytes (class sizes)
+// segments is a value's chunk list, with room for dramInlineSegs inline.
+type segments struct {
 	segs   [][]byte
 	inline [dramInlineSegs][]byte
-	more   [][]byte // segments when there are more than dramInlineSegs
+	more   [][]byte
 }
 
-// fill allocates the chunks for size bytes.
-func (v *dramVersion) fill(size int64, flags PutFlags) error {
-	v.size, v.flags = size, flags
-	v.segs = v.inline[:0]
-	for rem := size; rem > 0; {
-		n := v.d.pieceSize(rem)
-		b, err := v.d.arena.Alloc(n)
-		if err != nil {
-			return allocErr(err)
+// load lists r's value bytes: the inline part or its chunks.
+func (g *segments) load(r record) {
+	g.segs = g.inline[:0]
+	if r.h.nseg == 0 {
+		if r.h.size > 0 {
+			g.segs = append(g.segs, r.inline())
 		}
-		v.add(b)
-		v.bytes += int64(cap(b))
-		rem -= int64(n)
+		return
 	}
-	return nil
-}
-
-func allocErr(err error) error {
-	switch {
-	case errors.Is(err, slab.ErrNoSpace):
-		return ErrNoSpace
-	case errors.Is(err, slab.ErrClosed):
-		return ErrClosed
+	for i := range int(r.h.nseg) {
+		g.add(r.seg(i))
 	}
-	return fmt.Errorf("dram tier: %w", err)
 }
 
 // add appends a segment, moving from the inline array to more when full.
-func (v *dramVersion) add(b []byte) {
-	if len(v.segs) < dramInlineSegs {
-		v.segs = append(v.segs, b) // stays within inline
+func (g *segments) add(b []byte) {
+	if len(g.segs) < dramInlineSegs {
+		g.segs = append(g.segs, b) // stays within inline
 		return
 	}
-	if len(v.segs) == dramInlineSegs {
-		v.more = append(v.more[:0], v.segs...)
+	if len(g.segs) == dramInlineSegs {
+		g.more = append(g.more[:0], g.segs...)
 	}
-	v.more = append(v.more, b)
-	v.segs = v.more
+	g.more = append(g.more, b)
+	g.segs = g.more
 }
 
-// unref drops one reference and destroys the version at zero.
-func (v *dramVersion) unref() {
-	switch n := v.refs.Add(-1); {
-	case n == 0:
-		v.destroy()
-	case n < 0:
-		panic("dataplane: DRAM value released more often than opened")
-	}
+func (g *segments) clear() {
+	clear(g.inline[:])
+	clear(g.more)
+	g.segs, g.more = nil, g.more[:0]
 }
 
-// destroy frees the chunks and recycles the version.
-func (v *dramVersion) destroy() {
-	d := v.d
-	for i, b := range v.segs {
-		if err := d.arena.Free(b); err != nil {
-			panic(fmt.Sprintf("dataplane: freeing DRAM chunk: %v", err))
-		}
-		v.segs[i] = nil
-	}
-	clear(v.inline[:])
-	v.segs, v.more = nil, v.more[:0]
-	v.size, v.flags, v.bytes = 0, 0, 0
-	d.versions.Put(v)
-	_ = d.unlive()
+// dramValue is an open reference to a record (Value).
+type dramValue struct {
+	d     *DRAM
+	off   int64
+	size  int64
+	flags PutFlags
+	segments
+}
+
+func (v *dramValue) open(r record) {
+	v.off, v.size, v.flags = r.off(), r.h.size, PutFlags(r.h.flags)
+	v.load(r)
 }
 
 // Size implements Value.
-func (v *dramVersion) Size() int64 { return v.size }
+func (v *dramValue) Size() int64 { return v.size }
 
 // Flags implements Value.
-func (v *dramVersion) Flags() PutFlags { return v.flags }
+func (v *dramValue) Flags() PutFlags { return v.flags }
 
-// Segments implements Value: the chunks in order, each cut to the value's
-// bytes in it. Do not modify the returned slice.
-func (v *dramVersion) Segments() [][]byte { return v.segs }
+// Segments implements Value: the value's bytes in order. Do not modify the
+// returned slice.
+func (v *dramValue) Segments() [][]byte { return v.segs }
 
 // Release implements Value.
-func (v *dramVersion) Release() { v.unref() }
+func (v *dramValue) Release() {
+	d, off := v.d, v.off
+	v.clear()
+	d.opened.Put(v)
+	d.unref(off)
+}
 
 // dramPending is a put between Create and Commit or Abort.
 type dramPending struct {
-	d   *DRAM
-	job *dramJob
-	key []byte // copy of the key; capacity reused across puts
-	v   *dramVersion
+	d    *DRAM
+	job  *dramJob
+	hash uint64
+	key  []byte // copy of the key; capacity reused across puts
+	rec  record
+	segments
+}
+
+// fill allocates the record and chunks for size bytes under key. On error
+// everything allocated is freed again.
+func (p *dramPending) fill(key []byte, size int64, flags PutFlags) error {
+	d := p.d
+	p.key = append(p.key[:0], key...)
+	p.hash = d.hash(key)
+	body := recBody(len(key))
+	if int64(body)+size <= int64(d.arena.MaxChunk()) && d.fitsInline(body+int(size)) {
+		r, err := d.newRecord(body+int(size), key, size, flags, 0)
+		if err != nil {
+			return err
+		}
+		p.rec = r
+		p.load(r)
+		return nil
+	}
+	nseg := 0
+	for rem := size; rem > 0; rem -= int64(d.pieceSize(rem)) {
+		nseg++
+	}
+	if body+nseg*recSegLen > d.arena.MaxChunk() {
+		return fmt.Errorf("dram tier: %d-byte value needs %d chunks: %w", size, nseg, ErrTooLarge)
+	}
+	r, err := d.newRecord(body+nseg*recSegLen, key, size, flags, nseg)
+	if err != nil {
+		return err
+	}
+	p.rec = r
+	p.segs = p.inline[:0]
+	rem := size
+	for i := range nseg {
+		b, err := d.arena.Alloc(d.pieceSize(rem))
+		if err == nil {
+			r.setSeg(i, b)
+			p.add(b)
+			r.h.bytes += int64(cap(b))
+			rem -= int64(len(b))
+			continue
+		}
+		r.h.nseg = uint32(i) // destroy frees only the chunks taken
+		p.release()
+		return allocErr(err)
+	}
+	return nil
 }
 
 // Buffers implements Pending. Do not modify the returned slice.
-func (p *dramPending) Buffers() [][]byte { return p.v.segs }
+func (p *dramPending) Buffers() [][]byte { return p.segs }
 
 // Commit implements Pending.
 func (p *dramPending) Commit() error {
@@ -602,40 +707,47 @@ func (p *dramPending) Commit() error {
 		p.Abort()
 		return err
 	}
-	if old == nil {
+	if old < 0 {
 		d.values.Add(1)
 	} else {
-		old.unref()
+		d.unref(old)
 	}
 	p.recycle()
 	return nil
 }
 
-// publish installs p's version under its key and returns the version it
-// replaced, or nil. A job dropped since Create is looked up (re-created)
-// again, so the value is never lost in an unlinked job; once the tier is
-// closed there is no job to publish in and the answer is ErrClosed.
-func (p *dramPending) publish() (*dramVersion, error) {
+// publish installs p's record under its key and returns the offset of the
+// record it replaced, or -1. A job dropped since Create is looked up
+// (re-created) again, so the value is never lost in an unlinked job; once
+// the tier is closed there is no job to publish in and the answer is
+// ErrClosed. A table that cannot grow answers ErrNoSpace.
+func (p *dramPending) publish() (int64, error) {
+	d := p.d
+	off := p.rec.off()
 	for {
 		j := p.job
-		s := p.d.shard(j, p.key)
+		s := shardOf(j, p.hash)
 		s.mu.Lock()
 		if j.dead.Load() {
 			s.mu.Unlock()
-			if p.job = p.d.jobFor([]byte(j.name)); p.job == nil {
-				return nil, ErrClosed
+			if p.job = d.jobFor([]byte(j.name)); p.job == nil {
+				return -1, ErrClosed
 			}
 			continue
 		}
-		var old *dramVersion
-		slot := s.keys[string(p.key)]
-		if slot == nil {
-			s.keys[string(p.key)] = &dramSlot{v: p.v}
+		old := int64(-1)
+		if i := s.t.find(d.arena, p.hash, p.key); i >= 0 {
+			old = int64(s.t.slots[i].rec - 1)
+			s.t.slots[i].rec = uint64(off) + 1
+			j.used.Add(-recordAt(d.arena, old).h.bytes)
 		} else {
-			old, slot.v = slot.v, p.v
-			j.used.Add(-old.bytes)
+			if err := s.t.reserve(d.idx); err != nil {
+				s.mu.Unlock()
+				return -1, err
+			}
+			s.t.insert(p.hash, off)
 		}
-		j.used.Add(p.v.bytes)
+		j.used.Add(p.rec.h.bytes)
 		s.mu.Unlock()
 		return old, nil
 	}
@@ -643,11 +755,18 @@ func (p *dramPending) publish() (*dramVersion, error) {
 
 // Abort implements Pending.
 func (p *dramPending) Abort() {
-	p.v.unref()
+	p.release()
 	p.recycle()
 }
 
+// release drops the pending record's only reference, freeing it.
+func (p *dramPending) release() {
+	p.d.unref(p.rec.off())
+	p.rec = record{}
+}
+
 func (p *dramPending) recycle() {
-	p.job, p.v = nil, nil
+	p.job, p.rec = nil, record{}
+	p.clear()
 	p.d.pendings.Put(p)
 }

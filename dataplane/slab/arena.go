@@ -355,3 +355,25 @@ func (a *Arena) givePage(p int32) {
 	a.poolMu.Unlock()
 	a.pagesUsed.Add(-1)
 }
+
+// Offset returns the position of b's first byte in the arena, so a chunk
+// can be named by an integer in memory the garbage collector does not scan
+// (the DRAM tier's off-heap key index). b must point into the arena.
+func (a *Arena) Offset(b []byte) int64 {
+	off := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(a.base)
+	if cap(b) == 0 || off >= a.size {
+		panic("slab: Offset of memory outside the arena")
+	}
+	return int64(off)
+}
+
+// At returns the n bytes at offset off: the inverse of Offset. The slice is
+// valid while the chunk holding it is allocated and the arena is open. A
+// range outside the arena panics: offsets come from Offset, never from
+// input.
+func (a *Arena) At(off int64, n int) []byte {
+	if off < 0 || n < 0 || uintptr(off) > a.size || uintptr(n) > a.size-uintptr(off) {
+		panic(fmt.Sprintf("slab: At(%d, %d) outside a %d-byte arena", off, n, a.size))
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(a.base, off)), n)
+}

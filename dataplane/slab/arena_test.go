@@ -396,3 +396,37 @@ func sizeName(n int) string {
 	}
 	return strconv.Itoa(n) + "B"
 }
+
+func TestOffsetAt(t *testing.T) {
+	a, err := New(4<<20, Options{PageSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := a.Alloc(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(b, "hello")
+	off := a.Offset(b)
+	if got := a.At(off, 5); string(got) != "hello" || &got[0] != &b[0] {
+		t.Fatalf("At(Offset(b)) = %q at %p, want hello at %p", got, &got[0], &b[0])
+	}
+	if err := a.Free(a.At(off, 1)); err != nil {
+		t.Fatalf("Free through At: %v", err)
+	}
+	for _, f := range []func(){
+		func() { a.Offset(make([]byte, 8)) },
+		func() { a.At(-1, 1) },
+		func() { a.At(4<<20, 1) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("out-of-arena access did not panic")
+				}
+			}()
+			f()
+		}()
+	}
+}

@@ -26,6 +26,11 @@ const (
 	// HugeRequire maps hugetlb pages or fails with an error wrapping
 	// ErrNotSupported.
 	HugeRequire
+	// HugeAdvise maps anonymous memory advised with MADV_HUGEPAGE (when
+	// transparent huge pages are on) and never takes reserved hugetlb
+	// pages: for side structures, such as the DRAM tier's key index, that
+	// want few TLB misses but must leave the reserved pages to the values.
+	HugeAdvise
 )
 
 // Backing names the pages a Region actually got.
@@ -99,6 +104,8 @@ func Map(size int64, mode HugeMode) (*Region, error) {
 		return mapAligned(length, THPSupported() == nil)
 	case HugeOff:
 		return mapAligned(length, false)
+	case HugeAdvise:
+		return mapAligned(length, THPSupported() == nil)
 	}
 	return nil, fmt.Errorf("sys: map: unknown huge page mode %d", mode)
 }

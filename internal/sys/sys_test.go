@@ -72,7 +72,7 @@ func TestProbesAreCached(t *testing.T) {
 }
 
 func TestMapModes(t *testing.T) {
-	for _, mode := range []HugeMode{HugeOff, HugeAuto} {
+	for _, mode := range []HugeMode{HugeOff, HugeAuto, HugeAdvise} {
 		r, err := Map(3<<20+1, mode)
 		if err != nil {
 			t.Fatalf("Map mode %d: %v", mode, err)
@@ -91,8 +91,11 @@ func TestMapModes(t *testing.T) {
 		if mode == HugeOff && r.Backing() != BackingPages {
 			t.Errorf("HugeOff gave backing %v", r.Backing())
 		}
-		if mode == HugeAuto && THPSupported() == nil && r.Backing() == BackingPages {
-			t.Errorf("HugeAuto with THP available gave plain pages")
+		if mode != HugeOff && THPSupported() == nil && r.Backing() == BackingPages {
+			t.Errorf("mode %d with THP available gave plain pages", mode)
+		}
+		if mode == HugeAdvise && r.Backing() == BackingHugeTLB {
+			t.Errorf("HugeAdvise took reserved hugetlb pages")
 		}
 		if b[len(b)-1] != 0 {
 			t.Errorf("fresh mapping not zeroed")

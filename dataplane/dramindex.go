@@ -1,0 +1,263 @@
+package dataplane
+
+import (
+	"bytes"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/pocketstore/pocket/dataplane/slab"
+	"github.com/pocketstore/pocket/internal/sys"
+)
+
+// The DRAM tier's key index lives outside the Go heap, in memory advised
+// for transparent huge pages, and points at records that sit in the value
+// arena next to the bytes they describe. A get then costs two cache misses
+// that rarely miss the TLB (the table slot, then the record, whose key and
+// first value bytes share its cache lines) instead of the half-dozen
+// dependent misses on 4 KiB heap pages of a map[string]*version: with 100k
+// keys those misses were a third of a node's CPU time.
+//
+// Record: the first chunk of every value starts with a recHeader, then the
+// key, then (padded to 8 bytes) either the value itself, when it fits the
+// chunk (inline), or a table of the value's chunks (nseg > 0):
+//
+//	0   refs   int32   references: the index's one, plus one per open Value
+//	4   flags  uint32  PutFlags
+//	8   size   int64   value bytes
+//	16  bytes  int64   chunk bytes of the whole value, the record included
+//	24  nseg   uint32  chunks holding the value outside the record (0: inline)
+//	28  keyLen uint32
+//	32  key, then the inline value or nseg {offset int64, length int64} pairs
+//
+// Offsets are arena offsets (slab.Arena.Offset), so the index holds no Go
+// pointers and the garbage collector never scans it. Fields other than refs
+// are written before the record is published (under the shard lock) and are
+// immutable afterwards; refs changes only atomically.
+
+// recHeader is the fixed part of a record; see above.
+type recHeader struct {
+	refs   atomic.Int32
+	flags  uint32
+	size   int64
+	bytes  int64
+	nseg   uint32
+	keyLen uint32
+}
+
+const (
+	recHeaderLen = int(unsafe.Sizeof(recHeader{}))
+	recSegLen    = 16 // one {offset, length} pair
+)
+
+// recBody is where a record's inline value or chunk table starts.
+func recBody(keyLen int) int { return (recHeaderLen + keyLen + 7) &^ 7 }
+
+// record is a view of one record: its header and the arena it lives in.
+type record struct {
+	h *recHeader
+	a *slab.Arena
+}
+
+// recordAt views the record at arena offset off.
+func recordAt(a *slab.Arena, off int64) record {
+	return record{h: (*recHeader)(unsafe.Pointer(&a.At(off, recHeaderLen)[0])), a: a}
+}
+
+// span is the record's length in its chunk.
+func (r record) span() int {
+	n := recBody(int(r.h.keyLen))
+	if r.h.nseg == 0 {
+		return n + int(r.h.size)
+	}
+	return n + int(r.h.nseg)*recSegLen
+}
+
+func (r record) all() []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(r.h)), r.span())
+}
+
+func (r record) key() []byte {
+	return r.all()[recHeaderLen : recHeaderLen+int(r.h.keyLen)]
+}
+
+// inline is the value bytes of an inline record.
+func (r record) inline() []byte {
+	b := recBody(int(r.h.keyLen))
+	return r.all()[b : b+int(r.h.size)]
+}
+
+// seg returns the i-th chunk of a record with nseg > 0, cut to the value's
+// bytes in it.
+func (r record) seg(i int) []byte {
+	p := r.all()[recBody(int(r.h.keyLen))+i*recSegLen:]
+	off := *(*int64)(unsafe.Pointer(&p[0]))
+	n := *(*int64)(unsafe.Pointer(&p[8]))
+	return r.a.At(off, int(n))
+}
+
+// setSeg records chunk c as the record's i-th.
+func (r record) setSeg(i int, c []byte) {
+	p := r.all()[recBody(int(r.h.keyLen))+i*recSegLen:]
+	*(*int64)(unsafe.Pointer(&p[0])) = r.a.Offset(c)
+	*(*int64)(unsafe.Pointer(&p[8])) = int64(len(c))
+}
+
+// kslot is one slot of a key table: the key's 64-bit hash and its record's
+// arena offset plus one (zero marks an empty slot).
+type kslot struct {
+	hash uint64
+	rec  uint64
+}
+
+const kslotLen = int(unsafe.Sizeof(kslot{}))
+
+// ktable is an open-addressing hash table with linear probing and
+// backward-shift deletion (no tombstones), kept at most 3/4 full. Its slots
+// live in index memory. The owning shard's lock guards it.
+type ktable struct {
+	slots []kslot
+	n     int
+	mem   indexChunk
+}
+
+const ktableMinSlots = 16
+
+// find returns the slot index holding key, or -1.
+func (t *ktable) find(a *slab.Arena, h uint64, key []byte) int {
+	if t.n == 0 {
+		return -1
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := &t.slots[i]
+		if s.rec == 0 {
+			return -1
+		}
+		if s.hash == h && bytes.Equal(recordAt(a, int64(s.rec-1)).key(), key) {
+			return int(i)
+		}
+	}
+}
+
+// insert adds a key known to be absent. The table must have room (see
+// reserve).
+func (t *ktable) insert(h uint64, rec int64) {
+	mask := uint64(len(t.slots) - 1)
+	i := h & mask
+	for t.slots[i].rec != 0 {
+		i = (i + 1) & mask
+	}
+	t.slots[i] = kslot{hash: h, rec: uint64(rec) + 1}
+	t.n++
+}
+
+// remove empties slot i and shifts later members of its probe run back, so
+// lookups never need tombstones.
+func (t *ktable) remove(i int) {
+	mask := len(t.slots) - 1
+	for j := (i + 1) & mask; t.slots[j].rec != 0; j = (j + 1) & mask {
+		home := int(t.slots[j].hash) & mask
+		// Slot j may move to i unless its home lies cyclically in (i, j].
+		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			t.slots[i] = t.slots[j]
+			i = j
+		}
+	}
+	t.slots[i] = kslot{}
+	t.n--
+}
+
+// reserve makes room for one more key, doubling the table when it would
+// pass 3/4 full. It fails with ErrNoSpace when index memory is exhausted;
+// the table is then unchanged.
+func (t *ktable) reserve(m *indexMem) error {
+	if (t.n+1)*4 <= len(t.slots)*3 {
+		return nil
+	}
+	n := max(ktableMinSlots, 2*len(t.slots))
+	mem, slots, err := m.alloc(n)
+	if err != nil {
+		return err
+	}
+	old, oldMem := t.slots, t.mem
+	t.slots, t.mem, t.n = slots, mem, 0
+	for _, s := range old {
+		if s.rec != 0 {
+			t.insert(s.hash, int64(s.rec-1))
+		}
+	}
+	m.free(oldMem)
+	return nil
+}
+
+// reset empties the table and returns its memory.
+func (t *ktable) reset(m *indexMem) {
+	m.free(t.mem)
+	*t = ktable{}
+}
+
+// each calls fn with every record offset in the table.
+func (t *ktable) each(fn func(rec int64)) {
+	for _, s := range t.slots {
+		if s.rec != 0 {
+			fn(int64(s.rec - 1))
+		}
+	}
+}
+
+// indexMem hands out slot arrays: from a slab arena of its own for tables
+// up to a slab page, so small tables share huge pages, and from a region
+// of their own for larger ones. Neither is on the Go heap or counted in the
+// tier's usage.
+type indexMem struct {
+	arena *slab.Arena
+}
+
+// indexChunk is the memory behind one table: an arena chunk or a region.
+type indexChunk struct {
+	chunk  []byte
+	region *sys.Region
+}
+
+func newIndexMem(capacity int64) (*indexMem, error) {
+	a, err := slab.New(capacity, slab.Options{Huge: sys.HugeAdvise})
+	if err != nil {
+		return nil, fmt.Errorf("dram tier: key index: %w", err)
+	}
+	return &indexMem{arena: a}, nil
+}
+
+// alloc returns n zeroed slots (n a power of two).
+func (m *indexMem) alloc(n int) (indexChunk, []kslot, error) {
+	size := n * kslotLen
+	var c indexChunk
+	if size <= m.arena.MaxChunk() {
+		b, err := m.arena.Alloc(size)
+		if err != nil {
+			return c, nil, allocErr(err)
+		}
+		clear(b)
+		c.chunk = b
+	} else {
+		r, err := sys.Map(int64(size), sys.HugeAdvise)
+		if err != nil {
+			return c, nil, fmt.Errorf("dram tier: key index of %d slots: %w", n, ErrNoSpace)
+		}
+		c.region, c.chunk = r, r.Bytes()[:size]
+	}
+	return c, unsafe.Slice((*kslot)(unsafe.Pointer(&c.chunk[0])), n), nil
+}
+
+func (m *indexMem) free(c indexChunk) {
+	switch {
+	case c.region != nil:
+		_ = c.region.Close()
+	case c.chunk != nil:
+		if err := m.arena.Free(c.chunk); err != nil {
+			panic(fmt.Sprintf("dataplane: freeing key table: %v", err))
+		}
+	}
+}
+
+func (m *indexMem) close() error { return m.arena.Close() }

@@ -1,0 +1,113 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/pocketstore/pocket/dataplane/slab"
+)
+
+// TestKTableModel drives a key table through random inserts, removals and
+// lookups with hashes squeezed into a few values, so probe runs are long,
+// collide and wrap around the end, and checks every answer against a map.
+func TestKTableModel(t *testing.T) {
+	a, err := slab.New(8<<20, slab.Options{PageSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	m, err := newIndexMem(8 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+
+	const keys = 200
+	recs := make([]int64, keys)
+	hashes := make([]uint64, keys)
+	for i := range recs {
+		key := fmt.Appendf(nil, "key-%d", i)
+		b, err := a.Alloc(recBody(len(key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := recordAt(a, a.Offset(b))
+		r.h.keyLen = uint32(len(key))
+		copy(r.key(), key)
+		recs[i] = a.Offset(b)
+		// Few distinct hashes, some landing in the table's last slots.
+		hashes[i] = uint64(i%7) * 0x9E3779B97F4A7C15
+		if i%5 == 0 {
+			hashes[i] = ^uint64(0) - uint64(i%3)
+		}
+	}
+	key := func(i int) []byte { return fmt.Appendf(nil, "key-%d", i) }
+
+	var tb ktable
+	defer tb.reset(m)
+	in := map[int]bool{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for step := range 20000 {
+		i := rng.IntN(keys)
+		switch got := tb.find(a, hashes[i], key(i)); {
+		case in[i] && (got < 0 || int64(tb.slots[got].rec-1) != recs[i]):
+			t.Fatalf("step %d: key %d present but find gave %d", step, i, got)
+		case !in[i] && got >= 0:
+			t.Fatalf("step %d: key %d absent but found in slot %d", step, i, got)
+		case in[i] && rng.IntN(2) == 0:
+			tb.remove(got)
+			delete(in, i)
+		case !in[i]:
+			if err := tb.reserve(m); err != nil {
+				t.Fatal(err)
+			}
+			tb.insert(hashes[i], recs[i])
+			in[i] = true
+		}
+		if tb.n != len(in) {
+			t.Fatalf("step %d: table counts %d keys, model %d", step, tb.n, len(in))
+		}
+		if tb.n*4 > len(tb.slots)*3 {
+			t.Fatalf("step %d: %d keys in %d slots, over 3/4", step, tb.n, len(tb.slots))
+		}
+	}
+	seen := 0
+	tb.each(func(int64) { seen++ })
+	if seen != len(in) {
+		t.Fatalf("each visited %d records, model holds %d", seen, len(in))
+	}
+}
+
+// TestKTableIndexFull checks that a table that cannot grow says so and
+// keeps what it holds.
+func TestKTableIndexFull(t *testing.T) {
+	m, err := newIndexMem(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	var tables []ktable
+	defer func() {
+		for i := range tables {
+			tables[i].reset(m)
+		}
+	}()
+	for {
+		var tb ktable
+		if err := tb.reserve(m); err != nil {
+			if !errors.Is(err, ErrNoSpace) {
+				t.Fatalf("reserve on a full index: %v, want ErrNoSpace", err)
+			}
+			if tb.slots != nil || tb.n != 0 {
+				t.Fatal("failed reserve changed the table")
+			}
+			return
+		}
+		tables = append(tables, tb)
+		if len(tables) > 1<<16 {
+			t.Fatal("index memory never filled")
+		}
+	}
+}
