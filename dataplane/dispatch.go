@@ -54,6 +54,7 @@ func (n *Node) OnClose(c *netio.Conn, _ error) {
 // payload to a sink that receives it straight into tier memory.
 func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
 	cs := c.Context().(*connState)
+	n.prefetch(c, in)
 	done := 0
 	for {
 		b := in[done:]

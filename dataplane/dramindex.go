@@ -261,3 +261,18 @@ func (m *indexMem) free(c indexChunk) {
 }
 
 func (m *indexMem) close() error { return m.arena.Close() }
+
+// peek returns the record offset of the first slot whose hash is h, or -1:
+// a guess at find's answer that reads no record, for prefetching.
+func (t *ktable) peek(h uint64) int64 {
+	if t.n == 0 {
+		return -1
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := h & mask; t.slots[i].rec != 0; i = (i + 1) & mask {
+		if t.slots[i].hash == h {
+			return int64(t.slots[i].rec - 1)
+		}
+	}
+	return -1
+}

@@ -111,3 +111,70 @@ func TestKTableIndexFull(t *testing.T) {
 		}
 	}
 }
+
+// TestDRAMPrefetch runs the prefetch passes over present, missing and
+// foreign keys while another goroutine rewrites and deletes the same keys
+// (so tables grow and records move under it), and checks that the hints
+// leave every value and the tier's accounting as they were.
+func TestDRAMPrefetch(t *testing.T) {
+	d, err := NewDRAM(64<<20, DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	job := []byte("job")
+	store := func(i int) {
+		p, err := d.Create(job, fmt.Appendf(nil, "k%d", i), 100, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		p.Buffers()[0][0] = byte(i)
+		if err := p.Commit(); err != nil {
+			t.Error(err)
+		}
+	}
+	for i := range 64 {
+		store(i)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 4000 {
+			store(64 + i%500)
+			if i%3 == 0 {
+				_ = d.Delete(job, fmt.Appendf(nil, "k%d", 64+i%500))
+			}
+		}
+	}()
+	var b prefetchBatch
+	for range 2000 {
+		b.n = 0
+		for _, k := range []string{"k1", "k63", "k70", "missing", "k300"} {
+			b.job[b.n], b.key[b.n] = job, []byte(k)
+			b.n++
+		}
+		b.job[b.n], b.key[b.n] = []byte("no-such-job"), []byte("k1")
+		b.n++
+		d.prefetch(&b)
+		for i := range b.n {
+			if b.shard[i] != nil {
+				t.Fatal("prefetch left a shard pointer behind")
+			}
+		}
+	}
+	<-done
+	for i := range 64 {
+		v, err := d.Open(job, fmt.Appendf(nil, "k%d", i))
+		if err != nil {
+			t.Fatalf("k%d after prefetching: %v", i, err)
+		}
+		if got := v.Segments()[0][0]; got != byte(i) {
+			t.Errorf("k%d holds %d", i, got)
+		}
+		v.Release()
+	}
+	if u := d.Usage(); u.Used != d.JobUsage(job) {
+		t.Errorf("arena has %d bytes out, the job %d: a reference leaked", u.Used, d.JobUsage(job))
+	}
+}

@@ -51,6 +51,9 @@ type Node struct {
 	drain  atomic.Bool
 	// inflight counts blocking tier calls queued or running on workers.
 	inflight atomic.Int64
+	// batches are the loops' prefetch scratch, by loop index, each made
+	// and used only by its loop (see prefetch.go).
+	batches [maxStatLoops]*prefetchBatch
 }
 
 // nodeStats are the request counters, one set per event loop so that two

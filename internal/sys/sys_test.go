@@ -178,3 +178,14 @@ func TestSliceBounds(t *testing.T) {
 		t.Errorf("Slice after Close: %v, want ErrOutOfRange", err)
 	}
 }
+
+func TestPrefetchNeverFaults(t *testing.T) {
+	b := make([]byte, 128)
+	Prefetch(unsafe.Pointer(&b[0]))
+	Prefetch(nil)
+	prefetch(1 << 47) // unmapped on purpose: the hint must not fault
+	prefetch(^uintptr(0))
+	if b[0] != 0 {
+		t.Fatal("prefetch changed memory")
+	}
+}
