@@ -92,8 +92,9 @@ type dramJob struct {
 
 type dramShard struct {
 	mu sync.RWMutex
+	_  [40]byte // the lock on a line of its own: readers of the table and its hint do not pull it away
 	t  ktable
-	_  [8]byte // 64 bytes a shard: keeps neighbouring shards' locks off one cache line
+	_  [48]byte // and off the next shard's line
 }
 
 // indexShare is the key index's address space as a fraction of the tier's

@@ -119,6 +119,24 @@ type ktable struct {
 	slots []kslot
 	n     int
 	mem   indexChunk
+	// hint mirrors slots for prefetch, which reads it without the lock:
+	// a stale hint only aims a prefetch at the wrong line.
+	hint atomic.Pointer[slotHint]
+}
+
+// slotHint is where a table's slots were when it last changed size.
+type slotHint struct {
+	base *kslot
+	mask uint64
+}
+
+// slotAddr guesses the address of h's home slot from the hint, without the
+// shard lock, or returns nil for an empty table.
+func (t *ktable) slotAddr(h uint64) unsafe.Pointer {
+	if sh := t.hint.Load(); sh != nil {
+		return unsafe.Add(unsafe.Pointer(sh.base), (h&sh.mask)*uint64(kslotLen))
+	}
+	return nil
 }
 
 const ktableMinSlots = 16
@@ -182,6 +200,7 @@ func (t *ktable) reserve(m *indexMem) error {
 	}
 	old, oldMem := t.slots, t.mem
 	t.slots, t.mem, t.n = slots, mem, 0
+	t.hint.Store(&slotHint{base: &slots[0], mask: uint64(n - 1)})
 	for _, s := range old {
 		if s.rec != 0 {
 			t.insert(s.hash, int64(s.rec-1))
@@ -194,7 +213,8 @@ func (t *ktable) reserve(m *indexMem) error {
 // reset empties the table and returns its memory.
 func (t *ktable) reset(m *indexMem) {
 	m.free(t.mem)
-	*t = ktable{}
+	t.slots, t.n, t.mem = nil, 0, indexChunk{}
+	t.hint.Store(nil)
 }
 
 // each calls fn with every record offset in the table.

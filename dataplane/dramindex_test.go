@@ -88,19 +88,19 @@ func TestKTableIndexFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.close()
-	var tables []ktable
+	var tables []*ktable
 	defer func() {
 		for i := range tables {
 			tables[i].reset(m)
 		}
 	}()
 	for {
-		var tb ktable
+		tb := new(ktable)
 		if err := tb.reserve(m); err != nil {
 			if !errors.Is(err, ErrNoSpace) {
 				t.Fatalf("reserve on a full index: %v, want ErrNoSpace", err)
 			}
-			if tb.slots != nil || tb.n != 0 {
+			if tb.slots != nil || tb.n != 0 || tb.hint.Load() != nil {
 				t.Fatal("failed reserve changed the table")
 			}
 			return

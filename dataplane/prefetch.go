@@ -84,11 +84,12 @@ func keyed(op wire.Op) bool {
 }
 
 // prefetch implements prefetcher in two passes. The first starts the miss
-// on each key's index slot. By the second the first slots have arrived:
-// it reads each slot under the shard's read lock and starts the miss on the
-// record it names (its first two lines: header, key and the value's
-// start). Nothing is returned; the lookups that follow find the lines in
-// cache.
+// on each key's index slot, found through the table's hint without taking
+// the shard lock (a locked instruction per key would also stop the misses
+// from overlapping). By the second the first slots have arrived: it reads
+// each slot under the shard's read lock and starts the miss on the record
+// it names (its first two lines: header, key and the value's start).
+// Nothing is returned; the lookups that follow find the lines in cache.
 func (d *DRAM) prefetch(b *prefetchBatch) {
 	for i := range b.n {
 		b.shard[i] = nil
@@ -98,11 +99,9 @@ func (d *DRAM) prefetch(b *prefetchBatch) {
 		}
 		h := d.hash(b.key[i])
 		s := shardOf(j, h)
-		s.mu.RLock()
-		if len(s.t.slots) > 0 {
-			sys.Prefetch(unsafe.Pointer(&s.t.slots[h&uint64(len(s.t.slots)-1)]))
+		if p := s.t.slotAddr(h); p != nil {
+			sys.Prefetch(p)
 		}
-		s.mu.RUnlock()
 		b.hash[i], b.shard[i] = h, s
 	}
 	for i := range b.n {
