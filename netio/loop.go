@@ -200,12 +200,14 @@ func (l *Loop) run() {
 // wait returns the next batch of events. With BusyPoll it polls with a zero
 // timeout until BusyPoll has passed since the last event, then blocks.
 func (l *Loop) wait(spinUntil *int64) (int, error) {
-	if l.cfg.BusyPoll > 0 && nanotime() < *spinUntil {
-		n, err := epollPoll(l.epfd, l.events)
-		if n > 0 {
-			*spinUntil = nanotime() + int64(l.cfg.BusyPoll)
+	if l.cfg.BusyPoll > 0 && l.maySpin() {
+		if nanotime() < *spinUntil {
+			n, err := epollPoll(l.epfd, l.events)
+			if n > 0 {
+				*spinUntil = nanotime() + int64(l.cfg.BusyPoll)
+			}
+			return n, err
 		}
-		return n, err
 	}
 	if l.eprc != nil {
 		if err := l.eprc.Read(l.park); err != nil {
@@ -229,6 +231,13 @@ func (l *Loop) wait(spinUntil *int64) (int, error) {
 		}
 		return n, nil
 	}
+}
+
+// maySpin reports whether the spin gate (BusyPollIdleOnly) lets the loop
+// busy poll; without a gate it always may.
+func (l *Loop) maySpin() bool {
+	g := l.srv.spin
+	return g == nil || g.open.Load()
 }
 
 // epollPoll is epoll_wait with a zero timeout. It never blocks, so it uses

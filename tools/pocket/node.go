@@ -34,6 +34,7 @@ type nodeFlags struct {
 	dram     string
 	loops    int
 	busyPoll time.Duration
+	spinAll  bool
 	maxConns int
 	nvme     string
 	staging  string
@@ -50,7 +51,8 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:7100", "address to serve the data plane on")
 	fs.StringVar(&f.dram, "dram", "1GiB", "DRAM tier capacity (0 for none)")
 	fs.IntVar(&f.loops, "loops", 0, "event loops (default: one per core)")
-	fs.DurationVar(&f.busyPoll, "busy-poll", 0, "spin this long polling sockets before sleeping (0: off)")
+	fs.DurationVar(&f.busyPoll, "busy-poll", 50*time.Microsecond, "spin this long polling sockets before sleeping, while half a core or more is idle (0: off)")
+	fs.BoolVar(&f.spinAll, "busy-poll-always", false, "with --busy-poll, spin even when no core is idle")
 	fs.IntVar(&f.maxConns, "max-conns", 10000, "connection limit")
 	fs.StringVar(&f.nvme, "nvme", "", "NVMe tier as PATH:SIZE (a block device or a file, opened with O_DIRECT)")
 	fs.StringVar(&f.staging, "nvme-staging", "256MiB", "aligned memory for NVMe transfers in flight")
@@ -180,7 +182,7 @@ func startNode(f *nodeFlags, secret []byte) (*dataplane.Node, func(), error) {
 	}
 	cfg := dataplane.NodeConfig{
 		Listen: f.listen,
-		Net:    netio.Config{Loops: f.loops, BusyPoll: f.busyPoll, MaxConns: f.maxConns},
+		Net:    netio.Config{Loops: f.loops, BusyPoll: f.busyPoll, BusyPollIdleOnly: !f.spinAll, MaxConns: f.maxConns},
 		Logger: slog.Default(),
 	}
 	if secret != nil {
