@@ -31,13 +31,11 @@ type Config struct {
 	// timeout for this long after its last event before it blocks. See the
 	// package doc for where it pays. Default 0 (off).
 	BusyPoll time.Duration
-	// BusyPollIdleOnly lets loops spin (BusyPoll) only while half a core
-	// or more of the machine stays idle: a sampler reads the CPU times in
-	// /proc/stat every SpinSampleInterval. Spinning then shortens wake-ups
-	// when cores are idle and stops before it takes the last core from
-	// other work. See spin.go and the package doc. Default false (spin
-	// whenever BusyPoll says).
-	BusyPollIdleOnly bool
+	// MaySpin, when set, is asked before every busy poll; false makes the
+	// loop block instead. The node passes an idlecpu.Gate's Open, so loops
+	// spin only while cores are idle. Default nil (spin whenever BusyPoll
+	// says).
+	MaySpin func() bool
 	// LockOSThread wires each loop goroutine to its own OS thread.
 	// See the package doc for the measurement. Default false.
 	LockOSThread bool

@@ -104,9 +104,9 @@
 // shared. A spinning loop never enters the scheduler, so in-process
 // goroutines (here the clients) wait longer to be woken from the netpoller
 // and to get a CPU: 2.7x slower round trips on one connection here. So
-// BusyPoll stays off by default in this package. Config.BusyPollIdleOnly
-// gates it on idle CPU (spin.go): a sampler lets loops spin only while half
-// a core or more of the machine is idle, which is where spinning wins, and
+// BusyPoll stays off by default in this package. Config.MaySpin can gate
+// it; the node gates it on idle CPU (package internal/idlecpu): loops spin
+// only while half a core or more of the machine is idle, which is where spinning wins, and
 // stops them when the cores are busy, which is where it loses. The node
 // (pocket node) runs with BusyPoll 50us gated that way: measured through
 // the node against Redis on this machine, one connection's get p50 fell

@@ -233,11 +233,9 @@ func (l *Loop) wait(spinUntil *int64) (int, error) {
 	}
 }
 
-// maySpin reports whether the spin gate (BusyPollIdleOnly) lets the loop
-// busy poll; without a gate it always may.
+// maySpin reports whether Config.MaySpin lets the loop busy poll now.
 func (l *Loop) maySpin() bool {
-	g := l.srv.spin
-	return g == nil || g.open.Load()
+	return l.cfg.MaySpin == nil || l.cfg.MaySpin()
 }
 
 // epollPoll is epoll_wait with a zero timeout. It never blocks, so it uses

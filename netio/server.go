@@ -17,7 +17,6 @@ type Server struct {
 	loops []*Loop
 	addr  *net.TCPAddr
 
-	spin   *spinGate     // with BusyPollIdleOnly: whether loops may spin
 	open   atomic.Int64  // connections open over all loops, for MaxConns
 	nextID atomic.Uint64 // last connection id handed out
 
@@ -58,9 +57,6 @@ func Listen(addr string, cfg Config, h Handler) (*Server, error) {
 		s.loops = append(s.loops, l)
 	}
 	s.addr = tcpAddr(sa)
-	if cfg.BusyPoll > 0 && cfg.BusyPollIdleOnly {
-		s.spin = startSpinGate(procStat, SpinSampleInterval)
-	}
 	for _, l := range s.loops {
 		s.wg.Add(1)
 		go l.run()
@@ -147,9 +143,6 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		for _, l := range s.loops {
 			l.stop()
-		}
-		if s.spin != nil {
-			s.spin.close()
 		}
 	})
 	s.wg.Wait()

@@ -1,4 +1,4 @@
-package netio
+package idlecpu
 
 import (
 	"errors"
@@ -25,7 +25,7 @@ func TestSpinGateFollowsIdleTime(t *testing.T) {
 			return idle, total, nil
 		}
 	}
-	wait := func(want bool, g *spinGate) {
+	wait := func(want bool, g *Gate) {
 		t.Helper()
 		for deadline := time.Now().Add(5 * time.Second); g.open.Load() != want; {
 			if time.Now().After(deadline) {
@@ -34,18 +34,26 @@ func TestSpinGateFollowsIdleTime(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	idleShare.Store(900) // 90 % idle: at least spinIdleCores on any machine
-	g := startSpinGate(times(), time.Millisecond)
-	defer g.close()
+	idleShare.Store(900) // 90 % idle: at least MinIdleCores on any machine
+	g := start(times(), time.Millisecond)
+	defer g.Close()
 	wait(true, g)
 	idleShare.Store(0)
 	wait(false, g)
 
 	fail.Store(true)
-	g2 := startSpinGate(times(), time.Millisecond)
-	defer g2.close()
+	g2 := start(times(), time.Millisecond)
+	defer g2.Close()
 	time.Sleep(20 * time.Millisecond)
 	if g2.open.Load() {
 		t.Fatal("gate opened without CPU times")
 	}
+}
+
+func TestNilGateIsOpen(t *testing.T) {
+	var g *Gate
+	if !g.Open() {
+		t.Fatal("a nil gate must be open")
+	}
+	g.Close()
 }
