@@ -27,9 +27,9 @@ func TestSpinGateFollowsIdleTime(t *testing.T) {
 	}
 	wait := func(want bool, g *Gate) {
 		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); g.open.Load() != want; {
+		for deadline := time.Now().Add(5 * time.Second); g.Open() != want; {
 			if time.Now().After(deadline) {
-				t.Fatalf("gate open = %v, want %v", g.open.Load(), want)
+				t.Fatalf("gate open = %v, want %v", g.Open(), want)
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -44,8 +44,11 @@ func TestSpinGateFollowsIdleTime(t *testing.T) {
 	fail.Store(true)
 	g2 := start(times(), time.Millisecond)
 	defer g2.Close()
-	time.Sleep(20 * time.Millisecond)
-	if g2.open.Load() {
+	for range 20 {
+		g2.Open()
+		time.Sleep(time.Millisecond)
+	}
+	if g2.Open() {
 		t.Fatal("gate opened without CPU times")
 	}
 }
@@ -56,4 +59,52 @@ func TestNilGateIsOpen(t *testing.T) {
 		t.Fatal("a nil gate must be open")
 	}
 	g.Close()
+}
+
+func TestParseCPULine(t *testing.T) {
+	idle, total, err := parseCPULine([]byte("cpu  100 5 50 800 20 1 3 7 0 0\ncpu0 1 2 3\n"))
+	if err != nil || idle != 820 || total != 986 {
+		t.Fatalf("parseCPULine = %v, %v, %v; want 820, 986, nil", idle, total, err)
+	}
+	for _, bad := range []string{"", "intr 1 2 3", "cpu 1 2 3", "cpu  1 2 x 4 5 6 7 8"} {
+		if _, _, err := parseCPULine([]byte(bad)); err == nil {
+			t.Errorf("parseCPULine(%q) accepted", bad)
+		}
+	}
+}
+
+func TestProcStatReads(t *testing.T) {
+	idle, total, err := procStat()()
+	if err != nil {
+		t.Skipf("no /proc/stat here: %v", err)
+	}
+	if total <= 0 || idle < 0 || idle > total {
+		t.Fatalf("procStat = idle %v of %v", idle, total)
+	}
+}
+
+// TestGateReadsOnlyWhenAsked checks that a gate nobody asks does not read
+// the CPU times (an idle node's sampler costs nothing), and reads again
+// once asked.
+func TestGateReadsOnlyWhenAsked(t *testing.T) {
+	var reads atomic.Int64
+	read := func() (float64, float64, error) {
+		n := reads.Add(1)
+		return float64(n * 900), float64(n * 1000), nil
+	}
+	g := start(read, time.Millisecond)
+	defer g.Close()
+	time.Sleep(30 * time.Millisecond)
+	if n := reads.Load(); n > 1 {
+		t.Fatalf("%d reads with nobody asking, want only the baseline", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !g.Open(); {
+		if time.Now().After(deadline) {
+			t.Fatal("asked gate never opened on idle times")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if reads.Load() < 2 {
+		t.Fatal("asked gate did not read")
+	}
 }
