@@ -101,6 +101,9 @@ func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
 			n.replyErr(c, cs, &h, err)
 			return done, err
 		}
+		if h.Op == wire.OpGet {
+			n.prefetchAhead(c, h.ID)
+		}
 		n.serve(c, cs, &h)
 		done += body
 	}

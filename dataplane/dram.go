@@ -353,7 +353,7 @@ func (d *DRAM) lookup(job, key []byte, ref bool) (int64, Info, error) {
 		s.mu.RUnlock()
 		return 0, Info{}, ErrNotFound
 	}
-	off := int64(s.t.slots[i].rec - 1)
+	off := s.t.slots[i].off()
 	r := recordAt(d.arena, off)
 	info := Info{Size: r.h.size, Flags: PutFlags(r.h.flags)}
 	if ref {
@@ -383,7 +383,7 @@ func (d *DRAM) Delete(job, key []byte) error {
 		s.mu.Unlock()
 		return ErrNotFound
 	}
-	off := int64(s.t.slots[i].rec - 1)
+	off := s.t.slots[i].off()
 	s.t.remove(i)
 	j.used.Add(-recordAt(d.arena, off).h.bytes)
 	s.mu.Unlock()
@@ -482,11 +482,11 @@ func (d *DRAM) dropShard(j *dramJob, s *dramShard, keepPersistent bool) int64 {
 		// remove shifts later slots back into i, so i is looked at again.
 		for i := 0; i < len(s.t.slots); {
 			sl := s.t.slots[i]
-			if sl.rec == 0 || recordAt(d.arena, int64(sl.rec-1)).h.flags&uint32(Persist) != 0 {
+			if sl.rec == 0 || recordAt(d.arena, sl.off()).h.flags&uint32(Persist) != 0 {
 				i++
 				continue
 			}
-			victims = append(victims, int64(sl.rec-1))
+			victims = append(victims, sl.off())
 			s.t.remove(i)
 		}
 	}
@@ -725,6 +725,7 @@ func (p *dramPending) Commit() error {
 func (p *dramPending) publish() (int64, error) {
 	d := p.d
 	off := p.rec.off()
+	rec := packRec(off, p.rec.span())
 	for {
 		j := p.job
 		s := shardOf(j, p.hash)
@@ -738,15 +739,15 @@ func (p *dramPending) publish() (int64, error) {
 		}
 		old := int64(-1)
 		if i := s.t.find(d.arena, p.hash, p.key); i >= 0 {
-			old = int64(s.t.slots[i].rec - 1)
-			s.t.slots[i].rec = uint64(off) + 1
+			old = s.t.slots[i].off()
+			s.t.slots[i].rec = rec
 			j.used.Add(-recordAt(d.arena, old).h.bytes)
 		} else {
 			if err := s.t.reserve(d.idx); err != nil {
 				s.mu.Unlock()
 				return -1, err
 			}
-			s.t.insert(p.hash, off)
+			s.t.insert(p.hash, rec)
 		}
 		j.used.Add(p.rec.h.bytes)
 		s.mu.Unlock()

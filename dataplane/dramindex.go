@@ -103,12 +103,30 @@ func (r record) setSeg(i int, c []byte) {
 	*(*int64)(unsafe.Pointer(&p[8])) = int64(len(c))
 }
 
-// kslot is one slot of a key table: the key's 64-bit hash and its record's
-// arena offset plus one (zero marks an empty slot).
+// kslot is one slot of a key table: the key's 64-bit hash, and in rec its
+// record's arena offset plus one in the low 48 bits (zero marks an empty
+// slot) and the record's length in cache lines, capped at recMaxLines, in
+// the high 16, so a prefetch can cover the record without reading it.
 type kslot struct {
 	hash uint64
 	rec  uint64
 }
+
+const (
+	recOffBits  = 48
+	recMaxLines = 32 // prefetch at most this much of a record (2 KiB)
+)
+
+// packRec makes a slot's rec from a record's offset and length in bytes.
+func packRec(off int64, n int) uint64 {
+	return uint64(off) + 1 | uint64(min((n+63)/64, recMaxLines))<<recOffBits
+}
+
+// off is the slot's record offset; the slot must not be empty.
+func (s kslot) off() int64 { return int64(s.rec&(1<<recOffBits-1)) - 1 }
+
+// lines is the slot's record length in cache lines (at most recMaxLines).
+func (s kslot) lines() int { return int(s.rec >> recOffBits) }
 
 const kslotLen = int(unsafe.Sizeof(kslot{}))
 
@@ -152,21 +170,21 @@ func (t *ktable) find(a *slab.Arena, h uint64, key []byte) int {
 		if s.rec == 0 {
 			return -1
 		}
-		if s.hash == h && bytes.Equal(recordAt(a, int64(s.rec-1)).key(), key) {
+		if s.hash == h && bytes.Equal(recordAt(a, s.off()).key(), key) {
 			return int(i)
 		}
 	}
 }
 
-// insert adds a key known to be absent. The table must have room (see
-// reserve).
-func (t *ktable) insert(h uint64, rec int64) {
+// insert adds a key known to be absent, with rec from packRec. The table
+// must have room (see reserve).
+func (t *ktable) insert(h, rec uint64) {
 	mask := uint64(len(t.slots) - 1)
 	i := h & mask
 	for t.slots[i].rec != 0 {
 		i = (i + 1) & mask
 	}
-	t.slots[i] = kslot{hash: h, rec: uint64(rec) + 1}
+	t.slots[i] = kslot{hash: h, rec: rec}
 	t.n++
 }
 
@@ -203,7 +221,7 @@ func (t *ktable) reserve(m *indexMem) error {
 	t.hint.Store(&slotHint{base: &slots[0], mask: uint64(n - 1)})
 	for _, s := range old {
 		if s.rec != 0 {
-			t.insert(s.hash, int64(s.rec-1))
+			t.insert(s.hash, s.rec)
 		}
 	}
 	m.free(oldMem)
@@ -221,7 +239,7 @@ func (t *ktable) reset(m *indexMem) {
 func (t *ktable) each(fn func(rec int64)) {
 	for _, s := range t.slots {
 		if s.rec != 0 {
-			fn(int64(s.rec - 1))
+			fn(s.off())
 		}
 	}
 }
@@ -282,17 +300,17 @@ func (m *indexMem) free(c indexChunk) {
 
 func (m *indexMem) close() error { return m.arena.Close() }
 
-// peek returns the record offset of the first slot whose hash is h, or -1:
-// a guess at find's answer that reads no record, for prefetching.
-func (t *ktable) peek(h uint64) int64 {
+// peek returns the first slot whose hash is h, or an empty one: a guess at
+// find's answer that reads no record, for prefetching.
+func (t *ktable) peek(h uint64) kslot {
 	if t.n == 0 {
-		return -1
+		return kslot{}
 	}
 	mask := uint64(len(t.slots) - 1)
 	for i := h & mask; t.slots[i].rec != 0; i = (i + 1) & mask {
 		if t.slots[i].hash == h {
-			return int64(t.slots[i].rec - 1)
+			return t.slots[i]
 		}
 	}
-	return -1
+	return kslot{}
 }

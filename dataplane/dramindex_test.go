@@ -52,8 +52,10 @@ func TestKTableModel(t *testing.T) {
 	for step := range 20000 {
 		i := rng.IntN(keys)
 		switch got := tb.find(a, hashes[i], key(i)); {
-		case in[i] && (got < 0 || int64(tb.slots[got].rec-1) != recs[i]):
+		case in[i] && (got < 0 || tb.slots[got].off() != recs[i]):
 			t.Fatalf("step %d: key %d present but find gave %d", step, i, got)
+		case in[i] && tb.slots[got].lines() != min(i%40, recMaxLines):
+			t.Fatalf("step %d: key %d keeps %d lines, want %d", step, i, tb.slots[got].lines(), min(i%40, recMaxLines))
 		case !in[i] && got >= 0:
 			t.Fatalf("step %d: key %d absent but found in slot %d", step, i, got)
 		case in[i] && rng.IntN(2) == 0:
@@ -63,7 +65,7 @@ func TestKTableModel(t *testing.T) {
 			if err := tb.reserve(m); err != nil {
 				t.Fatal(err)
 			}
-			tb.insert(hashes[i], recs[i])
+			tb.insert(hashes[i], packRec(recs[i], 64*(i%40)))
 			in[i] = true
 		}
 		if tb.n != len(in) {

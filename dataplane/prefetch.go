@@ -28,11 +28,22 @@ type prefetcher interface {
 
 // prefetchBatch is one read's keys, and the tier's scratch for them. One
 // per event loop: only that loop's goroutine touches it.
+//
+// After the tier's passes it also remembers, per request id, where each
+// record is and how many cache lines it spans, so that OnData, about to
+// serve one get, can fetch the rest of the next get's record (ahead):
+// fetching every record whole at once would queue more misses than the
+// core tracks, and the prefetch instructions would stall instead.
 type prefetchBatch struct {
 	n        int
 	job, key [prefetchMax][]byte
+	id       [prefetchMax]uint64
 	hash     [prefetchMax]uint64
 	shard    [prefetchMax]*dramShard
+	rec      [prefetchMax]unsafe.Pointer // off-heap; nil when not found
+	lines    [prefetchMax]int
+	conn     *netio.Conn // whose requests these are
+	next     int         // entries before it have been served
 }
 
 // prefetch warms the tier for the keyed requests at the head of in, when
@@ -49,7 +60,7 @@ func (n *Node) prefetch(c *netio.Conn, in []byte) {
 		b = new(prefetchBatch)
 		n.batches[i] = b
 	}
-	b.n = 0
+	b.n, b.next, b.conn = 0, 0, c
 	for len(in) >= wire.HeaderLen && b.n < prefetchMax {
 		h, err := wire.ParseHeader(in, &n.lim)
 		body := wire.HeaderLen + int(h.MetaLen)
@@ -58,7 +69,7 @@ func (n *Node) prefetch(c *netio.Conn, in []byte) {
 		}
 		if keyed(h.Op) && h.Flags&wire.FlagTierNVMe == 0 {
 			if job, key, ok := wire.PeekKey(in[wire.HeaderLen:body]); ok {
-				b.job[b.n], b.key[b.n] = job, key
+				b.job[b.n], b.key[b.n], b.id[b.n] = job, key, h.ID
 				b.n++
 			}
 		}
@@ -69,9 +80,36 @@ func (n *Node) prefetch(c *netio.Conn, in []byte) {
 	}
 	if b.n >= 2 {
 		pf.prefetch(b)
+	} else {
+		b.n = 0
 	}
-	clear(b.job[:b.n])
-	clear(b.key[:b.n])
+	clear(b.job[:])
+	clear(b.key[:])
+}
+
+// prefetchAhead is called as OnData starts serving the get with request
+// id on c: it fetches all of the next batched record but its first two
+// lines (which the tier's pass fetched already). A stale batch (another
+// connection's, or ids that do not match) only aims prefetches amiss.
+func (n *Node) prefetchAhead(c *netio.Conn, id uint64) {
+	i := c.Loop().Index()
+	if i >= len(n.batches) {
+		return
+	}
+	b := n.batches[i]
+	if b == nil || b.conn != c {
+		return
+	}
+	for b.next < b.n && b.id[b.next] != id {
+		b.next++
+	}
+	if b.next++; b.next < b.n {
+		if p := b.rec[b.next]; p != nil {
+			for l := 2; l < b.lines[b.next]; l++ {
+				sys.Prefetch(unsafe.Add(p, l*64))
+			}
+		}
+	}
 }
 
 // keyed reports whether op looks up one key in a tier.
@@ -88,8 +126,9 @@ func keyed(op wire.Op) bool {
 // the shard lock (a locked instruction per key would also stop the misses
 // from overlapping). By the second the first slots have arrived: it reads
 // each slot under the shard's read lock and starts the miss on the record
-// it names (its first two lines: header, key and the value's start).
-// Nothing is returned; the lookups that follow find the lines in cache.
+// it names (its first two lines: header, key and the value's start), and
+// notes the record's place and length for prefetchAhead. The lookups that
+// follow find the lines in cache.
 func (d *DRAM) prefetch(b *prefetchBatch) {
 	for i := range b.n {
 		b.shard[i] = nil
@@ -106,14 +145,16 @@ func (d *DRAM) prefetch(b *prefetchBatch) {
 	}
 	for i := range b.n {
 		s := b.shard[i]
+		b.rec[i], b.lines[i] = nil, 0
 		if s == nil {
 			continue
 		}
 		s.mu.RLock()
-		if off := s.t.peek(b.hash[i]); off >= 0 {
-			p := unsafe.Pointer(&d.arena.At(off, 1)[0])
+		if sl := s.t.peek(b.hash[i]); sl.rec != 0 {
+			p := unsafe.Pointer(&d.arena.At(sl.off(), 1)[0])
 			sys.Prefetch(p)
 			sys.Prefetch(unsafe.Add(p, 64))
+			b.rec[i], b.lines[i] = p, sl.lines()
 		}
 		s.mu.RUnlock()
 		b.shard[i] = nil
