@@ -97,11 +97,13 @@ type dramShard struct {
 	_  [48]byte // and off the next shard's line
 }
 
-// indexShare is the key index's address space as a fraction of the tier's
-// capacity. It is reserved, not committed: a table takes memory as it is
-// touched. Half the capacity outlasts the values' own room even for the
-// smallest records, so the index does not fill before the arena does.
-const indexShare = 2
+// indexMin is the least address space reserved for the key index; beyond
+// it the index reserves as much as the tier's capacity. It is reserved, not
+// committed: a table takes memory as it is touched. That outlasts the
+// values' own room for any mix of keys per job down to one key per job in
+// about 16,000 jobs per 64 MiB (a job's empty shards take 16 x 64 bytes);
+// past that a put answers "no space" while the arena still has room.
+const indexMin = 64 << 20
 
 // NewDRAM maps an arena of capacity bytes (rounded up to whole slab pages).
 func NewDRAM(capacity int64, opts DRAMOptions) (*DRAM, error) {
@@ -109,7 +111,11 @@ func NewDRAM(capacity int64, opts DRAMOptions) (*DRAM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dram tier: %w", err)
 	}
-	idx, err := newIndexMem(max(64<<20, capacity/indexShare))
+	if capacity >= 1<<recOffBits {
+		_ = a.Close()
+		return nil, fmt.Errorf("dram tier: capacity %d over the index's %d-bit offsets: %w", capacity, recOffBits, ErrTooLarge)
+	}
+	idx, err := newIndexMem(max(indexMin, capacity))
 	if err != nil {
 		_ = a.Close()
 		return nil, err
@@ -451,13 +457,22 @@ func (h *listHeap) Pop() any {
 // DropJob implements Tier. Without keepPersistent the job is unlinked first,
 // so a put committing meanwhile lands in a fresh job rather than being lost
 // in the dropped one; with it, a job left empty is unlinked too.
+//
+// The walk holds a live count, so a Close meanwhile cannot unmap the
+// arenas under it: once unlinked, the job is no longer in the map Close
+// drops, and its tables are this call's to free.
 func (d *DRAM) DropJob(job []byte, keepPersistent bool) int64 {
+	d.live.Add(1)
+	defer d.unlive()
 	j := d.job(job)
 	if j == nil {
 		return 0
 	}
 	if !keepPersistent {
 		d.unlinkJob(j)
+		if testHookDropUnlinked != nil {
+			testHookDropUnlinked()
+		}
 	}
 	var freed int64
 	for i := range j.shards {
@@ -468,6 +483,10 @@ func (d *DRAM) DropJob(job []byte, keepPersistent bool) int64 {
 	}
 	return freed
 }
+
+// testHookDropUnlinked, when set by a test, runs inside DropJob right after
+// the job is unlinked: the window a concurrent Close could hit.
+var testHookDropUnlinked func()
 
 // dropShard removes the shard's values (but those stored with Persist when
 // keepPersistent) and returns their bytes. Removing everything also gives

@@ -157,7 +157,7 @@ func (t *ktable) slotAddr(h uint64) unsafe.Pointer {
 	return nil
 }
 
-const ktableMinSlots = 16
+const ktableMinSlots = 4 // 64 bytes, the slab arena's smallest chunk
 
 // find returns the slot index holding key, or -1.
 func (t *ktable) find(a *slab.Arena, h uint64, key []byte) int {

@@ -180,3 +180,41 @@ func TestDRAMPrefetch(t *testing.T) {
 		t.Errorf("arena has %d bytes out, the job %d: a reference leaked", u.Used, d.JobUsage(job))
 	}
 }
+
+// TestDRAMDropJobRacingClose closes the tier inside DropJob's window
+// between unlinking the job and freeing its tables. The job keeps an
+// emptied table (its keys were deleted) and a value, so without DropJob's
+// own live count Close would unmap the index under the walk.
+func TestDRAMDropJobRacingClose(t *testing.T) {
+	d, err := NewDRAM(16<<20, DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := []byte("job")
+	for i := range 40 {
+		p, err := d.Create(job, fmt.Appendf(nil, "k%d", i), 10, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i < 40; i++ {
+		if err := d.Delete(job, fmt.Appendf(nil, "k%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testHookDropUnlinked = func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}
+	defer func() { testHookDropUnlinked = nil }()
+	if freed := d.DropJob(job, false); freed <= 0 {
+		t.Errorf("DropJob freed %d bytes, want the last value's", freed)
+	}
+	if got := d.live.Load(); got != 0 {
+		t.Errorf("live = %d after Close and DropJob, want 0 (arenas unmapped)", got)
+	}
+}

@@ -24,6 +24,8 @@ const prefetchMax = 16
 // lookups about to happen (the DRAM tier).
 type prefetcher interface {
 	prefetch(b *prefetchBatch)
+	// prefetchLines fetches lines [from, to) of the record at off.
+	prefetchLines(off int64, from, to int)
 }
 
 // prefetchBatch is one read's keys, and the tier's scratch for them. One
@@ -40,7 +42,7 @@ type prefetchBatch struct {
 	id       [prefetchMax]uint64
 	hash     [prefetchMax]uint64
 	shard    [prefetchMax]*dramShard
-	rec      [prefetchMax]unsafe.Pointer // off-heap; nil when not found
+	rec      [prefetchMax]int64 // record offsets in the arena; -1: not found
 	lines    [prefetchMax]int
 	conn     *netio.Conn // whose requests these are
 	next     int         // entries before it have been served
@@ -103,11 +105,9 @@ func (n *Node) prefetchAhead(c *netio.Conn, id uint64) {
 	for b.next < b.n && b.id[b.next] != id {
 		b.next++
 	}
-	if b.next++; b.next < b.n {
-		if p := b.rec[b.next]; p != nil {
-			for l := 2; l < b.lines[b.next]; l++ {
-				sys.Prefetch(unsafe.Add(p, l*64))
-			}
+	if b.next++; b.next < b.n && b.rec[b.next] >= 0 {
+		if pf, ok := n.cfg.DRAM.(prefetcher); ok {
+			pf.prefetchLines(b.rec[b.next], 2, b.lines[b.next])
 		}
 	}
 }
@@ -145,18 +145,25 @@ func (d *DRAM) prefetch(b *prefetchBatch) {
 	}
 	for i := range b.n {
 		s := b.shard[i]
-		b.rec[i], b.lines[i] = nil, 0
+		b.rec[i], b.lines[i] = -1, 0
 		if s == nil {
 			continue
 		}
 		s.mu.RLock()
 		if sl := s.t.peek(b.hash[i]); sl.rec != 0 {
-			p := unsafe.Pointer(&d.arena.At(sl.off(), 1)[0])
-			sys.Prefetch(p)
-			sys.Prefetch(unsafe.Add(p, 64))
-			b.rec[i], b.lines[i] = p, sl.lines()
+			d.prefetchLines(sl.off(), 0, 2)
+			b.rec[i], b.lines[i] = sl.off(), sl.lines()
 		}
 		s.mu.RUnlock()
 		b.shard[i] = nil
+	}
+}
+
+// prefetchLines implements prefetcher. The arena stays mapped while the
+// node serves; a record freed meanwhile only wastes the hints.
+func (d *DRAM) prefetchLines(off int64, from, to int) {
+	p := unsafe.Pointer(&d.arena.At(off, 1)[0])
+	for l := from; l < to; l++ {
+		sys.Prefetch(unsafe.Add(p, l*64))
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -43,6 +44,7 @@ type Gate struct {
 	asked atomic.Bool
 	stop  chan struct{}
 	done  chan struct{}
+	once  sync.Once
 }
 
 // cpuTimes reads the machine's idle and total CPU time, summed over CPUs,
@@ -141,11 +143,11 @@ func (g *Gate) run(read cpuTimes, interval time.Duration) {
 }
 
 // Close stops the sampler; the gate keeps its last state. Close of a nil
-// gate does nothing.
+// gate, or a second Close, does nothing.
 func (g *Gate) Close() {
 	if g == nil {
 		return
 	}
-	close(g.stop)
+	g.once.Do(func() { close(g.stop) })
 	<-g.done
 }

@@ -61,6 +61,12 @@ func TestNilGateIsOpen(t *testing.T) {
 	g.Close()
 }
 
+func TestCloseTwice(t *testing.T) {
+	g := start(func() (float64, float64, error) { return 0, 1, nil }, time.Millisecond)
+	g.Close()
+	g.Close() // must neither panic nor block
+}
+
 func TestParseCPULine(t *testing.T) {
 	idle, total, err := parseCPULine([]byte("cpu  100 5 50 800 20 1 3 7 0 0\ncpu0 1 2 3\n"))
 	if err != nil || idle != 820 || total != 986 {
