@@ -99,10 +99,10 @@ type dramShard struct {
 
 // indexMin is the least address space reserved for the key index; beyond
 // it the index reserves as much as the tier's capacity. It is reserved, not
-// committed: a table takes memory as it is touched. That outlasts the
-// values' own room for any mix of keys per job down to one key per job in
-// about 16,000 jobs per 64 MiB (a job's empty shards take 16 x 64 bytes);
-// past that a put answers "no space" while the arena still has room.
+// committed: a table takes memory as it is touched. A table starts at 64
+// bytes in a job's shard once the shard holds a key, so 64 MiB holds about
+// 65,000 jobs with keys in all 16 shards; past that a put answers "no
+// space" while the arena may still have room.
 const indexMin = 64 << 20
 
 // NewDRAM maps an arena of capacity bytes (rounded up to whole slab pages).
