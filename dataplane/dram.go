@@ -328,7 +328,7 @@ func (d *DRAM) Open(job, key []byte) (Value, error) {
 		return nil, err
 	}
 	v := d.opened.Get().(*dramValue)
-	v.open(recordAt(d.arena, off))
+	v.open(recordAt(d.arena, off), off)
 	return v, nil
 }
 
@@ -637,8 +637,8 @@ type dramValue struct {
 	segments
 }
 
-func (v *dramValue) open(r record) {
-	v.off, v.size, v.flags = r.off(), r.h.size, PutFlags(r.h.flags)
+func (v *dramValue) open(r record, off int64) {
+	v.off, v.size, v.flags = off, r.h.size, PutFlags(r.h.flags)
 	v.load(r)
 }
 

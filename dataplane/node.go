@@ -51,8 +51,10 @@ type Node struct {
 	drain  atomic.Bool
 	// inflight counts blocking tier calls queued or running on workers.
 	inflight atomic.Int64
-	// batches are the loops' prefetch scratch, by loop index, each made
-	// and used only by its loop (see prefetch.go).
+	// pf is the DRAM tier when it can prefetch, else nil; batches are the
+	// loops' prefetch scratch, by loop index, each made and used only by
+	// its loop (see prefetch.go).
+	pf      prefetcher
 	batches [maxStatLoops]*prefetchBatch
 }
 
@@ -90,6 +92,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Net.MaxInbound == 0 {
 		cfg.Net.MaxInbound = wire.HeaderLen + n.lim.MaxMeta + smallCopy
 	}
+	n.pf, _ = cfg.DRAM.(prefetcher)
 	n.jobs.init()
 	n.startWorkers(cfg.Workers)
 	srv, err := netio.Listen(cfg.Listen, cfg.Net, n)

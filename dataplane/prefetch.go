@@ -50,11 +50,11 @@ type prefetchBatch struct {
 
 // prefetch warms the tier for the keyed requests at the head of in, when
 // there are at least two complete ones (a lone request has nothing to
-// overlap with). Malformed frames are simply skipped: OnData reports them.
+// overlap with, so a read holding one frame stops after its header).
+// Malformed frames are simply skipped: OnData reports them.
 func (n *Node) prefetch(c *netio.Conn, in []byte) {
-	pf, ok := n.cfg.DRAM.(prefetcher)
 	i := c.Loop().Index()
-	if !ok || i >= len(n.batches) || len(in) < 2*wire.HeaderLen {
+	if n.pf == nil || i >= len(n.batches) || len(in) < 2*wire.HeaderLen {
 		return
 	}
 	b := n.batches[i]
@@ -66,7 +66,7 @@ func (n *Node) prefetch(c *netio.Conn, in []byte) {
 	for len(in) >= wire.HeaderLen && b.n < prefetchMax {
 		h, err := wire.ParseHeader(in, &n.lim)
 		body := wire.HeaderLen + int(h.MetaLen)
-		if err != nil || len(in) < body {
+		if err != nil || len(in) < body || b.n == 0 && h.FrameLen()+wire.HeaderLen > int64(len(in)) {
 			break
 		}
 		if keyed(h.Op) && h.Flags&wire.FlagTierNVMe == 0 {
@@ -81,7 +81,7 @@ func (n *Node) prefetch(c *netio.Conn, in []byte) {
 		in = in[h.FrameLen():]
 	}
 	if b.n >= 2 {
-		pf.prefetch(b)
+		n.pf.prefetch(b)
 	} else {
 		b.n = 0
 	}
@@ -106,9 +106,7 @@ func (n *Node) prefetchAhead(c *netio.Conn, id uint64) {
 		b.next++
 	}
 	if b.next++; b.next < b.n && b.rec[b.next] >= 0 {
-		if pf, ok := n.cfg.DRAM.(prefetcher); ok {
-			pf.prefetchLines(b.rec[b.next], 2, b.lines[b.next])
-		}
+		n.pf.prefetchLines(b.rec[b.next], 2, b.lines[b.next])
 	}
 }
 

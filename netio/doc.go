@@ -106,8 +106,8 @@
 // and to get a CPU: 2.7x slower round trips on one connection here. So
 // BusyPoll stays off by default in this package. Config.MaySpin can gate
 // it; the node gates it on idle CPU (package internal/idlecpu): loops spin
-// only while half a core or more of the machine is idle, which is where spinning wins, and
-// stops them when the cores are busy, which is where it loses. The node
+// only while half a core or more of the machine is idle, which is where
+// spinning wins, and stop when the cores are busy, where it loses. The node
 // (pocket node) runs with BusyPoll 50us gated that way: measured through
 // the node against Redis on this machine, one connection's get p50 fell
 // from 0.98-1.15x of Redis's to 0.37x, while the 50-connection cells, where

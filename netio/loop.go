@@ -200,14 +200,12 @@ func (l *Loop) run() {
 // wait returns the next batch of events. With BusyPoll it polls with a zero
 // timeout until BusyPoll has passed since the last event, then blocks.
 func (l *Loop) wait(spinUntil *int64) (int, error) {
-	if l.cfg.BusyPoll > 0 && l.maySpin() {
-		if nanotime() < *spinUntil {
-			n, err := epollPoll(l.epfd, l.events)
-			if n > 0 {
-				*spinUntil = nanotime() + int64(l.cfg.BusyPoll)
-			}
-			return n, err
+	if l.cfg.BusyPoll > 0 && nanotime() < *spinUntil && l.maySpin() {
+		n, err := epollPoll(l.epfd, l.events)
+		if n > 0 {
+			*spinUntil = nanotime() + int64(l.cfg.BusyPoll)
 		}
+		return n, err
 	}
 	if l.eprc != nil {
 		if err := l.eprc.Read(l.park); err != nil {
