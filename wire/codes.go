@@ -32,7 +32,11 @@ const (
 	CodeClosed       Code = 17 // the server is shutting down
 	CodeNotDirectory Code = 18 // a directory call on a non-directory
 	CodeUnavailable  Code = 19 // no live node holds the data (node dead)
-	codeEnd               = 20
+	CodeRevoked      Code = 20 // the job's token was revoked (job deregistered) or has expired
+	CodeLimit        Code = 21 // a per-client or per-cluster limit was reached; the message names it
+	CodeLost         Code = 22 // the value's node left the map: the data is gone, recompute it
+	CodeConflict     Code = 23 // a conditional operation's condition did not hold; nothing changed
+	codeEnd               = 24
 )
 
 var codeNames = [...]string{
@@ -43,6 +47,8 @@ var codeNames = [...]string{
 	CodeInternal: "internal error", CodeDraining: "node draining", CodeBusy: "busy",
 	CodeBadKey: "bad key", CodeUnsupported: "unsupported", CodeClosed: "closed",
 	CodeNotDirectory: "not a directory", CodeUnavailable: "unavailable",
+	CodeRevoked: "token revoked", CodeLimit: "limit reached", CodeLost: "lost",
+	CodeConflict: "conflict",
 }
 
 func (c Code) String() string {
@@ -117,6 +123,10 @@ var (
 	ErrClosed       = &Error{Code: CodeClosed}
 	ErrNotDirectory = &Error{Code: CodeNotDirectory}
 	ErrUnavailable  = &Error{Code: CodeUnavailable}
+	ErrRevoked      = &Error{Code: CodeRevoked}
+	ErrLimit        = &Error{Code: CodeLimit}
+	ErrLost         = &Error{Code: CodeLost}
+	ErrConflict     = &Error{Code: CodeConflict}
 )
 
 // ErrShortHeader means fewer than HeaderLen bytes were given: wait for more.
