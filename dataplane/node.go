@@ -46,6 +46,7 @@ type Node struct {
 	work   chan func()
 	wg     sync.WaitGroup
 	jobs   jobTable
+	vers   *versionTable // object versions and their leases (versions.go)
 	stats  nodeStats
 	closed atomic.Bool
 	drain  atomic.Bool
@@ -94,6 +95,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	n.pf, _ = cfg.DRAM.(prefetcher)
 	n.jobs.init()
+	n.vers = newVersionTable()
 	n.startWorkers(cfg.Workers)
 	srv, err := netio.Listen(cfg.Listen, cfg.Net, n)
 	if err != nil {
@@ -136,6 +138,7 @@ func (n *Node) Close() error {
 	}
 	err := n.srv.Close()
 	n.stopWorkers()
+	n.vers.close()
 	return err
 }
 
@@ -185,6 +188,7 @@ func (n *Node) DropJob(job []byte, keepPersistent bool) int64 {
 		freed += t.DropJob(job, keepPersistent)
 	}
 	n.jobs.forget(string(job))
+	n.vers.dropJob(job)
 	return freed
 }
 
