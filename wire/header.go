@@ -29,6 +29,12 @@ const (
 	OpList    Op = 0x06 // reply Response.entries
 	OpDropJob Op = 0x07 // delete all of a job's values (controller only)
 	OpUsage   Op = 0x08 // reply Response.size, count, capacity for the job
+	// OpConfirm ends the lease of the chunks of Request.version the node
+	// holds (see objects.go); the reply's Response.count is how many.
+	OpConfirm Op = 0x09
+	// OpDropVersion deletes every chunk of Request.version the node
+	// holds; the reply's Response.count is how many.
+	OpDropVersion Op = 0x0A
 )
 
 // ControlBase is the first control-plane opcode; control messages are
@@ -38,6 +44,7 @@ const ControlBase Op = 0x40
 var opNames = map[Op]string{
 	OpPing: "ping", OpPut: "put", OpGet: "get", OpDelete: "delete",
 	OpStat: "stat", OpList: "list", OpDropJob: "drop-job", OpUsage: "usage",
+	OpConfirm: "confirm", OpDropVersion: "drop-version",
 }
 
 // RegisterOpName names a control opcode for messages and logs; called from
@@ -77,9 +84,22 @@ const (
 	// request's key (recursive delete of a directory), and a drop-job
 	// remove persistent values too.
 	FlagPrefix uint16 = 1 << 4
+	// FlagChunk marks a put as one chunk of the object version named by
+	// Request.version (see objects.go); the node keeps the bit with the
+	// value and files the key under the version.
+	FlagChunk uint16 = 1 << 5
+	// FlagLease makes a chunk put leased: the node deletes the chunk if
+	// no OpConfirm for its version arrives within the node's chunk lease.
+	FlagLease uint16 = 1 << 6
+	// FlagIfAbsent makes a put conditional: it stores nothing and answers
+	// CodeExists when the key already holds a value.
+	FlagIfAbsent uint16 = 1 << 7
+	// FlagIfVersion makes a delete conditional: it removes the value only
+	// when its version is Request.version, else answers CodeConflict.
+	FlagIfVersion uint16 = 1 << 8
 	// StoredFlags are the bits a node keeps with a value and returns in
 	// the flags of a get reply.
-	StoredFlags = FlagPersist | FlagManifest
+	StoredFlags = FlagPersist | FlagManifest | FlagChunk
 )
 
 // Header is a decoded frame header.

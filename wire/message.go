@@ -18,6 +18,8 @@ type Request struct {
 	Epoch                  uint64
 	Limit                  uint32
 	Delimiter              byte
+	Version                uint64 // object version (see data.fbs)
+	ObjectSize             int64  // a manifest put's object size in bytes
 }
 
 // Entry is one list result.
@@ -37,13 +39,15 @@ type Response struct {
 	More     bool
 	Count    uint64
 	Capacity int64
+	Version  uint64   // the manifest version a put replaced or a delete removed
+	Versions []uint64 // a prefix delete's removed manifest versions
 }
 
 // Table layouts for the verifier, in field-id order as in data.fbs.
 var (
 	requestSpec = TableSpec{Name: "Request", Fields: []Field{
 		{Kind: String}, {Kind: String}, {Kind: Bytes}, {Kind: Scalar8},
-		{Kind: String}, {Kind: Scalar4}, {Kind: Scalar1},
+		{Kind: String}, {Kind: Scalar4}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: Scalar8},
 	}}
 	entrySpec = TableSpec{Name: "Entry", Fields: []Field{
 		{Kind: String}, {Kind: Scalar8}, {Kind: Scalar1},
@@ -51,6 +55,7 @@ var (
 	responseSpec = TableSpec{Name: "Response", Fields: []Field{
 		{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar4},
 		{Kind: TableVec, Sub: &entrySpec}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: Scalar8},
+		{Kind: Scalar8}, {Kind: Bytes},
 	}}
 )
 
@@ -68,7 +73,10 @@ func DecodeRequest(meta []byte, lim *Limits, r *Request) error {
 	t.Init(meta, flatbuffers.GetUOffsetT(meta))
 	r.Job, r.Key, r.Token, r.After = t.Job(), t.Key(), t.TokenBytes(), t.After()
 	r.Epoch, r.Limit, r.Delimiter = t.Epoch(), t.Limit(), t.Delimiter()
+	r.Version, r.ObjectSize = t.Version(), t.ObjectSize()
 	switch {
+	case r.ObjectSize < 0:
+		return errNegativeSize
 	case len(r.Job) > lim.MaxJobLen:
 		return errJobTooLong
 	case len(r.Key) > lim.MaxKeyLen, len(r.After) > lim.MaxKeyLen:
@@ -83,6 +91,7 @@ var (
 	errJobTooLong   = &Error{Code: CodeBadKey, Msg: "job id over limit"}
 	errKeyTooLong   = &Error{Code: CodeBadKey, Msg: "key over limit"}
 	errTokenTooLong = &Error{Code: CodeBadToken, Msg: "token over limit"}
+	errNegativeSize = &Error{Code: CodeMalformed, Msg: "negative object size"}
 )
 
 // DecodeResponse verifies meta and returns its contents, copied out of meta.
@@ -99,6 +108,16 @@ func DecodeResponse(meta []byte, r *Response) error {
 	r.Message = string(t.Message())
 	r.Epoch, r.Size, r.Flags = t.Epoch(), t.Size(), t.Flags()
 	r.More, r.Count, r.Capacity = t.More(), t.Count(), t.Capacity()
+	r.Version = t.Version()
+	if vs := t.VersionsBytes(); len(vs) > 0 {
+		if len(vs)%8 != 0 {
+			return &Error{Code: CodeMalformed, Msg: "versions not a whole number of uint64s"}
+		}
+		r.Versions = make([]uint64, len(vs)/8)
+		for i := range r.Versions {
+			r.Versions[i] = binary.LittleEndian.Uint64(vs[8*i:])
+		}
+	}
 	if n := t.EntriesLength(); n > 0 {
 		r.Entries = make([]Entry, n)
 		var e fb.Entry
@@ -135,6 +154,8 @@ const (
 	reqAfter
 	reqLimit
 	reqDelimiter
+	reqVersion
+	reqObjectSize
 	reqFields
 )
 
@@ -157,9 +178,9 @@ func align(n, a int) int { return (n + a - 1) &^ (a - 1) }
 //	       per field id up to the highest present one: the field's offset
 //	       from T, 0 when absent
 //	T      table: int32 soffset T-4 (the vtable lies T-4 bytes before it),
-//	       then the present fields: epoch (T%8 == 4 when present, so it is
-//	       8-aligned), the uoffsets of job, key, token and after, limit,
-//	       delimiter
+//	       then the present fields: the 8-byte scalars epoch, version and
+//	       object_size (T%8 == 4 when any is present, so each is 8-aligned),
+//	       the uoffsets of job, key, token and after, limit, delimiter
 //	after  the present ones of job, key, token and after, each at a 4-aligned
 //	       position: uint32 length, the bytes and, for strings, a NUL
 //
@@ -179,8 +200,12 @@ func (e *Encoder) Request(r *Request) []byte {
 	var at [reqFields]int
 	last := -1 // highest present field id
 	size := 4  // table bytes: the soffset, then the fields
-	if r.Epoch != 0 {
-		at[reqEpoch], size, last = size, size+8, reqEpoch
+	wide := [3]uint64{r.Epoch, r.Version, uint64(r.ObjectSize)}
+	wideID := [3]int{reqEpoch, reqVersion, reqObjectSize}
+	for i := range wide {
+		if wide[i] != 0 {
+			at[wideID[i]], size, last = size, size+8, max(last, wideID[i])
+		}
 	}
 	for i := range vec {
 		if len(vec[i]) > 0 {
@@ -188,14 +213,14 @@ func (e *Encoder) Request(r *Request) []byte {
 		}
 	}
 	if r.Limit != 0 {
-		at[reqLimit], size, last = size, size+4, reqLimit
+		at[reqLimit], size, last = size, size+4, max(last, reqLimit)
 	}
 	if r.Delimiter != 0 {
-		at[reqDelimiter], size, last = size, size+1, reqDelimiter
+		at[reqDelimiter], size, last = size, size+1, max(last, reqDelimiter)
 	}
 	vtSize := 4 + 2*(last+1)
 	tab := align(4+vtSize, 4)
-	if r.Epoch != 0 && tab%8 == 0 {
+	if (r.Epoch|r.Version|uint64(r.ObjectSize)) != 0 && tab%8 == 0 {
 		tab += 4
 	}
 	head := tab + size // end of the table
@@ -229,8 +254,10 @@ func (e *Encoder) Request(r *Request) []byte {
 		le.PutUint16(buf[8+2*id:], uint16(at[id]))
 	}
 	le.PutUint32(buf[tab:], uint32(tab-4))
-	if r.Epoch != 0 {
-		le.PutUint64(buf[tab+at[reqEpoch]:], r.Epoch)
+	for i := range wide {
+		if wide[i] != 0 {
+			le.PutUint64(buf[tab+at[wideID[i]]:], wide[i])
+		}
 	}
 	if r.Limit != 0 {
 		le.PutUint32(buf[tab+at[reqLimit]:], r.Limit)
@@ -265,9 +292,12 @@ func (e *Encoder) Response(r *Response) []byte {
 	if len(r.Entries) > 0 {
 		ents = e.entries(r.Entries)
 	}
-	var msg flatbuffers.UOffsetT
+	var msg, vers flatbuffers.UOffsetT
 	if r.Message != "" {
 		msg = b.CreateString(r.Message)
+	}
+	if len(r.Versions) > 0 {
+		vers = e.versions(r.Versions)
 	}
 	fb.ResponseStart(b)
 	if msg != 0 {
@@ -276,6 +306,10 @@ func (e *Encoder) Response(r *Response) []byte {
 	if ents != 0 {
 		fb.ResponseAddEntries(b, ents)
 	}
+	if vers != 0 {
+		fb.ResponseAddVersions(b, vers)
+	}
+	fb.ResponseAddVersion(b, r.Version)
 	fb.ResponseAddEpoch(b, r.Epoch)
 	fb.ResponseAddSize(b, r.Size)
 	fb.ResponseAddFlags(b, r.Flags)
@@ -302,6 +336,15 @@ func (e *Encoder) entries(ents []Entry) flatbuffers.UOffsetT {
 		b.PrependUOffsetT(offs[i])
 	}
 	return b.EndVector(len(ents))
+}
+
+// versions writes vs as a byte vector of little-endian uint64s.
+func (e *Encoder) versions(vs []uint64) flatbuffers.UOffsetT {
+	raw := make([]byte, 8*len(vs))
+	for i, v := range vs {
+		binary.LittleEndian.PutUint64(raw[8*i:], v)
+	}
+	return e.b.CreateByteVector(raw)
 }
 
 // ErrorResponse builds the metadata of an error reply for err.

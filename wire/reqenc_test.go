@@ -43,6 +43,8 @@ func builderRequest(b *flatbuffers.Builder, r *Request) []byte {
 		fb.RequestAddAfter(b, after)
 	}
 	fb.RequestAddEpoch(b, r.Epoch)
+	fb.RequestAddVersion(b, r.Version)
+	fb.RequestAddObjectSize(b, r.ObjectSize)
 	fb.RequestAddLimit(b, r.Limit)
 	fb.RequestAddDelimiter(b, r.Delimiter)
 	b.Finish(fb.RequestEnd(b))
@@ -72,7 +74,7 @@ func checkRequest(t testing.TB, buf []byte, in *Request) {
 	// The generated accessors, independently of DecodeRequest.
 	g := fb.GetRootAsRequest(buf, 0)
 	gen := Request{Job: g.Job(), Key: g.Key(), Token: g.TokenBytes(), After: g.After(),
-		Epoch: g.Epoch(), Limit: g.Limit(), Delimiter: g.Delimiter()}
+		Epoch: g.Epoch(), Limit: g.Limit(), Delimiter: g.Delimiter(), Version: g.Version(), ObjectSize: g.ObjectSize()}
 	sameRequest(t, "fb accessors", &gen, in)
 	if g.TokenLength() != len(in.Token) {
 		t.Fatalf("TokenLength %d, want %d", g.TokenLength(), len(in.Token))
@@ -91,7 +93,8 @@ func checkRequest(t testing.TB, buf []byte, in *Request) {
 func sameRequest(t testing.TB, how string, got, want *Request) {
 	t.Helper()
 	if !bytes.Equal(got.Job, want.Job) || !bytes.Equal(got.Key, want.Key) || !bytes.Equal(got.Token, want.Token) ||
-		!bytes.Equal(got.After, want.After) || got.Epoch != want.Epoch || got.Limit != want.Limit || got.Delimiter != want.Delimiter {
+		!bytes.Equal(got.After, want.After) || got.Epoch != want.Epoch || got.Limit != want.Limit || got.Delimiter != want.Delimiter ||
+		got.Version != want.Version || got.ObjectSize != want.ObjectSize {
 		t.Fatalf("%s: got %+v, want %+v", how, *got, *want)
 	}
 }
@@ -210,6 +213,9 @@ func TestEncodeRequestCombinations(t *testing.T) {
 						for _, in.Limit = range testLimits {
 							for _, in.Delimiter = range testDelimiters {
 								checkRequest(t, e.Request(&in), &in)
+								in.Version, in.ObjectSize = in.Epoch^1, int64(in.Limit)
+								checkRequest(t, e.Request(&in), &in)
+								in.Version, in.ObjectSize = 0, 0
 							}
 						}
 					}
@@ -281,7 +287,8 @@ func TestEncodeRequestMatchesBuilder(t *testing.T) {
 	for i := 0; i < 3000; i++ {
 		in := Request{Job: fill(length(), byte(i)), Key: fill(length(), byte(i+1)), Token: fill(length(), byte(i+2)),
 			After: fill(length(), byte(i+3)), Epoch: scalar(0, 1, math.MaxUint64),
-			Limit: uint32(scalar(0, 1, math.MaxUint32)), Delimiter: byte(scalar(0, '/'))}
+			Limit: uint32(scalar(0, 1, math.MaxUint32)), Delimiter: byte(scalar(0, '/')),
+			Version: scalar(0, 1, math.MaxUint64), ObjectSize: int64(scalar(0, 1, math.MaxInt64) & math.MaxInt64)}
 		mine := e.Request(&in)
 		checkRequest(t, mine, &in)
 		old := builderRequest(b, &in)

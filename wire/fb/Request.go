@@ -127,8 +127,32 @@ func (rcv *Request) MutateDelimiter(n byte) bool {
 	return rcv._tab.MutateByteSlot(16, n)
 }
 
+func (rcv *Request) Version() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Request) MutateVersion(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(18, n)
+}
+
+func (rcv *Request) ObjectSize() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Request) MutateObjectSize(n int64) bool {
+	return rcv._tab.MutateInt64Slot(20, n)
+}
+
 func RequestStart(builder *flatbuffers.Builder) {
-	builder.StartObject(7)
+	builder.StartObject(9)
 }
 func RequestAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -153,6 +177,12 @@ func RequestAddLimit(builder *flatbuffers.Builder, limit uint32) {
 }
 func RequestAddDelimiter(builder *flatbuffers.Builder, delimiter byte) {
 	builder.PrependByteSlot(6, delimiter, 0)
+}
+func RequestAddVersion(builder *flatbuffers.Builder, version uint64) {
+	builder.PrependUint64Slot(7, version, 0)
+}
+func RequestAddObjectSize(builder *flatbuffers.Builder, objectSize int64) {
+	builder.PrependInt64Slot(8, objectSize, 0)
 }
 func RequestEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
