@@ -153,6 +153,8 @@ func (n *Node) serve(c *netio.Conn, cs *connState, h *wire.Header) {
 		n.meta(c, cs, h, tier)
 	case wire.OpDropJob:
 		n.dropJob(c, cs, h)
+	case wire.OpConfirm, wire.OpDropVersion:
+		n.version(c, cs, h, tier)
 	default:
 		n.replyErr(c, cs, h, wire.Errorf(wire.CodeUnknownOp, "%v", h.Op))
 	}

@@ -219,7 +219,7 @@ func shardOf(j *dramJob, h uint64) *dramShard {
 // wasting more than an eighth of it (or 4 KiB or less) is stored inline
 // after its key; any other takes a small record chunk listing the value's
 // chunks (see pieceSize).
-func (d *DRAM) Create(job, key []byte, size int64, flags PutFlags) (Pending, error) {
+func (d *DRAM) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	if err := d.checkKey(job, key); err != nil {
 		return nil, err
 	}
@@ -227,7 +227,8 @@ func (d *DRAM) Create(job, key []byte, size int64, flags PutFlags) (Pending, err
 		return nil, fmt.Errorf("dram tier: %d-byte value, capacity %d: %w", size, d.arena.Capacity(), ErrTooLarge)
 	}
 	p := d.pendings.Get().(*dramPending)
-	if err := p.fill(key, size, flags); err != nil {
+	p.ifAbsent = m.Flags&IfAbsent != 0
+	if err := p.fill(key, size, m.info(size)); err != nil {
 		p.recycle()
 		return nil, err
 	}
@@ -265,7 +266,7 @@ func (d *DRAM) pieceSize(rem int64) int {
 // the index's reference, counting it in live. It fails with ErrClosed once
 // the tier is closed: live is raised before closed is checked, so Close
 // cannot unmap the arena under a record being filled.
-func (d *DRAM) newRecord(n int, key []byte, size int64, flags PutFlags, nseg int) (record, error) {
+func (d *DRAM) newRecord(n int, key []byte, info Info, nseg int) (record, error) {
 	d.live.Add(1)
 	if d.closed.Load() {
 		_ = d.unlive()
@@ -278,7 +279,8 @@ func (d *DRAM) newRecord(n int, key []byte, size int64, flags PutFlags, nseg int
 	}
 	r := recordAt(d.arena, d.arena.Offset(b))
 	r.h.refs.Store(1)
-	r.h.flags, r.h.size, r.h.bytes = uint32(flags), size, int64(cap(b))
+	r.h.flags, r.h.size, r.h.bytes = uint32(info.Flags), info.Size, int64(cap(b))
+	r.h.ver, r.h.object = info.Version, info.ObjectSize
 	r.h.nseg, r.h.keyLen = uint32(nseg), uint32(len(key))
 	copy(r.key(), key)
 	return r, nil
@@ -361,7 +363,7 @@ func (d *DRAM) lookup(job, key []byte, ref bool) (int64, Info, error) {
 	}
 	off := s.t.slots[i].off()
 	r := recordAt(d.arena, off)
-	info := Info{Size: r.h.size, Flags: PutFlags(r.h.flags)}
+	info := r.h.info()
 	if ref {
 		r.h.refs.Add(1)
 	}
@@ -370,16 +372,25 @@ func (d *DRAM) lookup(job, key []byte, ref bool) (int64, Info, error) {
 }
 
 // Delete implements Tier.
-func (d *DRAM) Delete(job, key []byte) error {
+func (d *DRAM) Delete(job, key []byte) (Info, error) { return d.remove(job, key, false, 0) }
+
+// DeleteVersion implements Tier.
+func (d *DRAM) DeleteVersion(job, key []byte, v uint64) (Info, error) {
+	return d.remove(job, key, true, v)
+}
+
+// remove unpublishes the value under (job, key), when cond is set only if
+// its version is v, and returns its Info.
+func (d *DRAM) remove(job, key []byte, cond bool, v uint64) (Info, error) {
 	if err := d.checkKey(job, key); err != nil {
-		return err
+		return Info{}, err
 	}
 	if d.closed.Load() {
-		return ErrClosed
+		return Info{}, ErrClosed
 	}
 	j := d.job(job)
 	if j == nil {
-		return ErrNotFound
+		return Info{}, ErrNotFound
 	}
 	h := d.hash(key)
 	s := shardOf(j, h)
@@ -387,15 +398,21 @@ func (d *DRAM) Delete(job, key []byte) error {
 	i := s.t.find(d.arena, h, key)
 	if i < 0 {
 		s.mu.Unlock()
-		return ErrNotFound
+		return Info{}, ErrNotFound
 	}
 	off := s.t.slots[i].off()
+	r := recordAt(d.arena, off)
+	if cond && r.h.ver != v {
+		s.mu.Unlock()
+		return Info{}, ErrConflict
+	}
+	info := r.h.info()
 	s.t.remove(i)
-	j.used.Add(-recordAt(d.arena, off).h.bytes)
+	j.used.Add(-r.h.bytes)
 	s.mu.Unlock()
 	d.values.Add(-1)
 	d.unref(off)
-	return nil
+	return info, nil
 }
 
 // List implements Tier. It snapshots the matching keys shard by shard, then
@@ -419,7 +436,7 @@ func (d *DRAM) List(job, prefix, after []byte, fn func(key []byte, info Info) bo
 		s.t.each(func(off int64) {
 			r := recordAt(d.arena, off)
 			if k := r.key(); bytes.HasPrefix(k, prefix) && bytes.Compare(k, after) > 0 {
-				h = append(h, listEntry{string(k), Info{Size: r.h.size, Flags: PutFlags(r.h.flags)}})
+				h = append(h, listEntry{string(k), r.h.info()})
 			}
 		})
 		s.mu.RUnlock()
@@ -634,11 +651,12 @@ type dramValue struct {
 	off   int64
 	size  int64
 	flags PutFlags
+	ver   uint64
 	segments
 }
 
 func (v *dramValue) open(r record, off int64) {
-	v.off, v.size, v.flags = off, r.h.size, PutFlags(r.h.flags)
+	v.off, v.size, v.flags, v.ver = off, r.h.size, PutFlags(r.h.flags), r.h.ver
 	v.load(r)
 }
 
@@ -647,6 +665,9 @@ func (v *dramValue) Size() int64 { return v.size }
 
 // Flags implements Value.
 func (v *dramValue) Flags() PutFlags { return v.flags }
+
+// Version implements Value.
+func (v *dramValue) Version() uint64 { return v.ver }
 
 // Segments implements Value: the value's bytes in order. Do not modify the
 // returned slice.
@@ -667,18 +688,20 @@ type dramPending struct {
 	hash uint64
 	key  []byte // copy of the key; capacity reused across puts
 	rec  record
+	// ifAbsent: publish only when the key holds no value (IfAbsent).
+	ifAbsent bool
 	segments
 }
 
 // fill allocates the record and chunks for size bytes under key. On error
 // everything allocated is freed again.
-func (p *dramPending) fill(key []byte, size int64, flags PutFlags) error {
+func (p *dramPending) fill(key []byte, size int64, info Info) error {
 	d := p.d
 	p.key = append(p.key[:0], key...)
 	p.hash = d.hash(key)
 	body := recBody(len(key))
 	if int64(body)+size <= int64(d.arena.MaxChunk()) && d.fitsInline(body+int(size)) {
-		r, err := d.newRecord(body+int(size), key, size, flags, 0)
+		r, err := d.newRecord(body+int(size), key, info, 0)
 		if err != nil {
 			return err
 		}
@@ -693,7 +716,7 @@ func (p *dramPending) fill(key []byte, size int64, flags PutFlags) error {
 	if body+nseg*recSegLen > d.arena.MaxChunk() {
 		return fmt.Errorf("dram tier: %d-byte value needs %d chunks: %w", size, nseg, ErrTooLarge)
 	}
-	r, err := d.newRecord(body+nseg*recSegLen, key, size, flags, nseg)
+	r, err := d.newRecord(body+nseg*recSegLen, key, info, nseg)
 	if err != nil {
 		return err
 	}
@@ -720,20 +743,22 @@ func (p *dramPending) fill(key []byte, size int64, flags PutFlags) error {
 func (p *dramPending) Buffers() [][]byte { return p.segs }
 
 // Commit implements Pending.
-func (p *dramPending) Commit() error {
+func (p *dramPending) Commit() (Info, error) {
 	d := p.d
 	old, err := p.publish()
 	if err != nil {
 		p.Abort()
-		return err
+		return Info{}, err
 	}
+	var replaced Info
 	if old < 0 {
 		d.values.Add(1)
 	} else {
+		replaced = recordAt(d.arena, old).h.info()
 		d.unref(old)
 	}
 	p.recycle()
-	return nil
+	return replaced, nil
 }
 
 // publish installs p's record under its key and returns the offset of the
@@ -758,6 +783,10 @@ func (p *dramPending) publish() (int64, error) {
 		}
 		old := int64(-1)
 		if i := s.t.find(d.arena, p.hash, p.key); i >= 0 {
+			if p.ifAbsent {
+				s.mu.Unlock()
+				return -1, ErrExists
+			}
 			old = s.t.slots[i].off()
 			s.t.slots[i].rec = rec
 			j.used.Add(-recordAt(d.arena, old).h.bytes)
@@ -787,7 +816,7 @@ func (p *dramPending) release() {
 }
 
 func (p *dramPending) recycle() {
-	p.job, p.rec = nil, record{}
+	p.job, p.rec, p.ifAbsent = nil, record{}, false
 	p.clear()
 	p.d.pendings.Put(p)
 }

@@ -3,6 +3,8 @@ package dataplane_test
 import (
 	"strconv"
 	"testing"
+
+	"github.com/pocketstore/pocket/dataplane"
 )
 
 // The node's hot path: a put that overwrites a key (Create, fill, Commit)
@@ -22,7 +24,7 @@ func BenchmarkDRAMPutOverwrite(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				p, err := d.Create(job, key, int64(n), 0)
+				p, err := d.Create(job, key, int64(n), dataplane.Meta{})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -30,7 +32,7 @@ func BenchmarkDRAMPutOverwrite(b *testing.B) {
 				for _, buf := range p.Buffers() {
 					rest = rest[copy(buf, rest):]
 				}
-				if err := p.Commit(); err != nil {
+				if _, err := p.Commit(); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -34,11 +34,11 @@ func benchManyKeys(b *testing.B, n int, read bool) {
 	keys := make([][]byte, n)
 	for i := range keys {
 		keys[i] = fmt.Appendf(nil, "bench-key-%08d", i)
-		p, err := d.Create(job, keys[i], 1024, 0)
+		p, err := d.Create(job, keys[i], 1024, Meta{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := p.Commit(); err != nil {
+		if _, err := p.Commit(); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -24,7 +24,7 @@ func TestDRAMTier(t *testing.T) {
 // put stores data through the Tier interface.
 func put(t testing.TB, d dataplane.Tier, job, key string, data []byte) {
 	t.Helper()
-	p, err := d.Create([]byte(job), []byte(key), int64(len(data)), 0)
+	p, err := d.Create([]byte(job), []byte(key), int64(len(data)), dataplane.Meta{})
 	if err != nil {
 		t.Fatalf("Create %s/%s: %v", job, key, err)
 	}
@@ -32,7 +32,7 @@ func put(t testing.TB, d dataplane.Tier, job, key string, data []byte) {
 	for _, b := range p.Buffers() {
 		rest = rest[copy(b, rest):]
 	}
-	if err := p.Commit(); err != nil {
+	if _, err := p.Commit(); err != nil {
 		t.Fatalf("Commit %s/%s: %v", job, key, err)
 	}
 }
@@ -81,11 +81,11 @@ func TestDRAMSteadyStateAllocatesNothing(t *testing.T) {
 		put(t, d, "job", string(key), make([]byte, n)) // job, slot and pools exist now
 		put(t, d, "job", string(key), make([]byte, n))
 		puts := testing.AllocsPerRun(200, func() {
-			p, err := d.Create(job, key, int64(n), 0)
+			p, err := d.Create(job, key, int64(n), dataplane.Meta{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := p.Commit(); err != nil {
+			if _, err := p.Commit(); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -138,10 +138,10 @@ func TestDRAMOptions(t *testing.T) {
 	if d.Arena().MaxChunk() != 1<<20 || d.Kind() != dataplane.KindDRAM || d.Blocking() {
 		t.Fatalf("options not applied: max chunk %d", d.Arena().MaxChunk())
 	}
-	if _, err := d.Create([]byte("jj"), []byte("kkkkk"), 1, 0); !errors.Is(err, dataplane.ErrBadKey) {
+	if _, err := d.Create([]byte("jj"), []byte("kkkkk"), 1, dataplane.Meta{}); !errors.Is(err, dataplane.ErrBadKey) {
 		t.Fatalf("key over MaxKeyLen: %v", err)
 	}
-	if _, err := d.Create([]byte("jjj"), []byte("k"), 1, 0); !errors.Is(err, dataplane.ErrBadKey) {
+	if _, err := d.Create([]byte("jjj"), []byte("k"), 1, dataplane.Meta{}); !errors.Is(err, dataplane.ErrBadKey) {
 		t.Fatalf("job over MaxJobLen: %v", err)
 	}
 	if _, err := dataplane.NewDRAM(0, dataplane.DRAMOptions{}); err == nil {

@@ -28,7 +28,9 @@ import (
 //	16  bytes  int64   chunk bytes of the whole value, the record included
 //	24  nseg   uint32  chunks holding the value outside the record (0: inline)
 //	28  keyLen uint32
-//	32  key, then the inline value or nseg {offset int64, length int64} pairs
+//	32  version uint64 the object version the put carried (0: none)
+//	40  object int64   the object's size as readers see it (Info.ObjectSize)
+//	48  key, then the inline value or nseg {offset int64, length int64} pairs
 //
 // Offsets are arena offsets (slab.Arena.Offset), so the index holds no Go
 // pointers and the garbage collector never scans it. Fields other than refs
@@ -43,6 +45,14 @@ type recHeader struct {
 	bytes  int64
 	nseg   uint32
 	keyLen uint32
+	ver    uint64
+	object int64
+}
+
+// info is the record's Info; the fields it reads are immutable once the
+// record is published.
+func (h *recHeader) info() Info {
+	return Info{Size: h.size, Flags: PutFlags(h.flags), Version: h.ver, ObjectSize: h.object}
 }
 
 const (

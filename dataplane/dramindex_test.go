@@ -128,13 +128,13 @@ func TestDRAMPrefetch(t *testing.T) {
 	defer d.Close()
 	job := []byte("job")
 	store := func(i int) {
-		p, err := d.Create(job, fmt.Appendf(nil, "k%d", i), 100, 0)
+		p, err := d.Create(job, fmt.Appendf(nil, "k%d", i), 100, Meta{})
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		p.Buffers()[0][0] = byte(i)
-		if err := p.Commit(); err != nil {
+		if _, err := p.Commit(); err != nil {
 			t.Error(err)
 		}
 	}
@@ -147,7 +147,7 @@ func TestDRAMPrefetch(t *testing.T) {
 		for i := range 4000 {
 			store(64 + i%500)
 			if i%3 == 0 {
-				_ = d.Delete(job, fmt.Appendf(nil, "k%d", 64+i%500))
+				_, _ = d.Delete(job, fmt.Appendf(nil, "k%d", 64+i%500))
 			}
 		}
 	}()
@@ -194,16 +194,16 @@ func TestDRAMDropJobRacingClose(t *testing.T) {
 	}
 	job := []byte("job")
 	for i := range 40 {
-		p, err := d.Create(job, fmt.Appendf(nil, "k%d", i), 10, 0)
+		p, err := d.Create(job, fmt.Appendf(nil, "k%d", i), 10, Meta{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Commit(); err != nil {
+		if _, err := p.Commit(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := 1; i < 40; i++ {
-		if err := d.Delete(job, fmt.Appendf(nil, "k%d", i)); err != nil {
+		if _, err := d.Delete(job, fmt.Appendf(nil, "k%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -268,9 +268,9 @@ func stressOp(t *testing.T, d *DRAM, rng *rand.Rand) {
 	key := fmt.Appendf(nil, "k%d", rng.IntN(50))
 	switch rng.IntN(6) {
 	case 0, 1:
-		p, err := d.Create(job, key, int64(rng.IntN(3<<20)), PutFlags(rng.IntN(2)))
+		p, err := d.Create(job, key, int64(rng.IntN(3<<20)), Meta{Flags: PutFlags(rng.IntN(2))})
 		if err == nil {
-			_ = p.Commit()
+			_, _ = p.Commit()
 		}
 	case 2:
 		v, err := d.Open(job, key)
@@ -286,12 +286,12 @@ func stressOp(t *testing.T, d *DRAM, rng *rand.Rand) {
 		}
 		v.Release()
 	case 3:
-		_ = d.Delete(job, key)
+		_, _ = d.Delete(job, key)
 	case 4:
 		d.DropJob(job, rng.IntN(2) == 0)
 	case 5:
 		_ = d.List(job, nil, nil, func([]byte, Info) bool { return true })
-		if p, err := d.Create(job, key, int64(rng.IntN(1000)), 0); err == nil {
+		if p, err := d.Create(job, key, int64(rng.IntN(1000)), Meta{}); err == nil {
 			p.Abort()
 		}
 	}

@@ -154,11 +154,11 @@ func (f *Faulty) Kind() Kind { return f.inner.Kind() }
 func (f *Faulty) Blocking() bool { return f.inner.Blocking() }
 
 // Create implements Tier.
-func (f *Faulty) Create(job, key []byte, size int64, flags PutFlags) (Pending, error) {
+func (f *Faulty) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	if err := f.check(FaultCreate, job, key); err != nil {
 		return nil, err
 	}
-	p, err := f.inner.Create(job, key, size, flags)
+	p, err := f.inner.Create(job, key, size, m)
 	if err != nil {
 		return nil, err
 	}
@@ -186,11 +186,19 @@ func (f *Faulty) Stat(job, key []byte) (Info, error) {
 }
 
 // Delete implements Tier.
-func (f *Faulty) Delete(job, key []byte) error {
+func (f *Faulty) Delete(job, key []byte) (Info, error) {
 	if err := f.check(FaultDelete, job, key); err != nil {
-		return err
+		return Info{}, err
 	}
 	return f.inner.Delete(job, key)
+}
+
+// DeleteVersion implements Tier; the hook is FaultDelete's.
+func (f *Faulty) DeleteVersion(job, key []byte, v uint64) (Info, error) {
+	if err := f.check(FaultDelete, job, key); err != nil {
+		return Info{}, err
+	}
+	return f.inner.DeleteVersion(job, key, v)
 }
 
 // List implements Tier. The hook sees the prefix as the key.
@@ -224,14 +232,14 @@ type faultyPending struct {
 
 func (p *faultyPending) Buffers() [][]byte { return p.inner.Buffers() }
 
-func (p *faultyPending) Commit() error {
+func (p *faultyPending) Commit() (Info, error) {
 	if err := p.f.check(FaultCommit, []byte(p.job), []byte(p.key)); err != nil {
 		p.inner.Abort()
-		return err
+		return Info{}, err
 	}
 	if p.f.takeShort(FaultCommit) {
 		p.inner.Abort()
-		return fmt.Errorf("faulty tier: injected short write: %w: %w", ErrIO, io.ErrShortWrite)
+		return Info{}, fmt.Errorf("faulty tier: injected short write: %w: %w", ErrIO, io.ErrShortWrite)
 	}
 	return p.inner.Commit()
 }

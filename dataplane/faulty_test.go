@@ -24,7 +24,7 @@ func TestFaultyTierPassesSuite(t *testing.T) {
 }
 
 func tryPut(tier dataplane.Tier, job, key string, data []byte) error {
-	p, err := tier.Create([]byte(job), []byte(key), int64(len(data)), 0)
+	p, err := tier.Create([]byte(job), []byte(key), int64(len(data)), dataplane.Meta{})
 	if err != nil {
 		return err
 	}
@@ -32,7 +32,8 @@ func tryPut(tier dataplane.Tier, job, key string, data []byte) error {
 	for _, b := range p.Buffers() {
 		rest = rest[copy(b, rest):]
 	}
-	return p.Commit()
+	_, err = p.Commit()
+	return err
 }
 
 func read(t *testing.T, tier dataplane.Tier, job, key string) []byte {
@@ -64,7 +65,7 @@ func TestFaultyFailNext(t *testing.T) {
 				return err
 			},
 			dataplane.FaultStat:   func() error { _, err := f.Stat([]byte("j"), []byte("k")); return err },
-			dataplane.FaultDelete: func() error { return f.Delete([]byte("j"), []byte("k")) },
+			dataplane.FaultDelete: func() error { _, err := f.Delete([]byte("j"), []byte("k")); return err },
 			dataplane.FaultList: func() error {
 				return f.List([]byte("j"), nil, nil, func([]byte, dataplane.Info) bool { return true })
 			},

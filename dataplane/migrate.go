@@ -1,11 +1,10 @@
 package dataplane
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -19,26 +18,30 @@ import (
 // A draining node pushes each value of each of its jobs to the node that
 // owns it under the job's map without the draining node, using ordinary
 // data-plane puts with the job's token and the map's epoch, then deletes
-// its own copy. Per value:
+// its own copy. Per value (moveOne):
 //
 //  1. owner = placement.Pick over MigrateJob.Nodes of (key, ChunkOf(key));
-//  2. stat the key at the owner: a value already there is newer (a client
-//     wrote it after the drain began, since the drain sends clients'
-//     puts to the new owners), so the old copy is dropped, not sent;
-//  3. otherwise put it there with its stored flags (persist, manifest);
-//  4. delete the local copy.
+//  2. mark the key moving: a client's delete (or delete-after-read) of it
+//     here answers CodeBusy until step 5, and the SDK retries;
+//  3. put the value at the owner with FlagIfAbsent and the value's stored
+//     flags, version and object size. A value already there is newer: a
+//     client wrote it after the drain began (clients put to the new owners
+//     and this node refuses puts). It is kept, and if ours is a manifest
+//     of another version, that version's chunks are dropped on every node,
+//     since no writer will (its put replaced nothing);
+//  4. delete the local copy, only if it still holds the version moved; a
+//     chunk dropped here meanwhile (its object was overwritten or deleted)
+//     is deleted at the owner too, conditionally on its version;
+//  5. unmark the key.
 //
-// Clients reading meanwhile ask the new owner first and, on "not found",
-// the draining node, then the new owner once more (pocket/drain.go), so a
-// value is always found at one of the two. The remaining race: a client
-// put that lands at the owner between steps 2 and 3 is overwritten by the
-// older value. Jobs in this store write intermediate data once and read
-// it, so this is accepted and documented rather than closed with a
-// put-if-absent operation.
+// So a move never overwrites a newer write, and a deleted key never comes
+// back: a client deletes here first, then at the owner (pocket/drain.go);
+// a delete here before step 2 leaves nothing to move, one during steps 2-5
+// waits, and one after finds the value at the owner.
 //
-// The placement of chunks is a contract with the SDK (pocket/object.go):
-// chunk i >= 1 of object "k" is stored under the key "k\x00i" (decimal)
-// and placed as (that key, i); every other key is placed as (key, 0).
+// The placement of chunks is a contract with the SDK (wire/objects.go):
+// chunk i of an object version is placed as (its chunk key, i); every other
+// key as (key, 0).
 
 // Sender sends one data-plane request; *client.Client implements it.
 type Sender interface {
@@ -164,7 +167,7 @@ func (n *Node) moveBatch(ctx context.Context, t Tier, set *placement.Set, mj *Mi
 	return ferr
 }
 
-// moveOne moves one value (steps 1 to 4 of the protocol above).
+// moveOne moves one value (steps 1 to 5 above).
 func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *MigrateJob, s Sender, key []byte, st *migrateCounters) error {
 	job := []byte(mj.Job)
 	i := set.Pick(key, ChunkOf(key))
@@ -172,49 +175,106 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 		return ErrNoOwner
 	}
 	owner := set.Node(i).ID
-	val, flags, err := readValue(t, job, key)
+	defer n.vers.mark(t.Kind(), job, key)()
+	val, info, err := readValue(t, job, key)
 	if errors.Is(err, ErrNotFound) {
 		return nil // deleted meanwhile
 	}
 	if err != nil {
 		return fmt.Errorf("migrate %q: read: %w", key, err)
 	}
-	tf := tierFlag(t)
-	req := wire.Request{Job: job, Key: key, Token: mj.Token, Epoch: mj.Epoch}
-	_, err = s.Do(ctx, owner, wire.OpStat, tf, &req, nil, nil)
-	switch {
-	case err == nil:
-		st.skipped.Add(1)
-	case errors.Is(err, wire.ErrNotFound):
-		req := wire.Request{Job: job, Key: key, Token: mj.Token, Epoch: mj.Epoch}
-		if _, err := s.Do(ctx, owner, wire.OpPut, uint16(flags)&wire.StoredFlags|tf, &req, val, nil); err != nil {
-			return fmt.Errorf("migrate %q to %s: %w", key, owner, err)
-		}
+	moved, err := n.pushValue(ctx, t, mj, s, owner, key, val, info)
+	if err != nil {
+		return err
+	}
+	if moved {
 		st.moved.Add(1)
 		st.bytes.Add(int64(len(val)))
-	default:
-		return fmt.Errorf("migrate %q: stat at %s: %w", key, owner, err)
+	} else {
+		st.skipped.Add(1)
 	}
-	if err := t.Delete(job, key); err != nil && !errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("migrate %q: delete local copy: %w", key, err)
+	_, err = t.DeleteVersion(job, key, info.Version)
+	n.vers.forget(t.Kind(), job, key)
+	switch {
+	case err == nil:
+		return nil
+	case moved && info.Flags&Chunk != 0 && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict)):
+		req := wire.Request{Job: job, Key: key, Token: mj.Token, Epoch: mj.Epoch, Version: info.Version}
+		_, err = s.Do(ctx, owner, wire.OpDelete, wire.FlagIfVersion|tierFlag(t), &req, nil, nil)
+		if err != nil && !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrConflict) {
+			return fmt.Errorf("migrate %q: undo at %s: %w", key, owner, err)
+		}
+		return nil
+	case errors.Is(err, ErrNotFound):
+		return nil
 	}
-	return nil
+	return fmt.Errorf("migrate %q: delete local copy: %w", key, err)
+}
+
+// pushValue puts a value at its owner unless the owner has a value
+// already (step 3); moved reports whether this put stored it.
+func (n *Node) pushValue(ctx context.Context, t Tier, mj *MigrateJob, s Sender, owner string, key, val []byte, info Info) (moved bool, err error) {
+	job := []byte(mj.Job)
+	flags := uint16(info.Flags)&wire.StoredFlags | tierFlag(t) | wire.FlagIfAbsent
+	if info.Flags&Chunk != 0 && n.vers.leased(verKey{t.Kind(), mj.Job, info.Version}) {
+		flags |= wire.FlagLease
+	}
+	req := wire.Request{Job: job, Key: key, Token: mj.Token, Epoch: mj.Epoch, Version: info.Version}
+	if info.Flags&Manifest != 0 {
+		req.ObjectSize = info.ObjectSize
+	}
+	_, err = s.Do(ctx, owner, wire.OpPut, flags, &req, val, nil)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, wire.ErrExists) {
+		return false, fmt.Errorf("migrate %q to %s: %w", key, owner, err)
+	}
+	if info.Flags&Manifest == 0 {
+		return false, nil
+	}
+	req = wire.Request{Job: job, Key: key, Token: mj.Token, Epoch: mj.Epoch}
+	r, err := s.Do(ctx, owner, wire.OpStat, tierFlag(t), &req, nil, nil)
+	if err != nil && !errors.Is(err, wire.ErrNotFound) {
+		return false, fmt.Errorf("migrate %q: stat at %s: %w", key, owner, err)
+	}
+	if err == nil && r.Meta.Version == info.Version {
+		return false, nil // moved by an earlier attempt
+	}
+	return false, n.dropEverywhere(ctx, t, mj, s, info.Version)
+}
+
+// dropEverywhere drops an object version's chunks here and on every owner.
+func (n *Node) dropEverywhere(ctx context.Context, t Tier, mj *MigrateJob, s Sender, ver uint64) error {
+	n.dropVersion(t, []byte(mj.Job), ver)
+	var errs []error
+	for _, o := range mj.Nodes {
+		req := wire.Request{Job: []byte(mj.Job), Token: mj.Token, Epoch: mj.Epoch, Version: ver}
+		if _, err := s.Do(ctx, o.ID, wire.OpDropVersion, tierFlag(t), &req, nil, nil); err != nil {
+			errs = append(errs, fmt.Errorf("drop version %x at %s: %w", ver, o.ID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // readValue copies a value out of the tier. The copy is the put's
 // payload; the tier's reference is released before the network is used,
 // so a slow owner never pins tier memory.
-func readValue(t Tier, job, key []byte) ([]byte, PutFlags, error) {
+func readValue(t Tier, job, key []byte) ([]byte, Info, error) {
 	v, err := t.Open(job, key)
 	if err != nil {
-		return nil, 0, err
+		return nil, Info{}, err
 	}
 	defer v.Release()
+	info, err := t.Stat(job, key)
+	if err != nil || info.Version != v.Version() {
+		info = Info{Size: v.Size(), Flags: v.Flags(), Version: v.Version(), ObjectSize: v.Size()}
+	}
 	buf := make([]byte, 0, v.Size())
 	for _, seg := range v.Segments() {
 		buf = append(buf, seg...)
 	}
-	return buf, v.Flags(), nil
+	return buf, info, nil
 }
 
 func tierFlag(t Tier) uint16 {
@@ -224,18 +284,13 @@ func tierFlag(t Tier) uint16 {
 	return 0
 }
 
-// ChunkOf returns the chunk number a key was placed with: i for the SDK's
-// chunk key "object\x00i", else 0.
+// ChunkOf returns the chunk number a key was placed with: i for chunk i
+// of an object version (wire.ParseChunkKey), else 0.
 func ChunkOf(key []byte) uint32 {
-	i := bytes.LastIndexByte(key, 0)
-	if i < 0 {
-		return 0
+	if _, _, i, ok := wire.ParseChunkKey(key); ok && i <= math.MaxUint32 {
+		return uint32(i)
 	}
-	c, err := strconv.ParseUint(string(key[i+1:]), 10, 32)
-	if err != nil {
-		return 0
-	}
-	return uint32(c)
+	return 0
 }
 
 // JobValues counts the values of a job on this node, over all tiers.

@@ -41,6 +41,9 @@ func (f *fakeOwners) Do(ctx context.Context, addr string, op wire.Op, flags uint
 		if f.vals[addr] == nil {
 			f.vals[addr] = map[string][]byte{}
 		}
+		if _, ok := f.vals[addr][string(req.Key)]; ok && flags&wire.FlagIfAbsent != 0 {
+			return client.Reply{}, wire.ErrExists
+		}
 		f.vals[addr][string(req.Key)] = append([]byte(nil), payload...)
 		f.flags[string(req.Key)] = flags
 		return client.Reply{}, nil
@@ -67,7 +70,7 @@ func migrateNode(t *testing.T) (*Node, *DRAM) {
 
 func store(t *testing.T, tier Tier, job, key string, val []byte, flags PutFlags) {
 	t.Helper()
-	p, err := tier.Create([]byte(job), []byte(key), int64(len(val)), flags)
+	p, err := tier.Create([]byte(job), []byte(key), int64(len(val)), Meta{Flags: flags})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,13 +78,15 @@ func store(t *testing.T, tier Tier, job, key string, val []byte, flags PutFlags)
 	for _, b := range p.Buffers() {
 		off += copy(b, val[off:])
 	}
-	if err := p.Commit(); err != nil {
+	if _, err := p.Commit(); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestChunkOf(t *testing.T) {
-	for key, want := range map[string]uint32{"a": 0, "a\x001": 1, "dir/x\x00123": 123, "a\x00": 0, "a\x00x": 0, "a\x0099999999999": 0} {
+	chunk := func(k string, i int) string { return string(wire.AppendChunkKey(nil, []byte(k), 0xabc, i)) }
+	for key, want := range map[string]uint32{"a": 0, chunk("a", 1): 1, chunk("dir/x", 123): 123, "a\x001": 0,
+		"a\x00": 0, "a\x00x": 0, chunk("a", 99999999999): 0} {
 		if got := ChunkOf([]byte(key)); got != want {
 			t.Errorf("ChunkOf(%q) = %d, want %d", key, got, want)
 		}
@@ -95,7 +100,7 @@ func TestMigrateMovesEveryValueToItsOwner(t *testing.T) {
 	for i := 0; i < 700; i++ { // more than two list batches
 		k := fmt.Sprintf("k%04d", i)
 		if i%50 == 0 {
-			k = fmt.Sprintf("obj\x00%d", i)
+			k = string(wire.AppendChunkKey(nil, []byte("obj"), 7, i+1))
 		}
 		vals[k] = bytes.Repeat([]byte{byte(i)}, 1+i*37%5000)
 		store(t, d, "job-1", k, vals[k], 0)

@@ -87,6 +87,8 @@ type nvmeJob struct {
 type nvmeVersion struct {
 	size    int64
 	flags   PutFlags
+	ver     uint64 // Info.Version
+	object  int64  // Info.ObjectSize
 	ext     []nvme.Extent
 	alloc   int64 // bytes of ext
 	readers int   // values open on this version; under mu
@@ -171,14 +173,16 @@ func ioErr(op string, err error) error {
 }
 
 // Create implements Tier: it reserves extents and staging buffers.
-func (t *NVMe) Create(job, key []byte, size int64, flags PutFlags) (Pending, error) {
+func (t *NVMe) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	if err := t.checkKey(job, key); err != nil {
 		return nil, err
 	}
 	if size < 0 || t.alloc.Round(size) > t.alloc.Capacity() {
 		return nil, ErrTooLarge
 	}
-	p := &nvmePending{t: t, job: string(job), key: string(key), v: &nvmeVersion{size: size, flags: flags}}
+	info := m.info(size)
+	v := &nvmeVersion{size: size, flags: info.Flags, ver: info.Version, object: info.ObjectSize}
+	p := &nvmePending{t: t, job: string(job), key: string(key), v: v, ifAbsent: m.Flags&IfAbsent != 0}
 	if err := t.reserve(p.v); err != nil {
 		return nil, err
 	}
@@ -277,6 +281,12 @@ type nvmePending struct {
 	bufs     [][]byte // padded
 	segs     [][]byte // the value's bytes
 	done     bool
+	ifAbsent bool
+}
+
+// info is the version's Info.
+func (v *nvmeVersion) info() Info {
+	return Info{Size: v.size, Flags: v.flags, Version: v.ver, ObjectSize: v.object}
 }
 
 // Buffers implements Pending.
@@ -284,9 +294,9 @@ func (p *nvmePending) Buffers() [][]byte { return p.segs }
 
 // Commit implements Pending: it writes the value with direct I/O and then
 // publishes it. A failed write frees everything and stores nothing.
-func (p *nvmePending) Commit() error {
+func (p *nvmePending) Commit() (Info, error) {
 	if p.done {
-		return errors.New("nvme tier: pending already finished")
+		return Info{}, errors.New("nvme tier: pending already finished")
 	}
 	p.done = true
 	defer p.t.freeBuffers(p.bufs)
@@ -295,9 +305,9 @@ func (p *nvmePending) Commit() error {
 	}
 	if err := p.t.dev.Do(p.t.transfers(p.v, p.bufs, true)); err != nil {
 		p.t.unreserve(p.v)
-		return ioErr("write", err)
+		return Info{}, ioErr("write", err)
 	}
-	return p.t.publish(p.job, p.key, p.v)
+	return p.t.publish(p.job, p.key, p.v, p.ifAbsent)
 }
 
 // Abort implements Pending.
@@ -310,26 +320,35 @@ func (p *nvmePending) Abort() {
 	p.t.unreserve(p.v)
 }
 
-func (t *NVMe) publish(job, key string, v *nvmeVersion) error {
+// publish installs v under (job, key) and returns the Info of the value
+// it replaced; with ifAbsent and a value present it frees v instead and
+// returns ErrExists.
+func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		t.freeExtents(v)
-		return ErrClosed
+		return Info{}, ErrClosed
 	}
 	j := t.jobs[job]
 	if j == nil {
 		j = &nvmeJob{keys: make(map[string]*nvmeVersion)}
 		t.jobs[job] = j
 	}
+	var replaced Info
 	if old := j.keys[key]; old != nil {
+		if ifAbsent {
+			t.freeExtents(v)
+			return Info{}, ErrExists
+		}
+		replaced = old.info()
 		t.retire(j, old)
 	} else {
 		t.values++
 	}
 	j.keys[key] = v
 	j.used += v.alloc
-	return nil
+	return replaced, nil
 }
 
 // retire unpublishes v's accounting and frees its extents unless an Open is
@@ -404,6 +423,7 @@ type nvmeValue struct {
 
 func (v *nvmeValue) Size() int64        { return v.v.size }
 func (v *nvmeValue) Flags() PutFlags    { return v.v.flags }
+func (v *nvmeValue) Version() uint64    { return v.v.ver }
 func (v *nvmeValue) Segments() [][]byte { return v.segs }
 
 // Release implements Value; the buffers go back to the source and the
@@ -430,30 +450,43 @@ func (t *NVMe) Stat(job, key []byte) (Info, error) {
 	if v == nil {
 		return Info{}, ErrNotFound
 	}
-	return Info{Size: v.size, Flags: v.flags}, nil
+	return v.info(), nil
 }
 
 // Delete implements Tier.
-func (t *NVMe) Delete(job, key []byte) error {
+func (t *NVMe) Delete(job, key []byte) (Info, error) { return t.remove(job, key, false, 0) }
+
+// DeleteVersion implements Tier.
+func (t *NVMe) DeleteVersion(job, key []byte, v uint64) (Info, error) {
+	return t.remove(job, key, true, v)
+}
+
+// remove unpublishes (job, key), when cond is set only if its version is
+// ver, and returns its Info.
+func (t *NVMe) remove(job, key []byte, cond bool, ver uint64) (Info, error) {
 	if err := t.checkKey(job, key); err != nil {
-		return err
+		return Info{}, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return ErrClosed
+		return Info{}, ErrClosed
 	}
 	j := t.jobs[string(job)]
 	if j == nil || j.keys[string(key)] == nil {
-		return ErrNotFound
+		return Info{}, ErrNotFound
 	}
-	t.retire(j, j.keys[string(key)])
+	v := j.keys[string(key)]
+	if cond && v.ver != ver {
+		return Info{}, ErrConflict
+	}
+	t.retire(j, v)
 	delete(j.keys, string(key))
 	t.values--
 	if len(j.keys) == 0 {
 		delete(t.jobs, string(job))
 	}
-	return nil
+	return v.info(), nil
 }
 
 // List implements Tier. The matching keys are gathered and sorted under
@@ -475,7 +508,7 @@ func (t *NVMe) List(job, prefix, after []byte, fn func(key []byte, info Info) bo
 	if j := t.jobs[string(job)]; j != nil {
 		for k, v := range j.keys {
 			if len(k) >= len(prefix) && k[:len(prefix)] == string(prefix) && k > string(after) {
-				items = append(items, item{k, Info{Size: v.size, Flags: v.flags}})
+				items = append(items, item{k, v.info()})
 			}
 		}
 	}

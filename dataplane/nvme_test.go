@@ -95,7 +95,7 @@ func TestNVMeTierSuiteOnArena(t *testing.T) {
 }
 
 func putValue(tier dataplane.Tier, job, key string, data []byte) error {
-	p, err := tier.Create([]byte(job), []byte(key), int64(len(data)), 0)
+	p, err := tier.Create([]byte(job), []byte(key), int64(len(data)), dataplane.Meta{})
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,8 @@ func putValue(tier dataplane.Tier, job, key string, data []byte) error {
 	for _, b := range p.Buffers() {
 		rest = rest[copy(b, rest):]
 	}
-	return p.Commit()
+	_, err = p.Commit()
+	return err
 }
 
 func getValue(tier dataplane.Tier, job, key string) ([]byte, error) {
@@ -230,7 +231,7 @@ func TestNVMeFragmentedSpace(t *testing.T) {
 		t.Fatalf("put into a full tier: %v", err)
 	}
 	for i := 0; i < 32; i += 2 { // 16 holes of 32 KiB, none adjacent
-		if err := tier.Delete([]byte("j"), []byte(fmt.Sprintf("k%02d", i))); err != nil {
+		if _, err := tier.Delete([]byte("j"), []byte(fmt.Sprintf("k%02d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}

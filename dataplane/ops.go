@@ -20,6 +20,8 @@ var tierWireErrs = []struct {
 	{ErrIO, &wire.Error{Code: wire.CodeIO, Msg: "device I/O error; the value is not stored"}},
 	{ErrBadKey, &wire.Error{Code: wire.CodeBadKey, Msg: "bad job id or key"}},
 	{ErrClosed, &wire.Error{Code: wire.CodeClosed, Msg: "tier closed"}},
+	{ErrExists, &wire.Error{Code: wire.CodeExists, Msg: "key holds a value; nothing stored was changed"}},
+	{ErrConflict, &wire.Error{Code: wire.CodeConflict, Msg: "value has another version; nothing was changed"}},
 }
 
 // wireErr maps a tier's error to the wire registry.
@@ -39,9 +41,33 @@ func wireErr(err error) error {
 	return &wire.Error{Code: wire.CodeInternal, Msg: err.Error()}
 }
 
-// putFlags keeps the header bits a value stores (wire.StoredFlags); the
-// tier's Persist bit is wire.FlagPersist.
-func putFlags(h uint16) PutFlags { return PutFlags(h & wire.StoredFlags) }
+// putMeta is what a put request stores besides its bytes: the header bits a
+// value keeps (wire.StoredFlags, whose bits are the tier's), IfAbsent, and
+// the request's version and object size. Chunk puts must name a chunk key
+// of their version, and manifests a version (wire/objects.go).
+func putMeta(h *wire.Header, r *wire.Request) (Meta, error) {
+	m := Meta{Flags: PutFlags(h.Flags & wire.StoredFlags), Version: r.Version}
+	if h.Flags&wire.FlagIfAbsent != 0 {
+		m.Flags |= IfAbsent
+	}
+	switch {
+	case h.Flags&wire.FlagChunk != 0:
+		if _, v, _, ok := wire.ParseChunkKey(r.Key); !ok || v != r.Version {
+			return m, errBadChunk
+		}
+	case h.Flags&wire.FlagManifest != 0:
+		if r.Version == 0 {
+			return m, errBadManifest
+		}
+		m.ObjectSize = r.ObjectSize
+	}
+	return m, nil
+}
+
+var (
+	errBadChunk    = &wire.Error{Code: wire.CodeBadKey, Msg: "a chunk put must name a chunk key of its version"}
+	errBadManifest = &wire.Error{Code: wire.CodeMalformed, Msg: "a manifest put must carry its object version"}
+)
 
 // put starts a put whose first payload bytes are `have`. It returns false
 // when a sink now receives the rest of the payload.
@@ -50,9 +76,13 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	if err == nil && n.drain.Load() {
 		err = errDraining
 	}
+	var m Meta
+	if err == nil {
+		m, err = putMeta(h, &cs.req)
+	}
 	var p Pending
 	if err == nil {
-		p, err = tier.Create(cs.req.Job, cs.req.Key, int64(h.PayloadLen), putFlags(h.Flags))
+		p, err = tier.Create(cs.req.Job, cs.req.Key, int64(h.PayloadLen), m)
 	}
 	if err != nil {
 		return n.skipPayload(c, cs, h, have, wireErr(err))
@@ -60,6 +90,9 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	n.stats.of(c).bytesIn.Add(uint64(h.PayloadLen))
 	s := &cs.put
 	s.start(c, *h, tier, p)
+	if h.Flags&wire.FlagChunk != 0 {
+		s.chunk = chunkRef{job: string(cs.req.Job), key: string(cs.req.Key), ver: m.Version, lease: h.Flags&wire.FlagLease != 0}
+	}
 	s.fill(have)
 	if len(s.Next()) == 0 {
 		s.Done()
@@ -69,38 +102,58 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	return false
 }
 
+// chunkRef names the chunk a put stores, to file it under its version
+// once committed; the zero value is a put of anything else.
+type chunkRef struct {
+	job, key string
+	ver      uint64
+	lease    bool
+}
+
 // commit publishes a filled put and answers it: inline for DRAM, on a
 // worker for a blocking tier.
-func (n *Node) commit(c *netio.Conn, h wire.Header, tier Tier, p Pending) {
+func (n *Node) commit(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch chunkRef) {
 	if tier.Blocking() && !n.inlineOK(c, c.Context().(*connState)) {
-		n.commitAsync(c, h, p)
+		n.commitAsync(c, h, tier, p, ch)
 		return
 	}
-	err := p.Commit()
-	cs := c.Context().(*connState)
-	if err != nil {
-		n.replyErr(c, cs, &h, wireErr(err))
-		return
+	replaced, err := n.publish(tier, p, ch)
+	n.replyPut(c, c.Context().(*connState), &h, replaced, err)
+}
+
+// publish commits p and files a chunk under its version.
+func (n *Node) publish(tier Tier, p Pending, ch chunkRef) (Info, error) {
+	replaced, err := p.Commit()
+	if err == nil && ch.ver != 0 {
+		n.vers.add(n, verKey{tier.Kind(), ch.job, ch.ver}, ch.key, ch.lease)
 	}
-	n.replyOK(c, cs, &h, 0)
+	return replaced, err
+}
+
+// replyPut answers a put: a replaced manifest's version and object size go
+// back to the writer, which then drops that version's chunks.
+func (n *Node) replyPut(c *netio.Conn, cs *connState, h *wire.Header, replaced Info, err error) {
+	switch {
+	case err != nil:
+		n.replyErr(c, cs, h, wireErr(err))
+	case replaced.Flags&Manifest != 0:
+		n.replyMeta(c, cs, h, &wire.Response{Version: replaced.Version, Size: replaced.ObjectSize})
+	default:
+		n.replyOK(c, cs, h, 0)
+	}
 }
 
 // commitAsync commits on a worker and answers from the connection's loop.
 // It is apart from commit so that its closures' captures do not make the
 // DRAM path allocate.
-func (n *Node) commitAsync(c *netio.Conn, h wire.Header, p Pending) {
+func (n *Node) commitAsync(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch chunkRef) {
 	cs := c.Context().(*connState)
 	ok := n.submit(func() {
-		err := p.Commit()
+		replaced, err := n.publish(tier, p, ch)
 		c.Loop().Post(func() {
-			if cs.closed {
-				return
+			if !cs.closed {
+				n.replyPut(c, cs, &h, replaced, err)
 			}
-			if err != nil {
-				n.replyErr(c, cs, &h, wireErr(err))
-				return
-			}
-			n.replyOK(c, cs, &h, 0)
 		})
 	})
 	if !ok {
@@ -142,6 +195,10 @@ func (n *Node) inlineOK(c *netio.Conn, cs *connState) bool {
 
 // get answers with the value as the reply's payload.
 func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
+	if h.Flags&wire.FlagDeleteAfterRead != 0 && n.moving(tier, cs.req.Job, cs.req.Key) {
+		n.replyErr(c, cs, h, errMoving)
+		return
+	}
 	if tier.Blocking() && !n.inlineOK(c, cs) {
 		n.getAsync(c, *h, tier, string(cs.req.Job), string(cs.req.Key))
 		return
@@ -152,7 +209,7 @@ func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		return
 	}
 	if h.Flags&wire.FlagDeleteAfterRead != 0 {
-		_ = tier.Delete(cs.req.Job, cs.req.Key) // the open reference keeps the bytes
+		n.deleteRead(tier, cs.req.Job, cs.req.Key, v) // the open reference keeps the bytes
 	}
 	n.sendValue(c, cs, h, v)
 }
@@ -165,7 +222,7 @@ func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string
 	ok := n.submit(func() {
 		v, err := tier.Open([]byte(job), []byte(key))
 		if err == nil && h.Flags&wire.FlagDeleteAfterRead != 0 {
-			_ = tier.Delete([]byte(job), []byte(key))
+			n.deleteRead(tier, []byte(job), []byte(key), v)
 		}
 		// Loop.Post (not Conn.Post, which skips closed connections)
 		// so the value is released even if the client has gone.
@@ -183,6 +240,19 @@ func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string
 	})
 	if !ok {
 		n.replyErr(c, cs, &h, errBusy)
+	}
+}
+
+// deleteRead deletes the value v just opened for a get with
+// FlagDeleteAfterRead, if it is still the stored one. A manifest is never
+// deleted here: the SDK deletes it, conditionally on its version, once it
+// has read the chunks (so a failed read deletes nothing).
+func (n *Node) deleteRead(tier Tier, job, key []byte, v Value) {
+	if v.Flags()&Manifest != 0 {
+		return
+	}
+	if _, err := tier.DeleteVersion(job, key, v.Version()); err == nil {
+		n.vers.forget(tier.Kind(), job, key)
 	}
 }
 
@@ -218,21 +288,17 @@ func (n *Node) meta(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	switch h.Op {
 	case wire.OpDelete:
 		if h.Flags&wire.FlagPrefix != 0 {
-			n.replyMeta(c, cs, h, &wire.Response{Count: uint64(deletePrefix(tier, r.Job, r.Key))})
+			n.replyMeta(c, cs, h, n.deletePrefix(tier, r))
 			return
 		}
-		if err := tier.Delete(r.Job, r.Key); err != nil {
-			n.replyErr(c, cs, h, wireErr(err))
-			return
-		}
-		n.replyOK(c, cs, h, 0)
+		n.delete(c, cs, h, tier)
 	case wire.OpStat:
 		info, err := tier.Stat(r.Job, r.Key)
 		if err != nil {
 			n.replyErr(c, cs, h, wireErr(err))
 			return
 		}
-		n.replyMeta(c, cs, h, &wire.Response{Size: info.Size, Flags: uint32(info.Flags)})
+		n.replyMeta(c, cs, h, &wire.Response{Size: info.ObjectSize, Flags: uint32(info.Flags), Version: info.Version})
 	case wire.OpUsage:
 		u := tier.Usage()
 		n.replyMeta(c, cs, h, &wire.Response{Size: tier.JobUsage(r.Job), Capacity: u.Capacity, Count: uint64(u.Values)})
@@ -245,6 +311,59 @@ func (n *Node) meta(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		n.replyMeta(c, cs, h, resp)
 	}
 }
+
+// delete removes one key, if FlagIfVersion is set only at Request.version,
+// and answers with the version of a removed manifest so that the SDK can
+// drop its chunks.
+func (n *Node) delete(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
+	r := &cs.req
+	if n.moving(tier, r.Job, r.Key) {
+		n.replyErr(c, cs, h, errMoving)
+		return
+	}
+	var info Info
+	var err error
+	if h.Flags&wire.FlagIfVersion != 0 {
+		info, err = tier.DeleteVersion(r.Job, r.Key, r.Version)
+	} else {
+		info, err = tier.Delete(r.Job, r.Key)
+	}
+	if err != nil {
+		n.replyErr(c, cs, h, wireErr(err))
+		return
+	}
+	n.vers.forget(tier.Kind(), r.Job, r.Key)
+	if info.Flags&Manifest != 0 {
+		n.replyMeta(c, cs, h, &wire.Response{Version: info.Version, Size: info.ObjectSize})
+		return
+	}
+	n.replyOK(c, cs, h, 0)
+}
+
+// version serves OpConfirm and OpDropVersion for Request.version.
+func (n *Node) version(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
+	r := &cs.req
+	if r.Version == 0 {
+		n.replyErr(c, cs, h, errNoVersion)
+		return
+	}
+	var count int
+	if h.Op == wire.OpConfirm {
+		count = n.vers.confirm(verKey{tier.Kind(), string(r.Job), r.Version})
+	} else {
+		count = n.dropVersion(tier, r.Job, r.Version)
+	}
+	n.replyMeta(c, cs, h, &wire.Response{Count: uint64(count)})
+}
+
+var errMoving = &wire.Error{Code: wire.CodeBusy, Msg: "the key is being moved off this draining node; retry"}
+
+// moving reports whether this draining node is moving the key away now.
+func (n *Node) moving(tier Tier, job, key []byte) bool {
+	return n.drain.Load() && n.vers.isMoving(tier.Kind(), job, key)
+}
+
+var errNoVersion = &wire.Error{Code: wire.CodeMalformed, Msg: "request names no object version"}
 
 // List bounds: entries per reply, and metadata bytes kept under the
 // default frame limit with room for the flatbuffer's own overhead.
@@ -268,7 +387,10 @@ func list(tier Tier, r *wire.Request) (*wire.Response, error) {
 	resp := &wire.Response{}
 	bytesUsed := 0
 	err := tier.List(r.Job, r.Key, r.After, func(key []byte, info Info) bool {
-		e := wire.Entry{Key: key, Size: info.Size}
+		if wire.IsChunkKey(key) {
+			return true
+		}
+		e := wire.Entry{Key: key, Size: info.ObjectSize}
 		if r.Delimiter != 0 {
 			if i := bytes.IndexByte(key[len(r.Key):], r.Delimiter); i >= 0 {
 				e = wire.Entry{Key: key[:len(r.Key)+i+1], Dir: true}
@@ -289,22 +411,41 @@ func list(tier Tier, r *wire.Request) (*wire.Response, error) {
 	return resp, err
 }
 
-// deletePrefix removes every key of the job starting with prefix and
-// returns how many it removed. Keys are collected first: a tier's List
-// callback must not modify the tier.
-func deletePrefix(tier Tier, job, prefix []byte) int {
+// deletePrefixMax is the most keys one prefix delete removes; the reply
+// says More when keys remain, and the SDK asks again. It keeps the reply's
+// versions well under the metadata limit.
+const deletePrefixMax = 4096
+
+// deletePrefix removes up to deletePrefixMax of the job's keys that start
+// with r.Key, except chunk keys: those go with their version, which the
+// SDK drops on every node for each manifest removed here (the reply's
+// Versions). Keys are collected first: a tier's List callback must not
+// modify the tier.
+func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 	var keys [][]byte
-	_ = tier.List(job, prefix, nil, func(key []byte, _ Info) bool {
+	resp := &wire.Response{}
+	_ = tier.List(r.Job, r.Key, nil, func(key []byte, _ Info) bool {
+		if wire.IsChunkKey(key) {
+			return true
+		}
+		if len(keys) == deletePrefixMax {
+			resp.More = true
+			return false
+		}
 		keys = append(keys, append([]byte(nil), key...))
 		return true
 	})
-	n := 0
 	for _, k := range keys {
-		if tier.Delete(job, k) == nil {
-			n++
+		info, err := tier.Delete(r.Job, k)
+		if err != nil {
+			continue
+		}
+		resp.Count++
+		if info.Flags&Manifest != 0 {
+			resp.Versions = append(resp.Versions, info.Version)
 		}
 	}
-	return n
+	return resp
 }
 
 // dropJob deletes a job's data on the controller's order.

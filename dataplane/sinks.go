@@ -17,6 +17,8 @@ type putSink struct {
 	bufs [][]byte
 	idx  int // current buffer
 	off  int // bytes filled in bufs[idx]
+	// chunk is set by the node for a chunk put, after start.
+	chunk chunkRef
 }
 
 func (s *putSink) start(c *netio.Conn, h wire.Header, tier Tier, p Pending) {
@@ -50,9 +52,9 @@ func (s *putSink) Advance(n int) { s.off += n }
 
 // Done implements netio.Sink: the payload is complete.
 func (s *putSink) Done() {
-	p, tier, c, h := s.p, s.tier, s.c, s.h
+	p, tier, c, h, ch := s.p, s.tier, s.c, s.h, s.chunk
 	s.reset()
-	s.node.commit(c, h, tier, p)
+	s.node.commit(c, h, tier, p, ch)
 }
 
 // abort drops an unfinished put (the connection closed mid-payload).
@@ -64,7 +66,7 @@ func (s *putSink) abort() {
 }
 
 func (s *putSink) reset() {
-	s.c, s.tier, s.p, s.bufs = nil, nil, nil, nil
+	s.c, s.tier, s.p, s.bufs, s.chunk = nil, nil, nil, nil, chunkRef{}
 }
 
 // discardSink reads and drops the payload of a refused request, so the

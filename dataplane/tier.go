@@ -17,6 +17,10 @@ var (
 	ErrIO = errors.New("dataplane: device I/O error")
 	// ErrBadKey: the key or job id is empty or longer than wire.MaxKeyLen.
 	ErrBadKey = errors.New("dataplane: bad key")
+	// ErrExists: a put with IfAbsent found a value; nothing changed.
+	ErrExists = errors.New("dataplane: key holds a value")
+	// ErrConflict: a conditional delete found another version; nothing changed.
+	ErrConflict = errors.New("dataplane: value has another version")
 )
 
 // Kind names a tier's medium. The numbers travel on the wire (control
@@ -42,12 +46,32 @@ func (k Kind) String() string {
 // PutFlags modify how a value is stored.
 type PutFlags uint32
 
-// Put flags. The bits match wire.FlagPersist and friends.
+// Put flags. The stored bits match wire.FlagPersist, wire.FlagManifest and
+// wire.FlagChunk (a tier keeps them and reports them in Info.Flags).
 const (
 	// Persist keeps the value when its job is dropped (Pocket's
 	// PERSIST_AFTER_JOB).
 	Persist PutFlags = 1 << 0
+	// Manifest marks the manifest of a chunked object (wire/objects.go).
+	Manifest PutFlags = 1 << 3
+	// Chunk marks one chunk of an object version.
+	Chunk PutFlags = 1 << 5
+	// IfAbsent makes Commit store nothing and fail with ErrExists when
+	// the key holds a value. It is not stored.
+	IfAbsent PutFlags = 1 << 16
+	// storedFlags are the bits a tier keeps with a value.
+	storedFlags = Persist | Manifest | Chunk
 )
+
+// Meta is what a put stores besides the bytes.
+type Meta struct {
+	Flags PutFlags
+	// Version is the object version the value belongs to (0: none).
+	Version uint64
+	// ObjectSize is, for a manifest, the whole object's bytes; 0 means
+	// the value's own size.
+	ObjectSize int64
+}
 
 // Usage is a tier's capacity and occupancy in bytes. Used counts what values
 // occupy in the medium, including the rounding of size classes or extents,
@@ -60,8 +84,21 @@ type Usage struct {
 
 // Info describes one stored value.
 type Info struct {
-	Size  int64
-	Flags PutFlags
+	Size    int64 // value bytes
+	Flags   PutFlags
+	Version uint64 // object version (0: none)
+	// ObjectSize is the size a reader of the object sees: for a manifest
+	// the whole object's bytes, else Size.
+	ObjectSize int64
+}
+
+// info builds an Info from a put's size and Meta.
+func (m Meta) info(size int64) Info {
+	obj := m.ObjectSize
+	if obj == 0 {
+		obj = size
+	}
+	return Info{Size: size, Flags: m.Flags & storedFlags, Version: m.Version, ObjectSize: obj}
 }
 
 // Tier stores values by (job, key). The DRAM tier, the NVMe tier and the
@@ -84,19 +121,24 @@ type Tier interface {
 	// Create reserves room for a value of size bytes. The caller fills
 	// the Pending's buffers completely, then calls Commit or Abort exactly
 	// once. A full tier returns ErrNoSpace and nothing stored changes.
-	Create(job, key []byte, size int64, flags PutFlags) (Pending, error)
+	Create(job, key []byte, size int64, m Meta) (Pending, error)
 
 	// Open returns a reference to the committed value under (job, key),
 	// or ErrNotFound. The value's bytes stay valid and unchanged until
 	// Release, even if the key is overwritten or deleted meanwhile.
 	Open(job, key []byte) (Value, error)
 
-	// Stat reports a committed value's size and flags, or ErrNotFound.
+	// Stat reports a committed value's Info, or ErrNotFound.
 	Stat(job, key []byte) (Info, error)
 
-	// Delete removes the value; its space is reused once open references
-	// are released. It returns ErrNotFound when nothing was stored.
-	Delete(job, key []byte) error
+	// Delete removes the value and returns its Info; its space is reused
+	// once open references are released. It returns ErrNotFound when
+	// nothing was stored.
+	Delete(job, key []byte) (Info, error)
+
+	// DeleteVersion is Delete when the value's version is v; another
+	// version gives ErrConflict and changes nothing.
+	DeleteVersion(job, key []byte, v uint64) (Info, error)
 
 	// List calls fn for each of the job's keys that begins with prefix,
 	// in ascending byte order of key, starting after the key `after`
@@ -124,8 +166,11 @@ type Tier interface {
 type Pending interface {
 	Buffers() [][]byte
 	// Commit publishes the value, replacing any older value of the key
-	// (whose space is freed once its readers release it).
-	Commit() error
+	// (whose space is freed once its readers release it), and returns the
+	// replaced value's Info (the zero Info when there was none). With
+	// IfAbsent and a value present it stores nothing and returns
+	// ErrExists. On any error the reservation is freed.
+	Commit() (Info, error)
 	// Abort frees the reservation; nothing becomes visible.
 	Abort()
 }
@@ -137,6 +182,7 @@ type Pending interface {
 type Value interface {
 	Size() int64
 	Flags() PutFlags
+	Version() uint64
 	Segments() [][]byte
 	Release()
 }

@@ -1,18 +1,286 @@
 package dataplane
 
-import "sync"
+import (
+	"sync"
+	"time"
 
-// versionTable tracks, per tier and job, the keys stored under each object
-// version: the chunks of chunked objects (see package pocket's doc). It is
-// filled in by versioned puts and emptied by version drops and job drops.
-type versionTable struct {
-	mu sync.Mutex
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Object versions on a node
+//
+// A chunked object's chunks are put with wire.FlagChunk and the object's
+// version (wire/objects.go). The node files each chunk key under (tier,
+// job, version) in a versionTable, so that the SDK can end a version's
+// lease (OpConfirm) or delete all of a version's chunks (OpDropVersion)
+// with one request per node, without knowing which chunks landed where and
+// without any scan of the tier.
+//
+// Leases: a chunk put with wire.FlagLease leaves its version leased. A
+// leased version whose last chunk put is older than the node's chunk lease
+// (DefaultChunkLease unless SetChunkLease) is dropped by a sweeper that
+// runs every lease/4 (at most every second): this reclaims the chunks of a
+// writer that died, or lost its node, before confirming. Writers confirm a
+// version before they publish its manifest (package pocket), so a version
+// that a manifest points at is never leased, and a confirm that finds fewer
+// chunks than were sent (some expired) fails the put.
+//
+// Lock order: versionTable.mu is taken alone; tier calls are made after it
+// is released.
+
+// DefaultChunkLease is how long a leased version's chunks live without a
+// new chunk put or a confirm.
+const DefaultChunkLease = 60 * time.Second
+
+// verKey names one object version of one job on one tier.
+type verKey struct {
+	tier Kind
+	job  string
+	ver  uint64
 }
 
-func newVersionTable() *versionTable { return &versionTable{} }
+// verEntry is a version's chunk keys on this node.
+type verEntry struct {
+	keys    map[string]struct{}
+	leased  bool
+	touched time.Time // last chunk put
+}
 
-// dropJob forgets every version of the job.
-func (v *versionTable) dropJob(job []byte) {}
+// versionTable tracks, per tier and job, the keys stored under each object
+// version: the chunks of chunked objects. It is filled in by chunk puts and
+// emptied by confirms' drops, deletes and job drops.
+type versionTable struct {
+	mu     sync.Mutex
+	m      map[verKey]*verEntry
+	moving map[movingKey]int // keys a drain is moving (migrate.go)
+	lease  time.Duration
+	node   *Node // set on the first chunk put; the sweeper's tiers
+	start  sync.Once
+	stop   chan struct{}
+	done   chan struct{}
+}
 
-// close stops the lease sweeper.
-func (v *versionTable) close() {}
+func newVersionTable() *versionTable {
+	return &versionTable{m: make(map[verKey]*verEntry), moving: make(map[movingKey]int), lease: DefaultChunkLease,
+		stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// SetChunkLease sets how long a leased chunk version lives without a chunk
+// put or a confirm (DefaultChunkLease by default). Call it before serving.
+func (n *Node) SetChunkLease(d time.Duration) {
+	n.vers.mu.Lock()
+	n.vers.lease = d
+	n.vers.mu.Unlock()
+}
+
+// add files a committed chunk key under its version; lease marks the
+// version leased if it is new, and every add renews the lease.
+func (v *versionTable) add(n *Node, k verKey, key string, lease bool) {
+	v.start.Do(func() {
+		v.node = n
+		go v.sweep()
+	})
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e := v.m[k]
+	if e == nil {
+		e = &verEntry{keys: make(map[string]struct{}), leased: lease}
+		v.m[k] = e
+	}
+	e.keys[key] = struct{}{}
+	e.touched = time.Now()
+}
+
+// confirm ends a version's lease and returns how many chunks it has here.
+func (v *versionTable) confirm(k verKey) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e := v.m[k]
+	if e == nil {
+		return 0
+	}
+	e.leased = false
+	return len(e.keys)
+}
+
+// take removes a version and returns its keys.
+func (v *versionTable) take(k verKey) []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.takeLocked(k)
+}
+
+// takeLocked is take with mu held.
+func (v *versionTable) takeLocked(k verKey) []string {
+	e := v.m[k]
+	if e == nil {
+		return nil
+	}
+	delete(v.m, k)
+	keys := make([]string, 0, len(e.keys))
+	for key := range e.keys {
+		keys = append(keys, key)
+	}
+	return keys
+}
+
+// leased reports whether a version is still leased here.
+func (v *versionTable) leased(k verKey) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e := v.m[k]
+	return e != nil && e.leased
+}
+
+// movingKey names a key a drain is moving.
+type movingKey struct {
+	tier     Kind
+	job, key string
+}
+
+// mark marks a key moving and returns the function that unmarks it.
+func (v *versionTable) mark(t Kind, job, key []byte) func() {
+	k := movingKey{t, string(job), string(key)}
+	v.mu.Lock()
+	v.moving[k]++
+	v.mu.Unlock()
+	return func() {
+		v.mu.Lock()
+		if v.moving[k]--; v.moving[k] <= 0 {
+			delete(v.moving, k)
+		}
+		v.mu.Unlock()
+	}
+}
+
+// isMoving reports whether a drain is moving the key.
+func (v *versionTable) isMoving(t Kind, job, key []byte) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.moving[movingKey{t, string(job), string(key)}] > 0
+}
+
+// forget unfiles a deleted key if it is a chunk key.
+func (v *versionTable) forget(t Kind, job, key []byte) {
+	_, ver, _, ok := wire.ParseChunkKey(key)
+	if !ok {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	k := verKey{t, string(job), ver}
+	if e := v.m[k]; e != nil {
+		delete(e.keys, string(key))
+		if len(e.keys) == 0 {
+			delete(v.m, k)
+		}
+	}
+}
+
+// dropVersion deletes every chunk of a version from tier t and returns how
+// many it deleted.
+func (n *Node) dropVersion(t Tier, job []byte, ver uint64) int {
+	c := 0
+	for _, key := range n.vers.take(verKey{t.Kind(), string(job), ver}) {
+		if _, err := t.Delete(job, []byte(key)); err == nil {
+			c++
+		}
+	}
+	return c
+}
+
+// dropJob forgets the job's chunk keys that its tiers no longer hold
+// (after Node.DropJob: all of them, or all but the persistent ones).
+func (v *versionTable) dropJob(job []byte) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := v.node
+	for k, e := range v.m {
+		if k.job != string(job) {
+			continue
+		}
+		t := n.tierOf(k.tier)
+		for key := range e.keys {
+			if t == nil || !exists(t, job, []byte(key)) {
+				delete(e.keys, key)
+			}
+		}
+		if len(e.keys) == 0 {
+			delete(v.m, k)
+		}
+	}
+}
+
+func exists(t Tier, job, key []byte) bool {
+	_, err := t.Stat(job, key)
+	return err == nil
+}
+
+// tierOf returns the node's tier of kind k, or nil.
+func (n *Node) tierOf(k Kind) Tier {
+	if n == nil {
+		return nil
+	}
+	for _, t := range n.Tiers() {
+		if t.Kind() == k {
+			return t
+		}
+	}
+	return nil
+}
+
+// sweep drops expired leased versions until close.
+func (v *versionTable) sweep() {
+	defer close(v.done)
+	for {
+		v.mu.Lock()
+		every := min(max(v.lease/4, time.Millisecond), time.Second)
+		v.mu.Unlock()
+		select {
+		case <-v.stop:
+			return
+		case <-time.After(every):
+		}
+		now := time.Now()
+		for _, k := range v.expired(now) {
+			t := v.node.tierOf(k.tier)
+			for _, key := range v.takeExpired(k, now) {
+				_, _ = t.Delete([]byte(k.job), []byte(key))
+			}
+		}
+	}
+}
+
+// expired lists the leased versions untouched for a whole lease.
+func (v *versionTable) expired(now time.Time) []verKey {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var ks []verKey
+	for k, e := range v.m {
+		if e.leased && now.Sub(e.touched) >= v.lease {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+// takeExpired is take when the version is still leased and expired at
+// now: a confirm or chunk put since expired listed it keeps it.
+func (v *versionTable) takeExpired(k verKey, now time.Time) []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if e := v.m[k]; e == nil || !e.leased || now.Sub(e.touched) < v.lease {
+		return nil
+	}
+	return v.takeLocked(k)
+}
+
+// close stops the sweeper.
+func (v *versionTable) close() {
+	started := true
+	v.start.Do(func() { started = false })
+	close(v.stop)
+	if started {
+		<-v.done
+	}
+}

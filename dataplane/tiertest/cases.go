@@ -18,13 +18,13 @@ func testBadKeys(t *testing.T, newTier NewTier) {
 	for _, jk := range [][2]string{{"", "k"}, {"j", ""}, {"", ""}, {"j", longKey}, {longJob, "k"}} {
 		job, key := []byte(jk[0]), []byte(jk[1])
 		name := fmt.Sprintf("job %d bytes, key %d bytes", len(job), len(key))
-		_, err := tier.Create(job, key, 1, 0)
+		_, err := tier.Create(job, key, 1, dataplane.Meta{})
 		wantErr(t, "Create "+name, err, dataplane.ErrBadKey)
 		_, err = tier.Open(job, key)
 		wantErr(t, "Open "+name, err, dataplane.ErrBadKey)
 		_, err = tier.Stat(job, key)
 		wantErr(t, "Stat "+name, err, dataplane.ErrBadKey)
-		wantErr(t, "Delete "+name, tier.Delete(job, key), dataplane.ErrBadKey)
+		wantErr(t, "Delete "+name, delErr(tier.Delete(job, key)), dataplane.ErrBadKey)
 	}
 	noop := func([]byte, dataplane.Info) bool { return true }
 	wantErr(t, "List with empty job", tier.List(nil, nil, nil, noop), dataplane.ErrBadKey)
@@ -44,7 +44,7 @@ func testJobsAreSeparate(t *testing.T, newTier NewTier) {
 	mustPut(t, tier, "b", "k", pattern(200, 2), 0)
 	mustGet(t, tier, "a", "k", pattern(100, 1))
 	mustGet(t, tier, "b", "k", pattern(200, 2))
-	if err := tier.Delete([]byte("a"), []byte("k")); err != nil {
+	if _, err := tier.Delete([]byte("a"), []byte("k")); err != nil {
 		t.Fatal(err)
 	}
 	mustGet(t, tier, "b", "k", pattern(200, 2))
@@ -59,7 +59,7 @@ func testCreateAbort(t *testing.T, newTier NewTier) {
 	before := tier.Usage()
 	for _, n := range []int64{0, 1, 5000, 3 << 20} {
 		for _, key := range []string{"new", "old"} {
-			p, err := tier.Create([]byte("j"), []byte(key), n, 0)
+			p, err := tier.Create([]byte("j"), []byte(key), n, dataplane.Meta{})
 			if err != nil {
 				t.Fatalf("Create %d: %v", n, err)
 			}
@@ -80,9 +80,9 @@ func testCreateAbort(t *testing.T, newTier NewTier) {
 func testTooLarge(t *testing.T, newTier NewTier) {
 	tier := open(t, newTier, fullCapacity)
 	c := tier.Usage().Capacity
-	_, err := tier.Create([]byte("j"), []byte("k"), c+1, 0)
+	_, err := tier.Create([]byte("j"), []byte("k"), c+1, dataplane.Meta{})
 	wantErr(t, "Create beyond capacity", err, dataplane.ErrTooLarge)
-	_, err = tier.Create([]byte("j"), []byte("k"), -1, 0)
+	_, err = tier.Create([]byte("j"), []byte("k"), -1, dataplane.Meta{})
 	wantErr(t, "Create of a negative size", err, dataplane.ErrTooLarge)
 }
 
@@ -108,7 +108,7 @@ func testFull(t *testing.T, newTier NewTier) {
 		t.Fatalf("full tier usage %+v with %d values stored", u, len(stored))
 	}
 	// Refused puts of every kind change nothing.
-	_, err = tier.Create([]byte("j"), []byte("big"), capacity/2, 0)
+	_, err = tier.Create([]byte("j"), []byte("big"), capacity/2, dataplane.Meta{})
 	wantErr(t, "big Create in a full tier", err, dataplane.ErrNoSpace)
 	err = put(tier, "j", stored[0], pattern(size, 999), 0)
 	wantErr(t, "overwrite in a full tier", err, dataplane.ErrNoSpace)
@@ -119,7 +119,7 @@ func testFull(t *testing.T, newTier NewTier) {
 		mustGet(t, tier, "j", key, pattern(size, uint64(i)))
 	}
 	// Room freed by a delete is usable again.
-	if err := tier.Delete([]byte("j"), []byte(stored[1])); err != nil {
+	if _, err := tier.Delete([]byte("j"), []byte(stored[1])); err != nil {
 		t.Fatal(err)
 	}
 	mustPut(t, tier, "j", "again", pattern(size, 77), 0)
@@ -141,7 +141,7 @@ func testOpenOutlivesDelete(t *testing.T, newTier NewTier) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tier.Delete([]byte("j"), []byte("del")); err != nil {
+		if _, err := tier.Delete([]byte("j"), []byte("del")); err != nil {
 			t.Fatal(err)
 		}
 		mustPut(t, tier, "j", "over", second, 0)
@@ -158,10 +158,10 @@ func testOpenOutlivesDelete(t *testing.T, newTier NewTier) {
 		if after := tier.Usage().Used; after >= held {
 			t.Fatalf("releasing the last references freed nothing: used %d, was %d", after, held)
 		}
-		if err := tier.Delete([]byte("j"), []byte("del")); err != nil {
+		if _, err := tier.Delete([]byte("j"), []byte("del")); err != nil {
 			t.Fatal(err)
 		}
-		if err := tier.Delete([]byte("j"), []byte("over")); err != nil {
+		if _, err := tier.Delete([]byte("j"), []byte("over")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -231,7 +231,7 @@ func testList(t *testing.T, newTier NewTier) {
 	}
 	// fn may call the tier.
 	err := tier.List([]byte("j"), []byte("a/"), nil, func(key []byte, _ dataplane.Info) bool {
-		return tier.Delete([]byte("j"), key) == nil
+		return delErr(tier.Delete([]byte("j"), key)) == nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +294,7 @@ func testUsageReturnsToZero(t *testing.T, newTier NewTier) {
 	}
 	for i := range sizes {
 		for _, job := range []string{"a", "b"} {
-			if err := tier.Delete([]byte(job), []byte(fmt.Sprint(i))); err != nil {
+			if _, err := tier.Delete([]byte(job), []byte(fmt.Sprint(i))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -315,7 +315,7 @@ func testClose(t *testing.T, newTier NewTier) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := tier.Create([]byte("j"), []byte("p"), 10, 0)
+	p, err := tier.Create([]byte("j"), []byte("p"), 10, dataplane.Meta{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,16 +326,16 @@ func testClose(t *testing.T, newTier NewTier) {
 		t.Fatal("a value open across Close changed")
 	}
 	v.Release()
-	if err := p.Commit(); !errors.Is(err, dataplane.ErrClosed) {
+	if _, err := p.Commit(); !errors.Is(err, dataplane.ErrClosed) {
 		t.Fatalf("Commit after Close: %v, want ErrClosed", err)
 	}
-	_, err = tier.Create([]byte("j"), []byte("k"), 1, 0)
+	_, err = tier.Create([]byte("j"), []byte("k"), 1, dataplane.Meta{})
 	wantErr(t, "Create after Close", err, dataplane.ErrClosed)
 	_, err = tier.Open([]byte("j"), []byte("k"))
 	wantErr(t, "Open after Close", err, dataplane.ErrClosed)
 	_, err = tier.Stat([]byte("j"), []byte("k"))
 	wantErr(t, "Stat after Close", err, dataplane.ErrClosed)
-	wantErr(t, "Delete after Close", tier.Delete([]byte("j"), []byte("k")), dataplane.ErrClosed)
+	wantErr(t, "Delete after Close", delErr(tier.Delete([]byte("j"), []byte("k"))), dataplane.ErrClosed)
 	noop := func([]byte, dataplane.Info) bool { return true }
 	wantErr(t, "List after Close", tier.List([]byte("j"), nil, nil, noop), dataplane.ErrClosed)
 }

@@ -48,7 +48,7 @@ func testConcurrent(t *testing.T, newTier NewTier) {
 	}
 	wg.Wait()
 	for k := range shared {
-		_ = tier.Delete([]byte("shared"), []byte(fmt.Sprint(k)))
+		_, _ = tier.Delete([]byte("shared"), []byte(fmt.Sprint(k)))
 	}
 	if u := tier.Usage(); u.Used != 0 || u.Values != 0 {
 		t.Fatalf("usage after deleting everything: %+v", u)
@@ -74,7 +74,7 @@ func worker(tier dataplane.Tier, w, ops, shared int) error {
 				err = checkSelf(b)
 			}
 		case 3:
-			err = tier.Delete([]byte("shared"), []byte(key))
+			_, err = tier.Delete([]byte("shared"), []byte(key))
 		case 4:
 			err = tier.List([]byte("shared"), nil, nil, func([]byte, dataplane.Info) bool { return true })
 		}
@@ -100,5 +100,5 @@ func ownRoundTrip(tier dataplane.Tier, job string, size int, seed uint64) error 
 	if string(got) != string(data) {
 		return errors.New("own key read back different bytes")
 	}
-	return tier.Delete([]byte(job), []byte("k"))
+	return delErr(tier.Delete([]byte(job), []byte("k")))
 }

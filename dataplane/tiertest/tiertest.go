@@ -97,21 +97,27 @@ func pattern(size int, seed uint64) []byte {
 
 // put stores data under (job, key) through Create, Buffers and Commit.
 func put(tier dataplane.Tier, job, key string, data []byte, flags dataplane.PutFlags) error {
-	p, err := tier.Create([]byte(job), []byte(key), int64(len(data)), flags)
+	_, err := putMeta(tier, job, key, data, dataplane.Meta{Flags: flags})
+	return err
+}
+
+// putMeta is put with a whole Meta; it returns the replaced value's Info.
+func putMeta(tier dataplane.Tier, job, key string, data []byte, m dataplane.Meta) (dataplane.Info, error) {
+	p, err := tier.Create([]byte(job), []byte(key), int64(len(data)), m)
 	if err != nil {
-		return err
+		return dataplane.Info{}, err
 	}
 	rest := data
 	for _, b := range p.Buffers() {
 		if len(b) > len(rest) {
 			p.Abort()
-			return fmt.Errorf("buffers total more than the %d-byte size", len(data))
+			return dataplane.Info{}, fmt.Errorf("buffers total more than the %d-byte size", len(data))
 		}
 		rest = rest[copy(b, rest):]
 	}
 	if len(rest) != 0 {
 		p.Abort()
-		return fmt.Errorf("buffers total %d bytes short of the %d-byte size", len(rest), len(data))
+		return dataplane.Info{}, fmt.Errorf("buffers total %d bytes short of the %d-byte size", len(rest), len(data))
 	}
 	return p.Commit()
 }
@@ -213,14 +219,14 @@ func testDelete(t *testing.T, newTier NewTier) {
 	tier := open(t, newTier, bigCapacity)
 	mustPut(t, tier, "j", "gone", pattern(5000, 1), 0)
 	mustPut(t, tier, "j", "kept", pattern(5000, 2), 0)
-	if err := tier.Delete([]byte("j"), []byte("gone")); err != nil {
+	if _, err := tier.Delete([]byte("j"), []byte("gone")); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	_, err := tier.Open([]byte("j"), []byte("gone"))
 	wantErr(t, "Open deleted", err, dataplane.ErrNotFound)
 	_, err = tier.Stat([]byte("j"), []byte("gone"))
 	wantErr(t, "Stat deleted", err, dataplane.ErrNotFound)
-	wantErr(t, "second Delete", tier.Delete([]byte("j"), []byte("gone")), dataplane.ErrNotFound)
+	wantErr(t, "second Delete", delErr(tier.Delete([]byte("j"), []byte("gone"))), dataplane.ErrNotFound)
 	mustGet(t, tier, "j", "kept", pattern(5000, 2))
 	mustPut(t, tier, "j", "gone", pattern(7, 3), 0)
 	mustGet(t, tier, "j", "gone", pattern(7, 3))
@@ -234,7 +240,7 @@ func testNotFound(t *testing.T, newTier NewTier) {
 		wantErr(t, "Open "+jk[0]+"/"+jk[1], err, dataplane.ErrNotFound)
 		_, err = tier.Stat([]byte(jk[0]), []byte(jk[1]))
 		wantErr(t, "Stat "+jk[0]+"/"+jk[1], err, dataplane.ErrNotFound)
-		wantErr(t, "Delete "+jk[0]+"/"+jk[1], tier.Delete([]byte(jk[0]), []byte(jk[1])), dataplane.ErrNotFound)
+		wantErr(t, "Delete "+jk[0]+"/"+jk[1], delErr(tier.Delete([]byte(jk[0]), []byte(jk[1]))), dataplane.ErrNotFound)
 	}
 	if n := tier.DropJob([]byte("nojob"), false); n != 0 {
 		t.Fatalf("DropJob of an unknown job freed %d bytes", n)
@@ -243,3 +249,6 @@ func testNotFound(t *testing.T, newTier NewTier) {
 		t.Fatalf("JobUsage of an unknown job: %d", n)
 	}
 }
+
+// delErr keeps a Delete's error, for checks of the error alone.
+func delErr(_ dataplane.Info, err error) error { return err }
