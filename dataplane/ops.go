@@ -262,8 +262,16 @@ func (n *Node) deleteRead(tier Tier, job, key []byte, v Value) {
 func (n *Node) sendValue(c *netio.Conn, cs *connState, h *wire.Header, v Value) {
 	size := v.Size()
 	rh := wire.Header{Op: h.Op.Reply(), ID: h.ID, PayloadLen: uint32(size), Flags: uint16(v.Flags())}
-	wire.PutHeader(cs.hdr[:], &rh)
-	c.Write(cs.hdr[:])
+	if h.Flags&wire.FlagVersion != 0 {
+		meta := cs.encoder().Response(&wire.Response{Version: v.Version()})
+		rh.MetaLen = uint32(len(meta))
+		wire.PutHeader(cs.hdr[:], &rh)
+		c.Write(cs.hdr[:])
+		c.Write(meta)
+	} else {
+		wire.PutHeader(cs.hdr[:], &rh)
+		c.Write(cs.hdr[:])
+	}
 	n.stats.of(c).bytesOut.Add(uint64(size))
 	segs := v.Segments()
 	if size <= smallCopy || len(segs) == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pocketstore/pocket/wire"
 	"net"
 	"os"
 	"strconv"
@@ -174,21 +175,28 @@ func (h *Handle) Get(srcFilename, dstFilename, jobid string, deleteAfterRead boo
 
 // GetBuffer reads a value into dst[:length] (pocket.get_buffer); as in
 // Pocket, the caller must know the length: a value of another size is an
-// error.
+// error, and then delete-after-read deletes nothing.
 func (h *Handle) GetBuffer(srcFilename string, dst []byte, length int, jobid string, deleteAfterRead bool) int {
 	if length < 0 || length > len(dst) {
 		return h.status(fmt.Errorf("pocket: get_buffer: length %d outside the %d-byte buffer", length, len(dst)))
 	}
 	return h.run(jobid, func(j *Job) error {
-		b, err := j.GetInto(context.Background(), srcFilename, dst[:0:length], deleteOpt(deleteAfterRead)...)
-		if err != nil {
+		ctx := context.Background()
+		if err := checkName(srcFilename); err != nil {
 			return err
+		}
+		b, ver, err := j.getInto(ctx, srcFilename, dst[:0:length], wire.FlagVersion)
+		if err != nil {
+			return wrap("get_buffer", srcFilename, err)
 		}
 		if len(b) != length {
 			return fmt.Errorf("pocket: get_buffer %q: value is %d bytes, want %d", srcFilename, len(b), length)
 		}
 		if length > 0 && &b[0] != &dst[0] {
 			copy(dst, b)
+		}
+		if deleteAfterRead {
+			j.deleteVersion(ctx, srcFilename, ver)
 		}
 		return nil
 	})

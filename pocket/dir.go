@@ -1,7 +1,6 @@
 package pocket
 
 import (
-	"bytes"
 	"context"
 	"sort"
 	"strings"
@@ -24,8 +23,17 @@ func (j *Job) List(ctx context.Context, prefix string) ([]Entry, error) {
 }
 
 // list pages through every node's listing (with an optional delimiter)
-// and merges them.
+// and merges them, fetching the map again and starting over once if a node
+// says it is stale.
 func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
+	ents, err := j.listOnce(ctx, prefix, delim)
+	if j.mapChanged(ctx, err) {
+		ents, err = j.listOnce(ctx, prefix, delim)
+	}
+	return ents, err
+}
+
+func (j *Job) listOnce(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
 	seen := map[string]Entry{}
 	after := []byte(nil)
 	for _, t := range j.targets() {
@@ -37,7 +45,7 @@ func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, err
 				return nil, wrap("list", prefix, err)
 			}
 			for _, e := range r.Meta.Entries {
-				if bytes.IndexByte(e.Key, 0) >= 0 {
+				if wire.IsChunkKey(e.Key) {
 					continue
 				}
 				seen[string(e.Key)] = Entry{Name: string(e.Key), Size: e.Size, Dir: e.Dir}
@@ -110,10 +118,13 @@ func (j *Job) CountFiles(ctx context.Context, dir string) (int, error) {
 }
 
 // RemoveAll deletes name and, recursively, everything under name/ (as
-// Pocket's delete). An empty name deletes every value of the job.
+// Pocket's delete), with or without a trailing slash on name. An empty name
+// deletes every value of the job. Nodes delete at most a page of keys per
+// request, naming the chunked objects they removed; their chunks are then
+// dropped on every node.
 func (j *Job) RemoveAll(ctx context.Context, name string) error {
 	p := dirPrefix(name)
-	if _, err := j.fanOut(ctx, wire.OpDelete, wire.FlagPrefix, wire.Request{Key: []byte(p)}); err != nil {
+	if err := j.deletePrefix(ctx, p); err != nil {
 		return wrap("delete", name, err)
 	}
 	if p == "" {
@@ -124,4 +135,22 @@ func (j *Job) RemoveAll(ctx context.Context, name string) error {
 		return err
 	}
 	return nil
+}
+
+// deletePrefix asks every node to delete the keys under prefix, page by
+// page, and drops the chunks of the objects removed.
+func (j *Job) deletePrefix(ctx context.Context, prefix string) error {
+	for {
+		replies, err := j.fanOut(ctx, wire.OpDelete, wire.FlagPrefix, wire.Request{Key: []byte(prefix)})
+		more := false
+		for _, r := range replies {
+			for _, v := range r.Meta.Versions {
+				j.dropVersion(v)
+			}
+			more = more || r.Meta.More
+		}
+		if err != nil || !more {
+			return err
+		}
+	}
 }

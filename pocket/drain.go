@@ -3,6 +3,7 @@ package pocket
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/placement"
@@ -54,10 +55,22 @@ func liveSet(m Map, set *placement.Set) *placement.Set {
 
 // drainDo runs a request for a key whose owner under the whole map (t.old)
 // is draining and differs from its live owner (t.addr).
-func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, payload, dst []byte) (client.Reply, error) {
+func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, x reqExtra, payload, dst []byte) (client.Reply, error) {
 	send := func(addr string) (client.Reply, error) {
-		req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch}
-		return j.s.data.Do(ctx, addr, op, flags|t.flags, &req, payload, dst)
+		req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
+		for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+			r, err := j.s.data.Do(ctx, addr, op, flags|t.flags, &req, payload, dst)
+			if !errors.Is(err, wire.ErrBusy) || addr != t.old {
+				return r, err
+			}
+			// The draining node is moving this very key: wait until it
+			// has (dataplane/migrate.go), so a delete is not undone.
+			select {
+			case <-ctx.Done():
+				return r, err
+			case <-time.After(wait):
+			}
+		}
 	}
 	switch op {
 	case wire.OpGet, wire.OpStat:

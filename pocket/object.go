@@ -3,10 +3,9 @@ package pocket
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
+	"math/rand/v2"
 
 	"github.com/pocketstore/pocket/wire"
 	"golang.org/x/sync/errgroup"
@@ -22,8 +21,14 @@ var (
 	ErrUnavailable = wire.ErrUnavailable
 	// ErrBadName: an empty name, or one containing the reserved byte 0x00.
 	ErrBadName = errors.New("pocket: bad name")
-	// ErrCorrupt: a manifest or chunk does not match what was written.
+	// ErrCorrupt: a manifest or chunk does not match what was written, or
+	// a chunk of the current version of an object is gone (its node lost
+	// it).
 	ErrCorrupt = errors.New("pocket: corrupt object")
+	// ErrConflict: a streamed read found its object replaced by another
+	// version after it had handed out bytes of the first; nothing it
+	// returned was torn, but the rest is gone. Read again.
+	ErrConflict = wire.ErrConflict
 )
 
 // PutOption and GetOption modify single calls.
@@ -40,54 +45,31 @@ type getOpts struct{ flags uint16 }
 func Persist() PutOption { return func(o *putOpts) { o.flags |= wire.FlagPersist } }
 
 // DeleteAfterRead deletes the value once read (Pocket's DELETE_AFTER_READ).
+// Only the version read is deleted, and only after the whole value has been
+// read: a failed read deletes nothing, and a value written meanwhile stays.
 func DeleteAfterRead() GetOption { return func(o *getOpts) { o.flags |= wire.FlagDeleteAfterRead } }
 
 func checkName(key string) error {
-	if key == "" || len(key) > wire.DefaultMaxKeyLen-12 || bytes.IndexByte([]byte(key), 0) >= 0 {
+	if key == "" || len(key) > wire.DefaultMaxKeyLen-40 || bytes.IndexByte([]byte(key), 0) >= 0 {
 		return fmt.Errorf("%w: %q", ErrBadName, key)
 	}
 	return nil
 }
 
-// chunkKey names chunk i (>= 1) of key.
-func chunkKey(key string, i int) []byte {
-	return strconv.AppendInt(append([]byte(key), 0), int64(i), 10)
-}
-
-const manifestLen = 20
-
-type manifest struct {
-	size  int64
-	chunk int64
-	count int
-}
-
-func (m manifest) encode() []byte {
-	b := make([]byte, manifestLen)
-	copy(b, "PKM1")
-	binary.LittleEndian.PutUint64(b[4:], uint64(m.size))
-	binary.LittleEndian.PutUint32(b[12:], uint32(m.chunk))
-	binary.LittleEndian.PutUint32(b[16:], uint32(m.count))
-	return b
-}
-
-func decodeManifest(b []byte) (manifest, error) {
-	if len(b) != manifestLen || string(b[:4]) != "PKM1" {
-		return manifest{}, fmt.Errorf("%w: bad manifest", ErrCorrupt)
+// newVersion picks an object version: random, non-zero, so that two
+// writers of one key never share chunk names.
+func newVersion() uint64 {
+	for {
+		if v := rand.Uint64(); v != 0 {
+			return v
+		}
 	}
-	m := manifest{
-		size:  int64(binary.LittleEndian.Uint64(b[4:])),
-		chunk: int64(binary.LittleEndian.Uint32(b[12:])),
-		count: int(binary.LittleEndian.Uint32(b[16:])),
-	}
-	if m.size < 0 || m.chunk <= 0 || int64(m.count) != (m.size+m.chunk-1)/m.chunk {
-		return manifest{}, fmt.Errorf("%w: inconsistent manifest", ErrCorrupt)
-	}
-	return m, nil
 }
 
-// Put stores value under key, replacing any older value (Pocket refused to
-// overwrite; we replace, as a file system does).
+// Put stores value under key, replacing any older value whole (Pocket
+// refused to overwrite; we replace, as a file system does). The last put
+// to complete wins; a get never sees a mix of two puts. A put that fails
+// leaves the older value and no chunk behind (see the package doc).
 func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOption) error {
 	if err := checkName(key); err != nil {
 		return err
@@ -98,26 +80,34 @@ func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOpti
 	}
 	cs := j.s.cfg.ChunkSize
 	if int64(len(value)) <= cs {
-		_, err := j.do(ctx, wire.OpPut, o.flags, []byte(key), 0, value, nil)
-		return wrap("put", key, err)
+		return wrap("put", key, j.putSmall(ctx, key, o.flags, value))
 	}
+	w := j.newObject(key, o.flags)
 	n := int((int64(len(value)) + cs - 1) / cs)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(j.s.cfg.Parallel)
 	for i := 1; i <= n; i++ {
 		lo := int64(i-1) * cs
 		part := value[lo:min(lo+cs, int64(len(value)))]
-		g.Go(func() error {
-			_, err := j.do(gctx, wire.OpPut, o.flags, chunkKey(key, i), uint32(i), part, nil)
-			return err
-		})
+		g.Go(func() error { return w.putChunk(gctx, i, part) })
 	}
-	if err := g.Wait(); err != nil {
-		return wrap("put", key, err)
+	err := g.Wait()
+	if err == nil {
+		err = w.commit(ctx, wire.Manifest{Version: w.ver, Size: int64(len(value)), Chunk: cs, Count: n})
+	} else {
+		w.abort()
 	}
-	m := manifest{size: int64(len(value)), chunk: cs, count: n}
-	_, err := j.do(ctx, wire.OpPut, o.flags|wire.FlagManifest, []byte(key), 0, m.encode(), nil)
 	return wrap("put", key, err)
+}
+
+// putSmall stores a value as one record under its key, and drops the
+// chunks of a chunked object it replaced.
+func (j *Job) putSmall(ctx context.Context, key string, flags uint16, value []byte) error {
+	r, _, err := j.doReq(ctx, wire.OpPut, flags, []byte(key), 0, reqExtra{version: newVersion()}, value, nil)
+	if err == nil {
+		j.dropReplaced(r.Meta.Version)
+	}
+	return err
 }
 
 func wrap(op, key string, err error) error {
@@ -132,8 +122,14 @@ func (j *Job) Get(ctx context.Context, key string, opts ...GetOption) ([]byte, e
 	return j.GetInto(ctx, key, nil, opts...)
 }
 
+// maxReadRetries bounds how often a get starts over because the object was
+// replaced while its chunks were being read.
+const maxReadRetries = 16
+
 // GetInto is Get reading into dst when the value fits its capacity (the
 // result then aliases dst), so a caller that knows sizes allocates nothing.
+// A get returns one whole version of the value: if the object is replaced
+// while its chunks are read, the get starts over with the new version.
 func (j *Job) GetInto(ctx context.Context, key string, dst []byte, opts ...GetOption) ([]byte, error) {
 	if err := checkName(key); err != nil {
 		return nil, err
@@ -142,44 +138,79 @@ func (j *Job) GetInto(ctx context.Context, key string, dst []byte, opts ...GetOp
 	for _, f := range opts {
 		f(&o)
 	}
-	r, err := j.do(ctx, wire.OpGet, o.flags, []byte(key), 0, nil, dst[:cap(dst)])
-	if err != nil {
-		return nil, wrap("get", key, err)
+	out, _, err := j.getInto(ctx, key, dst, o.flags)
+	return out, wrap("get", key, err)
+}
+
+// getInto reads the value under key and, with wire.FlagVersion, returns
+// its version. With FlagDeleteAfterRead the node deletes a one-record value
+// as it reads it, and a chunked object is deleted (if still that version)
+// after all its chunks have been read.
+func (j *Job) getInto(ctx context.Context, key string, dst []byte, flags uint16) ([]byte, uint64, error) {
+	var last uint64
+	for try := 0; ; try++ {
+		r, err := j.do(ctx, wire.OpGet, flags, []byte(key), 0, nil, dst[:cap(dst)])
+		if err != nil || r.Flags&wire.FlagManifest == 0 {
+			return r.Payload, r.Meta.Version, err
+		}
+		m, err := wire.DecodeManifest(r.Payload)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		out := dst[:0]
+		if int64(cap(out)) < m.Size {
+			out = make([]byte, m.Size)
+		}
+		out = out[:m.Size]
+		err = j.getChunks(ctx, key, m, out)
+		switch {
+		case err == nil:
+			if flags&wire.FlagDeleteAfterRead != 0 {
+				j.deleteVersion(ctx, key, m.Version)
+			}
+			return out, m.Version, nil
+		case !errors.Is(err, wire.ErrNotFound):
+			return nil, 0, err
+		case m.Version == last || try == maxReadRetries:
+			return nil, 0, fmt.Errorf("%w: version %016x: %v", ErrCorrupt, m.Version, err)
+		}
+		last = m.Version // replaced or deleted meanwhile: read the key again
 	}
-	if r.Flags&wire.FlagManifest == 0 {
-		return r.Payload, nil
-	}
-	m, err := decodeManifest(r.Payload)
-	if err != nil {
-		return nil, wrap("get", key, err)
-	}
-	out := dst[:0]
-	if int64(cap(out)) < m.size {
-		out = make([]byte, m.size)
-	}
-	out = out[:m.size]
-	return out, wrap("get", key, j.getChunks(ctx, key, m, o.flags, out))
 }
 
 // getChunks reads chunks 1..n of a manifest into out in parallel.
-func (j *Job) getChunks(ctx context.Context, key string, m manifest, flags uint16, out []byte) error {
+func (j *Job) getChunks(ctx context.Context, key string, m wire.Manifest, out []byte) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(j.s.cfg.Parallel)
-	for i := 1; i <= m.count; i++ {
-		lo := int64(i-1) * m.chunk
-		part := out[lo:min(lo+m.chunk, m.size)]
-		g.Go(func() error {
-			r, err := j.do(gctx, wire.OpGet, flags, chunkKey(key, i), uint32(i), nil, part)
-			if err != nil {
-				return err
-			}
-			if len(r.Payload) != len(part) || (len(part) > 0 && &r.Payload[0] != &part[0]) {
-				return fmt.Errorf("%w: chunk %d is %d bytes, want %d", ErrCorrupt, i, len(r.Payload), len(part))
-			}
-			return nil
-		})
+	for i := 1; i <= m.Count; i++ {
+		lo, hi := m.ChunkBounds(i)
+		part := out[lo:hi]
+		g.Go(func() error { return j.getChunk(gctx, key, m.Version, i, part) })
 	}
 	return g.Wait()
+}
+
+// getChunk reads chunk i of version ver into part, which it must fill
+// exactly.
+func (j *Job) getChunk(ctx context.Context, key string, ver uint64, i int, part []byte) error {
+	r, err := j.do(ctx, wire.OpGet, 0, wire.AppendChunkKey(nil, []byte(key), ver, i), uint32(i), nil, part)
+	if err != nil {
+		return err
+	}
+	if len(r.Payload) != len(part) || (len(part) > 0 && &r.Payload[0] != &part[0]) {
+		return fmt.Errorf("%w: chunk %d is %d bytes, want %d", ErrCorrupt, i, len(r.Payload), len(part))
+	}
+	return nil
+}
+
+// deleteVersion deletes key if it still holds version ver (what a
+// delete-after-read read), and then that version's chunks. A newer value
+// stays.
+func (j *Job) deleteVersion(ctx context.Context, key string, ver uint64) {
+	r, _, err := j.doReq(ctx, wire.OpDelete, wire.FlagIfVersion, []byte(key), 0, reqExtra{version: ver}, nil, nil)
+	if err == nil {
+		j.dropReplaced(r.Meta.Version)
+	}
 }
 
 // Info describes a stored value.
@@ -197,19 +228,7 @@ func (j *Job) Stat(ctx context.Context, key string) (Info, error) {
 	if err != nil {
 		return Info{}, wrap("stat", key, err)
 	}
-	info := Info{Size: r.Meta.Size, Persist: uint16(r.Meta.Flags)&wire.FlagPersist != 0}
-	if uint16(r.Meta.Flags)&wire.FlagManifest != 0 {
-		g, err := j.do(ctx, wire.OpGet, 0, []byte(key), 0, nil, nil)
-		if err != nil {
-			return Info{}, wrap("stat", key, err)
-		}
-		m, err := decodeManifest(g.Payload)
-		if err != nil {
-			return Info{}, wrap("stat", key, err)
-		}
-		info.Size = m.size
-	}
-	return info, nil
+	return Info{Size: r.Meta.Size, Persist: uint16(r.Meta.Flags)&wire.FlagPersist != 0}, nil
 }
 
 // Exists reports whether key holds a value.
@@ -221,16 +240,15 @@ func (j *Job) Exists(ctx context.Context, key string) (bool, error) {
 	return err == nil, err
 }
 
-// Delete removes one value and its chunks; ErrNotFound if there was none.
+// Delete removes one value and, for a chunked object, its chunks;
+// ErrNotFound if there was none.
 func (j *Job) Delete(ctx context.Context, key string) error {
 	if err := checkName(key); err != nil {
 		return err
 	}
-	// Chunks first, so a failure leaves a readable manifest at worst
-	// pointing at missing chunks rather than orphans no one can find.
-	if _, err := j.fanOut(ctx, wire.OpDelete, wire.FlagPrefix, wire.Request{Key: append([]byte(key), 0)}); err != nil {
-		return wrap("delete", key, err)
+	r, err := j.do(ctx, wire.OpDelete, 0, []byte(key), 0, nil, nil)
+	if err == nil {
+		j.dropReplaced(r.Meta.Version)
 	}
-	_, err := j.do(ctx, wire.OpDelete, 0, []byte(key), 0, nil, nil)
 	return wrap("delete", key, err)
 }

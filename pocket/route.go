@@ -3,7 +3,6 @@ package pocket
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/pocketstore/pocket/client"
@@ -69,37 +68,91 @@ func (j *Job) refresh(ctx context.Context) error {
 	return nil
 }
 
+// reqExtra are the request fields a few calls set beyond job, key, token
+// and epoch.
+type reqExtra struct {
+	version    uint64
+	objectSize int64
+}
+
 // do sends one request for (key, chunk), refreshing the map and retrying
 // once when a node reports the map stale or itself draining (the client's
 // map predates the drain).
 func (j *Job) do(ctx context.Context, op wire.Op, flags uint16, key []byte, chunk uint32, payload, dst []byte) (client.Reply, error) {
+	r, _, err := j.doReq(ctx, op, flags, key, chunk, reqExtra{}, payload, dst)
+	return r, err
+}
+
+// doReq is do with extra request fields; it also returns the node that
+// answered.
+func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, chunk uint32, x reqExtra, payload, dst []byte) (client.Reply, string, error) {
 	for attempt := 0; ; attempt++ {
 		t := j.route(key, chunk)
 		if t.dead {
-			return client.Reply{}, &wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"}
+			return client.Reply{}, t.addr, &wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"}
 		}
 		var r client.Reply
 		var err error
 		if t.old != "" {
-			r, err = j.drainDo(ctx, t, op, flags, key, payload, dst)
+			r, err = j.drainDo(ctx, t, op, flags, key, x, payload, dst)
 		} else {
-			req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch}
+			req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
 			r, err = j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
 		}
-		if attempt == 0 && (errors.Is(err, wire.ErrStaleEpoch) || errors.Is(err, wire.ErrDraining)) && j.s.ctl != nil {
-			if rerr := j.refresh(ctx); rerr != nil {
-				return r, fmt.Errorf("%w (map refresh: %v)", err, rerr)
-			}
+		if attempt == 0 && j.mapChanged(ctx, err) {
+			continue
+		}
+		return r, t.addr, err
+	}
+}
+
+// mapChanged reports whether err says the job's map is stale (or names a
+// draining node) and the map could be fetched again: then the caller
+// retries once with the new map. A failed refresh is folded into err's
+// caller's view by returning false.
+func (j *Job) mapChanged(ctx context.Context, err error) bool {
+	if j.s.ctl == nil || !(errors.Is(err, wire.ErrStaleEpoch) || errors.Is(err, wire.ErrDraining)) {
+		return false
+	}
+	return j.refresh(ctx) == nil
+}
+
+// doAt sends a keyless request (confirm, drop-version) to one node,
+// refreshing the map and retrying once on a stale epoch.
+func (j *Job) doAt(ctx context.Context, addr string, op wire.Op, flags uint16, x reqExtra) (client.Reply, error) {
+	for attempt := 0; ; attempt++ {
+		t := j.targetOf(addr)
+		req := wire.Request{Job: t.job, Token: t.token, Epoch: t.epoch, Version: x.version}
+		r, err := j.s.data.Do(ctx, addr, op, flags|t.flags, &req, nil, nil)
+		if attempt == 0 && j.mapChanged(ctx, err) {
 			continue
 		}
 		return r, err
 	}
 }
 
+// targetOf is the target for a node named directly.
+func (j *Job) targetOf(addr string) target {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	return target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
+}
+
 // fanOut sends the same request to every live node of the job at once and
-// returns each node's reply in map order. It is used for deletes: a dead
-// node's data is gone with it, so skipping it loses nothing.
+// returns each node's reply in map order. A dead node's data is gone with
+// it, so skipping it loses nothing. When a node says the map is stale the
+// map is fetched again and the whole fan-out retried once.
 func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Request) ([]client.Reply, error) {
+	for attempt := 0; ; attempt++ {
+		replies, err := j.fanOutOnce(ctx, op, flags, req)
+		if attempt == 0 && j.mapChanged(ctx, err) {
+			continue
+		}
+		return replies, err
+	}
+}
+
+func (j *Job) fanOutOnce(ctx context.Context, op wire.Op, flags uint16, req wire.Request) ([]client.Reply, error) {
 	ts := j.targets()
 	replies := make([]client.Reply, len(ts))
 	errs := make([]error, len(ts))

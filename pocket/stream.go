@@ -3,8 +3,10 @@ package pocket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/pocketstore/pocket/wire"
 	"golang.org/x/sync/errgroup"
@@ -13,8 +15,10 @@ import (
 func isNotFound(err error) bool { return errors.Is(err, wire.ErrNotFound) }
 
 // Writer streams a value into the store chunk by chunk, several chunks in
-// flight at once; the value becomes visible at Close. It is not safe for
-// concurrent use.
+// flight at once; the value becomes visible, whole, at Close. A writer
+// abandoned without Close, or whose Close fails, leaves nothing visible and
+// its chunks are dropped (or, if its process died, reclaimed by the nodes'
+// chunk lease). It is not safe for concurrent use.
 type Writer struct {
 	j     *Job
 	ctx   context.Context
@@ -23,6 +27,7 @@ type Writer struct {
 	buf   []byte
 	n     int   // chunks sent
 	size  int64 // bytes accepted
+	obj   *objectWrite
 	g     *errgroup.Group
 	gctx  context.Context
 	err   error
@@ -39,7 +44,7 @@ func (j *Job) NewWriter(ctx context.Context, key string, opts ...PutOption) (*Wr
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(j.s.cfg.Parallel)
-	return &Writer{j: j, ctx: ctx, key: key, flags: o.flags, g: g, gctx: gctx}, nil
+	return &Writer{j: j, ctx: ctx, key: key, flags: o.flags, obj: j.newObject(key, o.flags), g: g, gctx: gctx}, nil
 }
 
 // Write buffers p and sends each full chunk.
@@ -68,10 +73,7 @@ func (w *Writer) flushChunk() {
 	w.n++
 	i, part := w.n, w.buf
 	w.buf = nil
-	w.g.Go(func() error {
-		_, err := w.j.do(w.gctx, wire.OpPut, w.flags, chunkKey(w.key, i), uint32(i), part, nil)
-		return err
-	})
+	w.g.Go(func() error { return w.obj.putChunk(w.gctx, i, part) })
 }
 
 // Close sends the last chunk and publishes the value.
@@ -82,31 +84,44 @@ func (w *Writer) Close() error {
 	w.err = errors.New("pocket: writer closed")
 	if w.n == 0 {
 		_ = w.g.Wait()
-		_, err := w.j.do(w.ctx, wire.OpPut, w.flags, []byte(w.key), 0, w.buf, nil)
-		return wrap("put", w.key, err)
+		return wrap("put", w.key, w.j.putSmall(w.ctx, w.key, w.flags, w.buf))
 	}
 	if len(w.buf) > 0 {
 		w.flushChunk()
 	}
 	if err := w.g.Wait(); err != nil {
+		w.obj.abort()
 		return wrap("put", w.key, err)
 	}
-	m := manifest{size: w.size, chunk: w.j.s.cfg.ChunkSize, count: w.n}
-	_, err := w.j.do(w.ctx, wire.OpPut, w.flags|wire.FlagManifest, []byte(w.key), 0, m.encode(), nil)
-	return wrap("put", w.key, err)
+	m := wire.Manifest{Version: w.obj.ver, Size: w.size, Chunk: w.j.s.cfg.ChunkSize, Count: w.n}
+	return wrap("put", w.key, w.obj.commit(w.ctx, m))
+}
+
+// Abort drops what the writer sent; nothing becomes visible.
+func (w *Writer) Abort() {
+	if w.err != nil {
+		return
+	}
+	w.err = errors.New("pocket: writer aborted")
+	_ = w.g.Wait()
+	if w.n > 0 {
+		w.obj.abort()
+	}
 }
 
 // Reader streams a value out of the store, fetching the next chunk while
-// the caller reads the current one.
+// the caller reads the current one. Every byte it returns belongs to one
+// version of the value; if the object is replaced mid-stream, Read fails
+// with an error matching ErrConflict instead of mixing versions.
 type Reader struct {
 	j     *Job
 	ctx   context.Context
 	key   string
-	flags uint16
-	m     manifest
+	m     wire.Manifest // Count 0: a value of one record, in cur
 	cur   []byte
 	next  int // next chunk to fetch
 	ahead chan fetched
+	read  int64 // bytes returned
 }
 
 type fetched struct {
@@ -114,7 +129,8 @@ type fetched struct {
 	err error
 }
 
-// NewReader opens key for streaming.
+// NewReader opens key for streaming. DeleteAfterRead is not an option of
+// a stream: use GetFile or Get, which delete only after a whole read.
 func (j *Job) NewReader(ctx context.Context, key string, opts ...GetOption) (*Reader, error) {
 	if err := checkName(key); err != nil {
 		return nil, err
@@ -123,17 +139,20 @@ func (j *Job) NewReader(ctx context.Context, key string, opts ...GetOption) (*Re
 	for _, f := range opts {
 		f(&o)
 	}
-	r0, err := j.do(ctx, wire.OpGet, o.flags, []byte(key), 0, nil, nil)
+	if o.flags&wire.FlagDeleteAfterRead != 0 {
+		return nil, fmt.Errorf("pocket: get %q: delete-after-read needs a whole read (Get or GetFile), not a stream", key)
+	}
+	r0, err := j.do(ctx, wire.OpGet, wire.FlagVersion, []byte(key), 0, nil, nil)
 	if err != nil {
 		return nil, wrap("get", key, err)
 	}
-	rd := &Reader{j: j, ctx: ctx, key: key, flags: o.flags}
+	rd := &Reader{j: j, ctx: ctx, key: key}
 	if r0.Flags&wire.FlagManifest == 0 {
-		rd.cur = r0.Payload
+		rd.cur, rd.m.Version = r0.Payload, r0.Meta.Version
 		return rd, nil
 	}
-	if rd.m, err = decodeManifest(r0.Payload); err != nil {
-		return nil, wrap("get", key, err)
+	if rd.m, err = wire.DecodeManifest(r0.Payload); err != nil {
+		return nil, wrap("get", key, fmt.Errorf("%w: %v", ErrCorrupt, err))
 	}
 	rd.next = 1
 	rd.prefetch()
@@ -141,7 +160,7 @@ func (j *Job) NewReader(ctx context.Context, key string, opts ...GetOption) (*Re
 }
 
 func (r *Reader) prefetch() {
-	if r.next == 0 || r.next > r.m.count {
+	if r.next == 0 || r.next > r.m.Count {
 		r.ahead = nil
 		return
 	}
@@ -149,9 +168,11 @@ func (r *Reader) prefetch() {
 	r.next++
 	ch := make(chan fetched, 1)
 	r.ahead = ch
+	lo, hi := r.m.ChunkBounds(i)
 	go func() {
-		rep, err := r.j.do(r.ctx, wire.OpGet, r.flags, chunkKey(r.key, i), uint32(i), nil, nil)
-		ch <- fetched{rep.Payload, err}
+		buf := make([]byte, hi-lo)
+		err := r.j.getChunk(r.ctx, r.key, r.m.Version, i, buf)
+		ch <- fetched{buf, err}
 	}()
 }
 
@@ -164,23 +185,40 @@ func (r *Reader) Read(p []byte) (int, error) {
 		f := <-r.ahead
 		if f.err != nil {
 			r.ahead = nil
-			return 0, wrap("get", r.key, f.err)
+			return 0, wrap("get", r.key, r.chunkErr(f.err))
 		}
 		r.cur = f.b
 		r.prefetch()
 	}
 	n := copy(p, r.cur)
 	r.cur = r.cur[n:]
+	r.read += int64(n)
 	return n, nil
+}
+
+// chunkErr explains a chunk that could not be read: the object was
+// replaced or deleted (ErrConflict), or its chunk is lost (ErrCorrupt).
+func (r *Reader) chunkErr(err error) error {
+	if !errors.Is(err, wire.ErrNotFound) {
+		return err
+	}
+	st, serr := r.j.do(r.ctx, wire.OpStat, 0, []byte(r.key), 0, nil, nil)
+	if errors.Is(serr, wire.ErrNotFound) || (serr == nil && st.Meta.Version != r.m.Version) {
+		return fmt.Errorf("%w: replaced or deleted while being read", ErrConflict)
+	}
+	return fmt.Errorf("%w: version %016x: %v", ErrCorrupt, r.m.Version, err)
 }
 
 // Size is the value's total size.
 func (r *Reader) Size() int64 {
-	if r.m.count == 0 {
-		return int64(len(r.cur))
+	if r.m.Count == 0 {
+		return r.read + int64(len(r.cur))
 	}
-	return r.m.size
+	return r.m.Size
 }
+
+// version is the version the reader reads.
+func (r *Reader) version() uint64 { return r.m.Version }
 
 // Close drains a pending prefetch.
 func (r *Reader) Close() error {
@@ -191,7 +229,7 @@ func (r *Reader) Close() error {
 	return nil
 }
 
-// PutFile uploads a local file to key.
+// PutFile uploads a local file to key. A failed upload changes nothing.
 func (j *Job) PutFile(ctx context.Context, src, key string, opts ...PutOption) error {
 	f, err := os.Open(src)
 	if err != nil {
@@ -203,25 +241,51 @@ func (j *Job) PutFile(ctx context.Context, src, key string, opts ...PutOption) e
 		return err
 	}
 	if _, err := io.Copy(w, f); err != nil {
+		w.Abort()
 		return err
 	}
 	return w.Close()
 }
 
-// GetFile downloads key into a local file, replacing it.
+// GetFile downloads key into a local file, replacing it only once the whole
+// value has arrived (through a temporary file in the same directory): a
+// failed download leaves dst as it was, and with DeleteAfterRead the value
+// is deleted only after dst is in place.
 func (j *Job) GetFile(ctx context.Context, key, dst string, opts ...GetOption) error {
-	r, err := j.NewReader(ctx, key, opts...)
+	var o getOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	r, err := j.NewReader(ctx, key)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	f, err := os.Create(dst)
+	if err := writeFileAtomic(dst, r); err != nil {
+		return err
+	}
+	if o.flags&wire.FlagDeleteAfterRead != 0 {
+		j.deleteVersion(ctx, key, r.version())
+	}
+	return nil
+}
+
+// writeFileAtomic writes what r yields to dst through a temporary file,
+// renamed over dst once complete.
+func writeFileAtomic(dst string, r io.Reader) error {
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
+	_, err = io.Copy(tmp, r)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	return f.Close()
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+	}
+	return err
 }

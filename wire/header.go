@@ -97,6 +97,9 @@ const (
 	// FlagIfVersion makes a delete conditional: it removes the value only
 	// when its version is Request.version, else answers CodeConflict.
 	FlagIfVersion uint16 = 1 << 8
+	// FlagVersion asks a get to return the value's version in the reply's
+	// metadata (Response.version), for a later conditional delete.
+	FlagVersion uint16 = 1 << 9
 	// StoredFlags are the bits a node keeps with a value and returns in
 	// the flags of a get reply.
 	StoredFlags = FlagPersist | FlagManifest | FlagChunk

@@ -161,15 +161,9 @@ func runRm(args []string) int {
 		return fail("%v", err)
 	}
 	defer done()
-	err = j.Delete(ctx, pos[1])
-	if errors.Is(err, pocket.ErrNotFound) {
-		// Maybe a directory: remove what is under it.
-		ents, lerr := j.List(ctx, pos[1]+"/")
-		if lerr == nil && len(ents) > 0 {
-			err = j.RemoveAll(ctx, pos[1])
-		}
-	}
-	if err != nil {
+	// Always recursive, as Pocket's delete: KEY, and everything under KEY/,
+	// with or without a trailing slash.
+	if err := j.RemoveAll(ctx, pos[1]); err != nil {
 		return fail("rm: %v", err)
 	}
 	return 0

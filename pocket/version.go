@@ -1,0 +1,123 @@
+package pocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// objectWrite is one version of a chunked object being written: its chunks
+// go out leased, then commit confirms them on every node that took some
+// and publishes the manifest (see the package doc, "Object layout").
+type objectWrite struct {
+	j     *Job
+	key   string
+	ver   uint64
+	flags uint16 // the put's options (persist)
+
+	mu    sync.Mutex
+	sent  map[string]uint64 // node -> chunks it took
+	nodes []string          // the same nodes, in the order first used
+}
+
+func (j *Job) newObject(key string, flags uint16) *objectWrite {
+	return &objectWrite{j: j, key: key, ver: newVersion(), flags: flags, sent: map[string]uint64{}}
+}
+
+// putChunk stores chunk i (1..n) leased on its node.
+func (w *objectWrite) putChunk(ctx context.Context, i int, part []byte) error {
+	key := wire.AppendChunkKey(nil, []byte(w.key), w.ver, i)
+	flags := w.flags | wire.FlagChunk | wire.FlagLease
+	_, addr, err := w.j.doReq(ctx, wire.OpPut, flags, key, uint32(i), reqExtra{version: w.ver}, part, nil)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	if w.sent[addr] == 0 {
+		w.nodes = append(w.nodes, addr)
+	}
+	w.sent[addr]++
+	w.mu.Unlock()
+	return nil
+}
+
+// settle bounds the calls a put makes once its chunks are written: they
+// run on a context of their own, so that a caller's cancellation cannot
+// leave a manifest half-published or chunks unreclaimed.
+const settle = 10 * time.Second
+
+// commit confirms every chunk (a node that lost some, or let their lease
+// run out, fails the put), then publishes the manifest, the put's one
+// visible step, and drops the chunks of the version it replaced. A put that
+// fails before the manifest drops its own chunks.
+func (w *objectWrite) commit(ctx context.Context, m wire.Manifest) error {
+	if err := w.confirm(ctx); err != nil {
+		w.abort()
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settle)
+	defer cancel()
+	x := reqExtra{version: w.ver, objectSize: m.Size}
+	r, _, err := w.j.doReq(sctx, wire.OpPut, w.flags|wire.FlagManifest, []byte(w.key), 0, x, wire.AppendManifest(nil, m), nil)
+	if err != nil {
+		if refused(err) {
+			w.abort()
+		}
+		return err
+	}
+	w.j.dropReplaced(r.Meta.Version)
+	return nil
+}
+
+// refused reports whether a node answered err, so the request certainly
+// changed nothing; a lost connection leaves that open.
+func refused(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && we.Code != wire.CodeUnavailable && we.Code != wire.CodeClosed
+}
+
+// confirm ends the chunks' leases, one request per node that took chunks.
+func (w *objectWrite) confirm(ctx context.Context) error {
+	errs := make([]error, len(w.nodes))
+	var wg sync.WaitGroup
+	for i, addr := range w.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := w.j.doAt(ctx, addr, wire.OpConfirm, 0, reqExtra{version: w.ver})
+			if err == nil && r.Meta.Count != w.sent[addr] {
+				err = fmt.Errorf("%w: node %s holds %d of the %d chunks it took (lease expired?)", wire.ErrConflict, addr, r.Meta.Count, w.sent[addr])
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// abort drops the version's chunks everywhere, on a context of its own.
+func (w *objectWrite) abort() {
+	w.j.dropVersion(w.ver)
+}
+
+// dropReplaced drops the chunks of a replaced or removed manifest's
+// version (0: there was none).
+func (j *Job) dropReplaced(ver uint64) {
+	if ver != 0 {
+		j.dropVersion(ver)
+	}
+}
+
+// dropVersion deletes every chunk of version ver on every live node of the
+// job. It runs on a context of its own: it is cleanup that a caller's
+// cancellation must not cut short. A node that cannot be reached keeps its
+// chunks until the job ends (they are confirmed, so no lease frees them).
+func (j *Job) dropVersion(ver uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	defer cancel()
+	_, _ = j.fanOut(ctx, wire.OpDropVersion, 0, wire.Request{Version: ver})
+}
