@@ -28,7 +28,7 @@ func init() {
 func runController(args []string) int {
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
 	listen := fs.String("listen", ctlDefaultAddr, "address to serve the control plane on")
-	secret := fs.String("secret", "", "cluster secret shared with the nodes (default $"+token.EnvSecret+"; generated if unset)")
+	secretFile := fs.String("secret-file", "", "file holding the cluster secret shared with the nodes, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else a fresh secret in a temporary file)")
 	heartbeat := fs.Duration("heartbeat", time.Second, "heartbeat interval asked of the nodes")
 	deadAfter := fs.Duration("dead-after", 0, "mark a silent node dead after this long (default 3 heartbeats)")
 	metrics := fs.String("metrics", "", "serve Prometheus /metrics on this address")
@@ -38,19 +38,12 @@ func runController(args []string) int {
 	if fs.NArg() > 0 {
 		return fail("controller: unexpected argument %q", fs.Arg(0))
 	}
-	key, err := token.SecretFrom(*secret)
-	if errors.Is(err, token.ErrNoSecret) {
-		s, gerr := token.NewSecret()
-		if gerr != nil {
-			return fail("controller: %v", gerr)
-		}
-		key, err = []byte(s), nil
-		fmt.Printf("generated a cluster secret; start nodes with:\nexport %s=%s\n", token.EnvSecret, s)
-	}
+	secret, err := loadOwnSecret(*secretFile)
 	if err != nil {
 		return fail("controller: %v", err)
 	}
-	c, err := controller.New(controller.Config{Secret: key, HeartbeatInterval: *heartbeat, DeadAfter: *deadAfter, Logf: log.Printf})
+	defer secret.close()
+	c, err := controller.New(controller.Config{Secret: secret.key, HeartbeatInterval: *heartbeat, DeadAfter: *deadAfter, Logf: log.Printf})
 	if err != nil {
 		return fail("controller: %v", err)
 	}
@@ -59,7 +52,9 @@ func runController(args []string) int {
 		c.Close()
 		return fail("%v", err)
 	}
-	fmt.Printf("pocket controller serving on %s\nexport %s=%s\n", addr, metaclient.EnvController, addr)
+	secretArg, note := secret.usage()
+	fmt.Printf("pocket controller serving on %s\nexport %s=%s\nstart nodes with (%s):\n  pocket node --controller %s%s\n",
+		addr, metaclient.EnvController, addr, note, addr, secretArg)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *metrics != "" {

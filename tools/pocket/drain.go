@@ -31,7 +31,7 @@ func nodeSubcommand(args []string) (int, bool) {
 func runDrain(args []string) int {
 	fs := flag.NewFlagSet("node drain", flag.ContinueOnError)
 	addr := fs.String("controller", "", "controller address (default $"+metaclient.EnvController+" or "+ctlDefaultAddr+")")
-	secret := fs.String("secret", "", "cluster secret (default $"+token.EnvSecret+"); drain orders are signed with it")
+	secretFile := fs.String("secret-file", "", "file holding the cluster secret, mode 0600 (default $"+token.EnvSecret+"); drain orders are signed with it")
 	deadline := fs.Duration("deadline", controller.DefaultDrainDeadline, "leave by then even if data is left (a spot instance's notice)")
 	wait := fs.Bool("wait", true, "wait until the node has left, showing its progress")
 	pos, err := ctlParse(fs, args)
@@ -39,10 +39,10 @@ func runDrain(args []string) int {
 		return 2
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(os.Stderr, "usage: pocket node drain ADDR [--deadline 2m] [--wait=false] [--controller ADDR] [--secret S]")
+		fmt.Fprintln(os.Stderr, "usage: pocket node drain ADDR [--deadline 2m] [--wait=false] [--controller ADDR] [--secret-file FILE]")
 		return 2
 	}
-	key, err := token.SecretFrom(*secret)
+	key, err := clusterSecret(*secretFile)
 	if err != nil {
 		return fail("node drain: %v", err)
 	}

@@ -32,7 +32,7 @@ func runJob(args []string) int {
 }
 
 // jobMapJSON is the --json form of a registered job: its id, its token (hex,
-// the form --token and POCKET_TOKEN take) and its placement map.
+// the form POCKET_TOKEN and --token-file take) and its placement map.
 type jobMapJSON struct {
 	JobID string        `json:"job_id"`
 	Token string        `json:"token"`
@@ -99,7 +99,7 @@ func runJobRegister(args []string) int {
 func runJobDeregister(args []string) int {
 	fs := flag.NewFlagSet("job deregister", flag.ContinueOnError)
 	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
-	tok := fs.String("token", "", "the job's token (default $"+envToken+")")
+	tokFile := fs.String("token-file", "", "file holding the job's token, mode 0600 (default $"+envToken+")")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pos, err := ctlParse(fs, args)
 	if err != nil {
@@ -108,14 +108,7 @@ func runJobDeregister(args []string) int {
 	if len(pos) != 1 {
 		return fail("job deregister: want exactly one JOBID, got %d arguments", len(pos))
 	}
-	text := *tok
-	if text == "" {
-		text = os.Getenv(envToken)
-	}
-	if text == "" {
-		return fail("job deregister: no token: give --token or set %s", envToken)
-	}
-	t, err := token.Parse(text)
+	t, err := jobToken(*tokFile)
 	if err != nil {
 		return fail("job deregister: %v", err)
 	}

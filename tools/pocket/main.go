@@ -38,6 +38,9 @@ func usage() {
 	for _, n := range names {
 		fmt.Fprintf(os.Stderr, "  %-12s %s\n", n, commands[n].summary)
 	}
+	fmt.Fprintln(os.Stderr, "\nsecrets never go on the command line: the cluster secret comes from $POCKET_SECRET or\n"+
+		"--secret-file FILE, a job's token from $POCKET_TOKEN (some commands also take --token-file FILE);\n"+
+		"a file must be mode 0600")
 }
 
 func main() {
@@ -53,6 +56,10 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "pocket: unknown command %q\n", os.Args[1])
 		usage()
+		os.Exit(2)
+	}
+	if err := refuseRemovedFlags(os.Args[2:]); err != nil {
+		fmt.Fprintf(os.Stderr, "pocket %s: %v\n", os.Args[1], err)
 		os.Exit(2)
 	}
 	stop := startProfile()

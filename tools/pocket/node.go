@@ -40,7 +40,7 @@ type nodeFlags struct {
 	nvme     string
 	staging  string
 	ctl      string
-	secret   string
+	keyFile  string // file holding the cluster secret
 	advert   string
 	profile  string
 	dramMbps float64
@@ -59,7 +59,7 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.nvme, "nvme", "", "NVMe tier as PATH:SIZE (a block device or a file, opened with O_DIRECT)")
 	fs.StringVar(&f.staging, "nvme-staging", "256MiB", "aligned memory for NVMe transfers in flight")
 	fs.StringVar(&f.ctl, "controller", "", "controller address; the node registers and heartbeats (default $"+metaclient.EnvController+"; none: standalone)")
-	fs.StringVar(&f.secret, "secret", "", "cluster secret shared with the controller (default $"+token.EnvSecret+")")
+	fs.StringVar(&f.keyFile, "secret-file", "", "file holding the cluster secret shared with the controller, mode 0600 (default $"+token.EnvSecret+")")
 	fs.StringVar(&f.advert, "advertise", "", "data-plane address to give clients (default: the bound address)")
 	fs.StringVar(&f.profile, "profile", "", "device profile written by `pocket hw --profile` (tier bandwidths)")
 	fs.Float64Var(&f.dramMbps, "dram-mbps", 0, "DRAM tier bandwidth in Mb/s to report (default: from --profile, else the controller's default)")
@@ -83,7 +83,7 @@ func runNode(args []string) int {
 	var secret []byte
 	if f.ctl != "" {
 		var err error
-		if secret, err = token.SecretFrom(f.secret); err != nil {
+		if secret, err = clusterSecret(f.keyFile); err != nil {
 			return fail("node: --controller needs the cluster secret: %v", err)
 		}
 	}

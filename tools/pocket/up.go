@@ -32,6 +32,9 @@ type upOptions struct {
 	nodeMbps float64 // DRAM bandwidth each node reports (0: the controller's default)
 	quiet    bool
 	metrics  string // serve the controller's /metrics here
+	// secretFile holds the cluster secret (created if missing); "" takes
+	// $POCKET_SECRET, else a fresh secret in a temporary file.
+	secretFile string
 
 	autoscale bool
 	scale     controller.AutoscaleConfig // band, bounds, cool-down
@@ -41,7 +44,7 @@ type upOptions struct {
 type upCluster struct {
 	ctl    *controller.Controller
 	addr   string
-	secret string
+	secret *ownSecret
 	orch   *orchestrator.Local
 	auto   *controller.Autoscaler
 	mserv  *http.Server
@@ -53,6 +56,7 @@ func (u *upCluster) close() {
 	}
 	_ = u.ctl.Close() // stops the autoscaler first, so it starts no node now
 	_ = u.orch.Close()
+	u.secret.close()
 }
 
 // nodeSpec is the template of every node of the cluster.
@@ -66,9 +70,10 @@ func (o *upOptions) nodeSpec(ctl string) orchestrator.NodeSpec {
 
 // startUp starts the controller in this process and the nodes as child
 // processes that register with it; with autoscale, the autoscaler then
-// starts and drains nodes through the same orchestrator.
+// starts and drains nodes through the same orchestrator. The nodes get the
+// cluster secret in their environment, never in their arguments.
 func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
-	secret, err := token.NewSecret()
+	secret, err := loadOwnSecret(o.secretFile)
 	if err != nil {
 		return nil, err
 	}
@@ -76,17 +81,19 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	if o.quiet {
 		logf = func(string, ...any) {}
 	}
-	ctl, err := controller.New(controller.Config{Secret: []byte(secret), Logf: logf})
+	ctl, err := controller.New(controller.Config{Secret: secret.key, Logf: logf})
 	if err != nil {
+		secret.close()
 		return nil, err
 	}
 	addr, err := ctl.Listen(o.listen)
 	if err != nil {
 		ctl.Close()
+		secret.close()
 		return nil, err
 	}
 	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret,
-		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + secret}}}
+		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}}}
 	if !o.quiet {
 		u.orch.Log = os.Stderr
 	}
@@ -163,6 +170,7 @@ func runUp(args []string) int {
 	fs.IntVar(&o.nodes, "nodes", 3, "storage nodes to start (with --autoscale: --min-nodes)")
 	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node")
 	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
+	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster secret, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else a fresh secret in a temporary file, removed when the cluster stops)")
 	bindScale(fs, &o)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -203,6 +211,8 @@ func printUp(u *upCluster, o upOptions) {
 		fmt.Printf("controller metrics on http://%s/metrics\n", o.metrics)
 	}
 	fmt.Printf("point the other commands at it with:\n  export %s=%s\n", metaclient.EnvController, u.addr)
-	fmt.Printf("to drain nodes (pocket node drain ADDR), also:\n  export %s=%s\n", token.EnvSecret, u.secret)
+	secretArg, note := u.secret.usage()
+	fmt.Printf("to add a node or drain one (%s):\n  pocket node --controller %s%s\n  pocket node drain ADDR%s\n",
+		note, u.addr, secretArg, secretArg)
 	fmt.Println("then: pocket job register NAME; pocket put JOBID KEY FILE; pocket get JOBID KEY; pocket status. Ctrl-C stops the cluster.")
 }
