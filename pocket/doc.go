@@ -18,21 +18,59 @@
 //
 // # Object layout
 //
-// A value of at most ChunkSize bytes is stored as-is under its key, on the
-// node of (key, 0): a get is one round trip. A larger value is split into
-// chunks stored under key+"\x00"+i (i = 1..n) on the nodes of (key, i),
-// moved in parallel, and then a 20-byte manifest is stored under the key
-// itself with wire.FlagManifest:
+// A value of at most ChunkSize bytes is stored as one record under its key,
+// on the node of (key, 0): a get or put is one round trip. A larger value
+// is a chunked object, one version of which is written like this
+// (wire/objects.go has the byte layouts):
 //
-//	offset size field
-//	0      4    magic "PKM1"
-//	4      8    total size (little-endian)
-//	12     4    chunk size
-//	16     4    chunk count n
+//  1. The writer picks a random non-zero 64-bit version v.
+//  2. Chunk i (1..n) goes to the node of (chunk key, i) under the chunk key
+//     key 0x00 <v in hex> 0x00 <i>, with wire.FlagChunk|FlagLease and v,
+//     several in parallel. Each node files the chunk under (job, v).
+//  3. The writer confirms v on every node that took chunks (OpConfirm,
+//     one request per node, in parallel): the leases end, and a node that
+//     holds fewer chunks than it took fails the put.
+//  4. The writer puts the manifest (version, size, chunk size, count) under
+//     the key with wire.FlagManifest and v. This is the put's one visible
+//     step: the node swaps the key's record atomically, and answers with
+//     the version of the manifest it replaced, if any.
+//  5. The writer drops the replaced version's chunks on every node of the
+//     job (OpDropVersion, one request per node).
 //
-// Chunks are written before the manifest, so a reader never sees a
-// manifest whose chunks are missing. Keys may not contain the byte 0x00,
-// which is reserved for chunk names; listings hide chunk keys.
+// Invariants:
+//
+//   - Chunks are immutable: two writers, or two puts of one writer, never
+//     share a chunk name, so a chunk never changes under a reader.
+//   - A manifest's chunks are confirmed before it is published and dropped
+//     only after it has been replaced or deleted: a reader that finds a
+//     manifest finds its chunks, unless the version has been replaced
+//     since; then a chunk answers "not found" and the get starts over with
+//     the key's new value. A get thus returns one whole version (the one
+//     whose manifest it read last) or an error; never a mix, never a wrong
+//     length. The last manifest put to complete wins, whole.
+//   - A small put, a delete and a delete-after-read replace or remove the
+//     key's record atomically and hand back the version of a manifest they
+//     replaced, whose chunks the caller then drops (step 5). Recursive
+//     deletes (RemoveAll) remove records page by page on every node and
+//     drop the chunks of the manifests each page removed.
+//   - A put that fails before step 4 drops its chunks (step 5 for its own
+//     version); one whose writer died leaves leased chunks that each node
+//     deletes once its chunk lease (dataplane.DefaultChunkLease, 60 s)
+//     passes without a chunk put or a confirm; everything goes at job end.
+//     Once step 3 has begun, steps 4 and 5 run on a context of their own
+//     (up to 10 s), so a caller's cancellation cannot strand a version
+//     half-published.
+//   - Delete-after-read deletes only the version it read, and only after the
+//     whole value was read (and, for files, written): a failed read deletes
+//     nothing, and a value written meanwhile stays.
+//
+// What is not reclaimed until the job ends: the chunks of a writer killed
+// between steps 3 and 4 (one round trip), the replaced version's chunks on
+// a node unreachable at step 5, and the replaced version's chunks when the
+// reply to step 4 is lost (the manifest may or may not have been swapped,
+// so nothing is dropped). Keys may not contain the byte 0x00, which is
+// reserved for chunk names; listings hide chunk keys and give a chunked
+// object's size.
 //
 // # Directories
 //
