@@ -62,6 +62,9 @@ func Run(t *testing.T, newTier NewTier) {
 		{"UsageReturnsToZero", testUsageReturnsToZero},
 		{"Concurrent", testConcurrent},
 		{"Close", testClose},
+		{"Versions", testVersions},
+		{"IfAbsent", testIfAbsent},
+		{"DeleteVersion", testDeleteVersion},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newTier) })
