@@ -22,6 +22,7 @@ type fakeOwners struct {
 	flags   map[string]uint16
 	failPut string
 	seen    []wire.Request
+	dropped []uint64 // versions dropped (OpDropVersion)
 }
 
 func (f *fakeOwners) Do(ctx context.Context, addr string, op wire.Op, flags uint16, req *wire.Request, payload, dst []byte) (client.Reply, error) {
@@ -29,6 +30,9 @@ func (f *fakeOwners) Do(ctx context.Context, addr string, op wire.Op, flags uint
 	defer f.mu.Unlock()
 	f.seen = append(f.seen, wire.Request{Job: req.Job, Token: req.Token, Epoch: req.Epoch})
 	switch op {
+	case wire.OpDropVersion:
+		f.dropped = append(f.dropped, req.Version)
+		return client.Reply{}, nil
 	case wire.OpStat:
 		if _, ok := f.vals[addr][string(req.Key)]; ok {
 			return client.Reply{}, nil
@@ -70,7 +74,12 @@ func migrateNode(t *testing.T) (*Node, *DRAM) {
 
 func store(t *testing.T, tier Tier, job, key string, val []byte, flags PutFlags) {
 	t.Helper()
-	p, err := tier.Create([]byte(job), []byte(key), int64(len(val)), Meta{Flags: flags})
+	storeMeta(t, tier, job, key, val, Meta{Flags: flags})
+}
+
+func storeMeta(t *testing.T, tier Tier, job, key string, val []byte, m Meta) {
+	t.Helper()
+	p, err := tier.Create([]byte(job), []byte(key), int64(len(val)), m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,149 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// meta decodes a reply's metadata.
+func meta(t *testing.T, b []byte) wire.Response {
+	t.Helper()
+	var r wire.Response
+	if err := wire.DecodeResponse(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func chunkReq(key string, ver uint64, i int) *wire.Request {
+	return &wire.Request{Job: []byte("j"), Key: wire.AppendChunkKey(nil, []byte(key), ver, i), Version: ver}
+}
+
+// A node files chunks by version: confirm counts them, drop-version deletes
+// them all, and manifests report the version they replace or lose.
+func TestNodeChunkVersions(t *testing.T) {
+	n := startNode(t, 16<<20, nil)
+	c := dial(t, n, "j")
+	for i := 1; i <= 3; i++ {
+		r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, chunkReq("obj", 0xa, i), []byte("chunk"))
+		if err := r.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A chunk put must name a chunk key of its own version.
+	bad := chunkReq("obj", 0xa, 4)
+	bad.Version = 0xb
+	if err := roundTrip(t, c, wire.OpPut, wire.FlagChunk, bad, []byte("x")); !errors.Is(err.Err(), wire.ErrBadKey) {
+		t.Fatalf("chunk put under another version: %v", err.Err())
+	}
+	r := roundTrip(t, c, wire.OpConfirm, 0, &wire.Request{Job: []byte("j"), Version: 0xa}, nil)
+	if m := meta(t, r.Meta); r.Err() != nil || m.Count != 3 {
+		t.Fatalf("confirm: %+v, %v", m, r.Err())
+	}
+	man := &wire.Request{Job: []byte("j"), Key: []byte("obj"), Version: 0xa, ObjectSize: 15}
+	if r := roundTrip(t, c, wire.OpPut, wire.FlagManifest, man, make([]byte, wire.ManifestLen)); r.Err() != nil || len(r.Meta) != 0 {
+		t.Fatalf("first manifest: %v, meta %d bytes", r.Err(), len(r.Meta))
+	}
+	st := roundTrip(t, c, wire.OpStat, 0, &wire.Request{Job: []byte("j"), Key: []byte("obj")}, nil)
+	if m := meta(t, st.Meta); m.Size != 15 || m.Version != 0xa {
+		t.Fatalf("stat of a manifest: %+v", m)
+	}
+	// A small value over the manifest answers the manifest's version.
+	r = roundTrip(t, c, wire.OpPut, 0, &wire.Request{Job: []byte("j"), Key: []byte("obj"), Version: 0xc}, []byte("small"))
+	if m := meta(t, r.Meta); r.Err() != nil || m.Version != 0xa || m.Size != 15 {
+		t.Fatalf("put over a manifest: %+v, %v", m, r.Err())
+	}
+	r = roundTrip(t, c, wire.OpDropVersion, 0, &wire.Request{Job: []byte("j"), Version: 0xa}, nil)
+	if m := meta(t, r.Meta); r.Err() != nil || m.Count != 3 {
+		t.Fatalf("drop-version: %+v, %v", m, r.Err())
+	}
+	// A get asked for the version gets it; a conditional delete of another
+	// version changes nothing.
+	g := roundTrip(t, c, wire.OpGet, wire.FlagVersion, &wire.Request{Job: []byte("j"), Key: []byte("obj")}, nil)
+	if m := meta(t, g.Meta); string(g.Payload) != "small" || m.Version != 0xc {
+		t.Fatalf("get with version: %q %+v", g.Payload, m)
+	}
+	del := &wire.Request{Job: []byte("j"), Key: []byte("obj"), Version: 0xb}
+	if r := roundTrip(t, c, wire.OpDelete, wire.FlagIfVersion, del, nil); !errors.Is(r.Err(), wire.ErrConflict) {
+		t.Fatalf("delete of another version: %v", r.Err())
+	}
+	del.Version = 0xc
+	if r := roundTrip(t, c, wire.OpDelete, wire.FlagIfVersion, del, nil); r.Err() != nil {
+		t.Fatalf("delete of its version: %v", r.Err())
+	}
+	if u := n.cfg.DRAM.JobUsage([]byte("j")); u != 0 {
+		t.Fatalf("%d bytes left", u)
+	}
+}
+
+// Leased chunks that nobody confirms are deleted once the lease passes;
+// confirmed ones stay.
+func TestNodeChunkLease(t *testing.T) {
+	n := startNode(t, 16<<20, nil)
+	n.SetChunkLease(100 * time.Millisecond)
+	c := dial(t, n, "j")
+	for _, ver := range []uint64{1, 2} {
+		if r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, chunkReq("o", ver, 1), []byte("abc")); r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+	}
+	if r := roundTrip(t, c, wire.OpConfirm, 0, &wire.Request{Job: []byte("j"), Version: 2}, nil); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	waitFor(t, func() bool { return n.JobValues("j") == 1 })
+	time.Sleep(300 * time.Millisecond)
+	if _, err := n.cfg.DRAM.Stat([]byte("j"), wire.AppendChunkKey(nil, []byte("o"), 2, 1)); err != nil {
+		t.Fatalf("a confirmed chunk was swept: %v", err)
+	}
+}
+
+// While a draining node moves a key, deletes of it wait (CodeBusy), so a
+// delete is never undone by the move.
+func TestNodeMovingKeyRefusesDelete(t *testing.T) {
+	n := startNode(t, 16<<20, nil)
+	c := dial(t, n, "j")
+	req := &wire.Request{Job: []byte("j"), Key: []byte("k")}
+	roundTrip(t, c, wire.OpPut, 0, req, []byte("v"))
+	n.SetDraining(true)
+	unmark := n.vers.mark(KindDRAM, []byte("j"), []byte("k"))
+	if r := roundTrip(t, c, wire.OpDelete, 0, req, nil); !errors.Is(r.Err(), wire.ErrBusy) {
+		t.Fatalf("delete of a moving key: %v", r.Err())
+	}
+	if r := roundTrip(t, c, wire.OpGet, wire.FlagDeleteAfterRead, req, nil); !errors.Is(r.Err(), wire.ErrBusy) {
+		t.Fatalf("delete-after-read of a moving key: %v", r.Err())
+	}
+	unmark()
+	if r := roundTrip(t, c, wire.OpDelete, 0, req, nil); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+}
+
+// A move never overwrites a newer value at the owner; when the stale value
+// is a manifest, its version's chunks are dropped on every owner and here.
+func TestMigrateKeepsNewerValueAndDropsStaleChunks(t *testing.T) {
+	n, d := migrateNode(t)
+	storeMeta(t, d, "job-1", "k", []byte("old manifest"), Meta{Flags: Manifest, Version: 0x5})
+	chunk := string(wire.AppendChunkKey(nil, []byte("k"), 0x5, 1))
+	storeMeta(t, d, "job-1", chunk, []byte("old chunk"), Meta{Flags: Chunk, Version: 0x5})
+	n.vers.add(n, verKey{KindDRAM, "job-1", 0x5}, chunk, false)
+	// The owner of k already has a newer value; the chunk's owner is n2.
+	f := &fakeOwners{vals: map[string]map[string][]byte{"n1": {"k": []byte("newer")}}, flags: map[string]uint16{}}
+	owners := []placement.Node{{ID: "n1", Weight: 1}, {ID: "n2", Weight: 1e-9}}
+	if _, err := n.Migrate(context.Background(), MigrateJob{Job: "job-1", Nodes: owners}, f, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(f.vals["n1"]["k"]); got != "newer" {
+		t.Fatalf("owner's value %q: the move overwrote a newer write", got)
+	}
+	if len(f.dropped) != 2 || f.dropped[0] != 0x5 {
+		t.Fatalf("versions dropped on the owners: %x, want 5 on both", f.dropped)
+	}
+	if n.JobValues("job-1") != 0 {
+		t.Fatalf("%d values left here", n.JobValues("job-1"))
+	}
+}
