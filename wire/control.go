@@ -25,6 +25,12 @@ const (
 	OpGetMap                                // JobRef -> PlacementMap
 	OpStatus                                // (no metadata) -> ClusterStatus
 	OpDrainNode                             // DrainNode -> DrainNode
+	OpListJobs                              // JobList -> ClusterStatus (jobs only)
+	OpChallenge                             // Challenge (empty) -> Challenge (a nonce)
+	// OpGoAway is never sent as a request: its reply (request id 0, an
+	// error code, the Response table) is what the controller writes to a
+	// connection it refuses (a connection limit) before closing it.
+	OpGoAway
 )
 
 func init() {
@@ -35,6 +41,9 @@ func init() {
 	RegisterOpName(OpGetMap, "get-map")
 	RegisterOpName(OpStatus, "status")
 	RegisterOpName(OpDrainNode, "drain-node")
+	RegisterOpName(OpListJobs, "list-jobs")
+	RegisterOpName(OpChallenge, "challenge")
+	RegisterOpName(OpGoAway, "go-away")
 }
 
 // Bounds on control messages, checked when decoding. DefaultControlMaxMeta
@@ -48,6 +57,7 @@ const (
 	MaxMetricName         = 128  // bytes of a metric name
 	MaxMapNodes           = 4096 // nodes in a placement map or status listing
 	MaxStatusJobs         = 1 << 16
+	MaxNonce              = 64 // bytes of a challenge nonce
 )
 
 // ControlLimits returns the limits of a control connection: a larger
@@ -107,17 +117,24 @@ type Metric struct {
 	Value float64
 }
 
-// JobEpoch is a job placed on a node with its current map epoch. Token is
-// the job's capability token, sent only to a draining node, which needs it
-// to fetch the job's map and to put the job's values on their new owners.
+// JobEpoch is one entry of a node's job table as a heartbeat ack carries
+// it: a live job (with its map epoch when the node is in its map, else 0)
+// or a revoked one. Gen and Expires are what the job's token carries
+// (token.Claims), so a node can check a token against its entry and derive
+// the token itself. Token is no longer sent (it was the job's token, for a
+// draining node); it stays in the schema.
 type JobEpoch struct {
-	Job   string
-	Epoch uint64
-	Token []byte
+	Job     string
+	Epoch   uint64
+	Token   []byte
+	Gen     uint64
+	Expires time.Time // zero: never; millisecond resolution on the wire
+	Revoked bool
 }
 
 // DrainNode asks the controller to drain a node, and is its reply with
-// the deadline it applied. Proof is token.SignNode(secret, Addr).
+// the deadline it applied. Proof is token.DrainProof over the connection's
+// challenge nonce, the address and the deadline.
 type DrainNode struct {
 	Addr     string
 	Deadline time.Duration // millisecond resolution on the wire; 0: the default
@@ -132,7 +149,9 @@ type NodeRegister struct {
 	Cores uint32
 }
 
-// Heartbeat is a node's periodic report.
+// Heartbeat is a node's periodic report. Since is the controller revision
+// the node's job table is at; SnapRev and SnapAfter, when a snapshot is
+// being received, its revision and the gen of the last job received.
 type Heartbeat struct {
 	Addr       string
 	Proof      []byte
@@ -141,15 +160,26 @@ type Heartbeat struct {
 	TxMbps     float64
 	CPUPercent float64
 	Metrics    []Metric
+	Since      uint64
+	SnapRev    uint64
+	SnapAfter  uint64
 }
 
 // NodeAck answers a registration or heartbeat. Known false asks the node to
-// register again (the controller restarted or forgot it).
+// register again (the controller restarted or forgot it). Jobs bring the
+// node's job table to revision Rev: the changes since the heartbeat's
+// revision, or with Full a page of a snapshot of every live job (After is
+// the gen of the page's last job). More asks the node to heartbeat again at
+// once for the rest.
 type NodeAck struct {
 	Known     bool
 	State     NodeState
 	Heartbeat time.Duration // millisecond resolution on the wire
 	Jobs      []JobEpoch
+	Rev       uint64
+	Full      bool
+	More      bool
+	After     uint64
 }
 
 // JobHints are Pocket's job hints; zero means "not given".
@@ -160,10 +190,13 @@ type JobHints struct {
 	LatencySensitive bool
 }
 
-// JobRegister asks for a job's resources.
+// JobRegister asks for a job's resources. TTL, when not zero, asks for a
+// token that expires after it (the controller may cap it); 0 takes the
+// controller's default.
 type JobRegister struct {
 	Name  string
 	Hints JobHints
+	TTL   time.Duration // millisecond resolution on the wire
 }
 
 // JobRef names a job and carries its token.
@@ -180,12 +213,14 @@ type MapNode struct {
 }
 
 // PlacementMap is a job's placement map. Tier is a dataplane.Kind number.
+// Expires is when the token stops working (zero: never).
 type PlacementMap struct {
-	Job   string
-	Tier  uint8
-	Epoch uint64
-	Nodes []MapNode
-	Token []byte
+	Job     string
+	Tier    uint8
+	Epoch   uint64
+	Nodes   []MapNode
+	Token   []byte
+	Expires time.Time // millisecond resolution on the wire
 }
 
 // DropResult is the outcome of deregistering a job.
@@ -224,10 +259,28 @@ type JobStatus struct {
 	Age        time.Duration // ms resolution
 }
 
-// ClusterStatus lists the cluster's nodes and jobs.
+// ClusterStatus lists the cluster's nodes and jobs. A status reply holds
+// every node (up to the reply's size bound; NodeCount says how many there
+// are), the number of jobs and the first of them; NextJob, when not zero,
+// is the OpListJobs cursor for the rest.
 type ClusterStatus struct {
-	Nodes []NodeStatus
-	Jobs  []JobStatus
+	Nodes     []NodeStatus
+	Jobs      []JobStatus
+	JobCount  uint64
+	NodeCount uint32
+	NextJob   uint64
+}
+
+// JobList asks for up to Limit jobs after the cursor After (a
+// ClusterStatus.NextJob; 0 from the first), in registration order.
+type JobList struct {
+	After uint64
+	Limit uint32
+}
+
+// Challenge carries a connection's nonce (OpChallenge's reply).
+type Challenge struct {
+	Nonce []byte
 }
 
 // Table layouts for the verifier, in field-id order as in control.fbs.
@@ -236,25 +289,29 @@ var (
 		{Kind: Scalar1}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
 	}}
 	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
-	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}}}
-	drainSpec    = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}}}
-	nodeRegSpec  = TableSpec{Name: "NodeRegister", Fields: []Field{
+	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes},
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}}}
+	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}}}
+	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
 		{Kind: String}, {Kind: TableVec, Sub: &tierStatSpec}, {Kind: Bytes}, {Kind: Scalar4},
 	}}
 	heartbeatSpec = TableSpec{Name: "Heartbeat", Fields: []Field{
 		{Kind: String}, {Kind: Bytes}, {Kind: TableVec, Sub: &tierStatSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &metricSpec},
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
 	}}
 	nodeAckSpec = TableSpec{Name: "NodeAck", Fields: []Field{
 		{Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar4}, {Kind: TableVec, Sub: &jobEpochSpec},
+		{Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8},
 	}}
 	jobRegSpec = TableSpec{Name: "JobRegister", Fields: []Field{
-		{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1},
+		{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar8},
 	}}
 	jobRefSpec  = TableSpec{Name: "JobRef", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
 	mapNodeSpec = TableSpec{Name: "MapNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar1}}}
 	mapSpec     = TableSpec{Name: "PlacementMap", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}, {Kind: Bytes},
+		{Kind: Scalar8},
 	}}
 	dropSpec = TableSpec{Name: "DropResult", Fields: []Field{
 		{Kind: Scalar4}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: String},
@@ -270,7 +327,10 @@ var (
 	}}
 	clusterSpec = TableSpec{Name: "ClusterStatus", Fields: []Field{
 		{Kind: TableVec, Sub: &nodeStatusSpec}, {Kind: TableVec, Sub: &jobStatusSpec},
+		{Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8},
 	}}
+	jobListSpec   = TableSpec{Name: "JobList", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar4}}}
+	challengeSpec = TableSpec{Name: "Challenge", Fields: []Field{{Kind: Bytes}}}
 )
 
 // root verifies meta against spec and returns the root table's position.
@@ -323,6 +383,23 @@ func msToDuration(ms int64) time.Duration {
 		return 0
 	}
 	return time.Duration(ms) * time.Millisecond
+}
+
+// unixMs is t in Unix milliseconds, 0 for the zero time (and for times at
+// or before the epoch, which no expiry is).
+func unixMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(t.UnixMilli(), 0)
+}
+
+// fromUnixMs is unixMs's inverse: 0 (or a negative value) is the zero time.
+func fromUnixMs(ms int64) time.Time {
+	if ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // ---- element tables ----
@@ -534,6 +611,9 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	fb.HeartbeatAddTxMbps(b, m.TxMbps)
 	fb.HeartbeatAddCpuPercent(b, m.CPUPercent)
 	addOff(b, metrics, fb.HeartbeatAddMetrics)
+	fb.HeartbeatAddSince(b, m.Since)
+	fb.HeartbeatAddSnapRev(b, m.SnapRev)
+	fb.HeartbeatAddSnapAfter(b, m.SnapAfter)
 	b.Finish(fb.HeartbeatEnd(b))
 	return b.FinishedBytes()
 }
@@ -560,7 +640,8 @@ func (m *Heartbeat) Decode(meta []byte) error {
 		return err
 	}
 	*m = Heartbeat{Addr: string(t.Addr()), Proof: cloneBytes(t.ProofBytes()), Tiers: tiers,
-		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Metrics: metrics}
+		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Metrics: metrics,
+		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter()}
 	return nil
 }
 
@@ -578,6 +659,9 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 			fb.JobEpochAddJob(b, name)
 			fb.JobEpochAddEpoch(b, j.Epoch)
 			addOff(b, tok, fb.JobEpochAddToken)
+			fb.JobEpochAddGen(b, j.Gen)
+			fb.JobEpochAddExpiresMs(b, unixMs(j.Expires))
+			fb.JobEpochAddRevoked(b, j.Revoked)
 			offs[i] = fb.JobEpochEnd(b)
 		}
 		jobs = endVector(b, offs, fb.NodeAckStartJobsVector)
@@ -587,6 +671,10 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 	fb.NodeAckAddState(b, uint8(m.State))
 	fb.NodeAckAddHeartbeatMs(b, uint32(m.Heartbeat/time.Millisecond))
 	addOff(b, jobs, fb.NodeAckAddJobs)
+	fb.NodeAckAddRev(b, m.Rev)
+	fb.NodeAckAddFull(b, m.Full)
+	fb.NodeAckAddMore(b, m.More)
+	fb.NodeAckAddAfter(b, m.After)
 	b.Finish(fb.NodeAckEnd(b))
 	return b.FinishedBytes()
 }
@@ -610,14 +698,17 @@ func (m *NodeAck) Decode(meta []byte) error {
 		var j fb.JobEpoch
 		for i := range jobs {
 			t.Jobs(&j, i)
-			if err := firstErr(checkJob(j.Job()), checkLen("token", len(j.TokenBytes()), DefaultMaxToken)); err != nil {
+			if err := firstErr(checkJob(j.Job()), checkLen("token", len(j.TokenBytes()), DefaultMaxToken),
+				checkSize("job expiry", j.ExpiresMs())); err != nil {
 				return err
 			}
-			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch(), Token: cloneBytes(j.TokenBytes())}
+			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch(), Token: cloneBytes(j.TokenBytes()),
+				Gen: j.Gen(), Expires: fromUnixMs(j.ExpiresMs()), Revoked: j.Revoked()}
 		}
 	}
 	*m = NodeAck{Known: t.Known(), State: NodeState(t.State()),
-		Heartbeat: time.Duration(t.HeartbeatMs()) * time.Millisecond, Jobs: jobs}
+		Heartbeat: time.Duration(t.HeartbeatMs()) * time.Millisecond, Jobs: jobs,
+		Rev: t.Rev(), Full: t.Full(), More: t.More(), After: t.After()}
 	return nil
 }
 
@@ -631,6 +722,7 @@ func (m *JobRegister) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
 	fb.JobRegisterAddCapacityBytes(b, m.Hints.CapacityBytes)
 	fb.JobRegisterAddPeakMbps(b, m.Hints.PeakMbps)
 	fb.JobRegisterAddLatencySensitive(b, m.Hints.LatencySensitive)
+	fb.JobRegisterAddTtlMs(b, m.TTL.Milliseconds())
 	return fb.JobRegisterEnd(b)
 }
 
@@ -655,11 +747,13 @@ func (m *JobRegister) Decode(meta []byte) error {
 
 func (m *JobRegister) from(t *fb.JobRegister) error {
 	if err := firstErr(checkLen("job name", len(t.Name()), DefaultMaxJobLen),
-		checkSize("capacity hint", t.CapacityBytes()), checkNum("peak Mb/s hint", t.PeakMbps())); err != nil {
+		checkSize("capacity hint", t.CapacityBytes()), checkNum("peak Mb/s hint", t.PeakMbps()),
+		checkSize("token lifetime", t.TtlMs())); err != nil {
 		return err
 	}
 	*m = JobRegister{Name: string(t.Name()), Hints: JobHints{Lambdas: t.Lambdas(),
-		CapacityBytes: t.CapacityBytes(), PeakMbps: t.PeakMbps(), LatencySensitive: t.LatencySensitive()}}
+		CapacityBytes: t.CapacityBytes(), PeakMbps: t.PeakMbps(), LatencySensitive: t.LatencySensitive()},
+		TTL: msToDuration(t.TtlMs())}
 	return nil
 }
 
@@ -705,6 +799,7 @@ func (m *PlacementMap) Encode(b *flatbuffers.Builder) []byte {
 	fb.PlacementMapAddEpoch(b, m.Epoch)
 	addOff(b, nodes, fb.PlacementMapAddNodes)
 	addOff(b, tok, fb.PlacementMapAddToken)
+	fb.PlacementMapAddExpiresMs(b, unixMs(m.Expires))
 	b.Finish(fb.PlacementMapEnd(b))
 	return b.FinishedBytes()
 }
@@ -718,7 +813,8 @@ func (m *PlacementMap) Decode(meta []byte) error {
 	}
 	var t fb.PlacementMap
 	t.Init(meta, pos)
-	if err := firstErr(checkJob(t.Job()), checkLen("token", len(t.TokenBytes()), DefaultMaxToken)); err != nil {
+	if err := firstErr(checkJob(t.Job()), checkLen("token", len(t.TokenBytes()), DefaultMaxToken),
+		checkSize("token expiry", t.ExpiresMs())); err != nil {
 		return err
 	}
 	nodes, err := decodeMapNodes(t.NodesLength(), t.Nodes)
@@ -726,7 +822,7 @@ func (m *PlacementMap) Decode(meta []byte) error {
 		return err
 	}
 	*m = PlacementMap{Job: string(t.Job()), Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
-		Token: cloneBytes(t.TokenBytes())}
+		Token: cloneBytes(t.TokenBytes()), Expires: fromUnixMs(t.ExpiresMs())}
 	return nil
 }
 
@@ -817,6 +913,9 @@ func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
 	fb.ClusterStatusStart(b)
 	addOff(b, nodes, fb.ClusterStatusAddNodes)
 	addOff(b, jobs, fb.ClusterStatusAddJobs)
+	fb.ClusterStatusAddJobCount(b, m.JobCount)
+	fb.ClusterStatusAddNodeCount(b, m.NodeCount)
+	fb.ClusterStatusAddNextJob(b, m.NextJob)
 	b.Finish(fb.ClusterStatusEnd(b))
 	return b.FinishedBytes()
 }
@@ -868,7 +967,7 @@ func (m *ClusterStatus) Decode(meta []byte) error {
 	if err := firstErr(checkLen("status nodes", nn, MaxMapNodes), checkLen("status jobs", nj, MaxStatusJobs)); err != nil {
 		return err
 	}
-	var out ClusterStatus
+	out := ClusterStatus{JobCount: t.JobCount(), NodeCount: t.NodeCount(), NextJob: t.NextJob()}
 	if nn > 0 {
 		out.Nodes = make([]NodeStatus, nn)
 		var n fb.NodeStatus
@@ -930,6 +1029,59 @@ func (j *JobStatus) from(t *fb.JobStatus) error {
 	}
 	*j = JobStatus{Job: string(t.Job()), Name: reg.Name, Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
 		Hints: reg.Hints, AllocMbps: t.AllocMbps(), AllocBytes: t.AllocBytes(), Age: msToDuration(t.AgeMs())}
+	return nil
+}
+
+// ---- JobList ----
+
+// Encode implements ControlMessage.
+func (m *JobList) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	fb.JobListStart(b)
+	fb.JobListAddAfter(b, m.After)
+	fb.JobListAddLimit(b, m.Limit)
+	b.Finish(fb.JobListEnd(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage.
+func (m *JobList) Decode(meta []byte) error {
+	*m = JobList{}
+	pos, err := root(meta, &jobListSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.JobList
+	t.Init(meta, pos)
+	*m = JobList{After: t.After(), Limit: t.Limit()}
+	return nil
+}
+
+// ---- Challenge ----
+
+// Encode implements ControlMessage.
+func (m *Challenge) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	nonce := bytesVec(b, m.Nonce)
+	fb.ChallengeStart(b)
+	addOff(b, nonce, fb.ChallengeAddNonce)
+	b.Finish(fb.ChallengeEnd(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage.
+func (m *Challenge) Decode(meta []byte) error {
+	*m = Challenge{}
+	pos, err := root(meta, &challengeSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.Challenge
+	t.Init(meta, pos)
+	if err := checkLen("nonce", len(t.NonceBytes()), MaxNonce); err != nil {
+		return err
+	}
+	*m = Challenge{Nonce: cloneBytes(t.NonceBytes())}
 	return nil
 }
 

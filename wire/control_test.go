@@ -24,12 +24,16 @@ func sampleControl() []ControlMessage {
 	return []ControlMessage{
 		&NodeRegister{Addr: "127.0.0.1:7001", Tiers: tiers, Proof: []byte{3, 1, 4}, Cores: 8},
 		&Heartbeat{Addr: "127.0.0.1:7001", Proof: []byte{9}, Tiers: tiers, RxMbps: 10.5, TxMbps: 20.25,
-			CPUPercent: 37.5, Metrics: metrics},
+			CPUPercent: 37.5, Metrics: metrics, Since: 1 << 60, SnapRev: 17, SnapAfter: 12},
 		&NodeAck{Known: true, State: NodeDraining, Heartbeat: time.Second,
-			Jobs: []JobEpoch{{Job: "sort-1", Epoch: 3}, {Job: "video-2", Epoch: 1}}},
-		&JobRegister{Name: "sort", Hints: JobHints{Lambdas: 250, CapacityBytes: 100e9, PeakMbps: 16000, LatencySensitive: true}},
+			Jobs: []JobEpoch{{Job: "sort-1", Epoch: 3, Gen: 99, Expires: time.UnixMilli(1_800_000_000_123)},
+				{Job: "video-2", Epoch: 1, Revoked: true}},
+			Rev: 1<<60 + 5, Full: true, More: true, After: 99},
+		&JobRegister{Name: "sort", Hints: JobHints{Lambdas: 250, CapacityBytes: 100e9, PeakMbps: 16000, LatencySensitive: true},
+			TTL: 90 * time.Minute},
 		&JobRef{Job: "sort-1", Token: []byte("tok")},
-		&PlacementMap{Job: "sort-1", Tier: 2, Epoch: 7, Nodes: nodes, Token: bytes.Repeat([]byte{0xAB}, 33)},
+		&PlacementMap{Job: "sort-1", Tier: 2, Epoch: 7, Nodes: nodes, Token: bytes.Repeat([]byte{0xAB}, 33),
+			Expires: time.UnixMilli(1_800_000_000_000)},
 		&DropResult{Nodes: 3, Failed: 1, Values: 1000, Bytes: 1 << 30, Message: "node x: refused"},
 		&ClusterStatus{
 			Nodes: []NodeStatus{{Addr: "127.0.0.1:7001", State: NodeActive, Tiers: tiers, RxMbps: 1, TxMbps: 2,
@@ -37,7 +41,11 @@ func sampleControl() []ControlMessage {
 				{Addr: "127.0.0.1:7002", State: NodeDead}},
 			Jobs: []JobStatus{{Job: "sort-1", Name: "sort", Tier: 1, Epoch: 2, Nodes: nodes,
 				Hints: JobHints{Lambdas: 10, PeakMbps: 6000}, AllocMbps: 6000, AllocBytes: 5 << 30, Age: 3 * time.Second}},
+			JobCount: 12000, NodeCount: 3, NextJob: 1<<60 + 1,
 		},
+		&JobList{After: 1<<60 + 1, Limit: 500},
+		&Challenge{Nonce: bytes.Repeat([]byte{0x5A}, 16)},
+		&DrainNode{Addr: "127.0.0.1:7001", Deadline: 90 * time.Second, Proof: []byte{7, 7}},
 	}
 }
 
@@ -62,7 +70,7 @@ func TestControlRoundTrip(t *testing.T) {
 		z := fresh(m)
 		err := fresh(m).Decode(bytes.Clone(z.Encode(b)))
 		switch z.(type) {
-		case *NodeRegister, *Heartbeat, *JobRef, *PlacementMap:
+		case *NodeRegister, *Heartbeat, *JobRef, *PlacementMap, *DrainNode:
 			if !errors.Is(err, ErrBadKey) {
 				t.Errorf("%T without address or job: %v, want ErrBadKey", z, err)
 			}
@@ -110,6 +118,7 @@ func TestControlDecodeRefuses(t *testing.T) {
 		{"too many tiers", &NodeRegister{Addr: "a:1", Tiers: make([]TierStat, MaxTiers+1)}, ErrTooLarge},
 		{"nan metric", &Heartbeat{Addr: "a:1", Metrics: []Metric{{Name: "m", Value: math.NaN()}}}, ErrMalformed},
 		{"negative hint", &JobRegister{Name: "j", Hints: JobHints{CapacityBytes: -1}}, ErrMalformed},
+		{"long nonce", &Challenge{Nonce: make([]byte, MaxNonce+1)}, ErrTooLarge},
 	}
 	for _, c := range cases {
 		err := fresh(c.m).Decode(bytes.Clone(c.m.Encode(b)))
@@ -132,7 +141,8 @@ func TestControlDecodeRefuses(t *testing.T) {
 
 func TestControlOpNames(t *testing.T) {
 	want := map[Op]string{OpRegisterNode: "register-node", OpHeartbeat: "heartbeat", OpRegisterJob: "register-job",
-		OpDeregisterJob: "deregister-job", OpGetMap: "get-map", OpStatus: "status"}
+		OpDeregisterJob: "deregister-job", OpGetMap: "get-map", OpStatus: "status", OpDrainNode: "drain-node",
+		OpListJobs: "list-jobs", OpChallenge: "challenge", OpGoAway: "go-away"}
 	for op, name := range want {
 		if op < ControlBase || op.IsReply() {
 			t.Errorf("%s: opcode %#x outside the control range", name, uint8(op))
@@ -213,6 +223,9 @@ func FuzzJobRef(f *testing.F)        { fuzzControl(f, &JobRef{}) }
 func FuzzPlacementMap(f *testing.F)  { fuzzControl(f, &PlacementMap{}) }
 func FuzzDropResult(f *testing.F)    { fuzzControl(f, &DropResult{}) }
 func FuzzClusterStatus(f *testing.F) { fuzzControl(f, &ClusterStatus{}) }
+func FuzzJobList(f *testing.F)       { fuzzControl(f, &JobList{}) }
+func FuzzChallenge(f *testing.F)     { fuzzControl(f, &Challenge{}) }
+func FuzzDrainNode(f *testing.F)     { fuzzControl(f, &DrainNode{}) }
 
 // FuzzReadControlFrame feeds arbitrary streams to the frame reader.
 func FuzzReadControlFrame(f *testing.F) {

@@ -73,8 +73,44 @@ func (rcv *ClusterStatus) JobsLength() int {
 	return 0
 }
 
+func (rcv *ClusterStatus) JobCount() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(8))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *ClusterStatus) MutateJobCount(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(8, n)
+}
+
+func (rcv *ClusterStatus) NodeCount() uint32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(10))
+	if o != 0 {
+		return rcv._tab.GetUint32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *ClusterStatus) MutateNodeCount(n uint32) bool {
+	return rcv._tab.MutateUint32Slot(10, n)
+}
+
+func (rcv *ClusterStatus) NextJob() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(12))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *ClusterStatus) MutateNextJob(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(12, n)
+}
+
 func ClusterStatusStart(builder *flatbuffers.Builder) {
-	builder.StartObject(2)
+	builder.StartObject(5)
 }
 func ClusterStatusAddNodes(builder *flatbuffers.Builder, nodes flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(nodes), 0)
@@ -87,6 +123,15 @@ func ClusterStatusAddJobs(builder *flatbuffers.Builder, jobs flatbuffers.UOffset
 }
 func ClusterStatusStartJobsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func ClusterStatusAddJobCount(builder *flatbuffers.Builder, jobCount uint64) {
+	builder.PrependUint64Slot(2, jobCount, 0)
+}
+func ClusterStatusAddNodeCount(builder *flatbuffers.Builder, nodeCount uint32) {
+	builder.PrependUint32Slot(3, nodeCount, 0)
+}
+func ClusterStatusAddNextJob(builder *flatbuffers.Builder, nextJob uint64) {
+	builder.PrependUint64Slot(4, nextJob, 0)
 }
 func ClusterStatusEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

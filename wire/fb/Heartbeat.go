@@ -151,8 +151,44 @@ func (rcv *Heartbeat) MetricsLength() int {
 	return 0
 }
 
+func (rcv *Heartbeat) Since() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Heartbeat) MutateSince(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(18, n)
+}
+
+func (rcv *Heartbeat) SnapRev() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Heartbeat) MutateSnapRev(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(20, n)
+}
+
+func (rcv *Heartbeat) SnapAfter() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Heartbeat) MutateSnapAfter(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(22, n)
+}
+
 func HeartbeatStart(builder *flatbuffers.Builder) {
-	builder.StartObject(7)
+	builder.StartObject(10)
 }
 func HeartbeatAddAddr(builder *flatbuffers.Builder, addr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(addr), 0)
@@ -183,6 +219,15 @@ func HeartbeatAddMetrics(builder *flatbuffers.Builder, metrics flatbuffers.UOffs
 }
 func HeartbeatStartMetricsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func HeartbeatAddSince(builder *flatbuffers.Builder, since uint64) {
+	builder.PrependUint64Slot(7, since, 0)
+}
+func HeartbeatAddSnapRev(builder *flatbuffers.Builder, snapRev uint64) {
+	builder.PrependUint64Slot(8, snapRev, 0)
+}
+func HeartbeatAddSnapAfter(builder *flatbuffers.Builder, snapAfter uint64) {
+	builder.PrependUint64Slot(9, snapAfter, 0)
 }
 func HeartbeatEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -87,8 +87,44 @@ func (rcv *JobEpoch) MutateToken(j int, n byte) bool {
 	return false
 }
 
+func (rcv *JobEpoch) Gen() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(10))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *JobEpoch) MutateGen(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(10, n)
+}
+
+func (rcv *JobEpoch) ExpiresMs() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(12))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *JobEpoch) MutateExpiresMs(n int64) bool {
+	return rcv._tab.MutateInt64Slot(12, n)
+}
+
+func (rcv *JobEpoch) Revoked() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(14))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *JobEpoch) MutateRevoked(n bool) bool {
+	return rcv._tab.MutateBoolSlot(14, n)
+}
+
 func JobEpochStart(builder *flatbuffers.Builder) {
-	builder.StartObject(3)
+	builder.StartObject(6)
 }
 func JobEpochAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -101,6 +137,15 @@ func JobEpochAddToken(builder *flatbuffers.Builder, token flatbuffers.UOffsetT) 
 }
 func JobEpochStartTokenVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(1, numElems, 1)
+}
+func JobEpochAddGen(builder *flatbuffers.Builder, gen uint64) {
+	builder.PrependUint64Slot(3, gen, 0)
+}
+func JobEpochAddExpiresMs(builder *flatbuffers.Builder, expiresMs int64) {
+	builder.PrependInt64Slot(4, expiresMs, 0)
+}
+func JobEpochAddRevoked(builder *flatbuffers.Builder, revoked bool) {
+	builder.PrependBoolSlot(5, revoked, false)
 }
 func JobEpochEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

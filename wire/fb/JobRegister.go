@@ -89,8 +89,20 @@ func (rcv *JobRegister) MutateLatencySensitive(n bool) bool {
 	return rcv._tab.MutateBoolSlot(12, n)
 }
 
+func (rcv *JobRegister) TtlMs() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(14))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *JobRegister) MutateTtlMs(n int64) bool {
+	return rcv._tab.MutateInt64Slot(14, n)
+}
+
 func JobRegisterStart(builder *flatbuffers.Builder) {
-	builder.StartObject(5)
+	builder.StartObject(6)
 }
 func JobRegisterAddName(builder *flatbuffers.Builder, name flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(name), 0)
@@ -106,6 +118,9 @@ func JobRegisterAddPeakMbps(builder *flatbuffers.Builder, peakMbps float64) {
 }
 func JobRegisterAddLatencySensitive(builder *flatbuffers.Builder, latencySensitive bool) {
 	builder.PrependBoolSlot(4, latencySensitive, false)
+}
+func JobRegisterAddTtlMs(builder *flatbuffers.Builder, ttlMs int64) {
+	builder.PrependInt64Slot(5, ttlMs, 0)
 }
 func JobRegisterEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

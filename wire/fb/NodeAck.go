@@ -89,8 +89,56 @@ func (rcv *NodeAck) JobsLength() int {
 	return 0
 }
 
+func (rcv *NodeAck) Rev() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(12))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *NodeAck) MutateRev(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(12, n)
+}
+
+func (rcv *NodeAck) Full() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(14))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *NodeAck) MutateFull(n bool) bool {
+	return rcv._tab.MutateBoolSlot(14, n)
+}
+
+func (rcv *NodeAck) More() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(16))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *NodeAck) MutateMore(n bool) bool {
+	return rcv._tab.MutateBoolSlot(16, n)
+}
+
+func (rcv *NodeAck) After() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *NodeAck) MutateAfter(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(18, n)
+}
+
 func NodeAckStart(builder *flatbuffers.Builder) {
-	builder.StartObject(4)
+	builder.StartObject(8)
 }
 func NodeAckAddKnown(builder *flatbuffers.Builder, known bool) {
 	builder.PrependBoolSlot(0, known, false)
@@ -106,6 +154,18 @@ func NodeAckAddJobs(builder *flatbuffers.Builder, jobs flatbuffers.UOffsetT) {
 }
 func NodeAckStartJobsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func NodeAckAddRev(builder *flatbuffers.Builder, rev uint64) {
+	builder.PrependUint64Slot(4, rev, 0)
+}
+func NodeAckAddFull(builder *flatbuffers.Builder, full bool) {
+	builder.PrependBoolSlot(5, full, false)
+}
+func NodeAckAddMore(builder *flatbuffers.Builder, more bool) {
+	builder.PrependBoolSlot(6, more, false)
+}
+func NodeAckAddAfter(builder *flatbuffers.Builder, after uint64) {
+	builder.PrependUint64Slot(7, after, 0)
 }
 func NodeAckEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -119,8 +119,20 @@ func (rcv *PlacementMap) MutateToken(j int, n byte) bool {
 	return false
 }
 
+func (rcv *PlacementMap) ExpiresMs() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(14))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *PlacementMap) MutateExpiresMs(n int64) bool {
+	return rcv._tab.MutateInt64Slot(14, n)
+}
+
 func PlacementMapStart(builder *flatbuffers.Builder) {
-	builder.StartObject(5)
+	builder.StartObject(6)
 }
 func PlacementMapAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -142,6 +154,9 @@ func PlacementMapAddToken(builder *flatbuffers.Builder, token flatbuffers.UOffse
 }
 func PlacementMapStartTokenVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(1, numElems, 1)
+}
+func PlacementMapAddExpiresMs(builder *flatbuffers.Builder, expiresMs int64) {
+	builder.PrependInt64Slot(5, expiresMs, 0)
 }
 func PlacementMapEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
