@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"crypto/tls"
 	"errors"
 	"log"
 	"time"
@@ -27,8 +28,56 @@ type Config struct {
 	FirstJobSeq uint64
 	// DropTimeout bounds each node's drop-job exchange (10 s).
 	DropTimeout time.Duration
-	// MaxConns bounds concurrent control connections (1024).
+
+	// MaxConns bounds concurrent control connections (1024). At the
+	// limit a new connection replaces the one idle longest (idle for at
+	// least a second), else it is refused with CodeLimit.
 	MaxConns int
+	// MaxConnsPerPeer bounds the connections of one peer, an IPv4
+	// address or an IPv6 /64 (256; negative: no bound). Nodes need one
+	// connection each, job clients one per process.
+	MaxConnsPerPeer int
+	// IdleTimeout closes a connection that sends no request for this
+	// long (2 min; negative: never). Nodes heartbeat every
+	// HeartbeatInterval; clients redial when they need to.
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds a new connection's TLS handshake and its
+	// first request (10 s; negative: none).
+	HandshakeTimeout time.Duration
+
+	// MaxJobs bounds the registered jobs of the cluster (100,000).
+	MaxJobs int
+	// MaxJobsPerClient bounds the registered jobs of one client (a remote
+	// IP, or IPv6 /64) (1000; negative: no bound). In-process
+	// registrations (RegisterJob) are not counted per client.
+	MaxJobsPerClient int
+	// RegisterRate is each client's sustained registrations per second
+	// (100; negative: no bound), with bursts of RegisterBurst (100).
+	RegisterRate  float64
+	RegisterBurst int
+
+	// TokenTTL is the lifetime of job tokens whose registration asks for
+	// none (0: tokens do not expire). An expired token is refused by the
+	// nodes (CodeRevoked) and the controller deregisters its job.
+	TokenTTL time.Duration
+	// MaxTokenTTL caps the lifetime a registration may ask for, and gives
+	// one to those that ask for none when TokenTTL is 0 (0: no cap).
+	MaxTokenTTL time.Duration
+
+	// StatusJobs is how many jobs a status reply lists besides their
+	// count (100); OpListJobs pages through the rest.
+	StatusJobs int
+	// ListJobsPage is the most jobs one OpListJobs reply carries (1000).
+	// Replies are also bounded in bytes, well under the control frame
+	// limit (wire.DefaultControlMaxMeta).
+	ListJobsPage int
+
+	// TLS, when set, makes Listen serve TLS with this configuration. Set
+	// ClientAuth to tls.RequireAndVerifyClientCert (internal/pki's
+	// ServerConfig does): each message type then needs its role in the
+	// peer's certificate (see roles.go).
+	TLS *tls.Config
+
 	// Logf logs registry events (nil: log.Printf).
 	Logf func(format string, args ...any)
 }
@@ -84,11 +133,46 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.DropTimeout <= 0 {
 		cfg.DropTimeout = 10 * time.Second
 	}
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 1024
-	}
+	cfg.connDefaults()
+	cfg.jobDefaults()
 	if cfg.Logf == nil {
 		cfg.Logf = log.Printf
 	}
 	return cfg, nil
+}
+
+func (cfg *Config) connDefaults() {
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 1024
+	}
+	if cfg.MaxConnsPerPeer == 0 {
+		cfg.MaxConnsPerPeer = 256
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 2 * time.Minute
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+}
+
+func (cfg *Config) jobDefaults() {
+	if cfg.MaxJobs <= 0 {
+		cfg.MaxJobs = 100_000
+	}
+	if cfg.MaxJobsPerClient == 0 {
+		cfg.MaxJobsPerClient = 1000
+	}
+	if cfg.RegisterRate == 0 {
+		cfg.RegisterRate = 100
+	}
+	if cfg.RegisterBurst <= 0 {
+		cfg.RegisterBurst = 100
+	}
+	if cfg.StatusJobs <= 0 {
+		cfg.StatusJobs = 100
+	}
+	if cfg.ListJobsPage <= 0 {
+		cfg.ListJobsPage = 1000
+	}
 }

@@ -7,16 +7,46 @@
 //
 // # Protocol
 //
-// A plain TCP server speaks the control frames of package wire (opcodes
-// wire.OpRegisterNode .. wire.OpStatus, tables in wire/control.fbs). Each
-// connection is served by one goroutine, one request at a time, in order;
-// package metaclient is the client. Error replies carry a wire.Code.
+// A TCP server (TLS with Config.TLS) speaks the control frames of package
+// wire (opcodes wire.OpRegisterNode .. wire.OpChallenge, tables in
+// wire/control.fbs). Each connection is served by one goroutine, one
+// request at a time, in order; package metaclient is the client. Error
+// replies carry a wire.Code.
+//
+// # Limits
+//
+// Every shared resource is bounded (Config; each refusal is a CodeLimit
+// error naming the limit and its value, and is logged at most once a second
+// per limit): connections in all (MaxConns, 1024; at the limit a new
+// connection replaces the one idle longest, if idle a second) and per peer
+// (MaxConnsPerPeer, 256; a peer is an IPv4 address or IPv6 /64), silence
+// before the first request (HandshakeTimeout, 10 s) and between requests
+// (IdleTimeout, 2 min); registered jobs in the cluster (MaxJobs, 100,000)
+// and per client (MaxJobsPerClient, 1000), registrations per client and
+// second (RegisterRate 100, RegisterBurst 100; limits.go). A refused
+// connection gets one error frame with request id 0 (wire.OpGoAway) before
+// the close. No reply exceeds the control frame limit: status lists the
+// nodes, the job count and the first StatusJobs (100) jobs, and
+// wire.OpListJobs pages through the rest (status.go).
+//
+// # Security
+//
+// Nodes and operators prove the cluster secret for the connection they
+// use: the controller gives each connection a random nonce on request
+// (wire.OpChallenge), and a registration or heartbeat carries
+// token.NodeProof(secret, nonce, addr), a drain order
+// token.DrainProof(secret, nonce, addr, deadline): a recorded proof is
+// worth nothing on another connection, and a node's proof is never a drain
+// order. With Config.TLS (mutual TLS, internal/pki) every message also
+// needs its role in the peer's certificate (roles.go): a job client cannot
+// heartbeat or drain. Nodes get no job token: a draining node derives the
+// tokens of its jobs from its job table and the secret.
 //
 // # Nodes
 //
 // A node registers with its data-plane address, its tiers (kind, capacity
 // and bandwidth in Mb/s, measured or configured) and a proof that it holds
-// the cluster secret (token.SignNode). It then heartbeats every
+// the cluster secret (token.NodeProof). It then heartbeats every
 // Config.HeartbeatInterval (1 s) with bytes used per tier, rx/tx Mb/s and
 // CPU %. A node not heard from for Config.DeadAfter (3 s) is marked dead;
 // a heartbeat or registration brings it back to active. A heartbeat from a
@@ -64,22 +94,29 @@
 // # Jobs, epochs and tokens
 //
 // Job ids are "name-N" with N unique within the controller's lifetime. N
-// starts at a random point (as Pocket's random job numbers did) so that ids,
-// and therefore tokens, of a restarted controller are unlikely to repeat
-// those of an earlier run; Config.FirstJobSeq fixes the start for tests.
-// Each job has a capability token (token.Sign over the id); GetMap and
-// DeregisterJob require it. A map's epoch starts at 1 and bumps whenever a
-// node of the job changes state (dies, returns, drains). A dead node stays
-// in the map marked dead, so keys keep their placement and clients report
-// a clear "unavailable" for the keys it held instead of looking elsewhere.
-// Heartbeat acks tell each node its jobs and their epochs, so a node can
-// refuse a client routing with an older map.
+// starts at a random point (as Pocket's random job numbers did) so that ids
+// of a restarted controller are unlikely to repeat those of an earlier run;
+// Config.FirstJobSeq fixes the start for tests. Each job has a capability
+// token (token.SignJob over the id, with the revision that registered the
+// job and an optional expiry: the registration's TTL, else
+// Config.TokenTTL, capped by Config.MaxTokenTTL); GetMap and DeregisterJob
+// require it. A map's epoch starts at 1 and bumps whenever a node of the
+// job changes state (dies, returns, drains). A dead node stays in the map
+// marked dead, so keys keep their placement and clients report a clear
+// "unavailable" for the keys it held instead of looking elsewhere.
 //
-// DeregisterJob sends wire.OpDropJob, signed with the controller's admin
-// token (token.SignAdmin), to every live node of the job, which deletes the
-// job's values except those put with persist-after-job, then forgets the
-// job. Registry state is in memory: a restarted controller knows no jobs
-// and learns its nodes again from their re-registrations.
+// Every node keeps a table of the cluster's live jobs (their gens and
+// expiries, and the epoch of those whose map holds it), brought up to date
+// by its heartbeat acks with only what changed since its last revision
+// (changes.go): nodes learn epochs only from the controller, and refuse a
+// client routing with an older map. DeregisterJob, and a token's expiry,
+// revoke the job: every node refuses its token from its next heartbeat on
+// (CodeRevoked) and drops the data it holds; DeregisterJob also sends
+// wire.OpDropJob, signed with the controller's admin token
+// (token.SignAdmin), to every live node of the job at once. Values put
+// with persist-after-job stay. Registry state is in memory: a restarted
+// controller knows no jobs; its nodes register again and, syncing with the
+// new run, revoke the earlier run's jobs and drop their data.
 //
 // # Telemetry, autoscaling and drain
 //
@@ -95,7 +132,9 @@
 //
 // # Concurrency
 //
-// One mutex (Controller.mu) guards both registries; no network I/O happens
-// while it is held. The autoscaler's own mutex (Autoscaler.mu) is never held
+// One mutex (Controller.mu) guards both registries and their indexes
+// (changes.go); no network I/O happens while it is held, and no operation
+// under it walks every job: registration, heartbeats and status cost what
+// they change or list, not the number of jobs. The autoscaler's own mutex (Autoscaler.mu) is never held
 // together with Controller.mu: each is taken and released in turn.
 package controller

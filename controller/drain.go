@@ -14,8 +14,10 @@ import (
 //     map gets a new epoch; the node stays in the maps, marked draining,
 //     so clients know to place nothing new on it and where the keys it
 //     still holds used to live. The node takes no new jobs.
-//  2. The node learns it is draining from its next heartbeat ack, which
-//     also carries each of its jobs' epochs and tokens. It refuses puts
+//  2. The node learns it is draining from its next heartbeat ack; its job
+//     table has each of its jobs' epochs, gens and expiries, from which it
+//     derives the jobs' tokens itself (it holds the secret): no token
+//     travels to it. It refuses puts
 //     (CodeDraining) and moves each value to the owner the job's map
 //     computes without it, then deletes its own copy. It reports
 //     MetricDrainDone = 1 once every value of those jobs has moved.
@@ -89,8 +91,12 @@ func (c *Controller) Drain(addr string, deadline time.Duration) (time.Duration, 
 // adoptOrphansLocked gives every job that has addr as its only active node
 // another active node, so the drained data has an owner.
 func (c *Controller) adoptOrphansLocked(addr string) error {
-	for _, j := range c.jobs {
-		if !j.has(addr) || c.otherActiveLocked(j, addr) {
+	l := c.loads[addr]
+	if l == nil {
+		return nil
+	}
+	for j := range l.jobs {
+		if c.otherActiveLocked(j, addr) {
 			continue
 		}
 		cands := c.candidatesLocked(j.tier)
@@ -109,8 +115,9 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 				w = mn.Weight
 			}
 		}
-		j.nodes = append(j.nodes, wire.MapNode{Addr: cands[best].addr, Weight: w, State: wire.NodeActive})
-		j.epoch++
+		nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: cands[best].addr, Weight: w, State: wire.NodeActive})
+		c.placeLocked(j, nodes)
+		c.bumpLocked(j)
 		c.cfg.Logf("controller: job %s gets node %s to take the data of draining %s", j.id, cands[best].addr, addr)
 	}
 	return nil
@@ -186,19 +193,22 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 
 // retireLocked removes a node from every job's map and from the registry.
 func (c *Controller) retireLocked(n *node, now time.Time, why string) {
-	for _, j := range c.jobs {
-		if !j.has(n.addr) {
-			continue
+	var jobs []*job
+	if l := c.loads[n.addr]; l != nil {
+		for j := range l.jobs {
+			jobs = append(jobs, j)
 		}
-		kept := j.nodes[:0]
+	}
+	for _, j := range jobs {
+		kept := make([]wire.MapNode, 0, len(j.nodes))
 		for _, mn := range j.nodes {
 			if mn.Addr != n.addr {
 				kept = append(kept, mn)
 			}
 		}
-		j.nodes = kept
-		normalize(j.nodes)
-		j.epoch++
+		normalize(kept)
+		c.placeLocked(j, kept)
+		c.bumpLocked(j)
 	}
 	delete(c.nodes, n.addr)
 	c.gone[n.addr] = now
@@ -259,10 +269,15 @@ func (c *Controller) drainTick(now time.Time) {
 	}
 }
 
-// DrainRequest checks a drain order's proof and starts the drain.
-func (c *Controller) DrainRequest(m *wire.DrainNode) (*wire.DrainNode, error) {
-	if !token.VerifyNode(c.cfg.Secret, m.Addr, m.Proof) {
-		return nil, wire.Errorf(wire.CodeBadToken, "drain %s: proof does not match the cluster secret", m.Addr)
+// drainRequest checks a drain order's proof, which covers the
+// connection's challenge nonce (a node's proof never passes), and starts
+// the drain.
+func (c *Controller) drainRequest(nonce []byte, m *wire.DrainNode) (*wire.DrainNode, error) {
+	if len(nonce) == 0 {
+		return nil, errNoChallenge
+	}
+	if !token.VerifyDrainProof(c.cfg.Secret, nonce, m.Addr, m.Deadline.Milliseconds(), m.Proof) {
+		return nil, wire.Errorf(wire.CodeBadToken, "drain %s: proof does not match the cluster secret and this connection's challenge", m.Addr)
 	}
 	d, err := c.Drain(m.Addr, m.Deadline)
 	if err != nil {

@@ -39,11 +39,15 @@ func TestDrainProtocol(t *testing.T) {
 	if st, _ := mapState(m2, a); st != wire.NodeDraining || m2.Epoch <= m.Epoch {
 		t.Fatalf("map after drain: %+v", m2)
 	}
-	ackA, _ := c.Heartbeat(&wire.Heartbeat{Addr: a, Proof: token.SignNode(testSecret, a)})
-	if ackA.State != wire.NodeDraining || len(ackA.Jobs) != 1 || len(ackA.Jobs[0].Token) == 0 || ackA.Jobs[0].Epoch != m2.Epoch {
+	// The draining node's table has the job's epoch, gen and expiry, from
+	// which it derives the token: no token travels in an ack.
+	claims, _ := token.ParseJob(testSecret, []byte(m.Job), m.Token)
+	ackA, _ := c.Heartbeat(&wire.Heartbeat{Addr: a})
+	if ackA.State != wire.NodeDraining || len(ackA.Jobs) != 1 || ackA.Jobs[0].Token != nil ||
+		ackA.Jobs[0].Epoch != m2.Epoch || ackA.Jobs[0].Gen != claims.Gen {
 		t.Fatalf("draining node's ack: %+v", ackA)
 	}
-	ackB, _ := c.Heartbeat(&wire.Heartbeat{Addr: b, Proof: token.SignNode(testSecret, b)})
+	ackB, _ := c.Heartbeat(&wire.Heartbeat{Addr: b})
 	if len(ackB.Jobs) != 1 || ackB.Jobs[0].Token != nil {
 		t.Fatalf("an active node got a job token: %+v", ackB)
 	}
@@ -54,7 +58,7 @@ func TestDrainProtocol(t *testing.T) {
 	if countNodes(c, wire.NodeDraining) != 1 {
 		t.Fatal("retired before reporting progress")
 	}
-	c.Heartbeat(&wire.Heartbeat{Addr: a, Proof: token.SignNode(testSecret, a),
+	c.Heartbeat(&wire.Heartbeat{Addr: a,
 		Tiers:   []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: 1 << 20}},
 		Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}}})
 	c.drainTick(time.Now())
@@ -80,7 +84,7 @@ func TestDrainEmptyNodeLeaves(t *testing.T) {
 	if _, err := c.Drain(a, 0); err != nil {
 		t.Fatal(err)
 	}
-	c.Heartbeat(&wire.Heartbeat{Addr: a, Proof: token.SignNode(testSecret, a),
+	c.Heartbeat(&wire.Heartbeat{Addr: a,
 		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30}}})
 	c.drainTick(time.Now())
 	if countNodes(c, wire.NodeDraining) != 0 || len(c.Status().Nodes) != 1 {
@@ -101,7 +105,7 @@ func TestDrainDeadline(t *testing.T) {
 	if d, _ := c.Drain(a, time.Hour); d > 2*time.Second {
 		t.Fatalf("a second order pushed the deadline out to %v", d)
 	}
-	c.Heartbeat(&wire.Heartbeat{Addr: a, Proof: token.SignNode(testSecret, a),
+	c.Heartbeat(&wire.Heartbeat{Addr: a,
 		Tiers:   []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: 5 << 20}},
 		Metrics: []wire.Metric{{Name: MetricDrainLeft, Value: 7}}})
 	c.drainTick(time.Now())
@@ -142,8 +146,20 @@ func TestDrainRefusals(t *testing.T) {
 	}
 	a := "127.0.0.1:7001"
 	mustRegister(t, c, dramNode(a, 1<<30, 1000))
-	if _, err := c.DrainRequest(&wire.DrainNode{Addr: a, Proof: token.SignNode([]byte("not-the-cluster-secret"), a)}); !errors.Is(err, wire.ErrBadToken) {
+	nonce := []byte("0123456789abcdef")
+	if _, err := c.drainRequest(nonce, &wire.DrainNode{Addr: a, Proof: token.DrainProof([]byte("not-the-cluster-secret"), nonce, a, 0)}); !errors.Is(err, wire.ErrBadToken) {
 		t.Fatalf("drain order without the secret: %v", err)
+	}
+	// A node's proof (what it sends in every heartbeat) is no drain order,
+	// and no proof holds without the connection's challenge.
+	if _, err := c.drainRequest(nonce, &wire.DrainNode{Addr: a, Proof: token.NodeProof(testSecret, nonce, a)}); !errors.Is(err, wire.ErrBadToken) {
+		t.Fatalf("a node's proof as a drain order: %v", err)
+	}
+	if _, err := c.drainRequest(nil, &wire.DrainNode{Addr: a, Proof: token.DrainProof(testSecret, nil, a, 0)}); !errors.Is(err, wire.ErrBadToken) {
+		t.Fatalf("drain order without a challenge: %v", err)
+	}
+	if countNodes(c, wire.NodeDraining) != 0 {
+		t.Fatal("a refused order drained the node")
 	}
 	c.sweep(time.Now().Add(time.Second))
 	if _, err := c.Drain(a, 0); !errors.Is(err, wire.ErrUnavailable) {

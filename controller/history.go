@@ -62,13 +62,18 @@ func (c *Controller) nodeMbps(n *node) float64 {
 }
 
 // sampleLocked computes a node's utilization sample now.
-func (c *Controller) sampleLocked(n *node, now time.Time, allocMbps map[string]float64, allocBytes map[nodeKind]int64) Sample {
+func (c *Controller) sampleLocked(n *node, now time.Time) Sample {
 	bw := c.nodeMbps(n)
-	s := Sample{At: now, CPU: n.cpu / 100, NetMeasured: max(n.rx, n.tx) / bw, NetAlloc: allocMbps[n.addr] / bw,
+	var allocMbps float64
+	var allocBytes map[uint8]int64
+	if l := c.loads[n.addr]; l != nil {
+		allocMbps, allocBytes = l.mbps, l.bytes
+	}
+	s := Sample{At: now, CPU: n.cpu / 100, NetMeasured: max(n.rx, n.tx) / bw, NetAlloc: allocMbps / bw,
 		Capacity: map[uint8]float64{}, RxMbps: n.rx, TxMbps: n.tx}
 	for _, t := range n.tiers {
 		if t.CapacityBytes > 0 {
-			s.Capacity[t.Kind] = float64(max(t.UsedBytes, allocBytes[nodeKind{n.addr, t.Kind}])) / float64(t.CapacityBytes)
+			s.Capacity[t.Kind] = float64(max(t.UsedBytes, allocBytes[t.Kind])) / float64(t.CapacityBytes)
 		}
 	}
 	return s
@@ -80,12 +85,12 @@ type nodeKind struct {
 	kind uint8
 }
 
-// allocByTierLocked sums the jobs' byte allotments per node and tier.
+// allocByTierLocked returns the jobs' byte allotments per node and tier.
 func (c *Controller) allocByTierLocked() map[nodeKind]int64 {
 	out := map[nodeKind]int64{}
-	for _, j := range c.jobs {
-		for _, n := range j.nodes {
-			out[nodeKind{n.Addr, j.tier}] += int64(float64(j.allocBytes) * n.Weight)
+	for addr, l := range c.loads {
+		for k, b := range l.bytes {
+			out[nodeKind{addr, k}] = b
 		}
 	}
 	return out
@@ -93,8 +98,7 @@ func (c *Controller) allocByTierLocked() map[nodeKind]int64 {
 
 // recordLocked appends a sample to a node's history after a heartbeat.
 func (c *Controller) recordLocked(n *node, now time.Time) {
-	mbps, _ := c.allocationsLocked()
-	n.hist.add(c.sampleLocked(n, now, mbps, c.allocByTierLocked()))
+	n.hist.add(c.sampleLocked(n, now))
 }
 
 // History returns up to HistoryLen latest samples of a node, oldest first;

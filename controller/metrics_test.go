@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -19,7 +18,7 @@ func TestHistoryAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < HistoryLen+5; i++ {
-		_, err := c.Heartbeat(&wire.Heartbeat{Addr: a, Proof: token.SignNode(testSecret, a), RxMbps: float64(i), TxMbps: 400, CPUPercent: 50,
+		_, err := c.Heartbeat(&wire.Heartbeat{Addr: a, RxMbps: float64(i), TxMbps: 400, CPUPercent: 50,
 			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: 1 << 29, Mbps: 1000}}})
 		if err != nil {
 			t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,11 +34,12 @@ func kindName(k uint8) string {
 
 // Controller holds the node and job registries and serves the control
 // protocol. Its methods are safe for concurrent use; the exported registry
-// methods are what the network handlers call, and may be called in-process.
+// methods are what the network handlers call after authenticating the
+// peer, and may be called in-process (where the caller is trusted).
 type Controller struct {
 	cfg Config
 
-	mu    sync.Mutex // guards nodes, jobs, seq, gone
+	mu    sync.Mutex // guards everything below but auto and srv
 	nodes map[string]*node
 	jobs  map[string]*job
 	seq   uint64
@@ -48,6 +48,17 @@ type Controller struct {
 	// refused when it registers again, so a drained node stays out.
 	gone        map[string]time.Time
 	retireHooks []RetireHook
+
+	// Indexes that keep every operation's cost independent of the number
+	// of jobs (see changes.go): the node-visible changes by revision, the
+	// live jobs by registration, each node's jobs and allotments, the
+	// clients' registrations, the jobs by expiry.
+	rev     uint64
+	log     changeLog
+	order   jobOrder
+	loads   map[string]*nodeLoad
+	clients map[string]*client
+	expiry  expiryHeap
 
 	auto atomic.Pointer[Autoscaler]
 
@@ -79,7 +90,20 @@ type job struct {
 	allocMbps  float64
 	allocBytes int64
 	created    time.Time
+	expires    time.Time // zero: never
+	gen        uint64    // the revision that registered it (in its token)
 	token      []byte
+	client     string // the peer that registered it ("" in-process)
+	revoked    bool   // deregistered or expired; still referenced by the log
+	heapIdx    int    // position in expiryHeap, -1 when not in it
+}
+
+// nodeLoad is what the registry knows per node address about the jobs
+// placed there: the jobs, and their allotments summed by weight.
+type nodeLoad struct {
+	jobs  map[*job]struct{}
+	mbps  float64
+	bytes map[uint8]int64 // by tier kind
 }
 
 // New returns a controller with empty registries. It starts the dead-node
@@ -89,11 +113,13 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq, gone: map[string]time.Time{}}
+	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
+		gone: map[string]time.Time{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{}}
 	if ctl.seq == 0 {
 		ctl.seq = randomSeq()
 	}
-	ctl.srv.init()
+	ctl.initRevisions(time.Now())
+	ctl.srv.init(c.Logf)
 	ctl.srv.goroutine(ctl.sweepLoop)
 	return ctl, nil
 }
@@ -109,12 +135,9 @@ func randomSeq() uint64 {
 
 // ---- nodes ----
 
-// RegisterNode adds or refreshes a node. The proof must be
-// token.SignNode(secret, addr).
+// RegisterNode adds or refreshes a node. It trusts its caller: the network
+// handler checks the node's proof (or certificate) first.
 func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error) {
-	if !token.VerifyNode(c.cfg.Secret, reg.Addr, reg.Proof) {
-		return nil, wire.Errorf(wire.CodeBadToken, "node %s: registration proof does not match the cluster secret", reg.Addr)
-	}
 	if _, _, err := net.SplitHostPort(reg.Addr); err != nil {
 		return nil, wire.Errorf(wire.CodeBadKey, "node address %q: %v", reg.Addr, err)
 	}
@@ -134,15 +157,15 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	n.tiers = append([]wire.TierStat(nil), reg.Tiers...)
 	n.cores = reg.Cores
 	n.lastSeen = time.Now()
-	return c.ackLocked(n), nil
+	// The job table comes with the heartbeats: ask for one at once.
+	return &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval, More: true}, nil
 }
 
-// Heartbeat records a node's report. An unknown node gets Known=false and
-// must register again.
+// Heartbeat records a node's report and answers with the node's state and
+// the job-table changes since the heartbeat's revision (changes.go). An
+// unknown node gets Known=false and must register again. It trusts its
+// caller, as RegisterNode does.
 func (c *Controller) Heartbeat(hb *wire.Heartbeat) (*wire.NodeAck, error) {
-	if !token.VerifyNode(c.cfg.Secret, hb.Addr, hb.Proof) {
-		return nil, wire.Errorf(wire.CodeBadToken, "node %s: heartbeat proof does not match the cluster secret", hb.Addr)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, ok := c.nodes[hb.Addr]
@@ -160,24 +183,9 @@ func (c *Controller) Heartbeat(hb *wire.Heartbeat) (*wire.NodeAck, error) {
 	n.lastSeen = time.Now()
 	c.recordLocked(n, n.lastSeen)
 	c.drainReportLocked(n, hb)
-	return c.ackLocked(n), nil
-}
-
-// ackLocked builds a node's ack: its state and its jobs' epochs, and for
-// a draining node the jobs' tokens, with which it moves their data.
-func (c *Controller) ackLocked(n *node) *wire.NodeAck {
 	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
-	for _, j := range c.jobs {
-		if j.has(n.addr) {
-			je := wire.JobEpoch{Job: j.id, Epoch: j.epoch}
-			if n.state == wire.NodeDraining {
-				je.Token = j.token
-			}
-			ack.Jobs = append(ack.Jobs, je)
-		}
-	}
-	sort.Slice(ack.Jobs, func(a, b int) bool { return ack.Jobs[a].Job < ack.Jobs[b].Job })
-	return ack
+	c.jobTableLocked(n.addr, hb, ack)
+	return ack, nil
 }
 
 // setStateLocked changes a node's state and bumps the epoch of every job
@@ -191,9 +199,9 @@ func (c *Controller) setStateLocked(n *node, s wire.NodeState, why string) {
 	if s == wire.NodeDead {
 		n.deadSince = time.Now()
 	}
-	for _, j := range c.jobs {
-		if j.has(n.addr) {
-			j.epoch++
+	if l := c.loads[n.addr]; l != nil {
+		for j := range l.jobs {
+			c.bumpLocked(j)
 		}
 	}
 }
@@ -212,8 +220,8 @@ func (c *Controller) SetNodeState(addr string, s wire.NodeState) error {
 	return nil
 }
 
-// sweepLoop marks silent nodes dead and forgets long-dead ones until the
-// controller closes.
+// sweepLoop marks silent nodes dead, forgets long-dead ones and expires
+// jobs until the controller closes.
 func (c *Controller) sweepLoop() {
 	t := time.NewTicker(min(c.cfg.HeartbeatInterval, c.cfg.DeadAfter/4))
 	defer t.Stop()
@@ -224,6 +232,7 @@ func (c *Controller) sweepLoop() {
 		case now := <-t.C:
 			c.sweep(now)
 			c.drainTick(now)
+			c.expireJobs(now)
 		}
 	}
 }
@@ -245,15 +254,12 @@ func (c *Controller) sweep(now time.Time) {
 			delete(c.gone, addr)
 		}
 	}
+	c.sweepClientsLocked(now)
 }
 
 func (c *Controller) inAnyJobLocked(addr string) bool {
-	for _, j := range c.jobs {
-		if j.has(addr) {
-			return true
-		}
-	}
-	return false
+	l := c.loads[addr]
+	return l != nil && len(l.jobs) > 0
 }
 
 func (j *job) has(addr string) bool {
@@ -263,6 +269,37 @@ func (j *job) has(addr string) bool {
 		}
 	}
 	return false
+}
+
+// placeLocked sets a job's nodes, moving its allotment from the old nodes'
+// loads to the new ones'. nil removes the job from every node.
+func (c *Controller) placeLocked(j *job, nodes []wire.MapNode) {
+	c.accountLocked(j, -1)
+	j.nodes = nodes
+	c.accountLocked(j, +1)
+}
+
+func (c *Controller) accountLocked(j *job, sign int) {
+	for _, mn := range j.nodes {
+		l := c.loads[mn.Addr]
+		if l == nil {
+			if sign < 0 {
+				continue
+			}
+			l = &nodeLoad{jobs: map[*job]struct{}{}, bytes: map[uint8]int64{}}
+			c.loads[mn.Addr] = l
+		}
+		l.mbps += float64(sign) * j.allocMbps * mn.Weight
+		l.bytes[j.tier] += int64(sign) * int64(float64(j.allocBytes)*mn.Weight)
+		if sign > 0 {
+			l.jobs[j] = struct{}{}
+		} else {
+			delete(l.jobs, j)
+		}
+		if len(l.jobs) == 0 {
+			delete(c.loads, mn.Addr) // also drops float rounding left over
+		}
+	}
 }
 
 func tierSummary(ts []wire.TierStat) string {
@@ -297,29 +334,100 @@ func checkName(name string) error {
 }
 
 // RegisterJob sizes and places a new job and returns its map and token.
+// It is the in-process form: the cluster's job limit applies, the
+// per-client ones do not (see RegisterJobFrom).
 func (c *Controller) RegisterJob(name string, h wire.JobHints) (*wire.PlacementMap, error) {
-	if err := checkName(name); err != nil {
+	return c.RegisterJobFrom("", &wire.JobRegister{Name: name, Hints: h})
+}
+
+// RegisterJobFrom registers a job for the client (a peer key, see
+// peerKey; "" for in-process callers), within the client's and the
+// cluster's limits (limits.go). Its cost does not grow with the number of
+// jobs: it grows with the number of nodes.
+func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (*wire.PlacementMap, error) {
+	if err := checkName(req.Name); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	err := c.admitLocked(client, time.Now())
+	c.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	if a := c.scaler(); a != nil {
-		a.reserve(name, h)
+		a.reserve(req.Name, req.Hints)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	kind := c.tierForLocked(h.LatencySensitive)
+	if err := c.countLocked(client); err != nil { // others may have registered meanwhile
+		return nil, err
+	}
+	kind := c.tierForLocked(req.Hints.LatencySensitive)
 	cands := c.candidatesLocked(kind)
 	if len(cands) == 0 {
 		return nil, wire.Errorf(wire.CodeUnavailable, "no active node with a %s tier", kindName(kind))
 	}
-	p := c.cfg.Policy.size(cands, h)
-	id := name + "-" + strconv.FormatUint(c.seq, 10)
+	p := c.cfg.Policy.size(cands, req.Hints)
+	id := req.Name + "-" + strconv.FormatUint(c.seq, 10)
 	c.seq++
-	j := &job{id: id, name: name, hints: h, tier: kind, epoch: 1, nodes: p.nodes,
-		allocMbps: p.mbps, allocBytes: p.bytes, created: time.Now(), token: token.Sign(c.cfg.Secret, []byte(id))}
-	c.jobs[id] = j
+	now := time.Now()
+	j := &job{id: id, name: req.Name, hints: req.Hints, tier: kind, epoch: 1, allocMbps: p.mbps, allocBytes: p.bytes,
+		created: now, expires: c.expiryFor(now, req.TTL), client: client, heapIdx: -1}
+	c.addJobLocked(j, p.nodes)
 	c.cfg.Logf("controller: job %s on %d %s node(s) (%.0f Mb/s, %d B, %s-bound)", id, len(p.nodes),
 		kindName(kind), p.mbps, p.bytes, map[bool]string{true: "throughput", false: "capacity"}[p.throughput])
 	return c.mapLocked(j), nil
+}
+
+// expiryFor is when a token issued now with the requested lifetime ends
+// (zero: never), after the defaults and the cap of Config.
+func (c *Controller) expiryFor(now time.Time, ttl time.Duration) time.Time {
+	if ttl <= 0 {
+		ttl = c.cfg.TokenTTL
+	}
+	if m := c.cfg.MaxTokenTTL; m > 0 && (ttl <= 0 || ttl > m) {
+		ttl = m
+	}
+	if ttl <= 0 {
+		return time.Time{}
+	}
+	return now.Add(ttl).Truncate(time.Millisecond)
+}
+
+// addJobLocked enters a new job in every index and logs it (changes.go);
+// its token carries the revision that did.
+func (c *Controller) addJobLocked(j *job, nodes []wire.MapNode) {
+	j.gen = c.logLocked(chAdd, j)
+	j.token = token.SignJob(c.cfg.Secret, []byte(j.id), token.Claims{Gen: j.gen, Expires: j.expires})
+	c.jobs[j.id] = j
+	c.order.add(j)
+	c.placeLocked(j, nodes)
+	c.expiry.add(j)
+	if cl := c.clientLocked(j.client); cl != nil {
+		cl.jobs++
+	}
+}
+
+// removeJobLocked takes a job out of every index, logs its revocation and
+// returns the nodes that held its data.
+func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
+	targets := c.mapLocked(j).Nodes
+	delete(c.jobs, j.id)
+	c.order.remove(j)
+	c.placeLocked(j, nil)
+	c.expiry.remove(j)
+	if cl := c.clientLocked(j.client); cl != nil {
+		cl.jobs--
+	}
+	j.revoked = true
+	c.logLocked(chRevoke, j)
+	return targets
+}
+
+// bumpLocked gives a job's map a new epoch and logs it for its nodes.
+func (c *Controller) bumpLocked(j *job) {
+	j.epoch++
+	c.logLocked(chEpoch, j)
 }
 
 // tierForLocked picks the job's tier (step 1 of the policy).
@@ -347,7 +455,6 @@ func (n *node) tier(kind uint8) *wire.TierStat {
 // candidatesLocked lists the active nodes with a tier of kind and their
 // spare resources (step 3 of the policy).
 func (c *Controller) candidatesLocked(kind uint8) []candidate {
-	allocMbps, allocBytes := c.allocationsLocked()
 	var out []candidate
 	for addr, n := range c.nodes {
 		t := n.tier(kind)
@@ -358,28 +465,41 @@ func (c *Controller) candidatesLocked(kind uint8) []candidate {
 		if mbps <= 0 {
 			mbps = c.cfg.Policy.NodeMbps
 		}
-		busy := max(n.rx, n.tx, allocMbps[addr])
-		used := max(t.UsedBytes, allocBytes[addr])
+		var allocMbps float64
+		var allocBytes int64
+		if l := c.loads[addr]; l != nil {
+			allocMbps, allocBytes = l.mbps, l.totalBytes()
+		}
+		busy := max(n.rx, n.tx, allocMbps)
+		used := max(t.UsedBytes, allocBytes)
 		out = append(out, candidate{addr: addr, spareMbps: max(0, mbps-busy), spareBytes: max(0, t.CapacityBytes-used)})
 	}
 	return out
 }
 
-// allocationsLocked sums the jobs' allotments per node, by weight.
+// totalBytes is the node's allotted bytes over all tiers, as the sizing
+// has always counted them.
+func (l *nodeLoad) totalBytes() int64 {
+	var b int64
+	for _, v := range l.bytes {
+		b += v
+	}
+	return b
+}
+
+// allocationsLocked returns the jobs' allotments per node, by weight.
 func (c *Controller) allocationsLocked() (map[string]float64, map[string]int64) {
-	mbps, bytes := map[string]float64{}, map[string]int64{}
-	for _, j := range c.jobs {
-		for _, n := range j.nodes {
-			mbps[n.Addr] += j.allocMbps * n.Weight
-			bytes[n.Addr] += int64(float64(j.allocBytes) * n.Weight)
-		}
+	mbps, bytes := make(map[string]float64, len(c.loads)), make(map[string]int64, len(c.loads))
+	for addr, l := range c.loads {
+		mbps[addr] = l.mbps
+		bytes[addr] = l.totalBytes()
 	}
 	return mbps, bytes
 }
 
 // mapLocked copies a job's map with each node's current state.
 func (c *Controller) mapLocked(j *job) *wire.PlacementMap {
-	m := &wire.PlacementMap{Job: j.id, Tier: j.tier, Epoch: j.epoch, Token: j.token,
+	m := &wire.PlacementMap{Job: j.id, Tier: j.tier, Epoch: j.epoch, Token: j.token, Expires: j.expires,
 		Nodes: append([]wire.MapNode(nil), j.nodes...)}
 	for i := range m.Nodes {
 		m.Nodes[i].State = wire.NodeDead
@@ -390,14 +510,19 @@ func (c *Controller) mapLocked(j *job) *wire.PlacementMap {
 	return m
 }
 
-// lookup returns a job after checking its token.
+// lookupLocked returns a job after checking its token: a valid token of
+// the job's own registration, not expired.
 func (c *Controller) lookupLocked(id string, tok []byte) (*job, error) {
 	j, ok := c.jobs[id]
 	if !ok {
 		return nil, wire.Errorf(wire.CodeUnknownJob, "job %s is not registered", id)
 	}
-	if !token.Verify(c.cfg.Secret, []byte(id), tok) {
+	claims, ok := token.ParseJob(c.cfg.Secret, []byte(id), tok)
+	if !ok || claims.Gen != j.gen {
 		return nil, wire.Errorf(wire.CodeBadToken, "token does not grant job %s", id)
+	}
+	if claims.Expired(time.Now()) {
+		return nil, wire.Errorf(wire.CodeRevoked, "job %s: token expired at %s", id, claims.Expires.UTC().Format(time.RFC3339))
 	}
 	return j, nil
 }
@@ -413,10 +538,12 @@ func (c *Controller) GetMap(id string, tok []byte) (*wire.PlacementMap, error) {
 	return c.mapLocked(j), nil
 }
 
-// DeregisterJob forgets a job and has each of its live nodes drop the
-// job's values (except persistent ones). tok must be the job's token. The
-// job is forgotten even when some nodes cannot be reached; the result
-// counts them in Failed and names them in Message.
+// DeregisterJob forgets a job, revokes its token (every node refuses it
+// from its next heartbeat on, and drops what the job still holds) and has
+// each of its live nodes drop the job's values now (except persistent
+// ones). tok must be the job's token. The job is forgotten even when some
+// nodes cannot be reached; the result counts them in Failed and names them
+// in Message.
 func (c *Controller) DeregisterJob(ctx context.Context, id string, tok []byte) (*wire.DropResult, error) {
 	c.mu.Lock()
 	j, err := c.lookupLocked(id, tok)
@@ -424,8 +551,7 @@ func (c *Controller) DeregisterJob(ctx context.Context, id string, tok []byte) (
 		c.mu.Unlock()
 		return nil, err
 	}
-	delete(c.jobs, id)
-	targets := c.mapLocked(j).Nodes
+	targets := c.removeJobLocked(j)
 	c.mu.Unlock()
 	res := c.dropAll(ctx, id, targets)
 	c.cfg.Logf("controller: job %s deregistered: %d node(s) dropped %d value(s), %d B; %d failed",
@@ -433,29 +559,33 @@ func (c *Controller) DeregisterJob(ctx context.Context, id string, tok []byte) (
 	return res, nil
 }
 
-// Status lists the registered nodes and jobs, sorted by address and id.
-func (c *Controller) Status() *wire.ClusterStatus {
+// expireJobs deregisters the jobs whose tokens have expired: their tokens
+// are revoked and their data dropped as if their clients had deregistered.
+func (c *Controller) expireJobs(now time.Time) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	st := &wire.ClusterStatus{}
-	for _, n := range c.nodes {
-		ns := wire.NodeStatus{Addr: n.addr, State: n.state, Tiers: append([]wire.TierStat(nil), n.tiers...),
-			RxMbps: n.rx, TxMbps: n.tx, CPUPercent: n.cpu, Cores: n.cores, LastSeen: now.Sub(n.lastSeen),
-			Metrics: append([]wire.Metric(nil), n.metrics...)}
-		for _, j := range c.jobs {
-			if j.has(n.addr) {
-				ns.Jobs++
-			}
+	var gone []*job
+	var targets [][]wire.MapNode
+	for {
+		j := c.expiry.peek()
+		if j == nil || now.Before(j.expires) {
+			break
 		}
-		st.Nodes = append(st.Nodes, ns)
+		targets = append(targets, c.removeJobLocked(j))
+		gone = append(gone, j)
 	}
-	for _, j := range c.jobs {
-		m := c.mapLocked(j)
-		st.Jobs = append(st.Jobs, wire.JobStatus{Job: j.id, Name: j.name, Tier: j.tier, Epoch: j.epoch,
-			Nodes: m.Nodes, Hints: j.hints, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Age: now.Sub(j.created)})
+	c.mu.Unlock()
+	if len(gone) == 0 {
+		return
 	}
-	sort.Slice(st.Nodes, func(a, b int) bool { return st.Nodes[a].Addr < st.Nodes[b].Addr })
-	sort.Slice(st.Jobs, func(a, b int) bool { return st.Jobs[a].Job < st.Jobs[b].Job })
-	return st
+	// The nodes drop the data anyway when the revocation reaches them; the
+	// drop orders only make it sooner, so they do not hold up the sweeper.
+	c.srv.goroutine(func() {
+		for i, j := range gone {
+			ctx, cancel := c.closingContext()
+			res := c.dropAll(ctx, j.id, targets[i])
+			cancel()
+			c.cfg.Logf("controller: job %s expired (token lifetime ended %s): %d node(s) dropped %d value(s); %d failed",
+				j.id, j.expires.UTC().Format(time.RFC3339), res.Nodes, res.Values, res.Failed)
+		}
+	})
 }

@@ -15,24 +15,59 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// idleTimeout closes a control connection that sends nothing for this long.
-// Nodes heartbeat every second; clients reconnect when they need to.
-const idleTimeout = 5 * time.Minute
+// writeTimeout bounds writing one reply: a peer that stops reading is
+// dropped instead of holding a goroutine.
+const writeTimeout = 10 * time.Second
+
+// evictMinIdle is how long a connection must have been idle before a new
+// connection may take its place when the server is at Config.MaxConns.
+const evictMinIdle = time.Second
+
+// maxLingering bounds the refused connections whose requests are read and
+// discarded before the close (so the peer reads the refusal instead of a
+// reset); beyond it a refused connection is closed at once.
+const maxLingering = 64
 
 // server is the network side: listeners, connections and goroutines.
+//
+// Connection limits (Config): MaxConns over all peers, MaxConnsPerPeer per
+// peer (an IPv4 address or an IPv6 /64), HandshakeTimeout for the first
+// frame, IdleTimeout between frames. At MaxConns, a new connection takes the
+// place of the one idle longest (if idle for evictMinIdle), so connections
+// that say nothing cannot keep active clients out; otherwise it is refused.
+// A refused connection gets one error frame (request id 0, CodeLimit,
+// naming the limit and its value) and is closed.
 type server struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+	linger    chan struct{} // semaphore of lingering refusals
 
-	mu    sync.Mutex // guards lns, conns
+	mu    sync.Mutex // guards lns, conns, peers
 	lns   []net.Listener
-	conns map[net.Conn]struct{}
+	conns map[net.Conn]*connInfo
+	peers map[string]int // open connections per peer key
+
+	logMu   sync.Mutex // guards logLast, logMute
+	logLast map[string]time.Time
+	logMute map[string]int
+	logf    func(format string, args ...any)
 }
 
-func (s *server) init() {
+// connInfo is one tracked connection.
+type connInfo struct {
+	peer string
+	last time.Time // end of the latest request (or the accept); guarded by server.mu
+}
+
+func (s *server) init(logf func(format string, args ...any)) {
+	s.logf = logf
 	s.done = make(chan struct{})
-	s.conns = map[net.Conn]struct{}{}
+	s.conns = map[net.Conn]*connInfo{}
+	s.peers = map[string]int{}
+	s.linger = make(chan struct{}, maxLingering)
+	s.logLast = map[string]time.Time{}
+	s.logMute = map[string]int{}
 }
 
 func (s *server) goroutine(f func()) {
@@ -46,10 +81,12 @@ func (s *server) goroutine(f func()) {
 // ErrClosed is returned by Serve after Close.
 var ErrClosed = errors.New("controller: closed")
 
-// Serve accepts control connections on ln until Close. It returns
-// ErrClosed after Close, or the listener's error.
+// Serve accepts control connections on ln until Close, over TLS when
+// Config.TLS is set. It returns ErrClosed after Close, or the listener's
+// error.
 func (c *Controller) Serve(ln net.Listener) error {
 	s := &c.srv
+	ln = c.wrapListener(ln)
 	s.mu.Lock()
 	select {
 	case <-s.done:
@@ -74,8 +111,8 @@ func (c *Controller) Serve(ln net.Listener) error {
 			}
 			return fmt.Errorf("controller: accept: %w", err)
 		}
-		if !s.track(conn, c.cfg.MaxConns) {
-			conn.Close()
+		if err := c.track(conn); err != nil {
+			c.refuse(conn, err)
 			continue
 		}
 		s.goroutine(func() { c.serveConn(conn) })
@@ -83,7 +120,7 @@ func (c *Controller) Serve(ln net.Listener) error {
 }
 
 // Listen starts serving on addr (host:port; port 0 picks one) in the
-// background and returns the bound address.
+// background and returns the bound address (see Serve).
 func (c *Controller) Listen(addr string) (net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -97,27 +134,157 @@ func (c *Controller) Listen(addr string) (net.Addr, error) {
 	return ln.Addr(), nil
 }
 
-// track registers a connection unless the server is closed or full.
-func (s *server) track(conn net.Conn, limit int) bool {
+// peerKey is what MaxConnsPerPeer counts by: the remote IP, or for IPv6
+// its /64 (one host usually holds a whole /64).
+func peerKey(a net.Addr) string {
+	host := a.String()
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip := ta.IP
+		if ip4 := ip.To4(); ip4 != nil {
+			return ip4.String()
+		}
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return host
+}
+
+// track registers a connection, or returns the limit that refuses it.
+func (c *Controller) track(conn net.Conn) error {
+	s := &c.srv
+	peer := peerKey(conn.RemoteAddr())
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
 	case <-s.done:
-		return false
+		return wire.Errorf(wire.CodeClosed, "controller is shutting down")
 	default:
 	}
-	if len(s.conns) >= limit {
+	if lim := c.cfg.MaxConnsPerPeer; lim > 0 && s.peers[peer] >= lim {
+		return wire.Errorf(wire.CodeLimit, "controller: %d connections from %s (MaxConnsPerPeer %d)", s.peers[peer], peer, lim)
+	}
+	if len(s.conns) >= c.cfg.MaxConns && !s.evictIdleLocked(now) {
+		return wire.Errorf(wire.CodeLimit, "controller: %d connections, none idle (MaxConns %d)", len(s.conns), c.cfg.MaxConns)
+	}
+	s.conns[conn] = &connInfo{peer: peer, last: now}
+	s.peers[peer]++
+	return nil
+}
+
+// evictIdleLocked closes the connection idle longest, if it has been idle
+// for evictMinIdle, and reports whether it did.
+func (s *server) evictIdleLocked(now time.Time) bool {
+	var victim net.Conn
+	var oldest time.Time
+	for conn, ci := range s.conns {
+		if victim == nil || ci.last.Before(oldest) {
+			victim, oldest = conn, ci.last
+		}
+	}
+	if victim == nil || now.Sub(oldest) < evictMinIdle {
 		return false
 	}
-	s.conns[conn] = struct{}{}
+	s.forgetLocked(victim)
+	victim.Close()
 	return true
+}
+
+func (s *server) forgetLocked(conn net.Conn) {
+	ci, ok := s.conns[conn]
+	if !ok {
+		return
+	}
+	delete(s.conns, conn)
+	if s.peers[ci.peer]--; s.peers[ci.peer] <= 0 {
+		delete(s.peers, ci.peer)
+	}
 }
 
 func (s *server) untrack(conn net.Conn) {
 	s.mu.Lock()
-	delete(s.conns, conn)
+	s.forgetLocked(conn)
 	s.mu.Unlock()
 	conn.Close()
+}
+
+// touch records the end of a request on conn, for idle eviction.
+func (s *server) touch(conn net.Conn) {
+	s.mu.Lock()
+	if ci, ok := s.conns[conn]; ok {
+		ci.last = time.Now()
+	}
+	s.mu.Unlock()
+}
+
+// refuse tells a connection over a limit why, logs it (rate-limited per
+// limit) and closes it. The peer may already have sent a request: it is
+// read and discarded for up to a second (for at most maxLingering
+// connections at a time), so the peer reads the refusal rather than a
+// reset.
+func (c *Controller) refuse(conn net.Conn, err error) {
+	c.srv.logLimited(err)
+	frame := wire.AppendControlFrame(nil, wire.OpGoAway.Reply(), 0, wire.CodeOf(err), wire.NewEncoder().ErrorResponse(err))
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	_, _ = conn.Write(frame)
+	select {
+	case c.srv.linger <- struct{}{}:
+	default:
+		conn.Close()
+		return
+	}
+	go func() {
+		defer func() { <-c.srv.linger }()
+		defer conn.Close()
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(conn, 1<<20))
+	}()
+}
+
+// logLimited logs a refusal at most once a second per limit, with the
+// number of refusals not logged since.
+func (s *server) logLimited(err error) {
+	key := wire.CodeOf(err).String()
+	var we *wire.Error
+	if errors.As(err, &we) {
+		if i := limitName(we.Msg); i != "" {
+			key = i
+		}
+	}
+	s.logMu.Lock()
+	now := time.Now()
+	if now.Sub(s.logLast[key]) < time.Second {
+		s.logMute[key]++
+		s.logMu.Unlock()
+		return
+	}
+	muted := s.logMute[key]
+	s.logLast[key], s.logMute[key] = now, 0
+	s.logMu.Unlock()
+	if muted > 0 {
+		s.logf("controller: refused a connection: %v (and %d more since the last report)", err, muted)
+	} else {
+		s.logf("controller: refused a connection: %v", err)
+	}
+}
+
+// limitName extracts the parenthesized limit name ("MaxConns 1024") that
+// refusal messages end with, so each limit is rate-limited on its own.
+func limitName(msg string) string {
+	for i := len(msg) - 1; i >= 0; i-- {
+		if msg[i] == '(' {
+			for j := i + 1; j < len(msg); j++ {
+				if msg[j] == ' ' || msg[j] == ')' {
+					return msg[i+1 : j]
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // Close stops the listeners, closes every connection and waits for the
@@ -146,88 +313,70 @@ func (c *Controller) Close() error {
 // goes on.
 func (c *Controller) serveConn(conn net.Conn) {
 	defer c.srv.untrack(conn)
+	sess := c.newSession(conn)
+	if sess == nil {
+		return
+	}
 	r := bufio.NewReader(conn)
 	lim := wire.ControlLimits()
 	b := flatbuffers.NewBuilder(1024)
 	var buf, out []byte
+	timeout := c.cfg.HandshakeTimeout
 	for {
-		if err := conn.SetReadDeadline(time.Now().Add(idleTimeout)); err != nil {
+		if err := setReadTimeout(conn, timeout); err != nil {
 			return
 		}
 		h, meta, err := wire.ReadControlFrame(r, &lim, buf)
 		if err != nil {
-			var we *wire.Error
-			if errors.As(err, &we) {
-				out = wire.AppendControlFrame(out[:0], h.Op.Reply(), h.ID, we.Code, wire.NewEncoder().ErrorResponse(err))
-				conn.Write(out)
-			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.cfg.Logf("controller: %s: %v", conn.RemoteAddr(), err)
-			}
+			c.readFailed(conn, &h, err, out)
 			return
 		}
+		timeout = c.cfg.IdleTimeout
 		buf = meta[:0]
-		reply, err := c.handle(h.Op, meta, b)
+		reply, err := c.handle(sess, h.Op, meta, b)
 		code := wire.CodeOK
+		if err == nil && len(reply) > wire.DefaultControlMaxMeta {
+			err = wire.Errorf(wire.CodeTooLarge, "%s reply of %d bytes is over the control frame limit %d", h.Op, len(reply), wire.DefaultControlMaxMeta)
+		}
 		if err != nil {
 			code = wire.CodeOf(err)
 			reply = wire.NewEncoder().ErrorResponse(err)
 		}
 		out = wire.AppendControlFrame(out[:0], h.Op.Reply(), h.ID, code, reply)
-		if err := conn.SetWriteDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		if err := conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
 			return
 		}
 		if _, err := conn.Write(out); err != nil {
 			return
 		}
+		c.srv.touch(conn)
 	}
 }
 
-// handle decodes one request, runs it and encodes the reply table in b.
-func (c *Controller) handle(op wire.Op, meta []byte, b *flatbuffers.Builder) ([]byte, error) {
-	var reply wire.ControlMessage
-	var err error
-	switch op {
-	case wire.OpRegisterNode:
-		var m wire.NodeRegister
-		if err = m.Decode(meta); err == nil {
-			reply, err = c.RegisterNode(&m)
-		}
-	case wire.OpHeartbeat:
-		var m wire.Heartbeat
-		if err = m.Decode(meta); err == nil {
-			reply, err = c.Heartbeat(&m)
-		}
-	case wire.OpRegisterJob:
-		var m wire.JobRegister
-		if err = m.Decode(meta); err == nil {
-			reply, err = c.RegisterJob(m.Name, m.Hints)
-		}
-	case wire.OpDeregisterJob:
-		var m wire.JobRef
-		if err = m.Decode(meta); err == nil {
-			ctx, cancel := c.closingContext()
-			reply, err = c.DeregisterJob(ctx, m.Job, m.Token)
-			cancel()
-		}
-	case wire.OpGetMap:
-		var m wire.JobRef
-		if err = m.Decode(meta); err == nil {
-			reply, err = c.GetMap(m.Job, m.Token)
-		}
-	case wire.OpStatus:
-		reply = c.Status()
-	case wire.OpDrainNode:
-		var m wire.DrainNode
-		if err = m.Decode(meta); err == nil {
-			reply, err = c.DrainRequest(&m)
-		}
-	default:
-		err = wire.Errorf(wire.CodeUnknownOp, "controller does not serve %s", op)
+// readFailed answers a bad header with an error frame; a closed or idle
+// connection is logged only when it is not the ordinary end of a peer.
+func (c *Controller) readFailed(conn net.Conn, h *wire.Header, err error, out []byte) {
+	var we *wire.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &we):
+		out = wire.AppendControlFrame(out[:0], h.Op.Reply(), h.ID, we.Code, wire.NewEncoder().ErrorResponse(err))
+		_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		conn.Write(out)
+	case errors.As(err, &ne) && ne.Timeout():
+		// Idle (IdleTimeout) or silent from the start (HandshakeTimeout):
+		// the peer reconnects when it needs to.
+	case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+		c.cfg.Logf("controller: %s: %v", conn.RemoteAddr(), err)
 	}
-	if err != nil {
-		return nil, err
+}
+
+// setReadTimeout sets the deadline for the next frame; d < 0: none.
+func setReadTimeout(conn net.Conn, d time.Duration) error {
+	if d < 0 {
+		return conn.SetReadDeadline(time.Time{})
 	}
-	return reply.Encode(b), nil
+	return conn.SetReadDeadline(time.Now().Add(d))
 }
 
 // closingContext is cancelled when the controller closes, so drop-job

@@ -1,23 +1,39 @@
 package dataplane
 
 import (
+	"time"
+
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/wire"
 )
 
 // TokenGuard checks capability tokens issued by the controller with the
-// cluster secret (internal/token). Job tokens pass for their own job only;
-// drop-job orders need the controller's admin token for that job.
+// cluster secret (internal/token). Job tokens pass for their own job only,
+// and only while the node's job table does not hold the job revoked or the
+// token expired (jobtable.go); drop-job orders need the controller's admin
+// token for that job.
+//
+// NewNode gives each node its own copy bound to the node's job table: a
+// token that passed the full check is remembered in the job's entry, so a
+// connection's first request with it costs a map lookup and a 49-byte
+// constant-time compare rather than two SHA-256 runs (the connection then
+// caches it, dispatch.go's authCache). An unbound guard checks every token
+// in full.
 type TokenGuard struct {
 	secret []byte
-	v      *token.Verifier
+	jobs   *jobTable // nil until bound to a node
 }
 
 var _ Guard = (*TokenGuard)(nil)
 
 // NewTokenGuard returns a guard for the cluster secret.
 func NewTokenGuard(secret []byte) *TokenGuard {
-	return &TokenGuard{secret: append([]byte(nil), secret...), v: token.NewVerifier(secret, 0)}
+	return &TokenGuard{secret: append([]byte(nil), secret...)}
+}
+
+// bind returns a copy of g that consults and fills the node's job table.
+func (g *TokenGuard) bind(jobs *jobTable) *TokenGuard {
+	return &TokenGuard{secret: g.secret, jobs: jobs}
 }
 
 var (
@@ -30,10 +46,31 @@ func (g *TokenGuard) CheckJob(job, tok []byte) error {
 	if len(tok) == 0 {
 		return errNoToken
 	}
-	if !g.v.Verify(job, tok) {
+	if g.jobs != nil {
+		if e, ok := g.jobs.verified(job, tok); ok {
+			switch e.state.Load() {
+			case stateRevoked:
+				return errRevoked
+			case stateRetired:
+				return nil
+			}
+			if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
+				return errExpired
+			}
+			return nil
+		}
+	}
+	c, ok := token.ParseJob(g.secret, job, tok)
+	if !ok {
 		return errBadToken
 	}
-	return nil
+	if g.jobs == nil {
+		if c.Expired(time.Now()) {
+			return errExpired
+		}
+		return nil
+	}
+	return g.jobs.admit(job, c, tok)
 }
 
 // CheckAdmin implements Guard.
@@ -42,4 +79,9 @@ func (g *TokenGuard) CheckAdmin(job, tok []byte) error {
 		return &wire.Error{Code: wire.CodeBadToken, Msg: "drop-job needs the controller's token"}
 	}
 	return nil
+}
+
+// jobToken derives a job's token from its claims.
+func (g *TokenGuard) jobToken(job string, c token.Claims) []byte {
+	return token.SignJob(g.secret, []byte(job), c)
 }

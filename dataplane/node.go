@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
@@ -95,6 +96,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	n.pf, _ = cfg.DRAM.(prefetcher)
 	n.jobs.init()
+	if g, ok := cfg.Guard.(*TokenGuard); ok {
+		n.cfg.Guard = g.bind(&n.jobs)
+	}
 	n.vers = newVersionTable()
 	n.startWorkers(cfg.Workers)
 	srv, err := netio.Listen(cfg.Listen, cfg.Net, n)
@@ -146,8 +150,9 @@ func (n *Node) Close() error {
 // still serving reads and deletes.
 func (n *Node) SetDraining(on bool) { n.drain.Store(on) }
 
-// SetEpoch records the current placement-map epoch of a job; requests
-// routed with an older epoch are refused with wire.CodeStaleEpoch.
+// SetEpoch records the current placement-map epoch of a job as the
+// controller gives it; requests routed with an older epoch are refused with
+// wire.CodeStaleEpoch. Clients' epochs are never learned (jobtable.go).
 func (n *Node) SetEpoch(job string, epoch uint64) { n.jobs.setEpoch(job, epoch) }
 
 // Tiers returns the node's tiers, DRAM first.
@@ -181,73 +186,112 @@ func (n *Node) Stats() Stats {
 }
 
 // DropJob deletes a job's values from every tier (keeping persistent ones
-// when asked) and forgets its epoch; it returns values' bytes freed.
+// when asked); it returns values' bytes freed. On a node with a guard it is
+// the controller's order for a deregistered job: the job is revoked first,
+// so its requests are refused before its data goes (jobtable.go); a
+// standalone node forgets the job.
 func (n *Node) DropJob(job []byte, keepPersistent bool) int64 {
+	guarded := n.cfg.Guard != nil
+	if guarded {
+		n.jobs.revokeOrder(string(job), time.Now())
+	}
+	freed := n.dropTiers(job, keepPersistent)
+	if !guarded {
+		n.jobs.forget(string(job))
+	}
+	n.vers.dropJob(job)
+	if guarded {
+		n.jobs.dropped(string(job), n.jobUsage(job))
+	}
+	return freed
+}
+
+func (n *Node) dropTiers(job []byte, keepPersistent bool) int64 {
 	var freed int64
 	for _, t := range n.Tiers() {
 		freed += t.DropJob(job, keepPersistent)
 	}
-	n.jobs.forget(string(job))
-	n.vers.dropJob(job)
 	return freed
 }
 
-// jobTable holds per-job epochs. Reads are on every request, from every
-// loop: an atomic load of an immutable map, looked up by the request's job
-// bytes (which does not allocate); writers copy the map under mu.
-type jobTable struct {
-	mu     sync.Mutex
-	epochs atomic.Pointer[map[string]uint64]
-}
-
-func (j *jobTable) init() {
-	m := map[string]uint64{}
-	j.epochs.Store(&m)
-}
-
-// update replaces the map with a copy changed by f.
-func (j *jobTable) update(f func(m map[string]uint64)) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	old := *j.epochs.Load()
-	m := make(map[string]uint64, len(old)+1)
-	for k, v := range old {
-		m[k] = v
+// jobUsage is a job's bytes on every tier.
+func (n *Node) jobUsage(job []byte) int64 {
+	var b int64
+	for _, t := range n.Tiers() {
+		b += t.JobUsage(job)
 	}
-	f(m)
-	j.epochs.Store(&m)
+	return b
 }
 
-func (j *jobTable) setEpoch(job string, e uint64) {
-	if cur, ok := (*j.epochs.Load())[job]; ok && cur >= e {
-		return
+// JobSync is where a heartbeat says the node's job table is: the
+// controller revision, and a snapshot being received (wire.Heartbeat's
+// Since, SnapRev, SnapAfter).
+func (n *Node) JobSync() (since, snapRev, snapAfter uint64) { return n.jobs.syncPoint() }
+
+// ApplyAck applies a heartbeat ack's job-table changes (package
+// controller, changes.go): entries and epochs are updated in place, new
+// jobs entered with one copy of each touched shard, revoked jobs refused
+// and then their data dropped (persistent values stay, see jobtable.go).
+// Its cost follows the ack's size, not the table's.
+func (n *Node) ApplyAck(ack *wire.NodeAck) {
+	now := time.Now()
+	for _, job := range n.jobs.apply(ack, now) {
+		n.dropRevoked(job)
 	}
-	j.update(func(m map[string]uint64) {
-		if e > m[job] {
-			m[job] = e
+	n.sweepRevoked(now)
+}
+
+// dropRevoked drops a revoked job's data, keeping persistent values.
+func (n *Node) dropRevoked(job string) {
+	b := []byte(job)
+	freed := n.dropTiers(b, true)
+	n.vers.dropJob(b)
+	n.jobs.dropped(job, n.jobUsage(b))
+	if freed > 0 {
+		n.log.Info("dropped a revoked job's data", "job", job, "bytes", freed)
+	}
+}
+
+// sweepRevoked drops again what puts already admitted when their job was
+// revoked may have stored, removes entries revoked revokeLinger ago, and
+// checks a few retired jobs (jobtable.go).
+func (n *Node) sweepRevoked(now time.Time) {
+	for _, job := range n.jobs.expiredRevocations(now) {
+		b := []byte(job)
+		n.dropTiers(b, true)
+		n.vers.dropJob(b)
+	}
+	for _, r := range n.jobs.retiredBatch(retiredChecks) {
+		b := []byte(r.job)
+		used := n.jobUsage(b)
+		switch {
+		case used > r.held:
+			// Stored after the revocation: the job loses everything.
+			n.dropTiers(b, false)
+			n.vers.dropJob(b)
+			n.log.Warn("a revoked job stored data after its revocation; dropped all of it", "job", r.job, "bytes", used)
+			n.jobs.unretire(r.job, 0)
+		default:
+			n.jobs.unretire(r.job, used)
 		}
-	})
+	}
 }
 
-func (j *jobTable) forget(job string) {
-	if _, ok := (*j.epochs.Load())[job]; !ok {
-		return
-	}
-	j.update(func(m map[string]uint64) { delete(m, job) })
-}
+// PlacedJobs lists the live jobs whose map holds this node (the controller
+// gave their epoch), for a draining node to move.
+func (n *Node) PlacedJobs() []string { return n.jobs.placed() }
 
-// check refuses an epoch older than the job's current one. A newer epoch
-// is learned: the client has already seen the controller's newer map.
-func (j *jobTable) check(job []byte, e uint64) error {
-	if e == 0 {
-		return nil
+// JobToken derives the token of a live job from its entry (a draining node
+// needs it to fetch the job's map and to put the job's values on their new
+// owners; no token travels to nodes). It needs a TokenGuard.
+func (n *Node) JobToken(job string) ([]byte, bool) {
+	g, ok := n.cfg.Guard.(*TokenGuard)
+	if !ok {
+		return nil, false
 	}
-	cur, ok := (*j.epochs.Load())[string(job)]
-	if e < cur {
-		return &wire.Error{Code: wire.CodeStaleEpoch, Msg: "placement map is stale; fetch the job's map again", Epoch: cur}
+	c, ok := n.jobs.claims(job)
+	if !ok {
+		return nil, false
 	}
-	if !ok || e > cur {
-		j.setEpoch(string(job), e)
-	}
-	return nil
+	return g.jobToken(job, c), true
 }

@@ -11,11 +11,23 @@
 // connection, which covers the common case of a controller restart between
 // calls; a job registration interrupted after the controller received it
 // may therefore, rarely, register the job twice.
+//
+// Node and drain messages prove the cluster secret for the connection
+// they travel on: the client asks the controller for a challenge nonce
+// (wire.OpChallenge) on each new connection and sends token.NodeProof or
+// token.DrainProof over it, so a recorded message is worth nothing on
+// another connection. With Options.TLS the client speaks TLS and presents
+// its certificate, whose role the controller checks (internal/pki).
+//
+// A controller that refuses a connection (a connection limit) writes one
+// error frame with request id 0 before closing it; the call returns that
+// error (wire.CodeLimit, naming the limit).
 package metaclient
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -36,9 +48,15 @@ const EnvController = "POCKET_CONTROLLER"
 
 // Options configures a Client. Zero fields take defaults.
 type Options struct {
-	// Secret is the cluster secret; nodes need it to prove themselves
-	// (token.SignNode). Job clients leave it empty.
+	// Secret is the cluster secret; nodes and operators need it to prove
+	// themselves (token.NodeProof, token.DrainProof). Job clients leave
+	// it empty.
 	Secret []byte
+	// TLS, when set, makes the client dial the controller over TLS with
+	// this configuration (internal/pki's ClientConfig: the member's
+	// certificate and the cluster CA). ServerName defaults to the
+	// address's host.
+	TLS *tls.Config
 	// DialTimeout bounds connecting (3 s).
 	DialTimeout time.Duration
 	// CallTimeout bounds a call whose context has no deadline (15 s; a
@@ -59,6 +77,7 @@ type Client struct {
 	mu     sync.Mutex // serializes calls; guards the fields below
 	conn   net.Conn
 	r      *bufio.Reader
+	nonce  []byte // the connection's challenge, once asked for
 	b      *flatbuffers.Builder
 	id     uint64
 	buf    []byte
@@ -96,7 +115,7 @@ func (c *Client) Close() error {
 func (c *Client) dropConn() {
 	if c.conn != nil {
 		c.conn.Close()
-		c.conn, c.r = nil, nil
+		c.conn, c.r, c.nonce = nil, nil, nil
 	}
 }
 
@@ -123,40 +142,82 @@ func (c *Client) GetMap(ctx context.Context, job string, tok []byte) (*wire.Plac
 	return &m, err
 }
 
-// Status lists the cluster's nodes and jobs.
+// Status lists the cluster's nodes, the number of jobs and the first jobs
+// (ListJobs pages through the rest, from the reply's NextJob).
 func (c *Client) Status(ctx context.Context) (*wire.ClusterStatus, error) {
 	var s wire.ClusterStatus
 	err := c.call(ctx, wire.OpStatus, nil, &s)
 	return &s, err
 }
 
+// ListJobs returns a page of up to limit jobs (0: the controller's page
+// size) registered after the cursor `after` (0: from the first); the
+// reply's NextJob is the next page's cursor, 0 after the last page.
+func (c *Client) ListJobs(ctx context.Context, after uint64, limit uint32) (*wire.ClusterStatus, error) {
+	var s wire.ClusterStatus
+	err := c.call(ctx, wire.OpListJobs, &wire.JobList{After: after, Limit: limit}, &s)
+	return &s, err
+}
+
 // RegisterNode registers a storage node. The proof is computed from
-// Options.Secret when reg.Proof is empty.
+// Options.Secret and the connection's challenge when reg.Proof is empty.
 func (c *Client) RegisterNode(ctx context.Context, reg wire.NodeRegister) (*wire.NodeAck, error) {
-	if len(reg.Proof) == 0 {
-		reg.Proof = token.SignNode(c.opt.Secret, reg.Addr)
-	}
 	var ack wire.NodeAck
-	err := c.call(ctx, wire.OpRegisterNode, &reg, &ack)
+	given := reg.Proof
+	err := c.callProved(ctx, wire.OpRegisterNode, func(nonce []byte) wire.ControlMessage {
+		reg.Proof = given
+		if len(given) == 0 {
+			reg.Proof = token.NodeProof(c.opt.Secret, nonce, reg.Addr)
+		}
+		return &reg
+	}, &ack)
 	return &ack, err
 }
 
 // Heartbeat sends one node report. The proof is computed from
-// Options.Secret when hb.Proof is empty. An ack with Known false means the
-// node must register again.
+// Options.Secret and the connection's challenge when hb.Proof is empty. An
+// ack with Known false means the node must register again.
 func (c *Client) Heartbeat(ctx context.Context, hb wire.Heartbeat) (*wire.NodeAck, error) {
-	if len(hb.Proof) == 0 {
-		hb.Proof = token.SignNode(c.opt.Secret, hb.Addr)
-	}
 	var ack wire.NodeAck
-	err := c.call(ctx, wire.OpHeartbeat, &hb, &ack)
+	given := hb.Proof
+	err := c.callProved(ctx, wire.OpHeartbeat, func(nonce []byte) wire.ControlMessage {
+		hb.Proof = given
+		if len(given) == 0 {
+			hb.Proof = token.NodeProof(c.opt.Secret, nonce, hb.Addr)
+		}
+		return &hb
+	}, &ack)
 	return &ack, err
+}
+
+// Drain asks the controller to drain the node at nodeAddr within deadline
+// (0: the controller's default) and returns the deadline it applied. The
+// order is proved with Options.Secret over the connection's challenge
+// (token.DrainProof): only an operator holding the secret can take nodes
+// away, and a node's own proofs never pass as a drain order.
+func (c *Client) Drain(ctx context.Context, nodeAddr string, deadline time.Duration) (time.Duration, error) {
+	var resp wire.DrainNode
+	err := c.callProved(ctx, wire.OpDrainNode, func(nonce []byte) wire.ControlMessage {
+		return &wire.DrainNode{Addr: nodeAddr, Deadline: deadline,
+			Proof: token.DrainProof(c.opt.Secret, nonce, nodeAddr, deadline.Milliseconds())}
+	}, &resp)
+	return resp.Deadline, err
 }
 
 // call sends one request and decodes its reply into resp. req may be nil
 // (a request without metadata). An error reply is returned as a
 // *wire.Error; transport failures are wrapped with the op and address.
 func (c *Client) call(ctx context.Context, op wire.Op, req, resp wire.ControlMessage) error {
+	return c.do(ctx, op, false, func([]byte) wire.ControlMessage { return req }, resp)
+}
+
+// callProved is call for a request whose proof covers the connection's
+// challenge: build makes the request for the nonce.
+func (c *Client) callProved(ctx context.Context, op wire.Op, build func(nonce []byte) wire.ControlMessage, resp wire.ControlMessage) error {
+	return c.do(ctx, op, true, build, resp)
+}
+
+func (c *Client) do(ctx context.Context, op wire.Op, proved bool, build func(nonce []byte) wire.ControlMessage, resp wire.ControlMessage) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.opt.CallTimeout)
@@ -167,13 +228,9 @@ func (c *Client) call(ctx context.Context, op wire.Op, req, resp wire.ControlMes
 	if c.closed {
 		return ErrClosed
 	}
-	var meta []byte
-	if req != nil {
-		meta = req.Encode(c.b)
-	}
 	for attempt := 0; ; attempt++ {
 		reused := c.conn != nil
-		rmeta, err := c.roundTrip(ctx, op, meta)
+		rmeta, err := c.exchange(ctx, op, proved, build)
 		if err == nil {
 			return resp.Decode(rmeta)
 		}
@@ -188,18 +245,55 @@ func (c *Client) call(ctx context.Context, op wire.Op, req, resp wire.ControlMes
 	}
 }
 
-// roundTrip writes one frame and reads its reply on the connection,
-// dialing first if there is none. The reply's metadata is valid until the
-// next call.
-func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte, error) {
-	if c.conn == nil {
-		d := net.Dialer{Timeout: c.opt.DialTimeout}
-		conn, err := d.DialContext(ctx, "tcp", c.addr)
+// exchange sends the request on the connection (dialing first if there is
+// none, and asking for a challenge first when the request is proved) and
+// returns the reply's metadata, valid until the next call.
+func (c *Client) exchange(ctx context.Context, op wire.Op, proved bool, build func(nonce []byte) wire.ControlMessage) ([]byte, error) {
+	if err := c.dial(ctx); err != nil {
+		return nil, err
+	}
+	if proved && c.nonce == nil {
+		rmeta, err := c.roundTrip(ctx, wire.OpChallenge, (&wire.Challenge{}).Encode(c.b))
 		if err != nil {
 			return nil, err
 		}
-		c.conn, c.r = conn, bufio.NewReader(conn)
+		var ch wire.Challenge
+		if err := ch.Decode(rmeta); err != nil {
+			return nil, err
+		}
+		c.nonce = ch.Nonce
 	}
+	var meta []byte
+	if req := build(c.nonce); req != nil {
+		meta = req.Encode(c.b)
+	}
+	return c.roundTrip(ctx, op, meta)
+}
+
+// dial connects when there is no connection, over TLS with Options.TLS.
+func (c *Client) dial(ctx context.Context) error {
+	if c.conn != nil {
+		return nil
+	}
+	d := net.Dialer{Timeout: c.opt.DialTimeout}
+	var conn net.Conn
+	var err error
+	if c.opt.TLS != nil {
+		td := tls.Dialer{NetDialer: &d, Config: c.opt.TLS}
+		conn, err = td.DialContext(ctx, "tcp", c.addr)
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", c.addr)
+	}
+	if err != nil {
+		return err
+	}
+	c.conn, c.r, c.nonce = conn, bufio.NewReader(conn), nil
+	return nil
+}
+
+// roundTrip writes one frame and reads its reply on the connection. The
+// reply's metadata is valid until the next call.
+func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte, error) {
 	conn := c.conn
 	dl, _ := ctx.Deadline()
 	if err := conn.SetDeadline(dl); err != nil {
@@ -225,6 +319,15 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 		return nil, ctxErr(ctx, err)
 	}
 	c.buf = rmeta[:0]
+	if h.ID == 0 && h.Op == wire.OpGoAway.Reply() {
+		// The controller refused the connection (a limit) and closed it.
+		err := wire.ReplyError(&h, rmeta)
+		if err == nil {
+			err = wire.Errorf(wire.CodeClosed, "controller closed the connection")
+		}
+		c.dropConn()
+		return nil, err
+	}
 	if h.Op != op.Reply() || h.ID != c.id {
 		return nil, fmt.Errorf("reply %s id %d to request %s id %d", h.Op, h.ID, op, c.id)
 	}

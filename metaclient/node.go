@@ -13,11 +13,12 @@ type NodeLoop struct {
 	// proof is filled in from Options.Secret.
 	Register wire.NodeRegister
 	// Report fills in a heartbeat's telemetry (tiers' used bytes, rx/tx,
-	// CPU, metrics); Addr and Proof are set by RunNode. Nil sends bare
-	// heartbeats.
+	// CPU, metrics) and the revision of the node's job table (Since,
+	// SnapRev, SnapAfter); Addr and Proof are set by RunNode. Nil sends
+	// bare heartbeats.
 	Report func(hb *wire.Heartbeat)
-	// OnAck receives every ack: the node's state and its jobs' epochs.
-	// Called from RunNode's goroutine; may be nil.
+	// OnAck receives every ack: the node's state and its job-table
+	// changes. Called from RunNode's goroutine; may be nil.
 	OnAck func(ack *wire.NodeAck)
 	// Interval is the heartbeat period until the controller names one
 	// (1 s). Registration is retried at the same period.
@@ -28,8 +29,10 @@ type NodeLoop struct {
 // ctx's error. It never gives up: when the controller is unreachable it
 // keeps retrying every interval (logging each change between working and
 // failing once, not every attempt), and when the controller answers that
-// it does not know the node (it restarted) it registers again at once. The
-// node keeps serving meanwhile; nothing here can stop it.
+// it does not know the node (it restarted) it registers again at once. An
+// ack with More (a registration, a page of the job table) is followed by
+// the next heartbeat at once. The node keeps serving meanwhile; nothing
+// here can stop it.
 func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 	interval := loop.Interval
 	if interval <= 0 {
@@ -79,6 +82,9 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 			}
 			if loop.OnAck != nil {
 				loop.OnAck(ack)
+			}
+			if ack.More {
+				next = 0
 			}
 		}
 		t.Reset(next)

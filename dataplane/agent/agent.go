@@ -1,11 +1,12 @@
 // Package agent connects a storage node to the controller: it registers
 // the node with its tiers (capacity, and bandwidth measured by `pocket hw`
 // or configured), sends a heartbeat every second with the tiers' use, the
-// node's own rx/tx rates and CPU, and applies what the controller answers:
-// the current map epoch of each job placed on the node, and the node's
-// state. A draining node refuses new puts and moves its values to their
-// new owners (drain.go, dataplane.Node.Migrate), reporting its progress in
-// its heartbeats until the controller retires it.
+// node's own rx/tx rates and CPU, and the revision its job table is at, and
+// applies what the controller answers: the node's state and the job-table
+// changes since that revision (jobs registered, revoked, their map epochs;
+// dataplane.Node.ApplyAck). A draining node refuses new puts and moves its
+// values to their new owners (drain.go, dataplane.Node.Migrate), reporting
+// its progress in its heartbeats until the controller retires it.
 package agent
 
 import (
@@ -79,6 +80,7 @@ func (a *agent) report(hb *wire.Heartbeat) {
 			wire.Metric{Name: "open_conns", Value: float64(st.Net.Open)})
 	}
 	a.last, a.lastStats = now, st
+	hb.Since, hb.SnapRev, hb.SnapAfter = a.cfg.Node.JobSync()
 	hb.Tiers = a.tiers()
 	if a.drain != nil {
 		hb.Metrics = append(hb.Metrics, a.drain.metrics()...)
@@ -116,9 +118,7 @@ func appendBlock(ms []wire.Metric, bl []telemetry.BlockLatency) []wire.Metric {
 
 // ack applies the controller's answer.
 func (a *agent) ack(ack *wire.NodeAck) {
-	for _, je := range ack.Jobs {
-		a.cfg.Node.SetEpoch(je.Job, je.Epoch)
-	}
+	a.cfg.Node.ApplyAck(ack)
 	if ack.State != a.state {
 		a.state = ack.State
 		a.cfg.Node.SetDraining(ack.State == wire.NodeDraining)
@@ -131,7 +131,6 @@ func (a *agent) ack(ack *wire.NodeAck) {
 		if a.drain == nil {
 			a.drain = startDrainer(a.ctx, a.cfg.Node, a.cfg.Controller, a.cfg.Addr)
 		}
-		a.drain.setJobs(ack.Jobs)
 	case a.drain != nil:
 		// The controller no longer wants the drain (it restarted and
 		// knows the node as active): stop moving data.

@@ -31,8 +31,10 @@ const drainRetry = 500 * time.Millisecond
 const migrateParallel = 8
 
 // drainer moves the node's data away once the controller has ordered a
-// drain: pass after pass over the jobs the latest ack listed, each with a
-// fresh map, until no value of those jobs is left here.
+// drain: pass after pass over the jobs whose maps hold the node (its job
+// table), each with a fresh map, until no value of those jobs is left here.
+// It derives each job's token from the table (dataplane.Node.JobToken):
+// no token travels to the node.
 type drainer struct {
 	self string // this node's address: never an owner of what it moves
 	node *dataplane.Node
@@ -40,7 +42,6 @@ type drainer struct {
 	data *client.Client
 
 	mu   sync.Mutex
-	jobs []wire.JobEpoch
 	done bool
 	left int64
 
@@ -62,14 +63,6 @@ func (d *drainer) stop() {
 	_ = d.data.Close()
 }
 
-// setJobs records the jobs the controller lists for this node. A job that
-// left the list was deregistered: its data is the controller's to drop.
-func (d *drainer) setJobs(jobs []wire.JobEpoch) {
-	d.mu.Lock()
-	d.jobs = append(d.jobs[:0], jobs...)
-	d.mu.Unlock()
-}
-
 // metrics are the heartbeat's drain figures. Done is reported only after a
 // full pass found nothing left.
 func (d *drainer) metrics() []wire.Metric {
@@ -89,10 +82,7 @@ func (d *drainer) metrics() []wire.Metric {
 func (d *drainer) run(ctx context.Context) {
 	defer d.wg.Done()
 	for ctx.Err() == nil {
-		d.mu.Lock()
-		jobs := append([]wire.JobEpoch(nil), d.jobs...)
-		d.mu.Unlock()
-		left := d.pass(ctx, jobs)
+		left := d.pass(ctx, d.node.PlacedJobs())
 		d.mu.Lock()
 		d.left = left
 		d.done = left == 0 && ctx.Err() == nil
@@ -108,24 +98,25 @@ func (d *drainer) run(ctx context.Context) {
 }
 
 // pass moves every listed job's values and returns how many are left.
-func (d *drainer) pass(ctx context.Context, jobs []wire.JobEpoch) int64 {
+// A job revoked meanwhile is the node's to drop, not to move.
+func (d *drainer) pass(ctx context.Context, jobs []string) int64 {
 	var left int64
-	for _, je := range jobs {
-		if len(je.Token) == 0 {
-			left += d.node.JobValues(je.Job)
+	for _, job := range jobs {
+		tok, ok := d.node.JobToken(job)
+		if !ok {
 			continue
 		}
-		if err := d.moveJob(ctx, je); err != nil && ctx.Err() == nil {
-			slog.Warn("drain: job not fully moved yet", "job", je.Job, "err", err)
+		if err := d.moveJob(ctx, job, tok); err != nil && ctx.Err() == nil {
+			slog.Warn("drain: job not fully moved yet", "job", job, "err", err)
 		}
-		left += d.node.JobValues(je.Job)
+		left += d.node.JobValues(job)
 	}
 	return left
 }
 
 // moveJob fetches the job's map and moves its values to their owners.
-func (d *drainer) moveJob(ctx context.Context, je wire.JobEpoch) error {
-	m, err := d.ctl.GetMap(ctx, je.Job, je.Token)
+func (d *drainer) moveJob(ctx context.Context, job string, tok []byte) error {
+	m, err := d.ctl.GetMap(ctx, job, tok)
 	if errors.Is(err, wire.ErrUnknownJob) {
 		return nil // deregistered meanwhile; the drop order removes the data
 	}

@@ -1,30 +1,43 @@
-// Package token issues and checks capability tokens: HMAC-SHA256 tags that
-// prove the controller, which holds the cluster's shared secret, granted the
-// bearer a right. Storage nodes hold the same secret and check a token on
-// every request, so checking is constant-time and makes no heap allocation.
+// Package token issues and checks capability tokens and proofs: HMAC-SHA256
+// tags that prove the controller, which holds the cluster's shared secret,
+// granted the bearer a right, or that a peer holds the secret. Storage
+// nodes hold the same secret and check a token when a connection first
+// uses it, so checking is constant-time and makes no heap allocation.
 //
 // # Format
 //
-// A token is Len bytes:
+// A token is Len (49) bytes:
 //
 //	offset size field
-//	0      1    kind   KindJob, KindAdmin or KindNode
-//	1      32   tag    HMAC-SHA256(secret, kind || subject)
+//	0      1    kind     KindJob or KindAdmin
+//	1      8    gen      KindJob: the controller revision that registered
+//	                     the job (little endian); else 0
+//	9      8    expires  Unix milliseconds after which the token is void
+//	                     (little endian); 0: never
+//	17     32   tag      HMAC-SHA256(secret, kind || gen || expires || subject)
 //
-// The subject is the job id for KindJob and KindAdmin, the node's data-plane
-// address for KindNode. The kind is inside the MAC, so a token of one kind
-// never passes as another, and one job's token never passes for another job.
+// The subject is the job id. The kind, gen and expiry are inside the MAC,
+// so a token of one kind never passes as another, one job's token never
+// passes for another job, and neither the generation nor the expiry can be
+// changed by the bearer.
 //
 //   - KindJob: handed to a job's clients with its placement map; a node
-//     accepts it for data operations on that job's keys.
+//     accepts it for data operations on that job's keys until the job is
+//     revoked (deregistered) or the token expires. Gen lets a node tell a
+//     job it has not heard of yet (registered after the node's last word
+//     from the controller) from one that is gone.
 //   - KindAdmin: made by the controller for its own requests about a job
 //     (dropping a deregistered job's data); nodes accept it only there.
-//   - KindNode: a node's proof, sent when it registers and heartbeats, that
-//     it holds the cluster secret.
 //
-// Tokens carry no expiry: a job token is valid as long as the secret is.
-// Job ids are unique within a controller's lifetime (see package controller
-// for how ids avoid reuse across restarts).
+// Proofs are tags of the same construction (claims zero) that a peer sends
+// to show it holds the secret, each bound to a nonce the controller chose
+// for the connection (OpChallenge), so a recorded proof is worth nothing
+// on any other connection:
+//
+//   - KindNode: NodeProof(secret, nonce, addr), a node's registration and
+//     heartbeats.
+//   - KindDrain: DrainProof(secret, nonce, addr, deadline), an operator's
+//     order to drain the node at addr. A node proof never passes as one.
 //
 // The textual form used by the CLI and environment (POCKET_TOKEN) is lower
 // case hex; see Format and Parse.
@@ -35,24 +48,32 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"time"
 )
 
 // Kind says what a token grants. The numbers are part of the format.
 type Kind byte
 
-// Token kinds.
+// Token and proof kinds. 3 was the fixed node proof of the first format.
 const (
 	KindJob   Kind = 1
 	KindAdmin Kind = 2
-	KindNode  Kind = 3
+	KindNode  Kind = 5
+	KindDrain Kind = 6
 )
 
-// Len is the length of every token.
-const Len = 1 + sha256.Size
+// Layout of a token.
+const (
+	claimsLen = 16 // gen and expires
+	headLen   = 1 + claimsLen
+	// Len is the length of every token and proof.
+	Len = headLen + sha256.Size
+)
 
 // EnvSecret is the environment variable the controller and nodes read the
 // shared secret from when no flag gives it.
@@ -69,59 +90,147 @@ var ErrNoSecret = errors.New("token: no shared secret configured (set " + EnvSec
 var ErrShortSecret = fmt.Errorf("token: shared secret shorter than %d bytes", MinSecretLen)
 
 // maxInline is the longest subject tagged without allocating: job ids are at
-// most wire.DefaultMaxJobLen (255) bytes, addresses shorter still.
+// most wire.DefaultMaxJobLen (255) bytes, addresses and proofs shorter still.
 const maxInline = 512
 
 const blockSize = 64 // SHA-256 block size, the HMAC key pad length
 
-// Sign returns a job token for job.
-func Sign(secret, job []byte) []byte { return Append(nil, secret, KindJob, job) }
+// Claims are what a job token says besides its job: the controller
+// revision that registered the job and the expiry (zero: never).
+type Claims struct {
+	Gen     uint64
+	Expires time.Time // millisecond resolution
+}
+
+// ExpiresMs is the expiry in Unix milliseconds, 0 for none.
+func (c Claims) ExpiresMs() int64 {
+	if c.Expires.IsZero() {
+		return 0
+	}
+	return max(c.Expires.UnixMilli(), 1)
+}
+
+// Expired reports whether the claims' expiry is at or before now.
+func (c Claims) Expired(now time.Time) bool {
+	return !c.Expires.IsZero() && !now.Before(c.Expires)
+}
+
+// Sign returns a job token for job with zero claims (no generation, no
+// expiry): for tests and standalone tools. The controller uses SignJob.
+func Sign(secret, job []byte) []byte { return SignJob(secret, job, Claims{}) }
+
+// SignJob returns the job token for job with claims c.
+func SignJob(secret, job []byte, c Claims) []byte {
+	return appendToken(nil, secret, KindJob, c.Gen, c.ExpiresMs(), job)
+}
 
 // SignAdmin returns the controller's admin token for requests about job.
-func SignAdmin(secret, job []byte) []byte { return Append(nil, secret, KindAdmin, job) }
+func SignAdmin(secret, job []byte) []byte { return appendToken(nil, secret, KindAdmin, 0, 0, job) }
 
-// SignNode returns the registration proof of the node serving at addr.
-func SignNode(secret []byte, addr string) []byte {
-	return Append(nil, secret, KindNode, []byte(addr))
+// Verify reports whether tok is a valid job token for job, whatever its
+// claims; it does not look at the expiry (see ParseJob).
+func Verify(secret, job, tok []byte) bool {
+	_, ok := ParseJob(secret, job, tok)
+	return ok
 }
 
-// Verify reports whether tok is a valid job token for job.
-func Verify(secret, job, tok []byte) bool { return Check(secret, KindJob, job, tok) }
+// ParseJob checks tok as a job token for job and returns its claims. It
+// does not judge the expiry: callers compare Claims.Expired with their
+// clock. Constant time in the tag; no allocation for job ids up to 512
+// bytes.
+func ParseJob(secret, job, tok []byte) (Claims, bool) {
+	if !check(secret, KindJob, job, tok) {
+		return Claims{}, false
+	}
+	return claimsOf(tok), true
+}
+
+// claimsOf decodes the claims of a well-formed token.
+func claimsOf(tok []byte) Claims {
+	c := Claims{Gen: binary.LittleEndian.Uint64(tok[1:])}
+	if ms := int64(binary.LittleEndian.Uint64(tok[9:])); ms > 0 {
+		c.Expires = time.UnixMilli(ms)
+	}
+	return c
+}
 
 // VerifyAdmin reports whether tok is a valid admin token for job.
-func VerifyAdmin(secret, job, tok []byte) bool { return Check(secret, KindAdmin, job, tok) }
+func VerifyAdmin(secret, job, tok []byte) bool { return check(secret, KindAdmin, job, tok) }
 
-// VerifyNode reports whether tok is the valid proof for the node at addr.
-func VerifyNode(secret []byte, addr string, tok []byte) bool {
-	return Check(secret, KindNode, []byte(addr), tok)
+// NodeProof returns the proof that the node serving at addr holds the
+// secret, for the connection whose challenge nonce is nonce.
+func NodeProof(secret, nonce []byte, addr string) []byte {
+	var sub [maxInline]byte
+	return appendToken(nil, secret, KindNode, 0, 0, proofSubject(sub[:0], nonce, nil, addr))
 }
 
-// Append appends the token of kind for subject to dst.
-func Append(dst, secret []byte, kind Kind, subject []byte) []byte {
+// VerifyNodeProof reports whether proof is NodeProof(secret, nonce, addr).
+func VerifyNodeProof(secret, nonce []byte, addr string, proof []byte) bool {
+	var sub [maxInline]byte
+	return check(secret, KindNode, proofSubject(sub[:0], nonce, nil, addr), proof)
+}
+
+// DrainProof returns an operator's proof for the order to drain the node at
+// addr within deadlineMs milliseconds (0: the controller's default), on the
+// connection whose challenge nonce is nonce.
+func DrainProof(secret, nonce []byte, addr string, deadlineMs int64) []byte {
+	var sub [maxInline]byte
+	var d [8]byte
+	binary.LittleEndian.PutUint64(d[:], uint64(deadlineMs))
+	return appendToken(nil, secret, KindDrain, 0, 0, proofSubject(sub[:0], nonce, d[:], addr))
+}
+
+// VerifyDrainProof reports whether proof is DrainProof(secret, nonce, addr,
+// deadlineMs).
+func VerifyDrainProof(secret, nonce []byte, addr string, deadlineMs int64, proof []byte) bool {
+	var sub [maxInline]byte
+	var d [8]byte
+	binary.LittleEndian.PutUint64(d[:], uint64(deadlineMs))
+	return check(secret, KindDrain, proofSubject(sub[:0], nonce, d[:], addr), proof)
+}
+
+// proofSubject is len(nonce) || nonce || extra || addr: the length prefix
+// keeps nonce and address apart whatever their lengths.
+func proofSubject(dst, nonce, extra []byte, addr string) []byte {
+	dst = append(dst, byte(len(nonce)))
+	dst = append(dst, nonce...)
+	dst = append(dst, extra...)
+	return append(dst, addr...)
+}
+
+// appendToken appends the token of kind with the claims for subject.
+func appendToken(dst, secret []byte, kind Kind, gen uint64, expiresMs int64, subject []byte) []byte {
+	var head [headLen]byte
+	head[0] = byte(kind)
+	binary.LittleEndian.PutUint64(head[1:], gen)
+	binary.LittleEndian.PutUint64(head[9:], uint64(expiresMs))
 	var tag [sha256.Size]byte
-	mac(&tag, secret, kind, subject)
-	dst = append(dst, byte(kind))
+	mac(&tag, secret, &head, subject)
+	dst = append(dst, head[:]...)
 	return append(dst, tag[:]...)
 }
 
-// Check reports whether tok is a valid token of kind for subject. It runs
-// in constant time with respect to the tag's contents and, for subjects up
-// to 512 bytes, allocates nothing.
-func Check(secret []byte, kind Kind, subject, tok []byte) bool {
+// check reports whether tok is a valid token of kind for subject, whatever
+// its claims. It runs in constant time with respect to the tag's contents
+// and, for subjects up to 512 bytes, allocates nothing.
+func check(secret []byte, kind Kind, subject, tok []byte) bool {
 	if len(tok) != Len || Kind(tok[0]) != kind {
 		return false
 	}
+	var head [headLen]byte
+	copy(head[:], tok)
 	var tag [sha256.Size]byte
-	mac(&tag, secret, kind, subject)
-	return subtle.ConstantTimeCompare(tag[:], tok[1:]) == 1
+	mac(&tag, secret, &head, subject)
+	return subtle.ConstantTimeCompare(tag[:], tok[headLen:]) == 1
 }
 
-// mac computes HMAC-SHA256(secret, kind || subject) into tag. crypto/hmac
+// mac computes HMAC-SHA256(secret, head || subject) into tag. crypto/hmac
 // allocates its hash states, so the common case is done by hand over stack
 // buffers with sha256.Sum256 (RFC 2104: H(K^opad || H(K^ipad || m))).
-func mac(tag *[sha256.Size]byte, secret []byte, kind Kind, subject []byte) {
+func mac(tag *[sha256.Size]byte, secret []byte, head *[headLen]byte, subject []byte) {
 	if len(subject) > maxInline {
-		copy(tag[:], macLong(secret, kind, subject))
+		// The copy keeps subject from leaking to the heap through hash.Hash.Write.
+		copy(tag[:], macLong(secret, *head, append([]byte(nil), subject...)))
 		return
 	}
 	var key [blockSize]byte
@@ -131,13 +240,13 @@ func mac(tag *[sha256.Size]byte, secret []byte, kind Kind, subject []byte) {
 	} else {
 		copy(key[:], secret)
 	}
-	var inner [blockSize + 1 + maxInline]byte
+	var inner [blockSize + headLen + maxInline]byte
 	for i, k := range key {
 		inner[i] = k ^ 0x36
 	}
-	inner[blockSize] = byte(kind)
-	n := copy(inner[blockSize+1:], subject)
-	ih := sha256.Sum256(inner[:blockSize+1+n])
+	copy(inner[blockSize:], head[:])
+	n := copy(inner[blockSize+headLen:], subject)
+	ih := sha256.Sum256(inner[:blockSize+headLen+n])
 	var outer [blockSize + sha256.Size]byte
 	for i, k := range key {
 		outer[i] = k ^ 0x5c
@@ -148,11 +257,20 @@ func mac(tag *[sha256.Size]byte, secret []byte, kind Kind, subject []byte) {
 
 // macLong is the allocating path for subjects longer than maxInline; kept
 // apart so its escaping buffers do not make mac's stack arrays escape.
-func macLong(secret []byte, kind Kind, subject []byte) []byte {
+func macLong(secret []byte, head [headLen]byte, subject []byte) []byte {
 	h := hmac.New(sha256.New, secret)
-	h.Write([]byte{byte(kind)})
+	h.Write(head[:])
 	h.Write(subject)
 	return h.Sum(nil)
+}
+
+// NewNonce returns n random bytes for a challenge.
+func NewNonce(n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("token: nonce: %w", err)
+	}
+	return b, nil
 }
 
 // Format returns the textual (hex) form of a token.

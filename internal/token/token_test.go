@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 var secret = []byte("0123456789abcdef-test-secret")
@@ -16,13 +18,18 @@ var secret = []byte("0123456789abcdef-test-secret")
 func TestMatchesCryptoHMAC(t *testing.T) {
 	keys := [][]byte{secret, bytes.Repeat([]byte{7}, 64), bytes.Repeat([]byte{9}, 100)}
 	subjects := [][]byte{nil, []byte("sort-1"), bytes.Repeat([]byte("x"), maxInline), bytes.Repeat([]byte("y"), maxInline+1)}
+	c := Claims{Gen: 1<<60 + 3, Expires: time.UnixMilli(1_800_000_000_123)}
 	for _, k := range keys {
 		for _, s := range subjects {
+			var head [headLen]byte
+			head[0] = byte(KindJob)
+			binary.LittleEndian.PutUint64(head[1:], c.Gen)
+			binary.LittleEndian.PutUint64(head[9:], uint64(c.ExpiresMs()))
 			h := hmac.New(sha256.New, k)
-			h.Write([]byte{byte(KindJob)})
+			h.Write(head[:])
 			h.Write(s)
-			want := append([]byte{byte(KindJob)}, h.Sum(nil)...)
-			if got := Sign(k, s); !bytes.Equal(got, want) {
+			want := append(head[:], h.Sum(nil)...)
+			if got := SignJob(k, s, c); !bytes.Equal(got, want) {
 				t.Fatalf("key %d bytes, subject %d bytes: tag differs from crypto/hmac", len(k), len(s))
 			}
 		}
@@ -31,13 +38,16 @@ func TestMatchesCryptoHMAC(t *testing.T) {
 
 func TestSignVerify(t *testing.T) {
 	job := []byte("sort-1")
-	tok := Sign(secret, job)
+	claims := Claims{Gen: 42, Expires: time.UnixMilli(1_800_000_000_000)}
+	tok := SignJob(secret, job, claims)
 	if len(tok) != Len {
 		t.Fatalf("len %d, want %d", len(tok), Len)
 	}
-	if !Verify(secret, job, tok) {
-		t.Fatal("valid token refused")
+	got, ok := ParseJob(secret, job, tok)
+	if !ok || got.Gen != 42 || !got.Expires.Equal(claims.Expires) {
+		t.Fatalf("claims %+v %v, want %+v", got, ok, claims)
 	}
+	nonce := []byte("0123456789abcdef")
 	cases := map[string]func() bool{
 		"other job":      func() bool { return Verify(secret, []byte("sort-2"), tok) },
 		"other secret":   func() bool { return Verify([]byte("another-secret-value"), job, tok) },
@@ -45,7 +55,7 @@ func TestSignVerify(t *testing.T) {
 		"empty":          func() bool { return Verify(secret, job, nil) },
 		"admin as job":   func() bool { return Verify(secret, job, SignAdmin(secret, job)) },
 		"job as admin":   func() bool { return VerifyAdmin(secret, job, tok) },
-		"node as job":    func() bool { return Verify(secret, job, SignNode(secret, string(job))) },
+		"node as job":    func() bool { return Verify(secret, job, NodeProof(secret, nonce, string(job))) },
 		"kind byte swap": func() bool { b := bytes.Clone(tok); b[0] = byte(KindAdmin); return VerifyAdmin(secret, job, b) },
 	}
 	for name, f := range cases {
@@ -53,7 +63,8 @@ func TestSignVerify(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	// Every single-bit flip of the tag is refused.
+	// Every single-bit flip, of the claims or the tag, is refused: the
+	// bearer can neither extend the expiry nor change the generation.
 	for i := 1; i < Len; i++ {
 		for bit := 0; bit < 8; bit++ {
 			b := bytes.Clone(tok)
@@ -66,9 +77,52 @@ func TestSignVerify(t *testing.T) {
 	if !VerifyAdmin(secret, job, SignAdmin(secret, job)) {
 		t.Fatal("admin token refused")
 	}
-	if !VerifyNode(secret, "127.0.0.1:7000", SignNode(secret, "127.0.0.1:7000")) ||
-		VerifyNode(secret, "127.0.0.1:7001", SignNode(secret, "127.0.0.1:7000")) {
-		t.Fatal("node proof check wrong")
+}
+
+func TestClaimsExpiry(t *testing.T) {
+	now := time.Now()
+	if (Claims{}).Expired(now) {
+		t.Fatal("no expiry expired")
+	}
+	c := Claims{Expires: now.Add(time.Minute)}
+	if c.Expired(now) || !c.Expired(now.Add(time.Minute)) {
+		t.Fatal("expiry boundary")
+	}
+	tok := SignJob(secret, []byte("j-1"), Claims{Expires: time.UnixMilli(5)})
+	if got, ok := ParseJob(secret, []byte("j-1"), tok); !ok || got.Expires.UnixMilli() != 5 {
+		t.Fatalf("expiry round trip: %+v %v", got, ok)
+	}
+}
+
+// TestProofs: a proof holds only for its nonce, address (and deadline),
+// and a node's proof never passes as an operator's drain order.
+func TestProofs(t *testing.T) {
+	n1, n2 := []byte("nonce-one-16byte"), []byte("nonce-two-16byte")
+	addr := "127.0.0.1:7000"
+	p := NodeProof(secret, n1, addr)
+	if !VerifyNodeProof(secret, n1, addr, p) {
+		t.Fatal("node proof refused")
+	}
+	if VerifyNodeProof(secret, n2, addr, p) || VerifyNodeProof(secret, n1, "127.0.0.1:7001", p) ||
+		VerifyNodeProof([]byte("another-secret-value"), n1, addr, p) || VerifyNodeProof(secret, nil, addr, p) {
+		t.Fatal("node proof accepted for another nonce, address or secret")
+	}
+	// Nonce and address cannot trade bytes.
+	if VerifyNodeProof(secret, []byte("nonce-one-16byt"), "e"+addr, p) {
+		t.Fatal("nonce/address boundary not bound")
+	}
+	d := DrainProof(secret, n1, addr, 60_000)
+	if !VerifyDrainProof(secret, n1, addr, 60_000, d) {
+		t.Fatal("drain proof refused")
+	}
+	if VerifyDrainProof(secret, n1, addr, 1, d) || VerifyDrainProof(secret, n2, addr, 60_000, d) ||
+		VerifyDrainProof(secret, n1, addr, 0, p) || VerifyNodeProof(secret, n1, addr, d) {
+		t.Fatal("drain proof accepted for another deadline or nonce, or mixed with a node proof")
+	}
+	a, err := NewNonce(16)
+	b, err2 := NewNonce(16)
+	if err != nil || err2 != nil || len(a) != 16 || bytes.Equal(a, b) {
+		t.Fatalf("nonces %x %x %v %v", a, b, err, err2)
 	}
 }
 
@@ -111,15 +165,20 @@ func TestSecretFrom(t *testing.T) {
 
 func TestVerifyAllocs(t *testing.T) {
 	job := []byte("sort-123")
-	tok := Sign(secret, job)
-	if n := testing.AllocsPerRun(100, func() { Verify(secret, job, tok) }); n != 0 {
-		t.Fatalf("Verify allocates %v times", n)
+	tok := SignJob(secret, job, Claims{Gen: 7})
+	nonce := []byte("0123456789abcdef")
+	proof := NodeProof(secret, nonce, "127.0.0.1:1")
+	if n := testing.AllocsPerRun(100, func() { ParseJob(secret, job, tok) }); n != 0 {
+		t.Fatalf("ParseJob allocates %v times", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { VerifyNodeProof(secret, nonce, "127.0.0.1:1", proof) }); n != 0 {
+		t.Fatalf("VerifyNodeProof allocates %v times", n)
 	}
 }
 
 func BenchmarkVerify(b *testing.B) {
 	job := []byte("sort-123")
-	tok := Sign(secret, job)
+	tok := SignJob(secret, job, Claims{Gen: 7})
 	b.ReportAllocs()
 	for b.Loop() {
 		if !Verify(secret, job, tok) {

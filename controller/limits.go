@@ -1,0 +1,93 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Registration limits (Config): the cluster holds at most MaxJobs jobs; a
+// client (a peer key: a remote IPv4 address or IPv6 /64) holds at most
+// MaxJobsPerClient and registers at most RegisterRate jobs a second, in
+// bursts of RegisterBurst (a token bucket). A refusal is a CodeLimit error
+// naming the limit and its value. A client's record lives while it holds
+// jobs or its bucket is refilling, so the records are bounded by the
+// registered jobs and the last second's registrations.
+
+// client is one registering peer.
+type client struct {
+	jobs   int       // live jobs it registered
+	tokens float64   // registrations it may make now
+	at     time.Time // when tokens was computed
+}
+
+// clientLocked returns the record of a peer, nil for in-process callers.
+func (c *Controller) clientLocked(key string) *client {
+	if key == "" {
+		return nil
+	}
+	cl := c.clients[key]
+	if cl == nil {
+		cl = &client{tokens: float64(c.cfg.RegisterBurst), at: time.Now()}
+		c.clients[key] = cl
+	}
+	return cl
+}
+
+// admitLocked checks a registration against the limits and takes one
+// token from the client's bucket.
+func (c *Controller) admitLocked(key string, now time.Time) error {
+	if err := c.countLocked(key); err != nil {
+		return err
+	}
+	cl := c.clientLocked(key)
+	if cl == nil || c.cfg.RegisterRate < 0 {
+		return nil
+	}
+	cl.refill(now, c.cfg.RegisterRate, c.cfg.RegisterBurst)
+	if cl.tokens < 1 {
+		return wire.Errorf(wire.CodeLimit, "client %s registers jobs faster than %g a second (RegisterRate %g, RegisterBurst %d)",
+			key, c.cfg.RegisterRate, c.cfg.RegisterRate, c.cfg.RegisterBurst)
+	}
+	cl.tokens--
+	return nil
+}
+
+// countLocked checks the job counts, the cluster's and the client's.
+func (c *Controller) countLocked(key string) error {
+	if n := len(c.jobs); n >= c.cfg.MaxJobs {
+		return wire.Errorf(wire.CodeLimit, "the cluster holds %d jobs (MaxJobs %d): deregister some first", n, c.cfg.MaxJobs)
+	}
+	if key == "" || c.cfg.MaxJobsPerClient < 0 {
+		return nil
+	}
+	if cl := c.clients[key]; cl != nil && cl.jobs >= c.cfg.MaxJobsPerClient {
+		return wire.Errorf(wire.CodeLimit, "client %s holds %d jobs (MaxJobsPerClient %d): deregister some first",
+			key, cl.jobs, c.cfg.MaxJobsPerClient)
+	}
+	return nil
+}
+
+func (cl *client) refill(now time.Time, rate float64, burst int) {
+	if d := now.Sub(cl.at).Seconds(); d > 0 {
+		cl.tokens = min(float64(burst), cl.tokens+d*rate)
+	}
+	cl.at = now
+}
+
+// sweepClientsLocked forgets clients that hold no job and whose bucket is
+// full again.
+func (c *Controller) sweepClientsLocked(now time.Time) {
+	for key, cl := range c.clients {
+		if cl.jobs > 0 {
+			continue
+		}
+		if c.cfg.RegisterRate > 0 {
+			cl.refill(now, c.cfg.RegisterRate, c.cfg.RegisterBurst)
+			if cl.tokens < float64(c.cfg.RegisterBurst) {
+				continue
+			}
+		}
+		delete(c.clients, key)
+	}
+}

@@ -1,0 +1,101 @@
+package controller
+
+import (
+	"crypto/tls"
+	"net"
+	"strings"
+
+	"github.com/pocketstore/pocket/internal/pki"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Roles is the set of roles a control connection's peer holds. Over TLS
+// (Config.TLS) they come from the peer's certificate (internal/pki); a
+// plain connection holds every role, and only the proofs of the secret
+// (node registration and heartbeats, drain orders) and the job tokens
+// guard it.
+//
+// Which role each message needs:
+//
+//	register-node, heartbeat       node
+//	drain-node, status, list-jobs  operator
+//	register-job, deregister-job   client or operator
+//	get-map                        client, operator or node (a draining
+//	                               node fetches its jobs' maps)
+//	challenge                      any
+type Roles uint8
+
+// The roles.
+const (
+	RoleNode Roles = 1 << iota
+	RoleOperator
+	RoleClient
+
+	AllRoles = RoleNode | RoleOperator | RoleClient
+)
+
+func (r Roles) String() string {
+	if r == 0 {
+		return "none"
+	}
+	var names []string
+	for _, x := range []struct {
+		r    Roles
+		name string
+	}{{RoleNode, "node"}, {RoleOperator, "operator"}, {RoleClient, "client"}} {
+		if r&x.r != 0 {
+			names = append(names, x.name)
+		}
+	}
+	return strings.Join(names, "+")
+}
+
+// needs returns the roles any one of which may send op.
+func needs(op wire.Op) Roles {
+	switch op {
+	case wire.OpRegisterNode, wire.OpHeartbeat:
+		return RoleNode
+	case wire.OpDrainNode, wire.OpStatus, wire.OpListJobs:
+		return RoleOperator
+	case wire.OpRegisterJob, wire.OpDeregisterJob:
+		return RoleClient | RoleOperator
+	case wire.OpGetMap:
+		return RoleClient | RoleOperator | RoleNode
+	}
+	return AllRoles
+}
+
+// allow refuses op unless the peer holds one of the roles it needs.
+func (r Roles) allow(op wire.Op) error {
+	if want := needs(op); r&want == 0 {
+		return wire.Errorf(wire.CodeBadToken, "%s needs the role %s; this connection's certificate has %s", op, want, r)
+	}
+	return nil
+}
+
+// peerRoles reads the roles of a verified TLS peer.
+func peerRoles(cs tls.ConnectionState) Roles {
+	if len(cs.PeerCertificates) == 0 || len(cs.VerifiedChains) == 0 {
+		return 0
+	}
+	var r Roles
+	for _, role := range pki.RolesOf(cs.PeerCertificates[0]) {
+		switch role {
+		case pki.RoleNode:
+			r |= RoleNode
+		case pki.RoleOperator:
+			r |= RoleOperator
+		case pki.RoleClient:
+			r |= RoleClient
+		}
+	}
+	return r
+}
+
+// wrapListener makes ln serve TLS when Config.TLS is set.
+func (c *Controller) wrapListener(ln net.Listener) net.Listener {
+	if c.cfg.TLS == nil {
+		return ln
+	}
+	return tls.NewListener(ln, c.cfg.TLS)
+}

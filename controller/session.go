@@ -1,0 +1,146 @@
+package controller
+
+import (
+	"crypto/tls"
+	"net"
+
+	flatbuffers "github.com/google/flatbuffers/go"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// nonceLen is the size of a connection's challenge nonce.
+const nonceLen = 16
+
+// session is one control connection's state: who the peer is and the
+// challenge it was given.
+type session struct {
+	peer  string // peerKey of the remote address: the client of registrations
+	roles Roles  // what the peer may do (every role without TLS)
+	nonce []byte // set by OpChallenge; node and drain proofs cover it
+}
+
+var errNoChallenge = wire.Errorf(wire.CodeBadToken, "no challenge on this connection: send OpChallenge first and prove with its nonce")
+
+// newSession completes a TLS handshake (within HandshakeTimeout) and reads
+// the peer's roles from its certificate; a plain connection gets every
+// role. It returns nil when the handshake fails.
+func (c *Controller) newSession(conn net.Conn) *session {
+	s := &session{peer: peerKey(conn.RemoteAddr()), roles: AllRoles}
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return s
+	}
+	if err := setReadTimeout(conn, c.cfg.HandshakeTimeout); err != nil {
+		return nil
+	}
+	if err := tc.Handshake(); err != nil {
+		c.srv.logLimited(wire.Errorf(wire.CodeBadToken, "TLS handshake with %s: %v (handshake)", conn.RemoteAddr(), err))
+		return nil
+	}
+	s.roles = peerRoles(tc.ConnectionState())
+	return s
+}
+
+// handle checks the peer's role for op, decodes the request, runs it and
+// encodes the reply table in b.
+func (c *Controller) handle(s *session, op wire.Op, meta []byte, b *flatbuffers.Builder) ([]byte, error) {
+	if err := s.roles.allow(op); err != nil {
+		return nil, err
+	}
+	reply, err := c.dispatch(s, op, meta)
+	if err != nil {
+		return nil, err
+	}
+	return reply.Encode(b), nil
+}
+
+func (c *Controller) dispatch(s *session, op wire.Op, meta []byte) (wire.ControlMessage, error) {
+	switch op {
+	case wire.OpChallenge:
+		return c.challenge(s)
+	case wire.OpRegisterNode:
+		var m wire.NodeRegister
+		if err := m.Decode(meta); err != nil {
+			return nil, err
+		}
+		if err := c.checkNodeProof(s, m.Addr, m.Proof); err != nil {
+			return nil, err
+		}
+		return c.RegisterNode(&m)
+	case wire.OpHeartbeat:
+		var m wire.Heartbeat
+		if err := m.Decode(meta); err != nil {
+			return nil, err
+		}
+		if err := c.checkNodeProof(s, m.Addr, m.Proof); err != nil {
+			return nil, err
+		}
+		return c.Heartbeat(&m)
+	case wire.OpDrainNode:
+		var m wire.DrainNode
+		if err := m.Decode(meta); err != nil {
+			return nil, err
+		}
+		return c.drainRequest(s.nonce, &m)
+	}
+	return c.dispatchJobs(s, op, meta)
+}
+
+// dispatchJobs serves the job clients' and operators' requests.
+func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.ControlMessage, error) {
+	switch op {
+	case wire.OpRegisterJob:
+		var m wire.JobRegister
+		if err := m.Decode(meta); err != nil {
+			return nil, err
+		}
+		return c.RegisterJobFrom(s.peer, &m)
+	case wire.OpDeregisterJob:
+		var m wire.JobRef
+		if err := m.Decode(meta); err != nil {
+			return nil, err
+		}
+		ctx, cancel := c.closingContext()
+		defer cancel()
+		return c.DeregisterJob(ctx, m.Job, m.Token)
+	case wire.OpGetMap:
+		var m wire.JobRef
+		if err := m.Decode(meta); err != nil {
+			return nil, err
+		}
+		return c.GetMap(m.Job, m.Token)
+	case wire.OpStatus:
+		return c.Status(), nil
+	case wire.OpListJobs:
+		var m wire.JobList
+		if err := m.Decode(meta); err != nil {
+			return nil, err
+		}
+		return c.ListJobs(m.After, int(m.Limit)), nil
+	}
+	return nil, wire.Errorf(wire.CodeUnknownOp, "controller does not serve %s", op)
+}
+
+// challenge gives the connection a fresh nonce, which every later proof on
+// it must cover.
+func (c *Controller) challenge(s *session) (*wire.Challenge, error) {
+	nonce, err := token.NewNonce(nonceLen)
+	if err != nil {
+		return nil, wire.Errorf(wire.CodeInternal, "%v", err)
+	}
+	s.nonce = nonce
+	return &wire.Challenge{Nonce: nonce}, nil
+}
+
+// checkNodeProof checks a node's proof of the secret for this connection.
+func (c *Controller) checkNodeProof(s *session, addr string, proof []byte) error {
+	if len(s.nonce) == 0 {
+		return errNoChallenge
+	}
+	if !token.VerifyNodeProof(c.cfg.Secret, s.nonce, addr, proof) {
+		return wire.Errorf(wire.CodeBadToken, "node %s: proof does not match the cluster secret and this connection's challenge", addr)
+	}
+	return nil
+}

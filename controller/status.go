@@ -1,0 +1,104 @@
+package controller
+
+import (
+	"sort"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// statusBytes bounds the estimated encoded size of a status or job-list
+// reply, well under the control frame limit (wire.DefaultControlMaxMeta,
+// 4 MiB) whatever the cluster holds: the nodes get statusBytes/2, the jobs
+// the rest (at least one job, whose size the wire limits bound).
+const statusBytes = 3 << 20
+
+// Status lists the registered nodes (sorted by address, as many as fit its
+// share of the reply), the number of jobs and the first Config.StatusJobs
+// jobs in registration order; NextJob continues the listing (ListJobs).
+func (c *Controller) Status() *wire.ClusterStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	st := &wire.ClusterStatus{NodeCount: uint32(len(c.nodes)), JobCount: uint64(c.order.len())}
+	addrs := make([]string, 0, len(c.nodes))
+	for addr := range c.nodes {
+		addrs = append(addrs, addr)
+	}
+	sort.Strings(addrs)
+	size := 0
+	for _, addr := range addrs {
+		ns := c.nodeStatusLocked(c.nodes[addr], now)
+		if size += nodeStatusSize(&ns); size > statusBytes/2 {
+			break
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	c.listJobsLocked(st, 0, c.cfg.StatusJobs, statusBytes-size, now)
+	return st
+}
+
+// ListJobs returns up to limit jobs registered after the cursor `after`
+// (a ClusterStatus.NextJob; 0: from the first), in registration order,
+// with the job count and the cursor for the next page. limit is capped at
+// Config.ListJobsPage (0: that many); the reply is bounded in bytes too.
+func (c *Controller) ListJobs(after uint64, limit int) *wire.ClusterStatus {
+	if limit <= 0 || limit > c.cfg.ListJobsPage {
+		limit = c.cfg.ListJobsPage
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := &wire.ClusterStatus{NodeCount: uint32(len(c.nodes)), JobCount: uint64(c.order.len())}
+	c.listJobsLocked(st, after, limit, statusBytes, time.Now())
+	return st
+}
+
+// listJobsLocked appends the jobs after the cursor to st, within limit and
+// budget bytes, and sets the cursor for the rest.
+func (c *Controller) listJobsLocked(st *wire.ClusterStatus, after uint64, limit, budget int, now time.Time) {
+	last := after
+	for i := c.order.after(after); i < len(c.order.jobs) && len(st.Jobs) < limit; i++ {
+		j := c.order.jobs[i]
+		if j == nil {
+			continue
+		}
+		js := wire.JobStatus{Job: j.id, Name: j.name, Tier: j.tier, Epoch: j.epoch, Nodes: c.mapLocked(j).Nodes,
+			Hints: j.hints, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Age: now.Sub(j.created)}
+		if budget -= jobStatusSize(&js); budget < 0 && len(st.Jobs) > 0 {
+			break
+		}
+		st.Jobs = append(st.Jobs, js)
+		last = j.gen
+	}
+	if c.order.liveAfter(last) {
+		st.NextJob = last
+	}
+}
+
+func (c *Controller) nodeStatusLocked(n *node, now time.Time) wire.NodeStatus {
+	ns := wire.NodeStatus{Addr: n.addr, State: n.state, Tiers: append([]wire.TierStat(nil), n.tiers...),
+		RxMbps: n.rx, TxMbps: n.tx, CPUPercent: n.cpu, Cores: n.cores, LastSeen: now.Sub(n.lastSeen),
+		Metrics: append([]wire.Metric(nil), n.metrics...)}
+	if l := c.loads[n.addr]; l != nil {
+		ns.Jobs = uint32(len(l.jobs))
+	}
+	return ns
+}
+
+// Size estimates, generous: flatbuffers spend a few bytes of offsets,
+// vtables and padding per field besides the data.
+func nodeStatusSize(n *wire.NodeStatus) int {
+	s := 160 + len(n.Addr) + 48*len(n.Tiers)
+	for _, m := range n.Metrics {
+		s += 32 + len(m.Name)
+	}
+	return s
+}
+
+func jobStatusSize(j *wire.JobStatus) int {
+	s := 200 + len(j.Job) + len(j.Name)
+	for _, n := range j.Nodes {
+		s += 48 + len(n.Addr)
+	}
+	return s
+}

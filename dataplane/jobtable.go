@@ -1,0 +1,560 @@
+package dataplane
+
+import (
+	"crypto/subtle"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// The job table: what a node knows of each job, learned from the
+// controller only (package controller, changes.go, describes the protocol).
+//
+// Every live job of the cluster has an entry, with its gen and expiry (the
+// claims of its token) and, when this node is in the job's map, its map
+// epoch (else 0). The table is at a controller revision (since): every job
+// registered at or before it is in the table or gone. So, on a node that has
+// synced with its controller:
+//
+//   - a request for a job with no entry is refused (CodeRevoked);
+//   - a token whose job has no entry passes the guard only when its gen is
+//     after the table's revision (the job is newer than the node's last
+//     word from the controller, at most a heartbeat old); the job gets a
+//     pending entry, which the next heartbeats confirm or revoke;
+//   - a client's epoch is refused when older than the entry's (epoch 0
+//     included), accepted otherwise, and never stored: a client cannot move
+//     a node's epoch, and a newer epoch just means the node is a heartbeat
+//     behind.
+//
+// A revoked job (the controller says so, or the controller's drop order
+// arrives) is marked first, so every request of it is refused from then
+// on, then its data is dropped (values put with persist-after-job stay).
+// Its entry stays for revokeLinger, after which what a put that was
+// already past the check may have stored is dropped too, and the entry
+// goes. A revoked job whose persistent values remain is retired instead:
+// its token may still read them (TestClusterPersistAfterJob in package
+// pocket), but it can never hold more than it held when revoked: a job
+// found above that is dropped whole (see checkRetired).
+//
+// Reads are on every request, from every loop, without a lock: the table
+// is jobShards copy-on-write maps of entries whose fields are atomics.
+// Writers (the agent applying a heartbeat ack, the guard adding a pending
+// job, a drop order) serialize on mu; an ack's changes copy each touched
+// shard once, and changes to existing entries (epochs, revocation) are
+// made in place, so a heartbeat costs what it changes, not the table's
+// size.
+
+const jobShards = 64
+
+// revokeLinger is how long a revoked entry stays (refusing) before its job
+// is dropped a second time and the entry removed.
+const revokeLinger = 30 * time.Second
+
+// retiredChecks is how many retired jobs each ack checks.
+const retiredChecks = 16
+
+// Entry states.
+const (
+	stateLive    uint32 = iota // listed by the controller
+	statePending               // a valid token the controller has not listed yet
+	stateRevoked               // deregistered or expired: refused
+	stateRetired               // revoked, persistent values remain: readable
+)
+
+// jobEntry is one job. The atomics are read by the loops; the rest is
+// touched under jobTable.mu only.
+type jobEntry struct {
+	epoch   atomic.Uint64 // from the controller when in the job's map; 0: unknown
+	gen     atomic.Uint64 // the token's gen
+	expires atomic.Int64  // Unix ms; 0: never
+	state   atomic.Uint32
+	used    atomic.Bool                     // a request of the job was admitted here
+	tok     atomic.Pointer[[token.Len]byte] // a token that passed the full check
+
+	seen      uint64    // the snapshot that last listed it
+	revokedAt time.Time // when it was revoked
+	held      int64     // retired: bytes it held once dropped
+}
+
+// jobTable is a node's job table.
+type jobTable struct {
+	seed   maphash.Seed
+	shards [jobShards]atomic.Pointer[map[string]*jobEntry]
+	synced atomic.Bool   // a controller's snapshot was applied
+	since  atomic.Uint64 // the controller revision the table is at
+
+	mu        sync.Mutex // serializes writers; guards the fields below
+	snapRev   uint64     // a snapshot being received: its revision
+	snapAfter uint64     // ... and the gen of the last job received
+	snapID    uint64     // count of snapshots started
+	pending   map[string]*jobEntry
+	revoked   map[string]*jobEntry // revoked or retired, not yet removed
+	retiredAt []string             // retired jobs, checked in turn
+}
+
+func (j *jobTable) init() {
+	j.seed = maphash.MakeSeed()
+	for i := range j.shards {
+		m := map[string]*jobEntry{}
+		j.shards[i].Store(&m)
+	}
+	j.pending = map[string]*jobEntry{}
+	j.revoked = map[string]*jobEntry{}
+}
+
+func (j *jobTable) shard(job []byte) *atomic.Pointer[map[string]*jobEntry] {
+	return &j.shards[maphash.Bytes(j.seed, job)%jobShards]
+}
+
+// lookup returns a job's entry, nil when it has none. It does not allocate.
+func (j *jobTable) lookup(job []byte) *jobEntry {
+	return (*j.shard(job).Load())[string(job)]
+}
+
+// Errors of the per-request check. Static, so refusing allocates nothing.
+var (
+	errRevoked = &wire.Error{Code: wire.CodeRevoked, Msg: "the job's token was revoked: the job was deregistered"}
+	errExpired = &wire.Error{Code: wire.CodeRevoked, Msg: "the job's token has expired"}
+	errJobGone = &wire.Error{Code: wire.CodeRevoked,
+		Msg: "the job is not live on this cluster (deregistered, expired, or registered with an earlier controller)"}
+)
+
+// check runs on every request: it refuses a revoked, expired or (on a
+// synced node) unknown job, and an epoch older than the one the
+// controller gave; a newer epoch passes and is not learned. It is
+// checkOp for a request that may write.
+func (j *jobTable) check(job []byte, epoch uint64) error { return j.checkOp(job, epoch, true) }
+
+// checkOp is check, told whether the request writes (put, delete). A read
+// of a revoked job (get, stat, list) passes while its entry lingers: its
+// data is dropped, so it finds only the values put with persist-after-job,
+// which outlive the job by design. The dispatcher calls check, which
+// treats every request as a write, until it tells reads apart.
+func (j *jobTable) checkOp(job []byte, epoch uint64, write bool) error {
+	e := j.lookup(job)
+	if e == nil {
+		if j.synced.Load() {
+			return errJobGone
+		}
+		return nil
+	}
+	// used before state: a revocation stores the state, then reads used,
+	// so either this request sees the revocation or the revocation sees
+	// that the job may have data here.
+	if !e.used.Load() {
+		e.used.Store(true)
+	}
+	switch e.state.Load() {
+	case stateRevoked:
+		if write {
+			return errRevoked
+		}
+		return nil
+	case stateRetired:
+		return nil
+	}
+	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
+		return errExpired
+	}
+	if cur := e.epoch.Load(); cur != 0 && epoch < cur {
+		return &wire.Error{Code: wire.CodeStaleEpoch, Msg: "placement map is stale; fetch the job's map again", Epoch: cur}
+	}
+	return nil
+}
+
+// admit is the guard's half: tok is a valid token for job with claims c.
+// It refuses a revoked or expired job, and on a synced node a job it does
+// not know whose gen is not after its revision; it enters a job it does
+// not know yet as pending. A token that passed is remembered in the entry
+// (verified reports whether tok is that one, for the fast path).
+func (j *jobTable) admit(job []byte, c token.Claims, tok []byte) error {
+	if c.Expired(time.Now()) {
+		return errExpired
+	}
+	e := j.lookup(job)
+	if e == nil {
+		var err error
+		if e, err = j.addPending(job, c); err != nil {
+			return err
+		}
+	}
+	switch e.state.Load() {
+	case stateRevoked:
+		return errRevoked
+	case stateRetired:
+		return nil
+	}
+	if g := e.gen.Load(); g != 0 && g != c.Gen {
+		return errJobGone // another job of the same name, from another controller run
+	}
+	var t [token.Len]byte
+	copy(t[:], tok)
+	e.tok.Store(&t)
+	return nil
+}
+
+// verified reports whether tok is the token that last passed for job.
+func (j *jobTable) verified(job, tok []byte) (*jobEntry, bool) {
+	e := j.lookup(job)
+	if e == nil || len(tok) != token.Len {
+		return e, false
+	}
+	t := e.tok.Load()
+	return e, t != nil && subtle.ConstantTimeCompare(t[:], tok) == 1
+}
+
+// addPending enters a job the controller has not listed (yet).
+func (j *jobTable) addPending(job []byte, c token.Claims) (*jobEntry, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	ed := j.edit()
+	if e := ed.get(string(job)); e != nil {
+		return e, nil // added meanwhile
+	}
+	if j.synced.Load() && c.Gen <= j.since.Load() {
+		return nil, errJobGone
+	}
+	e := &jobEntry{}
+	e.gen.Store(c.Gen)
+	e.expires.Store(c.ExpiresMs())
+	e.state.Store(statePending)
+	ed.put(string(job), e)
+	ed.commit()
+	j.pending[string(job)] = e
+	return e, nil
+}
+
+// setEpoch records a job's epoch as the controller gives it.
+func (j *jobTable) setEpoch(job string, epoch uint64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	ed := j.edit()
+	e := ed.get(job)
+	if e == nil {
+		e = &jobEntry{}
+		ed.put(job, e)
+		ed.commit()
+	}
+	e.epoch.Store(epoch)
+}
+
+// forget removes a job's entry (a standalone node's drop).
+func (j *jobTable) forget(job string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	ed := j.edit()
+	if ed.get(job) != nil {
+		ed.del(job)
+		ed.commit()
+	}
+	delete(j.pending, job)
+	delete(j.revoked, job)
+}
+
+// syncPoint is what a heartbeat tells the controller: the table's
+// revision, and the snapshot being received if any.
+func (j *jobTable) syncPoint() (since, snapRev, snapAfter uint64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.since.Load(), j.snapRev, j.snapAfter
+}
+
+// revokeLocked marks a job revoked and reports whether it may hold data
+// here (then the caller drops it). The entry is created if missing, so
+// that a revoked job is refused until the entry lingers out.
+func (j *jobTable) revokeLocked(ed *tableEdit, job string, now time.Time) bool {
+	e := ed.get(job)
+	if e == nil {
+		return false // never admitted here: no data
+	}
+	switch e.state.Load() {
+	case stateRevoked, stateRetired:
+		return false
+	}
+	e.state.Store(stateRevoked)
+	e.revokedAt = now
+	delete(j.pending, job)
+	j.revoked[job] = e
+	return e.used.Load()
+}
+
+// upsertLocked enters a live job as the controller lists it.
+func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) {
+	e := ed.get(je.Job)
+	if e == nil {
+		e = &jobEntry{}
+		ed.put(je.Job, e)
+	}
+	switch e.state.Load() {
+	case stateRevoked, stateRetired:
+		if e.gen.Load() == je.Gen {
+			return // the controller's word is older than the revocation
+		}
+		// A new job under a revoked job's id (another controller run).
+		e = &jobEntry{}
+		ed.put(je.Job, e)
+		delete(j.revoked, je.Job)
+	}
+	e.gen.Store(je.Gen)
+	e.expires.Store(unixMs(je.Expires))
+	e.epoch.Store(je.Epoch)
+	e.state.Store(stateLive)
+	e.seen = snap
+	delete(j.pending, je.Job)
+}
+
+func unixMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(t.UnixMilli(), 1)
+}
+
+// apply brings the table to the ack's revision and returns the jobs to
+// drop (newly revoked ones that may hold data here).
+func (j *jobTable) apply(ack *wire.NodeAck, now time.Time) []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if ack.Rev == 0 {
+		return nil // a registration ack: the table comes with heartbeats
+	}
+	ed := j.edit()
+	var drops []string
+	if ack.Full {
+		if j.snapRev != ack.Rev {
+			j.snapRev, j.snapID = ack.Rev, j.snapID+1
+		}
+		for i := range ack.Jobs {
+			j.upsertLocked(ed, &ack.Jobs[i], j.snapID)
+		}
+		j.snapAfter = ack.After
+		if !ack.More {
+			drops = j.finishSnapshotLocked(ed, now)
+		}
+	} else if j.synced.Load() {
+		for i := range ack.Jobs {
+			je := &ack.Jobs[i]
+			if je.Revoked {
+				if j.revokeLocked(ed, je.Job, now) {
+					drops = append(drops, je.Job)
+				}
+				continue
+			}
+			j.upsertLocked(ed, je, 0)
+		}
+		j.since.Store(ack.Rev)
+		drops = append(drops, j.resolvePendingLocked(ed, ack.Rev, now)...)
+	}
+	ed.commit()
+	return drops
+}
+
+// finishSnapshotLocked ends a snapshot: every entry it did not list whose
+// gen is not after its revision is gone from the cluster.
+func (j *jobTable) finishSnapshotLocked(ed *tableEdit, now time.Time) []string {
+	var drops []string
+	rev := j.snapRev
+	for i := range j.shards {
+		for job, e := range *j.shards[i].Load() {
+			switch e.state.Load() {
+			case stateLive, statePending:
+				if e.seen != j.snapID && e.gen.Load() <= rev && j.revokeLocked(ed, job, now) {
+					drops = append(drops, job)
+				}
+			}
+		}
+	}
+	j.since.Store(rev)
+	j.snapRev, j.snapAfter = 0, 0
+	j.synced.Store(true)
+	return drops
+}
+
+// resolvePendingLocked revokes the pending jobs the controller should have
+// listed by rev and did not: their tokens were never (or no longer) live.
+func (j *jobTable) resolvePendingLocked(ed *tableEdit, rev uint64, now time.Time) []string {
+	var drops []string
+	for job, e := range j.pending {
+		if e.gen.Load() <= rev && j.revokeLocked(ed, job, now) {
+			drops = append(drops, job)
+		}
+	}
+	return drops
+}
+
+// tableEdit batches changes to the shards: each touched shard is copied
+// once and the copies published together by commit.
+type tableEdit struct {
+	t      *jobTable
+	copies [jobShards]map[string]*jobEntry
+}
+
+func (j *jobTable) edit() *tableEdit { return &tableEdit{t: j} }
+
+func (ed *tableEdit) index(job string) int {
+	return int(maphash.String(ed.t.seed, job) % jobShards)
+}
+
+func (ed *tableEdit) get(job string) *jobEntry {
+	i := ed.index(job)
+	if m := ed.copies[i]; m != nil {
+		return m[job]
+	}
+	return (*ed.t.shards[i].Load())[job]
+}
+
+func (ed *tableEdit) writable(i int) map[string]*jobEntry {
+	if ed.copies[i] == nil {
+		old := *ed.t.shards[i].Load()
+		m := make(map[string]*jobEntry, len(old)+1)
+		for k, v := range old {
+			m[k] = v
+		}
+		ed.copies[i] = m
+	}
+	return ed.copies[i]
+}
+
+func (ed *tableEdit) put(job string, e *jobEntry) { ed.writable(ed.index(job))[job] = e }
+
+func (ed *tableEdit) del(job string) { delete(ed.writable(ed.index(job)), job) }
+
+func (ed *tableEdit) commit() {
+	for i := range ed.copies {
+		if m := ed.copies[i]; m != nil {
+			p := new(map[string]*jobEntry)
+			*p = m
+			ed.t.shards[i].Store(p)
+			ed.copies[i] = nil
+		}
+	}
+}
+
+// revokeOrder revokes a job on the controller's drop order, entering it if
+// the table has no entry (so it is refused until the entry lingers out).
+func (j *jobTable) revokeOrder(job string, now time.Time) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	ed := j.edit()
+	if ed.get(job) == nil {
+		e := &jobEntry{}
+		e.used.Store(true)
+		ed.put(job, e)
+	}
+	j.revokeLocked(ed, job, now)
+	ed.commit()
+}
+
+// dropped records that a revoked job's data was dropped and that held
+// bytes (its persistent values) remain: such a job is retired.
+func (j *jobTable) dropped(job string, held int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e := j.revoked[job]
+	if e == nil || held <= 0 || e.state.Load() == stateRetired {
+		return
+	}
+	e.held = held
+	e.state.Store(stateRetired)
+	j.retiredAt = append(j.retiredAt, job)
+}
+
+// expiredRevocations removes the revoked (not retired) entries older than
+// revokeLinger and returns those of them that may hold data, to be dropped
+// again.
+func (j *jobTable) expiredRevocations(now time.Time) []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var again []string
+	ed := j.edit()
+	for job, e := range j.revoked {
+		if e.state.Load() != stateRevoked || now.Sub(e.revokedAt) < revokeLinger {
+			continue
+		}
+		if e.used.Load() {
+			again = append(again, job)
+		}
+		delete(j.revoked, job)
+		if ed.get(job) == e {
+			ed.del(job)
+		}
+	}
+	ed.commit()
+	return again
+}
+
+// retiredJob is a retired job to check and the bytes it may hold.
+type retiredJob struct {
+	job  string
+	held int64
+}
+
+// retiredBatch returns up to k retired jobs, in turn.
+func (j *jobTable) retiredBatch(k int) []retiredJob {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []retiredJob
+	for len(out) < k && len(j.retiredAt) > 0 {
+		job := j.retiredAt[0]
+		j.retiredAt = j.retiredAt[1:]
+		e := j.revoked[job]
+		if e == nil || e.state.Load() != stateRetired {
+			continue
+		}
+		out = append(out, retiredJob{job: job, held: e.held})
+	}
+	return out
+}
+
+// unretire updates a retired job after a check: with used bytes left it
+// stays retired (and may hold no more than that), with none its entry goes
+// and its token is refused like any revoked one's.
+func (j *jobTable) unretire(job string, used int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	e := j.revoked[job]
+	if e == nil || e.state.Load() != stateRetired {
+		return
+	}
+	if used > 0 {
+		e.held = min(e.held, used)
+		j.retiredAt = append(j.retiredAt, job)
+		return
+	}
+	delete(j.revoked, job)
+	ed := j.edit()
+	if ed.get(job) == e {
+		ed.del(job)
+		ed.commit()
+	}
+}
+
+// placed lists the live jobs with an epoch (this node is in their maps).
+func (j *jobTable) placed() []string {
+	var out []string
+	for i := range j.shards {
+		for job, e := range *j.shards[i].Load() {
+			if e.state.Load() == stateLive && e.epoch.Load() != 0 {
+				out = append(out, job)
+			}
+		}
+	}
+	return out
+}
+
+// claims returns a live job's token claims.
+func (j *jobTable) claims(job string) (token.Claims, bool) {
+	e := j.lookup([]byte(job))
+	if e == nil || e.state.Load() != stateLive {
+		return token.Claims{}, false
+	}
+	c := token.Claims{Gen: e.gen.Load()}
+	if ms := e.expires.Load(); ms > 0 {
+		c.Expires = time.UnixMilli(ms)
+	}
+	return c, true
+}

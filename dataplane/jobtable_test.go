@@ -1,0 +1,331 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+var jtSecret = []byte("jobtable-test-secret-0123456789")
+
+// tokenNode is a node guarded by tokens of jtSecret, as `pocket node` runs
+// with a controller.
+func tokenNode(t testing.TB) *Node {
+	t.Helper()
+	return startNode(t, 64<<20, NewTokenGuard(jtSecret))
+}
+
+// put, get and list with a token and an epoch, returning the node's error.
+func jobOp(t testing.TB, n *Node, op wire.Op, job, key string, tok []byte, epoch uint64, flags uint16) error {
+	t.Helper()
+	c := dial(t, n, job)
+	var payload []byte
+	if op == wire.OpPut {
+		payload = []byte("value of " + key)
+	}
+	r := roundTrip(t, c, op, flags, &wire.Request{Job: []byte(job), Key: []byte(key), Token: tok, Epoch: epoch}, payload)
+	return r.Err()
+}
+
+// TestClientEpochsAreNotLearned (issue 11, B): a client's epoch can only be
+// refused as stale or accepted; the node's epoch moves only when the
+// controller moves it. The old node learned any higher epoch a client
+// sent, so one request with 2^64-1 locked the job out, and epoch 0 skipped
+// the check.
+func TestClientEpochsAreNotLearned(t *testing.T) {
+	n := startNode(t, 64<<20, fakeGuard{})
+	put := func(epoch uint64) error {
+		return jobOp(t, n, wire.OpPut, "j", "k", []byte("ok-j"), epoch, 0)
+	}
+	n.SetEpoch("j", 5) // the controller's word
+	if err := put(math.MaxUint64); err != nil {
+		t.Fatalf("an epoch newer than the node's (the node is a heartbeat behind) must pass: %v", err)
+	}
+	if err := put(5); err != nil {
+		t.Fatalf("after a client sent 2^64-1, the current epoch is refused: %v (the client moved the node's epoch)", err)
+	}
+	var we *wire.Error
+	if err := put(0); !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 5 {
+		t.Fatalf("epoch 0 on a node that knows the job's epoch: %v, want stale (current 5)", err)
+	}
+	if err := put(4); !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 5 {
+		t.Fatalf("older epoch: %v", err)
+	}
+	n.SetEpoch("j", 6)
+	if err := put(5); !errors.Is(err, wire.ErrStaleEpoch) {
+		t.Fatalf("the controller's newer epoch did not take: %v", err)
+	}
+}
+
+// syncAck is a snapshot of live jobs, complete, at revision rev.
+func syncAck(rev uint64, jobs ...wire.JobEpoch) *wire.NodeAck {
+	return &wire.NodeAck{Known: true, State: wire.NodeActive, Rev: rev, Full: true, Jobs: jobs}
+}
+
+func jobTok(job string, gen uint64) []byte {
+	return token.SignJob(jtSecret, []byte(job), token.Claims{Gen: gen})
+}
+
+// TestRevocationRefusesAndDrops: once the controller says a job is
+// revoked, its token is refused on every op (a connection that already
+// used it included) and what it stored is dropped.
+func TestRevocationRefusesAndDrops(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "a-1", Gen: 90, Epoch: 1}, wire.JobEpoch{Job: "b-2", Gen: 95}))
+	tok := jobTok("a-1", 90)
+	c := dial(t, n, "a-1")
+	for i := 0; i < 10; i++ {
+		r := roundTrip(t, c, wire.OpPut, 0, &wire.Request{Job: []byte("a-1"), Key: []byte(fmt.Sprint("k", i)), Token: tok, Epoch: 1}, []byte("v"))
+		if r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+	}
+	if u := n.jobUsage([]byte("a-1")); u == 0 {
+		t.Fatal("nothing stored")
+	}
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: "a-1", Gen: 90, Revoked: true}}})
+	for _, op := range []wire.Op{wire.OpPut, wire.OpGet, wire.OpList, wire.OpDelete, wire.OpStat} {
+		req := &wire.Request{Job: []byte("a-1"), Key: []byte("k1"), Token: tok, Epoch: 1}
+		var payload []byte
+		if op == wire.OpPut {
+			payload = []byte("x")
+		}
+		if r := roundTrip(t, c, op, 0, req, payload); !errors.Is(r.Err(), wire.ErrRevoked) {
+			t.Errorf("%s on the cached connection after revocation: %v", op, r.Err())
+		}
+		if err := jobOp(t, n, op, "a-1", "k1", tok, 1, 0); !errors.Is(err, wire.ErrRevoked) {
+			t.Errorf("%s on a new connection after revocation: %v", op, err)
+		}
+	}
+	if u := n.jobUsage([]byte("a-1")); u != 0 {
+		t.Fatalf("revoked job still holds %d bytes", u)
+	}
+	// Another job is untouched.
+	if err := jobOp(t, n, wire.OpPut, "b-2", "k", jobTok("b-2", 95), 0, 0); err != nil {
+		t.Fatalf("another job: %v", err)
+	}
+	// Once the entry lingered out, the token is still refused (its gen
+	// is at or before the table's revision and the job is not live).
+	n.sweepRevoked(time.Now().Add(2 * revokeLinger))
+	if e := n.jobs.lookup([]byte("a-1")); e != nil {
+		t.Fatal("revoked entry not removed after the linger")
+	}
+	if err := jobOp(t, n, wire.OpGet, "a-1", "k1", tok, 1, 0); !errors.Is(err, wire.ErrRevoked) {
+		t.Fatalf("after the linger: %v", err)
+	}
+}
+
+// TestUnknownJobs: a synced node refuses a valid token of a job it does not
+// know unless the job is newer than its revision (then it is pending, and
+// revoked with its data if the next acks do not list it).
+func TestUnknownJobs(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "live-1", Gen: 50}))
+	if err := jobOp(t, n, wire.OpPut, "gone-1", "k", jobTok("gone-1", 60), 0, 0); !errors.Is(err, wire.ErrRevoked) {
+		t.Fatalf("a job older than the table's revision that it does not hold: %v", err)
+	}
+	if err := jobOp(t, n, wire.OpPut, "new-1", "k", jobTok("new-1", 120), 0, 0); err != nil {
+		t.Fatalf("a job newer than the table (the node is behind): %v", err)
+	}
+	if err := jobOp(t, n, wire.OpPut, "new-2", "k", jobTok("new-2", 130), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The next ack reaches revision 125 and lists new-1 only: new-2 (gen
+	// 130) stays pending, new-1 is live.
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 125, Jobs: []wire.JobEpoch{{Job: "new-1", Gen: 120, Epoch: 1}}})
+	if err := jobOp(t, n, wire.OpGet, "new-2", "k", jobTok("new-2", 130), 0, 0); err != nil {
+		t.Fatalf("pending job refused early: %v", err)
+	}
+	// Revision 140 without new-2: it was never live (or is gone) and its
+	// data is dropped.
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 140})
+	if err := jobOp(t, n, wire.OpGet, "new-2", "k", jobTok("new-2", 130), 0, 0); !errors.Is(err, wire.ErrRevoked) {
+		t.Fatalf("pending job not listed by its revision: %v", err)
+	}
+	if u := n.jobUsage([]byte("new-2")); u != 0 {
+		t.Fatalf("unlisted job still holds %d bytes", u)
+	}
+	if err := jobOp(t, n, wire.OpGet, "new-1", "k", jobTok("new-1", 120), 1, 0); err != nil {
+		t.Fatalf("listed job: %v", err)
+	}
+	// A token of the same id but another generation (an earlier
+	// controller run's job) does not pass for the live job.
+	if err := jobOp(t, n, wire.OpGet, "new-1", "k", jobTok("new-1", 7), 1, 0); !errors.Is(err, wire.ErrRevoked) {
+		t.Fatalf("another generation's token: %v", err)
+	}
+}
+
+// TestSnapshotRevokesWhatItDoesNotList: a snapshot (after a controller
+// restart, or a node too far behind) revokes the jobs it does not list.
+func TestSnapshotRevokesWhatItDoesNotList(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "old-1", Gen: 90}, wire.JobEpoch{Job: "keep-1", Gen: 91}))
+	if err := jobOp(t, n, wire.OpPut, "old-1", "k", jobTok("old-1", 90), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	// A two-page snapshot from a new controller run at revision 500.
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 500, Full: true, More: true, After: 91, Jobs: []wire.JobEpoch{{Job: "keep-1", Gen: 91}}})
+	if since, snap, after := n.JobSync(); since != 100 || snap != 500 || after != 91 {
+		t.Fatalf("sync point mid-snapshot: %d %d %d", since, snap, after)
+	}
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 500, Full: true, After: 450, Jobs: []wire.JobEpoch{{Job: "n-1", Gen: 450}}})
+	if since, snap, _ := n.JobSync(); since != 500 || snap != 0 {
+		t.Fatalf("sync point after the snapshot: %d %d", since, snap)
+	}
+	if err := jobOp(t, n, wire.OpGet, "old-1", "k", jobTok("old-1", 90), 0, 0); !errors.Is(err, wire.ErrRevoked) {
+		t.Fatalf("job the snapshot did not list: %v", err)
+	}
+	if u := n.jobUsage([]byte("old-1")); u != 0 {
+		t.Fatalf("unlisted job holds %d bytes", u)
+	}
+	for job, gen := range map[string]uint64{"keep-1": 91, "n-1": 450} {
+		if err := jobOp(t, n, wire.OpPut, job, "k", jobTok(job, gen), 0, 0); err != nil {
+			t.Fatalf("%s: %v", job, err)
+		}
+	}
+}
+
+// TestExpiredTokens: an expired token is refused with CodeRevoked saying
+// so, by the guard and on a connection that used it before.
+func TestExpiredTokens(t *testing.T) {
+	n := tokenNode(t)
+	exp := time.Now().Add(300 * time.Millisecond).Truncate(time.Millisecond)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "t-1", Gen: 99, Expires: exp}))
+	tok := token.SignJob(jtSecret, []byte("t-1"), token.Claims{Gen: 99, Expires: exp})
+	c := dial(t, n, "t-1")
+	req := &wire.Request{Job: []byte("t-1"), Key: []byte("k"), Token: tok}
+	if r := roundTrip(t, c, wire.OpPut, 0, req, []byte("v")); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	time.Sleep(time.Until(exp) + 10*time.Millisecond)
+	r := roundTrip(t, c, wire.OpGet, 0, req, nil)
+	err := r.Err()
+	if !errors.Is(err, wire.ErrRevoked) || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("expired token on a connection that used it: %v", err)
+	}
+	if err := jobOp(t, n, wire.OpGet, "t-1", "k", tok, 0, 0); !errors.Is(err, wire.ErrRevoked) || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("expired token on a new connection: %v", err)
+	}
+	// An unbound guard refuses it too.
+	if err := NewTokenGuard(jtSecret).CheckJob([]byte("t-1"), tok); !errors.Is(err, wire.ErrRevoked) {
+		t.Fatalf("unbound guard: %v", err)
+	}
+}
+
+// TestRevokedJobKeepsPersistentValues: values put with persist-after-job
+// outlive the job and stay readable (the job is retired on that node); a
+// retired job that stores more than it held when revoked loses it all.
+func TestRevokedJobKeepsPersistentValues(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "p-1", Gen: 99}))
+	tok := jobTok("p-1", 99)
+	if err := jobOp(t, n, wire.OpPut, "p-1", "kept", tok, 0, wire.FlagPersist); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobOp(t, n, wire.OpPut, "p-1", "gone", tok, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: "p-1", Gen: 99, Revoked: true}}})
+	if err := jobOp(t, n, wire.OpGet, "p-1", "kept", tok, 0, 0); err != nil {
+		t.Fatalf("persistent value: %v", err)
+	}
+	if err := jobOp(t, n, wire.OpGet, "p-1", "gone", tok, 0, 0); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("dropped value: %v", err)
+	}
+	held := n.jobUsage([]byte("p-1"))
+	if err := jobOp(t, n, wire.OpPut, "p-1", "more", tok, 0, wire.FlagPersist); err != nil {
+		t.Fatal(err) // a retired job cannot be told from a reader here...
+	}
+	n.sweepRevoked(time.Now())
+	if u := n.jobUsage([]byte("p-1")); u != 0 {
+		t.Fatalf("a retired job grew from %d to %d bytes and kept it", held, u)
+	}
+	if err := jobOp(t, n, wire.OpGet, "p-1", "kept", tok, 0, 0); !errors.Is(err, wire.ErrRevoked) {
+		t.Fatalf("after storing past its revocation: %v", err)
+	}
+}
+
+// TestDropOrderRevokes: the controller's drop order revokes the job on a
+// guarded node at once, before the heartbeat brings the revocation.
+func TestDropOrderRevokes(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "d-1", Gen: 99}))
+	tok := jobTok("d-1", 99)
+	if err := jobOp(t, n, wire.OpPut, "d-1", "k", tok, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, n, "d-1")
+	r := roundTrip(t, c, wire.OpDropJob, 0, &wire.Request{Job: []byte("d-1"), Token: token.SignAdmin(jtSecret, []byte("d-1"))}, nil)
+	if r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	if err := jobOp(t, n, wire.OpPut, "d-1", "k2", tok, 0, 0); !errors.Is(err, wire.ErrRevoked) {
+		t.Fatalf("put after the drop order: %v", err)
+	}
+}
+
+// BenchmarkApplyAck measures what a heartbeat costs a node whose table
+// holds 10,000 jobs: an ack with no change, one epoch change, one new job,
+// one revocation.
+func BenchmarkApplyAck(b *testing.B) {
+	const jobs = 10_000
+	setup := func(b *testing.B) *Node {
+		n := startNode(b, 1<<20, NewTokenGuard(jtSecret))
+		snap := &wire.NodeAck{Known: true, Rev: 1_000_000, Full: true}
+		for i := 0; i < jobs; i++ {
+			snap.Jobs = append(snap.Jobs, wire.JobEpoch{Job: fmt.Sprintf("job-%d", i), Gen: uint64(i + 1), Epoch: uint64(i%2 + 1)})
+		}
+		n.ApplyAck(snap)
+		return n
+	}
+	b.Run("unchanged", func(b *testing.B) {
+		n := setup(b)
+		rev := uint64(1_000_000)
+		b.ReportAllocs()
+		for b.Loop() {
+			n.ApplyAck(&wire.NodeAck{Known: true, Rev: rev})
+		}
+	})
+	b.Run("one-epoch", func(b *testing.B) {
+		n := setup(b)
+		rev := uint64(1_000_000)
+		b.ReportAllocs()
+		for b.Loop() {
+			rev++
+			n.ApplyAck(&wire.NodeAck{Known: true, Rev: rev, Jobs: []wire.JobEpoch{{Job: "job-7", Gen: 8, Epoch: rev}}})
+		}
+	})
+	b.Run("one-new-job", func(b *testing.B) {
+		n := setup(b)
+		rev := uint64(2_000_000)
+		b.ReportAllocs()
+		for b.Loop() {
+			rev++
+			n.ApplyAck(&wire.NodeAck{Known: true, Rev: rev, Jobs: []wire.JobEpoch{{Job: fmt.Sprintf("new-%d", rev), Gen: rev}}})
+		}
+	})
+}
+
+// BenchmarkJobCheck is the per-request check with 10,000 jobs.
+func BenchmarkJobCheck(b *testing.B) {
+	var j jobTable
+	j.init()
+	ack := &wire.NodeAck{Rev: 20_000, Full: true}
+	for i := 0; i < 10_000; i++ {
+		ack.Jobs = append(ack.Jobs, wire.JobEpoch{Job: fmt.Sprintf("job-%d", i), Gen: uint64(i + 1), Epoch: 3})
+	}
+	j.apply(ack, time.Now())
+	job := []byte("job-4242")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := j.check(job, 3); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
