@@ -3,6 +3,7 @@ package controller
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,10 +55,11 @@ type server struct {
 	logf    func(format string, args ...any)
 }
 
-// connInfo is one tracked connection.
+// connInfo is one tracked connection; its fields are guarded by server.mu.
 type connInfo struct {
 	peer string
-	last time.Time // end of the latest request (or the accept); guarded by server.mu
+	last time.Time // start or end of the latest request, or the accept
+	busy bool      // a request is being served: never evicted then
 }
 
 func (s *server) init(logf func(format string, args ...any)) {
@@ -180,7 +182,7 @@ func (s *server) evictIdleLocked(now time.Time) bool {
 	var victim net.Conn
 	var oldest time.Time
 	for conn, ci := range s.conns {
-		if victim == nil || ci.last.Before(oldest) {
+		if !ci.busy && (victim == nil || ci.last.Before(oldest)) {
 			victim, oldest = conn, ci.last
 		}
 	}
@@ -210,25 +212,36 @@ func (s *server) untrack(conn net.Conn) {
 	conn.Close()
 }
 
-// touch records the end of a request on conn, for idle eviction.
-func (s *server) touch(conn net.Conn) {
+// touch records the start (busy) or end of a request on conn, for idle
+// eviction.
+func (s *server) touch(conn net.Conn, busy bool) {
 	s.mu.Lock()
 	if ci, ok := s.conns[conn]; ok {
-		ci.last = time.Now()
+		ci.last, ci.busy = time.Now(), busy
 	}
 	s.mu.Unlock()
 }
 
 // refuse tells a connection over a limit why, logs it (rate-limited per
-// limit) and closes it. The peer may already have sent a request: it is
-// read and discarded for up to a second (for at most maxLingering
-// connections at a time), so the peer reads the refusal rather than a
-// reset.
+// limit) and closes it. The refusal is one frame, written at once on a
+// plain connection (a fresh socket's buffer takes it without blocking) and
+// off the accept loop over TLS (after the handshake). Then the peer's
+// request, if it sent one, is read and discarded, so it reads the refusal
+// rather than a reset: within a second, for at most maxLingering
+// connections at a time (beyond them the connection is closed at once; a
+// TLS one then gets nothing).
 func (c *Controller) refuse(conn net.Conn, err error) {
 	c.srv.logLimited(err)
 	frame := wire.AppendControlFrame(nil, wire.OpGoAway.Reply(), 0, wire.CodeOf(err), wire.NewEncoder().ErrorResponse(err))
 	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	_, _ = conn.Write(frame)
+	_, isTLS := conn.(*tls.Conn)
+	if !isTLS {
+		_ = conn.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+		if _, err := conn.Write(frame); err != nil {
+			conn.Close()
+			return
+		}
+	}
 	select {
 	case c.srv.linger <- struct{}{}:
 	default:
@@ -238,6 +251,11 @@ func (c *Controller) refuse(conn net.Conn, err error) {
 	go func() {
 		defer func() { <-c.srv.linger }()
 		defer conn.Close()
+		if isTLS {
+			if _, err := conn.Write(frame); err != nil {
+				return
+			}
+		}
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}
@@ -333,6 +351,7 @@ func (c *Controller) serveConn(conn net.Conn) {
 		}
 		timeout = c.cfg.IdleTimeout
 		buf = meta[:0]
+		c.srv.touch(conn, true)
 		reply, err := c.handle(sess, h.Op, meta, b)
 		code := wire.CodeOK
 		if err == nil && len(reply) > wire.DefaultControlMaxMeta {
@@ -349,7 +368,7 @@ func (c *Controller) serveConn(conn net.Conn) {
 		if _, err := conn.Write(out); err != nil {
 			return
 		}
-		c.srv.touch(conn)
+		c.srv.touch(conn, false)
 	}
 }
 

@@ -3,6 +3,7 @@ package controller
 import (
 	"crypto/tls"
 	"net"
+	"time"
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
@@ -32,11 +33,16 @@ func (c *Controller) newSession(conn net.Conn) *session {
 	if !ok {
 		return s
 	}
-	if err := setReadTimeout(conn, c.cfg.HandshakeTimeout); err != nil {
-		return nil
+	if d := c.cfg.HandshakeTimeout; d > 0 {
+		if err := conn.SetDeadline(time.Now().Add(d)); err != nil {
+			return nil
+		}
 	}
 	if err := tc.Handshake(); err != nil {
 		c.srv.logLimited(wire.Errorf(wire.CodeBadToken, "TLS handshake with %s: %v (handshake)", conn.RemoteAddr(), err))
+		return nil
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return nil
 	}
 	s.roles = peerRoles(tc.ConnectionState())

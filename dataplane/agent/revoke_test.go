@@ -2,13 +2,16 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
@@ -26,10 +29,25 @@ type cluster struct {
 	dram  []*dataplane.DRAM
 }
 
-func newCluster(t *testing.T, nodes int) *cluster {
+func newCluster(t *testing.T, nodes int) *cluster { return newClusterTLS(t, nodes, "") }
+
+// newClusterTLS is newCluster over mutual TLS with the certificates in
+// tlsDir (pki.Init) when it is not empty.
+func newClusterTLS(t *testing.T, nodes int, tlsDir string) *cluster {
 	t.Helper()
-	ctl, err := controller.New(controller.Config{Secret: testSecret, HeartbeatInterval: 50 * time.Millisecond,
-		DeadAfter: 2 * time.Second, Logf: func(string, ...any) {}})
+	cfg := controller.Config{Secret: testSecret, HeartbeatInterval: 50 * time.Millisecond,
+		DeadAfter: 2 * time.Second, Logf: func(string, ...any) {}}
+	var nodeTLS *tls.Config
+	if tlsDir != "" {
+		var err error
+		if cfg.TLS, err = pki.ServerConfig(tlsDir, pki.Members[pki.RoleController]); err != nil {
+			t.Fatal(err)
+		}
+		if nodeTLS, err = pki.ClientConfig(tlsDir, pki.Members[pki.RoleNode]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctl, err := controller.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +81,7 @@ func newCluster(t *testing.T, nodes int) *cluster {
 			t.Fatal(err)
 		}
 		c.nodes, c.dram = append(c.nodes, n), append(c.dram, d)
-		mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logf: func(string, ...any) {}})
+		mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, TLS: nodeTLS, Logf: func(string, ...any) {}})
 		go func() {
 			defer func() { done <- struct{}{} }()
 			defer mc.Close()
@@ -231,5 +249,40 @@ func TestNodeSyncsLargeTable(t *testing.T) {
 			t.Fatalf("node holds %d of %d jobs", len(n.PlacedJobs()), jobs)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClusterOverTLS: nodes register and heartbeat over mutual TLS with
+// node certificates, a job client with a client certificate registers,
+// writes and deregisters, and the revocation reaches the node.
+func TestClusterOverTLS(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	if err := pki.Init(dir, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	c := newClusterTLS(t, 1, dir)
+	cli, err := pki.ClientConfig(dir, pki.Members[pki.RoleClient])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := metaclient.New(c.addr, metaclient.Options{TLS: cli, Logf: func(string, ...any) {}})
+	defer mc.Close()
+	ctx := context.Background()
+	m, err := mc.RegisterJob(ctx, "tls", wire.JobHints{CapacityBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.nodes[0]
+	if err := op(t, n, wire.OpPut, m.Job, m.Token, m.Epoch, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.DeregisterJob(ctx, m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	if err := op(t, n, wire.OpGet, m.Job, m.Token, m.Epoch, "k"); !errors.Is(err, wire.ErrRevoked) {
+		t.Fatalf("after deregistration over TLS: %v", err)
+	}
+	if _, err := mc.Status(ctx); !errors.Is(err, wire.ErrBadToken) {
+		t.Fatalf("a client certificate read the status: %v", err)
 	}
 }

@@ -292,3 +292,35 @@ func ClientConfig(dir, name string) (*tls.Config, error) {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS13}, nil
 }
+
+// Members is the member name Init issues for each role.
+var Members = map[Role]string{RoleController: "controller", RoleNode: "node", RoleOperator: "operator", RoleClient: "client"}
+
+// Init prepares dir for a local cluster, as `pocket up` does: when it holds
+// no CA yet, it creates one (DefaultValidity) and issues one certificate
+// per role, named as in Members, the controller's for hosts (its listen
+// addresses: IPs or names). A directory that has a CA is left as it is.
+// Afterwards ServerConfig(dir, "controller") and ClientConfig(dir, NAME)
+// load them.
+func Init(dir string, hosts []string) error {
+	if _, err := os.Stat(filepath.Join(dir, CAFile)); err == nil {
+		return nil
+	}
+	ca, err := NewCA("pocket cluster", 0)
+	if err != nil {
+		return err
+	}
+	if err := ca.Save(dir); err != nil {
+		return err
+	}
+	for _, r := range []Role{RoleController, RoleNode, RoleOperator, RoleClient} {
+		var h []string
+		if r == RoleController {
+			h = hosts
+		}
+		if err := ca.IssueTo(dir, r, Members[r], h); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -69,3 +69,42 @@ func TestIssueAndLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestInit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	if err := Init(dir, []string{"127.0.0.1", "localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	ca1, err := os.ReadFile(filepath.Join(dir, CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Init(dir, nil); err != nil { // idempotent: keeps the CA
+		t.Fatal(err)
+	}
+	ca2, _ := os.ReadFile(filepath.Join(dir, CAFile))
+	if string(ca1) != string(ca2) {
+		t.Fatal("Init replaced an existing CA")
+	}
+	srv, err := ServerConfig(dir, Members[RoleController])
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(srv.Certificates[0].Certificate[0])
+	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
+		t.Fatalf("controller certificate: %v", err)
+	}
+	for r, name := range Members {
+		cfg, err := ClientConfig(dir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
+		if got := RolesOf(c); len(got) != 1 || got[0] != r {
+			t.Fatalf("%s: roles %v", name, got)
+		}
+	}
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("directory mode: %v %v", st.Mode(), err)
+	}
+}
