@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Table of perf/regress.sh: NEW against OLD, cell by cell.
+
+usage: regress_report.py CELLS.tsv RESULTS.jsonl
+
+CELLS.tsv: name, kind, metric (a field of `pocket bench --json`), description,
+tab separated, in table order. RESULTS.jsonl: `pocket bench --json` lines
+labelled CELL|BUILD|PASS (BUILD old or new). A run with errors is left out.
+Prints a Markdown table: the median of each build over its good passes, the
+ratio NEW/OLD of the medians and the min-max of the per-pass ratios (passes
+where both builds ran). A cell with no good run in a build shows n/a.
+"""
+import json
+import statistics
+import sys
+
+UNITS = {"ops_per_sec": "ops/s", "mb_per_sec": "MB/s", "p50_us": "p50 us", "p99_us": "p99 us"}
+LOWER_IS_BETTER = {"p50_us", "p99_us", "p999_us", "mean_us", "max_us"}
+
+
+def fmt(metric, v):
+    if v is None:
+        return "n/a"
+    if metric == "ops_per_sec":
+        return f"{v:,.0f}"
+    return f"{v:,.1f}"
+
+
+def main():
+    cells_path, results_path = sys.argv[1], sys.argv[2]
+    cells = []
+    with open(cells_path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line:
+                name, kind, metric, desc = line.split("\t")
+                cells.append((name, kind, metric, desc))
+
+    runs = {}  # (cell, build) -> {pass: result}
+    bad = {}  # (cell, build) -> runs with errors
+    with open(results_path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                r = json.loads(line)
+                cell, build, pss = r["label"].split("|")
+            except (ValueError, KeyError):
+                continue
+            if r.get("errors", 0) or not r.get("ops", 0):
+                bad[(cell, build)] = bad.get((cell, build), 0) + 1
+                continue
+            runs.setdefault((cell, build), {})[int(pss)] = r
+
+    print("| cell | metric | OLD | NEW | NEW/OLD | per-pass NEW/OLD (min-max) | good passes OLD/NEW | note |")
+    print("|---|---|---:|---:|---:|---|---|---|")
+    for name, _kind, metric, desc in cells:
+        old = runs.get((name, "old"), {})
+        new = runs.get((name, "new"), {})
+        lower = metric in LOWER_IS_BETTER
+        unit = UNITS.get(metric, metric) + (" (lower is better)" if lower else "")
+        mo = statistics.median(r[metric] for r in old.values()) if old else None
+        mn = statistics.median(r[metric] for r in new.values()) if new else None
+        ratio = spread = "n/a"
+        if mo and mn is not None:
+            ratio = f"{mn / mo:.2f}x"
+        per_pass = [new[p][metric] / old[p][metric] for p in sorted(set(old) & set(new)) if old[p][metric]]
+        if per_pass:
+            lo, hi = min(per_pass), max(per_pass)
+            spread = f"{lo:.2f}-{hi:.2f}x"
+        note = "; ".join(f"{b}: {bad[(name, b)]} run(s) with errors left out" for b in ("old", "new") if bad.get((name, b)))
+        print(f"| {name}: {desc} | {unit} | {fmt(metric, mo)} | {fmt(metric, mn)} | {ratio} | {spread} "
+              f"| {len(old)}/{len(new)} | {note} |")
+    print()
+    print("OLD and NEW are medians over the good passes; per-pass ratios pair the runs of one pass. "
+          "A ratio above 1 is better for ops/s and MB/s, below 1 for latency. A change shows when the "
+          "spread is clear of 1.0 (and of the spread a same-build run shows on this machine); "
+          "a failed run is left out, a build with no good run shows n/a.")
+
+
+if __name__ == "__main__":
+    main()
