@@ -2,6 +2,7 @@ package netio
 
 import (
 	"errors"
+	"log/slog"
 	"runtime"
 	"time"
 )
@@ -14,6 +15,30 @@ type Config struct {
 	// MaxConns bounds open connections over all loops; a connection beyond
 	// it is accepted and closed at once. Default 10000.
 	MaxConns int
+	// MaxConnsPerPeer bounds the open connections of one peer address (an
+	// IPv4 address, or an IPv6 /64), over all loops; a connection beyond
+	// it is accepted and closed at once, with nothing written, so one
+	// client cannot take all of MaxConns. Loopback peers count like any
+	// other. Negative: no per-peer limit. Default 4096
+	// (DefaultMaxConnsPerPeer): see the package doc for why it is high.
+	MaxConnsPerPeer int
+	// IdleTimeout closes a connection that has nothing queued to write and
+	// has neither had a request taken by the handler (OnData consuming
+	// bytes, or bytes going into a Sink) nor had output accepted by the
+	// peer for this long. Bytes that never make up a request (a partial
+	// header trickling in) do not count. OnClose gets ErrIdleTimeout.
+	// Negative: never. Default 2 minutes (DefaultIdleTimeout): see the
+	// package doc. Enforced by a periodic sweep: a connection is closed
+	// between IdleTimeout and IdleTimeout plus the sweep period (a
+	// quarter of the shorter timeout, at most 1 s) after its last activity.
+	IdleTimeout time.Duration
+	// WriteTimeout closes a connection that has output queued (Write or
+	// WriteRef) of which the peer has taken no byte for this long (no
+	// writev progress, and the socket's send queue unchanged); the
+	// socket is reset, every WriteRef reference it held is released and
+	// OnClose gets ErrWriteTimeout. Negative: never. Default 30 seconds
+	// (DefaultWriteTimeout). Enforced by the same sweep as IdleTimeout.
+	WriteTimeout time.Duration
 	// ReadBuffer is the size of one read(2), into a buffer shared by all
 	// connections of a loop. Default 64 KiB.
 	ReadBuffer int
@@ -44,6 +69,13 @@ type Config struct {
 	// netpoller until its epoll descriptor is ready. See the package doc
 	// for the measurement. Default false (park).
 	WaitInSyscall bool
+	// Logger gets one line when a limit triggers (MaxConns,
+	// MaxConnsPerPeer, IdleTimeout, WriteTimeout, descriptor exhaustion
+	// at accept), naming the limit (limit=<field or RLIMIT_NOFILE>); at
+	// most one line per limit per loop per second, whose count is the
+	// occurrences since the previous line. Stats counts every occurrence.
+	// Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Default values of Config fields.
@@ -53,6 +85,10 @@ const (
 	DefaultMaxReadPerPass = 256 << 10
 	DefaultMaxInbound     = 1 << 20
 	DefaultMaxOutbound    = 4 << 20
+
+	DefaultMaxConnsPerPeer = 4096
+	DefaultIdleTimeout     = 2 * time.Minute
+	DefaultWriteTimeout    = 30 * time.Second
 )
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -75,6 +111,18 @@ func (c Config) withDefaults() Config {
 	if c.MaxOutbound <= 0 {
 		c.MaxOutbound = DefaultMaxOutbound
 	}
+	if c.MaxConnsPerPeer == 0 {
+		c.MaxConnsPerPeer = DefaultMaxConnsPerPeer
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 	return c
 }
 
@@ -87,6 +135,11 @@ var (
 	ErrInboundLimit = errors.New("netio: unconsumed input over limit")
 	// ErrBadConsumed: OnData returned a consumed count outside [0, len(in)].
 	ErrBadConsumed = errors.New("netio: handler consumed out of range")
+	// ErrIdleTimeout: the connection was idle for Config.IdleTimeout.
+	ErrIdleTimeout = errors.New("netio: idle timeout")
+	// ErrWriteTimeout: the peer took none of the connection's queued output
+	// for Config.WriteTimeout.
+	ErrWriteTimeout = errors.New("netio: write timeout: peer not reading")
 	// ErrBadAddress: Listen was given an address it cannot bind.
 	ErrBadAddress = errors.New("netio: bad listen address")
 )
@@ -96,13 +149,22 @@ type Stats struct {
 	Open     int64  // connections open now
 	Accepted uint64 // connections accepted and opened
 	Refused  uint64 // connections accepted and closed at once (MaxConns)
-	Closed   uint64 // opened connections closed
-	BytesIn  uint64 // bytes read from connections
-	BytesOut uint64 // bytes written to connections
-	Reads    uint64 // read(2) calls that returned data
-	Writevs  uint64 // writev(2) calls that wrote data
-	Passes   uint64 // loop passes that handled at least one event
-	Wakeups  uint64 // eventfd wake-ups handled
-	Tasks    uint64 // posted functions run
-	Paused   uint64 // times a connection stopped being read (MaxOutbound)
+	// RefusedPerPeer counts connections accepted and closed at once
+	// because their peer had MaxConnsPerPeer open.
+	RefusedPerPeer uint64
+	IdleClosed     uint64 // connections closed by IdleTimeout
+	WriteTimeouts  uint64 // connections closed by WriteTimeout
+	// AcceptBackoffs counts the times accept failed for lack of
+	// descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) and the loop
+	// stopped polling its listener for a while (10 ms, doubling to 1 s).
+	AcceptBackoffs uint64
+	Closed         uint64 // opened connections closed
+	BytesIn        uint64 // bytes read from connections
+	BytesOut       uint64 // bytes written to connections
+	Reads          uint64 // read(2) calls that returned data
+	Writevs        uint64 // writev(2) calls that wrote data
+	Passes         uint64 // loop passes that handled at least one event
+	Wakeups        uint64 // eventfd wake-ups handled
+	Tasks          uint64 // posted functions run
+	Paused         uint64 // times a connection stopped being read (MaxOutbound)
 }

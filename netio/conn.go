@@ -57,6 +57,12 @@ type Conn struct {
 	id   uint64
 	sa   unix.Sockaddr
 	ctx  any
+	peer netip.Addr // key in the per-peer counts; invalid when uncounted
+
+	// Stamps on the loop's coarse clock (Loop.tick), for the timeouts.
+	rtick int64 // the handler last took input (OnData consumed, or a sink)
+	wtick int64 // the peer last took output, or output became pending
+	sndq  int   // the socket's send queue (SIOCOUTQ) at the last sweep; -1: not looked
 
 	in   []byte // unconsumed input in a pooled buffer, or nil when none
 	out  outQueue
@@ -87,15 +93,7 @@ func (c *Conn) SetContext(v any) { c.ctx = v }
 func (c *Conn) Pending() int { return c.out.pending }
 
 // RemoteAddr returns the peer's "ip:port".
-func (c *Conn) RemoteAddr() string {
-	switch a := c.sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
-	}
-	return ""
-}
+func (c *Conn) RemoteAddr() string { return sockaddrString(c.sa) }
 
 // Write copies p to c's output. Output is sent with writev at the end of
 // the loop's pass, coalesced with everything else queued for c. p may be
@@ -199,6 +197,7 @@ func (l *Loop) read(fd int, p []byte) (int, error) {
 // readSink reads straight into r, the start of the sink's next region.
 func (l *Loop) readSink(c *Conn, r []byte) (n, want int, err error) {
 	if n, err = l.read(c.fd, r); n > 0 {
+		c.rtick = l.tick
 		c.sink.Advance(n)
 		if len(c.sink.Next()) == 0 {
 			c.finishSink()
@@ -266,6 +265,9 @@ func (l *Loop) deliver(c *Conn, data []byte, shared bool) {
 			c.Close()
 			break
 		}
+		if consumed > 0 {
+			c.rtick = l.tick
+		}
 		data = data[consumed:]
 		if c.sink == nil || c.fillSink(&data) || len(data) == 0 {
 			break
@@ -329,6 +331,11 @@ func (l *Loop) keep(c *Conn, rest []byte, shared bool) {
 // is full, then updates c's epoll interest (EPOLLOUT only while output is
 // pending; EPOLLIN off while paused).
 func (l *Loop) flush(c *Conn) {
+	if c.events&unix.EPOLLOUT == 0 {
+		// Nothing was left over after the last flush: the output is
+		// new, and WriteTimeout runs from now.
+		c.wtick, c.sndq = l.tick, -1
+	}
 	for c.out.has() {
 		cnt, total := c.out.iovecs(l.iov)
 		n, err := l.writev(c.fd, cnt)
@@ -339,6 +346,9 @@ func (l *Loop) flush(c *Conn) {
 			c.noFlush = true
 			l.closeConn(c, os.NewSyscallError("writev", err))
 			return
+		}
+		if n > 0 {
+			c.wtick, c.sndq = l.tick, -1
 		}
 		c.out.consume(n, &l.pool)
 		if n < total {
@@ -427,6 +437,8 @@ func (l *Loop) closeConn(c *Conn, err error) {
 	}
 	c.sink = nil
 	l.srv.open.Add(-1)
+	l.srv.peers.remove(c.peer)
+	l.nconns--
 	l.stats.closed.Add(1)
 	l.h.OnClose(c, err)
 }

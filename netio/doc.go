@@ -15,7 +15,17 @@
 // connections to loops would balance few connections better at the cost of
 // a cross-goroutine hand-off per accept; it was not needed for the targets.
 //
-// Connections beyond Config.MaxConns are accepted and closed at once.
+// Connections beyond Config.MaxConns, or beyond Config.MaxConnsPerPeer
+// from one peer, are accepted and closed at once.
+//
+// When accept fails for lack of descriptors or memory (EMFILE, ENFILE,
+// ENOBUFS, ENOMEM) the pending connection stays queued and the listener
+// stays readable, so a level-triggered loop that simply retried would spin
+// on it (it did: 93% of a core, while the clients hung). Instead the loop
+// takes its listener out of its epoll set for 10 ms, doubling on each
+// failure in a row up to 1 s, and serves its open connections meanwhile;
+// clients wait in the listen backlog and are accepted once descriptors are
+// free again (within the current pause, at most a second).
 //
 // # A pass of the loop
 //
@@ -54,6 +64,60 @@
 // what one pass produced, while the others are served. A connection whose
 // unconsumed input reaches Config.MaxInbound is closed with
 // ErrInboundLimit.
+//
+// # Timeouts and per-peer limit
+//
+// Pausing bounds what a client that never reads costs, but not for how
+// long: without a deadline its queued output, including the WriteRef
+// references that keep values alive (a deleted 16 MiB value stays in
+// memory until its reference is released), would be held as long as the
+// client kept the socket open. Config.WriteTimeout (default 30 s) resets a
+// connection whose peer has taken no byte of its queued output for that
+// long, which releases everything it held; OnClose gets ErrWriteTimeout. A
+// client that reads at all, however slowly, is not affected: each byte the
+// peer takes restarts the clock. 30 s of a zero TCP window is far beyond
+// any pause of a working reader, and is the typical case of a frozen
+// Lambda (its invocation ended mid-read) or a dead host.
+//
+// Config.IdleTimeout (default 2 min) closes a connection with nothing
+// queued on which the handler has taken no input (OnData consuming bytes,
+// or bytes read into a Sink) and the peer no output for that long;
+// OnClose gets ErrIdleTimeout, so the handler releases its state. Bytes
+// that never make up a request (a header trickled a byte at a time) do not
+// keep a connection open. Clients of this data plane are Lambdas whose
+// connection pools outlive their invocations: a warm container is frozen
+// between invocations, its sockets idle but open, for many minutes (a
+// review filled a node's connection limit with 1,030 idle sockets). The
+// workers of a running job talk to their nodes every few seconds at
+// most, so two minutes is far above any pause of a live client and still
+// reaps a frozen container's sockets long before the container itself is
+// reclaimed. A client must expect a pooled connection it left idle for
+// longer to have been closed, and redial.
+//
+// Both are enforced by a sweep, per loop, every quarter of the shorter
+// timeout and at most every second (a timerfd in the loop's epoll set,
+// disarmed while the loop has no connections), over the loop's
+// connections. The sweeps are the clock: the data path reads no time, it
+// only stores the loop's sweep count into the connection when it makes
+// progress, so it gains no syscall, no clock read and no allocation. A
+// connection is closed between its timeout and its timeout plus the sweep
+// period after its last activity.
+//
+// Config.MaxConnsPerPeer (default 4096) bounds one peer's connections, an
+// IPv4 address or an IPv6 /64, so one leaking client cannot take all of
+// MaxConns (10000). It is high on purpose: Lambdas in a VPC reach a node
+// through shared Hyperplane ENIs or NAT gateways, so a whole job's workers
+// can share one source address, each with the SDK's two connections per
+// node; 4096 admits a 2048-worker job behind one address and still leaves
+// most of MaxConns to everyone else. Loopback counts like any peer, far
+// above the hundred or so connections the benchmarks open from 127.0.0.1
+// (and the 2000 of the idle-connection tests).
+//
+// Each limit logs a line naming it (limit=MaxConns, MaxConnsPerPeer,
+// IdleTimeout, WriteTimeout, RLIMIT_NOFILE) to Config.Logger, at most one
+// per limit per loop per second with the count since the last line, and
+// is counted in Stats (Refused, RefusedPerPeer, IdleClosed, WriteTimeouts,
+// AcceptBackoffs).
 //
 // # Wake-ups and posting
 //
@@ -127,5 +191,6 @@
 //
 // Syscall errors are wrapped with os.NewSyscallError naming the call, and
 // the package's own conditions are the sentinels ErrServerClosed,
-// ErrInboundLimit, ErrBadConsumed and ErrBadAddress; match with errors.Is.
+// ErrInboundLimit, ErrIdleTimeout, ErrWriteTimeout, ErrBadConsumed and
+// ErrBadAddress; match with errors.Is.
 package netio

@@ -3,6 +3,8 @@ package netio
 import (
 	"fmt"
 	"io"
+	"log/slog"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -45,6 +47,7 @@ type Loop struct {
 	perr error // park's result: error
 	evfd int
 	lnfd int
+	tmfd int // timerfd: timeout sweeps and the end of an accept pause
 
 	events  []unix.EpollEvent
 	evLeft  int     // events of this pass still to dispatch after the current one
@@ -55,6 +58,22 @@ type Loop struct {
 	dirty   []*Conn // connections with output or a close pending this pass
 	evbuf   [8]byte
 	ctlEv   unix.EpollEvent
+	tspec   unix.ItimerSpec
+
+	// The coarse clock and the timers (see timeouts.go). tick and the
+	// tick counts are in sweeps; the other times are nanotime readings.
+	tick        int64 // sweeps done: the clock connections are stamped with
+	idleTicks   int64 // IdleTimeout in sweeps, rounded up, plus one; 0: off
+	writeTicks  int64 // WriteTimeout likewise
+	nconns      int   // open connections of this loop
+	sweepEvery  int64 // ns between timeout sweeps; 0: no timeouts
+	sweepAt     int64 // next sweep, 0 when none is due (no connections)
+	resumeAt    int64 // end of the accept pause, 0 when not paused
+	timerAt     int64 // expiry tmfd is armed for, 0 when disarmed
+	acceptPause int64 // current accept back-off in ns, 0 when none
+	lnOff       bool  // listener removed from epoll for the pause
+	log         *slog.Logger
+	notes       struct{ maxConns, perPeer, idle, write, accept limitNote }
 
 	mu      sync.Mutex
 	tasks   []task // filled by Post, under mu
@@ -72,6 +91,8 @@ type loopStats struct {
 	accepted, refused, closed      atomic.Uint64
 	bytesIn, bytesOut, reads, wvs  atomic.Uint64
 	passes, wakeups, tasks, paused atomic.Uint64
+	refusedPeer, idleClosed        atomic.Uint64
+	writeTimeouts, acceptBackoffs  atomic.Uint64
 	_                              [64]byte // keep loops off each other's cache lines
 }
 
@@ -87,12 +108,18 @@ func (s *loopStats) addTo(st *Stats) {
 	st.Wakeups += s.wakeups.Load()
 	st.Tasks += s.tasks.Load()
 	st.Paused += s.paused.Load()
+	st.RefusedPerPeer += s.refusedPeer.Load()
+	st.IdleClosed += s.idleClosed.Load()
+	st.WriteTimeouts += s.writeTimeouts.Load()
+	st.AcceptBackoffs += s.acceptBackoffs.Load()
 }
 
-// newLoop creates the epoll instance and eventfd of a loop and registers
-// the listener lnfd with it.
+// newLoop creates the epoll instance, eventfd and timerfd of a loop and
+// registers them and the listener lnfd with it.
 func newLoop(s *Server, idx, lnfd int) (*Loop, error) {
-	l := &Loop{srv: s, idx: idx, cfg: s.cfg, h: s.h, epfd: -1, evfd: -1, lnfd: lnfd}
+	l := &Loop{srv: s, idx: idx, cfg: s.cfg, h: s.h, epfd: -1, evfd: -1, lnfd: lnfd, tmfd: -1,
+		log: s.cfg.Logger}
+	l.setTimeouts()
 	var err error
 	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -101,13 +128,18 @@ func newLoop(s *Server, idx, lnfd int) (*Loop, error) {
 		unix.Close(l.epfd)
 		return nil, os.NewSyscallError("eventfd", err)
 	}
+	if l.tmfd, err = unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC); err != nil {
+		unix.Close(l.evfd)
+		unix.Close(l.epfd)
+		return nil, os.NewSyscallError("timerfd_create", err)
+	}
 	l.events = make([]unix.EpollEvent, maxEvents)
 	l.readBuf = make([]byte, l.cfg.ReadBuffer)
 	l.iov = make([]unix.Iovec, maxIovecs)
 	if !l.cfg.WaitInSyscall {
 		err = l.parkable()
 	}
-	for _, fd := range []int{l.evfd, lnfd} {
+	for _, fd := range []int{l.evfd, l.tmfd, lnfd} {
 		if err == nil {
 			err = l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN)
 		}
@@ -115,6 +147,7 @@ func newLoop(s *Server, idx, lnfd int) (*Loop, error) {
 	if err != nil {
 		l.closeEpoll()
 		unix.Close(l.evfd)
+		unix.Close(l.tmfd)
 		return nil, err
 	}
 	return l, nil
@@ -155,6 +188,7 @@ func (l *Loop) ctl(op, fd int, events uint32) error {
 func (l *Loop) closeFDs() {
 	unix.Close(l.lnfd)
 	unix.Close(l.evfd)
+	unix.Close(l.tmfd)
 	l.closeEpoll()
 }
 
@@ -265,6 +299,9 @@ func (l *Loop) dispatch(ev *unix.EpollEvent) {
 	case l.lnfd:
 		l.accept()
 		return
+	case l.tmfd:
+		l.onTimer()
+		return
 	}
 	if fd >= len(l.conns) || l.conns[fd] == nil {
 		return
@@ -369,39 +406,79 @@ func (l *Loop) runTasks() {
 func (l *Loop) accept() {
 	for i := 0; i < acceptPerEvent; i++ {
 		nfd, sa, err := unix.Accept4(l.lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		switch {
-		case err == unix.EINTR || err == unix.ECONNABORTED:
+		switch err {
+		case nil:
+		case unix.EAGAIN:
+			l.acceptPause = 0 // drained: the next exhaustion starts over
+			return
+		case unix.EINTR, unix.ECONNABORTED, unix.EPERM, unix.EPROTO,
+			unix.ENETDOWN, unix.ENETUNREACH, unix.EHOSTDOWN, unix.EHOSTUNREACH,
+			unix.ENONET, unix.ENOPROTOOPT, unix.EOPNOTSUPP:
+			// This connection failed (accept(2) lists these network
+			// errors as ones to retry); it has left the queue.
 			continue
-		case err != nil:
-			// EAGAIN: drained. EMFILE and the like: the listener stays
-			// readable and is retried next pass.
+		default:
+			// EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays
+			// queued and the listener readable, so retrying now would
+			// spin. Stop polling the listener for a while instead.
+			l.pauseAccept(nanotime(), err)
 			return
 		}
+		l.acceptPause = 0
 		if l.srv.open.Add(1) > int64(l.cfg.MaxConns) {
+			// Counted before the close, so a client that sees the close
+			// also sees the count.
+			l.stats.refused.Add(1)
 			l.srv.open.Add(-1)
 			unix.Close(nfd)
-			l.stats.refused.Add(1)
+			if n := l.notes.maxConns.due(nanotime(), 1); n > 0 {
+				l.log.Warn("netio: connection refused: open connections at limit",
+					"limit", "MaxConns", "max", l.cfg.MaxConns, "peer", sockaddrString(sa), "count", n)
+			}
 			continue
 		}
-		l.open(nfd, sa)
+		var peer netip.Addr
+		if l.cfg.MaxConnsPerPeer > 0 {
+			peer = peerKey(sa)
+			if !l.srv.peers.add(peer, l.cfg.MaxConnsPerPeer) {
+				l.stats.refusedPeer.Add(1)
+				l.srv.open.Add(-1)
+				unix.Close(nfd)
+				if n := l.notes.perPeer.due(nanotime(), 1); n > 0 {
+					l.log.Warn("netio: connection refused: peer at its connection limit",
+						"limit", "MaxConnsPerPeer", "max", l.cfg.MaxConnsPerPeer, "peer", peer.String(), "count", n)
+				}
+				continue
+			}
+		}
+		l.open(nfd, sa, peer)
 	}
 }
 
-// open registers an accepted socket and hands it to the handler.
-func (l *Loop) open(fd int, sa unix.Sockaddr) {
+// open registers an accepted socket and hands it to the handler. peer is
+// the connection's key in the per-peer counts, or invalid when uncounted.
+func (l *Loop) open(fd int, sa unix.Sockaddr, peer netip.Addr) {
 	// Requests and responses are small and latency-bound: no Nagle.
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
 		unix.Close(fd)
 		l.srv.open.Add(-1)
+		l.srv.peers.remove(peer)
 		l.stats.refused.Add(1)
 		return
 	}
-	c := &Conn{loop: l, fd: fd, sa: sa, id: l.srv.nextID.Add(1), events: unix.EPOLLIN}
+	c := &Conn{loop: l, fd: fd, sa: sa, id: l.srv.nextID.Add(1), events: unix.EPOLLIN,
+		peer: peer, rtick: l.tick, wtick: l.tick, sndq: -1}
 	for fd >= len(l.conns) {
 		l.conns = append(l.conns, nil)
 	}
 	l.conns[fd] = c
+	l.nconns++
+	if l.sweepAt == 0 && l.sweepEvery > 0 {
+		now := nanotime()
+		l.sweepAt = now + l.sweepEvery
+		l.armTimer(now)
+	}
 	l.stats.accepted.Add(1)
 	l.h.OnOpen(c)
 }
@@ -448,5 +525,6 @@ func (l *Loop) shutdown() {
 	l.runTasks()
 	l.flushDirty() // tasks may have queued output on closed conns: dropped
 	unix.Close(l.evfd)
+	unix.Close(l.tmfd)
 	l.closeEpoll()
 }

@@ -19,6 +19,7 @@ type Server struct {
 
 	open   atomic.Int64  // connections open over all loops, for MaxConns
 	nextID atomic.Uint64 // last connection id handed out
+	peers  peerTable     // open connections by peer, for MaxConnsPerPeer
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup

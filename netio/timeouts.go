@@ -1,0 +1,279 @@
+package netio
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Timeouts, the accept back-off and the per-peer limit.
+//
+// The data path reads no clock. A timerfd per loop fires every
+// sweepPeriod while the loop has connections; each firing advances the
+// loop's coarse clock, Loop.tick, by one and sweeps the loop's connections
+// once. A connection is stamped with the current tick when the handler
+// takes input from it (Conn.rtick) and when its output becomes pending or
+// the peer takes some of it (Conn.wtick): a store per pass, no syscall.
+// A timeout of T is T/period ticks rounded up, plus one for the tick a
+// stamp falls in, so a connection is closed between T and T plus one
+// period (plus the timer's latency) after its last activity, never
+// before. The same timerfd ends an accept pause. A loop with no
+// connections and no pause has its timer disarmed, so an idle node is
+// never woken.
+
+// Accept back-off when the process or the system is out of descriptors
+// or memory: the listener leaves the epoll set for acceptPauseMin, doubling
+// on each failure in a row up to acceptPauseMax.
+const (
+	acceptPauseMin = 10 * time.Millisecond
+	acceptPauseMax = time.Second
+)
+
+// noteEvery is the least time between two log lines about one limit.
+const noteEvery = int64(time.Second)
+
+// sweepPeriod is how often a loop checks its connections for the
+// timeouts: a quarter of the shorter timeout, at most a second, so a
+// connection is closed between its timeout and its timeout plus the
+// period. 0 when both timeouts are off.
+func sweepPeriod(cfg Config) time.Duration {
+	p := time.Duration(0)
+	for _, t := range []time.Duration{cfg.IdleTimeout, cfg.WriteTimeout} {
+		if q := max(time.Millisecond, min(time.Second, t/4)); t > 0 && (p == 0 || q < p) {
+			p = q
+		}
+	}
+	return p
+}
+
+// setTimeouts derives the sweep period and the timeouts in ticks from the
+// loop's Config.
+func (l *Loop) setTimeouts() {
+	p := sweepPeriod(l.cfg)
+	l.sweepEvery = int64(p)
+	ticks := func(t time.Duration) int64 {
+		if t <= 0 || p == 0 {
+			return 0
+		}
+		return int64((t+p-1)/p) + 1
+	}
+	l.idleTicks, l.writeTicks = ticks(l.cfg.IdleTimeout), ticks(l.cfg.WriteTimeout)
+}
+
+// limitNote rate-limits the log lines about one limit on one loop.
+type limitNote struct {
+	last  int64  // nanotime of the last line; 0 before the first
+	count uint64 // occurrences not yet logged
+}
+
+// due records k occurrences at now and, when a line may be logged (none
+// in the last noteEvery), returns how many occurred since the last line;
+// otherwise 0.
+func (n *limitNote) due(now int64, k int) uint64 {
+	n.count += uint64(k)
+	if n.count == 0 || (n.last != 0 && now-n.last < noteEvery) {
+		return 0
+	}
+	c := n.count
+	n.count, n.last = 0, now
+	return c
+}
+
+// armTimer sets the loop's timerfd to the earlier of the next sweep and
+// the end of the accept pause, or disarms it when neither is due. It
+// makes the syscall only when that expiry changes. now is a nanotime
+// reading taken before the call.
+func (l *Loop) armTimer(now int64) {
+	next := l.sweepAt
+	if l.resumeAt != 0 && (next == 0 || l.resumeAt < next) {
+		next = l.resumeAt
+	}
+	if next == l.timerAt {
+		return
+	}
+	l.tspec = unix.ItimerSpec{}
+	if next != 0 {
+		// Relative to now, read before the timer is set: it fires no
+		// earlier than next on the same (monotonic) clock. A deadline
+		// already past fires at once, so none is lost.
+		l.tspec.Value = unix.NsecToTimespec(max(next-now, int64(time.Microsecond)))
+	}
+	if err := unix.TimerfdSettime(l.tmfd, 0, &l.tspec, nil); err != nil {
+		return // cannot happen with a valid timerfd; the next arm retries
+	}
+	l.timerAt = next
+}
+
+// onTimer ends an accept pause and runs a sweep, whichever is due.
+func (l *Loop) onTimer() {
+	unix.Read(l.tmfd, l.evbuf[:]) // resets the expiry count; EAGAIN is harmless
+	l.timerAt = 0
+	now := nanotime()
+	if l.resumeAt != 0 && now >= l.resumeAt {
+		l.resumeAt = 0
+		if l.lnOff {
+			if err := l.ctl(unix.EPOLL_CTL_ADD, l.lnfd, unix.EPOLLIN); err != nil {
+				l.pauseAccept(now, err)
+			} else {
+				l.lnOff = false
+			}
+		}
+	}
+	if l.sweepAt != 0 && now >= l.sweepAt {
+		l.tick++
+		l.sweep(now)
+		l.sweepAt = 0
+		if l.nconns > 0 {
+			l.sweepAt = now + l.sweepEvery
+		}
+	}
+	l.armTimer(now)
+}
+
+// pauseAccept stops polling the listener for the next back-off interval:
+// accept failed in a way that leaves the connection queued (EMFILE, ENFILE,
+// ENOBUFS, ENOMEM), so retrying at once would spin. Connections wait in
+// the listen backlog meanwhile; the ones already open are served.
+func (l *Loop) pauseAccept(now int64, err error) {
+	d := min(max(2*l.acceptPause, int64(acceptPauseMin)), int64(acceptPauseMax))
+	l.acceptPause = d
+	if !l.lnOff && l.ctl(unix.EPOLL_CTL_DEL, l.lnfd, 0) == nil {
+		l.lnOff = true
+	}
+	l.resumeAt = now + d
+	l.armTimer(now)
+	l.stats.acceptBackoffs.Add(1)
+	if n := l.notes.accept.due(now, 1); n > 0 {
+		l.log.Error("netio: accept failed: out of descriptors or memory; pausing accept (raise RLIMIT_NOFILE or lower MaxConns)",
+			"limit", "RLIMIT_NOFILE", "err", err, "pause", time.Duration(d), "count", n)
+	}
+}
+
+// sweep closes the loop's connections that are past IdleTimeout or
+// WriteTimeout. now is the time of the sweep, for the log lines.
+func (l *Loop) sweep(now int64) {
+	idle, write := l.idleTicks, l.writeTicks
+	var nIdle, nWrite int
+	var idlePeer, writePeer string
+	for _, c := range l.conns {
+		if c == nil || c.closed || c.closing {
+			continue
+		}
+		switch {
+		case c.out.has():
+			if write > 0 && l.tick-c.wtick >= 2 && l.peerTook(c) {
+				c.wtick = l.tick
+			}
+			if write > 0 && l.tick-c.wtick >= write {
+				nWrite++
+				writePeer = c.RemoteAddr()
+				l.stats.writeTimeouts.Add(1)
+				l.abort(c, ErrWriteTimeout)
+			}
+		case idle > 0 && l.tick-max(c.rtick, c.wtick) >= idle:
+			nIdle++
+			idlePeer = c.RemoteAddr()
+			l.stats.idleClosed.Add(1)
+			l.closeConn(c, ErrIdleTimeout)
+		}
+	}
+	if n := l.notes.write.due(now, nWrite); n > 0 {
+		l.log.Warn("netio: closed connections whose peer took no queued output",
+			"limit", "WriteTimeout", "timeout", l.cfg.WriteTimeout, "peer", writePeer, "count", n)
+	}
+	if n := l.notes.idle.due(now, nIdle); n > 0 {
+		l.log.Info("netio: closed idle connections",
+			"limit", "IdleTimeout", "timeout", l.cfg.IdleTimeout, "peer", idlePeer, "count", n)
+	}
+}
+
+// peerTook reports whether the peer has taken bytes from c's socket send
+// queue since the last sweep looked. writev makes progress only once the
+// kernel frees a good part of a large send buffer, which a slow but steady
+// reader can take longer than WriteTimeout to drain; the queue's length
+// (unsent plus unacknowledged bytes) moves with every byte the peer takes.
+// It costs one ioctl per sweep for a connection whose writes have been
+// blocked for a sweep period or more, and nothing otherwise.
+func (l *Loop) peerTook(c *Conn) bool {
+	q, err := unix.IoctlGetInt(c.fd, unix.SIOCOUTQ)
+	if err != nil {
+		return false
+	}
+	took := c.sndq >= 0 && q != c.sndq
+	c.sndq = q
+	return took
+}
+
+// abort closes c without trying to flush and with a reset (SO_LINGER 0),
+// so the kernel drops the unsent bytes of its send buffer too instead of
+// retrying them to a peer that does not read.
+func (l *Loop) abort(c *Conn, err error) {
+	_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	c.noFlush = true
+	l.closeConn(c, err)
+}
+
+// peerTable counts open connections by peer over all loops of a server,
+// for MaxConnsPerPeer. It is touched only at accept and close.
+type peerTable struct {
+	mu sync.Mutex
+	n  map[netip.Addr]int
+}
+
+// add counts one more connection of peer unless it has max already.
+func (t *peerTable) add(peer netip.Addr, max int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == nil {
+		t.n = make(map[netip.Addr]int)
+	}
+	if t.n[peer] >= max {
+		return false
+	}
+	t.n[peer]++
+	return true
+}
+
+// remove uncounts a connection counted by add; an invalid peer is a no-op.
+func (t *peerTable) remove(peer netip.Addr) {
+	if !peer.IsValid() {
+		return
+	}
+	t.mu.Lock()
+	if t.n[peer] <= 1 {
+		delete(t.n, peer)
+	} else {
+		t.n[peer]--
+	}
+	t.mu.Unlock()
+}
+
+// peerKey is the per-peer limit's key for a socket address: the IPv4
+// address (also for IPv4-mapped IPv6), or the /64 prefix of an IPv6
+// address, since one IPv6 host commonly holds a whole /64.
+func peerKey(sa unix.Sockaddr) netip.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrFrom4(a.Addr)
+	case *unix.SockaddrInet6:
+		ip := netip.AddrFrom16(a.Addr).Unmap()
+		if ip.Is6() {
+			ip = netip.PrefixFrom(ip, 64).Masked().Addr()
+		}
+		return ip
+	}
+	return netip.IPv4Unspecified()
+}
+
+// sockaddrString formats a TCP socket address as "ip:port".
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	}
+	return ""
+}
