@@ -239,6 +239,18 @@ func TestRevokedJobKeepsPersistentValues(t *testing.T) {
 		t.Fatalf("dropped value: %v", err)
 	}
 	held := n.jobUsage([]byte("p-1"))
+	// What a put already under way at the revocation leaves is dropped,
+	// the persistent values stay.
+	if err := jobOp(t, n, wire.OpPut, "p-1", "straggler", tok, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	n.sweepRevoked(time.Now())
+	if err := jobOp(t, n, wire.OpGet, "p-1", "straggler", tok, 0, 0); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("non-persistent value stored after the revocation: %v", err)
+	}
+	if err := jobOp(t, n, wire.OpGet, "p-1", "kept", tok, 0, 0); err != nil {
+		t.Fatalf("persistent value after the sweep: %v", err)
+	}
 	if err := jobOp(t, n, wire.OpPut, "p-1", "more", tok, 0, wire.FlagPersist); err != nil {
 		t.Fatal(err) // a retired job cannot be told from a reader here...
 	}

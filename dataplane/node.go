@@ -264,16 +264,21 @@ func (n *Node) sweepRevoked(now time.Time) {
 	for _, r := range n.jobs.retiredBatch(retiredChecks) {
 		b := []byte(r.job)
 		used := n.jobUsage(b)
-		switch {
-		case used > r.held:
-			// Stored after the revocation: the job loses everything.
+		if used > r.held {
+			// A put admitted before the revocation may have landed
+			// since: drop what is not persistent, then look again.
+			n.dropTiers(b, true)
+			used = n.jobUsage(b)
+		}
+		if used > r.held {
+			// Persistent values stored after the revocation: the job
+			// loses everything.
 			n.dropTiers(b, false)
 			n.vers.dropJob(b)
 			n.log.Warn("a revoked job stored data after its revocation; dropped all of it", "job", r.job, "bytes", used)
-			n.jobs.unretire(r.job, 0)
-		default:
-			n.jobs.unretire(r.job, used)
+			used = 0
 		}
+		n.jobs.unretire(r.job, used)
 	}
 }
 
