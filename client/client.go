@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +22,9 @@ type Options struct {
 }
 
 // Client sends requests to any number of nodes. It is safe for concurrent
-// use: every connection multiplexes many requests in flight.
+// use: every connection multiplexes many requests in flight, and callers
+// are independent (one's cancellation, deadline or error is its own; see
+// muxConn).
 type Client struct {
 	opts   Options
 	lim    wire.Limits
@@ -61,6 +63,12 @@ type Reply struct {
 // error reply is returned as an *wire.Error (match with errors.Is against
 // the wire sentinels); a lost connection as an error matching
 // wire.ErrUnavailable naming the node.
+//
+// When ctx ends first, Do returns ctx.Err() (or the reply, if it had been
+// read in full by then), and that is all it does to anyone: the other calls
+// on the connection go on, and the connection stays in the pool. The
+// request may or may not have reached the node. Do reads payload only
+// until it returns and writes dst only until it returns.
 func (c *Client) Do(ctx context.Context, addr string, op wire.Op, flags uint16, req *wire.Request, payload, dst []byte) (Reply, error) {
 	p, err := c.pool(addr)
 	if err != nil {
@@ -87,7 +95,7 @@ func (c *Client) pool(addr string) (*pool, error) {
 	}
 	p = c.pools[addr]
 	if p == nil {
-		p = &pool{addr: addr, c: c, conns: make([]*muxConn, c.opts.ConnsPerNode)}
+		p = &pool{addr: addr, c: c, slots: make([]slot, c.opts.ConnsPerNode)}
 		c.pools[addr] = p
 	}
 	return p, nil
@@ -107,86 +115,210 @@ func (c *Client) Close() error {
 
 // pool is the set of connections to one node, used round robin; a dead
 // connection is replaced on next use.
+//
+// A dial runs on a goroutine of its own, bounded by the client's
+// DialTimeout and by no caller's context: every caller that wants the slot
+// meanwhile waits for that one dial with its own context. A caller that
+// gives up (or arrived already cancelled) returns its context's error and
+// leaves the dial to finish for the others; a dial that fails fails only the
+// callers that were waiting for it, and the next call dials again.
 type pool struct {
-	addr  string
-	c     *Client
-	next  atomic.Uint32
-	mu    sync.Mutex
-	conns []*muxConn
+	addr   string
+	c      *Client
+	next   atomic.Uint32
+	mu     sync.Mutex
+	slots  []slot
+	closed bool
+}
+
+type slot struct {
+	mc   *muxConn
+	dial *dialing // the dial in progress, if any
+}
+
+// dialing is one dial in progress; mc or err is set before done closes.
+type dialing struct {
+	done chan struct{}
+	mc   *muxConn
+	err  error
 }
 
 func (p *pool) conn(ctx context.Context) (*muxConn, error) {
-	i := int(p.next.Add(1)) % len(p.conns)
+	i := int(p.next.Add(1)) % len(p.slots)
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if mc := p.conns[i]; mc != nil && !mc.dead() {
+	s := &p.slots[i]
+	if mc := s.mc; mc != nil && !mc.dead() {
+		p.mu.Unlock()
 		return mc, nil
 	}
-	d := net.Dialer{Timeout: p.c.opts.DialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", p.addr)
-	if err != nil && ctx.Err() != nil {
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	d := s.dial
+	if d == nil {
+		d = &dialing{done: make(chan struct{})}
+		s.dial = d
+		go p.dial(i, d)
+	}
+	p.mu.Unlock()
+	select {
+	case <-d.done:
+		return d.mc, d.err
+	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if err != nil {
-		return nil, &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: %v", p.addr, err)}
+}
+
+// dial connects slot i for everyone waiting on d.
+func (p *pool) dial(i int, d *dialing) {
+	dl := net.Dialer{Timeout: p.c.opts.DialTimeout}
+	nc, err := dl.Dial("tcp", p.addr)
+	p.mu.Lock()
+	p.slots[i].dial = nil
+	switch {
+	case err != nil:
+		d.err = &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: %v", p.addr, err)}
+	case p.closed:
+		_ = nc.Close()
+		d.err = ErrClosed
+	default:
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		d.mc = newMuxConn(nc, p.addr, &p.c.lim)
+		p.slots[i].mc = d.mc
 	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
-	mc := newMuxConn(nc, p.addr, &p.c.lim)
-	p.conns[i] = mc
-	return mc, nil
+	p.mu.Unlock()
+	close(d.done)
 }
 
 func (p *pool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, mc := range p.conns {
-		if mc != nil {
-			mc.fail(ErrClosed)
+	p.closed = true
+	for _, s := range p.slots {
+		if s.mc != nil {
+			s.mc.fail(ErrClosed)
 		}
 	}
 }
 
-// muxConn is one connection with many requests in flight. Writers take
-// wmu for one writev of a whole frame. There is no reader goroutine: a
-// caller waiting for its reply takes rmu and reads replies itself, handing
-// each to the call it answers, until its own has come; then it wakes one
-// other waiter to take over. An unpipelined call thus reads its own reply
-// on its own goroutine, with no hand-off between goroutines (which cost as
-// much as the round trip on loopback).
+// muxConn is one connection with many requests in flight, replies matched
+// to calls by request id. Its rule is that callers are independent: a
+// caller's cancellation, deadline or error ends that caller's call only,
+// and the connection fails only when the peer or the network does.
+//
+// Writing. A caller takes wsem (a one-slot semaphore, so that waiting for
+// it honours the caller's context) and writes its whole frame with one
+// writev. If its context ends before any byte is written, the call is
+// withdrawn. If it ends mid-frame, the rest of the frame is copied and a
+// goroutine finishes writing it, keeping wsem meanwhile: the stream stays
+// whole, the caller's payload is not read after the caller returned, and
+// the reply is read for nobody.
+//
+// Reading. There is no reader goroutine in the common case: a caller
+// waiting for its reply takes rmu and reads replies itself, its own and
+// anyone else's, handing each to its call, until its own has come; then it
+// wakes one other waiter to take over. An unpipelined call thus reads its
+// own reply on its own goroutine, with no hand-off between goroutines
+// (which costs as much as the round trip on loopback). The reading of a
+// frame is resumable (rs records how far it got), so the holder of rmu can
+// stop between any two reads of the socket and the next holder goes on
+// from there. That is how a cancelled reader leaves: it stops, gives up its
+// own call and returns its context's error, and the reading is left to the
+// other waiters or, when none waits, to a drainer goroutine that reads the
+// replies owed to nobody (those of calls given up, or the rest of the
+// frame the reader left) and hands the reading back to callers as soon as
+// one waits and the frame in hand is finished.
+//
+// Interrupting. A read or write blocked in the kernel can only be woken by
+// a deadline, so a caller's context, when it ends, sets a deadline in the
+// past for the half (read or write) the caller is using, and a caller
+// giving up a reply that is being read sets one for the reader. A deadline
+// is only ever a prompt, never a failure: whoever sees a timeout clears the
+// deadline, then checks its own context and whether the call it reads into
+// was given up, and otherwise goes on where it stopped. A late deadline
+// (its caller had already left) costs one system call and nothing else;
+// no caller's deadline is ever armed on the connection for a later time.
+//
+// dst. A reply's payload is read into its call's dst (when it fits) only by
+// the holder of rmu, only while the call is the frame being read (rs.cl),
+// and only until the call is abandoned. A caller that gives up a call not
+// yet being read marks it abandoned in pending and returns at once. A caller
+// that gives up a call being read marks it abandoned and waits until the
+// reader has noticed (the reader is interrupted to notice at once), set the
+// rest of the frame to be discarded and closed done, or takes rmu and does
+// so itself. No one writes dst after done is closed, and a caller returns
+// before done is closed only when its call never left pending.
 type muxConn struct {
 	nc   net.Conn
 	addr string
 	lim  *wire.Limits
 
-	wmu sync.Mutex
-	enc *wire.Encoder
-	hdr [wire.HeaderLen]byte
+	wsem chan struct{} // one slot, held while a frame is written
+	enc  *wire.Encoder
+	hdr  [wire.HeaderLen]byte
 
 	rmu  sync.Mutex // held by the goroutine reading replies
 	br   *bufio.Reader
-	rhdr [wire.HeaderLen]byte
+	rs   readState     // the frame being read; belongs to the holder of rmu
 	wake chan struct{} // a waiter should try to become the reader
 
-	mu      sync.Mutex
-	nextID  uint64
-	pending map[uint64]*call
-	err     error
+	mu       sync.Mutex
+	nextID   uint64
+	pending  map[uint64]*call // calls whose reply has not begun to be read
+	waiting  int              // callers in wait
+	orphans  int              // abandoned calls in pending: replies owed to nobody
+	midFrame bool             // a reader left a frame half read (a hint for leave)
+	draining bool             // a drainer goroutine runs or is starting
+	err      error
 }
 
+// readState is how far the reading of the current frame has got.
+type readState struct {
+	hdr  [wire.HeaderLen]byte
+	body bool // the header is parsed; reading meta, then payload
+	off  int  // bytes read of the header, or of meta and payload
+	h    wire.Header
+	cl   *call // the call the frame answers; nil: discard the frame
+}
+
+func (rs *readState) mid() bool { return rs.body || rs.off > 0 }
+
 type call struct {
+	id      uint64
 	dst     []byte
 	h       wire.Header
 	meta    []byte
 	payload []byte
-	err     error
+	err     error // set before done closes
 	done    chan struct{}
+	// abandoned is set by a caller giving up the call; from then on no
+	// reader writes its dst.
+	abandoned atomic.Bool
+	// state is what the caller is doing, for its context's AfterFunc to
+	// know which deadline would wake it.
+	state atomic.Int32
 }
+
+const (
+	stWaiting int32 = iota // neither writing nor reading: its select sees ctx
+	stWriting
+	stReading
+)
+
+// errDropped marks a call whose reply was discarded because it was given up.
+var errDropped = errors.New("client: reply dropped")
+
+// aLongTimeAgo is the deadline that wakes a blocked read or write at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 func newMuxConn(nc net.Conn, addr string, lim *wire.Limits) *muxConn {
 	return &muxConn{nc: nc, addr: addr, lim: lim, enc: wire.NewEncoder(), pending: make(map[uint64]*call),
-		br: bufio.NewReaderSize(nc, 64<<10), wake: make(chan struct{}, 1)}
+		br: bufio.NewReaderSize(nc, 64<<10), wake: make(chan struct{}, 1), wsem: make(chan struct{}, 1)}
 }
 
 func (mc *muxConn) dead() bool {
@@ -199,6 +331,9 @@ func (mc *muxConn) do(ctx context.Context, op wire.Op, flags uint16, req *wire.R
 	if int64(len(payload)) > mc.lim.MaxPayload {
 		return Reply{}, wire.Errorf(wire.CodeTooLarge, "payload of %d bytes over the frame limit of %d", len(payload), mc.lim.MaxPayload)
 	}
+	if err := ctx.Err(); err != nil {
+		return Reply{}, err
+	}
 	cl := &call{dst: dst, done: make(chan struct{})}
 	mc.mu.Lock()
 	if mc.err != nil {
@@ -207,13 +342,21 @@ func (mc *muxConn) do(ctx context.Context, op wire.Op, flags uint16, req *wire.R
 		return Reply{}, err
 	}
 	mc.nextID++
-	id := mc.nextID
-	mc.pending[id] = cl
+	cl.id = mc.nextID
+	mc.pending[cl.id] = cl
 	mc.mu.Unlock()
-	if err := mc.send(op, flags, id, req, payload); err != nil {
-		mc.fail(err)
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { mc.interrupt(cl) })
 	}
-	if err := mc.wait(ctx, id, cl); err != nil {
+	err := mc.send(ctx, cl, op, flags, req, payload)
+	if err == nil {
+		err = mc.wait(ctx, cl)
+	}
+	if stop != nil {
+		stop()
+	}
+	if err != nil {
 		return Reply{}, err
 	}
 	if cl.err != nil {
@@ -229,44 +372,293 @@ func (mc *muxConn) do(ctx context.Context, op wire.Op, flags uint16, req *wire.R
 	return r, nil
 }
 
-// wait returns when cl is answered (or failed), reading replies itself
-// whenever no one else is; or returns ctx's error if cancelled before the
-// reply is being read.
-func (mc *muxConn) wait(ctx context.Context, id uint64, cl *call) error {
-	defer mc.nudge() // whoever leaves may hold the wake token another needs
+// interrupt runs when cl's context ends: it wakes the caller if it is
+// blocked writing or reading. A caller that is only waiting sees its
+// context in its select.
+func (mc *muxConn) interrupt(cl *call) {
+	switch cl.state.Load() {
+	case stWriting:
+		_ = mc.nc.SetWriteDeadline(aLongTimeAgo)
+	case stReading:
+		_ = mc.nc.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// send writes cl's request frame. When it returns an error, cl is settled:
+// withdrawn or abandoned with ctx's error, or failed with the connection.
+func (mc *muxConn) send(ctx context.Context, cl *call, op wire.Op, flags uint16, req *wire.Request, payload []byte) error {
+	select {
+	case mc.wsem <- struct{}{}:
+	default:
+		select {
+		case mc.wsem <- struct{}{}:
+		case <-ctx.Done():
+			mc.withdraw(cl)
+			return ctx.Err()
+		}
+	}
+	// Publish the state before looking at ctx: either interrupt sees
+	// stWriting, or this sees the context ended.
+	cl.state.Store(stWriting)
+	if err := ctx.Err(); err != nil {
+		cl.state.Store(stWaiting)
+		<-mc.wsem
+		mc.withdraw(cl)
+		return err
+	}
+	meta := mc.enc.Request(req)
+	h := wire.Header{Op: op, Flags: flags, ID: cl.id, MetaLen: uint32(len(meta)), PayloadLen: uint32(len(payload))}
+	wire.PutHeader(mc.hdr[:], &h)
+	bufs := net.Buffers{mc.hdr[:], meta}
+	if len(payload) > 0 {
+		bufs = append(bufs, payload)
+	}
+	size := int64(wire.HeaderLen + len(meta) + len(payload))
+	var written int64
+	for {
+		n, err := bufs.WriteTo(mc.nc) // consumes what it wrote from bufs
+		written += n
+		if err == nil {
+			cl.state.Store(stWaiting)
+			<-mc.wsem
+			return nil
+		}
+		if !isTimeout(err) {
+			cl.state.Store(stWaiting)
+			<-mc.wsem
+			return mc.fail(err)
+		}
+		_ = mc.nc.SetWriteDeadline(time.Time{})
+		if ctx.Err() == nil {
+			continue // a late deadline from a call that has left
+		}
+		cl.state.Store(stWaiting)
+		if written == 0 {
+			<-mc.wsem
+			mc.withdraw(cl)
+			return ctx.Err()
+		}
+		rest := make([]byte, 0, size-written)
+		for _, b := range bufs {
+			rest = append(rest, b...)
+		}
+		go mc.finishWrite(rest)
+		mc.mu.Lock()
+		mc.orphan(cl)
+		start := mc.needDrainer()
+		mc.mu.Unlock()
+		if start {
+			go mc.drain()
+		}
+		return ctx.Err()
+	}
+}
+
+// finishWrite writes the rest of a frame whose caller left mid-write. It
+// holds wsem, taken by that caller, and releases it.
+func (mc *muxConn) finishWrite(rest []byte) {
+	defer func() { <-mc.wsem }()
+	for len(rest) > 0 {
+		n, err := mc.nc.Write(rest)
+		rest = rest[n:]
+		if err != nil && !isTimeout(err) {
+			mc.fail(err)
+			return
+		}
+		if err != nil {
+			_ = mc.nc.SetWriteDeadline(time.Time{}) // late: nobody here has a context
+		}
+	}
+}
+
+// withdraw takes back a call none of whose frame was sent.
+func (mc *muxConn) withdraw(cl *call) {
+	mc.mu.Lock()
+	if mc.pending[cl.id] == cl {
+		delete(mc.pending, cl.id)
+	}
+	mc.mu.Unlock()
+}
+
+// orphan gives up a call whose reply has not begun to be read: the reply
+// will be read for nobody. It reports false if the call is not pending (a
+// reader has it, or the connection failed). mc.mu is held.
+func (mc *muxConn) orphan(cl *call) bool {
+	cl.abandoned.Store(true)
+	if mc.pending[cl.id] != cl {
+		return false
+	}
+	mc.orphans++
+	return true
+}
+
+// needDrainer reports whether replies are owed to nobody while no caller
+// waits to read them; if so it records that a drainer is starting, which
+// the caller must then start. mc.mu is held.
+func (mc *muxConn) needDrainer() bool {
+	if mc.waiting == 0 && !mc.draining && mc.err == nil && (mc.orphans > 0 || mc.midFrame) {
+		mc.draining = true
+		return true
+	}
+	return false
+}
+
+// wait returns when cl is answered or failed (nil: the outcome is in cl),
+// reading replies itself whenever no one else is; or returns ctx's error
+// once cl is given up, which is at once unless its reply is being read.
+func (mc *muxConn) wait(ctx context.Context, cl *call) error {
+	mc.mu.Lock()
+	mc.waiting++
+	mc.mu.Unlock()
+	defer mc.leave()
 	for {
 		if mc.rmu.TryLock() {
-			// A reader cannot leave its read half done, so cancelling
-			// it interrupts the read, which fails the connection: the
-			// calls waiting on it get an error and the pool redials.
-			stop := context.AfterFunc(ctx, func() { _ = mc.nc.SetReadDeadline(time.Now()) })
-			err := mc.readUntil(cl)
-			stop()
+			err := mc.lead(ctx, cl)
 			mc.rmu.Unlock()
-			if err != nil {
-				mc.fail(err)
-			}
-		}
-		select {
-		case <-cl.done:
-			return nil
-		default:
+			return err
 		}
 		select {
 		case <-cl.done:
 			return nil
 		case <-mc.wake:
 		case <-ctx.Done():
-			mc.mu.Lock()
-			_, waiting := mc.pending[id]
-			delete(mc.pending, id)
-			mc.mu.Unlock()
-			if waiting {
-				return ctx.Err()
-			}
-			<-cl.done // a reader has the call: let it finish with dst
-			return nil
+			return mc.giveUp(ctx, cl)
 		}
+	}
+}
+
+// leave is a waiter's last act: if it was the last one and replies are
+// owed to nobody, a drainer reads them; and it passes on the wake token,
+// which it may hold and another waiter need.
+func (mc *muxConn) leave() {
+	mc.mu.Lock()
+	mc.waiting--
+	start := mc.needDrainer()
+	mc.mu.Unlock()
+	if start {
+		go mc.drain()
+	}
+	mc.nudge()
+}
+
+// giveUp is wait's end for a caller whose context ended while it was not
+// reading.
+func (mc *muxConn) giveUp(ctx context.Context, cl *call) error {
+	mc.mu.Lock()
+	pending := mc.orphan(cl)
+	mc.mu.Unlock()
+	if pending {
+		return ctx.Err()
+	}
+	// A reader has begun the reply, maybe into dst: wait until it lets go,
+	// waking it in case it is blocked in the middle of this very reply.
+	select {
+	case <-cl.done:
+		return settled(ctx, cl)
+	default:
+	}
+	_ = mc.nc.SetReadDeadline(aLongTimeAgo)
+	for {
+		select {
+		case <-cl.done:
+			return settled(ctx, cl)
+		case <-mc.wake: // the reader left: drop the reply ourselves
+			if mc.rmu.TryLock() {
+				err := mc.lead(ctx, cl)
+				mc.rmu.Unlock()
+				return err
+			}
+		}
+	}
+}
+
+// settled is the outcome of a given-up call whose done has closed: ctx's
+// error if its reply was dropped, else nil (the reply, or the connection's
+// error, is in cl).
+func settled(ctx context.Context, cl *call) error {
+	if cl.err == errDropped {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// lead reads replies, holding rmu, until cl's has come (nil), ctx ends
+// (ctx.Err(), cl given up) or the connection fails (its error).
+func (mc *muxConn) lead(ctx context.Context, cl *call) error {
+	// Publish the state before looking at ctx: either interrupt sees
+	// stReading and sets the read deadline, or this sees the context ended.
+	cl.state.Store(stReading)
+	defer cl.state.Store(stWaiting)
+	mc.dropAbandoned()
+	cancelled := ctx.Err() != nil
+	for {
+		select {
+		case <-cl.done:
+			return settled(ctx, cl)
+		default:
+		}
+		if cancelled {
+			cl.abandoned.Store(true)
+			mc.dropAbandoned()
+			mc.mu.Lock()
+			mc.orphan(cl)
+			if mc.rs.mid() {
+				mc.midFrame = true
+			}
+			mc.mu.Unlock()
+			return ctx.Err()
+		}
+		err := mc.readFrame()
+		if err == nil {
+			continue
+		}
+		if !isTimeout(err) {
+			return mc.failRead(err)
+		}
+		// A prompt: ours if ctx ended, or a caller's giving up the reply
+		// being read, or late. Clear it, then look at both.
+		_ = mc.nc.SetReadDeadline(time.Time{})
+		mc.dropAbandoned()
+		cancelled = ctx.Err() != nil
+	}
+}
+
+// drain reads, on a goroutine of its own, the replies owed to nobody
+// (those of calls given up, and the rest of a frame a cancelled reader
+// left) while no caller waits to read. It hands the reading back as soon
+// as a caller waits and the frame in hand is finished.
+func (mc *muxConn) drain() {
+	mc.rmu.Lock()
+	for {
+		mc.dropAbandoned()
+		mc.mu.Lock()
+		mid := mc.rs.mid()
+		if mc.err != nil || !mid && (mc.waiting > 0 || mc.orphans == 0) {
+			mc.draining, mc.midFrame = false, mid
+			mc.mu.Unlock()
+			break
+		}
+		mc.mu.Unlock()
+		if err := mc.readFrame(); err != nil {
+			if isTimeout(err) {
+				_ = mc.nc.SetReadDeadline(time.Time{}) // a caller giving up a reply, or late
+			} else {
+				mc.failRead(err)
+			}
+		}
+	}
+	mc.rmu.Unlock()
+	mc.nudge()
+}
+
+// dropAbandoned lets go of the call of the frame being read if its caller
+// gave it up: the rest of the frame is discarded and done closed, after
+// which nothing writes the call's dst. The caller holds rmu.
+func (mc *muxConn) dropAbandoned() {
+	if cl := mc.rs.cl; cl != nil && cl.abandoned.Load() {
+		mc.rs.cl = nil
+		cl.err = errDropped
+		close(cl.done)
 	}
 }
 
@@ -278,81 +670,95 @@ func (mc *muxConn) nudge() {
 	}
 }
 
-// send writes one frame with a single writev.
-func (mc *muxConn) send(op wire.Op, flags uint16, id uint64, req *wire.Request, payload []byte) error {
-	mc.wmu.Lock()
-	defer mc.wmu.Unlock()
-	meta := mc.enc.Request(req)
-	h := wire.Header{Op: op, Flags: flags, ID: id, MetaLen: uint32(len(meta)), PayloadLen: uint32(len(payload))}
-	wire.PutHeader(mc.hdr[:], &h)
-	bufs := net.Buffers{mc.hdr[:], meta}
-	if len(payload) > 0 {
-		bufs = append(bufs, payload)
-	}
-	_, err := bufs.WriteTo(mc.nc)
-	return err
-}
-
-// readUntil reads replies, handing each to its call, until mine is done.
-// The caller holds rmu.
-func (mc *muxConn) readUntil(mine *call) error {
-	for {
-		select {
-		case <-mine.done:
-			return nil
-		default:
+// readFrame reads (the rest of) the current frame, handing it to its call
+// and closing the call's done when complete. It returns at the first read
+// error with its progress kept in rs: after a timeout, it can be called
+// again, by any holder of rmu, to go on. The caller holds rmu.
+func (mc *muxConn) readFrame() error {
+	rs := &mc.rs
+	if !rs.body {
+		for rs.off < wire.HeaderLen {
+			n, err := mc.br.Read(rs.hdr[rs.off:])
+			rs.off += n
+			if err != nil {
+				return err
+			}
 		}
-		if _, err := io.ReadFull(mc.br, mc.rhdr[:]); err != nil {
-			return err
+		h, err := wire.ParseHeader(rs.hdr[:], mc.lim)
+		if err == nil && !h.Op.IsReply() {
+			err = wire.Errorf(wire.CodeMalformed, "expected a reply, got %v", h.Op)
 		}
-		h, err := wire.ParseHeader(mc.rhdr[:], mc.lim)
 		if err != nil {
 			return err
 		}
 		mc.mu.Lock()
 		cl := mc.pending[h.ID]
 		delete(mc.pending, h.ID)
+		if cl != nil && cl.abandoned.Load() {
+			mc.orphans--
+			cl = nil
+		}
 		mc.mu.Unlock()
-		if err := mc.readReply(mc.br, &h, cl); err != nil {
+		rs.body, rs.off, rs.h, rs.cl = true, 0, h, cl
+		if cl != nil {
+			cl.h = h
+			cl.meta = make([]byte, h.MetaLen)
+			if int(h.PayloadLen) <= cap(cl.dst) {
+				cl.payload = cl.dst[:h.PayloadLen]
+			} else {
+				cl.payload = make([]byte, h.PayloadLen)
+			}
+		}
+	}
+	metaLen := int(rs.h.MetaLen)
+	total := metaLen + int(rs.h.PayloadLen)
+	for rs.off < total {
+		var n int
+		var err error
+		switch {
+		case rs.cl == nil:
+			n, err = mc.br.Discard(total - rs.off)
+		case rs.off < metaLen:
+			n, err = mc.br.Read(rs.cl.meta[rs.off:])
+		default:
+			n, err = mc.br.Read(rs.cl.payload[rs.off-metaLen:])
+		}
+		rs.off += n
+		if err != nil {
 			return err
 		}
 	}
-}
-
-// readReply reads the reply's body into the call (or drops it when the
-// call was cancelled) and wakes the caller.
-func (mc *muxConn) readReply(br *bufio.Reader, h *wire.Header, cl *call) error {
-	if cl == nil {
-		_, err := br.Discard(int(h.MetaLen) + int(h.PayloadLen))
-		return err
-	}
-	defer close(cl.done)
-	cl.h = *h
-	cl.meta = make([]byte, h.MetaLen)
-	if _, err := io.ReadFull(br, cl.meta); err != nil {
-		cl.err = err
-		return err
-	}
-	if int(h.PayloadLen) <= cap(cl.dst) {
-		cl.payload = cl.dst[:h.PayloadLen]
-	} else {
-		cl.payload = make([]byte, h.PayloadLen)
-	}
-	if _, err := io.ReadFull(br, cl.payload); err != nil {
-		cl.err = err
-		return err
+	cl := rs.cl
+	rs.body, rs.off, rs.cl = false, 0, nil
+	if cl != nil {
+		close(cl.done)
 	}
 	return nil
 }
 
-// fail marks the connection dead and fails every call waiting on it.
-func (mc *muxConn) fail(err error) {
+// failRead fails the connection on a read error and fails the call of the
+// frame being read, if any. The caller holds rmu.
+func (mc *muxConn) failRead(err error) error {
+	ferr := mc.fail(err)
+	if cl := mc.rs.cl; cl != nil {
+		cl.err = ferr
+		close(cl.done)
+	}
+	mc.rs.body, mc.rs.off, mc.rs.cl = false, 0, nil
+	return ferr
+}
+
+// fail marks the connection dead, fails every pending call and returns the
+// connection's error. Only errors of the peer or the network (or Close)
+// come here, never a caller's context.
+func (mc *muxConn) fail(err error) error {
 	mc.mu.Lock()
 	if mc.err == nil {
 		mc.err = &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: connection lost: %v", mc.addr, err)}
 	}
 	pending := mc.pending
 	mc.pending = make(map[uint64]*call)
+	mc.orphans = 0
 	ferr := mc.err
 	mc.mu.Unlock()
 	_ = mc.nc.Close()
@@ -360,4 +766,8 @@ func (mc *muxConn) fail(err error) {
 		cl.err = ferr
 		close(cl.done)
 	}
+	// A waiter whose reply was left half read by a reader that has gone
+	// must take rmu to learn of the failure.
+	mc.nudge()
+	return ferr
 }

@@ -8,7 +8,9 @@
 //     Recv. The bench tool drives it to pipeline requests with no allocation
 //     per request.
 //   - Client is safe for many goroutines: a pool of connections per node,
-//     each multiplexing many requests in flight, matched by request id.
+//     each multiplexing many requests in flight, matched by request id. A
+//     caller's cancellation or deadline ends its own call only; a
+//     connection is failed only by its peer or the network.
 //
 // Buffer lifetimes: a Response returned by Conn.Recv points into the Conn's
 // reusable buffers and is valid until the next Recv. Client calls copy into
