@@ -419,6 +419,31 @@ func (d *DRAM) remove(job, key []byte, cond bool, v uint64) (Info, error) {
 // calls fn in ascending order without holding any lock, so fn may call the
 // tier. Keys are handed out as fresh copies.
 func (d *DRAM) List(job, prefix, after []byte, fn func(key []byte, info Info) bool) error {
+	var h listHeap
+	err := d.listScan(job, prefix, after, func(key []byte, info Info) {
+		h = append(h, listEntry{string(key), info})
+	})
+	if err != nil {
+		return err
+	}
+	// A heap, not a sort: a paged listing usually stops after a page, so
+	// only the keys it takes are ordered.
+	heap.Init(&h)
+	for h.Len() > 0 {
+		e := heap.Pop(&h).(listEntry)
+		if !fn([]byte(e.key), e.info) {
+			break
+		}
+	}
+	return nil
+}
+
+// listScan calls fn for each of the job's keys that begins with prefix and
+// sorts after `after` (empty: every one), in no particular order, shard by
+// shard under the shard's read lock: fn must not call the tier, and the key
+// slice is valid only during the call. List sorts what it gathers; the
+// node's listing snapshots (list.go) gather keys only.
+func (d *DRAM) listScan(job, prefix, after []byte, fn func(key []byte, info Info)) error {
 	if len(job) == 0 || len(job) > d.maxJob || len(prefix) > d.maxKey || len(after) > d.maxKey {
 		return ErrBadKey
 	}
@@ -429,26 +454,16 @@ func (d *DRAM) List(job, prefix, after []byte, fn func(key []byte, info Info) bo
 	if j == nil {
 		return nil
 	}
-	var h listHeap
 	for i := range j.shards {
 		s := &j.shards[i]
 		s.mu.RLock()
 		s.t.each(func(off int64) {
 			r := recordAt(d.arena, off)
 			if k := r.key(); bytes.HasPrefix(k, prefix) && bytes.Compare(k, after) > 0 {
-				h = append(h, listEntry{string(k), r.h.info()})
+				fn(k, r.h.info())
 			}
 		})
 		s.mu.RUnlock()
-	}
-	// A heap, not a sort: a paged listing usually stops after a page, so
-	// only the keys it takes are ordered.
-	heap.Init(&h)
-	for h.Len() > 0 {
-		e := heap.Pop(&h).(listEntry)
-		if !fn([]byte(e.key), e.info) {
-			break
-		}
 	}
 	return nil
 }

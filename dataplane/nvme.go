@@ -3,10 +3,12 @@ package dataplane
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/pocketstore/pocket/dataplane/slab"
 	"github.com/pocketstore/pocket/nvme"
@@ -489,34 +491,51 @@ func (t *NVMe) remove(job, key []byte, cond bool, ver uint64) (Info, error) {
 	return v.info(), nil
 }
 
-// List implements Tier. The matching keys are gathered and sorted under
-// the read lock; fn runs with no lock held.
+// List implements Tier. The matching keys are gathered under the read
+// lock and sorted; fn runs with no lock held.
 func (t *NVMe) List(job, prefix, after []byte, fn func(key []byte, info Info) bool) error {
-	type item struct {
-		key  string
-		info Info
+	var items []listEntry
+	err := t.scanKeys(job, prefix, after, func(key string, info Info) {
+		items = append(items, listEntry{key, info})
+	})
+	if err != nil {
+		return err
 	}
+	slices.SortFunc(items, func(a, b listEntry) int { return strings.Compare(a.key, b.key) })
+	for _, it := range items {
+		if !fn([]byte(it.key), it.info) {
+			break
+		}
+	}
+	return nil
+}
+
+// listScan is scanKeys handing each key as a byte slice that views the
+// index's own string: fn must not modify it or keep it past the call. The
+// node's listing snapshots (list.go) gather keys with it.
+func (t *NVMe) listScan(job, prefix, after []byte, fn func(key []byte, info Info)) error {
+	return t.scanKeys(job, prefix, after, func(key string, info Info) {
+		fn(unsafe.Slice(unsafe.StringData(key), len(key)), info)
+	})
+}
+
+// scanKeys calls fn for each of the job's keys that begins with prefix and
+// sorts after `after` (empty: every one), in no particular order, under the
+// read lock: fn must not call the tier.
+func (t *NVMe) scanKeys(job, prefix, after []byte, fn func(key string, info Info)) error {
 	if len(job) == 0 || len(job) > t.maxJob {
 		return ErrBadKey
 	}
-	var items []item
 	t.mu.RLock()
+	defer t.mu.RUnlock()
 	if t.closed {
-		t.mu.RUnlock()
 		return ErrClosed
 	}
 	if j := t.jobs[string(job)]; j != nil {
 		for k, v := range j.keys {
 			if len(k) >= len(prefix) && k[:len(prefix)] == string(prefix) && k > string(after) {
-				items = append(items, item{k, v.info()})
+				fn(k, v.info())
 			}
-		}
-	}
-	t.mu.RUnlock()
-	sort.Slice(items, func(a, b int) bool { return items[a].key < items[b].key })
-	for _, it := range items {
-		if !fn([]byte(it.key), it.info) {
-			break
 		}
 	}
 	return nil

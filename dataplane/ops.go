@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"bytes"
 	"errors"
 
 	"github.com/pocketstore/pocket/netio"
@@ -383,7 +382,9 @@ const (
 
 // list collects up to the request's limit of entries after r.After under
 // the prefix r.Key; with a delimiter, keys with the delimiter past the
-// prefix collapse into one directory entry each.
+// prefix collapse into one directory entry each. Pages come from a sorted
+// snapshot kept between the pages of a listing (list.go), so a whole
+// listing costs time linear in the keys it returns.
 func list(tier Tier, r *wire.Request) (*wire.Response, error) {
 	limit := int(r.Limit)
 	if limit <= 0 || limit > listMax {
@@ -392,31 +393,7 @@ func list(tier Tier, r *wire.Request) (*wire.Response, error) {
 			limit = listMax
 		}
 	}
-	resp := &wire.Response{}
-	bytesUsed := 0
-	err := tier.List(r.Job, r.Key, r.After, func(key []byte, info Info) bool {
-		if wire.IsChunkKey(key) {
-			return true
-		}
-		e := wire.Entry{Key: key, Size: info.ObjectSize}
-		if r.Delimiter != 0 {
-			if i := bytes.IndexByte(key[len(r.Key):], r.Delimiter); i >= 0 {
-				e = wire.Entry{Key: key[:len(r.Key)+i+1], Dir: true}
-				if k := len(resp.Entries); k > 0 && bytes.Equal(resp.Entries[k-1].Key, e.Key) {
-					return true
-				}
-			}
-		}
-		if len(resp.Entries) == limit || bytesUsed+len(e.Key)+32 > listMetaRoom {
-			resp.More = true
-			return false
-		}
-		e.Key = append([]byte(nil), e.Key...)
-		bytesUsed += len(e.Key) + 32
-		resp.Entries = append(resp.Entries, e)
-		return true
-	})
-	return resp, err
+	return listPage(tier, r, limit)
 }
 
 // deletePrefixMax is the most keys one prefix delete removes; the reply

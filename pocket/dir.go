@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/pocketstore/pocket/wire"
 )
@@ -33,36 +34,109 @@ func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, err
 	return ents, err
 }
 
+// listOnce pages through every node's listing, the nodes in parallel,
+// and merges the nodes' sorted listings into one (a name on several nodes
+// once, the last node's entry as before); a node whose listing is out of
+// order (none here) is merged by sorting instead.
 func (j *Job) listOnce(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
-	seen := map[string]Entry{}
-	after := []byte(nil)
-	for _, t := range j.targets() {
-		after = after[:0]
-		for {
-			req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim}
-			r, err := j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
-			if err != nil {
-				return nil, wrap("list", prefix, err)
-			}
-			for _, e := range r.Meta.Entries {
-				if wire.IsChunkKey(e.Key) {
-					continue
+	// pageLimit is the node's largest page (dataplane listMax); the
+	// node also bounds a page by its metadata bytes.
+	const pageLimit = 10000
+	ts := j.targets()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lists := make([][]Entry, len(ts))
+	sorted := make([]bool, len(ts))
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for i, t := range ts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var after []byte
+			ents, inOrder := []Entry(nil), true
+			for {
+				req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim, Limit: pageLimit}
+				r, err := j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+					return
 				}
-				seen[string(e.Key)] = Entry{Name: string(e.Key), Size: e.Size, Dir: e.Dir}
+				for _, e := range r.Meta.Entries {
+					if wire.IsChunkKey(e.Key) {
+						continue
+					}
+					if k := len(ents); k > 0 && ents[k-1].Name >= string(e.Key) {
+						if ents[k-1].Name == string(e.Key) {
+							ents[k-1] = Entry{Name: ents[k-1].Name, Size: e.Size, Dir: e.Dir}
+							continue
+						}
+						inOrder = false
+					}
+					ents = append(ents, Entry{Name: string(e.Key), Size: e.Size, Dir: e.Dir})
+				}
+				n := len(r.Meta.Entries)
+				if !r.Meta.More || n == 0 {
+					break
+				}
+				after = nextAfter(r.Meta.Entries[n-1])
 			}
-			n := len(r.Meta.Entries)
-			if !r.Meta.More || n == 0 {
-				break
+			lists[i], sorted[i] = ents, inOrder
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, wrap("list", prefix, firstErr)
+	}
+	total := 0
+	for i, l := range lists {
+		total += len(l)
+		if !sorted[i] {
+			seen := map[string]Entry{}
+			for _, l := range lists {
+				for _, e := range l {
+					seen[e.Name] = e
+				}
 			}
-			after = nextAfter(r.Meta.Entries[n-1])
+			out := make([]Entry, 0, len(seen))
+			for _, e := range seen {
+				out = append(out, e)
+			}
+			sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+			return out, nil
 		}
 	}
-	out := make([]Entry, 0, len(seen))
-	for _, e := range seen {
-		out = append(out, e)
+	// A k-way merge: k is the job's node count, small.
+	out := make([]Entry, 0, total)
+	pos := make([]int, len(lists))
+	for {
+		best := -1
+		for i, l := range lists {
+			if pos[i] == len(l) {
+				continue
+			}
+			switch {
+			case best < 0 || l[pos[i]].Name < lists[best][pos[best]].Name:
+				best = i
+			case l[pos[i]].Name == lists[best][pos[best]].Name:
+				pos[best]++ // the later node's entry wins
+				best = i
+			}
+		}
+		if best < 0 {
+			return out, nil
+		}
+		out = append(out, lists[best][pos[best]])
+		pos[best]++
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
-	return out, nil
 }
 
 // nextAfter is the cursor that resumes after an entry; for a directory

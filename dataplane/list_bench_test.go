@@ -1,0 +1,158 @@
+package dataplane_test
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/pocket"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// listBenchKeys is the size of the listings benchmarked: issue 10 (item 5)
+// measured 5.7 s for a listing of 200,000 keys, every page rescanning and
+// sorting all keys after its cursor.
+const listBenchKeys = 200_000
+
+// listBenchKey is the i-th key of the benchmark (21 bytes, 100 "directories").
+func listBenchKey(i int) string { return fmt.Sprintf("d%02d/file-%09d", i%100, i) }
+
+// listBenchNode starts a node whose DRAM tier holds keys of the job "job-1"
+// (8-byte values, written straight into the tier).
+func listBenchNode(b *testing.B, keys []string) *dataplane.Node {
+	b.Helper()
+	d, err := dataplane.NewDRAM(512<<20, dataplane.DRAMOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	val := []byte("12345678")
+	for _, k := range keys {
+		put(b, d, "job-1", k, val)
+	}
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}})
+	if err != nil {
+		d.Close()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		n.Close()
+		d.Close()
+	})
+	return n
+}
+
+// BenchmarkList200k lists 200,000 keys and reports ns per key listed:
+//
+//   - node: one node, paged by a raw connection the way the SDK pages (the
+//     last key returned is the next cursor, default page size);
+//   - sdk: Job.List over a 3-node static cluster, a third of the keys on
+//     each node (the SDK pages through every node and merges).
+func BenchmarkList200k(b *testing.B) {
+	keys := make([]string, listBenchKeys)
+	for i := range keys {
+		keys[i] = listBenchKey(i)
+	}
+	ctx := context.Background()
+	b.Run("node", func(b *testing.B) {
+		n := listBenchNode(b, keys)
+		c, err := client.DialConn(ctx, n.Addr().String(), client.ConnOptions{Job: []byte("job-1")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		m := startListMeter()
+		for b.Loop() {
+			if got := listAllRaw(b, c, "job-1", 0); got != listBenchKeys {
+				b.Fatalf("listed %d keys, want %d", got, listBenchKeys)
+			}
+		}
+		m.report(b)
+	})
+	b.Run("sdk", func(b *testing.B) {
+		var addrs []string
+		for i := 0; i < 3; i++ {
+			var part []string
+			for k := i; k < len(keys); k += 3 {
+				part = append(part, keys[k])
+			}
+			addrs = append(addrs, listBenchNode(b, part).Addr().String())
+		}
+		s := pocket.NewStore(nil, pocket.Config{})
+		defer s.Close()
+		j, err := s.OpenStatic("job-1", addrs...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := startListMeter()
+		for b.Loop() {
+			ents, err := j.List(ctx, "")
+			if err != nil || len(ents) != listBenchKeys {
+				b.Fatalf("listed %d keys (%v), want %d", len(ents), err, listBenchKeys)
+			}
+		}
+		m.report(b)
+	})
+}
+
+// listMeter measures a benchmark's wall time and the process's CPU time
+// (user and system: the nodes and the client share the process), both
+// reported per key listed. The CPU figure is the steadier one on a busy
+// machine.
+type listMeter struct {
+	wall time.Time
+	cpu  time.Duration
+}
+
+func startListMeter() listMeter { return listMeter{time.Now(), processCPU()} }
+
+func (m listMeter) report(b *testing.B) {
+	keys := float64(b.N * listBenchKeys)
+	b.ReportMetric(float64(time.Since(m.wall).Nanoseconds())/keys, "ns/key")
+	b.ReportMetric(float64((processCPU()-m.cpu).Nanoseconds())/keys, "cpu-ns/key")
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// listAllRaw pages through the job's keys as the SDK does and returns how
+// many it saw (limit 0: the node's default page).
+func listAllRaw(b *testing.B, c *client.Conn, job string, limit uint32) int {
+	b.Helper()
+	var after []byte
+	total := 0
+	for {
+		req := &wire.Request{Job: []byte(job), After: after, Limit: limit}
+		if _, err := c.Send(wire.OpList, 0, req, nil); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		r, err := c.Recv()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r.Code != wire.CodeOK {
+			b.Fatal(r.Err())
+		}
+		var resp wire.Response
+		if err := wire.DecodeResponse(r.Meta, &resp); err != nil {
+			b.Fatal(err)
+		}
+		total += len(resp.Entries)
+		if !resp.More || len(resp.Entries) == 0 {
+			return total
+		}
+		after = resp.Entries[len(resp.Entries)-1].Key
+	}
+}
