@@ -181,13 +181,29 @@ func (n *Node) admit(cs *connState, h *wire.Header) (Tier, error) {
 	if err := cs.auth.check(n.cfg.Guard, r.Job, r.Token); err != nil {
 		return nil, err
 	}
-	if err := n.jobs.check(r.Job, r.Epoch); err != nil {
+	if err := n.jobs.checkOp(r.Job, r.Epoch, classOf(h)); err != nil {
 		return nil, err
 	}
 	if len(r.Key) == 0 && h.Flags&wire.FlagPrefix == 0 && (h.Op == wire.OpPut || h.Op == wire.OpGet || h.Op == wire.OpStat || h.Op == wire.OpDelete) {
 		return nil, errNoKey
 	}
 	return n.tierFor(h.Flags)
+}
+
+// classOf says what a request does to the job's values.
+func classOf(h *wire.Header) opClass {
+	switch h.Op {
+	case wire.OpStat, wire.OpList, wire.OpUsage:
+		return opRead
+	case wire.OpGet:
+		if h.Flags&wire.FlagDeleteAfterRead != 0 {
+			return opRemove
+		}
+		return opRead
+	case wire.OpDelete, wire.OpDropVersion:
+		return opRemove
+	}
+	return opStore
 }
 
 var (

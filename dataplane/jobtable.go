@@ -118,6 +118,7 @@ func (j *jobTable) lookup(job []byte) *jobEntry {
 // Errors of the per-request check. Static, so refusing allocates nothing.
 var (
 	errRevoked = &wire.Error{Code: wire.CodeRevoked, Msg: "the job's token was revoked: the job was deregistered"}
+	errRetired = &wire.Error{Code: wire.CodeRevoked, Msg: "the job was deregistered: its persist-after-job values are read-only (get, list, delete)"}
 	errExpired = &wire.Error{Code: wire.CodeRevoked, Msg: "the job's token has expired"}
 	errJobGone = &wire.Error{Code: wire.CodeRevoked,
 		Msg: "the job is not live on this cluster (deregistered, expired, or registered with an earlier controller)"}
@@ -126,15 +127,23 @@ var (
 // check runs on every request: it refuses a revoked, expired or (on a
 // synced node) unknown job, and an epoch older than the one the
 // controller gave; a newer epoch passes and is not learned. It is
-// checkOp for a request that may write.
-func (j *jobTable) check(job []byte, epoch uint64) error { return j.checkOp(job, epoch, true) }
+// opClass says what a request does to a job's values, for the checks of
+// revoked and retired jobs.
+type opClass uint8
 
-// checkOp is check, told whether the request writes (put, delete). A read
-// of a revoked job (get, stat, list) passes while its entry lingers: its
-// data is dropped, so it finds only the values put with persist-after-job,
-// which outlive the job by design. The dispatcher calls check, which
-// treats every request as a write, until it tells reads apart.
-func (j *jobTable) checkOp(job []byte, epoch uint64, write bool) error {
+const (
+	opRead   opClass = iota // get, stat, list, usage
+	opRemove                // delete, delete-after-read, drop-version
+	opStore                 // put, confirm
+)
+
+// check is checkOp for a request that may store.
+func (j *jobTable) check(job []byte, epoch uint64) error { return j.checkOp(job, epoch, opStore) }
+
+// checkOp checks a request of class op. A revoked job's requests are all
+// refused. A retired job (revoked, its persist-after-job values remain)
+// may read and remove them, never store: its values are read-only.
+func (j *jobTable) checkOp(job []byte, epoch uint64, op opClass) error {
 	e := j.lookup(job)
 	if e == nil {
 		if j.synced.Load() {
@@ -150,11 +159,11 @@ func (j *jobTable) checkOp(job []byte, epoch uint64, write bool) error {
 	}
 	switch e.state.Load() {
 	case stateRevoked:
-		if write {
-			return errRevoked
-		}
-		return nil
+		return errRevoked
 	case stateRetired:
+		if op == opStore {
+			return errRetired
+		}
 		return nil
 	}
 	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {

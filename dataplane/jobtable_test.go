@@ -219,8 +219,8 @@ func TestExpiredTokens(t *testing.T) {
 }
 
 // TestRevokedJobKeepsPersistentValues: values put with persist-after-job
-// outlive the job and stay readable (the job is retired on that node); a
-// retired job that stores more than it held when revoked loses it all.
+// outlive the job and stay readable and deletable (the job is retired on
+// that node), and nothing more can be stored.
 func TestRevokedJobKeepsPersistentValues(t *testing.T) {
 	n := tokenNode(t)
 	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "p-1", Gen: 99}))
@@ -238,28 +238,22 @@ func TestRevokedJobKeepsPersistentValues(t *testing.T) {
 	if err := jobOp(t, n, wire.OpGet, "p-1", "gone", tok, 0, 0); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("dropped value: %v", err)
 	}
-	held := n.jobUsage([]byte("p-1"))
-	// What a put already under way at the revocation leaves is dropped,
-	// the persistent values stay.
-	if err := jobOp(t, n, wire.OpPut, "p-1", "straggler", tok, 0, 0); err != nil {
-		t.Fatal(err)
+	// A retired job's values are read-only: a put is refused, even one
+	// asking to persist; a delete works.
+	for _, flags := range []uint16{0, wire.FlagPersist} {
+		if err := jobOp(t, n, wire.OpPut, "p-1", "more", tok, 0, flags); !errors.Is(err, wire.ErrRevoked) {
+			t.Fatalf("put (flags %#x) to a retired job: %v", flags, err)
+		}
 	}
 	n.sweepRevoked(time.Now())
-	if err := jobOp(t, n, wire.OpGet, "p-1", "straggler", tok, 0, 0); !errors.Is(err, wire.ErrNotFound) {
-		t.Fatalf("non-persistent value stored after the revocation: %v", err)
-	}
 	if err := jobOp(t, n, wire.OpGet, "p-1", "kept", tok, 0, 0); err != nil {
 		t.Fatalf("persistent value after the sweep: %v", err)
 	}
-	if err := jobOp(t, n, wire.OpPut, "p-1", "more", tok, 0, wire.FlagPersist); err != nil {
-		t.Fatal(err) // a retired job cannot be told from a reader here...
+	if err := jobOp(t, n, wire.OpDelete, "p-1", "kept", tok, 0, 0); err != nil {
+		t.Fatalf("delete of a persistent value: %v", err)
 	}
-	n.sweepRevoked(time.Now())
-	if u := n.jobUsage([]byte("p-1")); u != 0 {
-		t.Fatalf("a retired job grew from %d to %d bytes and kept it", held, u)
-	}
-	if err := jobOp(t, n, wire.OpGet, "p-1", "kept", tok, 0, 0); !errors.Is(err, wire.ErrRevoked) {
-		t.Fatalf("after storing past its revocation: %v", err)
+	if err := jobOp(t, n, wire.OpGet, "p-1", "kept", tok, 0, 0); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("after its delete: %v", err)
 	}
 }
 

@@ -68,8 +68,7 @@ type MigrateStats struct {
 	Bytes   int64 // bytes moved
 }
 
-// migrateBatch is how many keys are listed at a time: the tier's List
-// callback may not modify the tier, so keys are collected, then moved.
+// migrateBatch is how many keys are moved between checks of the context.
 const migrateBatch = 256
 
 // ErrNoOwner means a job's map has no node that can take its values.
@@ -107,30 +106,29 @@ func (c *migrateCounters) stats() MigrateStats {
 
 // migrateTier moves one tier's values of the job, batch by batch.
 func (n *Node) migrateTier(ctx context.Context, t Tier, set *placement.Set, mj *MigrateJob, s Sender, parallel int, st *migrateCounters) error {
-	job := []byte(mj.Job)
-	var after []byte
+	keys := listAll(t, []byte(mj.Job))
 	var firstErr error
-	for {
-		keys := listBatch(t, job, after)
-		if len(keys) == 0 {
-			return firstErr
-		}
-		after = keys[len(keys)-1]
-		if err := n.moveBatch(ctx, t, set, mj, s, parallel, keys, st); err != nil && firstErr == nil {
+	for len(keys) > 0 {
+		batch := keys[:min(migrateBatch, len(keys))]
+		keys = keys[len(batch):]
+		if err := n.moveBatch(ctx, t, set, mj, s, parallel, batch, st); err != nil && firstErr == nil {
 			firstErr = err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
+	return firstErr
 }
 
-// listBatch returns up to migrateBatch keys of the job after `after`.
-func listBatch(t Tier, job, after []byte) [][]byte {
+// listAll returns every key of the job, listed once: a key put since is
+// not the drain's (puts go to the new owners), and one deleted since is
+// skipped when its move finds it gone.
+func listAll(t Tier, job []byte) [][]byte {
 	var keys [][]byte
-	_ = t.List(job, nil, after, func(key []byte, _ Info) bool {
+	_ = t.List(job, nil, nil, func(key []byte, _ Info) bool {
 		keys = append(keys, append([]byte(nil), key...))
-		return len(keys) < migrateBatch
+		return true
 	})
 	return keys
 }

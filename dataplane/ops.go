@@ -354,14 +354,21 @@ func (n *Node) version(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) 
 		n.replyErr(c, cs, h, errNoVersion)
 		return
 	}
+	k := verKey{tier.Kind(), string(r.Job), r.Version}
+	if h.Op == wire.OpDropVersion && n.drain.Load() && n.vers.versionMoving(k) {
+		n.replyErr(c, cs, h, errMovingVersion)
+		return
+	}
 	var count int
 	if h.Op == wire.OpConfirm {
-		count = n.vers.confirm(verKey{tier.Kind(), string(r.Job), r.Version})
+		count = n.vers.confirm(k)
 	} else {
 		count = n.dropVersion(tier, r.Job, r.Version)
 	}
 	n.replyMeta(c, cs, h, &wire.Response{Count: uint64(count)})
 }
+
+var errMovingVersion = &wire.Error{Code: wire.CodeBusy, Msg: "a chunk of the version is being moved off this draining node; retry"}
 
 var errMoving = &wire.Error{Code: wire.CodeBusy, Msg: "the key is being moved off this draining node; retry"}
 
@@ -396,31 +403,30 @@ func list(tier Tier, r *wire.Request) (*wire.Response, error) {
 	return listPage(tier, r, limit)
 }
 
-// deletePrefixMax is the most keys one prefix delete removes; the reply
-// says More when keys remain, and the SDK asks again. It keeps the reply's
-// versions well under the metadata limit.
+// deletePrefixMax is the most chunked objects one prefix delete removes;
+// the reply says More when some remain, and the SDK asks again. It keeps the
+// reply's versions well under the metadata limit.
 const deletePrefixMax = 4096
 
-// deletePrefix removes up to deletePrefixMax of the job's keys that start
-// with r.Key, except chunk keys: those go with their version, which the
-// SDK drops on every node for each manifest removed here (the reply's
-// Versions). Keys are collected first: a tier's List callback must not
-// modify the tier.
+// deletePrefix removes the job's keys that start with r.Key, stopping
+// after deletePrefixMax manifests, except chunk keys: those go with their
+// version, which the SDK drops on every node for each manifest removed here
+// (the reply's Versions). Keys are collected first, in one listing: a
+// tier's List callback must not modify the tier.
 func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 	var keys [][]byte
 	resp := &wire.Response{}
 	_ = tier.List(r.Job, r.Key, nil, func(key []byte, _ Info) bool {
-		if wire.IsChunkKey(key) {
-			return true
+		if !wire.IsChunkKey(key) {
+			keys = append(keys, append([]byte(nil), key...))
 		}
-		if len(keys) == deletePrefixMax {
-			resp.More = true
-			return false
-		}
-		keys = append(keys, append([]byte(nil), key...))
 		return true
 	})
 	for _, k := range keys {
+		if len(resp.Versions) == deletePrefixMax {
+			resp.More = true
+			break
+		}
 		info, err := tier.Delete(r.Job, k)
 		if err != nil {
 			continue

@@ -160,6 +160,21 @@ func (v *versionTable) isMoving(t Kind, job, key []byte) bool {
 	return v.moving[movingKey{t, string(job), string(key)}] > 0
 }
 
+// versionMoving reports whether a drain is moving a chunk of version k.
+func (v *versionTable) versionMoving(k verKey) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for m := range v.moving {
+		if m.tier != k.tier || m.job != k.job {
+			continue
+		}
+		if _, ver, _, ok := wire.ParseChunkKey([]byte(m.key)); ok && ver == k.ver {
+			return true
+		}
+	}
+	return false
+}
+
 // forget unfiles a deleted key if it is a chunk key.
 func (v *versionTable) forget(t Kind, job, key []byte) {
 	_, ver, _, ok := wire.ParseChunkKey(key)

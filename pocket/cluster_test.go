@@ -221,18 +221,35 @@ func TestClusterPersistAfterJob(t *testing.T) {
 	if err := j.Put(ctx, "gone", []byte("goes")); err != nil {
 		t.Fatal(err)
 	}
-	m := j.Map()
+	cred := j.Credential()
 	if err := j.Deregister(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// The job is gone from the controller, but the nodes still hold the
-	// persistent value, readable with the job's token.
-	left, _ := s.newJob(m)
-	if got, err := left.Get(ctx, "kept"); err != nil || string(got) != "stays" {
-		t.Fatalf("persistent value: %q %v", got, err)
+	// persistent value: read-only, for the job itself and for whoever
+	// opens its credential (here another store, as another process would).
+	other := c.store()
+	defer other.Close()
+	left, err := other.OpenCredential(cred)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := left.Get(ctx, "gone"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("non-persistent value after deregister: %v", err)
+	for name, jb := range map[string]*Job{"job": j, "credential": left} {
+		if got, err := jb.Get(ctx, "kept"); err != nil || string(got) != "stays" {
+			t.Fatalf("%s: persistent value: %q %v", name, got, err)
+		}
+		if _, err := jb.Get(ctx, "gone"); !errors.Is(err, ErrNotFound) && !errors.Is(err, wire.ErrRevoked) {
+			t.Fatalf("%s: non-persistent value after deregister: %v", name, err)
+		}
+		if err := jb.Put(ctx, "new", []byte("x"), Persist()); !errors.Is(err, wire.ErrRevoked) {
+			t.Fatalf("%s: put after deregister: %v", name, err)
+		}
+	}
+	if err := left.Delete(ctx, "kept"); err != nil {
+		t.Fatalf("delete of a persisted value: %v", err)
+	}
+	if _, err := j.Get(ctx, "kept"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("persisted value after its delete: %v", err)
 	}
 }
 

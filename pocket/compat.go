@@ -24,10 +24,15 @@ import (
 // The controller is found as Pocket's lambdas found it, from the
 // environment: POCKET_CONTROLLER=host:port. A job registered in this
 // process remembers its token; a job registered elsewhere takes it from
-// POCKET_TOKEN (hex), as the launcher of the lambdas passes it on.
+// POCKET_TOKEN (hex), as the launcher of the lambdas passes it on. After
+// DeregisterJob the job's persisted values stay readable and deletable
+// (read-only) in that process, and elsewhere with POCKET_CREDENTIAL set to
+// the job's Credential (see persist.go).
 
-// compatJobs remembers tokens of jobs registered through this layer.
-var compatJobs sync.Map // job id -> []byte token
+// compatJobs remembers tokens of jobs registered through this layer, and
+// compatCreds the credentials of jobs deregistered through it, whose
+// persisted values stay readable (persist.go).
+var compatJobs, compatCreds sync.Map // job id -> []byte token; job id -> credential
 
 func controllerAddr() (string, error) {
 	if a := os.Getenv("POCKET_CONTROLLER"); a != "" {
@@ -70,12 +75,30 @@ func DeregisterJob(jobid string) int {
 	if err != nil {
 		return -1
 	}
+	cred := j.Credential()
 	if err := j.Deregister(context.Background()); err != nil {
 		h.err = err
 		return -1
 	}
 	compatJobs.Delete(jobid)
+	compatCreds.Store(jobid, cred)
 	return 0
+}
+
+// credentialOf returns the credential of a deregistered job: kept by the
+// process that deregistered it, or POCKET_CREDENTIAL when it names jobid.
+func credentialOf(jobid string) string {
+	if c, ok := compatCreds.Load(jobid); ok {
+		return c.(string)
+	}
+	env := os.Getenv("POCKET_CREDENTIAL")
+	if env == "" {
+		return ""
+	}
+	if c, err := decodeCredential(env); err == nil && c.Job == jobid {
+		return env
+	}
+	return ""
 }
 
 // Handle is the connection pocket.connect returns.
@@ -113,6 +136,13 @@ func (h *Handle) job(jobid string) (*Job, error) {
 	defer h.mu.Unlock()
 	if j := h.jobs[jobid]; j != nil {
 		return j, nil
+	}
+	if cred := credentialOf(jobid); cred != "" {
+		j, err := h.s.OpenCredential(cred)
+		if err == nil {
+			h.jobs[jobid] = j
+		}
+		return j, err
 	}
 	tok, ok := compatJobs.Load(jobid)
 	var t []byte

@@ -198,7 +198,7 @@ func (j *Job) CountFiles(ctx context.Context, dir string) (int, error) {
 // dropped on every node.
 func (j *Job) RemoveAll(ctx context.Context, name string) error {
 	p := dirPrefix(name)
-	if err := j.deletePrefix(ctx, p); err != nil {
+	if err := finish(ctx, func(ctx context.Context) error { return j.deletePrefix(ctx, p) }); err != nil {
 		return wrap("delete", name, err)
 	}
 	if p == "" {

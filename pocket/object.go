@@ -103,11 +103,13 @@ func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOpti
 // putSmall stores a value as one record under its key, and drops the
 // chunks of a chunked object it replaced.
 func (j *Job) putSmall(ctx context.Context, key string, flags uint16, value []byte) error {
-	r, _, err := j.doReq(ctx, wire.OpPut, flags, []byte(key), 0, reqExtra{version: newVersion()}, value, nil)
-	if err == nil {
-		j.dropReplaced(r.Meta.Version)
-	}
-	return err
+	return finish(ctx, func(ctx context.Context) error {
+		r, _, err := j.doReq(ctx, wire.OpPut, flags, []byte(key), 0, reqExtra{version: newVersion()}, value, nil)
+		if err == nil {
+			j.dropReplaced(r.Meta.Version)
+		}
+		return err
+	})
 }
 
 func wrap(op, key string, err error) error {
@@ -207,10 +209,13 @@ func (j *Job) getChunk(ctx context.Context, key string, ver uint64, i int, part 
 // delete-after-read read), and then that version's chunks. A newer value
 // stays.
 func (j *Job) deleteVersion(ctx context.Context, key string, ver uint64) {
-	r, _, err := j.doReq(ctx, wire.OpDelete, wire.FlagIfVersion, []byte(key), 0, reqExtra{version: ver}, nil, nil)
-	if err == nil {
-		j.dropReplaced(r.Meta.Version)
-	}
+	_ = finish(ctx, func(ctx context.Context) error {
+		r, _, err := j.doReq(ctx, wire.OpDelete, wire.FlagIfVersion, []byte(key), 0, reqExtra{version: ver}, nil, nil)
+		if err == nil {
+			j.dropReplaced(r.Meta.Version)
+		}
+		return err
+	})
 }
 
 // Info describes a stored value.
@@ -246,9 +251,12 @@ func (j *Job) Delete(ctx context.Context, key string) error {
 	if err := checkName(key); err != nil {
 		return err
 	}
-	r, err := j.do(ctx, wire.OpDelete, 0, []byte(key), 0, nil, nil)
-	if err == nil {
-		j.dropReplaced(r.Meta.Version)
-	}
+	err := finish(ctx, func(ctx context.Context) error {
+		r, err := j.do(ctx, wire.OpDelete, 0, []byte(key), 0, nil, nil)
+		if err == nil {
+			j.dropReplaced(r.Meta.Version)
+		}
+		return err
+	})
 	return wrap("delete", key, err)
 }

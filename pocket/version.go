@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -73,6 +74,29 @@ func (w *objectWrite) commit(ctx context.Context, m wire.Manifest) error {
 	return nil
 }
 
+// finish runs f, a call whose reply the SDK must see to clean up after it
+// (a put or delete that may replace or remove a chunked object, whose
+// chunks must then be dropped), to its end on a context of its own, bounded
+// by settle. The caller still returns as soon as ctx ends, with ctx's
+// error; f then completes, and cleans up, on its own.
+func finish(ctx context.Context, f func(context.Context) error) error {
+	if ctx.Done() == nil {
+		return f(ctx) // cannot be cancelled: no goroutine needed
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settle)
+	done := make(chan error, 1)
+	go func() {
+		defer cancel()
+		done <- f(sctx)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // refused reports whether a node answered err, so the request certainly
 // changed nothing; a lost connection leaves that open.
 func refused(err error) bool {
@@ -116,8 +140,40 @@ func (j *Job) dropReplaced(ver uint64) {
 // job. It runs on a context of its own: it is cleanup that a caller's
 // cancellation must not cut short. A node that cannot be reached keeps its
 // chunks until the job ends (they are confirmed, so no lease frees them).
+//
+// While a node drains, its chunks of ver may be on their way to their new
+// owners (dataplane/migrate.go): the draining node answers busy until no
+// chunk of ver is in flight, so the drop is sent there first, waiting that
+// out, and only then to the others, where every moved chunk has arrived.
 func (j *Job) dropVersion(ver uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
+	j.mu.RLock()
+	draining := make([]string, 0, len(j.m.Draining))
+	for addr, on := range j.m.Draining {
+		if on && !j.m.Dead[addr] {
+			draining = append(draining, addr)
+		}
+	}
+	j.mu.RUnlock()
+	for _, addr := range draining {
+		_, _ = j.doAtPatient(ctx, addr, wire.OpDropVersion, reqExtra{version: ver})
+	}
 	_, _ = j.fanOut(ctx, wire.OpDropVersion, 0, wire.Request{Version: ver})
+}
+
+// doAtPatient is doAt retried while the node answers busy, backing off
+// from 1 to 50 ms, until ctx ends.
+func (j *Job) doAtPatient(ctx context.Context, addr string, op wire.Op, x reqExtra) (client.Reply, error) {
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		r, err := j.doAt(ctx, addr, op, 0, x)
+		if !errors.Is(err, wire.ErrBusy) {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, err
+		case <-time.After(wait):
+		}
+	}
 }

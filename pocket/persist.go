@@ -1,0 +1,67 @@
+package pocket
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+
+	"github.com/pocketstore/pocket/internal/placement"
+)
+
+// Persisted values (Pocket's PERSIST_AFTER_JOB)
+//
+// Values put with Persist outlive their job. When the job is deregistered,
+// every node drops the job's other values and keeps the persistent ones
+// read-only: the job's token still gets, lists and deletes them, and no
+// node takes a new put under it (wire.CodeRevoked). The controller forgets
+// the job, so the map that finds those values is the credential: a Job
+// keeps working for reads after Deregister, and Credential carries its id,
+// token and map to another process, which opens it with OpenCredential
+// (no controller needed). A key that was not persistent answers "not
+// found", or CodeRevoked from a node that kept none of the job's values.
+// Persistent values live until they are deleted or their node stops; a
+// drained node does not move them.
+
+// credential is the encoded form of a job's map.
+type credential struct {
+	Job   string           `json:"job"`
+	Token []byte           `json:"token"`
+	Tier  Tier             `json:"tier"`
+	Epoch uint64           `json:"epoch"`
+	Nodes []placement.Node `json:"nodes"`
+}
+
+// Credential returns the job's id, token and map as one printable string
+// (base64 of JSON). It is a secret: whoever holds it can read and delete
+// the job's values.
+func (j *Job) Credential() string {
+	m := j.snapshot()
+	b, _ := json.Marshal(credential{Job: m.Job, Token: m.Token, Tier: m.Tier, Epoch: m.Epoch, Nodes: m.Nodes})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// OpenCredential opens a job from a Credential string: typically one that
+// has been deregistered, to read or delete its persisted values. Calls that
+// need the controller (Deregister, a map refresh) fail on such a job.
+func (s *Store) OpenCredential(cred string) (*Job, error) {
+	c, err := decodeCredential(cred)
+	if err != nil {
+		return nil, err
+	}
+	return s.newJob(Map{Job: c.Job, Token: c.Token, Tier: c.Tier, Epoch: c.Epoch, Nodes: c.Nodes})
+}
+
+func decodeCredential(cred string) (credential, error) {
+	var c credential
+	b, err := base64.RawURLEncoding.DecodeString(cred)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil {
+		return c, fmt.Errorf("pocket: credential: %w", err)
+	}
+	if c.Job == "" || len(c.Nodes) == 0 {
+		return c, fmt.Errorf("pocket: credential names no job or no node")
+	}
+	return c, nil
+}
