@@ -19,7 +19,17 @@ type Options struct {
 	ConnsPerNode int          // connections kept to each node; default 2
 	Limits       *wire.Limits // nil: wire.DefaultLimits
 	DialTimeout  time.Duration
+	// MaxIdle: a pooled connection unused for longer is closed and dialled
+	// again before its next request, so that the request does not meet a
+	// connection the node closed as idle. Default DefaultMaxIdle; negative:
+	// never.
+	MaxIdle time.Duration
 }
+
+// DefaultMaxIdle is half a node's default idle timeout
+// (netio.DefaultIdleTimeout, 2 minutes): a frozen Lambda that thaws finds
+// its connections redialled, not reset by the node.
+const DefaultMaxIdle = time.Minute
 
 // Client sends requests to any number of nodes. It is safe for concurrent
 // use: every connection multiplexes many requests in flight, and callers
@@ -40,6 +50,9 @@ func New(opts Options) *Client {
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.MaxIdle == 0 {
+		opts.MaxIdle = DefaultMaxIdle
 	}
 	c := &Client{opts: opts, pools: make(map[string]*pool), lim: wire.DefaultLimits()}
 	if opts.Limits != nil {
@@ -148,8 +161,12 @@ func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 	p.mu.Lock()
 	s := &p.slots[i]
 	if mc := s.mc; mc != nil && !mc.dead() {
-		p.mu.Unlock()
-		return mc, nil
+		if !p.stale(mc) {
+			p.mu.Unlock()
+			return mc, nil
+		}
+		mc.fail(errIdleRedial)
+		s.mc = nil
 	}
 	if p.closed {
 		p.mu.Unlock()
@@ -168,6 +185,21 @@ func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// errIdleRedial closes a pooled connection left unused past MaxIdle.
+var errIdleRedial = errors.New("client: connection idle past MaxIdle; redialled")
+
+// stale reports whether mc has sent nothing for MaxIdle and has no call in
+// flight: then the node may have closed it as idle.
+func (p *pool) stale(mc *muxConn) bool {
+	max := p.c.opts.MaxIdle
+	if max < 0 || time.Duration(time.Now().UnixNano()-mc.used.Load()) < max {
+		return false
+	}
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	return len(mc.pending) == 0 && mc.waiting == 0
 }
 
 // dial connects slot i for everyone waiting on d.
@@ -265,6 +297,8 @@ type muxConn struct {
 	rs   readState     // the frame being read; belongs to the holder of rmu
 	wake chan struct{} // a waiter should try to become the reader
 
+	used atomic.Int64 // when a request was last sent (Unix ns), for MaxIdle
+
 	mu       sync.Mutex
 	nextID   uint64
 	pending  map[uint64]*call // calls whose reply has not begun to be read
@@ -317,8 +351,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 func newMuxConn(nc net.Conn, addr string, lim *wire.Limits) *muxConn {
-	return &muxConn{nc: nc, addr: addr, lim: lim, enc: wire.NewEncoder(), pending: make(map[uint64]*call),
+	mc := &muxConn{nc: nc, addr: addr, lim: lim, enc: wire.NewEncoder(), pending: make(map[uint64]*call),
 		br: bufio.NewReaderSize(nc, 64<<10), wake: make(chan struct{}, 1), wsem: make(chan struct{}, 1)}
+	mc.used.Store(time.Now().UnixNano())
+	return mc
 }
 
 func (mc *muxConn) dead() bool {
@@ -335,6 +371,7 @@ func (mc *muxConn) do(ctx context.Context, op wire.Op, flags uint16, req *wire.R
 		return Reply{}, err
 	}
 	cl := &call{dst: dst, done: make(chan struct{})}
+	mc.used.Store(time.Now().UnixNano())
 	mc.mu.Lock()
 	if mc.err != nil {
 		err := mc.err
