@@ -252,6 +252,24 @@ func (j *Job) PutFile(ctx context.Context, src, key string, opts ...PutOption) e
 // failed download leaves dst as it was, and with DeleteAfterRead the value
 // is deleted only after dst is in place.
 func (j *Job) GetFile(ctx context.Context, key, dst string, opts ...GetOption) error {
+	return j.getWith(ctx, key, opts, func(r io.Reader) error { return writeFileAtomic(dst, r) })
+}
+
+// GetTo streams the value under key into w and returns the bytes written.
+// With DeleteAfterRead the value (the version read) is deleted only once
+// all of it has been written to w without error.
+func (j *Job) GetTo(ctx context.Context, key string, w io.Writer, opts ...GetOption) (int64, error) {
+	var n int64
+	err := j.getWith(ctx, key, opts, func(r io.Reader) (err error) {
+		n, err = io.Copy(w, r)
+		return err
+	})
+	return n, err
+}
+
+// getWith streams key's value to consume and, with DeleteAfterRead, deletes
+// the version read if consume succeeded.
+func (j *Job) getWith(ctx context.Context, key string, opts []GetOption, consume func(io.Reader) error) error {
 	var o getOpts
 	for _, f := range opts {
 		f(&o)
@@ -261,7 +279,7 @@ func (j *Job) GetFile(ctx context.Context, key, dst string, opts ...GetOption) e
 		return err
 	}
 	defer r.Close()
-	if err := writeFileAtomic(dst, r); err != nil {
+	if err := consume(r); err != nil {
 		return err
 	}
 	if o.flags&wire.FlagDeleteAfterRead != 0 {

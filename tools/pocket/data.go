@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/pocket"
 )
 
@@ -35,7 +34,7 @@ func newDataCmd(name string) *dataCmd {
 	return &dataCmd{
 		fs:         fs,
 		controller: fs.String("controller", "", "controller address (default $POCKET_CONTROLLER, else "+ctlDefaultAddr+")"),
-		tok:        fs.String("token", "", "the job's token (default $POCKET_TOKEN)"),
+		tok:        fs.String("token-file", "", "file (mode 0600) holding the job's token (default $POCKET_TOKEN)"),
 		persist:    fs.Bool("persist", false, "put: keep the value after the job is deregistered"),
 		once:       fs.Bool("delete-after-read", false, "get: delete the value once read"),
 	}
@@ -50,16 +49,12 @@ func (d *dataCmd) open(args []string, minPos, maxPos int) (*pocket.Job, []string
 	if len(pos) < minPos || len(pos) > maxPos {
 		return nil, nil, nil, nil, fmt.Errorf("%s: want %d to %d arguments, got %d", d.fs.Name(), minPos, maxPos, len(pos))
 	}
-	t := *d.tok
-	if t == "" {
-		t = os.Getenv("POCKET_TOKEN")
+	tok, err := jobToken(*d.tok)
+	if errors.Is(err, errNoToken) && os.Getenv("POCKET_CREDENTIAL") != "" {
+		return d.openCredential(pos)
 	}
-	if t == "" {
-		return nil, nil, nil, nil, errors.New("no job token: pass --token or set POCKET_TOKEN (printed by pocket job register)")
-	}
-	tok, err := token.Parse(t)
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("token: %w", err)
+		return nil, nil, nil, nil, err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	s, err := pocket.Dial(ctx, ctlAddr(*d.controller), pocket.Config{})
@@ -68,6 +63,24 @@ func (d *dataCmd) open(args []string, minPos, maxPos int) (*pocket.Job, []string
 		return nil, nil, nil, nil, err
 	}
 	j, err := s.OpenJob(ctx, pos[0], tok)
+	if err != nil {
+		s.Close()
+		stop()
+		return nil, nil, nil, nil, err
+	}
+	return j, pos, ctx, func() { s.Close(); stop() }, nil
+}
+
+// openCredential opens a deregistered job's persisted values with
+// POCKET_CREDENTIAL (printed by pocket job deregister); no controller is
+// asked.
+func (d *dataCmd) openCredential(pos []string) (*pocket.Job, []string, context.Context, func(), error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	s := pocket.NewStore(nil, pocket.Config{})
+	j, err := s.OpenCredential(os.Getenv("POCKET_CREDENTIAL"))
+	if err == nil && j.ID() != pos[0] {
+		err = fmt.Errorf("POCKET_CREDENTIAL is job %s's, not %s's", j.ID(), pos[0])
+	}
 	if err != nil {
 		s.Close()
 		stop()
@@ -92,6 +105,8 @@ func runPut(args []string) int {
 		if err == nil {
 			if _, err = io.Copy(w, os.Stdin); err == nil {
 				err = w.Close()
+			} else {
+				w.Abort() // nothing of a failed upload becomes visible
 			}
 		}
 		if err != nil {
@@ -122,12 +137,7 @@ func runGet(args []string) int {
 		}
 		return 0
 	}
-	r, err := j.NewReader(ctx, pos[1], opts...)
-	if err != nil {
-		return fail("get: %v", err)
-	}
-	defer r.Close()
-	if _, err := io.Copy(os.Stdout, r); err != nil {
+	if _, err := j.GetTo(ctx, pos[1], os.Stdout, opts...); err != nil {
 		return fail("get: %v", err)
 	}
 	return 0
