@@ -3,6 +3,7 @@ module github.com/pocketstore/pocket
 go 1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/cilium/ebpf v0.22.0
 	github.com/google/flatbuffers v25.12.19+incompatible
 	github.com/prometheus/procfs v0.22.0
