@@ -355,7 +355,7 @@ func (n *Node) version(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) 
 		return
 	}
 	k := verKey{tier.Kind(), string(r.Job), r.Version}
-	if h.Op == wire.OpDropVersion && n.drain.Load() && n.vers.versionMoving(k) {
+	if n.drain.Load() && n.vers.versionMoving(k) {
 		n.replyErr(c, cs, h, errMovingVersion)
 		return
 	}
@@ -368,6 +368,9 @@ func (n *Node) version(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) 
 	n.replyMeta(c, cs, h, &wire.Response{Count: uint64(count)})
 }
 
+// errMovingVersion answers a confirm or drop-version on a draining node
+// while a chunk of the version is on its way to its new owner: the SDK
+// retries, then asks the other nodes, which by then have it.
 var errMovingVersion = &wire.Error{Code: wire.CodeBusy, Msg: "a chunk of the version is being moved off this draining node; retry"}
 
 var errMoving = &wire.Error{Code: wire.CodeBusy, Msg: "the key is being moved off this draining node; retry"}

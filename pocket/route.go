@@ -3,6 +3,7 @@ package pocket
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/pocketstore/pocket/client"
@@ -152,13 +153,24 @@ func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Req
 	}
 }
 
-func (j *Job) fanOutOnce(ctx context.Context, op wire.Op, flags uint16, req wire.Request) ([]client.Reply, error) {
+// fanOutExcept is fanOut (flags 0) to every node but those in skip.
+func (j *Job) fanOutExcept(ctx context.Context, op wire.Op, req wire.Request, skip []string) ([]client.Reply, error) {
+	for attempt := 0; ; attempt++ {
+		replies, err := j.fanOutOnce(ctx, op, 0, req, skip...)
+		if attempt == 0 && j.mapChanged(ctx, err) {
+			continue
+		}
+		return replies, err
+	}
+}
+
+func (j *Job) fanOutOnce(ctx context.Context, op wire.Op, flags uint16, req wire.Request, skip ...string) ([]client.Reply, error) {
 	ts := j.targets()
 	replies := make([]client.Reply, len(ts))
 	errs := make([]error, len(ts))
 	var wg sync.WaitGroup
 	for i, t := range ts {
-		if t.dead {
+		if t.dead || slices.Contains(skip, t.addr) {
 			continue
 		}
 		wg.Add(1)

@@ -104,8 +104,26 @@ func refused(err error) bool {
 	return errors.As(err, &we) && we.Code != wire.CodeUnavailable && we.Code != wire.CodeClosed
 }
 
-// confirm ends the chunks' leases, one request per node that took chunks.
+// confirm ends the chunks' leases, one request per node that took chunks,
+// each of which must hold all it took (a lease that ran out fails the put).
+// While a node of the job drains, its chunks may move to their new owners
+// (dataplane/migrate.go), so the confirm goes to every node, draining ones
+// first, and the counts must add up to at least the chunks sent.
 func (w *objectWrite) confirm(ctx context.Context) error {
+	if w.j.draining() != nil {
+		replies, err := w.j.drainingFirst(ctx, wire.OpConfirm, w.ver)
+		var total, sent uint64
+		for _, r := range replies {
+			total += r.Meta.Count
+		}
+		for _, n := range w.sent {
+			sent += n
+		}
+		if err == nil && total < sent {
+			err = fmt.Errorf("%w: the job's nodes hold %d of the %d chunks sent (lease expired?)", wire.ErrConflict, total, sent)
+		}
+		return err
+	}
 	errs := make([]error, len(w.nodes))
 	var wg sync.WaitGroup
 	for i, addr := range w.nodes {
@@ -148,18 +166,37 @@ func (j *Job) dropReplaced(ver uint64) {
 func (j *Job) dropVersion(ver uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
+	_, _ = j.drainingFirst(ctx, wire.OpDropVersion, ver)
+}
+
+// draining lists the map's live draining nodes (nil when none drains).
+func (j *Job) draining() []string {
 	j.mu.RLock()
-	draining := make([]string, 0, len(j.m.Draining))
+	defer j.mu.RUnlock()
+	var addrs []string
 	for addr, on := range j.m.Draining {
 		if on && !j.m.Dead[addr] {
-			draining = append(draining, addr)
+			addrs = append(addrs, addr)
 		}
 	}
-	j.mu.RUnlock()
-	for _, addr := range draining {
-		_, _ = j.doAtPatient(ctx, addr, wire.OpDropVersion, reqExtra{version: ver})
+	return addrs
+}
+
+// drainingFirst sends a version request (confirm, drop-version) to every
+// live node of the job: to the draining ones first, one by one, waiting
+// while they answer busy (a chunk of the version is being moved), then to
+// the others at once, which by then hold every chunk that moved. It
+// returns the replies that came.
+func (j *Job) drainingFirst(ctx context.Context, op wire.Op, ver uint64) ([]client.Reply, error) {
+	first := j.draining()
+	var replies []client.Reply
+	var errs []error
+	for _, addr := range first {
+		r, err := j.doAtPatient(ctx, addr, op, reqExtra{version: ver})
+		replies, errs = append(replies, r), append(errs, err)
 	}
-	_, _ = j.fanOut(ctx, wire.OpDropVersion, 0, wire.Request{Version: ver})
+	rest, err := j.fanOutExcept(ctx, op, wire.Request{Version: ver}, first)
+	return append(replies, rest...), errors.Join(append(errs, err)...)
 }
 
 // doAtPatient is doAt retried while the node answers busy, backing off
