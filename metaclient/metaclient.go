@@ -64,6 +64,10 @@ type Options struct {
 	CallTimeout time.Duration
 	// Logf reports RunNode's connection changes (nil: log.Printf).
 	Logf func(format string, args ...any)
+	// LocalIP is the address to dial from (empty: the system's choice),
+	// for hosts with several addresses, and for tests that stand for
+	// several clients on loopback.
+	LocalIP string
 }
 
 // ErrClosed is returned by calls on a closed Client.
@@ -276,6 +280,9 @@ func (c *Client) dial(ctx context.Context) error {
 		return nil
 	}
 	d := net.Dialer{Timeout: c.opt.DialTimeout}
+	if c.opt.LocalIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.opt.LocalIP)}
+	}
 	var conn net.Conn
 	var err error
 	if c.opt.TLS != nil {

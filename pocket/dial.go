@@ -15,7 +15,7 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Store, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("pocket: no controller address")
 	}
-	return NewStore(&metaController{mc: metaclient.New(addr, metaclient.Options{})}, cfg), nil
+	return NewStore(&metaController{mc: metaclient.New(addr, metaclient.Options{TLS: cfg.TLS})}, cfg), nil
 }
 
 // metaController adapts metaclient to the SDK's Controller.

@@ -2,6 +2,7 @@ package pocket
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -69,6 +70,9 @@ type Config struct {
 	Parallel int
 	// ConnsPerNode is the number of connections to each node. Default 2.
 	ConnsPerNode int
+	// TLS, when set, is how Dial reaches the controller: mutual TLS with
+	// a client certificate of the cluster CA (internal/pki ClientConfig).
+	TLS *tls.Config
 }
 
 // DefaultChunkSize is the chunk size unless configured; chosen by
