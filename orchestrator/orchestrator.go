@@ -10,7 +10,10 @@
 //   - Start(spec) runs one `pocket node` with the spec's tier sizes and
 //     extra flags, registered with spec.Controller, and holding the
 //     cluster secret (token.EnvSecret) by some means the implementation
-//     chooses. It returns once the node accepts data-plane connections,
+//     chooses. Over mutual TLS the node also needs a node certificate:
+//     `pocket up` puts `--tls-dir DIR` (a path, never a key) in spec.Args
+//     for nodes on its host; elsewhere the implementation provides one
+//     (`pocket cert issue --role node`). It returns once the node accepts data-plane connections,
 //     with an ID (the implementation's handle) and the address clients
 //     and the controller will dial: the node must advertise that same
 //     address (`--advertise`) when it differs from the one it binds. The
@@ -40,7 +43,9 @@
 //
 //   - Pod template: the `pocket node` image with spec's flags as args,
 //     `--listen 0.0.0.0:7100 --advertise $(POD_IP):7100` (POD_IP from the
-//     downward API), POCKET_SECRET from a Secret, resource requests for
+//     downward API), POCKET_SECRET from a Secret, the node certificate
+//     (`pocket cert issue --role node`) from a Secret mounted read-only
+//     as the directory given to `--tls-dir`, resource requests for
 //     memory (the DRAM tier; hugepages-2Mi when reserved) and, for NVMe, a
 //     local PersistentVolume in Block mode; pod anti-affinity so that two
 //     storage nodes do not share a host's NIC; an ownerReference to the

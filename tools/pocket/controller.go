@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -32,6 +33,7 @@ func runController(args []string) int {
 	heartbeat := fs.Duration("heartbeat", time.Second, "heartbeat interval asked of the nodes")
 	deadAfter := fs.Duration("dead-after", 0, "mark a silent node dead after this long (default 3 heartbeats)")
 	metrics := fs.String("metrics", "", "serve Prometheus /metrics on this address")
+	serve := bindCtlServe(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -43,7 +45,12 @@ func runController(args []string) int {
 		return fail("controller: %v", err)
 	}
 	defer secret.close()
-	c, err := controller.New(controller.Config{Secret: secret.key, HeartbeatInterval: *heartbeat, DeadAfter: *deadAfter, Logf: log.Printf})
+	cfg := controller.Config{Secret: secret.key, HeartbeatInterval: *heartbeat, DeadAfter: *deadAfter, Logf: log.Printf}
+	tlsDir, err := serve.apply(&cfg, *listen)
+	if err != nil {
+		return fail("controller: %v", err)
+	}
+	c, err := controller.New(cfg)
 	if err != nil {
 		return fail("controller: %v", err)
 	}
@@ -53,8 +60,11 @@ func runController(args []string) int {
 		return fail("%v", err)
 	}
 	secretArg, note := secret.usage()
-	fmt.Printf("pocket controller serving on %s\nexport %s=%s\nstart nodes with (%s):\n  pocket node --controller %s%s\n",
-		addr, metaclient.EnvController, addr, note, addr, secretArg)
+	fmt.Printf("pocket controller serving on %s%s\nexport %s=%s\n", addr, serve.mode(), metaclient.EnvController, addr)
+	if tlsDir != "" {
+		fmt.Printf("export %s=%s\n", envTLSDir, tlsDir)
+	}
+	fmt.Printf("start nodes with (%s):\n  pocket node --controller %s%s%s\n", note, addr, secretArg, nodeTLSArg(tlsDir))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *metrics != "" {
@@ -69,6 +79,71 @@ func runController(args []string) int {
 	<-ctx.Done()
 	c.Close()
 	return 0
+}
+
+// ctlServe are the flags of a command that runs a controller (controller,
+// up): where the cluster CA lives, the names the controller is reached by,
+// plain TCP, and the limits.
+type ctlServe struct {
+	data     string
+	hosts    hostList
+	insecure bool
+	limits   *ctlLimits
+}
+
+func bindCtlServe(fs *flag.FlagSet) *ctlServe {
+	s := &ctlServe{}
+	fs.StringVar(&s.data, "data-dir", "", dataDirHelp)
+	fs.Var(&s.hosts, "host", "another name or address clients and nodes dial the controller by, for its certificate; repeatable or comma-separated\n(the listen address's host is always in it; all of this machine's addresses when it listens on all)")
+	fs.BoolVar(&s.insecure, "insecure", false, insecureServeHelp)
+	s.limits = bindCtlLimits(fs)
+	return s
+}
+
+// apply sets cfg's limits and TLS for a controller listening on listen,
+// creating the CA and certificates when needed, and returns the TLS
+// directory ("" with --insecure).
+func (s *ctlServe) apply(cfg *controller.Config, listen string) (string, error) {
+	if s.limits != nil {
+		if err := s.limits.apply(cfg); err != nil {
+			return "", err
+		}
+	}
+	if s.insecure {
+		if s.data != "" || len(s.hosts) > 0 {
+			return "", errors.New("--insecure serves plain TCP: --data-dir and --host are for TLS")
+		}
+		return "", nil
+	}
+	data := s.data
+	if data == "" {
+		var err error
+		if data, err = defaultDataDir(); err != nil {
+			return "", err
+		}
+	}
+	tc, dir, err := serverTLS(data, listen, s.hosts)
+	if err != nil {
+		return "", fmt.Errorf("control-plane TLS in %s: %w", data, err)
+	}
+	cfg.TLS = tc
+	return dir, nil
+}
+
+// mode names the transport for the serving line.
+func (s *ctlServe) mode() string {
+	if s.insecure {
+		return " over plain TCP (--insecure)"
+	}
+	return " over mutual TLS"
+}
+
+// nodeTLSArg is the flag that gives a node on this host its certificate.
+func nodeTLSArg(tlsDir string) string {
+	if tlsDir == "" {
+		return " --insecure"
+	}
+	return " --tls-dir " + tlsDir
 }
 
 // ctlAddr returns the controller address from the flag, else
@@ -100,10 +175,11 @@ func ctlParse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// ctlClient returns a metaclient of the controller and a context for one
-// command, cancelled by an interrupt or after a minute.
-func ctlClient(addr string) (*metaclient.Client, context.Context, func()) {
-	mc := metaclient.New(ctlAddr(addr), metaclient.Options{})
+// ctlClient returns a metaclient of the controller, over TLS with tc
+// unless it is nil, and a context for one command, cancelled by an
+// interrupt or after a minute.
+func ctlClient(addr string, tc *tls.Config) (*metaclient.Client, context.Context, func()) {
+	mc := metaclient.New(ctlAddr(addr), metaclient.Options{TLS: tc})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	return mc, ctx, func() { cancel(); stop(); mc.Close() }

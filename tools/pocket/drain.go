@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/metaclient"
@@ -34,30 +35,37 @@ func runDrain(args []string) int {
 	secretFile := fs.String("secret-file", "", "file holding the cluster secret, mode 0600 (default $"+token.EnvSecret+"); drain orders are signed with it")
 	deadline := fs.Duration("deadline", controller.DefaultDrainDeadline, "leave by then even if data is left (a spot instance's notice)")
 	wait := fs.Bool("wait", true, "wait until the node has left, showing its progress")
+	var tf tlsFlags
+	tf.bind(fs)
 	pos, err := ctlParse(fs, args)
 	if err != nil {
 		return 2
 	}
 	if len(pos) != 1 {
-		fmt.Fprintln(os.Stderr, "usage: pocket node drain ADDR [--deadline 2m] [--wait=false] [--controller ADDR] [--secret-file FILE]")
+		fmt.Fprintln(os.Stderr, "usage: pocket node drain ADDR [--deadline 2m] [--wait=false] [--controller ADDR] [--secret-file FILE] [--tls-dir DIR | --insecure]")
 		return 2
 	}
 	key, err := clusterSecret(*secretFile)
 	if err != nil {
 		return fail("node drain: %v", err)
 	}
+	tc, err := tf.config(pki.RoleOperator)
+	if err != nil {
+		return fail("node drain: %v", err)
+	}
+	opt := metaclient.Options{TLS: tc}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
-	d, err := controller.RequestDrain(ctx, ctlAddr(*addr), pos[0], *deadline, key)
+	d, err := controller.RequestDrain(ctx, ctlAddr(*addr), pos[0], *deadline, key, opt)
 	if err != nil {
-		return fail("node drain: %v", err)
+		return fail("node drain: %v", tlsHint(err, tf.insecure))
 	}
 	fmt.Printf("node %s draining; it leaves within %v\n", pos[0], d)
 	if !*wait {
 		return 0
 	}
-	if err := awaitLeft(ctx, ctlAddr(*addr), pos[0], d+10*time.Second); err != nil {
+	if err := awaitLeft(ctx, metaclient.New(ctlAddr(*addr), opt), pos[0], d+10*time.Second); err != nil {
 		return fail("node drain: %v", err)
 	}
 	fmt.Printf("node %s drained and gone after %v\n", pos[0], time.Since(start).Round(time.Millisecond))
@@ -65,9 +73,8 @@ func runDrain(args []string) int {
 }
 
 // awaitLeft polls the status until the node is no longer listed, printing
-// its bytes used and values left whenever they change.
-func awaitLeft(ctx context.Context, ctl, node string, limit time.Duration) error {
-	mc := metaclient.New(ctl, metaclient.Options{})
+// its bytes used and values left whenever they change. It closes mc.
+func awaitLeft(ctx context.Context, mc *metaclient.Client, node string, limit time.Duration) error {
 	defer mc.Close()
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -20,7 +24,7 @@ func init() {
 
 func runJob(args []string) int {
 	if len(args) == 0 {
-		return fail("job: want a subcommand: register NAME [--lambdas N] [--capacity SIZE] [--peak-mbps M] [--latency-sensitive] [--json] | deregister JOBID")
+		return fail("job: want a subcommand: register NAME [--lambdas N] [--capacity SIZE] [--peak-mbps M] [--latency-sensitive] [--ttl DUR] [--json] | deregister JOBID")
 	}
 	switch args[0] {
 	case "register":
@@ -63,12 +67,18 @@ func runJobRegister(args []string) int {
 	peak := fs.Float64("peak-mbps", 0, "hint: peak bandwidth in Mb/s (0: not given)")
 	latency := fs.Bool("latency-sensitive", false, "hint: keep the job's data in DRAM")
 	asJSON := fs.Bool("json", false, "print a JSON object with job_id, token and the map")
+	ttl := fs.Duration("ttl", 0, "the job's token expires after this long and the controller deregisters the job; capped by the controller's --max-token-ttl\n(0: the controller's --token-ttl)")
+	var tf tlsFlags
+	tf.bind(fs)
 	pos, err := ctlParse(fs, args)
 	if err != nil {
 		return 2
 	}
 	if len(pos) != 1 {
 		return fail("job register: want exactly one job NAME, got %d arguments", len(pos))
+	}
+	if *ttl < 0 {
+		return fail("job register: --ttl %v must not be negative", *ttl)
 	}
 	capBytes, err := units.ParseSize(*capacity)
 	if err != nil {
@@ -77,12 +87,16 @@ func runJobRegister(args []string) int {
 	if *peak < 0 || *lambdas > 1<<31 {
 		return fail("job register: hints must not be negative or absurd")
 	}
-	mc, ctx, done := ctlClient(*addr)
-	defer done()
-	m, err := mc.RegisterJob(ctx, pos[0], wire.JobHints{Lambdas: uint32(*lambdas), CapacityBytes: capBytes,
-		PeakMbps: *peak, LatencySensitive: *latency})
+	tc, err := tf.config(pki.RoleClient, pki.RoleOperator)
 	if err != nil {
 		return fail("job register: %v", err)
+	}
+	mc, ctx, done := ctlClient(*addr, tc)
+	defer done()
+	m, err := registerJob(ctx, mc, &wire.JobRegister{Name: pos[0], TTL: *ttl, Hints: wire.JobHints{Lambdas: uint32(*lambdas),
+		CapacityBytes: capBytes, PeakMbps: *peak, LatencySensitive: *latency}})
+	if err != nil {
+		return fail("job register: %v", tlsHint(err, tf.insecure))
 	}
 	out := jobMapJSON{JobID: m.Job, Token: token.Format(m.Token), Tier: tierName(m.Tier), Epoch: m.Epoch, Nodes: mapNodesJSON(m.Nodes)}
 	if *asJSON {
@@ -101,6 +115,8 @@ func runJobDeregister(args []string) int {
 	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
 	tokFile := fs.String("token-file", "", "file holding the job's token, mode 0600 (default $"+envToken+")")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	var tf tlsFlags
+	tf.bind(fs)
 	pos, err := ctlParse(fs, args)
 	if err != nil {
 		return 2
@@ -112,11 +128,15 @@ func runJobDeregister(args []string) int {
 	if err != nil {
 		return fail("job deregister: %v", err)
 	}
-	mc, ctx, done := ctlClient(*addr)
+	tc, err := tf.config(pki.RoleClient, pki.RoleOperator)
+	if err != nil {
+		return fail("job deregister: %v", err)
+	}
+	mc, ctx, done := ctlClient(*addr, tc)
 	defer done()
 	res, err := mc.DeregisterJob(ctx, pos[0], t)
 	if err != nil {
-		return fail("job deregister: %v", err)
+		return fail("job deregister: %v", tlsHint(err, tf.insecure))
 	}
 	if *asJSON {
 		if code := printJSON(map[string]any{"job_id": pos[0], "nodes": res.Nodes, "failed": res.Failed,
@@ -130,6 +150,29 @@ func runJobDeregister(args []string) int {
 		return fail("job deregister: %d node(s) did not drop the job's data: %s", res.Failed, res.Message)
 	}
 	return 0
+}
+
+// wholeRegistrar is a control-plane client that sends a whole
+// registration, its TTL included. metaclient.Client's RegisterJob sends the
+// name and hints only; registerJob uses Register once metaclient has it.
+type wholeRegistrar interface {
+	Register(ctx context.Context, req *wire.JobRegister) (*wire.PlacementMap, error)
+}
+
+// errNoTTL: --ttl was given and the control-plane client cannot send it.
+var errNoTTL = errors.New("--ttl: this build's control-plane client (metaclient) cannot send a token lifetime; " +
+	"the controller's --token-ttl and --max-token-ttl set lifetimes meanwhile")
+
+// registerJob registers req, refusing a TTL the client cannot send rather
+// than registering a job whose token outlives what was asked.
+func registerJob(ctx context.Context, mc *metaclient.Client, req *wire.JobRegister) (*wire.PlacementMap, error) {
+	if r, ok := any(mc).(wholeRegistrar); ok {
+		return r.Register(ctx, req)
+	}
+	if req.TTL != 0 {
+		return nil, errNoTTL
+	}
+	return mc.RegisterJob(ctx, req.Name, req.Hints)
 }
 
 func tierName(kind uint8) string {

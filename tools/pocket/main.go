@@ -40,7 +40,11 @@ func usage() {
 	}
 	fmt.Fprintln(os.Stderr, "\nsecrets never go on the command line: the cluster secret comes from $POCKET_SECRET or\n"+
 		"--secret-file FILE, a job's token from $POCKET_TOKEN (some commands also take --token-file FILE);\n"+
-		"a file must be mode 0600")
+		"a file must be mode 0600\n\n"+
+		"the control plane runs over mutual TLS: pocket up creates the cluster CA and certificates in DATA/tls\n"+
+		"(--data-dir, default $"+envDataDir+" or ~/.pocket) and prints export "+envTLSDir+"=DIR; commands that talk to\n"+
+		"the controller take --tls-dir DIR (default $"+envTLSDir+"); pocket cert issue makes certificates for other hosts;\n"+
+		"--insecure (plain TCP) is for tests and benchmarks")
 }
 
 func main() {

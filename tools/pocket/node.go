@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/dataplane/agent"
 	"github.com/pocketstore/pocket/internal/idlecpu"
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/metaclient"
@@ -46,6 +48,8 @@ type nodeFlags struct {
 	dramMbps float64
 	nvmeMbps float64
 	metrics  string
+	tls      tlsFlags
+	limits   nodeLimits
 }
 
 func (f *nodeFlags) bind(fs *flag.FlagSet) {
@@ -65,6 +69,8 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.Float64Var(&f.dramMbps, "dram-mbps", 0, "DRAM tier bandwidth in Mb/s to report (default: from --profile, else the controller's default)")
 	fs.Float64Var(&f.nvmeMbps, "nvme-mbps", 0, "NVMe tier bandwidth in Mb/s to report (default: from --profile)")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this address")
+	f.tls.bind(fs)
+	f.limits.bind(fs, "", "")
 }
 
 func runNode(args []string) int {
@@ -77,14 +83,22 @@ func runNode(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		return fail("node: unexpected argument %q", fs.Arg(0))
+	}
+	f.limits.visited(fs, "")
 	if f.ctl == "" {
 		f.ctl = os.Getenv(metaclient.EnvController)
 	}
 	var secret []byte
+	var tc *tls.Config
 	if f.ctl != "" {
 		var err error
 		if secret, err = clusterSecret(f.keyFile); err != nil {
 			return fail("node: --controller needs the cluster secret: %v", err)
+		}
+		if tc, err = f.tls.config(pki.RoleNode); err != nil {
+			return fail("node: --controller needs a node certificate: %v", err)
 		}
 	}
 	node, closeTiers, err := startNode(&f, secret)
@@ -105,7 +119,7 @@ func runNode(args []string) int {
 		go serveMetrics(ctx, f.metrics, sampler)
 	}
 	if f.ctl != "" {
-		if err := runAgent(ctx, &f, node, secret, sampler); err != nil && ctx.Err() == nil {
+		if err := runAgent(ctx, &f, node, secret, tc, sampler); err != nil && ctx.Err() == nil {
 			return fail("node: %v", err)
 		}
 	}
@@ -113,8 +127,9 @@ func runNode(args []string) int {
 	return 0
 }
 
-// runAgent registers with the controller and heartbeats in the background.
-func runAgent(ctx context.Context, f *nodeFlags, node *dataplane.Node, secret []byte, s *telemetry.Sampler) error {
+// runAgent registers with the controller and heartbeats in the background,
+// over TLS with tc unless it is nil.
+func runAgent(ctx context.Context, f *nodeFlags, node *dataplane.Node, secret []byte, tc *tls.Config, s *telemetry.Sampler) error {
 	mbps, err := tierMbps(f)
 	if err != nil {
 		return err
@@ -123,7 +138,7 @@ func runAgent(ctx context.Context, f *nodeFlags, node *dataplane.Node, secret []
 	if addr == "" {
 		addr = node.Addr().String()
 	}
-	mc := metaclient.New(f.ctl, metaclient.Options{Secret: secret})
+	mc := metaclient.New(f.ctl, metaclient.Options{Secret: secret, TLS: tc})
 	go func() {
 		defer mc.Close()
 		_ = agent.Run(ctx, agent.Config{
@@ -235,6 +250,10 @@ func startNode(f *nodeFlags, secret []byte) (*dataplane.Node, func(), error) {
 		Listen: f.listen,
 		Net:    netio.Config{Loops: f.loops, BusyPoll: busyPoll, MaySpin: gate.Open, MaxConns: f.maxConns},
 		Logger: slog.Default(),
+	}
+	if err := f.limits.apply(&cfg.Net); err != nil {
+		gate.Close()
+		return nil, nil, err
 	}
 	if secret != nil {
 		cfg.Guard = dataplane.NewTokenGuard(secret)

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -211,10 +212,17 @@ var (
 // secret or a token, that up's nodes are its children and registered, that
 // files open to other users and the old --secret and --token flags are
 // refused without echoing the value, and that up prints no secret.
+//
+// The cluster runs over mutual TLS when put and get can (dataTLS), else
+// over plain TCP.
 func TestSecretsStayOffCommandLines(t *testing.T) {
 	bin := buildPocketBinary(t)
 	dir := t.TempDir()
-	base := cleanEnv()
+	base := cleanEnv("HOME=" + filepath.Join(dir, "home"))
+	upMode, mode := []string{"--data-dir", filepath.Join(dir, "data")}, []string(nil)
+	if !dataTLS(t, bin, base) {
+		upMode, mode = []string{"--insecure"}, []string{"--insecure"}
+	}
 
 	t.Run("old flags refused", func(t *testing.T) {
 		const s = "0123456789abcdef0123456789abcdef"
@@ -234,7 +242,7 @@ func TestSecretsStayOffCommandLines(t *testing.T) {
 	t.Run("open secret file refused", func(t *testing.T) {
 		open := filepath.Join(dir, "open-secret")
 		writeMode(t, open, "0123456789abcdef0123456789abcdef\n", 0o644)
-		_, errOut, code := pocketRun(t, bin, base, "", "up", "--listen", "127.0.0.1:0", "--nodes", "1", "--dram", "16MiB", "--secret-file", open)
+		_, errOut, code := pocketRun(t, bin, base, "", append([]string{"up", "--listen", "127.0.0.1:0", "--nodes", "1", "--dram", "16MiB", "--secret-file", open}, upMode...)...)
 		if code == 0 || !strings.Contains(errOut, "chmod 600 "+open) {
 			t.Errorf("up with a 0644 secret file: exit %d, stderr %q; want an error saying chmod 600 %s", code, errOut, open)
 		}
@@ -242,7 +250,7 @@ func TestSecretsStayOffCommandLines(t *testing.T) {
 
 	secretFile := filepath.Join(dir, "secret") // up creates it
 	up, ctl, upOut := pocketStart(t, bin, base, upReady,
-		"up", "--listen", "127.0.0.1:0", "--nodes", "2", "--dram", "16MiB", "--secret-file", secretFile)
+		append([]string{"up", "--listen", "127.0.0.1:0", "--nodes", "2", "--dram", "16MiB", "--secret-file", secretFile}, upMode...)...)
 	fi, err := os.Stat(secretFile)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("up's secret file: %v, %v; want mode 0600", fi, err)
@@ -259,19 +267,22 @@ func TestSecretsStayOffCommandLines(t *testing.T) {
 	if len(kids) != 2 {
 		t.Fatalf("up has %d child processes, want its 2 nodes", len(kids))
 	}
-	env := cleanEnv("POCKET_CONTROLLER=" + ctl)
+	env := append(slices.Clone(base), "POCKET_CONTROLLER="+ctl)
+	if mode == nil {
+		env = append(env, envTLSDir+"="+awaitOutput(t, upOut, upTLSDir))
+	}
 
 	// More nodes, holding the secret from the environment and from the file.
-	pocketStart(t, bin, cleanEnv("POCKET_CONTROLLER="+ctl, "POCKET_SECRET="+secret), nodeReady,
-		"node", "--listen", "127.0.0.1:0", "--dram", "16MiB")
+	pocketStart(t, bin, append(slices.Clone(env), "POCKET_SECRET="+secret), nodeReady,
+		append([]string{"node", "--listen", "127.0.0.1:0", "--dram", "16MiB"}, mode...)...)
 	_, fileNode, _ := pocketStart(t, bin, env, nodeReady,
-		"node", "--listen", "127.0.0.1:0", "--dram", "16MiB", "--secret-file", secretFile)
-	awaitActiveNodes(t, bin, env, 4)
+		append([]string{"node", "--listen", "127.0.0.1:0", "--dram", "16MiB", "--secret-file", secretFile}, mode...)...)
+	awaitActiveNodes(t, bin, env, 4, mode...)
 
 	// Job tokens from the environment (put, get, deregister) and a file.
 	var tokens []string
 	for i, how := range []string{"env", "file"} {
-		out, errOut, code := pocketRun(t, bin, env, "", "job", "register", "secrets-"+how, "--json")
+		out, errOut, code := pocketRun(t, bin, env, "", append([]string{"job", "register", "secrets-" + how, "--json"}, mode...)...)
 		var reg struct {
 			JobID string `json:"job_id"`
 			Token string `json:"token"`
@@ -280,7 +291,7 @@ func TestSecretsStayOffCommandLines(t *testing.T) {
 			t.Fatalf("job register: exit %d, %q %q", code, out, errOut)
 		}
 		tokens = append(tokens, reg.Token)
-		withTok := cleanEnv("POCKET_CONTROLLER="+ctl, "POCKET_TOKEN="+reg.Token)
+		withTok := append(slices.Clone(env), "POCKET_TOKEN="+reg.Token)
 		value := fmt.Sprintf("value %d", i)
 		if _, errOut, code := pocketRun(t, bin, withTok, value, "put", reg.JobID, "k", "-"); code != 0 {
 			t.Fatalf("put with $POCKET_TOKEN: exit %d: %s", code, errOut)
@@ -291,7 +302,7 @@ func TestSecretsStayOffCommandLines(t *testing.T) {
 		if hits := cmdlineHolding(t, append([]string{secret}, tokens...)...); len(hits) > 0 {
 			t.Fatalf("the secret or a token is on a command line:\n%s", strings.Join(hits, "\n"))
 		}
-		args := []string{"job", "deregister", reg.JobID}
+		args := append([]string{"job", "deregister", reg.JobID}, mode...)
 		denv := withTok
 		if how == "file" {
 			tokFile := filepath.Join(dir, "token")
@@ -309,7 +320,7 @@ func TestSecretsStayOffCommandLines(t *testing.T) {
 	}
 
 	// Drain orders are signed with the secret from the file.
-	if out, errOut, code := pocketRun(t, bin, env, "", "node", "drain", fileNode, "--wait=false", "--secret-file", secretFile); code != 0 {
+	if out, errOut, code := pocketRun(t, bin, env, "", append([]string{"node", "drain", fileNode, "--wait=false", "--secret-file", secretFile}, mode...)...); code != 0 {
 		t.Fatalf("node drain with --secret-file: exit %d: %s %s", code, out, errOut)
 	}
 
@@ -333,12 +344,13 @@ func TestSecretsStayOffCommandLines(t *testing.T) {
 	}
 }
 
-// awaitActiveNodes waits until `pocket status --json` lists n active nodes.
-func awaitActiveNodes(t *testing.T, bin string, env []string, n int) {
+// awaitActiveNodes waits until `pocket status --json` (with flags) lists
+// n active nodes.
+func awaitActiveNodes(t *testing.T, bin string, env []string, n int, flags ...string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		out, errOut, code := pocketRun(t, bin, env, "", "status", "--json")
+		out, errOut, code := pocketRun(t, bin, env, "", append([]string{"status", "--json"}, flags...)...)
 		var st struct {
 			Nodes []struct{ Addr, State string }
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -8,7 +9,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -17,9 +20,13 @@ func init() {
 }
 
 // statusJSON is the --json form of `pocket status`.
+// JobCount and NodeCount are the cluster's; Jobs lists the first jobs
+// only (the controller's StatusJobs, 100) unless --jobs pages through all.
 type statusJSON struct {
-	Nodes []statusNodeJSON `json:"nodes"`
-	Jobs  []statusJobJSON  `json:"jobs"`
+	NodeCount uint32           `json:"node_count"`
+	JobCount  uint64           `json:"job_count"`
+	Nodes     []statusNodeJSON `json:"nodes"`
+	Jobs      []statusJobJSON  `json:"jobs"`
 }
 
 type statusNodeJSON struct {
@@ -60,7 +67,7 @@ type statusJobJSON struct {
 }
 
 func statusView(st *wire.ClusterStatus) statusJSON {
-	out := statusJSON{Nodes: []statusNodeJSON{}, Jobs: []statusJobJSON{}}
+	out := statusJSON{NodeCount: st.NodeCount, JobCount: st.JobCount, Nodes: []statusNodeJSON{}, Jobs: []statusJobJSON{}}
 	for _, n := range st.Nodes {
 		v := statusNodeJSON{Addr: n.Addr, State: n.State.String(), Tiers: []statusTierJSON{}, RxMbps: n.RxMbps,
 			TxMbps: n.TxMbps, CPUPercent: n.CPUPercent, Cores: n.Cores, LastSeenMs: n.LastSeen.Milliseconds(), Jobs: n.Jobs}
@@ -90,6 +97,9 @@ func runStatus(args []string) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
 	asJSON := fs.Bool("json", false, "print a JSON object with nodes and jobs")
+	allJobs := fs.Bool("jobs", false, "list every job, page by page (the status lists the job count and the first 100 jobs)")
+	var tf tlsFlags
+	tf.bind(fs)
 	pos, err := ctlParse(fs, args)
 	if err != nil {
 		return 2
@@ -97,11 +107,18 @@ func runStatus(args []string) int {
 	if len(pos) > 0 {
 		return fail("status: unexpected argument %q", pos[0])
 	}
-	mc, ctx, done := ctlClient(*addr)
-	defer done()
-	st, err := mc.Status(ctx)
+	tc, err := tf.config(pki.RoleOperator)
 	if err != nil {
 		return fail("status: %v", err)
+	}
+	mc, ctx, done := ctlClient(*addr, tc)
+	defer done()
+	st, err := mc.Status(ctx)
+	if err == nil && *allJobs {
+		err = listAllJobs(ctx, mc, st)
+	}
+	if err != nil {
+		return fail("status: %v", tlsHint(err, tf.insecure))
 	}
 	v := statusView(st)
 	if *asJSON {
@@ -109,6 +126,25 @@ func runStatus(args []string) int {
 	}
 	printStatus(v)
 	return 0
+}
+
+// listAllJobs appends to st.Jobs the jobs after its first page, one
+// ListJobs page at a time, until the controller's cursor runs out. Jobs
+// registered meanwhile may be listed; the job count stays the status's.
+func listAllJobs(ctx context.Context, mc *metaclient.Client, st *wire.ClusterStatus) error {
+	for after := st.NextJob; after != 0; {
+		page, err := mc.ListJobs(ctx, after, 0)
+		if err != nil {
+			return fmt.Errorf("listing the jobs after cursor %d: %w", after, err)
+		}
+		st.Jobs = append(st.Jobs, page.Jobs...)
+		if page.NextJob != 0 && page.NextJob <= after {
+			return fmt.Errorf("listing the jobs: the controller's cursor went from %d back to %d", after, page.NextJob)
+		}
+		after = page.NextJob
+	}
+	st.NextJob = 0
+	return nil
 }
 
 func printStatus(v statusJSON) {
@@ -128,10 +164,17 @@ func printStatus(v statusJSON) {
 		}
 	}
 	w.Flush()
+	if int(v.NodeCount) > len(v.Nodes) {
+		fmt.Printf("%d nodes, %d listed (the status reply's size bound)\n", v.NodeCount, len(v.Nodes))
+	}
 	printNodeNotes(v)
-	if len(v.Jobs) == 0 {
+	if v.JobCount == 0 && len(v.Jobs) == 0 {
 		fmt.Println("\nno jobs")
 		return
+	}
+	fmt.Printf("\n%d job(s)", v.JobCount)
+	if uint64(len(v.Jobs)) < v.JobCount {
+		fmt.Printf(", the first %d listed: pocket status --jobs lists all", len(v.Jobs))
 	}
 	fmt.Println()
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/perf/trace"
 	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/wire"
@@ -24,7 +25,7 @@ func init() {
 
 func runTrace(args []string) int {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-	o := upOptions{listen: "127.0.0.1:0"}
+	o := upOptions{listen: "127.0.0.1:0", serve: &ctlServe{}}
 	fs.StringVar(&o.dram, "dram", "256MiB", "DRAM tier of each node")
 	timescale := fs.Float64("timescale", 1, "wall seconds per trace second (0.5 runs the 120 s trace in 60 s)")
 	out := fs.String("out", "", "directory for report.md and trace.png (default: print the report)")
@@ -43,6 +44,14 @@ func runTrace(args []string) int {
 	}
 	o.autoscale, o.quiet = true, !*verbose
 	o.nodes = o.scale.MinNodes
+	// The cluster lives as long as this command: its CA and certificates
+	// go in a private temporary directory.
+	data, err := os.MkdirTemp("", "pocket-trace-")
+	if err != nil {
+		return fail("trace: %v", err)
+	}
+	defer os.RemoveAll(data)
+	o.serve.data = data
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	u, err := startUp(ctx, o)
@@ -52,7 +61,11 @@ func runTrace(args []string) int {
 	if err != nil {
 		return fail("trace: %v", err)
 	}
-	store, err := pocket.Dial(ctx, u.addr, pocket.Config{})
+	tc, err := memberConfig(u.tlsDir, pki.RoleClient)
+	if err != nil {
+		return fail("trace: %v", err)
+	}
+	store, err := pocket.Dial(ctx, u.addr, pocket.Config{TLS: tc})
 	if err != nil {
 		return fail("trace: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/orchestrator"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -35,6 +37,10 @@ type upOptions struct {
 	// secretFile holds the cluster secret (created if missing); "" takes
 	// $POCKET_SECRET, else a fresh secret in a temporary file.
 	secretFile string
+	// serve holds the control plane's TLS and limits; nodeLimits the
+	// nodes' limits.
+	serve      *ctlServe
+	nodeLimits nodeLimits
 
 	autoscale bool
 	scale     controller.AutoscaleConfig // band, bounds, cool-down
@@ -48,6 +54,7 @@ type upCluster struct {
 	orch   *orchestrator.Local
 	auto   *controller.Autoscaler
 	mserv  *http.Server
+	tlsDir string // the CA and certificates; "" over plain TCP
 }
 
 func (u *upCluster) close() {
@@ -59,29 +66,46 @@ func (u *upCluster) close() {
 	u.secret.close()
 }
 
-// nodeSpec is the template of every node of the cluster.
-func (o *upOptions) nodeSpec(ctl string) orchestrator.NodeSpec {
+// nodeSpec is the template of every node of the cluster: its node
+// certificate by the path of the TLS directory (tlsDir; --insecure when
+// ""), and the node limits given to up.
+func (o *upOptions) nodeSpec(ctl, tlsDir string) orchestrator.NodeSpec {
 	spec := orchestrator.NodeSpec{DRAM: o.dram, Controller: ctl}
-	if o.nodeMbps > 0 {
-		spec.Args = []string{"--dram-mbps", strconv.FormatFloat(o.nodeMbps, 'f', -1, 64)}
+	if tlsDir != "" {
+		spec.Args = append(spec.Args, "--tls-dir", tlsDir)
+	} else {
+		spec.Args = append(spec.Args, "--insecure")
 	}
+	if o.nodeMbps > 0 {
+		spec.Args = append(spec.Args, "--dram-mbps", strconv.FormatFloat(o.nodeMbps, 'f', -1, 64))
+	}
+	spec.Args = append(spec.Args, o.nodeLimits.args()...)
 	return spec
 }
 
 // startUp starts the controller in this process and the nodes as child
 // processes that register with it; with autoscale, the autoscaler then
-// starts and drains nodes through the same orchestrator. The nodes get the
-// cluster secret in their environment, never in their arguments.
+// starts and drains nodes through the same orchestrator. The control plane
+// runs over mutual TLS with the CA and certificates in the data directory
+// unless o.serve says --insecure. The nodes get the cluster secret in their
+// environment, never in their arguments, and the TLS directory's path as
+// --tls-dir.
 func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
-	secret, err := loadOwnSecret(o.secretFile)
-	if err != nil {
-		return nil, err
-	}
 	logf := log.Printf
 	if o.quiet {
 		logf = func(string, ...any) {}
 	}
-	ctl, err := controller.New(controller.Config{Secret: secret.key, Logf: logf})
+	secret, err := loadOwnSecret(o.secretFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := controller.Config{Secret: secret.key, Logf: logf}
+	tlsDir, err := o.serve.apply(&cfg, o.listen)
+	if err != nil {
+		secret.close()
+		return nil, err
+	}
+	ctl, err := controller.New(cfg)
 	if err != nil {
 		secret.close()
 		return nil, err
@@ -92,7 +116,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		secret.close()
 		return nil, err
 	}
-	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret,
+	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret, tlsDir: tlsDir,
 		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}}}
 	if !o.quiet {
 		u.orch.Log = os.Stderr
@@ -106,7 +130,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		}()
 	}
 	for i := 0; i < o.nodes; i++ {
-		if _, err := u.orch.Start(ctx, o.nodeSpec(u.addr)); err != nil {
+		if _, err := u.orch.Start(ctx, o.nodeSpec(u.addr, tlsDir)); err != nil {
 			return u, err
 		}
 	}
@@ -115,7 +139,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	}
 	if o.autoscale {
 		cfg := o.scale
-		cfg.Orchestrator, cfg.Addr, cfg.Spec = u.orch, u.addr, o.nodeSpec(u.addr)
+		cfg.Orchestrator, cfg.Addr, cfg.Spec = u.orch, u.addr, o.nodeSpec(u.addr, tlsDir)
 		if u.auto, err = ctl.StartAutoscaler(cfg); err != nil {
 			return u, err
 		}
@@ -171,9 +195,18 @@ func runUp(args []string) int {
 	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node")
 	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
 	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster secret, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else a fresh secret in a temporary file, removed when the cluster stops)")
+	o.serve = bindCtlServe(fs)
+	o.nodeLimits.bind(fs, "node-", "each node: ")
 	bindScale(fs, &o)
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if fs.NArg() > 0 {
+		return fail("up: unexpected argument %q", fs.Arg(0))
+	}
+	o.nodeLimits.visited(fs, "node-")
+	if err := o.nodeLimits.apply(&netio.Config{}); err != nil { // checks the values before any node starts
+		return fail("up: %v", err)
 	}
 	if o.autoscale {
 		o.nodes = o.scale.MinNodes
@@ -199,7 +232,11 @@ func runUp(args []string) int {
 }
 
 func printUp(u *upCluster, o upOptions) {
-	fmt.Printf("pocket cluster up: controller %s, %d nodes of %s DRAM\n", u.addr, o.nodes, o.dram)
+	mode := "mutual TLS"
+	if u.tlsDir == "" {
+		mode = "plain TCP (--insecure)"
+	}
+	fmt.Printf("pocket cluster up: controller %s, %d nodes of %s DRAM, control plane over %s\n", u.addr, o.nodes, o.dram, mode)
 	for _, n := range u.orch.Nodes() {
 		fmt.Printf("  node %s\n", n.Addr)
 	}
@@ -211,8 +248,18 @@ func printUp(u *upCluster, o upOptions) {
 		fmt.Printf("controller metrics on http://%s/metrics\n", o.metrics)
 	}
 	fmt.Printf("point the other commands at it with:\n  export %s=%s\n", metaclient.EnvController, u.addr)
+	tlsArg := " --insecure"
+	if u.tlsDir != "" {
+		fmt.Printf("  export %s=%s\n", envTLSDir, u.tlsDir)
+		fmt.Printf("(%s holds the cluster CA with its key, and certificates for the controller, nodes, operators and clients)\n", u.tlsDir)
+		tlsArg = ""
+	}
 	secretArg, note := u.secret.usage()
-	fmt.Printf("to add a node or drain one (%s):\n  pocket node --controller %s%s\n  pocket node drain ADDR%s\n",
-		note, u.addr, secretArg, secretArg)
+	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s\n  pocket node drain ADDR%s%s\n",
+		note, u.addr, secretArg, nodeTLSArg(u.tlsDir), secretArg, tlsArg)
+	if u.tlsDir != "" {
+		fmt.Printf("a node on another host gets its certificate from: pocket cert issue --role node --host HOST --out DIR --data-dir %s\n",
+			filepath.Dir(u.tlsDir))
+	}
 	fmt.Println("then: pocket job register NAME; pocket put JOBID KEY FILE; pocket get JOBID KEY; pocket status. Ctrl-C stops the cluster.")
 }

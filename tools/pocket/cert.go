@@ -1,0 +1,184 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/pki"
+)
+
+func init() {
+	register("cert", "issue a control-plane certificate from the cluster CA: cert issue --role node|operator|client --out DIR", runCert)
+}
+
+const certUsage = "usage: pocket cert issue --role node|operator|client --out DIR [--host H[,H...]] [--name NAME] [--data-dir DATA] [--validity 8760h]"
+
+func runCert(args []string) int {
+	if len(args) == 0 || args[0] != "issue" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Println(certUsage)
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, certUsage)
+		return 2
+	}
+	return runCertIssue(args[1:])
+}
+
+// certIssue is one `pocket cert issue`.
+type certIssue struct {
+	role     string
+	name     string
+	out      string
+	data     string
+	hosts    hostList
+	validity time.Duration
+}
+
+func runCertIssue(args []string) int {
+	fs := flag.NewFlagSet("cert issue", flag.ContinueOnError)
+	var c certIssue
+	fs.StringVar(&c.role, "role", "", "role the certificate grants: node (register and heartbeat), operator (status, drain, jobs), client (a job's register, map, deregister)")
+	fs.StringVar(&c.name, "name", "", "member name: the files are NAME.pem and NAME-key.pem (default: the role, which is the name the commands look for)")
+	fs.StringVar(&c.out, "out", "", "directory to write ca.pem, NAME.pem and NAME-key.pem to (created mode 0700; copy it to the host that uses it)")
+	fs.StringVar(&c.data, "data-dir", "", "data directory of the pocket up or pocket controller whose CA signs (its "+tlsSubdir+"/ holds ca-key.pem)\n(default $"+envDataDir+", else ~/.pocket)")
+	fs.Var(&c.hosts, "host", "host name or address of the holder, repeatable or comma-separated; written into the certificate to tell members apart")
+	fs.DurationVar(&c.validity, "validity", pki.DefaultValidity, "how long the certificate is valid (at most until the CA expires)")
+	pos, err := ctlParse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 {
+		return fail("cert issue: unexpected argument %q (%s)", pos[0], certUsage)
+	}
+	if err := c.run(); err != nil {
+		return fail("cert issue: %v", err)
+	}
+	return 0
+}
+
+func (c *certIssue) check() (pki.Role, error) {
+	role := pki.Role(c.role)
+	if _, ok := pki.Members[role]; !ok || role == pki.RoleController {
+		// The controller's certificate is made by pocket up and pocket
+		// controller, for the addresses they listen on.
+		return "", fmt.Errorf("--role %q: want node, operator or client", c.role)
+	}
+	if c.out == "" {
+		return "", errors.New("--out DIR is required: the directory to write the certificate to")
+	}
+	if c.validity <= 0 {
+		return "", fmt.Errorf("--validity %v: want a positive duration", c.validity)
+	}
+	if c.name == "" {
+		c.name = pki.Members[role]
+	}
+	return role, nil
+}
+
+func (c *certIssue) run() error {
+	role, err := c.check()
+	if err != nil {
+		return err
+	}
+	data := c.data
+	if data == "" {
+		if data, err = defaultDataDir(); err != nil {
+			return err
+		}
+	}
+	caDir := filepath.Join(data, tlsSubdir)
+	ca, err := pki.LoadCA(caDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s holds no cluster CA: give --data-dir of the pocket up or pocket controller that made it", caDir)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", caDir, err)
+	}
+	certPEM, keyPEM, err := ca.Issue(role, c.name, c.hosts, c.validity)
+	if err != nil {
+		return err
+	}
+	certFile, err := c.write(ca, certPEM, keyPEM)
+	if err != nil {
+		return err
+	}
+	cert, err := readCert(certFile)
+	if err != nil {
+		return err
+	}
+	c.report(role, cert)
+	return nil
+}
+
+// write puts the CA's certificate and the member's files in --out,
+// refusing to replace a member's files.
+func (c *certIssue) write(ca *pki.CA, certPEM, keyPEM []byte) (string, error) {
+	if err := os.MkdirAll(c.out, 0o700); err != nil {
+		return "", err
+	}
+	certFile := filepath.Join(c.out, c.name+".pem")
+	keyFile := filepath.Join(c.out, c.name+"-key.pem")
+	for _, f := range []string{certFile, keyFile} {
+		if _, err := os.Lstat(f); err == nil {
+			return "", fmt.Errorf("%s exists: remove it or choose another --out or --name", f)
+		}
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
+	if old, err := os.ReadFile(filepath.Join(c.out, pki.CAFile)); err == nil && string(old) != string(caPEM) {
+		return "", fmt.Errorf("%s holds another CA's certificate: choose another --out", filepath.Join(c.out, pki.CAFile))
+	}
+	if err := os.WriteFile(filepath.Join(c.out, pki.CAFile), caPEM, 0o644); err != nil {
+		return "", err
+	}
+	if err := writeNew(keyFile, keyPEM, 0o600); err != nil {
+		return "", err
+	}
+	if err := writeNew(certFile, certPEM, 0o644); err != nil {
+		_ = os.Remove(keyFile)
+		return "", err
+	}
+	return certFile, nil
+}
+
+// writeNew creates path, which must not exist, with mode and b.
+func writeNew(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+	}
+	return err
+}
+
+// report prints what was issued and how its holder uses it.
+func (c *certIssue) report(role pki.Role, cert *x509.Certificate) {
+	fmt.Printf("issued a %s certificate %q valid until %s in %s (%s, %s.pem, %s-key.pem; keep the key private)\n",
+		role, c.name, cert.NotAfter.UTC().Format(time.DateOnly), c.out, pki.CAFile, c.name, c.name)
+	if c.name != pki.Members[role] {
+		fmt.Printf("note: the pocket commands look for %s.pem in a TLS directory\n", pki.Members[role])
+	}
+	switch role {
+	case pki.RoleNode:
+		fmt.Printf("copy %s and the cluster secret file to the node's host (e.g. scp -r %s HOST:), then there:\n"+
+			"  pocket node --controller CONTROLLER --tls-dir %s --secret-file FILE\n", c.out, c.out, filepath.Base(c.out))
+	default:
+		fmt.Printf("use it with:\n  export %s=%s\n", envTLSDir, c.out)
+	}
+}

@@ -1,0 +1,191 @@
+package main
+
+// Flags for the limits of the controller (controller.Config) and of a
+// node's connections (netio.Config). A flag left unset leaves its field
+// zero, so the library's default applies; the defaults in the help text are
+// those defaults. For a limit that can be turned off, 0 turns it off (the
+// libraries' negative value).
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/netio"
+)
+
+// ctlLimits are the controller's limit flags.
+type ctlLimits struct {
+	fs               *flag.FlagSet
+	maxConns         int
+	maxConnsPerPeer  int
+	idleTimeout      time.Duration
+	handshakeTimeout time.Duration
+	maxJobs          int
+	maxJobsPerClient int
+	registerRate     float64
+	registerBurst    int
+	tokenTTL         time.Duration
+	maxTokenTTL      time.Duration
+}
+
+// bindCtlLimits adds the controller's limit flags to fs.
+func bindCtlLimits(fs *flag.FlagSet) *ctlLimits {
+	l := &ctlLimits{fs: fs}
+	fs.IntVar(&l.maxConns, "max-conns", 1024, "most control connections at once; when full, a new one replaces the one idle longest, else it is refused (CodeLimit)")
+	fs.IntVar(&l.maxConnsPerPeer, "max-conns-per-peer", 256, "most control connections from one IPv4 address or IPv6 /64 (0: no limit)")
+	fs.DurationVar(&l.idleTimeout, "idle-timeout", 2*time.Minute, "close a control connection that sends nothing for this long (0: never)")
+	fs.DurationVar(&l.handshakeTimeout, "handshake-timeout", 10*time.Second, "close a new control connection whose TLS handshake and first request take longer (0: never)")
+	fs.IntVar(&l.maxJobs, "max-jobs", 100_000, "most jobs registered in the cluster")
+	fs.IntVar(&l.maxJobsPerClient, "max-jobs-per-client", 1000, "most jobs registered by one client address (IPv4, or IPv6 /64) (0: no limit)")
+	fs.Float64Var(&l.registerRate, "register-rate", 100, "job registrations a second one client address may sustain (0: no limit)")
+	fs.IntVar(&l.registerBurst, "register-burst", 100, "job registrations one client address may make at once, refilled at --register-rate")
+	fs.DurationVar(&l.tokenTTL, "token-ttl", 0, "lifetime of the token of a job registered without --ttl; an expired job is deregistered (0: no expiry)")
+	fs.DurationVar(&l.maxTokenTTL, "max-token-ttl", 0, "cap on a job token's lifetime, also given to jobs registered without --ttl when --token-ttl is 0 (0: no cap)")
+	return l
+}
+
+// apply sets the fields of cfg for the flags given on the command line.
+func (l *ctlLimits) apply(cfg *controller.Config) error {
+	var err error
+	l.fs.Visit(func(f *flag.Flag) {
+		if err == nil {
+			err = l.set(cfg, f.Name)
+		}
+	})
+	return err
+}
+
+func (l *ctlLimits) set(cfg *controller.Config, name string) error {
+	switch name {
+	case "max-conns":
+		return positive(name, l.maxConns, &cfg.MaxConns)
+	case "max-conns-per-peer":
+		return orOff(name, l.maxConnsPerPeer, &cfg.MaxConnsPerPeer)
+	case "idle-timeout":
+		return orOff(name, l.idleTimeout, &cfg.IdleTimeout)
+	case "handshake-timeout":
+		return orOff(name, l.handshakeTimeout, &cfg.HandshakeTimeout)
+	case "max-jobs":
+		return positive(name, l.maxJobs, &cfg.MaxJobs)
+	case "max-jobs-per-client":
+		return orOff(name, l.maxJobsPerClient, &cfg.MaxJobsPerClient)
+	case "register-rate":
+		return orOff(name, l.registerRate, &cfg.RegisterRate)
+	case "register-burst":
+		return positive(name, l.registerBurst, &cfg.RegisterBurst)
+	case "token-ttl":
+		return notNegative(name, l.tokenTTL, &cfg.TokenTTL)
+	case "max-token-ttl":
+		return notNegative(name, l.maxTokenTTL, &cfg.MaxTokenTTL)
+	}
+	return nil
+}
+
+// nodeLimits are a node's connection limit flags (netio.Config).
+type nodeLimits struct {
+	idleTimeout     time.Duration
+	writeTimeout    time.Duration
+	maxConnsPerPeer int
+	set             map[string]bool // the flags given
+}
+
+// nodeLimitFlags names each node limit flag; `pocket up` adds prefix to
+// them and hands them to its nodes under these names.
+var nodeLimitFlags = []string{"idle-timeout", "write-timeout", "max-conns-per-peer"}
+
+// bind adds the node's limit flags to fs, their names after prefix.
+func (l *nodeLimits) bind(fs *flag.FlagSet, prefix, who string) {
+	fs.DurationVar(&l.idleTimeout, prefix+"idle-timeout", netio.DefaultIdleTimeout, who+"close a data connection with no request and nothing to send for this long (0: never)")
+	fs.DurationVar(&l.writeTimeout, prefix+"write-timeout", netio.DefaultWriteTimeout, who+"reset a data connection whose peer takes none of its replies for this long (0: never)")
+	fs.IntVar(&l.maxConnsPerPeer, prefix+"max-conns-per-peer", netio.DefaultMaxConnsPerPeer, who+"most data connections from one IPv4 address or IPv6 /64; more are closed at accept (0: no limit)")
+}
+
+// visited records which of the node limit flags (after prefix) were given.
+func (l *nodeLimits) visited(fs *flag.FlagSet, prefix string) {
+	l.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) {
+		for _, n := range nodeLimitFlags {
+			if f.Name == prefix+n {
+				l.set[n] = true
+			}
+		}
+	})
+}
+
+// apply sets the fields of cfg for the flags given.
+func (l *nodeLimits) apply(cfg *netio.Config) error {
+	for _, n := range nodeLimitFlags {
+		if !l.set[n] {
+			continue
+		}
+		var err error
+		switch n {
+		case "idle-timeout":
+			err = orOff(n, l.idleTimeout, &cfg.IdleTimeout)
+		case "write-timeout":
+			err = orOff(n, l.writeTimeout, &cfg.WriteTimeout)
+		case "max-conns-per-peer":
+			err = orOff(n, l.maxConnsPerPeer, &cfg.MaxConnsPerPeer)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// args are the `pocket node` flags for the limits given, for up's nodes.
+func (l *nodeLimits) args() []string {
+	var out []string
+	for _, n := range nodeLimitFlags {
+		if !l.set[n] {
+			continue
+		}
+		v := ""
+		switch n {
+		case "idle-timeout":
+			v = l.idleTimeout.String()
+		case "write-timeout":
+			v = l.writeTimeout.String()
+		case "max-conns-per-peer":
+			v = strconv.Itoa(l.maxConnsPerPeer)
+		}
+		out = append(out, "--"+n, v)
+	}
+	return out
+}
+
+type limitValue interface {
+	~int | ~int64 | ~float64
+}
+
+// orOff stores v, or -1 (the libraries' "off") for 0.
+func orOff[T limitValue](name string, v T, dst *T) error {
+	if v < 0 {
+		return fmt.Errorf("--%s %v: must not be negative (0 turns the limit off)", name, v)
+	}
+	if v == 0 {
+		v = -1
+	}
+	*dst = v
+	return nil
+}
+
+func positive[T limitValue](name string, v T, dst *T) error {
+	if v <= 0 {
+		return fmt.Errorf("--%s %v: must be positive", name, v)
+	}
+	*dst = v
+	return nil
+}
+
+func notNegative[T limitValue](name string, v T, dst *T) error {
+	if v < 0 {
+		return fmt.Errorf("--%s %v: must not be negative", name, v)
+	}
+	*dst = v
+	return nil
+}

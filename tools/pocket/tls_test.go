@@ -1,0 +1,279 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/pki"
+	"github.com/pocketstore/pocket/netio"
+)
+
+// leafRoles returns the roles of a client configuration's certificate.
+func leafRoles(t *testing.T, dir string, roles ...pki.Role) []pki.Role {
+	t.Helper()
+	tc, err := memberConfig(dir, roles...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(tc.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki.RolesOf(leaf)
+}
+
+func TestTLSDirResolution(t *testing.T) {
+	data := t.TempDir()
+	t.Setenv(envDataDir, data)
+	t.Setenv(envTLSDir, "")
+	if _, err := (&tlsFlags{}).resolve(); !errors.Is(err, errNoTLS) {
+		t.Fatalf("no CA anywhere: %v, want errNoTLS", err)
+	}
+	if _, _, err := serverTLS(data, "127.0.0.1:0", nil); err != nil {
+		t.Fatal(err)
+	}
+	def := filepath.Join(data, tlsSubdir)
+	for _, c := range []struct {
+		name string
+		f    tlsFlags
+		env  string
+		want string
+		bad  bool
+	}{
+		{name: "default data dir", want: def},
+		{name: "env", env: "/env/tls", want: "/env/tls"},
+		{name: "flag over env", f: tlsFlags{dir: "/flag/tls"}, env: "/env/tls", want: "/flag/tls"},
+		{name: "insecure", f: tlsFlags{insecure: true}, env: "/env/tls", want: ""},
+		{name: "insecure and a dir", f: tlsFlags{insecure: true, dir: "/flag/tls"}, bad: true},
+	} {
+		t.Setenv(envTLSDir, c.env)
+		got, err := c.f.resolve()
+		if (err != nil) != c.bad || got != c.want {
+			t.Errorf("%s: %q, %v; want %q (error %v)", c.name, got, err, c.want, c.bad)
+		}
+	}
+	// A job command prefers the client certificate; status has only the
+	// operator's.
+	if r := leafRoles(t, def, pki.RoleClient, pki.RoleOperator); !slices.Equal(r, []pki.Role{pki.RoleClient}) {
+		t.Errorf("job commands present %v", r)
+	}
+	clientOnly := t.TempDir()
+	for _, f := range []string{pki.CAFile, "client.pem", "client-key.pem"} {
+		b, err := os.ReadFile(filepath.Join(def, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeMode(t, filepath.Join(clientOnly, f), string(b), 0o600)
+	}
+	if r := leafRoles(t, clientOnly, pki.RoleClient, pki.RoleOperator); !slices.Equal(r, []pki.Role{pki.RoleClient}) {
+		t.Errorf("client directory presents %v", r)
+	}
+	_, err := memberConfig(clientOnly, pki.RoleOperator)
+	if err == nil || !strings.Contains(err.Error(), "pocket cert issue --role operator") {
+		t.Errorf("status with a client-only directory: %v; want a pointer to pocket cert issue", err)
+	}
+}
+
+func TestCertHosts(t *testing.T) {
+	h, err := certHosts("127.0.0.1:7000", []string{"ctl.example", " 10.0.0.9", "", "localhost"})
+	if want := []string{"10.0.0.9", "127.0.0.1", "ctl.example", "localhost"}; err != nil || !slices.Equal(h, want) {
+		t.Errorf("certHosts(127.0.0.1) = %v, %v; want %v", h, err, want)
+	}
+	var hl hostList
+	if err := hl.Set("a.example, 10.0.0.1"); err != nil || hl.Set("b") != nil || !slices.Equal(hl, hostList{"a.example", "10.0.0.1", "b"}) {
+		t.Errorf("--host a.example,10.0.0.1 --host b: %v", hl)
+	}
+	all, err := certHosts(":7000", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"localhost", "127.0.0.1"} {
+		if !slices.Contains(all, want) {
+			t.Errorf("certHosts(:7000) = %v, want %s in it", all, want)
+		}
+	}
+	if _, err := certHosts("no-port", nil); err == nil {
+		t.Error("an address without a port was accepted")
+	}
+}
+
+// TestServerTLSCompletes: a data directory made for one address serves
+// another after up or controller reissue the controller's certificate
+// (keeping its old names and the CA), and a lost member certificate is
+// issued again.
+func TestServerTLSCompletes(t *testing.T) {
+	data := t.TempDir()
+	dir := filepath.Join(data, tlsSubdir)
+	if _, _, err := serverTLS(data, "127.0.0.1:0", nil); err != nil {
+		t.Fatal(err)
+	}
+	ca1, _ := os.ReadFile(filepath.Join(dir, pki.CAFile))
+	if err := os.Remove(filepath.Join(dir, "operator.pem")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := serverTLS(data, "10.1.2.3:7000", []string{"ctl.example"}); err != nil {
+		t.Fatal(err)
+	}
+	ca2, _ := os.ReadFile(filepath.Join(dir, pki.CAFile))
+	if string(ca1) != string(ca2) {
+		t.Fatal("the CA changed")
+	}
+	cert, err := readCert(filepath.Join(dir, "controller.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"127.0.0.1", "localhost", "10.1.2.3", "ctl.example"} {
+		if err := cert.VerifyHostname(h); err != nil {
+			t.Errorf("controller certificate: %v", err)
+		}
+	}
+	if r := leafRoles(t, dir, pki.RoleOperator); !slices.Equal(r, []pki.Role{pki.RoleOperator}) {
+		t.Errorf("reissued operator certificate has roles %v", r)
+	}
+	// Without the CA key nothing can be issued, and up says so.
+	if err := os.Remove(filepath.Join(dir, pki.CAKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := serverTLS(data, "10.9.9.9:7000", nil); !errors.Is(err, pki.ErrNoCAKey) {
+		t.Errorf("new address without the CA key: %v", err)
+	}
+}
+
+func TestCertIssue(t *testing.T) {
+	data := t.TempDir()
+	if _, _, err := serverTLS(data, "127.0.0.1:0", nil); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "node-b")
+	c := certIssue{role: "node", out: out, data: data, hosts: hostList{"10.0.0.2"}, validity: time.Hour}
+	if err := c.run(); err != nil {
+		t.Fatal(err)
+	}
+	for f, mode := range map[string]os.FileMode{pki.CAFile: 0o644, "node.pem": 0o644, "node-key.pem": 0o600} {
+		fi, err := os.Stat(filepath.Join(out, f))
+		if err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: %v %v, want mode %#o", f, fi, err, mode)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, pki.CAKeyFile)); err == nil {
+		t.Error("the CA key was copied out")
+	}
+	if fi, _ := os.Stat(out); fi.Mode().Perm() != 0o700 {
+		t.Errorf("--out has mode %#o, want 0700", fi.Mode().Perm())
+	}
+	cert, err := readCert(filepath.Join(out, "node.pem"))
+	if err != nil || cert.VerifyHostname("10.0.0.2") != nil || time.Until(cert.NotAfter) > time.Hour {
+		t.Errorf("node certificate: %v, names %v, until %v", err, certNames(cert), cert.NotAfter)
+	}
+	if r := leafRoles(t, out, pki.RoleNode); !slices.Equal(r, []pki.Role{pki.RoleNode}) {
+		t.Errorf("roles %v", r)
+	}
+	again := c
+	if err := again.run(); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("issuing over existing files: %v", err)
+	}
+	for _, bad := range []certIssue{
+		{role: "controller", out: out, data: data, validity: time.Hour},
+		{role: "root", out: out, data: data, validity: time.Hour},
+		{role: "client", data: data, validity: time.Hour},
+		{role: "client", out: t.TempDir(), data: t.TempDir(), validity: time.Hour},
+	} {
+		if err := bad.run(); err == nil {
+			t.Errorf("cert issue %+v succeeded", bad)
+		}
+	}
+}
+
+func TestCtlLimitFlags(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	l := bindCtlLimits(fs)
+	if err := fs.Parse([]string{"--max-jobs", "7", "--max-conns-per-peer", "0", "--idle-timeout", "0", "--register-rate", "2.5", "--token-ttl", "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	var cfg controller.Config
+	if err := l.apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := controller.Config{MaxJobs: 7, MaxConnsPerPeer: -1, IdleTimeout: -1, RegisterRate: 2.5, TokenTTL: time.Hour}
+	if cfg.MaxJobs != want.MaxJobs || cfg.MaxConnsPerPeer != want.MaxConnsPerPeer || cfg.IdleTimeout != want.IdleTimeout ||
+		cfg.RegisterRate != want.RegisterRate || cfg.TokenTTL != want.TokenTTL {
+		t.Errorf("config %+v", cfg)
+	}
+	// Unset flags leave the controller's defaults.
+	if cfg.MaxConns != 0 || cfg.MaxJobsPerClient != 0 || cfg.HandshakeTimeout != 0 || cfg.MaxTokenTTL != 0 {
+		t.Errorf("unset flags changed the config: %+v", cfg)
+	}
+	for _, bad := range [][]string{{"--max-jobs", "0"}, {"--max-conns", "-1"}, {"--idle-timeout", "-1s"}, {"--register-burst", "0"}, {"--token-ttl", "-1h"}} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		l := bindCtlLimits(fs)
+		if err := fs.Parse(bad); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.apply(&controller.Config{}); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+func TestNodeLimitFlags(t *testing.T) {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	var l nodeLimits
+	l.bind(fs, "node-", "")
+	if err := fs.Parse([]string{"--node-idle-timeout", "3m", "--node-max-conns-per-peer", "0"}); err != nil {
+		t.Fatal(err)
+	}
+	l.visited(fs, "node-")
+	if got, want := l.args(), []string{"--idle-timeout", "3m0s", "--max-conns-per-peer", "0"}; !slices.Equal(got, want) {
+		t.Errorf("up passes its nodes %q, want %q", got, want)
+	}
+	// The node parses what up passes.
+	nfs := flag.NewFlagSet("node", flag.ContinueOnError)
+	var n nodeLimits
+	n.bind(nfs, "", "")
+	if err := nfs.Parse(l.args()); err != nil {
+		t.Fatal(err)
+	}
+	n.visited(nfs, "")
+	var cfg netio.Config
+	if err := n.apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.IdleTimeout != 3*time.Minute || cfg.MaxConnsPerPeer != -1 || cfg.WriteTimeout != 0 {
+		t.Errorf("node config %+v", cfg)
+	}
+}
+
+func TestTLSHint(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("metaclient: status 127.0.0.1:7000: %w", err) }
+	for _, c := range []struct {
+		err      error
+		insecure bool
+		want     string
+	}{
+		{wrap(io.EOF), true, "drop --insecure"},
+		{wrap(tls.RecordHeaderError{Msg: "tls: first record does not look like a TLS handshake"}), false, "give --insecure too"},
+		{wrap(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), false, "not from the CA"},
+		{wrap(&net.OpError{Op: "remote error", Err: errors.New("tls: bad certificate")}), false, "refused this certificate"},
+		{wrap(io.EOF), false, ""},
+	} {
+		got := tlsHint(c.err, c.insecure)
+		if !errors.Is(got, c.err) || (c.want == "") != (got.Error() == c.err.Error()) || !strings.Contains(got.Error(), c.want) {
+			t.Errorf("tlsHint(%v, %v) = %v; want %q added", c.err, c.insecure, got, c.want)
+		}
+	}
+	if tlsHint(nil, true) != nil {
+		t.Error("a hint without an error")
+	}
+}
