@@ -126,8 +126,14 @@ func (c *Client) dropConn() {
 // RegisterJob registers a job with its hints and returns its map, which
 // carries the job's token.
 func (c *Client) RegisterJob(ctx context.Context, name string, h wire.JobHints) (*wire.PlacementMap, error) {
+	return c.Register(ctx, &wire.JobRegister{Name: name, Hints: h})
+}
+
+// Register sends a whole registration: name, hints and TTL (the token's
+// lifetime; 0: the controller's default).
+func (c *Client) Register(ctx context.Context, req *wire.JobRegister) (*wire.PlacementMap, error) {
 	var m wire.PlacementMap
-	err := c.call(ctx, wire.OpRegisterJob, &wire.JobRegister{Name: name, Hints: h}, &m)
+	err := c.call(ctx, wire.OpRegisterJob, req, &m)
 	return &m, err
 }
 

@@ -3,17 +3,31 @@ package pocket
 import (
 	"context"
 	"fmt"
+	"os"
 
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
 
 // Dial connects to the controller at addr. Nothing is sent until a job is
-// registered or opened.
+// registered or opened. The controller is reached over mutual TLS with
+// cfg.TLS or, when that is nil and POCKET_TLS_DIR is set, with the client
+// certificate in that directory (as pocket up or pocket cert issue made
+// it); else over plain TCP.
 func Dial(ctx context.Context, addr string, cfg Config) (*Store, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("pocket: no controller address")
+	}
+	if cfg.TLS == nil {
+		if dir := os.Getenv("POCKET_TLS_DIR"); dir != "" {
+			tc, err := pki.ClientConfig(dir, pki.Members[pki.RoleClient])
+			if err != nil {
+				return nil, fmt.Errorf("pocket: POCKET_TLS_DIR: %w", err)
+			}
+			cfg.TLS = tc
+		}
 	}
 	return NewStore(&metaController{mc: metaclient.New(addr, metaclient.Options{TLS: cfg.TLS})}, cfg), nil
 }

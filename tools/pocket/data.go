@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/pocket"
 )
 
@@ -27,17 +28,20 @@ type dataCmd struct {
 	tok        *string
 	persist    *bool
 	once       *bool
+	tls        tlsFlags
 }
 
 func newDataCmd(name string) *dataCmd {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	return &dataCmd{
+	d := &dataCmd{
 		fs:         fs,
 		controller: fs.String("controller", "", "controller address (default $POCKET_CONTROLLER, else "+ctlDefaultAddr+")"),
 		tok:        fs.String("token-file", "", "file (mode 0600) holding the job's token (default $POCKET_TOKEN)"),
 		persist:    fs.Bool("persist", false, "put: keep the value after the job is deregistered"),
 		once:       fs.Bool("delete-after-read", false, "get: delete the value once read"),
 	}
+	d.tls.bind(fs)
+	return d
 }
 
 // open parses args, checks the count of positionals, and opens the job.
@@ -56,8 +60,12 @@ func (d *dataCmd) open(args []string, minPos, maxPos int) (*pocket.Job, []string
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
+	tc, err := d.tls.config(pki.RoleClient)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	s, err := pocket.Dial(ctx, ctlAddr(*d.controller), pocket.Config{})
+	s, err := pocket.Dial(ctx, ctlAddr(*d.controller), pocket.Config{TLS: tc})
 	if err != nil {
 		stop()
 		return nil, nil, nil, nil, err

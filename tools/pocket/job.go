@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -134,22 +136,42 @@ func runJobDeregister(args []string) int {
 	}
 	mc, ctx, done := ctlClient(*addr, tc)
 	defer done()
+	cred, err := credential(ctx, *addr, tc, pos[0], t)
+	if err != nil {
+		return fail("job deregister: %v", tlsHint(err, tf.insecure))
+	}
 	res, err := mc.DeregisterJob(ctx, pos[0], t)
 	if err != nil {
 		return fail("job deregister: %v", tlsHint(err, tf.insecure))
 	}
 	if *asJSON {
 		if code := printJSON(map[string]any{"job_id": pos[0], "nodes": res.Nodes, "failed": res.Failed,
-			"values": res.Values, "bytes": res.Bytes, "message": res.Message}); code != 0 {
+			"values": res.Values, "bytes": res.Bytes, "message": res.Message, "credential": cred}); code != 0 {
 			return code
 		}
 	} else {
 		fmt.Printf("job %s deregistered: %d node(s) dropped %d value(s), %s\n", pos[0], res.Nodes, res.Values, units.FormatSize(res.Bytes))
+		fmt.Printf("values put with --persist stay read-only; to read or delete them:\nexport POCKET_CREDENTIAL=%s\n", cred)
 	}
 	if res.Failed > 0 {
 		return fail("job deregister: %d node(s) did not drop the job's data: %s", res.Failed, res.Message)
 	}
 	return 0
+}
+
+// credential is the job's map and token as pocket.Job.Credential gives it,
+// fetched before the job is deregistered (the controller forgets it then).
+func credential(ctx context.Context, addr string, tc *tls.Config, job string, tok []byte) (string, error) {
+	s, err := pocket.Dial(ctx, ctlAddr(addr), pocket.Config{TLS: tc})
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	j, err := s.OpenJob(ctx, job, tok)
+	if err != nil {
+		return "", err
+	}
+	return j.Credential(), nil
 }
 
 // wholeRegistrar is a control-plane client that sends a whole
