@@ -337,7 +337,7 @@ func TestRemoveAllAndListSizes(t *testing.T) {
 	addrs, nodes := cluster(t, 3, 64<<20)
 	j := staticJob(t, Config{ChunkSize: 64 << 10}, addrs)
 	ctx := context.Background()
-	for key, n := range map[string]int{"a": 10, "a/b": 200 << 10, "a/c": 5, "d/x": 1 << 20, "keep": 3} {
+	for key, n := range map[string]int{"a": 10, "a/b": 200 << 10, "a/c": 5, "d/x": 1 << 20, "keep": 3, "/a": 4, "/a/b": 6} {
 		if err := j.Put(ctx, key, bytes.Repeat([]byte{'v'}, n)); err != nil {
 			t.Fatal(err)
 		}
@@ -350,11 +350,12 @@ func TestRemoveAllAndListSizes(t *testing.T) {
 	for _, e := range ents {
 		sizes[e.Name] = e.Size
 	}
-	if sizes["a/b"] != 200<<10 || sizes["d/x"] != 1<<20 || len(ents) != 5 {
+	if sizes["a/b"] != 200<<10 || sizes["d/x"] != 1<<20 || len(ents) != 7 {
 		t.Fatalf("listing %v", sizes)
 	}
-	// a is a value and a directory: both go. d/ with its slash: its keys go.
-	for _, name := range []string{"a", "d/"} {
+	// a is a value and a directory: both go. d/ with its slash: its keys
+	// go. /a is another name than a: it goes with rm /a, not before.
+	for _, name := range []string{"a", "d/", "/a"} {
 		if err := j.RemoveAll(ctx, name); err != nil {
 			t.Fatal(err)
 		}

@@ -150,8 +150,10 @@ func nextAfter(e wire.Entry) []byte {
 }
 
 // dirPrefix turns a directory name into its key prefix ("" is the root).
+// Trailing slashes are dropped; leading ones are part of the name, as they
+// are in keys ("/x" and "x" are two keys, and two directories).
 func dirPrefix(dir string) string {
-	dir = strings.Trim(dir, "/")
+	dir = strings.TrimRight(dir, "/")
 	if dir == "" {
 		return ""
 	}

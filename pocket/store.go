@@ -70,8 +70,11 @@ type Config struct {
 	Parallel int
 	// ConnsPerNode is the number of connections to each node. Default 2.
 	ConnsPerNode int
-	// TLS, when set, is how Dial reaches the controller: mutual TLS with
-	// a client certificate of the cluster CA (internal/pki ClientConfig).
+	// TLS, when set, is how Dial reaches the controller: mutual TLS with a
+	// client certificate of the cluster CA, that is a tls.Config with
+	// Certificates from client.pem and client-key.pem and RootCAs from
+	// ca.pem of the TLS directory pocket up made (DATA/tls). Unset, Dial
+	// uses that directory when POCKET_TLS_DIR names it.
 	TLS *tls.Config
 }
 
@@ -195,7 +198,9 @@ func (j *Job) snapshot() Map {
 }
 
 // Deregister releases the job: every node drops its data except values put
-// with Persist.
+// with Persist. Those stay read-only: this Job still gets, lists and
+// deletes them, and Credential carries them to another process (see
+// persist.go).
 func (j *Job) Deregister(ctx context.Context) error {
 	if j.s.ctl == nil {
 		return ErrNoController

@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/pocketstore/pocket/internal/pki"
@@ -28,6 +28,7 @@ type dataCmd struct {
 	tok        *string
 	persist    *bool
 	once       *bool
+	all        *bool
 	tls        tlsFlags
 }
 
@@ -39,6 +40,7 @@ func newDataCmd(name string) *dataCmd {
 		tok:        fs.String("token-file", "", "file (mode 0600) holding the job's token (default $POCKET_TOKEN)"),
 		persist:    fs.Bool("persist", false, "put: keep the value after the job is deregistered"),
 		once:       fs.Bool("delete-after-read", false, "get: delete the value once read"),
+		all:        fs.Bool("all", false, "rm: allow a name that is empty or only slashes, which deletes every key of the job"),
 	}
 	d.tls.bind(fs)
 	return d
@@ -53,10 +55,10 @@ func (d *dataCmd) open(args []string, minPos, maxPos int) (*pocket.Job, []string
 	if len(pos) < minPos || len(pos) > maxPos {
 		return nil, nil, nil, nil, fmt.Errorf("%s: want %d to %d arguments, got %d", d.fs.Name(), minPos, maxPos, len(pos))
 	}
-	tok, err := jobToken(*d.tok)
-	if errors.Is(err, errNoToken) && os.Getenv("POCKET_CREDENTIAL") != "" {
+	if credentialNames(pos[0]) {
 		return d.openCredential(pos)
 	}
+	tok, err := jobToken(*d.tok)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -77,6 +79,19 @@ func (d *dataCmd) open(args []string, minPos, maxPos int) (*pocket.Job, []string
 		return nil, nil, nil, nil, err
 	}
 	return j, pos, ctx, func() { s.Close(); stop() }, nil
+}
+
+// credentialNames reports whether POCKET_CREDENTIAL is job's: then it is
+// used, whatever token is also set (the job is deregistered, its token
+// alone no longer finds its map).
+func credentialNames(job string) bool {
+	cred := os.Getenv("POCKET_CREDENTIAL")
+	if cred == "" {
+		return false
+	}
+	var s pocket.Store
+	j, err := s.OpenCredential(cred)
+	return err == nil && j.ID() == job
 }
 
 // openCredential opens a deregistered job's persisted values with
@@ -180,7 +195,11 @@ func runRm(args []string) int {
 	}
 	defer done()
 	// Always recursive, as Pocket's delete: KEY, and everything under KEY/,
-	// with or without a trailing slash.
+	// with or without a trailing slash. A name that is empty or only
+	// slashes is the whole job: only with --all.
+	if strings.TrimRight(pos[1], "/") == "" && !*d.all {
+		return fail("rm: %q names the whole job: pass --all to delete every key of %s", pos[1], pos[0])
+	}
 	if err := j.RemoveAll(ctx, pos[1]); err != nil {
 		return fail("rm: %v", err)
 	}

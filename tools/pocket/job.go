@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -174,27 +173,9 @@ func credential(ctx context.Context, addr string, tc *tls.Config, job string, to
 	return j.Credential(), nil
 }
 
-// wholeRegistrar is a control-plane client that sends a whole
-// registration, its TTL included. metaclient.Client's RegisterJob sends the
-// name and hints only; registerJob uses Register once metaclient has it.
-type wholeRegistrar interface {
-	Register(ctx context.Context, req *wire.JobRegister) (*wire.PlacementMap, error)
-}
-
-// errNoTTL: --ttl was given and the control-plane client cannot send it.
-var errNoTTL = errors.New("--ttl: this build's control-plane client (metaclient) cannot send a token lifetime; " +
-	"the controller's --token-ttl and --max-token-ttl set lifetimes meanwhile")
-
-// registerJob registers req, refusing a TTL the client cannot send rather
-// than registering a job whose token outlives what was asked.
+// registerJob registers req: name, hints and the token's TTL.
 func registerJob(ctx context.Context, mc *metaclient.Client, req *wire.JobRegister) (*wire.PlacementMap, error) {
-	if r, ok := any(mc).(wholeRegistrar); ok {
-		return r.Register(ctx, req)
-	}
-	if req.TTL != 0 {
-		return nil, errNoTTL
-	}
-	return mc.RegisterJob(ctx, req.Name, req.Hints)
+	return mc.Register(ctx, req)
 }
 
 func tierName(kind uint8) string {
