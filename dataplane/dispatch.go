@@ -23,8 +23,9 @@ type connState struct {
 	put     putSink
 	discard discardSink
 	auth    authCache
-	closed  bool // set by OnClose; read by tasks posted to the same loop
-	last    bool // the request being served is the last complete one in the input
+	entry   *jobEntry // the job of the request admitted last (jobtable.go), or nil
+	closed  bool      // set by OnClose; read by tasks posted to the same loop
+	last    bool      // the request being served is the last complete one in the input
 }
 
 func (cs *connState) encoder() *wire.Encoder {
@@ -181,9 +182,11 @@ func (n *Node) admit(cs *connState, h *wire.Header) (Tier, error) {
 	if err := cs.auth.check(n.cfg.Guard, r.Job, r.Token); err != nil {
 		return nil, err
 	}
-	if err := n.jobs.checkOp(r.Job, r.Epoch, classOf(h)); err != nil {
+	e, err := n.jobs.checkEntry(r.Job, r.Epoch, classOf(h))
+	if err != nil {
 		return nil, err
 	}
+	cs.entry = e
 	if len(r.Key) == 0 && h.Flags&wire.FlagPrefix == 0 && (h.Op == wire.OpPut || h.Op == wire.OpGet || h.Op == wire.OpStat || h.Op == wire.OpDelete) {
 		return nil, errNoKey
 	}

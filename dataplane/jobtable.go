@@ -127,6 +127,23 @@ var (
 // check runs on every request: it refuses a revoked, expired or (on a
 // synced node) unknown job, and an epoch older than the one the
 // controller gave; a newer epoch passes and is not learned. It is
+// stored reports whether a put admitted for the job may still be
+// published: false once the job is revoked or retired (the put began
+// before the revocation and must not add to what the job keeps).
+func (e *jobEntry) stored() bool {
+	if e == nil {
+		return true
+	}
+	st := e.state.Load()
+	return st != stateRevoked && st != stateRetired
+}
+
+// retired reports whether the job is retired here.
+func (j *jobTable) retired(job []byte) bool {
+	e := j.lookup(job)
+	return e != nil && e.state.Load() == stateRetired
+}
+
 // opClass says what a request does to a job's values, for the checks of
 // revoked and retired jobs.
 type opClass uint8
@@ -144,12 +161,19 @@ func (j *jobTable) check(job []byte, epoch uint64) error { return j.checkOp(job,
 // refused. A retired job (revoked, its persist-after-job values remain)
 // may read and remove them, never store: its values are read-only.
 func (j *jobTable) checkOp(job []byte, epoch uint64, op opClass) error {
+	_, err := j.checkEntry(job, epoch, op)
+	return err
+}
+
+// checkEntry is checkOp that also returns the job's entry (nil when the
+// table has none), for a put to check again at commit (stored).
+func (j *jobTable) checkEntry(job []byte, epoch uint64, op opClass) (*jobEntry, error) {
 	e := j.lookup(job)
 	if e == nil {
 		if j.synced.Load() {
-			return errJobGone
+			return e, errJobGone
 		}
-		return nil
+		return e, nil
 	}
 	// used before state: a revocation stores the state, then reads used,
 	// so either this request sees the revocation or the revocation sees
@@ -159,20 +183,20 @@ func (j *jobTable) checkOp(job []byte, epoch uint64, op opClass) error {
 	}
 	switch e.state.Load() {
 	case stateRevoked:
-		return errRevoked
+		return e, errRevoked
 	case stateRetired:
 		if op == opStore {
-			return errRetired
+			return e, errRetired
 		}
-		return nil
+		return e, nil
 	}
 	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
-		return errExpired
+		return e, errExpired
 	}
 	if cur := e.epoch.Load(); cur != 0 && epoch < cur {
-		return &wire.Error{Code: wire.CodeStaleEpoch, Msg: "placement map is stale; fetch the job's map again", Epoch: cur}
+		return e, &wire.Error{Code: wire.CodeStaleEpoch, Msg: "placement map is stale; fetch the job's map again", Epoch: cur}
 	}
-	return nil
+	return e, nil
 }
 
 // admit is the guard's half: tok is a valid token for job with claims c.

@@ -3,7 +3,9 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -333,5 +335,76 @@ func BenchmarkJobCheck(b *testing.B) {
 		if err := j.check(job, 3); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestPutAcrossRevocationStoresNothing: a put admitted before its job was
+// revoked, whose payload ends after, stores nothing (CodeRevoked), and the
+// job's persisted values stay. Before, the put was acknowledged and the
+// node then dropped everything the job held, persisted values included.
+func TestPutAcrossRevocationStoresNothing(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "s-1", Gen: 99}))
+	tok := jobTok("s-1", 99)
+	if err := jobOp(t, n, wire.OpPut, "s-1", "p", tok, 0, wire.FlagPersist); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := net.Dial("tcp", n.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	meta := wire.NewEncoder().Request(&wire.Request{Job: []byte("s-1"), Key: []byte("sneaky"), Token: tok})
+	const size = 4 << 20
+	frame := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPut, Flags: wire.FlagPersist, ID: 7, MetaLen: uint32(len(meta)), PayloadLen: size})
+	frame = append(append(frame, meta...), make([]byte, 1<<20)...)
+	if _, err := nc.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return n.Stats().BytesIn >= size }) // the put is admitted and under way
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: "s-1", Gen: 99, Revoked: true}}})
+	if _, err := nc.Write(make([]byte, size-1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	var hdr [wire.HeaderLen]byte
+	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	lim := wire.DefaultLimits()
+	h, err := wire.ParseHeader(hdr[:], &lim)
+	if err != nil || h.Code != wire.CodeRevoked {
+		t.Fatalf("put across the revocation: code %v, %v", h.Code, err)
+	}
+	n.sweepRevoked(time.Now())
+	if err := jobOp(t, n, wire.OpGet, "s-1", "sneaky", tok, 0, 0); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("the put across the revocation: %v", err)
+	}
+	if err := jobOp(t, n, wire.OpGet, "s-1", "p", tok, 0, 0); err != nil {
+		t.Fatalf("persisted value after a put across the revocation: %v", err)
+	}
+}
+
+// TestRetiredPrefixDeleteTakesChunks: a retired job's persisted chunk that
+// no manifest names (its writer died before publishing) is invisible to
+// listings, so a recursive delete of a retired job takes chunk keys too;
+// a live job's recursive delete leaves them to their versions.
+func TestRetiredPrefixDeleteTakesChunks(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "c-1", Gen: 99}))
+	tok := jobTok("c-1", 99)
+	c := dial(t, n, "c-1")
+	chunk := &wire.Request{Job: []byte("c-1"), Key: wire.AppendChunkKey(nil, []byte("o"), 7, 1), Token: tok, Version: 7}
+	if r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagPersist, chunk, []byte("orphan")); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	all := &wire.Request{Job: []byte("c-1"), Token: tok}
+	if r := roundTrip(t, c, wire.OpDelete, wire.FlagPrefix, all, nil); r.Err() != nil || n.JobValues("c-1") != 1 {
+		t.Fatalf("live job's recursive delete: %v, %d values left, want the chunk", r.Err(), n.JobValues("c-1"))
+	}
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: "c-1", Gen: 99, Revoked: true}}})
+	c2 := dial(t, n, "c-1")
+	if r := roundTrip(t, c2, wire.OpDelete, wire.FlagPrefix, all, nil); r.Err() != nil || n.JobValues("c-1") != 0 {
+		t.Fatalf("retired job's recursive delete: %v, %d values left", r.Err(), n.JobValues("c-1"))
 	}
 }

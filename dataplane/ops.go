@@ -51,9 +51,13 @@ func putMeta(h *wire.Header, r *wire.Request) (Meta, error) {
 	}
 	switch {
 	case h.Flags&wire.FlagChunk != 0:
+		// Chunks are immutable: a chunk key is written once.
+		m.Flags |= IfAbsent
 		if _, v, _, ok := wire.ParseChunkKey(r.Key); !ok || v != r.Version {
 			return m, errBadChunk
 		}
+	case wire.IsChunkKey(r.Key):
+		return m, errReservedKey
 	case h.Flags&wire.FlagManifest != 0:
 		if r.Version == 0 {
 			return m, errBadManifest
@@ -63,9 +67,30 @@ func putMeta(h *wire.Header, r *wire.Request) (Meta, error) {
 	return m, nil
 }
 
+// checkManifest checks a manifest put's payload, which must all have come
+// with its header: a manifest of the request's version and object size,
+// with chunks no larger than a frame (wire.DecodeManifest), so a reader
+// trusting it allocates what the chunks can hold.
+func checkManifest(h *wire.Header, r *wire.Request, have []byte) error {
+	if h.Flags&wire.FlagManifest == 0 {
+		return nil
+	}
+	if int(h.PayloadLen) != wire.ManifestLen || len(have) != wire.ManifestLen {
+		return errBadManifest
+	}
+	m, err := wire.DecodeManifest(have)
+	if err != nil || m.Version != r.Version || m.Size != r.ObjectSize {
+		return errBadManifest
+	}
+	return nil
+}
+
 var (
 	errBadChunk    = &wire.Error{Code: wire.CodeBadKey, Msg: "a chunk put must name a chunk key of its version"}
-	errBadManifest = &wire.Error{Code: wire.CodeMalformed, Msg: "a manifest put must carry its object version"}
+	errReservedKey = &wire.Error{Code: wire.CodeBadKey, Msg: "keys containing the byte 0x00 are reserved for chunks"}
+	errBadManifest = &wire.Error{Code: wire.CodeMalformed,
+		Msg: "a manifest put must carry a whole manifest (wire/objects.go) of its version and object size"}
+	errRevokedLate = &wire.Error{Code: wire.CodeRevoked, Msg: "the job was deregistered during the put: nothing was stored"}
 )
 
 // put starts a put whose first payload bytes are `have`. It returns false
@@ -79,6 +104,9 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	if err == nil {
 		m, err = putMeta(h, &cs.req)
 	}
+	if err == nil {
+		err = checkManifest(h, &cs.req, have)
+	}
 	var p Pending
 	if err == nil {
 		p, err = tier.Create(cs.req.Job, cs.req.Key, int64(h.PayloadLen), m)
@@ -89,8 +117,10 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	n.stats.of(c).bytesIn.Add(uint64(h.PayloadLen))
 	s := &cs.put
 	s.start(c, *h, tier, p)
+	s.ref.entry = cs.entry
 	if h.Flags&wire.FlagChunk != 0 {
-		s.chunk = chunkRef{job: string(cs.req.Job), key: string(cs.req.Key), ver: m.Version, lease: h.Flags&wire.FlagLease != 0}
+		s.ref.job, s.ref.key, s.ref.ver = string(cs.req.Job), string(cs.req.Key), m.Version
+		s.ref.lease = h.Flags&wire.FlagLease != 0
 	}
 	s.fill(have)
 	if len(s.Next()) == 0 {
@@ -101,9 +131,11 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	return false
 }
 
-// chunkRef names the chunk a put stores, to file it under its version
-// once committed; the zero value is a put of anything else.
-type chunkRef struct {
+// putRef is what a put's commit needs besides the Pending: the job's entry,
+// checked again at commit, and for a chunk its job, key and version, to
+// file it under its version (ver 0: not a chunk).
+type putRef struct {
+	entry    *jobEntry
 	job, key string
 	ver      uint64
 	lease    bool
@@ -111,7 +143,7 @@ type chunkRef struct {
 
 // commit publishes a filled put and answers it: inline for DRAM, on a
 // worker for a blocking tier.
-func (n *Node) commit(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch chunkRef) {
+func (n *Node) commit(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch putRef) {
 	if tier.Blocking() && !n.inlineOK(c, c.Context().(*connState)) {
 		n.commitAsync(c, h, tier, p, ch)
 		return
@@ -120,8 +152,13 @@ func (n *Node) commit(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch chu
 	n.replyPut(c, c.Context().(*connState), &h, replaced, err)
 }
 
-// publish commits p and files a chunk under its version.
-func (n *Node) publish(tier Tier, p Pending, ch chunkRef) (Info, error) {
+// publish commits p and files a chunk under its version. A put whose job
+// was revoked since it was admitted stores nothing.
+func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
+	if !ch.entry.stored() {
+		p.Abort()
+		return Info{}, errRevokedLate
+	}
 	replaced, err := p.Commit()
 	if err == nil && ch.ver != 0 {
 		n.vers.add(n, verKey{tier.Kind(), ch.job, ch.ver}, ch.key, ch.lease)
@@ -145,7 +182,7 @@ func (n *Node) replyPut(c *netio.Conn, cs *connState, h *wire.Header, replaced I
 // commitAsync commits on a worker and answers from the connection's loop.
 // It is apart from commit so that its closures' captures do not make the
 // DRAM path allocate.
-func (n *Node) commitAsync(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch chunkRef) {
+func (n *Node) commitAsync(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch putRef) {
 	cs := c.Context().(*connState)
 	ok := n.submit(func() {
 		replaced, err := n.publish(tier, p, ch)
@@ -412,15 +449,18 @@ func list(tier Tier, r *wire.Request) (*wire.Response, error) {
 const deletePrefixMax = 4096
 
 // deletePrefix removes the job's keys that start with r.Key, stopping
-// after deletePrefixMax manifests, except chunk keys: those go with their
-// version, which the SDK drops on every node for each manifest removed here
+// after deletePrefixMax manifests, except (for a live job) chunk keys:
+// those go with their version, which the SDK drops on every node for each manifest removed here
 // (the reply's Versions). Keys are collected first, in one listing: a
 // tier's List callback must not modify the tier.
 func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 	var keys [][]byte
 	resp := &wire.Response{}
+	// A retired job writes nothing more: its chunk keys under the prefix
+	// (persisted ones a writer left unpublished) go too.
+	all := n.jobs.retired(r.Job)
 	_ = tier.List(r.Job, r.Key, nil, func(key []byte, _ Info) bool {
-		if !wire.IsChunkKey(key) {
+		if all || !wire.IsChunkKey(key) {
 			keys = append(keys, append([]byte(nil), key...))
 		}
 		return true

@@ -17,8 +17,8 @@ type putSink struct {
 	bufs [][]byte
 	idx  int // current buffer
 	off  int // bytes filled in bufs[idx]
-	// chunk is set by the node for a chunk put, after start.
-	chunk chunkRef
+	// ref is set by the node after start (ops.go).
+	ref putRef
 }
 
 func (s *putSink) start(c *netio.Conn, h wire.Header, tier Tier, p Pending) {
@@ -52,7 +52,7 @@ func (s *putSink) Advance(n int) { s.off += n }
 
 // Done implements netio.Sink: the payload is complete.
 func (s *putSink) Done() {
-	p, tier, c, h, ch := s.p, s.tier, s.c, s.h, s.chunk
+	p, tier, c, h, ch := s.p, s.tier, s.c, s.h, s.ref
 	s.reset()
 	s.node.commit(c, h, tier, p, ch)
 }
@@ -66,7 +66,7 @@ func (s *putSink) abort() {
 }
 
 func (s *putSink) reset() {
-	s.c, s.tier, s.p, s.bufs, s.chunk = nil, nil, nil, nil, chunkRef{}
+	s.c, s.tier, s.p, s.bufs, s.ref = nil, nil, nil, nil, putRef{}
 }
 
 // discardSink reads and drops the payload of a refused request, so the

@@ -46,7 +46,27 @@ func TestNodeChunkVersions(t *testing.T) {
 		t.Fatalf("confirm: %+v, %v", m, r.Err())
 	}
 	man := &wire.Request{Job: []byte("j"), Key: []byte("obj"), Version: 0xa, ObjectSize: 15}
-	if r := roundTrip(t, c, wire.OpPut, wire.FlagManifest, man, make([]byte, wire.ManifestLen)); r.Err() != nil || len(r.Meta) != 0 {
+	good := wire.AppendManifest(nil, wire.Manifest{Version: 0xa, Size: 15, Chunk: 5, Count: 3})
+	// A chunk is written once; keys with 0x00 are chunks only; a manifest
+	// must be a whole one of its version and size, with frame-sized chunks.
+	if r := roundTrip(t, c, wire.OpPut, wire.FlagChunk, chunkReq("obj", 0xa, 2), []byte("other")); !errors.Is(r.Err(), wire.ErrExists) {
+		t.Fatalf("chunk overwrite: %v", r.Err())
+	}
+	raw := &wire.Request{Job: []byte("j"), Key: []byte("obj\x00zz\x001")}
+	if r := roundTrip(t, c, wire.OpPut, 0, raw, []byte("x")); !errors.Is(r.Err(), wire.ErrBadKey) {
+		t.Fatalf("plain put of a key with 0x00: %v", r.Err())
+	}
+	for _, bad := range [][]byte{
+		make([]byte, wire.ManifestLen), // not a manifest
+		wire.AppendManifest(nil, wire.Manifest{Version: 0xb, Size: 15, Chunk: 5, Count: 3}),                // another version
+		wire.AppendManifest(nil, wire.Manifest{Version: 0xa, Size: 1 << 40, Chunk: 1<<32 - 1, Count: 257}), // chunks over a frame
+		append(good, 0),
+	} {
+		if r := roundTrip(t, c, wire.OpPut, wire.FlagManifest, man, bad); !errors.Is(r.Err(), wire.ErrMalformed) {
+			t.Fatalf("manifest %x: %v", bad, r.Err())
+		}
+	}
+	if r := roundTrip(t, c, wire.OpPut, wire.FlagManifest, man, good); r.Err() != nil || len(r.Meta) != 0 {
 		t.Fatalf("first manifest: %v, meta %d bytes", r.Err(), len(r.Meta))
 	}
 	st := roundTrip(t, c, wire.OpStat, 0, &wire.Request{Job: []byte("j"), Key: []byte("obj")}, nil)

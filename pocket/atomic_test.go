@@ -371,3 +371,21 @@ func TestRemoveAllAndListSizes(t *testing.T) {
 		t.Fatalf("%d bytes left", u)
 	}
 }
+
+// TestForgedManifestCannotExhaustMemory: a manifest a hostile client of the
+// job wrote by hand, claiming a 40 GiB object, makes a get fail, not
+// allocate 40 GiB. Before, the reader's process died (makeslice / out of
+// memory).
+func TestForgedManifestCannotExhaustMemory(t *testing.T) {
+	addrs, _ := cluster(t, 2, 64<<20)
+	j := staticJob(t, Config{ChunkSize: 64 << 10}, addrs)
+	ctx := context.Background()
+	m := wire.Manifest{Version: 0x1234, Size: 40 << 30, Chunk: 64 << 20, Count: 640}
+	_, _, err := j.doReq(ctx, wire.OpPut, wire.FlagManifest, []byte("k"), 0, reqExtra{version: m.Version, objectSize: m.Size}, wire.AppendManifest(nil, m), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Get(ctx, "k"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("get of a forged 40 GiB manifest: %v", err)
+	}
+}

@@ -37,6 +37,15 @@
 //  5. The writer drops the replaced version's chunks on every node of the
 //     job (OpDropVersion, one request per node).
 //
+// Nodes enforce what they can of this against a client holding the job's
+// token but not using the SDK: a chunk key is written once (a second put of
+// it answers "exists"), keys with 0x00 are chunk keys only, and a manifest
+// put must carry a whole manifest of its version and object size, with
+// chunks no larger than a frame. A reader allocates for a manifest of more
+// than 256 MiB only when the job's nodes hold at least that many bytes.
+// Within its own job such a client can still delete or drop what it likes;
+// it cannot touch another job's keys.
+//
 // Invariants:
 //
 //   - Chunks are immutable: two writers, or two puts of one writer, never

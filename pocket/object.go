@@ -159,6 +159,9 @@ func (j *Job) getInto(ctx context.Context, key string, dst []byte, flags uint16)
 		if err != nil {
 			return nil, 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
+		if err := j.plausible(ctx, m); err != nil {
+			return nil, 0, err
+		}
 		out := dst[:0]
 		if int64(cap(out)) < m.Size {
 			out = make([]byte, m.Size)
@@ -178,6 +181,31 @@ func (j *Job) getInto(ctx context.Context, key string, dst []byte, flags uint16)
 		}
 		last = m.Version // replaced or deleted meanwhile: read the key again
 	}
+}
+
+// trustedSize is the largest object a get allocates for on its manifest's
+// word alone; past it the job's nodes must hold at least the bytes it
+// claims, so that a forged manifest cannot make a reader allocate more than
+// the job could have stored.
+const trustedSize = 256 << 20
+
+// plausible checks a large manifest's size against the job's stored bytes.
+func (j *Job) plausible(ctx context.Context, m wire.Manifest) error {
+	if m.Size <= trustedSize {
+		return nil
+	}
+	replies, err := j.fanOut(ctx, wire.OpUsage, 0, wire.Request{})
+	if err != nil {
+		return err
+	}
+	var stored int64
+	for _, r := range replies {
+		stored += r.Meta.Size
+	}
+	if stored < m.Size {
+		return fmt.Errorf("%w: manifest of version %016x claims %d bytes, the job holds %d", ErrCorrupt, m.Version, m.Size, stored)
+	}
+	return nil
 }
 
 // getChunks reads chunks 1..n of a manifest into out in parallel.

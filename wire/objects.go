@@ -54,7 +54,8 @@ func AppendManifest(dst []byte, m Manifest) []byte {
 }
 
 // DecodeManifest parses a manifest, checking that it is self-consistent:
-// a non-zero version, a positive chunk size and count = ceil(size/chunk).
+// a non-zero version, a chunk size from 1 to DefaultMaxPayload (what one
+// frame carries) and count = ceil(size/chunk).
 // Errors match ErrMalformed.
 func DecodeManifest(b []byte) (Manifest, error) {
 	if len(b) != ManifestLen || string(b[:4]) != manifestMagic {
@@ -66,7 +67,7 @@ func DecodeManifest(b []byte) (Manifest, error) {
 		Chunk:   int64(binary.LittleEndian.Uint32(b[20:])),
 		Count:   int(binary.LittleEndian.Uint32(b[24:])),
 	}
-	if m.Version == 0 || m.Size < 0 || m.Chunk <= 0 || int64(m.Count) != (m.Size+m.Chunk-1)/m.Chunk {
+	if m.Version == 0 || m.Size < 0 || m.Chunk <= 0 || m.Chunk > DefaultMaxPayload || int64(m.Count) != (m.Size+m.Chunk-1)/m.Chunk {
 		return Manifest{}, Errorf(CodeMalformed, "inconsistent manifest %+v", m)
 	}
 	return m, nil
