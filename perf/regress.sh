@@ -35,8 +35,9 @@
 # skipped when either build's node lacks --nvme or the generator --tier. The
 # SDK cells run `pocket bench --controller` against a one-node `pocket up`
 # cluster of each build (`--nodes 1 --dram DRAM`; NODE_ARGS do not reach
-# those nodes, and the SDK in the client is the NEW build's); they are
-# skipped when either build lacks `up` or the generator --controller.
+# those nodes; each build's own `pocket bench` drives its cluster, since the
+# SDK in the client changes with the nodes); they are skipped when either
+# build lacks `up` or the NEW generator --controller.
 # A run that fails, times out or counts errors is left out of its cell; a
 # cell with no good run in either build shows n/a. The run goes on.
 # Not covered: multi-node placement, autoscaling and workloads (perf/eval.sh,
@@ -267,11 +268,17 @@ for b in old new; do
 	fi
 	if need sdk; then
 		free_port
+		# Builds whose up runs mutual TLS by default run plain TCP here
+		# (--insecure), as older builds do.
+		plain=()
+		# (up --help exits non-zero: no pipe, which pipefail would fail.)
+		grep -q -- '-insecure' <<<"$("${bin[$b]}" up --help 2>&1)" && plain=(--insecure)
 		if start "$b cluster" "$port" "$work/$b-up.log" \
-			"${bin[$b]}" up --nodes 1 --dram "$DRAM" --listen "127.0.0.1:$port"; then
+			"${bin[$b]}" up --nodes 1 --dram "$DRAM" --listen "127.0.0.1:$port" \
+			"${plain[@]}"; then
 			# The controller listens before its node has registered.
 			for _ in $(seq 300); do
-				"${bin[$b]}" status --controller "127.0.0.1:$port" 2>/dev/null | grep -qi active && break
+				"${bin[$b]}" status --controller "127.0.0.1:$port" "${plain[@]}" 2>/dev/null | grep -qi active && break
 				sleep 0.1
 			done
 			target[$b-sdk]="--controller 127.0.0.1:$port"
@@ -297,7 +304,11 @@ run() {
 	# In the background so a signal ends the script at once; timeout leads
 	# its own process group, which the cleanup ends.
 	# shellcheck disable=SC2086 # tgt and args are lists of flags
-	timeout --kill-after=10 "$RUN_TIMEOUT" "$gen" bench $tgt $args \
+	# The SDK cells measure each build's own SDK (client and servers
+	# change together); the other cells use one generator.
+	local g=$gen
+	[[ $kind == sdk ]] && g=${bin[$b]}
+	timeout --kill-after=10 "$RUN_TIMEOUT" "$g" bench $tgt $args \
 		--duration "$DURATION" --warmup "$WARMUP" --json --label "$c|$b|$pass" \
 		>"$work/run.out" 2>"$work/run.err" &
 	bench_pid=$!
