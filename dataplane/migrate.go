@@ -225,6 +225,9 @@ func (n *Node) pushValue(ctx context.Context, t Tier, mj *MigrateJob, s Sender, 
 	if err == nil {
 		return true, nil
 	}
+	if errors.Is(err, wire.ErrConflict) && info.Flags&Chunk != 0 {
+		return false, nil // its version was dropped: nothing to move
+	}
 	if !errors.Is(err, wire.ErrExists) {
 		return false, fmt.Errorf("migrate %q to %s: %w", key, owner, err)
 	}

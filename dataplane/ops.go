@@ -91,6 +91,7 @@ var (
 	errBadManifest = &wire.Error{Code: wire.CodeMalformed,
 		Msg: "a manifest put must carry a whole manifest (wire/objects.go) of its version and object size"}
 	errRevokedLate = &wire.Error{Code: wire.CodeRevoked, Msg: "the job was deregistered during the put: nothing was stored"}
+	errDeadVersion = &wire.Error{Code: wire.CodeConflict, Msg: "the chunk's object version was dropped or its lease expired: nothing was stored"}
 )
 
 // put starts a put whose first payload bytes are `have`. It returns false
@@ -106,6 +107,9 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	}
 	if err == nil {
 		err = checkManifest(h, &cs.req, have)
+	}
+	if err == nil && h.Flags&wire.FlagChunk != 0 && n.vers.isDead(verKey{tier.Kind(), string(cs.req.Job), m.Version}) {
+		err = errDeadVersion
 	}
 	var p Pending
 	if err == nil {
@@ -158,6 +162,10 @@ func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 	if !ch.entry.stored() {
 		p.Abort()
 		return Info{}, errRevokedLate
+	}
+	if ch.ver != 0 && n.vers.isDead(verKey{tier.Kind(), ch.job, ch.ver}) {
+		p.Abort()
+		return Info{}, errDeadVersion
 	}
 	replaced, err := p.Commit()
 	if err == nil && ch.ver != 0 {

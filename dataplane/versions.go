@@ -52,7 +52,8 @@ type verEntry struct {
 type versionTable struct {
 	mu     sync.Mutex
 	m      map[verKey]*verEntry
-	moving map[movingKey]int // keys a drain is moving (migrate.go)
+	dead   map[verKey]time.Time // versions dropped or expired, and when
+	moving map[movingKey]int    // keys a drain is moving (migrate.go)
 	lease  time.Duration
 	node   *Node // set on the first chunk put; the sweeper's tiers
 	start  sync.Once
@@ -61,7 +62,8 @@ type versionTable struct {
 }
 
 func newVersionTable() *versionTable {
-	return &versionTable{m: make(map[verKey]*verEntry), moving: make(map[movingKey]int), lease: DefaultChunkLease,
+	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[verKey]time.Time),
+		moving: make(map[movingKey]int), lease: DefaultChunkLease,
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -103,7 +105,10 @@ func (v *versionTable) confirm(k verKey) int {
 	return len(e.keys)
 }
 
-// take removes a version and returns its keys.
+// take removes a version and returns its keys. The version is dead from
+// then on, for one lease: a chunk of it that arrives late (a put the writer
+// gave up on, still in flight when the writer dropped the version) is
+// refused, so a drop is final.
 func (v *versionTable) take(k verKey) []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -112,6 +117,7 @@ func (v *versionTable) take(k verKey) []string {
 
 // takeLocked is take with mu held.
 func (v *versionTable) takeLocked(k verKey) []string {
+	v.dead[k] = time.Now()
 	e := v.m[k]
 	if e == nil {
 		return nil
@@ -122,6 +128,15 @@ func (v *versionTable) takeLocked(k verKey) []string {
 		keys = append(keys, key)
 	}
 	return keys
+}
+
+// isDead reports whether a version was dropped (or expired) within the
+// last lease.
+func (v *versionTable) isDead(k verKey) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, dead := v.dead[k]
+	return dead
 }
 
 // leased reports whether a version is still leased here.
@@ -210,6 +225,11 @@ func (v *versionTable) dropJob(job []byte) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	n := v.node
+	for k := range v.dead {
+		if k.job == string(job) {
+			delete(v.dead, k)
+		}
+	}
 	for k, e := range v.m {
 		if k.job != string(job) {
 			continue
@@ -266,10 +286,16 @@ func (v *versionTable) sweep() {
 	}
 }
 
-// expired lists the leased versions untouched for a whole lease.
+// expired lists the leased versions untouched for a whole lease, and
+// forgets the versions dead for longer than a lease.
 func (v *versionTable) expired(now time.Time) []verKey {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	for k, at := range v.dead {
+		if now.Sub(at) >= v.lease {
+			delete(v.dead, k)
+		}
+	}
 	var ks []verKey
 	for k, e := range v.m {
 		if e.leased && now.Sub(e.touched) >= v.lease {

@@ -82,6 +82,11 @@ func TestNodeChunkVersions(t *testing.T) {
 	if m := meta(t, r.Meta); r.Err() != nil || m.Count != 3 {
 		t.Fatalf("drop-version: %+v, %v", m, r.Err())
 	}
+	// A chunk of a dropped version that arrives late is refused: a drop is
+	// final (a writer's abandoned put may still be on its way).
+	if r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, chunkReq("obj", 0xa, 4), []byte("late")); !errors.Is(r.Err(), wire.ErrConflict) {
+		t.Fatalf("late chunk of a dropped version: %v", r.Err())
+	}
 	// A get asked for the version gets it; a conditional delete of another
 	// version changes nothing.
 	g := roundTrip(t, c, wire.OpGet, wire.FlagVersion, &wire.Request{Job: []byte("j"), Key: []byte("obj")}, nil)
