@@ -63,7 +63,8 @@
 //     deletes (RemoveAll) remove records page by page on every node and
 //     drop the chunks of the manifests each page removed.
 //   - A put that fails before step 4 drops its chunks (step 5 for its own
-//     version); one whose writer died leaves leased chunks that each node
+//     version; a node then refuses late chunks of that version for a
+//     lease, so the drop is final); one whose writer died leaves leased chunks that each node
 //     deletes once its chunk lease (dataplane.DefaultChunkLease, 60 s)
 //     passes without a chunk put or a confirm; everything goes at job end.
 //     Once step 3 has begun, steps 4 and 5 run on a context of their own
