@@ -17,7 +17,7 @@ type Sample struct {
 	CPU         float64 // busy share of the node's cores (as the node reports it)
 	NetMeasured float64 // max(rx, tx) over the node's bandwidth
 	NetAlloc    float64 // jobs' allotted Mb/s over the node's bandwidth
-	// Capacity per tier kind (dataplane.Kind number): the larger of bytes
+	// Capacity per tier kind (wire.Tier number): the larger of bytes
 	// used and bytes allotted, over the tier's capacity.
 	Capacity map[uint8]float64
 	RxMbps   float64

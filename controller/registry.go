@@ -15,22 +15,15 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// Tier kinds, the dataplane.Kind numbers (not imported, to keep the control
-// plane free of the data plane's dependencies).
+// Tier kinds as the wire.Tier numbers that TierStat.Kind and
+// PlacementMap.Tier carry.
 const (
-	kindDRAM uint8 = 1
-	kindNVMe uint8 = 2
+	kindDRAM = uint8(wire.TierDRAM)
+	kindNVMe = uint8(wire.TierNVMe)
 )
 
-func kindName(k uint8) string {
-	switch k {
-	case kindDRAM:
-		return "dram"
-	case kindNVMe:
-		return "nvme"
-	}
-	return "kind " + strconv.Itoa(int(k))
-}
+// kindName names a TierStat.Kind or PlacementMap.Tier number (wire.Tier).
+func kindName(k uint8) string { return wire.Tier(k).String() }
 
 // Controller holds the node and job registries and serves the control
 // protocol. Its methods are safe for concurrent use; the exported registry

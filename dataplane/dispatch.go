@@ -218,7 +218,7 @@ var (
 )
 
 func (n *Node) tierFor(flags uint16) (Tier, error) {
-	if flags&wire.FlagTierNVMe != 0 {
+	if wire.TierOfFlags(flags) == wire.TierNVMe {
 		if n.cfg.NVMe == nil {
 			return nil, errNoNVMe
 		}

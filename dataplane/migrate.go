@@ -198,7 +198,7 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 		return nil
 	case moved && info.Flags&Chunk != 0 && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict)):
 		req := wire.Request{Job: job, Key: key, Token: mj.Token, Epoch: mj.Epoch, Version: info.Version}
-		_, err = s.Do(ctx, owner, wire.OpDelete, wire.FlagIfVersion|tierFlag(t), &req, nil, nil)
+		_, err = s.Do(ctx, owner, wire.OpDelete, wire.FlagIfVersion|t.Kind().Flags(), &req, nil, nil)
 		if err != nil && !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrConflict) {
 			return fmt.Errorf("migrate %q: undo at %s: %w", key, owner, err)
 		}
@@ -213,7 +213,7 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 // already (step 3); moved reports whether this put stored it.
 func (n *Node) pushValue(ctx context.Context, t Tier, mj *MigrateJob, s Sender, owner string, key, val []byte, info Info) (moved bool, err error) {
 	job := []byte(mj.Job)
-	flags := uint16(info.Flags)&wire.StoredFlags | tierFlag(t) | wire.FlagIfAbsent
+	flags := uint16(info.Flags)&wire.StoredFlags | t.Kind().Flags() | wire.FlagIfAbsent
 	if info.Flags&Chunk != 0 && n.vers.leased(verKey{t.Kind(), mj.Job, info.Version}) {
 		flags |= wire.FlagLease
 	}
@@ -235,7 +235,7 @@ func (n *Node) pushValue(ctx context.Context, t Tier, mj *MigrateJob, s Sender, 
 		return false, nil
 	}
 	req = wire.Request{Job: job, Key: key, Token: mj.Token, Epoch: mj.Epoch}
-	r, err := s.Do(ctx, owner, wire.OpStat, tierFlag(t), &req, nil, nil)
+	r, err := s.Do(ctx, owner, wire.OpStat, t.Kind().Flags(), &req, nil, nil)
 	if err != nil && !errors.Is(err, wire.ErrNotFound) {
 		return false, fmt.Errorf("migrate %q: stat at %s: %w", key, owner, err)
 	}
@@ -251,7 +251,7 @@ func (n *Node) dropEverywhere(ctx context.Context, t Tier, mj *MigrateJob, s Sen
 	var errs []error
 	for _, o := range mj.Nodes {
 		req := wire.Request{Job: []byte(mj.Job), Token: mj.Token, Epoch: mj.Epoch, Version: ver}
-		if _, err := s.Do(ctx, o.ID, wire.OpDropVersion, tierFlag(t), &req, nil, nil); err != nil {
+		if _, err := s.Do(ctx, o.ID, wire.OpDropVersion, t.Kind().Flags(), &req, nil, nil); err != nil {
 			errs = append(errs, fmt.Errorf("drop version %x at %s: %w", ver, o.ID, err))
 		}
 	}
@@ -276,13 +276,6 @@ func readValue(t Tier, job, key []byte) ([]byte, Info, error) {
 		buf = append(buf, seg...)
 	}
 	return buf, info, nil
-}
-
-func tierFlag(t Tier) uint16 {
-	if t.Kind() == KindNVMe {
-		return wire.FlagTierNVMe
-	}
-	return 0
 }
 
 // ChunkOf returns the chunk number a key was placed with: i for chunk i

@@ -1,6 +1,10 @@
 package dataplane
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/pocketstore/pocket/wire"
+)
 
 // Tier errors. Callers match them with errors.Is; the node maps each to a
 // wire error code (see wire.Code) so clients see a stable number.
@@ -23,25 +27,16 @@ var (
 	ErrConflict = errors.New("dataplane: value has another version")
 )
 
-// Kind names a tier's medium. The numbers travel on the wire (control
-// messages) and must not change.
-type Kind uint8
+// Kind names a tier's medium. It is wire.Tier, the one definition the data
+// plane, the controller and the SDK share; the numbers travel on the wire
+// and must not change.
+type Kind = wire.Tier
 
-// Tier kinds.
+// Tier kinds (wire.TierDRAM and wire.TierNVMe).
 const (
-	KindDRAM Kind = 1
-	KindNVMe Kind = 2
+	KindDRAM = wire.TierDRAM
+	KindNVMe = wire.TierNVMe
 )
-
-func (k Kind) String() string {
-	switch k {
-	case KindDRAM:
-		return "dram"
-	case KindNVMe:
-		return "nvme"
-	}
-	return "unknown"
-}
 
 // PutFlags modify how a value is stored.
 type PutFlags uint32

@@ -21,13 +21,6 @@ type target struct {
 	flags uint16
 }
 
-func tierFlags(t Tier) uint16 {
-	if t == TierNVMe {
-		return wire.FlagTierNVMe
-	}
-	return 0
-}
-
 // route picks the node of (key, chunk) from the current map: its owner
 // among the nodes that are not draining, and, when that differs, its owner
 // under the whole map if that one is draining (see drain.go).
@@ -35,7 +28,7 @@ func (j *Job) route(key []byte, chunk uint32) target {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
 	addr := j.live.Node(j.live.Pick(key, chunk)).ID
-	t := target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
+	t := target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
 	if j.live != j.set {
 		if o := j.set.Node(j.set.Pick(key, chunk)).ID; o != addr && j.m.Draining[o] {
 			t.old = o
@@ -50,7 +43,7 @@ func (j *Job) targets() []target {
 	defer j.mu.RUnlock()
 	ts := make([]target, len(j.m.Nodes))
 	for i, n := range j.m.Nodes {
-		ts[i] = target{addr: n.ID, dead: j.m.Dead[n.ID], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
+		ts[i] = target{addr: n.ID, dead: j.m.Dead[n.ID], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
 	}
 	return ts
 }
@@ -136,7 +129,7 @@ func (j *Job) doAt(ctx context.Context, addr string, op wire.Op, flags uint16, x
 func (j *Job) targetOf(addr string) target {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
-	return target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: tierFlags(j.m.Tier)}
+	return target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
 }
 
 // fanOut sends the same request to every live node of the job at once and

@@ -12,24 +12,16 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// Tier is where a job's data lives.
-type Tier uint8
+// Tier is where a job's data lives. It is an alias of wire.Tier, the one
+// definition the SDK, the nodes and the controller share; the SDK keeps the
+// name so callers need not import package wire.
+type Tier = wire.Tier
 
-// Tiers, numbered as dataplane.Kind.
+// Tiers: re-exports of wire.TierDRAM and wire.TierNVMe.
 const (
-	TierDRAM Tier = 1
-	TierNVMe Tier = 2
+	TierDRAM = wire.TierDRAM
+	TierNVMe = wire.TierNVMe
 )
-
-func (t Tier) String() string {
-	switch t {
-	case TierDRAM:
-		return "dram"
-	case TierNVMe:
-		return "nvme"
-	}
-	return "unknown"
-}
 
 // Map is a job's placement map as the controller hands it out.
 type Map struct {

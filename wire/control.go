@@ -103,7 +103,7 @@ type ControlMessage interface {
 	Decode(meta []byte) error
 }
 
-// TierStat describes one tier of a node. Kind is a dataplane.Kind number.
+// TierStat describes one tier of a node. Kind is a Tier number.
 type TierStat struct {
 	Kind          uint8
 	CapacityBytes int64
@@ -212,7 +212,7 @@ type MapNode struct {
 	State  NodeState
 }
 
-// PlacementMap is a job's placement map. Tier is a dataplane.Kind number.
+// PlacementMap is a job's placement map. Tier is a Tier number.
 // Expires is when the token stops working (zero: never).
 type PlacementMap struct {
 	Job     string

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/pocket"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // pocketBackend is a job of our store through the SDK.
@@ -36,12 +37,12 @@ func (c staticController) Close() error { return nil }
 // staticMap is the map of a static job over t.Addrs with equal weights.
 func staticMap(t Target) (pocket.Map, error) {
 	m := pocket.Map{Job: t.Job, Tier: pocket.TierDRAM}
-	switch t.Tier {
-	case "", "dram":
-	case "nvme":
-		m.Tier = pocket.TierNVMe
-	default:
-		return m, fmt.Errorf("%w: tier %q", ErrBadTarget, t.Tier)
+	if t.Tier != "" {
+		tier, err := wire.ParseTier(t.Tier)
+		if err != nil {
+			return m, fmt.Errorf("%w: tier %q", ErrBadTarget, t.Tier)
+		}
+		m.Tier = tier
 	}
 	if m.Job == "" {
 		m.Job = "workload"

@@ -178,15 +178,8 @@ func registerJob(ctx context.Context, mc *metaclient.Client, req *wire.JobRegist
 	return mc.Register(ctx, req)
 }
 
-func tierName(kind uint8) string {
-	switch kind {
-	case 1:
-		return "dram"
-	case 2:
-		return "nvme"
-	}
-	return fmt.Sprintf("kind-%d", kind)
-}
+// tierName names a PlacementMap.Tier or TierStat.Kind number (wire.Tier).
+func tierName(kind uint8) string { return wire.Tier(kind).String() }
 
 func printJSON(v any) int {
 	enc := json.NewEncoder(os.Stdout)
