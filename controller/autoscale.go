@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/orchestrator"
-	"github.com/pocketstore/pocket/perf/telemetry"
+	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -505,20 +505,20 @@ func (a *Autoscaler) Utilization() Utilization {
 	return a.util
 }
 
-func (a *Autoscaler) writeMetrics(w *telemetry.MetricWriter) {
+func (a *Autoscaler) writeMetrics(w *metrics.MetricWriter) {
 	a.mu.Lock()
 	u, adds, removes, starting := a.util, a.counts[ActionAdd], a.counts[ActionRemove], a.starting
 	a.mu.Unlock()
-	w.Header("pocket_autoscaler_utilization", "Cluster utilization per dimension at the last evaluation.", telemetry.Gauge)
+	w.Header("pocket_autoscaler_utilization", "Cluster utilization per dimension at the last evaluation.", metrics.Gauge)
 	w.Value("pocket_autoscaler_utilization", u.Net, "dim", "network")
 	w.Value("pocket_autoscaler_utilization", u.CPU, "dim", "cpu")
 	for _, k := range sortedKeys(u.Cap) {
 		w.Value("pocket_autoscaler_utilization", u.Cap[k], "dim", "capacity "+k)
 	}
-	w.Header("pocket_autoscaler_decisions_total", "Scaling decisions taken.", telemetry.Counter)
+	w.Header("pocket_autoscaler_decisions_total", "Scaling decisions taken.", metrics.Counter)
 	w.Value("pocket_autoscaler_decisions_total", float64(adds), "action", string(ActionAdd))
 	w.Value("pocket_autoscaler_decisions_total", float64(removes), "action", string(ActionRemove))
-	w.Header("pocket_autoscaler_starting_nodes", "Nodes being started.", telemetry.Gauge)
+	w.Header("pocket_autoscaler_starting_nodes", "Nodes being started.", metrics.Gauge)
 	w.Value("pocket_autoscaler_starting_nodes", float64(starting))
 }
 

@@ -16,7 +16,7 @@ import (
 
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/metaclient"
-	"github.com/pocketstore/pocket/perf/telemetry"
+	"github.com/pocketstore/pocket/telemetry"
 	"github.com/pocketstore/pocket/wire"
 )
 

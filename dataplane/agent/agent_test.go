@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pocketstore/pocket/perf/telemetry"
+	"github.com/pocketstore/pocket/telemetry"
 	"github.com/pocketstore/pocket/wire"
 )
 

@@ -24,7 +24,8 @@ import (
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/nvme"
 	"github.com/pocketstore/pocket/perf/hw"
-	"github.com/pocketstore/pocket/perf/telemetry"
+	"github.com/pocketstore/pocket/telemetry"
+	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -179,7 +180,7 @@ func tierMbps(f *nodeFlags) (map[dataplane.Kind]float64, error) {
 // serveMetrics serves /metrics until ctx ends.
 func serveMetrics(ctx context.Context, addr string, s *telemetry.Sampler) {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", telemetry.Handler(s))
+	mux.Handle("/metrics", metrics.Handler(s))
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pocketstore/pocket/perf/telemetry"
+	"github.com/pocketstore/pocket/telemetry"
 )
 
 // The probe subcommand prints the telemetry this machine's node would send

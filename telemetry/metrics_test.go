@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pocketstore/pocket/perf/blkbpf"
+	"github.com/pocketstore/pocket/telemetry/blkbpf"
+	"github.com/pocketstore/pocket/telemetry/metrics"
 )
 
 // The test parser of the text exposition format: strict enough that a
@@ -187,13 +188,13 @@ func TestMetricsExposition(t *testing.T) {
 		t.Fatal(err)
 	}
 	odd := "a\"b\\c\nd"
-	ctl := CollectorFunc(func(w *MetricWriter) {
-		w.Header("pocket_controller_nodes", "Nodes by state.\nSecond line.", Gauge)
+	ctl := metrics.CollectorFunc(func(w *metrics.MetricWriter) {
+		w.Header("pocket_controller_nodes", "Nodes by state.\nSecond line.", metrics.Gauge)
 		w.Value("pocket_controller_nodes", 3, "state", "active")
 		w.Value("pocket_controller_nodes", 1, "state", odd)
 	})
 	rec := httptest.NewRecorder()
-	Handler(s, ctl).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	metrics.Handler(s, ctl).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("Content-Type %q", ct)
 	}
@@ -235,7 +236,7 @@ func TestMetricsExposition(t *testing.T) {
 	}
 
 	rec = httptest.NewRecorder()
-	Handler(s).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/metrics", nil))
+	metrics.Handler(s).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/metrics", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /metrics: %d", rec.Code)
 	}
@@ -250,10 +251,10 @@ func TestBlockHistogramExport(t *testing.T) {
 	h.Counts[40] = 8 // ~18 min: above 2^36, only in +Inf
 	h.SumNs = 1_500_000_000
 	var sb strings.Builder
-	w := NewMetricWriter(&sb)
-	w.Header("pocket_block_io_duration_seconds", "test", HistogramType)
-	w.buckets("pocket_block_io_duration_seconds", slotsCumulative(&h), h.Count(), float64(h.SumNs)/1e9,
-		[]string{"device", h.Device, "op", h.Op.String()})
+	w := metrics.NewMetricWriter(&sb)
+	w.Header("pocket_block_io_duration_seconds", "test", metrics.HistogramType)
+	w.Log2Histogram("pocket_block_io_duration_seconds", h.Counts[:], h.Count(), float64(h.SumNs)/1e9,
+		"device", h.Device, "op", h.Op.String())
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -266,15 +267,15 @@ func TestBlockHistogramExport(t *testing.T) {
 			t.Errorf("bucket le=%s: %v, want %v (all %v)", k, b[k], v, b)
 		}
 	}
-	if len(b) != leMaxBits-leMinBits+2 {
-		t.Errorf("%d buckets, want %d", len(b), leMaxBits-leMinBits+2)
+	if len(b) != metrics.LatencyBuckets+1 {
+		t.Errorf("%d buckets, want %d", len(b), metrics.LatencyBuckets+1)
 	}
 }
 
 // TestMetricWriterStickyError: after a failed write nothing more is
 // written and Flush reports the failure.
 func TestMetricWriterStickyError(t *testing.T) {
-	w := NewMetricWriter(failWriter{})
+	w := metrics.NewMetricWriter(failWriter{})
 	for i := range 1000 { // more than bufio's 4 KiB buffer
 		w.Value("x", float64(i), "k", "v")
 	}
@@ -298,7 +299,7 @@ func BenchmarkMetricsScrape(b *testing.B) {
 	if _, err := s.Sample(); err != nil {
 		b.Fatal(err)
 	}
-	h := Handler(s)
+	h := metrics.Handler(s)
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	b.ReportAllocs()
 	for b.Loop() {

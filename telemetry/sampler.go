@@ -9,7 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pocketstore/pocket/perf/blkbpf"
+	"github.com/pocketstore/pocket/telemetry/blkbpf"
+	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/prometheus/procfs"
 	"github.com/prometheus/procfs/blockdevice"
 )
@@ -58,8 +59,8 @@ type Sampler struct {
 // opEntry is one registered request type and its histogram's readings.
 type opEntry struct {
 	name      string
-	h         *Histogram
-	prev, cur HistogramSnapshot
+	h         *metrics.Histogram
+	prev, cur metrics.HistogramSnapshot
 }
 
 // raw is one reading of the cumulative counters.
@@ -99,7 +100,7 @@ func NewSampler(cfg Config) (*Sampler, error) {
 // Op returns the latency histogram for request type name, creating and
 // registering it on first use. The node records into it on its hot path;
 // Sample reports its rate and percentiles and /metrics exports it.
-func (s *Sampler) Op(name string) *Histogram {
+func (s *Sampler) Op(name string) *metrics.Histogram {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range s.ops {
@@ -107,7 +108,7 @@ func (s *Sampler) Op(name string) *Histogram {
 			return e.h
 		}
 	}
-	e := &opEntry{name: name, h: new(Histogram)}
+	e := &opEntry{name: name, h: new(metrics.Histogram)}
 	s.ops = append(s.ops, e)
 	return e.h
 }

@@ -9,7 +9,7 @@
 // readings. The node adds what only it knows: its tiers' capacity and use
 // through Config.Tiers, and request latencies through the Histograms that
 // Sampler.Op hands out. With Config.BlockLatency the eBPF probe of package
-// perf/blkbpf adds device latency as the kernel sees it; where the kernel
+// telemetry/blkbpf adds device latency as the kernel sees it; where the kernel
 // refuses it, the Snapshot says why and the rest works unchanged.
 //
 // Typical use in a node:
@@ -17,16 +17,16 @@
 //	s, err := telemetry.NewSampler(telemetry.Config{Tiers: tiers, BlockLatency: true})
 //	get := s.Op("get") // record on the hot path: get.Record(time.Since(start))
 //	go s.Run(ctx, time.Second, func(snap telemetry.Snapshot, err error) { heartbeat(snap) })
-//	mux.Handle("/metrics", telemetry.Handler(s))
+//	mux.Handle("/metrics", metrics.Handler(s))
 //
-// and in the controller, with its own families:
+// The package tree:
 //
-//	mux.Handle("/metrics", telemetry.Handler(telemetry.CollectorFunc(func(w *telemetry.MetricWriter) {
-//		w.Header("pocket_controller_nodes", "Registered storage nodes.", telemetry.Gauge)
-//		w.Value("pocket_controller_nodes", float64(n))
-//	})))
-//
-// Histogram is the request latency type: log-linear buckets (16 per power
-// of two, 1 ns to 68.7 s, percentiles within 3.1 %), atomic counters, no
-// lock and no allocation per Record.
+//   - telemetry (this package): the Sampler (procfs, and the eBPF probe
+//     when asked for), the Snapshot it produces and its text rendering.
+//     Storage nodes and tools that measure a host import it.
+//   - telemetry/metrics: the Prometheus text exposition (MetricWriter,
+//     Handler, Collector) and the latency Histogram. It imports neither
+//     procfs nor eBPF, so the controller, which only exports its own
+//     families, imports it alone and does not link cilium/ebpf.
+//   - telemetry/blkbpf: the eBPF block latency probe.
 package telemetry

@@ -1,4 +1,4 @@
-package telemetry
+package metrics
 
 import (
 	"bufio"
@@ -43,6 +43,10 @@ const (
 	leMinBits = 10
 	leMaxBits = histMaxBits
 )
+
+// LatencyBuckets is the number of finite buckets ("le" below +Inf) of every
+// exported latency histogram.
+const LatencyBuckets = leMaxBits - leMinBits + 1
 
 // MetricWriter writes metric families in the text format. Errors stick:
 // after the first failed write the rest are dropped and Err reports it.
@@ -92,6 +96,28 @@ func (m *MetricWriter) Histogram(name string, s *HistogramSnapshot, labels ...st
 		cum[k-leMinBits] = s.countBelow(k)
 	}
 	m.buckets(name, cum[:], s.Count(), float64(s.Sum)/1e9, labels)
+}
+
+// Log2Histogram writes a histogram kept in log2 nanosecond slots, as the
+// eBPF block probe keeps them (slots[j] counts values in [2^j, 2^(j+1)) ns),
+// with the same buckets as Histogram; count and sumSec cover every slot.
+func (m *MetricWriter) Log2Histogram(name string, slots []uint64, count uint64, sumSec float64, labels ...string) {
+	m.buckets(name, slotsCumulative(slots), count, sumSec, labels)
+}
+
+// slotsCumulative turns log2 slots into counts below 2^k ns for the
+// exported k: slot j holds [2^j, 2^(j+1)), so it is below 2^k when j < k.
+func slotsCumulative(slots []uint64) []uint64 {
+	out := make([]uint64, LatencyBuckets)
+	var run uint64
+	j := 0
+	for k := leMinBits; k <= leMaxBits; k++ {
+		for ; j < k && j < len(slots); j++ {
+			run += slots[j]
+		}
+		out[k-leMinBits] = run
+	}
+	return out
 }
 
 // buckets writes cum[i] as the bucket le = 2^(leMinBits+i) ns.

@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pocketstore/pocket/perf/blkbpf"
+	"github.com/pocketstore/pocket/telemetry/blkbpf"
+	"github.com/pocketstore/pocket/telemetry/metrics"
 )
 
 // TestSamplerRealProc samples this machine around a loopback transfer.
@@ -244,7 +245,7 @@ func TestSamplerBlockLatency(t *testing.T) {
 		t.Errorf("block writes seen by eBPF: %d, want >= 2 after 16 O_DIRECT writes; %+v", writes, snap.Block)
 	}
 	var sb strings.Builder
-	w := NewMetricWriter(&sb)
+	w := metrics.NewMetricWriter(&sb)
 	s.WriteMetrics(w)
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
