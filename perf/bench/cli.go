@@ -229,7 +229,11 @@ func (o *Options) Dialer() Dialer {
 // Main runs the bench command and returns the process exit status: 0 on
 // success, 1 when the run failed or saw wrong responses, 2 for bad usage.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := ParseArgs(args, stderr)
+	usageOut := stderr
+	if wantsHelp(args) {
+		usageOut = stdout // asked-for help is output, not an error
+	}
+	o, err := ParseArgs(args, usageOut)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -270,6 +274,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		runErr = fmt.Errorf("bench: %d wrong responses; first: %s", r.Errors, r.FirstError)
 	}
 	return status(stderr, runErr)
+}
+
+// wantsHelp reports whether a flag before any "--" asks for help.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "-h" || a == "-help" || a == "--help" {
+			return true
+		}
+	}
+	return false
 }
 
 func (o *Options) write(w io.Writer, r *Result) error {

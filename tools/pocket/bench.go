@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,23 +16,32 @@ import (
 // The bench subcommand is a thin front end of perf/bench: flags, the load
 // generator, the drivers and the report all live there.
 func init() {
-	register("bench", "load generator for a node or Redis (--target redis://HOST:PORT)", func(args []string) int {
-		if len(args) > 0 {
-			switch args[0] {
-			case "workload":
-				return runWorkload(args[1:])
-			case "micro":
-				return runMicro(args[1:])
-			}
+	register("bench", "", "load generator for a node or Redis (--addr HOST:PORT, --target redis://HOST:PORT or --controller ADDR)", runBench)
+	registerSub("bench workload", "NAME", "run a workload with lambda-like worker processes and report its phases")
+	registerSub("bench micro", "", "microbenchmark suite of a node's requests, by op and size")
+}
+
+func runBench(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) > 0 {
+		switch args[0] {
+		case "workload":
+			return runWorkload(ctx, args[1:])
+		case "micro":
+			return runMicro(ctx, args[1:])
 		}
-		args, err := benchTokenArgs(args)
-		if err != nil {
-			return fail("bench: %v", err)
-		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		return bench.Main(ctx, args, os.Stdout, os.Stderr)
-	})
+	}
+	if helpRequested(args) {
+		return externalHelp("bench", func(a []string, stdout, stderr io.Writer) int {
+			return bench.Main(ctx, a, stdout, stderr)
+		})
+	}
+	args, err := benchTokenArgs(args)
+	if err != nil {
+		return fail("bench: %v", err)
+	}
+	return bench.Main(ctx, args, os.Stdout, os.Stderr)
 }
 
 // benchTokenArgs takes --token-file FILE out of args and, when it or

@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,19 +14,13 @@ import (
 )
 
 func init() {
-	register("cert", "issue a control-plane certificate from the cluster CA: cert issue --role node|operator|client --out DIR", runCert)
+	register("cert", "SUBCOMMAND", "control-plane certificates from the cluster CA", runCert)
+	registerSub("cert issue", "--role node|operator|client --out DIR", "issue a certificate for a node, an operator or a client")
 }
 
-const certUsage = "usage: pocket cert issue --role node|operator|client --out DIR [--host H[,H...]] [--name NAME] [--data-dir DATA] [--validity 8760h]"
-
 func runCert(args []string) int {
-	if len(args) == 0 || args[0] != "issue" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Println(certUsage)
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, certUsage)
-		return 2
+	if code, ok := parentCommand("cert", args); ok {
+		return code
 	}
 	return runCertIssue(args[1:])
 }
@@ -43,7 +36,7 @@ type certIssue struct {
 }
 
 func runCertIssue(args []string) int {
-	fs := flag.NewFlagSet("cert issue", flag.ContinueOnError)
+	fs := newFlagSet("cert issue")
 	var c certIssue
 	fs.StringVar(&c.role, "role", "", "role the certificate grants: node (register and heartbeat), operator (status, drain, jobs), client (a job's register, map, deregister)")
 	fs.StringVar(&c.name, "name", "", "member name: the files are NAME.pem and NAME-key.pem (default: the role, which is the name the commands look for)")
@@ -51,15 +44,8 @@ func runCertIssue(args []string) int {
 	fs.StringVar(&c.data, "data-dir", "", "data directory of the pocket up or pocket controller whose CA signs (its "+tlsSubdir+"/ holds ca-key.pem)\n(default $"+envDataDir+", else ~/.pocket)")
 	fs.Var(&c.hosts, "host", "host name or address of the holder, repeatable or comma-separated; written into the certificate to tell members apart")
 	fs.DurationVar(&c.validity, "validity", pki.DefaultValidity, "how long the certificate is valid (at most until the CA expires)")
-	pos, err := ctlParse(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		return fail("cert issue: unexpected argument %q (%s)", pos[0], certUsage)
+	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
+		return code
 	}
 	if err := c.run(); err != nil {
 		return fail("cert issue: %v", err)

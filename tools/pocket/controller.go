@@ -23,22 +23,19 @@ import (
 const ctlDefaultAddr = "127.0.0.1:7000"
 
 func init() {
-	register("controller", "run the controller (node and job registries, placement)", runController)
+	register("controller", "", "run the controller (node and job registries, placement)", runController)
 }
 
 func runController(args []string) int {
-	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	fs := newFlagSet("controller")
 	listen := fs.String("listen", ctlDefaultAddr, "address to serve the control plane on")
 	secretFile := fs.String("secret-file", "", "file holding the cluster secret shared with the nodes, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else a fresh secret in a temporary file)")
 	heartbeat := fs.Duration("heartbeat", time.Second, "heartbeat interval asked of the nodes")
 	deadAfter := fs.Duration("dead-after", 0, "mark a silent node dead after this long (default 3 heartbeats)")
 	metrics := fs.String("metrics", "", "serve Prometheus /metrics on this address")
 	serve := bindCtlServe(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return fail("controller: unexpected argument %q", fs.Arg(0))
+	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
+		return code
 	}
 	secret, err := loadOwnSecret(*secretFile)
 	if err != nil {
@@ -57,7 +54,7 @@ func runController(args []string) int {
 	addr, err := c.Listen(*listen)
 	if err != nil {
 		c.Close()
-		return fail("%v", err)
+		return fail("controller: %v", err)
 	}
 	secretArg, note := secret.usage()
 	fmt.Printf("pocket controller serving on %s%s\nexport %s=%s\n", addr, serve.mode(), metaclient.EnvController, addr)

@@ -12,13 +12,14 @@ import (
 
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/pocket"
+	"github.com/pocketstore/pocket/wire"
 )
 
 func init() {
-	register("put", "store a file (or - for stdin) under a key: put JOBID KEY FILE|-", runPut)
-	register("get", "read a key into a file (default stdout): get JOBID KEY [FILE|-]", runGet)
-	register("ls", "list a job's keys, one a line: ls JOBID [PREFIX]", runLs)
-	register("rm", "delete a key (and, recursively, KEY/...): rm JOBID KEY", runRm)
+	register("put", "JOBID KEY FILE|-", "store a file (or - for stdin) under a key", runPut)
+	register("get", "JOBID KEY [FILE|-]", "read a key into a file (default stdout)", runGet)
+	register("ls", "JOBID [PREFIX]", "list a job's keys, one a line", runLs)
+	register("rm", "JOBID KEY", "delete a key (and, recursively, KEY/...)", runRm)
 }
 
 // dataCmd parses the common flags of the data commands and opens the job.
@@ -33,28 +34,38 @@ type dataCmd struct {
 }
 
 func newDataCmd(name string) *dataCmd {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs := newFlagSet(name)
 	d := &dataCmd{
 		fs:         fs,
 		controller: fs.String("controller", "", "controller address (default $POCKET_CONTROLLER, else "+ctlDefaultAddr+")"),
 		tok:        fs.String("token-file", "", "file (mode 0600) holding the job's token (default $POCKET_TOKEN)"),
-		persist:    fs.Bool("persist", false, "put: keep the value after the job is deregistered"),
-		once:       fs.Bool("delete-after-read", false, "get: delete the value once read"),
-		all:        fs.Bool("all", false, "rm: allow a name that is empty or only slashes, which deletes every key of the job"),
+	}
+	switch name {
+	case "put":
+		d.persist = fs.Bool("persist", false, "keep the value after the job is deregistered")
+	case "get":
+		d.once = fs.Bool("delete-after-read", false, "delete the value once read")
+	case "rm":
+		d.all = fs.Bool("all", false, "allow a name that is empty or only slashes, which deletes every key of the job")
 	}
 	d.tls.bind(fs)
 	return d
 }
 
-// open parses args, checks the count of positionals, and opens the job.
-func (d *dataCmd) open(args []string, minPos, maxPos int) (*pocket.Job, []string, context.Context, func(), error) {
-	pos, err := ctlParse(d.fs, args)
-	if err != nil {
-		return nil, nil, nil, nil, err
+// parse parses args and checks the count of positionals and the key
+// (pos[1]); when ok is false the command returns code.
+func (d *dataCmd) parse(args []string, minPos, maxPos int) (pos []string, code int, ok bool) {
+	pos, code, ok = parseFlags(d.fs, args, minPos, maxPos)
+	if ok && len(pos) > 1 {
+		if err := checkKey(pos[1]); err != nil {
+			return nil, fail("%s: %v", d.fs.Name(), err), false
+		}
 	}
-	if len(pos) < minPos || len(pos) > maxPos {
-		return nil, nil, nil, nil, fmt.Errorf("%s: want %d to %d arguments, got %d", d.fs.Name(), minPos, maxPos, len(pos))
-	}
+	return pos, code, ok
+}
+
+// open opens the job pos[0].
+func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, func(), error) {
 	if credentialNames(pos[0]) {
 		return d.openCredential(pos)
 	}
@@ -114,9 +125,13 @@ func (d *dataCmd) openCredential(pos []string) (*pocket.Job, []string, context.C
 
 func runPut(args []string) int {
 	d := newDataCmd("put")
-	j, pos, ctx, done, err := d.open(args, 3, 3)
+	pos, code, ok := d.parse(args, 3, 3)
+	if !ok {
+		return code
+	}
+	j, pos, ctx, done, err := d.open(pos)
 	if err != nil {
-		return fail("%v", err)
+		return fail("put: %v", err)
 	}
 	defer done()
 	var opts []pocket.PutOption
@@ -145,9 +160,13 @@ func runPut(args []string) int {
 
 func runGet(args []string) int {
 	d := newDataCmd("get")
-	j, pos, ctx, done, err := d.open(args, 2, 3)
+	pos, code, ok := d.parse(args, 2, 3)
+	if !ok {
+		return code
+	}
+	j, pos, ctx, done, err := d.open(pos)
 	if err != nil {
-		return fail("%v", err)
+		return fail("get: %v", err)
 	}
 	defer done()
 	var opts []pocket.GetOption
@@ -168,9 +187,13 @@ func runGet(args []string) int {
 
 func runLs(args []string) int {
 	d := newDataCmd("ls")
-	j, pos, ctx, done, err := d.open(args, 1, 2)
+	pos, code, ok := d.parse(args, 1, 2)
+	if !ok {
+		return code
+	}
+	j, pos, ctx, done, err := d.open(pos)
 	if err != nil {
-		return fail("%v", err)
+		return fail("ls: %v", err)
 	}
 	defer done()
 	prefix := ""
@@ -189,9 +212,13 @@ func runLs(args []string) int {
 
 func runRm(args []string) int {
 	d := newDataCmd("rm")
-	j, pos, ctx, done, err := d.open(args, 2, 2)
+	pos, code, ok := d.parse(args, 2, 2)
+	if !ok {
+		return code
+	}
+	j, pos, ctx, done, err := d.open(pos)
 	if err != nil {
-		return fail("%v", err)
+		return fail("rm: %v", err)
 	}
 	defer done()
 	// Always recursive, as Pocket's delete: KEY, and everything under KEY/,
@@ -204,4 +231,20 @@ func runRm(args []string) int {
 		return fail("rm: %v", err)
 	}
 	return 0
+}
+
+// maxKeyLen is the longest key the SDK takes: the wire's key limit less
+// the room its chunk names add (pocket/object.go, checkName).
+const maxKeyLen = wire.DefaultMaxKeyLen - 40
+
+// keyShown is how much of a key too long an error quotes.
+const keyShown = 64
+
+// checkKey refuses a key longer than the limit, naming the limit and
+// quoting only the key's start.
+func checkKey(key string) error {
+	if len(key) <= maxKeyLen {
+		return nil
+	}
+	return fmt.Errorf("key %q... is %d bytes, longer than the %d-byte limit: use a shorter key", key[:keyShown], len(key), maxKeyLen)
 }

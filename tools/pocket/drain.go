@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -30,20 +29,16 @@ func nodeSubcommand(args []string) (int, bool) {
 // draining, the node moves its data to the jobs' other nodes, and the
 // controller retires it (and stops it, when its orchestrator started it).
 func runDrain(args []string) int {
-	fs := flag.NewFlagSet("node drain", flag.ContinueOnError)
+	fs := newFlagSet("node drain")
 	addr := fs.String("controller", "", "controller address (default $"+metaclient.EnvController+" or "+ctlDefaultAddr+")")
 	secretFile := fs.String("secret-file", "", "file holding the cluster secret, mode 0600 (default $"+token.EnvSecret+"); drain orders are signed with it")
 	deadline := fs.Duration("deadline", controller.DefaultDrainDeadline, "leave by then even if data is left (a spot instance's notice)")
 	wait := fs.Bool("wait", true, "wait until the node has left, showing its progress")
 	var tf tlsFlags
 	tf.bind(fs)
-	pos, err := ctlParse(fs, args)
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 1 {
-		fmt.Fprintln(os.Stderr, "usage: pocket node drain ADDR [--deadline 2m] [--wait=false] [--controller ADDR] [--secret-file FILE] [--tls-dir DIR | --insecure]")
-		return 2
+	pos, code, ok := parseFlags(fs, args, 1, 1)
+	if !ok {
+		return code
 	}
 	key, err := clusterSecret(*secretFile)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 
@@ -20,20 +19,19 @@ import (
 const envToken = "POCKET_TOKEN"
 
 func init() {
-	register("job", "register or deregister a job (job register NAME [hints] | job deregister JOBID)", runJob)
+	register("job", "SUBCOMMAND", "register or deregister a job", runJob)
+	registerSub("job register", "NAME", "register a job, with hints of what it needs; prints its id and token")
+	registerSub("job deregister", "JOBID", "deregister a job: its nodes drop its data (but values put with --persist)")
 }
 
 func runJob(args []string) int {
-	if len(args) == 0 {
-		return fail("job: want a subcommand: register NAME [--lambdas N] [--capacity SIZE] [--peak-mbps M] [--latency-sensitive] [--ttl DUR] [--json] | deregister JOBID")
+	if code, ok := parentCommand("job", args); ok {
+		return code
 	}
-	switch args[0] {
-	case "register":
+	if args[0] == "register" {
 		return runJobRegister(args[1:])
-	case "deregister":
-		return runJobDeregister(args[1:])
 	}
-	return fail("job: unknown subcommand %q (want register or deregister)", args[0])
+	return runJobDeregister(args[1:])
 }
 
 // jobMapJSON is the --json form of a registered job: its id, its token (hex,
@@ -61,7 +59,7 @@ func mapNodesJSON(ns []wire.MapNode) []mapNodeJSON {
 }
 
 func runJobRegister(args []string) int {
-	fs := flag.NewFlagSet("job register", flag.ContinueOnError)
+	fs := newFlagSet("job register")
 	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
 	lambdas := fs.Uint("lambdas", 0, "hint: number of concurrent lambdas (0: not given)")
 	capacity := fs.String("capacity", "0", "hint: capacity the job needs, like 10GiB (0: not given)")
@@ -71,12 +69,9 @@ func runJobRegister(args []string) int {
 	ttl := fs.Duration("ttl", 0, "the job's token expires after this long and the controller deregisters the job; capped by the controller's --max-token-ttl\n(0: the controller's --token-ttl)")
 	var tf tlsFlags
 	tf.bind(fs)
-	pos, err := ctlParse(fs, args)
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 1 {
-		return fail("job register: want exactly one job NAME, got %d arguments", len(pos))
+	pos, code, ok := parseFlags(fs, args, 1, 1)
+	if !ok {
+		return code
 	}
 	if *ttl < 0 {
 		return fail("job register: --ttl %v must not be negative", *ttl)
@@ -112,18 +107,15 @@ func runJobRegister(args []string) int {
 }
 
 func runJobDeregister(args []string) int {
-	fs := flag.NewFlagSet("job deregister", flag.ContinueOnError)
+	fs := newFlagSet("job deregister")
 	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
 	tokFile := fs.String("token-file", "", "file holding the job's token, mode 0600 (default $"+envToken+")")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	var tf tlsFlags
 	tf.bind(fs)
-	pos, err := ctlParse(fs, args)
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 1 {
-		return fail("job deregister: want exactly one JOBID, got %d arguments", len(pos))
+	pos, code, ok := parseFlags(fs, args, 1, 1)
+	if !ok {
+		return code
 	}
 	t, err := jobToken(*tokFile)
 	if err != nil {

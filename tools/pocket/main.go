@@ -2,18 +2,25 @@
 // local cluster, SDK front end, benchmarks and hardware evaluation, as
 // subcommands. Each subcommand lives in its own file and registers itself in
 // init, so the logic stays in the library packages and this package stays thin.
+//
+// Help (-h, --help, pocket help CMD [SUB]) goes to stdout and exits 0; usage
+// errors go to stderr with the command's usage line and exit 2; a failed
+// command prints one line "pocket: CMD: message" (see errorLine) and exits 1.
 package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"sort"
+	"strings"
 )
 
-// command is one subcommand: run gets the arguments after the subcommand name
-// and returns the process exit status.
+// command is one subcommand, or (run nil) a subcommand its parent runs,
+// registered by its path ("job register") for help and usage lines.
 type command struct {
+	args    string // positional arguments of the usage line, e.g. "JOBID KEY FILE|-"
 	summary string
 	run     func(args []string) int
 }
@@ -21,24 +28,47 @@ type command struct {
 var commands = map[string]command{}
 
 // register adds a subcommand; called from init functions in this package.
-func register(name, summary string, run func(args []string) int) {
+// args names its positional arguments for the usage line.
+func register(name, args, summary string, run func(args []string) int) {
 	if _, dup := commands[name]; dup {
 		panic("pocket: duplicate subcommand " + name)
 	}
-	commands[name] = command{summary: summary, run: run}
+	commands[name] = command{args: args, summary: summary, run: run}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: pocket <command> [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
+// registerSub describes a subcommand (path "job register") that its parent
+// runs: its usage line and its line in the parent's help.
+func registerSub(path, args, summary string) {
+	register(path, args, summary, nil)
+}
+
+// hidden commands are not listed in the help.
+func hidden(name string) bool { return name == "worker" }
+
+// subcommands returns the paths of the subcommands of path ("" for the
+// top-level commands), sorted.
+func subcommands(path string) []string {
+	var out []string
 	for n := range commands {
-		names = append(names, n)
+		parent, _, ok := strings.Cut(n, " ")
+		if path == "" && !ok && !hidden(n) {
+			out = append(out, n)
+		} else if path != "" && ok && parent == path {
+			out = append(out, n)
+		}
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-12s %s\n", n, commands[n].summary)
+	sort.Strings(out)
+	return out
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: pocket COMMAND [flags] [arguments]\n       pocket help COMMAND [SUBCOMMAND]   (or pocket COMMAND --help)\n\nCommands:")
+	for _, n := range subcommands("") {
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(os.Stderr, "\nsecrets never go on the command line: the cluster secret comes from $POCKET_SECRET or\n"+
+	fmt.Fprintln(w, "  help         show a command's usage and flags: help COMMAND [SUBCOMMAND]")
+	fmt.Fprintln(w, "  version      print the module version, VCS revision and Go version")
+	fmt.Fprintln(w, "\nsecrets never go on the command line: the cluster secret comes from $POCKET_SECRET or\n"+
 		"--secret-file FILE, a job's token from $POCKET_TOKEN (some commands also take --token-file FILE);\n"+
 		"a file must be mode 0600\n\n"+
 		"the control plane runs over mutual TLS: pocket up creates the cluster CA and certificates in DATA/tls\n"+
@@ -48,28 +78,50 @@ func usage() {
 }
 
 func main() {
-	if len(os.Args) < 2 {
-		usage()
-		os.Exit(2)
+	os.Exit(runMain(os.Args[1:]))
+}
+
+// runMain dispatches the command line (without the program name) and
+// returns the exit status.
+func runMain(args []string) int {
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return 2
 	}
-	cmd, ok := commands[os.Args[1]]
-	if !ok {
-		if os.Args[1] == "help" || os.Args[1] == "-h" || os.Args[1] == "--help" {
-			usage()
-			os.Exit(0)
-		}
-		fmt.Fprintf(os.Stderr, "pocket: unknown command %q\n", os.Args[1])
-		usage()
-		os.Exit(2)
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		return runHelp(args[1:])
+	case "version", "-version", "--version":
+		return runVersion(args[1:])
 	}
-	if err := refuseRemovedFlags(os.Args[2:]); err != nil {
-		fmt.Fprintf(os.Stderr, "pocket %s: %v\n", os.Args[1], err)
-		os.Exit(2)
+	cmd, ok := commands[args[0]]
+	if !ok || cmd.run == nil {
+		fmt.Fprintf(os.Stderr, "pocket: unknown command %q; pocket help lists the commands\n", args[0])
+		return 2
+	}
+	if err := refuseRemovedFlags(args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, errorLine(args[0], err.Error()))
+		return 2
 	}
 	stop := startProfile()
-	code := cmd.run(os.Args[2:])
+	code := cmd.run(args[1:])
 	stop()
-	os.Exit(code)
+	return code
+}
+
+// runHelp is `pocket help [COMMAND [SUBCOMMAND]]`: the command's own
+// --help.
+func runHelp(args []string) int {
+	if len(args) == 0 {
+		usage(os.Stdout)
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok || cmd.run == nil {
+		fmt.Fprintf(os.Stderr, "pocket: help: unknown command %q; pocket help lists the commands\n", args[0])
+		return 2
+	}
+	return cmd.run(append(args[1:len(args):len(args)], "--help"))
 }
 
 // startProfile writes a CPU profile of the whole command to the file named
@@ -96,7 +148,35 @@ func startProfile() func() {
 }
 
 // fail prints a message for a failed command and returns exit status 1.
+// The format starts with the command's path and ": " ("put: %v").
 func fail(format string, a ...any) int {
-	fmt.Fprintf(os.Stderr, "pocket: "+format+"\n", a...)
+	cmd, msg, _ := strings.Cut(fmt.Sprintf(format, a...), ": ")
+	fmt.Fprintln(os.Stderr, errorLine(cmd, msg))
 	return 1
+}
+
+// errorLine is the one line a failed command prints, "pocket: CMD: message".
+// The SDK, the wire and this command each put their prefix on an error
+// ("pocket: put \"k\": pocket: bad name"): errorLine says the program and
+// the command once, drops "pocket" and the command's name wherever they
+// appear as a prefix of their own, and says twice-repeated prefixes
+// ("token: token: not hex") once.
+func errorLine(cmd, msg string) string {
+	op := cmd[strings.LastIndexByte(cmd, ' ')+1:] // "register" of "job register"
+	var keep []string
+	last := cmd
+	for _, seg := range strings.Split(msg, ": ") {
+		if seg == "pocket" || seg == cmd || seg == op || seg == "pocket "+cmd || seg == last {
+			continue
+		}
+		if len(keep) == 0 && strings.HasPrefix(seg, op+" \"") {
+			seg = seg[len(op)+1:] // the SDK's `put "KEY"`: `"KEY"`
+		}
+		keep = append(keep, seg)
+		last = seg
+	}
+	if len(keep) == 0 {
+		return "pocket: " + cmd + ": failed"
+	}
+	return "pocket: " + cmd + ": " + strings.Join(keep, ": ")
 }

@@ -30,7 +30,8 @@ import (
 )
 
 func init() {
-	register("node", "run a storage node", runNode)
+	register("node", "", "run a storage node (or drain one: node drain ADDR)", runNode)
+	registerSub("node drain", "ADDR", "drain a node: it moves its data to the jobs' other nodes and leaves")
 }
 
 type nodeFlags struct {
@@ -78,14 +79,11 @@ func runNode(args []string) int {
 	if code, ok := nodeSubcommand(args); ok {
 		return code
 	}
-	fs := flag.NewFlagSet("node", flag.ContinueOnError)
+	fs := newFlagSet("node")
 	var f nodeFlags
 	f.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return fail("node: unexpected argument %q", fs.Arg(0))
+	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
+		return code
 	}
 	f.limits.visited(fs, "")
 	if f.ctl == "" {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,17 +17,17 @@ import (
 // with its heartbeats, so an operator can check what the controller sees
 // (and whether the eBPF block probe loads) without starting a node.
 func init() {
-	register("probe", "print this machine's node telemetry (--json, --interval D, --count N)", runProbe)
+	register("probe", "", "print this machine's node telemetry (--json, --interval D, --count N)", runProbe)
 }
 
 func runProbe(args []string) int {
-	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs := newFlagSet("probe")
 	asJSON := fs.Bool("json", false, "print one JSON object per sample, one per line")
 	interval := fs.Duration("interval", time.Second, "time between samples")
 	count := fs.Int("count", 3, "number of samples (0 runs until interrupted)")
 	ebpf := fs.Bool("ebpf", true, "attach the eBPF block latency probe when the kernel allows it")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
+		return code
 	}
 	if *interval <= 0 || *count < 0 {
 		return fail("probe: --interval must be positive and --count non-negative")

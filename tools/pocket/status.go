@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"sort"
@@ -16,7 +15,7 @@ import (
 )
 
 func init() {
-	register("status", "show the cluster's nodes, tiers, capacity, use and jobs", runStatus)
+	register("status", "", "show the cluster's nodes, tiers, capacity, use and jobs", runStatus)
 }
 
 // statusJSON is the --json form of `pocket status`.
@@ -94,18 +93,14 @@ func statusView(st *wire.ClusterStatus) statusJSON {
 }
 
 func runStatus(args []string) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs := newFlagSet("status")
 	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
 	asJSON := fs.Bool("json", false, "print a JSON object with nodes and jobs")
 	allJobs := fs.Bool("jobs", false, "list every job, page by page (the status lists the job count and the first 100 jobs)")
 	var tf tlsFlags
 	tf.bind(fs)
-	pos, err := ctlParse(fs, args)
-	if err != nil {
-		return 2
-	}
-	if len(pos) > 0 {
-		return fail("status: unexpected argument %q", pos[0])
+	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
+		return code
 	}
 	tc, err := tf.config(pki.RoleOperator)
 	if err != nil {
@@ -149,7 +144,7 @@ func listAllJobs(ctx context.Context, mc *metaclient.Client, st *wire.ClusterSta
 
 func printStatus(v statusJSON) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NODE\tSTATE\tTIER\tUSED\tCAPACITY\tMB/S\tRX/TX MB/S\tCPU\tJOBS")
+	fmt.Fprintln(w, "NODE\tSTATE\tTIER\tUSED\tCAPACITY\tTIER Mb/s\tRX/TX Mb/s\tCPU\tJOBS")
 	for _, n := range v.Nodes {
 		for i, t := range n.Tiers {
 			if i == 0 {
@@ -178,7 +173,7 @@ func printStatus(v statusJSON) {
 	}
 	fmt.Println()
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC MB/S\tALLOC BYTES")
+	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tALLOC SIZE")
 	for _, j := range v.Jobs {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps, units.FormatSize(j.AllocBytes))
 	}

@@ -32,8 +32,8 @@ var upTLSDir = regexp.MustCompile(`export POCKET_TLS_DIR=(\S+)`)
 // the TLS flags the other commands take, and so reach a TLS controller.
 func dataTLS(t *testing.T, bin string, env []string) bool {
 	t.Helper()
-	_, help, _ := pocketRun(t, bin, env, "", "put", "-h")
-	return strings.Contains(help, "-tls-dir")
+	out, errOut, _ := pocketRun(t, bin, env, "", "put", "-h") // help on stdout; older builds: stderr
+	return strings.Contains(out+errOut, "-tls-dir")
 }
 
 // awaitOutput waits for re in a running command's output and returns its

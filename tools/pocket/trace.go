@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,11 +19,11 @@ import (
 )
 
 func init() {
-	register("trace", "replay jobs arriving and leaving against an autoscaling local cluster; report and plot", runTrace)
+	register("trace", "", "replay jobs arriving and leaving against an autoscaling local cluster; report and plot", runTrace)
 }
 
 func runTrace(args []string) int {
-	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+	fs := newFlagSet("trace")
 	o := upOptions{listen: "127.0.0.1:0", serve: &ctlServe{}}
 	fs.StringVar(&o.dram, "dram", "256MiB", "DRAM tier of each node")
 	timescale := fs.Float64("timescale", 1, "wall seconds per trace second (0.5 runs the 120 s trace in 60 s)")
@@ -39,8 +38,8 @@ func runTrace(args []string) int {
 		}
 		fs.Lookup(name).DefValue = v
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
+		return code
 	}
 	o.autoscale, o.quiet = true, !*verbose
 	o.nodes = o.scale.MinNodes

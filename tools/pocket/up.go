@@ -23,7 +23,7 @@ import (
 )
 
 func init() {
-	register("up", "run a local cluster: the controller and N storage nodes", runUp)
+	register("up", "", "run a local cluster: the controller and N storage nodes", runUp)
 }
 
 // upOptions describe a local cluster.
@@ -188,7 +188,7 @@ func bindScale(fs *flag.FlagSet, o *upOptions) {
 }
 
 func runUp(args []string) int {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs := newFlagSet("up")
 	var o upOptions
 	fs.StringVar(&o.listen, "listen", ctlDefaultAddr, "controller address")
 	fs.IntVar(&o.nodes, "nodes", 3, "storage nodes to start (with --autoscale: --min-nodes)")
@@ -198,11 +198,8 @@ func runUp(args []string) int {
 	o.serve = bindCtlServe(fs)
 	o.nodeLimits.bind(fs, "node-", "each node: ")
 	bindScale(fs, &o)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return fail("up: unexpected argument %q", fs.Arg(0))
+	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
+		return code
 	}
 	o.nodeLimits.visited(fs, "node-")
 	if err := o.nodeLimits.apply(&netio.Config{}); err != nil { // checks the values before any node starts
@@ -221,7 +218,7 @@ func runUp(args []string) int {
 		defer u.close()
 	}
 	if err != nil {
-		return fail("%v", err)
+		return fail("up: %v", err)
 	}
 	printUp(u, o)
 	<-ctx.Done()

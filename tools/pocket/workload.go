@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,18 +16,21 @@ import (
 // same binary re-executed as the hidden `pocket worker` command, one
 // process per task, reading the task on stdin, like a lambda.
 func init() {
-	register("worker", "internal: one workload worker process", runWorker)
+	register("worker", "", "internal: one workload worker process", runWorker)
 }
 
 // runWorkload runs `pocket bench workload` with the arguments after it.
 // `pocket bench workload micro ...` runs the microbenchmark suite until
 // bench.go routes `pocket bench micro` to runMicro itself.
-func runWorkload(args []string) int {
+func runWorkload(ctx context.Context, args []string) int {
 	if len(args) > 0 && args[0] == "micro" {
-		return runMicro(args[1:])
+		return runMicro(ctx, args[1:])
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	if helpRequested(args) {
+		return externalHelp("bench workload", func(a []string, stdout, stderr io.Writer) int {
+			return workload.Main(ctx, a, workload.CLI{Stdout: stdout, Stderr: os.Stdout})
+		})
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fail("bench workload: cannot find this binary to start workers: %v", err)
@@ -36,6 +40,10 @@ func runWorkload(args []string) int {
 
 // runWorker is one worker process: a task on stdin, its result on stdout.
 func runWorker(args []string) int {
+	if helpRequested(args) {
+		printHelp(os.Stdout, "worker", nil)
+		return 0
+	}
 	if len(args) > 0 {
 		return fail("worker: takes no arguments (the task comes on stdin)")
 	}
@@ -49,8 +57,11 @@ func runWorker(args []string) int {
 
 // runMicro runs `pocket bench micro` (perf/micro) with the arguments
 // after it.
-func runMicro(args []string) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+func runMicro(ctx context.Context, args []string) int {
+	if helpRequested(args) {
+		return externalHelp("bench micro", func(a []string, stdout, stderr io.Writer) int {
+			return micro.Main(ctx, a, stdout, stderr)
+		})
+	}
 	return micro.Main(ctx, args, os.Stdout, os.Stderr)
 }

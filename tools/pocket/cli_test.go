@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+)
+
+func TestErrorLine(t *testing.T) {
+	for _, c := range []struct{ cmd, msg, want string }{
+		{"put", `pocket: put "k": pocket: bad name`, `pocket: put: "k": bad name`},
+		{"put", `put: pocket: put "greetings/hello": dial tcp: refused`, `pocket: put: "greetings/hello": dial tcp: refused`},
+		{"bench", "--token: token: token: not hex", "pocket: bench: --token: token: not hex"},
+		{"up", "up: 2 of 3 nodes registered: context canceled", "pocket: up: 2 of 3 nodes registered: context canceled"},
+		{"job register", "job register: --capacity: bad size", "pocket: job register: --capacity: bad size"},
+		{"job register", `pocket: register job "x": refused`, `pocket: job register: register job "x": refused`},
+		{"status", "pocket: status: pocket", "pocket: status: failed"},
+		{"get", `open job "j": metaclient: get-map 127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused`,
+			`pocket: get: open job "j": metaclient: get-map 127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused`},
+	} {
+		if got := errorLine(c.cmd, c.msg); got != c.want {
+			t.Errorf("errorLine(%q, %q)\n got %q\nwant %q", c.cmd, c.msg, got, c.want)
+		}
+	}
+}
+
+func TestCheckKey(t *testing.T) {
+	if err := checkKey(strings.Repeat("k", maxKeyLen)); err != nil {
+		t.Fatalf("a key at the limit: %v", err)
+	}
+	err := checkKey(strings.Repeat("k", 5000))
+	if err == nil {
+		t.Fatal("a 5000-byte key was taken")
+	}
+	if msg := err.Error(); len(msg) > 200 || !strings.Contains(msg, "5000 bytes") || !strings.Contains(msg, "984-byte limit") {
+		t.Fatalf("error %q: want the length and the limit, not the whole key", msg)
+	}
+}
+
+func TestCountError(t *testing.T) {
+	for _, c := range []struct {
+		min, max int
+		want     string
+	}{
+		{3, 3, "want 3 argument(s) (A), got 0"},
+		{0, 0, "want no arguments (A), got 0"},
+		{1, 2, "want 1 to 2 arguments (A), got 0"},
+		{1, -1, "want at least 1 argument(s) (A), got 0"},
+	} {
+		if got := countError("A", 0, c.min, c.max).Error(); got != c.want {
+			t.Errorf("countError(%d, %d) = %q, want %q", c.min, c.max, got, c.want)
+		}
+	}
+}
+
+// TestHelpEverywhere runs the built binary's help for every command and
+// subcommand, in both forms (pocket CMD --help, pocket help CMD): exit 0,
+// the usage on stdout, nothing on stderr.
+func TestHelpEverywhere(t *testing.T) {
+	bin := buildPocketBinary(t)
+	paths := make([]string, 0, len(commands))
+	for p := range commands {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	runs := [][]string{{"--help"}, {"-h"}, {"help"}, {"version"}, {"--version"}}
+	for _, p := range paths {
+		words := strings.Fields(p)
+		runs = append(runs, append(words, "--help"), append(words, "-h"), append([]string{"help"}, words...))
+	}
+	for _, args := range runs {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Env = cleanEnv()
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		name := "pocket " + strings.Join(args, " ")
+		if err != nil {
+			t.Errorf("%s: %v\nstderr: %s", name, err, stderr.String())
+			continue
+		}
+		if stderr.Len() > 0 {
+			t.Errorf("%s: wrote to stderr: %s", name, stderr.String())
+		}
+		want := "Usage"
+		if args[0] == "version" || args[0] == "--version" {
+			want = "go1."
+		}
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("%s: stdout has no %q:\n%s", name, want, stdout.String())
+		}
+	}
+}
+
+// TestHelpShowsOnlyOwnFlags: put's help lists put's flags, not get's or
+// rm's, and its usage line names its arguments.
+func TestHelpShowsOnlyOwnFlags(t *testing.T) {
+	fs := newDataCmd("put").fs
+	var b bytes.Buffer
+	printHelp(&b, "put", fs)
+	out := b.String()
+	if !strings.Contains(out, "pocket put [flags] JOBID KEY FILE|-") || !strings.Contains(out, "-persist") {
+		t.Fatalf("put help:\n%s", out)
+	}
+	for _, other := range []string{"-delete-after-read", "-all"} {
+		if strings.Contains(out, other+"\n") || strings.Contains(out, other+" ") {
+			t.Errorf("put help lists %s:\n%s", other, out)
+		}
+	}
+}
+
+// TestUsageErrors: argument-count errors exit 2 with one prefix and the
+// usage line.
+func TestUsageErrors(t *testing.T) {
+	bin := buildPocketBinary(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"put", "j"}, "Usage: pocket put [flags] JOBID KEY FILE|-"},
+		{[]string{"job"}, "Usage: pocket job SUBCOMMAND"},
+		{[]string{"node", "drain"}, "Usage: pocket node drain [flags] ADDR"},
+		{[]string{"put", "j", strings.Repeat("k", 5000), "f"}, "984-byte limit"},
+	} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, c.args...)
+		cmd.Env = cleanEnv()
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if err == nil {
+			t.Errorf("pocket %s: succeeded", c.args[0])
+		}
+		msg := stderr.String()
+		if !strings.Contains(msg, c.want) || strings.Count(msg, "pocket: ") != 1 || len(msg) > 400 {
+			t.Errorf("pocket %s: stderr %q, want one %q prefix and %q", c.args[0], msg, "pocket: ", c.want)
+		}
+	}
+}
