@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"sort"
 	"strings"
@@ -261,16 +262,16 @@ func (a *Autoscaler) Step() Decision {
 	a.mu.Unlock()
 	switch d.Action {
 	case ActionAdd:
-		a.c.cfg.Logf("autoscale: add %d node(s), %d -> %d: %s", d.Count, d.Nodes, d.Nodes+d.Count, d.Reason)
+		a.log().Info("autoscale: add", "count", d.Count, "from", d.Nodes, "to", d.Nodes+d.Count, "reason", d.Reason)
 		for i := 0; i < d.Count; i++ {
 			a.wg.Add(1)
 			go a.startNode()
 		}
 	case ActionRemove:
-		a.c.cfg.Logf("autoscale: drain %s, %d -> %d: %s", strings.Join(d.Drain, ", "), d.Nodes, d.Nodes-len(d.Drain), d.Reason)
+		a.log().Info("autoscale: drain", "nodes", strings.Join(d.Drain, ","), "from", d.Nodes, "to", d.Nodes-len(d.Drain), "reason", d.Reason)
 		for _, addr := range d.Drain {
 			if _, err := a.c.Drain(addr, a.cfg.DrainDeadline); err != nil {
-				a.c.cfg.Logf("autoscale: drain %s: %v", addr, err)
+				a.log().Warn("autoscale: drain", "node", addr, "err", err)
 			}
 		}
 	}
@@ -352,7 +353,7 @@ func (a *Autoscaler) hold(why string) {
 		return
 	}
 	a.held = key
-	a.c.cfg.Logf("autoscale: hold: %s", why)
+	a.log().Info("autoscale: hold", "why", why)
 }
 
 // indexAfterFigures returns where the reason follows the figures: the
@@ -406,7 +407,7 @@ func (a *Autoscaler) startNode() {
 	t0 := time.Now()
 	n, err := a.cfg.Orchestrator.Start(ctx, a.cfg.Spec)
 	if err != nil {
-		a.c.cfg.Logf("autoscale: start node: %v", err)
+		a.log().Warn("autoscale: start node", "err", err)
 		a.doneStarting()
 		return
 	}
@@ -417,7 +418,7 @@ func (a *Autoscaler) startNode() {
 	err = a.c.awaitActive(ctx, n.Addr)
 	a.doneStarting()
 	if err != nil {
-		a.c.cfg.Logf("autoscale: node %s started but did not register: %v", n.Addr, err)
+		a.log().Warn("autoscale: node started but did not register", "node", n.Addr, "err", err)
 		return
 	}
 	st := NodeStart{Addr: n.Addr, Serving: serving, Registered: time.Since(t0)}
@@ -426,8 +427,8 @@ func (a *Autoscaler) startNode() {
 		a.starts = append(a.starts, st)
 	}
 	a.mu.Unlock()
-	a.c.cfg.Logf("autoscale: node %s serving %v after start, registered after %v",
-		n.Addr, st.Serving.Round(time.Millisecond), st.Registered.Round(time.Millisecond))
+	a.log().Info("autoscale: node started", "node", n.Addr, "serving_after", st.Serving.Round(time.Millisecond),
+		"registered_after", st.Registered.Round(time.Millisecond))
 }
 
 // NodeStart is how long a node the autoscaler started took: until it
@@ -477,17 +478,17 @@ func (a *Autoscaler) onRetire(addr, why string) {
 	delete(a.started, addr)
 	a.mu.Unlock()
 	if !ok {
-		a.c.cfg.Logf("autoscale: node %s retired (%s); not started here, so not stopped", addr, why)
+		a.log().Info("autoscale: node retired; not started here, so not stopped", "node", addr, "why", why)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if err := a.cfg.Orchestrator.Stop(ctx, id); err != nil {
-		a.c.cfg.Logf("autoscale: stop node %s (%s): %v", addr, id, err)
+		a.log().Warn("autoscale: stop node", "node", addr, "id", id, "err", err)
 		return
 	}
 	a.c.forgetRetired(addr)
-	a.c.cfg.Logf("autoscale: node %s stopped", addr)
+	a.log().Info("autoscale: node stopped", "node", addr)
 }
 
 // Decisions returns the decisions taken so far (not the holds), oldest
@@ -640,7 +641,7 @@ func (a *Autoscaler) reserve(name string, h wire.JobHints) {
 	a.decisions = append(a.decisions, d)
 	a.wg.Add(k)
 	a.mu.Unlock()
-	a.c.cfg.Logf("autoscale: add %d node(s), %d -> %d: %s", k, u.Nodes, u.Nodes+k, d.Reason)
+	a.log().Info("autoscale: add", "count", k, "from", u.Nodes, "to", u.Nodes+k, "reason", d.Reason)
 	var wg sync.WaitGroup
 	for i := 0; i < k; i++ {
 		wg.Add(1)
@@ -651,3 +652,6 @@ func (a *Autoscaler) reserve(name string, h wire.JobHints) {
 	}
 	wg.Wait()
 }
+
+// log is the controller's logger.
+func (a *Autoscaler) log() *slog.Logger { return a.c.cfg.Logger }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -96,26 +97,33 @@ type scaleRig struct {
 	logs  *logSink
 }
 
+// logSink keeps what a controller logs, one text line a record.
 type logSink struct {
-	mu   sync.Mutex
-	msgs []string
+	mu  sync.Mutex
+	buf strings.Builder
 }
 
-func (l *logSink) logf(format string, args ...any) {
+func (l *logSink) Write(p []byte) (int, error) {
 	l.mu.Lock()
-	l.msgs = append(l.msgs, fmt.Sprintf(format, args...))
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
 }
 
+// logger logs into the sink.
+func (l *logSink) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// contains reports whether a logged line contains s.
 func (l *logSink) contains(s string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, m := range l.msgs {
-		if strings.Contains(m, s) {
-			return true
-		}
-	}
-	return false
+	return strings.Contains(l.buf.String(), s)
+}
+
+// msgs is what was logged.
+func (l *logSink) msgs() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // newScaleRig starts `started` nodes through the fake orchestrator, then
@@ -128,7 +136,7 @@ func newScaleRig(t *testing.T, started int, cfg AutoscaleConfig) *scaleRig {
 func newScaleRigWith(t *testing.T, started int, cfg AutoscaleConfig, before func(*Controller)) *scaleRig {
 	t.Helper()
 	logs := &logSink{}
-	c := newTest(t, Config{Logf: logs.logf})
+	c := newTest(t, Config{Logger: logs.logger()})
 	r := &scaleRig{t: t, c: c, orch: &fakeOrch{c: c, mbps: 1000}, clock: &fakeClock{t: time.Unix(1_000_000, 0)}, logs: logs}
 	for i := 0; i < started; i++ {
 		if _, err := r.orch.Start(context.Background(), orchestrator.NodeSpec{}); err != nil {
@@ -211,8 +219,8 @@ func TestAutoscaleAddsOnMeasuredLoad(t *testing.T) {
 	if ss := r.a.Starts(); len(ss) != 1 || ss[0].Serving > ss[0].Registered {
 		t.Fatalf("starts: %+v", ss)
 	}
-	if !r.logs.contains("autoscale: add 1 node(s), 2 -> 3") {
-		t.Fatalf("decision not logged: %q", r.logs.msgs)
+	if !r.logs.contains(`msg="autoscale: add" count=1 from=2 to=3`) {
+		t.Fatalf("decision not logged: %q", r.logs.msgs())
 	}
 	r.beat(950, 0)
 	if d := r.a.Step(); d.Action != ActionNone {
@@ -342,7 +350,7 @@ func TestAutoscaleKeepsNodesTheRestCannotCarry(t *testing.T) {
 		t.Fatalf("%+v", d)
 	}
 	if !r.logs.contains("1 nodes would run at 100%") {
-		t.Fatalf("hold reason not logged: %q", r.logs.msgs)
+		t.Fatalf("hold reason not logged: %q", r.logs.msgs())
 	}
 }
 
@@ -380,7 +388,7 @@ func TestAutoscaleScaleInDrainsAndStops(t *testing.T) {
 	if s := r.orch.stops(); len(s) != 2 {
 		t.Fatalf("orchestrator stops: %v", s)
 	}
-	if !r.logs.contains("autoscale: node " + emptiest + " stopped") {
+	if !r.logs.contains(`msg="autoscale: node stopped" node=` + emptiest) {
 		t.Fatal("the stop is not logged")
 	}
 	// The process is gone, so a new node may come up on its port.

@@ -3,9 +3,10 @@ package controller
 import (
 	"crypto/tls"
 	"errors"
-	"log"
+	"log/slog"
 	"time"
 
+	"github.com/pocketstore/pocket/internal/logf"
 	"github.com/pocketstore/pocket/internal/token"
 )
 
@@ -78,7 +79,15 @@ type Config struct {
 	// peer's certificate (see roles.go).
 	TLS *tls.Config
 
-	// Logf logs registry events (nil: log.Printf).
+	// Logger receives registry, placement, drain and autoscaler events,
+	// with the node as a node attribute and the job as a job attribute
+	// (nil: slog.Default()). The process gives it its own identity, e.g.
+	// logger.With("controller", addr).
+	Logger *slog.Logger
+
+	// Logf, when Logger is nil, receives each record as one text line.
+	//
+	// Deprecated: set Logger; Logf remains for the SDK's tests.
 	Logf func(format string, args ...any)
 }
 
@@ -135,8 +144,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	cfg.connDefaults()
 	cfg.jobDefaults()
-	if cfg.Logf == nil {
-		cfg.Logf = log.Printf
+	switch {
+	case cfg.Logger != nil:
+	case cfg.Logf != nil:
+		cfg.Logger = logf.Logger(cfg.Logf)
+	default:
+		cfg.Logger = slog.Default()
 	}
 	return cfg, nil
 }

@@ -60,7 +60,7 @@ func TestIdleFloodFromOnePeer(t *testing.T) {
 	if rerr := wire.ReplyError(&h, meta); !errors.Is(rerr, wire.ErrLimit) || !strings.Contains(rerr.Error(), "MaxConnsPerPeer 256") {
 		t.Fatalf("refusal: %v", rerr)
 	}
-	mc := metaclient.New(a.String(), metaclient.Options{Logf: func(string, ...any) {}})
+	mc := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
 	defer mc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -82,7 +82,7 @@ func TestPerPeerLimitError(t *testing.T) {
 	}
 	flood(t, a.String(), "127.0.0.1", 3)
 	time.Sleep(50 * time.Millisecond) // accepted and tracked
-	mc := metaclient.New(a.String(), metaclient.Options{Logf: func(string, ...any) {}})
+	mc := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
 	defer mc.Close()
 	_, err = mc.Status(context.Background())
 	if !errors.Is(err, wire.ErrLimit) || !strings.Contains(err.Error(), "MaxConnsPerPeer 3") {
@@ -114,7 +114,7 @@ func TestIdleTimeoutAndEviction(t *testing.T) {
 	}
 	flood(t, ea.String(), "127.0.0.2", 10)
 	time.Sleep(evictMinIdle + 100*time.Millisecond)
-	mc := metaclient.New(ea.String(), metaclient.Options{Logf: func(string, ...any) {}})
+	mc := metaclient.New(ea.String(), metaclient.Options{Logger: quietLog})
 	defer mc.Close()
 	if _, err := mc.Status(context.Background()); err != nil {
 		t.Fatalf("at MaxConns with every connection idle: %v", err)

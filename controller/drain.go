@@ -118,7 +118,7 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 		nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: cands[best].addr, Weight: w, State: wire.NodeActive})
 		c.placeLocked(j, nodes)
 		c.bumpLocked(j)
-		c.cfg.Logf("controller: job %s gets node %s to take the data of draining %s", j.id, cands[best].addr, addr)
+		c.cfg.Logger.Info("controller: job gets a node to take the data of a draining one", "job", j.id, "node", cands[best].addr, "draining", addr)
 	}
 	return nil
 }
@@ -212,7 +212,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string) {
 	}
 	delete(c.nodes, n.addr)
 	c.gone[n.addr] = now
-	c.cfg.Logf("controller: node %s retired: %s", n.addr, why)
+	c.cfg.Logger.Info("controller: node retired", "node", n.addr, "why", why)
 }
 
 // normalize rescales weights to sum to 1. Placement picks the highest

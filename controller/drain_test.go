@@ -94,7 +94,7 @@ func TestDrainEmptyNodeLeaves(t *testing.T) {
 
 func TestDrainDeadline(t *testing.T) {
 	logs := &logSink{}
-	c := newTest(t, Config{Logf: logs.logf})
+	c := newTest(t, Config{Logger: logs.logger()})
 	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
 	mustRegister(t, c, dramNode(a, 1<<30, 1000))
 	mustRegister(t, c, dramNode(b, 1<<30, 1000))
@@ -114,7 +114,7 @@ func TestDrainDeadline(t *testing.T) {
 	}
 	c.drainTick(time.Now().Add(3 * time.Second))
 	if countNodes(c, wire.NodeDraining) != 0 || !logs.contains("7 value(s) not moved (lost)") {
-		t.Fatalf("deadline: nodes %+v, logs %q", c.Status().Nodes, logs.msgs)
+		t.Fatalf("deadline: nodes %+v, logs %q", c.Status().Nodes, logs.msgs())
 	}
 }
 

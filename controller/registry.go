@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -112,7 +113,7 @@ func New(cfg Config) (*Controller, error) {
 		ctl.seq = randomSeq()
 	}
 	ctl.initRevisions(time.Now())
-	ctl.srv.init(c.Logf)
+	ctl.srv.init(c.Logger)
 	ctl.srv.goroutine(ctl.sweepLoop)
 	return ctl, nil
 }
@@ -143,7 +144,7 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	if !ok {
 		n = &node{addr: reg.Addr, state: wire.NodeActive}
 		c.nodes[reg.Addr] = n
-		c.cfg.Logf("controller: node %s registered (%s)", reg.Addr, tierSummary(reg.Tiers))
+		c.cfg.Logger.Info("controller: node registered", "node", reg.Addr, "tiers", tierSummary(reg.Tiers))
 	} else if n.state == wire.NodeDead {
 		c.setStateLocked(n, wire.NodeActive, "registered again")
 	}
@@ -187,7 +188,7 @@ func (c *Controller) setStateLocked(n *node, s wire.NodeState, why string) {
 	if n.state == s {
 		return
 	}
-	c.cfg.Logf("controller: node %s %s -> %s (%s)", n.addr, n.state, s, why)
+	c.cfg.Logger.Info("controller: node state", "node", n.addr, "from", n.state.String(), "to", s.String(), "why", why)
 	n.state = s
 	if s == wire.NodeDead {
 		n.deadSince = time.Now()
@@ -238,7 +239,7 @@ func (c *Controller) sweep(now time.Time) {
 		case n.state != wire.NodeDead && now.Sub(n.lastSeen) > c.cfg.DeadAfter:
 			c.setStateLocked(n, wire.NodeDead, fmt.Sprintf("no heartbeat for %v", now.Sub(n.lastSeen).Round(time.Millisecond)))
 		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr):
-			c.cfg.Logf("controller: node %s forgotten", addr)
+			c.cfg.Logger.Info("controller: node forgotten", "node", addr)
 			delete(c.nodes, addr)
 		}
 	}
@@ -367,8 +368,8 @@ func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (*wir
 	j := &job{id: id, name: req.Name, hints: req.Hints, tier: kind, epoch: 1, allocMbps: p.mbps, allocBytes: p.bytes,
 		created: now, expires: c.expiryFor(now, req.TTL), client: client, heapIdx: -1}
 	c.addJobLocked(j, p.nodes)
-	c.cfg.Logf("controller: job %s on %d %s node(s) (%.0f Mb/s, %d B, %s-bound)", id, len(p.nodes),
-		kindName(kind), p.mbps, p.bytes, map[bool]string{true: "throughput", false: "capacity"}[p.throughput])
+	c.cfg.Logger.Info("controller: job registered", "job", id, "nodes", len(p.nodes), "tier", kindName(kind),
+		"mbps", math.Round(p.mbps), "bytes", p.bytes, "bound", map[bool]string{true: "throughput", false: "capacity"}[p.throughput])
 	return c.mapLocked(j), nil
 }
 
@@ -547,8 +548,8 @@ func (c *Controller) DeregisterJob(ctx context.Context, id string, tok []byte) (
 	targets := c.removeJobLocked(j)
 	c.mu.Unlock()
 	res := c.dropAll(ctx, id, targets)
-	c.cfg.Logf("controller: job %s deregistered: %d node(s) dropped %d value(s), %d B; %d failed",
-		id, res.Nodes, res.Values, res.Bytes, res.Failed)
+	c.cfg.Logger.Info("controller: job deregistered", "job", id, "nodes", res.Nodes, "values", res.Values,
+		"bytes", res.Bytes, "failed", res.Failed)
 	return res, nil
 }
 
@@ -577,8 +578,8 @@ func (c *Controller) expireJobs(now time.Time) {
 			ctx, cancel := c.closingContext()
 			res := c.dropAll(ctx, j.id, targets[i])
 			cancel()
-			c.cfg.Logf("controller: job %s expired (token lifetime ended %s): %d node(s) dropped %d value(s); %d failed",
-				j.id, j.expires.UTC().Format(time.RFC3339), res.Nodes, res.Values, res.Failed)
+			c.cfg.Logger.Info("controller: job expired", "job", j.id, "expires", j.expires.UTC().Format(time.RFC3339),
+				"nodes", res.Nodes, "values", res.Values, "failed", res.Failed)
 		}
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"testing"
@@ -15,11 +17,14 @@ import (
 
 var testSecret = []byte("controller-test-secret-0123456789")
 
+// quietLog discards what a test's controller or metaclient logs.
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 func newTest(t *testing.T, cfg Config) *Controller {
 	t.Helper()
 	cfg.Secret = testSecret
-	if cfg.Logf == nil {
-		cfg.Logf = func(string, ...any) {}
+	if cfg.Logger == nil {
+		cfg.Logger = quietLog
 	}
 	c, err := New(cfg)
 	if err != nil {

@@ -45,7 +45,7 @@ func TestStatusBoundedWithManyJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc := metaclient.New(a.String(), metaclient.Options{Logf: func(string, ...any) {}})
+	mc := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
 	defer mc.Close()
 	ctx := context.Background()
 	st, err := mc.Status(ctx)
@@ -97,7 +97,7 @@ func TestHeartbeatsWithManyJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc := metaclient.New(a.String(), metaclient.Options{Secret: testSecret, Logf: func(string, ...any) {}})
+	mc := metaclient.New(a.String(), metaclient.Options{Secret: testSecret, Logger: quietLog})
 	defer mc.Close()
 	ctx := context.Background()
 	reg := dramNode("127.0.0.1:7001", 1<<40, 1e9)
@@ -153,7 +153,7 @@ func TestRegistrationLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc := metaclient.New(a.String(), metaclient.Options{Logf: func(string, ...any) {}})
+	mc := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
 	defer mc.Close()
 	ctx := context.Background()
 	var maps []*wire.PlacementMap
@@ -244,7 +244,7 @@ func TestTokenLifetime(t *testing.T) {
 func BenchmarkStatus(b *testing.B) {
 	for _, jobs := range []int{1000, 10_000, 100_000} {
 		b.Run(fmt.Sprint(jobs), func(b *testing.B) {
-			c, err := New(Config{Secret: testSecret, DeadAfter: time.Hour, MaxJobs: 1 << 30, Logf: func(string, ...any) {}})
+			c, err := New(Config{Secret: testSecret, DeadAfter: time.Hour, MaxJobs: 1 << 30, Logger: quietLog})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -274,7 +274,7 @@ func BenchmarkStatus(b *testing.B) {
 func BenchmarkRegisterJob(b *testing.B) {
 	for _, jobs := range []int{0, 10_000, 90_000} {
 		b.Run(fmt.Sprint(jobs), func(b *testing.B) {
-			c, err := New(Config{Secret: testSecret, DeadAfter: time.Hour, MaxJobs: 1 << 30, Logf: func(string, ...any) {}})
+			c, err := New(Config{Secret: testSecret, DeadAfter: time.Hour, MaxJobs: 1 << 30, Logger: quietLog})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -52,7 +53,7 @@ type server struct {
 	logMu   sync.Mutex // guards logLast, logMute
 	logLast map[string]time.Time
 	logMute map[string]int
-	logf    func(format string, args ...any)
+	log     *slog.Logger
 }
 
 // connInfo is one tracked connection; its fields are guarded by server.mu.
@@ -62,8 +63,8 @@ type connInfo struct {
 	busy bool      // a request is being served: never evicted then
 }
 
-func (s *server) init(logf func(format string, args ...any)) {
-	s.logf = logf
+func (s *server) init(log *slog.Logger) {
+	s.log = log
 	s.done = make(chan struct{})
 	s.conns = map[net.Conn]*connInfo{}
 	s.peers = map[string]int{}
@@ -130,7 +131,7 @@ func (c *Controller) Listen(addr string) (net.Addr, error) {
 	}
 	c.srv.goroutine(func() {
 		if err := c.Serve(ln); err != nil && !errors.Is(err, ErrClosed) {
-			c.cfg.Logf("controller: %v", err)
+			c.cfg.Logger.Error("controller: serve", "err", err)
 		}
 	})
 	return ln.Addr(), nil
@@ -284,9 +285,9 @@ func (s *server) logLimited(err error) {
 	s.logLast[key], s.logMute[key] = now, 0
 	s.logMu.Unlock()
 	if muted > 0 {
-		s.logf("controller: refused a connection: %v (and %d more since the last report)", err, muted)
+		s.log.Warn("controller: refused a connection", "err", err, "muted", muted)
 	} else {
-		s.logf("controller: refused a connection: %v", err)
+		s.log.Warn("controller: refused a connection", "err", err)
 	}
 }
 
@@ -386,7 +387,7 @@ func (c *Controller) readFailed(conn net.Conn, h *wire.Header, err error, out []
 		// Idle (IdleTimeout) or silent from the start (HandshakeTimeout):
 		// the peer reconnects when it needs to.
 	case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
-		c.cfg.Logf("controller: %s: %v", conn.RemoteAddr(), err)
+		c.cfg.Logger.Warn("controller: connection", "peer", conn.RemoteAddr().String(), "err", err)
 	}
 }
 

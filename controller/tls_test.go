@@ -62,7 +62,7 @@ func tlsClient(t *testing.T, dir, addr, member string, secret []byte) *metaclien
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc := metaclient.New(addr, metaclient.Options{TLS: cfg, Secret: secret, Logf: func(string, ...any) {}})
+	mc := metaclient.New(addr, metaclient.Options{TLS: cfg, Secret: secret, Logger: quietLog})
 	t.Cleanup(func() { mc.Close() })
 	return mc
 }
@@ -133,7 +133,7 @@ func TestTLSRefusesStrangers(t *testing.T) {
 		t.Fatal(err)
 	}
 	anon := &tls.Config{RootCAs: good.RootCAs, MinVersion: tls.VersionTLS13}
-	mc := metaclient.New(addr, metaclient.Options{TLS: anon, Logf: func(string, ...any) {}})
+	mc := metaclient.New(addr, metaclient.Options{TLS: anon, Logger: quietLog})
 	defer mc.Close()
 	if _, err := mc.RegisterJob(ctx, "anon", wire.JobHints{}); err == nil {
 		t.Fatal("a client without a certificate registered a job")

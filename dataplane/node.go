@@ -35,7 +35,11 @@ type NodeConfig struct {
 	// Workers bounds the goroutines that run blocking tier calls (NVMe);
 	// it is also the deepest device queue the node can build. Default 64.
 	Workers int
-	Logger  *slog.Logger
+	// Logger receives the node's events, with the job as a job attribute
+	// (nil: slog.Default()); the event loops log through it too unless
+	// Net.Logger is set. The process gives it the node's identity, e.g.
+	// logger.With("node", addr).
+	Logger *slog.Logger
 }
 
 // Node is a storage node: the event loops, the tiers, and the job table.
@@ -90,6 +94,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	if n.log == nil {
 		n.log = slog.Default()
+	}
+	if cfg.Net.Logger == nil {
+		cfg.Net.Logger = n.log
 	}
 	if cfg.Net.MaxInbound == 0 {
 		cfg.Net.MaxInbound = wire.HeaderLen + n.lim.MaxMeta + smallCopy

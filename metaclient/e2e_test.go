@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -18,12 +20,13 @@ import (
 
 var secret = []byte("metaclient-e2e-secret-0123456789")
 
-func quiet(string, ...any) {}
+// quiet discards what the test's controller and clients log.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func startController(t *testing.T, addr string) (*controller.Controller, string) {
 	t.Helper()
 	c, err := controller.New(controller.Config{Secret: secret, HeartbeatInterval: 50 * time.Millisecond,
-		DeadAfter: 2 * time.Second, FirstJobSeq: 1, Logf: quiet})
+		DeadAfter: 2 * time.Second, FirstJobSeq: 1, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +64,7 @@ func startNode(t *testing.T, ctlAddr string) *fakeNode {
 	go n.serve()
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	mc := metaclient.New(ctlAddr, metaclient.Options{Secret: secret, Logf: quiet})
+	mc := metaclient.New(ctlAddr, metaclient.Options{Secret: secret, Logger: quiet})
 	go func() {
 		n.runErr <- mc.RunNode(ctx, metaclient.NodeLoop{
 			Register: wire.NodeRegister{Addr: n.addr, Cores: 2,
@@ -149,7 +152,7 @@ func TestEndToEnd(t *testing.T) {
 	ctl, addr := startController(t, "127.0.0.1:0")
 	defer ctl.Close()
 	nodes := []*fakeNode{startNode(t, addr), startNode(t, addr), startNode(t, addr)}
-	mc := metaclient.New(addr, metaclient.Options{Logf: quiet})
+	mc := metaclient.New(addr, metaclient.Options{Logger: quiet})
 	defer mc.Close()
 	st := waitActive(t, mc, 3)
 	for _, n := range st.Nodes {
@@ -206,7 +209,7 @@ func TestEndToEnd(t *testing.T) {
 func TestNodeSurvivesControllerRestart(t *testing.T) {
 	ctl, addr := startController(t, "127.0.0.1:0")
 	node := startNode(t, addr)
-	mc := metaclient.New(addr, metaclient.Options{Logf: quiet})
+	mc := metaclient.New(addr, metaclient.Options{Logger: quiet})
 	defer mc.Close()
 	waitActive(t, mc, 1)
 	ctl.Close()
@@ -269,7 +272,7 @@ func TestCallHonoursContext(t *testing.T) {
 		}
 		mu.Unlock()
 	}()
-	mc := metaclient.New(ln.Addr().String(), metaclient.Options{Logf: quiet})
+	mc := metaclient.New(ln.Addr().String(), metaclient.Options{Logger: quiet})
 	defer mc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -286,7 +289,7 @@ func TestCallHonoursContext(t *testing.T) {
 func TestBadSecretRefused(t *testing.T) {
 	ctl, addr := startController(t, "127.0.0.1:0")
 	defer ctl.Close()
-	mc := metaclient.New(addr, metaclient.Options{Secret: []byte("not-the-cluster-secret"), Logf: quiet})
+	mc := metaclient.New(addr, metaclient.Options{Secret: []byte("not-the-cluster-secret"), Logger: quiet})
 	defer mc.Close()
 	_, err := mc.RegisterNode(context.Background(), wire.NodeRegister{Addr: "127.0.0.1:1"})
 	if !errors.Is(err, wire.ErrBadToken) {

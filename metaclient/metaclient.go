@@ -30,7 +30,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -38,6 +38,7 @@ import (
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
+	"github.com/pocketstore/pocket/internal/logf"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -62,7 +63,12 @@ type Options struct {
 	// CallTimeout bounds a call whose context has no deadline (15 s; a
 	// deregistration waits for every node of the job).
 	CallTimeout time.Duration
-	// Logf reports RunNode's connection changes (nil: log.Printf).
+	// Logger reports RunNode's connection changes (nil: slog.Default()).
+	// A node passes its own logger, which carries its address.
+	Logger *slog.Logger
+	// Logf, when Logger is nil, receives each record as one text line.
+	//
+	// Deprecated: set Logger; Logf remains for the SDK's tests.
 	Logf func(format string, args ...any)
 	// LocalIP is the address to dial from (empty: the system's choice),
 	// for hosts with several addresses, and for tests that stand for
@@ -98,8 +104,12 @@ func New(addr string, opt Options) *Client {
 	if opt.CallTimeout <= 0 {
 		opt.CallTimeout = 15 * time.Second
 	}
-	if opt.Logf == nil {
-		opt.Logf = log.Printf
+	switch {
+	case opt.Logger != nil:
+	case opt.Logf != nil:
+		opt.Logger = logf.Logger(opt.Logf)
+	default:
+		opt.Logger = slog.Default()
 	}
 	return &Client{addr: addr, opt: opt, b: flatbuffers.NewBuilder(1024)}
 }

@@ -47,9 +47,9 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 		}
 		if msg != lastErr {
 			if err != nil {
-				c.opt.Logf("metaclient: node %s: %v", loop.Register.Addr, err)
+				c.opt.Logger.Warn("metaclient: node not registered", "controller", c.addr, "err", err)
 			} else {
-				c.opt.Logf("metaclient: node %s: registered with controller %s", loop.Register.Addr, c.addr)
+				c.opt.Logger.Info("metaclient: node registered", "controller", c.addr)
 			}
 			lastErr = msg
 		}

@@ -11,6 +11,7 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"runtime"
 	"time"
 
@@ -33,10 +34,17 @@ type Config struct {
 	Sampler *telemetry.Sampler
 	// OnState is told about state changes the controller orders.
 	OnState func(wire.NodeState)
+	// Logger receives the agent's events, with the job as a job
+	// attribute (nil: slog.Default()). The node passes its own logger,
+	// which carries its address.
+	Logger *slog.Logger
 }
 
 // Run registers and heartbeats until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	a := &agent{cfg: cfg, ctx: ctx, last: time.Now(), lastStats: cfg.Node.Stats()}
 	defer a.stopDrain()
 	return cfg.Controller.RunNode(ctx, metaclient.NodeLoop{
@@ -122,6 +130,7 @@ func (a *agent) ack(ack *wire.NodeAck) {
 	if ack.State != a.state {
 		a.state = ack.State
 		a.cfg.Node.SetDraining(ack.State == wire.NodeDraining)
+		a.cfg.Logger.Info("agent: controller set node state", "state", ack.State.String())
 		if a.cfg.OnState != nil {
 			a.cfg.OnState(ack.State)
 		}
@@ -129,7 +138,7 @@ func (a *agent) ack(ack *wire.NodeAck) {
 	switch {
 	case ack.State == wire.NodeDraining:
 		if a.drain == nil {
-			a.drain = startDrainer(a.ctx, a.cfg.Node, a.cfg.Controller, a.cfg.Addr)
+			a.drain = startDrainer(a.ctx, a.cfg.Node, a.cfg.Controller, a.cfg.Addr, a.cfg.Logger)
 		}
 	case a.drain != nil:
 		// The controller no longer wants the drain (it restarted and

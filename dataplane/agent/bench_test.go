@@ -34,7 +34,7 @@ func BenchmarkHeartbeatRound(b *testing.B) {
 }
 
 func benchRound(b *testing.B, jobs int, change bool) {
-	ctl, err := controller.New(controller.Config{Secret: benchSecret, Logf: func(string, ...any) {}})
+	ctl, err := controller.New(controller.Config{Secret: benchSecret, Logger: quietLog})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -40,6 +40,7 @@ type drainer struct {
 	node *dataplane.Node
 	ctl  *metaclient.Client
 	data *client.Client
+	log  *slog.Logger
 
 	mu   sync.Mutex
 	done bool
@@ -49,9 +50,9 @@ type drainer struct {
 	wg     sync.WaitGroup
 }
 
-func startDrainer(ctx context.Context, n *dataplane.Node, ctl *metaclient.Client, self string) *drainer {
+func startDrainer(ctx context.Context, n *dataplane.Node, ctl *metaclient.Client, self string, log *slog.Logger) *drainer {
 	ctx, cancel := context.WithCancel(ctx)
-	d := &drainer{self: self, node: n, ctl: ctl, data: client.New(client.Options{ConnsPerNode: 2}), cancel: cancel, left: -1}
+	d := &drainer{self: self, node: n, ctl: ctl, data: client.New(client.Options{ConnsPerNode: 2}), log: log, cancel: cancel, left: -1}
 	d.wg.Add(1)
 	go d.run(ctx)
 	return d
@@ -107,7 +108,7 @@ func (d *drainer) pass(ctx context.Context, jobs []string) int64 {
 			continue
 		}
 		if err := d.moveJob(ctx, job, tok); err != nil && ctx.Err() == nil {
-			slog.Warn("drain: job not fully moved yet", "job", job, "err", err)
+			d.log.Warn("drain: job not fully moved yet", "job", job, "err", err)
 		}
 		left += d.node.JobValues(job)
 	}
@@ -133,7 +134,7 @@ func (d *drainer) moveJob(ctx context.Context, job string, tok []byte) error {
 	mj := dataplane.MigrateJob{Job: m.Job, Token: m.Token, Epoch: m.Epoch, Nodes: owners(m)}
 	st, err := d.node.Migrate(ctx, mj, d.data, migrateParallel)
 	if st.Moved+st.Skipped+st.Failed > 0 {
-		slog.Info("drain: moved job data", "job", m.Job, "moved", st.Moved, "bytes", st.Bytes,
+		d.log.Info("drain: moved job data", "job", m.Job, "moved", st.Moved, "bytes", st.Bytes,
 			"already_there", st.Skipped, "failed", st.Failed)
 	}
 	return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,6 +20,9 @@ import (
 )
 
 var testSecret = []byte("agent-test-secret-0123456789abc")
+
+// quietLog discards what a test's controller and clients log.
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // cluster is a controller and token-guarded nodes heartbeating through
 // the real agent, in this process, over loopback.
@@ -36,7 +41,7 @@ func newCluster(t *testing.T, nodes int) *cluster { return newClusterTLS(t, node
 func newClusterTLS(t *testing.T, nodes int, tlsDir string) *cluster {
 	t.Helper()
 	cfg := controller.Config{Secret: testSecret, HeartbeatInterval: 50 * time.Millisecond,
-		DeadAfter: 2 * time.Second, Logf: func(string, ...any) {}}
+		DeadAfter: 2 * time.Second, Logger: quietLog}
 	var nodeTLS *tls.Config
 	if tlsDir != "" {
 		var err error
@@ -81,7 +86,7 @@ func newClusterTLS(t *testing.T, nodes int, tlsDir string) *cluster {
 			t.Fatal(err)
 		}
 		c.nodes, c.dram = append(c.nodes, n), append(c.dram, d)
-		mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, TLS: nodeTLS, Logf: func(string, ...any) {}})
+		mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, TLS: nodeTLS, Logger: quietLog})
 		go func() {
 			defer func() { done <- struct{}{} }()
 			defer mc.Close()
@@ -133,7 +138,7 @@ func op(t *testing.T, n *dataplane.Node, o wire.Op, job string, tok []byte, epoc
 func TestDeregisterRevokesOnEveryNode(t *testing.T) {
 	c := newCluster(t, 2)
 	ctx := context.Background()
-	mc := metaclient.New(c.addr, metaclient.Options{Logf: func(string, ...any) {}})
+	mc := metaclient.New(c.addr, metaclient.Options{Logger: quietLog})
 	defer mc.Close()
 	// A capacity hint and no bandwidth hint: one node.
 	var m *wire.PlacementMap
@@ -211,7 +216,7 @@ func TestDeregisterRevokesOnEveryNode(t *testing.T) {
 func TestNodeEpochFromControllerOnly(t *testing.T) {
 	c := newCluster(t, 1)
 	ctx := context.Background()
-	mc := metaclient.New(c.addr, metaclient.Options{Logf: func(string, ...any) {}})
+	mc := metaclient.New(c.addr, metaclient.Options{Logger: quietLog})
 	defer mc.Close()
 	m, err := mc.RegisterJob(ctx, "epochs", wire.JobHints{CapacityBytes: 1 << 20})
 	if err != nil {
@@ -265,7 +270,7 @@ func TestClusterOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc := metaclient.New(c.addr, metaclient.Options{TLS: cli, Logf: func(string, ...any) {}})
+	mc := metaclient.New(c.addr, metaclient.Options{TLS: cli, Logger: quietLog})
 	defer mc.Close()
 	ctx := context.Background()
 	m, err := mc.RegisterJob(ctx, "tls", wire.JobHints{CapacityBytes: 1 << 20})

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -34,15 +34,23 @@ func runController(args []string) int {
 	deadAfter := fs.Duration("dead-after", 0, "mark a silent node dead after this long (default 3 heartbeats)")
 	metrics := fs.String("metrics", "", "serve Prometheus /metrics on this address")
 	serve := bindCtlServe(fs)
+	var lf logFlags
+	lf.bind(fs)
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
 	}
+	h, err := lf.handler(os.Stderr)
+	if err != nil {
+		return fail("controller: %v", err)
+	}
+	id := newIdentity(h, "controller")
+	slog.SetDefault(id.log)
 	secret, err := loadOwnSecret(*secretFile)
 	if err != nil {
 		return fail("controller: %v", err)
 	}
 	defer secret.close()
-	cfg := controller.Config{Secret: secret.key, HeartbeatInterval: *heartbeat, DeadAfter: *deadAfter, Logf: log.Printf}
+	cfg := controller.Config{Secret: secret.key, HeartbeatInterval: *heartbeat, DeadAfter: *deadAfter, Logger: id.log}
 	tlsDir, err := serve.apply(&cfg, *listen)
 	if err != nil {
 		return fail("controller: %v", err)
@@ -56,6 +64,7 @@ func runController(args []string) int {
 		c.Close()
 		return fail("controller: %v", err)
 	}
+	id.set(addr.String())
 	secretArg, note := secret.usage()
 	fmt.Printf("pocket controller serving on %s%s\nexport %s=%s\n", addr, serve.mode(), metaclient.EnvController, addr)
 	if tlsDir != "" {
@@ -68,7 +77,7 @@ func runController(args []string) int {
 		srv := &http.Server{Addr: *metrics, Handler: metricsMux(c), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Printf("controller: metrics on %s: %v", *metrics, err)
+				id.log.Error("controller: metrics endpoint", "addr", *metrics, "err", err)
 			}
 		}()
 		defer srv.Close()

@@ -26,7 +26,6 @@ import (
 	"github.com/pocketstore/pocket/perf/hw"
 	"github.com/pocketstore/pocket/telemetry"
 	"github.com/pocketstore/pocket/telemetry/metrics"
-	"github.com/pocketstore/pocket/wire"
 )
 
 func init() {
@@ -52,6 +51,7 @@ type nodeFlags struct {
 	metrics  string
 	tls      tlsFlags
 	limits   nodeLimits
+	log      logFlags
 }
 
 func (f *nodeFlags) bind(fs *flag.FlagSet) {
@@ -73,6 +73,7 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this address")
 	f.tls.bind(fs)
 	f.limits.bind(fs, "", "")
+	f.log.bind(fs)
 }
 
 func runNode(args []string) int {
@@ -86,6 +87,10 @@ func runNode(args []string) int {
 		return code
 	}
 	f.limits.visited(fs, "")
+	h, err := f.log.handler(os.Stderr)
+	if err != nil {
+		return fail("node: %v", err)
+	}
 	if f.ctl == "" {
 		f.ctl = os.Getenv(metaclient.EnvController)
 	}
@@ -100,12 +105,18 @@ func runNode(args []string) int {
 			return fail("node: --controller needs a node certificate: %v", err)
 		}
 	}
-	node, closeTiers, err := startNode(&f, secret)
+	id := newIdentity(h, "node")
+	slog.SetDefault(id.log)
+	if f.advert != "" {
+		id.set(f.advert)
+	}
+	node, closeTiers, err := startNode(&f, secret, id.log)
 	if err != nil {
 		return fail("node: %v", err)
 	}
 	defer closeTiers()
 	defer node.Close()
+	id.set(node.Addr().String())
 	fmt.Printf("pocket node serving on %s (dram %s, nvme %q)\n", node.Addr(), f.dram, f.nvme)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -115,10 +126,10 @@ func runNode(args []string) int {
 	}
 	defer sampler.Close()
 	if f.metrics != "" {
-		go serveMetrics(ctx, f.metrics, sampler)
+		go serveMetrics(ctx, f.metrics, sampler, id.log)
 	}
 	if f.ctl != "" {
-		if err := runAgent(ctx, &f, node, secret, tc, sampler); err != nil && ctx.Err() == nil {
+		if err := runAgent(ctx, &f, node, secret, tc, sampler, id.log); err != nil && ctx.Err() == nil {
 			return fail("node: %v", err)
 		}
 	}
@@ -128,7 +139,7 @@ func runNode(args []string) int {
 
 // runAgent registers with the controller and heartbeats in the background,
 // over TLS with tc unless it is nil.
-func runAgent(ctx context.Context, f *nodeFlags, node *dataplane.Node, secret []byte, tc *tls.Config, s *telemetry.Sampler) error {
+func runAgent(ctx context.Context, f *nodeFlags, node *dataplane.Node, secret []byte, tc *tls.Config, s *telemetry.Sampler, log *slog.Logger) error {
 	mbps, err := tierMbps(f)
 	if err != nil {
 		return err
@@ -137,13 +148,10 @@ func runAgent(ctx context.Context, f *nodeFlags, node *dataplane.Node, secret []
 	if addr == "" {
 		addr = node.Addr().String()
 	}
-	mc := metaclient.New(f.ctl, metaclient.Options{Secret: secret, TLS: tc})
+	mc := metaclient.New(f.ctl, metaclient.Options{Secret: secret, TLS: tc, Logger: log})
 	go func() {
 		defer mc.Close()
-		_ = agent.Run(ctx, agent.Config{
-			Node: node, Addr: addr, Controller: mc, Mbps: mbps, Sampler: s,
-			OnState: func(st wire.NodeState) { slog.Info("controller set node state", "state", st) },
-		})
+		_ = agent.Run(ctx, agent.Config{Node: node, Addr: addr, Controller: mc, Mbps: mbps, Sampler: s, Logger: log})
 	}()
 	return nil
 }
@@ -176,7 +184,7 @@ func tierMbps(f *nodeFlags) (map[dataplane.Kind]float64, error) {
 }
 
 // serveMetrics serves /metrics until ctx ends.
-func serveMetrics(ctx context.Context, addr string, s *telemetry.Sampler) {
+func serveMetrics(ctx context.Context, addr string, s *telemetry.Sampler, log *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.Handler(s))
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -185,7 +193,7 @@ func serveMetrics(ctx context.Context, addr string, s *telemetry.Sampler) {
 		_ = srv.Close()
 	}()
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		slog.Error("metrics endpoint", "addr", addr, "err", err)
+		log.Error("metrics endpoint", "addr", addr, "err", err)
 	}
 }
 
@@ -231,7 +239,7 @@ func defaultBusyPoll(hasNVMe bool) time.Duration {
 
 // startNode builds the tiers and starts the node; closeTiers releases the
 // tiers' memory and devices after the node has stopped.
-func startNode(f *nodeFlags, secret []byte) (*dataplane.Node, func(), error) {
+func startNode(f *nodeFlags, secret []byte, log *slog.Logger) (*dataplane.Node, func(), error) {
 	dramSize, err := units.ParseSize(f.dram)
 	if err != nil {
 		return nil, nil, err
@@ -248,7 +256,7 @@ func startNode(f *nodeFlags, secret []byte) (*dataplane.Node, func(), error) {
 	cfg := dataplane.NodeConfig{
 		Listen: f.listen,
 		Net:    netio.Config{Loops: f.loops, BusyPoll: busyPoll, MaySpin: gate.Open, MaxConns: f.maxConns},
-		Logger: slog.Default(),
+		Logger: log,
 	}
 	if err := f.limits.apply(&cfg.Net); err != nil {
 		gate.Close()

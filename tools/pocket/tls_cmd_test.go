@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -199,8 +201,8 @@ func checkUpNodeArgs(t *testing.T, upPid int, tlsDir string) {
 func checkRefusals(t *testing.T, bin string, base []string, ctl, tlsDir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	quiet := func(string, ...any) {}
-	plain := metaclient.New(ctl, metaclient.Options{Logf: quiet})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	plain := metaclient.New(ctl, metaclient.Options{Logger: quiet})
 	defer plain.Close()
 	if _, err := plain.RegisterJob(ctx, "plain", wire.JobHints{}); err == nil {
 		t.Error("a plain-TCP client registered a job")
@@ -211,7 +213,7 @@ func checkRefusals(t *testing.T, bin string, base []string, ctl, tlsDir string) 
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	anon := metaclient.New(ctl, metaclient.Options{TLS: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}, Logf: quiet})
+	anon := metaclient.New(ctl, metaclient.Options{TLS: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13}, Logger: quiet})
 	defer anon.Close()
 	if _, err := anon.RegisterJob(ctx, "anon", wire.JobHints{}); err == nil {
 		t.Error("a TLS client without a certificate registered a job")
@@ -267,7 +269,7 @@ func sdkPutGet(t *testing.T, ctl, tlsDir, jobID, tokHex string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s := pocket.NewStore(tlsMapController{metaclient.New(ctl, metaclient.Options{TLS: tc, Logf: func(string, ...any) {}})}, pocket.Config{})
+	s := pocket.NewStore(tlsMapController{metaclient.New(ctl, metaclient.Options{TLS: tc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})}, pocket.Config{})
 	defer s.Close()
 	j, err := s.OpenJob(ctx, jobID, tok)
 	if err != nil {
@@ -310,7 +312,7 @@ func statusAndLimits(t *testing.T, bin string, env []string, ctl, tlsDir string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	mc := metaclient.New(ctl, metaclient.Options{TLS: tc, Logf: func(string, ...any) {}})
+	mc := metaclient.New(ctl, metaclient.Options{TLS: tc, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer mc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

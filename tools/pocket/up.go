@@ -5,7 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -31,9 +32,10 @@ type upOptions struct {
 	listen   string
 	nodes    int
 	dram     string
-	nodeMbps float64 // DRAM bandwidth each node reports (0: the controller's default)
-	quiet    bool
-	metrics  string // serve the controller's /metrics here
+	nodeMbps float64  // DRAM bandwidth each node reports (0: the controller's default)
+	quiet    bool     // log nothing: neither the controller nor the nodes
+	log      logFlags // the controller's and the nodes' log format and level
+	metrics  string   // serve the controller's /metrics here
 	// secretFile holds the cluster secret (created if missing); "" takes
 	// $POCKET_SECRET, else a fresh secret in a temporary file.
 	secretFile string
@@ -80,6 +82,7 @@ func (o *upOptions) nodeSpec(ctl, tlsDir string) orchestrator.NodeSpec {
 		spec.Args = append(spec.Args, "--dram-mbps", strconv.FormatFloat(o.nodeMbps, 'f', -1, 64))
 	}
 	spec.Args = append(spec.Args, o.nodeLimits.args()...)
+	spec.Args = append(spec.Args, o.log.args()...)
 	return spec
 }
 
@@ -91,15 +94,19 @@ func (o *upOptions) nodeSpec(ctl, tlsDir string) orchestrator.NodeSpec {
 // environment, never in their arguments, and the TLS directory's path as
 // --tls-dir.
 func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
-	logf := log.Printf
-	if o.quiet {
-		logf = func(string, ...any) {}
+	h, err := o.log.handler(os.Stderr)
+	if err != nil {
+		return nil, err
 	}
+	if o.quiet {
+		h = slog.NewTextHandler(io.Discard, nil)
+	}
+	id := newIdentity(h, "controller")
 	secret, err := loadOwnSecret(o.secretFile)
 	if err != nil {
 		return nil, err
 	}
-	cfg := controller.Config{Secret: secret.key, Logf: logf}
+	cfg := controller.Config{Secret: secret.key, Logger: id.log}
 	tlsDir, err := o.serve.apply(&cfg, o.listen)
 	if err != nil {
 		secret.close()
@@ -116,6 +123,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		secret.close()
 		return nil, err
 	}
+	id.set(addr.String())
 	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret, tlsDir: tlsDir,
 		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}}}
 	if !o.quiet {
@@ -125,7 +133,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		u.mserv = &http.Server{Addr: o.metrics, Handler: metricsMux(ctl), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := u.mserv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Printf("up: metrics on %s: %v", o.metrics, err)
+				id.log.Error("up: metrics endpoint", "addr", o.metrics, "err", err)
 			}
 		}()
 	}
@@ -198,6 +206,7 @@ func runUp(args []string) int {
 	o.serve = bindCtlServe(fs)
 	o.nodeLimits.bind(fs, "node-", "each node: ")
 	bindScale(fs, &o)
+	o.log.bind(fs)
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
 	}
