@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/pocketstore/pocket/internal/logf"
 	"github.com/pocketstore/pocket/internal/token"
 )
 
@@ -84,11 +83,6 @@ type Config struct {
 	// (nil: slog.Default()). The process gives it its own identity, e.g.
 	// logger.With("controller", addr).
 	Logger *slog.Logger
-
-	// Logf, when Logger is nil, receives each record as one text line.
-	//
-	// Deprecated: set Logger; Logf remains for the SDK's tests.
-	Logf func(format string, args ...any)
 }
 
 // Policy holds the sizing constants (see the package doc).
@@ -144,11 +138,7 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	cfg.connDefaults()
 	cfg.jobDefaults()
-	switch {
-	case cfg.Logger != nil:
-	case cfg.Logf != nil:
-		cfg.Logger = logf.Logger(cfg.Logf)
-	default:
+	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	return cfg, nil

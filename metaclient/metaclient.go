@@ -38,7 +38,6 @@ import (
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
-	"github.com/pocketstore/pocket/internal/logf"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -66,10 +65,6 @@ type Options struct {
 	// Logger reports RunNode's connection changes (nil: slog.Default()).
 	// A node passes its own logger, which carries its address.
 	Logger *slog.Logger
-	// Logf, when Logger is nil, receives each record as one text line.
-	//
-	// Deprecated: set Logger; Logf remains for the SDK's tests.
-	Logf func(format string, args ...any)
 	// LocalIP is the address to dial from (empty: the system's choice),
 	// for hosts with several addresses, and for tests that stand for
 	// several clients on loopback.
@@ -104,11 +99,7 @@ func New(addr string, opt Options) *Client {
 	if opt.CallTimeout <= 0 {
 		opt.CallTimeout = 15 * time.Second
 	}
-	switch {
-	case opt.Logger != nil:
-	case opt.Logf != nil:
-		opt.Logger = logf.Logger(opt.Logf)
-	default:
+	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
 	return &Client{addr: addr, opt: opt, b: flatbuffers.NewBuilder(1024)}

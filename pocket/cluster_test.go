@@ -61,7 +61,7 @@ func newTestCluster(t *testing.T, nodes int, capacity int64) *testCluster {
 
 func (c *testCluster) startController(listen string) {
 	ctl, err := controller.New(controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 500 * time.Millisecond, Logf: func(string, ...any) {}})
+		DeadAfter: 500 * time.Millisecond, Logger: quietLog})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func (c *testCluster) addNode(capacity int64) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cn := &clusterNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
-	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logf: func(string, ...any) {}})
+	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
 	go func() {
 		defer close(cn.done)
 		defer mc.Close()

@@ -34,7 +34,7 @@ type drainNode struct {
 func startDrainCluster(t *testing.T, n int, capacity int64) (*controller.Controller, string, []*drainNode) {
 	t.Helper()
 	ctl, err := controller.New(controller.Config{Secret: drainSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 2 * time.Second, Logf: t.Logf})
+		DeadAfter: 2 * time.Second, Logger: quietLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func startDrainCluster(t *testing.T, n int, capacity int64) (*controller.Control
 		ctx, cancel := context.WithCancel(context.Background())
 		dn := &drainNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
 		nodes = append(nodes, dn)
-		mc := metaclient.New(addr, metaclient.Options{Secret: drainSecret, Logf: func(string, ...any) {}})
+		mc := metaclient.New(addr, metaclient.Options{Secret: drainSecret, Logger: quietLog})
 		go func() {
 			defer close(dn.done)
 			defer mc.Close()

@@ -27,7 +27,7 @@ func TestRegistrationFloodLeavesOthersServing(t *testing.T) {
 	c := newTestCluster(t, 3, 64<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	flooder := metaclient.New(c.addr, metaclient.Options{LocalIP: "127.0.0.2", Logf: func(string, ...any) {}})
+	flooder := metaclient.New(c.addr, metaclient.Options{LocalIP: "127.0.0.2", Logger: quietLog})
 	defer flooder.Close()
 	var ok, limited, other atomic.Int64
 	var next atomic.Int64
