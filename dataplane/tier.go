@@ -41,21 +41,22 @@ const (
 // PutFlags modify how a value is stored.
 type PutFlags uint32
 
-// Put flags. The stored bits match wire.FlagPersist, wire.FlagManifest and
-// wire.FlagChunk (a tier keeps them and reports them in Info.Flags).
+// Put flags. The stored bits are the wire's (a tier keeps them and reports
+// them in Info.Flags), defined there once.
 const (
 	// Persist keeps the value when its job is dropped (Pocket's
 	// PERSIST_AFTER_JOB).
-	Persist PutFlags = 1 << 0
+	Persist = PutFlags(wire.FlagPersist)
 	// Manifest marks the manifest of a chunked object (wire/objects.go).
-	Manifest PutFlags = 1 << 3
+	Manifest = PutFlags(wire.FlagManifest)
 	// Chunk marks one chunk of an object version.
-	Chunk PutFlags = 1 << 5
+	Chunk = PutFlags(wire.FlagChunk)
 	// IfAbsent makes Commit store nothing and fail with ErrExists when
-	// the key holds a value. It is not stored.
+	// the key holds a value. It is not stored, and lies above the wire's
+	// 16 flag bits.
 	IfAbsent PutFlags = 1 << 16
 	// storedFlags are the bits a tier keeps with a value.
-	storedFlags = Persist | Manifest | Chunk
+	storedFlags = PutFlags(wire.StoredFlags)
 )
 
 // Meta is what a put stores besides the bytes.

@@ -51,6 +51,12 @@ func (s *Store) OpenCredential(cred string) (*Job, error) {
 	return s.newJob(Map{Job: c.Job, Token: c.Token, Tier: c.Tier, Epoch: c.Epoch, Nodes: c.Nodes})
 }
 
+// CredentialJob returns the id of the job a Credential string opens.
+func CredentialJob(cred string) (string, error) {
+	c, err := decodeCredential(cred)
+	return c.Job, err
+}
+
 func decodeCredential(cred string) (credential, error) {
 	var c credential
 	b, err := base64.RawURLEncoding.DecodeString(cred)

@@ -100,9 +100,8 @@ func credentialNames(job string) bool {
 	if cred == "" {
 		return false
 	}
-	var s pocket.Store
-	j, err := s.OpenCredential(cred)
-	return err == nil && j.ID() == job
+	id, err := pocket.CredentialJob(cred)
+	return err == nil && id == job
 }
 
 // openCredential opens a deregistered job's persisted values with
