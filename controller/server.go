@@ -81,8 +81,10 @@ func (s *server) goroutine(f func()) {
 	}()
 }
 
-// ErrClosed is returned by Serve after Close.
-var ErrClosed = errors.New("controller: closed")
+// ErrClosed is returned by Serve after Close. It is wire.ErrClosed, the
+// one definition of "closed" (wire.CodeClosed), so errors.Is matches it
+// whichever package's name the caller uses.
+var ErrClosed = wire.ErrClosed
 
 // Serve accepts control connections on ln until Close, over TLS when
 // Config.TLS is set. It returns ErrClosed after Close, or the listener's
