@@ -61,8 +61,11 @@ func New(opts Options) *Client {
 	return c
 }
 
-// ErrClosed is returned by calls on a closed Client.
-var ErrClosed = errors.New("client: closed")
+// ErrClosed is returned by calls on a closed Client. It carries
+// wire.CodeClosed, the one definition of "closed": errors.Is matches it
+// against wire.ErrClosed and every other package's ErrClosed, and its
+// message says it was this side that closed.
+var ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "client closed"}
 
 // Reply is a completed request. Payload aliases the dst given to Do when
 // the value fit in it, and is otherwise memory the caller owns.

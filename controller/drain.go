@@ -36,13 +36,16 @@ import (
 // a spot instance gets before it is taken away.
 const DefaultDrainDeadline = 2 * time.Minute
 
-// Metrics a draining node reports in its heartbeats.
+// Metrics a draining node reports in its heartbeats: the names are
+// defined once in wire (wire.MetricDrainDone, wire.MetricDrainLeft), which
+// the node's agent sends and `pocket status` reads; these are the same
+// constants under the controller's name.
 const (
 	// MetricDrainDone is 1 once the node has moved every value of the
 	// jobs its ack listed.
-	MetricDrainDone = "drain_done"
+	MetricDrainDone = wire.MetricDrainDone
 	// MetricDrainLeft is the number of values still to move.
-	MetricDrainLeft = "drain_values_left"
+	MetricDrainLeft = wire.MetricDrainLeft
 )
 
 // drainState is a draining node's progress.

@@ -15,8 +15,10 @@ var (
 	ErrNoSpace = errors.New("dataplane: tier full")
 	// ErrTooLarge: the value is larger than the tier ever accepts.
 	ErrTooLarge = errors.New("dataplane: value too large for tier")
-	// ErrClosed: the tier was closed.
-	ErrClosed = errors.New("dataplane: tier closed")
+	// ErrClosed: the tier was closed. It carries wire.CodeClosed (the
+	// node is shutting down), so errors.Is matches it against
+	// wire.ErrClosed and the reply needs no translation.
+	ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "tier closed"}
 	// ErrIO: the device failed the transfer; the value is not stored.
 	ErrIO = errors.New("dataplane: device I/O error")
 	// ErrBadKey: the key or job id is empty or longer than wire.MaxKeyLen.

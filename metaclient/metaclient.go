@@ -71,8 +71,11 @@ type Options struct {
 	LocalIP string
 }
 
-// ErrClosed is returned by calls on a closed Client.
-var ErrClosed = errors.New("metaclient: client closed")
+// ErrClosed is returned by calls on a closed Client. It carries
+// wire.CodeClosed, the one definition of "closed": errors.Is matches it
+// against wire.ErrClosed and every other package's ErrClosed, and its
+// message says it was this side that closed.
+var ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "control client closed"}
 
 // Client talks to one controller. It is safe for concurrent use.
 type Client struct {

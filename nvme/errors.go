@@ -1,6 +1,10 @@
 package nvme
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/pocketstore/pocket/wire"
+)
 
 // Errors returned by this package. Callers match them with errors.Is; device
 // errors from the kernel are returned wrapped in an *os.SyscallError, so
@@ -10,8 +14,13 @@ var (
 	// O_DIRECT, or the kernel has no (or a disabled) io_uring. Probes run
 	// once and the answer is cached; tests skip on this error.
 	ErrNotSupported = errors.New("nvme: not supported")
-	// ErrClosed: the device or ring was closed.
-	ErrClosed = errors.New("nvme: closed")
+	// ErrClosed: the device or ring was closed (its owner is shutting
+	// down). It carries wire.CodeClosed, so errors.Is matches it against
+	// wire.ErrClosed and every other package's ErrClosed, and a node
+	// answers it as "closed", not as an internal error. (wire is the
+	// lowest layer and knows no keys or jobs: importing it keeps nvme
+	// free of them.)
+	ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "nvme device closed"}
 	// ErrAlign: an offset, length or buffer address is not a multiple of
 	// the device's direct-I/O alignment (see Device.Align, Device.MemAlign).
 	ErrAlign = errors.New("nvme: misaligned direct I/O")

@@ -15,14 +15,6 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// Metric names a draining node reports (controller.MetricDrainDone and
-// controller.MetricDrainLeft; not imported, to keep the node free of the
-// control plane's package).
-const (
-	metricDrainDone = "drain_done"
-	metricDrainLeft = "drain_values_left"
-)
-
 // drainRetry is the pause between passes over the jobs while values are
 // left (an owner refused, a map changed under the pass).
 const drainRetry = 500 * time.Millisecond
@@ -73,9 +65,9 @@ func (d *drainer) metrics() []wire.Metric {
 	if d.done {
 		done = 1
 	}
-	ms := []wire.Metric{{Name: metricDrainDone, Value: done}}
+	ms := []wire.Metric{{Name: wire.MetricDrainDone, Value: done}}
 	if d.left >= 0 {
-		ms = append(ms, wire.Metric{Name: metricDrainLeft, Value: float64(d.left)})
+		ms = append(ms, wire.Metric{Name: wire.MetricDrainLeft, Value: float64(d.left)})
 	}
 	return ms
 }

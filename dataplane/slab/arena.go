@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/pocketstore/pocket/internal/sys"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // Arena errors, matched with errors.Is.
@@ -24,8 +25,10 @@ var (
 	ErrForeign = errors.New("slab: memory not allocated by this arena")
 	// ErrDoubleFree: Free got a chunk that is already free.
 	ErrDoubleFree = errors.New("slab: chunk already free")
-	// ErrClosed: the arena was closed.
-	ErrClosed = errors.New("slab: arena closed")
+	// ErrClosed: the arena was closed (the node is shutting down). It
+	// carries wire.CodeClosed, so errors.Is matches it against
+	// wire.ErrClosed and every other package's ErrClosed.
+	ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "slab arena closed"}
 )
 
 // DefaultPageSize is one x86-64 huge page.
