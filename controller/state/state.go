@@ -1,0 +1,189 @@
+// Package state keeps the controller's registries where a restart (or, with
+// an etcd Store, another controller) finds them: the jobs with their token
+// generations, lifetimes, maps and epochs, the node registry, and the
+// counters that keep job ids and revisions unique across runs.
+//
+// # Records
+//
+// A Store holds three kinds of record, each a whole value written and read
+// as one unit:
+//
+//   - Job, keyed by its id ("name-N"): everything the controller needs to
+//     serve the job again (its map and epoch, its token's gen and expiry,
+//     its allotment, its registering client). The token itself is not
+//     stored: it is token.SignJob over the id, gen and expiry with the
+//     cluster secret, which the controller gets from its environment or
+//     secret file, so a restarted controller re-derives the same bytes.
+//   - Node, keyed by its data-plane address: its tiers, cores and state
+//     (active, draining with the drain's deadline, dead).
+//   - Meta: the next job number (Seq) and the highest revision issued
+//     (Rev), so that a restarted controller never hands out a job id or a
+//     token gen that an earlier run did.
+//
+// The format version of the layout (FormatVersion) is stored with the
+// records; opening a store written by a newer version fails with
+// ErrNewerFormat naming both versions.
+//
+// # Consistency contract
+//
+// Every implementation (Bolt, Memory, and an etcd one) must give:
+//
+//  1. Atomic batches. Apply writes a Batch whole or not at all: a job's
+//     record (map, epoch, gen) and the Meta that counts it, or every job
+//     whose epoch a node's state change bumped together with that node's
+//     record, are never seen half-written, by a Load after a crash or by
+//     another controller.
+//  2. Durability before success. When Apply returns nil, a Load on any
+//     later Open of the same store (after kill -9, power loss for Bolt,
+//     failover for etcd) sees the batch. The controller answers a client
+//     (a token, a map, an epoch in a node's ack) only after the batch
+//     holding it has been applied.
+//  3. Order. Batches are applied in the order Apply is called; the
+//     controller never calls Apply concurrently on one Store (it
+//     serializes its writes), so implementations need not order
+//     concurrent calls, but must be safe for them.
+//  4. Whole records. A Put replaces the record of its key; a Delete of a
+//     missing key is not an error. Meta, when set in a batch, replaces the
+//     stored Meta, and Seq and Rev never decrease (the controller only
+//     raises them).
+//  5. Load returns every record as of the last applied batch.
+//
+// An etcd Store also fences: Apply fails with ErrNotLeader once the
+// calling controller has lost its election, so a deposed controller cannot
+// overwrite its successor's state (implementations without election never
+// return it).
+package state
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// FormatVersion is the version of the record layout this package writes.
+// Version 1: JSON records of Job, Node and Meta.
+const FormatVersion = 1
+
+// ErrNotLeader is returned by Apply of a Store whose controller is no
+// longer the elected one (etcd); the controller must stop serving.
+var ErrNotLeader = errors.New("state: this controller is no longer the leader")
+
+// ErrNewerFormat is the class of FormatError: the store was written by a
+// newer version of the controller.
+var ErrNewerFormat = errors.New("state: store written by a newer format version")
+
+// FormatError says a store's format version is one this build cannot read.
+// It matches ErrNewerFormat with errors.Is.
+type FormatError struct {
+	Where  string // the store: a file path or etcd prefix
+	Stored int    // the version the store holds
+	Known  int    // FormatVersion of this build
+}
+
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("state: %s has format version %d, newer than this build's version %d: run a newer pocket controller, or start on an empty --data-dir",
+		e.Where, e.Stored, e.Known)
+}
+
+func (e *FormatError) Is(target error) bool { return target == ErrNewerFormat }
+
+// Job states as stored.
+const (
+	JobLive    = "live"
+	JobRevoked = "revoked" // deregistered or expired; kept only until its revocation is applied
+)
+
+// Job is a registered job. Times are UTC wall-clock; zero Expires: the
+// token never expires.
+type Job struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Hints are the registration's hints (wire.JobHints).
+	Lambdas          uint32  `json:"lambdas,omitempty"`
+	CapacityBytes    int64   `json:"capacity_bytes,omitempty"`
+	PeakMbps         float64 `json:"peak_mbps,omitempty"`
+	LatencySensitive bool    `json:"latency_sensitive,omitempty"`
+
+	Tier  uint8       `json:"tier"`  // wire.Tier number
+	Epoch uint64      `json:"epoch"` // the map's epoch
+	Nodes []MapWeight `json:"nodes"` // the map: node addresses and weights
+
+	AllocMbps  float64 `json:"alloc_mbps"`  // bandwidth allotted, Mb/s
+	AllocBytes int64   `json:"alloc_bytes"` // capacity allotted, bytes
+
+	Gen     uint64    `json:"gen"` // the revision that registered it (in its token)
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires,omitzero"`
+	Client  string    `json:"client,omitempty"` // peer key of the registering client ("" in-process)
+	State   string    `json:"state"`            // JobLive or JobRevoked
+}
+
+// MapWeight is one node of a job's map.
+type MapWeight struct {
+	Addr   string  `json:"addr"`
+	Weight float64 `json:"weight"`
+}
+
+// Node is a registered storage node.
+type Node struct {
+	Addr  string     `json:"addr"`
+	State uint8      `json:"state"` // wire.NodeState
+	Tiers []NodeTier `json:"tiers"`
+	Cores uint32     `json:"cores,omitempty"`
+	// DrainDeadline is set while the node drains: when it must be gone.
+	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
+	// Gone is set when the node finished a drain and left: it is refused
+	// if it registers again before the controller forgets it.
+	Gone time.Time `json:"gone,omitzero"`
+}
+
+// NodeTier is one tier of a node (wire.TierStat without its usage).
+type NodeTier struct {
+	Kind          uint8   `json:"kind"`
+	CapacityBytes int64   `json:"capacity_bytes"`
+	Mbps          float64 `json:"mbps"`
+}
+
+// Meta holds the counters that must survive restarts.
+type Meta struct {
+	Seq uint64 `json:"seq"` // the N of the next job id
+	Rev uint64 `json:"rev"` // the highest revision issued (token gens are revisions)
+}
+
+// Snapshot is everything a Store holds.
+type Snapshot struct {
+	Jobs  []Job
+	Nodes []Node
+	Meta  Meta
+	// Empty is true when the store held nothing yet (a first start).
+	Empty bool
+}
+
+// Batch is one atomic write (see the consistency contract).
+type Batch struct {
+	PutJobs     []Job
+	DeleteJobs  []string // job ids
+	PutNodes    []Node
+	DeleteNodes []string // node addresses
+	Meta        *Meta    // nil: unchanged
+}
+
+// Len is the number of records the batch writes or deletes.
+func (b *Batch) Len() int {
+	n := len(b.PutJobs) + len(b.DeleteJobs) + len(b.PutNodes) + len(b.DeleteNodes)
+	if b.Meta != nil {
+		n++
+	}
+	return n
+}
+
+// Store is where the controller keeps its state. See the package doc for
+// the consistency contract every implementation gives.
+type Store interface {
+	// Load returns every record. The controller calls it once, at start.
+	Load() (*Snapshot, error)
+	// Apply writes a batch atomically and durably.
+	Apply(b *Batch) error
+	// Close releases the store; it does not delete anything.
+	Close() error
+}
