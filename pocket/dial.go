@@ -6,7 +6,6 @@ import (
 	"os"
 
 	"github.com/pocketstore/pocket/internal/pki"
-	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -74,7 +73,7 @@ func (m *metaController) Close() error { return m.mc.Close() }
 func fromWire(pm *wire.PlacementMap) Map {
 	m := Map{Job: pm.Job, Token: pm.Token, Tier: Tier(pm.Tier), Epoch: pm.Epoch}
 	for _, n := range pm.Nodes {
-		m.Nodes = append(m.Nodes, placement.Node{ID: n.Addr, Weight: n.Weight})
+		m.Nodes = append(m.Nodes, Node{Addr: n.Addr, Weight: n.Weight})
 		if n.State == wire.NodeDead {
 			if m.Dead == nil {
 				m.Dead = map[string]bool{}

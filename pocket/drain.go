@@ -43,8 +43,8 @@ func liveSet(m Map, set *placement.Set) *placement.Set {
 	}
 	var live []placement.Node
 	for _, n := range m.Nodes {
-		if !m.Draining[n.ID] {
-			live = append(live, n)
+		if !m.Draining[n.Addr] {
+			live = append(live, placement.Node{ID: n.Addr, Weight: n.Weight})
 		}
 	}
 	if len(live) == 0 {

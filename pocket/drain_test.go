@@ -252,7 +252,7 @@ func TestDrainLosesNoKey(t *testing.T) {
 		t.Fatalf("drained node still holds %d values", u.Values)
 	}
 	for _, n := range job.Map().Nodes {
-		if n.ID == addrV {
+		if n.Addr == addrV {
 			t.Fatal("the job's map still names the drained node")
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-
-	"github.com/pocketstore/pocket/internal/placement"
 )
 
 // Persisted values (Pocket's PERSIST_AFTER_JOB)
@@ -24,11 +22,34 @@ import (
 
 // credential is the encoded form of a job's map.
 type credential struct {
-	Job   string           `json:"job"`
-	Token []byte           `json:"token"`
-	Tier  Tier             `json:"tier"`
-	Epoch uint64           `json:"epoch"`
-	Nodes []placement.Node `json:"nodes"`
+	Job   string     `json:"job"`
+	Token []byte     `json:"token"`
+	Tier  Tier       `json:"tier"`
+	Epoch uint64     `json:"epoch"`
+	Nodes []credNode `json:"nodes"`
+}
+
+// credNode is a Node as credentials encode it: {"ID": addr, "Weight": w},
+// the field names of the first credentials, which stay readable.
+type credNode struct {
+	ID     string  `json:"ID"`
+	Weight float64 `json:"Weight"`
+}
+
+func credNodes(ns []Node) []credNode {
+	out := make([]credNode, len(ns))
+	for i, n := range ns {
+		out[i] = credNode{ID: n.Addr, Weight: n.Weight}
+	}
+	return out
+}
+
+func (c *credential) nodes() []Node {
+	out := make([]Node, len(c.Nodes))
+	for i, n := range c.Nodes {
+		out[i] = Node{Addr: n.ID, Weight: n.Weight}
+	}
+	return out
 }
 
 // Credential returns the job's id, token and map as one printable string
@@ -36,7 +57,7 @@ type credential struct {
 // the job's values.
 func (j *Job) Credential() string {
 	m := j.snapshot()
-	b, _ := json.Marshal(credential{Job: m.Job, Token: m.Token, Tier: m.Tier, Epoch: m.Epoch, Nodes: m.Nodes})
+	b, _ := json.Marshal(credential{Job: m.Job, Token: m.Token, Tier: m.Tier, Epoch: m.Epoch, Nodes: credNodes(m.Nodes)})
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -48,7 +69,7 @@ func (s *Store) OpenCredential(cred string) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.newJob(Map{Job: c.Job, Token: c.Token, Tier: c.Tier, Epoch: c.Epoch, Nodes: c.Nodes})
+	return s.newJob(Map{Job: c.Job, Token: c.Token, Tier: c.Tier, Epoch: c.Epoch, Nodes: c.nodes()})
 }
 
 // CredentialJob returns the id of the job a Credential string opens.

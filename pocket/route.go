@@ -43,7 +43,7 @@ func (j *Job) targets() []target {
 	defer j.mu.RUnlock()
 	ts := make([]target, len(j.m.Nodes))
 	for i, n := range j.m.Nodes {
-		ts[i] = target{addr: n.ID, dead: j.m.Dead[n.ID], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
+		ts[i] = target{addr: n.Addr, dead: j.m.Dead[n.Addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
 	}
 	return ts
 }

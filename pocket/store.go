@@ -29,11 +29,28 @@ type Map struct {
 	Token []byte
 	Tier  Tier
 	Epoch uint64
-	Nodes []placement.Node // ID is the node's data-plane address
-	Dead  map[string]bool  // nodes the controller has marked dead
+	Nodes []Node
+	Dead  map[string]bool // nodes the controller has marked dead
 	// Draining nodes take no new data and still hold the keys they have
 	// not moved yet (see drain.go).
 	Draining map[string]bool
+}
+
+// Node is one storage node of a job's map. Each (key, chunk) lives on the
+// node that weighted rendezvous hashing over the map's nodes picks, so a
+// node's share of the keys is its Weight over the sum of the weights.
+type Node struct {
+	Addr   string  // the node's data-plane address, host:port
+	Weight float64 // relative share of the job's data; nodes with Weight <= 0 get none
+}
+
+// placementNodes converts the map's nodes for the placement hash.
+func placementNodes(ns []Node) []placement.Node {
+	out := make([]placement.Node, len(ns))
+	for i, n := range ns {
+		out[i] = placement.Node{ID: n.Addr, Weight: n.Weight}
+	}
+	return out
 }
 
 // Hints describe a job to the controller; zero means "not given".
@@ -132,7 +149,7 @@ func (s *Store) OpenJob(ctx context.Context, jobID string, token []byte) (*Job, 
 func (s *Store) OpenStatic(jobID string, addrs ...string) (*Job, error) {
 	m := Map{Job: jobID, Tier: TierDRAM}
 	for _, a := range addrs {
-		m.Nodes = append(m.Nodes, placement.Node{ID: a, Weight: 1})
+		m.Nodes = append(m.Nodes, Node{Addr: a, Weight: 1})
 	}
 	return s.newJob(m)
 }
@@ -166,7 +183,7 @@ type Job struct {
 }
 
 func (j *Job) setMap(m Map) {
-	set := placement.NewSet(m.Nodes)
+	set := placement.NewSet(placementNodes(m.Nodes))
 	live := liveSet(m, set)
 	job := []byte(m.Job)
 	j.mu.Lock()
