@@ -57,7 +57,8 @@ const (
 	MaxMetricName         = 128  // bytes of a metric name
 	MaxMapNodes           = 4096 // nodes in a placement map or status listing
 	MaxStatusJobs         = 1 << 16
-	MaxNonce              = 64 // bytes of a challenge nonce
+	MaxNonce              = 64   // bytes of a challenge nonce
+	MaxHeldJobs           = 1024 // held jobs per heartbeat, drops per ack
 )
 
 // ControlLimits returns the limits of a control connection: a larger
@@ -163,6 +164,17 @@ type Heartbeat struct {
 	Since      uint64
 	SnapRev    uint64
 	SnapAfter  uint64
+	// Held lists jobs with data on the node that its job table does not
+	// hold live (the controller's last snapshot did not list them): orphan
+	// candidates, at most MaxHeldJobs per heartbeat, in turn.
+	Held []HeldJob
+}
+
+// HeldJob is a job whose data a node holds, with its bytes on the node
+// (all tiers), as a heartbeat reports it and an ack's drop list names it.
+type HeldJob struct {
+	Job   string
+	Bytes int64
 }
 
 // NodeAck answers a registration or heartbeat. Known false asks the node to
@@ -180,6 +192,10 @@ type NodeAck struct {
 	Full      bool
 	More      bool
 	After     uint64
+	// Drop names held jobs (Heartbeat.Held) whose data the node must drop
+	// now: the controller does not know them (past its orphan grace) or
+	// revoked them. At most MaxHeldJobs.
+	Drop []HeldJob
 }
 
 // JobHints are Pocket's job hints; zero means "not given".
@@ -298,11 +314,12 @@ var (
 	heartbeatSpec = TableSpec{Name: "Heartbeat", Fields: []Field{
 		{Kind: String}, {Kind: Bytes}, {Kind: TableVec, Sub: &tierStatSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &metricSpec},
-		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &heldJobSpec},
 	}}
+	heldJobSpec = TableSpec{Name: "HeldJob", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
 	nodeAckSpec = TableSpec{Name: "NodeAck", Fields: []Field{
 		{Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar4}, {Kind: TableVec, Sub: &jobEpochSpec},
-		{Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8},
+		{Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &heldJobSpec},
 	}}
 	jobRegSpec = TableSpec{Name: "JobRegister", Fields: []Field{
 		{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar8},
@@ -474,6 +491,39 @@ func encodeMetrics(b *flatbuffers.Builder, ms []Metric, start func(*flatbuffers.
 	return endVector(b, offs, start)
 }
 
+// decodeHeld decodes a HeldJob vector: at most MaxHeldJobs, each a valid
+// job id with a byte count that is not negative.
+func decodeHeld(n int, at func(*fb.HeldJob, int) bool) ([]HeldJob, error) {
+	if err := checkLen("held jobs", n, MaxHeldJobs); err != nil || n == 0 {
+		return nil, err
+	}
+	out := make([]HeldJob, n)
+	var h fb.HeldJob
+	for i := range out {
+		at(&h, i)
+		if err := firstErr(checkJob(h.Job()), checkSize("held bytes", h.Bytes())); err != nil {
+			return nil, err
+		}
+		out[i] = HeldJob{Job: string(h.Job()), Bytes: h.Bytes()}
+	}
+	return out, nil
+}
+
+func encodeHeld(b *flatbuffers.Builder, hs []HeldJob, start func(*flatbuffers.Builder, int) flatbuffers.UOffsetT) flatbuffers.UOffsetT {
+	if len(hs) == 0 {
+		return 0
+	}
+	offs := make([]flatbuffers.UOffsetT, len(hs))
+	for i, h := range hs {
+		name := b.CreateString(h.Job)
+		fb.HeldJobStart(b)
+		fb.HeldJobAddJob(b, name)
+		fb.HeldJobAddBytes(b, h.Bytes)
+		offs[i] = fb.HeldJobEnd(b)
+	}
+	return endVector(b, offs, start)
+}
+
 func decodeMapNodes(n int, at func(*fb.MapNode, int) bool) ([]MapNode, error) {
 	if err := checkLen("map nodes", n, MaxMapNodes); err != nil || n == 0 {
 		return nil, err
@@ -603,6 +653,7 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	addr, proof := str(b, m.Addr), bytesVec(b, m.Proof)
 	tiers := encodeTiers(b, m.Tiers, fb.HeartbeatStartTiersVector)
 	metrics := encodeMetrics(b, m.Metrics, fb.HeartbeatStartMetricsVector)
+	held := encodeHeld(b, m.Held, fb.HeartbeatStartHeldVector)
 	fb.HeartbeatStart(b)
 	addOff(b, addr, fb.HeartbeatAddAddr)
 	addOff(b, proof, fb.HeartbeatAddProof)
@@ -614,6 +665,7 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	fb.HeartbeatAddSince(b, m.Since)
 	fb.HeartbeatAddSnapRev(b, m.SnapRev)
 	fb.HeartbeatAddSnapAfter(b, m.SnapAfter)
+	addOff(b, held, fb.HeartbeatAddHeld)
 	b.Finish(fb.HeartbeatEnd(b))
 	return b.FinishedBytes()
 }
@@ -639,9 +691,13 @@ func (m *Heartbeat) Decode(meta []byte) error {
 	if err != nil {
 		return err
 	}
+	held, err := decodeHeld(t.HeldLength(), t.Held)
+	if err != nil {
+		return err
+	}
 	*m = Heartbeat{Addr: string(t.Addr()), Proof: cloneBytes(t.ProofBytes()), Tiers: tiers,
 		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Metrics: metrics,
-		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter()}
+		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter(), Held: held}
 	return nil
 }
 
@@ -666,6 +722,7 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 		}
 		jobs = endVector(b, offs, fb.NodeAckStartJobsVector)
 	}
+	drop := encodeHeld(b, m.Drop, fb.NodeAckStartDropVector)
 	fb.NodeAckStart(b)
 	fb.NodeAckAddKnown(b, m.Known)
 	fb.NodeAckAddState(b, uint8(m.State))
@@ -675,6 +732,7 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 	fb.NodeAckAddFull(b, m.Full)
 	fb.NodeAckAddMore(b, m.More)
 	fb.NodeAckAddAfter(b, m.After)
+	addOff(b, drop, fb.NodeAckAddDrop)
 	b.Finish(fb.NodeAckEnd(b))
 	return b.FinishedBytes()
 }
@@ -706,9 +764,13 @@ func (m *NodeAck) Decode(meta []byte) error {
 				Gen: j.Gen(), Expires: fromUnixMs(j.ExpiresMs()), Revoked: j.Revoked()}
 		}
 	}
+	drop, err := decodeHeld(t.DropLength(), t.Drop)
+	if err != nil {
+		return err
+	}
 	*m = NodeAck{Known: t.Known(), State: NodeState(t.State()),
 		Heartbeat: time.Duration(t.HeartbeatMs()) * time.Millisecond, Jobs: jobs,
-		Rev: t.Rev(), Full: t.Full(), More: t.More(), After: t.After()}
+		Rev: t.Rev(), Full: t.Full(), More: t.More(), After: t.After(), Drop: drop}
 	return nil
 }
 

@@ -24,11 +24,12 @@ func sampleControl() []ControlMessage {
 	return []ControlMessage{
 		&NodeRegister{Addr: "127.0.0.1:7001", Tiers: tiers, Proof: []byte{3, 1, 4}, Cores: 8},
 		&Heartbeat{Addr: "127.0.0.1:7001", Proof: []byte{9}, Tiers: tiers, RxMbps: 10.5, TxMbps: 20.25,
-			CPUPercent: 37.5, Metrics: metrics, Since: 1 << 60, SnapRev: 17, SnapAfter: 12},
+			CPUPercent: 37.5, Metrics: metrics, Since: 1 << 60, SnapRev: 17, SnapAfter: 12,
+			Held: []HeldJob{{Job: "old-7", Bytes: 650 << 20}, {Job: "gone-3"}}},
 		&NodeAck{Known: true, State: NodeDraining, Heartbeat: time.Second,
 			Jobs: []JobEpoch{{Job: "sort-1", Epoch: 3, Gen: 99, Expires: time.UnixMilli(1_800_000_000_123)},
 				{Job: "video-2", Epoch: 1, Revoked: true}},
-			Rev: 1<<60 + 5, Full: true, More: true, After: 99},
+			Rev: 1<<60 + 5, Full: true, More: true, After: 99, Drop: []HeldJob{{Job: "old-7", Bytes: 650 << 20}}},
 		&JobRegister{Name: "sort", Hints: JobHints{Lambdas: 250, CapacityBytes: 100e9, PeakMbps: 16000, LatencySensitive: true},
 			TTL: 90 * time.Minute},
 		&JobRef{Job: "sort-1", Token: []byte("tok")},
@@ -119,6 +120,9 @@ func TestControlDecodeRefuses(t *testing.T) {
 		{"nan metric", &Heartbeat{Addr: "a:1", Metrics: []Metric{{Name: "m", Value: math.NaN()}}}, ErrMalformed},
 		{"negative hint", &JobRegister{Name: "j", Hints: JobHints{CapacityBytes: -1}}, ErrMalformed},
 		{"long nonce", &Challenge{Nonce: make([]byte, MaxNonce+1)}, ErrTooLarge},
+		{"too many held", &Heartbeat{Addr: "a:1", Held: make([]HeldJob, MaxHeldJobs+1)}, ErrTooLarge},
+		{"negative held", &Heartbeat{Addr: "a:1", Held: []HeldJob{{Job: "j-1", Bytes: -1}}}, ErrMalformed},
+		{"long drop", &NodeAck{Drop: []HeldJob{{Job: long}}}, ErrTooLarge},
 	}
 	for _, c := range cases {
 		err := fresh(c.m).Decode(bytes.Clone(c.m.Encode(b)))

@@ -39,6 +39,7 @@ var tableSpecs = map[string]*TableSpec{
 	"NodeRegister":  &nodeRegSpec,
 	"Heartbeat":     &heartbeatSpec,
 	"NodeAck":       &nodeAckSpec,
+	"HeldJob":       &heldJobSpec,
 	"JobRegister":   &jobRegSpec,
 	"JobRef":        &jobRefSpec,
 	"MapNode":       &mapNodeSpec,

@@ -187,8 +187,28 @@ func (rcv *Heartbeat) MutateSnapAfter(n uint64) bool {
 	return rcv._tab.MutateUint64Slot(22, n)
 }
 
+func (rcv *Heartbeat) Held(obj *HeldJob, j int) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(24))
+	if o != 0 {
+		x := rcv._tab.Vector(o)
+		x += flatbuffers.UOffsetT(j) * 4
+		x = rcv._tab.Indirect(x)
+		obj.Init(rcv._tab.Bytes, x)
+		return true
+	}
+	return false
+}
+
+func (rcv *Heartbeat) HeldLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(24))
+	if o != 0 {
+		return rcv._tab.VectorLen(o)
+	}
+	return 0
+}
+
 func HeartbeatStart(builder *flatbuffers.Builder) {
-	builder.StartObject(10)
+	builder.StartObject(11)
 }
 func HeartbeatAddAddr(builder *flatbuffers.Builder, addr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(addr), 0)
@@ -228,6 +248,12 @@ func HeartbeatAddSnapRev(builder *flatbuffers.Builder, snapRev uint64) {
 }
 func HeartbeatAddSnapAfter(builder *flatbuffers.Builder, snapAfter uint64) {
 	builder.PrependUint64Slot(9, snapAfter, 0)
+}
+func HeartbeatAddHeld(builder *flatbuffers.Builder, held flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(10, flatbuffers.UOffsetT(held), 0)
+}
+func HeartbeatStartHeldVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+	return builder.StartVector(4, numElems, 4)
 }
 func HeartbeatEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

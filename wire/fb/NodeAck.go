@@ -137,8 +137,28 @@ func (rcv *NodeAck) MutateAfter(n uint64) bool {
 	return rcv._tab.MutateUint64Slot(18, n)
 }
 
+func (rcv *NodeAck) Drop(obj *HeldJob, j int) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		x := rcv._tab.Vector(o)
+		x += flatbuffers.UOffsetT(j) * 4
+		x = rcv._tab.Indirect(x)
+		obj.Init(rcv._tab.Bytes, x)
+		return true
+	}
+	return false
+}
+
+func (rcv *NodeAck) DropLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.VectorLen(o)
+	}
+	return 0
+}
+
 func NodeAckStart(builder *flatbuffers.Builder) {
-	builder.StartObject(8)
+	builder.StartObject(9)
 }
 func NodeAckAddKnown(builder *flatbuffers.Builder, known bool) {
 	builder.PrependBoolSlot(0, known, false)
@@ -166,6 +186,12 @@ func NodeAckAddMore(builder *flatbuffers.Builder, more bool) {
 }
 func NodeAckAddAfter(builder *flatbuffers.Builder, after uint64) {
 	builder.PrependUint64Slot(7, after, 0)
+}
+func NodeAckAddDrop(builder *flatbuffers.Builder, drop flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(8, flatbuffers.UOffsetT(drop), 0)
+}
+func NodeAckStartDropVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+	return builder.StartVector(4, numElems, 4)
 }
 func NodeAckEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()
