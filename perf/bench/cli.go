@@ -15,7 +15,10 @@ import (
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/perf/echo"
 	"github.com/pocketstore/pocket/pocket"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // Mode is what one invocation of the command does.
@@ -27,12 +30,13 @@ const (
 	ModeLoopback             // measure a single-stream loopback TCP transfer
 	ModeMatrix               // list the comparison cells for a script
 	ModeReport               // print the comparison table from a results file
+	ModeEcho                 // serve the echo server (the small-request limit) until interrupted
 )
 
 // Options are the parsed command line.
 type Options struct {
 	Mode   Mode
-	Store  string // "pocket" or "redis"
+	Store  string // a store scheme: StorePocket, StoreRedis, StoreMemcache or StoreEcho
 	Addr   string // host:port of the store
 	Config Config
 	JSON   bool
@@ -42,12 +46,25 @@ type Options struct {
 	Epoch  uint64
 	Chunk  int    // loopback write size
 	Report string // results file for ModeReport
-	Tier   string // "dram" or "nvme": the node tier raw requests go to
+	Tier   wire.Tier // the node tier raw requests go to
+	// EchoListen is where ModeEcho serves (host:port).
+	EchoListen string
 	// Controller, when set, runs the load through the SDK against a fresh
 	// job registered with Hints.
 	Controller string
 	Hints      pocket.Hints
 }
+
+// Store schemes of --target, as results name them (Result.Store).
+const (
+	StorePocket   = "pocket"
+	StoreRedis    = "redis"
+	StoreMemcache = "memcache"
+	StoreEcho     = "echo"
+)
+
+// defaultPorts are the ports a --target without one gets.
+var defaultPorts = map[string]string{StoreRedis: "6379", StoreMemcache: "11211"}
 
 // Target is the store's address as a URL, as printed in results.
 func (o *Options) Target() string {
@@ -79,16 +96,26 @@ func (s sizeFlag) Set(v string) error {
 	return nil
 }
 
-const usageText = `usage: pocket bench --addr HOST:PORT | --target redis://HOST:PORT  [flags]
+const usageText = `usage: pocket bench --addr HOST:PORT | --target SCHEME://HOST:PORT  [flags]
        pocket bench --controller HOST:PORT [--lambdas N] [--capacity SIZE] [--peak-mbps M] [--latency-sensitive] [flags]
        pocket bench workload NAME ...   (pocket bench workload --help)
        pocket bench micro ...
        pocket bench --loopback [--duration D] [--chunk SIZE]
+       pocket bench --echo-listen HOST:PORT
        pocket bench --matrix | --report RESULTS.jsonl
 
-Drives a storage node (--addr or --target pocket://HOST:PORT) or a Redis
-server (--target redis://HOST:PORT) with one load generator and prints
+Drives a storage node (--addr or --target pocket://HOST:PORT), a Redis
+server (redis://HOST:PORT, default port 6379), a memcached server
+(memcache://HOST:PORT, default port 11211; meta protocol, memcached 1.6+)
+or the echo server (echo://HOST:PORT) with one load generator and prints
 ops/s, MB/s and latency percentiles. A get run first preloads its keys.
+--echo-listen serves the echo server, the small-request limit: the node's
+event loop answering each request with a reply of the node's reply size and
+doing nothing else (package perf/echo), until interrupted.
+
+A storage node refuses requests without a valid token of a job it knows:
+give --job and --token (or POCKET_CREDENTIAL / --token-file), or use
+--controller to register a fresh job and go through the SDK.
 
 `
 
@@ -100,7 +127,7 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.SetOutput(errOut)
 	fs.Usage = func() { fmt.Fprint(errOut, usageText); fs.PrintDefaults() }
 	addr := fs.String("addr", "", "`HOST:PORT` of a storage node")
-	target := fs.String("target", "", "store `URL`: redis://HOST:PORT or pocket://HOST:PORT")
+	target := fs.String("target", "", "store `URL`: pocket://, redis://, memcache:// or echo://HOST:PORT")
 	op := fs.String("op", "get", "operation: get or put")
 	fs.Var(sizeFlag{&o.Config.Size}, "size", "value `SIZE` (1KiB, 1MiB, ...)")
 	fs.IntVar(&o.Config.Conns, "conns", 50, "connections, one goroutine each")
@@ -117,7 +144,8 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.Var(sizeFlag{&o.Chunk}, "chunk", "write `SIZE` of --loopback")
 	matrix := fs.Bool("matrix", false, "list the comparison cells: name op size conns pipeline")
 	fs.StringVar(&o.Report, "report", "", "print the comparison table of a results `file` (JSON lines)")
-	fs.StringVar(&o.Tier, "tier", "dram", "node tier for --addr runs: dram or nvme")
+	tier := fs.String("tier", wire.TierDRAM.String(), "node tier for --addr runs: dram or nvme")
+	fs.StringVar(&o.EchoListen, "echo-listen", "", "serve the echo server on `HOST:PORT` until interrupted")
 	fs.StringVar(&o.Controller, "controller", "", "run through the SDK against a fresh job on this controller")
 	fs.IntVar(&o.Hints.Lambdas, "lambdas", 0, "--controller: number of lambdas hint")
 	var capacity int
@@ -133,13 +161,17 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 			return nil, usageError(fs, "--token: %v", err)
 		}
 	}
-	if o.Tier != "dram" && o.Tier != "nvme" {
-		return nil, usageError(fs, "--tier %q: want dram or nvme", o.Tier)
+	var err error
+	if o.Tier, err = wire.ParseTier(*tier); err != nil {
+		return nil, usageError(fs, "--tier: %v", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	switch {
+	case o.EchoListen != "":
+		o.Mode = ModeEcho
+		return o, nil
 	case *matrix:
 		o.Mode = ModeMatrix
 		return o, nil
@@ -153,7 +185,6 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 		}
 		return o, nil
 	}
-	var err error
 	if o.Config.Op, err = ParseOp(*op); err != nil {
 		return nil, usageError(fs, "%v", err)
 	}
@@ -183,21 +214,23 @@ func parseTarget(addr, target string) (store, hostport string, err error) {
 	case addr != "" && target != "":
 		return "", "", errors.New("give --addr or --target, not both")
 	case addr != "":
-		store, hostport = "pocket", addr
+		store, hostport = StorePocket, addr
 	case target != "":
 		u, err := url.Parse(target)
 		if err != nil {
 			return "", "", fmt.Errorf("--target: %w", err)
 		}
-		if u.Scheme != "redis" && u.Scheme != "pocket" {
-			return "", "", fmt.Errorf("--target %q: scheme must be redis:// or pocket://", target)
+		switch u.Scheme {
+		case StorePocket, StoreRedis, StoreMemcache, StoreEcho:
+		default:
+			return "", "", fmt.Errorf("--target %q: scheme must be pocket://, redis://, memcache:// or echo://", target)
 		}
 		store, hostport = u.Scheme, u.Host
-		if u.Port() == "" && u.Scheme == "redis" {
-			hostport = net.JoinHostPort(u.Hostname(), "6379")
+		if p, ok := defaultPorts[u.Scheme]; ok && u.Port() == "" {
+			hostport = net.JoinHostPort(u.Hostname(), p)
 		}
 	default:
-		return "", "", errors.New("give --addr HOST:PORT or --target redis://HOST:PORT")
+		return "", "", errors.New("give --addr HOST:PORT or --target SCHEME://HOST:PORT")
 	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
@@ -214,10 +247,15 @@ func parseTarget(addr, target string) (store, hostport string, err error) {
 
 // Dialer returns the dialer for the chosen store.
 func (o *Options) Dialer() Dialer {
-	if o.Store == "redis" {
+	switch o.Store {
+	case StoreRedis:
 		return RESPDialer(o.Addr, o.Config.Size)
+	case StoreMemcache:
+		return MemcacheDialer(o.Addr, o.Config.Size)
+	case StoreEcho:
+		return EchoDialer(o.Addr, o.Config.Size)
 	}
-	opts := client.ConnOptions{Job: []byte(o.Job), Epoch: o.Epoch, NVMe: o.Tier == "nvme"}
+	opts := client.ConnOptions{Job: []byte(o.Job), Epoch: o.Epoch, NVMe: o.Tier == wire.TierNVMe}
 	if o.Token != "" {
 		// The token as `pocket job register` prints it (hex); checked in
 		// ParseArgs.
@@ -245,6 +283,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return status(stderr, WriteMatrix(stdout))
 	case ModeReport:
 		return report(o.Report, stdout, stderr)
+	case ModeEcho:
+		return status(stderr, serveEcho(ctx, o.EchoListen, stdout))
 	case ModeLoopback:
 		st, err := Loopback(ctx, o.Config.Duration, o.Config.Warmup, o.Chunk)
 		if err != nil {
@@ -316,4 +356,16 @@ func status(stderr io.Writer, err error) int {
 	}
 	fmt.Fprintf(stderr, "pocket bench: %v\n", err)
 	return 1
+}
+
+// serveEcho serves the echo server on addr until ctx ends, printing its
+// address first ("echo server listening on HOST:PORT").
+func serveEcho(ctx context.Context, addr string, stdout io.Writer) error {
+	s, err := echo.Listen(addr, netio.Config{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "echo server listening on %s\n", s.Addr())
+	<-ctx.Done()
+	return s.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pocketstore/pocket/wire"
 	"io"
 
 	"github.com/pocketstore/pocket/perf/workload"
@@ -93,7 +94,7 @@ func addStores(c *Config, nodes, ctl, nvme, redis string) error {
 		if err != nil {
 			return err
 		}
-		t.Tier = "nvme"
+		t.Tier = wire.TierNVMe
 		c.Stores = append(c.Stores, Store{Name: "pocket-nvme", Target: t})
 	} else {
 		c.Notes = append(c.Notes, "no NVMe-tier node given (--nvme-nodes): the NVMe rows are skipped")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pocketstore/pocket/wire"
 	"os"
 	"runtime"
 	"slices"
@@ -102,7 +103,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 
 func runStore(ctx context.Context, c Config, s Store, r *Report) error {
 	if s.Target.Controller != "" && s.Target.Job == "" {
-		h := pocket.Hints{Lambdas: c.Inflight, LatencySensitive: s.Target.Tier != "nvme"}
+		h := pocket.Hints{Lambdas: c.Inflight, LatencySensitive: s.Target.Tier != wire.TierNVMe}
 		t, release, err := workload.RegisterJob(ctx, s.Target, "micro", h)
 		if err != nil {
 			return err

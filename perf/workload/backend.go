@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // Backend is a store as a workload sees it: flat keys and byte values.
@@ -53,13 +55,13 @@ type Target struct {
 	Controller string `json:"controller,omitempty"`
 	Job        string `json:"job,omitempty"`
 	Token      []byte `json:"token,omitempty"`
-	// Tier is "dram" (default) or "nvme", for static pocket jobs.
-	Tier string `json:"tier,omitempty"`
+	// Tier is the tier of a static pocket job (0: wire.TierDRAM).
+	Tier wire.Tier `json:"tier,omitempty"`
 }
 
 // String names the target for reports: "redis", "pocket" or "pocket-nvme".
 func (t Target) String() string {
-	if t.Kind == KindPocket && t.Tier == "nvme" {
+	if t.Kind == KindPocket && t.Tier == wire.TierNVMe {
 		return "pocket-nvme"
 	}
 	return t.Kind

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pocketstore/pocket/wire"
 	"io"
 	"os"
 	"strings"
@@ -57,7 +58,7 @@ func parseCLI(args []string, errOut io.Writer) (*cliOptions, error) {
 	ctl := fs.String("controller", os.Getenv("POCKET_CONTROLLER"), "pocket controller `ADDR` (default $POCKET_CONTROLLER)")
 	nodes := fs.String("nodes", "", "pocket storage nodes `A,B,C` for a static job (no controller)")
 	redis := fs.String("target", "", "Redis server `redis://HOST:PORT`")
-	tier := fs.String("tier", "dram", "tier of a static pocket job: dram or nvme")
+	tier := fs.String("tier", wire.TierDRAM.String(), "tier of a static pocket job: dram or nvme")
 	size := fs.String("size", "", "workload `SIZE` (1GiB, 64MiB, ...; default per workload)")
 	fs.IntVar(&o.spec.Workers, "workers", 4, "worker processes (lambdas) per phase")
 	fs.Uint64Var(&o.spec.Seed, "seed", 1, "seed of the generated input")
@@ -85,7 +86,9 @@ func parseCLI(args []string, errOut io.Writer) (*cliOptions, error) {
 		return nil, usageErr(fs, "%v", err)
 	}
 	if o.target.Kind == KindPocket {
-		o.target.Tier = *tier
+		if o.target.Tier, err = wire.ParseTier(*tier); err != nil {
+			return nil, usageErr(fs, "--tier: %v", err)
+		}
 	}
 	if *size != "" {
 		if o.spec.Size, err = units.ParseSize(*size); err != nil {

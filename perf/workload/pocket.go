@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -37,18 +36,18 @@ func (c staticController) Close() error { return nil }
 // staticMap is the map of a static job over t.Addrs with equal weights.
 func staticMap(t Target) (pocket.Map, error) {
 	m := pocket.Map{Job: t.Job, Tier: pocket.TierDRAM}
-	if t.Tier != "" {
-		tier, err := wire.ParseTier(t.Tier)
-		if err != nil {
-			return m, fmt.Errorf("%w: tier %q", ErrBadTarget, t.Tier)
-		}
-		m.Tier = tier
+	switch t.Tier {
+	case 0:
+	case wire.TierDRAM, wire.TierNVMe:
+		m.Tier = t.Tier
+	default:
+		return m, fmt.Errorf("%w: tier %v", ErrBadTarget, t.Tier)
 	}
 	if m.Job == "" {
 		m.Job = "workload"
 	}
 	for _, a := range t.Addrs {
-		m.Nodes = append(m.Nodes, placement.Node{ID: a, Weight: 1})
+		m.Nodes = append(m.Nodes, pocket.Node{Addr: a, Weight: 1})
 	}
 	if len(m.Nodes) == 0 {
 		return m, fmt.Errorf("%w: no pocket nodes", ErrBadTarget)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/pocketstore/pocket/wire"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -191,7 +192,7 @@ func prepare(ctx context.Context, t Target, name string, s Spec) (Target, func()
 		}
 		return t, func() {}, nil
 	}
-	h := pocket.Hints{Lambdas: s.Workers, CapacityBytes: 3 * s.Size, LatencySensitive: t.Tier != "nvme"}
+	h := pocket.Hints{Lambdas: s.Workers, CapacityBytes: 3 * s.Size, LatencySensitive: t.Tier != wire.TierNVMe}
 	t, release, err := RegisterJob(ctx, t, name, h)
 	if err != nil {
 		return t, nil, err
