@@ -30,7 +30,7 @@ var layers = [][]string{
 // no server package. Keys and values are path prefixes inside the module.
 var forbidden = map[string][]string{
 	"dataplane":  {"controller"},
-	"controller": {"dataplane"},
+	"controller": {"dataplane", "netio"}, // it speaks to nodes through client only
 	"pocket":     {"dataplane", "controller", "netio", "nvme", "orchestrator"},
 }
 
@@ -47,6 +47,8 @@ var allowed = map[string]string{}
 // pkg is what `go list -json` reports of one package.
 type pkg struct {
 	ImportPath   string
+	Dir          string
+	GoFiles      []string // non-test files of this build
 	Module       *struct{ Path string }
 	Imports      []string
 	TestImports  []string
@@ -165,7 +167,7 @@ func listModule(t *testing.T) (string, []pkg) {
 	if err != nil || strings.TrimSpace(string(gomod)) == "" || strings.TrimSpace(string(gomod)) == "/dev/null" {
 		t.Fatalf("go env GOMOD: %q, %v", gomod, err)
 	}
-	cmd := exec.Command(goCmd, "list", "-e", "-json=ImportPath,Module,Imports,TestImports,XTestImports,Error", "./...")
+	cmd := exec.Command(goCmd, "list", "-e", "-json=ImportPath,Dir,GoFiles,Module,Imports,TestImports,XTestImports,Error", "./...")
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -220,6 +222,8 @@ func TestCrossing(t *testing.T) {
 		{"telemetry", "client", false},
 		{"dataplane", "controller", false},
 		{"controller", "dataplane/agent", false},
+		{"controller", "netio", false},
+		{"controller", "client", true},
 		{"pocket", "orchestrator", false},
 		{"pocket", "nvme", false},
 		{"perf/bench", "tools/pocket", false},
