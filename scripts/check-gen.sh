@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fails when the committed generated flatbuffers code differs from what the
-# committed schemas generate. Skips (with a note) when flatc is not installed.
+# Fails when the committed generated flatbuffers code (Go in wire/fb, Python
+# in python/pocket/fb) differs from what the committed schemas generate.
+# Skips (with a note) when flatc is not installed.
 # Then (no flatc needed) wire/schema_test.go parses wire/data.fbs and
 # wire/control.fbs (and fails on any other wire/*.fbs) and proves the
 # hand-written verifier specs (wire.TableSpec) agree with every table; it
@@ -19,9 +20,13 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 OUT="$tmp" ./scripts/generate.sh >/dev/null
-if ! diff -r "$tmp/wire/fb" wire/fb >/dev/null; then
-	echo "check-gen: wire/fb is stale; run make generate"
-	diff -r "$tmp/wire/fb" wire/fb | head -40
-	exit 1
-fi
+stale=0
+for d in wire/fb python/pocket/fb; do
+	if ! diff -r -x __pycache__ "$tmp/$d" "$d" >/dev/null; then
+		echo "check-gen: $d is stale; run make generate"
+		diff -r -x __pycache__ "$tmp/$d" "$d" | head -40
+		stale=1
+	fi
+done
+[ "$stale" = 0 ] || exit 1
 echo "check-gen: generated code matches the schemas"

@@ -1,0 +1,25 @@
+"""Pocket's client for Python: an elastic ephemeral store for serverless
+analytics, spoken to directly over the project's wire protocol.
+
+Two APIs over one implementation:
+
+- Pocket's module API (pocket.py's names, arguments and 0 / -1 returns):
+  register_job, deregister_job, connect, put, put_buffer, get, get_buffer,
+  lookup, delete, create_dir, count_files, close; see pocket.compat.
+- A Pythonic one: Client, Job (bytes-like values, get_into, file-like
+  streams, context managers, exceptions carrying the wire code).
+"""
+
+from .client import DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job
+from .compat import (Handle, close, connect, count_files, create_dir, delete, deregister_job, get, get_buffer,
+                     last_error, lookup, put, put_buffer, register_job)
+from .errors import (BadKey, BadToken, Busy, Code, Conflict, Corrupt, Draining, Exists, Limit, Malformed, NoSpace,
+                     NotFound, PocketError, Revoked, StaleEpoch, TooLarge, Unavailable, UnknownJob)
+
+__all__ = [
+    "Client", "Job", "Info", "Entry", "DEFAULT_CHUNK_SIZE",
+    "register_job", "deregister_job", "connect", "put", "put_buffer", "get", "get_buffer", "lookup", "delete",
+    "create_dir", "count_files", "close", "Handle", "last_error",
+    "PocketError", "Code", "BadKey", "BadToken", "Busy", "Conflict", "Corrupt", "Draining", "Exists", "Limit",
+    "Malformed", "NoSpace", "NotFound", "Revoked", "StaleEpoch", "TooLarge", "Unavailable", "UnknownJob",
+]

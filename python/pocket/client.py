@@ -1,0 +1,897 @@
+"""The Pythonic API: a Client (the cluster) and its Jobs (a job's keys).
+
+::
+
+    with pocket.Client("127.0.0.1:7000", tls_dir=...) as c:
+        with c.register_job("sort", lambdas=100) as job:   # deregisters at exit
+            job.put("in/part-0", b"...")
+            data = job.get("in/part-0")
+
+Values are bytes-like (bytes, bytearray, memoryview, anything with the
+buffer protocol); a get returns bytes, or for a value larger than 64 KiB a
+bytearray (spares a copy); ``get_into`` fills a caller's buffer. Names are
+str (UTF-8) or bytes; they may not be empty or contain 0x00, and are keys
+as given ("x" and "/x" are two names, as in the Go SDK).
+
+The object layout, placement and chunking are the Go SDK's (package
+pocket's doc): a value of at most ``chunk_size`` bytes is one record on the
+node of (key, 0), one round trip; a larger one is written as leased chunks
+of a fresh random version, confirmed on each node, then published by a
+manifest put, after which the replaced version's chunks are dropped. A get
+returns one whole version or raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import random
+import threading
+import weakref
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from . import control, errors, placement, wire
+from .conn import NodeConn, Pool, Reply
+
+DEFAULT_CHUNK_SIZE = 1 << 20  # the Go SDK's DefaultChunkSize
+TRUSTED_SIZE = 256 << 20  # past it a manifest's size is checked against the job's usage
+MAX_NAME = wire.MAX_KEY_LEN - 40
+_MAX_READ_RETRIES = 16
+_WINDOW = 4  # requests in flight per connection in a chunk transfer
+_LIST_PAGE = 10000
+
+Buffer = bytes | bytearray | memoryview
+Name = str | bytes
+
+
+def _name(key: Name) -> bytes:
+    k = key.encode() if isinstance(key, str) else bytes(key)
+    if not k or len(k) > MAX_NAME or b"\x00" in k:
+        raise errors.BadKey(f"bad name {key!r} (1 to {MAX_NAME} bytes, no 0x00)")
+    return k
+
+
+def _dir_prefix(d: Name) -> bytes:
+    p = (d.encode() if isinstance(d, str) else bytes(d)).rstrip(b"/")
+    return p + b"/" if p else b""
+
+
+def _new_version() -> int:
+    while True:
+        v = random.getrandbits(64)
+        if v:
+            return v
+
+
+@dataclass(frozen=True)
+class Info:
+    """A stored value's size in bytes and whether it persists after its job."""
+
+    size: int
+    persist: bool
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a listing: a value, or a directory (name ends in '/')."""
+
+    name: str
+    size: int
+    dir: bool
+
+
+_pools: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # A child must not share its parent's sockets or use its threads.
+    for c in list(_pools):
+        c._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class Client:
+    """A connection to a cluster: the controller (optional) and pooled
+    connections to the storage nodes, shared by the jobs opened through it.
+    Safe for use from many threads. In a process forked from one that used
+    it, its connections start afresh.
+
+    controller is "host:port" (default $POCKET_CONTROLLER). The controller
+    is reached over mutual TLS with the client certificate in tls_dir
+    (default $POCKET_TLS_DIR, the directory ``pocket up`` prints), else
+    over plain TCP (a cluster started with ``--insecure``); ``insecure``
+    forces plain TCP. ``timeout`` bounds each socket operation on the data
+    plane in seconds (None: wait).
+    """
+
+    def __init__(self, controller: str | None = None, *, tls_dir: str | None = None, insecure: bool = False,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, parallel: int = 8, timeout: float | None = None):
+        if not 0 < chunk_size <= wire.MAX_PAYLOAD:
+            raise ValueError(f"chunk_size {chunk_size} outside 1..{wire.MAX_PAYLOAD}")
+        self.chunk_size = chunk_size
+        self.parallel = max(1, parallel)
+        self.pool = Pool(timeout)
+        self._exec: ThreadPoolExecutor | None = None
+        self._exec_lock = threading.Lock()
+        addr = controller or os.environ.get("POCKET_CONTROLLER", "")
+        self.controller: control.Controller | None = None
+        if addr:
+            tls_dir = tls_dir or os.environ.get("POCKET_TLS_DIR") or None
+            ctx = control.tls_context(tls_dir) if tls_dir and not insecure else None
+            self.controller = control.Controller(addr, ctx)
+        _pools.add(self)
+
+    def _reset_after_fork(self) -> None:
+        self.pool = Pool(self.pool.timeout)
+        self._exec = None
+        self._exec_lock = threading.Lock()
+        if self.controller is not None:
+            self.controller._sock = None
+            self.controller._lock = threading.Lock()
+
+    def executor(self) -> ThreadPoolExecutor:
+        if self._exec is None:
+            with self._exec_lock:
+                if self._exec is None:
+                    self._exec = ThreadPoolExecutor(self.parallel, thread_name_prefix="pocket")
+        return self._exec
+
+    def _ctl(self) -> control.Controller:
+        if self.controller is None:
+            raise errors.PocketError("no controller configured (give one or set POCKET_CONTROLLER)",
+                                     errors.Code.UNSUPPORTED)
+        return self.controller
+
+    def register_job(self, name: str, *, lambdas: int = 0, capacity_bytes: int = 0, peak_mbps: float = 0,
+                     latency_sensitive: bool = False, ttl: float = 0) -> "Job":
+        """Registers a job with Pocket's hints (0: not given; ttl in seconds,
+        0: the controller's default) and returns it. Used as a context
+        manager, the job is deregistered at the end of the block."""
+        m = self._ctl().register_job(name, lambdas, capacity_bytes, peak_mbps, latency_sensitive, int(ttl * 1000))
+        return Job(self, m, owner=True)
+
+    def open_job(self, job_id: str, token: bytes | str) -> "Job":
+        """Opens a job registered elsewhere by its id and token (bytes, or
+        hex as Job.token_hex and POCKET_TOKEN give it)."""
+        tok = bytes.fromhex(token) if isinstance(token, str) else bytes(token)
+        return Job(self, self._ctl().get_map(job_id, tok))
+
+    def open_static(self, job_id: str, addrs: Iterable[str]) -> "Job":
+        """Opens a job on fixed nodes with equal weights and no token (nodes
+        started without a controller)."""
+        nodes = [wire.MapNode(a, 1.0) for a in addrs]
+        return Job(self, wire.PlacementMap(job_id, wire.TIER_DRAM, 0, nodes, b""))
+
+    def open_credential(self, cred: str) -> "Job":
+        """Opens a job from Job.credential() (also the Go SDK's): typically
+        a deregistered one, to read or delete its persisted values."""
+        try:
+            c = json.loads(base64.urlsafe_b64decode(cred + "=" * (-len(cred) % 4)))
+            nodes = [wire.MapNode(n["ID"], float(n["Weight"])) for n in c["nodes"]]
+            m = wire.PlacementMap(c["job"], int(c.get("tier") or wire.TIER_DRAM), int(c.get("epoch") or 0), nodes,
+                                  base64.b64decode(c.get("token") or ""))
+        except (ValueError, KeyError, TypeError) as e:
+            raise errors.PocketError(f"credential: {e}", errors.Code.BAD_TOKEN) from None
+        if not m.job or not nodes:
+            raise errors.PocketError("credential names no job or no node", errors.Code.BAD_TOKEN)
+        return Job(self, m)
+
+    def close(self) -> None:
+        """Closes every connection and the worker threads."""
+        self.pool.close()
+        if self._exec is not None:
+            self._exec.shutdown(wait=False)
+        if self.controller is not None:
+            self.controller.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _MapState:
+    """One placement map as the job routes with it; immutable."""
+
+    def __init__(self, m: wire.PlacementMap):
+        self.map = m
+        self.job = m.job.encode()
+        self.codec = wire.RequestCodec(self.job, m.token, m.epoch)
+        self.tier_flags = wire.FLAG_TIER_NVME if m.tier == wire.TIER_NVME else 0
+        self.addrs = [n.addr for n in m.nodes]
+        self.dead = {n.addr for n in m.nodes if n.state == wire.NODE_DEAD}
+        self.draining = {n.addr for n in m.nodes if n.state == wire.NODE_DRAINING}
+        self.set = placement.NodeSet([(n.addr, n.weight) for n in m.nodes])
+        live = [(n.addr, n.weight) for n in m.nodes if n.addr not in self.draining]
+        self.live = placement.NodeSet(live) if self.draining and live else self.set
+
+    def route(self, key: bytes, chunk: int) -> tuple[str, str]:
+        """The live owner of (key, chunk) and, when it differs and the owner
+        under the whole map drains, that one (else "")."""
+        addr = self.live.ids[self.live.pick(key, chunk)]
+        if self.live is self.set:
+            return addr, ""
+        old = self.set.ids[self.set.pick(key, chunk)]
+        return addr, (old if old != addr and old in self.draining else "")
+
+    def keyless(self, key: bytes = b"", **kw) -> bytes:
+        """A request of the job with no key (or a prefix) and fields kw."""
+        return wire.encode_request(self.job, key, self.map.token, self.map.epoch, **kw)
+
+
+_REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING)
+
+
+class Job:
+    """A registered job: its placement map and the operations on its keys.
+    Safe for use from many threads."""
+
+    def __init__(self, client: Client, m: wire.PlacementMap, owner: bool = False):
+        if not m.nodes:
+            raise errors.PocketError(f"job {m.job!r} has no nodes", errors.Code.UNAVAILABLE)
+        self.client = client
+        self._st = _MapState(m)
+        self._owner = owner
+
+    # ---- identity ----
+
+    @property
+    def id(self) -> str:
+        """The job id, like "sort-3"."""
+        return self._st.map.job
+
+    @property
+    def token(self) -> bytes:
+        """The job's capability token."""
+        return self._st.map.token
+
+    @property
+    def token_hex(self) -> str:
+        """The token as text, as POCKET_TOKEN takes it."""
+        return self._st.map.token.hex()
+
+    @property
+    def map(self) -> wire.PlacementMap:
+        """The job's current placement map."""
+        return self._st.map
+
+    def credential(self) -> str:
+        """The job's id, token and map as one string (the Go SDK's
+        Credential format): a secret that opens the job's values, including
+        persisted ones after deregistration, with Client.open_credential."""
+        m = self._st.map
+        c = {"job": m.job, "token": base64.b64encode(m.token).decode(), "tier": m.tier, "epoch": m.epoch,
+             "nodes": [{"ID": n.addr, "Weight": n.weight} for n in m.nodes]}
+        return base64.urlsafe_b64encode(json.dumps(c, separators=(",", ":")).encode()).decode().rstrip("=")
+
+    def refresh(self) -> None:
+        """Fetches the job's map again from the controller."""
+        st = self._st
+        self._st = _MapState(self.client._ctl().get_map(st.map.job, st.map.token))
+
+    def deregister(self) -> wire.DropResult:
+        """Releases the job: every node drops its data except persisted
+        values, which stay readable (read-only) through this Job."""
+        st = self._st
+        res = self.client._ctl().deregister_job(st.map.job, st.map.token)
+        if res.failed:
+            raise errors.PocketError(f"deregister {st.map.job}: {res.failed} of {res.nodes} node(s) could not drop "
+                                     f"the job's data: {res.message}", errors.Code.UNAVAILABLE)
+        self._owner = False
+        return res
+
+    def __enter__(self) -> "Job":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._owner:
+            self.deregister()
+
+    # ---- requests ----
+
+    def _send(self, addr: str, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
+        pool = self.client.pool
+        c = pool.acquire(addr)
+        try:
+            return c.roundtrip(op, flags, meta, payload, dst)
+        finally:
+            pool.release(c)
+
+    def _do(self, op: int, flags: int, key: bytes, chunk: int = 0, version: int = 0, object_size: int = 0,
+            payload=None, dst=None) -> tuple[Reply, str]:
+        """Sends one request for (key, chunk) to its node; on a stale map
+        (or a node draining since the map was fetched) fetches the map and
+        retries once. Returns the reply, unchecked, and the node's address."""
+        for attempt in (0, 1):
+            st = self._st
+            addr, old = st.route(key, chunk)
+            if addr in st.dead:
+                raise errors.Unavailable(f"node {addr} is dead")
+            meta = st.codec.encode(key, version, object_size)
+            if old:
+                r = self._drain_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
+            else:
+                r = self._send(addr, op, flags | st.tier_flags, meta, payload, dst)
+            if r.code in _REFRESH and attempt == 0 and self.client.controller is not None:
+                self.refresh()
+                continue
+            return r, addr
+        raise AssertionError("unreachable")
+
+    def _drain_do(self, st: _MapState, addr: str, old: str, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
+        """A request for a key whose whole-map owner (old) drains: reads ask
+        the live owner, then the old one, then the live one again; deletes
+        go to the old owner first (see the Go SDK's drain.go)."""
+        def send(a: str) -> Reply:
+            wait = 0.001
+            while True:
+                r = self._send(a, op, flags, meta, payload, dst)
+                if r.code != errors.Code.BUSY or a != old:
+                    return r
+                threading.Event().wait(wait)
+                wait = min(2 * wait, 0.05)
+        if op in (wire.OP_GET, wire.OP_STAT):
+            r = send(addr)
+            if r.code != errors.Code.NOT_FOUND:
+                return r
+            r2 = send(old)
+            return r2 if r2.code == 0 else send(addr)
+        if op == wire.OP_DELETE:
+            r_old = send(old)
+            r = send(addr)
+            if r.code == errors.Code.NOT_FOUND and r_old.code == 0:
+                return Reply(r.id, 0, 0, b"", b"")
+            return r
+        return send(addr)
+
+    def _fan_out(self, op: int, flags: int, skip: Iterable[str] = (), **fields) -> list[Reply]:
+        """Sends the same keyless or prefix request to every live node at
+        once; retries the whole fan-out once on a stale map. Raises the
+        first error."""
+        for attempt in (0, 1):
+            st = self._st
+            meta = st.keyless(**fields)
+            addrs = [a for a in st.addrs if a not in st.dead and a not in skip]
+            replies = self._parallel([lambda a=a: self._send(a, op, flags | st.tier_flags, meta) for a in addrs])
+            if attempt == 0 and self.client.controller is not None and any(r.code in _REFRESH for r in replies):
+                self.refresh()
+                continue
+            for r in replies:
+                r.check()
+            return replies
+        raise AssertionError("unreachable")
+
+    def _parallel(self, calls: list) -> list:
+        """Runs calls, one on this thread and the others on the client's
+        workers; returns their results in order, raising the first error."""
+        if len(calls) == 1:
+            return [calls[0]()]
+        futs = [self.client.executor().submit(f) for f in calls[1:]]
+        first_err = None
+        try:
+            first = calls[0]()
+        except BaseException as e:  # noqa: BLE001 - re-raised after the others finished
+            first, first_err = None, e
+        out = [first]
+        for f in futs:
+            try:
+                out.append(f.result())
+            except BaseException as e:  # noqa: BLE001
+                out.append(None)
+                first_err = first_err or e
+        if first_err is not None:
+            raise first_err
+        return out
+
+    # ---- put ----
+
+    def put(self, key: Name, value: Buffer, *, persist: bool = False) -> None:
+        """Stores value under key, replacing any older value whole (the last
+        put to complete wins; a get never sees a mix). persist keeps it
+        after the job is deregistered (Pocket's PERSIST_AFTER_JOB). A put
+        that fails leaves the older value and no chunk behind."""
+        k = _name(key)
+        view = memoryview(value).cast("B")
+        flags = wire.FLAG_PERSIST if persist else 0
+        if len(view) <= self.client.chunk_size:
+            self._put_small(k, flags, view)
+        else:
+            self._put_chunked(k, flags, view)
+
+    def _put_small(self, k: bytes, flags: int, view) -> None:
+        r, _ = self._do(wire.OP_PUT, flags, k, 0, version=_new_version(), payload=view)
+        r.check()
+        self._drop_replaced(r)
+
+    def _drop_replaced(self, r: Reply) -> None:
+        if r.meta:
+            v = r.response().version
+            if v:
+                self._drop_version(v)
+
+    def _put_chunked(self, k: bytes, flags: int, view) -> None:
+        cs = self.client.chunk_size
+        n = (len(view) + cs - 1) // cs
+        w = _ObjectWrite(self, k, flags)
+        try:
+            w.put_chunks([(i, view[(i - 1) * cs:i * cs]) for i in range(1, n + 1)])
+        except BaseException:
+            w.abort()
+            raise
+        w.commit(wire.Manifest(w.ver, len(view), cs, n))
+
+    def _drop_version(self, ver: int) -> None:
+        """Deletes every chunk of version ver on every live node, draining
+        nodes first (they answer busy while a chunk of it is being moved).
+        Cleanup: failures are ignored; the job's end reclaims the rest."""
+        st = self._st
+        first = [a for a in st.draining if a not in st.dead]
+        meta = st.keyless(version=ver)
+        try:
+            for a in first:
+                wait = 0.001
+                for _ in range(200):
+                    if self._send(a, wire.OP_DROP_VERSION, st.tier_flags, meta).code != errors.Code.BUSY:
+                        break
+                    threading.Event().wait(wait)
+                    wait = min(2 * wait, 0.05)
+            self._fan_out(wire.OP_DROP_VERSION, 0, skip=first, version=ver)
+        except errors.PocketError:
+            pass
+
+    # ---- get ----
+
+    def get(self, key: Name, *, delete_after_read: bool = False) -> bytes | bytearray:
+        """Returns the value under key: bytes, or a bytearray for values
+        over 64 KiB. Raises NotFound. delete_after_read deletes the version
+        read once it has been read whole (Pocket's DELETE_AFTER_READ); a
+        value written meanwhile stays."""
+        k = _name(key)
+        flags = wire.FLAG_DELETE_AFTER_READ if delete_after_read else 0
+        out, _ = self._get(k, None, flags)
+        return out
+
+    def get_into(self, key: Name, buf: Buffer, *, delete_after_read: bool = False) -> int:
+        """Reads the value under key into buf (a writable buffer) and
+        returns its length. Raises TooLarge, deleting nothing, when the
+        value does not fit."""
+        k = _name(key)
+        view = memoryview(buf).cast("B")
+        if view.readonly:
+            raise TypeError("get_into needs a writable buffer")
+        flags = wire.FLAG_VERSION if delete_after_read else 0
+        out, ver = self._get(k, view, flags)
+        if not isinstance(out, memoryview) or (len(out) and out.obj is not view.obj):
+            raise errors.TooLarge(f"value of {len(out)} bytes does not fit the {len(view)}-byte buffer")
+        if delete_after_read:
+            self._delete_version(k, ver)
+        return len(out)
+
+    def _get(self, k: bytes, dst: memoryview | None, flags: int):
+        """Reads key's value (into dst when it fits) and returns it with its
+        version. A chunked object replaced while its chunks are read is read
+        again; a version whose chunk is missing twice raises Corrupt."""
+        last = 0
+        for attempt in range(_MAX_READ_RETRIES + 1):
+            r, _ = self._do(wire.OP_GET, flags, k, 0, dst=dst)
+            r.check()
+            if not r.flags & wire.FLAG_MANIFEST:
+                ver = r.response().version if r.meta else 0
+                return r.payload, ver
+            m = wire.decode_manifest(bytes(r.payload))
+            self._plausible(m)
+            if dst is not None and len(dst) >= m.size:
+                out = dst[:m.size]
+            elif dst is not None:
+                raise errors.TooLarge(f"value of {m.size} bytes does not fit the {len(dst)}-byte buffer")
+            else:
+                out = memoryview(bytearray(m.size))
+            try:
+                self._get_chunks(k, m, out)
+            except errors.NotFound as e:
+                if m.version == last or attempt == _MAX_READ_RETRIES:
+                    raise errors.Corrupt(f"version {m.version:016x}: {e}") from None
+                last = m.version
+                continue
+            if flags & wire.FLAG_DELETE_AFTER_READ:
+                self._delete_version(k, m.version)
+            return (out if dst is not None else out.obj), m.version
+        raise AssertionError("unreachable")
+
+    def _plausible(self, m: wire.Manifest) -> None:
+        """A manifest over TRUSTED_SIZE must not claim more bytes than the
+        job's nodes hold, so a forged one cannot make us allocate it."""
+        if m.size <= TRUSTED_SIZE:
+            return
+        stored = sum(r.response().size for r in self._fan_out(wire.OP_USAGE, 0))
+        if stored < m.size:
+            raise errors.Corrupt(f"manifest of version {m.version:016x} claims {m.size} bytes, the job holds {stored}")
+
+    def _get_chunks(self, k: bytes, m: wire.Manifest, out: memoryview) -> None:
+        st = self._st
+        by_node: dict[str, list] = {}
+        for i in range(1, m.count + 1):
+            ck = wire.chunk_key(k, m.version, i)
+            addr, old = st.route(ck, i)
+            lo, hi = m.bounds(i)
+            by_node.setdefault(addr if not old else "", []).append((i, ck, out[lo:hi], old))
+        calls = []
+        for addr, items in by_node.items():
+            if addr:
+                calls.append(lambda a=addr, it=items: self._get_chunk_batch(a, it))
+            else:
+                calls.append(lambda it=items: [self._get_chunk_one(ck, i, part) for i, ck, part, _ in it])
+        self._parallel(calls)
+
+    def _get_chunk_one(self, ck: bytes, i: int, part: memoryview) -> None:
+        r, _ = self._do(wire.OP_GET, 0, ck, i, dst=part)
+        r.check()
+        if len(r.payload) != len(part) or not isinstance(r.payload, memoryview):
+            raise errors.Corrupt(f"chunk {i} is {len(r.payload)} bytes, want {len(part)}")
+
+    def _get_chunk_batch(self, addr: str, items: list) -> None:
+        """Gets a node's chunks over one connection, _WINDOW in flight, each
+        reply's payload received straight into its part of the output."""
+        st = self._st
+        if addr in st.dead:
+            raise errors.Unavailable(f"node {addr} is dead")
+        pool = self.client.pool
+        c = pool.acquire(addr)
+        try:
+            parts: dict[int, tuple] = {}
+            nxt = 0
+            while nxt < len(items) or parts:
+                while nxt < len(items) and len(parts) < _WINDOW:
+                    i, ck, part, _ = items[nxt]
+                    rid = c.send(wire.OP_GET, st.tier_flags, st.codec.encode(ck))
+                    parts[rid] = (i, part)
+                    nxt += 1
+                r = c.recv(lambda rid, n: parts[rid][1] if rid in parts else None)
+                i, part = parts.pop(r.id, (0, None))
+                if part is None:
+                    raise c._fail(errors.Malformed(f"reply to unknown request {r.id}"))
+                if r.code == errors.Code.STALE_EPOCH or r.code == errors.Code.DRAINING:
+                    c.close()  # unread replies may follow; the caller retries
+                    raise wire.reply_error(r.code, r.meta)
+                r.check()
+                if len(r.payload) != len(part) or not isinstance(r.payload, memoryview):
+                    raise errors.Corrupt(f"chunk {i} is {len(r.payload)} bytes, want {len(part)}")
+        except BaseException:
+            c.close()
+            raise
+        finally:
+            pool.release(c)
+
+    # ---- stat, delete ----
+
+    def stat(self, key: Name) -> Info:
+        """A value's size and persistence, without reading it. Raises NotFound."""
+        r, _ = self._do(wire.OP_STAT, 0, _name(key))
+        resp = r.check().response()
+        return Info(resp.size, bool(resp.flags & wire.FLAG_PERSIST))
+
+    def exists(self, key: Name) -> bool:
+        """Whether key holds a value."""
+        try:
+            self.stat(key)
+            return True
+        except errors.NotFound:
+            return False
+
+    def delete(self, key: Name) -> None:
+        """Removes one value (and a chunked object's chunks). Raises NotFound."""
+        r, _ = self._do(wire.OP_DELETE, 0, _name(key))
+        r.check()
+        self._drop_replaced(r)
+
+    def _delete_version(self, k: bytes, ver: int) -> None:
+        """Deletes k if it still holds version ver, then its chunks."""
+        try:
+            r, _ = self._do(wire.OP_DELETE, wire.FLAG_IF_VERSION, k, 0, version=ver)
+            if r.code == 0:
+                self._drop_replaced(r)
+        except errors.PocketError:
+            pass
+
+    # ---- directories ----
+
+    def list(self, prefix: Name = "") -> list[Entry]:
+        """Every name starting with prefix, ascending, from all the job's
+        nodes; chunk keys hidden."""
+        return self._list(prefix.encode() if isinstance(prefix, str) else bytes(prefix), 0)
+
+    def _list(self, prefix: bytes, delim: int) -> list[Entry]:
+        for attempt in (0, 1):
+            st = self._st
+            addrs = [a for a in st.addrs if a not in st.dead]
+            try:
+                lists = self._parallel([lambda a=a: self._list_node(st, a, prefix, delim) for a in addrs])
+            except (errors.StaleEpoch, errors.Draining):
+                if attempt or self.client.controller is None:
+                    raise
+                self.refresh()
+                continue
+            merged: dict[bytes, wire.Entry] = {}
+            for lst in lists:
+                for e in lst:
+                    merged[e.key] = e  # a later node's entry wins, as in Go
+            return [Entry(k.decode("utf-8", "surrogateescape"), merged[k].size, merged[k].dir) for k in sorted(merged)]
+        raise AssertionError("unreachable")
+
+    def _list_node(self, st: _MapState, addr: str, prefix: bytes, delim: int) -> list:
+        out, after = [], b""
+        while True:
+            meta = wire.encode_request(st.job, prefix, st.map.token, st.map.epoch, after=after,
+                                       limit=_LIST_PAGE, delimiter=delim)
+            resp = self._send(addr, wire.OP_LIST, st.tier_flags, meta).check().response()
+            out += [e for e in resp.entries if not wire.is_chunk_key(e.key)]
+            if not resp.more or not resp.entries:
+                return out
+            last = resp.entries[-1]
+            after = last.key + (b"\xff" if last.dir else b"")
+
+    def create_dir(self, d: Name) -> None:
+        """Makes a directory (a marker key "d/"); an existing one is fine."""
+        p = _name(_dir_prefix(d))
+        r, _ = self._do(wire.OP_PUT, 0, p, 0)
+        r.check()
+
+    def count_files(self, d: Name = "") -> int:
+        """The number of direct children (values and directories) of d.
+        Raises NotFound when d neither exists nor has children."""
+        p = _dir_prefix(d)
+        n, marker = 0, False
+        for e in self._list(p, ord("/")):
+            if e.name.encode("utf-8", "surrogateescape") == p:
+                marker = True
+            else:
+                n += 1
+        if n == 0 and not marker and p:
+            raise errors.NotFound(f"count files {d!r}")
+        return n
+
+    def remove_all(self, name: Name = "") -> None:
+        """Deletes name and everything under name/ (Pocket's recursive
+        delete); an empty name deletes every value of the job."""
+        p = _dir_prefix(name)
+        while True:
+            replies = self._fan_out(wire.OP_DELETE, wire.FLAG_PREFIX, key=p)
+            for r in replies:
+                for v in r.response().versions:
+                    self._drop_version(v)
+            if not any(r.response().more for r in replies):
+                break
+        if p:
+            try:
+                self.delete(p[:-1])
+            except errors.NotFound:
+                pass
+
+    # ---- streams ----
+
+    def open(self, key: Name, mode: str = "rb", *, persist: bool = False,
+             delete_after_read: bool = False) -> io.BufferedIOBase:
+        """A file-like stream over one value: mode "rb" reads it chunk by
+        chunk, "wb" writes it (published whole at close(); a block that
+        raises publishes nothing). Use as a context manager."""
+        k = _name(key)
+        if mode == "rb":
+            return io.BufferedReader(_Reader(self, k, delete_after_read), self.client.chunk_size)
+        if mode == "wb":
+            return _Writer(self, k, wire.FLAG_PERSIST if persist else 0)
+        raise ValueError(f"mode {mode!r}: want 'rb' or 'wb'")
+
+
+class _ObjectWrite:
+    """One version of a chunked object being written (see the module doc)."""
+
+    def __init__(self, job: Job, key: bytes, flags: int):
+        self.job, self.key, self.flags = job, key, flags
+        self.ver = _new_version()
+        self.sent: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def put_chunks(self, chunks: list) -> None:
+        """Puts (i, view) chunks leased, each node's over one connection."""
+        st = self.job._st
+        by_node: dict[str, list] = {}
+        for i, part in chunks:
+            ck = wire.chunk_key(self.key, self.ver, i)
+            addr, _ = st.route(ck, i)
+            by_node.setdefault(addr, []).append((i, ck, part))
+        self.job._parallel([lambda a=a, it=it: self._batch(st, a, it) for a, it in by_node.items()])
+
+    def _batch(self, st: _MapState, addr: str, items: list) -> None:
+        if addr in st.dead:
+            raise errors.Unavailable(f"node {addr} is dead")
+        pool = self.job.client.pool
+        c = pool.acquire(addr)
+        flags = self.flags | wire.FLAG_CHUNK | wire.FLAG_LEASE | st.tier_flags
+        try:
+            pending: set[int] = set()
+            nxt = 0
+            while nxt < len(items) or pending:
+                while nxt < len(items) and len(pending) < _WINDOW:
+                    i, ck, part = items[nxt]
+                    pending.add(c.send(wire.OP_PUT, flags, st.codec.encode(ck, self.ver), part))
+                    nxt += 1
+                r = c.recv()
+                if r.id not in pending:
+                    raise c._fail(errors.Malformed(f"reply to unknown request {r.id}"))
+                pending.discard(r.id)
+                if r.code:
+                    c.close()
+                    r.check()
+                with self._lock:
+                    self.sent[addr] = self.sent.get(addr, 0) + 1
+        except BaseException:
+            c.close()
+            raise
+        finally:
+            pool.release(c)
+
+    def commit(self, m: wire.Manifest) -> None:
+        """Confirms the chunks on every node that took some (each must hold
+        all it took), publishes the manifest, drops the replaced version. A
+        failure before the manifest drops this version's chunks."""
+        try:
+            self._confirm()
+        except BaseException:
+            self.abort()
+            raise
+        r, _ = self.job._do(wire.OP_PUT, self.flags | wire.FLAG_MANIFEST, self.key, 0, version=self.ver,
+                            object_size=m.size, payload=m.encode())
+        if r.code:
+            if r.code not in (errors.Code.UNAVAILABLE, errors.Code.CLOSED):
+                self.abort()
+            r.check()
+        self.job._drop_replaced(r)
+
+    def _confirm(self) -> None:
+        job = self.job
+        st = job._st
+        if st.draining - st.dead:
+            # Chunks may be moving off a draining node: count on every node.
+            total = sum(r.response().count for r in job._fan_out(wire.OP_CONFIRM, 0, version=self.ver))
+            if total < sum(self.sent.values()):
+                raise errors.Conflict(f"the job's nodes hold {total} of the {sum(self.sent.values())} chunks sent")
+            return
+        meta = st.keyless(version=self.ver)
+
+        def one(addr: str) -> None:
+            r = job._send(addr, wire.OP_CONFIRM, st.tier_flags, meta).check()
+            got = r.response().count
+            if got != self.sent[addr]:
+                raise errors.Conflict(f"node {addr} holds {got} of the {self.sent[addr]} chunks it took "
+                                      "(lease expired?)")
+        job._parallel([lambda a=a: one(a) for a in self.sent])
+
+    def abort(self) -> None:
+        self.job._drop_version(self.ver)
+
+
+class _Writer(io.BufferedIOBase):
+    """A value written as a stream: chunks go out as they fill; close()
+    publishes the manifest (or, for a value of at most one chunk, puts it
+    as one record). Leaving a ``with`` block by an exception publishes
+    nothing and drops the chunks written."""
+
+    def __init__(self, job: Job, key: bytes, flags: int):
+        super().__init__()
+        self.job, self.key, self.flags = job, key, flags
+        self.cs = job.client.chunk_size
+        self.buf = bytearray()
+        self.size = 0
+        self.n = 0
+        self.obj: _ObjectWrite | None = None
+        self._failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        if self.closed:
+            raise ValueError("write to a closed stream")
+        view = memoryview(b).cast("B")
+        self.buf += view
+        while len(self.buf) > self.cs:
+            self._flush_chunk(self.cs)
+        return len(view)
+
+    def _flush_chunk(self, n: int) -> None:
+        if self.obj is None:
+            self.obj = _ObjectWrite(self.job, self.key, self.flags)
+        self.n += 1
+        part = bytes(self.buf[:n])
+        del self.buf[:n]
+        try:
+            self.obj.put_chunks([(self.n, part)])
+        except BaseException:
+            self._failed = True
+            raise
+        self.size += n
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._failed:
+                if self.obj is not None:
+                    self.obj.abort()
+                return
+            if self.obj is None:
+                self.job._put_small(self.key, self.flags, memoryview(self.buf))
+            else:
+                if self.buf:
+                    self._flush_chunk(len(self.buf))
+                self.obj.commit(wire.Manifest(self.obj.ver, self.size, self.cs, self.n))
+        finally:
+            super().close()
+
+    def __exit__(self, typ, exc, tb):
+        if typ is not None:
+            self._failed = True
+        self.close()
+
+
+class _Reader(io.RawIOBase):
+    """A value read as a stream, one chunk at a time. If the object is
+    replaced after bytes of it were handed out, reading on raises Conflict
+    (nothing returned was torn; read again)."""
+
+    def __init__(self, job: Job, key: bytes, delete_after_read: bool):
+        super().__init__()
+        self.job, self.key, self.dar = job, key, delete_after_read
+        r, _ = job._do(wire.OP_GET, 0, key, 0)
+        r.check()
+        self.m: wire.Manifest | None = None
+        self.cur = memoryview(bytes(r.payload))
+        self.pos = 0  # offset of cur in the object
+        self.off = 0  # bytes of cur consumed
+        self.i = 0
+        self.ver = 0
+        if r.flags & wire.FLAG_MANIFEST:
+            self.m = wire.decode_manifest(bytes(r.payload))
+            job._plausible(self.m)
+            self.cur = memoryview(b"")
+        elif r.meta:
+            self.ver = r.response().version
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        out = memoryview(b).cast("B")
+        if self.off == len(self.cur) and not self._next():
+            return 0
+        n = min(len(out), len(self.cur) - self.off)
+        out[:n] = self.cur[self.off:self.off + n]
+        self.off += n
+        return n
+
+    def _next(self) -> bool:
+        m = self.m
+        if m is None or self.i >= m.count:
+            self._done()
+            return False
+        self.i += 1
+        lo, hi = m.bounds(self.i)
+        part = memoryview(bytearray(hi - lo))
+        try:
+            self.job._get_chunk_one(wire.chunk_key(self.key, m.version, self.i), self.i, part)
+        except errors.NotFound:
+            raise errors.Conflict(f"object {self.key!r} was replaced while being read") from None
+        self.cur, self.off, self.pos = part, 0, lo
+        return True
+
+    def _done(self) -> None:
+        if self.dar:
+            self.dar = False
+            self.job._delete_version(self.key, self.m.version if self.m else self.ver)

@@ -1,0 +1,312 @@
+"""Pocket's module API (pocket.py), with its names, arguments, defaults and
+return conventions: 0 on success and -1 on error (counts or -1;
+register_job returns the job id, or None on error). ``last_error()`` is
+the exception behind the last -1 of the calling thread.
+
+Jobs and tokens. The controller is found as Pocket's lambdas found it:
+``connect(hostname, port)``, and POCKET_CONTROLLER=host:port for
+register_job and deregister_job (and for connect with an empty hostname);
+mutual TLS with the client certificate in POCKET_TLS_DIR when it is set. A
+job registered in this process keeps its token in the process (and in
+processes forked from it); elsewhere the token comes from POCKET_TOKEN
+(hex, Job.token_hex), with POCKET_JOB naming the job it belongs to.
+
+Names. Pocket named a value /jobid/name, so "x" and "/x" were one file:
+leading slashes are dropped here too. The ``jobid`` argument may name a
+registered job or, as in Pocket's examples (``create_dir(p, dir, "")``,
+then ``put_buffer(..., dir)``), a top-level directory of the default job:
+the job registered last in this process, else POCKET_JOB. An empty jobid
+is the default job itself.
+
+Where Python 3 makes Pocket's exact meaning impossible:
+
+- get_buffer fills a writable buffer (bytearray, memoryview, array, numpy
+  array) in place. Given an immutable one (str or bytes, as Pocket's
+  examples passed), it reads and checks the value as usual and leaves its
+  bytes in ``handle.last_value``, as nothing can be written into a str.
+- put_buffer takes bytes-like data or a str (sent as UTF-8); ``len`` is in
+  bytes.
+- Overwriting a name replaces it (Pocket refused), and deregister_job
+  really deletes the job's data except PERSIST_AFTER_JOB values.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+
+from . import errors
+from .client import Client, Job
+
+_tls = threading.local()
+_lock = threading.Lock()
+_tokens: dict[str, bytes] = {}  # jobs registered in this process: id -> token
+_registered: list[str] = []  # their ids, oldest first
+
+
+def last_error() -> BaseException | None:
+    """The exception behind the last -1 (or None) returned to this thread."""
+    return getattr(_tls, "err", None)
+
+
+def _fail(e: BaseException, h: "Handle | None" = None) -> int:
+    _tls.err = e
+    if h is not None:
+        h.err = e
+    return -1
+
+
+def _ok(h: "Handle | None" = None) -> int:
+    _tls.err = None
+    if h is not None:
+        h.err = None
+    return 0
+
+
+def _controller_addr() -> str:
+    a = os.environ.get("POCKET_CONTROLLER", "")
+    if not a:
+        raise errors.PocketError("POCKET_CONTROLLER is not set (host:port of the controller)", errors.Code.UNSUPPORTED)
+    return a
+
+
+def register_job(jobname, num_lambdas=0, capacityGB=0, peakMbps=0, latency_sensitive=1):
+    """Registers a job (hints: lambdas, GB, Mb/s, latency sensitivity; 0:
+    not given) and returns its id, "jobname-<int>", or None on error."""
+    try:
+        with Client(_controller_addr()) as c:
+            j = c.register_job(jobname, lambdas=int(num_lambdas), capacity_bytes=int(capacityGB * (1 << 30)),
+                               peak_mbps=float(peakMbps), latency_sensitive=bool(latency_sensitive))
+    except Exception as e:  # noqa: BLE001 - Pocket's convention: report, return None
+        _fail(e)
+        return None
+    with _lock:
+        _tokens[j.id] = j.token
+        _registered.append(j.id)
+    _ok()
+    return j.id
+
+
+def deregister_job(jobid):
+    """Releases the job and deletes its data except PERSIST_AFTER_JOB
+    values; 0 or -1."""
+    try:
+        tok = _token_of(jobid)
+        if tok is None:
+            raise errors.BadToken(f"no token for job {jobid!r}: register it here or set POCKET_TOKEN and POCKET_JOB")
+        with Client(_controller_addr()) as c:
+            c.open_job(jobid, tok).deregister()
+    except Exception as e:  # noqa: BLE001
+        return _fail(e)
+    with _lock:
+        _tokens.pop(jobid, None)
+        if jobid in _registered:
+            _registered.remove(jobid)
+    return _ok()
+
+
+def _token_of(jobid: str) -> bytes | None:
+    with _lock:
+        if jobid in _tokens:
+            return _tokens[jobid]
+    env = os.environ.get("POCKET_TOKEN", "")
+    if env and os.environ.get("POCKET_JOB", jobid) == jobid:
+        try:
+            return bytes.fromhex(env)
+        except ValueError:
+            raise errors.BadToken("POCKET_TOKEN is not hex") from None
+    return None
+
+
+def _default_job() -> str:
+    with _lock:
+        if _registered:
+            return _registered[-1]
+    env = os.environ.get("POCKET_JOB", "")
+    if env:
+        return env
+    raise errors.UnknownJob("no job: register one in this process or set POCKET_JOB and POCKET_TOKEN")
+
+
+class Handle:
+    """What connect returns: a client of the cluster and the jobs opened
+    through it. ``err`` is the exception behind its last -1; ``last_value``
+    the bytes of the last get_buffer into an immutable buffer."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.jobs: dict[str, Job] = {}
+        self.dirs: set[str] = set()  # jobid arguments found to be directories
+        self.err: BaseException | None = None
+        self.last_value: bytes | None = None
+        self._lock = threading.Lock()
+
+    def _job(self, jobid: str) -> Job:
+        with self._lock:
+            j = self.jobs.get(jobid)
+        if j is not None:
+            return j
+        tok = _token_of(jobid)
+        if tok is None:
+            raise errors.BadToken(f"no token for job {jobid!r}")
+        j = self.client.open_job(jobid, tok)
+        with self._lock:
+            self.jobs[jobid] = j
+        return j
+
+    def resolve(self, jobid: str, name: str) -> tuple[Job, str]:
+        """The job and key a (jobid, name) pair of Pocket's calls names."""
+        name = (name or "").lstrip("/")
+        jobid = (jobid or "").strip("/")
+        if not jobid:
+            return self._job(_default_job()), name
+        if jobid not in self.dirs:
+            try:
+                return self._job(jobid), name
+            except (errors.BadToken, errors.UnknownJob):
+                try:
+                    default = _default_job()
+                except errors.UnknownJob:
+                    raise
+                if default == jobid:
+                    raise
+                self.dirs.add(jobid)
+        return self._job(_default_job()), jobid + "/" + name if name else jobid
+
+
+def connect(hostname, port):
+    """A handle to the controller at hostname:port (an empty hostname:
+    POCKET_CONTROLLER). Nothing is sent until a call needs it."""
+    addr = f"{hostname}:{port}" if hostname else _controller_addr()
+    if ":" in str(hostname) and not str(hostname).startswith("["):
+        addr = f"[{hostname}]:{port}"
+    return Handle(Client(addr))
+
+
+def _run(h: Handle, f) -> int:
+    try:
+        f()
+    except Exception as e:  # noqa: BLE001 - 0 / -1 is the API
+        return _fail(e, h)
+    return _ok(h)
+
+
+def put(pocket, src_filename, dst_filename, jobid, PERSIST_AFTER_JOB=False):
+    """Uploads the local file src_filename as dst_filename; 0 or -1."""
+    def f():
+        job, key = pocket.resolve(jobid, dst_filename)
+        with open(src_filename, "rb") as src, job.open(key, "wb", persist=bool(PERSIST_AFTER_JOB)) as dst:
+            shutil.copyfileobj(src, dst, job.client.chunk_size)
+    return _run(pocket, f)
+
+
+def put_buffer(pocket, src, len, dst_filename, jobid, PERSIST_AFTER_JOB=False):  # noqa: A002 - Pocket's name
+    """Stores the first len bytes of src (bytes-like, or str as UTF-8) as
+    dst_filename; 0 or -1."""
+    def f():
+        data = memoryview(src.encode() if isinstance(src, str) else src).cast("B")
+        if not 0 <= len <= data.nbytes:
+            raise ValueError(f"put_buffer: length {len} outside the {data.nbytes}-byte buffer")
+        job, key = pocket.resolve(jobid, dst_filename)
+        job.put(key, data[:len], persist=bool(PERSIST_AFTER_JOB))
+    return _run(pocket, f)
+
+
+def get(pocket, src_filename, dst_filename, jobid, DELETE_AFTER_READ=False):
+    """Downloads src_filename into the local file dst_filename; 0 or -1.
+    With DELETE_AFTER_READ the value read is deleted once the file is
+    written whole."""
+    def f():
+        job, key = pocket.resolve(jobid, src_filename)
+        tmp = f"{dst_filename}.pocket-{os.getpid()}-{threading.get_ident()}"
+        try:
+            with job.open(key, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst, job.client.chunk_size)
+                ver = src.raw.m.version if src.raw.m else src.raw.ver
+            os.replace(tmp, dst_filename)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        if DELETE_AFTER_READ:
+            job._delete_version(key.encode(), ver)
+    return _run(pocket, f)
+
+
+def get_buffer(pocket, src_filename, dst, len, jobid, DELETE_AFTER_READ=False):  # noqa: A002
+    """Reads src_filename, which must be exactly len bytes, into dst[:len];
+    0 or -1 (then DELETE_AFTER_READ deletes nothing). An immutable dst (str,
+    bytes) cannot be filled: the bytes go to pocket.last_value instead."""
+    def f():
+        job, key = pocket.resolve(jobid, src_filename)
+        try:
+            view = memoryview(dst).cast("B")
+            writable = not view.readonly
+        except TypeError:
+            writable = False
+        if writable:
+            if not 0 <= len <= view.nbytes:
+                raise ValueError(f"get_buffer: length {len} outside the {view.nbytes}-byte buffer")
+            n = job.get_into(key, view[:len], delete_after_read=False) if len else _exact_empty(job, key)
+            if n != len:
+                raise errors.PocketError(f"get_buffer {src_filename!r}: value is {n} bytes, want {len}",
+                                         errors.Code.TOO_LARGE)
+            ver = None
+        else:
+            data, ver = job._get(key.encode(), None, 0)
+            if data.__len__() != len:
+                raise errors.PocketError(f"get_buffer {src_filename!r}: value is {data.__len__()} bytes, want {len}",
+                                         errors.Code.TOO_LARGE)
+            pocket.last_value = bytes(data)
+        if DELETE_AFTER_READ:
+            if ver is None:
+                job.delete(key)
+            else:
+                job._delete_version(key.encode(), ver)
+    return _run(pocket, f)
+
+
+def _exact_empty(job: Job, key: str) -> int:
+    return job.stat(key).size
+
+
+def lookup(pocket, src_filename, jobid):
+    """0 when src_filename exists as a value or a directory, else -1."""
+    def f():
+        job, key = pocket.resolve(jobid, src_filename)
+        if not (job.exists(key) or job.exists(key.rstrip("/") + "/")):
+            raise errors.NotFound(f"lookup {src_filename!r}")
+    return _run(pocket, f)
+
+
+def delete(pocket, src_filename, jobid):
+    """Deletes src_filename recursively; an empty name deletes everything
+    under jobid (the whole job when it names one); 0 or -1."""
+    def f():
+        job, key = pocket.resolve(jobid, src_filename)
+        job.remove_all(key)
+    return _run(pocket, f)
+
+
+def create_dir(pocket, src_filename, jobid):
+    """Makes a directory (an existing one is fine); 0 or -1."""
+    def f():
+        job, key = pocket.resolve(jobid, src_filename)
+        job.create_dir(key)
+    return _run(pocket, f)
+
+
+def count_files(pocket, dirname, jobid):
+    """The number of direct children of dirname, or -1."""
+    out = [-1]
+
+    def f():
+        job, key = pocket.resolve(jobid, dirname)
+        out[0] = job.count_files(key)
+    return out[0] if _run(pocket, f) == 0 else -1
+
+
+def close(pocket):
+    """Closes the handle's connections; 0."""
+    return _run(pocket, pocket.client.close)

@@ -1,0 +1,225 @@
+"""Data-plane connections: one socket to one storage node, and a pool of
+them per node.
+
+A connection is used by one caller at a time (the pool hands it out and
+takes it back), so callers never share a reply stream: one caller's error
+or timeout closes its own connection only. Requests may be pipelined on a
+connection (``send`` several, then ``recv``); replies are matched by
+request id.
+
+Buffer lifetimes: ``recv`` reads a reply's payload straight into the
+caller's buffer (``recv_into`` on a memoryview) when the caller gives one
+that fits, so bulk bytes are not copied in user space; otherwise it returns
+bytes the caller owns. Payloads are sent with ``sendmsg`` from the caller's
+memoryview, never joined into a new buffer.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from . import errors, wire
+
+_RBUF = 256 << 10
+_SMALL_SEND = 16 << 10
+
+
+class Reply:
+    """One reply: header flags, code, metadata bytes and payload (a bytes
+    object, or a memoryview of the caller's buffer it was read into)."""
+
+    __slots__ = ("id", "flags", "code", "meta", "payload")
+
+    def __init__(self, rid: int, flags: int, code: int, meta: bytes, payload):
+        self.id, self.flags, self.code, self.meta, self.payload = rid, flags, code, meta, payload
+
+    def check(self) -> "Reply":
+        """Raises the reply's error when its code is not 0."""
+        if self.code:
+            raise wire.reply_error(self.code, self.meta)
+        return self
+
+    def response(self) -> wire.Response:
+        """The reply's decoded Response table."""
+        return wire.decode_response(self.meta)
+
+
+class NodeConn:
+    """One connection to a storage node (plain TCP, as the data plane is)."""
+
+    def __init__(self, addr: str, timeout: float | None = None, connect_timeout: float = 5.0):
+        host, _, port = addr.rpartition(":")
+        self.addr = addr
+        try:
+            self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=connect_timeout)
+        except OSError as e:
+            raise errors.Unavailable(f"node {addr}: {e}") from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.settimeout(timeout)
+        self._rbuf = bytearray(_RBUF)
+        self._rview = memoryview(self._rbuf)
+        self._r0 = 0  # first unread buffered byte
+        self._r1 = 0  # end of buffered bytes
+        self._next = 0
+        self.used = time.monotonic()
+        self.broken = False
+
+    def close(self) -> None:
+        self.broken = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _fail(self, e: BaseException) -> errors.PocketError:
+        self.close()
+        if isinstance(e, errors.PocketError):
+            return e
+        return errors.Unavailable(f"node {self.addr}: {e}")
+
+    def send(self, op: int, flags: int, meta: bytes, payload=None) -> int:
+        """Writes one request frame and returns its request id."""
+        self._next += 1
+        rid = self._next
+        n = len(payload) if payload is not None else 0
+        if n > wire.MAX_PAYLOAD:
+            raise errors.TooLarge(f"payload of {n} bytes over the frame limit of {wire.MAX_PAYLOAD}")
+        head = wire.pack_header(op, flags, rid, len(meta), n) + meta
+        try:
+            if n == 0:
+                self.sock.sendall(head)
+            elif n <= _SMALL_SEND:
+                self.sock.sendall(head + bytes(payload))
+            else:
+                self._sendmsg(head, memoryview(payload).cast("B"))
+        except OSError as e:
+            raise self._fail(e) from None
+        self.used = time.monotonic()
+        return rid
+
+    def _sendmsg(self, head: bytes, body: memoryview) -> None:
+        sent = self.sock.sendmsg([head, body])
+        while sent < len(head):
+            sent += self.sock.sendmsg([head[sent:], body])
+        off = sent - len(head)
+        while off < len(body):
+            off += self.sock.send(body[off:])
+
+    def _fill(self, n: int) -> None:
+        """Buffers at least n unread bytes (n <= the buffer's size)."""
+        if self._r1 - self._r0 >= n:
+            return
+        if self._r0:
+            k = self._r1 - self._r0
+            self._rview[:k] = self._rview[self._r0:self._r1]
+            self._r0, self._r1 = 0, k
+        while self._r1 < n:
+            got = self.sock.recv_into(self._rview[self._r1:])
+            if got == 0:
+                raise ConnectionError("connection closed by the node")
+            self._r1 += got
+
+    def _take(self, n: int) -> bytes:
+        self._fill(n)
+        b = bytes(self._rview[self._r0:self._r0 + n])
+        self._r0 += n
+        return b
+
+    def _read_into(self, dst: memoryview) -> None:
+        """Fills dst: first from the buffer, then straight from the socket."""
+        k = min(len(dst), self._r1 - self._r0)
+        if k:
+            dst[:k] = self._rview[self._r0:self._r0 + k]
+            self._r0 += k
+        while k < len(dst):
+            got = self.sock.recv_into(dst[k:])
+            if got == 0:
+                raise ConnectionError("connection closed by the node")
+            k += got
+
+    def recv(self, dst: Callable[[int, int], memoryview | None] | memoryview | None = None) -> Reply:
+        """Reads the next reply. dst is where a payload goes: a memoryview
+        (used when the payload fits it; the reply's payload is then its
+        first bytes), or a function of (request id, payload length)
+        returning such a view or None. Otherwise the payload is returned as
+        bytes."""
+        try:
+            self._fill(wire.HEADER_LEN)
+            h = wire.parse_header(self._rview[self._r0:self._r0 + wire.HEADER_LEN])
+            self._r0 += wire.HEADER_LEN
+            meta = self._take(h.meta_len) if h.meta_len else b""
+            n = h.payload_len
+            view = dst(h.id, n) if callable(dst) else dst
+            if view is not None and n <= len(view):
+                payload = view[:n]
+                self._read_into(payload)
+            elif n <= self._r1 - self._r0 or n <= 4096:
+                payload = self._take(n) if n else b""
+            else:
+                buf = bytearray(n)
+                self._read_into(memoryview(buf))
+                payload = bytes(buf) if n < 65536 else buf
+        except (OSError, ValueError, errors.PocketError) as e:
+            raise self._fail(e) from None
+        return Reply(h.id, h.flags, h.code, meta, payload)
+
+    def roundtrip(self, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
+        """Sends one request and returns its reply."""
+        rid = self.send(op, flags, meta, payload)
+        r = self.recv(dst)
+        if r.id != rid:
+            raise self._fail(errors.Malformed(f"reply id {r.id} to request {rid}"))
+        return r
+
+
+class Pool:
+    """Idle connections to the nodes, by address. Safe for many threads:
+    ``acquire`` hands a connection to one caller until ``release``."""
+
+    def __init__(self, timeout: float | None = None, max_idle: float = 60.0, keep: int = 8):
+        self.timeout = timeout
+        self.max_idle = max_idle
+        self.keep = keep
+        self._idle: dict[str, list[NodeConn]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def acquire(self, addr: str) -> NodeConn:
+        """An idle connection to addr, or a new one. A connection idle for
+        longer than max_idle is redialled: the node may have closed it."""
+        if self._closed:
+            raise errors.PocketError("client closed", errors.Code.CLOSED)
+        idle = self._idle.get(addr)
+        while idle:
+            try:
+                c = idle.pop()
+            except IndexError:
+                break
+            if time.monotonic() - c.used < self.max_idle:
+                return c
+            c.close()
+        return NodeConn(addr, self.timeout)
+
+    def release(self, c: NodeConn) -> None:
+        """Takes a connection back; a broken one is dropped."""
+        if c.broken or self._closed:
+            c.close()
+            return
+        idle = self._idle.get(c.addr)
+        if idle is None:
+            with self._lock:
+                idle = self._idle.setdefault(c.addr, [])
+        if len(idle) < self.keep:
+            idle.append(c)
+        else:
+            c.close()
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            for idle in self._idle.values():
+                while idle:
+                    idle.pop().close()

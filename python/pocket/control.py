@@ -1,0 +1,128 @@
+"""The controller's client: register and deregister jobs, fetch maps.
+
+Control frames are framed like data-plane ones and carry no payload; an
+error reply carries the data-plane Response table. The controller is
+reached over mutual TLS with the job-client certificate of the cluster CA
+(``client.pem``, ``client-key.pem``, ``ca.pem`` in the directory ``pocket
+up`` prints as POCKET_TLS_DIR; TLS 1.3), or over plain TCP for a cluster
+started with ``--insecure``. One connection, dialled on first use and again
+after a failure; calls are serialized over it (the control plane carries a
+few messages per job, never data).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import threading
+
+from . import errors, wire
+
+CLIENT_MEMBER = "client"  # the job client's certificate name (internal/pki Members)
+
+
+def tls_context(tls_dir: str, member: str = CLIENT_MEMBER) -> ssl.SSLContext:
+    """The mutual-TLS context of a job's client: the member's certificate
+    and key from tls_dir (MEMBER.pem, MEMBER-key.pem), the cluster CA
+    (ca.pem) to verify the controller by, TLS 1.3 only."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    try:
+        ctx.load_verify_locations(os.path.join(tls_dir, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(tls_dir, member + ".pem"), os.path.join(tls_dir, member + "-key.pem"))
+    except (OSError, ssl.SSLError) as e:
+        raise errors.PocketError(f"TLS directory {tls_dir}: {e}", errors.Code.BAD_TOKEN) from None
+    return ctx
+
+
+class Controller:
+    """A client of the controller at addr ("host:port"). tls is an
+    SSLContext (see tls_context), or None for plain TCP."""
+
+    def __init__(self, addr: str, tls: ssl.SSLContext | None = None, timeout: float = 15.0):
+        self.addr = addr
+        self.tls = tls
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._id = 0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+
+    def _dial(self) -> socket.socket:
+        host, _, port = self.addr.rpartition(":")
+        host = host.strip("[]")
+        s = socket.create_connection((host, int(port)), timeout=self.timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            s = self.tls.wrap_socket(s, server_hostname=host)
+        return s
+
+    def call(self, op: int, meta: bytes) -> bytes:
+        """Sends one request and returns the reply's metadata. An error
+        reply raises its PocketError; a failure on a connection that had
+        served before is retried once on a new one."""
+        with self._lock:
+            for attempt in range(2):
+                reused = self._sock is not None
+                try:
+                    if self._sock is None:
+                        self._sock = self._dial()
+                    return self._roundtrip(op, meta)
+                except errors.PocketError:
+                    raise
+                except (OSError, ValueError) as e:
+                    self._drop()
+                    if not reused or attempt:
+                        raise errors.Unavailable(f"controller {self.addr}: {e}") from None
+            raise AssertionError("unreachable")
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = bytearray(n)
+        view, k = memoryview(buf), 0
+        while k < n:
+            got = self._sock.recv_into(view[k:])
+            if got == 0:
+                raise ConnectionError("connection closed by the controller")
+            k += got
+        return bytes(buf)
+
+    def _roundtrip(self, op: int, meta: bytes) -> bytes:
+        self._id += 1
+        self._sock.sendall(wire.pack_header(op, 0, self._id, len(meta), 0) + meta)
+        h = wire.parse_header(self._recv_exact(wire.HEADER_LEN), wire.CONTROL_MAX_META, 0)
+        rmeta = self._recv_exact(h.meta_len) if h.meta_len else b""
+        if h.id == 0 and h.op == wire.OP_GO_AWAY | wire.REPLY_BIT:
+            self._drop()
+            raise wire.reply_error(h.code or errors.Code.CLOSED, rmeta)
+        if h.op != op | wire.REPLY_BIT or h.id != self._id:
+            self._drop()
+            raise errors.Malformed(f"reply op {h.op:#x} id {h.id} to request {op:#x} id {self._id}")
+        if h.code:
+            raise wire.reply_error(h.code, rmeta)
+        return rmeta
+
+    def register_job(self, name: str, lambdas: int = 0, capacity_bytes: int = 0, peak_mbps: float = 0.0,
+                     latency_sensitive: bool = False, ttl_ms: int = 0) -> wire.PlacementMap:
+        """Registers a job; the map carries its id and token."""
+        meta = wire.encode_job_register(name, lambdas, capacity_bytes, peak_mbps, latency_sensitive, ttl_ms)
+        return wire.decode_placement_map(self.call(wire.OP_REGISTER_JOB, meta))
+
+    def get_map(self, job: str, token: bytes) -> wire.PlacementMap:
+        """The job's current map."""
+        return wire.decode_placement_map(self.call(wire.OP_GET_MAP, wire.encode_job_ref(job, token)))
+
+    def deregister_job(self, job: str, token: bytes) -> wire.DropResult:
+        """Ends a job: its nodes drop its data except persistent values."""
+        return wire.decode_drop_result(self.call(wire.OP_DEREGISTER_JOB, wire.encode_job_ref(job, token)))
