@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# Side-by-side comparison of a storage node and Redis on this machine
-# (issue 2, item 7). Usage: perf/bench-compare.sh BIN   (make bench-compare)
+# Side-by-side comparison of a storage node with its peers and limits on this
+# machine (issue 2 item 7, issue 16 items 3 and 5).
 #
-# Installs nothing. Starts redis-server (persistence off) and `BIN node` on
-# loopback, runs the matrix printed by `BIN bench --matrix` against both with
-# the same load generator (`BIN bench`), measures a single-stream loopback
-# TCP transfer in the same run, and prints one Markdown table with both
-# stores, the ratio ours/Redis and the target. Both servers are stopped on
-# exit, whatever happens.
+# usage: perf/bench-compare.sh BIN        (make bench-compare)
+#   e.g. REPEAT=3 DURATION=5s perf/bench-compare.sh bin/pocket
+#
+# Installs nothing. Starts on loopback: `BIN node`; redis-server (persistence
+# off, single-threaded: the issue-2 targets); memcached with -t = the number
+# of cores (as many threads as the node has event loops) and MEMCACHED_MB of
+# memory, the peer with the same cores (skipped with a message when
+# memcached is not installed); and the echo server (`BIN bench --echo-listen`,
+# package perf/echo: the node's event loop answering each request with a
+# reply of the node's reply size and nothing else), the small-request limit.
+# Runs the matrix printed by `BIN bench --matrix` against the node, Redis and
+# memcached, and its small-request cells also against the echo server, with
+# the same load generator (`BIN bench`); measures a single-stream loopback TCP
+# transfer in the same run; prints one Markdown table: per cell ours against
+# Redis (ratio and target), against memcached (target >= 1.00x) and as a share
+# of the echo server (target >= 0.80x), and the 1 MiB cell as a share of
+# loopback TCP. The servers are stopped on exit, whatever happens.
 #
 # Environment:
 #   DURATION    measured time per cell and store (default 5s)
@@ -16,7 +27,11 @@
 #               cell's median run (default 1; use 3 on a busy machine)
 #   NODE_DRAM   the node's DRAM tier (default 4GiB)
 #   NODE_ARGS   extra flags for `BIN node` (e.g. "--busy-poll 50us")
-#   REDIS_PORT, NODE_PORT  first ports to try (default 6390, 7190)
+#   MEMCACHED_MB  memcached's memory in MB (default 1024: the largest cell
+#               holds 256 MiB of 1 MiB values, the 1 KiB cells 100,000 keys)
+#   MEMCACHED_THREADS  memcached's -t (default: nproc, the node's loops)
+#   REDIS_PORT, NODE_PORT, MEMCACHED_PORT, ECHO_PORT  first ports to try
+#               (default 6390, 7190, 11290, 7390)
 #   RESULTS     keep the raw JSON results in this file (default: a temp file)
 set -euo pipefail
 
@@ -26,6 +41,8 @@ WARMUP=${WARMUP:-1s}
 REPEAT=${REPEAT:-1}
 NODE_DRAM=${NODE_DRAM:-4GiB}
 NODE_ARGS=${NODE_ARGS:-}
+MEMCACHED_MB=${MEMCACHED_MB:-1024}
+MEMCACHED_THREADS=${MEMCACHED_THREADS:-$(nproc)}
 
 if [[ ! -x $BIN ]]; then
 	echo "bench-compare: $BIN is not an executable; run make build" >&2
@@ -37,12 +54,12 @@ if ! command -v redis-server >/dev/null; then
 fi
 
 work=$(mktemp -d)
-redis_pid="" node_pid=""
+redis_pid="" node_pid="" memcached_pid="" echo_pid=""
 cleanup() {
-	for pid in $node_pid $redis_pid; do
+	for pid in $node_pid $redis_pid $memcached_pid $echo_pid; do
 		kill "$pid" 2>/dev/null || true
 	done
-	for pid in $node_pid $redis_pid; do
+	for pid in $node_pid $redis_pid $memcached_pid $echo_pid; do
 		wait "$pid" 2>/dev/null || true
 	done
 	rm -rf "$work"
@@ -89,6 +106,33 @@ node_port=$(free_port "${NODE_PORT:-7190}")
 node_pid=$!
 wait_listen "pocket node" "$node_pid" "$node_port" "$work/node.log"
 
+# Peers and limits beside Redis: each "--target URL" the cells run against.
+peers=()
+if command -v memcached >/dev/null; then
+	mc_port=$(free_port "${MEMCACHED_PORT:-11290}")
+	mc_user=()
+	# memcached refuses to run as root without -u.
+	[[ $(id -u) != 0 ]] || mc_user=(-u "$(id -un)")
+	# -I 2m: a 1 MiB value plus its key and header is over the 1 MiB default.
+	memcached -l 127.0.0.1 -p "$mc_port" -U 0 -t "$MEMCACHED_THREADS" -m "$MEMCACHED_MB" -I 2m \
+		-c 4096 "${mc_user[@]}" >"$work/memcached.log" 2>&1 &
+	memcached_pid=$!
+	wait_listen memcached "$memcached_pid" "$mc_port" "$work/memcached.log"
+	peers+=("memcache://127.0.0.1:$mc_port")
+else
+	echo "bench-compare: memcached is not on PATH (Debian: apt-get install memcached): no memcached rows" >&2
+fi
+echo_url=""
+if "$BIN" bench --help 2>&1 | grep -q -- '-echo-listen'; then
+	echo_port=$(free_port "${ECHO_PORT:-7390}")
+	"$BIN" bench --echo-listen "127.0.0.1:$echo_port" >"$work/echo.log" 2>&1 &
+	echo_pid=$!
+	wait_listen "echo server" "$echo_pid" "$echo_port" "$work/echo.log"
+	echo_url="echo://127.0.0.1:$echo_port"
+else
+	echo "bench-compare: $BIN bench has no --echo-listen: no share-of-echo rows" >&2
+fi
+
 results=${RESULTS:-$work/results.jsonl}
 : >"$results"
 
@@ -103,21 +147,20 @@ run() {
 	fi
 }
 
-echo "bench-compare: redis on :$redis_port, node on :$node_port, $DURATION per cell (+$WARMUP warm-up)" >&2
+echo "bench-compare: node on :$node_port, redis on :$redis_port${peers[*]:+, ${peers[*]}}${echo_url:+, $echo_url}; $DURATION per cell (+$WARMUP warm-up)" >&2
 matrix=$("$BIN" bench --matrix)
 i=0
 for ((rep = 1; rep <= REPEAT; rep++)); do
 	echo "bench-compare: pass $rep of $REPEAT" >&2
-	while read -r name op size conns pipeline; do
+	while read -r name op size conns pipeline echo; do
 		cell=(--op "$op" --size "$size" --conns "$conns" --pipeline "$pipeline")
-		# Alternate which store goes first so drift over the run favours neither.
-		if ((i % 2 == 0)); then
-			run "$name" --addr "127.0.0.1:$node_port" "${cell[@]}"
-			run "$name" --target "redis://127.0.0.1:$redis_port" "${cell[@]}"
-		else
-			run "$name" --target "redis://127.0.0.1:$redis_port" "${cell[@]}"
-			run "$name" --addr "127.0.0.1:$node_port" "${cell[@]}"
-		fi
+		targets=("pocket://127.0.0.1:$node_port" "redis://127.0.0.1:$redis_port" "${peers[@]}")
+		[[ -z $echo_url || ${echo:-0} != 1 ]] || targets+=("$echo_url")
+		# Rotate which store goes first so drift over the run favours none.
+		n=${#targets[@]}
+		for ((k = 0; k < n; k++)); do
+			run "$name" --target "${targets[(i + k) % n]}" "${cell[@]}"
+		done
 		i=$((i + 1))
 	done <<<"$matrix"
 	echo "  loopback: one TCP stream over 127.0.0.1" >&2
@@ -128,7 +171,7 @@ done
 cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 echo
 echo "Machine: $(uname -srm), $(nproc) cores${cpu:+, $cpu}"
-echo "Go: $(go version "$BIN" 2>/dev/null | cut -d" " -f2 || echo unknown); $(redis-server --version | cut -d' ' -f1-3)"
+echo "Go: $(go version "$BIN" 2>/dev/null | cut -d" " -f2 || echo unknown); $(redis-server --version | cut -d' ' -f1-3)${memcached_pid:+; $(memcached -V) -t $MEMCACHED_THREADS -m $MEMCACHED_MB}"
 echo "Each cell: $DURATION measured after $WARMUP warm-up, $REPEAT pass(es); node flags: --dram $NODE_DRAM $NODE_ARGS"
 echo
 "$BIN" bench --report "$results"

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"github.com/pocketstore/pocket/wire"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,6 +75,8 @@ func TestParseArgsRejects(t *testing.T) {
 		"--addr a:1 --pipeline -1",        // pipeline
 		"--addr a:1 stray",                // argument
 		"--loopback --chunk 0",            // chunk
+		"--addr a:1 --tier ssd",           // tier
+		"--target echo://a",               // echo has no default port
 	} {
 		var out bytes.Buffer
 		if o, err := ParseArgs(strings.Fields(args), &out); err == nil {
@@ -89,7 +92,7 @@ func TestMainExitStatus(t *testing.T) {
 	if st := Main(context.Background(), []string{"--bogus"}, &out, &errOut); st != 2 {
 		t.Errorf("bad flag: status %d, want 2", st)
 	}
-	if st := Main(context.Background(), []string{"--matrix"}, &out, &errOut); st != 0 || !strings.Contains(out.String(), "get-1k-c50 get 1024 50 1\n") {
+	if st := Main(context.Background(), []string{"--matrix"}, &out, &errOut); st != 0 || !strings.Contains(out.String(), "get-1k-c50 get 1024 50 1 1\n") {
 		t.Errorf("--matrix: status %d, output %q", st, out.String())
 	}
 	if st := Main(context.Background(), []string{"--report", filepath.Join(t.TempDir(), "missing")}, &out, &errOut); st != 1 {
@@ -138,5 +141,33 @@ func TestMainReportsWrongResponses(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "wrong responses") || !strings.Contains(out.String(), "first error") {
 		t.Fatalf("stdout %q stderr %q", out.String(), errOut.String())
+	}
+}
+
+func TestParseTargets(t *testing.T) {
+	for _, tc := range []struct{ args, store, addr string }{
+		{"--target memcache://h", StoreMemcache, "h:11211"},
+		{"--target memcache://h:5", StoreMemcache, "h:5"},
+		{"--target redis://h", StoreRedis, "h:6379"},
+		{"--target echo://:7", StoreEcho, "127.0.0.1:7"},
+		{"--target pocket://h:8", StorePocket, "h:8"},
+		{"--addr h:9 --tier nvme", StorePocket, "h:9"},
+	} {
+		o, err := ParseArgs(strings.Fields(tc.args), &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		if o.Store != tc.store || o.Addr != tc.addr || o.Target() != tc.store+"://"+tc.addr {
+			t.Errorf("%q: store %q addr %q target %q, want %s://%s", tc.args, o.Store, o.Addr, o.Target(), tc.store, tc.addr)
+		}
+	}
+	o, _ := ParseArgs(strings.Fields("--addr h:9 --tier nvme"), &bytes.Buffer{})
+	if o.Tier != wire.TierNVMe {
+		t.Errorf("--tier nvme parsed as %v", o.Tier)
+	}
+	o, _ = ParseArgs(strings.Fields("--echo-listen 127.0.0.1:0"), &bytes.Buffer{})
+	if o.Mode != ModeEcho || o.EchoListen != "127.0.0.1:0" {
+		t.Errorf("--echo-listen: mode %v listen %q", o.Mode, o.EchoListen)
 	}
 }

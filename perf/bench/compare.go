@@ -56,7 +56,11 @@ func (m Metric) format(v float64) string {
 // against our node and against Redis. Target is the ratio ours/Redis the
 // issue asks for (a floor for throughput, a ceiling for p50; 0: none).
 // LoopbackShare, when set, is the fraction of a single-stream loopback TCP
-// transfer, measured in the same run, that our MB/s must reach.
+// transfer, measured in the same run, that our MB/s must reach. EchoShare,
+// when set, is the fraction of the echo server's figure (package perf/echo,
+// the small-request limit) that ours must reach, measured in the same run;
+// for p50 the share is echo's p50 over ours. Every cell is also compared
+// with memcached when a run measured it, with target MemcacheTarget.
 type Cell struct {
 	Name          string
 	Title         string
@@ -67,7 +71,13 @@ type Cell struct {
 	Metric        Metric
 	Target        float64
 	LoopbackShare float64
+	EchoShare     float64
 }
+
+// MemcacheTarget is the ratio ours/memcached every cell must reach (a
+// ceiling for p50): memcached is multi-threaded, so with as many threads as
+// the node has loops it is the peer with the same cores.
+const MemcacheTarget = 1.0
 
 // LoopbackLabel labels the loopback TCP measurement in a results file.
 const LoopbackLabel = "loopback"
@@ -77,21 +87,26 @@ const LoopbackLabel = "loopback"
 func Matrix() []Cell {
 	const kib, mib = 1 << 10, 1 << 20
 	return []Cell{
-		{Name: "get-1k-c50", Title: "1 KiB GET, 50 conns", Op: Get, Size: kib, Conns: 50, Pipeline: 1, Metric: MetricOps, Target: 1.2},
-		{Name: "put-1k-c50", Title: "1 KiB PUT, 50 conns", Op: Put, Size: kib, Conns: 50, Pipeline: 1, Metric: MetricOps},
-		{Name: "get-1k-p16", Title: "1 KiB GET, 50 conns x 16 pipelined", Op: Get, Size: kib, Conns: 50, Pipeline: 16, Metric: MetricOps, Target: 1.5},
-		{Name: "put-1k-p16", Title: "1 KiB PUT, 50 conns x 16 pipelined", Op: Put, Size: kib, Conns: 50, Pipeline: 16, Metric: MetricOps, Target: 1.5},
+		{Name: "get-1k-c50", Title: "1 KiB GET, 50 conns", Op: Get, Size: kib, Conns: 50, Pipeline: 1, Metric: MetricOps, Target: 1.2, EchoShare: 0.8},
+		{Name: "put-1k-c50", Title: "1 KiB PUT, 50 conns", Op: Put, Size: kib, Conns: 50, Pipeline: 1, Metric: MetricOps, EchoShare: 0.8},
+		{Name: "get-1k-p16", Title: "1 KiB GET, 50 conns x 16 pipelined", Op: Get, Size: kib, Conns: 50, Pipeline: 16, Metric: MetricOps, Target: 1.5, EchoShare: 0.8},
+		{Name: "put-1k-p16", Title: "1 KiB PUT, 50 conns x 16 pipelined", Op: Put, Size: kib, Conns: 50, Pipeline: 16, Metric: MetricOps, Target: 1.5, EchoShare: 0.8},
 		{Name: "get-1m-c8", Title: "1 MiB GET, 8 conns", Op: Get, Size: mib, Conns: 8, Pipeline: 1, Metric: MetricMBps, Target: 1.2, LoopbackShare: 0.8},
-		{Name: "get-1k-c1", Title: "1 KiB GET, 1 conn", Op: Get, Size: kib, Conns: 1, Pipeline: 1, Metric: MetricP50, Target: 1.0},
+		{Name: "get-1k-c1", Title: "1 KiB GET, 1 conn", Op: Get, Size: kib, Conns: 1, Pipeline: 1, Metric: MetricP50, Target: 1.0, EchoShare: 0.8},
 	}
 }
 
 // WriteMatrix lists the cells for a shell loop, one per line:
-// "name op size conns pipeline".
+// "name op size conns pipeline echo", echo 1 when the cell is also run
+// against the echo server (EchoShare set), else 0.
 func WriteMatrix(w io.Writer) error {
 	var b strings.Builder
 	for _, c := range Matrix() {
-		fmt.Fprintf(&b, "%s %s %d %d %d\n", c.Name, c.Op, c.Size, c.Conns, c.Pipeline)
+		echo := 0
+		if c.EchoShare > 0 {
+			echo = 1
+		}
+		fmt.Fprintf(&b, "%s %s %d %d %d %d\n", c.Name, c.Op, c.Size, c.Conns, c.Pipeline, echo)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -99,8 +114,10 @@ func WriteMatrix(w io.Writer) error {
 
 // WriteComparison prints the Markdown table of the comparison from the
 // results of a bench-compare run: per cell, our node's and Redis's figure,
-// the ratio, the target and whether it was met. Results are matched to
-// cells by label and to stores by target scheme. When a cell was run more
+// the ratio, the target and whether it was met; then, when the results hold
+// them, a row against memcached and one as a share of the echo server (and
+// of loopback TCP for large values). Results are matched to cells by label
+// and to stores by target scheme. When a cell was run more
 // than once (repeats on a noisy machine), the run with the median figure
 // counts, and any run with errors marks the cell.
 func WriteComparison(w io.Writer, results []Result) error {
@@ -111,12 +128,19 @@ func WriteComparison(w io.Writer, results []Result) error {
 		byKey[k] = append(byKey[k], r)
 	}
 	var b strings.Builder
-	b.WriteString("| cell | metric | pocket | Redis | ratio | target | met |\n")
+	b.WriteString("| cell | metric | pocket | Redis or limit | ratio | target | met |\n")
 	b.WriteString("|---|---|---:|---:|---:|---|---|\n")
 	loop := median(MetricMBps, byKey[LoopbackLabel+"/tcp"])
+	hasMemcache, hasEcho := hasStore(results, StoreMemcache), hasStore(results, StoreEcho)
 	for _, c := range Matrix() {
-		ours, theirs := median(c.Metric, byKey[c.Name+"/pocket"]), median(c.Metric, byKey[c.Name+"/redis"])
-		b.WriteString(compareRow(c, ours, theirs))
+		ours := median(c.Metric, byKey[c.Name+"/"+StorePocket])
+		b.WriteString(compareRow(c, ours, median(c.Metric, byKey[c.Name+"/"+StoreRedis])))
+		if hasMemcache {
+			b.WriteString(memcacheRow(c, ours, median(c.Metric, byKey[c.Name+"/"+StoreMemcache])))
+		}
+		if hasEcho && c.EchoShare > 0 {
+			b.WriteString(echoRow(c, ours, median(c.Metric, byKey[c.Name+"/"+StoreEcho])))
+		}
 		if c.LoopbackShare > 0 {
 			b.WriteString(loopbackRow(c, ours, loop))
 		}
@@ -124,7 +148,7 @@ func WriteComparison(w io.Writer, results []Result) error {
 	if loop != nil {
 		fmt.Fprintf(&b, "| loopback TCP, 1 stream | MB/s | %s | | | | |\n", fmtFloat(loop.MBPerSec, 1))
 	}
-	fmt.Fprintf(&b, "\nratio is pocket/Redis (for p50, lower is better); the loopback row compares with a single-stream TCP transfer on 127.0.0.1 measured in the same run. Median of %d run(s) per cell and store.\n", maxRuns(byKey))
+	fmt.Fprintf(&b, "\nratio is pocket/Redis, or pocket/memcached on a memcached row (for p50, lower is better); a share-of-echo row divides our figure by the echo server's, the small-request limit (for p50, echo's p50 by ours); the loopback row compares with a single-stream TCP transfer on 127.0.0.1. All measured in the same run. Median of %d run(s) per cell and store.\n", maxRuns(byKey))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -181,6 +205,53 @@ func compareRow(c Cell, ours, theirs *Result) string {
 		met = "no"
 	}
 	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s |\n", c.Title, c.Metric, a, b, ratio, target, met)
+}
+
+// hasStore reports whether any result measured the store.
+func hasStore(results []Result, store string) bool {
+	for i := range results {
+		if results[i].Store() == store {
+			return true
+		}
+	}
+	return false
+}
+
+// memcacheRow compares a cell with memcached: ours/memcached, at least
+// MemcacheTarget (for p50, at most).
+func memcacheRow(c Cell, ours, theirs *Result) string {
+	a, okA := value(c.Metric, ours)
+	b, okB := value(c.Metric, theirs)
+	op, ratio, met := "≥", "n/a", "no"
+	if c.Metric == MetricP50 {
+		op = "≤"
+	}
+	if okA && okB && c.Metric.of(theirs) > 0 {
+		q := c.Metric.of(ours) / c.Metric.of(theirs)
+		ratio = fmt.Sprintf("%.2fx", q)
+		met = yesNo(q >= MemcacheTarget)
+		if c.Metric == MetricP50 {
+			met = yesNo(q <= MemcacheTarget)
+		}
+	}
+	return fmt.Sprintf("| %s, vs memcached | %s | %s | memcached %s | %s | %s %.2fx | %s |\n", c.Title, c.Metric, a, b, ratio, op, MemcacheTarget, met)
+}
+
+// echoRow gives a cell as a share of the echo server's figure: ours/echo,
+// or echo/ours for p50 (a share of the rate one connection allows).
+func echoRow(c Cell, ours, limit *Result) string {
+	a, okA := value(c.Metric, ours)
+	b, okB := value(c.Metric, limit)
+	ratio, met := "n/a", "no"
+	if okA && okB && c.Metric.of(ours) > 0 && c.Metric.of(limit) > 0 {
+		q := c.Metric.of(ours) / c.Metric.of(limit)
+		if c.Metric == MetricP50 {
+			q = 1 / q
+		}
+		ratio = fmt.Sprintf("%.2fx", q)
+		met = yesNo(q >= c.EchoShare)
+	}
+	return fmt.Sprintf("| %s, share of echo server | %s | %s | echo %s | %s | ≥ %.2fx | %s |\n", c.Title, c.Metric, a, b, ratio, c.EchoShare, met)
 }
 
 func loopbackRow(c Cell, ours, loop *Result) string {

@@ -113,7 +113,7 @@ func TestComparisonTable(t *testing.T) {
 	}
 	table := b.String()
 	for _, want := range []string{
-		"| cell | metric | pocket | Redis | ratio | target | met |",
+		"| cell | metric | pocket | Redis or limit | ratio | target | met |",
 		"| 1 KiB GET, 50 conns | ops/s | 100,000 | 50,000 | 2.00x | ≥ 1.20x | yes |",
 		"| 1 KiB PUT, 50 conns | ops/s | n/a | 1,000 | n/a | — | — |",
 		"| 1 KiB GET, 50 conns x 16 pipelined | ops/s | 100,000 | 80,000 | 1.25x | ≥ 1.50x | no |",
@@ -126,6 +126,40 @@ func TestComparisonTable(t *testing.T) {
 		if !strings.Contains(table, want+"\n") {
 			t.Errorf("table lacks\n%s\nin\n%s", want, table)
 		}
+	}
+}
+
+// With memcached and echo results, every cell gets a memcached row and the
+// small-request cells a share-of-echo row (for p50, echo's p50 over ours).
+func TestComparisonPeersAndEcho(t *testing.T) {
+	res := func(label, store string, ops, p50 float64) Result {
+		return Result{Label: label, Target: store + "://x:1", OpsPerSec: ops, P50us: p50}
+	}
+	var b bytes.Buffer
+	WriteComparison(&b, []Result{
+		res("get-1k-c50", "pocket", 90000, 0), res("get-1k-c50", "redis", 60000, 0),
+		res("get-1k-c50", "memcache", 100000, 0), res("get-1k-c50", "echo", 100000, 0),
+		res("get-1k-c1", "pocket", 0, 30), res("get-1k-c1", "memcache", 0, 40), res("get-1k-c1", "echo", 0, 20),
+	})
+	table := b.String()
+	for _, want := range []string{
+		"| 1 KiB GET, 50 conns, vs memcached | ops/s | 90,000 | memcached 100,000 | 0.90x | ≥ 1.00x | no |",
+		"| 1 KiB GET, 50 conns, share of echo server | ops/s | 90,000 | echo 100,000 | 0.90x | ≥ 0.80x | yes |",
+		"| 1 KiB GET, 1 conn, vs memcached | p50 us | 30.0 | memcached 40.0 | 0.75x | ≤ 1.00x | yes |",
+		"| 1 KiB GET, 1 conn, share of echo server | p50 us | 30.0 | echo 20.0 | 0.67x | ≥ 0.80x | no |",
+		"| 1 KiB PUT, 50 conns, vs memcached | ops/s | n/a | memcached n/a | n/a | ≥ 1.00x | no |",
+	} {
+		if !strings.Contains(table, want+"\n") {
+			t.Errorf("table lacks\n%s\nin\n%s", want, table)
+		}
+	}
+	if strings.Contains(table, "1 MiB GET, 8 conns, share of echo") {
+		t.Errorf("a large-value cell has an echo row:\n%s", table)
+	}
+	b.Reset()
+	WriteComparison(&b, []Result{res("get-1k-c50", "pocket", 90000, 0), res("get-1k-c50", "redis", 60000, 0)})
+	if strings.Contains(b.String(), ", vs memcached |") || strings.Contains(b.String(), ", share of echo server |") {
+		t.Errorf("rows for peers that were not measured:\n%s", b.String())
 	}
 }
 
