@@ -1,0 +1,213 @@
+"""The Pythonic API against a real cluster (pocket up, mutual TLS)."""
+
+import os
+import threading
+
+import pytest
+
+from conftest import usage
+
+import pocket
+from pocket import wire
+
+MiB = 1 << 20
+
+
+def test_small_put_get_round_trip(job):
+    job.put("a", b"hello")
+    assert job.get("a") == b"hello"
+    job.put(b"b", bytearray(b"x" * 1024))
+    assert job.get("b") == b"x" * 1024
+    job.put("empty", b"")
+    assert job.get("empty") == b""
+    job.put("mv", memoryview(b"abcdef")[2:4])
+    assert job.get("mv") == b"cd"
+
+
+@pytest.mark.parametrize("size", [MiB, MiB + 1, 3 * MiB + 12345])
+def test_chunked_round_trip(job, size):
+    v = os.urandom(size)
+    job.put("obj", v)
+    assert job.get("obj") == v
+    assert job.stat("obj").size == size
+    buf = bytearray(size + 10)
+    assert job.get_into("obj", buf) == size and buf[:size] == v
+
+
+def test_replacing_values_leaks_nothing(job):
+    """Replacing a chunked object by a record and the reverse, and deleting
+    it, drops the replaced chunks: used bytes are the live values' bytes."""
+    v = os.urandom(2 * MiB + 1)
+    job.put("k", v)
+    fresh = usage(job)  # the bytes one such object costs (keys counted)
+    assert fresh >= len(v) + wire.MANIFEST_LEN
+    job.delete("k")
+    assert usage(job) == 0
+    job.put("k", os.urandom(3 * MiB))
+    job.put("k", v)
+    assert usage(job) == fresh
+    job.put("k", b"small")
+    small = usage(job)
+    assert 5 <= small < 100
+    job.put("k", os.urandom(2 * MiB))
+    job.put("k", b"small")
+    assert usage(job) == small
+    job.delete("k")
+    assert usage(job) == 0
+
+
+def test_get_into_too_small_raises_and_keeps_value(job):
+    job.put("s", b"0123456789")
+    with pytest.raises(pocket.TooLarge):
+        job.get_into("s", bytearray(4), delete_after_read=True)
+    job.put("big", os.urandom(2 * MiB))
+    with pytest.raises(pocket.TooLarge) as ei:
+        job.get_into("big", bytearray(MiB))
+    assert ei.value.code == pocket.Code.TOO_LARGE
+    assert job.get("s") == b"0123456789" and job.exists("big")
+    with pytest.raises(TypeError):
+        job.get_into("s", b"immutable!")
+
+
+@pytest.mark.parametrize("size", [100, 2 * MiB + 7])
+def test_delete_after_read(job, size):
+    v = os.urandom(size)
+    job.put("d", v)
+    assert job.get("d", delete_after_read=True) == v
+    assert not job.exists("d")
+    job.put("d", v)
+    buf = bytearray(size)
+    assert job.get_into("d", buf, delete_after_read=True) == size and buf == v
+    assert not job.exists("d")
+    assert usage(job) == 0
+
+
+def test_not_found_carries_the_wire_code(job):
+    with pytest.raises(pocket.NotFound) as ei:
+        job.get("missing")
+    assert ei.value.code == pocket.Code.NOT_FOUND == 5
+    with pytest.raises(pocket.NotFound):
+        job.delete("missing")
+    assert not job.exists("missing")
+
+
+@pytest.mark.parametrize("name", ["", b"a\x00b", "x" * 1000])
+def test_bad_names(job, name):
+    with pytest.raises(pocket.BadKey):
+        job.put(name, b"v")
+
+
+def test_persist_flag(job):
+    job.put("p", b"keep", persist=True)
+    job.put("q", b"drop")
+    assert job.stat("p").persist and not job.stat("q").persist
+
+
+def test_directories(job):
+    job.create_dir("d")
+    job.create_dir("d/")  # exists: fine
+    for k in ["d/x", "d/y", "d/sub/z"]:
+        job.put(k, b"1")
+    job.put("d/big", os.urandom(2 * MiB))
+    assert job.count_files("d") == 4  # x, y, big, sub/
+    assert [e.name for e in job.list("d/")] == ["d/", "d/big", "d/sub/z", "d/x", "d/y"]
+    assert next(e for e in job.list("d/") if e.name == "d/big").size == 2 * MiB
+    with pytest.raises(pocket.NotFound):
+        job.count_files("nodir")
+    job.remove_all("d")
+    assert job.list() == [] and usage(job) == 0
+
+
+def test_remove_all_empty_name_is_the_whole_job(job):
+    for i in range(20):
+        job.put(f"f{i}", b"x")
+    job.remove_all("")
+    assert job.list() == []
+
+
+def test_streams(job):
+    parts = [os.urandom(700_000) for _ in range(4)]
+    with job.open("s", "wb") as w:
+        for p in parts:
+            w.write(p)
+    with job.open("s") as r:
+        assert r.read() == b"".join(parts)
+    with job.open("small", "wb") as w:
+        w.write(b"tiny")
+    with job.open("small") as r:
+        assert r.read(2) == b"ti" and r.read() == b"ny"
+
+
+def test_failed_stream_publishes_nothing(job):
+    job.put("s", b"old")
+    with pytest.raises(RuntimeError):
+        with job.open("s", "wb") as w:
+            w.write(os.urandom(3 * MiB))
+            raise RuntimeError("writer fails")
+    assert job.get("s") == b"old"
+    assert usage(job) < 100
+
+
+def test_threads_share_a_client(job):
+    errs = []
+
+    def worker(t):
+        try:
+            for i in range(50):
+                v = f"{t}-{i}".encode() * 10
+                job.put(f"t{t}/{i}", v)
+                assert job.get(f"t{t}/{i}") == v
+        except Exception as e:  # noqa: BLE001
+            errs.append(e)
+    ts = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errs
+    assert job.count_files("t3") == 50
+
+
+def test_open_job_with_hex_token_and_wrong_token(client, job):
+    job.put("shared", b"v")
+    other = client.open_job(job.id, job.token_hex)
+    assert other.get("shared") == b"v"
+    with pytest.raises(pocket.PocketError) as ei:
+        client.open_job(job.id, bytes(len(job.token)))
+    assert ei.value.code in (pocket.Code.BAD_TOKEN, pocket.Code.UNKNOWN_JOB)
+
+
+def test_persisted_values_outlive_the_job(client):
+    j = client.register_job("persist")
+    j.put("keep", b"persisted", persist=True)
+    j.put("gone", b"x")
+    cred = j.credential()
+    j.deregister()
+    assert j.get("keep") == b"persisted"
+    again = client.open_credential(cred)
+    assert again.get("keep") == b"persisted"
+    with pytest.raises(pocket.PocketError):
+        again.get("gone")
+    again.delete("keep")
+
+
+def test_job_context_manager_deregisters(client):
+    with client.register_job("ctx") as j:
+        j.put("k", b"v")
+        tok = j.token
+    with pytest.raises(pocket.PocketError):
+        client.open_job(j.id, tok)
+
+
+def test_plain_tcp_cluster(insecure_cluster):
+    with insecure_cluster.client() as c:
+        with c.register_job("plain") as j:
+            v = os.urandom(2 * MiB + 5)
+            j.put("x", v)
+            assert j.get("x") == v
+
+
+def test_mutual_tls_is_required(cluster):
+    with pocket.Client(cluster.addr, insecure=True) as c:
+        with pytest.raises(pocket.PocketError):
+            c.register_job("no-tls")

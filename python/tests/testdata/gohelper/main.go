@@ -1,0 +1,104 @@
+// Command gohelper is the Go side of the Python client's cross-language
+// tests and benchmark: it writes and reads values of a job with the Go SDK,
+// so the tests can check that a value written by one language reads back
+// byte-exact in the other. It lives under testdata so that go build ./...
+// and the layer check skip it; the tests build it by path.
+//
+//	gohelper put JOB KEY FILE          store FILE's bytes under KEY
+//	gohelper get JOB KEY FILE          write KEY's value to FILE
+//	gohelper bench JOB BYTES ROUNDS    put and get a BYTES-byte value ROUNDS
+//	                                   times; print the best MB/s of each as JSON
+//
+// The controller is POCKET_CONTROLLER, reached over mutual TLS with
+// POCKET_TLS_DIR when set; the job's token is POCKET_TOKEN (hex).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/pocketstore/pocket/pocket"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "gohelper:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) != 4 {
+		return fmt.Errorf("usage: gohelper put|get JOB KEY FILE, or gohelper bench JOB BYTES ROUNDS")
+	}
+	ctx := context.Background()
+	tok, err := hex.DecodeString(os.Getenv("POCKET_TOKEN"))
+	if err != nil {
+		return fmt.Errorf("POCKET_TOKEN: %w", err)
+	}
+	s, err := pocket.Dial(ctx, os.Getenv("POCKET_CONTROLLER"), pocket.Config{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	j, err := s.OpenJob(ctx, args[1], tok)
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "put":
+		b, err := os.ReadFile(args[3])
+		if err != nil {
+			return err
+		}
+		return j.Put(ctx, args[2], b)
+	case "get":
+		b, err := j.Get(ctx, args[2])
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(args[3], b, 0o600)
+	case "bench":
+		return bench(ctx, j, args[2], args[3])
+	}
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// bench prints {"put_mbps": P, "get_mbps": G}: the best of ROUNDS puts and
+// gets of one BYTES-byte value, in MB/s (10^6 bytes a second).
+func bench(ctx context.Context, j *pocket.Job, sizeArg, roundsArg string) error {
+	size, err := strconv.Atoi(sizeArg)
+	if err != nil {
+		return err
+	}
+	rounds, err := strconv.Atoi(roundsArg)
+	if err != nil {
+		return err
+	}
+	val := bytes.Repeat([]byte("0123456789abcdef"), size/16+1)[:size]
+	var bestPut, bestGet float64
+	for i := 0; i < rounds; i++ {
+		t0 := time.Now()
+		if err := j.Put(ctx, "gohelper/bench", val); err != nil {
+			return err
+		}
+		t1 := time.Now()
+		got, err := j.Get(ctx, "gohelper/bench")
+		if err != nil {
+			return err
+		}
+		t2 := time.Now()
+		if !bytes.Equal(got, val) {
+			return fmt.Errorf("bench: value read back differs")
+		}
+		bestPut = max(bestPut, float64(size)/t1.Sub(t0).Seconds()/1e6)
+		bestGet = max(bestGet, float64(size)/t2.Sub(t1).Seconds()/1e6)
+	}
+	return json.NewEncoder(os.Stdout).Encode(map[string]float64{"put_mbps": bestPut, "get_mbps": bestGet})
+}
