@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -33,15 +34,29 @@ func runBench(args []string) int {
 		}
 	}
 	if helpRequested(args) {
-		return externalHelp("bench", func(a []string, stdout, stderr io.Writer) int {
+		code := externalHelp("bench", func(a []string, stdout, stderr io.Writer) int {
 			return bench.Main(ctx, a, stdout, stderr)
 		})
+		benchOwnHelp(helpOut)
+		return code
 	}
 	args, err := benchTokenArgs(args)
 	if err != nil {
 		return fail("bench: %v", err)
 	}
 	return bench.Main(ctx, args, os.Stdout, os.Stderr)
+}
+
+// benchOwnHelp describes the flag this front end adds to perf/bench's:
+// where a node's job token comes from.
+func benchOwnHelp(w io.Writer) {
+	fs := newFlagSet("bench")
+	fs.String("token-file", "", "`FILE` (mode 0600) holding the job's token for --addr or --target pocket:// runs\n"+
+		"(default $"+envToken+"; pocket job register prints it): a node started by pocket up or with --controller\n"+
+		"refuses requests without the token of a registered job, passed with --job JOBID")
+	fmt.Fprintf(w, "\nFlags of pocket bench itself (--token above is refused on the command line, as every secret is):\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
 }
 
 // benchTokenArgs takes --token-file FILE out of args and, when it or

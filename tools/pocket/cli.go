@@ -11,6 +11,10 @@ import (
 	"strings"
 )
 
+// helpOut is where asked-for help goes: stdout, or a buffer when
+// pocket completion reads the commands' flags from their help.
+var helpOut io.Writer = os.Stdout
+
 // newFlagSet returns the flag set of the command at path ("put", "job
 // register"). Parse it with parseFlags, which prints its help and errors.
 func newFlagSet(path string) *flag.FlagSet {
@@ -68,7 +72,7 @@ func parseFlags(fs *flag.FlagSet, args []string, minPos, maxPos int) (pos []stri
 	path := fs.Name()
 	pos, err := ctlParse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		printHelp(os.Stdout, path, fs)
+		printHelp(helpOut, path, fs)
 		return nil, 0, false
 	}
 	if err == nil && (len(pos) < minPos || (maxPos >= 0 && len(pos) > maxPos)) {
@@ -131,7 +135,7 @@ func parentCommand(path string, args []string) (code int, ok bool) {
 			return 0, false
 		}
 		if isHelp(args[0]) {
-			printHelp(os.Stdout, path, nil)
+			printHelp(helpOut, path, nil)
 			return 0, true
 		}
 		return usageError(path, fmt.Errorf("unknown subcommand %q", args[0])), true
@@ -152,8 +156,8 @@ func subNames(path string) []string {
 // package's own help, which main asks for with --help only, so that
 // nothing runs. It returns the exit status 0.
 func externalHelp(path string, libMain func(args []string, stdout, stderr io.Writer) int) int {
-	fmt.Printf("Usage: %s\n\n%s\n\n", usageLine(path), commands[path].summary)
-	libMain([]string{"--help"}, os.Stdout, os.Stdout)
+	fmt.Fprintf(helpOut, "Usage: %s\n\n%s\n\n", usageLine(path), commands[path].summary)
+	libMain([]string{"--help"}, helpOut, helpOut)
 	return 0
 }
 

@@ -55,9 +55,10 @@ func TestCountError(t *testing.T) {
 	}
 }
 
-// TestHelpEverywhere runs the built binary's help for every command and
-// subcommand, in both forms (pocket CMD --help, pocket help CMD): exit 0,
-// the usage on stdout, nothing on stderr.
+// TestHelpEverywhere walks the command table and runs the built binary's
+// help for every command and subcommand, in each form (pocket CMD [SUB]
+// --help, -h, pocket help CMD [SUB]): exit 0, the command's own usage line
+// on stdout, nothing on stderr.
 func TestHelpEverywhere(t *testing.T) {
 	bin := buildPocketBinary(t)
 	paths := make([]string, 0, len(commands))
@@ -65,18 +66,25 @@ func TestHelpEverywhere(t *testing.T) {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	runs := [][]string{{"--help"}, {"-h"}, {"help"}, {"version"}, {"--version"}}
+	type run struct {
+		args []string
+		want string
+	}
+	runs := []run{{[]string{"--help"}, "Usage: pocket COMMAND"}, {[]string{"-h"}, "Usage: pocket COMMAND"},
+		{[]string{"help"}, "Usage: pocket COMMAND"}, {[]string{"version"}, "go1."}, {[]string{"--version"}, "go1."}}
 	for _, p := range paths {
 		words := strings.Fields(p)
-		runs = append(runs, append(words, "--help"), append(words, "-h"), append([]string{"help"}, words...))
+		want := "Usage: " + usageLine(p)
+		runs = append(runs, run{append(words, "--help"), want}, run{append(words, "-h"), want},
+			run{append([]string{"help"}, words...), want})
 	}
-	for _, args := range runs {
+	for _, r := range runs {
 		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(bin, args...)
+		cmd := exec.Command(bin, r.args...)
 		cmd.Env = cleanEnv()
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
-		name := "pocket " + strings.Join(args, " ")
+		name := "pocket " + strings.Join(r.args, " ")
 		if err != nil {
 			t.Errorf("%s: %v\nstderr: %s", name, err, stderr.String())
 			continue
@@ -84,12 +92,8 @@ func TestHelpEverywhere(t *testing.T) {
 		if stderr.Len() > 0 {
 			t.Errorf("%s: wrote to stderr: %s", name, stderr.String())
 		}
-		want := "Usage"
-		if args[0] == "version" || args[0] == "--version" {
-			want = "go1."
-		}
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("%s: stdout has no %q:\n%s", name, want, stdout.String())
+		if !strings.Contains(stdout.String(), r.want) {
+			t.Errorf("%s: stdout has no %q:\n%s", name, r.want, stdout.String())
 		}
 	}
 }

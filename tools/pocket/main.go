@@ -61,20 +61,24 @@ func subcommands(path string) []string {
 	return out
 }
 
+func init() {
+	register("help", "[COMMAND [SUBCOMMAND]]", "show a command's usage and flags (also: pocket COMMAND --help)", runHelp)
+	register("version", "", "print the module version, VCS revision and Go version", runVersion)
+}
+
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: pocket COMMAND [flags] [arguments]\n       pocket help COMMAND [SUBCOMMAND]   (or pocket COMMAND --help)\n\nCommands:")
 	for _, n := range subcommands("") {
 		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "  help         show a command's usage and flags: help COMMAND [SUBCOMMAND]")
-	fmt.Fprintln(w, "  version      print the module version, VCS revision and Go version")
 	fmt.Fprintln(w, "\nsecrets never go on the command line: the cluster secret comes from $POCKET_SECRET or\n"+
 		"--secret-file FILE, a job's token from $POCKET_TOKEN (some commands also take --token-file FILE);\n"+
 		"a file must be mode 0600\n\n"+
 		"the control plane runs over mutual TLS: pocket up creates the cluster CA and certificates in DATA/tls\n"+
 		"(--data-dir, default $"+envDataDir+" or ~/.pocket) and prints export "+envTLSDir+"=DIR; commands that talk to\n"+
 		"the controller take --tls-dir DIR (default $"+envTLSDir+"); pocket cert issue makes certificates for other hosts;\n"+
-		"--insecure (plain TCP) is for tests and benchmarks")
+		"--insecure (plain TCP) is for tests and benchmarks\n\n"+
+		"shell completion: source <(pocket completion bash)   (or zsh; fish: pocket completion fish | source)")
 }
 
 func main() {
@@ -89,9 +93,9 @@ func runMain(args []string) int {
 		return 2
 	}
 	switch args[0] {
-	case "help", "-h", "-help", "--help":
+	case "-h", "-help", "--help":
 		return runHelp(args[1:])
-	case "version", "-version", "--version":
+	case "-version", "--version":
 		return runVersion(args[1:])
 	}
 	cmd, ok := commands[args[0]]
@@ -113,7 +117,11 @@ func runMain(args []string) int {
 // --help.
 func runHelp(args []string) int {
 	if len(args) == 0 {
-		usage(os.Stdout)
+		usage(helpOut)
+		return 0
+	}
+	if isHelp(args[0]) && len(args) == 1 { // pocket help --help, pocket help help
+		printHelp(helpOut, "help", nil)
 		return 0
 	}
 	cmd, ok := commands[args[0]]
@@ -153,6 +161,12 @@ func fail(format string, a ...any) int {
 	cmd, msg, _ := strings.Cut(fmt.Sprintf(format, a...), ": ")
 	fmt.Fprintln(os.Stderr, errorLine(cmd, msg))
 	return 1
+}
+
+// warn prints a line on stderr for a command that goes on,
+// "pocket: CMD: message" as errorLine writes it.
+func warn(cmd, format string, a ...any) {
+	fmt.Fprintln(os.Stderr, errorLine(cmd, fmt.Sprintf(format, a...)))
 }
 
 // errorLine is the one line a failed command prints, "pocket: CMD: message".

@@ -28,7 +28,9 @@ func runWorkload(ctx context.Context, args []string) int {
 	}
 	if helpRequested(args) {
 		return externalHelp("bench workload", func(a []string, stdout, stderr io.Writer) int {
-			return workload.Main(ctx, a, workload.CLI{Stdout: stdout, Stderr: os.Stdout})
+			return withHelpFile(func(f *os.File) int {
+				return workload.Main(ctx, a, workload.CLI{Stdout: f, Stderr: f}) // its help goes to Stderr
+			})
 		})
 	}
 	exe, err := os.Executable()
@@ -41,7 +43,7 @@ func runWorkload(ctx context.Context, args []string) int {
 // runWorker is one worker process: a task on stdin, its result on stdout.
 func runWorker(args []string) int {
 	if helpRequested(args) {
-		printHelp(os.Stdout, "worker", nil)
+		printHelp(helpOut, "worker", nil)
 		return 0
 	}
 	if len(args) > 0 {
@@ -64,4 +66,27 @@ func runMicro(ctx context.Context, args []string) int {
 		})
 	}
 	return micro.Main(ctx, args, os.Stdout, os.Stderr)
+}
+
+// withHelpFile runs fn with a file whose writes reach helpOut, for a
+// library that writes its help to an *os.File: helpOut itself when it is
+// one, else a pipe copied into it.
+func withHelpFile(fn func(f *os.File) int) int {
+	if f, ok := helpOut.(*os.File); ok {
+		return fn(f)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fail("help: %v", err)
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(helpOut, r)
+		r.Close()
+	}()
+	code := fn(w)
+	w.Close()
+	<-copied
+	return code
 }
