@@ -81,13 +81,13 @@ func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, fu
 	s, err := pocket.Dial(ctx, ctlAddr(*d.controller), pocket.Config{TLS: tc})
 	if err != nil {
 		stop()
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, ctlError(err, *d.controller, d.tls.insecure)
 	}
 	j, err := s.OpenJob(ctx, pos[0], tok)
 	if err != nil {
 		s.Close()
 		stop()
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, nil, ctlError(err, *d.controller, d.tls.insecure)
 	}
 	return j, pos, ctx, func() { s.Close(); stop() }, nil
 }

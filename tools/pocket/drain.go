@@ -54,7 +54,7 @@ func runDrain(args []string) int {
 	start := time.Now()
 	d, err := controller.RequestDrain(ctx, ctlAddr(*addr), pos[0], *deadline, key, opt)
 	if err != nil {
-		return fail("node drain: %v", tlsHint(err, tf.insecure))
+		return fail("node drain: %v", ctlError(err, *addr, tf.insecure))
 	}
 	fmt.Printf("node %s draining; it leaves within %v\n", pos[0], d)
 	if !*wait {

@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
+	"time"
 
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/token"
@@ -66,6 +68,8 @@ func runJobRegister(args []string) int {
 	peak := fs.Float64("peak-mbps", 0, "hint: peak bandwidth in Mb/s (0: not given)")
 	latency := fs.Bool("latency-sensitive", false, "hint: keep the job's data in DRAM")
 	asJSON := fs.Bool("json", false, "print a JSON object with job_id, token and the map")
+	strict := fs.Bool("strict", false, "refuse the job (exit 1) instead of warning when a capacity or bandwidth hint exceeds what the\n"+
+		"active nodes of the job's tier have (checking needs the operator's certificate)")
 	ttl := fs.Duration("ttl", 0, "the job's token expires after this long and the controller deregisters the job; capped by the controller's --max-token-ttl\n(0: the controller's --token-ttl)")
 	var tf tlsFlags
 	tf.bind(fs)
@@ -73,15 +77,13 @@ func runJobRegister(args []string) int {
 	if !ok {
 		return code
 	}
-	if *ttl < 0 {
-		return fail("job register: --ttl %v must not be negative", *ttl)
-	}
 	capBytes, err := units.ParseSize(*capacity)
 	if err != nil {
 		return fail("job register: --capacity: %v", err)
 	}
-	if *peak < 0 || *lambdas > 1<<31 {
-		return fail("job register: hints must not be negative or absurd")
+	hints := wire.JobHints{Lambdas: uint32(*lambdas), CapacityBytes: capBytes, PeakMbps: *peak, LatencySensitive: *latency}
+	if err := checkRegisterFlags(*ttl, *peak, *lambdas); err != nil {
+		return fail("job register: %v", err)
 	}
 	tc, err := tf.config(pki.RoleClient, pki.RoleOperator)
 	if err != nil {
@@ -89,10 +91,13 @@ func runJobRegister(args []string) int {
 	}
 	mc, ctx, done := ctlClient(*addr, tc)
 	defer done()
-	m, err := registerJob(ctx, mc, &wire.JobRegister{Name: pos[0], TTL: *ttl, Hints: wire.JobHints{Lambdas: uint32(*lambdas),
-		CapacityBytes: capBytes, PeakMbps: *peak, LatencySensitive: *latency}})
+	excess, err := checkHints(ctx, *addr, &tf, hints)
+	if code, ok := reportHints(excess, err, *strict); !ok {
+		return code
+	}
+	m, err := registerJob(ctx, mc, &wire.JobRegister{Name: pos[0], TTL: *ttl, Hints: hints})
 	if err != nil {
-		return fail("job register: %v", tlsHint(err, tf.insecure))
+		return fail("job register: %v", ctlError(err, *addr, tf.insecure))
 	}
 	out := jobMapJSON{JobID: m.Job, Token: token.Format(m.Token), Tier: tierName(m.Tier), Epoch: m.Epoch, Nodes: mapNodesJSON(m.Nodes)}
 	if *asJSON {
@@ -104,6 +109,22 @@ func runJobRegister(args []string) int {
 	}
 	fmt.Printf("export %s=%s\n", envToken, out.Token)
 	return 0
+}
+
+// maxLambdas is the largest --lambdas hint taken.
+const maxLambdas = 1 << 31
+
+// checkRegisterFlags checks the flags of job register that have limits.
+func checkRegisterFlags(ttl time.Duration, peakMbps float64, lambdas uint) error {
+	switch {
+	case ttl < 0:
+		return fmt.Errorf("--ttl %v must not be negative (0: the controller's --token-ttl)", ttl)
+	case peakMbps < 0 || math.IsNaN(peakMbps) || math.IsInf(peakMbps, 0):
+		return fmt.Errorf("--peak-mbps %v: want a bandwidth in Mb/s, 0 or more (0: not given)", peakMbps)
+	case lambdas > maxLambdas:
+		return fmt.Errorf("--lambdas %d is more than the limit of %d", lambdas, uint(maxLambdas))
+	}
+	return nil
 }
 
 func runJobDeregister(args []string) int {
@@ -129,11 +150,11 @@ func runJobDeregister(args []string) int {
 	defer done()
 	cred, err := credential(ctx, *addr, tc, pos[0], t)
 	if err != nil {
-		return fail("job deregister: %v", tlsHint(err, tf.insecure))
+		return fail("job deregister: %v", ctlError(err, *addr, tf.insecure))
 	}
 	res, err := mc.DeregisterJob(ctx, pos[0], t)
 	if err != nil {
-		return fail("job deregister: %v", tlsHint(err, tf.insecure))
+		return fail("job deregister: %v", ctlError(err, *addr, tf.insecure))
 	}
 	if *asJSON {
 		if code := printJSON(map[string]any{"job_id": pos[0], "nodes": res.Nodes, "failed": res.Failed,

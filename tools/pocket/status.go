@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/metaclient"
@@ -47,7 +48,7 @@ type statusTierJSON struct {
 	Kind          string  `json:"kind"`
 	UsedBytes     int64   `json:"used_bytes"`
 	CapacityBytes int64   `json:"capacity_bytes"`
-	Mbps          float64 `json:"mbps"`
+	Mbps          float64 `json:"mbps"` // the tier's bandwidth in Mb/s as the node reports it; 0: not reported
 }
 
 type statusJobJSON struct {
@@ -113,7 +114,7 @@ func runStatus(args []string) int {
 		err = listAllJobs(ctx, mc, st)
 	}
 	if err != nil {
-		return fail("status: %v", tlsHint(err, tf.insecure))
+		return fail("status: %v", ctlError(err, *addr, tf.insecure))
 	}
 	v := statusView(st)
 	if *asJSON {
@@ -145,20 +146,25 @@ func listAllJobs(ctx context.Context, mc *metaclient.Client, st *wire.ClusterSta
 func printStatus(v statusJSON) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tSTATE\tTIER\tUSED\tCAPACITY\tTIER Mb/s\tRX/TX Mb/s\tCPU\tJOBS")
+	unmeasured := false
 	for _, n := range v.Nodes {
 		for i, t := range n.Tiers {
+			unmeasured = unmeasured || t.Mbps <= 0
 			if i == 0 {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f/%.0f\t%.0f%%\t%d\n", n.Addr, n.State, t.Kind,
-					units.FormatSize(t.UsedBytes), units.FormatSize(t.CapacityBytes), t.Mbps, n.RxMbps, n.TxMbps, n.CPUPercent, n.Jobs)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%.0f/%.0f\t%.0f%%\t%d\n", n.Addr, n.State, t.Kind,
+					units.FormatSize(t.UsedBytes), units.FormatSize(t.CapacityBytes), mbpsCell(t), n.RxMbps, n.TxMbps, n.CPUPercent, n.Jobs)
 				continue
 			}
-			fmt.Fprintf(w, "\t\t%s\t%s\t%s\t%.0f\t\t\t\n", t.Kind, units.FormatSize(t.UsedBytes), units.FormatSize(t.CapacityBytes), t.Mbps)
+			fmt.Fprintf(w, "\t\t%s\t%s\t%s\t%s\t\t\t\n", t.Kind, units.FormatSize(t.UsedBytes), units.FormatSize(t.CapacityBytes), mbpsCell(t))
 		}
 		if len(n.Tiers) == 0 {
 			fmt.Fprintf(w, "%s\t%s\t-\t\t\t\t%.0f/%.0f\t%.0f%%\t%d\n", n.Addr, n.State, n.RxMbps, n.TxMbps, n.CPUPercent, n.Jobs)
 		}
 	}
 	w.Flush()
+	if unmeasured {
+		fmt.Printf("TIER Mb/s -: the node reports no bandwidth for the tier; placement counts %.0f Mb/s\n", controller.DefaultPolicy().NodeMbps)
+	}
 	if int(v.NodeCount) > len(v.Nodes) {
 		fmt.Printf("%d nodes, %d listed (the status reply's size bound)\n", v.NodeCount, len(v.Nodes))
 	}
@@ -201,6 +207,15 @@ func printNodeNotes(v statusJSON) {
 			fmt.Printf("node %s block %s: p99 %.0f us, %.0f IO/s\n", n.Addr, devOp, n.Metrics[name], n.Metrics["blk_per_sec:"+devOp])
 		}
 	}
+}
+
+// mbpsCell is a tier's bandwidth in Mb/s for the table, "-" when the node
+// reports none.
+func mbpsCell(t statusTierJSON) string {
+	if t.Mbps <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", t.Mbps)
 }
 
 func sortedMetricNames(m map[string]float64, prefix string) []string {

@@ -21,9 +21,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pocketstore/pocket/internal/pki"
+	"github.com/pocketstore/pocket/metaclient"
 )
 
 // Environment variables of the TLS settings.
@@ -142,6 +144,8 @@ func tlsHint(err error, insecure bool) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, syscall.ECONNREFUSED): // not TLS's doing: ctlHint says what to do
+		return err
 	case insecure:
 		return fmt.Errorf("%w (with --insecure: is the controller serving TLS? then drop --insecure and use its certificates)", err)
 	case errors.As(err, &header):
@@ -153,6 +157,31 @@ func tlsHint(err error, insecure bool) error {
 		return fmt.Errorf("%w (the controller refused this certificate: is the TLS directory from this cluster's CA? pocket up prints %s)", err, envTLSDir)
 	}
 	return err
+}
+
+// ctlError is a controller call's error with what to do next: where the
+// controller address came from when nothing listens there (ctlHint), and
+// what to check when TLS and plain TCP are mixed up (tlsHint).
+func ctlError(err error, addrFlag string, insecure bool) error {
+	return ctlHint(tlsHint(err, insecure), addrFlag)
+}
+
+// ctlHint adds, to an error of a controller that refused the connection,
+// where its address came from (--controller, $POCKET_CONTROLLER or the
+// default) and how to start or name one.
+func ctlHint(err error, addrFlag string) error {
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return err
+	}
+	from := "the default address; $" + metaclient.EnvController + " is not set"
+	switch {
+	case addrFlag != "":
+		from = "from --controller"
+	case os.Getenv(metaclient.EnvController) != "":
+		from = "from $" + metaclient.EnvController
+	}
+	return fmt.Errorf("%w (no controller at %s, %s: start a cluster with pocket up, or give the address of a running "+
+		"controller with --controller ADDR or export %s=ADDR)", err, ctlAddr(addrFlag), from, metaclient.EnvController)
 }
 
 // serverTLS prepares DATA/tls for a controller listening on listen (the

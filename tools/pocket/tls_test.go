@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,5 +276,30 @@ func TestTLSHint(t *testing.T) {
 	}
 	if tlsHint(nil, true) != nil {
 		t.Error("a hint without an error")
+	}
+}
+
+// TestCtlHint: a refused connection names where the controller address
+// came from and how to start or name one; other errors pass unchanged,
+// and tlsHint adds no TLS advice to a refusal.
+func TestCtlHint(t *testing.T) {
+	refused := fmt.Errorf("metaclient: status 127.0.0.1:7000: %w", &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})
+	t.Setenv("POCKET_CONTROLLER", "")
+	for _, c := range []struct {
+		flag, env, want string
+	}{
+		{"", "", "no controller at 127.0.0.1:7000, the default address; $POCKET_CONTROLLER is not set"},
+		{"", "10.0.0.1:7000", "no controller at 10.0.0.1:7000, from $POCKET_CONTROLLER"},
+		{"h:1", "10.0.0.1:7000", "no controller at h:1, from --controller"},
+	} {
+		t.Setenv("POCKET_CONTROLLER", c.env)
+		got := ctlError(refused, c.flag, true)
+		if !errors.Is(got, syscall.ECONNREFUSED) || !strings.Contains(got.Error(), c.want) ||
+			!strings.Contains(got.Error(), "pocket up") || strings.Contains(got.Error(), "--insecure") {
+			t.Errorf("ctlError(refused, %q) with $POCKET_CONTROLLER=%q:\n%v\nwant %q and what to do, no TLS advice", c.flag, c.env, got, c.want)
+		}
+	}
+	if err := ctlHint(io.EOF, ""); err != io.EOF {
+		t.Errorf("ctlHint(EOF) = %v, want EOF unchanged", err)
 	}
 }

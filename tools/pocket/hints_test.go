@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/dataplane/agent"
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+func node(state wire.NodeState, tiers ...wire.TierStat) wire.NodeStatus {
+	return wire.NodeStatus{Addr: "n", State: state, Tiers: tiers}
+}
+
+func TestClusterTier(t *testing.T) {
+	dram := func(capacity int64, mbps float64) wire.TierStat {
+		return wire.TierStat{Kind: uint8(wire.TierDRAM), CapacityBytes: capacity, Mbps: mbps}
+	}
+	nvme := wire.TierStat{Kind: uint8(wire.TierNVMe), CapacityBytes: 1 << 40, Mbps: 16000}
+	st := &wire.ClusterStatus{NodeCount: 4, Nodes: []wire.NodeStatus{
+		node(wire.NodeActive, dram(1<<30, 4000)),
+		node(wire.NodeActive, dram(2<<30, 0)),
+		node(wire.NodeDraining, dram(8<<30, 4000), nvme), // takes no job
+		node(wire.NodeActive, dram(1<<30, 1000), nvme),
+	}}
+	f, err := clusterTier(st, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeMbps := controller.DefaultPolicy().NodeMbps
+	want := tierFigures{tier: wire.TierDRAM, nodes: 3, capacityBytes: 4 << 30, mbps: 4000 + nodeMbps + 1000, assumed: 1}
+	if f != want {
+		t.Fatalf("latency-sensitive: %+v, want %+v", f, want)
+	}
+	if f, _ := clusterTier(st, false); f.tier != wire.TierNVMe || f.nodes != 1 || f.capacityBytes != 1<<40 || f.mbps != 16000 {
+		t.Fatalf("not latency-sensitive, an active NVMe node: %+v, want its NVMe tier", f)
+	}
+	st.Nodes, st.NodeCount = st.Nodes[:3], 3
+	if f, err := clusterTier(st, false); err != nil || f.tier != wire.TierDRAM {
+		t.Fatalf("no active NVMe node: tier %v (%v), want dram", f.tier, err)
+	}
+	st.NodeCount = 4
+	if _, err := clusterTier(st, false); !errors.Is(err, errStatusPartial) {
+		t.Fatalf("3 of 4 nodes listed: %v, want errStatusPartial", err)
+	}
+}
+
+func TestHintExcesses(t *testing.T) {
+	f := tierFigures{tier: wire.TierDRAM, nodes: 2, capacityBytes: 3 << 30, mbps: 16000, assumed: 2}
+	for _, c := range []struct {
+		h    wire.JobHints
+		want [][]string // per excess, the substrings it must hold
+	}{
+		{wire.JobHints{CapacityBytes: 3 << 30, PeakMbps: 16000}, nil},
+		{wire.JobHints{Lambdas: 26}, nil}, // 15600 Mb/s
+		{wire.JobHints{CapacityBytes: 100 << 30}, [][]string{{"--capacity 100GiB", "dram tier holds: 3GiB on 2 active node(s)"}}},
+		{wire.JobHints{PeakMbps: 20000}, [][]string{{"--peak-mbps 20000 Mb/s", "16000 Mb/s on 2 active node(s) (2 report no bandwidth and count as 8000 Mb/s each)"}}},
+		{wire.JobHints{Lambdas: 100}, [][]string{{"--lambdas 100 (60000 Mb/s at 600 Mb/s a lambda)"}}},
+		{wire.JobHints{CapacityBytes: 4 << 30, PeakMbps: 1e6, Lambdas: 1}, [][]string{{"--capacity 4GiB"}, {"--peak-mbps 1000000 Mb/s"}}},
+	} {
+		got := hintExcesses(c.h, f)
+		if len(got) != len(c.want) {
+			t.Errorf("%+v: %q, want %d excess(es)", c.h, got, len(c.want))
+			continue
+		}
+		for i, ws := range c.want {
+			for _, w := range ws {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("%+v: %q lacks %q", c.h, got[i], w)
+				}
+			}
+		}
+	}
+}
+
+var hintSecret = []byte("0123456789abcdef-hints-secret")
+
+// startHintCluster starts, in this process, a plain-TCP controller and two
+// DRAM nodes of 16 MiB heartbeating through the agent, one reporting
+// 1000 Mb/s and one no bandwidth, and returns the controller.
+func startHintCluster(t *testing.T) (*controller.Controller, string) {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctl, err := controller.New(controller.Config{Secret: hintSecret, HeartbeatInterval: 100 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	addr, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mbps := range []float64{1000, 0} {
+		startHintNode(t, addr.String(), mbps, quiet)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for activeNodes(ctl) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 nodes active", activeNodes(ctl))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return ctl, addr.String()
+}
+
+func activeNodes(ctl *controller.Controller) int {
+	n := 0
+	for _, ns := range ctl.Status().Nodes {
+		if ns.State == wire.NodeActive {
+			n++
+		}
+	}
+	return n
+}
+
+func startHintNode(t *testing.T, ctlAddr string, mbps float64, log *slog.Logger) {
+	t.Helper()
+	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+		Guard: dataplane.NewTokenGuard(hintSecret), Net: netio.Config{Loops: 1}, Logger: log})
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	mc := metaclient.New(ctlAddr, metaclient.Options{Secret: hintSecret, Logger: log})
+	go func() {
+		defer close(done)
+		defer mc.Close()
+		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc, Logger: log,
+			Mbps: map[dataplane.Kind]float64{wire.TierDRAM: mbps}})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		nd.Close()
+		d.Close()
+	})
+}
+
+// TestRegisterHintsAgainstCluster runs `pocket job register` against a
+// cluster of two 16 MiB DRAM nodes (9000 Mb/s: 1000 reported, 8000
+// assumed): hints that fit register quietly; a capacity, a peak bandwidth
+// or a lambda count beyond the cluster is warned about on stderr with the
+// hint, the cluster's figure and its units, and still registered; with
+// --strict it is refused (exit 1) and nothing is registered.
+func TestRegisterHintsAgainstCluster(t *testing.T) {
+	bin := buildPocketBinary(t)
+	ctl, addr := startHintCluster(t)
+	env := cleanEnv("POCKET_CONTROLLER=" + addr)
+	register := func(args ...string) (jobMapJSON, string, int) {
+		t.Helper()
+		out, errOut, code := pocketRun(t, bin, env, "", append([]string{"job", "register", "--insecure", "--json", "hinted"}, args...)...)
+		var m jobMapJSON
+		if code == 0 {
+			if err := json.Unmarshal([]byte(out), &m); err != nil {
+				t.Fatalf("job register %v: %v\n%s", args, err, out)
+			}
+		}
+		return m, errOut, code
+	}
+	for _, c := range []struct {
+		args []string
+		want []string // on stderr; none: stderr empty
+	}{
+		{[]string{"--capacity", "24MiB", "--peak-mbps", "9000"}, nil},
+		{[]string{"--lambdas", "15", "--latency-sensitive"}, nil},
+		{[]string{"--capacity", "1GiB"}, []string{"warning: --capacity 1GiB", "dram tier holds: 32MiB on 2 active node(s)", "add nodes"}},
+		{[]string{"--peak-mbps", "20000"}, []string{"warning: --peak-mbps 20000 Mb/s", "9000 Mb/s on 2 active node(s) (1 report no bandwidth and count as 8000 Mb/s each)"}},
+		{[]string{"--lambdas", "100"}, []string{"warning: --lambdas 100 (60000 Mb/s at 600 Mb/s a lambda)", "9000 Mb/s"}},
+	} {
+		m, errOut, code := register(c.args...)
+		if code != 0 || m.JobID == "" {
+			t.Errorf("job register %v: exit %d, job %q: %s", c.args, code, m.JobID, errOut)
+			continue
+		}
+		if m.Tier != wire.TierDRAM.String() {
+			t.Errorf("job register %v: tier %s, the check assumed dram", c.args, m.Tier)
+		}
+		if c.want == nil && errOut != "" {
+			t.Errorf("job register %v: hints that fit, yet stderr: %s", c.args, errOut)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(errOut, w) || strings.Count(errOut, "pocket: job register: ") != len(strings.Split(strings.TrimSpace(errOut), "\n")) {
+				t.Errorf("job register %v: stderr %q, want %q on lines with one prefix", c.args, errOut, w)
+			}
+		}
+	}
+	before := ctl.Status().JobCount
+	for _, args := range [][]string{{"--capacity", "1GiB"}, {"--peak-mbps", "20000"}, {"--lambdas", "100"}} {
+		_, errOut, code := register(append(args, "--strict")...)
+		if code != 1 || !strings.Contains(errOut, "--strict: not registered: "+args[0]) || strings.Count(errOut, "pocket: ") != 1 {
+			t.Errorf("job register %v --strict: exit %d, stderr %q; want exit 1 naming the hint", args, code, errOut)
+		}
+	}
+	if _, errOut, code := register("--capacity", "1MiB", "--strict"); code != 0 || errOut != "" {
+		t.Errorf("job register --capacity 1MiB --strict: exit %d: %s", code, errOut)
+	}
+	if got := ctl.Status().JobCount; got != before+1 {
+		t.Errorf("job count %d after the refused jobs and one that fits, want %d", got, before+1)
+	}
+}
