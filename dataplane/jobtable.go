@@ -40,6 +40,14 @@ import (
 // pocket), but it can never hold more than it held when revoked: a job
 // found above that is dropped whole (see checkRetired).
 //
+// A job that may hold data here and that a snapshot from the controller
+// does not list is orphaned, not revoked: its requests are refused
+// (errJobGone) but its data stays, and every heartbeat reports it as held
+// (orphans, held.go) until the controller orders it dropped (the ack's
+// Drop: after the controller's orphan grace, or at once for a job it
+// revoked) or lists it again with the same gen (a controller restarted on
+// its own state after one that had lost it), which makes it live again.
+//
 // Reads are on every request, from every loop, without a lock: the table
 // is jobShards copy-on-write maps of entries whose fields are atomics.
 // Writers (the agent applying a heartbeat ack, the guard adding a pending
@@ -63,6 +71,7 @@ const (
 	statePending               // a valid token the controller has not listed yet
 	stateRevoked               // deregistered or expired: refused
 	stateRetired               // revoked, persistent values remain: readable
+	stateOrphan                // unknown to the controller, data kept: refused
 )
 
 // jobEntry is one job. The atomics are read by the loops; the rest is
@@ -94,6 +103,7 @@ type jobTable struct {
 	pending   map[string]*jobEntry
 	revoked   map[string]*jobEntry // revoked or retired, not yet removed
 	retiredAt []string             // retired jobs, checked in turn
+	orphans   map[string]*jobEntry // orphaned jobs (see above)
 }
 
 func (j *jobTable) init() {
@@ -104,6 +114,7 @@ func (j *jobTable) init() {
 	}
 	j.pending = map[string]*jobEntry{}
 	j.revoked = map[string]*jobEntry{}
+	j.orphans = map[string]*jobEntry{}
 }
 
 func (j *jobTable) shard(job []byte) *atomic.Pointer[map[string]*jobEntry] {
@@ -135,7 +146,7 @@ func (e *jobEntry) stored() bool {
 		return true
 	}
 	st := e.state.Load()
-	return st != stateRevoked && st != stateRetired
+	return st != stateRevoked && st != stateRetired && st != stateOrphan
 }
 
 // retired reports whether the job is retired here.
@@ -184,6 +195,8 @@ func (j *jobTable) checkEntry(job []byte, epoch uint64, op opClass) (*jobEntry, 
 	switch e.state.Load() {
 	case stateRevoked:
 		return e, errRevoked
+	case stateOrphan:
+		return e, errJobGone
 	case stateRetired:
 		if op == opStore {
 			return e, errRetired
@@ -218,6 +231,8 @@ func (j *jobTable) admit(job []byte, c token.Claims, tok []byte) error {
 	switch e.state.Load() {
 	case stateRevoked:
 		return errRevoked
+	case stateOrphan:
+		return errJobGone
 	case stateRetired:
 		return nil
 	}
@@ -286,6 +301,7 @@ func (j *jobTable) forget(job string) {
 	}
 	delete(j.pending, job)
 	delete(j.revoked, job)
+	delete(j.orphans, job)
 }
 
 // syncPoint is what a heartbeat tells the controller: the table's
@@ -311,21 +327,44 @@ func (j *jobTable) revokeLocked(ed *tableEdit, job string, now time.Time) bool {
 	e.state.Store(stateRevoked)
 	e.revokedAt = now
 	delete(j.pending, job)
+	delete(j.orphans, job)
 	j.revoked[job] = e
 	return e.used.Load()
 }
 
-// upsertLocked enters a live job as the controller lists it.
-func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) {
+// orphanLocked marks a job the controller does not list orphaned when it
+// may hold data here, else revokes it (nothing to keep).
+func (j *jobTable) orphanLocked(ed *tableEdit, job string, e *jobEntry, now time.Time) {
+	if !e.used.Load() {
+		j.revokeLocked(ed, job, now)
+		return
+	}
+	e.state.Store(stateOrphan)
+	delete(j.pending, job)
+	j.orphans[job] = e
+}
+
+// upsertLocked enters a live job as the controller lists it. It reports
+// whether an orphaned job's data under the same id, from another job (its
+// gen differs), must be dropped first.
+func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (dropOld bool) {
 	e := ed.get(je.Job)
 	if e == nil {
 		e = &jobEntry{}
 		ed.put(je.Job, e)
 	}
 	switch e.state.Load() {
+	case stateOrphan:
+		delete(j.orphans, je.Job)
+		if e.gen.Load() != je.Gen {
+			// Another job under the orphan's id: the orphan's data goes.
+			e = &jobEntry{}
+			ed.put(je.Job, e)
+			dropOld = true
+		}
 	case stateRevoked, stateRetired:
 		if e.gen.Load() == je.Gen {
-			return // the controller's word is older than the revocation
+			return false // the controller's word is older than the revocation
 		}
 		// A new job under a revoked job's id (another controller run).
 		e = &jobEntry{}
@@ -338,6 +377,7 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) {
 	e.state.Store(stateLive)
 	e.seen = snap
 	delete(j.pending, je.Job)
+	return dropOld
 }
 
 func unixMs(t time.Time) int64 {
@@ -362,11 +402,13 @@ func (j *jobTable) apply(ack *wire.NodeAck, now time.Time) []string {
 			j.snapRev, j.snapID = ack.Rev, j.snapID+1
 		}
 		for i := range ack.Jobs {
-			j.upsertLocked(ed, &ack.Jobs[i], j.snapID)
+			if j.upsertLocked(ed, &ack.Jobs[i], j.snapID) {
+				drops = append(drops, ack.Jobs[i].Job)
+			}
 		}
 		j.snapAfter = ack.After
 		if !ack.More {
-			drops = j.finishSnapshotLocked(ed, now)
+			j.finishSnapshotLocked(ed, now)
 		}
 	} else if j.synced.Load() {
 		for i := range ack.Jobs {
@@ -377,7 +419,9 @@ func (j *jobTable) apply(ack *wire.NodeAck, now time.Time) []string {
 				}
 				continue
 			}
-			j.upsertLocked(ed, je, 0)
+			if j.upsertLocked(ed, je, 0) {
+				drops = append(drops, je.Job)
+			}
 		}
 		j.since.Store(ack.Rev)
 		drops = append(drops, j.resolvePendingLocked(ed, ack.Rev, now)...)
@@ -387,16 +431,17 @@ func (j *jobTable) apply(ack *wire.NodeAck, now time.Time) []string {
 }
 
 // finishSnapshotLocked ends a snapshot: every entry it did not list whose
-// gen is not after its revision is gone from the cluster.
-func (j *jobTable) finishSnapshotLocked(ed *tableEdit, now time.Time) []string {
-	var drops []string
+// gen is not after its revision is unknown to the controller: orphaned
+// when it may hold data here (kept until the controller orders it
+// dropped), else revoked.
+func (j *jobTable) finishSnapshotLocked(ed *tableEdit, now time.Time) {
 	rev := j.snapRev
 	for i := range j.shards {
 		for job, e := range *j.shards[i].Load() {
 			switch e.state.Load() {
 			case stateLive, statePending:
-				if e.seen != j.snapID && e.gen.Load() <= rev && j.revokeLocked(ed, job, now) {
-					drops = append(drops, job)
+				if e.seen != j.snapID && e.gen.Load() <= rev {
+					j.orphanLocked(ed, job, e, now)
 				}
 			}
 		}
@@ -404,7 +449,6 @@ func (j *jobTable) finishSnapshotLocked(ed *tableEdit, now time.Time) []string {
 	j.since.Store(rev)
 	j.snapRev, j.snapAfter = 0, 0
 	j.synced.Store(true)
-	return drops
 }
 
 // resolvePendingLocked revokes the pending jobs the controller should have
@@ -577,6 +621,37 @@ func (j *jobTable) placed() []string {
 		}
 	}
 	return out
+}
+
+// heldBatch returns up to k orphaned jobs, from a random point of the
+// set each time, so every one is reported within a few heartbeats.
+func (j *jobTable) heldBatch(k int) []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]string, 0, min(k, len(j.orphans)))
+	for job := range j.orphans {
+		if len(out) == k {
+			break
+		}
+		out = append(out, job)
+	}
+	return out
+}
+
+// droppable reports whether the controller's drop order for a held job
+// may be carried out: the job is orphaned, revoked or has no entry. A job
+// the table holds live or pending (the controller listed it, or a token
+// newer than the table) is never dropped on such an order.
+func (j *jobTable) droppable(job string) bool {
+	e := j.lookup([]byte(job))
+	if e == nil {
+		return true
+	}
+	switch e.state.Load() {
+	case stateLive, statePending:
+		return false
+	}
+	return true
 }
 
 // claims returns a live job's token claims.

@@ -164,7 +164,8 @@ func TestUnknownJobs(t *testing.T) {
 }
 
 // TestSnapshotRevokesWhatItDoesNotList: a snapshot (after a controller
-// restart, or a node too far behind) revokes the jobs it does not list.
+// restart, or a node too far behind) refuses the jobs it does not list;
+// their data stays until the controller orders it dropped (held.go).
 func TestSnapshotRevokesWhatItDoesNotList(t *testing.T) {
 	n := tokenNode(t)
 	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "old-1", Gen: 90}, wire.JobEpoch{Job: "keep-1", Gen: 91}))
@@ -183,8 +184,11 @@ func TestSnapshotRevokesWhatItDoesNotList(t *testing.T) {
 	if err := jobOp(t, n, wire.OpGet, "old-1", "k", jobTok("old-1", 90), 0, 0); !errors.Is(err, wire.ErrRevoked) {
 		t.Fatalf("job the snapshot did not list: %v", err)
 	}
-	if u := n.jobUsage([]byte("old-1")); u != 0 {
-		t.Fatalf("unlisted job holds %d bytes", u)
+	if u := n.jobUsage([]byte("old-1")); u == 0 {
+		t.Fatal("the unlisted job's data was dropped before the controller ordered it")
+	}
+	if h := n.HeldJobs(wire.MaxHeldJobs); len(h) != 1 || h[0].Job != "old-1" || h[0].Bytes == 0 {
+		t.Fatalf("held jobs %v; want old-1 with its bytes", h)
 	}
 	for job, gen := range map[string]uint64{"keep-1": 91, "n-1": 450} {
 		if err := jobOp(t, n, wire.OpPut, job, "k", jobTok(job, gen), 0, 0); err != nil {

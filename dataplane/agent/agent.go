@@ -4,9 +4,12 @@
 // node's own rx/tx rates and CPU, and the revision its job table is at, and
 // applies what the controller answers: the node's state and the job-table
 // changes since that revision (jobs registered, revoked, their map epochs;
-// dataplane.Node.ApplyAck). A draining node refuses new puts and moves its
-// values to their new owners (drain.go, dataplane.Node.Migrate), reporting
-// its progress in its heartbeats until the controller retires it.
+// dataplane.Node.ApplyAck). It reports the jobs whose data the node holds
+// that the controller did not list (orphans) and drops those the
+// controller names (dataplane.Node.HeldJobs, DropHeld). A draining node
+// refuses new puts and moves its values to their new owners (drain.go,
+// dataplane.Node.Migrate), reporting its progress in its heartbeats until
+// the controller retires it.
 package agent
 
 import (
@@ -89,6 +92,7 @@ func (a *agent) report(hb *wire.Heartbeat) {
 	}
 	a.last, a.lastStats = now, st
 	hb.Since, hb.SnapRev, hb.SnapAfter = a.cfg.Node.JobSync()
+	hb.Held = a.cfg.Node.HeldJobs(wire.MaxHeldJobs)
 	hb.Tiers = a.tiers()
 	if a.drain != nil {
 		hb.Metrics = append(hb.Metrics, a.drain.metrics()...)
@@ -127,6 +131,7 @@ func appendBlock(ms []wire.Metric, bl []telemetry.BlockLatency) []wire.Metric {
 // ack applies the controller's answer.
 func (a *agent) ack(ack *wire.NodeAck) {
 	a.cfg.Node.ApplyAck(ack)
+	a.cfg.Node.DropHeld(ack.Drop)
 	if ack.State != a.state {
 		a.state = ack.State
 		a.cfg.Node.SetDraining(ack.State == wire.NodeDraining)

@@ -1,0 +1,40 @@
+package dataplane
+
+import "github.com/pocketstore/pocket/wire"
+
+// Held jobs: the node's half of orphan reconciliation (package controller,
+// orphans.go). A job the controller's snapshot did not list that may hold
+// data here is orphaned in the job table (jobtable.go): refused, its data
+// kept. Each heartbeat reports a batch of them with their bytes (HeldJobs);
+// the controller answers which to drop (DropHeld), after its grace for a
+// job it does not know, at once for one it revoked.
+
+// HeldJobs returns up to k orphaned jobs with their bytes on this node
+// (all tiers), for wire.Heartbeat.Held; k is at most wire.MaxHeldJobs.
+// With more orphans than k, each call starts at a random one.
+func (n *Node) HeldJobs(k int) []wire.HeldJob {
+	jobs := n.jobs.heldBatch(min(k, wire.MaxHeldJobs))
+	if len(jobs) == 0 {
+		return nil
+	}
+	out := make([]wire.HeldJob, len(jobs))
+	for i, job := range jobs {
+		out[i] = wire.HeldJob{Job: job, Bytes: n.jobUsage([]byte(job))}
+	}
+	return out
+}
+
+// DropHeld carries out the controller's drop orders (wire.NodeAck.Drop):
+// each job is revoked and its values dropped, persistent ones kept (as
+// for a deregistered job). A job the table holds live or pending is left
+// alone: an order can only be for a job the controller does not list.
+func (n *Node) DropHeld(drop []wire.HeldJob) {
+	for _, h := range drop {
+		if !n.jobs.droppable(h.Job) {
+			n.log.Warn("ignored the controller's order to drop a live job's data", "job", h.Job)
+			continue
+		}
+		freed := n.DropJob([]byte(h.Job), true)
+		n.log.Info("dropped an orphaned job's data on the controller's order", "job", h.Job, "bytes", freed)
+	}
+}
