@@ -3,12 +3,20 @@
 # Redis side by side, and Pocket's microbenchmarks, on this machine.
 # Usage: perf/eval.sh [BIN]   (BIN defaults to bin/pocket; run make build)
 #
-# Installs nothing. Starts redis-server (persistence off) and NODES
-# `BIN node` processes on loopback (plus one NVMe-tier node over a file when
-# O_DIRECT works there), runs the sort on both stores, the other workloads
-# on both, and the micro suite, then writes perf/results/latest.md with
-# workloads.jsonl, micro.json and the PNG plots beside it. Everything it
-# started is stopped on exit, whatever happens.
+# Installs nothing. Starts NODES `BIN node` processes and as many
+# redis-server processes (persistence off) on loopback, plus one NVMe-tier
+# node over a file when O_DIRECT works there; runs the sort on both stores,
+# the other workloads on both, and the micro suite, then writes
+# perf/results/latest.md with workloads.jsonl, micro.json and the PNG plots
+# beside it. Everything it started is stopped on exit, whatever happens.
+#
+# Same cores on both sides (issue 16): each redis-server is single-threaded,
+# so the workloads meet NODES of them, keys spread by a hash of the key
+# (`pocket bench workload --target redis://A,redis://B,...`, client-side
+# sharding), as they meet NODES storage nodes. The micro suite compares one
+# node with one redis-server.
+#
+#   e.g. NODES=2 SORT_SIZE=256MiB perf/eval.sh bin/pocket
 #
 # Environment (defaults in brackets):
 #   SORT_SIZE [1GiB]  SORT_WORKERS [16]   the sort of issue 6's target
@@ -88,10 +96,14 @@ start() {
 	return 1
 }
 
-redis_port=$(free_port 6400)
-start redis-server "$redis_port" "$work/redis.log" redis-server --port "$redis_port" --bind 127.0.0.1 \
-	--save '' --appendonly no --dir "$work" || die "redis-server did not start"
-redis="redis://127.0.0.1:$redis_port"
+redis=""
+for i in $(seq "$NODES"); do
+	p=$(free_port 6400)
+	mkdir -p "$work/redis$i"
+	start "redis-server $i" "$p" "$work/redis$i.log" redis-server --port "$p" --bind 127.0.0.1 \
+		--save '' --appendonly no --dir "$work/redis$i" || die "redis-server $i did not start"
+	redis+="${redis:+,}redis://127.0.0.1:$p"
+done
 
 nodes=""
 for i in $(seq "$NODES"); do
@@ -145,7 +157,7 @@ for store in pocket redis; do
 done
 
 echo "eval: micro suite" >&2
-micro_flags=(--nodes "${nodes%%,*}" --redis "$redis" --out "$OUT" --duration "$MICRO_DURATION"
+micro_flags=(--nodes "${nodes%%,*}" --redis "${redis%%,*}" --out "$OUT" --duration "$MICRO_DURATION"
 	--samples "$MICRO_SAMPLES" --clients "$MICRO_CLIENTS")
 [[ -n $nvme_nodes ]] && micro_flags+=(--nvme-nodes "$nvme_nodes")
 "$BIN" "${MICRO[@]}" "${micro_flags[@]}" >/dev/null || die "micro suite failed"
@@ -157,7 +169,8 @@ micro_flags=(--nodes "${nodes%%,*}" --redis "$redis" --out "$OUT" --duration "$M
 		"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -g | awk '/Mem:/ {print $2}') GB RAM;" \
 		"$(go version "$BIN" 2>/dev/null | cut -d' ' -f2); $(redis-server --version | cut -d' ' -f1-3)."
 	echo "Our store: $NODES \`pocket node\` processes with --dram $NODE_DRAM, a static job over all of them;" \
-		"Redis: one redis-server, persistence off. Every worker is its own process with its own client." \
+		"Redis: $NODES redis-server processes (one per node: the same cores), persistence off, keys sharded by hash in the client;" \
+		"the micro suite compares one node with one redis-server. Every worker is its own process with its own client." \
 		"Clients and servers share the machine's cores."
 	echo
 	echo "## Workloads"

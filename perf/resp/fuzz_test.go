@@ -84,3 +84,27 @@ func FuzzReadCommand(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNextInto checks that NextInto, with a small destination, decodes the
+// same replies as Next.
+func FuzzNextInto(f *testing.F) {
+	for _, s := range []string{"+OK\r\n", "$3\r\nabc\r\n", ":1\r\n", "$-1\r\n", "-E\r\n", "$9\r\n123456789\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want, errWant := decodeAll(bytes.NewReader(data))
+		r := NewReader(bytes.NewReader(data), 64, 4096)
+		var got []byte
+		var err error
+		for {
+			var rep Reply
+			if rep, err = r.NextInto(make([]byte, 0, 4)); err != nil {
+				break
+			}
+			got = AppendReply(got, rep)
+		}
+		if !bytes.Equal(got, want) || (err == nil) != (errWant == nil) {
+			t.Fatalf("NextInto decoded %q (%v), Next %q (%v)", got, err, want, errWant)
+		}
+	})
+}

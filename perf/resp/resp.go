@@ -31,7 +31,10 @@
 //
 // Reply.Data points into the Reader's own buffers and is valid only until the
 // next call to Next. The Reader reuses one bulk buffer, grown to the largest
-// value seen, so steady-state decoding allocates nothing.
+// value seen, so steady-state decoding allocates nothing. NextInto instead
+// reads a bulk string into the caller's buffer (or a new slice when it does
+// not fit), which stays valid: the workloads' client reads a GET's value
+// straight where its caller wants it.
 package resp
 
 import (
@@ -169,7 +172,17 @@ func (r *Reader) Buffered() int { return r.r.Buffered() }
 
 // Next reads and decodes the next reply. A reply cut short by the end of the
 // stream returns io.ErrUnexpectedEOF; a clean end between replies io.EOF.
-func (r *Reader) Next() (Reply, error) {
+func (r *Reader) Next() (Reply, error) { return r.next(nil, false) }
+
+// NextInto is Next, except that a bulk string's Data is read into dst when
+// it fits dst's capacity, else into a newly allocated slice: either way it
+// belongs to the caller and stays valid after later calls. Simple strings
+// and errors still point into the Reader's buffer.
+func (r *Reader) NextInto(dst []byte) (Reply, error) { return r.next(dst, true) }
+
+// next decodes one reply; own says whether a bulk string goes to dst (or a
+// new slice) instead of the Reader's bulk buffer.
+func (r *Reader) next(dst []byte, own bool) (Reply, error) {
 	line, err := r.line()
 	if err != nil {
 		return Reply{}, err
@@ -187,7 +200,7 @@ func (r *Reader) Next() (Reply, error) {
 		}
 		return Reply{Kind: Null}, nil
 	case Bulk:
-		return r.bulkString(body)
+		return r.bulkString(body, dst, own)
 	}
 	return Reply{}, fmt.Errorf("%w: unsupported reply type %q", ErrProtocol, line[0])
 }
@@ -210,7 +223,7 @@ func (r *Reader) line() ([]byte, error) {
 	return line[:len(line)-2], nil
 }
 
-func (r *Reader) bulkString(header []byte) (Reply, error) {
+func (r *Reader) bulkString(header, dst []byte, own bool) (Reply, error) {
 	n, err := parseInt(header)
 	if err != nil {
 		return Reply{}, err
@@ -224,6 +237,9 @@ func (r *Reader) bulkString(header []byte) (Reply, error) {
 	if n > int64(r.maxBulk) {
 		return Reply{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, n, r.maxBulk)
 	}
+	if own {
+		return readOwned(r.r, int(n), dst)
+	}
 	need := int(n) + 2
 	if cap(r.bulk) < need {
 		r.bulk = make([]byte, need)
@@ -236,6 +252,27 @@ func (r *Reader) bulkString(header []byte) (Reply, error) {
 		return Reply{}, fmt.Errorf("%w: bulk string not followed by CRLF", ErrProtocol)
 	}
 	return Reply{Kind: Bulk, Data: buf[:n]}, nil
+}
+
+// readOwned reads an n-byte bulk string and its CRLF into dst, or into a
+// new slice when dst's capacity is short of n.
+func readOwned(br *bufio.Reader, n int, dst []byte) (Reply, error) {
+	v := dst[:0]
+	if cap(v) < n {
+		v = make([]byte, n)
+	}
+	v = v[:n]
+	if _, err := io.ReadFull(br, v); err != nil {
+		return Reply{}, noEOF(err)
+	}
+	var crlf [2]byte
+	if _, err := io.ReadFull(br, crlf[:]); err != nil {
+		return Reply{}, noEOF(err)
+	}
+	if crlf != [2]byte{'\r', '\n'} {
+		return Reply{}, fmt.Errorf("%w: bulk string not followed by CRLF", ErrProtocol)
+	}
+	return Reply{Kind: Bulk, Data: v}, nil
 }
 
 // parseInt parses a decimal integer with an optional minus sign, refusing

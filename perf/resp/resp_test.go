@@ -176,3 +176,43 @@ func BenchmarkNextBulk1KiB(b *testing.B) {
 		}
 	}
 }
+
+func TestNextInto(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		kind Kind
+		data string
+		n    int64
+	}{
+		{"+OK\r\n", SimpleString, "OK", 0},
+		{"-ERR x\r\n", Error, "ERR x", 0},
+		{":42\r\n", Integer, "", 42},
+		{"$3\r\nabc\r\n", Bulk, "abc", 0},
+		{"$0\r\n\r\n", Bulk, "", 0},
+		{"$-1\r\n", Null, "", 0},
+		{"_\r\n", Null, "", 0},
+	} {
+		dst := make([]byte, 0, 8)
+		r, err := NewReader(strings.NewReader(c.in), 64, 16).NextInto(dst)
+		if err != nil || r.Kind != c.kind || string(r.Data) != c.data || r.Int != c.n {
+			t.Errorf("%q: %+v %v", c.in, r, err)
+		}
+		if c.kind == Bulk && len(r.Data) > 0 && &r.Data[0] != &dst[:1][0] {
+			t.Errorf("%q: value not read into dst", c.in)
+		}
+	}
+	// A value larger than dst lands in a new slice that later reads keep.
+	rd := NewReader(strings.NewReader("$5\r\nhello\r\n$5\r\nworld\r\n"), 64, 16)
+	first, err := rd.NextInto(make([]byte, 0, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd.NextInto(nil); err != nil || string(first.Data) != "hello" {
+		t.Fatalf("first value after a second read: %q, %v", first.Data, err)
+	}
+	for _, in := range []string{"", "$5\r\nab", "$17\r\n", "$-2\r\n", "*1\r\n", "$3\r\nabcXY", ":x\r\n", "+OK\n"} {
+		if _, err := NewReader(strings.NewReader(in), 64, 16).NextInto(nil); err == nil {
+			t.Errorf("%q: no error", in)
+		}
+	}
+}

@@ -48,7 +48,7 @@ const (
 type Target struct {
 	Kind string `json:"kind"`
 	// Addrs are the storage nodes of a static pocket job (no controller),
-	// or the one Redis server.
+	// or the Redis servers (several: keys sharded by ShardOf).
 	Addrs []string `json:"addrs,omitempty"`
 	// Controller is the pocket controller's address; Job and Token are
 	// then the job every worker opens.
@@ -59,25 +59,35 @@ type Target struct {
 	Tier wire.Tier `json:"tier,omitempty"`
 }
 
-// String names the target for reports: "redis", "pocket" or "pocket-nvme".
+// String names the target for reports: "redis", "redis x3" (three
+// shards), "pocket" or "pocket-nvme".
 func (t Target) String() string {
-	if t.Kind == KindPocket && t.Tier == wire.TierNVMe {
+	switch {
+	case t.Kind == KindPocket && t.Tier == wire.TierNVMe:
 		return "pocket-nvme"
+	case t.Kind == KindRedis && len(t.Addrs) > 1:
+		return fmt.Sprintf("redis x%d", len(t.Addrs))
 	}
 	return t.Kind
 }
 
-// ParseRedisURL turns redis://HOST[:PORT] into a Redis target.
+// ParseRedisURL turns redis://HOST[:PORT], or several such URLs separated
+// by commas (shards: redis://A:1,redis://B:2), into a Redis target.
 func ParseRedisURL(s string) (Target, error) {
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "redis" || u.Host == "" {
-		return Target{}, fmt.Errorf("%w: %q is not redis://HOST:PORT", ErrBadTarget, s)
+	t := Target{Kind: KindRedis}
+	for _, one := range strings.Split(s, ",") {
+		one = strings.TrimSpace(one)
+		u, err := url.Parse(one)
+		if err != nil || u.Scheme != "redis" || u.Host == "" {
+			return Target{}, fmt.Errorf("%w: %q is not redis://HOST:PORT[,redis://HOST:PORT...]", ErrBadTarget, s)
+		}
+		host := u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "6379")
+		}
+		t.Addrs = append(t.Addrs, host)
 	}
-	host := u.Host
-	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), "6379")
-	}
-	return Target{Kind: KindRedis, Addrs: []string{host}}, nil
+	return t, nil
 }
 
 // ParseNodes turns "A,B,C" into a static pocket target.
@@ -98,10 +108,13 @@ func ParseNodes(s string) (Target, error) {
 func Open(ctx context.Context, t Target) (Backend, error) {
 	switch t.Kind {
 	case KindRedis:
-		if len(t.Addrs) != 1 {
-			return nil, fmt.Errorf("%w: redis wants one address, got %d", ErrBadTarget, len(t.Addrs))
+		switch len(t.Addrs) {
+		case 0:
+			return nil, fmt.Errorf("%w: redis target without an address", ErrBadTarget)
+		case 1:
+			return NewRedis(t.Addrs[0], 4), nil
 		}
-		return NewRedis(t.Addrs[0], 4), nil
+		return NewShardedRedis(t.Addrs, 4), nil
 	case KindPocket:
 		return openPocket(ctx, t)
 	}

@@ -57,7 +57,7 @@ func parseCLI(args []string, errOut io.Writer) (*cliOptions, error) {
 	}
 	ctl := fs.String("controller", os.Getenv("POCKET_CONTROLLER"), "pocket controller `ADDR` (default $POCKET_CONTROLLER)")
 	nodes := fs.String("nodes", "", "pocket storage nodes `A,B,C` for a static job (no controller)")
-	redis := fs.String("target", "", "Redis server `redis://HOST:PORT`")
+	redis := fs.String("target", "", "Redis server `redis://HOST:PORT`, or shards redis://A:1,redis://B:2 (keys spread by hash)")
 	tier := fs.String("tier", wire.TierDRAM.String(), "tier of a static pocket job: dram or nvme")
 	size := fs.String("size", "", "workload `SIZE` (1GiB, 64MiB, ...; default per workload)")
 	fs.IntVar(&o.spec.Workers, "workers", 4, "worker processes (lambdas) per phase")

@@ -24,6 +24,8 @@ func TestParseCLI(t *testing.T) {
 		{[]string{"sort", "--nodes", "a:1", "--size", "lots"}, false, ""},
 		{[]string{"sort", "--nodes", "a:1", "--workers", "0"}, false, ""},
 		{[]string{"sort", "--target", "http://x"}, false, ""},
+		{[]string{"sort", "--target", "redis://a:1,redis://b:2"}, true, KindRedis},
+		{[]string{"sort", "--target", "redis://a:1,b:2"}, false, ""},
 		{[]string{"--report", "f.jsonl"}, true, ""},
 	} {
 		t.Setenv("POCKET_CONTROLLER", "")

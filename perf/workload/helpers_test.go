@@ -140,6 +140,13 @@ func (f *fakeRedis) reply(out []byte, args [][]byte) []byte {
 	return resp.AppendReply(out, resp.Reply{Kind: resp.Error, Data: []byte("ERR unknown command")})
 }
 
+func (f *fakeRedis) get(key string) ([]byte, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.data[key]
+	return v, ok
+}
+
 func (f *fakeRedis) len() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

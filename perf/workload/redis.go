@@ -1,12 +1,10 @@
 package workload
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -15,8 +13,8 @@ import (
 
 // Redis is a minimal Redis client: GET, SET, EXISTS and DEL over plain TCP
 // with a small pool of connections, one request in flight on each.
-// Commands are formatted by perf/resp; replies are decoded by readReply,
-// which reads a GET's value straight into the caller's buffer.
+// Commands and replies go through perf/resp (the one RESP codec); a GET's
+// value is read straight into the caller's buffer (resp.Reader.NextInto).
 type Redis struct {
 	addr  string
 	conns chan *redisConn // idle connections
@@ -26,7 +24,7 @@ type Redis struct {
 type redisConn struct {
 	nc net.Conn
 	w  *resp.Writer
-	r  *bufio.Reader
+	r  *resp.Reader
 }
 
 // ErrRedis wraps an error reply from the server.
@@ -62,7 +60,7 @@ func (r *Redis) conn(ctx context.Context) (*redisConn, error) {
 		r.slots <- struct{}{}
 		return nil, fmt.Errorf("workload: redis %s: %w", r.addr, err)
 	}
-	return &redisConn{nc: nc, w: resp.NewWriter(nc, 64<<10), r: bufio.NewReaderSize(nc, 64<<10)}, nil
+	return &redisConn{nc: nc, w: resp.NewWriter(nc, 64<<10), r: resp.NewReader(nc, 64<<10, maxRedisBulk)}, nil
 }
 
 // done returns c to the pool, or closes it after an error that may have
@@ -78,15 +76,15 @@ func (r *Redis) done(c *redisConn, err error) {
 
 // do sends one command and reads its reply; the reply's bulk data lands in
 // dst when it fits.
-func (r *Redis) do(ctx context.Context, dst []byte, args ...[]byte) (reply, error) {
+func (r *Redis) do(ctx context.Context, dst []byte, args ...[]byte) (resp.Reply, error) {
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
 		// The context's timer may not have fired yet; a socket deadline
 		// in the past would fail the request (and the connection) anyway.
-		return reply{}, fmt.Errorf("workload: redis: %w", context.DeadlineExceeded)
+		return resp.Reply{}, fmt.Errorf("workload: redis: %w", context.DeadlineExceeded)
 	}
 	c, err := r.conn(ctx)
 	if err != nil {
-		return reply{}, err
+		return resp.Reply{}, err
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.nc.SetDeadline(dl)
@@ -98,26 +96,26 @@ func (r *Redis) do(ctx context.Context, dst []byte, args ...[]byte) (reply, erro
 	return rep, err
 }
 
-func (c *redisConn) roundTrip(dst []byte, args [][]byte) (reply, error) {
+func (c *redisConn) roundTrip(dst []byte, args [][]byte) (resp.Reply, error) {
 	if len(args) == 3 && string(args[0]) == "SET" {
 		c.w.WriteSet(args[1], args[2])
 	} else {
 		c.w.WriteCommand(args...)
 	}
 	if err := c.w.Flush(); err != nil {
-		return reply{}, fmt.Errorf("workload: redis write: %w", err)
+		return resp.Reply{}, fmt.Errorf("workload: redis write: %w", err)
 	}
-	rep, err := readReply(c.r, dst, maxRedisBulk)
+	rep, err := c.r.NextInto(dst)
 	if err != nil {
-		return reply{}, fmt.Errorf("workload: redis read: %w", err)
+		return resp.Reply{}, fmt.Errorf("workload: redis read: %w", err)
 	}
-	if rep.kind == '+' || rep.kind == '-' {
+	if rep.Kind == resp.SimpleString || rep.Kind == resp.Error {
 		// Text points into the connection's buffer, which the next user
 		// of the connection overwrites.
-		rep.data = bytes.Clone(rep.data)
+		rep.Data = bytes.Clone(rep.Data)
 	}
-	if rep.kind == '-' {
-		return rep, fmt.Errorf("%w: %s", ErrRedis, rep.data)
+	if rep.Kind == resp.Error {
+		return rep, fmt.Errorf("%w: %s", ErrRedis, rep.Data)
 	}
 	return rep, nil
 }
@@ -125,8 +123,8 @@ func (c *redisConn) roundTrip(dst []byte, args [][]byte) (reply, error) {
 // Put is SET.
 func (r *Redis) Put(ctx context.Context, key string, value []byte) error {
 	rep, err := r.do(ctx, nil, []byte("SET"), []byte(key), value)
-	if err == nil && (rep.kind != '+' || string(rep.data) != "OK") {
-		err = fmt.Errorf("workload: redis SET %q: unexpected %q reply", key, rep.kind)
+	if err == nil && (rep.Kind != resp.SimpleString || string(rep.Data) != "OK") {
+		err = fmt.Errorf("workload: redis SET %q: unexpected %v reply", key, rep.Kind)
 	}
 	return err
 }
@@ -137,28 +135,28 @@ func (r *Redis) Get(ctx context.Context, key string, dst []byte) ([]byte, error)
 	switch {
 	case err != nil:
 		return nil, err
-	case rep.kind == '_':
+	case rep.Kind == resp.Null:
 		return nil, fmt.Errorf("%w: redis GET %q", ErrNotFound, key)
-	case rep.kind != '$':
-		return nil, fmt.Errorf("workload: redis GET %q: unexpected %q reply", key, rep.kind)
+	case rep.Kind != resp.Bulk:
+		return nil, fmt.Errorf("workload: redis GET %q: unexpected %v reply", key, rep.Kind)
 	}
-	return rep.data, nil
+	return rep.Data, nil
 }
 
 // Exists is EXISTS.
 func (r *Redis) Exists(ctx context.Context, key string) (bool, error) {
 	rep, err := r.do(ctx, nil, []byte("EXISTS"), []byte(key))
-	if err == nil && rep.kind != ':' {
-		err = fmt.Errorf("workload: redis EXISTS %q: unexpected %q reply", key, rep.kind)
+	if err == nil && rep.Kind != resp.Integer {
+		err = fmt.Errorf("workload: redis EXISTS %q: unexpected %v reply", key, rep.Kind)
 	}
-	return rep.n > 0, err
+	return rep.Int > 0, err
 }
 
 // Delete is DEL.
 func (r *Redis) Delete(ctx context.Context, key string) error {
 	rep, err := r.do(ctx, nil, []byte("DEL"), []byte(key))
-	if err == nil && rep.kind != ':' {
-		err = fmt.Errorf("workload: redis DEL %q: unexpected %q reply", key, rep.kind)
+	if err == nil && rep.Kind != resp.Integer {
+		err = fmt.Errorf("workload: redis DEL %q: unexpected %v reply", key, rep.Kind)
 	}
 	return err
 }
@@ -176,104 +174,59 @@ func (r *Redis) Close() error {
 	}
 }
 
-// reply is one decoded RESP reply: kind is its prefix byte ('+', '-', ':',
-// '$'), or '_' for a null. data is the text or the bulk value; n the
-// integer.
-type reply struct {
-	kind byte
-	data []byte
-	n    int64
+// ShardedRedis spreads keys over several Redis servers by a hash of the key
+// (client-side sharding, as Redis Cluster clients and twemproxy do), so a
+// workload meets as many single-threaded redis-server processes as it
+// would meet storage nodes: the same cores on both sides.
+type ShardedRedis struct{ shards []*Redis }
+
+// NewShardedRedis returns a client of the servers at addrs, each with at
+// most conns connections. A key's server is ShardOf(key, len(addrs)).
+func NewShardedRedis(addrs []string, conns int) *ShardedRedis {
+	s := &ShardedRedis{}
+	for _, a := range addrs {
+		s.shards = append(s.shards, NewRedis(a, conns))
+	}
+	return s
 }
 
-// readReply decodes one reply of the kinds GET, SET, EXISTS and DEL give:
-//
-//	+text\r\n  -text\r\n  :int\r\n  $len\r\n<len bytes>\r\n  $-1\r\n  _\r\n
-//
-// A bulk value goes into dst when it fits its capacity, else into a new
-// slice; its length is checked against maxBulk before anything is
-// allocated. Text replies (+ and -) point into br's buffer and are valid
-// until the next read. Arrays and other kinds are refused.
-func readReply(br *bufio.Reader, dst []byte, maxBulk int) (reply, error) {
-	line, err := br.ReadSlice('\n')
-	if err != nil {
-		if err == io.EOF && len(line) > 0 {
-			err = io.ErrUnexpectedEOF
-		}
-		return reply{}, err
+// ShardOf is the shard of key among n: FNV-1a of the key modulo n.
+func ShardOf(key string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
 	}
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return reply{}, fmt.Errorf("%w: malformed line", resp.ErrProtocol)
-	}
-	kind, body := line[0], line[1:len(line)-2]
-	switch kind {
-	case '+', '-':
-		return reply{kind: kind, data: body}, nil
-	case '_':
-		return reply{kind: '_'}, nil
-	case ':':
-		n, err := parseInt(body)
-		return reply{kind: ':', n: n}, err
-	case '$':
-		n, err := parseInt(body)
-		if err != nil {
-			return reply{}, err
-		}
-		return readBulk(br, n, dst, maxBulk)
-	}
-	return reply{}, fmt.Errorf("%w: unsupported reply type %q", resp.ErrProtocol, kind)
+	return int(h % uint32(n))
 }
 
-func readBulk(br *bufio.Reader, n int64, dst []byte, maxBulk int) (reply, error) {
-	if n == -1 {
-		return reply{kind: '_'}, nil
-	}
-	if n < 0 || n > int64(maxBulk) {
-		return reply{}, fmt.Errorf("%w: bulk length %d", resp.ErrProtocol, n)
-	}
-	v := dst[:0]
-	if int64(cap(v)) < n {
-		v = make([]byte, n)
-	}
-	v = v[:n]
-	if _, err := io.ReadFull(br, v); err != nil {
-		return reply{}, noEOF(err)
-	}
-	var crlf [2]byte
-	if _, err := io.ReadFull(br, crlf[:]); err != nil {
-		return reply{}, noEOF(err)
-	}
-	if crlf != [2]byte{'\r', '\n'} {
-		return reply{}, fmt.Errorf("%w: bulk not followed by CRLF", resp.ErrProtocol)
-	}
-	return reply{kind: '$', data: v}, nil
+func (s *ShardedRedis) shard(key string) *Redis { return s.shards[ShardOf(key, len(s.shards))] }
+
+// Put is SET on the key's shard.
+func (s *ShardedRedis) Put(ctx context.Context, key string, value []byte) error {
+	return s.shard(key).Put(ctx, key, value)
 }
 
-// parseInt parses a RESP decimal with an optional minus sign; at most 18
-// digits, so it cannot overflow.
-func parseInt(b []byte) (int64, error) {
-	neg := len(b) > 0 && b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 18 {
-		return 0, fmt.Errorf("%w: bad integer", resp.ErrProtocol)
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%w: bad integer", resp.ErrProtocol)
-		}
-		n = n*10 + int64(c-'0')
-	}
-	if neg {
-		n = -n
-	}
-	return n, nil
+// Get is GET on the key's shard.
+func (s *ShardedRedis) Get(ctx context.Context, key string, dst []byte) ([]byte, error) {
+	return s.shard(key).Get(ctx, key, dst)
 }
 
-func noEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
+// Exists is EXISTS on the key's shard.
+func (s *ShardedRedis) Exists(ctx context.Context, key string) (bool, error) {
+	return s.shard(key).Exists(ctx, key)
+}
+
+// Delete is DEL on the key's shard.
+func (s *ShardedRedis) Delete(ctx context.Context, key string) error {
+	return s.shard(key).Delete(ctx, key)
+}
+
+// Close closes every shard's idle connections.
+func (s *ShardedRedis) Close() error {
+	var errs []error
+	for _, r := range s.shards {
+		errs = append(errs, r.Close())
 	}
-	return err
+	return errors.Join(errs...)
 }

@@ -1,10 +1,8 @@
 package workload
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
-	"strings"
 	"testing"
 )
 
@@ -72,53 +70,4 @@ func TestCountsRoundTrip(t *testing.T) {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
-}
-
-func TestReadReply(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		kind byte
-		data string
-		n    int64
-	}{
-		{"+OK\r\n", '+', "OK", 0},
-		{"-ERR x\r\n", '-', "ERR x", 0},
-		{":42\r\n", ':', "", 42},
-		{"$3\r\nabc\r\n", '$', "abc", 0},
-		{"$0\r\n\r\n", '$', "", 0},
-		{"$-1\r\n", '_', "", 0},
-		{"_\r\n", '_', "", 0},
-	} {
-		dst := make([]byte, 0, 8)
-		r, err := readReply(bufio.NewReader(strings.NewReader(c.in)), dst, 16)
-		if err != nil || r.kind != c.kind || string(r.data) != c.data || r.n != c.n {
-			t.Errorf("%q: %+v %v", c.in, r, err)
-		}
-		if c.kind == '$' && len(r.data) > 0 && &r.data[0] != &dst[:1][0] {
-			t.Errorf("%q: value not read into dst", c.in)
-		}
-	}
-	for _, in := range []string{"", "$5\r\nab", "$17\r\n", "$-2\r\n", "*1\r\n", "$3\r\nabcXY", ":x\r\n", "+OK\n"} {
-		if _, err := readReply(bufio.NewReader(strings.NewReader(in)), nil, 16); err == nil {
-			t.Errorf("%q: no error", in)
-		}
-	}
-}
-
-func FuzzReadReply(f *testing.F) {
-	for _, s := range []string{"+OK\r\n", "$3\r\nabc\r\n", ":1\r\n", "$-1\r\n", "-E\r\n"} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, in []byte) {
-		r, err := readReply(bufio.NewReaderSize(bytes.NewReader(in), 16), nil, 1<<10)
-		if err != nil {
-			return
-		}
-		if len(r.data) > len(in) {
-			t.Fatalf("reply of %d bytes from %d bytes of input", len(r.data), len(in))
-		}
-		if r.kind == '$' && !bytes.Contains(in, append(bytes.Clone(r.data), '\r', '\n')) {
-			t.Fatalf("bulk %q is not in the input %q followed by CRLF", r.data, in)
-		}
-	})
 }

@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -57,6 +58,45 @@ func TestWorkloadsFakeRedis(t *testing.T) {
 	runAll(t, tgt, Options{})
 	if n := f.len(); n != 0 {
 		t.Fatalf("%d keys left after the runs", n)
+	}
+}
+
+// TestWorkloadsShardedRedis runs every workload over three Redis shards
+// and checks that each shard holds keys while they run, as ShardOf says.
+func TestWorkloadsShardedRedis(t *testing.T) {
+	var fakes []*fakeRedis
+	tgt := Target{Kind: KindRedis}
+	for range 3 {
+		f, one := startFakeRedis(t)
+		fakes = append(fakes, f)
+		tgt.Addrs = append(tgt.Addrs, one.Addrs...)
+	}
+	if tgt.String() != "redis x3" {
+		t.Errorf("three shards are named %q in reports", tgt.String())
+	}
+	runAll(t, tgt, Options{})
+	ctx := testCtx(t)
+	be, err := Open(ctx, tgt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	for i := range 30 {
+		key := fmt.Sprintf("shard-test-%d", i)
+		if err := be.Put(ctx, key, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := fakes[ShardOf(key, 3)].get(key); !ok {
+			t.Fatalf("%s is not on shard %d", key, ShardOf(key, 3))
+		}
+		if v, err := be.Get(ctx, key, nil); err != nil || len(v) != 1 || v[0] != byte(i) {
+			t.Fatalf("get %s: %v %v", key, v, err)
+		}
+	}
+	for i, f := range fakes {
+		if f.len() == 0 {
+			t.Errorf("shard %d holds none of 30 keys", i)
+		}
 	}
 }
 
