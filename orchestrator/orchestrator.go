@@ -35,29 +35,48 @@
 // Local runs each node as a child process of this one on this machine
 // (`pocket up`, `pocket up --autoscale`, `pocket trace`).
 //
-// # Kubernetes, on paper
+// # Kubernetes
 //
-// A Kubernetes implementation would create one Pod per Start, not a
-// Deployment or StatefulSet replica: scale-in chooses which node leaves
-// (the emptiest), and a StatefulSet always removes the highest ordinal.
+// Kubernetes (kubernetes*.go) creates one Pod per Start, not a Deployment
+// or StatefulSet replica: scale-in chooses which node leaves (the
+// emptiest), and a StatefulSet always removes the highest ordinal.
 //
-//   - Pod template: the `pocket node` image with spec's flags as args,
-//     `--listen 0.0.0.0:7100 --advertise $(POD_IP):7100` (POD_IP from the
-//     downward API), POCKET_SECRET from a Secret, the node certificate
-//     (`pocket cert issue --role node`) from a Secret mounted read-only
-//     as the directory given to `--tls-dir`, resource requests for
-//     memory (the DRAM tier; hugepages-2Mi when reserved) and, for NVMe, a
-//     local PersistentVolume in Block mode; pod anti-affinity so that two
-//     storage nodes do not share a host's NIC; an ownerReference to the
-//     controller's Pod so nodes go when the controller goes.
-//   - Start creates the Pod, watches it until its readiness probe (a TCP
-//     check of port 7100) passes, and returns the Pod's name as ID and
-//     POD_IP:7100 as Addr.
-//   - Stop deletes the Pod with a short grace period; the drain already
-//     ran. Nodes lists Pods by a label the implementation sets.
-//   - Spot or preemptible hosts: a node-termination handler that receives
-//     the provider's notice runs `pocket node drain ADDR --deadline 2m`, so
-//     the node's data moves before the host goes.
+//   - The Pod: the pocket image with `node --listen 0.0.0.0:7100
+//     --advertise $(POD_IP):7100 --controller CTL --dram SIZE` and the
+//     spec's flags (the flags the orchestrator sets may not appear in
+//     spec.Args: an error, not an override). POD_IP comes from the
+//     downward API, POCKET_SECRET from a Secret (KubernetesConfig.Secret),
+//     the node certificate (`pocket cert issue --role node`) from a Secret
+//     mounted read-only as the directory given to `--tls-dir`. Memory
+//     requests and limits cover the DRAM tier and an overhead, or the tier
+//     goes to hugepages-2Mi (HugePages). A spec with NVMe gets a Block
+//     volume of NVMeStorageClass (a generic ephemeral volume: its
+//     PersistentVolumeClaim lives and dies with the Pod) at
+//     /dev/pocket-nvme. Pod anti-affinity on kubernetes.io/hostname keeps
+//     two nodes off one host's NIC (required, preferred or none). An
+//     ownerReference to the controller's Pod makes nodes go when that Pod
+//     goes. The node runs as a non-root user with no service account
+//     token.
+//   - Start creates the Pod, watches it (re-reading it after each watch
+//     starts, so no change is missed) until it is Ready (a TCP readiness
+//     probe of port 7100) with a Pod IP, and returns the Pod's name as ID
+//     and POD_IP:7100 as Addr. A Pod that fails, or is not ready when the
+//     context ends, is deleted, and the error says what it was doing
+//     (unschedulable, pulling its image, exited).
+//   - Stop deletes the Pod with a short grace period (5 s); the drain
+//     already ran. It stops any Pod with the node labels, so a restarted
+//     controller can stop nodes its predecessor started. Nodes lists Pods
+//     by those labels (app.kubernetes.io/name=pocket, component=node,
+//     managed-by=pocket-controller). Close deletes the Pods this value
+//     started.
+//   - KubernetesFlags are the controller's --k8s-* flags; the manifests,
+//     RBAC (pods: create, get, list, watch, delete) and a walk-through are
+//     in deploy/kubernetes.
+//   - Spot or preemptible hosts: `pocket spot` (package orchestrator/spot)
+//     watches the provider's metadata for the termination notice and runs
+//     `pocket node drain ADDR --deadline D` for the nodes of its host, so
+//     the node's data moves before the host goes (deploy/kubernetes has
+//     it as a DaemonSet).
 package orchestrator
 
 import (
