@@ -44,8 +44,8 @@ type Options struct {
 	Job    string
 	Token  string
 	Epoch  uint64
-	Chunk  int    // loopback write size
-	Report string // results file for ModeReport
+	Chunk  int       // loopback write size
+	Report string    // results file for ModeReport
 	Tier   wire.Tier // the node tier raw requests go to
 	// EchoListen is where ModeEcho serves (host:port).
 	EchoListen string
@@ -113,9 +113,10 @@ ops/s, MB/s and latency percentiles. A get run first preloads its keys.
 event loop answering each request with a reply of the node's reply size and
 doing nothing else (package perf/echo), until interrupted.
 
-A storage node refuses requests without a valid token of a job it knows:
-give --job and --token (or POCKET_CREDENTIAL / --token-file), or use
---controller to register a fresh job and go through the SDK.
+A node started by pocket up or with --controller serves only a registered
+job: give --job JOBID and the job's token (pocket bench --token-file FILE or
+$POCKET_TOKEN), or --controller ADDR to register a fresh job and run through
+the SDK. A standalone pocket node serves anyone.
 
 `
 

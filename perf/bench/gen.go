@@ -279,8 +279,12 @@ func Preload(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, con
 		wg.Go(func() { errs[c] = preloadShare(ctx, dial, keys, value, c, conns, depth) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("bench: preload: %w", err)
+	// The first error only: the connections fail alike (a refused token,
+	// a dead server), and one explanation reads better than N copies.
+	for _, err := range errs {
+		if err != nil {
+			return fmt.Errorf("bench: preload: %w", err)
+		}
 	}
 	return nil
 }

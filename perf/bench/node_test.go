@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +61,34 @@ func TestNodeMissingKeyIsAnError(t *testing.T) {
 		}
 		if err := c.Recv(); !errors.Is(err, ErrResponse) {
 			t.Fatalf("Recv of a missing key = %v, want ErrResponse", err)
+		}
+	}
+}
+
+// A node with a token guard refuses a run without the job's token; the run
+// stops at once with ErrNeedsJob, whose text names the flags to pass,
+// whether the run preloads (get) or not (put).
+func TestNodeWithoutTokenSaysWhatToPass(t *testing.T) {
+	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1},
+		Guard: dataplane.NewTokenGuard(bytes.Repeat([]byte{7}, 32))})
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	defer func() { n.Close(); d.Close() }()
+	for _, op := range []Op{Get, Put} {
+		cfg := Config{Op: op, Size: 64, Conns: 2, Pipeline: 1, Duration: 5 * time.Second, Keys: 10}
+		start := time.Now()
+		_, err := Run(context.Background(), cfg, PocketDialer(n.Addr().String(), client.ConnOptions{Job: []byte("bench")}, cfg.Size))
+		if !errors.Is(err, ErrNeedsJob) || !strings.Contains(err.Error(), "--job") || !strings.Contains(err.Error(), "--controller") {
+			t.Fatalf("%v run without a token: %v, want ErrNeedsJob naming --job and --controller", op, err)
+		}
+		if time.Since(start) > 4*time.Second {
+			t.Fatalf("%v run went on for %v after the node refused the job", op, time.Since(start))
 		}
 	}
 }

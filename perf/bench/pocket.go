@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -78,12 +79,21 @@ func (c *pocketConn) find(id uint64) int {
 	return -1
 }
 
+// ErrNeedsJob is returned when a node refuses the run's job or token: every
+// request would fail the same way, so the run stops and says what to pass.
+var ErrNeedsJob = errors.New("a node started by `pocket up` or with --controller serves only a registered job's requests: " +
+	"pass --job JOBID with the job's token (--token-file FILE or $POCKET_TOKEN; `pocket job register` prints both), " +
+	"or --controller ADDR to register a fresh job and run through the SDK")
+
 // checkPocket validates a reply: the right opcode, success, and for a get a
-// value of the expected size.
+// value of the expected size. A refused job or token ends the run
+// (ErrNeedsJob) instead of counting as a wrong response.
 func checkPocket(op wire.Op, r *client.Response, size int) error {
 	switch {
 	case r.Op != op.Reply():
 		return fmt.Errorf("bench: pocket: %v answered with %v", op, r.Op)
+	case r.Code == wire.CodeBadToken || r.Code == wire.CodeUnknownJob:
+		return fmt.Errorf("node refused the job: %w; %w", r.Err(), ErrNeedsJob)
 	case r.Code != wire.CodeOK:
 		return fmt.Errorf("%w: pocket %v: %w", ErrResponse, op, r.Err())
 	case op == wire.OpGet && len(r.Payload) != size:
