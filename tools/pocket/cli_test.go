@@ -17,6 +17,8 @@ func TestErrorLine(t *testing.T) {
 		{"job register", "job register: --capacity: bad size", "pocket: job register: --capacity: bad size"},
 		{"job register", `pocket: register job "x": refused`, `pocket: job register: register job "x": refused`},
 		{"status", "pocket: status: pocket", "pocket: status: failed"},
+		{"get", `pocket: get "nokey": wire: not found: key not found`, `pocket: get: "nokey": key not found`},
+		{"put", `pocket: put "big": wire: no space: tier full; nothing stored was changed`, `pocket: put: "big": no space: tier full; nothing stored was changed`},
 		{"get", `open job "j": metaclient: get-map 127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused`,
 			`pocket: get: open job "j": metaclient: get-map 127.0.0.1:1: dial tcp 127.0.0.1:1: connect: connection refused`},
 	} {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/pocketstore/pocket/internal/pki"
+	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -139,22 +141,43 @@ func runPut(args []string) int {
 	}
 	if pos[2] == "-" {
 		w, err := j.NewWriter(ctx, pos[1], opts...)
+		var n int64 // the value's size once all of stdin is read
 		if err == nil {
-			if _, err = io.Copy(w, os.Stdin); err == nil {
+			if n, err = io.Copy(w, os.Stdin); err == nil {
 				err = w.Close()
 			} else {
+				n = 0
 				w.Abort() // nothing of a failed upload becomes visible
 			}
 		}
 		if err != nil {
-			return fail("put: %v", err)
+			return fail("put: %v", noSpaceHint(err, j, n))
 		}
 		return 0
 	}
 	if err := j.PutFile(ctx, pos[2], pos[1], opts...); err != nil {
-		return fail("put: %v", err)
+		var size int64
+		if fi, serr := os.Stat(pos[2]); serr == nil {
+			size = fi.Size()
+		}
+		return fail("put: %v", noSpaceHint(err, j, size))
 	}
 	return 0
+}
+
+// noSpaceHint adds to a put refused for lack of space the value's size
+// (0: unknown), the job's nodes, and what to do.
+func noSpaceHint(err error, j *pocket.Job, size int64) error {
+	if !errors.Is(err, wire.ErrNoSpace) {
+		return err
+	}
+	m := j.Map()
+	value := ""
+	if size > 0 {
+		value = "the value is " + units.FormatSize(size) + "; "
+	}
+	return fmt.Errorf("%w (%sthe job's %d %s node(s) have no room for it: free space with pocket rm %s KEY, or add nodes; "+
+		"pocket status shows each node's use and capacity)", err, value, len(m.Nodes), m.Tier, m.Job)
 }
 
 func runGet(args []string) int {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +214,29 @@ func TestRegisterHintsAgainstCluster(t *testing.T) {
 	}
 	if got := ctl.Status().JobCount; got != before+1 {
 		t.Errorf("job count %d after the refused jobs and one that fits, want %d", got, before+1)
+	}
+}
+
+// TestPutNoSpaceSaysWhatToDo: a put larger than the job's nodes hold is
+// refused with the value's size, the job's nodes and tier, and what to do.
+func TestPutNoSpaceSaysWhatToDo(t *testing.T) {
+	bin := buildPocketBinary(t)
+	_, addr := startHintCluster(t)
+	env := cleanEnv("POCKET_CONTROLLER=" + addr)
+	out, errOut, code := pocketRun(t, bin, env, "", "job", "register", "--insecure", "--json", "full")
+	var m jobMapJSON
+	if code != 0 || json.Unmarshal([]byte(out), &m) != nil {
+		t.Fatalf("job register: exit %d: %s %s", code, out, errOut)
+	}
+	file := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(file, make([]byte, 40<<20), 0o600); err != nil { // the nodes hold 32 MiB
+		t.Fatal(err)
+	}
+	env = append(env, envToken+"="+m.Token)
+	_, errOut, code = pocketRun(t, bin, env, "", "put", "--insecure", m.JobID, "big", file)
+	for _, want := range []string{"no space", "the value is 40MiB", "the job's 2 dram node(s)", "pocket rm " + m.JobID, "pocket status"} {
+		if code != 1 || !strings.Contains(errOut, want) || strings.Count(errOut, "pocket: ") != 1 {
+			t.Errorf("put of 40MiB on 32MiB of nodes: exit %d, stderr %q; want %q", code, errOut, want)
+		}
 	}
 }

@@ -172,15 +172,20 @@ func warn(cmd, format string, a ...any) {
 // errorLine is the one line a failed command prints, "pocket: CMD: message".
 // The SDK, the wire and this command each put their prefix on an error
 // ("pocket: put \"k\": pocket: bad name"): errorLine says the program and
-// the command once, drops "pocket" and the command's name wherever they
-// appear as a prefix of their own, and says twice-repeated prefixes
-// ("token: token: not hex") once.
+// the command once, drops "pocket", "wire" (the error registry's package)
+// and the command's name wherever they appear as a prefix of their own,
+// says twice-repeated prefixes ("token: token: not hex") once, and drops a
+// code's name that the next part says again ("not found: key not found").
 func errorLine(cmd, msg string) string {
 	op := cmd[strings.LastIndexByte(cmd, ' ')+1:] // "register" of "job register"
 	var keep []string
 	last := cmd
-	for _, seg := range strings.Split(msg, ": ") {
-		if seg == "pocket" || seg == cmd || seg == op || seg == "pocket "+cmd || seg == last {
+	segs := strings.Split(msg, ": ")
+	for i, seg := range segs {
+		if seg == "pocket" || seg == "wire" || seg == cmd || seg == op || seg == "pocket "+cmd || seg == last {
+			continue
+		}
+		if i+1 < len(segs) && seg != "" && strings.HasSuffix(segs[i+1], " "+seg) {
 			continue
 		}
 		if len(keep) == 0 && strings.HasPrefix(seg, op+" \"") {

@@ -29,8 +29,11 @@ func runProbe(args []string) int {
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
 	}
-	if *interval <= 0 || *count < 0 {
-		return fail("probe: --interval must be positive and --count non-negative")
+	if *interval <= 0 {
+		return usageError("probe", fmt.Errorf("--interval %v: want a positive duration, like 1s", *interval))
+	}
+	if *count < 0 {
+		return usageError("probe", fmt.Errorf("--count %d: want 0 (run until interrupted) or more", *count))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
