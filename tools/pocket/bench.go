@@ -25,6 +25,7 @@ func init() {
 func runBench(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defaultTLSDir()
 	if len(args) > 0 {
 		switch args[0] {
 		case "workload":
@@ -45,6 +46,21 @@ func runBench(args []string) int {
 		return fail("bench: %v", err)
 	}
 	return bench.Main(ctx, args, os.Stdout, os.Stderr)
+}
+
+// defaultTLSDir sets $POCKET_TLS_DIR, when it is not set, to the TLS
+// directory the other commands use by default (tls/ in $POCKET_DATA_DIR or
+// ~/.pocket, when it holds a CA), so that the SDK under bench --controller
+// and bench workload (which reads $POCKET_TLS_DIR) reaches the controller
+// of pocket up as pocket status does.
+func defaultTLSDir() {
+	if os.Getenv(envTLSDir) != "" {
+		return
+	}
+	var tf tlsFlags
+	if dir, err := tf.resolve(); err == nil && dir != "" {
+		os.Setenv(envTLSDir, dir)
+	}
 }
 
 // benchOwnHelp describes the flag this front end adds to perf/bench's:
