@@ -4,8 +4,11 @@ STATICCHECK_VERSION := v0.8.2
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 FUZZTIME  ?= 3s
 BIN       := bin/pocket
+# The interpreter Debian's python3-pytest and python3-flatbuffers belong to
+# (another Python may come first on PATH).
+PYTHON    ?= /usr/bin/python3
 
-.PHONY: all build run test vet staticcheck fmt-check unit fuzz bench bench-compare generate check-gen tools
+.PHONY: all build run test vet staticcheck fmt-check unit fuzz pytest bench bench-compare bench-python generate check-gen tools
 
 all: build
 
@@ -38,10 +41,20 @@ fuzz:
 check-gen:
 	./scripts/check-gen.sh
 
-test: fmt-check vet staticcheck check-gen unit fuzz
+# pytest runs the Python client's suite (python/tests) against a cluster it
+# starts with a freshly built pocket up, and stops.
+pytest:
+	$(PYTHON) -m pytest -q python/tests
+
+test: fmt-check vet staticcheck check-gen unit fuzz pytest
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# bench-python measures the Python client against redis-py (1 KiB) and the
+# Go SDK (64 MiB) on one local cluster; see python/README.md.
+bench-python: build
+	$(PYTHON) python/bench/bench.py --pocket $(BIN)
 
 bench-compare: build
 	./perf/bench-compare.sh $(BIN)

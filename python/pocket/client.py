@@ -227,6 +227,9 @@ class _MapState:
 
 
 _REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING)
+# After deregistration a node that kept none of the job's (persisted) values
+# answers revoked: for a listing or a recursive delete it holds nothing.
+_REVOKED_EMPTY = (wire.OP_DELETE, wire.OP_LIST)
 
 
 class Job:
@@ -364,8 +367,9 @@ class Job:
                 self.refresh()
                 continue
             for r in replies:
-                r.check()
-            return replies
+                if r.code != errors.Code.REVOKED or op not in _REVOKED_EMPTY:
+                    r.check()
+            return [r for r in replies if r.code == 0]
         raise AssertionError("unreachable")
 
     def _parallel(self, calls: list) -> list:
@@ -630,7 +634,10 @@ class Job:
         while True:
             meta = wire.encode_request(st.job, prefix, st.map.token, st.map.epoch, after=after,
                                        limit=_LIST_PAGE, delimiter=delim)
-            resp = self._send(addr, wire.OP_LIST, st.tier_flags, meta).check().response()
+            r = self._send(addr, wire.OP_LIST, st.tier_flags, meta)
+            if r.code == errors.Code.REVOKED:
+                return out  # deregistered, and none of its persisted values here
+            resp = r.check().response()
             out += [e for e in resp.entries if not wire.is_chunk_key(e.key)]
             if not resp.more or not resp.entries:
                 return out
@@ -849,7 +856,7 @@ class _Reader(io.RawIOBase):
     def __init__(self, job: Job, key: bytes, delete_after_read: bool):
         super().__init__()
         self.job, self.key, self.dar = job, key, delete_after_read
-        r, _ = job._do(wire.OP_GET, 0, key, 0)
+        r, _ = job._do(wire.OP_GET, wire.FLAG_VERSION, key, 0)
         r.check()
         self.m: wire.Manifest | None = None
         self.cur = memoryview(bytes(r.payload))

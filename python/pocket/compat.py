@@ -88,6 +88,15 @@ def register_job(jobname, num_lambdas=0, capacityGB=0, peakMbps=0, latency_sensi
     return j.id
 
 
+def job_token(jobid):
+    """The token (hex) of a job registered in this process, for a launcher
+    to pass to its workers as POCKET_TOKEN (with POCKET_JOB=jobid); None
+    when this process did not register it."""
+    with _lock:
+        tok = _tokens.get(jobid)
+    return tok.hex() if tok is not None else None
+
+
 def deregister_job(jobid):
     """Releases the job and deletes its data except PERSIST_AFTER_JOB
     values; 0 or -1."""

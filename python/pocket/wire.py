@@ -320,7 +320,7 @@ def decode_response(meta) -> Response:
         if len(vs) % 8:
             raise errors.Malformed("versions not a whole number of uint64s")
         r.versions = list(struct.unpack("<%dQ" % (len(vs) // 8), vs))
-    except (struct.error, IndexError, ValueError) as e:
+    except (struct.error, IndexError, ValueError, TypeError, OverflowError) as e:
         raise errors.Malformed(f"response: {e}") from None
     return r
 
@@ -395,7 +395,7 @@ def decode_placement_map(meta) -> PlacementMap:
             nodes.append(MapNode((n.Addr() or b"").decode(), n.Weight(), n.State()))
         return PlacementMap((t.Job() or b"").decode(), t.Tier(), t.Epoch(), nodes,
                             _vector_bytes(t._tab, 12), t.ExpiresMs())
-    except (struct.error, IndexError, ValueError) as e:
+    except (struct.error, IndexError, ValueError, TypeError, OverflowError) as e:
         raise errors.Malformed(f"placement map: {e}") from None
 
 
@@ -415,7 +415,7 @@ def decode_drop_result(meta) -> DropResult:
     try:
         t = _root(bytes(meta), _fbDropResult.DropResult)
         return DropResult(t.Nodes(), t.Failed(), t.Values(), t.Bytes(), (t.Message() or b"").decode("utf-8", "replace"))
-    except (struct.error, IndexError, ValueError) as e:
+    except (struct.error, IndexError, ValueError, TypeError, OverflowError) as e:
         raise errors.Malformed(f"drop result: {e}") from None
 
 

@@ -136,6 +136,10 @@ def test_streams(job):
         w.write(b"tiny")
     with job.open("small") as r:
         assert r.read(2) == b"ti" and r.read() == b"ny"
+    for key, size in [("small", 4), ("s", 2_800_000)]:
+        with job.open(key, delete_after_read=True) as r:
+            assert len(r.read()) == size
+        assert not job.exists(key)
 
 
 def test_failed_stream_publishes_nothing(job):

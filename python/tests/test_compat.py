@@ -1,0 +1,151 @@
+"""Pocket's module API: names, arguments, defaults and 0 / -1 returns, used
+the way Pocket's own examples used them."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+import pocket
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def registered(cluster_env):
+    jobid = pocket.register_job("compat", num_lambdas=2, capacityGB=1, peakMbps=100, latency_sensitive=1)
+    assert jobid is not None, pocket.last_error()
+    p = pocket.connect(*cluster_env["POCKET_CONTROLLER"].rsplit(":", 1))
+    yield p, jobid
+    pocket.deregister_job(jobid)
+    pocket.close(p)
+
+
+def test_register_returns_name_dash_int(registered):
+    _, jobid = registered
+    assert re.fullmatch(r"compat-\d+", jobid)
+
+
+def test_put_buffer_get_buffer(registered):
+    p, jobid = registered
+    text = "a" * 1024
+    assert pocket.put_buffer(p, text, len(text), "tmp-0", jobid) == 0
+    back = bytearray(1024)
+    assert pocket.get_buffer(p, "tmp-0", back, 1024, jobid) == 0
+    assert back == text.encode()
+    # Pocket's examples pass an immutable str to fill: the bytes go to last_value.
+    text_back = " " * 1024
+    assert pocket.get_buffer(p, "tmp-0", text_back, 1024, jobid) == 0
+    assert p.last_value == text.encode()
+    # The caller must know the length, as in Pocket.
+    assert pocket.get_buffer(p, "tmp-0", bytearray(2048), 2048, jobid) == -1
+    assert isinstance(pocket.last_error(), pocket.PocketError)
+    assert pocket.get_buffer(p, "tmp-0", bytearray(10), 10, jobid) == -1
+    assert pocket.lookup(p, "tmp-0", jobid) == 0  # a failed get_buffer deleted nothing
+
+
+def test_put_buffer_length_is_a_prefix(registered):
+    p, jobid = registered
+    assert pocket.put_buffer(p, b"0123456789", 4, "pre", jobid) == 0
+    out = bytearray(4)
+    assert pocket.get_buffer(p, "pre", out, 4, jobid) == 0 and out == b"0123"
+    assert pocket.put_buffer(p, b"abc", 5, "bad", jobid) == -1
+
+
+@pytest.mark.parametrize("size", [0, 300, 2 * MiB + 77])
+def test_files_round_trip_with_delete_after_read(registered, tmp_path, size):
+    p, jobid = registered
+    src = tmp_path / "src"
+    data = os.urandom(size)
+    src.write_bytes(data)
+    assert pocket.put(p, str(src), "file", jobid) == 0
+    assert pocket.get(p, "file", str(tmp_path / "dst"), jobid, DELETE_AFTER_READ=True) == 0
+    assert (tmp_path / "dst").read_bytes() == data
+    assert pocket.lookup(p, "file", jobid) == -1
+    assert pocket.get(p, "file", str(tmp_path / "dst2"), jobid) == -1
+    assert not (tmp_path / "dst2").exists()
+
+
+def test_leading_slash_names_the_same_file(registered):
+    p, jobid = registered
+    assert pocket.put_buffer(p, b"v", 1, "/slash", jobid) == 0
+    out = bytearray(1)
+    assert pocket.get_buffer(p, "slash", out, 1, jobid) == 0 and out == b"v"
+    assert pocket.lookup(p, "/slash", jobid) == 0
+
+
+def test_dirs_count_and_recursive_delete(registered):
+    p, jobid = registered
+    assert pocket.create_dir(p, "shuffle", jobid) == 0
+    for i in range(5):
+        assert pocket.put_buffer(p, b"x", 1, f"shuffle/part-{i}", jobid) == 0
+    assert pocket.create_dir(p, "shuffle/sub", jobid) == 0
+    assert pocket.count_files(p, "shuffle", jobid) == 6
+    assert pocket.lookup(p, "shuffle", jobid) == 0
+    assert pocket.count_files(p, "nothing", jobid) == -1
+    assert pocket.delete(p, "shuffle", jobid) == 0
+    assert pocket.lookup(p, "shuffle/part-0", jobid) == -1
+    assert pocket.put_buffer(p, b"y", 1, "top", jobid) == 0
+    assert pocket.delete(p, "", jobid) == 0  # the whole job
+    assert pocket.lookup(p, "top", jobid) == -1
+
+
+def test_pocket_latency_example_pattern(registered):
+    """Pocket's microbenchmark: create_dir(p, dir, "") then use dir as the
+    jobid: a directory of the job registered in this process."""
+    p, jobid = registered
+    d = "latency-testmicrobenchmark"
+    assert pocket.create_dir(p, d, "") == 0
+    assert pocket.put_buffer(p, "a" * 100, 100, "tmp-0", d) == 0
+    assert pocket.lookup(p, "tmp-0", d) == 0
+    assert pocket.count_files(p, d, "") == 1
+    assert pocket.count_files(p, "", d) == 1
+    j = p.client.open_job(jobid, pocket.compat._tokens[jobid])
+    assert j.get(f"{d}/tmp-0") == b"a" * 100
+    assert pocket.delete(p, "", d) == 0
+    assert pocket.lookup(p, "tmp-0", d) == -1
+
+
+def test_persist_after_job(cluster_env):
+    jobid = pocket.register_job("persist")
+    p = pocket.connect("", 0)
+    assert pocket.put_buffer(p, b"kept", 4, "out", jobid, PERSIST_AFTER_JOB=True) == 0
+    assert pocket.put_buffer(p, b"gone", 4, "tmp", jobid) == 0
+    assert pocket.deregister_job(jobid) == 0
+    out = bytearray(4)
+    assert pocket.get_buffer(p, "out", out, 4, jobid) == 0 and out == b"kept"
+    assert pocket.get_buffer(p, "tmp", bytearray(4), 4, jobid) == -1
+    assert pocket.delete(p, "out", jobid) == 0
+    assert pocket.close(p) == 0
+
+
+def test_token_from_the_environment(registered, cluster_env):
+    """Another process (not forked from this one) finds the job through
+    POCKET_JOB and POCKET_TOKEN."""
+    p, jobid = registered
+    assert pocket.put_buffer(p, b"from-parent", 11, "msg", jobid) == 0
+    tok = pocket.compat._tokens[jobid].hex()
+    code = ("import pocket, sys\n"
+            "p = pocket.connect('', 0)\n"
+            f"b = bytearray(11); assert pocket.get_buffer(p, 'msg', b, 11, {jobid!r}) == 0, pocket.last_error()\n"
+            f"assert pocket.put_buffer(p, b'from-child', 10, 'reply', {jobid!r}) == 0\n"
+            "sys.stdout.write(b.decode())\n")
+    env = dict(os.environ, **cluster_env, POCKET_JOB=jobid, POCKET_TOKEN=tok,
+               PYTHONPATH=str(REPO / "python"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout == b"from-parent"
+    back = bytearray(10)
+    assert pocket.get_buffer(p, "reply", back, 10, jobid) == 0 and back == b"from-child"
+
+
+def test_errors_return_minus_one(cluster_env):
+    p = pocket.connect("", 0)
+    assert pocket.put_buffer(p, b"x", 1, "k", "no-such-job-1") == -1
+    assert pocket.last_error() is not None and p.err is pocket.last_error()
+    assert pocket.deregister_job("no-such-job-1") == -1
+    assert pocket.close(p) == 0
