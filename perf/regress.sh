@@ -21,11 +21,13 @@
 #
 # Cells (names as in `pocket bench --matrix` where they are there):
 #   get-1k-c50      1 KiB GET, 50 conns                      ops/s
+#   put-1k-c50      1 KiB PUT, 50 conns                      ops/s
 #   get-1k-p16      1 KiB GET, 50 conns x 16 pipelined       ops/s
 #   put-1k-p16      1 KiB PUT, 50 conns x 16 pipelined       ops/s
 #   get-1m-c8       1 MiB GET, 8 conns                       MB/s
 #   get-1k-c1       1 KiB GET, 1 conn                        p50 us
 #   nvme-get-1m-c8  1 MiB GET from the NVMe tier, 8 conns    MB/s
+#   nvme-get-4k-c32 4 KiB GETs from the NVMe tier, 32 conns  ops/s
 #   nvme-get-4k-c1  4 KiB GET from the NVMe tier, 1 conn     p50 us
 #   sdk-put-64m     64 MiB PUT through the SDK, 1 conn       MB/s
 #   sdk-get-64m     64 MiB GET through the SDK, 1 conn       MB/s
@@ -219,6 +221,7 @@ cell() {
 }
 : >"$work/cells.tsv"
 cell get-1k-c50 dram ops_per_sec "1 KiB GET, 50 conns" --op get --size 1KiB --conns 50 --pipeline 1
+cell put-1k-c50 dram ops_per_sec "1 KiB PUT, 50 conns" --op put --size 1KiB --conns 50 --pipeline 1
 cell get-1k-p16 dram ops_per_sec "1 KiB GET, 50 conns x 16 pipelined" --op get --size 1KiB --conns 50 --pipeline 16
 cell put-1k-p16 dram ops_per_sec "1 KiB PUT, 50 conns x 16 pipelined" --op put --size 1KiB --conns 50 --pipeline 16
 cell get-1m-c8 dram mb_per_sec "1 MiB GET, 8 conns" --op get --size 1MiB --conns 8 --pipeline 1
@@ -233,6 +236,7 @@ has "$gen" bench tier || nvme="no: new bench has no --tier"
 has "$gen" bench controller || sdk="no: new bench has no --controller"
 if [[ $nvme == yes ]]; then
 	cell nvme-get-1m-c8 nvme mb_per_sec "1 MiB GET from the NVMe tier, 8 conns" --tier nvme --op get --size 1MiB --conns 8 --keys 2048
+	cell nvme-get-4k-c32 nvme ops_per_sec "4 KiB GETs from the NVMe tier, 32 conns" --tier nvme --op get --size 4KiB --conns 32 --keys 100000
 	cell nvme-get-4k-c1 nvme p50_us "4 KiB GET from the NVMe tier, 1 conn" --tier nvme --op get --size 4KiB --conns 1 --keys 100000
 fi
 if [[ $sdk == yes ]]; then
@@ -303,11 +307,11 @@ run() {
 	echo "  $c $b" >&2
 	# In the background so a signal ends the script at once; timeout leads
 	# its own process group, which the cleanup ends.
-	# shellcheck disable=SC2086 # tgt and args are lists of flags
 	# The SDK cells measure each build's own SDK (client and servers
 	# change together); the other cells use one generator.
 	local g=$gen
 	[[ $kind == sdk ]] && g=${bin[$b]}
+	# shellcheck disable=SC2086 # tgt and args are lists of flags
 	timeout --kill-after=10 "$RUN_TIMEOUT" "$g" bench $tgt $args \
 		--duration "$DURATION" --warmup "$WARMUP" --json --label "$c|$b|$pass" \
 		>"$work/run.out" 2>"$work/run.err" &
