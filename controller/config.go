@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/token"
 )
 
@@ -78,6 +79,17 @@ type Config struct {
 	// peer's certificate (see roles.go).
 	TLS *tls.Config
 
+	// Store keeps the registries across restarts (package
+	// controller/state: state.OpenBolt for --data-dir). nil: in memory
+	// only, a restarted controller knows no jobs. New loads it; Close does
+	// not close it.
+	Store state.Store
+	// OrphanGrace is how long a node may hold data of a job the controller
+	// does not know before the controller tells it to drop the data
+	// (orphans.go) (DefaultOrphanGrace; negative: never). A job the
+	// controller revoked within the grace is dropped at once.
+	OrphanGrace time.Duration
+
 	// Logger receives registry, placement, drain and autoscaler events,
 	// with the node as a node attribute and the job as a job attribute
 	// (nil: slog.Default()). The process gives it its own identity, e.g.
@@ -132,6 +144,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if p.MinWeightShare <= 0 || p.MinWeightShare > 1 {
 		p.MinWeightShare = d.MinWeightShare
+	}
+	if cfg.OrphanGrace == 0 {
+		cfg.OrphanGrace = DefaultOrphanGrace
 	}
 	if cfg.DropTimeout <= 0 {
 		cfg.DropTimeout = 10 * time.Second

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -54,9 +55,16 @@ type Controller struct {
 	clients map[string]*client
 	expiry  expiryHeap
 
+	// Durable state (persist.go) and orphan reconciliation (orphans.go).
+	st      persister
+	tombs   tombs
+	orphans map[string]map[string]*orphanSeen // by node address, then job id
+
 	auto atomic.Pointer[Autoscaler]
 
 	srv server
+
+	orphanDrops, orphanBytes atomic.Uint64 // drop orders sent for orphans, and their bytes
 }
 
 // node is a registered storage node.
@@ -100,19 +108,29 @@ type nodeLoad struct {
 	bytes map[uint8]int64 // by tier kind
 }
 
-// New returns a controller with empty registries. It starts the dead-node
-// sweeper; Close stops it.
+// New returns a controller with the registries of Config.Store (empty
+// without one, or when the store is new). It starts the dead-node sweeper;
+// Close stops it (and does not close the store). It fails when the store
+// cannot be read.
 func New(cfg Config) (*Controller, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
-		gone: map[string]time.Time{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{}}
+		gone: map[string]time.Time{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
+		orphans: map[string]map[string]*orphanSeen{}}
 	if ctl.seq == 0 {
 		ctl.seq = randomSeq()
 	}
-	ctl.initRevisions(time.Now())
+	now := time.Now()
+	ctl.initRevisions(now)
+	if c.Store != nil {
+		ctl.st = persister{store: c.Store, jobs: map[string]struct{}{}, saved: map[string]state.Node{}}
+		if err := ctl.restore(now); err != nil {
+			return nil, fmt.Errorf("controller: state: %w", err)
+		}
+	}
 	ctl.srv.init(c.Logger)
 	ctl.srv.goroutine(ctl.sweepLoop)
 	return ctl, nil
@@ -135,11 +153,23 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	if _, _, err := net.SplitHostPort(reg.Addr); err != nil {
 		return nil, wire.Errorf(wire.CodeBadKey, "node address %q: %v", reg.Addr, err)
 	}
+	ack, err := c.registerNode(reg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.flush(); err != nil {
+		return nil, err
+	}
+	return ack, nil
+}
+
+func (c *Controller) registerNode(reg *wire.NodeRegister) (*wire.NodeAck, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.goneLocked(reg.Addr); err != nil {
 		return nil, err
 	}
+	c.dirtyNodesLocked()
 	n, ok := c.nodes[reg.Addr]
 	if !ok {
 		n = &node{addr: reg.Addr, state: wire.NodeActive}
@@ -158,13 +188,22 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 // Heartbeat records a node's report and answers with the node's state and
 // the job-table changes since the heartbeat's revision (changes.go). An
 // unknown node gets Known=false and must register again. It trusts its
-// caller, as RegisterNode does.
+// caller, as RegisterNode does. The ack also names the held jobs
+// (hb.Held) the node must drop (orphans.go).
 func (c *Controller) Heartbeat(hb *wire.Heartbeat) (*wire.NodeAck, error) {
+	ack := c.heartbeat(hb)
+	if err := c.flush(); err != nil {
+		return nil, err
+	}
+	return ack, nil
+}
+
+func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, ok := c.nodes[hb.Addr]
 	if !ok {
-		return &wire.NodeAck{Known: false, Heartbeat: c.cfg.HeartbeatInterval}, nil
+		return &wire.NodeAck{Known: false, Heartbeat: c.cfg.HeartbeatInterval}
 	}
 	if n.state == wire.NodeDead {
 		c.setStateLocked(n, wire.NodeActive, "heartbeat resumed")
@@ -179,7 +218,8 @@ func (c *Controller) Heartbeat(hb *wire.Heartbeat) (*wire.NodeAck, error) {
 	c.drainReportLocked(n, hb)
 	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
 	c.jobTableLocked(n.addr, hb, ack)
-	return ack, nil
+	c.orphansLocked(n.addr, hb.Held, ack, n.lastSeen)
+	return ack
 }
 
 // setStateLocked changes a node's state and bumps the epoch of every job
@@ -190,6 +230,7 @@ func (c *Controller) setStateLocked(n *node, s wire.NodeState, why string) {
 	}
 	c.cfg.Logger.Info("controller: node state", "node", n.addr, "from", n.state.String(), "to", s.String(), "why", why)
 	n.state = s
+	c.dirtyNodesLocked()
 	if s == wire.NodeDead {
 		n.deadSince = time.Now()
 	}
@@ -205,13 +246,14 @@ func (c *Controller) setStateLocked(n *node, s wire.NodeState, why string) {
 // node's data and retires it.
 func (c *Controller) SetNodeState(addr string, s wire.NodeState) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	n, ok := c.nodes[addr]
 	if !ok {
+		c.mu.Unlock()
 		return wire.Errorf(wire.CodeNotFound, "node %s is not registered", addr)
 	}
 	c.setStateLocked(n, s, "set by request")
-	return nil
+	c.mu.Unlock()
+	return c.flush()
 }
 
 // sweepLoop marks silent nodes dead, forgets long-dead ones and expires
@@ -227,6 +269,11 @@ func (c *Controller) sweepLoop() {
 			c.sweep(now)
 			c.drainTick(now)
 			c.expireJobs(now)
+			c.mu.Lock()
+			c.dirtyNodesLocked() // a drain may have retired a node
+			c.mu.Unlock()
+			_ = c.flush() // logged; retried at the next tick
+
 		}
 	}
 }
@@ -241,6 +288,8 @@ func (c *Controller) sweep(now time.Time) {
 		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr):
 			c.cfg.Logger.Info("controller: node forgotten", "node", addr)
 			delete(c.nodes, addr)
+			delete(c.orphans, addr)
+			c.dirtyNodesLocked()
 		}
 	}
 	for addr, t := range c.gone {
@@ -249,6 +298,7 @@ func (c *Controller) sweep(now time.Time) {
 		}
 	}
 	c.sweepClientsLocked(now)
+	c.pruneTombsLocked(now, c.cfg.tombLife())
 }
 
 func (c *Controller) inAnyJobLocked(addr string) bool {
@@ -268,6 +318,7 @@ func (j *job) has(addr string) bool {
 // placeLocked sets a job's nodes, moving its allotment from the old nodes'
 // loads to the new ones'. nil removes the job from every node.
 func (c *Controller) placeLocked(j *job, nodes []wire.MapNode) {
+	c.dirtyJobLocked(j.id)
 	c.accountLocked(j, -1)
 	j.nodes = nodes
 	c.accountLocked(j, +1)
@@ -351,6 +402,18 @@ func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (*wir
 	if a := c.scaler(); a != nil {
 		a.reserve(req.Name, req.Hints)
 	}
+	m, err := c.enterJob(client, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.flush(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// enterJob sizes, places and enters a job under c.mu.
+func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.PlacementMap, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.countLocked(client); err != nil { // others may have registered meanwhile
@@ -415,11 +478,14 @@ func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
 	}
 	j.revoked = true
 	c.logLocked(chRevoke, j)
+	c.tombs.add(&tomb{id: j.id, name: j.name, gen: j.gen, at: time.Now()})
+	c.dirtyJobLocked(j.id)
 	return targets
 }
 
 // bumpLocked gives a job's map a new epoch and logs it for its nodes.
 func (c *Controller) bumpLocked(j *job) {
+	c.dirtyJobLocked(j.id)
 	j.epoch++
 	c.logLocked(chEpoch, j)
 }
@@ -524,12 +590,20 @@ func (c *Controller) lookupLocked(id string, tok []byte) (*job, error) {
 // GetMap returns a job's current map; tok must be the job's token.
 func (c *Controller) GetMap(id string, tok []byte) (*wire.PlacementMap, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	j, err := c.lookupLocked(id, tok)
+	var m *wire.PlacementMap
+	if err == nil {
+		m = c.mapLocked(j)
+	}
+	c.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	return c.mapLocked(j), nil
+	// The epoch may come from a change not saved yet (a node died).
+	if err := c.flush(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // DeregisterJob forgets a job, revokes its token (every node refuses it
@@ -547,6 +621,11 @@ func (c *Controller) DeregisterJob(ctx context.Context, id string, tok []byte) (
 	}
 	targets := c.removeJobLocked(j)
 	c.mu.Unlock()
+	if err := c.flush(); err != nil {
+		// Forgotten here, not in the store: after a restart the job is
+		// back and its client may deregister it again.
+		return nil, err
+	}
 	res := c.dropAll(ctx, id, targets)
 	c.cfg.Logger.Info("controller: job deregistered", "job", id, "nodes", res.Nodes, "values", res.Values,
 		"bytes", res.Bytes, "failed", res.Failed)

@@ -90,7 +90,7 @@ func (e *FormatError) Is(target error) bool { return target == ErrNewerFormat }
 // Job states as stored.
 const (
 	JobLive    = "live"
-	JobRevoked = "revoked" // deregistered or expired; kept only until its revocation is applied
+	JobRevoked = "revoked" // deregistered or expired: a tombstone, deleted after the orphan grace
 )
 
 // Job is a registered job. Times are UTC wall-clock; zero Expires: the
@@ -116,6 +116,11 @@ type Job struct {
 	Expires time.Time `json:"expires,omitzero"`
 	Client  string    `json:"client,omitempty"` // peer key of the registering client ("" in-process)
 	State   string    `json:"state"`            // JobLive or JobRevoked
+	// Revoked is when a JobRevoked job was deregistered or expired. Such
+	// a record (a tombstone) carries only ID, Name, Gen and Revoked: a
+	// node that still holds the job's data is told to drop it at once
+	// instead of after the orphan grace, until the tombstone is deleted.
+	Revoked time.Time `json:"revoked,omitzero"`
 }
 
 // MapWeight is one node of a job's map.

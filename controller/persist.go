@@ -1,0 +1,342 @@
+package controller
+
+import (
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Durable state (Config.Store, package controller/state).
+//
+// The registries live in memory, as without a store; the store gets a copy
+// of every record a change touched, written before anything derived from
+// it leaves the controller. Changes mark what they touched under
+// Controller.mu (a job id in persister.jobs, the node registry in
+// persister.nodes); flush, called by every exported operation after it
+// releases Controller.mu and before it answers, takes the marks under the
+// lock, builds one state.Batch from the registries' current values and
+// applies it. Flushes are serialized by persister.wmu (taken before
+// Controller.mu, never while it is held), so concurrent operations share
+// one write (group commit) and batches reach the store in the order their
+// changes were made. No store I/O happens under Controller.mu.
+//
+// A failed write leaves its marks in place for the next flush, and the
+// operation answers CodeUnavailable: a client is never handed a token, or a
+// node an epoch, that a restart would not know.
+//
+// What is stored: each live job (map, epoch, gen, expiry, allotment,
+// client), a tombstone per job revoked in the last Config.OrphanGrace (so a
+// node still holding its data drops it at once), each node (tiers, cores,
+// state, drain deadline) and each recently retired node, and the job
+// number and revision counters. A job's token is not stored: New signs it
+// again from the id, gen and expiry with Config.Secret, so the secret must
+// be the same across restarts (the secret file or $POCKET_SECRET).
+type persister struct {
+	store state.Store
+	wmu   sync.Mutex // serializes flushes; taken before Controller.mu
+
+	// Guarded by Controller.mu.
+	jobs  map[string]struct{} // job ids whose record changed
+	nodes bool                // the node registry changed
+	meta  state.Meta          // the counters as last saved
+
+	// Guarded by wmu.
+	saved map[string]state.Node // node records as last saved
+	err   string                // the last write error logged ("" after a success)
+}
+
+// tomb is a revoked job remembered for Config.OrphanGrace.
+type tomb struct {
+	id, name string
+	gen      uint64
+	at       time.Time
+}
+
+// dirtyJobLocked marks a job's record for the next flush.
+func (c *Controller) dirtyJobLocked(id string) {
+	if c.st.store != nil {
+		c.st.jobs[id] = struct{}{}
+	}
+}
+
+// dirtyNodesLocked marks the node registry for the next flush.
+func (c *Controller) dirtyNodesLocked() {
+	if c.st.store != nil {
+		c.st.nodes = true
+	}
+}
+
+// flush writes what changed since the last flush. It returns a
+// CodeUnavailable error when the store fails; the changes stay marked.
+func (c *Controller) flush() error {
+	p := &c.st
+	if p.store == nil {
+		return nil
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	c.mu.Lock()
+	b, nodes, jobs, meta := c.batchLocked()
+	c.mu.Unlock()
+	if b == nil {
+		return nil
+	}
+	if err := p.store.Apply(b); err != nil {
+		c.mu.Lock()
+		for id := range jobs {
+			p.jobs[id] = struct{}{}
+		}
+		p.nodes = p.nodes || nodes != nil
+		c.mu.Unlock()
+		if msg := err.Error(); msg != p.err {
+			c.cfg.Logger.Error("controller: state not saved", "err", err)
+			p.err = msg
+		}
+		return wire.Errorf(wire.CodeUnavailable, "controller: state not saved: %v", err)
+	}
+	if p.err != "" {
+		c.cfg.Logger.Info("controller: state saved again")
+		p.err = ""
+	}
+	if nodes != nil {
+		p.saved = nodes
+	}
+	c.mu.Lock()
+	p.meta = meta
+	c.mu.Unlock()
+	return nil
+}
+
+// batchLocked builds the batch of the marked records and clears the
+// marks; it returns nil when nothing changed. It also returns the node
+// records the batch leaves saved (nil: unchanged), the marked jobs (to
+// mark again if the write fails) and the counters saved.
+func (c *Controller) batchLocked() (*state.Batch, map[string]state.Node, map[string]struct{}, state.Meta) {
+	p := &c.st
+	b := &state.Batch{}
+	jobs := p.jobs
+	p.jobs = map[string]struct{}{}
+	for id := range jobs {
+		if j, ok := c.jobs[id]; ok {
+			b.PutJobs = append(b.PutJobs, jobRecord(j))
+		} else if t, ok := c.tombs.ids[id]; ok {
+			b.PutJobs = append(b.PutJobs, tombRecord(t))
+		} else {
+			b.DeleteJobs = append(b.DeleteJobs, id)
+		}
+	}
+	var nodes map[string]state.Node
+	if p.nodes {
+		p.nodes = false
+		nodes = c.nodeRecordsLocked()
+		b.PutNodes, b.DeleteNodes = diffNodes(p.saved, nodes)
+		if len(b.PutNodes) == 0 && len(b.DeleteNodes) == 0 {
+			nodes = nil
+		}
+	}
+	meta := state.Meta{Seq: c.seq, Rev: c.rev}
+	if meta != p.meta {
+		b.Meta = &meta
+	}
+	if b.Len() == 0 {
+		return nil, nil, nil, meta
+	}
+	return b, nodes, jobs, meta
+}
+
+func jobRecord(j *job) state.Job {
+	r := state.Job{ID: j.id, Name: j.name, Lambdas: j.hints.Lambdas, CapacityBytes: j.hints.CapacityBytes,
+		PeakMbps: j.hints.PeakMbps, LatencySensitive: j.hints.LatencySensitive, Tier: j.tier, Epoch: j.epoch,
+		AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Gen: j.gen, Created: j.created.UTC(),
+		Client: j.client, State: state.JobLive}
+	if !j.expires.IsZero() {
+		r.Expires = j.expires.UTC()
+	}
+	r.Nodes = make([]state.MapWeight, len(j.nodes))
+	for i, mn := range j.nodes {
+		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight}
+	}
+	return r
+}
+
+func tombRecord(t *tomb) state.Job {
+	return state.Job{ID: t.id, Name: t.name, Gen: t.gen, State: state.JobRevoked, Revoked: t.at.UTC()}
+}
+
+// nodeRecordsLocked returns the record of every registered node and of
+// every recently retired one.
+func (c *Controller) nodeRecordsLocked() map[string]state.Node {
+	out := make(map[string]state.Node, len(c.nodes)+len(c.gone))
+	for addr, n := range c.nodes {
+		r := state.Node{Addr: addr, State: uint8(n.state), Cores: n.cores}
+		for _, t := range n.tiers {
+			r.Tiers = append(r.Tiers, state.NodeTier{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
+		}
+		if n.drain != nil && n.state == wire.NodeDraining {
+			r.DrainDeadline = n.drain.deadline.UTC()
+		}
+		out[addr] = r
+	}
+	for addr, t := range c.gone {
+		if _, ok := out[addr]; !ok {
+			out[addr] = state.Node{Addr: addr, Gone: t.UTC()}
+		}
+	}
+	return out
+}
+
+// diffNodes returns the records of now that differ from saved, and the
+// addresses saved has and now does not.
+func diffNodes(saved, now map[string]state.Node) (put []state.Node, del []string) {
+	for addr, r := range now {
+		if old, ok := saved[addr]; !ok || !sameNode(&old, &r) {
+			put = append(put, r)
+		}
+	}
+	for addr := range saved {
+		if _, ok := now[addr]; !ok {
+			del = append(del, addr)
+		}
+	}
+	sort.Slice(put, func(a, b int) bool { return put[a].Addr < put[b].Addr })
+	sort.Strings(del)
+	return put, del
+}
+
+func sameNode(a, b *state.Node) bool {
+	return a.Addr == b.Addr && a.State == b.State && a.Cores == b.Cores && a.DrainDeadline.Equal(b.DrainDeadline) &&
+		a.Gone.Equal(b.Gone) && slices.Equal(a.Tiers, b.Tiers)
+}
+
+// restore loads the store into the empty registries of a new controller.
+func (c *Controller) restore(now time.Time) error {
+	snap, err := c.st.store.Load()
+	if err != nil {
+		return err
+	}
+	if !snap.Empty {
+		c.seq = max(snap.Meta.Seq, 1)
+	}
+	c.restoreNodes(snap.Nodes, now)
+	c.restoreJobs(snap.Jobs)
+	if rev := max(snap.Meta.Rev, c.maxGen()); rev >= c.rev {
+		c.rev = rev
+		c.log.first = rev + 1
+	}
+	c.st.meta = snap.Meta
+	if len(snap.Jobs)+len(snap.Nodes) > 0 {
+		c.cfg.Logger.Info("controller: state restored", "jobs", len(c.jobs), "nodes", len(c.nodes),
+			"tombstones", len(c.tombs.ids), "next_job", c.seq)
+	}
+	return nil
+}
+
+// restoreNodes enters the stored nodes. They count as heard from now: a
+// node that is still running heartbeats within Config.DeadAfter and keeps
+// its state and its place in its jobs' maps; one that does not is marked
+// dead as if the controller had never stopped.
+func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
+	for _, r := range recs {
+		c.st.saved[r.Addr] = r
+		if !r.Gone.IsZero() {
+			c.gone[r.Addr] = r.Gone
+			continue
+		}
+		n := &node{addr: r.Addr, state: wire.NodeState(r.State), cores: r.Cores, lastSeen: now}
+		for _, t := range r.Tiers {
+			n.tiers = append(n.tiers, wire.TierStat{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
+		}
+		switch n.state {
+		case wire.NodeDead:
+			n.deadSince = now
+		case wire.NodeDraining:
+			n.drain = &drainState{start: now, deadline: r.DrainDeadline}
+		case wire.NodeActive:
+		default:
+			n.state = wire.NodeActive
+		}
+		c.nodes[r.Addr] = n
+	}
+}
+
+// restoreJobs enters the stored jobs in registration order, with their
+// tokens signed again, and the tombstones.
+func (c *Controller) restoreJobs(recs []state.Job) {
+	sort.Slice(recs, func(a, b int) bool { return recs[a].Gen < recs[b].Gen })
+	for i := range recs {
+		r := &recs[i]
+		if r.State == state.JobRevoked {
+			c.tombs.add(&tomb{id: r.ID, name: r.Name, gen: r.Gen, at: r.Revoked})
+			continue
+		}
+		j := &job{id: r.ID, name: r.Name, tier: r.Tier, epoch: r.Epoch, allocMbps: r.AllocMbps,
+			allocBytes: r.AllocBytes, created: r.Created.Local(), gen: r.Gen, client: r.Client, heapIdx: -1,
+			hints: wire.JobHints{Lambdas: r.Lambdas, CapacityBytes: r.CapacityBytes, PeakMbps: r.PeakMbps,
+				LatencySensitive: r.LatencySensitive}}
+		if !r.Expires.IsZero() {
+			j.expires = r.Expires.Local()
+		}
+		j.token = token.SignJob(c.cfg.Secret, []byte(j.id), token.Claims{Gen: j.gen, Expires: j.expires})
+		nodes := make([]wire.MapNode, len(r.Nodes))
+		for k, mn := range r.Nodes {
+			nodes[k] = wire.MapNode{Addr: mn.Addr, Weight: mn.Weight}
+		}
+		c.jobs[j.id] = j
+		c.order.add(j)
+		c.placeLocked(j, nodes)
+		c.expiry.add(j)
+		if cl := c.clientLocked(j.client); cl != nil {
+			cl.jobs++
+		}
+	}
+}
+
+// maxGen is the highest gen of a restored job or tombstone.
+func (c *Controller) maxGen() uint64 {
+	var g uint64
+	for _, j := range c.jobs {
+		g = max(g, j.gen)
+	}
+	for _, t := range c.tombs.ids {
+		g = max(g, t.gen)
+	}
+	return g
+}
+
+// tombs holds the revoked jobs of the last Config.OrphanGrace, oldest
+// first (revocations come in time order), so pruning costs what it prunes.
+type tombs struct {
+	ids   map[string]*tomb
+	queue []*tomb
+}
+
+func (ts *tombs) add(t *tomb) {
+	if ts.ids == nil {
+		ts.ids = map[string]*tomb{}
+	}
+	ts.ids[t.id] = t
+	ts.queue = append(ts.queue, t)
+}
+
+// pruneLocked forgets the tombstones older than grace and marks them for
+// deletion from the store.
+func (c *Controller) pruneTombsLocked(now time.Time, grace time.Duration) {
+	ts := &c.tombs
+	i := 0
+	for ; i < len(ts.queue) && now.Sub(ts.queue[i].at) > grace; i++ {
+		t := ts.queue[i]
+		if ts.ids[t.id] == t {
+			delete(ts.ids, t.id)
+			c.dirtyJobLocked(t.id)
+		}
+	}
+	if i > 0 {
+		clear(ts.queue[:i])
+		ts.queue = ts.queue[i:]
+	}
+}
