@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/internal/pki"
-	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/pocket"
@@ -251,7 +250,7 @@ func (c tlsMapController) Close() error { return c.mc.Close() }
 func sdkMap(pm *wire.PlacementMap) pocket.Map {
 	m := pocket.Map{Job: pm.Job, Token: pm.Token, Tier: pocket.Tier(pm.Tier), Epoch: pm.Epoch}
 	for _, n := range pm.Nodes {
-		m.Nodes = append(m.Nodes, placement.Node{ID: n.Addr, Weight: n.Weight})
+		m.Nodes = append(m.Nodes, pocket.Node{Addr: n.Addr, Weight: n.Weight})
 	}
 	return m
 }
