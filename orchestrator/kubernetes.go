@@ -136,10 +136,21 @@ var _ Orchestrator = (*Kubernetes)(nil)
 var ErrClosed = errors.New("orchestrator: closed")
 
 // NewKubernetesInCluster returns a Kubernetes orchestrator that reaches
-// the API server with the Pod's service account (rest.InClusterConfig):
-// the controller runs in the cluster. The service account needs pods
-// create, get, list, watch and delete in cfg.Namespace.
+// the API server with the Pod's service account (InClusterClient): the
+// controller runs in the cluster. The service account needs pods create,
+// get, list, watch and delete in cfg.Namespace.
 func NewKubernetesInCluster(cfg KubernetesConfig) (*Kubernetes, error) {
+	cs, err := InClusterClient()
+	if err != nil {
+		return nil, err
+	}
+	return NewKubernetes(cs, cfg)
+}
+
+// InClusterClient is a client of the API server of the cluster this
+// process runs in, with its Pod's service account (rest.InClusterConfig);
+// outside a Pod it returns an error saying so.
+func InClusterClient() (kubernetes.Interface, error) {
 	rc, err := rest.InClusterConfig()
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: kubernetes API from inside the cluster: %w", err)
@@ -148,7 +159,7 @@ func NewKubernetesInCluster(cfg KubernetesConfig) (*Kubernetes, error) {
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: kubernetes client: %w", err)
 	}
-	return NewKubernetes(cs, cfg)
+	return cs, nil
 }
 
 // NewKubernetes returns a Kubernetes orchestrator over client (the fake
@@ -370,16 +381,23 @@ func (k *Kubernetes) Nodes() []Node {
 }
 
 // ListNodes lists the node Pods as Nodes does, and, when host is set,
-// only those scheduled on that Kubernetes node (spec.nodeName): the spot
-// termination handler drains the nodes of its own host.
+// only those scheduled on that Kubernetes node (ListNodePods).
 func (k *Kubernetes) ListNodes(ctx context.Context, host string) ([]Node, error) {
+	return ListNodePods(ctx, k.client, k.cfg.Namespace, host)
+}
+
+// ListNodePods lists the node Pods in namespace that have a Pod IP and are
+// not being deleted, by the node labels; when host is set, only those
+// scheduled on that Kubernetes node (spec.nodeName), which is how the spot
+// termination handler finds the nodes of its own host.
+func ListNodePods(ctx context.Context, client kubernetes.Interface, namespace, host string) ([]Node, error) {
 	opts := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(nodeLabels).String()}
 	if host != "" {
 		opts.FieldSelector = "spec.nodeName=" + host
 	}
-	list, err := k.client.CoreV1().Pods(k.cfg.Namespace).List(ctx, opts)
+	list, err := client.CoreV1().Pods(namespace).List(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("orchestrator: list node pods in namespace %s: %w", k.cfg.Namespace, err)
+		return nil, fmt.Errorf("orchestrator: list node pods in namespace %s: %w", namespace, err)
 	}
 	var out []Node
 	for i := range list.Items {

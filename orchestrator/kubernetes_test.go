@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"slices"
 	"sort"
@@ -535,5 +536,46 @@ func TestKubernetesSpecErrors(t *testing.T) {
 	}
 	if names := podNames(t, cs); len(names) != 0 {
 		t.Fatalf("a refused spec left pods %v", names)
+	}
+}
+
+func TestKubernetesFlags(t *testing.T) {
+	parse := func(args ...string) (KubernetesConfig, error) {
+		var f KubernetesFlags
+		fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+		f.Bind(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return f.Config()
+	}
+	t.Setenv(EnvPodNamespace, "pocket")
+	t.Setenv(EnvPodName, "pocket-controller-0")
+	t.Setenv(EnvPodUID, "uid-1")
+	cfg, err := parse("--k8s-image", "pocket:dev", "--k8s-controller", "pocket-controller.pocket.svc:7000",
+		"--k8s-anti-affinity", "preferred", "--k8s-labels", "a=1,b=2", "--k8s-hugepages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Namespace != "pocket" || cfg.OwnerName != "pocket-controller-0" || cfg.OwnerUID != "uid-1" ||
+		cfg.Secret != "pocket-secret" || cfg.TLSSecret != "pocket-node-tls" || cfg.AntiAffinity != AntiAffinityPreferred ||
+		!cfg.HugePages || cfg.Labels["a"] != "1" || cfg.Labels["b"] != "2" {
+		t.Fatalf("config %+v", cfg)
+	}
+	if _, err := NewKubernetes(fake.NewClientset(), cfg); err != nil {
+		t.Fatalf("the flags' config is refused: %v", err)
+	}
+	if _, err := parse("--k8s-image", "x"); err == nil || !strings.Contains(err.Error(), "--k8s-controller is required") {
+		t.Errorf("no controller: %v", err)
+	}
+	if _, err := parse("--k8s-controller", "c:7000", "--k8s-labels", "a"); err == nil || !strings.Contains(err.Error(), "KEY=VALUE") {
+		t.Errorf("bad labels: %v", err)
+	}
+	t.Setenv(EnvPodUID, "")
+	if _, err := parse("--k8s-controller", "c:7000"); err == nil || !strings.Contains(err.Error(), "--k8s-no-owner") {
+		t.Errorf("no owner: %v", err)
+	}
+	if cfg, err := parse("--k8s-controller", "c:7000", "--k8s-no-owner"); err != nil || cfg.OwnerUID != "" {
+		t.Errorf("--k8s-no-owner: %+v, %v", cfg, err)
 	}
 }
