@@ -314,15 +314,23 @@ class Job:
         retries once. Returns the reply, unchecked, and the node's address."""
         for attempt in (0, 1):
             st = self._st
-            addr, old = st.route(key, chunk)
-            if addr in st.dead:
+            if st.live is st.set:
+                addr, old = st.addrs[st.set.pick(key, chunk)], ""
+            else:
+                addr, old = st.route(key, chunk)
+            if st.dead and addr in st.dead:
                 raise errors.Unavailable(f"node {addr} is dead")
             meta = st.codec.encode(key, version, object_size)
             if old:
                 r = self._drain_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
             else:
-                r = self._send(addr, op, flags | st.tier_flags, meta, payload, dst)
-            if r.code in _REFRESH and attempt == 0 and self.client.controller is not None:
+                pool = self.client.pool
+                c = pool.acquire(addr)
+                try:
+                    r = c.roundtrip(op, flags | st.tier_flags, meta, payload, dst)
+                finally:
+                    pool.release(c)
+            if r.code and r.code in _REFRESH and attempt == 0 and self.client.controller is not None:
                 self.refresh()
                 continue
             return r, addr
@@ -402,17 +410,18 @@ class Job:
         after the job is deregistered (Pocket's PERSIST_AFTER_JOB). A put
         that fails leaves the older value and no chunk behind."""
         k = _name(key)
-        view = memoryview(value).cast("B")
+        view = value if type(value) is bytes else memoryview(value).cast("B")
         flags = wire.FLAG_PERSIST if persist else 0
         if len(view) <= self.client.chunk_size:
             self._put_small(k, flags, view)
         else:
-            self._put_chunked(k, flags, view)
+            self._put_chunked(k, flags, memoryview(view))
 
     def _put_small(self, k: bytes, flags: int, view) -> None:
         r, _ = self._do(wire.OP_PUT, flags, k, 0, version=_new_version(), payload=view)
-        r.check()
-        self._drop_replaced(r)
+        if r.code or r.meta:
+            r.check()
+            self._drop_replaced(r)
 
     def _drop_replaced(self, r: Reply) -> None:
         if r.meta:
@@ -459,7 +468,10 @@ class Job:
         value written meanwhile stays."""
         k = _name(key)
         flags = wire.FLAG_DELETE_AFTER_READ if delete_after_read else 0
-        out, _ = self._get(k, None, flags)
+        r, _ = self._do(wire.OP_GET, flags, k)
+        if r.code == 0 and not r.flags & wire.FLAG_MANIFEST:
+            return r.payload  # a one-record value: one round trip
+        out, _ = self._get(k, None, flags, r)
         return out
 
     def get_into(self, key: Name, buf: Buffer, *, delete_after_read: bool = False) -> int:
@@ -478,13 +490,17 @@ class Job:
             self._delete_version(k, ver)
         return len(out)
 
-    def _get(self, k: bytes, dst: memoryview | None, flags: int):
+    def _get(self, k: bytes, dst: memoryview | None, flags: int, first: Reply | None = None):
         """Reads key's value (into dst when it fits) and returns it with its
-        version. A chunked object replaced while its chunks are read is read
-        again; a version whose chunk is missing twice raises Corrupt."""
+        version; first is the reply to a get of the key already sent. A
+        chunked object replaced while its chunks are read is read again; a
+        version whose chunk is missing twice raises Corrupt."""
         last = 0
         for attempt in range(_MAX_READ_RETRIES + 1):
-            r, _ = self._do(wire.OP_GET, flags, k, 0, dst=dst)
+            if first is not None:
+                r, first = first, None
+            else:
+                r, _ = self._do(wire.OP_GET, flags, k, 0, dst=dst)
             r.check()
             if not r.flags & wire.FLAG_MANIFEST:
                 ver = r.response().version if r.meta else 0

@@ -17,6 +17,7 @@ memoryview, never joined into a new buffer.
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from . import errors, wire
 
 _RBUF = 256 << 10
+_HDR = struct.Struct("<2sBBHHQII")
 _SMALL_SEND = 16 << 10
 
 
@@ -167,7 +169,41 @@ class NodeConn:
         return Reply(h.id, h.flags, h.code, meta, payload)
 
     def roundtrip(self, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
-        """Sends one request and returns its reply."""
+        """Sends one request and returns its reply.
+
+        The fast path (a small request, nothing buffered, no destination
+        buffer) writes the frame with one send and, when the whole reply
+        arrives with the first recv, as a small reply does, parses it there."""
+        n = 0 if payload is None else len(payload)
+        if n > _SMALL_SEND or dst is not None or self._r0 != self._r1:
+            return self._roundtrip(op, flags, meta, payload, dst)
+        self._next += 1
+        rid = self._next
+        try:
+            self.sock.sendall(b"".join((_HDR.pack(wire.MAGIC, wire.VERSION, op, flags, 0, rid, len(meta), n), meta,
+                                        payload if n else b"")))
+            got = self.sock.recv_into(self._rview)
+        except OSError as e:
+            raise self._fail(e) from None
+        if got == 0:
+            raise self._fail(ConnectionError("connection closed by the node"))
+        self.used = time.monotonic()
+        self._r0, self._r1 = 0, got
+        if got >= wire.HEADER_LEN:
+            magic, ver, rop, rflags, code, rrid, mlen, plen = _HDR.unpack_from(self._rbuf)
+            end = wire.HEADER_LEN + mlen + plen
+            if (got == end and rrid == rid and rop == op | wire.REPLY_BIT and magic == wire.MAGIC
+                    and ver == wire.VERSION and mlen <= wire.MAX_META):
+                self._r1 = 0
+                v = self._rview
+                return Reply(rid, rflags, code, bytes(v[wire.HEADER_LEN:end - plen]) if mlen else b"",
+                             bytes(v[end - plen:end]) if plen else b"")
+        r = self.recv(None)
+        if r.id != rid:
+            raise self._fail(errors.Malformed(f"reply id {r.id} to request {rid}"))
+        return r
+
+    def _roundtrip(self, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
         rid = self.send(op, flags, meta, payload)
         r = self.recv(dst)
         if r.id != rid:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 _M = 0xFFFFFFFFFFFFFFFF
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
+_FNV_PRIME4 = pow(_FNV_PRIME, 4, 1 << 64)  # FNV-1a over four zero bytes: xor is a no-op
 
 
 def fmix64(h: int) -> int:
@@ -57,7 +58,12 @@ class NodeSet:
     """A job's nodes (id, weight) with the ids' hashes computed once.
     Nodes whose weight is not a positive finite number never own keys."""
 
-    __slots__ = ("ids", "weights", "_hashes", "_live")
+    __slots__ = ("ids", "weights", "_hashes", "_live", "_memo")
+
+    # Owners of chunk 0 (one-record values and manifests) already computed,
+    # by key: a get after a put, or of a key read before, skips the hashing
+    # (a few microseconds of Python per request). Cleared when full.
+    MEMO_MAX = 1 << 16
 
     def __init__(self, nodes: Sequence[tuple[str, float]]):
         self.ids = [n[0] for n in nodes]
@@ -65,17 +71,44 @@ class NodeSet:
         self._hashes = [hash_id(i) for i in self.ids]
         self._live = [(i, w, h) for i, (w, h) in enumerate(zip(self.weights, self._hashes))
                       if w > 0 and not math.isinf(w)]
+        self._memo: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def pick(self, key: bytes, chunk: int = 0) -> int:
         """The index of the node that owns (key, chunk), or -1 when no node
-        has a positive weight."""
-        kh = hash_key(key, chunk)
+        has a positive weight. (hash_key and _score inlined: this runs on
+        every request.)"""
+        if chunk == 0:
+            i = self._memo.get(key)
+            if i is not None:
+                return i
+            i = self._pick(key, 0)
+            if len(self._memo) >= self.MEMO_MAX:
+                self._memo.clear()
+            self._memo[bytes(key)] = i
+            return i
+        return self._pick(key, chunk)
+
+    def _pick(self, key: bytes, chunk: int) -> int:
+        h = _FNV_OFFSET
+        for c in key:
+            h = ((h ^ c) * _FNV_PRIME) & _M
+        if chunk == 0:
+            kh = (h * _FNV_PRIME4) & _M  # four zero bytes
+        else:
+            kh = hash_key(key, chunk)
         best, best_score = -1, 0.0
+        log = math.log
         for i, w, ih in self._live:
-            s = _score(w, ih, kh)
+            h = ih ^ kh
+            h ^= h >> 33
+            h = (h * 0xFF51AFD7ED558CCD) & _M
+            h ^= h >> 33
+            h = (h * 0xC4CEB9FE1A85EC53) & _M
+            h ^= h >> 33
+            s = -w / log(((h >> 11) + 0.5) / 9007199254740992.0)
             if best < 0 or s > best_score:
                 best, best_score = i, s
         return best

@@ -26,6 +26,7 @@ def test_vectors_hashes_and_owners():
         key = bytes.fromhex(c["key_hex"])
         assert placement.hash_key(key, c["chunk"]) == c["key_hash"], c
         assert sets[c["set"]].pick(key, c["chunk"]) == c["owner"], c
+        assert sets[c["set"]].pick(key, c["chunk"]) == c["owner"], c  # memoized
         assert placement.pick(nodes[c["set"]], key, c["chunk"]) == c["owner"], c
 
 
