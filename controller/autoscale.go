@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/orchestrator"
-	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -173,6 +172,8 @@ type Autoscaler struct {
 	started    map[string]string // node address -> orchestrator id
 	decisions  []Decision
 	counts     map[Action]int
+	holds      int    // evaluations that held a needed change back
+	evals      int    // evaluations (Step calls)
 	held       string // last logged reason for holding back
 	util       Utilization
 	starts     []NodeStart
@@ -244,6 +245,7 @@ func (a *Autoscaler) Step() Decision {
 	uNow, victims, draining := a.c.utilization(1, a.cfg.UseCPU)
 	a.mu.Lock()
 	a.util = u
+	a.evals++
 	d := a.decideLocked(now, u, uNow, victims, draining)
 	switch d.Action {
 	case ActionAdd:
@@ -345,8 +347,10 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 	return d
 }
 
-// hold logs why a needed change waits, once per distinct reason.
+// hold counts an evaluation that holds a needed change back, and logs
+// why, once per distinct reason.
 func (a *Autoscaler) hold(why string) {
+	a.holds++
 	// Ignore the changing figures: log when the kind of reason changes.
 	key := why[indexAfterFigures(why):]
 	if key == a.held {
@@ -504,23 +508,6 @@ func (a *Autoscaler) Utilization() Utilization {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.util
-}
-
-func (a *Autoscaler) writeMetrics(w *metrics.MetricWriter) {
-	a.mu.Lock()
-	u, adds, removes, starting := a.util, a.counts[ActionAdd], a.counts[ActionRemove], a.starting
-	a.mu.Unlock()
-	w.Header("pocket_autoscaler_utilization", "Cluster utilization per dimension at the last evaluation.", metrics.Gauge)
-	w.Value("pocket_autoscaler_utilization", u.Net, "dim", "network")
-	w.Value("pocket_autoscaler_utilization", u.CPU, "dim", "cpu")
-	for _, k := range sortedKeys(u.Cap) {
-		w.Value("pocket_autoscaler_utilization", u.Cap[k], "dim", "capacity "+k)
-	}
-	w.Header("pocket_autoscaler_decisions_total", "Scaling decisions taken.", metrics.Counter)
-	w.Value("pocket_autoscaler_decisions_total", float64(adds), "action", string(ActionAdd))
-	w.Value("pocket_autoscaler_decisions_total", float64(removes), "action", string(ActionRemove))
-	w.Header("pocket_autoscaler_starting_nodes", "Nodes being started.", metrics.Gauge)
-	w.Value("pocket_autoscaler_starting_nodes", float64(starting))
 }
 
 func sortedKeys(m map[string]float64) []string {

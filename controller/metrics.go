@@ -1,22 +1,65 @@
 package controller
 
 import (
+	"errors"
 	"net/http"
 	"sort"
+	"sync"
 
 	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/pocketstore/pocket/wire"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// MetricsHandler serves the controller's Prometheus /metrics: node counts
-// by state, jobs, each node's latest utilization sample, and the
-// autoscaler's decisions. `pocket up --metrics ADDR` mounts it.
+// The controller's Prometheus figures (names in telemetry/metrics):
+// registered nodes by state, live jobs by tier, registrations accepted and
+// refused (by reason), each node's latest heartbeat figures, and the
+// autoscaler's decisions. A collector reads them under the controller's
+// lock at scrape time; nothing is counted twice.
+
+// MetricsHandler serves the controller's Prometheus /metrics from a
+// registry of its own (with the Go runtime's and the process's figures).
+// `pocket controller --metrics ADDR` and `pocket up --metrics ADDR` mount it.
 func (c *Controller) MetricsHandler() http.Handler {
-	return metrics.Handler(metrics.CollectorFunc(c.WriteMetrics))
+	reg, err := metrics.NewRegistry(c.MetricsCollector())
+	if err != nil { // only a bug registers one name twice
+		panic(err)
+	}
+	return metrics.Handler(reg, c.cfg.Logger)
+}
+
+// MetricsCollector returns a prometheus.Collector of the controller's
+// figures, to register in a registry of the caller's.
+func (c *Controller) MetricsCollector() prometheus.Collector { return (*ctlCollector)(c) }
+
+type ctlCollector Controller
+
+var (
+	descNodes   = prometheus.NewDesc(metrics.ControllerNodes, "Registered storage nodes by state.", []string{"state"}, nil)
+	descJobs    = prometheus.NewDesc(metrics.ControllerJobs, "Registered (live) jobs by tier.", []string{"tier"}, nil)
+	descRegs    = prometheus.NewDesc(metrics.ControllerJobRegistrations, "Job registrations accepted.", nil, nil)
+	descRefused = prometheus.NewDesc(metrics.ControllerRegistrationsRefused, "Job registrations refused, by reason: the limit's name (MaxJobs, MaxJobsPerClient, RegisterRate) or the error code's.", []string{"reason"}, nil)
+	descCPU     = prometheus.NewDesc(metrics.NodeCPUUtilization, "Busy share of the node's cores at its last heartbeat.", []string{"node"}, nil)
+	descNet     = prometheus.NewDesc(metrics.NodeNetUtilization, "Network use over the node's bandwidth: measured (max of rx, tx) or allocated to jobs.", []string{"node", "source"}, nil)
+	descCap     = prometheus.NewDesc(metrics.NodeCapacityUtilization, "Larger of used and allocated bytes over the tier's capacity.", []string{"node", "tier"}, nil)
+	descRx      = prometheus.NewDesc(metrics.NodeRxMbps, "Megabits per second the node received (its own payload traffic).", []string{"node"}, nil)
+	descTx      = prometheus.NewDesc(metrics.NodeTxMbps, "Megabits per second the node sent (its own payload traffic).", []string{"node"}, nil)
+	descDecided = prometheus.NewDesc(metrics.AutoscalerDecisions, "Autoscaler decisions: add and remove nodes, or hold (a change was needed and held back).", []string{"decision"}, nil)
+	descEvals   = prometheus.NewDesc(metrics.AutoscalerEvaluations, "Autoscaler policy evaluations.", nil, nil)
+	descUtil    = prometheus.NewDesc(metrics.AutoscalerUtilization, "Cluster utilization per dimension at the last evaluation.", []string{"dim"}, nil)
+	descStart   = prometheus.NewDesc(metrics.AutoscalerStarting, "Nodes being started.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (cc *ctlCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descNodes, descJobs, descRegs, descRefused, descCPU, descNet, descCap,
+		descRx, descTx, descDecided, descEvals, descUtil, descStart} {
+		ch <- d
+	}
 }
 
 // nodeMetric is one node's latest figures, copied out under the lock so
-// the writing happens without it.
+// the sending happens without it.
 type nodeMetric struct {
 	addr  string
 	state wire.NodeState
@@ -24,64 +67,151 @@ type nodeMetric struct {
 	ok    bool
 }
 
-// WriteMetrics implements metrics.Collector.
-func (c *Controller) WriteMetrics(w *metrics.MetricWriter) {
+// ctlFigures is what one scrape copies under the controller's lock.
+type ctlFigures struct {
+	nodes      []nodeMetric
+	jobsByTier map[uint8]int
+}
+
+func (c *Controller) metricFigures() ctlFigures {
 	c.mu.Lock()
-	nodes := make([]nodeMetric, 0, len(c.nodes))
+	defer c.mu.Unlock()
+	f := ctlFigures{nodes: make([]nodeMetric, 0, len(c.nodes)), jobsByTier: map[uint8]int{}}
 	for _, n := range c.nodes {
 		m := nodeMetric{addr: n.addr, state: n.state}
 		if h := n.hist.last(1); len(h) == 1 {
 			m.s, m.ok = h[0], true
 		}
-		nodes = append(nodes, m)
+		f.nodes = append(f.nodes, m)
 	}
-	jobs := len(c.jobs)
-	c.mu.Unlock()
-	sort.Slice(nodes, func(a, b int) bool { return nodes[a].addr < nodes[b].addr })
+	for _, j := range c.jobs {
+		f.jobsByTier[j.tier]++
+	}
+	sort.Slice(f.nodes, func(a, b int) bool { return f.nodes[a].addr < f.nodes[b].addr })
+	return f
+}
 
+// Collect implements prometheus.Collector.
+func (cc *ctlCollector) Collect(ch chan<- prometheus.Metric) {
+	c := (*Controller)(cc)
+	f := c.metricFigures()
 	byState := map[wire.NodeState]int{}
-	for _, n := range nodes {
+	for _, n := range f.nodes {
 		byState[n.state]++
 	}
-	w.Header("pocket_controller_nodes", "Registered storage nodes by state.", metrics.Gauge)
 	for _, s := range []wire.NodeState{wire.NodeActive, wire.NodeDraining, wire.NodeDead} {
-		w.Value("pocket_controller_nodes", float64(byState[s]), "state", s.String())
+		ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(byState[s]), s.String())
 	}
-	w.Header("pocket_controller_jobs", "Registered jobs.", metrics.Gauge)
-	w.Value("pocket_controller_jobs", float64(jobs))
-
-	w.Header("pocket_node_cpu_utilization", "Busy share of the node's cores at its last heartbeat.", metrics.Gauge)
-	eachSample(nodes, func(n nodeMetric) { w.Value("pocket_node_cpu_utilization", n.s.CPU, "node", n.addr) })
-	w.Header("pocket_node_net_utilization", "Network use over the node's bandwidth: measured (max of rx, tx) or allocated to jobs.", metrics.Gauge)
-	eachSample(nodes, func(n nodeMetric) {
-		w.Value("pocket_node_net_utilization", n.s.NetMeasured, "node", n.addr, "source", "measured")
-		w.Value("pocket_node_net_utilization", n.s.NetAlloc, "node", n.addr, "source", "allocated")
-	})
-	w.Header("pocket_node_capacity_utilization", "Larger of used and allocated bytes over the tier's capacity.", metrics.Gauge)
-	eachSample(nodes, func(n nodeMetric) {
-		kinds := make([]int, 0, len(n.s.Capacity))
-		for k := range n.s.Capacity {
-			kinds = append(kinds, int(k))
+	for _, t := range []wire.Tier{wire.TierDRAM, wire.TierNVMe} {
+		ch <- prometheus.MustNewConstMetric(descJobs, prometheus.GaugeValue, float64(f.jobsByTier[uint8(t)]), t.String())
+	}
+	registrations(c).collect(ch)
+	for _, n := range f.nodes {
+		if n.ok {
+			collectNode(ch, &n)
 		}
-		sort.Ints(kinds)
-		for _, k := range kinds {
-			w.Value("pocket_node_capacity_utilization", n.s.Capacity[uint8(k)], "node", n.addr, "tier", kindName(uint8(k)))
-		}
-	})
-	w.Header("pocket_node_rx_mbps", "Megabits per second the node received (its own payload traffic).", metrics.Gauge)
-	eachSample(nodes, func(n nodeMetric) { w.Value("pocket_node_rx_mbps", n.s.RxMbps, "node", n.addr) })
-	w.Header("pocket_node_tx_mbps", "Megabits per second the node sent (its own payload traffic).", metrics.Gauge)
-	eachSample(nodes, func(n nodeMetric) { w.Value("pocket_node_tx_mbps", n.s.TxMbps, "node", n.addr) })
-
+	}
 	if a := c.scaler(); a != nil {
-		a.writeMetrics(w)
+		a.collect(ch)
 	}
 }
 
-func eachSample(nodes []nodeMetric, f func(nodeMetric)) {
-	for _, n := range nodes {
-		if n.ok {
-			f(n)
+func collectNode(ch chan<- prometheus.Metric, n *nodeMetric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(descCPU, n.s.CPU, n.addr)
+	gauge(descNet, n.s.NetMeasured, n.addr, "measured")
+	gauge(descNet, n.s.NetAlloc, n.addr, "allocated")
+	kinds := make([]int, 0, len(n.s.Capacity))
+	for k := range n.s.Capacity {
+		kinds = append(kinds, int(k))
+	}
+	sort.Ints(kinds)
+	for _, k := range kinds {
+		gauge(descCap, n.s.Capacity[uint8(k)], n.addr, kindName(uint8(k)))
+	}
+	gauge(descRx, n.s.RxMbps, n.addr)
+	gauge(descTx, n.s.TxMbps, n.addr)
+}
+
+func (a *Autoscaler) collect(ch chan<- prometheus.Metric) {
+	a.mu.Lock()
+	u, adds, removes, holds, evals, starting := a.util, a.counts[ActionAdd], a.counts[ActionRemove], a.holds, a.evals, a.starting
+	a.mu.Unlock()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(descUtil, u.Net, "network")
+	gauge(descUtil, u.CPU, "cpu")
+	for _, k := range sortedKeys(u.Cap) {
+		gauge(descUtil, u.Cap[k], "capacity "+k)
+	}
+	for _, d := range []struct {
+		name string
+		n    int
+	}{{string(ActionAdd), adds}, {string(ActionRemove), removes}, {"hold", holds}} {
+		ch <- prometheus.MustNewConstMetric(descDecided, prometheus.CounterValue, float64(d.n), d.name)
+	}
+	ch <- prometheus.MustNewConstMetric(descEvals, prometheus.CounterValue, float64(evals))
+	gauge(descStart, float64(starting))
+}
+
+// regCounts counts job registrations, accepted and refused by reason.
+type regCounts struct {
+	mu       sync.Mutex
+	accepted uint64
+	refused  map[string]uint64 // by refusalReason
+}
+
+// ctlRegs holds each controller's registration counts. It is a side table
+// because the Controller struct is defined in registry.go; it can become a
+// field there.
+var ctlRegs sync.Map // *Controller -> *regCounts
+
+func registrations(c *Controller) *regCounts {
+	if r, ok := ctlRegs.Load(c); ok {
+		return r.(*regCounts)
+	}
+	r, _ := ctlRegs.LoadOrStore(c, &regCounts{refused: map[string]uint64{}})
+	return r.(*regCounts)
+}
+
+// countRegistration counts the outcome of one job registration: accepted
+// when err is nil, else refused for refusalReason(err). RegisterJobFrom
+// is meant to call it once per call, with the error it returns.
+func (c *Controller) countRegistration(err error) {
+	r := registrations(c)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		r.accepted++
+		return
+	}
+	r.refused[refusalReason(err)]++
+}
+
+// refusalReason names why a registration was refused: for a limit, the
+// limit's name from its message ("MaxJobs"); otherwise the error code's
+// label ("unavailable", "bad_key"), or "internal" for an error without one.
+func refusalReason(err error) string {
+	var we *wire.Error
+	if !errors.As(err, &we) {
+		return "internal"
+	}
+	if we.Code == wire.CodeLimit {
+		if name := limitName(we.Msg); name != "" {
+			return name
 		}
+	}
+	return metrics.CodeLabel(we.Code)
+}
+
+func (r *regCounts) collect(ch chan<- prometheus.Metric) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descRegs, prometheus.CounterValue, float64(r.accepted))
+	for reason, n := range r.refused {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), reason)
 	}
 }

@@ -1,22 +1,45 @@
 package controller
 
 import (
-	"io"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/pocketstore/pocket/wire"
 )
+
+// scrape reads the controller's /metrics through its HTTP handler.
+func scrape(t *testing.T, c *Controller) metrics.Families {
+	t.Helper()
+	srv := httptest.NewServer(c.MetricsHandler())
+	defer srv.Close()
+	fams, err := metrics.Scrape(srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
+}
+
+func wantValue(t *testing.T, fams metrics.Families, want float64, name string, labels ...string) {
+	t.Helper()
+	v, ok := fams.Value(name, labels...)
+	if !ok || v != want {
+		t.Errorf("%s%v = %v (found %v), want %v", name, labels, v, ok, want)
+	}
+}
 
 func TestHistoryAndMetrics(t *testing.T) {
 	c := newTest(t, Config{})
 	a := "127.0.0.1:7001"
 	mustRegister(t, c, dramNode(a, 1<<30, 1000))
-	if _, err := c.RegisterJob("j", wire.JobHints{PeakMbps: 300, CapacityBytes: 1 << 28}); err != nil {
+	_, err := c.RegisterJob("j", wire.JobHints{PeakMbps: 300, CapacityBytes: 1 << 28})
+	if err != nil {
 		t.Fatal(err)
 	}
+	c.countRegistration(err) // the call RegisterJobFrom is to make
 	for i := 0; i < HistoryLen+5; i++ {
 		_, err := c.Heartbeat(&wire.Heartbeat{Addr: a, RxMbps: float64(i), TxMbps: 400, CPUPercent: 50,
 			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: 1 << 29, Mbps: 1000}}})
@@ -35,24 +58,78 @@ func TestHistoryAndMetrics(t *testing.T) {
 	if c.History("127.0.0.1:1") != nil {
 		t.Fatal("history of an unknown node")
 	}
-	srv := httptest.NewServer(c.MetricsHandler())
-	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
+	fams := scrape(t, c)
+	wantValue(t, fams, 1, metrics.ControllerNodes, "state", "active")
+	wantValue(t, fams, 0, metrics.ControllerNodes, "state", "dead")
+	wantValue(t, fams, 1, metrics.ControllerJobs, "tier", "dram")
+	wantValue(t, fams, 0, metrics.ControllerJobs, "tier", "nvme")
+	wantValue(t, fams, 1, metrics.ControllerJobRegistrations)
+	wantValue(t, fams, 0.4, metrics.NodeNetUtilization, "node", a, "source", "measured")
+	wantValue(t, fams, 0.3, metrics.NodeNetUtilization, "node", a, "source", "allocated")
+	wantValue(t, fams, 0.5, metrics.NodeCapacityUtilization, "node", a, "tier", "dram")
+	wantValue(t, fams, 0.5, metrics.NodeCPUUtilization, "node", a)
+	wantValue(t, fams, HistoryLen+4, metrics.NodeRxMbps, "node", a)
+	if fams["go_goroutines"] == nil || fams["process_resident_memory_bytes"] == nil {
+		t.Error("no Go runtime or process figures")
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, want := range []string{
-		`pocket_controller_nodes{state="active"} 1`,
-		`pocket_controller_jobs 1`,
-		`pocket_node_net_utilization{node="127.0.0.1:7001",source="measured"} 0.4`,
-		`pocket_node_net_utilization{node="127.0.0.1:7001",source="allocated"} 0.3`,
-		`pocket_node_capacity_utilization{node="127.0.0.1:7001",tier="dram"} 0.5`,
-		`pocket_node_cpu_utilization{node="127.0.0.1:7001"} 0.5`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Fatalf("/metrics lacks %q:\n%s", want, body)
+	if fams[metrics.AutoscalerDecisions] != nil {
+		t.Error("autoscaler figures without an autoscaler")
+	}
+}
+
+// TestMetricsJobsAndRefusals: jobs and registrations move with
+// registrations, and refusals are counted by the limit that refused them.
+func TestMetricsJobsAndRefusals(t *testing.T) {
+	c := newTest(t, Config{MaxJobs: 2, RegisterRate: -1})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 1000))
+	for i := range 3 {
+		_, err := c.RegisterJob("j", wire.JobHints{})
+		c.countRegistration(err)
+		if i < 2 && err != nil {
+			t.Fatal(err)
 		}
+		if i == 2 && !errors.Is(err, wire.ErrLimit) {
+			t.Fatalf("third job over MaxJobs 2: %v", err)
+		}
+	}
+	_, err := c.RegisterJob("", wire.JobHints{})
+	c.countRegistration(err)
+	c.countRegistration(errors.New("not a wire error"))
+	fams := scrape(t, c)
+	wantValue(t, fams, 2, metrics.ControllerJobs, "tier", "dram")
+	wantValue(t, fams, 2, metrics.ControllerJobRegistrations)
+	wantValue(t, fams, 1, metrics.ControllerRegistrationsRefused, "reason", "MaxJobs")
+	wantValue(t, fams, 1, metrics.ControllerRegistrationsRefused, "reason", metrics.CodeLabel(wire.CodeOf(err)))
+	wantValue(t, fams, 1, metrics.ControllerRegistrationsRefused, "reason", "internal")
+	if got := refusalReason(wire.Errorf(wire.CodeLimit, "client x registers jobs faster than 1 a second (RegisterRate 1, RegisterBurst 1)")); got != "RegisterRate" {
+		t.Errorf("rate refusal reason %q", got)
+	}
+}
+
+// TestMetricsAutoscalerDecisions: adds, holds and evaluations are counted
+// as the policy takes them.
+func TestMetricsAutoscalerDecisions(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{Cooldown: 10 * time.Second, Smooth: 1})
+	r.beat(900, 0)
+	if d := r.a.Step(); d.Action != ActionAdd {
+		t.Fatalf("decision at 90%% measured: %+v", d)
+	}
+	r.settle(3)
+	r.beat(950, 0)
+	if d := r.a.Step(); d.Action != ActionNone || !r.logs.contains("in cool-down") {
+		t.Fatalf("decision within the cool-down: %+v", d)
+	}
+	r.beat(500, 0) // 50 %: in band on the way down, but still in cool-down
+	r.a.Step()
+	fams := scrape(t, r.c)
+	wantValue(t, fams, 1, metrics.AutoscalerDecisions, "decision", "add")
+	wantValue(t, fams, 0, metrics.AutoscalerDecisions, "decision", "remove")
+	wantValue(t, fams, 2, metrics.AutoscalerDecisions, "decision", "hold")
+	wantValue(t, fams, 3, metrics.AutoscalerEvaluations)
+	if v, _ := fams.Value(metrics.AutoscalerUtilization, "dim", "network"); v < 0.4 || v > 0.6 {
+		t.Errorf("network utilization %v, want about 0.5", v)
+	}
+	if !strings.HasPrefix(fams[metrics.AutoscalerDecisions].GetHelp(), "Autoscaler decisions") {
+		t.Errorf("help %q", fams[metrics.AutoscalerDecisions].GetHelp())
 	}
 }

@@ -26,6 +26,7 @@ type connState struct {
 	entry   *jobEntry // the job of the request admitted last (jobtable.go), or nil
 	closed  bool      // set by OnClose; read by tasks posted to the same loop
 	last    bool      // the request being served is the last complete one in the input
+	start   int64     // monoNow when the read that completed the request's header returned (metrics.go)
 }
 
 func (cs *connState) encoder() *wire.Encoder {
@@ -55,6 +56,7 @@ func (n *Node) OnClose(c *netio.Conn, _ error) {
 // payload to a sink that receives it straight into tier memory.
 func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
 	cs := c.Context().(*connState)
+	cs.start = monoNow()
 	n.prefetch(c, in)
 	done := 0
 	for {

@@ -53,6 +53,7 @@ type Node struct {
 	jobs   jobTable
 	vers   *versionTable // object versions and their leases (versions.go)
 	stats  nodeStats
+	mx     nodeMetrics // requests by op and result, latency (metrics.go)
 	closed atomic.Bool
 	drain  atomic.Bool
 	// inflight counts blocking tier calls queued or running on workers.
@@ -107,6 +108,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		n.cfg.Guard = g.bind(&n.jobs)
 	}
 	n.vers = newVersionTable()
+	n.mx.init(cfg.Net.Loops)
 	n.startWorkers(cfg.Workers)
 	srv, err := netio.Listen(cfg.Listen, cfg.Net, n)
 	if err != nil {

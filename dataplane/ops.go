@@ -192,11 +192,12 @@ func (n *Node) replyPut(c *netio.Conn, cs *connState, h *wire.Header, replaced I
 // DRAM path allocate.
 func (n *Node) commitAsync(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch putRef) {
 	cs := c.Context().(*connState)
+	start := cs.start
 	ok := n.submit(func() {
 		replaced, err := n.publish(tier, p, ch)
 		c.Loop().Post(func() {
 			if !cs.closed {
-				n.replyPut(c, cs, &h, replaced, err)
+				cs.withStart(start, func() { n.replyPut(c, cs, &h, replaced, err) })
 			}
 		})
 	})
@@ -263,6 +264,7 @@ func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 // released on the worker.
 func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string) {
 	cs := c.Context().(*connState)
+	start := cs.start
 	ok := n.submit(func() {
 		v, err := tier.Open([]byte(job), []byte(key))
 		if err == nil && h.Flags&wire.FlagDeleteAfterRead != 0 {
@@ -273,12 +275,12 @@ func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string
 		c.Loop().Post(func() {
 			switch {
 			case err != nil && !cs.closed:
-				n.replyErr(c, cs, &h, wireErr(err))
+				cs.withStart(start, func() { n.replyErr(c, cs, &h, wireErr(err)) })
 			case err != nil:
 			case cs.closed:
 				v.Release()
 			default:
-				n.sendValue(c, cs, &h, v)
+				cs.withStart(start, func() { n.sendValue(c, cs, &h, v) })
 			}
 		})
 	})
@@ -317,6 +319,7 @@ func (n *Node) sendValue(c *netio.Conn, cs *connState, h *wire.Header, v Value) 
 		c.Write(cs.hdr[:])
 	}
 	n.stats.of(c).bytesOut.Add(uint64(size))
+	n.mx.done(c, cs.start, h.Op, wire.CodeOK)
 	segs := v.Segments()
 	if size <= smallCopy || len(segs) == 0 {
 		for _, s := range segs {
@@ -515,6 +518,7 @@ func (n *Node) replyOK(c *netio.Conn, cs *connState, h *wire.Header, payload uin
 	rh := wire.Header{Op: h.Op.Reply(), ID: h.ID, PayloadLen: payload}
 	wire.PutHeader(cs.hdr[:], &rh)
 	c.Write(cs.hdr[:])
+	n.mx.done(c, cs.start, h.Op, wire.CodeOK)
 }
 
 func (n *Node) replyMeta(c *netio.Conn, cs *connState, h *wire.Header, r *wire.Response) {
@@ -523,6 +527,7 @@ func (n *Node) replyMeta(c *netio.Conn, cs *connState, h *wire.Header, r *wire.R
 	wire.PutHeader(cs.hdr[:], &rh)
 	c.Write(cs.hdr[:])
 	c.Write(meta)
+	n.mx.done(c, cs.start, h.Op, wire.CodeOK)
 }
 
 func (n *Node) replyErr(c *netio.Conn, cs *connState, h *wire.Header, err error) {
@@ -533,4 +538,5 @@ func (n *Node) replyErr(c *netio.Conn, cs *connState, h *wire.Header, err error)
 	wire.PutHeader(cs.hdr[:], &rh)
 	c.Write(cs.hdr[:])
 	c.Write(meta)
+	n.mx.done(c, cs.start, h.Op, rh.Code)
 }

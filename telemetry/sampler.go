@@ -38,8 +38,9 @@ type Config struct {
 
 // Sampler turns the machine's cumulative counters into rates. Call Sample
 // once a second (or use Run); each call reports the interval since the
-// previous one, the first the interval since NewSampler. Sample, Op, Last
-// and WriteMetrics may be called from different goroutines.
+// previous one, the first the interval since NewSampler. Sample, Last and
+// Collect may be called from different goroutines. A Sampler is a
+// prometheus.Collector of the host figures (collect.go).
 type Sampler struct {
 	cfg   Config
 	proc  procfs.FS
@@ -47,20 +48,12 @@ type Sampler struct {
 	clock func() time.Time
 
 	mu       sync.Mutex // guards all below
-	ops      []*opEntry
 	prev     raw
 	last     Snapshot
 	probe    *blkbpf.Probe
 	probeErr error
-	blkPrev  map[blkKey]blkbpf.Histogram
-	blkCum   []blkbpf.Histogram // last cumulative reading, for /metrics
-}
-
-// opEntry is one registered request type and its histogram's readings.
-type opEntry struct {
-	name      string
-	h         *metrics.Histogram
-	prev, cur metrics.HistogramSnapshot
+	blkPrev  map[blkKey]metrics.HistogramSnapshot
+	blkCum   []blkbpf.Reading // last cumulative reading, for /metrics
 }
 
 // raw is one reading of the cumulative counters.
@@ -89,28 +82,12 @@ func NewSampler(cfg Config) (*Sampler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: block devices: %w", err)
 	}
-	s := &Sampler{cfg: cfg, proc: proc, disks: disks, clock: time.Now, blkPrev: map[blkKey]blkbpf.Histogram{}}
+	s := &Sampler{cfg: cfg, proc: proc, disks: disks, clock: time.Now, blkPrev: map[blkKey]metrics.HistogramSnapshot{}}
 	if cfg.BlockLatency {
 		s.probe, s.probeErr = blkbpf.Open()
 	}
 	s.prev, _ = s.read() // a failing source fails again, visibly, in Sample
 	return s, nil
-}
-
-// Op returns the latency histogram for request type name, creating and
-// registering it on first use. The node records into it on its hot path;
-// Sample reports its rate and percentiles and /metrics exports it.
-func (s *Sampler) Op(name string) *metrics.Histogram {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range s.ops {
-		if e.name == name {
-			return e.h
-		}
-	}
-	e := &opEntry{name: name, h: new(metrics.Histogram)}
-	s.ops = append(s.ops, e)
-	return e.h
 }
 
 // BlockProbeErr is nil when the eBPF probe is attached, and otherwise why
@@ -142,7 +119,6 @@ func (s *Sampler) Sample() (Snapshot, error) {
 	if s.cfg.Tiers != nil {
 		snap.Tiers = s.cfg.Tiers()
 	}
-	snap.Ops = s.opStats(secs)
 	berr := s.blockLatency(&snap, secs)
 	s.prev = cur
 	s.last = snap
@@ -297,25 +273,6 @@ func busyTime(c procfs.CPUStat) float64 {
 	return c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal
 }
 
-// opStats reads each registered histogram and summarizes the interval.
-func (s *Sampler) opStats(secs float64) []OpStats {
-	if len(s.ops) == 0 {
-		return nil
-	}
-	out := make([]OpStats, 0, len(s.ops))
-	for _, e := range s.ops {
-		e.prev = e.cur
-		e.h.Snapshot(&e.cur)
-		d := e.cur.Sub(&e.prev)
-		n := d.Count()
-		out = append(out, OpStats{
-			Op: e.name, Count: e.cur.Count(), PerSec: rate(n, 0, secs),
-			Mean: d.Mean(), P50: d.Quantile(0.5), P99: d.Quantile(0.99), P999: d.Quantile(0.999),
-		})
-	}
-	return out
-}
-
 // blockLatency fills snap.Block from the eBPF probe, or snap.BlockErr.
 func (s *Sampler) blockLatency(snap *Snapshot, secs float64) error {
 	if !s.cfg.BlockLatency {
@@ -337,10 +294,10 @@ func (s *Sampler) blockLatency(snap *Snapshot, secs float64) error {
 		h := &hs[i]
 		k := blkKey{h.Major, h.Minor, h.Op}
 		prev := s.blkPrev[k]
-		d := h.Sub(&prev)
-		s.blkPrev[k] = *h
+		d := h.Latency.Sub(&prev)
+		s.blkPrev[k] = h.Latency
 		snap.Block = append(snap.Block, BlockLatency{
-			Device: h.Device, Op: h.Op.String(), Count: h.Count(),
+			Device: h.Device, Op: h.Op.String(), Count: h.Latency.Count(),
 			PerSec: rate(d.Count(), 0, secs), Mean: d.Mean(),
 			P50: d.Quantile(0.5), P99: d.Quantile(0.99),
 		})

@@ -16,7 +16,6 @@ type Snapshot struct {
 	CPU      []CPUBusy      `json:"cpu"`
 	RSSBytes uint64         `json:"rss_bytes"`
 	Tiers    []TierUsage    `json:"tiers,omitempty"`
-	Ops      []OpStats      `json:"ops,omitempty"`
 	Block    []BlockLatency `json:"block_latency,omitempty"`
 	// BlockErr says why Block is empty when the eBPF probe was asked for
 	// but could not run (it wraps blkbpf.ErrNotSupported in the Sampler).
@@ -68,22 +67,10 @@ type TierUsage struct {
 	UsedBytes     uint64 `json:"used_bytes"`
 }
 
-// OpStats summarizes one request type's latency Histogram: the count is
-// cumulative, the rest covers the interval only (zero when it saw none).
-type OpStats struct {
-	Op     string        `json:"op"`
-	Count  uint64        `json:"count"`
-	PerSec float64       `json:"per_sec"`
-	Mean   time.Duration `json:"mean_ns"`
-	P50    time.Duration `json:"p50_ns"`
-	P99    time.Duration `json:"p99_ns"`
-	P999   time.Duration `json:"p999_ns"`
-}
-
 // BlockLatency summarizes the eBPF block latency histogram of one device
 // and operation (read, write, flush, discard, other): Count is cumulative
 // since the probe was attached, the rest covers the interval. Percentiles
-// are log2-slot midpoints, good to a factor of 1.42.
+// come from metrics.Log2Layout buckets, good to a factor of 1.42.
 type BlockLatency struct {
 	Device string        `json:"device"`
 	Op     string        `json:"op"`

@@ -22,7 +22,6 @@ func WriteText(w io.Writer, snap *Snapshot) error {
 	writeNetText(tw, snap)
 	writeDiskText(tw, snap)
 	writeTierText(tw, snap)
-	writeOpsText(tw, snap)
 	writeBlockText(tw, snap)
 	return tw.Flush()
 }
@@ -63,16 +62,6 @@ func writeTierText(w io.Writer, snap *Snapshot) {
 	fmt.Fprintln(w, "  tier\tused\tcapacity")
 	for _, t := range snap.Tiers {
 		fmt.Fprintf(w, "  %s\t%s\t%s\n", t.Tier, units.FormatSize(int64(t.UsedBytes)), units.FormatSize(int64(t.CapacityBytes)))
-	}
-}
-
-func writeOpsText(w io.Writer, snap *Snapshot) {
-	if len(snap.Ops) == 0 {
-		return
-	}
-	fmt.Fprintln(w, "  op\tper sec\tmean\tp50\tp99\tp99.9")
-	for _, o := range snap.Ops {
-		fmt.Fprintf(w, "  %s\t%.0f\t%v\t%v\t%v\t%v\n", o.Op, o.PerSec, o.Mean, o.P50, o.P99, o.P999)
 	}
 }
 

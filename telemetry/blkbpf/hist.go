@@ -2,8 +2,8 @@ package blkbpf
 
 import (
 	"fmt"
-	"math"
-	"time"
+
+	"github.com/pocketstore/pocket/telemetry/metrics"
 )
 
 // Op is the class of a block request, from the low bits of its cmd_flags
@@ -47,76 +47,23 @@ const (
 	minorMask = 1<<minorBits - 1
 )
 
-// Histogram is the cumulative latency histogram of one device and
+// Reading is the cumulative latency histogram of one device and
 // operation since the probe was attached.
-type Histogram struct {
+type Reading struct {
 	Device string // kernel name, e.g. "nvme0n1"; "MAJ:MIN" when unknown
 	Major  uint32
 	Minor  uint32
 	Op     Op
-	Counts [NumSlots]uint64 // Counts[s]: latencies in [2^s, 2^(s+1)) ns
-	SumNs  uint64           // sum of all latencies, nanoseconds
+	// Latency is in metrics.Log2Layout: the kernel's slot s, latencies in
+	// [2^s, 2^(s+1)) ns, is bucket s+1 (slot 0 also holds 0 ns, and the
+	// last bucket holds slots 62 and 63). Max is 0: the programs do not
+	// track it.
+	Latency metrics.HistogramSnapshot
 }
 
-// Count is the number of requests completed.
-func (h *Histogram) Count() uint64 {
-	var n uint64
-	for _, c := range h.Counts {
-		n += c
-	}
-	return n
-}
-
-// Mean is the average latency, 0 for an empty histogram.
-func (h *Histogram) Mean() time.Duration {
-	n := h.Count()
-	if n == 0 {
-		return 0
-	}
-	return time.Duration(h.SumNs / n)
-}
-
-// Quantile returns the latency below which a fraction q of the requests
-// fall, as the geometric middle of its log2 slot (so it is within a factor
-// of 1.42 of the truth; log2 slots are what an in-kernel histogram can
-// afford). 0 for an empty histogram.
-func (h *Histogram) Quantile(q float64) time.Duration {
-	n := h.Count()
-	if n == 0 {
-		return 0
-	}
-	rank := uint64(math.Ceil(q * float64(n)))
-	rank = max(rank, 1)
-	var seen uint64
-	for s, c := range h.Counts {
-		seen += c
-		if seen >= rank {
-			return SlotMid(s)
-		}
-	}
-	return SlotMid(NumSlots - 1)
-}
-
-// Sub returns h minus an earlier reading of the same device and operation:
-// the requests completed in between.
-func (h *Histogram) Sub(prev *Histogram) Histogram {
-	out := *h
-	for i := range out.Counts {
-		out.Counts[i] -= min(prev.Counts[i], out.Counts[i])
-	}
-	out.SumNs -= min(prev.SumNs, out.SumNs)
-	return out
-}
-
-// SlotMid is the geometric middle of slot s: 2^s * sqrt(2) nanoseconds.
-func SlotMid(s int) time.Duration {
-	return time.Duration(math.Ldexp(math.Sqrt2, s))
-}
-
-// SlotUpper is the exclusive upper bound of slot s in nanoseconds, 2^(s+1);
-// it is what Prometheus calls the bucket's "le".
-func SlotUpper(s int) float64 {
-	return math.Ldexp(1, s+1)
+// addSlot adds v requests of slot s into r.Latency.
+func (r *Reading) addSlot(s int, v uint64) {
+	r.Latency.Counts[min(s+1, len(r.Latency.Counts)-1)] += v
 }
 
 // devKey is the kernel dev_t encoding the programs use as a map key.

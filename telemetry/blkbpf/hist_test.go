@@ -1,44 +1,34 @@
 package blkbpf
 
 import (
-	"math"
 	"testing"
-	"time"
+
+	"github.com/pocketstore/pocket/telemetry/metrics"
 )
 
-func TestHistogramQuantileAndSub(t *testing.T) {
-	var h Histogram
-	h.Counts[10] = 90 // 1024..2047 ns
-	h.Counts[20] = 10 // ~1 ms
-	h.SumNs = 90*1500 + 10*1_500_000
-	if h.Count() != 100 {
-		t.Fatalf("Count = %d", h.Count())
+// TestReadingSlots: the kernel's log2 slot s lands in the bucket of
+// metrics.Log2Layout that holds [2^s, 2^(s+1)), and the top slots are
+// clamped into the last bucket.
+func TestReadingSlots(t *testing.T) {
+	r := Reading{Latency: metrics.NewSnapshot(metrics.Log2Layout)}
+	for _, s := range []int{0, 10, 20, 62, 63} {
+		r.addSlot(s, uint64(s+1))
 	}
-	if got, want := h.Quantile(0.5), SlotMid(10); got != want {
-		t.Errorf("p50 = %v, want %v", got, want)
+	l := metrics.Log2Layout
+	for _, s := range []int{0, 10, 20} {
+		b := l.Bucket(1 << uint(s))
+		if r.Latency.Counts[b] != uint64(s+1) {
+			t.Errorf("slot %d: bucket %d holds %d, want %d", s, b, r.Latency.Counts[b], s+1)
+		}
+		if lo, w := l.Bounds(b); lo != 1<<uint(s) || w != 1<<uint(s) {
+			t.Errorf("slot %d: bucket %d is [%d,+%d)", s, b, lo, w)
+		}
 	}
-	if got, want := h.Quantile(0.95), SlotMid(20); got != want {
-		t.Errorf("p95 = %v, want %v", got, want)
+	if last := r.Latency.Counts[len(r.Latency.Counts)-1]; last != 63+64 {
+		t.Errorf("last bucket %d, want slots 62 and 63 (127)", last)
 	}
-	if got := h.Mean(); got != time.Duration(h.SumNs/100) {
-		t.Errorf("Mean = %v", got)
-	}
-	if mid := SlotMid(10); mid < 1024 || mid >= 2048 {
-		t.Errorf("SlotMid(10) = %v outside its slot", mid)
-	}
-	if SlotUpper(10) != 2048 {
-		t.Errorf("SlotUpper(10) = %v", SlotUpper(10))
-	}
-	prev := h
-	prev.Counts[10] = 40
-	prev.SumNs = 40 * 1500
-	d := h.Sub(&prev)
-	if d.Counts[10] != 50 || d.Counts[20] != 0 || d.SumNs != h.SumNs-prev.SumNs {
-		t.Errorf("Sub = %v / %d", d.Counts[10:21], d.SumNs)
-	}
-	var empty Histogram
-	if empty.Quantile(0.99) != 0 || empty.Mean() != 0 {
-		t.Error("empty histogram has a latency")
+	if r.Latency.Count() != 1+11+21+63+64 {
+		t.Errorf("count %d", r.Latency.Count())
 	}
 }
 
@@ -48,8 +38,5 @@ func TestDevEncoding(t *testing.T) {
 		if ma != c[0] || mi != c[1] {
 			t.Errorf("devKey(%d,%d) round trip gave %d,%d", c[0], c[1], ma, mi)
 		}
-	}
-	if math.IsNaN(SlotUpper(63)) {
-		t.Error("SlotUpper(63) NaN")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/pocketstore/pocket/telemetry/metrics"
 )
 
 // ErrNotSupported is wrapped by every error that means "this kernel or this
@@ -108,17 +109,17 @@ type histKey struct {
 	Slot uint16
 }
 
-// Read returns the cumulative histograms, one per device and operation
+// Read returns the cumulative latency readings, one per device and operation
 // that has completed at least one request, sorted by device then operation.
 // It walks the map while the programs keep counting, so a reading is not
 // an atomic cut: counts may be a few requests apart from the sums.
-func (p *Probe) Read() ([]Histogram, error) {
+func (p *Probe) Read() ([]Reading, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.coll == nil {
 		return nil, errors.New("blkbpf: read of a closed probe")
 	}
-	byKey := make(map[histKey]*Histogram)
+	byKey := make(map[histKey]*Reading)
 	var (
 		k     histKey
 		percp []uint64
@@ -137,32 +138,32 @@ func (p *Probe) Read() ([]Histogram, error) {
 		}
 		switch {
 		case k.Slot == SumSlot:
-			h.SumNs = v
+			h.Latency.Sum = v
 		case int(k.Slot) < NumSlots:
-			h.Counts[k.Slot] = v
+			h.addSlot(int(k.Slot), v)
 		}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("blkbpf: read histogram: %w", err)
 	}
-	out := make([]Histogram, 0, len(byKey))
+	out := make([]Reading, 0, len(byKey))
 	for _, h := range byKey {
 		out = append(out, *h)
 	}
-	slices.SortFunc(out, func(a, b Histogram) int {
+	slices.SortFunc(out, func(a, b Reading) int {
 		return cmp.Or(cmp.Compare(devKey(a.Major, a.Minor), devKey(b.Major, b.Minor)), cmp.Compare(a.Op, b.Op))
 	})
 	return out, nil
 }
 
-func (p *Probe) newHist(dev uint32, op Op) *Histogram {
+func (p *Probe) newHist(dev uint32, op Op) *Reading {
 	major, minor := splitDev(dev)
 	name, ok := p.names[dev]
 	if !ok {
 		name = deviceName(major, minor)
 		p.names[dev] = name
 	}
-	return &Histogram{Device: name, Major: major, Minor: minor, Op: op}
+	return &Reading{Device: name, Major: major, Minor: minor, Op: op, Latency: metrics.NewSnapshot(metrics.Log2Layout)}
 }
 
 // deviceName resolves MAJ:MIN through the /sys/dev/block symlink, whose

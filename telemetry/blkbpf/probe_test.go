@@ -59,8 +59,8 @@ func TestProbeCountsDirectIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range hs {
-		if h.Count() > 0 && (h.SumNs == 0 || h.Mean() <= 0) {
-			t.Errorf("%s %s: %d requests but sum %d ns", h.Device, h.Op, h.Count(), h.SumNs)
+		if n := h.Latency.Count(); n > 0 && (h.Latency.Sum == 0 || h.Latency.Mean() <= 0) {
+			t.Errorf("%s %s: %d requests but sum %d ns", h.Device, h.Op, n, h.Latency.Sum)
 		}
 		if h.Major == major && h.Device == devString(h.Major, h.Minor) {
 			t.Errorf("device %s has no name from /sys/dev/block", h.Device)
@@ -78,7 +78,7 @@ func totals(t *testing.T, p *Probe, major uint32) [numOps]uint64 {
 	var out [numOps]uint64
 	for _, h := range hs {
 		if h.Major == major {
-			out[h.Op] += h.Count()
+			out[h.Op] += h.Latency.Count()
 		}
 	}
 	return out

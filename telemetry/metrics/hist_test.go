@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -9,25 +10,55 @@ import (
 )
 
 func TestBucketsCoverEveryValueOnce(t *testing.T) {
-	prevEnd := uint64(0)
-	for i := range NumBuckets {
-		lo, w := bucketBounds(i)
-		if lo != prevEnd {
-			t.Fatalf("bucket %d starts at %d, previous ended at %d", i, lo, prevEnd)
-		}
-		if bucketOf(lo) != i || bucketOf(lo+w-1) != i {
-			t.Fatalf("bucket %d [%d,+%d) maps to %d..%d", i, lo, w, bucketOf(lo), bucketOf(lo+w-1))
-		}
-		if i >= histSub && w*histSub > lo {
-			t.Fatalf("bucket %d width %d is more than 1/%d of %d", i, w, histSub, lo)
-		}
-		prevEnd = lo + w
+	if RequestLayout.Buckets() != NumBuckets {
+		t.Fatalf("RequestLayout has %d buckets, NumBuckets is %d", RequestLayout.Buckets(), NumBuckets)
 	}
-	if prevEnd != histMaxVal+1 {
-		t.Fatalf("buckets end at %d, want %d", prevEnd, uint64(histMaxVal+1))
+	for _, l := range []Layout{RequestLayout, Log2Layout, {SubBits: 2, MaxBits: 20}} {
+		sub := uint64(1) << l.SubBits
+		prevEnd := uint64(0)
+		for i := range l.Buckets() {
+			lo, w := l.Bounds(i)
+			if lo != prevEnd {
+				t.Fatalf("%+v: bucket %d starts at %d, previous ended at %d", l, i, lo, prevEnd)
+			}
+			if l.Bucket(lo) != i || l.Bucket(lo+w-1) != i {
+				t.Fatalf("%+v: bucket %d [%d,+%d) maps to %d..%d", l, i, lo, w, l.Bucket(lo), l.Bucket(lo+w-1))
+			}
+			if uint64(i) >= sub && w*sub > lo {
+				t.Fatalf("%+v: bucket %d width %d is more than 1/%d of %d", l, i, w, sub, lo)
+			}
+			prevEnd = lo + w
+		}
+		if prevEnd != 1<<l.MaxBits {
+			t.Fatalf("%+v: buckets end at %d, want %d", l, prevEnd, uint64(1)<<l.MaxBits)
+		}
+		if l.Bucket(1<<63) != l.Buckets()-1 {
+			t.Fatalf("%+v: huge value not clamped into the last bucket", l)
+		}
 	}
-	if bucketOf(1<<62) != NumBuckets-1 {
-		t.Fatal("huge value not clamped into the last bucket")
+}
+
+// TestLog2Quantiles: the eBPF layout's percentiles are the geometric
+// middles of power-of-two buckets, within a factor of sqrt 2.
+func TestLog2Quantiles(t *testing.T) {
+	s := NewSnapshot(Log2Layout)
+	s.Counts[11] = 90 // [1024, 2048) ns
+	s.Counts[21] = 10 // [2^20, 2^21) ns, about 1 ms
+	s.Sum = 90*1500 + 10*1_500_000
+	for _, c := range []struct {
+		q  float64
+		lo float64
+	}{{0.5, 1024}, {0.95, 1 << 20}} {
+		got := float64(s.Quantile(c.q))
+		if want := c.lo * math.Sqrt2; math.Abs(got-want) > 1 {
+			t.Errorf("q%v = %v, want %v", c.q, got, want)
+		}
+	}
+	if s.Mean() != time.Duration(s.Sum/100) {
+		t.Errorf("Mean = %v", s.Mean())
+	}
+	if s.CountBelow(10) != 0 || s.CountBelow(11) != 90 || s.CountBelow(20) != 90 || s.CountBelow(21) != 100 {
+		t.Errorf("CountBelow 10/11/20/21 = %d/%d/%d/%d", s.CountBelow(10), s.CountBelow(11), s.CountBelow(20), s.CountBelow(21))
 	}
 }
 
@@ -88,8 +119,14 @@ func TestSnapshotSubAndEmpty(t *testing.T) {
 	if got := d.Quantile(0.5); (got - time.Microsecond).Abs() > time.Microsecond/32 {
 		t.Fatalf("interval median %v, want ~1us", got)
 	}
-	if b.countBelow(19) != 31 || b.countBelow(histMaxBits) != 41 {
-		t.Fatalf("countBelow(2^19 ns) = %d, want 31; all = %d, want 41", b.countBelow(19), b.countBelow(histMaxBits))
+	if b.CountBelow(19) != 31 || b.CountBelow(requestMaxBits) != 41 {
+		t.Fatalf("CountBelow(2^19 ns) = %d, want 31; all = %d, want 41", b.CountBelow(19), b.CountBelow(requestMaxBits))
+	}
+	var sum HistogramSnapshot
+	sum.Add(&a)
+	sum.Add(&d)
+	if sum.Count() != b.Count() || sum.Sum != b.Sum || sum.Max != b.Max {
+		t.Fatalf("a + (b-a) = %d values, sum %d, max %d; b has %d, %d, %d", sum.Count(), sum.Sum, sum.Max, b.Count(), b.Sum, b.Max)
 	}
 }
 

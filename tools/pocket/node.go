@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -70,7 +71,7 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.profile, "profile", "", "device profile written by `pocket hw --profile` (tier bandwidths)")
 	fs.Float64Var(&f.dramMbps, "dram-mbps", 0, "DRAM tier bandwidth in Mb/s to report (default: from --profile, else the controller's default)")
 	fs.Float64Var(&f.nvmeMbps, "nvme-mbps", 0, "NVMe tier bandwidth in Mb/s to report (default: from --profile)")
-	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this address")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9101)")
 	f.tls.bind(fs)
 	f.limits.bind(fs, "", "")
 	f.log.bind(fs)
@@ -126,7 +127,14 @@ func runNode(args []string) int {
 	}
 	defer sampler.Close()
 	if f.metrics != "" {
-		go serveMetrics(ctx, f.metrics, sampler, id.log)
+		maddr, err := serveMetrics(ctx, f.metrics, sampler, node, id.log)
+		if err != nil {
+			return fail("node: --metrics: %v", err)
+		}
+		fmt.Printf("metrics on http://%s/metrics\n", maddr)
+		if f.ctl == "" { // no agent samples the host: sample it here
+			go func() { _ = sampler.Run(ctx, time.Second, func(telemetry.Snapshot, error) {}) }()
+		}
 	}
 	if f.ctl != "" {
 		if err := runAgent(ctx, &f, node, secret, tc, sampler, id.log); err != nil && ctx.Err() == nil {
@@ -183,18 +191,33 @@ func tierMbps(f *nodeFlags) (map[dataplane.Kind]float64, error) {
 	return m, nil
 }
 
-// serveMetrics serves /metrics until ctx ends.
-func serveMetrics(ctx context.Context, addr string, s *telemetry.Sampler, log *slog.Logger) {
+// serveMetrics serves the node's Prometheus /metrics on addr until ctx
+// ends, from a registry of its own: the node's request, connection and
+// tier figures, the host's (the sampler's, with the eBPF block histograms
+// when the probe runs), and the Go runtime's and the process's. It returns
+// the address it listens on, or why it cannot.
+func serveMetrics(ctx context.Context, addr string, s *telemetry.Sampler, node *dataplane.Node, log *slog.Logger) (net.Addr, error) {
+	reg, err := metrics.NewRegistry(s, node.MetricsCollector())
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.Handler(s))
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.Handle("/metrics", metrics.Handler(reg, log))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("metrics endpoint", "addr", addr, "err", err)
-	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics endpoint", "addr", addr, "err", err)
+		}
+	}()
+	return ln.Addr(), nil
 }
 
 // optDuration is a duration flag that may be "auto" (stored as -1), so

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -36,6 +37,9 @@ type upOptions struct {
 	quiet    bool     // log nothing: neither the controller nor the nodes
 	log      logFlags // the controller's and the nodes' log format and level
 	metrics  string   // serve the controller's /metrics here
+	// metricsBase, when not 0, gives the controller /metrics on
+	// 127.0.0.1:metricsBase and node i (from 0) on metricsBase+1+i.
+	metricsBase int
 	// secretFile holds the cluster secret (created if missing); "" takes
 	// $POCKET_SECRET, else a fresh secret in a temporary file.
 	secretFile string
@@ -57,7 +61,13 @@ type upCluster struct {
 	auto   *controller.Autoscaler
 	mserv  *http.Server
 	tlsDir string // the CA and certificates; "" over plain TCP
+	// endpoints are the /metrics addresses of the nodes started with the
+	// cluster, by node address, with --metrics-base.
+	endpoints []nodeEndpoint
 }
+
+// nodeEndpoint is a node of the cluster and where it serves /metrics.
+type nodeEndpoint struct{ node, metrics string }
 
 func (u *upCluster) close() {
 	if u.mserv != nil {
@@ -129,17 +139,30 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	if !o.quiet {
 		u.orch.Log = os.Stderr
 	}
-	if o.metrics != "" {
-		u.mserv = &http.Server{Addr: o.metrics, Handler: metricsMux(ctl), ReadHeaderTimeout: 5 * time.Second}
+	if maddr := o.ctlMetricsAddr(); maddr != "" {
+		ln, err := net.Listen("tcp", maddr)
+		if err != nil {
+			return u, fmt.Errorf("controller metrics: %w", err)
+		}
+		u.mserv = &http.Server{Handler: metricsMux(ctl), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
-			if err := u.mserv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				id.log.Error("up: metrics endpoint", "addr", o.metrics, "err", err)
+			if err := u.mserv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				id.log.Error("up: metrics endpoint", "addr", maddr, "err", err)
 			}
 		}()
 	}
 	for i := 0; i < o.nodes; i++ {
-		if _, err := u.orch.Start(ctx, o.nodeSpec(u.addr, tlsDir)); err != nil {
+		spec := o.nodeSpec(u.addr, tlsDir)
+		maddr := o.nodeMetricsAddr(i)
+		if maddr != "" {
+			spec.Args = append(spec.Args, "--metrics", maddr)
+		}
+		n, err := u.orch.Start(ctx, spec)
+		if err != nil {
 			return u, err
+		}
+		if maddr != "" {
+			u.endpoints = append(u.endpoints, nodeEndpoint{node: n.Addr, metrics: maddr})
 		}
 	}
 	if err := u.awaitNodes(ctx, o.nodes); err != nil {
@@ -153,6 +176,40 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		}
 	}
 	return u, nil
+}
+
+// ctlMetricsAddr is where the controller serves /metrics: --metrics, or
+// port --metrics-base on loopback; "" for nowhere.
+func (o *upOptions) ctlMetricsAddr() string {
+	if o.metricsBase > 0 {
+		return "127.0.0.1:" + strconv.Itoa(o.metricsBase)
+	}
+	return o.metrics
+}
+
+// nodeMetricsAddr is where the i-th node started with the cluster serves
+// /metrics with --metrics-base, else "". Nodes the autoscaler starts later
+// get none: their ports could not be told apart in advance.
+func (o *upOptions) nodeMetricsAddr(i int) string {
+	if o.metricsBase <= 0 {
+		return ""
+	}
+	return "127.0.0.1:" + strconv.Itoa(o.metricsBase+1+i)
+}
+
+// checkMetricsBase refuses a base whose ports do not fit below 65536, or
+// one given with --metrics (they both place the controller's endpoint).
+func (o *upOptions) checkMetricsBase() error {
+	switch {
+	case o.metricsBase == 0:
+		return nil
+	case o.metrics != "":
+		return errors.New("--metrics-base places the controller's /metrics too: give --metrics or --metrics-base, not both")
+	case o.metricsBase < 0 || o.metricsBase+o.nodes > 65535:
+		return fmt.Errorf("--metrics-base %d: the controller and %d nodes need ports %d to %d, past 65535",
+			o.metricsBase, o.nodes, o.metricsBase, o.metricsBase+o.nodes)
+	}
+	return nil
 }
 
 func metricsMux(ctl *controller.Controller) http.Handler {
@@ -202,6 +259,7 @@ func runUp(args []string) int {
 	fs.IntVar(&o.nodes, "nodes", 3, "storage nodes to start (with --autoscale: --min-nodes)")
 	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node")
 	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
+	fs.IntVar(&o.metricsBase, "metrics-base", 0, "serve Prometheus /metrics on loopback: the controller on this port, node i (from 0) on PORT+1+i")
 	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster secret, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else a fresh secret in a temporary file, removed when the cluster stops)")
 	o.serve = bindCtlServe(fs)
 	o.nodeLimits.bind(fs, "node-", "each node: ")
@@ -220,6 +278,9 @@ func runUp(args []string) int {
 	if o.nodes < 1 {
 		return fail("up: --nodes and --min-nodes must be at least 1")
 	}
+	if err := o.checkMetricsBase(); err != nil {
+		return fail("up: %v", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	u, err := startUp(ctx, o)
@@ -237,6 +298,19 @@ func runUp(args []string) int {
 	return 0
 }
 
+// printMetrics lists the /metrics endpoints of the cluster.
+func printMetrics(u *upCluster, o upOptions) {
+	if maddr := o.ctlMetricsAddr(); maddr != "" {
+		fmt.Printf("controller metrics on http://%s/metrics\n", maddr)
+	}
+	for _, e := range u.endpoints {
+		fmt.Printf("  node %s metrics on http://%s/metrics\n", e.node, e.metrics)
+	}
+	if len(u.endpoints) > 0 && o.autoscale {
+		fmt.Println("  (nodes the autoscaler starts later serve no /metrics)")
+	}
+}
+
 func printUp(u *upCluster, o upOptions) {
 	mode := "mutual TLS"
 	if u.tlsDir == "" {
@@ -250,9 +324,7 @@ func printUp(u *upCluster, o upOptions) {
 		fmt.Printf("autoscaling between %d and %d nodes, band %.0f%%-%.0f%%, cool-down %v\n",
 			o.scale.MinNodes, o.scale.MaxNodes, 100*o.scale.Low, 100*o.scale.High, o.scale.Cooldown)
 	}
-	if o.metrics != "" {
-		fmt.Printf("controller metrics on http://%s/metrics\n", o.metrics)
-	}
+	printMetrics(u, o)
 	fmt.Printf("point the other commands at it with:\n  export %s=%s\n", metaclient.EnvController, u.addr)
 	tlsArg := " --insecure"
 	if u.tlsDir != "" {

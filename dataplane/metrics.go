@@ -1,0 +1,226 @@
+package dataplane
+
+import (
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/telemetry/metrics"
+	"github.com/pocketstore/pocket/wire"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Request metrics
+//
+// Every request ends in exactly one reply (replyOK, replyMeta, replyErr or
+// sendValue, ops.go), and each of them calls done: it counts the request
+// by op and result (CodeOK or the reply's wire code) and records its
+// latency, from the read that completed the request's header to its reply
+// being queued on the connection (cs.start; a request served on a worker
+// carries its own start back to the loop, see withStart).
+//
+// The hot path looks up no label and allocates nothing: counters are
+// arrays of atomics indexed by opcode and code, one set per event loop
+// (written only by that loop's goroutine, so no cache line is shared
+// between loops), and latency goes to a metrics.Histogram per loop and op,
+// made on the op's first request on the loop. The Prometheus collector
+// (MetricsCollector) adds the loops up at scrape time.
+
+const (
+	// opSlots counts data-plane opcodes 1 to opSlots-1 each; an opcode
+	// that is unknown or beyond them counts in slot 0, labelled "other".
+	opSlots = 16
+	// codeSlots counts wire codes 0 to codeSlots-2 each; codes beyond
+	// share the last slot, labelled "other".
+	codeSlots = 32
+)
+
+// loopMetrics are one event loop's request figures.
+type loopMetrics struct {
+	reqs [opSlots][codeSlots]atomic.Uint64
+	lat  [opSlots]atomic.Pointer[metrics.Histogram]
+	_    [64]byte // keeps the next loop's counters off this one's lines
+}
+
+// nodeMetrics holds a loopMetrics per event loop.
+type nodeMetrics struct {
+	loops []loopMetrics
+}
+
+// init sizes the figures for the node's loops (netio's default: one per
+// CPU). Loops beyond share slots, still correctly: every figure is atomic.
+func (m *nodeMetrics) init(loops int) {
+	if loops <= 0 {
+		loops = runtime.NumCPU()
+	}
+	m.loops = make([]loopMetrics, loops)
+}
+
+// opSlot is op's counter slot.
+func opSlot(op wire.Op) int {
+	if int(op) < opSlots && opLabels[op] != "other" {
+		return int(op)
+	}
+	return 0
+}
+
+// monoBase is the origin of monoNow.
+var monoBase = time.Now()
+
+// monoNow is the monotonic clock in nanoseconds since monoBase: one clock
+// read, half the cost of time.Now, which also reads the wall clock.
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+// done counts one answered request of c, begun at start (monoNow), and
+// its result.
+func (m *nodeMetrics) done(c *netio.Conn, start int64, op wire.Op, code wire.Code) {
+	m.record(c.Loop().Index(), time.Duration(monoNow()-start), op, code)
+}
+
+// record is done on event loop number loop, for a request that took d.
+func (m *nodeMetrics) record(loop int, d time.Duration, op wire.Op, code wire.Code) {
+	l := &m.loops[loop%len(m.loops)]
+	o := opSlot(op)
+	l.reqs[o][min(int(code), codeSlots-1)].Add(1)
+	h := l.lat[o].Load()
+	if h == nil {
+		h = l.histogram(o)
+	}
+	h.Record(d)
+}
+
+// histogram makes the loop's histogram of op slot o.
+func (l *loopMetrics) histogram(o int) *metrics.Histogram {
+	h := new(metrics.Histogram)
+	if l.lat[o].CompareAndSwap(nil, h) {
+		return h
+	}
+	return l.lat[o].Load()
+}
+
+// withStart runs reply, an answer sent from a posted task on the
+// connection's loop for a request served on a worker, with the request's
+// own start, and restores the start of the request the loop is serving.
+func (cs *connState) withStart(start int64, reply func()) {
+	prev := cs.start
+	cs.start = start
+	reply()
+	cs.start = prev
+}
+
+// Labels of the slots, derived from wire's names.
+var opLabels, codeLabels = slotLabels()
+
+func slotLabels() (ops [opSlots]string, codes [codeSlots]string) {
+	for i := range ops {
+		ops[i] = wire.Op(i).String()
+		if i == 0 || strings.HasPrefix(ops[i], "op(") {
+			ops[i] = "other"
+		}
+	}
+	for i := range codes {
+		codes[i] = metrics.CodeLabel(wire.Code(i))
+	}
+	codes[codeSlots-1] = "other"
+	return ops, codes
+}
+
+// MetricsCollector returns a prometheus.Collector of the node's figures:
+// requests by op and result, request latency by op, value bytes received
+// and sent, connections, and each tier's used and capacity bytes (names in
+// telemetry/metrics). Register it in the node's own registry.
+func (n *Node) MetricsCollector() prometheus.Collector { return (*nodeCollector)(n) }
+
+type nodeCollector Node
+
+var (
+	descRequests = prometheus.NewDesc(metrics.NodeRequests, "Requests answered, by op and result (ok or the wire error code).", []string{"op", "result"}, nil)
+	descLatency  = prometheus.NewDesc(metrics.NodeRequestDuration, "Time from a request's header being read to its reply being queued, by op.", []string{"op"}, nil)
+	descBytesIn  = prometheus.NewDesc(metrics.NodeReceivedBytes, "Value bytes received by puts.", nil, nil)
+	descBytesOut = prometheus.NewDesc(metrics.NodeSentBytes, "Value bytes sent by gets.", nil, nil)
+	descConns    = prometheus.NewDesc(metrics.NodeConnections, "Open client connections.", nil, nil)
+	descAccepted = prometheus.NewDesc(metrics.NodeConnectionsAccepted, "Client connections accepted.", nil, nil)
+	descRefused  = prometheus.NewDesc(metrics.NodeConnectionsRefused, "Client connections closed at once over a limit, by limit.", []string{"limit"}, nil)
+	descUsed     = prometheus.NewDesc(metrics.NodeTierUsed, "Bytes in use in each storage tier.", []string{"tier"}, nil)
+	descCapacity = prometheus.NewDesc(metrics.NodeTierCapacity, "Capacity of each storage tier.", []string{"tier"}, nil)
+	descValues   = prometheus.NewDesc(metrics.NodeTierValues, "Values stored in each storage tier.", []string{"tier"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (nc *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRequests, descLatency, descBytesIn, descBytesOut, descConns,
+		descAccepted, descRefused, descUsed, descCapacity, descValues} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (nc *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := (*Node)(nc)
+	n.mx.collectRequests(ch)
+	n.mx.collectLatency(ch)
+	st := n.Stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	counter(descBytesIn, st.BytesIn)
+	counter(descBytesOut, st.BytesOut)
+	gauge(descConns, st.Net.Open)
+	counter(descAccepted, st.Net.Accepted)
+	counter(descRefused, st.Net.Refused, "MaxConns")
+	counter(descRefused, st.Net.RefusedPerPeer, "MaxConnsPerPeer")
+	for _, t := range n.Tiers() {
+		u, kind := t.Usage(), t.Kind().String()
+		gauge(descUsed, u.Used, kind)
+		gauge(descCapacity, u.Capacity, kind)
+		gauge(descValues, u.Values, kind)
+	}
+}
+
+// collectRequests sends the request counters summed over the loops: every
+// known op's "ok" series (so rates start at zero), and every other series
+// that counted anything.
+func (m *nodeMetrics) collectRequests(ch chan<- prometheus.Metric) {
+	var sum [opSlots][codeSlots]uint64
+	for i := range m.loops {
+		for o := range sum {
+			for r := range sum[o] {
+				sum[o][r] += m.loops[i].reqs[o][r].Load()
+			}
+		}
+	}
+	for o := range sum {
+		for r, v := range sum[o] {
+			if v > 0 || (r == int(wire.CodeOK) && o > 0 && opLabels[o] != "other") {
+				ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(v), opLabels[o], codeLabels[r])
+			}
+		}
+	}
+}
+
+// collectLatency sends each known op's latency histogram, summed over the
+// loops (empty for an op not served yet), and "other"'s if it has any.
+func (m *nodeMetrics) collectLatency(ch chan<- prometheus.Metric) {
+	var one metrics.HistogramSnapshot
+	for o := range opSlots {
+		var sum metrics.HistogramSnapshot
+		seen := false
+		for i := range m.loops {
+			if h := m.loops[i].lat[o].Load(); h != nil {
+				h.Snapshot(&one)
+				sum.Add(&one)
+				seen = true
+			}
+		}
+		if !seen && (o == 0 || opLabels[o] == "other") {
+			continue
+		}
+		hm, err := metrics.ConstHistogram(descLatency, &sum, opLabels[o])
+		metrics.Collect(ch, descLatency, hm, err)
+	}
+}

@@ -1,0 +1,89 @@
+package metrics
+
+// Metric names: the one list of what the servers export, used by the
+// collectors, the Grafana dashboard's test (deploy/grafana) and the
+// README. They follow the Prometheus conventions: the pocket_ prefix, base
+// units (bytes, seconds), _total on counters. Labels are given after each.
+const (
+	// Storage node: its requests and data (package dataplane).
+
+	// NodeRequests counts requests answered, by op (wire.Op's name) and
+	// result ("ok" or the wire error code's name, e.g. "not_found").
+	NodeRequests = "pocket_node_requests_total"
+	// NodeRequestDuration is the time from a request's bytes reaching the
+	// node to its reply being queued, by op (histogram).
+	NodeRequestDuration = "pocket_node_request_duration_seconds"
+	// NodeReceivedBytes and NodeSentBytes count value bytes taken by puts
+	// and sent by gets.
+	NodeReceivedBytes = "pocket_node_received_bytes_total"
+	NodeSentBytes     = "pocket_node_sent_bytes_total"
+	// NodeConnections is the number of open client connections.
+	NodeConnections = "pocket_node_connections"
+	// NodeConnectionsAccepted and NodeConnectionsRefused count accepted
+	// connections and those closed at once over a limit.
+	NodeConnectionsAccepted = "pocket_node_connections_accepted_total"
+	NodeConnectionsRefused  = "pocket_node_connections_refused_total"
+	// NodeTierUsed and NodeTierCapacity are each tier's bytes, by tier
+	// ("dram", "nvme").
+	NodeTierUsed     = "pocket_node_tier_used_bytes"
+	NodeTierCapacity = "pocket_node_tier_capacity_bytes"
+	// NodeTierValues is the number of values stored per tier.
+	NodeTierValues = "pocket_node_tier_values"
+
+	// Host figures of a node (package telemetry, from procfs and eBPF).
+
+	NetReceiveBytes        = "pocket_net_receive_bytes_total"       // by device
+	NetTransmitBytes       = "pocket_net_transmit_bytes_total"      // by device
+	NetReceiveBytesPerSec  = "pocket_net_receive_bytes_per_second"  // by device
+	NetTransmitBytesPerSec = "pocket_net_transmit_bytes_per_second" // by device
+	DiskReadBytes          = "pocket_disk_read_bytes_total"         // by device
+	DiskWrittenBytes       = "pocket_disk_written_bytes_total"      // by device
+	DiskReads              = "pocket_disk_reads_completed_total"    // by device
+	DiskWrites             = "pocket_disk_writes_completed_total"   // by device
+	DiskReadBytesPerSec    = "pocket_disk_read_bytes_per_second"    // by device
+	DiskWriteBytesPerSec   = "pocket_disk_write_bytes_per_second"   // by device
+	DiskReadIOPS           = "pocket_disk_read_iops"                // by device
+	DiskWriteIOPS          = "pocket_disk_write_iops"               // by device
+	DiskBusyPercent        = "pocket_disk_busy_percent"             // by device
+	CPUBusyPercent         = "pocket_cpu_busy_percent"              // by cpu
+	// BlockProbeUp is 1 while the eBPF block probe runs, 0 when it was
+	// asked for and the kernel refused it.
+	BlockProbeUp = "pocket_block_probe_up"
+	// BlockIODuration is block request latency from issue to completion
+	// as the kernel sees it, by device and op (histogram).
+	BlockIODuration = "pocket_block_io_duration_seconds"
+
+	// Controller (package controller).
+
+	ControllerNodes = "pocket_controller_nodes" // by state: active, draining, dead
+	ControllerJobs  = "pocket_controller_jobs"  // by tier
+	// ControllerJobRegistrations counts registrations accepted.
+	ControllerJobRegistrations = "pocket_controller_job_registrations_total"
+	// ControllerRegistrationsRefused counts registrations refused, by
+	// reason (the limit's name, e.g. "MaxJobs", or the error code's).
+	ControllerRegistrationsRefused = "pocket_controller_job_registrations_refused_total"
+	NodeCPUUtilization             = "pocket_node_cpu_utilization"      // by node
+	NodeNetUtilization             = "pocket_node_net_utilization"      // by node, source
+	NodeCapacityUtilization        = "pocket_node_capacity_utilization" // by node, tier
+	NodeRxMbps                     = "pocket_node_rx_mbps"              // by node
+	NodeTxMbps                     = "pocket_node_tx_mbps"              // by node
+	// AutoscalerDecisions counts the autoscaler's decisions by decision:
+	// add, remove, or hold (a change was needed and held back).
+	AutoscalerDecisions   = "pocket_autoscaler_decisions_total"
+	AutoscalerEvaluations = "pocket_autoscaler_evaluations_total"
+	AutoscalerUtilization = "pocket_autoscaler_utilization" // by dim
+	AutoscalerStarting    = "pocket_autoscaler_starting_nodes"
+)
+
+// Names lists every metric name above, for checks that a dashboard or a
+// document uses only exported names.
+var Names = []string{
+	NodeRequests, NodeRequestDuration, NodeReceivedBytes, NodeSentBytes, NodeConnections,
+	NodeConnectionsAccepted, NodeConnectionsRefused, NodeTierUsed, NodeTierCapacity, NodeTierValues,
+	NetReceiveBytes, NetTransmitBytes, NetReceiveBytesPerSec, NetTransmitBytesPerSec,
+	DiskReadBytes, DiskWrittenBytes, DiskReads, DiskWrites, DiskReadBytesPerSec, DiskWriteBytesPerSec,
+	DiskReadIOPS, DiskWriteIOPS, DiskBusyPercent, CPUBusyPercent, BlockProbeUp, BlockIODuration,
+	ControllerNodes, ControllerJobs, ControllerJobRegistrations, ControllerRegistrationsRefused,
+	NodeCPUUtilization, NodeNetUtilization, NodeCapacityUtilization, NodeRxMbps, NodeTxMbps,
+	AutoscalerDecisions, AutoscalerEvaluations, AutoscalerUtilization, AutoscalerStarting,
+}
