@@ -1,6 +1,7 @@
 // Package bench is the load generator of the project: it drives one of our
-// storage nodes, or a Redis server through RESP, with the very same loop, so
-// the two are compared on equal terms, and reports throughput and latency
+// storage nodes, a Redis server (RESP), a memcached server (meta protocol)
+// or the echo server of package perf/echo with the very same loop, so they
+// are compared on equal terms, and reports throughput and latency
 // percentiles from an HDR-style histogram.
 //
 // # The generator
@@ -30,12 +31,17 @@
 // # Drivers
 //
 // RESPDialer drives Redis with GET and SET (package perf/resp);
-// PocketDialer drives a storage node through client.Conn. Both check every
+// MemcacheDialer drives memcached with mg and ms; EchoDialer drives the echo
+// server, asking for replies of the sizes a node's would have;
+// PocketDialer drives a storage node through client.Conn. All check every
 // response: status, and for a get the value's length.
 //
 // # Command line and comparison
 //
-// Main is `pocket bench` (flags in ParseArgs). Matrix lists the cells of the
-// issue-2 comparison; perf/bench-compare.sh runs each against both stores and
-// WriteComparison prints the Markdown table from the JSON results.
+// Main is `pocket bench` (flags in ParseArgs; --echo-listen serves the echo
+// server). Matrix lists the cells of the comparison; perf/bench-compare.sh
+// runs each against our node, Redis and memcached, the small-request cells
+// also against the echo server, and WriteComparison prints the Markdown
+// table from the JSON results: ours against each peer and as a share of the
+// limits (echo server, loopback TCP).
 package bench

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +35,11 @@ func (s LoopbackStats) Result(label string) Result {
 // for warmup plus d and counts the bytes the other end reads after the
 // warm-up. Both ends copy through user-space buffers, like a client reading
 // a value and a server writing one.
+//
+// On a machine too busy to complete a read inside the window, the sender
+// goes on until the receiver has counted one (at most lateLimit past the
+// window), and the rate is that read's bytes over the time since the
+// warm-up ended, instead of a rate of zero.
 func Loopback(ctx context.Context, d, warmup time.Duration, chunk int) (LoopbackStats, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -41,27 +47,37 @@ func Loopback(ctx context.Context, d, warmup time.Duration, chunk int) (Loopback
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	type recvd struct {
-		n   int64
-		err error
-	}
 	start := time.Now()
-	measure, end := start.Add(warmup), start.Add(warmup+d)
-	done := make(chan recvd, 1)
-	go func() {
-		n, err := receive(ln, measure, end, chunk)
-		done <- recvd{n, err}
-	}()
-	sendErr := send(ctx, addr, end, chunk)
-	r := <-done
-	if err := errors.Join(sendErr, r.err); err != nil {
+	w := &window{measure: start.Add(warmup), end: start.Add(warmup + d)}
+	done := make(chan error, 1)
+	go func() { done <- w.receive(ln, chunk) }()
+	sendErr := w.send(ctx, addr, chunk)
+	if err := errors.Join(sendErr, <-done); err != nil {
 		return LoopbackStats{}, fmt.Errorf("bench: loopback: %w", err)
 	}
-	return LoopbackStats{Addr: addr, Bytes: r.n, Duration: d}, nil
+	if w.bytes == 0 {
+		return LoopbackStats{}, fmt.Errorf("bench: loopback: nothing received within %v after the window", lateLimit)
+	}
+	return LoopbackStats{Addr: addr, Bytes: w.bytes, Duration: w.span}, nil
 }
 
-// send writes chunks until end, then closes the connection.
-func send(ctx context.Context, addr string, end time.Time, chunk int) error {
+// lateLimit bounds how long the sender goes on past the window waiting for
+// the receiver to count a read.
+const lateLimit = 10 * time.Second
+
+// window is one loopback measurement: the sender writes from the start
+// until end (or until the receiver counted a read), the receiver counts
+// the bytes of reads completing in [measure, end).
+type window struct {
+	measure, end time.Time
+	counted      atomic.Bool   // the receiver counted a read
+	bytes        int64         // counted bytes; read after receive returns
+	span         time.Duration // time they took; read after receive returns
+}
+
+// send writes chunks until the window ends and a read was counted, then
+// closes the connection.
+func (w *window) send(ctx context.Context, addr string, chunk int) error {
 	var dialer net.Dialer
 	c, err := dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -69,7 +85,12 @@ func send(ctx context.Context, addr string, end time.Time, chunk int) error {
 	}
 	defer c.Close()
 	buf := NewValue(chunk)
-	for time.Now().Before(end) && ctx.Err() == nil {
+	giveUp := w.end.Add(lateLimit)
+	for ctx.Err() == nil {
+		now := time.Now()
+		if !now.Before(w.end) && (w.counted.Load() || !now.Before(giveUp)) {
+			return nil
+		}
 		if _, err := c.Write(buf); err != nil {
 			return err
 		}
@@ -78,25 +99,33 @@ func send(ctx context.Context, addr string, end time.Time, chunk int) error {
 }
 
 // receive accepts one connection and reads it to the end, counting the
-// bytes read between measure and end.
-func receive(ln net.Listener, measure, end time.Time, chunk int) (int64, error) {
+// bytes of reads that complete in the window, or, when none did, of the
+// first read after it (its span then runs from measure to that read).
+func (w *window) receive(ln net.Listener, chunk int) error {
 	c, err := ln.Accept()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer c.Close()
 	buf := make([]byte, chunk)
-	var counted int64
+	w.span = w.end.Sub(w.measure)
 	for {
 		n, err := c.Read(buf)
-		if now := time.Now(); !now.Before(measure) && now.Before(end) {
-			counted += int64(n)
+		now := time.Now()
+		switch {
+		case now.Before(w.measure):
+		case now.Before(w.end):
+			w.bytes += int64(n)
+			w.counted.Store(n > 0 || w.counted.Load())
+		case !w.counted.Load() && n > 0:
+			w.bytes, w.span = int64(n), now.Sub(w.measure)
+			w.counted.Store(true)
 		}
 		if err == io.EOF {
-			return counted, nil
+			return nil
 		}
 		if err != nil {
-			return counted, err
+			return err
 		}
 	}
 }
