@@ -1,18 +1,21 @@
 package orchestrator
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 )
 
 // Environment variables KubernetesFlags reads; the manifests in
 // deploy/kubernetes set them from the downward API.
 const (
 	EnvPodName      = "POD_NAME"      // metadata.name of the controller's Pod
-	EnvPodUID       = "POD_UID"       // metadata.uid of the controller's Pod
 	EnvPodNamespace = "POD_NAMESPACE" // metadata.namespace of the controller's Pod
 )
 
@@ -21,13 +24,20 @@ const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/n
 
 // KubernetesFlags are the command-line flags of a controller that runs its
 // nodes as Kubernetes Pods (`pocket controller --orchestrator kubernetes`).
-// Bind them, parse, then call New.
+// Bind them, parse, then call New (Build in tests).
 type KubernetesFlags struct {
 	cfg          KubernetesConfig
 	antiAffinity string
 	labels       string
-	noOwner      bool
+	owner        string
 }
+
+// Owner modes of --k8s-owner.
+const (
+	OwnerController = "controller" // the controller Pod's own controller (its StatefulSet)
+	OwnerPod        = "pod"        // the controller's Pod
+	OwnerNone       = "none"
+)
 
 // Bind registers the --k8s-* flags on fs.
 func (f *KubernetesFlags) Bind(fs *flag.FlagSet) {
@@ -44,12 +54,12 @@ func (f *KubernetesFlags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.antiAffinity, "k8s-anti-affinity", string(AntiAffinityRequired), "keep node pods on separate hosts: required, preferred (share a host when there is no other) or none")
 	fs.StringVar(&f.labels, "k8s-labels", "", "extra labels of node pods, KEY=VALUE,...")
 	fs.StringVar(&f.cfg.ServiceAccount, "k8s-node-service-account", "", "service account of node pods (default: the namespace's default; nodes call no Kubernetes API)")
-	fs.BoolVar(&f.noOwner, "k8s-no-owner", false, "do not make node pods owned by the controller pod (by default deleting that pod deletes its nodes)")
+	fs.StringVar(&f.owner, "k8s-owner", OwnerController, "what owns the node pods, which Kubernetes deletes with it: controller (the StatefulSet of the controller's pod: nodes outlive a restart of the pod),\npod (the controller's pod) or none")
 }
 
 // Config returns the configuration the flags describe, completed from the
 // environment: the namespace from $POD_NAMESPACE or the service account's
-// namespace file, and the owner from $POD_NAME and $POD_UID.
+// namespace file. The owner is left to Build, which asks the API server.
 func (f *KubernetesFlags) Config() (KubernetesConfig, error) {
 	cfg := f.cfg
 	cfg.AntiAffinity = AntiAffinity(f.antiAffinity)
@@ -64,36 +74,72 @@ func (f *KubernetesFlags) Config() (KubernetesConfig, error) {
 	if cfg.Controller == "" {
 		return cfg, errors.New("--k8s-controller is required: the address node pods reach the controller at, e.g. pocket-controller.pocket.svc:7000")
 	}
-	if !f.noOwner {
-		cfg.OwnerName, cfg.OwnerUID = os.Getenv(EnvPodName), os.Getenv(EnvPodUID)
-		if cfg.OwnerName == "" || cfg.OwnerUID == "" {
-			return cfg, fmt.Errorf("node pods are owned by the controller pod: set $%s and $%s from the downward API (metadata.name, metadata.uid), or give --k8s-no-owner", EnvPodName, EnvPodUID)
-		}
+	switch f.owner {
+	case OwnerController, OwnerPod, OwnerNone:
+	default:
+		return cfg, fmt.Errorf("--k8s-owner %q: want controller, pod or none", f.owner)
 	}
 	return cfg, nil
 }
 
 // New returns the orchestrator the flags describe, reaching the API server
-// with the Pod's service account (NewKubernetesInCluster).
-func (f *KubernetesFlags) New() (*Kubernetes, error) {
+// with the Pod's service account (InClusterClient).
+func (f *KubernetesFlags) New(ctx context.Context) (*Kubernetes, error) {
+	cs, err := InClusterClient()
+	if err != nil {
+		return nil, err
+	}
+	return f.Build(ctx, cs)
+}
+
+// Build returns the orchestrator the flags describe over client. Unless
+// --k8s-owner is none, it reads the controller's own Pod ($POD_NAME) to
+// name the owner of the node pods.
+func (f *KubernetesFlags) Build(ctx context.Context, client kubernetes.Interface) (*Kubernetes, error) {
 	cfg, err := f.Config()
 	if err != nil {
 		return nil, err
 	}
-	return NewKubernetesInCluster(cfg)
+	if f.owner != OwnerNone {
+		if cfg.Owner, err = ownerOf(ctx, client, cfg.Namespace, f.owner); err != nil {
+			return nil, err
+		}
+	}
+	return NewKubernetes(client, cfg)
+}
+
+// ownerOf is the owner the node pods get: the controller's Pod ($POD_NAME
+// in namespace) or, for OwnerController, the controller of that Pod.
+func ownerOf(ctx context.Context, client kubernetes.Interface, namespace, mode string) (*metav1.OwnerReference, error) {
+	name := os.Getenv(EnvPodName)
+	if name == "" {
+		return nil, fmt.Errorf("node pods are owned by the controller's pod or its StatefulSet: set $%s from the downward API (metadata.name), or give --k8s-owner none", EnvPodName)
+	}
+	pod, err := client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("the controller's own pod %s in namespace %s: %w", name, namespace, err)
+	}
+	if mode == OwnerPod {
+		return &metav1.OwnerReference{APIVersion: "v1", Kind: "Pod", Name: pod.Name, UID: pod.UID}, nil
+	}
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil {
+		return nil, fmt.Errorf("the controller's pod %s has no controller (no StatefulSet): give --k8s-owner pod or none", name)
+	}
+	return &metav1.OwnerReference{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: ref.UID}, nil
 }
 
 // KubernetesFromEnv is the orchestrator of a controller running in a Pod,
 // configured by the flags' defaults and the environment alone:
-// $POCKET_K8S_IMAGE, $POCKET_K8S_CONTROLLER (required) and the variables of
-// KubernetesFlags.Config.
-func KubernetesFromEnv() (*Kubernetes, error) {
+// $POCKET_K8S_IMAGE, $POCKET_K8S_CONTROLLER (required), $POD_NAMESPACE and
+// $POD_NAME (the owner, the StatefulSet of the controller's Pod).
+func KubernetesFromEnv(ctx context.Context) (*Kubernetes, error) {
 	var f KubernetesFlags
 	fs := flag.NewFlagSet("kubernetes", flag.ContinueOnError)
 	f.Bind(fs)
 	f.cfg.Image = os.Getenv("POCKET_K8S_IMAGE")
 	f.cfg.Controller = os.Getenv("POCKET_K8S_CONTROLLER")
-	return f.New()
+	return f.New(ctx)
 }
 
 func ownNamespace() string {

@@ -83,12 +83,13 @@ type KubernetesConfig struct {
 	// 0.0.0.0:7000, is no address for another Pod): the controller's
 	// Service, e.g. pocket-controller.pocket.svc:7000.
 	Controller string
-	// OwnerName and OwnerUID name the controller's Pod: every node Pod
-	// gets an ownerReference to it, so Kubernetes deletes the nodes when
-	// that Pod is deleted. Empty: nodes outlive the controller, and a
-	// new controller finds them with Nodes.
-	OwnerName string
-	OwnerUID  string
+	// Owner, when set, becomes every node Pod's controlling
+	// ownerReference, so Kubernetes deletes the nodes when the owner is
+	// deleted: the controller's Pod, or that Pod's StatefulSet, whose
+	// nodes then outlive a restart of the Pod (KubernetesFlags'
+	// --k8s-owner). Nil: nodes outlive the controller, and a new
+	// controller finds them with Nodes.
+	Owner *metav1.OwnerReference
 	// ServiceAccount of the node Pods ("": the namespace's default). Nodes
 	// call no Kubernetes API; the token is not mounted.
 	ServiceAccount string
@@ -209,8 +210,8 @@ func (c *KubernetesConfig) checkRequired() error {
 		return errors.New("orchestrator: kubernetes: TLSSecret is required (the Secret holding the node certificate), or Insecure")
 	case c.TLSSecret != "" && c.Insecure:
 		return errors.New("orchestrator: kubernetes: TLSSecret and Insecure: give one")
-	case (c.OwnerName == "") != (c.OwnerUID == ""):
-		return errors.New("orchestrator: kubernetes: OwnerName and OwnerUID go together (the controller Pod's name and UID)")
+	case c.Owner != nil && (c.Owner.APIVersion == "" || c.Owner.Kind == "" || c.Owner.Name == "" || c.Owner.UID == ""):
+		return fmt.Errorf("orchestrator: kubernetes: owner %+v: want its API version, kind, name and UID", *c.Owner)
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -78,9 +77,9 @@ func (k *Kubernetes) podMeta(name string) metav1.ObjectMeta {
 	}
 	maps.Copy(l, nodeLabels)
 	m := metav1.ObjectMeta{Name: name, Namespace: k.cfg.Namespace, Labels: l}
-	if k.cfg.OwnerUID != "" {
+	if o := k.cfg.Owner; o != nil {
 		m.OwnerReferences = []metav1.OwnerReference{{
-			APIVersion: "v1", Kind: "Pod", Name: k.cfg.OwnerName, UID: types.UID(k.cfg.OwnerUID), Controller: ptr(true),
+			APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, UID: o.UID, Controller: ptr(true),
 		}}
 	}
 	return m

@@ -28,9 +28,9 @@ func testKubeConfig() KubernetesConfig {
 		Secret:     "cluster-secret",
 		TLSSecret:  "node-tls",
 		Controller: "pocket-controller.pocket-test.svc:7000",
-		OwnerName:  "pocket-controller-0",
-		OwnerUID:   "3f1c0a52-0000-4000-8000-000000000001",
-		Labels:     map[string]string{"team": "analytics"},
+		Owner: &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "pocket-controller",
+			UID: "3f1c0a52-0000-4000-8000-000000000001"},
+		Labels: map[string]string{"team": "analytics"},
 	}
 }
 
@@ -162,9 +162,9 @@ func checkMeta(t *testing.T, p *corev1.Pod) {
 		}
 	}
 	refs := p.OwnerReferences
-	if len(refs) != 1 || refs[0].Kind != "Pod" || refs[0].APIVersion != "v1" || refs[0].Name != "pocket-controller-0" ||
+	if len(refs) != 1 || refs[0].Kind != "StatefulSet" || refs[0].APIVersion != "apps/v1" || refs[0].Name != "pocket-controller" ||
 		refs[0].UID != "3f1c0a52-0000-4000-8000-000000000001" || refs[0].Controller == nil || !*refs[0].Controller {
-		t.Errorf("owner references %+v: want the controller pod", refs)
+		t.Errorf("owner references %+v: want the controller's StatefulSet", refs)
 	}
 	if p.Spec.AutomountServiceAccountToken == nil || *p.Spec.AutomountServiceAccountToken {
 		t.Error("the node pod mounts a service account token it does not need")
@@ -320,7 +320,7 @@ func checkNVMeVolume(t *testing.T, p *corev1.Pod) {
 
 func TestKubernetesStartInsecureWithoutOwner(t *testing.T) {
 	cfg := testKubeConfig()
-	cfg.TLSSecret, cfg.Insecure, cfg.OwnerName, cfg.OwnerUID, cfg.AntiAffinity = "", true, "", "", AntiAffinityNone
+	cfg.TLSSecret, cfg.Insecure, cfg.Owner, cfg.AntiAffinity = "", true, nil, AntiAffinityNone
 	k, cs := newTestKube(t, cfg)
 	kubelet(t, cs, false)
 	p := getPod(t, cs, startOne(t, k, NodeSpec{DRAM: "1GiB"}).ID)
@@ -505,7 +505,7 @@ func TestKubernetesConfigErrors(t *testing.T) {
 		{func(c *KubernetesConfig) { c.Secret = "" }, "Secret is required"},
 		{func(c *KubernetesConfig) { c.TLSSecret = "" }, "TLSSecret is required"},
 		{func(c *KubernetesConfig) { c.Insecure = true }, "give one"},
-		{func(c *KubernetesConfig) { c.OwnerUID = "" }, "go together"},
+		{func(c *KubernetesConfig) { c.Owner.UID = "" }, "want its API version, kind, name and UID"},
 		{func(c *KubernetesConfig) { c.AntiAffinity = "sometimes" }, `anti-affinity "sometimes"`},
 		{func(c *KubernetesConfig) { c.Labels = map[string]string{LabelComponent: "x"} }, "orchestrator's own"},
 		{func(c *KubernetesConfig) { c.MemoryOverhead = "lots" }, `memory overhead "lots"`},
@@ -540,42 +540,55 @@ func TestKubernetesSpecErrors(t *testing.T) {
 }
 
 func TestKubernetesFlags(t *testing.T) {
-	parse := func(args ...string) (KubernetesConfig, error) {
+	ctx := context.Background()
+	cs := fake.NewClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pocket-controller-0", Namespace: "pocket", UID: "pod-uid",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "pocket-controller", UID: "sts-uid", Controller: ptr(true)}}}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "by-hand", Namespace: "pocket", UID: "hand-uid"}})
+	build := func(args ...string) (*Kubernetes, error) {
 		var f KubernetesFlags
 		fs := flag.NewFlagSet("controller", flag.ContinueOnError)
 		f.Bind(fs)
-		if err := fs.Parse(args); err != nil {
+		if err := fs.Parse(append([]string{"--k8s-image", "pocket:dev", "--k8s-controller", "pocket-controller.pocket.svc:7000"}, args...)); err != nil {
 			t.Fatal(err)
 		}
-		return f.Config()
+		return f.Build(ctx, cs)
 	}
 	t.Setenv(EnvPodNamespace, "pocket")
 	t.Setenv(EnvPodName, "pocket-controller-0")
-	t.Setenv(EnvPodUID, "uid-1")
-	cfg, err := parse("--k8s-image", "pocket:dev", "--k8s-controller", "pocket-controller.pocket.svc:7000",
-		"--k8s-anti-affinity", "preferred", "--k8s-labels", "a=1,b=2", "--k8s-hugepages")
+	k, err := build("--k8s-anti-affinity", "preferred", "--k8s-labels", "a=1,b=2", "--k8s-hugepages")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Namespace != "pocket" || cfg.OwnerName != "pocket-controller-0" || cfg.OwnerUID != "uid-1" ||
-		cfg.Secret != "pocket-secret" || cfg.TLSSecret != "pocket-node-tls" || cfg.AntiAffinity != AntiAffinityPreferred ||
-		!cfg.HugePages || cfg.Labels["a"] != "1" || cfg.Labels["b"] != "2" {
+	cfg := k.cfg
+	if cfg.Namespace != "pocket" || cfg.Secret != "pocket-secret" || cfg.TLSSecret != "pocket-node-tls" ||
+		cfg.AntiAffinity != AntiAffinityPreferred || !cfg.HugePages || cfg.Labels["a"] != "1" || cfg.Labels["b"] != "2" {
 		t.Fatalf("config %+v", cfg)
 	}
-	if _, err := NewKubernetes(fake.NewClientset(), cfg); err != nil {
-		t.Fatalf("the flags' config is refused: %v", err)
+	if o := cfg.Owner; o == nil || o.Kind != "StatefulSet" || o.Name != "pocket-controller" || o.UID != "sts-uid" {
+		t.Fatalf("owner %+v: want the controller pod's StatefulSet", o)
 	}
-	if _, err := parse("--k8s-image", "x"); err == nil || !strings.Contains(err.Error(), "--k8s-controller is required") {
-		t.Errorf("no controller: %v", err)
+	if k, err := build("--k8s-owner", "pod"); err != nil || k.cfg.Owner.Kind != "Pod" || k.cfg.Owner.UID != "pod-uid" {
+		t.Fatalf("--k8s-owner pod: %v: want the controller's pod", err)
 	}
-	if _, err := parse("--k8s-controller", "c:7000", "--k8s-labels", "a"); err == nil || !strings.Contains(err.Error(), "KEY=VALUE") {
-		t.Errorf("bad labels: %v", err)
+	for _, tc := range []struct {
+		pod  string
+		args []string
+		want string
+	}{
+		{"by-hand", nil, "has no controller"},
+		{"", nil, "--k8s-owner none"},
+		{"gone", nil, "pods \"gone\" not found"},
+		{"pocket-controller-0", []string{"--k8s-owner", "mine"}, `--k8s-owner "mine"`},
+		{"pocket-controller-0", []string{"--k8s-labels", "a"}, "KEY=VALUE"},
+		{"pocket-controller-0", []string{"--k8s-controller", ""}, "--k8s-controller is required"},
+	} {
+		t.Setenv(EnvPodName, tc.pod)
+		if _, err := build(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("pod %q %v: %v, want an error with %q", tc.pod, tc.args, err, tc.want)
+		}
 	}
-	t.Setenv(EnvPodUID, "")
-	if _, err := parse("--k8s-controller", "c:7000"); err == nil || !strings.Contains(err.Error(), "--k8s-no-owner") {
-		t.Errorf("no owner: %v", err)
-	}
-	if cfg, err := parse("--k8s-controller", "c:7000", "--k8s-no-owner"); err != nil || cfg.OwnerUID != "" {
-		t.Errorf("--k8s-no-owner: %+v, %v", cfg, err)
+	t.Setenv(EnvPodName, "")
+	if k, err := build("--k8s-owner", "none"); err != nil || k.cfg.Owner != nil {
+		t.Errorf("--k8s-owner none: %v", err)
 	}
 }

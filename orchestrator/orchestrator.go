@@ -54,8 +54,11 @@
 //     PersistentVolumeClaim lives and dies with the Pod) at
 //     /dev/pocket-nvme. Pod anti-affinity on kubernetes.io/hostname keeps
 //     two nodes off one host's NIC (required, preferred or none). An
-//     ownerReference to the controller's Pod makes nodes go when that Pod
-//     goes. The node runs as a non-root user with no service account
+//     ownerReference makes nodes go when the controller goes: by default
+//     to the StatefulSet of the controller's Pod, so nodes and their data
+//     outlive a restart of that Pod (the controller keeps its state) but
+//     not the controller's removal; `--k8s-owner pod` ties them to the
+//     Pod itself. The node runs as a non-root user with no service account
 //     token.
 //   - Start creates the Pod, watches it (re-reading it after each watch
 //     starts, so no change is missed) until it is Ready (a TCP readiness
