@@ -279,6 +279,18 @@ class Job:
         st = self._st
         self._st = _MapState(self.client._ctl().get_map(st.map.job, st.map.token))
 
+    def _map_moved(self) -> bool:
+        """Fetches the map again (when there is a controller) and reports
+        whether its epoch changed."""
+        if self.client.controller is None:
+            return False
+        before = self._st.map.epoch
+        try:
+            self.refresh()
+        except errors.PocketError:
+            return False
+        return self._st.map.epoch != before
+
     def deregister(self) -> wire.DropResult:
         """Releases the job: every node drops its data except persisted
         values, which stay readable (read-only) through this Job."""
@@ -325,11 +337,18 @@ class Job:
                 r = self._drain_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
             else:
                 pool = self.client.pool
-                c = pool.acquire(addr)
                 try:
-                    r = c.roundtrip(op, flags | st.tier_flags, meta, payload, dst)
-                finally:
-                    pool.release(c)
+                    c = pool.acquire(addr)
+                    try:
+                        r = c.roundtrip(op, flags | st.tier_flags, meta, payload, dst)
+                    finally:
+                        pool.release(c)
+                except errors.Unavailable:
+                    # The node may have left the map (drained) since it was
+                    # fetched: retry once if a fresh map is newer.
+                    if attempt or not self._map_moved():
+                        raise
+                    continue
             if r.code and r.code in _REFRESH and attempt == 0 and self.client.controller is not None:
                 self.refresh()
                 continue
@@ -432,13 +451,23 @@ class Job:
     def _put_chunked(self, k: bytes, flags: int, view) -> None:
         cs = self.client.chunk_size
         n = (len(view) + cs - 1) // cs
-        w = _ObjectWrite(self, k, flags)
-        try:
-            w.put_chunks([(i, view[(i - 1) * cs:i * cs]) for i in range(1, n + 1)])
-        except BaseException:
-            w.abort()
-            raise
-        w.commit(wire.Manifest(w.ver, len(view), cs, n))
+        for attempt in (0, 1):
+            w = _ObjectWrite(self, k, flags)
+            try:
+                w.put_chunks([(i, view[(i - 1) * cs:i * cs]) for i in range(1, n + 1)])
+            except (errors.StaleEpoch, errors.Draining):
+                # The map changed under the chunks: start over, once, with
+                # a new version on the new map.
+                w.abort()
+                if attempt or self.client.controller is None:
+                    raise
+                self.refresh()
+                continue
+            except BaseException:
+                w.abort()
+                raise
+            w.commit(wire.Manifest(w.ver, len(view), cs, n))
+            return
 
     def _drop_version(self, ver: int) -> None:
         """Deletes every chunk of version ver on every live node, draining
@@ -495,7 +524,7 @@ class Job:
         version; first is the reply to a get of the key already sent. A
         chunked object replaced while its chunks are read is read again; a
         version whose chunk is missing twice raises Corrupt."""
-        last = 0
+        last, refreshed = 0, False
         for attempt in range(_MAX_READ_RETRIES + 1):
             if first is not None:
                 r, first = first, None
@@ -515,6 +544,12 @@ class Job:
                 out = memoryview(bytearray(m.size))
             try:
                 self._get_chunks(k, m, out)
+            except (errors.StaleEpoch, errors.Draining):
+                if refreshed or self.client.controller is None:
+                    raise
+                refreshed = True
+                self.refresh()  # and read the key again on the new map
+                continue
             except errors.NotFound as e:
                 if m.version == last or attempt == _MAX_READ_RETRIES:
                     raise errors.Corrupt(f"version {m.version:016x}: {e}") from None
@@ -814,6 +849,7 @@ class _Writer(io.BufferedIOBase):
         self.size = 0
         self.n = 0
         self.obj: _ObjectWrite | None = None
+        self.pending: list = []  # full chunks not sent yet: (number, bytes)
         self._failed = False
 
     def writable(self) -> bool:
@@ -825,21 +861,29 @@ class _Writer(io.BufferedIOBase):
         view = memoryview(b).cast("B")
         self.buf += view
         while len(self.buf) > self.cs:
-            self._flush_chunk(self.cs)
+            self._take_chunk(self.cs)
+        if len(self.pending) >= self.job.client.parallel:
+            self._send_pending()
         return len(view)
 
-    def _flush_chunk(self, n: int) -> None:
+    def _take_chunk(self, n: int) -> None:
+        self.n += 1
+        self.pending.append((self.n, bytes(memoryview(self.buf)[:n])))
+        del self.buf[:n]
+        self.size += n
+
+    def _send_pending(self) -> None:
+        """Puts the full chunks gathered so far, in parallel over their
+        nodes (at most `parallel` chunks are held in memory)."""
         if self.obj is None:
             self.obj = _ObjectWrite(self.job, self.key, self.flags)
-        self.n += 1
-        part = bytes(self.buf[:n])
-        del self.buf[:n]
         try:
-            self.obj.put_chunks([(self.n, part)])
+            self.obj.put_chunks(self.pending)
         except BaseException:
             self._failed = True
             raise
-        self.size += n
+        finally:
+            self.pending = []
 
     def close(self) -> None:
         if self.closed:
@@ -849,11 +893,12 @@ class _Writer(io.BufferedIOBase):
                 if self.obj is not None:
                     self.obj.abort()
                 return
-            if self.obj is None:
+            if self.n == 0:
                 self.job._put_small(self.key, self.flags, memoryview(self.buf))
             else:
                 if self.buf:
-                    self._flush_chunk(len(self.buf))
+                    self._take_chunk(len(self.buf))
+                self._send_pending()
                 self.obj.commit(wire.Manifest(self.obj.ver, self.size, self.cs, self.n))
         finally:
             super().close()

@@ -1,0 +1,43 @@
+"""A node drained away under a job: the Python client follows the map's
+new epoch and finds every value where the drain moved it."""
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import Cluster
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def drain_cluster(bins, tmp_path_factory):
+    c = Cluster(bins["pocket"], tmp_path_factory.mktemp("drain"), 3, insecure=False)
+    yield c
+    c.stop()
+
+
+def test_values_survive_a_drain(bins, drain_cluster):
+    c = drain_cluster
+    with c.client() as cl, cl.register_job("drain") as job:
+        small = {f"s/{i}": os.urandom(100 + i) for i in range(60)}
+        big = {f"b/{i}": os.urandom(2 * MiB + i) for i in range(2)}
+        for k, v in {**small, **big}.items():
+            job.put(k, v)
+        epoch = job.map.epoch
+        victim = c.nodes[0]
+        p = subprocess.run([bins["pocket"], "node", "drain", victim, "--controller", c.addr, "--secret-file",
+                            str(c.root / "secret"), "--tls-dir", c.tls_dir, "--deadline", "60s"],
+                           capture_output=True, timeout=90)
+        assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+        # The job still routes with its old map: nodes answer "stale epoch",
+        # or the drained node is gone; either way the client refreshes.
+        for k, v in {**small, **big}.items():
+            assert job.get(k) == v, k
+        assert job.map.epoch > epoch
+        assert victim not in [n.addr for n in job.map.nodes]
+        job.put("after", os.urandom(3 * MiB))
+        fresh = cl.open_job(job.id, job.token)
+        assert fresh.get("b/1") == big["b/1"] and len(fresh.get("after")) == 3 * MiB
+        assert fresh.count_files("s") == len(small)
