@@ -149,3 +149,29 @@ def test_errors_return_minus_one(cluster_env):
     assert pocket.last_error() is not None and p.err is pocket.last_error()
     assert pocket.deregister_job("no-such-job-1") == -1
     assert pocket.close(p) == 0
+
+
+_FORK = {}  # the parent's handle and job, inherited by forked workers
+
+
+def _forked_worker(i):
+    p, jobid = _FORK["p"], _FORK["jobid"]
+    data = f"worker-{i}".encode()
+    assert pocket.put_buffer(p, data, len(data), f"fork/{i}", jobid) == 0, pocket.last_error()
+    out = bytearray(len(data))
+    assert pocket.get_buffer(p, f"fork/{i}", out, len(out), jobid) == 0, pocket.last_error()
+    return bytes(out)
+
+
+def test_forked_workers_share_the_parents_handle(registered):
+    """Workers forked from the registering process (multiprocessing's
+    default on Linux) use its handle and token; each gets its own
+    connections."""
+    import multiprocessing
+    p, jobid = registered
+    assert pocket.put_buffer(p, b"warm", 4, "warm", jobid) == 0  # the parent's pool holds connections
+    _FORK.update(p=p, jobid=jobid)
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        got = pool.map(_forked_worker, range(6))
+    assert got == [f"worker-{i}".encode() for i in range(6)]
+    assert pocket.count_files(p, "fork", jobid) == 6
