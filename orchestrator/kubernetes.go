@@ -35,6 +35,13 @@ var nodeLabels = map[string]string{
 	LabelManagedBy: "pocket-controller",
 }
 
+// PodVerbs are the verbs on pods the orchestrator uses, all it needs of
+// the API (the Role in deploy/kubernetes grants exactly these; a test
+// checks): create (Start), get and watch (Start's wait, Stop, the
+// controller's own pod for --k8s-owner), list (Nodes) and delete (Stop,
+// Close, a Start that failed).
+var PodVerbs = []string{"create", "get", "list", "watch", "delete"}
+
 // DataPort is the port a node Pod serves the data plane on; a node's
 // address is its Pod IP and this port.
 const DataPort = 7100
