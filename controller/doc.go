@@ -93,10 +93,11 @@
 //
 // # Jobs, epochs and tokens
 //
-// Job ids are "name-N" with N unique within the controller's lifetime. N
-// starts at a random point (as Pocket's random job numbers did) so that ids
-// of a restarted controller are unlikely to repeat those of an earlier run;
-// Config.FirstJobSeq fixes the start for tests. Each job has a capability
+// Job ids are "name-N" with N unique within the controller's state: with
+// a Config.Store, N continues where the stored counter left it; without
+// one, N starts at a random point (as Pocket's random job numbers did) so
+// that ids of a restarted controller are unlikely to repeat those of an
+// earlier run. Config.FirstJobSeq fixes the start of a new state for tests. Each job has a capability
 // token (token.SignJob over the id, with the revision that registered the
 // job and an optional expiry: the registration's TTL, else
 // Config.TokenTTL, capped by Config.MaxTokenTTL); GetMap and DeregisterJob
@@ -114,9 +115,20 @@
 // (CodeRevoked) and drops the data it holds; DeregisterJob also sends
 // wire.OpDropJob, signed with the controller's admin token
 // (token.SignAdmin), to every live node of the job at once. Values put
-// with persist-after-job stay. Registry state is in memory: a restarted
-// controller knows no jobs; its nodes register again and, syncing with the
-// new run, revoke the earlier run's jobs and drop their data.
+// with persist-after-job stay.
+//
+// # Durable state and orphans
+//
+// With Config.Store (package controller/state: bbolt under `pocket
+// controller --data-dir`), every change is saved before anything derived
+// from it is answered (persist.go): a controller killed and restarted on
+// the same store serves every job with its old token, map and epoch, gives
+// new jobs new ids and later gens, and knows its nodes, which keep
+// heartbeating without registering again; their job tables sync with a
+// snapshot that lists the same jobs, so nothing is dropped. Without a
+// store, a restarted controller knows no jobs. Either way, a node's data
+// of a job the controller does not list is kept and reported; the
+// controller has it dropped after Config.OrphanGrace (orphans.go).
 //
 // # Telemetry, autoscaling and drain
 //

@@ -1,6 +1,10 @@
 package controller
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"slices"
 	"sort"
 	"sync"
@@ -139,7 +143,7 @@ func (c *Controller) batchLocked() (*state.Batch, map[string]state.Node, map[str
 			nodes = nil
 		}
 	}
-	meta := state.Meta{Seq: c.seq, Rev: c.rev}
+	meta := state.Meta{Seq: c.seq, Rev: c.rev, SecretID: secretID(c.cfg.Secret)}
 	if meta != p.meta {
 		b.Meta = &meta
 	}
@@ -218,6 +222,9 @@ func (c *Controller) restore(now time.Time) error {
 	snap, err := c.st.store.Load()
 	if err != nil {
 		return err
+	}
+	if id := snap.Meta.SecretID; id != "" && id != secretID(c.cfg.Secret) {
+		return ErrOtherSecret
 	}
 	if !snap.Empty {
 		c.seq = max(snap.Meta.Seq, 1)
@@ -306,6 +313,18 @@ func (c *Controller) maxGen() uint64 {
 		g = max(g, t.gen)
 	}
 	return g
+}
+
+// ErrOtherSecret means the store's jobs were signed with another cluster
+// secret than Config.Secret: none of their tokens would verify.
+var ErrOtherSecret = errors.New("the stored jobs' tokens were signed with another cluster secret: " +
+	"start with the secret they were made with (--secret-file or $POCKET_SECRET), or on an empty --data-dir")
+
+// secretID is a keyed hash naming the secret (state.Meta.SecretID).
+func secretID(secret []byte) string {
+	h := hmac.New(sha256.New, secret)
+	h.Write([]byte("pocket controller state: secret id"))
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // tombs holds the revoked jobs of the last Config.OrphanGrace, oldest

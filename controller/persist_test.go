@@ -216,3 +216,17 @@ func TestStoreFailureRefuses(t *testing.T) {
 		t.Fatalf("job saved after the store recovered: %v", err)
 	}
 }
+
+// TestOtherSecretRefused: a store whose jobs were signed with another
+// secret is refused with ErrOtherSecret (every token would fail).
+func TestOtherSecretRefused(t *testing.T) {
+	r := newRestartable(t, Config{}, false)
+	mustRegister(t, r.ctl, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	if _, err := r.ctl.RegisterJob("j", wire.JobHints{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(Config{Secret: []byte("another-secret-0123456789abcdef"), Store: r.store, Logger: quietLog})
+	if !errors.Is(err, ErrOtherSecret) {
+		t.Fatalf("New with another secret: %v; want ErrOtherSecret", err)
+	}
+}

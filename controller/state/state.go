@@ -153,6 +153,10 @@ type NodeTier struct {
 type Meta struct {
 	Seq uint64 `json:"seq"` // the N of the next job id
 	Rev uint64 `json:"rev"` // the highest revision issued (token gens are revisions)
+	// SecretID names the cluster secret the jobs' tokens are signed with
+	// (a keyed hash of it, not the secret), so a controller started with
+	// another secret refuses the store instead of every token.
+	SecretID string `json:"secret_id,omitempty"`
 }
 
 // Snapshot is everything a Store holds.
