@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import control, errors, placement, wire
-from .conn import NodeConn, Pool, Reply
+from .conn import Pool, Reply
 
 DEFAULT_CHUNK_SIZE = 1 << 20  # the Go SDK's DefaultChunkSize
 TRUSTED_SIZE = 256 << 20  # past it a manifest's size is checked against the job's usage

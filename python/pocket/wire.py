@@ -32,7 +32,6 @@ from .fb import DropResult as _fbDropResult
 from .fb import JobRef as _fbJobRef
 from .fb import JobRegister as _fbJobRegister
 from .fb import PlacementMap as _fbPlacementMap
-from .fb import Request as _fbRequest
 from .fb import Response as _fbResponse
 
 HEADER_LEN = 24

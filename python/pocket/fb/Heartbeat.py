@@ -150,7 +150,32 @@ class Heartbeat(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
-def HeartbeatStart(builder): builder.StartObject(10)
+    # Heartbeat
+    def Held(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from .HeldJob import HeldJob
+            obj = HeldJob()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # Heartbeat
+    def HeldLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # Heartbeat
+    def HeldIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        return o == 0
+
+def HeartbeatStart(builder): builder.StartObject(11)
 def Start(builder):
     return HeartbeatStart(builder)
 def HeartbeatAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -192,6 +217,12 @@ def AddSnapRev(builder, snapRev):
 def HeartbeatAddSnapAfter(builder, snapAfter): builder.PrependUint64Slot(9, snapAfter, 0)
 def AddSnapAfter(builder, snapAfter):
     return HeartbeatAddSnapAfter(builder, snapAfter)
+def HeartbeatAddHeld(builder, held): builder.PrependUOffsetTRelativeSlot(10, flatbuffers.number_types.UOffsetTFlags.py_type(held), 0)
+def AddHeld(builder, held):
+    return HeartbeatAddHeld(builder, held)
+def HeartbeatStartHeldVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartHeldVector(builder, numElems):
+    return HeartbeatStartHeldVector(builder, numElems)
 def HeartbeatEnd(builder): return builder.EndObject()
 def End(builder):
     return HeartbeatEnd(builder)

@@ -98,7 +98,32 @@ class NodeAck(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
-def NodeAckStart(builder): builder.StartObject(8)
+    # NodeAck
+    def Drop(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from .HeldJob import HeldJob
+            obj = HeldJob()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # NodeAck
+    def DropLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # NodeAck
+    def DropIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        return o == 0
+
+def NodeAckStart(builder): builder.StartObject(9)
 def Start(builder):
     return NodeAckStart(builder)
 def NodeAckAddKnown(builder, known): builder.PrependBoolSlot(0, known, 0)
@@ -128,6 +153,12 @@ def AddMore(builder, more):
 def NodeAckAddAfter(builder, after): builder.PrependUint64Slot(7, after, 0)
 def AddAfter(builder, after):
     return NodeAckAddAfter(builder, after)
+def NodeAckAddDrop(builder, drop): builder.PrependUOffsetTRelativeSlot(8, flatbuffers.number_types.UOffsetTFlags.py_type(drop), 0)
+def AddDrop(builder, drop):
+    return NodeAckAddDrop(builder, drop)
+def NodeAckStartDropVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartDropVector(builder, numElems):
+    return NodeAckStartDropVector(builder, numElems)
 def NodeAckEnd(builder): return builder.EndObject()
 def End(builder):
     return NodeAckEnd(builder)
