@@ -57,6 +57,15 @@ func (f *KubernetesFlags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.owner, "k8s-owner", OwnerController, "what owns the node pods, which Kubernetes deletes with it: controller (the StatefulSet of the controller's pod: nodes outlive a restart of the pod),\npod (the controller's pod) or none")
 }
 
+// SetInsecure follows a controller serving plain TCP (its --insecure): the
+// nodes then get --insecure and no certificate Secret.
+func (f *KubernetesFlags) SetInsecure(insecure bool) {
+	f.cfg.Insecure = insecure
+	if insecure {
+		f.cfg.TLSSecret = ""
+	}
+}
+
 // Config returns the configuration the flags describe, completed from the
 // environment: the namespace from $POD_NAMESPACE or the service account's
 // namespace file. The owner is left to Build, which asks the API server.

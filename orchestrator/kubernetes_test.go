@@ -591,4 +591,11 @@ func TestKubernetesFlags(t *testing.T) {
 	if k, err := build("--k8s-owner", "none"); err != nil || k.cfg.Owner != nil {
 		t.Errorf("--k8s-owner none: %v", err)
 	}
+	var f KubernetesFlags
+	f.Bind(flag.NewFlagSet("controller", flag.ContinueOnError))
+	f.cfg.Image, f.cfg.Controller, f.owner = "pocket:dev", "c:7000", OwnerNone
+	f.SetInsecure(true)
+	if k, err := f.Build(ctx, cs); err != nil || !k.cfg.Insecure || k.cfg.TLSSecret != "" {
+		t.Errorf("SetInsecure(true): %v", err)
+	}
 }
