@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/metaclient"
 )
@@ -45,7 +47,7 @@ func runController(args []string) int {
 	}
 	id := newIdentity(h, "controller")
 	slog.SetDefault(id.log)
-	secret, err := loadOwnSecret(*secretFile)
+	secret, err := loadOwnSecret(serve.secretFile(*secretFile))
 	if err != nil {
 		return fail("controller: %v", err)
 	}
@@ -55,6 +57,7 @@ func runController(args []string) int {
 	if err != nil {
 		return fail("controller: %v", err)
 	}
+	defer serve.close()
 	c, err := controller.New(cfg)
 	if err != nil {
 		return fail("controller: %v", err)
@@ -66,7 +69,7 @@ func runController(args []string) int {
 	}
 	id.set(addr.String())
 	secretArg, note := secret.usage()
-	fmt.Printf("pocket controller serving on %s%s\nexport %s=%s\n", addr, serve.mode(), metaclient.EnvController, addr)
+	fmt.Printf("pocket controller serving on %s%s\n%s\nexport %s=%s\n", addr, serve.mode(), serve.stateLine(), metaclient.EnvController, addr)
 	if tlsDir != "" {
 		fmt.Printf("export %s=%s\n", envTLSDir, tlsDir)
 	}
@@ -88,18 +91,35 @@ func runController(args []string) int {
 }
 
 // ctlServe are the flags of a command that runs a controller (controller,
-// up): where the cluster CA lives, the names the controller is reached by,
-// plain TCP, and the limits.
+// up): the data directory (the controller's state, the cluster CA), the
+// names the controller is reached by, plain TCP, the orphan grace and the
+// limits.
 type ctlServe struct {
-	data     string
-	hosts    hostList
-	insecure bool
-	limits   *ctlLimits
+	data        string
+	hosts       hostList
+	insecure    bool
+	ephemeral   bool
+	orphanGrace time.Duration
+	limits      *ctlLimits
+
+	store    *state.Bolt // opened by apply; closed by close
+	stateDir string      // where the state is kept ("" in memory)
 }
+
+// stateSubdir is the controller's state directory inside the data
+// directory (a bbolt file, state.BoltFile, and the cluster secret when no
+// other is given).
+const stateSubdir = "controller"
+
+const ctlDataDirHelp = dataDirHelp + ";\nalso the controller's state, DIR/" + stateSubdir + " (jobs, maps, nodes, and the cluster secret unless one is given; " +
+	"with --insecure and neither --data-dir nor $" + envDataDir + ", the state is kept in memory only)"
 
 func bindCtlServe(fs *flag.FlagSet) *ctlServe {
 	s := &ctlServe{}
-	fs.StringVar(&s.data, "data-dir", "", dataDirHelp)
+	fs.StringVar(&s.data, "data-dir", "", ctlDataDirHelp)
+	fs.BoolVar(&s.ephemeral, "ephemeral", false, "keep the controller's state in memory only: a restart forgets every job, and the nodes drop their data after --orphan-grace")
+	fs.DurationVar(&s.orphanGrace, "orphan-grace", controller.DefaultOrphanGrace,
+		"drop a node's data of a job the controller does not know after this long (negative: never)")
 	fs.Var(&s.hosts, "host", "another name or address clients and nodes dial the controller by, for its certificate; repeatable or comma-separated\n(the listen address's host is always in it; all of this machine's addresses when it listens on all)")
 	fs.BoolVar(&s.insecure, "insecure", false, insecureServeHelp)
 	s.limits = bindCtlLimits(fs)
@@ -115,18 +135,22 @@ func (s *ctlServe) apply(cfg *controller.Config, listen string) (string, error) 
 			return "", err
 		}
 	}
+	cfg.OrphanGrace = s.orphanGrace
+	if cfg.OrphanGrace == 0 {
+		return "", errors.New("--orphan-grace 0 would drop data of jobs the controller has not listed yet: give a duration, or a negative one for never")
+	}
+	if err := s.openState(cfg); err != nil {
+		return "", err
+	}
 	if s.insecure {
-		if s.data != "" || len(s.hosts) > 0 {
-			return "", errors.New("--insecure serves plain TCP: --data-dir and --host are for TLS")
+		if len(s.hosts) > 0 {
+			return "", errors.New("--insecure serves plain TCP: --host is for TLS")
 		}
 		return "", nil
 	}
-	data := s.data
-	if data == "" {
-		var err error
-		if data, err = defaultDataDir(); err != nil {
-			return "", err
-		}
+	data, err := s.dataDir()
+	if err != nil {
+		return "", err
 	}
 	tc, dir, err := serverTLS(data, listen, s.hosts)
 	if err != nil {
@@ -134,6 +158,81 @@ func (s *ctlServe) apply(cfg *controller.Config, listen string) (string, error) 
 	}
 	cfg.TLS = tc
 	return dir, nil
+}
+
+// dataDir is --data-dir, else $POCKET_DATA_DIR, else ~/.pocket.
+func (s *ctlServe) dataDir() (string, error) {
+	if s.data != "" {
+		return s.data, nil
+	}
+	return defaultDataDir()
+}
+
+// stateDirFor is where the controller keeps its state: DATA/controller,
+// or "" (memory only) with --ephemeral, or with --insecure and no data
+// directory given (neither --data-dir nor $POCKET_DATA_DIR).
+func (s *ctlServe) stateDirFor() (string, error) {
+	if s.ephemeral || s.insecure && s.data == "" && os.Getenv(envDataDir) == "" {
+		return "", nil
+	}
+	data, err := s.dataDir()
+	if err != nil {
+		return "", err
+	}
+	data, err = filepath.Abs(data)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(data, stateSubdir), nil
+}
+
+// openState opens the state store (state.OpenBolt) and gives it to cfg.
+// A store of a newer format, or one another controller holds, fails.
+func (s *ctlServe) openState(cfg *controller.Config) error {
+	dir, err := s.stateDirFor()
+	if err != nil || dir == "" {
+		return err
+	}
+	st, err := state.OpenBolt(dir)
+	if err != nil {
+		return err
+	}
+	s.store, s.stateDir, cfg.Store = st, dir, st
+	return nil
+}
+
+// secretFile is the cluster secret's file: the one given, else (when
+// $POCKET_SECRET is not set and the state is kept) DATA/controller/secret,
+// created on first use, so that the jobs' tokens verify after a restart.
+// "" leaves loadOwnSecret to take $POCKET_SECRET or make a temporary one.
+func (s *ctlServe) secretFile(given string) string {
+	if given != "" || os.Getenv(token.EnvSecret) != "" {
+		return given
+	}
+	dir, err := s.stateDirFor()
+	if err != nil || dir == "" {
+		return given // openState reports the error
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return given
+	}
+	return filepath.Join(dir, "secret")
+}
+
+// stateLine says where the controller's state is kept.
+func (s *ctlServe) stateLine() string {
+	if s.stateDir == "" {
+		return "controller state in memory only (a restart forgets every job; give --data-dir to keep it)"
+	}
+	return "controller state in " + s.stateDir
+}
+
+// close closes the state store.
+func (s *ctlServe) close() {
+	if s.store != nil {
+		_ = s.store.Close()
+		s.store = nil
+	}
 }
 
 // mode names the transport for the serving line.
