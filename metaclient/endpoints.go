@@ -1,0 +1,248 @@
+package metaclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// codeNotLeader is the code a controller that is not the elected one
+// answers every call with, its message being the leader's client-facing
+// address ("" while none is elected). It is proposed for the wire registry
+// as wire.CodeNotLeader (the next free number, 24) and is to be replaced
+// by it there; until then no controller sends it.
+const codeNotLeader wire.Code = 24
+
+// ParseControllers parses a controller address list: comma-separated
+// host:port entries, as given to --controller or in POCKET_CONTROLLER
+// ("10.0.0.1:7070,10.0.0.2:7070"). Spaces around entries are ignored and
+// repeated entries dropped. An empty list or entry, or an entry without a
+// valid port, is an error naming it.
+func ParseControllers(list string) ([]string, error) {
+	var addrs []string
+	seen := map[string]bool{}
+	for i, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, fmt.Errorf("metaclient: controller list %q: entry %d is empty (want host:port,host:port,...)", list, i+1)
+		}
+		if err := checkHostPort(a); err != nil {
+			return nil, fmt.Errorf("metaclient: controller list %q: %w", list, err)
+		}
+		if !seen[a] {
+			seen[a] = true
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs, nil
+}
+
+func checkHostPort(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", a, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || host == "" {
+		return fmt.Errorf("%q: want a host and a port in 1..65535", a)
+	}
+	return nil
+}
+
+// Controllers is the client of a set of controllers of which one, elected
+// over etcd, is active: each call goes to the one that last answered as
+// the leader, and moves on when that one cannot be reached, is shutting
+// down, or answers that it is not the leader (going to the leader it
+// names, which is remembered even if it is not in the list). Between
+// passes over every address it waits (100 ms, doubling to 1 s), so a
+// failover in progress (no leader yet) is waited out until the call's
+// context ends. It is safe for concurrent use.
+//
+// Like Client's own retry, moving on after a lost connection may repeat a
+// call the old leader had received: a job registration may, rarely, be
+// made twice.
+type Controllers struct {
+	opt Options
+
+	mu      sync.Mutex
+	addrs   []string           // the list, then leaders learned from answers
+	cur     int                // the index of the one to try first
+	clients map[string]*Client // one per address, made on first use
+	closed  bool
+}
+
+// NewControllers returns a client of the controllers at addrs (from
+// ParseControllers), tried first in their order. It does not connect
+// until the first call.
+func NewControllers(addrs []string, opt Options) (*Controllers, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("metaclient: no controller address")
+	}
+	return &Controllers{opt: opt, addrs: append([]string(nil), addrs...), clients: map[string]*Client{}}, nil
+}
+
+// Leader returns the address calls go to first: the one that last
+// answered as the leader, or the first of the list before any did.
+func (cs *Controllers) Leader() string {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.addrs[cs.cur]
+}
+
+// Do calls f with the leader's Client, moving through the controllers as
+// described on Controllers until f succeeds, fails with an answer that is
+// not "not leader" or "closed", or ctx ends (then the last error is
+// returned, with ctx's). A ctx without a deadline is bounded by
+// Options.CallTimeout (15 s).
+func (cs *Controllers) Do(ctx context.Context, f func(c *Client) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		timeout := cs.opt.CallTimeout
+		if timeout <= 0 {
+			timeout = 15 * time.Second
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	wait := 100 * time.Millisecond
+	for {
+		err := cs.pass(ctx, f)
+		if err == nil || !movesOn(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("metaclient: no controller answered as the leader: %w (last: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// pass tries each controller once, starting with the remembered leader
+// and following "not leader" answers that name another, and returns the
+// first answer that does not move on, or the last error.
+func (cs *Controllers) pass(ctx context.Context, f func(c *Client) error) error {
+	start, n, err := cs.start()
+	if err != nil {
+		return err
+	}
+	next, tried := start, 0
+	var last error
+	for tried < n+1 && ctx.Err() == nil {
+		c, i := cs.client(next)
+		tried++
+		last = f(c)
+		if last == nil {
+			cs.setLeader(i)
+			return nil
+		}
+		if !movesOn(last) {
+			cs.setLeader(i)
+			return last
+		}
+		if named := leaderNamed(last); named != "" && named != next {
+			next = named
+			continue
+		}
+		next = cs.after(next)
+	}
+	if last == nil {
+		last = ctx.Err()
+	}
+	return last
+}
+
+// start returns the address to try first and how many are known.
+func (cs *Controllers) start() (string, int, error) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		return "", 0, ErrClosed
+	}
+	return cs.addrs[cs.cur], len(cs.addrs), nil
+}
+
+// client returns the Client of addr, adding addr to the known addresses
+// when a follower named it, and addr's index.
+func (cs *Controllers) client(addr string) (*Client, int) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	i := indexOf(cs.addrs, addr)
+	if i < 0 {
+		cs.addrs = append(cs.addrs, addr)
+		i = len(cs.addrs) - 1
+	}
+	c := cs.clients[addr]
+	if c == nil {
+		c = New(addr, cs.opt)
+		cs.clients[addr] = c
+	}
+	return c, i
+}
+
+// after returns the address after addr in the list, wrapping around.
+func (cs *Controllers) after(addr string) string {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.addrs[(indexOf(cs.addrs, addr)+1)%len(cs.addrs)]
+}
+
+func (cs *Controllers) setLeader(i int) {
+	cs.mu.Lock()
+	cs.cur = i
+	cs.mu.Unlock()
+}
+
+func indexOf(xs []string, x string) int {
+	for i, y := range xs {
+		if x == y {
+			return i
+		}
+	}
+	return -1
+}
+
+// Close closes every Client; later calls return ErrClosed.
+func (cs *Controllers) Close() error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.closed = true
+	for _, c := range cs.clients {
+		c.Close()
+	}
+	return nil
+}
+
+// movesOn reports whether err sends a call to another controller: a "not
+// leader" or "closed" answer, or no answer at all (a transport error), but
+// not the end of the call's context nor this side's Close.
+func movesOn(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var we *wire.Error
+	if !errors.As(err, &we) {
+		return true
+	}
+	if we == ErrClosed {
+		return false
+	}
+	return we.Code == codeNotLeader || we.Code == wire.CodeClosed
+}
+
+// leaderNamed returns the leader's address a "not leader" answer names,
+// or "".
+func leaderNamed(err error) string {
+	var we *wire.Error
+	if errors.As(err, &we) && we.Code == codeNotLeader && checkHostPort(we.Msg) == nil {
+		return we.Msg
+	}
+	return ""
+}

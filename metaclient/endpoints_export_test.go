@@ -1,0 +1,4 @@
+package metaclient
+
+// CodeNotLeader lets the external tests answer as a follower.
+const CodeNotLeader = codeNotLeader
