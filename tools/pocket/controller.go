@@ -104,6 +104,11 @@ type ctlServe struct {
 
 	store    *state.Bolt // opened by apply; closed by close
 	stateDir string      // where the state is kept ("" in memory)
+	// secretKept is set by secretFile: the caller takes the cluster
+	// secret from where a restart finds it again. Without it the state is
+	// kept in memory only (a store whose tokens no later secret verifies
+	// would refuse the next start).
+	secretKept bool
 }
 
 // stateSubdir is the controller's state directory inside the data
@@ -172,7 +177,7 @@ func (s *ctlServe) dataDir() (string, error) {
 // or "" (memory only) with --ephemeral, or with --insecure and no data
 // directory given (neither --data-dir nor $POCKET_DATA_DIR).
 func (s *ctlServe) stateDirFor() (string, error) {
-	if s.ephemeral || s.insecure && s.data == "" && os.Getenv(envDataDir) == "" {
+	if s.ephemeral || !s.secretKept || s.insecure && s.data == "" && os.Getenv(envDataDir) == "" {
 		return "", nil
 	}
 	data, err := s.dataDir()
@@ -205,7 +210,11 @@ func (s *ctlServe) openState(cfg *controller.Config) error {
 // $POCKET_SECRET is not set and the state is kept) DATA/controller/secret,
 // created on first use, so that the jobs' tokens verify after a restart.
 // "" leaves loadOwnSecret to take $POCKET_SECRET or make a temporary one.
+//
+// A caller that runs a controller must take its secret through secretFile
+// before apply, or its state is kept in memory only.
 func (s *ctlServe) secretFile(given string) string {
+	s.secretKept = true
 	if given != "" || os.Getenv(token.EnvSecret) != "" {
 		return given
 	}
