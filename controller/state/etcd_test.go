@@ -345,3 +345,62 @@ func TestEtcdRecordTooLarge(t *testing.T) {
 		t.Fatalf("Apply of a record over the request limit = %v; want an error naming it", err)
 	}
 }
+
+// TestEtcdFailover kills the leading controller as kill -9 would (its
+// session's client goes away, so its lease expires after the TTL) while
+// its store's client still works (a process that was paused, not dead):
+// another controller takes over within TTL plus slack, its Apply succeeds,
+// and the old one's fails with ErrNotLeader.
+func TestEtcdFailover(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	sessA, storeA, cliB := srv.Client(t), srv.Client(t), srv.Client(t)
+	_, termA := elect(t, sessA, "a:1")
+	a, err := OpenEtcd(storeA, EtcdOptions{Fence: termA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Apply(&Batch{PutJobs: []Job{testJob("a-1", 1)}, Meta: &Meta{Seq: 2, Rev: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	candB, err := leader.New(leader.Config{Client: cliB, Addr: "b:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer candB.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), leader.DefaultTTL+10*time.Second)
+	defer cancel()
+	bTerm := make(chan *leader.Term, 1)
+	go func() {
+		term, err := candB.Campaign(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		bTerm <- term
+	}()
+	time.Sleep(200 * time.Millisecond) // B is campaigning
+	killed := time.Now()
+	sessA.Close()
+	termB := <-bTerm
+	if termB == nil {
+		t.FailNow()
+	}
+	b, err := OpenEtcd(cliB, EtcdOptions{Fence: termB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := b.Load()
+	if err != nil || len(snap.Jobs) != 1 || snap.Meta.Seq != 2 {
+		t.Fatalf("new leader's Load: %+v, %v; want a-1 and seq 2", snap, err)
+	}
+	if err := b.Apply(&Batch{PutJobs: []Job{testJob("b-2", 1)}, Meta: &Meta{Seq: 3, Rev: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(killed)
+	t.Logf("failover: %v from the leader's kill to the new leader's first applied batch (TTL %v)", took, leader.DefaultTTL)
+	if took > leader.DefaultTTL+8*time.Second {
+		t.Errorf("failover took %v; want within the TTL %v plus slack", took, leader.DefaultTTL)
+	}
+	if err := a.Apply(&Batch{PutJobs: []Job{testJob("a-1", 9)}}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("the killed leader's Apply = %v; want ErrNotLeader", err)
+	}
+}
