@@ -29,7 +29,9 @@ type NodeLoop struct {
 // ctx's error. It never gives up: when the controller is unreachable it
 // keeps retrying every interval (logging each change between working and
 // failing once, not every attempt), and when the controller answers that
-// it does not know the node (it restarted) it registers again at once. An
+// it does not know the node (it restarted without its state) it registers
+// again at once; a controller restarted on its state knows the node and
+// its heartbeats simply resume. An
 // ack with More (a registration, a page of the job table) is followed by
 // the next heartbeat at once. The node keeps serving meanwhile; nothing
 // here can stop it.
@@ -40,19 +42,24 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 	}
 	registered := false
 	lastErr := ""
-	report := func(err error) {
-		msg := ""
-		if err != nil {
-			msg = err.Error()
-		}
-		if msg != lastErr {
-			if err != nil {
-				c.opt.Logger.Warn("metaclient: node not registered", "controller", c.addr, "err", err)
+	failed := func(err error) {
+		if msg := err.Error(); msg != lastErr {
+			if registered {
+				c.opt.Logger.Warn("metaclient: controller unreachable; the node keeps serving and retries", "controller", c.addr, "err", err)
 			} else {
-				c.opt.Logger.Info("metaclient: node registered", "controller", c.addr)
+				c.opt.Logger.Warn("metaclient: node not registered", "controller", c.addr, "err", err)
 			}
 			lastErr = msg
 		}
+	}
+	worked := func() {
+		switch {
+		case lastErr != "":
+			c.opt.Logger.Info("metaclient: controller reached again", "controller", c.addr)
+		case !registered:
+			c.opt.Logger.Info("metaclient: node registered", "controller", c.addr)
+		}
+		lastErr, registered = "", true
 	}
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -69,14 +76,11 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			report(err)
+			failed(err)
 		case !ack.Known:
 			registered, next = false, 0 // the controller forgot us: register now
 		default:
-			if !registered {
-				report(nil)
-			}
-			registered = true
+			worked()
 			if ack.Heartbeat > 0 {
 				interval, next = ack.Heartbeat, ack.Heartbeat
 			}
