@@ -141,15 +141,22 @@ func (c *Candidate) Addr() string { return c.cfg.Addr }
 // fails when ctx ends first or etcd refuses; a candidate whose term ended
 // campaigns again on a new session.
 func (c *Candidate) Campaign(ctx context.Context) (*Term, error) {
-	s, err := c.liveSession()
-	if err != nil {
-		return nil, err
+	var t *Term
+	for t == nil {
+		s, err := c.liveSession()
+		if err != nil {
+			return nil, err
+		}
+		e := concurrency.NewElection(s, c.cfg.Prefix)
+		if err := e.Campaign(ctx, c.cfg.Addr); err != nil {
+			return nil, fmt.Errorf("leader: campaign for %s: %w", c.cfg.Prefix, err)
+		}
+		// A session lost while waiting leaves Campaign returning with
+		// its key gone: campaign again on a new session.
+		if t, err = c.check(ctx, s, e); err != nil {
+			return nil, err
+		}
 	}
-	e := concurrency.NewElection(s, c.cfg.Prefix)
-	if err := e.Campaign(ctx, c.cfg.Addr); err != nil {
-		return nil, fmt.Errorf("leader: campaign for %s: %w", c.cfg.Prefix, err)
-	}
-	t := newTerm(s, e)
 	c.mu.Lock()
 	closed := c.closed
 	if !closed {
@@ -164,6 +171,20 @@ func (c *Candidate) Campaign(ctx context.Context) (*Term, error) {
 	go func() { defer c.wg.Done(); t.guard(c.cfg.Client, c.log) }()
 	c.log.Info("elected leader", "addr", c.cfg.Addr, "key", t.key, "rev", t.rev, "ttl", c.TTL())
 	return t, nil
+}
+
+// check returns the term Campaign won, or nil when its key is gone.
+func (c *Candidate) check(ctx context.Context, s *concurrency.Session, e *concurrency.Election) (*Term, error) {
+	r, err := c.cfg.Client.Get(ctx, e.Key())
+	if err != nil {
+		return nil, fmt.Errorf("leader: campaign for %s: %w", c.cfg.Prefix, err)
+	}
+	if len(r.Kvs) == 0 || r.Kvs[0].CreateRevision != e.Rev() {
+		c.log.Warn("campaign won with a lost session; campaigning again", "key", e.Key())
+		c.dropSession(s)
+		return nil, nil
+	}
+	return newTerm(s, e), nil
 }
 
 // liveSession returns the candidate's session, granting a new lease when
@@ -188,6 +209,17 @@ func (c *Candidate) liveSession() (*concurrency.Session, error) {
 	}
 	c.session = s
 	return s, nil
+}
+
+// dropSession stops renewing s and forgets it, so the next Campaign
+// grants a new lease.
+func (c *Candidate) dropSession(s *concurrency.Session) {
+	s.Orphan()
+	c.mu.Lock()
+	if c.session == s {
+		c.session = nil
+	}
+	c.mu.Unlock()
 }
 
 // Leader returns the address of the current leader as last observed (""

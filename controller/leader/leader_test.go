@@ -289,3 +289,68 @@ func TestDial(t *testing.T) {
 		t.Fatal("Dial of a stopped etcd succeeded")
 	}
 }
+
+// TestCampaignSurvivesLostSession: a candidate whose lease is lost while
+// it waits does not win with a key that is gone, but campaigns again.
+func TestCampaignSurvivesLostSession(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	admin := srv.Client(t)
+	a, err := New(Config{Client: srv.Client(t), Addr: "a:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta, err := a.Campaign(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{Client: srv.Client(t), Addr: "b:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := make(chan *Term, 1)
+	go func() {
+		term, err := b.Campaign(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		got <- term
+	}()
+	// Find b's key once it waits, and revoke its lease.
+	var bLease clientv3.LeaseID
+	for deadline := time.Now().Add(10 * time.Second); bLease == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("b never campaigned")
+		}
+		r, err := admin.Get(context.Background(), DefaultPrefix+"/", clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range r.Kvs {
+			if string(kv.Key) != ta.Key() {
+				bLease = clientv3.LeaseID(kv.Lease)
+			}
+		}
+	}
+	if _, err := admin.Revoke(context.Background(), bLease); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // b's client sees its lease gone
+	a.Close()
+	term := <-got
+	if term == nil {
+		t.FailNow()
+	}
+	r, err := admin.Get(context.Background(), term.Key())
+	if err != nil || len(r.Kvs) != 1 || r.Kvs[0].CreateRevision != term.Rev() {
+		t.Fatalf("b's term key %s: %v, %v; want it present at rev %d", term.Key(), r, err, term.Rev())
+	}
+	if clientv3.LeaseID(r.Kvs[0].Lease) == bLease {
+		t.Fatal("b's term is on the revoked lease")
+	}
+	select {
+	case <-term.Done():
+		t.Fatalf("b's term ended: %v", context.Cause(term.Context()))
+	case <-time.After(500 * time.Millisecond):
+	}
+}
