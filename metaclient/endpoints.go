@@ -111,14 +111,15 @@ func (cs *Controllers) Do(ctx context.Context, f func(c *Client) error) error {
 		defer cancel()
 	}
 	wait := 100 * time.Millisecond
+	var moved error // the last error that moved the call on
 	for {
-		err := cs.pass(ctx, f)
-		if err == nil || !movesOn(err) {
+		err := cs.pass(ctx, f, &moved)
+		if err == nil || !movesOn(err) && (!isCtxErr(err) || moved == nil) {
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("metaclient: no controller answered as the leader: %w (last: %w)", ctx.Err(), err)
+			return fmt.Errorf("metaclient: no controller answered as the leader: %w (last: %w)", ctx.Err(), moved)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, time.Second)
@@ -127,8 +128,9 @@ func (cs *Controllers) Do(ctx context.Context, f func(c *Client) error) error {
 
 // pass tries each controller once, starting with the remembered leader
 // and following "not leader" answers that name another, and returns the
-// first answer that does not move on, or the last error.
-func (cs *Controllers) pass(ctx context.Context, f func(c *Client) error) error {
+// first answer that does not move on, or the last error. moved is set to
+// each error that moves on.
+func (cs *Controllers) pass(ctx context.Context, f func(c *Client) error, moved *error) error {
 	start, n, err := cs.start()
 	if err != nil {
 		return err
@@ -139,14 +141,11 @@ func (cs *Controllers) pass(ctx context.Context, f func(c *Client) error) error 
 		c, i := cs.client(next)
 		tried++
 		last = f(c)
-		if last == nil {
-			cs.setLeader(i)
-			return nil
-		}
-		if !movesOn(last) {
-			cs.setLeader(i)
+		if last == nil || !movesOn(last) {
+			cs.setLeader(i, last)
 			return last
 		}
+		*moved = last
 		if named := leaderNamed(last); named != "" && named != next {
 			next = named
 			continue
@@ -194,7 +193,12 @@ func (cs *Controllers) after(addr string) string {
 	return cs.addrs[(indexOf(cs.addrs, addr)+1)%len(cs.addrs)]
 }
 
-func (cs *Controllers) setLeader(i int) {
+// setLeader remembers the controller at i after it answered err: nil, or
+// an answer of its own (not the end of the call's context).
+func (cs *Controllers) setLeader(i int, err error) {
+	if isCtxErr(err) {
+		return
+	}
 	cs.mu.Lock()
 	cs.cur = i
 	cs.mu.Unlock()
@@ -224,7 +228,7 @@ func (cs *Controllers) Close() error {
 // leader" or "closed" answer, or no answer at all (a transport error), but
 // not the end of the call's context nor this side's Close.
 func movesOn(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if isCtxErr(err) {
 		return false
 	}
 	var we *wire.Error
@@ -235,6 +239,11 @@ func movesOn(err error) bool {
 		return false
 	}
 	return we.Code == codeNotLeader || we.Code == wire.CodeClosed
+}
+
+// isCtxErr reports whether err is the end of a call's context.
+func isCtxErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // leaderNamed returns the leader's address a "not leader" answer names,
