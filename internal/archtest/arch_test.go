@@ -21,8 +21,8 @@ var layers = [][]string{
 	{"netio", "nvme", "telemetry"},
 	{"client", "metaclient"},
 	{"dataplane", "controller", "orchestrator", "pocket"},
-	{"perf"}, // offline tools only: nothing below imports them
-	{"tools"},
+	{"perf"},            // offline tools only: nothing below imports them
+	{"tools", "python"}, // python: the Go helper of the Python client's tests (python/tests/gohelper)
 }
 
 // forbidden lists imports that the layers alone allow but ARCHITECTURE.md

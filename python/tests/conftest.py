@@ -36,7 +36,7 @@ def _build(out: Path, pkg: str, env_name: str) -> str:
 def bins(tmp_path_factory):
     d = tmp_path_factory.mktemp("bin")
     return {"pocket": _build(d / "pocket", "./tools/pocket", "POCKET_BIN"),
-            "gohelper": _build(d / "gohelper", "./python/tests/testdata/gohelper", "POCKET_GOHELPER")}
+            "gohelper": _build(d / "gohelper", "./python/tests/gohelper", "POCKET_GOHELPER")}
 
 
 class Cluster:

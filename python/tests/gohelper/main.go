@@ -1,13 +1,15 @@
 // Command gohelper is the Go side of the Python client's cross-language
 // tests and benchmark: it writes and reads values of a job with the Go SDK,
 // so the tests can check that a value written by one language reads back
-// byte-exact in the other. It lives under testdata so that go build ./...
-// and the layer check skip it; the tests build it by path.
+// byte-exact in the other. It is a package of the module (go vet,
+// staticcheck and the layer check cover it: it sits in the top layer, with
+// tools); the tests and python/bench build it by path.
 //
 //	gohelper put JOB KEY FILE          store FILE's bytes under KEY
 //	gohelper get JOB KEY FILE          write KEY's value to FILE
 //	gohelper bench JOB BYTES ROUNDS    put and get a BYTES-byte value ROUNDS
 //	                                   times; print the best MB/s of each as JSON
+//	                                   (each get into a new buffer, as Get does)
 //
 // The controller is POCKET_CONTROLLER, reached over mutual TLS with
 // POCKET_TLS_DIR when set; the job's token is POCKET_TOKEN (hex).
