@@ -4,7 +4,7 @@ run on one machine:
 - 1 KiB get and put latency (p50, p99) from Python, against redis-py's GET
   and SET on a local redis-server, each over a single connection;
 - 64 MiB put and get throughput (MB/s, 10^6 bytes a second) from Python,
-  against the Go SDK (python/tests/testdata/gohelper bench) on the same
+  against the Go SDK (python/tests/gohelper bench) on the same
   cluster.
 
 It starts a redis-server on loopback, a local cluster (`pocket up
@@ -12,8 +12,9 @@ It starts a redis-server on loopback, a local cluster (`pocket up
 redis-server) for the latencies and then one of --nodes nodes (default 3)
 for the throughput, and stops them. Latency rounds alternate Pocket
 and Redis so that a noisy neighbour hurts both alike; the figures are the
-median over rounds of each round's p50 and p99. Throughput is the best of
-the rounds. Usage:
+median over rounds of each round's p50 and p99. Throughput is the median of
+the rounds, with the best beside them. --node-latency
+adds 1 KiB get latencies on the throughput cluster, per owning node. Usage:
 
     python3 python/bench/bench.py --pocket bin/pocket [--ops 5000] [--rounds 5]
 """
@@ -119,17 +120,18 @@ def latency(job, r, ops: int, rounds: int) -> dict:
 
 
 def throughput(job, gohelper: str, ctl: str, size: int, rounds: int) -> dict:
-    """Best MB/s of rounds of Python put, get and get_into (into a reused
-    buffer) of one value, each round followed by a Go SDK round (gohelper
-    bench) on the same job, after one warm-up put that faults in the nodes'
-    memory."""
+    """MB/s of rounds of Python put, get (a buffer of its own) and get_into
+    (a reused buffer) of one value, each round followed by a Go SDK round
+    (gohelper bench: a fresh process, so its get too receives into memory
+    new to it) on the same job, after one warm-up put that faults in the
+    nodes' memory. Medians over the rounds, and the best."""
     val = os.urandom(size)
     buf = bytearray(size)
     job.put("bench/big", val)
     job.get_into("bench/big", buf)
     env = dict(os.environ, POCKET_CONTROLLER=ctl, POCKET_TOKEN=job.token_hex)
     env.pop("POCKET_TLS_DIR", None)
-    best = {"put": 0.0, "get": 0.0, "get_into": 0.0, "go_put": 0.0, "go_get": 0.0}
+    runs: dict[str, list[float]] = {n: [] for n in ("put", "get", "get_into", "go_put", "go_get")}
     for _ in range(rounds):
         t0 = time.perf_counter()
         job.put("bench/big", val)
@@ -140,19 +142,43 @@ def throughput(job, gohelper: str, ctl: str, size: int, rounds: int) -> dict:
         t3 = time.perf_counter()
         assert got == val and buf == val
         del got
-        best["put"] = max(best["put"], size / (t1 - t0) / 1e6)
-        best["get"] = max(best["get"], size / (t2 - t1) / 1e6)
-        best["get_into"] = max(best["get_into"], size / (t3 - t2) / 1e6)
+        runs["put"].append(size / (t1 - t0) / 1e6)
+        runs["get"].append(size / (t2 - t1) / 1e6)
+        runs["get_into"].append(size / (t3 - t2) / 1e6)
         out = subprocess.run([gohelper, "bench", job.id, str(size), "1"], env=env, capture_output=True,
                              check=True, timeout=300)
         g = json.loads(out.stdout)
-        best["go_put"] = max(best["go_put"], g["put_mbps"])
-        best["go_get"] = max(best["go_get"], g["get_mbps"])
-    return {"python_put_mbps": round(best["put"]), "python_get_mbps": round(best["get"]),
-            "python_get_into_mbps": round(best["get_into"]), "go_put_mbps": round(best["go_put"]),
-            "go_get_mbps": round(best["go_get"]), "put_ratio": round(best["put"] / best["go_put"], 2),
-            "get_ratio": round(best["get"] / best["go_get"], 2),
-            "get_into_ratio": round(best["get_into"] / best["go_get"], 2)}
+        runs["go_put"].append(g["put_mbps"])
+        runs["go_get"].append(g["get_mbps"])
+    med = {n: statistics.median(v) for n, v in runs.items()}
+    res = {f"{n}_mbps": round(v) for n, v in med.items()}
+    res |= {f"{n}_best_mbps": round(max(v)) for n, v in runs.items()}
+    res |= {"put_ratio": round(med["put"] / med["go_put"], 2), "get_ratio": round(med["get"] / med["go_get"], 2),
+            "get_into_ratio": round(med["get_into"] / med["go_get"], 2)}
+    return res
+
+
+def node_latency(job, ops: int, rounds: int) -> dict:
+    """1 KiB get p50 and p99 per owning node (keys grouped by the node of
+    their chunk 0), medians over rounds: whether a request's cost depends
+    on which node answers."""
+    val = os.urandom(KiB)
+    keys = [f"bench/node-{i:06d}".encode() for i in range(ops)]
+    st = job._st
+    by_node: dict[str, list[bytes]] = {}
+    for k in keys:
+        job.put(k, val)
+        by_node.setdefault(st.addrs[st.set.pick(k, 0)], []).append(k)
+    for k in keys[:500]:
+        job.get(k)
+    res: dict[str, list] = {a: [] for a in by_node}
+    res["all"] = []
+    for _ in range(rounds):
+        res["all"].append(timed(job.get, keys))
+        for a, ks in by_node.items():
+            res[a].append(timed(job.get, ks))
+    return {n: {"p50_us": round(statistics.median(pct(x, 0.5) for x in v), 1),
+                "p99_us": round(statistics.median(pct(x, 0.99) for x in v), 1)} for n, v in res.items()}
 
 
 def main() -> int:
@@ -163,50 +189,69 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--big", type=int, default=64 * MiB, help="bytes of the large value")
     ap.add_argument("--nodes", type=int, default=3, help="nodes of the cluster the large value is spread over")
+    ap.add_argument("--node-latency", action="store_true",
+                    help="also 1 KiB get latencies on the --nodes cluster, per owning node")
+    ap.add_argument("--skip-latency", action="store_true", help="skip redis and the 1 KiB latencies")
     ap.add_argument("--latency-nodes", type=int, default=1,
                     help="nodes of the cluster for the 1 KiB latencies (1: one server, as redis-server is)")
     a = ap.parse_args()
-    if not shutil.which("redis-server"):
+    if not a.skip_latency and not shutil.which("redis-server"):
         print("bench: redis-server not installed (apt-get install redis-server python3-redis)", file=sys.stderr)
         return 2
     tmp = tempfile.mkdtemp(prefix="pocket-bench-")
     gohelper = a.gohelper or os.path.join(tmp, "gohelper")
     if not a.gohelper:
-        subprocess.run(["go", "build", "-o", gohelper, "./python/tests/testdata/gohelper"], cwd=REPO, check=True)
-    rs, r = None, None
+        subprocess.run(["go", "build", "-o", gohelper, "./python/tests/gohelper"], cwd=REPO, check=True)
     try:
-        rs, r = start_redis(tmp)
-        up, ctl = start_cluster(a.pocket, tmp, a.latency_nodes)
-        try:
-            with pocket.Client(ctl, insecure=True) as c, c.register_job("bench", latency_sensitive=True) as job:
-                lat = latency(job, r, a.ops, a.rounds)
-        finally:
-            stop(up)
+        lat = {} if a.skip_latency else redis_and_pocket(a, tmp)
         up, ctl = start_cluster(a.pocket, tmp, a.nodes)
         try:
             with pocket.Client(ctl, insecure=True) as c, c.register_job("bench", latency_sensitive=True) as job:
                 thr = throughput(job, gohelper, ctl, a.big, a.rounds)
+                nlat = node_latency(job, a.ops, a.rounds) if a.node_latency else {}
         finally:
             stop(up)
     finally:
-        if r is not None:
-            r.close()
-        if rs is not None:
-            stop(rs)
         shutil.rmtree(tmp, ignore_errors=True)
+    report(a, lat, thr, nlat)
+    return 0
+
+
+def redis_and_pocket(a, tmp: str) -> dict:
+    """The 1 KiB latencies of Pocket (a --latency-nodes cluster) and Redis."""
+    rs, r = start_redis(tmp)
+    try:
+        up, ctl = start_cluster(a.pocket, tmp, a.latency_nodes)
+        try:
+            with pocket.Client(ctl, insecure=True) as c, c.register_job("bench", latency_sensitive=True) as job:
+                return latency(job, r, a.ops, a.rounds)
+        finally:
+            stop(up)
+    finally:
+        r.close()
+        stop(rs)
+
+
+def report(a, lat: dict, thr: dict, nlat: dict) -> None:
     result = {"machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
                          f"{platform.python_version()}", "ops": a.ops, "rounds": a.rounds, "big_bytes": a.big,
               "latency_nodes": a.latency_nodes, "nodes": a.nodes,
-              "latency_1KiB": lat, "throughput": thr}
-    print(f"1 KiB, single connection, {a.latency_nodes} node(s), median of {a.rounds} rounds of {a.ops} ops:")
-    for n, v in lat.items():
-        print(f"  {n:<11} p50 {v['p50_us']:7.1f} us   p99 {v['p99_us']:7.1f} us")
-    print(f"{a.big >> 20} MiB over {a.nodes} nodes, best of {a.rounds}:")
-    print(f"  put  python {thr['python_put_mbps']} MB/s  go {thr['go_put_mbps']} MB/s  ratio {thr['put_ratio']}")
-    print(f"  get  python {thr['python_get_mbps']} MB/s (get_into {thr['python_get_into_mbps']})  "
-          f"go {thr['go_get_mbps']} MB/s  ratio {thr['get_ratio']} (get_into {thr['get_into_ratio']})")
+              "latency_1KiB": lat, "throughput": thr, "node_latency_1KiB": nlat}
+    if lat:
+        print(f"1 KiB, single connection, {a.latency_nodes} node(s), median of {a.rounds} rounds of {a.ops} ops:")
+        for n, v in lat.items():
+            print(f"  {n:<11} p50 {v['p50_us']:7.1f} us   p99 {v['p99_us']:7.1f} us")
+    print(f"{a.big >> 20} MiB over {a.nodes} nodes, median (best) of {a.rounds} rounds, MB/s:")
+    print(f"  put       python {thr['put_mbps']} ({thr['put_best_mbps']})  "
+          f"go {thr['go_put_mbps']} ({thr['go_put_best_mbps']})  ratio {thr['put_ratio']}")
+    print(f"  get       python {thr['get_mbps']} ({thr['get_best_mbps']})  "
+          f"go {thr['go_get_mbps']} ({thr['go_get_best_mbps']})  ratio {thr['get_ratio']}")
+    print(f"  get_into  python {thr['get_into_mbps']} ({thr['get_into_best_mbps']})  ratio {thr['get_into_ratio']}")
+    if nlat:
+        print(f"1 KiB get on the {a.nodes}-node cluster by owning node, median of {a.rounds} rounds:")
+        for n, v in nlat.items():
+            print(f"  {n:<21} p50 {v['p50_us']:7.1f} us   p99 {v['p99_us']:7.1f} us")
     print(json.dumps(result))
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@
             data = job.get("in/part-0")
 
 Values are bytes-like (bytes, bytearray, memoryview, anything with the
-buffer protocol); a get returns bytes, or for a value larger than 64 KiB a
-bytearray (spares a copy); ``get_into`` fills a caller's buffer. Names are
+buffer protocol); a get returns bytes, or for a value of 64 KiB or more a
+memoryview over a memory map it was received into (no copy, no zero-fill:
+see the buffer module); ``get_into`` fills a caller's buffer. Names are
 str (UTF-8) or bytes; they may not be empty or contain 0x00, and are keys
 as given ("x" and "/x" are two names, as in the Go SDK).
 
@@ -24,6 +25,7 @@ returns one whole version or raises.
 from __future__ import annotations
 
 import base64
+import collections
 import io
 import json
 import os
@@ -34,7 +36,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from . import control, errors, placement, wire
+from . import buffer, control, errors, placement, wire
 from .conn import Pool, Reply
 
 DEFAULT_CHUNK_SIZE = 1 << 20  # the Go SDK's DefaultChunkSize
@@ -43,6 +45,7 @@ MAX_NAME = wire.MAX_KEY_LEN - 40
 _MAX_READ_RETRIES = 16
 _WINDOW = 4  # requests in flight per connection in a chunk transfer
 _LIST_PAGE = 10000
+PREFETCH = 2  # chunks a stream read fetches ahead of the one being consumed
 
 Buffer = bytes | bytearray | memoryview
 Name = str | bytes
@@ -490,18 +493,21 @@ class Job:
 
     # ---- get ----
 
-    def get(self, key: Name, *, delete_after_read: bool = False) -> bytes | bytearray:
-        """Returns the value under key: bytes, or a bytearray for values
-        over 64 KiB. Raises NotFound. delete_after_read deletes the version
-        read once it has been read whole (Pocket's DELETE_AFTER_READ); a
-        value written meanwhile stays."""
+    def get(self, key: Name, *, delete_after_read: bool = False) -> bytes | memoryview:
+        """Returns the value under key: bytes for a value under
+        buffer.MAP_MIN (64 KiB), else a writable memoryview (format "B")
+        over a buffer of its own, an anonymous memory map the value was
+        received into (see the buffer module; bytes(v) copies it out).
+        Raises NotFound. delete_after_read deletes the version read once it
+        has been read whole (Pocket's DELETE_AFTER_READ); a value written
+        meanwhile stays."""
         k = _name(key)
         flags = wire.FLAG_DELETE_AFTER_READ if delete_after_read else 0
         r, _ = self._do(wire.OP_GET, flags, k)
         if r.code == 0 and not r.flags & wire.FLAG_MANIFEST:
             return r.payload  # a one-record value: one round trip
         out, _ = self._get(k, None, flags, r)
-        return out
+        return bytes(out) if len(out) < buffer.MAP_MIN else out
 
     def get_into(self, key: Name, buf: Buffer, *, delete_after_read: bool = False) -> int:
         """Reads the value under key into buf (a writable buffer) and
@@ -541,7 +547,7 @@ class Job:
             elif dst is not None:
                 raise errors.TooLarge(f"value of {m.size} bytes does not fit the {len(dst)}-byte buffer")
             else:
-                out = memoryview(bytearray(m.size))
+                out = buffer.alloc(m.size)
             try:
                 self._get_chunks(k, m, out)
             except (errors.StaleEpoch, errors.Draining):
@@ -557,7 +563,7 @@ class Job:
                 continue
             if flags & wire.FLAG_DELETE_AFTER_READ:
                 self._delete_version(k, m.version)
-            return (out if dst is not None else out.obj), m.version
+            return out, m.version
         raise AssertionError("unreachable")
 
     def _plausible(self, m: wire.Manifest) -> None:
@@ -734,14 +740,16 @@ class Job:
 
     # ---- streams ----
 
-    def open(self, key: Name, mode: str = "rb", *, persist: bool = False,
-             delete_after_read: bool = False) -> io.BufferedIOBase:
+    def open(self, key: Name, mode: str = "rb", *, persist: bool = False, delete_after_read: bool = False,
+             prefetch: int = PREFETCH) -> io.BufferedIOBase:
         """A file-like stream over one value: mode "rb" reads it chunk by
-        chunk, "wb" writes it (published whole at close(); a block that
-        raises publishes nothing). Use as a context manager."""
+        chunk, with the next prefetch chunks (at least 1) being received
+        while the caller consumes one; "wb" writes it (published whole at
+        close(); a block that raises publishes nothing). Use as a context
+        manager."""
         k = _name(key)
         if mode == "rb":
-            return io.BufferedReader(_Reader(self, k, delete_after_read), self.client.chunk_size)
+            return io.BufferedReader(_Reader(self, k, delete_after_read, prefetch), self.client.chunk_size)
         if mode == "wb":
             return _Writer(self, k, wire.FLAG_PERSIST if persist else 0)
         raise ValueError(f"mode {mode!r}: want 'rb' or 'wb'")
@@ -910,25 +918,34 @@ class _Writer(io.BufferedIOBase):
 
 
 class _Reader(io.RawIOBase):
-    """A value read as a stream, one chunk at a time. If the object is
+    """A value read as a stream, one chunk at a time. While the caller
+    consumes one chunk, the next ``prefetch`` chunks are being received on
+    the client's workers, each into a chunk buffer of the reader's own (at
+    most prefetch + 1 buffers, reused once consumed). If the object is
     replaced after bytes of it were handed out, reading on raises Conflict
-    (nothing returned was torn; read again)."""
+    (nothing returned was torn; read again). An error fetching a chunk is
+    raised by the read that reaches it."""
 
-    def __init__(self, job: Job, key: bytes, delete_after_read: bool):
+    def __init__(self, job: Job, key: bytes, delete_after_read: bool, prefetch: int = PREFETCH):
         super().__init__()
-        self.job, self.key, self.dar = job, key, delete_after_read
+        if prefetch < 1:
+            raise ValueError(f"prefetch {prefetch}: want at least 1 chunk")
+        self.job, self.key, self.dar, self.depth = job, key, delete_after_read, prefetch
         r, _ = job._do(wire.OP_GET, wire.FLAG_VERSION, key, 0)
         r.check()
         self.m: wire.Manifest | None = None
-        self.cur = memoryview(bytes(r.payload))
-        self.pos = 0  # offset of cur in the object
+        self.cur = memoryview(r.payload)
         self.off = 0  # bytes of cur consumed
-        self.i = 0
         self.ver = 0
+        self.asked = 0  # chunks asked for so far, 1..asked
+        self.ahead: collections.deque = collections.deque()  # (future, chunk view, its buffer)
+        self.free: list[memoryview] = []  # consumed chunk buffers
+        self.base: memoryview | None = None  # the buffer under cur
         if r.flags & wire.FLAG_MANIFEST:
             self.m = wire.decode_manifest(bytes(r.payload))
             job._plausible(self.m)
             self.cur = memoryview(b"")
+            self._ask()
         elif r.meta:
             self.ver = r.response().version
 
@@ -944,22 +961,45 @@ class _Reader(io.RawIOBase):
         self.off += n
         return n
 
-    def _next(self) -> bool:
+    def _ask(self) -> None:
+        """Starts fetching chunks until depth of them are in flight or
+        received but not yet consumed."""
         m = self.m
-        if m is None or self.i >= m.count:
+        while len(self.ahead) < self.depth and self.asked < m.count:
+            self.asked += 1
+            lo, hi = m.bounds(self.asked)
+            base = self.free.pop() if self.free else buffer.alloc(min(m.chunk, m.size))
+            part = base[:hi - lo]
+            fut = self.job.client.executor().submit(
+                self.job._get_chunk_one, wire.chunk_key(self.key, m.version, self.asked), self.asked, part)
+            self.ahead.append((fut, part, base))
+
+    def _next(self) -> bool:
+        """Makes the next chunk current; False at the end of the value."""
+        if self.base is not None:
+            self.free.append(self.base)
+            self.base = None
+        if not self.ahead:
             self._done()
             return False
-        self.i += 1
-        lo, hi = m.bounds(self.i)
-        part = memoryview(bytearray(hi - lo))
+        fut, part, base = self.ahead.popleft()
         try:
-            self.job._get_chunk_one(wire.chunk_key(self.key, m.version, self.i), self.i, part)
+            fut.result()
         except errors.NotFound:
             raise errors.Conflict(f"object {self.key!r} was replaced while being read") from None
-        self.cur, self.off, self.pos = part, 0, lo
+        self._ask()  # after the wait: at most depth fetches at once
+        self.cur, self.off, self.base = part, 0, base
         return True
 
     def _done(self) -> None:
         if self.dar:
             self.dar = False
             self.job._delete_version(self.key, self.m.version if self.m else self.ver)
+
+    def close(self) -> None:
+        """Stops the chunk fetches not started yet; the ones running finish
+        on their own into buffers nobody reads."""
+        for fut, _, _ in self.ahead:
+            fut.cancel()
+        self.ahead.clear()
+        super().close()

@@ -10,7 +10,8 @@ request id.
 Buffer lifetimes: ``recv`` reads a reply's payload straight into the
 caller's buffer (``recv_into`` on a memoryview) when the caller gives one
 that fits, so bulk bytes are not copied in user space; otherwise it returns
-bytes the caller owns. Payloads are sent with ``sendmsg`` from the caller's
+bytes the caller owns (a memoryview from ``buffer.alloc`` when
+``buffer.MAP_MIN`` bytes or more). Payloads are sent with ``sendmsg`` from the caller's
 memoryview, never joined into a new buffer.
 """
 
@@ -22,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import errors, wire
+from . import buffer, errors, wire
 
 _RBUF = 256 << 10
 _HDR = struct.Struct("<2sBBHHQII")
@@ -30,8 +31,9 @@ _SMALL_SEND = 16 << 10
 
 
 class Reply:
-    """One reply: header flags, code, metadata bytes and payload (a bytes
-    object, or a memoryview of the caller's buffer it was read into)."""
+    """One reply: header flags, code, metadata bytes and payload (bytes, a
+    memoryview of the caller's buffer it was read into, or for a large
+    payload with no such buffer a memoryview from ``buffer.alloc``)."""
 
     __slots__ = ("id", "flags", "code", "meta", "payload")
 
@@ -147,7 +149,8 @@ class NodeConn:
         (used when the payload fits it; the reply's payload is then its
         first bytes), or a function of (request id, payload length)
         returning such a view or None. Otherwise the payload is returned as
-        bytes."""
+        bytes, or from buffer.MAP_MIN bytes as a memoryview of a fresh
+        buffer.alloc buffer."""
         try:
             self._fill(wire.HEADER_LEN)
             h = wire.parse_header(self._rview[self._r0:self._r0 + wire.HEADER_LEN])
@@ -161,9 +164,9 @@ class NodeConn:
             elif n <= self._r1 - self._r0 or n <= 4096:
                 payload = self._take(n) if n else b""
             else:
-                buf = bytearray(n)
-                self._read_into(memoryview(buf))
-                payload = bytes(buf) if n < 65536 else buf
+                buf = buffer.alloc(n)
+                self._read_into(buf)
+                payload = bytes(buf) if n < buffer.MAP_MIN else buf
         except (OSError, ValueError, errors.PocketError) as e:
             raise self._fail(e) from None
         return Reply(h.id, h.flags, h.code, meta, payload)

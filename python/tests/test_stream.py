@@ -1,0 +1,129 @@
+"""Large values as buffers of their own (get) and as streams that fetch
+chunks ahead of the reader (open)."""
+
+import mmap
+import os
+import threading
+
+import pytest
+
+from conftest import wait_for
+
+import pocket
+from pocket import buffer
+
+KiB, MiB = 1 << 10, 1 << 20
+CHUNK = 64 * KiB
+
+
+@pytest.mark.parametrize("size", [buffer.MAP_MIN - 1, buffer.MAP_MIN, 3 * MiB + 5])
+def test_get_returns_bytes_or_a_mapped_view(job, size):
+    """Under MAP_MIN a get gives bytes; from it a writable memoryview over
+    an anonymous map of its own (one record or chunked alike)."""
+    v = os.urandom(size)
+    job.put("v", v)
+    got = job.get("v")
+    assert got == v
+    if size < buffer.MAP_MIN:
+        assert type(got) is bytes
+    else:
+        assert isinstance(got, memoryview) and isinstance(got.obj, mmap.mmap)
+        assert got.format == "B" and not got.readonly and got.nbytes == size
+        assert bytes(got[:10]) == v[:10]
+
+
+def test_alloc():
+    assert buffer.alloc(0).nbytes == 0
+    small = buffer.alloc(100)
+    assert isinstance(small.obj, bytearray) and small.tobytes() == bytes(100)
+    big = buffer.alloc(buffer.HUGE_PAGE + 1)
+    assert isinstance(big.obj, mmap.mmap) and big.nbytes == buffer.HUGE_PAGE + 1
+    assert big[buffer.HUGE_PAGE] == 0 and not any(big[:4096])
+    with pytest.raises(ValueError):
+        buffer.alloc(-1)
+
+
+class _Counting:
+    """Wraps a job's chunk fetch: records the chunks asked for and the
+    most fetches running at once."""
+
+    def __init__(self, job):
+        self.fetch = job._get_chunk_one
+        self.asked: list[int] = []
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, ck, i, part):
+        with self.lock:
+            self.asked.append(i)
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return self.fetch(ck, i, part)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.fixture
+def small_chunks(cluster, job):
+    """The job through a client with CHUNK-byte chunks."""
+    with cluster.client(chunk_size=CHUNK) as c:
+        yield c.open_job(job.id, job.token)
+
+
+def test_stream_prefetches_a_bounded_number_of_chunks(small_chunks, monkeypatch):
+    job = small_chunks
+    v = os.urandom(10 * CHUNK + 123)
+    job.put("big", v)
+    count = _Counting(job)
+    monkeypatch.setattr(job, "_get_chunk_one", count)
+    with job.open("big", prefetch=2) as r:
+        first = r.read(10)
+        # While the caller holds chunk 1, chunks 2 and 3 are fetched, and
+        # no further one until it moves on.
+        assert wait_for(lambda: len(count.asked) == 3 and count.running == 0)
+        assert sorted(count.asked) == [1, 2, 3]
+        rest = r.read()
+    assert first + rest == v
+    assert sorted(count.asked) == list(range(1, 12))
+    assert count.most <= 2
+
+
+def test_stream_reads_in_odd_pieces(small_chunks):
+    job = small_chunks
+    v = os.urandom(7 * CHUNK - 1)
+    job.put("odd", v)
+    for prefetch in (1, 3, 20):
+        got = bytearray()
+        with job.open("odd", prefetch=prefetch) as r:
+            while piece := r.read(12_345):
+                got += piece
+        assert got == v
+    with pytest.raises(ValueError):
+        job.open("odd", prefetch=0)
+
+
+def test_stream_of_a_replaced_object_raises_conflict(small_chunks):
+    """Chunks fetched before the replacement are the old version's; the
+    first chunk asked for after it is gone: Conflict, nothing torn."""
+    job = small_chunks
+    old = os.urandom(10 * CHUNK)
+    job.put("obj", old)
+    with job.open("obj", prefetch=2) as r:
+        head = r.read(CHUNK)
+        job.put("obj", os.urandom(10 * CHUNK))
+        with pytest.raises(pocket.Conflict):
+            while piece := r.read(CHUNK):
+                head += piece
+    assert old.startswith(head) and len(head) < len(old)
+
+
+def test_stream_close_midway_cancels(small_chunks):
+    job = small_chunks
+    v = os.urandom(20 * CHUNK)
+    job.put("obj", v)
+    r = job.open("obj")
+    assert r.read(100) == v[:100]
+    r.close()
+    assert job.get("obj") == v  # the workers and connections are fine
