@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pocketstore/pocket/orchestrator"
+	"github.com/pocketstore/pocket/orchestrator/k8s"
 	"github.com/pocketstore/pocket/orchestrator/spot"
 )
 
@@ -38,7 +38,7 @@ func (o *spotOptions) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.limit, "deadline", 2*time.Minute, "longest drain deadline; a notice that leaves less time gets that time less --margin")
 	fs.DurationVar(&o.margin, "margin", 10*time.Second, "time kept between the drain's deadline and the host's end")
 	fs.StringVar(&o.k8sHost, "k8s-host", "", "also drain the node pods scheduled on this Kubernetes node (spec.nodeName; in a DaemonSet, from the downward API)")
-	fs.StringVar(&o.k8sNS, "k8s-namespace", "", "namespace of the node pods (default $"+orchestrator.EnvPodNamespace+")")
+	fs.StringVar(&o.k8sNS, "k8s-namespace", "", "namespace of the node pods (default $"+k8s.EnvPodNamespace+")")
 	pass := func(name, help string) {
 		fs.Func(name, help, func(v string) error { o.drain = append(o.drain, "--"+name, v); return nil })
 	}
@@ -99,15 +99,15 @@ func (o *spotOptions) targets(addrs []string) func(context.Context) ([]string, e
 		if o.k8sHost == "" {
 			return addrs, nil
 		}
-		cs, err := orchestrator.InClusterClient()
+		cs, err := k8s.InClusterClient()
 		if err != nil {
 			return addrs, err
 		}
 		ns := o.k8sNS
 		if ns == "" {
-			ns = os.Getenv(orchestrator.EnvPodNamespace)
+			ns = os.Getenv(k8s.EnvPodNamespace)
 		}
-		nodes, err := orchestrator.ListNodePods(ctx, cs, ns, o.k8sHost)
+		nodes, err := k8s.ListNodePods(ctx, cs, ns, o.k8sHost)
 		if err != nil {
 			return addrs, err
 		}

@@ -1,10 +1,11 @@
-package orchestrator
+package k8s
 
 import (
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pocketstore/pocket/orchestrator"
 	"slices"
 	"sort"
 	"strings"
@@ -21,8 +22,8 @@ import (
 
 const testNS = "pocket-test"
 
-func testKubeConfig() KubernetesConfig {
-	return KubernetesConfig{
+func testConfig() Config {
+	return Config{
 		Namespace:  testNS,
 		Image:      "pocket:test",
 		Secret:     "cluster-secret",
@@ -34,10 +35,10 @@ func testKubeConfig() KubernetesConfig {
 	}
 }
 
-func newTestKube(t *testing.T, cfg KubernetesConfig) (*Kubernetes, *fake.Clientset) {
+func newTestOrch(t *testing.T, cfg Config) (*Orchestrator, *fake.Clientset) {
 	t.Helper()
 	cs := fake.NewClientset()
-	k, err := NewKubernetes(cs, cfg)
+	k, err := New(cs.CoreV1(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +113,7 @@ func podNames(t *testing.T, cs *fake.Clientset) []string {
 	return out
 }
 
-func startOne(t *testing.T, k *Kubernetes, spec NodeSpec) Node {
+func startOne(t *testing.T, k *Orchestrator, spec orchestrator.NodeSpec) orchestrator.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -124,9 +125,9 @@ func startOne(t *testing.T, k *Kubernetes, spec NodeSpec) Node {
 }
 
 func TestKubernetesStartReturnsReadyPod(t *testing.T) {
-	k, cs := newTestKube(t, testKubeConfig())
+	k, cs := newTestOrch(t, testConfig())
 	kubelet(t, cs, false)
-	n := startOne(t, k, NodeSpec{DRAM: "1GiB", Args: []string{"--log-format", "json"}})
+	n := startOne(t, k, orchestrator.NodeSpec{DRAM: "1GiB", Args: []string{"--log-format", "json"}})
 	p := getPod(t, cs, n.ID)
 	if !strings.HasPrefix(n.ID, "pocket-node-") || n.Addr != p.Status.PodIP+":7100" {
 		t.Fatalf("node %+v, pod IP %q: want ID pocket-node-*, Addr POD_IP:7100", n, p.Status.PodIP)
@@ -253,9 +254,9 @@ func checkResources(t *testing.T, r corev1.ResourceRequirements, want corev1.Res
 // Start learns of readiness from its watch: it reads the Pod once, after
 // the watch started, not in a polling loop.
 func TestKubernetesStartWatches(t *testing.T) {
-	k, cs := newTestKube(t, testKubeConfig())
+	k, cs := newTestOrch(t, testConfig())
 	kubelet(t, cs, false, 300*time.Millisecond)
-	startOne(t, k, NodeSpec{DRAM: "1GiB"})
+	startOne(t, k, orchestrator.NodeSpec{DRAM: "1GiB"})
 	var gets, watches int
 	for _, a := range cs.Actions() {
 		if a.GetResource().Resource == "pods" && a.GetNamespace() == testNS {
@@ -273,11 +274,11 @@ func TestKubernetesStartWatches(t *testing.T) {
 }
 
 func TestKubernetesStartHugePagesAndNVMe(t *testing.T) {
-	cfg := testKubeConfig()
+	cfg := testConfig()
 	cfg.HugePages, cfg.NVMeStorageClass, cfg.AntiAffinity, cfg.CPU = true, "local-nvme", AntiAffinityPreferred, "2"
-	k, cs := newTestKube(t, cfg)
+	k, cs := newTestOrch(t, cfg)
 	kubelet(t, cs, false)
-	n := startOne(t, k, NodeSpec{DRAM: "1025MiB", NVMe: "/ignored/path:100GiB", Controller: "ignored:7000"})
+	n := startOne(t, k, orchestrator.NodeSpec{DRAM: "1025MiB", NVMe: "/ignored/path:100GiB", Controller: "ignored:7000"})
 	p := getPod(t, cs, n.ID)
 	checkNodeArgs(t, p.Spec.Containers[0].Args, "1025MiB", "--nvme", "/dev/pocket-nvme:100GiB", "--tls-dir", "/etc/pocket/tls")
 	r := p.Spec.Containers[0].Resources
@@ -319,11 +320,11 @@ func checkNVMeVolume(t *testing.T, p *corev1.Pod) {
 }
 
 func TestKubernetesStartInsecureWithoutOwner(t *testing.T) {
-	cfg := testKubeConfig()
+	cfg := testConfig()
 	cfg.TLSSecret, cfg.Insecure, cfg.Owner, cfg.AntiAffinity = "", true, nil, AntiAffinityNone
-	k, cs := newTestKube(t, cfg)
+	k, cs := newTestOrch(t, cfg)
 	kubelet(t, cs, false)
-	p := getPod(t, cs, startOne(t, k, NodeSpec{DRAM: "1GiB"}).ID)
+	p := getPod(t, cs, startOne(t, k, orchestrator.NodeSpec{DRAM: "1GiB"}).ID)
 	checkNodeArgs(t, p.Spec.Containers[0].Args, "1GiB", "--insecure")
 	if len(p.Spec.Volumes) != 0 || len(p.OwnerReferences) != 0 || p.Spec.Affinity != nil {
 		t.Errorf("volumes %v, owners %v, affinity %v: want none", p.Spec.Volumes, p.OwnerReferences, p.Spec.Affinity)
@@ -348,10 +349,10 @@ func TestKubernetesStartDeadlineDeletesPod(t *testing.T) {
 		}, context.Canceled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k, cs := newTestKube(t, testKubeConfig())
+			k, cs := newTestOrch(t, testConfig())
 			ctx, cancel := tc.ctx()
 			defer cancel()
-			_, err := k.Start(ctx, NodeSpec{DRAM: "1GiB"})
+			_, err := k.Start(ctx, orchestrator.NodeSpec{DRAM: "1GiB"})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "not ready") {
 				t.Fatalf("Start = %v, want %v and why", err, tc.want)
 			}
@@ -366,11 +367,11 @@ func TestKubernetesStartDeadlineDeletesPod(t *testing.T) {
 }
 
 func TestKubernetesStartFailedPod(t *testing.T) {
-	k, cs := newTestKube(t, testKubeConfig())
+	k, cs := newTestOrch(t, testConfig())
 	kubelet(t, cs, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := k.Start(ctx, NodeSpec{DRAM: "1GiB"})
+	_, err := k.Start(ctx, orchestrator.NodeSpec{DRAM: "1GiB"})
 	if err == nil || !strings.Contains(err.Error(), "stopped before it was ready") || !strings.Contains(err.Error(), "exited 1") {
 		t.Fatalf("Start = %v, want the pod's failure", err)
 	}
@@ -383,7 +384,7 @@ func TestKubernetesStartFailedPod(t *testing.T) {
 }
 
 func TestKubernetesStop(t *testing.T) {
-	k, cs := newTestKube(t, testKubeConfig())
+	k, cs := newTestOrch(t, testConfig())
 	kubelet(t, cs, false)
 	ctx := context.Background()
 	foreign := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: testNS}}
@@ -391,11 +392,11 @@ func TestKubernetesStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"pocket-node-none", "web"} {
-		if err := k.Stop(ctx, id); !errors.Is(err, ErrUnknownNode) {
-			t.Errorf("Stop(%s) = %v, want ErrUnknownNode", id, err)
+		if err := k.Stop(ctx, id); !errors.Is(err, orchestrator.ErrUnknownNode) {
+			t.Errorf("Stop(%s) = %v, want orchestrator.ErrUnknownNode", id, err)
 		}
 	}
-	n := startOne(t, k, NodeSpec{DRAM: "1GiB"})
+	n := startOne(t, k, orchestrator.NodeSpec{DRAM: "1GiB"})
 	cs.ClearActions()
 	if err := k.Stop(ctx, n.ID); err != nil {
 		t.Fatal(err)
@@ -404,8 +405,8 @@ func TestKubernetesStop(t *testing.T) {
 		t.Fatalf("pods after Stop %v, want [web]", names)
 	}
 	checkDeleteGrace(t, cs.Actions(), n.ID, 5)
-	if err := k.Stop(ctx, n.ID); !errors.Is(err, ErrUnknownNode) {
-		t.Errorf("second Stop = %v, want ErrUnknownNode", err)
+	if err := k.Stop(ctx, n.ID); !errors.Is(err, orchestrator.ErrUnknownNode) {
+		t.Errorf("second Stop = %v, want orchestrator.ErrUnknownNode", err)
 	}
 }
 
@@ -426,7 +427,7 @@ func checkDeleteGrace(t *testing.T, actions []k8stesting.Action, name string, gr
 // Nodes lists node Pods by label, including those an earlier controller
 // started; Close deletes only this value's own.
 func TestKubernetesNodesAndClose(t *testing.T) {
-	k, cs := newTestKube(t, testKubeConfig())
+	k, cs := newTestOrch(t, testConfig())
 	kubelet(t, cs, false)
 	ctx := context.Background()
 	earlier := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pocket-node-old", Namespace: testNS, Labels: nodeLabels},
@@ -439,7 +440,7 @@ func TestKubernetesNodesAndClose(t *testing.T) {
 	}
 	started := startConcurrently(t, k, 4)
 	waitReady(t, cs, "pocket-node-old")
-	want := append(slices.Clone(started), Node{ID: "pocket-node-old", Addr: getPod(t, cs, "pocket-node-old").Status.PodIP + ":7100"})
+	want := append(slices.Clone(started), orchestrator.Node{ID: "pocket-node-old", Addr: getPod(t, cs, "pocket-node-old").Status.PodIP + ":7100"})
 	if got := sortedNodes(k.Nodes()); !slices.Equal(got, sortedNodes(want)) {
 		t.Fatalf("Nodes = %v, want %v", got, sortedNodes(want))
 	}
@@ -453,14 +454,14 @@ func TestKubernetesNodesAndClose(t *testing.T) {
 	if names := podNames(t, cs); !slices.Equal(names, []string{"pocket-node-old", "web"}) {
 		t.Fatalf("pods after Close %v, want the earlier controller's node and web", names)
 	}
-	if _, err := k.Start(ctx, NodeSpec{DRAM: "1GiB"}); !errors.Is(err, ErrClosed) {
+	if _, err := k.Start(ctx, orchestrator.NodeSpec{DRAM: "1GiB"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Start after Close = %v, want ErrClosed", err)
 	}
 }
 
-func startConcurrently(t *testing.T, k *Kubernetes, n int) []Node {
+func startConcurrently(t *testing.T, k *Orchestrator, n int) []orchestrator.Node {
 	t.Helper()
-	nodes := make([]Node, n)
+	nodes := make([]orchestrator.Node, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -469,7 +470,7 @@ func startConcurrently(t *testing.T, k *Kubernetes, n int) []Node {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			nodes[i], errs[i] = k.Start(ctx, NodeSpec{DRAM: "64MiB"})
+			nodes[i], errs[i] = k.Start(ctx, orchestrator.NodeSpec{DRAM: "64MiB"})
 		}()
 	}
 	wg.Wait()
@@ -489,46 +490,46 @@ func waitReady(t *testing.T, cs *fake.Clientset, name string) {
 	t.Fatalf("pod %s never ready", name)
 }
 
-func sortedNodes(ns []Node) []Node {
+func sortedNodes(ns []orchestrator.Node) []orchestrator.Node {
 	out := slices.Clone(ns)
-	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b orchestrator.Node) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
 func TestKubernetesConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
-		change func(*KubernetesConfig)
+		change func(*Config)
 		want   string
 	}{
-		{func(c *KubernetesConfig) { c.Namespace = "" }, "Namespace is required"},
-		{func(c *KubernetesConfig) { c.Image = "" }, "Image is required"},
-		{func(c *KubernetesConfig) { c.Secret = "" }, "Secret is required"},
-		{func(c *KubernetesConfig) { c.TLSSecret = "" }, "TLSSecret is required"},
-		{func(c *KubernetesConfig) { c.Insecure = true }, "give one"},
-		{func(c *KubernetesConfig) { c.Owner.UID = "" }, "want its API version, kind, name and UID"},
-		{func(c *KubernetesConfig) { c.AntiAffinity = "sometimes" }, `anti-affinity "sometimes"`},
-		{func(c *KubernetesConfig) { c.Labels = map[string]string{LabelComponent: "x"} }, "orchestrator's own"},
-		{func(c *KubernetesConfig) { c.MemoryOverhead = "lots" }, `memory overhead "lots"`},
+		{func(c *Config) { c.Namespace = "" }, "Namespace is required"},
+		{func(c *Config) { c.Image = "" }, "Image is required"},
+		{func(c *Config) { c.Secret = "" }, "Secret is required"},
+		{func(c *Config) { c.TLSSecret = "" }, "TLSSecret is required"},
+		{func(c *Config) { c.Insecure = true }, "give one"},
+		{func(c *Config) { c.Owner.UID = "" }, "want its API version, kind, name and UID"},
+		{func(c *Config) { c.AntiAffinity = "sometimes" }, `anti-affinity "sometimes"`},
+		{func(c *Config) { c.Labels = map[string]string{LabelComponent: "x"} }, "orchestrator's own"},
+		{func(c *Config) { c.MemoryOverhead = "lots" }, `memory overhead "lots"`},
 	} {
-		cfg := testKubeConfig()
+		cfg := testConfig()
 		tc.change(&cfg)
-		if _, err := NewKubernetes(fake.NewClientset(), cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("NewKubernetes = %v, want an error with %q", err, tc.want)
+		if _, err := New(fake.NewClientset().CoreV1(), cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New = %v, want an error with %q", err, tc.want)
 		}
 	}
 }
 
 func TestKubernetesSpecErrors(t *testing.T) {
-	k, cs := newTestKube(t, testKubeConfig())
+	k, cs := newTestOrch(t, testConfig())
 	for _, tc := range []struct {
-		spec NodeSpec
+		spec orchestrator.NodeSpec
 		want string
 	}{
-		{NodeSpec{DRAM: "1GiB", Args: []string{"--tls-dir=/x"}}, "--tls-dir, which the orchestrator sets"},
-		{NodeSpec{DRAM: "1GiB", Args: []string{"-advertise", "a:1"}}, "--advertise, which the orchestrator sets"},
-		{NodeSpec{DRAM: "1GiB", NVMe: "/dev/x:10GiB"}, "no NVMe storage class"},
-		{NodeSpec{DRAM: "1GiB", NVMe: "10GiB"}, "want PATH:SIZE"},
-		{NodeSpec{DRAM: "lots"}, `size "lots"`},
+		{orchestrator.NodeSpec{DRAM: "1GiB", Args: []string{"--tls-dir=/x"}}, "--tls-dir, which the orchestrator sets"},
+		{orchestrator.NodeSpec{DRAM: "1GiB", Args: []string{"-advertise", "a:1"}}, "--advertise, which the orchestrator sets"},
+		{orchestrator.NodeSpec{DRAM: "1GiB", NVMe: "/dev/x:10GiB"}, "no NVMe storage class"},
+		{orchestrator.NodeSpec{DRAM: "1GiB", NVMe: "10GiB"}, "want PATH:SIZE"},
+		{orchestrator.NodeSpec{DRAM: "lots"}, `size "lots"`},
 	} {
 		if _, err := k.Start(context.Background(), tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Start(%+v) = %v, want an error with %q", tc.spec, err, tc.want)
@@ -544,14 +545,14 @@ func TestKubernetesFlags(t *testing.T) {
 	cs := fake.NewClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pocket-controller-0", Namespace: "pocket", UID: "pod-uid",
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "pocket-controller", UID: "sts-uid", Controller: ptr(true)}}}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "by-hand", Namespace: "pocket", UID: "hand-uid"}})
-	build := func(args ...string) (*Kubernetes, error) {
-		var f KubernetesFlags
+	build := func(args ...string) (*Orchestrator, error) {
+		var f Flags
 		fs := flag.NewFlagSet("controller", flag.ContinueOnError)
 		f.Bind(fs)
 		if err := fs.Parse(append([]string{"--k8s-image", "pocket:dev", "--k8s-controller", "pocket-controller.pocket.svc:7000"}, args...)); err != nil {
 			t.Fatal(err)
 		}
-		return f.Build(ctx, cs)
+		return f.Build(ctx, cs.CoreV1())
 	}
 	t.Setenv(EnvPodNamespace, "pocket")
 	t.Setenv(EnvPodName, "pocket-controller-0")
@@ -591,11 +592,11 @@ func TestKubernetesFlags(t *testing.T) {
 	if k, err := build("--k8s-owner", "none"); err != nil || k.cfg.Owner != nil {
 		t.Errorf("--k8s-owner none: %v", err)
 	}
-	var f KubernetesFlags
+	var f Flags
 	f.Bind(flag.NewFlagSet("controller", flag.ContinueOnError))
 	f.cfg.Image, f.cfg.Controller, f.owner = "pocket:dev", "c:7000", OwnerNone
 	f.SetInsecure(true)
-	if k, err := f.Build(ctx, cs); err != nil || !k.cfg.Insecure || k.cfg.TLSSecret != "" {
+	if k, err := f.Build(ctx, cs.CoreV1()); err != nil || !k.cfg.Insecure || k.cfg.TLSSecret != "" {
 		t.Errorf("SetInsecure(true): %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package orchestrator
+package k8s
 
 import (
 	"bufio"
@@ -25,7 +25,7 @@ import (
 )
 
 // manifestDir holds the Kubernetes manifests, from this package.
-const manifestDir = "../deploy/kubernetes"
+const manifestDir = "../../deploy/kubernetes"
 
 // manifests decodes every document of every YAML file under manifestDir
 // with client-go's scheme, strictly: an unknown kind, an unknown or
@@ -151,7 +151,7 @@ func TestManifestsControllerFlags(t *testing.T) {
 	}
 	pod := sts.Spec.Template.Spec
 	c := pod.Containers[0]
-	var f KubernetesFlags
+	var f Flags
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
 	f.Bind(fs)
 	var k8sArgs []string

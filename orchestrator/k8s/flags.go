@@ -1,4 +1,4 @@
-package orchestrator
+package k8s
 
 import (
 	"context"
@@ -9,10 +9,10 @@ import (
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
-// Environment variables KubernetesFlags reads; the manifests in
+// Environment variables Flags reads; the manifests in
 // deploy/kubernetes set them from the downward API.
 const (
 	EnvPodName      = "POD_NAME"      // metadata.name of the controller's Pod
@@ -22,11 +22,11 @@ const (
 // serviceAccountNamespace is where every Pod finds its own namespace.
 const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-// KubernetesFlags are the command-line flags of a controller that runs its
+// Flags are the command-line flags of a controller that runs its
 // nodes as Kubernetes Pods (`pocket controller --orchestrator kubernetes`).
 // Bind them, parse, then call New (Build in tests).
-type KubernetesFlags struct {
-	cfg          KubernetesConfig
+type Flags struct {
+	cfg          Config
 	antiAffinity string
 	labels       string
 	owner        string
@@ -40,7 +40,7 @@ const (
 )
 
 // Bind registers the --k8s-* flags on fs.
-func (f *KubernetesFlags) Bind(fs *flag.FlagSet) {
+func (f *Flags) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.cfg.Namespace, "k8s-namespace", "", "namespace of the node pods (default $"+EnvPodNamespace+", else the controller pod's own)")
 	fs.StringVar(&f.cfg.Image, "k8s-image", "", "image of the node pods, its entrypoint the pocket binary (required with --orchestrator kubernetes)")
 	fs.StringVar((*string)(&f.cfg.ImagePullPolicy), "k8s-image-pull-policy", "", "Always, IfNotPresent or Never (default: the cluster's)")
@@ -59,7 +59,7 @@ func (f *KubernetesFlags) Bind(fs *flag.FlagSet) {
 
 // SetInsecure follows a controller serving plain TCP (its --insecure): the
 // nodes then get --insecure and no certificate Secret.
-func (f *KubernetesFlags) SetInsecure(insecure bool) {
+func (f *Flags) SetInsecure(insecure bool) {
 	f.cfg.Insecure = insecure
 	if insecure {
 		f.cfg.TLSSecret = ""
@@ -69,7 +69,7 @@ func (f *KubernetesFlags) SetInsecure(insecure bool) {
 // Config returns the configuration the flags describe, completed from the
 // environment: the namespace from $POD_NAMESPACE or the service account's
 // namespace file. The owner is left to Build, which asks the API server.
-func (f *KubernetesFlags) Config() (KubernetesConfig, error) {
+func (f *Flags) Config() (Config, error) {
 	cfg := f.cfg
 	cfg.AntiAffinity = AntiAffinity(f.antiAffinity)
 	labels, err := parseLabels(f.labels)
@@ -93,7 +93,7 @@ func (f *KubernetesFlags) Config() (KubernetesConfig, error) {
 
 // New returns the orchestrator the flags describe, reaching the API server
 // with the Pod's service account (InClusterClient).
-func (f *KubernetesFlags) New(ctx context.Context) (*Kubernetes, error) {
+func (f *Flags) New(ctx context.Context) (*Orchestrator, error) {
 	cs, err := InClusterClient()
 	if err != nil {
 		return nil, err
@@ -104,7 +104,7 @@ func (f *KubernetesFlags) New(ctx context.Context) (*Kubernetes, error) {
 // Build returns the orchestrator the flags describe over client. Unless
 // --k8s-owner is none, it reads the controller's own Pod ($POD_NAME) to
 // name the owner of the node pods.
-func (f *KubernetesFlags) Build(ctx context.Context, client kubernetes.Interface) (*Kubernetes, error) {
+func (f *Flags) Build(ctx context.Context, client corev1client.PodsGetter) (*Orchestrator, error) {
 	cfg, err := f.Config()
 	if err != nil {
 		return nil, err
@@ -114,17 +114,17 @@ func (f *KubernetesFlags) Build(ctx context.Context, client kubernetes.Interface
 			return nil, err
 		}
 	}
-	return NewKubernetes(client, cfg)
+	return New(client, cfg)
 }
 
 // ownerOf is the owner the node pods get: the controller's Pod ($POD_NAME
 // in namespace) or, for OwnerController, the controller of that Pod.
-func ownerOf(ctx context.Context, client kubernetes.Interface, namespace, mode string) (*metav1.OwnerReference, error) {
+func ownerOf(ctx context.Context, client corev1client.PodsGetter, namespace, mode string) (*metav1.OwnerReference, error) {
 	name := os.Getenv(EnvPodName)
 	if name == "" {
 		return nil, fmt.Errorf("node pods are owned by the controller's pod or its StatefulSet: set $%s from the downward API (metadata.name), or give --k8s-owner none", EnvPodName)
 	}
-	pod, err := client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	pod, err := client.Pods(namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("the controller's own pod %s in namespace %s: %w", name, namespace, err)
 	}
@@ -138,12 +138,12 @@ func ownerOf(ctx context.Context, client kubernetes.Interface, namespace, mode s
 	return &metav1.OwnerReference{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: ref.UID}, nil
 }
 
-// KubernetesFromEnv is the orchestrator of a controller running in a Pod,
+// FromEnv is the orchestrator of a controller running in a Pod,
 // configured by the flags' defaults and the environment alone:
 // $POCKET_K8S_IMAGE, $POCKET_K8S_CONTROLLER (required), $POD_NAMESPACE and
 // $POD_NAME (the owner, the StatefulSet of the controller's Pod).
-func KubernetesFromEnv(ctx context.Context) (*Kubernetes, error) {
-	var f KubernetesFlags
+func FromEnv(ctx context.Context) (*Orchestrator, error) {
+	var f Flags
 	fs := flag.NewFlagSet("kubernetes", flag.ContinueOnError)
 	f.Bind(fs)
 	f.cfg.Image = os.Getenv("POCKET_K8S_IMAGE")

@@ -1,10 +1,11 @@
-package orchestrator
+package k8s
 
 import (
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/pocketstore/pocket/orchestrator"
 	"maps"
 	"net"
 	"strings"
@@ -16,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 )
 
@@ -62,10 +63,10 @@ const (
 	AntiAffinityNone AntiAffinity = "none"
 )
 
-// KubernetesConfig configures Kubernetes. Namespace and Image are
+// Config configures an Orchestrator. Namespace and Image are
 // required, and TLSSecret unless Insecure; other zero fields take the
 // defaults their comments name.
-type KubernetesConfig struct {
+type Config struct {
 	Namespace string // namespace of the node Pods (and of the Secrets)
 	Image     string // image whose entrypoint is the pocket binary
 	// ImagePullPolicy of the node container ("": the cluster's default).
@@ -86,14 +87,14 @@ type KubernetesConfig struct {
 	// controller) and mounts no certificate: for tests only.
 	Insecure bool
 	// Controller, when set, is the address nodes register with, in place
-	// of NodeSpec.Controller (a controller's listen address, such as
+	// of orchestrator.NodeSpec.Controller (a controller's listen address, such as
 	// 0.0.0.0:7000, is no address for another Pod): the controller's
 	// Service, e.g. pocket-controller.pocket.svc:7000.
 	Controller string
 	// Owner, when set, becomes every node Pod's controlling
 	// ownerReference, so Kubernetes deletes the nodes when the owner is
 	// deleted: the controller's Pod, or that Pod's StatefulSet, whose
-	// nodes then outlive a restart of the Pod (KubernetesFlags'
+	// nodes then outlive a restart of the Pod (Flags'
 	// --k8s-owner). Nil: nodes outlive the controller, and a new
 	// controller finds them with Nodes.
 	Owner *metav1.OwnerReference
@@ -110,7 +111,7 @@ type KubernetesConfig struct {
 	// CPU requested per node, a Kubernetes quantity ("": none).
 	CPU string
 	// NVMeStorageClass is the StorageClass of the per-node Block volume
-	// claimed when a NodeSpec asks for NVMe (a local-volume class; its
+	// claimed when a orchestrator.NodeSpec asks for NVMe (a local-volume class; its
 	// volumes are raw devices on the node's host). Required for NVMe.
 	NVMeStorageClass string
 	// AntiAffinity between node Pods (default AntiAffinityRequired).
@@ -127,60 +128,62 @@ type KubernetesConfig struct {
 	RunAsUser int64
 }
 
-// Kubernetes is an Orchestrator that runs each node as one Pod in a
+// Orchestrator is an orchestrator.Orchestrator that runs each node as one Pod in a
 // namespace (see the package doc). It is safe for concurrent use.
-type Kubernetes struct {
-	cfg    KubernetesConfig
-	client kubernetes.Interface
+type Orchestrator struct {
+	cfg    Config
+	client corev1client.PodsGetter
 
 	mu      sync.Mutex
-	started map[string]Node // by Pod name: the Pods this value started
+	started map[string]orchestrator.Node // by Pod name: the Pods this value started
 	closed  bool
 }
 
-var _ Orchestrator = (*Kubernetes)(nil)
+var _ orchestrator.Orchestrator = (*Orchestrator)(nil)
 
 // ErrClosed: Start was called after Close.
 var ErrClosed = errors.New("orchestrator: closed")
 
-// NewKubernetesInCluster returns a Kubernetes orchestrator that reaches
+// NewInCluster returns a Kubernetes orchestrator that reaches
 // the API server with the Pod's service account (InClusterClient): the
 // controller runs in the cluster. The service account needs pods create,
 // get, list, watch and delete in cfg.Namespace.
-func NewKubernetesInCluster(cfg KubernetesConfig) (*Kubernetes, error) {
+func NewInCluster(cfg Config) (*Orchestrator, error) {
 	cs, err := InClusterClient()
 	if err != nil {
 		return nil, err
 	}
-	return NewKubernetes(cs, cfg)
+	return New(cs, cfg)
 }
 
-// InClusterClient is a client of the API server of the cluster this
+// InClusterClient is a client of the core API group of the cluster this
 // process runs in, with its Pod's service account (rest.InClusterConfig);
-// outside a Pod it returns an error saying so.
-func InClusterClient() (kubernetes.Interface, error) {
+// outside a Pod it returns an error saying so. Only the core group: the
+// full clientset would link every API group's client into the binary.
+func InClusterClient() (corev1client.CoreV1Interface, error) {
 	rc, err := rest.InClusterConfig()
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: kubernetes API from inside the cluster: %w", err)
 	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := corev1client.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: kubernetes client: %w", err)
 	}
 	return cs, nil
 }
 
-// NewKubernetes returns a Kubernetes orchestrator over client (the fake
-// clientset in tests). It checks cfg and returns an error naming the
+// New returns a Kubernetes orchestrator over client: a
+// clientset's CoreV1() (kubernetes.Interface; the fake clientset's in
+// tests). It checks cfg and returns an error naming the
 // first field that is missing or malformed.
-func NewKubernetes(client kubernetes.Interface, cfg KubernetesConfig) (*Kubernetes, error) {
+func New(client corev1client.PodsGetter, cfg Config) (*Orchestrator, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	return &Kubernetes{cfg: cfg, client: client, started: map[string]Node{}}, nil
+	return &Orchestrator{cfg: cfg, client: client, started: map[string]orchestrator.Node{}}, nil
 }
 
-func (c *KubernetesConfig) withDefaults() error {
+func (c *Config) withDefaults() error {
 	if err := c.checkRequired(); err != nil {
 		return err
 	}
@@ -205,7 +208,7 @@ func (c *KubernetesConfig) withDefaults() error {
 	return c.checkValues()
 }
 
-func (c *KubernetesConfig) checkRequired() error {
+func (c *Config) checkRequired() error {
 	switch {
 	case c.Namespace == "":
 		return errors.New("orchestrator: kubernetes: Namespace is required")
@@ -223,7 +226,7 @@ func (c *KubernetesConfig) checkRequired() error {
 	return nil
 }
 
-func (c *KubernetesConfig) checkValues() error {
+func (c *Config) checkValues() error {
 	switch c.AntiAffinity {
 	case AntiAffinityRequired, AntiAffinityPreferred, AntiAffinityNone:
 	default:
@@ -249,34 +252,34 @@ func (c *KubernetesConfig) checkValues() error {
 // the Pod is Ready (its data port accepts connections) with a Pod IP. If
 // ctx ends first, or the Pod fails or is deleted, the Pod is deleted and
 // the error says what the Pod was waiting for.
-func (k *Kubernetes) Start(ctx context.Context, spec NodeSpec) (Node, error) {
+func (k *Orchestrator) Start(ctx context.Context, spec orchestrator.NodeSpec) (orchestrator.Node, error) {
 	if k.isClosed() {
-		return Node{}, ErrClosed
+		return orchestrator.Node{}, ErrClosed
 	}
 	pod, err := k.createPod(ctx, spec)
 	if err != nil {
-		return Node{}, err
+		return orchestrator.Node{}, err
 	}
 	ready, err := k.awaitReady(ctx, pod.Name)
 	if err == nil {
-		var n Node
+		var n orchestrator.Node
 		if n, err = nodeOf(ready); err == nil {
 			return n, k.track(n)
 		}
 	}
 	k.deleteQuietly(pod.Name)
-	return Node{}, err
+	return orchestrator.Node{}, err
 }
 
 // createPod creates the node's Pod under a fresh name, trying another name
 // if one is taken.
-func (k *Kubernetes) createPod(ctx context.Context, spec NodeSpec) (*corev1.Pod, error) {
+func (k *Orchestrator) createPod(ctx context.Context, spec orchestrator.NodeSpec) (*corev1.Pod, error) {
 	for attempt := 0; ; attempt++ {
 		pod, err := k.podFor(spec, "pocket-node-"+randomSuffix())
 		if err != nil {
 			return nil, err
 		}
-		created, err := k.client.CoreV1().Pods(k.cfg.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+		created, err := k.client.Pods(k.cfg.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) && attempt < 3 {
 			continue
 		}
@@ -289,7 +292,7 @@ func (k *Kubernetes) createPod(ctx context.Context, spec NodeSpec) (*corev1.Pod,
 
 // track records a started node; a node that became ready after Close is
 // deleted at once.
-func (k *Kubernetes) track(n Node) error {
+func (k *Orchestrator) track(n orchestrator.Node) error {
 	k.mu.Lock()
 	closed := k.closed
 	if !closed {
@@ -303,7 +306,7 @@ func (k *Kubernetes) track(n Node) error {
 	return nil
 }
 
-func (k *Kubernetes) isClosed() bool {
+func (k *Orchestrator) isClosed() bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.closed
@@ -311,38 +314,38 @@ func (k *Kubernetes) isClosed() bool {
 
 // nodeOf is a ready Pod's node: its name, and its Pod IP with the data
 // port, the address the node advertises ($(POD_IP):7100).
-func nodeOf(pod *corev1.Pod) (Node, error) {
+func nodeOf(pod *corev1.Pod) (orchestrator.Node, error) {
 	ip := net.ParseIP(pod.Status.PodIP)
 	if ip == nil || ip.To4() == nil {
 		// --advertise $(POD_IP):7100 is no address for an IPv6 Pod IP.
-		return Node{}, fmt.Errorf("orchestrator: pod %s has IP %q: node pods need an IPv4 pod IP", pod.Name, pod.Status.PodIP)
+		return orchestrator.Node{}, fmt.Errorf("orchestrator: pod %s has IP %q: node pods need an IPv4 pod IP", pod.Name, pod.Status.PodIP)
 	}
-	return Node{ID: pod.Name, Addr: fmt.Sprintf("%s:%d", ip, DataPort)}, nil
+	return orchestrator.Node{ID: pod.Name, Addr: fmt.Sprintf("%s:%d", ip, DataPort)}, nil
 }
 
 // Stop implements Orchestrator: it deletes the node's Pod with
 // StopGrace. The Pod need not have been started by this value (a
 // restarted controller stops the nodes Nodes lists), but it must carry the
-// node labels; any other id returns ErrUnknownNode.
-func (k *Kubernetes) Stop(ctx context.Context, id string) error {
-	pods := k.client.CoreV1().Pods(k.cfg.Namespace)
+// node labels; any other id returns orchestrator.ErrUnknownNode.
+func (k *Orchestrator) Stop(ctx context.Context, id string) error {
+	pods := k.client.Pods(k.cfg.Namespace)
 	pod, err := pods.Get(ctx, id, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		k.forget(id)
-		return fmt.Errorf("%w: %s (no such pod in namespace %s)", ErrUnknownNode, id, k.cfg.Namespace)
+		return fmt.Errorf("%w: %s (no such pod in namespace %s)", orchestrator.ErrUnknownNode, id, k.cfg.Namespace)
 	}
 	if err != nil {
 		return fmt.Errorf("orchestrator: get pod %s: %w", id, err)
 	}
 	if !isNodePod(pod) {
-		return fmt.Errorf("%w: pod %s is not a pocket node", ErrUnknownNode, id)
+		return fmt.Errorf("%w: pod %s is not a pocket node", orchestrator.ErrUnknownNode, id)
 	}
 	err = k.delete(ctx, id, pod.UID)
 	k.forget(id)
 	return err
 }
 
-func (k *Kubernetes) forget(id string) {
+func (k *Orchestrator) forget(id string) {
 	k.mu.Lock()
 	delete(k.started, id)
 	k.mu.Unlock()
@@ -350,13 +353,13 @@ func (k *Kubernetes) forget(id string) {
 
 // delete deletes a Pod with StopGrace; uid, when set, guards against
 // deleting a newer Pod of the same name. A Pod already gone is no error.
-func (k *Kubernetes) delete(ctx context.Context, name string, uid types.UID) error {
+func (k *Orchestrator) delete(ctx context.Context, name string, uid types.UID) error {
 	grace := int64(k.cfg.StopGrace.Round(time.Second) / time.Second)
 	opts := metav1.DeleteOptions{GracePeriodSeconds: &grace}
 	if uid != "" {
 		opts.Preconditions = metav1.NewUIDPreconditions(string(uid))
 	}
-	err := k.client.CoreV1().Pods(k.cfg.Namespace).Delete(ctx, name, opts)
+	err := k.client.Pods(k.cfg.Namespace).Delete(ctx, name, opts)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("orchestrator: delete pod %s: %w", name, err)
 	}
@@ -365,7 +368,7 @@ func (k *Kubernetes) delete(ctx context.Context, name string, uid types.UID) err
 
 // deleteQuietly deletes a Pod Start gave up on, on its own short context:
 // Start's may be done already.
-func (k *Kubernetes) deleteQuietly(name string) {
+func (k *Orchestrator) deleteQuietly(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = k.delete(ctx, name, "")
@@ -376,7 +379,7 @@ func (k *Kubernetes) deleteQuietly(name string) {
 // node labels from the API server, so a restarted controller sees the
 // nodes of its previous run). If the API server cannot be reached within
 // 10 s, it returns the nodes this value started and knows to be running.
-func (k *Kubernetes) Nodes() []Node {
+func (k *Orchestrator) Nodes() []orchestrator.Node {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ns, err := k.ListNodes(ctx, "")
@@ -390,7 +393,7 @@ func (k *Kubernetes) Nodes() []Node {
 
 // ListNodes lists the node Pods as Nodes does, and, when host is set,
 // only those scheduled on that Kubernetes node (ListNodePods).
-func (k *Kubernetes) ListNodes(ctx context.Context, host string) ([]Node, error) {
+func (k *Orchestrator) ListNodes(ctx context.Context, host string) ([]orchestrator.Node, error) {
 	return ListNodePods(ctx, k.client, k.cfg.Namespace, host)
 }
 
@@ -398,16 +401,16 @@ func (k *Kubernetes) ListNodes(ctx context.Context, host string) ([]Node, error)
 // not being deleted, by the node labels; when host is set, only those
 // scheduled on that Kubernetes node (spec.nodeName), which is how the spot
 // termination handler finds the nodes of its own host.
-func ListNodePods(ctx context.Context, client kubernetes.Interface, namespace, host string) ([]Node, error) {
+func ListNodePods(ctx context.Context, client corev1client.PodsGetter, namespace, host string) ([]orchestrator.Node, error) {
 	opts := metav1.ListOptions{LabelSelector: labels.SelectorFromSet(nodeLabels).String()}
 	if host != "" {
 		opts.FieldSelector = "spec.nodeName=" + host
 	}
-	list, err := client.CoreV1().Pods(namespace).List(ctx, opts)
+	list, err := client.Pods(namespace).List(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: list node pods in namespace %s: %w", namespace, err)
 	}
-	var out []Node
+	var out []orchestrator.Node
 	for i := range list.Items {
 		p := &list.Items[i]
 		if p.DeletionTimestamp != nil || !isNodePod(p) || (host != "" && p.Spec.NodeName != host) {
@@ -429,8 +432,8 @@ func isNodePod(p *corev1.Pod) bool {
 	return true
 }
 
-func slicesOf(m map[string]Node) []Node {
-	out := make([]Node, 0, len(m))
+func slicesOf(m map[string]orchestrator.Node) []orchestrator.Node {
+	out := make([]orchestrator.Node, 0, len(m))
 	for _, n := range m {
 		out = append(out, n)
 	}
@@ -440,7 +443,7 @@ func slicesOf(m map[string]Node) []Node {
 // Close implements Orchestrator: it deletes every Pod this value started
 // (not those of an earlier controller) and makes later Starts fail with
 // ErrClosed. It returns the first deletion error.
-func (k *Kubernetes) Close() error {
+func (k *Orchestrator) Close() error {
 	k.mu.Lock()
 	k.closed = true
 	started := maps.Clone(k.started)

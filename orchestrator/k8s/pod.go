@@ -1,7 +1,8 @@
-package orchestrator
+package k8s
 
 import (
 	"fmt"
+	"github.com/pocketstore/pocket/orchestrator"
 	"maps"
 	"strconv"
 	"strings"
@@ -29,12 +30,12 @@ const (
 	defaultDRAM   = "1GiB"
 )
 
-// ownedFlags are the node flags the orchestrator sets itself; NodeSpec.Args
+// ownedFlags are the node flags the orchestrator sets itself; orchestrator.NodeSpec.Args
 // may not repeat them.
 var ownedFlags = []string{"listen", "advertise", "controller", "dram", "nvme", "tls-dir", "insecure", "secret-file"}
 
 // podFor is the Pod of one node: the design in the package doc.
-func (k *Kubernetes) podFor(spec NodeSpec, name string) (*corev1.Pod, error) {
+func (k *Orchestrator) podFor(spec orchestrator.NodeSpec, name string) (*corev1.Pod, error) {
 	res, err := k.resources(spec)
 	if err != nil {
 		return nil, err
@@ -70,7 +71,7 @@ func (k *Kubernetes) podFor(spec NodeSpec, name string) (*corev1.Pod, error) {
 	return pod, nil
 }
 
-func (k *Kubernetes) podMeta(name string) metav1.ObjectMeta {
+func (k *Orchestrator) podMeta(name string) metav1.ObjectMeta {
 	l := maps.Clone(k.cfg.Labels)
 	if l == nil {
 		l = map[string]string{}
@@ -88,10 +89,10 @@ func (k *Kubernetes) podMeta(name string) metav1.ObjectMeta {
 // nodeArgs are the container's arguments: `node` with the flags the
 // orchestrator owns, then spec.Args. A flag of ownedFlags in spec.Args is
 // an error, not a silent override.
-func (k *Kubernetes) nodeArgs(spec NodeSpec, nvmeSize string) ([]string, error) {
+func (k *Orchestrator) nodeArgs(spec orchestrator.NodeSpec, nvmeSize string) ([]string, error) {
 	for _, a := range spec.Args {
 		if f := ownedFlag(a); f != "" {
-			return nil, fmt.Errorf("orchestrator: kubernetes: NodeSpec.Args has --%s, which the orchestrator sets itself", f)
+			return nil, fmt.Errorf("orchestrator: kubernetes: orchestrator.NodeSpec.Args has --%s, which the orchestrator sets itself", f)
 		}
 	}
 	ctl := k.cfg.Controller
@@ -99,7 +100,7 @@ func (k *Kubernetes) nodeArgs(spec NodeSpec, nvmeSize string) ([]string, error) 
 		ctl = spec.Controller
 	}
 	if ctl == "" {
-		return nil, fmt.Errorf("orchestrator: kubernetes: no controller address for the nodes (NodeSpec.Controller or KubernetesConfig.Controller)")
+		return nil, fmt.Errorf("orchestrator: kubernetes: no controller address for the nodes (orchestrator.NodeSpec.Controller or Config.Controller)")
 	}
 	args := []string{"node",
 		"--listen", "0.0.0.0:" + strconv.Itoa(DataPort),
@@ -133,7 +134,7 @@ func ownedFlag(arg string) string {
 	return ""
 }
 
-func dramOf(spec NodeSpec) string {
+func dramOf(spec orchestrator.NodeSpec) string {
 	if spec.DRAM == "" {
 		return defaultDRAM
 	}
@@ -161,7 +162,7 @@ func nvmeSize(nvme string) (string, error) {
 	return size, nil
 }
 
-func (k *Kubernetes) container(args []string, res corev1.ResourceRequirements) corev1.Container {
+func (k *Orchestrator) container(args []string, res corev1.ResourceRequirements) corev1.Container {
 	return corev1.Container{
 		Name:            nodeContainer,
 		Image:           k.cfg.Image,
@@ -185,7 +186,7 @@ func (k *Kubernetes) container(args []string, res corev1.ResourceRequirements) c
 
 // env gives the node its Pod IP (for --advertise) and the cluster secret,
 // which never goes on a command line.
-func (k *Kubernetes) env() []corev1.EnvVar {
+func (k *Orchestrator) env() []corev1.EnvVar {
 	return []corev1.EnvVar{
 		{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
 		{Name: token.EnvSecret, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
@@ -197,7 +198,7 @@ func (k *Kubernetes) env() []corev1.EnvVar {
 // resources: memory for the DRAM tier and the overhead, or hugepages-2Mi
 // for the tier and memory for the overhead; requests equal limits, so a
 // node's memory is reserved and the node is among the last evicted.
-func (k *Kubernetes) resources(spec NodeSpec) (corev1.ResourceRequirements, error) {
+func (k *Orchestrator) resources(spec orchestrator.NodeSpec) (corev1.ResourceRequirements, error) {
 	dram, err := units.ParseSize(dramOf(spec))
 	if err != nil {
 		return corev1.ResourceRequirements{}, fmt.Errorf("orchestrator: DRAM: %w", err)
@@ -234,7 +235,7 @@ func quantity(what, s string) (resource.Quantity, error) {
 }
 
 // affinity keeps node Pods off each other's hosts, by the node labels.
-func (k *Kubernetes) affinity() *corev1.Affinity {
+func (k *Orchestrator) affinity() *corev1.Affinity {
 	term := corev1.PodAffinityTerm{
 		LabelSelector: &metav1.LabelSelector{MatchLabels: maps.Clone(nodeLabels)},
 		TopologyKey:   hostnameKey,
@@ -255,7 +256,7 @@ func (k *Kubernetes) affinity() *corev1.Affinity {
 // podSecurity runs the node as RunAsUser, not root; the TLS Secret's
 // files are readable by its group (fsGroup). A Block volume's device is
 // owned by the host's disk group, which the node then joins.
-func (k *Kubernetes) podSecurity(nvme bool) *corev1.PodSecurityContext {
+func (k *Orchestrator) podSecurity(nvme bool) *corev1.PodSecurityContext {
 	u := k.cfg.RunAsUser
 	sc := &corev1.PodSecurityContext{RunAsNonRoot: ptr(true), RunAsUser: &u, RunAsGroup: &u, FSGroup: &u}
 	if nvme {
@@ -265,7 +266,7 @@ func (k *Kubernetes) podSecurity(nvme bool) *corev1.PodSecurityContext {
 }
 
 // addTLS mounts the node certificate's Secret read-only at TLSDir.
-func (k *Kubernetes) addTLS(pod *corev1.Pod) {
+func (k *Orchestrator) addTLS(pod *corev1.Pod) {
 	if k.cfg.Insecure {
 		return
 	}
@@ -282,7 +283,7 @@ func (k *Kubernetes) addTLS(pod *corev1.Pod) {
 // addNVMe claims a Block volume of size for the Pod (a generic ephemeral
 // volume: its PersistentVolumeClaim is created with the Pod and deleted
 // with it, as the node's data is) and exposes it at NVMeDevicePath.
-func (k *Kubernetes) addNVMe(pod *corev1.Pod, size string) {
+func (k *Orchestrator) addNVMe(pod *corev1.Pod, size string) {
 	if size == "" {
 		return
 	}

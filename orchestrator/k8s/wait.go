@@ -1,4 +1,4 @@
-package orchestrator
+package k8s
 
 import (
 	"context"
@@ -22,7 +22,7 @@ const rewatchDelay = time.Second
 // the two, and watches again when the server ends a watch. The error of a
 // Pod that failed, was deleted, or was not ready when ctx ended says what
 // the Pod was doing (unschedulable, pulling its image, ...).
-func (k *Kubernetes) awaitReady(ctx context.Context, name string) (*corev1.Pod, error) {
+func (k *Orchestrator) awaitReady(ctx context.Context, name string) (*corev1.Pod, error) {
 	var last *corev1.Pod
 	for {
 		pod, err := k.watchOnce(ctx, name, &last)
@@ -39,8 +39,8 @@ func (k *Kubernetes) awaitReady(ctx context.Context, name string) (*corev1.Pod, 
 
 // watchOnce runs one watch of Pod name; it returns nil, nil when the watch
 // ended before the Pod was ready, and keeps the Pod it saw last in last.
-func (k *Kubernetes) watchOnce(ctx context.Context, name string, last **corev1.Pod) (*corev1.Pod, error) {
-	pods := k.client.CoreV1().Pods(k.cfg.Namespace)
+func (k *Orchestrator) watchOnce(ctx context.Context, name string, last **corev1.Pod) (*corev1.Pod, error) {
+	pods := k.client.Pods(k.cfg.Namespace)
 	w, err := pods.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
 	if err != nil {
 		return nil, notReady(name, *last, err)
