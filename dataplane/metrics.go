@@ -19,7 +19,9 @@ import (
 // by op and result (CodeOK or the reply's wire code) and records its
 // latency, from the read that completed the request's header to its reply
 // being queued on the connection (cs.start; a request served on a worker
-// carries its own start back to the loop, see withStart).
+// carries its own start back to the loop, see withStart). A request whose
+// connection closed before its answer was sent is not counted: nothing
+// answered it.
 //
 // The hot path looks up no label and allocates nothing: counters are
 // arrays of atomics indexed by opcode and code, one set per event loop
