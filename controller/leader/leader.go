@@ -324,20 +324,36 @@ func (t *Term) resign() error {
 func (t *Term) guard(cli *clientv3.Client, log *slog.Logger) {
 	wctx, cancel := context.WithCancel(t.ctx)
 	defer cancel()
-	wch := cli.Watch(wctx, t.key, clientv3.WithRev(t.rev+1))
+	gone := make(chan error, 1)
+	// clientv3's Watch blocks until etcd has set the watch up, so it
+	// runs beside the wait on the session: with etcd unreachable, the
+	// lease still ends the term.
+	go func() { gone <- t.watchKey(wctx, cli) }()
 	var cause error
-	for cause == nil {
-		select {
-		case <-t.ctx.Done():
-			return
-		case <-t.session.Done():
-			cause = errors.New("etcd session lease lost or not renewed within its TTL")
-		case wr, ok := <-wch:
-			cause = keyGone(wr, ok)
-		}
+	select {
+	case <-t.ctx.Done():
+		return
+	case <-t.session.Done():
+		cause = errors.New("etcd session lease lost or not renewed within its TTL")
+	case cause = <-gone:
 	}
 	t.end(cause)
 	log.Warn("leadership lost", "key", t.key, "rev", t.rev, "cause", cause)
+}
+
+// watchKey returns when the leader key is deleted, the watch fails, or
+// ctx ends (then with ctx's error).
+func (t *Term) watchKey(ctx context.Context, cli *clientv3.Client) error {
+	wch := cli.Watch(ctx, t.key, clientv3.WithRev(t.rev+1))
+	for {
+		wr, ok := <-wch
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := keyGone(wr, ok); err != nil {
+			return err
+		}
+	}
 }
 
 // keyGone returns why a watch response ends the term, or nil.

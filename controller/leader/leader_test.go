@@ -354,3 +354,26 @@ func TestCampaignSurvivesLostSession(t *testing.T) {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// TestTermEndsWhenEtcdGone: a leader cut off from etcd stops leading
+// within about its TTL, since etcd will expire its key by then.
+func TestTermEndsWhenEtcdGone(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	c, err := New(Config{Client: srv.Client(t), Addr: "a:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	term, err := c.Campaign(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	srv.Stop()
+	select {
+	case <-term.Done():
+		t.Logf("term ended %v after etcd stopped (TTL %v): %v", time.Since(stopped), c.TTL(), context.Cause(term.Context()))
+	case <-time.After(c.TTL() + slack):
+		t.Fatalf("term still live %v after etcd stopped", c.TTL()+slack)
+	}
+}
