@@ -36,6 +36,7 @@ const (
 	CodeLimit        Code = 21 // a per-client or per-cluster limit was reached; the message names it
 	CodeLost         Code = 22 // the value's node left the map: the data is gone, recompute it
 	CodeConflict     Code = 23 // a conditional operation's condition did not hold; nothing changed
+	CodeNotLeader    Code = 24 // this controller is not the elected one; the message is the leader's address ("" while none is)
 	codeEnd               = 24
 )
 
@@ -48,7 +49,7 @@ var codeNames = [...]string{
 	CodeBadKey: "bad key", CodeUnsupported: "unsupported", CodeClosed: "closed",
 	CodeNotDirectory: "not a directory", CodeUnavailable: "unavailable",
 	CodeRevoked: "token revoked", CodeLimit: "limit reached", CodeLost: "lost",
-	CodeConflict: "conflict",
+	CodeConflict: "conflict", CodeNotLeader: "not leader",
 }
 
 func (c Code) String() string {
@@ -127,6 +128,7 @@ var (
 	ErrLimit        = &Error{Code: CodeLimit}
 	ErrLost         = &Error{Code: CodeLost}
 	ErrConflict     = &Error{Code: CodeConflict}
+	ErrNotLeader    = &Error{Code: CodeNotLeader}
 )
 
 // ErrShortHeader means fewer than HeaderLen bytes were given: wait for more.
