@@ -1,44 +1,9 @@
 package dataplane
 
 import (
-	"errors"
-
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
-
-// Tier errors as wire errors, allocated once so error replies on hot paths
-// (a get that misses) allocate nothing beyond their metadata.
-var tierWireErrs = []struct {
-	tier error
-	wire *wire.Error
-}{
-	{ErrNotFound, &wire.Error{Code: wire.CodeNotFound, Msg: "key not found"}},
-	{ErrNoSpace, &wire.Error{Code: wire.CodeNoSpace, Msg: "tier full; nothing stored was changed"}},
-	{ErrTooLarge, &wire.Error{Code: wire.CodeTooLarge, Msg: "value too large for this tier"}},
-	{ErrIO, &wire.Error{Code: wire.CodeIO, Msg: "device I/O error; the value is not stored"}},
-	{ErrBadKey, &wire.Error{Code: wire.CodeBadKey, Msg: "bad job id or key"}},
-	{ErrClosed, &wire.Error{Code: wire.CodeClosed, Msg: "tier closed"}},
-	{ErrExists, &wire.Error{Code: wire.CodeExists, Msg: "key holds a value; nothing stored was changed"}},
-	{ErrConflict, &wire.Error{Code: wire.CodeConflict, Msg: "value has another version; nothing was changed"}},
-}
-
-// wireErr maps a tier's error to the wire registry.
-func wireErr(err error) error {
-	var we *wire.Error
-	if errors.As(err, &we) {
-		return err
-	}
-	for _, m := range tierWireErrs {
-		if errors.Is(err, m.tier) {
-			if err == m.tier {
-				return m.wire
-			}
-			return &wire.Error{Code: m.wire.Code, Msg: err.Error()}
-		}
-	}
-	return &wire.Error{Code: wire.CodeInternal, Msg: err.Error()}
-}
 
 // putMeta is what a put request stores besides its bytes: the header bits a
 // value keeps (wire.StoredFlags, whose bits are the tier's), IfAbsent, and
@@ -116,7 +81,7 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 		p, err = tier.Create(cs.req.Job, cs.req.Key, int64(h.PayloadLen), m)
 	}
 	if err != nil {
-		return n.skipPayload(c, cs, h, have, wireErr(err))
+		return n.skipPayload(c, cs, h, have, wire.ErrorOf(err))
 	}
 	n.stats.of(c).bytesIn.Add(uint64(h.PayloadLen))
 	s := &cs.put
@@ -179,7 +144,7 @@ func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 func (n *Node) replyPut(c *netio.Conn, cs *connState, h *wire.Header, replaced Info, err error) {
 	switch {
 	case err != nil:
-		n.replyErr(c, cs, h, wireErr(err))
+		n.replyErr(c, cs, h, wire.ErrorOf(err))
 	case replaced.Flags&Manifest != 0:
 		n.replyMeta(c, cs, h, &wire.Response{Version: replaced.Version, Size: replaced.ObjectSize})
 	default:
@@ -250,7 +215,7 @@ func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	}
 	v, err := tier.Open(cs.req.Job, cs.req.Key)
 	if err != nil {
-		n.replyErr(c, cs, h, wireErr(err))
+		n.replyErr(c, cs, h, wire.ErrorOf(err))
 		return
 	}
 	if h.Flags&wire.FlagDeleteAfterRead != 0 {
@@ -275,7 +240,7 @@ func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string
 		c.Loop().Post(func() {
 			switch {
 			case err != nil && !cs.closed:
-				cs.withStart(start, func() { n.replyErr(c, cs, &h, wireErr(err)) })
+				cs.withStart(start, func() { n.replyErr(c, cs, &h, wire.ErrorOf(err)) })
 			case err != nil:
 			case cs.closed:
 				v.Release()
@@ -350,7 +315,7 @@ func (n *Node) meta(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	case wire.OpStat:
 		info, err := tier.Stat(r.Job, r.Key)
 		if err != nil {
-			n.replyErr(c, cs, h, wireErr(err))
+			n.replyErr(c, cs, h, wire.ErrorOf(err))
 			return
 		}
 		n.replyMeta(c, cs, h, &wire.Response{Size: info.ObjectSize, Flags: uint32(info.Flags), Version: info.Version})
@@ -360,7 +325,7 @@ func (n *Node) meta(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	case wire.OpList:
 		resp, err := list(tier, r)
 		if err != nil {
-			n.replyErr(c, cs, h, wireErr(err))
+			n.replyErr(c, cs, h, wire.ErrorOf(err))
 			return
 		}
 		n.replyMeta(c, cs, h, resp)
@@ -384,7 +349,7 @@ func (n *Node) delete(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		info, err = tier.Delete(r.Job, r.Key)
 	}
 	if err != nil {
-		n.replyErr(c, cs, h, wireErr(err))
+		n.replyErr(c, cs, h, wire.ErrorOf(err))
 		return
 	}
 	n.vers.forget(tier.Kind(), r.Job, r.Key)
@@ -532,9 +497,9 @@ func (n *Node) replyMeta(c *netio.Conn, cs *connState, h *wire.Header, r *wire.R
 
 func (n *Node) replyErr(c *netio.Conn, cs *connState, h *wire.Header, err error) {
 	n.stats.of(c).errors.Add(1)
-	werr := wireErr(err)
+	werr := wire.ErrorOf(err)
 	meta := cs.encoder().ErrorResponse(werr)
-	rh := wire.Header{Op: h.Op | wire.ReplyBit, ID: h.ID, Code: wire.CodeOf(werr), MetaLen: uint32(len(meta))}
+	rh := wire.Header{Op: h.Op | wire.ReplyBit, ID: h.ID, Code: werr.Code, MetaLen: uint32(len(meta))}
 	wire.PutHeader(cs.hdr[:], &rh)
 	c.Write(cs.hdr[:])
 	c.Write(meta)

@@ -1,32 +1,34 @@
 package dataplane
 
 import (
-	"errors"
-
 	"github.com/pocketstore/pocket/wire"
 )
 
-// Tier errors. Callers match them with errors.Is; the node maps each to a
-// wire error code (see wire.Code) so clients see a stable number.
+// Tier errors. Each is a *wire.Error carrying the code a node answers it
+// with, so errors.Is matches it against the wire sentinel of its code
+// (errors.Is(err, wire.ErrNotFound)), against any reply of that code, and
+// against every other package's error of that code (ErrClosed and
+// nvme.ErrClosed). A tier wraps one with %w to add detail ("dram tier:
+// 5000-byte value, capacity 1048576: ..."); the node answers with the code
+// and the whole message (wire.ErrorOf). The Msg of each is the detail a
+// reply carries when the error comes unwrapped.
 var (
 	// ErrNotFound: no value is stored under the job and key.
-	ErrNotFound = errors.New("dataplane: key not found")
+	ErrNotFound error = &wire.Error{Code: wire.CodeNotFound, Msg: "key not found"}
 	// ErrNoSpace: the tier cannot hold the value; nothing stored was touched.
-	ErrNoSpace = errors.New("dataplane: tier full")
+	ErrNoSpace error = &wire.Error{Code: wire.CodeNoSpace, Msg: "tier full; nothing stored was changed"}
 	// ErrTooLarge: the value is larger than the tier ever accepts.
-	ErrTooLarge = errors.New("dataplane: value too large for tier")
-	// ErrClosed: the tier was closed. It carries wire.CodeClosed (the
-	// node is shutting down), so errors.Is matches it against
-	// wire.ErrClosed and the reply needs no translation.
+	ErrTooLarge error = &wire.Error{Code: wire.CodeTooLarge, Msg: "value too large for this tier"}
+	// ErrClosed: the tier was closed (the node is shutting down).
 	ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "tier closed"}
 	// ErrIO: the device failed the transfer; the value is not stored.
-	ErrIO = errors.New("dataplane: device I/O error")
+	ErrIO error = &wire.Error{Code: wire.CodeIO, Msg: "device I/O error; the value is not stored"}
 	// ErrBadKey: the key or job id is empty or longer than wire.MaxKeyLen.
-	ErrBadKey = errors.New("dataplane: bad key")
+	ErrBadKey error = &wire.Error{Code: wire.CodeBadKey, Msg: "bad job id or key"}
 	// ErrExists: a put with IfAbsent found a value; nothing changed.
-	ErrExists = errors.New("dataplane: key holds a value")
+	ErrExists error = &wire.Error{Code: wire.CodeExists, Msg: "key holds a value; nothing stored was changed"}
 	// ErrConflict: a conditional delete found another version; nothing changed.
-	ErrConflict = errors.New("dataplane: value has another version")
+	ErrConflict error = &wire.Error{Code: wire.CodeConflict, Msg: "value has another version; nothing was changed"}
 )
 
 // Kind names a tier's medium. It is wire.Tier, the one definition the data

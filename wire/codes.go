@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Code is a wire-visible error code. The numbers are stable: never renumber
@@ -79,8 +80,12 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Is matches errors with the same code.
+// Is matches errors with the same code. A target that is an *Error (the
+// sentinels) is compared without errors.As, which allocates.
 func (e *Error) Is(target error) bool {
+	if t, ok := target.(*Error); ok {
+		return t.Code == e.Code
+	}
 	var t *Error
 	return errors.As(target, &t) && t.Code == e.Code
 }
@@ -101,6 +106,40 @@ func CodeOf(err error) Code {
 		return e.Code
 	}
 	return CodeInternal
+}
+
+// ErrorOf returns the *Error a server answers err with, keeping err's
+// detail:
+//
+//   - err itself when it is an *Error, so a sentinel (or any error
+//     allocated once) is answered without allocating;
+//   - for an error that wraps an *Error (the first errors.As finds), that
+//     error's Code and Epoch with err's whole message as Msg, in which the
+//     wrapped error's own text ("wire: too large: value too large for
+//     tier") is given as its Msg alone, so the reply names its code once:
+//     fmt.Errorf("dram tier: %d-byte value: %w", n, ErrTooLarge) is
+//     answered "wire: too large: dram tier: 5000-byte value: value too
+//     large for tier";
+//   - CodeInternal with err's message for any other error.
+//
+// nil gives nil.
+func ErrorOf(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	if we, ok := err.(*Error); ok {
+		return we
+	}
+	var we *Error
+	if !errors.As(err, &we) {
+		return &Error{Code: CodeInternal, Msg: err.Error()}
+	}
+	inner := we.Msg
+	if inner == "" {
+		inner = we.Code.String()
+	}
+	msg := strings.Replace(err.Error(), we.Error(), inner, 1)
+	return &Error{Code: we.Code, Msg: msg, Epoch: we.Epoch}
 }
 
 // Sentinels, one per code, for errors.Is.
