@@ -158,12 +158,16 @@ def throughput(job, gohelper: str, ctl: str, size: int, rounds: int) -> dict:
     return res
 
 
-def node_latency(job, ops: int, rounds: int) -> dict:
+def node_latency(job, gohelper: str, ctl: str, ops: int, rounds: int) -> dict:
     """1 KiB get p50 and p99 per owning node (keys grouped by the node of
-    their chunk 0), medians over rounds: whether a request's cost depends
-    on which node answers."""
+    their chunk 0) and for all keys mixed, from Python, and for all keys
+    mixed from the Go SDK (gohelper lat, after a warm-up pass in the same
+    process), interleaved round by round; medians over rounds: whether a
+    request's cost depends on which node answers, and whether Go pays the
+    same."""
     val = os.urandom(KiB)
-    keys = [f"bench/node-{i:06d}".encode() for i in range(ops)]
+    prefix = "bench/node-"
+    keys = [f"{prefix}{i:06d}".encode() for i in range(ops)]
     st = job._st
     by_node: dict[str, list[bytes]] = {}
     for k in keys:
@@ -171,14 +175,21 @@ def node_latency(job, ops: int, rounds: int) -> dict:
         by_node.setdefault(st.addrs[st.set.pick(k, 0)], []).append(k)
     for k in keys[:500]:
         job.get(k)
+    env = dict(os.environ, POCKET_CONTROLLER=ctl, POCKET_TOKEN=job.token_hex)
+    env.pop("POCKET_TLS_DIR", None)
     res: dict[str, list] = {a: [] for a in by_node}
-    res["all"] = []
+    res["all"], res["go_all"] = [], []
     for _ in range(rounds):
         res["all"].append(timed(job.get, keys))
         for a, ks in by_node.items():
             res[a].append(timed(job.get, ks))
-    return {n: {"p50_us": round(statistics.median(pct(x, 0.5) for x in v), 1),
-                "p99_us": round(statistics.median(pct(x, 0.99) for x in v), 1)} for n, v in res.items()}
+        out = subprocess.run([gohelper, "lat", job.id, prefix, str(ops)], env=env, capture_output=True, check=True,
+                             timeout=300)
+        res["go_all"].append(json.loads(out.stdout))
+    py = {n: {"p50_us": round(statistics.median(pct(x, 0.5) for x in v), 1),
+              "p99_us": round(statistics.median(pct(x, 0.99) for x in v), 1)} for n, v in res.items() if n != "go_all"}
+    py["go_all"] = {q: round(statistics.median(g[q] for g in res["go_all"]), 1) for q in ("p50_us", "p99_us")}
+    return py
 
 
 def main() -> int:
@@ -208,7 +219,8 @@ def main() -> int:
         try:
             with pocket.Client(ctl, insecure=True) as c, c.register_job("bench", latency_sensitive=True) as job:
                 thr = throughput(job, gohelper, ctl, a.big, a.rounds)
-                nlat = node_latency(job, a.ops, a.rounds) if a.node_latency else {}
+                thr["job_nodes"] = len(job.map.nodes)
+                nlat = node_latency(job, gohelper, ctl, a.ops, a.rounds) if a.node_latency else {}
         finally:
             stop(up)
     finally:
@@ -241,14 +253,16 @@ def report(a, lat: dict, thr: dict, nlat: dict) -> None:
         print(f"1 KiB, single connection, {a.latency_nodes} node(s), median of {a.rounds} rounds of {a.ops} ops:")
         for n, v in lat.items():
             print(f"  {n:<11} p50 {v['p50_us']:7.1f} us   p99 {v['p99_us']:7.1f} us")
-    print(f"{a.big >> 20} MiB over {a.nodes} nodes, median (best) of {a.rounds} rounds, MB/s:")
+    print(f"{a.big >> 20} MiB over the job's {thr['job_nodes']} of {a.nodes} nodes, median (best) of {a.rounds} "
+          "rounds, MB/s:")
     print(f"  put       python {thr['put_mbps']} ({thr['put_best_mbps']})  "
           f"go {thr['go_put_mbps']} ({thr['go_put_best_mbps']})  ratio {thr['put_ratio']}")
     print(f"  get       python {thr['get_mbps']} ({thr['get_best_mbps']})  "
           f"go {thr['go_get_mbps']} ({thr['go_get_best_mbps']})  ratio {thr['get_ratio']}")
     print(f"  get_into  python {thr['get_into_mbps']} ({thr['get_into_best_mbps']})  ratio {thr['get_into_ratio']}")
     if nlat:
-        print(f"1 KiB get on the {a.nodes}-node cluster by owning node, median of {a.rounds} rounds:")
+        print(f"1 KiB get on the {a.nodes}-node cluster by owning node (and all keys mixed), median of {a.rounds} "
+              "rounds:")
         for n, v in nlat.items():
             print(f"  {n:<21} p50 {v['p50_us']:7.1f} us   p99 {v['p99_us']:7.1f} us")
     print(json.dumps(result))

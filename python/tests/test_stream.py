@@ -3,6 +3,7 @@ chunks ahead of the reader (open)."""
 
 import mmap
 import os
+import sys
 import threading
 
 import pytest
@@ -33,14 +34,45 @@ def test_get_returns_bytes_or_a_mapped_view(job, size):
 
 
 def test_alloc():
+    buffer.trim()  # a new map, not one holding an earlier value
     assert buffer.alloc(0).nbytes == 0
     small = buffer.alloc(100)
     assert isinstance(small.obj, bytearray) and small.tobytes() == bytes(100)
-    big = buffer.alloc(buffer.HUGE_PAGE + 1)
-    assert isinstance(big.obj, mmap.mmap) and big.nbytes == buffer.HUGE_PAGE + 1
-    assert big[buffer.HUGE_PAGE] == 0 and not any(big[:4096])
+    n = 3 * MiB + 1
+    big = buffer.alloc(n)
+    assert isinstance(big.obj, mmap.mmap) and big.nbytes == n and not big.readonly
+    assert big[n - 1] == 0 and not any(big[:4096])
+    big[n - 1] = 7
+    assert big[n - 1] == 7
     with pytest.raises(ValueError):
         buffer.alloc(-1)
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="reuse needs reference counts")
+def test_alloc_reuses_only_maps_nothing_refers_to(monkeypatch):
+    buffer.trim()
+    a = buffer.alloc(MiB)
+    a[0] = 1
+    first = id(a.obj)
+    piece = a[:10]
+    del a
+    b = buffer.alloc(MiB)
+    assert id(b.obj) != first  # a slice of the first map is alive
+    del piece
+    c = buffer.alloc(MiB - 1000)
+    assert id(c.obj) == first and c[0] == 1 and c.nbytes == MiB - 1000  # reused, old bytes in it
+    free = id(b.obj)
+    del b
+    small = buffer.alloc(MiB // 2)
+    assert id(small.obj) != free  # b's map is free but too large for the value
+    del c, small
+    buffer.trim()
+    monkeypatch.setattr(buffer, "POOL", 0)
+    d = buffer.alloc(MiB)
+    d[0] = 1
+    del d
+    e = buffer.alloc(MiB)
+    assert e[0] == 0 and not buffer._pool  # a new map: POOL 0 keeps none
 
 
 class _Counting:

@@ -10,6 +10,9 @@
 //	gohelper bench JOB BYTES ROUNDS    put and get a BYTES-byte value ROUNDS
 //	                                   times; print the best MB/s of each as JSON
 //	                                   (each get into a new buffer, as Get does)
+//	gohelper lat JOB PREFIX OPS        get PREFIX000000 .. (OPS keys, each stored
+//	                                   already) one after another on one goroutine;
+//	                                   print the p50 and p99 in microseconds as JSON
 //
 // The controller is POCKET_CONTROLLER, reached over mutual TLS with
 // POCKET_TLS_DIR when set; the job's token is POCKET_TOKEN (hex).
@@ -22,6 +25,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -37,7 +41,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) != 4 {
-		return fmt.Errorf("usage: gohelper put|get JOB KEY FILE, or gohelper bench JOB BYTES ROUNDS")
+		return fmt.Errorf("usage: gohelper put|get JOB KEY FILE, gohelper bench JOB BYTES ROUNDS, or gohelper lat JOB PREFIX OPS")
 	}
 	ctx := context.Background()
 	tok, err := hex.DecodeString(os.Getenv("POCKET_TOKEN"))
@@ -68,6 +72,8 @@ func run(args []string) error {
 		return os.WriteFile(args[3], b, 0o600)
 	case "bench":
 		return bench(ctx, j, args[2], args[3])
+	case "lat":
+		return latency(ctx, j, args[2], args[3])
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }
@@ -103,4 +109,33 @@ func bench(ctx context.Context, j *pocket.Job, sizeArg, roundsArg string) error 
 		bestGet = max(bestGet, float64(size)/t2.Sub(t1).Seconds()/1e6)
 	}
 	return json.NewEncoder(os.Stdout).Encode(map[string]float64{"put_mbps": bestPut, "get_mbps": bestGet})
+}
+
+// latency prints {"p50_us": P, "p99_us": Q}: the latencies of one Get of
+// each of the ops keys prefix%06d, in turn on one goroutine, the way the
+// Python benchmark times its own gets of the same keys, after a warm-up
+// pass over the first 500.
+func latency(ctx context.Context, j *pocket.Job, prefix, opsArg string) error {
+	ops, err := strconv.Atoi(opsArg)
+	if err != nil || ops <= 0 {
+		return fmt.Errorf("lat: OPS %q: want a positive count", opsArg)
+	}
+	for i := range min(ops, 500) { // warm-up: dial the nodes, fault in the code paths
+		if _, err := j.Get(ctx, fmt.Sprintf("%s%06d", prefix, i)); err != nil {
+			return err
+		}
+	}
+	lat := make([]time.Duration, ops)
+	for i := range lat {
+		t := time.Now()
+		if _, err := j.Get(ctx, fmt.Sprintf("%s%06d", prefix, i)); err != nil {
+			return err
+		}
+		lat[i] = time.Since(t)
+	}
+	slices.Sort(lat)
+	pct := func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Nanoseconds()) / 1e3
+	}
+	return json.NewEncoder(os.Stdout).Encode(map[string]float64{"p50_us": pct(0.5), "p99_us": pct(0.99)})
 }
