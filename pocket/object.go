@@ -13,14 +13,18 @@ import (
 
 // Errors of the SDK. Node errors come back as *wire.Error and match the
 // wire sentinels (wire.ErrNotFound, wire.ErrNoSpace, ...) with errors.Is;
-// these aliases spare callers the wire import.
+// these aliases spare callers the wire import. An error with a wire code
+// is a *wire.Error of that code, so errors.Is matches it whether the SDK
+// or a node found it.
 var (
 	ErrNotFound = wire.ErrNotFound
 	ErrNoSpace  = wire.ErrNoSpace
 	// ErrUnavailable: the node holding the data cannot be reached.
 	ErrUnavailable = wire.ErrUnavailable
-	// ErrBadName: an empty name, or one containing the reserved byte 0x00.
-	ErrBadName = errors.New("pocket: bad name")
+	// ErrBadName: an empty name, one over the key limit or one containing
+	// the reserved byte 0x00. It carries wire.CodeBadKey, the code a node
+	// answers such a key with.
+	ErrBadName error = &wire.Error{Code: wire.CodeBadKey, Msg: "bad name"}
 	// ErrCorrupt: a manifest or chunk does not match what was written, or
 	// a chunk of the current version of an object is gone (its node lost
 	// it).

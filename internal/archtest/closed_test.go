@@ -10,6 +10,8 @@ import (
 	"github.com/pocketstore/pocket/dataplane/slab"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/nvme"
+	"github.com/pocketstore/pocket/orchestrator/k8s"
+	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -21,6 +23,7 @@ func TestOneClosed(t *testing.T) {
 	all := map[string]error{
 		"client": client.ErrClosed, "metaclient": metaclient.ErrClosed, "controller": controller.ErrClosed,
 		"dataplane": dataplane.ErrClosed, "dataplane/slab": slab.ErrClosed, "nvme": nvme.ErrClosed,
+		"orchestrator/k8s": k8s.ErrClosed,
 	}
 	for name, err := range all {
 		if wire.CodeOf(err) != wire.CodeClosed || !errors.Is(err, wire.ErrClosed) {
@@ -30,6 +33,37 @@ func TestOneClosed(t *testing.T) {
 			if !errors.Is(e, err) {
 				t.Errorf("errors.Is(%s.ErrClosed, %s.ErrClosed) is false", other, name)
 			}
+		}
+	}
+}
+
+// TestSentinelsCarryWireCodes: a package's sentinel error that means what
+// a wire code means is a *wire.Error of that code (wire is the one home of
+// the definitions both sides share), so errors.Is matches it against
+// wire's sentinel and any reply of that code, and a server answers it
+// without a translation table.
+func TestSentinelsCarryWireCodes(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want *wire.Error
+	}{
+		{"dataplane.ErrNotFound", dataplane.ErrNotFound, wire.ErrNotFound},
+		{"dataplane.ErrNoSpace", dataplane.ErrNoSpace, wire.ErrNoSpace},
+		{"dataplane.ErrTooLarge", dataplane.ErrTooLarge, wire.ErrTooLarge},
+		{"dataplane.ErrIO", dataplane.ErrIO, wire.ErrIO},
+		{"dataplane.ErrBadKey", dataplane.ErrBadKey, wire.ErrBadKey},
+		{"dataplane.ErrExists", dataplane.ErrExists, wire.ErrExists},
+		{"dataplane.ErrConflict", dataplane.ErrConflict, wire.ErrConflict},
+		{"pocket.ErrNotFound", pocket.ErrNotFound, wire.ErrNotFound},
+		{"pocket.ErrNoSpace", pocket.ErrNoSpace, wire.ErrNoSpace},
+		{"pocket.ErrUnavailable", pocket.ErrUnavailable, wire.ErrUnavailable},
+		{"pocket.ErrConflict", pocket.ErrConflict, wire.ErrConflict},
+		{"pocket.ErrBadName", pocket.ErrBadName, wire.ErrBadKey},
+	} {
+		reply := &wire.Error{Code: c.want.Code, Msg: "a node's reply"}
+		if wire.CodeOf(c.err) != c.want.Code || !errors.Is(c.err, c.want) || !errors.Is(reply, c.err) {
+			t.Errorf("%s (%v) has code %v, want %v", c.name, c.err, wire.CodeOf(c.err), c.want.Code)
 		}
 	}
 }

@@ -5,13 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/pocketstore/pocket/orchestrator"
 	"maps"
 	"net"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/pocketstore/pocket/orchestrator"
+	"github.com/pocketstore/pocket/wire"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -141,8 +142,11 @@ type Orchestrator struct {
 
 var _ orchestrator.Orchestrator = (*Orchestrator)(nil)
 
-// ErrClosed: Start was called after Close.
-var ErrClosed = errors.New("orchestrator: closed")
+// ErrClosed: Start was called after Close, or its node became ready after
+// Close (the node is deleted). It carries wire.CodeClosed, the one
+// definition of "closed": errors.Is matches it against wire.ErrClosed and
+// every other package's ErrClosed.
+var ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "kubernetes orchestrator closed"}
 
 // NewInCluster returns a Kubernetes orchestrator that reaches
 // the API server with the Pod's service account (InClusterClient): the
