@@ -13,13 +13,6 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// codeNotLeader is the code a controller that is not the elected one
-// answers every call with, its message being the leader's client-facing
-// address ("" while none is elected). It is proposed for the wire registry
-// as wire.CodeNotLeader (the next free number, 24) and is to be replaced
-// by it there; until then no controller sends it.
-const codeNotLeader wire.Code = 24
-
 // ParseControllers parses a controller address list: comma-separated
 // host:port entries, as given to --controller or in POCKET_CONTROLLER
 // ("10.0.0.1:7070,10.0.0.2:7070"). Spaces around entries are ignored and
@@ -238,7 +231,7 @@ func movesOn(err error) bool {
 	if we == ErrClosed {
 		return false
 	}
-	return we.Code == codeNotLeader || we.Code == wire.CodeClosed
+	return we.Code == wire.CodeNotLeader || we.Code == wire.CodeClosed
 }
 
 // isCtxErr reports whether err is the end of a call's context.
@@ -250,7 +243,7 @@ func isCtxErr(err error) bool {
 // or "".
 func leaderNamed(err error) string {
 	var we *wire.Error
-	if errors.As(err, &we) && we.Code == codeNotLeader && checkHostPort(we.Msg) == nil {
+	if errors.As(err, &we) && we.Code == wire.CodeNotLeader && checkHostPort(we.Msg) == nil {
 		return we.Msg
 	}
 	return ""

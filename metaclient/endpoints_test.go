@@ -84,7 +84,7 @@ func (f *follower) answer(conn net.Conn) {
 		}
 		f.hits.Add(1)
 		f.mu.Lock()
-		e := &wire.Error{Code: metaclient.CodeNotLeader, Msg: f.leader}
+		e := &wire.Error{Code: wire.CodeNotLeader, Msg: f.leader}
 		f.mu.Unlock()
 		conn.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, e.Code, wire.NewEncoder().ErrorResponse(e)))
 	}
@@ -158,7 +158,7 @@ func TestControllersWaitOutAnElection(t *testing.T) {
 	err := status(cs, ctx)
 	cancel()
 	var we *wire.Error
-	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &we) || we.Code != metaclient.CodeNotLeader {
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &we) || we.Code != wire.CodeNotLeader {
 		t.Fatalf("with no leader: %v; want the deadline and the last not-leader answer", err)
 	}
 	leader := startLeader(t)

@@ -2,7 +2,6 @@ package wire
 
 import (
 	"encoding/binary"
-	"errors"
 	"math"
 
 	flatbuffers "github.com/google/flatbuffers/go"
@@ -349,12 +348,8 @@ func (e *Encoder) versions(vs []uint64) flatbuffers.UOffsetT {
 
 // ErrorResponse builds the metadata of an error reply for err.
 func (e *Encoder) ErrorResponse(err error) []byte {
-	r := Response{Message: err.Error()}
-	var we *Error
-	if errors.As(err, &we) {
-		r.Message, r.Epoch = we.Msg, we.Epoch
-	}
-	return e.Response(&r)
+	we := ErrorOf(err)
+	return e.Response(&Response{Message: we.Msg, Epoch: we.Epoch})
 }
 
 // ReplyError turns an error reply (h.Code != CodeOK) into an *Error carrying

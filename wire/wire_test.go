@@ -3,6 +3,8 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -108,6 +110,18 @@ func TestReplyError(t *testing.T) {
 	}
 	if ReplyError(&Header{Code: CodeOK}, nil) != nil {
 		t.Fatal("ok reply gave an error")
+	}
+}
+
+// TestErrorResponseKeepsDetail: a wrapped error's reply carries the
+// wrapping detail (the controller's replies dropped it before ErrorOf).
+func TestErrorResponseKeepsDetail(t *testing.T) {
+	e := NewEncoder()
+	meta := e.ErrorResponse(fmt.Errorf("job sort-7: %w", ErrUnknownJob))
+	h := Header{Op: OpGet.Reply(), Code: CodeUnknownJob, MetaLen: uint32(len(meta))}
+	var we *Error
+	if err := ReplyError(&h, meta); !errors.As(err, &we) || !strings.Contains(we.Msg, "job sort-7") || !errors.Is(err, ErrUnknownJob) {
+		t.Fatalf("ReplyError = %v", err)
 	}
 }
 

@@ -1,4 +1,0 @@
-package metaclient
-
-// CodeNotLeader lets the external tests answer as a follower.
-const CodeNotLeader = codeNotLeader
