@@ -230,3 +230,42 @@ func TestOtherSecretRefused(t *testing.T) {
 		t.Fatalf("New with another secret: %v; want ErrOtherSecret", err)
 	}
 }
+
+// BenchmarkRegisterJobStore is a registration with each kind of store,
+// from 8 goroutines at once (their writes share fsyncs).
+func BenchmarkRegisterJobStore(b *testing.B) {
+	for _, kind := range []string{"none", "memory", "bolt"} {
+		b.Run(kind, func(b *testing.B) {
+			cfg := Config{Secret: testSecret, Logger: quietLog, RegisterRate: -1, MaxJobs: 1 << 30, DeadAfter: time.Hour}
+			switch kind {
+			case "memory":
+				cfg.Store = state.NewMemory()
+			case "bolt":
+				s, err := state.OpenBolt(b.TempDir())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				cfg.Store = s
+			}
+			c, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.RegisterNode(dramNode("127.0.0.1:7001", 1<<40, 1e9)); err != nil {
+				b.Fatal(err)
+			}
+			b.SetParallelism(8)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.RegisterJob("bench", wire.JobHints{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
