@@ -272,8 +272,10 @@ func (l *Loop) maySpin() bool {
 
 // epollPoll is epoll_wait with a zero timeout. It never blocks, so it uses
 // the raw syscall and skips the scheduler hand-off a blocking call needs.
+// It is made as epoll_pwait with no signal mask, the same call, because
+// arm64 and riscv64 have no epoll_wait syscall.
 func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
-	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(epfd),
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd),
 		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 	if e != 0 {
 		if e == unix.EINTR {
