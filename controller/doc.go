@@ -147,6 +147,9 @@
 // One mutex (Controller.mu) guards both registries and their indexes
 // (changes.go); no network I/O happens while it is held, and no operation
 // under it walks every job: registration, heartbeats and status cost what
-// they change or list, not the number of jobs. The autoscaler's own mutex (Autoscaler.mu) is never held
-// together with Controller.mu: each is taken and released in turn.
+// they change or list, not the number of jobs. The autoscaler's own mutex
+// (Autoscaler.mu) is never held together with Controller.mu: each is taken
+// and released in turn. The store's writer lock (persister.wmu,
+// persist.go) is taken before Controller.mu, never while it is held; store
+// I/O happens under wmu only.
 package controller
