@@ -38,6 +38,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // DefaultTTL is the session TTL (the --election-ttl flag's default): a
@@ -55,7 +57,7 @@ const DefaultPrefix = "/pocket/leader"
 var ErrNoLeader = errors.New("leader: no controller is elected")
 
 // ErrClosed is returned by Campaign on a closed Candidate.
-var ErrClosed = errors.New("leader: candidate closed")
+var ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "leader: candidate closed"}
 
 // Config configures a Candidate.
 type Config struct {

@@ -58,6 +58,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // FormatVersion is the version of the record layout this package writes.
@@ -66,7 +68,7 @@ const FormatVersion = 1
 
 // ErrNotLeader is returned by Apply of a Store whose controller is no
 // longer the elected one (etcd); the controller must stop serving.
-var ErrNotLeader = errors.New("state: this controller is no longer the leader")
+var ErrNotLeader error = &wire.Error{Code: wire.CodeNotLeader, Msg: "state: this controller is no longer the leader"}
 
 // ErrNewerFormat is the class of FormatError: the store was written by a
 // newer version of the controller.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/controller/leader"
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/dataplane/slab"
 	"github.com/pocketstore/pocket/metaclient"
@@ -23,7 +24,7 @@ func TestOneClosed(t *testing.T) {
 	all := map[string]error{
 		"client": client.ErrClosed, "metaclient": metaclient.ErrClosed, "controller": controller.ErrClosed,
 		"dataplane": dataplane.ErrClosed, "dataplane/slab": slab.ErrClosed, "nvme": nvme.ErrClosed,
-		"orchestrator/k8s": k8s.ErrClosed,
+		"orchestrator/k8s": k8s.ErrClosed, "controller/leader": leader.ErrClosed,
 	}
 	for name, err := range all {
 		if wire.CodeOf(err) != wire.CodeClosed || !errors.Is(err, wire.ErrClosed) {
