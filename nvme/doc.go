@@ -8,9 +8,12 @@
 // # Concurrency
 //
 // A Device is safe for many goroutines. With io_uring, every goroutine
-// publishes its submissions under one mutex and enters the kernel itself;
-// one reaper goroutine per device waits for completions and wakes the
-// waiting batch. The number of transfers in flight is bounded by
+// publishes its submissions under one mutex; whoever finds nobody in the
+// kernel submits everything published so far in one io_uring_enter, so
+// concurrent transfers share system calls. One reaper goroutine waits for
+// completions on an eventfd through the runtime poller and wakes each
+// batch's goroutine; a batch alone in flight waits in the kernel itself
+// instead. The number of transfers in flight is bounded by
 // Options.QueueDepth in both engines: a blocking O_DIRECT call ties up an OS
 // thread, so the fallback never runs more than QueueDepth at once.
 //

@@ -45,6 +45,9 @@ const (
 
 	registerBuffers   = 0
 	unregisterBuffers = 1
+	registerEventfd   = 4
+
+	cqEventfdDisabled = 1 << 0
 	registerProbe     = 8
 
 	probeOpSupported = 1 << 0
@@ -135,6 +138,7 @@ type ring struct {
 	cqTail  *uint32
 	cqMask  uint32
 	cqes    unsafe.Pointer
+	cqFlags *uint32 // nil where the kernel has no CQ ring flags (before 5.8)
 	entries uint32
 	// sqLocal is the tail as we know it; only the submitter writes the
 	// tail so no load is needed.
@@ -195,6 +199,9 @@ func (r *ring) mapRings(p *uringParams) error {
 	r.cqTail = (*uint32)(unsafe.Add(cq, p.cqOff.tail))
 	r.cqMask = *(*uint32)(unsafe.Add(cq, p.cqOff.ringMask))
 	r.cqes = unsafe.Add(cq, p.cqOff.cqes)
+	if p.cqOff.flags != 0 {
+		r.cqFlags = (*uint32)(unsafe.Add(cq, p.cqOff.flags))
+	}
 	r.sqLocal = atomic.LoadUint32(r.sqTail)
 	return nil
 }
@@ -321,6 +328,29 @@ func (r *ring) registerBuffers(regions [][]byte) ([][]byte, error) {
 		return nil, err
 	}
 	return bufs, nil
+}
+
+// notify turns the signalling of the registered eventfd on or off
+// (IORING_CQ_EVENTFD_DISABLED); it reports false where the kernel cannot.
+// Only one goroutine may call it at a time.
+func (r *ring) notify(on bool) bool {
+	if r.cqFlags == nil {
+		return false
+	}
+	f := atomic.LoadUint32(r.cqFlags)
+	if on {
+		f &^= cqEventfdDisabled
+	} else {
+		f |= cqEventfdDisabled
+	}
+	atomic.StoreUint32(r.cqFlags, f)
+	return true
+}
+
+// registerEventfd makes the ring signal the eventfd fd whenever it posts a
+// completion.
+func (r *ring) registerEventfd(fd int32) error {
+	return r.register(registerEventfd, unsafe.Pointer(&fd), 1)
 }
 
 // opsSupported reports whether the kernel implements every opcode in ops.
