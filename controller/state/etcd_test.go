@@ -57,35 +57,6 @@ func runEtcd(t *testing.T, f func(t *testing.T, s Store, reopen func() Store)) {
 	})
 }
 
-// TestEtcdSuite runs the shared suite's round trip on etcd (until stores
-// lists the etcd case itself).
-func TestEtcdSuite(t *testing.T) {
-	runEtcd(t, roundTrip)
-}
-
-// roundTrip is TestStoreRoundTrip's body.
-func roundTrip(t *testing.T, s Store, reopen func() Store) {
-	snap, err := s.Load()
-	if err != nil || !snap.Empty {
-		t.Fatalf("new store: %+v, %v; want empty", snap, err)
-	}
-	node := Node{Addr: "127.0.0.1:9001", State: 2, Tiers: []NodeTier{{Kind: 1, CapacityBytes: 1 << 30, Mbps: 8000}}, Cores: 8}
-	if err := s.Apply(&Batch{PutJobs: []Job{testJob("a-1", 1), testJob("b-2", 3)}, PutNodes: []Node{node}, Meta: &Meta{Seq: 3, Rev: 1003}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Apply(&Batch{DeleteJobs: []string{"a-1", "never-9"}, PutJobs: []Job{testJob("b-2", 4)}, Meta: &Meta{Seq: 3, Rev: 1004}}); err != nil {
-		t.Fatal(err)
-	}
-	snap, err = reopen().Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := &Snapshot{Jobs: []Job{testJob("b-2", 4)}, Nodes: []Node{node}, Meta: Meta{Seq: 3, Rev: 1004}}
-	if !reflect.DeepEqual(snap, want) {
-		t.Fatalf("after restart:\n got %+v\nwant %+v", snap, want)
-	}
-}
-
 // TestEtcdFencing: a controller whose lease expired while it still runs
 // (a pause, a partition) cannot write once another leads.
 func TestEtcdFencing(t *testing.T) {

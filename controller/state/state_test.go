@@ -36,6 +36,7 @@ func stores(t *testing.T, f func(t *testing.T, s Store, reopen func() Store)) {
 			return n
 		})
 	})
+	t.Run("etcd", func(t *testing.T) { runEtcd(t, f) })
 }
 
 func testJob(id string, epoch uint64) Job {
