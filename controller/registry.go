@@ -65,6 +65,8 @@ type Controller struct {
 	srv server
 
 	orphanDrops, orphanBytes atomic.Uint64 // drop orders sent for orphans, and their bytes
+
+	regs regCounts // job registrations by outcome, for /metrics (metrics.go)
 }
 
 // node is a registered storage node.
