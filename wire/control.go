@@ -59,6 +59,7 @@ const (
 	MaxStatusJobs         = 1 << 16
 	MaxNonce              = 64   // bytes of a challenge nonce
 	MaxHeldJobs           = 1024 // held jobs per heartbeat, drops per ack
+	MaxLostNodes          = 64   // lost nodes a placement map lists
 )
 
 // ControlLimits returns the limits of a control connection: a larger
@@ -229,7 +230,9 @@ type MapNode struct {
 }
 
 // PlacementMap is a job's placement map. Tier is a Tier number.
-// Expires is when the token stops working (zero: never).
+// Expires is when the token stops working (zero: never). Lost lists the
+// nodes that left the map because they were dead past the controller's
+// grace (at most MaxLostNodes, oldest first): keys they owned are gone.
 type PlacementMap struct {
 	Job     string
 	Tier    uint8
@@ -237,6 +240,18 @@ type PlacementMap struct {
 	Nodes   []MapNode
 	Token   []byte
 	Expires time.Time // millisecond resolution on the wire
+	Lost    []LostNode
+}
+
+// LostNode is a node that left a job's map dead. Weight is on the scale
+// of the map's current weights (rescaled whenever they are), so weighted
+// rendezvous hashing over the map's nodes and its lost nodes together
+// finds the node a key had before any of them left. Epoch is the first map
+// epoch without the node.
+type LostNode struct {
+	Addr   string
+	Weight float64
+	Epoch  uint64
 }
 
 // DropResult is the outcome of deregistering a job.
@@ -328,8 +343,9 @@ var (
 	mapNodeSpec = TableSpec{Name: "MapNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar1}}}
 	mapSpec     = TableSpec{Name: "PlacementMap", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}, {Kind: Bytes},
-		{Kind: Scalar8},
+		{Kind: Scalar8}, {Kind: TableVec, Sub: &lostNodeSpec},
 	}}
+	lostNodeSpec = TableSpec{Name: "LostNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	dropSpec = TableSpec{Name: "DropResult", Fields: []Field{
 		{Kind: Scalar4}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: String},
 	}}
@@ -855,6 +871,7 @@ func (m *PlacementMap) Encode(b *flatbuffers.Builder) []byte {
 	b.Reset()
 	job, tok := str(b, m.Job), bytesVec(b, m.Token)
 	nodes := encodeMapNodes(b, m.Nodes, fb.PlacementMapStartNodesVector)
+	lost := encodeLostNodes(b, m.Lost)
 	fb.PlacementMapStart(b)
 	addOff(b, job, fb.PlacementMapAddJob)
 	fb.PlacementMapAddTier(b, m.Tier)
@@ -862,6 +879,7 @@ func (m *PlacementMap) Encode(b *flatbuffers.Builder) []byte {
 	addOff(b, nodes, fb.PlacementMapAddNodes)
 	addOff(b, tok, fb.PlacementMapAddToken)
 	fb.PlacementMapAddExpiresMs(b, unixMs(m.Expires))
+	addOff(b, lost, fb.PlacementMapAddLost)
 	b.Finish(fb.PlacementMapEnd(b))
 	return b.FinishedBytes()
 }
@@ -883,9 +901,49 @@ func (m *PlacementMap) Decode(meta []byte) error {
 	if err != nil {
 		return err
 	}
+	lost, err := decodeLostNodes(t.LostLength(), t.Lost)
+	if err != nil {
+		return err
+	}
 	*m = PlacementMap{Job: string(t.Job()), Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
-		Token: cloneBytes(t.TokenBytes()), Expires: fromUnixMs(t.ExpiresMs())}
+		Token: cloneBytes(t.TokenBytes()), Expires: fromUnixMs(t.ExpiresMs()), Lost: lost}
 	return nil
+}
+
+// encodeLostNodes writes a map's lost nodes; 0 when there are none.
+func encodeLostNodes(b *flatbuffers.Builder, ns []LostNode) flatbuffers.UOffsetT {
+	if len(ns) == 0 {
+		return 0
+	}
+	offs := make([]flatbuffers.UOffsetT, len(ns))
+	for i, n := range ns {
+		addr := b.CreateString(n.Addr)
+		fb.LostNodeStart(b)
+		fb.LostNodeAddAddr(b, addr)
+		fb.LostNodeAddWeight(b, n.Weight)
+		fb.LostNodeAddEpoch(b, n.Epoch)
+		offs[i] = fb.LostNodeEnd(b)
+	}
+	return endVector(b, offs, fb.PlacementMapStartLostVector)
+}
+
+// decodeLostNodes reads n lost nodes (at most MaxLostNodes), each with an
+// address and a finite, non-negative weight.
+func decodeLostNodes(n int, at func(*fb.LostNode, int) bool) ([]LostNode, error) {
+	if err := checkLen("lost nodes", n, MaxLostNodes); err != nil || n == 0 {
+		return nil, err
+	}
+	out := make([]LostNode, n)
+	var l fb.LostNode
+	for i := range out {
+		at(&l, i)
+		addr := l.Addr()
+		if err := firstErr(checkLen("lost node address", len(addr), MaxAddrLen), checkNum("lost node weight", l.Weight())); err != nil {
+			return nil, err
+		}
+		out[i] = LostNode{Addr: string(addr), Weight: l.Weight(), Epoch: l.Epoch()}
+	}
+	return out, nil
 }
 
 // ---- DropResult ----

@@ -34,7 +34,8 @@ func sampleControl() []ControlMessage {
 			TTL: 90 * time.Minute},
 		&JobRef{Job: "sort-1", Token: []byte("tok")},
 		&PlacementMap{Job: "sort-1", Tier: 2, Epoch: 7, Nodes: nodes, Token: bytes.Repeat([]byte{0xAB}, 33),
-			Expires: time.UnixMilli(1_800_000_000_000)},
+			Expires: time.UnixMilli(1_800_000_000_000),
+			Lost:    []LostNode{{Addr: "127.0.0.1:7003", Weight: 0.5, Epoch: 4}, {Addr: "[::1]:7004", Weight: 0.125, Epoch: 6}}},
 		&DropResult{Nodes: 3, Failed: 1, Values: 1000, Bytes: 1 << 30, Message: "node x: refused"},
 		&ClusterStatus{
 			Nodes: []NodeStatus{{Addr: "127.0.0.1:7001", State: NodeActive, Tiers: tiers, RxMbps: 1, TxMbps: 2,
@@ -123,6 +124,10 @@ func TestControlDecodeRefuses(t *testing.T) {
 		{"too many held", &Heartbeat{Addr: "a:1", Held: make([]HeldJob, MaxHeldJobs+1)}, ErrTooLarge},
 		{"negative held", &Heartbeat{Addr: "a:1", Held: []HeldJob{{Job: "j-1", Bytes: -1}}}, ErrMalformed},
 		{"long drop", &NodeAck{Drop: []HeldJob{{Job: long}}}, ErrTooLarge},
+		{"too many lost", &PlacementMap{Job: "j-1", Lost: make([]LostNode, MaxLostNodes+1)}, ErrTooLarge},
+		{"long lost address", &PlacementMap{Job: "j-1", Lost: []LostNode{{Addr: long}}}, ErrTooLarge},
+		{"nan lost weight", &PlacementMap{Job: "j-1", Lost: []LostNode{{Addr: "a:1", Weight: math.NaN()}}}, ErrMalformed},
+		{"negative lost weight", &PlacementMap{Job: "j-1", Lost: []LostNode{{Addr: "a:1", Weight: -0.5}}}, ErrMalformed},
 	}
 	for _, c := range cases {
 		err := fresh(c.m).Decode(bytes.Clone(c.m.Encode(b)))

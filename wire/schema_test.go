@@ -44,6 +44,7 @@ var tableSpecs = map[string]*TableSpec{
 	"JobRef":        &jobRefSpec,
 	"MapNode":       &mapNodeSpec,
 	"PlacementMap":  &mapSpec,
+	"LostNode":      &lostNodeSpec,
 	"DropResult":    &dropSpec,
 	"NodeStatus":    &nodeStatusSpec,
 	"JobStatus":     &jobStatusSpec,

@@ -104,7 +104,32 @@ class PlacementMap(object):
             return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
         return 0
 
-def PlacementMapStart(builder): builder.StartObject(6)
+    # PlacementMap
+    def Lost(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from .LostNode import LostNode
+            obj = LostNode()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # PlacementMap
+    def LostLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # PlacementMap
+    def LostIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        return o == 0
+
+def PlacementMapStart(builder): builder.StartObject(7)
 def Start(builder):
     return PlacementMapStart(builder)
 def PlacementMapAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -131,6 +156,12 @@ def StartTokenVector(builder, numElems):
 def PlacementMapAddExpiresMs(builder, expiresMs): builder.PrependInt64Slot(5, expiresMs, 0)
 def AddExpiresMs(builder, expiresMs):
     return PlacementMapAddExpiresMs(builder, expiresMs)
+def PlacementMapAddLost(builder, lost): builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(lost), 0)
+def AddLost(builder, lost):
+    return PlacementMapAddLost(builder, lost)
+def PlacementMapStartLostVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartLostVector(builder, numElems):
+    return PlacementMapStartLostVector(builder, numElems)
 def PlacementMapEnd(builder): return builder.EndObject()
 def End(builder):
     return PlacementMapEnd(builder)
