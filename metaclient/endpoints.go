@@ -173,7 +173,11 @@ func (cs *Controllers) client(addr string) (*Client, int) {
 	}
 	c := cs.clients[addr]
 	if c == nil {
-		c = New(addr, cs.opt)
+		// Each controller's client does not wait for its controller:
+		// Do moves on to the next one instead.
+		opt := cs.opt
+		opt.RetryFor = -1
+		c = newOne(addr, opt)
 		cs.clients[addr] = c
 	}
 	return c, i

@@ -3,14 +3,31 @@
 // the SDK and the CLI use it to register and deregister jobs, fetch
 // placement maps and read the cluster's status.
 //
-// A Client holds at most one TCP connection, dialed on first use and
-// re-dialed after any failure, so a controller that restarts is simply
-// reconnected to. Calls are serialized over the connection (the control
-// plane carries a few messages a second, never data). A call that fails on
-// a connection that had served before is retried once on a fresh
+// A Client of one controller holds at most one TCP connection, dialed on
+// first use and re-dialed after any failure, so a controller that restarts
+// is simply reconnected to. Calls are serialized over the connection (the
+// control plane carries a few messages a second, never data). A call that
+// fails on a connection that had served before is retried once on a fresh
 // connection, which covers the common case of a controller restart between
 // calls; a job registration interrupted after the controller received it
 // may therefore, rarely, register the job twice.
+//
+// # Retries while the controller is away
+//
+// After that, a call is retried with a backoff (50 ms, doubling to 1 s)
+// until its context's deadline (or Options.RetryFor) when retrying is
+// safe: the controller refused the connection (ECONNREFUSED: nothing was
+// sent, so any op may be repeated), or the op is idempotent (OpGetMap,
+// OpStatus, OpListJobs). So a worker that starts, or fetches a map, while
+// the controller restarts waits for it instead of failing.
+//
+// # Several controllers
+//
+// New given a comma-separated list ("a:7070,b:7070,c:7070", as in
+// --controller and POCKET_CONTROLLER) returns a Client whose every call
+// goes through Controllers: to the elected controller, following "not
+// leader" answers and moving past unreachable controllers until the
+// call's context ends.
 //
 // Node and drain messages prove the cluster secret for the connection
 // they travel on: the client asks the controller for a challenge nonce
@@ -33,7 +50,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	flatbuffers "github.com/google/flatbuffers/go"
@@ -69,6 +88,12 @@ type Options struct {
 	// for hosts with several addresses, and for tests that stand for
 	// several clients on loopback.
 	LocalIP string
+	// RetryFor bounds how long a call keeps retrying a controller that
+	// refuses connections, or an idempotent call whose connection failed
+	// (0: until the call's context ends; negative: no such retry). A
+	// command-line tool sets a few seconds so that a missing controller
+	// is reported promptly.
+	RetryFor time.Duration
 }
 
 // ErrClosed is returned by calls on a closed Client. It carries
@@ -77,10 +102,15 @@ type Options struct {
 // message says it was this side that closed.
 var ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "control client closed"}
 
-// Client talks to one controller. It is safe for concurrent use.
+// Client talks to one controller, or through Controllers to the elected
+// one of several (see New). It is safe for concurrent use.
 type Client struct {
-	addr string
-	opt  Options
+	addr  string
+	opt   Options
+	route *Controllers  // set for a list of controllers: calls go through it
+	bad   error         // a list New could not parse, returned by every call
+	done  chan struct{} // closed by Close: ends retry waits
+	once  sync.Once
 
 	mu     sync.Mutex // serializes calls; guards the fields below
 	conn   net.Conn
@@ -93,9 +123,26 @@ type Client struct {
 	closed bool
 }
 
-// New returns a client of the controller at addr. It does not connect
-// until the first call.
+// New returns a client of the controller at addr (host:port), or of the
+// controllers of a comma-separated list of them (ParseControllers; a list
+// that does not parse makes every call fail with the parse error). It
+// does not connect until the first call.
 func New(addr string, opt Options) *Client {
+	if !strings.Contains(addr, ",") {
+		return newOne(addr, opt)
+	}
+	c := newOne(addr, opt)
+	addrs, err := ParseControllers(addr)
+	if err != nil {
+		c.bad = err
+		return c
+	}
+	c.route, _ = NewControllers(addrs, opt)
+	return c
+}
+
+// newOne returns a client of one controller.
+func newOne(addr string, opt Options) *Client {
 	if opt.DialTimeout <= 0 {
 		opt.DialTimeout = 3 * time.Second
 	}
@@ -105,14 +152,28 @@ func New(addr string, opt Options) *Client {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	return &Client{addr: addr, opt: opt, b: flatbuffers.NewBuilder(1024)}
+	return &Client{addr: addr, opt: opt, b: flatbuffers.NewBuilder(1024), done: make(chan struct{})}
 }
 
-// Addr returns the controller's address.
+// Addr returns the controller's address, or the list New was given.
 func (c *Client) Addr() string { return c.addr }
 
-// Close closes the connection; later calls return ErrClosed.
+// Leader returns the address calls go to first: the controller's, or for
+// a list the one that last answered as the leader.
+func (c *Client) Leader() string {
+	if c.route != nil {
+		return c.route.Leader()
+	}
+	return c.addr
+}
+
+// Close closes the connection (every connection, for a list); later calls
+// return ErrClosed.
 func (c *Client) Close() error {
+	c.once.Do(func() { close(c.done) })
+	if c.route != nil {
+		return c.route.Close()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
@@ -232,31 +293,115 @@ func (c *Client) callProved(ctx context.Context, op wire.Op, build func(nonce []
 }
 
 func (c *Client) do(ctx context.Context, op wire.Op, proved bool, build func(nonce []byte) wire.ControlMessage, resp wire.ControlMessage) error {
+	if c.bad != nil {
+		return c.bad
+	}
+	if c.route != nil {
+		return c.route.Do(ctx, func(one *Client) error { return one.do(ctx, op, proved, build, resp) })
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.opt.CallTimeout)
 		defer cancel()
 	}
+	until := c.retryUntil(ctx)
+	wait := retryFirst
+	for attempt := 0; ; attempt++ {
+		reused, err := c.attempt(ctx, op, proved, build, resp)
+		if err == nil || !isTransport(err) {
+			return err
+		}
+		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, err)
+		}
+		if reused && attempt == 0 {
+			continue // the connection had served: retry at once on a new one
+		}
+		if !retrySafe(op, err) || !c.pause(ctx, wait, until) {
+			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, err)
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// Retry backoff: the first pause, doubling up to the last.
+const (
+	retryFirst = 50 * time.Millisecond
+	retryMax   = time.Second
+)
+
+// attempt makes one exchange under c.mu and decodes its reply; it drops
+// the connection after a transport error and reports whether the
+// connection had been used before.
+func (c *Client) attempt(ctx context.Context, op wire.Op, proved bool, build func(nonce []byte) wire.ControlMessage, resp wire.ControlMessage) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return ErrClosed
+		return false, ErrClosed
 	}
-	for attempt := 0; ; attempt++ {
-		reused := c.conn != nil
-		rmeta, err := c.exchange(ctx, op, proved, build)
-		if err == nil {
-			return resp.Decode(rmeta)
-		}
-		var we *wire.Error
-		if errors.As(err, &we) {
-			return err // the controller answered: no transport problem
-		}
+	reused := c.conn != nil
+	rmeta, err := c.exchange(ctx, op, proved, build)
+	if err == nil {
+		return reused, resp.Decode(rmeta)
+	}
+	if isTransport(err) {
 		c.dropConn()
-		if !reused || attempt > 0 || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, err)
+	}
+	return reused, err
+}
+
+// isTransport reports whether err is a failure to reach the controller or
+// read its answer, rather than its answer (a *wire.Error).
+func isTransport(err error) bool {
+	var we *wire.Error
+	return !errors.As(err, &we)
+}
+
+// retrySafe reports whether a call may be sent again after err: nothing
+// was sent (the connection was refused), or op is idempotent.
+func retrySafe(op wire.Op, err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	switch op {
+	case wire.OpGetMap, wire.OpStatus, wire.OpListJobs:
+		return true
+	}
+	return false
+}
+
+// retryUntil is when retries stop: the context's deadline, or sooner by
+// Options.RetryFor (zero time: no retry).
+func (c *Client) retryUntil(ctx context.Context) time.Time {
+	dl, _ := ctx.Deadline()
+	switch r := c.opt.RetryFor; {
+	case r < 0:
+		return time.Time{}
+	case r > 0:
+		if lim := time.Now().Add(r); lim.Before(dl) {
+			return lim
 		}
 	}
+	return dl
+}
+
+// pause waits d, or until until if that is sooner, before a retry, and
+// reports false (no retry) when until has passed, or ctx ends or the
+// client closes meanwhile.
+func (c *Client) pause(ctx context.Context, d time.Duration, until time.Time) bool {
+	left := time.Until(until)
+	if until.IsZero() || left <= 0 {
+		return false
+	}
+	t := time.NewTimer(min(d, left))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-c.done:
+	}
+	return false
 }
 
 // exchange sends the request on the connection (dialing first if there is

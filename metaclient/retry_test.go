@@ -1,0 +1,169 @@
+package metaclient_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestRetryWhileRefused: a call made while nothing listens at the
+// controller's address (a restart) waits for it, for any op, instead of
+// failing with "connection refused"; fails on the code before the retry.
+func TestRetryWhileRefused(t *testing.T) {
+	addr := deadAddr(t)
+	mc := metaclient.New(addr, metaclient.Options{Logger: quiet})
+	defer mc.Close()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		c, _ := startController(t, addr)
+		t.Cleanup(func() { c.Close() })
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	// With no nodes the controller refuses the job: an answer all the same.
+	if _, err := mc.RegisterJob(ctx, "late", wire.JobHints{}); err != nil && !isAnswer(err) {
+		t.Fatalf("register while the controller starts: %v, want the controller's answer", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("answered after %v, before the controller was listening", d)
+	}
+}
+
+// TestRetryForBound: Options.RetryFor ends the wait; the error is still
+// the refusal (so a CLI can tell the user nothing listens there).
+func TestRetryForBound(t *testing.T) {
+	mc := metaclient.New(deadAddr(t), metaclient.Options{Logger: quiet, RetryFor: 300 * time.Millisecond})
+	defer mc.Close()
+	start := time.Now()
+	_, err := mc.Status(context.Background())
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("status with no controller: %v, want ECONNREFUSED", err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("gave up after %v, want about RetryFor (300ms)", d)
+	}
+	none := metaclient.New(deadAddr(t), metaclient.Options{Logger: quiet, RetryFor: -1})
+	defer none.Close()
+	start = time.Now()
+	if _, err := none.Status(context.Background()); !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 2*time.Second {
+		t.Fatalf("RetryFor -1: %v after %v, want an immediate refusal", err, time.Since(start))
+	}
+}
+
+// dropper accepts connections and closes the first n at once (a
+// controller that dies with the request in flight), then forwards the
+// others to the controller at to.
+func dropper(t *testing.T, to string, n int32) (string, *atomic.Int32) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var seen atomic.Int32
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if seen.Add(1) <= n {
+				buf := make([]byte, 64)
+				conn.Read(buf) // the request arrives, then the connection dies
+				conn.Close()
+				continue
+			}
+			go forward(conn, to)
+		}
+	}()
+	return ln.Addr().String(), &seen
+}
+
+func forward(conn net.Conn, to string) {
+	defer conn.Close()
+	up, err := net.Dial("tcp", to)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	go func() { copyAll(up, conn); up.Close() }()
+	copyAll(conn, up)
+}
+
+func copyAll(dst, src net.Conn) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestRetryIdempotent: an idempotent op whose connection dies with the
+// request sent is retried with a backoff until it gets an answer; a job
+// registration is not (the controller may have registered it).
+func TestRetryIdempotent(t *testing.T) {
+	c, ctl := startController(t, "127.0.0.1:0")
+	defer c.Close()
+	addr, seen := dropper(t, ctl, 3)
+	mc := metaclient.New(addr, metaclient.Options{Logger: quiet})
+	defer mc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := mc.Status(ctx); err != nil {
+		t.Fatalf("status through 3 dropped connections: %v", err)
+	}
+	if got := seen.Load(); got != 4 {
+		t.Fatalf("%d connections, want 4 (3 dropped, then the answer)", got)
+	}
+
+	addr, seen = dropper(t, ctl, 3)
+	reg := metaclient.New(addr, metaclient.Options{Logger: quiet})
+	defer reg.Close()
+	if _, err := reg.RegisterJob(ctx, "once", wire.JobHints{}); err == nil || isAnswer(err) {
+		t.Fatalf("register over a dropped connection: %v, want the transport error", err)
+	}
+	if got := seen.Load(); got != 1 {
+		t.Fatalf("register sent on %d connections, want 1 (not idempotent)", got)
+	}
+}
+
+func isAnswer(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we)
+}
+
+// TestNewList: New given a comma-separated list finds the leader among
+// a dead address and a follower, and a list that does not parse fails
+// every call with the parse error.
+func TestNewList(t *testing.T) {
+	lead := startLeader(t)
+	f := startFollower(t, lead)
+	mc := metaclient.New(deadAddr(t)+","+f.addr, metaclient.Options{Logger: quiet})
+	defer mc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := mc.Status(ctx); err != nil {
+		t.Fatalf("status through the list: %v", err)
+	}
+	if mc.Leader() != lead {
+		t.Fatalf("leader %q, want %q", mc.Leader(), lead)
+	}
+	bad := metaclient.New("127.0.0.1:1,,127.0.0.1:2", metaclient.Options{Logger: quiet})
+	if _, err := bad.Status(ctx); err == nil || isAnswer(err) {
+		t.Fatalf("bad list: %v, want the parse error", err)
+	}
+}
