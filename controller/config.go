@@ -95,6 +95,13 @@ type Config struct {
 	// (nil: slog.Default()). The process gives it its own identity, e.g.
 	// logger.With("controller", addr).
 	Logger *slog.Logger
+
+	// DeadNodeGrace is how long a node may stay dead before it leaves
+	// every job's map (dead.go): the keys it held are then lost, and
+	// clients place new writes on the remaining nodes
+	// (DefaultDeadNodeGrace; negative: never, the node stays in the maps
+	// marked dead).
+	DeadNodeGrace time.Duration
 }
 
 // Policy holds the sizing constants (see the package doc).
@@ -147,6 +154,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.OrphanGrace == 0 {
 		cfg.OrphanGrace = DefaultOrphanGrace
+	}
+	if cfg.DeadNodeGrace == 0 {
+		cfg.DeadNodeGrace = DefaultDeadNodeGrace
 	}
 	if cfg.DropTimeout <= 0 {
 		cfg.DropTimeout = 10 * time.Second

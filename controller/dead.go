@@ -1,0 +1,6 @@
+package controller
+
+import "time"
+
+// DefaultDeadNodeGrace is Config.DeadNodeGrace's default.
+const DefaultDeadNodeGrace = 30 * time.Second
