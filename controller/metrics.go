@@ -13,8 +13,8 @@ import (
 
 // The controller's Prometheus figures (names in telemetry/metrics):
 // registered nodes by state, live jobs by tier, registrations accepted and
-// refused (by reason), each node's latest heartbeat figures, and the
-// autoscaler's decisions. A collector reads them under the controller's
+// refused (by reason), orphans held and dropped (orphans.go), each node's
+// latest heartbeat figures, and the autoscaler's decisions. A collector reads them under the controller's
 // lock at scrape time; nothing is counted twice.
 
 // MetricsHandler serves the controller's Prometheus /metrics from a
@@ -35,25 +35,28 @@ func (c *Controller) MetricsCollector() prometheus.Collector { return (*ctlColle
 type ctlCollector Controller
 
 var (
-	descNodes   = prometheus.NewDesc(metrics.ControllerNodes, "Registered storage nodes by state.", []string{"state"}, nil)
-	descJobs    = prometheus.NewDesc(metrics.ControllerJobs, "Registered (live) jobs by tier.", []string{"tier"}, nil)
-	descRegs    = prometheus.NewDesc(metrics.ControllerJobRegistrations, "Job registrations accepted.", nil, nil)
-	descRefused = prometheus.NewDesc(metrics.ControllerRegistrationsRefused, "Job registrations refused, by reason: the limit's name (MaxJobs, MaxJobsPerClient, RegisterRate) or the error code's.", []string{"reason"}, nil)
-	descCPU     = prometheus.NewDesc(metrics.NodeCPUUtilization, "Busy share of the node's cores at its last heartbeat.", []string{"node"}, nil)
-	descNet     = prometheus.NewDesc(metrics.NodeNetUtilization, "Network use over the node's bandwidth: measured (max of rx, tx) or allocated to jobs.", []string{"node", "source"}, nil)
-	descCap     = prometheus.NewDesc(metrics.NodeCapacityUtilization, "Larger of used and allocated bytes over the tier's capacity.", []string{"node", "tier"}, nil)
-	descRx      = prometheus.NewDesc(metrics.NodeRxMbps, "Megabits per second the node received (its own payload traffic).", []string{"node"}, nil)
-	descTx      = prometheus.NewDesc(metrics.NodeTxMbps, "Megabits per second the node sent (its own payload traffic).", []string{"node"}, nil)
-	descDecided = prometheus.NewDesc(metrics.AutoscalerDecisions, "Autoscaler decisions: add and remove nodes, or hold (a change was needed and held back).", []string{"decision"}, nil)
-	descEvals   = prometheus.NewDesc(metrics.AutoscalerEvaluations, "Autoscaler policy evaluations.", nil, nil)
-	descUtil    = prometheus.NewDesc(metrics.AutoscalerUtilization, "Cluster utilization per dimension at the last evaluation.", []string{"dim"}, nil)
-	descStart   = prometheus.NewDesc(metrics.AutoscalerStarting, "Nodes being started.", nil, nil)
+	descNodes     = prometheus.NewDesc(metrics.ControllerNodes, "Registered storage nodes by state.", []string{"state"}, nil)
+	descJobs      = prometheus.NewDesc(metrics.ControllerJobs, "Registered (live) jobs by tier.", []string{"tier"}, nil)
+	descRegs      = prometheus.NewDesc(metrics.ControllerJobRegistrations, "Job registrations accepted.", nil, nil)
+	descRefused   = prometheus.NewDesc(metrics.ControllerRegistrationsRefused, "Job registrations refused, by reason: the limit's name (MaxJobs, MaxJobsPerClient, RegisterRate) or the error code's.", []string{"reason"}, nil)
+	descOrphDrops = prometheus.NewDesc(metrics.ControllerOrphansDropped, "Drop orders sent for a node's data of a job the controller does not know (after the orphan grace, or at once for a job it revoked).", nil, nil)
+	descOrphBytes = prometheus.NewDesc(metrics.ControllerOrphanBytesDropped, "Bytes of orphaned job data dropped by those orders, as the nodes reported them.", nil, nil)
+	descOrphHeld  = prometheus.NewDesc(metrics.ControllerOrphansHeld, "(node, job) pairs whose data the nodes report holding for a job the controller does not know live.", nil, nil)
+	descCPU       = prometheus.NewDesc(metrics.NodeCPUUtilization, "Busy share of the node's cores at its last heartbeat.", []string{"node"}, nil)
+	descNet       = prometheus.NewDesc(metrics.NodeNetUtilization, "Network use over the node's bandwidth: measured (max of rx, tx) or allocated to jobs.", []string{"node", "source"}, nil)
+	descCap       = prometheus.NewDesc(metrics.NodeCapacityUtilization, "Larger of used and allocated bytes over the tier's capacity.", []string{"node", "tier"}, nil)
+	descRx        = prometheus.NewDesc(metrics.NodeRxMbps, "Megabits per second the node received (its own payload traffic).", []string{"node"}, nil)
+	descTx        = prometheus.NewDesc(metrics.NodeTxMbps, "Megabits per second the node sent (its own payload traffic).", []string{"node"}, nil)
+	descDecided   = prometheus.NewDesc(metrics.AutoscalerDecisions, "Autoscaler decisions: add and remove nodes, or hold (a change was needed and held back).", []string{"decision"}, nil)
+	descEvals     = prometheus.NewDesc(metrics.AutoscalerEvaluations, "Autoscaler policy evaluations.", nil, nil)
+	descUtil      = prometheus.NewDesc(metrics.AutoscalerUtilization, "Cluster utilization per dimension at the last evaluation.", []string{"dim"}, nil)
+	descStart     = prometheus.NewDesc(metrics.AutoscalerStarting, "Nodes being started.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (cc *ctlCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNodes, descJobs, descRegs, descRefused, descCPU, descNet, descCap,
-		descRx, descTx, descDecided, descEvals, descUtil, descStart} {
+	for _, d := range []*prometheus.Desc{descNodes, descJobs, descRegs, descRefused, descOrphDrops, descOrphBytes,
+		descOrphHeld, descCPU, descNet, descCap, descRx, descTx, descDecided, descEvals, descUtil, descStart} {
 		ch <- d
 	}
 }
@@ -105,7 +108,8 @@ func (cc *ctlCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, t := range []wire.Tier{wire.TierDRAM, wire.TierNVMe} {
 		ch <- prometheus.MustNewConstMetric(descJobs, prometheus.GaugeValue, float64(f.jobsByTier[uint8(t)]), t.String())
 	}
-	registrations(c).collect(ch)
+	c.regs.collect(ch)
+	collectOrphans(ch, c)
 	for _, n := range f.nodes {
 		if n.ok {
 			collectNode(ch, &n)
@@ -114,6 +118,13 @@ func (cc *ctlCollector) Collect(ch chan<- prometheus.Metric) {
 	if a := c.scaler(); a != nil {
 		a.collect(ch)
 	}
+}
+
+// collectOrphans sends the orphan counters and gauge (orphans.go).
+func collectOrphans(ch chan<- prometheus.Metric, c *Controller) {
+	ch <- prometheus.MustNewConstMetric(descOrphDrops, prometheus.CounterValue, float64(c.OrphansDropped()))
+	ch <- prometheus.MustNewConstMetric(descOrphBytes, prometheus.CounterValue, float64(c.OrphanBytesDropped()))
+	ch <- prometheus.MustNewConstMetric(descOrphHeld, prometheus.GaugeValue, float64(c.OrphansHeld()))
 }
 
 func collectNode(ch chan<- prometheus.Metric, n *nodeMetric) {
@@ -157,36 +168,28 @@ func (a *Autoscaler) collect(ch chan<- prometheus.Metric) {
 	gauge(descStart, float64(starting))
 }
 
-// regCounts counts job registrations, accepted and refused by reason.
+// regCounts counts job registrations, accepted and refused by reason
+// (Controller.regs; the zero value is ready), under a mutex of its own
+// that takes no other lock.
 type regCounts struct {
 	mu       sync.Mutex
 	accepted uint64
-	refused  map[string]uint64 // by refusalReason
-}
-
-// ctlRegs holds each controller's registration counts. It is a side table
-// because the Controller struct is defined in registry.go; it can become a
-// field there.
-var ctlRegs sync.Map // *Controller -> *regCounts
-
-func registrations(c *Controller) *regCounts {
-	if r, ok := ctlRegs.Load(c); ok {
-		return r.(*regCounts)
-	}
-	r, _ := ctlRegs.LoadOrStore(c, &regCounts{refused: map[string]uint64{}})
-	return r.(*regCounts)
+	refused  map[string]uint64 // by refusalReason; made on the first refusal
 }
 
 // countRegistration counts the outcome of one job registration: accepted
 // when err is nil, else refused for refusalReason(err). RegisterJobFrom
 // is meant to call it once per call, with the error it returns.
 func (c *Controller) countRegistration(err error) {
-	r := registrations(c)
+	r := &c.regs
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err == nil {
 		r.accepted++
 		return
+	}
+	if r.refused == nil {
+		r.refused = map[string]uint64{}
 	}
 	r.refused[refusalReason(err)]++
 }

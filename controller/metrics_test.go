@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"net/http/httptest"
 	"strings"
@@ -131,5 +132,56 @@ func TestMetricsAutoscalerDecisions(t *testing.T) {
 	}
 	if !strings.HasPrefix(fams[metrics.AutoscalerDecisions].GetHelp(), "Autoscaler decisions") {
 		t.Errorf("help %q", fams[metrics.AutoscalerDecisions].GetHelp())
+	}
+}
+
+// TestMetricsOrphans: the orphan figures move with what a node reports
+// holding: a revoked job's data is ordered dropped at once (a drop and
+// its bytes counted), an unknown job's is held through the grace (the
+// gauge), and a controller's counts are its own.
+func TestMetricsOrphans(t *testing.T) {
+	c := newTest(t, Config{OrphanGrace: time.Hour, DeadAfter: time.Hour})
+	addr := "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(addr, 1<<30, 8000))
+	fams := scrape(t, c)
+	wantValue(t, fams, 0, metrics.ControllerOrphansDropped)
+	wantValue(t, fams, 0, metrics.ControllerOrphanBytesDropped)
+	wantValue(t, fams, 0, metrics.ControllerOrphansHeld)
+	gone, err := c.RegisterJob("gone", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeregisterJob(context.Background(), gone.Job, gone.Token); err != nil {
+		t.Fatal(err)
+	}
+	held := []wire.HeldJob{{Job: gone.Job, Bytes: 4096}, {Job: "stranger-7", Bytes: 1 << 20}}
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: addr, Held: held}); err != nil {
+		t.Fatal(err)
+	}
+	fams = scrape(t, c)
+	wantValue(t, fams, 1, metrics.ControllerOrphansDropped)
+	wantValue(t, fams, 4096, metrics.ControllerOrphanBytesDropped)
+	wantValue(t, fams, 2, metrics.ControllerOrphansHeld)
+	other := newTest(t, Config{})
+	wantValue(t, scrape(t, other), 0, metrics.ControllerOrphansDropped)
+	if got := fams[metrics.ControllerOrphansHeld].GetType().String(); got != "GAUGE" {
+		t.Errorf("%s is a %s; want a gauge", metrics.ControllerOrphansHeld, got)
+	}
+	if got := fams[metrics.ControllerOrphansDropped].GetType().String(); got != "COUNTER" {
+		t.Errorf("%s is a %s; want a counter", metrics.ControllerOrphansDropped, got)
+	}
+}
+
+// TestRegistrationCountsPerController: each controller counts its own
+// registrations (Controller.regs), starting from zero.
+func TestRegistrationCountsPerController(t *testing.T) {
+	a, b := newTest(t, Config{}), newTest(t, Config{})
+	a.countRegistration(nil)
+	a.countRegistration(wire.Errorf(wire.CodeBadKey, "empty name"))
+	wantValue(t, scrape(t, a), 1, metrics.ControllerJobRegistrations)
+	fams := scrape(t, b)
+	wantValue(t, fams, 0, metrics.ControllerJobRegistrations)
+	if fams[metrics.ControllerRegistrationsRefused] != nil {
+		t.Errorf("a controller with no refusal reports refusals: %v", fams[metrics.ControllerRegistrationsRefused])
 	}
 }

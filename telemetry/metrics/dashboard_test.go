@@ -70,7 +70,8 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	for _, want := range []string{NodeRequests, NodeRequestDuration, NodeReceivedBytes, NodeSentBytes, NodeTierUsed,
-		NodeTierCapacity, NodeConnections, ControllerJobs, ControllerNodes, AutoscalerDecisions} {
+		NodeTierCapacity, NodeConnections, ControllerJobs, ControllerNodes, AutoscalerDecisions,
+		ControllerOrphansHeld, ControllerOrphansDropped, ControllerOrphanBytesDropped} {
 		if !used[want] {
 			t.Errorf("the dashboard shows no %s", want)
 		}

@@ -62,11 +62,20 @@ const (
 	// ControllerRegistrationsRefused counts registrations refused, by
 	// reason (the limit's name, e.g. "MaxJobs", or the error code's).
 	ControllerRegistrationsRefused = "pocket_controller_job_registrations_refused_total"
-	NodeCPUUtilization             = "pocket_node_cpu_utilization"      // by node
-	NodeNetUtilization             = "pocket_node_net_utilization"      // by node, source
-	NodeCapacityUtilization        = "pocket_node_capacity_utilization" // by node, tier
-	NodeRxMbps                     = "pocket_node_rx_mbps"              // by node
-	NodeTxMbps                     = "pocket_node_tx_mbps"              // by node
+	// ControllerOrphansDropped counts the drop orders the controller sent
+	// for data a node held of a job it does not know (an orphan, after
+	// Config.OrphanGrace), and ControllerOrphanBytesDropped the bytes those
+	// orders dropped, as the nodes reported them.
+	ControllerOrphansDropped     = "pocket_controller_orphans_dropped_total"
+	ControllerOrphanBytesDropped = "pocket_controller_orphan_bytes_dropped_total"
+	// ControllerOrphansHeld is the number of (node, job) orphans the nodes
+	// report holding now, waiting out the grace.
+	ControllerOrphansHeld   = "pocket_controller_orphans_held"
+	NodeCPUUtilization      = "pocket_node_cpu_utilization"      // by node
+	NodeNetUtilization      = "pocket_node_net_utilization"      // by node, source
+	NodeCapacityUtilization = "pocket_node_capacity_utilization" // by node, tier
+	NodeRxMbps              = "pocket_node_rx_mbps"              // by node
+	NodeTxMbps              = "pocket_node_tx_mbps"              // by node
 	// AutoscalerDecisions counts the autoscaler's decisions by decision:
 	// add, remove, or hold (a change was needed and held back).
 	AutoscalerDecisions   = "pocket_autoscaler_decisions_total"
@@ -84,6 +93,7 @@ var Names = []string{
 	DiskReadBytes, DiskWrittenBytes, DiskReads, DiskWrites, DiskReadBytesPerSec, DiskWriteBytesPerSec,
 	DiskReadIOPS, DiskWriteIOPS, DiskBusyPercent, CPUBusyPercent, BlockProbeUp, BlockIODuration,
 	ControllerNodes, ControllerJobs, ControllerJobRegistrations, ControllerRegistrationsRefused,
+	ControllerOrphansDropped, ControllerOrphanBytesDropped, ControllerOrphansHeld,
 	NodeCPUUtilization, NodeNetUtilization, NodeCapacityUtilization, NodeRxMbps, NodeTxMbps,
 	AutoscalerDecisions, AutoscalerEvaluations, AutoscalerUtilization, AutoscalerStarting,
 }
