@@ -60,11 +60,23 @@ type drainState struct {
 // Drain starts draining the node at addr, to leave within deadline (0:
 // DefaultDrainDeadline). It returns the deadline applied. Draining an
 // already draining node keeps the earlier deadline unless the new one is
-// sooner.
+// sooner. With Config.Store the change is saved before Drain returns (so
+// `pocket node drain`'s answer, and scale-in's, survive a kill -9); if
+// the store fails, the error is CodeUnavailable and the node drains all
+// the same (its state is saved again at the sweeper's next tick).
 func (c *Controller) Drain(addr string, deadline time.Duration) (time.Duration, error) {
 	if deadline <= 0 {
 		deadline = DefaultDrainDeadline
 	}
+	d, err := c.drain(addr, deadline)
+	if err != nil {
+		return 0, err
+	}
+	return d, c.flush() // after c.mu: the store's lock comes first (doc.go)
+}
+
+// drain is Drain's change of the registry, under c.mu.
+func (c *Controller) drain(addr string, deadline time.Duration) (time.Duration, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, ok := c.nodes[addr]

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -210,3 +212,30 @@ func FuzzDrainNode(f *testing.F) {
 }
 
 func newBuilder() *flatbuffers.Builder { return flatbuffers.NewBuilder(256) }
+
+// TestDrainSaved: a drain is in the store when Drain returns, before any
+// sweeper tick (the interval here is an hour), so a controller killed
+// right after answering `pocket node drain` restarts with the node
+// draining; with the store failing, Drain says so (CodeUnavailable).
+func TestDrainSaved(t *testing.T) {
+	m := state.NewMemory()
+	c := newTest(t, Config{Store: m, HeartbeatInterval: time.Hour, DeadAfter: time.Hour})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	if _, err := c.Drain(a, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := m.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(snap.Nodes, func(n state.Node) bool { return n.Addr == a })
+	if i < 0 || wire.NodeState(snap.Nodes[i].State) != wire.NodeDraining || snap.Nodes[i].DrainDeadline.IsZero() {
+		t.Fatalf("stored nodes after Drain(%s): %+v; want it draining with its deadline", a, snap.Nodes)
+	}
+	m.SetFail(errors.New("disk full"))
+	if _, err := c.Drain(b, time.Minute); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("Drain with a failing store: %v; want unavailable", err)
+	}
+}
