@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"runtime"
 	"time"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // Config tunes a Server. Zero fields take the defaults documented on each.
@@ -129,8 +131,10 @@ func (c Config) withDefaults() Config {
 // Errors passed to Handler.OnClose (matched with errors.Is) and returned by
 // Listen.
 var (
-	// ErrServerClosed: the connection was closed by Server.Close.
-	ErrServerClosed = errors.New("netio: server closed")
+	// ErrServerClosed: the connection was closed by Server.Close. It
+	// carries wire.CodeClosed, like every package's ErrClosed, so
+	// errors.Is matches it against wire.ErrClosed.
+	ErrServerClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "netio server closed"}
 	// ErrInboundLimit: the connection held Config.MaxInbound unconsumed bytes.
 	ErrInboundLimit = errors.New("netio: unconsumed input over limit")
 	// ErrBadConsumed: OnData returned a consumed count outside [0, len(in)].
