@@ -18,12 +18,15 @@ const BoltFile = "controller.db"
 
 // Bucket and key names of the bolt layout (format version 1): bucket
 // "jobs" maps a job id to its JSON Job, "nodes" a node address to its
-// JSON Node, and "meta" holds "format" (the decimal FormatVersion) and
-// "meta" (the JSON Meta).
+// JSON Node, "profiles" a job name to its JSON Profile, and "meta" holds
+// "format" (the decimal FormatVersion) and "meta" (the JSON Meta). A
+// store written before profiles existed gets the "profiles" bucket when
+// opened; a build before profiles ignores it (see FormatVersion).
 var (
-	bucketJobs  = []byte("jobs")
-	bucketNodes = []byte("nodes")
-	bucketMeta  = []byte("meta")
+	bucketJobs     = []byte("jobs")
+	bucketNodes    = []byte("nodes")
+	bucketProfiles = []byte("profiles")
+	bucketMeta     = []byte("meta")
 	keyFormat   = []byte("format")
 	keyMeta     = []byte("meta")
 )
@@ -67,7 +70,7 @@ func OpenBolt(dir string) (*Bolt, error) {
 // init creates the buckets and stamps the format version of a new store,
 // and checks the version of an existing one.
 func (b *Bolt) init(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketJobs, bucketNodes, bucketMeta} {
+	for _, name := range [][]byte{bucketJobs, bucketNodes, bucketProfiles, bucketMeta} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("state: %s: %w", b.path, err)
 		}
@@ -121,9 +124,19 @@ func (b *Bolt) Load() (*Snapshot, error) {
 		}); err != nil {
 			return err
 		}
+		if err := tx.Bucket(bucketProfiles).ForEach(func(k, v []byte) error {
+			var p Profile
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("state: %s: profile %q: %w", b.path, k, err)
+			}
+			s.Profiles = append(s.Profiles, p)
+			return nil
+		}); err != nil {
+			return err
+		}
 		v := tx.Bucket(bucketMeta).Get(keyMeta)
 		if v == nil {
-			s.Empty = len(s.Jobs) == 0 && len(s.Nodes) == 0
+			s.Empty = len(s.Jobs) == 0 && len(s.Nodes) == 0 && len(s.Profiles) == 0
 			return nil
 		}
 		if err := json.Unmarshal(v, &s.Meta); err != nil {
@@ -166,6 +179,9 @@ func (b *Bolt) Apply(batch *Batch) error {
 				return err
 			}
 		}
+		if err := applyProfiles(tx.Bucket(bucketProfiles), batch.DeleteProfiles, enc.profs); err != nil {
+			return err
+		}
 		if enc.meta != nil {
 			return tx.Bucket(bucketMeta).Put(keyMeta, enc.meta)
 		}
@@ -173,6 +189,21 @@ func (b *Bolt) Apply(batch *Batch) error {
 	})
 	if err != nil {
 		return fmt.Errorf("state: %s: %w", b.path, err)
+	}
+	return nil
+}
+
+// applyProfiles deletes then puts profile records in pb.
+func applyProfiles(pb *bolt.Bucket, del []string, put map[string][]byte) error {
+	for _, name := range del {
+		if err := pb.Delete([]byte(name)); err != nil {
+			return err
+		}
+	}
+	for k, v := range put {
+		if err := pb.Put([]byte(k), v); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ type Memory struct {
 	mu     sync.Mutex
 	jobs   map[string][]byte
 	nodes  map[string][]byte
+	profs  map[string][]byte
 	meta   Meta
 	used   bool
 	failOn error // returned by Apply when set (SetFail)
@@ -21,7 +22,7 @@ type Memory struct {
 
 // NewMemory returns an empty store.
 func NewMemory() *Memory {
-	return &Memory{jobs: map[string][]byte{}, nodes: map[string][]byte{}}
+	return &Memory{jobs: map[string][]byte{}, nodes: map[string][]byte{}, profs: map[string][]byte{}}
 }
 
 // SetFail makes every later Apply fail with err (nil: succeed again),
@@ -51,6 +52,13 @@ func (m *Memory) Load() (*Snapshot, error) {
 		}
 		s.Nodes = append(s.Nodes, n)
 	}
+	for _, k := range sortedKeys(m.profs) {
+		var p Profile
+		if err := json.Unmarshal(m.profs[k], &p); err != nil {
+			return nil, err
+		}
+		s.Profiles = append(s.Profiles, p)
+	}
 	return s, nil
 }
 
@@ -77,6 +85,12 @@ func (m *Memory) Apply(b *Batch) error {
 	for k, v := range enc.nodes {
 		m.nodes[k] = v
 	}
+	for _, name := range b.DeleteProfiles {
+		delete(m.profs, name)
+	}
+	for k, v := range enc.profs {
+		m.profs[k] = v
+	}
 	if b.Meta != nil {
 		m.meta = *b.Meta
 	}
@@ -89,14 +103,15 @@ func (m *Memory) Close() error { return nil }
 
 // encoded is a batch's records, encoded.
 type encoded struct {
-	jobs, nodes map[string][]byte
-	meta        []byte
+	jobs, nodes, profs map[string][]byte
+	meta               []byte
 }
 
 // encodeBatch encodes every record of b. Deletes come before puts when
 // applied, so a batch that deletes and puts one key keeps the put.
 func encodeBatch(b *Batch) (*encoded, error) {
-	e := &encoded{jobs: make(map[string][]byte, len(b.PutJobs)), nodes: make(map[string][]byte, len(b.PutNodes))}
+	e := &encoded{jobs: make(map[string][]byte, len(b.PutJobs)), nodes: make(map[string][]byte, len(b.PutNodes)),
+		profs: make(map[string][]byte, len(b.PutProfiles))}
 	for i := range b.PutJobs {
 		v, err := json.Marshal(&b.PutJobs[i])
 		if err != nil {
@@ -110,6 +125,17 @@ func encodeBatch(b *Batch) (*encoded, error) {
 			return nil, err
 		}
 		e.nodes[b.PutNodes[i].Addr] = v
+	}
+	for i := range b.PutProfiles {
+		p := &b.PutProfiles[i]
+		if err := p.check(); err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(p)
+		if err != nil {
+			return nil, err
+		}
+		e.profs[p.Name] = v
 	}
 	if b.Meta != nil {
 		v, err := json.Marshal(b.Meta)

@@ -5,7 +5,7 @@
 //
 // # Records
 //
-// A Store holds three kinds of record, each a whole value written and read
+// A Store holds four kinds of record, each a whole value written and read
 // as one unit:
 //
 //   - Job, keyed by its id ("name-N"): everything the controller needs to
@@ -19,6 +19,10 @@
 //   - Meta: the next job number (Seq) and the highest revision issued
 //     (Rev), so that a restarted controller never hands out a job id or a
 //     token gen that an earlier run did.
+//   - Profile, keyed by a job NAME (not id): what the last runs of jobs of
+//     that name used (profile.go), from which the controller sizes the
+//     next hint-less job of the name. Advisory: losing one costs a job its
+//     learned size, never its data or its token.
 //
 // The format version of the layout (FormatVersion) is stored with the
 // records; opening a store written by a newer version fails with
@@ -63,7 +67,16 @@ import (
 )
 
 // FormatVersion is the version of the record layout this package writes.
-// Version 1: JSON records of Job, Node and Meta.
+// Version 1: JSON records of Job, Node and Meta, and (since issue 15) of
+// Profile. Adding the Profile kind did not change the version, on purpose:
+// a reader of version 1 that predates profiles reads only the kinds it
+// knows (bolt buckets "jobs", "nodes", "meta"; etcd keys under jobs/,
+// nodes/, meta) and ignores the "profiles" bucket or profiles/ keys, and
+// nothing it reads means anything else than before; profiles are advisory
+// (a lost or stale profile only costs a job its learned size). Bumping
+// the version would make a downgraded controller refuse a store for the
+// sake of records it can do without. The version must change when a kind
+// an old reader does read changes meaning or layout.
 const FormatVersion = 1
 
 // ErrNotLeader is returned by Apply of a Store whose controller is no
@@ -163,9 +176,10 @@ type Meta struct {
 
 // Snapshot is everything a Store holds.
 type Snapshot struct {
-	Jobs  []Job
-	Nodes []Node
-	Meta  Meta
+	Jobs     []Job
+	Nodes    []Node
+	Profiles []Profile // by name
+	Meta     Meta
 	// Empty is true when the store held nothing yet (a first start).
 	Empty bool
 }
@@ -177,11 +191,15 @@ type Batch struct {
 	PutNodes    []Node
 	DeleteNodes []string // node addresses
 	Meta        *Meta    // nil: unchanged
+	// PutProfiles and DeleteProfiles (job names) write Profile records
+	// (profile.go).
+	PutProfiles    []Profile
+	DeleteProfiles []string
 }
 
 // Len is the number of records the batch writes or deletes.
 func (b *Batch) Len() int {
-	n := len(b.PutJobs) + len(b.DeleteJobs) + len(b.PutNodes) + len(b.DeleteNodes)
+	n := len(b.PutJobs) + len(b.DeleteJobs) + len(b.PutNodes) + len(b.DeleteNodes) + len(b.PutProfiles) + len(b.DeleteProfiles)
 	if b.Meta != nil {
 		n++
 	}
