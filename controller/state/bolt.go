@@ -27,8 +27,8 @@ var (
 	bucketNodes    = []byte("nodes")
 	bucketProfiles = []byte("profiles")
 	bucketMeta     = []byte("meta")
-	keyFormat   = []byte("format")
-	keyMeta     = []byte("meta")
+	keyFormat      = []byte("format")
+	keyMeta        = []byte("meta")
 )
 
 // Bolt is a Store in a bbolt file (BoltFile in a directory): one
