@@ -189,7 +189,7 @@ func (t *NVMe) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 		return nil, err
 	}
 	var err error
-	if p.bufs, p.segs, err = t.buffers(size); err != nil {
+	if p.bufs, p.segs, err = t.buffers(size, nil, nil); err != nil {
 		t.unreserve(p.v)
 		return nil, err
 	}
@@ -233,8 +233,10 @@ func (t *NVMe) freeExtents(v *nvmeVersion) {
 }
 
 // buffers allocates the aligned chunks for a value of size bytes: bufs
-// padded to the alignment, segs the same memory cut to the value's bytes.
-func (t *NVMe) buffers(size int64) (bufs, segs [][]byte, err error) {
+// padded to the alignment, segs the same memory cut to the value's bytes,
+// appended to the slices given (storage the caller already has, so a
+// one-chunk value costs no slice allocation).
+func (t *NVMe) buffers(size int64, bufs, segs [][]byte) ([][]byte, [][]byte, error) {
 	for off := int64(0); off < size; off += int64(t.chunk) {
 		n := int(min(int64(t.chunk), size-off))
 		padded := (n + t.align - 1) &^ (t.align - 1)
@@ -255,12 +257,11 @@ func (t *NVMe) freeBuffers(bufs [][]byte) {
 	}
 }
 
-// transfers maps the value's buffers onto its extents: buffer k covers
-// value bytes [k*chunk, k*chunk+len(bufs[k])), and a buffer that straddles
-// two extents becomes two transfers. Every piece stays aligned because
-// chunks and extents are multiples of the alignment.
-func (t *NVMe) transfers(v *nvmeVersion, bufs [][]byte, write bool) []nvme.IO {
-	ios := make([]nvme.IO, 0, len(bufs)+len(v.ext))
+// transfers maps the value's buffers onto its extents, appended to ios:
+// buffer k covers value bytes [k*chunk, k*chunk+len(bufs[k])), and a buffer
+// that straddles two extents becomes two transfers. Every piece stays
+// aligned because chunks and extents are multiples of the alignment.
+func (t *NVMe) transfers(v *nvmeVersion, bufs [][]byte, write bool, ios []nvme.IO) []nvme.IO {
 	ei, eoff := 0, int64(0) // current extent and offset inside it
 	for _, b := range bufs {
 		for len(b) > 0 {
@@ -305,7 +306,7 @@ func (p *nvmePending) Commit() (Info, error) {
 	for i, b := range p.bufs {
 		clear(b[len(p.segs[i]):])
 	}
-	if err := p.t.dev.Do(p.t.transfers(p.v, p.bufs, true)); err != nil {
+	if err := p.t.dev.Do(p.t.transfers(p.v, p.bufs, true, make([]nvme.IO, 0, len(p.bufs)+len(p.v.ext)))); err != nil {
 		p.t.unreserve(p.v)
 		return Info{}, ioErr("write", err)
 	}
@@ -381,17 +382,19 @@ func (t *NVMe) Open(job, key []byte) (Value, error) {
 	}
 	v.readers++
 	t.mu.Unlock()
-	bufs, segs, err := t.buffers(v.size)
+	val := &nvmeValue{t: t, v: v}
+	var err error
+	val.bufs, val.segs, err = t.buffers(v.size, val.store[0:0:1], val.store[1:1:2])
 	if err != nil {
 		t.doneReading(v)
 		return nil, err
 	}
-	if err := t.dev.Do(t.transfers(v, bufs, false)); err != nil {
-		t.freeBuffers(bufs)
+	if err := t.dev.Do(t.transfers(v, val.bufs, false, val.ios[:0])); err != nil {
+		t.freeBuffers(val.bufs)
 		t.doneReading(v)
 		return nil, ioErr("read", err)
 	}
-	return &nvmeValue{t: t, v: v, bufs: bufs, segs: segs}, nil
+	return val, nil
 }
 
 func (t *NVMe) doneReading(v *nvmeVersion) {
@@ -421,6 +424,11 @@ type nvmeValue struct {
 	bufs     [][]byte
 	segs     [][]byte
 	released atomic.Bool
+	// store and ios back bufs, segs and the read's transfers of a value
+	// of one chunk (at most two extents), so that its GET allocates
+	// nothing but this struct.
+	store [2][]byte
+	ios   [2]nvme.IO
 }
 
 func (v *nvmeValue) Size() int64        { return v.v.size }

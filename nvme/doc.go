@@ -17,6 +17,54 @@
 // Options.QueueDepth in both engines: a blocking O_DIRECT call ties up an OS
 // thread, so the fallback never runs more than QueueDepth at once.
 //
+// # Where a GET's time goes (issue 16, measured on a 2-core VM)
+//
+// Setup: pocket node --nvme on a file on ext4 over a virtio disk
+// (max_sectors_kb 4096, mq-deadline), pocket bench --tier nvme on the same
+// machine, fio (io_uring, O_DIRECT, --iomem=shmhuge) on a file beside it,
+// alternating in one run; the machine was shared with other builds and tests
+// (load 10-18), so single figures swing by 2x and only side-by-side ratios
+// and per-request costs mean much.
+//
+//   - Device requests: /proc/diskstats shows one device read per GET (0.96
+//     to 1.03 reads per GET) of the value's size (1006-1024 KiB average for
+//     1 MiB values, 4.0 KiB for 4 KiB): a 1 MiB read is not split. Cutting
+//     it into 4 x 256 KiB transfers in one batch gains nothing: the block
+//     layer merges them back into one 1 MiB request.
+//   - Buffers and copies: reads land in the node's staging region (this
+//     package's MmapBuffers, MADV_HUGEPAGE, registered, so READ_FIXED) and
+//     go to writev by reference; the only copy is the kernel's into the
+//     socket.
+//   - The device: fio's 1 MiB random read gives 1.2-1.7 GB/s at any queue
+//     depth (QD1 1666 MB/s at 514 us a read, QD8 1587 MB/s at 5.2 ms), so
+//     queue depth is not the lever for 1 MiB. A 1 MiB GET is a device read
+//     and then a 1 MiB send, in series per connection; the send alone (a
+//     1 MiB DRAM GET, 8 conns) ran at 1897 MB/s beside fio's 1742. In a 1 MiB
+//     NVMe GET run 60% of the node's CPU samples are writev (tcp_sendmsg,
+//     _copy_from_iter 22%) and 12% this package. Reaching 0.9x of fio needs
+//     the read of one value overlapped with the send of another on the same
+//     connection, or of its own first chunk (streaming a value chunk by
+//     chunk from the get path), which is the node's dispatch, not this
+//     package. Running the read on the event loop when nothing else waits
+//     (dataplane's inlineOK) matters: with it off, 1 MiB GETs fell from 1159
+//     to 609 MB/s.
+//   - 4 KiB GETs from 32 connections: the node spends 23-36 us of CPU per
+//     GET against 6.7 us for a DRAM GET. In its samples io_uring submission
+//     is 22-26% (the virtio doorbell, iowrite16, a VM exit, 10-11%), writev
+//     15%, the runtime's sysmon 12-14% and the scheduler about 10%. This
+//     package alone (BenchmarkRandRead4K, 32 goroutines) costs 8.9 us of
+//     CPU per read against fio's 8.4 us at QD32, 1.3 system calls and 0.3
+//     context switches per read: the rest is the node's path (hand-off to a
+//     worker, Loop.Post back to the event loop, the reply) and the load
+//     generator, on the same 2 cores as fio's single thread.
+//   - Submission batching: combined submission (see Concurrency) took 0.9
+//     io_uring_enter calls per read at 30K reads/s: completions, and so the
+//     requests that follow them, arrive one at a time; fio resubmits what
+//     it reaps in one call. Making the reaper wait on the runtime poller
+//     instead of in io_uring_enter took 4 KiB GETs (32 conns) from 22-31K to
+//     28-33K ops/s and 4 KiB GET p50 (1 conn) from 77-116 to 69-96 us, side
+//     by side.
+//
 // # Buffer lifetimes
 //
 // A buffer handed to Device.Do (ReadAt, WriteAt) is read or written by the
