@@ -102,6 +102,17 @@ type Config struct {
 	// (DefaultDeadNodeGrace; negative: never, the node stays in the maps
 	// marked dead).
 	DeadNodeGrace time.Duration
+
+	// Prices are the prices per tier the controller picks a job's tier by
+	// (TierFor) and estimates its cost with (price.go); a zero price takes
+	// DefaultPrices'.
+	Prices Prices
+	// ProfileRuns is how many runs of a job name its profile keeps
+	// (DefaultProfileRuns, 5; at most state.MaxProfileRuns), and
+	// MaxProfiles how many names have a profile (DefaultMaxProfiles,
+	// 10,000; the profile updated longest ago goes first) (profile.go).
+	ProfileRuns int
+	MaxProfiles int
 }
 
 // Policy holds the sizing constants (see the package doc).

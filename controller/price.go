@@ -1,0 +1,245 @@
+package controller
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Prices is what the resources a job is allotted cost, in US dollars an
+// hour: per GiB (2^30 bytes) of each tier's capacity and per Gb/s (1000
+// Mb/s) of network bandwidth. The controller picks each job's tier by it
+// (TierFor) and estimates each job's cost (Prices.Cost).
+//
+// The cost model is additive over what the job reserves: a job allotted B
+// bytes on tier t and M Mb/s costs
+//
+//	B/2^30 x GiBHour(t) + M/1000 x GbpsHour
+//
+// an hour. A node's network serves both of its tiers, so bandwidth costs
+// the same on either; what differs is the capacity, and which tier can
+// serve the bandwidth at all.
+type Prices struct {
+	DRAMGiBHour float64 `json:"dram_gib_hour"` // USD per GiB-hour of DRAM
+	NVMeGiBHour float64 `json:"nvme_gib_hour"` // USD per GiB-hour of NVMe flash
+	GbpsHour    float64 `json:"gbps_hour"`     // USD per Gb/s-hour of network bandwidth
+}
+
+// The public prices DefaultPrices derives from: AWS EC2 On-Demand, Linux,
+// us-east-1, as listed on https://aws.amazon.com/ec2/pricing/on-demand/
+// (figures of 2024; the page changes, check it before relying on them),
+// with each instance's memory, disk and baseline network bandwidth from
+// https://aws.amazon.com/ec2/instance-types/ and the EC2 user guide's
+// "Amazon EC2 instance network bandwidth" tables.
+const (
+	// r5.large: 2 vCPU, 16 GiB, no local disk, $0.126/h. All of its price
+	// is counted as memory: DRAM per GiB-hour = 0.126 / 16.
+	r5LargeHour, r5LargeGiB = 0.126, 16.0
+	// i3.large: 2 vCPU, 15.25 GiB, one 475 GB NVMe SSD, $0.156/h. Its
+	// memory is counted at r5's rate and the rest of its price is the
+	// NVMe's: (0.156 - 15.25 x 0.126/16) / (475e9 / 2^30).
+	i3LargeHour, i3LargeGiB, i3LargeNVMeBytes = 0.156, 15.25, 475e9
+	// c5.large ($0.085/h, 0.75 Gb/s baseline) and c5n.large ($0.108/h,
+	// 3.0 Gb/s baseline) differ mainly in network: a Gb/s-hour is their
+	// price difference over their bandwidth difference.
+	c5LargeHour, c5LargeGbps   = 0.085, 0.75
+	c5nLargeHour, c5nLargeGbps = 0.108, 3.0
+)
+
+// DefaultPrices returns the prices derived from the AWS figures above:
+// about $0.0079 per GiB-hour of DRAM, $0.000081 per GiB-hour of NVMe and
+// $0.010 per Gb/s-hour.
+func DefaultPrices() Prices {
+	dram := r5LargeHour / r5LargeGiB
+	nvme := (i3LargeHour - i3LargeGiB*dram) / (i3LargeNVMeBytes / (1 << 30))
+	net := (c5nLargeHour - c5LargeHour) / (c5nLargeGbps - c5LargeGbps)
+	return Prices{DRAMGiBHour: dram, NVMeGiBHour: nvme, GbpsHour: net}
+}
+
+// OrDefault returns p with each zero price replaced by DefaultPrices'.
+func (p Prices) OrDefault() Prices {
+	d := DefaultPrices()
+	if p.DRAMGiBHour == 0 {
+		p.DRAMGiBHour = d.DRAMGiBHour
+	}
+	if p.NVMeGiBHour == 0 {
+		p.NVMeGiBHour = d.NVMeGiBHour
+	}
+	if p.GbpsHour == 0 {
+		p.GbpsHour = d.GbpsHour
+	}
+	return p
+}
+
+// ErrBadPrice means a price is negative, infinite or not a number.
+var ErrBadPrice = errors.New("a price must be a finite number of dollars, 0 or more")
+
+// Check refuses a negative or non-finite price, naming it.
+func (p Prices) Check() error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"dram_gib_hour", p.DRAMGiBHour}, {"nvme_gib_hour", p.NVMeGiBHour}, {"gbps_hour", p.GbpsHour}} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("price %s = %v: %w", f.name, f.v, ErrBadPrice)
+		}
+	}
+	return nil
+}
+
+// maxPricesFile bounds a prices file: it holds three numbers.
+const maxPricesFile = 64 << 10
+
+// LoadPrices reads a JSON prices file: an object with any of
+// dram_gib_hour, nvme_gib_hour and gbps_hour (USD, see Prices); a price it
+// does not give stays 0 (OrDefault fills it). Unknown fields, a file over
+// 64 KiB and bad prices are errors naming the file.
+func LoadPrices(path string) (Prices, error) {
+	var p Prices
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return p, fmt.Errorf("prices: %w", err)
+	}
+	if len(b) > maxPricesFile {
+		return p, fmt.Errorf("prices: %s is %d bytes, over the %d a prices file may have", path, len(b), maxPricesFile)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return p, fmt.Errorf("prices: %s: %w (want a JSON object with dram_gib_hour, nvme_gib_hour, gbps_hour)", path, err)
+	}
+	if err := p.Check(); err != nil {
+		return p, fmt.Errorf("prices: %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// GiBHour is the price of a GiB-hour of tier t (0 for an unknown tier).
+func (p Prices) GiBHour(t wire.Tier) float64 {
+	switch t {
+	case wire.TierDRAM:
+		return p.DRAMGiBHour
+	case wire.TierNVMe:
+		return p.NVMeGiBHour
+	}
+	return 0
+}
+
+// Cost is the price in USD an hour of mbps Mb/s and bytes of tier t (the
+// model in the Prices doc).
+func (p Prices) Cost(t wire.Tier, mbps float64, bytes int64) float64 {
+	return float64(max(bytes, 0))/(1<<30)*p.GiBHour(t) + max(mbps, 0)/1000*p.GbpsHour
+}
+
+// Need is what a job asks of a tier: bandwidth in Mb/s, capacity in bytes,
+// and whether it is latency-sensitive (a requirement only DRAM meets).
+type Need struct {
+	Mbps             float64
+	Bytes            int64
+	LatencySensitive bool
+}
+
+// TierOffer is what one tier of the active nodes offers a new job: how
+// many nodes have it, and their spare bandwidth (Mb/s) and capacity
+// (bytes) summed.
+type TierOffer struct {
+	Tier       wire.Tier
+	Nodes      int
+	SpareMbps  float64
+	SpareBytes int64
+}
+
+// TierFor picks the tier of a job with need among offers, at prices (step
+// 1 of the sizing policy). It is the one definition of the rule; the
+// controller calls it with its candidates' spare figures, and `pocket job
+// register` with those of a status reply, to check hints before
+// registering.
+//
+//  1. Eligible: the offers with at least one node; latency-sensitive jobs
+//     only DRAM (its latency is the requirement only DRAM meets).
+//     None: a CodeUnavailable error (errors.Is(err, wire.ErrUnavailable)).
+//  2. Fit: the eligible offers whose spare capacity covers need.Bytes.
+//     None: a CodeNoSpace error (errors.Is(err, wire.ErrNoSpace)) naming
+//     the need and the largest eligible tier's spare capacity (capacity is
+//     a hard limit: puts beyond it fail).
+//  3. Among the fitting tiers whose spare bandwidth covers need.Mbps, the
+//     cheapest (Prices.Cost of the need); on equal cost the lower
+//     GiBHour, then the lower tier number. When none covers the bandwidth,
+//     the fitting tier with the most spare bandwidth: the job gets less
+//     than it asked for, as in Pocket (bandwidth is not a hard limit).
+func TierFor(need Need, offers []TierOffer, prices Prices) (wire.Tier, error) {
+	var elig []TierOffer
+	for _, o := range offers {
+		if o.Nodes > 0 && (!need.LatencySensitive || o.Tier == wire.TierDRAM) {
+			elig = append(elig, o)
+		}
+	}
+	if len(elig) == 0 {
+		return 0, noTier(need)
+	}
+	var fit []TierOffer
+	for _, o := range elig {
+		if o.SpareBytes >= need.Bytes {
+			fit = append(fit, o)
+		}
+	}
+	if len(fit) == 0 {
+		return 0, noSpace(need, elig)
+	}
+	best := -1
+	for i, o := range fit {
+		if o.SpareMbps >= need.Mbps && (best < 0 || cheaper(prices, need, o, fit[best])) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		return fit[best].Tier, nil
+	}
+	for i, o := range fit {
+		if best < 0 || o.SpareMbps > fit[best].SpareMbps || o.SpareMbps == fit[best].SpareMbps && cheaper(prices, need, o, fit[best]) {
+			best = i
+		}
+	}
+	return fit[best].Tier, nil
+}
+
+// cheaper orders offers by the cost of need, then GiB price, then tier.
+func cheaper(p Prices, need Need, a, b TierOffer) bool {
+	ca, cb := p.Cost(a.Tier, need.Mbps, need.Bytes), p.Cost(b.Tier, need.Mbps, need.Bytes)
+	if ca != cb {
+		return ca < cb
+	}
+	if ga, gb := p.GiBHour(a.Tier), p.GiBHour(b.Tier); ga != gb {
+		return ga < gb
+	}
+	return a.Tier < b.Tier
+}
+
+func noTier(need Need) error {
+	if need.LatencySensitive {
+		return wire.Errorf(wire.CodeUnavailable, "no tier for the job: it is latency-sensitive and no active node has a DRAM tier")
+	}
+	return wire.Errorf(wire.CodeUnavailable, "no tier for the job: no active node")
+}
+
+// noSpace names the need and the eligible tier with the most spare
+// capacity.
+func noSpace(need Need, elig []TierOffer) error {
+	big := elig[0]
+	for _, o := range elig[1:] {
+		if o.SpareBytes > big.SpareBytes {
+			big = o
+		}
+	}
+	what := "any tier"
+	if need.LatencySensitive {
+		what = "DRAM (the job is latency-sensitive)"
+	}
+	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%.1f GiB) in %s; the largest, %s, has %d bytes (%.1f GiB) spare on %d active node(s): add nodes or lower the capacity hint",
+		need.Bytes, float64(need.Bytes)/(1<<30), what, big.Tier, big.SpareBytes, float64(big.SpareBytes)/(1<<30), big.Nodes)
+}
