@@ -13,7 +13,8 @@ import (
 // Every change a node must hear of gets the next revision number (c.rev)
 // and an entry in a ring (changeLog): a job registered (chAdd, for every
 // node), a job's map changed (chEpoch, for the nodes in its map), a job
-// deregistered or expired (chRevoke, for every node). A job's token
+// deregistered or expired (chRevoke, for every node); a node a job lost
+// (dead.go) hears of its epochs as its map's nodes do. A job's token
 // carries the revision that registered it (its gen).
 //
 // A node's heartbeat names the revision its table is at; the ack carries
@@ -123,7 +124,9 @@ func (c *Controller) jobTableLocked(addr string, hb *wire.Heartbeat, ack *wire.N
 	}
 }
 
-// entryLocked is the job's entry in the table of the node at addr.
+// entryLocked is the job's entry in the table of the node at addr. A
+// node the job lost (dead.go) gets the job's epoch too, so that it refuses
+// clients still routing by a map from before the loss.
 func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
 	e := wire.JobEpoch{Job: j.id, Gen: j.gen, Expires: j.expires, Revoked: j.revoked}
 	if !j.revoked {
@@ -131,6 +134,9 @@ func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
 			if _, ok := l.jobs[j]; ok {
 				e.Epoch = j.epoch
 			}
+		}
+		if c.lostByLocked(j, addr) {
+			e.Epoch = j.epoch
 		}
 	}
 	return e
@@ -147,7 +153,7 @@ func (c *Controller) deltaLocked(addr string, since uint64, ack *wire.NodeAck) {
 			break
 		}
 		ch := c.log.at(rev + 1)
-		if ch.kind == chEpoch && !ch.j.revoked && !ch.j.has(addr) {
+		if ch.kind == chEpoch && !ch.j.revoked && !ch.j.has(addr) && !c.lostByLocked(ch.j, addr) {
 			continue
 		}
 		if _, dup := seen[ch.j]; dup {

@@ -1,6 +1,230 @@
 package controller
 
-import "time"
+import (
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Dead nodes leave the maps.
+//
+// A node not heard from for Config.DeadAfter is marked dead and stays in
+// its jobs' maps, marked so: its keys keep their place and clients answer
+// "unavailable" for them at once, in case it comes back. Once it has been
+// dead for Config.DeadNodeGrace (DefaultDeadNodeGrace, 30 s; negative:
+// never) it leaves the map of every job that has it (one epoch bump per
+// job), and the map records it as lost (wire.LostNode: its address, its
+// weight and the first epoch without it). The remaining nodes' weights are
+// normalized to sum to 1, as sizing leaves them, and so the job's
+// allotment spreads over them; the lost node's weight is rescaled by the
+// same factor, and so are those of nodes lost before. Rendezvous hashing
+// is scale-free, so placing a key over the map's nodes and its lost nodes
+// together still finds the node it had before any of them left: a client
+// whose read answers "not found" asks that, and answers wire.CodeLost
+// ("recompute it") instead when the owner was a lost node (package
+// pocket, lost.go). Writes are placed over the remaining nodes only.
+//
+// A job whose every node is lost gets one active node of its tier (the one
+// with the most spare bandwidth); its lost nodes' weights are raised so
+// that they win nearly every key (lostDominance), because every value the
+// job had was on them. With no such node the job keeps its dead node
+// until one registers.
+//
+// A map lists at most wire.MaxLostNodes lost nodes, the oldest leave the
+// list first; a key whose owner left the list answers "not found" again.
+// A lost node never rejoins a job that lost it while the job lists it.
+//
+// A lost node that comes back (registers again after a restart, or
+// heartbeats again after a partition) is a new node: it is in no job's
+// map and new jobs may be placed on it. Whatever it still holds of the
+// jobs that lost it is stale (those jobs have written on without it), so
+// the controller has it dropped at once (wire.OpDropJob, as for a
+// deregistered job: the node revokes the job locally, and its values,
+// persistent ones kept, go). Until the drop is done, its job table holds
+// such a job at the job's current epoch (changes.go), so a client still
+// routing by a map from before the loss is refused (stale epoch), fetches
+// the map and goes elsewhere.
+//
+// What is not covered: the lost nodes are not in the stored job records
+// yet (controller/state has no field for them): after a controller
+// restart, keys of nodes lost before it answer "not found". A node cut off
+// from the controller but not from clients keeps serving clients with
+// older maps until it hears from the controller again; writes it takes
+// then are dropped with the rest when it returns.
 
 // DefaultDeadNodeGrace is Config.DeadNodeGrace's default.
 const DefaultDeadNodeGrace = 30 * time.Second
+
+// lostDominance is how much heavier than the adopted node the lost nodes
+// of a job that lost every node weigh together: the adopted node then
+// wins about one key in a billion of those placed over both.
+const lostDominance = 1e9
+
+// lostDrop is a drop order for the data a returned node holds of a job
+// that lost it.
+type lostDrop struct {
+	addr, job string
+}
+
+// evictDeadLocked removes every node dead for longer than the grace from
+// the maps of its jobs.
+func (c *Controller) evictDeadLocked(now time.Time) {
+	g := c.cfg.DeadNodeGrace
+	if g < 0 {
+		return
+	}
+	for addr, n := range c.nodes {
+		if n.state != wire.NodeDead || now.Sub(n.deadSince) <= g || !c.inAnyJobLocked(addr) {
+			continue
+		}
+		var jobs []*job
+		for j := range c.loads[addr].jobs {
+			jobs = append(jobs, j)
+		}
+		left := 0
+		for _, j := range jobs {
+			if c.loseNodeLocked(j, addr) {
+				left++
+			}
+		}
+		c.cfg.Logger.Warn("controller: dead node left the maps; its values are lost", "node", addr,
+			"dead_for", now.Sub(n.deadSince).Round(time.Millisecond), "jobs", left, "kept_for_lack_of_nodes", len(jobs)-left)
+	}
+}
+
+// loseNodeLocked takes addr out of j's map and records it as lost. It
+// reports false, and changes nothing, when the job has no other node and
+// none can be given to it.
+func (c *Controller) loseNodeLocked(j *job, addr string) bool {
+	var w float64
+	kept := make([]wire.MapNode, 0, len(j.nodes))
+	for _, mn := range j.nodes {
+		if mn.Addr == addr {
+			w = mn.Weight
+			continue
+		}
+		kept = append(kept, mn)
+	}
+	lost := append(append([]wire.LostNode(nil), j.lost...), wire.LostNode{Addr: addr, Weight: w, Epoch: j.epoch + 1})
+	sum := 0.0
+	for _, mn := range kept {
+		sum += mn.Weight
+	}
+	if sum > 0 {
+		scaleLost(lost, 1/sum)
+		normalize(kept)
+	} else {
+		adopted, ok := c.adoptLostLocked(j)
+		if !ok {
+			return false
+		}
+		kept = []wire.MapNode{adopted}
+		var lsum float64
+		for _, l := range lost {
+			lsum += l.Weight
+		}
+		if lsum > 0 {
+			scaleLost(lost, lostDominance/lsum)
+		}
+	}
+	c.setLostLocked(j, lost)
+	c.placeLocked(j, kept)
+	c.bumpLocked(j)
+	return true
+}
+
+// scaleLost multiplies the lost nodes' weights by f.
+func scaleLost(lost []wire.LostNode, f float64) {
+	for i := range lost {
+		lost[i].Weight *= f
+	}
+}
+
+// adoptLostLocked picks the active node of j's tier with the most spare
+// bandwidth that j has not lost, as j's only node (weight 1).
+func (c *Controller) adoptLostLocked(j *job) (wire.MapNode, bool) {
+	cands := c.candidatesLocked(j.tier)
+	best := -1
+	for i := range cands {
+		if c.lostByLocked(j, cands[i].addr) {
+			continue
+		}
+		if best < 0 || better(&cands[i], &cands[best], true) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return wire.MapNode{}, false
+	}
+	c.cfg.Logger.Info("controller: job lost its every node and gets another", "job", j.id, "node", cands[best].addr)
+	return wire.MapNode{Addr: cands[best].addr, Weight: 1, State: wire.NodeActive}, true
+}
+
+// setLostLocked replaces j's lost list, keeping the newest
+// wire.MaxLostNodes, and keeps the index of lost nodes (lostFrom) in step.
+func (c *Controller) setLostLocked(j *job, lost []wire.LostNode) {
+	if over := len(lost) - wire.MaxLostNodes; over > 0 {
+		lost = lost[over:]
+	}
+	c.unindexLostLocked(j)
+	j.lost = lost
+	for _, l := range j.lost {
+		m := c.lostFrom[l.Addr]
+		if m == nil {
+			m = map[*job]struct{}{}
+			c.lostFrom[l.Addr] = m
+		}
+		m[j] = struct{}{}
+	}
+	c.dirtyJobLocked(j.id)
+}
+
+// unindexLostLocked removes j from the index of lost nodes (when it is
+// deregistered, or before its list changes).
+func (c *Controller) unindexLostLocked(j *job) {
+	for _, l := range j.lost {
+		if m := c.lostFrom[l.Addr]; m != nil {
+			delete(m, j)
+			if len(m) == 0 {
+				delete(c.lostFrom, l.Addr)
+			}
+		}
+	}
+}
+
+// lostByLocked reports whether j lists addr as lost.
+func (c *Controller) lostByLocked(j *job, addr string) bool {
+	_, ok := c.lostFrom[addr][j]
+	return ok
+}
+
+// returnedLocked notes that the node at addr is back (registered or
+// heartbeating again): the data it holds of the jobs that lost it is to
+// be dropped (dispatchLostDrops sends the orders).
+func (c *Controller) returnedLocked(addr string) {
+	for j := range c.lostFrom[addr] {
+		c.lostDrops = append(c.lostDrops, lostDrop{addr: addr, job: j.id})
+	}
+}
+
+// dispatchLostDrops sends the pending drop orders of returned nodes, on a
+// goroutine of their own: the node drops the jobs' data now, or, if the
+// order does not reach it, when the job ends. Call it without c.mu.
+func (c *Controller) dispatchLostDrops() {
+	c.mu.Lock()
+	drops := c.lostDrops
+	c.lostDrops = nil
+	c.mu.Unlock()
+	if len(drops) == 0 {
+		return
+	}
+	c.srv.goroutine(func() {
+		for _, d := range drops {
+			ctx, cancel := c.closingContext()
+			res := c.dropAll(ctx, d.job, []wire.MapNode{{Addr: d.addr, State: wire.NodeActive}})
+			cancel()
+			c.cfg.Logger.Info("controller: returned node drops its stale data of a job that lost it",
+				"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Bytes, "failed", res.Message)
+		}
+	})
+}

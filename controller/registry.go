@@ -60,6 +60,11 @@ type Controller struct {
 	tombs   tombs
 	orphans map[string]map[string]*orphanSeen // by node address, then job id
 
+	// Dead nodes that left maps (dead.go): the jobs that list each as
+	// lost, and the drop orders due to those that came back.
+	lostFrom  map[string]map[*job]struct{}
+	lostDrops []lostDrop
+
 	auto atomic.Pointer[Autoscaler]
 
 	srv server
@@ -90,7 +95,8 @@ type job struct {
 	hints      wire.JobHints
 	tier       uint8
 	epoch      uint64
-	nodes      []wire.MapNode // State is filled from the registry when read
+	nodes      []wire.MapNode  // State is filled from the registry when read
+	lost       []wire.LostNode // nodes that left the map dead, oldest first (dead.go)
 	allocMbps  float64
 	allocBytes int64
 	created    time.Time
@@ -121,7 +127,7 @@ func New(cfg Config) (*Controller, error) {
 	}
 	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
 		gone: map[string]time.Time{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
-		orphans: map[string]map[string]*orphanSeen{}}
+		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}}
 	if ctl.seq == 0 {
 		ctl.seq = randomSeq()
 	}
@@ -159,6 +165,7 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	if err != nil {
 		return nil, err
 	}
+	c.dispatchLostDrops()
 	if err := c.flush(); err != nil {
 		return nil, err
 	}
@@ -180,6 +187,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	} else if n.state == wire.NodeDead {
 		c.setStateLocked(n, wire.NodeActive, "registered again")
 	}
+	c.returnedLocked(reg.Addr)
 	n.tiers = append([]wire.TierStat(nil), reg.Tiers...)
 	n.cores = reg.Cores
 	n.lastSeen = time.Now()
@@ -194,6 +202,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 // (hb.Held) the node must drop (orphans.go).
 func (c *Controller) Heartbeat(hb *wire.Heartbeat) (*wire.NodeAck, error) {
 	ack := c.heartbeat(hb)
+	c.dispatchLostDrops()
 	if err := c.flush(); err != nil {
 		return nil, err
 	}
@@ -209,6 +218,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	}
 	if n.state == wire.NodeDead {
 		c.setStateLocked(n, wire.NodeActive, "heartbeat resumed")
+		c.returnedLocked(n.addr)
 	}
 	if len(hb.Tiers) > 0 {
 		n.tiers = append(n.tiers[:0], hb.Tiers...)
@@ -299,6 +309,7 @@ func (c *Controller) sweep(now time.Time) {
 			delete(c.gone, addr)
 		}
 	}
+	c.evictDeadLocked(now)
 	c.sweepClientsLocked(now)
 	c.pruneTombsLocked(now, c.cfg.tombLife())
 }
@@ -391,12 +402,13 @@ func (c *Controller) RegisterJob(name string, h wire.JobHints) (*wire.PlacementM
 // peerKey; "" for in-process callers), within the client's and the
 // cluster's limits (limits.go). Its cost does not grow with the number of
 // jobs: it grows with the number of nodes.
-func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (*wire.PlacementMap, error) {
+func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (m *wire.PlacementMap, err error) {
+	defer func() { c.countRegistration(err) }()
 	if err := checkName(req.Name); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
-	err := c.admitLocked(client, time.Now())
+	err = c.admitLocked(client, time.Now())
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -404,7 +416,7 @@ func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (*wir
 	if a := c.scaler(); a != nil {
 		a.reserve(req.Name, req.Hints)
 	}
-	m, err := c.enterJob(client, req)
+	m, err = c.enterJob(client, req)
 	if err != nil {
 		return nil, err
 	}
@@ -474,6 +486,7 @@ func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
 	delete(c.jobs, j.id)
 	c.order.remove(j)
 	c.placeLocked(j, nil)
+	c.unindexLostLocked(j)
 	c.expiry.remove(j)
 	if cl := c.clientLocked(j.client); cl != nil {
 		cl.jobs--
@@ -562,7 +575,7 @@ func (c *Controller) allocationsLocked() (map[string]float64, map[string]int64) 
 // mapLocked copies a job's map with each node's current state.
 func (c *Controller) mapLocked(j *job) *wire.PlacementMap {
 	m := &wire.PlacementMap{Job: j.id, Tier: j.tier, Epoch: j.epoch, Token: j.token, Expires: j.expires,
-		Nodes: append([]wire.MapNode(nil), j.nodes...)}
+		Nodes: append([]wire.MapNode(nil), j.nodes...), Lost: append([]wire.LostNode(nil), j.lost...)}
 	for i := range m.Nodes {
 		m.Nodes[i].State = wire.NodeDead
 		if n, ok := c.nodes[m.Nodes[i].Addr]; ok {

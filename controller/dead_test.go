@@ -1,0 +1,236 @@
+package controller
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/telemetry/metrics"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// deadTest is a controller whose sweeps the test drives: nodes are never
+// marked dead by silence (DeadAfter an hour), only by SetNodeState, and a
+// sweep two minutes ahead is past the grace of one minute.
+func deadTest(t *testing.T, grace time.Duration) *Controller {
+	return newTest(t, Config{DeadAfter: time.Hour, ForgetAfter: time.Hour, DeadNodeGrace: grace})
+}
+
+// sweepPastGrace runs a sweep as if two minutes had passed.
+func sweepPastGrace(c *Controller) { c.sweep(time.Now().Add(2 * time.Minute)) }
+
+func owners(nodes []placement.Node, n int) []string {
+	set := placement.NewSet(nodes)
+	out := make([]string, n)
+	for i := range out {
+		out[i] = set.Node(set.Pick(fmt.Appendf(nil, "key-%d", i), 0)).ID
+	}
+	return out
+}
+
+func mapPlacement(m *wire.PlacementMap, withLost bool) []placement.Node {
+	var out []placement.Node
+	for _, n := range m.Nodes {
+		out = append(out, placement.Node{ID: n.Addr, Weight: n.Weight})
+	}
+	if withLost {
+		for _, l := range m.Lost {
+			out = append(out, placement.Node{ID: l.Addr, Weight: l.Weight})
+		}
+	}
+	return out
+}
+
+// TestDeadNodeLeavesMaps: past the grace a dead node leaves its job's map
+// with an epoch bump, the others' weights sum to 1 again, and placing over
+// the map plus its lost nodes gives every key the owner it had.
+func TestDeadNodeLeavesMaps(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	for i := 1; i <= 3; i++ {
+		mustRegister(t, c, dramNode(fmt.Sprintf("127.0.0.1:700%d", i), 1<<30, 8000))
+	}
+	m, err := c.RegisterJob("j", wire.JobHints{PeakMbps: 24000})
+	if err != nil || len(m.Nodes) != 3 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	before := owners(mapPlacement(m, false), 2000)
+	dead := m.Nodes[1].Addr
+	if err := c.SetNodeState(dead, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	c.sweep(time.Now()) // within the grace: still in the map, marked dead
+	m2, _ := c.GetMap(m.Job, m.Token)
+	if st, ok := mapState(m2, dead); !ok || st != wire.NodeDead || m2.Epoch != 2 || len(m2.Lost) != 0 {
+		t.Fatalf("within the grace: %+v", m2)
+	}
+	sweepPastGrace(c)
+	m3, err := c.GetMap(m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mapState(m3, dead); ok || len(m3.Nodes) != 2 || m3.Epoch != 3 {
+		t.Fatalf("past the grace: %+v", m3)
+	}
+	if len(m3.Lost) != 1 || m3.Lost[0].Addr != dead || m3.Lost[0].Epoch != 3 {
+		t.Fatalf("lost nodes %+v, want %s at epoch 3", m3.Lost, dead)
+	}
+	if sum := m3.Nodes[0].Weight + m3.Nodes[1].Weight; math.Abs(sum-1) > 1e-9 {
+		t.Fatalf("remaining weights sum to %v", sum)
+	}
+	after := owners(mapPlacement(m3, true), 2000)
+	moved := 0
+	for i := range before {
+		if before[i] != after[i] {
+			t.Fatalf("key-%d: owner %s before, %s over the map and its lost nodes", i, before[i], after[i])
+		}
+		if before[i] == dead {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no key was on the dead node: the test proves nothing")
+	}
+	if c.inAnyJobLocked(dead) {
+		t.Fatal("the lost node still carries the job's allotment")
+	}
+}
+
+// TestLostNodeComesBack: a lost node that heartbeats again is active and
+// in no map; its job table holds the job that lost it at the job's
+// current epoch (so clients with old maps are refused), and a drop order
+// for that job is sent to it.
+func TestLostNodeComesBack(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
+	mustRegister(t, c, a)
+	mustRegister(t, c, b)
+	m, err := c.RegisterJob("j", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if err := c.SetNodeState(b.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c)
+	c.mu.Lock()
+	c.lostDrops = nil // watch only what the return adds
+	c.mu.Unlock()
+	ack := c.heartbeat(&wire.Heartbeat{Addr: b.Addr})
+	if !ack.Known || ack.State != wire.NodeActive || len(ack.Jobs) != 1 || ack.Jobs[0].Epoch != 3 {
+		t.Fatalf("returning lost node's ack %+v, want active with %s at epoch 3", ack, m.Job)
+	}
+	c.mu.Lock()
+	drops := append([]lostDrop(nil), c.lostDrops...)
+	c.mu.Unlock()
+	if len(drops) != 1 || drops[0] != (lostDrop{addr: b.Addr, job: m.Job}) {
+		t.Fatalf("drop orders %+v, want %s's data of %s", drops, b.Addr, m.Job)
+	}
+	m2, _ := c.GetMap(m.Job, m.Token)
+	if _, ok := mapState(m2, b.Addr); ok || m2.Epoch != 3 {
+		t.Fatalf("the old job took its lost node back: %+v", m2)
+	}
+	// It rejoins as a new node: new jobs may use it.
+	k, err := c.RegisterJob("k", wire.JobHints{})
+	if _, ok := mapState(k, b.Addr); err != nil || !ok {
+		t.Fatalf("new job %+v %v, want it on the returned node", k, err)
+	}
+	// Deregistering the job forgets that it lost the node.
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	n := len(c.lostFrom)
+	c.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("lost-node index keeps %d node(s) of a deregistered job", n)
+	}
+}
+
+// TestJobLosingEveryNodeGetsAnother: a job whose only node is lost gets
+// an active node, and its lost node outweighs it for old keys.
+func TestJobLosingEveryNodeGetsAnother(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	a := dramNode("127.0.0.1:7001", 1<<30, 8000)
+	mustRegister(t, c, a)
+	m, err := c.RegisterJob("solo", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if err := c.SetNodeState(a.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c) // no other node: the job keeps its dead one
+	m2, _ := c.GetMap(m.Job, m.Token)
+	if st, ok := mapState(m2, a.Addr); !ok || st != wire.NodeDead || len(m2.Lost) != 0 {
+		t.Fatalf("job with nowhere to go: %+v", m2)
+	}
+	b := dramNode("127.0.0.1:7002", 1<<30, 8000)
+	mustRegister(t, c, b)
+	sweepPastGrace(c)
+	m3, _ := c.GetMap(m.Job, m.Token)
+	if len(m3.Nodes) != 1 || m3.Nodes[0].Addr != b.Addr || m3.Nodes[0].Weight != 1 || len(m3.Lost) != 1 {
+		t.Fatalf("job after losing its only node: %+v", m3)
+	}
+	for i, o := range owners(mapPlacement(m3, true), 1000) {
+		if o != a.Addr {
+			t.Fatalf("key-%d: owner %s over the map and its lost node, want the lost %s", i, o, a.Addr)
+		}
+	}
+}
+
+// TestDeadNodeGraceNever: with a negative grace a dead node stays.
+func TestDeadNodeGraceNever(t *testing.T) {
+	c := deadTest(t, -1)
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	mustRegister(t, c, dramNode("127.0.0.1:7002", 1<<30, 8000))
+	m, _ := c.RegisterJob("j", wire.JobHints{})
+	if err := c.SetNodeState("127.0.0.1:7002", wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c)
+	m2, _ := c.GetMap(m.Job, m.Token)
+	if len(m2.Nodes) != 2 || len(m2.Lost) != 0 {
+		t.Fatalf("grace off, yet the map changed: %+v", m2)
+	}
+}
+
+// TestLostListBounded: a map lists the newest wire.MaxLostNodes lost
+// nodes, and the index forgets the ones that fell off.
+func TestLostListBounded(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	j := &job{id: "j-1"}
+	var lost []wire.LostNode
+	for i := range wire.MaxLostNodes + 3 {
+		lost = append(lost, wire.LostNode{Addr: fmt.Sprintf("10.0.0.1:%d", 1000+i), Weight: 1, Epoch: uint64(i + 2)})
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setLostLocked(j, lost)
+	if len(j.lost) != wire.MaxLostNodes || j.lost[0].Addr != "10.0.0.1:1003" {
+		t.Fatalf("kept %d lost nodes starting at %s", len(j.lost), j.lost[0].Addr)
+	}
+	if c.lostByLocked(j, "10.0.0.1:1002") || !c.lostByLocked(j, "10.0.0.1:1003") || len(c.lostFrom) != wire.MaxLostNodes {
+		t.Fatalf("index has %d nodes", len(c.lostFrom))
+	}
+}
+
+// TestRegistrationCounted: RegisterJob counts its own outcome (it did
+// not: the counter stayed at 0 whatever was registered).
+func TestRegistrationCounted(t *testing.T) {
+	c := newTest(t, Config{})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	if _, err := c.RegisterJob("j", wire.JobHints{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterJob("bad name!", wire.JobHints{}); err == nil {
+		t.Fatal("bad name registered")
+	}
+	r := &c.regs
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.accepted != 1 || r.refused[metrics.CodeLabel(wire.CodeBadKey)] != 1 {
+		t.Fatalf("accepted %d, refused %v; want 1 and 1 bad key", r.accepted, r.refused)
+	}
+}
