@@ -71,7 +71,7 @@ func (m *metaController) Close() error { return m.mc.Close() }
 // keys they held are unavailable, not elsewhere) and are marked so calls
 // fail at once instead of waiting for a dial.
 func fromWire(pm *wire.PlacementMap) Map {
-	m := Map{Job: pm.Job, Token: pm.Token, Tier: Tier(pm.Tier), Epoch: pm.Epoch}
+	m := Map{Job: pm.Job, Token: pm.Token, Tier: Tier(pm.Tier), Epoch: pm.Epoch, Lost: lostFromWire(pm.Lost)}
 	for _, n := range pm.Nodes {
 		m.Nodes = append(m.Nodes, Node{Addr: n.Addr, Weight: n.Weight})
 		if n.State == wire.NodeDead {

@@ -27,8 +27,9 @@ func (j *Job) List(ctx context.Context, prefix string) ([]Entry, error) {
 // and merges them, fetching the map again and starting over once if a node
 // says it is stale.
 func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
+	used := j.snapshot().Epoch
 	ents, err := j.listOnce(ctx, prefix, delim)
-	if j.mapChanged(ctx, err) {
+	if j.mapChanged(ctx, err, used) {
 		ents, err = j.listOnce(ctx, prefix, delim)
 	}
 	return ents, err

@@ -33,6 +33,10 @@ var (
 	// version after it had handed out bytes of the first; nothing it
 	// returned was torn, but the rest is gone. Read again.
 	ErrConflict = wire.ErrConflict
+	// ErrLost: the value's node left the job's map dead (past the
+	// controller's grace), so the value, if it was written, is gone:
+	// recompute it. It carries wire.CodeLost. See lost.go.
+	ErrLost = wire.ErrLost
 )
 
 // PutOption and GetOption modify single calls.
@@ -157,7 +161,7 @@ func (j *Job) getInto(ctx context.Context, key string, dst []byte, flags uint16)
 	for try := 0; ; try++ {
 		r, err := j.do(ctx, wire.OpGet, flags, []byte(key), 0, nil, dst[:cap(dst)])
 		if err != nil || r.Flags&wire.FlagManifest == 0 {
-			return r.Payload, r.Meta.Version, err
+			return r.Payload, r.Meta.Version, j.lostErr([]byte(key), 0, err)
 		}
 		m, err := wire.DecodeManifest(r.Payload)
 		if err != nil {
@@ -172,18 +176,21 @@ func (j *Job) getInto(ctx context.Context, key string, dst []byte, flags uint16)
 		}
 		out = out[:m.Size]
 		err = j.getChunks(ctx, key, m, out)
+		lost := errors.Is(err, wire.ErrLost)
 		switch {
 		case err == nil:
 			if flags&wire.FlagDeleteAfterRead != 0 {
 				j.deleteVersion(ctx, key, m.Version)
 			}
 			return out, m.Version, nil
-		case !errors.Is(err, wire.ErrNotFound):
+		case !lost && !errors.Is(err, wire.ErrNotFound):
 			return nil, 0, err
+		case lost && (m.Version == last || try == maxReadRetries):
+			return nil, 0, err // the same version again: its chunk is lost
 		case m.Version == last || try == maxReadRetries:
 			return nil, 0, fmt.Errorf("%w: version %016x: %v", ErrCorrupt, m.Version, err)
 		}
-		last = m.Version // replaced or deleted meanwhile: read the key again
+		last = m.Version // replaced or deleted meanwhile (or a chunk lost): read the key again
 	}
 }
 
@@ -227,9 +234,10 @@ func (j *Job) getChunks(ctx context.Context, key string, m wire.Manifest, out []
 // getChunk reads chunk i of version ver into part, which it must fill
 // exactly.
 func (j *Job) getChunk(ctx context.Context, key string, ver uint64, i int, part []byte) error {
-	r, err := j.do(ctx, wire.OpGet, 0, wire.AppendChunkKey(nil, []byte(key), ver, i), uint32(i), nil, part)
+	ck := wire.AppendChunkKey(nil, []byte(key), ver, i)
+	r, err := j.do(ctx, wire.OpGet, 0, ck, uint32(i), nil, part)
 	if err != nil {
-		return err
+		return j.lostErr(ck, uint32(i), err)
 	}
 	if len(r.Payload) != len(part) || (len(part) > 0 && &r.Payload[0] != &part[0]) {
 		return fmt.Errorf("%w: chunk %d is %d bytes, want %d", ErrCorrupt, i, len(r.Payload), len(part))
@@ -263,15 +271,16 @@ func (j *Job) Stat(ctx context.Context, key string) (Info, error) {
 	}
 	r, err := j.do(ctx, wire.OpStat, 0, []byte(key), 0, nil, nil)
 	if err != nil {
-		return Info{}, wrap("stat", key, err)
+		return Info{}, wrap("stat", key, j.lostErr([]byte(key), 0, err))
 	}
 	return Info{Size: r.Meta.Size, Persist: uint16(r.Meta.Flags)&wire.FlagPersist != 0}, nil
 }
 
-// Exists reports whether key holds a value.
+// Exists reports whether key holds a value: false for a value lost with
+// its node (which Stat and Get answer with ErrLost) too.
 func (j *Job) Exists(ctx context.Context, key string) (bool, error) {
 	_, err := j.Stat(ctx, key)
-	if errors.Is(err, wire.ErrNotFound) {
+	if errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrLost) {
 		return false, nil
 	}
 	return err == nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/wire"
@@ -82,33 +83,72 @@ func (j *Job) do(ctx context.Context, op wire.Op, flags uint16, key []byte, chun
 func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, chunk uint32, x reqExtra, payload, dst []byte) (client.Reply, string, error) {
 	for attempt := 0; ; attempt++ {
 		t := j.route(key, chunk)
-		if t.dead {
-			return client.Reply{}, t.addr, &wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"}
-		}
 		var r client.Reply
 		var err error
-		if t.old != "" {
+		switch {
+		case t.dead:
+			err = &wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"}
+		case t.old != "":
 			r, err = j.drainDo(ctx, t, op, flags, key, x, payload, dst)
-		} else {
+		default:
 			req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
 			r, err = j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
 		}
-		if attempt == 0 && j.mapChanged(ctx, err) {
+		if attempt == 0 && j.mapChanged(ctx, err, t.epoch) {
 			continue
 		}
 		return r, t.addr, err
 	}
 }
 
-// mapChanged reports whether err says the job's map is stale (or names a
-// draining node) and the map could be fetched again: then the caller
-// retries once with the new map. A failed refresh is folded into err's
-// caller's view by returning false.
-func (j *Job) mapChanged(ctx context.Context, err error) bool {
-	if j.s.ctl == nil || !(errors.Is(err, wire.ErrStaleEpoch) || errors.Is(err, wire.ErrDraining)) {
+// mapChanged reports whether the caller, whose request used the map of
+// epoch used and failed with err, should retry once with a new map:
+//
+//   - err says the map is stale (or names a draining node) and the map
+//     could be fetched again;
+//   - err says the node is unavailable (dead in the map, refused or lost
+//     connection) and the map has changed since: fetched by another call
+//     meanwhile, or now (refreshUnavailable). The node may have left the
+//     map; if the map is the same the request is not sent again, so
+//     nothing is done twice on a node that may have done it once.
+//
+// A failed refresh is folded into err's caller's view by returning false.
+func (j *Job) mapChanged(ctx context.Context, err error, used uint64) bool {
+	if j.s.ctl == nil || err == nil {
 		return false
 	}
-	return j.refresh(ctx) == nil
+	switch {
+	case errors.Is(err, wire.ErrStaleEpoch) || errors.Is(err, wire.ErrDraining):
+		return j.refresh(ctx) == nil
+	case errors.Is(err, wire.ErrUnavailable):
+		return j.refreshUnavailable(ctx, used)
+	}
+	return false
+}
+
+// refreshGap is the least time between two map fetches a job makes
+// because a node was unavailable, so that the requests of many callers to
+// a dead node do not each ask the controller.
+const refreshGap = 100 * time.Millisecond
+
+// refreshUnavailable fetches the map after a node was unavailable to a
+// request made with the map of epoch used, unless the map has changed
+// since or was fetched less than refreshGap ago, and reports whether the
+// map's epoch is now another.
+func (j *Job) refreshUnavailable(ctx context.Context, used uint64) bool {
+	j.mu.RLock()
+	epoch, fetched := j.m.Epoch, j.fetched
+	j.mu.RUnlock()
+	if epoch != used {
+		return true
+	}
+	if time.Since(fetched) < refreshGap {
+		return false
+	}
+	if j.refresh(ctx) != nil {
+		return false
+	}
+	return j.snapshot().Epoch != used
 }
 
 // doAt sends a keyless request (confirm, drop-version) to one node,
@@ -118,7 +158,7 @@ func (j *Job) doAt(ctx context.Context, addr string, op wire.Op, flags uint16, x
 		t := j.targetOf(addr)
 		req := wire.Request{Job: t.job, Token: t.token, Epoch: t.epoch, Version: x.version}
 		r, err := j.s.data.Do(ctx, addr, op, flags|t.flags, &req, nil, nil)
-		if attempt == 0 && j.mapChanged(ctx, err) {
+		if attempt == 0 && j.mapChanged(ctx, err, t.epoch) {
 			continue
 		}
 		return r, err
@@ -138,8 +178,9 @@ func (j *Job) targetOf(addr string) target {
 // map is fetched again and the whole fan-out retried once.
 func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Request) ([]client.Reply, error) {
 	for attempt := 0; ; attempt++ {
+		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, flags, req)
-		if attempt == 0 && j.mapChanged(ctx, err) {
+		if attempt == 0 && j.mapChanged(ctx, err, used) {
 			continue
 		}
 		return replies, err
@@ -149,8 +190,9 @@ func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Req
 // fanOutExcept is fanOut (flags 0) to every node but those in skip.
 func (j *Job) fanOutExcept(ctx context.Context, op wire.Op, req wire.Request, skip []string) ([]client.Reply, error) {
 	for attempt := 0; ; attempt++ {
+		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, 0, req, skip...)
-		if attempt == 0 && j.mapChanged(ctx, err) {
+		if attempt == 0 && j.mapChanged(ctx, err, used) {
 			continue
 		}
 		return replies, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/placement"
@@ -34,6 +35,9 @@ type Map struct {
 	// Draining nodes take no new data and still hold the keys they have
 	// not moved yet (see drain.go).
 	Draining map[string]bool
+	// Lost nodes left the map dead, oldest first: the keys they held read
+	// as ErrLost (see lost.go).
+	Lost []LostNode
 }
 
 // Node is one storage node of a job's map. Each (key, chunk) lives on the
@@ -179,15 +183,18 @@ type Job struct {
 	m        Map
 	set      *placement.Set
 	live     *placement.Set // set without draining nodes (drain.go)
+	all      *placement.Set // set and the lost nodes, nil when none (lost.go)
+	fetched  time.Time      // when the map was set (refreshUnavailable)
 	jobBytes []byte         // m.Job as bytes, made once per map for requests
 }
 
 func (j *Job) setMap(m Map) {
 	set := placement.NewSet(placementNodes(m.Nodes))
 	live := liveSet(m, set)
+	all := withLostSet(m)
 	job := []byte(m.Job)
 	j.mu.Lock()
-	j.m, j.set, j.live, j.jobBytes = m, set, live, job
+	j.m, j.set, j.live, j.all, j.jobBytes, j.fetched = m, set, live, all, job, time.Now()
 	j.mu.Unlock()
 }
 

@@ -144,7 +144,7 @@ func (j *Job) NewReader(ctx context.Context, key string, opts ...GetOption) (*Re
 	}
 	r0, err := j.do(ctx, wire.OpGet, wire.FlagVersion, []byte(key), 0, nil, nil)
 	if err != nil {
-		return nil, wrap("get", key, err)
+		return nil, wrap("get", key, j.lostErr([]byte(key), 0, err))
 	}
 	rd := &Reader{j: j, ctx: ctx, key: key}
 	if r0.Flags&wire.FlagManifest == 0 {
@@ -197,14 +197,22 @@ func (r *Reader) Read(p []byte) (int, error) {
 }
 
 // chunkErr explains a chunk that could not be read: the object was
-// replaced or deleted (ErrConflict), or its chunk is lost (ErrCorrupt).
+// replaced or deleted (ErrConflict), its chunk's node left the map dead
+// (ErrLost), or its chunk is gone otherwise (ErrCorrupt).
 func (r *Reader) chunkErr(err error) error {
-	if !errors.Is(err, wire.ErrNotFound) {
+	lost := errors.Is(err, wire.ErrLost)
+	if !lost && !errors.Is(err, wire.ErrNotFound) {
 		return err
 	}
 	st, serr := r.j.do(r.ctx, wire.OpStat, 0, []byte(r.key), 0, nil, nil)
+	if serr = r.j.lostErr([]byte(r.key), 0, serr); errors.Is(serr, wire.ErrLost) {
+		return serr // the manifest's node is gone too
+	}
 	if errors.Is(serr, wire.ErrNotFound) || (serr == nil && st.Meta.Version != r.m.Version) {
 		return fmt.Errorf("%w: replaced or deleted while being read", ErrConflict)
+	}
+	if lost {
+		return err
 	}
 	return fmt.Errorf("%w: version %016x: %v", ErrCorrupt, r.m.Version, err)
 }
