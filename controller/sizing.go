@@ -25,7 +25,7 @@ type plan struct {
 }
 
 // demand turns hints into bandwidth and capacity needs (step 2). noHints
-// reports that no hint was given at all.
+// reports that no size hint was given at all.
 func (p *Policy) demand(h wire.JobHints) (mbps float64, bytes int64, noHints bool) {
 	mbps = h.PeakMbps
 	if mbps == 0 && h.Lambdas > 0 {
@@ -38,10 +38,44 @@ func (p *Policy) demand(h wire.JobHints) (mbps float64, bytes int64, noHints boo
 	return mbps, h.CapacityBytes, noHints
 }
 
-// size chooses nodes and weights for a job among cands (steps 4 to 6).
-// cands must not be empty; size reorders it.
-func (p *Policy) size(cands []candidate, h wire.JobHints) plan {
+// Where a job's size came from (step 2).
+const (
+	SizeHints   = "hints"   // the registration's hints
+	SizeProfile = "profile" // the profile of earlier jobs of its name
+	SizeDefault = "default" // Pocket's default: DefaultNodes, DefaultMbps
+)
+
+// needFor is a job's need (step 2): from its size hints when it gives any;
+// else from learned (the profile of its name) when not nil; else Pocket's
+// default. It returns the least number of nodes (DefaultNodes for the
+// default, else 1) and where the size came from.
+func (p *Policy) needFor(h wire.JobHints, learned *Learned) (need Need, minNodes int, source string) {
+	need.LatencySensitive = h.LatencySensitive
 	mbps, bytes, noHints := p.demand(h)
+	switch {
+	case !noHints:
+		need.Mbps, need.Bytes = mbps, bytes
+		return need, 1, SizeHints
+	case learned != nil:
+		need.Mbps, need.Bytes = learned.Mbps, learned.Bytes
+		return need, 1, SizeProfile
+	}
+	need.Mbps = p.DefaultMbps
+	return need, p.DefaultNodes, SizeDefault
+}
+
+// size chooses nodes and weights for a job with hints h and no profile
+// among cands (steps 4 to 6). cands must not be empty; size reorders it.
+func (p *Policy) size(cands []candidate, h wire.JobHints) plan {
+	need, minNodes, _ := p.needFor(h, nil)
+	return p.sizeNeed(cands, need, minNodes)
+}
+
+// sizeNeed chooses at least minNodes nodes (when there are) and weights
+// for need among cands (steps 4 to 6). cands must not be empty; sizeNeed
+// reorders it.
+func (p *Policy) sizeNeed(cands []candidate, need Need, minNodes int) plan {
+	mbps, bytes := need.Mbps, need.Bytes
 	var allBw float64
 	var allCap int64
 	for _, c := range cands {
@@ -50,13 +84,48 @@ func (p *Policy) size(cands []candidate, h wire.JobHints) plan {
 	}
 	tput := ratio(mbps, allBw) >= ratio(float64(bytes), float64(allCap))
 	sort.SliceStable(cands, func(i, j int) bool { return better(&cands[i], &cands[j], tput) })
-	n := count(cands, mbps, bytes)
-	if noHints && n < p.DefaultNodes {
-		n = p.DefaultNodes
-	}
+	n := max(count(cands, mbps, bytes), minNodes)
 	n = min(max(n, 1), len(cands))
 	chosen := cands[:n]
 	return plan{nodes: p.weights(chosen, mbps, bytes), mbps: mbps, bytes: bytes, throughput: tput}
+}
+
+// tierOffersLocked sums the spare figures of the active nodes per tier
+// kind (step 3), for TierFor.
+func (c *Controller) tierOffersLocked() []TierOffer {
+	var out []TierOffer
+	for _, kind := range []uint8{kindDRAM, kindNVMe} {
+		o := TierOffer{Tier: wire.Tier(kind)}
+		for _, cd := range c.candidatesLocked(kind) {
+			o.Nodes++
+			o.SpareMbps += cd.spareMbps
+			o.SpareBytes += cd.spareBytes
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// sizeJobLocked sizes a new job (steps 1 to 6): its need from its hints,
+// else from book's profile of its name (nil book: none), the tier TierFor
+// picks at Config.Prices, and the nodes and weights on that tier. It
+// returns the plan, the tier kind and where the size came from, or
+// TierFor's error.
+func (c *Controller) sizeJobLocked(book *profileBook, req *wire.JobRegister) (plan, uint8, string, error) {
+	var learned *Learned
+	if book != nil && !hinted(req.Hints) {
+		if l, ok := book.learned(req.Name); ok {
+			learned = &l
+		}
+	}
+	pol := &c.cfg.Policy
+	need, minNodes, source := pol.needFor(req.Hints, learned)
+	tier, err := TierFor(need, c.tierOffersLocked(), c.cfg.Prices.OrDefault())
+	if err != nil {
+		return plan{}, 0, source, err
+	}
+	kind := uint8(tier)
+	return pol.sizeNeed(c.candidatesLocked(kind), need, minNodes), kind, source, nil
 }
 
 // ratio is need/have, treating "nothing needed" as 0 and "needed but none

@@ -1,0 +1,358 @@
+package controller
+
+import (
+	"container/list"
+	"sort"
+	"time"
+
+	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Profiles: sizing without hints (issue 15).
+//
+// While a job runs, the controller attributes its nodes' heartbeat figures
+// to it; when the job ends (deregistered or expired) it records the run
+// under the job's NAME, and the next job of that name registered without
+// size hints is sized from the last runs instead of Pocket's default
+// (2 nodes, 16 Gb/s). Hints, when given, win.
+//
+// Attribution. Nodes report per-node figures only (rx and tx Mb/s, bytes
+// used per tier), not per job, so each heartbeat is split among the jobs
+// placed on the node by their share of the node's allotment: job j's
+// bandwidth on node n is max(rx, tx) x a_j/A_n, where a_j is j's allotted
+// Mb/s on n (its allotment times its weight there) and A_n the sum over
+// n's jobs; its bytes are n's used bytes of j's tier x b_j/B_n with the
+// allotted bytes of that tier, or by the bandwidth share when no job on n
+// has a capacity allotment. A job alone on its nodes gets exactly their
+// figures. The job's figure at a moment is the sum over the nodes of its
+// map of their latest attributed figures; its run keeps the peaks. A
+// heartbeat updates at most profileSampleJobs of the node's jobs (Go's
+// randomized map order picks which), so its cost does not grow with the
+// number of jobs; on a node with more jobs each is sampled less often.
+//
+// Phases. The run's life is cut in ProfilePhases (4) equal quarters; each
+// keeps the peaks seen in it. While the job runs, peaks are kept in up to
+// 64 time buckets (1 s wide at first, doubling when full), folded into the
+// quarters when it ends. Phases are shown by `pocket job profile` and are
+// there for growing a running job's map ahead of its load (issue 15
+// item 1); sizing uses the whole-run peaks.
+//
+// Sizing from the last K runs (Config.ProfileRuns, 5). With x_0 the
+// newest run's peak and x_{k-1} the oldest, the estimate is
+//
+//	est = ProfileHeadroom x sum_i 2^-i x_i / sum_i 2^-i
+//
+// (weights halve with each older run; ProfileHeadroom = 1.1 covers the
+// peaks a 1 s heartbeat averages away), for bandwidth and bytes alike. A
+// run with no heartbeat seen (the job lived less than a heartbeat) is not
+// recorded.
+//
+// Bounds. The controller keeps at most Config.MaxProfiles (10,000) names;
+// recording a run for a new name beyond that evicts the profile updated
+// longest ago. Profiles live in the durable state (state.Profile).
+const (
+	ProfilePhases      = 4
+	ProfileHeadroom    = 1.1
+	DefaultProfileRuns = 5
+	DefaultMaxProfiles = 10_000
+
+	profileSampleJobs = 64
+	profileBuckets    = 64
+)
+
+// profileBook holds the profiles by name (least recently updated at the
+// back of lru) and the traces of running jobs by id. Guarded by
+// Controller.mu.
+type profileBook struct {
+	keep, max int
+	byName    map[string]*list.Element // of *state.Profile
+	lru       *list.List
+	dirty     map[string]struct{} // names to put (or delete when gone)
+	traces    map[string]*jobTrace
+}
+
+func newProfileBook(keep, maxNames int) *profileBook {
+	if keep <= 0 {
+		keep = DefaultProfileRuns
+	}
+	keep = min(keep, state.MaxProfileRuns)
+	if maxNames <= 0 {
+		maxNames = DefaultMaxProfiles
+	}
+	return &profileBook{keep: keep, max: maxNames, byName: map[string]*list.Element{}, lru: list.New(),
+		dirty: map[string]struct{}{}, traces: map[string]*jobTrace{}}
+}
+
+// nodeFig is what a job was attributed on one node at a heartbeat.
+type nodeFig struct {
+	mbps  float64
+	bytes int64
+}
+
+// jobTrace is a running job's use so far.
+type jobTrace struct {
+	start     time.Time
+	last      time.Time
+	perNode   map[string]nodeFig
+	peak      state.Phase
+	width     time.Duration // of each bucket
+	buckets   []state.Phase // peaks per bucket since start
+	heartbeat bool
+}
+
+// observeNode splits one heartbeat of node n among its jobs (the
+// attribution in the doc above) and updates their traces.
+func (b *profileBook) observeNode(n *node, l *nodeLoad, now time.Time) {
+	if l == nil || len(l.jobs) == 0 {
+		return
+	}
+	busy := max(n.rx, n.tx)
+	k := 0
+	for j := range l.jobs {
+		if k == profileSampleJobs {
+			break
+		}
+		k++
+		w := weightOn(j, n.addr)
+		bw := share(j.allocMbps*w, l.mbps, float64(len(l.jobs)))
+		by := bw
+		if tb := l.bytes[j.tier]; tb > 0 {
+			by = float64(j.allocBytes) * w / float64(tb)
+		}
+		var used int64
+		if t := n.tier(j.tier); t != nil {
+			used = t.UsedBytes
+		}
+		b.trace(j, now).add(j, n.addr, nodeFig{mbps: busy * bw, bytes: int64(float64(used) * by)}, now)
+	}
+}
+
+// weightOn is j's weight on the node at addr (0 when not in its map).
+func weightOn(j *job, addr string) float64 {
+	for i := range j.nodes {
+		if j.nodes[i].Addr == addr {
+			return j.nodes[i].Weight
+		}
+	}
+	return 0
+}
+
+func (b *profileBook) trace(j *job, now time.Time) *jobTrace {
+	t := b.traces[j.id]
+	if t == nil {
+		start := j.created
+		if start.IsZero() || start.After(now) {
+			start = now
+		}
+		t = &jobTrace{start: start, perNode: map[string]nodeFig{}, width: time.Second}
+		b.traces[j.id] = t
+	}
+	return t
+}
+
+// add records node addr's figure and updates the peaks with the job's sum
+// over the nodes of its map.
+func (t *jobTrace) add(j *job, addr string, f nodeFig, now time.Time) {
+	t.perNode[addr] = f
+	t.heartbeat = true
+	t.last = now
+	var sum state.Phase
+	for a, nf := range t.perNode {
+		if !j.has(a) {
+			delete(t.perNode, a) // moved out of the job's map
+			continue
+		}
+		sum.PeakMbps += nf.mbps
+		sum.PeakBytes += nf.bytes
+	}
+	t.peak = maxPhase(t.peak, sum)
+	i := int(now.Sub(t.start) / t.width)
+	for i >= profileBuckets {
+		t.fold()
+		i = int(now.Sub(t.start) / t.width)
+	}
+	for len(t.buckets) <= i {
+		t.buckets = append(t.buckets, state.Phase{})
+	}
+	t.buckets[i] = maxPhase(t.buckets[i], sum)
+}
+
+// fold merges bucket pairs and doubles their width.
+func (t *jobTrace) fold() {
+	out := t.buckets[:0]
+	for i := 0; i < len(t.buckets); i += 2 {
+		p := t.buckets[i]
+		if i+1 < len(t.buckets) {
+			p = maxPhase(p, t.buckets[i+1])
+		}
+		out = append(out, p)
+	}
+	t.buckets = out
+	t.width *= 2
+}
+
+func maxPhase(a, b state.Phase) state.Phase {
+	return state.Phase{PeakMbps: max(a.PeakMbps, b.PeakMbps), PeakBytes: max(a.PeakBytes, b.PeakBytes)}
+}
+
+// phases folds the buckets into ProfilePhases quarters of [start, end]:
+// a bucket counts in the quarter holding its middle.
+func (t *jobTrace) phases(end time.Time) []state.Phase {
+	life := end.Sub(t.start)
+	out := make([]state.Phase, ProfilePhases)
+	for i, p := range t.buckets {
+		q := 0
+		if life > 0 {
+			mid := time.Duration(i)*t.width + t.width/2
+			q = min(int(float64(mid)/float64(life)*ProfilePhases), ProfilePhases-1)
+		}
+		out[q] = maxPhase(out[q], p)
+	}
+	return out
+}
+
+// end records a finished job's run under its name (nothing when no
+// heartbeat was seen) and forgets its trace.
+func (b *profileBook) end(j *job, now time.Time) {
+	t := b.traces[j.id]
+	delete(b.traces, j.id)
+	if t == nil || !t.heartbeat {
+		return
+	}
+	run := state.Run{Job: j.id, Ended: now.UTC(), Duration: now.Sub(t.start), PeakMbps: t.peak.PeakMbps,
+		PeakBytes: t.peak.PeakBytes, Tier: j.tier, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Phases: t.phases(now)}
+	b.record(j.name, run)
+}
+
+// record puts run first in name's profile, keeps the newest b.keep runs,
+// and evicts the profile updated longest ago beyond b.max names.
+func (b *profileBook) record(name string, run state.Run) {
+	var p *state.Profile
+	if e, ok := b.byName[name]; ok {
+		p = e.Value.(*state.Profile)
+		b.lru.MoveToFront(e)
+	} else {
+		p = &state.Profile{Name: name}
+		b.byName[name] = b.lru.PushFront(p)
+	}
+	p.Runs = append([]state.Run{run}, p.Runs...)
+	if len(p.Runs) > b.keep {
+		p.Runs = p.Runs[:b.keep]
+	}
+	p.Updated = run.Ended
+	b.dirty[name] = struct{}{}
+	for b.lru.Len() > b.max {
+		old := b.lru.Remove(b.lru.Back()).(*state.Profile)
+		delete(b.byName, old.Name)
+		b.dirty[old.Name] = struct{}{}
+	}
+}
+
+// load enters stored profiles, keeping the b.max updated last.
+func (b *profileBook) load(ps []state.Profile) {
+	sorted := append([]state.Profile(nil), ps...)
+	sortProfiles(sorted)
+	for i := range sorted {
+		p := &sorted[i]
+		if len(p.Runs) > b.keep {
+			p.Runs = p.Runs[:b.keep]
+		}
+		if e, ok := b.byName[p.Name]; ok {
+			b.lru.Remove(e)
+		}
+		b.byName[p.Name] = b.lru.PushFront(p)
+	}
+	for b.lru.Len() > b.max {
+		old := b.lru.Remove(b.lru.Back()).(*state.Profile)
+		delete(b.byName, old.Name)
+		b.dirty[old.Name] = struct{}{}
+	}
+}
+
+// profile returns a copy of name's profile.
+func (b *profileBook) profile(name string) (state.Profile, bool) {
+	e, ok := b.byName[name]
+	if !ok {
+		return state.Profile{}, false
+	}
+	p := *e.Value.(*state.Profile)
+	p.Runs = append([]state.Run(nil), p.Runs...)
+	return p, true
+}
+
+// Learned is the size a profile gives the next job of its name: bandwidth
+// in Mb/s and capacity in bytes (the estimate in the profiles doc), and
+// the number of runs it comes from.
+type Learned struct {
+	Mbps  float64
+	Bytes int64
+	Runs  int
+}
+
+// learned estimates name's next size; false without a profile.
+func (b *profileBook) learned(name string) (Learned, bool) {
+	e, ok := b.byName[name]
+	if !ok {
+		return Learned{}, false
+	}
+	return estimate(e.Value.(*state.Profile).Runs), true
+}
+
+// estimate weighs runs (newest first) by 2^-i and adds ProfileHeadroom.
+func estimate(runs []state.Run) Learned {
+	var wsum, mbps, bytes float64
+	w := 1.0
+	for _, r := range runs {
+		wsum += w
+		mbps += w * r.PeakMbps
+		bytes += w * float64(r.PeakBytes)
+		w /= 2
+	}
+	if wsum == 0 {
+		return Learned{}
+	}
+	return Learned{Mbps: ProfileHeadroom * mbps / wsum, Bytes: int64(ProfileHeadroom * bytes / wsum), Runs: len(runs)}
+}
+
+// batch adds the changed profiles to sb (puts, or deletes of evicted
+// names) and returns the names taken, to mark again if the write fails.
+func (b *profileBook) batch(sb *state.Batch) []string {
+	if len(b.dirty) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(b.dirty))
+	for name := range b.dirty {
+		names = append(names, name)
+		if p, ok := b.profile(name); ok {
+			sb.PutProfiles = append(sb.PutProfiles, p)
+		} else {
+			sb.DeleteProfiles = append(sb.DeleteProfiles, name)
+		}
+	}
+	clear(b.dirty)
+	return names
+}
+
+// remark marks names again after a failed write.
+func (b *profileBook) remark(names []string) {
+	for _, n := range names {
+		b.dirty[n] = struct{}{}
+	}
+}
+
+// hinted reports whether h gives a size (bandwidth, lambdas or capacity);
+// latency sensitivity alone is not a size.
+func hinted(h wire.JobHints) bool {
+	return h.PeakMbps > 0 || h.Lambdas > 0 || h.CapacityBytes > 0
+}
+
+// sortProfiles orders profiles by Updated, oldest first, then by name.
+func sortProfiles(ps []state.Profile) {
+	sort.Slice(ps, func(a, b int) bool {
+		if !ps[a].Updated.Equal(ps[b].Updated) {
+			return ps[a].Updated.Before(ps[b].Updated)
+		}
+		return ps[a].Name < ps[b].Name
+	})
+}

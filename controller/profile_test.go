@@ -1,0 +1,221 @@
+package controller
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// beat sends node addr's heartbeat (rx Mb/s, used bytes of its DRAM tier)
+// and has book observe it at now, as the controller's heartbeat does.
+func beat(t *testing.T, c *Controller, book *profileBook, addr string, capacity int64, rx float64, used int64, now time.Time) {
+	t.Helper()
+	hb := &wire.Heartbeat{Addr: addr, RxMbps: rx, TxMbps: rx / 2,
+		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: capacity, Mbps: 8000, UsedBytes: used}}}
+	if _, err := c.Heartbeat(hb); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	book.observeNode(c.nodes[addr], c.loads[addr], now)
+	c.mu.Unlock()
+}
+
+func within(got, want, frac float64) bool { return math.Abs(got-want) <= frac*want }
+
+// TestProfileSizesNextJob: a job registered without hints gets Pocket's
+// default (2 nodes, 16 Gb/s); it uses 3 Gb/s and 5 GB at its peak; the
+// next job of its name, again without hints, gets within 25 % of that
+// (1 node, 3.3 Gb/s, 5.5 GB with the headroom) instead of the default.
+func TestProfileSizesNextJob(t *testing.T) {
+	c := newTest(t, Config{FirstJobSeq: 1})
+	const capacity = 60e9
+	addrs := []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7004"}
+	for _, a := range addrs {
+		mustRegister(t, c, dramNode(a, capacity, 8000))
+	}
+	book := newProfileBook(0, 0)
+	m, err := c.RegisterJob("sort", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	j := c.jobs[m.Job]
+	first := j.allocMbps
+	c.mu.Unlock()
+	if len(m.Nodes) != 2 || first != 16000 {
+		t.Fatalf("first run: %d nodes, %.0f Mb/s; want Pocket's default 2 and 16000", len(m.Nodes), first)
+	}
+	// 20 s of load rising to 1500 Mb/s and 2.5 GB on each of its nodes,
+	// then falling.
+	start := time.Now()
+	for s := 0; s < 20; s++ {
+		level := 1 - math.Abs(float64(s)-10)/10
+		for _, mn := range m.Nodes {
+			beat(t, c, book, mn.Addr, capacity, 1500*level, int64(2.5e9*level), start.Add(time.Duration(s)*time.Second))
+		}
+	}
+	c.mu.Lock()
+	book.end(j, start.Add(20*time.Second))
+	c.mu.Unlock()
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	p, ok := book.profile("sort")
+	if !ok || len(p.Runs) != 1 || p.Runs[0].PeakMbps != 3000 || p.Runs[0].PeakBytes != 5e9 {
+		t.Fatalf("profile %+v; want one run of 3000 Mb/s and 5e9 bytes", p)
+	}
+
+	c.mu.Lock()
+	pl, kind, source, err := c.sizeJobLocked(book, &wire.JobRegister{Name: "sort"})
+	c.mu.Unlock()
+	if err != nil || source != SizeProfile || kind != kindDRAM {
+		t.Fatalf("second run: %v, %q, tier %d", err, source, kind)
+	}
+	if !within(pl.mbps, 3000, 0.25) || !within(float64(pl.bytes), 5e9, 0.25) || len(pl.nodes) != 1 {
+		t.Fatalf("second run: %d nodes, %.0f Mb/s, %d bytes; want 1 node and within 25%% of 3000 Mb/s, 5e9 bytes (default: 2 nodes, 16000 Mb/s)",
+			len(pl.nodes), pl.mbps, pl.bytes)
+	}
+	// Hints win over the profile; latency alone is not a size hint.
+	c.mu.Lock()
+	pl, _, source, _ = c.sizeJobLocked(book, &wire.JobRegister{Name: "sort", Hints: wire.JobHints{PeakMbps: 12000}})
+	_, _, src2, _ := c.sizeJobLocked(book, &wire.JobRegister{Name: "sort", Hints: wire.JobHints{LatencySensitive: true}})
+	_, _, src3, _ := c.sizeJobLocked(book, &wire.JobRegister{Name: "other"})
+	c.mu.Unlock()
+	if source != SizeHints || pl.mbps != 12000 || src2 != SizeProfile || src3 != SizeDefault {
+		t.Fatalf("hinted: %q %.0f Mb/s; latency only: %q; unknown name: %q", source, pl.mbps, src2, src3)
+	}
+}
+
+// TestProfileAttribution: two jobs share a node; its figures are split by
+// their allotments there.
+func TestProfileAttribution(t *testing.T) {
+	c := newTest(t, Config{FirstJobSeq: 1})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 100e9, 8000))
+	book := newProfileBook(0, 0)
+	a, err := c.RegisterJob("a", wire.JobHints{PeakMbps: 1000, CapacityBytes: 30e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.RegisterJob("b", wire.JobHints{PeakMbps: 3000, CapacityBytes: 10e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	beat(t, c, book, "127.0.0.1:7001", 100e9, 2000, 8e9, now)
+	c.mu.Lock()
+	ja, jb := c.jobs[a.Job], c.jobs[b.Job]
+	book.end(ja, now.Add(time.Second))
+	book.end(jb, now.Add(time.Second))
+	c.mu.Unlock()
+	pa, _ := book.profile("a")
+	pb, _ := book.profile("b")
+	if len(pa.Runs) != 1 || len(pb.Runs) != 1 {
+		t.Fatalf("profiles %+v %+v", pa, pb)
+	}
+	ra, rb := pa.Runs[0], pb.Runs[0]
+	if !within(ra.PeakMbps, 500, 1e-9) || !within(rb.PeakMbps, 1500, 1e-9) {
+		t.Errorf("bandwidth split %.1f / %.1f; want 500 / 1500 (1:3 by allotment)", ra.PeakMbps, rb.PeakMbps)
+	}
+	if !within(float64(ra.PeakBytes), 6e9, 1e-6) || !within(float64(rb.PeakBytes), 2e9, 1e-6) {
+		t.Errorf("bytes split %d / %d; want 6e9 / 2e9 (3:1 by allotment)", ra.PeakBytes, rb.PeakBytes)
+	}
+}
+
+// TestProfileEstimate checks the weighting: newest first, weights 2^-i,
+// times ProfileHeadroom.
+func TestProfileEstimate(t *testing.T) {
+	runs := []state.Run{{PeakMbps: 3000, PeakBytes: 4e9}, {PeakMbps: 1000, PeakBytes: 1e9}, {PeakMbps: 1000, PeakBytes: 1e9}}
+	got := estimate(runs)
+	wantMbps := ProfileHeadroom * (3000 + 0.5*1000 + 0.25*1000) / 1.75
+	wantBytes := ProfileHeadroom * (4e9 + 0.5e9 + 0.25e9) / 1.75
+	if !within(got.Mbps, wantMbps, 1e-9) || !within(float64(got.Bytes), wantBytes, 1e-6) || got.Runs != 3 {
+		t.Fatalf("estimate = %+v; want %.1f Mb/s, %.0f bytes, 3 runs", got, wantMbps, wantBytes)
+	}
+	if got := estimate(nil); got != (Learned{}) {
+		t.Fatalf("estimate of nothing = %+v", got)
+	}
+}
+
+// TestProfileBookBounds: a profile keeps its newest runs, the book its
+// most recently updated names, and every change reaches a batch once
+// (again after a failed write).
+func TestProfileBookBounds(t *testing.T) {
+	b := newProfileBook(3, 2)
+	t0 := time.UnixMilli(1_700_000_000_000).UTC()
+	for i := 0; i < 5; i++ {
+		b.record("x", state.Run{Job: fmt.Sprintf("x-%d", i), Ended: t0.Add(time.Duration(i) * time.Second), PeakMbps: float64(i)})
+	}
+	p, _ := b.profile("x")
+	if len(p.Runs) != 3 || p.Runs[0].Job != "x-4" || p.Runs[2].Job != "x-2" {
+		t.Fatalf("runs %+v; want x-4, x-3, x-2", p.Runs)
+	}
+	b.record("y", state.Run{Job: "y-1", Ended: t0.Add(10 * time.Second)})
+	b.record("x", state.Run{Job: "x-5", Ended: t0.Add(11 * time.Second)}) // x is now newer than y
+	b.record("z", state.Run{Job: "z-1", Ended: t0.Add(12 * time.Second)}) // evicts y
+	if _, ok := b.profile("y"); ok {
+		t.Fatal("y was updated longest ago and should be evicted")
+	}
+	var sb state.Batch
+	names := b.batch(&sb)
+	if len(names) != 3 || len(sb.PutProfiles) != 2 || len(sb.DeleteProfiles) != 1 || sb.DeleteProfiles[0] != "y" {
+		t.Fatalf("batch: names %v, puts %d, deletes %v", names, len(sb.PutProfiles), sb.DeleteProfiles)
+	}
+	var again state.Batch
+	if b.batch(&again) != nil || again.Len() != 0 {
+		t.Fatal("a second batch without changes is not empty")
+	}
+	b.remark(names)
+	if b.batch(&again); again.Len() != 3 {
+		t.Fatalf("after a failed write: %d records; want 3", again.Len())
+	}
+	// A restart loads the stored profiles, the newest within the bound.
+	r := newProfileBook(2, 1)
+	r.load(sb.PutProfiles)
+	if _, ok := r.profile("z"); !ok || r.lru.Len() != 1 {
+		t.Fatalf("load kept %d profiles; want z only", r.lru.Len())
+	}
+	if p, _ := r.profile("z"); len(p.Runs) != 1 {
+		t.Fatalf("z: %+v", p)
+	}
+}
+
+// TestProfilePhases: a run's quarters keep the peaks of their part of its
+// life, however many buckets were folded on the way.
+func TestProfilePhases(t *testing.T) {
+	j := &job{id: "p-1", name: "p", tier: kindDRAM, nodes: []wire.MapNode{{Addr: "n", Weight: 1}}}
+	b := newProfileBook(0, 0)
+	start := time.UnixMilli(1_700_000_000_000)
+	j.created = start
+	life := 400 * time.Second // past 64 one-second buckets: folded twice
+	for s := time.Duration(0); s < life; s += time.Second {
+		q := int(s * 4 / life)
+		b.trace(j, start.Add(s)).add(j, "n", nodeFig{mbps: float64(100 * (q + 1)), bytes: int64(q + 1)}, start.Add(s))
+	}
+	tr := b.traces[j.id]
+	if len(tr.buckets) > profileBuckets || tr.width != 8*time.Second {
+		t.Fatalf("%d buckets of %v; want at most %d of 8s", len(tr.buckets), tr.width, profileBuckets)
+	}
+	b.end(j, start.Add(life))
+	p, _ := b.profile("p")
+	ph := p.Runs[0].Phases
+	if len(ph) != ProfilePhases {
+		t.Fatalf("phases %+v", ph)
+	}
+	for q, want := range []float64{100, 200, 300, 400} {
+		if ph[q].PeakMbps != want || ph[q].PeakBytes != int64(q+1) {
+			t.Errorf("quarter %d: %+v; want %v Mb/s, %d bytes", q, ph[q], want, q+1)
+		}
+	}
+	if p.Runs[0].Duration != life || p.Runs[0].PeakMbps != 400 {
+		t.Errorf("run %+v", p.Runs[0])
+	}
+	// A job with no heartbeat seen leaves no run.
+	b.end(&job{id: "q-1", name: "q"}, start)
+	if _, ok := b.profile("q"); ok {
+		t.Error("a job never observed got a profile")
+	}
+}
