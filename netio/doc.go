@@ -241,7 +241,11 @@
 // profile. Per GET the node used 6.3 us of CPU against Redis's 6.8 us in
 // the same interleaved runs (utime+stime over ops): on a machine whose two
 // cores also run the load generator the node's edge over single-threaded
-// Redis comes from its second loop, not from cheaper requests.
+// Redis comes from its second loop, not from cheaper requests. The echo
+// server of package perf/echo, this loop with a handler that only answers,
+// used 3.3-4.2 us per 1 KiB GET in four interleaved passes against the
+// node's 5.2-5.9 us: what a GET costs above the loop is the node's
+// handler, about 2 us.
 //
 // # io_uring
 //
