@@ -346,7 +346,7 @@ var (
 		{Kind: Scalar8}, {Kind: TableVec, Sub: &lostNodeSpec},
 	}}
 	lostNodeSpec = TableSpec{Name: "LostNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
-	dropSpec = TableSpec{Name: "DropResult", Fields: []Field{
+	dropSpec     = TableSpec{Name: "DropResult", Fields: []Field{
 		{Kind: Scalar4}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: String},
 	}}
 	nodeStatusSpec = TableSpec{Name: "NodeStatus", Fields: []Field{
