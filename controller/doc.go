@@ -53,8 +53,9 @@
 // node the controller does not know (after a controller restart) is
 // answered with Known=false and the node registers again. States: active,
 // draining (serving, no new placements, moving its data away), dead.
-// A dead node that belongs to no job leaves the registry after
-// Config.ForgetAfter.
+// A node dead for Config.DeadNodeGrace (30 s; negative: never) leaves every
+// job's map and is listed in it as lost (dead.go). A dead node that
+// belongs to no job leaves the registry after Config.ForgetAfter.
 //
 // # Sizing and placement policy
 //
@@ -104,7 +105,14 @@
 // require it. A map's epoch starts at 1 and bumps whenever a node of the
 // job changes state (dies, returns, drains). A dead node stays in the map
 // marked dead, so keys keep their placement and clients report a clear
-// "unavailable" for the keys it held instead of looking elsewhere.
+// "unavailable" for the keys it held instead of looking elsewhere, until
+// it has been dead for Config.DeadNodeGrace: then it leaves the map (an
+// epoch bump), the remaining weights are normalized again, and the map
+// lists it as lost (wire.LostNode, with its weight on the map's scale), so
+// clients answer wire.CodeLost for the keys it held and place new writes
+// on the remaining nodes. A lost node that comes back is a new node, and
+// has its stale data of those jobs dropped (dead.go says why and what is
+// not covered).
 //
 // Every node keeps a table of the cluster's live jobs (their gens and
 // expiries, and the epoch of those whose map holds it), brought up to date

@@ -14,7 +14,13 @@
 //
 // Each (key, chunk) lives on the node that weighted rendezvous hashing
 // (internal/placement) picks from the job's map, so the SDK never asks
-// anyone where a key is.
+// anyone where a key is. A node dead past the controller's grace leaves
+// the map and is listed in Map.Lost; reads of the keys it held answer
+// ErrLost ("recompute it") instead of ErrNotFound, by placing the key over
+// the map's nodes and its lost nodes together; a chunked object whose
+// chunk was on a lost node answers ErrLost too (lost.go has the rules and
+// their limits). A request that finds its node unavailable fetches the map
+// and retries once if it changed.
 //
 // # Object layout
 //
