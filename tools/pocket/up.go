@@ -41,10 +41,11 @@ type upOptions struct {
 	// 127.0.0.1:metricsBase and node i (from 0) on metricsBase+1+i.
 	metricsBase int
 	// secretFile holds the cluster secret (created if missing); "" takes
-	// $POCKET_SECRET, else a fresh secret in a temporary file.
+	// $POCKET_SECRET, else DATA/controller/secret when the state is kept
+	// (ctlServe.secretFile), else a fresh secret in a temporary file.
 	secretFile string
-	// serve holds the control plane's TLS and limits; nodeLimits the
-	// nodes' limits.
+	// serve holds the control plane's data directory (TLS, the
+	// controller's state), TLS and limits; nodeLimits the nodes' limits.
 	serve      *ctlServe
 	nodeLimits nodeLimits
 
@@ -57,10 +58,15 @@ type upCluster struct {
 	ctl    *controller.Controller
 	addr   string
 	secret *ownSecret
-	orch   *orchestrator.Local
-	auto   *controller.Autoscaler
-	mserv  *http.Server
-	tlsDir string // the CA and certificates; "" over plain TCP
+	serve  *ctlServe // its state store, closed after the controller
+	// started is when the controller was ready, after restoring its state;
+	// restored is the number of jobs it restored.
+	started  time.Time
+	restored uint64
+	orch     *orchestrator.Local
+	auto     *controller.Autoscaler
+	mserv    *http.Server
+	tlsDir   string // the CA and certificates; "" over plain TCP
 	// endpoints are the /metrics addresses of the nodes started with the
 	// cluster, by node address, with --metrics-base.
 	endpoints []nodeEndpoint
@@ -74,6 +80,7 @@ func (u *upCluster) close() {
 		_ = u.mserv.Close()
 	}
 	_ = u.ctl.Close() // stops the autoscaler first, so it starts no node now
+	u.serve.close()
 	_ = u.orch.Close()
 	u.secret.close()
 }
@@ -103,6 +110,15 @@ func (o *upOptions) nodeSpec(ctl, tlsDir string) orchestrator.NodeSpec {
 // unless o.serve says --insecure. The nodes get the cluster secret in their
 // environment, never in their arguments, and the TLS directory's path as
 // --tls-dir.
+//
+// The controller keeps its state in DATA/controller like `pocket
+// controller` (ctlServe: memory only with --ephemeral, or with --insecure
+// and no data directory given), with the cluster secret in
+// DATA/controller/secret unless one is given, so a restart on the same
+// data directory knows the earlier run's jobs and verifies their tokens.
+// The nodes are this process's children: they stop with it (a SIGKILL of
+// up alone reaches them as SIGTERM, orchestrator.Local's Pdeathsig), so
+// their data does not outlive it; see printRestored.
 func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	h, err := o.log.handler(os.Stderr)
 	if err != nil {
@@ -112,29 +128,26 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		h = slog.NewTextHandler(io.Discard, nil)
 	}
 	id := newIdentity(h, "controller")
-	secret, err := loadOwnSecret(o.secretFile)
+	secret, err := loadOwnSecret(o.serve.secretFile(o.secretFile))
 	if err != nil {
 		return nil, err
 	}
-	cfg := controller.Config{Secret: secret.key, Logger: id.log}
-	tlsDir, err := o.serve.apply(&cfg, o.listen)
+	ctl, tlsDir, err := startCtl(o, secret, id.log)
 	if err != nil {
-		secret.close()
-		return nil, err
-	}
-	ctl, err := controller.New(cfg)
-	if err != nil {
+		o.serve.close()
 		secret.close()
 		return nil, err
 	}
 	addr, err := ctl.Listen(o.listen)
 	if err != nil {
 		ctl.Close()
+		o.serve.close()
 		secret.close()
 		return nil, err
 	}
 	id.set(addr.String())
-	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret, tlsDir: tlsDir,
+	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret, serve: o.serve, tlsDir: tlsDir,
+		started: time.Now(), restored: ctl.Status().JobCount,
 		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}}}
 	if !o.quiet {
 		u.orch.Log = os.Stderr
@@ -178,6 +191,18 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	return u, nil
 }
 
+// startCtl opens the controller's state and TLS (o.serve.apply) and
+// starts the controller on them, restoring what the state holds.
+func startCtl(o upOptions, secret *ownSecret, log *slog.Logger) (*controller.Controller, string, error) {
+	cfg := controller.Config{Secret: secret.key, Logger: log}
+	tlsDir, err := o.serve.apply(&cfg, o.listen)
+	if err != nil {
+		return nil, "", err
+	}
+	ctl, err := controller.New(cfg)
+	return ctl, tlsDir, err
+}
+
 // ctlMetricsAddr is where the controller serves /metrics: --metrics, or
 // port --metrics-base on loopback; "" for nowhere.
 func (o *upOptions) ctlMetricsAddr() string {
@@ -218,26 +243,51 @@ func metricsMux(ctl *controller.Controller) http.Handler {
 	return mux
 }
 
-// awaitNodes waits until the controller lists n active nodes.
+// awaitNodes waits until n of the nodes this process started are active,
+// and no node restored from an earlier run counts as active without
+// having been heard from since (so no job is placed on a node that died
+// with that run: the controller marks those dead after its DeadAfter).
 func (u *upCluster) awaitNodes(ctx context.Context, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	for {
-		active := 0
-		for _, ns := range u.ctl.Status().Nodes {
-			if ns.State == wire.NodeActive {
-				active++
-			}
-		}
-		if active >= n {
+		active, unheard := u.nodeCounts()
+		if active >= n && unheard == 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
+			if active >= n {
+				return fmt.Errorf("up: %d nodes of an earlier run neither heard from nor marked dead: %w", unheard, ctx.Err())
+			}
 			return fmt.Errorf("up: %d of %d nodes registered: %w", active, n, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// heardMargin covers the millisecond resolution of a node's LastSeen.
+const heardMargin = 10 * time.Millisecond
+
+// nodeCounts returns how many of the nodes this process started are
+// active, and how many other nodes are active without a heartbeat since
+// the controller started (nodes restored from its state).
+func (u *upCluster) nodeCounts() (active, unheard int) {
+	own := map[string]bool{}
+	for _, n := range u.orch.Nodes() {
+		own[n.Addr] = true
+	}
+	since := time.Since(u.started)
+	for _, ns := range u.ctl.Status().Nodes {
+		switch {
+		case ns.State != wire.NodeActive:
+		case own[ns.Addr]:
+			active++
+		case ns.LastSeen+heardMargin >= since:
+			unheard++
+		}
+	}
+	return active, unheard
 }
 
 // bindScale adds the autoscaler's flags.
@@ -260,7 +310,7 @@ func runUp(args []string) int {
 	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node")
 	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
 	fs.IntVar(&o.metricsBase, "metrics-base", 0, "serve Prometheus /metrics on loopback: the controller on this port, node i (from 0) on PORT+1+i")
-	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster secret, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else a fresh secret in a temporary file, removed when the cluster stops)")
+	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster secret, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else DIR/"+stateSubdir+"/secret of --data-dir when the controller's state is kept there;\nelse a fresh secret in a temporary file, removed when the cluster stops)")
 	o.serve = bindCtlServe(fs)
 	o.nodeLimits.bind(fs, "node-", "each node: ")
 	bindScale(fs, &o)
@@ -298,6 +348,20 @@ func runUp(args []string) int {
 	return 0
 }
 
+// printRestored says what a restart on the same data directory kept: the
+// earlier run's jobs, with their ids, tokens, generations, lifetimes and
+// maps, but not their data, which lived on that run's nodes (stopped with
+// it). Their maps name those nodes, now dead: a get of their keys answers
+// that the node is unavailable. They can be deregistered with their
+// tokens; new jobs are placed on this run's nodes.
+func printRestored(u *upCluster) {
+	if u.restored == 0 {
+		return
+	}
+	fmt.Printf("restored %d jobs of an earlier run: their tokens still work, but their data was on that run's nodes, which stopped with it;\n"+
+		"  deregister them (pocket job deregister JOB), or start on an empty --data-dir, or with --ephemeral\n", u.restored)
+}
+
 // printMetrics lists the /metrics endpoints of the cluster.
 func printMetrics(u *upCluster, o upOptions) {
 	if maddr := o.ctlMetricsAddr(); maddr != "" {
@@ -325,6 +389,8 @@ func printUp(u *upCluster, o upOptions) {
 			o.scale.MinNodes, o.scale.MaxNodes, 100*o.scale.Low, 100*o.scale.High, o.scale.Cooldown)
 	}
 	printMetrics(u, o)
+	fmt.Println(u.serve.stateLine())
+	printRestored(u)
 	fmt.Printf("point the other commands at it with:\n  export %s=%s\n", metaclient.EnvController, u.addr)
 	tlsArg := " --insecure"
 	if u.tlsDir != "" {
