@@ -2,33 +2,57 @@
 # A node's NVMe tier against the device limit, in one run on one file system
 # (issues 4 and 16):
 #   - 1 MiB GET from a node's NVMe tier over loopback (8 conns) against fio's
-#     1 MiB sequential read bandwidth (io_uring, O_DIRECT, QD16) on a file in
-#     the same directory: with fio's default buffers (4 KiB pages) and with
-#     huge-page buffers (--iomem=shmhuge), the fair limit (target >= 0.9x);
+#     1 MiB RANDOM read bandwidth (io_uring, O_DIRECT, QD8) on a file in the
+#     same directory: with huge-page buffers (--iomem=shmhuge), the fair limit
+#     (target >= 0.9x), and with fio's default buffers (4 KiB pages);
 #   - 4 KiB GETs from the NVMe tier with 32 conns (ops/s) against fio's 4 KiB
 #     random read IOPS at QD32, both buffer kinds (target >= 0.7x);
 #   - 4 KiB GET p50 from the NVMe tier (1 conn) against fio's 4 KiB random
 #     read p50 at QD1 plus the DRAM tier's 4 KiB GET p50 (target <= 1.2x).
 # fio runs time-based (--time_based --runtime), like `pocket bench`.
 #
-# Why both fio runs: fio's default buffers are 4 KiB pages, so each 1 MiB
-# request carries 256 scatter-gather segments, where the node's buffers are
-# huge pages. Against that run the node once looked 1.70x "faster than fio";
-# against --iomem=shmhuge it reached 0.68x. The script reserves 64 huge pages
-# (vm.nr_hugepages; needs root) for fio and restores the old value on exit;
-# without root the huge-page limit shows n/a and why.
+# Why alternate and repeat: on a shared machine the load drifts by minutes,
+# and when every fio cell ran before every node cell the same binary's ratio
+# moved from 0.15 to 0.67 between runs. Each round now runs a fio cell and
+# then the matching node cell (for each binary given) right after it, REPEAT
+# rounds (default 3); the table shows the median of each figure and the
+# median of the per-round ratios with their range (min-max), so a ratio
+# compares figures measured seconds apart.
 #
-# usage: perf/nvme-node-compare.sh [POCKET_BIN] [DIR] [SECONDS]
-#   e.g. sudo perf/nvme-node-compare.sh bin/pocket /mnt/nvme 10
+# Why randread for the 1 MiB limit: the node's GETs pick keys at random, so
+# its device reads land at random 1 MiB offsets of its tier file; fio's
+# sequential read lets the device (and any host cache or read-ahead below a
+# virtual disk) stream, which the node never sees. fio's file is as large
+# as the node's 1 MiB working set (2048 keys, 2 GiB) so both spread reads
+# over the same span. QD8 matches the node's 8 connections, one read each.
+#
+# Why both fio buffer kinds: fio's default buffers are 4 KiB pages, so each
+# 1 MiB request carries 256 scatter-gather segments, where the node's buffers
+# are huge pages. Against that run the node once looked 1.70x "faster than
+# fio"; against --iomem=shmhuge it reached 0.68x. The script reserves 64 huge
+# pages (vm.nr_hugepages; needs root) for fio for the whole run and restores
+# the old value on exit; without root the huge-page limit shows n/a and why.
+#
+# Old against new binary: give several binaries, comma-separated; each gets
+# its own node (own tier file) and is measured right after the same fio
+# cell in every round, and the table has one set of rows per binary.
+#
+# usage: perf/nvme-node-compare.sh [POCKET_BIN[,POCKET_BIN...]] [DIR] [SECONDS]
+#   e.g. sudo REPEAT=5 perf/nvme-node-compare.sh bin/pocket /mnt/nvme 10
+#        perf/nvme-node-compare.sh /tmp/old/pocket,bin/pocket "" 5
 #   POCKET_BIN default bin/pocket (make build); DIR default a temp dir (must
 #   accept O_DIRECT: not tmpfs); SECONDS per measurement, default 5.
-# Needs fio and jq; installs nothing. Run it on a quiet machine: the node and
-# the generator share the cores.
+#   REPEAT rounds (default 3); PLAIN=0 skips the 4 KiB-page fio runs.
+# Needs fio and jq; installs nothing. The node and the generator share the
+# cores: a quiet machine gives steadier figures, the alternation fairer ones.
 set -euo pipefail
-bin=${1:-bin/pocket}
+IFS=, read -r -a bins <<<"${1:-bin/pocket}"
 dir=${2:-}
 secs=${3:-5}
-for tool in fio jq "$bin"; do
+rounds=${REPEAT:-3}
+plain=${PLAIN:-1}
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "nvme-node-compare: REPEAT=$rounds is not a positive count" >&2; exit 2; }
+for tool in fio jq "${bins[@]}"; do
 	command -v "$tool" >/dev/null || { echo "nvme-node-compare: $tool not found" >&2; exit 1; }
 done
 cleanup=""
@@ -36,58 +60,102 @@ if [ -z "$dir" ]; then
 	dir=$(mktemp -d)
 	cleanup=$dir
 fi
-node_pid=""
+node_pids=()
 # shellcheck source=perf/hw/hugepages.sh
 . "$(dirname "$0")/hw/hugepages.sh"
-trap 'huge_restore; [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null; [ -n "$cleanup" ] && rm -rf "$cleanup"' EXIT
+stop_nodes() { for p in "${node_pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap 'huge_restore; stop_nodes; rm -f "$dir"/fio.dat "$dir"/nvme[0-9]*.dat; [ -n "$cleanup" ] && rm -rf "$cleanup"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+huge=0
+if huge_reserve 64; then huge=1; else echo "nvme-node-compare: no huge-page fio runs: $huge_why" >&2; fi
+
 fio_run() { # name rw bs iodepth [extra fio options]
-	fio --name="$1" --filename="$dir/fio.dat" --size=1G --ioengine=io_uring --direct=1 \
+	fio --name="$1" --filename="$dir/fio.dat" --size=2G --ioengine=io_uring --direct=1 \
 		--rw="$2" --bs="$3" --iodepth="$4" --runtime="$secs" --time_based "${@:5}" \
 		--lat_percentiles=1 --output-format=json 2>/dev/null
 }
 fio_run lay write 1M 16 >/dev/null # lay the file out so reads touch the device
-fio_seq_read=$(fio_run seqr read 1M 16 | jq '.jobs[0].read.bw_bytes / 1e6')
-fio_iops_qd32=$(fio_run rr32 randread 4k 32 | jq '.jobs[0].read.iops')
-fio_p50_qd1=$(fio_run rr1 randread 4k 1 | jq '.jobs[0].read.lat_ns.percentile["50.000000"] / 1e3')
-fio_seq_read_huge="" fio_iops_qd32_huge=""
-if huge_reserve 64; then
-	fio_seq_read_huge=$(fio_run seqrh read 1M 16 --iomem=shmhuge | jq '.jobs[0].read.bw_bytes / 1e6')
-	fio_iops_qd32_huge=$(fio_run rr32h randread 4k 32 --iomem=shmhuge | jq '.jobs[0].read.iops')
-	huge_restore
-else
-	echo "nvme-node-compare: no huge-page fio runs: $huge_why" >&2
-fi
-rm -f "$dir/fio.dat"
 
-"$bin" node --listen 127.0.0.1:0 --dram 1GiB --nvme "$dir/nvme.dat:4GiB" >"$dir/node.out" 2>"$dir/node.err" &
-node_pid=$!
-for _ in $(seq 100); do grep -q 'serving on' "$dir/node.out" && break; sleep 0.1; done
-addr=$(sed -n 's/.*serving on \([^ ]*\).*/\1/p' "$dir/node.out")
-[ -n "$addr" ] || { cat "$dir/node.err" >&2; exit 1; }
+# One node per binary, each on its own tier file, up for the whole run.
+addrs=()
+for i in "${!bins[@]}"; do
+	"${bins[$i]}" node --listen 127.0.0.1:0 --dram 1GiB --nvme "$dir/nvme$i.dat:4GiB" >"$dir/node$i.out" 2>"$dir/node$i.err" &
+	node_pids+=($!)
+	for _ in $(seq 100); do grep -q 'serving on' "$dir/node$i.out" && break; sleep 0.1; done
+	addr=$(sed -n 's/.*serving on \([^ ]*\).*/\1/p' "$dir/node$i.out")
+	[ -n "$addr" ] || { cat "$dir/node$i.err" >&2; exit 1; }
+	addrs+=("$addr")
+done
 
-bench() { # tier op size conns keys
-	"$bin" bench --addr "$addr" --tier "$1" --op "$2" --size "$3" --conns "$4" --keys "$5" \
+bench() { # node-index tier op size conns keys
+	"${bins[$1]}" bench --addr "${addrs[$1]}" --tier "$2" --op "$3" --size "$4" --conns "$5" --keys "$6" \
 		--duration "${secs}s" --warmup 1s --json
 }
-nvme_get_1m=$(bench nvme get 1MiB 8 2048 | jq .mb_per_sec)
-nvme_get_4k_c32=$(bench nvme get 4KiB 32 100000 | jq .ops_per_sec)
-nvme_get_4k_p50=$(bench nvme get 4KiB 1 100000 | jq .p50_us)
-dram_get_4k_p50=$(bench dram get 4KiB 1 10000 | jq .p50_us)
 
-# row LABEL OURS LIMIT NOTE: one line; a missing limit shows n/a.
+# Figures go to $dir/figs, one "CELL VALUE" line per measurement and round.
+figs=$dir/figs
+: >"$figs"
+put() { echo "$1 $2" >>"$figs"; }
+for r in $(seq "$rounds"); do
+	echo "nvme-node-compare: round $r of $rounds" >&2
+	if ((huge)); then
+		put fio1mh "$(fio_run rr1mh randread 1M 8 --iomem=shmhuge | jq '.jobs[0].read.bw_bytes / 1e6')"
+	fi
+	((plain)) && put fio1m "$(fio_run rr1m randread 1M 8 | jq '.jobs[0].read.bw_bytes / 1e6')"
+	for i in "${!bins[@]}"; do put "get1m.$i" "$(bench "$i" nvme get 1MiB 8 2048 | jq .mb_per_sec)"; done
+	if ((huge)); then
+		put fio4kh "$(fio_run rr32h randread 4k 32 --iomem=shmhuge | jq '.jobs[0].read.iops')"
+	fi
+	((plain)) && put fio4k "$(fio_run rr32 randread 4k 32 | jq '.jobs[0].read.iops')"
+	for i in "${!bins[@]}"; do put "get4k.$i" "$(bench "$i" nvme get 4KiB 32 100000 | jq .ops_per_sec)"; done
+	put fiop50 "$(fio_run rr1 randread 4k 1 | jq '.jobs[0].read.lat_ns.percentile["50.000000"] / 1e3')"
+	for i in "${!bins[@]}"; do
+		put "p50nvme.$i" "$(bench "$i" nvme get 4KiB 1 100000 | jq .p50_us)"
+		put "p50dram.$i" "$(bench "$i" dram get 4KiB 1 10000 | jq .p50_us)"
+	done
+done
+
+# vals CELL: the cell's figures, one a line, in round order.
+vals() { awk -v c="$1" '$1 == c { print $2 }' "$figs"; }
+# median: of the numbers on stdin.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# row LABEL OURS-CELL LIMIT-CELL NOTE: medians of ours and of the limit, and
+# the median (min-max) of the per-round ratios; a missing limit shows n/a.
 row() {
-	awk -v l="$1" -v o="$2" -v f="$3" -v n="$4" 'BEGIN {
-		if (f == "" || f == 0) { printf "%-50s %10.1f %10s %8s  %s\n", l, o, "n/a", "n/a", n; exit }
-		printf "%-50s %10.1f %10.1f %8.2f  %s\n", l, o, f, o / f, n }'
+	local o f
+	o=$(vals "$2" | median)
+	f=$(vals "$3" | median)
+	paste <(vals "$2") <(vals "$3") | awk -v l="$1" -v o="$o" -v f="$f" -v n="$4" '
+		$2 != "" && $2 != 0 { r[++k] = $1 / $2 }
+		END {
+			if (k == 0) { printf "%-52s %10.1f %10s %8s %11s  %s\n", l, o, "n/a", "n/a", "", n; exit }
+			for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+			m = (k % 2) ? r[(k + 1) / 2] : (r[k / 2] + r[k / 2 + 1]) / 2
+			printf "%-52s %10.1f %10.1f %8.2f %5.2f-%-5.2f  %s\n", l, o, f, m, r[1], r[k], n }'
 }
-echo "dir: $dir, ${secs}s per measurement (time-based); fio hugepages = --iomem=shmhuge${huge_why:+ (not run: $huge_why)}"
-printf "%-50s %10s %10s %8s\n" measurement ours limit ratio
-row "1 MiB GET from NVMe tier, MB/s vs fio hugepages" "$nvme_get_1m" "$fio_seq_read_huge" "(target >= 0.90; the fair limit)"
-row "1 MiB GET from NVMe tier, MB/s vs fio 4 KiB pages" "$nvme_get_1m" "$fio_seq_read" "(fio's default buffers, for history)"
-row "4 KiB GET 32 conns, ops/s vs fio QD32 hugepages" "$nvme_get_4k_c32" "$fio_iops_qd32_huge" "(target >= 0.70)"
-row "4 KiB GET 32 conns, ops/s vs fio QD32 4 KiB pages" "$nvme_get_4k_c32" "$fio_iops_qd32" "(fio's default buffers)"
-awk -v o="$nvme_get_4k_p50" -v q="$fio_p50_qd1" -v d="$dram_get_4k_p50" 'BEGIN {
-	l = q + d; printf "%-50s %10.1f %10.1f %8.2f  (target <= 1.20; fio QD1 %.1f + DRAM GET %.1f)\n", "4 KiB GET p50 from NVMe tier, us", o, l, o / l, q, d }'
+# The p50 limit is fio's QD1 p50 plus the DRAM GET's, per round.
+p50row() { # node-index label
+	paste <(vals "p50nvme.$1") <(vals fiop50) <(vals "p50dram.$1") | awk -v l="$2" '
+		{ o[++k] = $1; q[k] = $2; d[k] = $3; r[k] = $1 / ($2 + $3) }
+		END {
+			for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) {
+				if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+				if (o[j] < o[i]) { t = o[i]; o[i] = o[j]; o[j] = t }
+				if (q[j] + d[j] < q[i] + d[i]) { t = q[i]; q[i] = q[j]; q[j] = t; t = d[i]; d[i] = d[j]; d[j] = t }
+			}
+			h = int((k + 1) / 2)
+			printf "%-52s %10.1f %10.1f %8.2f %5.2f-%-5.2f  (target <= 1.20; fio QD1 %.1f + DRAM GET %.1f)\n", l, o[h], q[h] + d[h], r[h], r[1], r[k], q[h], d[h] }'
+}
+echo "dir: $dir, ${secs}s per measurement (time-based), $rounds rounds alternating fio and node cells;" \
+	"medians, ratio = median of per-round ratios (min-max); fio hugepages = --iomem=shmhuge${huge_why:+ (not run: $huge_why)}"
+printf "%-52s %10s %10s %8s %11s\n" measurement ours limit ratio range
+for i in "${!bins[@]}"; do
+	((${#bins[@]} > 1)) && echo "== ${bins[$i]}"
+	row "1 MiB GET from NVMe tier, MB/s vs fio hugepages" "get1m.$i" fio1mh "(target >= 0.90; randread QD8, the fair limit)"
+	((plain)) && row "1 MiB GET from NVMe tier, MB/s vs fio 4 KiB pages" "get1m.$i" fio1m "(fio's default buffers, for history)"
+	row "4 KiB GET 32 conns, ops/s vs fio QD32 hugepages" "get4k.$i" fio4kh "(target >= 0.70)"
+	((plain)) && row "4 KiB GET 32 conns, ops/s vs fio QD32 4 KiB pages" "get4k.$i" fio4k "(fio's default buffers)"
+	p50row "$i" "4 KiB GET p50 from NVMe tier, us"
+done
