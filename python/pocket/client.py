@@ -31,6 +31,7 @@ import json
 import os
 import random
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -214,6 +215,28 @@ class _MapState:
         self.set = placement.NodeSet([(n.addr, n.weight) for n in m.nodes])
         live = [(n.addr, n.weight) for n in m.nodes if n.addr not in self.draining]
         self.live = placement.NodeSet(live) if self.draining and live else self.set
+        # The map's nodes and its lost ones: who owned a key before they
+        # left (see the Go SDK's lost.go). None when no node was lost.
+        self.all = (placement.NodeSet([(n.addr, n.weight) for n in m.nodes] + [(n.addr, n.weight) for n in m.lost])
+                    if m.lost else None)
+        self.fetched = time.monotonic()
+
+    def lost_owner(self, key: bytes, chunk: int):
+        """The lost node (wire.LostNode) that owned (key, chunk), or None."""
+        if self.all is None:
+            return None
+        i = self.all.pick(key, chunk) - len(self.addrs)
+        return self.map.lost[i] if i >= 0 else None
+
+    def check(self, r: Reply, key: bytes, chunk: int = 0) -> Reply:
+        """r.check(), except that "not found" for a key whose owner left the
+        map dead raises Lost."""
+        if r.code == errors.Code.NOT_FOUND:
+            ln = self.lost_owner(key, chunk)
+            if ln is not None:
+                raise errors.Lost(f"the value (if it was written) was on node {ln.addr}, which left the job's map "
+                                  f"dead at epoch {ln.epoch}: it is gone, recompute it")
+        return r.check()
 
     def route(self, key: bytes, chunk: int) -> tuple[str, str]:
         """The live owner of (key, chunk) and, when it differs and the owner
@@ -230,6 +253,10 @@ class _MapState:
 
 
 _REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING)
+# The least time between two map fetches a job makes because a node was
+# unavailable, so that many calls to a dead node do not each ask the
+# controller.
+_REFRESH_GAP = 0.1
 # After deregistration a node that kept none of the job's (persisted) values
 # answers revoked: for a listing or a recursive delete it holds nothing.
 _REVOKED_EMPTY = (wire.OP_DELETE, wire.OP_LIST)
@@ -282,17 +309,23 @@ class Job:
         st = self._st
         self._st = _MapState(self.client._ctl().get_map(st.map.job, st.map.token))
 
-    def _map_moved(self) -> bool:
-        """Fetches the map again (when there is a controller) and reports
-        whether its epoch changed."""
+    def _map_moved(self, used: _MapState) -> bool:
+        """After a node was unavailable to a request routed with the map
+        used: whether the job's map has changed since (fetched again by
+        another call, or now, at most once per _REFRESH_GAP). Needs a
+        controller."""
         if self.client.controller is None:
             return False
-        before = self._st.map.epoch
+        st = self._st
+        if st.map.epoch != used.map.epoch:
+            return True
+        if time.monotonic() - st.fetched < _REFRESH_GAP:
+            return False
         try:
             self.refresh()
         except errors.PocketError:
             return False
-        return self._st.map.epoch != before
+        return self._st.map.epoch != used.map.epoch
 
     def deregister(self) -> wire.DropResult:
         """Releases the job: every node drops its data except persisted
@@ -334,6 +367,9 @@ class Job:
             else:
                 addr, old = st.route(key, chunk)
             if st.dead and addr in st.dead:
+                # It may have left the map since: retry once if so.
+                if attempt == 0 and self._map_moved(st):
+                    continue
                 raise errors.Unavailable(f"node {addr} is dead")
             meta = st.codec.encode(key, version, object_size)
             if old:
@@ -349,7 +385,7 @@ class Job:
                 except errors.Unavailable:
                     # The node may have left the map (drained) since it was
                     # fetched: retry once if a fresh map is newer.
-                    if attempt or not self._map_moved():
+                    if attempt or not self._map_moved(st):
                         raise
                     continue
             if r.code and r.code in _REFRESH and attempt == 0 and self.client.controller is not None:
@@ -506,6 +542,8 @@ class Job:
         r, _ = self._do(wire.OP_GET, flags, k)
         if r.code == 0 and not r.flags & wire.FLAG_MANIFEST:
             return r.payload  # a one-record value: one round trip
+        if r.code:
+            self._st.check(r, k)
         out, _ = self._get(k, None, flags, r)
         return bytes(out) if len(out) < buffer.MAP_MIN else out
 
@@ -536,7 +574,7 @@ class Job:
                 r, first = first, None
             else:
                 r, _ = self._do(wire.OP_GET, flags, k, 0, dst=dst)
-            r.check()
+            self._st.check(r, k)
             if not r.flags & wire.FLAG_MANIFEST:
                 ver = r.response().version if r.meta else 0
                 return r.payload, ver
@@ -548,6 +586,7 @@ class Job:
                 raise errors.TooLarge(f"value of {m.size} bytes does not fit the {len(dst)}-byte buffer")
             else:
                 out = buffer.alloc(m.size)
+            used = self._st
             try:
                 self._get_chunks(k, m, out)
             except (errors.StaleEpoch, errors.Draining):
@@ -555,6 +594,20 @@ class Job:
                     raise
                 refreshed = True
                 self.refresh()  # and read the key again on the new map
+                continue
+            except errors.Unavailable:
+                # A chunk's node may have left the map: read again on a
+                # newer map, once.
+                if refreshed or not self._map_moved(used):
+                    raise
+                refreshed = True
+                continue
+            except errors.Lost:
+                # A chunk's node left the map dead: the object is lost,
+                # unless it was replaced meanwhile (read the key again).
+                if m.version == last or attempt == _MAX_READ_RETRIES:
+                    raise
+                last = m.version
                 continue
             except errors.NotFound as e:
                 if m.version == last or attempt == _MAX_READ_RETRIES:
@@ -593,7 +646,7 @@ class Job:
 
     def _get_chunk_one(self, ck: bytes, i: int, part: memoryview) -> None:
         r, _ = self._do(wire.OP_GET, 0, ck, i, dst=part)
-        r.check()
+        self._st.check(r, ck, i)
         if len(r.payload) != len(part) or not isinstance(r.payload, memoryview):
             raise errors.Corrupt(f"chunk {i} is {len(r.payload)} bytes, want {len(part)}")
 
@@ -612,16 +665,16 @@ class Job:
                 while nxt < len(items) and len(parts) < _WINDOW:
                     i, ck, part, _ = items[nxt]
                     rid = c.send(wire.OP_GET, st.tier_flags, st.codec.encode(ck))
-                    parts[rid] = (i, part)
+                    parts[rid] = (i, part, ck)
                     nxt += 1
                 r = c.recv(lambda rid, n: parts[rid][1] if rid in parts else None)
-                i, part = parts.pop(r.id, (0, None))
+                i, part, ck = parts.pop(r.id, (0, None, b""))
                 if part is None:
                     raise c._fail(errors.Malformed(f"reply to unknown request {r.id}"))
                 if r.code == errors.Code.STALE_EPOCH or r.code == errors.Code.DRAINING:
                     c.close()  # unread replies may follow; the caller retries
                     raise wire.reply_error(r.code, r.meta)
-                r.check()
+                st.check(r, ck, i)
                 if len(r.payload) != len(part) or not isinstance(r.payload, memoryview):
                     raise errors.Corrupt(f"chunk {i} is {len(r.payload)} bytes, want {len(part)}")
         except BaseException:
@@ -633,17 +686,24 @@ class Job:
     # ---- stat, delete ----
 
     def stat(self, key: Name) -> Info:
-        """A value's size and persistence, without reading it. Raises NotFound."""
-        r, _ = self._do(wire.OP_STAT, 0, _name(key))
-        resp = r.check().response()
+        """A value's size and persistence, without reading it. Raises
+        NotFound, or Lost for a value whose node left the map dead."""
+        k = _name(key)
+        r, _ = self._do(wire.OP_STAT, 0, k)
+        resp = self._st.check(r, k).response()
         return Info(resp.size, bool(resp.flags & wire.FLAG_PERSIST))
 
+    def _stat_version(self, k: bytes) -> int:
+        """The version key holds (a stat). Raises NotFound or Lost."""
+        r, _ = self._do(wire.OP_STAT, 0, k)
+        return self._st.check(r, k).response().version
+
     def exists(self, key: Name) -> bool:
-        """Whether key holds a value."""
+        """Whether key holds a value (False for one lost with its node)."""
         try:
             self.stat(key)
             return True
-        except errors.NotFound:
+        except (errors.NotFound, errors.Lost):
             return False
 
     def delete(self, key: Name) -> None:
@@ -932,7 +992,7 @@ class _Reader(io.RawIOBase):
             raise ValueError(f"prefetch {prefetch}: want at least 1 chunk")
         self.job, self.key, self.dar, self.depth = job, key, delete_after_read, prefetch
         r, _ = job._do(wire.OP_GET, wire.FLAG_VERSION, key, 0)
-        r.check()
+        job._st.check(r, key)
         self.m: wire.Manifest | None = None
         self.cur = memoryview(r.payload)
         self.off = 0  # bytes of cur consumed
@@ -987,9 +1047,20 @@ class _Reader(io.RawIOBase):
             fut.result()
         except errors.NotFound:
             raise errors.Conflict(f"object {self.key!r} was replaced while being read") from None
+        except errors.Lost:
+            if self._replaced():
+                raise errors.Conflict(f"object {self.key!r} was replaced while being read") from None
+            raise
         self._ask()  # after the wait: at most depth fetches at once
         self.cur, self.off, self.base = part, 0, base
         return True
+
+    def _replaced(self) -> bool:
+        """Whether the key no longer holds the version being read."""
+        try:
+            return self.job._stat_version(self.key) != self.m.version
+        except errors.NotFound:
+            return True
 
     def _done(self) -> None:
         if self.dar:

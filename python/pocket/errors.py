@@ -84,12 +84,13 @@ Unavailable = _sub("Unavailable", Code.UNAVAILABLE, "The node holding the data c
 Revoked = _sub("Revoked", Code.REVOKED, "The job's token was revoked or has expired.")
 Limit = _sub("Limit", Code.LIMIT, "A per-client or per-cluster limit was reached.")
 Conflict = _sub("Conflict", Code.CONFLICT, "A conditional operation's condition did not hold.")
+Lost = _sub("Lost", Code.LOST, "The value's node left the job's map dead: the value is gone, recompute it.")
 Corrupt = _sub("Corrupt", Code.MALFORMED, "A manifest or chunk does not match what was written.")
 
 _BY_CODE: dict[int, type[PocketError]] = {
     c.default_code: c
     for c in (Malformed, TooLarge, NotFound, NoSpace, UnknownJob, BadToken, StaleEpoch, Exists,
-              Draining, Busy, BadKey, Unavailable, Revoked, Limit, Conflict)
+              Draining, Busy, BadKey, Unavailable, Revoked, Limit, Conflict, Lost)
 }
 
 

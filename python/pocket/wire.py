@@ -373,8 +373,23 @@ class MapNode:
 
 
 @dataclass(slots=True)
+class LostNode:
+    """A node that left a job's map dead past the controller's grace: its
+    values are gone. weight is on the scale of the map's node weights;
+    epoch is the first map epoch without it."""
+
+    addr: str
+    weight: float
+    epoch: int
+
+
+MAX_LOST_NODES = 64  # wire.MaxLostNodes
+
+
+@dataclass(slots=True)
 class PlacementMap:
-    """A job's placement map: its nodes and weights, tier, epoch and token."""
+    """A job's placement map: its nodes and weights, tier, epoch and token,
+    and the nodes it lost (oldest first)."""
 
     job: str
     tier: int
@@ -382,6 +397,7 @@ class PlacementMap:
     nodes: list
     token: bytes
     expires_ms: int = 0
+    lost: list = field(default_factory=list)
 
 
 def decode_placement_map(meta) -> PlacementMap:
@@ -392,8 +408,17 @@ def decode_placement_map(meta) -> PlacementMap:
         for i in range(t.NodesLength()):
             n = t.Nodes(i)
             nodes.append(MapNode((n.Addr() or b"").decode(), n.Weight(), n.State()))
+        if t.LostLength() > MAX_LOST_NODES:
+            raise errors.TooLarge(f"placement map: {t.LostLength()} lost nodes over limit {MAX_LOST_NODES}")
+        lost = []
+        for i in range(t.LostLength()):
+            n = t.Lost(i)
+            w = n.Weight()
+            if not (0 <= w < float("inf")):
+                raise errors.Malformed(f"placement map: lost node weight {w}")
+            lost.append(LostNode((n.Addr() or b"").decode(), w, n.Epoch()))
         return PlacementMap((t.Job() or b"").decode(), t.Tier(), t.Epoch(), nodes,
-                            _vector_bytes(t._tab, 12), t.ExpiresMs())
+                            _vector_bytes(t._tab, 12), t.ExpiresMs(), lost)
     except (struct.error, IndexError, ValueError, TypeError, OverflowError) as e:
         raise errors.Malformed(f"placement map: {e}") from None
 

@@ -137,3 +137,49 @@ def test_manifest_layout():
 def test_chunk_key_format():
     assert wire.chunk_key(b"dir/x", 0xAB, 12) == b"dir/x\x00" + b"00000000000000ab" + b"\x0012"
     assert wire.is_chunk_key(wire.chunk_key(b"k", 1, 1)) and not wire.is_chunk_key(b"k")
+
+
+def build_map(lost):
+    """A PlacementMap with one node and the lost nodes (addr, weight, epoch)."""
+    from pocket.fb import LostNode, MapNode, PlacementMap
+    b = flatbuffers.Builder(256)
+    offs = []
+    for addr, weight, epoch in lost:
+        a = b.CreateString(addr)
+        LostNode.Start(b)
+        LostNode.AddAddr(b, a)
+        LostNode.AddWeight(b, weight)
+        LostNode.AddEpoch(b, epoch)
+        offs.append(LostNode.End(b))
+    PlacementMap.StartLostVector(b, len(offs))
+    for o in reversed(offs):
+        b.PrependUOffsetTRelative(o)
+    lv = b.EndVector()
+    a = b.CreateString("127.0.0.1:7001")
+    MapNode.Start(b)
+    MapNode.AddAddr(b, a)
+    MapNode.AddWeight(b, 1.0)
+    MapNode.AddState(b, wire.NODE_ACTIVE)
+    n = MapNode.End(b)
+    PlacementMap.StartNodesVector(b, 1)
+    b.PrependUOffsetTRelative(n)
+    nv = b.EndVector()
+    job = b.CreateString("j-1")
+    PlacementMap.Start(b)
+    PlacementMap.AddJob(b, job)
+    PlacementMap.AddEpoch(b, 5)
+    PlacementMap.AddNodes(b, nv)
+    PlacementMap.AddLost(b, lv)
+    b.Finish(PlacementMap.End(b))
+    return bytes(b.Output())
+
+
+def test_placement_map_lost_nodes():
+    m = wire.decode_placement_map(build_map([("127.0.0.1:7002", 0.5, 4), ("127.0.0.1:7003", 2.0, 5)]))
+    assert m.epoch == 5 and [n.addr for n in m.nodes] == ["127.0.0.1:7001"]
+    assert m.lost == [wire.LostNode("127.0.0.1:7002", 0.5, 4), wire.LostNode("127.0.0.1:7003", 2.0, 5)]
+    assert wire.decode_placement_map(build_map([])).lost == []
+    with pytest.raises(errors.TooLarge):
+        wire.decode_placement_map(build_map([("a:1", 1.0, 2)] * (wire.MAX_LOST_NODES + 1)))
+    with pytest.raises(errors.Malformed):
+        wire.decode_placement_map(build_map([("a:1", -1.0, 2)]))

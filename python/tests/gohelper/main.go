@@ -13,6 +13,8 @@
 //	gohelper lat JOB PREFIX OPS        get PREFIX000000 .. (OPS keys, each stored
 //	                                   already) one after another on one goroutine;
 //	                                   print the p50 and p99 in microseconds as JSON
+//	gohelper cluster NODES GRACE       run a controller and nodes in this process
+//	                                   and kill or start nodes on request (cluster.go)
 //
 // The controller is POCKET_CONTROLLER, reached over mutual TLS with
 // POCKET_TLS_DIR when set; the job's token is POCKET_TOKEN (hex).
@@ -40,6 +42,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "cluster" {
+		return cluster(args[1:])
+	}
 	if len(args) != 4 {
 		return fmt.Errorf("usage: gohelper put|get JOB KEY FILE, gohelper bench JOB BYTES ROUNDS, or gohelper lat JOB PREFIX OPS")
 	}

@@ -1,0 +1,144 @@
+"""A node killed and dead past the controller's grace leaves the job's map:
+the Python client answers Lost (not NotFound) for the keys it held, reads
+the others, writes the lost keys again on the remaining nodes, and a node
+restarted empty at the same address serves new jobs. The cluster is the Go
+helper's (gohelper cluster): a controller and nodes in one process that
+kills and starts nodes on request."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+import pocket
+from pocket import errors, wire
+
+from conftest import wait_for
+
+GRACE = "300ms"
+
+
+class HelperCluster:
+    def __init__(self, binary: str, nodes: int):
+        self.proc = subprocess.Popen([binary, "cluster", str(nodes), GRACE], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
+        self.addr, self.nodes = "", []
+        for line in self.proc.stdout:
+            kind, _, rest = line.strip().partition(" ")
+            if kind == "controller":
+                self.addr = rest
+            elif kind == "node":
+                self.nodes.append(rest)
+            elif kind == "ready":
+                break
+        assert self.addr and len(self.nodes) == nodes, "gohelper cluster did not come up"
+
+    def command(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        assert answer == "ok", f"{line}: {answer}"
+
+    def stop(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def helper_cluster(bins):
+    c = HelperCluster(bins["gohelper"], 3)
+    yield c
+    c.stop()
+
+
+def _owner(job: pocket.Job, key: bytes, chunk: int = 0) -> str:
+    st = job._st
+    return st.addrs[st.set.pick(key, chunk)]
+
+
+def _chunk_holder(job: pocket.Job, key: bytes, version: int, count: int) -> str:
+    """A node holding a chunk of key's version and not its manifest."""
+    manifest = _owner(job, key)
+    for i in range(1, count + 1):
+        a = _owner(job, wire.chunk_key(key, version, i), i)
+        if a != manifest:
+            return a
+    pytest.fail("every chunk is on the manifest's node")
+
+
+def test_lost_node(helper_cluster):
+    c = helper_cluster
+    with pocket.Client(c.addr, insecure=True, chunk_size=64 << 10) as cl:
+        job = cl.register_job("lost", lambdas=40)
+        assert len(job.map.nodes) == 3
+        keys = {f"{i}": bytes([i]) for i in range(90)}
+        for k, v in keys.items():
+            job.put(k, v)
+        big = os.urandom(1 << 20)  # 16 chunks
+        job.put("big", big)
+        version = job._stat_version(b"big")
+        victim = _chunk_holder(job, b"big", version, 16)
+        owner = {k: _owner(job, k.encode()) for k in keys}
+        epoch = job.map.epoch
+        c.command(f"kill {victim}")
+
+        def lost_in_map() -> bool:
+            m = cl._ctl().get_map(job.id, job.token)
+            return any(n.addr == victim for n in m.lost)
+        assert wait_for(lost_in_map, 20), "the dead node never left the map"
+
+        # The client still holds the old map: its first request to the
+        # victim is refused, and it fetches the map once and retries.
+        lost = ok = 0
+        for k, v in keys.items():
+            if owner[k] == victim:
+                with pytest.raises(errors.Lost) as e:
+                    job.get(k)
+                assert victim in str(e.value) and not isinstance(e.value, errors.NotFound)
+                lost += 1
+            else:
+                assert job.get(k) == v, k
+                ok += 1
+        assert lost and ok
+        assert job.map.epoch > epoch and victim in [n.addr for n in job.map.lost]
+        lost_key = next(k for k in keys if owner[k] == victim)
+        with pytest.raises(errors.Lost):
+            job.stat(lost_key)
+        assert not job.exists(lost_key)
+        with pytest.raises(errors.Lost):
+            job.get("big")
+        with pytest.raises(errors.Lost):
+            with job.open("big") as f:
+                f.read()
+
+        # Writes go to the remaining nodes and read back.
+        for k in keys:
+            if owner[k] == victim:
+                job.put(k, b"again")
+                assert job.get(k) == b"again"
+        job.put("big", big)
+        assert bytes(job.get("big")) == big
+
+        # A node restarted empty at the victim's address is a new node.
+        c.command(f"start {victim}")
+    # A new job's clients are new processes (a pool holding a connection to
+    # the dead node would answer "unavailable" once on it).
+    with pocket.Client(c.addr, insecure=True) as cl2:
+        jobs = []
+
+        def placed_on_victim() -> bool:
+            jobs.append(cl2.register_job("after", lambdas=40))
+            return victim in [n.addr for n in jobs[-1].map.nodes]
+        assert wait_for(placed_on_victim, 10), "the restarted node takes no new job"
+        new = jobs[-1]
+        assert victim not in [n.addr for n in cl2._ctl().get_map(job.id, job.token).nodes]
+        for k, v in keys.items():
+            new.put(k, v)
+            assert new.get(k) == v
+        assert any(_owner(new, k.encode()) == victim for k in keys)
