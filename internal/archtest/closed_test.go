@@ -10,6 +10,7 @@ import (
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/dataplane/slab"
 	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/nvme"
 	"github.com/pocketstore/pocket/orchestrator/k8s"
 	"github.com/pocketstore/pocket/pocket"
@@ -22,17 +23,19 @@ import (
 // with the code a client can test for.
 func TestOneClosed(t *testing.T) {
 	all := map[string]error{
-		"client": client.ErrClosed, "metaclient": metaclient.ErrClosed, "controller": controller.ErrClosed,
-		"dataplane": dataplane.ErrClosed, "dataplane/slab": slab.ErrClosed, "nvme": nvme.ErrClosed,
-		"orchestrator/k8s": k8s.ErrClosed, "controller/leader": leader.ErrClosed,
+		"client.ErrClosed": client.ErrClosed, "metaclient.ErrClosed": metaclient.ErrClosed,
+		"controller.ErrClosed": controller.ErrClosed, "dataplane.ErrClosed": dataplane.ErrClosed,
+		"dataplane/slab.ErrClosed": slab.ErrClosed, "nvme.ErrClosed": nvme.ErrClosed,
+		"orchestrator/k8s.ErrClosed": k8s.ErrClosed, "controller/leader.ErrClosed": leader.ErrClosed,
+		"netio.ErrServerClosed": netio.ErrServerClosed,
 	}
 	for name, err := range all {
 		if wire.CodeOf(err) != wire.CodeClosed || !errors.Is(err, wire.ErrClosed) {
-			t.Errorf("%s.ErrClosed (%v) has code %v, want wire.CodeClosed", name, err, wire.CodeOf(err))
+			t.Errorf("%s (%v) has code %v, want wire.CodeClosed", name, err, wire.CodeOf(err))
 		}
 		for other, e := range all {
 			if !errors.Is(e, err) {
-				t.Errorf("errors.Is(%s.ErrClosed, %s.ErrClosed) is false", other, name)
+				t.Errorf("errors.Is(%s, %s) is false", other, name)
 			}
 		}
 	}
