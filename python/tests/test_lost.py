@@ -98,7 +98,7 @@ def test_lost_node(helper_cluster):
         lost = ok = 0
         for k, v in keys.items():
             if owner[k] == victim:
-                with pytest.raises(errors.Lost) as e:
+                with pytest.raises(pocket.Lost) as e:
                     job.get(k)
                 assert victim in str(e.value) and not isinstance(e.value, errors.NotFound)
                 lost += 1
