@@ -87,8 +87,10 @@ func (c *Controller) evictDeadLocked(now time.Time) {
 				left++
 			}
 		}
-		c.cfg.Logger.Warn("controller: dead node left the maps; its values are lost", "node", addr,
-			"dead_for", now.Sub(n.deadSince).Round(time.Millisecond), "jobs", left, "kept_for_lack_of_nodes", len(jobs)-left)
+		if left > 0 { // the jobs with nowhere else to go are tried again at every sweep, quietly
+			c.cfg.Logger.Warn("controller: dead node left the maps; its values are lost", "node", addr,
+				"dead_for", now.Sub(n.deadSince).Round(time.Millisecond), "jobs", left, "kept_for_lack_of_nodes", len(jobs)-left)
+		}
 	}
 }
 
