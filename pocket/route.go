@@ -129,7 +129,7 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64) bool {
 // refreshGap is the least time between two map fetches a job makes
 // because a node was unavailable, so that the requests of many callers to
 // a dead node do not each ask the controller.
-const refreshGap = 100 * time.Millisecond
+const refreshGap = 500 * time.Millisecond
 
 // refreshUnavailable fetches the map after a node was unavailable to a
 // request made with the map of epoch used, unless the map has changed

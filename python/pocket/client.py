@@ -256,7 +256,7 @@ _REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING)
 # The least time between two map fetches a job makes because a node was
 # unavailable, so that many calls to a dead node do not each ask the
 # controller.
-_REFRESH_GAP = 0.1
+_REFRESH_GAP = 0.5
 # After deregistration a node that kept none of the job's (persisted) values
 # answers revoked: for a listing or a recursive delete it holds nothing.
 _REVOKED_EMPTY = (wire.OP_DELETE, wire.OP_LIST)

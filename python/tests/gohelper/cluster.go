@@ -16,6 +16,7 @@ import (
 	"github.com/pocketstore/pocket/dataplane/agent"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // clusterSecret is the shared secret of the helper's cluster (loopback
@@ -30,11 +31,12 @@ var clusterSecret = []byte("gohelper-cluster-secret-0123456789")
 // starts NODES nodes of 64 MiB DRAM and a controller that removes a node
 // dead for GRACE (a Go duration) from the maps (heartbeats every 100 ms,
 // dead after 500 ms). It prints "controller ADDR", one "node ADDR" per
-// node and "ready", then reads commands on stdin, one a line, answering
+// node and "ready" once the controller counts them active, then reads commands on stdin, one a line, answering
 // each with "ok" or "error: ...":
 //
 //	kill ADDR      stop the node at ADDR (its data is gone)
-//	start ADDR     start an empty node listening on ADDR
+//	start ADDR     start an empty node listening on ADDR (answered once
+//	               it is active)
 //
 // It stops, with every node, at the end of stdin.
 func cluster(args []string) error {
@@ -60,7 +62,7 @@ func cluster(args []string) error {
 	if err != nil {
 		return err
 	}
-	h := &helperCluster{ctl: addr.String(), log: quiet, nodes: map[string]*helperNode{}}
+	h := &helperCluster{c: ctl, ctl: addr.String(), log: quiet, nodes: map[string]*helperNode{}}
 	defer h.stopAll()
 	fmt.Println("controller", addr)
 	for range n {
@@ -69,6 +71,9 @@ func cluster(args []string) error {
 			return err
 		}
 		fmt.Println("node", a)
+	}
+	if err := h.awaitActive(); err != nil {
+		return err
 	}
 	fmt.Println("ready")
 	sc := bufio.NewScanner(os.Stdin)
@@ -83,6 +88,7 @@ func cluster(args []string) error {
 }
 
 type helperCluster struct {
+	c     *controller.Controller
 	ctl   string
 	log   *slog.Logger
 	nodes map[string]*helperNode
@@ -110,8 +116,10 @@ func (h *helperCluster) command(line string) error {
 		delete(h.nodes, f[1])
 		return nil
 	case "start":
-		_, err := h.start(f[1])
-		return err
+		if _, err := h.start(f[1]); err != nil {
+			return err
+		}
+		return h.awaitActive()
 	}
 	return fmt.Errorf("unknown command %q", f[0])
 }
@@ -139,6 +147,32 @@ func (h *helperCluster) start(listen string) (string, error) {
 	}()
 	h.nodes[a] = hn
 	return a, nil
+}
+
+// awaitActive waits until the controller counts every running node active.
+func (h *helperCluster) awaitActive() error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		active := map[string]bool{}
+		for _, ns := range h.c.Status().Nodes {
+			if ns.State == wire.NodeActive {
+				active[ns.Addr] = true
+			}
+		}
+		missing := 0
+		for a := range h.nodes {
+			if !active[a] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d node(s) not active after 20 s", missing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (n *helperNode) stop() {
