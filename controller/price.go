@@ -170,8 +170,9 @@ type TierOffer struct {
 //  3. Among the fitting tiers whose spare bandwidth covers need.Mbps, the
 //     cheapest (Prices.Cost of the need); on equal cost the lower
 //     GiBHour, then the lower tier number. When none covers the bandwidth,
-//     the fitting tier with the most spare bandwidth: the job gets less
-//     than it asked for, as in Pocket (bandwidth is not a hard limit).
+//     the cheapest fitting tier all the same: the job gets less than it
+//     asked for, as in Pocket (bandwidth is not a hard limit, and a job
+//     without hints asks for Pocket's 16 Gb/s guess).
 func TierFor(need Need, offers []TierOffer, prices Prices) (wire.Tier, error) {
 	var elig []TierOffer
 	for _, o := range offers {
@@ -201,7 +202,7 @@ func TierFor(need Need, offers []TierOffer, prices Prices) (wire.Tier, error) {
 		return fit[best].Tier, nil
 	}
 	for i, o := range fit {
-		if best < 0 || o.SpareMbps > fit[best].SpareMbps || o.SpareMbps == fit[best].SpareMbps && cheaper(prices, need, o, fit[best]) {
+		if best < 0 || cheaper(prices, need, o, fit[best]) {
 			best = i
 		}
 	}

@@ -89,7 +89,7 @@ func TestTierFor(t *testing.T) {
 		{"latency-sensitive: DRAM", Need{Mbps: 1000, Bytes: gib, LatencySensitive: true}, offers(2, 16000, 16000, 100*gib, 800*gib), wire.TierDRAM},
 		{"NVMe too slow: DRAM meets the bandwidth", Need{Mbps: 12000, Bytes: gib}, offers(2, 16000, 4000, 100*gib, 800*gib), wire.TierDRAM},
 		{"too big for DRAM: NVMe", Need{Mbps: 12000, Bytes: 200 * gib}, offers(2, 16000, 4000, 100*gib, 800*gib), wire.TierNVMe},
-		{"nobody meets the bandwidth: the fastest", Need{Mbps: 50000}, offers(2, 16000, 4000, 100*gib, 800*gib), wire.TierDRAM},
+		{"nobody meets the bandwidth: the cheapest", Need{Mbps: 50000, Bytes: gib}, offers(2, 16000, 4000, 100*gib, 800*gib), wire.TierNVMe},
 		{"only DRAM nodes", Need{Mbps: 1000, Bytes: gib}, []TierOffer{{Tier: wire.TierDRAM, Nodes: 1, SpareMbps: 8000, SpareBytes: 10 * gib}, {Tier: wire.TierNVMe}}, wire.TierDRAM},
 	}
 	for _, c := range cases {

@@ -299,6 +299,10 @@ func (b *profileBook) learned(name string) (Learned, bool) {
 	return estimate(e.Value.(*state.Profile).Runs), true
 }
 
+// EstimateProfile is the size the controller gives the next job of p's
+// name registered without size hints (the estimate in the profiles doc).
+func EstimateProfile(p *state.Profile) Learned { return estimate(p.Runs) }
+
 // estimate weighs runs (newest first) by 2^-i and adds ProfileHeadroom.
 func estimate(runs []state.Run) Learned {
 	var wsum, mbps, bytes float64

@@ -30,25 +30,59 @@ type tierFigures struct {
 	capacityBytes int64
 	mbps          float64
 	assumed       int
+	refused       error // controller.TierFor's refusal of the job, if any
 }
 
 // errStatusPartial: the status reply lists only part of the nodes (its
 // size bound), so the cluster's totals are unknown.
 var errStatusPartial = errors.New("the controller's status lists only part of the nodes")
 
-// jobTier is the tier the controller gives a job (controller.tierForLocked,
-// step 1 of its policy): DRAM for a latency-sensitive job, else NVMe when
-// an active node has an NVMe tier, else DRAM.
-func jobTier(st *wire.ClusterStatus, latencySensitive bool) wire.Tier {
-	if latencySensitive {
-		return wire.TierDRAM
-	}
+// tierOffers sums what the active nodes of st offer per tier, as
+// controller.TierFor takes it: spare capacity is each tier's capacity less
+// its used bytes, spare bandwidth its Mb/s (Policy.NodeMbps when it
+// reports none) less the node's busier direction. The controller also
+// subtracts what it allotted to earlier jobs, which a status reply does
+// not sum, so its spare may be smaller.
+func tierOffers(st *wire.ClusterStatus) []controller.TierOffer {
+	nodeMbps := controller.DefaultPolicy().NodeMbps
+	out := []controller.TierOffer{{Tier: wire.TierDRAM}, {Tier: wire.TierNVMe}}
 	for _, n := range st.Nodes {
-		if n.State == wire.NodeActive && nodeTier(n, wire.TierNVMe) != nil {
-			return wire.TierNVMe
+		if n.State != wire.NodeActive {
+			continue
+		}
+		for i := range out {
+			t := nodeTier(n, out[i].Tier)
+			if t == nil {
+				continue
+			}
+			mbps := t.Mbps
+			if mbps <= 0 {
+				mbps = nodeMbps
+			}
+			out[i].Nodes++
+			out[i].SpareMbps += max(0, mbps-max(n.RxMbps, n.TxMbps))
+			out[i].SpareBytes += max(0, t.CapacityBytes-t.UsedBytes)
 		}
 	}
-	return wire.TierDRAM
+	return out
+}
+
+// hintsNeed is the need the controller reads from hints (controller
+// Policy's step 2; without size hints, Pocket's default bandwidth).
+func hintsNeed(h wire.JobHints) controller.Need {
+	mbps, _ := hintMbps(h)
+	if h.PeakMbps == 0 && h.Lambdas == 0 && h.CapacityBytes == 0 {
+		mbps = controller.DefaultPolicy().DefaultMbps
+	}
+	return controller.Need{Mbps: mbps, Bytes: h.CapacityBytes, LatencySensitive: h.LatencySensitive}
+}
+
+// jobTier is the tier the controller gives a job of need on the cluster of
+// st at prices: controller.TierFor over st's offers, the one definition of
+// the rule. Its error is TierFor's (no tier holds the capacity, or no
+// active node has a tier the job may use).
+func jobTier(st *wire.ClusterStatus, need controller.Need, prices controller.Prices) (wire.Tier, error) {
+	return controller.TierFor(need, tierOffers(st), prices)
 }
 
 func nodeTier(n wire.NodeStatus, t wire.Tier) *wire.TierStat {
@@ -60,13 +94,29 @@ func nodeTier(n wire.NodeStatus, t wire.Tier) *wire.TierStat {
 	return nil
 }
 
-// clusterTier sums the active nodes' figures of the tier a job with these
-// hints gets.
+// clusterTier sums the active nodes' figures of the tier a job of no size
+// but its latency sensitivity gets, at the default prices.
 func clusterTier(st *wire.ClusterStatus, latencySensitive bool) (tierFigures, error) {
+	return clusterTierFor(st, controller.Need{LatencySensitive: latencySensitive}, controller.DefaultPrices())
+}
+
+// clusterTierFor sums the active nodes' figures of the tier a job of need
+// gets at prices. When no tier fits the need (jobTier's error), it sums
+// the tier the job would get without its capacity need, and keeps the
+// refusal in f.refused: the controller refuses such a job.
+func clusterTierFor(st *wire.ClusterStatus, need controller.Need, prices controller.Prices) (tierFigures, error) {
 	if int(st.NodeCount) > len(st.Nodes) {
 		return tierFigures{}, fmt.Errorf("%w (%d of %d)", errStatusPartial, len(st.Nodes), st.NodeCount)
 	}
-	f := tierFigures{tier: jobTier(st, latencySensitive)}
+	tier, refused := jobTier(st, need, prices)
+	if refused != nil {
+		need.Bytes = 0
+		var err error
+		if tier, err = jobTier(st, need, prices); err != nil {
+			return tierFigures{refused: refused}, nil
+		}
+	}
+	f := tierFigures{tier: tier, refused: refused}
 	nodeMbps := controller.DefaultPolicy().NodeMbps
 	for _, n := range st.Nodes {
 		t := nodeTier(n, f.tier)
@@ -102,6 +152,10 @@ func hintExcesses(h wire.JobHints, f tierFigures) []string {
 		}
 		out = append(out, fmt.Sprintf("%s is more than %s serves: %s; the job gets less than it asked for", hint, where, bw))
 	}
+	if f.refused != nil && h.CapacityBytes <= f.capacityBytes {
+		// The tier holds it, but not beside what is stored already.
+		out = append(out, "the controller refuses the job: "+wire.ErrorOf(f.refused).Msg)
+	}
 	return out
 }
 
@@ -121,9 +175,10 @@ func hintMbps(h wire.JobHints) (float64, string) {
 const hintNext = "add nodes (pocket node --controller ADDR, or pocket up --nodes N) or lower the hint"
 
 // checkHints compares the hints with the cluster's status (which needs the
-// operator's certificate). It returns the excesses, or the error that kept
+// operator's certificate), the tier chosen at prices as the controller
+// chooses it. It returns the excesses, or the error that kept
 // it from checking. Without capacity or bandwidth hints it asks nothing.
-func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints) ([]string, error) {
+func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints, prices controller.Prices) ([]string, error) {
 	if h.CapacityBytes == 0 && h.PeakMbps == 0 && h.Lambdas == 0 {
 		return nil, nil
 	}
@@ -137,7 +192,7 @@ func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints)
 	if err != nil {
 		return nil, ctlError(err, addr, tf.insecure)
 	}
-	f, err := clusterTier(st, h.LatencySensitive)
+	f, err := clusterTierFor(st, hintsNeed(h), prices)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -64,9 +66,19 @@ type statusJobJSON struct {
 	AllocMbps        float64       `json:"alloc_mbps"`
 	AllocBytes       int64         `json:"alloc_bytes"`
 	AgeMs            int64         `json:"age_ms"`
+	// CostPerHour is the job's allotment at the price table, US dollars an
+	// hour (controller.Prices.Cost).
+	CostPerHour float64 `json:"cost_per_hour"`
 }
 
+// statusView is the status reply st, each job's cost at the default
+// prices.
 func statusView(st *wire.ClusterStatus) statusJSON {
+	return statusViewAt(st, controller.DefaultPrices())
+}
+
+// statusViewAt is the status reply st with each job's cost at prices.
+func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
 	out := statusJSON{NodeCount: st.NodeCount, JobCount: st.JobCount, Nodes: []statusNodeJSON{}, Jobs: []statusJobJSON{}}
 	for _, n := range st.Nodes {
 		v := statusNodeJSON{Addr: n.Addr, State: n.State.String(), Tiers: []statusTierJSON{}, RxMbps: n.RxMbps,
@@ -88,7 +100,7 @@ func statusView(st *wire.ClusterStatus) statusJSON {
 		out.Jobs = append(out.Jobs, statusJobJSON{JobID: j.Job, Name: j.Name, Tier: tierName(j.Tier), Epoch: j.Epoch,
 			Nodes: mapNodesJSON(j.Nodes), Lambdas: j.Hints.Lambdas, CapacityBytes: j.Hints.CapacityBytes,
 			PeakMbps: j.Hints.PeakMbps, LatencySensitive: j.Hints.LatencySensitive, AllocMbps: j.AllocMbps,
-			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds()})
+			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds(), CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes)})
 	}
 	return out
 }
@@ -100,8 +112,14 @@ func runStatus(args []string) int {
 	allJobs := fs.Bool("jobs", false, "list every job, page by page (the status lists the job count and the first 100 jobs)")
 	var tf tlsFlags
 	tf.bind(fs)
+	var pf priceFlags
+	pf.bind(fs, "the jobs' cost per hour is estimated at these prices; give the controller's")
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
+	}
+	prices, err := pf.prices()
+	if err != nil {
+		return fail("status: %v", err)
 	}
 	tc, err := tf.config(pki.RoleOperator)
 	if err != nil {
@@ -116,7 +134,7 @@ func runStatus(args []string) int {
 	if err != nil {
 		return fail("status: %v", ctlError(err, *addr, tf.insecure))
 	}
-	v := statusView(st)
+	v := statusViewAt(st, prices)
 	if *asJSON {
 		return printJSON(v)
 	}
@@ -179,11 +197,15 @@ func printStatus(v statusJSON) {
 	}
 	fmt.Println()
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tALLOC SIZE")
+	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tALLOC SIZE\tCOST $/h")
+	var total float64
 	for _, j := range v.Jobs {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps, units.FormatSize(j.AllocBytes))
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%s\t%.4f\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
+			units.FormatSize(j.AllocBytes), j.CostPerHour)
+		total += j.CostPerHour
 	}
 	w.Flush()
+	fmt.Printf("COST $/h: the jobs' allotments at the price table (pocket status --help), %.4f $/h for those listed\n", total)
 }
 
 // printNodeNotes prints what does not fit the node table: a draining
@@ -227,4 +249,45 @@ func sortedMetricNames(m map[string]float64, prefix string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// priceFlags are the price-table flags of `pocket controller`, `pocket
+// status` and `pocket job register`: a JSON file (controller.LoadPrices)
+// and per-price flags that override it; what neither gives is
+// controller.DefaultPrices'.
+type priceFlags struct {
+	file             string
+	dram, nvme, gbps float64
+}
+
+func (p *priceFlags) bind(fs *flag.FlagSet, why string) {
+	d := controller.DefaultPrices()
+	fs.StringVar(&p.file, "prices", "", "a JSON file of prices in US dollars: {\"dram_gib_hour\": X, \"nvme_gib_hour\": Y, \"gbps_hour\": Z};\n"+why)
+	fs.Float64Var(&p.dram, "price-dram-gib-hour", 0, fmt.Sprintf("US dollars per GiB-hour of DRAM (0: the file's, else %.6f, AWS r5.large)", d.DRAMGiBHour))
+	fs.Float64Var(&p.nvme, "price-nvme-gib-hour", 0, fmt.Sprintf("US dollars per GiB-hour of NVMe (0: the file's, else %.7f, AWS i3.large)", d.NVMeGiBHour))
+	fs.Float64Var(&p.gbps, "price-gbps-hour", 0, fmt.Sprintf("US dollars per Gb/s-hour of network (0: the file's, else %.5f, AWS c5n.large over c5.large)", d.GbpsHour))
+}
+
+// prices is the table the flags give, checked.
+func (p *priceFlags) prices() (controller.Prices, error) {
+	var out controller.Prices
+	if p.file != "" {
+		var err error
+		if out, err = controller.LoadPrices(p.file); err != nil {
+			return out, fmt.Errorf("--prices: %w", err)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+		dst  *float64
+	}{{"--price-dram-gib-hour", p.dram, &out.DRAMGiBHour}, {"--price-nvme-gib-hour", p.nvme, &out.NVMeGiBHour}, {"--price-gbps-hour", p.gbps, &out.GbpsHour}} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return out, fmt.Errorf("%s %v: %w", f.name, f.v, controller.ErrBadPrice)
+		}
+		if f.v != 0 {
+			*f.dst = f.v
+		}
+	}
+	return out.OrDefault(), nil
 }

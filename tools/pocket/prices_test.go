@@ -1,0 +1,133 @@
+package main
+
+import (
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/wire"
+)
+
+func TestPriceFlags(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "prices.json")
+	if err := os.WriteFile(file, []byte(`{"dram_gib_hour": 0.02, "nvme_gib_hour": 0.001}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := newFlagSet("test")
+	var pf priceFlags
+	pf.bind(fs, "test")
+	if err := fs.Parse([]string{"--prices", file, "--price-nvme-gib-hour", "0.002"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := pf.prices()
+	want := controller.Prices{DRAMGiBHour: 0.02, NVMeGiBHour: 0.002, GbpsHour: controller.DefaultPrices().GbpsHour}
+	if err != nil || p != want {
+		t.Fatalf("prices = %+v, %v; want %+v (file, flag over it, default)", p, err, want)
+	}
+	bad := priceFlags{dram: -1}
+	if _, err := bad.prices(); !errors.Is(err, controller.ErrBadPrice) || !strings.Contains(err.Error(), "--price-dram-gib-hour") {
+		t.Fatalf("negative flag: %v", err)
+	}
+	missing := priceFlags{file: filepath.Join(t.TempDir(), "none.json")}
+	if _, err := missing.prices(); err == nil || !strings.Contains(err.Error(), "--prices") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestStatusCost: each job's cost is its allotment at the table.
+func TestStatusCost(t *testing.T) {
+	p := controller.Prices{DRAMGiBHour: 0.01, NVMeGiBHour: 0.001, GbpsHour: 0.1}
+	st := &wire.ClusterStatus{JobCount: 2, Jobs: []wire.JobStatus{
+		{Job: "a-1", Tier: uint8(wire.TierDRAM), AllocMbps: 2000, AllocBytes: 10 << 30},
+		{Job: "b-2", Tier: uint8(wire.TierNVMe), AllocMbps: 16000},
+	}}
+	v := statusViewAt(st, p)
+	if got := v.Jobs[0].CostPerHour; math.Abs(got-(10*0.01+2*0.1)) > 1e-12 {
+		t.Errorf("DRAM job: %v $/h; want 0.3", got)
+	}
+	if got := v.Jobs[1].CostPerHour; math.Abs(got-16*0.1) > 1e-12 {
+		t.Errorf("NVMe job without capacity: %v $/h; want 1.6", got)
+	}
+}
+
+// TestCheckHintsTierRule: the CLI picks the tier with controller.TierFor
+// over the status's spare figures, and names the controller's refusal of
+// a job that fits no tier.
+func TestCheckHintsTierRule(t *testing.T) {
+	nvme := wire.TierStat{Kind: uint8(wire.TierNVMe), CapacityBytes: 100 << 30, Mbps: 2000}
+	dram := wire.TierStat{Kind: uint8(wire.TierDRAM), CapacityBytes: 10 << 30, Mbps: 8000, UsedBytes: 2 << 30}
+	st := &wire.ClusterStatus{NodeCount: 1, Nodes: []wire.NodeStatus{node(wire.NodeActive, dram, nvme)}}
+	p := controller.DefaultPrices()
+	for _, c := range []struct {
+		h    wire.JobHints
+		want wire.Tier
+	}{
+		{wire.JobHints{PeakMbps: 1000, CapacityBytes: 5 << 30}, wire.TierNVMe}, // fits both: NVMe is cheaper
+		{wire.JobHints{PeakMbps: 6000, CapacityBytes: 5 << 30}, wire.TierDRAM}, // NVMe's 2000 Mb/s is too slow
+		{wire.JobHints{PeakMbps: 6000, CapacityBytes: 9 << 30}, wire.TierNVMe}, // DRAM has 8 GiB spare
+	} {
+		f, err := clusterTierFor(st, hintsNeed(c.h), p)
+		if err != nil || f.tier != c.want || f.refused != nil {
+			t.Errorf("%+v: tier %v (%v, refused %v); want %v", c.h, f.tier, err, f.refused, c.want)
+		}
+	}
+	f, err := clusterTierFor(st, hintsNeed(wire.JobHints{CapacityBytes: 200 << 30}), p)
+	if err != nil || !errors.Is(f.refused, wire.ErrNoSpace) {
+		t.Fatalf("200 GiB: %+v, %v; want a no-space refusal", f, err)
+	}
+	if ex := hintExcesses(wire.JobHints{CapacityBytes: 200 << 30}, f); len(ex) != 1 || !strings.Contains(ex[0], "--capacity 200GiB is more than") {
+		t.Fatalf("excesses %q; want the capacity hint over the tier's total", ex)
+	}
+	// 95 GiB: the NVMe tier holds 100 GiB, with 2 GiB used on DRAM and
+	// nothing on NVMe it fits; with 10 GiB used it does not.
+	st.Nodes[0].Tiers[1].UsedBytes = 10 << 30
+	h := wire.JobHints{CapacityBytes: 95 << 30}
+	f, err = clusterTierFor(st, hintsNeed(h), p)
+	if err != nil || !errors.Is(f.refused, wire.ErrNoSpace) {
+		t.Fatalf("95 GiB beside 10 GiB used: %+v, %v; want a no-space refusal", f, err)
+	}
+	if ex := hintExcesses(h, f); len(ex) != 1 || !strings.Contains(ex[0], "refuses the job") || !strings.Contains(ex[0], "90.0 GiB") {
+		t.Fatalf("excesses %q; want the refusal naming the largest tier's spare", ex)
+	}
+}
+
+// TestReadProfile: job profile reads a stopped controller's state, and
+// says what to do when there is none, no such name, or the controller
+// still runs.
+func TestReadProfile(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := readProfile(dir, "sort"); err == nil || !strings.Contains(err.Error(), "no controller state") {
+		t.Fatalf("empty dir: %v", err)
+	}
+	st, err := state.OpenBolt(filepath.Join(dir, stateSubdir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := state.Profile{Name: "sort", Updated: time.UnixMilli(1_700_000_000_000).UTC(), Runs: []state.Run{
+		{Job: "sort-2", PeakMbps: 3000, PeakBytes: 5e9}, {Job: "sort-1", PeakMbps: 1500, PeakBytes: 2e9}}}
+	if err := st.Apply(&state.Batch{PutProfiles: []state.Profile{p}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readProfile(dir, "sort"); err == nil || !strings.Contains(err.Error(), "stop it first") {
+		t.Fatalf("state held by a running controller: %v", err)
+	}
+	st.Close()
+	got, err := readProfile(dir, "sort")
+	if err != nil || len(got.Runs) != 2 || got.Runs[0].Job != "sort-2" {
+		t.Fatalf("readProfile = %+v, %v", got, err)
+	}
+	if l := controller.EstimateProfile(got); !within(l.Mbps, 1.1*(3000+750)/1.5) {
+		t.Fatalf("next size %+v", l)
+	}
+	if _, err := readProfile(dir, "video"); err == nil || !strings.Contains(err.Error(), "1 name(s)") {
+		t.Fatalf("unknown name: %v", err)
+	}
+}
+
+func within(got, want float64) bool { return math.Abs(got-want) <= 1e-9*want }
