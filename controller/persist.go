@@ -31,7 +31,10 @@ import (
 //
 // A failed write leaves its marks in place for the next flush, and the
 // operation answers CodeUnavailable: a client is never handed a token, or a
-// node an epoch, that a restart would not know.
+// node an epoch, that a restart would not know. A write refused because
+// this controller no longer leads (state.ErrNotLeader, an etcd store)
+// answers CodeNotLeader with the leader's address, and the controller
+// stops serving (ha.go).
 //
 // What is stored: each live job (map, epoch, gen, expiry, allotment,
 // client), a tombstone per job revoked in the last Config.OrphanGrace (so a
@@ -91,6 +94,9 @@ func (c *Controller) flush() error {
 		return nil
 	}
 	if err := p.store.Apply(b); err != nil {
+		if errors.Is(err, state.ErrNotLeader) {
+			return c.deposed(err)
+		}
 		c.mu.Lock()
 		for id := range jobs {
 			p.jobs[id] = struct{}{}

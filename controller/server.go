@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	flatbuffers "github.com/google/flatbuffers/go"
@@ -54,6 +55,10 @@ type server struct {
 	logLast map[string]time.Time
 	logMute map[string]int
 	log     *slog.Logger
+
+	// ha is set by HA on the controllers it runs (ha.go): nil for a
+	// controller that is the only one.
+	ha atomic.Pointer[haRole]
 }
 
 // connInfo is one tracked connection; its fields are guarded by server.mu.
@@ -122,6 +127,34 @@ func (c *Controller) Serve(ln net.Listener) error {
 		}
 		s.goroutine(func() { c.serveConn(conn) })
 	}
+}
+
+// accept serves one connection accepted elsewhere (HA's accept loop) as
+// Serve would, over TLS when Config.TLS is set. It reports false, leaving
+// conn open, when the controller is closed.
+func (c *Controller) accept(conn net.Conn) bool {
+	s := &c.srv
+	s.mu.Lock()
+	select {
+	case <-s.done:
+		s.mu.Unlock()
+		return false
+	default:
+	}
+	s.wg.Add(1) // before Close can wait
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		if c.cfg.TLS != nil {
+			conn = tls.Server(conn, c.cfg.TLS)
+		}
+		if err := c.track(conn); err != nil {
+			c.refuse(conn, err)
+			return
+		}
+		c.serveConn(conn)
+	}()
+	return true
 }
 
 // Listen starts serving on addr (host:port; port 0 picks one) in the
@@ -369,6 +402,12 @@ func (c *Controller) serveConn(conn net.Conn) {
 			return
 		}
 		if _, err := conn.Write(out); err != nil {
+			return
+		}
+		if code == wire.CodeNotLeader {
+			// A follower (or a deposed leader) answers once per
+			// connection: the client moves to the leader, and when
+			// this controller leads later its clients reconnect to it.
 			return
 		}
 		c.srv.touch(conn, false)

@@ -52,6 +52,9 @@ func (c *Controller) newSession(conn net.Conn) *session {
 // handle checks the peer's role for op, decodes the request, runs it and
 // encodes the reply table in b.
 func (c *Controller) handle(s *session, op wire.Op, meta []byte, b *flatbuffers.Builder) ([]byte, error) {
+	if err := c.notLeader(); err != nil {
+		return nil, err
+	}
 	if err := s.roles.allow(op); err != nil {
 		return nil, err
 	}

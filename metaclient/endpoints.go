@@ -91,8 +91,8 @@ func (cs *Controllers) Leader() string {
 // Do calls f with the leader's Client, moving through the controllers as
 // described on Controllers until f succeeds, fails with an answer that is
 // not "not leader" or "closed", or ctx ends (then the last error is
-// returned, with ctx's). A ctx without a deadline is bounded by
-// Options.CallTimeout (15 s).
+// returned, with ctx's), or Options.RetryFor has passed. A ctx without a
+// deadline is bounded by Options.CallTimeout (15 s).
 func (cs *Controllers) Do(ctx context.Context, f func(c *Client) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		timeout := cs.opt.CallTimeout
@@ -104,11 +104,18 @@ func (cs *Controllers) Do(ctx context.Context, f func(c *Client) error) error {
 		defer cancel()
 	}
 	wait := 100 * time.Millisecond
+	var until time.Time // Options.RetryFor's end
+	if cs.opt.RetryFor > 0 {
+		until = time.Now().Add(cs.opt.RetryFor)
+	}
 	var moved error // the last error that moved the call on
 	for {
 		err := cs.pass(ctx, f, &moved)
 		if err == nil || !movesOn(err) && (!isCtxErr(err) || moved == nil) {
 			return err
+		}
+		if !until.IsZero() && time.Now().After(until) {
+			return fmt.Errorf("metaclient: no controller answered as the leader within %v: %w", cs.opt.RetryFor, moved)
 		}
 		select {
 		case <-ctx.Done():

@@ -7,17 +7,23 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/controller/leader"
 	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/orchestrator"
+	"github.com/pocketstore/pocket/orchestrator/k8s"
 )
 
 // ctlDefaultAddr is where the controller listens, and where the job and
@@ -28,13 +34,24 @@ func init() {
 	register("controller", "", "run the controller (node and job registries, placement)", runController)
 }
 
+// ctlFlags are pocket controller's own flags beside ctlServe's.
+type ctlFlags struct {
+	listen, secretFile, metrics string
+	heartbeat, deadAfter        time.Duration
+	ha                          haFlags
+	orch                        orchFlags
+}
+
 func runController(args []string) int {
 	fs := newFlagSet("controller")
-	listen := fs.String("listen", ctlDefaultAddr, "address to serve the control plane on")
-	secretFile := fs.String("secret-file", "", "file holding the cluster secret shared with the nodes, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else a fresh secret in a temporary file)")
-	heartbeat := fs.Duration("heartbeat", time.Second, "heartbeat interval asked of the nodes")
-	deadAfter := fs.Duration("dead-after", 0, "mark a silent node dead after this long (default 3 heartbeats)")
-	metrics := fs.String("metrics", "", "serve Prometheus /metrics on this address")
+	var f ctlFlags
+	fs.StringVar(&f.listen, "listen", ctlDefaultAddr, "address to serve the control plane on")
+	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the cluster secret shared with the nodes (and, with --etcd, with every other controller), mode 0600; created with a fresh secret if missing (not with --etcd)\n(default $"+token.EnvSecret+"; else a fresh secret in a temporary file)")
+	fs.DurationVar(&f.heartbeat, "heartbeat", time.Second, "heartbeat interval asked of the nodes")
+	fs.DurationVar(&f.deadAfter, "dead-after", 0, "mark a silent node dead after this long (default 3 heartbeats)")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this address")
+	f.ha.bind(fs)
+	f.orch.bind(fs)
 	serve := bindCtlServe(fs)
 	var lf logFlags
 	lf.bind(fs)
@@ -47,47 +64,134 @@ func runController(args []string) int {
 	}
 	id := newIdentity(h, "controller")
 	slog.SetDefault(id.log)
-	secret, err := loadOwnSecret(serve.secretFile(*secretFile))
+	f.orch.limits.visited(fs, "node-")
+	if err := f.check(serve); err != nil {
+		return fail("controller: %v", err)
+	}
+	return f.run(serve, id)
+}
+
+// check refuses flag combinations that cannot work.
+func (f *ctlFlags) check(serve *ctlServe) error {
+	if err := f.orch.check(); err != nil {
+		return err
+	}
+	if !f.ha.on() {
+		return f.ha.checkOff()
+	}
+	serve.etcd = true
+	if f.secretFile == "" && os.Getenv(token.EnvSecret) == "" {
+		return errors.New("--etcd: every controller must sign tokens with the same cluster secret: give each the same --secret-file or $" + token.EnvSecret)
+	}
+	if f.secretFile != "" {
+		if _, err := os.Stat(f.secretFile); err != nil {
+			return fmt.Errorf("--etcd: the cluster secret file must exist and be the same on every controller: %w", err)
+		}
+	}
+	return nil
+}
+
+// run runs the controller (or, with --etcd, this member of several)
+// until an interrupt.
+func (f *ctlFlags) run(serve *ctlServe, id identity) int {
+	secret, err := loadOwnSecret(serve.secretFile(f.secretFile))
 	if err != nil {
 		return fail("controller: %v", err)
 	}
 	defer secret.close()
-	cfg := controller.Config{Secret: secret.key, HeartbeatInterval: *heartbeat, DeadAfter: *deadAfter, Logger: id.log}
-	tlsDir, err := serve.apply(&cfg, *listen)
+	cfg := controller.Config{Secret: secret.key, HeartbeatInterval: f.heartbeat, DeadAfter: f.deadAfter, Logger: id.log}
+	if a := f.ha.advertise; a != "" {
+		if host, _, err := net.SplitHostPort(a); err == nil {
+			serve.hosts = append(serve.hosts, host) // the certificate names it
+		}
+	}
+	tlsDir, err := serve.apply(&cfg, f.listen)
 	if err != nil {
 		return fail("controller: %v", err)
 	}
 	defer serve.close()
-	c, err := controller.New(cfg)
+	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fail("controller: %v", err)
 	}
-	addr, err := c.Listen(*listen)
+	addr := ln.Addr().String()
+	if f.ha.on() {
+		if addr, err = f.ha.advertised(ln.Addr()); err != nil {
+			ln.Close()
+			return fail("controller: %v", err)
+		}
+	}
+	id.set(addr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	scale, err := f.orch.autoscaler(ctx, serve.insecure, addr)
 	if err != nil {
-		c.Close()
+		ln.Close()
 		return fail("controller: %v", err)
 	}
-	id.set(addr.String())
+	f.printServing(serve, secret, addr, tlsDir)
+	if f.ha.on() {
+		return f.runHA(ctx, ln, addr, cfg, scale, id)
+	}
+	return f.runOne(ctx, ln, cfg, scale, id)
+}
+
+// printServing prints where the controller serves and how to reach it.
+func (f *ctlFlags) printServing(serve *ctlServe, secret *ownSecret, addr, tlsDir string) {
 	secretArg, note := secret.usage()
-	fmt.Printf("pocket controller serving on %s%s\n%s\nexport %s=%s\n", addr, serve.mode(), serve.stateLine(), metaclient.EnvController, addr)
+	fmt.Printf("pocket controller serving on %s%s\n%s\nexport %s=%s\n", addr, serve.mode(), f.stateLine(serve), metaclient.EnvController, addr)
 	if tlsDir != "" {
 		fmt.Printf("export %s=%s\n", envTLSDir, tlsDir)
 	}
 	fmt.Printf("start nodes with (%s):\n  pocket node --controller %s%s%s\n", note, addr, secretArg, nodeTLSArg(tlsDir))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if *metrics != "" {
-		srv := &http.Server{Addr: *metrics, Handler: metricsMux(c), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				id.log.Error("controller: metrics endpoint", "addr", *metrics, "err", err)
-			}
-		}()
-		defer srv.Close()
+}
+
+func (f *ctlFlags) stateLine(serve *ctlServe) string {
+	if f.ha.on() {
+		return fmt.Sprintf("controller state in etcd %s under %s; elected among the controllers there (--election-ttl %v)",
+			f.ha.etcd, state.DefaultEtcdPrefix, f.ha.ttl)
 	}
+	return serve.stateLine()
+}
+
+// runOne serves as the only controller until ctx ends.
+func (f *ctlFlags) runOne(ctx context.Context, ln net.Listener, cfg controller.Config, scale *controller.AutoscaleConfig, id identity) int {
+	c, err := controller.New(cfg)
+	if err != nil {
+		ln.Close()
+		return fail("controller: %v", err)
+	}
+	defer c.Close() // does not stop the orchestrator's nodes: a restart keeps them
+	go func() {
+		if err := c.Serve(ln); err != nil && !errors.Is(err, controller.ErrClosed) {
+			id.log.Error("controller: serve", "err", err)
+		}
+	}()
+	if scale != nil {
+		if _, err := c.StartAutoscaler(*scale); err != nil {
+			return fail("controller: %v", err)
+		}
+	}
+	stopMetrics := serveCtlMetrics(f.metrics, c.MetricsHandler(), id)
+	defer stopMetrics()
 	<-ctx.Done()
-	c.Close()
 	return 0
+}
+
+// serveCtlMetrics serves /metrics on addr ("": none) and returns its stop.
+func serveCtlMetrics(addr string, h http.Handler, id identity) func() {
+	if addr == "" {
+		return func() {}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			id.log.Error("controller: metrics endpoint", "addr", addr, "err", err)
+		}
+	}()
+	return func() { srv.Close() }
 }
 
 // ctlServe are the flags of a command that runs a controller (controller,
@@ -104,6 +208,7 @@ type ctlServe struct {
 
 	store    *state.Bolt // opened by apply; closed by close
 	stateDir string      // where the state is kept ("" in memory)
+	etcd     bool        // the state is kept in etcd (--etcd): no bolt store
 	// secretKept is set by secretFile: the caller takes the cluster
 	// secret from where a restart finds it again. Without it the state is
 	// kept in memory only (a store whose tokens no later secret verifies
@@ -177,7 +282,7 @@ func (s *ctlServe) dataDir() (string, error) {
 // or "" (memory only) with --ephemeral, or with --insecure and no data
 // directory given (neither --data-dir nor $POCKET_DATA_DIR).
 func (s *ctlServe) stateDirFor() (string, error) {
-	if s.ephemeral || !s.secretKept || s.insecure && s.data == "" && os.Getenv(envDataDir) == "" {
+	if s.etcd || s.ephemeral || !s.secretKept || s.insecure && s.data == "" && os.Getenv(envDataDir) == "" {
 		return "", nil
 	}
 	data, err := s.dataDir()
@@ -261,7 +366,8 @@ func nodeTLSArg(tlsDir string) string {
 }
 
 // ctlAddr returns the controller address from the flag, else
-// $POCKET_CONTROLLER, else the default.
+// $POCKET_CONTROLLER, else the default: one HOST:PORT, or a
+// comma-separated list of the controllers of a cluster on etcd.
 func ctlAddr(flagValue string) string {
 	if flagValue != "" {
 		return flagValue
@@ -289,12 +395,175 @@ func ctlParse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// ctlClient returns a metaclient of the controller, over TLS with tc
+// ctlRetryFor is how long a command waits for a controller that refuses
+// connections (restarting), or for a list's leader (a failover), before it
+// reports the error.
+const ctlRetryFor = 10 * time.Second
+
+// ctlClient returns a metaclient of the controller (or of the controllers
+// of a comma-separated list, which finds the active one), over TLS with tc
 // unless it is nil, and a context for one command, cancelled by an
 // interrupt or after a minute.
 func ctlClient(addr string, tc *tls.Config) (*metaclient.Client, context.Context, func()) {
-	mc := metaclient.New(ctlAddr(addr), metaclient.Options{TLS: tc})
+	mc := metaclient.New(ctlAddr(addr), metaclient.Options{TLS: tc, RetryFor: ctlRetryFor})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	return mc, ctx, func() { cancel(); stop(); mc.Close() }
+}
+
+// haFlags are the flags of a controller that is one of several on etcd.
+type haFlags struct {
+	etcd      string
+	ttl       time.Duration
+	advertise string
+}
+
+func (h *haFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&h.etcd, "etcd", "", "keep the state in etcd at these endpoints (comma-separated http://HOST:PORT or HOST:PORT) and run as one of several controllers,\none elected active; the others answer clients and nodes with its address. Every controller needs the same cluster secret\n($"+token.EnvSecret+" or --secret-file) and, over TLS, certificates of the same CA (copy DATA/tls)")
+	fs.DurationVar(&h.ttl, "election-ttl", leader.DefaultTTL, "with --etcd: lease of the active controller; another takes over within about this long after it dies (whole seconds)")
+	fs.StringVar(&h.advertise, "advertise", "", "with --etcd: the HOST:PORT clients and nodes reach this controller at, handed out while it is active\n(default the --listen address when it names a host)")
+}
+
+func (h *haFlags) on() bool { return h.etcd != "" }
+
+// checkOff refuses the HA flags without --etcd.
+func (h *haFlags) checkOff() error {
+	if h.advertise != "" || h.ttl != leader.DefaultTTL {
+		return errors.New("--advertise and --election-ttl are for several controllers: give --etcd")
+	}
+	return nil
+}
+
+// advertised is the address this controller publishes while it leads.
+func (h *haFlags) advertised(bound net.Addr) (string, error) {
+	if h.advertise != "" {
+		if _, err := metaclient.ParseControllers(h.advertise); err != nil || strings.Contains(h.advertise, ",") {
+			return "", fmt.Errorf("--advertise %q: want one HOST:PORT", h.advertise)
+		}
+		return h.advertise, nil
+	}
+	ta, ok := bound.(*net.TCPAddr)
+	if !ok || ta.IP.IsUnspecified() {
+		return "", fmt.Errorf("--etcd: listening on %s, which clients cannot dial: give --advertise HOST:PORT", bound)
+	}
+	return bound.String(), nil
+}
+
+// runHA runs this controller as a member of several on etcd until ctx
+// ends (then it resigns: another takes over at once) and exits 0; it
+// exits 1 when a won term's state cannot be loaded (another cluster
+// secret, a newer format): a supervisor restarts it, and meanwhile
+// another controller leads. A term that ends (lease lost) is followed by
+// a new campaign in the same process.
+func (f *ctlFlags) runHA(ctx context.Context, ln net.Listener, addr string, cfg controller.Config, scale *controller.AutoscaleConfig, id identity) int {
+	eps, err := leader.ParseEndpoints(f.ha.etcd)
+	if err != nil {
+		ln.Close()
+		return fail("controller: --etcd: %v", err)
+	}
+	cli, err := leader.Dial(eps, nil)
+	if err != nil {
+		ln.Close()
+		return fail("controller: %v", err)
+	}
+	defer cli.Close()
+	cand, err := leader.New(leader.Config{Client: cli, TTL: f.ha.ttl, Addr: addr, Logger: id.log})
+	if err != nil {
+		ln.Close()
+		return fail("controller: %v", err)
+	}
+	defer cand.Close()
+	onLead := func(c *controller.Controller) error {
+		if scale == nil {
+			return nil
+		}
+		_, err := c.StartAutoscaler(*scale)
+		return err
+	}
+	h, err := controller.NewHA(controller.HAConfig{Config: cfg, Candidate: cand, Etcd: cli, OnLead: onLead})
+	if err != nil {
+		ln.Close()
+		return fail("controller: %v", err)
+	}
+	defer h.Close()
+	go func() {
+		if err := h.Serve(ln); err != nil && !errors.Is(err, controller.ErrClosed) {
+			id.log.Error("controller: serve", "err", err)
+		}
+	}()
+	stopMetrics := serveCtlMetrics(f.metrics, haMetrics{h}, id)
+	defer stopMetrics()
+	if err := h.Run(ctx); err != nil {
+		return fail("controller: %v", err)
+	}
+	return 0
+}
+
+// haMetrics serves the metrics of the active term's controller, or of the
+// follower while this one does not lead.
+type haMetrics struct{ h *controller.HA }
+
+func (m haMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := m.h.Leading()
+	if c == nil {
+		c = m.h.Follower()
+	}
+	c.MetricsHandler().ServeHTTP(w, r)
+}
+
+// orchFlags choose how the controller starts and stops nodes: none (nodes
+// are started by hand) or Kubernetes pods (package orchestrator/k8s),
+// with the autoscaler's band and bounds (up's flags) and the new nodes'
+// DRAM and limits.
+type orchFlags struct {
+	kind   string
+	kf     k8s.Flags
+	up     upOptions // its scale and autoscale (bindScale)
+	dram   string
+	limits nodeLimits
+}
+
+func (o *orchFlags) bind(fs *flag.FlagSet) {
+	fs.StringVar(&o.kind, "orchestrator", "none", "how the autoscaler starts and stops nodes: kubernetes (pods; the --k8s-* flags) or none (nodes are started by hand)")
+	o.kf.Bind(fs)
+	bindScale(fs, &o.up)
+	fs.StringVar(&o.dram, "node-dram", "1GiB", "with --orchestrator: DRAM tier of each node started")
+	o.limits.bind(fs, "node-", "with --orchestrator, each node: ")
+}
+
+func (o *orchFlags) check() error {
+	switch o.kind {
+	case "none":
+		if o.up.autoscale {
+			return errors.New("--autoscale needs an orchestrator to start nodes with: give --orchestrator kubernetes (or use pocket up --autoscale on one machine)")
+		}
+	case "kubernetes":
+	default:
+		return fmt.Errorf("--orchestrator %q: want kubernetes or none", o.kind)
+	}
+	return nil
+}
+
+// autoscaler returns the autoscaler's configuration with its orchestrator
+// (nil with --orchestrator none). The orchestrator is never closed by the
+// controller: closing it would delete the node pods, and their data, on
+// every restart of the controller's pod. New nodes register at
+// --k8s-controller (the controller's Service).
+func (o *orchFlags) autoscaler(ctx context.Context, insecure bool, addr string) (*controller.AutoscaleConfig, error) {
+	if o.kind != "kubernetes" {
+		return nil, nil
+	}
+	o.kf.SetInsecure(insecure)
+	orch, err := o.kf.New(ctx)
+	if err != nil {
+		return nil, err
+	}
+	scale := o.up.scale
+	scale.Orchestrator, scale.Addr = orch, addr
+	spec := orchestrator.NodeSpec{DRAM: o.dram, Args: o.limits.args()}
+	if o.up.nodeMbps > 0 {
+		spec.Args = append(spec.Args, "--dram-mbps", strconv.FormatFloat(o.up.nodeMbps, 'f', -1, 64))
+	}
+	scale.Spec = spec
+	return &scale, nil
 }

@@ -1,0 +1,334 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/pocketstore/pocket/controller/leader"
+	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Several controllers on etcd (HA).
+//
+// An HA is one of several controller processes that share their state in
+// etcd and elect the active one (package controller/leader). It listens
+// all the time; each connection it accepts goes to the controller of its
+// current term when it leads, else to its follower:
+//
+//   - The follower is a Controller that answers every request, the
+//     challenge included, with CodeNotLeader whose message is the elected
+//     controller's client-facing address ("" while none is elected), and
+//     closes the connection after the answer; clients move there
+//     (metaclient.Controllers).
+//   - On winning the election, HA opens the etcd store fenced by the term
+//     (state.OpenEtcd), builds a new Controller from the stored state
+//     (New loads it) and sends new connections to it.
+//   - When the term ends (its lease lost or not renewed within the TTL,
+//     its key deleted, or a write refused with state.ErrNotLeader), the
+//     term's controller answers CodeNotLeader from then on, is closed (its
+//     connections too: their clients reconnect and reach the follower) and
+//     HA campaigns again; a later term builds a fresh Controller from the
+//     state its successors left. It never serves the state of an ended
+//     term.
+//
+// A controller that wins but cannot load the state (another cluster
+// secret, a newer format, etcd failing) resigns and Run returns the error:
+// the process exits, so another controller takes over.
+type HA struct {
+	cfg      HAConfig
+	follower *Controller
+
+	mu     sync.Mutex // guards the fields below
+	cur    *Controller
+	store  *state.Etcd
+	lns    []net.Listener
+	closed bool
+	wg     sync.WaitGroup // accept loops
+}
+
+// HAConfig configures an HA.
+type HAConfig struct {
+	// Config is the configuration of each term's controller and of the
+	// follower. Its Store must be nil: HA sets each term's.
+	Config Config
+	// Candidate is this controller in the election; its Addr is the
+	// client-facing host:port the followers name. HA does not close it.
+	Candidate *leader.Candidate
+	// Etcd is the client the state is kept with (the Candidate's). HA does
+	// not close it.
+	Etcd *clientv3.Client
+	// State configures the etcd store (prefix, limits); its Fence is set
+	// to each term.
+	State state.EtcdOptions
+	// OnLead, when set, is called with each term's controller before it
+	// serves (to start its autoscaler). An error ends the term.
+	OnLead func(c *Controller) error
+}
+
+// haRole is what HA tells the controllers it runs.
+type haRole struct {
+	follower atomic.Bool     // answer every request CodeNotLeader
+	leader   func() string   // the elected controller's address ("" while none)
+	deposed  func(err error) // the store refused a write: the term is over
+}
+
+// NewHA checks cfg and makes the follower. It neither listens nor
+// campaigns: call Listen (or Serve) and Run.
+func NewHA(cfg HAConfig) (*HA, error) {
+	if cfg.Candidate == nil || cfg.Etcd == nil {
+		return nil, errors.New("controller: HA needs an election candidate and an etcd client")
+	}
+	if cfg.Config.Store != nil {
+		return nil, errors.New("controller: HA keeps the state in etcd: Config.Store must be nil")
+	}
+	h := &HA{cfg: cfg}
+	f, err := New(cfg.Config)
+	if err != nil {
+		return nil, err
+	}
+	role := &haRole{leader: h.leaderAddr, deposed: func(error) {}}
+	role.follower.Store(true)
+	f.srv.ha.Store(role)
+	h.follower = f
+	return h, nil
+}
+
+// leaderAddr is the elected controller's address as last observed, ""
+// while none is elected or while it is this one (stepping down).
+func (h *HA) leaderAddr() string {
+	a := h.cfg.Candidate.Leader()
+	if a == h.cfg.Candidate.Addr() {
+		return ""
+	}
+	return a
+}
+
+// notLeader is the answer of a controller in follower mode, nil else.
+// The error is an unwrapped *wire.Error, so its message (the leader's
+// address) reaches the client as it is.
+func (c *Controller) notLeader() error {
+	r := c.srv.ha.Load()
+	if r == nil || !r.follower.Load() {
+		return nil
+	}
+	return &wire.Error{Code: wire.CodeNotLeader, Msg: r.leader()}
+}
+
+// deposed turns a write the store refused (state.ErrNotLeader) into the
+// answer: CodeNotLeader with the leader's address. The controller stops
+// serving: it answers CodeNotLeader from now on and HA ends its term.
+func (c *Controller) deposed(err error) error {
+	c.cfg.Logger.Error("controller: state not saved: no longer the leader", "err", err)
+	r := c.srv.ha.Load()
+	if r == nil {
+		return &wire.Error{Code: wire.CodeNotLeader}
+	}
+	r.follower.Store(true)
+	r.deposed(err)
+	return &wire.Error{Code: wire.CodeNotLeader, Msg: r.leader()}
+}
+
+// Listen starts accepting connections on addr (host:port; port 0 picks
+// one) in the background and returns the bound address.
+func (h *HA) Listen(addr string) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		if err := h.Serve(ln); err != nil && !errors.Is(err, ErrClosed) {
+			h.cfg.Config.Logger.Error("controller: serve", "err", err)
+		}
+	}()
+	return ln.Addr(), nil
+}
+
+// Serve accepts connections on ln until Close and hands each to the
+// current term's controller, or to the follower. It returns ErrClosed
+// after Close, or the listener's error.
+func (h *HA) Serve(ln net.Listener) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		ln.Close()
+		return ErrClosed
+	}
+	h.lns = append(h.lns, ln)
+	h.mu.Unlock()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if h.isClosed() {
+				return ErrClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("controller: accept: %w", err)
+		}
+		h.route(conn)
+	}
+}
+
+// route gives conn to the term's controller, or to the follower when
+// there is none or it closed meanwhile.
+func (h *HA) route(conn net.Conn) {
+	h.mu.Lock()
+	c := h.cur
+	h.mu.Unlock()
+	if c != nil && c.accept(conn) {
+		return
+	}
+	if !h.follower.accept(conn) {
+		conn.Close()
+	}
+}
+
+func (h *HA) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+// Leading returns the current term's controller, nil while this one
+// follows.
+func (h *HA) Leading() *Controller {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cur
+}
+
+// Follower returns the controller that answers while this one follows.
+func (h *HA) Follower() *Controller { return h.follower }
+
+// Run campaigns, leads while elected, and campaigns again when a term
+// ends, until ctx ends; then it steps down, resigns (another controller
+// takes over at once) and returns nil. It returns an error when a won
+// term's state cannot be loaded (after resigning).
+func (h *HA) Run(ctx context.Context) error {
+	log := h.cfg.Config.Logger
+	for {
+		term, err := h.cfg.Candidate.Campaign(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, leader.ErrClosed) {
+				return nil
+			}
+			log.Warn("controller: campaign failed; retrying", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		c, err := h.lead(term)
+		if err != nil {
+			_ = term.Resign()
+			return fmt.Errorf("controller: taking over as the leader: %w", err)
+		}
+		select {
+		case <-term.Done():
+			h.stepDown(c, context.Cause(term.Context()))
+		case <-ctx.Done():
+			h.stepDown(c, errors.New("shutting down"))
+			if err := term.Resign(); err != nil {
+				log.Warn("controller: resign", "err", err)
+			}
+			return nil
+		}
+	}
+}
+
+// lead opens the state fenced by term, builds its controller from it and
+// routes new connections to it.
+func (h *HA) lead(term *leader.Term) (*Controller, error) {
+	start := time.Now()
+	opt := h.cfg.State
+	opt.Fence = term
+	st, err := state.OpenEtcd(h.cfg.Etcd, opt)
+	if err != nil {
+		return nil, err
+	}
+	cfg := h.cfg.Config
+	cfg.Store = st
+	c, err := New(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	role := &haRole{leader: h.leaderAddr, deposed: func(error) { go term.Resign() }}
+	c.srv.ha.Store(role)
+	if h.cfg.OnLead != nil {
+		if err := h.cfg.OnLead(c); err != nil {
+			c.Close()
+			st.Close()
+			return nil, err
+		}
+	}
+	h.mu.Lock()
+	h.cur, h.store = c, st
+	h.mu.Unlock()
+	cfg.Logger.Info("controller: leading", "addr", h.cfg.Candidate.Addr(), "term", term.Key(),
+		"jobs", c.Status().JobCount, "took", time.Since(start).Round(time.Millisecond))
+	return c, nil
+}
+
+// stepDown makes the term's controller answer CodeNotLeader, routes new
+// connections to the follower and closes the controller and its store.
+func (h *HA) stepDown(c *Controller, cause error) {
+	if r := c.srv.ha.Load(); r != nil {
+		r.follower.Store(true)
+	}
+	h.mu.Lock()
+	st := h.store
+	h.cur, h.store = nil, nil
+	h.mu.Unlock()
+	c.Close()
+	if st != nil {
+		st.Close()
+	}
+	h.cfg.Config.Logger.Warn("controller: stepped down", "addr", h.cfg.Candidate.Addr(), "cause", cause)
+}
+
+// Close stops accepting, closes the follower and the term's controller
+// (without resigning: Run does that when its ctx ends) and waits for the
+// accept loops.
+func (h *HA) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	lns, c, st := h.lns, h.cur, h.store
+	h.cur, h.store = nil, nil
+	h.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	h.wg.Wait()
+	if c != nil {
+		c.Close()
+	}
+	if st != nil {
+		st.Close()
+	}
+	return h.follower.Close()
+}
+
+// sleepCtx waits d, or reports false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,229 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/pocketstore/pocket/controller/leader"
+	"github.com/pocketstore/pocket/internal/etcdtest"
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// haMember is one in-process controller of an HA test: its own etcd
+// client (its session), candidate and HA.
+type haMember struct {
+	addr   string
+	cli    *clientv3.Client
+	cand   *leader.Candidate
+	ha     *HA
+	cancel context.CancelFunc
+	ran    chan error
+	once   sync.Once
+}
+
+// startHA starts a controller of the cluster on etcd srv at addr
+// (127.0.0.1:0 picks a port).
+func startHA(t *testing.T, srv *etcdtest.Server, addr string) *haMember {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &haMember{addr: ln.Addr().String(), ran: make(chan error, 1)}
+	m.cli, err = clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cand, err = leader.New(leader.Config{Client: m.cli, Addr: m.addr, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ha, err = NewHA(HAConfig{Config: Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 10 * time.Second, Logger: quietLog}, Candidate: m.cand, Etcd: m.cli})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.ha.Serve(ln)
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go func() { m.ran <- m.ha.Run(ctx) }()
+	t.Cleanup(m.stop)
+	return m
+}
+
+// kill stops the member as kill -9 would: its etcd client goes first (so
+// its lease is neither renewed nor revoked, and its key stays until the
+// TTL), then its connections.
+func (m *haMember) kill() {
+	m.once.Do(func() {
+		m.cli.Close()
+		m.ha.Close()
+		m.cancel()
+		<-m.ran
+		m.cand.Close() // stops its watch; nothing reaches etcd any more
+	})
+}
+
+// stop shuts the member down cleanly (resigning), once.
+func (m *haMember) stop() {
+	m.once.Do(func() {
+		m.cancel()
+		<-m.ran
+		m.ha.Close()
+		m.cand.Close()
+		m.cli.Close()
+	})
+}
+
+// TestHAFailover: three controllers on a real etcd; a node and a client
+// are given the list of all three. The active controller is killed (no
+// resign) five times; each time the client registers a job on the new
+// leader, and every job registered before still answers its map with
+// its old token. Prints the time from each kill to the first successful
+// registration (the target: a median under 5 s).
+func TestHAFailover(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	ms := []*haMember{startHA(t, srv, "127.0.0.1:0"), startHA(t, srv, "127.0.0.1:0"), startHA(t, srv, "127.0.0.1:0")}
+	var list []string
+	for _, m := range ms {
+		list = append(list, m.addr)
+	}
+	joined := list[0] + "," + list[1] + "," + list[2]
+	node := startListNode(t, joined)
+	mc := metaclient.New(joined, metaclient.Options{Logger: quietLog})
+	defer mc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	awaitNode(t, ctx, mc, node)
+
+	type reg struct{ job, tok string }
+	var jobs []reg
+	register := func() {
+		m, err := mc.RegisterJob(ctx, "ha", wire.JobHints{})
+		if err != nil {
+			t.Fatalf("register: %v", err)
+		}
+		jobs = append(jobs, reg{m.Job, string(m.Token)})
+	}
+	register()
+	var took []time.Duration
+	for round := range 5 {
+		lead := leaderOf(t, ms, mc.Leader())
+		start := time.Now()
+		lead.kill()
+		register()
+		took = append(took, time.Since(start))
+		for _, j := range jobs {
+			if m, err := mc.GetMap(ctx, j.job, []byte(j.tok)); err != nil || len(m.Nodes) != 1 {
+				t.Fatalf("round %d: map of %s with its old token: %+v, %v", round, j.job, m, err)
+			}
+		}
+		// The killed controller comes back on its address, as a follower.
+		i := slices.Index(ms, lead)
+		ms[i] = startHA(t, srv, lead.addr)
+	}
+	sorted := slices.Clone(took)
+	slices.Sort(sorted)
+	t.Logf("kill of the active controller to the first register_job on the new one (TTL %v): %v; median %v",
+		leader.DefaultTTL, took, sorted[len(sorted)/2])
+	if med := sorted[len(sorted)/2]; med > 5*time.Second {
+		t.Errorf("median failover %v, over the 5 s target", med)
+	}
+}
+
+// leaderOf returns the member at addr.
+func leaderOf(t *testing.T, ms []*haMember, addr string) *haMember {
+	for _, m := range ms {
+		if m.addr == addr && m.ha.Leading() != nil {
+			return m
+		}
+	}
+	t.Fatalf("the client's leader %s is not leading", addr)
+	return nil
+}
+
+// startListNode runs a node's register/heartbeat loop against the list
+// of controllers, for a data-plane address nothing serves (the test does
+// not deregister).
+func startListNode(t *testing.T, list string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	addr := ln.Addr().String()
+	mc := metaclient.New(list, metaclient.Options{Secret: testSecret, Logger: quietLog})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		mc.RunNode(ctx, metaclient.NodeLoop{Interval: 100 * time.Millisecond,
+			Register: wire.NodeRegister{Addr: addr, Cores: 2, Tiers: []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30, Mbps: 8000}}}})
+	}()
+	t.Cleanup(func() { cancel(); <-done; mc.Close() })
+	return addr
+}
+
+// awaitNode waits until the leader lists the node as active.
+func awaitNode(t *testing.T, ctx context.Context, mc *metaclient.Client, addr string) {
+	for {
+		st, err := mc.Status(ctx)
+		if err == nil {
+			for _, n := range st.Nodes {
+				if n.Addr == addr && n.State == wire.NodeActive {
+					return
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("node %s not active: %v", addr, errors.Join(err, ctx.Err()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFollowerAnswersNotLeader: a follower answers every request, the
+// challenge included, with CodeNotLeader naming the leader.
+func TestFollowerAnswersNotLeader(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	a := startHA(t, srv, "127.0.0.1:0")
+	mc := metaclient.New(a.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
+	defer mc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for a.ha.Leading() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	b := startHA(t, srv, "127.0.0.1:0")
+	for b.cand.Leader() != a.addr {
+		time.Sleep(20 * time.Millisecond)
+	}
+	one := metaclient.New(b.addr, metaclient.Options{Secret: testSecret, Logger: quietLog, RetryFor: -1})
+	defer one.Close()
+	calls := map[string]func() error{
+		"status":   func() error { _, err := one.Status(ctx); return err },
+		"register": func() error { _, err := one.RegisterJob(ctx, "x", wire.JobHints{}); return err },
+		"node (challenge first)": func() error {
+			_, err := one.RegisterNode(ctx, wire.NodeRegister{Addr: "127.0.0.1:1"})
+			return err
+		},
+	}
+	for name, call := range calls {
+		err := call()
+		var we *wire.Error
+		if !errors.As(err, &we) || we.Code != wire.CodeNotLeader || we.Msg != a.addr {
+			t.Errorf("%s on the follower: %v; want not leader naming %s", name, err, a.addr)
+		}
+	}
+	if _, err := mc.Status(ctx); err != nil {
+		t.Fatalf("status on the leader: %v", err)
+	}
+}
