@@ -214,6 +214,9 @@ type ctlServe struct {
 	// kept in memory only (a store whose tokens no later secret verifies
 	// would refuse the next start).
 	secretKept bool
+	// deadGrace is --dead-node-grace: how long a node may stay dead before
+	// it leaves its jobs' maps (0: never).
+	deadGrace time.Duration
 }
 
 // stateSubdir is the controller's state directory inside the data
@@ -232,6 +235,8 @@ func bindCtlServe(fs *flag.FlagSet) *ctlServe {
 		"drop a node's data of a job the controller does not know after this long (negative: never)")
 	fs.Var(&s.hosts, "host", "another name or address clients and nodes dial the controller by, for its certificate; repeatable or comma-separated\n(the listen address's host is always in it; all of this machine's addresses when it listens on all)")
 	fs.BoolVar(&s.insecure, "insecure", false, insecureServeHelp)
+	fs.DurationVar(&s.deadGrace, "dead-node-grace", controller.DefaultDeadNodeGrace,
+		"a node dead this long leaves its jobs' maps: its values read as lost (recompute them) and new writes go to the other nodes (0: never)")
 	s.limits = bindCtlLimits(fs)
 	return s
 }
@@ -246,6 +251,10 @@ func (s *ctlServe) apply(cfg *controller.Config, listen string) (string, error) 
 		}
 	}
 	cfg.OrphanGrace = s.orphanGrace
+	cfg.DeadNodeGrace = s.deadGrace
+	if s.deadGrace <= 0 {
+		cfg.DeadNodeGrace = -1 // never
+	}
 	if cfg.OrphanGrace == 0 {
 		return "", errors.New("--orphan-grace 0 would drop data of jobs the controller has not listed yet: give a duration, or a negative one for never")
 	}
