@@ -10,8 +10,12 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// Dial connects to the controller at addr. Nothing is sent until a job is
-// registered or opened. The controller is reached over mutual TLS with
+// Dial connects to the controller at addr (host:port), or to the
+// controllers of a comma-separated list of them ("a:7070,b:7070,c:7070",
+// several controllers on etcd: calls go to the elected one and follow it
+// when another takes over). Nothing is sent until a job is registered or
+// opened. While no controller answers (a restart, a failover), calls that
+// are safe to repeat wait for one until their context ends. The controller is reached over mutual TLS with
 // cfg.TLS or, when that is nil and POCKET_TLS_DIR is set, with the client
 // certificate in that directory (as pocket up or pocket cert issue made
 // it); else over plain TCP.
