@@ -122,7 +122,7 @@ func (cs *Controllers) Do(ctx context.Context, f func(c *Client) error) error {
 			return fmt.Errorf("metaclient: no controller answered as the leader: %w (last: %w)", ctx.Err(), moved)
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, time.Second)
+		wait = min(2*wait, retryCap(ctx))
 	}
 }
 

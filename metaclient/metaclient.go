@@ -320,7 +320,7 @@ func (c *Client) do(ctx context.Context, op wire.Op, proved bool, build func(non
 		if !retrySafe(op, err) || !c.pause(ctx, wait, until) {
 			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, err)
 		}
-		wait = min(2*wait, retryMax)
+		wait = min(2*wait, retryCap(ctx))
 	}
 }
 
@@ -329,6 +329,27 @@ const (
 	retryFirst = 50 * time.Millisecond
 	retryMax   = time.Second
 )
+
+// retryCapKey is the context key of a call's cap on the pause between
+// retries (withRetryCap).
+type retryCapKey struct{}
+
+// withRetryCap caps the pauses between ctx's call's retries at d: the
+// node loop's calls are retried at least every heartbeat interval, as
+// the loop itself would, so a node whose controller comes back is heard
+// from before it counts as dead.
+func withRetryCap(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, retryCapKey{}, d)
+}
+
+// retryCap is the longest pause between a call's retries: retryMax, or
+// less when the call's context says so.
+func retryCap(ctx context.Context) time.Duration {
+	if d, ok := ctx.Value(retryCapKey{}).(time.Duration); ok && d > 0 && d < retryMax {
+		return d
+	}
+	return retryMax
+}
 
 // attempt makes one exchange under c.mu and decodes its reply; it drops
 // the connection after a transport error and reports whether the

@@ -70,7 +70,7 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 		case <-t.C:
 		}
 		next := interval
-		ack, err := c.beat(ctx, &loop, registered)
+		ack, err := c.beat(ctx, &loop, registered, interval)
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
@@ -95,9 +95,11 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 	}
 }
 
-// beat sends a registration or a heartbeat, bounded by one interval.
-func (c *Client) beat(ctx context.Context, loop *NodeLoop, registered bool) (*wire.NodeAck, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(loop.Interval, 3*time.Second))
+// beat sends a registration or a heartbeat, bounded by one interval (at
+// least 3 s); while the controller is away it is retried at least every
+// interval.
+func (c *Client) beat(ctx context.Context, loop *NodeLoop, registered bool, interval time.Duration) (*wire.NodeAck, error) {
+	ctx, cancel := context.WithTimeout(withRetryCap(ctx, interval), max(interval, 3*time.Second))
 	defer cancel()
 	if !registered {
 		return c.RegisterNode(ctx, loop.Register)
