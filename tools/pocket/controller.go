@@ -40,6 +40,7 @@ type ctlFlags struct {
 	heartbeat, deadAfter        time.Duration
 	ha                          haFlags
 	orch                        orchFlags
+	prices                      priceFlags
 }
 
 func runController(args []string) int {
@@ -52,6 +53,7 @@ func runController(args []string) int {
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this address")
 	f.ha.bind(fs)
 	f.orch.bind(fs)
+	f.prices.bind(fs, "each job's tier is the cheapest that meets its need at these prices (controller.TierFor)")
 	serve := bindCtlServe(fs)
 	var lf logFlags
 	lf.bind(fs)
@@ -100,6 +102,9 @@ func (f *ctlFlags) run(serve *ctlServe, id identity) int {
 	}
 	defer secret.close()
 	cfg := controller.Config{Secret: secret.key, HeartbeatInterval: f.heartbeat, DeadAfter: f.deadAfter, Logger: id.log}
+	if cfg.Prices, err = f.prices.prices(); err != nil {
+		return fail("controller: %v", err)
+	}
 	if a := f.ha.advertise; a != "" {
 		if host, _, err := net.SplitHostPort(a); err == nil {
 			serve.hosts = append(serve.hosts, host) // the certificate names it
