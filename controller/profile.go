@@ -68,11 +68,15 @@ type profileBook struct {
 	keep, max int
 	byName    map[string]*list.Element // of *state.Profile
 	lru       *list.List
-	dirty     map[string]struct{} // names to put (or delete when gone)
+	dirty     map[string]struct{} // names to put (or delete when gone); nil: not persisted
 	traces    map[string]*jobTrace
 }
 
-func newProfileBook(keep, maxNames int) *profileBook {
+// newProfileBook returns a book keeping keep runs per name (0:
+// DefaultProfileRuns) of at most maxNames names (0: DefaultMaxProfiles);
+// persist marks what changed for batch (false without a store, so that
+// nothing accumulates).
+func newProfileBook(keep, maxNames int, persist bool) *profileBook {
 	if keep <= 0 {
 		keep = DefaultProfileRuns
 	}
@@ -80,8 +84,12 @@ func newProfileBook(keep, maxNames int) *profileBook {
 	if maxNames <= 0 {
 		maxNames = DefaultMaxProfiles
 	}
-	return &profileBook{keep: keep, max: maxNames, byName: map[string]*list.Element{}, lru: list.New(),
-		dirty: map[string]struct{}{}, traces: map[string]*jobTrace{}}
+	b := &profileBook{keep: keep, max: maxNames, byName: map[string]*list.Element{}, lru: list.New(),
+		traces: map[string]*jobTrace{}}
+	if persist {
+		b.dirty = map[string]struct{}{}
+	}
+	return b
 }
 
 // nodeFig is what a job was attributed on one node at a heartbeat.
@@ -241,11 +249,11 @@ func (b *profileBook) record(name string, run state.Run) {
 		p.Runs = p.Runs[:b.keep]
 	}
 	p.Updated = run.Ended
-	b.dirty[name] = struct{}{}
+	b.mark(name)
 	for b.lru.Len() > b.max {
 		old := b.lru.Remove(b.lru.Back()).(*state.Profile)
 		delete(b.byName, old.Name)
-		b.dirty[old.Name] = struct{}{}
+		b.mark(old.Name)
 	}
 }
 
@@ -266,7 +274,7 @@ func (b *profileBook) load(ps []state.Profile) {
 	for b.lru.Len() > b.max {
 		old := b.lru.Remove(b.lru.Back()).(*state.Profile)
 		delete(b.byName, old.Name)
-		b.dirty[old.Name] = struct{}{}
+		b.mark(old.Name)
 	}
 }
 
@@ -341,7 +349,14 @@ func (b *profileBook) batch(sb *state.Batch) []string {
 // remark marks names again after a failed write.
 func (b *profileBook) remark(names []string) {
 	for _, n := range names {
-		b.dirty[n] = struct{}{}
+		b.mark(n)
+	}
+}
+
+// mark notes that name's record changed, when the book is persisted.
+func (b *profileBook) mark(name string) {
+	if b.dirty != nil {
+		b.dirty[name] = struct{}{}
 	}
 }
 

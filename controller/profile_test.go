@@ -37,7 +37,7 @@ func TestProfileSizesNextJob(t *testing.T) {
 	for _, a := range addrs {
 		mustRegister(t, c, dramNode(a, capacity, 8000))
 	}
-	book := newProfileBook(0, 0)
+	book := newProfileBook(0, 0, false)
 	m, err := c.RegisterJob("sort", wire.JobHints{})
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ func TestProfileSizesNextJob(t *testing.T) {
 func TestProfileAttribution(t *testing.T) {
 	c := newTest(t, Config{FirstJobSeq: 1})
 	mustRegister(t, c, dramNode("127.0.0.1:7001", 100e9, 8000))
-	book := newProfileBook(0, 0)
+	book := newProfileBook(0, 0, false)
 	a, err := c.RegisterJob("a", wire.JobHints{PeakMbps: 1000, CapacityBytes: 30e9})
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func TestProfileEstimate(t *testing.T) {
 // most recently updated names, and every change reaches a batch once
 // (again after a failed write).
 func TestProfileBookBounds(t *testing.T) {
-	b := newProfileBook(3, 2)
+	b := newProfileBook(3, 2, true)
 	t0 := time.UnixMilli(1_700_000_000_000).UTC()
 	for i := 0; i < 5; i++ {
 		b.record("x", state.Run{Job: fmt.Sprintf("x-%d", i), Ended: t0.Add(time.Duration(i) * time.Second), PeakMbps: float64(i)})
@@ -172,8 +172,15 @@ func TestProfileBookBounds(t *testing.T) {
 	if b.batch(&again); again.Len() != 3 {
 		t.Fatalf("after a failed write: %d records; want 3", again.Len())
 	}
+	// Without a store nothing is marked.
+	n := newProfileBook(1, 1, false)
+	n.record("a", state.Run{Job: "a-1"})
+	n.record("b", state.Run{Job: "b-1"})
+	if names := n.batch(&state.Batch{}); names != nil || n.dirty != nil {
+		t.Fatalf("unpersisted book marked %v", names)
+	}
 	// A restart loads the stored profiles, the newest within the bound.
-	r := newProfileBook(2, 1)
+	r := newProfileBook(2, 1, true)
 	r.load(sb.PutProfiles)
 	if _, ok := r.profile("z"); !ok || r.lru.Len() != 1 {
 		t.Fatalf("load kept %d profiles; want z only", r.lru.Len())
@@ -187,7 +194,7 @@ func TestProfileBookBounds(t *testing.T) {
 // life, however many buckets were folded on the way.
 func TestProfilePhases(t *testing.T) {
 	j := &job{id: "p-1", name: "p", tier: kindDRAM, nodes: []wire.MapNode{{Addr: "n", Weight: 1}}}
-	b := newProfileBook(0, 0)
+	b := newProfileBook(0, 0, false)
 	start := time.UnixMilli(1_700_000_000_000)
 	j.created = start
 	life := 400 * time.Second // past 64 one-second buckets: folded twice
