@@ -77,6 +77,8 @@ type NVMe struct {
 	jobs   map[string]*nvmeJob
 	values int64
 	closed bool
+
+	flushClaimed atomic.Bool // a Flush is arranged (ClaimFlush)
 }
 
 var _ Tier = (*NVMe)(nil)
@@ -395,6 +397,70 @@ func (t *NVMe) Open(job, key []byte) (Value, error) {
 		return nil, ioErr("read", err)
 	}
 	return val, nil
+}
+
+// OpenStart opens job/key like Open without waiting for the device: when
+// started is true, done is called once, from the goroutine that reaps the
+// read (it must not block), with the open value or the read's error. With
+// submit false the read waits for the next Flush (nvme.Device.Start). When
+// started is false done is never called: err is the lookup's error
+// (ErrNotFound, a bad key, ErrClosed), or nil when the read could not start
+// at once (no free device slot, no io_uring, a buffer error), and the
+// caller should use Open instead.
+func (t *NVMe) OpenStart(job, key []byte, submit bool, done func(Value, error)) (started bool, err error) {
+	if err := t.checkKey(job, key); err != nil {
+		return false, err
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return false, ErrClosed
+	}
+	v := t.lookup(job, key)
+	if v == nil {
+		t.mu.Unlock()
+		return false, ErrNotFound
+	}
+	v.readers++
+	t.mu.Unlock()
+	val := &nvmeValue{t: t, v: v}
+	val.bufs, val.segs, err = t.buffers(v.size, val.store[0:0:1], val.store[1:1:2])
+	if err != nil {
+		t.doneReading(v)
+		return false, nil
+	}
+	ios := t.transfers(v, val.bufs, false, val.ios[:0])
+	if !t.dev.Start(ios, submit, func(err error) { val.readDone(err, done) }) {
+		t.freeBuffers(val.bufs)
+		t.doneReading(v)
+		return false, nil
+	}
+	return true, nil
+}
+
+// ClaimFlush reports whether the caller is to arrange a Flush for the
+// reads it queued with OpenStart: true once until that Flush begins, so
+// callers on several goroutines arrange one between them.
+func (t *NVMe) ClaimFlush() bool { return !t.flushClaimed.Swap(true) }
+
+// Flush hands the reads OpenStart queued unsubmitted to the device. It
+// drops the claim first, so a read queued after its look at the queue
+// finds no claim and arranges another Flush.
+func (t *NVMe) Flush() {
+	t.flushClaimed.Store(false)
+	t.dev.Flush()
+}
+
+// readDone ends a read begun by OpenStart: a failed read gives its
+// buffers and reader reference back before done hears of it.
+func (v *nvmeValue) readDone(err error, done func(Value, error)) {
+	if err != nil {
+		v.t.freeBuffers(v.bufs)
+		v.t.doneReading(v.v)
+		done(nil, ioErr("read", err))
+		return
+	}
+	done(v, nil)
 }
 
 func (t *NVMe) doneReading(v *nvmeVersion) {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/dataplane/slab"
@@ -333,4 +334,160 @@ func TestNVMeOpenAllocations(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openStarted runs OpenStart and waits for its done; it fails the test when
+// the read does not start or done runs twice.
+func openStarted(t *testing.T, tier *dataplane.NVMe, job, key string) (dataplane.Value, error) {
+	t.Helper()
+	type res struct {
+		v   dataplane.Value
+		err error
+	}
+	ch := make(chan res, 2)
+	started, err := tier.OpenStart([]byte(job), []byte(key), true, func(v dataplane.Value, err error) { ch <- res{v, err} })
+	if !started || err != nil {
+		t.Fatalf("OpenStart(%s) = %v, %v; want started", key, started, err)
+	}
+	r := <-ch
+	select {
+	case <-ch:
+		t.Fatal("done called twice")
+	default:
+	}
+	return r.v, r.err
+}
+
+// OpenStart reads a value without waiting for the device: done gets its
+// bytes (one chunk and several), a missing key is refused at once with
+// ErrNotFound, and the sync engine declines (the caller opens instead);
+// every read buffer goes back on Release.
+func TestNVMeOpenStart(t *testing.T) {
+	if err := nvme.ProbeUring(); err != nil {
+		t.Skipf("io_uring: %v", err)
+	}
+	tier := newNVMe(t, 8<<20, nvme.Options{Engine: nvme.EngineUring}, dataplane.NVMeOptions{ChunkSize: 64 << 10})
+	pool := tier.Device().Buffers().(*nvme.MmapBuffers)
+	base := pool.InUse()
+	vals := map[string][]byte{"small": value(4096, 1), "big": value(300_000, 2), "odd": value(5000, 3)}
+	for key, val := range vals {
+		if err := putValue(tier, "job", key, val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for key, val := range vals {
+		v, err := openStarted(t, tier, "job", key)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if got := bytes.Join(v.Segments(), nil); !bytes.Equal(got, val) {
+			t.Errorf("%s: read %d bytes differing from the %d stored", key, len(got), len(val))
+		}
+		v.Release()
+	}
+	if got := pool.InUse(); got != base {
+		t.Errorf("read buffers in use after release: %d bytes, want %d", got, base)
+	}
+	noCall := func(dataplane.Value, error) { t.Error("done called for a read that never started") }
+	if started, err := tier.OpenStart([]byte("job"), []byte("nope"), true, noCall); started || !errors.Is(err, dataplane.ErrNotFound) {
+		t.Errorf("missing key: started %v, %v; want ErrNotFound", started, err)
+	}
+	syncTier := newNVMe(t, 1<<20, nvme.Options{Engine: nvme.EngineSync}, dataplane.NVMeOptions{})
+	if err := putValue(syncTier, "job", "k", value(4096, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if started, err := syncTier.OpenStart([]byte("job"), []byte("k"), true, noCall); started || err != nil {
+		t.Errorf("sync engine: started %v, %v; want declined without error", started, err)
+	}
+	if _, err := syncTier.Delete([]byte("job"), []byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	if u := syncTier.Usage(); u.Used != 0 {
+		t.Errorf("a declined OpenStart kept its reader: %d bytes still allocated after delete", u.Used)
+	}
+}
+
+// A read the device fails (here: ends early, the file truncated under the
+// tier) reaches done as an I/O error with no value; its read buffers go
+// back and its reader reference is dropped, so deleting the value frees
+// its extents.
+func TestNVMeOpenStartReadFails(t *testing.T) {
+	if err := nvme.ProbeUring(); err != nil {
+		t.Skipf("io_uring: %v", err)
+	}
+	tier := newNVMe(t, 8<<20, nvme.Options{Engine: nvme.EngineUring}, dataplane.NVMeOptions{ChunkSize: 64 << 10})
+	pool := tier.Device().Buffers().(*nvme.MmapBuffers)
+	base := pool.InUse()
+	if err := putValue(tier, "job", "k", value(200_000, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(tier.Device().Path(), 0); err != nil {
+		t.Fatal(err)
+	}
+	v, err := openStarted(t, tier, "job", "k")
+	if v != nil || !errors.Is(err, dataplane.ErrIO) {
+		t.Fatalf("read of a truncated device: %v, %v; want no value and ErrIO", v, err)
+	}
+	if got := pool.InUse(); got != base {
+		t.Errorf("read buffers in use after a failed read: %d bytes, want %d", got, base)
+	}
+	if _, err := tier.Delete([]byte("job"), []byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	if u := tier.Usage(); u.Used != 0 {
+		t.Errorf("%d bytes still allocated after delete: the failed read kept its reader", u.Used)
+	}
+}
+
+// Reads queued with submit false wait for Flush; ClaimFlush hands the
+// duty of arranging that Flush to one caller until the Flush begins.
+func TestNVMeOpenStartQueued(t *testing.T) {
+	if err := nvme.ProbeUring(); err != nil {
+		t.Skipf("io_uring: %v", err)
+	}
+	tier := newNVMe(t, 8<<20, nvme.Options{Engine: nvme.EngineUring}, dataplane.NVMeOptions{})
+	vals := [][]byte{value(4096, 6), value(8192, 7)}
+	res := make(chan []byte, len(vals))
+	for i, val := range vals { // all puts first: a put's write submits queued reads too
+		if err := putValue(tier, "job", fmt.Sprintf("k%d", i), val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range vals {
+		key := fmt.Sprintf("k%d", i)
+		started, err := tier.OpenStart([]byte("job"), []byte(key), false, func(v dataplane.Value, err error) {
+			if err != nil {
+				t.Error(err)
+				res <- nil
+				return
+			}
+			res <- bytes.Join(v.Segments(), nil)
+			v.Release()
+		})
+		if !started || err != nil {
+			t.Fatalf("OpenStart(%s) = %v, %v", key, started, err)
+		}
+	}
+	if !tier.ClaimFlush() || tier.ClaimFlush() {
+		t.Fatal("ClaimFlush: want true once, then false until Flush")
+	}
+	select {
+	case <-res:
+		t.Fatal("a queued read completed before Flush")
+	case <-time.After(50 * time.Millisecond):
+	}
+	tier.Flush()
+	got := map[string]bool{}
+	for range vals {
+		got[string(<-res)] = true
+	}
+	for i, val := range vals {
+		if !got[string(val)] {
+			t.Errorf("value %d not read back", i)
+		}
+	}
+	if !tier.ClaimFlush() {
+		t.Error("ClaimFlush after Flush: false, want true")
+	}
+	tier.Flush()
 }

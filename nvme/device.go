@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -67,6 +68,9 @@ type Device struct {
 
 	mu     sync.RWMutex // held shared by transfers, exclusively by Close
 	closed bool
+	// closing is set when Close begins; a batch Start leaves unsubmitted
+	// after it is set submits itself (Close submits those before).
+	closing atomic.Bool
 }
 
 // Open opens path with O_DIRECT. A file system that refuses O_DIRECT gives
@@ -299,13 +303,84 @@ func (d *Device) Do(ios []IO) error {
 	if unfinished(ios) {
 		d.attempt(ios)
 	}
-	var first error
+	return firstErr(ios)
+}
+
+// Start begins a batch of transfers like Do but does not wait: done is
+// called once with Do's result when all have finished. With submit false
+// the batch is queued for the kernel but not handed over: a later Flush
+// (or Start or Do) hands over every queued batch in one system call, so
+// callers that start several batches in a row pay for one. It reports false,
+// having started nothing and without calling done, when the batch cannot
+// start at once: the engine is not io_uring, a fault hook is set, the
+// device is closed or closing, a transfer is empty or invalid (Do names the
+// error), or the ring has fewer free slots than the batch has transfers.
+// The caller then uses Do.
+//
+// done runs on the goroutine that reaps the last completion (the reaper,
+// or a Do caller waiting in the kernel) and must not block or close the
+// device; a transfer the device completed only in part is continued on a
+// new goroutine first. ios and their buffers belong to the transfer until
+// done is called, and Close waits until done has returned.
+func (d *Device) Start(ios []IO, submit bool, done func(error)) bool {
+	ue, ok := d.eng.(*uringEngine)
+	if !ok || d.fault != nil || len(ios) == 0 || !d.mu.TryRLock() {
+		return false
+	}
+	if d.closed {
+		d.mu.RUnlock()
+		return false
+	}
 	for i := range ios {
-		if ios[i].Err != nil && first == nil {
-			first = ios[i].Err
+		ios[i].N, ios[i].Err = 0, d.check(&ios[i])
+		if ios[i].Err != nil || len(ios[i].Buf) == 0 {
+			d.mu.RUnlock()
+			return false
 		}
 	}
-	return first
+	if !ue.start(d.fd, ios, func() { d.started(ios, done) }) {
+		d.mu.RUnlock()
+		return false
+	}
+	if submit || d.closing.Load() {
+		ue.flush()
+	}
+	return true
+}
+
+// Flush hands every batch Start queued unsubmitted to the kernel; it does
+// nothing when none is queued or the engine is not io_uring. It may be
+// called from any goroutine, at any time (a queued batch keeps the device
+// open until it completes).
+func (d *Device) Flush() {
+	if ue, ok := d.eng.(*uringEngine); ok {
+		ue.flush()
+	}
+}
+
+// started finishes a batch begun by Start: it names errors, continues
+// partial transfers off the reaping goroutine, and calls done.
+func (d *Device) started(ios []IO, done func(error)) {
+	d.named(ios)
+	if !unfinished(ios) {
+		done(firstErr(ios))
+		d.mu.RUnlock()
+		return
+	}
+	go func() {
+		d.attempt(ios)
+		done(firstErr(ios))
+		d.mu.RUnlock()
+	}()
+}
+
+func firstErr(ios []IO) error {
+	for i := range ios {
+		if ios[i].Err != nil {
+			return ios[i].Err
+		}
+	}
+	return nil
 }
 
 // first runs a batch of valid transfers in place, the common case, with
@@ -313,6 +388,13 @@ func (d *Device) Do(ios []IO) error {
 // attempt to continue.
 func (d *Device) first(ios []IO) {
 	d.eng.run(d.fd, ios)
+	d.named(ios)
+}
+
+// named gives the engine's errors of a first attempt the transfer's
+// direction, size and offset, and turns a transfer that moved nothing
+// into ErrShortTransfer.
+func (d *Device) named(ios []IO) {
 	for i := range ios {
 		io := &ios[i]
 		switch {
@@ -431,6 +513,8 @@ func (d *Device) check(io *IO) error {
 // Close waits for transfers in flight and releases the device, its engine
 // and its private buffers.
 func (d *Device) Close() error {
+	d.closing.Store(true)
+	d.Flush() // batches begun unsubmitted must finish before Lock returns
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {

@@ -17,6 +17,14 @@
 // Options.QueueDepth in both engines: a blocking O_DIRECT call ties up an OS
 // thread, so the fallback never runs more than QueueDepth at once.
 //
+// Device.Start begins a batch without waiting (io_uring only; it declines,
+// and the caller uses Do, when the ring has no free slot): its done runs on
+// the goroutine that reaps the completion, so an event loop can start a
+// read and have the completion posted straight back to it. A batch started
+// with submit false stays queued until Flush (or any later submission), so
+// the reads a loop starts in one pass of its events go to the kernel in one
+// io_uring_enter, and one virtio doorbell, as fio's resubmissions do.
+//
 // # Where a GET's time goes (issue 16, measured on a 2-core VM)
 //
 // Setup: pocket node --nvme on a file on ext4 over a virtio disk
@@ -64,6 +72,30 @@
 //     instead of in io_uring_enter took 4 KiB GETs (32 conns) from 22-31K to
 //     28-33K ops/s and 4 KiB GET p50 (1 conn) from 77-116 to 69-96 us, side
 //     by side.
+//   - Hand-offs and doorbells (perf/nvme-node-compare.sh, old and new
+//     binary after the same fio cell, 3 rounds, 5 s cells, load 4-9): a
+//     4 KiB GET at 32 conns on the worker path costs three goroutine
+//     wake-ups (loop to worker, reaper to worker, worker to loop) and 0.95
+//     io_uring_enter per GET; in its profile finish_task_switch is 25% of
+//     the node's samples, iowrite16 (the doorbell's VM exit) 10% and
+//     softirqs 8%. Starting the read on the event loop (dataplane's
+//     getStart, Device.Start) with the completion posted straight back
+//     alone changed little (29.7K against 30.3K ops/s, medians); with the
+//     submissions of a pass batched (submit false, one Flush posted behind
+//     the pass) io_uring_enter fell to 0.11 per GET and 4 KiB GETs rose
+//     from 19.4/25.1/22.9K to 23.6/30.9/28.8K ops/s (round by round, +22 to
+//     26%), 0.35x to 0.43x of fio's QD32 hugepage IOPS (72K). 1 MiB GETs
+//     (8 conns): 1001 to 1201 MB/s (medians, 0.50x to 0.58x of fio's 1 MiB
+//     random read at QD8, 2019 MB/s).
+//   - What is left for 4 KiB: the node used 0.63 of a core and the
+//     generator 0.34 at 27.7K GETs/s, 23 us of node CPU per GET against
+//     6.7 us for a DRAM GET (which reaches 86-90K ops/s at 32 conns on the
+//     same node, so the generator is not the limit); the other helpers'
+//     load took the rest of the 2 cores. fio's QD32 IOPS are a single
+//     thread with nothing else to do.
+//   - What is left for 1 MiB: the read and the send of a value are still in
+//     series per connection; streaming a value (send chunk k while chunk
+//     k+1 is read) is the next step and not done.
 //
 // # Buffer lifetimes
 //

@@ -74,6 +74,9 @@ type uringSlot struct {
 type uringBatch struct {
 	remaining atomic.Int32
 	done      chan struct{} // capacity 1; receives once the batch is complete
+	// then, when set (a batch begun by start), is called instead of the
+	// send on done, by whichever goroutine reaps the last completion.
+	then func()
 }
 
 var batchPool = sync.Pool{New: func() any { return &uringBatch{done: make(chan struct{}, 1)} }}
@@ -317,9 +320,62 @@ func (e *uringEngine) complete(ud uint64, res int32) {
 // finish counts one transfer of b as complete; the last one wakes b's
 // goroutine.
 func (e *uringEngine) finish(b *uringBatch) {
-	if b.remaining.Add(-1) == 0 {
-		b.done <- struct{}{}
+	if b.remaining.Add(-1) != 0 {
+		return
 	}
+	if then := b.then; then != nil {
+		b.then = nil
+		batchPool.Put(b)
+		then()
+		return
+	}
+	b.done <- struct{}{}
+}
+
+// maxStart is the most transfers start takes in one batch.
+const maxStart = 8
+
+// start publishes ios as one batch, leaving the submission to flush, and
+// does not wait; then runs once all are complete. It reports false, having published nothing,
+// when the batch would have to wait: more than maxStart transfers, fewer
+// free slots than transfers, or the engine closing.
+func (e *uringEngine) start(fd int, ios []IO, then func()) bool {
+	if len(ios) == 0 || len(ios) > maxStart {
+		return false
+	}
+	var got [maxStart]uint32
+	n := 0
+	for ; n < len(ios); n++ {
+		select {
+		case s := <-e.free:
+			got[n] = s
+			continue
+		default:
+		}
+		break
+	}
+	closing := false
+	select {
+	case <-e.closing:
+		closing = true
+	default:
+	}
+	if n < len(ios) || closing {
+		for _, s := range got[:n] {
+			e.free <- s
+		}
+		return false
+	}
+	b := batchPool.Get().(*uringBatch)
+	b.remaining.Store(int32(len(ios)))
+	b.then = then
+	e.sqMu.Lock()
+	for i := range ios {
+		e.push(fd, got[i], &ios[i], b)
+	}
+	e.sqMu.Unlock()
+	e.unsubmitted.Add(uint32(len(ios)))
+	return true
 }
 
 // push publishes one entry; the caller holds sqMu and owns slot s.
