@@ -77,6 +77,23 @@ fio_run() { # name rw bs iodepth [extra fio options]
 		--lat_percentiles=1 --output-format=json 2>/dev/null
 }
 fio_run lay write 1M 16 >/dev/null # lay the file out so reads touch the device
+# fio_val JQ NAME RW BS QD [options]: one fio figure, tried twice; empty
+# (and the reason on stderr) when fio fails both times, say because another
+# script changed vm.nr_hugepages under --iomem=shmhuge. An empty figure
+# leaves its round out of the medians and ratios.
+fio_val() {
+	local q=$1 out v
+	shift
+	for _ in 1 2; do
+		[[ " $* " == *" --iomem=shmhuge "* ]] && { huge_ensure 64 || true; }
+		out=$(fio_run "$@" || true)
+		if v=$(jq -e "$q" <<<"$out" 2>/dev/null) && [ -n "$v" ]; then
+			echo "$v"
+			return
+		fi
+	done
+	echo "nvme-node-compare: fio $1 failed: $(head -c 300 <<<"$out")" >&2
+}
 
 # One node per binary, each on its own tier file, up for the whole run.
 addrs=()
@@ -97,20 +114,24 @@ bench() { # node-index tier op size conns keys
 # Figures go to $dir/figs, one "CELL VALUE" line per measurement and round.
 figs=$dir/figs
 : >"$figs"
-put() { echo "$1 $2" >>"$figs"; }
+put() { # CELL VALUE; a failed run ("" or null) is kept as an empty figure
+	local v=$2
+	[[ $v == null ]] && v=""
+	echo "$1 $v" >>"$figs"
+}
 for r in $(seq "$rounds"); do
 	echo "nvme-node-compare: round $r of $rounds" >&2
 	if ((huge)); then
-		put fio1mh "$(fio_run rr1mh randread 1M 8 --iomem=shmhuge | jq '.jobs[0].read.bw_bytes / 1e6')"
+		put fio1mh "$(fio_val '.jobs[0].read.bw_bytes / 1e6' rr1mh randread 1M 8 --iomem=shmhuge)"
 	fi
-	((plain)) && put fio1m "$(fio_run rr1m randread 1M 8 | jq '.jobs[0].read.bw_bytes / 1e6')"
+	((plain)) && put fio1m "$(fio_val '.jobs[0].read.bw_bytes / 1e6' rr1m randread 1M 8)"
 	for i in "${!bins[@]}"; do put "get1m.$i" "$(bench "$i" nvme get 1MiB 8 2048 | jq .mb_per_sec)"; done
 	if ((huge)); then
-		put fio4kh "$(fio_run rr32h randread 4k 32 --iomem=shmhuge | jq '.jobs[0].read.iops')"
+		put fio4kh "$(fio_val '.jobs[0].read.iops' rr32h randread 4k 32 --iomem=shmhuge)"
 	fi
-	((plain)) && put fio4k "$(fio_run rr32 randread 4k 32 | jq '.jobs[0].read.iops')"
+	((plain)) && put fio4k "$(fio_val '.jobs[0].read.iops' rr32 randread 4k 32)"
 	for i in "${!bins[@]}"; do put "get4k.$i" "$(bench "$i" nvme get 4KiB 32 100000 | jq .ops_per_sec)"; done
-	put fiop50 "$(fio_run rr1 randread 4k 1 | jq '.jobs[0].read.lat_ns.percentile["50.000000"] / 1e3')"
+	put fiop50 "$(fio_val '.jobs[0].read.lat_ns.percentile["50.000000"] / 1e3' rr1 randread 4k 1)"
 	for i in "${!bins[@]}"; do
 		put "p50nvme.$i" "$(bench "$i" nvme get 4KiB 1 100000 | jq .p50_us)"
 		put "p50dram.$i" "$(bench "$i" dram get 4KiB 1 10000 | jq .p50_us)"
@@ -119,16 +140,16 @@ done
 
 # vals CELL: the cell's figures, one a line, in round order.
 vals() { awk -v c="$1" '$1 == c { print $2 }' "$figs"; }
-# median: of the numbers on stdin.
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# median: of the numbers on stdin (empty lines, failed runs, left out).
+median() { grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # row LABEL OURS-CELL LIMIT-CELL NOTE: medians of ours and of the limit, and
 # the median (min-max) of the per-round ratios; a missing limit shows n/a.
 row() {
 	local o f
 	o=$(vals "$2" | median)
 	f=$(vals "$3" | median)
-	paste <(vals "$2") <(vals "$3") | awk -v l="$1" -v o="$o" -v f="$f" -v n="$4" '
-		$2 != "" && $2 != 0 { r[++k] = $1 / $2 }
+	paste <(vals "$2") <(vals "$3") | awk -F '\t' -v l="$1" -v o="$o" -v f="$f" -v n="$4" '
+		$1 != "" && $2 != "" && $2 != 0 { r[++k] = $1 / $2 }
 		END {
 			if (k == 0) { printf "%-52s %10.1f %10s %8s %11s  %s\n", l, o, "n/a", "n/a", "", n; exit }
 			for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
@@ -137,8 +158,8 @@ row() {
 }
 # The p50 limit is fio's QD1 p50 plus the DRAM GET's, per round.
 p50row() { # node-index label
-	paste <(vals "p50nvme.$1") <(vals fiop50) <(vals "p50dram.$1") | awk -v l="$2" '
-		{ o[++k] = $1; q[k] = $2; d[k] = $3; r[k] = $1 / ($2 + $3) }
+	paste <(vals "p50nvme.$1") <(vals fiop50) <(vals "p50dram.$1") | awk -F '\t' -v l="$2" '
+		$1 != "" && $2 != "" && $3 != "" && $2 + $3 > 0 { o[++k] = $1; q[k] = $2; d[k] = $3; r[k] = $1 / ($2 + $3) }
 		END {
 			for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) {
 				if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }

@@ -6,6 +6,10 @@
 #   huge_reserve PAGES   adds PAGES to vm.nr_hugepages (needs root) and
 #                        remembers the old value; false, with the reason in
 #                        $huge_why, when the pages cannot be had
+#   huge_ensure PAGES    before each huge-page run: when fewer than PAGES
+#                        huge pages are free (another script on the machine
+#                        restored its own old value meanwhile), raises
+#                        vm.nr_hugepages by the shortfall; false as above
 #   huge_restore         writes the old value back (call it from the
 #                        script's EXIT trap; harmless when nothing was
 #                        reserved)
@@ -36,6 +40,17 @@ huge_reserve() {
 		return 1
 	fi
 	return 0
+}
+
+huge_ensure() {
+	local want=$1 free
+	[[ -w $huge_sysctl ]] || return 1
+	free=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
+	((free >= want)) && return 0
+	[[ -n $huge_old ]] || huge_old=$(<"$huge_sysctl")
+	echo $(($(<"$huge_sysctl") + want - free)) >"$huge_sysctl" 2>/dev/null || true
+	free=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
+	((free >= want))
 }
 
 huge_restore() {
