@@ -44,6 +44,7 @@ func startHACtl(t *testing.T, bin string, env []string, etcd, secret, listen str
 // controller leads (the nodes serve them without one).
 func TestControllerFailoverKill9(t *testing.T) {
 	bin := buildPocketBinary(t)
+	t.Setenv(envTLSDir, "") // pocket.Dial in this process: plain TCP, whatever other tests left
 	srv := etcdtest.Start(t, etcdtest.Options{})
 	dir := t.TempDir()
 	base := cleanEnv("HOME=" + filepath.Join(dir, "home"))
