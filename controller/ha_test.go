@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	flatbuffers "github.com/google/flatbuffers/go"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pocketstore/pocket/controller/leader"
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/etcdtest"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
@@ -225,5 +227,38 @@ func TestFollowerAnswersNotLeader(t *testing.T) {
 	}
 	if _, err := mc.Status(ctx); err != nil {
 		t.Fatalf("status on the leader: %v", err)
+	}
+}
+
+// TestDeposedAnswersNotLeader: a write the store refuses because another
+// controller leads (state.ErrNotLeader) answers CodeNotLeader with the
+// leader's address, not CodeUnavailable, ends the term, and every later
+// request answers CodeNotLeader: the controller serves no stale state.
+func TestDeposedAnswersNotLeader(t *testing.T) {
+	st := state.NewMemory()
+	c, err := New(Config{Secret: testSecret, Store: st, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ended := make(chan error, 1)
+	c.srv.ha.Store(&haRole{leader: func() string { return "10.0.0.9:7000" }, deposed: func(err error) { ended <- err }})
+	st.SetFail(state.ErrNotLeader)
+	_, err = c.RegisterNode(&wire.NodeRegister{Addr: "127.0.0.1:9001", Tiers: []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30}}})
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeNotLeader || we.Msg != "10.0.0.9:7000" {
+		t.Fatalf("register refused by the store: %v; want not leader naming 10.0.0.9:7000", err)
+	}
+	select {
+	case err := <-ended:
+		if !errors.Is(err, state.ErrNotLeader) {
+			t.Fatalf("term ended with %v", err)
+		}
+	default:
+		t.Fatal("the term was not ended")
+	}
+	st.SetFail(nil)
+	if _, err := c.handle(&session{roles: AllRoles}, wire.OpStatus, nil, flatbuffers.NewBuilder(0)); !errors.As(err, &we) || we.Code != wire.CodeNotLeader {
+		t.Fatalf("status after the term ended: %v; want not leader", err)
 	}
 }
