@@ -45,18 +45,7 @@ type ctlFlags struct {
 
 func runController(args []string) int {
 	fs := newFlagSet("controller")
-	var f ctlFlags
-	fs.StringVar(&f.listen, "listen", ctlDefaultAddr, "address to serve the control plane on")
-	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the cluster secret shared with the nodes (and, with --etcd, with every other controller), mode 0600; created with a fresh secret if missing (not with --etcd)\n(default $"+token.EnvSecret+"; else a fresh secret in a temporary file)")
-	fs.DurationVar(&f.heartbeat, "heartbeat", time.Second, "heartbeat interval asked of the nodes")
-	fs.DurationVar(&f.deadAfter, "dead-after", 0, "mark a silent node dead after this long (default 3 heartbeats)")
-	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this address")
-	f.ha.bind(fs)
-	f.orch.bind(fs)
-	f.prices.bind(fs, "each job's tier is the cheapest that meets its need at these prices (controller.TierFor)")
-	serve := bindCtlServe(fs)
-	var lf logFlags
-	lf.bind(fs)
+	f, serve, lf := bindController(fs)
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
 	}
@@ -71,6 +60,23 @@ func runController(args []string) int {
 		return fail("controller: %v", err)
 	}
 	return f.run(serve, id)
+}
+
+// bindController adds pocket controller's flags to fs.
+func bindController(fs *flag.FlagSet) (*ctlFlags, *ctlServe, *logFlags) {
+	f := &ctlFlags{}
+	fs.StringVar(&f.listen, "listen", ctlDefaultAddr, "address to serve the control plane on")
+	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the cluster secret shared with the nodes (and, with --etcd, with every other controller), mode 0600; created with a fresh secret if missing (not with --etcd)\n(default $"+token.EnvSecret+"; else a fresh secret in a temporary file)")
+	fs.DurationVar(&f.heartbeat, "heartbeat", time.Second, "heartbeat interval asked of the nodes")
+	fs.DurationVar(&f.deadAfter, "dead-after", 0, "mark a silent node dead after this long (default 3 heartbeats)")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this address")
+	f.ha.bind(fs)
+	f.orch.bind(fs)
+	f.prices.bind(fs, "each job's tier is the cheapest that meets its need at these prices (controller.TierFor)")
+	serve := bindCtlServe(fs)
+	lf := &logFlags{}
+	lf.bind(fs)
+	return f, serve, lf
 }
 
 // check refuses flag combinations that cannot work.
