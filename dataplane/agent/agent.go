@@ -28,6 +28,9 @@ import (
 type Config struct {
 	Node       *dataplane.Node
 	Addr       string // the data-plane address clients should use
+	// Controller is the client the node registers and heartbeats with:
+	// of one controller, or (metaclient.New given a comma-separated list)
+	// of several on etcd, following the elected one.
 	Controller *metaclient.Client
 	// Mbps is each tier kind's bandwidth in Mb/s (from a device profile
 	// or configured); a missing kind reports 0 and the controller assumes
