@@ -26,8 +26,8 @@ import (
 
 // Config is what the agent needs.
 type Config struct {
-	Node       *dataplane.Node
-	Addr       string // the data-plane address clients should use
+	Node *dataplane.Node
+	Addr string // the data-plane address clients should use
 	// Controller is the client the node registers and heartbeats with:
 	// of one controller, or (metaclient.New given a comma-separated list)
 	// of several on etcd, following the elected one.
