@@ -62,13 +62,17 @@
 // RegisterJob(name, hints) follows Pocket's sizing, generalized to nodes of
 // unequal size:
 //
-//  1. Tier: latency-sensitive jobs go to DRAM; others to NVMe when any
-//     active node has an NVMe tier, else DRAM. Candidates are the active
-//     nodes with a tier of that kind.
+//  1. Tier: the cheapest tier whose active nodes' spare capacity holds
+//     the job and whose spare bandwidth serves it, at Config.Prices
+//     (TierFor, price.go); a latency-sensitive job needs DRAM's latency,
+//     so only DRAM qualifies. No tier holds the capacity: CodeNoSpace,
+//     naming the need and the largest tier's spare. Candidates are the
+//     active nodes with a tier of that kind.
 //  2. Demand: bandwidth = PeakMbps if given, else Lambdas x PerLambdaMbps
-//     (600 Mb/s, Pocket's figure); capacity = CapacityBytes. With no hint at
-//     all the job gets DefaultNodes (2) nodes and DefaultMbps (16 Gb/s),
-//     Pocket's default.
+//     (600 Mb/s, Pocket's figure); capacity = CapacityBytes. With no size
+//     hint, the profile of the job's name when there is one (profile.go:
+//     the last runs' peaks, newest weighted most); else DefaultNodes (2)
+//     nodes and DefaultMbps (16 Gb/s), Pocket's default.
 //  3. Spare resources per candidate: its tier's bandwidth minus the larger
 //     of what it measured (max of rx and tx: links are full duplex, the busier
 //     direction binds) and what earlier jobs were allotted on it; its tier's

@@ -89,6 +89,13 @@ func (c *Controller) flush() error {
 	defer p.wmu.Unlock()
 	c.mu.Lock()
 	b, nodes, jobs, meta := c.batchLocked()
+	if b == nil {
+		b = &state.Batch{}
+	}
+	profs := c.prof.batch(b)
+	if b.Len() == 0 {
+		b = nil
+	}
 	c.mu.Unlock()
 	if b == nil {
 		return nil
@@ -102,6 +109,7 @@ func (c *Controller) flush() error {
 			p.jobs[id] = struct{}{}
 		}
 		p.nodes = p.nodes || nodes != nil
+		c.prof.remark(profs)
 		c.mu.Unlock()
 		if msg := err.Error(); msg != p.err {
 			c.cfg.Logger.Error("controller: state not saved", "err", err)
@@ -171,6 +179,9 @@ func jobRecord(j *job) state.Job {
 	for i, mn := range j.nodes {
 		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight}
 	}
+	for _, l := range j.lost {
+		r.Lost = append(r.Lost, state.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
+	}
 	return r
 }
 
@@ -237,6 +248,7 @@ func (c *Controller) restore(now time.Time) error {
 	}
 	c.restoreNodes(snap.Nodes, now)
 	c.restoreJobs(snap.Jobs)
+	c.prof.load(snap.Profiles)
 	if rev := max(snap.Meta.Rev, c.maxGen()); rev >= c.rev {
 		c.rev = rev
 		c.log.first = rev + 1
@@ -302,6 +314,13 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 		c.jobs[j.id] = j
 		c.order.add(j)
 		c.placeLocked(j, nodes)
+		if len(r.Lost) > 0 {
+			lost := make([]wire.LostNode, len(r.Lost))
+			for k, l := range r.Lost {
+				lost[k] = wire.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch}
+			}
+			c.setLostLocked(j, lost)
+		}
 		c.expiry.add(j)
 		if cl := c.clientLocked(j.client); cl != nil {
 			cl.jobs++

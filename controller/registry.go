@@ -67,6 +67,8 @@ type Controller struct {
 
 	auto atomic.Pointer[Autoscaler]
 
+	prof *profileBook // job profiles (profile.go)
+
 	srv server
 
 	orphanDrops, orphanBytes atomic.Uint64 // drop orders sent for orphans, and their bytes
@@ -133,6 +135,7 @@ func New(cfg Config) (*Controller, error) {
 	}
 	now := time.Now()
 	ctl.initRevisions(now)
+	ctl.prof = newProfileBook(c.ProfileRuns, c.MaxProfiles, c.Store != nil)
 	if c.Store != nil {
 		ctl.st = persister{store: c.Store, jobs: map[string]struct{}{}, saved: map[string]state.Node{}}
 		if err := ctl.restore(now); err != nil {
@@ -227,6 +230,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	n.metrics = hb.Metrics
 	n.lastSeen = time.Now()
 	c.recordLocked(n, n.lastSeen)
+	c.prof.observeNode(n, c.loads[n.addr], n.lastSeen)
 	c.drainReportLocked(n, hb)
 	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
 	c.jobTableLocked(n.addr, hb, ack)
@@ -433,12 +437,10 @@ func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.Place
 	if err := c.countLocked(client); err != nil { // others may have registered meanwhile
 		return nil, err
 	}
-	kind := c.tierForLocked(req.Hints.LatencySensitive)
-	cands := c.candidatesLocked(kind)
-	if len(cands) == 0 {
-		return nil, wire.Errorf(wire.CodeUnavailable, "no active node with a %s tier", kindName(kind))
+	p, kind, source, err := c.sizeJobLocked(c.prof, req)
+	if err != nil {
+		return nil, err
 	}
-	p := c.cfg.Policy.size(cands, req.Hints)
 	id := req.Name + "-" + strconv.FormatUint(c.seq, 10)
 	c.seq++
 	now := time.Now()
@@ -446,7 +448,7 @@ func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.Place
 		created: now, expires: c.expiryFor(now, req.TTL), client: client, heapIdx: -1}
 	c.addJobLocked(j, p.nodes)
 	c.cfg.Logger.Info("controller: job registered", "job", id, "nodes", len(p.nodes), "tier", kindName(kind),
-		"mbps", math.Round(p.mbps), "bytes", p.bytes, "bound", map[bool]string{true: "throughput", false: "capacity"}[p.throughput])
+		"mbps", math.Round(p.mbps), "bytes", p.bytes, "size", source, "bound", map[bool]string{true: "throughput", false: "capacity"}[p.throughput])
 	return c.mapLocked(j), nil
 }
 
@@ -494,6 +496,7 @@ func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
 	j.revoked = true
 	c.logLocked(chRevoke, j)
 	c.tombs.add(&tomb{id: j.id, name: j.name, gen: j.gen, at: time.Now()})
+	c.prof.end(j, time.Now())
 	c.dirtyJobLocked(j.id)
 	return targets
 }
@@ -503,19 +506,6 @@ func (c *Controller) bumpLocked(j *job) {
 	c.dirtyJobLocked(j.id)
 	j.epoch++
 	c.logLocked(chEpoch, j)
-}
-
-// tierForLocked picks the job's tier (step 1 of the policy).
-func (c *Controller) tierForLocked(latencySensitive bool) uint8 {
-	if latencySensitive {
-		return kindDRAM
-	}
-	for _, n := range c.nodes {
-		if n.state == wire.NodeActive && n.tier(kindNVMe) != nil {
-			return kindNVMe
-		}
-	}
-	return kindDRAM
 }
 
 func (n *node) tier(kind uint8) *wire.TierStat {
@@ -543,7 +533,7 @@ func (c *Controller) candidatesLocked(kind uint8) []candidate {
 		var allocMbps float64
 		var allocBytes int64
 		if l := c.loads[addr]; l != nil {
-			allocMbps, allocBytes = l.mbps, l.totalBytes()
+			allocMbps, allocBytes = l.mbps, l.bytes[kind]
 		}
 		busy := max(n.rx, n.tx, allocMbps)
 		used := max(t.UsedBytes, allocBytes)

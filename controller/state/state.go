@@ -122,6 +122,9 @@ type Job struct {
 	Tier  uint8       `json:"tier"`  // wire.Tier number
 	Epoch uint64      `json:"epoch"` // the map's epoch
 	Nodes []MapWeight `json:"nodes"` // the map: node addresses and weights
+	// Lost are the nodes that left the map dead (wire.LostNode), oldest
+	// first; absent in records written before they were kept.
+	Lost []LostNode `json:"lost,omitempty"`
 
 	AllocMbps  float64 `json:"alloc_mbps"`  // bandwidth allotted, Mb/s
 	AllocBytes int64   `json:"alloc_bytes"` // capacity allotted, bytes
@@ -142,6 +145,14 @@ type Job struct {
 type MapWeight struct {
 	Addr   string  `json:"addr"`
 	Weight float64 `json:"weight"`
+}
+
+// LostNode is a node that left a job's map dead: its weight on the map's
+// scale and the first epoch without it.
+type LostNode struct {
+	Addr   string  `json:"addr"`
+	Weight float64 `json:"weight"`
+	Epoch  uint64  `json:"epoch"`
 }
 
 // Node is a registered storage node.

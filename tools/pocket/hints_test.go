@@ -156,10 +156,11 @@ func startHintNode(t *testing.T, ctlAddr string, mbps float64, log *slog.Logger)
 
 // TestRegisterHintsAgainstCluster runs `pocket job register` against a
 // cluster of two 16 MiB DRAM nodes (9000 Mb/s: 1000 reported, 8000
-// assumed): hints that fit register quietly; a capacity, a peak bandwidth
-// or a lambda count beyond the cluster is warned about on stderr with the
-// hint, the cluster's figure and its units, and still registered; with
-// --strict it is refused (exit 1) and nothing is registered.
+// assumed): hints that fit register quietly; a peak bandwidth or a lambda
+// count beyond the cluster is warned about on stderr with the hint, the
+// cluster's figure and its units, and still registered; a capacity no tier
+// holds is warned about and then refused by the controller; with --strict
+// each is refused (exit 1) before registering, and nothing is registered.
 func TestRegisterHintsAgainstCluster(t *testing.T) {
 	bin := buildPocketBinary(t)
 	ctl, addr := startHintCluster(t)
@@ -181,7 +182,6 @@ func TestRegisterHintsAgainstCluster(t *testing.T) {
 	}{
 		{[]string{"--capacity", "24MiB", "--peak-mbps", "9000"}, nil},
 		{[]string{"--lambdas", "15", "--latency-sensitive"}, nil},
-		{[]string{"--capacity", "1GiB"}, []string{"warning: --capacity 1GiB", "dram tier holds: 32MiB on 2 active node(s)", "add nodes"}},
 		{[]string{"--peak-mbps", "20000"}, []string{"warning: --peak-mbps 20000 Mb/s", "9000 Mb/s on 2 active node(s) (1 report no bandwidth and count as 8000 Mb/s each)"}},
 		{[]string{"--lambdas", "100"}, []string{"warning: --lambdas 100 (60000 Mb/s at 600 Mb/s a lambda)", "9000 Mb/s"}},
 	} {
@@ -203,6 +203,12 @@ func TestRegisterHintsAgainstCluster(t *testing.T) {
 		}
 	}
 	before := ctl.Status().JobCount
+	// A capacity no tier holds is the controller's refusal (issue 15), with
+	// or without --strict; the CLI's warning comes first.
+	_, errOut, code := register("--capacity", "1GiB")
+	if code != 1 || !strings.Contains(errOut, "warning: --capacity 1GiB") || !strings.Contains(errOut, "no tier fits the job") || strings.Contains(errOut, "--insecure:") {
+		t.Errorf("job register --capacity 1GiB: exit %d, stderr %q; want the warning, then the controller's refusal without a TLS hint", code, errOut)
+	}
 	for _, args := range [][]string{{"--capacity", "1GiB"}, {"--peak-mbps", "20000"}, {"--lambdas", "100"}} {
 		_, errOut, code := register(append(args, "--strict")...)
 		if code != 1 || !strings.Contains(errOut, "--strict: not registered: "+args[0]) || strings.Count(errOut, "pocket: ") != 1 {

@@ -29,8 +29,7 @@ func init() {
 	register("job", "SUBCOMMAND", "register or deregister a job", runJob)
 	registerSub("job register", "NAME", "register a job, with hints of what it needs; prints its id and token")
 	registerSub("job deregister", "JOBID", "deregister a job: its nodes drop its data (but values put with --persist)")
-	// "job profile" is registered once completion_test.go lists it among
-	// job's subcommands (runJobProfile below).
+	registerSub("job profile", "NAME", "show what the controller learned from earlier jobs of a name (peak Mb/s, peak bytes, duration), from its state directory")
 }
 
 func runJob(args []string) int {

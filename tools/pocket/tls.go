@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pocketstore/pocket/wire"
 	"io/fs"
 	"net"
 	"os"
@@ -141,9 +142,12 @@ func tlsHint(err error, insecure bool) error {
 	var header tls.RecordHeaderError
 	var verify *tls.CertificateVerificationError
 	var op *net.OpError
+	var answer *wire.Error
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &answer): // the controller answered: the transport works
+		return err
 	case errors.Is(err, syscall.ECONNREFUSED): // not TLS's doing: ctlHint says what to do
 		return err
 	case insecure:
