@@ -63,6 +63,7 @@ func TestSentinelsCarryWireCodes(t *testing.T) {
 		{"pocket.ErrNoSpace", pocket.ErrNoSpace, wire.ErrNoSpace},
 		{"pocket.ErrUnavailable", pocket.ErrUnavailable, wire.ErrUnavailable},
 		{"pocket.ErrConflict", pocket.ErrConflict, wire.ErrConflict},
+		{"pocket.ErrLost", pocket.ErrLost, wire.ErrLost},
 		{"pocket.ErrBadName", pocket.ErrBadName, wire.ErrBadKey},
 	} {
 		reply := &wire.Error{Code: c.want.Code, Msg: "a node's reply"}
