@@ -262,3 +262,66 @@ func TestDeposedAnswersNotLeader(t *testing.T) {
 		t.Fatalf("status after the term ended: %v; want not leader", err)
 	}
 }
+
+// TestHATermEndsAndCampaignsAgain: the active controller's lease is
+// revoked behind its back (as when etcd expires it during a pause): it
+// stops leading at once, the other controller takes over, and the
+// deposed one stays up as a follower naming the new leader, then leads
+// again with the state its successor left when that one resigns.
+func TestHATermEndsAndCampaignsAgain(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	a := startHA(t, srv, "127.0.0.1:0")
+	for a.ha.Leading() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	b := startHA(t, srv, "127.0.0.1:0")
+	mc := metaclient.New(a.addr+","+b.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
+	defer mc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	node := wire.NodeRegister{Addr: "127.0.0.1:1", Tiers: []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30}}}
+	if _, err := mc.RegisterNode(ctx, node); err != nil || mc.Leader() != a.addr {
+		t.Fatalf("register node: %v via %s; want %s leading", err, mc.Leader(), a.addr)
+	}
+
+	cli := srv.Client(t)
+	r, err := cli.Get(ctx, leader.DefaultPrefix+"/", clientv3.WithFirstCreate()...)
+	if err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("leader key: %v %v", r, err)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(r.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	for b.ha.Leading() == nil || a.ha.Leading() != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("after the revoke: a leading %v, b leading %v", a.ha.Leading() != nil, b.ha.Leading() != nil)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	one := metaclient.New(a.addr, metaclient.Options{Logger: quietLog, RetryFor: -1})
+	defer one.Close()
+	for {
+		_, err := one.Status(ctx)
+		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.CodeNotLeader && we.Msg == b.addr {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the deposed controller answers %v; want not leader naming %s", err, b.addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st, err := mc.Status(ctx); err != nil || mc.Leader() != b.addr || len(st.Nodes) != 1 || st.Nodes[0].Addr != node.Addr {
+		t.Fatalf("status after the takeover: %+v, %v via %s; want the node a registered", st, err, mc.Leader())
+	}
+	b.stop() // resigns: a leads again, at once
+	for a.ha.Leading() == nil {
+		if ctx.Err() != nil {
+			t.Fatal("the deposed controller did not lead again after the other resigned")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := mc.Status(ctx); err != nil || mc.Leader() != a.addr {
+		t.Fatalf("status after b resigned: %v via %s", err, mc.Leader())
+	}
+}
