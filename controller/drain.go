@@ -26,11 +26,16 @@ import (
 //     notice: whatever is left then is lost, and the log says how much),
 //     or it dies. Retiring removes the node from every map (a second
 //     epoch bump), forgets it, and tells the OnRetire hooks (the
-//     autoscaler stops the process through its orchestrator).
+//     autoscaler stops the process through its orchestrator). A node
+//     that died while draining, or whose deadline passed, may still have
+//     owned values: each job records it as lost (dead.go), so those keys
+//     answer wire.CodeLost instead of "not found". A node that moved
+//     everything, or held nothing, leaves the maps without a trace.
 //
 // A job whose map has no other active node when the drain starts is given
-// one (the active node with the most spare bandwidth) so its data has
-// somewhere to go; Drain refuses when the cluster has no other active node.
+// one (the active node with the most spare bandwidth, never one the job
+// has lost) so its data has somewhere to go; Drain refuses when there is
+// no such node.
 
 // DefaultDrainDeadline is how long a drain may take: the two-minute notice
 // a spot instance gets before it is taken away.
@@ -114,15 +119,9 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 		if c.otherActiveLocked(j, addr) {
 			continue
 		}
-		cands := c.candidatesLocked(j.tier)
-		best := -1
-		for i := range cands {
-			if cands[i].addr != addr && (best < 0 || better(&cands[i], &cands[best], true)) {
-				best = i
-			}
-		}
-		if best < 0 {
-			return wire.Errorf(wire.CodeUnavailable, "node %s is the only active %s node: its data has nowhere to go", addr, kindName(j.tier))
+		to, ok := c.adoptCandidateLocked(j, addr)
+		if !ok {
+			return wire.Errorf(wire.CodeUnavailable, "node %s is the only active %s node job %s has not lost: its data has nowhere to go", addr, kindName(j.tier), j.id)
 		}
 		w := 0.0
 		for _, mn := range j.nodes {
@@ -130,12 +129,33 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 				w = mn.Weight
 			}
 		}
-		nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: cands[best].addr, Weight: w, State: wire.NodeActive})
+		nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: to, Weight: w, State: wire.NodeActive})
 		c.placeLocked(j, nodes)
 		c.bumpLocked(j)
-		c.cfg.Logger.Info("controller: job gets a node to take the data of a draining one", "job", j.id, "node", cands[best].addr, "draining", addr)
+		c.cfg.Logger.Info("controller: job gets a node to take the data of a draining one", "job", j.id, "node", to, "draining", addr)
 	}
 	return nil
+}
+
+// adoptCandidateLocked returns the address of the active node of j's
+// tier with the most spare bandwidth, other than the draining addr and
+// the nodes j has lost (whatever they still hold of j is stale); false
+// when there is none.
+func (c *Controller) adoptCandidateLocked(j *job, addr string) (string, bool) {
+	cands := c.candidatesLocked(j.tier)
+	best := -1
+	for i := range cands {
+		if cands[i].addr == addr || c.lostByLocked(j, cands[i].addr) {
+			continue
+		}
+		if best < 0 || better(&cands[i], &cands[best], true) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", false
+	}
+	return cands[best].addr, true
 }
 
 func (c *Controller) otherActiveLocked(j *job, addr string) bool {
@@ -184,20 +204,20 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 		if d == nil {
 			continue
 		}
-		why := ""
+		why, lost := "", false
 		switch {
 		case n.state == wire.NodeDead:
-			why = "died while draining"
+			why, lost = "died while draining", true
 		case d.done:
 			why = fmt.Sprintf("moved all its data in %v", now.Sub(d.start).Round(time.Millisecond))
 		case d.empty:
 			why = fmt.Sprintf("empty after %v", now.Sub(d.start).Round(time.Millisecond))
 		case now.After(d.deadline):
-			why = fmt.Sprintf("drain deadline passed with %d value(s) not moved (lost)", d.left)
+			why, lost = fmt.Sprintf("drain deadline passed with %d value(s) not moved (lost)", d.left), true
 		default:
 			continue
 		}
-		c.retireLocked(n, now, why)
+		c.retireLocked(n, now, why, lost)
 		if out == nil {
 			out = map[string]string{}
 		}
@@ -207,7 +227,11 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 }
 
 // retireLocked removes a node from every job's map and from the registry.
-func (c *Controller) retireLocked(n *node, now time.Time, why string) {
+// With lost (the node may still have owned values: it died, or its
+// deadline passed) each job records it as lost (loseNodeLocked), so its
+// keys answer "lost"; a job that has nowhere else to go (loseNodeLocked
+// refuses) loses it from its map all the same.
+func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool) {
 	var jobs []*job
 	if l := c.loads[n.addr]; l != nil {
 		for j := range l.jobs {
@@ -215,6 +239,9 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string) {
 		}
 	}
 	for _, j := range jobs {
+		if lost && c.loseNodeLocked(j, n.addr) {
+			continue
+		}
 		kept := make([]wire.MapNode, 0, len(j.nodes))
 		for _, mn := range j.nodes {
 			if mn.Addr != n.addr {
