@@ -11,6 +11,7 @@ import (
 
 	flatbuffers "github.com/google/flatbuffers/go"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/pocketstore/pocket/controller/leader"
 	"github.com/pocketstore/pocket/controller/state"
@@ -40,7 +41,8 @@ func startHA(t *testing.T, srv *etcdtest.Server, addr string) *haMember {
 		t.Fatal(err)
 	}
 	m := &haMember{addr: ln.Addr().String(), ran: make(chan error, 1)}
-	m.cli, err = clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second})
+	// No client log: a killed member's client logs each failed retry.
+	m.cli, err = clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
