@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/pocketstore/pocket/controller/leader"
 	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/etcdtest"
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -35,6 +37,11 @@ type haMember struct {
 // startHA starts a controller of the cluster on etcd srv at addr
 // (127.0.0.1:0 picks a port).
 func startHA(t *testing.T, srv *etcdtest.Server, addr string) *haMember {
+	return startHAWith(t, srv, addr, nil)
+}
+
+// startHAWith is startHA serving TLS with tc (nil: plain TCP).
+func startHAWith(t *testing.T, srv *etcdtest.Server, addr string, tc *tls.Config) *haMember {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -51,7 +58,7 @@ func startHA(t *testing.T, srv *etcdtest.Server, addr string) *haMember {
 		t.Fatal(err)
 	}
 	m.ha, err = NewHA(HAConfig{Config: Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 10 * time.Second, Logger: quietLog}, Candidate: m.cand, Etcd: m.cli})
+		DeadAfter: 10 * time.Second, TLS: tc, Logger: quietLog}, Candidate: m.cand, Etcd: m.cli})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,5 +332,36 @@ func TestHATermEndsAndCampaignsAgain(t *testing.T) {
 	}
 	if _, err := mc.Status(ctx); err != nil || mc.Leader() != a.addr {
 		t.Fatalf("status after b resigned: %v via %s", err, mc.Leader())
+	}
+}
+
+// TestHAOverTLS: the follower and the leader both serve mutual TLS (the
+// follower's refusal too), and a client with the list, follower first,
+// reaches the leader with its certificate's roles.
+func TestHAOverTLS(t *testing.T) {
+	dir := testPKI(t)
+	srvTLS, err := pki.ServerConfig(dir, "controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd := etcdtest.Start(t, etcdtest.Options{})
+	a := startHAWith(t, etcd, "127.0.0.1:0", srvTLS)
+	for a.ha.Leading() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	b := startHAWith(t, etcd, "127.0.0.1:0", srvTLS)
+	for b.cand.Leader() != a.addr {
+		time.Sleep(20 * time.Millisecond)
+	}
+	op := tlsClient(t, dir, b.addr+","+a.addr, "operator", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := op.Status(ctx); err != nil || op.Leader() != a.addr {
+		t.Fatalf("operator status through the follower: %v via %s; want the leader %s", err, op.Leader(), a.addr)
+	}
+	cl := tlsClient(t, dir, b.addr+","+a.addr, "client", nil)
+	var we *wire.Error
+	if _, err := cl.Status(ctx); !errors.As(err, &we) || we.Code != wire.CodeBadToken {
+		t.Fatalf("a job client's status on the leader: %v; want its role refused", err)
 	}
 }
