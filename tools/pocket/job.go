@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,19 +172,57 @@ func runJobDeregister(args []string) int {
 	if err != nil {
 		return fail("job deregister: %v", ctlError(err, *addr, tf.insecure))
 	}
+	dead, others := dropFailures(res)
 	if *asJSON {
 		if code := printJSON(map[string]any{"job_id": pos[0], "nodes": res.Nodes, "failed": res.Failed,
-			"values": res.Values, "bytes": res.Bytes, "message": res.Message, "credential": cred}); code != 0 {
+			"dead_nodes": dead, "values": res.Values, "bytes": res.Bytes, "message": res.Message, "credential": cred}); code != 0 {
 			return code
 		}
 	} else {
 		fmt.Printf("job %s deregistered: %d node(s) dropped %d value(s), %s\n", pos[0], res.Nodes, res.Values, units.FormatSize(res.Bytes))
+		for _, a := range dead {
+			fmt.Printf("node %s is dead: its copy went with it\n", a)
+		}
 		fmt.Printf("values put with --persist stay read-only; to read or delete them:\nexport POCKET_CREDENTIAL=%s\n", cred)
 	}
-	if res.Failed > 0 {
-		return fail("job deregister: %d node(s) did not drop the job's data: %s", res.Failed, res.Message)
+	if len(others) > 0 {
+		return fail("job deregister: %d node(s) did not drop the job's data: %s", len(others), strings.Join(others, "; "))
 	}
 	return 0
+}
+
+// deadSuffix ends the controller's failure entry for a node of the job's
+// map that is dead (controller/drop.go: "ADDR: node dead"); a lost node
+// is in no map and gets no entry.
+const deadSuffix = ": node dead"
+
+// dropFailures splits a deregistration's failures (res.Message, entries
+// joined by "; ") into the addresses of dead nodes, whose copy of the job's
+// data went with them, and the other failures. When the entries do not
+// add up to res.Failed (an error text holding "; "), the whole message is
+// one other failure: never is a failure taken for a dead node by mistake.
+func dropFailures(res *wire.DropResult) (dead, others []string) {
+	if res.Failed == 0 {
+		return nil, nil
+	}
+	entries := strings.Split(res.Message, "; ")
+	if len(entries) != int(res.Failed) {
+		return nil, []string{res.Message}
+	}
+	for _, e := range entries {
+		if a, ok := strings.CutSuffix(e, deadSuffix); ok && isAddr(a) {
+			dead = append(dead, a)
+			continue
+		}
+		others = append(others, e)
+	}
+	return dead, others
+}
+
+// isAddr reports whether s is a host:port address and nothing more.
+func isAddr(s string) bool {
+	_, _, err := net.SplitHostPort(s)
+	return err == nil && !strings.ContainsAny(s, " ;")
 }
 
 // credential is the job's map and token as pocket.Job.Credential gives it,

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/wire"
+)
+
+func TestDropFailures(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		res          wire.DropResult
+		dead, others []string
+	}{
+		{"none", wire.DropResult{Nodes: 2}, nil, nil},
+		{"dead", wire.DropResult{Failed: 1, Message: "127.0.0.1:7001: node dead"}, []string{"127.0.0.1:7001"}, nil},
+		{"dead and refused", wire.DropResult{Failed: 2, Message: "[::1]:7001: node dead; drop job j at 127.0.0.1:7002: connection refused"},
+			[]string{"[::1]:7001"}, []string{"drop job j at 127.0.0.1:7002: connection refused"}},
+		{"an error that ends like a dead node", wire.DropResult{Failed: 1, Message: "drop job j at 127.0.0.1:7002: node dead"},
+			nil, []string{"drop job j at 127.0.0.1:7002: node dead"}},
+		{"entries that do not add up", wire.DropResult{Failed: 1, Message: "x; 127.0.0.1:7001: node dead"},
+			nil, []string{"x; 127.0.0.1:7001: node dead"}},
+	} {
+		dead, others := dropFailures(&c.res)
+		if !slices.Equal(dead, c.dead) || !slices.Equal(others, c.others) {
+			t.Errorf("%s: dead %q, others %q; want %q, %q", c.name, dead, others, c.dead, c.others)
+		}
+	}
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// TestDeregisterDeadNodes: `pocket job deregister` exits 0 when the only
+// nodes that did not drop the job's data are dead (one line says so), and
+// 1 when a live node did not, naming it. The nodes are registrations
+// only, at addresses nothing listens on; they never heartbeat (DeadAfter
+// is an hour) and die when the test says.
+func TestDeregisterDeadNodes(t *testing.T) {
+	bin := buildPocketBinary(t)
+	secret := []byte("0123456789abcdef-deregister-secret")
+	ctl, err := controller.New(controller.Config{Secret: secret, DeadAfter: time.Hour, ForgetAfter: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	laddr, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	register := func(addr string) {
+		t.Helper()
+		ack, err := ctl.RegisterNode(&wire.NodeRegister{Addr: addr, Cores: 2,
+			Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}})
+		if err != nil || ack.State != wire.NodeActive {
+			t.Fatalf("register %s: %+v %v", addr, ack, err)
+		}
+	}
+	deregister := func(m *wire.PlacementMap) (string, string, int) {
+		t.Helper()
+		env := cleanEnv("POCKET_CONTROLLER="+laddr.String(), envToken+"="+hex.EncodeToString(m.Token))
+		return pocketRun(t, bin, env, "", "job", "deregister", "--insecure", m.Job)
+	}
+
+	dead := closedAddr(t)
+	register(dead)
+	m, err := ctl.RegisterJob("on-a-dead-node", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if err := ctl.SetNodeState(dead, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := deregister(m)
+	if code != 0 || !strings.Contains(out, "node "+dead+" is dead: its copy went with it") {
+		t.Fatalf("deregister with its only node dead: exit %d, stdout %q, stderr %q; want 0 and a line on the dead node", code, out, errOut)
+	}
+
+	alive, dead2 := closedAddr(t), closedAddr(t)
+	register(alive)
+	register(dead2)
+	m, err = ctl.RegisterJob("dead-and-unreachable", wire.JobHints{PeakMbps: 16000})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if err := ctl.SetNodeState(dead2, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = deregister(m)
+	if code != 1 || !strings.Contains(errOut, "1 node(s) did not drop") || !strings.Contains(errOut, alive) ||
+		strings.Contains(errOut, "node dead") || !strings.Contains(out, "node "+dead2+" is dead") {
+		t.Fatalf("deregister with a dead node and an unreachable one: exit %d, stdout %q, stderr %q; want 1 naming %s only", code, out, errOut, alive)
+	}
+}
