@@ -416,16 +416,23 @@ func ctlParse(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // ctlRetryFor is how long a command waits for a controller that refuses
-// connections (restarting), or for a list's leader (a failover), before it
-// reports the error.
-const ctlRetryFor = 10 * time.Second
+// connections (restarting), or for the leader of a list of controllers
+// (a failover takes the election TTL and more), before it reports the
+// error.
+func ctlRetryFor(addr string) time.Duration {
+	if strings.Contains(addr, ",") {
+		return 10 * time.Second
+	}
+	return 3 * time.Second
+}
 
 // ctlClient returns a metaclient of the controller (or of the controllers
 // of a comma-separated list, which finds the active one), over TLS with tc
 // unless it is nil, and a context for one command, cancelled by an
 // interrupt or after a minute.
 func ctlClient(addr string, tc *tls.Config) (*metaclient.Client, context.Context, func()) {
-	mc := metaclient.New(ctlAddr(addr), metaclient.Options{TLS: tc, RetryFor: ctlRetryFor})
+	addr = ctlAddr(addr)
+	mc := metaclient.New(addr, metaclient.Options{TLS: tc, RetryFor: ctlRetryFor(addr)})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	return mc, ctx, func() { cancel(); stop(); mc.Close() }
