@@ -86,7 +86,11 @@
 //     from 19.4/25.1/22.9K to 23.6/30.9/28.8K ops/s (round by round, +22 to
 //     26%), 0.35x to 0.43x of fio's QD32 hugepage IOPS (72K). 1 MiB GETs
 //     (8 conns): 1001 to 1201 MB/s (medians, 0.50x to 0.58x of fio's 1 MiB
-//     random read at QD8, 2019 MB/s).
+//     random read at QD8, 2019 MB/s). A second run: 4 KiB 20.4/25.4/29.9K
+//     to 26.9/30.3/26.6K, 1 MiB 1287/1198/1138 to 1327/1279/1274 MB/s. The
+//     1-conn p50 runs on the event loop in both binaries (2 io_uring_enter
+//     and no eventfd write per GET in both) and moved either way by 10-25%
+//     between runs.
 //   - What is left for 4 KiB: the node used 0.63 of a core and the
 //     generator 0.34 at 27.7K GETs/s, 23 us of node CPU per GET against
 //     6.7 us for a DRAM GET (which reaches 86-90K ops/s at 32 conns on the
