@@ -23,6 +23,7 @@ const DefaultEtcdPrefix = "/pocket/state/"
 //	P meta                 the JSON Meta
 //	P jobs/<job id>        a JSON Job
 //	P nodes/<node addr>    a JSON Node
+//	P profiles/<job name>  a JSON Profile
 //	P journal/commit       a JSON journalCommit: a large batch is committed
 //	P journal/part/<%06d>  the parts of that batch's JSON journalOps
 //
@@ -39,6 +40,7 @@ const (
 	etcdMetaKey    = "meta"
 	etcdJobsDir    = "jobs/"
 	etcdNodesDir   = "nodes/"
+	etcdProfsDir   = "profiles/"
 	etcdJournalDir = "journal/"
 	etcdCommitKey  = etcdJournalDir + "commit"
 	etcdPartDir    = etcdJournalDir + "part/"
@@ -216,11 +218,19 @@ func (s *Etcd) batchOps(b *Batch) ([]journalOp, error) {
 			del(s.key(etcdNodesDir + a))
 		}
 	}
+	for _, name := range b.DeleteProfiles {
+		if _, put := enc.profs[name]; !put {
+			del(s.key(etcdProfsDir + name))
+		}
+	}
 	for _, id := range sortedKeys(enc.jobs) {
 		ops = append(ops, journalOp{Key: s.key(etcdJobsDir + id), Value: enc.jobs[id]})
 	}
 	for _, a := range sortedKeys(enc.nodes) {
 		ops = append(ops, journalOp{Key: s.key(etcdNodesDir + a), Value: enc.nodes[a]})
+	}
+	for _, name := range sortedKeys(enc.profs) {
+		ops = append(ops, journalOp{Key: s.key(etcdProfsDir + name), Value: enc.profs[name]})
 	}
 	if enc.meta != nil {
 		ops = append(ops, journalOp{Key: s.key(etcdMetaKey), Value: enc.meta})

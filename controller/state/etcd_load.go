@@ -29,6 +29,7 @@ func (s *Etcd) Load() (*Snapshot, error) {
 // directories.
 type etcdRecords struct {
 	jobs, nodes map[string][]byte
+	profs       map[string][]byte // by job name
 	meta        []byte
 	format      string
 	commit      []byte
@@ -36,7 +37,7 @@ type etcdRecords struct {
 }
 
 func (s *Etcd) load() (*Snapshot, error) {
-	rec := &etcdRecords{jobs: map[string][]byte{}, nodes: map[string][]byte{}, parts: map[string][]byte{}}
+	rec := &etcdRecords{jobs: map[string][]byte{}, nodes: map[string][]byte{}, profs: map[string][]byte{}, parts: map[string][]byte{}}
 	if err := s.scan(rec.add); err != nil {
 		return nil, err
 	}
@@ -101,6 +102,8 @@ func (r *etcdRecords) add(rel string, v []byte) {
 		r.jobs[strings.TrimPrefix(rel, etcdJobsDir)] = v
 	case strings.HasPrefix(rel, etcdNodesDir):
 		r.nodes[strings.TrimPrefix(rel, etcdNodesDir)] = v
+	case strings.HasPrefix(rel, etcdProfsDir):
+		r.profs[strings.TrimPrefix(rel, etcdProfsDir)] = v
 	}
 }
 
@@ -117,6 +120,8 @@ func (r *etcdRecords) apply(pfx string, ops []journalOp) {
 			m, rel = r.jobs, strings.TrimPrefix(rel, etcdJobsDir)
 		case strings.HasPrefix(rel, etcdNodesDir):
 			m, rel = r.nodes, strings.TrimPrefix(rel, etcdNodesDir)
+		case strings.HasPrefix(rel, etcdProfsDir):
+			m, rel = r.profs, strings.TrimPrefix(rel, etcdProfsDir)
 		default:
 			continue
 		}
@@ -128,7 +133,8 @@ func (r *etcdRecords) apply(pfx string, ops []journalOp) {
 	}
 }
 
-// snapshot decodes the records, jobs by id and nodes by address.
+// snapshot decodes the records, jobs by id, nodes by address and
+// profiles by job name.
 func (r *etcdRecords) snapshot(where string) (*Snapshot, error) {
 	jobs, err := sortRaw[Job](where, "job", r.jobs)
 	if err != nil {
@@ -138,12 +144,19 @@ func (r *etcdRecords) snapshot(where string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Snapshot{Empty: r.meta == nil && len(jobs) == 0 && len(nodes) == 0}
+	profs, err := sortRaw[Profile](where, "profile", r.profs)
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapshot{Empty: r.meta == nil && len(jobs) == 0 && len(nodes) == 0 && len(profs) == 0}
 	if len(jobs) > 0 {
 		s.Jobs = jobs
 	}
 	if len(nodes) > 0 {
 		s.Nodes = nodes
+	}
+	if len(profs) > 0 {
+		s.Profiles = profs
 	}
 	if r.meta != nil {
 		if err := json.Unmarshal(r.meta, &s.Meta); err != nil {

@@ -1,41 +1,13 @@
 package state
 
 import (
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 )
-
-// profileStores runs f over the memory and bolt stores, as stores (in
-// state_test.go) does. The etcd store is left out until its Apply and
-// Load carry profiles (etcd.go's batchOps, etcd_load.go's add, apply and
-// snapshot, under a profiles/ key directory); then these tests move to
-// stores.
-func profileStores(t *testing.T, f func(t *testing.T, s Store, reopen func() Store)) {
-	t.Run("memory", func(t *testing.T) {
-		m := NewMemory()
-		f(t, m, func() Store { return m })
-	})
-	t.Run("bolt", func(t *testing.T) {
-		dir := t.TempDir()
-		s, err := OpenBolt(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur := s
-		t.Cleanup(func() { cur.Close() })
-		f(t, s, func() Store {
-			cur.Close()
-			n, err := OpenBolt(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cur = n
-			return n
-		})
-	})
-}
 
 func testProfile(name string, runs int) Profile {
 	p := Profile{Name: name, Updated: time.UnixMilli(1_700_000_500_000).UTC()}
@@ -48,7 +20,7 @@ func testProfile(name string, runs int) Profile {
 }
 
 func TestProfileRoundTrip(t *testing.T) {
-	profileStores(t, testProfileRoundTrip)
+	stores(t, testProfileRoundTrip)
 }
 
 func testProfileRoundTrip(t *testing.T, s Store, reopen func() Store) {
@@ -77,7 +49,7 @@ func testProfileRoundTrip(t *testing.T, s Store, reopen func() Store) {
 }
 
 func TestProfileBounds(t *testing.T) {
-	profileStores(t, testProfileBounds)
+	stores(t, testProfileBounds)
 }
 
 // testProfileBounds: a profile beyond the bounds, or without a name, is
@@ -102,4 +74,49 @@ func testProfileBounds(t *testing.T, s Store, reopen func() Store) {
 	if err := s.Apply(&Batch{PutProfiles: []Profile{testProfile("full", MaxProfileRuns)}}); err != nil {
 		t.Fatalf("a profile at the bound: %v", err)
 	}
+}
+
+// TestEtcdJournaledProfiles: profiles in a batch too large for one Txn go
+// through the journal; a controller that dies after the commit, before
+// the copy, leaves a journal whose profile puts and deletes Load applies,
+// and the next Apply finishes.
+func TestEtcdJournaledProfiles(t *testing.T) {
+	cli, open := smallTxns(t)
+	s := open()
+	if err := s.Apply(&Batch{PutProfiles: []Profile{testProfile("video", 1), testProfile("sort", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	crash := errors.New("crash")
+	s.failAt = func(at string) error {
+		if at == "copy" {
+			return crash
+		}
+		return nil
+	}
+	var want []Profile
+	for i := 0; i < 20; i++ {
+		want = append(want, testProfile(fmt.Sprintf("p-%02d", i), 1))
+	}
+	if err := s.Apply(&Batch{PutProfiles: want, DeleteProfiles: []string{"video"}}); !errors.Is(err, crash) {
+		t.Fatalf("Apply = %v; want the crash", err)
+	}
+	want = append(want, testProfile("sort", 1)) // "sort" sorts after "p-19"
+	s2 := open()
+	for _, when := range []string{"with the journal committed", "after the next Apply"} {
+		snap, err := s2.Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(snap.Profiles, want) || snap.Empty {
+			names := make([]string, len(snap.Profiles))
+			for i, p := range snap.Profiles {
+				names[i] = p.Name
+			}
+			t.Fatalf("%s: profiles %v (empty %v); want p-00..p-19 and sort, video deleted", when, names, snap.Empty)
+		}
+		if err := s2.Apply(&Batch{Meta: &Meta{Seq: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noJournalLeft(t, cli)
 }
