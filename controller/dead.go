@@ -45,9 +45,12 @@ import (
 // routing by a map from before the loss is refused (stale epoch), fetches
 // the map and goes elsewhere.
 //
-// What is not covered: the lost nodes are not in the stored job records
-// yet (controller/state has no field for them): after a controller
-// restart, keys of nodes lost before it answer "not found". A node cut off
+// The lost nodes are saved with the job records (state.Job.Lost), so a
+// restarted controller keeps answering "lost" for them. A draining node
+// that dies, or whose drain deadline passes with data unmoved, is recorded
+// as lost at once, without the grace (drain.go: retireLocked).
+//
+// What is not covered: a node cut off
 // from the controller but not from clients keeps serving clients with
 // older maps until it hears from the controller again; writes it takes
 // then are dropped with the rest when it returns.

@@ -39,7 +39,7 @@ func newDataCmd(name string) *dataCmd {
 	fs := newFlagSet(name)
 	d := &dataCmd{
 		fs:         fs,
-		controller: fs.String("controller", "", "controller address (default $POCKET_CONTROLLER, else "+ctlDefaultAddr+")"),
+		controller: fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER, else "+ctlDefaultAddr+")"),
 		tok:        fs.String("token-file", "", "file (mode 0600) holding the job's token (default $POCKET_TOKEN)"),
 	}
 	switch name {

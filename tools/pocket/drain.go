@@ -30,7 +30,7 @@ func nodeSubcommand(args []string) (int, bool) {
 // controller retires it (and stops it, when its orchestrator started it).
 func runDrain(args []string) int {
 	fs := newFlagSet("node drain")
-	addr := fs.String("controller", "", "controller address (default $"+metaclient.EnvController+" or "+ctlDefaultAddr+")")
+	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $"+metaclient.EnvController+" or "+ctlDefaultAddr+")")
 	secretFile := fs.String("secret-file", "", "file holding the cluster secret, mode 0600 (default $"+token.EnvSecret+"); drain orders are signed with it")
 	deadline := fs.Duration("deadline", controller.DefaultDrainDeadline, "leave by then even if data is left (a spot instance's notice)")
 	wait := fs.Bool("wait", true, "wait until the node has left, showing its progress")

@@ -72,7 +72,7 @@ func mapNodesJSON(ns []wire.MapNode) []mapNodeJSON {
 
 func runJobRegister(args []string) int {
 	fs := newFlagSet("job register")
-	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
+	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
 	lambdas := fs.Uint("lambdas", 0, "hint: number of concurrent lambdas (0: not given)")
 	capacity := fs.String("capacity", "0", "hint: capacity the job needs, like 10GiB (0: not given)")
 	peak := fs.Float64("peak-mbps", 0, "hint: peak bandwidth in Mb/s (0: not given)")
@@ -145,7 +145,7 @@ func checkRegisterFlags(ttl time.Duration, peakMbps float64, lambdas uint) error
 
 func runJobDeregister(args []string) int {
 	fs := newFlagSet("job deregister")
-	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
+	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
 	tokFile := fs.String("token-file", "", "file holding the job's token, mode 0600 (default $"+envToken+")")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	var tf tlsFlags

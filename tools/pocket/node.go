@@ -65,7 +65,7 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxConns, "max-conns", 10000, "connection limit")
 	fs.StringVar(&f.nvme, "nvme", "", "NVMe tier as PATH:SIZE (a block device or a file, opened with O_DIRECT)")
 	fs.StringVar(&f.staging, "nvme-staging", "256MiB", "aligned memory for NVMe transfers in flight")
-	fs.StringVar(&f.ctl, "controller", "", "controller address; the node registers and heartbeats (default $"+metaclient.EnvController+"; none: standalone)")
+	fs.StringVar(&f.ctl, "controller", "", "controller address or comma-separated list (the active one is found); the node registers and heartbeats (default $"+metaclient.EnvController+"; none: standalone)")
 	fs.StringVar(&f.keyFile, "secret-file", "", "file holding the cluster secret shared with the controller, mode 0600 (default $"+token.EnvSecret+")")
 	fs.StringVar(&f.advert, "advertise", "", "data-plane address to give clients (default: the bound address)")
 	fs.StringVar(&f.profile, "profile", "", "device profile written by `pocket hw --profile` (tier bandwidths)")

@@ -107,7 +107,7 @@ func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
 
 func runStatus(args []string) int {
 	fs := newFlagSet("status")
-	addr := fs.String("controller", "", "controller address (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
+	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
 	asJSON := fs.Bool("json", false, "print a JSON object with nodes and jobs")
 	allJobs := fs.Bool("jobs", false, "list every job, page by page (the status lists the job count and the first 100 jobs)")
 	var tf tlsFlags
