@@ -38,7 +38,6 @@ const (
 	CodeLost         Code = 22 // the value's node left the map: the data is gone, recompute it
 	CodeConflict     Code = 23 // a conditional operation's condition did not hold; nothing changed
 	CodeNotLeader    Code = 24 // this controller is not the elected one; the message is the leader's address ("" while none is)
-	codeEnd               = 24
 )
 
 var codeNames = [...]string{
@@ -54,7 +53,7 @@ var codeNames = [...]string{
 }
 
 func (c Code) String() string {
-	if c < codeEnd {
+	if int(c) < len(codeNames) && codeNames[c] != "" {
 		return codeNames[c]
 	}
 	return "code " + strconv.Itoa(int(c))

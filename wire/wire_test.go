@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -162,11 +166,38 @@ func TestEncoderNoAllocs(t *testing.T) {
 	}
 }
 
+// TestCodeNames: every Code constant declared in codes.go has a name
+// (CodeNotLeader was once added past the end of the name table and printed
+// as "code 24").
 func TestCodeNames(t *testing.T) {
-	for c := Code(0); c < codeEnd; c++ {
-		if codeNames[c] == "" {
-			t.Errorf("code %d has no name", c)
+	f, err := parser.ParseFile(token.NewFileSet(), "codes.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
 		}
+		for _, sp := range g.Specs {
+			vs := sp.(*ast.ValueSpec)
+			if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "Code" || len(vs.Values) != 1 {
+				continue
+			}
+			lit, ok := vs.Values[0].(*ast.BasicLit)
+			if !ok {
+				continue
+			}
+			v, _ := strconv.Atoi(lit.Value)
+			n++
+			if c := Code(v); strings.HasPrefix(c.String(), "code ") {
+				t.Errorf("%s (%d) has no name: %q", vs.Names[0].Name, v, c.String())
+			}
+		}
+	}
+	if n < 25 {
+		t.Fatalf("found %d Code constants in codes.go, want every one of them", n)
 	}
 	if OpGet.Reply().String() != "get-reply" || !OpGet.Reply().IsReply() || OpGet.IsReply() {
 		t.Error("op names")
