@@ -13,7 +13,7 @@ PYTHON    ?= /usr/bin/python3
 all: build
 
 build:
-	$(GO) build -buildvcs=true -o $(BIN) ./tools/pocket
+	$(GO) build -buildvcs=auto -o $(BIN) ./tools/pocket
 
 # run starts a local cluster on the embedded default (see README).
 run: build
