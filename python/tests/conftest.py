@@ -47,7 +47,7 @@ class Cluster:
         self.root = root
         self.tls_dir = "" if insecure else str(root / "data" / "tls")
         self.log = open(root / "up.log", "wb")
-        args = [binary, "up", "--listen", "127.0.0.1:0", "--nodes", str(nodes), "--dram", "256MiB",
+        args = [binary, "up", "--listen", "127.0.0.1:0", "--nodes", str(nodes), "--dram", "1GiB",
                 "--secret-file", str(root / "secret"), "--log-level", "warn"]
         args += ["--insecure"] if insecure else ["--data-dir", str(root / "data")]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, start_new_session=True)
