@@ -68,6 +68,7 @@ type Controllers struct {
 	cur     int                // the index of the one to try first
 	clients map[string]*Client // one per address, made on first use
 	closed  bool
+	single  bool // made for one address that answered "not leader" (Client)
 }
 
 // NewControllers returns a client of the controllers at addrs (from
@@ -115,15 +116,33 @@ func (cs *Controllers) Do(ctx context.Context, f func(c *Client) error) error {
 			return err
 		}
 		if !until.IsZero() && time.Now().After(until) {
-			return fmt.Errorf("metaclient: no controller answered as the leader within %v: %w", cs.opt.RetryFor, moved)
+			return fmt.Errorf("metaclient: %s within %v: %w", cs.noLeader(moved), cs.opt.RetryFor, moved)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("metaclient: no controller answered as the leader: %w (last: %w)", ctx.Err(), moved)
+			return fmt.Errorf("metaclient: %s: %w (last: %w)", cs.noLeader(moved), ctx.Err(), moved)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, retryCap(ctx))
 	}
+}
+
+// NoLeaderHint is the advice given when controllers answer "not leader"
+// without naming a leader: one is being elected.
+const NoLeaderHint = "no active controller yet (election in progress); retry, or list every controller in " + EnvController + "=a,b,c"
+
+// noLeader says why a call found no leader, after the error moved: an
+// election in progress when the last answer was "not leader" without a
+// leader's address (with the advice to list every controller when it was
+// given one address), or none answering as the leader.
+func (cs *Controllers) noLeader(moved error) string {
+	if !isNotLeader(moved) || leaderNamed(moved) != "" {
+		return "no controller answered as the leader"
+	}
+	if cs.single {
+		return NoLeaderHint
+	}
+	return "no active controller yet (election in progress); retry"
 }
 
 // pass tries each controller once, starting with the remembered leader
@@ -185,6 +204,7 @@ func (cs *Controllers) client(addr string) (*Client, int) {
 		opt := cs.opt
 		opt.RetryFor = -1
 		c = newOne(addr, opt)
+		c.noFollow = true
 		cs.clients[addr] = c
 	}
 	return c, i

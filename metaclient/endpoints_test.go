@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -191,5 +192,42 @@ func TestControllersAnswerReturned(t *testing.T) {
 	}
 	if _, err := metaclient.NewControllers(nil, metaclient.Options{}); err == nil {
 		t.Fatal("NewControllers of no address accepted")
+	}
+}
+
+// TestOneAddressFollowsTheLeader: a Client of one address that answers
+// "not leader" (a standby) goes to the leader it names, for this call and
+// the later ones, as a list would.
+func TestOneAddressFollowsTheLeader(t *testing.T) {
+	leader := startLeader(t)
+	f := startFollower(t, leader)
+	c := metaclient.New(f.addr, metaclient.Options{Logger: quiet})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		if _, err := c.Status(ctx); err != nil {
+			t.Fatalf("Status %d through a standby: %v", i, err)
+		}
+	}
+	if c.Leader() != leader || f.hits.Load() != 1 {
+		t.Fatalf("leader %s after %d standby answers; want %s after 1", c.Leader(), f.hits.Load(), leader)
+	}
+}
+
+// TestOneAddressNoLeader: a standby with no leader to name is waited on
+// until RetryFor, and the error says an election is in progress and to
+// list every controller.
+func TestOneAddressNoLeader(t *testing.T) {
+	f := startFollower(t, "")
+	c := metaclient.New(f.addr, metaclient.Options{Logger: quiet, RetryFor: 300 * time.Millisecond})
+	defer c.Close()
+	_, err := c.Status(context.Background())
+	var we *wire.Error
+	if err == nil || !strings.Contains(err.Error(), metaclient.NoLeaderHint) || !errors.As(err, &we) || we.Code != wire.CodeNotLeader {
+		t.Fatalf("with no leader: %v; want the not-leader answer and %q", err, metaclient.NoLeaderHint)
+	}
+	if f.hits.Load() < 2 {
+		t.Fatalf("standby asked %d times; the election should be waited on", f.hits.Load())
 	}
 }

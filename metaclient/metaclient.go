@@ -27,7 +27,11 @@
 // --controller and POCKET_CONTROLLER) returns a Client whose every call
 // goes through Controllers: to the elected controller, following "not
 // leader" answers and moving past unreachable controllers until the
-// call's context ends.
+// call's context ends. New given one address follows a "not leader"
+// answer too: the first such answer (a standby's) sends this and every
+// later call through Controllers, to the active controller it names; one
+// without a leader (an election in progress) is waited out like a list's,
+// and the call's error then gives NoLeaderHint.
 //
 // Node and drain messages prove the cluster secret for the connection
 // they travel on: the client asks the controller for a challenge nonce
@@ -52,6 +56,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -108,6 +113,10 @@ type Client struct {
 	addr  string
 	opt   Options
 	route *Controllers  // set for a list of controllers: calls go through it
+	// follow is set, for one address, once it answered "not leader":
+	// calls then go through it, to the leader that answer named.
+	follow   atomic.Pointer[Controllers]
+	noFollow bool // a client made by Controllers, which follows for it
 	bad   error         // a list New could not parse, returned by every call
 	done  chan struct{} // closed by Close: ends retry waits
 	once  sync.Once
@@ -159,10 +168,14 @@ func newOne(addr string, opt Options) *Client {
 func (c *Client) Addr() string { return c.addr }
 
 // Leader returns the address calls go to first: the controller's, or for
-// a list the one that last answered as the leader.
+// a list, or a controller that answered "not leader", the one that last
+// answered as the leader.
 func (c *Client) Leader() string {
 	if c.route != nil {
 		return c.route.Leader()
+	}
+	if f := c.follow.Load(); f != nil {
+		return f.Leader()
 	}
 	return c.addr
 }
@@ -177,6 +190,9 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	if f := c.follow.Load(); f != nil {
+		f.Close()
+	}
 	c.dropConn()
 	return nil
 }
@@ -296,9 +312,58 @@ func (c *Client) do(ctx context.Context, op wire.Op, proved bool, build func(non
 	if c.bad != nil {
 		return c.bad
 	}
+	via := func(one *Client) error { return one.do(ctx, op, proved, build, resp) }
 	if c.route != nil {
-		return c.route.Do(ctx, func(one *Client) error { return one.do(ctx, op, proved, build, resp) })
+		return c.route.Do(ctx, via)
 	}
+	if f := c.follow.Load(); f != nil {
+		return f.Do(ctx, via)
+	}
+	err := c.doOne(ctx, op, proved, build, resp)
+	if c.noFollow || !isNotLeader(err) {
+		return err
+	}
+	f, err := c.following(leaderNamed(err))
+	if err != nil {
+		return err
+	}
+	return f.Do(ctx, via)
+}
+
+// isNotLeader reports whether err is a controller's "not leader" answer.
+func isNotLeader(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && we.Code == wire.CodeNotLeader
+}
+
+// following returns the Controllers that c's calls go through after its
+// controller answered "not leader" (a standby: the answer names the
+// active one, or none during an election), made on first use: leader,
+// when the answer named one, is tried first.
+func (c *Client) following(leader string) (*Controllers, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if f := c.follow.Load(); f != nil {
+		return f, nil
+	}
+	addrs := []string{c.addr}
+	if leader != "" && leader != c.addr {
+		addrs = []string{leader, c.addr}
+	}
+	f, err := NewControllers(addrs, c.opt)
+	if err != nil {
+		return nil, err
+	}
+	f.single = true
+	c.follow.Store(f)
+	return f, nil
+}
+
+// doOne is one controller's call, with its retries.
+func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(nonce []byte) wire.ControlMessage, resp wire.ControlMessage) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.opt.CallTimeout)
