@@ -112,14 +112,14 @@ var ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "control client cl
 type Client struct {
 	addr  string
 	opt   Options
-	route *Controllers  // set for a list of controllers: calls go through it
+	route *Controllers // set for a list of controllers: calls go through it
 	// follow is set, for one address, once it answered "not leader":
 	// calls then go through it, to the leader that answer named.
 	follow   atomic.Pointer[Controllers]
-	noFollow bool // a client made by Controllers, which follows for it
-	bad   error         // a list New could not parse, returned by every call
-	done  chan struct{} // closed by Close: ends retry waits
-	once  sync.Once
+	noFollow bool          // a client made by Controllers, which follows for it
+	bad      error         // a list New could not parse, returned by every call
+	done     chan struct{} // closed by Close: ends retry waits
+	once     sync.Once
 
 	mu     sync.Mutex // serializes calls; guards the fields below
 	conn   net.Conn
