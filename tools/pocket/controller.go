@@ -150,7 +150,13 @@ func (f *ctlFlags) run(serve *ctlServe, id identity) int {
 // printServing prints where the controller serves and how to reach it.
 func (f *ctlFlags) printServing(serve *ctlServe, secret *ownSecret, addr, tlsDir string) {
 	secretArg, note := secret.usage()
-	fmt.Printf("pocket controller serving on %s%s\n%s\nexport %s=%s\n", addr, serve.mode(), f.stateLine(serve), metaclient.EnvController, addr)
+	if f.ha.on() {
+		// Not yet elected: one of several, it may stay a standby.
+		fmt.Printf("pocket controller serving on %s%s as a standby in the election (it logs \"now active\" when it wins; meanwhile it answers with the active controller's address)\n%s\n", addr, serve.mode(), f.stateLine(serve))
+		fmt.Printf("export %s=%s  # better: list every controller, %s=a:PORT,b:PORT,c:PORT\n", metaclient.EnvController, addr, metaclient.EnvController)
+	} else {
+		fmt.Printf("pocket controller serving on %s%s\n%s\nexport %s=%s\n", addr, serve.mode(), f.stateLine(serve), metaclient.EnvController, addr)
+	}
 	if tlsDir != "" {
 		fmt.Printf("export %s=%s\n", envTLSDir, tlsDir)
 	}
@@ -501,6 +507,7 @@ func (f *ctlFlags) runHA(ctx context.Context, ln net.Listener, addr string, cfg 
 	}
 	defer cand.Close()
 	onLead := func(c *controller.Controller) error {
+		id.log.Info("controller: now active (won the election): serving clients and nodes", "addr", addr)
 		if scale == nil {
 			return nil
 		}
