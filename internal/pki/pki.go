@@ -136,7 +136,7 @@ func (ca *CA) Issue(r Role, name string, hosts []string, validity time.Duration)
 		return nil, nil, err
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}
+	tmpl.ExtKeyUsage = extKeyUsage(r)
 	tmpl.URIs = []*url.URL{RoleURI(r)}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -157,6 +157,15 @@ func (ca *CA) Issue(r Role, name string, hosts []string, validity time.Duration)
 		return nil, nil, fmt.Errorf("pki: key for %s: %w", name, err)
 	}
 	return pemBlock("CERTIFICATE", der), pemBlock("PRIVATE KEY", keyDER), nil
+}
+
+// extKeyUsage is what a certificate of role r may be used for: every
+// member authenticates as a TLS client; only the controller serves TLS.
+func extKeyUsage(r Role) []x509.ExtKeyUsage {
+	if r == RoleController {
+		return []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}
+	}
+	return []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 }
 
 func pemBlock(typ string, der []byte) []byte {
@@ -284,13 +293,41 @@ func ServerConfig(dir, name string) (*tls.Config, error) {
 
 // ClientConfig is a member's TLS configuration from dir: its certificate
 // NAME.pem, presented to the controller, and the CA to verify the
-// controller's certificate by. TLS 1.3 only.
+// controller's certificate by. The server must present a certificate of
+// the CA that names the address dialled and carries the controller role
+// (RoleURI(RoleController)): another member's certificate of the same CA
+// is refused with an error wrapping ErrNotController. TLS 1.3 only.
 func ClientConfig(dir, name string) (*tls.Config, error) {
 	pool, pair, err := load(dir, name)
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS13}, nil
+	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS13,
+		VerifyConnection: VerifyController}, nil
+}
+
+// ErrNotController means the server's certificate, though of the cluster
+// CA, does not carry the controller role: another member poses as the
+// controller.
+var ErrNotController = errors.New("pki: the server's certificate is not a controller's")
+
+// VerifyController is a tls.Config.VerifyConnection for the clients of
+// the control plane: after the chain and the name are verified, the
+// server's certificate must carry the controller role. It fails with an
+// error wrapping ErrNotController naming the roles it carries, and when
+// the chain was not verified (a configuration with InsecureSkipVerify).
+func VerifyController(cs tls.ConnectionState) error {
+	if len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
+		return fmt.Errorf("%w: its chain was not verified", ErrNotController)
+	}
+	leaf := cs.PeerCertificates[0]
+	roles := RolesOf(leaf)
+	for _, r := range roles {
+		if r == RoleController {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %q carries roles %v", ErrNotController, leaf.Subject.CommonName, roles)
 }
 
 // Members is the member name Init issues for each role.

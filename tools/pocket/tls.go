@@ -154,6 +154,9 @@ func tlsHint(err error, insecure bool) error {
 		return fmt.Errorf("%w (with --insecure: is the controller serving TLS? then drop --insecure and use its certificates)", err)
 	case errors.As(err, &header):
 		return fmt.Errorf("%w (the controller serves plain TCP: it was started with --insecure; give --insecure too)", err)
+	case errors.Is(err, pki.ErrNotController):
+		return fmt.Errorf("%w (the server at this address is not the cluster's controller: it presents another member's certificate; "+
+			"check --controller and $%s)", err, metaclient.EnvController)
 	case errors.As(err, &verify):
 		return fmt.Errorf("%w (the controller's certificate is not from the CA in the TLS directory, or does not name the address dialled: "+
 			"use the directory its pocket up printed, or start it with --host NAME)", err)
