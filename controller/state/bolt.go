@@ -1,12 +1,17 @@
 package state
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,10 +45,14 @@ type Bolt struct {
 }
 
 // OpenBolt opens (creating it, mode 0700, and the file, mode 0600, when
-// missing) the store in dir. It fails with a FormatError when the store
-// was written by a newer format version, and when another process holds
-// the file open (after a one-second wait): two controllers on one
-// directory would overwrite each other.
+// missing) the store in dir. It fails when dir, a directory above it or
+// the file may be changed by another user (CheckPrivateDir,
+// CheckPrivateFile: another user's store could hand the controller jobs
+// and nodes of their choosing); with a CorruptError when the file is not
+// a whole bbolt store (truncated, overwritten) rather than crashing; with
+// a FormatError when the store was written by a newer format version; and
+// when another process holds the file open (after a one-second wait): two
+// controllers on one directory would overwrite each other.
 func OpenBolt(dir string) (*Bolt, error) {
 	if dir == "" {
 		return nil, errors.New("state: no directory for the controller's store")
@@ -52,19 +61,213 @@ func OpenBolt(dir string) (*Bolt, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	path := filepath.Join(dir, BoltFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err := checkStoreFiles(dir, path); err != nil {
+		return nil, err
+	}
+	if err := checkBoltSize(path); err != nil {
+		return nil, err
+	}
+	db, err := openBolt(path)
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("state: %s is in use by another process (another controller on this --data-dir?)", path)
-		}
-		return nil, fmt.Errorf("state: open %s: %w", path, err)
+		return nil, err
 	}
 	b := &Bolt{db: db, path: path}
-	if err := db.Update(b.init); err != nil {
+	if err := guard(path, func() error { return db.Update(b.init) }); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return b, nil
+}
+
+// openBolt is bolt.Open with its errors (and crashes) on a damaged file
+// turned into a CorruptError.
+func openBolt(path string) (*bolt.DB, error) {
+	var db *bolt.DB
+	err := guard(path, func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+		return err
+	})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("state: %s is in use by another process (another controller on this --data-dir?)", path)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, &CorruptError{Path: path, Reason: err.Error()}
+	}
+	var ce *CorruptError
+	if errors.As(err, &ce) {
+		return nil, err
+	}
+	return nil, fmt.Errorf("state: open %s: %w", path, err)
+}
+
+// CorruptError means the store's file is damaged (truncated, overwritten,
+// or bbolt found it inconsistent): the controller cannot start on it.
+type CorruptError struct {
+	Path   string // the store's file
+	Reason string // what is wrong with it
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("state: controller state in %s is corrupted (%s): move it aside to start empty, or restore it from a copy",
+		e.Path, e.Reason)
+}
+
+// guard runs f, which reads the bbolt file at path, turning a panic (bbolt
+// panics on inconsistent pages) or a memory fault in its mapping (a file
+// shorter than bbolt believes) into a CorruptError.
+func guard(path string, f func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = &CorruptError{Path: path, Reason: fmt.Sprint(r)}
+		}
+	}()
+	return f()
+}
+
+// bboltMagic is the magic number of a bbolt meta page; the page size
+// follows it and its version (a page header of 16 bytes, then the meta:
+// magic, version and page size, each 4 bytes in the host's byte order).
+const (
+	bboltMagic       = 0xED0CDAED
+	bboltMagicOffset = 16
+	bboltPageSizeOff = 24
+	// bboltMinPages: two meta pages, the freelist and the root leaf,
+	// which bbolt writes when it creates a file.
+	bboltMinPages = 4
+)
+
+// checkBoltSize refuses a store file that is not a whole number of pages,
+// at least bboltMinPages, which bbolt would fault or panic on. An empty
+// or missing file is new: bbolt initialises it. The page size is the one
+// in the first meta page, else the system's (as bbolt assumes).
+func checkBoltSize(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	size := fi.Size()
+	if size == 0 {
+		return nil
+	}
+	pageSize := int64(os.Getpagesize())
+	var hdr [bboltPageSizeOff + 4]byte
+	if _, err := io.ReadFull(f, hdr[:]); err == nil && binary.NativeEndian.Uint32(hdr[bboltMagicOffset:]) == bboltMagic {
+		if ps := int64(binary.NativeEndian.Uint32(hdr[bboltPageSizeOff:])); ps >= 512 && ps&(ps-1) == 0 {
+			pageSize = ps
+		}
+	}
+	if size%pageSize != 0 || size < bboltMinPages*pageSize {
+		return &CorruptError{Path: path, Reason: fmt.Sprintf("%d bytes, not a whole number of %d-byte pages and at least %d of them (truncated?)",
+			size, pageSize, bboltMinPages)}
+	}
+	return nil
+}
+
+// checkStoreFiles refuses a store another user may change: dir (or a
+// directory above it) by CheckPrivateDir, the file, when it exists, by
+// CheckPrivateFile.
+func checkStoreFiles(dir, path string) error {
+	hint := "or give another --data-dir"
+	if err := CheckPrivateDir(dir); err != nil {
+		return fmt.Errorf("state: %w, %s", err, hint)
+	}
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	if err := CheckPrivateFile(path, fi); err != nil {
+		return fmt.Errorf("state: %w, %s", err, hint)
+	}
+	return nil
+}
+
+// ErrNotPrivate means a file or directory holding the controller's state
+// or a credential may be changed by another user than this process's
+// effective user.
+var ErrNotPrivate = errors.New("may be changed by another user")
+
+// CheckPrivateFile refuses a regular file (fi from Lstat or Stat of path)
+// that is not owned by this process's effective user, or that group or
+// others may write. The error wraps ErrNotPrivate and says what to run.
+func CheckPrivateFile(path string, fi fs.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if uid, ok := ownerOf(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("%s is owned by uid %d, not by this user (uid %d): it %w; run chown %d %s",
+			path, uid, os.Geteuid(), ErrNotPrivate, os.Geteuid(), path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("%s has mode %#o: it %w; run chmod go-w %s", path, uint32(perm), ErrNotPrivate, path)
+	}
+	return nil
+}
+
+// CheckPrivateDir refuses a directory that another user could change
+// entries of: dir (symbolic links resolved) and every directory above it
+// must be owned by this process's effective user or by root, and not
+// writable by group or others, except a directory above dir with the
+// sticky bit (like /tmp), where others cannot rename or remove our
+// entries. The error wraps ErrNotPrivate and says what to run.
+func CheckPrivateDir(dir string) error {
+	resolved, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	resolved, err = filepath.Abs(resolved)
+	if err != nil {
+		return err
+	}
+	for d, top := resolved, true; ; d, top = filepath.Dir(d), false {
+		if err := checkDir(d, top); err != nil {
+			return err
+		}
+		if filepath.Dir(d) == d {
+			return nil
+		}
+	}
+}
+
+// checkDir checks one directory for CheckPrivateDir; top is dir itself.
+func checkDir(d string, top bool) error {
+	fi, err := os.Stat(d)
+	if err != nil {
+		return err
+	}
+	if uid, ok := ownerOf(fi); ok && uid != os.Geteuid() && uid != 0 {
+		return fmt.Errorf("directory %s is owned by uid %d, neither this user (uid %d) nor root: it %w; run chown %d %s",
+			d, uid, os.Geteuid(), ErrNotPrivate, os.Geteuid(), d)
+	}
+	perm := fi.Mode().Perm()
+	if perm&0o022 != 0 && (top || fi.Mode()&fs.ModeSticky == 0) {
+		return fmt.Errorf("directory %s has mode %#o: it %w; run chmod go-w %s", d, uint32(perm), ErrNotPrivate, d)
+	}
+	return nil
+}
+
+// ownerOf is the uid owning a file, when the system says.
+func ownerOf(fi fs.FileInfo) (int, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
 }
 
 // init creates the buckets and stamps the format version of a new store,
@@ -101,9 +304,19 @@ func CheckFormat(where, stored string) error {
 func (b *Bolt) Path() string { return b.path }
 
 // Load implements Store.
+// A damaged file gives a CorruptError rather than a crash.
 func (b *Bolt) Load() (*Snapshot, error) {
 	s := &Snapshot{}
-	err := b.db.View(func(tx *bolt.Tx) error {
+	err := guard(b.path, func() error { return b.db.View(b.loadTx(s)) })
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadTx returns the transaction of Load, filling s.
+func (b *Bolt) loadTx(s *Snapshot) func(tx *bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
 			var j Job
 			if err := json.Unmarshal(v, &j); err != nil {
@@ -143,11 +356,7 @@ func (b *Bolt) Load() (*Snapshot, error) {
 			return fmt.Errorf("state: %s: meta: %w", b.path, err)
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	return s, nil
 }
 
 // Apply implements Store: one transaction, synced to disk before it
