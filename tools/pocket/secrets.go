@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/token"
 )
 
@@ -68,7 +69,9 @@ func flagName(arg string) string {
 
 // readSecretFile returns the contents of a credential file without
 // surrounding white space, refusing a file that group or others may read
-// or write. The mode is checked on the opened file, so it is the file read.
+// or write, and one another user could have written (checkSecretPlace).
+// The mode and owner are checked on the opened file, so it is the file
+// read.
 func readSecretFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -85,6 +88,9 @@ func readSecretFile(path string) (string, error) {
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return "", fmt.Errorf("%s has mode %#o, %w: run chmod 600 %s", path, uint32(perm), errSecretFileMode, path)
 	}
+	if err := checkSecretPlace(path, fi); err != nil {
+		return "", err
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", path, err)
@@ -97,6 +103,22 @@ func readSecretFile(path string) (string, error) {
 		return "", fmt.Errorf("%s is empty", path)
 	}
 	return s, nil
+}
+
+// checkSecretPlace refuses a credential file (fi: its Stat) that another
+// user could have written or could replace: not owned by this process's
+// effective user, or in a directory (or below one) that another user may
+// change (state.CheckPrivateDir). Otherwise a user who prepared the file,
+// say DATA/controller/secret, would know the secret the controller signs
+// job tokens with.
+func checkSecretPlace(path string, fi fs.FileInfo) error {
+	if err := state.CheckPrivateFile(path, fi); err != nil {
+		return fmt.Errorf("%w, or give another file", err)
+	}
+	if err := state.CheckPrivateDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("%s: %w, or keep the file elsewhere", path, err)
+	}
+	return nil
 }
 
 // clusterSecret returns the cluster secret from file, else from
@@ -185,6 +207,9 @@ func loadOwnSecret(file string) (*ownSecret, error) {
 // writeNewSecret creates path (which must not exist) with mode 0600 and a
 // fresh secret in it.
 func writeNewSecret(path, tempDir string) (*ownSecret, error) {
+	if err := state.CheckPrivateDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("cluster secret: %w, or give another --secret-file or --data-dir", err)
+	}
 	s, err := token.NewSecret()
 	if err != nil {
 		return nil, err
