@@ -45,6 +45,17 @@ import (
 // routing by a map from before the loss is refused (stale epoch), fetches
 // the map and goes elsewhere.
 //
+// The controller's own refusals are no sign of a node's death: while
+// connection limits refuse or evict connections (server.go), a node's
+// heartbeats may be among the refused (node connections are outside
+// MaxConns, but a node redialling through a flood may still lose its
+// probation slot). So a dead node whose silence began before the latest
+// refusal leaves the maps only once DeadNodeGrace has passed since that
+// refusal as well: a node is not lost, and its data is not dropped when
+// it returns, while the controller is refusing connections. A node that
+// really died during a sustained flood keeps its place, marked dead
+// (clients answer "unavailable" for its keys), until the flood ends.
+//
 // The lost nodes are saved with the job records (state.Job.Lost), so a
 // restarted controller keeps answering "lost" for them. A draining node
 // that dies, or whose drain deadline passes with data unmoved, is recorded
@@ -76,8 +87,13 @@ func (c *Controller) evictDeadLocked(now time.Time) {
 	if g < 0 {
 		return
 	}
+	refused := time.Unix(0, c.srv.lastRefusal.Load())
 	for addr, n := range c.nodes {
 		if n.state != wire.NodeDead || now.Sub(n.deadSince) <= g || !c.inAnyJobLocked(addr) {
+			continue
+		}
+		if refused.After(n.lastSeen) && now.Sub(refused) <= g {
+			c.postponedLossLocked(addr, now, refused)
 			continue
 		}
 		var jobs []*job
@@ -95,6 +111,17 @@ func (c *Controller) evictDeadLocked(now time.Time) {
 				"dead_for", now.Sub(n.deadSince).Round(time.Millisecond), "jobs", left, "kept_for_lack_of_nodes", len(jobs)-left)
 		}
 	}
+}
+
+// postponedLossLocked logs, at most once a second, that a dead node keeps
+// its place because the controller has been refusing connections.
+func (c *Controller) postponedLossLocked(addr string, now, refused time.Time) {
+	last := c.srv.lossLog.Load()
+	if now.UnixNano()-last < int64(time.Second) || !c.srv.lossLog.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	c.cfg.Logger.Warn("controller: dead node kept in the maps: connections were refused since it was last heard, its heartbeats may have been among them",
+		"node", addr, "last_refusal_ago", now.Sub(refused).Round(time.Millisecond))
 }
 
 // loseNodeLocked takes addr out of j's map and records it as lost. It

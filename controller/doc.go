@@ -29,6 +29,17 @@
 // nodes, the job count and the first StatusJobs (100) jobs, and
 // wire.OpListJobs pages through the rest (status.go).
 //
+// Nodes are outside MaxConns, so a flood of busy connections cannot cut
+// the controller off from them: a connection that has proved the node role
+// is not counted and never evicted for idleness, and a connection that
+// arrives when MaxConns is full with none idle is admitted on probation
+// (at most 64; a newer one replaces the oldest), where it may send one
+// OpChallenge and must then prove the node role, or it gets the MaxConns
+// refusal and is closed (server.go). While the limits refuse or evict
+// connections, a silent node is marked dead as usual but not lost: it
+// keeps its place until DeadNodeGrace has passed since the last refusal
+// too, so its data is not dropped when it is heard again (dead.go).
+//
 // # Security
 //
 // Nodes and operators prove the cluster secret for the connection they

@@ -13,6 +13,9 @@ import (
 // naming the limit and its value. A client's record lives while it holds
 // jobs or its bucket is refilling, so the records are bounded by the
 // registered jobs and the last second's registrations.
+//
+// The connection limits (MaxConns, MaxConnsPerPeer) are enforced by the
+// server (server.go); node connections are outside MaxConns there.
 
 // client is one registering peer.
 type client struct {

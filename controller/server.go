@@ -26,6 +26,11 @@ const writeTimeout = 10 * time.Second
 // connection may take its place when the server is at Config.MaxConns.
 const evictMinIdle = time.Second
 
+// nodeProbation bounds the connections admitted over Config.MaxConns on
+// probation, for a node to prove itself on (see server). When they are
+// all taken, a new connection replaces the oldest of them.
+const nodeProbation = 64
+
 // maxLingering bounds the refused connections whose requests are read and
 // discarded before the close (so the peer reads the refusal instead of a
 // reset); beyond it a refused connection is closed at once.
@@ -37,19 +42,41 @@ const maxLingering = 64
 // peer (an IPv4 address or an IPv6 /64), HandshakeTimeout for the first
 // frame, IdleTimeout between frames. At MaxConns, a new connection takes the
 // place of the one idle longest (if idle for evictMinIdle), so connections
-// that say nothing cannot keep active clients out; otherwise it is refused.
+// that say nothing cannot keep active clients out.
+//
+// Node connections are outside MaxConns: a connection that has proved the
+// node role (a valid node proof on OpRegisterNode or OpHeartbeat) is not
+// counted by MaxConns and never evicted for idleness, so no flood of busy
+// connections can cut the controller off from its nodes (and have it
+// declare them dead). A new connection cannot say yet what it is, so when
+// MaxConns is reached and none is idle it is admitted on probation, up to
+// nodeProbation of them (beyond, the oldest on probation is closed for
+// it): it may send OpChallenge and then must prove the node role; any
+// other request, a failed proof, or silence for HandshakeTimeout between
+// frames, gets the MaxConns refusal and the connection is closed. A node
+// proves itself within two round trips, so a flooder must open more than
+// nodeProbation connections in that time to keep a node out.
+//
 // A refused connection gets one error frame (request id 0, CodeLimit,
-// naming the limit and its value) and is closed.
+// naming the limit and its value) and is closed. Every refusal or eviction
+// by a limit is noted (lastRefusal): while the controller refuses, silent
+// nodes are not declared lost (dead.go), since their heartbeats may be
+// among the refused.
 type server struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	linger    chan struct{} // semaphore of lingering refusals
 
-	mu    sync.Mutex // guards lns, conns, peers
-	lns   []net.Listener
-	conns map[net.Conn]*connInfo
-	peers map[string]int // open connections per peer key
+	mu     sync.Mutex // guards lns, conns, peers
+	lns    []net.Listener
+	conns  map[net.Conn]*connInfo
+	peers  map[string]int // open connections per peer key
+	plain  int            // connections MaxConns counts: neither node nor on probation
+	onProb int            // connections on probation
+
+	lastRefusal atomic.Int64 // unix nanoseconds of the latest refusal or eviction by a limit
+	lossLog     atomic.Int64 // unix nanoseconds of the latest "loss postponed" log (dead.go)
 
 	logMu   sync.Mutex // guards logLast, logMute
 	logLast map[string]time.Time
@@ -66,6 +93,8 @@ type connInfo struct {
 	peer string
 	last time.Time // start or end of the latest request, or the accept
 	busy bool      // a request is being served: never evicted then
+	node bool      // proved the node role: outside MaxConns, never evicted
+	prob bool      // admitted over MaxConns on probation: must prove the node role
 }
 
 func (s *server) init(log *slog.Logger) {
@@ -121,7 +150,7 @@ func (c *Controller) Serve(ln net.Listener) error {
 			}
 			return fmt.Errorf("controller: accept: %w", err)
 		}
-		if err := c.track(conn); err != nil {
+		if _, err := c.track(conn); err != nil {
 			c.refuse(conn, err)
 			continue
 		}
@@ -148,7 +177,7 @@ func (c *Controller) accept(conn net.Conn) bool {
 		if c.cfg.TLS != nil {
 			conn = tls.Server(conn, c.cfg.TLS)
 		}
-		if err := c.track(conn); err != nil {
+		if _, err := c.track(conn); err != nil {
 			c.refuse(conn, err)
 			return
 		}
@@ -189,8 +218,9 @@ func peerKey(a net.Addr) string {
 	return host
 }
 
-// track registers a connection, or returns the limit that refuses it.
-func (c *Controller) track(conn net.Conn) error {
+// track registers a connection, or returns the limit that refuses it. It
+// reports whether the connection is on probation (see server).
+func (c *Controller) track(conn net.Conn) (prob bool, err error) {
 	s := &c.srv
 	peer := peerKey(conn.RemoteAddr())
 	now := time.Now()
@@ -198,36 +228,102 @@ func (c *Controller) track(conn net.Conn) error {
 	defer s.mu.Unlock()
 	select {
 	case <-s.done:
-		return wire.Errorf(wire.CodeClosed, "controller is shutting down")
+		return false, wire.Errorf(wire.CodeClosed, "controller is shutting down")
 	default:
 	}
 	if lim := c.cfg.MaxConnsPerPeer; lim > 0 && s.peers[peer] >= lim {
-		return wire.Errorf(wire.CodeLimit, "controller: %d connections from %s (MaxConnsPerPeer %d)", s.peers[peer], peer, lim)
+		s.noteRefusal(now)
+		return false, wire.Errorf(wire.CodeLimit, "controller: %d connections from %s (MaxConnsPerPeer %d)", s.peers[peer], peer, lim)
 	}
-	if len(s.conns) >= c.cfg.MaxConns && !s.evictIdleLocked(now) {
-		return wire.Errorf(wire.CodeLimit, "controller: %d connections, none idle (MaxConns %d)", len(s.conns), c.cfg.MaxConns)
+	if s.plain >= c.cfg.MaxConns && !s.evictIdleLocked(now) {
+		s.noteRefusal(now)
+		if s.onProb >= nodeProbation {
+			s.evictProbationLocked()
+		}
+		prob = true
 	}
-	s.conns[conn] = &connInfo{peer: peer, last: now}
+	s.conns[conn] = &connInfo{peer: peer, last: now, prob: prob}
 	s.peers[peer]++
-	return nil
+	if prob {
+		s.onProb++
+	} else {
+		s.plain++
+	}
+	return prob, nil
 }
 
-// evictIdleLocked closes the connection idle longest, if it has been idle
-// for evictMinIdle, and reports whether it did.
+// errProbation refuses a request on a connection on probation.
+func (c *Controller) errProbation() error {
+	s := &c.srv
+	s.mu.Lock()
+	n := s.plain
+	s.mu.Unlock()
+	s.noteRefusal(time.Now())
+	return wire.Errorf(wire.CodeLimit, "controller: %d connections, none idle; over the limit only nodes are served (MaxConns %d)", n, c.cfg.MaxConns)
+}
+
+// noteRefusal records that a limit refused or evicted a connection now.
+func (s *server) noteRefusal(now time.Time) { s.lastRefusal.Store(now.UnixNano()) }
+
+// evictIdleLocked closes the connection MaxConns counts that has been idle
+// longest, if it has been idle for evictMinIdle, and reports whether it
+// did. Node connections and those on probation are never evicted here.
 func (s *server) evictIdleLocked(now time.Time) bool {
 	var victim net.Conn
 	var oldest time.Time
 	for conn, ci := range s.conns {
-		if !ci.busy && (victim == nil || ci.last.Before(oldest)) {
+		if ci.busy || ci.node || ci.prob {
+			continue
+		}
+		if victim == nil || ci.last.Before(oldest) {
 			victim, oldest = conn, ci.last
 		}
 	}
 	if victim == nil || now.Sub(oldest) < evictMinIdle {
 		return false
 	}
+	s.noteRefusal(now)
 	s.forgetLocked(victim)
 	victim.Close()
 	return true
+}
+
+// evictProbationLocked closes the connection on probation admitted first.
+func (s *server) evictProbationLocked() {
+	var victim net.Conn
+	var oldest *connInfo
+	for conn, ci := range s.conns {
+		if ci.prob && (oldest == nil || ci.last.Before(oldest.last)) {
+			victim, oldest = conn, ci
+		}
+	}
+	if victim != nil {
+		s.forgetLocked(victim)
+		victim.Close()
+	}
+}
+
+// provedNode marks conn as a node's: outside MaxConns and never evicted
+// (a connection on probation is off it).
+func (s *server) provedNode(conn net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ci, ok := s.conns[conn]
+	if !ok || ci.node {
+		return
+	}
+	s.uncountLocked(ci)
+	ci.node, ci.prob = true, false
+}
+
+// uncountLocked takes ci out of the plain or probation count.
+func (s *server) uncountLocked(ci *connInfo) {
+	switch {
+	case ci.prob:
+		s.onProb--
+	case !ci.node:
+		s.plain--
+	}
 }
 
 func (s *server) forgetLocked(conn net.Conn) {
@@ -236,6 +332,7 @@ func (s *server) forgetLocked(conn net.Conn) {
 		return
 	}
 	delete(s.conns, conn)
+	s.uncountLocked(ci)
 	if s.peers[ci.peer]--; s.peers[ci.peer] <= 0 {
 		delete(s.peers, ci.peer)
 	}
@@ -252,7 +349,7 @@ func (s *server) untrack(conn net.Conn) {
 // eviction.
 func (s *server) touch(conn net.Conn, busy bool) {
 	s.mu.Lock()
-	if ci, ok := s.conns[conn]; ok {
+	if ci, ok := s.conns[conn]; ok && !ci.prob { // probation's age is its admission
 		ci.last, ci.busy = time.Now(), busy
 	}
 	s.mu.Unlock()
@@ -385,7 +482,6 @@ func (c *Controller) serveConn(conn net.Conn) {
 			c.readFailed(conn, &h, err, out)
 			return
 		}
-		timeout = c.cfg.IdleTimeout
 		buf = meta[:0]
 		c.srv.touch(conn, true)
 		reply, err := c.handle(sess, h.Op, meta, b)
@@ -403,6 +499,13 @@ func (c *Controller) serveConn(conn net.Conn) {
 		}
 		if _, err := conn.Write(out); err != nil {
 			return
+		}
+		if sess.prob && code != wire.CodeOK {
+			return // on probation and not a node (server)
+		}
+		timeout = c.cfg.IdleTimeout
+		if sess.prob {
+			timeout = c.cfg.HandshakeTimeout
 		}
 		if code == wire.CodeNotLeader {
 			// A follower (or a deposed leader) answers once per

@@ -20,6 +20,8 @@ type session struct {
 	peer  string // peerKey of the remote address: the client of registrations
 	roles Roles  // what the peer may do (every role without TLS)
 	nonce []byte // set by OpChallenge; node and drain proofs cover it
+	conn  net.Conn
+	prob  bool // admitted over MaxConns on probation: served only as a node (server)
 }
 
 var errNoChallenge = wire.Errorf(wire.CodeBadToken, "no challenge on this connection: send OpChallenge first and prove with its nonce")
@@ -28,7 +30,12 @@ var errNoChallenge = wire.Errorf(wire.CodeBadToken, "no challenge on this connec
 // the peer's roles from its certificate; a plain connection gets every
 // role. It returns nil when the handshake fails.
 func (c *Controller) newSession(conn net.Conn) *session {
-	s := &session{peer: peerKey(conn.RemoteAddr()), roles: AllRoles}
+	s := &session{peer: peerKey(conn.RemoteAddr()), roles: AllRoles, conn: conn}
+	c.srv.mu.Lock()
+	if ci := c.srv.conns[conn]; ci != nil {
+		s.prob = ci.prob
+	}
+	c.srv.mu.Unlock()
 	tc, ok := conn.(*tls.Conn)
 	if !ok {
 		return s
@@ -58,11 +65,27 @@ func (c *Controller) handle(s *session, op wire.Op, meta []byte, b *flatbuffers.
 	if err := s.roles.allow(op); err != nil {
 		return nil, err
 	}
+	if s.prob && !nodeOp(op, s.nonce != nil) {
+		return nil, c.errProbation()
+	}
 	reply, err := c.dispatch(s, op, meta)
 	if err != nil {
 		return nil, err
 	}
 	return reply.Encode(b), nil
+}
+
+// nodeOp reports whether op is one a node sends to prove itself: one
+// OpChallenge (challenged: the connection has had it), then OpRegisterNode
+// or OpHeartbeat.
+func nodeOp(op wire.Op, challenged bool) bool {
+	switch op {
+	case wire.OpChallenge:
+		return !challenged
+	case wire.OpRegisterNode, wire.OpHeartbeat:
+		return true
+	}
+	return false
 }
 
 func (c *Controller) dispatch(s *session, op wire.Op, meta []byte) (wire.ControlMessage, error) {
@@ -151,5 +174,9 @@ func (c *Controller) checkNodeProof(s *session, addr string, proof []byte) error
 	if !token.VerifyNodeProof(c.cfg.Secret, s.nonce, addr, proof) {
 		return wire.Errorf(wire.CodeBadToken, "node %s: proof does not match the cluster secret and this connection's challenge", addr)
 	}
+	if s.conn != nil {
+		c.srv.provedNode(s.conn)
+	}
+	s.prob = false
 	return nil
 }
