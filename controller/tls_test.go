@@ -252,3 +252,38 @@ func TestRecordedStreamsDoNotReplay(t *testing.T) {
 		t.Fatalf("the TLS listener answered a plaintext frame: %q", reply)
 	}
 }
+
+// TestTLSMemberCannotPoseAsController: a server presenting a node's
+// certificate of the cluster CA (a member posing as the controller) is
+// refused by the clients' TLS configuration before any request is sent,
+// while the controller's own certificate is accepted.
+func TestTLSMemberCannotPoseAsController(t *testing.T) {
+	dir := testPKI(t)
+	fake, err := pki.ServerConfig(dir, "node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newTest(t, Config{TLS: fake})
+	a, err := c.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, member := range []string{"operator", "client"} {
+		cfg, err := pki.ClientConfig(dir, member)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc := metaclient.New(a.String(), metaclient.Options{TLS: cfg, Logger: quietLog, RetryFor: -1})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = mc.Status(ctx)
+		cancel()
+		mc.Close()
+		if err == nil {
+			t.Fatalf("%s: status answered by a server with a node's certificate", member)
+		}
+	}
+	genuine := tlsClient(t, dir, tlsController(t, dir), "operator", nil)
+	if _, err := genuine.Status(context.Background()); err != nil {
+		t.Fatalf("the controller's certificate: %v", err)
+	}
+}
