@@ -203,8 +203,7 @@ func (cs *Controllers) client(addr string) (*Client, int) {
 		// Do moves on to the next one instead.
 		opt := cs.opt
 		opt.RetryFor = -1
-		c = newOne(addr, opt)
-		c.noFollow = true
+		c = newOne(addr, opt) // RetryFor < 0: returns "not leader" answers for Do to follow
 		cs.clients[addr] = c
 	}
 	return c, i

@@ -213,6 +213,13 @@ func TestOneAddressFollowsTheLeader(t *testing.T) {
 	if c.Leader() != leader || f.hits.Load() != 1 {
 		t.Fatalf("leader %s after %d standby answers; want %s after 1", c.Leader(), f.hits.Load(), leader)
 	}
+	// RetryFor < 0: the standby's own answer, as it is.
+	raw := metaclient.New(f.addr, metaclient.Options{Logger: quiet, RetryFor: -1})
+	defer raw.Close()
+	var we *wire.Error
+	if _, err := raw.Status(ctx); !errors.As(err, &we) || we.Code != wire.CodeNotLeader || we.Msg != leader {
+		t.Fatalf("RetryFor -1 through a standby: %v; want its not-leader answer naming %s", err, leader)
+	}
 }
 
 // TestOneAddressNoLeader: a standby with no leader to name is waited on

@@ -31,7 +31,8 @@
 // answer too: the first such answer (a standby's) sends this and every
 // later call through Controllers, to the active controller it names; one
 // without a leader (an election in progress) is waited out like a list's,
-// and the call's error then gives NoLeaderHint.
+// and the call's error then gives NoLeaderHint (not with a negative
+// Options.RetryFor: the answer is returned as it is).
 //
 // Node and drain messages prove the cluster secret for the connection
 // they travel on: the client asks the controller for a challenge nonce
@@ -97,7 +98,9 @@ type Options struct {
 	// refuses connections, or an idempotent call whose connection failed
 	// (0: until the call's context ends; negative: no such retry). A
 	// command-line tool sets a few seconds so that a missing controller
-	// is reported promptly.
+	// is reported promptly. Negative also makes a client of one address
+	// return that controller's "not leader" answer rather than follow it
+	// (for Controllers' own clients, and tests of a controller itself).
 	RetryFor time.Duration
 }
 
@@ -115,11 +118,10 @@ type Client struct {
 	route *Controllers // set for a list of controllers: calls go through it
 	// follow is set, for one address, once it answered "not leader":
 	// calls then go through it, to the leader that answer named.
-	follow   atomic.Pointer[Controllers]
-	noFollow bool          // a client made by Controllers, which follows for it
-	bad      error         // a list New could not parse, returned by every call
-	done     chan struct{} // closed by Close: ends retry waits
-	once     sync.Once
+	follow atomic.Pointer[Controllers]
+	bad    error         // a list New could not parse, returned by every call
+	done   chan struct{} // closed by Close: ends retry waits
+	once   sync.Once
 
 	mu     sync.Mutex // serializes calls; guards the fields below
 	conn   net.Conn
@@ -320,7 +322,7 @@ func (c *Client) do(ctx context.Context, op wire.Op, proved bool, build func(non
 		return f.Do(ctx, via)
 	}
 	err := c.doOne(ctx, op, proved, build, resp)
-	if c.noFollow || !isNotLeader(err) {
+	if c.opt.RetryFor < 0 || !isNotLeader(err) {
 		return err
 	}
 	f, err := c.following(leaderNamed(err))
