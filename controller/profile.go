@@ -46,7 +46,12 @@ import (
 // (weights halve with each older run; ProfileHeadroom = 1.1 covers the
 // peaks a 1 s heartbeat averages away), for bandwidth and bytes alike. A
 // run with no heartbeat seen (the job lived less than a heartbeat) is not
-// recorded.
+// recorded, nor is one with fewer than ProfileMinSamples (2) heartbeats
+// from any one node of its map: a job shorter than a heartbeat interval is
+// seen at most once, often before it did anything, and a run of ~0 Mb/s
+// would size the next job of its name at ~0. Sizing also never gives a
+// learned job less bandwidth than one lambda's (Policy.PerLambdaMbps, the
+// smallest hinted size; see Policy.needFor).
 //
 // Bounds. The controller keeps at most Config.MaxProfiles (10,000) names;
 // recording a run for a new name beyond that evicts the profile updated
@@ -54,6 +59,7 @@ import (
 const (
 	ProfilePhases      = 4
 	ProfileHeadroom    = 1.1
+	ProfileMinSamples  = 2 // heartbeats from one node of a run's map for it to be recorded
 	DefaultProfileRuns = 5
 	DefaultMaxProfiles = 10_000
 
@@ -96,6 +102,7 @@ func newProfileBook(keep, maxNames int, persist bool) *profileBook {
 type nodeFig struct {
 	mbps  float64
 	bytes int64
+	n     int // heartbeats of the node attributed to the job so far
 }
 
 // jobTrace is a running job's use so far.
@@ -107,6 +114,7 @@ type jobTrace struct {
 	width     time.Duration // of each bucket
 	buckets   []state.Phase // peaks per bucket since start
 	heartbeat bool
+	samples   int // the most heartbeats attributed from one node (nodeFig.n)
 }
 
 // observeNode splits one heartbeat of node n among its jobs (the
@@ -162,7 +170,9 @@ func (b *profileBook) trace(j *job, now time.Time) *jobTrace {
 // add records node addr's figure and updates the peaks with the job's sum
 // over the nodes of its map.
 func (t *jobTrace) add(j *job, addr string, f nodeFig, now time.Time) {
+	f.n = t.perNode[addr].n + 1
 	t.perNode[addr] = f
+	t.samples = max(t.samples, f.n)
 	t.heartbeat = true
 	t.last = now
 	var sum state.Phase
@@ -220,12 +230,13 @@ func (t *jobTrace) phases(end time.Time) []state.Phase {
 	return out
 }
 
-// end records a finished job's run under its name (nothing when no
-// heartbeat was seen) and forgets its trace.
+// end records a finished job's run under its name (nothing when fewer
+// than ProfileMinSamples heartbeats of one node were seen) and forgets
+// its trace.
 func (b *profileBook) end(j *job, now time.Time) {
 	t := b.traces[j.id]
 	delete(b.traces, j.id)
-	if t == nil || !t.heartbeat {
+	if t == nil || !t.heartbeat || t.samples < ProfileMinSamples {
 		return
 	}
 	run := state.Run{Job: j.id, Ended: now.UTC(), Duration: now.Sub(t.start), PeakMbps: t.peak.PeakMbps,

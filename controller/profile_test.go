@@ -106,10 +106,11 @@ func TestProfileAttribution(t *testing.T) {
 	}
 	now := time.Now()
 	beat(t, c, book, "127.0.0.1:7001", 100e9, 2000, 8e9, now)
+	beat(t, c, book, "127.0.0.1:7001", 100e9, 2000, 8e9, now.Add(time.Second)) // ProfileMinSamples
 	c.mu.Lock()
 	ja, jb := c.jobs[a.Job], c.jobs[b.Job]
-	book.end(ja, now.Add(time.Second))
-	book.end(jb, now.Add(time.Second))
+	book.end(ja, now.Add(2*time.Second))
+	book.end(jb, now.Add(2*time.Second))
 	c.mu.Unlock()
 	pa, _ := book.profile("a")
 	pb, _ := book.profile("b")
@@ -224,5 +225,42 @@ func TestProfilePhases(t *testing.T) {
 	b.end(&job{id: "q-1", name: "q"}, start)
 	if _, ok := b.profile("q"); ok {
 		t.Error("a job never observed got a profile")
+	}
+}
+
+// TestProfileShortRunNotRecorded: a job seen in one heartbeat (shorter
+// than the interval: ~0 Mb/s, a few bytes) leaves no run, so the next job
+// of its name gets Pocket's default, not ~0 Mb/s; and a profile of idle
+// runs (stored before this rule) sizes at no less than one lambda's
+// bandwidth. Both failed before: the run was recorded and the next job
+// sized at ~0 Mb/s.
+func TestProfileShortRunNotRecorded(t *testing.T) {
+	c := newTest(t, Config{FirstJobSeq: 1})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 100e9, 8000))
+	book := newProfileBook(0, 0, false)
+	m, err := c.RegisterJob("tiny", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	beat(t, c, book, "127.0.0.1:7001", 100e9, 0.001, 20, now)
+	c.mu.Lock()
+	book.end(c.jobs[m.Job], now.Add(100*time.Millisecond))
+	pl, _, source, err := c.sizeJobLocked(book, &wire.JobRegister{Name: "tiny"})
+	c.mu.Unlock()
+	if p, ok := book.profile("tiny"); ok {
+		t.Fatalf("a run of one heartbeat was recorded: %+v", p)
+	}
+	pol := c.cfg.Policy
+	if err != nil || source != SizeDefault || pl.mbps != pol.DefaultMbps {
+		t.Fatalf("next job: %v, %q, %.0f Mb/s; want Pocket's default %.0f Mb/s", err, source, pl.mbps, pol.DefaultMbps)
+	}
+
+	book.load([]state.Profile{{Name: "idle", Updated: now, Runs: []state.Run{{PeakMbps: 0.001, PeakBytes: 20}, {PeakMbps: 0, PeakBytes: 22}}}})
+	c.mu.Lock()
+	pl, _, source, err = c.sizeJobLocked(book, &wire.JobRegister{Name: "idle"})
+	c.mu.Unlock()
+	if err != nil || source != SizeProfile || pl.mbps < pol.PerLambdaMbps {
+		t.Fatalf("a profile of idle runs: %v, %q, %.3f Mb/s; want at least one lambda's %.0f Mb/s", err, source, pl.mbps, pol.PerLambdaMbps)
 	}
 }

@@ -48,7 +48,11 @@ const (
 // needFor is a job's need (step 2): from its size hints when it gives any;
 // else from learned (the profile of its name) when not nil; else Pocket's
 // default. It returns the least number of nodes (DefaultNodes for the
-// default, else 1) and where the size came from.
+// default, else 1) and where the size came from. A learned bandwidth is
+// raised to at least PerLambdaMbps (one lambda's, the smallest hinted
+// size), so that a profile of idle or cut-short runs never sizes a job at
+// ~0 Mb/s; a learned capacity is taken as it is (it reserves, it does not
+// limit, and the default reserves none).
 func (p *Policy) needFor(h wire.JobHints, learned *Learned) (need Need, minNodes int, source string) {
 	need.LatencySensitive = h.LatencySensitive
 	mbps, bytes, noHints := p.demand(h)
@@ -57,7 +61,7 @@ func (p *Policy) needFor(h wire.JobHints, learned *Learned) (need Need, minNodes
 		need.Mbps, need.Bytes = mbps, bytes
 		return need, 1, SizeHints
 	case learned != nil:
-		need.Mbps, need.Bytes = learned.Mbps, learned.Bytes
+		need.Mbps, need.Bytes = max(learned.Mbps, p.PerLambdaMbps), max(learned.Bytes, 0)
 		return need, 1, SizeProfile
 	}
 	need.Mbps = p.DefaultMbps
