@@ -100,6 +100,19 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
+# The tokens of the jobs registered in this process (Client.register_job)
+# and not deregistered: id -> token, for pocket.job_token.
+_tokens: dict[str, bytes] = {}
+_tokens_lock = threading.Lock()
+
+
+def registered_token(job_id: str) -> bytes | None:
+    """The token of a job registered in this process with
+    Client.register_job and not deregistered, else None."""
+    with _tokens_lock:
+        return _tokens.get(job_id)
+
+
 class Client:
     """A connection to a cluster: the controller (optional) and pooled
     connections to the storage nodes, shared by the jobs opened through it.
@@ -108,9 +121,12 @@ class Client:
 
     controller is "host:port" (default $POCKET_CONTROLLER). The controller
     is reached over mutual TLS with the client certificate in tls_dir
-    (default $POCKET_TLS_DIR, the directory ``pocket up`` prints), else
-    over plain TCP (a cluster started with ``--insecure``); ``insecure``
-    forces plain TCP. ``timeout`` bounds each socket operation on the data
+    (default, as for the Go CLI: $POCKET_TLS_DIR, the directory ``pocket
+    up`` prints, else DATA/tls when it holds ca.pem, DATA being
+    $POCKET_DATA_DIR, else ~/.pocket), else over plain TCP (a cluster
+    started with ``--insecure``); ``insecure`` forces plain TCP. A
+    standby controller's address works too: calls follow it to the
+    active one. ``timeout`` bounds each socket operation on the data
     plane in seconds (None: wait).
     """
 
@@ -126,8 +142,8 @@ class Client:
         addr = controller or os.environ.get("POCKET_CONTROLLER", "")
         self.controller: control.Controller | None = None
         if addr:
-            tls_dir = tls_dir or os.environ.get("POCKET_TLS_DIR") or None
-            ctx = control.tls_context(tls_dir) if tls_dir and not insecure else None
+            tls_dir = None if insecure else tls_dir or control.default_tls_dir()
+            ctx = control.tls_context(tls_dir) if tls_dir else None
             self.controller = control.Controller(addr, ctx)
         _pools.add(self)
 
@@ -158,6 +174,8 @@ class Client:
         0: the controller's default) and returns it. Used as a context
         manager, the job is deregistered at the end of the block."""
         m = self._ctl().register_job(name, lambdas, capacity_bytes, peak_mbps, latency_sensitive, int(ttl * 1000))
+        with _tokens_lock:
+            _tokens[m.job] = m.token
         return Job(self, m, owner=True)
 
     def open_job(self, job_id: str, token: bytes | str) -> "Job":
@@ -336,6 +354,8 @@ class Job:
             raise errors.PocketError(f"deregister {st.map.job}: {res.failed} of {res.nodes} node(s) could not drop "
                                      f"the job's data: {res.message}", errors.Code.UNAVAILABLE)
         self._owner = False
+        with _tokens_lock:
+            _tokens.pop(st.map.job, None)
         return res
 
     def __enter__(self) -> "Job":

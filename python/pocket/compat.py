@@ -37,7 +37,7 @@ import shutil
 import threading
 
 from . import errors
-from .client import Client, Job
+from .client import Client, Job, registered_token
 
 _tls = threading.local()
 _lock = threading.Lock()
@@ -89,11 +89,15 @@ def register_job(jobname, num_lambdas=0, capacityGB=0, peakMbps=0, latency_sensi
 
 
 def job_token(jobid):
-    """The token (hex) of a job registered in this process, for a launcher
-    to pass to its workers as POCKET_TOKEN (with POCKET_JOB=jobid); None
-    when this process did not register it."""
+    """The token (hex) of a job registered in this process, with
+    register_job or with the Pythonic Client.register_job (then the same
+    as Job.token_hex), for a launcher to pass to its workers as
+    POCKET_TOKEN (with POCKET_JOB=jobid); None when this process did not
+    register it, or deregistered it."""
     with _lock:
         tok = _tokens.get(jobid)
+    if tok is None:
+        tok = registered_token(jobid)
     return tok.hex() if tok is not None else None
 
 

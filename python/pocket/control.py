@@ -36,6 +36,31 @@ def tls_context(tls_dir: str, member: str = CLIENT_MEMBER) -> ssl.SSLContext:
     return ctx
 
 
+def default_tls_dir() -> str | None:
+    """The TLS directory the Go CLI uses when none is given:
+    $POCKET_TLS_DIR, else DATA/tls when it holds a CA (ca.pem), DATA being
+    $POCKET_DATA_DIR, else ~/.pocket (where ``pocket up`` keeps it); None
+    when neither applies (plain TCP)."""
+    d = os.environ.get("POCKET_TLS_DIR")
+    if d:
+        return d
+    data = os.environ.get("POCKET_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".pocket")
+    d = os.path.join(data, "tls")
+    return d if os.path.isfile(os.path.join(d, "ca.pem")) else None
+
+
+NO_LEADER_HINT = ("no active controller yet (election in progress); retry, or list every controller in "
+                  "POCKET_CONTROLLER=a,b,c")
+
+# How many "not leader" answers naming another controller one call follows.
+_MAX_REDIRECTS = 3
+
+
+def _is_host_port(a: str) -> bool:
+    host, sep, port = a.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
 class Controller:
     """A client of the controller at addr ("host:port"). tls is an
     SSLContext (see tls_context), or None for plain TCP."""
@@ -72,21 +97,37 @@ class Controller:
     def call(self, op: int, meta: bytes) -> bytes:
         """Sends one request and returns the reply's metadata. An error
         reply raises its PocketError; a failure on a connection that had
-        served before is retried once on a new one."""
+        served before is retried once on a new one. A standby's "not
+        leader" answer naming the active controller sends this call, and
+        the later ones, there (as the Go client does); one naming none (an
+        election in progress) raises NotLeader with NO_LEADER_HINT."""
         with self._lock:
-            for attempt in range(2):
-                reused = self._sock is not None
+            for _ in range(_MAX_REDIRECTS):
                 try:
-                    if self._sock is None:
-                        self._sock = self._dial()
-                    return self._roundtrip(op, meta)
-                except errors.PocketError:
-                    raise
-                except (OSError, ValueError) as e:
+                    return self._call(op, meta)
+                except errors.NotLeader as e:
+                    if not _is_host_port(e.message):
+                        raise errors.NotLeader(f"{self.addr}: {NO_LEADER_HINT}") from None
+                    if e.message == self.addr:
+                        raise
                     self._drop()
-                    if not reused or attempt:
-                        raise errors.Unavailable(f"controller {self.addr}: {e}") from None
-            raise AssertionError("unreachable")
+                    self.addr = e.message
+            return self._call(op, meta)
+
+    def _call(self, op: int, meta: bytes) -> bytes:
+        for attempt in range(2):
+            reused = self._sock is not None
+            try:
+                if self._sock is None:
+                    self._sock = self._dial()
+                return self._roundtrip(op, meta)
+            except errors.PocketError:
+                raise
+            except (OSError, ValueError) as e:
+                self._drop()
+                if not reused or attempt:
+                    raise errors.Unavailable(f"controller {self.addr}: {e}") from None
+        raise AssertionError("unreachable")
 
     def _recv_exact(self, n: int) -> bytes:
         buf = bytearray(n)
@@ -94,6 +135,9 @@ class Controller:
         while k < n:
             got = self._sock.recv_into(view[k:])
             if got == 0:
+                if self.tls is None:
+                    raise ConnectionError("connection closed by the controller; the controller may require TLS: "
+                                          "set POCKET_TLS_DIR to the directory pocket up printed")
                 raise ConnectionError("connection closed by the controller")
             k += got
         return bytes(buf)

@@ -38,6 +38,7 @@ class Code(enum.IntEnum):
     LIMIT = 21
     LOST = 22
     CONFLICT = 23
+    NOT_LEADER = 24
 
 
 class PocketError(Exception):
@@ -85,12 +86,14 @@ Revoked = _sub("Revoked", Code.REVOKED, "The job's token was revoked or has expi
 Limit = _sub("Limit", Code.LIMIT, "A per-client or per-cluster limit was reached.")
 Conflict = _sub("Conflict", Code.CONFLICT, "A conditional operation's condition did not hold.")
 Lost = _sub("Lost", Code.LOST, "The value's node left the job's map dead: the value is gone, recompute it.")
+NotLeader = _sub("NotLeader", Code.NOT_LEADER,
+                 "This controller is a standby: the message is the active one's address (empty during an election).")
 Corrupt = _sub("Corrupt", Code.MALFORMED, "A manifest or chunk does not match what was written.")
 
 _BY_CODE: dict[int, type[PocketError]] = {
     c.default_code: c
     for c in (Malformed, TooLarge, NotFound, NoSpace, UnknownJob, BadToken, StaleEpoch, Exists,
-              Draining, Busy, BadKey, Unavailable, Revoked, Limit, Conflict, Lost)
+              Draining, Busy, BadKey, Unavailable, Revoked, Limit, Conflict, Lost, NotLeader)
 }
 
 

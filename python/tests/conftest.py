@@ -124,6 +124,13 @@ def job(client, request):
         pass
 
 
+@pytest.fixture(autouse=True)
+def _no_default_tls(tmp_path_factory, monkeypatch):
+    """The client's default TLS directory (DATA/tls, as the Go CLI's) comes
+    from an empty POCKET_DATA_DIR, not this machine's ~/.pocket."""
+    monkeypatch.setenv("POCKET_DATA_DIR", str(tmp_path_factory.mktemp("nodata")))
+
+
 @pytest.fixture
 def cluster_env(cluster, monkeypatch):
     """The module API's environment: POCKET_CONTROLLER and POCKET_TLS_DIR."""

@@ -1,0 +1,139 @@
+"""What a new user met: the TLS directory found where the Go CLI finds it,
+a plain connection that the controller closes explained, a standby
+controller's address followed to the active one, and job_token for jobs of
+the Pythonic API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+
+import flatbuffers
+import pytest
+
+import pocket
+from pocket import control, wire
+from pocket.fb import Response as fbResponse
+
+
+def test_default_tls_dir_order(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    monkeypatch.setenv("POCKET_DATA_DIR", str(data))
+    monkeypatch.delenv("POCKET_TLS_DIR", raising=False)
+    assert control.default_tls_dir() is None  # no DATA/tls/ca.pem
+    (data / "tls").mkdir(parents=True)
+    (data / "tls" / "ca.pem").write_text("x")
+    assert control.default_tls_dir() == str(data / "tls")
+    monkeypatch.setenv("POCKET_TLS_DIR", "/elsewhere")
+    assert control.default_tls_dir() == "/elsewhere"
+    monkeypatch.delenv("POCKET_TLS_DIR")
+    monkeypatch.delenv("POCKET_DATA_DIR")
+    home = tmp_path / "home"
+    (home / ".pocket" / "tls").mkdir(parents=True)
+    (home / ".pocket" / "tls" / "ca.pem").write_text("x")
+    monkeypatch.setenv("HOME", str(home))
+    assert control.default_tls_dir() == str(home / ".pocket" / "tls")
+
+
+def test_client_finds_tls_in_the_data_dir(cluster, tmp_path, monkeypatch):
+    """Without POCKET_TLS_DIR the client uses DATA/tls, as the Go CLI does
+    (before: plain TCP, and the controller closed the connection)."""
+    data = tmp_path / "data"
+    shutil.copytree(cluster.tls_dir, data / "tls")
+    monkeypatch.delenv("POCKET_TLS_DIR", raising=False)
+    monkeypatch.setenv("POCKET_DATA_DIR", str(data))
+    with pocket.Client(cluster.addr) as c:
+        with c.register_job("data-dir-tls") as j:
+            j.put("k", b"v")
+            assert j.get("k") == b"v"
+
+
+def test_plain_connection_closed_says_tls(cluster):
+    with pocket.Client(cluster.addr, insecure=True) as c:
+        with pytest.raises(pocket.PocketError) as e:
+            c.register_job("no-tls")
+    assert "may require TLS: set POCKET_TLS_DIR" in str(e.value)
+
+
+def test_job_token_of_the_pythonic_api(client):
+    j = client.register_job("token-of")
+    assert pocket.job_token(j.id) == j.token_hex
+    j.deregister()
+    assert pocket.job_token(j.id) is None
+
+
+class Standby:
+    """A controller that answers every request "not leader", naming
+    leader (plain TCP, loopback); it stops with the test."""
+
+    def __init__(self, leader: str):
+        self.leader = leader
+        self.hits = 0
+        self.ln = socket.create_server(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.ln.getsockname()[1]
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.ln.accept()
+            except OSError:
+                return
+            with conn:
+                self._answer(conn)
+
+    def _answer(self, conn):
+        f = conn.makefile("rb")
+        while True:
+            hb = f.read(wire.HEADER_LEN)
+            if len(hb) < wire.HEADER_LEN:
+                return
+            _, _, op, _, _, req_id, meta_len, _ = wire._HEADER.unpack(hb)
+            f.read(meta_len)
+            self.hits += 1
+            b = flatbuffers.Builder(64)
+            msg = b.CreateString(self.leader)
+            fbResponse.ResponseStart(b)
+            fbResponse.ResponseAddMessage(b, msg)
+            b.Finish(fbResponse.ResponseEnd(b))
+            meta = bytes(b.Output())
+            conn.sendall(wire.pack_header(op | wire.REPLY_BIT, 0, req_id, len(meta), 0, pocket.Code.NOT_LEADER) + meta)
+
+    def close(self):
+        self.ln.close()
+        self.t.join(5)
+
+
+@pytest.fixture
+def standby(request):
+    made = []
+
+    def make(leader):
+        s = Standby(leader)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.close()
+
+
+def test_standby_address_follows_the_leader(insecure_cluster, standby):
+    s = standby(insecure_cluster.addr)
+    with pocket.Client(s.addr, insecure=True) as c:
+        with c.register_job("via-standby") as j:
+            j.put("k", b"v")
+            assert j.get("k") == b"v"
+        assert c.controller.addr == insecure_cluster.addr
+    assert s.hits == 1
+
+
+def test_standby_without_leader_says_election(standby):
+    s = standby("")
+    with pocket.Client(s.addr, insecure=True) as c:
+        with pytest.raises(pocket.NotLeader) as e:
+            c.register_job("no-leader")
+    assert e.value.code == pocket.Code.NOT_LEADER == 24
+    assert control.NO_LEADER_HINT in str(e.value)
