@@ -3,8 +3,10 @@ package controller
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
+	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -215,5 +218,69 @@ func TestRefusalsPostponeLoss(t *testing.T) {
 	c.sweep(now.Add(3 * time.Minute)) // a grace past the last refusal
 	if got, _ := c.GetMap(m.Job, m.Token); len(got.Lost) != 1 || got.Lost[0].Addr != dead {
 		t.Fatalf("a grace after the refusals: %+v", got)
+	}
+}
+
+// TestProbation: at MaxConns with none idle, a new connection is served
+// only as a node: a status request gets the MaxConns refusal and the close,
+// while a node's challenge and heartbeat succeed and take it out of
+// MaxConns.
+func TestProbation(t *testing.T) {
+	c := newTest(t, Config{MaxConns: 1, MaxConnsPerPeer: -1})
+	node := "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(node, 1<<30, 8000))
+	a, err := c.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := flatbuffers.NewBuilder(0)
+	lim := wire.ControlLimits()
+	call := func(conn net.Conn, r *bufio.Reader, op wire.Op, m wire.ControlMessage) ([]byte, error) {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write(wire.AppendControlFrame(nil, op, 1, wire.CodeOK, m.Encode(b))); err != nil {
+			return nil, err
+		}
+		h, meta, err := wire.ReadControlFrame(r, &lim, nil)
+		if err != nil {
+			return nil, err
+		}
+		return meta, wire.ReplyError(&h, meta)
+	}
+	dial := func() (net.Conn, *bufio.Reader) {
+		conn, err := net.Dial("tcp", a.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn, bufio.NewReader(conn)
+	}
+	busy, br := dial() // the one connection MaxConns counts, just used
+	if _, err := call(busy, br, wire.OpChallenge, &wire.Challenge{}); err != nil {
+		t.Fatal(err)
+	}
+	other, or := dial()
+	if _, err := call(other, or, wire.OpStatus, &wire.JobRef{}); !errors.Is(err, wire.ErrLimit) || !strings.Contains(err.Error(), "only nodes are served (MaxConns 1)") {
+		t.Fatalf("status on probation: %v", err)
+	}
+	if _, err := or.ReadByte(); err == nil {
+		t.Fatal("a refused connection on probation was left open")
+	}
+	nc, nr := dial()
+	meta, err := call(nc, nr, wire.OpChallenge, &wire.Challenge{})
+	var ch wire.Challenge
+	if err != nil || ch.Decode(meta) != nil {
+		t.Fatalf("challenge on probation: %v", err)
+	}
+	if _, err := call(nc, nr, wire.OpHeartbeat, &wire.Heartbeat{Addr: node, Proof: token.NodeProof(testSecret, ch.Nonce, node)}); err != nil {
+		t.Fatalf("node heartbeat on probation: %v", err)
+	}
+	if _, err := call(nc, nr, wire.OpStatus, &wire.JobRef{}); err != nil {
+		t.Fatalf("a proved node's connection: %v", err)
+	}
+	c.srv.mu.Lock()
+	plain, prob := c.srv.plain, c.srv.onProb
+	c.srv.mu.Unlock()
+	if plain != 1 || prob != 0 {
+		t.Fatalf("counted %d, on probation %d; want 1 and 0", plain, prob)
 	}
 }
