@@ -57,9 +57,9 @@ func checkHostPort(a string) error {
 // failover in progress (no leader yet) is waited out until the call's
 // context ends. It is safe for concurrent use.
 //
-// Like Client's own retry, moving on after a lost connection may repeat a
-// call the old leader had received: a job registration may, rarely, be
-// made twice.
+// A call that is not idempotent does not move on once it was written to a
+// controller (Client returns an *OutcomeUnknownError): the controller may
+// have acted on it, so a job is never registered twice.
 type Controllers struct {
 	opt Options
 
@@ -112,7 +112,7 @@ func (cs *Controllers) Do(ctx context.Context, f func(c *Client) error) error {
 	var moved error // the last error that moved the call on
 	for {
 		err := cs.pass(ctx, f, &moved)
-		if err == nil || !movesOn(err) && (!isCtxErr(err) || moved == nil) {
+		if err == nil || errors.Is(err, ErrOutcomeUnknown) || !movesOn(err) && (!isCtxErr(err) || moved == nil) {
 			return err
 		}
 		if !until.IsZero() && time.Now().After(until) {
@@ -249,9 +249,10 @@ func (cs *Controllers) Close() error {
 
 // movesOn reports whether err sends a call to another controller: a "not
 // leader" or "closed" answer, or no answer at all (a transport error), but
-// not the end of the call's context nor this side's Close.
+// not the end of the call's context, this side's Close, nor a call that
+// may have been acted on (ErrOutcomeUnknown).
 func movesOn(err error) bool {
-	if isCtxErr(err) {
+	if isCtxErr(err) || errors.Is(err, ErrOutcomeUnknown) {
 		return false
 	}
 	var we *wire.Error

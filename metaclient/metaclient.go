@@ -6,11 +6,16 @@
 // A Client of one controller holds at most one TCP connection, dialed on
 // first use and re-dialed after any failure, so a controller that restarts
 // is simply reconnected to. Calls are serialized over the connection (the
-// control plane carries a few messages a second, never data). A call that
-// fails on a connection that had served before is retried once on a fresh
-// connection, which covers the common case of a controller restart between
-// calls; a job registration interrupted after the controller received it
-// may therefore, rarely, register the job twice.
+// control plane carries a few messages a second, never data). Before a
+// call that is not idempotent (anything but OpGetMap, OpStatus and
+// OpListJobs) goes out on a connection that had served, the client checks
+// that the controller has not closed it (a restart between calls) and
+// dials anew if it has. An idempotent call that fails on such a
+// connection is retried once at once on a fresh one. A call that is not
+// idempotent is sent again only when none of its bytes were written (the
+// dial, or the write, failed first); once written, a lost connection
+// returns an *OutcomeUnknownError (errors.Is ErrOutcomeUnknown) saying the
+// controller may have acted on it, so a job is never registered twice.
 //
 // # Retries while the controller is away
 //
@@ -104,6 +109,44 @@ type Options struct {
 	RetryFor time.Duration
 }
 
+// ErrOutcomeUnknown matches (errors.Is) an *OutcomeUnknownError.
+var ErrOutcomeUnknown = errors.New("outcome unknown")
+
+// OutcomeUnknownError is returned when the connection failed after a call
+// that is not idempotent (a job registration or deregistration, a drain, a
+// node's registration or heartbeat) was written: the controller may or may
+// not have acted on it, so it is not sent again. Err is the transport
+// error.
+type OutcomeUnknownError struct {
+	Op   wire.Op
+	Addr string
+	Err  error
+}
+
+func (e *OutcomeUnknownError) Error() string {
+	return fmt.Sprintf("metaclient: %s %s: the connection failed after the request was sent, so its outcome is unknown (%s): %v",
+		e.Op, e.Addr, outcomeHint(e.Op), e.Err)
+}
+
+// Unwrap returns the transport error.
+func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
+
+// Is matches ErrOutcomeUnknown.
+func (e *OutcomeUnknownError) Is(target error) bool { return target == ErrOutcomeUnknown }
+
+// outcomeHint says what the controller may have done with op.
+func outcomeHint(op wire.Op) string {
+	switch op {
+	case wire.OpRegisterJob:
+		return "the controller may have registered the job; check pocket status"
+	case wire.OpDeregisterJob:
+		return "the controller may have deregistered the job; check pocket status"
+	case wire.OpDrainNode:
+		return "the controller may have started the drain; check pocket status"
+	}
+	return "the controller may have acted on it"
+}
+
 // ErrClosed is returned by calls on a closed Client. It carries
 // wire.CodeClosed, the one definition of "closed": errors.Is matches it
 // against wire.ErrClosed and every other package's ErrClosed, and its
@@ -131,6 +174,7 @@ type Client struct {
 	id     uint64
 	buf    []byte
 	out    []byte
+	wrote  bool // some byte of the last roundTrip's request was written
 	closed bool
 }
 
@@ -374,9 +418,12 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 	until := c.retryUntil(ctx)
 	wait := retryFirst
 	for attempt := 0; ; attempt++ {
-		reused, err := c.attempt(ctx, op, proved, build, resp)
+		reused, sent, err := c.attempt(ctx, op, proved, build, resp)
 		if err == nil || !isTransport(err) {
 			return err
+		}
+		if sent && !idempotent(op) {
+			return &OutcomeUnknownError{Op: op, Addr: c.addr, Err: err}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, err)
@@ -420,22 +467,45 @@ func retryCap(ctx context.Context) time.Duration {
 
 // attempt makes one exchange under c.mu and decodes its reply; it drops
 // the connection after a transport error and reports whether the
-// connection had been used before.
-func (c *Client) attempt(ctx context.Context, op wire.Op, proved bool, build func(nonce []byte) wire.ControlMessage, resp wire.ControlMessage) (bool, error) {
+// connection had been used before and whether any byte of op's request
+// was written (so the controller may have acted on it).
+func (c *Client) attempt(ctx context.Context, op wire.Op, proved bool, build func(nonce []byte) wire.ControlMessage, resp wire.ControlMessage) (reused, sent bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return false, ErrClosed
+		return false, false, ErrClosed
 	}
-	reused := c.conn != nil
-	rmeta, err := c.exchange(ctx, op, proved, build)
+	if !idempotent(op) {
+		c.dropIfClosed()
+	}
+	reused = c.conn != nil
+	rmeta, sent, err := c.exchange(ctx, op, proved, build)
 	if err == nil {
-		return reused, resp.Decode(rmeta)
+		return reused, sent, resp.Decode(rmeta)
 	}
 	if isTransport(err) {
 		c.dropConn()
 	}
-	return reused, err
+	return reused, sent, err
+}
+
+// probeWait is how long dropIfClosed waits for the peer's close.
+const probeWait = time.Millisecond
+
+// dropIfClosed drops the connection when the controller has closed it
+// (a restart since the last call) or sent something unasked, so that a
+// request that must not be sent twice goes out on a fresh connection
+// rather than on one that will fail after it is written.
+func (c *Client) dropIfClosed() {
+	if c.conn == nil {
+		return
+	}
+	// A deadline already past would fail the read before trying it.
+	c.conn.SetReadDeadline(time.Now().Add(probeWait))
+	_, err := c.r.Peek(1)
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.dropConn()
+	}
 }
 
 // isTransport reports whether err is a failure to reach the controller or
@@ -448,9 +518,12 @@ func isTransport(err error) bool {
 // retrySafe reports whether a call may be sent again after err: nothing
 // was sent (the connection was refused), or op is idempotent.
 func retrySafe(op wire.Op, err error) bool {
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return true
-	}
+	return errors.Is(err, syscall.ECONNREFUSED) || idempotent(op)
+}
+
+// idempotent reports whether sending op twice does what sending it once
+// does: the reads.
+func idempotent(op wire.Op) bool {
 	switch op {
 	case wire.OpGetMap, wire.OpStatus, wire.OpListJobs:
 		return true
@@ -494,19 +567,20 @@ func (c *Client) pause(ctx context.Context, d time.Duration, until time.Time) bo
 
 // exchange sends the request on the connection (dialing first if there is
 // none, and asking for a challenge first when the request is proved) and
-// returns the reply's metadata, valid until the next call.
-func (c *Client) exchange(ctx context.Context, op wire.Op, proved bool, build func(nonce []byte) wire.ControlMessage) ([]byte, error) {
+// returns the reply's metadata, valid until the next call, and whether
+// any byte of op's request was written.
+func (c *Client) exchange(ctx context.Context, op wire.Op, proved bool, build func(nonce []byte) wire.ControlMessage) ([]byte, bool, error) {
 	if err := c.dial(ctx); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if proved && c.nonce == nil {
 		rmeta, err := c.roundTrip(ctx, wire.OpChallenge, (&wire.Challenge{}).Encode(c.b))
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		var ch wire.Challenge
 		if err := ch.Decode(rmeta); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		c.nonce = ch.Nonce
 	}
@@ -514,7 +588,8 @@ func (c *Client) exchange(ctx context.Context, op wire.Op, proved bool, build fu
 	if req := build(c.nonce); req != nil {
 		meta = req.Encode(c.b)
 	}
-	return c.roundTrip(ctx, op, meta)
+	rmeta, err := c.roundTrip(ctx, op, meta)
+	return rmeta, c.wrote, err
 }
 
 // dial connects when there is no connection, over TLS with Options.TLS.
@@ -554,7 +629,9 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 	defer stop()
 	c.id++
 	c.out = wire.AppendControlFrame(c.out[:0], op, c.id, wire.CodeOK, meta)
-	if _, err := conn.Write(c.out); err != nil {
+	n, err := conn.Write(c.out)
+	c.wrote = n > 0
+	if err != nil {
 		return nil, ctxErr(ctx, err)
 	}
 	lim := wire.ControlLimits()
