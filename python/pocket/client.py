@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import buffer, control, errors, placement, wire
-from .conn import Pool, Reply
+from .conn import DEFAULT_TIMEOUT, Pool, Reply
 
 DEFAULT_CHUNK_SIZE = 1 << 20  # the Go SDK's DefaultChunkSize
 TRUSTED_SIZE = 256 << 20  # past it a manifest's size is checked against the job's usage
@@ -127,11 +127,14 @@ class Client:
     started with ``--insecure``); ``insecure`` forces plain TCP. A
     standby controller's address works too: calls follow it to the
     active one. ``timeout`` bounds each socket operation on the data
-    plane in seconds (None: wait).
+    plane in seconds (default ``conn.DEFAULT_TIMEOUT``, 60 s; None: wait
+    forever): a node silent for longer raises ``Unavailable`` saying it
+    timed out.
     """
 
     def __init__(self, controller: str | None = None, *, tls_dir: str | None = None, insecure: bool = False,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE, parallel: int = 8, timeout: float | None = None):
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, parallel: int = 8,
+                 timeout: float | None = DEFAULT_TIMEOUT):
         if not 0 < chunk_size <= wire.MAX_PAYLOAD:
             raise ValueError(f"chunk_size {chunk_size} outside 1..{wire.MAX_PAYLOAD}")
         self.chunk_size = chunk_size

@@ -13,6 +13,14 @@ that fits, so bulk bytes are not copied in user space; otherwise it returns
 bytes the caller owns (a memoryview from ``buffer.alloc`` when
 ``buffer.MAP_MIN`` bytes or more). Payloads are sent with ``sendmsg`` from the caller's
 memoryview, never joined into a new buffer.
+
+Bounds: a payload with no caller's buffer is received into buffers that
+grow as its bytes arrive (``RECV_STEP`` first, then four times larger),
+so a node that claims a large payload and sends little makes the client
+allocate little. Each socket operation waits at most the connection's
+timeout (``DEFAULT_TIMEOUT``, 60 s, unless given; None waits forever); a
+node that does not answer within it raises ``errors.Unavailable`` saying
+so, and the connection is closed.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from . import buffer, errors, wire
 _RBUF = 256 << 10
 _HDR = struct.Struct("<2sBBHHQII")
 _SMALL_SEND = 16 << 10
+DEFAULT_TIMEOUT = 60.0  # seconds a socket operation waits for a node
+RECV_STEP = 1 << 20  # the first buffer of a payload received with no destination
 
 
 class Reply:
@@ -54,7 +64,7 @@ class Reply:
 class NodeConn:
     """One connection to a storage node (plain TCP, as the data plane is)."""
 
-    def __init__(self, addr: str, timeout: float | None = None, connect_timeout: float = 5.0):
+    def __init__(self, addr: str, timeout: float | None = DEFAULT_TIMEOUT, connect_timeout: float = 5.0):
         host, _, port = addr.rpartition(":")
         self.addr = addr
         try:
@@ -63,6 +73,7 @@ class NodeConn:
             raise errors.Unavailable(f"node {addr}: {e}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(timeout)
+        self.timeout = timeout
         self._rbuf = bytearray(_RBUF)
         self._rview = memoryview(self._rbuf)
         self._r0 = 0  # first unread buffered byte
@@ -82,6 +93,9 @@ class NodeConn:
         self.close()
         if isinstance(e, errors.PocketError):
             return e
+        if isinstance(e, TimeoutError):
+            return errors.Unavailable(f"node {self.addr}: timed out: no reply within {self.timeout} s "
+                                      f"(the client's timeout; Client(timeout=...) sets it, None waits forever)")
         return errors.Unavailable(f"node {self.addr}: {e}")
 
     def send(self, op: int, flags: int, meta: bytes, payload=None) -> int:
@@ -144,6 +158,21 @@ class NodeConn:
                 raise ConnectionError("connection closed by the node")
             k += got
 
+    def _read_growing(self, n: int) -> memoryview:
+        """Reads an n-byte payload into a buffer.alloc buffer, allocated in
+        steps as the bytes arrive: RECV_STEP bytes, then four times what
+        came, so a node that claims n and sends less costs at most about
+        four times what it sent (and RECV_STEP)."""
+        buf = buffer.alloc(min(n, RECV_STEP))
+        self._read_into(buf)
+        while len(buf) < n:
+            have = len(buf)
+            bigger = buffer.alloc(min(n, 4 * have))
+            bigger[:have] = buf
+            buf = bigger
+            self._read_into(buf[have:])
+        return buf
+
     def recv(self, dst: Callable[[int, int], memoryview | None] | memoryview | None = None) -> Reply:
         """Reads the next reply. dst is where a payload goes: a memoryview
         (used when the payload fits it; the reply's payload is then its
@@ -164,8 +193,7 @@ class NodeConn:
             elif n <= self._r1 - self._r0 or n <= 4096:
                 payload = self._take(n) if n else b""
             else:
-                buf = buffer.alloc(n)
-                self._read_into(buf)
+                buf = self._read_growing(n)
                 payload = bytes(buf) if n < buffer.MAP_MIN else buf
         except (OSError, ValueError, errors.PocketError) as e:
             raise self._fail(e) from None
@@ -216,9 +244,11 @@ class NodeConn:
 
 class Pool:
     """Idle connections to the nodes, by address. Safe for many threads:
-    ``acquire`` hands a connection to one caller until ``release``."""
+    ``acquire`` hands a connection to one caller until ``release``.
+    timeout bounds each socket operation in seconds (DEFAULT_TIMEOUT;
+    None: wait forever)."""
 
-    def __init__(self, timeout: float | None = None, max_idle: float = 60.0, keep: int = 8):
+    def __init__(self, timeout: float | None = DEFAULT_TIMEOUT, max_idle: float = 60.0, keep: int = 8):
         self.timeout = timeout
         self.max_idle = max_idle
         self.keep = keep
