@@ -128,8 +128,13 @@ func TestConcurrentWritersLeaveOneWholeValue(t *testing.T) {
 	}
 }
 
+// TestRefusedPutChangesNothing: a put refused for space leaves the old
+// value, the used bytes and the free space as they were. The nodes are
+// large enough that the last put fits however its chunks fall (chunk
+// placement follows each put's random version: with 8 MiB nodes a node
+// sometimes drew more of the 8 MiB put's chunks than it had room for).
 func TestRefusedPutChangesNothing(t *testing.T) {
-	addrs, nodes := cluster(t, 3, 8<<20)
+	addrs, nodes := cluster(t, 3, 16<<20)
 	j := staticJob(t, Config{ChunkSize: 256 << 10}, addrs)
 	ctx := context.Background()
 	old := bytes.Repeat([]byte{'A'}, 4<<20)
@@ -140,9 +145,9 @@ func TestRefusedPutChangesNothing(t *testing.T) {
 	// Overwriting k with more than the cluster holds is refused, and so
 	// is a new key that big.
 	for _, key := range []string{"k", "other"} {
-		err := j.Put(ctx, key, bytes.Repeat([]byte{'B'}, 40<<20))
+		err := j.Put(ctx, key, bytes.Repeat([]byte{'B'}, 64<<20))
 		if !errors.Is(err, ErrNoSpace) {
-			t.Fatalf("put of 40 MiB into 24 MiB: %v, want no space", err)
+			t.Fatalf("put of 64 MiB into 48 MiB: %v, want no space", err)
 		}
 		if u := usedBytes(nodes, "job-1"); u != before {
 			t.Fatalf("refused put of %q left %d bytes, had %d", key, u, before)
