@@ -179,24 +179,18 @@ func (l *Loop) onReadable(c *Conn) {
 	}
 }
 
-// read is read(2) that retries on EINTR and counts. The socket is
-// non-blocking, so the call never waits: it is a raw syscall, which skips
-// the scheduler's entersyscall/exitsyscall and keeps sysmon from handing
-// the loop's P to another thread (see "System calls" in the package doc).
+// read is read(2) that retries on EINTR and counts.
 func (l *Loop) read(fd int, p []byte) (int, error) {
 	for {
-		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-		if e == unix.EINTR {
+		n, err := unix.Read(fd, p)
+		if err == unix.EINTR {
 			continue
 		}
-		if e != 0 {
-			return 0, e
-		}
-		if r > 0 {
+		if n > 0 {
 			l.stats.reads.Add(1)
-			l.stats.bytesIn.Add(uint64(r))
+			l.stats.bytesIn.Add(uint64(n))
 		}
-		return int(r), nil
+		return n, err
 	}
 }
 
@@ -365,14 +359,13 @@ func (l *Loop) flush(c *Conn) {
 }
 
 // writev writes the first cnt entries of l.iov. It allocates nothing: the
-// iovec array is the loop's own. Like read, it is a raw syscall: the socket
-// is non-blocking, so the call only copies what the send buffer takes.
+// iovec array is the loop's own.
 func (l *Loop) writev(fd, cnt int) (int, error) {
 	if cnt == 0 {
 		return 0, nil
 	}
 	for {
-		r, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&l.iov[0])), uintptr(cnt))
+		r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&l.iov[0])), uintptr(cnt))
 		if e == unix.EINTR {
 			continue
 		}

@@ -193,22 +193,18 @@
 //
 // # System calls
 //
-// read(2) and writev(2) on the loop's sockets are raw system calls
-// (unix.RawSyscall), like the zero-timeout epoll_wait: the sockets are
-// non-blocking, so a call only copies what the socket buffers hold and
-// never sleeps. A plain syscall.Syscall tells the scheduler the goroutine
-// may block (entersyscall, exitsyscall); sysmon then sees the loop's P
-// "in a syscall" on every wake-up, keeps its own period at the 20 us
-// minimum and hands busy Ps to other threads, and each handed-off P costs
-// a futex wake-up and a slow exitsyscall. Profiled through the node
-// (1 KiB GETs, 50 connections, perf record -g on the node), sysmon's
-// nanosleep wake-ups alone took 12% of the node's CPU before, 0.6% after;
-// the node's CPU per GET (utime+stime over ops) fell from 6.54 to 5.30 us
-// (medians of six interleaved 3 s runs of both builds on the 2-core VM at
-// load 8-11; Redis 6.25 us in the same runs). A raw call holds the loop's
-// P for its duration; a non-blocking writev of at most IOV_MAX segments
-// is bounded by the socket's send buffer, so that is microseconds, not
-// the scheduler's 10 ms preemption slice.
+// read(2) and writev(2) on the loop's sockets are plain system calls
+// (syscall.Syscall: entersyscall, exitsyscall). Raw calls (unix.RawSyscall)
+// were tried: they cut sysmon's wake-ups (12% of the node's CPU at 50
+// connections, 0.6% after) and the node's CPU per 1 KiB GET from 6.54 to
+// 5.30 us, with ops/s within noise, but they tripled the latency of a lone
+// connection: 1 KiB GET p50 at 1 connection 20.2 -> 55.2 us (perf/regress.sh,
+// 3 passes, per-pass 2.2-5.0x; 21.1 -> 62.1 us in a second run of 5 passes
+// on an idle machine), so they were reverted. A raw call keeps the P from
+// the scheduler while the loop is the only runnable work, which is what a
+// lone connection's round trip waits on; why exactly is not yet known.
+//
+// The figures below were taken with the raw calls.
 //
 // System calls per 1 KiB GET from 50 connections (strace -c -f on the
 // node for 3 s of pocket bench): one read and one writev per request, one
