@@ -59,6 +59,7 @@ const (
 	MaxStatusJobs         = 1 << 16
 	MaxNonce              = 64   // bytes of a challenge nonce
 	MaxHeldJobs           = 1024 // held jobs per heartbeat, drops per ack
+	MaxMoveReports        = 1024 // move reports per heartbeat
 	MaxLostNodes          = 64   // lost nodes a placement map lists
 )
 
@@ -80,6 +81,10 @@ const (
 	NodeActive   NodeState = 1 // serving and taking new placements
 	NodeDraining NodeState = 2 // serving, taking no new data, about to leave
 	NodeDead     NodeState = 3 // missed its heartbeats
+	// NodeJoining appears in one job's map only: the node is in the job's
+	// placement, but values it now owns may still be at their owner under
+	// the map without it, which is moving them (pocket/drain.go).
+	NodeJoining NodeState = 4
 )
 
 func (s NodeState) String() string {
@@ -90,6 +95,8 @@ func (s NodeState) String() string {
 		return "draining"
 	case NodeDead:
 		return "dead"
+	case NodeJoining:
+		return "joining"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
@@ -169,6 +176,18 @@ type Heartbeat struct {
 	// hold live (the controller's last snapshot did not list them): orphan
 	// candidates, at most MaxHeldJobs per heartbeat, in turn.
 	Held []HeldJob
+	// Moves reports the node's progress in moving values of jobs whose
+	// maps changed, at most MaxMoveReports.
+	Moves []MoveReport
+}
+
+// MoveReport is a node's progress in moving one job's values after the
+// job's map changed: Left values on the node have another owner under the
+// map of Epoch (0: all moved).
+type MoveReport struct {
+	Job   string
+	Epoch uint64
+	Left  int64
 }
 
 // HeldJob is a job whose data a node holds, with its bytes on the node
@@ -330,9 +349,11 @@ var (
 		{Kind: String}, {Kind: Bytes}, {Kind: TableVec, Sub: &tierStatSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &metricSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &heldJobSpec},
+		{Kind: TableVec, Sub: &moveReportSpec},
 	}}
-	heldJobSpec = TableSpec{Name: "HeldJob", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
-	nodeAckSpec = TableSpec{Name: "NodeAck", Fields: []Field{
+	moveReportSpec = TableSpec{Name: "MoveReport", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
+	heldJobSpec    = TableSpec{Name: "HeldJob", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
+	nodeAckSpec    = TableSpec{Name: "NodeAck", Fields: []Field{
 		{Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar4}, {Kind: TableVec, Sub: &jobEpochSpec},
 		{Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &heldJobSpec},
 	}}
@@ -540,6 +561,38 @@ func encodeHeld(b *flatbuffers.Builder, hs []HeldJob, start func(*flatbuffers.Bu
 	return endVector(b, offs, start)
 }
 
+func decodeMoves(n int, at func(*fb.MoveReport, int) bool) ([]MoveReport, error) {
+	if err := checkLen("move reports", n, MaxMoveReports); err != nil || n == 0 {
+		return nil, err
+	}
+	out := make([]MoveReport, n)
+	var r fb.MoveReport
+	for i := range out {
+		at(&r, i)
+		if err := firstErr(checkJob(r.Job()), checkSize("values left", r.Left())); err != nil {
+			return nil, err
+		}
+		out[i] = MoveReport{Job: string(r.Job()), Epoch: r.Epoch(), Left: r.Left()}
+	}
+	return out, nil
+}
+
+func encodeMoves(b *flatbuffers.Builder, ms []MoveReport) flatbuffers.UOffsetT {
+	if len(ms) == 0 {
+		return 0
+	}
+	offs := make([]flatbuffers.UOffsetT, len(ms))
+	for i, m := range ms {
+		name := b.CreateString(m.Job)
+		fb.MoveReportStart(b)
+		fb.MoveReportAddJob(b, name)
+		fb.MoveReportAddEpoch(b, m.Epoch)
+		fb.MoveReportAddLeft(b, m.Left)
+		offs[i] = fb.MoveReportEnd(b)
+	}
+	return endVector(b, offs, fb.HeartbeatStartMovesVector)
+}
+
 func decodeMapNodes(n int, at func(*fb.MapNode, int) bool) ([]MapNode, error) {
 	if err := checkLen("map nodes", n, MaxMapNodes); err != nil || n == 0 {
 		return nil, err
@@ -670,6 +723,7 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	tiers := encodeTiers(b, m.Tiers, fb.HeartbeatStartTiersVector)
 	metrics := encodeMetrics(b, m.Metrics, fb.HeartbeatStartMetricsVector)
 	held := encodeHeld(b, m.Held, fb.HeartbeatStartHeldVector)
+	moves := encodeMoves(b, m.Moves)
 	fb.HeartbeatStart(b)
 	addOff(b, addr, fb.HeartbeatAddAddr)
 	addOff(b, proof, fb.HeartbeatAddProof)
@@ -682,6 +736,7 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	fb.HeartbeatAddSnapRev(b, m.SnapRev)
 	fb.HeartbeatAddSnapAfter(b, m.SnapAfter)
 	addOff(b, held, fb.HeartbeatAddHeld)
+	addOff(b, moves, fb.HeartbeatAddMoves)
 	b.Finish(fb.HeartbeatEnd(b))
 	return b.FinishedBytes()
 }
@@ -711,9 +766,13 @@ func (m *Heartbeat) Decode(meta []byte) error {
 	if err != nil {
 		return err
 	}
+	moves, err := decodeMoves(t.MovesLength(), t.Moves)
+	if err != nil {
+		return err
+	}
 	*m = Heartbeat{Addr: string(t.Addr()), Proof: cloneBytes(t.ProofBytes()), Tiers: tiers,
 		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Metrics: metrics,
-		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter(), Held: held}
+		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter(), Held: held, Moves: moves}
 	return nil
 }
 

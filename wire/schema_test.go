@@ -40,6 +40,7 @@ var tableSpecs = map[string]*TableSpec{
 	"Heartbeat":     &heartbeatSpec,
 	"NodeAck":       &nodeAckSpec,
 	"HeldJob":       &heldJobSpec,
+	"MoveReport":    &moveReportSpec,
 	"JobRegister":   &jobRegSpec,
 	"JobRef":        &jobRefSpec,
 	"MapNode":       &mapNodeSpec,

@@ -175,7 +175,32 @@ class Heartbeat(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
         return o == 0
 
-def HeartbeatStart(builder): builder.StartObject(11)
+    # Heartbeat
+    def Moves(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from .MoveReport import MoveReport
+            obj = MoveReport()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # Heartbeat
+    def MovesLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # Heartbeat
+    def MovesIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        return o == 0
+
+def HeartbeatStart(builder): builder.StartObject(12)
 def Start(builder):
     return HeartbeatStart(builder)
 def HeartbeatAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -223,6 +248,12 @@ def AddHeld(builder, held):
 def HeartbeatStartHeldVector(builder, numElems): return builder.StartVector(4, numElems, 4)
 def StartHeldVector(builder, numElems):
     return HeartbeatStartHeldVector(builder, numElems)
+def HeartbeatAddMoves(builder, moves): builder.PrependUOffsetTRelativeSlot(11, flatbuffers.number_types.UOffsetTFlags.py_type(moves), 0)
+def AddMoves(builder, moves):
+    return HeartbeatAddMoves(builder, moves)
+def HeartbeatStartMovesVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartMovesVector(builder, numElems):
+    return HeartbeatStartMovesVector(builder, numElems)
 def HeartbeatEnd(builder): return builder.EndObject()
 def End(builder):
     return HeartbeatEnd(builder)
