@@ -71,6 +71,15 @@ func (m *metaController) GetMap(ctx context.Context, job string, tok []byte) (Ma
 
 func (m *metaController) Close() error { return m.mc.Close() }
 
+// setFlag sets m[addr], making m when nil.
+func setFlag(m map[string]bool, addr string) map[string]bool {
+	if m == nil {
+		m = map[string]bool{}
+	}
+	m[addr] = true
+	return m
+}
+
 // fromWire converts the controller's map. Dead nodes stay in the map (the
 // keys they held are unavailable, not elsewhere) and are marked so calls
 // fail at once instead of waiting for a dial.
@@ -84,11 +93,11 @@ func fromWire(pm *wire.PlacementMap) Map {
 			}
 			m.Dead[n.Addr] = true
 		}
-		if n.State == wire.NodeDraining {
-			if m.Draining == nil {
-				m.Draining = map[string]bool{}
-			}
-			m.Draining[n.Addr] = true
+		switch n.State {
+		case wire.NodeDraining:
+			m.Draining = setFlag(m.Draining, n.Addr)
+		case wire.NodeJoining:
+			m.Joining = setFlag(m.Joining, n.Addr)
 		}
 	}
 	return m

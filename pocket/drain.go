@@ -33,6 +33,16 @@ import (
 //
 // Once the node has left, the map's next epoch no longer names it and
 // the live set is the whole map again.
+//
+// A job's map also changes while it runs (the controller's elastic.go):
+// a node leaving one job's map is marked draining in that map only, and is
+// handled as above. A node joining a job's map is marked joining: it owns
+// its share of the keys at once (puts go to it), while the values it now
+// owns are still at their owner under the map without the joining nodes
+// (the prior set), which moves them to it. So the old owner of a key is
+// its owner under the prior set; every rule above holds with "the
+// draining node" read as "the old owner". When the move is over the next
+// epoch marks the node active and the prior set is the whole map again.
 
 // liveSet is the map's nodes without the draining ones: set itself when
 // none drains, or when all do (then there is nowhere else to go and the
@@ -53,8 +63,27 @@ func liveSet(m Map, set *placement.Set) *placement.Set {
 	return placement.NewSet(live)
 }
 
-// drainDo runs a request for a key whose owner under the whole map (t.old)
-// is draining and differs from its live owner (t.addr).
+// priorSet is the map's nodes without the joining ones: set itself when
+// none joins (or all do).
+func priorSet(m Map, set *placement.Set) *placement.Set {
+	if len(m.Joining) == 0 {
+		return set
+	}
+	var prior []placement.Node
+	for _, n := range m.Nodes {
+		if !m.Joining[n.Addr] {
+			prior = append(prior, placement.Node{ID: n.Addr, Weight: n.Weight})
+		}
+	}
+	if len(prior) == 0 {
+		return set
+	}
+	return placement.NewSet(prior)
+}
+
+// drainDo runs a request for a key whose old owner (t.old: its owner under
+// the prior set, a draining node or, while a node joins, the node that
+// owned it before) differs from its live owner (t.addr).
 func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, x reqExtra, payload, dst []byte) (client.Reply, error) {
 	send := func(addr string) (client.Reply, error) {
 		req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}

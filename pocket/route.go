@@ -24,14 +24,15 @@ type target struct {
 
 // route picks the node of (key, chunk) from the current map: its owner
 // among the nodes that are not draining, and, when that differs, its owner
-// under the whole map if that one is draining (see drain.go).
+// among the nodes that are not joining, which may still hold the value
+// (see drain.go).
 func (j *Job) route(key []byte, chunk uint32) target {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
 	addr := j.live.Node(j.live.Pick(key, chunk)).ID
 	t := target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
-	if j.live != j.set {
-		if o := j.set.Node(j.set.Pick(key, chunk)).ID; o != addr && j.m.Draining[o] {
+	if j.live != j.set || j.prior != j.set {
+		if o := j.prior.Node(j.prior.Pick(key, chunk)).ID; o != addr && !j.m.Dead[o] {
 			t.old = o
 		}
 	}
@@ -118,12 +119,44 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64) bool {
 		return false
 	}
 	switch {
-	case errors.Is(err, wire.ErrStaleEpoch) || errors.Is(err, wire.ErrDraining):
+	case errors.Is(err, wire.ErrStaleEpoch):
+		return j.refreshNewer(ctx, used)
+	case errors.Is(err, wire.ErrDraining):
 		return j.refresh(ctx) == nil
 	case errors.Is(err, wire.ErrUnavailable):
 		return j.refreshUnavailable(ctx, used)
 	}
 	return false
+}
+
+// staleWait bounds how long refreshNewer waits for the controller to hand
+// out a map newer than one a node called stale: the controller publishes a
+// new epoch once every node of the map has learned it (a heartbeat or
+// two), and a node learns it first.
+const staleWait = 5 * time.Second
+
+// refreshNewer fetches the map after a node said the map of epoch used is
+// stale, again and again (with growing pauses, within staleWait) while the
+// controller still hands out that epoch, and reports whether the map is
+// now newer.
+func (j *Job) refreshNewer(ctx context.Context, used uint64) bool {
+	deadline := time.Now().Add(staleWait)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		if j.snapshot().Epoch > used {
+			return true
+		}
+		if j.refresh(ctx) != nil {
+			return false
+		}
+		if j.snapshot().Epoch > used || time.Now().After(deadline) {
+			return j.snapshot().Epoch > used
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
 }
 
 // refreshGap is the least time between two map fetches a job makes

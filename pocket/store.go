@@ -35,6 +35,10 @@ type Map struct {
 	// Draining nodes take no new data and still hold the keys they have
 	// not moved yet (see drain.go).
 	Draining map[string]bool
+	// Joining nodes are in the job's placement, but the values they now
+	// own may still be at their owner under the map without them, which
+	// is moving them there (see drain.go).
+	Joining map[string]bool
 	// Lost nodes left the map dead, oldest first: the keys they held read
 	// as ErrLost (see lost.go).
 	Lost []LostNode
@@ -183,6 +187,7 @@ type Job struct {
 	m        Map
 	set      *placement.Set
 	live     *placement.Set // set without draining nodes (drain.go)
+	prior    *placement.Set // set without joining nodes (drain.go)
 	all      *placement.Set // set and the lost nodes, nil when none (lost.go)
 	fetched  time.Time      // when the map was set (refreshUnavailable)
 	jobBytes []byte         // m.Job as bytes, made once per map for requests
@@ -190,11 +195,11 @@ type Job struct {
 
 func (j *Job) setMap(m Map) {
 	set := placement.NewSet(placementNodes(m.Nodes))
-	live := liveSet(m, set)
+	live, prior := liveSet(m, set), priorSet(m, set)
 	all := withLostSet(m)
 	job := []byte(m.Job)
 	j.mu.Lock()
-	j.m, j.set, j.live, j.all, j.jobBytes, j.fetched = m, set, live, all, job, time.Now()
+	j.m, j.set, j.live, j.prior, j.all, j.jobBytes, j.fetched = m, set, live, prior, all, job, time.Now()
 	j.mu.Unlock()
 }
 

@@ -169,14 +169,17 @@ func (j *Job) dropVersion(ver uint64) {
 	_, _ = j.drainingFirst(ctx, wire.OpDropVersion, ver)
 }
 
-// draining lists the map's live draining nodes (nil when none drains).
+// draining lists the map's live nodes that may be moving values: the
+// draining ones and, while a node joins, every node that is not joining
+// (nil when no value moves).
 func (j *Job) draining() []string {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
 	var addrs []string
-	for addr, on := range j.m.Draining {
-		if on && !j.m.Dead[addr] {
-			addrs = append(addrs, addr)
+	for _, n := range j.m.Nodes {
+		moving := j.m.Draining[n.Addr] || (len(j.m.Joining) > 0 && !j.m.Joining[n.Addr])
+		if moving && !j.m.Dead[n.Addr] {
+			addrs = append(addrs, n.Addr)
 		}
 	}
 	return addrs
