@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -15,9 +16,13 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
+// TargetRatio is issue 15's target for node-seconds used over those of a
+// static cluster sized for the peak, on the trace with the long job.
+const TargetRatio = 0.45
+
 // Markdown writes the run's report: the command, the totals against
-// static peak provisioning, each job's figures, and the samples every
-// step seconds of trace time.
+// static peak provisioning, each job's figures, each followed job's nodes
+// over time, and the samples every step seconds of trace time.
 func (r *Result) Markdown(w io.Writer, command, png string, step float64) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Trace: jobs arriving and leaving against `pocket up --autoscale`\n\n")
@@ -27,18 +32,13 @@ func (r *Result) Markdown(w io.Writer, command, png string, step float64) error 
 	if r.Setup != "" {
 		fmt.Fprintf(&b, "%s\n\n", r.Setup)
 	}
-	fmt.Fprintf(&b, "| figure | value |\n|---|---|\n")
-	fmt.Fprintf(&b, "| node-seconds used | %.0f |\n", r.NodeSeconds)
-	fmt.Fprintf(&b, "| peak nodes | %d |\n", r.PeakNodes)
-	fmt.Fprintf(&b, "| node-seconds of a static cluster sized for the peak | %.0f |\n", r.StaticNodeSeconds)
-	fmt.Fprintf(&b, "| used / static | **%.0f%%** (target: at most 50%%) |\n\n", 100*r.Ratio())
-	fmt.Fprintf(&b, "| job | id | nodes at registration | puts | gets | MB moved | errors |\n|---|---|---|---|---|---|---|\n")
-	for _, j := range r.Jobs {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %.0f | %d%s |\n", j.Name, j.ID, j.Nodes, j.Puts, j.Gets,
-			float64(j.Bytes)/1e6, j.Errors, firstErr(j.FirstEr))
-	}
+	r.writeTotals(&b)
+	r.writeJobs(&b)
 	if png != "" {
-		fmt.Fprintf(&b, "\n![allocated and used bandwidth, node count](%s)\n", png)
+		fmt.Fprintf(&b, "\n![allocated and used bandwidth, node count, followed jobs' nodes](%s)\n", png)
+	}
+	for _, j := range r.Followed() {
+		r.writeFollowed(&b, j, step)
 	}
 	if len(r.Decisions) > 0 {
 		fmt.Fprintf(&b, "\nAutoscaler decisions (trace seconds):\n\n")
@@ -46,18 +46,96 @@ func (r *Result) Markdown(w io.Writer, command, png string, step float64) error 
 			fmt.Fprintf(&b, "- %s\n", d)
 		}
 	}
-	fmt.Fprintf(&b, "\nSamples (trace seconds; Mb/s; nodes running include draining ones):\n\n")
-	fmt.Fprintf(&b, "| t | nodes | active | jobs | allocated | used | capacity |\n|---|---|---|---|---|---|---|\n")
+	r.writeSamples(&b, step)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *Result) writeTotals(b *strings.Builder) {
+	written, verified := 0, 0
+	for _, j := range r.Jobs {
+		written, verified = written+j.Written, verified+j.Verified
+	}
+	fmt.Fprintf(b, "| figure | value |\n|---|---|\n")
+	fmt.Fprintf(b, "| node-seconds used | %.0f |\n", r.NodeSeconds)
+	fmt.Fprintf(b, "| peak nodes | %d |\n", r.PeakNodes)
+	fmt.Fprintf(b, "| node-seconds of a static cluster sized for the peak | %.0f |\n", r.StaticNodeSeconds)
+	fmt.Fprintf(b, "| used / static | **%.0f%%** (target: at most %.0f%%) |\n", 100*r.Ratio(), 100*TargetRatio)
+	fmt.Fprintf(b, "| job errors | %d |\n", r.Errors())
+	fmt.Fprintf(b, "| values read back and checked at each job's end | %d of %d |\n\n", verified, written)
+}
+
+func (r *Result) writeJobs(b *strings.Builder) {
+	fmt.Fprintf(b, "| job | id | hint Mb/s | peak offered Mb/s | nodes at registration | nodes while running | map changes | puts | gets | MB moved | verified | errors |\n")
+	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, j := range r.Jobs {
+		fmt.Fprintf(b, "| %s | %s | %d | %.0f | %d | %s | %d | %d | %d | %.0f | %d of %d | %d%s |\n",
+			j.Name, j.ID, j.Spec.Hints.PeakMbps, j.Spec.PeakMbps(), j.Nodes, nodeRange(j), j.MapChanges,
+			j.Puts, j.Gets, float64(j.Bytes)/1e6, j.Verified, j.Written, j.Errors, firstErr(j.FirstEr))
+	}
+}
+
+func nodeRange(j JobResult) string {
+	if j.MinNodes == j.MaxNodes {
+		return fmt.Sprint(j.MinNodes)
+	}
+	return fmt.Sprintf("%d-%d", j.MinNodes, j.MaxNodes)
+}
+
+// writeFollowed writes one followed job's phases (offered and achieved)
+// and its map over time.
+func (r *Result) writeFollowed(b *strings.Builder, j JobResult, step float64) {
+	fmt.Fprintf(b, "\nJob %s over time: registered with a %d Mb/s hint, its load rising to %.0f Mb/s and falling again.\n\n",
+		j.Name, j.Spec.Hints.PeakMbps, j.Spec.PeakMbps())
+	fmt.Fprintf(b, "| phase (trace s) | offered Mb/s | achieved Mb/s |\n|---|---|---|\n")
+	at := j.Spec.Arrive
+	for i, ph := range j.Spec.phases() {
+		got := "-"
+		if i < len(j.PhaseMbps) {
+			got = fmt.Sprintf("%.0f", j.PhaseMbps[i])
+		}
+		fmt.Fprintf(b, "| %.0f-%.0f | %.0f | %s |\n", at.Seconds(), (at + ph.For).Seconds(), ph.Mbps, got)
+		at += ph.For
+	}
+	fmt.Fprintf(b, "\n| t | offered Mb/s | nodes in its map | joining | map epoch | measured on its nodes Mb/s |\n|---|---|---|---|---|---|\n")
+	next := math.Inf(-1)
+	for _, p := range r.Points {
+		jp, ok := p.PerJob[j.Name]
+		if !ok || p.T < next {
+			continue
+		}
+		next = p.T + step
+		fmt.Fprintf(b, "| %.0f | %.0f | %d | %d | %d | %.0f |\n", p.T, j.Spec.MbpsAt(traceTime(p.T)-j.Spec.Arrive),
+			jp.Nodes, jp.Joining, jp.Epoch, jp.UsedMbps)
+	}
+}
+
+func traceTime(sec float64) time.Duration { return time.Duration(sec * float64(time.Second)) }
+
+func (r *Result) writeSamples(b *strings.Builder, step float64) {
+	followed := r.Followed()
+	fmt.Fprintf(b, "\nSamples (trace seconds; Mb/s; nodes running include draining ones):\n\n")
+	fmt.Fprintf(b, "| t | nodes | active | jobs | allocated | used | capacity |")
+	for _, j := range followed {
+		fmt.Fprintf(b, " %s nodes |", j.Name)
+	}
+	fmt.Fprintf(b, "\n|---|---|---|---|---|---|---|%s\n", strings.Repeat("---|", len(followed)))
 	next := math.Inf(-1)
 	for _, p := range r.Points {
 		if p.T < next {
 			continue
 		}
 		next = p.T + step
-		fmt.Fprintf(&b, "| %.0f | %d | %d | %d | %.0f | %.0f | %.0f |\n", p.T, p.Nodes, p.Active, p.Jobs, p.AllocMbps, p.UsedMbps, p.CapMbps)
+		fmt.Fprintf(b, "| %.0f | %d | %d | %d | %.0f | %.0f | %.0f |", p.T, p.Nodes, p.Active, p.Jobs, p.AllocMbps, p.UsedMbps, p.CapMbps)
+		for _, j := range followed {
+			if jp, ok := p.PerJob[j.Name]; ok {
+				fmt.Fprintf(b, " %d |", jp.Nodes)
+			} else {
+				fmt.Fprintf(b, " - |")
+			}
+		}
+		b.WriteString("\n")
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 func firstErr(s string) string {
@@ -67,53 +145,113 @@ func firstErr(s string) string {
 	return " (" + s + ")"
 }
 
+// series is one line of a panel: a name, a value per sample (NaN where
+// it has none) and a colour.
+type series struct {
+	name   string
+	y      func(Point) float64
+	c      color.RGBA
+	dashed bool
+	step   bool
+}
+
 // PlotPNG draws two panels over trace time: bandwidth (allocated from
-// hints, used as measured, capacity of the active nodes) and node count.
+// hints, used as measured, capacity of the active nodes, and each
+// followed job's offered load and what its nodes measured) and node count
+// (the cluster's, and the nodes in each followed job's map).
 func (r *Result) PlotPNG(path string) error {
 	bw := plot.New()
 	bw.Title.Text = "Bandwidth"
 	bw.Y.Label.Text = "Mb/s"
 	bw.Legend.Top = true
-	series := []struct {
-		name string
-		y    func(Point) float64
-		c    color.RGBA
-	}{
-		{"capacity (active nodes)", func(p Point) float64 { return p.CapMbps }, color.RGBA{R: 150, G: 150, B: 150, A: 255}},
-		{"allocated (hints)", func(p Point) float64 { return p.AllocMbps }, color.RGBA{B: 200, A: 255}},
-		{"used (measured)", func(p Point) float64 { return p.UsedMbps }, color.RGBA{R: 220, G: 100, A: 255}},
-	}
-	for _, s := range series {
-		l, err := plotter.NewLine(r.xys(s.y))
-		if err != nil {
-			return err
-		}
-		l.Color = s.c
-		l.Width = vg.Points(1.5)
-		bw.Add(l)
-		bw.Legend.Add(s.name, l)
+	bwSeries := []series{
+		{name: "capacity (active nodes)", y: func(p Point) float64 { return p.CapMbps }, c: color.RGBA{R: 150, G: 150, B: 150, A: 255}},
+		{name: "allocated (hints)", y: func(p Point) float64 { return p.AllocMbps }, c: color.RGBA{B: 200, A: 255}},
+		{name: "used (measured)", y: func(p Point) float64 { return p.UsedMbps }, c: color.RGBA{R: 220, G: 100, A: 255}},
 	}
 	nodes := plot.New()
 	nodes.Title.Text = "Nodes"
 	nodes.X.Label.Text = "trace time (s)"
 	nodes.Y.Label.Text = "nodes"
-	nodes.Y.Min = 0
-	l, err := plotter.NewLine(r.xys(func(p Point) float64 { return float64(p.Nodes) }))
-	if err != nil {
+	nodes.Legend.Top = true
+	nodeSeries := []series{{name: "cluster (running)", y: func(p Point) float64 { return float64(p.Nodes) }, c: color.RGBA{A: 255}, step: true}}
+	for _, j := range r.Followed() {
+		bwSeries = append(bwSeries, r.offered(j), jobSeries(j.Name+": measured on its nodes", j.Name, color.RGBA{G: 150, A: 255},
+			func(jp JobPoint) float64 { return jp.UsedMbps }))
+		nodeSeries = append(nodeSeries, jobSeries(j.Name+"'s map", j.Name, color.RGBA{G: 150, A: 255},
+			func(jp JobPoint) float64 { return float64(jp.Nodes) }))
+	}
+	if err := r.addLines(bw, bwSeries); err != nil {
 		return err
 	}
-	l.StepStyle = plotter.PostStep
-	l.Width = vg.Points(1.5)
-	nodes.Add(l)
-	nodes.Y.Max = float64(r.PeakNodes) + 1
+	if err := r.addLines(nodes, nodeSeries); err != nil {
+		return err
+	}
+	nodes.Y.Min, nodes.Y.Max = 0, float64(r.PeakNodes)+1
 	bw.X.Min, nodes.X.Min = 0, 0
 	return savePanels(path, bw, nodes)
 }
 
-func (r *Result) xys(y func(Point) float64) plotter.XYs {
-	out := make(plotter.XYs, len(r.Points))
-	for i, p := range r.Points {
-		out[i] = plotter.XY{X: p.T, Y: y(p)}
+// offered is a followed job's offered load over the samples.
+func (r *Result) offered(j JobResult) series {
+	return series{name: j.Name + ": offered (puts + gets)", c: color.RGBA{G: 150, B: 150, A: 255}, dashed: true, step: true,
+		y: func(p Point) float64 { return j.Spec.MbpsAt(traceTime(p.T) - j.Spec.Arrive) }}
+}
+
+// jobSeries is a figure of one job's map, NaN where it is not registered.
+func jobSeries(name, job string, c color.RGBA, f func(JobPoint) float64) series {
+	return series{name: name, c: c, dashed: true, step: true, y: func(p Point) float64 {
+		jp, ok := p.PerJob[job]
+		if !ok {
+			return math.NaN()
+		}
+		return f(jp)
+	}}
+}
+
+// addLines adds each series as lines between the samples that have a
+// value (a series with none adds nothing).
+func (r *Result) addLines(p *plot.Plot, ss []series) error {
+	for _, s := range ss {
+		first := true
+		for _, run := range r.runs(s.y) {
+			l, err := plotter.NewLine(run)
+			if err != nil {
+				return err
+			}
+			l.Color, l.Width = s.c, vg.Points(1.5)
+			if s.dashed {
+				l.Dashes = []vg.Length{vg.Points(4), vg.Points(2)}
+			}
+			if s.step {
+				l.StepStyle = plotter.PostStep
+			}
+			p.Add(l)
+			if first {
+				p.Legend.Add(s.name, l)
+				first = false
+			}
+		}
+	}
+	return nil
+}
+
+// runs splits a series into stretches of samples that have a value.
+func (r *Result) runs(y func(Point) float64) []plotter.XYs {
+	var out []plotter.XYs
+	var cur plotter.XYs
+	for _, p := range r.Points {
+		v := y(p)
+		if math.IsNaN(v) {
+			if len(cur) > 0 {
+				out, cur = append(out, cur), nil
+			}
+			continue
+		}
+		cur = append(cur, plotter.XY{X: p.T, Y: v})
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
 	}
 	return out
 }

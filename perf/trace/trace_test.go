@@ -5,10 +5,12 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -27,17 +29,52 @@ func TestTotals(t *testing.T) {
 func TestPoint(t *testing.T) {
 	st := &wire.ClusterStatus{
 		Nodes: []wire.NodeStatus{
-			{State: wire.NodeActive, RxMbps: 100, TxMbps: 300, Tiers: []wire.TierStat{{Mbps: 250}}},
-			{State: wire.NodeDraining, RxMbps: 50, Tiers: []wire.TierStat{{Mbps: 250}}},
-			{State: wire.NodeDead, RxMbps: 999},
-			{State: wire.NodeActive},
+			{Addr: "a", State: wire.NodeActive, RxMbps: 100, TxMbps: 300, Tiers: []wire.TierStat{{Mbps: 250}}},
+			{Addr: "b", State: wire.NodeDraining, RxMbps: 50, Tiers: []wire.TierStat{{Mbps: 250}}},
+			{Addr: "c", State: wire.NodeDead, RxMbps: 999},
+			{Addr: "d", State: wire.NodeActive},
 		},
-		Jobs: []wire.JobStatus{{AllocMbps: 600}, {AllocMbps: 200}},
+		Jobs: []wire.JobStatus{
+			{Name: "sort", Epoch: 3, AllocMbps: 600, Nodes: []wire.MapNode{{Addr: "a"}, {Addr: "b", State: wire.NodeDraining}}},
+			// The dead node is left out, its 999 Mb/s with it; a joining
+			// node counts, and so do its figures.
+			{Name: "stream", Epoch: 7, AllocMbps: 200, Nodes: []wire.MapNode{
+				{Addr: "a", State: wire.NodeActive}, {Addr: "c", State: wire.NodeDead}, {Addr: "d", State: wire.NodeJoining}}},
+		},
 	}
-	p := point(st)
-	want := Point{Nodes: 3, Active: 2, Jobs: 2, AllocMbps: 800, UsedMbps: 350, CapMbps: 250 + defaultNodeMbps}
-	if p != want {
+	want := Point{Nodes: 3, Active: 2, Jobs: 2, AllocMbps: 800, UsedMbps: 350, CapMbps: 250 + defaultNodeMbps,
+		PerJob: map[string]JobPoint{
+			"sort":   {Nodes: 2, Epoch: 3, UsedMbps: 350},
+			"stream": {Nodes: 2, Joining: 1, Epoch: 7, UsedMbps: 300},
+		}}
+	if p := point(st); !reflect.DeepEqual(p, want) {
 		t.Fatalf("point %+v, want %+v", p, want)
+	}
+	if p := point(&wire.ClusterStatus{}); p.PerJob != nil {
+		t.Fatalf("no jobs, per-job %v", p.PerJob)
+	}
+}
+
+func TestJobFromSamples(t *testing.T) {
+	pts := []Point{
+		{T: 0},
+		{T: 1, PerJob: map[string]JobPoint{"stream": {Nodes: 1, Epoch: 1}}},
+		{T: 2, PerJob: map[string]JobPoint{"stream": {Nodes: 3, Epoch: 2}, "sort": {Nodes: 4, Epoch: 1}}},
+		{T: 3, PerJob: map[string]JobPoint{"stream": {Nodes: 3, Epoch: 2}}},
+		{T: 4, PerJob: map[string]JobPoint{"stream": {Nodes: 2, Epoch: 4}}},
+		{T: 5},
+	}
+	r := &Result{Points: pts, Jobs: []JobResult{{Name: "stream"}, {Name: "sort"}, {Name: "never"}}}
+	r.totals()
+	got := r.Jobs
+	if s := got[0]; s.MinNodes != 1 || s.MaxNodes != 3 || s.MapChanges != 2 {
+		t.Fatalf("stream: %+v", s)
+	}
+	if s := got[1]; s.MinNodes != 4 || s.MaxNodes != 4 || s.MapChanges != 0 {
+		t.Fatalf("sort: %+v", s)
+	}
+	if s := got[2]; s.MinNodes != 0 || s.MaxNodes != 0 || s.MapChanges != 0 {
+		t.Fatalf("a job never sampled: %+v", s)
 	}
 }
 
@@ -53,22 +90,55 @@ func TestFillCheck(t *testing.T) {
 	}
 }
 
-func TestReportAndPlot(t *testing.T) {
+// reportResult is a run of a cluster going 1 -> 4 -> 1 nodes over 30 s,
+// with a followed job whose map goes 1 -> 3 -> 2 nodes from t=5 to t=25.
+func reportResult() *Result {
+	stream := JobSpec{Name: "stream", Kind: Video, Arrive: 5 * time.Second, ValueSize: 8, Keys: 1, Follow: true,
+		Phases: []Phase{{For: 5 * time.Second, Mbps: 100}, {For: 10 * time.Second, Mbps: 900}, {For: 5 * time.Second, Mbps: 100}},
+		Hints:  pocket.Hints{PeakMbps: 100}}
 	r := &Result{Timescale: 1, Length: 30 * time.Second, Decisions: []string{"t=10 add 3 node(s): hints"},
-		Jobs: []JobResult{{Name: "sort1", ID: "sort1-1", Nodes: 3, Puts: 10, Gets: 10, Bytes: 5e6}}}
+		Jobs: []JobResult{
+			{Spec: JobSpec{Name: "sort1", Mbps: 600, Hints: pocket.Hints{PeakMbps: 600}}, Name: "sort1", ID: "sort1-1", Nodes: 3, Puts: 10, Gets: 10, Bytes: 5e6, Written: 10, Verified: 10},
+			{Spec: stream, Name: "stream", ID: "stream-2", Nodes: 1, Puts: 4, Gets: 3, Bytes: 7e6, Written: 4, Verified: 3, Errors: 1,
+				FirstEr: "verify part-00001: not found", PhaseMbps: []float64{98, 850, 101}},
+		}}
 	for i := 0; i <= 30; i++ {
 		n := 1
 		if i >= 10 && i < 20 {
 			n = 4
 		}
-		r.Points = append(r.Points, Point{T: float64(i), Nodes: n, Active: n, AllocMbps: float64(100 * (n - 1)), UsedMbps: float64(90 * (n - 1)), CapMbps: float64(250 * n)})
+		p := Point{T: float64(i), Nodes: n, Active: n, AllocMbps: float64(100 * (n - 1)), UsedMbps: float64(90 * (n - 1)), CapMbps: float64(250 * n)}
+		if i >= 5 && i < 25 {
+			jn := map[bool]int{true: 3, false: 1}[i >= 10 && i < 20]
+			if i >= 20 {
+				jn = 2
+			}
+			p.PerJob = map[string]JobPoint{"stream": {Nodes: jn, Epoch: uint64(jn), UsedMbps: float64(40 * jn)}}
+		}
+		r.Points = append(r.Points, p)
 	}
 	r.totals()
+	return r
+}
+
+func TestReportAndPlot(t *testing.T) {
+	r := reportResult()
 	var b bytes.Buffer
 	if err := r.Markdown(&b, "pocket trace", "trace.png", 5); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| node-seconds used | 60 |", "| peak nodes | 4 |", "| used / static | **50%**", "| sort1 | sort1-1 | 3 | 10 | 10 | 5 | 0 |", "- t=10 add 3 node(s)", "| 10 | 4 | 4 | 0 | 300 | 270 | 1000 |"} {
+	for _, want := range []string{
+		"| node-seconds used | 60 |", "| peak nodes | 4 |", "| used / static | **50%** (target: at most 45%) |",
+		"| job errors | 1 |", "| values read back and checked at each job's end | 13 of 14 |",
+		"| sort1 | sort1-1 | 600 | 600 | 3 | 0 | 0 | 10 | 10 | 5 | 10 of 10 | 0 |",
+		"| stream | stream-2 | 100 | 900 | 1 | 1-3 | 2 | 4 | 3 | 7 | 3 of 4 | 1 (verify part-00001: not found) |",
+		"Job stream over time: registered with a 100 Mb/s hint, its load rising to 900 Mb/s",
+		"| 5-10 | 100 | 98 |", "| 10-20 | 900 | 850 |", "| 20-25 | 100 | 101 |",
+		"| 10 | 900 | 3 | 0 | 3 | 120 |", "| 20 | 100 | 2 | 0 | 2 | 80 |",
+		"- t=10 add 3 node(s)",
+		"| t | nodes | active | jobs | allocated | used | capacity | stream nodes |",
+		"| 0 | 1 | 1 | 0 | 0 | 0 | 250 | - |", "| 10 | 4 | 4 | 0 | 300 | 270 | 1000 | 3 |", "| 25 | 1 | 1 | 0 | 0 | 0 | 250 | - |",
+	} {
 		if !strings.Contains(b.String(), want) {
 			t.Fatalf("report lacks %q:\n%s", want, b.String())
 		}
@@ -85,5 +155,18 @@ func TestReportAndPlot(t *testing.T) {
 	img, err := png.Decode(f)
 	if err != nil || img.Bounds().Dx() < 500 {
 		t.Fatalf("plot: %v %v", img, err)
+	}
+}
+
+func TestRuns(t *testing.T) {
+	r := reportResult()
+	runs := r.runs(func(p Point) float64 {
+		if jp, ok := p.PerJob["stream"]; ok {
+			return float64(jp.Nodes)
+		}
+		return nan()
+	})
+	if len(runs) != 1 || len(runs[0]) != 20 || runs[0][0].X != 5 || runs[0][19].X != 24 {
+		t.Fatalf("runs of the followed job: %v", runs)
 	}
 }

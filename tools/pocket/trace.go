@@ -26,7 +26,8 @@ func runTrace(args []string) int {
 	fs := newFlagSet("trace")
 	o := upOptions{listen: "127.0.0.1:0", serve: &ctlServe{}}
 	fs.StringVar(&o.dram, "dram", "256MiB", "DRAM tier of each node")
-	timescale := fs.Float64("timescale", 1, "wall seconds per trace second (0.5 runs the 120 s trace in 60 s)")
+	timescale := fs.Float64("timescale", 1, "wall seconds per trace second (0.5 runs the 180 s elastic trace in 90 s)")
+	which := fs.String("trace", "elastic", "the jobs to replay: "+traceNames())
 	out := fs.String("out", "", "directory for report.md and trace.png (default: print the report)")
 	verbose := fs.Bool("v", false, "log the controller's and the autoscaler's decisions as they happen")
 	bindScale(fs, &o)
@@ -40,6 +41,10 @@ func runTrace(args []string) int {
 	}
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
+	}
+	jobs, err := trace.Named(*which)
+	if err != nil {
+		return fail("trace: %v", err)
 	}
 	o.autoscale, o.quiet = true, !*verbose
 	o.nodes = o.scale.MinNodes
@@ -74,7 +79,7 @@ func runTrace(args []string) int {
 	res, err := trace.Run(ctx, trace.Config{
 		Store:     store,
 		Status:    func(context.Context) (*wire.ClusterStatus, error) { return u.ctl.Status(), nil },
-		Jobs:      trace.Pocket(),
+		Jobs:      jobs,
 		Timescale: *timescale,
 		Logf:      logf,
 	})
@@ -92,6 +97,11 @@ func runTrace(args []string) int {
 	return writeTrace(res, *out, "pocket trace "+strings.Join(args, " "))
 }
 
+// traceNames describes the named traces for the --trace flag.
+func traceNames() string {
+	return `"elastic" (Pocket's sort, video, sort and a long job whose load rises and falls, 180 s) or "pocket" (the first three, 120 s)`
+}
+
 func decisionNodes(count int, drain []string) string {
 	if len(drain) > 0 {
 		return strings.Join(drain, ", ")
@@ -105,7 +115,7 @@ func writeTrace(res *trace.Result, dir, command string) int {
 		if err := res.Markdown(os.Stdout, command, "", 5); err != nil {
 			return fail("trace: %v", err)
 		}
-		return 0
+		return jobErrors(res)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail("trace: %v", err)
@@ -124,8 +134,37 @@ func writeTrace(res *trace.Result, dir, command string) int {
 	if err := f.Close(); err != nil {
 		return fail("trace: %v", err)
 	}
-	fmt.Printf("node-seconds %.0f of %.0f static (%.0f%%), peak %d nodes; report in %s\n",
-		res.NodeSeconds, res.StaticNodeSeconds, 100*res.Ratio(), res.PeakNodes, dir)
+	fmt.Printf("%s; report in %s\n", traceSummary(res), dir)
+	return jobErrors(res)
+}
+
+// traceSummary is the run's figures in one line.
+func traceSummary(res *trace.Result) string {
+	written, verified := 0, 0
+	for _, j := range res.Jobs {
+		written, verified = written+j.Written, verified+j.Verified
+	}
+	s := fmt.Sprintf("node-seconds %.0f of %.0f static (%.0f%%), peak %d nodes, %d job error(s), %d of %d values verified",
+		res.NodeSeconds, res.StaticNodeSeconds, 100*res.Ratio(), res.PeakNodes, res.Errors(), verified, written)
+	for _, j := range res.Followed() {
+		s += fmt.Sprintf("; %s's map %s node(s), %d change(s)", j.Name, nodeSpan(j.MinNodes, j.MaxNodes), j.MapChanges)
+	}
+	return s
+}
+
+func nodeSpan(lo, hi int) string {
+	if lo == hi {
+		return fmt.Sprint(lo)
+	}
+	return fmt.Sprintf("%d-%d", lo, hi)
+}
+
+// jobErrors is the exit code: 1 when a job had an error (the report says
+// which), else 0.
+func jobErrors(res *trace.Result) int {
+	if n := res.Errors(); n > 0 {
+		return fail("trace: %d job error(s); see the job table for the first of each", n)
+	}
 	return 0
 }
 
