@@ -24,7 +24,7 @@ func init() {
 
 func runTrace(args []string) int {
 	fs := newFlagSet("trace")
-	o := upOptions{listen: "127.0.0.1:0", serve: &ctlServe{}}
+	o := traceUpOptions()
 	fs.StringVar(&o.dram, "dram", "256MiB", "DRAM tier of each node")
 	timescale := fs.Float64("timescale", 1, "wall seconds per trace second (0.5 runs the 180 s elastic trace in 90 s)")
 	which := fs.String("trace", "elastic", "the jobs to replay: "+traceNames())
@@ -100,6 +100,13 @@ func runTrace(args []string) int {
 // traceNames describes the named traces for the --trace flag.
 func traceNames() string {
 	return `"elastic" (Pocket's sort, video, sort and a long job whose load rises and falls, 180 s) or "pocket" (the first three, 120 s)`
+}
+
+// traceUpOptions is the cluster a trace runs against, before its flags:
+// on loopback, with pocket up's defaults for the controller's graces (a
+// zero orphan grace is refused).
+func traceUpOptions() upOptions {
+	return upOptions{listen: "127.0.0.1:0", serve: &ctlServe{orphanGrace: controller.DefaultOrphanGrace, deadGrace: controller.DefaultDeadNodeGrace}}
 }
 
 func decisionNodes(count int, drain []string) string {

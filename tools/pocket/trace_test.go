@@ -1,0 +1,46 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/perf/trace"
+)
+
+// TestTraceControllerOptions: the trace's controller options pass the
+// checks pocket up's pass (a zero orphan grace made every pocket trace
+// fail before it started).
+func TestTraceControllerOptions(t *testing.T) {
+	o := traceUpOptions()
+	o.serve.data = t.TempDir()
+	var cfg controller.Config
+	if _, err := o.serve.apply(&cfg, o.listen); err != nil {
+		t.Fatal(err)
+	}
+	defer o.serve.close()
+	if cfg.OrphanGrace != controller.DefaultOrphanGrace || cfg.DeadNodeGrace != controller.DefaultDeadNodeGrace {
+		t.Fatalf("graces %v, %v", cfg.OrphanGrace, cfg.DeadNodeGrace)
+	}
+}
+
+func TestTraceSummary(t *testing.T) {
+	res := &trace.Result{NodeSeconds: 405, StaticNodeSeconds: 900, PeakNodes: 5, Jobs: []trace.JobResult{
+		{Name: "sort1", Written: 256, Verified: 256},
+		{Name: "stream", Spec: trace.JobSpec{Follow: true}, Written: 256, Verified: 255, Errors: 1, MinNodes: 1, MaxNodes: 3, MapChanges: 4},
+	}}
+	want := "node-seconds 405 of 900 static (45%), peak 5 nodes, 1 job error(s), 511 of 512 values verified; stream's map 1-3 node(s), 4 change(s)"
+	if got := traceSummary(res); got != want {
+		t.Fatalf("summary\n%s\nwant\n%s", got, want)
+	}
+	if jobErrors(res) != 1 {
+		t.Fatal("a job error exits 0")
+	}
+	res.Jobs[1].Errors = 0
+	if jobErrors(res) != 0 {
+		t.Fatal("no job error exits 1")
+	}
+	if !strings.Contains(traceNames(), `"elastic"`) {
+		t.Fatal(traceNames())
+	}
+}
