@@ -60,6 +60,10 @@ const (
 	ActionNone   Action = "none"
 	ActionAdd    Action = "add"
 	ActionRemove Action = "remove"
+	// ActionGrowJob adds a node to one running job's map (elastic.go).
+	ActionGrowJob Action = "grow-job"
+	// ActionShrinkJob takes a node out of one running job's map.
+	ActionShrinkJob Action = "shrink-job"
 )
 
 // AutoscaleConfig configures the autoscaler. Zero fields take defaults.
@@ -86,6 +90,11 @@ type AutoscaleConfig struct {
 	StartTimeout time.Duration
 	// Now is the clock (time.Now); tests drive a fake one.
 	Now func() time.Time
+	// JobCooldown is the least time between two changes of one job's map,
+	// and before the first (5 s).
+	JobCooldown time.Duration
+	// NoJobScaling keeps every job's map as it was sized (elastic.go).
+	NoJobScaling bool
 }
 
 func (a *AutoscaleConfig) withDefaults() error {
@@ -116,6 +125,9 @@ func (a *AutoscaleConfig) withDefaults() error {
 	if a.Interval <= 0 {
 		a.Interval = time.Second
 	}
+	if a.JobCooldown <= 0 {
+		a.JobCooldown = 5 * time.Second
+	}
 	if a.Smooth <= 0 {
 		a.Smooth = 3
 	}
@@ -136,6 +148,7 @@ func (a *AutoscaleConfig) withDefaults() error {
 
 // Decision is one autoscaling decision.
 type Decision struct {
+	Job    string // the job whose map changes (grow-job, shrink-job)
 	At     time.Time
 	Action Action
 	Count  int      // nodes to add
@@ -256,10 +269,7 @@ func (a *Autoscaler) Step() Decision {
 	}
 	if d.Action != ActionNone {
 		a.counts[d.Action]++
-		if len(a.decisions) == maxDecisions {
-			a.decisions = append(a.decisions[:0], a.decisions[maxDecisions/2:]...)
-		}
-		a.decisions = append(a.decisions, d)
+		a.record(d)
 	}
 	a.mu.Unlock()
 	switch d.Action {
@@ -277,7 +287,49 @@ func (a *Autoscaler) Step() Decision {
 			}
 		}
 	}
+	if !a.cfg.NoJobScaling {
+		a.jobsStep(now, d)
+	}
 	return d
+}
+
+// jobsStep runs the per-job policy (elastic.go) after the cluster's: it
+// records the maps it changed, and starts a node when a job needs one and
+// no active node has room, unless the cluster's decision just did.
+func (a *Autoscaler) jobsStep(now time.Time, cluster Decision) {
+	ds, needNode := a.jobStep(now)
+	a.mu.Lock()
+	for _, d := range ds {
+		a.counts[d.Action]++
+		a.record(d)
+	}
+	start := needNode && cluster.Action != ActionAdd && a.starting == 0 && cluster.Nodes < a.cfg.MaxNodes &&
+		now.Sub(a.lastOut) >= a.cfg.Cooldown
+	if start {
+		d := Decision{At: now, Action: ActionAdd, Count: 1, Nodes: cluster.Nodes, Util: cluster.Util, Dim: cluster.Dim,
+			Reason: "a job's nodes are over the band and no active node has room for it"}
+		a.starting++
+		a.lastOut, a.lastChange = now, now
+		a.counts[ActionAdd]++
+		a.record(d)
+	}
+	a.mu.Unlock()
+	for _, d := range ds {
+		a.log().Info("autoscale: "+string(d.Action), "job", d.Job, "reason", d.Reason)
+	}
+	if start {
+		a.log().Info("autoscale: add", "count", 1, "from", cluster.Nodes, "to", cluster.Nodes+1, "reason", "a job's nodes are over the band and no active node has room for it")
+		a.wg.Add(1)
+		go a.startNode()
+	}
+}
+
+// record appends a decision to the bounded log; a.mu is held.
+func (a *Autoscaler) record(d Decision) {
+	if len(a.decisions) == maxDecisions {
+		a.decisions = append(a.decisions[:0], a.decisions[maxDecisions/2:]...)
+	}
+	a.decisions = append(a.decisions, d)
 }
 
 // victim is a node scale-in could drain.

@@ -149,6 +149,7 @@ func collectNode(ch chan<- prometheus.Metric, n *nodeMetric) {
 func (a *Autoscaler) collect(ch chan<- prometheus.Metric) {
 	a.mu.Lock()
 	u, adds, removes, holds, evals, starting := a.util, a.counts[ActionAdd], a.counts[ActionRemove], a.holds, a.evals, a.starting
+	grows, shrinks := a.counts[ActionGrowJob], a.counts[ActionShrinkJob]
 	a.mu.Unlock()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
@@ -161,7 +162,8 @@ func (a *Autoscaler) collect(ch chan<- prometheus.Metric) {
 	for _, d := range []struct {
 		name string
 		n    int
-	}{{string(ActionAdd), adds}, {string(ActionRemove), removes}, {"hold", holds}} {
+	}{{string(ActionAdd), adds}, {string(ActionRemove), removes}, {"hold", holds},
+		{string(ActionGrowJob), grows}, {string(ActionShrinkJob), shrinks}} {
 		ch <- prometheus.MustNewConstMetric(descDecided, prometheus.CounterValue, float64(d.n), d.name)
 	}
 	ch <- prometheus.MustNewConstMetric(descEvals, prometheus.CounterValue, float64(evals))

@@ -171,13 +171,13 @@ func jobRecord(j *job) state.Job {
 	r := state.Job{ID: j.id, Name: j.name, Lambdas: j.hints.Lambdas, CapacityBytes: j.hints.CapacityBytes,
 		PeakMbps: j.hints.PeakMbps, LatencySensitive: j.hints.LatencySensitive, Tier: j.tier, Epoch: j.epoch,
 		AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Gen: j.gen, Created: j.created.UTC(),
-		Client: j.client, State: state.JobLive}
+		Client: j.client, State: state.JobLive, Grown: j.grown}
 	if !j.expires.IsZero() {
 		r.Expires = j.expires.UTC()
 	}
 	r.Nodes = make([]state.MapWeight, len(j.nodes))
 	for i, mn := range j.nodes {
-		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight}
+		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight, Role: roleOf(mn)}
 	}
 	for _, l := range j.lost {
 		r.Lost = append(r.Lost, state.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
@@ -309,11 +309,13 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 		j.token = token.SignJob(c.cfg.Secret, []byte(j.id), token.Claims{Gen: j.gen, Expires: j.expires})
 		nodes := make([]wire.MapNode, len(r.Nodes))
 		for k, mn := range r.Nodes {
-			nodes[k] = wire.MapNode{Addr: mn.Addr, Weight: mn.Weight}
+			nodes[k] = wire.MapNode{Addr: mn.Addr, Weight: mn.Weight, State: wire.NodeState(mn.Role)}
 		}
+		j.grown = r.Grown
 		c.jobs[j.id] = j
 		c.order.add(j)
 		c.placeLocked(j, nodes)
+		c.startMoveLocked(j, restoredMove(j))
 		if len(r.Lost) > 0 {
 			lost := make([]wire.LostNode, len(r.Lost))
 			for k, l := range r.Lost {

@@ -65,6 +65,9 @@ type Controller struct {
 	lostFrom  map[string]map[*job]struct{}
 	lostDrops []lostDrop
 
+	// Jobs whose maps are changing (elastic.go).
+	moving map[*job]struct{}
+
 	auto atomic.Pointer[Autoscaler]
 
 	prof *profileBook // job profiles (profile.go)
@@ -89,6 +92,7 @@ type node struct {
 	deadSince time.Time
 	hist      history
 	drain     *drainState // set while draining
+	since     uint64      // the revision its job table was at in its last heartbeat
 }
 
 // job is a registered job.
@@ -108,6 +112,15 @@ type job struct {
 	client     string // the peer that registered it ("" in-process)
 	revoked    bool   // deregistered or expired; still referenced by the log
 	heapIdx    int    // position in expiryHeap, -1 when not in it
+
+	// Maps that change under the running job (elastic.go): the change in
+	// progress, the nodes growth added, when the map last changed, the
+	// revision of its latest epoch, and the map clients are handed.
+	move       *move
+	grown      int
+	lastChange time.Time
+	epochRev   uint64
+	pub        *wire.PlacementMap
 }
 
 // nodeLoad is what the registry knows per node address about the jobs
@@ -129,7 +142,7 @@ func New(cfg Config) (*Controller, error) {
 	}
 	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
 		gone: map[string]time.Time{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
-		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}}
+		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}, moving: map[*job]struct{}{}}
 	if ctl.seq == 0 {
 		ctl.seq = randomSeq()
 	}
@@ -232,8 +245,20 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	c.recordLocked(n, n.lastSeen)
 	c.prof.observeNode(n, c.loads[n.addr], n.lastSeen)
 	c.drainReportLocked(n, hb)
+	if hb.SnapRev == 0 {
+		n.since = hb.Since
+	}
+	c.moveReportsLocked(n, hb.Moves)
 	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
 	c.jobTableLocked(n.addr, hb, ack)
+	for _, e := range ack.Jobs {
+		if e.Epoch > 0 {
+			// A map with this node changed: confirm at once, so the
+			// controller can hand the map out (publishedLocked).
+			ack.More = true
+			break
+		}
+	}
 	c.orphansLocked(n.addr, hb.Held, ack, n.lastSeen)
 	return ack
 }
@@ -284,6 +309,7 @@ func (c *Controller) sweepLoop() {
 		case now := <-t.C:
 			c.sweep(now)
 			c.drainTick(now)
+			c.movesTick(now)
 			c.expireJobs(now)
 			c.mu.Lock()
 			c.dirtyNodesLocked() // a drain may have retired a node
@@ -447,9 +473,10 @@ func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.Place
 	j := &job{id: id, name: req.Name, hints: req.Hints, tier: kind, epoch: 1, allocMbps: p.mbps, allocBytes: p.bytes,
 		created: now, expires: c.expiryFor(now, req.TTL), client: client, heapIdx: -1}
 	c.addJobLocked(j, p.nodes)
+	j.pub = c.mapLocked(j)
 	c.cfg.Logger.Info("controller: job registered", "job", id, "nodes", len(p.nodes), "tier", kindName(kind),
 		"mbps", math.Round(p.mbps), "bytes", p.bytes, "size", source, "bound", map[bool]string{true: "throughput", false: "capacity"}[p.throughput])
-	return c.mapLocked(j), nil
+	return j.pub, nil
 }
 
 // expiryFor is when a token issued now with the requested lifetime ends
@@ -505,7 +532,7 @@ func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
 func (c *Controller) bumpLocked(j *job) {
 	c.dirtyJobLocked(j.id)
 	j.epoch++
-	c.logLocked(chEpoch, j)
+	j.epochRev = c.logLocked(chEpoch, j)
 }
 
 func (n *node) tier(kind uint8) *wire.TierStat {
@@ -567,9 +594,13 @@ func (c *Controller) mapLocked(j *job) *wire.PlacementMap {
 	m := &wire.PlacementMap{Job: j.id, Tier: j.tier, Epoch: j.epoch, Token: j.token, Expires: j.expires,
 		Nodes: append([]wire.MapNode(nil), j.nodes...), Lost: append([]wire.LostNode(nil), j.lost...)}
 	for i := range m.Nodes {
+		role := m.Nodes[i].State
 		m.Nodes[i].State = wire.NodeDead
 		if n, ok := c.nodes[m.Nodes[i].Addr]; ok {
 			m.Nodes[i].State = n.state
+			if n.state == wire.NodeActive && (role == wire.NodeJoining || role == wire.NodeDraining) {
+				m.Nodes[i].State = role // joining or leaving this job's map only
+			}
 		}
 	}
 	return m
@@ -598,7 +629,7 @@ func (c *Controller) GetMap(id string, tok []byte) (*wire.PlacementMap, error) {
 	j, err := c.lookupLocked(id, tok)
 	var m *wire.PlacementMap
 	if err == nil {
-		m = c.mapLocked(j)
+		m = c.publishedLocked(j)
 	}
 	c.mu.Unlock()
 	if err != nil {

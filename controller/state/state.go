@@ -139,12 +139,18 @@ type Job struct {
 	// node that still holds the job's data is told to drop it at once
 	// instead of after the orphan grace, until the tombstone is deleted.
 	Revoked time.Time `json:"revoked,omitzero"`
+	// Grown is how many nodes the job's map gained while it ran (the
+	// autoscaler's per-job growth), which it may shed again.
+	Grown int `json:"grown,omitempty"`
 }
 
-// MapWeight is one node of a job's map.
+// MapWeight is one node of a job's map. Role, while the map changes under
+// the running job, is wire.NodeJoining or wire.NodeDraining (the node
+// joins or leaves this job's map); 0 otherwise.
 type MapWeight struct {
 	Addr   string  `json:"addr"`
 	Weight float64 `json:"weight"`
+	Role   uint8   `json:"role,omitempty"`
 }
 
 // LostNode is a node that left a job's map dead: its weight on the map's

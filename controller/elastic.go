@@ -1,0 +1,488 @@
+package controller
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Maps that change under a running job
+//
+// The autoscaler (autoscale.go) also watches each job on its own. A job's
+// utilization is that of the nodes of its map, per dimension: the measured
+// network share (max of rx and tx over bandwidth, averaged over Smooth
+// heartbeats) weighted by bandwidth, and the bytes used of the job's tier
+// over its capacity; the binding one counts. Then, one change per job at a
+// time, at most one per JobCooldown:
+//
+//   - above High: the job's map gains a node (growJobLocked): the active
+//     node of its tier outside the map, not lost by the job, with the most
+//     spare bandwidth, whose own utilization is under Low. When there is
+//     none the autoscaler starts one through its orchestrator, and the job
+//     grows onto it at a later evaluation;
+//   - under Low (latest figures, as scale-in), and the rest of its nodes
+//     would stay under the band's middle: the map sheds one of the nodes
+//     growth added, the one holding the least (shrinkJobLocked). Hints
+//     still win: a map never shrinks below the nodes it was sized with.
+//
+// A change is carried out like a drain (drain.go), for one job only:
+//
+//  1. the node joins marked NodeJoining in the job's map, or is marked
+//     NodeDraining in it (it stays active for other jobs); the epoch is
+//     bumped. Clients put each (key, chunk) to its owner under the map
+//     without the draining nodes and also look for it at its owner under
+//     the map without the joining ones (pocket/drain.go); under weighted
+//     rendezvous hashing only the keys the changed node gains or loses
+//     (its weight's share, about 1/n) have two owners;
+//  2. every other live node of the map, having learned the epoch from its
+//     heartbeat ack, moves the values whose owner changed to the new owner
+//     with the data plane's conditional puts (dataplane/migrate.go: never
+//     over a newer write, never bringing back a deleted key) and reports
+//     how many are left (wire.MoveReport);
+//  3. once every live node other than a joining one has reported none
+//     left at the change's epoch or later, the change ends: the joining
+//     node becomes an ordinary member, or the leaving node leaves the map;
+//     the epoch is bumped again.
+//
+// A node that dies or drains while it joins or leaves ends the change at
+// once, as a plain member: what it holds is then the dead-node (dead.go)
+// or drain machinery's to handle.
+//
+// The controller hands a new epoch to clients (GetMap) only once every
+// live node of the map has confirmed it in a heartbeat (publishedLocked):
+// until then it hands out the map before. So no client routes by a map its
+// nodes have not heard of, and a node that has heard refuses the older
+// epoch (a client refetches until the new map is out, pocket/route.go):
+// a write can never land at an old owner after a reader was told to look
+// at the new one.
+
+// move is a change of a job's map in progress.
+type move struct {
+	epoch uint64 // the epoch the change started at
+	addr  string // the node joining or leaving
+	role  wire.NodeState
+	start time.Time
+	done  map[string]uint64 // nodes that reported nothing left, and at which epoch
+}
+
+// restoredMove rebuilds the change in progress of a job read from the
+// durable state; its nodes report again.
+func restoredMove(j *job) *move {
+	for _, mn := range j.nodes {
+		if mn.State == wire.NodeJoining || mn.State == wire.NodeDraining {
+			return &move{epoch: j.epoch, addr: mn.Addr, role: mn.State, start: time.Now(), done: map[string]uint64{}}
+		}
+	}
+	return nil
+}
+
+// startMoveLocked records j's change in progress.
+func (c *Controller) startMoveLocked(j *job, mv *move) {
+	j.move = mv
+	if mv != nil {
+		c.moving[j] = struct{}{}
+	}
+}
+
+// movesTick ends the changes in progress that are complete or whose node
+// is no longer an active member, and forgets those of jobs that ended; the
+// sweeper calls it every heartbeat interval.
+func (c *Controller) movesTick(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for j := range c.moving {
+		if j.revoked || j.move == nil {
+			delete(c.moving, j)
+			continue
+		}
+		c.finishMoveLocked(j, now)
+	}
+}
+
+// roleOf is a map node's role in its job's map change (0: none).
+func roleOf(mn wire.MapNode) uint8 {
+	if mn.State == wire.NodeJoining || mn.State == wire.NodeDraining {
+		return uint8(mn.State)
+	}
+	return 0
+}
+
+// publishedLocked is the map clients are handed: the current one once
+// every live node of it has confirmed its epoch, else the last one handed
+// out.
+func (c *Controller) publishedLocked(j *job) *wire.PlacementMap {
+	if j.pub == nil || j.pub.Epoch == j.epoch || c.confirmedLocked(j) {
+		j.pub = c.mapLocked(j)
+	}
+	return j.pub
+}
+
+// confirmedLocked reports whether every live node of j's map that has
+// reported a job table has one at or after j's latest epoch change (a node
+// that has not is syncing: it will get the latest epoch whole).
+func (c *Controller) confirmedLocked(j *job) bool {
+	for _, mn := range j.nodes {
+		n, ok := c.nodes[mn.Addr]
+		if !ok || n.state == wire.NodeDead || n.since == 0 {
+			continue
+		}
+		if n.since < j.epochRev {
+			return false
+		}
+	}
+	return true
+}
+
+// moveReportsLocked records a node's move reports and ends the changes
+// they complete.
+func (c *Controller) moveReportsLocked(n *node, rs []wire.MoveReport) {
+	for _, r := range rs {
+		j, ok := c.jobs[r.Job]
+		if !ok || j.move == nil || r.Epoch < j.move.epoch || !j.has(n.addr) {
+			continue
+		}
+		if r.Left == 0 {
+			j.move.done[n.addr] = r.Epoch
+		} else {
+			delete(j.move.done, n.addr)
+		}
+		c.finishMoveLocked(j, time.Now())
+	}
+}
+
+// finishMoveLocked ends j's change when every live node other than a
+// joining one has moved its values, or when the changed node is no longer
+// an active member (it died, drains, or left). It reports whether it did.
+func (c *Controller) finishMoveLocked(j *job, now time.Time) bool {
+	mv := j.move
+	if mv == nil {
+		return false
+	}
+	changed, ok := c.nodes[mv.addr]
+	abort := !ok || changed.state != wire.NodeActive || !j.has(mv.addr)
+	if !abort {
+		for _, mn := range j.nodes {
+			if mn.Addr == mv.addr && mv.role == wire.NodeJoining {
+				continue
+			}
+			n, ok := c.nodes[mn.Addr]
+			if !ok || n.state == wire.NodeDead {
+				continue
+			}
+			if _, done := mv.done[mn.Addr]; !done {
+				return false
+			}
+		}
+	}
+	nodes := make([]wire.MapNode, 0, len(j.nodes))
+	for _, mn := range j.nodes {
+		if mn.Addr == mv.addr && mv.role == wire.NodeDraining && !abort {
+			continue // it left the map with nothing of the job on it
+		}
+		mn.State = wire.NodeActive
+		nodes = append(nodes, mn)
+	}
+	normalize(nodes)
+	c.placeLocked(j, nodes)
+	c.bumpLocked(j)
+	j.move, j.lastChange = nil, now
+	delete(c.moving, j)
+	what := map[wire.NodeState]string{wire.NodeJoining: "joined", wire.NodeDraining: "left"}[mv.role]
+	if abort {
+		what = "stopped changing (no longer an active member)"
+	} else if mv.role == wire.NodeDraining {
+		j.grown = max(0, j.grown-1)
+	}
+	c.cfg.Logger.Info("controller: job map changed", "job", j.id, "node", mv.addr, "change", what,
+		"took", now.Sub(mv.start).Round(time.Millisecond), "nodes", len(nodes), "epoch", j.epoch)
+	return true
+}
+
+// GrowJob adds the active node addr to the map of the running job id and
+// moves the values it now owns to it (see the top of this file); addr ""
+// picks the node (the one with the most spare bandwidth). Errors:
+// CodeUnknownJob, CodeNotFound for a node that is not active or lacks the
+// job's tier, CodeExists when addr is in the map, CodeBusy while the map
+// is changing, CodeNoSpace when no node can be added.
+func (c *Controller) GrowJob(id, addr string) error {
+	c.mu.Lock()
+	err := c.growJobByIDLocked(id, addr, time.Now())
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.flush()
+}
+
+// ShrinkJob takes the node addr out of the map of the running job id,
+// moving its values of the job to the other nodes first; addr "" picks the
+// node holding the least. Errors: CodeUnknownJob, CodeNotFound for a node
+// not in the map, CodeBusy while the map is changing, CodeUnavailable when
+// the map has no other active node.
+func (c *Controller) ShrinkJob(id, addr string) error {
+	c.mu.Lock()
+	err := c.shrinkJobByIDLocked(id, addr, time.Now())
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.flush()
+}
+
+func (c *Controller) growJobByIDLocked(id, addr string, now time.Time) error {
+	j, ok := c.jobs[id]
+	if !ok || j.revoked {
+		return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered", id)
+	}
+	if j.move != nil {
+		return wire.Errorf(wire.CodeBusy, "job %s's map is changing (node %s)", id, j.move.addr)
+	}
+	if addr == "" {
+		cands := c.growCandidatesLocked(j, 1)
+		if len(cands) == 0 {
+			return wire.Errorf(wire.CodeNoSpace, "no active %s node outside job %s's map can take part of it", kindName(j.tier), id)
+		}
+		addr = cands[0].addr
+	}
+	if j.has(addr) {
+		return wire.Errorf(wire.CodeExists, "node %s is in job %s's map already", addr, id)
+	}
+	n, ok := c.nodes[addr]
+	if !ok || n.state != wire.NodeActive || n.tier(j.tier) == nil || c.lostByLocked(j, addr) {
+		return wire.Errorf(wire.CodeNotFound, "node %s is not an active %s node job %s can use", addr, kindName(j.tier), id)
+	}
+	c.growJobLocked(j, addr, now)
+	return nil
+}
+
+// growJobLocked adds addr to j's map as joining, with the mean weight of
+// the map's nodes (so its share of the keys is 1/(n+1)).
+func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
+	w := 1.0
+	if len(j.nodes) > 0 {
+		w = 0
+		for _, mn := range j.nodes {
+			w += mn.Weight
+		}
+		w /= float64(len(j.nodes))
+	}
+	nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: addr, Weight: w, State: wire.NodeJoining})
+	normalize(nodes)
+	c.placeLocked(j, nodes)
+	c.bumpLocked(j)
+	j.grown++
+	c.startMoveLocked(j, &move{epoch: j.epoch, addr: addr, role: wire.NodeJoining, start: now, done: map[string]uint64{}})
+	j.lastChange = now
+	c.cfg.Logger.Info("controller: job map grows", "job", j.id, "node", addr, "nodes", len(nodes), "epoch", j.epoch)
+}
+
+func (c *Controller) shrinkJobByIDLocked(id, addr string, now time.Time) error {
+	j, ok := c.jobs[id]
+	if !ok || j.revoked {
+		return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered", id)
+	}
+	if j.move != nil {
+		return wire.Errorf(wire.CodeBusy, "job %s's map is changing (node %s)", id, j.move.addr)
+	}
+	if addr == "" {
+		addr = c.shrinkVictimLocked(j)
+	}
+	if !j.has(addr) {
+		return wire.Errorf(wire.CodeNotFound, "node %s is not in job %s's map", addr, id)
+	}
+	if !c.otherActiveLocked(j, addr) {
+		return wire.Errorf(wire.CodeUnavailable, "node %s is the only active node of job %s's map: its data has nowhere to go", addr, id)
+	}
+	if n, ok := c.nodes[addr]; !ok || n.state != wire.NodeActive {
+		return wire.Errorf(wire.CodeNotFound, "node %s is not active; the drain or dead-node rules handle it", addr)
+	}
+	c.shrinkJobLocked(j, addr, now)
+	return nil
+}
+
+// shrinkJobLocked marks addr leaving j's map.
+func (c *Controller) shrinkJobLocked(j *job, addr string, now time.Time) {
+	nodes := append([]wire.MapNode(nil), j.nodes...)
+	for i := range nodes {
+		if nodes[i].Addr == addr {
+			nodes[i].State = wire.NodeDraining
+		}
+	}
+	c.placeLocked(j, nodes)
+	c.bumpLocked(j)
+	c.startMoveLocked(j, &move{epoch: j.epoch, addr: addr, role: wire.NodeDraining, start: now, done: map[string]uint64{}})
+	j.lastChange = now
+	c.cfg.Logger.Info("controller: job map shrinks", "job", j.id, "node", addr, "nodes", len(nodes)-1, "epoch", j.epoch)
+}
+
+// shrinkVictimLocked picks the active member of j's map holding the least
+// bytes of j's tier ("" when none is active).
+func (c *Controller) shrinkVictimLocked(j *job) string {
+	best, bestUsed := "", int64(-1)
+	for _, mn := range j.nodes {
+		n, ok := c.nodes[mn.Addr]
+		if !ok || n.state != wire.NodeActive {
+			continue
+		}
+		var used int64
+		if t := n.tier(j.tier); t != nil {
+			used = t.UsedBytes
+		}
+		if bestUsed < 0 || used < bestUsed || (used == bestUsed && mn.Addr < best) {
+			best, bestUsed = mn.Addr, used
+		}
+	}
+	return best
+}
+
+// growCandidatesLocked lists the active nodes of j's tier outside its map
+// and not lost by it whose utilization is under maxUtil, the most spare
+// bandwidth first.
+func (c *Controller) growCandidatesLocked(j *job, maxUtil float64) []candidate {
+	var out []candidate
+	for _, cd := range c.candidatesLocked(j.tier) {
+		if j.has(cd.addr) || c.lostByLocked(j, cd.addr) {
+			continue
+		}
+		if c.nodeUtilLocked(c.nodes[cd.addr], j.tier, 1) >= maxUtil {
+			continue
+		}
+		out = append(out, cd)
+	}
+	sort.Slice(out, func(a, b int) bool { return better(&out[a], &out[b], true) })
+	return out
+}
+
+// nodeUtilLocked is one node's utilization: the larger of its measured
+// network share (averaged over its last smooth heartbeats) and its tier's
+// used share.
+func (c *Controller) nodeUtilLocked(n *node, kind uint8, smooth int) float64 {
+	if n == nil {
+		return 1
+	}
+	bw := c.nodeMbps(n)
+	net := max(n.rx, n.tx) / bw
+	if h := n.hist.last(smooth); len(h) > 0 {
+		net = 0
+		for _, s := range h {
+			net += s.NetMeasured
+		}
+		net /= float64(len(h))
+	}
+	u := net
+	if t := n.tier(kind); t != nil && t.CapacityBytes > 0 {
+		u = max(u, float64(t.UsedBytes)/float64(t.CapacityBytes))
+	}
+	return u
+}
+
+// JobUtil is one job's utilization as the per-job policy sees it.
+type JobUtil struct {
+	Job   string
+	Nodes int     // active members of its map
+	Net   float64 // measured network share of its nodes (fraction)
+	Cap   float64 // used share of its tier's capacity on its nodes
+	Max   float64 // the binding one
+}
+
+// jobUtilLocked computes j's figures over the active members of its map.
+func (c *Controller) jobUtilLocked(j *job, smooth int) JobUtil {
+	u := JobUtil{Job: j.id}
+	var bwSum, netSum, used, capacity float64
+	for _, mn := range j.nodes {
+		n, ok := c.nodes[mn.Addr]
+		if !ok || n.state != wire.NodeActive {
+			continue
+		}
+		u.Nodes++
+		bw := c.nodeMbps(n)
+		meas := max(n.rx, n.tx) / bw
+		if h := n.hist.last(smooth); len(h) > 0 {
+			meas = 0
+			for _, s := range h {
+				meas += s.NetMeasured
+			}
+			meas /= float64(len(h))
+		}
+		bwSum += bw
+		netSum += meas * bw
+		if t := n.tier(j.tier); t != nil {
+			used += float64(t.UsedBytes)
+			capacity += float64(t.CapacityBytes)
+		}
+	}
+	if bwSum > 0 {
+		u.Net = netSum / bwSum
+	}
+	if capacity > 0 {
+		u.Cap = used / capacity
+	}
+	u.Max = max(u.Net, u.Cap)
+	return u
+}
+
+// jobStep is the per-job policy's evaluation (see the top of this file).
+// It returns the decisions taken and whether a job needs a node that no
+// active node can give (the caller starts one).
+func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
+	c, p := a.c, &a.cfg
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, j := range c.jobs {
+		if j.revoked {
+			continue
+		}
+		if j.move != nil {
+			continue
+		}
+		if now.Sub(j.lastChange) < p.JobCooldown || now.Sub(j.created) < p.JobCooldown {
+			continue
+		}
+		u := c.jobUtilLocked(j, p.Smooth)
+		switch {
+		case u.Max > p.High && u.Nodes < p.MaxNodes:
+			cands := c.growCandidatesLocked(j, p.Low)
+			if len(cands) == 0 {
+				needNode = true
+				continue
+			}
+			c.growJobLocked(j, cands[0].addr, now)
+			ds = append(ds, Decision{At: now, Action: ActionGrowJob, Job: j.id, Count: 1, Nodes: u.Nodes, Util: u.Max,
+				Reason: fmt.Sprintf("job %s: its %d node(s) at %.0f%% (network %.0f%%, capacity %.0f%%), over %.0f%%: adds %s",
+					j.id, u.Nodes, 100*u.Max, 100*u.Net, 100*u.Cap, 100*p.High, cands[0].addr)})
+		case j.grown > 0 && u.Nodes > 1:
+			now1 := c.jobUtilLocked(j, 1)
+			projected := now1.Max * float64(now1.Nodes) / float64(now1.Nodes-1)
+			if now1.Max >= p.Low || projected > (p.High+p.Low)/2 {
+				continue
+			}
+			victim := c.shrinkVictimLocked(j)
+			if victim == "" || !c.otherActiveLocked(j, victim) {
+				continue
+			}
+			c.shrinkJobLocked(j, victim, now)
+			ds = append(ds, Decision{At: now, Action: ActionShrinkJob, Job: j.id, Drain: []string{victim}, Nodes: now1.Nodes, Util: now1.Max,
+				Reason: fmt.Sprintf("job %s: its %d node(s) at %.0f%%, under %.0f%%; %d will run at %.0f%%: sheds %s",
+					j.id, now1.Nodes, 100*now1.Max, 100*p.Low, now1.Nodes-1, 100*projected, victim)})
+		}
+	}
+	return ds, needNode
+}
+
+// JobUtilization returns every live job's figures as the per-job policy
+// sees them (smoothed over Smooth heartbeats), by job id.
+func (a *Autoscaler) JobUtilization() []JobUtil {
+	c := a.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]JobUtil, 0, len(c.jobs))
+	for _, j := range c.jobs {
+		if !j.revoked {
+			out = append(out, c.jobUtilLocked(j, a.cfg.Smooth))
+		}
+	}
+	sort.Slice(out, func(x, y int) bool { return out[x].Job < out[y].Job })
+	return out
+}

@@ -1,0 +1,307 @@
+package controller
+
+import (
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// elasticRig is a controller with DRAM nodes that heartbeat like agents:
+// each applies its acks' revisions (a node synced before the test).
+type elasticRig struct {
+	t     *testing.T
+	c     *Controller
+	since map[string]uint64
+}
+
+func newElasticRig(t *testing.T, c *Controller, addrs ...string) *elasticRig {
+	r := &elasticRig{t: t, c: c, since: map[string]uint64{}}
+	for _, a := range addrs {
+		mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	}
+	c.mu.Lock()
+	rev := c.rev
+	c.mu.Unlock()
+	for _, a := range addrs {
+		r.since[a] = rev
+		r.beat(a, nil)
+	}
+	return r
+}
+
+// beat sends one heartbeat from addr with its revision and move reports,
+// and heartbeats again at once while the ack says More, as the agent does.
+func (r *elasticRig) beat(addr string, moves []wire.MoveReport) *wire.NodeAck {
+	r.t.Helper()
+	var ack *wire.NodeAck
+	for i := 0; i < 10; i++ {
+		var err error
+		ack, err = r.c.Heartbeat(&wire.Heartbeat{Addr: addr, Since: r.since[addr], Moves: moves,
+			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 1000}}})
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		r.since[addr] = ack.Rev
+		if !ack.More {
+			break
+		}
+	}
+	return ack
+}
+
+func (r *elasticRig) mapOf(m *wire.PlacementMap) *wire.PlacementMap {
+	r.t.Helper()
+	got, err := r.c.GetMap(m.Job, m.Token)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return got
+}
+
+func stateIn(m *wire.PlacementMap, addr string) wire.NodeState {
+	st, _ := mapState(m, addr)
+	return st
+}
+
+func weightSum(m *wire.PlacementMap) float64 {
+	var s float64
+	for _, n := range m.Nodes {
+		s += n.Weight
+	}
+	return s
+}
+
+// TestJobMapGrowsAndShrinks walks the protocol of elastic.go: a node
+// joins a running job's map (published once the map's nodes confirmed the
+// epoch, active once the others moved their values), then leaves it
+// (marked draining in that map only, gone once every node moved).
+func TestJobMapGrowsAndShrinks(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	r := newElasticRig(t, c, a, b, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[0].Addr != a || m0.Nodes[1].Addr != b {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	for _, n := range []string{a, b, x} {
+		r.beat(n, nil)
+	}
+	if err := c.GrowJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.GrowJob(m0.Job, ""); !errors.Is(err, wire.ErrBusy) {
+		t.Fatalf("a second change while one runs: %v", err)
+	}
+	// Not handed out before the map's nodes know the epoch.
+	if m := r.mapOf(m0); m.Epoch != m0.Epoch || len(m.Nodes) != 2 {
+		t.Fatalf("map handed out before its nodes confirmed it: %+v", m)
+	}
+	r.beat(a, nil)
+	if m := r.mapOf(m0); m.Epoch != m0.Epoch {
+		t.Fatalf("map handed out with node %s unconfirmed: %+v", b, m)
+	}
+	r.beat(b, nil)
+	ackX := r.beat(x, nil)
+	m1 := r.mapOf(m0)
+	if m1.Epoch <= m0.Epoch || len(m1.Nodes) != 3 || stateIn(m1, x) != wire.NodeJoining ||
+		stateIn(m1, a) != wire.NodeActive || math.Abs(weightSum(m1)-1) > 1e-9 {
+		t.Fatalf("map while %s joins: %+v", x, m1)
+	}
+	if len(ackX.Jobs) != 0 || r.since[x] < c.jobs[m0.Job].epochRev {
+		t.Fatalf("joining node's table not at the job's epoch change: %+v", ackX)
+	}
+	for _, n := range c.Status().Nodes {
+		if n.State != wire.NodeActive {
+			t.Fatalf("node %s is %s in the cluster: a job's change is the job's only", n.Addr, n.State)
+		}
+	}
+	// Reports below the change's epoch, or with values left, end nothing.
+	r.beat(a, []wire.MoveReport{{Job: m0.Job, Epoch: m0.Epoch}})
+	r.beat(b, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch, Left: 7}})
+	if c.jobs[m0.Job].move == nil {
+		t.Fatal("the change ended before every node moved its values")
+	}
+	r.beat(a, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch}})
+	r.beat(b, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch}})
+	for _, n := range []string{a, b, x} {
+		r.beat(n, nil)
+	}
+	m2 := r.mapOf(m0)
+	if m2.Epoch <= m1.Epoch || stateIn(m2, x) != wire.NodeActive || len(m2.Nodes) != 3 {
+		t.Fatalf("map after %s joined: %+v", x, m2)
+	}
+
+	// Shrink: the node leaves this job's map only.
+	if err := c.ShrinkJob(m0.Job, "127.0.0.1:9999"); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("shrinking by a node not in the map: %v", err)
+	}
+	if err := c.ShrinkJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{a, b, x} {
+		r.beat(n, nil)
+	}
+	m3 := r.mapOf(m0)
+	if stateIn(m3, x) != wire.NodeDraining || countNodes(c, wire.NodeActive) != 3 {
+		t.Fatalf("map while %s leaves: %+v", x, m3)
+	}
+	r.beat(a, []wire.MoveReport{{Job: m0.Job, Epoch: m3.Epoch}})
+	r.beat(b, []wire.MoveReport{{Job: m0.Job, Epoch: m3.Epoch}})
+	if c.jobs[m0.Job].move == nil {
+		t.Fatal("the leaving node left before reporting its own values moved")
+	}
+	r.beat(x, []wire.MoveReport{{Job: m0.Job, Epoch: m3.Epoch}})
+	for _, n := range []string{a, b, x} {
+		r.beat(n, nil)
+	}
+	m4 := r.mapOf(m0)
+	if _, in := mapState(m4, x); in || len(m4.Nodes) != 2 || m4.Epoch <= m3.Epoch || math.Abs(weightSum(m4)-1) > 1e-9 {
+		t.Fatalf("map after %s left: %+v", x, m4)
+	}
+	if err := c.ShrinkJob(m0.Job, a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestJobMapChangeEndsWhenTheNodeDies: a joining node that dies ends the
+// change as a plain member, so the dead-node rules take over.
+func TestJobMapChangeEndsWhenTheNodeDies(t *testing.T) {
+	c := newTest(t, Config{})
+	a, x := "127.0.0.1:7001", "127.0.0.1:7003"
+	newElasticRig(t, c, a, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 500})
+	if err != nil || len(m0.Nodes) != 1 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	other := x
+	if m0.Nodes[0].Addr == x {
+		other = a
+	}
+	if err := c.GrowJob(m0.Job, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetNodeState(other, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	c.movesTick(time.Now())
+	j := c.jobs[m0.Job]
+	if j.move != nil || len(c.moving) != 0 {
+		t.Fatal("the change outlived its node")
+	}
+	if m := c.mapLocked(j); stateIn(m, other) != wire.NodeDead {
+		t.Fatalf("map after the joining node died: %+v", m)
+	}
+}
+
+// TestJobMapChangeSurvivesRestart: a controller restarted on its state in
+// the middle of a change keeps the node's role and waits for the reports.
+func TestJobMapChangeSurvivesRestart(t *testing.T) {
+	for _, bolt := range []bool{false, true} {
+		rs := newRestartable(t, Config{}, bolt)
+		a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+		newElasticRig(t, rs.ctl, a, b, x)
+		m0, err := rs.ctl.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.ctl.GrowJob(m0.Job, x); err != nil {
+			t.Fatal(err)
+		}
+		c := rs.restart()
+		r := &elasticRig{t: t, c: c, since: map[string]uint64{}}
+		for _, n := range []string{a, b, x} {
+			mustRegister(t, c, dramNode(n, 1<<30, 1000))
+		}
+		j := c.jobs[m0.Job]
+		if j == nil || j.move == nil || j.move.addr != x || j.grown != 1 {
+			t.Fatalf("bolt %v: change not restored: %+v", bolt, j)
+		}
+		if m := r.mapOf(m0); stateIn(m, x) != wire.NodeJoining {
+			t.Fatalf("bolt %v: map after restart: %+v", bolt, m)
+		}
+		r.beat(a, []wire.MoveReport{{Job: m0.Job, Epoch: j.epoch}})
+		r.beat(b, []wire.MoveReport{{Job: m0.Job, Epoch: j.epoch}})
+		for _, n := range []string{a, b, x} {
+			r.beat(n, nil) // confirm the new epoch
+		}
+		if m := r.mapOf(m0); stateIn(m, x) != wire.NodeActive || j.move != nil {
+			t.Fatalf("bolt %v: map after the reports: %+v", bolt, m)
+		}
+	}
+}
+
+// TestAutoscalerGrowsAndShrinksAJob: the per-job policy adds a node to a
+// job whose nodes run over the band, and sheds it when the load is gone,
+// never below the nodes it was sized with.
+func TestAutoscalerGrowsAndShrinksAJob(t *testing.T) {
+	r := newScaleRig(t, 3, AutoscaleConfig{Cooldown: time.Hour, Smooth: 1, JobCooldown: time.Second, MinNodes: 3})
+	m0, err := r.c.RegisterJob("long", wire.JobHints{PeakMbps: 500})
+	if err != nil || len(m0.Nodes) != 1 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	home := m0.Nodes[0].Addr
+	load := func(rx float64) {
+		for _, n := range r.c.Status().Nodes {
+			v := 0.0
+			if n.Addr == home {
+				v = rx
+			}
+			r.heartbeat(n.Addr, v, 0, nil)
+		}
+	}
+	nodes := func() int {
+		m, _ := r.c.GetMap(m0.Job, m0.Token)
+		return len(m.Nodes)
+	}
+	load(950)
+	r.a.Step()
+	if nodes() != 1 {
+		t.Fatal("grew within the job cool-down of its registration")
+	}
+	r.clock.advance(2 * time.Second)
+	r.c.mu.Lock()
+	r.c.jobs[m0.Job].created = r.clock.now().Add(-time.Minute)
+	r.c.mu.Unlock()
+	r.a.Step()
+	if nodes() != 2 {
+		t.Fatalf("job on %d node(s) after its node ran at 95%%: %s", nodes(), r.logs.msgs())
+	}
+	var grew bool
+	for _, d := range r.a.Decisions() {
+		grew = grew || (d.Action == ActionGrowJob && d.Job == m0.Job)
+	}
+	if !grew {
+		t.Fatalf("no grow-job decision recorded: %+v", r.a.Decisions())
+	}
+	// The fake nodes report every value moved.
+	r.c.mu.Lock()
+	j := r.c.jobs[m0.Job]
+	for _, mn := range j.nodes {
+		j.move.done[mn.Addr] = j.epoch
+	}
+	r.c.finishMoveLocked(j, r.clock.now())
+	r.c.mu.Unlock()
+	load(100)
+	r.clock.advance(2 * time.Second)
+	r.a.Step()
+	if nodes() != 2 || r.c.jobs[m0.Job].move == nil {
+		t.Fatalf("job did not start shedding its grown node at 10%% (%d nodes)", nodes())
+	}
+	r.c.mu.Lock()
+	for _, mn := range j.nodes {
+		j.move.done[mn.Addr] = j.epoch
+	}
+	r.c.finishMoveLocked(j, r.clock.now())
+	r.c.mu.Unlock()
+	if nodes() != 1 || j.grown != 0 {
+		t.Fatalf("job on %d node(s) after shedding", nodes())
+	}
+	r.clock.advance(2 * time.Second)
+	r.a.Step()
+	if nodes() != 1 || j.move != nil {
+		t.Fatal("shrank below the nodes it was sized with")
+	}
+}
