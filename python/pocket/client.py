@@ -233,14 +233,31 @@ class _MapState:
         self.addrs = [n.addr for n in m.nodes]
         self.dead = {n.addr for n in m.nodes if n.state == wire.NODE_DEAD}
         self.draining = {n.addr for n in m.nodes if n.state == wire.NODE_DRAINING}
+        self.joining = {n.addr for n in m.nodes if n.state == wire.NODE_JOINING}
         self.set = placement.NodeSet([(n.addr, n.weight) for n in m.nodes])
-        live = [(n.addr, n.weight) for n in m.nodes if n.addr not in self.draining]
-        self.live = placement.NodeSet(live) if self.draining and live else self.set
+        # The live set places keys where they go now: the map without its
+        # draining nodes. The prior set places them where they were: the
+        # map without its joining nodes. Each is the whole set when no node
+        # (or every node) drains, or joins.
+        self.live = self._without(self.draining)
+        self.prior = self._without(self.joining)
+        self.settled = self.live is self.set and self.prior is self.set
+        # The live nodes that may be moving values (version requests go to
+        # them first, one by one): the draining ones and, while a node
+        # joins, every node that is not joining; in map order.
+        self.movers = [a for a in self.addrs if a not in self.dead and
+                       (a in self.draining or (self.joining and a not in self.joining))]
         # The map's nodes and its lost ones: who owned a key before they
         # left (see the Go SDK's lost.go). None when no node was lost.
         self.all = (placement.NodeSet([(n.addr, n.weight) for n in m.nodes] + [(n.addr, n.weight) for n in m.lost])
                     if m.lost else None)
         self.fetched = time.monotonic()
+
+    def _without(self, out: set[str]) -> placement.NodeSet:
+        """The map's node set without the nodes in out: the whole set when
+        out is empty or holds every node."""
+        rest = [(n.addr, n.weight) for n in self.map.nodes if n.addr not in out]
+        return placement.NodeSet(rest) if out and rest else self.set
 
     def lost_owner(self, key: bytes, chunk: int):
         """The lost node (wire.LostNode) that owned (key, chunk), or None."""
@@ -260,13 +277,15 @@ class _MapState:
         return r.check()
 
     def route(self, key: bytes, chunk: int) -> tuple[str, str]:
-        """The live owner of (key, chunk) and, when it differs and the owner
-        under the whole map drains, that one (else "")."""
+        """The owner of (key, chunk) (its owner under the live set) and its
+        old owner: its owner under the prior set when that differs and is
+        not dead, a node that may still hold the value (else ""). See the
+        Go SDK's drain.go."""
         addr = self.live.ids[self.live.pick(key, chunk)]
-        if self.live is self.set:
+        if self.settled:
             return addr, ""
-        old = self.set.ids[self.set.pick(key, chunk)]
-        return addr, (old if old != addr and old in self.draining else "")
+        old = self.prior.ids[self.prior.pick(key, chunk)]
+        return addr, (old if old != addr and old not in self.dead else "")
 
     def keyless(self, key: bytes = b"", **kw) -> bytes:
         """A request of the job with no key (or a prefix) and fields kw."""
@@ -274,6 +293,17 @@ class _MapState:
 
 
 _REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING)
+# How long a job waits for the controller to hand out a map newer than one
+# a node called stale, fetching it again with pauses growing from
+# _STALE_PAUSE to _STALE_PAUSE_MAX (seconds): the controller publishes a new
+# epoch once every node of the map has learned it (a heartbeat or two), and
+# a node learns it first. The Go SDK's staleWait.
+_STALE_WAIT = 5.0
+_STALE_PAUSE = 0.01
+_STALE_PAUSE_MAX = 0.2
+# How long a version request (confirm, drop-version) waits out a node that
+# answers busy while it moves a chunk of that version (the Go SDK's settle).
+_SETTLE = 10.0
 # The least time between two map fetches a job makes because a node was
 # unavailable, so that many calls to a dead node do not each ask the
 # controller.
@@ -330,6 +360,45 @@ class Job:
         st = self._st
         self._st = _MapState(self.client._ctl().get_map(st.map.job, st.map.token))
 
+    def _map_changed(self, code: int, used: _MapState) -> bool:
+        """After a node answered code to a request routed with the map used:
+        whether to send it again on a new map. A stale epoch fetches the map
+        until the controller hands out a newer one (_refresh_newer); a node
+        draining since the map was fetched fetches it once. A failed fetch
+        answers False: the caller raises the node's error. Needs a
+        controller."""
+        if self.client.controller is None:
+            return False
+        if code == errors.Code.STALE_EPOCH:
+            return self._refresh_newer(used.map.epoch)
+        if code == errors.Code.DRAINING:
+            try:
+                self.refresh()
+            except errors.PocketError:
+                return False
+            return True
+        return False
+
+    def _refresh_newer(self, used: int) -> bool:
+        """Fetches the map after a node called the map of epoch used stale,
+        again and again (pauses of _STALE_PAUSE doubling to
+        _STALE_PAUSE_MAX, for at most _STALE_WAIT seconds) while the
+        controller still hands out an epoch not newer than used; reports
+        whether the map is now newer."""
+        deadline = time.monotonic() + _STALE_WAIT
+        pause = _STALE_PAUSE
+        while True:
+            if self._st.map.epoch > used:
+                return True
+            try:
+                self.refresh()
+            except errors.PocketError:
+                return False
+            if self._st.map.epoch > used or time.monotonic() >= deadline:
+                return self._st.map.epoch > used
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(2 * pause, _STALE_PAUSE_MAX)
+
     def _map_moved(self, used: _MapState) -> bool:
         """After a node was unavailable to a request routed with the map
         used: whether the job's map has changed since (fetched again by
@@ -385,7 +454,7 @@ class Job:
         retries once. Returns the reply, unchecked, and the node's address."""
         for attempt in (0, 1):
             st = self._st
-            if st.live is st.set:
+            if st.settled:
                 addr, old = st.addrs[st.set.pick(key, chunk)], ""
             else:
                 addr, old = st.route(key, chunk)
@@ -411,16 +480,18 @@ class Job:
                     if attempt or not self._map_moved(st):
                         raise
                     continue
-            if r.code and r.code in _REFRESH and attempt == 0 and self.client.controller is not None:
-                self.refresh()
+            if r.code in _REFRESH and attempt == 0 and self._map_changed(r.code, st):
                 continue
             return r, addr
         raise AssertionError("unreachable")
 
     def _drain_do(self, st: _MapState, addr: str, old: str, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
-        """A request for a key whose whole-map owner (old) drains: reads ask
-        the live owner, then the old one, then the live one again; deletes
-        go to the old owner first (see the Go SDK's drain.go)."""
+        """A request for a key whose old owner (old: its owner under the
+        prior set, a draining node or, while a node joins, the node that
+        owned it before) differs from its owner (addr): reads ask the owner,
+        then the old one, then the owner again; deletes go to the old owner
+        first (waiting while it answers busy), then the owner; puts go to
+        the owner (see the Go SDK's drain.go)."""
         def send(a: str) -> Reply:
             wait = 0.001
             while True:
@@ -439,7 +510,9 @@ class Job:
             r_old = send(old)
             r = send(addr)
             if r.code == errors.Code.NOT_FOUND and r_old.code == 0:
-                return Reply(r.id, 0, 0, b"", b"")
+                # The old owner's reply: its version is the one removed,
+                # whose chunks the caller drops.
+                return r_old
             return r
         return send(addr)
 
@@ -452,8 +525,8 @@ class Job:
             meta = st.keyless(**fields)
             addrs = [a for a in st.addrs if a not in st.dead and a not in skip]
             replies = self._parallel([lambda a=a: self._send(a, op, flags | st.tier_flags, meta) for a in addrs])
-            if attempt == 0 and self.client.controller is not None and any(r.code in _REFRESH for r in replies):
-                self.refresh()
+            code = next((r.code for r in replies if r.code in _REFRESH), 0)
+            if code and attempt == 0 and self._map_changed(code, st):
                 continue
             for r in replies:
                 if r.code != errors.Code.REVOKED or op not in _REVOKED_EMPTY:
@@ -514,16 +587,16 @@ class Job:
         cs = self.client.chunk_size
         n = (len(view) + cs - 1) // cs
         for attempt in (0, 1):
+            used = self._st
             w = _ObjectWrite(self, k, flags)
             try:
                 w.put_chunks([(i, view[(i - 1) * cs:i * cs]) for i in range(1, n + 1)])
-            except (errors.StaleEpoch, errors.Draining):
+            except (errors.StaleEpoch, errors.Draining) as e:
                 # The map changed under the chunks: start over, once, with
                 # a new version on the new map.
                 w.abort()
-                if attempt or self.client.controller is None:
+                if attempt or not self._map_changed(e.code, used):
                     raise
-                self.refresh()
                 continue
             except BaseException:
                 w.abort()
@@ -532,23 +605,56 @@ class Job:
             return
 
     def _drop_version(self, ver: int) -> None:
-        """Deletes every chunk of version ver on every live node, draining
-        nodes first (they answer busy while a chunk of it is being moved).
-        Cleanup: failures are ignored; the job's end reclaims the rest."""
-        st = self._st
-        first = [a for a in st.draining if a not in st.dead]
-        meta = st.keyless(version=ver)
+        """Deletes every chunk of version ver on every live node, the nodes
+        that may be moving values first (_movers_first). Cleanup: failures
+        are ignored; the job's end reclaims the rest."""
         try:
-            for a in first:
-                wait = 0.001
-                for _ in range(200):
-                    if self._send(a, wire.OP_DROP_VERSION, st.tier_flags, meta).code != errors.Code.BUSY:
-                        break
-                    threading.Event().wait(wait)
-                    wait = min(2 * wait, 0.05)
-            self._fan_out(wire.OP_DROP_VERSION, 0, skip=first, version=ver)
+            self._movers_first(wire.OP_DROP_VERSION, ver)
         except errors.PocketError:
             pass
+
+    def _movers_first(self, op: int, ver: int) -> list[Reply]:
+        """Sends a version request (confirm, drop-version) to every live
+        node: to the ones that may be moving values (_MapState.movers)
+        first, one by one, waiting while each answers busy (a chunk of the
+        version is being moved), then to the others at once, which by then
+        hold every chunk that moved. Returns the replies that succeeded;
+        raises the first error once every node was asked."""
+        st = self._st
+        first = st.movers
+        replies, err = [], None
+        for a in first:
+            try:
+                replies.append(self._send_version(a, op, ver).check())
+            except errors.PocketError as e:
+                err = err or e
+        try:
+            replies += self._fan_out(op, 0, skip=first, version=ver)
+        except errors.PocketError as e:
+            err = err or e
+        if err is not None:
+            raise err
+        return replies
+
+    def _send_version(self, addr: str, op: int, ver: int) -> Reply:
+        """Sends a version request to one node, again while it answers busy
+        (pauses from 1 to 50 ms, for at most _SETTLE seconds) and once on a
+        new map when it calls the map stale. Returns the reply, unchecked."""
+        deadline = time.monotonic() + _SETTLE
+        pause = 0.001
+        for attempt in (0, 1):
+            st = self._st
+            meta = st.keyless(version=ver)
+            while True:
+                r = self._send(addr, op, st.tier_flags, meta)
+                if r.code != errors.Code.BUSY or time.monotonic() >= deadline:
+                    break
+                time.sleep(pause)
+                pause = min(2 * pause, 0.05)
+            if r.code in _REFRESH and attempt == 0 and self._map_changed(r.code, st):
+                continue
+            return r
+        raise AssertionError("unreachable")
 
     # ---- get ----
 
@@ -612,11 +718,10 @@ class Job:
             used = self._st
             try:
                 self._get_chunks(k, m, out)
-            except (errors.StaleEpoch, errors.Draining):
-                if refreshed or self.client.controller is None:
+            except (errors.StaleEpoch, errors.Draining) as e:
+                if refreshed or not self._map_changed(e.code, used):
                     raise
-                refreshed = True
-                self.refresh()  # and read the key again on the new map
+                refreshed = True  # and read the key again on the new map
                 continue
             except errors.Unavailable:
                 # A chunk's node may have left the map: read again on a
@@ -757,10 +862,9 @@ class Job:
             addrs = [a for a in st.addrs if a not in st.dead]
             try:
                 lists = self._parallel([lambda a=a: self._list_node(st, a, prefix, delim) for a in addrs])
-            except (errors.StaleEpoch, errors.Draining):
-                if attempt or self.client.controller is None:
+            except (errors.StaleEpoch, errors.Draining) as e:
+                if attempt or not self._map_changed(e.code, st):
                     raise
-                self.refresh()
                 continue
             merged: dict[bytes, wire.Entry] = {}
             for lst in lists:
@@ -906,9 +1010,10 @@ class _ObjectWrite:
     def _confirm(self) -> None:
         job = self.job
         st = job._st
-        if st.draining - st.dead:
-            # Chunks may be moving off a draining node: count on every node.
-            total = sum(r.response().count for r in job._fan_out(wire.OP_CONFIRM, 0, version=self.ver))
+        if st.movers:
+            # Chunks may be moving between the job's nodes (one drains, or
+            # joins): count on every node, the movers first.
+            total = sum(r.response().count for r in job._movers_first(wire.OP_CONFIRM, self.ver))
             if total < sum(self.sent.values()):
                 raise errors.Conflict(f"the job's nodes hold {total} of the {sum(self.sent.values())} chunks sent")
             return

@@ -74,6 +74,10 @@ TIER_NVME = 2
 NODE_ACTIVE = 1
 NODE_DRAINING = 2
 NODE_DEAD = 3
+# In one job's map only: the node is in the job's placement (it owns its
+# share of keys), but values it now owns may still be at their owner under
+# the map without the joining nodes, which is moving them to it.
+NODE_JOINING = 4
 
 # Limits (wire/limits.go, wire/control.go).
 MAX_META = 64 << 10
