@@ -32,7 +32,7 @@ func runJob(ctx context.Context, cfg *Config, spec JobSpec, start time.Time) Job
 	l := newLoad(spec, job)
 	l.drive(ctx, cfg, cfg.Workers)
 	vctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	res.Written, res.Verified = l.verifyAll(vctx)
+	res.Written, res.Verified = l.verifyAll(vctx, l.opsPerSecond(spec.readBackMbps()))
 	cancel()
 	l.results(&res)
 	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -203,15 +203,30 @@ func (l *load) moved(n int) {
 }
 
 // verifyAll reads back every key the job wrote and checks its contents:
-// all puts have finished, so each must be there, whole. It returns the
-// keys written and those that checked; each that did not is an error.
-func (l *load) verifyAll(ctx context.Context) (written, verified int) {
+// all puts have finished, so each must be there, whole. It reads at most
+// opsPerSec values a second (0: as fast as it can), so the read-back
+// does not show on the nodes as a burst the job never offered. It
+// returns the keys written and those that checked; each that did not is
+// an error.
+func (l *load) verifyAll(ctx context.Context, opsPerSec float64) (written, verified int) {
 	buf := make([]byte, l.spec.ValueSize)
+	var tick <-chan time.Time
+	if opsPerSec > 0 {
+		t := time.NewTicker(max(time.Duration(float64(time.Second)/opsPerSec), 50*time.Microsecond))
+		defer t.Stop()
+		tick = t.C
+	}
 	for i := range l.written {
 		if !l.written[i].Load() {
 			continue
 		}
 		written++
+		if tick != nil {
+			select {
+			case <-ctx.Done():
+			case <-tick:
+			}
+		}
 		got, err := l.job.GetInto(ctx, key(i), buf)
 		switch {
 		case err != nil:

@@ -79,6 +79,16 @@ func (s *JobSpec) PeakMbps() float64 {
 	return peak
 }
 
+// readBackMbps is the rate of the read-back at the job's end: its last
+// phase's load, or its peak when that phase is idle.
+func (s *JobSpec) readBackMbps() float64 {
+	ps := s.phases()
+	if last := ps[len(ps)-1].Mbps; last > 0 {
+		return last
+	}
+	return s.PeakMbps()
+}
+
 // check fills Run from Phases and reports a spec that cannot run.
 func (s *JobSpec) check() error {
 	if s.Name == "" {

@@ -112,3 +112,17 @@ func TestCheckJobs(t *testing.T) {
 		t.Fatalf("run from phases: %v, %v", err, jobs[0].Run)
 	}
 }
+
+func TestReadBackRate(t *testing.T) {
+	s := Stream()
+	if got := s.readBackMbps(); got != 100 {
+		t.Fatalf("stream reads back at %v Mb/s, want its last phase's 100", got)
+	}
+	s.Phases = append(s.Phases, Phase{For: time.Second})
+	if got := s.readBackMbps(); got != 1000 {
+		t.Fatalf("after an idle phase: %v Mb/s, want the peak 1000", got)
+	}
+	if got := Pocket()[0].readBackMbps(); got != 600 {
+		t.Fatalf("sort1 reads back at %v Mb/s", got)
+	}
+}

@@ -105,7 +105,7 @@ func TestRunSamplesJobsAndVerifies(t *testing.T) {
 			Phases: []Phase{{For: time.Second, Mbps: 5}, {For: 2 * time.Second, Mbps: 40}, {For: time.Second, Mbps: 5}},
 			Hints:  pocket.Hints{PeakMbps: 5}},
 	}
-	res, err := Run(context.Background(), Config{Store: store, Jobs: jobs, Timescale: 0.5, Length: 6 * time.Second,
+	res, err := Run(context.Background(), Config{Store: store, Jobs: jobs, Timescale: 0.5, Length: 10 * time.Second,
 		Sample: 100 * time.Millisecond, Workers: 2,
 		Status: func(context.Context) (*wire.ClusterStatus, error) { return ctl.Status(), nil }})
 	if err != nil {
@@ -162,13 +162,13 @@ func TestVerifyAllFindsALostValue(t *testing.T) {
 	for range 3 {
 		l.put(ctx, buf)
 	}
-	if w, v := l.verifyAll(ctx); w != 3 || v != 3 || l.errs.Load() != 0 {
+	if w, v := l.verifyAll(ctx, 0); w != 3 || v != 3 || l.errs.Load() != 0 {
 		t.Fatalf("before: %d written, %d verified, %d errors", w, v, l.errs.Load())
 	}
 	if err := job.Delete(ctx, key(1)); err != nil {
 		t.Fatal(err)
 	}
-	if w, v := l.verifyAll(ctx); w != 3 || v != 2 || l.errs.Load() != 1 {
+	if w, v := l.verifyAll(ctx, 0); w != 3 || v != 2 || l.errs.Load() != 1 {
 		t.Fatalf("after a delete: %d written, %d verified, %d errors", w, v, l.errs.Load())
 	}
 	if e, _ := l.firstErr.Load().(string); e == "" {
