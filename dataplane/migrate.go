@@ -13,14 +13,19 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// Moving a draining node's data
+// Moving a job's values to their owners
 //
 // A draining node pushes each value of each of its jobs to the node that
 // owns it under the job's map without the draining node, using ordinary
 // data-plane puts with the job's token and the map's epoch, then deletes
-// its own copy. Per value (moveOne):
+// its own copy. When one job's map changes (a node joins it, or leaves
+// it while staying in the cluster), every node of the map moves that
+// job's values the same way, keeping those it still owns
+// (MigrateJob.Self; the agent's mover, dataplane/agent/move.go). Per
+// value (moveOne):
 //
 //  1. owner = placement.Pick over MigrateJob.Nodes of (key, ChunkOf(key));
+//     a value whose owner is MigrateJob.Self stays, untouched;
 //  2. mark the key moving: a client's delete (or delete-after-read) of it
 //     here answers CodeBusy until step 5, and the SDK retries;
 //  3. put the value at the owner with FlagIfAbsent and the value's stored
@@ -35,7 +40,8 @@ import (
 //  5. unmark the key.
 //
 // So a move never overwrites a newer write, and a deleted key never comes
-// back: a client deletes here first, then at the owner (pocket/drain.go);
+// back: a client deletes here (at the old owner) first, then at the owner
+// (pocket/drain.go);
 // a delete here before step 2 leaves nothing to move, one during steps 2-5
 // waits, and one after finds the value at the owner.
 //
@@ -55,9 +61,13 @@ type MigrateJob struct {
 	Job   string
 	Token []byte // the job's capability token
 	Epoch uint64 // the map's epoch, sent with every request
-	// Nodes are the owners: the job's map without draining or dead nodes,
-	// with the map's weights.
+	// Nodes are the owners: the job's map without its draining nodes,
+	// with the map's weights (the set clients put to).
 	Nodes []placement.Node
+	// Self, when not empty, is this node's ID in Nodes: values it owns
+	// stay here, neither moved nor counted. Empty: every value moves (a
+	// draining node, never an owner of what it holds).
+	Self string
 }
 
 // MigrateStats counts what a migration did.
@@ -74,10 +84,11 @@ const migrateBatch = 256
 // ErrNoOwner means a job's map has no node that can take its values.
 var ErrNoOwner = errors.New("dataplane: the job's map has no node to take its values")
 
-// Migrate moves every value of mj.Job held by this node to its owner under
-// mj.Nodes, with up to parallel requests in flight, and deletes the local
-// copies. It returns the first error met (values that failed stay here),
-// or ctx's error. Calling it again resumes where it stopped.
+// Migrate moves every value of mj.Job held by this node, but those mj.Self
+// owns, to its owner under mj.Nodes, with up to parallel requests in
+// flight, and deletes the local copies. It returns the first error met
+// (values that failed stay here), or ctx's error. Calling it again resumes
+// where it stopped.
 func (n *Node) Migrate(ctx context.Context, mj MigrateJob, s Sender, parallel int) (MigrateStats, error) {
 	var st migrateCounters
 	if len(mj.Nodes) == 0 {
@@ -173,6 +184,9 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 		return ErrNoOwner
 	}
 	owner := set.Node(i).ID
+	if owner == mj.Self && mj.Self != "" {
+		return nil // ours under the map: stays
+	}
 	defer n.vers.mark(t.Kind(), job, key)()
 	val, info, err := readValue(t, job, key)
 	if errors.Is(err, ErrNotFound) {
@@ -293,6 +307,25 @@ func (n *Node) JobValues(job string) int64 {
 	for _, t := range n.Tiers() {
 		_ = t.List([]byte(job), nil, nil, func([]byte, Info) bool {
 			count++
+			return true
+		})
+	}
+	return count
+}
+
+// Misplaced counts the values of a job on this node, over all tiers, whose
+// owner under nodes (placement.Pick of (key, ChunkOf(key)), as Migrate
+// places them) is not self: what a move by that set has left to do. With
+// no nodes every value is misplaced.
+func (n *Node) Misplaced(job string, nodes []placement.Node, self string) int64 {
+	set := placement.NewSet(nodes)
+	var count int64
+	for _, t := range n.Tiers() {
+		_ = t.List([]byte(job), nil, nil, func(key []byte, _ Info) bool {
+			i := set.Pick(key, ChunkOf(key))
+			if i < 0 || set.Node(i).ID != self {
+				count++
+			}
 			return true
 		})
 	}

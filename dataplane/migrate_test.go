@@ -168,3 +168,70 @@ func TestMigrateKeepsWhatItCannotMove(t *testing.T) {
 		t.Fatalf("no owners: %v", err)
 	}
 }
+
+// TestMigrateKeepsWhatSelfOwns: with Self set (a node of a job's map
+// whose map changed), the values it still owns stay here untouched, the
+// others go to their owners, and Misplaced counts what is left to move,
+// before (the moved ones) and after (none).
+func TestMigrateKeepsWhatSelfOwns(t *testing.T) {
+	n, d := migrateNode(t)
+	owners := []placement.Node{{ID: "me", Weight: 1}, {ID: "n2", Weight: 1}, {ID: "n3", Weight: 2}}
+	set := placement.NewSet(owners)
+	ownedBy := map[string][]string{}
+	for i := 0; i < 400; i++ {
+		k := fmt.Sprintf("k%04d", i)
+		if i%40 == 0 {
+			k = string(wire.AppendChunkKey(nil, []byte("obj"), 9, i+1))
+		}
+		store(t, d, "job-1", k, []byte(k), 0)
+		o := set.Node(set.Pick([]byte(k), ChunkOf([]byte(k)))).ID
+		ownedBy[o] = append(ownedBy[o], k)
+	}
+	store(t, d, "other-2", "x", []byte("not this job"), 0)
+	mine, away := int64(len(ownedBy["me"])), int64(len(ownedBy["n2"])+len(ownedBy["n3"]))
+	if mine == 0 || away == 0 {
+		t.Fatalf("placement gave me %d, others %d: the test needs both", mine, away)
+	}
+	if got := n.Misplaced("job-1", owners, "me"); got != away {
+		t.Fatalf("Misplaced before the move = %d, want %d", got, away)
+	}
+	if got := n.Misplaced("job-1", nil, "me"); got != mine+away {
+		t.Fatalf("Misplaced with no owners = %d, want every value (%d)", got, mine+away)
+	}
+	f := &fakeOwners{vals: map[string]map[string][]byte{}, flags: map[string]uint16{}}
+	st, err := n.Migrate(context.Background(), MigrateJob{Job: "job-1", Epoch: 3, Nodes: owners, Self: "me"}, f, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Moved != away || st.Skipped != 0 || st.Failed != 0 {
+		t.Fatalf("stats %+v, want %d moved", st, away)
+	}
+	if len(f.vals["me"]) != 0 {
+		t.Fatalf("%d values sent to self", len(f.vals["me"]))
+	}
+	for _, o := range []string{"n2", "n3"} {
+		for _, k := range ownedBy[o] {
+			if v, ok := f.vals[o][k]; !ok || string(v) != k {
+				t.Fatalf("key %q: owner %s has %q (present %v)", k, o, v, ok)
+			}
+		}
+	}
+	for _, k := range ownedBy["me"] {
+		if _, err := d.Stat([]byte("job-1"), []byte(k)); err != nil {
+			t.Fatalf("a value self owns (%q) did not stay: %v", k, err)
+		}
+	}
+	if got := n.JobValues("job-1"); got != mine {
+		t.Fatalf("%d values left here, want the %d self owns", got, mine)
+	}
+	if got := n.Misplaced("job-1", owners, "me"); got != 0 {
+		t.Fatalf("Misplaced after the move = %d", got)
+	}
+	xOwner := set.Node(set.Pick([]byte("x"), 0)).ID
+	if got := n.Misplaced("other-2", owners, xOwner); got != 0 {
+		t.Fatalf("Misplaced of another job's value at its owner %s: %d", xOwner, got)
+	}
+	if got := n.Misplaced("other-2", owners, "elsewhere"); got != 1 {
+		t.Fatalf("Misplaced of another job's value owned elsewhere: %d", got)
+	}
+}

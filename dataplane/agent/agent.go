@@ -9,7 +9,9 @@
 // controller names (dataplane.Node.HeldJobs, DropHeld). A draining node
 // refuses new puts and moves its values to their new owners (drain.go,
 // dataplane.Node.Migrate), reporting its progress in its heartbeats until
-// the controller retires it.
+// the controller retires it. When one job's map changes (a node joins it,
+// or leaves it only), the node moves that job's values whose owner
+// changed and reports what is left (move.go).
 package agent
 
 import (
@@ -52,6 +54,8 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Logger = slog.Default()
 	}
 	a := &agent{cfg: cfg, ctx: ctx, last: time.Now(), lastStats: cfg.Node.Stats()}
+	a.move = startMover(ctx, cfg.Node, cfg.Controller, cfg.Addr, cfg.Logger)
+	defer a.move.stop()
 	defer a.stopDrain()
 	return cfg.Controller.RunNode(ctx, metaclient.NodeLoop{
 		Register: wire.NodeRegister{Addr: cfg.Addr, Tiers: a.tiers(), Cores: uint32(runtime.NumCPU())},
@@ -67,6 +71,7 @@ type agent struct {
 	lastStats dataplane.Stats
 	state     wire.NodeState
 	drain     *drainer // set once the controller orders a drain
+	move      *mover   // moves values of jobs whose maps changed (nil: none)
 }
 
 // tiers reports each tier's capacity, use and bandwidth.
@@ -99,6 +104,9 @@ func (a *agent) report(hb *wire.Heartbeat) {
 	hb.Tiers = a.tiers()
 	if a.drain != nil {
 		hb.Metrics = append(hb.Metrics, a.drain.metrics()...)
+	}
+	if a.move != nil {
+		hb.Moves = a.move.moveReports()
 	}
 	if s := a.cfg.Sampler; s != nil {
 		if snap, err := s.Sample(); err == nil {
@@ -142,6 +150,12 @@ func (a *agent) ack(ack *wire.NodeAck) {
 		if a.cfg.OnState != nil {
 			a.cfg.OnState(ack.State)
 		}
+	}
+	if a.move != nil {
+		// Before the drainer starts: the mover's check in progress ends
+		// first, and none starts while the node drains.
+		a.move.setDraining(ack.State == wire.NodeDraining)
+		a.move.onAck(ack)
 	}
 	switch {
 	case ack.State == wire.NodeDraining:

@@ -139,7 +139,8 @@ func (d *drainer) moveJob(ctx context.Context, job string, tok []byte) error {
 // when the drain's deadline passes. moveJob has checked that this node is
 // draining in the map, so it is never its own values' owner: sending a
 // value to itself, finding it there and deleting "the old copy" would
-// lose it.
+// lose it. The mover (move.go) moves by the same set with
+// dataplane.MigrateJob.Self, which keeps the values this node owns.
 func owners(m *wire.PlacementMap) []placement.Node {
 	var ns []placement.Node
 	for _, n := range m.Nodes {

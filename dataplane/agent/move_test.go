@@ -1,0 +1,436 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	flatbuffers "github.com/google/flatbuffers/go"
+	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// fakeMaps stands in for the controller's GetMap: it hands out the map a
+// test publishes, counting the calls.
+type fakeMaps struct {
+	mu    sync.Mutex
+	m     *wire.PlacementMap
+	calls atomic.Int64
+}
+
+func (f *fakeMaps) publish(m *wire.PlacementMap) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.m = m
+}
+
+func (f *fakeMaps) GetMap(ctx context.Context, job string, tok []byte) (*wire.PlacementMap, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil || f.m.Job != job {
+		return nil, wire.ErrUnknownJob
+	}
+	if !bytes.Equal(tok, f.m.Token) {
+		return nil, wire.ErrBadToken
+	}
+	m := *f.m
+	m.Nodes = append([]wire.MapNode(nil), f.m.Nodes...)
+	return &m, nil
+}
+
+// moveNode is a token-guarded storage node with an agent whose mover
+// fetches maps from a fakeMaps.
+type moveNode struct {
+	n    *dataplane.Node
+	addr string
+	a    *agent
+}
+
+const moveJob, moveGen = "elastic", 1
+
+// newMoveNodes starts k nodes over loopback, each with an agent and a
+// running mover; everything stops at the test's end.
+func newMoveNodes(t *testing.T, k int, src mapSource) []*moveNode {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	data := client.New(client.Options{ConnsPerNode: 2})
+	var ns []*moveNode
+	t.Cleanup(func() {
+		cancel()
+		for _, mn := range ns {
+			mn.a.move.stop()
+		}
+		_ = data.Close()
+	})
+	for i := 0; i < k; i++ {
+		d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+			Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
+		if err != nil {
+			d.Close()
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			n.Close()
+			d.Close()
+		})
+		addr := n.Addr().String()
+		m := newMover(n, src, data, addr, quietLog)
+		m.start(ctx, nil)
+		a := &agent{cfg: Config{Node: n, Addr: addr, Logger: quietLog}, ctx: ctx, move: m}
+		ns = append(ns, &moveNode{n: n, addr: addr, a: a})
+	}
+	return ns
+}
+
+// ack hands the node a heartbeat ack listing the job at epoch (0: the
+// node is not in its map); rev 1 is the first snapshot.
+func (mn *moveNode) ack(rev, epoch uint64) {
+	mn.a.ack(&wire.NodeAck{State: wire.NodeActive, Rev: rev, Full: rev == 1,
+		Jobs: []wire.JobEpoch{{Job: moveJob, Epoch: epoch, Gen: moveGen}}})
+}
+
+// mapOf builds the job's map of the given epoch from (node, state) pairs.
+func mapOf(tok []byte, epoch uint64, nodes ...any) *wire.PlacementMap {
+	m := &wire.PlacementMap{Job: moveJob, Epoch: epoch, Token: tok}
+	for i := 0; i < len(nodes); i += 2 {
+		m.Nodes = append(m.Nodes, wire.MapNode{Addr: nodes[i].(*moveNode).addr, Weight: 1, State: nodes[i+1].(wire.NodeState)})
+	}
+	return m
+}
+
+// ownerOf is a key's owner among nodes, as clients and movers place it.
+func ownerOf(key string, nodes ...*moveNode) *moveNode {
+	ps := make([]placement.Node, len(nodes))
+	for i, mn := range nodes {
+		ps[i] = placement.Node{ID: mn.addr, Weight: 1}
+	}
+	return nodes[placement.Pick(ps, []byte(key), 0)]
+}
+
+func do(t *testing.T, mn *moveNode, op wire.Op, tok []byte, epoch uint64, key string, val []byte) ([]byte, error) {
+	t.Helper()
+	c := client.New(client.Options{})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req := wire.Request{Job: []byte(moveJob), Key: []byte(key), Token: tok, Epoch: epoch}
+	r, err := c.Do(ctx, mn.addr, op, 0, &req, val, nil)
+	return r.Payload, err
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// reported is whether a node's heartbeat carries exactly want.
+func reported(mn *moveNode, want ...wire.MoveReport) bool {
+	var hb wire.Heartbeat
+	mn.a.report(&hb)
+	if len(hb.Moves) != len(want) {
+		return false
+	}
+	for i := range want {
+		if hb.Moves[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// checkPlaced fails unless every key is on its owner among owners, with
+// its value, and nowhere else.
+func checkPlaced(t *testing.T, all []*moveNode, tok []byte, epoch uint64, keys []string, owners ...*moveNode) {
+	t.Helper()
+	want := map[*moveNode]int64{}
+	for _, k := range keys {
+		o := ownerOf(k, owners...)
+		want[o]++
+		got, err := do(t, o, wire.OpGet, tok, epoch, k, nil)
+		if err != nil || string(got) != "v:"+k {
+			t.Fatalf("key %q at its owner %s: %q, %v", k, o.addr, got, err)
+		}
+	}
+	for i, mn := range all {
+		if got := mn.n.JobValues(moveJob); got != want[mn] {
+			t.Fatalf("node %d holds %d values, want %d (those it owns)", i, got, want[mn])
+		}
+	}
+}
+
+// TestMoverGrowShrink: three nodes, a job whose values sit on A and B.
+// (1) The table moves to epoch 2 while the controller still hands out
+// epoch 1 (not published): the movers ask again and move nothing. (2) The
+// epoch-2 map adds C joining: A and B move exactly the values C now owns,
+// keep the rest, and report 0 left at epoch 2; C, joining, reports
+// nothing. (3) Epoch 3 marks B draining in this job's map only: B moves
+// every value to A or C; all three report 0 left at epoch 3. (4) Epoch 4
+// settles without B: the reports end.
+func TestMoverGrowShrink(t *testing.T) {
+	src := &fakeMaps{}
+	ns := newMoveNodes(t, 3, src)
+	a, b, c := ns[0], ns[1], ns[2]
+	a.ack(1, 1)
+	b.ack(1, 1)
+	c.ack(1, 0)
+	tok, ok := a.n.JobToken(moveJob)
+	if !ok {
+		t.Fatal("no token for the job after the snapshot")
+	}
+	var keys []string
+	for i := 0; i < 300; i++ {
+		k := fmt.Sprintf("key-%03d", i)
+		keys = append(keys, k)
+		if _, err := do(t, ownerOf(k, a, b), wire.OpPut, tok, 1, k, []byte("v:"+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkPlaced(t, ns, tok, 1, keys, a, b)
+
+	// (1) A map older than the table's epoch, with a change in it that
+	// would empty B: not moved by.
+	src.publish(mapOf(tok, 1, a, wire.NodeActive, b, wire.NodeDraining))
+	for _, mn := range ns {
+		mn.ack(2, map[*moveNode]uint64{a: 2, b: 2, c: 2}[mn])
+	}
+	waitFor(t, "the movers to ask for the map again", func() bool { return src.calls.Load() >= 6 })
+	checkPlaced(t, ns, tok, 2, keys, a, b)
+	for _, mn := range ns {
+		if !reported(mn) {
+			t.Fatalf("a move report by an unpublished map")
+		}
+	}
+
+	// (2) C joins.
+	src.publish(mapOf(tok, 2, a, wire.NodeActive, b, wire.NodeActive, c, wire.NodeJoining))
+	waitFor(t, "A and B to report the grow done", func() bool {
+		return reported(a, wire.MoveReport{Job: moveJob, Epoch: 2}) && reported(b, wire.MoveReport{Job: moveJob, Epoch: 2})
+	})
+	if !reported(c) {
+		t.Fatal("the joining node reported a move")
+	}
+	checkPlaced(t, ns, tok, 2, keys, a, b, c)
+	if c.n.JobValues(moveJob) == 0 {
+		t.Fatal("C owns no key: the test moves nothing")
+	}
+
+	// (3) B leaves this job's map.
+	src.publish(mapOf(tok, 3, a, wire.NodeActive, b, wire.NodeDraining, c, wire.NodeActive))
+	for _, mn := range ns {
+		mn.ack(3, 3)
+	}
+	waitFor(t, "every node to report the shrink done", func() bool {
+		return reported(a, wire.MoveReport{Job: moveJob, Epoch: 3}) && reported(b, wire.MoveReport{Job: moveJob, Epoch: 3}) &&
+			reported(c, wire.MoveReport{Job: moveJob, Epoch: 3})
+	})
+	checkPlaced(t, ns, tok, 3, keys, a, c)
+
+	// (4) Settled: B out of the map, the others active.
+	src.publish(mapOf(tok, 4, a, wire.NodeActive, c, wire.NodeActive))
+	a.ack(4, 4)
+	b.ack(4, 0)
+	c.ack(4, 4)
+	waitFor(t, "the reports to end", func() bool { return reported(a) && reported(b) && reported(c) })
+	checkPlaced(t, ns, tok, 4, keys, a, c)
+}
+
+// TestMoverReportsLeftAndRetries: an owner that refuses (here: not
+// reachable) leaves values behind; the report says how many, and once
+// the owner is back the retries move them and report 0.
+func TestMoverReportsLeftAndRetries(t *testing.T) {
+	src := &fakeMaps{}
+	ns := newMoveNodes(t, 2, src)
+	a, b := ns[0], ns[1]
+	a.ack(1, 1)
+	b.ack(1, 0)
+	tok, _ := a.n.JobToken(moveJob)
+	var keys []string
+	for i := 0; i < 100; i++ {
+		k := fmt.Sprintf("k%d", i)
+		keys = append(keys, k)
+		if _, err := do(t, a, wire.OpPut, tok, 1, k, []byte("v:"+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// B is joining under an address nobody listens on: every put fails.
+	gone := &moveNode{addr: "127.0.0.1:1"}
+	src.publish(mapOf(tok, 2, a, wire.NodeActive, gone, wire.NodeJoining))
+	a.ack(2, 2)
+	var left int64
+	for _, k := range keys {
+		if ownerOf(k, a, gone) == gone {
+			left++
+		}
+	}
+	waitFor(t, "a report of the values left", func() bool { return reported(a, wire.MoveReport{Job: moveJob, Epoch: 2, Left: left}) })
+	calls := src.calls.Load()
+	waitFor(t, "a retry", func() bool { return src.calls.Load() > calls })
+	// The joining node is now B, which listens.
+	src.publish(mapOf(tok, 3, a, wire.NodeActive, b, wire.NodeJoining))
+	a.ack(3, 3)
+	b.ack(3, 3)
+	waitFor(t, "the move done", func() bool { return reported(a, wire.MoveReport{Job: moveJob, Epoch: 3}) })
+	checkPlaced(t, ns, tok, 3, keys, a, b)
+	// Revoked: the report ends.
+	a.a.ack(&wire.NodeAck{State: wire.NodeActive, Rev: 4, Jobs: []wire.JobEpoch{{Job: moveJob, Gen: moveGen, Revoked: true}}})
+	if !reported(a) {
+		t.Fatal("a revoked job's report stayed")
+	}
+}
+
+// TestMoverLeavesDrainToDrainer: while the node drains cluster-wide the
+// mover fetches no map and moves nothing; when the drain is called off it
+// checks its jobs again.
+func TestMoverLeavesDrainToDrainer(t *testing.T) {
+	src := &fakeMaps{}
+	ns := newMoveNodes(t, 2, src)
+	a, b := ns[0], ns[1]
+	a.ack(1, 1)
+	b.ack(1, 0)
+	tok, _ := a.n.JobToken(moveJob)
+	for i := 0; i < 50; i++ {
+		if _, err := do(t, a, wire.OpPut, tok, 1, fmt.Sprint(i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.publish(mapOf(tok, 2, a, wire.NodeActive, b, wire.NodeJoining))
+	a.a.move.setDraining(true)
+	calls := src.calls.Load()
+	a.a.move.onAck(&wire.NodeAck{Rev: 2, Jobs: []wire.JobEpoch{{Job: moveJob, Epoch: 2, Gen: moveGen}}})
+	time.Sleep(300 * time.Millisecond)
+	if n := src.calls.Load() - calls; n != 0 || a.n.JobValues(moveJob) != 50 {
+		t.Fatalf("while draining: %d map fetches, %d of 50 values left", n, a.n.JobValues(moveJob))
+	}
+	a.a.move.setDraining(false)
+	waitFor(t, "the move after the drain was called off", func() bool { return reported(a, wire.MoveReport{Job: moveJob, Epoch: 2}) })
+	if b.n.JobValues(moveJob) == 0 {
+		t.Fatal("nothing moved to the joining node")
+	}
+}
+
+// blockingSender holds every request until its context ends.
+type blockingSender struct {
+	inFlight atomic.Int64
+	started  chan struct{}
+}
+
+func (s *blockingSender) Do(ctx context.Context, addr string, op wire.Op, flags uint16, req *wire.Request, payload, dst []byte) (client.Reply, error) {
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	select {
+	case s.started <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return client.Reply{}, ctx.Err()
+}
+
+// TestMoverDrainStopsMove: a drain ordered while a move is under way
+// cancels it and waits for it, so the drainer never runs beside it.
+func TestMoverDrainStopsMove(t *testing.T) {
+	src := &fakeMaps{}
+	ns := newMoveNodes(t, 1, src)
+	a := ns[0]
+	a.ack(1, 1)
+	tok, _ := a.n.JobToken(moveJob)
+	for i := 0; i < 20; i++ {
+		if _, err := do(t, a, wire.OpPut, tok, 1, fmt.Sprint(i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &blockingSender{started: make(chan struct{}, 1)}
+	m := newMover(a.n, src, s, a.addr, quietLog)
+	m.start(context.Background(), nil)
+	defer m.stop()
+	src.publish(mapOf(tok, 2, a, wire.NodeActive, &moveNode{addr: "127.0.0.1:1"}, wire.NodeJoining))
+	m.onAck(&wire.NodeAck{Rev: 2, Jobs: []wire.JobEpoch{{Job: moveJob, Epoch: 2, Gen: moveGen}}})
+	select {
+	case <-s.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the move never started")
+	}
+	m.setDraining(true)
+	if n := s.inFlight.Load(); n != 0 {
+		t.Fatalf("%d moves still in flight after setDraining returned", n)
+	}
+}
+
+// TestMoveReportsBound: a heartbeat carries at most wire.MaxMoveReports
+// reports, the oldest first; an update keeps a report's place.
+func TestMoveReportsBound(t *testing.T) {
+	m := newMover(nil, &fakeMaps{}, nil, "self", quietLog)
+	const jobs = wire.MaxMoveReports + 10
+	for i := 0; i < jobs; i++ {
+		job := fmt.Sprintf("job%05d", i)
+		m.epochs[job] = 1
+		m.record(wire.MoveReport{Job: job, Epoch: 1, Left: 5})
+	}
+	m.record(wire.MoveReport{Job: "job00000", Epoch: 2})
+	m.record(wire.MoveReport{Job: "unknown", Epoch: 2, Left: 1}) // not a job the acks listed
+	got := m.moveReports()
+	if len(got) != wire.MaxMoveReports {
+		t.Fatalf("%d reports, want %d", len(got), wire.MaxMoveReports)
+	}
+	if got[0] != (wire.MoveReport{Job: "job00000", Epoch: 2}) {
+		t.Fatalf("first report %+v", got[0])
+	}
+	for i, r := range got[1:] {
+		if want := fmt.Sprintf("job%05d", i+1); r.Job != want {
+			t.Fatalf("report %d is %s, want %s (oldest first)", i+1, r.Job, want)
+		}
+	}
+	hb := wire.Heartbeat{Addr: "n", Moves: got}
+	var back wire.Heartbeat
+	if err := back.Decode(hb.Encode(flatbuffers.NewBuilder(1 << 16))); err != nil || len(back.Moves) != len(got) {
+		t.Fatalf("a full heartbeat does not travel: %v (%d reports)", err, len(back.Moves))
+	}
+}
+
+// TestMoverFirstSight: a job the acks list for the first time is checked
+// only when the node holds values of it: a node that starts fetches no
+// map per job, and one holding values (written before the ack listed the
+// job) still moves them by a changing map.
+func TestMoverFirstSight(t *testing.T) {
+	src := &fakeMaps{}
+	ns := newMoveNodes(t, 2, src)
+	a, b := ns[0], ns[1]
+	b.ack(1, 0)
+	tok, _ := b.n.JobToken(moveJob)
+	src.publish(mapOf(tok, 1, a, wire.NodeActive, b, wire.NodeDraining))
+	b.ack(2, 1) // first seen in its map, holding nothing
+	time.Sleep(300 * time.Millisecond)
+	if n := src.calls.Load(); n != 0 {
+		t.Fatalf("%d map fetches for a job the node holds nothing of", n)
+	}
+	a.ack(1, 0)
+	for i := 0; i < 30; i++ {
+		if _, err := do(t, a, wire.OpPut, tok, 1, fmt.Sprint(i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.publish(mapOf(tok, 2, a, wire.NodeDraining, b, wire.NodeActive))
+	a.ack(2, 2) // first seen in its map, holding values
+	waitFor(t, "the values first seen here to move", func() bool { return reported(a, wire.MoveReport{Job: moveJob, Epoch: 2}) })
+	if a.n.JobValues(moveJob) != 0 || b.n.JobValues(moveJob) != 30 {
+		t.Fatalf("after the move: %d here, %d at the owner", a.n.JobValues(moveJob), b.n.JobValues(moveJob))
+	}
+}
