@@ -434,3 +434,64 @@ func TestMoverFirstSight(t *testing.T) {
 		t.Fatalf("after the move: %d here, %d at the owner", a.n.JobValues(moveJob), b.n.JobValues(moveJob))
 	}
 }
+
+// TestMoverKeepsNewerWrites: clients writing by the grown map while the
+// movers run: every key they overwrote reads their value at its owner
+// afterwards (a move never lands over a newer write), every other key its
+// old one, and each node holds only what it owns.
+func TestMoverKeepsNewerWrites(t *testing.T) {
+	src := &fakeMaps{}
+	ns := newMoveNodes(t, 3, src)
+	a, b, c := ns[0], ns[1], ns[2]
+	a.ack(1, 1)
+	b.ack(1, 1)
+	c.ack(1, 0)
+	tok, _ := a.n.JobToken(moveJob)
+	var keys []string
+	for i := 0; i < 400; i++ {
+		k := fmt.Sprintf("key-%03d", i)
+		keys = append(keys, k)
+		if _, err := do(t, ownerOf(k, a, b), wire.OpPut, tok, 1, k, []byte("v:"+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.publish(mapOf(tok, 2, a, wire.NodeActive, b, wire.NodeActive, c, wire.NodeJoining))
+	errc := make(chan error, 1)
+	go func() { // a client with the new map overwrites every third key
+		for i := 0; i < len(keys); i += 3 {
+			if _, err := do(t, ownerOf(keys[i], a, b, c), wire.OpPut, tok, 2, keys[i], []byte("new:"+keys[i])); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	for _, mn := range ns {
+		mn.ack(2, 2)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A and B to report the grow done", func() bool {
+		return reported(a, wire.MoveReport{Job: moveJob, Epoch: 2}) && reported(b, wire.MoveReport{Job: moveJob, Epoch: 2})
+	})
+	for i, k := range keys {
+		want := "v:" + k
+		if i%3 == 0 {
+			want = "new:" + k
+		}
+		o := ownerOf(k, a, b, c)
+		if got, err := do(t, o, wire.OpGet, tok, 2, k, nil); err != nil || string(got) != want {
+			t.Fatalf("key %q at its owner: %q, %v; want %q", k, got, err, want)
+		}
+	}
+	want := map[*moveNode]int64{}
+	for _, k := range keys {
+		want[ownerOf(k, a, b, c)]++
+	}
+	for i, mn := range ns {
+		if got := mn.n.JobValues(moveJob); got != want[mn] {
+			t.Fatalf("node %d holds %d values, want %d", i, got, want[mn])
+		}
+	}
+}
