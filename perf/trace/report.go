@@ -58,7 +58,7 @@ func (r *Result) writeTotals(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "| figure | value |\n|---|---|\n")
 	fmt.Fprintf(b, "| node-seconds used | %.0f |\n", r.NodeSeconds)
-	fmt.Fprintf(b, "| peak nodes | %d |\n", r.PeakNodes)
+	fmt.Fprintf(b, "| peak nodes | %d, for %.0f s |\n", r.PeakNodes, r.PeakSeconds)
 	fmt.Fprintf(b, "| node-seconds of a static cluster sized for the peak | %.0f |\n", r.StaticNodeSeconds)
 	fmt.Fprintf(b, "| used / static | **%.0f%%** (target: at most %.0f%%) |\n", 100*r.Ratio(), 100*TargetRatio)
 	fmt.Fprintf(b, "| job errors | %d |\n", r.Errors())

@@ -82,6 +82,9 @@ type Result struct {
 	NodeSeconds       float64
 	PeakNodes         int
 	StaticNodeSeconds float64
+	// PeakSeconds is how long (trace time) the cluster ran PeakNodes: a
+	// brief overshoot raises the static cluster, and so lowers Ratio.
+	PeakSeconds float64
 	// Decisions are lines the caller adds for the report (the
 	// autoscaler's decisions); Setup describes the cluster and machine.
 	Decisions []string
@@ -198,6 +201,11 @@ func (r *Result) totals() {
 	}
 	if n := len(r.Points); n > 0 {
 		r.StaticNodeSeconds = float64(r.PeakNodes) * (r.Points[n-1].T - r.Points[0].T)
+	}
+	for i := 1; i < len(r.Points); i++ {
+		if r.Points[i-1].Nodes == r.PeakNodes {
+			r.PeakSeconds += r.Points[i].T - r.Points[i-1].T
+		}
 	}
 	for i := range r.Jobs {
 		r.Jobs[i].fromSamples(r.Points)

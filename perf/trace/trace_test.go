@@ -18,7 +18,7 @@ func TestTotals(t *testing.T) {
 	r := &Result{Points: []Point{{T: 0, Nodes: 1}, {T: 10, Nodes: 4}, {T: 20, Nodes: 2}, {T: 40, Nodes: 1}}}
 	r.totals()
 	// 1x10 + 4x10 + 2x20 = 90 node-seconds; the peak of 4 for 40 s is 160.
-	if r.NodeSeconds != 90 || r.PeakNodes != 4 || r.StaticNodeSeconds != 160 {
+	if r.NodeSeconds != 90 || r.PeakNodes != 4 || r.StaticNodeSeconds != 160 || r.PeakSeconds != 10 {
 		t.Fatalf("totals: %+v", r)
 	}
 	if got := r.Ratio(); got != 90.0/160 {
@@ -128,7 +128,7 @@ func TestReportAndPlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| node-seconds used | 60 |", "| peak nodes | 4 |", "| used / static | **50%** (target: at most 45%) |",
+		"| node-seconds used | 60 |", "| peak nodes | 4, for 10 s |", "| used / static | **50%** (target: at most 45%) |",
 		"| job errors | 1 |", "| values read back and checked at each job's end | 13 of 14 |",
 		"| sort1 | sort1-1 | 600 | 600 | 3 | 0 | 0 | 10 | 10 | 5 | 10 of 10 | 0 |",
 		"| stream | stream-2 | 100 | 900 | 1 | 1-3 | 2 | 4 | 3 | 7 | 3 of 4 | 1 (verify part-00001: not found) |",
