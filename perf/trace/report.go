@@ -61,6 +61,7 @@ func (r *Result) writeTotals(b *strings.Builder) {
 	fmt.Fprintf(b, "| peak nodes | %d, for %.0f s |\n", r.PeakNodes, r.PeakSeconds)
 	fmt.Fprintf(b, "| node-seconds of a static cluster sized for the peak | %.0f |\n", r.StaticNodeSeconds)
 	fmt.Fprintf(b, "| used / static | **%.0f%%** (target: at most %.0f%%) |\n", 100*r.Ratio(), 100*TargetRatio)
+	fmt.Fprintf(b, "| node-seconds of load beyond the nodes' bandwidth (nodes measuring over 100%%) | %.0f |\n", r.OverNodeSeconds)
 	fmt.Fprintf(b, "| job errors | %d |\n", r.Errors())
 	fmt.Fprintf(b, "| values read back and checked at each job's end | %d of %d |\n\n", verified, written)
 }

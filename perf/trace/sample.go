@@ -16,6 +16,11 @@ type Point struct {
 	AllocMbps float64 // the jobs' allotments
 	UsedMbps  float64 // sum over nodes of max(rx, tx) they measured
 	CapMbps   float64 // bandwidth of the active nodes
+	// Over is the load the nodes measured beyond their bandwidth, in
+	// nodes: the sum over running nodes of max(0, max(rx, tx)/bandwidth - 1)
+	// (a node at 200% adds 1). A node on loopback can carry more than the
+	// bandwidth it reports; a real one could not.
+	Over float64
 	// PerJob is each registered job's map, by job name.
 	PerJob map[string]JobPoint
 }
@@ -63,6 +68,7 @@ func point(st *wire.ClusterStatus) Point {
 		p.Nodes++
 		used[n.Addr] = max(n.RxMbps, n.TxMbps)
 		p.UsedMbps += used[n.Addr]
+		p.Over += max(0, used[n.Addr]/nodeMbps(n)-1)
 		if n.State != wire.NodeActive {
 			continue
 		}

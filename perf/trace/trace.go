@@ -85,6 +85,10 @@ type Result struct {
 	// PeakSeconds is how long (trace time) the cluster ran PeakNodes: a
 	// brief overshoot raises the static cluster, and so lowers Ratio.
 	PeakSeconds float64
+	// OverNodeSeconds integrates Point.Over: the node-seconds the load
+	// needed beyond the nodes that ran, had each carried only its
+	// bandwidth.
+	OverNodeSeconds float64
 	// Decisions are lines the caller adds for the report (the
 	// autoscaler's decisions); Setup describes the cluster and machine.
 	Decisions []string
@@ -196,7 +200,9 @@ func (r *Result) totals() {
 	for i, p := range r.Points {
 		r.PeakNodes = max(r.PeakNodes, p.Nodes)
 		if i > 0 {
-			r.NodeSeconds += float64(r.Points[i-1].Nodes) * (p.T - r.Points[i-1].T)
+			dt := p.T - r.Points[i-1].T
+			r.NodeSeconds += float64(r.Points[i-1].Nodes) * dt
+			r.OverNodeSeconds += r.Points[i-1].Over * dt
 		}
 	}
 	if n := len(r.Points); n > 0 {

@@ -70,7 +70,7 @@ func startNode(t *testing.T, ctlAddr string) {
 	go func() {
 		defer close(done)
 		defer mc.Close()
-		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc})
+		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc, Logger: quiet})
 	}()
 	t.Cleanup(func() {
 		cancel()

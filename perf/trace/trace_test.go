@@ -15,10 +15,11 @@ import (
 )
 
 func TestTotals(t *testing.T) {
-	r := &Result{Points: []Point{{T: 0, Nodes: 1}, {T: 10, Nodes: 4}, {T: 20, Nodes: 2}, {T: 40, Nodes: 1}}}
+	r := &Result{Points: []Point{{T: 0, Nodes: 1, Over: 1}, {T: 10, Nodes: 4}, {T: 20, Nodes: 2, Over: 0.5}, {T: 40, Nodes: 1, Over: 9}}}
 	r.totals()
-	// 1x10 + 4x10 + 2x20 = 90 node-seconds; the peak of 4 for 40 s is 160.
-	if r.NodeSeconds != 90 || r.PeakNodes != 4 || r.StaticNodeSeconds != 160 || r.PeakSeconds != 10 {
+	// 1x10 + 4x10 + 2x20 = 90 node-seconds; the peak of 4 for 40 s is 160;
+	// 1x10 + 0.5x20 = 20 node-seconds over (the last sample ends the run).
+	if r.NodeSeconds != 90 || r.PeakNodes != 4 || r.StaticNodeSeconds != 160 || r.PeakSeconds != 10 || r.OverNodeSeconds != 20 {
 		t.Fatalf("totals: %+v", r)
 	}
 	if got := r.Ratio(); got != 90.0/160 {
@@ -29,7 +30,7 @@ func TestTotals(t *testing.T) {
 func TestPoint(t *testing.T) {
 	st := &wire.ClusterStatus{
 		Nodes: []wire.NodeStatus{
-			{Addr: "a", State: wire.NodeActive, RxMbps: 100, TxMbps: 300, Tiers: []wire.TierStat{{Mbps: 250}}},
+			{Addr: "a", State: wire.NodeActive, RxMbps: 100, TxMbps: 500, Tiers: []wire.TierStat{{Mbps: 250}}},
 			{Addr: "b", State: wire.NodeDraining, RxMbps: 50, Tiers: []wire.TierStat{{Mbps: 250}}},
 			{Addr: "c", State: wire.NodeDead, RxMbps: 999},
 			{Addr: "d", State: wire.NodeActive},
@@ -42,10 +43,11 @@ func TestPoint(t *testing.T) {
 				{Addr: "a", State: wire.NodeActive}, {Addr: "c", State: wire.NodeDead}, {Addr: "d", State: wire.NodeJoining}}},
 		},
 	}
-	want := Point{Nodes: 3, Active: 2, Jobs: 2, AllocMbps: 800, UsedMbps: 350, CapMbps: 250 + defaultNodeMbps,
+	// Node a measures 500 of its 250 Mb/s: 1 node over.
+	want := Point{Nodes: 3, Active: 2, Jobs: 2, AllocMbps: 800, UsedMbps: 550, CapMbps: 250 + defaultNodeMbps, Over: 1,
 		PerJob: map[string]JobPoint{
-			"sort":   {Nodes: 2, Epoch: 3, UsedMbps: 350},
-			"stream": {Nodes: 2, Joining: 1, Epoch: 7, UsedMbps: 300},
+			"sort":   {Nodes: 2, Epoch: 3, UsedMbps: 550},
+			"stream": {Nodes: 2, Joining: 1, Epoch: 7, UsedMbps: 500},
 		}}
 	if p := point(st); !reflect.DeepEqual(p, want) {
 		t.Fatalf("point %+v, want %+v", p, want)
@@ -129,7 +131,7 @@ func TestReportAndPlot(t *testing.T) {
 	}
 	for _, want := range []string{
 		"| node-seconds used | 60 |", "| peak nodes | 4, for 10 s |", "| used / static | **50%** (target: at most 45%) |",
-		"| job errors | 1 |", "| values read back and checked at each job's end | 13 of 14 |",
+		"| node-seconds of load beyond the nodes' bandwidth (nodes measuring over 100%) | 0 |", "| job errors | 1 |", "| values read back and checked at each job's end | 13 of 14 |",
 		"| sort1 | sort1-1 | 600 | 600 | 3 | 0 | 0 | 10 | 10 | 5 | 10 of 10 | 0 |",
 		"| stream | stream-2 | 100 | 900 | 1 | 1-3 | 2 | 4 | 3 | 7 | 3 of 4 | 1 (verify part-00001: not found) |",
 		"Job stream over time: registered with a 100 Mb/s hint, its load rising to 900 Mb/s",
