@@ -23,10 +23,11 @@ type connState struct {
 	put     putSink
 	discard discardSink
 	auth    authCache
-	entry   *jobEntry // the job of the request admitted last (jobtable.go), or nil
-	closed  bool      // set by OnClose; read by tasks posted to the same loop
-	last    bool      // the request being served is the last complete one in the input
-	start   int64     // monoNow when the read that completed the request's header returned (metrics.go)
+	entry   *jobEntry  // the job of the request admitted last (jobtable.go), or nil
+	closed  bool       // set by OnClose; read by tasks posted to the same loop
+	last    bool       // the request being served is the last complete one in the input
+	start   int64      // monoNow when the read that completed the request's header returned (metrics.go)
+	stream  *getStream // the get streaming its value on this connection, or nil (ops.go)
 }
 
 func (cs *connState) encoder() *wire.Encoder {

@@ -264,17 +264,29 @@ func (t *NVMe) freeBuffers(bufs [][]byte) {
 // that straddles two extents becomes two transfers. Every piece stays
 // aligned because chunks and extents are multiples of the alignment.
 func (t *NVMe) transfers(v *nvmeVersion, bufs [][]byte, write bool, ios []nvme.IO) []nvme.IO {
-	ei, eoff := 0, int64(0) // current extent and offset inside it
+	var off int64
 	for _, b := range bufs {
-		for len(b) > 0 {
-			e := v.ext[ei]
-			n := min(int64(len(b)), e.Len-eoff)
-			ios = append(ios, nvme.IO{Write: write, Buf: b[:n], Off: e.Off + eoff})
-			b, eoff = b[n:], eoff+n
-			if eoff == e.Len {
-				ei, eoff = ei+1, 0
-			}
+		ios = rangeIOs(v, off, b, write, ios)
+		off += int64(len(b))
+	}
+	return ios
+}
+
+// rangeIOs appends to ios the transfers that move the value's bytes
+// [off, off+len(b)) (both multiples of the alignment, b padded) to or from
+// b: one per extent the range touches.
+func rangeIOs(v *nvmeVersion, off int64, b []byte, write bool, ios []nvme.IO) []nvme.IO {
+	for _, e := range v.ext {
+		if len(b) == 0 {
+			break
 		}
+		if off >= e.Len {
+			off -= e.Len
+			continue
+		}
+		n := min(int64(len(b)), e.Len-off)
+		ios = append(ios, nvme.IO{Write: write, Buf: b[:n], Off: e.Off + off})
+		b, off = b[n:], 0
 	}
 	return ios
 }
@@ -372,20 +384,11 @@ func (t *NVMe) Open(job, key []byte) (Value, error) {
 	if err := t.checkKey(job, key); err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil, ErrClosed
+	v, err := t.acquire(job, key, -1)
+	if err != nil {
+		return nil, err
 	}
-	v := t.lookup(job, key)
-	if v == nil {
-		t.mu.Unlock()
-		return nil, ErrNotFound
-	}
-	v.readers++
-	t.mu.Unlock()
 	val := &nvmeValue{t: t, v: v}
-	var err error
 	val.bufs, val.segs, err = t.buffers(v.size, val.store[0:0:1], val.store[1:1:2])
 	if err != nil {
 		t.doneReading(v)
@@ -411,18 +414,10 @@ func (t *NVMe) OpenStart(job, key []byte, submit bool, done func(Value, error)) 
 	if err := t.checkKey(job, key); err != nil {
 		return false, err
 	}
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return false, ErrClosed
+	v, err := t.acquire(job, key, -1)
+	if err != nil {
+		return false, err
 	}
-	v := t.lookup(job, key)
-	if v == nil {
-		t.mu.Unlock()
-		return false, ErrNotFound
-	}
-	v.readers++
-	t.mu.Unlock()
 	val := &nvmeValue{t: t, v: v}
 	val.bufs, val.segs, err = t.buffers(v.size, val.store[0:0:1], val.store[1:1:2])
 	if err != nil {
@@ -461,6 +456,27 @@ func (v *nvmeValue) readDone(err error, done func(Value, error)) {
 		return
 	}
 	done(v, nil)
+}
+
+// acquire looks up job/key and takes a reader reference on its version,
+// which keeps the version's extents allocated until doneReading, even if
+// the value is deleted or overwritten meanwhile. A value of at most
+// minSize bytes is left alone: acquire returns nil and no error.
+func (t *NVMe) acquire(job, key []byte, minSize int64) (*nvmeVersion, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, ErrClosed
+	}
+	v := t.lookup(job, key)
+	switch {
+	case v == nil:
+		return nil, ErrNotFound
+	case v.size <= minSize:
+		return nil, nil
+	}
+	v.readers++
+	return v, nil
 }
 
 func (t *NVMe) doneReading(v *nvmeVersion) {
@@ -671,4 +687,113 @@ func (t *NVMe) Close() error {
 	t.closed = true
 	t.jobs = nil
 	return nil
+}
+
+// nvmeStream reads one version of a value in chunks, for a GET that sends
+// chunk k while chunk k+1 is read (the node's getStream). Chunk k is value
+// bytes [k*chunk, min((k+1)*chunk, size)), read into an aligned buffer of
+// its own, padded to the alignment. The stream holds a reader reference on
+// the version from OpenStream to close, so the extents it reads stay
+// allocated (and are not rewritten) however long the stream lasts, even if
+// the value is deleted or overwritten meanwhile.
+type nvmeStream struct {
+	t      *NVMe
+	v      *nvmeVersion
+	chunk  int
+	closed atomic.Bool
+}
+
+// OpenStream opens job/key for reading in chunks of chunk bytes (a
+// multiple of the alignment). A value of at most minSize bytes is not
+// opened: OpenStream returns nil and no error, and the caller reads it
+// whole. Errors: those of the lookup (ErrBadKey, ErrNotFound, ErrClosed).
+func (t *NVMe) OpenStream(job, key []byte, chunk int, minSize int64) (*nvmeStream, error) {
+	if err := t.checkKey(job, key); err != nil {
+		return nil, err
+	}
+	if chunk <= 0 || chunk%t.align != 0 {
+		return nil, fmt.Errorf("nvme tier: stream chunk %d is not a positive multiple of the alignment %d", chunk, t.align)
+	}
+	if minSize >= 0 {
+		// Most gets of a small-value workload stop here, under the read
+		// lock, as a Stat would.
+		if info, err := t.Stat(job, key); err != nil || info.Size <= minSize {
+			return nil, err
+		}
+	}
+	v, err := t.acquire(job, key, minSize)
+	if v == nil {
+		return nil, err
+	}
+	return &nvmeStream{t: t, v: v, chunk: chunk}, nil
+}
+
+func (s *nvmeStream) size() int64     { return s.v.size }
+func (s *nvmeStream) flags() PutFlags { return s.v.flags }
+func (s *nvmeStream) version() uint64 { return s.v.ver }
+
+// chunks is the number of chunks, 0 for an empty value.
+func (s *nvmeStream) chunks() int { return int((s.v.size + int64(s.chunk) - 1) / int64(s.chunk)) }
+
+// buffer allocates chunk k's buffer (padded) and returns it with the
+// value's bytes in it (seg) and the transfers that read it.
+func (s *nvmeStream) buffer(k int, ios []nvme.IO) (buf, seg []byte, _ []nvme.IO, err error) {
+	off := int64(k) * int64(s.chunk)
+	bufs, segs, err := s.t.buffers(min(int64(s.chunk), s.v.size-off), nil, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return bufs[0], segs[0], rangeIOs(s.v, off, bufs[0], false, ios), nil
+}
+
+// start begins reading chunk k without waiting, like NVMe.OpenStart:
+// when it reports true, done is called once from the goroutine that reaps
+// the read (it must not block) with the chunk's buffer, its value bytes,
+// and the read's error (then buf and seg are nil, the buffer freed). When
+// it reports false nothing was started and done is never called: read the
+// chunk with readWait instead.
+func (s *nvmeStream) start(k int, submit bool, done func(buf, seg []byte, err error)) bool {
+	buf, seg, ios, err := s.buffer(k, make([]nvme.IO, 0, 2))
+	if err != nil {
+		return false
+	}
+	ok := s.t.dev.Start(ios, submit, func(err error) {
+		if err != nil {
+			s.t.bufs.Free(buf)
+			done(nil, nil, ioErr("read", err))
+			return
+		}
+		done(buf, seg, nil)
+	})
+	if !ok {
+		s.t.bufs.Free(buf)
+	}
+	return ok
+}
+
+// readWait reads chunk k, waiting for the device; on error the buffer is
+// freed.
+func (s *nvmeStream) readWait(k int) (buf, seg []byte, err error) {
+	buf, seg, ios, err := s.buffer(k, make([]nvme.IO, 0, 2))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.t.dev.Do(ios); err != nil {
+		s.t.bufs.Free(buf)
+		return nil, nil, ioErr("read", err)
+	}
+	return buf, seg, nil
+}
+
+// free returns a chunk buffer from start or readWait.
+func (s *nvmeStream) free(buf []byte) { s.t.bufs.Free(buf) }
+
+// close drops the stream's reader reference, once every chunk buffer has
+// been freed and no read is in flight; a retired version's extents are
+// freed then. A second close panics.
+func (s *nvmeStream) close() {
+	if s.closed.Swap(true) {
+		panic("nvme tier: stream closed twice")
+	}
+	s.t.doneReading(s.v)
 }

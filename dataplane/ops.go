@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"errors"
+
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -207,6 +209,9 @@ func (n *Node) inlineOK(c *netio.Conn, cs *connState) bool {
 func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	if h.Flags&wire.FlagDeleteAfterRead != 0 && n.moving(tier, cs.req.Job, cs.req.Key) {
 		n.replyErr(c, cs, h, errMoving)
+		return
+	}
+	if n.getStream(c, cs, h, tier) {
 		return
 	}
 	if tier.Blocking() && !n.inlineOK(c, cs) {
@@ -564,4 +569,252 @@ func (n *Node) replyErr(c *netio.Conn, cs *connState, h *wire.Header, err error)
 	c.Write(cs.hdr[:])
 	c.Write(meta)
 	n.mx.done(c, cs.start, h.Op, rh.Code)
+}
+
+// Streamed gets. A value larger than one stream chunk is read from the
+// NVMe tier in chunks of streamChunk bytes, and chunk k is sent while the
+// chunks after it are read, so the read and the send of one value overlap
+// instead of running in series (nvme/doc.go, "Where a GET's time goes").
+// Up to streamWindow chunks are held at once (read or being read, and not
+// yet sent), which bounds a stream's memory at what a whole 1 MiB value
+// took before.
+//
+// Framing: the reply header goes out with chunk 0, once it is read, so a
+// failure to read chunk 0 is answered with an error reply like any other.
+// From then on the reply owns the connection's output (netio.Conn.Hold):
+// other replies queue behind it. A read failing after the header was sent
+// cannot be reported in the frame, whose payload length is already out:
+// the node closes the connection after sending the chunks before the
+// failed one, and the client sees the connection end inside the payload
+// (io.ErrUnexpectedEOF), never a whole value. One stream per connection at
+// a time; a get arriving while one streams reads its value whole.
+//
+// Lifetime: the stream holds a reader reference on the version (the
+// extents stay valid if the value is deleted or overwritten meanwhile)
+// and ends, dropping it, when no read is in flight and every chunk buffer
+// is back: sent, or released when the connection closed.
+const (
+	streamChunk  = 256 << 10
+	streamWindow = 2
+)
+
+// streamOpener is a tier that can read a value in chunks (NVMe.OpenStream).
+type streamOpener interface {
+	OpenStream(job, key []byte, chunk int, minSize int64) (*nvmeStream, error)
+}
+
+// getStream is one streamed get. Its fields are touched on the
+// connection's loop only: read completions are posted there, and netio
+// releases sent chunks there.
+type getStream struct {
+	n     *Node
+	c     *netio.Conn
+	cs    *connState
+	h     wire.Header
+	start int64
+	s     *nvmeStream
+	hold  *netio.Hold
+	total int // chunks
+
+	begun   int  // chunks whose read has begun
+	written int  // chunks handed to the connection, in order
+	held    int  // chunks begun and whose buffer is not back yet
+	failed  bool // a read failed: no more reads or writes
+	ended   bool // the stream's reference is dropped
+
+	slots [streamWindow]streamSlot
+}
+
+// streamSlot is chunk k's buffer, for k in slot k % streamWindow: the
+// window never holds two chunks of one slot. It is the netio.Releaser of
+// the chunk's bytes.
+type streamSlot struct {
+	g     *getStream
+	buf   []byte // the buffer, nil when free
+	seg   []byte // the chunk's value bytes in buf
+	ready bool   // read, not yet written
+}
+
+// getStream starts streaming the get's value when the tier can and the
+// value is larger than one chunk; it reports false, having done nothing,
+// when the get is to be served whole.
+func (n *Node) getStream(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) bool {
+	so, ok := tier.(streamOpener)
+	if !ok || cs.stream != nil || h.Flags&wire.FlagDeleteAfterRead != 0 {
+		return false
+	}
+	s, err := so.OpenStream(cs.req.Job, cs.req.Key, streamChunk, streamChunk)
+	if err != nil {
+		n.replyErr(c, cs, h, wire.ErrorOf(err))
+		return true
+	}
+	if s == nil {
+		return false
+	}
+	g := &getStream{n: n, c: c, cs: cs, h: *h, start: cs.start, s: s, total: s.chunks()}
+	for i := range g.slots {
+		g.slots[i].g = g
+	}
+	cs.stream = g
+	g.fill()
+	return true
+}
+
+// fill begins reads until the window is full or every chunk has begun;
+// the last one begun submits them all.
+func (g *getStream) fill() {
+	for !g.failed && !g.gone() && g.begun < g.total && g.held < streamWindow {
+		k := g.begun
+		g.begun++
+		g.held++
+		last := g.begun == g.total || g.held == streamWindow
+		g.read(k, last)
+	}
+}
+
+// read begins chunk k's read: on the event loop through the device's ring
+// when it can, else on a worker; the completion is posted to the loop.
+func (g *getStream) read(k int, submit bool) {
+	n, l := g.n, g.c.Loop()
+	slot := &g.slots[k%streamWindow]
+	posted := func(buf, seg []byte, err error) {
+		n.inflight.Add(-1)
+		l.Post(func() { g.readDone(slot, buf, seg, err) })
+	}
+	n.inflight.Add(1)
+	if g.s.start(k, submit, posted) {
+		return
+	}
+	if !n.submit(func() { posted(g.s.readWait(k)) }) {
+		n.inflight.Add(-1)
+		l.Post(func() { g.readDone(slot, nil, nil, errBusy) })
+	}
+}
+
+// readDone takes a chunk's read result on the loop and writes every chunk
+// that is next in order.
+func (g *getStream) readDone(slot *streamSlot, buf, seg []byte, err error) {
+	switch {
+	case err == nil && !g.failed && !g.gone():
+		slot.buf, slot.seg, slot.ready = buf, seg, true
+		g.writeReady()
+		return
+	case err == nil:
+		g.s.free(buf)
+		g.dropReady()
+	default:
+		g.fail(err)
+	}
+	g.held--
+	g.maybeEnd()
+}
+
+// dropReady frees the chunks read but not written, once nothing more is
+// to be written (the stream failed or its connection is gone).
+func (g *getStream) dropReady() {
+	for i := range g.slots {
+		if sl := &g.slots[i]; sl.ready {
+			g.s.free(sl.buf)
+			sl.buf, sl.seg, sl.ready = nil, nil, false
+			g.held--
+		}
+	}
+}
+
+// writeReady writes the chunks that are read and next in order; chunk 0
+// comes with the reply header and takes the connection's output.
+func (g *getStream) writeReady() {
+	for g.written < g.begun && !g.failed {
+		slot := &g.slots[g.written%streamWindow]
+		if !slot.ready {
+			return
+		}
+		if g.written == 0 && !g.writeHeader() {
+			return
+		}
+		slot.ready = false
+		g.written++
+		g.hold.WriteRef(slot.seg, slot)
+	}
+	if g.written == g.total && g.hold != nil {
+		g.hold.Release()
+	}
+}
+
+// writeHeader takes the connection's output and writes the reply header
+// (and the version, when asked for). It reports false when another reply
+// holds the output, which cannot happen while streams are one per
+// connection: that fails the stream.
+func (g *getStream) writeHeader() bool {
+	hold, ok := g.c.Hold()
+	if !ok {
+		g.fail(errors.New("dataplane: the connection's output is held by another reply"))
+		return false
+	}
+	g.hold = hold
+	cs, h := g.cs, &g.h
+	rh := wire.Header{Op: h.Op.Reply(), ID: h.ID, PayloadLen: uint32(g.s.size()), Flags: uint16(g.s.flags())}
+	if h.Flags&wire.FlagVersion != 0 {
+		meta := cs.encoder().Response(&wire.Response{Version: g.s.version()})
+		rh.MetaLen = uint32(len(meta))
+		wire.PutHeader(cs.hdr[:], &rh)
+		hold.Write(cs.hdr[:])
+		hold.Write(meta)
+	} else {
+		wire.PutHeader(cs.hdr[:], &rh)
+		hold.Write(cs.hdr[:])
+	}
+	g.n.stats.of(g.c).bytesOut.Add(uint64(g.s.size()))
+	cs.withStart(g.start, func() { g.n.mx.done(g.c, cs.start, h.Op, wire.CodeOK) })
+	return true
+}
+
+// fail ends the stream's reads and writes after a read error: before the
+// header went out the get is answered with the error; after, the
+// connection is closed with the reply cut short (its output is still
+// held, so nothing else follows the partial payload). Buffers of chunks
+// read but not written are freed at once.
+func (g *getStream) fail(err error) {
+	if g.failed {
+		return
+	}
+	g.failed = true
+	g.dropReady()
+	switch {
+	case g.gone():
+	case g.hold == nil:
+		g.cs.withStart(g.start, func() { g.n.replyErr(g.c, g.cs, &g.h, wire.ErrorOf(err)) })
+	default:
+		g.n.stats.of(g.c).errors.Add(1)
+		g.c.Close()
+	}
+}
+
+// gone reports whether the connection is closed or closing: nothing more
+// is read or written for it.
+func (g *getStream) gone() bool { return g.cs.closed || g.c.Closed() }
+
+// Release implements netio.Releaser: the chunk is sent (or dropped with
+// its connection); its buffer goes back and the next read may begin.
+func (sl *streamSlot) Release() {
+	g := sl.g
+	g.s.free(sl.buf)
+	sl.buf, sl.seg = nil, nil
+	g.held--
+	g.fill()
+	g.maybeEnd()
+}
+
+// maybeEnd drops the stream's reference once nothing is held and nothing
+// more will be read: every chunk sent, or the stream failed, or the
+// connection closed.
+func (g *getStream) maybeEnd() {
+	if g.ended || g.held > 0 || (g.written < g.total && !g.failed && !g.gone()) {
+		return
+	}
+	g.ended = true
+	g.s.close()
+	if g.cs.stream == g {
+		g.cs.stream = nil
+	}
 }

@@ -67,6 +67,8 @@ type Conn struct {
 	in   []byte // unconsumed input in a pooled buffer, or nil when none
 	out  outQueue
 	sink Sink
+	hold *Hold    // the active hold, or nil (Conn.Hold)
+	side outQueue // output written while hold is active, sent after it
 
 	events   uint32 // the epoll interest set registered for fd
 	dirty    bool   // on loop.dirty for this pass
@@ -89,8 +91,12 @@ func (c *Conn) Context() any { return c.ctx }
 // SetContext attaches per-connection handler state to c.
 func (c *Conn) SetContext(v any) { c.ctx = v }
 
+// Closed reports whether c is closed or closing (Close was called, or
+// OnData failed): output written now may never be sent.
+func (c *Conn) Closed() bool { return c.closed || c.closing }
+
 // Pending returns the bytes queued for output and not yet sent.
-func (c *Conn) Pending() int { return c.out.pending }
+func (c *Conn) Pending() int { return c.out.pending + c.side.pending }
 
 // RemoteAddr returns the peer's "ip:port".
 func (c *Conn) RemoteAddr() string { return sockaddrString(c.sa) }
@@ -100,6 +106,10 @@ func (c *Conn) RemoteAddr() string { return sockaddrString(c.sa) }
 // reused as soon as Write returns. Writes to a closed connection are dropped.
 func (c *Conn) Write(p []byte) {
 	if c.closed || len(p) == 0 {
+		return
+	}
+	if c.hold != nil {
+		c.side.write(p, &c.loop.pool)
 		return
 	}
 	c.out.write(p, &c.loop.pool)
@@ -117,7 +127,79 @@ func (c *Conn) WriteRef(p []byte, r Releaser) {
 		}
 		return
 	}
+	if c.hold != nil {
+		c.side.writeRef(p, r)
+		return
+	}
 	c.out.writeRef(p, r)
+	c.loop.markDirty(c)
+}
+
+// Hold reserves the end of c's output for one reply written over several
+// passes (a value streamed chunk by chunk as it is read): until the hold is
+// released, Write and WriteRef on c queue their bytes behind it, and only
+// the hold's own Write and WriteRef extend the output that is sent. So
+// another reply is never cut into the held one. One hold at a time: Hold
+// reports false while one is active (the caller writes whole replies
+// then). If c closes first, whatever was queued behind the hold is
+// dropped, never sent; a closing connection sends its output up to the
+// hold's last write, so a reply cut short by Close stays short, which the
+// peer sees as a connection closed mid-frame.
+func (c *Conn) Hold() (*Hold, bool) {
+	if c.hold != nil {
+		return nil, false
+	}
+	h := &Hold{c: c, done: c.closed}
+	if !c.closed {
+		c.hold = h
+	}
+	return h, true
+}
+
+// Hold is an active reservation of a connection's output (Conn.Hold). Its
+// methods must be called on the connection's loop goroutine.
+type Hold struct {
+	c    *Conn
+	done bool // released, or the connection closed
+}
+
+// Write copies p to the output at the hold, like Conn.Write.
+func (h *Hold) Write(p []byte) {
+	c := h.c
+	if h.done || c.closed || len(p) == 0 {
+		return
+	}
+	c.out.write(p, &c.loop.pool)
+	c.loop.markDirty(c)
+}
+
+// WriteRef queues p by reference at the hold, like Conn.WriteRef: r is
+// released once p is sent or the connection closes, at once if it has.
+func (h *Hold) WriteRef(p []byte, r Releaser) {
+	c := h.c
+	if h.done || c.closed {
+		if r != nil {
+			r.Release()
+		}
+		return
+	}
+	c.out.writeRef(p, r)
+	c.loop.markDirty(c)
+}
+
+// Release ends the hold: what was written behind it follows the hold's
+// output. It is idempotent, and does nothing after the connection closed.
+func (h *Hold) Release() {
+	c := h.c
+	if h.done {
+		return
+	}
+	h.done = true
+	if c.hold != h {
+		return
+	}
+	c.hold = nil
+	c.out.appendQueue(&c.side)
 	c.loop.markDirty(c)
 }
 
@@ -170,7 +252,7 @@ func (l *Loop) onReadable(c *Conn) {
 			return
 		}
 		budget -= n
-		if n < want || c.out.pending > l.cfg.MaxOutbound {
+		if n < want || c.Pending() > l.cfg.MaxOutbound {
 			// A short read means the socket is drained; level-triggered
 			// epoll reports it again if more arrives. Over MaxOutbound the
 			// flush pauses reading.
@@ -382,10 +464,10 @@ func (l *Loop) writev(fd, cnt int) (int, error) {
 // changes its epoll registration only when that differs.
 func (l *Loop) updateInterest(c *Conn) {
 	switch {
-	case !c.paused && c.out.pending > l.cfg.MaxOutbound:
+	case !c.paused && c.Pending() > l.cfg.MaxOutbound:
 		c.paused = true
 		l.stats.paused.Add(1)
-	case c.paused && c.out.pending <= l.cfg.MaxOutbound/2:
+	case c.paused && c.Pending() <= l.cfg.MaxOutbound/2:
 		c.paused = false
 	}
 	var want uint32
@@ -430,7 +512,12 @@ func (l *Loop) closeConn(c *Conn, err error) {
 	// Closing the socket also removes it from the epoll set.
 	unix.Close(c.fd)
 	l.conns[c.fd] = nil
+	if c.hold != nil {
+		c.hold.done = true
+		c.hold = nil
+	}
 	c.out.drop(&l.pool)
+	c.side.drop(&l.pool)
 	if c.in != nil {
 		l.pool.put(c.in)
 		c.in = nil

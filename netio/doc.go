@@ -51,6 +51,14 @@
 //     the caller's memory. The caller must not change or free p until
 //     r.Release is called, which happens exactly once, on the loop, after
 //     the last byte of p was written or when the connection closed.
+//   - Conn.Hold: a reply written over several passes (a value streamed
+//     from a device chunk by chunk) holds the end of the output: Write and
+//     WriteRef on the connection queue behind the hold, in a second queue
+//     that joins the first when the hold is released, so no other reply is
+//     ever cut into the held one. Closing with a hold active sends the
+//     output up to the hold's last write and drops (releasing every
+//     reference) what was queued behind it, so a frame cut short stays
+//     short and the peer sees the connection end inside it.
 //   - Sink: after OnData calls SetSink, the bytes following the consumed
 //     ones are copied into the sink's regions from what was already read,
 //     then read(2) goes straight into Sink.Next(). The sink's memory is

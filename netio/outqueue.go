@@ -138,6 +138,22 @@ func (q *outQueue) compact() {
 	}
 }
 
+// appendQueue moves everything queued in o to the tail of q, in order, and
+// leaves o empty. Copied segments keep their chunks; q goes on filling o's
+// current chunk, if any.
+func (q *outQueue) appendQueue(o *outQueue) {
+	if o.has() {
+		base := len(q.segs) - o.head
+		q.segs = append(q.segs, o.segs[o.head:]...)
+		q.pending += o.pending
+		if o.cur != nil {
+			q.cur, q.curSeg = o.cur, base+o.curSeg
+		}
+	}
+	clear(o.segs)
+	*o = outQueue{segs: o.segs[:0]}
+}
+
 // drop releases everything queued, sent or not (the connection is closing).
 func (q *outQueue) drop(pool *bufPool) {
 	for i := q.head; i < len(q.segs); i++ {
