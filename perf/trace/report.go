@@ -67,11 +67,11 @@ func (r *Result) writeTotals(b *strings.Builder) {
 }
 
 func (r *Result) writeJobs(b *strings.Builder) {
-	fmt.Fprintf(b, "| job | id | hint Mb/s | peak offered Mb/s | nodes at registration | nodes while running | map changes | puts | gets | MB moved | verified | errors |\n")
-	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| job | id | hint Mb/s | peak offered Mb/s | nodes at registration | nodes while running | map changes | node-s beyond its nodes' bandwidth | puts | gets | MB moved | verified | errors |\n")
+	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, j := range r.Jobs {
-		fmt.Fprintf(b, "| %s | %s | %d | %.0f | %d | %s | %d | %d | %d | %.0f | %d of %d | %d%s |\n",
-			j.Name, j.ID, j.Spec.Hints.PeakMbps, j.Spec.PeakMbps(), j.Nodes, nodeRange(j), j.MapChanges,
+		fmt.Fprintf(b, "| %s | %s | %d | %.0f | %d | %s | %d | %.0f | %d | %d | %.0f | %d of %d | %d%s |\n",
+			j.Name, j.ID, j.Spec.Hints.PeakMbps, j.Spec.PeakMbps(), j.Nodes, nodeRange(j), j.MapChanges, j.OverNodeSeconds,
 			j.Puts, j.Gets, float64(j.Bytes)/1e6, j.Verified, j.Written, j.Errors, firstErr(j.FirstEr))
 	}
 }

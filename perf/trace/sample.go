@@ -33,6 +33,9 @@ type JobPoint struct {
 	// UsedMbps is the sum over the job's nodes of max(rx, tx) they
 	// measured: the job's traffic and that of any job sharing them.
 	UsedMbps float64
+	// Over is the load beyond those nodes' bandwidth, in nodes (as
+	// Point.Over; a node shared with another job counts whole).
+	Over float64
 }
 
 // sample reads the cluster's status every Sample until ctx ends.
@@ -60,7 +63,7 @@ const defaultNodeMbps = 8000
 
 func point(st *wire.ClusterStatus) Point {
 	var p Point
-	used := map[string]float64{}
+	used, over := map[string]float64{}, map[string]float64{}
 	for _, n := range st.Nodes {
 		if n.State == wire.NodeDead {
 			continue
@@ -68,7 +71,8 @@ func point(st *wire.ClusterStatus) Point {
 		p.Nodes++
 		used[n.Addr] = max(n.RxMbps, n.TxMbps)
 		p.UsedMbps += used[n.Addr]
-		p.Over += max(0, used[n.Addr]/nodeMbps(n)-1)
+		over[n.Addr] = max(0, used[n.Addr]/nodeMbps(n)-1)
+		p.Over += over[n.Addr]
 		if n.State != wire.NodeActive {
 			continue
 		}
@@ -81,7 +85,7 @@ func point(st *wire.ClusterStatus) Point {
 		if p.PerJob == nil {
 			p.PerJob = map[string]JobPoint{}
 		}
-		p.PerJob[j.Name] = jobPoint(j, used)
+		p.PerJob[j.Name] = jobPoint(j, used, over)
 	}
 	return p
 }
@@ -98,8 +102,9 @@ func nodeMbps(n wire.NodeStatus) float64 {
 	return bw
 }
 
-// jobPoint reads one job's map; used is each live node's measured Mb/s.
-func jobPoint(j wire.JobStatus, used map[string]float64) JobPoint {
+// jobPoint reads one job's map; used is each live node's measured Mb/s,
+// over its load beyond its bandwidth in nodes (as Point.Over).
+func jobPoint(j wire.JobStatus, used, over map[string]float64) JobPoint {
 	jp := JobPoint{Epoch: j.Epoch}
 	for _, n := range j.Nodes {
 		if n.State == wire.NodeDead {
@@ -110,6 +115,7 @@ func jobPoint(j wire.JobStatus, used map[string]float64) JobPoint {
 			jp.Joining++
 		}
 		jp.UsedMbps += used[n.Addr]
+		jp.Over += over[n.Addr]
 	}
 	return jp
 }

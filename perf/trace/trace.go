@@ -67,8 +67,10 @@ type JobResult struct {
 	// of puts and gets per wall second).
 	PhaseMbps []float64
 	// From the samples taken while the job was registered: the fewest and
-	// most nodes in its map, and how many times its map's epoch changed.
+	// most nodes in its map, how many times its map's epoch changed, and
+	// the node-seconds (trace time) of load beyond its nodes' bandwidth.
 	MinNodes, MaxNodes, MapChanges int
+	OverNodeSeconds                float64
 }
 
 // Result is a finished run.
@@ -222,12 +224,15 @@ func (r *Result) totals() {
 // samples that list it.
 func (j *JobResult) fromSamples(pts []Point) {
 	var epoch uint64
-	j.MinNodes, j.MaxNodes, j.MapChanges = 0, 0, 0
+	j.MinNodes, j.MaxNodes, j.MapChanges, j.OverNodeSeconds = 0, 0, 0, 0
 	seen := false
-	for _, p := range pts {
+	for i, p := range pts {
 		jp, ok := p.PerJob[j.Name]
 		if !ok {
 			continue
+		}
+		if i+1 < len(pts) {
+			j.OverNodeSeconds += jp.Over * (pts[i+1].T - p.T)
 		}
 		if !seen {
 			j.MinNodes, j.MaxNodes, epoch, seen = jp.Nodes, jp.Nodes, jp.Epoch, true

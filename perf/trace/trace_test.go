@@ -46,8 +46,8 @@ func TestPoint(t *testing.T) {
 	// Node a measures 500 of its 250 Mb/s: 1 node over.
 	want := Point{Nodes: 3, Active: 2, Jobs: 2, AllocMbps: 800, UsedMbps: 550, CapMbps: 250 + defaultNodeMbps, Over: 1,
 		PerJob: map[string]JobPoint{
-			"sort":   {Nodes: 2, Epoch: 3, UsedMbps: 550},
-			"stream": {Nodes: 2, Joining: 1, Epoch: 7, UsedMbps: 500},
+			"sort":   {Nodes: 2, Epoch: 3, UsedMbps: 550, Over: 1},
+			"stream": {Nodes: 2, Joining: 1, Epoch: 7, UsedMbps: 500, Over: 1},
 		}}
 	if p := point(st); !reflect.DeepEqual(p, want) {
 		t.Fatalf("point %+v, want %+v", p, want)
@@ -60,19 +60,20 @@ func TestPoint(t *testing.T) {
 func TestJobFromSamples(t *testing.T) {
 	pts := []Point{
 		{T: 0},
-		{T: 1, PerJob: map[string]JobPoint{"stream": {Nodes: 1, Epoch: 1}}},
-		{T: 2, PerJob: map[string]JobPoint{"stream": {Nodes: 3, Epoch: 2}, "sort": {Nodes: 4, Epoch: 1}}},
+		{T: 1, PerJob: map[string]JobPoint{"stream": {Nodes: 1, Epoch: 1, Over: 1.5}}},
+		{T: 2, PerJob: map[string]JobPoint{"stream": {Nodes: 3, Epoch: 2}, "sort": {Nodes: 4, Epoch: 1, Over: 0.5}}},
 		{T: 3, PerJob: map[string]JobPoint{"stream": {Nodes: 3, Epoch: 2}}},
-		{T: 4, PerJob: map[string]JobPoint{"stream": {Nodes: 2, Epoch: 4}}},
-		{T: 5},
+		{T: 4, PerJob: map[string]JobPoint{"stream": {Nodes: 2, Epoch: 4, Over: 0.25}}},
+		{T: 6},
 	}
 	r := &Result{Points: pts, Jobs: []JobResult{{Name: "stream"}, {Name: "sort"}, {Name: "never"}}}
 	r.totals()
 	got := r.Jobs
-	if s := got[0]; s.MinNodes != 1 || s.MaxNodes != 3 || s.MapChanges != 2 {
+	// Over 1.5 nodes for 1 s, then 0.25 for 2 s.
+	if s := got[0]; s.MinNodes != 1 || s.MaxNodes != 3 || s.MapChanges != 2 || s.OverNodeSeconds != 2 {
 		t.Fatalf("stream: %+v", s)
 	}
-	if s := got[1]; s.MinNodes != 4 || s.MaxNodes != 4 || s.MapChanges != 0 {
+	if s := got[1]; s.MinNodes != 4 || s.MaxNodes != 4 || s.MapChanges != 0 || s.OverNodeSeconds != 0.5 {
 		t.Fatalf("sort: %+v", s)
 	}
 	if s := got[2]; s.MinNodes != 0 || s.MaxNodes != 0 || s.MapChanges != 0 {
@@ -115,7 +116,7 @@ func reportResult() *Result {
 			if i >= 20 {
 				jn = 2
 			}
-			p.PerJob = map[string]JobPoint{"stream": {Nodes: jn, Epoch: uint64(jn), UsedMbps: float64(40 * jn)}}
+			p.PerJob = map[string]JobPoint{"stream": {Nodes: jn, Epoch: uint64(jn), UsedMbps: float64(40 * jn), Over: float64(jn / 3)}}
 		}
 		r.Points = append(r.Points, p)
 	}
@@ -132,8 +133,8 @@ func TestReportAndPlot(t *testing.T) {
 	for _, want := range []string{
 		"| node-seconds used | 60 |", "| peak nodes | 4, for 10 s |", "| used / static | **50%** (target: at most 45%) |",
 		"| node-seconds of load beyond the nodes' bandwidth (nodes measuring over 100%) | 0 |", "| job errors | 1 |", "| values read back and checked at each job's end | 13 of 14 |",
-		"| sort1 | sort1-1 | 600 | 600 | 3 | 0 | 0 | 10 | 10 | 5 | 10 of 10 | 0 |",
-		"| stream | stream-2 | 100 | 900 | 1 | 1-3 | 2 | 4 | 3 | 7 | 3 of 4 | 1 (verify part-00001: not found) |",
+		"| sort1 | sort1-1 | 600 | 600 | 3 | 0 | 0 | 0 | 10 | 10 | 5 | 10 of 10 | 0 |",
+		"| stream | stream-2 | 100 | 900 | 1 | 1-3 | 2 | 10 | 4 | 3 | 7 | 3 of 4 | 1 (verify part-00001: not found) |",
 		"Job stream over time: registered with a 100 Mb/s hint, its load rising to 900 Mb/s",
 		"| 5-10 | 100 | 98 |", "| 10-20 | 900 | 850 |", "| 20-25 | 100 | 101 |",
 		"| 10 | 900 | 3 | 0 | 3 | 120 |", "| 20 | 100 | 2 | 0 | 2 | 80 |",

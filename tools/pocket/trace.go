@@ -154,7 +154,8 @@ func traceSummary(res *trace.Result) string {
 	s := fmt.Sprintf("node-seconds %.0f of %.0f static (%.0f%%), peak %d nodes for %.0f s, %.0f node-seconds of load beyond the nodes' bandwidth, %d job error(s), %d of %d values verified",
 		res.NodeSeconds, res.StaticNodeSeconds, 100*res.Ratio(), res.PeakNodes, res.PeakSeconds, res.OverNodeSeconds, res.Errors(), verified, written)
 	for _, j := range res.Followed() {
-		s += fmt.Sprintf("; %s's map %s node(s), %d change(s)", j.Name, nodeSpan(j.MinNodes, j.MaxNodes), j.MapChanges)
+		s += fmt.Sprintf("; %s's map %s node(s), %d change(s), %.0f node-seconds beyond its nodes' bandwidth",
+			j.Name, nodeSpan(j.MinNodes, j.MaxNodes), j.MapChanges, j.OverNodeSeconds)
 	}
 	return s
 }
