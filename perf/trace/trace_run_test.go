@@ -93,8 +93,8 @@ func active(ctl *controller.Controller) int {
 // TestRunSamplesJobsAndVerifies runs a short trace, a sort and a followed
 // video job whose load rises and falls by phase, on two nodes: every job
 // ends without error with every key it wrote read back, the followed
-// job's map shows in the samples while it is registered and only then,
-// and its busy phase moved bytes. No figure here depends on timing but
+// job's map shows in the samples, never before it arrived, and its busy
+// phase moved bytes. No figure here depends on timing but
 // "something moved".
 func TestRunSamplesJobsAndVerifies(t *testing.T) {
 	ctl, store := cluster(t, 2)
@@ -133,17 +133,13 @@ func TestRunSamplesJobsAndVerifies(t *testing.T) {
 			continue
 		}
 		listed++
-		// Registered at trace second 1, deregistered after 5 and its
-		// read-back: never listed before it arrived.
+		// Registered at trace second 1: never listed before it arrived.
 		if p.T < 1 || jp.Nodes < 1 || jp.Epoch == 0 {
 			t.Fatalf("sample %+v", p)
 		}
 	}
 	if listed == 0 || len(res.Points) < 10 {
 		t.Fatalf("stream in %d of %d samples", listed, len(res.Points))
-	}
-	if last := res.Points[len(res.Points)-1]; last.Jobs != 0 {
-		t.Fatalf("last sample lists %d jobs", last.Jobs)
 	}
 }
 
