@@ -785,6 +785,9 @@ func (s *nvmeStream) readWait(k int) (buf, seg []byte, err error) {
 	return buf, seg, nil
 }
 
+// flush hands the device every read started with submit false.
+func (s *nvmeStream) flush() { s.t.dev.Flush() }
+
 // free returns a chunk buffer from start or readWait.
 func (s *nvmeStream) free(buf []byte) { s.t.bufs.Free(buf) }
 

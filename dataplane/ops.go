@@ -433,7 +433,7 @@ func (n *Node) version(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) 
 		return
 	}
 	k := verKey{tier.Kind(), string(r.Job), r.Version}
-	if n.drain.Load() && n.vers.versionMoving(k) {
+	if n.vers.anyMoving() && n.vers.versionMoving(k) {
 		n.replyErr(c, cs, h, errMovingVersion)
 		return
 	}
@@ -446,16 +446,17 @@ func (n *Node) version(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) 
 	n.replyMeta(c, cs, h, &wire.Response{Count: uint64(count)})
 }
 
-// errMovingVersion answers a confirm or drop-version on a draining node
+// errMovingVersion answers a confirm or drop-version on a node moving values
 // while a chunk of the version is on its way to its new owner: the SDK
 // retries, then asks the other nodes, which by then have it.
-var errMovingVersion = &wire.Error{Code: wire.CodeBusy, Msg: "a chunk of the version is being moved off this draining node; retry"}
+var errMovingVersion = &wire.Error{Code: wire.CodeBusy, Msg: "a chunk of the version is being moved to its new owner; retry"}
 
-var errMoving = &wire.Error{Code: wire.CodeBusy, Msg: "the key is being moved off this draining node; retry"}
+var errMoving = &wire.Error{Code: wire.CodeBusy, Msg: "the key is being moved to its new owner; retry"}
 
-// moving reports whether this draining node is moving the key away now.
+// moving reports whether this node is moving the key to its new owner now
+// (it drains, or the job's map changed).
 func (n *Node) moving(tier Tier, job, key []byte) bool {
-	return n.drain.Load() && n.vers.isMoving(tier.Kind(), job, key)
+	return n.vers.anyMoving() && n.vers.isMoving(tier.Kind(), job, key)
 }
 
 var errNoVersion = &wire.Error{Code: wire.CodeMalformed, Msg: "request names no object version"}
@@ -687,6 +688,7 @@ func (g *getStream) read(k int, submit bool) {
 	}
 	if !n.submit(func() { posted(g.s.readWait(k)) }) {
 		n.inflight.Add(-1)
+		g.s.flush() // chunks queued unsubmitted before this one
 		l.Post(func() { g.readDone(slot, nil, nil, errBusy) })
 	}
 }
