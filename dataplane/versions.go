@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pocketstore/pocket/wire"
@@ -53,7 +54,8 @@ type versionTable struct {
 	mu     sync.Mutex
 	m      map[verKey]*verEntry
 	dead   map[verKey]time.Time // versions dropped or expired, and when
-	moving map[movingKey]int    // keys a drain is moving (migrate.go)
+	moving map[movingKey]int    // keys being moved to their owners (migrate.go)
+	marked atomic.Int64         // entries of moving: read without mu on every delete
 	lease  time.Duration
 	node   *Node // set on the first chunk put; the sweeper's tiers
 	start  sync.Once
@@ -147,7 +149,8 @@ func (v *versionTable) leased(k verKey) bool {
 	return e != nil && e.leased
 }
 
-// movingKey names a key a drain is moving.
+// movingKey names a key being moved: off a draining node, or off a node
+// whose job's map changed (the agent's mover).
 type movingKey struct {
 	tier     Kind
 	job, key string
@@ -158,15 +161,21 @@ func (v *versionTable) mark(t Kind, job, key []byte) func() {
 	k := movingKey{t, string(job), string(key)}
 	v.mu.Lock()
 	v.moving[k]++
+	v.marked.Add(1)
 	v.mu.Unlock()
 	return func() {
 		v.mu.Lock()
 		if v.moving[k]--; v.moving[k] <= 0 {
 			delete(v.moving, k)
 		}
+		v.marked.Add(-1)
 		v.mu.Unlock()
 	}
 }
+
+// anyMoving reports, without the lock, whether any key is being moved:
+// the requests that must wait for a move look no further when none is.
+func (v *versionTable) anyMoving() bool { return v.marked.Load() > 0 }
 
 // isMoving reports whether a drain is moving the key.
 func (v *versionTable) isMoving(t Kind, job, key []byte) bool {
