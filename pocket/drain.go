@@ -112,10 +112,12 @@ func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, k
 		}
 		return send(t.addr)
 	case wire.OpDelete:
-		_, oldErr := send(t.old)
+		oldR, oldErr := send(t.old)
 		r, err := send(t.addr)
 		if errors.Is(err, wire.ErrNotFound) && oldErr == nil {
-			return client.Reply{}, nil
+			// Found at the old owner only: its reply names the version
+			// deleted, whose chunks the caller drops (object.go).
+			return oldR, nil
 		}
 		return r, err
 	}

@@ -432,6 +432,13 @@ func histSize(rng *rand.Rand, cs int) int {
 // until the round's deadline. Every operation has returned (or been
 // abandoned by its caller) when it returns.
 func histRound(j *Job, h *histLog, p histParams, round int, seed uint64) []string {
+	return histRoundOn([]*Job{j}, h, p, round, seed)
+}
+
+// histRoundOn is histRound with client c (and killed writer k) using
+// js[c % len(js)]: handles of one job on separate stores, each with its
+// own copy of the map.
+func histRoundOn(js []*Job, h *histLog, p histParams, round int, seed uint64) []string {
 	keys := make([]string, p.keys)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("hist/r%d/k%d", round, i)
@@ -442,6 +449,7 @@ func histRound(j *Job, h *histLog, p histParams, round int, seed uint64) []strin
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			j := js[c%len(js)]
 			rng := rand.New(rand.NewPCG(seed, uint64(c)))
 			for i := 0; i < p.maxOps && time.Now().Before(deadline); i++ {
 				key := keys[rng.IntN(len(keys))]
@@ -460,6 +468,7 @@ func histRound(j *Job, h *histLog, p histParams, round int, seed uint64) []strin
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			j := js[k%len(js)]
 			rng := rand.New(rand.NewPCG(seed, uint64(1000+k)))
 			for time.Now().Before(deadline) {
 				histKilledWriter(j, h, p, rng, keys[rng.IntN(len(keys))])

@@ -72,8 +72,8 @@ type reqExtra struct {
 }
 
 // do sends one request for (key, chunk), refreshing the map and retrying
-// once when a node reports the map stale or itself draining (the client's
-// map predates the drain).
+// (up to mapRetries times) when a node reports the map stale or itself
+// draining (the client's map predates the change).
 func (j *Job) do(ctx context.Context, op wire.Op, flags uint16, key []byte, chunk uint32, payload, dst []byte) (client.Reply, error) {
 	r, _, err := j.doReq(ctx, op, flags, key, chunk, reqExtra{}, payload, dst)
 	return r, err
@@ -95,7 +95,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 			req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
 			r, err = j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
 		}
-		if attempt == 0 && j.mapChanged(ctx, err, t.epoch) {
+		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch) {
 			continue
 		}
 		return r, t.addr, err
@@ -103,7 +103,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 }
 
 // mapChanged reports whether the caller, whose request used the map of
-// epoch used and failed with err, should retry once with a new map:
+// epoch used and failed with err, should retry with a new map:
 //
 //   - err says the map is stale (or names a draining node) and the map
 //     could be fetched again;
@@ -128,6 +128,11 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64) bool {
 	}
 	return false
 }
+
+// mapRetries is how many times one call sends its request again with a
+// newer map: a job whose map changes (a node joins or leaves) goes
+// through two epochs per change, and a call may meet both.
+const mapRetries = 4
 
 // staleWait bounds how long refreshNewer waits for the controller to hand
 // out a map newer than one a node called stale: the controller publishes a
@@ -185,13 +190,13 @@ func (j *Job) refreshUnavailable(ctx context.Context, used uint64) bool {
 }
 
 // doAt sends a keyless request (confirm, drop-version) to one node,
-// refreshing the map and retrying once on a stale epoch.
+// refreshing the map and retrying (mapRetries) on a stale epoch.
 func (j *Job) doAt(ctx context.Context, addr string, op wire.Op, flags uint16, x reqExtra) (client.Reply, error) {
 	for attempt := 0; ; attempt++ {
 		t := j.targetOf(addr)
 		req := wire.Request{Job: t.job, Token: t.token, Epoch: t.epoch, Version: x.version}
 		r, err := j.s.data.Do(ctx, addr, op, flags|t.flags, &req, nil, nil)
-		if attempt == 0 && j.mapChanged(ctx, err, t.epoch) {
+		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch) {
 			continue
 		}
 		return r, err
@@ -208,12 +213,12 @@ func (j *Job) targetOf(addr string) target {
 // fanOut sends the same request to every live node of the job at once and
 // returns each node's reply in map order. A dead node's data is gone with
 // it, so skipping it loses nothing. When a node says the map is stale the
-// map is fetched again and the whole fan-out retried once.
+// map is fetched again and the whole fan-out retried (mapRetries).
 func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Request) ([]client.Reply, error) {
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, flags, req)
-		if attempt == 0 && j.mapChanged(ctx, err, used) {
+		if attempt < mapRetries && j.mapChanged(ctx, err, used) {
 			continue
 		}
 		return replies, err
@@ -225,7 +230,7 @@ func (j *Job) fanOutExcept(ctx context.Context, op wire.Op, req wire.Request, sk
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, 0, req, skip...)
-		if attempt == 0 && j.mapChanged(ctx, err, used) {
+		if attempt < mapRetries && j.mapChanged(ctx, err, used) {
 			continue
 		}
 		return replies, err
@@ -246,7 +251,21 @@ func (j *Job) fanOutOnce(ctx context.Context, op wire.Op, flags uint16, req wire
 			defer wg.Done()
 			r := req
 			r.Job, r.Token, r.Epoch = t.job, t.token, t.epoch
-			replies[i], errs[i] = j.s.data.Do(ctx, t.addr, op, flags|t.flags, &r, nil, nil)
+			for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+				replies[i], errs[i] = j.s.data.Do(ctx, t.addr, op, flags|t.flags, &r, nil, nil)
+				// A version request meets busy while a chunk of the
+				// version is being moved (a node drains, or the map
+				// changed): it waits the move out, or the chunk that
+				// arrives after it would be missed.
+				if !errors.Is(errs[i], wire.ErrBusy) || (op != wire.OpConfirm && op != wire.OpDropVersion) {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}()
 	}
 	wg.Wait()
