@@ -583,6 +583,12 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 	capUsed, capAll := map[uint8]float64{}, map[uint8]float64{}
 	var victims []victim
 	draining := 0
+	changing := map[string]bool{} // joining or leaving a job's map (elastic.go)
+	for j := range c.moving {
+		if j.move != nil {
+			changing[j.move.addr] = true
+		}
+	}
 	for _, n := range c.nodes {
 		if n.state == wire.NodeDraining {
 			draining++
@@ -614,7 +620,9 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 			capUsed[t.Kind] += float64(max(t.UsedBytes, allocBytes[nodeKind{n.addr, t.Kind}]))
 			capAll[t.Kind] += float64(t.CapacityBytes)
 		}
-		victims = append(victims, victim{addr: n.addr, bytes: used, alloc: allocMbps[n.addr]})
+		if !changing[n.addr] {
+			victims = append(victims, victim{addr: n.addr, bytes: used, alloc: allocMbps[n.addr]})
+		}
 	}
 	if u.Nodes == 0 {
 		u.Dim = "network"

@@ -423,3 +423,15 @@ func TestAutoscaleScaleInFollowsTheLatestHeartbeat(t *testing.T) {
 		t.Fatalf("after the load ended: %+v", d)
 	}
 }
+
+// started reports whether the fake orchestrator started the node at addr.
+func (f *fakeOrch) started(addr string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range f.nodes {
+		if n.Addr == addr {
+			return true
+		}
+	}
+	return false
+}

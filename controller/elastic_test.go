@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -304,4 +305,51 @@ func TestAutoscalerGrowsAndShrinksAJob(t *testing.T) {
 	if nodes() != 1 || j.move != nil {
 		t.Fatal("shrank below the nodes it was sized with")
 	}
+}
+
+// TestAutoscalerStartsANodeForAJob: a job over the band with no node that
+// has room gets one started through the orchestrator, and grows onto it.
+func TestAutoscalerStartsANodeForAJob(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{Cooldown: time.Second, Smooth: 1, JobCooldown: time.Second, MinNodes: 2})
+	m0, err := r.c.RegisterJob("long", wire.JobHints{PeakMbps: 500})
+	if err != nil || len(m0.Nodes) != 1 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	r.c.mu.Lock()
+	r.c.jobs[m0.Job].created = r.clock.now().Add(-time.Minute)
+	r.c.mu.Unlock()
+	// The job's node at 95 %, the other at 62 % (over Low, so no room):
+	// the cluster (78.5 %) is inside the band.
+	for _, n := range r.c.Status().Nodes {
+		rx := 620.0
+		if n.Addr == m0.Nodes[0].Addr {
+			rx = 950
+		}
+		r.heartbeat(n.Addr, rx, 0, nil)
+	}
+	r.clock.advance(2 * time.Second)
+	r.a.Step()
+	r.settle(3)
+	if n := len(jobNodes(r.c, m0)); n != 1 {
+		t.Fatalf("job grew onto a busy node: %d nodes", n)
+	}
+	var forJob bool
+	for _, d := range r.a.Decisions() {
+		forJob = forJob || (d.Action == ActionAdd && strings.Contains(d.Reason, "a job's nodes"))
+	}
+	if !forJob {
+		t.Fatalf("no node started for the job: %+v", r.a.Decisions())
+	}
+	r.clock.advance(2 * time.Second)
+	r.a.Step()
+	if ns := jobNodes(r.c, m0); len(ns) != 2 || !r.orch.started(ns[1].Addr) {
+		t.Fatalf("job not grown onto the started node: %+v (%s)", ns, r.logs.msgs())
+	}
+}
+
+// jobNodes is a job's map as the controller holds it now.
+func jobNodes(c *Controller, m *wire.PlacementMap) []wire.MapNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mapLocked(c.jobs[m.Job]).Nodes
 }
