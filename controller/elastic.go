@@ -112,8 +112,14 @@ func roleOf(mn wire.MapNode) uint8 {
 // publishedLocked is the map clients are handed: the current one once
 // every live node of it has confirmed its epoch, else the last one handed
 // out.
+//
+// A node that stays behind (its table's revision does not reach the
+// change's) holds the map back for at most DeadAfter from the change: by
+// then a node that is not heartbeating is dead and no longer waited for,
+// and one that heartbeats without catching up must not keep every client
+// of its jobs on a map the other nodes refuse.
 func (c *Controller) publishedLocked(j *job) *wire.PlacementMap {
-	if j.pub == nil || j.pub.Epoch == j.epoch || c.confirmedLocked(j) {
+	if j.pub == nil || j.pub.Epoch == j.epoch || c.confirmedLocked(j) || time.Since(j.bumped) > c.cfg.DeadAfter {
 		j.pub = c.mapLocked(j)
 	}
 	return j.pub

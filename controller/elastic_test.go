@@ -353,3 +353,40 @@ func jobNodes(c *Controller, m *wire.PlacementMap) []wire.MapNode {
 	defer c.mu.Unlock()
 	return c.mapLocked(c.jobs[m.Job]).Nodes
 }
+
+// TestLaggingNodeHoldsTheMapBackBriefly: a node that heartbeats without
+// its table catching up holds a new epoch back for at most DeadAfter.
+func TestLaggingNodeHoldsTheMapBackBriefly(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: 300 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond})
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	r := newElasticRig(t, c, a, b, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := r.since[b]
+	start := time.Now()
+	if err := c.GrowJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	deadline := start.Add(5 * time.Second)
+	for {
+		r.beat(a, nil)
+		r.beat(x, nil)
+		// b heartbeats but never applies its acks.
+		if _, err := c.Heartbeat(&wire.Heartbeat{Addr: b, Since: stuck}); err != nil {
+			t.Fatal(err)
+		}
+		m := r.mapOf(m0)
+		if m.Epoch > m0.Epoch {
+			if time.Since(start) < 250*time.Millisecond {
+				t.Fatalf("published before DeadAfter with node %s behind", b)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a lagging node held the map back past DeadAfter")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -120,6 +120,7 @@ type job struct {
 	grown      int
 	lastChange time.Time
 	epochRev   uint64
+	bumped     time.Time
 	pub        *wire.PlacementMap
 }
 
@@ -532,7 +533,7 @@ func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
 func (c *Controller) bumpLocked(j *job) {
 	c.dirtyJobLocked(j.id)
 	j.epoch++
-	j.epochRev = c.logLocked(chEpoch, j)
+	j.epochRev, j.bumped = c.logLocked(chEpoch, j), time.Now()
 }
 
 func (n *node) tier(kind uint8) *wire.TierStat {
