@@ -97,9 +97,46 @@
 //     same node, so the generator is not the limit); the other helpers'
 //     load took the rest of the 2 cores. fio's QD32 IOPS are a single
 //     thread with nothing else to do.
-//   - What is left for 1 MiB: the read and the send of a value are still in
-//     series per connection; streaming a value (send chunk k while chunk
-//     k+1 is read) is the next step and not done.
+//   - Streaming (dataplane's getStream): with read and send in series, a
+//     1 MiB GET run at 8 conns left the device idle 36% of the time
+//     (/proc/diskstats io_ticks 2568 ms in 4 s, 1624 reads/s of 1 MiB)
+//     and the machine's CPU 47% idle, at 1643 MB/s against fio's 2625:
+//     neither the device nor the CPU was the limit, the per-connection
+//     series was. 71% of the node's samples were writev (its copy 22%,
+//     the loopback receive it runs in softirq 24%), 9% the runtime's
+//     sysmon. A value over 256 KiB is now read in 256 KiB chunks, two per
+//     stream at a time, each sent as soon as it and those before it are
+//     read. Four chunks started at once are merged by the block layer
+//     into one 1 MiB request (diskstats: one read per GET) and complete
+//     together, so nothing overlaps; two at a time stay 256 KiB requests
+//     (fio: 256 KiB random reads at QD8 give 2356 MB/s, 512 KiB 2747, 1
+//     MiB 2562, so small requests cost the device little). Single runs
+//     of window x chunk, load 5-7: 2x256K 1822 and 1722 MB/s, 4x128K
+//     1615, 3x256K 1458, 2x128K 1348, 2x512K 1238, series 1316 and 1171.
+//     Side by side (perf/nvme-node-compare.sh, old and new binary, 3
+//     rounds of 5 s, PLAIN=0): at load 1.9-4.7, 1343 -> 1930 MB/s, 0.50x
+//     (0.48-0.65) -> 0.73x (0.64-0.76) of fio's hugepage QD8 random read
+//     (2636 MB/s); in a second run at load 3.5-6.0, 1322 -> 1387 MB/s,
+//     0.53x (0.47-0.58) -> 0.56x (0.51-0.72) of 2495 MB/s. With the other
+//     helpers' load taking the idle CPU the overlap has less to win. With
+//     streaming the device was busy 80% of the time (io_ticks 3340 ms in
+//     about 4.2 s) and the CPU still 36% idle, at 1806 MB/s.
+//   - What is left for 1 MiB (0.56-0.73x of a 0.9x target): the node's
+//     send itself, a 1 MiB DRAM GET at 8 conns, ran at 2100-2320 MB/s on
+//     the same machine (load 4-7), under fio's 2500-2640, so the loopback
+//     send (writev's copy, and the client's receive, on the same 2 cores)
+//     is now as much the limit as the device. In the streamed run's
+//     profile the chunk reads' submission (one io_uring_enter per chunk,
+//     four per 1 MiB GET) is 15% of the node's samples and writev 57%;
+//     queueing the stream's reads unsubmitted and flushing them behind the
+//     loop's pass (as 4 KiB gets do) used less node CPU per GET (208
+//     against 264 ticks in 4 s) and measured 0.60x (0.59-0.75) beside
+//     0.56x in the second run above: not yet settled, not done.
+//   - The 4 KiB cells did not move beyond the noise. The script's 1-conn
+//     p50 read 104-106 us old against 130-139 us new in both runs (new
+//     measured after old in every round); alternating the two binaries in
+//     both orders, 6 rounds each, gave medians of 121 us old and 108 us
+//     new, and the change adds one read-locked look-up to a small get.
 //
 // # Buffer lifetimes
 //
