@@ -112,14 +112,29 @@ func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, k
 		}
 		return send(t.addr)
 	case wire.OpDelete:
-		oldR, oldErr := send(t.old)
-		r, err := send(t.addr)
-		if errors.Is(err, wire.ErrNotFound) && oldErr == nil {
-			// Found at the old owner only: its reply names the version
-			// deleted, whose chunks the caller drops (object.go).
-			return oldR, nil
-		}
-		return r, err
+		return j.deleteBoth(send, t)
 	}
 	return send(t.addr)
+}
+
+// deleteBoth deletes a key at its old owner, then at its live owner (a
+// value being moved is left at neither), and answers for the key: "not
+// found" only if neither had it (with FlagIfVersion, a conflict only if
+// neither held the version). The caller drops the chunks of the manifest
+// version the reply names; a second manifest version, deleted at the old
+// owner while the live owner held another value (written after the map
+// changed, and not yet met by the move), is no one else's to drop, so it
+// is dropped here: its chunks would otherwise outlive the job's values.
+func (j *Job) deleteBoth(send func(addr string) (client.Reply, error), t target) (client.Reply, error) {
+	oldR, oldErr := send(t.old)
+	r, err := send(t.addr)
+	if oldErr == nil && (errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict)) {
+		// Deleted at the old owner only: its reply names the version
+		// deleted, whose chunks the caller drops (object.go).
+		return oldR, nil
+	}
+	if ov := oldR.Meta.Version; oldErr == nil && ov != 0 && (err != nil || r.Meta.Version != ov) {
+		j.dropVersion(ov)
+	}
+	return r, err
 }

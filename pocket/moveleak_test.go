@@ -1,0 +1,90 @@
+package pocket
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/internal/placement"
+)
+
+// TestDeleteAtBothOwnersDropsChunks: while a key's owner changes (a node
+// joins the job's map, or drains from it), the old owner may still hold a
+// chunked object under the key when a client has already written another
+// value at the new owner. A delete (and a delete of one version, as a
+// delete-after-read makes) removes the object at the old owner: its chunks
+// must go too, though the reply the caller sees names the new owner's
+// value. Before deleteBoth the chunks stayed until the job ended (the leak
+// TestHistoryGrowShrink and TestHistoryDrain found).
+func TestDeleteAtBothOwnersDropsChunks(t *testing.T) {
+	for _, change := range []string{"joining", "draining"} {
+		for _, del := range []string{"delete", "delete version"} {
+			t.Run(change+"/"+del, func(t *testing.T) { testDeleteAtBothOwners(t, change, del) })
+		}
+	}
+}
+
+func testDeleteAtBothOwners(t *testing.T, change, del string) {
+	const cs = 16 << 10
+	addrs, tiers := histCluster(t, 3, 4<<20, histLease)
+	before := addrs
+	if change == "joining" {
+		before = addrs[:2]
+	}
+	j := staticJob(t, Config{ChunkSize: cs}, before)
+	ctx := context.Background()
+	whole := placement.NewSet(placementNodes([]Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}))
+	// A key whose owner is addrs[2] with it in the map, so that it moves
+	// (from addrs[0] or addrs[1] to addrs[2] as addrs[2] joins, or the
+	// other way as it drains).
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprintf("obj-%d", i); whole.Node(whole.Pick([]byte(k), 0)).ID == addrs[2] {
+			key = k
+		}
+	}
+	if err := j.Put(ctx, key, randBytes(3*cs+100, 1)); err != nil {
+		t.Fatal(err)
+	}
+	ver := objectVersion(t, tiers, j.ID(), key)
+	m := j.Map()
+	m.Nodes = []Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}
+	if change == "joining" {
+		m.Joining = map[string]bool{addrs[2]: true}
+	} else {
+		m.Draining = map[string]bool{addrs[2]: true}
+	}
+	j.setMap(m)
+	// Written after the change: at the key's new owner.
+	if err := j.Put(ctx, key, []byte("newer, small")); err != nil {
+		t.Fatal(err)
+	}
+	if del == "delete version" {
+		j.deleteVersion(ctx, key, ver)
+		if got, err := j.Get(ctx, key); err != nil || string(got) != "newer, small" {
+			t.Fatalf("after deleting version %016x: get %q, %v; want the newer value", ver, got, err)
+		}
+	}
+	if err := j.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	for i, tier := range tiers {
+		if u := tier.Usage(); u.Values != 0 {
+			t.Errorf("node %d holds %d values (%d bytes) after the delete", i, u.Values, u.Used)
+		}
+	}
+}
+
+// objectVersion is the version of the manifest stored under key on one of
+// tiers.
+func objectVersion(t *testing.T, tiers []dataplane.Tier, job, key string) uint64 {
+	t.Helper()
+	for _, tier := range tiers {
+		if info, err := tier.Stat([]byte(job), []byte(key)); err == nil && info.Version != 0 {
+			return info.Version
+		}
+	}
+	t.Fatalf("no manifest of %s on any node", key)
+	return 0
+}
