@@ -35,8 +35,12 @@ import (
 //     of another version, that version's chunks are dropped on every node,
 //     since no writer will (its put replaced nothing);
 //  4. delete the local copy, only if it still holds the version moved; a
-//     chunk dropped here meanwhile (its object was overwritten or deleted)
-//     is deleted at the owner too, conditionally on its version;
+//     value that is gone here meanwhile, or replaced, is deleted at the
+//     owner too, conditionally on the version moved: the paths that
+//     delete here without waiting for the mark (a chunk's version
+//     dropped because its object was overwritten or deleted, a lease
+//     that ran out, a prefix delete, a delete-after-read) must not see
+//     the value come back at the owner, nor its chunks outlive it;
 //  5. unmark the key.
 //
 // So a move never overwrites a newer write, and a deleted key never comes
@@ -210,17 +214,24 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 	switch {
 	case err == nil:
 		return nil
-	case moved && info.Flags&Chunk != 0 && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict)):
-		req := wire.Request{Job: job, Key: key, Token: mj.Token, Epoch: mj.Epoch, Version: info.Version}
-		_, err = s.Do(ctx, owner, wire.OpDelete, wire.FlagIfVersion|t.Kind().Flags(), &req, nil, nil)
-		if err != nil && !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrConflict) {
-			return fmt.Errorf("migrate %q: undo at %s: %w", key, owner, err)
-		}
-		return nil
+	case moved && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict)):
+		return undoMove(ctx, t, mj, s, owner, key, info.Version)
 	case errors.Is(err, ErrNotFound):
 		return nil
 	}
 	return fmt.Errorf("migrate %q: delete local copy: %w", key, err)
+}
+
+// undoMove deletes at the owner the version of key a move put there, after
+// the local copy was deleted or replaced meanwhile (step 4). A newer value
+// at the owner stays.
+func undoMove(ctx context.Context, t Tier, mj *MigrateJob, s Sender, owner string, key []byte, ver uint64) error {
+	req := wire.Request{Job: []byte(mj.Job), Key: key, Token: mj.Token, Epoch: mj.Epoch, Version: ver}
+	_, err := s.Do(ctx, owner, wire.OpDelete, wire.FlagIfVersion|t.Kind().Flags(), &req, nil, nil)
+	if err != nil && !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrConflict) {
+		return fmt.Errorf("migrate %q: undo at %s: %w", key, owner, err)
+	}
+	return nil
 }
 
 // pushValue puts a value at its owner unless the owner has a value

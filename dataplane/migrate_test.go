@@ -23,6 +23,9 @@ type fakeOwners struct {
 	failPut string
 	seen    []wire.Request
 	dropped []uint64 // versions dropped (OpDropVersion)
+	// afterPut, when set, runs after a put is stored (with mu held).
+	afterPut func(key string)
+	undone   []string // keys deleted (OpDelete with FlagIfVersion)
 }
 
 func (f *fakeOwners) Do(ctx context.Context, addr string, op wire.Op, flags uint16, req *wire.Request, payload, dst []byte) (client.Reply, error) {
@@ -50,6 +53,16 @@ func (f *fakeOwners) Do(ctx context.Context, addr string, op wire.Op, flags uint
 		}
 		f.vals[addr][string(req.Key)] = append([]byte(nil), payload...)
 		f.flags[string(req.Key)] = flags
+		if f.afterPut != nil {
+			f.afterPut(string(req.Key))
+		}
+		return client.Reply{}, nil
+	case wire.OpDelete:
+		if _, ok := f.vals[addr][string(req.Key)]; !ok || flags&wire.FlagIfVersion == 0 {
+			return client.Reply{}, wire.ErrNotFound
+		}
+		delete(f.vals[addr], string(req.Key))
+		f.undone = append(f.undone, string(req.Key))
 		return client.Reply{}, nil
 	}
 	return client.Reply{}, fmt.Errorf("unexpected op %v", op)
@@ -233,5 +246,39 @@ func TestMigrateKeepsWhatSelfOwns(t *testing.T) {
 	}
 	if got := n.Misplaced("other-2", owners, "elsewhere"); got != 1 {
 		t.Fatalf("Misplaced of another job's value owned elsewhere: %d", got)
+	}
+}
+
+// TestMigrateUndoesMoveOfDeletedValue: a value deleted here while its move
+// runs, by a path that does not wait for the move's mark (a prefix delete,
+// a delete-after-read, a drop of a chunk's version), is deleted at the
+// owner too, whatever its kind: a small value, a manifest or a chunk. With
+// the undo for chunks only, the small value and the manifest came back at
+// the owner (and a manifest's chunks, dropped by its deleter, were gone).
+func TestMigrateUndoesMoveOfDeletedValue(t *testing.T) {
+	n, d := migrateNode(t)
+	owners := []placement.Node{{ID: "owner", Weight: 1}}
+	chunk := string(wire.AppendChunkKey(nil, []byte("obj"), 5, 1))
+	storeMeta(t, d, "job-1", "small", []byte("v"), Meta{Version: 3})
+	storeMeta(t, d, "job-1", "obj", wire.AppendManifest(nil, wire.Manifest{Version: 5, Size: 1, Chunk: 1, Count: 1}),
+		Meta{Flags: Manifest, Version: 5, ObjectSize: 1})
+	storeMeta(t, d, "job-1", chunk, []byte("c"), Meta{Flags: Chunk, Version: 5})
+	f := &fakeOwners{vals: map[string]map[string][]byte{}, flags: map[string]uint16{}}
+	f.afterPut = func(key string) {
+		// Deleted here once it is at the owner, before the move deletes
+		// its local copy.
+		if _, err := d.Delete([]byte("job-1"), []byte(key)); err != nil {
+			t.Errorf("delete %q here: %v", key, err)
+		}
+	}
+	st, err := n.Migrate(context.Background(), MigrateJob{Job: "job-1", Nodes: owners}, f, 1)
+	if err != nil || st.Moved != 3 {
+		t.Fatalf("stats %+v, err %v", st, err)
+	}
+	if len(f.vals["owner"]) != 0 {
+		t.Errorf("the owner holds %d values deleted during their move: %q (undone: %q)", len(f.vals["owner"]), f.vals["owner"], f.undone)
+	}
+	if left := n.JobValues("job-1"); left != 0 {
+		t.Errorf("%d values left here", left)
 	}
 }
