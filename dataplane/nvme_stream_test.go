@@ -171,14 +171,14 @@ func TestStreamedGetEverySize(t *testing.T) {
 // stays usable. Nothing leaks either way.
 func TestStreamedGetReadFailsMidStream(t *testing.T) {
 	const size = 1 << 20
-	var failFrom atomic.Int64 // fail reads at offsets from here; -1: none
+	var failFrom atomic.Int64 // fail reads of bytes from here on; -1: none
 	failFrom.Store(-1)
 	gate := make(chan struct{}) // a failing read waits for it
 	close(gate)
 	var gateNow atomic.Pointer[chan struct{}]
 	gateNow.Store(&gate)
 	fault := func(op nvme.Op, off int64, n int) (int, error) {
-		if f := failFrom.Load(); op == nvme.OpRead && f >= 0 && off >= f {
+		if f := failFrom.Load(); op == nvme.OpRead && f >= 0 && off+int64(n) > f {
 			<-*gateNow.Load()
 			return 0, syscall.EIO
 		}
@@ -235,6 +235,18 @@ func TestStreamedGetReadFailsMidStream(t *testing.T) {
 	}
 	if len(got) >= size || !bytes.Equal(got, val[:len(got)]) {
 		t.Fatalf("cut reply: %d of %d payload bytes, a prefix of the value: %v", len(got), size, bytes.Equal(got, val[:min(len(got), size)]))
+	}
+	// The SDK's pooled client, with the failure before or after the
+	// header (either may win the race now), a get streamed or (while a
+	// failed stream's reads finish) read whole: an error, never the value.
+	gateNow.Store(&gate)
+	pool := client.New(client.Options{ConnsPerNode: 1})
+	defer pool.Close()
+	for range 5 {
+		r, err := pool.Do(context.Background(), addr, wire.OpGet, wire.FlagTierNVMe, &wire.Request{Job: []byte("j"), Key: []byte("k")}, nil, nil)
+		if err == nil {
+			t.Fatalf("pooled client: a get whose second chunk failed returned %d bytes (the value: %v) and no error", len(r.Payload), bytes.Equal(r.Payload, val))
+		}
 	}
 	failFrom.Store(-1)
 	eventually(t, "buffers back", func() bool { return bufs.InUse() == 0 })
