@@ -254,12 +254,26 @@ func (a *Autoscaler) loop() {
 // Interval; tests call it with a fake clock.
 func (a *Autoscaler) Step() Decision {
 	now := a.cfg.Now()
+	var jobChanged, needNode bool
+	if !a.cfg.NoJobScaling {
+		jobChanged, needNode = a.jobsStep(now)
+	}
 	u, _, _ := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU)
 	uNow, victims, draining := a.c.utilization(1, a.cfg.UseCPU)
 	a.mu.Lock()
 	a.util = u
 	a.evals++
 	d := a.decideLocked(now, u, uNow, victims, draining)
+	if jobChanged && (d.Action == ActionRemove || (d.Action == ActionAdd && d.Nodes+a.starting >= a.cfg.MinNodes)) {
+		// A job's map changed on this load: see what it does first.
+		a.hold(fmt.Sprintf("%s %.0f%%: a job's map changed in this evaluation", d.Dim, 100*d.Util))
+		d.Action, d.Count, d.Drain, d.Reason = ActionNone, 0, nil, ""
+	}
+	if d.Action == ActionNone && needNode && !jobChanged && a.starting == 0 && d.Nodes < a.cfg.MaxNodes &&
+		now.Sub(a.lastOut) >= a.cfg.Cooldown {
+		d.Action, d.Count = ActionAdd, 1
+		d.Reason = "a job's nodes are over the band and no active node has room for it"
+	}
 	switch d.Action {
 	case ActionAdd:
 		a.lastOut, a.lastChange = now, now
@@ -287,41 +301,29 @@ func (a *Autoscaler) Step() Decision {
 			}
 		}
 	}
-	if !a.cfg.NoJobScaling {
-		a.jobsStep(now, d)
-	}
 	return d
 }
 
-// jobsStep runs the per-job policy (elastic.go) after the cluster's: it
-// records the maps it changed, and starts a node when a job needs one and
-// no active node has room, unless the cluster's decision just did.
-func (a *Autoscaler) jobsStep(now time.Time, cluster Decision) {
+// jobsStep runs the per-job policy (elastic.go) before the cluster's: it
+// records the maps it changed (a change also restarts the cluster's
+// cool-down, so scale-in waits to see what the change did) and reports
+// whether it changed any, and whether a job needs a node that no active
+// node has room for.
+func (a *Autoscaler) jobsStep(now time.Time) (changed, needNode bool) {
 	ds, needNode := a.jobStep(now)
 	a.mu.Lock()
 	for _, d := range ds {
 		a.counts[d.Action]++
 		a.record(d)
 	}
-	start := needNode && cluster.Action != ActionAdd && a.starting == 0 && cluster.Nodes < a.cfg.MaxNodes &&
-		now.Sub(a.lastOut) >= a.cfg.Cooldown
-	if start {
-		d := Decision{At: now, Action: ActionAdd, Count: 1, Nodes: cluster.Nodes, Util: cluster.Util, Dim: cluster.Dim,
-			Reason: "a job's nodes are over the band and no active node has room for it"}
-		a.starting++
-		a.lastOut, a.lastChange = now, now
-		a.counts[ActionAdd]++
-		a.record(d)
+	if len(ds) > 0 {
+		a.lastChange = now
 	}
 	a.mu.Unlock()
 	for _, d := range ds {
 		a.log().Info("autoscale: "+string(d.Action), "job", d.Job, "reason", d.Reason)
 	}
-	if start {
-		a.log().Info("autoscale: add", "count", 1, "from", cluster.Nodes, "to", cluster.Nodes+1, "reason", "a job's nodes are over the band and no active node has room for it")
-		a.wg.Add(1)
-		go a.startNode()
-	}
+	return len(ds) > 0, needNode
 }
 
 // record appends a decision to the bounded log; a.mu is held.

@@ -391,6 +391,10 @@ type JobUtil struct {
 	Net   float64 // measured network share of its nodes (fraction)
 	Cap   float64 // used share of its tier's capacity on its nodes
 	Max   float64 // the binding one
+	// Mbps is the job's share of what its nodes measured: each node's
+	// traffic split among its jobs by allotment (nodes report no per-job
+	// figures), summed.
+	Mbps float64
 }
 
 // jobUtilLocked computes j's figures over the active members of its map.
@@ -414,6 +418,7 @@ func (c *Controller) jobUtilLocked(j *job, smooth int) JobUtil {
 		}
 		bwSum += bw
 		netSum += meas * bw
+		u.Mbps += meas * bw * c.shareLocked(j, mn)
 		if t := n.tier(j.tier); t != nil {
 			used += float64(t.UsedBytes)
 			capacity += float64(t.CapacityBytes)
@@ -427,6 +432,20 @@ func (c *Controller) jobUtilLocked(j *job, smooth int) JobUtil {
 	}
 	u.Max = max(u.Net, u.Cap)
 	return u
+}
+
+// shareLocked is j's share of the node mn's traffic: its allotment there
+// over the allotments of every job on the node (equal shares when none
+// has any).
+func (c *Controller) shareLocked(j *job, mn wire.MapNode) float64 {
+	l := c.loads[mn.Addr]
+	if l == nil || len(l.jobs) == 0 {
+		return 1
+	}
+	if l.mbps <= 0 {
+		return 1 / float64(len(l.jobs))
+	}
+	return min(1, j.allocMbps*mn.Weight/l.mbps)
 }
 
 // jobStep is the per-job policy's evaluation (see the top of this file).
@@ -447,8 +466,12 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 			continue
 		}
 		u := c.jobUtilLocked(j, p.Smooth)
+		// Hints answer for the load they promised: the network grows a
+		// job's map only for load beyond its allotment (a job sized to
+		// 80 % of its nodes that runs at 85 % keeps them).
+		pressed := u.Cap > p.High || (u.Net > p.High && u.Mbps > 1.1*j.allocMbps)
 		switch {
-		case u.Max > p.High && u.Nodes < p.MaxNodes:
+		case pressed && u.Nodes < p.MaxNodes:
 			cands := c.growCandidatesLocked(j, p.Low)
 			if len(cands) == 0 {
 				needNode = true
@@ -458,10 +481,13 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 			ds = append(ds, Decision{At: now, Action: ActionGrowJob, Job: j.id, Count: 1, Nodes: u.Nodes, Util: u.Max,
 				Reason: fmt.Sprintf("job %s: its %d node(s) at %.0f%% (network %.0f%%, capacity %.0f%%), over %.0f%%: adds %s",
 					j.id, u.Nodes, 100*u.Max, 100*u.Net, 100*u.Cap, 100*p.High, cands[0].addr)})
-		case j.grown > 0 && u.Nodes > 1:
+		case j.grown > 0 && u.Nodes > 1 && now.Sub(j.lastChange) >= 3*p.JobCooldown:
+			// A change stalls the job's traffic for a while (its values
+			// move, its clients fetch the new map): shrink on a load low
+			// over the smoothed figures and the latest, well after it.
 			now1 := c.jobUtilLocked(j, 1)
-			projected := now1.Max * float64(now1.Nodes) / float64(now1.Nodes-1)
-			if now1.Max >= p.Low || projected > (p.High+p.Low)/2 {
+			projected := max(u.Max, now1.Max) * float64(now1.Nodes) / float64(now1.Nodes-1)
+			if u.Max >= p.Low || now1.Max >= p.Low || projected > (p.High+p.Low)/2 {
 				continue
 			}
 			victim := c.shrinkVictimLocked(j)

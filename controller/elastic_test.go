@@ -288,8 +288,13 @@ func TestAutoscalerGrowsAndShrinksAJob(t *testing.T) {
 	load(100)
 	r.clock.advance(2 * time.Second)
 	r.a.Step()
+	if nodes() != 2 || r.c.jobs[m0.Job].move != nil {
+		t.Fatal("shed a node within three job cool-downs of the last change")
+	}
+	r.clock.advance(2 * time.Second)
+	r.a.Step()
 	if nodes() != 2 || r.c.jobs[m0.Job].move == nil {
-		t.Fatalf("job did not start shedding its grown node at 10%% (%d nodes)", nodes())
+		t.Fatalf("job did not start shedding its grown node at 10%% (%d nodes): %+v grown %d last %v now %v hist %+v", nodes(), r.a.JobUtilization(), j.grown, j.lastChange, r.clock.now(), r.c.History(home))
 	}
 	r.c.mu.Lock()
 	for _, mn := range j.nodes {
@@ -388,5 +393,57 @@ func TestLaggingNodeHoldsTheMapBackBriefly(t *testing.T) {
 			t.Fatal("a lagging node held the map back past DeadAfter")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHintedJobKeepsItsNodesAtTheBand: a job whose hints sized its nodes
+// for the load it runs (its nodes just over 80 %) does not grow: growth
+// answers load beyond the allotment.
+func TestHintedJobKeepsItsNodesAtTheBand(t *testing.T) {
+	r := newScaleRig(t, 3, AutoscaleConfig{Cooldown: time.Hour, Smooth: 1, JobCooldown: time.Second, MinNodes: 3})
+	m0, err := r.c.RegisterJob("sort", wire.JobHints{PeakMbps: 850})
+	if err != nil || len(m0.Nodes) != 1 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	r.c.mu.Lock()
+	r.c.jobs[m0.Job].created = r.clock.now().Add(-time.Minute)
+	r.c.mu.Unlock()
+	for _, n := range r.c.Status().Nodes {
+		rx := 0.0
+		if n.Addr == m0.Nodes[0].Addr {
+			rx = 870
+		}
+		r.heartbeat(n.Addr, rx, 0, nil)
+	}
+	r.clock.advance(2 * time.Second)
+	r.a.Step()
+	if n := len(jobNodes(r.c, m0)); n != 1 {
+		t.Fatalf("a job running at its hint grew to %d nodes", n)
+	}
+}
+
+// TestHurriedHeartbeatKeepsRates: a heartbeat an ack asked for at once
+// (its rates cover a sliver of time) does not move the node's figures.
+func TestHurriedHeartbeatKeepsRates(t *testing.T) {
+	c := newTest(t, Config{})
+	a := "127.0.0.1:7001"
+	r := newElasticRig(t, c, a)
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: a, Since: r.since[a], RxMbps: 100}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.nodes[a].hurried = true // as after an ack with More
+	c.mu.Unlock()
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: a, Since: r.since[a], RxMbps: 4500}); err != nil {
+		t.Fatal(err)
+	}
+	if h := c.History(a); len(h) == 0 || h[len(h)-1].RxMbps != 100 {
+		t.Fatalf("a hurried heartbeat's rates entered the history: %+v", h)
+	}
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: a, Since: r.since[a], RxMbps: 300}); err != nil {
+		t.Fatal(err)
+	}
+	if h := c.History(a); h[len(h)-1].RxMbps != 300 {
+		t.Fatalf("the next heartbeat's rates were dropped: %+v", h)
 	}
 }

@@ -93,6 +93,7 @@ type node struct {
 	hist      history
 	drain     *drainState // set while draining
 	since     uint64      // the revision its job table was at in its last heartbeat
+	hurried   bool        // its last ack asked for the next heartbeat at once
 }
 
 // job is a registered job.
@@ -240,26 +241,34 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	if len(hb.Tiers) > 0 {
 		n.tiers = append(n.tiers[:0], hb.Tiers...)
 	}
-	n.rx, n.tx, n.cpu = hb.RxMbps, hb.TxMbps, hb.CPUPercent
-	n.metrics = hb.Metrics
-	n.lastSeen = time.Now()
-	c.recordLocked(n, n.lastSeen)
-	c.prof.observeNode(n, c.loads[n.addr], n.lastSeen)
+	now := time.Now()
+	// A heartbeat sent at once because the last ack asked for it (More)
+	// has rates over a sliver of time: a burst reads as a spike. Its
+	// figures are kept out of the rates and the history the policies read.
+	if !n.hurried || n.hist.n == 0 {
+		n.rx, n.tx, n.cpu = hb.RxMbps, hb.TxMbps, hb.CPUPercent
+		n.metrics = hb.Metrics
+		c.recordLocked(n, now)
+		c.prof.observeNode(n, c.loads[n.addr], now)
+	}
+	n.lastSeen = now
 	c.drainReportLocked(n, hb)
 	if hb.SnapRev == 0 {
 		n.since = hb.Since
 	}
 	c.moveReportsLocked(n, hb.Moves)
 	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
+	delta := hb.SnapRev == 0 && c.coversLocked(hb.Since)
 	c.jobTableLocked(n.addr, hb, ack)
 	for _, e := range ack.Jobs {
-		if e.Epoch > 0 {
+		if delta && e.Epoch > 0 {
 			// A map with this node changed: confirm at once, so the
 			// controller can hand the map out (publishedLocked).
 			ack.More = true
 			break
 		}
 	}
+	n.hurried = ack.More
 	c.orphansLocked(n.addr, hb.Held, ack, n.lastSeen)
 	return ack
 }
