@@ -117,10 +117,13 @@
 //     rounds of 5 s, PLAIN=0): at load 1.9-4.7, 1343 -> 1930 MB/s, 0.50x
 //     (0.48-0.65) -> 0.73x (0.64-0.76) of fio's hugepage QD8 random read
 //     (2636 MB/s); in a second run at load 3.5-6.0, 1322 -> 1387 MB/s,
-//     0.53x (0.47-0.58) -> 0.56x (0.51-0.72) of 2495 MB/s. With the other
-//     helpers' load taking the idle CPU the overlap has less to win. With
-//     streaming the device was busy 80% of the time (io_ticks 3340 ms in
-//     about 4.2 s) and the CPU still 36% idle, at 1806 MB/s.
+//     0.53x (0.47-0.58) -> 0.56x (0.51-0.72) of 2495 MB/s; in a third,
+//     the new binary measured first in each round (load 4.6-5.2), 1477 ->
+//     1844 MB/s, 0.53x (0.51-0.62) -> 0.66x (0.64-0.69) of 2690 MB/s.
+//     With the other helpers' load taking the idle CPU the overlap has
+//     less to win. With streaming the device was busy 80% of the time
+//     (io_ticks 3340 ms in about 4.2 s) and the CPU still 36% idle, at
+//     1806 MB/s.
 //   - What is left for 1 MiB (0.56-0.73x of a 0.9x target): the node's
 //     send itself, a 1 MiB DRAM GET at 8 conns, ran at 2100-2320 MB/s on
 //     the same machine (load 4-7), under fio's 2500-2640, so the loopback
@@ -131,12 +134,15 @@
 //     queueing the stream's reads unsubmitted and flushing them behind the
 //     loop's pass (as 4 KiB gets do) used less node CPU per GET (208
 //     against 264 ticks in 4 s) and measured 0.60x (0.59-0.75) beside
-//     0.56x in the second run above: not yet settled, not done.
-//   - The 4 KiB cells did not move beyond the noise. The script's 1-conn
-//     p50 read 104-106 us old against 130-139 us new in both runs (new
-//     measured after old in every round); alternating the two binaries in
-//     both orders, 6 rounds each, gave medians of 121 us old and 108 us
-//     new, and the change adds one read-locked look-up to a small get.
+//     0.56x in the second run above, but 0.64x (0.61-0.69) beside 0.65x
+//     (0.54-0.67) when measured first: no gain shown, not done.
+//   - The 4 KiB cells did not move beyond the noise: the value's size is
+//     looked up under the read lock before a small get goes the old way.
+//     32 conns 0.44x/0.42x old against 0.39x/0.40x new with old measured
+//     first, 0.39x old against 0.43x new with new first; 1-conn p50 104 and
+//     106 us old against 130 and 139 us new with old first, 114 us old
+//     against 108 us new with new first (and 99 us new after another
+//     binary): the order in the round, not the change.
 //
 // # Buffer lifetimes
 //
