@@ -7,6 +7,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/placement"
@@ -271,16 +272,40 @@ func (n *Node) pushValue(ctx context.Context, t Tier, mj *MigrateJob, s Sender, 
 }
 
 // dropEverywhere drops an object version's chunks here and on every owner.
+// An owner that answers busy is moving a chunk of the version (its own
+// map changed too): the drop waits that out (dropPatience at most), since
+// a chunk that lands after the drop would stay. An error leaves the
+// manifest here, so the next pass drops the version again.
 func (n *Node) dropEverywhere(ctx context.Context, t Tier, mj *MigrateJob, s Sender, ver uint64) error {
 	n.dropVersion(t, []byte(mj.Job), ver)
 	var errs []error
 	for _, o := range mj.Nodes {
 		req := wire.Request{Job: []byte(mj.Job), Token: mj.Token, Epoch: mj.Epoch, Version: ver}
-		if _, err := s.Do(ctx, o.ID, wire.OpDropVersion, t.Kind().Flags(), &req, nil, nil); err != nil {
+		if err := doPatient(ctx, s, o.ID, wire.OpDropVersion, t.Kind().Flags(), &req); err != nil {
 			errs = append(errs, fmt.Errorf("drop version %x at %s: %w", ver, o.ID, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dropPatience bounds how long dropEverywhere waits for a busy owner.
+const dropPatience = 5 * time.Second
+
+// doPatient sends a payload-less request, again while the node answers
+// busy, backing off from 1 to 50 ms, for up to dropPatience.
+func doPatient(ctx context.Context, s Sender, addr string, op wire.Op, flags uint16, req *wire.Request) error {
+	deadline := time.Now().Add(dropPatience)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		_, err := s.Do(ctx, addr, op, flags, req, nil, nil)
+		if !errors.Is(err, wire.ErrBusy) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // readValue copies a value out of the tier. The copy is the put's

@@ -26,6 +26,8 @@ type fakeOwners struct {
 	// afterPut, when set, runs after a put is stored (with mu held).
 	afterPut func(key string)
 	undone   []string // keys deleted (OpDelete with FlagIfVersion)
+	// busyDrops is how many drop-versions are answered busy first.
+	busyDrops int
 }
 
 func (f *fakeOwners) Do(ctx context.Context, addr string, op wire.Op, flags uint16, req *wire.Request, payload, dst []byte) (client.Reply, error) {
@@ -34,6 +36,10 @@ func (f *fakeOwners) Do(ctx context.Context, addr string, op wire.Op, flags uint
 	f.seen = append(f.seen, wire.Request{Job: req.Job, Token: req.Token, Epoch: req.Epoch})
 	switch op {
 	case wire.OpDropVersion:
+		if f.busyDrops > 0 {
+			f.busyDrops--
+			return client.Reply{}, wire.ErrBusy
+		}
 		f.dropped = append(f.dropped, req.Version)
 		return client.Reply{}, nil
 	case wire.OpStat:
@@ -277,6 +283,29 @@ func TestMigrateUndoesMoveOfDeletedValue(t *testing.T) {
 	}
 	if len(f.vals["owner"]) != 0 {
 		t.Errorf("the owner holds %d values deleted during their move: %q (undone: %q)", len(f.vals["owner"]), f.vals["owner"], f.undone)
+	}
+	if left := n.JobValues("job-1"); left != 0 {
+		t.Errorf("%d values left here", left)
+	}
+}
+
+// TestMigrateDropWaitsOutBusyOwner: a manifest whose owner holds a newer
+// value has its version dropped on every owner; an owner answering busy
+// (moving a chunk of that version, its map changed too) is asked again
+// until it drops, instead of failing the move and leaving the version to
+// the next pass.
+func TestMigrateDropWaitsOutBusyOwner(t *testing.T) {
+	n, d := migrateNode(t)
+	owners := []placement.Node{{ID: "owner", Weight: 1}}
+	storeMeta(t, d, "job-1", "obj", wire.AppendManifest(nil, wire.Manifest{Version: 5, Size: 1, Chunk: 1, Count: 1}),
+		Meta{Flags: Manifest, Version: 5, ObjectSize: 1})
+	f := &fakeOwners{vals: map[string]map[string][]byte{"owner": {"obj": []byte("newer")}}, flags: map[string]uint16{}, busyDrops: 3}
+	st, err := n.Migrate(context.Background(), MigrateJob{Job: "job-1", Nodes: owners}, f, 1)
+	if err != nil || st.Skipped != 1 || st.Failed != 0 {
+		t.Fatalf("stats %+v, err %v", st, err)
+	}
+	if len(f.dropped) != 1 || f.dropped[0] != 5 {
+		t.Fatalf("versions dropped at the owner: %v, want [5]", f.dropped)
 	}
 	if left := n.JobValues("job-1"); left != 0 {
 		t.Errorf("%d values left here", left)
