@@ -114,15 +114,53 @@ func roleOf(mn wire.MapNode) uint8 {
 // out.
 //
 // A node that stays behind (its table's revision does not reach the
-// change's) holds the map back for at most DeadAfter from the change: by
-// then a node that is not heartbeating is dead and no longer waited for,
-// and one that heartbeats without catching up must not keep every client
-// of its jobs on a map the other nodes refuse.
+// change's) holds the map back for at most confirmWait from the change: a
+// node that heartbeats without catching up must not keep every client of
+// its jobs on a map the other nodes refuse.
 func (c *Controller) publishedLocked(j *job) *wire.PlacementMap {
-	if j.pub == nil || j.pub.Epoch == j.epoch || c.confirmedLocked(j) || time.Since(j.bumped) > c.cfg.DeadAfter {
+	if c.publishableLocked(j) {
 		j.pub = c.mapLocked(j)
 	}
 	return j.pub
+}
+
+// publishableLocked reports whether j's current map may be handed out.
+func (c *Controller) publishableLocked(j *job) bool {
+	return (j.pub != nil && j.pub.Epoch == j.epoch) || c.confirmedLocked(j) || time.Since(j.bumped) > c.confirmWait()
+}
+
+// confirmWait bounds how long the nodes of a map may hold a new epoch
+// back: DeadAfter (a node that stops heartbeating is dead by then and no
+// longer waited for), at most 5 heartbeat intervals (a heartbeating node
+// confirms within one or two).
+func (c *Controller) confirmWait() time.Duration {
+	return min(c.cfg.DeadAfter, 5*c.cfg.HeartbeatInterval)
+}
+
+// publishedMap is GetMap's map: the published one. A job restored from
+// the durable state has none yet: its map is handed out once its nodes
+// have synced with this run, waiting for that (confirmWait), so a
+// restart never hands out an epoch its nodes have not heard of.
+func (c *Controller) publishedMap(id string, tok []byte) (*wire.PlacementMap, error) {
+	for {
+		c.mu.Lock()
+		j, err := c.lookupLocked(id, tok)
+		if err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		if j.pub != nil || c.publishableLocked(j) {
+			m := c.publishedLocked(j)
+			c.mu.Unlock()
+			return m, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.srv.done:
+			return nil, wire.Errorf(wire.CodeClosed, "controller closed")
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }
 
 // confirmedLocked reports whether every live node of j's map that has
@@ -131,7 +169,7 @@ func (c *Controller) publishedLocked(j *job) *wire.PlacementMap {
 func (c *Controller) confirmedLocked(j *job) bool {
 	for _, mn := range j.nodes {
 		n, ok := c.nodes[mn.Addr]
-		if !ok || n.state == wire.NodeDead || n.since == 0 {
+		if !ok || n.state == wire.NodeDead || (n.since == 0 && !n.restored) {
 			continue
 		}
 		if n.since < j.epochRev {
@@ -158,24 +196,31 @@ func (c *Controller) moveReportsLocked(n *node, rs []wire.MoveReport) {
 	}
 }
 
-// finishMoveLocked ends j's change when every live node other than a
-// joining one has moved its values, or when the changed node is no longer
-// an active member (it died, drains, or left). It reports whether it did.
+// finishMoveLocked ends j's change when every node of the map other than
+// a joining one has moved its values, or when the changed node is no
+// longer a member that can finish it (it drains from the cluster, or left
+// the map: lost, forgotten). A dead node, changed or not, holds the change
+// open while it stays in the map: it may come back with the values it has
+// not moved (or, joining, without the values not moved to it yet); once
+// it is lost it leaves the map, and the change goes on without it. It
+// reports whether the change ended.
 func (c *Controller) finishMoveLocked(j *job, now time.Time) bool {
 	mv := j.move
 	if mv == nil {
 		return false
 	}
 	changed, ok := c.nodes[mv.addr]
-	abort := !ok || changed.state != wire.NodeActive || !j.has(mv.addr)
+	abort := !ok || changed.state == wire.NodeDraining || !j.has(mv.addr)
 	if !abort {
+		if changed.state == wire.NodeDead {
+			return false
+		}
 		for _, mn := range j.nodes {
 			if mn.Addr == mv.addr && mv.role == wire.NodeJoining {
 				continue
 			}
-			n, ok := c.nodes[mn.Addr]
-			if !ok || n.state == wire.NodeDead {
-				continue
+			if _, ok := c.nodes[mn.Addr]; !ok {
+				continue // forgotten: nothing of it to wait for
 			}
 			if _, done := mv.done[mn.Addr]; !done {
 				return false
@@ -197,7 +242,7 @@ func (c *Controller) finishMoveLocked(j *job, now time.Time) bool {
 	delete(c.moving, j)
 	what := map[wire.NodeState]string{wire.NodeJoining: "joined", wire.NodeDraining: "left"}[mv.role]
 	if abort {
-		what = "stopped changing (no longer an active member)"
+		what = "stopped changing (drains from the cluster, or left the map)"
 	} else if mv.role == wire.NodeDraining {
 		j.grown = max(0, j.grown-1)
 	}
@@ -254,6 +299,9 @@ func (c *Controller) growJobByIDLocked(id, addr string, now time.Time) error {
 	}
 	if j.has(addr) {
 		return wire.Errorf(wire.CodeExists, "node %s is in job %s's map already", addr, id)
+	}
+	if dead := c.deadMemberLocked(j); dead != "" {
+		return wire.Errorf(wire.CodeUnavailable, "node %s of job %s's map is dead: it could not move its values to a new node", dead, id)
 	}
 	n, ok := c.nodes[addr]
 	if !ok || n.state != wire.NodeActive || n.tier(j.tier) == nil || c.lostByLocked(j, addr) {
@@ -321,6 +369,16 @@ func (c *Controller) shrinkJobLocked(j *job, addr string, now time.Time) {
 	c.startMoveLocked(j, &move{epoch: j.epoch, addr: addr, role: wire.NodeDraining, start: now, done: map[string]uint64{}})
 	j.lastChange = now
 	c.cfg.Logger.Info("controller: job map shrinks", "job", j.id, "node", addr, "nodes", len(nodes)-1, "epoch", j.epoch)
+}
+
+// deadMemberLocked is a dead node of j's map ("" when none is).
+func (c *Controller) deadMemberLocked(j *job) string {
+	for _, mn := range j.nodes {
+		if n, ok := c.nodes[mn.Addr]; ok && n.state == wire.NodeDead {
+			return mn.Addr
+		}
+	}
+	return ""
 }
 
 // shrinkVictimLocked picks the active member of j's map holding the least
@@ -471,7 +529,7 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 		// 80 % of its nodes that runs at 85 % keeps them).
 		pressed := u.Cap > p.High || (u.Net > p.High && u.Mbps > 1.1*j.allocMbps)
 		switch {
-		case pressed && u.Nodes < p.MaxNodes:
+		case pressed && u.Nodes < p.MaxNodes && c.deadMemberLocked(j) == "":
 			cands := c.growCandidatesLocked(j, p.Low)
 			if len(cands) == 0 {
 				needNode = true

@@ -167,18 +167,22 @@ func TestJobMapGrowsAndShrinks(t *testing.T) {
 	}
 }
 
-// TestJobMapChangeEndsWhenTheNodeDies: a joining node that dies ends the
-// change as a plain member, so the dead-node rules take over.
-func TestJobMapChangeEndsWhenTheNodeDies(t *testing.T) {
+// TestJobMapChangeWaitsForADeadNode: a joining node that dies holds the
+// change open (it may come back: values not moved to it yet are still at
+// their old owners), and so does a dead member that has not moved its
+// values; once the dead node is lost (it leaves the map), the change ends.
+// Ending it at the death lost a quarter of the values of a node that came
+// back (hostile review).
+func TestJobMapChangeWaitsForADeadNode(t *testing.T) {
 	c := newTest(t, Config{})
 	a, x := "127.0.0.1:7001", "127.0.0.1:7003"
-	newElasticRig(t, c, a, x)
+	r := newElasticRig(t, c, a, x)
 	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 500})
 	if err != nil || len(m0.Nodes) != 1 {
 		t.Fatalf("register: %+v %v", m0, err)
 	}
-	other := x
-	if m0.Nodes[0].Addr == x {
+	home, other := m0.Nodes[0].Addr, x
+	if home == x {
 		other = a
 	}
 	if err := c.GrowJob(m0.Job, other); err != nil {
@@ -187,13 +191,24 @@ func TestJobMapChangeEndsWhenTheNodeDies(t *testing.T) {
 	if err := c.SetNodeState(other, wire.NodeDead); err != nil {
 		t.Fatal(err)
 	}
+	r.beat(home, []wire.MoveReport{{Job: m0.Job, Epoch: c.jobs[m0.Job].epoch}})
 	c.movesTick(time.Now())
 	j := c.jobs[m0.Job]
-	if j.move != nil || len(c.moving) != 0 {
-		t.Fatal("the change outlived its node")
+	if j.move == nil {
+		t.Fatal("the change ended when its joining node died")
 	}
-	if m := c.mapLocked(j); stateIn(m, other) != wire.NodeDead {
-		t.Fatalf("map after the joining node died: %+v", m)
+	if err := c.GrowJob(m0.Job, ""); !errors.Is(err, wire.ErrBusy) {
+		t.Fatalf("a second change while one waits: %v", err)
+	}
+	c.mu.Lock()
+	c.loseNodeLocked(j, other)
+	c.mu.Unlock()
+	c.movesTick(time.Now())
+	if j.move != nil || len(c.moving) != 0 {
+		t.Fatal("the change outlived its lost node")
+	}
+	if m := c.mapLocked(j); len(m.Nodes) != 1 || m.Nodes[0].Addr != home || len(m.Lost) != 1 {
+		t.Fatalf("map after the joining node was lost: %+v", m)
 	}
 }
 
@@ -220,7 +235,23 @@ func TestJobMapChangeSurvivesRestart(t *testing.T) {
 		if j == nil || j.move == nil || j.move.addr != x || j.grown != 1 {
 			t.Fatalf("bolt %v: change not restored: %+v", bolt, j)
 		}
-		if m := r.mapOf(m0); stateIn(m, x) != wire.NodeJoining {
+		// No node has synced with this run: the map waits for them (a
+		// restart must not hand out an epoch its nodes have not heard of;
+		// hostile review).
+		got := make(chan *wire.PlacementMap, 1)
+		go func() {
+			m, _ := c.GetMap(m0.Job, m0.Token)
+			got <- m
+		}()
+		select {
+		case m := <-got:
+			t.Fatalf("bolt %v: map handed out before any node synced after the restart: %+v", bolt, m)
+		case <-time.After(200 * time.Millisecond):
+		}
+		for _, n := range []string{a, b, x} {
+			r.beat(n, nil)
+		}
+		if m := <-got; stateIn(m, x) != wire.NodeJoining {
 			t.Fatalf("bolt %v: map after restart: %+v", bolt, m)
 		}
 		r.beat(a, []wire.MoveReport{{Job: m0.Job, Epoch: j.epoch}})

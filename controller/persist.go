@@ -254,6 +254,11 @@ func (c *Controller) restore(now time.Time) error {
 		c.log.first = rev + 1
 	}
 	c.st.meta = snap.Meta
+	// No node of this run has confirmed any epoch: a restored job's map is
+	// handed out once its nodes have synced (publishedLocked).
+	for _, j := range c.jobs {
+		j.epochRev, j.bumped = c.rev, now
+	}
 	if len(snap.Jobs)+len(snap.Nodes) > 0 {
 		c.cfg.Logger.Info("controller: state restored", "jobs", len(c.jobs), "nodes", len(c.nodes),
 			"tombstones", len(c.tombs.ids), "next_job", c.seq)
@@ -272,7 +277,7 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 			c.gone[r.Addr] = r.Gone
 			continue
 		}
-		n := &node{addr: r.Addr, state: wire.NodeState(r.State), cores: r.Cores, lastSeen: now}
+		n := &node{addr: r.Addr, state: wire.NodeState(r.State), cores: r.Cores, lastSeen: now, restored: true}
 		for _, t := range r.Tiers {
 			n.tiers = append(n.tiers, wire.TierStat{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
 		}

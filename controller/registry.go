@@ -94,6 +94,7 @@ type node struct {
 	drain     *drainState // set while draining
 	since     uint64      // the revision its job table was at in its last heartbeat
 	hurried   bool        // its last ack asked for the next heartbeat at once
+	restored  bool        // read from the durable state, not synced with this run yet
 }
 
 // job is a registered job.
@@ -253,8 +254,8 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	}
 	n.lastSeen = now
 	c.drainReportLocked(n, hb)
-	if hb.SnapRev == 0 {
-		n.since = hb.Since
+	if hb.SnapRev == 0 && c.coversLocked(hb.Since) {
+		n.since, n.restored = hb.Since, false
 	}
 	c.moveReportsLocked(n, hb.Moves)
 	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
@@ -635,13 +636,7 @@ func (c *Controller) lookupLocked(id string, tok []byte) (*job, error) {
 
 // GetMap returns a job's current map; tok must be the job's token.
 func (c *Controller) GetMap(id string, tok []byte) (*wire.PlacementMap, error) {
-	c.mu.Lock()
-	j, err := c.lookupLocked(id, tok)
-	var m *wire.PlacementMap
-	if err == nil {
-		m = c.publishedLocked(j)
-	}
-	c.mu.Unlock()
+	m, err := c.publishedMap(id, tok)
 	if err != nil {
 		return nil, err
 	}
