@@ -144,13 +144,25 @@ const staleWait = 5 * time.Second
 // stale, again and again (with growing pauses, within staleWait) while the
 // controller still hands out that epoch, and reports whether the map is
 // now newer.
+//
+// The callers of one Job share the fetches: while a fetch is younger than
+// the caller's pause, it looks at the map that fetch brought instead of
+// asking again, so a job's many goroutines cost the controller a few
+// fetches per epoch, not a few per caller.
 func (j *Job) refreshNewer(ctx context.Context, used uint64) bool {
 	deadline := time.Now().Add(staleWait)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
 		if j.snapshot().Epoch > used {
 			return true
 		}
-		if j.refresh(ctx) != nil {
+		j.staleMu.Lock()
+		var err error
+		if j.snapshot().Epoch <= used && time.Since(j.staleFetch) >= wait {
+			err = j.refresh(ctx)
+			j.staleFetch = time.Now()
+		}
+		j.staleMu.Unlock()
+		if err != nil {
 			return false
 		}
 		if j.snapshot().Epoch > used || time.Now().After(deadline) {

@@ -191,6 +191,9 @@ type Job struct {
 	all      *placement.Set // set and the lost nodes, nil when none (lost.go)
 	fetched  time.Time      // when the map was set (refreshUnavailable)
 	jobBytes []byte         // m.Job as bytes, made once per map for requests
+
+	staleMu    sync.Mutex // one stale-epoch fetch at a time (refreshNewer)
+	staleFetch time.Time  // when the last one was made
 }
 
 func (j *Job) setMap(m Map) {
