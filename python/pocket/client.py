@@ -509,10 +509,16 @@ class Job:
         if op == wire.OP_DELETE:
             r_old = send(old)
             r = send(addr)
-            if r.code == errors.Code.NOT_FOUND and r_old.code == 0:
-                # The old owner's reply: its version is the one removed,
-                # whose chunks the caller drops.
+            if r_old.code == 0 and r.code in (errors.Code.NOT_FOUND, errors.Code.CONFLICT):
+                # Deleted at the old owner only: its reply names the
+                # version removed, whose chunks the caller drops.
                 return r_old
+            old_ver = r_old.response().version if r_old.code == 0 and r_old.meta else 0
+            new_ver = r.response().version if r.code == 0 and r.meta else 0
+            if old_ver and old_ver != new_ver:
+                # A second manifest, removed at the old owner while the
+                # owner held another value: no one else drops its chunks.
+                self._drop_version(old_ver)
             return r
         return send(addr)
 

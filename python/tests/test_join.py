@@ -347,3 +347,20 @@ def test_stale_epoch_refetches_until_newer(monkeypatch):
             assert node.seen[2:] == [4]  # not sent again on the same map
     finally:
         node.close()
+
+
+def test_delete_at_both_owners_drops_the_old_owners_chunks(views):
+    """An object still at its old owner (not moved yet) and a newer small
+    value at the owner (written by the new map): a delete removes both,
+    and the old owner's object's chunks are dropped too. Before, the
+    delete answered with the owner's reply only, and nobody dropped the
+    chunks (the Go SDK had the same leak)."""
+    job, prior, joining = views
+    base = usage(job)
+    big = os.urandom(640 * KiB + 5)
+    name = next(k for k in (f"b/{i}" for i in range(200)) if moved_keys(joining, [k]))
+    prior.put(name, big)
+    joining.put(name, b"newer")
+    assert usage(job) > base
+    joining.delete(name)
+    assert wait_for(lambda: usage(job) == base), (usage(job), base)
