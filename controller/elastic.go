@@ -63,9 +63,16 @@ type move struct {
 	epoch uint64 // the epoch the change started at
 	addr  string // the node joining or leaving
 	role  wire.NodeState
-	start time.Time
-	done  map[string]uint64 // nodes that reported nothing left, and at which epoch
+	start  time.Time
+	done   map[string]uint64 // nodes that reported nothing left, and at which epoch
+	warned bool              // its slowness was logged
 }
+
+// slowMove is how long a change may run before the controller warns (once)
+// that it is still waiting, and for which nodes: a wedged mover, or a node
+// whose puts to the new owner fail, holds the change (and the job's next
+// one) open.
+const slowMove = DefaultDrainDeadline
 
 // restoredMove rebuilds the change in progress of a job read from the
 // durable state; its nodes report again.
@@ -97,8 +104,29 @@ func (c *Controller) movesTick(now time.Time) {
 			delete(c.moving, j)
 			continue
 		}
-		c.finishMoveLocked(j, now)
+		if !c.finishMoveLocked(j, now) && !j.move.warned && now.Sub(j.move.start) > slowMove {
+			j.move.warned = true
+			c.cfg.Logger.Warn("controller: a job's map change is still waiting", "job", j.id, "node", j.move.addr,
+				"for", now.Sub(j.move.start).Round(time.Second), "waiting_on", c.waitingOnLocked(j))
+		}
 	}
+}
+
+// waitingOnLocked lists the nodes j's change waits for.
+func (c *Controller) waitingOnLocked(j *job) []string {
+	var out []string
+	for _, mn := range j.nodes {
+		if mn.Addr == j.move.addr && j.move.role == wire.NodeJoining {
+			if n, ok := c.nodes[mn.Addr]; ok && n.state == wire.NodeDead {
+				out = append(out, mn.Addr+" (joining, dead)")
+			}
+			continue
+		}
+		if _, done := j.move.done[mn.Addr]; !done {
+			out = append(out, mn.Addr)
+		}
+	}
+	return out
 }
 
 // roleOf is a map node's role in its job's map change (0: none).
