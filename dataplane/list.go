@@ -162,12 +162,6 @@ type listSnap struct {
 	cached  bool
 }
 
-// listScanner is a tier that gathers its keys without sorting them; the
-// fallback (wrappers such as Faulty) is List, which sorts.
-type listScanner interface {
-	listScan(job, prefix, after []byte, fn func(key []byte, info Info)) error
-}
-
 // newListSnap gathers and sorts the job's names under prefix after
 // `after`, chunk keys left out, keeping at most maxBytes of them (as
 // counted by listSnap.bytes, and at least one name).
@@ -180,13 +174,7 @@ func newListSnap(tier Tier, job, prefix, after []byte, maxBytes int) (*listSnap,
 			g.buf = append(g.buf, key...)
 		}
 	}
-	var err error
-	if s, ok := tier.(listScanner); ok {
-		err = s.listScan(job, prefix, after, func(key []byte, _ Info) { add(key) })
-	} else {
-		err = tier.List(job, prefix, after, func(key []byte, _ Info) bool { add(key); return true })
-	}
-	if err != nil {
+	if err := scanKeys(tier, job, prefix, after, func(key []byte, _ Info) { add(key) }); err != nil {
 		return nil, err
 	}
 	buf, refs := g.buf, g.refs

@@ -2,7 +2,9 @@ package dataplane
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -714,4 +716,44 @@ func TestListCacheSharedCursorAndSweep(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestScanKeysAgreesWithList: on each tier, scanKeys visits exactly the
+// keys and infos List gives, for any prefix and `after`, in whatever
+// order, allocating nothing per key; bad jobs give ErrBadKey as List does.
+func TestScanKeysAgreesWithList(t *testing.T) {
+	listTestTiers(t, func(t *testing.T, tier Tier) {
+		for i := 0; i < 500; i++ {
+			listPut(t, tier, "j", fmt.Sprintf("%s/%04d", []string{"a", "b", "ab"}[i%3], i), i%7)
+		}
+		listPut(t, tier, "other", "a/x", 1)
+		for _, q := range []struct{ prefix, after string }{{"", ""}, {"a", ""}, {"a/", "a/0100"}, {"", "b/"}, {"zz", ""}} {
+			want := map[string]Info{}
+			_ = tier.List([]byte("j"), []byte(q.prefix), []byte(q.after), func(k []byte, info Info) bool {
+				want[string(k)] = info
+				return true
+			})
+			got := map[string]Info{}
+			err := scanKeys(tier, []byte("j"), []byte(q.prefix), []byte(q.after), func(k []byte, info Info) {
+				if _, dup := got[string(k)]; dup {
+					t.Errorf("%+v: %q visited twice", q, k)
+				}
+				got[string(k)] = info
+			})
+			if err != nil || !maps.Equal(got, want) {
+				t.Fatalf("%+v: scan gave %d keys (err %v), List %d", q, len(got), err, len(want))
+			}
+		}
+		var n int
+		allocs := testing.AllocsPerRun(10, func() {
+			n = 0
+			_ = scanKeys(tier, []byte("j"), nil, nil, func([]byte, Info) { n++ })
+		})
+		if n != 500 || allocs > 2 {
+			t.Fatalf("a scan of %d keys allocated %.0f times", n, allocs)
+		}
+		if err := scanKeys(tier, nil, nil, nil, func([]byte, Info) {}); !errors.Is(err, ErrBadKey) {
+			t.Fatalf("scan of an empty job: %v", err)
+		}
+	})
 }

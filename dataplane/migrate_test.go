@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pocketstore/pocket/client"
@@ -309,5 +310,146 @@ func TestMigrateDropWaitsOutBusyOwner(t *testing.T) {
 	}
 	if left := n.JobValues("job-1"); left != 0 {
 		t.Errorf("%d values left here", left)
+	}
+}
+
+// scanCountingDRAM counts the scans of a DRAM tier (listScan).
+type scanCountingDRAM struct {
+	*DRAM
+	scans atomic.Int64
+}
+
+func (s *scanCountingDRAM) listScan(job, prefix, after []byte, fn func(key []byte, info Info)) error {
+	s.scans.Add(1)
+	return s.DRAM.listScan(job, prefix, after, fn)
+}
+
+// TestMigrateInParts: when the keys to move pass the round's bound, a
+// move splits them into parts of half the bound, one scan each, moves
+// every value once (a value whose owner refuses is tried once: Failed
+// equals what is left), and keeps what self owns.
+func TestMigrateInParts(t *testing.T) {
+	old := migrateRoundBytes
+	migrateRoundBytes = 600
+	t.Cleanup(func() { migrateRoundBytes = old })
+	for _, tc := range []struct {
+		name, self, failPut string
+	}{{"drain", "", ""}, {"drain, an owner down", "", "n2"}, {"map change", "me", ""}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := NewDRAM(16<<20, DRAMOptions{PageSize: 1 << 16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sd := &scanCountingDRAM{DRAM: d}
+			n, err := NewNode(NodeConfig{Listen: "127.0.0.1:0", DRAM: sd, Net: netio.Config{Loops: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			defer n.Close()
+			owners := []placement.Node{{ID: "me", Weight: 1}, {ID: "n2", Weight: 1}, {ID: "n3", Weight: 1}}
+			if tc.self == "" {
+				owners = owners[1:]
+			}
+			set := placement.NewSet(owners)
+			var misplacedBytes, away, down int64
+			for i := 0; i < 700; i++ {
+				k := fmt.Sprintf("k%04d", i)
+				store(t, d, "job-1", k, []byte(k), 0)
+				switch o := set.Node(set.Pick([]byte(k), 0)).ID; {
+				case o == tc.self:
+				case o == tc.failPut:
+					down++
+					fallthrough
+				default:
+					away++
+					misplacedBytes += int64(len(k)) + 4
+				}
+			}
+			half := int64(migrateRoundBytes / 2)
+			parts := (misplacedBytes + half - 1) / half
+			f := &fakeOwners{vals: map[string]map[string][]byte{}, flags: map[string]uint16{}, failPut: tc.failPut}
+			st, err := n.Migrate(context.Background(), MigrateJob{Job: "job-1", Nodes: owners, Self: tc.self}, f, 4)
+			if (err != nil) != (down > 0) {
+				t.Fatalf("err %v with %d values owned by a node down", err, down)
+			}
+			if got := sd.scans.Load(); got != 1+parts {
+				t.Fatalf("%d scans, want 1 + %d parts (%d bytes of keys to move, bound %d)", got, parts, misplacedBytes, migrateRoundBytes)
+			}
+			if st.Moved != away-down || st.Failed != down || st.Skipped != 0 {
+				t.Fatalf("stats %+v, want %d moved and %d failed", st, away-down, down)
+			}
+			if left, want := n.JobValues("job-1"), 700-away+down; left != want {
+				t.Fatalf("%d values left, want %d", left, want)
+			}
+			if left := n.Misplaced("job-1", owners, tc.self); left != down {
+				t.Fatalf("Misplaced after the move = %d, want %d", left, down)
+			}
+		})
+	}
+}
+
+// TestKeyListBound: a key list keeps names up to its bound (bytes plus 4
+// per name), always at least one, and marks itself full when it leaves
+// one out.
+func TestKeyListBound(t *testing.T) {
+	var l keyList
+	for _, k := range []string{"aaaaaaaaaaaa", "bb", "ccc", "d"} {
+		l.add([]byte(k), 17)
+	}
+	if l.len() != 1 || string(l.key(0)) != "aaaaaaaaaaaa" || !l.full {
+		t.Fatalf("bound 17: %d names, full %v", l.len(), l.full)
+	}
+	l = keyList{}
+	for _, k := range []string{"aaaaaaaaaaaa", "bb", "ccc", "d"} {
+		l.add([]byte(k), 100)
+	}
+	if l.len() != 4 || l.full || string(l.key(1)) != "bb" || string(l.key(3)) != "d" {
+		t.Fatalf("bound 100: %d names, full %v", l.len(), l.full)
+	}
+	l = keyList{}
+	l.add([]byte("toolongforthebound"), 5)
+	if l.len() != 1 || l.full {
+		t.Fatalf("the first name is always kept: %d names, full %v", l.len(), l.full)
+	}
+}
+
+// TestCountsThroughList: a tier without listScan of its own (a wrapper)
+// is counted and moved through List, with the same results.
+func TestCountsThroughList(t *testing.T) {
+	d, err := NewDRAM(16<<20, DRAMOptions{PageSize: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := &countingTier{Tier: d}
+	n, err := NewNode(NodeConfig{Listen: "127.0.0.1:0", DRAM: ct, Net: netio.Config{Loops: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	defer n.Close()
+	owners := []placement.Node{{ID: "me", Weight: 1}, {ID: "n2", Weight: 1}}
+	set := placement.NewSet(owners)
+	var away int64
+	for i := 0; i < 100; i++ {
+		k := fmt.Sprintf("k%d", i)
+		store(t, d, "job-1", k, []byte("v"), 0)
+		if set.Node(set.Pick([]byte(k), 0)).ID != "me" {
+			away++
+		}
+	}
+	if got := n.JobValues("job-1"); got != 100 {
+		t.Fatalf("JobValues = %d, want 100", got)
+	}
+	if got := n.Misplaced("job-1", owners, "me"); got != away {
+		t.Fatalf("Misplaced = %d, want %d", got, away)
+	}
+	f := &fakeOwners{vals: map[string]map[string][]byte{}, flags: map[string]uint16{}}
+	st, err := n.Migrate(context.Background(), MigrateJob{Job: "job-1", Nodes: owners, Self: "me"}, f, 2)
+	if err != nil || st.Moved != away {
+		t.Fatalf("stats %+v, err %v, want %d moved", st, err, away)
+	}
+	if ct.lists.Load() != 3 {
+		t.Fatalf("%d Lists, want 3 (count, count, move)", ct.lists.Load())
 	}
 }

@@ -186,3 +186,30 @@ type Value interface {
 	Segments() [][]byte
 	Release()
 }
+
+// listScanner is a tier that visits a job's keys without ordering them
+// (DRAM and NVMe: listScan). listScan calls fn for each of the job's keys
+// that begins with prefix and sorts after `after` (empty: every one), in
+// no particular order, under the tier's read lock (DRAM: one shard's at a
+// time; NVMe: the index's): fn must be quick, must not call the tier, and
+// must not keep the key slice past the call. It allocates nothing per key.
+// A key put or deleted during the scan may or may not be visited.
+type listScanner interface {
+	listScan(job, prefix, after []byte, fn func(key []byte, info Info)) error
+}
+
+// scanKeys visits the job's keys under prefix after `after` as listScan
+// does, with the tier's listScan when it has one; a tier without (a
+// wrapper such as Faulty) is read through List, which gathers and sorts.
+// It returns the tier's error: ErrBadKey for a bad job, ErrClosed.
+//
+// Every pass of the node over all of a job's keys that keeps only some of
+// them (a listing snapshot, a move, a count of what is left) goes through
+// here, so that what it allocates follows the keys it keeps, not the keys
+// the job holds.
+func scanKeys(t Tier, job, prefix, after []byte, fn func(key []byte, info Info)) error {
+	if s, ok := t.(listScanner); ok {
+		return s.listScan(job, prefix, after, fn)
+	}
+	return t.List(job, prefix, after, func(key []byte, info Info) bool { fn(key, info); return true })
+}
