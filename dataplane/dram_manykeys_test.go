@@ -60,3 +60,46 @@ func benchManyKeys(b *testing.B, n int, read bool) {
 		v.Release()
 	}
 }
+
+// BenchmarkDRAMPutManyKeys overwrites random keys among many with 1 KiB
+// values, as a node's pipelined put benchmark does: each put's chunk is the
+// one the put before it freed (the old value of another key), cold in the
+// caches, and its payload copy must fetch every line for writing before
+// the index lock that follows can be taken. Each put does a little work of
+// its own between two tier calls, as a node parses the next request.
+func BenchmarkDRAMPutManyKeys(b *testing.B) {
+	const n = 100_000
+	d, err := NewDRAM(1<<30, DRAMOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	job := []byte("bench")
+	keys := make([][]byte, n)
+	src := make([]byte, 1024)
+	putAll := func(key []byte) {
+		p, err := d.Create(job, key, int64(len(src)), Meta{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rest := src
+		for _, buf := range p.Buffers() {
+			rest = rest[copy(buf, rest):]
+		}
+		if _, err := p.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "bench-key-%08d", i)
+		putAll(keys[i])
+	}
+	b.SetBytes(int64(len(src)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	x := uint64(1)
+	for i := 0; i < b.N; i++ {
+		x = x*6364136223846793005 + 1442695040888963407
+		putAll(keys[(x>>33)%n])
+	}
+}

@@ -280,12 +280,57 @@ func (a *Arena) Free(b []byte) error {
 	c := &a.classes[ci]
 	c.mu.Lock()
 	err := a.release(c, ci, p, off&uintptr(a.pageSize-1))
+	next := err == nil && a.nextOf(c, p) == off
 	c.mu.Unlock()
 	if err == nil {
 		a.used.Add(-int64(c.size))
 	}
+	if next {
+		warm(unsafe.Add(a.base, off), min(int(c.size), warmMax))
+	}
 	return err
 }
+
+// warmMax bounds what Free brings into the cache of a chunk it frees.
+const warmMax = 4 << 10
+
+// nextOf returns the arena offset of the chunk the class's next Alloc
+// will hand out if that is in page p, or ^0; c's lock is held.
+func (a *Arena) nextOf(c *class, p int32) uintptr {
+	if c.partial != p {
+		return ^uintptr(0)
+	}
+	pg := &a.pages[p]
+	x := a.bitmap[int(p)*a.wpp+int(pg.hint)]
+	if x == ^uint64(0) {
+		return ^uintptr(0)
+	}
+	idx := pg.hint*64 + int32(bits.TrailingZeros64(^x))
+	return uintptr(p)<<a.pageShift + uintptr(idx)*uintptr(c.size)
+}
+
+// warm prefetches the first n bytes at p, one cache line at a time.
+//
+// A chunk freed while its page was full (a value replaced in a full class)
+// is the one the next Alloc of its class hands out, and its memory was last
+// touched when the replaced value was written, so it is cold. The next put
+// writes its payload into it, and the CPU cannot retire the next locked
+// instruction (the index's lock) before every line of that copy has been
+// fetched for ownership. On 1 KiB puts pipelined 16 deep that wait was 11%
+// of the node's CPU without this and 6% with it, for 3% spent here (perf
+// record; what is left is mostly a chunk freed on one loop's core and
+// taken by the other's). Fetched here, the lines arrive while the node
+// answers the put and parses the next request.
+func warm(p unsafe.Pointer, n int) {
+	for i := 0; i < n; i += warmStride {
+		sys.Prefetch(unsafe.Add(p, i))
+	}
+}
+
+// warmStride is a cache line. Every other line (128) left the wait at
+// 15% of the node's CPU, above the 11% without warming: the adjacent-line
+// prefetcher does not fill in the skipped lines here.
+const warmStride = 64
 
 // release frees the chunk at byte offset r of page p; c's lock is held.
 func (a *Arena) release(c *class, ci, p int32, r uintptr) error {

@@ -430,3 +430,57 @@ func TestOffsetAt(t *testing.T) {
 		}()
 	}
 }
+
+// TestNextOfNamesTheNextAlloc checks the prediction Free's prefetch relies
+// on: in full pages of a class, the chunk just freed is the one nextOf
+// names and the one the next Alloc returns; with no free chunk in the page
+// nothing is named.
+func TestNextOfNamesTheNextAlloc(t *testing.T) {
+	a := newArena(t, 4*int64(MinPageSize), Options{PageSize: MinPageSize})
+	const size = 1000
+	var chunks [][]byte
+	for {
+		b, err := a.Alloc(size)
+		if errors.Is(err, ErrNoSpace) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, b)
+	}
+	if len(chunks) < 8 {
+		t.Fatalf("only %d chunks in the arena", len(chunks))
+	}
+	ci := a.classFor(size)
+	c := &a.classes[ci]
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 50 {
+		i := r.IntN(len(chunks))
+		off := uintptr(a.Offset(chunks[i]))
+		p := int32(off >> a.pageShift)
+		if err := a.Free(chunks[i]); err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		next := a.nextOf(c, p)
+		c.mu.Unlock()
+		if next != off {
+			t.Fatalf("after freeing offset %d, nextOf = %d", off, next)
+		}
+		b, err := a.Alloc(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := uintptr(a.Offset(b)); got != off {
+			t.Fatalf("freed offset %d, next Alloc returned %d", off, got)
+		}
+		c.mu.Lock()
+		none := a.nextOf(c, p)
+		c.mu.Unlock()
+		if none != ^uintptr(0) {
+			t.Fatalf("every page full, nextOf(page %d) = %d, want none", p, none)
+		}
+		chunks[i] = b
+	}
+}

@@ -41,6 +41,15 @@
 // must write every byte it later reads. Every chunk is invalid after Close,
 // which unmaps the region; the owner must make sure no chunk is in use then.
 //
+// # Cache warmth
+//
+// Free prefetches (up to 4 KiB of) the chunk it frees when that chunk is the
+// one its class hands out next: a replaced value's chunk in a full class,
+// the steady state of a store whose puts overwrite keys. The next put of
+// that class then writes its payload into lines already in the cache
+// instead of fetching each for ownership, a wait the next locked
+// instruction would expose (see warm in arena.go).
+//
 // # Concurrency
 //
 // Alloc and Free are safe from many goroutines. Each class has its own lock;
