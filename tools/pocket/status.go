@@ -197,15 +197,30 @@ func printStatus(v statusJSON) {
 	}
 	fmt.Println()
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tALLOC SIZE\tCOST $/h")
+	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tALLOC SIZE\tCOST $/h\tMAP")
 	var total float64
 	for _, j := range v.Jobs {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%s\t%.4f\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
-			units.FormatSize(j.AllocBytes), j.CostPerHour)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%s\t%.4f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
+			units.FormatSize(j.AllocBytes), j.CostPerHour, mapNotes(j.Nodes))
 		total += j.CostPerHour
 	}
 	w.Flush()
 	fmt.Printf("COST $/h: the jobs' allotments at the price table (pocket status --help), %.4f $/h for those listed\n", total)
+}
+
+// mapNotes names the nodes of a job's map that are not plain active
+// members (joining or leaving it while it runs, draining, dead), or "-".
+func mapNotes(ns []mapNodeJSON) string {
+	var notes []string
+	for _, n := range ns {
+		if n.State != wire.NodeActive.String() {
+			notes = append(notes, n.Addr+" "+n.State)
+		}
+	}
+	if len(notes) == 0 {
+		return "-"
+	}
+	return strings.Join(notes, ", ")
 }
 
 // printNodeNotes prints what does not fit the node table: a draining

@@ -300,6 +300,8 @@ func bindScale(fs *flag.FlagSet, o *upOptions) {
 	fs.DurationVar(&o.scale.Cooldown, "cooldown", 10*time.Second, "with --autoscale: least time between changes")
 	fs.DurationVar(&o.scale.DrainDeadline, "drain-deadline", controller.DefaultDrainDeadline, "with --autoscale: deadline of a scale-in drain")
 	fs.Float64Var(&o.nodeMbps, "node-mbps", 0, "network bandwidth each node reports, Mb/s (default: the controller's 8000)")
+	fs.DurationVar(&o.scale.JobCooldown, "job-cooldown", 5*time.Second, "with --autoscale: least time between two changes of one job's map")
+	fs.BoolVar(&o.scale.NoJobScaling, "no-job-scaling", false, "with --autoscale: keep every job's map as it was sized (no growing or shrinking under a running job)")
 }
 
 func runUp(args []string) int {
