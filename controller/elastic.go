@@ -60,9 +60,9 @@ import (
 
 // move is a change of a job's map in progress.
 type move struct {
-	epoch uint64 // the epoch the change started at
-	addr  string // the node joining or leaving
-	role  wire.NodeState
+	epoch  uint64 // the epoch the change started at
+	addr   string // the node joining or leaving
+	role   wire.NodeState
 	start  time.Time
 	done   map[string]uint64 // nodes that reported nothing left, and at which epoch
 	warned bool              // its slowness was logged

@@ -163,7 +163,6 @@ func (cc *countingController) GetMap(ctx context.Context, job string, tok []byte
 	return cc.Controller.GetMap(ctx, job, tok)
 }
 
-
 // TestAttackStaleEpochStampede counts the map fetches one job's callers
 // make while its map grows: between the epoch bump and its publication
 // (a heartbeat or two) every caller that meets "stale epoch" polls the
