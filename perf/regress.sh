@@ -253,7 +253,7 @@ need() { awk -F'\t' -v k="$1" '$2 == k { found = 1 } END { exit !found }' "$work
 # Servers: for each build a DRAM node, an NVMe node and a one-node cluster,
 # each only when one of its cells runs. A server that does not come up
 # leaves its cells n/a for that build.
-declare -A target
+declare -A target sdkenv
 for b in old new; do
 	if need dram; then
 		free_port
@@ -272,17 +272,25 @@ for b in old new; do
 	fi
 	if need sdk; then
 		free_port
-		# Builds whose up runs mutual TLS by default run plain TCP here
-		# (--insecure), as older builds do.
-		plain=()
+		# Builds whose up runs mutual TLS by default keep their CA and
+		# certificates in a data directory of their own, which the build's
+		# status and bench find through $POCKET_DATA_DIR (sdkenv); older
+		# builds run plain TCP.
+		tls=()
+		sdkenv[$b]=""
 		# (up --help exits non-zero: no pipe, which pipefail would fail.)
-		grep -q -- '-insecure' <<<"$("${bin[$b]}" up --help 2>&1)" && plain=(--insecure)
+		if grep -q -- '-insecure' <<<"$("${bin[$b]}" up --help 2>&1)"; then
+			mkdir -p "$work/$b-data"
+			tls=(--data-dir "$work/$b-data")
+			sdkenv[$b]="POCKET_DATA_DIR=$work/$b-data"
+		fi
 		if start "$b cluster" "$port" "$work/$b-up.log" \
 			"${bin[$b]}" up --nodes 1 --dram "$DRAM" --listen "127.0.0.1:$port" \
-			"${plain[@]}"; then
+			"${tls[@]}"; then
 			# The controller listens before its node has registered.
 			for _ in $(seq 300); do
-				"${bin[$b]}" status --controller "127.0.0.1:$port" "${plain[@]}" 2>/dev/null | grep -qi active && break
+				# shellcheck disable=SC2086 # sdkenv is one VAR=value or empty
+				env ${sdkenv[$b]} "${bin[$b]}" status --controller "127.0.0.1:$port" 2>/dev/null | grep -qi active && break
 				sleep 0.1
 			done
 			target[$b-sdk]="--controller 127.0.0.1:$port"
@@ -309,10 +317,10 @@ run() {
 	# its own process group, which the cleanup ends.
 	# The SDK cells measure each build's own SDK (client and servers
 	# change together); the other cells use one generator.
-	local g=$gen
-	[[ $kind == sdk ]] && g=${bin[$b]}
-	# shellcheck disable=SC2086 # tgt and args are lists of flags
-	timeout --kill-after=10 "$RUN_TIMEOUT" "$g" bench $tgt $args \
+	local g=$gen e=""
+	[[ $kind == sdk ]] && g=${bin[$b]} && e=${sdkenv[$b]:-}
+	# shellcheck disable=SC2086 # tgt and args are lists of flags, e one VAR=value or empty
+	env $e timeout --kill-after=10 "$RUN_TIMEOUT" "$g" bench $tgt $args \
 		--duration "$DURATION" --warmup "$WARMUP" --json --label "$c|$b|$pass" \
 		>"$work/run.out" 2>"$work/run.err" &
 	bench_pid=$!
