@@ -310,13 +310,23 @@ func (c *Controller) ShrinkJob(id, addr string) error {
 	return c.flush()
 }
 
-func (c *Controller) growJobByIDLocked(id, addr string, now time.Time) error {
+// changeableLocked is the live job id whose map may change now: errors
+// CodeUnknownJob, or CodeBusy while a change runs.
+func (c *Controller) changeableLocked(id string) (*job, error) {
 	j, ok := c.jobs[id]
 	if !ok || j.revoked {
-		return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered", id)
+		return nil, wire.Errorf(wire.CodeUnknownJob, "job %s is not registered", id)
 	}
 	if j.move != nil {
-		return wire.Errorf(wire.CodeBusy, "job %s's map is changing (node %s)", id, j.move.addr)
+		return nil, wire.Errorf(wire.CodeBusy, "job %s's map is changing (node %s)", id, j.move.addr)
+	}
+	return j, nil
+}
+
+func (c *Controller) growJobByIDLocked(id, addr string, now time.Time) error {
+	j, err := c.changeableLocked(id)
+	if err != nil {
+		return err
 	}
 	if addr == "" {
 		cands := c.growCandidatesLocked(j, 1)
@@ -361,12 +371,9 @@ func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 }
 
 func (c *Controller) shrinkJobByIDLocked(id, addr string, now time.Time) error {
-	j, ok := c.jobs[id]
-	if !ok || j.revoked {
-		return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered", id)
-	}
-	if j.move != nil {
-		return wire.Errorf(wire.CodeBusy, "job %s's map is changing (node %s)", id, j.move.addr)
+	j, err := c.changeableLocked(id)
+	if err != nil {
+		return err
 	}
 	if addr == "" {
 		addr = c.shrinkVictimLocked(j)
@@ -454,20 +461,25 @@ func (c *Controller) nodeUtilLocked(n *node, kind uint8, smooth int) float64 {
 	if n == nil {
 		return 1
 	}
-	bw := c.nodeMbps(n)
-	net := max(n.rx, n.tx) / bw
-	if h := n.hist.last(smooth); len(h) > 0 {
-		net = 0
-		for _, s := range h {
-			net += s.NetMeasured
-		}
-		net /= float64(len(h))
-	}
-	u := net
+	u := c.measuredLocked(n, smooth)
 	if t := n.tier(kind); t != nil && t.CapacityBytes > 0 {
 		u = max(u, float64(t.UsedBytes)/float64(t.CapacityBytes))
 	}
 	return u
+}
+
+// measuredLocked is a node's measured network share: the larger of rx and
+// tx over its bandwidth, averaged over its last smooth heartbeats.
+func (c *Controller) measuredLocked(n *node, smooth int) float64 {
+	h := n.hist.last(smooth)
+	if len(h) == 0 {
+		return max(n.rx, n.tx) / c.nodeMbps(n)
+	}
+	var sum float64
+	for _, s := range h {
+		sum += s.NetMeasured
+	}
+	return sum / float64(len(h))
 }
 
 // JobUtil is one job's utilization as the per-job policy sees it.
@@ -493,15 +505,7 @@ func (c *Controller) jobUtilLocked(j *job, smooth int) JobUtil {
 			continue
 		}
 		u.Nodes++
-		bw := c.nodeMbps(n)
-		meas := max(n.rx, n.tx) / bw
-		if h := n.hist.last(smooth); len(h) > 0 {
-			meas = 0
-			for _, s := range h {
-				meas += s.NetMeasured
-			}
-			meas /= float64(len(h))
-		}
+		bw, meas := c.nodeMbps(n), c.measuredLocked(n, smooth)
 		bwSum += bw
 		netSum += meas * bw
 		u.Mbps += meas * bw * c.shareLocked(j, mn)
