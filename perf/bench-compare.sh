@@ -123,7 +123,7 @@ else
 	echo "bench-compare: memcached is not on PATH (Debian: apt-get install memcached): no memcached rows" >&2
 fi
 echo_url=""
-if "$BIN" bench --help 2>&1 | grep -q -- '-echo-listen'; then
+if grep -q -- '-echo-listen' <<<"$("$BIN" bench --help 2>&1)"; then
 	echo_port=$(free_port "${ECHO_PORT:-7390}")
 	"$BIN" bench --echo-listen "127.0.0.1:$echo_port" >"$work/echo.log" 2>&1 &
 	echo_pid=$!

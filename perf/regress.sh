@@ -230,7 +230,9 @@ cell get-1k-c1 dram p50_us "1 KiB GET, 1 conn" --op get --size 1KiB --conns 1 --
 nvme=yes sdk=yes
 for b in old new; do
 	has "${bin[$b]}" node nvme || nvme="no: $b node has no --nvme"
-	"${bin[$b]}" --help 2>&1 | grep -q '^ *up ' || sdk="no: $b has no pocket up"
+	# (No pipe into grep -q: under pipefail the writer's SIGPIPE, when
+	# grep stops reading early, would fail the test at random.)
+	grep -q '^ *up ' <<<"$("${bin[$b]}" --help 2>&1)" || sdk="no: $b has no pocket up"
 done
 has "$gen" bench tier || nvme="no: new bench has no --tier"
 has "$gen" bench controller || sdk="no: new bench has no --controller"
@@ -290,7 +292,7 @@ for b in old new; do
 			# The controller listens before its node has registered.
 			for _ in $(seq 300); do
 				# shellcheck disable=SC2086 # sdkenv is one VAR=value or empty
-				env ${sdkenv[$b]} "${bin[$b]}" status --controller "127.0.0.1:$port" 2>/dev/null | grep -qi active && break
+				grep -qi active <<<"$(env ${sdkenv[$b]} "${bin[$b]}" status --controller "127.0.0.1:$port" 2>/dev/null)" && break
 				sleep 0.1
 			done
 			target[$b-sdk]="--controller 127.0.0.1:$port"
