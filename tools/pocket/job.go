@@ -326,7 +326,24 @@ func readProfile(dir, name string) (*state.Profile, error) {
 			return &snap.Profiles[i], nil
 		}
 	}
-	return nil, fmt.Errorf("no profile of job name %q in %s: a profile is recorded when a job of the name ends (%d name(s) have one)", name, sdir, len(snap.Profiles))
+	return nil, fmt.Errorf("no profile of job name %q in %s: a profile is recorded when a job of the name ends (%d name(s) have one%s)",
+		name, sdir, len(snap.Profiles), profileNames(snap.Profiles, 10))
+}
+
+// profileNames lists up to most profile names, for an error message.
+func profileNames(ps []state.Profile, most int) string {
+	if len(ps) == 0 {
+		return ""
+	}
+	names := make([]string, 0, min(len(ps), most))
+	for _, p := range ps[:min(len(ps), most)] {
+		names = append(names, p.Name)
+	}
+	more := ""
+	if len(ps) > most {
+		more = ", ..."
+	}
+	return ": " + strings.Join(names, ", ") + more
 }
 
 func printProfile(v jobProfileJSON) {

@@ -3,6 +3,7 @@ package main
 import (
 	"testing"
 
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -17,5 +18,17 @@ func TestMapNotes(t *testing.T) {
 	}
 	if got := mapNotes(ns[:1]); got != "-" {
 		t.Fatalf("mapNotes of a settled map = %q, want -", got)
+	}
+}
+
+// TestProfileNamesInError: a missing profile's error names the profiles
+// there are (the new-user trial found no way to list them), at most most.
+func TestProfileNamesInError(t *testing.T) {
+	ps := []state.Profile{{Name: "sort"}, {Name: "video"}, {Name: "grep"}}
+	if got, want := profileNames(ps, 2), ": sort, video, ..."; got != want {
+		t.Fatalf("profileNames = %q, want %q", got, want)
+	}
+	if got := profileNames(nil, 2); got != "" {
+		t.Fatalf("profileNames(nil) = %q", got)
 	}
 }
