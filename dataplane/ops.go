@@ -373,6 +373,13 @@ func (n *Node) meta(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	switch h.Op {
 	case wire.OpDelete:
 		if h.Flags&wire.FlagPrefix != 0 {
+			// A key under the prefix being moved would come back at its
+			// new owner after this delete: wait the move out (CodeBusy;
+			// the SDKs retry).
+			if n.vers.anyMoving() && n.vers.prefixMoving(tier.Kind(), r.Job, r.Key) {
+				n.replyErr(c, cs, h, errMoving)
+				return
+			}
 			n.replyMeta(c, cs, h, n.deletePrefix(tier, r))
 			return
 		}

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,6 +183,18 @@ func (v *versionTable) isMoving(t Kind, job, key []byte) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.moving[movingKey{t, string(job), string(key)}] > 0
+}
+
+// prefixMoving reports whether a key of job under prefix is being moved.
+func (v *versionTable) prefixMoving(t Kind, job, prefix []byte) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for m := range v.moving {
+		if m.tier == t && m.job == string(job) && strings.HasPrefix(m.key, string(prefix)) {
+			return true
+		}
+	}
+	return false
 }
 
 // versionMoving reports whether a drain is moving a chunk of version k.

@@ -127,8 +127,9 @@ func TestNodeChunkLease(t *testing.T) {
 	}
 }
 
-// While a draining node moves a key, deletes of it wait (CodeBusy), so a
-// delete is never undone by the move.
+// While a node moves a key, deletes of it (one key, delete-after-read,
+// a prefix over it) wait (CodeBusy), so a delete is never undone by the
+// move; the prefix case failed before it checked.
 func TestNodeMovingKeyRefusesDelete(t *testing.T) {
 	n := startNode(t, 16<<20, nil)
 	c := dial(t, n, "j")
@@ -141,6 +142,14 @@ func TestNodeMovingKeyRefusesDelete(t *testing.T) {
 	}
 	if r := roundTrip(t, c, wire.OpGet, wire.FlagDeleteAfterRead, req, nil); !errors.Is(r.Err(), wire.ErrBusy) {
 		t.Fatalf("delete-after-read of a moving key: %v", r.Err())
+	}
+	prefix := &wire.Request{Job: []byte("j"), Key: []byte("")}
+	if r := roundTrip(t, c, wire.OpDelete, wire.FlagPrefix, prefix, nil); !errors.Is(r.Err(), wire.ErrBusy) {
+		t.Fatalf("prefix delete over a moving key: %v", r.Err())
+	}
+	other := &wire.Request{Job: []byte("j"), Key: []byte("x/")}
+	if r := roundTrip(t, c, wire.OpDelete, wire.FlagPrefix, other, nil); r.Err() != nil {
+		t.Fatalf("prefix delete beside a moving key: %v", r.Err())
 	}
 	unmark()
 	if r := roundTrip(t, c, wire.OpDelete, 0, req, nil); r.Err() != nil {

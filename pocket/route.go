@@ -237,6 +237,13 @@ func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Req
 	}
 }
 
+// patientOp reports whether a fan-out request waits out busy: version
+// requests (confirm, drop-version) and prefix deletes, which a node
+// refuses while a value they concern is being moved.
+func patientOp(op wire.Op, flags uint16) bool {
+	return op == wire.OpConfirm || op == wire.OpDropVersion || (op == wire.OpDelete && flags&wire.FlagPrefix != 0)
+}
+
 // fanOutExcept is fanOut (flags 0) to every node but those in skip.
 func (j *Job) fanOutExcept(ctx context.Context, op wire.Op, req wire.Request, skip []string) ([]client.Reply, error) {
 	for attempt := 0; ; attempt++ {
@@ -265,11 +272,11 @@ func (j *Job) fanOutOnce(ctx context.Context, op wire.Op, flags uint16, req wire
 			r.Job, r.Token, r.Epoch = t.job, t.token, t.epoch
 			for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 				replies[i], errs[i] = j.s.data.Do(ctx, t.addr, op, flags|t.flags, &r, nil, nil)
-				// A version request meets busy while a chunk of the
-				// version is being moved (a node drains, or the map
-				// changed): it waits the move out, or the chunk that
-				// arrives after it would be missed.
-				if !errors.Is(errs[i], wire.ErrBusy) || (op != wire.OpConfirm && op != wire.OpDropVersion) {
+				// A version request or prefix delete meets busy while
+				// a value it concerns is being moved (a node drains, or
+				// the map changed): it waits the move out, or the value
+				// that arrives after it would be missed.
+				if !errors.Is(errs[i], wire.ErrBusy) || !patientOp(op, flags) {
 					break
 				}
 				select {

@@ -293,6 +293,13 @@ class _MapState:
 
 
 _REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING)
+
+
+def _patient(op: int, flags: int) -> bool:
+    """Whether a fan-out request waits out busy: version requests and
+    prefix deletes, which a node refuses while a value they concern is
+    being moved (as the Go SDK's patientOp)."""
+    return op in (wire.OP_CONFIRM, wire.OP_DROP_VERSION) or (op == wire.OP_DELETE and flags & wire.FLAG_PREFIX != 0)
 # How long a job waits for the controller to hand out a map newer than one
 # a node called stale, fetching it again with pauses growing from
 # _STALE_PAUSE to _STALE_PAUSE_MAX (seconds): the controller publishes a new
@@ -530,7 +537,8 @@ class Job:
             st = self._st
             meta = st.keyless(**fields)
             addrs = [a for a in st.addrs if a not in st.dead and a not in skip]
-            replies = self._parallel([lambda a=a: self._send(a, op, flags | st.tier_flags, meta) for a in addrs])
+            send = self._send_patient if _patient(op, flags) else self._send
+            replies = self._parallel([lambda a=a: send(a, op, flags | st.tier_flags, meta) for a in addrs])
             code = next((r.code for r in replies if r.code in _REFRESH), 0)
             if code and attempt == 0 and self._map_changed(code, st):
                 continue
@@ -641,6 +649,19 @@ class Job:
         if err is not None:
             raise err
         return replies
+
+    def _send_patient(self, addr: str, op: int, flags: int, meta: bytes) -> Reply:
+        """Sends a request to one node, again while it answers busy (a value
+        the request concerns is being moved: pauses from 1 to 50 ms, for at
+        most _SETTLE seconds). Returns the reply, unchecked."""
+        deadline = time.monotonic() + _SETTLE
+        pause = 0.001
+        while True:
+            r = self._send(addr, op, flags, meta)
+            if r.code != errors.Code.BUSY or time.monotonic() >= deadline:
+                return r
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
 
     def _send_version(self, addr: str, op: int, ver: int) -> Reply:
         """Sends a version request to one node, again while it answers busy

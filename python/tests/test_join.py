@@ -21,6 +21,8 @@ import time
 import flatbuffers
 import pytest
 
+from pocket.conn import Reply
+
 from conftest import REPO, usage, wait_for
 
 import pocket
@@ -364,3 +366,24 @@ def test_delete_at_both_owners_drops_the_old_owners_chunks(views):
     assert usage(job) > base
     joining.delete(name)
     assert wait_for(lambda: usage(job) == base), (usage(job), base)
+
+
+def test_fan_out_waits_out_busy_for_prefix_deletes(views, monkeypatch):
+    """A prefix delete a node refuses as busy (a value under the prefix is
+    being moved) is sent again until it passes, as version requests are.
+    Before, the busy reply raised."""
+    _, _, joining = views
+    joining.put("p/1", b"x")
+    calls = {"busy": 0}
+    send = joining._send
+
+    def busy_once(addr, op, flags, *a, **kw):
+        if op == wire.OP_DELETE and flags & wire.FLAG_PREFIX and calls["busy"] == 0:
+            calls["busy"] += 1
+            return Reply(0, 0, pocket.errors.Code.BUSY, b"", b"")
+        return send(addr, op, flags, *a, **kw)
+    monkeypatch.setattr(joining, "_send", busy_once)
+    joining.remove_all("p")
+    assert calls["busy"] == 1
+    with pytest.raises(pocket.NotFound):
+        joining.get("p/1")
