@@ -24,15 +24,17 @@ func (j *Job) List(ctx context.Context, prefix string) ([]Entry, error) {
 }
 
 // list pages through every node's listing (with an optional delimiter)
-// and merges them, fetching the map again and starting over once if a node
-// says it is stale.
+// and merges them, fetching the map again and starting over (up to
+// mapRetries times) if a node says it is stale.
 func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
-	used := j.snapshot().Epoch
-	ents, err := j.listOnce(ctx, prefix, delim)
-	if j.mapChanged(ctx, err, used) {
-		ents, err = j.listOnce(ctx, prefix, delim)
+	for attempt := 0; ; attempt++ {
+		used := j.snapshot().Epoch
+		ents, err := j.listOnce(ctx, prefix, delim)
+		if attempt < mapRetries && j.mapChanged(ctx, err, used) {
+			continue
+		}
+		return ents, err
 	}
-	return ents, err
 }
 
 // listOnce pages through every node's listing, the nodes in parallel,

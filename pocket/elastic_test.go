@@ -312,3 +312,31 @@ func TestDeleteAtOldOwnerDropsChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleRefetchKeepsAsking: a caller told "stale epoch" keeps fetching
+// the map (with growing pauses) until the controller hands out a newer
+// one, here after a shrink 300 ms later (and its publication).
+func TestStaleRefetchKeepsAsking(t *testing.T) {
+	ctl, addr, _ := startDrainCluster(t, 2, 16<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := Dial(ctx, addr, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	j, err := s.RegisterJob(ctx, "refetch", Hints{PeakMbps: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := j.Map().Epoch
+	// The map changes 300 ms from now; until then the controller hands
+	// out the same epoch.
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = ctl.ShrinkJob(j.ID(), "")
+	}()
+	if !j.refreshNewer(ctx, used) {
+		t.Fatalf("no newer map than epoch %d within %v", used, staleWait)
+	}
+}

@@ -146,9 +146,9 @@ const staleWait = 5 * time.Second
 // now newer.
 //
 // The callers of one Job share the fetches: while a fetch is younger than
-// the caller's pause, it looks at the map that fetch brought instead of
-// asking again, so a job's many goroutines cost the controller a few
-// fetches per epoch, not a few per caller.
+// the pause the caller just slept, it looks at the map that fetch brought
+// instead of asking again, so a job's many goroutines cost the controller
+// a few fetches per epoch, not a few per caller.
 func (j *Job) refreshNewer(ctx context.Context, used uint64) bool {
 	deadline := time.Now().Add(staleWait)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
@@ -157,7 +157,9 @@ func (j *Job) refreshNewer(ctx context.Context, used uint64) bool {
 		}
 		j.staleMu.Lock()
 		var err error
-		if j.snapshot().Epoch <= used && time.Since(j.staleFetch) >= wait {
+		// A fetch older than the pause just slept (wait/2) is this
+		// caller's to renew; a younger one, another caller's, is shared.
+		if j.snapshot().Epoch <= used && time.Since(j.staleFetch) >= wait/2 {
 			err = j.refresh(ctx)
 			j.staleFetch = time.Now()
 		}

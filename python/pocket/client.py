@@ -311,6 +311,12 @@ _STALE_PAUSE_MAX = 0.2
 # How long a version request (confirm, drop-version) waits out a node that
 # answers busy while it moves a chunk of that version (the Go SDK's settle).
 _SETTLE = 10.0
+
+# How many times one call starts over with a newer map: a change of a
+# job's map is two epochs, and the controller hands out an epoch only once
+# the map's nodes know it, so a call may meet an intermediate one (as the
+# Go SDK's mapRetries).
+_MAP_RETRIES = 4
 # The least time between two map fetches a job makes because a node was
 # unavailable, so that many calls to a dead node do not each ask the
 # controller.
@@ -459,7 +465,7 @@ class Job:
         """Sends one request for (key, chunk) to its node; on a stale map
         (or a node draining since the map was fetched) fetches the map and
         retries once. Returns the reply, unchecked, and the node's address."""
-        for attempt in (0, 1):
+        for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             if st.settled:
                 addr, old = st.addrs[st.set.pick(key, chunk)], ""
@@ -467,7 +473,7 @@ class Job:
                 addr, old = st.route(key, chunk)
             if st.dead and addr in st.dead:
                 # It may have left the map since: retry once if so.
-                if attempt == 0 and self._map_moved(st):
+                if attempt < _MAP_RETRIES and self._map_moved(st):
                     continue
                 raise errors.Unavailable(f"node {addr} is dead")
             meta = st.codec.encode(key, version, object_size)
@@ -484,10 +490,10 @@ class Job:
                 except errors.Unavailable:
                     # The node may have left the map (drained) since it was
                     # fetched: retry once if a fresh map is newer.
-                    if attempt or not self._map_moved(st):
+                    if attempt >= _MAP_RETRIES or not self._map_moved(st):
                         raise
                     continue
-            if r.code in _REFRESH and attempt == 0 and self._map_changed(r.code, st):
+            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st):
                 continue
             return r, addr
         raise AssertionError("unreachable")
@@ -533,14 +539,14 @@ class Job:
         """Sends the same keyless or prefix request to every live node at
         once; retries the whole fan-out once on a stale map. Raises the
         first error."""
-        for attempt in (0, 1):
+        for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             meta = st.keyless(**fields)
             addrs = [a for a in st.addrs if a not in st.dead and a not in skip]
             send = self._send_patient if _patient(op, flags) else self._send
             replies = self._parallel([lambda a=a: send(a, op, flags | st.tier_flags, meta) for a in addrs])
             code = next((r.code for r in replies if r.code in _REFRESH), 0)
-            if code and attempt == 0 and self._map_changed(code, st):
+            if code and attempt < _MAP_RETRIES and self._map_changed(code, st):
                 continue
             for r in replies:
                 if r.code != errors.Code.REVOKED or op not in _REVOKED_EMPTY:
@@ -600,16 +606,16 @@ class Job:
     def _put_chunked(self, k: bytes, flags: int, view) -> None:
         cs = self.client.chunk_size
         n = (len(view) + cs - 1) // cs
-        for attempt in (0, 1):
+        for attempt in range(_MAP_RETRIES + 1):
             used = self._st
             w = _ObjectWrite(self, k, flags)
             try:
                 w.put_chunks([(i, view[(i - 1) * cs:i * cs]) for i in range(1, n + 1)])
             except (errors.StaleEpoch, errors.Draining) as e:
-                # The map changed under the chunks: start over, once, with
-                # a new version on the new map.
+                # The map changed under the chunks: start over (up to
+                # _MAP_RETRIES times) with a new version on the new map.
                 w.abort()
-                if attempt or not self._map_changed(e.code, used):
+                if attempt >= _MAP_RETRIES or not self._map_changed(e.code, used):
                     raise
                 continue
             except BaseException:
@@ -669,7 +675,7 @@ class Job:
         new map when it calls the map stale. Returns the reply, unchecked."""
         deadline = time.monotonic() + _SETTLE
         pause = 0.001
-        for attempt in (0, 1):
+        for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             meta = st.keyless(version=ver)
             while True:
@@ -678,7 +684,7 @@ class Job:
                     break
                 time.sleep(pause)
                 pause = min(2 * pause, 0.05)
-            if r.code in _REFRESH and attempt == 0 and self._map_changed(r.code, st):
+            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st):
                 continue
             return r
         raise AssertionError("unreachable")
@@ -884,13 +890,13 @@ class Job:
         return self._list(prefix.encode() if isinstance(prefix, str) else bytes(prefix), 0)
 
     def _list(self, prefix: bytes, delim: int) -> list[Entry]:
-        for attempt in (0, 1):
+        for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             addrs = [a for a in st.addrs if a not in st.dead]
             try:
                 lists = self._parallel([lambda a=a: self._list_node(st, a, prefix, delim) for a in addrs])
             except (errors.StaleEpoch, errors.Draining) as e:
-                if attempt or not self._map_changed(e.code, st):
+                if attempt >= _MAP_RETRIES or not self._map_changed(e.code, st):
                     raise
                 continue
             merged: dict[bytes, wire.Entry] = {}
