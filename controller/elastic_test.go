@@ -270,20 +270,9 @@ func TestJobMapChangeSurvivesRestart(t *testing.T) {
 // never below the nodes it was sized with.
 func TestAutoscalerGrowsAndShrinksAJob(t *testing.T) {
 	r := newScaleRig(t, 3, AutoscaleConfig{Cooldown: time.Hour, Smooth: 1, JobCooldown: time.Second, MinNodes: 3})
-	m0, err := r.c.RegisterJob("long", wire.JobHints{PeakMbps: 500})
-	if err != nil || len(m0.Nodes) != 1 {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
+	m0 := oneNodeJob(t, r, "long", 500, false)
 	home := m0.Nodes[0].Addr
-	load := func(rx float64) {
-		for _, n := range r.c.Status().Nodes {
-			v := 0.0
-			if n.Addr == home {
-				v = rx
-			}
-			r.heartbeat(n.Addr, v, 0, nil)
-		}
-	}
+	load := func(rx float64) { r.loadHome(home, rx, 0) }
 	nodes := func() int {
 		m, _ := r.c.GetMap(m0.Job, m0.Token)
 		return len(m.Nodes)
@@ -347,22 +336,10 @@ func TestAutoscalerGrowsAndShrinksAJob(t *testing.T) {
 // has room gets one started through the orchestrator, and grows onto it.
 func TestAutoscalerStartsANodeForAJob(t *testing.T) {
 	r := newScaleRig(t, 2, AutoscaleConfig{Cooldown: time.Second, Smooth: 1, JobCooldown: time.Second, MinNodes: 2})
-	m0, err := r.c.RegisterJob("long", wire.JobHints{PeakMbps: 500})
-	if err != nil || len(m0.Nodes) != 1 {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
-	r.c.mu.Lock()
-	r.c.jobs[m0.Job].created = r.clock.now().Add(-time.Minute)
-	r.c.mu.Unlock()
+	m0 := oneNodeJob(t, r, "long", 500, true)
 	// The job's node at 95 %, the other at 62 % (over Low, so no room):
 	// the cluster (78.5 %) is inside the band.
-	for _, n := range r.c.Status().Nodes {
-		rx := 620.0
-		if n.Addr == m0.Nodes[0].Addr {
-			rx = 950
-		}
-		r.heartbeat(n.Addr, rx, 0, nil)
-	}
+	r.loadHome(m0.Nodes[0].Addr, 950, 620)
 	r.clock.advance(2 * time.Second)
 	r.a.Step()
 	r.settle(3)
@@ -432,20 +409,8 @@ func TestLaggingNodeHoldsTheMapBackBriefly(t *testing.T) {
 // answers load beyond the allotment.
 func TestHintedJobKeepsItsNodesAtTheBand(t *testing.T) {
 	r := newScaleRig(t, 3, AutoscaleConfig{Cooldown: time.Hour, Smooth: 1, JobCooldown: time.Second, MinNodes: 3})
-	m0, err := r.c.RegisterJob("sort", wire.JobHints{PeakMbps: 850})
-	if err != nil || len(m0.Nodes) != 1 {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
-	r.c.mu.Lock()
-	r.c.jobs[m0.Job].created = r.clock.now().Add(-time.Minute)
-	r.c.mu.Unlock()
-	for _, n := range r.c.Status().Nodes {
-		rx := 0.0
-		if n.Addr == m0.Nodes[0].Addr {
-			rx = 870
-		}
-		r.heartbeat(n.Addr, rx, 0, nil)
-	}
+	m0 := oneNodeJob(t, r, "sort", 850, true)
+	r.loadHome(m0.Nodes[0].Addr, 870, 0)
 	r.clock.advance(2 * time.Second)
 	r.a.Step()
 	if n := len(jobNodes(r.c, m0)); n != 1 {
@@ -476,5 +441,33 @@ func TestHurriedHeartbeatKeepsRates(t *testing.T) {
 	}
 	if h := c.History(a); h[len(h)-1].RxMbps != 300 {
 		t.Fatalf("the next heartbeat's rates were dropped: %+v", h)
+	}
+}
+
+// oneNodeJob registers a job with a bandwidth hint that fits one node and
+// checks that it got one; aged, its registration is past any job
+// cool-down on the rig's clock.
+func oneNodeJob(t *testing.T, r *scaleRig, name string, mbps float64, aged bool) *wire.PlacementMap {
+	t.Helper()
+	m, err := r.c.RegisterJob(name, wire.JobHints{PeakMbps: mbps})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	if aged {
+		r.c.mu.Lock()
+		r.c.jobs[m.Job].created = r.clock.now().Add(-time.Minute)
+		r.c.mu.Unlock()
+	}
+	return m
+}
+
+// loadHome heartbeats every node: home at rx Mb/s, the others at other.
+func (r *scaleRig) loadHome(home string, rx, other float64) {
+	for _, n := range r.c.Status().Nodes {
+		v := other
+		if n.Addr == home {
+			v = rx
+		}
+		r.heartbeat(n.Addr, v, 0, nil)
 	}
 }

@@ -254,12 +254,13 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	}
 	n.lastSeen = now
 	c.drainReportLocked(n, hb)
-	if hb.SnapRev == 0 && c.coversLocked(hb.Since) {
+	// A delta ack (not a snapshot) follows from a revision this run logged.
+	delta := hb.SnapRev == 0 && c.coversLocked(hb.Since)
+	if delta {
 		n.since, n.restored = hb.Since, false
 	}
 	c.moveReportsLocked(n, hb.Moves)
 	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
-	delta := hb.SnapRev == 0 && c.coversLocked(hb.Since)
 	c.jobTableLocked(n.addr, hb, ack)
 	for _, e := range ack.Jobs {
 		if delta && e.Epoch > 0 {

@@ -3,7 +3,6 @@ package pocket
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/placement"
@@ -87,19 +86,13 @@ func priorSet(m Map, set *placement.Set) *placement.Set {
 func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, x reqExtra, payload, dst []byte) (client.Reply, error) {
 	send := func(addr string) (client.Reply, error) {
 		req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
-		for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-			r, err := j.s.data.Do(ctx, addr, op, flags|t.flags, &req, payload, dst)
-			if !errors.Is(err, wire.ErrBusy) || addr != t.old {
-				return r, err
-			}
-			// The draining node is moving this very key: wait until it
-			// has (dataplane/migrate.go), so a delete is not undone.
-			select {
-			case <-ctx.Done():
-				return r, err
-			case <-time.After(wait):
-			}
+		do := func() (client.Reply, error) { return j.s.data.Do(ctx, addr, op, flags|t.flags, &req, payload, dst) }
+		if addr != t.old {
+			return do()
 		}
+		// The old owner may be moving this very key: wait until it has,
+		// so a delete is not undone.
+		return untilNotBusy(ctx, do)
 	}
 	switch op {
 	case wire.OpGet, wire.OpStat:

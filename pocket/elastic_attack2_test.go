@@ -5,7 +5,6 @@ package pocket
 //   go test -count=1 -run TestAttack ./pocket/
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,30 +32,8 @@ import (
 // and moved nothing, and about a quarter of its values answered "not
 // found" for good. Now the grow is refused while the member is dead.
 func TestAttackGrowWhileAMemberIsDown(t *testing.T) {
-	c := newAttackCluster(t, 4, controller.Config{HeartbeatInterval: 50 * time.Millisecond,
-		DeadAfter: 400 * time.Millisecond, DeadNodeGrace: time.Minute})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	s, err := Dial(ctx, c.addr, Config{ChunkSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.RegisterJob(ctx, "victim", Hints{PeakMbps: 24000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ctx, j := victimCluster(t)
 	members := j.Map().Nodes
-	if len(members) != 3 {
-		t.Fatalf("job on %d nodes, want 3", len(members))
-	}
-	const values = 400
-	for i := 0; i < values; i++ {
-		k := fmt.Sprintf("k/%04d", i)
-		if err := j.Put(ctx, k, content(k, 512)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	down := c.node(members[0].Addr)
 	held := down.node.JobValues(j.ID())
 	if held == 0 {
@@ -78,18 +55,7 @@ func TestAttackGrowWhileAMemberIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the job's map to settle on 4 nodes", func() bool { return settled(c.ctl, j.ID(), 4) })
-	var missing []string
-	for i := 0; i < values; i++ {
-		k := fmt.Sprintf("k/%04d", i)
-		got, err := getRetrying(ctx, j, k)
-		if err != nil || !bytes.Equal(got, content(k, 512)) {
-			missing = append(missing, fmt.Sprintf("%s (%v)", k, err))
-		}
-	}
-	if len(missing) > 0 {
-		t.Fatalf("%d of %d acknowledged values do not read back after a member missed the grow (it held %d): %v",
-			len(missing), values, held, missing[:min(5, len(missing))])
-	}
+	checkVictimValues(t, ctx, j, fmt.Sprintf("a member missed the grow (it held %d)", held))
 }
 
 // TestAttackJoiningNodeStallsAndReturns: the node joining a job's map
@@ -102,26 +68,7 @@ func TestAttackGrowWhileAMemberIsDown(t *testing.T) {
 //
 // Fails on the code of de027f8 (finishMoveLocked's abort path).
 func TestAttackJoiningNodeStallsAndReturns(t *testing.T) {
-	c := newAttackCluster(t, 4, controller.Config{HeartbeatInterval: 50 * time.Millisecond,
-		DeadAfter: 400 * time.Millisecond, DeadNodeGrace: time.Minute})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	s, err := Dial(ctx, c.addr, Config{ChunkSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.RegisterJob(ctx, "victim", Hints{PeakMbps: 24000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const values = 400
-	for i := 0; i < values; i++ {
-		k := fmt.Sprintf("k/%04d", i)
-		if err := j.Put(ctx, k, content(k, 512)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c, ctx, j := victimCluster(t)
 	joiner := c.node(outside(c.ctl, j.ID()))
 	// Its agent stalls just before the grow (the controller has not
 	// noticed yet: the node is active).
@@ -138,18 +85,7 @@ func TestAttackJoiningNodeStallsAndReturns(t *testing.T) {
 	c.startAgent(joiner)
 	waitFor(t, 10*time.Second, "the node to come back", func() bool { return nodeState(c.ctl, joiner.addr) == wire.NodeActive })
 	waitFor(t, 30*time.Second, "the job's map to settle on 4 nodes", func() bool { return settled(c.ctl, j.ID(), 4) })
-	var missing []string
-	for i := 0; i < values; i++ {
-		k := fmt.Sprintf("k/%04d", i)
-		got, err := getRetrying(ctx, j, k)
-		if err != nil || !bytes.Equal(got, content(k, 512)) {
-			missing = append(missing, fmt.Sprintf("%s (%v)", k, err))
-		}
-	}
-	if len(missing) > 0 {
-		t.Fatalf("%d of %d acknowledged values do not read back after the joining node stalled and returned (it holds %d): %v",
-			len(missing), values, joiner.node.JobValues(j.ID()), missing[:min(5, len(missing))])
-	}
+	checkVictimValues(t, ctx, j, fmt.Sprintf("the joining node stalled and returned (it holds %d)", joiner.node.JobValues(j.ID())))
 }
 
 // countingController counts the map fetches a store makes.

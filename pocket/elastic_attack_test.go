@@ -142,30 +142,8 @@ func getRetrying(ctx context.Context, j *Job, key string) ([]byte, error) {
 // member wait for it (its data plane serves meanwhile here). Every value
 // reads back once the map has settled.
 func TestAttackShrinkWhileAMemberIsDown(t *testing.T) {
-	c := newAttackCluster(t, 4, controller.Config{HeartbeatInterval: 50 * time.Millisecond,
-		DeadAfter: 400 * time.Millisecond, DeadNodeGrace: time.Minute})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	s, err := Dial(ctx, c.addr, Config{ChunkSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.RegisterJob(ctx, "victim", Hints{PeakMbps: 24000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, ctx, j := victimCluster(t)
 	members := j.Map().Nodes
-	if len(members) != 3 {
-		t.Fatalf("job on %d nodes, want 3", len(members))
-	}
-	const values = 400
-	for i := 0; i < values; i++ {
-		k := fmt.Sprintf("k/%04d", i)
-		if err := j.Put(ctx, k, content(k, 512)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	down, leaving := c.node(members[0].Addr), c.node(members[1].Addr)
 	if down.node.JobValues(j.ID()) == 0 || leaving.node.JobValues(j.ID()) == 0 {
 		t.Fatal("a member holds none of the job's values")
@@ -184,8 +162,48 @@ func TestAttackShrinkWhileAMemberIsDown(t *testing.T) {
 	if n := leaving.node.JobValues(j.ID()); n != 0 {
 		t.Errorf("the node that left the map still holds %d of the job's values", n)
 	}
+	checkVictimValues(t, ctx, j, "a member missed the shrink")
+}
+
+// victimValues is how many values victimCluster writes.
+const victimValues = 400
+
+// victimCluster starts four nodes with fast heartbeats (dead after
+// 400 ms, lost after a minute) and a job on three of them holding
+// victimValues values of 512 bytes; ctx bounds the test.
+func victimCluster(t *testing.T) (*attackCluster, context.Context, *Job) {
+	t.Helper()
+	c := newAttackCluster(t, 4, controller.Config{HeartbeatInterval: 50 * time.Millisecond,
+		DeadAfter: 400 * time.Millisecond, DeadNodeGrace: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	s, err := Dial(ctx, c.addr, Config{ChunkSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	j, err := s.RegisterJob(ctx, "victim", Hints{PeakMbps: 24000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(j.Map().Nodes); n != 3 {
+		t.Fatalf("job on %d nodes, want 3", n)
+	}
+	for i := 0; i < victimValues; i++ {
+		k := fmt.Sprintf("k/%04d", i)
+		if err := j.Put(ctx, k, content(k, 512)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, ctx, j
+}
+
+// checkVictimValues fails naming the victim's values that do not read
+// back, after what happened.
+func checkVictimValues(t *testing.T, ctx context.Context, j *Job, after string) {
+	t.Helper()
 	var missing []string
-	for i := 0; i < values; i++ {
+	for i := 0; i < victimValues; i++ {
 		k := fmt.Sprintf("k/%04d", i)
 		got, err := getRetrying(ctx, j, k)
 		if err != nil || !bytes.Equal(got, content(k, 512)) {
@@ -193,7 +211,7 @@ func TestAttackShrinkWhileAMemberIsDown(t *testing.T) {
 		}
 	}
 	if len(missing) > 0 {
-		t.Fatalf("%d of %d acknowledged values do not read back after a member missed the shrink: %v",
-			len(missing), values, missing[:min(5, len(missing))])
+		t.Fatalf("%d of %d acknowledged values do not read back after %s: %v",
+			len(missing), victimValues, after, missing[:min(5, len(missing))])
 	}
 }

@@ -272,21 +272,15 @@ func (j *Job) fanOutOnce(ctx context.Context, op wire.Op, flags uint16, req wire
 			defer wg.Done()
 			r := req
 			r.Job, r.Token, r.Epoch = t.job, t.token, t.epoch
-			for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-				replies[i], errs[i] = j.s.data.Do(ctx, t.addr, op, flags|t.flags, &r, nil, nil)
+			do := func() (client.Reply, error) { return j.s.data.Do(ctx, t.addr, op, flags|t.flags, &r, nil, nil) }
+			if patientOp(op, flags) {
 				// A version request or prefix delete meets busy while
-				// a value it concerns is being moved (a node drains, or
-				// the map changed): it waits the move out, or the value
-				// that arrives after it would be missed.
-				if !errors.Is(errs[i], wire.ErrBusy) || !patientOp(op, flags) {
-					break
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(wait):
-				}
+				// a value it concerns is being moved: it waits the move
+				// out, or the value that arrives after it would be missed.
+				replies[i], errs[i] = untilNotBusy(ctx, do)
+				return
 			}
+			replies[i], errs[i] = do()
 		}()
 	}
 	wg.Wait()

@@ -202,11 +202,17 @@ func (j *Job) drainingFirst(ctx context.Context, op wire.Op, ver uint64) ([]clie
 	return append(replies, rest...), errors.Join(append(errs, err)...)
 }
 
-// doAtPatient is doAt retried while the node answers busy, backing off
-// from 1 to 50 ms, until ctx ends.
+// doAtPatient is doAt retried while the node answers busy (untilNotBusy).
 func (j *Job) doAtPatient(ctx context.Context, addr string, op wire.Op, x reqExtra) (client.Reply, error) {
+	return untilNotBusy(ctx, func() (client.Reply, error) { return j.doAt(ctx, addr, op, 0, x) })
+}
+
+// untilNotBusy calls send again while it answers busy (a node is moving
+// a value the request concerns: dataplane/migrate.go), backing off from 1
+// to 50 ms, until ctx ends; it returns the last answer.
+func untilNotBusy(ctx context.Context, send func() (client.Reply, error)) (client.Reply, error) {
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-		r, err := j.doAt(ctx, addr, op, 0, x)
+		r, err := send()
 		if !errors.Is(err, wire.ErrBusy) {
 			return r, err
 		}

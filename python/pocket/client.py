@@ -506,13 +506,10 @@ class Job:
         first (waiting while it answers busy), then the owner; puts go to
         the owner (see the Go SDK's drain.go)."""
         def send(a: str) -> Reply:
-            wait = 0.001
-            while True:
-                r = self._send(a, op, flags, meta, payload, dst)
-                if r.code != errors.Code.BUSY or a != old:
-                    return r
-                threading.Event().wait(wait)
-                wait = min(2 * wait, 0.05)
+            if a != old:
+                return self._send(a, op, flags, meta, payload, dst)
+            # The old owner may be moving this very key: wait until it has.
+            return self._send_patient(a, op, flags, meta, payload, dst)
         if op in (wire.OP_GET, wire.OP_STAT):
             r = send(addr)
             if r.code != errors.Code.NOT_FOUND:
@@ -656,14 +653,14 @@ class Job:
             raise err
         return replies
 
-    def _send_patient(self, addr: str, op: int, flags: int, meta: bytes) -> Reply:
+    def _send_patient(self, addr: str, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
         """Sends a request to one node, again while it answers busy (a value
         the request concerns is being moved: pauses from 1 to 50 ms, for at
         most _SETTLE seconds). Returns the reply, unchecked."""
         deadline = time.monotonic() + _SETTLE
         pause = 0.001
         while True:
-            r = self._send(addr, op, flags, meta)
+            r = self._send(addr, op, flags, meta, payload, dst)
             if r.code != errors.Code.BUSY or time.monotonic() >= deadline:
                 return r
             time.sleep(pause)
@@ -671,19 +668,11 @@ class Job:
 
     def _send_version(self, addr: str, op: int, ver: int) -> Reply:
         """Sends a version request to one node, again while it answers busy
-        (pauses from 1 to 50 ms, for at most _SETTLE seconds) and once on a
-        new map when it calls the map stale. Returns the reply, unchecked."""
-        deadline = time.monotonic() + _SETTLE
-        pause = 0.001
+        (_send_patient) and on a new map (up to _MAP_RETRIES times) when it
+        calls the map stale. Returns the reply, unchecked."""
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
-            meta = st.keyless(version=ver)
-            while True:
-                r = self._send(addr, op, st.tier_flags, meta)
-                if r.code != errors.Code.BUSY or time.monotonic() >= deadline:
-                    break
-                time.sleep(pause)
-                pause = min(2 * pause, 0.05)
+            r = self._send_patient(addr, op, st.tier_flags, st.keyless(version=ver))
             if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st):
                 continue
             return r
