@@ -60,6 +60,7 @@ const (
 	MaxNonce              = 64   // bytes of a challenge nonce
 	MaxHeldJobs           = 1024 // held jobs per heartbeat, drops per ack
 	MaxMoveReports        = 1024 // move reports per heartbeat
+	MaxJobLoads           = 1024 // per-job figures per heartbeat (a node with more jobs reports the busiest)
 	MaxLostNodes          = 64   // lost nodes a placement map lists
 )
 
@@ -179,6 +180,24 @@ type Heartbeat struct {
 	// Moves reports the node's progress in moving values of jobs whose
 	// maps changed, at most MaxMoveReports.
 	Moves []MoveReport
+	// Loads is each job's own traffic and bytes on the node (the jobs
+	// that sent requests here), the busiest first, at most MaxJobLoads.
+	// Empty from a node that does not count per job (an older one) and
+	// from one no job has used yet: the controller then splits RxMbps and
+	// TxMbps among the node's jobs by allotment.
+	Loads []JobLoad
+}
+
+// JobLoad is one job's use of a node, as a heartbeat reports it: the
+// value (payload) bytes the node received for the job (puts) and sent for
+// it (gets) over the heartbeat's interval, in Mb/s (10^6 bits a second),
+// and the bytes the job holds on the node (all tiers). The node's RxMbps
+// and TxMbps include them.
+type JobLoad struct {
+	Job    string
+	RxMbps float64
+	TxMbps float64
+	Bytes  int64
 }
 
 // MoveReport is a node's progress in moving one job's values after the
@@ -349,8 +368,9 @@ var (
 		{Kind: String}, {Kind: Bytes}, {Kind: TableVec, Sub: &tierStatSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &metricSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &heldJobSpec},
-		{Kind: TableVec, Sub: &moveReportSpec},
+		{Kind: TableVec, Sub: &moveReportSpec}, {Kind: TableVec, Sub: &jobLoadSpec},
 	}}
+	jobLoadSpec    = TableSpec{Name: "JobLoad", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	moveReportSpec = TableSpec{Name: "MoveReport", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	heldJobSpec    = TableSpec{Name: "HeldJob", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
 	nodeAckSpec    = TableSpec{Name: "NodeAck", Fields: []Field{
@@ -593,6 +613,43 @@ func encodeMoves(b *flatbuffers.Builder, ms []MoveReport) flatbuffers.UOffsetT {
 	return endVector(b, offs, fb.HeartbeatStartMovesVector)
 }
 
+// decodeLoads decodes a JobLoad vector: at most MaxJobLoads, each a valid
+// job id with finite non-negative rates and a byte count that is not
+// negative.
+func decodeLoads(n int, at func(*fb.JobLoad, int) bool) ([]JobLoad, error) {
+	if err := checkLen("job loads", n, MaxJobLoads); err != nil || n == 0 {
+		return nil, err
+	}
+	out := make([]JobLoad, n)
+	var l fb.JobLoad
+	for i := range out {
+		at(&l, i)
+		if err := firstErr(checkJob(l.Job()), checkNum("job rx Mb/s", l.RxMbps()), checkNum("job tx Mb/s", l.TxMbps()),
+			checkSize("job bytes", l.Bytes())); err != nil {
+			return nil, err
+		}
+		out[i] = JobLoad{Job: string(l.Job()), RxMbps: l.RxMbps(), TxMbps: l.TxMbps(), Bytes: l.Bytes()}
+	}
+	return out, nil
+}
+
+func encodeLoads(b *flatbuffers.Builder, ls []JobLoad) flatbuffers.UOffsetT {
+	if len(ls) == 0 {
+		return 0
+	}
+	offs := make([]flatbuffers.UOffsetT, len(ls))
+	for i, l := range ls {
+		name := b.CreateString(l.Job)
+		fb.JobLoadStart(b)
+		fb.JobLoadAddJob(b, name)
+		fb.JobLoadAddRxMbps(b, l.RxMbps)
+		fb.JobLoadAddTxMbps(b, l.TxMbps)
+		fb.JobLoadAddBytes(b, l.Bytes)
+		offs[i] = fb.JobLoadEnd(b)
+	}
+	return endVector(b, offs, fb.HeartbeatStartLoadsVector)
+}
+
 func decodeMapNodes(n int, at func(*fb.MapNode, int) bool) ([]MapNode, error) {
 	if err := checkLen("map nodes", n, MaxMapNodes); err != nil || n == 0 {
 		return nil, err
@@ -724,6 +781,7 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	metrics := encodeMetrics(b, m.Metrics, fb.HeartbeatStartMetricsVector)
 	held := encodeHeld(b, m.Held, fb.HeartbeatStartHeldVector)
 	moves := encodeMoves(b, m.Moves)
+	loads := encodeLoads(b, m.Loads)
 	fb.HeartbeatStart(b)
 	addOff(b, addr, fb.HeartbeatAddAddr)
 	addOff(b, proof, fb.HeartbeatAddProof)
@@ -737,6 +795,7 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	fb.HeartbeatAddSnapAfter(b, m.SnapAfter)
 	addOff(b, held, fb.HeartbeatAddHeld)
 	addOff(b, moves, fb.HeartbeatAddMoves)
+	addOff(b, loads, fb.HeartbeatAddLoads)
 	b.Finish(fb.HeartbeatEnd(b))
 	return b.FinishedBytes()
 }
@@ -770,9 +829,13 @@ func (m *Heartbeat) Decode(meta []byte) error {
 	if err != nil {
 		return err
 	}
+	loads, err := decodeLoads(t.LoadsLength(), t.Loads)
+	if err != nil {
+		return err
+	}
 	*m = Heartbeat{Addr: string(t.Addr()), Proof: cloneBytes(t.ProofBytes()), Tiers: tiers,
 		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Metrics: metrics,
-		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter(), Held: held, Moves: moves}
+		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter(), Held: held, Moves: moves, Loads: loads}
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +28,8 @@ func sampleControl() []ControlMessage {
 		&Heartbeat{Addr: "127.0.0.1:7001", Proof: []byte{9}, Tiers: tiers, RxMbps: 10.5, TxMbps: 20.25,
 			CPUPercent: 37.5, Metrics: metrics, Since: 1 << 60, SnapRev: 17, SnapAfter: 12,
 			Held:  []HeldJob{{Job: "old-7", Bytes: 650 << 20}, {Job: "gone-3"}},
-			Moves: []MoveReport{{Job: "sort-1", Epoch: 4, Left: 120}, {Job: "grep-2", Epoch: 9}}},
+			Moves: []MoveReport{{Job: "sort-1", Epoch: 4, Left: 120}, {Job: "grep-2", Epoch: 9}},
+			Loads: []JobLoad{{Job: "sort-1", RxMbps: 812.5, TxMbps: 20.25, Bytes: 3 << 30}, {Job: "grep-2", Bytes: 1}}},
 		&NodeAck{Known: true, State: NodeDraining, Heartbeat: time.Second,
 			Jobs: []JobEpoch{{Job: "sort-1", Epoch: 3, Gen: 99, Expires: time.UnixMilli(1_800_000_000_123)},
 				{Job: "video-2", Epoch: 1, Revoked: true}},
@@ -127,6 +130,13 @@ func TestControlDecodeRefuses(t *testing.T) {
 		{"too many moves", &Heartbeat{Addr: "a:1", Moves: make([]MoveReport, MaxMoveReports+1)}, ErrTooLarge},
 		{"negative left", &Heartbeat{Addr: "a:1", Moves: []MoveReport{{Job: "j-1", Left: -1}}}, ErrMalformed},
 		{"bad move job", &Heartbeat{Addr: "a:1", Moves: []MoveReport{{Job: "", Left: 1}}}, ErrBadKey},
+		{"too many loads", &Heartbeat{Addr: "a:1", Loads: make([]JobLoad, MaxJobLoads+1)}, ErrTooLarge},
+		{"negative job bytes", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: "j-1", Bytes: -1}}}, ErrMalformed},
+		{"nan job rx", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: "j-1", RxMbps: math.NaN()}}}, ErrMalformed},
+		{"negative job tx", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: "j-1", TxMbps: -1}}}, ErrMalformed},
+		{"inf job tx", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: "j-1", TxMbps: math.Inf(1)}}}, ErrMalformed},
+		{"bad load job", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: "", RxMbps: 1}}}, ErrBadKey},
+		{"long load job", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: long}}}, ErrTooLarge},
 		{"long drop", &NodeAck{Drop: []HeldJob{{Job: long}}}, ErrTooLarge},
 		{"too many lost", &PlacementMap{Job: "j-1", Lost: make([]LostNode, MaxLostNodes+1)}, ErrTooLarge},
 		{"long lost address", &PlacementMap{Job: "j-1", Lost: []LostNode{{Addr: long}}}, ErrTooLarge},
@@ -269,4 +279,42 @@ func BenchmarkHeartbeatCodec(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestFullHeartbeatFits: a heartbeat at every list's limit (held jobs,
+// move reports, job loads, metrics), each name at its longest, fits in
+// one control frame and decodes whole.
+func TestFullHeartbeatFits(t *testing.T) {
+	job := func(i int) string {
+		s := []byte(strings.Repeat("j", DefaultMaxJobLen))
+		copy(s, strconv.Itoa(i))
+		return string(s)
+	}
+	hb := &Heartbeat{Addr: strings.Repeat("a", MaxAddrLen), Proof: make([]byte, DefaultMaxToken),
+		Tiers: make([]TierStat, MaxTiers), Metrics: make([]Metric, MaxMetrics),
+		Held: make([]HeldJob, MaxHeldJobs), Moves: make([]MoveReport, MaxMoveReports), Loads: make([]JobLoad, MaxJobLoads)}
+	for i := range hb.Metrics {
+		hb.Metrics[i] = Metric{Name: strings.Repeat("m", MaxMetricName), Value: 1}
+	}
+	for i := range hb.Held {
+		hb.Held[i] = HeldJob{Job: job(i), Bytes: 1 << 40}
+	}
+	for i := range hb.Moves {
+		hb.Moves[i] = MoveReport{Job: job(i), Epoch: 1 << 40, Left: 1 << 40}
+	}
+	for i := range hb.Loads {
+		hb.Loads[i] = JobLoad{Job: job(i), RxMbps: 1e5, TxMbps: 1e5, Bytes: 1 << 40}
+	}
+	meta := hb.Encode(flatbuffers.NewBuilder(0))
+	if len(meta) > DefaultControlMaxMeta {
+		t.Fatalf("a full heartbeat is %d bytes, over a control frame's %d", len(meta), DefaultControlMaxMeta)
+	}
+	var got Heartbeat
+	if err := got.Decode(meta); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&got, hb) {
+		t.Fatal("a full heartbeat changed in a round trip")
+	}
+	t.Logf("a full heartbeat: %d bytes of %d", len(meta), DefaultControlMaxMeta)
 }

@@ -41,6 +41,7 @@ var tableSpecs = map[string]*TableSpec{
 	"NodeAck":       &nodeAckSpec,
 	"HeldJob":       &heldJobSpec,
 	"MoveReport":    &moveReportSpec,
+	"JobLoad":       &jobLoadSpec,
 	"JobRegister":   &jobRegSpec,
 	"JobRef":        &jobRefSpec,
 	"MapNode":       &mapNodeSpec,

@@ -200,7 +200,32 @@ class Heartbeat(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
         return o == 0
 
-def HeartbeatStart(builder): builder.StartObject(12)
+    # Heartbeat
+    def Loads(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from .JobLoad import JobLoad
+            obj = JobLoad()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # Heartbeat
+    def LoadsLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # Heartbeat
+    def LoadsIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
+        return o == 0
+
+def HeartbeatStart(builder): builder.StartObject(13)
 def Start(builder):
     return HeartbeatStart(builder)
 def HeartbeatAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -254,6 +279,12 @@ def AddMoves(builder, moves):
 def HeartbeatStartMovesVector(builder, numElems): return builder.StartVector(4, numElems, 4)
 def StartMovesVector(builder, numElems):
     return HeartbeatStartMovesVector(builder, numElems)
+def HeartbeatAddLoads(builder, loads): builder.PrependUOffsetTRelativeSlot(12, flatbuffers.number_types.UOffsetTFlags.py_type(loads), 0)
+def AddLoads(builder, loads):
+    return HeartbeatAddLoads(builder, loads)
+def HeartbeatStartLoadsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartLoadsVector(builder, numElems):
+    return HeartbeatStartLoadsVector(builder, numElems)
 def HeartbeatEnd(builder): return builder.EndObject()
 def End(builder):
     return HeartbeatEnd(builder)
