@@ -35,19 +35,27 @@ import (
 //   - utilization above High (0.8) and fewer than MaxNodes: start enough
 //     nodes to bring it to the band's middle, assuming new nodes like the
 //     current ones (at least one), unless a scale-out happened less than
-//     Cooldown ago or nodes are still starting;
+//     Cooldown ago or nodes are still starting. A node's measured load
+//     within AllotmentSlack of its allotment counts as the allotment: its
+//     jobs use what their hints asked for, and a node started for them
+//     would carry none of it (load beyond the slack is the per-job
+//     policy's in elastic.go, which grows the job's map);
 //   - utilization below Low (0.6), measured figures taken from the latest
 //     heartbeat rather than smoothed (allotments keep every registered
 //     job's nodes, so only load beyond the hints can dip), more than MinNodes, no drain running,
-//     nothing changed for Cooldown, and the rest would stay at or under High
+//     nothing changed for Cooldown, no node's latest figures straddling the
+//     end of a job on it (its traffic would still count: wait for a
+//     heartbeat whose interval began after, at most two intervals), and
+//     the rest would stay at or under High
 //     without one node: drain as many nodes as leave the rest at the band's
 //     middle (at least one), those holding the fewest bytes first (least
 //     to move), preferring nodes the orchestrator started (it can stop
 //     them). Each drain retires its node and the orchestrator stops it.
 //
 // Besides the periodic evaluation, a job registering with a bandwidth hint
-// that would take the network over High first has the nodes it needs
-// started (reserve, called by RegisterJob), so it is placed over them.
+// that the active nodes' room under High cannot carry first has the nodes
+// it needs started (reserve, called by RegisterJob), so it is placed over
+// them.
 //
 // Every decision, and every change in why a needed one is held back, is
 // logged with its figures.
@@ -170,7 +178,16 @@ type Utilization struct {
 	Max    float64            // the binding dimension's figure
 	Dim    string             // its name: "network", "cpu", "capacity dram", ...
 	Detail string             // allocated and measured network shares
+	// Settling counts the nodes whose latest figures straddle the end of
+	// a job placed on them (their measured traffic still has some of it).
+	Settling int
 }
+
+// AllotmentSlack is how far above its allotment a node's measured load
+// still counts as the allotment in the cluster's scale-out (a ratio): the
+// per-job policy grows a job's map only for traffic beyond 1.1x its
+// allotment too (elastic.go).
+const AllotmentSlack = 1.1
 
 // Autoscaler keeps the cluster's utilization inside a band by starting
 // nodes and draining them. Create it with Controller.StartAutoscaler.
@@ -190,6 +207,7 @@ type Autoscaler struct {
 	held       string // last logged reason for holding back
 	util       Utilization
 	starts     []NodeStart
+	settleFrom time.Time // when scale-in began waiting for Settling nodes
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -351,6 +369,9 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 	n := u.Nodes
 	d := Decision{At: now, Action: ActionNone, Nodes: n, Util: u.Max, Dim: u.Dim}
 	figures := fmt.Sprintf("%s %.0f%% (%s)", u.Dim, 100*u.Max, u.Detail)
+	if uNow.Settling == 0 {
+		a.settleFrom = time.Time{}
+	}
 	if n+a.starting < p.MinNodes {
 		d.Action, d.Count = ActionAdd, p.MinNodes-n-a.starting
 		d.Reason = fmt.Sprintf("%d active node(s), %d starting, under the minimum %d", n, a.starting, p.MinNodes)
@@ -382,6 +403,8 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 			a.hold(fmt.Sprintf("%s under %.0f%%; waiting for %d drain(s) and %d start(s)", figures, 100*p.Low, draining, a.starting))
 		case now.Sub(a.lastChange) < p.Cooldown:
 			a.hold(fmt.Sprintf("%s under %.0f%%; in cool-down", figures, 100*p.Low))
+		case a.settling(now, u.Settling):
+			a.hold(fmt.Sprintf("%s under %.0f%%; waiting for heartbeats after a job ended on %d node(s)", figures, 100*p.Low, u.Settling))
 		case projected > p.High:
 			a.hold(fmt.Sprintf("%s under %.0f%% but %d nodes would run at %.0f%%", figures, 100*p.Low, n-1, 100*projected))
 		case len(victims) == 0:
@@ -399,6 +422,20 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 		a.held = ""
 	}
 	return d
+}
+
+// settling reports whether scale-in waits for k nodes whose figures
+// straddle a job's end (Utilization.Settling): for two heartbeat
+// intervals at most from when it began to wait, so that jobs ending one
+// after another cannot hold it back for ever.
+func (a *Autoscaler) settling(now time.Time, k int) bool {
+	if k == 0 {
+		return false
+	}
+	if a.settleFrom.IsZero() {
+		a.settleFrom = now
+	}
+	return now.Sub(a.settleFrom) < 2*a.c.cfg.HeartbeatInterval
 }
 
 // hold counts an evaluation that holds a needed change back, and logs
@@ -611,8 +648,11 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 			meas /= float64(len(h))
 			cpu /= float64(len(h))
 		}
+		if straddles(n.hist.last(2), alloc) {
+			u.Settling++
+		}
 		bwSum += bw
-		netSum += max(alloc, meas) * bw
+		netSum += counted(alloc, meas) * bw
 		allocSum += alloc * bw
 		measSum += meas * bw
 		cpuSum += cpu
@@ -650,24 +690,52 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 	return u, victims, draining
 }
 
-// reserve starts nodes before a job is placed when its bandwidth hint
-// would take the cluster's network utilization over High: hints answer
-// before any byte moves, so the job is sized over the nodes it needs
-// rather than the nodes there were (a job's map does not grow later). It
-// waits for the new nodes to register, at most StartTimeout; local nodes
-// take a few tens of milliseconds. Jobs without hints get Pocket's default
-// size on the nodes there are.
+// counted is a node's network figure for the cluster's policy: the larger
+// of its allocated and measured shares, except that a measured share
+// within AllotmentSlack of the allotment counts as the allotment.
+func counted(alloc, meas float64) float64 {
+	if meas <= alloc*AllotmentSlack {
+		return alloc
+	}
+	return meas
+}
+
+// straddles reports whether a node's latest samples (oldest first) were
+// taken while it carried more allotment than alloc, its allotment now: a
+// job on it has ended since, and its measured figure still holds some of
+// that job's traffic until a heartbeat whose whole interval came after.
+func straddles(last []Sample, alloc float64) bool {
+	for _, s := range last {
+		if s.NetAlloc > alloc+1e-9 {
+			return true
+		}
+	}
+	return false
+}
+
+// reserve starts nodes before a job is placed when its bandwidth hint is
+// more than the active nodes' room: what each has left under High of its
+// bandwidth beyond the larger of its allotments and its measured load.
+// It starts as many nodes as carry the rest under High, assuming new
+// nodes like the current ones. Hints answer before any byte moves, so the
+// job is sized over the nodes it needs rather than the nodes there were;
+// starting more would give the cluster nodes that no job uses (a job is
+// placed over the fewest nodes whose spare covers its need, and its map
+// grows later only for load beyond its hints). It waits for the new nodes
+// to register, at most StartTimeout; local nodes take a few tens of
+// milliseconds. Jobs without hints get Pocket's default size on the
+// nodes there are.
 func (a *Autoscaler) reserve(name string, h wire.JobHints) {
 	mbps, _, noHints := a.c.cfg.Policy.demand(h)
 	if noHints || mbps <= 0 {
 		return
 	}
-	u, _, _ := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU)
-	if u.Nodes == 0 || (u.Load+mbps)/u.Mbps <= a.cfg.High {
+	r := a.c.roomUnder(a.cfg.High, a.cfg.Smooth)
+	if r.nodes == 0 || r.mbps >= mbps {
 		return
 	}
-	target := (a.cfg.High + a.cfg.Low) / 2
-	want := int(math.Ceil((u.Load + mbps) / (target * u.Mbps / float64(u.Nodes))))
+	per := r.bw / float64(r.nodes)
+	want := int(math.Ceil((mbps - r.mbps) / (a.cfg.High * per)))
 	now := a.cfg.Now()
 	a.mu.Lock()
 	select {
@@ -676,21 +744,21 @@ func (a *Autoscaler) reserve(name string, h wire.JobHints) {
 		return
 	default:
 	}
-	k := min(want-u.Nodes-a.starting, a.cfg.MaxNodes-u.Nodes-a.starting)
+	k := min(want-a.starting, a.cfg.MaxNodes-r.nodes-a.starting)
 	if k <= 0 {
 		a.mu.Unlock()
 		return
 	}
-	d := Decision{At: now, Action: ActionAdd, Count: k, Nodes: u.Nodes, Util: (u.Load + mbps) / u.Mbps, Dim: "network",
-		Reason: fmt.Sprintf("job %s's hints add %.0f Mb/s: network would reach %.0f%% of %.0f Mb/s (over %.0f%%)",
-			name, mbps, 100*(u.Load+mbps)/u.Mbps, u.Mbps, 100*a.cfg.High)}
+	d := Decision{At: now, Action: ActionAdd, Count: k, Nodes: r.nodes, Util: (r.load + mbps) / r.bw, Dim: "network",
+		Reason: fmt.Sprintf("job %s's hints need %.0f Mb/s; the %d active node(s) have %.0f Mb/s of room under %.0f%%",
+			name, mbps, r.nodes, r.mbps, 100*a.cfg.High)}
 	a.starting += k
 	a.lastOut, a.lastChange = now, now
 	a.counts[ActionAdd]++
 	a.decisions = append(a.decisions, d)
 	a.wg.Add(k)
 	a.mu.Unlock()
-	a.log().Info("autoscale: add", "count", k, "from", u.Nodes, "to", u.Nodes+k, "reason", d.Reason)
+	a.log().Info("autoscale: add", "count", k, "from", r.nodes, "to", r.nodes+k, "reason", d.Reason)
 	var wg sync.WaitGroup
 	for i := 0; i < k; i++ {
 		wg.Add(1)
@@ -700,6 +768,36 @@ func (a *Autoscaler) reserve(name string, h wire.JobHints) {
 		}()
 	}
 	wg.Wait()
+}
+
+// room is what the active nodes can still carry.
+type room struct {
+	nodes int
+	bw    float64 // their bandwidth, Mb/s
+	load  float64 // counted against it (see counted), Mb/s
+	mbps  float64 // left under the limit, summed over nodes, Mb/s
+}
+
+// roomUnder sums, over the active nodes, what each has left under limit
+// (a fraction) of its bandwidth beyond its counted load, with measured
+// figures averaged over smooth heartbeats.
+func (c *Controller) roomUnder(limit float64, smooth int) room {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	allocMbps, _ := c.allocationsLocked()
+	var r room
+	for _, n := range c.nodes {
+		if n.state != wire.NodeActive {
+			continue
+		}
+		bw := c.nodeMbps(n)
+		load := counted(allocMbps[n.addr]/bw, c.measuredLocked(n, smooth)) * bw
+		r.nodes++
+		r.bw += bw
+		r.load += load
+		r.mbps += max(0, limit*bw-load)
+	}
+	return r
 }
 
 // log is the controller's logger.

@@ -280,13 +280,14 @@ func TestAutoscaleReservesForHints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The cluster is sized to ceil(1800 / (0.7 x 1000)) = 3 nodes, and
-	// the job takes the two whose spare covers its 1800 Mb/s.
+	// The one node has 800 Mb/s of room under 80%: the other 1000 take
+	// ceil(1000 / 800) = 2 more nodes, and the job takes the two whose
+	// spare covers its 1800 Mb/s.
 	if len(m.Nodes) != 2 || r.active() != 3 {
 		t.Fatalf("job on %d nodes, %d active; want 2 and 3", len(m.Nodes), r.active())
 	}
 	ds := r.a.Decisions()
-	if len(ds) != 1 || ds[0].Count != 2 || !strings.Contains(ds[0].Reason, "job sort's hints add 1800 Mb/s") {
+	if len(ds) != 1 || ds[0].Count != 2 || !strings.Contains(ds[0].Reason, "job sort's hints need 1800 Mb/s; the 1 active node(s) have 800 Mb/s of room") {
 		t.Fatalf("decisions: %+v", ds)
 	}
 	// A job the cluster can carry starts nothing; one past the maximum
@@ -452,4 +453,103 @@ func (f *fakeOrch) started(addr string) bool {
 		}
 	}
 	return false
+}
+
+// TestAutoscaleReserveStartsNoIdleNode: a job's reservation starts the
+// nodes its placement takes and no more. The old policy sized the cluster
+// to the band's middle, ceil(2400 / 700) = 4 nodes, and the job, placed
+// over the fewest whose spare covers it, left one of them idle.
+func TestAutoscaleReserveStartsNoIdleNode(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{})
+	m, err := r.c.RegisterJob("sort", wire.JobHints{PeakMbps: 2400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.active() != 3 || len(m.Nodes) != 3 {
+		t.Fatalf("%d active nodes, the job on %d; want 3 and 3 (800 Mb/s of room on one node, 1600 more under 80%% of 1000)", r.active(), len(m.Nodes))
+	}
+	// The next job finds no room under the band: it gets a node of its own.
+	m2, err := r.c.RegisterJob("video", wire.JobHints{PeakMbps: 700})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.active() != 4 || len(m2.Nodes) != 1 || m.Nodes[0].Addr == m2.Nodes[0].Addr {
+		t.Fatalf("%d active, second job on %+v", r.active(), m2.Nodes)
+	}
+}
+
+// TestAutoscaleSlackOverAllotment: a node measuring a little over what its
+// jobs were allotted (within AllotmentSlack) starts no node, which the jobs
+// already placed would not use; load beyond the slack does. The old
+// policy counted the measured 82% and added a node.
+func TestAutoscaleSlackOverAllotment(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{Smooth: 1, NoJobScaling: true})
+	if _, err := r.c.RegisterJob("steady", wire.JobHints{PeakMbps: 800}); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.advance(time.Minute)
+	r.beat(820, 0)
+	if d := r.a.Step(); d.Action != ActionNone {
+		t.Fatalf("82%% measured on an 80%% allotment: %+v", d)
+	}
+	r.beat(900, 0)
+	if d := r.a.Step(); d.Action != ActionAdd || !strings.Contains(d.Reason, "measured 90%") {
+		t.Fatalf("90%% measured on an 80%% allotment: %+v", d)
+	}
+	r.settle(2)
+}
+
+// TestAutoscaleScaleInWaitsForAJobsEnd: when a job ends, the nodes'
+// latest heartbeats still carry its traffic. Scale-in waits for
+// heartbeats whose interval began after the end, then drains every node
+// the rest can spare in one decision; the old policy drained one node on
+// the stale figures and the rest a cool-down later.
+func TestAutoscaleScaleInWaitsForAJobsEnd(t *testing.T) {
+	r := newScaleRig(t, 4, AutoscaleConfig{Smooth: 1})
+	m, err := r.c.RegisterJob("sort", wire.JobHints{PeakMbps: 2400})
+	if err != nil || len(m.Nodes) != 3 {
+		t.Fatalf("job: %v, %+v", err, m)
+	}
+	r.clock.advance(time.Minute)
+	r.beat(550, 0)
+	if d := r.a.Step(); d.Action != ActionNone {
+		t.Fatalf("while the job runs: %+v", d)
+	}
+	if _, err := r.c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	if d := r.a.Step(); d.Action != ActionNone || !r.logs.contains("waiting for heartbeats after a job ended on 3 node(s)") {
+		t.Fatalf("right after the job ended: %+v; log %q", d, r.logs.msgs())
+	}
+	r.beat(0, 0) // its interval began before the end
+	if d := r.a.Step(); d.Action != ActionNone {
+		t.Fatalf("after one heartbeat: %+v", d)
+	}
+	r.beat(0, 0)
+	d := r.a.Step()
+	if d.Action != ActionRemove || len(d.Drain) != 3 {
+		t.Fatalf("after a heartbeat wholly after the end: %+v", d)
+	}
+}
+
+// TestAutoscaleSettleIsBounded: nodes that stop reporting cannot hold
+// scale-in back for more than two heartbeat intervals.
+func TestAutoscaleSettleIsBounded(t *testing.T) {
+	r := newScaleRig(t, 4, AutoscaleConfig{Smooth: 1})
+	m, err := r.c.RegisterJob("sort", wire.JobHints{PeakMbps: 2400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.clock.advance(time.Minute)
+	r.beat(100, 0)
+	if _, err := r.c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	if d := r.a.Step(); d.Action != ActionNone {
+		t.Fatalf("right after the job ended: %+v", d)
+	}
+	r.clock.advance(2 * r.c.cfg.HeartbeatInterval)
+	if d := r.a.Step(); d.Action != ActionRemove {
+		t.Fatalf("two intervals later: %+v", d)
+	}
 }
