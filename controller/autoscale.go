@@ -178,6 +178,10 @@ type Utilization struct {
 	Max    float64            // the binding dimension's figure
 	Dim    string             // its name: "network", "cpu", "capacity dram", ...
 	Detail string             // allocated and measured network shares
+	// Allotted is the binding dimension's figure counting the jobs'
+	// allotments only (network and capacity), and AllottedDim its name.
+	Allotted    float64
+	AllottedDim string
 	// Settling counts the nodes whose latest figures straddle the end of
 	// a job placed on them (their measured traffic still has some of it).
 	Settling int
@@ -377,8 +381,12 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 		d.Reason = fmt.Sprintf("%d active node(s), %d starting, under the minimum %d", n, a.starting, p.MinNodes)
 		return d
 	}
+	out := a.outFigure(u)
 	switch {
-	case u.Max > p.High:
+	case out.Max > p.High:
+		u = out
+		d.Util, d.Dim = u.Max, u.Dim
+		figures = fmt.Sprintf("%s %.0f%% (%s)", u.Dim, 100*u.Max, u.Detail)
 		switch {
 		case n+a.starting >= p.MaxNodes:
 			a.hold(fmt.Sprintf("%s over %.0f%% but at the maximum of %d nodes", figures, 100*p.High, p.MaxNodes))
@@ -422,6 +430,23 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 		a.held = ""
 	}
 	return d
+}
+
+// outFigure is the utilization scale-out acts on. With per-job scaling,
+// the jobs' allotments (and CPU when counted): a job's load beyond its
+// allotment grows that job's map (elastic.go), which asks for a node when
+// no active one has room, and a node the cluster started for the load
+// would carry none of it, since jobs are placed only when they register.
+// Without it, u itself.
+func (a *Autoscaler) outFigure(u Utilization) Utilization {
+	if a.cfg.NoJobScaling {
+		return u
+	}
+	u.Max, u.Dim = u.Allotted, "allotted "+u.AllottedDim
+	if a.cfg.UseCPU && u.CPU > u.Max {
+		u.Max, u.Dim = u.CPU, "cpu"
+	}
+	return u
 }
 
 // settling reports whether scale-in waits for k nodes whose figures
@@ -619,7 +644,7 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 	allocBytes := c.allocByTierLocked()
 	u := Utilization{Cap: map[string]float64{}}
 	var bwSum, netSum, allocSum, measSum, cpuSum float64
-	capUsed, capAll := map[uint8]float64{}, map[uint8]float64{}
+	capUsed, capAll, capAlloc := map[uint8]float64{}, map[uint8]float64{}, map[uint8]float64{}
 	var victims []victim
 	draining := 0
 	changing := map[string]bool{} // joining or leaving a job's map (elastic.go)
@@ -660,6 +685,7 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 		for _, t := range n.tiers {
 			used += t.UsedBytes
 			capUsed[t.Kind] += float64(max(t.UsedBytes, allocBytes[nodeKind{n.addr, t.Kind}]))
+			capAlloc[t.Kind] += float64(allocBytes[nodeKind{n.addr, t.Kind}])
 			capAll[t.Kind] += float64(t.CapacityBytes)
 		}
 		if !changing[n.addr] {
@@ -673,6 +699,7 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 	u.Net, u.Mbps, u.Load = netSum/bwSum, bwSum, netSum
 	u.CPU = cpuSum / float64(u.Nodes)
 	u.Max, u.Dim = u.Net, "network"
+	u.Allotted, u.AllottedDim = allocSum/bwSum, "network"
 	u.Detail = fmt.Sprintf("allocated %.0f%%, measured %.0f%% of %.0f Mb/s", 100*allocSum/bwSum, 100*measSum/bwSum, bwSum)
 	if useCPU && u.CPU > u.Max {
 		u.Max, u.Dim = u.CPU, "cpu"
@@ -680,6 +707,9 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 	for k, all := range capAll {
 		if all <= 0 {
 			continue
+		}
+		if f := capAlloc[k] / all; f > u.Allotted {
+			u.Allotted, u.AllottedDim = f, "capacity "+kindName(k)
 		}
 		f := capUsed[k] / all
 		u.Cap[kindName(k)] = f

@@ -223,8 +223,10 @@ func (r *scaleRig) starting() int {
 	return r.a.starting
 }
 
+// TestAutoscaleAddsOnMeasuredLoad: without per-job scaling (Pocket's
+// cluster-wide policy), measured load over the band starts nodes.
 func TestAutoscaleAddsOnMeasuredLoad(t *testing.T) {
-	r := newScaleRig(t, 2, AutoscaleConfig{Cooldown: 10 * time.Second, Smooth: 1})
+	r := newScaleRig(t, 2, AutoscaleConfig{Cooldown: 10 * time.Second, Smooth: 1, NoJobScaling: true})
 	r.beat(900, 0)
 	d := r.a.Step()
 	if d.Action != ActionAdd || d.Count != 1 || d.Dim != "network" {
@@ -307,7 +309,7 @@ func TestAutoscaleReservesForHints(t *testing.T) {
 // counts simulated seconds (one heartbeat and one evaluation each) until
 // the decision, with the default smoothing.
 func TestAutoscaleReactsWithinFiveSeconds(t *testing.T) {
-	r := newScaleRig(t, 2, AutoscaleConfig{MinNodes: 2})
+	r := newScaleRig(t, 2, AutoscaleConfig{MinNodes: 2, NoJobScaling: true})
 	for i := 0; i < 5; i++ {
 		r.beat(0, 0)
 		r.clock.advance(time.Second)
@@ -330,7 +332,7 @@ func TestAutoscaleReactsWithinFiveSeconds(t *testing.T) {
 }
 
 func TestAutoscaleBounds(t *testing.T) {
-	r := newScaleRig(t, 0, AutoscaleConfig{MinNodes: 2, MaxNodes: 3, Smooth: 1})
+	r := newScaleRig(t, 0, AutoscaleConfig{MinNodes: 2, MaxNodes: 3, Smooth: 1, NoJobScaling: true})
 	d := r.a.Step()
 	if d.Action != ActionAdd || d.Count != 2 || !strings.Contains(d.Reason, "under the minimum 2") {
 		t.Fatalf("empty cluster: %+v", d)
@@ -551,5 +553,22 @@ func TestAutoscaleSettleIsBounded(t *testing.T) {
 	r.clock.advance(2 * r.c.cfg.HeartbeatInterval)
 	if d := r.a.Step(); d.Action != ActionRemove {
 		t.Fatalf("two intervals later: %+v", d)
+	}
+}
+
+// TestAutoscaleMeasuredLoadIsTheJobs: with per-job scaling, load beyond
+// the allotments starts no node by itself: the job over its allotment
+// grows its map, and asks for a node when none has room
+// (TestAutoscalerStartsANodeForAJob); allotments over the band still do
+// (TestAutoscaleWeighsAllocation).
+func TestAutoscaleMeasuredLoadIsTheJobs(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{Smooth: 1})
+	r.clock.advance(time.Minute)
+	r.beat(950, 0)
+	if d := r.a.Step(); d.Action != ActionNone {
+		t.Fatalf("95%% measured, nothing allotted: %+v", d)
+	}
+	if r.active() != 2 {
+		t.Fatalf("%d active nodes", r.active())
 	}
 }
