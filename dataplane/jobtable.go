@@ -83,6 +83,7 @@ type jobEntry struct {
 	state   atomic.Uint32
 	used    atomic.Bool                     // a request of the job was admitted here
 	tok     atomic.Pointer[[token.Len]byte] // a token that passed the full check
+	traffic atomic.Pointer[jobTraffic]      // its value bytes here (jobtraffic.go); nil until counted
 
 	seen      uint64    // the snapshot that last listed it
 	revokedAt time.Time // when it was revoked
@@ -104,6 +105,12 @@ type jobTable struct {
 	revoked   map[string]*jobEntry // revoked or retired, not yet removed
 	retiredAt []string             // retired jobs, checked in turn
 	orphans   map[string]*jobEntry // orphaned jobs (see above)
+
+	// Per-job traffic (jobtraffic.go): the slots per job (the node's
+	// event loops, set before it serves), and the jobs counted so far.
+	loops   int
+	trafMu  sync.Mutex // guards counted
+	counted []*jobTraffic
 }
 
 func (j *jobTable) init() {

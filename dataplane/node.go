@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,6 +105,10 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	n.pf, _ = cfg.DRAM.(prefetcher)
 	n.jobs.init()
+	n.jobs.loops = cfg.Net.Loops
+	if n.jobs.loops <= 0 {
+		n.jobs.loops = runtime.NumCPU() // netio's default
+	}
 	if g, ok := cfg.Guard.(*TokenGuard); ok {
 		n.cfg.Guard = g.bind(&n.jobs)
 	}
@@ -192,6 +197,30 @@ func (n *Node) Stats() Stats {
 		st.BytesOut += l.bytesOut.Load()
 	}
 	return st
+}
+
+// JobTraffic is one job's use of a node: the value (payload) bytes the
+// node received for it (puts) and sent for it (gets) since the job was
+// first counted here, and the bytes it holds on the node now (all tiers).
+type JobTraffic struct {
+	Job               string
+	BytesIn, BytesOut uint64
+	Held              int64
+}
+
+// JobTraffic returns the counters of every job that has sent a request to
+// this node (jobtraffic.go), in no order; a job whose entry left the job
+// table is no longer listed, and a new job under the same id starts from
+// zero. Requests of a job the table has no entry for (a node without a
+// controller, or not synced yet) are in Stats only.
+func (n *Node) JobTraffic() []JobTraffic {
+	ts := n.jobs.countedJobs()
+	out := make([]JobTraffic, len(ts))
+	for i, t := range ts {
+		in, o := t.totals()
+		out[i] = JobTraffic{Job: t.job, BytesIn: in, BytesOut: o, Held: n.jobUsage([]byte(t.job))}
+	}
+	return out
 }
 
 // DropJob deletes a job's values from every tier (keeping persistent ones

@@ -86,6 +86,7 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 		return n.skipPayload(c, cs, h, have, wire.ErrorOf(err))
 	}
 	n.stats.of(c).bytesIn.Add(uint64(h.PayloadLen))
+	n.jobs.traffic(cs.entry, cs.req.Job).addIn(c.Loop().Index(), uint64(h.PayloadLen))
 	s := &cs.put
 	s.start(c, *h, tier, p)
 	s.ref.entry = cs.entry
@@ -211,12 +212,15 @@ func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		n.replyErr(c, cs, h, errMoving)
 		return
 	}
-	if n.getStream(c, cs, h, tier) {
+	// The job's counters, taken now: a reply sent later (from another
+	// goroutine's read) finds cs holding a later request.
+	jt := n.jobs.traffic(cs.entry, cs.req.Job)
+	if n.getStream(c, cs, h, tier, jt) {
 		return
 	}
 	if tier.Blocking() && !n.inlineOK(c, cs) {
-		if !n.getStart(c, cs, h, tier) {
-			n.getAsync(c, *h, tier, string(cs.req.Job), string(cs.req.Key))
+		if !n.getStart(c, cs, h, tier, jt) {
+			n.getAsync(c, *h, tier, string(cs.req.Job), string(cs.req.Key), jt)
 		}
 		return
 	}
@@ -228,7 +232,7 @@ func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	if h.Flags&wire.FlagDeleteAfterRead != 0 {
 		n.deleteRead(tier, cs.req.Job, cs.req.Key, v) // the open reference keeps the bytes
 	}
-	n.sendValue(c, cs, h, v)
+	n.sendValue(c, cs, h, v, jt)
 }
 
 // openStarter is a blocking tier that can begin a read without waiting
@@ -245,7 +249,7 @@ type openStarter interface {
 // reports false, having done nothing, when the tier cannot start the read
 // at once or the get deletes what it reads (FlagDeleteAfterRead, which
 // needs the key after the open); then the worker path serves the get.
-func (n *Node) getStart(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) bool {
+func (n *Node) getStart(c *netio.Conn, cs *connState, h *wire.Header, tier Tier, jt *jobTraffic) bool {
 	st, ok := tier.(openStarter)
 	if !ok || h.Flags&wire.FlagDeleteAfterRead != 0 {
 		return false
@@ -258,7 +262,7 @@ func (n *Node) getStart(c *netio.Conn, cs *connState, h *wire.Header, tier Tier)
 	n.inflight.Add(1)
 	started, err := st.OpenStart(cs.req.Job, cs.req.Key, submit, func(v Value, err error) {
 		n.inflight.Add(-1)
-		n.postOpened(c, cs, &hc, start, v, err)
+		n.postOpened(c, cs, &hc, start, v, err, jt)
 	})
 	switch {
 	case started:
@@ -287,7 +291,7 @@ func (n *Node) flushLater(c *netio.Conn, st openStarter) {
 // connection's loop and answers there. Loop.Post (not Conn.Post, which
 // skips closed connections) so the value is released even if the client
 // has gone.
-func (n *Node) postOpened(c *netio.Conn, cs *connState, h *wire.Header, start int64, v Value, err error) {
+func (n *Node) postOpened(c *netio.Conn, cs *connState, h *wire.Header, start int64, v Value, err error, jt *jobTraffic) {
 	c.Loop().Post(func() {
 		switch {
 		case err != nil && !cs.closed:
@@ -296,7 +300,7 @@ func (n *Node) postOpened(c *netio.Conn, cs *connState, h *wire.Header, start in
 		case cs.closed:
 			v.Release()
 		default:
-			cs.withStart(start, func() { n.sendValue(c, cs, h, v) })
+			cs.withStart(start, func() { n.sendValue(c, cs, h, v, jt) })
 		}
 	})
 }
@@ -304,7 +308,7 @@ func (n *Node) postOpened(c *netio.Conn, cs *connState, h *wire.Header, start in
 // getAsync reads a value from a blocking tier on a worker and sends it from
 // the connection's loop. If the connection closed meanwhile the value is
 // released on the worker.
-func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string) {
+func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string, jt *jobTraffic) {
 	cs := c.Context().(*connState)
 	start := cs.start
 	ok := n.submit(func() {
@@ -312,7 +316,7 @@ func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string
 		if err == nil && h.Flags&wire.FlagDeleteAfterRead != 0 {
 			n.deleteRead(tier, []byte(job), []byte(key), v)
 		}
-		n.postOpened(c, cs, &h, start, v, err)
+		n.postOpened(c, cs, &h, start, v, err, jt)
 	})
 	if !ok {
 		n.replyErr(c, cs, &h, errBusy)
@@ -334,8 +338,9 @@ func (n *Node) deleteRead(tier Tier, job, key []byte, v Value) {
 
 // sendValue writes the reply header and the value. Small values are
 // copied into the output buffer and released at once; large ones go to
-// writev by reference and are released when the kernel has them.
-func (n *Node) sendValue(c *netio.Conn, cs *connState, h *wire.Header, v Value) {
+// writev by reference and are released when the kernel has them. The
+// bytes count as sent for the job whose counters jt are.
+func (n *Node) sendValue(c *netio.Conn, cs *connState, h *wire.Header, v Value, jt *jobTraffic) {
 	size := v.Size()
 	rh := wire.Header{Op: h.Op.Reply(), ID: h.ID, PayloadLen: uint32(size), Flags: uint16(v.Flags())}
 	if h.Flags&wire.FlagVersion != 0 {
@@ -349,6 +354,7 @@ func (n *Node) sendValue(c *netio.Conn, cs *connState, h *wire.Header, v Value) 
 		c.Write(cs.hdr[:])
 	}
 	n.stats.of(c).bytesOut.Add(uint64(size))
+	jt.addOut(c.Loop().Index(), uint64(size))
 	n.mx.done(c, cs.start, h.Op, wire.CodeOK)
 	segs := v.Segments()
 	if size <= smallCopy || len(segs) == 0 {
@@ -622,7 +628,8 @@ type getStream struct {
 	start int64
 	s     *nvmeStream
 	hold  *netio.Hold
-	total int // chunks
+	total int         // chunks
+	jt    *jobTraffic // the job's counters (nil: not counted per job)
 
 	begun   int  // chunks whose read has begun
 	written int  // chunks handed to the connection, in order
@@ -646,7 +653,7 @@ type streamSlot struct {
 // getStream starts streaming the get's value when the tier can and the
 // value is larger than one chunk; it reports false, having done nothing,
 // when the get is to be served whole.
-func (n *Node) getStream(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) bool {
+func (n *Node) getStream(c *netio.Conn, cs *connState, h *wire.Header, tier Tier, jt *jobTraffic) bool {
 	so, ok := tier.(streamOpener)
 	if !ok || cs.stream != nil || h.Flags&wire.FlagDeleteAfterRead != 0 {
 		return false
@@ -659,7 +666,7 @@ func (n *Node) getStream(c *netio.Conn, cs *connState, h *wire.Header, tier Tier
 	if s == nil {
 		return false
 	}
-	g := &getStream{n: n, c: c, cs: cs, h: *h, start: cs.start, s: s, total: s.chunks()}
+	g := &getStream{n: n, c: c, cs: cs, h: *h, start: cs.start, s: s, total: s.chunks(), jt: jt}
 	for i := range g.slots {
 		g.slots[i].g = g
 	}
@@ -774,6 +781,7 @@ func (g *getStream) writeHeader() bool {
 		hold.Write(cs.hdr[:])
 	}
 	g.n.stats.of(g.c).bytesOut.Add(uint64(g.s.size()))
+	g.jt.addOut(g.c.Loop().Index(), uint64(g.s.size()))
 	cs.withStart(g.start, func() { g.n.mx.done(g.c, cs.start, h.Op, wire.CodeOK) })
 	return true
 }

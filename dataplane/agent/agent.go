@@ -1,7 +1,8 @@
 // Package agent connects a storage node to the controller: it registers
 // the node with its tiers (capacity, and bandwidth measured by `pocket hw`
 // or configured), sends a heartbeat every second with the tiers' use, the
-// node's own rx/tx rates and CPU, and the revision its job table is at, and
+// node's own rx/tx rates and CPU, each job's own rx/tx rates and bytes
+// (wire.Heartbeat.Loads), and the revision its job table is at, and
 // applies what the controller answers: the node's state and the job-table
 // changes since that revision (jobs registered, revoked, their map epochs;
 // dataplane.Node.ApplyAck). It reports the jobs whose data the node holds
@@ -18,6 +19,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"sort"
 	"time"
 
 	"github.com/pocketstore/pocket/dataplane"
@@ -53,7 +55,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &agent{cfg: cfg, ctx: ctx, last: time.Now(), lastStats: cfg.Node.Stats()}
+	a := &agent{cfg: cfg, ctx: ctx, last: time.Now(), lastStats: cfg.Node.Stats(), lastJobs: byJob(cfg.Node.JobTraffic())}
 	a.move = startMover(ctx, cfg.Node, cfg.Controller, cfg.Addr, cfg.Logger)
 	defer a.move.stop()
 	defer a.stopDrain()
@@ -69,6 +71,7 @@ type agent struct {
 	ctx       context.Context
 	last      time.Time
 	lastStats dataplane.Stats
+	lastJobs  map[string]dataplane.JobTraffic // the per-job counters at the last heartbeat
 	state     wire.NodeState
 	drain     *drainer // set once the controller orders a drain
 	move      *mover   // moves values of jobs whose maps changed (nil: none)
@@ -86,19 +89,21 @@ func (a *agent) tiers() []wire.TierStat {
 
 // report fills a heartbeat. Rates are the node's own payload bytes over
 // the interval, not the interface's: nodes that share a host (or loopback)
-// would otherwise all report the host's total.
+// would otherwise all report the host's total. So are each job's
+// (hb.Loads, jobLoads).
 func (a *agent) report(hb *wire.Heartbeat) {
-	now, st := time.Now(), a.cfg.Node.Stats()
+	now, st, jobs := time.Now(), a.cfg.Node.Stats(), a.cfg.Node.JobTraffic()
 	secs := now.Sub(a.last).Seconds()
 	if secs > 0 {
-		hb.RxMbps = float64(st.BytesIn-a.lastStats.BytesIn) * 8 / 1e6 / secs
-		hb.TxMbps = float64(st.BytesOut-a.lastStats.BytesOut) * 8 / 1e6 / secs
+		hb.RxMbps = mbps(st.BytesIn-a.lastStats.BytesIn, secs)
+		hb.TxMbps = mbps(st.BytesOut-a.lastStats.BytesOut, secs)
+		hb.Loads = jobLoads(jobs, a.lastJobs, secs, wire.MaxJobLoads)
 		hb.Metrics = append(hb.Metrics,
 			wire.Metric{Name: "requests_per_sec", Value: float64(st.Requests-a.lastStats.Requests) / secs},
 			wire.Metric{Name: "errors_per_sec", Value: float64(st.Errors-a.lastStats.Errors) / secs},
 			wire.Metric{Name: "open_conns", Value: float64(st.Net.Open)})
 	}
-	a.last, a.lastStats = now, st
+	a.last, a.lastStats, a.lastJobs = now, st, byJob(jobs)
 	hb.Since, hb.SnapRev, hb.SnapAfter = a.cfg.Node.JobSync()
 	hb.Held = a.cfg.Node.HeldJobs(wire.MaxHeldJobs)
 	hb.Tiers = a.tiers()
@@ -115,6 +120,50 @@ func (a *agent) report(hb *wire.Heartbeat) {
 			hb.Metrics = appendBlock(hb.Metrics, snap.Block)
 		}
 	}
+}
+
+// mbps is b bytes over secs seconds in Mb/s.
+func mbps(b uint64, secs float64) float64 { return float64(b) * 8 / 1e6 / secs }
+
+// jobLoads turns the node's per-job counters now and at the last
+// heartbeat, secs seconds ago, into the heartbeat's per-job figures: each
+// job's value bytes in and out over the interval in Mb/s, and the bytes
+// it holds. A job counted from zero again (a new job under the id) counts
+// from zero. With more than k jobs, the k busiest (the larger of rx and
+// tx, then bytes held) are reported, the busiest first.
+func jobLoads(now []dataplane.JobTraffic, last map[string]dataplane.JobTraffic, secs float64, k int) []wire.JobLoad {
+	if len(now) == 0 || secs <= 0 {
+		return nil
+	}
+	out := make([]wire.JobLoad, len(now))
+	for i, jt := range now {
+		prev := last[jt.Job]
+		if jt.BytesIn < prev.BytesIn || jt.BytesOut < prev.BytesOut {
+			prev = dataplane.JobTraffic{}
+		}
+		out[i] = wire.JobLoad{Job: jt.Job, RxMbps: mbps(jt.BytesIn-prev.BytesIn, secs),
+			TxMbps: mbps(jt.BytesOut-prev.BytesOut, secs), Bytes: jt.Held}
+	}
+	sort.Slice(out, func(x, y int) bool {
+		bx, by := max(out[x].RxMbps, out[x].TxMbps), max(out[y].RxMbps, out[y].TxMbps)
+		if bx != by {
+			return bx > by
+		}
+		if out[x].Bytes != out[y].Bytes {
+			return out[x].Bytes > out[y].Bytes
+		}
+		return out[x].Job < out[y].Job
+	})
+	return out[:min(len(out), k)]
+}
+
+// byJob indexes counters by job.
+func byJob(jts []dataplane.JobTraffic) map[string]dataplane.JobTraffic {
+	m := make(map[string]dataplane.JobTraffic, len(jts))
+	for _, jt := range jts {
+		m[jt.Job] = jt
+	}
+	return m
 }
 
 // maxBlockMetrics bounds the block-latency figures per heartbeat (two per
