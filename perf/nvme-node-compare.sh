@@ -8,7 +8,14 @@
 #   - 4 KiB GETs from the NVMe tier with 32 conns (ops/s) against fio's 4 KiB
 #     random read IOPS at QD32, both buffer kinds (target >= 0.7x);
 #   - 4 KiB GET p50 from the NVMe tier (1 conn) against fio's 4 KiB random
-#     read p50 at QD1 plus the DRAM tier's 4 KiB GET p50 (target <= 1.2x).
+#     read p50 at QD1 plus the DRAM tier's 4 KiB GET p50 (target <= 1.2x);
+#   - the network's limit beside the device's: the same node's 1 MiB GET
+#     from its DRAM tier (8 conns, 256 keys, right after its NVMe cell) and
+#     one TCP stream over 127.0.0.1 (`pocket bench --loopback`, as
+#     perf/bench-compare.sh measures it); the 1 MiB NVMe GET is also shown as
+#     a share of each, and the DRAM GET as a share of fio's limit. When the
+#     DRAM GET sits near or under fio's rate, the send over loopback, not
+#     the device, binds the 1 MiB cell. LOOPBACK=0 skips the stream.
 # fio runs time-based (--time_based --runtime), like `pocket bench`.
 #
 # Why alternate and repeat: on a shared machine the load drifts by minutes,
@@ -42,7 +49,8 @@
 #        perf/nvme-node-compare.sh /tmp/old/pocket,bin/pocket "" 5
 #   POCKET_BIN default bin/pocket (make build); DIR default a temp dir (must
 #   accept O_DIRECT: not tmpfs); SECONDS per measurement, default 5.
-#   REPEAT rounds (default 3); PLAIN=0 skips the 4 KiB-page fio runs.
+#   REPEAT rounds (default 3); PLAIN=0 skips the 4 KiB-page fio runs;
+#   LOOPBACK=0 skips the loopback stream.
 # Needs fio and jq; installs nothing. The node and the generator share the
 # cores: a quiet machine gives steadier figures, the alternation fairer ones.
 set -euo pipefail
@@ -51,6 +59,7 @@ dir=${2:-}
 secs=${3:-5}
 rounds=${REPEAT:-3}
 plain=${PLAIN:-1}
+loopback=${LOOPBACK:-1}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "nvme-node-compare: REPEAT=$rounds is not a positive count" >&2; exit 2; }
 for tool in fio jq "${bins[@]}"; do
 	command -v "$tool" >/dev/null || { echo "nvme-node-compare: $tool not found" >&2; exit 1; }
@@ -125,7 +134,15 @@ for r in $(seq "$rounds"); do
 		put fio1mh "$(fio_val '.jobs[0].read.bw_bytes / 1e6' rr1mh randread 1M 8 --iomem=shmhuge)"
 	fi
 	((plain)) && put fio1m "$(fio_val '.jobs[0].read.bw_bytes / 1e6' rr1m randread 1M 8)"
-	for i in "${!bins[@]}"; do put "get1m.$i" "$(bench "$i" nvme get 1MiB 8 2048 | jq .mb_per_sec)"; done
+	# Each node's DRAM 1 MiB GET right after its NVMe one: the same
+	# node, generator and connections, the value already in memory.
+	for i in "${!bins[@]}"; do
+		put "get1m.$i" "$(bench "$i" nvme get 1MiB 8 2048 | jq .mb_per_sec)"
+		put "dram1m.$i" "$(bench "$i" dram get 1MiB 8 256 | jq .mb_per_sec)"
+	done
+	if ((loopback)); then
+		put loop "$("${bins[0]}" bench --loopback --duration "${secs}s" --warmup 1s --json | jq .mb_per_sec)"
+	fi
 	if ((huge)); then
 		put fio4kh "$(fio_val '.jobs[0].read.iops' rr32h randread 4k 32 --iomem=shmhuge)"
 	fi
@@ -176,6 +193,9 @@ for i in "${!bins[@]}"; do
 	((${#bins[@]} > 1)) && echo "== ${bins[$i]}"
 	row "1 MiB GET from NVMe tier, MB/s vs fio hugepages" "get1m.$i" fio1mh "(target >= 0.90; randread QD8, the fair limit)"
 	((plain)) && row "1 MiB GET from NVMe tier, MB/s vs fio 4 KiB pages" "get1m.$i" fio1m "(fio's default buffers, for history)"
+	row "1 MiB GET from NVMe tier, MB/s vs DRAM 1 MiB GET" "get1m.$i" "dram1m.$i" "(same node, 8 conns: the send's limit)"
+	((loopback)) && row "1 MiB GET from NVMe tier, MB/s vs loopback stream" "get1m.$i" loop "(one TCP stream over 127.0.0.1)"
+	row "1 MiB GET from DRAM tier, MB/s vs fio hugepages" "dram1m.$i" fio1mh "(network path against device; >= 1: device binds)"
 	row "4 KiB GET 32 conns, ops/s vs fio QD32 hugepages" "get4k.$i" fio4kh "(target >= 0.70)"
 	((plain)) && row "4 KiB GET 32 conns, ops/s vs fio QD32 4 KiB pages" "get4k.$i" fio4k "(fio's default buffers)"
 	p50row "$i" "4 KiB GET p50 from NVMe tier, us"
