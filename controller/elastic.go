@@ -10,22 +10,35 @@ import (
 
 // Maps that change under a running job
 //
-// The autoscaler (autoscale.go) also watches each job on its own. A job's
-// utilization is that of the nodes of its map, per dimension: the measured
-// network share (max of rx and tx over bandwidth, averaged over Smooth
-// heartbeats) weighted by bandwidth, and the bytes used of the job's tier
-// over its capacity; the binding one counts. Then, one change per job at a
-// time, at most one per JobCooldown:
+// The autoscaler (autoscale.go) also watches each job on its own, with two
+// kinds of figures from the heartbeats of the nodes of its map (JobUtil):
 //
-//   - above High: the job's map gains a node (growJobLocked): the active
-//     node of its tier outside the map, not lost by the job, with the most
-//     spare bandwidth, whose own utilization is under Low. When there is
-//     none the autoscaler starts one through its orchestrator, and the job
+//   - the nodes' utilization, per dimension: their measured network share
+//     (max of rx and tx over bandwidth, averaged over Smooth heartbeats)
+//     weighted by bandwidth, and the bytes used of the job's tier over its
+//     capacity; the binding one counts (Max);
+//   - the job's own traffic on them (Mbps): the sum of the per-job figures
+//     its nodes report (max of its rx and tx there, averaged over Smooth
+//     heartbeats; jobload.go), or, from a node that reports none (an older
+//     node), the node's traffic split among its jobs by allotment.
+//
+// Then, one change per job at a time, at most one per JobCooldown:
+//
+//   - pressed: its nodes' capacity share above High, or their network
+//     share above High while the job's own traffic exceeds 1.1x its
+//     allotment (hints answer for the load they promised; of jobs sharing
+//     busy nodes, those beyond their allotment grow, an idle one does
+//     not): the job's map gains a node (growJobLocked): the active node of
+//     its tier outside the map, not lost by the job, with the most spare
+//     bandwidth, whose own utilization is under Low. When there is none
+//     the autoscaler starts one through its orchestrator, and the job
 //     grows onto it at a later evaluation;
-//   - under Low (latest figures, as scale-in), and the rest of its nodes
-//     would stay under the band's middle: the map sheds one of the nodes
-//     growth added, the one holding the least (shrinkJobLocked). Hints
-//     still win: a map never shrinks below the nodes it was sized with.
+//   - its nodes under Low (latest figures, as scale-in), and the rest of
+//     its nodes would stay under the band's middle: the map sheds one of
+//     the nodes growth added, the one holding the least (shrinkJobLocked).
+//     These are the nodes' figures, whoever's load they carry: a job does
+//     not shed a node onto nodes other jobs keep busy. Hints still win: a
+//     map never shrinks below the nodes it was sized with.
 //
 // A change is carried out like a drain (drain.go), for one job only:
 //
@@ -489,9 +502,10 @@ type JobUtil struct {
 	Net   float64 // measured network share of its nodes (fraction)
 	Cap   float64 // used share of its tier's capacity on its nodes
 	Max   float64 // the binding one
-	// Mbps is the job's share of what its nodes measured: each node's
-	// traffic split among its jobs by allotment (nodes report no per-job
-	// figures), summed.
+	// Mbps is the job's own traffic on its nodes, summed: each node's
+	// per-job figure for it (the larger of rx and tx, averaged like Net),
+	// or, from a node that reports none (an older node), the node's
+	// traffic split among its jobs by allotment.
 	Mbps float64
 }
 
@@ -508,7 +522,7 @@ func (c *Controller) jobUtilLocked(j *job, smooth int) JobUtil {
 		bw, meas := c.nodeMbps(n), c.measuredLocked(n, smooth)
 		bwSum += bw
 		netSum += meas * bw
-		u.Mbps += meas * bw * c.shareLocked(j, mn)
+		u.Mbps += c.jobMbpsLocked(j, n, mn, smooth, meas*bw)
 		if t := n.tier(j.tier); t != nil {
 			used += float64(t.UsedBytes)
 			capacity += float64(t.CapacityBytes)
@@ -557,8 +571,9 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 		}
 		u := c.jobUtilLocked(j, p.Smooth)
 		// Hints answer for the load they promised: the network grows a
-		// job's map only for load beyond its allotment (a job sized to
-		// 80 % of its nodes that runs at 85 % keeps them).
+		// job's map only for its own load beyond its allotment (a job
+		// sized to 80 % of its nodes that runs at 85 % keeps them; a job
+		// idle beside a busy one keeps its nodes).
 		pressed := u.Cap > p.High || (u.Net > p.High && u.Mbps > 1.1*j.allocMbps)
 		switch {
 		case pressed && u.Nodes < p.MaxNodes && c.deadMemberLocked(j) == "":

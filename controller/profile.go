@@ -17,16 +17,20 @@ import (
 // size hints is sized from the last runs instead of Pocket's default
 // (2 nodes, 16 Gb/s). Hints, when given, win.
 //
-// Attribution. Nodes report per-node figures only (rx and tx Mb/s, bytes
-// used per tier), not per job, so each heartbeat is split among the jobs
-// placed on the node by their share of the node's allotment: job j's
-// bandwidth on node n is max(rx, tx) x a_j/A_n, where a_j is j's allotted
-// Mb/s on n (its allotment times its weight there) and A_n the sum over
-// n's jobs; its bytes are n's used bytes of j's tier x b_j/B_n with the
-// allotted bytes of that tier, or by the bandwidth share when no job on n
-// has a capacity allotment. A job alone on its nodes gets exactly their
-// figures. The job's figure at a moment is the sum over the nodes of its
-// map of their latest attributed figures; its run keeps the peaks. A
+// Attribution. A node that counts per job reports each job's own figures
+// in its heartbeats (wire.Heartbeat.Loads; jobload.go): job j's bandwidth
+// on node n is the larger of its rx and tx there, its bytes what it holds
+// there; a job the heartbeat does not list had none. A node that reports
+// no per-job figures (an older node) has its heartbeat split among the
+// jobs placed on it by their share of its allotment: job j's bandwidth
+// on n is max(rx, tx) x a_j/A_n, where a_j is j's allotted Mb/s on n (its
+// allotment times its weight there) and A_n the sum over n's jobs; its
+// bytes are n's used bytes of j's tier x b_j/B_n with the allotted bytes
+// of that tier, or by the bandwidth share when no job on n has a capacity
+// allotment (a job alone on its nodes gets exactly their figures; one
+// beside a busy job, a share of that job's). The job's figure at a moment
+// is the sum over the nodes of its map of their latest attributed
+// figures; its run keeps the peaks. A
 // heartbeat updates at most profileSampleJobs of the node's jobs (Go's
 // randomized map order picks which), so its cost does not grow with the
 // number of jobs; on a node with more jobs each is sampled less often.
@@ -117,31 +121,41 @@ type jobTrace struct {
 	samples   int // the most heartbeats attributed from one node (nodeFig.n)
 }
 
-// observeNode splits one heartbeat of node n among its jobs (the
+// observeNode attributes one heartbeat of node n to its jobs (the
 // attribution in the doc above) and updates their traces.
 func (b *profileBook) observeNode(n *node, l *nodeLoad, now time.Time) {
 	if l == nil || len(l.jobs) == 0 {
 		return
 	}
-	busy := max(n.rx, n.tx)
 	k := 0
 	for j := range l.jobs {
 		if k == profileSampleJobs {
 			break
 		}
 		k++
-		w := weightOn(j, n.addr)
-		bw := share(j.allocMbps*w, l.mbps, float64(len(l.jobs)))
-		by := bw
-		if tb := l.bytes[j.tier]; tb > 0 {
-			by = float64(j.allocBytes) * w / float64(tb)
-		}
-		var used int64
-		if t := n.tier(j.tier); t != nil {
-			used = t.UsedBytes
-		}
-		b.trace(j, now).add(j, n.addr, nodeFig{mbps: busy * bw, bytes: int64(float64(used) * by)}, now)
+		b.trace(j, now).add(j, n.addr, attributed(n, l, j), now)
 	}
+}
+
+// attributed is job j's figure on node n (whose jobs l are) at n's latest
+// heartbeat: its own when n reports per-job figures, else n's figures
+// split by allotment.
+func attributed(n *node, l *nodeLoad, j *job) nodeFig {
+	if n.jobLoads.reports {
+		own := n.jobLoads.latest(j.id)
+		return nodeFig{mbps: max(own.RxMbps, own.TxMbps), bytes: own.Bytes}
+	}
+	w := weightOn(j, n.addr)
+	bw := share(j.allocMbps*w, l.mbps, float64(len(l.jobs)))
+	by := bw
+	if tb := l.bytes[j.tier]; tb > 0 {
+		by = float64(j.allocBytes) * w / float64(tb)
+	}
+	var used int64
+	if t := n.tier(j.tier); t != nil {
+		used = t.UsedBytes
+	}
+	return nodeFig{mbps: max(n.rx, n.tx) * bw, bytes: int64(float64(used) * by)}
 }
 
 // weightOn is j's weight on the node at addr (0 when not in its map).

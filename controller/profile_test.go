@@ -90,8 +90,9 @@ func TestProfileSizesNextJob(t *testing.T) {
 	}
 }
 
-// TestProfileAttribution: two jobs share a node; its figures are split by
-// their allotments there.
+// TestProfileAttribution: two jobs share a node that reports no per-job
+// figures (an older node); its figures are split by their allotments
+// there.
 func TestProfileAttribution(t *testing.T) {
 	c := newTest(t, Config{FirstJobSeq: 1})
 	mustRegister(t, c, dramNode("127.0.0.1:7001", 100e9, 8000))
@@ -123,6 +124,53 @@ func TestProfileAttribution(t *testing.T) {
 	}
 	if !within(float64(ra.PeakBytes), 6e9, 1e-6) || !within(float64(rb.PeakBytes), 2e9, 1e-6) {
 		t.Errorf("bytes split %d / %d; want 6e9 / 2e9 (3:1 by allotment)", ra.PeakBytes, rb.PeakBytes)
+	}
+}
+
+// TestProfileOwnFigures: an idle job sharing a node with a busy one
+// records near-zero Mb/s and its own bytes when the node reports per-job
+// figures; the busy one records its own. The old controller split the
+// node's figures by allotment, so the idle job recorded 1/4 of the busy
+// one's 4000 Mb/s (the trial's idle profiles at 7,681 and 2,363 Mb/s).
+func TestProfileOwnFigures(t *testing.T) {
+	c := newTest(t, Config{FirstJobSeq: 1})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 100e9, 8000))
+	book := newProfileBook(0, 0, false)
+	idle, err := c.RegisterJob("idle", wire.JobHints{PeakMbps: 1000, CapacityBytes: 10e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := c.RegisterJob("busy", wire.JobHints{PeakMbps: 3000, CapacityBytes: 30e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for s := 0; s < 3; s++ {
+		hb := &wire.Heartbeat{Addr: "127.0.0.1:7001", RxMbps: 4000.5, TxMbps: 100,
+			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 100e9, Mbps: 8000, UsedBytes: 20e9 + 1e6}},
+			Loads: []wire.JobLoad{{Job: busy.Job, RxMbps: 4000, TxMbps: 100, Bytes: 20e9},
+				{Job: idle.Job, RxMbps: 0.5, Bytes: 1e6}}}
+		if _, err := c.Heartbeat(hb); err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		book.observeNode(c.nodes["127.0.0.1:7001"], c.loads["127.0.0.1:7001"], now.Add(time.Duration(s)*time.Second))
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	book.end(c.jobs[idle.Job], now.Add(3*time.Second))
+	book.end(c.jobs[busy.Job], now.Add(3*time.Second))
+	c.mu.Unlock()
+	pi, _ := book.profile("idle")
+	pb, _ := book.profile("busy")
+	if len(pi.Runs) != 1 || len(pb.Runs) != 1 {
+		t.Fatalf("profiles %+v %+v", pi, pb)
+	}
+	if r := pi.Runs[0]; r.PeakMbps != 0.5 || r.PeakBytes != 1e6 {
+		t.Errorf("the idle job recorded %.1f Mb/s and %d bytes; want its own 0.5 and 1e6", r.PeakMbps, r.PeakBytes)
+	}
+	if r := pb.Runs[0]; r.PeakMbps != 4000 || r.PeakBytes != 20e9 {
+		t.Errorf("the busy job recorded %.1f Mb/s and %d bytes; want its own 4000 and 2e10", r.PeakMbps, r.PeakBytes)
 	}
 }
 

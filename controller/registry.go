@@ -91,6 +91,7 @@ type node struct {
 	lastSeen  time.Time
 	deadSince time.Time
 	hist      history
+	jobLoads  jobLoads    // per-job figures of its last heartbeats (jobload.go)
 	drain     *drainState // set while draining
 	since     uint64      // the revision its job table was at in its last heartbeat
 	hurried   bool        // its last ack asked for the next heartbeat at once
@@ -249,6 +250,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	if !n.hurried || n.hist.n == 0 {
 		n.rx, n.tx, n.cpu = hb.RxMbps, hb.TxMbps, hb.CPUPercent
 		n.metrics = hb.Metrics
+		n.jobLoads.add(hb.Loads)
 		c.recordLocked(n, now)
 		c.prof.observeNode(n, c.loads[n.addr], now)
 	}

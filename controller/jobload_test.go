@@ -1,0 +1,178 @@
+package controller
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/orchestrator"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestJobLoadsSmoothed: a job's own traffic on a node is the larger of
+// its rx and tx averaged over the node's last heartbeats, a heartbeat
+// that does not list the job counting as none; the latest heartbeat
+// decides whether the node reports per-job figures.
+func TestJobLoadsSmoothed(t *testing.T) {
+	var l jobLoads
+	if l.mbps("a", 3) != 0 || l.reports || l.latest("a") != (wire.JobLoad{}) {
+		t.Fatal("an empty record reports figures")
+	}
+	l.add([]wire.JobLoad{{Job: "a", RxMbps: 100, TxMbps: 40}})
+	l.add([]wire.JobLoad{{Job: "a", RxMbps: 10, TxMbps: 300, Bytes: 7}, {Job: "b", RxMbps: 50}})
+	if !l.reports || l.mbps("a", 1) != 300 || l.mbps("a", 2) != 200 || l.mbps("a", 9) != 200 || l.mbps("b", 2) != 25 {
+		t.Fatalf("a over 1, 2, 9: %v %v %v; b over 2: %v; want 300, 200, 200, 25",
+			l.mbps("a", 1), l.mbps("a", 2), l.mbps("a", 9), l.mbps("b", 2))
+	}
+	if got := l.latest("a"); got.Bytes != 7 || got.TxMbps != 300 {
+		t.Fatalf("latest %+v", got)
+	}
+	l.add(nil) // an older node's heartbeat, or no job used it
+	if l.reports || l.mbps("a", 3) != (100+300)/3.0 {
+		t.Fatalf("after a heartbeat without figures: reports %v, a over 3 %v", l.reports, l.mbps("a", 3))
+	}
+	for i := 0; i < 2*jobLoadLen; i++ {
+		l.add([]wire.JobLoad{{Job: "c", RxMbps: float64(i)}})
+	}
+	if l.n != jobLoadLen || l.mbps("a", 100) != 0 || l.mbps("c", 100) != float64(2*jobLoadLen-1+jobLoadLen)/2 {
+		t.Fatalf("bounded: %d kept, a %v, c %v", l.n, l.mbps("a", 100), l.mbps("c", 100))
+	}
+}
+
+// heartbeatLoads sends addr's heartbeat at rx Mb/s with the per-job
+// figures loads (nil: an older node's, with none), as an agent does (see
+// scaleRig.heartbeat).
+func (r *scaleRig) heartbeatLoads(addr string, rx float64, loads []wire.JobLoad) {
+	r.t.Helper()
+	hb := &wire.Heartbeat{Addr: addr, Proof: dramNode(addr, 0, 0).Proof, RxMbps: rx, Loads: loads,
+		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 1000}}}
+	r.c.mu.Lock()
+	n, ok := r.c.nodes[addr]
+	hurried := ok && n.hurried
+	r.c.mu.Unlock()
+	for i := 0; i < 10; i++ {
+		ack, err := r.c.Heartbeat(hb)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if !ack.More && !hurried {
+			break
+		}
+		hurried = false
+	}
+}
+
+// sharedNodeRig is a scale rig whose first node holds the jobs named,
+// each hinted at 300 Mb/s (of the node's 1000) and past its cool-down,
+// and two more nodes with room to grow onto (started after the jobs
+// registered, so both are placed on the first). It returns the jobs' maps
+// and the shared node.
+func sharedNodeRig(t *testing.T, names ...string) (*scaleRig, []*wire.PlacementMap, string) {
+	t.Helper()
+	// MinNodes 3: the cluster keeps the three nodes (no scale-in).
+	r := newScaleRig(t, 1, AutoscaleConfig{Cooldown: time.Hour, Smooth: 1, JobCooldown: time.Second, MinNodes: 3})
+	var ms []*wire.PlacementMap
+	for _, name := range names {
+		ms = append(ms, oneNodeJob(t, r, name, 300, true))
+	}
+	home := ms[0].Nodes[0].Addr
+	for _, m := range ms {
+		if m.Nodes[0].Addr != home {
+			t.Fatalf("jobs placed on %s and %s; want one node", home, m.Nodes[0].Addr)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := r.orch.Start(context.Background(), orchestrator.NodeSpec{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r, ms, home
+}
+
+// loadShared heartbeats every node: home at the jobs' summed traffic,
+// listing each job's (perJob false: as an older node, without them), the
+// others idle.
+func (r *scaleRig) loadShared(home string, ms []*wire.PlacementMap, mbps []float64, perJob bool) {
+	r.t.Helper()
+	var sum float64
+	var loads []wire.JobLoad
+	for i, m := range ms {
+		sum += mbps[i]
+		loads = append(loads, wire.JobLoad{Job: m.Job, RxMbps: mbps[i], Bytes: 1 << 20})
+	}
+	if !perJob {
+		loads = nil
+	}
+	for _, n := range r.c.Status().Nodes {
+		if n.Addr == home {
+			r.heartbeatLoads(n.Addr, sum, loads)
+		} else {
+			r.heartbeatLoads(n.Addr, 0, nil)
+		}
+	}
+}
+
+func jobUtilOf(a *Autoscaler, job string) JobUtil {
+	for _, u := range a.JobUtilization() {
+		if u.Job == job {
+			return u
+		}
+	}
+	return JobUtil{}
+}
+
+// TestIdleJobBesideBusyDoesNotGrow: two jobs share a node running at 95 %,
+// one busy (940 Mb/s, beyond its 300 Mb/s allotment), one idle (10 Mb/s).
+// With the node's per-job figures the busy one grows and the idle one
+// keeps its node. The old controller split the node's traffic by
+// allotment (475 Mb/s each, both over 1.1x 300) and grew both; that split
+// stays for a node that reports no per-job figures.
+func TestIdleJobBesideBusyDoesNotGrow(t *testing.T) {
+	r, ms, home := sharedNodeRig(t, "busy", "idle")
+	busy, idle := ms[0], ms[1]
+	r.loadShared(home, ms, []float64{0, 0}, false)
+	r.loadShared(home, ms, []float64{940, 10}, false) // an older node
+	if b, i := jobUtilOf(r.a, busy.Job), jobUtilOf(r.a, idle.Job); math.Abs(b.Mbps-475) > 1e-6 || math.Abs(i.Mbps-475) > 1e-6 {
+		t.Fatalf("without per-job figures: busy %.1f, idle %.1f Mb/s; want the split by allotment, 475 each", b.Mbps, i.Mbps)
+	}
+	r.loadShared(home, ms, []float64{940, 10}, true)
+	b, i := jobUtilOf(r.a, busy.Job), jobUtilOf(r.a, idle.Job)
+	if b.Mbps != 940 || i.Mbps != 10 || b.Net < 0.94 || i.Net < 0.94 {
+		t.Fatalf("with per-job figures: busy %+v, idle %+v; want their own 940 and 10 Mb/s on a node at 95%%", b, i)
+	}
+	r.clock.advance(2 * time.Second)
+	r.a.Step()
+	if n := len(jobNodes(r.c, idle)); n != 1 {
+		t.Errorf("the idle job grew to %d nodes beside a busy one: %s", n, r.logs.msgs())
+	}
+	if n := len(jobNodes(r.c, busy)); n != 2 {
+		t.Errorf("the busy job, over its allotment on a node at 95%%, has %d node(s); want 2", n)
+	}
+}
+
+// TestJobsOverAllotmentOnASharedBusyNodeGrow: the network's test is the
+// nodes' load (the band) and the job's own traffic against its allotment,
+// not the job's own share of its nodes: two jobs at 470 Mb/s each (each
+// under half of the node, beyond its 300 Mb/s allotment) on a node at
+// 94 % both grow; at 250 Mb/s each (within their allotments) neither does.
+func TestJobsOverAllotmentOnASharedBusyNodeGrow(t *testing.T) {
+	for _, c := range []struct {
+		mbps  float64
+		nodes int
+	}{{470, 2}, {250, 1}} {
+		r, ms, home := sharedNodeRig(t, "a", "b")
+		r.loadShared(home, ms, []float64{c.mbps, c.mbps}, true)
+		if c.mbps == 250 {
+			// Their node over the band for all that (others' traffic).
+			r.heartbeatLoads(home, 900, []wire.JobLoad{{Job: ms[0].Job, RxMbps: 250}, {Job: ms[1].Job, RxMbps: 250}})
+		}
+		r.clock.advance(2 * time.Second)
+		r.a.Step()
+		for _, m := range ms {
+			if n := len(jobNodes(r.c, m)); n != c.nodes {
+				t.Errorf("two jobs at %.0f Mb/s on a busy node: %s has %d node(s), want %d", c.mbps, m.Job, n, c.nodes)
+			}
+		}
+	}
+}
