@@ -187,6 +187,12 @@ type Utilization struct {
 	Settling int
 }
 
+// figures names the binding dimension with its figure and detail, as
+// decisions and holds give them.
+func (u Utilization) figures() string {
+	return fmt.Sprintf("%s %.0f%% (%s)", u.Dim, 100*u.Max, u.Detail)
+}
+
 // AllotmentSlack is how far above its allotment a node's measured load
 // still counts as the allotment in the cluster's scale-out (a ratio): the
 // per-job policy grows a job's map only for traffic beyond 1.1x its
@@ -372,7 +378,6 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 	p := &a.cfg
 	n := u.Nodes
 	d := Decision{At: now, Action: ActionNone, Nodes: n, Util: u.Max, Dim: u.Dim}
-	figures := fmt.Sprintf("%s %.0f%% (%s)", u.Dim, 100*u.Max, u.Detail)
 	if uNow.Settling == 0 {
 		a.settleFrom = time.Time{}
 	}
@@ -386,7 +391,7 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 	case out.Max > p.High:
 		u = out
 		d.Util, d.Dim = u.Max, u.Dim
-		figures = fmt.Sprintf("%s %.0f%% (%s)", u.Dim, 100*u.Max, u.Detail)
+		figures := u.figures()
 		switch {
 		case n+a.starting >= p.MaxNodes:
 			a.hold(fmt.Sprintf("%s over %.0f%% but at the maximum of %d nodes", figures, 100*p.High, p.MaxNodes))
@@ -404,7 +409,7 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 	case uNow.Max < p.Low && n > p.MinNodes:
 		u = uNow
 		d.Util, d.Dim = u.Max, u.Dim
-		figures = fmt.Sprintf("%s %.0f%% (%s)", u.Dim, 100*u.Max, u.Detail)
+		figures := u.figures()
 		projected := u.Max * float64(n) / float64(n-1)
 		switch {
 		case draining > 0 || a.starting > 0:
