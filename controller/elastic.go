@@ -574,7 +574,7 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 		// job's map only for its own load beyond its allotment (a job
 		// sized to 80 % of its nodes that runs at 85 % keeps them; a job
 		// idle beside a busy one keeps its nodes).
-		pressed := u.Cap > p.High || (u.Net > p.High && u.Mbps > 1.1*j.allocMbps)
+		pressed := u.Cap > p.High || (u.Net > p.High && u.Mbps > AllotmentSlack*j.allocMbps)
 		switch {
 		case pressed && u.Nodes < p.MaxNodes && c.deadMemberLocked(j) == "":
 			cands := c.growCandidatesLocked(j, p.Low)
