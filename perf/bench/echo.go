@@ -38,6 +38,7 @@ type echoConn struct {
 	sent      opQueue[Op]
 	valueSize int
 	hdr       [echo.HeaderSize]byte
+	val       []byte // the last reply's body, reused
 }
 
 func (c *echoConn) send(op Op, body, reply int, parts ...[]byte) error {
@@ -79,7 +80,7 @@ func (c *echoConn) Recv() error {
 	if int64(body) != int64(want) {
 		return fmt.Errorf("%w: echo reply of %d bytes to a %v, want %d", ErrFrameSize, body, op, want)
 	}
-	if _, err := c.r.Discard(int(body)); err != nil {
+	if err := readValue(c.r, &c.val, int(body)); err != nil {
 		return fmt.Errorf("bench: echo: %w", noEOF(err))
 	}
 	return nil

@@ -49,6 +49,7 @@ type memcacheConn struct {
 	valueSize int
 	maxValue  int      // larger VA lengths are refused before reading
 	num       [24]byte // scratch for formatting lengths
+	val       []byte   // the last value read, reused
 }
 
 func newMemcacheConn(nc net.Conn, valueSize int) *memcacheConn {
@@ -159,7 +160,7 @@ func (c *memcacheConn) readValue(line []byte) error {
 	if err != nil || n < 0 || n > c.maxValue {
 		return fmt.Errorf("%w: value length %q (limit %d)", ErrMemcache, size, c.maxValue)
 	}
-	if _, err := c.r.Discard(n); err != nil {
+	if err := readValue(c.r, &c.val, n); err != nil {
 		return fmt.Errorf("bench: memcache: value: %w", noEOF(err))
 	}
 	crlf, err := c.r.Peek(2)
