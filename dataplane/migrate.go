@@ -27,7 +27,9 @@ import (
 // value (moveOne):
 //
 //  1. owner = placement.Pick over MigrateJob.Nodes of (key, ChunkOf(key));
-//     a value whose owner is MigrateJob.Self stays, untouched;
+//     a value whose owner is MigrateJob.Self stays, untouched; so does,
+//     for now, a chunk of a version still leased here (its writer has not
+//     confirmed it: see "Leased chunks stay" below);
 //  2. mark the key moving: a client's delete (or delete-after-read) of it
 //     here answers CodeBusy until step 5, and the SDK retries;
 //  3. put the value at the owner with FlagIfAbsent and the value's stored
@@ -50,6 +52,21 @@ import (
 // (pocket/drain.go);
 // a delete here before step 2 leaves nothing to move, one during steps 2-5
 // waits, and one after finds the value at the owner.
+//
+// Leased chunks stay. A chunk of a version its writer has not confirmed
+// yet (versionTable.leased) is not moved: it is left for a later pass and
+// counted in MigrateStats.Leased, and Misplaced still counts it, so the
+// mover and the drainer pass again (every moveRetry or drainRetry) and a
+// job's map change does not end before it has moved. The writer's confirm
+// (pocket/version.go) thus finds on each node exactly the chunks it put
+// there, whatever map changes began meanwhile, and the put succeeds; once
+// confirmed the chunks move like any value. A chunk that moved leased
+// could be counted twice or not at all by a confirm running beside the
+// move, and arrived at its owner leased after the owner's confirm, to
+// expire under a published manifest: before, the SDK failed such a put
+// (TestPutsSpanMapChanges). The cost: a writer that dies before its
+// confirm holds the move up until its lease runs out (DefaultChunkLease)
+// and the node's sweeper drops the chunks.
 //
 // Finding the values to move costs memory in proportion to the values
 // moved, not to those held: a move scans each tier in no order (scanKeys,
@@ -94,6 +111,9 @@ type MigrateStats struct {
 	Skipped int64 // values the owner already had (a newer write)
 	Failed  int64 // values left here after an error
 	Bytes   int64 // bytes moved
+	// Leased counts chunks left here for a later pass because their
+	// version is not confirmed yet (see "Leased chunks stay").
+	Leased int64
 }
 
 // migrateBatch is how many keys are moved between checks of the context.
@@ -130,11 +150,12 @@ func (n *Node) Migrate(ctx context.Context, mj MigrateJob, s Sender, parallel in
 }
 
 type migrateCounters struct {
-	moved, skipped, failed, bytes atomic.Int64
+	moved, skipped, failed, bytes, leased atomic.Int64
 }
 
 func (c *migrateCounters) stats() MigrateStats {
-	return MigrateStats{Moved: c.moved.Load(), Skipped: c.skipped.Load(), Failed: c.failed.Load(), Bytes: c.bytes.Load()}
+	return MigrateStats{Moved: c.moved.Load(), Skipped: c.skipped.Load(), Failed: c.failed.Load(),
+		Bytes: c.bytes.Load(), Leased: c.leased.Load()}
 }
 
 // migrateTier moves one tier's misplaced values of the job (those whose
@@ -312,6 +333,10 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 	if owner == mj.Self && mj.Self != "" {
 		return nil // ours under the map: stays
 	}
+	if n.leasedChunk(t, mj.Job, key) {
+		st.leased.Add(1)
+		return nil // its writer confirms it here first: a later pass moves it
+	}
 	defer n.vers.mark(t.Kind(), job, key)()
 	val, info, err := readValue(t, job, key)
 	if errors.Is(err, ErrNotFound) {
@@ -343,6 +368,15 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 	return fmt.Errorf("migrate %q: delete local copy: %w", key, err)
 }
 
+// leasedChunk reports whether key is a chunk of a version still leased
+// on tier t: one its writer has not confirmed yet. A version can only
+// leave the leased state (a confirm), never return to it, so a chunk found
+// unleased here stays unleased while it moves.
+func (n *Node) leasedChunk(t Tier, job string, key []byte) bool {
+	_, ver, _, ok := wire.ParseChunkKey(key)
+	return ok && n.vers.leased(verKey{t.Kind(), job, ver})
+}
+
 // undoMove deletes at the owner the version of key a move put there, after
 // the local copy was deleted or replaced meanwhile (step 4). A newer value
 // at the owner stays.
@@ -360,9 +394,6 @@ func undoMove(ctx context.Context, t Tier, mj *MigrateJob, s Sender, owner strin
 func (n *Node) pushValue(ctx context.Context, t Tier, mj *MigrateJob, s Sender, owner string, key, val []byte, info Info) (moved bool, err error) {
 	job := []byte(mj.Job)
 	flags := uint16(info.Flags)&wire.StoredFlags | t.Kind().Flags() | wire.FlagIfAbsent
-	if info.Flags&Chunk != 0 && n.vers.leased(verKey{t.Kind(), mj.Job, info.Version}) {
-		flags |= wire.FlagLease
-	}
 	req := wire.Request{Job: job, Key: key, Token: mj.Token, Epoch: mj.Epoch, Version: info.Version}
 	if info.Flags&Manifest != 0 {
 		req.ObjectSize = info.ObjectSize

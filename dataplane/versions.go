@@ -25,7 +25,11 @@ import (
 // writer that died, or lost its node, before confirming. Writers confirm a
 // version before they publish its manifest (package pocket), so a version
 // that a manifest points at is never leased, and a confirm that finds fewer
-// chunks than were sent (some expired) fails the put.
+// chunks than were sent (some expired) fails the put. A confirm counts the
+// chunks the writer put on this node: a leased version's chunks do not
+// move while the job's map changes (migrate.go, "Leased chunks stay"), and
+// chunks a move brings here from a node that was confirmed first are not
+// counted (verEntry), so each node's count is exactly the writer's.
 //
 // Lock order: versionTable.mu is taken alone; tier calls are made after it
 // is released.
@@ -41,9 +45,11 @@ type verKey struct {
 	ver  uint64
 }
 
-// verEntry is a version's chunk keys on this node.
+// verEntry is a version's chunk keys on this node, each marked true when
+// its writer put it (with wire.FlagLease) and false when a move brought it
+// here (dataplane/migrate.go: moves never lease).
 type verEntry struct {
-	keys    map[string]struct{}
+	keys    map[string]bool
 	leased  bool
 	touched time.Time // last chunk put
 }
@@ -78,8 +84,9 @@ func (n *Node) SetChunkLease(d time.Duration) {
 	n.vers.mu.Unlock()
 }
 
-// add files a committed chunk key under its version; lease marks the
-// version leased if it is new, and every add renews the lease.
+// add files a committed chunk key under its version; lease (the put had
+// wire.FlagLease: its writer's) marks the version leased if it is new and
+// marks the key as the writer's; every add renews the lease.
 func (v *versionTable) add(n *Node, k verKey, key string, lease bool) {
 	v.start.Do(func() {
 		v.node = n
@@ -89,14 +96,19 @@ func (v *versionTable) add(n *Node, k verKey, key string, lease bool) {
 	defer v.mu.Unlock()
 	e := v.m[k]
 	if e == nil {
-		e = &verEntry{keys: make(map[string]struct{}), leased: lease}
+		e = &verEntry{keys: make(map[string]bool), leased: lease}
 		v.m[k] = e
 	}
-	e.keys[key] = struct{}{}
+	e.keys[key] = lease
 	e.touched = time.Now()
 }
 
-// confirm ends a version's lease and returns how many chunks it has here.
+// confirm ends a version's lease and returns how many of the chunks its
+// writer put here (leased) it still has. Chunks a move brought here are
+// not counted: a node's leased chunks never move (migrate.go), but once
+// the writer has confirmed them on one node they may move to another node
+// whose confirm is still on its way, and the writer checks each node's
+// count against the chunks it put there.
 func (v *versionTable) confirm(k verKey) int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -105,7 +117,13 @@ func (v *versionTable) confirm(k verKey) int {
 		return 0
 	}
 	e.leased = false
-	return len(e.keys)
+	c := 0
+	for _, own := range e.keys {
+		if own {
+			c++
+		}
+	}
+	return c
 }
 
 // take removes a version and returns its keys. The version is dead from

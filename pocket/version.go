@@ -105,32 +105,22 @@ func refused(err error) bool {
 }
 
 // confirm ends the chunks' leases, one request per node that took chunks,
-// each of which must hold all it took (a lease that ran out fails the put).
-// While a node of the job drains, its chunks may move to their new owners
-// (dataplane/migrate.go), so the confirm goes to every node, draining ones
-// first, and the counts must add up to at least the chunks sent.
+// each of which must hold exactly the chunks it took (fewer: a lease ran
+// out, and the put fails). Nodes never move a chunk of a version that is
+// still leased (dataplane/migrate.go, "Leased chunks stay"), so the count
+// holds whatever changes the job's map goes through meanwhile, a node
+// joining or leaving the map or draining from the cluster: a node leaves
+// a map only once its values have moved, which waits for this confirm.
+// The request follows the map to its new epoch (doAt) and waits out a node
+// that answers busy (doAtPatient).
 func (w *objectWrite) confirm(ctx context.Context) error {
-	if w.j.draining() != nil {
-		replies, err := w.j.drainingFirst(ctx, wire.OpConfirm, w.ver)
-		var total, sent uint64
-		for _, r := range replies {
-			total += r.Meta.Count
-		}
-		for _, n := range w.sent {
-			sent += n
-		}
-		if err == nil && total < sent {
-			err = fmt.Errorf("%w: the job's nodes hold %d of the %d chunks sent (lease expired?)", wire.ErrConflict, total, sent)
-		}
-		return err
-	}
 	errs := make([]error, len(w.nodes))
 	var wg sync.WaitGroup
 	for i, addr := range w.nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := w.j.doAt(ctx, addr, wire.OpConfirm, 0, reqExtra{version: w.ver})
+			r, err := w.j.doAtPatient(ctx, addr, wire.OpConfirm, reqExtra{version: w.ver})
 			if err == nil && r.Meta.Count != w.sent[addr] {
 				err = fmt.Errorf("%w: node %s holds %d of the %d chunks it took (lease expired?)", wire.ErrConflict, addr, r.Meta.Count, w.sent[addr])
 			}

@@ -25,8 +25,10 @@ import (
 // its draining nodes, as clients place puts: pocket/drain.go), keeping
 // those this node still owns (dataplane.MigrateJob.Self). A node draining
 // in the map owns none, so all its values of the job go. It then counts
-// what is left (dataplane.Node.Misplaced) and reports it in its heartbeats
-// (wire.MoveReport: job, the map's epoch, values left), checking again
+// what is left (dataplane.Node.Misplaced; chunks of a version its writer
+// has not confirmed yet wait until it has, dataplane/migrate.go) and
+// reports it in its heartbeats (wire.MoveReport: job, the map's epoch,
+// values left), checking again
 // every moveRetry until nothing is left. The controller finishes the
 // change (joining -> active, or the leaving node out of the map; another
 // epoch) once every non-joining live node of the map has reported 0 left
@@ -41,6 +43,9 @@ import (
 // (drain.go): the two never run at once.
 
 const (
+	// firstEpoch is a job's epoch at registration: a map with no change
+	// in it (controller/registry.go).
+	firstEpoch = 1
 	// moveRetry is the pause before checking a job again while values
 	// are left (an owner refused, a put landed meanwhile).
 	moveRetry = 500 * time.Millisecond
@@ -132,11 +137,16 @@ func (m *mover) stop() {
 // map no longer holds the node. A snapshot's last page also forgets the
 // jobs the node's table no longer holds live.
 //
-// A job seen for the first time is checked only when the node holds some
-// of its values: one it holds none of has nothing to move, and a map
-// that changes later changes its epoch. So a node that starts, or joins a
-// job's map, fetches no map per job; one GetMap per job and node follows
-// each change of a map.
+// A job seen for the first time at its registration's epoch (firstEpoch)
+// is checked only when the node holds some of its values: that map has no
+// change in it, and a map that changes later changes its epoch. So a node
+// that a job is registered on fetches no map for it; one GetMap per job
+// and node follows each change of a map. A job seen first at a later epoch
+// is checked: its map may be changing, and the controller ends the change
+// only once every node of the map has reported, this one too, holding
+// values or not (before, a node that first heard of a job at the epoch of
+// a grow made right after registration, holding none of its values yet,
+// never reported, and the grow never ended: TestPutsSpanMapChanges).
 func (m *mover) onAck(ack *wire.NodeAck) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -148,7 +158,7 @@ func (m *mover) onAck(ack *wire.NodeAck) {
 		case m.epochs[je.Job] != je.Epoch:
 			_, seen := m.epochs[je.Job]
 			m.epochs[je.Job] = je.Epoch
-			if seen || m.holds(je.Job) {
+			if seen || je.Epoch > firstEpoch || m.holds(je.Job) {
 				m.enqueueLocked(je.Job)
 			}
 		}
@@ -401,7 +411,8 @@ func moveByMap(ctx context.Context, n *dataplane.Node, mp *wire.PlacementMap, s 
 	st, err := n.Migrate(ctx, mj, s, migrateParallel)
 	if st.Moved+st.Skipped+st.Failed > 0 {
 		log.Info("move: moved job data after its map changed", "job", mp.Job, "epoch", mp.Epoch,
-			"moved", st.Moved, "bytes", st.Bytes, "already_there", st.Skipped, "failed", st.Failed)
+			"moved", st.Moved, "bytes", st.Bytes, "already_there", st.Skipped, "failed", st.Failed,
+			"leased", st.Leased)
 	}
 	rep = wire.MoveReport{Job: mp.Job, Epoch: mp.Epoch, Left: n.Misplaced(mp.Job, live, self)}
 	return rep, true, err

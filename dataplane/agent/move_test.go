@@ -495,3 +495,103 @@ func TestMoverKeepsNewerWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestMoverWaitsForConfirm: chunks of a version its writer has not
+// confirmed yet stay where the writer put them while the job's map
+// changes, and are reported left, so the change cannot end; the writer's
+// confirm then counts every chunk it put at the node it put them, and
+// after it the mover moves them to their new owner. Before, the mover
+// moved leased chunks at once and the writer's confirm at A found fewer
+// than it put there (the put failed). A confirm at B, the new owner,
+// counts only the chunks the writer put at B, not those moved there after
+// A's confirm.
+func TestMoverWaitsForConfirm(t *testing.T) {
+	src := &fakeMaps{}
+	ns := newMoveNodes(t, 2, src)
+	a, b := ns[0], ns[1]
+	a.ack(1, 1)
+	b.ack(1, 0)
+	tok, _ := a.n.JobToken(moveJob)
+	c := client.New(client.Options{})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sendTo := func(mn *moveNode, op wire.Op, flags uint16, epoch uint64, key []byte, val []byte) (client.Reply, error) {
+		req := wire.Request{Job: []byte(moveJob), Key: key, Token: tok, Epoch: epoch, Version: 0xbeef}
+		return c.Do(ctx, mn.addr, op, flags, &req, val, nil)
+	}
+	send := func(op wire.Op, flags uint16, epoch uint64, key []byte, val []byte) (client.Reply, error) {
+		return sendTo(a, op, flags, epoch, key, val)
+	}
+	// Put 20 chunks of one version on A, leased, as a writer on the
+	// one-node map does.
+	const n = 20
+	var moving int64
+	for i := 1; i <= n; i++ {
+		key := wire.AppendChunkKey(nil, []byte("obj"), 0xbeef, i)
+		if _, err := send(wire.OpPut, wire.FlagChunk|wire.FlagLease, 1, key, []byte(fmt.Sprint("chunk ", i))); err != nil {
+			t.Fatal(err)
+		}
+		ps := []placement.Node{{ID: a.addr, Weight: 1}, {ID: b.addr, Weight: 1}}
+		if ps[placement.Pick(ps, key, uint32(i))].ID == b.addr {
+			moving++
+		}
+	}
+	if moving == 0 {
+		t.Fatal("no chunk is B's under the grown map: the test moves nothing")
+	}
+	// B joins: A reports the leased chunks left, again and again.
+	src.publish(mapOf(tok, 2, a, wire.NodeActive, b, wire.NodeJoining))
+	a.ack(2, 2)
+	b.ack(2, 2)
+	waitFor(t, "A to report the leased chunks left", func() bool {
+		return reported(a, wire.MoveReport{Job: moveJob, Epoch: 2, Left: moving})
+	})
+	calls := src.calls.Load()
+	waitFor(t, "A to check again", func() bool { return src.calls.Load() > calls+1 })
+	if got := b.n.JobValues(moveJob); got != 0 {
+		t.Fatalf("B holds %d chunks of the unconfirmed version", got)
+	}
+	// The writer, now on the grown map, puts 5 more chunks at B.
+	const atB = 5
+	for i := n + 1; i <= n+atB; i++ {
+		key := wire.AppendChunkKey(nil, []byte("obj"), 0xbeef, i)
+		if _, err := sendTo(b, wire.OpPut, wire.FlagChunk|wire.FlagLease, 2, key, []byte("late chunk")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The writer confirms at A: every chunk it put is there.
+	r, err := send(wire.OpConfirm, 0, 2, nil, nil)
+	if err != nil || r.Meta.Count != n {
+		t.Fatalf("confirm at A: %d chunks, %v; want %d", r.Meta.Count, err, n)
+	}
+	waitFor(t, "the move done", func() bool { return reported(a, wire.MoveReport{Job: moveJob, Epoch: 2}) })
+	if got, want := b.n.JobValues(moveJob), moving+atB; got != want {
+		t.Fatalf("B holds %d chunks after the confirm, want %d", got, want)
+	}
+	if got := a.n.JobValues(moveJob); got != n-moving {
+		t.Fatalf("A holds %d chunks, want %d", got, n-moving)
+	}
+	// The confirm at B, after A's chunks arrived there, counts the 5 the
+	// writer put at B, not those the move brought.
+	r, err = sendTo(b, wire.OpConfirm, 0, 2, nil, nil)
+	if err != nil || r.Meta.Count != atB {
+		t.Fatalf("confirm at B: %d chunks, %v; want %d (the writer's)", r.Meta.Count, err, atB)
+	}
+}
+
+// TestMoverFirstSightOfAChange: a node that first hears of a job at an
+// epoch after its registration's, holding none of its values (a grow made
+// right after the job registered), checks the map and reports 0 left: the
+// controller ends the change only once every node of the map has
+// reported. Before, such a node never checked and the grow never ended.
+func TestMoverFirstSightOfAChange(t *testing.T) {
+	src := &fakeMaps{}
+	ns := newMoveNodes(t, 3, src)
+	a, b, c := ns[0], ns[1], ns[2]
+	b.ack(1, 0)
+	tok, _ := b.n.JobToken(moveJob)
+	src.publish(mapOf(tok, 2, a, wire.NodeActive, b, wire.NodeActive, c, wire.NodeJoining))
+	b.ack(2, 2) // first seen at the grow's epoch, holding nothing
+	waitFor(t, "B to report the grow done", func() bool { return reported(b, wire.MoveReport{Job: moveJob, Epoch: 2}) })
+}
