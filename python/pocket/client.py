@@ -603,23 +603,14 @@ class Job:
     def _put_chunked(self, k: bytes, flags: int, view) -> None:
         cs = self.client.chunk_size
         n = (len(view) + cs - 1) // cs
-        for attempt in range(_MAP_RETRIES + 1):
-            used = self._st
-            w = _ObjectWrite(self, k, flags)
-            try:
-                w.put_chunks([(i, view[(i - 1) * cs:i * cs]) for i in range(1, n + 1)])
-            except (errors.StaleEpoch, errors.Draining) as e:
-                # The map changed under the chunks: start over (up to
-                # _MAP_RETRIES times) with a new version on the new map.
-                w.abort()
-                if attempt >= _MAP_RETRIES or not self._map_changed(e.code, used):
-                    raise
-                continue
-            except BaseException:
-                w.abort()
-                raise
-            w.commit(wire.Manifest(w.ver, len(view), cs, n))
-            return
+        w = _ObjectWrite(self, k, flags)
+        try:
+            # Chunks refused for a changed map go again on the new one.
+            w.put_chunks([(i, view[(i - 1) * cs:i * cs]) for i in range(1, n + 1)])
+        except BaseException:
+            w.abort()
+            raise
+        w.commit(wire.Manifest(w.ver, len(view), cs, n))
 
     def _drop_version(self, ver: int) -> None:
         """Deletes every chunk of version ver on every live node, the nodes
@@ -974,38 +965,64 @@ class _ObjectWrite:
         self._lock = threading.Lock()
 
     def put_chunks(self, chunks: list) -> None:
-        """Puts (i, view) chunks leased, each node's over one connection."""
-        st = self.job._st
-        by_node: dict[str, list] = {}
-        for i, part in chunks:
-            ck = wire.chunk_key(self.key, self.ver, i)
-            addr, _ = st.route(ck, i)
-            by_node.setdefault(addr, []).append((i, ck, part))
-        self.job._parallel([lambda a=a, it=it: self._batch(st, a, it) for a, it in by_node.items()])
+        """Puts (i, view) chunks leased, each node's over one connection.
+        Chunks a node refuses because the map changed (stale epoch, a node
+        draining) are sent again, under the new map and with the same
+        version, up to _MAP_RETRIES times, as the Go SDK does per chunk:
+        the chunks stored so far stay where they are (nodes do not move a
+        leased chunk) and the confirm counts them there."""
+        todo = chunks
+        for attempt in range(_MAP_RETRIES + 1):
+            st = self.job._st
+            by_node: dict[str, list] = {}
+            for i, part in todo:
+                ck = wire.chunk_key(self.key, self.ver, i)
+                addr, _ = st.route(ck, i)
+                by_node.setdefault(addr, []).append((i, ck, part))
+            refused: list = []
+            try:
+                self.job._parallel([lambda a=a, it=it: self._batch(st, a, it, refused) for a, it in by_node.items()])
+                return
+            except (errors.StaleEpoch, errors.Draining) as e:
+                if attempt >= _MAP_RETRIES or not self.job._map_changed(e.code, st):
+                    raise
+                todo = refused
 
-    def _batch(self, st: _MapState, addr: str, items: list) -> None:
+    def _batch(self, st: _MapState, addr: str, items: list, refused: list) -> None:
+        """Puts one node's chunks, pipelined. Once the node refuses one, no
+        more are sent; every reply still due is read, so each chunk's fate
+        is known: those refused for a changed map go to refused (as (i,
+        view)), and the first refusal is raised."""
         if addr in st.dead:
             raise errors.Unavailable(f"node {addr} is dead")
         pool = self.job.client.pool
         c = pool.acquire(addr)
         flags = self.flags | wire.FLAG_CHUNK | wire.FLAG_LEASE | st.tier_flags
         try:
-            pending: set[int] = set()
+            pending: dict[int, tuple] = {}
             nxt = 0
-            while nxt < len(items) or pending:
-                while nxt < len(items) and len(pending) < _WINDOW:
+            first = None
+            while pending or (first is None and nxt < len(items)):
+                while first is None and nxt < len(items) and len(pending) < _WINDOW:
                     i, ck, part = items[nxt]
-                    pending.add(c.send(wire.OP_PUT, flags, st.codec.encode(ck, self.ver), part))
+                    pending[c.send(wire.OP_PUT, flags, st.codec.encode(ck, self.ver), part)] = (i, part)
                     nxt += 1
                 r = c.recv()
                 if r.id not in pending:
                     raise c._fail(errors.Malformed(f"reply to unknown request {r.id}"))
-                pending.discard(r.id)
+                i, part = pending.pop(r.id)
                 if r.code:
-                    c.close()
-                    r.check()
+                    first = first or r
+                    if r.code in _REFRESH:
+                        with self._lock:
+                            refused.append((i, part))
+                    continue
                 with self._lock:
                     self.sent[addr] = self.sent.get(addr, 0) + 1
+            if first is not None:
+                with self._lock:
+                    refused.extend((i, part) for i, _, part in items[nxt:])
+                first.check()
         except BaseException:
             c.close()
             raise
@@ -1030,19 +1047,26 @@ class _ObjectWrite:
         self.job._drop_replaced(r)
 
     def _confirm(self) -> None:
+        """Ends the chunks' leases; the nodes must hold exactly the chunks
+        sent. Nodes never move a chunk of a version still leased, and a
+        confirm counts only the chunks its writer put on that node, not
+        those a move brought there (dataplane/migrate.go,
+        dataplane/versions.go), so the counts hold whatever changes the
+        job's map goes through meanwhile. While a node may be moving values
+        (_MapState.movers) every node is asked, the movers first, and the
+        counts must add up to the chunks sent; otherwise each node that took
+        chunks must hold as many. Each request follows the map to a newer
+        epoch and waits out a node that answers busy (_send_version)."""
         job = self.job
-        st = job._st
-        if st.movers:
-            # Chunks may be moving between the job's nodes (one drains, or
-            # joins): count on every node, the movers first.
+        sent = sum(self.sent.values())
+        if job._st.movers:
             total = sum(r.response().count for r in job._movers_first(wire.OP_CONFIRM, self.ver))
-            if total < sum(self.sent.values()):
-                raise errors.Conflict(f"the job's nodes hold {total} of the {sum(self.sent.values())} chunks sent")
+            if total != sent:
+                raise errors.Conflict(f"the job's nodes hold {total} of the {sent} chunks sent (lease expired?)")
             return
-        meta = st.keyless(version=self.ver)
 
         def one(addr: str) -> None:
-            r = job._send(addr, wire.OP_CONFIRM, st.tier_flags, meta).check()
+            r = job._send_version(addr, wire.OP_CONFIRM, self.ver).check()
             got = r.response().count
             if got != self.sent[addr]:
                 raise errors.Conflict(f"node {addr} holds {got} of the {self.sent[addr]} chunks it took "
