@@ -135,9 +135,17 @@ func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 		p.Abort()
 		return Info{}, errDeadVersion
 	}
+	k := verKey{tier.Kind(), ch.job, ch.ver}
+	filing := ch.ver != 0 && ch.lease
+	if filing {
+		n.vers.beginFiling(k)
+	}
 	replaced, err := p.Commit()
-	if err == nil && ch.ver != 0 {
-		n.vers.add(n, verKey{tier.Kind(), ch.job, ch.ver}, ch.key, ch.lease)
+	switch {
+	case err == nil && ch.ver != 0:
+		n.vers.add(n, k, ch.key, ch.lease)
+	case filing:
+		n.vers.doneFiling(k)
 	}
 	return replaced, err
 }

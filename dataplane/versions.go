@@ -62,7 +62,12 @@ type versionTable struct {
 	m      map[verKey]*verEntry
 	dead   map[verKey]time.Time // versions dropped or expired, and when
 	moving map[movingKey]int    // keys being moved to their owners (migrate.go)
-	marked atomic.Int64         // entries of moving: read without mu on every delete
+	// filing counts, per version, its writer's chunk puts between their
+	// commit and their add (Node.publish): the chunk is visible in its
+	// tier before it is filed, and a move scanning in between must see
+	// its version leased, not confirmed.
+	filing map[verKey]int
+	marked atomic.Int64 // entries of moving: read without mu on every delete
 	lease  time.Duration
 	node   *Node // set on the first chunk put; the sweeper's tiers
 	start  sync.Once
@@ -72,7 +77,7 @@ type versionTable struct {
 
 func newVersionTable() *versionTable {
 	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[verKey]time.Time),
-		moving: make(map[movingKey]int), lease: DefaultChunkLease,
+		moving: make(map[movingKey]int), filing: make(map[verKey]int), lease: DefaultChunkLease,
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -101,6 +106,33 @@ func (v *versionTable) add(n *Node, k verKey, key string, lease bool) {
 	}
 	e.keys[key] = lease
 	e.touched = time.Now()
+	if lease {
+		v.doneFilingLocked(k)
+	}
+}
+
+// beginFiling marks a writer's chunk of version k as being committed, so
+// leased reports k leased until add (or doneFiling, when the commit
+// failed) files it.
+func (v *versionTable) beginFiling(k verKey) {
+	v.mu.Lock()
+	v.filing[k]++
+	v.mu.Unlock()
+}
+
+// doneFiling ends a beginFiling whose chunk was not committed.
+func (v *versionTable) doneFiling(k verKey) {
+	v.mu.Lock()
+	v.doneFilingLocked(k)
+	v.mu.Unlock()
+}
+
+func (v *versionTable) doneFilingLocked(k verKey) {
+	if v.filing[k] <= 1 {
+		delete(v.filing, k)
+		return
+	}
+	v.filing[k]--
 }
 
 // confirm ends a version's lease and returns how many of the chunks its
@@ -160,12 +192,13 @@ func (v *versionTable) isDead(k verKey) bool {
 	return dead
 }
 
-// leased reports whether a version is still leased here.
+// leased reports whether a version is still leased here, or a chunk its
+// writer put is being committed.
 func (v *versionTable) leased(k verKey) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e := v.m[k]
-	return e != nil && e.leased
+	return (e != nil && e.leased) || v.filing[k] > 0
 }
 
 // movingKey names a key being moved: off a draining node, or off a node

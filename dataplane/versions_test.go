@@ -181,3 +181,47 @@ func TestMigrateKeepsNewerValueAndDropsStaleChunks(t *testing.T) {
 		t.Fatalf("%d values left here", n.JobValues("job-1"))
 	}
 }
+
+// commitProbe is a Pending whose Commit runs a probe first, standing for a
+// move that scans the tier in the middle of a commit.
+type commitProbe struct {
+	Pending
+	probe func()
+}
+
+func (p commitProbe) Commit() (Info, error) {
+	p.probe()
+	return p.Pending.Commit()
+}
+
+// TestChunkLeasedWhileItCommits: a writer's chunk is visible in its tier
+// from its commit on, and a move that finds it before it is filed under
+// its version must see the version leased (left where its writer put it),
+// not confirmed. On the old code the chunk was filed only after the
+// commit, so a scan in between moved it.
+func TestChunkLeasedWhileItCommits(t *testing.T) {
+	n, d := migrateNode(t)
+	chunk := wire.AppendChunkKey(nil, []byte("k"), 0x7, 1)
+	p, err := d.Create([]byte("job-1"), chunk, 5, Meta{Flags: Chunk, Version: 0x7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(p.Buffers()[0], "chunk")
+	var during bool
+	probe := commitProbe{Pending: p, probe: func() { during = n.leasedChunk(d, "job-1", chunk) }}
+	if _, err := n.publish(d, probe, putRef{job: "job-1", key: string(chunk), ver: 0x7, lease: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !during {
+		t.Fatal("a chunk being committed was not leased: a move would take it before its writer confirms")
+	}
+	if !n.leasedChunk(d, "job-1", chunk) {
+		t.Fatal("the chunk is not leased after its commit")
+	}
+	if c := n.vers.confirm(verKey{KindDRAM, "job-1", 0x7}); c != 1 || n.leasedChunk(d, "job-1", chunk) {
+		t.Fatalf("confirm counted %d, leased after it: %v", c, n.leasedChunk(d, "job-1", chunk))
+	}
+	if len(n.vers.filing) != 0 {
+		t.Fatalf("filing marks left: %v", n.vers.filing)
+	}
+}
