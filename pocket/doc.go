@@ -35,7 +35,11 @@
 //     several in parallel. Each node files the chunk under (job, v).
 //  3. The writer confirms v on every node that took chunks (OpConfirm,
 //     one request per node, in parallel): the leases end, and a node that
-//     holds fewer chunks than it took fails the put.
+//     holds fewer chunks than it took fails the put. While the job's map
+//     changes, a node keeps a leased chunk where its writer put it (a move
+//     takes it only once confirmed) and counts at a confirm only the
+//     chunks the writer put there, so each count is exact; the confirm
+//     follows a newer map and waits out busy like any version request.
 //  4. The writer puts the manifest (version, size, chunk size, count) under
 //     the key with wire.FlagManifest and v. This is the put's one visible
 //     step: the node swaps the key's record atomically, and answers with
