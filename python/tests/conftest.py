@@ -155,3 +155,39 @@ def wait_for(cond, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return cond()
+
+
+class HelperCluster:
+    """The Go helper's cluster (gohelper cluster NODES GRACE): a controller
+    and nodes in one process that kills and starts nodes, and grows and
+    shrinks jobs' maps, on request."""
+
+    def __init__(self, binary: str, nodes: int, grace: str):
+        self.proc = subprocess.Popen([binary, "cluster", str(nodes), grace], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
+        self.addr, self.nodes = "", []
+        for line in self.proc.stdout:
+            kind, _, rest = line.strip().partition(" ")
+            if kind == "controller":
+                self.addr = rest
+            elif kind == "node":
+                self.nodes.append(rest)
+            elif kind == "ready":
+                break
+        assert self.addr and len(self.nodes) == nodes, "gohelper cluster did not come up"
+
+    def command(self, line: str) -> str:
+        """Runs one command; returns its answer ("ok" or a number)."""
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        assert answer and not answer.startswith("error"), f"{line}: {answer}"
+        return answer
+
+    def stop(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

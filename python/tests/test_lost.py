@@ -8,51 +8,20 @@ kills and starts nodes on request."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
 import pocket
 from pocket import errors, wire
 
-from conftest import wait_for
+from conftest import HelperCluster, wait_for
 
 GRACE = "300ms"
 
 
-class HelperCluster:
-    def __init__(self, binary: str, nodes: int):
-        self.proc = subprocess.Popen([binary, "cluster", str(nodes), GRACE], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
-        self.addr, self.nodes = "", []
-        for line in self.proc.stdout:
-            kind, _, rest = line.strip().partition(" ")
-            if kind == "controller":
-                self.addr = rest
-            elif kind == "node":
-                self.nodes.append(rest)
-            elif kind == "ready":
-                break
-        assert self.addr and len(self.nodes) == nodes, "gohelper cluster did not come up"
-
-    def command(self, line: str) -> None:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline().strip()
-        assert answer == "ok", f"{line}: {answer}"
-
-    def stop(self) -> None:
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture
 def helper_cluster(bins):
-    c = HelperCluster(bins["gohelper"], 3)
+    c = HelperCluster(bins["gohelper"], 3, GRACE)
     yield c
     c.stop()
 

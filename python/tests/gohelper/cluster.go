@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/dataplane/agent"
+	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
@@ -24,19 +26,25 @@ import (
 var clusterSecret = []byte("gohelper-cluster-secret-0123456789")
 
 // cluster runs a controller and nodes in this process, over plain TCP on
-// loopback, for tests that kill and restart nodes:
+// loopback, for tests that kill and restart nodes or change a job's map:
 //
 //	gohelper cluster NODES GRACE
 //
 // starts NODES nodes of 64 MiB DRAM and a controller that removes a node
 // dead for GRACE (a Go duration) from the maps (heartbeats every 100 ms,
 // dead after 500 ms). It prints "controller ADDR", one "node ADDR" per
-// node and "ready" once the controller counts them active, then reads commands on stdin, one a line, answering
-// each with "ok" or "error: ...":
+// node and "ready" once the controller counts them active, then reads
+// commands on stdin, one a line, answering each with "ok", a number or
+// "error: ...":
 //
 //	kill ADDR      stop the node at ADDR (its data is gone)
 //	start ADDR     start an empty node listening on ADDR (answered once
 //	               it is active)
+//	grow JOB       add a node to the job's map (Controller.GrowJob) and
+//	               wait until the change has ended (at most a minute)
+//	shrink JOB     take a node out of it (Controller.ShrinkJob), and wait
+//	values JOB     print how many records (values and chunks) the nodes
+//	               hold for the job, summed
 //
 // It stops, with every node, at the end of stdin.
 func cluster(args []string) error {
@@ -78,11 +86,11 @@ func cluster(args []string) error {
 	fmt.Println("ready")
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		if err := h.command(sc.Text()); err != nil {
-			fmt.Println("error:", err)
-		} else {
-			fmt.Println("ok")
+		answer, err := h.command(sc.Text())
+		if err != nil {
+			answer = "error: " + err.Error()
 		}
+		fmt.Println(answer)
 	}
 	return sc.Err()
 }
@@ -101,27 +109,87 @@ type helperNode struct {
 	done   chan struct{}
 }
 
-func (h *helperCluster) command(line string) error {
+// command runs one command line and returns its answer.
+func (h *helperCluster) command(line string) (string, error) {
 	f := strings.Fields(line)
 	if len(f) != 2 {
-		return fmt.Errorf("want kill ADDR or start ADDR, got %q", line)
+		return "", fmt.Errorf("want VERB ARG (kill, start, grow, shrink, values), got %q", line)
 	}
 	switch f[0] {
 	case "kill":
 		nd := h.nodes[f[1]]
 		if nd == nil {
-			return fmt.Errorf("no node at %s", f[1])
+			return "", fmt.Errorf("no node at %s", f[1])
 		}
 		nd.stop()
 		delete(h.nodes, f[1])
-		return nil
+		return "ok", nil
 	case "start":
 		if _, err := h.start(f[1]); err != nil {
-			return err
+			return "", err
 		}
-		return h.awaitActive()
+		return "ok", h.awaitActive()
+	case "grow", "shrink":
+		return "ok", h.change(f[0], f[1])
+	case "values":
+		var held int64
+		for _, nd := range h.nodes {
+			held += nd.node.JobValues(f[1])
+		}
+		return strconv.FormatInt(held, 10), nil
 	}
-	return fmt.Errorf("unknown command %q", f[0])
+	return "", fmt.Errorf("unknown command %q", f[0])
+}
+
+// change grows or shrinks job's map by one node and waits, at most a
+// minute, until the change has ended: the map has its new size, every
+// node active.
+func (h *helperCluster) change(verb, job string) error {
+	before := len(h.mapOf(job))
+	change, want := h.c.GrowJob, before+1
+	if verb == "shrink" {
+		change, want = h.c.ShrinkJob, before-1
+	}
+	if err := change(job, ""); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ns := h.mapOf(job)
+		if len(ns) == want && !slices.ContainsFunc(ns, func(m wire.MapNode) bool { return m.State != wire.NodeActive }) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the change did not end in a minute: %+v; left: %s", ns, h.left(job))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// mapOf is the job's map as the controller's status has it.
+func (h *helperCluster) mapOf(job string) []wire.MapNode {
+	for _, js := range h.c.Status().Jobs {
+		if js.Job == job {
+			return js.Nodes
+		}
+	}
+	return nil
+}
+
+// left describes, per node, the job's records it holds and how many of
+// them are not on their owner under the map's live set.
+func (h *helperCluster) left(job string) string {
+	var live []placement.Node
+	for _, mn := range h.mapOf(job) {
+		if mn.State != wire.NodeDraining {
+			live = append(live, placement.Node{ID: mn.Addr, Weight: mn.Weight})
+		}
+	}
+	var b strings.Builder
+	for a, nd := range h.nodes {
+		fmt.Fprintf(&b, "%s holds %d, %d misplaced; ", a, nd.node.JobValues(job), nd.node.Misplaced(job, live, a))
+	}
+	return b.String()
 }
 
 // start runs an empty node on listen with its agent, and returns its address.
