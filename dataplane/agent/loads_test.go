@@ -10,7 +10,6 @@ import (
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/internal/token"
-	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -52,20 +51,7 @@ func TestJobLoadsRates(t *testing.T) {
 // matching what the node served over the interval (two jobs on one node,
 // one putting, one reading), and the jobs' rates add up to the node's.
 func TestReportCarriesJobLoads(t *testing.T) {
-	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
-		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 2}})
-	if err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		d.Close()
-	})
+	n, _ := guardedNode(t, 64<<20, 2)
 	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 10, Full: true,
 		Jobs: []wire.JobEpoch{{Job: "writer-1", Gen: 1}, {Job: "reader-2", Gen: 2}}})
 	c := client.New(client.Options{ConnsPerNode: 2})

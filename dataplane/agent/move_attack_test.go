@@ -9,7 +9,6 @@ import (
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/dataplane"
-	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -46,17 +45,7 @@ func (r *recordingSender) Do(ctx context.Context, addr string, op wire.Op, flags
 // a move by such a map would send away values the node owns (every value
 // of the job has another owner under a map without the node).
 func TestAttackMoveByForeignMap(t *testing.T) {
-	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
-		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, d := guardedNode(t, 16<<20, 1)
 	const values = 200
 	fillJob(t, d, moveJob, values, 64)
 	self := n.Addr().String()

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/pocketstore/pocket/client"
-	"github.com/pocketstore/pocket/dataplane"
-	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -37,17 +35,7 @@ func allocated(f func()) uint64 {
 // The drain's count of what is left (JobValues) is held to the same bound.
 func TestAttackMoveMemoryFollowsMovedValues(t *testing.T) {
 	const values = 100_000
-	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
-		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n, d := guardedNode(t, 64<<20, 1)
 	fillJob(t, d, moveJob, values, 16)
 	self := n.Addr().String()
 	// A joining node with a tiny weight: it owns a handful of the keys.

@@ -58,6 +58,27 @@ const moveJob, moveGen = "elastic", 1
 
 // newMoveNodes starts k nodes over loopback, each with an agent and a
 // running mover; everything stops at the test's end.
+// guardedNode is a node with a DRAM tier of dram bytes, checking tokens
+// of testSecret, on loops event loops; the test's cleanup closes it.
+func guardedNode(t *testing.T, dram int64, loops int) (*dataplane.Node, *dataplane.DRAM) {
+	t.Helper()
+	d, err := dataplane.NewDRAM(dram, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: loops}})
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Close()
+		d.Close()
+	})
+	return n, d
+}
+
 func newMoveNodes(t *testing.T, k int, src mapSource) []*moveNode {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -71,20 +92,7 @@ func newMoveNodes(t *testing.T, k int, src mapSource) []*moveNode {
 		_ = data.Close()
 	})
 	for i := 0; i < k; i++ {
-		d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
-			Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
-		if err != nil {
-			d.Close()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			n.Close()
-			d.Close()
-		})
+		n, _ := guardedNode(t, 16<<20, 1)
 		addr := n.Addr().String()
 		m := newMover(n, src, data, addr, quietLog)
 		m.start(ctx, nil)
