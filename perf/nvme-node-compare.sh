@@ -42,7 +42,9 @@
 #
 # Old against new binary: give several binaries, comma-separated; each gets
 # its own node (own tier file) and is measured right after the same fio
-# cell in every round, and the table has one set of rows per binary.
+# cell in every round, in an order rotated by one each round (a binary's
+# place in the round once moved its 4 KiB p50 more than the change under
+# test did), and the table has one set of rows per binary.
 #
 # usage: perf/nvme-node-compare.sh [POCKET_BIN[,POCKET_BIN...]] [DIR] [SECONDS]
 #   e.g. sudo REPEAT=5 perf/nvme-node-compare.sh bin/pocket /mnt/nvme 10
@@ -50,7 +52,9 @@
 #   POCKET_BIN default bin/pocket (make build); DIR default a temp dir (must
 #   accept O_DIRECT: not tmpfs); SECONDS per measurement, default 5.
 #   REPEAT rounds (default 3); PLAIN=0 skips the 4 KiB-page fio runs;
-#   LOOPBACK=0 skips the loopback stream.
+#   LOOPBACK=0 skips the loopback stream; CELLS picks the cells (words of
+#   "1m 4k p50", default all three), e.g. CELLS=4k for an old/new run of
+#   the 32-conn 4 KiB cell alone.
 # Needs fio and jq; installs nothing. The node and the generator share the
 # cores: a quiet machine gives steadier figures, the alternation fairer ones.
 set -euo pipefail
@@ -60,6 +64,11 @@ secs=${3:-5}
 rounds=${REPEAT:-3}
 plain=${PLAIN:-1}
 loopback=${LOOPBACK:-1}
+cells=" ${CELLS:-1m 4k p50} "
+for c in $cells; do
+	[[ $c == 1m || $c == 4k || $c == p50 ]] || { echo "nvme-node-compare: CELLS: unknown cell $c (want 1m, 4k or p50)" >&2; exit 2; }
+done
+want() { [[ $cells == *" $1 "* ]]; } # want CELL: CELLS names it
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "nvme-node-compare: REPEAT=$rounds is not a positive count" >&2; exit 2; }
 for tool in fio jq "${bins[@]}"; do
 	command -v "$tool" >/dev/null || { echo "nvme-node-compare: $tool not found" >&2; exit 1; }
@@ -120,6 +129,38 @@ bench() { # node-index tier op size conns keys
 		--duration "${secs}s" --warmup 1s --json
 }
 
+# cpu_ticks PID: the process's user + system CPU time, in clock ticks.
+cpu_ticks() {
+	local f
+	read -r -a f <"/proc/$1/stat"
+	echo $((f[13] + f[14]))
+}
+clk_tck=$(getconf CLK_TCK)
+# bench_cpu JQ node-index bench-args: one bench() figure (JQ of its
+# output) on stdout, and on fd 3 the node's CPU time per operation (us)
+# over the measured seconds: the node's /proc stat is sampled every 0.1 s
+# during the run, and the rate between the sample nearest the measurement's
+# start and the last one is divided by the run's ops/s (the preload and
+# warm-up before are left out).
+bench_cpu() {
+	local q=$1 i=$2 samples=$dir/cpu.samples out end sp
+	shift 2
+	(while :; do
+		echo "$EPOCHREALTIME $(cpu_ticks "${node_pids[$i]}")"
+		sleep 0.1
+	done) >"$samples" &
+	sp=$!
+	out=$(bench "$i" "$@")
+	end=$EPOCHREALTIME
+	kill "$sp" 2>/dev/null
+	wait "$sp" 2>/dev/null || true
+	jq "$q" <<<"$out"
+	awk -v end="$end" -v secs="$secs" -v ops="$(jq .ops_per_sec <<<"$out")" -v tck="$clk_tck" '
+		$1 <= end - secs || n == 0 { t0 = $1; c0 = $2 }
+		{ t1 = $1; c1 = $2; n++ }
+		END { if (t1 > t0 && ops > 0) printf "%.2f\n", (c1 - c0) / tck / (t1 - t0) / ops * 1e6 }' "$samples" >&3
+}
+
 # Figures go to $dir/figs, one "CELL VALUE" line per measurement and round.
 figs=$dir/figs
 : >"$figs"
@@ -128,37 +169,55 @@ put() { # CELL VALUE; a failed run ("" or null) is kept as an empty figure
 	[[ $v == null ]] && v=""
 	echo "$1 $v" >>"$figs"
 }
-for r in $(seq "$rounds"); do
-	echo "nvme-node-compare: round $r of $rounds" >&2
+# order: the binaries' indices for this round, rotated by one each round
+# so that none is always measured first (right after fio) or last.
+order() { for k in "${!bins[@]}"; do echo $(((k + r - 1) % ${#bins[@]})); done; }
+# The cells of one round: each fio cell, then the matching node cells.
+round1m() {
 	if ((huge)); then
 		put fio1mh "$(fio_val '.jobs[0].read.bw_bytes / 1e6' rr1mh randread 1M 8 --iomem=shmhuge)"
 	fi
 	((plain)) && put fio1m "$(fio_val '.jobs[0].read.bw_bytes / 1e6' rr1m randread 1M 8)"
 	# Each node's DRAM 1 MiB GET right after its NVMe one: the same
 	# node, generator and connections, the value already in memory.
-	for i in "${!bins[@]}"; do
+	for i in $(order); do
 		put "get1m.$i" "$(bench "$i" nvme get 1MiB 8 2048 | jq .mb_per_sec)"
 		put "dram1m.$i" "$(bench "$i" dram get 1MiB 8 256 | jq .mb_per_sec)"
 	done
 	if ((loopback)); then
 		put loop "$("${bins[0]}" bench --loopback --duration "${secs}s" --warmup 1s --json | jq .mb_per_sec)"
 	fi
+}
+round4k() {
 	if ((huge)); then
 		put fio4kh "$(fio_val '.jobs[0].read.iops' rr32h randread 4k 32 --iomem=shmhuge)"
 	fi
 	((plain)) && put fio4k "$(fio_val '.jobs[0].read.iops' rr32 randread 4k 32)"
-	for i in "${!bins[@]}"; do put "get4k.$i" "$(bench "$i" nvme get 4KiB 32 100000 | jq .ops_per_sec)"; done
+	local v
+	for i in $(order); do
+		v=$(bench_cpu .ops_per_sec "$i" nvme get 4KiB 32 100000 3>"$dir/cpu.out")
+		put "get4k.$i" "$v"
+		put "cpu4k.$i" "$(<"$dir/cpu.out")"
+	done
+}
+roundp50() {
 	put fiop50 "$(fio_val '.jobs[0].read.lat_ns.percentile["50.000000"] / 1e3' rr1 randread 4k 1)"
-	for i in "${!bins[@]}"; do
+	for i in $(order); do
 		put "p50nvme.$i" "$(bench "$i" nvme get 4KiB 1 100000 | jq .p50_us)"
 		put "p50dram.$i" "$(bench "$i" dram get 4KiB 1 10000 | jq .p50_us)"
 	done
+}
+for r in $(seq "$rounds"); do
+	echo "nvme-node-compare: round $r of $rounds" >&2
+	want 1m && round1m
+	want 4k && round4k
+	want p50 && roundp50
 done
 
 # vals CELL: the cell's figures, one a line, in round order.
 vals() { awk -v c="$1" '$1 == c { print $2 }' "$figs"; }
 # median: of the numbers on stdin (empty lines, failed runs, left out).
-median() { grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { { grep . || true; } | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # row LABEL OURS-CELL LIMIT-CELL NOTE: medians of ours and of the limit, and
 # the median (min-max) of the per-round ratios; a missing limit shows n/a.
 row() {
@@ -191,12 +250,23 @@ echo "dir: $dir, ${secs}s per measurement (time-based), $rounds rounds alternati
 printf "%-52s %10s %10s %8s %11s\n" measurement ours limit ratio range
 for i in "${!bins[@]}"; do
 	((${#bins[@]} > 1)) && echo "== ${bins[$i]}"
-	row "1 MiB GET from NVMe tier, MB/s vs fio hugepages" "get1m.$i" fio1mh "(target >= 0.90; randread QD8, the fair limit)"
-	((plain)) && row "1 MiB GET from NVMe tier, MB/s vs fio 4 KiB pages" "get1m.$i" fio1m "(fio's default buffers, for history)"
-	row "1 MiB GET from NVMe tier, MB/s vs DRAM 1 MiB GET" "get1m.$i" "dram1m.$i" "(same node, 8 conns: the send's limit)"
-	((loopback)) && row "1 MiB GET from NVMe tier, MB/s vs loopback stream" "get1m.$i" loop "(one TCP stream over 127.0.0.1)"
-	row "1 MiB GET from DRAM tier, MB/s vs fio hugepages" "dram1m.$i" fio1mh "(network path against device; >= 1: device binds)"
-	row "4 KiB GET 32 conns, ops/s vs fio QD32 hugepages" "get4k.$i" fio4kh "(target >= 0.70)"
-	((plain)) && row "4 KiB GET 32 conns, ops/s vs fio QD32 4 KiB pages" "get4k.$i" fio4k "(fio's default buffers)"
-	p50row "$i" "4 KiB GET p50 from NVMe tier, us"
+	if want 1m; then
+		row "1 MiB GET from NVMe tier, MB/s vs fio hugepages" "get1m.$i" fio1mh "(target >= 0.90; randread QD8, the fair limit)"
+		((plain)) && row "1 MiB GET from NVMe tier, MB/s vs fio 4 KiB pages" "get1m.$i" fio1m "(fio's default buffers, for history)"
+		row "1 MiB GET from NVMe tier, MB/s vs DRAM 1 MiB GET" "get1m.$i" "dram1m.$i" "(same node, 8 conns: the send's limit)"
+		((loopback)) && row "1 MiB GET from NVMe tier, MB/s vs loopback stream" "get1m.$i" loop "(one TCP stream over 127.0.0.1)"
+		row "1 MiB GET from DRAM tier, MB/s vs fio hugepages" "dram1m.$i" fio1mh "(network path against device; >= 1: device binds)"
+	fi
+	if want 4k; then
+		row "4 KiB GET 32 conns, ops/s vs fio QD32 hugepages" "get4k.$i" fio4kh "(target >= 0.70)"
+		row "4 KiB GET 32 conns, node CPU us per GET" "cpu4k.$i" none "(the node's user + system time / GETs)"
+		((plain)) && row "4 KiB GET 32 conns, ops/s vs fio QD32 4 KiB pages" "get4k.$i" fio4k "(fio's default buffers)"
+	fi
+	if want p50; then p50row "$i" "4 KiB GET p50 from NVMe tier, us"; fi
+	((i > 0)) || continue
+	# Against the first binary, round by round (both measured after the
+	# same fio cell).
+	want 1m && row "1 MiB GET from NVMe tier, MB/s vs ${bins[0]}" "get1m.$i" get1m.0 "(this binary / the first)"
+	want 4k && row "4 KiB GET 32 conns, ops/s vs ${bins[0]}" "get4k.$i" get4k.0 "(this binary / the first)"
+	want 4k && row "4 KiB GET 32 conns, CPU per GET vs ${bins[0]}" "cpu4k.$i" cpu4k.0 "(this binary / the first; lower is better)"
 done
