@@ -24,11 +24,11 @@ import (
 //
 // Then, one change per job at a time, at most one per JobCooldown:
 //
-//   - pressed: its nodes' capacity share above High, or their network
-//     share above High while the job's own traffic exceeds 1.1x its
-//     allotment (hints answer for the load they promised; of jobs sharing
-//     busy nodes, those beyond their allotment grow, an idle one does
-//     not): the job's map gains a node (growJobLocked): the active node of
+//   - pressed (pressedLocked: its nodes over the band with its own
+//     traffic or bytes beyond its allotment, or one node of its map over
+//     the band with its own traffic beyond its allotment there, or with
+//     load from no job whose map holds the node): the job's map gains a
+//     node (growJobLocked): the active node of
 //     its tier outside the map, not lost by the job, with the most spare
 //     bandwidth, whose own utilization is under Low. When there is none
 //     the autoscaler starts one through its orchestrator, and the job
@@ -507,6 +507,10 @@ type JobUtil struct {
 	// or, from a node that reports none (an older node), the node's
 	// traffic split among its jobs by allotment.
 	Mbps float64
+	// Bytes is the job's own bytes on its nodes, summed: each node's
+	// per-job figure, or from a node that reports none its tier's used
+	// bytes split by allotment.
+	Bytes float64
 }
 
 // jobUtilLocked computes j's figures over the active members of its map.
@@ -526,6 +530,7 @@ func (c *Controller) jobUtilLocked(j *job, smooth int) JobUtil {
 		if t := n.tier(j.tier); t != nil {
 			used += float64(t.UsedBytes)
 			capacity += float64(t.CapacityBytes)
+			u.Bytes += c.jobBytesLocked(j, n, mn, float64(t.UsedBytes))
 		}
 	}
 	if bwSum > 0 {
@@ -570,13 +575,9 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 			continue
 		}
 		u := c.jobUtilLocked(j, p.Smooth)
-		// Hints answer for the load they promised: the network grows a
-		// job's map only for its own load beyond its allotment (a job
-		// sized to 80 % of its nodes that runs at 85 % keeps them; a job
-		// idle beside a busy one keeps its nodes).
-		pressed := u.Cap > p.High || (u.Net > p.High && u.Mbps > AllotmentSlack*j.allocMbps)
+		why := c.pressedLocked(j, u, p)
 		switch {
-		case pressed && u.Nodes < p.MaxNodes && c.deadMemberLocked(j) == "":
+		case why != "" && u.Nodes < p.MaxNodes && c.deadMemberLocked(j) == "":
 			cands := c.growCandidatesLocked(j, p.Low)
 			if len(cands) == 0 {
 				needNode = true
@@ -584,8 +585,8 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 			}
 			c.growJobLocked(j, cands[0].addr, now)
 			ds = append(ds, Decision{At: now, Action: ActionGrowJob, Job: j.id, Count: 1, Nodes: u.Nodes, Util: u.Max,
-				Reason: fmt.Sprintf("job %s: its %d node(s) at %.0f%% (network %.0f%%, capacity %.0f%%), over %.0f%%: adds %s",
-					j.id, u.Nodes, 100*u.Max, 100*u.Net, 100*u.Cap, 100*p.High, cands[0].addr)})
+				Reason: fmt.Sprintf("job %s: its %d node(s) at %.0f%% (network %.0f%%, capacity %.0f%%), %s: adds %s",
+					j.id, u.Nodes, 100*u.Max, 100*u.Net, 100*u.Cap, why, cands[0].addr)})
 		case j.grown > 0 && u.Nodes > 1 && now.Sub(j.lastChange) >= 3*p.JobCooldown:
 			// A change stalls the job's traffic for a while (its values
 			// move, its clients fetch the new map): shrink on a load low
@@ -606,6 +607,72 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 		}
 	}
 	return ds, needNode
+}
+
+// pressedLocked says why j's map should grow ("" when it should not):
+//
+//   - its nodes over the band on the network while its own traffic on
+//     them is more than AllotmentSlack times its allotment (hints answer
+//     for the load they promised: a job sized to 80 % of its nodes that
+//     runs at 85 % keeps them, a job idle beside a busy one keeps its
+//     nodes);
+//   - its nodes over the band on capacity while its own bytes on them are
+//     more than AllotmentSlack times its capacity allotment (any bytes,
+//     without a capacity hint): a job holding nothing there does not grow
+//     for another's bytes;
+//   - one node of its map over the band on the network (nodes that report
+//     per-job figures): either its own traffic there is beyond its
+//     allotment there (its weight's share: a skewed job is a cause even
+//     within its whole allotment), or the node's load from no job whose
+//     map holds it (requests of a job outside its map, readers of a
+//     retired job's persisted values, traffic the node counts for no job)
+//     is what puts it over the band, and the job uses the node: it moves
+//     part of its keys away from load that no job's growth relieves.
+//
+// A node that reports no per-job figures counts as before they existed:
+// the job's traffic there is the node's split by allotment, and its bytes
+// are the job's share of the tier's.
+func (c *Controller) pressedLocked(j *job, u JobUtil, p *AutoscaleConfig) string {
+	switch {
+	case u.Net > p.High && u.Mbps > AllotmentSlack*j.allocMbps:
+		return fmt.Sprintf("over %.0f%% with its own %.0f Mb/s beyond its allotment of %.0f", 100*p.High, u.Mbps, j.allocMbps)
+	case u.Cap > p.High && u.Bytes > AllotmentSlack*float64(j.allocBytes):
+		return fmt.Sprintf("capacity over %.0f%% with %d bytes of its own", 100*p.High, int64(u.Bytes))
+	}
+	for _, mn := range j.nodes {
+		n, ok := c.nodes[mn.Addr]
+		if !ok || n.state != wire.NodeActive || !n.jobLoads.reports {
+			continue
+		}
+		if why := c.hotNodeLocked(j, n, mn.Weight, p); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// hotNodeLocked is pressedLocked's per-node test of j on its node n (weight
+// w in j's map).
+func (c *Controller) hotNodeLocked(j *job, n *node, w float64, p *AutoscaleConfig) string {
+	bw := c.nodeMbps(n)
+	load := c.measuredLocked(n, p.Smooth) * bw
+	own := n.jobLoads.mbps(j.id, p.Smooth)
+	if load <= p.High*bw || own <= 0 {
+		return ""
+	}
+	if own > AllotmentSlack*j.allocMbps*w {
+		return fmt.Sprintf("node %s at %.0f%% with its own %.0f Mb/s beyond its allotment there (%.0f)", n.addr, 100*load/bw, own, j.allocMbps*w)
+	}
+	var mapped float64 // the traffic there of the jobs whose maps hold the node
+	if l := c.loads[n.addr]; l != nil {
+		for k := range l.jobs {
+			mapped += n.jobLoads.mbps(k.id, p.Smooth)
+		}
+	}
+	if mapped > p.High*bw {
+		return ""
+	}
+	return fmt.Sprintf("node %s at %.0f%%, %.0f Mb/s of it from no job whose map holds it", n.addr, 100*load/bw, load-mapped)
 }
 
 // JobUtilization returns every live job's figures as the per-job policy

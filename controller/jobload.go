@@ -75,3 +75,13 @@ func (c *Controller) jobMbpsLocked(j *job, n *node, mn wire.MapNode, smooth int,
 	}
 	return nodeMbps * c.shareLocked(j, mn)
 }
+
+// jobBytesLocked is job j's own bytes on node n, member mn of its map: n's
+// latest per-job figure for it when n reports them, else the tier's used
+// bytes (used) split by allotment (shareLocked).
+func (c *Controller) jobBytesLocked(j *job, n *node, mn wire.MapNode, used float64) float64 {
+	if n.jobLoads.reports {
+		return float64(n.jobLoads.latest(j.id).Bytes)
+	}
+	return used * c.shareLocked(j, mn)
+}

@@ -155,24 +155,92 @@ func TestIdleJobBesideBusyDoesNotGrow(t *testing.T) {
 // nodes' load (the band) and the job's own traffic against its allotment,
 // not the job's own share of its nodes: two jobs at 470 Mb/s each (each
 // under half of the node, beyond its 300 Mb/s allotment) on a node at
-// 94 % both grow; at 250 Mb/s each (within their allotments) neither does.
+// 94 % both grow; at 250 Mb/s each (within their allotments) on a node at
+// 50 % neither does; at 250 Mb/s each on a node at 90 % because of 400
+// Mb/s that no job whose map holds the node sends (requests from outside
+// the maps: no growth of their owner relieves it), both grow, moving part
+// of their keys away. Before, that last case grew neither: the node sat
+// over the band with nothing reacting (hostile review).
 func TestJobsOverAllotmentOnASharedBusyNodeGrow(t *testing.T) {
 	for _, c := range []struct {
-		mbps  float64
-		nodes int
-	}{{470, 2}, {250, 1}} {
+		mbps, node float64
+		nodes      int
+	}{{470, 940, 2}, {250, 500, 1}, {250, 900, 2}} {
 		r, ms, home := sharedNodeRig(t, "a", "b")
 		r.loadShared(home, ms, []float64{c.mbps, c.mbps}, true)
-		if c.mbps == 250 {
-			// Their node over the band for all that (others' traffic).
-			r.heartbeatLoads(home, 900, []wire.JobLoad{{Job: ms[0].Job, RxMbps: 250}, {Job: ms[1].Job, RxMbps: 250}})
-		}
+		r.heartbeatLoads(home, c.node, []wire.JobLoad{{Job: ms[0].Job, RxMbps: c.mbps}, {Job: ms[1].Job, RxMbps: c.mbps}})
 		r.clock.advance(2 * time.Second)
 		r.a.Step()
 		for _, m := range ms {
 			if n := len(jobNodes(r.c, m)); n != c.nodes {
-				t.Errorf("two jobs at %.0f Mb/s on a busy node: %s has %d node(s), want %d", c.mbps, m.Job, n, c.nodes)
+				t.Errorf("two jobs at %.0f Mb/s on a node at %.0f: %s has %d node(s), want %d", c.mbps, c.node, m.Job, n, c.nodes)
 			}
 		}
+	}
+}
+
+// TestSkewedJobGrows: a job within its whole allotment (1200 Mb/s over two
+// nodes) that sends 750 Mb/s to the one node it shares with a neighbour
+// (a hot key, or keys chosen to hash there) is beyond its allotment on
+// that node, which runs at 100 %: it grows. Before, neither job grew and
+// the cluster added nothing (hostile review).
+func TestSkewedJobGrows(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{Cooldown: time.Hour, Smooth: 1, JobCooldown: time.Second, MinNodes: 3})
+	v := oneNodeJob(t, r, "neighbour", 300, true)
+	home := v.Nodes[0].Addr
+	a, err := r.c.RegisterJob("skewed", wire.JobHints{PeakMbps: 1200})
+	if err != nil || len(a.Nodes) != 2 {
+		t.Fatalf("skewed job: %v, %+v", err, a)
+	}
+	r.c.mu.Lock()
+	r.c.jobs[a.Job].created = r.clock.now().Add(-time.Minute)
+	r.c.mu.Unlock()
+	if _, err := r.orch.Start(context.Background(), orchestrator.NodeSpec{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range r.c.Status().Nodes {
+		if n.Addr == home {
+			r.heartbeatLoads(n.Addr, 1000, []wire.JobLoad{{Job: a.Job, RxMbps: 750}, {Job: v.Job, RxMbps: 250}})
+		} else {
+			r.heartbeatLoads(n.Addr, 0, nil)
+		}
+	}
+	r.clock.advance(2 * time.Second)
+	r.a.Step()
+	if n := len(jobNodes(r.c, a)); n != 3 {
+		t.Fatalf("the skewed job has %d nodes, want 3: %s", n, r.logs.msgs())
+	}
+	if n := len(jobNodes(r.c, v)); n != 1 {
+		t.Fatalf("the neighbour within its allotment grew to %d nodes", n)
+	}
+}
+
+// TestCapacityHogDoesNotGrowIdle: a job holding 950 MiB of a shared 1 GiB
+// node grows; the job beside it, holding nothing there, does not. Before,
+// the capacity test was the node's used share alone and both grew
+// (hostile review).
+func TestCapacityHogDoesNotGrowIdle(t *testing.T) {
+	r, ms, home := sharedNodeRig(t, "hog", "idle")
+	hog, idle := ms[0], ms[1]
+	for _, n := range r.c.Status().Nodes {
+		var used int64
+		var loads []wire.JobLoad
+		if n.Addr == home {
+			used = 950 << 20
+			loads = []wire.JobLoad{{Job: hog.Job, RxMbps: 1, Bytes: 950 << 20}, {Job: idle.Job, RxMbps: 0.1}}
+		}
+		hb := &wire.Heartbeat{Addr: n.Addr, Proof: dramNode(n.Addr, 0, 0).Proof, RxMbps: 1, Loads: loads,
+			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: used, Mbps: 1000}}}
+		if _, err := r.c.Heartbeat(hb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.clock.advance(2 * time.Second)
+	r.a.Step()
+	if n := len(jobNodes(r.c, idle)); n != 1 {
+		t.Errorf("the idle job grew to %d nodes for another's bytes", n)
+	}
+	if n := len(jobNodes(r.c, hog)); n != 2 {
+		t.Errorf("the hog has %d node(s), want 2", n)
 	}
 }
