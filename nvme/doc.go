@@ -97,6 +97,34 @@
 //     same node, so the generator is not the limit); the other helpers'
 //     load took the rest of the 2 cores. fio's QD32 IOPS are a single
 //     thread with nothing else to do.
+//   - CPU per 4 KiB GET, 32 conns (perf record -g on the node, perf stat,
+//     /proc/diskstats; 34-47K GETs/s, busy machine): in the node's samples
+//     io_uring submission is 20% (0.10 io_uring_enter per GET, about 29 us
+//     each: the doorbell's VM exit and the block layer's dispatch of a
+//     batch), writev 21% (0.94 per GET), finish_task_switch 24% (0.5
+//     context switches per GET), the runtime's sysmon 12%, the size lookup
+//     before OpenStart (NVMe.Stat's map miss) 5%, buffer alloc and free (the
+//     Allocator's maps) 4.5%, GC 1.6%. The device is not what the GETs wait
+//     for: its reads averaged 221 us at a device queue of 7.5 (41% busy)
+//     while a GET's p50 was 616 us; the rest is the node and the generator
+//     waiting for the 2 cores (node 0.58 of one).
+//   - sysmon: with every P idle, Go 1.26's sysmon sleeps until a goroutine
+//     enters a system call through syscall.Syscall, which wakes it (a futex)
+//     and resets its period to 20 us; the node goes idle and back thousands
+//     of times a second, so sysmon woke about 6K times a second (18.5K
+//     nanosleeps in 3 s). RawSyscall for the calls that never block on
+//     the hot path (netio's socket read, writev and eventfd read and
+//     write; here the io_uring submission and the reaper's eventfd read)
+//     took that to 1.6K and futex calls from 14.5K to 4.8K. Side by side
+//     (perf/nvme-node-compare.sh, CELLS=4k, 7 rounds, load 1.6-3.7), all
+//     of them with a stack of freed one-block buffers here (which skips the
+//     Allocator's maps): node CPU per GET 0.87x (0.80-0.95, lower in 7 of 7
+//     rounds), 23.2 -> 20.3 us, GETs/s 1.06x (0.82-1.25). The same run
+//     without netio's calls: CPU 1.08x (0.90-1.24), GETs/s 0.96x
+//     (0.81-1.23); the buffer stack alone, in two runs: CPU 0.99x and
+//     1.13x, GETs/s 0.96x and 1.36x (ranges 0.76-2.32). Nothing was kept:
+//     any Syscall made while sysmon sleeps wakes it, so the win needs
+//     netio's calls too, and this package's share alone showed none.
 //   - Streaming (dataplane's getStream): with read and send in series, a
 //     1 MiB GET run at 8 conns left the device idle 36% of the time
 //     (/proc/diskstats io_ticks 2568 ms in 4 s, 1624 reads/s of 1 MiB)
@@ -136,6 +164,15 @@
 //     against 264 ticks in 4 s) and measured 0.60x (0.59-0.75) beside
 //     0.56x in the second run above, but 0.64x (0.61-0.69) beside 0.65x
 //     (0.54-0.67) when measured first: no gain shown, not done.
+//   - The network's limit beside the device's (perf/nvme-node-compare.sh
+//     now measures the same node's 1 MiB DRAM GET, 8 conns, right after
+//     its NVMe one, and a loopback stream): at load 2-3 the DRAM GET ran at
+//     1.23x (1.17-1.36) of fio's QD8 hugepage random read (3588 against
+//     3028 MB/s) and the NVMe GET at 0.70x (0.65-0.76) of fio and 0.55x
+//     (0.51-0.62) of the DRAM GET; at load 4-6, 1.01x (0.98-1.04), 0.63x
+//     and 0.61x. So the send alone is not what binds the 1 MiB cell, nor
+//     the device alone: a value's reads and its sends, two chunks in flight
+//     per connection, reach about 0.6 of either limit.
 //   - The 4 KiB cells did not move beyond the noise: the value's size is
 //     looked up under the read lock before a small get goes the old way.
 //     32 conns 0.44x/0.42x old against 0.39x/0.40x new with old measured
