@@ -64,9 +64,16 @@ import (
 // could be counted twice or not at all by a confirm running beside the
 // move, and arrived at its owner leased after the owner's confirm, to
 // expire under a published manifest: before, the SDK failed such a put
-// (TestPutsSpanMapChanges). The cost: a writer that dies before its
-// confirm holds the move up until its lease runs out (DefaultChunkLease)
-// and the node's sweeper drops the chunks.
+// (TestPutsSpanMapChanges). The wait is bounded: once
+// MigrateJob.LeaseDeadline has passed (the mover and the drainer set it
+// one chunk lease after the change or drain began), a leased chunk that
+// would move is dropped with every chunk of its version here
+// (MigrateStats.Dropped; the version is dead for a lease, so late chunks of
+// it are refused) and its writer's confirm fails the put, which drops the
+// version everywhere. Without that bound a writer that kept putting new
+// chunks of a version it never confirms (each renews its lease) held its
+// job's map change open for ever and a drain until its deadline, when the
+// node left as lost for every job on it (hostile review).
 //
 // Finding the values to move costs memory in proportion to the values
 // moved, not to those held: a move scans each tier in no order (scanKeys,
@@ -103,6 +110,10 @@ type MigrateJob struct {
 	// stay here, neither moved nor counted. Empty: every value moves (a
 	// draining node, never an owner of what it holds).
 	Self string
+	// LeaseDeadline, when not zero, ends the wait for leased chunks: after
+	// it, a leased chunk that would move is dropped with its version here
+	// (see "Leased chunks stay").
+	LeaseDeadline time.Time
 }
 
 // MigrateStats counts what a migration did.
@@ -114,6 +125,9 @@ type MigrateStats struct {
 	// Leased counts chunks left here for a later pass because their
 	// version is not confirmed yet (see "Leased chunks stay").
 	Leased int64
+	// Dropped counts the chunks of leased versions dropped here after
+	// LeaseDeadline.
+	Dropped int64
 }
 
 // migrateBatch is how many keys are moved between checks of the context.
@@ -150,12 +164,12 @@ func (n *Node) Migrate(ctx context.Context, mj MigrateJob, s Sender, parallel in
 }
 
 type migrateCounters struct {
-	moved, skipped, failed, bytes, leased atomic.Int64
+	moved, skipped, failed, bytes, leased, dropped atomic.Int64
 }
 
 func (c *migrateCounters) stats() MigrateStats {
 	return MigrateStats{Moved: c.moved.Load(), Skipped: c.skipped.Load(), Failed: c.failed.Load(),
-		Bytes: c.bytes.Load(), Leased: c.leased.Load()}
+		Bytes: c.bytes.Load(), Leased: c.leased.Load(), Dropped: c.dropped.Load()}
 }
 
 // migrateTier moves one tier's misplaced values of the job (those whose
@@ -334,6 +348,11 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 		return nil // ours under the map: stays
 	}
 	if n.leasedChunk(t, mj.Job, key) {
+		if !mj.LeaseDeadline.IsZero() && time.Now().After(mj.LeaseDeadline) {
+			_, ver, _, _ := wire.ParseChunkKey(key)
+			st.dropped.Add(int64(n.dropVersion(t, job, ver)))
+			return nil // its writer's confirm fails: the put is dropped
+		}
 		st.leased.Add(1)
 		return nil // its writer confirms it here first: a later pass moves it
 	}

@@ -81,6 +81,14 @@ func newVersionTable() *versionTable {
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
+// ChunkLease is how long a leased chunk version lives without a chunk put
+// or a confirm.
+func (n *Node) ChunkLease() time.Duration {
+	n.vers.mu.Lock()
+	defer n.vers.mu.Unlock()
+	return n.vers.lease
+}
+
 // SetChunkLease sets how long a leased chunk version lives without a chunk
 // put or a confirm (DefaultChunkLease by default). Call it before serving.
 func (n *Node) SetChunkLease(d time.Duration) {

@@ -225,3 +225,36 @@ func TestChunkLeasedWhileItCommits(t *testing.T) {
 		t.Fatalf("filing marks left: %v", n.vers.filing)
 	}
 }
+
+// TestMigrateDropsLeasedAfterDeadline: a move leaves a leased chunk where
+// its writer put it until MigrateJob.LeaseDeadline, then drops its
+// version here (dead for a lease, so its later chunks are refused).
+func TestMigrateDropsLeasedAfterDeadline(t *testing.T) {
+	n, d := migrateNode(t)
+	chunk := wire.AppendChunkKey(nil, []byte("k"), 0x9, 1)
+	p, err := d.Create([]byte("job-1"), chunk, 5, Meta{Flags: Chunk, Version: 0x9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(p.Buffers()[0], "chunk")
+	if _, err := n.publish(d, p, putRef{job: "job-1", key: string(chunk), ver: 0x9, lease: true}); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeOwners{vals: map[string]map[string][]byte{}, flags: map[string]uint16{}}
+	mj := MigrateJob{Job: "job-1", Nodes: []placement.Node{{ID: "n1", Weight: 1}}}
+	st, err := n.Migrate(context.Background(), mj, f, 1)
+	if err != nil || st.Leased != 1 || st.Dropped != 0 || n.JobValues("job-1") != 1 {
+		t.Fatalf("before the deadline: %+v, %v, %d values here", st, err, n.JobValues("job-1"))
+	}
+	mj.LeaseDeadline = time.Now().Add(-time.Millisecond)
+	st, err = n.Migrate(context.Background(), mj, f, 1)
+	if err != nil || st.Dropped != 1 || st.Moved != 0 || n.JobValues("job-1") != 0 {
+		t.Fatalf("after the deadline: %+v, %v, %d values here", st, err, n.JobValues("job-1"))
+	}
+	if !n.vers.isDead(verKey{KindDRAM, "job-1", 0x9}) {
+		t.Fatal("the dropped version is not dead: its late chunks would be stored")
+	}
+	if len(f.vals["n1"]) != 0 {
+		t.Fatalf("a leased chunk moved: %v", f.vals)
+	}
+}

@@ -186,3 +186,70 @@ func streamPut(ctx context.Context, j *Job, key string, val []byte) error {
 	}
 	return w.Close()
 }
+
+// rawPutAt puts payload under key straight at addr at the job's current
+// epoch, as a client holding the job's token but not using the SDK's
+// routing could.
+func rawPutAt(ctx context.Context, ctl *controller.Controller, j *Job, addr string, flags uint16, key []byte, ver uint64, payload []byte) error {
+	var epoch uint64
+	for _, js := range ctl.Status().Jobs {
+		if js.Job == j.ID() {
+			epoch = js.Epoch
+		}
+	}
+	t := j.targetOf(addr)
+	req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: epoch, Version: ver}
+	_, err := j.s.data.Do(ctx, addr, wire.OpPut, flags|t.flags, &req, payload, nil)
+	return err
+}
+
+// TestLeaseRenewalCannotHoldAChangeOpen: a client of the job keeps one
+// never-confirmed version alive on every node of its map, a new chunk of
+// it on each node every half lease (each renews the lease), so that some
+// of its chunks are always misplaced under the grown map. The nodes wait
+// for leased chunks one lease after the change began and then drop the
+// version: the grow ends while the renewals go on. Before, it never
+// ended (hostile review: still joining after 20 leases).
+func TestLeaseRenewalCannotHoldAChangeOpen(t *testing.T) {
+	ctl, addr, nodes := startDrainCluster(t, 4, 64<<20)
+	const lease = 400 * time.Millisecond
+	for _, n := range nodes {
+		n.node.SetChunkLease(lease)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Dial(ctx, addr, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	j, err := s.RegisterJob(ctx, "renewer", Hints{PeakMbps: 24000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, next := newVersion(), 1
+	put := func(perNode int) {
+		for _, mn := range j.Map().Nodes {
+			for k := 0; k < perNode; k++ {
+				key := wire.AppendChunkKey(nil, []byte("x"), ver, next)
+				next++
+				if err := rawPutAt(ctx, ctl, j, mn.Addr, wire.FlagChunk|wire.FlagLease, key, ver, []byte("c")); err != nil {
+					t.Logf("renewal at %s: %v", mn.Addr, err)
+				}
+			}
+		}
+	}
+	put(16)
+	if err := ctl.GrowJob(j.ID(), outside(ctl, j.ID())); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for !settled(ctl, j.ID(), 4) {
+		if time.Since(start) > 30*lease {
+			t.Fatalf("the grow has not ended after %v of renewals: %+v", time.Since(start), jobNodes(ctl, j.ID()))
+		}
+		put(1)
+		time.Sleep(lease / 2)
+	}
+	t.Logf("the grow ended after %v, renewals going on", time.Since(start).Round(time.Millisecond))
+}

@@ -38,13 +38,18 @@ type drainer struct {
 	done bool
 	left int64
 
+	// leaseDeadline ends the wait for leased chunks (one chunk lease
+	// after the drain began; dataplane.MigrateJob.LeaseDeadline).
+	leaseDeadline time.Time
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 func startDrainer(ctx context.Context, n *dataplane.Node, ctl *metaclient.Client, self string, log *slog.Logger) *drainer {
 	ctx, cancel := context.WithCancel(ctx)
-	d := &drainer{self: self, node: n, ctl: ctl, data: client.New(client.Options{ConnsPerNode: 2}), log: log, cancel: cancel, left: -1}
+	d := &drainer{self: self, node: n, ctl: ctl, data: client.New(client.Options{ConnsPerNode: 2}), log: log, cancel: cancel, left: -1,
+		leaseDeadline: time.Now().Add(n.ChunkLease())}
 	d.wg.Add(1)
 	go d.run(ctx)
 	return d
@@ -123,11 +128,11 @@ func (d *drainer) moveJob(ctx context.Context, job string, tok []byte) error {
 			return fmt.Errorf("job %s's map (epoch %d) has this node %s, not draining", m.Job, m.Epoch, n.State)
 		}
 	}
-	mj := dataplane.MigrateJob{Job: m.Job, Token: m.Token, Epoch: m.Epoch, Nodes: owners(m)}
+	mj := dataplane.MigrateJob{Job: m.Job, Token: m.Token, Epoch: m.Epoch, Nodes: owners(m), LeaseDeadline: d.leaseDeadline}
 	st, err := d.node.Migrate(ctx, mj, d.data, migrateParallel)
-	if st.Moved+st.Skipped+st.Failed > 0 {
+	if st.Moved+st.Skipped+st.Failed+st.Dropped > 0 {
 		d.log.Info("drain: moved job data", "job", m.Job, "moved", st.Moved, "bytes", st.Bytes,
-			"already_there", st.Skipped, "failed", st.Failed)
+			"already_there", st.Skipped, "failed", st.Failed, "leased", st.Leased, "dropped_unconfirmed", st.Dropped)
 	}
 	return err
 }

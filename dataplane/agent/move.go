@@ -88,8 +88,9 @@ type mover struct {
 // moveEntry is a job's latest report and when the job's first was
 // recorded (reports are sent oldest first).
 type moveEntry struct {
-	rep wire.MoveReport
-	seq uint64
+	rep   wire.MoveReport
+	seq   uint64
+	since time.Time // when this node began moving by the report's epoch
 }
 
 func newMover(n *dataplane.Node, ctl mapSource, data dataplane.Sender, self string, log *slog.Logger) *mover {
@@ -264,6 +265,9 @@ func (m *mover) record(rep wire.MoveReport) {
 		m.seq++
 		e.seq = m.seq
 	}
+	if !ok || e.rep.Epoch != rep.Epoch {
+		e.since = time.Now()
+	}
 	e.rep = rep
 	m.reports[rep.Job] = e
 }
@@ -378,7 +382,7 @@ func (m *mover) check(ctx context.Context, job string, epoch uint64) time.Durati
 	case mp.Epoch < epoch:
 		return moveUnpublished // not published yet
 	}
-	rep, moving, err := moveByMap(ctx, m.node, mp, m.data, m.self, m.log)
+	rep, moving, err := moveByMap(ctx, m.node, mp, m.data, m.self, m.leaseDeadline(job, mp.Epoch), m.log)
 	if !moving {
 		m.dropReport(job)
 		return 0
@@ -393,12 +397,27 @@ func (m *mover) check(ctx context.Context, job string, epoch uint64) time.Durati
 	return 0
 }
 
+// leaseDeadline is when the move of job by epoch stops waiting for leased
+// chunks (dataplane.MigrateJob.LeaseDeadline): one chunk lease after this
+// node began moving by that epoch (now, when it has not yet).
+func (m *mover) leaseDeadline(job string, epoch uint64) time.Time {
+	m.mu.Lock()
+	e, ok := m.reports[job]
+	m.mu.Unlock()
+	since := time.Now()
+	if ok && e.rep.Epoch == epoch {
+		since = e.since
+	}
+	return since.Add(m.node.ChunkLease())
+}
+
 // moveByMap moves the node's values of a job whose map mp changed to their
 // owners under mp's live set, keeping those self owns, and reports what is
-// left. moving is false when mp has no joining or draining node, or when
-// self is not in mp or joins it: this node has nothing to move and no
-// report to make.
-func moveByMap(ctx context.Context, n *dataplane.Node, mp *wire.PlacementMap, s dataplane.Sender, self string, log *slog.Logger) (rep wire.MoveReport, moving bool, err error) {
+// left; leased chunks it waits for until leaseDeadline. moving is false
+// when mp has no joining or draining node, or when self is not in mp or
+// joins it: this node has nothing to move and no report to make.
+func moveByMap(ctx context.Context, n *dataplane.Node, mp *wire.PlacementMap, s dataplane.Sender, self string,
+	leaseDeadline time.Time, log *slog.Logger) (rep wire.MoveReport, moving bool, err error) {
 	if !changing(mp) {
 		return wire.MoveReport{}, false, nil
 	}
@@ -407,12 +426,12 @@ func moveByMap(ctx context.Context, n *dataplane.Node, mp *wire.PlacementMap, s 
 		return wire.MoveReport{}, false, nil
 	}
 	live := owners(mp)
-	mj := dataplane.MigrateJob{Job: mp.Job, Token: mp.Token, Epoch: mp.Epoch, Nodes: live, Self: self}
+	mj := dataplane.MigrateJob{Job: mp.Job, Token: mp.Token, Epoch: mp.Epoch, Nodes: live, Self: self, LeaseDeadline: leaseDeadline}
 	st, err := n.Migrate(ctx, mj, s, migrateParallel)
-	if st.Moved+st.Skipped+st.Failed > 0 {
+	if st.Moved+st.Skipped+st.Failed+st.Dropped > 0 {
 		log.Info("move: moved job data after its map changed", "job", mp.Job, "epoch", mp.Epoch,
 			"moved", st.Moved, "bytes", st.Bytes, "already_there", st.Skipped, "failed", st.Failed,
-			"leased", st.Leased)
+			"leased", st.Leased, "dropped_unconfirmed", st.Dropped)
 	}
 	rep = wire.MoveReport{Job: mp.Job, Epoch: mp.Epoch, Left: n.Misplaced(mp.Job, live, self)}
 	return rep, true, err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/dataplane"
@@ -57,7 +58,7 @@ func TestAttackMoveByForeignMap(t *testing.T) {
 			{Addr: "127.0.0.1:1", Weight: 1, State: wire.NodeActive}, {Addr: self, Weight: 1, State: wire.NodeJoining}}},
 	} {
 		var s recordingSender
-		rep, moving, err := moveByMap(context.Background(), n, mp, &s, self, log)
+		rep, moving, err := moveByMap(context.Background(), n, mp, &s, self, time.Time{}, log)
 		if moving || err != nil || rep != (wire.MoveReport{}) || s.sent != 0 {
 			t.Errorf("map %+v: moving %v, report %+v, %d requests sent, err %v", mp.Nodes, moving, rep, s.sent, err)
 		}

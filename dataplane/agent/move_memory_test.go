@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/wire"
@@ -52,7 +53,7 @@ func TestAttackMoveMemoryFollowsMovedValues(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the owner is unreachable anyway: measure the listing only
 	moveBytes := allocated(func() {
-		_, _, _ = moveByMap(ctx, n, mp, data, self, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		_, _, _ = moveByMap(ctx, n, mp, data, self, time.Time{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	})
 	drainCountBytes := allocated(func() {
 		if got := n.JobValues(moveJob); got != values {
