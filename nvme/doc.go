@@ -124,7 +124,10 @@
 //     (0.81-1.23); the buffer stack alone, in two runs: CPU 0.99x and
 //     1.13x, GETs/s 0.96x and 1.36x (ranges 0.76-2.32). Nothing was kept:
 //     any Syscall made while sysmon sleeps wakes it, so the win needs
-//     netio's calls too, and this package's share alone showed none.
+//     netio's calls too, and this package's share alone showed none. The
+//     raw calls alone (netio's and these, no buffer stack), 7 more rounds
+//     at load 2-3.7: CPU per GET 0.85x (0.74-1.11), 24.7 -> 22.2 us,
+//     GETs/s 1.08x (0.79-2.12).
 //   - Streaming (dataplane's getStream): with read and send in series, a
 //     1 MiB GET run at 8 conns left the device idle 36% of the time
 //     (/proc/diskstats io_ticks 2568 ms in 4 s, 1624 reads/s of 1 MiB)
