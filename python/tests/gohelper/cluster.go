@@ -43,6 +43,9 @@ var clusterSecret = []byte("gohelper-cluster-secret-0123456789")
 //	grow JOB       add a node to the job's map (Controller.GrowJob) and
 //	               wait until the change has ended (at most a minute)
 //	shrink JOB     take a node out of it (Controller.ShrinkJob), and wait
+//	drain ADDR     drain the node at ADDR from the cluster (Controller.Drain)
+//	               and stop it as soon as the controller retires it, as
+//	               the autoscaler's scale-in does (at most a minute)
 //	values JOB     print how many records (values and chunks) the nodes
 //	               hold for the job, summed
 //
@@ -70,7 +73,14 @@ func cluster(args []string) error {
 	if err != nil {
 		return err
 	}
-	h := &helperCluster{c: ctl, ctl: addr.String(), log: quiet, nodes: map[string]*helperNode{}}
+	h := &helperCluster{c: ctl, ctl: addr.String(), log: quiet, nodes: map[string]*helperNode{},
+		retired: make(chan string, 16)}
+	ctl.OnRetire(func(addr, _ string) {
+		select {
+		case h.retired <- addr:
+		default: // never blocks the controller's sweeper
+		}
+	})
 	defer h.stopAll()
 	fmt.Println("controller", addr)
 	for range n {
@@ -100,6 +110,9 @@ type helperCluster struct {
 	ctl   string
 	log   *slog.Logger
 	nodes map[string]*helperNode
+	// retired gets the address of every node the controller retires (its
+	// OnRetire hook), for drain to stop it.
+	retired chan string
 }
 
 type helperNode struct {
@@ -113,7 +126,7 @@ type helperNode struct {
 func (h *helperCluster) command(line string) (string, error) {
 	f := strings.Fields(line)
 	if len(f) != 2 {
-		return "", fmt.Errorf("want VERB ARG (kill, start, grow, shrink, values), got %q", line)
+		return "", fmt.Errorf("want VERB ARG (kill, start, grow, shrink, drain, values), got %q", line)
 	}
 	switch f[0] {
 	case "kill":
@@ -131,6 +144,8 @@ func (h *helperCluster) command(line string) (string, error) {
 		return "ok", h.awaitActive()
 	case "grow", "shrink":
 		return "ok", h.change(f[0], f[1])
+	case "drain":
+		return "ok", h.drain(f[1])
 	case "values":
 		var held int64
 		for _, nd := range h.nodes {
@@ -163,6 +178,34 @@ func (h *helperCluster) change(verb, job string) error {
 			return fmt.Errorf("the change did not end in a minute: %+v; left: %s", ns, h.left(job))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// drain drains the node at addr and stops it once the controller has
+// retired it: the retire hook's signal, then the node's stop, as the
+// autoscaler's scale-in does (its OnRetire hook stops the process). It
+// waits at most a minute for the retire.
+func (h *helperCluster) drain(addr string) error {
+	nd := h.nodes[addr]
+	if nd == nil {
+		return fmt.Errorf("no node at %s", addr)
+	}
+	if _, err := h.c.Drain(addr, time.Minute); err != nil {
+		return err
+	}
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case a := <-h.retired:
+			if a != addr {
+				continue // an earlier drain's node, stopped already
+			}
+			nd.stop()
+			delete(h.nodes, addr)
+			return nil
+		case <-timeout:
+			return fmt.Errorf("node %s not retired a minute after its drain began", addr)
+		}
 	}
 }
 
