@@ -27,35 +27,40 @@ import (
 //     over the tier's capacity, summed over nodes;
 //   - CPU (when UseCPU): the mean busy share of the nodes' cores.
 //
-// The binding dimension is the highest. Hints answer before any byte moves
-// (a job that registers with a peak of 20 Gb/s raises the allocation at
-// once); measurements catch jobs whose hints were low or absent. Then:
+// The binding dimension is the highest. Then:
 //
 //   - fewer active nodes than MinNodes: start the difference;
-//   - utilization above High (0.8) and fewer than MaxNodes: start enough
-//     nodes to bring it to the band's middle, assuming new nodes like the
-//     current ones (at least one), unless a scale-out happened less than
-//     Cooldown ago or nodes are still starting. A node's measured load
-//     within AllotmentSlack of its allotment counts as the allotment: its
-//     jobs use what their hints asked for, and a node started for them
-//     would carry none of it (load beyond the slack is the per-job
-//     policy's in elastic.go, which grows the job's map);
+//   - without per-job scaling (NoJobScaling, Pocket's cluster-wide
+//     policy), utilization above High (0.8) and fewer than MaxNodes:
+//     start enough nodes to bring it to the band's middle, assuming new
+//     nodes like the current ones (at least one), unless a scale-out
+//     happened less than Cooldown ago or nodes are still starting. A
+//     node's measured load within AllotmentSlack of its allotment counts
+//     as the allotment. With per-job scaling there is no such step: a
+//     running job is placed already, so a node started for the cluster's
+//     utilization would carry none of its load; the per-job policy
+//     (elastic.go) grows a pressed job's map and asks for a node when no
+//     active one has room (needNode), and new jobs have theirs started
+//     before they are placed (reserve, below);
 //   - utilization below Low (0.6), measured figures taken from the latest
 //     heartbeat rather than smoothed (allotments keep every registered
-//     job's nodes, so only load beyond the hints can dip), more than MinNodes, no drain running,
-//     nothing changed for Cooldown, no node's latest figures straddling the
-//     end of a job on it (its traffic would still count: wait for a
-//     heartbeat whose interval began after, at most two intervals), and
-//     the rest would stay at or under High
-//     without one node: drain as many nodes as leave the rest at the band's
-//     middle (at least one), those holding the fewest bytes first (least
-//     to move), preferring nodes the orchestrator started (it can stop
-//     them). Each drain retires its node and the orchestrator stops it.
+//     job's nodes, so only load beyond the hints can dip), more than
+//     MinNodes, no drain running, nothing changed for Cooldown, no node's
+//     latest figures straddling the end of a job on it (its traffic would
+//     still count: wait for a heartbeat whose interval began after, at
+//     most two intervals), and the rest would stay at or under High
+//     without one node: drain as many nodes as leave the rest at the
+//     band's middle (at least one), those holding the fewest bytes first
+//     (least to move), preferring nodes the orchestrator started (it can
+//     stop them), and never a node whose jobs' other nodes would then run
+//     over the band's middle (drainSafeLocked: draining it would press
+//     them, and their maps would grow again at once). Each drain retires
+//     its node and the orchestrator stops it.
 //
-// Besides the periodic evaluation, a job registering with a bandwidth hint
-// that the active nodes' room under High cannot carry first has the nodes
-// it needs started (reserve, called by RegisterJob), so it is placed over
-// them.
+// Besides the periodic evaluation, a job registering with a bandwidth need
+// (its hints, or without them its name's profile) that the active nodes'
+// room under High cannot carry first has the nodes it needs started
+// (reserve, called by RegisterJob), so it is placed over them.
 //
 // Every decision, and every change in why a needed one is held back, is
 // logged with its figures.
@@ -178,10 +183,6 @@ type Utilization struct {
 	Max    float64            // the binding dimension's figure
 	Dim    string             // its name: "network", "cpu", "capacity dram", ...
 	Detail string             // allocated and measured network shares
-	// Allotted is the binding dimension's figure counting the jobs'
-	// allotments only (network and capacity), and AllottedDim its name.
-	Allotted    float64
-	AllottedDim string
 	// Settling counts the nodes whose latest figures straddle the end of
 	// a job placed on them (their measured traffic still has some of it).
 	Settling int
@@ -286,8 +287,9 @@ func (a *Autoscaler) Step() Decision {
 	if !a.cfg.NoJobScaling {
 		jobChanged, needNode = a.jobsStep(now)
 	}
-	u, _, _ := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU)
-	uNow, victims, draining := a.c.utilization(1, a.cfg.UseCPU)
+	mid := (a.cfg.High + a.cfg.Low) / 2
+	u, _, _ := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU, mid)
+	uNow, victims, draining := a.c.utilization(1, a.cfg.UseCPU, mid)
 	a.mu.Lock()
 	a.util = u
 	a.evals++
@@ -386,11 +388,8 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 		d.Reason = fmt.Sprintf("%d active node(s), %d starting, under the minimum %d", n, a.starting, p.MinNodes)
 		return d
 	}
-	out := a.outFigure(u)
 	switch {
-	case out.Max > p.High:
-		u = out
-		d.Util, d.Dim = u.Max, u.Dim
+	case p.NoJobScaling && u.Max > p.High:
 		figures := u.figures()
 		switch {
 		case n+a.starting >= p.MaxNodes:
@@ -435,23 +434,6 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 		a.held = ""
 	}
 	return d
-}
-
-// outFigure is the utilization scale-out acts on. With per-job scaling,
-// the jobs' allotments (and CPU when counted): a job's load beyond its
-// allotment grows that job's map (elastic.go), which asks for a node when
-// no active one has room, and a node the cluster started for the load
-// would carry none of it, since jobs are placed only when they register.
-// Without it, u itself.
-func (a *Autoscaler) outFigure(u Utilization) Utilization {
-	if a.cfg.NoJobScaling {
-		return u
-	}
-	u.Max, u.Dim = u.Allotted, "allotted "+u.AllottedDim
-	if a.cfg.UseCPU && u.CPU > u.Max {
-		u.Max, u.Dim = u.CPU, "cpu"
-	}
-	return u
 }
 
 // settling reports whether scale-in waits for k nodes whose figures
@@ -641,15 +623,16 @@ func sortedKeys(m map[string]float64) []string {
 }
 
 // utilization computes the cluster's figures over its active nodes, the
-// nodes scale-in could drain, and the number of drains running.
-func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim, int) {
+// nodes scale-in could drain (none whose jobs' other nodes would then run
+// over mid: drainSafeLocked), and the number of drains running.
+func (c *Controller) utilization(smooth int, useCPU bool, mid float64) (Utilization, []victim, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	allocMbps, _ := c.allocationsLocked()
 	allocBytes := c.allocByTierLocked()
 	u := Utilization{Cap: map[string]float64{}}
 	var bwSum, netSum, allocSum, measSum, cpuSum float64
-	capUsed, capAll, capAlloc := map[uint8]float64{}, map[uint8]float64{}, map[uint8]float64{}
+	capUsed, capAll := map[uint8]float64{}, map[uint8]float64{}
 	var victims []victim
 	draining := 0
 	changing := map[string]bool{} // joining or leaving a job's map (elastic.go)
@@ -690,10 +673,9 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 		for _, t := range n.tiers {
 			used += t.UsedBytes
 			capUsed[t.Kind] += float64(max(t.UsedBytes, allocBytes[nodeKind{n.addr, t.Kind}]))
-			capAlloc[t.Kind] += float64(allocBytes[nodeKind{n.addr, t.Kind}])
 			capAll[t.Kind] += float64(t.CapacityBytes)
 		}
-		if !changing[n.addr] {
+		if !changing[n.addr] && c.drainSafeLocked(n.addr, mid) {
 			victims = append(victims, victim{addr: n.addr, bytes: used, alloc: allocMbps[n.addr]})
 		}
 	}
@@ -704,22 +686,23 @@ func (c *Controller) utilization(smooth int, useCPU bool) (Utilization, []victim
 	u.Net, u.Mbps, u.Load = netSum/bwSum, bwSum, netSum
 	u.CPU = cpuSum / float64(u.Nodes)
 	u.Max, u.Dim = u.Net, "network"
-	u.Allotted, u.AllottedDim = allocSum/bwSum, "network"
-	u.Detail = fmt.Sprintf("allocated %.0f%%, measured %.0f%% of %.0f Mb/s", 100*allocSum/bwSum, 100*measSum/bwSum, bwSum)
+	// The network figure counts each node at the larger of its two shares,
+	// so it can exceed both cluster-wide ones.
+	u.Detail = fmt.Sprintf("per node the larger of allocated and measured; allocated %.0f%%, measured %.0f%% of %.0f Mb/s",
+		100*allocSum/bwSum, 100*measSum/bwSum, bwSum)
 	if useCPU && u.CPU > u.Max {
 		u.Max, u.Dim = u.CPU, "cpu"
+		u.Detail = fmt.Sprintf("mean busy share of %d nodes' cores", u.Nodes)
 	}
 	for k, all := range capAll {
 		if all <= 0 {
 			continue
 		}
-		if f := capAlloc[k] / all; f > u.Allotted {
-			u.Allotted, u.AllottedDim = f, "capacity "+kindName(k)
-		}
 		f := capUsed[k] / all
 		u.Cap[kindName(k)] = f
 		if f > u.Max {
 			u.Max, u.Dim = f, "capacity "+kindName(k)
+			u.Detail = fmt.Sprintf("per node the larger of bytes used and allotted, of %d bytes", int64(all))
 		}
 	}
 	return u, victims, draining
@@ -748,8 +731,9 @@ func straddles(last []Sample, alloc float64) bool {
 	return false
 }
 
-// reserve starts nodes before a job is placed when its bandwidth hint is
-// more than the active nodes' room: what each has left under High of its
+// reserve starts nodes before a job is placed when its bandwidth need (its
+// hints', else its name's profile's: demandOf) is more than the active
+// nodes' room: what each has left under High of its
 // bandwidth beyond the larger of its allotments and its measured load.
 // It starts as many nodes as carry the rest under High, assuming new
 // nodes like the current ones. Hints answer before any byte moves, so the
@@ -758,11 +742,11 @@ func straddles(last []Sample, alloc float64) bool {
 // placed over the fewest nodes whose spare covers its need, and its map
 // grows later only for load beyond its hints). It waits for the new nodes
 // to register, at most StartTimeout; local nodes take a few tens of
-// milliseconds. Jobs without hints get Pocket's default size on the
-// nodes there are.
+// milliseconds. Jobs without hints or profile get Pocket's default size
+// on the nodes there are.
 func (a *Autoscaler) reserve(name string, h wire.JobHints) {
-	mbps, _, noHints := a.c.cfg.Policy.demand(h)
-	if noHints || mbps <= 0 {
+	mbps := a.c.demandOf(name, h)
+	if mbps <= 0 {
 		return
 	}
 	r := a.c.roomUnder(a.cfg.High, a.cfg.Smooth)
@@ -803,6 +787,53 @@ func (a *Autoscaler) reserve(name string, h wire.JobHints) {
 		}()
 	}
 	wg.Wait()
+}
+
+// drainSafeSmooth is how many heartbeats drainSafeLocked averages, besides
+// the latest (the autoscaler's default Smooth).
+const drainSafeSmooth = 3
+
+// drainSafeLocked reports whether draining the node at addr leaves every
+// job with other nodes on it at or under limit (a fraction) on those: the
+// job's utilization (JobUtil.Max, the larger of its smoothed and latest
+// figures) spread over one node fewer. A node that is a job's only one is
+// safe here: the drain moves that job whole, and the cluster's own figure
+// counts its load.
+func (c *Controller) drainSafeLocked(addr string, limit float64) bool {
+	l := c.loads[addr]
+	if l == nil {
+		return true
+	}
+	for j := range l.jobs {
+		u, u1 := c.jobUtilLocked(j, drainSafeSmooth), c.jobUtilLocked(j, 1)
+		if u1.Nodes < 2 {
+			continue
+		}
+		if max(u.Max, u1.Max)*float64(u1.Nodes)/float64(u1.Nodes-1) > limit {
+			return false
+		}
+	}
+	return true
+}
+
+// demandOf is the bandwidth, in Mb/s, a job registering as name with
+// hints h will be sized for: its hints', else its name's profile's
+// (profile.go); 0 for a job Pocket's default sizes (2 nodes at 16 Gb/s
+// over the nodes there are, nothing started for it).
+func (c *Controller) demandOf(name string, h wire.JobHints) float64 {
+	pol := &c.cfg.Policy
+	if hinted(h) {
+		mbps, _, _ := pol.demand(h)
+		return mbps
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.prof.learned(name)
+	if !ok {
+		return 0
+	}
+	need, _, _ := pol.needFor(h, &l)
+	return need.Mbps
 }
 
 // room is what the active nodes can still carry.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/orchestrator"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -257,10 +258,11 @@ func TestAutoscaleAddsOnMeasuredLoad(t *testing.T) {
 	r.settle(5)
 }
 
-// TestAutoscaleWeighsAllocation: a job placed before the autoscaler ran
-// counts by its allotment even while it moves nothing.
+// TestAutoscaleWeighsAllocation: without per-job scaling, a job placed
+// before the autoscaler ran counts by its allotment even while it moves
+// nothing.
 func TestAutoscaleWeighsAllocation(t *testing.T) {
-	r := newScaleRigWith(t, 2, AutoscaleConfig{}, func(c *Controller) {
+	r := newScaleRigWith(t, 2, AutoscaleConfig{NoJobScaling: true}, func(c *Controller) {
 		if _, err := c.RegisterJob("big", wire.JobHints{PeakMbps: 1800}); err != nil {
 			t.Fatal(err)
 		}
@@ -570,5 +572,78 @@ func TestAutoscaleMeasuredLoadIsTheJobs(t *testing.T) {
 	}
 	if r.active() != 2 {
 		t.Fatalf("%d active nodes", r.active())
+	}
+}
+
+// TestAutoscaleNoNodeForPlacedJobs: with per-job scaling, a job already
+// placed (allotted 90 % of the cluster) has no node started for it: it
+// would carry none of the job's load (its map grows only when it is
+// pressed, and then asks for its node). Before, the cluster started one
+// that no job used (new-user trial: two nodes with no job for as long as a
+// profile-sized job lived).
+func TestAutoscaleNoNodeForPlacedJobs(t *testing.T) {
+	r := newScaleRigWith(t, 2, AutoscaleConfig{}, func(c *Controller) {
+		if _, err := c.RegisterJob("big", wire.JobHints{PeakMbps: 1800}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r.clock.advance(time.Minute)
+	r.beat(10, 0)
+	if d := r.a.Step(); d.Action != ActionNone || r.active() != 2 {
+		t.Fatalf("a placed job allotted 90%%: %+v, %d active", d, r.active())
+	}
+}
+
+// TestAutoscaleReservesForAProfile: a job registered without hints but
+// with a profile of its name (1,800 Mb/s, with headroom 1,980) has the
+// nodes its profile needs started before it is placed, as a hinted job
+// does. Before, only hints reserved, and the profile-sized job was placed
+// over the nodes there were.
+func TestAutoscaleReservesForAProfile(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{})
+	r.c.mu.Lock()
+	r.c.prof.record("learned", state.Run{Job: "learned-1", PeakMbps: 1800})
+	r.c.mu.Unlock()
+	m, err := r.c.RegisterJob("learned", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 800 Mb/s of room on the one node; the rest at 800 each: 2 more.
+	if r.active() != 3 || len(m.Nodes) < 2 {
+		t.Fatalf("%d active nodes, the job on %d; want 3 active", r.active(), len(m.Nodes))
+	}
+}
+
+// TestAutoscaleScaleInSparesAGrownJob: a job whose own load grew its map
+// over both nodes of the cluster, at 40 % each, is not drained down to one
+// node at 80 % (its map would be pressed and grow again at once: the
+// new-user trial saw drain, start, grow, drain every 12 s under a steady
+// load). Before, scale-in counted the cluster's 40 % only.
+func TestAutoscaleScaleInSparesAGrownJob(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{Smooth: 1, JobCooldown: time.Hour})
+	m := oneNodeJob(t, r, "long", 100, true)
+	r.c.mu.Lock()
+	j := r.c.jobs[m.Job]
+	r.c.mu.Unlock()
+	var other string
+	for _, n := range r.c.Status().Nodes {
+		if n.Addr != m.Nodes[0].Addr {
+			other = n.Addr
+		}
+	}
+	if err := r.c.GrowJob(m.Job, other); err != nil {
+		t.Fatal(err)
+	}
+	r.c.mu.Lock()
+	for _, mn := range j.nodes {
+		j.move.done[mn.Addr] = j.epoch
+	}
+	r.c.finishMoveLocked(j, r.clock.now())
+	r.c.mu.Unlock()
+	r.clock.advance(time.Minute)
+	r.beat(400, 0)
+	d := r.a.Step()
+	if d.Action != ActionNone || !r.logs.contains("no node can be drained") {
+		t.Fatalf("the grown job's nodes at 40%%: %+v", d)
 	}
 }

@@ -137,13 +137,20 @@ func (b *profileBook) observeNode(n *node, l *nodeLoad, now time.Time) {
 	}
 }
 
+// profileSmooth is how many heartbeats a job's own traffic on a node is
+// averaged over before it counts toward its profile's peak: the profile
+// sizes the next run's allotment, a sustained rate, and one heartbeat's
+// burst (a new-user trial recorded a peak of 26 Gb/s for a job that ran at
+// 6-12 Gb/s) would size it for the burst.
+const profileSmooth = 3
+
 // attributed is job j's figure on node n (whose jobs l are) at n's latest
-// heartbeat: its own when n reports per-job figures, else n's figures
+// heartbeat: its own when n reports per-job figures (its traffic averaged
+// over profileSmooth heartbeats, its bytes the latest), else n's figures
 // split by allotment.
 func attributed(n *node, l *nodeLoad, j *job) nodeFig {
 	if n.jobLoads.reports {
-		own := n.jobLoads.latest(j.id)
-		return nodeFig{mbps: max(own.RxMbps, own.TxMbps), bytes: own.Bytes}
+		return nodeFig{mbps: n.jobLoads.mbps(j.id, profileSmooth), bytes: n.jobLoads.latest(j.id).Bytes}
 	}
 	w := weightOn(j, n.addr)
 	bw := share(j.allocMbps*w, l.mbps, float64(len(l.jobs)))

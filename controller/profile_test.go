@@ -312,3 +312,36 @@ func TestProfileShortRunNotRecorded(t *testing.T) {
 		t.Fatalf("a profile of idle runs: %v, %q, %.3f Mb/s; want at least one lambda's %.0f Mb/s", err, source, pl.mbps, pol.PerLambdaMbps)
 	}
 }
+
+// TestProfileIgnoresABurst: a job's profile peak is its own traffic
+// averaged over profileSmooth heartbeats: one heartbeat's burst of 3,100
+// Mb/s between beats of 100 records 1,100 (the mean of the three beats
+// around it), not 3,100. Before, the peak was one heartbeat's figure.
+func TestProfileIgnoresABurst(t *testing.T) {
+	c := newTest(t, Config{FirstJobSeq: 1})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 100e9, 8000))
+	book := newProfileBook(0, 0, false)
+	m, err := c.RegisterJob("bursty", wire.JobHints{PeakMbps: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for s, rx := range []float64{100, 100, 100, 3100, 100, 100, 100} {
+		hb := &wire.Heartbeat{Addr: "127.0.0.1:7001", RxMbps: rx,
+			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 100e9, Mbps: 8000}},
+			Loads: []wire.JobLoad{{Job: m.Job, RxMbps: rx}}}
+		if _, err := c.Heartbeat(hb); err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		book.observeNode(c.nodes["127.0.0.1:7001"], c.loads["127.0.0.1:7001"], now.Add(time.Duration(s)*time.Second))
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	book.end(c.jobs[m.Job], now.Add(7*time.Second))
+	c.mu.Unlock()
+	p, _ := book.profile("bursty")
+	if len(p.Runs) != 1 || p.Runs[0].PeakMbps != 1100 {
+		t.Fatalf("profile %+v; want a peak of 1100 Mb/s (the burst averaged over 3 heartbeats)", p)
+	}
+}
