@@ -47,7 +47,7 @@ var (
 	descCap       = prometheus.NewDesc(metrics.NodeCapacityUtilization, "Larger of used and allocated bytes over the tier's capacity.", []string{"node", "tier"}, nil)
 	descRx        = prometheus.NewDesc(metrics.NodeRxMbps, "Megabits per second the node received (its own payload traffic).", []string{"node"}, nil)
 	descTx        = prometheus.NewDesc(metrics.NodeTxMbps, "Megabits per second the node sent (its own payload traffic).", []string{"node"}, nil)
-	descDecided   = prometheus.NewDesc(metrics.AutoscalerDecisions, "Autoscaler decisions: add and remove nodes, or hold (a change was needed and held back).", []string{"decision"}, nil)
+	descDecided   = prometheus.NewDesc(metrics.AutoscalerDecisions, "Autoscaler decisions: add and remove nodes, grow-job and shrink-job (a job's map), or hold (a change was needed and held back).", []string{"decision"}, nil)
 	descEvals     = prometheus.NewDesc(metrics.AutoscalerEvaluations, "Autoscaler policy evaluations.", nil, nil)
 	descUtil      = prometheus.NewDesc(metrics.AutoscalerUtilization, "Cluster utilization per dimension at the last evaluation.", []string{"dim"}, nil)
 	descStart     = prometheus.NewDesc(metrics.AutoscalerStarting, "Nodes being started.", nil, nil)

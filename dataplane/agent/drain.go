@@ -104,13 +104,22 @@ func (d *drainer) pass(ctx context.Context, jobs []string) int64 {
 		if !ok {
 			continue
 		}
-		if err := d.moveJob(ctx, job, tok); err != nil && ctx.Err() == nil {
+		switch err := d.moveJob(ctx, job, tok); {
+		case errors.Is(err, errNotDrainingYet):
+			// The controller hands out the map with this node draining
+			// once every node has heard of it: a pass or two.
+			d.log.Debug("drain: job's map not out yet", "job", job, "err", err)
+		case err != nil && ctx.Err() == nil:
 			d.log.Warn("drain: job not fully moved yet", "job", job, "err", err)
 		}
 		left += d.node.JobValues(job)
 	}
 	return left
 }
+
+// errNotDrainingYet: the job's map the controller hands out does not show
+// this node draining yet.
+var errNotDrainingYet = errors.New("not draining in the job's map yet")
 
 // moveJob fetches the job's map and moves its values to their owners.
 func (d *drainer) moveJob(ctx context.Context, job string, tok []byte) error {
@@ -125,7 +134,7 @@ func (d *drainer) moveJob(ctx context.Context, job string, tok []byte) error {
 		if n.Addr == d.self && n.State != wire.NodeDraining {
 			// Moving data by this map would send values where clients
 			// do not look for them; wait for the controller's word.
-			return fmt.Errorf("job %s's map (epoch %d) has this node %s, not draining", m.Job, m.Epoch, n.State)
+			return fmt.Errorf("%w: job %s's map (epoch %d) has this node %s", errNotDrainingYet, m.Job, m.Epoch, n.State)
 		}
 	}
 	mj := dataplane.MigrateJob{Job: m.Job, Token: m.Token, Epoch: m.Epoch, Nodes: owners(m), LeaseDeadline: d.leaseDeadline}

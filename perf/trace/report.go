@@ -67,7 +67,7 @@ func (r *Result) writeTotals(b *strings.Builder) {
 }
 
 func (r *Result) writeJobs(b *strings.Builder) {
-	fmt.Fprintf(b, "| job | id | hint Mb/s | peak offered Mb/s | nodes at registration | nodes while running | map changes | node-s beyond its nodes' bandwidth | puts | gets | MB moved | verified | errors |\n")
+	fmt.Fprintf(b, "| job | id | hint Mb/s | peak offered Mb/s | nodes at registration | nodes while running | map changes (grow, shrink, drain) | node-s beyond its nodes' bandwidth | puts | gets | MB put and got | verified | errors |\n")
 	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, j := range r.Jobs {
 		fmt.Fprintf(b, "| %s | %s | %d | %.0f | %d | %s | %d | %.0f | %d | %d | %.0f | %d of %d | %d%s |\n",
@@ -88,6 +88,7 @@ func nodeRange(j JobResult) string {
 func (r *Result) writeFollowed(b *strings.Builder, j JobResult, step float64) {
 	fmt.Fprintf(b, "\nJob %s over time: registered with a %d Mb/s hint, its load rising to %.0f Mb/s and falling again.\n\n",
 		j.Name, j.Spec.Hints.PeakMbps, j.Spec.PeakMbps())
+	fmt.Fprintf(b, "Offered and achieved count puts and gets together; a node's measured figure is the larger of its rx and tx, about half of a job that puts and gets alike.\n\n")
 	fmt.Fprintf(b, "| phase (trace s) | offered Mb/s | achieved Mb/s |\n|---|---|---|\n")
 	at := j.Spec.Arrive
 	for i, ph := range j.Spec.phases() {

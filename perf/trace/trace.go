@@ -221,9 +221,11 @@ func (r *Result) totals() {
 }
 
 // fromSamples fills the job's node range and map changes from the
-// samples that list it.
+// samples that list it. A change of the job's map (a grow, a shrink, or a
+// drain of one of its nodes) bumps its epoch twice, at its start and at
+// its end, so the changes are half the epochs it went through.
 func (j *JobResult) fromSamples(pts []Point) {
-	var epoch uint64
+	var first, epoch uint64
 	j.MinNodes, j.MaxNodes, j.MapChanges, j.OverNodeSeconds = 0, 0, 0, 0
 	seen := false
 	for i, p := range pts {
@@ -235,15 +237,13 @@ func (j *JobResult) fromSamples(pts []Point) {
 			j.OverNodeSeconds += jp.Over * (pts[i+1].T - p.T)
 		}
 		if !seen {
-			j.MinNodes, j.MaxNodes, epoch, seen = jp.Nodes, jp.Nodes, jp.Epoch, true
+			j.MinNodes, j.MaxNodes, first, epoch, seen = jp.Nodes, jp.Nodes, jp.Epoch, jp.Epoch, true
 			continue
 		}
 		j.MinNodes, j.MaxNodes = min(j.MinNodes, jp.Nodes), max(j.MaxNodes, jp.Nodes)
-		if jp.Epoch != epoch {
-			j.MapChanges++
-			epoch = jp.Epoch
-		}
+		epoch = max(epoch, jp.Epoch)
 	}
+	j.MapChanges = int((epoch - first + 1) / 2)
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

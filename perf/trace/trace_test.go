@@ -116,7 +116,11 @@ func reportResult() *Result {
 			if i >= 20 {
 				jn = 2
 			}
-			p.PerJob = map[string]JobPoint{"stream": {Nodes: jn, Epoch: uint64(jn), UsedMbps: float64(40 * jn), Over: float64(jn / 3)}}
+			epoch := uint64(1 + 2*(i/10)) // each change of the map: two epochs
+			if i < 10 {
+				epoch = 1
+			}
+			p.PerJob = map[string]JobPoint{"stream": {Nodes: jn, Epoch: epoch, UsedMbps: float64(40 * jn), Over: float64(jn / 3)}}
 		}
 		r.Points = append(r.Points, p)
 	}
@@ -137,7 +141,7 @@ func TestReportAndPlot(t *testing.T) {
 		"| stream | stream-2 | 100 | 900 | 1 | 1-3 | 2 | 10 | 4 | 3 | 7 | 3 of 4 | 1 (verify part-00001: not found) |",
 		"Job stream over time: registered with a 100 Mb/s hint, its load rising to 900 Mb/s",
 		"| 5-10 | 100 | 98 |", "| 10-20 | 900 | 850 |", "| 20-25 | 100 | 101 |",
-		"| 10 | 900 | 3 | 0 | 3 | 120 |", "| 20 | 100 | 2 | 0 | 2 | 80 |",
+		"| 10 | 900 | 3 | 0 | 3 | 120 |", "| 20 | 100 | 2 | 0 | 5 | 80 |",
 		"- t=10 add 3 node(s)",
 		"| t | nodes | active | jobs | allocated | used | capacity | stream nodes |",
 		"| 0 | 1 | 1 | 0 | 0 | 0 | 250 | - |", "| 10 | 4 | 4 | 0 | 300 | 270 | 1000 | 3 |", "| 25 | 1 | 1 | 0 | 0 | 0 | 250 | - |",

@@ -39,6 +39,7 @@ func runTrace(args []string) int {
 		}
 		fs.Lookup(name).DefValue = v
 	}
+	fs.Lookup("node-mbps").Usage = "network bandwidth each node reports, Mb/s"
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
 	}
