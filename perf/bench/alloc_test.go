@@ -2,6 +2,7 @@ package bench
 
 import (
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,8 +43,8 @@ func respReplay(size int) Conn {
 func wireReplay(size int) *pocketConn {
 	h := wire.Header{Op: wire.OpGet.Reply(), ID: 1, PayloadLen: uint32(size)}
 	stream := append(wire.AppendHeader(nil, &h), NewValue(size)...)
-	c := client.NewConn(&replayConn{replies: stream}, client.ConnOptions{Job: []byte("bench"), BufferSize: bufSize})
-	return &pocketConn{c: c, valueSize: size}
+	opts := client.ConnOptions{Job: []byte("bench"), BufferSize: bufSize}
+	return newPocketConn(client.NewConn(&replayConn{replies: stream}, opts), opts, new(atomic.Uint64), size)
 }
 
 // driverBatch sends depth gets in one flush and reads the replies.

@@ -41,19 +41,28 @@ type Options struct {
 	Config Config
 	JSON   bool
 	Label  string
-	Job    string
-	Token  string
+	// Job is the job id stamped on requests to a node ("": DefaultJob);
+	// with Controller, the registered job to drive instead of a fresh one.
+	Job   string
+	Token string // the job's capability token, hex as `pocket job register` prints it
+	// Epoch is the placement-map epoch first stamped on requests to a
+	// node; a stale-epoch refusal makes the run adopt the node's.
 	Epoch  uint64
 	Chunk  int       // loopback write size
 	Report string    // results file for ModeReport
 	Tier   wire.Tier // the node tier raw requests go to
 	// EchoListen is where ModeEcho serves (host:port).
 	EchoListen string
-	// Controller, when set, runs the load through the SDK against a fresh
-	// job registered with Hints.
+	// Controller, when set, runs the load through the SDK against the
+	// registered job Job with Token, or without Job against a fresh job
+	// registered with Hints (and deregistered at the end).
 	Controller string
 	Hints      pocket.Hints
 }
+
+// DefaultJob is the job id stamped on requests to a node without --job
+// (a standalone node serves any job).
+const DefaultJob = "bench"
 
 // Store schemes of --target, as results name them (Result.Store).
 const (
@@ -68,6 +77,9 @@ var defaultPorts = map[string]string{StoreRedis: "6379", StoreMemcache: "11211"}
 
 // Target is the store's address as a URL, as printed in results.
 func (o *Options) Target() string {
+	if o.Controller != "" && o.Job != "" {
+		return "sdk://" + o.Controller + "?job=" + url.QueryEscape(o.Job)
+	}
 	if o.Controller != "" {
 		return "sdk://" + o.Controller + "?" + hintsString(o.Hints)
 	}
@@ -96,7 +108,8 @@ func (s sizeFlag) Set(v string) error {
 	return nil
 }
 
-const usageText = `usage: pocket bench --addr HOST:PORT | --target SCHEME://HOST:PORT  [flags]
+const usageText = `usage: pocket bench --addr HOST:PORT | --target SCHEME://HOST:PORT  [--job JOBID] [flags]
+       pocket bench --controller HOST:PORT --job JOBID [flags]
        pocket bench --controller HOST:PORT [--lambdas N] [--capacity SIZE] [--peak-mbps M] [--latency-sensitive] [flags]
        pocket bench workload NAME ...   (pocket bench workload --help)
        pocket bench micro ...
@@ -114,9 +127,24 @@ event loop answering each request with a reply of the node's reply size and
 doing nothing else (package perf/echo), until interrupted.
 
 A node started by pocket up or with --controller serves only a registered
-job: give --job JOBID and the job's token (pocket bench --token-file FILE or
-$POCKET_TOKEN), or --controller ADDR to register a fresh job and run through
-the SDK. A standalone pocket node serves anyone.
+job, with the job's token (pocket bench --token-file FILE or $POCKET_TOKEN;
+pocket job register prints the id and the token). A standalone pocket node
+serves anyone.
+
+  --controller ADDR --job JOBID  drives that job through the SDK: keys are
+      spread over the job's map and follow it as it grows or shrinks. The
+      job stays registered after the run.
+  --controller ADDR              registers a fresh job named bench with the
+      hints, drives it through the SDK and deregisters it at the end.
+  --addr NODE --job JOBID        sends every request to that one node, which
+      need not own the keys: it measures the node, not the job. A refusal for
+      a stale map epoch makes the run adopt the node's current epoch and go
+      on (the refusals are counted in the report); the run does not follow
+      the job's map to other nodes (use --controller for that).
+
+A run in which no request of a connection succeeds for --stall-limit (every
+reply an error or a refusal), or whose job or token a node refuses, stops
+early with an error.
 
 `
 
@@ -138,16 +166,17 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.IntVar(&o.Config.Keys, "keys", 0, "distinct keys (0: min(100000, 256MiB/size))")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON object instead of text")
 	fs.StringVar(&o.Label, "label", "", "label stored in the result (for --report)")
-	fs.StringVar(&o.Job, "job", "bench", "job id stamped on requests to a node")
-	fs.StringVar(&o.Token, "token", "", "capability token stamped on requests to a node")
-	fs.Uint64Var(&o.Epoch, "epoch", 0, "placement-map epoch stamped on requests to a node")
+	fs.StringVar(&o.Job, "job", "", "`JOBID` of a registered job: stamped on requests to a node (default "+DefaultJob+"), or driven through the SDK with --controller")
+	fs.StringVar(&o.Token, "token", "", "the job's capability token (hex)")
+	fs.Uint64Var(&o.Epoch, "epoch", 0, "--addr: placement-map epoch first stamped on requests (a stale-epoch refusal makes the run adopt the node's)")
+	fs.DurationVar(&o.Config.StallLimit, "stall-limit", DefaultStallLimit, "stop the run when a connection has had no success for this `time`")
 	loopback := fs.Bool("loopback", false, "measure one TCP stream over 127.0.0.1 instead of a store")
 	fs.Var(sizeFlag{&o.Chunk}, "chunk", "write `SIZE` of --loopback")
 	matrix := fs.Bool("matrix", false, "list the comparison cells: name op size conns pipeline")
 	fs.StringVar(&o.Report, "report", "", "print the comparison table of a results `file` (JSON lines)")
 	tier := fs.String("tier", wire.TierDRAM.String(), "node tier for --addr runs: dram or nvme")
 	fs.StringVar(&o.EchoListen, "echo-listen", "", "serve the echo server on `HOST:PORT` until interrupted")
-	fs.StringVar(&o.Controller, "controller", "", "run through the SDK against a fresh job on this controller")
+	fs.StringVar(&o.Controller, "controller", "", "run through the SDK against the --job JOBID on this controller `HOST:PORT`, or a fresh job without --job")
 	fs.IntVar(&o.Hints.Lambdas, "lambdas", 0, "--controller: number of lambdas hint")
 	var capacity int
 	fs.Var(sizeFlag{&capacity}, "capacity", "--controller: capacity hint `SIZE`")
@@ -193,13 +222,41 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 		if o.Store, o.Addr, err = parseTarget(*addr, *target); err != nil {
 			return nil, usageError(fs, "%v", err)
 		}
-	} else if *addr != "" || *target != "" {
-		return nil, usageError(fs, "give --controller or --addr/--target, not both")
+		if o.Job == "" {
+			o.Job = DefaultJob
+		}
+	} else if err := checkControllerFlags(fs, o); err != nil {
+		return nil, usageError(fs, "%v", err)
 	}
 	if err := o.Config.normalize(); err != nil {
 		return nil, usageError(fs, "%v", err)
 	}
 	return o, nil
+}
+
+// checkControllerFlags refuses flags that do not apply to a --controller
+// run: a node's address, tier or epoch (the SDK follows the job's map), the
+// hints of a fresh job next to --job, a --job without its token.
+func checkControllerFlags(fs *flag.FlagSet, o *Options) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, name := range []string{"addr", "target", "tier", "epoch"} {
+		if set[name] {
+			return fmt.Errorf("--%s is for a run against one node; --controller runs follow the job's map", name)
+		}
+	}
+	if o.Job == "" {
+		return nil
+	}
+	for _, name := range []string{"lambdas", "capacity", "peak-mbps", "latency-sensitive"} {
+		if set[name] {
+			return fmt.Errorf("--%s is a hint for a fresh job; --job %s is registered already", name, o.Job)
+		}
+	}
+	if o.Token == "" {
+		return fmt.Errorf("--controller with --job %s needs the job's token (--token-file FILE or $POCKET_TOKEN)", o.Job)
+	}
+	return nil
 }
 
 func usageError(fs *flag.FlagSet, format string, a ...any) error {
@@ -296,7 +353,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	dial := o.Dialer()
 	if o.Controller != "" {
-		j, done, err := SDKJob(ctx, o.Controller, o.Hints)
+		j, done, err := o.sdkJob(ctx)
 		if err != nil {
 			return status(stderr, err)
 		}
@@ -315,6 +372,18 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		runErr = fmt.Errorf("bench: %d wrong responses; first: %s", r.Errors, r.FirstError)
 	}
 	return status(stderr, runErr)
+}
+
+// sdkJob opens the registered job --job, or registers a fresh one.
+func (o *Options) sdkJob(ctx context.Context) (*pocket.Job, func(), error) {
+	if o.Job == "" {
+		return SDKJob(ctx, o.Controller, o.Hints)
+	}
+	tok, err := token.Parse(o.Token) // checked in ParseArgs
+	if err != nil {
+		return nil, nil, err
+	}
+	return SDKOpenJob(ctx, o.Controller, o.Job, tok)
 }
 
 // wantsHelp reports whether a flag before any "--" asks for help.

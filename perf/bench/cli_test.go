@@ -3,12 +3,14 @@ package bench
 import (
 	"bytes"
 	"context"
-	"github.com/pocketstore/pocket/wire"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
 )
 
 func TestParseArgsSizesAndDurations(t *testing.T) {
@@ -77,6 +79,11 @@ func TestParseArgsRejects(t *testing.T) {
 		"--loopback --chunk 0",            // chunk
 		"--addr a:1 --tier ssd",           // tier
 		"--target echo://a",               // echo has no default port
+		"--addr a:1 --stall-limit -1s",    // negative stall limit
+		"--controller c:1 --job j",        // a registered job without its token
+		"--controller c:1 --job j --token " + strings.Repeat("ab", token.Len) + " --lambdas 4", // hints of a fresh job
+		"--controller c:1 --epoch 3",  // a node's epoch: the SDK follows the map
+		"--controller c:1 --addr a:1", // both
 	} {
 		var out bytes.Buffer
 		if o, err := ParseArgs(strings.Fields(args), &out); err == nil {

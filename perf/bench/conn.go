@@ -21,9 +21,10 @@ type Conn interface {
 	Flush() error
 	// Recv returns an error wrapping ErrResponse when the response was
 	// read whole but is wrong (an error status, a missing key, a value of
-	// the wrong size): the stream is still in step and the generator
-	// counts it and goes on. Any other error means the connection is
-	// unusable.
+	// the wrong size), or ErrRefused when the store refused the request
+	// and the driver adapted (a stale epoch): the stream is still in step
+	// and the generator counts it and goes on. Any other error means the
+	// connection is unusable.
 	Recv() error
 	Close() error
 }
@@ -47,6 +48,17 @@ type Dialer func(ctx context.Context) (Conn, error)
 
 // ErrResponse marks a well-formed but wrong response.
 var ErrResponse = errors.New("bench: unexpected response")
+
+// ErrRefused marks a request the store refused for a reason the driver has
+// already acted on, so the next requests may succeed: a node's stale-epoch
+// refusal, whose epoch the node driver adopts (PocketDialer). The
+// generator counts refusals apart from wrong responses (Stats.Refused).
+var ErrRefused = errors.New("bench: refused")
+
+// ErrStalled ends a run (or its preload) in which no request of a
+// connection succeeded for Config.StallLimit: every reply was a wrong
+// response or a refusal, so the rest of the run would only repeat them.
+var ErrStalled = errors.New("bench: no request succeeded")
 
 // opQueue remembers what a connection sent and awaits, so Recv can check
 // each response against its request. It reuses its storage: once grown to

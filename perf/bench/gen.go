@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,7 +53,16 @@ type Config struct {
 	// Grace is how long to wait for responses after the run before
 	// closing the connections to unblock a stuck server (0: 10 s).
 	Grace time.Duration
+
+	// StallLimit ends the run (or its preload) with ErrStalled when a
+	// connection has had replies but no success for this long, warm-up
+	// included (0: DefaultStallLimit): a run whose every request fails
+	// stops early instead of spinning for its whole duration.
+	StallLimit time.Duration
 }
+
+// DefaultStallLimit is Config.StallLimit unless set.
+const DefaultStallLimit = 3 * time.Second
 
 func (c *Config) normalize() error {
 	switch {
@@ -64,6 +74,11 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("bench: conns and pipeline must be at least 1")
 	case c.Duration <= 0 || c.Warmup < 0:
 		return fmt.Errorf("bench: duration must be positive and warm-up not negative")
+	case c.StallLimit < 0:
+		return fmt.Errorf("bench: negative stall limit")
+	}
+	if c.StallLimit == 0 {
+		c.StallLimit = DefaultStallLimit
 	}
 	if c.Keys <= 0 {
 		c.Keys = DefaultKeys(int64(c.Size))
@@ -79,13 +94,20 @@ func (c *Config) normalize() error {
 
 // Stats is what a run measured.
 type Stats struct {
-	Config  Config
-	Ops     uint64 // successful operations in the measured window
-	Errors  uint64 // wrong responses (ErrResponse) in the window
+	Config Config
+	Ops    uint64 // successful operations in the measured window
+	Errors uint64 // wrong responses (ErrResponse) in the window
+	// Refused counts the requests the store refused and the driver
+	// adapted to (ErrRefused: a node's stale epoch, then adopted), over
+	// the whole run, warm-up included: adoption usually happens in the
+	// first milliseconds. They are not retried, nor counted in Errors.
+	Refused uint64
 	Latency Histogram
 	// FirstError is the first error seen, wrong response or broken
 	// connection, for the report ("" when none).
 	FirstError string
+	// FirstRefusal is the first refusal's message ("" when none).
+	FirstRefusal string
 }
 
 // OpsPerSec is the measured throughput.
@@ -101,7 +123,9 @@ func (s *Stats) MBPerSec() float64 {
 // Run dials cfg.Conns connections and drives them for cfg.Warmup plus
 // cfg.Duration. A get run first preloads every key. It returns the stats
 // and, if a connection broke, an error (the stats then cover what was
-// measured until then).
+// measured until then). A refused job (ErrNeedsJob) or a connection with
+// no success for cfg.StallLimit (ErrStalled) stops every connection at
+// once: the run ends early with that error.
 func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
@@ -109,7 +133,7 @@ func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 	keys := NewKeyspace(cfg.Prefix, cfg.Keys)
 	value := NewValue(cfg.Size)
 	if cfg.Op == Get {
-		if err := Preload(ctx, dial, keys, value, min(cfg.Conns, 8)); err != nil {
+		if err := Preload(ctx, dial, keys, value, min(cfg.Conns, 8), cfg.StallLimit); err != nil {
 			return nil, err
 		}
 	}
@@ -120,10 +144,11 @@ func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 	start := time.Now()
 	measure, end := start.Add(cfg.Warmup), start.Add(cfg.Warmup+cfg.Duration)
 	workers := make([]*worker, len(conns))
+	halt := new(atomic.Bool)
 	for i, c := range conns {
 		workers[i] = &worker{
-			conn: c, keys: keys, value: value, cfg: &cfg,
-			rng: newRNG(uint64(i) + uint64(start.UnixNano())), measure: measure, end: end,
+			conn: c, keys: keys, value: value, cfg: &cfg, halt: halt,
+			rng: newRNG(uint64(i) + uint64(start.UnixNano())), measure: measure, end: end, lastOK: start,
 		}
 	}
 	runAll(ctx, workers, end.Add(cfg.Grace))
@@ -180,12 +205,22 @@ func collect(cfg Config, workers []*worker) (*Stats, error) {
 	for _, w := range workers {
 		st.Ops += w.ops
 		st.Errors += w.errors
+		st.Refused += w.refused
 		st.Latency.Merge(&w.hist)
 		if w.firstErr != nil && st.FirstError == "" {
 			st.FirstError = w.firstErr.Error()
 		}
+		if w.firstRefusal != nil && st.FirstRefusal == "" {
+			st.FirstRefusal = w.firstRefusal.Error()
+		}
 		if w.fatal != nil {
 			errs = append(errs, w.fatal)
+		}
+	}
+	for _, err := range errs {
+		if persistent(err) {
+			// The connections fail alike: one explanation, not N.
+			return st, fmt.Errorf("bench: run stopped early: %w", err)
 		}
 	}
 	if len(errs) > 0 {
@@ -194,32 +229,45 @@ func collect(cfg Config, workers []*worker) (*Stats, error) {
 	return st, nil
 }
 
+// persistent reports whether err ends the whole run: a refused job or a
+// stalled connection, which every other connection meets too.
+func persistent(err error) bool {
+	return errors.Is(err, ErrNeedsJob) || errors.Is(err, ErrStalled)
+}
+
 // worker is one connection's loop and its private results.
 type worker struct {
-	conn     Conn
-	keys     *Keyspace
-	value    []byte
-	cfg      *Config
-	rng      rng
-	measure  time.Time
-	end      time.Time
-	hist     Histogram
-	ops      uint64
-	errors   uint64
-	firstErr error
-	fatal    error
+	conn         Conn
+	keys         *Keyspace
+	value        []byte
+	cfg          *Config
+	rng          rng
+	measure      time.Time
+	end          time.Time
+	halt         *atomic.Bool // set by the worker that meets a persistent error: all stop
+	lastOK       time.Time    // the last successful reply (the run's start before one)
+	hist         Histogram
+	ops          uint64
+	errors       uint64
+	refused      uint64
+	firstErr     error
+	firstRefusal error
+	fatal        error
 }
 
 func (w *worker) run() {
 	for {
 		t0 := time.Now()
-		if !t0.Before(w.end) {
+		if !t0.Before(w.end) || w.halt.Load() {
 			return
 		}
 		if err := w.batch(t0, !t0.Before(w.measure)); err != nil {
 			w.fatal = err
 			if w.firstErr == nil {
 				w.firstErr = err
+			}
+			if persistent(err) {
+				w.halt.Store(true)
 			}
 			return
 		}
@@ -250,9 +298,16 @@ func (w *worker) batch(t0 time.Time, measured bool) error {
 		now := time.Now()
 		switch {
 		case err == nil:
+			w.lastOK = now
 			if measured {
 				w.hist.Record(now.Sub(t0))
 				w.ops++
+			}
+			continue
+		case errors.Is(err, ErrRefused):
+			w.refused++
+			if w.firstRefusal == nil {
+				w.firstRefusal = err
 			}
 		case errors.Is(err, ErrResponse):
 			if measured {
@@ -264,19 +319,29 @@ func (w *worker) batch(t0 time.Time, measured bool) error {
 		default:
 			return err
 		}
+		if stalled := now.Sub(w.lastOK); stalled >= w.cfg.StallLimit {
+			return stallError(stalled, err)
+		}
 	}
 	return nil
 }
 
+// stallError is ErrStalled after d without a success, last the last reply.
+func stallError(d time.Duration, last error) error {
+	return fmt.Errorf("%w for %v (every reply failed; the last: %w)", ErrStalled, d.Round(time.Millisecond), last)
+}
+
 // Preload stores value under every key, pipelined over conns connections,
-// so a get run finds all its keys. A wrong response fails the preload.
-func Preload(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, conns int) error {
+// so a get run finds all its keys. A wrong response fails the preload; a
+// refused batch (ErrRefused: the driver adopted a node's epoch) is sent
+// again, until a connection has had no success for stall (ErrStalled).
+func Preload(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, conns int, stall time.Duration) error {
 	const depth = 32
 	conns = max(1, min(conns, keys.Len()))
 	var wg sync.WaitGroup
 	errs := make([]error, conns)
 	for c := range conns {
-		wg.Go(func() { errs[c] = preloadShare(ctx, dial, keys, value, c, conns, depth) })
+		wg.Go(func() { errs[c] = preloadShare(ctx, dial, keys, value, c, conns, depth, stall) })
 	}
 	wg.Wait()
 	// The first error only: the connections fail alike (a refused token,
@@ -290,8 +355,10 @@ func Preload(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, con
 }
 
 // preloadShare puts keys first, first+step, ... over one connection,
-// depth requests per batch.
-func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, first, step, depth int) error {
+// depth requests per batch. A batch with a refused put is sent again
+// (puts of the same value are idempotent), for at most stall without a
+// success.
+func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, first, step, depth int, stall time.Duration) error {
 	c, err := dial(ctx)
 	if err != nil {
 		return err
@@ -299,25 +366,48 @@ func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblock a stuck read
 	defer stop()
+	lastOK := time.Now()
 	for i := first; i < keys.Len(); {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n := 0
-		for ; n < depth && i < keys.Len(); i += step {
-			if err := c.SendPut(keys.Key(i), value); err != nil {
-				return err
-			}
-			n++
-		}
-		if err := c.Flush(); err != nil {
+		next, refused, err := preloadBatch(c, keys, value, i, step, depth)
+		switch {
+		case err != nil:
 			return err
-		}
-		for range n {
-			if err := c.Recv(); err != nil {
-				return err
-			}
+		case refused == nil:
+			lastOK, i = time.Now(), next
+		case time.Since(lastOK) >= stall:
+			return stallError(time.Since(lastOK), refused)
 		}
 	}
 	return nil
+}
+
+// preloadBatch puts up to depth keys from first on, step apart, and
+// returns the index after them and the first refusal (ErrRefused) among
+// the replies, if any; other failures are returned as err.
+func preloadBatch(c Conn, keys *Keyspace, value []byte, first, step, depth int) (next int, refused, err error) {
+	n, i := 0, first
+	for ; n < depth && i < keys.Len(); i += step {
+		if err := c.SendPut(keys.Key(i), value); err != nil {
+			return i, nil, err
+		}
+		n++
+	}
+	if err := c.Flush(); err != nil {
+		return i, nil, err
+	}
+	for range n {
+		err := c.Recv()
+		switch {
+		case errors.Is(err, ErrRefused):
+			if refused == nil {
+				refused = err
+			}
+		case err != nil:
+			return i, nil, err
+		}
+	}
+	return i, refused, nil
 }

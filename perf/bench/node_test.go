@@ -15,20 +15,7 @@ import (
 
 // startNode runs a real storage node in the process on 127.0.0.1:0 with a
 // small DRAM tier; it stops when the test ends.
-func startNode(t *testing.T) string {
-	t.Helper()
-	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}})
-	if err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); d.Close() })
-	return n.Addr().String()
-}
+func startNode(t *testing.T) string { return startNodeWith(t).Addr().String() }
 
 // TestRunAgainstNode drives a real node through the wire driver: puts,
 // then gets of preloaded keys, pipelined and not.
@@ -90,5 +77,88 @@ func TestNodeWithoutTokenSaysWhatToPass(t *testing.T) {
 		if time.Since(start) > 4*time.Second {
 			t.Fatalf("%v run went on for %v after the node refused the job", op, time.Since(start))
 		}
+	}
+}
+
+// startNodeWith is startNode returning the node, for a test to set a
+// job's epoch or drain it.
+func startNodeWith(t *testing.T) *dataplane.Node {
+	t.Helper()
+	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}})
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); d.Close() })
+	return n
+}
+
+// A node whose job is at map epoch 3 refuses requests stamped with 0 as
+// stale, naming its epoch: the run adopts it on every connection and goes
+// on, counting the few refused requests apart from wrong responses; a get
+// run's preload sends its refused batches again. When the job's map
+// changes during the run (epoch 5), the run adopts that one too.
+func TestStaleEpochIsAdopted(t *testing.T) {
+	n := startNodeWith(t)
+	n.SetEpoch("bench", 3)
+	opts := client.ConnOptions{Job: []byte("bench")}
+	for _, cfg := range []Config{
+		{Op: Put, Size: 64, Conns: 2, Pipeline: 4, Duration: 300 * time.Millisecond, Keys: 100},
+		{Op: Get, Size: 64, Conns: 2, Pipeline: 4, Duration: 300 * time.Millisecond, Keys: 100},
+	} {
+		st, err := Run(context.Background(), cfg, PocketDialer(n.Addr().String(), opts, cfg.Size))
+		checkRun(t, st, err, nil)
+		// At most each connection's first pipeline is refused (the preload's
+		// are sent again and not counted).
+		if st.Refused > uint64(cfg.Conns*cfg.Pipeline) || st.Errors != 0 {
+			t.Fatalf("%v run at a stale epoch: %d refused, %d errors (first %q); want at most %d refused and no error",
+				cfg.Op, st.Refused, st.Errors, st.FirstError, cfg.Conns*cfg.Pipeline)
+		}
+	}
+
+	cfg := Config{Op: Put, Size: 64, Conns: 2, Pipeline: 4, Duration: 2 * time.Second, Keys: 100}
+	bumped := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		n.SetEpoch("bench", 5)
+		bumped <- time.Now()
+	}()
+	start := time.Now()
+	st, err := Run(context.Background(), cfg, PocketDialer(n.Addr().String(), opts, cfg.Size))
+	checkRun(t, st, err, nil)
+	if at := <-bumped; at.After(start.Add(cfg.Warmup + cfg.Duration)) {
+		t.Skipf("the machine was too slow: the epoch changed %v after the run began, after its end", at.Sub(start))
+	}
+	if st.Refused == 0 || st.Refused > uint64(2*cfg.Conns*cfg.Pipeline) || st.Errors != 0 ||
+		!strings.Contains(st.FirstRefusal, "adopted the node's epoch") {
+		t.Fatalf("run across an epoch change: %d refused (first %q), %d errors (first %q); want 1 to %d refused, no error",
+			st.Refused, st.FirstRefusal, st.Errors, st.FirstError, 2*cfg.Conns*cfg.Pipeline)
+	}
+	r := NewResult("pocket://"+n.Addr().String(), "", st)
+	var out strings.Builder
+	if err := r.WriteText(&out); err != nil || !strings.Contains(out.String(), "refused") {
+		t.Fatalf("report of a run with refusals: %v\n%s", err, out.String())
+	}
+}
+
+// A run whose every reply fails (a draining node refuses every put) stops
+// once no request has succeeded for the stall limit, with ErrStalled, not
+// after its whole duration.
+func TestPersistentRefusalsStopTheRun(t *testing.T) {
+	n := startNodeWith(t)
+	n.SetDraining(true)
+	cfg := Config{Op: Put, Size: 64, Conns: 3, Pipeline: 2, Duration: 30 * time.Second, Keys: 100,
+		StallLimit: 300 * time.Millisecond}
+	start := time.Now()
+	st, err := Run(context.Background(), cfg, PocketDialer(n.Addr().String(), client.ConnOptions{Job: []byte("bench")}, cfg.Size))
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the run went on for %v with every put refused", took)
+	}
+	if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "draining") || st == nil || st.Ops != 0 {
+		t.Fatalf("run against a draining node: %v (stats %+v), want ErrStalled naming the refusal", err, st)
 	}
 }

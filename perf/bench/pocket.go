@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/wire"
@@ -13,16 +14,25 @@ import (
 // PocketDialer returns a Dialer for one of our storage nodes at addr, using
 // the data-plane connection of package client with the given job, token and
 // epoch stamped on every request. Gets are checked to return valueSize bytes.
+//
+// The epoch is shared by the dialer's connections and follows the node: a
+// request refused with wire.CodeStaleEpoch makes every connection stamp
+// the node's current epoch (wire.Error.Epoch) from then on, and counts as
+// a refusal (ErrRefused), not as a wrong response. So a run against one
+// node of a registered job goes on when the job's map changes; it does not
+// follow the map to other nodes (the SDK, SDKDialer, does).
 func PocketDialer(addr string, opts client.ConnOptions, valueSize int) Dialer {
 	if opts.BufferSize == 0 {
 		opts.BufferSize = bufSize
 	}
+	epoch := new(atomic.Uint64)
+	epoch.Store(opts.Epoch)
 	return func(ctx context.Context) (Conn, error) {
 		c, err := client.DialConn(ctx, addr, opts)
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
-		return &pocketConn{c: c, valueSize: valueSize}, nil
+		return newPocketConn(c, opts, epoch, valueSize), nil
 	}
 }
 
@@ -35,22 +45,32 @@ type pending struct {
 // pocketConn drives a node. Replies are matched to requests by id, so a
 // node that answers out of order is measured correctly.
 type pocketConn struct {
-	c         *client.Conn
-	sent      []pending // outstanding requests, at most the pipeline depth
-	valueSize int
+	c          *client.Conn
+	job, token []byte
+	tier       uint16         // the header flag of the node tier requests go to
+	epoch      *atomic.Uint64 // the map epoch stamped on requests, shared by the dialer's connections
+	sent       []pending      // outstanding requests, at most the pipeline depth
+	valueSize  int
 }
 
-func (c *pocketConn) SendGet(key []byte) error {
-	id, err := c.c.SendGet(key)
-	c.sent = append(c.sent, pending{id, wire.OpGet})
+func newPocketConn(c *client.Conn, opts client.ConnOptions, epoch *atomic.Uint64, valueSize int) *pocketConn {
+	pc := &pocketConn{c: c, job: opts.Job, token: opts.Token, epoch: epoch, valueSize: valueSize}
+	if opts.NVMe {
+		pc.tier = wire.FlagTierNVMe
+	}
+	return pc
+}
+
+func (c *pocketConn) send(op wire.Op, key, value []byte) error {
+	req := wire.Request{Job: c.job, Key: key, Token: c.token, Epoch: c.epoch.Load()}
+	id, err := c.c.Send(op, c.tier, &req, value)
+	c.sent = append(c.sent, pending{id, op})
 	return err
 }
 
-func (c *pocketConn) SendPut(key, value []byte) error {
-	id, err := c.c.SendPut(key, value, 0)
-	c.sent = append(c.sent, pending{id, wire.OpPut})
-	return err
-}
+func (c *pocketConn) SendGet(key []byte) error { return c.send(wire.OpGet, key, nil) }
+
+func (c *pocketConn) SendPut(key, value []byte) error { return c.send(wire.OpPut, key, value) }
 
 func (c *pocketConn) Flush() error { return c.c.Flush() }
 
@@ -65,7 +85,28 @@ func (c *pocketConn) Recv() error {
 	}
 	p := c.sent[i]
 	c.sent = slices.Delete(c.sent, i, i+1)
+	if r.Code == wire.CodeStaleEpoch {
+		return c.adopt(p.op, &r)
+	}
 	return checkPocket(p.op, &r, c.valueSize)
+}
+
+// adopt takes the node's current epoch from a stale-epoch refusal for
+// every connection of the dialer (never going back to an older one) and
+// returns the refusal, wrapping ErrRefused.
+func (c *pocketConn) adopt(op wire.Op, r *client.Response) error {
+	err := r.Err()
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Epoch == 0 {
+		return fmt.Errorf("%w: pocket %v: %w (the node named no epoch to adopt)", ErrResponse, op, err)
+	}
+	for {
+		cur := c.epoch.Load()
+		if cur >= we.Epoch || c.epoch.CompareAndSwap(cur, we.Epoch) {
+			break
+		}
+	}
+	return fmt.Errorf("%w: pocket %v: %w; adopted the node's epoch %d", ErrRefused, op, err, we.Epoch)
 }
 
 // find returns the index of the outstanding request id, or -1. Replies
@@ -82,8 +123,15 @@ func (c *pocketConn) find(id uint64) int {
 // ErrNeedsJob is returned when a node refuses the run's job or token: every
 // request would fail the same way, so the run stops and says what to pass.
 var ErrNeedsJob = errors.New("a node started by `pocket up` or with --controller serves only a registered job's requests: " +
-	"pass --job JOBID with the job's token (--token-file FILE or $POCKET_TOKEN; `pocket job register` prints both), " +
-	"or --controller ADDR to register a fresh job and run through the SDK")
+	"pass --job JOBID with the job's token (--token-file FILE or $POCKET_TOKEN; `pocket job register` prints both) " +
+	"and --controller ADDR to drive that job through the SDK (following its map) or --addr NODE for one node of its map, " +
+	"or --controller ADDR alone to register a fresh job")
+
+// needsJob reports whether a reply code refuses the job itself (its id or
+// token), which no retry changes.
+func needsJob(c wire.Code) bool {
+	return c == wire.CodeBadToken || c == wire.CodeUnknownJob || c == wire.CodeRevoked
+}
 
 // checkPocket validates a reply: the right opcode, success, and for a get a
 // value of the expected size. A refused job or token ends the run
@@ -92,7 +140,7 @@ func checkPocket(op wire.Op, r *client.Response, size int) error {
 	switch {
 	case r.Op != op.Reply():
 		return fmt.Errorf("bench: pocket: %v answered with %v", op, r.Op)
-	case r.Code == wire.CodeBadToken || r.Code == wire.CodeUnknownJob:
+	case needsJob(r.Code):
 		return fmt.Errorf("node refused the job: %w; %w", r.Err(), ErrNeedsJob)
 	case r.Code != wire.CodeOK:
 		return fmt.Errorf("%w: pocket %v: %w", ErrResponse, op, r.Err())

@@ -34,6 +34,10 @@ type Result struct {
 	MeanUs     float64 `json:"mean_us"`
 	MaxUs      float64 `json:"max_us"`
 	FirstError string  `json:"first_error,omitempty"`
+	// Refused and FirstRefusal are Stats.Refused and Stats.FirstRefusal:
+	// requests a node refused for a stale map epoch, which the run adopted.
+	Refused      uint64 `json:"refused,omitempty"`
+	FirstRefusal string `json:"first_refusal,omitempty"`
 }
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
@@ -48,6 +52,7 @@ func NewResult(target, label string, st *Stats) Result {
 		OpsPerSec: st.OpsPerSec(), MBPerSec: st.MBPerSec(),
 		P50us: micros(h.Quantile(0.50)), P99us: micros(h.Quantile(0.99)), P999us: micros(h.Quantile(0.999)),
 		MeanUs: micros(h.Mean()), MaxUs: micros(h.Max()), FirstError: st.FirstError,
+		Refused: st.Refused, FirstRefusal: st.FirstRefusal,
 	}
 }
 
@@ -85,6 +90,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "  errors   %d\n", r.Errors)
 	if r.FirstError != "" {
 		fmt.Fprintf(&b, "  first error: %s\n", r.FirstError)
+	}
+	if r.Refused > 0 {
+		fmt.Fprintf(&b, "  refused  %d, not retried (warm-up included); first: %s\n", r.Refused, r.FirstRefusal)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -2,10 +2,12 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/pocketstore/pocket/pocket"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // SDKDialer returns a Dialer that drives a job through the SDK (package
@@ -13,7 +15,10 @@ import (
 // multiplexed connections. Each Conn keeps up to the pipeline depth of
 // SDK calls in flight in goroutines and hands their results back in
 // order, so the generator's send/flush/recv loop measures the SDK's own
-// latency per call.
+// latency per call. The SDK follows the job's map as it grows or shrinks.
+// A call's error counts as a wrong response (ErrResponse), except a
+// refused job or token (ErrNeedsJob) and the run's own end (its context),
+// which stop the connection.
 func SDKDialer(j *pocket.Job, valueSize int) Dialer {
 	return func(ctx context.Context) (Conn, error) {
 		return &sdkConn{j: j, ctx: ctx, valueSize: valueSize}, nil
@@ -65,11 +70,11 @@ func (c *sdkConn) Flush() error {
 func (c *sdkConn) run(call *sdkCall, dst []byte) error {
 	key := string(call.key)
 	if !call.get {
-		return c.j.Put(c.ctx, key, call.value)
+		return sdkError(c.ctx, c.j.Put(c.ctx, key, call.value))
 	}
 	v, err := c.j.GetInto(c.ctx, key, dst)
 	if err != nil {
-		return err
+		return sdkError(c.ctx, err)
 	}
 	if len(v) != c.valueSize {
 		return fmt.Errorf("%w: get returned %d bytes, want %d", ErrResponse, len(v), c.valueSize)
@@ -91,8 +96,43 @@ func (c *sdkConn) Recv() error {
 
 func (c *sdkConn) Close() error { return nil }
 
-// SDKJob registers a fresh job with the hints and returns it with a
-// function that deregisters it and closes the store.
+// sdkError classifies an SDK call's error for the generator (see
+// SDKDialer); nil stays nil.
+func sdkError(ctx context.Context, err error) error {
+	var we *wire.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &we) && needsJob(we.Code):
+		return fmt.Errorf("the job was refused: %w; %w", err, ErrNeedsJob)
+	case ctx.Err() != nil:
+		return err
+	}
+	return fmt.Errorf("%w: sdk: %w", ErrResponse, err)
+}
+
+// SDKOpenJob opens the registered job id with its token through the
+// controller (pocket.Store.OpenJob: the job's current map, followed as it
+// changes) and returns it with a function that closes the store. The job
+// stays registered: it is not the run's to deregister.
+func SDKOpenJob(ctx context.Context, controller, id string, token []byte) (*pocket.Job, func(), error) {
+	if id == "" || len(token) == 0 {
+		return nil, nil, errors.New("bench: opening a registered job needs its id and token (--job JOBID, --token-file FILE or $POCKET_TOKEN)")
+	}
+	s, err := pocket.Dial(ctx, controller, pocket.Config{})
+	if err != nil {
+		return nil, nil, err
+	}
+	j, err := s.OpenJob(ctx, id, token)
+	if err != nil {
+		s.Close()
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	return j, func() { s.Close() }, nil
+}
+
+// SDKJob registers a fresh job named "bench" with the hints and returns it
+// with a function that deregisters it and closes the store.
 func SDKJob(ctx context.Context, controller string, h pocket.Hints) (*pocket.Job, func(), error) {
 	s, err := pocket.Dial(ctx, controller, pocket.Config{})
 	if err != nil {

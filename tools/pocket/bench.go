@@ -67,9 +67,9 @@ func defaultTLSDir() {
 // where a node's job token comes from.
 func benchOwnHelp(w io.Writer) {
 	fs := newFlagSet("bench")
-	fs.String("token-file", "", "`FILE` (mode 0600) holding the job's token for --addr or --target pocket:// runs\n"+
-		"(default $"+envToken+"; pocket job register prints it): a node started by pocket up or with --controller\n"+
-		"refuses requests without the token of a registered job, passed with --job JOBID")
+	fs.String("token-file", "", "`FILE` (mode 0600) holding the token of the registered job --job JOBID, for --addr,\n"+
+		"--target pocket:// and --controller runs (default $"+envToken+"; pocket job register prints it): a node\n"+
+		"started by pocket up or with --controller refuses requests without the token of a registered job")
 	fmt.Fprintf(w, "\nFlags of pocket bench itself (--token above is refused on the command line, as every secret is):\n")
 	fs.SetOutput(w)
 	fs.PrintDefaults()
