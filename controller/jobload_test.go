@@ -244,3 +244,20 @@ func TestCapacityHogDoesNotGrowIdle(t *testing.T) {
 		t.Errorf("the hog has %d node(s), want 2", n)
 	}
 }
+
+// TestStatusShowsOwnFigures: the status reply gives each job its own
+// traffic and bytes as its nodes report them (pocket status's USED
+// columns), the idle job beside a busy one its own near nothing.
+func TestStatusShowsOwnFigures(t *testing.T) {
+	r, ms, home := sharedNodeRig(t, "busy", "idle")
+	for i := 0; i < 3; i++ {
+		r.loadShared(home, ms, []float64{900, 2}, true)
+	}
+	got := map[string]wire.JobStatus{}
+	for _, js := range r.c.Status().Jobs {
+		got[js.Job] = js
+	}
+	if b, i := got[ms[0].Job], got[ms[1].Job]; b.UsedMbps != 900 || i.UsedMbps != 2 || b.UsedBytes != 1<<20 {
+		t.Fatalf("status: busy %.0f Mb/s %d B, idle %.0f Mb/s; want 900, 1 MiB and 2", b.UsedMbps, b.UsedBytes, i.UsedMbps)
+	}
+}

@@ -62,8 +62,10 @@ func (c *Controller) listJobsLocked(st *wire.ClusterStatus, after uint64, limit,
 		if j == nil {
 			continue
 		}
+		u := c.jobUtilLocked(j, drainSafeSmooth)
 		js := wire.JobStatus{Job: j.id, Name: j.name, Tier: j.tier, Epoch: j.epoch, Nodes: c.mapLocked(j).Nodes,
-			Hints: j.hints, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Age: now.Sub(j.created)}
+			Hints: j.hints, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Age: now.Sub(j.created),
+			UsedMbps: u.Mbps, UsedBytes: int64(u.Bytes)}
 		if budget -= jobStatusSize(&js); budget < 0 && len(st.Jobs) > 0 {
 			break
 		}

@@ -326,6 +326,12 @@ type JobStatus struct {
 	AllocMbps  float64
 	AllocBytes int64
 	Age        time.Duration // ms resolution
+	// UsedMbps and UsedBytes are the job's own traffic (Mb/s, the larger
+	// of rx and tx per node averaged over 3 heartbeats) and bytes on its
+	// nodes, from the nodes' per-job figures (split by allotment for a
+	// node that reports none).
+	UsedMbps  float64
+	UsedBytes int64
 }
 
 // ClusterStatus lists the cluster's nodes and jobs. A status reply holds
@@ -398,6 +404,7 @@ var (
 	jobStatusSpec = TableSpec{Name: "JobStatus", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec},
 		{Kind: TableField, Sub: &jobRegSpec}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
+		{Kind: Scalar8}, {Kind: Scalar8},
 	}}
 	clusterSpec = TableSpec{Name: "ClusterStatus", Fields: []Field{
 		{Kind: TableVec, Sub: &nodeStatusSpec}, {Kind: TableVec, Sub: &jobStatusSpec},
@@ -1193,6 +1200,8 @@ func (j *JobStatus) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
 	fb.JobStatusAddAllocMbps(b, j.AllocMbps)
 	fb.JobStatusAddAllocBytes(b, j.AllocBytes)
 	fb.JobStatusAddAgeMs(b, j.Age.Milliseconds())
+	fb.JobStatusAddUsedMbps(b, j.UsedMbps)
+	fb.JobStatusAddUsedBytes(b, j.UsedBytes)
 	return fb.JobStatusEnd(b)
 }
 
@@ -1255,7 +1264,8 @@ func (n *NodeStatus) from(t *fb.NodeStatus) error {
 
 func (j *JobStatus) from(t *fb.JobStatus) error {
 	if err := firstErr(checkJob(t.Job()), checkNum("allocated Mb/s", t.AllocMbps()),
-		checkSize("allocated bytes", t.AllocBytes())); err != nil {
+		checkSize("allocated bytes", t.AllocBytes()), checkNum("used Mb/s", t.UsedMbps()),
+		checkSize("used bytes", t.UsedBytes())); err != nil {
 		return err
 	}
 	nodes, err := decodeMapNodes(t.NodesLength(), t.Nodes)
@@ -1270,7 +1280,8 @@ func (j *JobStatus) from(t *fb.JobStatus) error {
 		}
 	}
 	*j = JobStatus{Job: string(t.Job()), Name: reg.Name, Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
-		Hints: reg.Hints, AllocMbps: t.AllocMbps(), AllocBytes: t.AllocBytes(), Age: msToDuration(t.AgeMs())}
+		Hints: reg.Hints, AllocMbps: t.AllocMbps(), AllocBytes: t.AllocBytes(), Age: msToDuration(t.AgeMs()),
+		UsedMbps: t.UsedMbps(), UsedBytes: t.UsedBytes()}
 	return nil
 }
 

@@ -46,7 +46,7 @@ func sampleControl() []ControlMessage {
 				CPUPercent: 3, Cores: 4, LastSeen: 1500 * time.Millisecond, Jobs: 2, Metrics: metrics},
 				{Addr: "127.0.0.1:7002", State: NodeDead}},
 			Jobs: []JobStatus{{Job: "sort-1", Name: "sort", Tier: 1, Epoch: 2, Nodes: nodes,
-				Hints: JobHints{Lambdas: 10, PeakMbps: 6000}, AllocMbps: 6000, AllocBytes: 5 << 30, Age: 3 * time.Second}},
+				Hints: JobHints{Lambdas: 10, PeakMbps: 6000}, AllocMbps: 6000, AllocBytes: 5 << 30, Age: 3 * time.Second, UsedMbps: 4321.5, UsedBytes: 3 << 30}},
 			JobCount: 12000, NodeCount: 3, NextJob: 1<<60 + 1,
 		},
 		&JobList{After: 1<<60 + 1, Limit: 500},

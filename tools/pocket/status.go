@@ -66,6 +66,10 @@ type statusJobJSON struct {
 	AllocMbps        float64       `json:"alloc_mbps"`
 	AllocBytes       int64         `json:"alloc_bytes"`
 	AgeMs            int64         `json:"age_ms"`
+	// UsedMbps and UsedBytes are the job's own traffic (Mb/s, averaged
+	// over 3 heartbeats) and bytes on its nodes, as its nodes report them.
+	UsedMbps  float64 `json:"used_mbps"`
+	UsedBytes int64   `json:"used_bytes"`
 	// CostPerHour is the job's allotment at the price table, US dollars an
 	// hour (controller.Prices.Cost).
 	CostPerHour float64 `json:"cost_per_hour"`
@@ -100,7 +104,8 @@ func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
 		out.Jobs = append(out.Jobs, statusJobJSON{JobID: j.Job, Name: j.Name, Tier: tierName(j.Tier), Epoch: j.Epoch,
 			Nodes: mapNodesJSON(j.Nodes), Lambdas: j.Hints.Lambdas, CapacityBytes: j.Hints.CapacityBytes,
 			PeakMbps: j.Hints.PeakMbps, LatencySensitive: j.Hints.LatencySensitive, AllocMbps: j.AllocMbps,
-			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds(), CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes)})
+			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds(), UsedMbps: j.UsedMbps, UsedBytes: j.UsedBytes,
+			CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes)})
 	}
 	return out
 }
@@ -197,11 +202,11 @@ func printStatus(v statusJSON) {
 	}
 	fmt.Println()
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tALLOC SIZE\tCOST $/h\tMAP")
+	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tUSED Mb/s\tALLOC SIZE\tUSED SIZE\tCOST $/h\tMAP")
 	var total float64
 	for _, j := range v.Jobs {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%s\t%.4f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
-			units.FormatSize(j.AllocBytes), j.CostPerHour, mapNotes(j.Nodes))
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%.0f\t%s\t%s\t%.4f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
+			j.UsedMbps, units.FormatSize(j.AllocBytes), units.FormatSize(j.UsedBytes), j.CostPerHour, mapNotes(j.Nodes))
 		total += j.CostPerHour
 	}
 	w.Flush()

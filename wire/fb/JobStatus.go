@@ -134,8 +134,32 @@ func (rcv *JobStatus) MutateAgeMs(n int64) bool {
 	return rcv._tab.MutateInt64Slot(18, n)
 }
 
+func (rcv *JobStatus) UsedMbps() float64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.GetFloat64(o + rcv._tab.Pos)
+	}
+	return 0.0
+}
+
+func (rcv *JobStatus) MutateUsedMbps(n float64) bool {
+	return rcv._tab.MutateFloat64Slot(20, n)
+}
+
+func (rcv *JobStatus) UsedBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *JobStatus) MutateUsedBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(22, n)
+}
+
 func JobStatusStart(builder *flatbuffers.Builder) {
-	builder.StartObject(8)
+	builder.StartObject(10)
 }
 func JobStatusAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -163,6 +187,12 @@ func JobStatusAddAllocBytes(builder *flatbuffers.Builder, allocBytes int64) {
 }
 func JobStatusAddAgeMs(builder *flatbuffers.Builder, ageMs int64) {
 	builder.PrependInt64Slot(7, ageMs, 0)
+}
+func JobStatusAddUsedMbps(builder *flatbuffers.Builder, usedMbps float64) {
+	builder.PrependFloat64Slot(8, usedMbps, 0.0)
+}
+func JobStatusAddUsedBytes(builder *flatbuffers.Builder, usedBytes int64) {
+	builder.PrependInt64Slot(9, usedBytes, 0)
 }
 func JobStatusEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -102,7 +102,21 @@ class JobStatus(object):
             return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
         return 0
 
-def JobStatusStart(builder): builder.StartObject(8)
+    # JobStatus
+    def UsedMbps(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
+        return 0.0
+
+    # JobStatus
+    def UsedBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+def JobStatusStart(builder): builder.StartObject(10)
 def Start(builder):
     return JobStatusStart(builder)
 def JobStatusAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -132,6 +146,12 @@ def AddAllocBytes(builder, allocBytes):
 def JobStatusAddAgeMs(builder, ageMs): builder.PrependInt64Slot(7, ageMs, 0)
 def AddAgeMs(builder, ageMs):
     return JobStatusAddAgeMs(builder, ageMs)
+def JobStatusAddUsedMbps(builder, usedMbps): builder.PrependFloat64Slot(8, usedMbps, 0.0)
+def AddUsedMbps(builder, usedMbps):
+    return JobStatusAddUsedMbps(builder, usedMbps)
+def JobStatusAddUsedBytes(builder, usedBytes): builder.PrependInt64Slot(9, usedBytes, 0)
+def AddUsedBytes(builder, usedBytes):
+    return JobStatusAddUsedBytes(builder, usedBytes)
 def JobStatusEnd(builder): return builder.EndObject()
 def End(builder):
     return JobStatusEnd(builder)
