@@ -62,7 +62,7 @@ type Config struct {
 }
 
 // DefaultStallLimit is Config.StallLimit unless set.
-const DefaultStallLimit = 3 * time.Second
+const DefaultStallLimit = 15 * time.Second
 
 func (c *Config) normalize() error {
 	switch {
