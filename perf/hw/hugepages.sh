@@ -42,14 +42,21 @@ huge_reserve() {
 	return 0
 }
 
+# huge_free prints the huge pages nobody holds: free ones less those
+# reserved (mapped by a process that has not touched them yet, such as a
+# node's DRAM tier), which another mapping cannot have.
+huge_free() {
+	awk '/^HugePages_Free:/ { f = $2 } /^HugePages_Rsvd:/ { r = $2 } END { print f - r }' /proc/meminfo
+}
+
 huge_ensure() {
 	local want=$1 free
 	[[ -w $huge_sysctl ]] || return 1
-	free=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
+	free=$(huge_free)
 	((free >= want)) && return 0
 	[[ -n $huge_old ]] || huge_old=$(<"$huge_sysctl")
 	echo $(($(<"$huge_sysctl") + want - free)) >"$huge_sysctl" 2>/dev/null || true
-	free=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
+	free=$(huge_free)
 	((free >= want))
 }
 
