@@ -348,13 +348,18 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 		return nil // ours under the map: stays
 	}
 	if n.leasedChunk(t, mj.Job, key) {
-		if !mj.LeaseDeadline.IsZero() && time.Now().After(mj.LeaseDeadline) {
-			_, ver, _, _ := wire.ParseChunkKey(key)
-			st.dropped.Add(int64(n.dropVersion(t, job, ver)))
+		if mj.LeaseDeadline.IsZero() || time.Now().Before(mj.LeaseDeadline) {
+			st.leased.Add(1)
+			return nil // its writer confirms it here first: a later pass moves it
+		}
+		// Only if still leased, in one step with the test: a confirm that
+		// came in between made the chunk part of the writer's published
+		// object, which moves like any value.
+		_, ver, _, _ := wire.ParseChunkKey(key)
+		if deleted, ok := n.dropLeasedVersion(t, job, ver); ok {
+			st.dropped.Add(int64(deleted))
 			return nil // its writer's confirm fails: the put is dropped
 		}
-		st.leased.Add(1)
-		return nil // its writer confirms it here first: a later pass moves it
 	}
 	defer n.vers.mark(t.Kind(), job, key)()
 	val, info, err := readValue(t, job, key)

@@ -191,6 +191,20 @@ func (v *versionTable) takeLocked(k verKey) []string {
 	return keys
 }
 
+// takeLeased removes version k, as take does, only if it is still leased
+// (its writer has not confirmed it): the test and the take are one step
+// under mu, so a confirm either comes first (nothing is taken) or finds
+// the version gone (it counts nothing and the writer's put fails).
+func (v *versionTable) takeLeased(k verKey) ([]string, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e := v.m[k]
+	if (e == nil || !e.leased) && v.filing[k] == 0 {
+		return nil, false
+	}
+	return v.takeLocked(k), true
+}
+
 // isDead reports whether a version was dropped (or expired) within the
 // last lease.
 func (v *versionTable) isDead(k verKey) bool {
@@ -291,8 +305,21 @@ func (v *versionTable) forget(t Kind, job, key []byte) {
 // dropVersion deletes every chunk of a version from tier t and returns how
 // many it deleted.
 func (n *Node) dropVersion(t Tier, job []byte, ver uint64) int {
+	return deleteKeys(t, job, n.vers.take(verKey{t.Kind(), string(job), ver}))
+}
+
+// dropLeasedVersion is dropVersion for a version still leased only (see
+// takeLeased); ok is false, and nothing is deleted, once it was confirmed.
+func (n *Node) dropLeasedVersion(t Tier, job []byte, ver uint64) (deleted int, ok bool) {
+	keys, ok := n.vers.takeLeased(verKey{t.Kind(), string(job), ver})
+	return deleteKeys(t, job, keys), ok
+}
+
+// deleteKeys deletes keys of job from tier t and returns how many it
+// deleted.
+func deleteKeys(t Tier, job []byte, keys []string) int {
 	c := 0
-	for _, key := range n.vers.take(verKey{t.Kind(), string(job), ver}) {
+	for _, key := range keys {
 		if _, err := t.Delete(job, []byte(key)); err == nil {
 			c++
 		}
