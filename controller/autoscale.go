@@ -794,22 +794,15 @@ func (a *Autoscaler) reserve(name string, h wire.JobHints) {
 const drainSafeSmooth = 3
 
 // drainSafeLocked reports whether draining the node at addr leaves every
-// job with other nodes on it at or under limit (a fraction) on those: the
-// job's utilization (JobUtil.Max, the larger of its smoothed and latest
-// figures) spread over one node fewer. A node that is a job's only one is
-// safe here: the drain moves that job whole, and the cluster's own figure
-// counts its load.
+// job on it within limit (a fraction) on its other nodes (dropSafeLocked:
+// the job's own traffic there spread over them).
 func (c *Controller) drainSafeLocked(addr string, limit float64) bool {
 	l := c.loads[addr]
 	if l == nil {
 		return true
 	}
 	for j := range l.jobs {
-		u, u1 := c.jobUtilLocked(j, drainSafeSmooth), c.jobUtilLocked(j, 1)
-		if u1.Nodes < 2 {
-			continue
-		}
-		if max(u.Max, u1.Max)*float64(u1.Nodes)/float64(u1.Nodes-1) > limit {
+		if !c.dropSafeLocked(j, addr, limit, drainSafeSmooth) {
 			return false
 		}
 	}

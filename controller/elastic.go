@@ -25,9 +25,8 @@ import (
 // Then, one change per job at a time, at most one per JobCooldown:
 //
 //   - pressed (pressedLocked: its nodes over the band with its own
-//     traffic or bytes beyond its allotment, or one node of its map over
-//     the band with its own traffic beyond its allotment there, or with
-//     load from no job whose map holds the node): the job's map gains a
+//     traffic or bytes beyond its allotment, or, once, one node of its map
+//     over the band with load no growth answers): the job's map gains a
 //     node (growJobLocked): the active node of
 //     its tier outside the map, not lost by the job, with the most spare
 //     bandwidth, whose own utilization is under Low. When there is none
@@ -587,19 +586,22 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 			ds = append(ds, Decision{At: now, Action: ActionGrowJob, Job: j.id, Count: 1, Nodes: u.Nodes, Util: u.Max,
 				Reason: fmt.Sprintf("job %s: its %d node(s) at %.0f%% (network %.0f%%, capacity %.0f%%), %s: adds %s",
 					j.id, u.Nodes, 100*u.Max, 100*u.Net, 100*u.Cap, why, cands[0].addr)})
-		case j.grown > 0 && u.Nodes > 1 && now.Sub(j.lastChange) >= 3*p.JobCooldown:
+		case why == "" && j.grown > 0 && u.Nodes > 1 && now.Sub(j.lastChange) >= 3*p.JobCooldown && c.hotMemberLocked(j, p) == "":
 			// A change stalls the job's traffic for a while (its values
 			// move, its clients fetch the new map): shrink on a load low
-			// over the smoothed figures and the latest, well after it.
+			// over the smoothed figures and the latest, well after it,
+			// never while a node of its map is over the band (what grew
+			// it may still be there), and only when the node shed leaves
+			// the others under the band's middle.
 			now1 := c.jobUtilLocked(j, 1)
-			projected := max(u.Max, now1.Max) * float64(now1.Nodes) / float64(now1.Nodes-1)
-			if u.Max >= p.Low || now1.Max >= p.Low || projected > (p.High+p.Low)/2 {
+			if u.Max >= p.Low || now1.Max >= p.Low {
 				continue
 			}
 			victim := c.shrinkVictimLocked(j)
-			if victim == "" || !c.otherActiveLocked(j, victim) {
+			if victim == "" || !c.otherActiveLocked(j, victim) || !c.dropSafeLocked(j, victim, (p.High+p.Low)/2, p.Smooth) {
 				continue
 			}
+			projected := max(u.Max, now1.Max) * float64(now1.Nodes) / float64(now1.Nodes-1)
 			c.shrinkJobLocked(j, victim, now)
 			ds = append(ds, Decision{At: now, Action: ActionShrinkJob, Job: j.id, Drain: []string{victim}, Nodes: now1.Nodes, Util: now1.Max,
 				Reason: fmt.Sprintf("job %s: its %d node(s) at %.0f%%, under %.0f%%; %d will run at %.0f%%: sheds %s",
@@ -621,13 +623,13 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 //     without a capacity hint): a job holding nothing there does not grow
 //     for another's bytes;
 //   - one node of its map over the band on the network (nodes that report
-//     per-job figures): either its own traffic there is beyond its
-//     allotment there (its weight's share: a skewed job is a cause even
-//     within its whole allotment), or the node's load from no job whose
-//     map holds it (requests of a job outside its map, readers of a
-//     retired job's persisted values, traffic the node counts for no job)
-//     is what puts it over the band, and the job uses the node: it moves
-//     part of its keys away from load that no job's growth relieves.
+//     per-job figures) because of load that no growth answers: traffic
+//     from no job whose map holds the node (a job's requests outside its
+//     map, readers of a retired job's values) or a job's traffic beyond
+//     its allotment there while within its whole allotment (a skewed job,
+//     a hot key, which more nodes would not move); a job using the node
+//     within its own allotment there grows once to move part of its keys
+//     away (hotNodeLocked).
 //
 // A node that reports no per-job figures counts as before they existed:
 // the job's traffic there is the node's split by allotment, and its bytes
@@ -652,27 +654,89 @@ func (c *Controller) pressedLocked(j *job, u JobUtil, p *AutoscaleConfig) string
 }
 
 // hotNodeLocked is pressedLocked's per-node test of j on its node n (weight
-// w in j's map).
+// w in j's map): j uses n within its allotment there, n is over the band,
+// and the load that puts it there is neither its jobs' within their
+// allotments nor a job's that grows for it (the traffic beyond its share
+// there of a job within its whole allotment, or traffic from no job whose
+// map holds n: more than 2 % of n's bandwidth). Such a job grows
+// once to move part of its keys away (j.grown == 0): further growth would
+// not take n out of its map, so it comes only from its own load. A job
+// beyond its allotment on n is the cause, not a victim: its whole load
+// decides (a hot key within the job's hints is the job's own).
 func (c *Controller) hotNodeLocked(j *job, n *node, w float64, p *AutoscaleConfig) string {
 	bw := c.nodeMbps(n)
 	load := c.measuredLocked(n, p.Smooth) * bw
 	own := n.jobLoads.mbps(j.id, p.Smooth)
-	if load <= p.High*bw || own <= 0 {
+	if j.grown > 0 || load <= p.High*bw || own <= 0 || own > AllotmentSlack*j.allocMbps*w {
 		return ""
 	}
-	if own > AllotmentSlack*j.allocMbps*w {
-		return fmt.Sprintf("node %s at %.0f%% with its own %.0f Mb/s beyond its allotment there (%.0f)", n.addr, 100*load/bw, own, j.allocMbps*w)
-	}
-	var mapped float64 // the traffic there of the jobs whose maps hold the node
+	// The traffic there of the jobs whose maps hold n, and what of it is
+	// beyond their allotments there from jobs that will not grow for it
+	// (within their whole allotment: a skewed job, a hot key).
+	var mapped, beyond float64
 	if l := c.loads[n.addr]; l != nil {
 		for k := range l.jobs {
-			mapped += n.jobLoads.mbps(k.id, p.Smooth)
+			t := n.jobLoads.mbps(k.id, p.Smooth)
+			mapped += t
+			if over := t - AllotmentSlack*k.allocMbps*weightOn(k, n.addr); over > 0 && c.jobUtilLocked(k, p.Smooth).Mbps <= AllotmentSlack*k.allocMbps {
+				beyond += over
+			}
 		}
 	}
-	if mapped > p.High*bw {
+	other := beyond + max(0, load-mapped)
+	if other <= 0.02*bw {
 		return ""
 	}
-	return fmt.Sprintf("node %s at %.0f%%, %.0f Mb/s of it from no job whose map holds it", n.addr, 100*load/bw, load-mapped)
+	return fmt.Sprintf("node %s at %.0f%%, %.0f Mb/s of it beyond its jobs' allotments or from outside their maps: moves part of its keys away",
+		n.addr, 100*load/bw, other)
+}
+
+// dropSafeLocked reports whether taking node x out of j's map leaves j's
+// other active nodes within limit (a fraction of their bandwidth): j's own
+// traffic on x, spread over them by weight, takes none over limit, unless
+// it adds next to nothing there (1 % of its bandwidth or less: dropping an
+// idle partner does not make a busy node busier). A job with no other
+// active node is safe: a drain moves it whole, and the cluster's own
+// figure counts its load.
+func (c *Controller) dropSafeLocked(j *job, x string, limit float64, smooth int) bool {
+	var onX, wsum float64
+	var others []wire.MapNode
+	for _, mn := range j.nodes {
+		n, ok := c.nodes[mn.Addr]
+		if !ok || n.state != wire.NodeActive {
+			continue
+		}
+		if mn.Addr != x {
+			others = append(others, mn)
+			wsum += mn.Weight
+			continue
+		}
+		onX = c.jobMbpsLocked(j, n, mn, smooth, c.measuredLocked(n, smooth)*c.nodeMbps(n))
+	}
+	if wsum <= 0 {
+		return true
+	}
+	for _, mn := range others {
+		n := c.nodes[mn.Addr]
+		bw := c.nodeMbps(n)
+		add := onX * mn.Weight / wsum
+		load := max(c.measuredLocked(n, smooth), c.measuredLocked(n, 1)) * bw
+		if add > 0.01*bw && load+add > limit*bw {
+			return false
+		}
+	}
+	return true
+}
+
+// hotMemberLocked names a node of j's map over the band (smoothed), ""
+// when none is.
+func (c *Controller) hotMemberLocked(j *job, p *AutoscaleConfig) string {
+	for _, mn := range j.nodes {
+		if n, ok := c.nodes[mn.Addr]; ok && n.state == wire.NodeActive && c.measuredLocked(n, p.Smooth) > p.High {
+			return mn.Addr
+		}
+	}
+	return ""
 }
 
 // JobUtilization returns every live job's figures as the per-job policy
