@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import buffer, control, errors, placement, wire
-from .conn import DEFAULT_TIMEOUT, Pool, Reply
+from .conn import DEFAULT_TIMEOUT, NodeUnavailable, Pool, Reply
 
 DEFAULT_CHUNK_SIZE = 1 << 20  # the Go SDK's DefaultChunkSize
 TRUSTED_SIZE = 256 << 20  # past it a manifest's size is checked against the job's usage
@@ -300,6 +300,30 @@ def _patient(op: int, flags: int) -> bool:
     prefix deletes, which a node refuses while a value they concern is
     being moved (as the Go SDK's patientOp)."""
     return op in (wire.OP_CONFIRM, wire.OP_DROP_VERSION) or (op == wire.OP_DELETE and flags & wire.FLAG_PREFIX != 0)
+
+
+def _resendable(e: errors.Unavailable, op: int, flags: int) -> bool:
+    """Whether a request (op, flags) that met e, a node it could not reach,
+    may be sent again: when it did not reach the node (conn.NodeUnavailable's
+    sent), or when sending it twice does what sending it once does. That
+    holds for reads (not a get that deletes what it read), unconditional
+    puts (a chunk of the writer's version, a record or manifest of a
+    version picked once: the same bytes under the same version), version
+    requests (confirm, drop-version), prefix deletes, listings and usage.
+    A delete of one key, a conditional put or a get that deletes is not
+    sent twice: the second answer would say what the first did ("not
+    found", "exists"), not what the caller asked (the Go SDK's refused)."""
+    if not getattr(e, "sent", True):
+        return True
+    if op == wire.OP_GET:
+        return not flags & wire.FLAG_DELETE_AFTER_READ
+    if op == wire.OP_PUT:
+        return not flags & (wire.FLAG_IF_ABSENT | wire.FLAG_IF_VERSION)
+    if op == wire.OP_DELETE:
+        return bool(flags & wire.FLAG_PREFIX)
+    return op in (wire.OP_STAT, wire.OP_LIST, wire.OP_USAGE, wire.OP_CONFIRM, wire.OP_DROP_VERSION)
+
+
 # How long a job waits for the controller to hand out a map newer than one
 # a node called stale, fetching it again with pauses growing from
 # _STALE_PAUSE to _STALE_PAUSE_MAX (seconds): the controller publishes a new
@@ -315,7 +339,8 @@ _SETTLE = 10.0
 # How many times one call starts over with a newer map: a change of a
 # job's map is two epochs, and the controller hands out an epoch only once
 # the map's nodes know it, so a call may meet an intermediate one (as the
-# Go SDK's mapRetries).
+# Go SDK's mapRetries). A node drained from the cluster is a change too:
+# its retirement removes it from the map, and scale-in stops it at once.
 _MAP_RETRIES = 4
 # The least time between two map fetches a job makes because a node was
 # unavailable, so that many calls to a dead node do not each ask the
@@ -393,11 +418,11 @@ class Job:
         return False
 
     def _refresh_newer(self, used: int) -> bool:
-        """Fetches the map after a node called the map of epoch used stale,
-        again and again (pauses of _STALE_PAUSE doubling to
-        _STALE_PAUSE_MAX, for at most _STALE_WAIT seconds) while the
-        controller still hands out an epoch not newer than used; reports
-        whether the map is now newer."""
+        """Fetches the map after a node called the map of epoch used stale
+        (or one of its draining nodes has stopped: _follow), again and
+        again (pauses of _STALE_PAUSE doubling to _STALE_PAUSE_MAX, for at
+        most _STALE_WAIT seconds) while the controller still hands out an
+        epoch not newer than used; reports whether the map is now newer."""
         deadline = time.monotonic() + _STALE_WAIT
         pause = _STALE_PAUSE
         while True:
@@ -411,6 +436,44 @@ class Job:
                 return self._st.map.epoch > used
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(2 * pause, _STALE_PAUSE_MAX)
+
+    def _follow(self, errs: list, used: _MapState, op: int, flags: int) -> bool:
+        """After a request (op, flags) routed with the map used failed with
+        errs (one error per node asked: a fan-out or a chunk transfer
+        asks several): whether to send it again, the job's map being now
+        newer. Every error must be one a newer map may cure:
+
+          - stale epoch, draining: as _map_changed;
+          - a node unavailable (refused or lost connection, dead in the
+            map) to a request that may be sent again (_resendable): when
+            the node is draining in used, it has most likely finished,
+            been retired and been stopped (as scale-in does), and the map
+            without it is handed out once the other nodes have learned it,
+            a heartbeat or two later: the map is fetched until it is newer
+            (_refresh_newer). Another node may have left the map since it
+            was fetched: _map_moved.
+
+        Anything else answers False, as does a failed fetch: the caller
+        raises the first error. Needs a controller."""
+        if self.client.controller is None or not errs:
+            return False
+        stale = draining = retired = False
+        for e in errs:
+            if isinstance(e, errors.Unavailable):
+                if not _resendable(e, op, flags):
+                    return False
+                retired = retired or getattr(e, "addr", "") in used.draining
+            elif isinstance(e, errors.PocketError) and e.code == errors.Code.STALE_EPOCH:
+                stale = True
+            elif isinstance(e, errors.PocketError) and e.code == errors.Code.DRAINING:
+                draining = True
+            else:
+                return False
+        if stale or retired:
+            return self._refresh_newer(used.map.epoch)
+        if draining:
+            return self._map_changed(errors.Code.DRAINING, used)
+        return self._map_moved(used)
 
     def _map_moved(self, used: _MapState) -> bool:
         """After a node was unavailable to a request routed with the map
@@ -462,37 +525,37 @@ class Job:
 
     def _do(self, op: int, flags: int, key: bytes, chunk: int = 0, version: int = 0, object_size: int = 0,
             payload=None, dst=None) -> tuple[Reply, str]:
-        """Sends one request for (key, chunk) to its node; on a stale map
-        (or a node draining since the map was fetched) fetches the map and
-        retries once. Returns the reply, unchecked, and the node's address."""
+        """Sends one request for (key, chunk) to its node (and, while its
+        owner changes, its old owner: _drain_do). On a stale map, a node
+        draining since the map was fetched, or a node that cannot be
+        reached, it starts over on a newer map when _follow finds one, up
+        to _MAP_RETRIES times. Returns the reply, unchecked, and the node's
+        address."""
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             if st.settled:
                 addr, old = st.addrs[st.set.pick(key, chunk)], ""
             else:
                 addr, old = st.route(key, chunk)
-            if st.dead and addr in st.dead:
-                # It may have left the map since: retry once if so.
-                if attempt < _MAP_RETRIES and self._map_moved(st):
-                    continue
-                raise errors.Unavailable(f"node {addr} is dead")
-            meta = st.codec.encode(key, version, object_size)
-            if old:
-                r = self._drain_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
-            else:
-                pool = self.client.pool
-                try:
+            try:
+                if st.dead and addr in st.dead:
+                    raise NodeUnavailable(addr, f"node {addr} is dead", sent=False)
+                meta = st.codec.encode(key, version, object_size)
+                if old:
+                    r = self._drain_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
+                else:
+                    pool = self.client.pool
                     c = pool.acquire(addr)
                     try:
                         r = c.roundtrip(op, flags | st.tier_flags, meta, payload, dst)
                     finally:
                         pool.release(c)
-                except errors.Unavailable:
-                    # The node may have left the map (drained) since it was
-                    # fetched: retry once if a fresh map is newer.
-                    if attempt >= _MAP_RETRIES or not self._map_moved(st):
-                        raise
+            except errors.Unavailable as e:
+                # The node may have left the map (drained, and stopped)
+                # since it was fetched.
+                if attempt < _MAP_RETRIES and self._follow([e], st, op, flags):
                     continue
+                raise
             if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st):
                 continue
             return r, addr
@@ -534,43 +597,58 @@ class Job:
 
     def _fan_out(self, op: int, flags: int, skip: Iterable[str] = (), **fields) -> list[Reply]:
         """Sends the same keyless or prefix request to every live node at
-        once; retries the whole fan-out once on a stale map. Raises the
-        first error."""
+        once. When nodes refuse it for a stale map or cannot be reached,
+        the whole fan-out starts over on a newer map when _follow finds one
+        (_MAP_RETRIES times at most); a prefix delete also returns the
+        replies of the nodes that deleted in an earlier round (they name
+        versions whose chunks the caller drops). Raises the first error."""
+        kept: list[Reply] = []
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             meta = st.keyless(**fields)
             addrs = [a for a in st.addrs if a not in st.dead and a not in skip]
             send = self._send_patient if _patient(op, flags) else self._send
-            replies = self._parallel([lambda a=a: send(a, op, flags | st.tier_flags, meta) for a in addrs])
-            code = next((r.code for r in replies if r.code in _REFRESH), 0)
-            if code and attempt < _MAP_RETRIES and self._map_changed(code, st):
+            out = self._gather([lambda a=a: send(a, op, flags | st.tier_flags, meta) for a in addrs])
+            errs = [x for x in out if isinstance(x, BaseException)]
+            replies = [x for x in out if not isinstance(x, BaseException)]
+            errs += [wire.reply_error(r.code, r.meta) for r in replies if r.code in _REFRESH]
+            if errs and attempt < _MAP_RETRIES and self._follow(errs, st, op, flags):
+                if op == wire.OP_DELETE:
+                    kept += [r for r in replies if r.code == 0]
                 continue
-            for r in replies:
-                if r.code != errors.Code.REVOKED or op not in _REVOKED_EMPTY:
-                    r.check()
-            return [r for r in replies if r.code == 0]
+            for x in out:
+                if isinstance(x, BaseException):
+                    raise x
+                if x.code != errors.Code.REVOKED or op not in _REVOKED_EMPTY:
+                    x.check()
+            return kept + [r for r in replies if r.code == 0]
         raise AssertionError("unreachable")
 
-    def _parallel(self, calls: list) -> list:
+    def _gather(self, calls: list) -> list:
         """Runs calls, one on this thread and the others on the client's
-        workers; returns their results in order, raising the first error."""
-        if len(calls) == 1:
-            return [calls[0]()]
-        futs = [self.client.executor().submit(f) for f in calls[1:]]
-        first_err = None
-        try:
-            first = calls[0]()
-        except BaseException as e:  # noqa: BLE001 - re-raised after the others finished
-            first, first_err = None, e
-        out = [first]
-        for f in futs:
+        workers; returns, in order, each one's result or the exception it
+        raised, once every call has ended."""
+        def run(f):
             try:
-                out.append(f.result())
-            except BaseException as e:  # noqa: BLE001
-                out.append(None)
-                first_err = first_err or e
-        if first_err is not None:
-            raise first_err
+                return f()
+            except Exception as e:  # noqa: BLE001 - handed to the caller
+                return e
+        if len(calls) <= 1:
+            return [run(f) for f in calls]
+        futs = [self.client.executor().submit(run, f) for f in calls[1:]]
+        try:
+            first = run(calls[0])
+        finally:
+            rest = [f.result() for f in futs]
+        return [first] + rest
+
+    def _parallel(self, calls: list) -> list:
+        """Runs calls as _gather does; returns their results in order, or
+        raises the first error once every call has ended."""
+        out = self._gather(calls)
+        for x in out:
+            if isinstance(x, BaseException):
+                raise x
         return out
 
     # ---- put ----
@@ -626,23 +704,35 @@ class Job:
         node: to the ones that may be moving values (_MapState.movers)
         first, one by one, waiting while each answers busy (a chunk of the
         version is being moved), then to the others at once, which by then
-        hold every chunk that moved. Returns the replies that succeeded;
-        raises the first error once every node was asked."""
-        st = self._st
-        first = st.movers
-        replies, err = [], None
-        for a in first:
+        hold every chunk that moved. A mover that cannot be reached may
+        have finished and left the cluster (a drained node is stopped once
+        retired): when _follow finds a newer map the request goes on over
+        it, to the nodes that have not answered yet, so no node is asked
+        twice (a second confirm would miss the chunks moved after the
+        first). Returns the replies that succeeded; raises the first error
+        once every node was asked."""
+        answered: dict[str, Reply] = {}
+        for attempt in range(_MAP_RETRIES + 1):
+            st = self._st
+            first = [a for a in st.movers if a not in answered]
+            errs: list = []
+            for a in first:
+                try:
+                    answered[a] = self._send_version(a, op, ver).check()
+                except errors.PocketError as e:
+                    errs.append(e)
+            gone = [e for e in errs if isinstance(e, errors.Unavailable)]
+            if gone and attempt < _MAP_RETRIES and self._follow(gone, st, op, 0):
+                continue
+            replies = list(answered.values())
             try:
-                replies.append(self._send_version(a, op, ver).check())
+                replies += self._fan_out(op, 0, skip=st.movers + list(answered), version=ver)
             except errors.PocketError as e:
-                err = err or e
-        try:
-            replies += self._fan_out(op, 0, skip=first, version=ver)
-        except errors.PocketError as e:
-            err = err or e
-        if err is not None:
-            raise err
-        return replies
+                errs.append(e)
+            if errs:
+                raise errs[0]
+            return replies
+        raise AssertionError("unreachable")
 
     def _send_patient(self, addr: str, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
         """Sends a request to one node, again while it answers busy (a value
@@ -660,10 +750,18 @@ class Job:
     def _send_version(self, addr: str, op: int, ver: int) -> Reply:
         """Sends a version request to one node, again while it answers busy
         (_send_patient) and on a new map (up to _MAP_RETRIES times) when it
-        calls the map stale. Returns the reply, unchecked."""
+        calls the map stale, or cannot be reached and a newer map still has
+        it (_follow); a node gone from the map raises its Unavailable (what
+        it held of the version is gone with it). Returns the reply,
+        unchecked."""
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
-            r = self._send_patient(addr, op, st.tier_flags, st.keyless(version=ver))
+            try:
+                r = self._send_patient(addr, op, st.tier_flags, st.keyless(version=ver))
+            except errors.Unavailable as e:
+                if attempt < _MAP_RETRIES and self._follow([e], st, op, 0) and addr in self._st.addrs:
+                    continue
+                raise
             if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st):
                 continue
             return r
@@ -710,7 +808,7 @@ class Job:
         version; first is the reply to a get of the key already sent. A
         chunked object replaced while its chunks are read is read again; a
         version whose chunk is missing twice raises Corrupt."""
-        last, refreshed = 0, False
+        last, moved = 0, 0
         for attempt in range(_MAX_READ_RETRIES + 1):
             if first is not None:
                 r, first = first, None
@@ -731,17 +829,12 @@ class Job:
             used = self._st
             try:
                 self._get_chunks(k, m, out)
-            except (errors.StaleEpoch, errors.Draining) as e:
-                if refreshed or not self._map_changed(e.code, used):
+            except (errors.StaleEpoch, errors.Draining, errors.Unavailable) as e:
+                # The map changed, or a chunk's node left it: read the key
+                # again on a newer map.
+                if moved >= _MAP_RETRIES or not self._follow([e], used, wire.OP_GET, 0):
                     raise
-                refreshed = True  # and read the key again on the new map
-                continue
-            except errors.Unavailable:
-                # A chunk's node may have left the map: read again on a
-                # newer map, once.
-                if refreshed or not self._map_moved(used):
-                    raise
-                refreshed = True
+                moved += 1
                 continue
             except errors.Lost:
                 # A chunk's node left the map dead: the object is lost,
@@ -796,7 +889,7 @@ class Job:
         reply's payload received straight into its part of the output."""
         st = self._st
         if addr in st.dead:
-            raise errors.Unavailable(f"node {addr} is dead")
+            raise NodeUnavailable(addr, f"node {addr} is dead", sent=False)
         pool = self.client.pool
         c = pool.acquire(addr)
         try:
@@ -873,12 +966,14 @@ class Job:
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             addrs = [a for a in st.addrs if a not in st.dead]
-            try:
-                lists = self._parallel([lambda a=a: self._list_node(st, a, prefix, delim) for a in addrs])
-            except (errors.StaleEpoch, errors.Draining) as e:
-                if attempt >= _MAP_RETRIES or not self._map_changed(e.code, st):
-                    raise
-                continue
+            lists = self._gather([lambda a=a: self._list_node(st, a, prefix, delim) for a in addrs])
+            errs = [x for x in lists if isinstance(x, BaseException)]
+            if errs:
+                # A stale map, or a node that left it: list again on a
+                # newer one.
+                if attempt < _MAP_RETRIES and self._follow(errs, st, wire.OP_LIST, 0):
+                    continue
+                raise errs[0]
             merged: dict[bytes, wire.Entry] = {}
             for lst in lists:
                 for e in lst:
@@ -967,10 +1062,15 @@ class _ObjectWrite:
     def put_chunks(self, chunks: list) -> None:
         """Puts (i, view) chunks leased, each node's over one connection.
         Chunks a node refuses because the map changed (stale epoch, a node
-        draining) are sent again, under the new map and with the same
-        version, up to _MAP_RETRIES times, as the Go SDK does per chunk:
-        the chunks stored so far stay where they are (nodes do not move a
-        leased chunk) and the confirm counts them there."""
+        draining), and those not answered by a node that cannot be reached
+        (one drained from the cluster and stopped, say), are sent again
+        under a newer map when _follow finds one, with the same version, up
+        to _MAP_RETRIES times, as the Go SDK does per chunk: the chunks
+        stored so far stay where they are (nodes do not move a leased
+        chunk) and the confirm counts them there. A chunk put is the same
+        bytes under the same name, so one whose reply was lost may be sent
+        again. Any other error is raised once every node's batch has
+        ended."""
         todo = chunks
         for attempt in range(_MAP_RETRIES + 1):
             st = self.job._st
@@ -979,31 +1079,42 @@ class _ObjectWrite:
                 ck = wire.chunk_key(self.key, self.ver, i)
                 addr, _ = st.route(ck, i)
                 by_node.setdefault(addr, []).append((i, ck, part))
-            refused: list = []
-            try:
-                self.job._parallel([lambda a=a, it=it: self._batch(st, a, it, refused) for a, it in by_node.items()])
+            again: list = []
+            out = self.job._gather([lambda a=a, it=it: self._batch(st, a, it, again) for a, it in by_node.items()])
+            errs = [x for x in out if isinstance(x, BaseException)]
+            if not errs:
                 return
-            except (errors.StaleEpoch, errors.Draining) as e:
-                if attempt >= _MAP_RETRIES or not self.job._map_changed(e.code, st):
-                    raise
-                todo = refused
+            if attempt < _MAP_RETRIES and self.job._follow(errs, st, wire.OP_PUT, wire.FLAG_CHUNK):
+                todo = again
+                continue
+            raise errs[0]
 
-    def _batch(self, st: _MapState, addr: str, items: list, refused: list) -> None:
-        """Puts one node's chunks, pipelined. Once the node refuses one, no
-        more are sent; every reply still due is read, so each chunk's fate
-        is known: those refused for a changed map go to refused (as (i,
-        view)), and the first refusal is raised."""
+    def _batch(self, st: _MapState, addr: str, items: list, again: list) -> None:
+        """Puts one node's chunks, pipelined (_WINDOW in flight). Once the
+        node answers one with an error, no more are sent; every reply still
+        due is read, so each chunk's fate is known. Chunks refused for a
+        changed map, and those not sent, go to again (as (i, view)); the
+        error raised is the first that is not such a refusal, else the
+        first refusal. A connection that fails puts every chunk not
+        answered in again and raises the node's Unavailable."""
         if addr in st.dead:
-            raise errors.Unavailable(f"node {addr} is dead")
+            with self._lock:
+                again.extend((i, part) for i, _, part in items)
+            raise NodeUnavailable(addr, f"node {addr} is dead", sent=False)
         pool = self.job.client.pool
-        c = pool.acquire(addr)
         flags = self.flags | wire.FLAG_CHUNK | wire.FLAG_LEASE | st.tier_flags
+        pending: dict[int, tuple] = {}
+        nxt = 0
+        refusal = fatal = None
         try:
-            pending: dict[int, tuple] = {}
-            nxt = 0
-            first = None
-            while pending or (first is None and nxt < len(items)):
-                while first is None and nxt < len(items) and len(pending) < _WINDOW:
+            c = pool.acquire(addr)
+        except errors.Unavailable:
+            with self._lock:
+                again.extend((i, part) for i, _, part in items)
+            raise
+        try:
+            while pending or (refusal is None and fatal is None and nxt < len(items)):
+                while refusal is None and fatal is None and nxt < len(items) and len(pending) < _WINDOW:
                     i, ck, part = items[nxt]
                     pending[c.send(wire.OP_PUT, flags, st.codec.encode(ck, self.ver), part)] = (i, part)
                     nxt += 1
@@ -1011,23 +1122,27 @@ class _ObjectWrite:
                 if r.id not in pending:
                     raise c._fail(errors.Malformed(f"reply to unknown request {r.id}"))
                 i, part = pending.pop(r.id)
-                if r.code:
-                    first = first or r
-                    if r.code in _REFRESH:
-                        with self._lock:
-                            refused.append((i, part))
-                    continue
-                with self._lock:
-                    self.sent[addr] = self.sent.get(addr, 0) + 1
-            if first is not None:
-                with self._lock:
-                    refused.extend((i, part) for i, _, part in items[nxt:])
-                first.check()
+                if r.code in _REFRESH:
+                    refusal = refusal or r
+                    with self._lock:
+                        again.append((i, part))
+                elif r.code:
+                    fatal = fatal or r
+                else:
+                    with self._lock:
+                        self.sent[addr] = self.sent.get(addr, 0) + 1
         except BaseException:
             c.close()
+            with self._lock:
+                again.extend(pending.values())
+                again.extend((i, part) for i, _, part in items[nxt:])
             raise
         finally:
             pool.release(c)
+        if refusal is not None or fatal is not None:
+            with self._lock:
+                again.extend((i, part) for i, _, part in items[nxt:])
+            (fatal or refusal).check()
 
     def commit(self, m: wire.Manifest) -> None:
         """Confirms the chunks on every node that took some (each must hold
@@ -1054,9 +1169,11 @@ class _ObjectWrite:
         dataplane/versions.go), so the counts hold whatever changes the
         job's map goes through meanwhile. While a node may be moving values
         (_MapState.movers) every node is asked, the movers first, and the
-        counts must add up to the chunks sent; otherwise each node that took
-        chunks must hold as many. Each request follows the map to a newer
-        epoch and waits out a node that answers busy (_send_version)."""
+        counts must add up to the chunks sent (a mover drained from the
+        cluster and stopped meanwhile is left out once a newer map has
+        dropped it: _movers_first); otherwise each node that took chunks
+        must hold as many. Each request follows the map to a newer epoch
+        and waits out a node that answers busy (_send_version)."""
         job = self.job
         sent = sum(self.sent.values())
         if job._st.movers:

@@ -21,10 +21,24 @@ allocate little. Each socket operation waits at most the connection's
 timeout (``DEFAULT_TIMEOUT``, 60 s, unless given; None waits forever); a
 node that does not answer within it raises ``errors.Unavailable`` saying
 so, and the connection is closed.
+
+Outcomes: a connection that fails raises ``NodeUnavailable`` (an
+``errors.Unavailable``) naming the node and saying whether the request
+may have reached it. It did not when the connection could not be made
+(refused, no route) or failed while the request was being written (a
+node executes only whole frames, and the connection is closed at once);
+it may have when the connection failed after that, before the reply
+came. A pooled connection the node has closed (a node stopped or
+restarted while the connection sat idle) is noticed before it is handed
+out, once the node's close has arrived, and a new one is dialled instead,
+so a request is not written to it. On a pipelined connection ``sent``
+speaks of the request whose call raised; those written before it may
+have reached the node.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import threading
@@ -61,6 +75,20 @@ class Reply:
         return wire.decode_response(self.meta)
 
 
+class NodeUnavailable(errors.Unavailable):
+    """A node could not be reached: ``addr`` is the node, and ``sent`` is
+    False when the request certainly did not reach it (the connection
+    could not be made, or failed while the request was being written) and
+    True when it may have (the connection failed after that, or timed
+    out, before the reply came): then whether the node executed it is
+    unknown."""
+
+    def __init__(self, addr: str, message: str, sent: bool):
+        super().__init__(message)
+        self.addr = addr
+        self.sent = sent
+
+
 class NodeConn:
     """One connection to a storage node (plain TCP, as the data plane is)."""
 
@@ -70,7 +98,7 @@ class NodeConn:
         try:
             self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=connect_timeout)
         except OSError as e:
-            raise errors.Unavailable(f"node {addr}: {e}") from None
+            raise NodeUnavailable(addr, f"node {addr}: {e}", sent=False) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(timeout)
         self.timeout = timeout
@@ -81,6 +109,14 @@ class NodeConn:
         self._next = 0
         self.used = time.monotonic()
         self.broken = False
+        self._poll = select.poll()
+        self._poll.register(self.sock, select.POLLIN)
+
+    def closed_by_node(self) -> bool:
+        """Whether an idle connection has something to read: the node
+        closed it (end of file or reset), or sent bytes nobody asked for;
+        either way it is no use. One poll that does not wait."""
+        return bool(self._poll.poll(0))
 
     def close(self) -> None:
         self.broken = True
@@ -89,14 +125,18 @@ class NodeConn:
         except OSError:
             pass
 
-    def _fail(self, e: BaseException) -> errors.PocketError:
+    def _fail(self, e: BaseException, sent: bool = True) -> errors.PocketError:
+        """Closes the connection and returns the error to raise for e: e
+        itself when it is a PocketError (a malformed reply), else
+        NodeUnavailable with sent (whether the request may have reached
+        the node)."""
         self.close()
         if isinstance(e, errors.PocketError):
             return e
         if isinstance(e, TimeoutError):
-            return errors.Unavailable(f"node {self.addr}: timed out: no reply within {self.timeout} s "
-                                      f"(the client's timeout; Client(timeout=...) sets it, None waits forever)")
-        return errors.Unavailable(f"node {self.addr}: {e}")
+            return NodeUnavailable(self.addr, f"node {self.addr}: timed out: no reply within {self.timeout} s "
+                                   f"(the client's timeout; Client(timeout=...) sets it, None waits forever)", sent)
+        return NodeUnavailable(self.addr, f"node {self.addr}: {e}", sent)
 
     def send(self, op: int, flags: int, meta: bytes, payload=None) -> int:
         """Writes one request frame and returns its request id."""
@@ -114,7 +154,7 @@ class NodeConn:
             else:
                 self._sendmsg(head, memoryview(payload).cast("B"))
         except OSError as e:
-            raise self._fail(e) from None
+            raise self._fail(e, sent=False) from None  # a frame not written whole is never executed
         self.used = time.monotonic()
         return rid
 
@@ -213,6 +253,9 @@ class NodeConn:
         try:
             self.sock.sendall(b"".join((_HDR.pack(wire.MAGIC, wire.VERSION, op, flags, 0, rid, len(meta), n), meta,
                                         payload if n else b"")))
+        except OSError as e:
+            raise self._fail(e, sent=False) from None
+        try:
             got = self.sock.recv_into(self._rview)
         except OSError as e:
             raise self._fail(e) from None
@@ -258,7 +301,9 @@ class Pool:
 
     def acquire(self, addr: str) -> NodeConn:
         """An idle connection to addr, or a new one. A connection idle for
-        longer than max_idle is redialled: the node may have closed it."""
+        longer than max_idle is redialled (the node may have closed it),
+        and so is one the node has closed (NodeConn.closed_by_node): a
+        request is never written to a connection known to be dead."""
         if self._closed:
             raise errors.PocketError("client closed", errors.Code.CLOSED)
         idle = self._idle.get(addr)
@@ -267,7 +312,7 @@ class Pool:
                 c = idle.pop()
             except IndexError:
                 break
-            if time.monotonic() - c.used < self.max_idle:
+            if time.monotonic() - c.used < self.max_idle and not c.closed_by_node():
                 return c
             c.close()
         return NodeConn(addr, self.timeout)
