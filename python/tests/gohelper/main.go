@@ -14,7 +14,7 @@
 //	                                   already) one after another on one goroutine;
 //	                                   print the p50 and p99 in microseconds as JSON
 //	gohelper cluster NODES GRACE       run a controller and nodes in this process
-//	                                   and kill or start nodes, or grow or shrink a job's map,
+//	                                   and kill, start or drain nodes, or grow or shrink a job's map,
 //	                                   on request (cluster.go)
 //
 // The controller is POCKET_CONTROLLER, reached over mutual TLS with
