@@ -201,18 +201,17 @@
 //
 // # System calls
 //
-// read(2) and writev(2) on the loop's sockets are plain system calls
-// (syscall.Syscall: entersyscall, exitsyscall). Raw calls (unix.RawSyscall)
-// were tried: they cut sysmon's wake-ups (12% of the node's CPU at 50
-// connections, 0.6% after) and the node's CPU per 1 KiB GET from 6.54 to
-// 5.30 us, with ops/s within noise, but they tripled the latency of a lone
-// connection: 1 KiB GET p50 at 1 connection 20.2 -> 55.2 us (perf/regress.sh,
-// 3 passes, per-pass 2.2-5.0x; 21.1 -> 62.1 us in a second run of 5 passes
-// on an idle machine), so they were reverted. A raw call keeps the P from
-// the scheduler while the loop is the only runnable work, which is what a
-// lone connection's round trip waits on; why exactly is not yet known.
+// read(2) and writev(2) on the loop's sockets, and the eventfd and timerfd
+// reads and writes, are plain system calls (syscall.Syscall: entersyscall,
+// exitsyscall); only the zero-timeout epoll_wait is raw. Raw calls for all
+// of them (unix.RawSyscall; the descriptors are non-blocking, so none can
+// sleep holding its P) have been tried twice and are not used, because a
+// lone connection's latency rests on what they remove; see "Where the time
+// goes" for the second try's figures. The first: node CPU per 1 KiB GET at
+// 50 connections 6.54 -> 5.30 us, ops/s within noise, 1-conn p50 20.2 ->
+// 55.2 us (perf/regress.sh, per-pass 2.2-5.0x).
 //
-// The figures below were taken with the raw calls.
+// The figures below were taken with the first try's raw calls.
 //
 // System calls per 1 KiB GET from 50 connections (strace -c -f on the
 // node for 3 s of pocket bench): one read and one writev per request, one
@@ -250,6 +249,46 @@
 // used 3.3-4.2 us per 1 KiB GET in four interleaved passes against the
 // node's 5.2-5.9 us: what a GET costs above the loop is the node's
 // handler, about 2 us.
+//
+// Raw system calls, second try (issue 16): with every P idle the runtime's sysmon sleeps, and the
+// next syscall.Syscall wakes it (a futex) and resets its period to 20 us;
+// a node going idle and busy thousands of times a second kept it waking
+// about 6K times a second, 12% of the node's CPU on 4 KiB NVMe GETs (32
+// conns; nvme's doc). Making this package's non-blocking calls raw (read,
+// writev, the eventfd's read and write, the timerfd's read; with nvme's
+// io_uring submission and reaper eventfd read) measured, side by side with
+// the old binary (2-core Firecracker VM shared with other helpers, load
+// 1-4.5, so noisy; ratios are medians with per-round ranges):
+//
+//	perf/nvme-node-compare.sh, CELLS=4k, 5 rounds of 5 s:
+//	  4 KiB NVMe GET, 32 conns: node CPU per GET 21.7 -> 18.4 us, 0.85x
+//	  (0.70-1.02); GETs/s 38.9K -> 42.6K, 1.11x (0.95-1.26)
+//	perf/regress.sh, 5 passes of 3 s (new/old, per-pass range):
+//	  get-1k-c50 0.90x (0.81-1.12)   put-1k-c50 0.88x (0.73-1.53)
+//	  get-1k-p16 0.91x (0.71-1.18)   put-1k-p16 1.14x (0.93-1.39)
+//	  get-1m-c8  1.10x (0.86-1.45)   nvme-get-1m-c8 0.85x (0.79-1.15)
+//	  nvme-get-4k-c32 1.13x (0.89-1.51)
+//	  get-1k-c1 p50 16.7 -> 14.4 us at load 3-4.5, but 1.9-2.4x worse in
+//	  the two quieter passes; CELLS=get-1k-c1 alone at load 1-2: 14.2 -> 41.1
+//	  us, 2.89x (1.81-3.48); with --busy-poll 0: 11.5 -> 66.8 us, 5.82x
+//	  (5.69-6.11)
+//
+// Why a lone connection got slower: this VM's guest halts an idle vCPU at
+// once (cpuidle haltpoll with guest_halt_poll_ns 0), and waking a halted
+// vCPU costs tens of microseconds. sysmon's 20 us wake-ups, which the
+// plain calls keep going, hold the vCPUs out of halt between one
+// connection's requests (theirs and the load generator's). With two nice-19
+// spinning shells keeping both vCPUs busy, the raw build's 1-conn p50 was
+// 10.7-11.2 us against the plain build's 15.7, and without them 67-82
+// against 15.2 (--busy-poll 0, single 3 s runs). In perf stat over 3 s of
+// that cell the plain build made 0.37 futex and 0.26 nanosleep calls per
+// GET and the raw build none. So the raw calls are cheaper, and the 1-conn
+// latency the plain calls give is sysmon polling the machine by accident.
+// Not kept: a win at 32 conns does not pay for 3-6x on one connection.
+// Keeping the CPUs awake on purpose while a connection is active (spinning
+// that also covers the gap the generator's vCPU sees) would let the raw
+// calls in; busy polling as it is (50 us, gated on idle CPU) did not
+// (2.89x above).
 //
 // # io_uring
 //

@@ -127,7 +127,13 @@
 //     netio's calls too, and this package's share alone showed none. The
 //     raw calls alone (netio's and these, no buffer stack), 7 more rounds
 //     at load 2-3.7: CPU per GET 0.85x (0.74-1.11), 24.7 -> 22.2 us,
-//     GETs/s 1.08x (0.79-2.12).
+//     GETs/s 1.08x (0.79-2.12). Tidied (io_uring_enter raw only when it
+//     does not wait for completions) and measured again with
+//     perf/regress.sh beside it: CPU per GET 0.85x (0.70-1.02), 21.7 ->
+//     18.4 us, GETs/s 1.11x (0.95-1.26), but a lone connection's 1 KiB
+//     GET p50 2.9x to 5.8x worse, because sysmon's wake-ups were what kept
+//     this VM's vCPUs out of halt between its requests (netio's doc,
+//     "Where the time goes"). Not kept.
 //   - Streaming (dataplane's getStream): with read and send in series, a
 //     1 MiB GET run at 8 conns left the device idle 36% of the time
 //     (/proc/diskstats io_ticks 2568 ms in 4 s, 1624 reads/s of 1 MiB)
