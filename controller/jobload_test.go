@@ -201,13 +201,7 @@ func TestNeighbourOfASkewedJobMovesAway(t *testing.T) {
 	if _, err := r.orch.Start(context.Background(), orchestrator.NodeSpec{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range r.c.Status().Nodes {
-		if n.Addr == home {
-			r.heartbeatLoads(n.Addr, 1000, []wire.JobLoad{{Job: a.Job, RxMbps: 750}, {Job: v.Job, RxMbps: 250}})
-		} else {
-			r.heartbeatLoads(n.Addr, 0, nil)
-		}
-	}
+	beatHome(r, home, 1000, []wire.JobLoad{{Job: a.Job, RxMbps: 750}, {Job: v.Job, RxMbps: 250}})
 	r.clock.advance(2 * time.Second)
 	r.a.Step()
 	if n := len(jobNodes(r.c, v)); n != 2 {

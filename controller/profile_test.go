@@ -150,12 +150,7 @@ func TestProfileOwnFigures(t *testing.T) {
 			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 100e9, Mbps: 8000, UsedBytes: 20e9 + 1e6}},
 			Loads: []wire.JobLoad{{Job: busy.Job, RxMbps: 4000, TxMbps: 100, Bytes: 20e9},
 				{Job: idle.Job, RxMbps: 0.5, Bytes: 1e6}}}
-		if _, err := c.Heartbeat(hb); err != nil {
-			t.Fatal(err)
-		}
-		c.mu.Lock()
-		book.observeNode(c.nodes["127.0.0.1:7001"], c.loads["127.0.0.1:7001"], now.Add(time.Duration(s)*time.Second))
-		c.mu.Unlock()
+		observe(t, c, book, hb, now.Add(time.Duration(s)*time.Second))
 	}
 	c.mu.Lock()
 	book.end(c.jobs[idle.Job], now.Add(3*time.Second))
@@ -330,12 +325,7 @@ func TestProfileIgnoresABurst(t *testing.T) {
 		hb := &wire.Heartbeat{Addr: "127.0.0.1:7001", RxMbps: rx,
 			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 100e9, Mbps: 8000}},
 			Loads: []wire.JobLoad{{Job: m.Job, RxMbps: rx}}}
-		if _, err := c.Heartbeat(hb); err != nil {
-			t.Fatal(err)
-		}
-		c.mu.Lock()
-		book.observeNode(c.nodes["127.0.0.1:7001"], c.loads["127.0.0.1:7001"], now.Add(time.Duration(s)*time.Second))
-		c.mu.Unlock()
+		observe(t, c, book, hb, now.Add(time.Duration(s)*time.Second))
 	}
 	c.mu.Lock()
 	book.end(c.jobs[m.Job], now.Add(7*time.Second))
@@ -344,4 +334,15 @@ func TestProfileIgnoresABurst(t *testing.T) {
 	if len(p.Runs) != 1 || p.Runs[0].PeakMbps != 1100 {
 		t.Fatalf("profile %+v; want a peak of 1100 Mb/s (the burst averaged over 3 heartbeats)", p)
 	}
+}
+
+// observe sends hb to c and has book attribute it at the given time.
+func observe(t *testing.T, c *Controller, book *profileBook, hb *wire.Heartbeat, at time.Time) {
+	t.Helper()
+	if _, err := c.Heartbeat(hb); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	book.observeNode(c.nodes[hb.Addr], c.loads[hb.Addr], at)
 }
