@@ -150,7 +150,8 @@ func hintExcesses(h wire.JobHints, f tierFigures) []string {
 		if f.assumed > 0 {
 			bw += fmt.Sprintf(" (%d report no bandwidth and count as %.0f Mb/s each)", f.assumed, controller.DefaultPolicy().NodeMbps)
 		}
-		out = append(out, fmt.Sprintf("%s is more than %s serves: %s; the job gets less than it asked for", hint, where, bw))
+		out = append(out, fmt.Sprintf("%s is more than %s serves now: %s; the job gets less than it asked for, "+
+			"unless the controller autoscales (it then starts the nodes the job needs before placing it, up to its maximum)", hint, where, bw))
 	}
 	if f.refused != nil && h.CapacityBytes <= f.capacityBytes {
 		// The tier holds it, but not beside what is stored already.

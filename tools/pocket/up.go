@@ -389,6 +389,11 @@ func printUp(u *upCluster, o upOptions) {
 	if o.autoscale {
 		fmt.Printf("autoscaling between %d and %d nodes, band %.0f%%-%.0f%%, cool-down %v\n",
 			o.scale.MinNodes, o.scale.MaxNodes, 100*o.scale.Low, 100*o.scale.High, o.scale.Cooldown)
+		if o.scale.NoJobScaling {
+			fmt.Println("  jobs' maps keep the nodes they were sized with (--no-job-scaling)")
+		} else {
+			fmt.Printf("  each job's map grows and shrinks with its own load, at most one change every %v (--job-cooldown)\n", o.scale.JobCooldown)
+		}
 	}
 	printMetrics(u, o)
 	fmt.Println(u.serve.stateLine())
