@@ -37,67 +37,23 @@ func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, err
 	}
 }
 
-// listOnce pages through every node's listing, the nodes in parallel,
-// and merges the nodes' sorted listings into one (a name on several nodes
-// once, the last node's entry as before); a node whose listing is out of
-// order (none here) is merged by sorting instead.
+// listOnce pages through every node's listing and merges the nodes'
+// sorted listings into one (a name on several nodes once, the last node's
+// entry as before); a node whose listing is out of order (none here) is
+// merged by sorting instead. While the job's map changes, the nodes are
+// listed in phases, in parallel within each (listPhases): a moved value is
+// put at its new owner before it leaves its old one, so listing the nodes
+// it leaves before the nodes it goes to finds it at one or the other; all
+// at once, a listing could miss a value that moved in between.
 func (j *Job) listOnce(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
-	// pageLimit is the node's largest page (dataplane listMax); the
-	// node also bounds a page by its metadata bytes.
-	const pageLimit = 10000
-	ts := j.targets()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	lists := make([][]Entry, len(ts))
-	sorted := make([]bool, len(ts))
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	for i, t := range ts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var after []byte
-			ents, inOrder := []Entry(nil), true
-			for {
-				req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim, Limit: pageLimit}
-				r, err := j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-						cancel()
-					}
-					mu.Unlock()
-					return
-				}
-				for _, e := range r.Meta.Entries {
-					if wire.IsChunkKey(e.Key) {
-						continue
-					}
-					if k := len(ents); k > 0 && ents[k-1].Name >= string(e.Key) {
-						if ents[k-1].Name == string(e.Key) {
-							ents[k-1] = Entry{Name: ents[k-1].Name, Size: e.Size, Dir: e.Dir}
-							continue
-						}
-						inOrder = false
-					}
-					ents = append(ents, Entry{Name: string(e.Key), Size: e.Size, Dir: e.Dir})
-				}
-				n := len(r.Meta.Entries)
-				if !r.Meta.More || n == 0 {
-					break
-				}
-				after = nextAfter(r.Meta.Entries[n-1])
-			}
-			lists[i], sorted[i] = ents, inOrder
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, wrap("list", prefix, firstErr)
+	var lists [][]Entry
+	var sorted []bool
+	for _, ts := range j.listPhases() {
+		ls, ss, err := j.listNodes(ctx, ts, prefix, delim)
+		if err != nil {
+			return nil, wrap("list", prefix, err)
+		}
+		lists, sorted = append(lists, ls...), append(sorted, ss...)
 	}
 	total := 0
 	for i, l := range lists {
@@ -232,4 +188,91 @@ func (j *Job) deletePrefix(ctx context.Context, prefix string) error {
 			return err
 		}
 	}
+}
+
+// listPhases groups the job's nodes for a listing: those draining (whose
+// values leave them), then the others, then those joining (where values
+// arrive); one group when nothing moves.
+func (j *Job) listPhases() [][]target {
+	j.mu.RLock()
+	m, job := j.m, j.jobBytes
+	j.mu.RUnlock()
+	ts := targetsOf(m, job)
+	var draining, others, joining []target
+	for _, t := range ts {
+		switch {
+		case m.Draining[t.addr]:
+			draining = append(draining, t)
+		case m.Joining[t.addr]:
+			joining = append(joining, t)
+		default:
+			others = append(others, t)
+		}
+	}
+	var out [][]target
+	for _, g := range [][]target{draining, others, joining} {
+		if len(g) > 0 {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// listNodes pages through the listings of ts in parallel: each node's
+// entries (chunk keys left out) and whether they came in order.
+func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim byte) ([][]Entry, []bool, error) {
+	// pageLimit is the node's largest page (dataplane listMax); the
+	// node also bounds a page by its metadata bytes.
+	const pageLimit = 10000
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lists := make([][]Entry, len(ts))
+	sorted := make([]bool, len(ts))
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for i, t := range ts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var after []byte
+			ents, inOrder := []Entry(nil), true
+			for {
+				req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim, Limit: pageLimit}
+				r, err := j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+					return
+				}
+				for _, e := range r.Meta.Entries {
+					if wire.IsChunkKey(e.Key) {
+						continue
+					}
+					if k := len(ents); k > 0 && ents[k-1].Name >= string(e.Key) {
+						if ents[k-1].Name == string(e.Key) {
+							ents[k-1] = Entry{Name: ents[k-1].Name, Size: e.Size, Dir: e.Dir}
+							continue
+						}
+						inOrder = false
+					}
+					ents = append(ents, Entry{Name: string(e.Key), Size: e.Size, Dir: e.Dir})
+				}
+				n := len(r.Meta.Entries)
+				if !r.Meta.More || n == 0 {
+					break
+				}
+				after = nextAfter(r.Meta.Entries[n-1])
+			}
+			lists[i], sorted[i] = ents, inOrder
+		}()
+	}
+	wg.Wait()
+	return lists, sorted, firstErr
 }

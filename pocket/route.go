@@ -43,9 +43,14 @@ func (j *Job) route(key []byte, chunk uint32) target {
 func (j *Job) targets() []target {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
-	ts := make([]target, len(j.m.Nodes))
-	for i, n := range j.m.Nodes {
-		ts[i] = target{addr: n.Addr, dead: j.m.Dead[n.Addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
+	return targetsOf(j.m, j.jobBytes)
+}
+
+// targetsOf is every node of map m as a target; job is m.Job as bytes.
+func targetsOf(m Map, job []byte) []target {
+	ts := make([]target, len(m.Nodes))
+	for i, n := range m.Nodes {
+		ts[i] = target{addr: n.Addr, dead: m.Dead[n.Addr], job: job, token: m.Token, epoch: m.Epoch, flags: m.Tier.Flags()}
 	}
 	return ts
 }

@@ -966,7 +966,19 @@ class Job:
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             addrs = [a for a in st.addrs if a not in st.dead]
-            lists = self._gather([lambda a=a: self._list_node(st, a, prefix, delim) for a in addrs])
+            # While the map changes, the nodes values leave (draining) are
+            # listed before the others and those they reach (joining) last,
+            # each group in parallel: a moved value is put at its new owner
+            # before it leaves the old one, so it is found at one or the
+            # other; listed all at once, one that moved in between could be
+            # missed.
+            groups = [[a for a in addrs if a in st.draining],
+                      [a for a in addrs if a not in st.draining and a not in st.joining],
+                      [a for a in addrs if a in st.joining]]
+            lists = []
+            for g in groups:
+                if g:
+                    lists += self._gather([lambda a=a: self._list_node(st, a, prefix, delim) for a in g])
             errs = [x for x in lists if isinstance(x, BaseException)]
             if errs:
                 # A stale map, or a node that left it: list again on a
