@@ -288,7 +288,7 @@ func (a *Autoscaler) Step() Decision {
 		jobChanged, needNode = a.jobsStep(now)
 	}
 	mid := (a.cfg.High + a.cfg.Low) / 2
-	u, _, _ := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU, mid)
+	u, _, _ := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU, 0)
 	uNow, victims, draining := a.c.utilization(1, a.cfg.UseCPU, mid)
 	a.mu.Lock()
 	a.util = u
@@ -624,7 +624,8 @@ func sortedKeys(m map[string]float64) []string {
 
 // utilization computes the cluster's figures over its active nodes, the
 // nodes scale-in could drain (none whose jobs' other nodes would then run
-// over mid: drainSafeLocked), and the number of drains running.
+// over mid: drainSafeLocked; none listed when mid is 0), and the number of
+// drains running.
 func (c *Controller) utilization(smooth int, useCPU bool, mid float64) (Utilization, []victim, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -675,7 +676,7 @@ func (c *Controller) utilization(smooth int, useCPU bool, mid float64) (Utilizat
 			capUsed[t.Kind] += float64(max(t.UsedBytes, allocBytes[nodeKind{n.addr, t.Kind}]))
 			capAll[t.Kind] += float64(t.CapacityBytes)
 		}
-		if !changing[n.addr] && c.drainSafeLocked(n.addr, mid) {
+		if mid > 0 && !changing[n.addr] && c.drainSafeLocked(n.addr, mid) {
 			victims = append(victims, victim{addr: n.addr, bytes: used, alloc: allocMbps[n.addr]})
 		}
 	}
@@ -814,18 +815,12 @@ func (c *Controller) drainSafeLocked(addr string, limit float64) bool {
 // (profile.go); 0 for a job Pocket's default sizes (2 nodes at 16 Gb/s
 // over the nodes there are, nothing started for it).
 func (c *Controller) demandOf(name string, h wire.JobHints) float64 {
-	pol := &c.cfg.Policy
-	if hinted(h) {
-		mbps, _, _ := pol.demand(h)
-		return mbps
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	l, ok := c.prof.learned(name)
-	if !ok {
+	need, _, source := c.cfg.Policy.needFor(h, c.prof.learnedFor(name, h))
+	if source == SizeDefault {
 		return 0
 	}
-	need, _, _ := pol.needFor(h, &l)
 	return need.Mbps
 }
 

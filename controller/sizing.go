@@ -116,20 +116,27 @@ func (c *Controller) tierOffersLocked() []TierOffer {
 // returns the plan, the tier kind and where the size came from, or
 // TierFor's error.
 func (c *Controller) sizeJobLocked(book *profileBook, req *wire.JobRegister) (plan, uint8, string, error) {
-	var learned *Learned
-	if book != nil && !hinted(req.Hints) {
-		if l, ok := book.learned(req.Name); ok {
-			learned = &l
-		}
-	}
 	pol := &c.cfg.Policy
-	need, minNodes, source := pol.needFor(req.Hints, learned)
+	need, minNodes, source := pol.needFor(req.Hints, book.learnedFor(req.Name, req.Hints))
 	tier, err := TierFor(need, c.tierOffersLocked(), c.cfg.Prices.OrDefault())
 	if err != nil {
 		return plan{}, 0, source, err
 	}
 	kind := uint8(tier)
 	return pol.sizeNeed(c.candidatesLocked(kind), need, minNodes), kind, source, nil
+}
+
+// learnedFor is the profile a job registering as name with hints h is
+// sized from: none (nil) when its hints say its size, when the name has
+// no profile, or when b is nil.
+func (b *profileBook) learnedFor(name string, h wire.JobHints) *Learned {
+	if b == nil || hinted(h) {
+		return nil
+	}
+	if l, ok := b.learned(name); ok {
+		return &l
+	}
+	return nil
 }
 
 // ratio is need/have, treating "nothing needed" as 0 and "needed but none
