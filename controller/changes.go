@@ -11,9 +11,11 @@ import (
 // Revisions and the nodes' job tables.
 //
 // Every change a node must hear of gets the next revision number (c.rev)
-// and an entry in a ring (changeLog): a job registered (chAdd, for every
-// node), a job's map changed (chEpoch, for the nodes in its map), a job
-// deregistered or expired (chRevoke, for every node); a node a job lost
+// and an entry in a ring (changeLog): a job registered (chAdd), a job's
+// map changed (chEpoch), a job deregistered or expired (chRevoke), each
+// for every node: a node outside a job's map learns its epochs too, marked
+// out (wire.JobEpoch.Out), and refuses clients routing by a map from
+// before it left, or by any map that does not name it. A node a job lost
 // (dead.go) hears of its epochs as its map's nodes do. A job's token
 // carries the revision that registered it (its gen).
 //
@@ -124,21 +126,23 @@ func (c *Controller) jobTableLocked(addr string, hb *wire.Heartbeat, ack *wire.N
 	}
 }
 
-// entryLocked is the job's entry in the table of the node at addr. A
-// node the job lost (dead.go) gets the job's epoch too, so that it refuses
-// clients still routing by a map from before the loss.
+// entryLocked is the job's entry in the table of the node at addr: its
+// epoch, marked out when the node is not in its map. A node the job lost
+// (dead.go) gets the epoch unmarked, as before out existed: it refuses
+// clients still routing by a map from before the loss, and its mover
+// keeps checking the job.
 func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
 	e := wire.JobEpoch{Job: j.id, Gen: j.gen, Expires: j.expires, Revoked: j.revoked}
-	if !j.revoked {
-		if l := c.loads[addr]; l != nil {
-			if _, ok := l.jobs[j]; ok {
-				e.Epoch = j.epoch
-			}
-		}
-		if c.lostByLocked(j, addr) {
-			e.Epoch = j.epoch
+	if j.revoked {
+		return e
+	}
+	e.Epoch = j.epoch
+	if l := c.loads[addr]; l != nil {
+		if _, ok := l.jobs[j]; ok {
+			return e
 		}
 	}
+	e.Out = !c.lostByLocked(j, addr)
 	return e
 }
 
@@ -153,9 +157,6 @@ func (c *Controller) deltaLocked(addr string, since uint64, ack *wire.NodeAck) {
 			break
 		}
 		ch := c.log.at(rev + 1)
-		if ch.kind == chEpoch && !ch.j.revoked && !ch.j.has(addr) && !c.lostByLocked(ch.j, addr) {
-			continue
-		}
 		if _, dup := seen[ch.j]; dup {
 			continue
 		}

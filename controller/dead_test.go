@@ -234,3 +234,72 @@ func TestRegistrationCounted(t *testing.T) {
 		t.Fatalf("accepted %d, refused %v; want 1 and 1 bad key", r.accepted, r.refused)
 	}
 }
+
+// TestNodesOutOfAMapLearnItsEpochs: a node outside a job's map gets the
+// job's epoch marked out, in a snapshot and in the deltas that follow each
+// change of the map (so it refuses clients routing by a map it left, or
+// never was in); a node in the map gets it unmarked, and so does a node
+// the job lost. Before, deltas skipped the nodes outside the map and
+// snapshots gave them epoch 0, which refuses no epoch.
+func TestNodesOutOfAMapLearnItsEpochs(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	var addrs []string
+	for i := range 3 {
+		n := dramNode(fmt.Sprintf("127.0.0.1:%d", 7001+i), 1<<30, 8000)
+		mustRegister(t, c, n)
+		addrs = append(addrs, n.Addr)
+	}
+	m, err := c.RegisterJob("j", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("%+v %v, want the default 2 nodes", m, err)
+	}
+	member := func(addr string) bool { _, ok := mapState(m, addr); return ok }
+	entry := func(ack *wire.NodeAck) (wire.JobEpoch, bool) {
+		for _, je := range ack.Jobs {
+			if je.Job == m.Job {
+				return je, true
+			}
+		}
+		return wire.JobEpoch{}, false
+	}
+	revs := map[string]uint64{}
+	var out, in string
+	for _, a := range addrs {
+		ack := c.heartbeat(&wire.Heartbeat{Addr: a})
+		je, ok := entry(ack)
+		if !ok || je.Epoch != m.Epoch || je.Out == member(a) {
+			t.Fatalf("snapshot for %s (in the map: %v): %+v, want epoch %d, out %v", a, member(a), je, m.Epoch, !member(a))
+		}
+		revs[a] = ack.Rev
+		if member(a) {
+			in = a
+		} else {
+			out = a
+		}
+	}
+	// The map changes: the job loses its other node.
+	var lost string
+	for _, a := range addrs {
+		if a != in && a != out {
+			lost = a
+		}
+	}
+	if err := c.SetNodeState(lost, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c)
+	m2, err := c.GetMap(m.Job, m.Token)
+	if err != nil || m2.Epoch <= m.Epoch {
+		t.Fatalf("map after the loss %+v %v, want an epoch after %d", m2, err, m.Epoch)
+	}
+	for _, tc := range []struct {
+		addr string
+		out  bool
+	}{{in, false}, {out, true}} {
+		ack := c.heartbeat(&wire.Heartbeat{Addr: tc.addr, Since: revs[tc.addr]})
+		je, ok := entry(ack)
+		if ack.Full || !ok || je.Epoch < m2.Epoch || je.Out != tc.out {
+			t.Fatalf("delta for %s: full %v, %+v, want epoch %d with out %v", tc.addr, ack.Full, je, m2.Epoch, tc.out)
+		}
+	}
+}

@@ -211,8 +211,12 @@ func (c *Controller) registerNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	n.tiers = append([]wire.TierStat(nil), reg.Tiers...)
 	n.cores = reg.Cores
 	n.lastSeen = time.Now()
-	// The job table comes with the heartbeats: ask for one at once.
-	return &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval, More: true}, nil
+	// The job table's first page comes with the registration (the node
+	// serves no job it has not heard of before: dataplane.Node.AwaitSync);
+	// More asks for the rest at once.
+	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
+	c.snapshotLocked(reg.Addr, 0, 0, ack)
+	return ack, nil
 }
 
 // Heartbeat records a node's report and answers with the node's state and

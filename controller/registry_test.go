@@ -268,10 +268,11 @@ func TestDeadNodeDetection(t *testing.T) {
 	if err != nil || !ack.Known || ack.State != wire.NodeActive {
 		t.Fatalf("returning node: %+v %v", ack, err)
 	}
-	// Its table (a snapshot: it asked from no revision) has both jobs, the
-	// epoch only of the one whose map holds it.
-	if len(ack.Jobs) != 2 || !ack.Full || ack.Jobs[0].Job != m.Job || ack.Jobs[0].Epoch != 3 || ack.Jobs[1].Epoch != 0 {
-		t.Fatalf("ack jobs %+v, want %s at epoch 3 and another job without epoch", ack.Jobs, m.Job)
+	// Its table (a snapshot: it asked from no revision) has both jobs with
+	// their epochs, the one whose map does not hold it marked out.
+	if len(ack.Jobs) != 2 || !ack.Full || ack.Jobs[0].Job != m.Job || ack.Jobs[0].Epoch != 3 || ack.Jobs[0].Out ||
+		ack.Jobs[1].Epoch != 1 || !ack.Jobs[1].Out {
+		t.Fatalf("ack jobs %+v, want %s at epoch 3 and another job at epoch 1 marked out", ack.Jobs, m.Job)
 	}
 }
 

@@ -206,8 +206,12 @@ func classOf(h *wire.Header) opClass {
 			return opRemove
 		}
 		return opRead
-	case wire.OpDelete, wire.OpDropVersion:
+	case wire.OpDelete:
 		return opRemove
+	case wire.OpConfirm:
+		return opConfirm
+	case wire.OpDropVersion:
+		return opDropVersion
 	}
 	return opStore
 }

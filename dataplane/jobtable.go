@@ -15,12 +15,20 @@ import (
 // controller only (package controller, changes.go, describes the protocol).
 //
 // Every live job of the cluster has an entry, with its gen and expiry (the
-// claims of its token) and, when this node is in the job's map, its map
-// epoch (else 0). The table is at a controller revision (since): every job
-// registered at or before it is in the table or gone. So, on a node that has
-// synced with its controller:
+// claims of its token), its map epoch, and whether this node is out of the
+// job's map (a controller from before wire.JobEpoch.Out sends epoch 0 for
+// a node outside the map instead). The table is at a controller revision
+// (since): every job registered at or before it is in the table or gone.
+// So, on a node that has synced with its controller:
 //
 //   - a request for a job with no entry is refused (CodeRevoked);
+//   - before that first sync, a node that has a controller (Node.AwaitSync,
+//     which the agent calls) refuses every job it has no entry for as if
+//     the client's map were stale (the node may have restarted at an
+//     address a client's old map names, and cannot tell a job it is out
+//     of from one it is in), except one registered after the revision of
+//     the snapshot under way (whose first page the registration's ack
+//     brings);
 //   - a token whose job has no entry passes the guard only when its gen is
 //     after the table's revision (the job is newer than the node's last
 //     word from the controller, at most a heartbeat old); the job gets a
@@ -28,7 +36,11 @@ import (
 //   - a client's epoch is refused when older than the entry's (epoch 0
 //     included), accepted otherwise, and never stored: a client cannot move
 //     a node's epoch, and a newer epoch just means the node is a heartbeat
-//     behind.
+//     behind;
+//   - on a node out of the job's map, the entry's epoch too is refused: a
+//     client routing by that map or an older one has no business here (it
+//     holds a map from before the node left, whose writes would land where
+//     no reader looks, as after the node restarted with an empty table).
 //
 // A revoked job (the controller says so, or the controller's drop order
 // arrives) is marked first, so every request of it is refused from then
@@ -77,7 +89,8 @@ const (
 // jobEntry is one job. The atomics are read by the loops; the rest is
 // touched under jobTable.mu only.
 type jobEntry struct {
-	epoch   atomic.Uint64 // from the controller when in the job's map; 0: unknown
+	epoch   atomic.Uint64 // the job's map epoch, from the controller; 0: unknown
+	out     atomic.Bool   // this node is not in the job's map at epoch
 	gen     atomic.Uint64 // the token's gen
 	expires atomic.Int64  // Unix ms; 0: never
 	state   atomic.Uint32
@@ -95,6 +108,7 @@ type jobTable struct {
 	seed   maphash.Seed
 	shards [jobShards]atomic.Pointer[map[string]*jobEntry]
 	synced atomic.Bool   // a controller's snapshot was applied
+	await  atomic.Bool   // refuse every job until synced (a node with a controller)
 	since  atomic.Uint64 // the controller revision the table is at
 
 	mu        sync.Mutex // serializes writers; guards the fields below
@@ -140,11 +154,10 @@ var (
 	errExpired = &wire.Error{Code: wire.CodeRevoked, Msg: "the job's token has expired"}
 	errJobGone = &wire.Error{Code: wire.CodeRevoked,
 		Msg: "the job is not live on this cluster (deregistered, expired, or registered with an earlier controller)"}
+	errUnsynced = &wire.Error{Code: wire.CodeStaleEpoch,
+		Msg: "the node has not synced its job table with the controller yet; fetch the job's map again"}
 )
 
-// check runs on every request: it refuses a revoked, expired or (on a
-// synced node) unknown job, and an epoch older than the one the
-// controller gave; a newer epoch passes and is not learned. It is
 // stored reports whether a put admitted for the job may still be
 // published: false once the job is revoked or retired (the put began
 // before the revocation and must not add to what the job keeps).
@@ -168,11 +181,20 @@ type opClass uint8
 
 const (
 	opRead   opClass = iota // get, stat, list, usage
-	opRemove                // delete, delete-after-read, drop-version
-	opStore                 // put, confirm
+	opRemove                // delete, delete-after-read
+	opStore                 // put
+	// A chunked put's confirm and a version's drop go where the writer
+	// put the chunks, which may be a node that has left the job's map
+	// since (it keeps a leased chunk until confirmed or dropped): a store
+	// and a remove that a node out of the map takes at any epoch.
+	opConfirm
+	opDropVersion
 )
 
-// check is checkOp for a request that may store.
+// check runs on every request that may store: it refuses a revoked,
+// expired or (on a synced node) unknown job, and an epoch older than the
+// one the controller gave (or equal to it, on a node out of the job's
+// map); a newer epoch passes and is not learned.
 func (j *jobTable) check(job []byte, epoch uint64) error { return j.checkOp(job, epoch, opStore) }
 
 // checkOp checks a request of class op. A revoked job's requests are all
@@ -188,8 +210,11 @@ func (j *jobTable) checkOp(job []byte, epoch uint64, op opClass) error {
 func (j *jobTable) checkEntry(job []byte, epoch uint64, op opClass) (*jobEntry, error) {
 	e := j.lookup(job)
 	if e == nil {
-		if j.synced.Load() {
+		switch {
+		case j.synced.Load():
 			return e, errJobGone
+		case j.await.Load():
+			return e, errUnsynced
 		}
 		return e, nil
 	}
@@ -205,7 +230,7 @@ func (j *jobTable) checkEntry(job []byte, epoch uint64, op opClass) (*jobEntry, 
 	case stateOrphan:
 		return e, errJobGone
 	case stateRetired:
-		if op == opStore {
+		if op == opStore || op == opConfirm {
 			return e, errRetired
 		}
 		return e, nil
@@ -213,10 +238,29 @@ func (j *jobTable) checkEntry(job []byte, epoch uint64, op opClass) (*jobEntry, 
 	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
 		return e, errExpired
 	}
-	if cur := e.epoch.Load(); cur != 0 && epoch < cur {
-		return e, &wire.Error{Code: wire.CodeStaleEpoch, Msg: "placement map is stale; fetch the job's map again", Epoch: cur}
+	out := e.out.Load() && op != opConfirm && op != opDropVersion
+	if cur := e.epoch.Load(); cur != 0 && (epoch < cur || out && epoch == cur) {
+		msg := "placement map is stale; fetch the job's map again"
+		if out {
+			msg = "this node is not in the job's placement map; fetch the job's map again"
+		}
+		return e, &wire.Error{Code: wire.CodeStaleEpoch, Msg: msg, Epoch: cur}
 	}
 	return e, nil
+}
+
+// setEpoch stores the job's map epoch and whether this node is out of the
+// map. A node joining the map stops being out before its epoch moves, and
+// one leaving is out only after, so a loop reading the two in between
+// never refuses a client of the map the node is in.
+func (e *jobEntry) setEpoch(epoch uint64, out bool) {
+	if !out {
+		e.out.Store(false)
+	}
+	e.epoch.Store(epoch)
+	if out {
+		e.out.Store(true)
+	}
 }
 
 // admit is the guard's half: tok is a valid token for job with claims c.
@@ -269,6 +313,9 @@ func (j *jobTable) addPending(job []byte, c token.Claims) (*jobEntry, error) {
 	ed := j.edit()
 	if e := ed.get(string(job)); e != nil {
 		return e, nil // added meanwhile
+	}
+	if !j.synced.Load() && j.await.Load() && (j.snapRev == 0 || c.Gen <= j.snapRev) {
+		return nil, errUnsynced // a job the snapshot under way may still list
 	}
 	if j.synced.Load() && c.Gen <= j.since.Load() {
 		return nil, errJobGone
@@ -380,7 +427,7 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (
 	}
 	e.gen.Store(je.Gen)
 	e.expires.Store(unixMs(je.Expires))
-	e.epoch.Store(je.Epoch)
+	e.setEpoch(je.Epoch, je.Out)
 	e.state.Store(stateLive)
 	e.seen = snap
 	delete(j.pending, je.Job)
@@ -617,12 +664,12 @@ func (j *jobTable) unretire(job string, used int64) {
 	}
 }
 
-// placed lists the live jobs with an epoch (this node is in their maps).
+// placed lists the live jobs with an epoch whose maps this node is in.
 func (j *jobTable) placed() []string {
 	var out []string
 	for i := range j.shards {
 		for job, e := range *j.shards[i].Load() {
-			if e.state.Load() == stateLive && e.epoch.Load() != 0 {
+			if e.state.Load() == stateLive && e.epoch.Load() != 0 && !e.out.Load() {
 				out = append(out, job)
 			}
 		}

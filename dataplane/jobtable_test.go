@@ -412,3 +412,52 @@ func TestRetiredPrefixDeleteTakesChunks(t *testing.T) {
 		t.Fatalf("retired job's recursive delete: %v, %d values left", r.Err(), n.JobValues("c-1"))
 	}
 }
+
+// TestOutOfMapRefusesItsEpoch: a node the controller marks out of a job's
+// map refuses the job's requests at or below the map's epoch (a client
+// holding a map from before the node left, whose puts would land where no
+// reader looks), passes newer ones (the node is a heartbeat behind), lists
+// the job as not placed here, and takes the job's requests again once a
+// later epoch puts it back in the map; a chunked put's confirm and drop
+// of a version are taken at the map's epoch (the writer's chunks may be
+// there). The old table kept epoch 0 for such a node and so took every
+// epoch.
+func TestOutOfMapRefusesItsEpoch(t *testing.T) {
+	n := tokenNode(t)
+	tok := jobTok("j-1", 90)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "j-1", Gen: 90, Epoch: 7, Out: true}))
+	var we *wire.Error
+	for _, epoch := range []uint64{0, 3, 7} {
+		err := jobOp(t, n, wire.OpPut, "j-1", "k", tok, epoch, 0)
+		if !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 7 || !strings.Contains(we.Msg, "not in the job's placement map") {
+			t.Fatalf("put at epoch %d on a node out of the map at 7: %v, want stale (7, not in the map)", epoch, err)
+		}
+		if err := jobOp(t, n, wire.OpGet, "j-1", "k", tok, epoch, 0); !errors.Is(err, wire.ErrStaleEpoch) {
+			t.Fatalf("get at epoch %d on a node out of the map: %v, want stale", epoch, err)
+		}
+	}
+	// A writer confirms (or drops) a chunked put's version where it put the
+	// chunks, a node that may have left the map since.
+	for _, op := range []wire.Op{wire.OpConfirm, wire.OpDropVersion} {
+		if err := jobOp(t, n, op, "j-1", "k", tok, 7, 0); errors.Is(err, wire.ErrStaleEpoch) {
+			t.Fatalf("%v at the map's epoch on a node out of it: %v, want it taken", op, err)
+		}
+	}
+	if got := n.PlacedJobs(); len(got) != 0 {
+		t.Fatalf("placed jobs %v on a node out of their maps", got)
+	}
+	if err := jobOp(t, n, wire.OpPut, "j-1", "k", tok, 8, 0); err != nil {
+		t.Fatalf("a newer epoch (the node is behind) must pass: %v", err)
+	}
+	// The job's map takes the node in at epoch 9.
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: "j-1", Gen: 90, Epoch: 9}}})
+	if err := jobOp(t, n, wire.OpPut, "j-1", "k", tok, 9, 0); err != nil {
+		t.Fatalf("put at the epoch whose map holds the node: %v", err)
+	}
+	if err := jobOp(t, n, wire.OpPut, "j-1", "k", tok, 8, 0); !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || strings.Contains(we.Msg, "not in the job's placement map") {
+		t.Fatalf("put at an older epoch on a node in the map: %v, want plain stale", err)
+	}
+	if got := n.PlacedJobs(); len(got) != 1 || got[0] != "j-1" {
+		t.Fatalf("placed jobs %v, want [j-1]", got)
+	}
+}

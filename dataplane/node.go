@@ -41,6 +41,10 @@ type NodeConfig struct {
 	// Net.Logger is set. The process gives it the node's identity, e.g.
 	// logger.With("node", addr).
 	Logger *slog.Logger
+	// AwaitSync makes the node refuse every job from its start until its
+	// job table has synced with a controller (see Node.AwaitSync): set it
+	// for a node that will run with one.
+	AwaitSync bool
 }
 
 // Node is a storage node: the event loops, the tiers, and the job table.
@@ -105,6 +109,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	n.pf, _ = cfg.DRAM.(prefetcher)
 	n.jobs.init()
+	n.jobs.await.Store(cfg.AwaitSync)
 	n.jobs.loops = cfg.Net.Loops
 	if n.jobs.loops <= 0 {
 		n.jobs.loops = runtime.NumCPU() // netio's default
@@ -168,6 +173,13 @@ func (n *Node) SetDraining(on bool) { n.drain.Store(on) }
 // controller gives it; requests routed with an older epoch are refused with
 // wire.CodeStaleEpoch. Clients' epochs are never learned (jobtable.go).
 func (n *Node) SetEpoch(job string, epoch uint64) { n.jobs.setEpoch(job, epoch) }
+
+// AwaitSync makes the node refuse every job until its job table has
+// synced with a controller (the first complete snapshot an ack brings):
+// wire.CodeStaleEpoch, so a client fetches its job's map again. The agent
+// calls it before it registers the node; a node without a controller
+// never calls it and serves any job its guard admits.
+func (n *Node) AwaitSync() { n.jobs.await.Store(true) }
 
 // Tiers returns the node's tiers, DRAM first.
 func (n *Node) Tiers() []Tier {

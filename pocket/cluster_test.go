@@ -77,7 +77,7 @@ func (c *testCluster) addNode(capacity int64) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
 		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
 	if err != nil {
 		c.t.Fatal(err)

@@ -58,7 +58,7 @@ func startDrainCluster(t *testing.T, n int, capacity int64) (*controller.Control
 		if err != nil {
 			t.Fatal(err)
 		}
-		nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+		nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
 			Guard: dataplane.NewTokenGuard(drainSecret), Net: netio.Config{Loops: 1}})
 		if err != nil {
 			t.Fatal(err)

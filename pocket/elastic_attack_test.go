@@ -68,7 +68,7 @@ func newAttackCluster(t *testing.T, n int, cfg controller.Config) *attackCluster
 		if err != nil {
 			t.Fatal(err)
 		}
-		nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+		nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
 			Guard: dataplane.NewTokenGuard(attackSecret), Net: netio.Config{Loops: 1}})
 		if err != nil {
 			t.Fatal(err)

@@ -58,7 +58,7 @@ func startElasticCluster(b *testing.B, n int) (*controller.Controller, string) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+		nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
 			Guard: dataplane.NewTokenGuard(drainSecret), Net: netio.Config{Loops: 1}})
 		if err != nil {
 			b.Fatal(err)

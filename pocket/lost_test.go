@@ -53,7 +53,7 @@ func (c *testCluster) addNodeAt(listen string) *clusterNode {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: listen, DRAM: d,
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: listen, DRAM: d,
 		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
 	if err != nil {
 		c.t.Fatal(err)

@@ -128,10 +128,14 @@ type Metric struct {
 }
 
 // JobEpoch is one entry of a node's job table as a heartbeat ack carries
-// it: a live job (with its map epoch when the node is in its map, else 0)
-// or a revoked one. Gen and Expires are what the job's token carries
-// (token.Claims), so a node can check a token against its entry and derive
-// the token itself. Token is no longer sent (it was the job's token, for a
+// it: a live job with its map epoch, or a revoked one. Out says the node
+// is not in the job's map at Epoch, so it refuses requests at or below
+// Epoch (a client routing by an older map, or a hostile one); a node in
+// the map refuses those below it. Epoch 0 with Out false is a controller
+// from before Out, for a node outside the map: such a node refuses no
+// epoch. Gen and Expires are what the job's token carries (token.Claims),
+// so a node can check a token against its entry and derive the token
+// itself. Token is no longer sent (it was the job's token, for a
 // draining node); it stays in the schema.
 type JobEpoch struct {
 	Job     string
@@ -140,6 +144,7 @@ type JobEpoch struct {
 	Gen     uint64
 	Expires time.Time // zero: never; millisecond resolution on the wire
 	Revoked bool
+	Out     bool // not in the job's map at Epoch (see above)
 }
 
 // DrainNode asks the controller to drain a node, and is its reply with
@@ -365,7 +370,7 @@ var (
 	}}
 	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
 	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes},
-		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}}}
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}}}
 	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}}}
 	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
 		{Kind: String}, {Kind: TableVec, Sub: &tierStatSpec}, {Kind: Bytes}, {Kind: Scalar4},
@@ -863,6 +868,7 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 			fb.JobEpochAddGen(b, j.Gen)
 			fb.JobEpochAddExpiresMs(b, unixMs(j.Expires))
 			fb.JobEpochAddRevoked(b, j.Revoked)
+			fb.JobEpochAddOut(b, j.Out)
 			offs[i] = fb.JobEpochEnd(b)
 		}
 		jobs = endVector(b, offs, fb.NodeAckStartJobsVector)
@@ -906,7 +912,7 @@ func (m *NodeAck) Decode(meta []byte) error {
 				return err
 			}
 			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch(), Token: cloneBytes(j.TokenBytes()),
-				Gen: j.Gen(), Expires: fromUnixMs(j.ExpiresMs()), Revoked: j.Revoked()}
+				Gen: j.Gen(), Expires: fromUnixMs(j.ExpiresMs()), Revoked: j.Revoked(), Out: j.Out()}
 		}
 	}
 	drop, err := decodeHeld(t.DropLength(), t.Drop)

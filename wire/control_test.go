@@ -32,7 +32,7 @@ func sampleControl() []ControlMessage {
 			Loads: []JobLoad{{Job: "sort-1", RxMbps: 812.5, TxMbps: 20.25, Bytes: 3 << 30}, {Job: "grep-2", Bytes: 1}}},
 		&NodeAck{Known: true, State: NodeDraining, Heartbeat: time.Second,
 			Jobs: []JobEpoch{{Job: "sort-1", Epoch: 3, Gen: 99, Expires: time.UnixMilli(1_800_000_000_123)},
-				{Job: "video-2", Epoch: 1, Revoked: true}},
+				{Job: "video-2", Epoch: 1, Revoked: true}, {Job: "grep-2", Epoch: 12, Gen: 7, Out: true}},
 			Rev: 1<<60 + 5, Full: true, More: true, After: 99, Drop: []HeldJob{{Job: "old-7", Bytes: 650 << 20}}},
 		&JobRegister{Name: "sort", Hints: JobHints{Lambdas: 250, CapacityBytes: 100e9, PeakMbps: 16000, LatencySensitive: true},
 			TTL: 90 * time.Minute},

@@ -154,7 +154,7 @@ func (m *mover) onAck(ack *wire.NodeAck) {
 	for i := range ack.Jobs {
 		je := &ack.Jobs[i]
 		switch {
-		case je.Revoked || je.Epoch == 0:
+		case je.Revoked || je.Epoch == 0 || je.Out:
 			m.forgetLocked(je.Job)
 		case m.epochs[je.Job] != je.Epoch:
 			_, seen := m.epochs[je.Job]

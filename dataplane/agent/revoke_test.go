@@ -163,8 +163,14 @@ func TestDeregisterRevokesOnEveryNode(t *testing.T) {
 	// Wait until both nodes' heartbeats have brought the job (a new
 	// job's token passes before that anyway, see below).
 	time.Sleep(200 * time.Millisecond)
+	// The node outside the map refuses the map's epoch; a client claiming
+	// a newer one (the node might be a heartbeat behind) still writes there.
+	if err := op(t, out, wire.OpPut, m.Job, m.Token, m.Epoch, "before"); !errors.Is(err, wire.ErrStaleEpoch) {
+		t.Fatalf("put at the map's epoch on the node outside it: %v, want stale epoch", err)
+	}
+	epochs := map[*dataplane.Node]uint64{in: m.Epoch, out: m.Epoch + 1}
 	for _, n := range []*dataplane.Node{in, out} {
-		if err := op(t, n, wire.OpPut, m.Job, m.Token, m.Epoch, "before"); err != nil {
+		if err := op(t, n, wire.OpPut, m.Job, m.Token, epochs[n], "before"); err != nil {
 			t.Fatalf("put on %s before deregistration: %v", n.Addr(), err)
 		}
 	}
@@ -175,7 +181,7 @@ func TestDeregisterRevokesOnEveryNode(t *testing.T) {
 	for _, n := range []*dataplane.Node{in, out} {
 		deadline := time.Now().Add(2 * time.Second)
 		for {
-			err := op(t, n, wire.OpPut, m.Job, m.Token, m.Epoch, "after")
+			err := op(t, n, wire.OpPut, m.Job, m.Token, epochs[n], "after")
 			if errors.Is(err, wire.ErrRevoked) {
 				break
 			}
@@ -185,7 +191,7 @@ func TestDeregisterRevokesOnEveryNode(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		for _, o := range []wire.Op{wire.OpGet, wire.OpList, wire.OpStat, wire.OpDelete} {
-			if err := op(t, n, o, m.Job, m.Token, m.Epoch, "before"); !errors.Is(err, wire.ErrRevoked) {
+			if err := op(t, n, o, m.Job, m.Token, epochs[n], "before"); !errors.Is(err, wire.ErrRevoked) {
 				t.Errorf("node %s: %s with the revoked token: %v", n.Addr(), o, err)
 			}
 		}

@@ -62,7 +62,7 @@ func startAgentNode(t *testing.T, ctlAddr string, log *slog.Logger) *dataplane.N
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
 		Guard: dataplane.NewTokenGuard(clusterSecret), Net: netio.Config{Loops: 1}, Logger: log})
 	if err != nil {
 		d.Close()

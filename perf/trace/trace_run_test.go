@@ -58,7 +58,7 @@ func startNode(t *testing.T, ctlAddr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
 		Guard: dataplane.NewTokenGuard(runSecret), Net: netio.Config{Loops: 1}})
 	if err != nil {
 		d.Close()

@@ -68,7 +68,13 @@ func TestControllerKill9KeepsJobs(t *testing.T) {
 	if addr2 != addr {
 		t.Fatalf("restarted controller on %s, want %s", addr2, addr)
 	}
-	if !strings.Contains(out2.String(), "controller state in "+filepath.Join(data, stateSubdir)) {
+	// The line after "serving on", which pocketStart returns at: the
+	// scanner may not have copied it yet (one run in CI met that).
+	stateLine := "controller state in " + filepath.Join(data, stateSubdir)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out2.String(), stateLine) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(out2.String(), stateLine) {
 		t.Errorf("the restarted controller does not say where its state is:\n%s", out2)
 	}
 	if got, errOut, code := pocketRun(t, bin, withTok, "", "get", "--insecure", job, "k"); code != 0 || got != "kept across a kill -9" {

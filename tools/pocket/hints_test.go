@@ -131,7 +131,7 @@ func startHintNode(t *testing.T, ctlAddr string, mbps float64, log *slog.Logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
 		Guard: dataplane.NewTokenGuard(hintSecret), Net: netio.Config{Loops: 1}, Logger: log})
 	if err != nil {
 		d.Close()

@@ -280,6 +280,9 @@ func startNode(f *nodeFlags, secret []byte, log *slog.Logger) (*dataplane.Node, 
 		Listen: f.listen,
 		Net:    netio.Config{Loops: f.loops, BusyPoll: busyPoll, MaySpin: gate.Open, MaxConns: f.maxConns},
 		Logger: log,
+		// With a controller, no job is served before the controller's
+		// table arrives (a client's map may predate a restart here).
+		AwaitSync: f.ctl != "",
 	}
 	if err := f.limits.apply(&cfg.Net); err != nil {
 		gate.Close()

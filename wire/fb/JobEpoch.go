@@ -123,8 +123,20 @@ func (rcv *JobEpoch) MutateRevoked(n bool) bool {
 	return rcv._tab.MutateBoolSlot(14, n)
 }
 
+func (rcv *JobEpoch) Out() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(16))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *JobEpoch) MutateOut(n bool) bool {
+	return rcv._tab.MutateBoolSlot(16, n)
+}
+
 func JobEpochStart(builder *flatbuffers.Builder) {
-	builder.StartObject(6)
+	builder.StartObject(7)
 }
 func JobEpochAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -146,6 +158,9 @@ func JobEpochAddExpiresMs(builder *flatbuffers.Builder, expiresMs int64) {
 }
 func JobEpochAddRevoked(builder *flatbuffers.Builder, revoked bool) {
 	builder.PrependBoolSlot(5, revoked, false)
+}
+func JobEpochAddOut(builder *flatbuffers.Builder, out bool) {
+	builder.PrependBoolSlot(6, out, false)
 }
 func JobEpochEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

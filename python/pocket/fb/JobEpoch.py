@@ -86,7 +86,14 @@ class JobEpoch(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
-def JobEpochStart(builder): builder.StartObject(6)
+    # JobEpoch
+    def Out(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def JobEpochStart(builder): builder.StartObject(7)
 def Start(builder):
     return JobEpochStart(builder)
 def JobEpochAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -110,6 +117,9 @@ def AddExpiresMs(builder, expiresMs):
 def JobEpochAddRevoked(builder, revoked): builder.PrependBoolSlot(5, revoked, 0)
 def AddRevoked(builder, revoked):
     return JobEpochAddRevoked(builder, revoked)
+def JobEpochAddOut(builder, out): builder.PrependBoolSlot(6, out, 0)
+def AddOut(builder, out):
+    return JobEpochAddOut(builder, out)
 def JobEpochEnd(builder): return builder.EndObject()
 def End(builder):
     return JobEpochEnd(builder)

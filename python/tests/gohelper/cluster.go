@@ -241,7 +241,7 @@ func (h *helperCluster) start(listen string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: listen, DRAM: d,
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: listen, DRAM: d,
 		Guard: dataplane.NewTokenGuard(clusterSecret), Net: netio.Config{Loops: 1}, Logger: h.log})
 	if err != nil {
 		d.Close()
