@@ -41,7 +41,7 @@ import (
 //     utilization would carry none of its load; the per-job policy
 //     (elastic.go) grows a pressed job's map and asks for a node when no
 //     active one has room (needNode), and new jobs have theirs started
-//     before they are placed (reserve, below);
+//     before they are placed (reserve.go);
 //   - utilization below Low (0.6), measured figures taken from the latest
 //     heartbeat rather than smoothed (allotments keep every registered
 //     job's nodes, so only load beyond the hints can dip), more than
@@ -57,10 +57,11 @@ import (
 //     them, and their maps would grow again at once). Each drain retires
 //     its node and the orchestrator stops it.
 //
-// Besides the periodic evaluation, a job registering with a bandwidth need
-// (its hints, or without them its name's profile) that the active nodes'
-// room under High cannot carry first has the nodes it needs started
-// (reserve, called by RegisterJob), so it is placed over them.
+// Besides the periodic evaluation, a job registering with a bandwidth or
+// capacity need (its hints, or without them its name's profile) that the
+// active nodes' room under High cannot carry first has the nodes it needs
+// started, and a need that MaxNodes nodes could not serve is refused
+// before any start (reserve.go).
 //
 // Every decision, and every change in why a needed one is held back, is
 // logged with its figures.
@@ -732,64 +733,6 @@ func straddles(last []Sample, alloc float64) bool {
 	return false
 }
 
-// reserve starts nodes before a job is placed when its bandwidth need (its
-// hints', else its name's profile's: demandOf) is more than the active
-// nodes' room: what each has left under High of its
-// bandwidth beyond the larger of its allotments and its measured load.
-// It starts as many nodes as carry the rest under High, assuming new
-// nodes like the current ones. Hints answer before any byte moves, so the
-// job is sized over the nodes it needs rather than the nodes there were;
-// starting more would give the cluster nodes that no job uses (a job is
-// placed over the fewest nodes whose spare covers its need, and its map
-// grows later only for load beyond its hints). It waits for the new nodes
-// to register, at most StartTimeout; local nodes take a few tens of
-// milliseconds. Jobs without hints or profile get Pocket's default size
-// on the nodes there are.
-func (a *Autoscaler) reserve(name string, h wire.JobHints) {
-	mbps := a.c.demandOf(name, h)
-	if mbps <= 0 {
-		return
-	}
-	r := a.c.roomUnder(a.cfg.High, a.cfg.Smooth)
-	if r.nodes == 0 || r.mbps >= mbps {
-		return
-	}
-	per := r.bw / float64(r.nodes)
-	want := int(math.Ceil((mbps - r.mbps) / (a.cfg.High * per)))
-	now := a.cfg.Now()
-	a.mu.Lock()
-	select {
-	case <-a.stop:
-		a.mu.Unlock()
-		return
-	default:
-	}
-	k := min(want-a.starting, a.cfg.MaxNodes-r.nodes-a.starting)
-	if k <= 0 {
-		a.mu.Unlock()
-		return
-	}
-	d := Decision{At: now, Action: ActionAdd, Count: k, Nodes: r.nodes, Util: (r.load + mbps) / r.bw, Dim: "network",
-		Reason: fmt.Sprintf("job %s's hints need %.0f Mb/s; the %d active node(s) have %.0f Mb/s of room under %.0f%%",
-			name, mbps, r.nodes, r.mbps, 100*a.cfg.High)}
-	a.starting += k
-	a.lastOut, a.lastChange = now, now
-	a.counts[ActionAdd]++
-	a.decisions = append(a.decisions, d)
-	a.wg.Add(k)
-	a.mu.Unlock()
-	a.log().Info("autoscale: add", "count", k, "from", r.nodes, "to", r.nodes+k, "reason", d.Reason)
-	var wg sync.WaitGroup
-	for i := 0; i < k; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.startNode()
-		}()
-	}
-	wg.Wait()
-}
-
 // drainSafeSmooth is how many heartbeats drainSafeLocked averages, besides
 // the latest (the autoscaler's default Smooth).
 const drainSafeSmooth = 3
@@ -808,50 +751,6 @@ func (c *Controller) drainSafeLocked(addr string, limit float64) bool {
 		}
 	}
 	return true
-}
-
-// demandOf is the bandwidth, in Mb/s, a job registering as name with
-// hints h will be sized for: its hints', else its name's profile's
-// (profile.go); 0 for a job Pocket's default sizes (2 nodes at 16 Gb/s
-// over the nodes there are, nothing started for it).
-func (c *Controller) demandOf(name string, h wire.JobHints) float64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	need, _, source := c.cfg.Policy.needFor(h, c.prof.learnedFor(name, h))
-	if source == SizeDefault {
-		return 0
-	}
-	return need.Mbps
-}
-
-// room is what the active nodes can still carry.
-type room struct {
-	nodes int
-	bw    float64 // their bandwidth, Mb/s
-	load  float64 // counted against it (see counted), Mb/s
-	mbps  float64 // left under the limit, summed over nodes, Mb/s
-}
-
-// roomUnder sums, over the active nodes, what each has left under limit
-// (a fraction) of its bandwidth beyond its counted load, with measured
-// figures averaged over smooth heartbeats.
-func (c *Controller) roomUnder(limit float64, smooth int) room {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	allocMbps, _ := c.allocationsLocked()
-	var r room
-	for _, n := range c.nodes {
-		if n.state != wire.NodeActive {
-			continue
-		}
-		bw := c.nodeMbps(n)
-		load := counted(allocMbps[n.addr]/bw, c.measuredLocked(n, smooth)) * bw
-		r.nodes++
-		r.bw += bw
-		r.load += load
-		r.mbps += max(0, limit*bw-load)
-	}
-	return r
 }
 
 // log is the controller's logger.

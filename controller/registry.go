@@ -462,7 +462,11 @@ func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (m *w
 		return nil, err
 	}
 	if a := c.scaler(); a != nil {
-		a.reserve(req.Name, req.Hints)
+		// Refuses, before it starts any node, a job the cluster could not
+		// serve at its maximum (reserve.go).
+		if err := a.reserve(req.Name, req.Hints); err != nil {
+			return nil, err
+		}
 	}
 	m, err = c.enterJob(client, req)
 	if err != nil {

@@ -1,0 +1,233 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Nodes for a registering job
+//
+// On an autoscaling cluster, RegisterJobFrom calls reserve before the job
+// is sized and placed. reserve reads the job's need as sizing will
+// (Policy.needFor: its hints, else its name's profile, else Pocket's
+// default) and the active nodes' figures, and assumes nodes it starts are
+// like the current ones: each with their mean bandwidth, and per tier kind
+// their mean capacity of that kind.
+//
+// First it refuses, before any node starts, a job that max(MaxNodes,
+// active) such nodes could not serve, so a refused registration starts
+// nothing:
+//
+//   - a hinted bandwidth need beyond that many nodes' bandwidth at the
+//     band's high (CodeLimit, naming the limit: nodes x Mb/s a node x
+//     High): its allotment would count against every node the cluster
+//     may have and keep them all, idle or not. A profile's need is not
+//     refused (the job asked for nothing; it starts up to MaxNodes);
+//   - a capacity need no tier of that many nodes could hold, by TierFor
+//     over the projected spare (CodeNoSpace naming the need, the limit and
+//     the largest tier's projected spare), or a job no tier may serve
+//     (TierFor's CodeUnavailable).
+//
+// Then it starts, up to MaxNodes in all (counting those starting), the
+// nodes that carry the job's bandwidth need beyond the active nodes' room
+// under High (each node's High x bandwidth less its counted load). A job
+// Pocket's default sizes starts nothing: it takes the nodes there are.
+// It waits for them to register, at most StartTimeout.
+//
+// A registration that still fails after its nodes started (another took
+// their room meanwhile, or the new nodes are smaller than the current
+// ones) leaves them idle: they carry no allotment, and scale-in drains
+// them once Cooldown has passed, as any idle node.
+
+// fleet is what the active nodes have and can take, for reserve.
+type fleet struct {
+	nodes  int
+	bw     float64 // their bandwidth, Mb/s
+	load   float64 // counted against it (see counted), Mb/s
+	room   float64 // left under the band's high, summed over nodes, Mb/s
+	offers []TierOffer
+	kinds  map[uint8]*kindFleet
+}
+
+// kindFleet is what the active nodes have of one tier kind.
+type kindFleet struct {
+	capacity int64   // bytes
+	mbps     float64 // bandwidth of the nodes that have it, Mb/s
+}
+
+// fleetLocked sums the active nodes' figures: counted load with measured
+// figures averaged over smooth heartbeats, room under high (a fraction),
+// and per tier kind the capacity and the spare that sizing sees
+// (tierOffersLocked).
+func (c *Controller) fleetLocked(high float64, smooth int) fleet {
+	allocMbps, _ := c.allocationsLocked()
+	f := fleet{offers: c.tierOffersLocked(), kinds: map[uint8]*kindFleet{kindDRAM: {}, kindNVMe: {}}}
+	for _, n := range c.nodes {
+		if n.state != wire.NodeActive {
+			continue
+		}
+		bw := c.nodeMbps(n)
+		load := counted(allocMbps[n.addr]/bw, c.measuredLocked(n, smooth)) * bw
+		f.nodes++
+		f.bw += bw
+		f.load += load
+		f.room += max(0, high*bw-load)
+		for _, t := range n.tiers {
+			if k := f.kinds[t.Kind]; k != nil {
+				k.capacity += t.CapacityBytes
+				k.mbps += c.tierMbps(t)
+			}
+		}
+	}
+	return f
+}
+
+// tierMbps is a tier's bandwidth: as reported, else Policy.NodeMbps (as
+// candidatesLocked counts it).
+func (c *Controller) tierMbps(t wire.TierStat) float64 {
+	if t.Mbps > 0 {
+		return t.Mbps
+	}
+	return c.cfg.Policy.NodeMbps
+}
+
+// perNode is the mean bandwidth of an active node, Mb/s.
+func (f *fleet) perNode() float64 { return f.bw / float64(f.nodes) }
+
+// projected is the tier offers with k more nodes like the current ones:
+// each adds the mean capacity and bandwidth per node of every tier kind
+// the active nodes have.
+func (f *fleet) projected(k int) []TierOffer {
+	out := append([]TierOffer(nil), f.offers...)
+	for i := range out {
+		kf := f.kinds[uint8(out[i].Tier)]
+		if k <= 0 || out[i].Nodes == 0 || kf == nil {
+			continue
+		}
+		out[i].Nodes += k
+		out[i].SpareMbps += float64(k) * kf.mbps / float64(f.nodes)
+		out[i].SpareBytes += int64(float64(k) * float64(kf.capacity) / float64(f.nodes))
+	}
+	return out
+}
+
+// reservation is what reserve does for a job: the nodes to start (before
+// counting those starting already) and why.
+type reservation struct {
+	nodes  int // active nodes
+	want   int
+	util   float64
+	dim    string
+	reason string
+}
+
+// reservation reads the need of a job registering as name with hints h
+// and the active nodes' figures under p's band, refuses a need that
+// max(MaxNodes, active) nodes could not serve (see the top of the file),
+// and says how many nodes to start for it.
+func (c *Controller) reservation(name string, h wire.JobHints, p *AutoscaleConfig) (reservation, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	need, _, source := c.cfg.Policy.needFor(h, c.prof.learnedFor(name, h))
+	f := c.fleetLocked(p.High, p.Smooth)
+	if f.nodes == 0 {
+		return reservation{}, nil // nothing to assume new nodes like; sizing answers
+	}
+	most := max(p.MaxNodes, f.nodes)
+	if err := f.refuse(name, need, source, most, p.High, c.cfg.Prices.OrDefault()); err != nil {
+		return reservation{}, err
+	}
+	r := reservation{nodes: f.nodes, dim: "network"}
+	if source == SizeDefault || need.Mbps <= f.room {
+		return r, nil
+	}
+	r.want = int(math.Ceil((need.Mbps - f.room) / (p.High * f.perNode())))
+	r.util = (f.load + need.Mbps) / f.bw
+	r.reason = fmt.Sprintf("job %s's %s need %.0f Mb/s; the %d active node(s) have %.0f Mb/s of room under %.0f%%",
+		name, source, need.Mbps, f.nodes, f.room, 100*p.High)
+	return r, nil
+}
+
+// refuse is the error for a need that most nodes like the active ones
+// could not serve (see the top of the file), nil when they could.
+func (f *fleet) refuse(name string, need Need, source string, most int, high float64, prices Prices) error {
+	if limit := high * float64(most) * f.perNode(); source == SizeHints && need.Mbps > limit {
+		return wire.Errorf(wire.CodeLimit, "job %s's bandwidth hint of %.0f Mb/s is more than the cluster can carry: "+
+			"%d nodes (the most the autoscaler runs) x %.0f Mb/s a node at the band's high of %.0f%% = %.0f Mb/s: "+
+			"lower the hint (--peak-mbps, --lambdas) or raise the maximum (--max-nodes)",
+			name, need.Mbps, most, f.perNode(), 100*high, limit)
+	}
+	offers := f.projected(most - f.nodes)
+	_, err := TierFor(need, offers, prices)
+	if errors.Is(err, wire.ErrNoSpace) {
+		return noSpaceAt(name, need, offers, most)
+	}
+	return err
+}
+
+// noSpaceAt is the CodeNoSpace error for a capacity need that most nodes
+// could not hold: the need, the limit and the largest eligible tier's
+// projected spare.
+func noSpaceAt(name string, need Need, offers []TierOffer, most int) error {
+	var big TierOffer
+	for _, o := range offers {
+		if (!need.LatencySensitive || o.Tier == wire.TierDRAM) && o.Nodes > 0 && o.SpareBytes >= big.SpareBytes {
+			big = o
+		}
+	}
+	what := "any tier"
+	if need.LatencySensitive {
+		what = "DRAM (the job is latency-sensitive)"
+	}
+	return wire.Errorf(wire.CodeNoSpace, "no tier can hold job %s: it needs %d bytes (%.1f GiB) in %s; "+
+		"%d nodes (the most the autoscaler runs) like the active ones would have %d bytes (%.1f GiB) of %s spare: "+
+		"lower the capacity hint or raise the maximum (--max-nodes)",
+		name, need.Bytes, float64(need.Bytes)/(1<<30), what, most, big.SpareBytes, float64(big.SpareBytes)/(1<<30), big.Tier)
+}
+
+// reserve refuses a job that the cluster could not serve at MaxNodes, and
+// otherwise starts the nodes its need calls for before it is placed and
+// waits for them (see the top of the file). It returns the refusal; a
+// start that fails is logged, and the job is placed over the nodes there
+// are.
+func (a *Autoscaler) reserve(name string, h wire.JobHints) error {
+	r, err := a.c.reservation(name, h, &a.cfg)
+	if err != nil || r.want <= 0 {
+		return err
+	}
+	now := a.cfg.Now()
+	a.mu.Lock()
+	select {
+	case <-a.stop:
+		a.mu.Unlock()
+		return nil
+	default:
+	}
+	k := min(r.want-a.starting, a.cfg.MaxNodes-r.nodes-a.starting)
+	if k <= 0 {
+		a.mu.Unlock()
+		return nil
+	}
+	d := Decision{At: now, Action: ActionAdd, Count: k, Nodes: r.nodes, Util: r.util, Dim: r.dim, Reason: r.reason}
+	a.starting += k
+	a.lastOut, a.lastChange = now, now
+	a.counts[ActionAdd]++
+	a.record(d)
+	a.wg.Add(k)
+	a.mu.Unlock()
+	a.log().Info("autoscale: add", "count", k, "from", r.nodes, "to", r.nodes+k, "reason", d.Reason)
+	var wg sync.WaitGroup
+	for i := 0; i < k; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.startNode()
+		}()
+	}
+	wg.Wait()
+	return nil
+}

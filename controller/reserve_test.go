@@ -1,0 +1,123 @@
+package controller
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestRefusedRegistrationStartsNoNodes (hostile review 3): a registration
+// the cluster could not serve at its maximum of nodes is refused before
+// any node starts, with an error naming the limit. Before, reserve ran
+// before the job was checked: a registration refused with "no tier fits
+// the job" took the cluster from 1 to 8 nodes, and a 1e12 Mb/s hint was
+// accepted, started 8 nodes and kept them all (its allotment counted as
+// their load) through 20 idle minutes.
+func TestRefusedRegistrationStartsNoNodes(t *testing.T) {
+	// One node of 1000 Mb/s and 1 GiB; at most 8 (the default): 8 x 1000
+	// x 0.8 = 6400 Mb/s, 8 GiB.
+	cases := []struct {
+		name  string
+		h     wire.JobHints
+		code  wire.Code
+		names []string
+	}{
+		{"huge bandwidth", wire.JobHints{PeakMbps: 1e12}, wire.CodeLimit, []string{"8 nodes", "1000 Mb/s a node", "80%", "6400 Mb/s", "--max-nodes"}},
+		{"bandwidth just over", wire.JobHints{PeakMbps: 6401}, wire.CodeLimit, []string{"6400 Mb/s"}},
+		{"lambdas", wire.JobHints{Lambdas: 11}, wire.CodeLimit, []string{"6600 Mb/s", "6400 Mb/s"}},
+		{"both huge", wire.JobHints{PeakMbps: 1e9, CapacityBytes: 1 << 60}, wire.CodeLimit, nil},
+		{"capacity", wire.JobHints{CapacityBytes: 9 << 30}, wire.CodeNoSpace, []string{"8 nodes", "8589934592 bytes (8.0 GiB) of dram spare", "--max-nodes"}},
+		{"latency-sensitive, no DRAM big enough", wire.JobHints{CapacityBytes: 9 << 30, LatencySensitive: true}, wire.CodeNoSpace, []string{"latency-sensitive"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newScaleRig(t, 1, AutoscaleConfig{})
+			_, err := r.c.RegisterJob("huge", tc.h)
+			if wire.CodeOf(err) != tc.code {
+				t.Fatalf("register %+v: %v; want code %v", tc.h, err, tc.code)
+			}
+			for _, s := range tc.names {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not name %q", err, s)
+				}
+			}
+			if n := r.active(); n != 1 || len(r.orch.Nodes()) != 1 || len(r.a.Decisions()) != 0 {
+				t.Errorf("a refused registration: %d active nodes, %d started, decisions %+v; want 1, 1, none",
+					n, len(r.orch.Nodes()), r.a.Decisions())
+			}
+		})
+	}
+}
+
+// TestHintAtTheLimitStartsTheNodes: a bandwidth hint that MaxNodes nodes
+// carry at the band's high exactly is accepted and has them started
+// before it is placed, over all of them.
+func TestHintAtTheLimitStartsTheNodes(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{MaxNodes: 4})
+	m, err := r.c.RegisterJob("big", wire.JobHints{PeakMbps: 4 * 1000 * 0.8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.active() != 4 || len(m.Nodes) != 4 {
+		t.Fatalf("%d active nodes, job on %d; want 4 and 4", r.active(), len(m.Nodes))
+	}
+	if _, err := r.c.RegisterJob("more", wire.JobHints{PeakMbps: 3201}); wire.CodeOf(err) != wire.CodeLimit {
+		t.Fatalf("over the limit at the maximum: %v", err)
+	}
+}
+
+// TestFailedRegistrationNodesReclaimed: nodes started for a registration
+// that then fails (here the new nodes are smaller than the one they were
+// assumed like) carry nothing, and scale-in drains them after Cooldown.
+func TestFailedRegistrationNodesReclaimed(t *testing.T) {
+	const big = "127.0.0.1:8999"
+	r := newScaleRigWith(t, 0, AutoscaleConfig{}, func(c *Controller) {
+		mustRegister(t, c, dramNode(big, 4<<30, 1000))
+	})
+	// 2000 Mb/s over 800 of room: two more nodes assumed of 4 GiB each
+	// (6.5 GiB fits 12); they come with 1 GiB.
+	_, err := r.c.RegisterJob("j", wire.JobHints{PeakMbps: 2000, CapacityBytes: 13 << 29})
+	if !errors.Is(err, wire.ErrNoSpace) {
+		t.Fatalf("register: %v; want no space", err)
+	}
+	if r.active() != 3 {
+		t.Fatalf("%d active nodes; want the 3 the registration started", r.active())
+	}
+	started := r.orch.Nodes()
+	r.clock.advance(11 * time.Second)
+	for _, n := range r.c.Status().Nodes {
+		capacity := int64(1 << 30)
+		if n.Addr == big {
+			capacity = 4 << 30
+		}
+		beatTier(t, r.c, n.Addr, capacity, 1000, 0)
+	}
+	d := r.a.Step()
+	if d.Action != ActionRemove || len(d.Drain) != 2 {
+		t.Fatalf("decision %+v; want both started nodes drained", d)
+	}
+	for _, n := range started {
+		if d.Drain[0] != n.Addr && d.Drain[1] != n.Addr {
+			t.Errorf("started node %s not drained: %v", n.Addr, d.Drain)
+		}
+	}
+}
+
+// beatTier heartbeats a DRAM node with its capacity and bandwidth, idle
+// but for rx Mb/s, answering More as an agent does.
+func beatTier(t *testing.T, c *Controller, addr string, capacity int64, mbps, rx float64) {
+	t.Helper()
+	hb := &wire.Heartbeat{Addr: addr, RxMbps: rx, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: capacity, Mbps: mbps}}}
+	for i := 0; i < 10; i++ {
+		ack, err := c.Heartbeat(hb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ack.More {
+			break
+		}
+	}
+}
