@@ -149,7 +149,7 @@ func (j *jobTable) lookup(job []byte) *jobEntry {
 
 // Errors of the per-request check. Static, so refusing allocates nothing.
 var (
-	errRevoked = &wire.Error{Code: wire.CodeRevoked, Msg: "the job's token was revoked: the job was deregistered"}
+	errRevoked = &wire.Error{Code: wire.CodeRevoked, Msg: "the job's token was revoked: the job was deregistered, or its token expired and the controller dropped it"}
 	errRetired = &wire.Error{Code: wire.CodeRevoked, Msg: "the job was deregistered: its persist-after-job values are read-only (get, list, delete)"}
 	errExpired = &wire.Error{Code: wire.CodeRevoked, Msg: "the job's token has expired"}
 	errJobGone = &wire.Error{Code: wire.CodeRevoked,

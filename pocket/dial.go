@@ -18,12 +18,15 @@ import (
 // are safe to repeat wait for one until their context ends. The controller is reached over mutual TLS with
 // cfg.TLS or, when that is nil and POCKET_TLS_DIR is set, with the client
 // certificate in that directory (as pocket up or pocket cert issue made
-// it); else over plain TCP.
+// it); else (or with cfg.Insecure) over plain TCP.
 func Dial(ctx context.Context, addr string, cfg Config) (*Store, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("pocket: no controller address")
 	}
-	if cfg.TLS == nil {
+	if cfg.Insecure && cfg.TLS != nil {
+		return nil, fmt.Errorf("pocket: Config.Insecure with Config.TLS set")
+	}
+	if cfg.TLS == nil && !cfg.Insecure {
 		if dir := os.Getenv("POCKET_TLS_DIR"); dir != "" {
 			tc, err := pki.ClientConfig(dir, pki.Members[pki.RoleClient])
 			if err != nil {
@@ -32,7 +35,8 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Store, error) {
 			cfg.TLS = tc
 		}
 	}
-	return NewStore(&metaController{mc: metaclient.New(addr, metaclient.Options{TLS: cfg.TLS})}, cfg), nil
+	mc := metaclient.New(addr, metaclient.Options{TLS: cfg.TLS, RetryFor: cfg.ControllerWait})
+	return NewStore(&metaController{mc: mc}, cfg), nil
 }
 
 // metaController adapts metaclient to the SDK's Controller.

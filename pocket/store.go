@@ -93,6 +93,13 @@ type Config struct {
 	// ca.pem of the TLS directory pocket up made (DATA/tls). Unset, Dial
 	// uses that directory when POCKET_TLS_DIR names it.
 	TLS *tls.Config
+	// Insecure makes Dial reach the controller over plain TCP even when
+	// POCKET_TLS_DIR is set (TLS must be nil then).
+	Insecure bool
+	// ControllerWait bounds how long a call waits for a controller that
+	// does not answer (none listening, a restart, a failover) before it
+	// fails with the dial's error; 0 waits until the call's context ends.
+	ControllerWait time.Duration
 }
 
 // DefaultChunkSize is the chunk size unless configured; chosen by

@@ -80,7 +80,8 @@ func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, fu
 		return nil, nil, nil, nil, err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	s, err := pocket.Dial(ctx, ctlAddr(*d.controller), pocket.Config{TLS: tc})
+	addr := ctlAddr(*d.controller)
+	s, err := pocket.Dial(ctx, addr, pocket.Config{TLS: tc, Insecure: d.tls.insecure, ControllerWait: ctlRetryFor(addr)})
 	if err != nil {
 		stop()
 		return nil, nil, nil, nil, ctlError(err, *d.controller, d.tls.insecure)

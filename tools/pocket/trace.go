@@ -40,6 +40,7 @@ func runTrace(args []string) int {
 		fs.Lookup(name).DefValue = v
 	}
 	fs.Lookup("node-mbps").Usage = "network bandwidth each node reports, Mb/s"
+	fs.Lookup("autoscale").Usage = "always on here: the trace runs against an autoscaling cluster"
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
 	}

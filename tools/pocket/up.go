@@ -290,6 +290,24 @@ func (u *upCluster) nodeCounts() (active, unheard int) {
 	return active, unheard
 }
 
+// nodesAsMin takes --nodes, given with --autoscale, as the autoscaler's
+// --min-nodes (the nodes it starts); both given must agree.
+func nodesAsMin(fs *flag.FlagSet, o *upOptions) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case !set["nodes"]:
+	case !set["min-nodes"]:
+		o.scale.MinNodes = o.nodes
+	case o.nodes != o.scale.MinNodes:
+		return fmt.Errorf("--nodes %d and --min-nodes %d: with --autoscale the cluster starts --min-nodes nodes; give one of them", o.nodes, o.scale.MinNodes)
+	}
+	if o.scale.MinNodes > o.scale.MaxNodes {
+		return fmt.Errorf("--min-nodes %d is more than --max-nodes %d", o.scale.MinNodes, o.scale.MaxNodes)
+	}
+	return nil
+}
+
 // bindScale adds the autoscaler's flags.
 func bindScale(fs *flag.FlagSet, o *upOptions) {
 	fs.BoolVar(&o.autoscale, "autoscale", false, "grow and shrink the cluster with its utilization (starts --min-nodes nodes)")
@@ -308,7 +326,7 @@ func runUp(args []string) int {
 	fs := newFlagSet("up")
 	var o upOptions
 	fs.StringVar(&o.listen, "listen", ctlDefaultAddr, "controller address")
-	fs.IntVar(&o.nodes, "nodes", 3, "storage nodes to start (with --autoscale: --min-nodes)")
+	fs.IntVar(&o.nodes, "nodes", 3, "storage nodes to start (with --autoscale: the autoscaler's fewest, as --min-nodes)")
 	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node")
 	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
 	fs.IntVar(&o.metricsBase, "metrics-base", 0, "serve Prometheus /metrics on loopback: the controller on this port, node i (from 0) on PORT+1+i")
@@ -325,6 +343,9 @@ func runUp(args []string) int {
 		return fail("up: %v", err)
 	}
 	if o.autoscale {
+		if err := nodesAsMin(fs, &o); err != nil {
+			return fail("up: %v", err)
+		}
 		o.nodes = o.scale.MinNodes
 	}
 	if o.nodes < 1 {
