@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 
 	"github.com/pocketstore/pocket/wire"
@@ -33,9 +34,18 @@ import (
 //     (TierFor's CodeUnavailable).
 //
 // Then it starts, up to MaxNodes in all (counting those starting), the
-// nodes that carry the job's bandwidth need beyond the active nodes' room
-// under High (each node's High x bandwidth less its counted load). A job
-// Pocket's default sizes starts nothing: it takes the nodes there are.
+// more of
+//
+//   - the nodes that carry the job's bandwidth need beyond the active
+//     nodes' room under High (each node's High x bandwidth less its
+//     counted load); none for a job Pocket's default sizes: it takes the
+//     nodes there are;
+//   - the nodes that hold its capacity need beyond the room under High of
+//     a tier kind it may use (each node's High x capacity less the larger
+//     of its bytes used and allotted there), the kind that needs the
+//     fewest; capacity is a hard limit, so a job that fits only with new
+//     nodes gets them instead of a refusal.
+//
 // It waits for them to register, at most StartTimeout.
 //
 // A registration that still fails after its nodes started (another took
@@ -56,13 +66,15 @@ type fleet struct {
 // kindFleet is what the active nodes have of one tier kind.
 type kindFleet struct {
 	capacity int64   // bytes
+	held     int64   // the larger of used and allotted, summed over nodes, bytes
+	room     float64 // left under the band's high, summed over nodes, bytes
 	mbps     float64 // bandwidth of the nodes that have it, Mb/s
 }
 
 // fleetLocked sums the active nodes' figures: counted load with measured
 // figures averaged over smooth heartbeats, room under high (a fraction),
-// and per tier kind the capacity and the spare that sizing sees
-// (tierOffersLocked).
+// the spare that sizing sees (tierOffersLocked), and per tier kind the
+// capacity, its room under high and the bandwidth.
 func (c *Controller) fleetLocked(high float64, smooth int) fleet {
 	allocMbps, _ := c.allocationsLocked()
 	f := fleet{offers: c.tierOffersLocked(), kinds: map[uint8]*kindFleet{kindDRAM: {}, kindNVMe: {}}}
@@ -78,12 +90,24 @@ func (c *Controller) fleetLocked(high float64, smooth int) fleet {
 		f.room += max(0, high*bw-load)
 		for _, t := range n.tiers {
 			if k := f.kinds[t.Kind]; k != nil {
+				held := max(t.UsedBytes, c.allottedLocked(n.addr, t.Kind))
 				k.capacity += t.CapacityBytes
+				k.held += held
+				k.room += max(0, high*float64(t.CapacityBytes)-float64(held))
 				k.mbps += c.tierMbps(t)
 			}
 		}
 	}
 	return f
+}
+
+// allottedLocked is the bytes of tier kind the jobs are allotted on the
+// node at addr.
+func (c *Controller) allottedLocked(addr string, kind uint8) int64 {
+	if l := c.loads[addr]; l != nil {
+		return l.bytes[kind]
+	}
+	return 0
 }
 
 // tierMbps is a tier's bandwidth: as reported, else Policy.NodeMbps (as
@@ -141,15 +165,54 @@ func (c *Controller) reservation(name string, h wire.JobHints, p *AutoscaleConfi
 	if err := f.refuse(name, need, source, most, p.High, c.cfg.Prices.OrDefault()); err != nil {
 		return reservation{}, err
 	}
-	r := reservation{nodes: f.nodes, dim: "network"}
-	if source == SizeDefault || need.Mbps <= f.room {
-		return r, nil
+	r := reservation{nodes: f.nodes, dim: "network", util: (f.load + need.Mbps) / f.bw}
+	var why []string
+	if source != SizeDefault && need.Mbps > f.room {
+		r.want = int(math.Ceil((need.Mbps - f.room) / (p.High * f.perNode())))
+		why = append(why, fmt.Sprintf("%.0f Mb/s; the %d active node(s) have %.0f Mb/s of room under %.0f%%",
+			need.Mbps, f.nodes, f.room, 100*p.High))
 	}
-	r.want = int(math.Ceil((need.Mbps - f.room) / (p.High * f.perNode())))
-	r.util = (f.load + need.Mbps) / f.bw
-	r.reason = fmt.Sprintf("job %s's %s need %.0f Mb/s; the %d active node(s) have %.0f Mb/s of room under %.0f%%",
-		name, source, need.Mbps, f.nodes, f.room, 100*p.High)
+	if k, kind := f.forBytes(need, p.High); k > 0 {
+		why = append(why, fmt.Sprintf("%d bytes; the %d active node(s) have %.0f bytes of %s room under %.0f%%",
+			need.Bytes, f.nodes, f.kinds[kind].room, kindName(kind), 100*p.High))
+		if k > r.want {
+			r.want, r.dim = k, "capacity "+kindName(kind)
+			kf := f.kinds[kind]
+			r.util = float64(kf.held+need.Bytes) / float64(kf.capacity)
+		}
+	}
+	if r.want > 0 {
+		r.reason = fmt.Sprintf("job %s's %s need %s", name, source, strings.Join(why, ", and "))
+	}
 	return r, nil
+}
+
+// forBytes is how many nodes like the active ones it takes for a tier
+// kind need may use to hold need.Bytes under high, and that kind, for the
+// kind that takes the fewest; 0 when a kind holds it already, or when no
+// new node would add any (sizing answers).
+func (f *fleet) forBytes(need Need, high float64) (int, uint8) {
+	if need.Bytes <= 0 {
+		return 0, 0
+	}
+	best, bestKind := 0, uint8(0)
+	for _, kind := range []uint8{kindDRAM, kindNVMe} {
+		kf := f.kinds[kind]
+		if need.LatencySensitive && kind != kindDRAM {
+			continue
+		}
+		if kf.room >= float64(need.Bytes) {
+			return 0, kind
+		}
+		per := high * float64(kf.capacity) / float64(f.nodes)
+		if per <= 0 {
+			continue
+		}
+		if k := int(math.Ceil((float64(need.Bytes) - kf.room) / per)); best == 0 || k < best {
+			best, bestKind = k, kind
+		}
+	}
+	return best, bestKind
 }
 
 // refuse is the error for a need that most nodes like the active ones

@@ -121,3 +121,40 @@ func beatTier(t *testing.T, c *Controller, addr string, capacity int64, mbps, rx
 		}
 	}
 }
+
+// TestCapacityHintStartsNodes (new-user trial): on an autoscaling cluster
+// a capacity hint the active nodes cannot hold, but MaxNodes nodes can,
+// has the nodes it needs started before it is placed, as a bandwidth hint
+// does. Before, only bandwidth needs started nodes: 256 MiB nodes with
+// --max-nodes 4 answered `--capacity 700MiB` with "no tier fits the job".
+func TestCapacityHintStartsNodes(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{MaxNodes: 4})
+	// A job the one node holds under the band starts nothing.
+	if _, err := r.c.RegisterJob("small", wire.JobHints{CapacityBytes: 200 << 20}); err != nil || len(r.a.Decisions()) != 0 {
+		t.Fatalf("small job: %v, decisions %+v", err, r.a.Decisions())
+	}
+	// 2.8 GiB of 1 GiB nodes: 0.6 GiB of room under 80% on the one node
+	// (0.8 less the 0.2 allotted), 0.8 GiB on each new one: 3 more.
+	const need = 28 << 30 / 10
+	m, err := r.c.RegisterJob("big2", wire.JobHints{CapacityBytes: need})
+	if err != nil {
+		t.Fatalf("big2: %v", err)
+	}
+	if r.active() != 4 || len(m.Nodes) < 3 {
+		t.Fatalf("%d active nodes, job on %d; want 4 and at least 3 (2.8 GiB of 1 GiB nodes)", r.active(), len(m.Nodes))
+	}
+	ds := r.a.Decisions()
+	if len(ds) != 1 || ds[0].Count != 3 || ds[0].Dim != "capacity dram" ||
+		!strings.Contains(ds[0].Reason, "job big2's hints need 3006477107 bytes; the 1 active node(s) have") {
+		t.Fatalf("decisions: %+v", ds)
+	}
+	// At the maximum, a capacity the 4 nodes cannot hold beside big2 is
+	// refused, naming the need and the maximum.
+	_, err = r.c.RegisterJob("big3", wire.JobHints{CapacityBytes: 3 << 29})
+	if !errors.Is(err, wire.ErrNoSpace) || !strings.Contains(err.Error(), "it needs 1610612736 bytes (1.5 GiB) in any tier; 4 nodes") {
+		t.Fatalf("big3: %v; want no space at 4 nodes", err)
+	}
+	if r.active() != 4 {
+		t.Fatalf("%d active nodes past the maximum of 4", r.active())
+	}
+}
