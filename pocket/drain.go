@@ -84,30 +84,134 @@ func priorSet(m Map, set *placement.Set) *placement.Set {
 // the prior set, a draining node or, while a node joins, the node that
 // owned it before) differs from its live owner (t.addr).
 func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, x reqExtra, payload, dst []byte) (client.Reply, error) {
-	send := func(addr string) (client.Reply, error) {
-		req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
-		do := func() (client.Reply, error) { return j.s.data.Do(ctx, addr, op, flags|t.flags, &req, payload, dst) }
-		if addr != t.old {
-			return do()
-		}
-		// The old owner may be moving this very key: wait until it has,
-		// so a delete is not undone.
-		return untilNotBusy(ctx, do)
-	}
-	switch op {
-	case wire.OpGet, wire.OpStat:
-		r, err := send(t.addr)
+	c := movingKey{j: j, ctx: ctx, t: t, key: key, x: x}
+	switch {
+	case op == wire.OpGet && flags&wire.FlagDeleteAfterRead != 0:
+		return c.readDelete(flags, dst)
+	case op == wire.OpGet, op == wire.OpStat:
+		r, err := c.send(t.addr, op, flags, x.version, dst)
 		if !errors.Is(err, wire.ErrNotFound) {
 			return r, err
 		}
-		if r, err := send(t.old); err == nil {
+		if r, err := c.send(t.old, op, flags, x.version, dst); err == nil {
 			return r, nil
 		}
-		return send(t.addr)
-	case wire.OpDelete:
-		return j.deleteBoth(send, t)
+		return c.send(t.addr, op, flags, x.version, dst)
+	case op == wire.OpDelete && flags&wire.FlagIfVersion != 0:
+		return c.deleteVersion(flags, x.version)
+	case op == wire.OpDelete:
+		return c.deleteBoth(flags, 0)
 	}
-	return send(t.addr)
+	return j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
+}
+
+// movingKey is one request for a key whose owner changes (drainDo).
+type movingKey struct {
+	j   *Job
+	ctx context.Context
+	t   target
+	key []byte
+	x   reqExtra
+}
+
+func (c movingKey) req(version uint64) *wire.Request {
+	t := c.t
+	return &wire.Request{Job: t.job, Key: c.key, Token: t.token, Epoch: t.epoch, Version: version, ObjectSize: c.x.objectSize}
+}
+
+// send sends op for the key to addr (the old or the live owner), waiting
+// while the old owner answers busy: it may be moving this very key, and a
+// delete must wait until it has, so that it is not undone.
+func (c movingKey) send(addr string, op wire.Op, flags uint16, version uint64, dst []byte) (client.Reply, error) {
+	req := c.req(version)
+	do := func() (client.Reply, error) { return c.j.s.data.Do(c.ctx, addr, op, flags|c.t.flags, req, nil, dst) }
+	if addr != c.t.old {
+		return do()
+	}
+	return untilNotBusy(c.ctx, do)
+}
+
+// Deletes while the key's owner changes
+//
+// During a change every write goes to the live owner, so whatever the old
+// owner holds is older than what the live owner holds. A delete of the
+// key must leave neither: the old owner's value would read again (reads
+// ask the old owner on "not found") and its mover would put it at the
+// emptied live owner (put-if-absent). So every delete deletes at the old
+// owner first, waiting while it answers busy, then at the live owner.
+// The order is what makes it safe against the mover, which marks the key
+// at the old owner, puts the value at the live owner if absent, deletes
+// its own copy and unmarks (dataplane/migrate.go): a delete at the old
+// owner before the mark leaves nothing to move; one during the move
+// waits (busy) until the old copy is gone, and the moved value, if it
+// landed, is at the live owner when the delete reaches it; after the move
+// the old owner has nothing. Once the old owner has answered it holds
+// nothing of the key, and nothing can put the key there again (writes go
+// to the live owner), so nothing can move to the live owner after the
+// second delete. The other order would lose: a delete at the live owner
+// first empties it for the mover's put-if-absent of the older value.
+
+// readDelete is a get that deletes what it read (FlagDeleteAfterRead). The
+// live owner is read without deleting. If it holds the value, the key is
+// deleted at the old owner (whatever is there is older) and then at the
+// live owner, there only if it still holds the version read (a value
+// written meanwhile stays); a manifest is left for the caller, who
+// deletes it by version once its chunks are read (deleteVersion). If the
+// live owner has nothing, the old owner reads and deletes as usual (its
+// mover deletes at the live owner a value it moved meanwhile), and
+// failing that the live owner, where the value may just have moved.
+func (c movingKey) readDelete(flags uint16, dst []byte) (client.Reply, error) {
+	r, err := c.send(c.t.addr, wire.OpGet, flags&^wire.FlagDeleteAfterRead|wire.FlagVersion, 0, dst)
+	switch {
+	case errors.Is(err, wire.ErrNotFound):
+		if r, err := c.send(c.t.old, wire.OpGet, flags, 0, dst); err == nil {
+			return r, nil
+		}
+		return c.send(c.t.addr, wire.OpGet, flags, 0, dst)
+	case err != nil || r.Flags&wire.FlagManifest != 0:
+		return r, err
+	}
+	if _, err := c.deleteFound(r.Meta.Version); err != nil && !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrConflict) {
+		return client.Reply{}, err
+	}
+	if flags&wire.FlagVersion == 0 {
+		r.Meta.Version = 0 // as the node answers a get without FlagVersion
+	}
+	return r, nil
+}
+
+// deleteFound deletes the key at the old owner, whatever it holds there,
+// then at the live owner if it still holds version ver, which it held
+// when the caller looked, and answers for the live owner (a conflict: a
+// newer value was written meanwhile, and stays; "not found": another
+// delete came first). A manifest deleted at the old owner is dropped here:
+// no writer replaced it (the writes of the change replaced nothing at the
+// live owner), so no one else will drop its chunks.
+func (c movingKey) deleteFound(ver uint64) (client.Reply, error) {
+	oldR, err := c.send(c.t.old, wire.OpDelete, 0, 0, nil)
+	if err != nil && !errors.Is(err, wire.ErrNotFound) {
+		return client.Reply{}, err
+	}
+	if ov := oldR.Meta.Version; err == nil && ov != 0 && ov != ver {
+		c.j.dropVersion(ov)
+	}
+	return c.send(c.t.addr, wire.OpDelete, wire.FlagIfVersion, ver, nil)
+}
+
+// deleteVersion deletes the key if it holds version ver (FlagIfVersion:
+// the delete that ends a delete-after-read of a chunked object). When the
+// live owner holds ver, anything at the old owner is older and goes too
+// (deleteFound); else ver, if anywhere, is at the old owner or on its way
+// from it, and deleteBoth deletes it by version at both.
+func (c movingKey) deleteVersion(flags uint16, ver uint64) (client.Reply, error) {
+	st, err := c.send(c.t.addr, wire.OpStat, 0, 0, nil)
+	switch {
+	case err == nil && st.Meta.Version == ver:
+		return c.deleteFound(ver)
+	case err != nil && !errors.Is(err, wire.ErrNotFound):
+		return st, err
+	}
+	return c.deleteBoth(flags, ver)
 }
 
 // deleteBoth deletes a key at its old owner, then at its live owner (a
@@ -118,16 +222,16 @@ func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, k
 // owner while the live owner held another value (written after the map
 // changed, and not yet met by the move), is no one else's to drop, so it
 // is dropped here: its chunks would otherwise outlive the job's values.
-func (j *Job) deleteBoth(send func(addr string) (client.Reply, error), t target) (client.Reply, error) {
-	oldR, oldErr := send(t.old)
-	r, err := send(t.addr)
+func (c movingKey) deleteBoth(flags uint16, ver uint64) (client.Reply, error) {
+	oldR, oldErr := c.send(c.t.old, wire.OpDelete, flags, ver, nil)
+	r, err := c.send(c.t.addr, wire.OpDelete, flags, ver, nil)
 	if oldErr == nil && (errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict)) {
 		// Deleted at the old owner only: its reply names the version
 		// deleted, whose chunks the caller drops (object.go).
 		return oldR, nil
 	}
 	if ov := oldR.Meta.Version; oldErr == nil && ov != 0 && (err != nil || r.Meta.Version != ov) {
-		j.dropVersion(ov)
+		c.j.dropVersion(ov)
 	}
 	return r, err
 }

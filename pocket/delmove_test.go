@@ -1,0 +1,217 @@
+package pocket
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Deletes while a job's map changes (drain.go).
+
+// TestDeleteAfterReadOfOverwriteLeavesNoOlderValue: while a key's owner
+// changes (a node joins the map, or the key's owner drains), the key is
+// overwritten (the put goes to its new owner only) and then read with
+// DeleteAfterRead. The older value, still at the old owner, must go too:
+// a read after it answers "not found", not the overwritten value (which
+// the mover would also have put back at the emptied new owner). One-record
+// values and chunked objects (deleted by version after their chunks are
+// read). Static nodes and a map set by hand: no mover, deterministic.
+// Before, the get read and deleted the new value at the new owner only,
+// and the next get found the old value at the old owner.
+func TestDeleteAfterReadOfOverwriteLeavesNoOlderValue(t *testing.T) {
+	const cs = 16 << 10
+	for _, change := range []string{"join", "drain"} {
+		for _, size := range []int{100, 3*cs + 100} {
+			t.Run(fmt.Sprintf("%s/%d", change, size), func(t *testing.T) {
+				addrs, _ := histCluster(t, 3, 4<<20, histLease)
+				before := addrs
+				if change == "join" {
+					before = addrs[:2]
+				}
+				j := staticJob(t, Config{ChunkSize: cs}, before)
+				ctx := context.Background()
+				// A key owned, under the three nodes, by the third: it
+				// moves to it (join) or away from it (drain).
+				whole := placement.NewSet(placementNodes([]Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}))
+				key := ""
+				for i := 0; key == ""; i++ {
+					if k := fmt.Sprintf("obj-%d", i); whole.Node(whole.Pick([]byte(k), 0)).ID == addrs[2] {
+						key = k
+					}
+				}
+				v1, v2 := randBytes(size, 1), randBytes(size, 2)
+				if err := j.Put(ctx, key, v1); err != nil {
+					t.Fatal(err)
+				}
+				m := j.Map()
+				m.Nodes = []Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}
+				if change == "join" {
+					m.Joining = map[string]bool{addrs[2]: true}
+				} else {
+					m.Draining = map[string]bool{addrs[2]: true}
+				}
+				j.setMap(m)
+				if r := j.route([]byte(key), 0); r.old == "" {
+					t.Fatalf("key %q: its owner does not change", key)
+				}
+				if err := j.Put(ctx, key, v2); err != nil {
+					t.Fatal(err)
+				}
+				got, err := j.Get(ctx, key, DeleteAfterRead())
+				if err != nil || !bytes.Equal(got, v2) {
+					t.Fatalf("delete-after-read: %d bytes (the new value: %v), %v", len(got), bytes.Equal(got, v2), err)
+				}
+				got, err = j.Get(ctx, key)
+				switch {
+				case errors.Is(err, wire.ErrNotFound):
+				case err == nil && bytes.Equal(got, v1):
+					t.Fatalf("after delete-after-read the key answers the value it overwrote")
+				default:
+					t.Fatalf("after delete-after-read: %d bytes, %v", len(got), err)
+				}
+			})
+		}
+	}
+}
+
+// changeJob starts the map change named by change on a job of a
+// drainCluster and returns the node count its map settles at: "grow" adds
+// a node outside the map, "shrink" takes its first node out of the map,
+// "drain" drains that node from the cluster.
+func changeJob(t *testing.T, ctl *controller.Controller, j *Job, change string) int {
+	t.Helper()
+	n := len(j.Map().Nodes)
+	var err error
+	switch change {
+	case "grow":
+		err = ctl.GrowJob(j.ID(), outside(ctl, j.ID()))
+		n++
+	case "shrink":
+		err = ctl.ShrinkJob(j.ID(), j.Map().Nodes[0].Addr)
+		n--
+	case "drain":
+		_, err = ctl.Drain(j.Map().Nodes[0].Addr, 30*time.Second)
+		n--
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// awaitChange fetches the job's map until it shows the change under way.
+func awaitChange(t *testing.T, ctx context.Context, j *Job) {
+	t.Helper()
+	for len(j.Map().Joining)+len(j.Map().Draining) == 0 {
+		if err := j.refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// putValues puts n values dir/000000.. of generation gen (genValue) with
+// 8 writers.
+func putValues(t *testing.T, ctx context.Context, j *Job, dir string, n, gen int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 8 {
+				if err := j.Put(ctx, fmt.Sprintf("%s/%06d", dir, i), genValue(i, gen)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func genValue(i, gen int) []byte {
+	return []byte(fmt.Sprintf("value %d of generation %d ..................................", i, gen))
+}
+
+// TestDeleteAfterReadAcrossMapChanges: a real controller and agents, so
+// the movers run. A job holds n values; its map changes (grow, shrink,
+// drain) and meanwhile every key is overwritten and read back with
+// DeleteAfterRead. Once the map has settled no key may hold a value.
+// Before, hundreds of keys answered the value they had before the
+// overwrite (left at the old owner, or moved back to the new one).
+func TestDeleteAfterReadAcrossMapChanges(t *testing.T) {
+	for _, change := range []string{"grow", "shrink", "drain"} {
+		t.Run(change, func(t *testing.T) {
+			nodes := 4
+			if change == "drain" {
+				nodes = 5
+			}
+			ctl, addr, _ := startDrainCluster(t, nodes, 256<<20)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			s, err := Dial(ctx, addr, Config{ChunkSize: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			j, err := s.RegisterJob(ctx, "dar", Hints{PeakMbps: 24000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 10000
+			putValues(t, ctx, j, "k", n, 1)
+			want := changeJob(t, ctl, j, change)
+			awaitChange(t, ctx, j)
+			var during atomic.Int64
+			var wg sync.WaitGroup
+			for w := 0; w < 8; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < n; i += 8 {
+						k := fmt.Sprintf("k/%06d", i)
+						if err := j.Put(ctx, k, genValue(i, 2)); err != nil {
+							t.Error(err)
+							return
+						}
+						got, err := j.Get(ctx, k, DeleteAfterRead())
+						if err != nil || !bytes.Equal(got, genValue(i, 2)) {
+							t.Errorf("delete-after-read of %s: %q, %v", k, got, err)
+							return
+						}
+						if m := j.Map(); len(m.Joining)+len(m.Draining) > 0 {
+							during.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			waitFor(t, time.Minute, "the change to end", func() bool { return settled(ctl, j.ID(), want) })
+			back := 0
+			for i := 0; i < n; i++ {
+				k := fmt.Sprintf("k/%06d", i)
+				got, err := j.Get(ctx, k)
+				if errors.Is(err, wire.ErrNotFound) {
+					continue
+				}
+				if back++; back <= 3 {
+					t.Errorf("%s after its delete-after-read: %q, %v", k, got, err)
+				}
+			}
+			t.Logf("%d of %d keys read-deleted while the map changed; %d came back", during.Load(), n, back)
+			if back > 0 {
+				t.Fatalf("%d of %d deleted keys hold a value", back, n)
+			}
+		})
+	}
+}
