@@ -489,6 +489,9 @@ func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.Place
 	if err != nil {
 		return nil, err
 	}
+	if source == SizeDefault {
+		p.mbps = min(p.mbps, c.roomOnLocked(p.nodes, kind, c.bandHigh()))
+	}
 	id := req.Name + "-" + strconv.FormatUint(c.seq, 10)
 	c.seq++
 	now := time.Now()

@@ -126,6 +126,54 @@ func (c *Controller) sizeJobLocked(book *profileBook, req *wire.JobRegister) (pl
 	return pol.sizeNeed(c.candidatesLocked(kind), need, minNodes), kind, source, nil
 }
 
+// A job Pocket's default sizes (no size hint, no profile) is placed as
+// Pocket placed it, over the nodes that cover DefaultMbps (at least
+// DefaultNodes), but allotted no more bandwidth than they have room for:
+// the sum over its nodes of the band's high (bandHigh) of the tier's
+// bandwidth less what the node carries (the larger of its measured rx and
+// tx and its allotments), capped at DefaultMbps (roomOnLocked). On nodes
+// of Pocket's size (8 Gb/s) it keeps 2 nodes; its allotment is 16 Gb/s
+// without an autoscaler, 12.8 Gb/s with the default band. Its allotment is
+// what the policies compare its traffic with: a job allotted more than its
+// nodes carry would never count as beyond it, so its map would never grow
+// (elastic.go grows a job whose own traffic passes AllotmentSlack x its
+// allotment), and the cluster's utilization would count the excess on its
+// nodes and never drain an idle one. Status shows this allotment and its
+// cost.
+
+// bandHigh is the utilization the autoscaler keeps nodes under (its
+// High), or 1 (the whole bandwidth) when no autoscaler runs.
+func (c *Controller) bandHigh() float64 {
+	if a := c.scaler(); a != nil {
+		return a.cfg.High
+	}
+	return 1
+}
+
+// roomOnLocked is the bandwidth, in Mb/s, that the nodes of a new
+// placement have room for on tier kind under high (a fraction): per node,
+// high x the tier's Mb/s (Policy.NodeMbps when it reports none) less the
+// larger of its measured rx and tx and its allotments, at least 0.
+func (c *Controller) roomOnLocked(nodes []wire.MapNode, kind uint8, high float64) float64 {
+	var sum float64
+	for _, mn := range nodes {
+		n, ok := c.nodes[mn.Addr]
+		if !ok {
+			continue
+		}
+		t := n.tier(kind)
+		if t == nil {
+			continue
+		}
+		busy := max(n.rx, n.tx)
+		if l := c.loads[mn.Addr]; l != nil {
+			busy = max(busy, l.mbps)
+		}
+		sum += max(0, high*c.tierMbps(*t)-busy)
+	}
+	return sum
+}
+
 // learnedFor is the profile a job registering as name with hints h is
 // sized from: none (nil) when its hints say its size, when the name has
 // no profile, or when b is nil.
