@@ -25,12 +25,13 @@ func (j *Job) List(ctx context.Context, prefix string) ([]Entry, error) {
 
 // list pages through every node's listing (with an optional delimiter)
 // and merges them, fetching the map again and starting over (up to
-// mapRetries times) if a node says it is stale.
+// mapRetries times) if a node says it is stale or cannot be reached
+// (fanOutChanged).
 func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		ents, err := j.listOnce(ctx, prefix, delim)
-		if attempt < mapRetries && j.mapChanged(ctx, err, used) {
+		if attempt < mapRetries && j.fanOutChanged(ctx, err, used) {
 			continue
 		}
 		return ents, err

@@ -13,13 +13,16 @@ import (
 
 // target is one request's destination and the job fields it carries.
 type target struct {
-	addr  string
-	old   string // the owner under the whole map when it drains (drain.go)
-	dead  bool
-	job   []byte
-	token []byte
-	epoch uint64
-	flags uint16
+	addr string
+	old  string // the owner under the whole map when it drains (drain.go)
+	dead bool
+	// leaving: the request goes to a node the map marks draining, which
+	// may be stopped once its values have moved (mapChanged).
+	leaving bool
+	job     []byte
+	token   []byte
+	epoch   uint64
+	flags   uint16
 }
 
 // route picks the node of (key, chunk) from the current map: its owner
@@ -33,7 +36,7 @@ func (j *Job) route(key []byte, chunk uint32) target {
 	t := target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
 	if j.live != j.set || j.prior != j.set {
 		if o := j.prior.Node(j.prior.Pick(key, chunk)).ID; o != addr && !j.m.Dead[o] {
-			t.old = o
+			t.old, t.leaving = o, j.m.Draining[o]
 		}
 	}
 	return t
@@ -100,7 +103,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 			req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
 			r, err = j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
 		}
-		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch) {
+		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch, t.leaving) {
 			continue
 		}
 		return r, t.addr, err
@@ -112,14 +115,21 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 //
 //   - err says the map is stale (or names a draining node) and the map
 //     could be fetched again;
-//   - err says the node is unavailable (dead in the map, refused or lost
+//   - err says a node is unavailable (dead in the map, refused or lost
 //     connection) and the map has changed since: fetched by another call
 //     meanwhile, or now (refreshUnavailable). The node may have left the
 //     map; if the map is the same the request is not sent again, so
-//     nothing is done twice on a node that may have done it once.
+//     nothing is done twice on a node that may have done it once;
+//   - err says a node is unavailable and gone is set: the request went to
+//     a node that is most likely gone for good and about to leave the map
+//     (a draining node, which the controller retires once its values have
+//     moved and scale-in then stops; for a fan-out, any node of the map),
+//     and the map is fetched until the map without it is out
+//     (refreshNewer: the controller hands it out once the other nodes
+//     have learned it, a heartbeat or two after the retirement).
 //
 // A failed refresh is folded into err's caller's view by returning false.
-func (j *Job) mapChanged(ctx context.Context, err error, used uint64) bool {
+func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool) bool {
 	if j.s.ctl == nil || err == nil {
 		return false
 	}
@@ -128,10 +138,25 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64) bool {
 		return j.refreshNewer(ctx, used)
 	case errors.Is(err, wire.ErrDraining):
 		return j.refresh(ctx) == nil
+	case errors.Is(err, wire.ErrUnavailable) && gone:
+		return j.refreshNewer(ctx, used)
 	case errors.Is(err, wire.ErrUnavailable):
 		return j.refreshUnavailable(ctx, used)
 	}
 	return false
+}
+
+// fanOutChanged is mapChanged for a request sent to every node of the map
+// (a fan-out, a listing, a prefix delete), which may be sent again whole:
+// a node of the map that cannot be reached has most likely drained and
+// been stopped, or died, and the map without it (or marking it dead, which
+// a fan-out skips) is handed out a heartbeat or two later, so the map is
+// fetched until it is newer, within staleWait. Fetching it once, as a
+// single-key request does, failed fan-outs for the second between a
+// drained node's stop and the new map (a user saw 25,867 of 45,937 list
+// calls fail in one drain).
+func (j *Job) fanOutChanged(ctx context.Context, err error, used uint64) bool {
+	return j.mapChanged(ctx, err, used, true)
 }
 
 // mapRetries is how many times one call sends its request again with a
@@ -215,7 +240,7 @@ func (j *Job) doAt(ctx context.Context, addr string, op wire.Op, flags uint16, x
 		t := j.targetOf(addr)
 		req := wire.Request{Job: t.job, Token: t.token, Epoch: t.epoch, Version: x.version}
 		r, err := j.s.data.Do(ctx, addr, op, flags|t.flags, &req, nil, nil)
-		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch) {
+		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch, t.leaving) {
 			continue
 		}
 		return r, err
@@ -226,18 +251,19 @@ func (j *Job) doAt(ctx context.Context, addr string, op wire.Op, flags uint16, x
 func (j *Job) targetOf(addr string) target {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
-	return target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
+	return target{addr: addr, dead: j.m.Dead[addr], leaving: j.m.Draining[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
 }
 
 // fanOut sends the same request to every live node of the job at once and
 // returns each node's reply in map order. A dead node's data is gone with
-// it, so skipping it loses nothing. When a node says the map is stale the
-// map is fetched again and the whole fan-out retried (mapRetries).
+// it, so skipping it loses nothing. When a node says the map is stale, or
+// cannot be reached, the map is fetched again (fanOutChanged) and the
+// whole fan-out retried (mapRetries).
 func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Request) ([]client.Reply, error) {
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, flags, req)
-		if attempt < mapRetries && j.mapChanged(ctx, err, used) {
+		if attempt < mapRetries && j.fanOutChanged(ctx, err, used) {
 			continue
 		}
 		return replies, err
@@ -256,22 +282,30 @@ func (j *Job) fanOutExcept(ctx context.Context, op wire.Op, req wire.Request, sk
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, 0, req, skip...)
-		if attempt < mapRetries && j.mapChanged(ctx, err, used) {
+		if attempt < mapRetries && j.fanOutChanged(ctx, err, used) {
 			continue
 		}
 		return replies, err
 	}
 }
 
+// fanOutOnce sends req to every live node of the map but those in skip,
+// at once (sendAll).
 func (j *Job) fanOutOnce(ctx context.Context, op wire.Op, flags uint16, req wire.Request, skip ...string) ([]client.Reply, error) {
 	ts := j.targets()
+	ts = slices.DeleteFunc(ts, func(t target) bool { return t.dead || slices.Contains(skip, t.addr) })
+	return j.sendAll(ctx, ts, op, flags, req)
+}
+
+// sendAll sends req, with each target's job fields, to every target in
+// parallel and returns each one's reply in the order of ts, and their
+// errors joined. Version requests and prefix deletes wait out busy
+// (patientOp).
+func (j *Job) sendAll(ctx context.Context, ts []target, op wire.Op, flags uint16, req wire.Request) ([]client.Reply, error) {
 	replies := make([]client.Reply, len(ts))
 	errs := make([]error, len(ts))
 	var wg sync.WaitGroup
 	for i, t := range ts {
-		if t.dead || slices.Contains(skip, t.addr) {
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
