@@ -20,7 +20,10 @@ import (
 //   - the job's own traffic on them (Mbps): the sum of the per-job figures
 //     its nodes report (max of its rx and tx there, averaged over Smooth
 //     heartbeats; jobload.go), or, from a node that reports none (an older
-//     node), the node's traffic split among its jobs by allotment.
+//     node), the node's traffic split among its jobs by allotment. The
+//     values a change of its map moves are not its traffic: while its map
+//     changes and until its nodes have sent Smooth heartbeats since, its
+//     figures are settling (JobUtil.Settling) and do not grow the job.
 //
 // Then, one change per job at a time, at most one per JobCooldown:
 //
@@ -418,6 +421,21 @@ func (c *Controller) shrinkJobLocked(j *job, addr string, now time.Time) {
 	c.cfg.Logger.Info("controller: job map shrinks", "job", j.id, "node", addr, "nodes", len(nodes)-1, "epoch", j.epoch)
 }
 
+// changingLocked reports whether j's map is changing: a change of its own
+// runs (growth, shrink), or a node of its map drains from the cluster
+// (drain.go). Either moves values as the job's puts (jobload.go).
+func (c *Controller) changingLocked(j *job) bool {
+	if j.move != nil {
+		return true
+	}
+	for _, mn := range j.nodes {
+		if n, ok := c.nodes[mn.Addr]; ok && n.state == wire.NodeDraining {
+			return true
+		}
+	}
+	return false
+}
+
 // deadMemberLocked is a dead node of j's map ("" when none is).
 func (c *Controller) deadMemberLocked(j *job) string {
 	for _, mn := range j.nodes {
@@ -510,11 +528,18 @@ type JobUtil struct {
 	// per-job figure, or from a node that reports none its tier's used
 	// bytes split by allotment.
 	Bytes float64
+	// Settling is true while the job's map changes (a growth, a shrink, a
+	// drain of one of its nodes) and until each of its nodes has sent the
+	// heartbeats it is averaged over since: the values moved travel as
+	// the job's puts, and are not its load. Meanwhile Mbps counts only
+	// the heartbeats since the change ended (none while it runs), and the
+	// per-job policy does not grow the job (jobload.go).
+	Settling bool
 }
 
 // jobUtilLocked computes j's figures over the active members of its map.
 func (c *Controller) jobUtilLocked(j *job, smooth int) JobUtil {
-	u := JobUtil{Job: j.id}
+	u := JobUtil{Job: j.id, Settling: c.changingLocked(j)}
 	var bwSum, netSum, used, capacity float64
 	for _, mn := range j.nodes {
 		n, ok := c.nodes[mn.Addr]
@@ -525,7 +550,9 @@ func (c *Controller) jobUtilLocked(j *job, smooth int) JobUtil {
 		bw, meas := c.nodeMbps(n), c.measuredLocked(n, smooth)
 		bwSum += bw
 		netSum += meas * bw
-		u.Mbps += c.jobMbpsLocked(j, n, mn, smooth, meas*bw)
+		own, settled := c.ownLocked(j, n, mn, smooth)
+		u.Mbps += own
+		u.Settling = u.Settling || !settled
 		if t := n.tier(j.tier); t != nil {
 			used += float64(t.UsedBytes)
 			capacity += float64(t.CapacityBytes)
@@ -574,7 +601,13 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 			continue
 		}
 		u := c.jobUtilLocked(j, p.Smooth)
-		why := c.pressedLocked(j, u, p)
+		// Growth waits for figures without a change's moves in them. A
+		// shrink may go on: what it reads (its nodes' figures, its own
+		// traffic with the moves, dropSafeLocked) a move only raises.
+		why := ""
+		if !u.Settling {
+			why = c.pressedLocked(j, u, p)
+		}
 		switch {
 		case why != "" && u.Nodes < p.MaxNodes && c.deadMemberLocked(j) == "":
 			cands := c.growCandidatesLocked(j, p.Low)
@@ -678,6 +711,9 @@ func (c *Controller) hotNodeLocked(j *job, n *node, w float64, p *AutoscaleConfi
 		for k := range l.jobs {
 			t := n.jobLoads.mbps(k.id, p.Smooth)
 			mapped += t
+			if k.id != j.id && !c.settledLocked(k, n, p.Smooth) {
+				continue // k's map changes: its moves through n are not load j's growth would move away
+			}
 			if over := t - AllotmentSlack*k.allocMbps*weightOn(k, n.addr); over > 0 && c.jobUtilLocked(k, p.Smooth).Mbps <= AllotmentSlack*k.allocMbps {
 				beyond += over
 			}
@@ -692,10 +728,11 @@ func (c *Controller) hotNodeLocked(j *job, n *node, w float64, p *AutoscaleConfi
 }
 
 // dropSafeLocked reports whether taking node x out of j's map leaves j's
-// other active nodes within limit (a fraction of their bandwidth): j's own
-// traffic on x, spread over them by weight, takes none over limit, unless
-// it adds next to nothing there (1 % of its bandwidth or less: dropping an
-// idle partner does not make a busy node busier). A job with no other
+// other active nodes within limit (a fraction of their bandwidth): j's
+// traffic on x (moves included: rawMbpsLocked), spread over them by
+// weight, takes none over limit, unless it adds next to nothing there (1 %
+// of its bandwidth or less: dropping an idle partner does not make a busy
+// node busier). A job with no other
 // active node is safe: a drain moves it whole, and the cluster's own
 // figure counts its load.
 func (c *Controller) dropSafeLocked(j *job, x string, limit float64, smooth int) bool {
@@ -711,7 +748,7 @@ func (c *Controller) dropSafeLocked(j *job, x string, limit float64, smooth int)
 			wsum += mn.Weight
 			continue
 		}
-		onX = c.jobMbpsLocked(j, n, mn, smooth, c.measuredLocked(n, smooth)*c.nodeMbps(n))
+		onX = c.rawMbpsLocked(j, n, mn, smooth)
 	}
 	if wsum <= 0 {
 		return true

@@ -30,7 +30,10 @@ import (
 // allotment (a job alone on its nodes gets exactly their figures; one
 // beside a busy job, a share of that job's). The job's figure at a moment
 // is the sum over the nodes of its map of their latest attributed
-// figures; its run keeps the peaks. A
+// figures; its run keeps the peaks. The values a change of its map moves
+// are not its load: while its map changes, and for the profileSmooth
+// heartbeats after (jobload.go), its figures do not count (each node
+// keeps its figure from before). A
 // heartbeat updates at most profileSampleJobs of the node's jobs (Go's
 // randomized map order picks which), so its cost does not grow with the
 // number of jobs; on a node with more jobs each is sampled less often.
@@ -119,6 +122,9 @@ type jobTrace struct {
 	buckets   []state.Phase // peaks per bucket since start
 	heartbeat bool
 	samples   int // the most heartbeats attributed from one node (nodeFig.n)
+	// drainEpoch is the job's epoch when a node of its map was last seen
+	// draining from the cluster (0: never).
+	drainEpoch uint64
 }
 
 // observeNode attributes one heartbeat of node n to its jobs (the
@@ -133,8 +139,29 @@ func (b *profileBook) observeNode(n *node, l *nodeLoad, now time.Time) {
 			break
 		}
 		k++
-		b.trace(j, now).add(j, n.addr, attributed(n, l, j), now)
+		t := b.trace(j, now)
+		if !t.settled(j, n) {
+			t.count(n.addr, now)
+			continue
+		}
+		t.add(j, n.addr, attributed(n, l, j), now)
 	}
+}
+
+// settled reports whether j's figures on node n over the heartbeats a
+// profile averages (profileSmooth) are its own load (jobload.go): j's map
+// is not changing, and each of those heartbeats covers only time since
+// j's latest epoch bump. A drain from the cluster is seen on the draining
+// node's heartbeats: from one of them until j's epoch moves on (the
+// drain's end bumps it), j's map counts as changing on every node.
+func (t *jobTrace) settled(j *job, n *node) bool {
+	if n.state == wire.NodeDraining {
+		t.drainEpoch = j.epoch
+	}
+	if j.move != nil || t.drainEpoch == j.epoch {
+		return false
+	}
+	return n.jobLoads.since(j.bumped, profileSmooth) >= n.jobLoads.window(profileSmooth)
 }
 
 // profileSmooth is how many heartbeats a job's own traffic on a node is
@@ -186,6 +213,17 @@ func (b *profileBook) trace(j *job, now time.Time) *jobTrace {
 		b.traces[j.id] = t
 	}
 	return t
+}
+
+// count records a heartbeat of node addr whose figures do not count
+// (settled): the node keeps the figure it had, the peaks stay.
+func (t *jobTrace) count(addr string, now time.Time) {
+	f := t.perNode[addr]
+	f.n++
+	t.perNode[addr] = f
+	t.samples = max(t.samples, f.n)
+	t.heartbeat = true
+	t.last = now
 }
 
 // add records node addr's figure and updates the peaks with the job's sum
