@@ -42,14 +42,14 @@ func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, err
 // sorted listings into one (a name on several nodes once, the last node's
 // entry as before); a node whose listing is out of order (none here) is
 // merged by sorting instead. While the job's map changes, the nodes are
-// listed in phases, in parallel within each (listPhases): a moved value is
+// listed in phases, in parallel within each (movePhases): a moved value is
 // put at its new owner before it leaves its old one, so listing the nodes
 // it leaves before the nodes it goes to finds it at one or the other; all
 // at once, a listing could miss a value that moved in between.
 func (j *Job) listOnce(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
 	var lists [][]Entry
 	var sorted []bool
-	for _, ts := range j.listPhases() {
+	for _, ts := range j.movePhases() {
 		ls, ss, err := j.listNodes(ctx, ts, prefix, delim)
 		if err != nil {
 			return nil, wrap("list", prefix, err)
@@ -174,27 +174,61 @@ func (j *Job) RemoveAll(ctx context.Context, name string) error {
 }
 
 // deletePrefix asks every node to delete the keys under prefix, page by
-// page, and drops the chunks of the objects removed.
+// page, and drops the chunks of the objects removed, starting over on a
+// newer map (up to mapRetries times) if a node says the map is stale or
+// cannot be reached (fanOutChanged).
 func (j *Job) deletePrefix(ctx context.Context, prefix string) error {
-	for {
-		replies, err := j.fanOut(ctx, wire.OpDelete, wire.FlagPrefix, wire.Request{Key: []byte(prefix)})
-		more := false
-		for _, r := range replies {
-			for _, v := range r.Meta.Versions {
-				j.dropVersion(v)
-			}
-			more = more || r.Meta.More
+	for attempt := 0; ; attempt++ {
+		used := j.snapshot().Epoch
+		err := j.deletePrefixOnce(ctx, prefix)
+		if attempt < mapRetries && j.fanOutChanged(ctx, err, used) {
+			continue
 		}
-		if err != nil || !more {
-			return err
-		}
+		return err
 	}
 }
 
-// listPhases groups the job's nodes for a listing: those draining (whose
+// deletePrefixOnce deletes the keys under prefix node by node group
+// (movePhases): the nodes values leave first, then the others, then those
+// values reach; within a group at once, each node asked again while it
+// has more (a page at a time) and while it answers busy (it is moving a
+// key under the prefix: sendAll), and a group is done before the next
+// starts. A value moves from an earlier group to a later one, put at its
+// new owner before it leaves the old: once the nodes it leaves hold no
+// key under the prefix, nothing under it can arrive at the later ones,
+// which are then emptied for good. Sent to every node at once, the
+// destinations emptied first and the sources' movers then put values
+// there (put-if-absent finds them empty): RemoveAll returned nil and left
+// values behind.
+func (j *Job) deletePrefixOnce(ctx context.Context, prefix string) error {
+	req := wire.Request{Key: []byte(prefix)}
+	for _, ts := range j.movePhases() {
+		for len(ts) > 0 {
+			replies, err := j.sendAll(ctx, ts, wire.OpDelete, wire.FlagPrefix, req)
+			var more []target
+			for i, r := range replies {
+				for _, v := range r.Meta.Versions {
+					j.dropVersion(v)
+				}
+				if r.Meta.More {
+					more = append(more, ts[i])
+				}
+			}
+			if err != nil {
+				return err
+			}
+			ts = more
+		}
+	}
+	return nil
+}
+
+// movePhases groups the job's live nodes (a dead node's values are gone
+// with it) in the order values move between them: those draining (whose
 // values leave them), then the others, then those joining (where values
-// arrive); one group when nothing moves.
-func (j *Job) listPhases() [][]target {
+// arrive); one group when nothing moves. Requests that must meet every
+// value (listings, prefix deletes, version requests) go group by group.
+func (j *Job) movePhases() [][]target {
 	j.mu.RLock()
 	m, job := j.m, j.jobBytes
 	j.mu.RUnlock()
@@ -202,6 +236,7 @@ func (j *Job) listPhases() [][]target {
 	var draining, others, joining []target
 	for _, t := range ts {
 		switch {
+		case t.dead:
 		case m.Draining[t.addr]:
 			draining = append(draining, t)
 		case m.Joining[t.addr]:

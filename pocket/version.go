@@ -159,36 +159,35 @@ func (j *Job) dropVersion(ver uint64) {
 	_, _ = j.drainingFirst(ctx, wire.OpDropVersion, ver)
 }
 
-// draining lists the map's live nodes that may be moving values: the
-// draining ones and, while a node joins, every node that is not joining
-// (nil when no value moves).
-func (j *Job) draining() []string {
-	j.mu.RLock()
-	defer j.mu.RUnlock()
-	var addrs []string
-	for _, n := range j.m.Nodes {
-		moving := j.m.Draining[n.Addr] || (len(j.m.Joining) > 0 && !j.m.Joining[n.Addr])
-		if moving && !j.m.Dead[n.Addr] {
-			addrs = append(addrs, n.Addr)
-		}
-	}
-	return addrs
-}
-
 // drainingFirst sends a version request (confirm, drop-version) to every
-// live node of the job: to the draining ones first, one by one, waiting
-// while they answer busy (a chunk of the version is being moved), then to
-// the others at once, which by then hold every chunk that moved. It
-// returns the replies that came.
+// live node of the job, group by group in the order values move between
+// them (movePhases): the nodes values leave (draining ones, and while a
+// node joins every node that is not joining), all of a group at once and
+// each waiting while it answers busy (a chunk of the version is being
+// moved), before the next group; the last group, which by then holds every
+// chunk that moved to it, and any node a newer map added meanwhile, as a
+// fan-out. It returns the replies that came.
 func (j *Job) drainingFirst(ctx context.Context, op wire.Op, ver uint64) ([]client.Reply, error) {
-	first := j.draining()
+	phases := j.movePhases()
 	var replies []client.Reply
+	var asked []string
 	var errs []error
-	for _, addr := range first {
-		r, err := j.doAtPatient(ctx, addr, op, reqExtra{version: ver})
-		replies, errs = append(replies, r), append(errs, err)
+	for _, ts := range phases[:max(len(phases)-1, 0)] {
+		rs := make([]client.Reply, len(ts))
+		es := make([]error, len(ts))
+		var wg sync.WaitGroup
+		for i, t := range ts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rs[i], es[i] = j.doAtPatient(ctx, t.addr, op, reqExtra{version: ver})
+			}()
+			asked = append(asked, t.addr)
+		}
+		wg.Wait()
+		replies, errs = append(replies, rs...), append(errs, es...)
 	}
-	rest, err := j.fanOutExcept(ctx, op, wire.Request{Version: ver}, first)
+	rest, err := j.fanOutExcept(ctx, op, wire.Request{Version: ver}, asked)
 	return append(replies, rest...), errors.Join(append(errs, err)...)
 }
 
