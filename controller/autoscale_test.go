@@ -294,13 +294,18 @@ func TestAutoscaleReservesForHints(t *testing.T) {
 	if len(ds) != 1 || ds[0].Count != 2 || !strings.Contains(ds[0].Reason, "job sort's hints need 1800 Mb/s; the 1 active node(s) have 800 Mb/s of room") {
 		t.Fatalf("decisions: %+v", ds)
 	}
-	// A job the cluster can carry starts nothing; one past the maximum
-	// starts only up to it.
+	// A job the cluster can carry starts nothing; one that 4 nodes could
+	// not carry under the band (4 x 1000 x 80% = 3200 Mb/s) is refused
+	// and starts nothing (reserve_test.go); one within it whose room
+	// needs more than the maximum starts only up to it.
 	if _, err := r.c.RegisterJob("small", wire.JobHints{PeakMbps: 100}); err != nil || len(r.a.Decisions()) != 1 {
 		t.Fatalf("small job: %v, decisions %+v", err, r.a.Decisions())
 	}
-	if _, err := r.c.RegisterJob("huge", wire.JobHints{PeakMbps: 50000}); err != nil || r.active() != 4 {
-		t.Fatalf("huge job: %v, %d active", err, r.active())
+	if _, err := r.c.RegisterJob("huge", wire.JobHints{PeakMbps: 50000}); wire.CodeOf(err) != wire.CodeLimit || r.active() != 3 {
+		t.Fatalf("huge job: %v, %d active; want refused, 3 active", err, r.active())
+	}
+	if _, err := r.c.RegisterJob("wide", wire.JobHints{PeakMbps: 3000}); err != nil || r.active() != 4 {
+		t.Fatalf("wide job: %v, %d active", err, r.active())
 	}
 	if _, err := r.c.RegisterJob("nohints", wire.JobHints{}); err != nil || len(r.a.Decisions()) != 2 {
 		t.Fatalf("job without hints: %v, decisions %+v", err, r.a.Decisions())
