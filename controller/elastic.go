@@ -40,7 +40,16 @@ import (
 //     the nodes growth added, the one holding the least (shrinkJobLocked).
 //     These are the nodes' figures, whoever's load they carry: a job does
 //     not shed a node onto nodes other jobs keep busy. Hints still win: a
-//     map never shrinks below the nodes it was sized with.
+//     map never shrinks below the nodes it was sized with (job.grown
+//     counts the nodes growth added), nor, for a job with size hints,
+//     below the nodes whose bandwidth and capacity hold its allotment
+//     (holdsHintsLocked: a node drained from the cluster or lost does
+//     not lower the growth count).
+//
+// A node of the job's map draining from the cluster, or dead, is a change
+// of its map too (or will be, when it leaves): meanwhile the job neither
+// grows nor shrinks, and its cool-downs run from the last evaluation that
+// saw it (about when the node left).
 //
 // A change is carried out like a drain (drain.go), for one job only:
 //
@@ -597,6 +606,13 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 		if j.move != nil {
 			continue
 		}
+		if c.changingLocked(j) || c.deadMemberLocked(j) != "" {
+			// A node of its map drains from the cluster or is dead: its
+			// map changes (or will, when the node leaves it). The
+			// cool-downs run from the change, as from the job's own.
+			j.lastChange = now
+			continue
+		}
 		if now.Sub(j.lastChange) < p.JobCooldown || now.Sub(j.created) < p.JobCooldown {
 			continue
 		}
@@ -625,13 +641,14 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 			// over the smoothed figures and the latest, well after it,
 			// never while a node of its map is over the band (what grew
 			// it may still be there), and only when the node shed leaves
-			// the others under the band's middle.
+			// the others under the band's middle and its hints held.
 			now1 := c.jobUtilLocked(j, 1)
 			if u.Max >= p.Low || now1.Max >= p.Low {
 				continue
 			}
 			victim := c.shrinkVictimLocked(j)
-			if victim == "" || !c.otherActiveLocked(j, victim) || !c.dropSafeLocked(j, victim, (p.High+p.Low)/2, p.Smooth) {
+			if victim == "" || !c.otherActiveLocked(j, victim) || !c.holdsHintsLocked(j, victim) ||
+				!c.dropSafeLocked(j, victim, (p.High+p.Low)/2, p.Smooth) {
 				continue
 			}
 			projected := max(u.Max, now1.Max) * float64(now1.Nodes) / float64(now1.Nodes-1)
@@ -763,6 +780,43 @@ func (c *Controller) dropSafeLocked(j *job, x string, limit float64, smooth int)
 		}
 	}
 	return true
+}
+
+// holdsHintsLocked reports whether j's map without node x still holds what
+// j's size hints asked for: its other active nodes' bandwidth on j's tier
+// (Mb/s, NodeMbps for a tier that reports none) and capacity cover j's
+// allotment, as they would for sizing on idle nodes. A job sized without
+// hints (a profile, the default) has only its growth count (job.grown)
+// for a floor.
+//
+// The growth count alone is not a floor: a node that leaves the map by a
+// drain from the cluster or as lost does not lower it, so after one of
+// the nodes a job was sized with drained, the count let the map shed the
+// node that replaced it too (the nodes sized with: 2; grown to 4; one
+// of the 2 drained; shed down to 1).
+func (c *Controller) holdsHintsLocked(j *job, x string) bool {
+	if !hinted(j.hints) {
+		return true
+	}
+	var mbps float64
+	var bytes int64
+	for _, mn := range j.nodes {
+		n, ok := c.nodes[mn.Addr]
+		if mn.Addr == x || !ok || n.state != wire.NodeActive {
+			continue
+		}
+		t := n.tier(j.tier)
+		if t == nil {
+			continue
+		}
+		bw := t.Mbps
+		if bw <= 0 {
+			bw = c.cfg.Policy.NodeMbps
+		}
+		mbps += bw
+		bytes += t.CapacityBytes
+	}
+	return mbps >= j.allocMbps && bytes >= j.allocBytes
 }
 
 // hotMemberLocked names a node of j's map over the band (smoothed), ""
