@@ -83,7 +83,11 @@
 //     (600 Mb/s, Pocket's figure); capacity = CapacityBytes. With no size
 //     hint, the profile of the job's name when there is one (profile.go:
 //     the last runs' peaks, newest weighted most); else DefaultNodes (2)
-//     nodes and DefaultMbps (16 Gb/s), Pocket's default.
+//     nodes and DefaultMbps (16 Gb/s), Pocket's default, for placement;
+//     such a job is then allotted what its nodes have room for under the
+//     band's high (the autoscaler's High, else 1), at most DefaultMbps
+//     (sizing.go, bandHigh), so that its growth and the cluster's
+//     utilization read what it really has.
 //  3. Spare resources per candidate: its tier's bandwidth minus the larger
 //     of what it measured (max of rx and tx: links are full duplex, the busier
 //     direction binds) and what earlier jobs were allotted on it; its tier's
@@ -129,11 +133,13 @@
 // has its stale data of those jobs dropped (dead.go says why and what is
 // not covered).
 //
-// Every node keeps a table of the cluster's live jobs (their gens and
-// expiries, and the epoch of those whose map holds it), brought up to date
-// by its heartbeat acks with only what changed since its last revision
-// (changes.go): nodes learn epochs only from the controller, and refuse a
-// client routing with an older map. DeregisterJob, and a token's expiry,
+// Every node keeps a table of the cluster's live jobs (their gens,
+// expiries and map epochs, marked out where the map does not hold the
+// node), brought up to date by its heartbeat acks with only what changed
+// since its last revision (changes.go; the registration's ack brings the
+// first snapshot page): nodes learn epochs only from the controller, and
+// refuse a client routing with an older map, or, outside the map, with
+// the map's own epoch. DeregisterJob, and a token's expiry,
 // revoke the job: every node refuses its token from its next heartbeat on
 // (CodeRevoked) and drops the data it holds; DeregisterJob also sends
 // wire.OpDropJob, signed with the controller's admin token
@@ -160,7 +166,9 @@
 // per tier) in a ring of HistoryLen per node, served on /metrics
 // (MetricsHandler). The autoscaler (autoscale.go, started with
 // StartAutoscaler over an orchestrator.Orchestrator) keeps the cluster's
-// utilization inside a band; its policy is described there. Drain
+// utilization inside a band; its policy is described there. A
+// registration first has the nodes its hints need started, and is refused
+// before any start when MaxNodes nodes could not serve it (reserve.go). Drain
 // (drain.go) marks a node draining, has it move its data to its jobs'
 // other nodes, and retires it; scale-in uses it, and so does
 // `pocket node drain` through OpDrainNode.

@@ -142,7 +142,8 @@ func hintExcesses(h wire.JobHints, f tierFigures) []string {
 	where := fmt.Sprintf("the cluster's %s tier", f.tier)
 	on := fmt.Sprintf("on %d active node(s)", f.nodes)
 	if h.CapacityBytes > f.capacityBytes {
-		out = append(out, fmt.Sprintf("--capacity %s is more than %s holds: %s %s; puts beyond it fail for lack of space",
+		out = append(out, fmt.Sprintf("--capacity %s is more than %s holds: %s %s; puts beyond it fail for lack of space, "+
+			"unless the controller autoscales (it then starts the nodes the job needs before placing it, up to its maximum)",
 			units.FormatSize(h.CapacityBytes), where, units.FormatSize(f.capacityBytes), on))
 	}
 	if want, hint := hintMbps(h); want > f.mbps {
