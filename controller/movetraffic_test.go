@@ -153,7 +153,7 @@ func TestMoveTrafficIsNotTheJobs(t *testing.T) {
 		t.Fatal("no profile recorded")
 	}
 	// Its peak is its own 200 Mb/s (x ProfileHeadroom), not the moves'.
-	if l.Mbps > ProfileHeadroom*200+1 {
-		t.Fatalf("profile sizes the next run at %.0f Mb/s: the moves' traffic became its peak", l.Mbps)
+	if l.Estimate.Mbps > ProfileHeadroom*200+1 {
+		t.Fatalf("profile estimates %.0f Mb/s: the moves' traffic became its peak", l.Estimate.Mbps)
 	}
 }

@@ -377,9 +377,28 @@ func (b *profileBook) learned(name string) (Learned, bool) {
 	return estimate(e.Value.(*state.Profile).Runs), true
 }
 
-// EstimateProfile is the size the controller gives the next job of p's
-// name registered without size hints (the estimate in the profiles doc).
+// EstimateProfile is the estimate in the profiles doc from p's runs: what
+// the runs used, before the policy's floor (see Policy.NextSize for what
+// a registration gets).
 func EstimateProfile(p *state.Profile) Learned { return estimate(p.Runs) }
+
+// NextSize is what the next job of a profile's name registered without
+// size hints is allotted, and the estimate it comes from.
+type NextSize struct {
+	Mbps     float64 // bandwidth, Mb/s: the estimate, at least one lambda's (Policy.PerLambdaMbps)
+	Bytes    int64   // capacity, bytes: the estimate
+	Estimate Learned // the runs' estimate (EstimateProfile)
+}
+
+// NextSize is what registering a job of prof's name without size hints
+// allots it under p: the need registration computes (Policy.needFor over
+// the profile's estimate, as sizeJobLocked does), so `pocket job profile`
+// shows the size registration gives.
+func (p *Policy) NextSize(prof *state.Profile) NextSize {
+	l := estimate(prof.Runs)
+	need, _, _ := p.needFor(wire.JobHints{}, &l)
+	return NextSize{Mbps: need.Mbps, Bytes: need.Bytes, Estimate: l}
+}
 
 // estimate weighs runs (newest first) by 2^-i and adds ProfileHeadroom.
 func estimate(runs []state.Run) Learned {

@@ -8,13 +8,9 @@ import (
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/pocketstore/pocket/controller"
-	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
@@ -255,110 +251,4 @@ func printJSON(v any) int {
 		return fail("json: %v", err)
 	}
 	return 0
-}
-
-// jobProfileJSON is the --json form of `pocket job profile`: the stored
-// profile (runs newest first, as controller/state.Profile) and the size
-// the next job of the name gets without size hints (Mb/s, bytes).
-type jobProfileJSON struct {
-	Name    string      `json:"name"`
-	Updated time.Time   `json:"updated"`
-	Next    nextSize    `json:"next"`
-	Runs    []state.Run `json:"runs"`
-}
-
-type nextSize struct {
-	Mbps  float64 `json:"mbps"`
-	Bytes int64   `json:"bytes"`
-	Runs  int     `json:"runs"`
-}
-
-// runJobProfile shows a job name's profile from a controller's state
-// directory (DIR/controller of --data-dir). The state is a bbolt file
-// that a running controller holds locked, so this reads a stopped
-// controller's state; asking a running one needs a control-plane call
-// that does not exist yet.
-func runJobProfile(args []string) int {
-	fs := newFlagSet("job profile")
-	data := fs.String("data-dir", "", "data directory of the stopped pocket controller or pocket up whose state to read (DIR/"+stateSubdir+")\n(default $"+envDataDir+", else ~/.pocket)")
-	asJSON := fs.Bool("json", false, "print a JSON object with the runs and the next size")
-	pos, code, ok := parseFlags(fs, args, 1, 1)
-	if !ok {
-		return code
-	}
-	p, err := readProfile(*data, pos[0])
-	if err != nil {
-		return fail("job profile: %v", err)
-	}
-	l := controller.EstimateProfile(p)
-	v := jobProfileJSON{Name: p.Name, Updated: p.Updated, Next: nextSize{Mbps: l.Mbps, Bytes: l.Bytes, Runs: l.Runs}, Runs: p.Runs}
-	if *asJSON {
-		return printJSON(v)
-	}
-	printProfile(v)
-	return 0
-}
-
-// readProfile opens the state under dir (the default data directory when
-// empty) and returns name's profile.
-func readProfile(dir, name string) (*state.Profile, error) {
-	if dir == "" {
-		var err error
-		if dir, err = defaultDataDir(); err != nil {
-			return nil, err
-		}
-	}
-	sdir := filepath.Join(dir, stateSubdir)
-	if _, err := os.Stat(filepath.Join(sdir, state.BoltFile)); err != nil {
-		return nil, fmt.Errorf("no controller state in %s (%v): give the --data-dir of pocket controller or pocket up", sdir, err)
-	}
-	st, err := state.OpenBolt(sdir)
-	if err != nil {
-		return nil, fmt.Errorf("%w (a running controller holds its state: stop it first)", err)
-	}
-	defer st.Close()
-	snap, err := st.Load()
-	if err != nil {
-		return nil, err
-	}
-	for i := range snap.Profiles {
-		if snap.Profiles[i].Name == name {
-			return &snap.Profiles[i], nil
-		}
-	}
-	return nil, fmt.Errorf("no profile of job name %q in %s: a profile is recorded when a job of the name ends (%d name(s) have one%s)",
-		name, sdir, len(snap.Profiles), profileNames(snap.Profiles, 10))
-}
-
-// profileNames lists up to most profile names, for an error message.
-func profileNames(ps []state.Profile, most int) string {
-	if len(ps) == 0 {
-		return ""
-	}
-	names := make([]string, 0, min(len(ps), most))
-	for _, p := range ps[:min(len(ps), most)] {
-		names = append(names, p.Name)
-	}
-	more := ""
-	if len(ps) > most {
-		more = ", ..."
-	}
-	return ": " + strings.Join(names, ", ") + more
-}
-
-func printProfile(v jobProfileJSON) {
-	fmt.Printf("job name %s: %d run(s), the last ended %s\n", v.Name, len(v.Runs), v.Updated.Local().Format(time.RFC3339))
-	fmt.Printf("next job of the name without size hints: %.0f Mb/s, %s (%.1f x the runs' peaks, newest weighted most)\n",
-		v.Next.Mbps, units.FormatSize(v.Next.Bytes), controller.ProfileHeadroom)
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "JOB\tENDED\tDURATION\tTIER\tPEAK Mb/s\tPEAK SIZE\tALLOC Mb/s\tPEAK Mb/s BY QUARTER")
-	for _, r := range v.Runs {
-		q := make([]string, len(r.Phases))
-		for i, ph := range r.Phases {
-			q[i] = fmt.Sprintf("%.0f", ph.PeakMbps)
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.0f\t%s\t%.0f\t%s\n", r.Job, r.Ended.Local().Format(time.RFC3339), r.Duration.Round(time.Second),
-			tierName(r.Tier), r.PeakMbps, units.FormatSize(r.PeakBytes), r.AllocMbps, strings.Join(q, " "))
-	}
-	w.Flush()
 }
