@@ -247,6 +247,14 @@ class _MapState:
         # joins, every node that is not joining; in map order.
         self.movers = [a for a in self.addrs if a not in self.dead and
                        (a in self.draining or (self.joining and a not in self.joining))]
+        # The live nodes grouped in the order values move between them:
+        # the draining ones (values leave them), the others, the joining
+        # ones (values reach them); one group when nothing moves. Listings
+        # and prefix deletes go group by group (the Go SDK's movePhases).
+        live = [a for a in self.addrs if a not in self.dead]
+        self.phases = [g for g in ([a for a in live if a in self.draining],
+                                   [a for a in live if a not in self.draining and a not in self.joining],
+                                   [a for a in live if a in self.joining]) if g]
         # The map's nodes and its lost ones: who owned a key before they
         # left (see the Go SDK's lost.go). None when no node was lost.
         self.all = (placement.NodeSet([(n.addr, n.weight) for n in m.nodes] + [(n.addr, n.weight) for n in m.lost])
@@ -437,7 +445,7 @@ class Job:
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(2 * pause, _STALE_PAUSE_MAX)
 
-    def _follow(self, errs: list, used: _MapState, op: int, flags: int) -> bool:
+    def _follow(self, errs: list, used: _MapState, op: int, flags: int, fan_out: bool = False) -> bool:
         """After a request (op, flags) routed with the map used failed with
         errs (one error per node asked: a fan-out or a chunk transfer
         asks several): whether to send it again, the job's map being now
@@ -450,8 +458,12 @@ class Job:
             been retired and been stopped (as scale-in does), and the map
             without it is handed out once the other nodes have learned it,
             a heartbeat or two later: the map is fetched until it is newer
-            (_refresh_newer). Another node may have left the map since it
-            was fetched: _map_moved.
+            (_refresh_newer). So too for any node of the map when fan_out
+            is set (a request sent to every node, a listing, a prefix
+            delete): the node has most likely drained and stopped, or
+            died, and the map without it (or marking it dead, which a
+            fan-out skips) is a heartbeat or two away. Else another node
+            may have left the map since it was fetched: _map_moved.
 
         Anything else answers False, as does a failed fetch: the caller
         raises the first error. Needs a controller."""
@@ -462,7 +474,7 @@ class Job:
             if isinstance(e, errors.Unavailable):
                 if not _resendable(e, op, flags):
                     return False
-                retired = retired or getattr(e, "addr", "") in used.draining
+                retired = retired or fan_out or getattr(e, "addr", "") in used.draining
             elif isinstance(e, errors.PocketError) and e.code == errors.Code.STALE_EPOCH:
                 stale = True
             elif isinstance(e, errors.PocketError) and e.code == errors.Code.DRAINING:
@@ -542,7 +554,7 @@ class Job:
                     raise NodeUnavailable(addr, f"node {addr} is dead", sent=False)
                 meta = st.codec.encode(key, version, object_size)
                 if old:
-                    r = self._drain_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
+                    r = self._drain_do(st, key, version, addr, old, op, flags | st.tier_flags, meta, payload, dst)
                 else:
                     pool = self.client.pool
                     c = pool.acquire(addr)
@@ -561,24 +573,35 @@ class Job:
             return r, addr
         raise AssertionError("unreachable")
 
-    def _drain_do(self, st: _MapState, addr: str, old: str, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
+    def _drain_do(self, st: _MapState, key: bytes, version: int, addr: str, old: str, op: int, flags: int,
+                  meta: bytes, payload, dst) -> Reply:
         """A request for a key whose old owner (old: its owner under the
         prior set, a draining node or, while a node joins, the node that
         owned it before) differs from its owner (addr): reads ask the owner,
         then the old one, then the owner again; deletes go to the old owner
-        first (waiting while it answers busy), then the owner; puts go to
-        the owner (see the Go SDK's drain.go)."""
+        first (waiting while it answers busy), then the owner, a get that
+        deletes and a delete by version as _read_delete and
+        _delete_version_moving; puts go to the owner (see the Go SDK's
+        drain.go)."""
         def send(a: str) -> Reply:
             if a != old:
                 return self._send(a, op, flags, meta, payload, dst)
             # The old owner may be moving this very key: wait until it has.
             return self._send_patient(a, op, flags, meta, payload, dst)
+        if op == wire.OP_GET and flags & wire.FLAG_DELETE_AFTER_READ:
+            return self._read_delete(st, key, addr, old, flags, meta, dst, send)
         if op in (wire.OP_GET, wire.OP_STAT):
             r = send(addr)
             if r.code != errors.Code.NOT_FOUND:
                 return r
             r2 = send(old)
             return r2 if r2.code == 0 else send(addr)
+        if op == wire.OP_DELETE and flags & wire.FLAG_IF_VERSION:
+            r = self._send(addr, wire.OP_STAT, st.tier_flags, st.codec.encode(key))
+            if r.code == 0 and r.response().version == version:
+                return self._delete_found(st, key, addr, old, version)
+            if r.code not in (0, errors.Code.NOT_FOUND):
+                return r
         if op == wire.OP_DELETE:
             r_old = send(old)
             r = send(addr)
@@ -594,6 +617,57 @@ class Job:
                 self._drop_version(old_ver)
             return r
         return send(addr)
+
+    # Deletes while a key's owner changes. Every write of the change goes to
+    # the owner, so whatever the old owner holds is older: a delete must
+    # leave it at neither, or reads (which ask the old owner on "not
+    # found") answer it and the old owner's mover puts it back at the
+    # emptied owner (put-if-absent). The old owner is deleted at first,
+    # waiting while it answers busy, then the owner. Against the mover
+    # (mark the key at the old owner, put it at the owner if absent, delete
+    # it, unmark): a delete at the old owner before the mark leaves nothing
+    # to move, one during the move waits until the old copy is gone, one
+    # after finds nothing; either way nothing of the key is left at the old
+    # owner, and nothing puts it there again, once it has answered, so
+    # nothing arrives at the owner after the second delete. The other order
+    # would empty the owner for the mover's put of the older value.
+
+    def _read_delete(self, st: _MapState, key: bytes, addr: str, old: str, flags: int, meta: bytes, dst,
+                     send) -> Reply:
+        """A get that deletes what it read, for a key whose owner changes.
+        The owner is read without deleting; if it holds the value, the key
+        is deleted at the old owner (whatever is there is older), then at
+        the owner if it still holds the version read (_delete_found); a
+        manifest is left to the caller, who deletes it by version once its
+        chunks are read. If the owner has nothing, the old owner reads and
+        deletes as usual (its mover deletes at the owner a value it moved
+        meanwhile), and failing that the owner, where it may just have
+        moved."""
+        r = self._send(addr, wire.OP_GET, (flags & ~wire.FLAG_DELETE_AFTER_READ) | wire.FLAG_VERSION, meta, None, dst)
+        if r.code == errors.Code.NOT_FOUND:
+            r2 = send(old)
+            return r2 if r2.code == 0 else send(addr)
+        if r.code or r.flags & wire.FLAG_MANIFEST:
+            return r
+        d = self._delete_found(st, key, addr, old, r.response().version if r.meta else 0)
+        if d.code not in (0, errors.Code.NOT_FOUND, errors.Code.CONFLICT):
+            return d  # the value stays; the caller raises (or retries on a new map)
+        return r
+
+    def _delete_found(self, st: _MapState, key: bytes, addr: str, old: str, ver: int) -> Reply:
+        """Deletes key at its old owner, whatever it holds there (waiting
+        while it answers busy), then at its owner if it still holds version
+        ver, which it held when the caller looked; returns the owner's
+        reply (a conflict: a newer value was written meanwhile and stays).
+        A manifest deleted at the old owner is dropped here: no writer
+        replaced it, so no one else will drop its chunks."""
+        r_old = self._send_patient(old, wire.OP_DELETE, st.tier_flags, st.codec.encode(key))
+        if r_old.code not in (0, errors.Code.NOT_FOUND):
+            return r_old
+        old_ver = r_old.response().version if r_old.code == 0 and r_old.meta else 0
+        if old_ver and old_ver != ver:
+            self._drop_version(old_ver)
+        return self._send(addr, wire.OP_DELETE, st.tier_flags | wire.FLAG_IF_VERSION, st.codec.encode(key, ver))
 
     def _fan_out(self, op: int, flags: int, skip: Iterable[str] = (), **fields) -> list[Reply]:
         """Sends the same keyless or prefix request to every live node at
@@ -612,7 +686,7 @@ class Job:
             errs = [x for x in out if isinstance(x, BaseException)]
             replies = [x for x in out if not isinstance(x, BaseException)]
             errs += [wire.reply_error(r.code, r.meta) for r in replies if r.code in _REFRESH]
-            if errs and attempt < _MAP_RETRIES and self._follow(errs, st, op, flags):
+            if errs and attempt < _MAP_RETRIES and self._follow(errs, st, op, flags, fan_out=True):
                 if op == wire.OP_DELETE:
                     kept += [r for r in replies if r.code == 0]
                 continue
@@ -965,25 +1039,20 @@ class Job:
     def _list(self, prefix: bytes, delim: int) -> list[Entry]:
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
-            addrs = [a for a in st.addrs if a not in st.dead]
             # While the map changes, the nodes values leave (draining) are
             # listed before the others and those they reach (joining) last,
-            # each group in parallel: a moved value is put at its new owner
-            # before it leaves the old one, so it is found at one or the
-            # other; listed all at once, one that moved in between could be
-            # missed.
-            groups = [[a for a in addrs if a in st.draining],
-                      [a for a in addrs if a not in st.draining and a not in st.joining],
-                      [a for a in addrs if a in st.joining]]
+            # each group in parallel (_MapState.phases): a moved value is
+            # put at its new owner before it leaves the old one, so it is
+            # found at one or the other; listed all at once, one that moved
+            # in between could be missed.
             lists = []
-            for g in groups:
-                if g:
-                    lists += self._gather([lambda a=a: self._list_node(st, a, prefix, delim) for a in g])
+            for g in st.phases:
+                lists += self._gather([lambda a=a: self._list_node(st, a, prefix, delim) for a in g])
             errs = [x for x in lists if isinstance(x, BaseException)]
             if errs:
                 # A stale map, or a node that left it: list again on a
                 # newer one.
-                if attempt < _MAP_RETRIES and self._follow(errs, st, wire.OP_LIST, 0):
+                if attempt < _MAP_RETRIES and self._follow(errs, st, wire.OP_LIST, 0, fan_out=True):
                     continue
                 raise errs[0]
             merged: dict[bytes, wire.Entry] = {}
@@ -1032,18 +1101,54 @@ class Job:
         """Deletes name and everything under name/ (Pocket's recursive
         delete); an empty name deletes every value of the job."""
         p = _dir_prefix(name)
-        while True:
-            replies = self._fan_out(wire.OP_DELETE, wire.FLAG_PREFIX, key=p)
-            for r in replies:
-                for v in r.response().versions:
-                    self._drop_version(v)
-            if not any(r.response().more for r in replies):
+        for attempt in range(_MAP_RETRIES + 1):
+            st = self._st
+            errs = self._delete_prefix(st, p)
+            if not errs:
                 break
+            if attempt < _MAP_RETRIES and self._follow(errs, st, wire.OP_DELETE, wire.FLAG_PREFIX, fan_out=True):
+                continue
+            raise errs[0]
         if p:
             try:
                 self.delete(p[:-1])
             except errors.NotFound:
                 pass
+
+    def _delete_prefix(self, st: _MapState, p: bytes) -> list:
+        """Deletes the keys under prefix p on the nodes of map st, group by
+        group in the order values move between them (_MapState.phases: the
+        nodes values leave first), each group at once, each node asked
+        again while it has more (a page at a time) and while it answers
+        busy (it is moving a key under p), a group done before the next;
+        drops the chunks of the objects removed. Once the nodes a value
+        leaves hold nothing under p, nothing under p can arrive at the
+        later groups, which are then emptied for good; all at once, the
+        destinations emptied first and the movers then put values there.
+        Returns the errors met (none: done)."""
+        meta = st.keyless(key=p)
+        flags = wire.FLAG_PREFIX | st.tier_flags
+        for group in st.phases:
+            while group:
+                out = self._gather([lambda a=a: self._send_patient(a, wire.OP_DELETE, flags, meta) for a in group])
+                more, errs = [], []
+                for a, x in zip(group, out):
+                    if isinstance(x, BaseException):
+                        errs.append(x)
+                    elif x.code == errors.Code.REVOKED:
+                        pass  # deregistered, and none of its persisted values there
+                    elif x.code:
+                        errs.append(wire.reply_error(x.code, x.meta))
+                    else:
+                        resp = x.response()
+                        for v in resp.versions:
+                            self._drop_version(v)
+                        if resp.more:
+                            more.append(a)
+                if errs:
+                    return errs
+                group = more
+        return []
 
     # ---- streams ----
 

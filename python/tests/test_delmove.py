@@ -1,0 +1,200 @@
+"""Deletes and fan-outs while a job's map changes (the Go SDK's
+pocket/delmove_test.go).
+
+  - A get that deletes (delete_after_read) of a key overwritten during the
+    change must leave no older value at the key's old owner: before, it
+    read and deleted the new value at the new owner only, and the next get
+    answered the overwritten one (which the old owner's mover would also
+    put back at the emptied new owner).
+  - remove_all during a grow, shrink or drain leaves nothing: before, the
+    prefix delete went to every node at once, the nodes values move to
+    emptied first, and the movers then put values there.
+  - A fan-out (listing) that finds a node of the map gone waits for the
+    map without it (or marking it dead) instead of raising Unavailable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+import pocket
+from pocket import client as pclient
+from pocket import conn, wire
+
+from conftest import HelperCluster, wait_for
+
+KiB = 1 << 10
+CHUNK = 64 * KiB
+
+
+# ---- delete-after-read of an overwritten key (the suite's cluster) ----
+
+
+@pytest.fixture
+def change_views(cluster):
+    """A job on the cluster (at least three nodes) and, for "join" and
+    "drain", two Jobs over it: before (the map the values were written
+    with) and during (the map while its last node joins it, or drains),
+    with the last node, the one a key's owner changes to or from."""
+    with cluster.client(chunk_size=CHUNK) as cl:
+        job = cl.register_job("delmove", lambdas=40)
+        try:
+            m = job.map
+            assert len(m.nodes) >= 3, m
+            nodes = [wire.MapNode(n.addr, n.weight) for n in m.nodes]
+
+            def view(ns):
+                return pclient.Job(cl, wire.PlacementMap(m.job, m.tier, m.epoch, ns, m.token))
+            last = nodes[-1]
+            joining = nodes[:-1] + [wire.MapNode(last.addr, last.weight, wire.NODE_JOINING)]
+            draining = nodes[:-1] + [wire.MapNode(last.addr, last.weight, wire.NODE_DRAINING)]
+            yield {"join": (view(nodes[:-1]), view(joining)), "drain": (view(nodes), view(draining))}, last.addr
+        finally:
+            job.deregister()
+
+
+@pytest.mark.parametrize("change", ["join", "drain"])
+@pytest.mark.parametrize("size", [100, 3 * CHUNK + 100])
+@pytest.mark.parametrize("into", [False, True])
+def test_delete_after_read_of_an_overwrite_leaves_no_older_value(change_views, change, size, into):
+    views, moving = change_views
+    before, during = views[change]
+    # A key whose owner changes, to or from the last node.
+    key = next(k for k in (f"obj-{i}" for i in range(1000)) if during._st.route(k.encode(), 0)[1])
+    assert moving in during._st.route(key.encode(), 0)
+    v1, v2 = os.urandom(size), os.urandom(size)
+    before.put(key, v1)
+    during.put(key, v2)  # to the new owner only
+    if into:
+        buf = bytearray(size)
+        assert during.get_into(key, buf, delete_after_read=True) == size and bytes(buf) == v2
+    else:
+        assert bytes(during.get(key, delete_after_read=True)) == v2
+    for j in (during, before):
+        with pytest.raises(pocket.NotFound):
+            got = j.get(key)
+            assert bytes(got) != v1, "the key answers the value it overwrote"
+
+
+# ---- on the Go helper's cluster, whose movers run ----
+
+
+@pytest.fixture
+def move_cluster(bins):
+    # A dead node stays in the maps (a grace longer than the test): only
+    # the changes change them.
+    c = HelperCluster(bins["gohelper"], 5, "10m")
+    yield c
+    c.stop()
+
+
+def _change_under_way(job: pocket.Job, timeout: float = 30.0) -> bool:
+    """Fetches the job's map until it names a joining or draining node."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job.refresh()
+        if any(n.state in (wire.NODE_JOINING, wire.NODE_DRAINING) for n in job.map.nodes):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+@pytest.mark.parametrize("change", ["grow", "shrink", "drain"])
+def test_remove_all_across_map_changes(move_cluster, change):
+    c = move_cluster
+    with pocket.Client(c.addr, insecure=True, chunk_size=CHUNK) as cl:
+        left = 0
+        for trial in range(2):
+            job = cl.register_job(f"rmall{trial}", peak_mbps=24000)
+            n = 2000
+            for i in range(n):
+                job.put(f"d/{i:06d}", b"value %d ...................................................." % i)
+            cmd = {"grow": f"grow {job.id}", "shrink": f"shrink {job.id}",
+                   "drain": f"drain {job.map.nodes[0].addr}"}[change]
+            errs: list = []
+
+            def run():
+                try:
+                    c.command(cmd)  # answered once the change has ended
+                except BaseException as e:  # noqa: BLE001 - checked below
+                    errs.append(e)
+            t = threading.Thread(target=run)
+            t.start()
+            try:
+                assert _change_under_way(job), "the change did not start"
+                job.remove_all("d")
+            finally:
+                t.join()
+            assert not errs, errs
+            ents = job.list("d/")
+            left += len(ents)
+            held = [0]
+
+            def empty() -> bool:
+                held[0] = int(c.command(f"values {job.id}"))
+                return held[0] == 0
+            assert wait_for(empty, 10), f"trial {trial}: the nodes hold {held[0]} records, listed {len(ents)}"
+            job.deregister()
+        assert left == 0, f"{left} values survived remove_all across a {change}"
+
+
+def test_listings_wait_for_the_map_without_a_stopped_node(move_cluster):
+    """A node of the job's map (active, not draining) stops: listings
+    wait until the controller marks it dead in the map (after 500 ms),
+    which fan-outs skip, instead of raising Unavailable."""
+    c = move_cluster
+    with pocket.Client(c.addr, insecure=True) as cl:
+        job = cl.register_job("stopped", peak_mbps=24000)
+        for i in range(200):
+            job.put(f"d/{i:04d}", b"v")
+        assert len(job.list("d/")) == 200
+        victim = job.map.nodes[0].addr
+        c.command(f"kill {victim}")
+        calls, failures = 0, []
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            calls += 1
+            try:
+                job.list("d/")
+                job.count_files("d")
+            except pocket.PocketError as e:
+                failures.append(repr(e))
+        assert any(n.addr == victim and n.state == wire.NODE_DEAD for n in job.map.nodes), job.map
+        assert not failures, f"{len(failures)} of {calls} rounds of listings failed: {failures[:3]}"
+
+
+class _Controller:
+    """Hands out m for its first `times` fetches, then m's next epoch."""
+
+    def __init__(self, m: wire.PlacementMap, times: int):
+        self.m, self.times, self.calls = m, times, 0
+
+    def get_map(self, job, token):
+        self.calls += 1
+        e = self.m.epoch + (self.calls > self.times)
+        return wire.PlacementMap(self.m.job, self.m.tier, e, self.m.nodes, self.m.token)
+
+    def close(self):
+        pass
+
+
+def test_follow_waits_for_a_new_map_for_fan_outs_only(monkeypatch):
+    monkeypatch.delenv("POCKET_CONTROLLER", raising=False)
+    monkeypatch.setattr(pclient.time, "sleep", lambda s: None)
+    x, y = "127.0.0.1:1", "127.0.0.1:2"  # both active; neither is dialled
+    m = wire.PlacementMap("j-1", wire.TIER_DRAM, 5, [wire.MapNode(x, 1.0), wire.MapNode(y, 1.0)], b"tok")
+    with pocket.Client(insecure=True) as cl:
+        cl.controller = _Controller(m, 3)
+        job = pclient.Job(cl, m)
+        gone = conn.NodeUnavailable(x, "refused", sent=False)
+        # A single-key read of an active node: the map was just fetched,
+        # so the controller is not asked (_REFRESH_GAP).
+        assert not job._follow([gone], job._st, wire.OP_GET, 0) and cl.controller.calls == 0
+        # A listing: the map is fetched until it is newer.
+        used = job._st
+        assert job._follow([gone], used, wire.OP_LIST, 0, fan_out=True)
+        assert cl.controller.calls == 4 and job.map.epoch == 6
