@@ -162,8 +162,15 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 	c.setLostLocked(j, lost)
 	c.placeLocked(j, kept)
 	c.bumpLocked(j)
+	j.lostOne()
 	return true
 }
+
+// lostOne counts a node that left j's map by a drain from the cluster or
+// as lost: growth's count, the shrink floor of a job sized without hints,
+// falls by one, so the job does not shed the node that grew in the place
+// of one it was sized with as well.
+func (j *job) lostOne() { j.grown = max(0, j.grown-1) }
 
 // scaleLost multiplies the lost nodes' weights by f.
 func scaleLost(lost []wire.LostNode, f float64) {

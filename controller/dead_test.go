@@ -303,3 +303,39 @@ func TestNodesOutOfAMapLearnItsEpochs(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeLeavingLowersGrowth: a node that leaves a job's map by a drain
+// from the cluster or as lost lowers the job's growth count, the shrink
+// floor of a job sized without hints (a job sized with 2 nodes, grown to
+// 3, with one of its 2 drained, must not shed down to 1). Before, only
+// the job's own shrink lowered it.
+func TestNodeLeavingLowersGrowth(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	for i := range 4 {
+		mustRegister(t, c, dramNode(fmt.Sprintf("127.0.0.1:%d", 7001+i), 1<<30, 8000))
+	}
+	m, err := c.RegisterJob("j", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("%+v %v, want the default 2 nodes", m, err)
+	}
+	c.mu.Lock()
+	j := c.jobs[m.Job]
+	j.grown = 1 // as if growth had added a third node
+	c.retireLocked(c.nodes[m.Nodes[0].Addr], time.Now(), "drained", false)
+	drained := j.grown
+	j.grown = 1
+	c.mu.Unlock()
+	if drained != 0 {
+		t.Fatalf("growth count %d after a node of the map drained, want 0", drained)
+	}
+	if err := c.SetNodeState(m.Nodes[1].Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c)
+	c.mu.Lock()
+	lost := j.grown
+	c.mu.Unlock()
+	if lost != 0 {
+		t.Fatalf("growth count %d after a node of the map was lost, want 0", lost)
+	}
+}

@@ -242,6 +242,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 		if lost && c.loseNodeLocked(j, n.addr) {
 			continue
 		}
+		j.lostOne()
 		kept := make([]wire.MapNode, 0, len(j.nodes))
 		for _, mn := range j.nodes {
 			if mn.Addr != n.addr {
