@@ -134,10 +134,14 @@ func (h *Handle) Err() error { return h.err }
 func (h *Handle) job(jobid string) (*Job, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	cred := credentialOf(jobid)
 	if j := h.jobs[jobid]; j != nil {
+		if cred != "" {
+			j.retired.Store(true) // deregistered since: reads its persisted values (holdsNone)
+		}
 		return j, nil
 	}
-	if cred := credentialOf(jobid); cred != "" {
+	if cred != "" {
 		j, err := h.s.OpenCredential(cred)
 		if err == nil {
 			h.jobs[jobid] = j

@@ -167,7 +167,7 @@ func (j *Job) RemoveAll(ctx context.Context, name string) error {
 		return nil
 	}
 	err := j.Delete(ctx, strings.TrimSuffix(p, "/"))
-	if err != nil && !isNotFound(err) {
+	if err != nil && !isNotFound(err) && !j.holdsNone(err) {
 		return err
 	}
 	return nil
@@ -278,6 +278,9 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 			for {
 				req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim, Limit: pageLimit}
 				r, err := j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
+				if j.holdsNone(err) {
+					break // deregistered, and none of its persisted values here
+				}
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {

@@ -69,7 +69,11 @@ func (s *Store) OpenCredential(cred string) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.newJob(Map{Job: c.Job, Token: c.Token, Tier: c.Tier, Epoch: c.Epoch, Nodes: c.nodes()})
+	j, err := s.newJob(Map{Job: c.Job, Token: c.Token, Tier: c.Tier, Epoch: c.Epoch, Nodes: c.nodes()})
+	if err == nil {
+		j.retired.Store(true)
+	}
+	return j, err
 }
 
 // CredentialJob returns the id of the job a Credential string opens.

@@ -317,9 +317,12 @@ func (j *Job) sendAll(ctx context.Context, ts []target, op wire.Op, flags uint16
 				// a value it concerns is being moved: it waits the move
 				// out, or the value that arrives after it would be missed.
 				replies[i], errs[i] = untilNotBusy(ctx, do)
-				return
+			} else {
+				replies[i], errs[i] = do()
 			}
-			replies[i], errs[i] = do()
+			if j.holdsNone(errs[i]) {
+				replies[i], errs[i] = client.Reply{}, nil
+			}
 		}()
 	}
 	wg.Wait()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pocketstore/pocket/client"
@@ -201,6 +202,8 @@ type Job struct {
 
 	staleMu    sync.Mutex // one stale-epoch fetch at a time (refreshNewer)
 	staleFetch time.Time  // when the last one was made
+
+	retired atomic.Bool // deregistered through it, or opened from a credential (holdsNone)
 }
 
 func (j *Job) setMap(m Map) {
@@ -237,5 +240,18 @@ func (j *Job) Deregister(ctx context.Context) error {
 		return ErrNoController
 	}
 	m := j.snapshot()
-	return j.s.ctl.DeregisterJob(ctx, m.Job, m.Token)
+	if err := j.s.ctl.DeregisterJob(ctx, m.Job, m.Token); err != nil {
+		return err
+	}
+	j.retired.Store(true)
+	return nil
+}
+
+// holdsNone reports whether err, a node's answer to a listing, count,
+// usage or prefix delete, means that node holds none of a retired job's
+// persisted values: after deregistration a node that kept none answers
+// revoked. A live job's handle reports that revocation (its token was
+// revoked, or expired).
+func (j *Job) holdsNone(err error) bool {
+	return j.retired.Load() && errors.Is(err, wire.ErrRevoked)
 }

@@ -205,7 +205,9 @@ class Client:
             raise errors.PocketError(f"credential: {e}", errors.Code.BAD_TOKEN) from None
         if not m.job or not nodes:
             raise errors.PocketError("credential names no job or no node", errors.Code.BAD_TOKEN)
-        return Job(self, m)
+        job = Job(self, m)
+        job._retired = True
+        return job
 
     def close(self) -> None:
         """Closes every connection and the worker threads."""
@@ -355,7 +357,9 @@ _MAP_RETRIES = 4
 # controller.
 _REFRESH_GAP = 0.5
 # After deregistration a node that kept none of the job's (persisted) values
-# answers revoked: for a listing or a recursive delete it holds nothing.
+# answers revoked: for a listing or a recursive delete of a Job retired by
+# its deregister or opened from a credential it holds nothing. A live job's
+# handle raises Revoked (its token was revoked, or expired).
 _REVOKED_EMPTY = (wire.OP_DELETE, wire.OP_LIST)
 
 
@@ -369,6 +373,7 @@ class Job:
         self.client = client
         self._st = _MapState(m)
         self._owner = owner
+        self._retired = False  # deregistered through it, or opened from a credential
 
     # ---- identity ----
 
@@ -514,9 +519,15 @@ class Job:
             raise errors.PocketError(f"deregister {st.map.job}: {res.failed} of {res.nodes} node(s) could not drop "
                                      f"the job's data: {res.message}", errors.Code.UNAVAILABLE)
         self._owner = False
+        self._retired = True
         with _tokens_lock:
             _tokens.pop(st.map.job, None)
         return res
+
+    def _holds_none(self, code: int, op: int) -> bool:
+        """Whether a node's reply code to op means it holds none of a
+        retired job's persisted values (see _REVOKED_EMPTY)."""
+        return code == errors.Code.REVOKED and self._retired and op in _REVOKED_EMPTY
 
     def __enter__(self) -> "Job":
         return self
@@ -693,7 +704,7 @@ class Job:
             for x in out:
                 if isinstance(x, BaseException):
                     raise x
-                if x.code != errors.Code.REVOKED or op not in _REVOKED_EMPTY:
+                if not self._holds_none(x.code, op):
                     x.check()
             return kept + [r for r in replies if r.code == 0]
         raise AssertionError("unreachable")
@@ -1068,7 +1079,7 @@ class Job:
             meta = wire.encode_request(st.job, prefix, st.map.token, st.map.epoch, after=after,
                                        limit=_LIST_PAGE, delimiter=delim)
             r = self._send(addr, wire.OP_LIST, st.tier_flags, meta)
-            if r.code == errors.Code.REVOKED:
+            if self._holds_none(r.code, wire.OP_LIST):
                 return out  # deregistered, and none of its persisted values here
             resp = r.check().response()
             out += [e for e in resp.entries if not wire.is_chunk_key(e.key)]
@@ -1135,7 +1146,7 @@ class Job:
                 for a, x in zip(group, out):
                     if isinstance(x, BaseException):
                         errs.append(x)
-                    elif x.code == errors.Code.REVOKED:
+                    elif self._holds_none(x.code, wire.OP_DELETE):
                         pass  # deregistered, and none of its persisted values there
                     elif x.code:
                         errs.append(wire.reply_error(x.code, x.meta))

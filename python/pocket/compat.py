@@ -43,6 +43,10 @@ _tls = threading.local()
 _lock = threading.Lock()
 _tokens: dict[str, bytes] = {}  # jobs registered in this process: id -> token
 _registered: list[str] = []  # their ids, oldest first
+# Jobs deregistered by this process: a handle's Job of one reads and
+# deletes its persisted values as retired (Job._retired: a node holding
+# none of them answers revoked, which is then nothing there).
+_deregistered: set[str] = set()
 
 
 def last_error() -> BaseException | None:
@@ -114,6 +118,7 @@ def deregister_job(jobid):
         return _fail(e)
     with _lock:
         _tokens.pop(jobid, None)
+        _deregistered.add(jobid)
         if jobid in _registered:
             _registered.remove(jobid)
     return _ok()
@@ -159,6 +164,9 @@ class Handle:
         with self._lock:
             j = self.jobs.get(jobid)
         if j is not None:
+            with _lock:
+                if jobid in _deregistered:
+                    j._retired = True
             return j
         tok = _token_of(jobid)
         if tok is None:
