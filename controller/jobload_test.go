@@ -46,22 +46,7 @@ func TestJobLoadsSmoothed(t *testing.T) {
 // scaleRig.heartbeat).
 func (r *scaleRig) heartbeatLoads(addr string, rx float64, loads []wire.JobLoad) {
 	r.t.Helper()
-	hb := &wire.Heartbeat{Addr: addr, Proof: dramNode(addr, 0, 0).Proof, RxMbps: rx, Loads: loads,
-		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 1000}}}
-	r.c.mu.Lock()
-	n, ok := r.c.nodes[addr]
-	hurried := ok && n.hurried
-	r.c.mu.Unlock()
-	for i := 0; i < 10; i++ {
-		ack, err := r.c.Heartbeat(hb)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if !ack.More && !hurried {
-			break
-		}
-		hurried = false
-	}
+	r.beatTraffic(addr, rx, 0, loads)
 }
 
 // sharedNodeRig is a scale rig whose first node holds the jobs named,

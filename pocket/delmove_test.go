@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
-	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -32,34 +31,13 @@ func TestDeleteAfterReadOfOverwriteLeavesNoOlderValue(t *testing.T) {
 	for _, change := range []string{"join", "drain"} {
 		for _, size := range []int{100, 3*cs + 100} {
 			t.Run(fmt.Sprintf("%s/%d", change, size), func(t *testing.T) {
-				addrs, _ := histCluster(t, 3, 4<<20, histLease)
-				before := addrs
-				if change == "join" {
-					before = addrs[:2]
-				}
-				j := staticJob(t, Config{ChunkSize: cs}, before)
-				ctx := context.Background()
-				// A key owned, under the three nodes, by the third: it
-				// moves to it (join) or away from it (drain).
-				whole := placement.NewSet(placementNodes([]Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}))
-				key := ""
-				for i := 0; key == ""; i++ {
-					if k := fmt.Sprintf("obj-%d", i); whole.Node(whole.Pick([]byte(k), 0)).ID == addrs[2] {
-						key = k
-					}
-				}
+				mk := newOwnerChange(t, change == "join", cs)
+				j, key, ctx := mk.j, mk.key, context.Background()
 				v1, v2 := randBytes(size, 1), randBytes(size, 2)
 				if err := j.Put(ctx, key, v1); err != nil {
 					t.Fatal(err)
 				}
-				m := j.Map()
-				m.Nodes = []Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}
-				if change == "join" {
-					m.Joining = map[string]bool{addrs[2]: true}
-				} else {
-					m.Draining = map[string]bool{addrs[2]: true}
-				}
-				j.setMap(m)
+				mk.change()
 				if r := j.route([]byte(key), 0); r.old == "" {
 					t.Fatalf("key %q: its owner does not change", key)
 				}
@@ -156,14 +134,7 @@ func TestDeleteAfterReadAcrossMapChanges(t *testing.T) {
 			if change == "drain" {
 				nodes = 5
 			}
-			ctl, addr, _ := startDrainCluster(t, nodes, 256<<20)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			s, err := Dial(ctx, addr, Config{ChunkSize: 1 << 20})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			ctl, s, ctx := elasticStore(t, nodes)
 			j, err := s.RegisterJob(ctx, "dar", Hints{PeakMbps: 24000})
 			if err != nil {
 				t.Fatal(err)
@@ -229,14 +200,7 @@ func TestRemoveAllAcrossMapChanges(t *testing.T) {
 			if change == "drain" {
 				nodes = 7 // each trial drains a node for good
 			}
-			ctl, addr, _ := startDrainCluster(t, nodes, 256<<20)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			s, err := Dial(ctx, addr, Config{ChunkSize: 1 << 20})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			ctl, s, ctx := elasticStore(t, nodes)
 			const n = 5000
 			left := 0
 			for trial := 0; trial < 3; trial++ {
@@ -361,4 +325,20 @@ func TestFanOutsSpanAStoppedDrainedNode(t *testing.T) {
 	if failed.Load() > 0 {
 		t.Fatalf("%d of %d fan-out calls failed while the drained node stopped", failed.Load(), calls.Load())
 	}
+}
+
+// elasticStore starts a controller and nodes of 256 MiB (startDrainCluster)
+// and dials it with 1 MiB chunks, for the test's duration (at most 2
+// minutes: the context returned ends then).
+func elasticStore(t *testing.T, nodes int) (*controller.Controller, *Store, context.Context) {
+	t.Helper()
+	ctl, addr, _ := startDrainCluster(t, nodes, 256<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	s, err := Dial(ctx, addr, Config{ChunkSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return ctl, s, ctx
 }

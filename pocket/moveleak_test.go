@@ -27,35 +27,13 @@ func TestDeleteAtBothOwnersDropsChunks(t *testing.T) {
 
 func testDeleteAtBothOwners(t *testing.T, change, del string) {
 	const cs = 16 << 10
-	addrs, tiers := histCluster(t, 3, 4<<20, histLease)
-	before := addrs
-	if change == "joining" {
-		before = addrs[:2]
-	}
-	j := staticJob(t, Config{ChunkSize: cs}, before)
-	ctx := context.Background()
-	whole := placement.NewSet(placementNodes([]Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}))
-	// A key whose owner is addrs[2] with it in the map, so that it moves
-	// (from addrs[0] or addrs[1] to addrs[2] as addrs[2] joins, or the
-	// other way as it drains).
-	key := ""
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprintf("obj-%d", i); whole.Node(whole.Pick([]byte(k), 0)).ID == addrs[2] {
-			key = k
-		}
-	}
+	mk := newOwnerChange(t, change == "joining", cs)
+	j, key, ctx := mk.j, mk.key, context.Background()
 	if err := j.Put(ctx, key, randBytes(3*cs+100, 1)); err != nil {
 		t.Fatal(err)
 	}
-	ver := objectVersion(t, tiers, j.ID(), key)
-	m := j.Map()
-	m.Nodes = []Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}
-	if change == "joining" {
-		m.Joining = map[string]bool{addrs[2]: true}
-	} else {
-		m.Draining = map[string]bool{addrs[2]: true}
-	}
-	j.setMap(m)
+	ver := objectVersion(t, mk.tiers, j.ID(), key)
+	mk.change()
 	// Written after the change: at the key's new owner.
 	if err := j.Put(ctx, key, []byte("newer, small")); err != nil {
 		t.Fatal(err)
@@ -69,7 +47,7 @@ func testDeleteAtBothOwners(t *testing.T, change, del string) {
 	if err := j.Delete(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	for i, tier := range tiers {
+	for i, tier := range mk.tiers {
 		if u := tier.Usage(); u.Values != 0 {
 			t.Errorf("node %d holds %d values (%d bytes) after the delete", i, u.Values, u.Used)
 		}
@@ -87,4 +65,46 @@ func objectVersion(t *testing.T, tiers []dataplane.Tier, job, key string) uint64
 	}
 	t.Fatalf("no manifest of %s on any node", key)
 	return 0
+}
+
+// ownerChange is a static three-node cluster, a job on it whose map the
+// test changes by hand, and a key whose owner is the third node with it in
+// the map: its value moves when that node joins the map (join: the job
+// starts on the other two) or drains from it (else: on all three).
+type ownerChange struct {
+	addrs []string
+	tiers []dataplane.Tier
+	j     *Job
+	key   string
+	join  bool
+}
+
+func newOwnerChange(t *testing.T, join bool, chunk int64) *ownerChange {
+	t.Helper()
+	addrs, tiers := histCluster(t, 3, 4<<20, histLease)
+	before := addrs
+	if join {
+		before = addrs[:2]
+	}
+	mk := &ownerChange{addrs: addrs, tiers: tiers, j: staticJob(t, Config{ChunkSize: chunk}, before), join: join}
+	whole := placement.NewSet(placementNodes([]Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}))
+	for i := 0; mk.key == ""; i++ {
+		if k := fmt.Sprintf("obj-%d", i); whole.Node(whole.Pick([]byte(k), 0)).ID == addrs[2] {
+			mk.key = k
+		}
+	}
+	return mk
+}
+
+// change puts the job's map in the middle of the change: all three nodes,
+// the third joining or draining.
+func (mk *ownerChange) change() {
+	m := mk.j.Map()
+	m.Nodes = []Node{{mk.addrs[0], 1}, {mk.addrs[1], 1}, {mk.addrs[2], 1}}
+	if mk.join {
+		m.Joining = map[string]bool{mk.addrs[2]: true}
+	} else {
+		m.Draining = map[string]bool{mk.addrs[2]: true}
+	}
+	mk.j.setMap(m)
 }
