@@ -152,14 +152,17 @@ func (c movingKey) send(addr string, op wire.Op, flags uint16, version uint64, d
 // first empties it for the mover's put-if-absent of the older value.
 
 // readDelete is a get that deletes what it read (FlagDeleteAfterRead). The
-// live owner is read without deleting. If it holds the value, the key is
-// deleted at the old owner (whatever is there is older) and then at the
-// live owner, there only if it still holds the version read (a value
-// written meanwhile stays); a manifest is left for the caller, who
-// deletes it by version once its chunks are read (deleteVersion). If the
-// live owner has nothing, the old owner reads and deletes as usual (its
-// mover deletes at the live owner a value it moved meanwhile), and
-// failing that the live owner, where the value may just have moved.
+// live owner is looked at without deleting. If it holds a value, the key
+// is deleted at the old owner (whatever is there is older), then read and
+// deleted at the live owner in one step, whose answer is the caller's: of
+// readers racing, exactly one gets the value, the others "not found" (or
+// a value written meanwhile), as outside a change (a delete by the version
+// looked at would let every racer return it). A manifest is left for the
+// caller, who deletes it by version once its chunks are read
+// (deleteVersion). If the live owner has nothing, the old owner reads and
+// deletes as usual (its mover deletes at the live owner a value it moved
+// meanwhile), and failing that the live owner, where the value may just
+// have moved.
 func (c movingKey) readDelete(flags uint16, dst []byte) (client.Reply, error) {
 	r, err := c.send(c.t.addr, wire.OpGet, flags&^wire.FlagDeleteAfterRead|wire.FlagVersion, 0, dst)
 	switch {
@@ -171,13 +174,14 @@ func (c movingKey) readDelete(flags uint16, dst []byte) (client.Reply, error) {
 	case err != nil || r.Flags&wire.FlagManifest != 0:
 		return r, err
 	}
-	if _, err := c.deleteFound(r.Meta.Version); err != nil && !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrConflict) {
+	oldR, err := c.send(c.t.old, wire.OpDelete, 0, 0, nil)
+	if err != nil && !errors.Is(err, wire.ErrNotFound) {
 		return client.Reply{}, err
 	}
-	if flags&wire.FlagVersion == 0 {
-		r.Meta.Version = 0 // as the node answers a get without FlagVersion
+	if ov := oldR.Meta.Version; err == nil && ov != 0 && ov != r.Meta.Version {
+		c.j.dropVersion(ov) // an older manifest no writer replaced: its chunks are no one else's
 	}
-	return r, nil
+	return c.send(c.t.addr, wire.OpGet, flags, 0, dst)
 }
 
 // deleteFound deletes the key at the old owner, whatever it holds there,

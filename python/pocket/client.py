@@ -646,24 +646,29 @@ class Job:
     def _read_delete(self, st: _MapState, key: bytes, addr: str, old: str, flags: int, meta: bytes, dst,
                      send) -> Reply:
         """A get that deletes what it read, for a key whose owner changes.
-        The owner is read without deleting; if it holds the value, the key
-        is deleted at the old owner (whatever is there is older), then at
-        the owner if it still holds the version read (_delete_found); a
-        manifest is left to the caller, who deletes it by version once its
-        chunks are read. If the owner has nothing, the old owner reads and
-        deletes as usual (its mover deletes at the owner a value it moved
-        meanwhile), and failing that the owner, where it may just have
-        moved."""
+        The owner is looked at without deleting; if it holds a value, the
+        key is deleted at the old owner (whatever is there is older; waiting
+        while it answers busy), then read and deleted at the owner in one
+        step, whose reply is the caller's: of readers racing, exactly one
+        gets the value, as outside a change. A manifest is left to the
+        caller, who deletes it by version once its chunks are read. If the
+        owner has nothing, the old owner reads and deletes as usual (its
+        mover deletes at the owner a value it moved meanwhile), and failing
+        that the owner, where it may just have moved."""
         r = self._send(addr, wire.OP_GET, (flags & ~wire.FLAG_DELETE_AFTER_READ) | wire.FLAG_VERSION, meta, None, dst)
         if r.code == errors.Code.NOT_FOUND:
             r2 = send(old)
             return r2 if r2.code == 0 else send(addr)
         if r.code or r.flags & wire.FLAG_MANIFEST:
             return r
-        d = self._delete_found(st, key, addr, old, r.response().version if r.meta else 0)
-        if d.code not in (0, errors.Code.NOT_FOUND, errors.Code.CONFLICT):
-            return d  # the value stays; the caller raises (or retries on a new map)
-        return r
+        seen = r.response().version if r.meta else 0
+        r_old = self._send_patient(old, wire.OP_DELETE, st.tier_flags, st.codec.encode(key))
+        if r_old.code not in (0, errors.Code.NOT_FOUND):
+            return r_old  # the value stays; the caller raises (or retries on a new map)
+        old_ver = r_old.response().version if r_old.code == 0 and r_old.meta else 0
+        if old_ver and old_ver != seen:
+            self._drop_version(old_ver)  # an older manifest no writer replaced
+        return send(addr)
 
     def _delete_found(self, st: _MapState, key: bytes, addr: str, old: str, ver: int) -> Reply:
         """Deletes key at its old owner, whatever it holds there (waiting

@@ -80,6 +80,35 @@ def test_delete_after_read_of_an_overwrite_leaves_no_older_value(change_views, c
             assert bytes(got) != v1, "the key answers the value it overwrote"
 
 
+
+@pytest.mark.parametrize("change", ["join", "drain"])
+def test_delete_after_read_consumes_once_during_a_change(change_views, change):
+    """Two readers get-delete one value at once while its owner changes:
+    exactly one gets it, as outside a change. The first fix of the
+    resurrection above returned the value it had looked at to every racer."""
+    views, _ = change_views
+    _, during = views[change]
+    key = next(k for k in (f"once-{i}" for i in range(1000)) if during._st.route(k.encode(), 0)[1])
+    other = pclient.Job(during.client, during.map)
+    double = 0
+    for i in range(30):
+        during.put(key, f"v{i}".encode())
+        got = [False, False]
+
+        def read(k, j):
+            try:
+                j.get(key, delete_after_read=True)
+                got[k] = True
+            except pocket.NotFound:
+                pass
+        ts = [threading.Thread(target=read, args=(k, j)) for k, j in enumerate((during, other))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        double += all(got)
+    assert double == 0, f"{double} of 30 values read by both of two delete-after-read calls"
+
 # ---- on the Go helper's cluster, whose movers run ----
 
 
