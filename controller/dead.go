@@ -166,6 +166,37 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 	return true
 }
 
+// restartedLocked handles a known node that registers with another
+// incarnation than before (wire.NodeRegister): its process restarted, and
+// it is empty, whatever the controller thought of it (alive within
+// DeadAfter, or dead within the grace). Every job that has
+// it in its map loses it at once, as a node dead past the grace does: its
+// keys answer wire.CodeLost ("recompute it") instead of "not found", and
+// writes go to the job's other nodes; the node itself serves on as a new
+// one. Before, the restarted node kept its place and the job's values on
+// it read as never written.
+func (c *Controller) restartedLocked(n *node) {
+	if n.state == wire.NodeDead {
+		c.setStateLocked(n, wire.NodeActive, "registered again")
+	}
+	var jobs []*job
+	if l := c.loads[n.addr]; l != nil {
+		for j := range l.jobs {
+			jobs = append(jobs, j)
+		}
+	}
+	lost := 0
+	for _, j := range jobs {
+		if c.loseNodeLocked(j, n.addr) {
+			lost++
+		}
+	}
+	if len(jobs) > 0 {
+		c.cfg.Logger.Warn("controller: node restarted; its jobs lost its values", "node", n.addr, "jobs", lost,
+			"kept_for_lack_of_nodes", len(jobs)-lost)
+	}
+}
+
 // lostOne counts a node that left j's map by a drain from the cluster or
 // as lost: growth's count, the shrink floor of a job sized without hints,
 // falls by one, so the job does not shed the node that grew in the place

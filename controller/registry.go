@@ -81,21 +81,22 @@ type Controller struct {
 
 // node is a registered storage node.
 type node struct {
-	addr      string
-	state     wire.NodeState
-	tiers     []wire.TierStat
-	cores     uint32
-	rx, tx    float64
-	cpu       float64
-	metrics   []wire.Metric
-	lastSeen  time.Time
-	deadSince time.Time
-	hist      history
-	jobLoads  jobLoads    // per-job figures of its last heartbeats (jobload.go)
-	drain     *drainState // set while draining
-	since     uint64      // the revision its job table was at in its last heartbeat
-	hurried   bool        // its last ack asked for the next heartbeat at once
-	restored  bool        // read from the durable state, not synced with this run yet
+	addr        string
+	state       wire.NodeState
+	tiers       []wire.TierStat
+	cores       uint32
+	rx, tx      float64
+	cpu         float64
+	metrics     []wire.Metric
+	lastSeen    time.Time
+	deadSince   time.Time
+	hist        history
+	jobLoads    jobLoads    // per-job figures of its last heartbeats (jobload.go)
+	drain       *drainState // set while draining
+	since       uint64      // the revision its job table was at in its last heartbeat
+	incarnation uint64      // its process's, from its registration (0: unknown, as after a restart of the controller)
+	hurried     bool        // its last ack asked for the next heartbeat at once
+	restored    bool        // read from the durable state, not synced with this run yet
 }
 
 // job is a registered job.
@@ -204,10 +205,18 @@ func (c *Controller) registerNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 		n = &node{addr: reg.Addr, state: wire.NodeActive}
 		c.nodes[reg.Addr] = n
 		c.cfg.Logger.Info("controller: node registered", "node", reg.Addr, "tiers", tierSummary(reg.Tiers))
-	} else if n.state == wire.NodeDead {
-		c.setStateLocked(n, wire.NodeActive, "registered again")
+	} else if reg.Incarnation != 0 && n.incarnation != 0 && reg.Incarnation != n.incarnation {
+		// Restarted: it holds nothing, so no lost job's data needs
+		// dropping there (a drop order would make it refuse the job as
+		// revoked rather than as out of date).
+		c.restartedLocked(n)
+	} else {
+		if n.state == wire.NodeDead {
+			c.setStateLocked(n, wire.NodeActive, "registered again")
+		}
+		c.returnedLocked(reg.Addr)
 	}
-	c.returnedLocked(reg.Addr)
+	n.incarnation = reg.Incarnation
 	n.tiers = append([]wire.TierStat(nil), reg.Tiers...)
 	n.cores = reg.Cores
 	n.lastSeen = time.Now()

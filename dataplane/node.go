@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"sync"
@@ -61,6 +62,8 @@ type Node struct {
 	mx     nodeMetrics // requests by op and result, latency (metrics.go)
 	closed atomic.Bool
 	drain  atomic.Bool
+
+	incarnation uint64 // Incarnation
 	// inflight counts blocking tier calls queued or running on workers.
 	inflight atomic.Int64
 	// pf is the DRAM tier when it can prefetch, else nil; batches are the
@@ -109,6 +112,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	n.pf, _ = cfg.DRAM.(prefetcher)
 	n.jobs.init()
+	n.incarnation = rand.Uint64() | 1
 	n.jobs.await.Store(cfg.AwaitSync)
 	n.jobs.loops = cfg.Net.Loops
 	if n.jobs.loops <= 0 {
@@ -173,6 +177,12 @@ func (n *Node) SetDraining(on bool) { n.drain.Store(on) }
 // controller gives it; requests routed with an older epoch are refused with
 // wire.CodeStaleEpoch. Clients' epochs are never learned (jobtable.go).
 func (n *Node) SetEpoch(job string, epoch uint64) { n.jobs.setEpoch(job, epoch) }
+
+// Incarnation is a random number, not 0, drawn when the node was made:
+// the node's registration carries it, and the controller takes another at
+// a known address for a restart (an empty node) and has the jobs that had
+// it lose it.
+func (n *Node) Incarnation() uint64 { return n.incarnation }
 
 // AwaitSync makes the node refuse every job until its job table has
 // synced with a controller (the first complete snapshot an ack brings):

@@ -48,7 +48,12 @@ func newGraceCluster(t *testing.T, nodes int, grace time.Duration) *testCluster 
 }
 
 // addNodeAt starts an empty node listening on listen, with its agent.
-func (c *testCluster) addNodeAt(listen string) *clusterNode {
+func (c *testCluster) addNodeAt(listen string) *clusterNode { return c.addNodeLate(listen, 0) }
+
+// addNodeLate is addNodeAt whose agent reaches the controller only after
+// delay: the node listens first, as pocket node does while its controller
+// is slow or failing over.
+func (c *testCluster) addNodeLate(listen string, delay time.Duration) *clusterNode {
 	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
 	if err != nil {
 		c.t.Fatal(err)
@@ -64,7 +69,9 @@ func (c *testCluster) addNodeAt(listen string) *clusterNode {
 	go func() {
 		defer close(cn.done)
 		defer mc.Close()
-		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc})
+		if sleepCtx(ctx, delay) {
+			_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc})
+		}
 	}()
 	c.nodes = append(c.nodes, cn)
 	return cn

@@ -128,12 +128,19 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 //     (refreshNewer: the controller hands it out once the other nodes
 //     have learned it, a heartbeat or two after the retirement).
 //
+// A node that refuses the map with an epoch older than the request's
+// (nodesBehind) is behind, not the map: it restarted and has not synced
+// its job table yet, or a heartbeat is late; the same map is sent again
+// after behindPause, mapRetries times at most.
+//
 // A failed refresh is folded into err's caller's view by returning false.
 func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool) bool {
 	if j.s.ctl == nil || err == nil {
 		return false
 	}
 	switch {
+	case errors.Is(err, wire.ErrStaleEpoch) && nodesBehind(err, used):
+		return sleepCtx(ctx, behindPause)
 	case errors.Is(err, wire.ErrStaleEpoch):
 		return j.refreshNewer(ctx, used)
 	case errors.Is(err, wire.ErrDraining):
@@ -150,13 +157,50 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool)
 // (a fan-out, a listing, a prefix delete), which may be sent again whole:
 // a node of the map that cannot be reached has most likely drained and
 // been stopped, or died, and the map without it (or marking it dead, which
-// a fan-out skips) is handed out a heartbeat or two later, so the map is
-// fetched until it is newer, within staleWait. Fetching it once, as a
-// single-key request does, failed fan-outs for the second between a
-// drained node's stop and the new map (a user saw 25,867 of 45,937 list
-// calls fail in one drain).
+// a fan-out skips) is handed out a heartbeat or two later (or DeadAfter
+// after a crash), so the map is fetched until it is newer, within
+// staleWait. Fetching it once, as a single-key request does, failed
+// fan-outs for the second between a drained node's stop and the new map
+// (a user saw 25,867 of 45,937 list calls fail in one drain). The price:
+// a node the controller sees alive but this client cannot reach (a
+// partition) fails a fan-out only after staleWait.
 func (j *Job) fanOutChanged(ctx context.Context, err error, used uint64) bool {
 	return j.mapChanged(ctx, err, used, true)
+}
+
+// behindPause is the pause before a request goes again, on the same map,
+// to a node whose table is behind it (mapChanged): mapRetries of them
+// cover about a second, in which a restarted node registers and syncs.
+const behindPause = 250 * time.Millisecond
+
+// nodesBehind reports whether every stale-epoch refusal in err (one per
+// node for a fan-out) names an epoch older than used: the nodes are
+// behind the map, which is the newest they can be sent.
+func nodesBehind(err error, used uint64) bool {
+	var we *wire.Error
+	if errors.As(err, &we) && we.Code == wire.CodeStaleEpoch && we.Epoch >= used {
+		return false
+	}
+	if m, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range m.Unwrap() {
+			if errors.Is(e, wire.ErrStaleEpoch) && !nodesBehind(e, used) {
+				return false
+			}
+		}
+	}
+	return errors.As(err, &we)
+}
+
+// sleepCtx waits d and reports true, or false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // mapRetries is how many times one call sends its request again with a

@@ -156,12 +156,15 @@ type DrainNode struct {
 	Proof    []byte
 }
 
-// NodeRegister is a storage node's registration.
+// NodeRegister is a storage node's registration. Incarnation is random
+// per start of the node's process (0: an older node, which sends none):
+// another one at a known address means the node restarted, empty.
 type NodeRegister struct {
-	Addr  string
-	Tiers []TierStat
-	Proof []byte
-	Cores uint32
+	Addr        string
+	Tiers       []TierStat
+	Proof       []byte
+	Cores       uint32
+	Incarnation uint64
 }
 
 // Heartbeat is a node's periodic report. Since is the controller revision
@@ -373,7 +376,7 @@ var (
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}}}
 	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}}}
 	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
-		{Kind: String}, {Kind: TableVec, Sub: &tierStatSpec}, {Kind: Bytes}, {Kind: Scalar4},
+		{Kind: String}, {Kind: TableVec, Sub: &tierStatSpec}, {Kind: Bytes}, {Kind: Scalar4}, {Kind: Scalar8},
 	}}
 	heartbeatSpec = TableSpec{Name: "Heartbeat", Fields: []Field{
 		{Kind: String}, {Kind: Bytes}, {Kind: TableVec, Sub: &tierStatSpec},
@@ -752,6 +755,7 @@ func (m *NodeRegister) Encode(b *flatbuffers.Builder) []byte {
 	addOff(b, tiers, fb.NodeRegisterAddTiers)
 	addOff(b, proof, fb.NodeRegisterAddProof)
 	fb.NodeRegisterAddCores(b, m.Cores)
+	fb.NodeRegisterAddIncarnation(b, m.Incarnation)
 	b.Finish(fb.NodeRegisterEnd(b))
 	return b.FinishedBytes()
 }
@@ -772,7 +776,8 @@ func (m *NodeRegister) Decode(meta []byte) error {
 	if err != nil {
 		return err
 	}
-	*m = NodeRegister{Addr: string(t.Addr()), Tiers: tiers, Proof: cloneBytes(t.ProofBytes()), Cores: t.Cores()}
+	*m = NodeRegister{Addr: string(t.Addr()), Tiers: tiers, Proof: cloneBytes(t.ProofBytes()), Cores: t.Cores(),
+		Incarnation: t.Incarnation()}
 	return nil
 }
 

@@ -24,7 +24,7 @@ func sampleControl() []ControlMessage {
 	nodes := []MapNode{{Addr: "127.0.0.1:7001", Weight: 0.25, State: NodeActive},
 		{Addr: "127.0.0.1:7002", Weight: 0.75, State: NodeDead}}
 	return []ControlMessage{
-		&NodeRegister{Addr: "127.0.0.1:7001", Tiers: tiers, Proof: []byte{3, 1, 4}, Cores: 8},
+		&NodeRegister{Addr: "127.0.0.1:7001", Tiers: tiers, Proof: []byte{3, 1, 4}, Cores: 8, Incarnation: 1<<63 + 9},
 		&Heartbeat{Addr: "127.0.0.1:7001", Proof: []byte{9}, Tiers: tiers, RxMbps: 10.5, TxMbps: 20.25,
 			CPUPercent: 37.5, Metrics: metrics, Since: 1 << 60, SnapRev: 17, SnapAfter: 12,
 			Held:  []HeldJob{{Job: "old-7", Bytes: 650 << 20}, {Job: "gone-3"}},

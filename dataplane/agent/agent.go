@@ -61,7 +61,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer a.move.stop()
 	defer a.stopDrain()
 	return cfg.Controller.RunNode(ctx, metaclient.NodeLoop{
-		Register: wire.NodeRegister{Addr: cfg.Addr, Tiers: a.tiers(), Cores: uint32(runtime.NumCPU())},
+		Register: wire.NodeRegister{Addr: cfg.Addr, Tiers: a.tiers(), Cores: uint32(runtime.NumCPU()), Incarnation: cfg.Node.Incarnation()},
 		Report:   a.report,
 		OnAck:    a.ack,
 	})

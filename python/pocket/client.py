@@ -342,6 +342,12 @@ def _resendable(e: errors.Unavailable, op: int, flags: int) -> bool:
 _STALE_WAIT = 5.0
 _STALE_PAUSE = 0.01
 _STALE_PAUSE_MAX = 0.2
+# The pause before a request goes again, on the same map, to a node that
+# refused it with an epoch older than the request's: the node is behind
+# (it restarted and has not synced its job table yet, or a heartbeat is
+# late), not the map. _MAP_RETRIES of them cover about a second, in which
+# a restarted node registers and syncs.
+_BEHIND_PAUSE = 0.25
 # How long a version request (confirm, drop-version) waits out a node that
 # answers busy while it moves a chunk of that version (the Go SDK's settle).
 _SETTLE = 10.0
@@ -411,15 +417,20 @@ class Job:
         st = self._st
         self._st = _MapState(self.client._ctl().get_map(st.map.job, st.map.token))
 
-    def _map_changed(self, code: int, used: _MapState) -> bool:
-        """After a node answered code to a request routed with the map used:
-        whether to send it again on a new map. A stale epoch fetches the map
-        until the controller hands out a newer one (_refresh_newer); a node
-        draining since the map was fetched fetches it once. A failed fetch
-        answers False: the caller raises the node's error. Needs a
-        controller."""
+    def _map_changed(self, code: int, used: _MapState, meta=None) -> bool:
+        """After a node answered code (and meta, its reply's) to a request
+        routed with the map used: whether to send it again. A stale epoch
+        older than used's is the node's lag: the same map goes again after
+        _BEHIND_PAUSE; else a stale epoch fetches the map until the
+        controller hands out a newer one (_refresh_newer); a node draining
+        since the map was fetched fetches it once. A failed fetch answers
+        False: the caller raises the node's error. Needs a controller."""
         if self.client.controller is None:
             return False
+        if code == errors.Code.STALE_EPOCH and meta is not None and \
+                wire.reply_error(code, meta).epoch < used.map.epoch:
+            time.sleep(_BEHIND_PAUSE)
+            return True
         if code == errors.Code.STALE_EPOCH:
             return self._refresh_newer(used.map.epoch)
         if code == errors.Code.DRAINING:
@@ -475,6 +486,7 @@ class Job:
         if self.client.controller is None or not errs:
             return False
         stale = draining = retired = False
+        behind = True  # every stale refusal names an epoch older than used's
         for e in errs:
             if isinstance(e, errors.Unavailable):
                 if not _resendable(e, op, flags):
@@ -482,10 +494,14 @@ class Job:
                 retired = retired or fan_out or getattr(e, "addr", "") in used.draining
             elif isinstance(e, errors.PocketError) and e.code == errors.Code.STALE_EPOCH:
                 stale = True
+                behind = behind and e.epoch < used.map.epoch
             elif isinstance(e, errors.PocketError) and e.code == errors.Code.DRAINING:
                 draining = True
             else:
                 return False
+        if stale and behind and not retired and not draining:
+            time.sleep(_BEHIND_PAUSE)  # the nodes lag the map (_map_changed)
+            return True
         if stale or retired:
             return self._refresh_newer(used.map.epoch)
         if draining:
@@ -579,7 +595,7 @@ class Job:
                 if attempt < _MAP_RETRIES and self._follow([e], st, op, flags):
                     continue
                 raise
-            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st):
+            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta):
                 continue
             return r, addr
         raise AssertionError("unreachable")
@@ -852,7 +868,7 @@ class Job:
                 if attempt < _MAP_RETRIES and self._follow([e], st, op, 0) and addr in self._st.addrs:
                     continue
                 raise
-            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st):
+            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta):
                 continue
             return r
         raise AssertionError("unreachable")

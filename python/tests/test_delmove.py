@@ -227,3 +227,26 @@ def test_follow_waits_for_a_new_map_for_fan_outs_only(monkeypatch):
         used = job._st
         assert job._follow([gone], used, wire.OP_LIST, 0, fan_out=True)
         assert cl.controller.calls == 4 and job.map.epoch == 6
+
+
+def test_a_node_behind_the_map_is_asked_again(monkeypatch):
+    """A node that refuses a request with an epoch older than the map's
+    (it restarted and has not synced its job table yet) is behind, not the
+    map: the same map goes again after a pause, without asking the
+    controller. The old client waited for a newer map, which never came,
+    and failed after 5 s."""
+    monkeypatch.delenv("POCKET_CONTROLLER", raising=False)
+    slept = []
+    monkeypatch.setattr(pclient.time, "sleep", slept.append)
+    x = "127.0.0.1:1"
+    m = wire.PlacementMap("j-1", wire.TIER_DRAM, 5, [wire.MapNode(x, 1.0)], b"tok")
+    with pocket.Client(insecure=True) as cl:
+        cl.controller = _Controller(m, 100)
+        job = pclient.Job(cl, m)
+        behind = pocket.errors.error_for(pocket.errors.Code.STALE_EPOCH, "not synced", 0)
+        assert job._follow([behind], job._st, wire.OP_LIST, 0, fan_out=True)
+        assert cl.controller.calls == 0 and slept == [pclient._BEHIND_PAUSE] and job.map.epoch == 5
+        # A node ahead of the map: the map is fetched until it is newer.
+        ahead = pocket.errors.error_for(pocket.errors.Code.STALE_EPOCH, "stale", 7)
+        cl.controller = _Controller(m, 2)
+        assert job._follow([ahead], job._st, wire.OP_LIST, 0, fan_out=True) and cl.controller.calls == 3

@@ -107,8 +107,20 @@ func (rcv *NodeRegister) MutateCores(n uint32) bool {
 	return rcv._tab.MutateUint32Slot(10, n)
 }
 
+func (rcv *NodeRegister) Incarnation() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(12))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *NodeRegister) MutateIncarnation(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(12, n)
+}
+
 func NodeRegisterStart(builder *flatbuffers.Builder) {
-	builder.StartObject(4)
+	builder.StartObject(5)
 }
 func NodeRegisterAddAddr(builder *flatbuffers.Builder, addr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(addr), 0)
@@ -127,6 +139,9 @@ func NodeRegisterStartProofVector(builder *flatbuffers.Builder, numElems int) fl
 }
 func NodeRegisterAddCores(builder *flatbuffers.Builder, cores uint32) {
 	builder.PrependUint32Slot(3, cores, 0)
+}
+func NodeRegisterAddIncarnation(builder *flatbuffers.Builder, incarnation uint64) {
+	builder.PrependUint64Slot(4, incarnation, 0)
 }
 func NodeRegisterEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -90,7 +90,14 @@ class NodeRegister(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
-def NodeRegisterStart(builder): builder.StartObject(4)
+    # NodeRegister
+    def Incarnation(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+def NodeRegisterStart(builder): builder.StartObject(5)
 def Start(builder):
     return NodeRegisterStart(builder)
 def NodeRegisterAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -111,6 +118,9 @@ def StartProofVector(builder, numElems):
 def NodeRegisterAddCores(builder, cores): builder.PrependUint32Slot(3, cores, 0)
 def AddCores(builder, cores):
     return NodeRegisterAddCores(builder, cores)
+def NodeRegisterAddIncarnation(builder, incarnation): builder.PrependUint64Slot(4, incarnation, 0)
+def AddIncarnation(builder, incarnation):
+    return NodeRegisterAddIncarnation(builder, incarnation)
 def NodeRegisterEnd(builder): return builder.EndObject()
 def End(builder):
     return NodeRegisterEnd(builder)
