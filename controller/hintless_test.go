@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -131,5 +132,36 @@ func TestHintlessJobLetsIdleNodesGo(t *testing.T) {
 	d := r.a.Step()
 	if d.Action != ActionRemove || len(d.Drain) != 1 || d.Drain[0] == m.Nodes[0].Addr {
 		t.Fatalf("decision %+v; want one of the idle nodes drained (3 nodes at 27%%)", d)
+	}
+}
+
+// TestLearnedJobsAllottedWhatTheirNodesCarry: a job sized without hints
+// is allotted at most what its nodes have room for, from a profile as
+// from Pocket's default (a profile recorded on a larger cluster asked for
+// 55000 Mb/s on 16000 Mb/s of nodes, and a new user saw 5668 Mb/s on 1000),
+// and at least one lambda's bandwidth (a default job placed on nodes that
+// earlier jobs fill was allotted 0 Mb/s). Both failed on the old code.
+func TestLearnedJobsAllottedWhatTheirNodesCarry(t *testing.T) {
+	c := newTest(t, Config{})
+	for _, a := range []string{"127.0.0.1:7001", "127.0.0.1:7002"} {
+		mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	}
+	alloc := func(id string) float64 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.jobs[id].allocMbps
+	}
+	first, err := c.RegisterJob("first", wire.JobHints{})
+	if err != nil || alloc(first.Job) != 16000 {
+		t.Fatalf("first job without hints: %v, allotted %v; want 16000", err, alloc(first.Job))
+	}
+	second, err := c.RegisterJob("second", wire.JobHints{})
+	if err != nil || alloc(second.Job) != 600 {
+		t.Fatalf("job without hints on full nodes: %v, allotted %v; want one lambda's 600", err, alloc(second.Job))
+	}
+	c.prof.record("big", state.Run{Job: "big-1", PeakMbps: 50000})
+	big, err := c.RegisterJob("big", wire.JobHints{})
+	if err != nil || alloc(big.Job) > 600 {
+		t.Fatalf("job sized from a profile of 50000 Mb/s on full nodes: %v, allotted %v; want at most 600", err, alloc(big.Job))
 	}
 }

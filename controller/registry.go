@@ -498,8 +498,8 @@ func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.Place
 	if err != nil {
 		return nil, err
 	}
-	if source == SizeDefault {
-		p.mbps = min(p.mbps, c.roomOnLocked(p.nodes, kind, c.bandHigh()))
+	if source == SizeDefault || source == SizeProfile {
+		p.mbps = c.allotLearnedLocked(p, kind)
 	}
 	id := req.Name + "-" + strconv.FormatUint(c.seq, 10)
 	c.seq++

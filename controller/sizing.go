@@ -141,6 +141,28 @@ func (c *Controller) sizeJobLocked(book *profileBook, req *wire.JobRegister) (pl
 // nodes and never drain an idle one. Status shows this allotment and its
 // cost.
 
+// allotLearnedLocked is the bandwidth allotted to a job sized without
+// hints (Pocket's default, or its name's profile) over plan p on tier
+// kind: what p asks, at most what its nodes have room for under the band's
+// high (roomOnLocked; a profile recorded on a larger cluster, or inflated,
+// asked more than the cluster's nodes carry, as the default did), and at
+// least one lambda's bandwidth or, on smaller nodes, the band's high of
+// its first node (a job placed on full nodes was allotted 0 Mb/s: nothing
+// in status, its cost nothing, its traffic share 0 on nodes without
+// per-job figures).
+func (c *Controller) allotLearnedLocked(p plan, kind uint8) float64 {
+	high := c.bandHigh()
+	floor := c.cfg.Policy.PerLambdaMbps
+	if len(p.nodes) > 0 {
+		if n, ok := c.nodes[p.nodes[0].Addr]; ok {
+			if t := n.tier(kind); t != nil {
+				floor = min(floor, high*c.tierMbps(*t))
+			}
+		}
+	}
+	return max(min(floor, p.mbps), min(p.mbps, c.roomOnLocked(p.nodes, kind, high)))
+}
+
 // bandHigh is the utilization the autoscaler keeps nodes under (its
 // High), or 1 (the whole bandwidth) when no autoscaler runs.
 func (c *Controller) bandHigh() float64 {

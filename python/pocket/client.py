@@ -446,7 +446,10 @@ class Job:
         (or one of its draining nodes has stopped: _follow), again and
         again (pauses of _STALE_PAUSE doubling to _STALE_PAUSE_MAX, for at
         most _STALE_WAIT seconds) while the controller still hands out an
-        epoch not newer than used; reports whether the map is now newer."""
+        epoch not newer than used; reports whether the map is now newer.
+        A controller that cannot be reached (restarting, failing over) is
+        asked again within the same bound, as the Go SDK's metaclient
+        waits for one; any other failure answers False at once."""
         deadline = time.monotonic() + _STALE_WAIT
         pause = _STALE_PAUSE
         while True:
@@ -454,6 +457,9 @@ class Job:
                 return True
             try:
                 self.refresh()
+            except (errors.Unavailable, errors.NotLeader):
+                if time.monotonic() >= deadline:
+                    return False
             except errors.PocketError:
                 return False
             if self._st.map.epoch > used or time.monotonic() >= deadline:

@@ -250,3 +250,32 @@ def test_a_node_behind_the_map_is_asked_again(monkeypatch):
         ahead = pocket.errors.error_for(pocket.errors.Code.STALE_EPOCH, "stale", 7)
         cl.controller = _Controller(m, 2)
         assert job._follow([ahead], job._st, wire.OP_LIST, 0, fan_out=True) and cl.controller.calls == 3
+
+
+class _AwayController(_Controller):
+    """Unreachable for its first `away` fetches, then as _Controller."""
+
+    def __init__(self, m: wire.PlacementMap, away: int):
+        super().__init__(m, 0)
+        self.away = away
+
+    def get_map(self, job, token):
+        if self.away > 0:
+            self.away -= 1
+            raise pocket.errors.Unavailable("controller 127.0.0.1:9: connection refused")
+        return super().get_map(job, token)
+
+
+def test_a_stale_map_waits_for_a_restarting_controller(monkeypatch):
+    """A node calls the map stale while the controller restarts: the map is
+    asked for again within the stale-map bound, and the call goes on once
+    the controller answers. The old client gave up at the first refused
+    fetch (a new user: every call failed for the 8 s of a restart)."""
+    monkeypatch.delenv("POCKET_CONTROLLER", raising=False)
+    monkeypatch.setattr(pclient.time, "sleep", lambda s: None)
+    m = wire.PlacementMap("j-1", wire.TIER_DRAM, 5, [wire.MapNode("127.0.0.1:1", 1.0)], b"tok")
+    with pocket.Client(insecure=True) as cl:
+        cl.controller = _AwayController(m, 3)
+        job = pclient.Job(cl, m)
+        ahead = pocket.errors.error_for(pocket.errors.Code.STALE_EPOCH, "stale", 6)
+        assert job._follow([ahead], job._st, wire.OP_GET, 0) and job.map.epoch == 6
