@@ -379,3 +379,31 @@ func TestRestartedNodeLeavesItsMaps(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartSeenAfterAControllerRestart: a controller restarted from its
+// state knows no node's incarnation; a node that kept running heartbeats
+// (and never registers again) and so teaches it, and its later restart
+// is seen. Before heartbeats carried the incarnation, a restarted
+// controller (or a failover) missed every later restart of its nodes: the
+// jobs kept the empty node and its keys read "not found" (a hostile
+// review).
+func TestRestartSeenAfterAControllerRestart(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
+	mustRegister(t, c, a)
+	mustRegister(t, c, b) // as restored from state: incarnation unknown (0)
+	m, err := c.RegisterJob("j", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	c.heartbeat(&wire.Heartbeat{Addr: b.Addr, Incarnation: 41})
+	b.Incarnation = 42 // the node restarted
+	mustRegister(t, c, b)
+	m2, err := c.GetMap(m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, in := mapState(m2, b.Addr); in || len(m2.Lost) != 1 {
+		t.Fatalf("map after the node restarted: %+v; want it lost", m2)
+	}
+}

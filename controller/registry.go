@@ -268,6 +268,12 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		c.prof.observeNode(n, c.loads[n.addr], now)
 	}
 	n.lastSeen = now
+	if n.incarnation == 0 {
+		// A controller restarted from its state knows no incarnation: its
+		// nodes' heartbeats teach it, so that a later restart of one of
+		// them is seen (registerNode).
+		n.incarnation = hb.Incarnation
+	}
 	c.drainReportLocked(n, hb)
 	// A delta ack (not a snapshot) follows from a revision this run logged.
 	delta := hb.SnapRev == 0 && c.coversLocked(hb.Since)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // TestStaleClientRefusedByDepartedNode: a client still routing by a map
@@ -171,5 +173,33 @@ func TestRestartedNodeKeysReadLost(t *testing.T) {
 	}
 	if err := j.Put(ctx, "k0", []byte("again")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNodesBehindOnlyWhenAllAre: a fan-out's refusals call for the same
+// map again only when every one is a node behind it; one node unavailable
+// or ahead among them calls for a newer map (a hostile review: a behind
+// node beside a stopped one made the fan-out resend the same map and fail
+// instead of waiting for the map without the stopped node).
+func TestNodesBehindOnlyWhenAllAre(t *testing.T) {
+	behind := &wire.Error{Code: wire.CodeStaleEpoch, Epoch: 0}
+	ahead := &wire.Error{Code: wire.CodeStaleEpoch, Epoch: 9}
+	gone := &wire.Error{Code: wire.CodeUnavailable, Msg: "node x: connection refused"}
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{behind, true},
+		{fmt.Errorf("list: %w", behind), true},
+		{errors.Join(behind, behind), true},
+		{errors.Join(behind, gone), false},
+		{errors.Join(gone, behind), false},
+		{errors.Join(behind, ahead), false},
+		{ahead, false},
+		{gone, false},
+	} {
+		if got := nodesBehind(tc.err, 5); got != tc.want {
+			t.Errorf("nodesBehind(%v, 5) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

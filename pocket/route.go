@@ -173,22 +173,27 @@ func (j *Job) fanOutChanged(ctx context.Context, err error, used uint64) bool {
 // cover about a second, in which a restarted node registers and syncs.
 const behindPause = 250 * time.Millisecond
 
-// nodesBehind reports whether every stale-epoch refusal in err (one per
-// node for a fan-out) names an epoch older than used: the nodes are
-// behind the map, which is the newest they can be sent.
+// nodesBehind reports whether err is a stale-epoch refusal naming an
+// epoch older than used, or (a fan-out's joined errors) only such
+// refusals: the nodes are behind the map, which is the newest they can be
+// sent. Any other error among them (a node unavailable, draining, or
+// ahead of the map) calls for a newer map instead.
 func nodesBehind(err error, used uint64) bool {
-	var we *wire.Error
-	if errors.As(err, &we) && we.Code == wire.CodeStaleEpoch && we.Epoch >= used {
-		return false
-	}
-	if m, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range m.Unwrap() {
-			if errors.Is(e, wire.ErrStaleEpoch) && !nodesBehind(e, used) {
+	switch e := err.(type) {
+	case *wire.Error:
+		return e.Code == wire.CodeStaleEpoch && e.Epoch < used
+	case interface{ Unwrap() []error }:
+		errs := e.Unwrap()
+		for _, c := range errs {
+			if !nodesBehind(c, used) {
 				return false
 			}
 		}
+		return len(errs) > 0
+	case interface{ Unwrap() error }:
+		return nodesBehind(e.Unwrap(), used)
 	}
-	return errors.As(err, &we)
+	return false
 }
 
 // sleepCtx waits d and reports true, or false when ctx ends first.

@@ -194,6 +194,9 @@ type Heartbeat struct {
 	// from one no job has used yet: the controller then splits RxMbps and
 	// TxMbps among the node's jobs by allotment.
 	Loads []JobLoad
+	// Incarnation is the node's, as it registered with (0: not sent): a
+	// controller that restarted from its state learns it here.
+	Incarnation uint64
 }
 
 // JobLoad is one job's use of a node, as a heartbeat reports it: the
@@ -382,7 +385,7 @@ var (
 		{Kind: String}, {Kind: Bytes}, {Kind: TableVec, Sub: &tierStatSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &metricSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &heldJobSpec},
-		{Kind: TableVec, Sub: &moveReportSpec}, {Kind: TableVec, Sub: &jobLoadSpec},
+		{Kind: TableVec, Sub: &moveReportSpec}, {Kind: TableVec, Sub: &jobLoadSpec}, {Kind: Scalar8},
 	}}
 	jobLoadSpec    = TableSpec{Name: "JobLoad", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	moveReportSpec = TableSpec{Name: "MoveReport", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
@@ -813,6 +816,7 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	addOff(b, held, fb.HeartbeatAddHeld)
 	addOff(b, moves, fb.HeartbeatAddMoves)
 	addOff(b, loads, fb.HeartbeatAddLoads)
+	fb.HeartbeatAddIncarnation(b, m.Incarnation)
 	b.Finish(fb.HeartbeatEnd(b))
 	return b.FinishedBytes()
 }
@@ -852,7 +856,8 @@ func (m *Heartbeat) Decode(meta []byte) error {
 	}
 	*m = Heartbeat{Addr: string(t.Addr()), Proof: cloneBytes(t.ProofBytes()), Tiers: tiers,
 		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Metrics: metrics,
-		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter(), Held: held, Moves: moves, Loads: loads}
+		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter(), Held: held, Moves: moves, Loads: loads,
+		Incarnation: t.Incarnation()}
 	return nil
 }
 

@@ -94,6 +94,7 @@ func (a *agent) tiers() []wire.TierStat {
 // (hb.Loads, jobLoads).
 func (a *agent) report(hb *wire.Heartbeat) {
 	now, st, jobs := time.Now(), a.cfg.Node.Stats(), a.cfg.Node.JobTraffic()
+	hb.Incarnation = a.cfg.Node.Incarnation()
 	secs := now.Sub(a.last).Seconds()
 	if secs > 0 {
 		hb.RxMbps = mbps(st.BytesIn-a.lastStats.BytesIn, secs)

@@ -247,8 +247,20 @@ func (rcv *Heartbeat) LoadsLength() int {
 	return 0
 }
 
+func (rcv *Heartbeat) Incarnation() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(30))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Heartbeat) MutateIncarnation(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(30, n)
+}
+
 func HeartbeatStart(builder *flatbuffers.Builder) {
-	builder.StartObject(13)
+	builder.StartObject(14)
 }
 func HeartbeatAddAddr(builder *flatbuffers.Builder, addr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(addr), 0)
@@ -306,6 +318,9 @@ func HeartbeatAddLoads(builder *flatbuffers.Builder, loads flatbuffers.UOffsetT)
 }
 func HeartbeatStartLoadsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func HeartbeatAddIncarnation(builder *flatbuffers.Builder, incarnation uint64) {
+	builder.PrependUint64Slot(13, incarnation, 0)
 }
 func HeartbeatEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -225,7 +225,14 @@ class Heartbeat(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
         return o == 0
 
-def HeartbeatStart(builder): builder.StartObject(13)
+    # Heartbeat
+    def Incarnation(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(30))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+def HeartbeatStart(builder): builder.StartObject(14)
 def Start(builder):
     return HeartbeatStart(builder)
 def HeartbeatAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -285,6 +292,9 @@ def AddLoads(builder, loads):
 def HeartbeatStartLoadsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
 def StartLoadsVector(builder, numElems):
     return HeartbeatStartLoadsVector(builder, numElems)
+def HeartbeatAddIncarnation(builder, incarnation): builder.PrependUint64Slot(13, incarnation, 0)
+def AddIncarnation(builder, incarnation):
+    return HeartbeatAddIncarnation(builder, incarnation)
 def HeartbeatEnd(builder): return builder.EndObject()
 def End(builder):
     return HeartbeatEnd(builder)
