@@ -266,10 +266,11 @@ func (c *Controller) restore(now time.Time) error {
 	return nil
 }
 
-// restoreNodes enters the stored nodes. They count as heard from now: a
-// node that is still running heartbeats within Config.DeadAfter and keeps
-// its state and its place in its jobs' maps; one that does not is marked
-// dead as if the controller had never stopped.
+// restoreNodes enters the stored nodes. They count as heard from
+// restoreGrace after now: a node that is still running heartbeats within
+// Config.DeadAfter of that and keeps its state and its place in its jobs'
+// maps; one that does not is marked dead as if the controller had never
+// stopped.
 func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 	for _, r := range recs {
 		c.st.saved[r.Addr] = r
@@ -277,7 +278,7 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 			c.gone[r.Addr] = r.Gone
 			continue
 		}
-		n := &node{addr: r.Addr, state: wire.NodeState(r.State), cores: r.Cores, lastSeen: now, restored: true}
+		n := &node{addr: r.Addr, state: wire.NodeState(r.State), cores: r.Cores, lastSeen: now.Add(restoreGrace), restored: true}
 		for _, t := range r.Tiers {
 			n.tiers = append(n.tiers, wire.TierStat{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
 		}
@@ -293,6 +294,15 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 		c.nodes[r.Addr] = n
 	}
 }
+
+// restoreGrace is how much later than its restore a restored node may
+// send its first heartbeat before DeadAfter runs: a heartbeat the node
+// sent as the old controller died can take that long to fail (the
+// metaclient's least attempt timeout) before the node tries the new one.
+// Without it, with short heartbeats (100 ms, DeadAfter 300 ms) or a busy
+// machine, a restarted controller marked running nodes dead within a
+// second and clients read their keys as unavailable.
+const restoreGrace = 3 * time.Second
 
 // restoreJobs enters the stored jobs in registration order, with their
 // tokens signed again, and the tombstones.

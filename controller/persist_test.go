@@ -300,3 +300,23 @@ func syncNode(t *testing.T, c *Controller, addr string) {
 	}
 	t.Fatalf("node %s did not sync in 20 heartbeats", addr)
 }
+
+// TestRestoredNodesGetAFirstHeartbeatGrace: a controller restarted from
+// its state waits restoreGrace beyond DeadAfter for a restored node's
+// first heartbeat before it marks the node dead. Before, with short
+// heartbeats (DeadAfter 300 ms) a busy CI machine saw a running node
+// marked dead right after the restart, and a client's get answered
+// "node is dead" (TestControllerKill9KeepsJobs, once).
+func TestRestoredNodesGetAFirstHeartbeatGrace(t *testing.T) {
+	r := newRestartable(t, Config{DeadAfter: 300 * time.Millisecond}, false)
+	mustRegister(t, r.ctl, dramNode("127.0.0.1:7001", 1<<30, 1000))
+	c := r.restart()
+	c.sweep(time.Now().Add(time.Second))
+	if st := c.Status().Nodes[0].State; st != wire.NodeActive {
+		t.Fatalf("restored node %v a second after the restart, before its first heartbeat was due", st)
+	}
+	c.sweep(time.Now().Add(restoreGrace + time.Second))
+	if st := c.Status().Nodes[0].State; st != wire.NodeDead {
+		t.Fatalf("restored node that never heartbeats: %v after the grace and DeadAfter, want dead", st)
+	}
+}
