@@ -241,6 +241,6 @@ func noSpace(need Need, elig []TierOffer) error {
 	if need.LatencySensitive {
 		what = "DRAM (the job is latency-sensitive)"
 	}
-	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%.1f GiB) in %s; the largest, %s, has %d bytes (%.1f GiB) spare on %d active node(s): add nodes or lower the capacity hint",
+	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%.1f GiB) in %s; the largest, %s, has %d bytes (%.1f GiB) spare on %d active node(s): add nodes or lower the capacity need (--capacity; a job without size hints is sized from its name's profile: give --capacity to size it yourself)",
 		need.Bytes, float64(need.Bytes)/(1<<30), what, big.Tier, big.SpareBytes, float64(big.SpareBytes)/(1<<30), big.Nodes)
 }
