@@ -323,17 +323,24 @@ func TestOutsideTrafficGrowsAVictimOnce(t *testing.T) {
 	if holdsNode(r.c, x.Job, home) {
 		t.Fatal("the attacker was placed on the victim's node")
 	}
-	for round := 0; round < 30; round++ {
-		beatHome(r, home, 950, []wire.JobLoad{{Job: v.Job, RxMbps: 5}, {Job: x.Job, RxMbps: 945}})
-		r.clock.advance(2 * time.Second)
-		r.a.Step()
-		finishMove(r, v.Job)
-		waitStarts(r)
-	}
-	grows, shrinks := changesOf(r, v.Job)
+	grows, shrinks := steadyHome(r, v.Job, home, 950, []wire.JobLoad{{Job: v.Job, RxMbps: 5}, {Job: x.Job, RxMbps: 945}})
 	if n := len(jobNodes(r.c, v)); n != 2 || grows != 1 || shrinks != 0 {
 		t.Fatalf("victim on %d nodes after %d grows and %d shrinks; want 2, 1 and 0", n, grows, shrinks)
 	}
+}
+
+// steadyHome runs 30 rounds of 2 s in which home's heartbeat reports rx
+// Mb/s and the per-job loads, the autoscaler steps and job's changes
+// finish, and returns job's grows and shrinks.
+func steadyHome(r *scaleRig, job, home string, rx float64, loads []wire.JobLoad) (grows, shrinks int) {
+	for range 30 {
+		beatHome(r, home, rx, loads)
+		r.clock.advance(2 * time.Second)
+		r.a.Step()
+		finishMove(r, job)
+		waitStarts(r)
+	}
+	return changesOf(r, job)
 }
 
 // TestHotKeyGrowsOnce: a job whose traffic, 950 Mb/s against a 300 Mb/s
@@ -346,14 +353,7 @@ func TestHotKeyGrowsOnce(t *testing.T) {
 	r := newScaleRig(t, 1, AutoscaleConfig{Cooldown: time.Second, Smooth: 1, JobCooldown: time.Second, MinNodes: 1, MaxNodes: 6})
 	v := oneNodeJob(t, r, "hotkey", 300, true)
 	home := v.Nodes[0].Addr
-	for round := 0; round < 30; round++ {
-		beatHome(r, home, 950, []wire.JobLoad{{Job: v.Job, RxMbps: 950}})
-		r.clock.advance(2 * time.Second)
-		r.a.Step()
-		finishMove(r, v.Job)
-		waitStarts(r)
-	}
-	grows, shrinks := changesOf(r, v.Job)
+	grows, shrinks := steadyHome(r, v.Job, home, 950, []wire.JobLoad{{Job: v.Job, RxMbps: 950}})
 	if n := len(jobNodes(r.c, v)); n != 2 || grows != 1 || shrinks != 0 {
 		t.Fatalf("one-key job on %d nodes after %d grows and %d shrinks; want 2, 1 and 0", n, grows, shrinks)
 	}

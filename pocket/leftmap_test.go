@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -22,18 +21,7 @@ import (
 // such a node had epoch 0 for the job, took every epoch, and acknowledged
 // puts that readers never found.
 func TestStaleClientRefusedByDepartedNode(t *testing.T) {
-	c := newGraceCluster(t, 2, time.Minute)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := Dial(ctx, c.addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.RegisterJob(ctx, "left", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) != 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
+	c, j, ctx := twoNodeJob(t, "left")
 	stale := openJob(t, c.addr, j)
 	leaving := j.Map().Nodes[0].Addr
 	if err := c.ctl.ShrinkJob(j.ID(), leaving); err != nil {
@@ -43,7 +31,7 @@ func TestStaleClientRefusedByDepartedNode(t *testing.T) {
 		t.Fatalf("the shrink did not end: %+v", jobNodes(c.ctl, j.ID()))
 	}
 	// The node that left restarts empty at its address.
-	c.nodes[slices.IndexFunc(c.nodes, func(n *clusterNode) bool { return n.node.Addr().String() == leaving })].stop()
+	c.nodeAt(leaving).stop()
 	back := c.addNodeAt(leaving)
 	c.awaitActive(2)
 
@@ -93,18 +81,7 @@ func openJob(t *testing.T, addr string, j *Job) *Job {
 // waited for a newer map, which never came, and every put that met the
 // node failed after 5 s (a hostile review: 8 of 8).
 func TestRestartedNodeOfTheMapServesOnceSynced(t *testing.T) {
-	c := newGraceCluster(t, 2, time.Minute)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := Dial(ctx, c.addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.RegisterJob(ctx, "restart", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) != 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
+	c, j, ctx := twoNodeJob(t, "restart")
 	victim := j.Map().Nodes[0].Addr
 	var keys []string
 	for i := 0; len(keys) < 8; i++ {
@@ -112,7 +89,7 @@ func TestRestartedNodeOfTheMapServesOnceSynced(t *testing.T) {
 			keys = append(keys, k)
 		}
 	}
-	c.nodes[slices.IndexFunc(c.nodes, func(n *clusterNode) bool { return n.node.Addr().String() == victim })].stop()
+	c.nodeAt(victim).stop()
 	c.addNodeLate(victim, 300*time.Millisecond)
 	var wg sync.WaitGroup
 	for _, k := range keys {
@@ -134,18 +111,7 @@ func TestRestartedNodeOfTheMapServesOnceSynced(t *testing.T) {
 // Before, the node kept its place and its keys read "not found" (a new
 // user's kill -9: 12 of 40 keys).
 func TestRestartedNodeKeysReadLost(t *testing.T) {
-	c := newGraceCluster(t, 2, time.Minute)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := Dial(ctx, c.addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.RegisterJob(ctx, "restarted", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) != 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
+	c, j, ctx := twoNodeJob(t, "restarted")
 	victim := j.Map().Nodes[0].Addr
 	owner := map[string]string{}
 	for i := range 40 {
@@ -155,7 +121,7 @@ func TestRestartedNodeKeysReadLost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.nodes[slices.IndexFunc(c.nodes, func(n *clusterNode) bool { return n.node.Addr().String() == victim })].stop()
+	c.nodeAt(victim).stop()
 	c.addNodeAt(victim)
 	c.awaitLost(j, victim)
 	// Read through a new store, as another function would: this one's
@@ -202,4 +168,24 @@ func TestNodesBehindOnlyWhenAllAre(t *testing.T) {
 			t.Errorf("nodesBehind(%v, 5) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
+}
+
+// twoNodeJob starts a cluster of two nodes (a dead node is lost after a
+// minute) and registers a job on both, for the test (at most a minute: the
+// context returned ends then).
+func twoNodeJob(t *testing.T, name string) (*testCluster, *Job, context.Context) {
+	t.Helper()
+	c := newGraceCluster(t, 2, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	s, err := Dial(ctx, c.addr, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	j, err := s.RegisterJob(ctx, name, Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) != 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	return c, j, ctx
 }

@@ -47,6 +47,11 @@ func newGraceCluster(t *testing.T, nodes int, grace time.Duration) *testCluster 
 	return c
 }
 
+// nodeAt is the cluster's node at addr.
+func (c *testCluster) nodeAt(addr string) *clusterNode {
+	return c.nodes[slices.IndexFunc(c.nodes, func(n *clusterNode) bool { return n.node.Addr().String() == addr })]
+}
+
 // addNodeAt starts an empty node listening on listen, with its agent.
 func (c *testCluster) addNodeAt(listen string) *clusterNode { return c.addNodeLate(listen, 0) }
 
@@ -134,7 +139,7 @@ func TestClusterLostNode(t *testing.T) {
 		owner[i] = j.route([]byte(fmt.Sprint(i)), 0).addr
 	}
 	epoch := j.Map().Epoch
-	c.nodes[slices.IndexFunc(c.nodes, func(n *clusterNode) bool { return n.node.Addr().String() == victim })].stop()
+	c.nodeAt(victim).stop()
 
 	m := c.awaitLost(j, victim)
 	if m.Epoch <= epoch || len(m.Nodes) != 2 {

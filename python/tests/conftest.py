@@ -191,3 +191,20 @@ class HelperCluster:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class MapController:
+    """A stand-in controller that hands out the map m for its first
+    `times` fetches, then m at the next epoch, counting the fetches."""
+
+    def __init__(self, m, times):
+        self.m, self.times, self.calls = m, times, 0
+
+    def get_map(self, job, token):
+        from pocket import wire
+        self.calls += 1
+        e = self.m.epoch + (self.calls > self.times)
+        return wire.PlacementMap(self.m.job, self.m.tier, e, self.m.nodes, self.m.token)
+
+    def close(self):
+        pass

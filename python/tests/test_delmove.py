@@ -25,7 +25,7 @@ import pocket
 from pocket import client as pclient
 from pocket import conn, wire
 
-from conftest import HelperCluster, wait_for
+from conftest import HelperCluster, MapController, wait_for
 
 KiB = 1 << 10
 CHUNK = 64 * KiB
@@ -196,28 +196,13 @@ def test_listings_wait_for_the_map_without_a_stopped_node(move_cluster):
         assert not failures, f"{len(failures)} of {calls} rounds of listings failed: {failures[:3]}"
 
 
-class _Controller:
-    """Hands out m for its first `times` fetches, then m's next epoch."""
-
-    def __init__(self, m: wire.PlacementMap, times: int):
-        self.m, self.times, self.calls = m, times, 0
-
-    def get_map(self, job, token):
-        self.calls += 1
-        e = self.m.epoch + (self.calls > self.times)
-        return wire.PlacementMap(self.m.job, self.m.tier, e, self.m.nodes, self.m.token)
-
-    def close(self):
-        pass
-
-
 def test_follow_waits_for_a_new_map_for_fan_outs_only(monkeypatch):
     monkeypatch.delenv("POCKET_CONTROLLER", raising=False)
     monkeypatch.setattr(pclient.time, "sleep", lambda s: None)
     x, y = "127.0.0.1:1", "127.0.0.1:2"  # both active; neither is dialled
     m = wire.PlacementMap("j-1", wire.TIER_DRAM, 5, [wire.MapNode(x, 1.0), wire.MapNode(y, 1.0)], b"tok")
     with pocket.Client(insecure=True) as cl:
-        cl.controller = _Controller(m, 3)
+        cl.controller = MapController(m, 3)
         job = pclient.Job(cl, m)
         gone = conn.NodeUnavailable(x, "refused", sent=False)
         # A single-key read of an active node: the map was just fetched,
@@ -241,19 +226,19 @@ def test_a_node_behind_the_map_is_asked_again(monkeypatch):
     x = "127.0.0.1:1"
     m = wire.PlacementMap("j-1", wire.TIER_DRAM, 5, [wire.MapNode(x, 1.0)], b"tok")
     with pocket.Client(insecure=True) as cl:
-        cl.controller = _Controller(m, 100)
+        cl.controller = MapController(m, 100)
         job = pclient.Job(cl, m)
         behind = pocket.errors.error_for(pocket.errors.Code.STALE_EPOCH, "not synced", 0)
         assert job._follow([behind], job._st, wire.OP_LIST, 0, fan_out=True)
         assert cl.controller.calls == 0 and slept == [pclient._BEHIND_PAUSE] and job.map.epoch == 5
         # A node ahead of the map: the map is fetched until it is newer.
         ahead = pocket.errors.error_for(pocket.errors.Code.STALE_EPOCH, "stale", 7)
-        cl.controller = _Controller(m, 2)
+        cl.controller = MapController(m, 2)
         assert job._follow([ahead], job._st, wire.OP_LIST, 0, fan_out=True) and cl.controller.calls == 3
 
 
-class _AwayController(_Controller):
-    """Unreachable for its first `away` fetches, then as _Controller."""
+class _AwayController(MapController):
+    """Unreachable for its first `away` fetches, then as MapController."""
 
     def __init__(self, m: wire.PlacementMap, away: int):
         super().__init__(m, 0)

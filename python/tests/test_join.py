@@ -23,7 +23,7 @@ import pytest
 
 from pocket.conn import Reply
 
-from conftest import REPO, usage, wait_for
+from conftest import REPO, MapController, usage, wait_for
 
 import pocket
 from pocket import client as pclient
@@ -146,22 +146,6 @@ def test_movers():
     assert st.movers == [ids[3]]  # only a drain: the draining node
     st = state(nodes, {ids[3]: wire.NODE_DRAINING, ids[1]: wire.NODE_JOINING, ids[6]: wire.NODE_DEAD})
     assert st.movers == [a for a in ids if a not in (ids[1], ids[6])]
-
-
-class MapController:
-    """A controller that hands out the map m for its first `times` fetches,
-    then m at the next epoch."""
-
-    def __init__(self, m, times):
-        self.m, self.times, self.calls = m, times, 0
-
-    def get_map(self, job, token):
-        self.calls += 1
-        e = self.m.epoch + (self.calls > self.times)
-        return wire.PlacementMap(self.m.job, self.m.tier, e, self.m.nodes, self.m.token)
-
-    def close(self):
-        pass
 
 
 def test_refresh_newer_pauses_grow_and_stop(monkeypatch):
