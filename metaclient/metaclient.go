@@ -3,10 +3,14 @@
 // the SDK and the CLI use it to register and deregister jobs, fetch
 // placement maps and read the cluster's status.
 //
-// A Client of one controller holds at most one TCP connection, dialed on
-// first use and re-dialed after any failure, so a controller that restarts
-// is simply reconnected to. Calls are serialized over the connection (the
-// control plane carries a few messages a second, never data). Before a
+// A Client of one controller holds at most one TCP connection for its
+// calls, dialed on first use and re-dialed after any failure, so a
+// controller that restarts is simply reconnected to. Calls are serialized
+// over the connection (the control plane carries a few messages a second,
+// never data); a call waits for the one before it only until its own
+// context ends, and then returns without having written anything. RunNode
+// registers and heartbeats over a connection of its own (see RunNode), so
+// that no other call of the node can hold its heartbeats back. Before a
 // call that is not idempotent (anything but OpGetMap, OpStatus and
 // OpListJobs) goes out on a connection that had served, the client checks
 // that the controller has not closed it (a restart between calls) and
@@ -166,7 +170,9 @@ type Client struct {
 	done   chan struct{} // closed by Close: ends retry waits
 	once   sync.Once
 
-	mu     sync.Mutex // serializes calls; guards the fields below
+	// mu holds one token, taken by a call (lock, lockCtx) and by Close: it
+	// serializes calls and guards the fields below.
+	mu     chan struct{}
 	conn   net.Conn
 	r      *bufio.Reader
 	nonce  []byte // the connection's challenge, once asked for
@@ -175,7 +181,9 @@ type Client struct {
 	buf    []byte
 	out    []byte
 	wrote  bool // some byte of the last roundTrip's request was written
+	broken bool // a write on conn failed: its TLS record stream is corrupt
 	closed bool
+	beats  map[*Client]struct{} // the clients of running RunNode loops
 }
 
 // New returns a client of the controller at addr (host:port), or of the
@@ -207,7 +215,25 @@ func newOne(addr string, opt Options) *Client {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	return &Client{addr: addr, opt: opt, b: flatbuffers.NewBuilder(1024), done: make(chan struct{})}
+	return &Client{addr: addr, opt: opt, b: flatbuffers.NewBuilder(1024), done: make(chan struct{}), mu: make(chan struct{}, 1)}
+}
+
+// lock takes c's lock, waiting for the call that holds it.
+func (c *Client) lock() { c.mu <- struct{}{} }
+
+// unlock releases c's lock.
+func (c *Client) unlock() { <-c.mu }
+
+// lockCtx takes c's lock unless ctx ends first, and then returns ctx's
+// error: a call does not outlive its deadline waiting for another call to
+// finish.
+func (c *Client) lockCtx(ctx context.Context) error {
+	select {
+	case c.mu <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Addr returns the controller's address, or the list New was given.
@@ -230,12 +256,15 @@ func (c *Client) Leader() string {
 // return ErrClosed.
 func (c *Client) Close() error {
 	c.once.Do(func() { close(c.done) })
+	c.lock()
+	defer c.unlock()
+	c.closed = true
+	for b := range c.beats {
+		b.Close()
+	}
 	if c.route != nil {
 		return c.route.Close()
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
 	if f := c.follow.Load(); f != nil {
 		f.Close()
 	}
@@ -243,11 +272,22 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// dropConn closes the connection. After a failed write on a TLS
+// connection it closes the TCP connection under it without TLS's
+// close_notify: the failed write may have sealed a record it never sent,
+// so an alert sealed after it would reach the controller out of sequence
+// and fail its integrity check (the controller would log "tls: bad record
+// MAC").
 func (c *Client) dropConn() {
-	if c.conn != nil {
-		c.conn.Close()
-		c.conn, c.r, c.nonce = nil, nil, nil
+	if c.conn == nil {
+		return
 	}
+	if tc, ok := c.conn.(*tls.Conn); ok && c.broken {
+		tc.NetConn().Close()
+	} else {
+		c.conn.Close()
+	}
+	c.conn, c.r, c.nonce, c.broken = nil, nil, nil, false
 }
 
 // RegisterJob registers a job with its hints and returns its map, which
@@ -387,8 +427,8 @@ func isNotLeader(err error) bool {
 // active one, or none during an election), made on first use: leader,
 // when the answer named one, is tried first.
 func (c *Client) following(leader string) (*Controllers, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.lock()
+	defer c.unlock()
 	if c.closed {
 		return nil, ErrClosed
 	}
@@ -465,15 +505,22 @@ func retryCap(ctx context.Context) time.Duration {
 	return retryMax
 }
 
-// attempt makes one exchange under c.mu and decodes its reply; it drops
-// the connection after a transport error and reports whether the
+// attempt makes one exchange under c's lock and decodes its reply; it
+// drops the connection after a transport error and reports whether the
 // connection had been used before and whether any byte of op's request
-// was written (so the controller may have acted on it).
+// was written (so the controller may have acted on it). When ctx ends
+// before the lock is free (another call holds the connection), it returns
+// ctx's error having written nothing.
 func (c *Client) attempt(ctx context.Context, op wire.Op, proved bool, build func(nonce []byte) wire.ControlMessage, resp wire.ControlMessage) (reused, sent bool, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if err := c.lockCtx(ctx); err != nil {
+		return false, false, fmt.Errorf("%w (waiting for another call on the connection)", err)
+	}
+	defer c.unlock()
 	if c.closed {
 		return false, false, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return false, false, err // nothing written: the connection stays
 	}
 	if !idempotent(op) {
 		c.dropIfClosed()
@@ -632,6 +679,7 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 	n, err := conn.Write(c.out)
 	c.wrote = n > 0
 	if err != nil {
+		c.broken = true
 		return nil, ctxErr(ctx, err)
 	}
 	lim := wire.ControlLimits()

@@ -35,7 +35,20 @@ type NodeLoop struct {
 // ack with More (a registration, a page of the job table) is followed by
 // the next heartbeat at once. The node keeps serving meanwhile; nothing
 // here can stop it.
+//
+// The registration and heartbeats go over a connection of their own, not
+// the one c's other calls share: a call of the node's on c (a drain's or a
+// move's map fetch) never holds a heartbeat back. That matters most after
+// a controller restart, when the controller holds a restored job's map
+// back until the job's nodes have heartbeated (confirmed its epoch): on a
+// shared connection the fetch waited for the very heartbeat it held back.
+// It returns ErrClosed when c is closed before it starts.
 func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
+	beats, err := c.beatClient()
+	if err != nil {
+		return err
+	}
+	defer c.endBeats(beats)
 	interval := loop.Interval
 	if interval <= 0 {
 		interval = time.Second
@@ -70,7 +83,7 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 		case <-t.C:
 		}
 		next := interval
-		ack, err := c.beat(ctx, &loop, registered, interval)
+		ack, err := beats.beat(ctx, &loop, registered, interval)
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
@@ -93,6 +106,30 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 		}
 		t.Reset(next)
 	}
+}
+
+// beatClient returns a new client of c's controller (or controllers) with
+// c's options, for one RunNode loop; c's Close closes it too.
+func (c *Client) beatClient() (*Client, error) {
+	c.lock()
+	defer c.unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	b := New(c.addr, c.opt)
+	if c.beats == nil {
+		c.beats = make(map[*Client]struct{})
+	}
+	c.beats[b] = struct{}{}
+	return b, nil
+}
+
+// endBeats closes a RunNode loop's client and forgets it.
+func (c *Client) endBeats(b *Client) {
+	b.Close()
+	c.lock()
+	delete(c.beats, b)
+	c.unlock()
 }
 
 // beat sends a registration or a heartbeat, bounded by one interval (at
