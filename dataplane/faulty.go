@@ -17,10 +17,14 @@ const (
 	FaultStat
 	FaultDelete
 	FaultList
+	// FaultDrop is DropJob (the hook sees a nil key): an injected failure
+	// drops nothing, as a tier whose drop failed; a hook may block to hold
+	// the node in its drop.
+	FaultDrop
 	numFaultOps
 )
 
-var faultOpNames = [numFaultOps]string{"create", "commit", "open", "stat", "delete", "list"}
+var faultOpNames = [numFaultOps]string{"create", "commit", "open", "stat", "delete", "list", "drop"}
 
 func (o FaultOp) String() string {
 	if o < numFaultOps {
@@ -209,8 +213,12 @@ func (f *Faulty) List(job, prefix, after []byte, fn func(key []byte, info Info) 
 	return f.inner.List(job, prefix, after, fn)
 }
 
-// DropJob implements Tier; it cannot be failed.
+// DropJob implements Tier. A failure (FaultDrop) drops nothing and
+// frees 0 bytes.
 func (f *Faulty) DropJob(job []byte, keepPersistent bool) int64 {
+	if f.check(FaultDrop, job, nil) != nil {
+		return 0
+	}
 	return f.inner.DropJob(job, keepPersistent)
 }
 

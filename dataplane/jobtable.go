@@ -45,12 +45,20 @@ import (
 // A revoked job (the controller says so, or the controller's drop order
 // arrives) is marked first, so every request of it is refused from then
 // on, then its data is dropped (values put with persist-after-job stay).
-// Its entry stays for revokeLinger, after which what a put that was
+// While the drop runs (it may take seconds: hundreds of thousands of
+// temporary values) the job is dropping: its puts are refused as a
+// revoked job's, and its reads, listings and deletes answer CodeBusy
+// (errDropping: retry), never CodeRevoked, which a deregistered job's
+// SDK takes for "this node holds none of the job's values" while this
+// node may still hold persisted ones. When the drop ends the job is
+// revoked (nothing remains) or retired (persistent values remain): every
+// path that marks a job dropping drops its data and then calls dropped.
+// A revoked entry stays for revokeLinger, after which what a put that was
 // already past the check may have stored is dropped too, and the entry
-// goes. A revoked job whose persistent values remain is retired instead:
-// its token may still read them (TestClusterPersistAfterJob in package
-// pocket), but it can never hold more than it held when revoked: a job
-// found above that is dropped whole (see checkRetired).
+// goes. A retired job's token may still read its persistent values
+// (TestClusterPersistAfterJob in package pocket), but it can never hold
+// more than it held when revoked: a job found above that is dropped whole
+// (see Node.sweepRevoked).
 //
 // A job that may hold data here and that a snapshot from the controller
 // does not list is orphaned, not revoked: its requests are refused
@@ -79,11 +87,12 @@ const retiredChecks = 16
 
 // Entry states.
 const (
-	stateLive    uint32 = iota // listed by the controller
-	statePending               // a valid token the controller has not listed yet
-	stateRevoked               // deregistered or expired: refused
-	stateRetired               // revoked, persistent values remain: readable
-	stateOrphan                // unknown to the controller, data kept: refused
+	stateLive     uint32 = iota // listed by the controller
+	statePending                // a valid token the controller has not listed yet
+	stateRevoked                // deregistered or expired: refused
+	stateRetired                // revoked, persistent values remain: readable
+	stateOrphan                 // unknown to the controller, data kept: refused
+	stateDropping               // revoked, its data being dropped: busy, then revoked or retired
 )
 
 // jobEntry is one job. The atomics are read by the loops; the rest is
@@ -151,6 +160,10 @@ func (j *jobTable) lookup(job []byte) *jobEntry {
 var (
 	errRevoked = &wire.Error{Code: wire.CodeRevoked, Msg: "the job's token was revoked: the job was deregistered, or its token expired and the controller dropped it"}
 	errRetired = &wire.Error{Code: wire.CodeRevoked, Msg: "the job was deregistered: its persist-after-job values are read-only (get, list, delete)"}
+	// errDropping is busy, not revoked: the node may hold persisted
+	// values of the job, readable once the drop ends.
+	errDropping = &wire.Error{Code: wire.CodeBusy,
+		Msg: "the job was deregistered and its values are being dropped; its persist-after-job values are readable when that ends: retry"}
 	errExpired = &wire.Error{Code: wire.CodeRevoked, Msg: "the job's token has expired"}
 	errJobGone = &wire.Error{Code: wire.CodeRevoked,
 		Msg: "the job is not live on this cluster (deregistered, expired, or registered with an earlier controller)"}
@@ -159,14 +172,18 @@ var (
 )
 
 // stored reports whether a put admitted for the job may still be
-// published: false once the job is revoked or retired (the put began
-// before the revocation and must not add to what the job keeps).
+// published: false once the job is revoked, dropping, retired or
+// orphaned (the put began before the revocation and must not add to what
+// the job keeps).
 func (e *jobEntry) stored() bool {
 	if e == nil {
 		return true
 	}
-	st := e.state.Load()
-	return st != stateRevoked && st != stateRetired && st != stateOrphan
+	switch e.state.Load() {
+	case stateRevoked, stateDropping, stateRetired, stateOrphan:
+		return false
+	}
+	return true
 }
 
 // retired reports whether the job is retired here.
@@ -199,7 +216,9 @@ func (j *jobTable) check(job []byte, epoch uint64) error { return j.checkOp(job,
 
 // checkOp checks a request of class op. A revoked job's requests are all
 // refused. A retired job (revoked, its persist-after-job values remain)
-// may read and remove them, never store: its values are read-only.
+// may read and remove them, never store: its values are read-only. A
+// dropping job's stores are refused as a revoked job's, its other
+// requests answer busy until the drop ends (errDropping).
 func (j *jobTable) checkOp(job []byte, epoch uint64, op opClass) error {
 	_, err := j.checkEntry(job, epoch, op)
 	return err
@@ -229,6 +248,11 @@ func (j *jobTable) checkEntry(job []byte, epoch uint64, op opClass) (*jobEntry, 
 		return e, errRevoked
 	case stateOrphan:
 		return e, errJobGone
+	case stateDropping:
+		if op == opStore || op == opConfirm {
+			return e, errRevoked
+		}
+		return e, errDropping
 	case stateRetired:
 		if op == opStore || op == opConfirm {
 			return e, errRetired
@@ -284,8 +308,8 @@ func (j *jobTable) admit(job []byte, c token.Claims, tok []byte) error {
 		return errRevoked
 	case stateOrphan:
 		return errJobGone
-	case stateRetired:
-		return nil
+	case stateRetired, stateDropping:
+		return nil // checkEntry answers by the request's class
 	}
 	if g := e.gen.Load(); g != 0 && g != c.Gen {
 		return errJobGone // another job of the same name, from another controller run
@@ -367,35 +391,44 @@ func (j *jobTable) syncPoint() (since, snapRev, snapAfter uint64) {
 }
 
 // revokeLocked marks a job revoked and reports whether it may hold data
-// here (then the caller drops it). The entry is created if missing, so
-// that a revoked job is refused until the entry lingers out.
+// here: then it is left dropping, and the caller must drop its data and
+// call dropped, which ends that state. A job that was never admitted here
+// (no entry, or never used) holds nothing and is revoked at once.
 func (j *jobTable) revokeLocked(ed *tableEdit, job string, now time.Time) bool {
 	e := ed.get(job)
 	if e == nil {
 		return false // never admitted here: no data
 	}
 	switch e.state.Load() {
-	case stateRevoked, stateRetired:
-		return false
+	case stateRevoked, stateDropping, stateRetired:
+		return false // revoked already; a drop under way ends with dropped
 	}
-	e.state.Store(stateRevoked)
+	// Dropping before used is read: a request that marks the entry used
+	// after this read sees the state and stores nothing.
+	e.state.Store(stateDropping)
 	e.revokedAt = now
 	delete(j.pending, job)
 	delete(j.orphans, job)
 	j.revoked[job] = e
-	return e.used.Load()
+	if !e.used.Load() {
+		e.state.Store(stateRevoked)
+		return false
+	}
+	return true
 }
 
 // orphanLocked marks a job the controller does not list orphaned when it
-// may hold data here, else revokes it (nothing to keep).
-func (j *jobTable) orphanLocked(ed *tableEdit, job string, e *jobEntry, now time.Time) {
+// may hold data here, else revokes it (nothing to keep). It reports
+// whether the job is left dropping (a request used it meanwhile: see
+// revokeLocked), for the caller to drop.
+func (j *jobTable) orphanLocked(ed *tableEdit, job string, e *jobEntry, now time.Time) bool {
 	if !e.used.Load() {
-		j.revokeLocked(ed, job, now)
-		return
+		return j.revokeLocked(ed, job, now)
 	}
 	e.state.Store(stateOrphan)
 	delete(j.pending, job)
 	j.orphans[job] = e
+	return false
 }
 
 // upsertLocked enters a live job as the controller lists it. It reports
@@ -416,7 +449,7 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (
 			ed.put(je.Job, e)
 			dropOld = true
 		}
-	case stateRevoked, stateRetired:
+	case stateRevoked, stateDropping, stateRetired:
 		if e.gen.Load() == je.Gen {
 			return false // the controller's word is older than the revocation
 		}
@@ -462,7 +495,7 @@ func (j *jobTable) apply(ack *wire.NodeAck, now time.Time) []string {
 		}
 		j.snapAfter = ack.After
 		if !ack.More {
-			j.finishSnapshotLocked(ed, now)
+			drops = append(drops, j.finishSnapshotLocked(ed, now)...)
 		}
 	} else if j.synced.Load() {
 		for i := range ack.Jobs {
@@ -487,15 +520,16 @@ func (j *jobTable) apply(ack *wire.NodeAck, now time.Time) []string {
 // finishSnapshotLocked ends a snapshot: every entry it did not list whose
 // gen is not after its revision is unknown to the controller: orphaned
 // when it may hold data here (kept until the controller orders it
-// dropped), else revoked.
-func (j *jobTable) finishSnapshotLocked(ed *tableEdit, now time.Time) {
+// dropped), else revoked. It returns the jobs left dropping, to drop.
+func (j *jobTable) finishSnapshotLocked(ed *tableEdit, now time.Time) []string {
 	rev := j.snapRev
+	var drops []string
 	for i := range j.shards {
 		for job, e := range *j.shards[i].Load() {
 			switch e.state.Load() {
 			case stateLive, statePending:
-				if e.seen != j.snapID && e.gen.Load() <= rev {
-					j.orphanLocked(ed, job, e, now)
+				if e.seen != j.snapID && e.gen.Load() <= rev && j.orphanLocked(ed, job, e, now) {
+					drops = append(drops, job)
 				}
 			}
 		}
@@ -503,6 +537,7 @@ func (j *jobTable) finishSnapshotLocked(ed *tableEdit, now time.Time) {
 	j.since.Store(rev)
 	j.snapRev, j.snapAfter = 0, 0
 	j.synced.Store(true)
+	return drops
 }
 
 // resolvePendingLocked revokes the pending jobs the controller should have
@@ -567,6 +602,8 @@ func (ed *tableEdit) commit() {
 
 // revokeOrder revokes a job on the controller's drop order, entering it if
 // the table has no entry (so it is refused until the entry lingers out).
+// The job is left dropping unless it was revoked already; the caller drops
+// its data and then calls dropped.
 func (j *jobTable) revokeOrder(job string, now time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -581,17 +618,26 @@ func (j *jobTable) revokeOrder(job string, now time.Time) {
 }
 
 // dropped records that a revoked job's data was dropped and that held
-// bytes (its persistent values) remain: such a job is retired.
+// bytes (its persistent values) remain: such a job is retired. A job left
+// dropping with none held is revoked. Called after every drop of a
+// revoked job, it ends the dropping state whichever drop ends first (a
+// second revocation's drop, or a drop order, may run beside the first).
 func (j *jobTable) dropped(job string, held int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	e := j.revoked[job]
-	if e == nil || held <= 0 || e.state.Load() == stateRetired {
+	if e == nil {
 		return
 	}
-	e.held = held
-	e.state.Store(stateRetired)
-	j.retiredAt = append(j.retiredAt, job)
+	switch st := e.state.Load(); {
+	case st == stateRetired:
+	case held > 0:
+		e.held = held
+		e.state.Store(stateRetired)
+		j.retiredAt = append(j.retiredAt, job)
+	case st == stateDropping:
+		e.state.Store(stateRevoked)
+	}
 }
 
 // expiredRevocations removes the revoked (not retired) entries older than
@@ -693,7 +739,8 @@ func (j *jobTable) heldBatch(k int) []string {
 }
 
 // droppable reports whether the controller's drop order for a held job
-// may be carried out: the job is orphaned, revoked or has no entry. A job
+// may be carried out: the job is orphaned, revoked (dropping or retired
+// included) or has no entry. A job
 // the table holds live or pending (the controller listed it, or a token
 // newer than the table) is never dropped on such an order.
 func (j *jobTable) droppable(job string) bool {

@@ -248,21 +248,27 @@ func (n *Node) JobTraffic() []JobTraffic {
 // DropJob deletes a job's values from every tier (keeping persistent ones
 // when asked); it returns values' bytes freed. On a node with a guard it is
 // the controller's order for a deregistered job: the job is revoked first,
-// so its requests are refused before its data goes (jobtable.go); a
+// so its requests are refused (its reads answer busy) while its data goes,
+// and is revoked or retired when the drop ends (jobtable.go); a
 // standalone node forgets the job.
 func (n *Node) DropJob(job []byte, keepPersistent bool) int64 {
-	guarded := n.cfg.Guard != nil
-	if guarded {
-		n.jobs.revokeOrder(string(job), time.Now())
-	}
-	freed := n.dropTiers(job, keepPersistent)
-	if !guarded {
+	if n.cfg.Guard == nil {
+		freed := n.dropTiers(job, keepPersistent)
 		n.jobs.forget(string(job))
+		n.vers.dropJob(job)
+		return freed
 	}
+	n.jobs.revokeOrder(string(job), time.Now())
+	return n.dropRevokedData(job, keepPersistent)
+}
+
+// dropRevokedData drops a revoked job's data (keeping persistent values
+// when asked) and its versions, then ends its dropping state (dropped):
+// deferred, so that no drop leaves the job dropping.
+func (n *Node) dropRevokedData(job []byte, keepPersistent bool) (freed int64) {
+	defer func() { n.jobs.dropped(string(job), n.jobUsage(job)) }()
+	freed = n.dropTiers(job, keepPersistent)
 	n.vers.dropJob(job)
-	if guarded {
-		n.jobs.dropped(string(job), n.jobUsage(job))
-	}
 	return freed
 }
 
@@ -303,10 +309,7 @@ func (n *Node) ApplyAck(ack *wire.NodeAck) {
 
 // dropRevoked drops a revoked job's data, keeping persistent values.
 func (n *Node) dropRevoked(job string) {
-	b := []byte(job)
-	freed := n.dropTiers(b, true)
-	n.vers.dropJob(b)
-	n.jobs.dropped(job, n.jobUsage(b))
+	freed := n.dropRevokedData([]byte(job), true)
 	if freed > 0 {
 		n.log.Info("dropped a revoked job's data", "job", job, "bytes", freed)
 	}
