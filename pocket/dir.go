@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -277,7 +278,9 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 			ents, inOrder := []Entry(nil), true
 			for {
 				req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim, Limit: pageLimit}
-				r, err := j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
+				r, err := j.retiredPatient(ctx, func() (client.Reply, error) {
+					return j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
+				})
 				if j.holdsNone(err) {
 					break // deregistered, and none of its persisted values here
 				}

@@ -1,9 +1,14 @@
 package pocket
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // Persisted values (Pocket's PERSIST_AFTER_JOB)
@@ -17,6 +22,10 @@ import (
 // token and map to another process, which opens it with OpenCredential
 // (no controller needed). A key that was not persistent answers "not
 // found", or CodeRevoked from a node that kept none of the job's values.
+// A node still dropping the job's other values (a large job, moments after
+// Deregister) answers busy instead, as it may hold persisted ones: a
+// deregistered job's calls wait that out (up to dropWait, or until their
+// context ends), so a listing or count never skips a node mid-drop.
 // Persistent values live until they are deleted or their node stops; a
 // drained node does not move them.
 
@@ -64,17 +73,48 @@ func (j *Job) Credential() string {
 // OpenCredential opens a job from a Credential string: typically one that
 // has been deregistered, to read or delete its persisted values. Calls that
 // need the controller (Deregister, a map refresh) fail on such a job.
+//
+// A Store with a controller asks it (within credentialWait) whether the job
+// is still live: then the Job is an ordinary one, with the controller's
+// current map, whose refusals (an expired token, say) are errors; if the
+// controller does not know the job (wire.ErrUnknownJob, or
+// wire.ErrBadToken: another job has its id now), or the Store has no
+// controller, the Job is a deregistered one's, for which a node that
+// answers revoked holds none of its values. An error from a controller
+// that could not answer is returned (open the credential with a Store
+// without a controller, NewStore(nil, ...), to read a deregistered job's
+// values while the controller is down).
 func (s *Store) OpenCredential(cred string) (*Job, error) {
 	c, err := decodeCredential(cred)
 	if err != nil {
 		return nil, err
 	}
 	j, err := s.newJob(Map{Job: c.Job, Token: c.Token, Tier: c.Tier, Epoch: c.Epoch, Nodes: c.nodes()})
-	if err == nil {
-		j.retired.Store(true)
+	if err != nil {
+		return nil, err
 	}
-	return j, err
+	if s.ctl == nil {
+		j.retired.Store(true)
+		return j, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), credentialWait)
+	defer cancel()
+	m, err := s.ctl.GetMap(ctx, c.Job, c.Token)
+	switch {
+	case err == nil:
+		j.setMap(m)
+	case errors.Is(err, wire.ErrUnknownJob), errors.Is(err, wire.ErrBadToken):
+		j.retired.Store(true)
+	case errors.Is(err, wire.ErrRevoked):
+		// Live, its token expired: its calls report that.
+	default:
+		return nil, fmt.Errorf("pocket: open credential: asking the controller whether job %s is live: %w", c.Job, err)
+	}
+	return j, nil
 }
+
+// credentialWait bounds OpenCredential's question to the controller.
+const credentialWait = 10 * time.Second
 
 // CredentialJob returns the id of the job a Credential string opens.
 func CredentialJob(cred string) (string, error) {

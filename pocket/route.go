@@ -98,10 +98,14 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 		case t.dead:
 			err = &wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"}
 		case t.old != "":
-			r, err = j.drainDo(ctx, t, op, flags, key, x, payload, dst)
+			r, err = j.retiredPatient(ctx, func() (client.Reply, error) {
+				return j.drainDo(ctx, t, op, flags, key, x, payload, dst)
+			})
 		default:
 			req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
-			r, err = j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
+			r, err = j.retiredPatient(ctx, func() (client.Reply, error) {
+				return j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
+			})
 		}
 		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch, t.leaving) {
 			continue
@@ -349,7 +353,7 @@ func (j *Job) fanOutOnce(ctx context.Context, op wire.Op, flags uint16, req wire
 // sendAll sends req, with each target's job fields, to every target in
 // parallel and returns each one's reply in the order of ts, and their
 // errors joined. Version requests and prefix deletes wait out busy
-// (patientOp).
+// (patientOp), a retired job's other requests too (retiredPatient).
 func (j *Job) sendAll(ctx context.Context, ts []target, op wire.Op, flags uint16, req wire.Request) ([]client.Reply, error) {
 	replies := make([]client.Reply, len(ts))
 	errs := make([]error, len(ts))
@@ -367,7 +371,7 @@ func (j *Job) sendAll(ctx context.Context, ts []target, op wire.Op, flags uint16
 				// out, or the value that arrives after it would be missed.
 				replies[i], errs[i] = untilNotBusy(ctx, do)
 			} else {
-				replies[i], errs[i] = do()
+				replies[i], errs[i] = j.retiredPatient(ctx, do)
 			}
 			if j.holdsNone(errs[i]) {
 				replies[i], errs[i] = client.Reply{}, nil

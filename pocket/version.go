@@ -200,9 +200,19 @@ func (j *Job) doAtPatient(ctx context.Context, addr string, op wire.Op, x reqExt
 // a value the request concerns: dataplane/migrate.go), backing off from 1
 // to 50 ms, until ctx ends; it returns the last answer.
 func untilNotBusy(ctx context.Context, send func() (client.Reply, error)) (client.Reply, error) {
+	return untilNotBusyFor(ctx, 0, send)
+}
+
+// untilNotBusyFor is untilNotBusy that also gives up after limit (0: no
+// limit), returning the last (busy) answer.
+func untilNotBusyFor(ctx context.Context, limit time.Duration, send func() (client.Reply, error)) (client.Reply, error) {
+	var deadline time.Time
+	if limit > 0 {
+		deadline = time.Now().Add(limit)
+	}
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		r, err := send()
-		if !errors.Is(err, wire.ErrBusy) {
+		if !errors.Is(err, wire.ErrBusy) || !deadline.IsZero() && time.Now().After(deadline) {
 			return r, err
 		}
 		select {
@@ -211,4 +221,22 @@ func untilNotBusy(ctx context.Context, send func() (client.Reply, error)) (clien
 		case <-time.After(wait):
 		}
 	}
+}
+
+// dropWait bounds how long a retired job's request waits out a node that
+// answers busy while it drops the job's temporary values (the job was
+// deregistered moments ago: dataplane's dropping state, which ends with
+// the drop; a DRAM node drops a few hundred thousand values a second).
+const dropWait = 60 * time.Second
+
+// retiredPatient sends a request of a retired job (holdsNone), again while
+// the node answers busy, for up to dropWait: a node still dropping the
+// job's temporary values may hold its persisted ones, and answers revoked
+// (holds none) only once the drop has ended. A live job's request is sent
+// once.
+func (j *Job) retiredPatient(ctx context.Context, send func() (client.Reply, error)) (client.Reply, error) {
+	if !j.retired.Load() {
+		return send()
+	}
+	return untilNotBusyFor(ctx, dropWait, send)
 }
