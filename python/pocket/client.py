@@ -195,7 +195,15 @@ class Client:
 
     def open_credential(self, cred: str) -> "Job":
         """Opens a job from Job.credential() (also the Go SDK's): typically
-        a deregistered one, to read or delete its persisted values."""
+        a deregistered one, to read or delete its persisted values. A client
+        with a controller asks it whether the job is still live: then the
+        Job is an ordinary one, with the controller's current map, whose
+        refusals (an expired token, say) raise; if the controller does not
+        know the job (UnknownJob, or BadToken: another job has its id now),
+        or the client has none, the Job is a deregistered one's, for which a
+        node that answers Revoked holds none of its values. Other controller
+        errors raise (a client without a controller opens a deregistered
+        job's credential while the controller is down)."""
         try:
             c = json.loads(base64.urlsafe_b64decode(cred + "=" * (-len(cred) % 4)))
             nodes = [wire.MapNode(n["ID"], float(n["Weight"])) for n in c["nodes"]]
@@ -206,7 +214,15 @@ class Client:
         if not m.job or not nodes:
             raise errors.PocketError("credential names no job or no node", errors.Code.BAD_TOKEN)
         job = Job(self, m)
-        job._retired = True
+        if self.controller is None:
+            job._retired = True
+            return job
+        try:
+            job._st = _MapState(self.controller.get_map(m.job, m.token))
+        except (errors.UnknownJob, errors.BadToken):
+            job._retired = True
+        except errors.Revoked:
+            pass  # live, its token expired: its calls raise that
         return job
 
     def close(self) -> None:
@@ -305,6 +321,19 @@ class _MapState:
 _REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING)
 
 
+def _until_not_busy(send, wait: float) -> Reply:
+    """send() again while its reply is busy, pausing from 1 to 50 ms, for
+    at most wait seconds; returns the last reply, unchecked."""
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while True:
+        r = send()
+        if r.code != errors.Code.BUSY or time.monotonic() >= deadline:
+            return r
+        time.sleep(pause)
+        pause = min(2 * pause, 0.05)
+
+
 def _patient(op: int, flags: int) -> bool:
     """Whether a fan-out request waits out busy: version requests and
     prefix deletes, which a node refuses while a value they concern is
@@ -351,6 +380,11 @@ _BEHIND_PAUSE = 0.25
 # How long a version request (confirm, drop-version) waits out a node that
 # answers busy while it moves a chunk of that version (the Go SDK's settle).
 _SETTLE = 10.0
+# How long a retired job's request (Job._retired) waits out a node that
+# answers busy while it drops the job's temporary values: such a node may
+# hold persisted values, and answers revoked ("none here") only once the
+# drop has ended (the Go SDK's dropWait).
+_DROP_WAIT = 60.0
 
 # How many times one call starts over with a newer map: a change of a
 # job's map is two epochs, and the controller hands out an epoch only once
@@ -587,7 +621,10 @@ class Job:
                     raise NodeUnavailable(addr, f"node {addr} is dead", sent=False)
                 meta = st.codec.encode(key, version, object_size)
                 if old:
-                    r = self._drain_do(st, key, version, addr, old, op, flags | st.tier_flags, meta, payload, dst)
+                    r = self._retired_patient(lambda: self._drain_do(st, key, version, addr, old, op,
+                                                                     flags | st.tier_flags, meta, payload, dst))
+                elif self._retired:
+                    r = self._send_patient(addr, op, flags | st.tier_flags, meta, payload, dst)
                 else:
                     pool = self.client.pool
                     c = pool.acquire(addr)
@@ -719,7 +756,7 @@ class Job:
             st = self._st
             meta = st.keyless(**fields)
             addrs = [a for a in st.addrs if a not in st.dead and a not in skip]
-            send = self._send_patient if _patient(op, flags) else self._send
+            send = self._send_patient if _patient(op, flags) or self._retired else self._send
             out = self._gather([lambda a=a: send(a, op, flags | st.tier_flags, meta) for a in addrs])
             errs = [x for x in out if isinstance(x, BaseException)]
             replies = [x for x in out if not isinstance(x, BaseException)]
@@ -849,15 +886,15 @@ class Job:
     def _send_patient(self, addr: str, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
         """Sends a request to one node, again while it answers busy (a value
         the request concerns is being moved: pauses from 1 to 50 ms, for at
-        most _SETTLE seconds). Returns the reply, unchecked."""
-        deadline = time.monotonic() + _SETTLE
-        pause = 0.001
-        while True:
-            r = self._send(addr, op, flags, meta, payload, dst)
-            if r.code != errors.Code.BUSY or time.monotonic() >= deadline:
-                return r
-            time.sleep(pause)
-            pause = min(2 * pause, 0.05)
+        most _SETTLE seconds; a retired job's, _DROP_WAIT: the node may be
+        dropping the job's temporary values). Returns the reply, unchecked."""
+        return _until_not_busy(lambda: self._send(addr, op, flags, meta, payload, dst),
+                               _DROP_WAIT if self._retired else _SETTLE)
+
+    def _retired_patient(self, send) -> Reply:
+        """send() once for a live job; for a retired one, again while it
+        answers busy, for up to _DROP_WAIT seconds (see _DROP_WAIT)."""
+        return _until_not_busy(send, _DROP_WAIT) if self._retired else send()
 
     def _send_version(self, addr: str, op: int, ver: int) -> Reply:
         """Sends a version request to one node, again while it answers busy
@@ -984,7 +1021,7 @@ class Job:
             by_node.setdefault(addr if not old else "", []).append((i, ck, out[lo:hi], old))
         calls = []
         for addr, items in by_node.items():
-            if addr:
+            if addr and not self._retired:
                 calls.append(lambda a=addr, it=items: self._get_chunk_batch(a, it))
             else:
                 calls.append(lambda it=items: [self._get_chunk_one(ck, i, part) for i, ck, part, _ in it])
@@ -1105,7 +1142,8 @@ class Job:
         while True:
             meta = wire.encode_request(st.job, prefix, st.map.token, st.map.epoch, after=after,
                                        limit=_LIST_PAGE, delimiter=delim)
-            r = self._send(addr, wire.OP_LIST, st.tier_flags, meta)
+            send = self._send_patient if self._retired else self._send
+            r = send(addr, wire.OP_LIST, st.tier_flags, meta)
             if self._holds_none(r.code, wire.OP_LIST):
                 return out  # deregistered, and none of its persisted values here
             resp = r.check().response()
