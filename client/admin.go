@@ -21,3 +21,17 @@ func (c *Client) DropJob(ctx context.Context, addr, job string, admin []byte) (v
 	}
 	return r.Meta.Count, r.Meta.Size, nil
 }
+
+// Incarnation asks the node serving at addr which process it is (one
+// data-plane wire.OpIncarnation request): it returns the node's
+// incarnation and its proof over nonce (token.IncarnationProof, empty from
+// a node without the cluster secret), which the caller checks. nonce is
+// 8 to 64 bytes the caller chose at random. Errors are those of Do,
+// prefixed with the operation and the node.
+func (c *Client) Incarnation(ctx context.Context, addr string, nonce []byte) (incarnation uint64, proof []byte, err error) {
+	r, err := c.Do(ctx, addr, wire.OpIncarnation, 0, &wire.Request{Key: nonce}, nil, nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("incarnation at %s: %w", addr, err)
+	}
+	return r.Meta.Incarnation, r.Meta.Proof, nil
+}

@@ -29,6 +29,10 @@ type Config struct {
 	FirstJobSeq uint64
 	// DropTimeout bounds each node's drop-job exchange (10 s).
 	DropTimeout time.Duration
+	// ProbeTimeout bounds the question to the node serving at an address
+	// that a registration says restarted (DefaultProbeTimeout, 1 s;
+	// incarnation.go).
+	ProbeTimeout time.Duration
 
 	// MaxConns bounds concurrent control connections (1024). At the
 	// limit a new connection replaces the one idle longest (idle for at
@@ -171,6 +175,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.DropTimeout <= 0 {
 		cfg.DropTimeout = 10 * time.Second
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = DefaultProbeTimeout
 	}
 	cfg.connDefaults()
 	cfg.jobDefaults()

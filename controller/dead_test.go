@@ -351,7 +351,8 @@ func TestNodeLeavingLowersGrowth(t *testing.T) {
 func TestRestartedNodeLeavesItsMaps(t *testing.T) {
 	for _, dead := range []bool{false, true} {
 		c := deadTest(t, time.Minute)
-		a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
+		at := newIncServer(t, "127.0.0.1:0", 22, testSecret) // what serves at b's address
+		a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode(at.addr(), 1<<30, 8000)
 		a.Incarnation, b.Incarnation = 11, 22
 		mustRegister(t, c, a)
 		mustRegister(t, c, b)
@@ -369,6 +370,7 @@ func TestRestartedNodeLeavesItsMaps(t *testing.T) {
 			}
 		}
 		b.Incarnation = 23 // restarted
+		at.inc.Store(23)   // and serves at its address (the controller asks)
 		mustRegister(t, c, b)
 		m2, err := c.GetMap(m.Job, m.Token)
 		if err != nil {
@@ -389,7 +391,8 @@ func TestRestartedNodeLeavesItsMaps(t *testing.T) {
 // review).
 func TestRestartSeenAfterAControllerRestart(t *testing.T) {
 	c := deadTest(t, time.Minute)
-	a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
+	at := newIncServer(t, "127.0.0.1:0", 41, testSecret) // what serves at b's address
+	a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode(at.addr(), 1<<30, 8000)
 	mustRegister(t, c, a)
 	mustRegister(t, c, b) // as restored from state: incarnation unknown (0)
 	m, err := c.RegisterJob("j", wire.JobHints{})
@@ -398,6 +401,7 @@ func TestRestartSeenAfterAControllerRestart(t *testing.T) {
 	}
 	c.heartbeat(&wire.Heartbeat{Addr: b.Addr, Incarnation: 41})
 	b.Incarnation = 42 // the node restarted
+	at.inc.Store(42)   // and serves at its address (the controller asks)
 	mustRegister(t, c, b)
 	m2, err := c.GetMap(m.Job, m.Token)
 	if err != nil {

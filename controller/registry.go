@@ -77,6 +77,11 @@ type Controller struct {
 	orphanDrops, orphanBytes atomic.Uint64 // drop orders sent for orphans, and their bytes
 
 	regs regCounts // job registrations by outcome, for /metrics (metrics.go)
+
+	// Restart checks (incarnation.go): the question to the node serving at
+	// an address, and the checks in flight (at most maxProbes).
+	askInc incarnationAsker
+	probes chan struct{}
 }
 
 // node is a registered storage node.
@@ -147,7 +152,9 @@ func New(cfg Config) (*Controller, error) {
 	}
 	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
 		gone: map[string]time.Time{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
-		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}, moving: map[*job]struct{}{}}
+		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}, moving: map[*job]struct{}{},
+		probes: make(chan struct{}, maxProbes)}
+	ctl.askInc = ctl.askIncarnation
 	if ctl.seq == 0 {
 		ctl.seq = randomSeq()
 	}
@@ -182,7 +189,7 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	if _, _, err := net.SplitHostPort(reg.Addr); err != nil {
 		return nil, wire.Errorf(wire.CodeBadKey, "node address %q: %v", reg.Addr, err)
 	}
-	ack, err := c.registerNode(reg)
+	ack, err := c.registerChecked(reg)
 	if err != nil {
 		return nil, err
 	}
@@ -193,30 +200,43 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	return ack, nil
 }
 
-func (c *Controller) registerNode(reg *wire.NodeRegister) (*wire.NodeAck, error) {
+// registerNode adds or refreshes reg's node. A known address registering
+// with another incarnation is a restart only once the node serving there
+// confirmed it (confirmed, incarnation.go); until then it answers a
+// *restartClaim and changes nothing.
+func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire.NodeAck, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.goneLocked(reg.Addr); err != nil {
 		return nil, err
 	}
-	c.dirtyNodesLocked()
 	n, ok := c.nodes[reg.Addr]
-	if !ok {
+	restarted := ok && reg.Incarnation != 0 && n.incarnation != 0 && reg.Incarnation != n.incarnation
+	if restarted && !confirmed {
+		return nil, &restartClaim{old: n.incarnation}
+	}
+	c.dirtyNodesLocked()
+	switch {
+	case !ok:
 		n = &node{addr: reg.Addr, state: wire.NodeActive}
 		c.nodes[reg.Addr] = n
 		c.cfg.Logger.Info("controller: node registered", "node", reg.Addr, "tiers", tierSummary(reg.Tiers))
-	} else if reg.Incarnation != 0 && n.incarnation != 0 && reg.Incarnation != n.incarnation {
+	case restarted:
 		// Restarted: it holds nothing, so no lost job's data needs
 		// dropping there (a drop order would make it refuse the job as
 		// revoked rather than as out of date).
 		c.restartedLocked(n)
-	} else {
+	default:
 		if n.state == wire.NodeDead {
 			c.setStateLocked(n, wire.NodeActive, "registered again")
 		}
 		c.returnedLocked(reg.Addr)
 	}
-	n.incarnation = reg.Incarnation
+	if reg.Incarnation != 0 {
+		// A registration without one (a node of an older version) leaves
+		// the known incarnation, so a later restart is still seen.
+		n.incarnation = reg.Incarnation
+	}
 	n.tiers = append([]wire.TierStat(nil), reg.Tiers...)
 	n.cores = reg.Cores
 	n.lastSeen = time.Now()

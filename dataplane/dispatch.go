@@ -157,6 +157,8 @@ func (n *Node) serve(c *netio.Conn, cs *connState, h *wire.Header) {
 		n.meta(c, cs, h, tier)
 	case wire.OpDropJob:
 		n.dropJob(c, cs, h)
+	case wire.OpIncarnation:
+		n.incarnationReply(c, cs, h)
 	case wire.OpConfirm, wire.OpDropVersion:
 		n.version(c, cs, h, tier)
 	default:
@@ -169,7 +171,7 @@ func (n *Node) serve(c *netio.Conn, cs *connState, h *wire.Header) {
 func (n *Node) admit(cs *connState, h *wire.Header) (Tier, error) {
 	r := &cs.req
 	switch h.Op {
-	case wire.OpPing:
+	case wire.OpPing, wire.OpIncarnation:
 		return nil, nil
 	case wire.OpDropJob:
 		if n.cfg.Guard != nil {

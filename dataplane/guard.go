@@ -81,6 +81,18 @@ func (g *TokenGuard) CheckAdmin(job, tok []byte) error {
 	return nil
 }
 
+// incarnationProver is a Guard that proves the node's incarnation with
+// the cluster secret (TokenGuard).
+type incarnationProver interface {
+	ProveIncarnation(nonce []byte, incarnation uint64) []byte
+}
+
+// ProveIncarnation returns the node's proof of its incarnation for the
+// asker's nonce (token.IncarnationProof; wire.OpIncarnation).
+func (g *TokenGuard) ProveIncarnation(nonce []byte, incarnation uint64) []byte {
+	return token.IncarnationProof(g.secret, nonce, incarnation)
+}
+
 // jobToken derives a job's token from its claims.
 func (g *TokenGuard) jobToken(job string, c token.Claims) []byte {
 	return token.SignJob(g.secret, []byte(job), c)

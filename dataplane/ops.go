@@ -566,6 +566,31 @@ func (n *Node) dropJob(c *netio.Conn, cs *connState, h *wire.Header) {
 	n.replyMeta(c, cs, h, &wire.Response{Size: freed, Count: uint64(max(before-after, 0))})
 }
 
+// Bounds of an incarnation question's nonce (wire.OpIncarnation).
+const (
+	minNonce = 8
+	maxNonce = 64
+)
+
+var errBadNonce = wire.Errorf(wire.CodeBadKey, "an incarnation question needs a nonce of %d to %d bytes as its key", minNonce, maxNonce)
+
+// incarnationReply answers which process serves here (wire.OpIncarnation):
+// the node's incarnation and, with a TokenGuard, its proof over the
+// asker's nonce (Request.key). Asked before the node syncs too: the
+// controller asks while it handles the node's registration.
+func (n *Node) incarnationReply(c *netio.Conn, cs *connState, h *wire.Header) {
+	nonce := cs.req.Key
+	if len(nonce) < minNonce || len(nonce) > maxNonce {
+		n.replyErr(c, cs, h, errBadNonce)
+		return
+	}
+	r := wire.Response{Incarnation: n.incarnation}
+	if p, ok := n.cfg.Guard.(incarnationProver); ok {
+		r.Proof = p.ProveIncarnation(nonce, n.incarnation)
+	}
+	n.replyMeta(c, cs, h, &r)
+}
+
 func (n *Node) replyOK(c *netio.Conn, cs *connState, h *wire.Header, payload uint32) {
 	rh := wire.Header{Op: h.Op.Reply(), ID: h.ID, PayloadLen: payload}
 	wire.PutHeader(cs.hdr[:], &rh)

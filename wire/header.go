@@ -35,6 +35,13 @@ const (
 	// OpDropVersion deletes every chunk of Request.version the node
 	// holds; the reply's Response.count is how many.
 	OpDropVersion Op = 0x0A
+	// OpIncarnation asks the node serving at an address which process it
+	// is: the reply's Response.incarnation is the node's incarnation
+	// (dataplane.Node.Incarnation) and Response.proof the node's proof of
+	// the cluster secret over it and Request.key, a nonce the asker chose
+	// (token.IncarnationProof). The controller asks before it believes a
+	// registration that says a known node restarted.
+	OpIncarnation Op = 0x0B
 )
 
 // ControlBase is the first control-plane opcode; control messages are
@@ -44,7 +51,7 @@ const ControlBase Op = 0x40
 var opNames = map[Op]string{
 	OpPing: "ping", OpPut: "put", OpGet: "get", OpDelete: "delete",
 	OpStat: "stat", OpList: "list", OpDropJob: "drop-job", OpUsage: "usage",
-	OpConfirm: "confirm", OpDropVersion: "drop-version",
+	OpConfirm: "confirm", OpDropVersion: "drop-version", OpIncarnation: "incarnation",
 }
 
 // RegisterOpName names a control opcode for messages and logs; called from

@@ -40,6 +40,11 @@ type Response struct {
 	Capacity int64
 	Version  uint64   // the manifest version a put replaced or a delete removed
 	Versions []uint64 // a prefix delete's removed manifest versions
+	// Incarnation and Proof answer OpIncarnation: the node's incarnation
+	// and its proof (token.IncarnationProof, token.Len bytes; empty from a
+	// node without the cluster secret).
+	Incarnation uint64
+	Proof       []byte
 }
 
 // Table layouts for the verifier, in field-id order as in data.fbs.
@@ -54,7 +59,7 @@ var (
 	responseSpec = TableSpec{Name: "Response", Fields: []Field{
 		{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar4},
 		{Kind: TableVec, Sub: &entrySpec}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: Scalar8},
-		{Kind: Scalar8}, {Kind: Bytes},
+		{Kind: Scalar8}, {Kind: Bytes}, {Kind: Scalar8}, {Kind: Bytes},
 	}}
 )
 
@@ -107,7 +112,10 @@ func DecodeResponse(meta []byte, r *Response) error {
 	r.Message = string(t.Message())
 	r.Epoch, r.Size, r.Flags = t.Epoch(), t.Size(), t.Flags()
 	r.More, r.Count, r.Capacity = t.More(), t.Count(), t.Capacity()
-	r.Version = t.Version()
+	r.Version, r.Incarnation = t.Version(), t.Incarnation()
+	if p := t.ProofBytes(); len(p) > 0 {
+		r.Proof = append([]byte(nil), p...)
+	}
 	if vs := t.VersionsBytes(); len(vs) > 0 {
 		if len(vs)%8 != 0 {
 			return &Error{Code: CodeMalformed, Msg: "versions not a whole number of uint64s"}
@@ -291,9 +299,12 @@ func (e *Encoder) Response(r *Response) []byte {
 	if len(r.Entries) > 0 {
 		ents = e.entries(r.Entries)
 	}
-	var msg, vers flatbuffers.UOffsetT
+	var msg, vers, proof flatbuffers.UOffsetT
 	if r.Message != "" {
 		msg = b.CreateString(r.Message)
+	}
+	if len(r.Proof) > 0 {
+		proof = b.CreateByteVector(r.Proof)
 	}
 	if len(r.Versions) > 0 {
 		vers = e.versions(r.Versions)
@@ -308,6 +319,10 @@ func (e *Encoder) Response(r *Response) []byte {
 	if vers != 0 {
 		fb.ResponseAddVersions(b, vers)
 	}
+	if proof != 0 {
+		fb.ResponseAddProof(b, proof)
+	}
+	fb.ResponseAddIncarnation(b, r.Incarnation)
 	fb.ResponseAddVersion(b, r.Version)
 	fb.ResponseAddEpoch(b, r.Epoch)
 	fb.ResponseAddSize(b, r.Size)

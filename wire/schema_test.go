@@ -528,7 +528,7 @@ func TestSpecsCatchDrift(t *testing.T) {
 		}), "field 3 flags: uint: spec says Scalar8, schema needs Scalar4"},
 		{"field dropped", mutate(&responseSpec, func(fs []Field) []Field {
 			return fs[:len(fs)-1]
-		}), "spec has 9 fields, schema 10"},
+		}), "spec has 11 fields, schema 12"},
 		{"field added", mutate(&requestSpec, func(fs []Field) []Field {
 			return append(fs, Field{Kind: Scalar8})
 		}), "spec has 10 fields, schema 9"},

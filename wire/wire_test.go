@@ -92,13 +92,15 @@ func TestRequestLimits(t *testing.T) {
 func TestResponseRoundTrip(t *testing.T) {
 	e := NewEncoder()
 	in := Response{Message: "m", Epoch: 3, Size: 99, Flags: 1, More: true, Count: 2, Capacity: 1 << 40,
-		Entries: []Entry{{Key: []byte("a"), Size: 1}, {Key: []byte("b/"), Dir: true}}}
+		Entries:     []Entry{{Key: []byte("a"), Size: 1}, {Key: []byte("b/"), Dir: true}},
+		Incarnation: 1<<63 + 5, Proof: []byte{7, 8, 9}}
 	var out Response
 	if err := DecodeResponse(e.Response(&in), &out); err != nil {
 		t.Fatal(err)
 	}
 	if out.Message != "m" || out.Epoch != 3 || out.Size != 99 || out.Flags != 1 || !out.More || out.Count != 2 ||
-		out.Capacity != 1<<40 || len(out.Entries) != 2 || string(out.Entries[1].Key) != "b/" || !out.Entries[1].Dir {
+		out.Capacity != 1<<40 || len(out.Entries) != 2 || string(out.Entries[1].Key) != "b/" || !out.Entries[1].Dir ||
+		out.Incarnation != 1<<63+5 || !bytes.Equal(out.Proof, []byte{7, 8, 9}) {
 		t.Fatalf("round trip: %+v", out)
 	}
 }

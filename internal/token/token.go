@@ -38,6 +38,9 @@
 //     heartbeats.
 //   - KindDrain: DrainProof(secret, nonce, addr, deadline), an operator's
 //     order to drain the node at addr. A node proof never passes as one.
+//   - KindIncarnation: IncarnationProof(secret, nonce, incarnation), a
+//     node's answer to the controller's question which process serves at
+//     its address (wire.OpIncarnation); the nonce is the controller's.
 //
 // The textual form used by the CLI and environment (POCKET_TOKEN) is lower
 // case hex; see Format and Parse.
@@ -65,6 +68,8 @@ const (
 	KindAdmin Kind = 2
 	KindNode  Kind = 5
 	KindDrain Kind = 6
+	// KindIncarnation proves a node's incarnation (IncarnationProof).
+	KindIncarnation Kind = 7
 )
 
 // Layout of a token.
@@ -187,6 +192,25 @@ func VerifyDrainProof(secret, nonce []byte, addr string, deadlineMs int64, proof
 	var d [8]byte
 	binary.LittleEndian.PutUint64(d[:], uint64(deadlineMs))
 	return check(secret, KindDrain, proofSubject(sub[:0], nonce, d[:], addr), proof)
+}
+
+// IncarnationProof returns a node's proof that its process's incarnation
+// is incarnation, for the question whose nonce is nonce (at most 255
+// bytes; wire.OpIncarnation).
+func IncarnationProof(secret, nonce []byte, incarnation uint64) []byte {
+	var sub [maxInline]byte
+	var inc [8]byte
+	binary.LittleEndian.PutUint64(inc[:], incarnation)
+	return appendToken(nil, secret, KindIncarnation, 0, 0, proofSubject(sub[:0], nonce, inc[:], ""))
+}
+
+// VerifyIncarnationProof reports whether proof is IncarnationProof(secret,
+// nonce, incarnation).
+func VerifyIncarnationProof(secret, nonce []byte, incarnation uint64, proof []byte) bool {
+	var sub [maxInline]byte
+	var inc [8]byte
+	binary.LittleEndian.PutUint64(inc[:], incarnation)
+	return check(secret, KindIncarnation, proofSubject(sub[:0], nonce, inc[:], ""), proof)
 }
 
 // proofSubject is len(nonce) || nonce || extra || addr: the length prefix

@@ -119,6 +119,14 @@ func TestProofs(t *testing.T) {
 		VerifyDrainProof(secret, n1, addr, 0, p) || VerifyNodeProof(secret, n1, addr, d) {
 		t.Fatal("drain proof accepted for another deadline or nonce, or mixed with a node proof")
 	}
+	ip := IncarnationProof(secret, n1, 42)
+	if !VerifyIncarnationProof(secret, n1, 42, ip) {
+		t.Fatal("incarnation proof refused")
+	}
+	if VerifyIncarnationProof(secret, n1, 43, ip) || VerifyIncarnationProof(secret, n2, 42, ip) ||
+		VerifyIncarnationProof([]byte("another-secret-value"), n1, 42, ip) || VerifyNodeProof(secret, n1, "", ip) {
+		t.Fatal("incarnation proof accepted for another incarnation, nonce or secret, or as a node proof")
+	}
 	a, err := NewNonce(16)
 	b, err2 := NewNonce(16)
 	if err != nil || err2 != nil || len(a) != 16 || bytes.Equal(a, b) {

@@ -132,7 +132,41 @@ class Response(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
         return o == 0
 
-def ResponseStart(builder): builder.StartObject(10)
+    # Response
+    def Incarnation(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+    # Response
+    def Proof(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+        return 0
+
+    # Response
+    def ProofAsNumpy(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o)
+        return 0
+
+    # Response
+    def ProofLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # Response
+    def ProofIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        return o == 0
+
+def ResponseStart(builder): builder.StartObject(12)
 def Start(builder):
     return ResponseStart(builder)
 def ResponseAddMessage(builder, message): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(message), 0)
@@ -171,6 +205,15 @@ def AddVersions(builder, versions):
 def ResponseStartVersionsVector(builder, numElems): return builder.StartVector(1, numElems, 1)
 def StartVersionsVector(builder, numElems):
     return ResponseStartVersionsVector(builder, numElems)
+def ResponseAddIncarnation(builder, incarnation): builder.PrependUint64Slot(10, incarnation, 0)
+def AddIncarnation(builder, incarnation):
+    return ResponseAddIncarnation(builder, incarnation)
+def ResponseAddProof(builder, proof): builder.PrependUOffsetTRelativeSlot(11, flatbuffers.number_types.UOffsetTFlags.py_type(proof), 0)
+def AddProof(builder, proof):
+    return ResponseAddProof(builder, proof)
+def ResponseStartProofVector(builder, numElems): return builder.StartVector(1, numElems, 1)
+def StartProofVector(builder, numElems):
+    return ResponseStartProofVector(builder, numElems)
 def ResponseEnd(builder): return builder.EndObject()
 def End(builder):
     return ResponseEnd(builder)

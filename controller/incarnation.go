@@ -1,0 +1,125 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	dataclient "github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// A registration proves only that its sender holds the cluster secret, not
+// that it serves at the address it names. So before the controller takes a
+// known address registering with another incarnation for a restart (which
+// makes every job that has the node lose it: restartedLocked), it asks the
+// node serving at that address which process it is (wire.OpIncarnation,
+// over the data plane, answered with the node's proof of the secret over
+// the controller's nonce):
+//
+//   - the new incarnation: the node restarted; the registration stands.
+//   - the old one: a second node (misconfigured with the same advertised
+//     address, or anyone holding the secret) is registering; it is refused
+//     with wire.CodeExists and the jobs keep the node.
+//   - another one, or no valid proof: refused likewise.
+//   - no answer within ProbeTimeout: refused with wire.CodeUnavailable. A
+//     real restarted node listens before it registers (dataplane.NewNode
+//     binds before agent.Run starts), so a registrant the controller cannot
+//     reach is not serving where it says; the node's agent retries its
+//     registration every heartbeat interval, so a restart behind a passing
+//     fault is taken once the controller reaches it.
+//
+// The question is asked with no lock held, bounded by ProbeTimeout, and at
+// most maxProbes at once (more are refused with wire.CodeBusy and retried
+// by their agents).
+
+// DefaultProbeTimeout bounds the question to a node whose registration
+// says it restarted (Config.ProbeTimeout): well inside the metaclient's
+// least registration attempt (3 s).
+const DefaultProbeTimeout = time.Second
+
+// maxProbes bounds the incarnation questions in flight at once.
+const maxProbes = 16
+
+// probeNonceLen is the nonce's length in bytes (the node takes 8 to 64).
+const probeNonceLen = 16
+
+// incarnationAsker asks the node serving at addr for its proven
+// incarnation (askIncarnation; tests put a stand-in).
+type incarnationAsker func(ctx context.Context, addr string) (uint64, error)
+
+// restartClaim is registerNode's answer when reg names a known address
+// with another incarnation than the registry's (old) and no confirmation
+// came with it.
+type restartClaim struct{ old uint64 }
+
+func (*restartClaim) Error() string { return "restart not confirmed" }
+
+// confirmRestart asks the node serving at reg.Addr which process it is and
+// returns nil when it is reg's (a restart of the node whose incarnation was
+// old), else the error that refuses reg.
+func (c *Controller) confirmRestart(reg *wire.NodeRegister, old uint64) error {
+	select {
+	case c.probes <- struct{}{}:
+		defer func() { <-c.probes }()
+	default:
+		return wire.Errorf(wire.CodeBusy, "node %s: %d restart checks are under way; retry", reg.Addr, maxProbes)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ProbeTimeout)
+	defer cancel()
+	got, err := c.askInc(ctx, reg.Addr)
+	log := c.cfg.Logger.With("node", reg.Addr, "incarnation", reg.Incarnation, "known_incarnation", old)
+	switch {
+	case err != nil:
+		log.Warn("controller: cannot confirm a node's restart; registration refused", "err", err)
+		return wire.Errorf(wire.CodeUnavailable, "node %s registers with incarnation %d, a restart of the node with incarnation %d, "+
+			"but the controller cannot confirm it: %v; registration refused (a restarted node serves before it registers): retry once it serves there",
+			reg.Addr, reg.Incarnation, old, err)
+	case got == reg.Incarnation:
+		return nil
+	case got == old:
+		log.Warn("controller: a second node registers at a live node's address; refused")
+		return wire.Errorf(wire.CodeExists, "another node with incarnation %d is serving at %s; refusing a second node at the same address "+
+			"(this one has incarnation %d: give it its own address, --advertise)", old, reg.Addr, reg.Incarnation)
+	default:
+		log.Warn("controller: a registration names an address another node serves; refused", "serving_incarnation", got)
+		return wire.Errorf(wire.CodeExists, "the node serving at %s has incarnation %d, not this registration's %d; refusing a node that does not serve at its address",
+			reg.Addr, got, reg.Incarnation)
+	}
+}
+
+// askIncarnation asks the node serving at addr for its incarnation over
+// the data plane (dataclient.Client.Incarnation) and checks its proof of
+// the cluster secret over a fresh nonce.
+func (c *Controller) askIncarnation(ctx context.Context, addr string) (uint64, error) {
+	nonce, err := token.NewNonce(probeNonceLen)
+	if err != nil {
+		return 0, err
+	}
+	cl := dataclient.New(dataclient.Options{ConnsPerNode: 1, DialTimeout: c.cfg.ProbeTimeout})
+	defer cl.Close()
+	inc, proof, err := cl.Incarnation(ctx, addr, nonce)
+	if err != nil {
+		return 0, err
+	}
+	if !token.VerifyIncarnationProof(c.cfg.Secret, nonce, inc, proof) {
+		return 0, fmt.Errorf("the node at %s answered incarnation %d without a valid proof of the cluster secret", addr, inc)
+	}
+	return inc, nil
+}
+
+// registerChecked runs registerNode, and once more after confirmRestart
+// when the registration says a known node restarted.
+func (c *Controller) registerChecked(reg *wire.NodeRegister) (*wire.NodeAck, error) {
+	ack, err := c.registerNode(reg, false)
+	var claim *restartClaim
+	if !errors.As(err, &claim) {
+		return ack, err
+	}
+	if err := c.confirmRestart(reg, claim.old); err != nil {
+		return nil, err
+	}
+	return c.registerNode(reg, true)
+}

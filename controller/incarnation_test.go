@@ -1,0 +1,254 @@
+package controller
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// incServer stands for a storage node's data-plane listener on loopback:
+// it answers wire.OpIncarnation with its incarnation and a proof made with
+// its secret, as dataplane.Node does, and any other request with an error.
+type incServer struct {
+	t      *testing.T
+	ln     net.Listener
+	inc    atomic.Uint64
+	secret []byte
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// newIncServer listens at listen ("127.0.0.1:0" for a new port) as the
+// node with incarnation inc holding secret; the test's end stops it.
+func newIncServer(t *testing.T, listen string, inc uint64, secret []byte) *incServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &incServer{t: t, ln: ln, secret: secret, conns: map[net.Conn]struct{}{}}
+	s.inc.Store(inc)
+	s.wg.Add(1)
+	go s.accept()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *incServer) addr() string { return s.ln.Addr().String() }
+
+// stop closes the listener and every connection, and waits for them.
+func (s *incServer) stop() {
+	s.ln.Close()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *incServer) accept() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go s.serve(c)
+	}
+}
+
+// serve answers the requests of one connection until it closes.
+func (s *incServer) serve(c net.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		c.Close()
+	}()
+	lim := wire.DefaultLimits()
+	enc := wire.NewEncoder()
+	var hb [wire.HeaderLen]byte
+	for {
+		if _, err := io.ReadFull(c, hb[:]); err != nil {
+			return
+		}
+		h, err := wire.ParseHeader(hb[:], &lim)
+		if err != nil || h.PayloadLen != 0 {
+			return
+		}
+		meta := make([]byte, h.MetaLen)
+		if _, err := io.ReadFull(c, meta); err != nil {
+			return
+		}
+		var req wire.Request
+		if err := wire.DecodeRequest(meta, &lim, &req); err != nil {
+			return
+		}
+		var out []byte
+		if h.Op == wire.OpIncarnation {
+			inc := s.inc.Load()
+			out = enc.Response(&wire.Response{Incarnation: inc, Proof: token.IncarnationProof(s.secret, req.Key, inc)})
+		} else {
+			out = enc.ErrorResponse(wire.Errorf(wire.CodeUnknownOp, "%v", h.Op))
+		}
+		rh := wire.Header{Op: h.Op.Reply(), ID: h.ID, MetaLen: uint32(len(out))}
+		if h.Op != wire.OpIncarnation {
+			rh.Code = wire.CodeUnknownOp
+		}
+		if _, err := c.Write(append(wire.AppendHeader(nil, &rh), out...)); err != nil {
+			return
+		}
+	}
+}
+
+// liveJob registers two nodes served by incServers (incarnations 11 and
+// 22) with c, and a job on both.
+func liveJob(t *testing.T, c *Controller) (a, b *incServer, m *wire.PlacementMap) {
+	t.Helper()
+	a, b = newIncServer(t, "127.0.0.1:0", 11, testSecret), newIncServer(t, "127.0.0.1:0", 22, testSecret)
+	for _, s := range []*incServer{a, b} {
+		reg := dramNode(s.addr(), 1<<30, 8000)
+		reg.Incarnation = s.inc.Load()
+		mustRegister(t, c, reg)
+	}
+	m, err := c.RegisterJob("j", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	return a, b, m
+}
+
+// keptNode fails t unless j's map is still m's, with addr active in it.
+func keptNode(t *testing.T, c *Controller, m *wire.PlacementMap, addr, after string) {
+	t.Helper()
+	m2, err := c.GetMap(m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, in := mapState(m2, addr); !in || st != wire.NodeActive || len(m2.Lost) != 0 || m2.Epoch != m.Epoch {
+		t.Fatalf("map after %s: %+v; want the node %s kept, active, at epoch %d", after, m2, addr, m.Epoch)
+	}
+}
+
+// TestSecondNodeAtALiveAddressRefused: a second node registering with the
+// address of a live node and its own incarnation (misconfigured with the
+// same advertised address, or anyone holding the secret) is refused,
+// with an error naming the node serving there, and the jobs keep the live
+// node. Before, the controller took the registration for a restart of
+// the node: every job that had it lost it at once and its values read
+// "lost" (a hostile review).
+func TestSecondNodeAtALiveAddressRefused(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	_, b, m := liveJob(t, c)
+	second := dramNode(b.addr(), 1<<30, 8000)
+	second.Incarnation = 99
+	for range 3 { // its agent retries
+		_, err := c.RegisterNode(second)
+		if !errors.Is(err, wire.ErrExists) || !strings.Contains(err.Error(), "incarnation 22 is serving at "+b.addr()) {
+			t.Fatalf("second node at %s: %v; want refused as a second node", b.addr(), err)
+		}
+	}
+	keptNode(t, c, m, b.addr(), "a second node registered at its address")
+	// The live node's own registration, retried, still stands.
+	again := dramNode(b.addr(), 1<<30, 8000)
+	again.Incarnation = 22
+	mustRegister(t, c, again)
+	keptNode(t, c, m, b.addr(), "the live node registered again")
+}
+
+// TestUnprovenRestartRefused: a node answering at the address without a
+// proof of the cluster secret, or no node answering at all, confirms no
+// restart: the registration is refused (the node's agent retries) and the
+// jobs keep the node. A restarted node serves before it registers, so
+// once it answers, its retried registration is taken for a restart.
+func TestUnprovenRestartRefused(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	_, b, m := liveJob(t, c)
+	addr := b.addr()
+	b.stop()
+	forger := newIncServer(t, addr, 23, []byte("not-the-cluster-secret-at-all"))
+	restarted := dramNode(addr, 1<<30, 8000)
+	restarted.Incarnation = 23
+	if _, err := c.RegisterNode(restarted); !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), "proof") {
+		t.Fatalf("restart claimed by a node without the secret: %v; want refused for its proof", err)
+	}
+	forger.stop()
+	if _, err := c.RegisterNode(restarted); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("restart claimed with no node serving at %s: %v; want unavailable", addr, err)
+	}
+	keptNode(t, c, m, addr, "unconfirmed restarts")
+	newIncServer(t, addr, 23, testSecret) // the restarted node serves now
+	mustRegister(t, c, restarted)
+	m2, err := c.GetMap(m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, in := mapState(m2, addr); in || len(m2.Lost) != 1 || m2.Lost[0].Addr != addr {
+		t.Fatalf("map after the confirmed restart: %+v; want %s lost", m2, addr)
+	}
+}
+
+// TestRestartChecksAreBounded: the question to a node that accepts the
+// connection and never answers ends at the probe timeout, and the
+// registry's lock is free while it waits: another node's heartbeat goes
+// through while the check is under way.
+func TestRestartChecksAreBounded(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Hour, ProbeTimeout: 2 * time.Second})
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	dialed := make(chan net.Conn, 1)
+	go func() {
+		if conn, err := silent.Accept(); err == nil {
+			dialed <- conn // held open, never answered
+		}
+	}()
+	reg := dramNode(silent.Addr().String(), 1<<30, 8000)
+	reg.Incarnation = 5
+	mustRegister(t, c, reg)
+	other := dramNode("127.0.0.1:7009", 1<<30, 8000)
+	mustRegister(t, c, other)
+	restarted := *reg
+	restarted.Incarnation = 6
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { _, err := c.RegisterNode(&restarted); done <- err }()
+	var conn net.Conn
+	select {
+	case conn = <-dialed:
+		defer conn.Close()
+	case err := <-done:
+		t.Fatalf("registration ended before the node was asked: %v", err)
+	}
+	if ack, err := c.Heartbeat(&wire.Heartbeat{Addr: other.Addr}); err != nil || !ack.Known {
+		t.Fatalf("heartbeat during a restart check: %+v %v", ack, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the check ended (%v) before its bound while the node had not answered", err)
+	default: // the heartbeat went through while the check waited
+	}
+	if err := <-done; !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("restart of a node that does not answer: %v; want unavailable", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("the restart check took %v with a 2 s bound", d)
+	}
+}
