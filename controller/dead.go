@@ -167,7 +167,8 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 }
 
 // restartedLocked handles a known node that registers with another
-// incarnation than before (wire.NodeRegister): its process restarted, and
+// incarnation than before (wire.NodeRegister), confirmed by the node
+// serving at its address (incarnation.go): its process restarted, and
 // it is empty, whatever the controller thought of it (alive within
 // DeadAfter, or dead within the grace). Every job that has
 // it in its map loses it at once, as a node dead past the grace does: its

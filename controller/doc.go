@@ -67,6 +67,11 @@
 // A node dead for Config.DeadNodeGrace (30 s; negative: never) leaves every
 // job's map and is listed in it as lost (dead.go). A dead node that
 // belongs to no job leaves the registry after Config.ForgetAfter.
+// A known address registering with another incarnation (a restart: the
+// node is empty, and its jobs lose it at once) is believed only once the
+// node serving at the address says so over the data plane, with its proof
+// of the secret; a second node claiming a live node's address is refused
+// (incarnation.go). Incarnations are part of the durable state.
 //
 // # Sizing and placement policy
 //

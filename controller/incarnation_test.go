@@ -252,3 +252,61 @@ func TestRestartChecksAreBounded(t *testing.T) {
 		t.Fatalf("the restart check took %v with a 2 s bound", d)
 	}
 }
+
+// TestRestartWhileNoControllerRanSeen: node incarnations are part of the
+// controller's durable state, so a controller restarted on its store
+// knows them: a node that restarted while no controller ran registers
+// with a new incarnation and its jobs lose it (its keys read "lost", not
+// "not found"), and a second node claiming a live node's address is
+// refused. Before, a restored node's incarnation was unknown and both
+// registrations were taken as the node's own, the first leaving the empty
+// node in its jobs' maps (a hostile review).
+func TestRestartWhileNoControllerRanSeen(t *testing.T) {
+	for _, bolt := range []bool{false, true} {
+		r := newRestartable(t, Config{DeadAfter: time.Hour, DeadNodeGrace: time.Minute}, bolt)
+		a, b, m := liveJob(t, r.ctl)
+		c := r.restart()
+		synced := func() { // a restored map is handed out once its nodes have synced
+			syncNode(t, c, a.addr())
+			syncNode(t, c, b.addr())
+		}
+		synced()
+		second := dramNode(b.addr(), 1<<30, 8000)
+		second.Incarnation = 99
+		if _, err := c.RegisterNode(second); !errors.Is(err, wire.ErrExists) {
+			t.Fatalf("bolt %v: a second node at %s after the controller restarted: %v; want refused", bolt, b.addr(), err)
+		}
+		keptNode(t, c, m, b.addr(), "a second node registered after the controller restarted")
+		b.inc.Store(23) // the node restarted while no controller ran
+		restarted := dramNode(b.addr(), 1<<30, 8000)
+		restarted.Incarnation = 23
+		mustRegister(t, c, restarted)
+		synced()
+		m2, err := c.GetMap(m.Job, m.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, in := mapState(m2, b.addr()); in || len(m2.Lost) != 1 || m2.Lost[0].Addr != b.addr() {
+			t.Fatalf("bolt %v: map after the node restarted while no controller ran: %+v; want %s lost", bolt, m2, b.addr())
+		}
+	}
+}
+
+// TestLearnedIncarnationStored: a node restored without an incarnation
+// (from a state written before they were stored) teaches it with a
+// heartbeat, and the store keeps it for the next controller.
+func TestLearnedIncarnationStored(t *testing.T) {
+	r := newRestartable(t, Config{DeadAfter: time.Hour}, false)
+	mustRegister(t, r.ctl, dramNode("127.0.0.1:7001", 1<<30, 8000)) // no incarnation
+	c := r.restart()
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: "127.0.0.1:7001", Incarnation: 31}); err != nil {
+		t.Fatal(err)
+	}
+	c = r.restart()
+	c.mu.Lock()
+	got := c.nodes["127.0.0.1:7001"].incarnation
+	c.mu.Unlock()
+	if got != 31 {
+		t.Fatalf("incarnation after a restart: %d; want 31, learned from a heartbeat and stored", got)
+	}
+}

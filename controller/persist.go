@@ -194,7 +194,7 @@ func tombRecord(t *tomb) state.Job {
 func (c *Controller) nodeRecordsLocked() map[string]state.Node {
 	out := make(map[string]state.Node, len(c.nodes)+len(c.gone))
 	for addr, n := range c.nodes {
-		r := state.Node{Addr: addr, State: uint8(n.state), Cores: n.cores}
+		r := state.Node{Addr: addr, State: uint8(n.state), Cores: n.cores, Incarnation: n.incarnation}
 		for _, t := range n.tiers {
 			r.Tiers = append(r.Tiers, state.NodeTier{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
 		}
@@ -230,7 +230,7 @@ func diffNodes(saved, now map[string]state.Node) (put []state.Node, del []string
 }
 
 func sameNode(a, b *state.Node) bool {
-	return a.Addr == b.Addr && a.State == b.State && a.Cores == b.Cores && a.DrainDeadline.Equal(b.DrainDeadline) &&
+	return a.Addr == b.Addr && a.State == b.State && a.Cores == b.Cores && a.Incarnation == b.Incarnation && a.DrainDeadline.Equal(b.DrainDeadline) &&
 		a.Gone.Equal(b.Gone) && slices.Equal(a.Tiers, b.Tiers)
 }
 
@@ -278,7 +278,8 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 			c.gone[r.Addr] = r.Gone
 			continue
 		}
-		n := &node{addr: r.Addr, state: wire.NodeState(r.State), cores: r.Cores, lastSeen: now.Add(restoreGrace), restored: true}
+		n := &node{addr: r.Addr, state: wire.NodeState(r.State), cores: r.Cores, incarnation: r.Incarnation,
+			lastSeen: now.Add(restoreGrace), restored: true}
 		for _, t := range r.Tiers {
 			n.tiers = append(n.tiers, wire.TierStat{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
 		}

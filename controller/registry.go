@@ -99,7 +99,7 @@ type node struct {
 	jobLoads    jobLoads    // per-job figures of its last heartbeats (jobload.go)
 	drain       *drainState // set while draining
 	since       uint64      // the revision its job table was at in its last heartbeat
-	incarnation uint64      // its process's, from its registration (0: unknown, as after a restart of the controller)
+	incarnation uint64      // its process's, from its registration or the state (0: unknown)
 	hurried     bool        // its last ack asked for the next heartbeat at once
 	restored    bool        // read from the durable state, not synced with this run yet
 }
@@ -288,11 +288,13 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		c.prof.observeNode(n, c.loads[n.addr], now)
 	}
 	n.lastSeen = now
-	if n.incarnation == 0 {
-		// A controller restarted from its state knows no incarnation: its
-		// nodes' heartbeats teach it, so that a later restart of one of
-		// them is seen (registerNode).
+	if n.incarnation == 0 && hb.Incarnation != 0 {
+		// A node whose incarnation the registry does not know (restored
+		// from a state written before incarnations were stored) teaches it
+		// with its heartbeats, so that a later restart of it is seen
+		// (registerNode); it is stored from then on.
 		n.incarnation = hb.Incarnation
+		c.dirtyNodesLocked()
 	}
 	c.drainReportLocked(n, hb)
 	// A delta ack (not a snapshot) follows from a revision this run logged.

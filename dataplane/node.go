@@ -181,7 +181,9 @@ func (n *Node) SetEpoch(job string, epoch uint64) { n.jobs.setEpoch(job, epoch) 
 // Incarnation is a random number, not 0, drawn when the node was made:
 // the node's registration carries it, and the controller takes another at
 // a known address for a restart (an empty node) and has the jobs that had
-// it lose it.
+// it lose it, once the node answers it at its address (wire.OpIncarnation,
+// proved with the guard's secret): so the node listens before it
+// registers.
 func (n *Node) Incarnation() uint64 { return n.incarnation }
 
 // AwaitSync makes the node refuse every job until its job table has

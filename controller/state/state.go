@@ -167,6 +167,11 @@ type Node struct {
 	State uint8      `json:"state"` // wire.NodeState
 	Tiers []NodeTier `json:"tiers"`
 	Cores uint32     `json:"cores,omitempty"`
+	// Incarnation is the node process's, from its registration or (for a
+	// node registered before incarnations were stored) its heartbeats; 0:
+	// unknown. A controller restarted on the store tells a node that
+	// restarted while no controller ran by it.
+	Incarnation uint64 `json:"incarnation,omitempty"`
 	// DrainDeadline is set while the node drains: when it must be gone.
 	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
 	// Gone is set when the node finished a drain and left: it is refused

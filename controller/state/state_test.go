@@ -53,7 +53,7 @@ func TestStoreRoundTrip(t *testing.T) {
 			t.Fatalf("new store: %+v, %v; want empty", snap, err)
 		}
 		node := Node{Addr: "127.0.0.1:9001", State: 2, Tiers: []NodeTier{{Kind: 1, CapacityBytes: 1 << 30, Mbps: 8000}},
-			Cores: 8, DrainDeadline: time.UnixMilli(1_700_000_120_000).UTC()}
+			Cores: 8, Incarnation: 1<<63 + 7, DrainDeadline: time.UnixMilli(1_700_000_120_000).UTC()}
 		if err := s.Apply(&Batch{PutJobs: []Job{testJob("a-1", 1), testJob("b-2", 3)}, PutNodes: []Node{node},
 			Meta: &Meta{Seq: 3, Rev: 1003}}); err != nil {
 			t.Fatal(err)
