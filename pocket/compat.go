@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pocketstore/pocket/internal/token"
 )
@@ -77,8 +78,7 @@ func DeregisterJob(jobid string) int {
 	}
 	cred := j.Credential()
 	if err := j.Deregister(context.Background()); err != nil {
-		h.err = err
-		return -1
+		return h.status(err)
 	}
 	compatJobs.Delete(jobid)
 	compatCreds.Store(jobid, cred)
@@ -106,7 +106,7 @@ type Handle struct {
 	s    *Store
 	mu   sync.Mutex
 	jobs map[string]*Job
-	err  error
+	err  atomic.Pointer[error] // the last call's error; nil: none
 }
 
 // Connect opens a handle to the controller at hostname:port
@@ -127,8 +127,14 @@ func Connect(hostname string, port int) (*Handle, error) {
 	return &Handle{s: s, jobs: map[string]*Job{}}, nil
 }
 
-// Err is the error behind the last -1 returned by the handle.
-func (h *Handle) Err() error { return h.err }
+// Err is the error behind the last -1 returned by the handle (of any
+// goroutine's calls, when several share it).
+func (h *Handle) Err() error {
+	if p := h.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // job opens (once) a job by id with its remembered or exported token.
 func (h *Handle) job(jobid string) (*Job, error) {
@@ -168,7 +174,7 @@ func (h *Handle) job(jobid string) (*Job, error) {
 
 // status turns an error into Pocket's 0 / -1, keeping the error.
 func (h *Handle) status(err error) int {
-	h.err = err
+	h.err.Store(&err)
 	if err != nil {
 		return -1
 	}
@@ -230,7 +236,9 @@ func (h *Handle) GetBuffer(srcFilename string, dst []byte, length int, jobid str
 			copy(dst, b)
 		}
 		if deleteAfterRead {
-			j.deleteVersion(ctx, srcFilename, ver)
+			if err := j.deleteVersion(ctx, srcFilename, ver); err != nil {
+				return wrap("get_buffer", srcFilename, fmt.Errorf("delete-after-read: %w", err))
+			}
 		}
 		return nil
 	})

@@ -81,8 +81,14 @@
 //     (up to 10 s), so a caller's cancellation cannot strand a version
 //     half-published.
 //   - Delete-after-read deletes only the version it read, and only after the
-//     whole value was read (and, for files, written): a failed read deletes
-//     nothing, and a value written meanwhile stays.
+//     whole value was read (and, for files, written to a temporary file): a
+//     failed read deletes nothing, and a value written meanwhile stays. It
+//     hands the value out only if its own delete removed that version, so
+//     of readers racing on one value exactly one gets it; the others answer
+//     "not found" (or a conflict, for a value replaced meanwhile: Get then
+//     reads the key again). A read that fails or is cancelled after its
+//     delete was sent may have taken the value with it, as a one-record
+//     value's read-and-delete at its node may.
 //
 // What is not reclaimed until the job ends: the chunks of a writer killed
 // between steps 3 and 4 (one round trip), the replaced version's chunks on

@@ -178,10 +178,17 @@ func (j *Job) getInto(ctx context.Context, key string, dst []byte, flags uint16)
 		err = j.getChunks(ctx, key, m, out)
 		lost := errors.Is(err, wire.ErrLost)
 		switch {
-		case err == nil:
-			if flags&wire.FlagDeleteAfterRead != 0 {
-				j.deleteVersion(ctx, key, m.Version)
+		case err == nil && flags&wire.FlagDeleteAfterRead != 0:
+			switch derr := j.deleteVersion(ctx, key, m.Version); {
+			case derr == nil:
+				return out, m.Version, nil
+			case !consumed(derr) || try == maxReadRetries:
+				return nil, 0, fmt.Errorf("delete-after-read of version %016x: %w", m.Version, derr)
 			}
+			// Another reader took this version first, or a writer
+			// replaced it: read the key again.
+			continue
+		case err == nil:
 			return out, m.Version, nil
 		case !lost && !errors.Is(err, wire.ErrNotFound):
 			return nil, 0, err
@@ -246,16 +253,26 @@ func (j *Job) getChunk(ctx context.Context, key string, ver uint64, i int, part 
 }
 
 // deleteVersion deletes key if it still holds version ver (what a
-// delete-after-read read), and then that version's chunks. A newer value
-// stays.
-func (j *Job) deleteVersion(ctx context.Context, key string, ver uint64) {
-	_ = finish(ctx, func(ctx context.Context) error {
+// delete-after-read read), and then that version's chunks; a newer value
+// stays. It returns nil only when this call removed ver: of readers racing
+// to delete-after-read one version, exactly one gets nil, the others an
+// error consumed reports (wire.ErrNotFound: taken by another reader or
+// deleted; wire.ErrConflict: replaced by a newer value), so each hands the
+// value out only if it won.
+func (j *Job) deleteVersion(ctx context.Context, key string, ver uint64) error {
+	return finish(ctx, func(ctx context.Context) error {
 		r, _, err := j.doReq(ctx, wire.OpDelete, wire.FlagIfVersion, []byte(key), 0, reqExtra{version: ver}, nil, nil)
 		if err == nil {
 			j.dropReplaced(r.Meta.Version)
 		}
 		return err
 	})
+}
+
+// consumed reports whether a delete-after-read's delete (deleteVersion)
+// found its version gone: taken by another reader, deleted or replaced.
+func consumed(err error) bool {
+	return errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict)
 }
 
 // Info describes a stored value.

@@ -259,13 +259,34 @@ func (j *Job) PutFile(ctx context.Context, src, key string, opts ...PutOption) e
 // value has arrived (through a temporary file in the same directory): a
 // failed download leaves dst as it was, and with DeleteAfterRead the value
 // is deleted only after dst is in place.
+//
+// Of readers racing to delete-after-read one value, exactly one succeeds;
+// the others answer an error wrapping wire.ErrNotFound (or ErrConflict
+// when a writer replaced the value) and leave dst as it was.
 func (j *Job) GetFile(ctx context.Context, key, dst string, opts ...GetOption) error {
-	return j.getWith(ctx, key, opts, func(r io.Reader) error { return writeFileAtomic(dst, r) })
+	var o getOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	r, err := j.NewReader(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return writeFileAtomic(dst, r, func() error {
+		if o.flags&wire.FlagDeleteAfterRead == 0 {
+			return nil
+		}
+		return j.consumeRead(ctx, key, r.version())
+	})
 }
 
 // GetTo streams the value under key into w and returns the bytes written.
 // With DeleteAfterRead the value (the version read) is deleted only once
-// all of it has been written to w without error.
+// all of it has been written to w without error; if another reader deleted
+// it first (or a writer replaced it), GetTo answers an error wrapping
+// wire.ErrNotFound (or ErrConflict): what it wrote to w was not its to
+// take.
 func (j *Job) GetTo(ctx context.Context, key string, w io.Writer, opts ...GetOption) (int64, error) {
 	var n int64
 	err := j.getWith(ctx, key, opts, func(r io.Reader) (err error) {
@@ -276,7 +297,7 @@ func (j *Job) GetTo(ctx context.Context, key string, w io.Writer, opts ...GetOpt
 }
 
 // getWith streams key's value to consume and, with DeleteAfterRead, deletes
-// the version read if consume succeeded.
+// the version read if consume succeeded (consumeRead).
 func (j *Job) getWith(ctx context.Context, key string, opts []GetOption, consume func(io.Reader) error) error {
 	var o getOpts
 	for _, f := range opts {
@@ -291,14 +312,25 @@ func (j *Job) getWith(ctx context.Context, key string, opts []GetOption, consume
 		return err
 	}
 	if o.flags&wire.FlagDeleteAfterRead != 0 {
-		j.deleteVersion(ctx, key, r.version())
+		return j.consumeRead(ctx, key, r.version())
+	}
+	return nil
+}
+
+// consumeRead ends a streamed delete-after-read: it deletes the version
+// read, and answers an error when this reader did not delete it
+// (deleteVersion: another reader came first, or a writer replaced it).
+func (j *Job) consumeRead(ctx context.Context, key string, ver uint64) error {
+	if err := j.deleteVersion(ctx, key, ver); err != nil {
+		return fmt.Errorf("pocket: get %q: delete-after-read of version %016x: %w", key, ver, err)
 	}
 	return nil
 }
 
 // writeFileAtomic writes what r yields to dst through a temporary file,
-// renamed over dst once complete.
-func writeFileAtomic(dst string, r io.Reader) error {
+// renamed over dst once complete and once commit (called just before the
+// rename) succeeds.
+func writeFileAtomic(dst string, r io.Reader, commit func() error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
 	if err != nil {
 		return err
@@ -306,6 +338,9 @@ func writeFileAtomic(dst string, r io.Reader) error {
 	_, err = io.Copy(tmp, r)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = commit()
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), dst)

@@ -949,7 +949,7 @@ class Job:
         if not isinstance(out, memoryview) or (len(out) and out.obj is not view.obj):
             raise errors.TooLarge(f"value of {len(out)} bytes does not fit the {len(view)}-byte buffer")
         if delete_after_read:
-            self._delete_version(k, ver)
+            self._delete_version(k, ver)  # raises when another reader took it first
         return len(out)
 
     def _get(self, k: bytes, dst: memoryview | None, flags: int, first: Reply | None = None):
@@ -998,7 +998,14 @@ class Job:
                 last = m.version
                 continue
             if flags & wire.FLAG_DELETE_AFTER_READ:
-                self._delete_version(k, m.version)
+                try:
+                    self._delete_version(k, m.version)
+                except (errors.NotFound, errors.Conflict):
+                    # Another reader took this version first, or a writer
+                    # replaced it: read the key again.
+                    if attempt == _MAX_READ_RETRIES:
+                        raise
+                    continue
             return out, m.version
         raise AssertionError("unreachable")
 
@@ -1096,13 +1103,16 @@ class Job:
         self._drop_replaced(r)
 
     def _delete_version(self, k: bytes, ver: int) -> None:
-        """Deletes k if it still holds version ver, then its chunks."""
-        try:
-            r, _ = self._do(wire.OP_DELETE, wire.FLAG_IF_VERSION, k, 0, version=ver)
-            if r.code == 0:
-                self._drop_replaced(r)
-        except errors.PocketError:
-            pass
+        """Deletes k if it still holds version ver (what a delete-after-read
+        read), then its chunks; a newer value stays. Returns only when this
+        call removed ver: of readers racing to delete-after-read one
+        version, exactly one returns, the others raise NotFound (another
+        reader took it, or it was deleted) or Conflict (a writer replaced
+        it), so each hands the value out only if it won. Raises the
+        node's error when the delete fails (the value may remain)."""
+        r, _ = self._do(wire.OP_DELETE, wire.FLAG_IF_VERSION, k, 0, version=ver)
+        r.check()
+        self._drop_replaced(r)
 
     # ---- directories ----
 
@@ -1234,7 +1244,10 @@ class Job:
         chunk, with the next prefetch chunks (at least 1) being received
         while the caller consumes one; "wb" writes it (published whole at
         close(); a block that raises publishes nothing). Use as a context
-        manager."""
+        manager. With delete_after_read the version read is deleted at its
+        end; the read that reaches the end raises NotFound (or Conflict)
+        instead when another reader took that version first (or a writer
+        replaced it): what it read was not this reader's to take."""
         k = _name(key)
         if mode == "rb":
             return io.BufferedReader(_Reader(self, k, delete_after_read, prefetch), self.client.chunk_size)

@@ -36,7 +36,7 @@ import os
 import shutil
 import threading
 
-from . import errors
+from . import errors, wire
 from .client import Client, Job, registered_token
 
 _tls = threading.local()
@@ -245,13 +245,15 @@ def get(pocket, src_filename, dst_filename, jobid, DELETE_AFTER_READ=False):
             with job.open(key, "rb") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, job.client.chunk_size)
                 ver = src.raw.m.version if src.raw.m else src.raw.ver
+            if DELETE_AFTER_READ:
+                # Before the file is in place: a reader that lost the
+                # value to another leaves dst as it was.
+                job._delete_version(key.encode(), ver)
             os.replace(tmp, dst_filename)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        if DELETE_AFTER_READ:
-            job._delete_version(key.encode(), ver)
     return _run(pocket, f)
 
 
@@ -269,11 +271,12 @@ def get_buffer(pocket, src_filename, dst, len, jobid, DELETE_AFTER_READ=False): 
         if writable:
             if not 0 <= len <= view.nbytes:
                 raise ValueError(f"get_buffer: length {len} outside the {view.nbytes}-byte buffer")
-            n = job.get_into(key, view[:len], delete_after_read=False) if len else _exact_empty(job, key)
-            if n != len:
-                raise errors.PocketError(f"get_buffer {src_filename!r}: value is {n} bytes, want {len}",
+            out, ver = job._get(key.encode(), view[:len], wire.FLAG_VERSION)
+            if out.__len__() != len:
+                raise errors.PocketError(f"get_buffer {src_filename!r}: value is {out.__len__()} bytes, want {len}",
                                          errors.Code.TOO_LARGE)
-            ver = None
+            if len and not (isinstance(out, memoryview) and out.obj is view.obj):
+                view[:len] = out
         else:
             data, ver = job._get(key.encode(), None, 0)
             if data.__len__() != len:
@@ -281,15 +284,10 @@ def get_buffer(pocket, src_filename, dst, len, jobid, DELETE_AFTER_READ=False): 
                                          errors.Code.TOO_LARGE)
             pocket.last_value = bytes(data)
         if DELETE_AFTER_READ:
-            if ver is None:
-                job.delete(key)
-            else:
-                job._delete_version(key.encode(), ver)
+            job._delete_version(key.encode(), ver)  # raises when another reader took it first
     return _run(pocket, f)
 
 
-def _exact_empty(job: Job, key: str) -> int:
-    return job.stat(key).size
 
 
 def lookup(pocket, src_filename, jobid):
