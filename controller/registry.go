@@ -280,7 +280,11 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	// A heartbeat sent at once because the last ack asked for it (More)
 	// has rates over a sliver of time: a burst reads as a spike. Its
 	// figures are kept out of the rates and the history the policies read.
-	if !n.hurried || n.hist.n == 0 {
+	// So are an early heartbeat's (hb.Early: a request showed the node's
+	// table behind), always: clients can cause them, up to one per
+	// metaclient.DefaultWakeGap, and the node's next heartbeat covers its
+	// interval.
+	if !hb.Early && (!n.hurried || n.hist.n == 0) {
 		n.rx, n.tx, n.cpu = hb.RxMbps, hb.TxMbps, hb.CPUPercent
 		n.metrics = hb.Metrics
 		n.jobLoads.add(hb.Loads)
@@ -313,7 +317,9 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 			break
 		}
 	}
-	n.hurried = ack.More
+	// An early heartbeat between two others leaves the next one hurried
+	// if it was (the node's schedule is the regular one's).
+	n.hurried = ack.More || hb.Early && n.hurried
 	c.orphansLocked(n.addr, hb.Held, ack, n.lastSeen)
 	return ack
 }

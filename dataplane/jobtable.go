@@ -34,9 +34,28 @@ import (
 //     word from the controller, at most a heartbeat old); the job gets a
 //     pending entry, which the next heartbeats confirm or revoke;
 //   - a client's epoch is refused when older than the entry's (epoch 0
-//     included), accepted otherwise, and never stored: a client cannot move
-//     a node's epoch, and a newer epoch just means the node is a heartbeat
-//     behind;
+//     included), and never stored: a client cannot move a node's epoch;
+//   - a client's epoch newer than the entry's is refused too, naming the
+//     entry's (CodeStaleEpoch, an epoch older than the client's, which the
+//     SDKs take as "the node is behind" and send the same map again after
+//     a pause), and the node's agent is woken to heartbeat at once
+//     (SyncWanted), so the node learns the new epoch within a round trip
+//     to the controller. The controller hands a map out only once its
+//     nodes have confirmed its epoch (controller/elastic.go), so an honest
+//     client meets this rarely (a late heartbeat past the controller's
+//     confirm wait); taking the epoch on the client's word instead let
+//     any holder of a valid token write to a node outside its job's map
+//     (one serving only other jobs) by claiming a future epoch. A
+//     chunked put's confirm and a version's drop are taken at any epoch
+//     not older than the entry's (they touch only what the writer put
+//     there, see opConfirm);
+//   - a pending entry (a job the controller has not listed yet) has no
+//     epoch and takes any: its requests wake the agent too, so the window
+//     in which a new job's client can write to a node outside its map
+//     lasts one early heartbeat (milliseconds), not an interval. What it
+//     wrote there stays until the job ends (counted as the job's bytes
+//     here, dropped with the job): nothing refuses a new job's first
+//     requests before its node has heard of it;
 //   - on a node out of the job's map, the entry's epoch too is refused: a
 //     client routing by that map or an older one has no business here (it
 //     holds a map from before the node left, whose writes would land where
@@ -120,6 +139,8 @@ type jobTable struct {
 	await  atomic.Bool   // refuse every job until synced (a node with a controller)
 	since  atomic.Uint64 // the controller revision the table is at
 
+	wake chan struct{} // one buffered wake-up for the agent (SyncWanted)
+
 	mu        sync.Mutex // serializes writers; guards the fields below
 	snapRev   uint64     // a snapshot being received: its revision
 	snapAfter uint64     // ... and the gen of the last job received
@@ -138,6 +159,7 @@ type jobTable struct {
 
 func (j *jobTable) init() {
 	j.seed = maphash.MakeSeed()
+	j.wake = make(chan struct{}, 1)
 	for i := range j.shards {
 		m := map[string]*jobEntry{}
 		j.shards[i].Store(&m)
@@ -209,9 +231,9 @@ const (
 )
 
 // check runs on every request that may store: it refuses a revoked,
-// expired or (on a synced node) unknown job, and an epoch older than the
-// one the controller gave (or equal to it, on a node out of the job's
-// map); a newer epoch passes and is not learned.
+// expired or (on a synced node) unknown job, an epoch older than the one
+// the controller gave (or equal to it, on a node out of the job's map),
+// and a newer one, which is not learned but wakes the agent (SyncWanted).
 func (j *jobTable) check(job []byte, epoch uint64) error { return j.checkOp(job, epoch, opStore) }
 
 // checkOp checks a request of class op. A revoked job's requests are all
@@ -262,15 +284,43 @@ func (j *jobTable) checkEntry(job []byte, epoch uint64, op opClass) (*jobEntry, 
 	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
 		return e, errExpired
 	}
-	out := e.out.Load() && op != opConfirm && op != opDropVersion
-	if cur := e.epoch.Load(); cur != 0 && (epoch < cur || out && epoch == cur) {
-		msg := "placement map is stale; fetch the job's map again"
-		if out {
-			msg = "this node is not in the job's placement map; fetch the job's map again"
-		}
-		return e, &wire.Error{Code: wire.CodeStaleEpoch, Msg: msg, Epoch: cur}
+	return e, j.checkEpoch(e, epoch, op)
+}
+
+// checkEpoch checks a request's map epoch against the job's entry (see the
+// table's doc): older (or equal, out of the map) is stale; newer is the
+// node behind, refused naming the entry's epoch, and the agent is woken to
+// catch up. An entry without an epoch (pending) takes any.
+func (j *jobTable) checkEpoch(e *jobEntry, epoch uint64, op opClass) error {
+	cur := e.epoch.Load()
+	if cur == 0 {
+		return nil
 	}
-	return e, nil
+	// A chunked put's confirm and a version's drop go where the writer
+	// put the chunks, in the map or not (opConfirm).
+	version := op == opConfirm || op == opDropVersion
+	out := e.out.Load() && !version
+	switch {
+	case epoch == cur && !out, epoch > cur && version:
+		return nil
+	case epoch > cur:
+		j.wantSync()
+		return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur,
+			Msg: "this node has not heard of the job's map epoch yet (it is behind its controller, and catching up); send the request again shortly"}
+	case out:
+		return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur,
+			Msg: "this node is not in the job's placement map; fetch the job's map again"}
+	}
+	return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur, Msg: "placement map is stale; fetch the job's map again"}
+}
+
+// wantSync wakes the agent to heartbeat now (SyncWanted), without blocking:
+// one wake-up waits at most, however many requests ask.
+func (j *jobTable) wantSync() {
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
 }
 
 // setEpoch stores the job's map epoch and whether this node is out of the
@@ -351,6 +401,7 @@ func (j *jobTable) addPending(job []byte, c token.Claims) (*jobEntry, error) {
 	ed.put(string(job), e)
 	ed.commit()
 	j.pending[string(job)] = e
+	j.wantSync() // learn the job (its epoch, whether the node is in its map) now
 	return e, nil
 }
 

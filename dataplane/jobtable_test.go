@@ -39,20 +39,21 @@ func jobOp(t testing.TB, n *Node, op wire.Op, job, key string, tok []byte, epoch
 // refused as stale or accepted; the node's epoch moves only when the
 // controller moves it. The old node learned any higher epoch a client
 // sent, so one request with 2^64-1 locked the job out, and epoch 0 skipped
-// the check.
+// the check. A newer epoch than the node's is refused naming the node's
+// (it is behind; a client takes that as such and sends again).
 func TestClientEpochsAreNotLearned(t *testing.T) {
 	n := startNode(t, 64<<20, fakeGuard{})
 	put := func(epoch uint64) error {
 		return jobOp(t, n, wire.OpPut, "j", "k", []byte("ok-j"), epoch, 0)
 	}
 	n.SetEpoch("j", 5) // the controller's word
-	if err := put(math.MaxUint64); err != nil {
-		t.Fatalf("an epoch newer than the node's (the node is a heartbeat behind) must pass: %v", err)
+	var we *wire.Error
+	if err := put(math.MaxUint64); !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 5 {
+		t.Fatalf("an epoch newer than the node's: %v, want stale naming the node's epoch 5", err)
 	}
 	if err := put(5); err != nil {
 		t.Fatalf("after a client sent 2^64-1, the current epoch is refused: %v (the client moved the node's epoch)", err)
 	}
-	var we *wire.Error
 	if err := put(0); !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 5 {
 		t.Fatalf("epoch 0 on a node that knows the job's epoch: %v, want stale (current 5)", err)
 	}
@@ -416,7 +417,7 @@ func TestRetiredPrefixDeleteTakesChunks(t *testing.T) {
 // TestOutOfMapRefusesItsEpoch: a node the controller marks out of a job's
 // map refuses the job's requests at or below the map's epoch (a client
 // holding a map from before the node left, whose puts would land where no
-// reader looks), passes newer ones (the node is a heartbeat behind), lists
+// reader looks), and newer ones naming its own (the node is behind), lists
 // the job as not placed here, and takes the job's requests again once a
 // later epoch puts it back in the map; a chunked put's confirm and drop
 // of a version are taken at the map's epoch (the writer's chunks may be
@@ -446,8 +447,8 @@ func TestOutOfMapRefusesItsEpoch(t *testing.T) {
 	if got := n.PlacedJobs(); len(got) != 0 {
 		t.Fatalf("placed jobs %v on a node out of their maps", got)
 	}
-	if err := jobOp(t, n, wire.OpPut, "j-1", "k", tok, 8, 0); err != nil {
-		t.Fatalf("a newer epoch (the node is behind) must pass: %v", err)
+	if err := jobOp(t, n, wire.OpPut, "j-1", "k", tok, 8, 0); !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 7 {
+		t.Fatalf("a newer epoch than the node's: %v, want stale naming 7 (the node is behind)", err)
 	}
 	// The job's map takes the node in at epoch 9.
 	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: "j-1", Gen: 90, Epoch: 9}}})
@@ -459,5 +460,86 @@ func TestOutOfMapRefusesItsEpoch(t *testing.T) {
 	}
 	if got := n.PlacedJobs(); len(got) != 1 || got[0] != "j-1" {
 		t.Fatalf("placed jobs %v, want [j-1]", got)
+	}
+}
+
+// drained empties a node's SyncWanted and reports whether it held a
+// wake-up.
+func drained(n *Node) bool {
+	select {
+	case <-n.SyncWanted():
+		return true
+	default:
+		return false
+	}
+}
+
+// TestFutureEpochRefusedOutsideTheMap (hostile review: writes outside the
+// job's map): a client of job a-1, with a valid token, sends puts stamped
+// with a's epoch + 100 to a node outside a's map that serves only b-2.
+// They are refused as stale, naming the node's epoch (older than the
+// client's: the SDKs take the node as behind), nothing is stored, and the
+// node's agent is woken to catch up with its controller. The old table
+// took any newer epoch as the node being a heartbeat behind, and stored
+// the puts. A chunked put's confirm and a version's drop keep passing
+// there (the writer's chunks may be on a node that left the map).
+func TestFutureEpochRefusedOutsideTheMap(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "a-1", Gen: 90, Epoch: 3, Out: true}, wire.JobEpoch{Job: "b-2", Gen: 95, Epoch: 1}))
+	if err := jobOp(t, n, wire.OpPut, "b-2", "k", jobTok("b-2", 95), 1, 0); err != nil {
+		t.Fatalf("the node's own job: %v", err)
+	}
+	drained(n)
+	usage := n.cfg.DRAM.Usage().Used
+	tok := jobTok("a-1", 90)
+	var we *wire.Error
+	for i := range 20 {
+		err := jobOp(t, n, wire.OpPut, "a-1", fmt.Sprint("k", i), tok, 3+100, 0)
+		if !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 3 {
+			t.Fatalf("put %d at a future epoch on a node outside the job's map: %v, want stale naming 3", i, err)
+		}
+	}
+	if v, u := n.JobValues("a-1"), n.cfg.DRAM.Usage().Used; v != 0 || u != usage {
+		t.Fatalf("the node outside a-1's map holds %d of its values; usage %d bytes, was %d", v, u, usage)
+	}
+	if !drained(n) {
+		t.Fatal("a request at a future epoch did not wake the agent")
+	}
+	for _, op := range []wire.Op{wire.OpConfirm, wire.OpDropVersion} {
+		if err := jobOp(t, n, op, "a-1", "k", tok, 3+100, 0); errors.Is(err, wire.ErrStaleEpoch) {
+			t.Fatalf("%v at a newer epoch on a node out of the map: %v, want it taken", op, err)
+		}
+	}
+	// The node in the map (b-2's) too refuses a future epoch until the
+	// controller says so, and takes it once it does.
+	if err := jobOp(t, n, wire.OpPut, "b-2", "k", jobTok("b-2", 95), 2, 0); !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 1 {
+		t.Fatalf("put at the epoch after the node's on a node in the map: %v, want stale naming 1", err)
+	}
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: "b-2", Gen: 95, Epoch: 2}}})
+	if err := jobOp(t, n, wire.OpPut, "b-2", "k", jobTok("b-2", 95), 2, 0); err != nil {
+		t.Fatalf("put at the epoch the controller gave since: %v", err)
+	}
+}
+
+// TestPendingJobWakesTheAgent: the first request of a job the node has not
+// heard of yet (pending: newer than its table) is taken, and wakes the
+// agent, so the node learns the job's epoch and whether it is in its map
+// within a round trip rather than an interval; later requests of the job
+// do not wake it again while the wake-up waits.
+func TestPendingJobWakesTheAgent(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100))
+	drained(n)
+	if err := jobOp(t, n, wire.OpPut, "new-1", "k", jobTok("new-1", 120), 1, 0); err != nil {
+		t.Fatalf("a job newer than the table: %v", err)
+	}
+	if !drained(n) {
+		t.Fatal("a pending job's first request did not wake the agent")
+	}
+	if err := jobOp(t, n, wire.OpPut, "new-1", "k2", jobTok("new-1", 120), 1, 0); err != nil {
+		t.Fatalf("a pending job's second request: %v", err)
+	}
+	if drained(n) {
+		t.Fatal("a pending job's second request woke the agent again")
 	}
 }

@@ -178,6 +178,16 @@ func (n *Node) SetDraining(on bool) { n.drain.Store(on) }
 // wire.CodeStaleEpoch. Clients' epochs are never learned (jobtable.go).
 func (n *Node) SetEpoch(job string, epoch uint64) { n.jobs.setEpoch(job, epoch) }
 
+// SyncWanted delivers a value when a request showed the node's job table
+// behind its controller: it named a job's map epoch newer than the table
+// holds (refused, CodeStaleEpoch naming the table's epoch), or a job the
+// table did not hold yet (taken as pending). The agent heartbeats early
+// on it, so the table catches up within a round trip to the controller.
+// One value is buffered and the sends never block, so a flood of such
+// requests costs the loops nothing and leaves one wake-up waiting; the
+// receiver bounds how often it acts on them (metaclient.NodeLoop.Wake).
+func (n *Node) SyncWanted() <-chan struct{} { return n.jobs.wake }
+
 // Incarnation is a random number, not 0, drawn when the node was made:
 // the node's registration carries it, and the controller takes another at
 // a known address for a restart (an empty node) and has the jobs that had

@@ -15,7 +15,9 @@ type NodeLoop struct {
 	// Report fills in a heartbeat's telemetry (tiers' used bytes, rx/tx,
 	// CPU, metrics) and the revision of the node's job table (Since,
 	// SnapRev, SnapAfter); Addr and Proof are set by RunNode. Nil sends
-	// bare heartbeats.
+	// bare heartbeats. hb.Early is set on an early heartbeat (Wake): the
+	// controller keeps its rates out of the node's figures, so Report
+	// should not start a new rate interval on it.
 	Report func(hb *wire.Heartbeat)
 	// OnAck receives every ack: the node's state and its job-table
 	// changes. Called from RunNode's goroutine; may be nil.
@@ -23,7 +25,24 @@ type NodeLoop struct {
 	// Interval is the heartbeat period until the controller names one
 	// (1 s). Registration is retried at the same period.
 	Interval time.Duration
+	// Wake, when not nil, asks for a heartbeat before the interval is up
+	// (dataplane.Node.SyncWanted: a request showed the node's job table
+	// behind). The early heartbeat (wire.Heartbeat.Early) goes at once,
+	// or WakeGap after the node's previous heartbeat, whichever is later;
+	// wake-ups meanwhile are one. The regular heartbeats keep their
+	// schedule. An unregistered node ignores Wake: it registers on its
+	// own schedule.
+	Wake <-chan struct{}
+	// WakeGap is the least time between an early heartbeat and the
+	// heartbeat before it (0: DefaultWakeGap), which bounds what wake-ups
+	// cost the controller, whatever clients send: at most one early
+	// heartbeat per WakeGap.
+	WakeGap time.Duration
 }
+
+// DefaultWakeGap is NodeLoop.WakeGap's default: at most 20 early
+// heartbeats a second, each a few hundred bytes and a table delta.
+const DefaultWakeGap = 50 * time.Millisecond
 
 // RunNode registers the node and heartbeats until ctx ends, then returns
 // ctx's error. It never gives up: when the controller is unreachable it
@@ -74,16 +93,29 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 		}
 		lastErr, registered = "", true
 	}
-	t := time.NewTimer(0)
+	t := time.NewTimer(0) // the regular heartbeat
 	defer t.Stop()
+	w := newWaker(loop.Wake, loop.WakeGap)
+	defer w.stop()
 	for {
+		early := false
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-w.wake:
+			w.arm(registered)
+			continue
+		case <-w.due():
+			w.fired()
+			early = registered
+			if !early {
+				continue
+			}
 		}
 		next := interval
-		ack, err := beats.beat(ctx, &loop, registered, interval)
+		ack, err := beats.beat(ctx, &loop, registered, early, interval)
+		w.beat()
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
@@ -104,7 +136,9 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 				next = 0
 			}
 		}
-		t.Reset(next)
+		if !early || next == 0 {
+			t.Reset(next) // an early heartbeat leaves the schedule be
+		}
 	}
 }
 
@@ -132,19 +166,71 @@ func (c *Client) endBeats(b *Client) {
 	c.unlock()
 }
 
-// beat sends a registration or a heartbeat, bounded by one interval (at
+// waker turns NodeLoop.Wake into early heartbeats, at most one per gap
+// after the previous heartbeat.
+type waker struct {
+	src   <-chan struct{}
+	wake  <-chan struct{} // src, or nil while an early heartbeat is armed
+	gap   time.Duration
+	t     *time.Timer
+	armed bool
+	last  time.Time // the previous heartbeat (or registration)
+}
+
+func newWaker(src <-chan struct{}, gap time.Duration) *waker {
+	if gap <= 0 {
+		gap = DefaultWakeGap
+	}
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &waker{src: src, wake: src, gap: gap, t: t}
+}
+
+// arm schedules the early heartbeat a wake-up asked for (a registered node
+// only), and stops listening until it goes.
+func (w *waker) arm(registered bool) {
+	if !registered {
+		return
+	}
+	w.wake, w.armed = nil, true
+	w.t.Reset(max(0, time.Until(w.last.Add(w.gap))))
+}
+
+// due fires when the armed early heartbeat is due.
+func (w *waker) due() <-chan time.Time {
+	if !w.armed {
+		return nil
+	}
+	return w.t.C
+}
+
+// fired listens for wake-ups again.
+func (w *waker) fired() { w.wake, w.armed = w.src, false }
+
+// beat records a heartbeat: an armed early one is not needed any more.
+func (w *waker) beat() {
+	w.last = time.Now()
+	if w.armed {
+		w.t.Stop()
+		w.fired()
+	}
+}
+
+func (w *waker) stop() { w.t.Stop() }
+
+// beat sends a registration or a heartbeat (early: an early one), bounded by one interval (at
 // least 3 s); while the controller is away it is retried at least every
 // interval.
-func (c *Client) beat(ctx context.Context, loop *NodeLoop, registered bool, interval time.Duration) (*wire.NodeAck, error) {
+func (c *Client) beat(ctx context.Context, loop *NodeLoop, registered, early bool, interval time.Duration) (*wire.NodeAck, error) {
 	ctx, cancel := context.WithTimeout(withRetryCap(ctx, interval), max(interval, 3*time.Second))
 	defer cancel()
 	if !registered {
 		return c.RegisterNode(ctx, loop.Register)
 	}
-	hb := wire.Heartbeat{}
+	hb := wire.Heartbeat{Early: early}
 	if loop.Report != nil {
 		loop.Report(&hb)
 	}
-	hb.Addr, hb.Proof = loop.Register.Addr, nil
+	hb.Addr, hb.Proof, hb.Early = loop.Register.Addr, nil, early
 	return c.Heartbeat(ctx, hb)
 }

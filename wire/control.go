@@ -197,6 +197,12 @@ type Heartbeat struct {
 	// Incarnation is the node's, as it registered with (0: not sent): a
 	// controller that restarted from its state learns it here.
 	Incarnation uint64
+	// Early marks a heartbeat sent before the interval was up because a
+	// request showed the node's job table behind (dataplane.Node.
+	// SyncWanted): it brings the table's changes; its rates cover a sliver
+	// of time, so the controller keeps them out of the node's figures (the
+	// node's next heartbeat reports the whole interval).
+	Early bool
 }
 
 // JobLoad is one job's use of a node, as a heartbeat reports it: the
@@ -385,7 +391,7 @@ var (
 		{Kind: String}, {Kind: Bytes}, {Kind: TableVec, Sub: &tierStatSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &metricSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &heldJobSpec},
-		{Kind: TableVec, Sub: &moveReportSpec}, {Kind: TableVec, Sub: &jobLoadSpec}, {Kind: Scalar8},
+		{Kind: TableVec, Sub: &moveReportSpec}, {Kind: TableVec, Sub: &jobLoadSpec}, {Kind: Scalar8}, {Kind: Scalar1},
 	}}
 	jobLoadSpec    = TableSpec{Name: "JobLoad", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	moveReportSpec = TableSpec{Name: "MoveReport", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
@@ -817,6 +823,7 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	addOff(b, moves, fb.HeartbeatAddMoves)
 	addOff(b, loads, fb.HeartbeatAddLoads)
 	fb.HeartbeatAddIncarnation(b, m.Incarnation)
+	fb.HeartbeatAddEarly(b, m.Early)
 	b.Finish(fb.HeartbeatEnd(b))
 	return b.FinishedBytes()
 }
@@ -857,7 +864,7 @@ func (m *Heartbeat) Decode(meta []byte) error {
 	*m = Heartbeat{Addr: string(t.Addr()), Proof: cloneBytes(t.ProofBytes()), Tiers: tiers,
 		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Metrics: metrics,
 		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter(), Held: held, Moves: moves, Loads: loads,
-		Incarnation: t.Incarnation()}
+		Incarnation: t.Incarnation(), Early: t.Early()}
 	return nil
 }
 

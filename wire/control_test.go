@@ -29,7 +29,7 @@ func sampleControl() []ControlMessage {
 			CPUPercent: 37.5, Metrics: metrics, Since: 1 << 60, SnapRev: 17, SnapAfter: 12,
 			Held:  []HeldJob{{Job: "old-7", Bytes: 650 << 20}, {Job: "gone-3"}},
 			Moves: []MoveReport{{Job: "sort-1", Epoch: 4, Left: 120}, {Job: "grep-2", Epoch: 9}},
-			Loads: []JobLoad{{Job: "sort-1", RxMbps: 812.5, TxMbps: 20.25, Bytes: 3 << 30}, {Job: "grep-2", Bytes: 1}}, Incarnation: 77},
+			Loads: []JobLoad{{Job: "sort-1", RxMbps: 812.5, TxMbps: 20.25, Bytes: 3 << 30}, {Job: "grep-2", Bytes: 1}}, Incarnation: 77, Early: true},
 		&NodeAck{Known: true, State: NodeDraining, Heartbeat: time.Second,
 			Jobs: []JobEpoch{{Job: "sort-1", Epoch: 3, Gen: 99, Expires: time.UnixMilli(1_800_000_000_123)},
 				{Job: "video-2", Epoch: 1, Revoked: true}, {Job: "grep-2", Epoch: 12, Gen: 7, Out: true}},

@@ -12,7 +12,10 @@
 // dataplane.Node.Migrate), reporting its progress in its heartbeats until
 // the controller retires it. When one job's map changes (a node joins it,
 // or leaves it only), the node moves that job's values whose owner
-// changed and reports what is left (move.go).
+// changed and reports what is left (move.go). When a request shows the
+// node's job table behind (a map epoch newer than it holds, a job it has
+// not heard of), the agent heartbeats early, at most once per
+// metaclient.DefaultWakeGap, so the table catches up at once.
 package agent
 
 import (
@@ -64,6 +67,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Register: wire.NodeRegister{Addr: cfg.Addr, Tiers: a.tiers(), Cores: uint32(runtime.NumCPU()), Incarnation: cfg.Node.Incarnation()},
 		Report:   a.report,
 		OnAck:    a.ack,
+		Wake:     cfg.Node.SyncWanted(),
 	})
 }
 
@@ -91,7 +95,9 @@ func (a *agent) tiers() []wire.TierStat {
 // report fills a heartbeat. Rates are the node's own payload bytes over
 // the interval, not the interface's: nodes that share a host (or loopback)
 // would otherwise all report the host's total. So are each job's
-// (hb.Loads, jobLoads).
+// (hb.Loads, jobLoads). An early heartbeat (hb.Early: the node's job
+// table is behind, dataplane.Node.SyncWanted) reports the same, but its
+// rates, which the controller does not keep, start no new interval.
 func (a *agent) report(hb *wire.Heartbeat) {
 	now, st, jobs := time.Now(), a.cfg.Node.Stats(), a.cfg.Node.JobTraffic()
 	hb.Incarnation = a.cfg.Node.Incarnation()
@@ -105,7 +111,11 @@ func (a *agent) report(hb *wire.Heartbeat) {
 			wire.Metric{Name: "errors_per_sec", Value: float64(st.Errors-a.lastStats.Errors) / secs},
 			wire.Metric{Name: "open_conns", Value: float64(st.Net.Open)})
 	}
-	a.last, a.lastStats, a.lastJobs = now, st, byJob(jobs)
+	if !hb.Early {
+		// An early heartbeat's rates are not kept (wire.Heartbeat.Early):
+		// the next heartbeat's cover the whole interval.
+		a.last, a.lastStats, a.lastJobs = now, st, byJob(jobs)
+	}
 	hb.Since, hb.SnapRev, hb.SnapAfter = a.cfg.Node.JobSync()
 	hb.Held = a.cfg.Node.HeldJobs(wire.MaxHeldJobs)
 	hb.Tiers = a.tiers()
@@ -115,7 +125,7 @@ func (a *agent) report(hb *wire.Heartbeat) {
 	if a.move != nil {
 		hb.Moves = a.move.moveReports()
 	}
-	if s := a.cfg.Sampler; s != nil {
+	if s := a.cfg.Sampler; s != nil && !hb.Early { // a sample starts the sampler's next interval
 		if snap, err := s.Sample(); err == nil {
 			hb.CPUPercent = snap.CPUBusyMean()
 			hb.Metrics = append(hb.Metrics, wire.Metric{Name: "rss_bytes", Value: float64(snap.RSSBytes)})

@@ -259,8 +259,20 @@ func (rcv *Heartbeat) MutateIncarnation(n uint64) bool {
 	return rcv._tab.MutateUint64Slot(30, n)
 }
 
+func (rcv *Heartbeat) Early() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(32))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *Heartbeat) MutateEarly(n bool) bool {
+	return rcv._tab.MutateBoolSlot(32, n)
+}
+
 func HeartbeatStart(builder *flatbuffers.Builder) {
-	builder.StartObject(14)
+	builder.StartObject(15)
 }
 func HeartbeatAddAddr(builder *flatbuffers.Builder, addr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(addr), 0)
@@ -321,6 +333,9 @@ func HeartbeatStartLoadsVector(builder *flatbuffers.Builder, numElems int) flatb
 }
 func HeartbeatAddIncarnation(builder *flatbuffers.Builder, incarnation uint64) {
 	builder.PrependUint64Slot(13, incarnation, 0)
+}
+func HeartbeatAddEarly(builder *flatbuffers.Builder, early bool) {
+	builder.PrependBoolSlot(14, early, false)
 }
 func HeartbeatEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -232,7 +232,14 @@ class Heartbeat(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
-def HeartbeatStart(builder): builder.StartObject(14)
+    # Heartbeat
+    def Early(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(32))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def HeartbeatStart(builder): builder.StartObject(15)
 def Start(builder):
     return HeartbeatStart(builder)
 def HeartbeatAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -295,6 +302,9 @@ def StartLoadsVector(builder, numElems):
 def HeartbeatAddIncarnation(builder, incarnation): builder.PrependUint64Slot(13, incarnation, 0)
 def AddIncarnation(builder, incarnation):
     return HeartbeatAddIncarnation(builder, incarnation)
+def HeartbeatAddEarly(builder, early): builder.PrependBoolSlot(14, early, 0)
+def AddEarly(builder, early):
+    return HeartbeatAddEarly(builder, early)
 def HeartbeatEnd(builder): return builder.EndObject()
 def End(builder):
     return HeartbeatEnd(builder)
