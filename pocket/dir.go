@@ -32,7 +32,7 @@ func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, err
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		ents, err := j.listOnce(ctx, prefix, delim)
-		if attempt < mapRetries && j.fanOutChanged(ctx, err, used) {
+		if attempt < mapRetries && j.fanOutChanged(ctx, err, used, attempt) {
 			continue
 		}
 		return ents, err
@@ -182,7 +182,7 @@ func (j *Job) deletePrefix(ctx context.Context, prefix string) error {
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		err := j.deletePrefixOnce(ctx, prefix)
-		if attempt < mapRetries && j.fanOutChanged(ctx, err, used) {
+		if attempt < mapRetries && j.fanOutChanged(ctx, err, used, attempt) {
 			continue
 		}
 		return err

@@ -78,6 +78,9 @@ func TestFutureEpochCannotWriteOutsideTheMap(t *testing.T) {
 		}
 	}
 	target := c.node(outside(c.ctl, a.ID()))
+	if b.Map().Nodes[0].Addr != target.addr {
+		t.Fatalf("b placed on a's node %s, not on the other one", b.Map().Nodes[0].Addr)
+	}
 	epoch := a.Map().Epoch
 	// The target has heard of a (a stat stores nothing, whatever the
 	// answer): it refuses a's own epoch as a map it is not in.

@@ -107,7 +107,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 				return j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
 			})
 		}
-		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch, t.leaving) {
+		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch, t.leaving, attempt) {
 			continue
 		}
 		return r, t.addr, err
@@ -134,17 +134,18 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 //
 // A node that refuses the map with an epoch older than the request's
 // (nodesBehind) is behind, not the map: it restarted and has not synced
-// its job table yet, or a heartbeat is late; the same map is sent again
-// after behindPause, mapRetries times at most.
+// its job table yet, or its table missed the epoch (it is catching up
+// now); the same map is sent again after behindWait(attempt), attempt
+// being the call's retries so far, mapRetries times at most.
 //
 // A failed refresh is folded into err's caller's view by returning false.
-func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool) bool {
+func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool, attempt int) bool {
 	if j.s.ctl == nil || err == nil {
 		return false
 	}
 	switch {
 	case errors.Is(err, wire.ErrStaleEpoch) && nodesBehind(err, used):
-		return sleepCtx(ctx, behindPause)
+		return sleepCtx(ctx, behindWait(attempt))
 	case errors.Is(err, wire.ErrStaleEpoch):
 		return j.refreshNewer(ctx, used)
 	case errors.Is(err, wire.ErrDraining):
@@ -168,14 +169,23 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool)
 // (a user saw 25,867 of 45,937 list calls fail in one drain). The price:
 // a node the controller sees alive but this client cannot reach (a
 // partition) fails a fan-out only after staleWait.
-func (j *Job) fanOutChanged(ctx context.Context, err error, used uint64) bool {
-	return j.mapChanged(ctx, err, used, true)
+func (j *Job) fanOutChanged(ctx context.Context, err error, used uint64, attempt int) bool {
+	return j.mapChanged(ctx, err, used, true, attempt)
 }
 
-// behindPause is the pause before a request goes again, on the same map,
-// to a node whose table is behind it (mapChanged): mapRetries of them
-// cover about a second, in which a restarted node registers and syncs.
-const behindPause = 250 * time.Millisecond
+// behindPause is the first pause before a request goes again, on the
+// same map, to a node whose table is behind it (mapChanged); each later
+// one doubles (behindWait): 60, 120, 240 and 480 ms over mapRetries, about
+// a second in all, in which a restarted node registers and syncs. A node
+// that knows the job and missed its epoch has been woken to heartbeat at
+// once (dataplane.Node.SyncWanted, at most one early heartbeat per 50 ms)
+// and serves the map a round trip to its controller later, so the first
+// pause is usually the only one.
+const behindPause = 60 * time.Millisecond
+
+// behindWait is the pause before the retry that follows attempt earlier
+// ones (0: the first).
+func behindWait(attempt int) time.Duration { return behindPause << min(max(attempt, 0), mapRetries) }
 
 // nodesBehind reports whether err is a stale-epoch refusal naming an
 // epoch older than used, or (a fan-out's joined errors) only such
@@ -293,7 +303,7 @@ func (j *Job) doAt(ctx context.Context, addr string, op wire.Op, flags uint16, x
 		t := j.targetOf(addr)
 		req := wire.Request{Job: t.job, Token: t.token, Epoch: t.epoch, Version: x.version}
 		r, err := j.s.data.Do(ctx, addr, op, flags|t.flags, &req, nil, nil)
-		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch, t.leaving) {
+		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch, t.leaving, attempt) {
 			continue
 		}
 		return r, err
@@ -316,7 +326,7 @@ func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Req
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, flags, req)
-		if attempt < mapRetries && j.fanOutChanged(ctx, err, used) {
+		if attempt < mapRetries && j.fanOutChanged(ctx, err, used, attempt) {
 			continue
 		}
 		return replies, err
@@ -335,7 +345,7 @@ func (j *Job) fanOutExcept(ctx context.Context, op wire.Op, req wire.Request, sk
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, 0, req, skip...)
-		if attempt < mapRetries && j.fanOutChanged(ctx, err, used) {
+		if attempt < mapRetries && j.fanOutChanged(ctx, err, used, attempt) {
 			continue
 		}
 		return replies, err

@@ -371,12 +371,24 @@ def _resendable(e: errors.Unavailable, op: int, flags: int) -> bool:
 _STALE_WAIT = 5.0
 _STALE_PAUSE = 0.01
 _STALE_PAUSE_MAX = 0.2
-# The pause before a request goes again, on the same map, to a node that
-# refused it with an epoch older than the request's: the node is behind
-# (it restarted and has not synced its job table yet, or a heartbeat is
-# late), not the map. _MAP_RETRIES of them cover about a second, in which
-# a restarted node registers and syncs.
-_BEHIND_PAUSE = 0.25
+# The first pause before a request goes again, on the same map, to a node
+# that refused it with an epoch older than the request's: the node is
+# behind (it restarted and has not synced its job table yet, or its table
+# missed the epoch and it is catching up now), not the map. Each later
+# pause of the call doubles (_behind_wait): 0.06, 0.12, 0.24 and 0.48 s
+# over _MAP_RETRIES, about a second in all, in which a restarted node
+# registers and syncs. A node that knows the job and missed its epoch
+# heartbeats at once (at most once per 50 ms), so the first pause is
+# usually the only one (the Go SDK's behindPause).
+_BEHIND_PAUSE = 0.06
+
+
+def _behind_wait(attempt: int) -> float:
+    """The pause before the retry that follows attempt earlier ones of a
+    call (0: the first) to a node behind the map (the Go SDK's behindWait)."""
+    return _BEHIND_PAUSE * (1 << min(max(attempt, 0), _MAP_RETRIES))
+
+
 # How long a version request (confirm, drop-version) waits out a node that
 # answers busy while it moves a chunk of that version (the Go SDK's settle).
 _SETTLE = 10.0
@@ -451,11 +463,12 @@ class Job:
         st = self._st
         self._st = _MapState(self.client._ctl().get_map(st.map.job, st.map.token))
 
-    def _map_changed(self, code: int, used: _MapState, meta=None) -> bool:
+    def _map_changed(self, code: int, used: _MapState, meta=None, attempt: int = 0) -> bool:
         """After a node answered code (and meta, its reply's) to a request
-        routed with the map used: whether to send it again. A stale epoch
-        older than used's is the node's lag: the same map goes again after
-        _BEHIND_PAUSE; else a stale epoch fetches the map until the
+        routed with the map used, on the call's retry attempt (0: the
+        first): whether to send it again. A stale epoch older than used's
+        is the node's lag: the same map goes again after
+        _behind_wait(attempt); else a stale epoch fetches the map until the
         controller hands out a newer one (_refresh_newer); a node draining
         since the map was fetched fetches it once. A failed fetch answers
         False: the caller raises the node's error. Needs a controller."""
@@ -463,7 +476,7 @@ class Job:
             return False
         if code == errors.Code.STALE_EPOCH and meta is not None and \
                 wire.reply_error(code, meta).epoch < used.map.epoch:
-            time.sleep(_BEHIND_PAUSE)
+            time.sleep(_behind_wait(attempt))
             return True
         if code == errors.Code.STALE_EPOCH:
             return self._refresh_newer(used.map.epoch)
@@ -501,11 +514,14 @@ class Job:
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(2 * pause, _STALE_PAUSE_MAX)
 
-    def _follow(self, errs: list, used: _MapState, op: int, flags: int, fan_out: bool = False) -> bool:
+    def _follow(self, errs: list, used: _MapState, op: int, flags: int, fan_out: bool = False,
+                attempt: int = 0) -> bool:
         """After a request (op, flags) routed with the map used failed with
         errs (one error per node asked: a fan-out or a chunk transfer
-        asks several): whether to send it again, the job's map being now
-        newer. Every error must be one a newer map may cure:
+        asks several), on the call's retry attempt (0: the first): whether
+        to send it again, the job's map being now newer (or, every error
+        a node behind used, the same map after _behind_wait(attempt)).
+        Every error must be one a newer map may cure:
 
           - stale epoch, draining: as _map_changed;
           - a node unavailable (refused or lost connection, dead in the
@@ -540,7 +556,7 @@ class Job:
             else:
                 return False
         if stale and behind and not retired and not draining:
-            time.sleep(_BEHIND_PAUSE)  # the nodes lag the map (_map_changed)
+            time.sleep(_behind_wait(attempt))  # the nodes lag the map (_map_changed)
             return True
         if stale or retired:
             return self._refresh_newer(used.map.epoch)
@@ -635,10 +651,10 @@ class Job:
             except errors.Unavailable as e:
                 # The node may have left the map (drained, and stopped)
                 # since it was fetched.
-                if attempt < _MAP_RETRIES and self._follow([e], st, op, flags):
+                if attempt < _MAP_RETRIES and self._follow([e], st, op, flags, attempt=attempt):
                     continue
                 raise
-            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta):
+            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt):
                 continue
             return r, addr
         raise AssertionError("unreachable")
@@ -761,7 +777,7 @@ class Job:
             errs = [x for x in out if isinstance(x, BaseException)]
             replies = [x for x in out if not isinstance(x, BaseException)]
             errs += [wire.reply_error(r.code, r.meta) for r in replies if r.code in _REFRESH]
-            if errs and attempt < _MAP_RETRIES and self._follow(errs, st, op, flags, fan_out=True):
+            if errs and attempt < _MAP_RETRIES and self._follow(errs, st, op, flags, fan_out=True, attempt=attempt):
                 if op == wire.OP_DELETE:
                     kept += [r for r in replies if r.code == 0]
                 continue
@@ -871,7 +887,7 @@ class Job:
                 except errors.PocketError as e:
                     errs.append(e)
             gone = [e for e in errs if isinstance(e, errors.Unavailable)]
-            if gone and attempt < _MAP_RETRIES and self._follow(gone, st, op, 0):
+            if gone and attempt < _MAP_RETRIES and self._follow(gone, st, op, 0, attempt=attempt):
                 continue
             replies = list(answered.values())
             try:
@@ -908,10 +924,10 @@ class Job:
             try:
                 r = self._send_patient(addr, op, st.tier_flags, st.keyless(version=ver))
             except errors.Unavailable as e:
-                if attempt < _MAP_RETRIES and self._follow([e], st, op, 0) and addr in self._st.addrs:
+                if attempt < _MAP_RETRIES and self._follow([e], st, op, 0, attempt=attempt) and addr in self._st.addrs:
                     continue
                 raise
-            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta):
+            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt):
                 continue
             return r
         raise AssertionError("unreachable")
@@ -981,7 +997,7 @@ class Job:
             except (errors.StaleEpoch, errors.Draining, errors.Unavailable) as e:
                 # The map changed, or a chunk's node left it: read the key
                 # again on a newer map.
-                if moved >= _MAP_RETRIES or not self._follow([e], used, wire.OP_GET, 0):
+                if moved >= _MAP_RETRIES or not self._follow([e], used, wire.OP_GET, 0, attempt=moved):
                     raise
                 moved += 1
                 continue
@@ -1137,7 +1153,7 @@ class Job:
             if errs:
                 # A stale map, or a node that left it: list again on a
                 # newer one.
-                if attempt < _MAP_RETRIES and self._follow(errs, st, wire.OP_LIST, 0, fan_out=True):
+                if attempt < _MAP_RETRIES and self._follow(errs, st, wire.OP_LIST, 0, fan_out=True, attempt=attempt):
                     continue
                 raise errs[0]
             merged: dict[bytes, wire.Entry] = {}
@@ -1192,7 +1208,7 @@ class Job:
             errs = self._delete_prefix(st, p)
             if not errs:
                 break
-            if attempt < _MAP_RETRIES and self._follow(errs, st, wire.OP_DELETE, wire.FLAG_PREFIX, fan_out=True):
+            if attempt < _MAP_RETRIES and self._follow(errs, st, wire.OP_DELETE, wire.FLAG_PREFIX, fan_out=True, attempt=attempt):
                 continue
             raise errs[0]
         if p:
@@ -1290,7 +1306,7 @@ class _ObjectWrite:
             errs = [x for x in out if isinstance(x, BaseException)]
             if not errs:
                 return
-            if attempt < _MAP_RETRIES and self.job._follow(errs, st, wire.OP_PUT, wire.FLAG_CHUNK):
+            if attempt < _MAP_RETRIES and self.job._follow(errs, st, wire.OP_PUT, wire.FLAG_CHUNK, attempt=attempt):
                 todo = again
                 continue
             raise errs[0]

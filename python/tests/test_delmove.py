@@ -231,6 +231,10 @@ def test_a_node_behind_the_map_is_asked_again(monkeypatch):
         behind = pocket.errors.error_for(pocket.errors.Code.STALE_EPOCH, "not synced", 0)
         assert job._follow([behind], job._st, wire.OP_LIST, 0, fan_out=True)
         assert cl.controller.calls == 0 and slept == [pclient._BEHIND_PAUSE] and job.map.epoch == 5
+        # Later retries of the call pause twice as long each (about a second
+        # over the call's retries, for a node that restarted).
+        assert job._follow([behind], job._st, wire.OP_LIST, 0, fan_out=True, attempt=2)
+        assert slept[-1] == 4 * pclient._BEHIND_PAUSE and cl.controller.calls == 0
         # A node ahead of the map: the map is fetched until it is newer.
         ahead = pocket.errors.error_for(pocket.errors.Code.STALE_EPOCH, "stale", 7)
         cl.controller = MapController(m, 2)
