@@ -232,13 +232,10 @@ func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		}
 		return
 	}
-	v, err := tier.Open(cs.req.Job, cs.req.Key)
+	v, err := n.open(tier, cs.req.Job, cs.req.Key, h.Flags)
 	if err != nil {
 		n.replyErr(c, cs, h, wire.ErrorOf(err))
 		return
-	}
-	if h.Flags&wire.FlagDeleteAfterRead != 0 {
-		n.deleteRead(tier, cs.req.Job, cs.req.Key, v) // the open reference keeps the bytes
 	}
 	n.sendValue(c, cs, h, v, jt)
 }
@@ -320,10 +317,7 @@ func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string
 	cs := c.Context().(*connState)
 	start := cs.start
 	ok := n.submit(func() {
-		v, err := tier.Open([]byte(job), []byte(key))
-		if err == nil && h.Flags&wire.FlagDeleteAfterRead != 0 {
-			n.deleteRead(tier, []byte(job), []byte(key), v)
-		}
+		v, err := n.open(tier, []byte(job), []byte(key), h.Flags)
 		n.postOpened(c, cs, &h, start, v, err, jt)
 	})
 	if !ok {
@@ -331,16 +325,51 @@ func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string
 	}
 }
 
-// deleteRead deletes the value v just opened for a get with
-// FlagDeleteAfterRead, if it is still the stored one. A manifest is never
-// deleted here: the SDK deletes it, conditionally on its version, once it
-// has read the chunks (so a failed read deletes nothing).
-func (n *Node) deleteRead(tier Tier, job, key []byte, v Value) {
-	if v.Flags()&Manifest != 0 {
-		return
+// open opens the value under key for a get; with FlagDeleteAfterRead it
+// also takes it (takeRead).
+func (n *Node) open(tier Tier, job, key []byte, flags uint16) (Value, error) {
+	if flags&wire.FlagDeleteAfterRead != 0 {
+		return n.takeRead(tier, job, key)
 	}
-	if _, err := tier.DeleteVersion(job, key, v.Version()); err == nil {
-		n.vers.forget(tier.Kind(), job, key)
+	return tier.Open(job, key)
+}
+
+// takeReadTries bounds how often takeRead opens a key again because a
+// writer replaced its value between the open and the delete.
+const takeReadTries = 4
+
+// errTaken answers a get with FlagDeleteAfterRead whose value another such
+// get (or a delete) removed between its open and its delete.
+var errTaken = &wire.Error{Code: wire.CodeNotFound, Msg: "no value under that key: another delete-after-read get (or a delete) took it first"}
+
+// takeRead opens the value under key for a get with FlagDeleteAfterRead
+// and deletes it by its version; the open reference keeps the bytes for
+// the reply. It returns the value only if its own delete removed it, so of
+// gets racing on one value (on several loops, or on workers for a blocking
+// tier) exactly one sends it, the others answer "not found" (errTaken). A
+// value replaced between the open and the delete is opened again (the
+// newer value is the one to take), at most takeReadTries times. A manifest
+// is not deleted here: the SDK deletes it, conditionally on its version,
+// once it has read the chunks (so a failed read deletes nothing), and
+// hands the object out only if that delete removed it.
+func (n *Node) takeRead(tier Tier, job, key []byte) (Value, error) {
+	for try := 1; ; try++ {
+		v, err := tier.Open(job, key)
+		if err != nil || v.Flags()&Manifest != 0 {
+			return v, err
+		}
+		_, err = tier.DeleteVersion(job, key, v.Version())
+		if err == nil {
+			n.vers.forget(tier.Kind(), job, key)
+			return v, nil
+		}
+		v.Release()
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil, errTaken
+		case !errors.Is(err, ErrConflict) || try == takeReadTries:
+			return nil, err
+		}
 	}
 }
 

@@ -278,7 +278,7 @@ def get_buffer(pocket, src_filename, dst, len, jobid, DELETE_AFTER_READ=False): 
             if len and not (isinstance(out, memoryview) and out.obj is view.obj):
                 view[:len] = out
         else:
-            data, ver = job._get(key.encode(), None, 0)
+            data, ver = job._get(key.encode(), None, wire.FLAG_VERSION)
             if data.__len__() != len:
                 raise errors.PocketError(f"get_buffer {src_filename!r}: value is {data.__len__()} bytes, want {len}",
                                          errors.Code.TOO_LARGE)

@@ -15,16 +15,15 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// TestNodeDeleteAfterReadConsumesOnce (hostile review of 01fe3a3): gets
-// with FlagDeleteAfterRead racing on one one-record value, each over a
-// connection of its own, hand the value to exactly one of them. The SDKs
-// (pocket.Job.Get, Python's get) rely on the node for that: a one-record
-// value's read-and-delete happens at its node in one request. But the node
-// opens the value, deletes it by version ignoring the delete's outcome
-// (deleteRead), and sends what it opened either way: two gets that opened
-// it before either deleted it both return it. With more than one event
-// loop (DRAM) or with the NVMe tier (opened on workers, after device I/O)
-// such gets run at once.
+// TestNodeDeleteAfterReadConsumesOnce: gets with FlagDeleteAfterRead
+// racing on one one-record value, each over a connection of its own, hand
+// the value to exactly one of them (takeRead); the others answer "not
+// found". The SDKs rely on the node for that: a one-record value's
+// read-and-delete is one request. Before, the node deleted by version
+// ignoring the delete's outcome and sent what it had opened either way, so
+// gets that opened the value before either deleted it all returned it
+// (with several DRAM loops, or on the NVMe tier's workers; found by a
+// hostile review).
 func TestNodeDeleteAfterReadConsumesOnce(t *testing.T) {
 	tiers := map[string]func(t *testing.T) (dataplane.NodeConfig, uint16){
 		"dram-4-loops": func(t *testing.T) (dataplane.NodeConfig, uint16) {

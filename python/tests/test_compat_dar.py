@@ -1,8 +1,8 @@
-"""Hostile review of 01fe3a3 (delete-after-read consume-once): the compat
-get_buffer into an immutable dst (a str or bytes, as Pocket's examples pass;
-the bytes go to last_value) reads without asking for the value's version,
-so its delete by version names version 0: the delete conflicts, the call
-answers -1 and the value is never consumed."""
+"""The compat get_buffer into an immutable dst (a str or bytes, as Pocket's
+examples pass; the bytes go to last_value) with DELETE_AFTER_READ consumes
+the value. It read without asking for the value's version, so its delete
+by version named version 0: the delete conflicted, the call answered -1
+and the value stayed (found by a hostile review)."""
 
 import pytest
 
@@ -13,7 +13,7 @@ MiB = 1 << 20
 
 @pytest.fixture
 def registered(cluster_env):
-    jobid = pocket.register_job("hostile2", num_lambdas=2, capacityGB=1, peakMbps=100, latency_sensitive=1)
+    jobid = pocket.register_job("compat-dar", num_lambdas=2, capacityGB=1, peakMbps=100, latency_sensitive=1)
     assert jobid is not None, pocket.last_error()
     p = pocket.connect(*cluster_env["POCKET_CONTROLLER"].rsplit(":", 1))
     yield p, jobid
