@@ -523,9 +523,11 @@ func (l *Loop) closeConn(c *Conn, err error) {
 		c.in = nil
 	}
 	c.sink = nil
+	// Counted closed before it stops counting as open, so a reader of
+	// Stats that sees no connection open sees every close counted.
+	l.stats.closed.Add(1)
 	l.srv.open.Add(-1)
 	l.srv.peers.remove(c.peer)
 	l.nconns--
-	l.stats.closed.Add(1)
 	l.h.OnClose(c, err)
 }

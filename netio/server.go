@@ -1,6 +1,7 @@
 package netio
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -34,6 +35,9 @@ func Listen(addr string, cfg Config, h Handler) (*Server, error) {
 	sa, family, err := resolve(addr)
 	if err != nil {
 		return nil, err
+	}
+	if err := exclusive(family, sa); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	s := &Server{cfg: cfg, h: h}
 	for i := 0; i < cfg.Loops; i++ {
@@ -82,6 +86,48 @@ func resolve(addr string) (unix.Sockaddr, int, error) {
 	sa := &unix.SockaddrInet6{Port: ta.Port}
 	copy(sa.Addr[:], ta.IP.To16())
 	return sa, unix.AF_INET6, nil
+}
+
+// exclusive checks that no other socket listens on sa (a fixed port) by
+// binding it once without SO_REUSEPORT. The loops' listeners share their
+// port through SO_REUSEPORT, which would as readily let a second process
+// (a node started twice with one --listen) join the group and take half
+// of the new connections, so that clients' requests landed, at random, on
+// an empty node. Such a bind fails with EADDRINUSE, as does one beside a
+// socket that listens without SO_REUSEPORT; the probe is closed before the
+// listeners bind, so two processes starting in the same instant can still
+// both pass (the controller then refuses the second node's registration,
+// see controller/incarnation.go).
+func exclusive(family int, sa unix.Sockaddr) error {
+	if port(sa) == 0 {
+		return nil
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		if errors.Is(err, unix.EADDRINUSE) {
+			return fmt.Errorf("%w: another process listens there (a second node on one address?)", os.NewSyscallError("bind", err))
+		}
+		return os.NewSyscallError("bind", err)
+	}
+	return nil
+}
+
+// port is sa's port.
+func port(sa unix.Sockaddr) int {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return a.Port
+	case *unix.SockaddrInet6:
+		return a.Port
+	}
+	return 0
 }
 
 // listenFD opens a non-blocking SO_REUSEPORT listening socket on sa.
