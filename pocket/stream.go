@@ -197,7 +197,8 @@ func (r *Reader) Read(p []byte) (int, error) {
 }
 
 // chunkErr explains a chunk that could not be read: the object was
-// replaced or deleted (ErrConflict), its chunk's node left the map dead
+// deleted (ErrNotFound: by a delete, or taken by another delete-after-read
+// reader), replaced (ErrConflict), its chunk's node left the map dead
 // (ErrLost), or its chunk is gone otherwise (ErrCorrupt).
 func (r *Reader) chunkErr(err error) error {
 	lost := errors.Is(err, wire.ErrLost)
@@ -208,8 +209,11 @@ func (r *Reader) chunkErr(err error) error {
 	if serr = r.j.lostErr([]byte(r.key), 0, serr); errors.Is(serr, wire.ErrLost) {
 		return serr // the manifest's node is gone too
 	}
-	if errors.Is(serr, wire.ErrNotFound) || (serr == nil && st.Meta.Version != r.m.Version) {
-		return fmt.Errorf("%w: replaced or deleted while being read", ErrConflict)
+	switch {
+	case errors.Is(serr, wire.ErrNotFound):
+		return fmt.Errorf("%w: deleted (or taken by another delete-after-read reader) while being read", ErrNotFound)
+	case serr == nil && st.Meta.Version != r.m.Version:
+		return fmt.Errorf("%w: replaced while being read", ErrConflict)
 	}
 	if lost {
 		return err

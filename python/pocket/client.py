@@ -1559,10 +1559,10 @@ class _Reader(io.RawIOBase):
         try:
             fut.result()
         except errors.NotFound:
-            raise errors.Conflict(f"object {self.key!r} was replaced while being read") from None
+            raise self._gone() from None
         except errors.Lost:
             if self._replaced():
-                raise errors.Conflict(f"object {self.key!r} was replaced while being read") from None
+                raise self._gone() from None
             raise
         self._ask()  # after the wait: at most depth fetches at once
         self.cur, self.off, self.base = part, 0, base
@@ -1574,6 +1574,17 @@ class _Reader(io.RawIOBase):
             return self.job._stat_version(self.key) != self.m.version
         except errors.NotFound:
             return True
+
+    def _gone(self) -> errors.PocketError:
+        """The error for a version whose chunk went while being read:
+        NotFound when the key is gone (deleted, or taken by another
+        delete-after-read reader), else Conflict (replaced)."""
+        try:
+            self.job._stat_version(self.key)
+        except errors.NotFound:
+            return errors.NotFound(
+                f"object {self.key!r} was deleted (or taken by another delete-after-read reader) while being read")
+        return errors.Conflict(f"object {self.key!r} was replaced while being read")
 
     def _done(self) -> None:
         if self.dar:
