@@ -8,7 +8,8 @@
 // # Protocol
 //
 // A TCP server (TLS with Config.TLS) speaks the control frames of package
-// wire (opcodes wire.OpRegisterNode .. wire.OpChallenge, tables in
+// wire (opcodes wire.OpRegisterNode .. wire.OpChallenge and
+// wire.OpNodeHello, tables in
 // wire/control.fbs). Each connection is served by one goroutine, one
 // request at a time, in order; package metaclient is the client. Error
 // replies carry a wire.Code.
@@ -45,7 +46,9 @@
 // Nodes and operators prove the cluster secret for the connection they
 // use: the controller gives each connection a random nonce on request
 // (wire.OpChallenge), and a registration or heartbeat carries
-// token.NodeProof(secret, nonce, addr), a drain order
+// token.NodeProof(secret, nonce, addr), as does a node's wire.OpNodeHello
+// (the node role for a connection that carries its other calls, such as
+// its map fetches, so that they too are outside MaxConns), a drain order
 // token.DrainProof(secret, nonce, addr, deadline): a recorded proof is
 // worth nothing on another connection, and a node's proof is never a drain
 // order. With Config.TLS (mutual TLS, internal/pki) every message also

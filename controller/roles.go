@@ -53,7 +53,7 @@ func (r Roles) String() string {
 // needs returns the roles any one of which may send op.
 func needs(op wire.Op) Roles {
 	switch op {
-	case wire.OpRegisterNode, wire.OpHeartbeat:
+	case wire.OpRegisterNode, wire.OpHeartbeat, wire.OpNodeHello:
 		return RoleNode
 	case wire.OpDrainNode, wire.OpStatus, wire.OpListJobs:
 		return RoleOperator

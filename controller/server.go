@@ -45,10 +45,10 @@ const maxLingering = 64
 // that say nothing cannot keep active clients out.
 //
 // Node connections are outside MaxConns: a connection that has proved the
-// node role (a valid node proof on OpRegisterNode or OpHeartbeat) is not
-// counted by MaxConns and never evicted for idleness, so no flood of busy
-// connections can cut the controller off from its nodes (and have it
-// declare them dead). A new connection cannot say yet what it is, so when
+// node role (a valid node proof on OpRegisterNode, OpHeartbeat or
+// OpNodeHello) is not counted by MaxConns and never evicted for idleness,
+// so no flood of busy connections can cut the controller off from its
+// nodes (have it declare them dead, or stall their map fetches). A new connection cannot say yet what it is, so when
 // MaxConns is reached and none is idle it is admitted on probation, up to
 // nodeProbation of them (beyond, the oldest on probation is closed for
 // it): it may send OpChallenge and then must prove the node role; any

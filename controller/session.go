@@ -76,13 +76,13 @@ func (c *Controller) handle(s *session, op wire.Op, meta []byte, b *flatbuffers.
 }
 
 // nodeOp reports whether op is one a node sends to prove itself: one
-// OpChallenge (challenged: the connection has had it), then OpRegisterNode
-// or OpHeartbeat.
+// OpChallenge (challenged: the connection has had it), then
+// OpRegisterNode, OpHeartbeat or OpNodeHello.
 func nodeOp(op wire.Op, challenged bool) bool {
 	switch op {
 	case wire.OpChallenge:
 		return !challenged
-	case wire.OpRegisterNode, wire.OpHeartbeat:
+	case wire.OpRegisterNode, wire.OpHeartbeat, wire.OpNodeHello:
 		return true
 	}
 	return false
@@ -110,6 +110,8 @@ func (c *Controller) dispatch(s *session, op wire.Op, meta []byte) (wire.Control
 			return nil, err
 		}
 		return c.Heartbeat(&m)
+	case wire.OpNodeHello:
+		return c.nodeHello(s, meta)
 	case wire.OpDrainNode:
 		var m wire.DrainNode
 		if err := m.Decode(meta); err != nil {
@@ -164,6 +166,26 @@ func (c *Controller) challenge(s *session) (*wire.Challenge, error) {
 	}
 	s.nonce = nonce
 	return &wire.Challenge{Nonce: nonce}, nil
+}
+
+// nodeHello serves OpNodeHello: a node's proof of the secret for this
+// connection, which makes it a node's connection (outside MaxConns, never
+// evicted; served in full if it was on probation) and changes nothing
+// else. A node sends it first on a connection that carries its other
+// calls (metaclient: a drainer's or mover's map fetch), which registers
+// and heartbeats nothing to prove itself with.
+func (c *Controller) nodeHello(s *session, meta []byte) (*wire.NodeHello, error) {
+	var m wire.NodeHello
+	if err := m.Decode(meta); err != nil {
+		return nil, err
+	}
+	if m.Addr == "" {
+		return nil, wire.Errorf(wire.CodeBadKey, "node-hello without the node's address (the proof covers it)")
+	}
+	if err := c.checkNodeProof(s, m.Addr, m.Proof); err != nil {
+		return nil, err
+	}
+	return &wire.NodeHello{}, nil
 }
 
 // checkNodeProof checks a node's proof of the secret for this connection.

@@ -112,6 +112,8 @@ func (h *holder) answer(conn net.Conn) {
 		switch hd.Op {
 		case wire.OpChallenge:
 			reply = &wire.Challenge{Nonce: make([]byte, 16)}
+		case wire.OpNodeHello:
+			reply = &wire.NodeHello{}
 		case wire.OpRegisterNode, wire.OpHeartbeat:
 			h.mu.Lock()
 			h.beats++

@@ -47,7 +47,9 @@
 // they travel on: the client asks the controller for a challenge nonce
 // (wire.OpChallenge) on each new connection and sends token.NodeProof or
 // token.DrainProof over it, so a recorded message is worth nothing on
-// another connection. With Options.TLS the client speaks TLS and presents
+// another connection. A client that runs RunNode is a node's: each of its
+// connections (and those of the clients it makes to follow other
+// controllers) proves the node role before its first call (see RunNode). With Options.TLS the client speaks TLS and presents
 // its certificate, whose role the controller checks (internal/pki).
 //
 // A controller that refuses a connection (a connection limit) writes one
@@ -111,7 +113,32 @@ type Options struct {
 	// return that controller's "not leader" answer rather than follow it
 	// (for Controllers' own clients, and tests of a controller itself).
 	RetryFor time.Duration
+
+	// node is shared by a client and the clients made from it (New's
+	// Controllers, following a "not leader" answer); set by newOne.
+	node *nodeRole
 }
+
+// nodeRole is the address of the node whose loop (RunNode) runs on a
+// client, empty until it starts: each connection of the client, and of
+// the clients sharing its nodeRole, then proves the node role as that
+// address (OpNodeHello) before its first call.
+type nodeRole struct{ addr atomic.Pointer[string] }
+
+// get returns the node's address, or "" for a client that is no node's.
+func (r *nodeRole) get() string {
+	if r == nil {
+		return ""
+	}
+	if p := r.addr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// claim makes the client a node's, as addr; the first RunNode's address
+// stays.
+func (r *nodeRole) claim(addr string) { r.addr.CompareAndSwap(nil, &addr) }
 
 // ErrOutcomeUnknown matches (errors.Is) an *OutcomeUnknownError.
 var ErrOutcomeUnknown = errors.New("outcome unknown")
@@ -176,6 +203,7 @@ type Client struct {
 	conn   net.Conn
 	r      *bufio.Reader
 	nonce  []byte // the connection's challenge, once asked for
+	hello  bool   // the connection proved the node role (helloNode)
 	b      *flatbuffers.Builder
 	id     uint64
 	buf    []byte
@@ -200,7 +228,7 @@ func New(addr string, opt Options) *Client {
 		c.bad = err
 		return c
 	}
-	c.route, _ = NewControllers(addrs, opt)
+	c.route, _ = NewControllers(addrs, c.opt) // its clients share c's nodeRole
 	return c
 }
 
@@ -214,6 +242,9 @@ func newOne(addr string, opt Options) *Client {
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
+	}
+	if opt.node == nil {
+		opt.node = new(nodeRole)
 	}
 	return &Client{addr: addr, opt: opt, b: flatbuffers.NewBuilder(1024), done: make(chan struct{}), mu: make(chan struct{}, 1)}
 }
@@ -287,7 +318,7 @@ func (c *Client) dropConn() {
 	} else {
 		c.conn.Close()
 	}
-	c.conn, c.r, c.nonce, c.broken = nil, nil, nil, false
+	c.conn, c.r, c.nonce, c.hello, c.broken = nil, nil, nil, false, false
 }
 
 // RegisterJob registers a job with its hints and returns its map, which
@@ -620,16 +651,13 @@ func (c *Client) exchange(ctx context.Context, op wire.Op, proved bool, build fu
 	if err := c.dial(ctx); err != nil {
 		return nil, false, err
 	}
-	if proved && c.nonce == nil {
-		rmeta, err := c.roundTrip(ctx, wire.OpChallenge, (&wire.Challenge{}).Encode(c.b))
-		if err != nil {
+	if err := c.helloNode(ctx); err != nil {
+		return nil, false, err
+	}
+	if proved {
+		if err := c.challenge(ctx); err != nil {
 			return nil, false, err
 		}
-		var ch wire.Challenge
-		if err := ch.Decode(rmeta); err != nil {
-			return nil, false, err
-		}
-		c.nonce = ch.Nonce
 	}
 	var meta []byte
 	if req := build(c.nonce); req != nil {
@@ -637,6 +665,50 @@ func (c *Client) exchange(ctx context.Context, op wire.Op, proved bool, build fu
 	}
 	rmeta, err := c.roundTrip(ctx, op, meta)
 	return rmeta, c.wrote, err
+}
+
+// challenge asks for the connection's challenge nonce unless it has one.
+func (c *Client) challenge(ctx context.Context) error {
+	if c.nonce != nil {
+		return nil
+	}
+	rmeta, err := c.roundTrip(ctx, wire.OpChallenge, (&wire.Challenge{}).Encode(c.b))
+	if err != nil {
+		return err
+	}
+	var ch wire.Challenge
+	if err := ch.Decode(rmeta); err != nil {
+		return err
+	}
+	c.nonce = ch.Nonce
+	return nil
+}
+
+// helloNode proves the node role on a node's client's connection that has
+// not yet (wire.OpNodeHello: token.NodeProof over the connection's
+// challenge and the node's address), so the controller serves it as a
+// node's: outside MaxConns, never evicted for idleness, served when it was
+// admitted on probation over MaxConns. Without it a node's map fetches
+// would go over a plain connection, which a flood of busy connections
+// evicts and then keeps on probation, where a map fetch is refused. A
+// controller that does not know the op (an older one) answers
+// CodeUnknownOp, and the connection goes on as a plain one. It returns
+// the controller's refusal of the proof (a wrong secret, a certificate
+// without the node role) or a transport error.
+func (c *Client) helloNode(ctx context.Context) error {
+	addr := c.opt.node.get()
+	if addr == "" || c.hello {
+		return nil
+	}
+	if err := c.challenge(ctx); err != nil {
+		return err
+	}
+	req := wire.NodeHello{Addr: addr, Proof: token.NodeProof(c.opt.Secret, c.nonce, addr)}
+	if _, err := c.roundTrip(ctx, wire.OpNodeHello, req.Encode(c.b)); err != nil && wire.CodeOf(err) != wire.CodeUnknownOp {
+		return err
+	}
+	c.hello = true
+	return nil
 }
 
 // dial connects when there is no connection, over TLS with Options.TLS.
@@ -659,7 +731,7 @@ func (c *Client) dial(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.conn, c.r, c.nonce = conn, bufio.NewReader(conn), nil
+	c.conn, c.r, c.nonce, c.hello = conn, bufio.NewReader(conn), nil, false
 	return nil
 }
 

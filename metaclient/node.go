@@ -61,12 +61,21 @@ const DefaultWakeGap = 50 * time.Millisecond
 // a controller restart, when the controller holds a restored job's map
 // back until the job's nodes have heartbeated (confirmed its epoch): on a
 // shared connection the fetch waited for the very heartbeat it held back.
-// It returns ErrClosed when c is closed before it starts.
+//
+// RunNode makes c a node's client (as loop.Register.Addr; the first
+// RunNode's address stays): from then on each of c's connections proves
+// the node role (wire.OpNodeHello) before its first call, as the
+// heartbeat connection does by registering, so the controller serves the
+// node's other calls (its drainer's and mover's map fetches) as a node's
+// too: outside MaxConns, never evicted for idleness, and served when a
+// flood of busy connections fills MaxConns. It returns ErrClosed when c
+// is closed before it starts.
 func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 	beats, err := c.beatClient()
 	if err != nil {
 		return err
 	}
+	c.opt.node.claim(loop.Register.Addr)
 	defer c.endBeats(beats)
 	interval := loop.Interval
 	if interval <= 0 {
@@ -143,14 +152,18 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 }
 
 // beatClient returns a new client of c's controller (or controllers) with
-// c's options, for one RunNode loop; c's Close closes it too.
+// c's options, for one RunNode loop; c's Close closes it too. It is no
+// node's client (it sends no OpNodeHello): its registration or heartbeat
+// proves the node role for each of its connections.
 func (c *Client) beatClient() (*Client, error) {
 	c.lock()
 	defer c.unlock()
 	if c.closed {
 		return nil, ErrClosed
 	}
-	b := New(c.addr, c.opt)
+	opt := c.opt
+	opt.node = nil
+	b := New(c.addr, opt)
 	if c.beats == nil {
 		c.beats = make(map[*Client]struct{})
 	}

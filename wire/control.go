@@ -31,6 +31,7 @@ const (
 	// error code, the Response table) is what the controller writes to a
 	// connection it refuses (a connection limit) before closing it.
 	OpGoAway
+	OpNodeHello // NodeHello -> NodeHello (empty)
 )
 
 func init() {
@@ -44,6 +45,7 @@ func init() {
 	RegisterOpName(OpListJobs, "list-jobs")
 	RegisterOpName(OpChallenge, "challenge")
 	RegisterOpName(OpGoAway, "go-away")
+	RegisterOpName(OpNodeHello, "node-hello")
 }
 
 // Bounds on control messages, checked when decoding. DefaultControlMaxMeta
@@ -154,6 +156,15 @@ type DrainNode struct {
 	Addr     string
 	Deadline time.Duration // millisecond resolution on the wire; 0: the default
 	Proof    []byte
+}
+
+// NodeHello proves the node role for the connection it travels on
+// (OpNodeHello), and registers or reports nothing: Proof is
+// token.NodeProof over the connection's challenge nonce and Addr, the
+// node's data-plane address. The reply is an empty NodeHello.
+type NodeHello struct {
+	Addr  string
+	Proof []byte
 }
 
 // NodeRegister is a storage node's registration. Incarnation is random
@@ -384,6 +395,7 @@ var (
 	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}}}
 	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}}}
+	helloSpec   = TableSpec{Name: "NodeHello", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
 	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
 		{Kind: String}, {Kind: TableVec, Sub: &tierStatSpec}, {Kind: Bytes}, {Kind: Scalar4}, {Kind: Scalar8},
 	}}
@@ -1159,6 +1171,37 @@ func (m *DrainNode) Decode(meta []byte) error {
 		return err
 	}
 	*m = DrainNode{Addr: string(t.Addr()), Deadline: msToDuration(t.DeadlineMs()), Proof: cloneBytes(t.ProofBytes())}
+	return nil
+}
+
+// ---- NodeHello ----
+
+// Encode implements ControlMessage.
+func (m *NodeHello) Encode(b *flatbuffers.Builder) []byte {
+	b.Reset()
+	addr, proof := str(b, m.Addr), bytesVec(b, m.Proof)
+	fb.NodeHelloStart(b)
+	addOff(b, addr, fb.NodeHelloAddAddr)
+	addOff(b, proof, fb.NodeHelloAddProof)
+	b.Finish(fb.NodeHelloEnd(b))
+	return b.FinishedBytes()
+}
+
+// Decode implements ControlMessage. The reply's empty table decodes to
+// an empty NodeHello.
+func (m *NodeHello) Decode(meta []byte) error {
+	*m = NodeHello{}
+	pos, err := root(meta, &helloSpec)
+	if err != nil {
+		return err
+	}
+	var t fb.NodeHello
+	t.Init(meta, pos)
+	if err := firstErr(checkLen("node address", len(t.Addr()), MaxAddrLen),
+		checkLen("proof", len(t.ProofBytes()), DefaultMaxToken)); err != nil {
+		return err
+	}
+	*m = NodeHello{Addr: string(t.Addr()), Proof: cloneBytes(t.ProofBytes())}
 	return nil
 }
 

@@ -52,6 +52,7 @@ func sampleControl() []ControlMessage {
 		&JobList{After: 1<<60 + 1, Limit: 500},
 		&Challenge{Nonce: bytes.Repeat([]byte{0x5A}, 16)},
 		&DrainNode{Addr: "127.0.0.1:7001", Deadline: 90 * time.Second, Proof: []byte{7, 7}},
+		&NodeHello{Addr: "127.0.0.1:7001", Proof: bytes.Repeat([]byte{0x3C}, 32)},
 	}
 }
 
@@ -125,6 +126,7 @@ func TestControlDecodeRefuses(t *testing.T) {
 		{"nan metric", &Heartbeat{Addr: "a:1", Metrics: []Metric{{Name: "m", Value: math.NaN()}}}, ErrMalformed},
 		{"negative hint", &JobRegister{Name: "j", Hints: JobHints{CapacityBytes: -1}}, ErrMalformed},
 		{"long nonce", &Challenge{Nonce: make([]byte, MaxNonce+1)}, ErrTooLarge},
+		{"long hello address", &NodeHello{Addr: long}, ErrTooLarge},
 		{"too many held", &Heartbeat{Addr: "a:1", Held: make([]HeldJob, MaxHeldJobs+1)}, ErrTooLarge},
 		{"negative held", &Heartbeat{Addr: "a:1", Held: []HeldJob{{Job: "j-1", Bytes: -1}}}, ErrMalformed},
 		{"too many moves", &Heartbeat{Addr: "a:1", Moves: make([]MoveReport, MaxMoveReports+1)}, ErrTooLarge},
@@ -165,7 +167,8 @@ func TestControlDecodeRefuses(t *testing.T) {
 func TestControlOpNames(t *testing.T) {
 	want := map[Op]string{OpRegisterNode: "register-node", OpHeartbeat: "heartbeat", OpRegisterJob: "register-job",
 		OpDeregisterJob: "deregister-job", OpGetMap: "get-map", OpStatus: "status", OpDrainNode: "drain-node",
-		OpListJobs: "list-jobs", OpChallenge: "challenge", OpGoAway: "go-away"}
+		OpListJobs: "list-jobs", OpChallenge: "challenge", OpGoAway: "go-away",
+		OpNodeHello: "node-hello"}
 	for op, name := range want {
 		if op < ControlBase || op.IsReply() {
 			t.Errorf("%s: opcode %#x outside the control range", name, uint8(op))
@@ -249,6 +252,7 @@ func FuzzClusterStatus(f *testing.F) { fuzzControl(f, &ClusterStatus{}) }
 func FuzzJobList(f *testing.F)       { fuzzControl(f, &JobList{}) }
 func FuzzChallenge(f *testing.F)     { fuzzControl(f, &Challenge{}) }
 func FuzzDrainNode(f *testing.F)     { fuzzControl(f, &DrainNode{}) }
+func FuzzNodeHello(f *testing.F)     { fuzzControl(f, &NodeHello{}) }
 
 // FuzzReadControlFrame feeds arbitrary streams to the frame reader.
 func FuzzReadControlFrame(f *testing.F) {

@@ -54,6 +54,7 @@ var tableSpecs = map[string]*TableSpec{
 	"ClusterStatus": &clusterSpec,
 	"JobList":       &jobListSpec,
 	"Challenge":     &challengeSpec,
+	"NodeHello":     &helloSpec,
 }
 
 // tablesWithoutSpec lists schema tables deliberately decoded by no one (so
