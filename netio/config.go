@@ -15,7 +15,8 @@ type Config struct {
 	// epoll instance and SO_REUSEPORT listener. Default runtime.NumCPU().
 	Loops int
 	// MaxConns bounds open connections over all loops; a connection beyond
-	// it is accepted and closed at once. Default 10000.
+	// it is accepted and closed at once (or opened on the reserve:
+	// ReserveConns). Default 10000.
 	MaxConns int
 	// MaxConnsPerPeer bounds the open connections of one peer address (an
 	// IPv4 address, or an IPv6 /64), over all loops; a connection beyond
@@ -23,7 +24,24 @@ type Config struct {
 	// client cannot take all of MaxConns. Loopback peers count like any
 	// other. Negative: no per-peer limit. Default 4096
 	// (DefaultMaxConnsPerPeer): see the package doc for why it is high.
+	// A connection over it may be opened on the reserve (ReserveConns).
 	MaxConnsPerPeer int
+	// ReserveConns is how many connections over MaxConns or
+	// MaxConnsPerPeer may be open at once, over all loops, as reserve
+	// connections (Conn.Reserved), at most a quarter of them (at least
+	// one) from one peer; a connection over the limits that finds no
+	// reserve slot is closed at once as before. A reserve connection
+	// lives at most ReserveTimeout and its handler is expected to answer
+	// only a small question there and close it (the storage node serves
+	// its controller's questions, refusing the rest): it lets a node
+	// whose slots are all taken still be asked. Not counted in Open nor
+	// against MaxConns. 0 or negative: no reserve. Default 0.
+	ReserveConns int
+	// ReserveTimeout closes a reserve connection this long after it was
+	// accepted, whatever it does; OnClose gets ErrReserveTimeout.
+	// Default 1 s (DefaultReserveTimeout). Timed on its own, not by the
+	// idle sweep: a connection is closed within a few milliseconds of it.
+	ReserveTimeout time.Duration
 	// IdleTimeout closes a connection that has nothing queued to write and
 	// has neither had a request taken by the handler (OnData consuming
 	// bytes, or bytes going into a Sink) nor had output accepted by the
@@ -91,6 +109,7 @@ const (
 	DefaultMaxConnsPerPeer = 4096
 	DefaultIdleTimeout     = 2 * time.Minute
 	DefaultWriteTimeout    = 30 * time.Second
+	DefaultReserveTimeout  = time.Second
 )
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -122,6 +141,9 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.ReserveTimeout <= 0 {
+		c.ReserveTimeout = DefaultReserveTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -144,6 +166,9 @@ var (
 	// ErrWriteTimeout: the peer took none of the connection's queued output
 	// for Config.WriteTimeout.
 	ErrWriteTimeout = errors.New("netio: write timeout: peer not reading")
+	// ErrReserveTimeout: a reserve connection (Config.ReserveConns) was
+	// open for Config.ReserveTimeout.
+	ErrReserveTimeout = errors.New("netio: reserve connection timeout")
 	// ErrBadAddress: Listen was given an address it cannot bind.
 	ErrBadAddress = errors.New("netio: bad listen address")
 )
@@ -171,4 +196,12 @@ type Stats struct {
 	Wakeups        uint64 // eventfd wake-ups handled
 	Tasks          uint64 // posted functions run
 	Paused         uint64 // times a connection stopped being read (MaxOutbound)
+	// ReserveOpen is the reserve connections open now (Config.ReserveConns;
+	// not in Open); Reserved counts the connections over MaxConns or
+	// MaxConnsPerPeer opened on the reserve (counted in Accepted and
+	// Closed too, not in Refused nor RefusedPerPeer); ReserveTimeouts
+	// those closed by ReserveTimeout.
+	ReserveOpen     int64
+	Reserved        uint64
+	ReserveTimeouts uint64
 }

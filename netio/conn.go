@@ -57,7 +57,10 @@ type Conn struct {
 	id   uint64
 	sa   unix.Sockaddr
 	ctx  any
-	peer netip.Addr // key in the per-peer counts; invalid when uncounted
+	peer netip.Addr // key in the per-peer counts (the reserve's when reserved); invalid when uncounted
+
+	reserved bool  // opened on the reserve (Config.ReserveConns)
+	expires  int64 // reserved: nanotime when ReserveTimeout closes it
 
 	// Stamps on the loop's coarse clock (Loop.tick), for the timeouts.
 	rtick int64 // the handler last took input (OnData consumed, or a sink)
@@ -97,6 +100,12 @@ func (c *Conn) Closed() bool { return c.closed || c.closing }
 
 // Pending returns the bytes queued for output and not yet sent.
 func (c *Conn) Pending() int { return c.out.pending + c.side.pending }
+
+// Reserved reports whether c was opened on the reserve: over MaxConns or
+// MaxConnsPerPeer, within Config.ReserveConns. It lives at most
+// Config.ReserveTimeout; the handler should answer only what the reserve
+// is for and close it.
+func (c *Conn) Reserved() bool { return c.reserved }
 
 // RemoteAddr returns the peer's "ip:port".
 func (c *Conn) RemoteAddr() string { return sockaddrString(c.sa) }
@@ -526,8 +535,7 @@ func (l *Loop) closeConn(c *Conn, err error) {
 	// Counted closed before it stops counting as open, so a reader of
 	// Stats that sees no connection open sees every close counted.
 	l.stats.closed.Add(1)
-	l.srv.open.Add(-1)
-	l.srv.peers.remove(c.peer)
+	l.uncount(c)
 	l.nconns--
 	l.h.OnClose(c, err)
 }

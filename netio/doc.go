@@ -16,7 +16,13 @@
 // a cross-goroutine hand-off per accept; it was not needed for the targets.
 //
 // Connections beyond Config.MaxConns, or beyond Config.MaxConnsPerPeer
-// from one peer, are accepted and closed at once.
+// from one peer, are accepted and closed at once, unless a slot of the
+// reserve is free (Config.ReserveConns, off by default): a few
+// connections over the limits, a quarter of them per peer at most, each
+// closed Config.ReserveTimeout after its accept, on which the handler
+// answers only small questions (Conn.Reserved; the storage node serves
+// its controller's incarnation question and drop orders there), so a
+// server whose slots are all taken can still be asked (reserve.go).
 //
 // When accept fails for lack of descriptors or memory (EMFILE, ENFILE,
 // ENOBUFS, ENOMEM) the pending connection stays queued and the listener

@@ -73,7 +73,8 @@ type Loop struct {
 	acceptPause int64 // current accept back-off in ns, 0 when none
 	lnOff       bool  // listener removed from epoll for the pause
 	log         *slog.Logger
-	notes       struct{ maxConns, perPeer, idle, write, accept limitNote }
+	notes       struct{ maxConns, perPeer, idle, write, accept, reserve limitNote }
+	rsv         []*Conn // open reserve connections, in accept (= expiry) order (reserve.go)
 
 	mu      sync.Mutex
 	tasks   []task // filled by Post, under mu
@@ -93,6 +94,7 @@ type loopStats struct {
 	passes, wakeups, tasks, paused atomic.Uint64
 	refusedPeer, idleClosed        atomic.Uint64
 	writeTimeouts, acceptBackoffs  atomic.Uint64
+	reserved, reserveTimeouts      atomic.Uint64
 	_                              [64]byte // keep loops off each other's cache lines
 }
 
@@ -112,6 +114,8 @@ func (s *loopStats) addTo(st *Stats) {
 	st.IdleClosed += s.idleClosed.Load()
 	st.WriteTimeouts += s.writeTimeouts.Load()
 	st.AcceptBackoffs += s.acceptBackoffs.Load()
+	st.Reserved += s.reserved.Load()
+	st.ReserveTimeouts += s.reserveTimeouts.Load()
 }
 
 // newLoop creates the epoll instance, eventfd and timerfd of a loop and
@@ -427,50 +431,81 @@ func (l *Loop) accept() {
 			return
 		}
 		l.acceptPause = 0
-		if l.srv.open.Add(1) > int64(l.cfg.MaxConns) {
-			// Counted before the close, so a client that sees the close
-			// also sees the count.
-			l.stats.refused.Add(1)
-			l.srv.open.Add(-1)
-			unix.Close(nfd)
-			if n := l.notes.maxConns.due(nanotime(), 1); n > 0 {
-				l.log.Warn("netio: connection refused: open connections at limit",
-					"limit", "MaxConns", "max", l.cfg.MaxConns, "peer", sockaddrString(sa), "count", n)
-			}
-			continue
-		}
-		var peer netip.Addr
-		if l.cfg.MaxConnsPerPeer > 0 {
-			peer = peerKey(sa)
-			if !l.srv.peers.add(peer, l.cfg.MaxConnsPerPeer) {
-				l.stats.refusedPeer.Add(1)
-				l.srv.open.Add(-1)
-				unix.Close(nfd)
-				if n := l.notes.perPeer.due(nanotime(), 1); n > 0 {
-					l.log.Warn("netio: connection refused: peer at its connection limit",
-						"limit", "MaxConnsPerPeer", "max", l.cfg.MaxConnsPerPeer, "peer", peer.String(), "count", n)
-				}
-				continue
-			}
-		}
-		l.open(nfd, sa, peer)
+		l.place(nfd, sa)
 	}
 }
 
+// place opens an accepted socket within the limits, or on the reserve
+// when it is over them (reserve.go), or closes it.
+func (l *Loop) place(nfd int, sa unix.Sockaddr) {
+	var peer netip.Addr
+	if l.cfg.MaxConnsPerPeer > 0 || l.cfg.ReserveConns > 0 {
+		peer = peerKey(sa)
+	}
+	limit := l.count(peer)
+	switch {
+	case limit == nil:
+		if l.cfg.MaxConnsPerPeer <= 0 {
+			peer = netip.Addr{} // uncounted
+		}
+		l.open(nfd, sa, peer, false)
+	case l.reserve(peer):
+		l.stats.reserved.Add(1)
+		if n := limit.note.due(nanotime(), 1); n > 0 {
+			l.log.Warn("netio: connection over a limit opened on the reserve",
+				"limit", limit.name, "max", limit.max, "peer", sockaddrString(sa), "count", n)
+		}
+		l.open(nfd, sa, peer, true)
+	default:
+		// Counted before the close, so a client that sees the close
+		// also sees the count.
+		limit.refused.Add(1)
+		unix.Close(nfd)
+		if n := limit.note.due(nanotime(), 1); n > 0 {
+			l.log.Warn("netio: connection refused: "+limit.why,
+				"limit", limit.name, "max", limit.max, "peer", sockaddrString(sa), "count", n)
+		}
+	}
+}
+
+// overLimit names the limit a new connection is over, for place.
+type overLimit struct {
+	name, why string
+	max       int
+	refused   *atomic.Uint64
+	note      *limitNote
+}
+
+// count counts a new connection of peer against MaxConns and
+// MaxConnsPerPeer, or counts nothing and returns the limit it is over.
+func (l *Loop) count(peer netip.Addr) *overLimit {
+	if l.srv.open.Add(1) > int64(l.cfg.MaxConns) {
+		l.srv.open.Add(-1)
+		return &overLimit{name: "MaxConns", why: "open connections at limit", max: l.cfg.MaxConns,
+			refused: &l.stats.refused, note: &l.notes.maxConns}
+	}
+	if l.cfg.MaxConnsPerPeer > 0 && !l.srv.peers.add(peer, l.cfg.MaxConnsPerPeer) {
+		l.srv.open.Add(-1)
+		return &overLimit{name: "MaxConnsPerPeer", why: "peer at its connection limit", max: l.cfg.MaxConnsPerPeer,
+			refused: &l.stats.refusedPeer, note: &l.notes.perPeer}
+	}
+	return nil
+}
+
 // open registers an accepted socket and hands it to the handler. peer is
-// the connection's key in the per-peer counts, or invalid when uncounted.
-func (l *Loop) open(fd int, sa unix.Sockaddr, peer netip.Addr) {
+// the connection's key in the per-peer counts (the reserve's when
+// reserved), or invalid when uncounted.
+func (l *Loop) open(fd int, sa unix.Sockaddr, peer netip.Addr, reserved bool) {
 	// Requests and responses are small and latency-bound: no Nagle.
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	c := &Conn{loop: l, fd: fd, sa: sa, id: l.srv.nextID.Add(1), events: unix.EPOLLIN,
+		peer: peer, reserved: reserved, rtick: l.tick, wtick: l.tick, sndq: -1}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
 		unix.Close(fd)
-		l.srv.open.Add(-1)
-		l.srv.peers.remove(peer)
+		l.uncount(c)
 		l.stats.refused.Add(1)
 		return
 	}
-	c := &Conn{loop: l, fd: fd, sa: sa, id: l.srv.nextID.Add(1), events: unix.EPOLLIN,
-		peer: peer, rtick: l.tick, wtick: l.tick, sndq: -1}
 	for fd >= len(l.conns) {
 		l.conns = append(l.conns, nil)
 	}
@@ -480,6 +515,9 @@ func (l *Loop) open(fd int, sa unix.Sockaddr, peer netip.Addr) {
 		now := nanotime()
 		l.sweepAt = now + l.sweepEvery
 		l.armTimer(now)
+	}
+	if reserved {
+		l.holdReserve(c)
 	}
 	l.stats.accepted.Add(1)
 	l.h.OnOpen(c)

@@ -22,6 +22,9 @@ type Server struct {
 	nextID atomic.Uint64 // last connection id handed out
 	peers  peerTable     // open connections by peer, for MaxConnsPerPeer
 
+	reserved atomic.Int64 // open reserve connections, for ReserveConns
+	rpeers   peerTable    // open reserve connections by peer (reserve.go)
+
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 }
@@ -198,7 +201,7 @@ func (s *Server) Close() error {
 
 // Stats returns the server's counters, summed over its loops.
 func (s *Server) Stats() Stats {
-	st := Stats{Open: s.open.Load()}
+	st := Stats{Open: s.open.Load(), ReserveOpen: s.reserved.Load()}
 	for _, l := range s.loops {
 		l.stats.addTo(&st)
 	}

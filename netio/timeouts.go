@@ -81,14 +81,17 @@ func (n *limitNote) due(now int64, k int) uint64 {
 	return c
 }
 
-// armTimer sets the loop's timerfd to the earlier of the next sweep and
-// the end of the accept pause, or disarms it when neither is due. It
+// armTimer sets the loop's timerfd to the earliest of the next sweep, the
+// end of the accept pause and the first reserve connection's expiry, or
+// disarms it when none is due. It
 // makes the syscall only when that expiry changes. now is a nanotime
 // reading taken before the call.
 func (l *Loop) armTimer(now int64) {
 	next := l.sweepAt
-	if l.resumeAt != 0 && (next == 0 || l.resumeAt < next) {
-		next = l.resumeAt
+	for _, t := range [...]int64{l.resumeAt, l.reserveAt()} {
+		if t != 0 && (next == 0 || t < next) {
+			next = t
+		}
 	}
 	if next == l.timerAt {
 		return
@@ -106,7 +109,8 @@ func (l *Loop) armTimer(now int64) {
 	l.timerAt = next
 }
 
-// onTimer ends an accept pause and runs a sweep, whichever is due.
+// onTimer ends an accept pause, closes expired reserve connections and
+// runs a sweep, whichever is due.
 func (l *Loop) onTimer() {
 	unix.Read(l.tmfd, l.evbuf[:]) // resets the expiry count; EAGAIN is harmless
 	l.timerAt = 0
@@ -121,6 +125,7 @@ func (l *Loop) onTimer() {
 			}
 		}
 	}
+	l.expireReserve(now)
 	if l.sweepAt != 0 && now >= l.sweepAt {
 		l.tick++
 		l.sweep(now)

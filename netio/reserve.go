@@ -1,0 +1,97 @@
+package netio
+
+import (
+	"net/netip"
+)
+
+// The reserve (Config.ReserveConns): a few connection slots beyond
+// MaxConns and MaxConnsPerPeer, so that a server whose slots are all taken
+// (thousands of clients reconnecting to a restarted storage node) can
+// still be asked a small question (the controller asking the node which
+// process it is before it believes its restart). netio only bounds the
+// reserve; what is served there is the handler's choice (Conn.Reserved).
+//
+// A flood of ordinary clients cannot hold it: each reserve connection is
+// closed ReserveTimeout after its accept whatever it does (a client that
+// connects and sends nothing holds its slot that long at most), one peer
+// holds at most a quarter of the slots (reservePerPeer), and the storage
+// node answers the first request on a reserve connection and closes it,
+// refusing every data request. A client whose request is refused there
+// holds the slot for one round trip.
+//
+// Reserve connections of a loop are kept in accept order, which is
+// expiry order (the timeout is the same for all), so the loop's timer is
+// armed for the first one's expiry and a firing closes a prefix of the
+// list. They are few, so removal scans the list.
+
+// reservePerPeer is how many reserve connections one peer may hold.
+func reservePerPeer(cfg Config) int { return max(1, cfg.ReserveConns/4) }
+
+// reserve counts a reserve connection of peer and reports whether one was
+// free (Config.ReserveConns over the server, reservePerPeer for peer).
+func (l *Loop) reserve(peer netip.Addr) bool {
+	if l.cfg.ReserveConns <= 0 {
+		return false
+	}
+	if l.srv.reserved.Add(1) > int64(l.cfg.ReserveConns) {
+		l.srv.reserved.Add(-1)
+		return false
+	}
+	if !l.srv.rpeers.add(peer, reservePerPeer(l.cfg)) {
+		l.srv.reserved.Add(-1)
+		return false
+	}
+	return true
+}
+
+// holdReserve starts the clock of a reserve connection just opened.
+func (l *Loop) holdReserve(c *Conn) {
+	now := nanotime()
+	c.expires = now + int64(l.cfg.ReserveTimeout)
+	l.rsv = append(l.rsv, c)
+	l.armTimer(now)
+}
+
+// uncount releases the slot c took: in MaxConns and MaxConnsPerPeer, or
+// on the reserve.
+func (l *Loop) uncount(c *Conn) {
+	if !c.reserved {
+		l.srv.open.Add(-1)
+		l.srv.peers.remove(c.peer)
+		return
+	}
+	l.srv.reserved.Add(-1)
+	l.srv.rpeers.remove(c.peer)
+	for i, r := range l.rsv {
+		if r == c {
+			copy(l.rsv[i:], l.rsv[i+1:])
+			l.rsv[len(l.rsv)-1] = nil
+			l.rsv = l.rsv[:len(l.rsv)-1]
+			break
+		}
+	}
+}
+
+// reserveAt is when the loop's first reserve connection expires, 0 when
+// it has none.
+func (l *Loop) reserveAt() int64 {
+	if len(l.rsv) == 0 {
+		return 0
+	}
+	return l.rsv[0].expires
+}
+
+// expireReserve closes the reserve connections whose ReserveTimeout has
+// passed at now.
+func (l *Loop) expireReserve(now int64) {
+	n := 0
+	for len(l.rsv) > 0 && l.rsv[0].expires <= now {
+		n++
+		l.stats.reserveTimeouts.Add(1)
+		l.abort(l.rsv[0], ErrReserveTimeout) // removes it from l.rsv
+	}
+	if k := l.notes.reserve.due(now, n); k > 0 {
+		l.log.Info("netio: closed reserve connections open too long",
+			"limit", "ReserveTimeout", "timeout", l.cfg.ReserveTimeout, "count", k)
+	}
+}
