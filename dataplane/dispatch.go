@@ -58,6 +58,9 @@ func (n *Node) OnClose(c *netio.Conn, _ error) {
 func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
 	cs := c.Context().(*connState)
 	cs.start = monoNow()
+	if c.Reserved() {
+		return n.onReserve(c, cs, in)
+	}
 	n.prefetch(c, in)
 	done := 0
 	for {

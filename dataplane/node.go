@@ -29,7 +29,7 @@ type Guard interface {
 // NodeConfig configures a storage node.
 type NodeConfig struct {
 	Listen string       // host:port
-	Net    netio.Config // event loops, limits, busy polling
+	Net    netio.Config // event loops, limits, busy polling; Net.ReserveConns 0: DefaultReserveConns (reserve.go)
 	Limits wire.Limits  // zero value: wire.DefaultLimits
 	DRAM   Tier         // may be nil when NVMe is set
 	NVMe   Tier         // optional
@@ -109,6 +109,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	}
 	if cfg.Net.MaxInbound == 0 {
 		cfg.Net.MaxInbound = wire.HeaderLen + n.lim.MaxMeta + smallCopy
+	}
+	if cfg.Net.ReserveConns == 0 {
+		cfg.Net.ReserveConns = DefaultReserveConns
 	}
 	n.pf, _ = cfg.DRAM.(prefetcher)
 	n.jobs.init()

@@ -17,12 +17,14 @@ import (
 // restarted at its address whose data-plane connections are all taken
 // (clients reconnecting to it; here its MaxConns, 1, held by one idle
 // connection) is still taken for a restart: its jobs lose it (its old
-// values are gone) and it serves again. Since 6c63b73 the controller
-// believes a restart only once it has asked the node over the data plane,
-// and the node refuses that connection at accept like any other over its
-// MaxConns: the registration is refused ("cannot confirm") every time the
-// agent retries, the job keeps the empty node in its map (its keys read
-// "not found" instead of "lost"), and the node never registers.
+// values are gone) and it serves again. The controller believes a restart
+// only once it has asked the node over the data plane (wire.OpIncarnation);
+// the node answers on its reserve of connection slots beyond MaxConns
+// (dataplane's reserve.go). Before the reserve it refused that connection
+// at accept like any other over its MaxConns: the registration was refused
+// ("cannot confirm") every time the agent retried, the job kept the empty
+// node in its map (its keys read "not found" instead of "lost"), and the
+// node never registered.
 func TestRestartAtFullConnectionsTaken(t *testing.T) {
 	c, j, _ := twoNodeJob(t, "fullrestart")
 	victim := j.Map().Nodes[0].Addr

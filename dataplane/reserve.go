@@ -1,0 +1,80 @@
+package dataplane
+
+import (
+	"errors"
+
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// The reserve. A node whose connection slots are all taken
+// (netio.Config.MaxConns, by default 10,000, filled by thousands of
+// lambdas reconnecting to a node that restarted) would refuse its
+// controller's connections at accept like any other: the controller could
+// not confirm the node's restart (wire.OpIncarnation, which it asks before
+// it believes one), so the node would never register again, and its drop
+// orders (wire.OpDropJob) would not reach it. So the node keeps a few
+// slots beyond its limits (netio.Config.ReserveConns, DefaultReserveConns
+// unless set), and serves on a connection opened there exactly one
+// request, then closes it:
+//
+//   - wire.OpIncarnation, wire.OpDropJob (the controller's admin token is
+//     checked as everywhere) and wire.OpPing are served;
+//   - any other request (every data request) is refused with
+//     wire.CodeLimit naming the limit, without being decoded, and its
+//     payload is not read.
+//
+// A flood of ordinary clients cannot keep the controller out: a client
+// refused there holds its slot for one round trip, one that sends nothing
+// holds it for netio.Config.ReserveTimeout (1 s) at most, and one peer
+// address holds at most a quarter of the slots (netio's reserve.go), so
+// the controller, asking from its own address, finds a slot. Clients gain
+// nothing: a data request on the reserve is refused as it was refused at
+// accept before, now with a reply saying why.
+
+// DefaultReserveConns is the node's default netio.Config.ReserveConns:
+// 16 slots, 4 per peer address, each open at most a second.
+const DefaultReserveConns = 16
+
+// errReserveOnly refuses a data request on a reserve connection.
+var errReserveOnly = wire.Errorf(wire.CodeLimit, "node at its connection limit (MaxConns or MaxConnsPerPeer): "+
+	"a connection over it is served only the controller's questions; retry later")
+
+// errReserveAnswered closes a reserve connection once its one request is
+// answered.
+var errReserveAnswered = errors.New("dataplane: reserve connection answered")
+
+// servedOnReserve reports whether op is served on a reserve connection.
+func servedOnReserve(op wire.Op) bool {
+	return op == wire.OpIncarnation || op == wire.OpDropJob || op == wire.OpPing
+}
+
+// onReserve is OnData for a reserve connection (netio.Conn.Reserved): it
+// serves the first complete request if servedOnReserve, else refuses it,
+// and closes the connection either way.
+func (n *Node) onReserve(c *netio.Conn, cs *connState, in []byte) (int, error) {
+	h, err := wire.ParseHeader(in, &n.lim)
+	if errors.Is(err, wire.ErrShortHeader) {
+		return 0, nil
+	}
+	if err != nil {
+		n.replyErr(c, cs, &wire.Header{Op: wire.Op(at(in, 3)), ID: rawID(in)}, err)
+		return 0, err
+	}
+	if !servedOnReserve(h.Op) || h.PayloadLen != 0 {
+		n.replyErr(c, cs, &h, errReserveOnly)
+		return len(in), errReserveOnly
+	}
+	body := wire.HeaderLen + int(h.MetaLen)
+	if len(in) < body {
+		return 0, nil
+	}
+	n.stats.of(c).requests.Add(1)
+	cs.last = true
+	if err := wire.DecodeRequest(in[wire.HeaderLen:body], &n.lim, &cs.req); err != nil {
+		n.replyErr(c, cs, &h, err)
+		return body, err
+	}
+	n.serve(c, cs, &h)
+	return body, errReserveAnswered
+}
