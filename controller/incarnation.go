@@ -25,6 +25,11 @@ import (
 //     with wire.CodeExists and the jobs keep the node.
 //   - another one, or no valid proof: refused likewise.
 //   - no answer within ProbeTimeout: refused with wire.CodeUnavailable. A
+//     connection closed without an answer is tried again after
+//     probeRetryGap while ProbeTimeout lasts: a node whose connection
+//     slots are all taken answers on its reserve (dataplane's
+//     reserve.go), which a burst of clients from the controller's own
+//     address (one machine) may hold for a round trip. A
 //     real restarted node listens before it registers (dataplane.NewNode
 //     binds before agent.Run starts), so a registrant the controller cannot
 //     reach is not serving where it says; the node's agent retries its
@@ -45,6 +50,10 @@ const maxProbes = 16
 
 // probeNonceLen is the nonce's length in bytes (the node takes 8 to 64).
 const probeNonceLen = 16
+
+// probeRetryGap is the pause before the question is asked again on a new
+// connection after the node's address refused or dropped one.
+const probeRetryGap = 50 * time.Millisecond
 
 // incarnationAsker asks the node serving at addr for its proven
 // incarnation (askIncarnation; tests put a stand-in).
@@ -92,7 +101,9 @@ func (c *Controller) confirmRestart(reg *wire.NodeRegister, old uint64) error {
 
 // askIncarnation asks the node serving at addr for its incarnation over
 // the data plane (dataclient.Client.Incarnation) and checks its proof of
-// the cluster secret over a fresh nonce.
+// the cluster secret over a fresh nonce. A connection refused or closed
+// without an answer (wire.ErrUnavailable) is retried every probeRetryGap
+// until ctx ends.
 func (c *Controller) askIncarnation(ctx context.Context, addr string) (uint64, error) {
 	nonce, err := token.NewNonce(probeNonceLen)
 	if err != nil {
@@ -101,6 +112,9 @@ func (c *Controller) askIncarnation(ctx context.Context, addr string) (uint64, e
 	cl := dataclient.New(dataclient.Options{ConnsPerNode: 1, DialTimeout: c.cfg.ProbeTimeout})
 	defer cl.Close()
 	inc, proof, err := cl.Incarnation(ctx, addr, nonce)
+	for errors.Is(err, wire.ErrUnavailable) && sleepCtx(ctx, probeRetryGap) {
+		inc, proof, err = cl.Incarnation(ctx, addr, nonce)
+	}
 	if err != nil {
 		return 0, err
 	}

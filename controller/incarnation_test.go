@@ -21,6 +21,7 @@ type incServer struct {
 	t      *testing.T
 	ln     net.Listener
 	inc    atomic.Uint64
+	refuse atomic.Int32 // connections still to close at accept, unanswered
 	secret []byte
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -62,6 +63,10 @@ func (s *incServer) accept() {
 		c, err := s.ln.Accept()
 		if err != nil {
 			return
+		}
+		if s.refuse.Add(-1) >= 0 {
+			c.Close() // over the node's limits, its reserve held too
+			continue
 		}
 		s.mu.Lock()
 		s.conns[c] = struct{}{}
@@ -200,6 +205,32 @@ func TestUnprovenRestartRefused(t *testing.T) {
 	}
 	if _, in := mapState(m2, addr); in || len(m2.Lost) != 1 || m2.Lost[0].Addr != addr {
 		t.Fatalf("map after the confirmed restart: %+v; want %s lost", m2, addr)
+	}
+}
+
+// TestRestartProbeRetriesAClosedConnection: a restarted node whose
+// address closes the controller's first connections unanswered (its
+// connection slots and, for a moment, its reserve taken by clients from
+// the controller's address) is asked again on a new connection within
+// the probe timeout, so its registration is taken at once. Without the
+// retry it was refused ("cannot confirm") until the agent's next try.
+func TestRestartProbeRetriesAClosedConnection(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	_, b, m := liveJob(t, c)
+	b.refuse.Store(2)
+	b.inc.Store(23)
+	restarted := dramNode(b.addr(), 1<<30, 8000)
+	restarted.Incarnation = 23
+	mustRegister(t, c, restarted)
+	if n := b.refuse.Load(); n >= 0 {
+		t.Fatalf("%d refusals left: the controller did not meet them", n+1)
+	}
+	m2, err := c.GetMap(m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, in := mapState(m2, b.addr()); in || len(m2.Lost) != 1 || m2.Lost[0].Addr != b.addr() {
+		t.Fatalf("map after the confirmed restart: %+v; want %s lost", m2, b.addr())
 	}
 }
 
