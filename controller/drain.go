@@ -254,9 +254,12 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 		c.bumpLocked(j)
 	}
 	delete(c.nodes, n.addr)
-	c.gone[n.addr] = now
+	c.gone[n.addr] = retiredNode{at: now, inc: n.incarnation}
 	c.cfg.Logger.Info("controller: node retired", "node", n.addr, "why", why)
 }
+
+// stamp formats t for an error message: UTC, to the second.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // normalize rescales weights to sum to 1. Placement picks the highest
 // score, and scaling every weight by one factor keeps every key's owner.
@@ -273,12 +276,34 @@ func normalize(ns []wire.MapNode) {
 	}
 }
 
-// goneLocked refuses a node that drained and left not long ago.
-func (c *Controller) goneLocked(addr string) error {
-	if _, ok := c.gone[addr]; ok {
-		return wire.Errorf(wire.CodeDraining, "node %s was drained and retired; restart it under another address or wait %v", addr, c.cfg.ForgetAfter)
+// retiredNode is a node a drain retired not long ago (Controller.gone).
+type retiredNode struct {
+	at  time.Time // when it left
+	inc uint64    // its process's incarnation (0: unknown)
+}
+
+// goneLocked refuses a registration at the address of a node that drained
+// and left less than Config.ForgetAfter ago (the answers name times, not
+// durations, so a node's retries see one message and log it once):
+//
+//   - from the retired process itself (its incarnation, or either
+//     incarnation unknown): wire.CodeDraining, which tells the node it was
+//     retired and should stop (metaclient.ErrRetired: `pocket node`
+//     exits);
+//   - from another process (a node started anew at that address):
+//     wire.CodeUnavailable, which its agent retries until the controller
+//     forgets the retired node and takes the new one.
+func (c *Controller) goneLocked(reg *wire.NodeRegister) error {
+	g, ok := c.gone[reg.Addr]
+	if !ok {
+		return nil
 	}
-	return nil
+	if g.inc != 0 && reg.Incarnation != 0 && reg.Incarnation != g.inc {
+		return wire.Errorf(wire.CodeUnavailable, "node %s (incarnation %d) was drained and retired at %s; a new node may register there from %s: retry then",
+			reg.Addr, g.inc, stamp(g.at), stamp(g.at.Add(c.cfg.ForgetAfter)))
+	}
+	return wire.Errorf(wire.CodeDraining, "node %s was drained and retired at %s: it must stop serving (its data moved to the jobs' other nodes); "+
+		"a new node may register at that address from %s", reg.Addr, stamp(g.at), stamp(g.at.Add(c.cfg.ForgetAfter)))
 }
 
 // forgetRetired lets a new node register at the address of a retired one

@@ -239,3 +239,73 @@ func TestDrainSaved(t *testing.T) {
 		t.Fatalf("Drain with a failing store: %v; want unavailable", err)
 	}
 }
+
+// retireEmpty drains the registered node at addr, reports it empty and
+// retires it.
+func retireEmpty(t *testing.T, c *Controller, addr string) {
+	t.Helper()
+	if _, err := c.Drain(addr, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c.Heartbeat(&wire.Heartbeat{Addr: addr, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30}}})
+	c.drainTick(time.Now())
+	if st := c.Status(); len(st.Nodes) != 1 || st.Nodes[0].Addr == addr {
+		t.Fatalf("node %s not retired: %+v", addr, st.Nodes)
+	}
+}
+
+// TestRetiredNodeIsToldToStop: the process a drain retired, registering
+// again (its agent does after the heartbeat the controller no longer
+// knows), is refused with CodeDraining, which tells it to stop
+// (metaclient.ErrRetired), also after a restart of the controller on its
+// state. Another process started at that address (another incarnation)
+// is refused with CodeUnavailable, which its agent retries, and is taken
+// once the controller forgets the retired node. Before, every
+// registration at the address was answered "draining", and the retired
+// process, retrying, came back as an active node a minute later.
+func TestRetiredNodeIsToldToStop(t *testing.T) {
+	r := newRestartable(t, Config{ForgetAfter: time.Minute}, false)
+	a, b := dramNode("127.0.0.1:7001", 1<<30, 1000), dramNode("127.0.0.1:7002", 1<<30, 1000)
+	a.Incarnation, b.Incarnation = 41, 42
+	mustRegister(t, r.ctl, a)
+	mustRegister(t, r.ctl, b)
+	retireEmpty(t, r.ctl, a.Addr)
+	r.ctl.mu.Lock()
+	r.ctl.dirtyNodesLocked() // as the sweeper does after a drain tick
+	r.ctl.mu.Unlock()
+	if err := r.ctl.flush(); err != nil {
+		t.Fatal(err)
+	}
+	other := *a
+	other.Incarnation = 43
+	for run := range 2 {
+		c := r.ctl
+		if run == 1 {
+			c = r.restart()
+		}
+		if _, err := c.RegisterNode(a); !errors.Is(err, wire.ErrDraining) || !strings.Contains(err.Error(), "must stop") {
+			t.Fatalf("run %d: the retired node registering again: %v; want told to stop", run, err)
+		}
+		if _, err := c.RegisterNode(&other); !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), "a new node may register there from") {
+			t.Fatalf("run %d: a new node at a retired node's address: %v; want asked to retry later", run, err)
+		}
+	}
+	r.ctl.sweep(time.Now().Add(2 * time.Minute))
+	mustRegister(t, r.ctl, &other)
+}
+
+// TestRetiredNodeOfUnknownIncarnation: a node retired without a known
+// incarnation (one of an older version) is told to stop whatever
+// incarnation registers at its address, as before incarnations.
+func TestRetiredNodeOfUnknownIncarnation(t *testing.T) {
+	c := newTest(t, Config{})
+	a := dramNode("127.0.0.1:7001", 1<<30, 1000)
+	mustRegister(t, c, a)
+	mustRegister(t, c, dramNode("127.0.0.1:7002", 1<<30, 1000))
+	retireEmpty(t, c, a.Addr)
+	again := *a
+	again.Incarnation = 5
+	if _, err := c.RegisterNode(&again); !errors.Is(err, wire.ErrDraining) {
+		t.Fatalf("a registration at a retired node's address: %v; want told to stop", err)
+	}
+}

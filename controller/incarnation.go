@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	dataclient "github.com/pocketstore/pocket/client"
@@ -38,7 +40,11 @@ import (
 //
 // The question is asked with no lock held, bounded by ProbeTimeout, and at
 // most maxProbes at once (more are refused with wire.CodeBusy and retried
-// by their agents).
+// by their agents). A node refused with wire.CodeExists stops
+// (metaclient.ErrAddressInUse); one refused with CodeUnavailable or
+// CodeBusy retries every heartbeat interval. The controller logs at most
+// one warning per address every probeWarnGap (refusalWarnings), saying
+// how many refusals it kept quiet since the last.
 
 // DefaultProbeTimeout bounds the question to a node whose registration
 // says it restarted (Config.ProbeTimeout): well inside the metaclient's
@@ -47,6 +53,71 @@ const DefaultProbeTimeout = time.Second
 
 // maxProbes bounds the incarnation questions in flight at once.
 const maxProbes = 16
+
+// probeWarnGap is the least time between two warnings about refused
+// registrations at one address.
+const probeWarnGap = 10 * time.Second
+
+// maxWarnAddrs bounds the addresses refusalWarnings remembers; past it,
+// warnings about further addresses are logged unthrottled (they are
+// bounded by the registrations maxProbes lets through).
+const maxWarnAddrs = 256
+
+// refusalWarnings throttles the warnings about refused registrations to
+// one per address every probeWarnGap. Safe for concurrent use.
+type refusalWarnings struct {
+	mu   sync.Mutex
+	last map[string]*warnMark
+}
+
+// warnMark is one address's last warning and the warnings kept quiet since.
+type warnMark struct {
+	at    time.Time
+	quiet int
+}
+
+// allow reports whether a warning about addr may be logged at now, and
+// how many were kept quiet since the previous one.
+func (w *refusalWarnings) allow(addr string, now time.Time) (bool, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m, ok := w.last[addr]; ok {
+		if now.Sub(m.at) < probeWarnGap {
+			m.quiet++
+			return false, 0
+		}
+		quiet := m.quiet
+		*m = warnMark{at: now}
+		return true, quiet
+	}
+	if w.last == nil {
+		w.last = map[string]*warnMark{}
+	}
+	if len(w.last) >= maxWarnAddrs {
+		for a, m := range w.last {
+			if now.Sub(m.at) >= probeWarnGap {
+				delete(w.last, a)
+			}
+		}
+	}
+	if len(w.last) < maxWarnAddrs {
+		w.last[addr] = &warnMark{at: now}
+	}
+	return true, 0
+}
+
+// warnRefused logs a refused registration's warning unless one about the
+// same address was logged less than probeWarnGap ago.
+func (c *Controller) warnRefused(log *slog.Logger, addr, msg string, args ...any) {
+	ok, quiet := c.refusals.allow(addr, time.Now())
+	if !ok {
+		return
+	}
+	if quiet > 0 {
+		args = append(args, "refusals_not_logged", quiet)
+	}
+	log.Warn(msg, args...)
+}
 
 // probeNonceLen is the nonce's length in bytes (the node takes 8 to 64).
 const probeNonceLen = 16
@@ -82,18 +153,18 @@ func (c *Controller) confirmRestart(reg *wire.NodeRegister, old uint64) error {
 	log := c.cfg.Logger.With("node", reg.Addr, "incarnation", reg.Incarnation, "known_incarnation", old)
 	switch {
 	case err != nil:
-		log.Warn("controller: cannot confirm a node's restart; registration refused", "err", err)
+		c.warnRefused(log, reg.Addr, "controller: cannot confirm a node's restart; registration refused", "err", err)
 		return wire.Errorf(wire.CodeUnavailable, "node %s registers with incarnation %d, a restart of the node with incarnation %d, "+
 			"but the controller cannot confirm it: %v; registration refused (a restarted node serves before it registers): retry once it serves there",
 			reg.Addr, reg.Incarnation, old, err)
 	case got == reg.Incarnation:
 		return nil
 	case got == old:
-		log.Warn("controller: a second node registers at a live node's address; refused")
+		c.warnRefused(log, reg.Addr, "controller: a second node registers at a live node's address; refused")
 		return wire.Errorf(wire.CodeExists, "another node with incarnation %d is serving at %s; refusing a second node at the same address "+
 			"(this one has incarnation %d: give it its own address, --advertise)", old, reg.Addr, reg.Incarnation)
 	default:
-		log.Warn("controller: a registration names an address another node serves; refused", "serving_incarnation", got)
+		c.warnRefused(log, reg.Addr, "controller: a registration names an address another node serves; refused", "serving_incarnation", got)
 		return wire.Errorf(wire.CodeExists, "the node serving at %s has incarnation %d, not this registration's %d; refusing a node that does not serve at its address",
 			reg.Addr, got, reg.Incarnation)
 	}

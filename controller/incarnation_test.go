@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -339,5 +340,51 @@ func TestLearnedIncarnationStored(t *testing.T) {
 	c.mu.Unlock()
 	if got != 31 {
 		t.Fatalf("incarnation after a restart: %d; want 31, learned from a heartbeat and stored", got)
+	}
+}
+
+// TestSecondNodeWarningsThrottled: a second node at a live node's address
+// refused over and over (a supervisor restarting it) is logged once per
+// probeWarnGap, not once a refusal; another address has its own warning.
+func TestSecondNodeWarningsThrottled(t *testing.T) {
+	logs := &logSink{}
+	c := newTest(t, Config{DeadAfter: time.Hour, ForgetAfter: time.Hour, Logger: logs.logger()})
+	a, b, _ := liveJob(t, c)
+	for _, s := range []*incServer{a, b, a, b, a, b} {
+		second := dramNode(s.addr(), 1<<30, 8000)
+		second.Incarnation = 99
+		if _, err := c.RegisterNode(second); !errors.Is(err, wire.ErrExists) {
+			t.Fatalf("second node at %s: %v; want refused", s.addr(), err)
+		}
+	}
+	const warning = "a second node registers at a live node's address"
+	if n := strings.Count(logs.msgs(), warning); n != 2 {
+		t.Fatalf("%d warnings for 6 refusals at 2 addresses; want 2 (one per address):\n%s", n, logs.msgs())
+	}
+}
+
+func TestRefusalWarningsAllow(t *testing.T) {
+	var w refusalWarnings
+	now := time.Now()
+	if ok, _ := w.allow("a", now); !ok {
+		t.Fatal("the first warning was held back")
+	}
+	for i := range 3 {
+		if ok, _ := w.allow("a", now.Add(time.Duration(i+1)*time.Second)); ok {
+			t.Fatalf("warning %d within %v of the first was logged", i+2, probeWarnGap)
+		}
+	}
+	if ok, quiet := w.allow("a", now.Add(probeWarnGap)); !ok || quiet != 3 {
+		t.Fatalf("after %v: allowed %v with %d held back; want allowed, 3", probeWarnGap, ok, quiet)
+	}
+	for i := range maxWarnAddrs + 10 {
+		w.allow(fmt.Sprint("addr-", i), now.Add(probeWarnGap))
+	}
+	if len(w.last) > maxWarnAddrs {
+		t.Fatalf("%d addresses remembered; want at most %d", len(w.last), maxWarnAddrs)
+	}
+	w.allow("late", now.Add(3*probeWarnGap))
+	if len(w.last) > maxWarnAddrs || w.last["late"] == nil {
+		t.Fatalf("old warnings were not pruned for a new address: %d remembered", len(w.last))
 	}
 }

@@ -203,9 +203,9 @@ func (c *Controller) nodeRecordsLocked() map[string]state.Node {
 		}
 		out[addr] = r
 	}
-	for addr, t := range c.gone {
+	for addr, g := range c.gone {
 		if _, ok := out[addr]; !ok {
-			out[addr] = state.Node{Addr: addr, Gone: t.UTC()}
+			out[addr] = state.Node{Addr: addr, Gone: g.at.UTC(), Incarnation: g.inc}
 		}
 	}
 	return out
@@ -275,7 +275,7 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 	for _, r := range recs {
 		c.st.saved[r.Addr] = r
 		if !r.Gone.IsZero() {
-			c.gone[r.Addr] = r.Gone
+			c.gone[r.Addr] = retiredNode{at: r.Gone, inc: r.Incarnation}
 			continue
 		}
 		n := &node{addr: r.Addr, state: wire.NodeState(r.State), cores: r.Cores, incarnation: r.Incarnation,

@@ -39,9 +39,10 @@ type Controller struct {
 	jobs  map[string]*job
 	seq   uint64
 	// gone holds the nodes that finished a drain and left, with the time
-	// they left: one still running (not stopped by an orchestrator) is
-	// refused when it registers again, so a drained node stays out.
-	gone        map[string]time.Time
+	// they left and their incarnation: one still running (not stopped by
+	// an orchestrator) is told to stop when it registers again, so a
+	// drained node stays out (goneLocked).
+	gone        map[string]retiredNode
 	retireHooks []RetireHook
 
 	// Indexes that keep every operation's cost independent of the number
@@ -80,8 +81,9 @@ type Controller struct {
 
 	// Restart checks (incarnation.go): the question to the node serving at
 	// an address, and the checks in flight (at most maxProbes).
-	askInc incarnationAsker
-	probes chan struct{}
+	askInc   incarnationAsker
+	probes   chan struct{}
+	refusals refusalWarnings // throttles their warnings
 }
 
 // node is a registered storage node.
@@ -151,7 +153,7 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
-		gone: map[string]time.Time{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
+		gone: map[string]retiredNode{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
 		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}, moving: map[*job]struct{}{},
 		probes: make(chan struct{}, maxProbes)}
 	ctl.askInc = ctl.askIncarnation
@@ -207,7 +209,7 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire.NodeAck, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.goneLocked(reg.Addr); err != nil {
+	if err := c.goneLocked(reg); err != nil {
 		return nil, err
 	}
 	n, ok := c.nodes[reg.Addr]
@@ -395,8 +397,8 @@ func (c *Controller) sweep(now time.Time) {
 			c.dirtyNodesLocked()
 		}
 	}
-	for addr, t := range c.gone {
-		if now.Sub(t) > c.cfg.ForgetAfter {
+	for addr, g := range c.gone {
+		if now.Sub(g.at) > c.cfg.ForgetAfter {
 			delete(c.gone, addr)
 		}
 	}

@@ -175,7 +175,8 @@ type Node struct {
 	// DrainDeadline is set while the node drains: when it must be gone.
 	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
 	// Gone is set when the node finished a drain and left: it is refused
-	// if it registers again before the controller forgets it.
+	// if it registers again before the controller forgets it (told to
+	// stop when the registration has the Incarnation it left with).
 	Gone time.Time `json:"gone,omitzero"`
 }
 
