@@ -179,7 +179,10 @@
 // before any start when MaxNodes nodes could not serve it (reserve.go). Drain
 // (drain.go) marks a node draining, has it move its data to its jobs'
 // other nodes, and retires it; scale-in uses it, and so does
-// `pocket node drain` through OpDrainNode.
+// `pocket node drain` through OpDrainNode. A retired node's process,
+// registering again, is told to stop (CodeDraining; its agent ends with
+// metaclient.ErrRetired and `pocket node` exits), and the orchestrator
+// stops the nodes it started.
 //
 // # Concurrency
 //
