@@ -2,6 +2,8 @@ package metaclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/pocketstore/pocket/wire"
@@ -44,16 +46,37 @@ type NodeLoop struct {
 // heartbeats a second, each a few hundred bytes and a table delta.
 const DefaultWakeGap = 50 * time.Millisecond
 
+// Registration refusals after which a node must stop, which RunNode
+// returns (wrapping the controller's *wire.Error, which names the address
+// and incarnations).
+var (
+	// ErrRetired: the controller drained and retired the node (its
+	// registration, sent after a heartbeat it did not know, was refused
+	// with wire.CodeDraining). The node's data has moved to the jobs'
+	// other nodes and no map names it: the process has nothing left to
+	// serve and should exit.
+	ErrRetired = errors.New("metaclient: the controller drained and retired this node")
+	// ErrAddressInUse: the controller confirmed that another node process
+	// (another incarnation) serves at the address this node advertises,
+	// and refused the registration (wire.CodeExists). Retrying cannot
+	// help: the node needs its own address.
+	ErrAddressInUse = errors.New("metaclient: another node serves at the address this node advertises")
+)
+
 // RunNode registers the node and heartbeats until ctx ends, then returns
-// ctx's error. It never gives up: when the controller is unreachable it
-// keeps retrying every interval (logging each change between working and
-// failing once, not every attempt), and when the controller answers that
-// it does not know the node (it restarted without its state) it registers
-// again at once; a controller restarted on its state knows the node and
-// its heartbeats simply resume. An
-// ack with More (a registration, a page of the job table) is followed by
-// the next heartbeat at once. The node keeps serving meanwhile; nothing
-// here can stop it.
+// ctx's error, or until the controller refuses the registration for good:
+// ErrRetired (the node was drained and retired) or ErrAddressInUse
+// (another node serves at its address). Any other failure is retried:
+// when the controller is unreachable, busy or cannot confirm the node's
+// restart yet (wire.CodeUnavailable, CodeBusy) RunNode keeps trying every
+// interval (logging each change between working and failing once, not
+// every attempt), and when the controller answers that it does not know
+// the node (it restarted without its state, or retired the node) it
+// registers again at once; a controller restarted on its state knows the
+// node and its heartbeats simply resume. An ack with More (a
+// registration, a page of the job table) is followed by the next
+// heartbeat at once. The node keeps serving meanwhile, and after RunNode
+// returns: stopping it is the caller's choice.
 //
 // The registration and heartbeats go over a connection of their own, not
 // the one c's other calls share: a call of the node's on c (a drain's or a
@@ -130,6 +153,9 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if final := refusal(err, registered); final != nil {
+				return final
+			}
 			failed(err)
 		case !ack.Known:
 			registered, next = false, 0 // the controller forgot us: register now
@@ -149,6 +175,23 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 			t.Reset(next) // an early heartbeat leaves the schedule be
 		}
 	}
+}
+
+// refusal returns the error RunNode ends with when err, the answer to a
+// registration (not registered) or a heartbeat, refuses the node for good
+// (ErrRetired, ErrAddressInUse), else nil. Only a registration is ever
+// refused so: a heartbeat's errors are the transport's.
+func refusal(err error, registered bool) error {
+	if registered {
+		return nil
+	}
+	switch {
+	case errors.Is(err, wire.ErrDraining):
+		return fmt.Errorf("%w: %w", ErrRetired, err)
+	case errors.Is(err, wire.ErrExists):
+		return fmt.Errorf("%w: %w", ErrAddressInUse, err)
+	}
+	return nil
 }
 
 // beatClient returns a new client of c's controller (or controllers) with

@@ -1,13 +1,10 @@
 package pocket
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,28 +15,10 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// logBuffer collects what a logger writes, safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) has(s string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Contains(l.b.String(), s)
-}
-
 // startMisadvertised runs a node listening on a port of its own whose agent
-// advertises addr, another node's address (a copied --advertise), logging
-// its agent's events to log. The test's end stops it.
-func startMisadvertised(t *testing.T, c *testCluster, addr string, log *logBuffer) {
+// advertises addr, another node's address (a copied --advertise); the
+// channel gets its agent's Run error. The test's end stops it.
+func startMisadvertised(t *testing.T, c *testCluster, addr string) <-chan error {
 	t.Helper()
 	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
 	if err != nil {
@@ -53,12 +32,12 @@ func startMisadvertised(t *testing.T, c *testCluster, addr string, log *logBuffe
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	logger := slog.New(slog.NewTextHandler(log, nil))
-	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: logger})
+	ended := make(chan error, 1)
+	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
 	go func() {
 		defer close(done)
 		defer mc.Close()
-		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: addr, Controller: mc, Logger: logger})
+		ended <- agent.Run(ctx, agent.Config{Node: nd, Addr: addr, Controller: mc, Logger: quietLog})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -66,12 +45,13 @@ func startMisadvertised(t *testing.T, c *testCluster, addr string, log *logBuffe
 		nd.Close()
 		d.Close()
 	})
+	return ended
 }
 
 // TestSecondNodeAtALiveAddressKeepsItsValues: a second node started with
 // a live node's advertised address registers (through its agent, which
-// retries, and once more by hand) and is refused: it is not the node
-// serving there. The job keeps the live node in its map, nothing is
+// then stops with agent.ErrAddressInUse, and once more by hand) and is
+// refused: it is not the node serving there. The job keeps the live node in its map, nothing is
 // listed lost, and every value reads as written. Before, the controller
 // took the second node's incarnation for a restart of the live one: the
 // job lost the node at once and its keys read "lost" (a hostile review).
@@ -90,14 +70,13 @@ func TestSecondNodeAtALiveAddressKeepsItsValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log logBuffer
-	startMisadvertised(t, c, victim, &log)
-	deadline := time.Now().Add(20 * time.Second)
-	for !log.has("refusing a second node at the same address") {
-		if time.Now().After(deadline) {
-			t.Fatal("the second node's agent never saw its registration refused")
+	select {
+	case err := <-startMisadvertised(t, c, victim):
+		if !errors.Is(err, agent.ErrAddressInUse) || !strings.Contains(err.Error(), "refusing a second node at the same address") {
+			t.Fatalf("the second node's agent ended with %v; want refused as a second node", err)
 		}
-		time.Sleep(20 * time.Millisecond)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the second node's agent never saw its registration refused")
 	}
 	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
 	defer mc.Close()

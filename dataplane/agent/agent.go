@@ -10,7 +10,9 @@
 // controller names (dataplane.Node.HeldJobs, DropHeld). A draining node
 // refuses new puts and moves its values to their new owners (drain.go,
 // dataplane.Node.Migrate), reporting its progress in its heartbeats until
-// the controller retires it. When one job's map changes (a node joins it,
+// the controller retires it; Run then ends with ErrRetired (the node has
+// nothing left to serve), and with ErrAddressInUse when the controller
+// finds another node serving at the address this one advertises. When one job's map changes (a node joins it,
 // or leaves it only), the node moves that job's values whose owner
 // changed and reports what is left (move.go). When a request shows the
 // node's job table behind (a map epoch newer than it holds, a job it has
@@ -53,7 +55,25 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Run registers and heartbeats until ctx ends.
+// Errors Run ends with when the controller refuses the node for good; the
+// same values as metaclient's, named here for the agent's users.
+var (
+	// ErrRetired: the controller drained the node and retired it (its
+	// data moved to the jobs' other nodes; no map names it). The node
+	// should stop serving and its process exit: `pocket node` exits 0.
+	ErrRetired = metaclient.ErrRetired
+	// ErrAddressInUse: another node process serves at the address this
+	// node advertises (Config.Addr); it needs its own address.
+	// `pocket node` exits non-zero.
+	ErrAddressInUse = metaclient.ErrAddressInUse
+)
+
+// Run registers and heartbeats until ctx ends (returning ctx's error), or
+// until the controller refuses the node for good: an error wrapping
+// ErrRetired once the controller has retired the drained node, or
+// ErrAddressInUse when another node serves at cfg.Addr (both wrap the
+// controller's *wire.Error, which says why). The node keeps serving after
+// Run returns; closing it is the caller's choice.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -136,32 +136,78 @@ func runNode(args []string) int {
 			go func() { _ = sampler.Run(ctx, time.Second, func(telemetry.Snapshot, error) {}) }()
 		}
 	}
-	if f.ctl != "" {
-		if err := runAgent(ctx, &f, node, secret, tc, sampler, id.log); err != nil && ctx.Err() == nil {
-			return fail("node: %v", err)
-		}
+	if f.ctl == "" {
+		<-ctx.Done()
+		return 0
 	}
-	<-ctx.Done()
-	return 0
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before the deferred closes: the metrics endpoint stops first
+	agentDone, err := runAgent(ctx, &f, node, secret, tc, sampler, id.log)
+	if err != nil {
+		return fail("node: %v", err)
+	}
+	return nodeExit(ctx, cancel, agentDone, id.log)
 }
 
-// runAgent registers with the controller and heartbeats in the background,
-// over TLS with tc unless it is nil.
-func runAgent(ctx context.Context, f *nodeFlags, node *dataplane.Node, secret []byte, tc *tls.Config, s *telemetry.Sampler, log *slog.Logger) error {
+// agentStopWait bounds the wait for the agent to stop (its drain or move
+// in progress ends with its context) after a signal.
+const agentStopWait = 5 * time.Second
+
+// nodeExit waits until the node is told to stop, by a signal (ctx) or by
+// the controller (the agent ends), and returns the exit status. The agent
+// has stopped (or had agentStopWait to) when it returns; the caller's
+// defers then close the listeners and the tiers.
+func nodeExit(ctx context.Context, cancel context.CancelFunc, agentDone <-chan error, log *slog.Logger) int {
+	select {
+	case <-ctx.Done():
+		select {
+		case <-agentDone: // it ends with ctx
+		case <-time.After(agentStopWait):
+			log.Warn("node: the agent did not stop in time; exiting all the same", "waited", agentStopWait)
+		}
+		return 0
+	case err := <-agentDone:
+		cancel()
+		return agentEnded(err, log)
+	}
+}
+
+// agentEnded is the exit status of a node whose agent ended with err: 0
+// for a node the controller drained and retired (agent.ErrRetired) or a
+// signal, 1 with the error on stderr for any other end (another node
+// serves at the advertised address: agent.ErrAddressInUse).
+func agentEnded(err error, log *slog.Logger) int {
+	switch {
+	case errors.Is(err, agent.ErrRetired):
+		log.Info("node: drained and retired by the controller: exiting", "why", err)
+		return 0
+	case errors.Is(err, context.Canceled):
+		return 0 // a signal came as the agent ended
+	}
+	return fail("node: %v", err)
+}
+
+// runAgent starts the agent, which registers with the controller and
+// heartbeats over TLS with tc unless it is nil, until ctx ends or the
+// controller refuses the node for good; the channel gets Run's error once
+// it has stopped.
+func runAgent(ctx context.Context, f *nodeFlags, node *dataplane.Node, secret []byte, tc *tls.Config, s *telemetry.Sampler, log *slog.Logger) (<-chan error, error) {
 	mbps, err := tierMbps(f)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	addr := f.advert
 	if addr == "" {
 		addr = node.Addr().String()
 	}
 	mc := metaclient.New(f.ctl, metaclient.Options{Secret: secret, TLS: tc, Logger: log})
+	done := make(chan error, 1)
 	go func() {
-		defer mc.Close()
-		_ = agent.Run(ctx, agent.Config{Node: node, Addr: addr, Controller: mc, Mbps: mbps, Sampler: s, Logger: log})
+		err := agent.Run(ctx, agent.Config{Node: node, Addr: addr, Controller: mc, Mbps: mbps, Sampler: s, Logger: log})
+		mc.Close()
+		done <- err
 	}()
-	return nil
+	return done, nil
 }
 
 // tierMbps is each tier's bandwidth: flags first, then the device profile.
