@@ -379,7 +379,7 @@ func (k *Orchestrator) deleteQuietly(name string) {
 }
 
 // Nodes implements Orchestrator: the node Pods in the namespace that have
-// a Pod IP and are not being deleted, whoever started them (listed by the
+// a Pod IP and are neither being deleted nor finished, whoever started them (listed by the
 // node labels from the API server, so a restarted controller sees the
 // nodes of its previous run). If the API server cannot be reached within
 // 10 s, it returns the nodes this value started and knows to be running.
@@ -402,7 +402,8 @@ func (k *Orchestrator) ListNodes(ctx context.Context, host string) ([]orchestrat
 }
 
 // ListNodePods lists the node Pods in namespace that have a Pod IP and are
-// not being deleted, by the node labels; when host is set, only those
+// neither being deleted nor finished (Succeeded or Failed), by the node
+// labels; when host is set, only those
 // scheduled on that Kubernetes node (spec.nodeName), which is how the spot
 // termination handler finds the nodes of its own host.
 func ListNodePods(ctx context.Context, client corev1client.PodsGetter, namespace, host string) ([]orchestrator.Node, error) {
@@ -417,7 +418,7 @@ func ListNodePods(ctx context.Context, client corev1client.PodsGetter, namespace
 	var out []orchestrator.Node
 	for i := range list.Items {
 		p := &list.Items[i]
-		if p.DeletionTimestamp != nil || !isNodePod(p) || (host != "" && p.Spec.NodeName != host) {
+		if p.DeletionTimestamp != nil || !isNodePod(p) || (host != "" && p.Spec.NodeName != host) || finished(p) {
 			continue
 		}
 		if n, err := nodeOf(p); err == nil {
@@ -425,6 +426,12 @@ func ListNodePods(ctx context.Context, client corev1client.PodsGetter, namespace
 		}
 	}
 	return out, nil
+}
+
+// finished reports whether a node Pod has stopped for good (a node drained
+// and retired by its controller exits 0, and is not restarted).
+func finished(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 }
 
 func isNodePod(p *corev1.Pod) bool {

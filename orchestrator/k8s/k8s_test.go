@@ -600,3 +600,25 @@ func TestKubernetesFlags(t *testing.T) {
 		t.Errorf("SetInsecure(true): %v", err)
 	}
 }
+
+// TestKubernetesRetiredNodeStaysStopped: a node pod is restarted only when
+// it fails (a node drained and retired by its controller exits 0 and
+// must not come back as a new, empty node a minute later, which it did
+// under RestartPolicyAlways), and a pod that has finished is no node.
+func TestKubernetesRetiredNodeStaysStopped(t *testing.T) {
+	k, cs := newTestOrch(t, testConfig())
+	kubelet(t, cs, false)
+	ctx := context.Background()
+	n := startOne(t, k, orchestrator.NodeSpec{DRAM: "1GiB"})
+	p := getPod(t, cs, n.ID)
+	if p.Spec.RestartPolicy != corev1.RestartPolicyOnFailure {
+		t.Fatalf("restart policy %q, want %q", p.Spec.RestartPolicy, corev1.RestartPolicyOnFailure)
+	}
+	p.Status.Phase = corev1.PodSucceeded
+	if _, err := cs.CoreV1().Pods(testNS).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.Nodes(); len(got) != 0 {
+		t.Fatalf("Nodes = %v after the node's pod finished, want none", got)
+	}
+}

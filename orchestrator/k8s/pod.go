@@ -55,8 +55,12 @@ func (k *Orchestrator) podFor(spec orchestrator.NodeSpec, name string) (*corev1.
 	pod := &corev1.Pod{
 		ObjectMeta: k.podMeta(name),
 		Spec: corev1.PodSpec{
-			Containers:                    []corev1.Container{c},
-			RestartPolicy:                 corev1.RestartPolicyAlways,
+			Containers: []corev1.Container{c},
+			// A node that ends by itself was drained and retired by its
+			// controller (pocket node exits 0): restarted, it would come
+			// back as a new, empty node a minute later. Any other end
+			// (exit non-zero, a crash) restarts it.
+			RestartPolicy:                 corev1.RestartPolicyOnFailure,
 			TerminationGracePeriodSeconds: ptr(int64(k.cfg.StopGrace.Seconds())),
 			ServiceAccountName:            k.cfg.ServiceAccount,
 			AutomountServiceAccountToken:  ptr(false),
