@@ -25,10 +25,16 @@
 //
 // After that, a call is retried with a backoff (50 ms, doubling to 1 s)
 // until its context's deadline (or Options.RetryFor) when retrying is
-// safe: the controller refused the connection (ECONNREFUSED: nothing was
-// sent, so any op may be repeated), or the op is idempotent (OpGetMap,
-// OpStatus, OpListJobs). So a worker that starts, or fetches a map, while
-// the controller restarts waits for it instead of failing.
+// safe: nothing of the request was written and the controller refused or
+// lost the connection (ECONNREFUSED, or a reset, EOF or broken pipe
+// while dialing, in the TLS handshake or before the request went out: a
+// controller killed or restarting), so any op may be repeated; or the op
+// is idempotent (OpGetMap, OpStatus, OpListJobs). So a worker that
+// starts, or fetches a map, while the controller restarts waits for it
+// instead of failing. Every transport error of a call that is not
+// idempotent is classified: after a byte of its request was written it
+// is an *OutcomeUnknownError; before, the error says the request was not
+// sent (the controller did not act on it).
 //
 // # Several controllers
 //
@@ -63,6 +69,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -497,13 +504,13 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 			return &OutcomeUnknownError{Op: op, Addr: c.addr, Err: err}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, err)
+			return c.transportErr(op, err)
 		}
 		if reused && attempt == 0 {
 			continue // the connection had served: retry at once on a new one
 		}
-		if !retrySafe(op, err) || !c.pause(ctx, wait, until) {
-			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, err)
+		if !retrySafe(op, sent, err) || !c.pause(ctx, wait, until) {
+			return c.transportErr(op, err)
 		}
 		wait = min(2*wait, retryCap(ctx))
 	}
@@ -593,10 +600,38 @@ func isTransport(err error) bool {
 	return !errors.As(err, &we)
 }
 
-// retrySafe reports whether a call may be sent again after err: nothing
-// was sent (the connection was refused), or op is idempotent.
-func retrySafe(op wire.Op, err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || idempotent(op)
+// retrySafe reports whether a call may be sent again after err: op is
+// idempotent, or nothing of it was sent (sent is false) and the
+// controller refused or lost the connection (connLost), which a
+// controller restarting does.
+func retrySafe(op wire.Op, sent bool, err error) bool {
+	return idempotent(op) || !sent && connLost(err)
+}
+
+// connLost reports whether err is the controller refusing or dropping
+// the connection (refused, reset, aborted, a broken pipe, an early EOF),
+// not a timeout or a TLS refusal (a certificate not trusted), which
+// trying again would not mend.
+func connLost(err error) bool {
+	for _, e := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE, io.EOF, io.ErrUnexpectedEOF} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// transportErr is the error of op that failed on err, a transport error
+// (isTransport) after which op is not sent again, with the op and the
+// controller's address; for an op that is not idempotent (err came
+// before any byte of it was written: doOne returns an
+// *OutcomeUnknownError otherwise) it says that the controller did not
+// act on it.
+func (c *Client) transportErr(op wire.Op, err error) error {
+	if idempotent(op) {
+		return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, err)
+	}
+	return fmt.Errorf("metaclient: %s %s: %w (the request was not sent: the controller did not act on it)", op, c.addr, err)
 }
 
 // idempotent reports whether sending op twice does what sending it once
@@ -663,6 +698,7 @@ func (c *Client) exchange(ctx context.Context, op wire.Op, proved bool, build fu
 	if req := build(c.nonce); req != nil {
 		meta = req.Encode(c.b)
 	}
+	c.wrote = false // the challenge's write is not op's
 	rmeta, err := c.roundTrip(ctx, op, meta)
 	return rmeta, c.wrote, err
 }

@@ -14,12 +14,14 @@ from .client import DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job
 from .compat import (Handle, close, connect, count_files, create_dir, delete, deregister_job, get, get_buffer,
                      job_token, last_error, lookup, put, put_buffer, register_job)
 from .errors import (BadKey, BadToken, Busy, Code, Conflict, Corrupt, Draining, Exists, Limit, Lost, Malformed,
-                     NoSpace, NotFound, NotLeader, PocketError, Revoked, StaleEpoch, TooLarge, Unavailable, UnknownJob)
+                     NoSpace, NotFound, NotLeader, OutcomeUnknown, PocketError, Revoked, StaleEpoch, TooLarge, Unavailable,
+                     UnknownJob)
 
 __all__ = [
     "Client", "Job", "Info", "Entry", "DEFAULT_CHUNK_SIZE",
     "register_job", "deregister_job", "connect", "put", "put_buffer", "get", "get_buffer", "lookup", "delete",
     "create_dir", "count_files", "close", "Handle", "last_error", "job_token",
     "PocketError", "Code", "BadKey", "BadToken", "Busy", "Conflict", "Corrupt", "Draining", "Exists", "Limit",
-    "Lost", "Malformed", "NoSpace", "NotFound", "NotLeader", "Revoked", "StaleEpoch", "TooLarge", "Unavailable", "UnknownJob",
+    "Lost", "Malformed", "NoSpace", "NotFound", "NotLeader", "OutcomeUnknown", "Revoked", "StaleEpoch", "TooLarge",
+    "Unavailable", "UnknownJob",
 ]

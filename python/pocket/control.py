@@ -13,6 +13,7 @@ few messages per job, never data).
 from __future__ import annotations
 
 import os
+import select
 import socket
 import ssl
 import threading
@@ -55,6 +56,16 @@ NO_LEADER_HINT = ("no active controller yet (election in progress); retry, or li
 # How many "not leader" answers naming another controller one call follows.
 _MAX_REDIRECTS = 3
 
+# The ops that do the same sent twice as once (the Go metaclient's
+# idempotent): only these are sent again after their request was written.
+_IDEMPOTENT = frozenset({wire.OP_GET_MAP})
+
+# What the controller may have done with a request whose outcome is unknown.
+_OUTCOME_HINT = {
+    wire.OP_REGISTER_JOB: "the controller may have registered the job; check pocket status",
+    wire.OP_DEREGISTER_JOB: "the controller may have deregistered the job; check pocket status",
+}
+
 
 def _is_host_port(a: str) -> bool:
     host, sep, port = a.rpartition(":")
@@ -72,6 +83,7 @@ class Controller:
         self._sock: socket.socket | None = None
         self._id = 0
         self._lock = threading.Lock()
+        self._sent = False  # the current call's request was written whole
 
     def close(self) -> None:
         with self._lock:
@@ -115,8 +127,18 @@ class Controller:
             return self._call(op, meta)
 
     def _call(self, op: int, meta: bytes) -> bytes:
+        """One call, sent again at once on a new connection when one that
+        had served fails, unless op is not idempotent and its request was
+        written whole: that raises OutcomeUnknown (the controller may have
+        acted on it: a job is never registered twice). Before such a
+        request goes out on a connection that had served, a connection the
+        controller closed meanwhile (a restart) is dropped."""
+        idempotent = op in _IDEMPOTENT
         for attempt in range(2):
+            if not idempotent:
+                self._drop_if_closed()
             reused = self._sock is not None
+            self._sent = False
             try:
                 if self._sock is None:
                     self._sock = self._dial()
@@ -125,9 +147,26 @@ class Controller:
                 raise
             except (OSError, ValueError) as e:
                 self._drop()
+                if self._sent and not idempotent:
+                    hint = _OUTCOME_HINT.get(op, "the controller may have acted on it")
+                    raise errors.OutcomeUnknown(f"controller {self.addr}: the connection failed after the request "
+                                                f"was sent, so its outcome is unknown ({hint}): {e}") from None
                 if not reused or attempt:
                     raise errors.Unavailable(f"controller {self.addr}: {e}") from None
         raise AssertionError("unreachable")
+
+    def _drop_if_closed(self) -> None:
+        """Drops the connection when the controller closed it or sent
+        something unasked (readable before a request: an end of stream, or
+        TLS records after the handshake, at worst a needless new dial)."""
+        if self._sock is None:
+            return
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):
+            readable = [self._sock]
+        if readable:
+            self._drop()
 
     def _recv_exact(self, n: int) -> bytes:
         buf = bytearray(n)
@@ -144,7 +183,11 @@ class Controller:
 
     def _roundtrip(self, op: int, meta: bytes) -> bytes:
         self._id += 1
+        # A sendall that raises wrote part of the frame at most, which the
+        # controller cannot act on: the request counts as sent once it
+        # returns.
         self._sock.sendall(wire.pack_header(op, 0, self._id, len(meta), 0) + meta)
+        self._sent = True
         h = wire.parse_header(self._recv_exact(wire.HEADER_LEN), wire.CONTROL_MAX_META, 0)
         rmeta = self._recv_exact(h.meta_len) if h.meta_len else b""
         if h.id == 0 and h.op == wire.OP_GO_AWAY | wire.REPLY_BIT:

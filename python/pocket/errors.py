@@ -90,6 +90,13 @@ NotLeader = _sub("NotLeader", Code.NOT_LEADER,
                  "This controller is a standby: the message is the active one's address (empty during an election).")
 Corrupt = _sub("Corrupt", Code.MALFORMED, "A manifest or chunk does not match what was written.")
 
+
+class OutcomeUnknown(Unavailable):
+    """The connection to the controller failed after a request that is not
+    idempotent (a job's registration or deregistration) was written: the
+    controller may or may not have acted on it, so it is not sent again
+    (check ``pocket status``). The Go client's metaclient.OutcomeUnknownError."""
+
 _BY_CODE: dict[int, type[PocketError]] = {
     c.default_code: c
     for c in (Malformed, TooLarge, NotFound, NoSpace, UnknownJob, BadToken, StaleEpoch, Exists,

@@ -1,0 +1,99 @@
+"""A controller call that is not idempotent is not sent again once written.
+
+The Python controller client retried any call that failed on a connection
+that had served, once, on a new one: a deregistration whose reply was lost
+after the controller had acted on it was sent again and answered UnknownJob
+(a registration would have registered a second job). Now such a call raises
+OutcomeUnknown, saying what the controller may have done, as the Go
+metaclient's OutcomeUnknownError does.
+"""
+
+import socket
+import threading
+
+import pytest
+
+import pocket
+
+
+class _ReplyKiller:
+    """Forwards connections to the controller at `to`; once `kill` is set,
+    the next reply is not delivered and the client's connection closes."""
+
+    def __init__(self, to: str):
+        self.to = to
+        self.kill = threading.Event()
+        self.conns = 0
+        self.ln = socket.create_server(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.ln.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.ln.accept()
+            except OSError:
+                return
+            self.conns += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        host, _, port = self.to.rpartition(":")
+        up = socket.create_connection((host, int(port)))
+
+        def upstream():
+            try:
+                while data := conn.recv(65536):
+                    up.sendall(data)
+            except OSError:
+                pass
+            up.close()
+        threading.Thread(target=upstream, daemon=True).start()
+        try:
+            while data := up.recv(65536):
+                if self.kill.is_set():
+                    break  # the reply is dropped
+                conn.sendall(data)
+        except OSError:
+            pass
+        conn.close()
+        up.close()
+
+    def close(self):
+        self.ln.close()
+
+
+def test_deregister_not_sent_again_after_its_reply_was_lost(insecure_cluster):
+    proxy = _ReplyKiller(insecure_cluster.addr)
+    try:
+        with pocket.Client(proxy.addr, insecure=True) as c:
+            j = c.register_job("outcome-unknown")  # the connection has served
+            proxy.kill.set()
+            with pytest.raises(pocket.OutcomeUnknown) as ei:
+                j.deregister()
+            assert "may have deregistered the job" in str(ei.value)
+            assert isinstance(ei.value, pocket.Unavailable)  # what callers caught before
+        assert proxy.conns == 1, "the deregistration was sent again on a new connection"
+        with insecure_cluster.client() as direct, pytest.raises(pocket.UnknownJob):
+            direct.open_job(j.id, j.token)  # the controller did act on it, once
+    finally:
+        proxy.close()
+
+
+def test_map_fetch_sent_again_after_its_reply_was_lost(insecure_cluster):
+    """A map fetch is idempotent: sent again at once on a new connection
+    (here lost too), and its failure is Unavailable, not OutcomeUnknown."""
+    proxy = _ReplyKiller(insecure_cluster.addr)
+    try:
+        with insecure_cluster.client() as direct:
+            j = direct.register_job("outcome-idempotent")
+        with pocket.Client(proxy.addr, insecure=True) as c:
+            c.open_job(j.id, j.token)  # the connection has served
+            proxy.kill.set()
+            with pytest.raises(pocket.Unavailable) as ei:
+                c.open_job(j.id, j.token)
+            assert not isinstance(ei.value, pocket.OutcomeUnknown)
+        assert proxy.conns == 2, "the map fetch was not sent again on a new connection"
+        j.deregister()
+    finally:
+        proxy.close()
