@@ -85,6 +85,14 @@ func (j *Job) Credential() string {
 // without a controller, NewStore(nil, ...), to read a deregistered job's
 // values while the controller is down).
 func (s *Store) OpenCredential(cred string) (*Job, error) {
+	return s.OpenCredentialContext(context.Background(), cred)
+}
+
+// OpenCredentialContext is OpenCredential with ctx bounding the question
+// to the controller (within credentialWait, 10 s, at most): a tool that
+// falls back to a Store without a controller when this one cannot answer
+// promptly passes a short deadline; the error then wraps ctx's.
+func (s *Store) OpenCredentialContext(ctx context.Context, cred string) (*Job, error) {
 	c, err := decodeCredential(cred)
 	if err != nil {
 		return nil, err
@@ -97,7 +105,7 @@ func (s *Store) OpenCredential(cred string) (*Job, error) {
 		j.retired.Store(true)
 		return j, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), credentialWait)
+	ctx, cancel := context.WithTimeout(ctx, credentialWait)
 	defer cancel()
 	m, err := s.ctl.GetMap(ctx, c.Job, c.Token)
 	switch {

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/units"
@@ -40,7 +41,9 @@ func newDataCmd(name string) *dataCmd {
 	d := &dataCmd{
 		fs:         fs,
 		controller: fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER, else "+ctlDefaultAddr+")"),
-		tok:        fs.String("token-file", "", "file (mode 0600) holding the job's token (default $POCKET_TOKEN)"),
+		tok: fs.String("token-file", "", "file (mode 0600) holding the job's token (default $POCKET_TOKEN). $POCKET_CREDENTIAL, when it names JOBID,\n"+
+			"is used instead: the credential pocket job deregister prints (Job.Credential in the SDKs), which reads and deletes\n"+
+			"the values a deregistered job put with --persist, or opens a live job (with its current map, from the controller)"),
 	}
 	switch name {
 	case "put":
@@ -107,22 +110,64 @@ func credentialNames(job string) bool {
 	return err == nil && id == job
 }
 
-// openCredential opens a deregistered job's persisted values with
-// POCKET_CREDENTIAL (printed by pocket job deregister); no controller is
-// asked.
+// openCredential opens the job of POCKET_CREDENTIAL (printed by pocket
+// job deregister, or Job.Credential), as pocket.Store.OpenCredential
+// does: the controller (--controller, $POCKET_CONTROLLER or the default)
+// is asked whether the job is live, and a live job is opened with its
+// current map (the credential's may be older: a node restarted, the job
+// grew); a job the controller does not know is a deregistered one's,
+// whose persisted values are read with the credential's map. When the
+// controller cannot answer within credentialCtlWait (none running, a
+// restart), a note says so and the credential's own map is used, as a
+// deregistered job's.
 func (d *dataCmd) openCredential(pos []string) (*pocket.Job, []string, context.Context, func(), error) {
+	cred := os.Getenv("POCKET_CREDENTIAL")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	s := pocket.NewStore(nil, pocket.Config{})
-	j, err := s.OpenCredential(os.Getenv("POCKET_CREDENTIAL"))
+	s, j, err := d.openCredentialLive(ctx, cred)
+	if err != nil && ctx.Err() == nil {
+		id, _ := pocket.CredentialJob(cred)
+		warn(d.fs.Name(), "note: the controller did not say whether job %s is live (%v): reading with POCKET_CREDENTIAL's own map, "+
+			"as a deregistered job's", id, err)
+		s = pocket.NewStore(nil, pocket.Config{})
+		j, err = s.OpenCredential(cred)
+	}
 	if err == nil && j.ID() != pos[0] {
 		err = fmt.Errorf("POCKET_CREDENTIAL is job %s's, not %s's", j.ID(), pos[0])
 	}
 	if err != nil {
-		s.Close()
+		if s != nil {
+			s.Close()
+		}
 		stop()
 		return nil, nil, nil, nil, err
 	}
 	return j, pos, ctx, func() { s.Close(); stop() }, nil
+}
+
+// credentialCtlWait bounds how long a data command opening
+// POCKET_CREDENTIAL waits for the controller's answer before it falls
+// back to the credential's own map.
+const credentialCtlWait = 2 * time.Second
+
+// openCredentialLive opens cred through a Store of the controller, which
+// says (within credentialCtlWait) whether the job is live.
+func (d *dataCmd) openCredentialLive(ctx context.Context, cred string) (*pocket.Store, *pocket.Job, error) {
+	tc, err := d.tls.config(pki.RoleClient)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := pocket.Dial(ctx, ctlAddr(*d.controller), pocket.Config{TLS: tc, Insecure: d.tls.insecure, ControllerWait: credentialCtlWait})
+	if err != nil {
+		return nil, nil, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, credentialCtlWait)
+	defer cancel()
+	j, err := s.OpenCredentialContext(qctx, cred)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, j, nil
 }
 
 func runPut(args []string) int {
