@@ -204,15 +204,7 @@ class Client:
         node that answers Revoked holds none of its values. Other controller
         errors raise (a client without a controller opens a deregistered
         job's credential while the controller is down)."""
-        try:
-            c = json.loads(base64.urlsafe_b64decode(cred + "=" * (-len(cred) % 4)))
-            nodes = [wire.MapNode(n["ID"], float(n["Weight"])) for n in c["nodes"]]
-            m = wire.PlacementMap(c["job"], int(c.get("tier") or wire.TIER_DRAM), int(c.get("epoch") or 0), nodes,
-                                  base64.b64decode(c.get("token") or ""))
-        except (ValueError, KeyError, TypeError) as e:
-            raise errors.PocketError(f"credential: {e}", errors.Code.BAD_TOKEN) from None
-        if not m.job or not nodes:
-            raise errors.PocketError("credential names no job or no node", errors.Code.BAD_TOKEN)
+        m = _decode_credential(cred)
         job = Job(self, m)
         if self.controller is None:
             job._retired = True
@@ -238,6 +230,27 @@ class Client:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _decode_credential(cred: str) -> wire.PlacementMap:
+    """The map a credential (Job.credential, the Go SDK's Credential)
+    carries; BadToken when it does not decode or names no job or node."""
+    try:
+        c = json.loads(base64.urlsafe_b64decode(cred + "=" * (-len(cred) % 4)))
+        nodes = [wire.MapNode(n["ID"], float(n["Weight"])) for n in c["nodes"]]
+        m = wire.PlacementMap(c["job"], int(c.get("tier") or wire.TIER_DRAM), int(c.get("epoch") or 0), nodes,
+                              base64.b64decode(c.get("token") or ""))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise errors.PocketError(f"credential: {e}", errors.Code.BAD_TOKEN) from None
+    if not m.job or not nodes:
+        raise errors.PocketError("credential names no job or no node", errors.Code.BAD_TOKEN)
+    return m
+
+
+def credential_job(cred: str) -> str:
+    """The id of the job a credential opens (the Go SDK's CredentialJob);
+    BadToken when it does not decode."""
+    return _decode_credential(cred).job
 
 
 class _MapState:

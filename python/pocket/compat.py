@@ -11,6 +11,14 @@ job registered in this process keeps its token in the process (and in
 processes forked from it); elsewhere the token comes from POCKET_TOKEN
 (hex, Job.token_hex), with POCKET_JOB naming the job it belongs to.
 
+Persisted values. After deregister_job the job's PERSIST_AFTER_JOB values
+stay readable and deletable (read-only) in the process that deregistered
+it, and elsewhere with POCKET_CREDENTIAL set to the job's credential
+(``pocket job deregister`` prints it; Job.credential() gives it): a
+POCKET_CREDENTIAL that names the job is used whatever token is also set,
+opened with Client.open_credential (a live job's opens with its current
+map), as the Go compat layer does.
+
 Names. Pocket named a value /jobid/name, so "x" and "/x" were one file:
 leading slashes are dropped here too. The ``jobid`` argument may name a
 registered job or, as in Pocket's examples (``create_dir(p, dir, "")``,
@@ -37,7 +45,7 @@ import shutil
 import threading
 
 from . import errors, wire
-from .client import Client, Job, registered_token
+from .client import Client, Job, credential_job, registered_token
 
 _tls = threading.local()
 _lock = threading.Lock()
@@ -47,6 +55,9 @@ _registered: list[str] = []  # their ids, oldest first
 # deletes its persisted values as retired (Job._retired: a node holding
 # none of them answers revoked, which is then nothing there).
 _deregistered: set[str] = set()
+# Their credentials (Job.credential), with which any handle of this process
+# opens them.
+_creds: dict[str, str] = {}
 
 
 def last_error() -> BaseException | None:
@@ -113,12 +124,15 @@ def deregister_job(jobid):
         if tok is None:
             raise errors.BadToken(f"no token for job {jobid!r}: register it here or set POCKET_TOKEN and POCKET_JOB")
         with Client(_controller_addr()) as c:
-            c.open_job(jobid, tok).deregister()
+            j = c.open_job(jobid, tok)
+            cred = j.credential()
+            j.deregister()
     except Exception as e:  # noqa: BLE001
         return _fail(e)
     with _lock:
         _tokens.pop(jobid, None)
         _deregistered.add(jobid)
+        _creds[jobid] = cred
         if jobid in _registered:
             _registered.remove(jobid)
     return _ok()
@@ -135,6 +149,22 @@ def _token_of(jobid: str) -> bytes | None:
         except ValueError:
             raise errors.BadToken("POCKET_TOKEN is not hex") from None
     return None
+
+
+def _credential_of(jobid: str) -> str | None:
+    """The credential to open jobid with: kept when this process
+    deregistered it, else POCKET_CREDENTIAL when it names jobid (the Go
+    compat layer's credentialOf)."""
+    with _lock:
+        if jobid in _creds:
+            return _creds[jobid]
+    env = os.environ.get("POCKET_CREDENTIAL", "")
+    if not env:
+        return None
+    try:
+        return env if credential_job(env) == jobid else None
+    except errors.PocketError:
+        return None
 
 
 def _default_job() -> str:
@@ -168,10 +198,15 @@ class Handle:
                 if jobid in _deregistered:
                     j._retired = True
             return j
-        tok = _token_of(jobid)
-        if tok is None:
-            raise errors.BadToken(f"no token for job {jobid!r}")
-        j = self.client.open_job(jobid, tok)
+        cred = _credential_of(jobid)
+        if cred is not None:
+            j = self.client.open_credential(cred)
+        else:
+            tok = _token_of(jobid)
+            if tok is None:
+                raise errors.BadToken(f"no token for job {jobid!r}: register it here, or set POCKET_TOKEN and POCKET_JOB, "
+                                      "or POCKET_CREDENTIAL for a deregistered job's persisted values")
+            j = self.client.open_job(jobid, tok)
         with self._lock:
             self.jobs[jobid] = j
         return j
