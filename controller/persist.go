@@ -279,7 +279,7 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 			continue
 		}
 		n := &node{addr: r.Addr, state: wire.NodeState(r.State), cores: r.Cores, incarnation: r.Incarnation,
-			lastSeen: now.Add(restoreGrace), restored: true}
+			lastSeen: now.Add(restoreGrace), restored: true, unheard: true}
 		for _, t := range r.Tiers {
 			n.tiers = append(n.tiers, wire.TierStat{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
 		}

@@ -104,6 +104,7 @@ type node struct {
 	incarnation uint64      // its process's, from its registration or the state (0: unknown)
 	hurried     bool        // its last ack asked for the next heartbeat at once
 	restored    bool        // read from the durable state, not synced with this run yet
+	unheard     bool        // read from the durable state, no registration or heartbeat from it this run yet
 }
 
 // job is a registered job.
@@ -241,7 +242,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 	}
 	n.tiers = append([]wire.TierStat(nil), reg.Tiers...)
 	n.cores = reg.Cores
-	n.lastSeen = time.Now()
+	n.lastSeen, n.unheard = time.Now(), false
 	// The job table's first page comes with the registration (the node
 	// serves no job it has not heard of before: dataplane.Node.AwaitSync);
 	// More asks for the rest at once.
@@ -293,7 +294,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		c.recordLocked(n, now)
 		c.prof.observeNode(n, c.loads[n.addr], now)
 	}
-	n.lastSeen = now
+	n.lastSeen, n.unheard = now, false
 	if n.incarnation == 0 && hb.Incarnation != 0 {
 		// A node whose incarnation the registry does not know (restored
 		// from a state written before incarnations were stored) teaches it

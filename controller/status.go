@@ -35,6 +35,9 @@ func (c *Controller) Status() *wire.ClusterStatus {
 		st.Nodes = append(st.Nodes, ns)
 	}
 	c.listJobsLocked(st, 0, c.cfg.StatusJobs, statusBytes-size, now)
+	if a := c.scaler(); a != nil {
+		st.AutoscaleMaxNodes = uint32(a.cfg.MaxNodes)
+	}
 	return st
 }
 
@@ -83,6 +86,11 @@ func (c *Controller) nodeStatusLocked(n *node, now time.Time) wire.NodeStatus {
 		Metrics: append([]wire.Metric(nil), n.metrics...)}
 	if l := c.loads[n.addr]; l != nil {
 		ns.Jobs = uint32(len(l.jobs))
+	}
+	if n.unheard {
+		// Read from the state, not heard from since this controller
+		// started: its lastSeen is a grace deadline, not a heartbeat.
+		ns.Restored, ns.LastSeen = true, 0
 	}
 	return ns
 }

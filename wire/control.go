@@ -341,6 +341,10 @@ type NodeStatus struct {
 	LastSeen   time.Duration // since the last heartbeat; ms resolution
 	Jobs       uint32
 	Metrics    []Metric
+	// Restored: the node was read from the controller's durable state and
+	// has not been heard from since the controller started (a restart or
+	// a failover); LastSeen is 0 then and says nothing.
+	Restored bool
 }
 
 // JobStatus is one job in a status listing.
@@ -365,13 +369,16 @@ type JobStatus struct {
 // ClusterStatus lists the cluster's nodes and jobs. A status reply holds
 // every node (up to the reply's size bound; NodeCount says how many there
 // are), the number of jobs and the first of them; NextJob, when not zero,
-// is the OpListJobs cursor for the rest.
+// is the OpListJobs cursor for the rest. AutoscaleMaxNodes is the
+// autoscaler's largest node count, 0 when the controller does not
+// autoscale (it then starts no node for a job that needs more).
 type ClusterStatus struct {
-	Nodes     []NodeStatus
-	Jobs      []JobStatus
-	JobCount  uint64
-	NodeCount uint32
-	NextJob   uint64
+	Nodes             []NodeStatus
+	Jobs              []JobStatus
+	JobCount          uint64
+	NodeCount         uint32
+	NextJob           uint64
+	AutoscaleMaxNodes uint32
 }
 
 // JobList asks for up to Limit jobs after the cursor After (a
@@ -428,7 +435,7 @@ var (
 	nodeStatusSpec = TableSpec{Name: "NodeStatus", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: TableVec, Sub: &tierStatSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8},
-		{Kind: Scalar4}, {Kind: TableVec, Sub: &metricSpec},
+		{Kind: Scalar4}, {Kind: TableVec, Sub: &metricSpec}, {Kind: Scalar1},
 	}}
 	jobStatusSpec = TableSpec{Name: "JobStatus", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec},
@@ -437,7 +444,7 @@ var (
 	}}
 	clusterSpec = TableSpec{Name: "ClusterStatus", Fields: []Field{
 		{Kind: TableVec, Sub: &nodeStatusSpec}, {Kind: TableVec, Sub: &jobStatusSpec},
-		{Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8},
+		{Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar4},
 	}}
 	jobListSpec   = TableSpec{Name: "JobList", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar4}}}
 	challengeSpec = TableSpec{Name: "Challenge", Fields: []Field{{Kind: Bytes}}}
@@ -1231,6 +1238,7 @@ func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
 	fb.ClusterStatusAddJobCount(b, m.JobCount)
 	fb.ClusterStatusAddNodeCount(b, m.NodeCount)
 	fb.ClusterStatusAddNextJob(b, m.NextJob)
+	fb.ClusterStatusAddAutoscaleMaxNodes(b, m.AutoscaleMaxNodes)
 	b.Finish(fb.ClusterStatusEnd(b))
 	return b.FinishedBytes()
 }
@@ -1250,6 +1258,7 @@ func (n *NodeStatus) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
 	fb.NodeStatusAddLastSeenMs(b, n.LastSeen.Milliseconds())
 	fb.NodeStatusAddJobs(b, n.Jobs)
 	addOff(b, metrics, fb.NodeStatusAddMetrics)
+	fb.NodeStatusAddRestored(b, n.Restored)
 	return fb.NodeStatusEnd(b)
 }
 
@@ -1284,7 +1293,7 @@ func (m *ClusterStatus) Decode(meta []byte) error {
 	if err := firstErr(checkLen("status nodes", nn, MaxMapNodes), checkLen("status jobs", nj, MaxStatusJobs)); err != nil {
 		return err
 	}
-	out := ClusterStatus{JobCount: t.JobCount(), NodeCount: t.NodeCount(), NextJob: t.NextJob()}
+	out := ClusterStatus{JobCount: t.JobCount(), NodeCount: t.NodeCount(), NextJob: t.NextJob(), AutoscaleMaxNodes: t.AutoscaleMaxNodes()}
 	if nn > 0 {
 		out.Nodes = make([]NodeStatus, nn)
 		var n fb.NodeStatus
@@ -1324,7 +1333,7 @@ func (n *NodeStatus) from(t *fb.NodeStatus) error {
 	}
 	*n = NodeStatus{Addr: string(t.Addr()), State: NodeState(t.State()), Tiers: tiers,
 		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Cores: t.Cores(),
-		LastSeen: msToDuration(t.LastSeenMs()), Jobs: t.Jobs(), Metrics: metrics}
+		LastSeen: msToDuration(t.LastSeenMs()), Jobs: t.Jobs(), Metrics: metrics, Restored: t.Restored()}
 	return nil
 }
 

@@ -44,10 +44,10 @@ func sampleControl() []ControlMessage {
 		&ClusterStatus{
 			Nodes: []NodeStatus{{Addr: "127.0.0.1:7001", State: NodeActive, Tiers: tiers, RxMbps: 1, TxMbps: 2,
 				CPUPercent: 3, Cores: 4, LastSeen: 1500 * time.Millisecond, Jobs: 2, Metrics: metrics},
-				{Addr: "127.0.0.1:7002", State: NodeDead}},
+				{Addr: "127.0.0.1:7002", State: NodeDead}, {Addr: "127.0.0.1:7003", State: NodeActive, Restored: true}},
 			Jobs: []JobStatus{{Job: "sort-1", Name: "sort", Tier: 1, Epoch: 2, Nodes: nodes,
 				Hints: JobHints{Lambdas: 10, PeakMbps: 6000}, AllocMbps: 6000, AllocBytes: 5 << 30, Age: 3 * time.Second, UsedMbps: 4321.5, UsedBytes: 3 << 30}},
-			JobCount: 12000, NodeCount: 3, NextJob: 1<<60 + 1,
+			JobCount: 12000, NodeCount: 3, NextJob: 1<<60 + 1, AutoscaleMaxNodes: 8,
 		},
 		&JobList{After: 1<<60 + 1, Limit: 500},
 		&Challenge{Nonce: bytes.Repeat([]byte{0x5A}, 16)},

@@ -109,8 +109,20 @@ func (rcv *ClusterStatus) MutateNextJob(n uint64) bool {
 	return rcv._tab.MutateUint64Slot(12, n)
 }
 
+func (rcv *ClusterStatus) AutoscaleMaxNodes() uint32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(14))
+	if o != 0 {
+		return rcv._tab.GetUint32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *ClusterStatus) MutateAutoscaleMaxNodes(n uint32) bool {
+	return rcv._tab.MutateUint32Slot(14, n)
+}
+
 func ClusterStatusStart(builder *flatbuffers.Builder) {
-	builder.StartObject(5)
+	builder.StartObject(6)
 }
 func ClusterStatusAddNodes(builder *flatbuffers.Builder, nodes flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(nodes), 0)
@@ -132,6 +144,9 @@ func ClusterStatusAddNodeCount(builder *flatbuffers.Builder, nodeCount uint32) {
 }
 func ClusterStatusAddNextJob(builder *flatbuffers.Builder, nextJob uint64) {
 	builder.PrependUint64Slot(4, nextJob, 0)
+}
+func ClusterStatusAddAutoscaleMaxNodes(builder *flatbuffers.Builder, autoscaleMaxNodes uint32) {
+	builder.PrependUint32Slot(5, autoscaleMaxNodes, 0)
 }
 func ClusterStatusEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -165,8 +165,20 @@ func (rcv *NodeStatus) MetricsLength() int {
 	return 0
 }
 
+func (rcv *NodeStatus) Restored() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(24))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *NodeStatus) MutateRestored(n bool) bool {
+	return rcv._tab.MutateBoolSlot(24, n)
+}
+
 func NodeStatusStart(builder *flatbuffers.Builder) {
-	builder.StartObject(10)
+	builder.StartObject(11)
 }
 func NodeStatusAddAddr(builder *flatbuffers.Builder, addr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(addr), 0)
@@ -203,6 +215,9 @@ func NodeStatusAddMetrics(builder *flatbuffers.Builder, metrics flatbuffers.UOff
 }
 func NodeStatusStartMetricsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func NodeStatusAddRestored(builder *flatbuffers.Builder, restored bool) {
+	builder.PrependBoolSlot(10, restored, false)
 }
 func NodeStatusEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

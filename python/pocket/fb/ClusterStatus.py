@@ -95,7 +95,14 @@ class ClusterStatus(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
-def ClusterStatusStart(builder): builder.StartObject(5)
+    # ClusterStatus
+    def AutoscaleMaxNodes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
+        return 0
+
+def ClusterStatusStart(builder): builder.StartObject(6)
 def Start(builder):
     return ClusterStatusStart(builder)
 def ClusterStatusAddNodes(builder, nodes): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(nodes), 0)
@@ -119,6 +126,9 @@ def AddNodeCount(builder, nodeCount):
 def ClusterStatusAddNextJob(builder, nextJob): builder.PrependUint64Slot(4, nextJob, 0)
 def AddNextJob(builder, nextJob):
     return ClusterStatusAddNextJob(builder, nextJob)
+def ClusterStatusAddAutoscaleMaxNodes(builder, autoscaleMaxNodes): builder.PrependUint32Slot(5, autoscaleMaxNodes, 0)
+def AddAutoscaleMaxNodes(builder, autoscaleMaxNodes):
+    return ClusterStatusAddAutoscaleMaxNodes(builder, autoscaleMaxNodes)
 def ClusterStatusEnd(builder): return builder.EndObject()
 def End(builder):
     return ClusterStatusEnd(builder)

@@ -130,7 +130,14 @@ class NodeStatus(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
         return o == 0
 
-def NodeStatusStart(builder): builder.StartObject(10)
+    # NodeStatus
+    def Restored(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def NodeStatusStart(builder): builder.StartObject(11)
 def Start(builder):
     return NodeStatusStart(builder)
 def NodeStatusAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -169,6 +176,9 @@ def AddMetrics(builder, metrics):
 def NodeStatusStartMetricsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
 def StartMetricsVector(builder, numElems):
     return NodeStatusStartMetricsVector(builder, numElems)
+def NodeStatusAddRestored(builder, restored): builder.PrependBoolSlot(10, restored, 0)
+def AddRestored(builder, restored):
+    return NodeStatusAddRestored(builder, restored)
 def NodeStatusEnd(builder): return builder.EndObject()
 def End(builder):
     return NodeStatusEnd(builder)
