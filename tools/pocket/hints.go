@@ -31,6 +31,9 @@ type tierFigures struct {
 	mbps          float64
 	assumed       int
 	refused       error // controller.TierFor's refusal of the job, if any
+	// autoscaleMax is the controller's autoscaler's largest node count
+	// (wire.ClusterStatus.AutoscaleMaxNodes); 0: it does not autoscale.
+	autoscaleMax int
 }
 
 // errStatusPartial: the status reply lists only part of the nodes (its
@@ -109,14 +112,15 @@ func clusterTierFor(st *wire.ClusterStatus, need controller.Need, prices control
 		return tierFigures{}, fmt.Errorf("%w (%d of %d)", errStatusPartial, len(st.Nodes), st.NodeCount)
 	}
 	tier, refused := jobTier(st, need, prices)
+	autoscaleMax := int(st.AutoscaleMaxNodes)
 	if refused != nil {
 		need.Bytes = 0
 		var err error
 		if tier, err = jobTier(st, need, prices); err != nil {
-			return tierFigures{refused: refused}, nil
+			return tierFigures{refused: refused, autoscaleMax: autoscaleMax}, nil
 		}
 	}
-	f := tierFigures{tier: tier, refused: refused}
+	f := tierFigures{tier: tier, refused: refused, autoscaleMax: autoscaleMax}
 	nodeMbps := controller.DefaultPolicy().NodeMbps
 	for _, n := range st.Nodes {
 		t := nodeTier(n, f.tier)
@@ -136,14 +140,20 @@ func clusterTierFor(st *wire.ClusterStatus, need controller.Need, prices control
 }
 
 // hintExcesses names each hint that asks for more than f has, with the
-// cluster's figure and what to do; none when the hints fit.
+// cluster's figure and what to do; none when the hints fit, or when the
+// controller autoscales: it then starts the nodes the job needs before
+// placing it, or refuses a need its largest node count could not serve
+// (controller/reserve.go), so the job never gets less than it asked for.
 func hintExcesses(h wire.JobHints, f tierFigures) []string {
+	if f.autoscaleMax > 0 {
+		return nil
+	}
 	var out []string
 	where := fmt.Sprintf("the cluster's %s tier", f.tier)
 	on := fmt.Sprintf("on %d active node(s)", f.nodes)
 	if h.CapacityBytes > f.capacityBytes {
-		out = append(out, fmt.Sprintf("--capacity %s is more than %s holds: %s %s; puts beyond it fail for lack of space, "+
-			"unless the controller autoscales (it then starts the nodes the job needs before placing it, up to its maximum)",
+		out = append(out, fmt.Sprintf("--capacity %s is more than %s holds: %s %s; puts beyond it fail for lack of space "+
+			"(the controller does not autoscale: it starts no node for the job)",
 			units.FormatSize(h.CapacityBytes), where, units.FormatSize(f.capacityBytes), on))
 	}
 	if want, hint := hintMbps(h); want > f.mbps {
@@ -151,8 +161,8 @@ func hintExcesses(h wire.JobHints, f tierFigures) []string {
 		if f.assumed > 0 {
 			bw += fmt.Sprintf(" (%d report no bandwidth and count as %.0f Mb/s each)", f.assumed, controller.DefaultPolicy().NodeMbps)
 		}
-		out = append(out, fmt.Sprintf("%s is more than %s serves now: %s; the job gets less than it asked for, "+
-			"unless the controller autoscales (it then starts the nodes the job needs before placing it, up to its maximum)", hint, where, bw))
+		out = append(out, fmt.Sprintf("%s is more than %s serves now: %s; the job gets less than it asked for "+
+			"(the controller does not autoscale: it starts no node for the job)", hint, where, bw))
 	}
 	if f.refused != nil && h.CapacityBytes <= f.capacityBytes {
 		// The tier holds it, but not beside what is stored already.

@@ -85,6 +85,36 @@ func TestHintExcesses(t *testing.T) {
 	}
 }
 
+// TestNoExcessWhenTheControllerAutoscales: a controller that autoscales
+// (its status says so) starts the nodes a job needs before placing it, or
+// refuses the job, so hints beyond the active nodes draw no warning.
+// Before, register warned "the job gets less than it asked for" while the
+// controller started 2 nodes for it.
+func TestNoExcessWhenTheControllerAutoscales(t *testing.T) {
+	st := &wire.ClusterStatus{NodeCount: 1, Nodes: []wire.NodeStatus{
+		node(wire.NodeActive, wire.TierStat{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000})}}
+	h := wire.JobHints{PeakMbps: 24000, CapacityBytes: 2 << 30}
+	for _, c := range []struct {
+		max  uint32
+		want int
+	}{{0, 2}, {8, 0}} {
+		st.AutoscaleMaxNodes = c.max
+		f, err := clusterTierFor(st, hintsNeed(h), controller.DefaultPrices())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := hintExcesses(h, f)
+		if len(got) != c.want {
+			t.Errorf("autoscaler of at most %d nodes: %q, want %d warning(s)", c.max, got, c.want)
+		}
+		for _, g := range got {
+			if !strings.Contains(g, "the controller does not autoscale") {
+				t.Errorf("warning %q does not say the controller does not autoscale", g)
+			}
+		}
+	}
+}
+
 var hintSecret = []byte("0123456789abcdef-hints-secret")
 
 // startHintCluster starts, in this process, a plain-TCP controller and two
