@@ -29,21 +29,28 @@ type statusJSON struct {
 	JobCount  uint64           `json:"job_count"`
 	Nodes     []statusNodeJSON `json:"nodes"`
 	Jobs      []statusJobJSON  `json:"jobs"`
+	// AutoscaleMaxNodes is the controller's autoscaler's largest node
+	// count; 0: the controller does not autoscale.
+	AutoscaleMaxNodes uint32 `json:"autoscale_max_nodes"`
 }
 
 type statusNodeJSON struct {
-	Addr          string             `json:"addr"`
-	State         string             `json:"state"`
-	UsedBytes     int64              `json:"used_bytes"`
-	CapacityBytes int64              `json:"capacity_bytes"`
-	Tiers         []statusTierJSON   `json:"tiers"`
-	RxMbps        float64            `json:"rx_mbps"`
-	TxMbps        float64            `json:"tx_mbps"`
-	CPUPercent    float64            `json:"cpu_percent"`
-	Cores         uint32             `json:"cores"`
-	LastSeenMs    int64              `json:"last_seen_ms"`
-	Jobs          uint32             `json:"jobs"`
-	Metrics       map[string]float64 `json:"metrics,omitempty"`
+	Addr          string           `json:"addr"`
+	State         string           `json:"state"`
+	UsedBytes     int64            `json:"used_bytes"`
+	CapacityBytes int64            `json:"capacity_bytes"`
+	Tiers         []statusTierJSON `json:"tiers"`
+	RxMbps        float64          `json:"rx_mbps"`
+	TxMbps        float64          `json:"tx_mbps"`
+	CPUPercent    float64          `json:"cpu_percent"`
+	Cores         uint32           `json:"cores"`
+	LastSeenMs    int64            `json:"last_seen_ms"`
+	// AwaitingFirstHeartbeat: the controller read the node from its state
+	// when it (re)started and has not heard from it since; LastSeenMs is
+	// 0 then and says nothing.
+	AwaitingFirstHeartbeat bool               `json:"awaiting_first_heartbeat"`
+	Jobs                   uint32             `json:"jobs"`
+	Metrics                map[string]float64 `json:"metrics,omitempty"`
 }
 
 type statusTierJSON struct {
@@ -83,10 +90,12 @@ func statusView(st *wire.ClusterStatus) statusJSON {
 
 // statusViewAt is the status reply st with each job's cost at prices.
 func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
-	out := statusJSON{NodeCount: st.NodeCount, JobCount: st.JobCount, Nodes: []statusNodeJSON{}, Jobs: []statusJobJSON{}}
+	out := statusJSON{NodeCount: st.NodeCount, JobCount: st.JobCount, Nodes: []statusNodeJSON{}, Jobs: []statusJobJSON{},
+		AutoscaleMaxNodes: st.AutoscaleMaxNodes}
 	for _, n := range st.Nodes {
 		v := statusNodeJSON{Addr: n.Addr, State: n.State.String(), Tiers: []statusTierJSON{}, RxMbps: n.RxMbps,
-			TxMbps: n.TxMbps, CPUPercent: n.CPUPercent, Cores: n.Cores, LastSeenMs: n.LastSeen.Milliseconds(), Jobs: n.Jobs}
+			TxMbps: n.TxMbps, CPUPercent: n.CPUPercent, Cores: n.Cores, LastSeenMs: n.LastSeen.Milliseconds(),
+			AwaitingFirstHeartbeat: n.Restored, Jobs: n.Jobs}
 		for _, t := range n.Tiers {
 			v.UsedBytes += t.UsedBytes
 			v.CapacityBytes += t.CapacityBytes
@@ -192,6 +201,9 @@ func printStatus(v statusJSON) {
 		fmt.Printf("%d nodes, %d listed (the status reply's size bound)\n", v.NodeCount, len(v.Nodes))
 	}
 	printNodeNotes(v)
+	if v.AutoscaleMaxNodes > 0 {
+		fmt.Printf("the controller autoscales, up to %d node(s)\n", v.AutoscaleMaxNodes)
+	}
 	if v.JobCount == 0 && len(v.Jobs) == 0 {
 		fmt.Println("\nno jobs")
 		return
@@ -228,12 +240,16 @@ func mapNotes(ns []mapNodeJSON) string {
 	return strings.Join(notes, ", ")
 }
 
-// printNodeNotes prints what does not fit the node table: a draining
-// node's progress, and the eBPF block latency each node measured over its
+// printNodeNotes prints what does not fit the node table: a node the
+// controller restored and has not heard from since, a draining node's
+// progress, and the eBPF block latency each node measured over its
 // last heartbeat interval (metrics "blk_p99_us:DEV:OP" and
 // "blk_per_sec:DEV:OP", sent by dataplane/agent).
 func printNodeNotes(v statusJSON) {
 	for _, n := range v.Nodes {
+		if n.AwaitingFirstHeartbeat {
+			fmt.Printf("node %s: restored from the controller's state, awaiting its first heartbeat since the controller started\n", n.Addr)
+		}
 		if n.State == wire.NodeDraining.String() {
 			note := "moving its data"
 			if left, ok := n.Metrics["drain_values_left"]; ok {
