@@ -212,18 +212,32 @@ func (j *Job) plausible(ctx context.Context, m wire.Manifest) error {
 	if m.Size <= trustedSize {
 		return nil
 	}
-	replies, err := j.fanOut(ctx, wire.OpUsage, 0, wire.Request{})
+	stored, err := j.Usage(ctx)
 	if err != nil {
 		return err
-	}
-	var stored int64
-	for _, r := range replies {
-		stored += r.Meta.Size
 	}
 	if stored < m.Size {
 		return fmt.Errorf("%w: manifest of version %016x claims %d bytes, the job holds %d", ErrCorrupt, m.Version, m.Size, stored)
 	}
 	return nil
+}
+
+// Usage returns the bytes the job's values take on the nodes of its map
+// (values, chunks and manifests), summed over one usage request to each
+// node (wire.OpUsage). For a deregistered job (after Deregister, or opened
+// from a credential of one) it is the bytes of its persisted values, a
+// node that kept none counting 0. Errors are those of a fan-out: a node
+// that cannot be reached fails the call.
+func (j *Job) Usage(ctx context.Context) (int64, error) {
+	replies, err := j.fanOut(ctx, wire.OpUsage, 0, wire.Request{})
+	if err != nil {
+		return 0, err
+	}
+	var stored int64
+	for _, r := range replies {
+		stored += r.Meta.Size
+	}
+	return stored, nil
 }
 
 // getChunks reads chunks 1..n of a manifest into out in parallel.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -108,5 +109,42 @@ func TestDeregisterDeadNodes(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "1 node(s) did not drop") || !strings.Contains(errOut, alive) ||
 		strings.Contains(errOut, "node dead") || !strings.Contains(out, "node "+dead2+" is dead") {
 		t.Fatalf("deregister with a dead node and an unreachable one: exit %d, stdout %q, stderr %q; want 1 naming %s only", code, out, errOut, alive)
+	}
+}
+
+// TestDeregisterSaysWhetherValuesPersist: job deregister says values put
+// with --persist stay read-only, with the credential that reads them,
+// only when the job's nodes kept some (a usage request to each node);
+// a job that persisted nothing is said to have kept nothing. Before, the
+// line and the credential were printed for every job.
+func TestDeregisterSaysWhetherValuesPersist(t *testing.T) {
+	bin := buildPocketBinary(t)
+	_, addr := startHintCluster(t)
+	env := cleanEnv("POCKET_CONTROLLER=" + addr)
+	for _, persist := range []bool{false, true} {
+		out, errOut, code := pocketRun(t, bin, env, "", "job", "register", "--insecure", "--json", "persist-or-not")
+		var m jobMapJSON
+		if code != 0 || json.Unmarshal([]byte(out), &m) != nil {
+			t.Fatalf("job register: exit %d: %s %s", code, out, errOut)
+		}
+		jenv := append(env, envToken+"="+m.Token)
+		put := []string{"put", "--insecure", m.JobID, "k", "-"}
+		if persist {
+			put = []string{"put", "--insecure", "--persist", m.JobID, "k", "-"}
+		}
+		if out, errOut, code := pocketRun(t, bin, jenv, "a value", put...); code != 0 {
+			t.Fatalf("put: exit %d: %s %s", code, out, errOut)
+		}
+		out, errOut, code = pocketRun(t, bin, jenv, "", "job", "deregister", "--insecure", m.JobID)
+		if code != 0 {
+			t.Fatalf("deregister: exit %d: %s %s", code, out, errOut)
+		}
+		kept := strings.Contains(out, "values put with --persist stay read-only (") && strings.Contains(out, "B on the job's nodes)") &&
+			strings.Contains(out, "export POCKET_CREDENTIAL=")
+		none := strings.Contains(out, "the job kept no values (none was put with --persist)") &&
+			!strings.Contains(out, "stay read-only") && !strings.Contains(out, "POCKET_CREDENTIAL")
+		if persist && !kept || !persist && !none {
+			t.Errorf("deregister of a job that persisted %v: %q", persist, out)
+		}
 	}
 }

@@ -169,9 +169,14 @@ func runJobDeregister(args []string) int {
 		return fail("job deregister: %v", ctlError(err, *addr, tf.insecure))
 	}
 	dead, others := dropFailures(res)
+	kept, keptErr := persistedBytes(ctx, cred)
 	if *asJSON {
-		if code := printJSON(map[string]any{"job_id": pos[0], "nodes": res.Nodes, "failed": res.Failed,
-			"dead_nodes": dead, "values": res.Values, "bytes": res.Bytes, "message": res.Message, "credential": cred}); code != 0 {
+		out := map[string]any{"job_id": pos[0], "nodes": res.Nodes, "failed": res.Failed,
+			"dead_nodes": dead, "values": res.Values, "bytes": res.Bytes, "message": res.Message, "credential": cred}
+		if keptErr == nil {
+			out["persisted_bytes"] = kept
+		}
+		if code := printJSON(out); code != 0 {
 			return code
 		}
 	} else {
@@ -179,7 +184,7 @@ func runJobDeregister(args []string) int {
 		for _, a := range dead {
 			fmt.Printf("node %s is dead: its copy went with it\n", a)
 		}
-		fmt.Printf("values put with --persist stay read-only; to read or delete them:\nexport POCKET_CREDENTIAL=%s\n", cred)
+		printPersisted(cred, kept, keptErr)
 	}
 	if len(others) > 0 {
 		return fail("job deregister: %d node(s) did not drop the job's data: %s", len(others), strings.Join(others, "; "))
@@ -234,6 +239,40 @@ func credential(ctx context.Context, addr string, tc *tls.Config, job string, to
 		return "", err
 	}
 	return j.Credential(), nil
+}
+
+// persistedBytes is what a deregistered job's nodes still hold of it: its
+// values put with --persist (pocket.Job.Usage over its credential, which
+// needs no controller), bounded by persistedWait.
+func persistedBytes(ctx context.Context, cred string) (int64, error) {
+	s := pocket.NewStore(nil, pocket.Config{})
+	defer s.Close()
+	j, err := s.OpenCredential(cred)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, persistedWait)
+	defer cancel()
+	return j.Usage(ctx)
+}
+
+// persistedWait bounds persistedBytes.
+const persistedWait = 5 * time.Second
+
+// printPersisted says what became of the job's values put with --persist
+// (kept bytes of them, or err when their nodes could not tell) and, when
+// some may be left, the credential that reads and deletes them.
+func printPersisted(cred string, kept int64, err error) {
+	switch {
+	case err != nil:
+		fmt.Printf("any values put with --persist stay read-only (their nodes could not be asked: %v); to read or delete them:\n", err)
+	case kept == 0:
+		fmt.Println("the job kept no values (none was put with --persist)")
+		return
+	default:
+		fmt.Printf("values put with --persist stay read-only (%s on the job's nodes); to read or delete them:\n", units.FormatSize(kept))
+	}
+	fmt.Printf("export POCKET_CREDENTIAL=%s\n", cred)
 }
 
 // registerJob registers req: name, hints and the token's TTL.
