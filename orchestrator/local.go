@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -17,13 +19,17 @@ import (
 // (Binary, default this executable) with `node --listen 127.0.0.1:0`. The
 // node prints the address it bound on its first line, which is how Start
 // learns it. Children get SIGTERM on Stop and Close, and are
-// killed if they do not exit within StopTimeout.
+// killed if they do not exit within StopTimeout. Every child's exit is
+// logged on Logger with its node's id, address, pid and exit status: at
+// warning level when nobody asked it to stop (it crashed, or was killed
+// from outside), at info level after Stop or Close.
 type Local struct {
 	Binary      string
 	Env         []string // extra environment, e.g. POCKET_SECRET=...
 	Host        string   // interface to listen on; default 127.0.0.1
 	StopTimeout time.Duration
-	Log         io.Writer // the nodes' output after their first line; nil discards
+	Log         io.Writer    // the nodes' output after their first line; nil discards
+	Logger      *slog.Logger // where the nodes' exits are logged; nil: not logged
 
 	mu    sync.Mutex
 	procs map[string]*localProc
@@ -31,9 +37,10 @@ type Local struct {
 }
 
 type localProc struct {
-	node Node
-	cmd  *exec.Cmd
-	done chan struct{}
+	node     Node
+	cmd      *exec.Cmd
+	done     chan struct{}
+	stopping atomic.Bool // Stop or Close sent it SIGTERM
 }
 
 var _ Orchestrator = (*Local)(nil)
@@ -128,9 +135,23 @@ func (l *Local) track(cmd *exec.Cmd, addr string) Node {
 	l.procs[p.node.ID] = p
 	go func() {
 		_ = cmd.Wait()
+		l.logExit(p)
 		close(p.done)
 	}()
 	return p.node
+}
+
+// logExit logs the exit of p's process (Local's doc says how).
+func (l *Local) logExit(p *localProc) {
+	if l.Logger == nil {
+		return
+	}
+	attrs := []any{"id", p.node.ID, "addr", p.node.Addr, "pid", p.cmd.Process.Pid, "status", p.cmd.ProcessState.String()}
+	if p.stopping.Load() {
+		l.Logger.Info("orchestrator: node stopped", attrs...)
+		return
+	}
+	l.Logger.Warn("orchestrator: node exited unasked (crashed or killed): its values are unavailable until it is restarted", attrs...)
 }
 
 // Stop implements Orchestrator: SIGTERM, then SIGKILL after StopTimeout.
@@ -146,6 +167,7 @@ func (l *Local) Stop(ctx context.Context, id string) error {
 }
 
 func (l *Local) stop(ctx context.Context, p *localProc) error {
+	p.stopping.Store(true)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	timeout := l.StopTimeout
 	if timeout <= 0 {

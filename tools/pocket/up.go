@@ -148,7 +148,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	id.set(addr.String())
 	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret, serve: o.serve, tlsDir: tlsDir,
 		started: time.Now(), restored: ctl.Status().JobCount,
-		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}}}
+		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}, Logger: id.log}}
 	if !o.quiet {
 		u.orch.Log = os.Stderr
 	}

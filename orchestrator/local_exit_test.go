@@ -1,0 +1,69 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the logger's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestLocalLogsExits: a node killed from outside is logged at warning
+// level with its address and exit status; one stopped with Stop at info
+// level. Before, a child's exit was not logged at all.
+func TestLocalLogsExits(t *testing.T) {
+	var buf lockedBuffer
+	l := &Local{Binary: buildPocket(t), StopTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+	defer l.Close()
+	ctx := context.Background()
+	a, err := l.Start(ctx, NodeSpec{DRAM: "16MiB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Start(ctx, NodeSpec{DRAM: "16MiB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Stop(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	pb := l.procs[b.ID]
+	l.mu.Unlock()
+	if err := syscall.Kill(pb.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-pb.done
+	out := buf.String()
+	for _, want := range []string{
+		`level=INFO msg="orchestrator: node stopped" id=` + a.ID + " addr=" + a.Addr,
+		`level=WARN msg="orchestrator: node exited unasked`,
+		"id=" + b.ID + " addr=" + b.Addr,
+		`status="signal: killed"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
