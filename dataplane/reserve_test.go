@@ -60,11 +60,12 @@ func dialFrom(n *Node, ip string) (*client.Conn, error) {
 
 // askOnce sends one request on a new connection from ip and returns the
 // reply's error, or errNoReply when the node closed the connection
-// without one (refused at accept).
+// without one (refused at accept, or evicted from the reserve by a newer
+// connection, which may reset it before the dial returns).
 func askOnce(n *Node, ip string, op wire.Op, req *wire.Request, payload []byte) (client.Response, error) {
 	c, err := dialFrom(n, ip)
 	if err != nil {
-		return client.Response{}, err
+		return client.Response{}, errNoReply
 	}
 	defer c.Close()
 	if _, err := c.Send(op, 0, req, payload); err != nil {

@@ -169,6 +169,9 @@ var (
 	// ErrReserveTimeout: a reserve connection (Config.ReserveConns) was
 	// open for Config.ReserveTimeout.
 	ErrReserveTimeout = errors.New("netio: reserve connection timeout")
+	// ErrReserveEvicted: a reserve connection not yet answered was closed
+	// to give its slot to a newer one (the reserve was full).
+	ErrReserveEvicted = errors.New("netio: reserve connection evicted by a newer one")
 	// ErrBadAddress: Listen was given an address it cannot bind.
 	ErrBadAddress = errors.New("netio: bad listen address")
 )
@@ -200,8 +203,10 @@ type Stats struct {
 	// not in Open); Reserved counts the connections over MaxConns or
 	// MaxConnsPerPeer opened on the reserve (counted in Accepted and
 	// Closed too, not in Refused nor RefusedPerPeer); ReserveTimeouts
-	// those closed by ReserveTimeout.
-	ReserveOpen     int64
-	Reserved        uint64
-	ReserveTimeouts uint64
+	// those closed by ReserveTimeout, ReserveEvictions those closed
+	// unanswered to give their slot to a newer one.
+	ReserveOpen      int64
+	Reserved         uint64
+	ReserveTimeouts  uint64
+	ReserveEvictions uint64
 }

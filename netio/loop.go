@@ -95,6 +95,7 @@ type loopStats struct {
 	refusedPeer, idleClosed        atomic.Uint64
 	writeTimeouts, acceptBackoffs  atomic.Uint64
 	reserved, reserveTimeouts      atomic.Uint64
+	reserveEvictions               atomic.Uint64
 	_                              [64]byte // keep loops off each other's cache lines
 }
 
@@ -116,6 +117,7 @@ func (s *loopStats) addTo(st *Stats) {
 	st.AcceptBackoffs += s.acceptBackoffs.Load()
 	st.Reserved += s.reserved.Load()
 	st.ReserveTimeouts += s.reserveTimeouts.Load()
+	st.ReserveEvictions += s.reserveEvictions.Load()
 }
 
 // newLoop creates the epoll instance, eventfd and timerfd of a loop and
@@ -449,7 +451,7 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 			peer = netip.Addr{} // uncounted
 		}
 		l.open(nfd, sa, peer, false)
-	case l.reserve(peer):
+	case l.reserveOrEvict(peer):
 		l.stats.reserved.Add(1)
 		if n := limit.note.due(nanotime(), 1); n > 0 {
 			l.log.Warn("netio: connection over a limit opened on the reserve",

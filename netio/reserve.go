@@ -12,12 +12,19 @@ import (
 // reserve; what is served there is the handler's choice (Conn.Reserved).
 //
 // A flood of ordinary clients cannot hold it: each reserve connection is
-// closed ReserveTimeout after its accept whatever it does (a client that
-// connects and sends nothing holds its slot that long at most), one peer
-// holds at most a quarter of the slots (reservePerPeer), and the storage
-// node answers the first request on a reserve connection and closes it,
+// closed ReserveTimeout after its accept whatever it does, one peer holds
+// at most a quarter of the slots (reservePerPeer), and the storage node
+// answers the first request on a reserve connection and closes it,
 // refusing every data request. A client whose request is refused there
-// holds the slot for one round trip.
+// holds the slot for one round trip. A client that connects and sends
+// nothing would hold its slot until ReserveTimeout, and four addresses
+// redialling at once would hold them all, so a connection that finds no
+// slot free takes the one of the loop's oldest reserve connection (of its
+// own peer when its peer's share is full) instead of being refused
+// (reserveOrEvict): a reserve connection still open has not been answered,
+// so the oldest is the likeliest squatter, while a question sent as soon
+// as its connection opens (the controller's) is answered before many
+// newer connections arrive.
 //
 // Reserve connections of a loop are kept in accept order, which is
 // expiry order (the timeout is the same for all), so the loop's timer is
@@ -42,6 +49,45 @@ func (l *Loop) reserve(peer netip.Addr) bool {
 		return false
 	}
 	return true
+}
+
+// reserveOrEvict is reserve that, when no slot is free, closes the loop's
+// oldest reserve connection (of peer, when peer holds its share) with
+// ErrReserveEvicted and takes its slot (see the top of the file). Another
+// loop's reserve connections are not touched: a connection that finds
+// them all there is refused, and its client's next try may land here.
+func (l *Loop) reserveOrEvict(peer netip.Addr) bool {
+	if l.reserve(peer) {
+		return true
+	}
+	if l.cfg.ReserveConns <= 0 {
+		return false
+	}
+	victim := l.oldestReserve(peer)
+	if victim == nil {
+		return false
+	}
+	l.stats.reserveEvictions.Add(1)
+	l.abort(victim, ErrReserveEvicted) // removes it from l.rsv, frees its slot
+	return l.reserve(peer)
+}
+
+// oldestReserve is the loop's oldest reserve connection of peer when peer
+// holds its share of the reserve, else its oldest; nil when it has none
+// that would free the slot peer needs.
+func (l *Loop) oldestReserve(peer netip.Addr) *Conn {
+	if l.srv.rpeers.count(peer) >= reservePerPeer(l.cfg) {
+		for _, c := range l.rsv {
+			if c.peer == peer {
+				return c
+			}
+		}
+		return nil
+	}
+	if len(l.rsv) == 0 {
+		return nil
+	}
+	return l.rsv[0]
 }
 
 // holdReserve starts the clock of a reserve connection just opened.

@@ -47,14 +47,17 @@ func askReserve(t *testing.T, c net.Conn) {
 
 // TestReserveBeyondMaxConns: with MaxConns taken, a connection is opened
 // on the reserve (Conn.Reserved) and answered, at most ReserveConns at
-// once over all loops and a quarter of them per peer; the rest are closed
-// at accept as before; a reserve connection that sends nothing is closed
-// after ReserveTimeout (ErrReserveTimeout), freeing its slot; ordinary
-// connections are untouched throughout.
+// once and a quarter of them per peer; a connection that finds no slot
+// free takes the one of the oldest unanswered reserve connection (its own
+// peer's when its peer holds its share: ErrReserveEvicted); a reserve
+// connection that sends nothing is closed after ReserveTimeout
+// (ErrReserveTimeout), freeing its slot; ordinary connections are
+// untouched throughout. One loop, so that every reserve connection is the
+// accepting loop's to evict.
 func TestReserveBeyondMaxConns(t *testing.T) {
 	logs := &logRec{}
 	h := &reserveEcho{newCloseLog()}
-	s := start(t, Config{Loops: 2, MaxConns: 2, ReserveConns: 4, ReserveTimeout: 300 * time.Millisecond,
+	s := start(t, Config{Loops: 1, MaxConns: 2, ReserveConns: 4, ReserveTimeout: 300 * time.Millisecond,
 		Logger: slog.New(logs)}, h)
 	var kept []net.Conn
 	for i := 0; i < 2; i++ {
@@ -67,17 +70,24 @@ func TestReserveBeyondMaxConns(t *testing.T) {
 	logs.expectLine(t, "on the reserve", "limit=MaxConns")
 
 	// Four peers hold the four slots, one each (4/4 per peer), sending
-	// nothing; a peer's second connection and a fifth peer are refused.
+	// nothing. A peer's second connection evicts its own first; a fifth
+	// peer evicts the oldest (the third peer's, the second's first being
+	// gone). Nothing is refused.
 	var idle []net.Conn
 	opened := time.Now()
 	for _, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
 		idle = append(idle, dialFrom(t, s, ip))
+		n := len(idle)
+		waitFor(t, "the reserve connection open", func() bool { return s.Stats().ReserveOpen == int64(n) })
 	}
-	waitFor(t, "four reserve connections", func() bool { return s.Stats().ReserveOpen == 4 })
-	closedWithin(t, dialFrom(t, s, "127.0.0.2"), 2*time.Second)
-	closedWithin(t, dialFrom(t, s, "127.0.0.6"), 2*time.Second)
-	if st := s.Stats(); st.Refused != 2 || st.Reserved != 5 || st.Open != 2 {
-		t.Errorf("Refused %d, Reserved %d, Open %d; want 2, 5, 2", st.Refused, st.Reserved, st.Open)
+	idle = append(idle, dialFrom(t, s, "127.0.0.2"))
+	closedWithin(t, idle[0], 2*time.Second)
+	idle = append(idle, dialFrom(t, s, "127.0.0.6"))
+	closedWithin(t, idle[1], 2*time.Second)
+	idle = idle[2:]
+	waitFor(t, "two evictions", func() bool { return s.Stats().ReserveEvictions == 2 })
+	if st := s.Stats(); st.Refused != 0 || st.Reserved != 7 || st.Open != 2 || st.ReserveOpen != 4 {
+		t.Errorf("Refused %d, Reserved %d, Open %d, ReserveOpen %d; want 0, 7, 2, 4", st.Refused, st.Reserved, st.Open, st.ReserveOpen)
 	}
 
 	// Idle reserve connections go after ReserveTimeout.

@@ -241,6 +241,13 @@ func (t *peerTable) add(peer netip.Addr, max int) bool {
 	return true
 }
 
+// count is how many connections of peer are counted.
+func (t *peerTable) count(peer netip.Addr) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n[peer]
+}
+
 // remove uncounts a connection counted by add; an invalid peer is a no-op.
 func (t *peerTable) remove(peer netip.Addr) {
 	if !peer.IsValid() {
