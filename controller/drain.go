@@ -286,19 +286,23 @@ type retiredNode struct {
 // and left less than Config.ForgetAfter ago (the answers name times, not
 // durations, so a node's retries see one message and log it once):
 //
-//   - from the retired process itself (its incarnation, or either
-//     incarnation unknown): wire.CodeDraining, which tells the node it was
-//     retired and should stop (metaclient.ErrRetired: `pocket node`
-//     exits);
-//   - from another process (a node started anew at that address):
-//     wire.CodeUnavailable, which its agent retries until the controller
-//     forgets the retired node and takes the new one.
+//   - from the retired process itself (its incarnation), or from a node
+//     that sends none (an older agent, which retries whatever it is told):
+//     wire.CodeDraining, which tells the node it was retired and should
+//     stop (metaclient.ErrRetired: `pocket node` exits, for good);
+//   - from any other process, including one whose incarnation cannot be
+//     compared because the retired node's is unknown (a retirement
+//     recorded by a controller from before incarnations were kept with
+//     it): wire.CodeUnavailable, which its agent retries until the
+//     controller forgets the retired node and takes the new one. Telling
+//     a process to stop is final, so it is said only to the one known to
+//     be retired.
 func (c *Controller) goneLocked(reg *wire.NodeRegister) error {
 	g, ok := c.gone[reg.Addr]
 	if !ok {
 		return nil
 	}
-	if g.inc != 0 && reg.Incarnation != 0 && reg.Incarnation != g.inc {
+	if reg.Incarnation != 0 && reg.Incarnation != g.inc {
 		return wire.Errorf(wire.CodeUnavailable, "node %s (incarnation %d) was drained and retired at %s; a new node may register there from %s: retry then",
 			reg.Addr, g.inc, stamp(g.at), stamp(g.at.Add(c.cfg.ForgetAfter)))
 	}

@@ -294,9 +294,11 @@ func TestRetiredNodeIsToldToStop(t *testing.T) {
 	mustRegister(t, r.ctl, &other)
 }
 
-// TestRetiredNodeOfUnknownIncarnation: a node retired without a known
-// incarnation (one of an older version) is told to stop whatever
-// incarnation registers at its address, as before incarnations.
+// TestRetiredNodeOfUnknownIncarnation: at the address of a node retired
+// without a known incarnation (recorded by an older controller), a process
+// that sends an incarnation is told to retry, not to stop (it may be a new
+// node, and a node told to stop exits for good; third hostile pass), and
+// one that sends none (an older agent) is told to stop as before.
 func TestRetiredNodeOfUnknownIncarnation(t *testing.T) {
 	c := newTest(t, Config{})
 	a := dramNode("127.0.0.1:7001", 1<<30, 1000)
@@ -305,7 +307,11 @@ func TestRetiredNodeOfUnknownIncarnation(t *testing.T) {
 	retireEmpty(t, c, a.Addr)
 	again := *a
 	again.Incarnation = 5
+	if _, err := c.RegisterNode(&again); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("a process with an incarnation at the address of a node retired with none: %v; want told to retry (it may be a new node; stopping is final)", err)
+	}
+	again.Incarnation = 0
 	if _, err := c.RegisterNode(&again); !errors.Is(err, wire.ErrDraining) {
-		t.Fatalf("a registration at a retired node's address: %v; want told to stop", err)
+		t.Fatalf("a registration without an incarnation at a retired node's address: %v; want told to stop", err)
 	}
 }
