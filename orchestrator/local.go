@@ -184,12 +184,19 @@ func (l *Local) stop(ctx context.Context, p *localProc) error {
 	return nil
 }
 
-// Nodes implements Orchestrator.
+// Nodes implements Orchestrator: the nodes started and still running (a
+// node that exited, crashed or drained and retired by its controller, is
+// not listed; Stop still accepts its id).
 func (l *Local) Nodes() []Node {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ns := make([]Node, 0, len(l.procs))
 	for _, p := range l.procs {
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
 		ns = append(ns, p.node)
 	}
 	return ns

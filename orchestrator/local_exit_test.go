@@ -31,7 +31,8 @@ func (l *lockedBuffer) String() string {
 
 // TestLocalLogsExits: a node killed from outside is logged at warning
 // level with its address and exit status; one stopped with Stop at info
-// level. Before, a child's exit was not logged at all.
+// level. Before, a child's exit was not logged at all. A node that exited
+// is no longer listed (it was until Stop).
 func TestLocalLogsExits(t *testing.T) {
 	var buf lockedBuffer
 	l := &Local{Binary: buildPocket(t), StopTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
@@ -55,6 +56,12 @@ func TestLocalLogsExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-pb.done
+	if ns := l.Nodes(); len(ns) != 0 {
+		t.Errorf("Nodes() = %v after the only node left exited, want none", ns)
+	}
+	if err := l.Stop(ctx, b.ID); err != nil {
+		t.Errorf("Stop of a node that exited: %v", err)
+	}
 	out := buf.String()
 	for _, want := range []string{
 		`level=INFO msg="orchestrator: node stopped" id=` + a.ID + " addr=" + a.Addr,
