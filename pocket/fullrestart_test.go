@@ -28,8 +28,20 @@ import (
 func TestRestartAtFullConnectionsTaken(t *testing.T) {
 	c, j, _ := twoNodeJob(t, "fullrestart")
 	victim := j.Map().Nodes[0].Addr
-	c.nodeAt(victim).stop()
+	nd := restartFull(t, c, victim)
+	startAgent(c, nd, victim)
+	if !restartSeen(t, c, j, victim, 15*time.Second) {
+		t.Fatalf("15 s after %s restarted with its connections taken it is not lost from the job and active again: "+
+			"the controller cannot reach it to confirm the restart", victim)
+	}
+}
 
+// restartFull stops the cluster node at victim and starts an empty one in
+// its place (no agent yet: startAgent) whose one connection slot
+// (MaxConns 1) a client's idle connection takes, closed at the test's end.
+func restartFull(t *testing.T, c *testCluster, victim string) *dataplane.Node {
+	t.Helper()
+	c.nodeAt(victim).stop()
 	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -40,24 +52,34 @@ func TestRestartAtFullConnectionsTaken(t *testing.T) {
 		d.Close()
 		t.Fatal(err)
 	}
-	// A client's connection takes the node's one connection slot.
+	c.nodes = append(c.nodes, &clusterNode{node: nd, tier: d, cancel: func() {}, done: closedChan()})
 	hold, err := net.Dial("tcp", victim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer hold.Close()
+	t.Cleanup(func() { hold.Close() })
+	return nd
+}
+
+// startAgent runs nd's agent against the cluster's controller until the
+// cluster stops.
+func startAgent(c *testCluster, nd *dataplane.Node, addr string) {
+	cn := c.nodes[len(c.nodes)-1]
 	rctx, cancel := context.WithCancel(context.Background())
-	cn := &clusterNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
+	cn.cancel, cn.done = cancel, make(chan struct{})
 	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
 	go func() {
 		defer close(cn.done)
 		defer mc.Close()
-		_ = agent.Run(rctx, agent.Config{Node: nd, Addr: victim, Controller: mc, Logger: quietLog})
+		_ = agent.Run(rctx, agent.Config{Node: nd, Addr: addr, Controller: mc, Logger: quietLog})
 	}()
-	c.nodes = append(c.nodes, cn)
+}
 
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+// restartSeen waits up to within for the job to have lost victim and the
+// controller to list it active again (its restart confirmed).
+func restartSeen(t *testing.T, c *testCluster, j *Job, victim string, within time.Duration) bool {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		m, err := c.ctl.GetMap(j.ID(), j.Token())
 		if err != nil {
 			t.Fatal(err)
@@ -71,12 +93,14 @@ func TestRestartAtFullConnectionsTaken(t *testing.T) {
 			active = active || ns.Addr == victim && ns.State == wire.NodeActive
 		}
 		if lost && active {
-			break
+			return true
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("15 s after %s restarted with its connections taken: lost from the job %v, active %v (map %+v); "+
-				"the controller cannot reach it to confirm the restart", victim, lost, active, m)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
+	return false
+}
+
+func closedChan() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
 }

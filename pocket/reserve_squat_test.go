@@ -1,17 +1,12 @@
 package pocket
 
 import (
-	"context"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/dataplane"
-	"github.com/pocketstore/pocket/dataplane/agent"
-	"github.com/pocketstore/pocket/metaclient"
-	"github.com/pocketstore/pocket/netio"
-	"github.com/pocketstore/pocket/wire"
 )
 
 // squatReserve keeps per idle connections open to addr from each of the
@@ -71,24 +66,7 @@ func squatReserve(addr string, ips []string, per int, stop <-chan struct{}) *syn
 func TestRestartWithReserveSquattedFromFourAddresses(t *testing.T) {
 	c, j, _ := twoNodeJob(t, "squatreserve")
 	victim := j.Map().Nodes[0].Addr
-	c.nodeAt(victim).stop()
-
-	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: victim, DRAM: d,
-		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1, MaxConns: 1, Logger: quietLog}})
-	if err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
-	// A client's connection takes the node's one connection slot.
-	hold, err := net.Dial("tcp", victim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Close()
+	nd := restartFull(t, c, victim)
 	// Idle squatters from four other addresses take the whole reserve.
 	stop := make(chan struct{})
 	wg := squatReserve(victim, []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}, 4, stop)
@@ -102,40 +80,11 @@ func TestRestartWithReserveSquattedFromFourAddresses(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-
-	rctx, cancel := context.WithCancel(context.Background())
-	cn := &clusterNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
-	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
-	go func() {
-		defer close(cn.done)
-		defer mc.Close()
-		_ = agent.Run(rctx, agent.Config{Node: nd, Addr: victim, Controller: mc, Logger: quietLog})
-	}()
-	c.nodes = append(c.nodes, cn)
-
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m, err := c.ctl.GetMap(j.ID(), j.Token())
-		if err != nil {
-			t.Fatal(err)
-		}
-		lost := false
-		for _, l := range m.Lost {
-			lost = lost || l.Addr == victim
-		}
-		active := false
-		for _, ns := range c.ctl.Status().Nodes {
-			active = active || ns.Addr == victim && ns.State == wire.NodeActive
-		}
-		if lost && active {
-			break
-		}
-		if time.Now().After(deadline) {
-			st := nd.Stats().Net
-			t.Fatalf("10 s after %s restarted with its connections taken and its reserve held by idle clients "+
-				"from 4 addresses it has not registered (reserve open %d, reserved %d, reserve timeouts %d): "+
-				"the controller's restart question never found a reserve slot", victim, st.ReserveOpen, st.Reserved, st.ReserveTimeouts)
-		}
-		time.Sleep(50 * time.Millisecond)
+	startAgent(c, nd, victim)
+	if !restartSeen(t, c, j, victim, 10*time.Second) {
+		st := nd.Stats().Net
+		t.Fatalf("10 s after %s restarted with its connections taken and its reserve held by idle clients "+
+			"from 4 addresses it has not registered (reserve open %d, reserved %d, reserve timeouts %d, evictions %d): "+
+			"the controller's restart question never found a reserve slot", victim, st.ReserveOpen, st.Reserved, st.ReserveTimeouts, st.ReserveEvictions)
 	}
 }
