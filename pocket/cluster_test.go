@@ -82,13 +82,19 @@ func (c *testCluster) addNode(capacity int64) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.runAgent(nd, d, nd.Addr().String())
+}
+
+// runAgent runs nd's agent (advertising addr) against the cluster's
+// controller, as a node of the cluster stopped with it.
+func (c *testCluster) runAgent(nd *dataplane.Node, tier *dataplane.DRAM, addr string) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cn := &clusterNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
+	cn := &clusterNode{node: nd, tier: tier, cancel: cancel, done: make(chan struct{})}
 	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
 	go func() {
 		defer close(cn.done)
 		defer mc.Close()
-		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc})
+		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: addr, Controller: mc, Logger: quietLog})
 	}()
 	c.nodes = append(c.nodes, cn)
 }

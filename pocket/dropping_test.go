@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/dataplane"
-	"github.com/pocketstore/pocket/dataplane/agent"
-	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -39,15 +37,7 @@ func (c *testCluster) addFaultyNode(capacity int64) *dataplane.Faulty {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cn := &clusterNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
-	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
-	go func() {
-		defer close(cn.done)
-		defer mc.Close()
-		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc})
-	}()
-	c.nodes = append(c.nodes, cn)
+	c.runAgent(nd, d, nd.Addr().String())
 	return f
 }
 

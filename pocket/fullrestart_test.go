@@ -1,14 +1,11 @@
 package pocket
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/dataplane"
-	"github.com/pocketstore/pocket/dataplane/agent"
-	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -28,8 +25,8 @@ import (
 func TestRestartAtFullConnectionsTaken(t *testing.T) {
 	c, j, _ := twoNodeJob(t, "fullrestart")
 	victim := j.Map().Nodes[0].Addr
-	nd := restartFull(t, c, victim)
-	startAgent(c, nd, victim)
+	nd, d := restartFull(t, c, victim)
+	c.runAgent(nd, d, victim)
 	if !restartSeen(t, c, j, victim, 15*time.Second) {
 		t.Fatalf("15 s after %s restarted with its connections taken it is not lost from the job and active again: "+
 			"the controller cannot reach it to confirm the restart", victim)
@@ -37,9 +34,10 @@ func TestRestartAtFullConnectionsTaken(t *testing.T) {
 }
 
 // restartFull stops the cluster node at victim and starts an empty one in
-// its place (no agent yet: startAgent) whose one connection slot
-// (MaxConns 1) a client's idle connection takes, closed at the test's end.
-func restartFull(t *testing.T, c *testCluster, victim string) *dataplane.Node {
+// its place (its agent not yet running: the caller runs it with
+// c.runAgent) whose one connection slot (MaxConns 1) a client's idle
+// connection takes; both are closed at the test's end.
+func restartFull(t *testing.T, c *testCluster, victim string) (*dataplane.Node, *dataplane.DRAM) {
 	t.Helper()
 	c.nodeAt(victim).stop()
 	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
@@ -52,27 +50,13 @@ func restartFull(t *testing.T, c *testCluster, victim string) *dataplane.Node {
 		d.Close()
 		t.Fatal(err)
 	}
-	c.nodes = append(c.nodes, &clusterNode{node: nd, tier: d, cancel: func() {}, done: closedChan()})
+	t.Cleanup(func() { nd.Close() })
 	hold, err := net.Dial("tcp", victim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hold.Close() })
-	return nd
-}
-
-// startAgent runs nd's agent against the cluster's controller until the
-// cluster stops.
-func startAgent(c *testCluster, nd *dataplane.Node, addr string) {
-	cn := c.nodes[len(c.nodes)-1]
-	rctx, cancel := context.WithCancel(context.Background())
-	cn.cancel, cn.done = cancel, make(chan struct{})
-	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
-	go func() {
-		defer close(cn.done)
-		defer mc.Close()
-		_ = agent.Run(rctx, agent.Config{Node: nd, Addr: addr, Controller: mc, Logger: quietLog})
-	}()
+	return nd, d
 }
 
 // restartSeen waits up to within for the job to have lost victim and the
@@ -97,10 +81,4 @@ func restartSeen(t *testing.T, c *testCluster, j *Job, victim string, within tim
 		}
 	}
 	return false
-}
-
-func closedChan() chan struct{} {
-	ch := make(chan struct{})
-	close(ch)
-	return ch
 }

@@ -66,7 +66,7 @@ func squatReserve(addr string, ips []string, per int, stop <-chan struct{}) *syn
 func TestRestartWithReserveSquattedFromFourAddresses(t *testing.T) {
 	c, j, _ := twoNodeJob(t, "squatreserve")
 	victim := j.Map().Nodes[0].Addr
-	nd := restartFull(t, c, victim)
+	nd, d := restartFull(t, c, victim)
 	// Idle squatters from four other addresses take the whole reserve.
 	stop := make(chan struct{})
 	wg := squatReserve(victim, []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}, 4, stop)
@@ -80,7 +80,7 @@ func TestRestartWithReserveSquattedFromFourAddresses(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	startAgent(c, nd, victim)
+	c.runAgent(nd, d, victim)
 	if !restartSeen(t, c, j, victim, 10*time.Second) {
 		st := nd.Stats().Net
 		t.Fatalf("10 s after %s restarted with its connections taken and its reserve held by idle clients "+
