@@ -2,6 +2,8 @@ package netio
 
 import (
 	"net/netip"
+
+	"golang.org/x/sys/unix"
 )
 
 // The reserve (Config.ReserveConns): a few connection slots beyond
@@ -19,12 +21,12 @@ import (
 // holds the slot for one round trip. A client that connects and sends
 // nothing would hold its slot until ReserveTimeout, and four addresses
 // redialling at once would hold them all, so a connection that finds no
-// slot free takes the one of the loop's oldest reserve connection (of its
-// own peer when its peer's share is full) instead of being refused
-// (reserveOrEvict): a reserve connection still open has not been answered,
-// so the oldest is the likeliest squatter, while a question sent as soon
-// as its connection opens (the controller's) is answered before many
-// newer connections arrive.
+// slot free takes the one of the loop's oldest reserve connection that
+// has sent nothing (of its own peer when its peer's share is full) instead
+// of being refused (reserveOrEvict): such a connection is the likeliest
+// squatter, while one that was answered (closing) or whose question waits
+// in its socket is spared (oldestReserve), so a question sent as soon as
+// its connection opens (the controller's) is answered.
 //
 // Reserve connections of a loop are kept in accept order, which is
 // expiry order (the timeout is the same for all), so the loop's timer is
@@ -72,22 +74,31 @@ func (l *Loop) reserveOrEvict(peer netip.Addr) bool {
 	return l.reserve(peer)
 }
 
-// oldestReserve is the loop's oldest reserve connection of peer when peer
-// holds its share of the reserve, else its oldest; nil when it has none
-// that would free the slot peer needs.
+// oldestReserve is the loop's oldest reserve connection that may be
+// evicted, of peer when peer holds its share of the reserve; nil when it
+// has none that would free the slot peer needs. A connection is spared
+// when it is closing (it was answered: its reply goes out at the end of
+// the pass, and its slot with it) or has bytes waiting in its socket (a
+// question not read yet, such as the controller's when the listener's
+// event came first in the pass): only a connection that has sent nothing
+// is taken for a squatter.
 func (l *Loop) oldestReserve(peer netip.Addr) *Conn {
-	if l.srv.rpeers.count(peer) >= reservePerPeer(l.cfg) {
-		for _, c := range l.rsv {
-			if c.peer == peer {
-				return c
-			}
+	own := l.srv.rpeers.count(peer) >= reservePerPeer(l.cfg)
+	for _, c := range l.rsv {
+		if own && c.peer != peer || c.closing || c.closed || pending(c.fd) {
+			continue
 		}
-		return nil
+		return c
 	}
-	if len(l.rsv) == 0 {
-		return nil
-	}
-	return l.rsv[0]
+	return nil
+}
+
+// pending reports whether fd's socket has received bytes not read yet
+// (SIOCINQ); an error counts as pending, so a connection in doubt is not
+// evicted.
+func pending(fd int) bool {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	return err != nil || n > 0
 }
 
 // holdReserve starts the clock of a reserve connection just opened.

@@ -18,8 +18,9 @@ import (
 // (a node at MaxConns serving its clients; a handler blocking briefly on a
 // device read, which Loop.Idle invites): the question waits in its socket
 // (or its answer waits in the connection's queue until the end of the
-// pass) while the newer connections are accepted, and the eviction resets
-// it.
+// pass) while the newer connections are accepted, and the eviction reset
+// it. Now a connection that was answered (closing) or has bytes waiting in
+// its socket is never evicted (oldestReserve).
 
 // busyLoop makes the server's only loop run a task that blocks until the
 // returned function is called, and waits until it runs: a pass that takes
