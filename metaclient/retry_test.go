@@ -62,6 +62,16 @@ func TestRetryForBound(t *testing.T) {
 // controller that dies with the request in flight), then forwards the
 // others to the controller at to.
 func dropper(t *testing.T, to string, n int32) (string, *atomic.Int32) {
+	return interposer(t, to, n, func(conn net.Conn) {
+		buf := make([]byte, 64)
+		conn.Read(buf) // the request arrives, then the connection dies
+		conn.Close()
+	})
+}
+
+// interposer accepts connections, hands the first n to end, and forwards
+// the others to the controller at to; it counts the connections seen.
+func interposer(t *testing.T, to string, n int32, end func(net.Conn)) (string, *atomic.Int32) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -75,9 +85,7 @@ func dropper(t *testing.T, to string, n int32) (string, *atomic.Int32) {
 				return
 			}
 			if seen.Add(1) <= n {
-				buf := make([]byte, 64)
-				conn.Read(buf) // the request arrives, then the connection dies
-				conn.Close()
+				end(conn)
 				continue
 			}
 			go forward(conn, to)

@@ -21,27 +21,10 @@ import (
 // the client's handshake meets the reset, so nothing of its request is
 // written), then forwards the others to the controller at to.
 func resetter(t *testing.T, to string, n int32) (string, *atomic.Int32) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var seen atomic.Int32
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if seen.Add(1) <= n {
-				conn.(*net.TCPConn).SetLinger(0) // close with a reset
-				conn.Close()
-				continue
-			}
-			go forward(conn, to)
-		}
-	}()
-	return ln.Addr().String(), &seen
+	return interposer(t, to, n, func(conn net.Conn) {
+		conn.(*net.TCPConn).SetLinger(0) // close with a reset
+		conn.Close()
+	})
 }
 
 // tlsDir makes a cluster's TLS directory (as pocket up does) for
