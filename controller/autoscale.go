@@ -282,8 +282,23 @@ func (a *Autoscaler) loop() {
 // Step evaluates the policy once and carries out its decision: node starts
 // run in the background; a drain starts at once. The loop calls it every
 // Interval; tests call it with a fake clock.
+//
+// While nodes restored from the controller's state have not been heard
+// from (after a restart: each is heard within a heartbeat, or marked dead
+// after DeadAfter and the restore grace), it decides nothing: their
+// figures are the earlier run's, and a node that stopped with that run
+// (pocket up's own, restarted on its data directory) would count as
+// capacity, draining live nodes and starting others once it is marked
+// dead.
 func (a *Autoscaler) Step() Decision {
 	now := a.cfg.Now()
+	if n := a.c.restoredUnheard(); n > 0 {
+		a.mu.Lock()
+		a.evals++
+		a.hold(fmt.Sprintf("(%d node(s) restored from the state) await their first heartbeat", n))
+		a.mu.Unlock()
+		return Decision{At: now, Action: ActionNone}
+	}
 	var jobChanged, needNode bool
 	if !a.cfg.NoJobScaling {
 		jobChanged, needNode = a.jobsStep(now)

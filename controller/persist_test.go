@@ -320,3 +320,39 @@ func TestRestoredNodesGetAFirstHeartbeatGrace(t *testing.T) {
 		t.Fatalf("restored node that never heartbeats: %v after the grace and DeadAfter, want dead", st)
 	}
 }
+
+// TestAutoscalerWaitsForRestoredNodes: after a restart on its state, the
+// autoscaler decides nothing while restored nodes have not been heard
+// from; once they heartbeat it acts on their figures. Before, the
+// restored nodes counted as capacity at once: `pocket up` restarted on its
+// data directory (whose earlier nodes stopped with it) drained a node it
+// had just started and, once the earlier nodes were marked dead, started
+// another (a new user's trial).
+func TestAutoscalerWaitsForRestoredNodes(t *testing.T) {
+	logs := &logSink{}
+	r := newRestartable(t, Config{Logger: logs.logger()}, false)
+	for _, a := range []string{"127.0.0.1:7001", "127.0.0.1:7002"} {
+		mustRegister(t, r.ctl, dramNode(a, 1<<30, 1000))
+	}
+	c := r.restart()
+	clock := &fakeClock{t: time.Now()}
+	a, err := c.StartAutoscaler(AutoscaleConfig{Orchestrator: &fakeOrch{c: c, mbps: 1000}, Now: clock.now,
+		Interval: time.Hour, MinNodes: 3, MaxNodes: 4, Smooth: 1, NoJobScaling: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := a.Step(); d.Action != ActionNone {
+		t.Fatalf("decision while both restored nodes await their first heartbeat: %+v", d)
+	}
+	if !logs.contains("await their first heartbeat") {
+		t.Fatalf("the hold is not logged: %q", logs.msgs())
+	}
+	beatTier(t, c, "127.0.0.1:7001", 1<<30, 1000, 0)
+	if d := a.Step(); d.Action != ActionNone {
+		t.Fatalf("decision while one restored node awaits its first heartbeat: %+v", d)
+	}
+	beatTier(t, c, "127.0.0.1:7002", 1<<30, 1000, 0)
+	if d := a.Step(); d.Action != ActionAdd || d.Count != 1 {
+		t.Fatalf("decision with both restored nodes heard (2 nodes, MinNodes 3): %+v; want add 1", d)
+	}
+}

@@ -95,6 +95,20 @@ func (c *Controller) nodeStatusLocked(n *node, now time.Time) wire.NodeStatus {
 	return ns
 }
 
+// restoredUnheard counts the active nodes read from the durable state and
+// not heard from since this controller started (wire.NodeStatus.Restored).
+func (c *Controller) restoredUnheard() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := 0
+	for _, n := range c.nodes {
+		if n.unheard && n.state == wire.NodeActive {
+			k++
+		}
+	}
+	return k
+}
+
 // Size estimates, generous: flatbuffers spend a few bytes of offsets,
 // vtables and padding per field besides the data.
 func nodeStatusSize(n *wire.NodeStatus) int {

@@ -245,8 +245,9 @@ func metricsMux(ctl *controller.Controller) http.Handler {
 
 // awaitNodes waits until n of the nodes this process started are active,
 // and no node restored from an earlier run counts as active without
-// having been heard from since (so no job is placed on a node that died
-// with that run: the controller marks those dead after its DeadAfter).
+// having been heard from since (wire.NodeStatus.Restored; so no job is
+// placed on a node that died with that run: the controller marks those
+// dead after DeadAfter and its restore grace, about 6 s).
 func (u *upCluster) awaitNodes(ctx context.Context, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -283,7 +284,7 @@ func (u *upCluster) nodeCounts() (active, unheard int) {
 		case ns.State != wire.NodeActive:
 		case own[ns.Addr]:
 			active++
-		case ns.LastSeen+heardMargin >= since:
+		case ns.Restored || ns.LastSeen+heardMargin >= since:
 			unheard++
 		}
 	}

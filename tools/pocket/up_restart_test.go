@@ -97,10 +97,10 @@ func awaitGone(t *testing.T, why string, addrs []string) {
 	}
 }
 
-// registerMap runs `pocket job register NAME --json --insecure`.
-func registerMap(t *testing.T, bin string, env []string, name string) jobMapJSON {
+// registerMap runs `pocket job register NAME --json --insecure [ARGS]`.
+func registerMap(t *testing.T, bin string, env []string, name string, args ...string) jobMapJSON {
 	t.Helper()
-	out, errOut, code := pocketRun(t, bin, env, "", "job", "register", name, "--json", "--insecure")
+	out, errOut, code := pocketRun(t, bin, env, "", append([]string{"job", "register", name, "--json", "--insecure"}, args...)...)
 	var reg jobMapJSON
 	if code != 0 || json.Unmarshal([]byte(out), &reg) != nil || reg.Token == "" {
 		t.Fatalf("job register %s: exit %d: %s %s", name, code, out, errOut)
@@ -154,7 +154,10 @@ func TestUpKill9KeepsJobs(t *testing.T) {
 		t.Fatalf("get of the old job's value after its nodes died: exit %d: %s; want a refusal for the nodes, not the token", code, errOut)
 	}
 	t.Logf("get of the old job's value: %s", strings.TrimSpace(errOut))
-	job2 := registerMap(t, bin, env, "durable")
+	// A wide job (60 lambdas: more bandwidth than the two new nodes
+	// carry) is placed over every active node: none may be the earlier
+	// run's (they stopped with it; up waits until they are marked dead).
+	job2 := registerMap(t, bin, env, "durable", "--lambdas", "60")
 	if job2.JobID == old.JobID || len(job2.Nodes) == 0 {
 		t.Fatalf("new job %s (old %s) with %d nodes", job2.JobID, old.JobID, len(job2.Nodes))
 	}
