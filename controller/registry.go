@@ -390,7 +390,12 @@ func (c *Controller) sweep(now time.Time) {
 	for addr, n := range c.nodes {
 		switch {
 		case n.state != wire.NodeDead && now.Sub(n.lastSeen) > c.cfg.DeadAfter:
-			c.setStateLocked(n, wire.NodeDead, fmt.Sprintf("no heartbeat for %v", now.Sub(n.lastSeen).Round(time.Millisecond)))
+			why := fmt.Sprintf("no heartbeat for %v", now.Sub(n.lastSeen).Round(time.Millisecond))
+			if n.unheard {
+				// Its lastSeen is the restore grace's end, not a heartbeat.
+				why = fmt.Sprintf("restored from the state and not heard from since, %v beyond its first-heartbeat grace", now.Sub(n.lastSeen).Round(time.Millisecond))
+			}
+			c.setStateLocked(n, wire.NodeDead, why)
 		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr):
 			c.cfg.Logger.Info("controller: node forgotten", "node", addr)
 			delete(c.nodes, addr)

@@ -151,7 +151,7 @@ func (l *Local) logExit(p *localProc) {
 		l.Logger.Info("orchestrator: node stopped", attrs...)
 		return
 	}
-	l.Logger.Warn("orchestrator: node exited unasked (crashed or killed): its values are unavailable until it is restarted", attrs...)
+	l.Logger.Warn("orchestrator: node exited unasked (crashed or killed): its values are unavailable (a node restarted at its address comes back empty; the controller marks it dead, then its jobs lose it)", attrs...)
 }
 
 // Stop implements Orchestrator: SIGTERM, then SIGKILL after StopTimeout.

@@ -180,7 +180,7 @@ func runJobDeregister(args []string) int {
 			return code
 		}
 	} else {
-		fmt.Printf("job %s deregistered: %d node(s) dropped %d value(s), %s\n", pos[0], res.Nodes, res.Values, units.FormatSize(res.Bytes))
+		fmt.Printf("job %s deregistered: %d node(s) dropped %d stored record(s) (values and the chunks of large ones), %s\n", pos[0], res.Nodes, res.Values, units.FormatSize(res.Bytes))
 		for _, a := range dead {
 			fmt.Printf("node %s is dead: its copy went with it\n", a)
 		}
