@@ -175,22 +175,37 @@ func listAllJobs(ctx context.Context, mc *metaclient.Client, st *wire.ClusterSta
 	return nil
 }
 
+// liveFigures are a node's RX/TX and CPU cells: "-" for a dead node (its
+// last figures are stale) and for one awaiting its first heartbeat since
+// the controller started (it has sent none to this controller).
+func liveFigures(n statusNodeJSON) (rates, cpu string) {
+	if n.State == wire.NodeDead.String() || n.AwaitingFirstHeartbeat {
+		return "-", "-"
+	}
+	return fmt.Sprintf("%.0f/%.0f", n.RxMbps, n.TxMbps), fmt.Sprintf("%.0f%%", n.CPUPercent)
+}
+
 func printStatus(v statusJSON) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tSTATE\tTIER\tUSED\tCAPACITY\tTIER Mb/s\tRX/TX Mb/s\tCPU\tJOBS")
 	unmeasured := false
 	for _, n := range v.Nodes {
+		rates, cpu := liveFigures(n)
 		for i, t := range n.Tiers {
 			unmeasured = unmeasured || t.Mbps <= 0
+			used := units.FormatSize(t.UsedBytes)
+			if n.AwaitingFirstHeartbeat {
+				used = "-"
+			}
 			if i == 0 {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%.0f/%.0f\t%.0f%%\t%d\n", n.Addr, n.State, t.Kind,
-					units.FormatSize(t.UsedBytes), units.FormatSize(t.CapacityBytes), mbpsCell(t), n.RxMbps, n.TxMbps, n.CPUPercent, n.Jobs)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", n.Addr, n.State, t.Kind,
+					used, units.FormatSize(t.CapacityBytes), mbpsCell(t), rates, cpu, n.Jobs)
 				continue
 			}
-			fmt.Fprintf(w, "\t\t%s\t%s\t%s\t%s\t\t\t\n", t.Kind, units.FormatSize(t.UsedBytes), units.FormatSize(t.CapacityBytes), mbpsCell(t))
+			fmt.Fprintf(w, "\t\t%s\t%s\t%s\t%s\t\t\t\n", t.Kind, used, units.FormatSize(t.CapacityBytes), mbpsCell(t))
 		}
 		if len(n.Tiers) == 0 {
-			fmt.Fprintf(w, "%s\t%s\t-\t\t\t\t%.0f/%.0f\t%.0f%%\t%d\n", n.Addr, n.State, n.RxMbps, n.TxMbps, n.CPUPercent, n.Jobs)
+			fmt.Fprintf(w, "%s\t%s\t-\t\t\t\t%s\t%s\t%d\n", n.Addr, n.State, rates, cpu, n.Jobs)
 		}
 	}
 	w.Flush()

@@ -51,3 +51,45 @@ func TestStatusShowsRestoredNodesAwaitingHeartbeat(t *testing.T) {
 		t.Errorf("plain status names a node heard from as restored:\n%s", out)
 	}
 }
+
+// TestStatusHidesStaleFigures: the plain status shows "-" for the rates,
+// CPU (and, awaiting a first heartbeat, bytes used) of a dead node and of
+// a node awaiting its first heartbeat, whose figures are an earlier
+// heartbeat's or none. Before, a dead node kept showing its last CPU and a
+// restored one 0 % and 0 B (the final new user's trial).
+func TestStatusHidesStaleFigures(t *testing.T) {
+	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, UsedBytes: 5 << 20}}
+	st := &wire.ClusterStatus{NodeCount: 3, Nodes: []wire.NodeStatus{
+		{Addr: "127.0.0.1:7001", State: wire.NodeActive, Restored: true, Tiers: tiers},
+		{Addr: "127.0.0.1:7002", State: wire.NodeDead, CPUPercent: 22, RxMbps: 40, Tiers: tiers},
+		{Addr: "127.0.0.1:7003", State: wire.NodeActive, CPUPercent: 37, RxMbps: 40, TxMbps: 41, Tiers: tiers}}}
+	out, _ := stdoutOf(t, func() int { printStatus(statusView(st)); return 0 })
+	// Columns: NODE STATE TIER USED CAPACITY TIER-Mb/s RX/TX CPU JOBS.
+	want := map[string][3]string{ // USED, RX/TX, CPU
+		"127.0.0.1:7001": {"-", "-", "-"},
+		"127.0.0.1:7002": {"5MiB", "-", "-"},
+		"127.0.0.1:7003": {"5MiB", "40/41", "37%"},
+	}
+	seen := 0
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		w, ok := want[firstOr(f)]
+		if !ok {
+			continue
+		}
+		seen++
+		if len(f) != 9 || f[3] != w[0] || f[6] != w[1] || f[7] != w[2] {
+			t.Errorf("row %q: want USED %s, RX/TX %s, CPU %s", line, w[0], w[1], w[2])
+		}
+	}
+	if seen != 3 {
+		t.Fatalf("%d node rows in:\n%s", seen, out)
+	}
+}
+
+func firstOr(f []string) string {
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
