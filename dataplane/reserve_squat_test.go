@@ -3,12 +3,12 @@ package dataplane
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -33,48 +33,6 @@ func askLikeTheController(n *Node, nonce []byte) error {
 	}
 }
 
-// squat keeps per idle connections open to n from each of the loopback
-// addresses ips, each redialled as soon as the node closes it (one closed
-// at accept after a short pause), until stop closes.
-func squat(n *Node, ips []string, per int, stop <-chan struct{}, wg *sync.WaitGroup) {
-	for _, ip := range ips {
-		for i := 0; i < per; i++ {
-			wg.Add(1)
-			go func(ip string) {
-				defer wg.Done()
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: time.Second}
-				buf := make([]byte, 1)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					nc, err := d.Dial("tcp", n.Addr().String())
-					if err != nil {
-						time.Sleep(5 * time.Millisecond)
-						continue
-					}
-					start := time.Now()
-					done := make(chan struct{})
-					go func() {
-						select {
-						case <-stop:
-						case <-done:
-						}
-						nc.Close()
-					}()
-					nc.Read(buf) // until the node closes it (ReserveTimeout), or stop
-					close(done)
-					if time.Since(start) < 10*time.Millisecond {
-						time.Sleep(2 * time.Millisecond) // closed at accept: do not spin
-					}
-				}
-			}(ip)
-		}
-	}
-}
-
 // TestReserveHeldByIdleClientsOfFourAddresses (hostile review of d95de59,
 // abf8515 and ce57117): idle clients from four addresses hold the whole
 // reserve (16 slots, 4 per address), each connection redialled the
@@ -91,7 +49,7 @@ func TestReserveHeldByIdleClientsOfFourAddresses(t *testing.T) {
 	n, _ := fullNode(t)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	squat(n, []string{"127.0.2.1", "127.0.2.2", "127.0.2.3", "127.0.2.4"}, 4, stop, &wg)
+	nettest.Squat(n.Addr().String(), []string{"127.0.2.1", "127.0.2.2", "127.0.2.3", "127.0.2.4"}, 4, stop, &wg)
 	defer func() {
 		close(stop)
 		wg.Wait()

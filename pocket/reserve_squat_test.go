@@ -1,55 +1,13 @@
 package pocket
 
 import (
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/internal/nettest"
 )
-
-// squatReserve keeps per idle connections open to addr from each of the
-// loopback addresses ips, each redialled as soon as the node closes it
-// (a refused one after a short pause), until stop closes; it returns when
-// every goroutine has ended.
-func squatReserve(addr string, ips []string, per int, stop <-chan struct{}) *sync.WaitGroup {
-	var wg sync.WaitGroup
-	for _, ip := range ips {
-		for i := 0; i < per; i++ {
-			wg.Add(1)
-			go func(ip string) {
-				defer wg.Done()
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: time.Second}
-				buf := make([]byte, 1)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					nc, err := d.Dial("tcp", addr)
-					if err != nil {
-						time.Sleep(5 * time.Millisecond)
-						continue
-					}
-					start := time.Now()
-					// Hold it until the node closes it (ReserveTimeout), or stop.
-					go func() {
-						<-stop
-						nc.Close()
-					}()
-					nc.Read(buf)
-					nc.Close()
-					if time.Since(start) < 10*time.Millisecond {
-						time.Sleep(2 * time.Millisecond) // refused at accept: do not spin
-					}
-				}
-			}(ip)
-		}
-	}
-	return &wg
-}
 
 // TestRestartWithReserveSquattedFromFourAddresses (hostile review of
 // d95de59, abf8515 and ce57117): the reserve of 16 connection slots that
@@ -69,7 +27,8 @@ func TestRestartWithReserveSquattedFromFourAddresses(t *testing.T) {
 	nd, d := restartFull(t, c, victim)
 	// Idle squatters from four other addresses take the whole reserve.
 	stop := make(chan struct{})
-	wg := squatReserve(victim, []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}, 4, stop)
+	var wg sync.WaitGroup
+	nettest.Squat(victim, []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}, 4, stop, &wg)
 	defer func() {
 		close(stop)
 		wg.Wait()
