@@ -152,9 +152,14 @@ func hintExcesses(h wire.JobHints, f tierFigures) []string {
 	where := fmt.Sprintf("the cluster's %s tier", f.tier)
 	on := fmt.Sprintf("on %d active node(s)", f.nodes)
 	if h.CapacityBytes > f.capacityBytes {
-		out = append(out, fmt.Sprintf("--capacity %s is more than %s holds: %s %s; puts beyond it fail for lack of space "+
-			"(the controller does not autoscale: it starts no node for the job)",
-			units.FormatSize(h.CapacityBytes), where, units.FormatSize(f.capacityBytes), on))
+		// More than any tier holds is refused at registration (f.refused);
+		// otherwise the job is placed and its puts fail once it is full.
+		then := "puts beyond it fail for lack of space (the controller does not autoscale: it starts no node for the job)"
+		if f.refused != nil {
+			then = "the controller refuses the job"
+		}
+		out = append(out, fmt.Sprintf("--capacity %s is more than %s holds: %s %s; %s",
+			units.FormatSize(h.CapacityBytes), where, units.FormatSize(f.capacityBytes), on, then))
 	}
 	if want, hint := hintMbps(h); want > f.mbps {
 		bw := fmt.Sprintf("%.0f Mb/s %s", f.mbps, on)

@@ -81,8 +81,10 @@ func TestCheckHintsTierRule(t *testing.T) {
 	if err != nil || !errors.Is(f.refused, wire.ErrNoSpace) {
 		t.Fatalf("200 GiB: %+v, %v; want a no-space refusal", f, err)
 	}
-	if ex := hintExcesses(wire.JobHints{CapacityBytes: 200 << 30}, f); len(ex) != 1 || !strings.Contains(ex[0], "--capacity 200GiB is more than") {
-		t.Fatalf("excesses %q; want the capacity hint over the tier's total", ex)
+	// The job is refused, so no put of it fails for lack of space.
+	if ex := hintExcesses(wire.JobHints{CapacityBytes: 200 << 30}, f); len(ex) != 1 || !strings.Contains(ex[0], "--capacity 200GiB is more than") ||
+		!strings.Contains(ex[0], "the controller refuses the job") || strings.Contains(ex[0], "puts beyond it fail") {
+		t.Fatalf("excesses %q; want the capacity hint over the tier's total, and the refusal", ex)
 	}
 	// 95 GiB: the NVMe tier holds 100 GiB, with 2 GiB used on DRAM and
 	// nothing on NVMe it fits; with 10 GiB used it does not.
