@@ -14,10 +14,12 @@ import (
 // history, a hurried one, is kept out of these too), each with the time
 // it arrived; a job a heartbeat does not list used the node not at all in
 // it. The per-job policy (elastic.go) and the profiles (profile.go) read
-// a job's own figures from them. A node whose latest heartbeat lists none
-// (an older node that does not count per job, or one no job has used yet)
-// has its figures split among its jobs by allotment instead, as before
-// nodes counted.
+// a job's own figures from them. A node counts per job when its latest
+// heartbeat lists figures or carries its incarnation (every node that
+// sends one counts per job): then a job it does not list used it not at
+// all, even when it lists none (no job has used it yet). Only an older
+// node, whose heartbeats carry neither, has its figures split among its
+// jobs by allotment instead, as before nodes counted.
 //
 // Moves are not the job's load. A node counts every put it admits for a
 // job, and the values a map change moves (a growth, a shrink, a drain:
@@ -53,8 +55,9 @@ type jobLoads struct {
 	reports bool      // the latest heartbeat listed per-job figures
 }
 
-// add records one heartbeat's figures, kept now.
-func (l *jobLoads) add(ls []wire.JobLoad) {
+// add records one heartbeat's figures, kept now; counts is true when the
+// node counts per job whether or not it lists any (see the doc above).
+func (l *jobLoads) add(ls []wire.JobLoad, counts bool) {
 	now := time.Now()
 	var m map[string]wire.JobLoad
 	if len(ls) > 0 {
@@ -67,7 +70,7 @@ func (l *jobLoads) add(ls []wire.JobLoad) {
 	l.next = (l.next + 1) % jobLoadLen
 	l.n = min(l.n+1, jobLoadLen)
 	l.last = now
-	l.reports = len(ls) > 0
+	l.reports = counts || len(ls) > 0
 }
 
 // beat is the i-th latest heartbeat kept (1: the latest); i <= l.n.

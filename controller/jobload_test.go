@@ -20,8 +20,8 @@ func TestJobLoadsSmoothed(t *testing.T) {
 	if l.mbps("a", 3) != 0 || l.reports || l.latest("a") != (wire.JobLoad{}) {
 		t.Fatal("an empty record reports figures")
 	}
-	l.add([]wire.JobLoad{{Job: "a", RxMbps: 100, TxMbps: 40}})
-	l.add([]wire.JobLoad{{Job: "a", RxMbps: 10, TxMbps: 300, Bytes: 7}, {Job: "b", RxMbps: 50}})
+	l.add([]wire.JobLoad{{Job: "a", RxMbps: 100, TxMbps: 40}}, true)
+	l.add([]wire.JobLoad{{Job: "a", RxMbps: 10, TxMbps: 300, Bytes: 7}, {Job: "b", RxMbps: 50}}, true)
 	if !l.reports || l.mbps("a", 1) != 300 || l.mbps("a", 2) != 200 || l.mbps("a", 9) != 200 || l.mbps("b", 2) != 25 {
 		t.Fatalf("a over 1, 2, 9: %v %v %v; b over 2: %v; want 300, 200, 200, 25",
 			l.mbps("a", 1), l.mbps("a", 2), l.mbps("a", 9), l.mbps("b", 2))
@@ -29,12 +29,16 @@ func TestJobLoadsSmoothed(t *testing.T) {
 	if got := l.latest("a"); got.Bytes != 7 || got.TxMbps != 300 {
 		t.Fatalf("latest %+v", got)
 	}
-	l.add(nil) // an older node's heartbeat, or no job used it
-	if l.reports || l.mbps("a", 3) != (100+300)/3.0 {
-		t.Fatalf("after a heartbeat without figures: reports %v, a over 3 %v", l.reports, l.mbps("a", 3))
+	l.add(nil, true) // a node that counts per job, which no job used
+	if !l.reports || l.mbps("a", 1) != 0 {
+		t.Fatalf("a counting node listing no job: reports %v, a over 1 %v; want true, 0", l.reports, l.mbps("a", 1))
+	}
+	l.add(nil, false) // an older node's heartbeat
+	if l.reports || l.mbps("a", 4) != (100+300)/4.0 {
+		t.Fatalf("after a heartbeat without figures: reports %v, a over 4 %v", l.reports, l.mbps("a", 4))
 	}
 	for i := 0; i < 2*jobLoadLen; i++ {
-		l.add([]wire.JobLoad{{Job: "c", RxMbps: float64(i)}})
+		l.add([]wire.JobLoad{{Job: "c", RxMbps: float64(i)}}, true)
 	}
 	if l.n != jobLoadLen || l.mbps("a", 100) != 0 || l.mbps("c", 100) != float64(2*jobLoadLen-1+jobLoadLen)/2 {
 		t.Fatalf("bounded: %d kept, a %v, c %v", l.n, l.mbps("a", 100), l.mbps("c", 100))
@@ -241,6 +245,29 @@ func TestStatusShowsOwnFigures(t *testing.T) {
 	}
 	if b, i := got[ms[0].Job], got[ms[1].Job]; b.UsedMbps != 900 || i.UsedMbps != 2 || b.UsedBytes != 1<<20 {
 		t.Fatalf("status: busy %.0f Mb/s %d B, idle %.0f Mb/s; want 900, 1 MiB and 2", b.UsedMbps, b.UsedBytes, i.UsedMbps)
+	}
+}
+
+// TestCountingNodeListingNoJob: a node that counts per job (its
+// heartbeat carries its incarnation) and lists no job has bytes and
+// traffic of no job: none of its jobs is charged with them. Before, an
+// empty list read as an older node's, and the node's figures were split
+// among its jobs by allotment: pocket status showed a job that never put
+// a byte holding most of another job's first values (and the per-job
+// policy and the profiles read the same figures).
+func TestCountingNodeListingNoJob(t *testing.T) {
+	r, _, home := sharedNodeRig(t, "never", "other")
+	for i := 0; i < 3; i++ {
+		hb := &wire.Heartbeat{Addr: home, Proof: dramNode(home, 0, 0).Proof, RxMbps: 400, Incarnation: 7,
+			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: 64 << 20, Mbps: 1000}}}
+		if _, err := r.c.Heartbeat(hb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, js := range r.c.Status().Jobs {
+		if js.UsedBytes != 0 || js.UsedMbps != 0 {
+			t.Errorf("job %s: %d B, %.0f Mb/s on a node that lists no job; want 0 and 0", js.Job, js.UsedBytes, js.UsedMbps)
+		}
 	}
 }
 

@@ -290,7 +290,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	if !hb.Early && (!n.hurried || n.hist.n == 0) {
 		n.rx, n.tx, n.cpu = hb.RxMbps, hb.TxMbps, hb.CPUPercent
 		n.metrics = hb.Metrics
-		n.jobLoads.add(hb.Loads)
+		n.jobLoads.add(hb.Loads, hb.Incarnation != 0)
 		c.recordLocked(n, now)
 		c.prof.observeNode(n, c.loads[n.addr], now)
 	}

@@ -201,9 +201,10 @@ type Heartbeat struct {
 	Moves []MoveReport
 	// Loads is each job's own traffic and bytes on the node (the jobs
 	// that sent requests here), the busiest first, at most MaxJobLoads.
-	// Empty from a node that does not count per job (an older one) and
-	// from one no job has used yet: the controller then splits RxMbps and
-	// TxMbps among the node's jobs by allotment.
+	// Empty from one no job has used yet, and from a node that does not
+	// count per job (an older one, whose heartbeats carry no Incarnation
+	// either): for that one alone the controller splits RxMbps and TxMbps
+	// among the node's jobs by allotment.
 	Loads []JobLoad
 	// Incarnation is the node's, as it registered with (0: not sent): a
 	// controller that restarted from its state learns it here.
