@@ -31,7 +31,8 @@ const (
 	// error code, the Response table) is what the controller writes to a
 	// connection it refuses (a connection limit) before closing it.
 	OpGoAway
-	OpNodeHello // NodeHello -> NodeHello (empty)
+	OpNodeHello  // NodeHello -> NodeHello (empty)
+	OpJobProfile // JobProfileRequest -> JobProfile (profile.go)
 )
 
 func init() {
@@ -46,6 +47,7 @@ func init() {
 	RegisterOpName(OpChallenge, "challenge")
 	RegisterOpName(OpGoAway, "go-away")
 	RegisterOpName(OpNodeHello, "node-hello")
+	RegisterOpName(OpJobProfile, "job-profile")
 }
 
 // Bounds on control messages, checked when decoding. DefaultControlMaxMeta

@@ -53,6 +53,13 @@ func sampleControl() []ControlMessage {
 		&Challenge{Nonce: bytes.Repeat([]byte{0x5A}, 16)},
 		&DrainNode{Addr: "127.0.0.1:7001", Deadline: 90 * time.Second, Proof: []byte{7, 7}},
 		&NodeHello{Addr: "127.0.0.1:7001", Proof: bytes.Repeat([]byte{0x3C}, 32)},
+		&JobProfileRequest{Name: "sort"},
+		&JobProfile{Name: "sort", Updated: time.UnixMilli(1_800_000_000_500), Runs: []ProfileRun{
+			{Job: "sort-12", Ended: time.UnixMilli(1_800_000_000_500), Duration: 95*time.Second + 250*time.Millisecond,
+				PeakMbps: 3012.5, PeakBytes: 5 << 30, Tier: 1, AllocMbps: 16000, AllocBytes: 6 << 30,
+				Phases: []ProfilePhase{{PeakMbps: 100, PeakBytes: 1 << 20}, {PeakMbps: 3012.5, PeakBytes: 5 << 30}, {}, {PeakMbps: 0.5}}},
+			{Job: "sort-9", Ended: time.UnixMilli(1_700_000_000_000), Duration: time.Millisecond, Tier: 2}},
+			Next: ProfileNext{Mbps: 3313.75, Bytes: 5905580032, EstimateMbps: 3313.75, EstimateBytes: 5905580032, EstimateRuns: 2}},
 	}
 }
 
@@ -77,7 +84,7 @@ func TestControlRoundTrip(t *testing.T) {
 		z := fresh(m)
 		err := fresh(m).Decode(bytes.Clone(z.Encode(b)))
 		switch z.(type) {
-		case *NodeRegister, *Heartbeat, *JobRef, *PlacementMap, *DrainNode:
+		case *NodeRegister, *Heartbeat, *JobRef, *PlacementMap, *DrainNode, *JobProfileRequest:
 			if !errors.Is(err, ErrBadKey) {
 				t.Errorf("%T without address or job: %v, want ErrBadKey", z, err)
 			}
@@ -144,6 +151,23 @@ func TestControlDecodeRefuses(t *testing.T) {
 		{"long lost address", &PlacementMap{Job: "j-1", Lost: []LostNode{{Addr: long}}}, ErrTooLarge},
 		{"nan lost weight", &PlacementMap{Job: "j-1", Lost: []LostNode{{Addr: "a:1", Weight: math.NaN()}}}, ErrMalformed},
 		{"negative lost weight", &PlacementMap{Job: "j-1", Lost: []LostNode{{Addr: "a:1", Weight: -0.5}}}, ErrMalformed},
+		{"long profile name", &JobProfileRequest{Name: long}, ErrTooLarge},
+		{"long profile reply name", &JobProfile{Name: long}, ErrTooLarge},
+		{"too many runs", &JobProfile{Name: "n", Runs: runs(MaxProfileRuns + 1)}, ErrTooLarge},
+		{"too many phases", &JobProfile{Name: "n", Runs: []ProfileRun{{Job: "n-1", Phases: make([]ProfilePhase, MaxRunPhases+1)}}}, ErrTooLarge},
+		{"run without job", &JobProfile{Name: "n", Runs: []ProfileRun{{PeakMbps: 1}}}, ErrBadKey},
+		{"long run job", &JobProfile{Name: "n", Runs: []ProfileRun{{Job: long}}}, ErrTooLarge},
+		{"nan run peak", &JobProfile{Name: "n", Runs: []ProfileRun{{Job: "n-1", PeakMbps: math.NaN()}}}, ErrMalformed},
+		{"negative run bytes", &JobProfile{Name: "n", Runs: []ProfileRun{{Job: "n-1", PeakBytes: -1}}}, ErrMalformed},
+		{"negative run duration", &JobProfile{Name: "n", Runs: []ProfileRun{{Job: "n-1", Duration: -time.Second}}}, ErrMalformed},
+		{"inf allotted", &JobProfile{Name: "n", Runs: []ProfileRun{{Job: "n-1", AllocMbps: math.Inf(1)}}}, ErrMalformed},
+		{"negative allotted bytes", &JobProfile{Name: "n", Runs: []ProfileRun{{Job: "n-1", AllocBytes: -1}}}, ErrMalformed},
+		{"nan phase", &JobProfile{Name: "n", Runs: []ProfileRun{{Job: "n-1", Phases: []ProfilePhase{{PeakMbps: math.NaN()}}}}}, ErrMalformed},
+		{"negative phase bytes", &JobProfile{Name: "n", Runs: []ProfileRun{{Job: "n-1", Phases: []ProfilePhase{{PeakBytes: -1}}}}}, ErrMalformed},
+		{"negative next Mb/s", &JobProfile{Name: "n", Next: ProfileNext{Mbps: -1}}, ErrMalformed},
+		{"negative next bytes", &JobProfile{Name: "n", Next: ProfileNext{Bytes: -1}}, ErrMalformed},
+		{"nan estimate", &JobProfile{Name: "n", Next: ProfileNext{EstimateMbps: math.NaN()}}, ErrMalformed},
+		{"negative estimate bytes", &JobProfile{Name: "n", Next: ProfileNext{EstimateBytes: -1}}, ErrMalformed},
 	}
 	for _, c := range cases {
 		err := fresh(c.m).Decode(bytes.Clone(c.m.Encode(b)))
@@ -168,7 +192,7 @@ func TestControlOpNames(t *testing.T) {
 	want := map[Op]string{OpRegisterNode: "register-node", OpHeartbeat: "heartbeat", OpRegisterJob: "register-job",
 		OpDeregisterJob: "deregister-job", OpGetMap: "get-map", OpStatus: "status", OpDrainNode: "drain-node",
 		OpListJobs: "list-jobs", OpChallenge: "challenge", OpGoAway: "go-away",
-		OpNodeHello: "node-hello"}
+		OpNodeHello: "node-hello", OpJobProfile: "job-profile"}
 	for op, name := range want {
 		if op < ControlBase || op.IsReply() {
 			t.Errorf("%s: opcode %#x outside the control range", name, uint8(op))
@@ -241,18 +265,29 @@ func fuzzControl(f *testing.F, proto ControlMessage) {
 	})
 }
 
-func FuzzNodeRegister(f *testing.F)  { fuzzControl(f, &NodeRegister{}) }
-func FuzzHeartbeat(f *testing.F)     { fuzzControl(f, &Heartbeat{}) }
-func FuzzNodeAck(f *testing.F)       { fuzzControl(f, &NodeAck{}) }
-func FuzzJobRegister(f *testing.F)   { fuzzControl(f, &JobRegister{}) }
-func FuzzJobRef(f *testing.F)        { fuzzControl(f, &JobRef{}) }
-func FuzzPlacementMap(f *testing.F)  { fuzzControl(f, &PlacementMap{}) }
-func FuzzDropResult(f *testing.F)    { fuzzControl(f, &DropResult{}) }
-func FuzzClusterStatus(f *testing.F) { fuzzControl(f, &ClusterStatus{}) }
-func FuzzJobList(f *testing.F)       { fuzzControl(f, &JobList{}) }
-func FuzzChallenge(f *testing.F)     { fuzzControl(f, &Challenge{}) }
-func FuzzDrainNode(f *testing.F)     { fuzzControl(f, &DrainNode{}) }
-func FuzzNodeHello(f *testing.F)     { fuzzControl(f, &NodeHello{}) }
+func FuzzNodeRegister(f *testing.F)      { fuzzControl(f, &NodeRegister{}) }
+func FuzzHeartbeat(f *testing.F)         { fuzzControl(f, &Heartbeat{}) }
+func FuzzNodeAck(f *testing.F)           { fuzzControl(f, &NodeAck{}) }
+func FuzzJobRegister(f *testing.F)       { fuzzControl(f, &JobRegister{}) }
+func FuzzJobRef(f *testing.F)            { fuzzControl(f, &JobRef{}) }
+func FuzzPlacementMap(f *testing.F)      { fuzzControl(f, &PlacementMap{}) }
+func FuzzDropResult(f *testing.F)        { fuzzControl(f, &DropResult{}) }
+func FuzzClusterStatus(f *testing.F)     { fuzzControl(f, &ClusterStatus{}) }
+func FuzzJobList(f *testing.F)           { fuzzControl(f, &JobList{}) }
+func FuzzChallenge(f *testing.F)         { fuzzControl(f, &Challenge{}) }
+func FuzzDrainNode(f *testing.F)         { fuzzControl(f, &DrainNode{}) }
+func FuzzNodeHello(f *testing.F)         { fuzzControl(f, &NodeHello{}) }
+func FuzzJobProfileRequest(f *testing.F) { fuzzControl(f, &JobProfileRequest{}) }
+func FuzzJobProfile(f *testing.F)        { fuzzControl(f, &JobProfile{}) }
+
+// runs returns n runs of distinct jobs.
+func runs(n int) []ProfileRun {
+	out := make([]ProfileRun, n)
+	for i := range out {
+		out[i] = ProfileRun{Job: "n-" + strconv.Itoa(i+1)}
+	}
+	return out
+}
 
 // FuzzReadControlFrame feeds arbitrary streams to the frame reader.
 func FuzzReadControlFrame(f *testing.F) {
@@ -321,4 +356,23 @@ func TestFullHeartbeatFits(t *testing.T) {
 		t.Fatal("a full heartbeat changed in a round trip")
 	}
 	t.Logf("a full heartbeat: %d bytes of %d", len(meta), DefaultControlMaxMeta)
+}
+
+// TestFullProfileFits: a profile at every limit (MaxProfileRuns runs of
+// MaxRunPhases phases, each name at its longest) fits in one control
+// frame and decodes whole.
+func TestFullProfileFits(t *testing.T) {
+	p := &JobProfile{Name: strings.Repeat("n", DefaultMaxJobLen), Runs: runs(MaxProfileRuns)}
+	for i := range p.Runs {
+		p.Runs[i].Job = strings.Repeat("j", DefaultMaxJobLen-3) + strconv.Itoa(100+i)
+		p.Runs[i].Phases = make([]ProfilePhase, MaxRunPhases)
+	}
+	meta := p.Encode(flatbuffers.NewBuilder(0))
+	if len(meta) > DefaultControlMaxMeta {
+		t.Fatalf("full profile: %d bytes, over the control frame's %d", len(meta), DefaultControlMaxMeta)
+	}
+	var got JobProfile
+	if err := got.Decode(bytes.Clone(meta)); err != nil || !reflect.DeepEqual(&got, p) {
+		t.Fatalf("full profile: %v", err)
+	}
 }
