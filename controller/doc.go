@@ -8,8 +8,8 @@
 // # Protocol
 //
 // A TCP server (TLS with Config.TLS) speaks the control frames of package
-// wire (opcodes wire.OpRegisterNode .. wire.OpChallenge and
-// wire.OpNodeHello, tables in
+// wire (opcodes wire.OpRegisterNode .. wire.OpChallenge, wire.OpNodeHello
+// and wire.OpJobProfile, tables in
 // wire/control.fbs). Each connection is served by one goroutine, one
 // request at a time, in order; package metaclient is the client. Error
 // replies carry a wire.Code.

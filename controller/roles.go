@@ -22,7 +22,17 @@ import (
 //	register-job, deregister-job   client or operator
 //	get-map                        client, operator or node (a draining
 //	                               node fetches its jobs' maps)
+//	job-profile                    operator (below)
 //	challenge                      any
+//
+// A job name's profile (job-profile) lists the ids, lifetimes, peak use
+// and allotments of every ended job of the name, whoever ran them: the
+// same kind of cluster-wide view as status and list-jobs, so the operator
+// alone reads it. A job's client does not need it (registration applies
+// the profile itself; a client's certificate is shared by a tenant's
+// lambdas, which must not learn other tenants' jobs), and neither does a
+// node (nodes never size jobs; a node's certificate sits on every storage
+// host).
 type Roles uint8
 
 // The roles.
@@ -50,24 +60,29 @@ func (r Roles) String() string {
 	return strings.Join(names, "+")
 }
 
-// needs returns the roles any one of which may send op.
-func needs(op wire.Op) Roles {
+// needs returns the roles any one of which may send op, and whether op is
+// one the controller serves: any role may send another op, which dispatch
+// answers CodeUnknownOp (so that a newer client learns the controller is
+// older, not that its certificate is wrong).
+func needs(op wire.Op) (Roles, bool) {
 	switch op {
 	case wire.OpRegisterNode, wire.OpHeartbeat, wire.OpNodeHello:
-		return RoleNode
-	case wire.OpDrainNode, wire.OpStatus, wire.OpListJobs:
-		return RoleOperator
+		return RoleNode, true
+	case wire.OpDrainNode, wire.OpStatus, wire.OpListJobs, wire.OpJobProfile:
+		return RoleOperator, true
 	case wire.OpRegisterJob, wire.OpDeregisterJob:
-		return RoleClient | RoleOperator
+		return RoleClient | RoleOperator, true
 	case wire.OpGetMap:
-		return RoleClient | RoleOperator | RoleNode
+		return RoleClient | RoleOperator | RoleNode, true
+	case wire.OpChallenge:
+		return AllRoles, true
 	}
-	return AllRoles
+	return AllRoles, false
 }
 
 // allow refuses op unless the peer holds one of the roles it needs.
 func (r Roles) allow(op wire.Op) error {
-	if want := needs(op); r&want == 0 {
+	if want, _ := needs(op); r&want == 0 {
 		return wire.Errorf(wire.CodeBadToken, "%s needs the role %s; this connection's certificate has %s", op, want, r)
 	}
 	return nil

@@ -153,6 +153,12 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 			return nil, err
 		}
 		return c.ListJobs(m.After, int(m.Limit)), nil
+	case wire.OpJobProfile:
+		var m wire.JobProfileRequest
+		if err := m.Decode(meta); err != nil {
+			return nil, err
+		}
+		return c.JobProfile(m.Name)
 	}
 	return nil, wire.Errorf(wire.CodeUnknownOp, "controller does not serve %s", op)
 }

@@ -11,8 +11,8 @@
 // context ends, and then returns without having written anything. RunNode
 // registers and heartbeats over a connection of its own (see RunNode), so
 // that no other call of the node can hold its heartbeats back. Before a
-// call that is not idempotent (anything but OpGetMap, OpStatus and
-// OpListJobs) goes out on a connection that had served, the client checks
+// call that is not idempotent (anything but OpGetMap, OpStatus,
+// OpListJobs and OpJobProfile) goes out on a connection that had served, the client checks
 // that the controller has not closed it (a restart between calls) and
 // dials anew if it has. An idempotent call that fails on such a
 // connection is retried once at once on a fresh one. A call that is not
@@ -29,9 +29,9 @@
 // lost the connection (ECONNREFUSED, or a reset, EOF or broken pipe
 // while dialing, in the TLS handshake or before the request went out: a
 // controller killed or restarting), so any op may be repeated; or the op
-// is idempotent (OpGetMap, OpStatus, OpListJobs). So a worker that
-// starts, or fetches a map, while the controller restarts waits for it
-// instead of failing. Every transport error of a call that is not
+// is idempotent (OpGetMap, OpStatus, OpListJobs, OpJobProfile). So a
+// worker that starts, or fetches a map, while the controller restarts
+// waits for it instead of failing. Every transport error of a call that is not
 // idempotent is classified: after a byte of its request was written it
 // is an *OutcomeUnknownError; before, the error says the request was not
 // sent (the controller did not act on it).
@@ -374,6 +374,24 @@ func (c *Client) ListJobs(ctx context.Context, after uint64, limit uint32) (*wir
 	return &s, err
 }
 
+// JobProfile fetches what the controller learned from the ended jobs of
+// job name (a registered name like "sort", not a job id): the runs it
+// keeps, newest first (each with its job id, end time, duration, peak
+// Mb/s and bytes, tier, allotted Mb/s and bytes, and peaks per phase),
+// and the size the next job of the name registered without size hints
+// gets under the controller's own policy (Mb/s, bytes, and the runs'
+// estimate it comes from). Bandwidths are Mb/s (10^6 bits a second),
+// times and durations have millisecond resolution. It is a read, retried
+// like Status. Errors: wire.ErrNotFound (errors.Is) when the name has no
+// profile yet, the message saying how profiles are recorded; wire.ErrBadKey
+// for a name registration would refuse; wire.ErrBadToken over TLS without
+// the operator's certificate; transport errors as for any call.
+func (c *Client) JobProfile(ctx context.Context, name string) (*wire.JobProfile, error) {
+	var p wire.JobProfile
+	err := c.call(ctx, wire.OpJobProfile, &wire.JobProfileRequest{Name: name}, &p)
+	return &p, err
+}
+
 // RegisterNode registers a storage node. The proof is computed from
 // Options.Secret and the connection's challenge when reg.Proof is empty.
 func (c *Client) RegisterNode(ctx context.Context, reg wire.NodeRegister) (*wire.NodeAck, error) {
@@ -638,7 +656,7 @@ func (c *Client) transportErr(op wire.Op, err error) error {
 // does: the reads.
 func idempotent(op wire.Op) bool {
 	switch op {
-	case wire.OpGetMap, wire.OpStatus, wire.OpListJobs:
+	case wire.OpGetMap, wire.OpStatus, wire.OpListJobs, wire.OpJobProfile:
 		return true
 	}
 	return false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -146,6 +147,27 @@ func TestRetryIdempotent(t *testing.T) {
 	}
 	if got := seen.Load(); got != 1 {
 		t.Fatalf("register sent on %d connections, want 1 (not idempotent)", got)
+	}
+}
+
+// TestJobProfileRetried: a job profile is a read: sent on 3 connections
+// that die with the request, it is sent again until the controller
+// answers (here that the name has no profile, naming how one is
+// recorded), not returned as an outcome-unknown transport error.
+func TestJobProfileRetried(t *testing.T) {
+	c, ctl := startController(t, "127.0.0.1:0")
+	defer c.Close()
+	addr, seen := dropper(t, ctl, 3)
+	mc := metaclient.New(addr, metaclient.Options{Logger: quiet})
+	defer mc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := mc.JobProfile(ctx, "never-ran")
+	if !errors.Is(err, wire.ErrNotFound) || !strings.Contains(err.Error(), "recorded when a job of the name ends") {
+		t.Fatalf("job profile through 3 dropped connections: %v, want the controller's not-found answer", err)
+	}
+	if got := seen.Load(); got != 4 {
+		t.Fatalf("%d connections, want 4 (3 dropped, then the answer)", got)
 	}
 }
 
