@@ -26,7 +26,7 @@ func init() {
 	register("job", "SUBCOMMAND", "register or deregister a job", runJob)
 	registerSub("job register", "NAME", "register a job, with hints of what it needs; prints its id and token")
 	registerSub("job deregister", "JOBID", "deregister a job: its nodes drop its data (but values put with --persist)")
-	registerSub("job profile", "NAME", "show what the controller learned from earlier jobs of a name (peak Mb/s, peak bytes, duration), from its state directory")
+	registerSub("job profile", "NAME", "show what the controller learned from earlier jobs of a name (peak Mb/s, peak bytes, duration) and the next job's size")
 }
 
 func runJob(args []string) int {

@@ -1,16 +1,20 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // jobProfileJSON is the --json form of `pocket job profile`: the stored
@@ -48,30 +52,93 @@ type runJSON struct {
 	Phases     []state.Phase `json:"phases,omitempty"`
 }
 
-// runJobProfile shows a job name's profile from a controller's state
-// directory (DIR/controller of --data-dir). The state is a bbolt file
-// that a running controller holds locked, so this reads a stopped
-// controller's state; asking a running one needs a control-plane call
-// that does not exist yet.
+// runJobProfile shows a job name's profile. It asks the running
+// controller (--controller, $POCKET_CONTROLLER or the default address,
+// over TLS with the operator's certificate as pocket status does), whose
+// answer gives the next size under that controller's own policy. When no
+// controller answers (none listening, or no TLS credentials to ask one
+// with), or with --data-dir, it reads a stopped controller's state
+// directory instead (a bbolt file a running controller holds locked) and
+// gives the next size under controller.DefaultPolicy, the one pocket
+// controller and pocket up size with.
 func runJobProfile(args []string) int {
 	fs := newFlagSet("job profile")
-	data := fs.String("data-dir", "", "data directory of the stopped pocket controller or pocket up whose state to read (DIR/"+stateSubdir+")\n(default $"+envDataDir+", else ~/.pocket)")
+	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
+	data := fs.String("data-dir", "", "read the state of a stopped pocket controller or pocket up in this data directory (DIR/"+stateSubdir+") instead of asking\n"+
+		"the running controller; without it, the state in $"+envDataDir+" or ~/.pocket is read only when no controller answers")
 	asJSON := fs.Bool("json", false, "print a JSON object with the runs and the next size")
+	var tf tlsFlags
+	tf.bind(fs)
 	pos, code, ok := parseFlags(fs, args, 1, 1)
 	if !ok {
 		return code
 	}
-	p, err := readProfile(*data, pos[0])
+	if *data != "" && *addr != "" {
+		return fail("job profile: --controller asks a running controller, --data-dir reads a stopped one's state: give one")
+	}
+	var v jobProfileJSON
+	var err error
+	if *data != "" {
+		v, err = storedProfile(*data, pos[0])
+	} else {
+		v, err = askProfile(*addr, &tf, pos[0])
+	}
 	if err != nil {
 		return fail("job profile: %v", err)
 	}
-	pol := controller.DefaultPolicy() // pocket controller and pocket up size with it
-	v := profileView(p, &pol)
 	if *asJSON {
 		return printJSON(v)
 	}
-	printProfile(v, pol.PerLambdaMbps)
+	printProfile(v)
 	return 0
+}
+
+// askProfile asks the controller at addrFlag (see ctlAddr) for name's
+// profile, and reads the default data directory's state when no
+// controller answers.
+func askProfile(addrFlag string, tf *tlsFlags, name string) (jobProfileJSON, error) {
+	tc, err := tf.config(pki.RoleOperator)
+	if err == nil {
+		mc, ctx, done := ctlClient(addrFlag, tc)
+		defer done()
+		var p *wire.JobProfile
+		if p, err = mc.JobProfile(ctx, name); err == nil {
+			return profileViewWire(p), nil
+		}
+	}
+	if !noController(err) {
+		return jobProfileJSON{}, ctlError(err, addrFlag, tf.insecure)
+	}
+	v, ferr := storedProfile("", name)
+	if ferr != nil {
+		return v, fmt.Errorf("%w; nor from a stopped controller's state: %w", ctlError(err, addrFlag, tf.insecure), ferr)
+	}
+	warn("job profile", "no controller answered at %s (%v): showing the stopped controller's state, the next size under the default sizing policy",
+		ctlAddr(addrFlag), err)
+	return v, nil
+}
+
+// noController reports whether err says no controller could be asked:
+// none accepted the connection, or there are no TLS credentials to ask
+// one with. A controller's answer (not found, refused) is not such an
+// error, nor is a TLS mismatch (a controller is there).
+func noController(err error) bool {
+	var answer *wire.Error
+	if errors.As(err, &answer) {
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, errNoTLS)
+}
+
+// storedProfile is name's profile from the state under dir (the default
+// data directory when empty), with the next size under the default policy.
+func storedProfile(dir, name string) (jobProfileJSON, error) {
+	p, err := readProfile(dir, name)
+	if err != nil {
+		return jobProfileJSON{}, err
+	}
+	pol := controller.DefaultPolicy() // pocket controller and pocket up size with it
+	return profileView(p, &pol), nil
 }
 
 // profileView is what `pocket job profile` shows of p, the next size as
@@ -83,6 +150,22 @@ func profileView(p *state.Profile, pol *controller.Policy) jobProfileJSON {
 	for _, r := range p.Runs {
 		v.Runs = append(v.Runs, runJSON{Job: r.Job, Ended: r.Ended, Duration: r.Duration, PeakMbps: r.PeakMbps,
 			PeakBytes: r.PeakBytes, Tier: tierName(r.Tier), AllocMbps: r.AllocMbps, AllocBytes: r.AllocBytes, Phases: r.Phases})
+	}
+	return v
+}
+
+// profileViewWire is profileView of a controller's answer: times in UTC,
+// as the stored profile has them.
+func profileViewWire(p *wire.JobProfile) jobProfileJSON {
+	v := jobProfileJSON{Name: p.Name, Updated: p.Updated.UTC(), Next: nextSize{Mbps: p.Next.Mbps, Bytes: p.Next.Bytes,
+		EstimateMbps: p.Next.EstimateMbps, EstimateBytes: p.Next.EstimateBytes, Runs: int(p.Next.EstimateRuns)}}
+	for _, r := range p.Runs {
+		var phases []state.Phase
+		for _, ph := range r.Phases {
+			phases = append(phases, state.Phase{PeakMbps: ph.PeakMbps, PeakBytes: ph.PeakBytes})
+		}
+		v.Runs = append(v.Runs, runJSON{Job: r.Job, Ended: r.Ended.UTC(), Duration: r.Duration, PeakMbps: r.PeakMbps,
+			PeakBytes: r.PeakBytes, Tier: tierName(r.Tier), AllocMbps: r.AllocMbps, AllocBytes: r.AllocBytes, Phases: phases})
 	}
 	return v
 }
@@ -134,13 +217,13 @@ func profileNames(ps []state.Profile, most int) string {
 	return ": " + strings.Join(names, ", ") + more
 }
 
-// printProfile prints v; perLambda is the policy's floor (Mb/s) on a
-// learned bandwidth.
-func printProfile(v jobProfileJSON, perLambda float64) {
+// printProfile prints v. A next bandwidth above the estimate is the
+// policy's floor, one lambda's (see controller.Policy.NextSize).
+func printProfile(v jobProfileJSON) {
 	fmt.Printf("job name %s: %d run(s), the last ended %s\n", v.Name, len(v.Runs), v.Updated.Local().Format(time.RFC3339))
 	floor := ""
 	if v.Next.Mbps > v.Next.EstimateMbps {
-		floor = fmt.Sprintf(", raised to one lambda's %.0f Mb/s", perLambda)
+		floor = fmt.Sprintf(", raised to one lambda's %.0f Mb/s", v.Next.Mbps)
 	}
 	fmt.Printf("next job of the name without size hints: %.0f Mb/s, %s (%.1f x the runs' peaks, newest weighted most: %.0f Mb/s%s)\n",
 		v.Next.Mbps, units.FormatSize(v.Next.Bytes), controller.ProfileHeadroom, v.Next.EstimateMbps, floor)
