@@ -185,7 +185,7 @@ func readProfile(dir, name string) (*state.Profile, error) {
 	}
 	st, err := state.OpenBolt(sdir)
 	if err != nil {
-		return nil, fmt.Errorf("%w (a running controller holds its state: stop it first)", err)
+		return nil, fmt.Errorf("%w (a running controller holds its state: ask it, with --controller ADDR and no --data-dir, or stop it first)", err)
 	}
 	defer st.Close()
 	snap, err := st.Load()
