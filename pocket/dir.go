@@ -177,12 +177,15 @@ func (j *Job) RemoveAll(ctx context.Context, name string) error {
 // deletePrefix asks every node to delete the keys under prefix, page by
 // page, and drops the chunks of the objects removed, starting over on a
 // newer map (up to mapRetries times) if a node says the map is stale or
-// cannot be reached (fanOutChanged).
+// cannot be reached (fanOutChanged), or if the map changed while it ran:
+// its order of the nodes (movePhases) was the old map's, and values may
+// have moved since onto nodes it had emptied (see drainingFirst;
+// TestDropSpansMapChange).
 func (j *Job) deletePrefix(ctx context.Context, prefix string) error {
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		err := j.deletePrefixOnce(ctx, prefix)
-		if attempt < mapRetries && j.fanOutChanged(ctx, err, used, attempt) {
+		if attempt < mapRetries && (j.fanOutChanged(ctx, err, used, attempt) || err == nil && j.snapshot().Epoch != used) {
 			continue
 		}
 		return err
