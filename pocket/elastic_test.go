@@ -199,8 +199,7 @@ func TestHistoryGrowShrink(t *testing.T) {
 		t.Fatalf("job on %d nodes, want 3", n)
 	}
 	h := newHistLog()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := histSeed(t)
 
 	// The map grows a little into the run, then shrinks.
 	var changes atomic.Int32

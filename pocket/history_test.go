@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,28 @@ import (
 var historyLong = flag.Bool("history.long", false, "run the history tests for a minute with more clients (also POCKET_HISTORY_LONG=1)")
 
 func histLongMode() bool { return *historyLong || os.Getenv("POCKET_HISTORY_LONG") == "1" }
+
+var historySeed = flag.Uint64("history.seed", 0, "seed of the history tests' clients, as a failed run logs it (0: from the clock; also POCKET_HISTORY_SEED)")
+
+// histSeed is a history run's seed, logged: -history.seed, else
+// POCKET_HISTORY_SEED, else the clock. It replays each client's choices
+// (keys, operations, sizes, which are cancelled and after how long), not
+// the run: the interleaving, and when the map changes, vary.
+func histSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := *historySeed
+	if env := os.Getenv("POCKET_HISTORY_SEED"); seed == 0 && env != "" {
+		var err error
+		if seed, err = strconv.ParseUint(env, 10, 64); err != nil {
+			t.Fatalf("POCKET_HISTORY_SEED=%q: want a decimal seed as a run logs it: %v", env, err)
+		}
+	}
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d", seed)
+	return seed
+}
 
 type histKind uint8
 
@@ -211,8 +234,12 @@ func (h *histLog) ended(id int64, how string) {
 }
 
 // explain says how put #id ended and how many puts and deletes of its key
-// called after it have an unknown outcome: one of those that happened, its
-// reply lost, did not drop the chunks of the version it replaced.
+// called after it have an unknown outcome. Those are failed or cancelled
+// calls, which still drop what they replaced when their reply comes (on a
+// context of their own), so a count above 0 does not explain a leak: only
+// a reply that never came does (the package doc's lost reply to step 4).
+// The one leak traced so far was a drop that went on over a map that had
+// changed under it (TestDropSpansMapChange).
 func (h *histLog) explain(id int64) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -726,8 +753,7 @@ func TestHistoryLinearizable(t *testing.T) {
 	j := staticJob(t, Config{ChunkSize: p.chunk, Parallel: 4}, addrs)
 	h := newHistLog()
 	var all []string
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := histSeed(t)
 	for r := 0; time.Since(h.start) < p.duration; r++ {
 		keys := histRound(j, h, p, r, seed+uint64(r))
 		histDeleteAll(t, j, keys) // room for the next round
@@ -778,8 +804,7 @@ func TestHistoryDrain(t *testing.T) {
 		t.Fatalf("job on %d nodes, want 3", n)
 	}
 	h := newHistLog()
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	seed := histSeed(t)
 
 	// The drain starts a little into the run, of the node holding most.
 	var drained atomic.Bool
