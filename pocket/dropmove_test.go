@@ -1,6 +1,7 @@
 package pocket
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -226,4 +227,42 @@ func (n *dropMoveNode) moveAway(j *Job, m Map, to *dropMoveNode, gone []byte) er
 		return fmt.Errorf("the mover moved %d values, want 1 (%+v)", st.Moved, st)
 	}
 	return nil
+}
+
+// TestManifestPutAgainKeepsItsChunks: a manifest put can reach its node
+// twice (doReq sends it again after a lost connection once the map has
+// changed, and the first may have been stored). The second then replaces
+// the put's own manifest, and the node names that version as the one
+// replaced: the writer must not drop its own chunks. Before, it did, and
+// the value it had just published read as corrupt.
+func TestManifestPutAgainKeepsItsChunks(t *testing.T) {
+	const cs = 16 << 10
+	addrs, tiers := histCluster(t, 3, 4<<20, histLease)
+	j := staticJob(t, Config{ChunkSize: cs}, addrs)
+	ctx := context.Background()
+	val := randBytes(3*cs+100, 1)
+	w := j.newObject("obj", 0)
+	for i := 1; i <= 4; i++ {
+		if err := w.putChunk(ctx, i, val[(i-1)*cs:min(i*cs, len(val))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := wire.Manifest{Version: w.ver, Size: int64(len(val)), Chunk: cs, Count: 4}
+	for try := 0; try < 2; try++ {
+		if err := w.commit(ctx, m); err != nil {
+			t.Fatalf("commit %d: %v", try+1, err)
+		}
+	}
+	got, err := j.Get(ctx, "obj")
+	if err != nil || !bytes.Equal(got, val) {
+		t.Fatalf("get after the manifest was put twice: %d bytes (equal: %v), %v", len(got), bytes.Equal(got, val), err)
+	}
+	if err := j.Delete(ctx, "obj"); err != nil {
+		t.Fatal(err)
+	}
+	for i, tier := range tiers {
+		if u := tier.Usage(); u.Values != 0 {
+			t.Errorf("node %d holds %d values (%d bytes) after the delete", i, u.Values, u.Used)
+		}
+	}
 }
