@@ -25,18 +25,34 @@ func (j *Job) List(ctx context.Context, prefix string) ([]Entry, error) {
 }
 
 // list pages through every node's listing (with an optional delimiter)
-// and merges them, fetching the map again and starting over (up to
-// mapRetries times) if a node says it is stale or cannot be reached
-// (fanOutChanged).
+// and merges them, starting over (up to mapRetries times) when the pass
+// met or missed a change of the job's map (passAgain). A listing that
+// completes names every key that existed throughout it, once.
 func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		ents, err := j.listOnce(ctx, prefix, delim)
-		if attempt < mapRetries && j.fanOutChanged(ctx, err, used, attempt) {
+		if attempt < mapRetries && j.passAgain(ctx, err, used, attempt) {
 			continue
 		}
 		return ents, err
 	}
+}
+
+// passAgain reports whether a pass over the job's nodes in the order
+// values move (movePhases: a listing, a prefix delete), which ran on the
+// map of epoch used (on retry attempt, 0 the first) and ended with err,
+// starts over: on a newer map if a node said the map is stale or could not
+// be reached (fanOutChanged), or, the pass done, if the job's map changed
+// while it ran. Its order of the nodes was the old map's, and a change
+// that reverses a move (a node that joined the map leaves it again) moves
+// values onto nodes the pass had already asked: a listing missed them, a
+// prefix delete left them (TestListingSpansMapChange,
+// TestDropSpansMapChange). A pass that ends on the map it started with met
+// no such change: a node that moved on to a newer map refuses the older
+// one as stale.
+func (j *Job) passAgain(ctx context.Context, err error, used uint64, attempt int) bool {
+	return j.fanOutChanged(ctx, err, used, attempt) || err == nil && j.snapshot().Epoch != used
 }
 
 // listOnce pages through every node's listing and merges the nodes'
@@ -46,7 +62,9 @@ func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, err
 // listed in phases, in parallel within each (movePhases): a moved value is
 // put at its new owner before it leaves its old one, so listing the nodes
 // it leaves before the nodes it goes to finds it at one or the other; all
-// at once, a listing could miss a value that moved in between.
+// at once, a listing could miss a value that moved in between. The phases
+// are those of the map the pass starts with: list starts over when the map
+// changed meanwhile (passAgain).
 func (j *Job) listOnce(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
 	var lists [][]Entry
 	var sorted []bool
@@ -175,17 +193,15 @@ func (j *Job) RemoveAll(ctx context.Context, name string) error {
 }
 
 // deletePrefix asks every node to delete the keys under prefix, page by
-// page, and drops the chunks of the objects removed, starting over on a
-// newer map (up to mapRetries times) if a node says the map is stale or
-// cannot be reached (fanOutChanged), or if the map changed while it ran:
-// its order of the nodes (movePhases) was the old map's, and values may
-// have moved since onto nodes it had emptied (see drainingFirst;
-// TestDropSpansMapChange).
+// page, and drops the chunks of the objects removed, starting over (up to
+// mapRetries times) when the pass met or missed a change of the job's map
+// (passAgain): values may have moved onto nodes it had emptied (see
+// drainingFirst; TestDropSpansMapChange).
 func (j *Job) deletePrefix(ctx context.Context, prefix string) error {
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		err := j.deletePrefixOnce(ctx, prefix)
-		if attempt < mapRetries && (j.fanOutChanged(ctx, err, used, attempt) || err == nil && j.snapshot().Epoch != used) {
+		if attempt < mapRetries && j.passAgain(ctx, err, used, attempt) {
 			continue
 		}
 		return err
