@@ -577,6 +577,25 @@ class Job:
             return self._map_changed(errors.Code.DRAINING, used)
         return self._map_moved(used)
 
+    def _pass_again(self, errs: list, used: _MapState, op: int, flags: int, attempt: int) -> bool:
+        """Whether a pass over the job's nodes in the order values move
+        (_MapState.phases: a listing, a prefix delete), routed with the map
+        used on the call's retry attempt (0: the first) and ended with errs
+        (none: it completed), starts over: on a newer map when the nodes'
+        errors call for one (_follow, as a fan-out), or, the pass done,
+        when the job's map changed while it ran. Its order of the nodes was
+        the old map's, and a change that reverses a move (a node that
+        joined the map leaves it again) moves values onto nodes the pass
+        had already asked: a listing missed them, a prefix delete left them
+        (test_spans_change.py; the Go SDK's passAgain). A pass that ends
+        on the map it started with met no such change: a node that moved
+        on to a newer map refuses the older one as stale."""
+        if attempt >= _MAP_RETRIES:
+            return False
+        if errs:
+            return self._follow(errs, used, op, flags, fan_out=True, attempt=attempt)
+        return self._st.map.epoch != used.map.epoch
+
     def _map_moved(self, used: _MapState) -> bool:
         """After a node was unavailable to a request routed with the map
         used: whether the job's map has changed since (fetched again by
@@ -850,10 +869,13 @@ class Job:
             r.check()
             self._drop_replaced(r)
 
-    def _drop_replaced(self, r: Reply) -> None:
+    def _drop_replaced(self, r: Reply, own: int = 0) -> None:
+        """Drops the chunks of the manifest a put or delete replaced or
+        removed (its reply names the version; 0: none), unless that
+        version is own, the put's own (sent twice, it replaced itself)."""
         if r.meta:
             v = r.response().version
-            if v:
+            if v and v != own:
                 self._drop_version(v)
 
     def _put_chunked(self, k: bytes, flags: int, view) -> None:
@@ -870,12 +892,31 @@ class Job:
 
     def _drop_version(self, ver: int) -> None:
         """Deletes every chunk of version ver on every live node, the nodes
-        that may be moving values first (_movers_first). Cleanup: failures
-        are ignored; the job's end reclaims the rest."""
-        try:
-            self._movers_first(wire.OP_DROP_VERSION, ver)
-        except errors.PocketError:
-            pass
+        that may be moving values first (_movers_first), in passes: again
+        whole while the job's map changed during the last one (up to
+        _MAP_RETRIES times more, none started after _SETTLE seconds).
+        Cleanup: failures are ignored; the job's end reclaims the rest.
+
+        A pass orders the nodes by the map it starts with, and values move
+        by the map the nodes hold: when the map changes meanwhile (a node
+        that joined the map leaves it again, so values that were moving to
+        it now move away from it), chunks of ver can move onto a node after
+        the pass asked it, and its mark of ver as dropped refuses them for
+        one chunk lease only (dataplane/versions.go): they stayed until the
+        job ended (test_spans_change.py; the Go SDK's drainingFirst). A pass
+        that ends on the map it started with met no such change: a node
+        that moved on to a newer map refuses the older one as stale, and the
+        refusal fetches the newer map. Unlike a confirm, a drop may ask a
+        node twice."""
+        deadline = time.monotonic() + _SETTLE
+        for _ in range(_MAP_RETRIES + 1):
+            used = self._st.map.epoch
+            try:
+                self._movers_first(wire.OP_DROP_VERSION, ver)
+            except errors.PocketError:
+                pass
+            if self._st.map.epoch == used or time.monotonic() >= deadline:
+                return
 
     def _movers_first(self, op: int, ver: int) -> list[Reply]:
         """Sends a version request (confirm, drop-version) to every live
@@ -887,8 +928,10 @@ class Job:
         retired): when _follow finds a newer map the request goes on over
         it, to the nodes that have not answered yet, so no node is asked
         twice (a second confirm would miss the chunks moved after the
-        first). Returns the replies that succeeded; raises the first error
-        once every node was asked."""
+        first). One pass: a drop, which may ask a node twice, runs it again
+        whole when the map changed meanwhile (_drop_version). Returns the
+        replies that succeeded; raises the first error once every node was
+        asked."""
         answered: dict[str, Reply] = {}
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
@@ -1151,6 +1194,10 @@ class Job:
         return self._list(prefix.encode() if isinstance(prefix, str) else bytes(prefix), 0)
 
     def _list(self, prefix: bytes, delim: int) -> list[Entry]:
+        """Lists every node's names under prefix (directories collapsed at
+        delim, 0: none) and merges them; starts over while the pass met or
+        missed a change of the map (_pass_again). A listing that completes
+        names every key that existed throughout it, once."""
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             # While the map changes, the nodes values leave (draining) are
@@ -1163,11 +1210,11 @@ class Job:
             for g in st.phases:
                 lists += self._gather([lambda a=a: self._list_node(st, a, prefix, delim) for a in g])
             errs = [x for x in lists if isinstance(x, BaseException)]
+            # A stale map, a node that left it, or a map changed while the
+            # nodes were listed: list again on the newer one.
+            if self._pass_again(errs, st, wire.OP_LIST, 0, attempt):
+                continue
             if errs:
-                # A stale map, or a node that left it: list again on a
-                # newer one.
-                if attempt < _MAP_RETRIES and self._follow(errs, st, wire.OP_LIST, 0, fan_out=True, attempt=attempt):
-                    continue
                 raise errs[0]
             merged: dict[bytes, wire.Entry] = {}
             for lst in lists:
@@ -1219,11 +1266,13 @@ class Job:
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             errs = self._delete_prefix(st, p)
-            if not errs:
-                break
-            if attempt < _MAP_RETRIES and self._follow(errs, st, wire.OP_DELETE, wire.FLAG_PREFIX, fan_out=True, attempt=attempt):
+            # A stale map, a node that left it, or a map changed while the
+            # prefix delete ran: delete again on the newer one.
+            if self._pass_again(errs, st, wire.OP_DELETE, wire.FLAG_PREFIX, attempt):
                 continue
-            raise errs[0]
+            if errs:
+                raise errs[0]
+            break
         if p:
             try:
                 self.delete(p[:-1])
@@ -1394,7 +1443,10 @@ class _ObjectWrite:
             if r.code not in (errors.Code.UNAVAILABLE, errors.Code.CLOSED):
                 self.abort()
             r.check()
-        self.job._drop_replaced(r)
+        # The version replaced is this one when the put was sent again (_do:
+        # a lost connection, on a changed map) and found its own first
+        # attempt stored: its chunks are the value just published.
+        self.job._drop_replaced(r, own=self.ver)
 
     def _confirm(self) -> None:
         """Ends the chunks' leases; the nodes must hold exactly the chunks

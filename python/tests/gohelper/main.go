@@ -16,6 +16,9 @@
 //	gohelper cluster NODES GRACE       run a controller and nodes in this process
 //	                                   and kill, start or drain nodes, or grow or shrink a job's map,
 //	                                   on request (cluster.go)
+//	gohelper static NODES              run static nodes in this process, run a
+//	                                   node's mover and count a job's records on
+//	                                   request (static.go)
 //
 // The controller is POCKET_CONTROLLER, reached over mutual TLS with
 // POCKET_TLS_DIR when set; the job's token is POCKET_TOKEN (hex).
@@ -45,6 +48,9 @@ func main() {
 func run(args []string) error {
 	if len(args) > 0 && args[0] == "cluster" {
 		return cluster(args[1:])
+	}
+	if len(args) > 0 && args[0] == "static" {
+		return static(args[1:])
 	}
 	if len(args) != 4 {
 		return fmt.Errorf("usage: gohelper put|get JOB KEY FILE, gohelper bench JOB BYTES ROUNDS, or gohelper lat JOB PREFIX OPS")
