@@ -1,0 +1,66 @@
+package controller
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// endHugeJob registers a job of name on c's one node at addr, has the node
+// report (as a node counting per job: with its incarnation) the largest
+// finite traffic the heartbeat decoder accepts for it, for a few
+// heartbeats, and ends the job, so that its run is recorded (on the code
+// these tests were written against; a controller may instead refuse such
+// figures). It returns the deregistration's error.
+func endHugeJob(t *testing.T, c *Controller, name, addr string) error {
+	t.Helper()
+	m, err := c.RegisterJob(name, wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		hb := &wire.Heartbeat{Addr: addr, RxMbps: 100, Incarnation: 7,
+			Loads: []wire.JobLoad{{Job: m.Job, RxMbps: math.MaxFloat64, Bytes: 1 << 20}},
+			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 8000, UsedBytes: 1 << 20}}}
+		if err := (&wire.Heartbeat{}).Decode(hb.Encode(newBuilder())); err != nil {
+			t.Logf("the heartbeat decoder refuses the figures: %v", err)
+			break // refused at the edge: nothing to record
+		}
+		if _, err := c.Heartbeat(hb); err != nil {
+			t.Logf("the controller refuses the heartbeat: %v", err)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, err = c.DeregisterJob(t.Context(), m.Job, m.Token)
+	return err
+}
+
+// TestHugeNodeFigureKeepsStateSaved: a node's heartbeats whose per-job
+// figures the decoder accepts (finite, not negative: here the largest
+// float64 Mb/s) must not stop the controller from saving its state. The
+// figures of a few heartbeats are summed for the job's profile, the sum
+// is +Inf, the ended job's profile holds it, and the state's JSON cannot
+// encode it: every later flush fails, and with it every registration and
+// map fetch of every job ("state not saved: json: unsupported value:
+// +Inf"), the job's own deregistration first, until the controller
+// restarts.
+func TestHugeNodeFigureKeepsStateSaved(t *testing.T) {
+	const node = "127.0.0.1:7001"
+	c := newTest(t, Config{Store: state.NewMemory(), FirstJobSeq: 1})
+	mustRegister(t, c, dramNode(node, 1<<30, 8000))
+	if err := endHugeJob(t, c, "huge", node); err != nil {
+		t.Fatalf("deregistering the job whose node reported huge figures: %v", err)
+	}
+	m, err := c.RegisterJob("next", wire.JobHints{})
+	if err != nil {
+		t.Fatalf("registering another job after a node reported huge figures: %v", err)
+	}
+	if _, err := c.GetMap(m.Job, m.Token); err != nil {
+		t.Fatalf("its map: %v", err)
+	}
+}
