@@ -2,11 +2,13 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"math"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -62,5 +64,31 @@ func TestHugeNodeFigureKeepsStateSaved(t *testing.T) {
 	}
 	if _, err := c.GetMap(m.Job, m.Token); err != nil {
 		t.Fatalf("its map: %v", err)
+	}
+}
+
+// TestJobProfileOfHugeFiguresDecodes: the controller's answer to
+// job-profile must be one its own client decodes. A run recorded from a
+// node's accepted figures (the largest float64 Mb/s, summed to +Inf) was
+// served as is, and every `pocket job profile NAME` failed with the
+// client's "not a finite non-negative number" for as long as the run is
+// kept.
+func TestJobProfileOfHugeFiguresDecodes(t *testing.T) {
+	const node = "127.0.0.1:7001"
+	c := newTest(t, Config{FirstJobSeq: 1})
+	mustRegister(t, c, dramNode(node, 1<<30, 8000))
+	if err := endHugeJob(t, c, "huge", node); err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
+	defer mc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := mc.JobProfile(ctx, "huge"); err != nil && !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("job profile of a name whose node reported huge figures: %v", err)
 	}
 }
