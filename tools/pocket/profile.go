@@ -14,6 +14,7 @@ import (
 	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -65,7 +66,8 @@ func runJobProfile(args []string) int {
 	fs := newFlagSet("job profile")
 	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
 	data := fs.String("data-dir", "", "read the state of a stopped pocket controller or pocket up in this data directory (DIR/"+stateSubdir+") instead of asking\n"+
-		"the running controller; without it, the state in $"+envDataDir+" or ~/.pocket is read only when no controller answers")
+		"the running controller; without it, the state in $"+envDataDir+" or ~/.pocket is read only when no controller is named\n"+
+		"(no --controller, no $"+metaclient.EnvController+") and none answers at the default address")
 	asJSON := fs.Bool("json", false, "print a JSON object with the runs and the next size")
 	var tf tlsFlags
 	tf.bind(fs)
@@ -94,8 +96,12 @@ func runJobProfile(args []string) int {
 }
 
 // askProfile asks the controller at addrFlag (see ctlAddr) for name's
-// profile, and reads the default data directory's state when no
-// controller answers.
+// profile. When no controller could be asked at the default address (no
+// --controller, no $POCKET_CONTROLLER), it reads the state in the default
+// data directory, the default cluster's, and says which directory it
+// read; a controller named by flag or environment that does not answer is
+// an error, since the default data directory may hold another cluster's
+// state (--data-dir reads a stopped controller's state on purpose).
 func askProfile(addrFlag string, tf *tlsFlags, name string) (jobProfileJSON, error) {
 	tc, err := tf.config(pki.RoleOperator)
 	if err == nil {
@@ -106,15 +112,29 @@ func askProfile(addrFlag string, tf *tlsFlags, name string) (jobProfileJSON, err
 			return profileViewWire(p), nil
 		}
 	}
+	if errors.Is(err, wire.ErrUnknownOp) {
+		return jobProfileJSON{}, fmt.Errorf("the controller at %s does not serve job profiles: it is older than this pocket "+
+			"(read its state with --data-dir once it is stopped, or upgrade it): %w", ctlAddr(addrFlag), err)
+	}
 	if !noController(err) {
 		return jobProfileJSON{}, ctlError(err, addrFlag, tf.insecure)
 	}
-	v, ferr := storedProfile("", name)
+	if addrFlag != "" || os.Getenv(metaclient.EnvController) != "" {
+		return jobProfileJSON{}, fmt.Errorf("%w (to read a stopped controller's state instead, give its --data-dir)", ctlError(err, addrFlag, tf.insecure))
+	}
+	dir, derr := defaultDataDir()
+	if derr != nil {
+		return jobProfileJSON{}, fmt.Errorf("%w; nor from a stopped controller's state: %w", ctlError(err, addrFlag, tf.insecure), derr)
+	}
+	v, ferr := storedProfile(dir, name)
 	if ferr != nil {
 		return v, fmt.Errorf("%w; nor from a stopped controller's state: %w", ctlError(err, addrFlag, tf.insecure), ferr)
 	}
-	warn("job profile", "no controller answered at %s (%v): showing the stopped controller's state, the next size under the default sizing policy",
-		ctlAddr(addrFlag), err)
+	why := fmt.Sprintf("no controller answered at %s (%v)", ctlAddr(addrFlag), err)
+	if errors.Is(err, errNoTLS) {
+		why = fmt.Sprintf("the controller at %s was not asked: %v", ctlAddr(addrFlag), err)
+	}
+	warn("job profile", "%s: showing the state of the stopped controller in %s, the next size under the default sizing policy", why, dir)
 	return v, nil
 }
 

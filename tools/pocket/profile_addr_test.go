@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"net"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // TestJobProfileNamedControllerDown: `pocket job profile NAME
@@ -55,5 +57,46 @@ func TestJobProfileNamedControllerDown(t *testing.T) {
 	}
 	if !strings.Contains(errOut, named) {
 		t.Fatalf("the error does not name the controller asked (%s): %s", named, errOut)
+	}
+}
+
+// TestJobProfileOlderController: a controller that does not know the
+// job-profile call (older than the CLI) is named as such, with what to do,
+// not reported as "does not serve op(0x..)".
+func TestJobProfileOlderController(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				lim := wire.ControlLimits()
+				for {
+					h, _, err := wire.ReadControlFrame(br, &lim, nil)
+					if err != nil {
+						return
+					}
+					e := wire.Errorf(wire.CodeUnknownOp, "controller does not serve %v", uint8(h.Op))
+					if _, err := conn.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, wire.CodeUnknownOp, wire.NewEncoder().ErrorResponse(e))); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Setenv(envTLSDir, "")
+	_, errOut, code := outputOf(t, func() int {
+		return runJobProfile([]string{"small", "--insecure", "--controller", ln.Addr().String()})
+	})
+	if code != 1 || !strings.Contains(errOut, "older than this pocket") || !strings.Contains(errOut, "--data-dir") {
+		t.Fatalf("an older controller: exit %d: %s", code, errOut)
 	}
 }

@@ -130,8 +130,17 @@ func TestJobProfileAsksTheRunningController(t *testing.T) {
 	}
 
 	stop()
+	// The controller named ($POCKET_CONTROLLER) is down: its state is not
+	// guessed at (the default data directory may be another cluster's).
+	_, errOut, code = outputOf(t, func() int { return runJobProfile([]string{"small"}) })
+	if code != 1 || !strings.Contains(errOut, addr.String()) || !strings.Contains(errOut, "--data-dir") {
+		t.Fatalf("named controller stopped: exit %d: %s; want an error naming it and --data-dir", code, errOut)
+	}
+	// No controller named: the default controller and the default data
+	// directory are the same (default) cluster's.
+	t.Setenv(metaclient.EnvController, "")
 	stored, errOut := profileJSON(t, "small")
-	if stored.Next.Mbps != controller.DefaultPolicy().PerLambdaMbps || !strings.Contains(errOut, "no controller answered") {
+	if stored.Next.Mbps != controller.DefaultPolicy().PerLambdaMbps || !strings.Contains(errOut, "no controller answered") || !strings.Contains(errOut, data) {
 		t.Fatalf("controller stopped: next %+v, stderr %q; want the state's profile under the default policy, with a warning", stored.Next, errOut)
 	}
 	if !reflect.DeepEqual(stored.Runs, served.Runs) || stored.Name != served.Name || !stored.Updated.Equal(served.Updated) ||
