@@ -140,26 +140,24 @@ func clusterTierFor(st *wire.ClusterStatus, need controller.Need, prices control
 }
 
 // hintExcesses names each hint that asks for more than f has, with the
-// cluster's figure and what to do; none when the hints fit, or when the
-// controller autoscales: it then starts the nodes the job needs before
-// placing it, or refuses a need its largest node count could not serve
-// (controller/reserve.go), so the job never gets less than it asked for.
+// cluster's figure and what to do; none when the hints fit, when the
+// controller autoscales (it then starts the nodes the job needs before
+// placing it, or refuses a need its largest node count could not serve:
+// controller/reserve.go, so the job never gets less than it asked for),
+// and when the controller refuses the job (f.refused: no tier fits it or
+// none is eligible), whose refusal then says why, with or without
+// --strict.
 func hintExcesses(h wire.JobHints, f tierFigures) []string {
-	if f.autoscaleMax > 0 {
+	if f.autoscaleMax > 0 || f.refused != nil {
 		return nil
 	}
 	var out []string
 	where := fmt.Sprintf("the cluster's %s tier", f.tier)
 	on := fmt.Sprintf("on %d active node(s)", f.nodes)
 	if h.CapacityBytes > f.capacityBytes {
-		// More than any tier holds is refused at registration (f.refused);
-		// otherwise the job is placed and its puts fail once it is full.
-		then := "puts beyond it fail for lack of space (the controller does not autoscale: it starts no node for the job)"
-		if f.refused != nil {
-			then = "the controller refuses the job"
-		}
-		out = append(out, fmt.Sprintf("--capacity %s is more than %s holds: %s %s; %s",
-			units.FormatSize(h.CapacityBytes), where, units.FormatSize(f.capacityBytes), on, then))
+		out = append(out, fmt.Sprintf("--capacity %s is more than %s holds: %s %s; puts beyond it fail for lack of space "+
+			"(the controller does not autoscale: it starts no node for the job)",
+			units.FormatSize(h.CapacityBytes), where, units.FormatSize(f.capacityBytes), on))
 	}
 	if want, hint := hintMbps(h); want > f.mbps {
 		bw := fmt.Sprintf("%.0f Mb/s %s", f.mbps, on)
@@ -168,10 +166,6 @@ func hintExcesses(h wire.JobHints, f tierFigures) []string {
 		}
 		out = append(out, fmt.Sprintf("%s is more than %s serves now: %s; the job gets less than it asked for "+
 			"(the controller does not autoscale: it starts no node for the job)", hint, where, bw))
-	}
-	if f.refused != nil && h.CapacityBytes <= f.capacityBytes {
-		// The tier holds it, but not beside what is stored already.
-		out = append(out, "the controller refuses the job: "+wire.ErrorOf(f.refused).Msg)
 	}
 	return out
 }
