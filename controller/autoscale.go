@@ -54,8 +54,11 @@ import (
 //     (least to move), preferring nodes the orchestrator started (it can
 //     stop them), and never a node whose jobs' other nodes would then run
 //     over the band's middle (drainSafeLocked: draining it would press
-//     them, and their maps would grow again at once). Each drain retires
-//     its node and the orchestrator stops it.
+//     them, and their maps would grow again at once), nor a node that
+//     keeps persist-after-job values of ended jobs (drain.go: leaving
+//     would destroy them; the autoscaler logs once which nodes it passes
+//     over, and a drain held for such values does not count as running).
+//     Each drain retires its node and the orchestrator stops it.
 //
 // Besides the periodic evaluation, a job registering with a bandwidth or
 // capacity need (its hints, or without them its name's profile) that the
@@ -187,6 +190,9 @@ type Utilization struct {
 	// Settling counts the nodes whose latest figures straddle the end of
 	// a job placed on them (their measured traffic still has some of it).
 	Settling int
+	// Keeping names the active nodes that keep persist-after-job values
+	// of ended jobs, which scale-in never drains (drain.go), sorted.
+	Keeping []string
 }
 
 // figures names the binding dimension with its figure and detail, as
@@ -217,6 +223,7 @@ type Autoscaler struct {
 	holds      int    // evaluations that held a needed change back
 	evals      int    // evaluations (Step calls)
 	held       string // last logged reason for holding back
+	passed     string // nodes scale-in last logged passing over (Utilization.Keeping)
 	util       Utilization
 	starts     []NodeStart
 	settleFrom time.Time // when scale-in began waiting for Settling nodes
@@ -309,6 +316,7 @@ func (a *Autoscaler) Step() Decision {
 	a.mu.Lock()
 	a.util = u
 	a.evals++
+	a.passOverLocked(uNow.Keeping)
 	d := a.decideLocked(now, u, uNow, victims, draining)
 	if jobChanged && (d.Action == ActionRemove || (d.Action == ActionAdd && d.Nodes+a.starting >= a.cfg.MinNodes)) {
 		// A job's map changed on this load: see what it does first.
@@ -435,6 +443,9 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 			a.hold(fmt.Sprintf("%s under %.0f%%; waiting for heartbeats after a job ended on %d node(s)", figures, 100*p.Low, u.Settling))
 		case projected > p.High:
 			a.hold(fmt.Sprintf("%s under %.0f%% but %d nodes would run at %.0f%%", figures, 100*p.Low, n-1, 100*projected))
+		case len(victims) == 0 && len(uNow.Keeping) > 0:
+			a.hold(fmt.Sprintf("%s under %.0f%% but no node can be drained: %d keep persisted values of ended jobs (delete them, or drain with --discard-persisted)",
+				figures, 100*p.Low, len(uNow.Keeping)))
 		case len(victims) == 0:
 			a.hold(fmt.Sprintf("%s under %.0f%% but no node can be drained", figures, 100*p.Low))
 		default:
@@ -450,6 +461,20 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 		a.held = ""
 	}
 	return d
+}
+
+// passOverLocked logs, once per set, the nodes scale-in passes over
+// because they keep persisted values of ended jobs.
+func (a *Autoscaler) passOverLocked(keeping []string) {
+	set := strings.Join(keeping, ",")
+	if set == a.passed {
+		return
+	}
+	a.passed = set
+	if set != "" {
+		a.log().Info("autoscale: scale-in passes over nodes that keep persist-after-job values of ended jobs "+
+			"(leaving would destroy them): delete the values, or drain a node with --discard-persisted", "nodes", set)
+	}
 }
 
 // settling reports whether scale-in waits for k nodes whose figures
@@ -659,8 +684,8 @@ func (c *Controller) utilization(smooth int, useCPU bool, mid float64) (Utilizat
 		}
 	}
 	for _, n := range c.nodes {
-		if n.state == wire.NodeDraining {
-			draining++
+		if n.state == wire.NodeDraining && (n.drain == nil || !n.drain.held) {
+			draining++ // a drain held for persisted values waits for an operator
 		}
 		if n.state != wire.NodeActive {
 			continue
@@ -692,10 +717,14 @@ func (c *Controller) utilization(smooth int, useCPU bool, mid float64) (Utilizat
 			capUsed[t.Kind] += float64(max(t.UsedBytes, allocBytes[nodeKind{n.addr, t.Kind}]))
 			capAll[t.Kind] += float64(t.CapacityBytes)
 		}
-		if mid > 0 && !changing[n.addr] && c.drainSafeLocked(n.addr, mid) {
+		switch {
+		case n.persisted.keeps():
+			u.Keeping = append(u.Keeping, n.addr)
+		case mid > 0 && !changing[n.addr] && c.drainSafeLocked(n.addr, mid):
 			victims = append(victims, victim{addr: n.addr, bytes: used, alloc: allocMbps[n.addr]})
 		}
 	}
+	sort.Strings(u.Keeping)
 	if u.Nodes == 0 {
 		u.Dim = "network"
 		return u, nil, draining

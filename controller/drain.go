@@ -2,9 +2,11 @@ package controller
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -36,6 +38,34 @@ import (
 // one (the active node with the most spare bandwidth, never one the job
 // has lost) so its data has somewhere to go; Drain refuses when there is
 // no such node.
+//
+// Persisted values of ended jobs. A job's values put with persist-after-
+// job stay on their nodes after the job ends (the node's job table holds
+// it retired), read through the job's credential, whose map names those
+// nodes: they cannot move, as no reader would look for them elsewhere. A
+// drained node exits, and scale-in drains nodes, so a drain must never
+// take them away unasked. Each heartbeat says which ended jobs' values the
+// node keeps (wire.Heartbeat.Persisted; a live job's persisted values move
+// with its other values). Then:
+//
+//   - a drain ordered without DrainOptions.DiscardPersisted of a node that
+//     keeps such values is refused (wire.CodeConflict), naming the jobs and
+//     bytes and what to do: delete the values through the jobs'
+//     credentials, or order the drain with the discard;
+//   - a drain that finds such values when it would end (a job ended while
+//     its node drained, or the node had not reported them yet when the
+//     drain began) waits, the node draining and serving them, whatever
+//     its deadline, until they are deleted or the drain is ordered again
+//     with the discard; it is logged once. Such a held drain no longer
+//     counts as running for scale-in (autoscale.go);
+//   - scale-in never picks such a node (autoscale.go);
+//   - a drain with the discard retires the node as any other, and so does
+//     a node that dies while draining; either logs the jobs and bytes
+//     destroyed.
+//
+// The discard is not stored (Config.Store): a controller restarted while
+// such a drain runs holds it back again, which errs on the side of the
+// values.
 
 // DefaultDrainDeadline is how long a drain may take: the two-minute notice
 // a spot instance gets before it is taken away.
@@ -60,6 +90,68 @@ type drainState struct {
 	done     bool  // the node reported MetricDrainDone
 	empty    bool  // the node reported no bytes used
 	left     int64 // values left, as last reported
+	discard  bool  // the order said to discard persisted values of ended jobs
+	held     bool  // it would end but waits for such values (logged once)
+}
+
+// persistedReport is what a node's last heartbeat said of the persisted
+// values of ended jobs it keeps (wire.Heartbeat.Persisted).
+type persistedReport struct {
+	largest []wire.HeldJob // the largest, at most wire.MaxPersistedJobs
+	jobs    uint64
+	bytes   int64
+}
+
+// keeps reports whether the node keeps any.
+func (p *persistedReport) keeps() bool { return p.bytes > 0 || p.jobs > 0 }
+
+// String names the jobs (the largest few) and the bytes, for messages.
+func (p *persistedReport) String() string {
+	const named = 4
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d ended job(s), %s", p.jobs, units.FormatSize(p.bytes))
+	for i, h := range p.largest {
+		if i == named {
+			break
+		}
+		sep := ", "
+		if i == 0 {
+			sep = ": "
+		}
+		fmt.Fprintf(&b, "%s%s %s", sep, h.Job, units.FormatSize(h.Bytes))
+	}
+	if more := p.jobs - uint64(min(len(p.largest), named)); more > 0 && len(p.largest) > 0 {
+		fmt.Fprintf(&b, " and %d more", more)
+	}
+	return b.String()
+}
+
+// persistedOf is a heartbeat's persisted report.
+func persistedOf(hb *wire.Heartbeat) persistedReport {
+	return persistedReport{largest: hb.Persisted, jobs: hb.PersistedJobs, bytes: hb.PersistedBytes}
+}
+
+// DrainOptions is a drain order's choices.
+type DrainOptions struct {
+	// Deadline is how long the drain may take (0: DefaultDrainDeadline).
+	Deadline time.Duration
+	// DiscardPersisted lets the drain go ahead on a node that keeps
+	// persist-after-job values of ended jobs: they are destroyed when it
+	// leaves. Without it such a drain is refused, or waits (see above).
+	DiscardPersisted bool
+}
+
+// errKeepsPersisted is the refusal of a drain of a node that keeps
+// persisted values of ended jobs.
+func errKeepsPersisted(addr string, p *persistedReport, draining bool) error {
+	what := "draining it would destroy them when it leaves"
+	if draining {
+		what = "it is draining, and its drain waits for them"
+	}
+	return wire.Errorf(wire.CodeConflict, "node %s keeps persist-after-job values of %s; %s. "+
+		"Delete them with each job's credential (POCKET_CREDENTIAL=... pocket rm KEY), then drain again, "+
+		"or drain with --discard-persisted (DrainOptions.DiscardPersisted) to destroy them",
+		addr, p, what)
 }
 
 // Drain starts draining the node at addr, to leave within deadline (0:
@@ -69,26 +161,38 @@ type drainState struct {
 // `pocket node drain`'s answer, and scale-in's, survive a kill -9); if
 // the store fails, the error is CodeUnavailable and the node drains all
 // the same (its state is saved again at the sweeper's next tick).
+//
+// A node that keeps persist-after-job values of ended jobs is not drained:
+// the error (wire.CodeConflict) names the jobs and bytes and what to do
+// (DrainWith with DiscardPersisted goes ahead).
 func (c *Controller) Drain(addr string, deadline time.Duration) (time.Duration, error) {
-	if deadline <= 0 {
-		deadline = DefaultDrainDeadline
+	return c.DrainWith(addr, DrainOptions{Deadline: deadline})
+}
+
+// DrainWith is Drain with options: with o.DiscardPersisted the drain goes
+// ahead on a node that keeps persisted values of ended jobs (also when it
+// is draining already, held for them), and they are destroyed when it
+// leaves.
+func (c *Controller) DrainWith(addr string, o DrainOptions) (time.Duration, error) {
+	if o.Deadline <= 0 {
+		o.Deadline = DefaultDrainDeadline
 	}
-	d, err := c.drain(addr, deadline)
+	d, err := c.drain(addr, o)
 	if err != nil {
 		return 0, err
 	}
 	return d, c.flush() // after c.mu: the store's lock comes first (doc.go)
 }
 
-// drain is Drain's change of the registry, under c.mu.
-func (c *Controller) drain(addr string, deadline time.Duration) (time.Duration, error) {
+// drain is DrainWith's change of the registry, under c.mu.
+func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, ok := c.nodes[addr]
 	if !ok {
 		return 0, wire.Errorf(wire.CodeNotFound, "node %s is not registered", addr)
 	}
-	now := time.Now()
+	now, deadline := time.Now(), o.Deadline
 	switch n.state {
 	case wire.NodeDead:
 		return 0, wire.Errorf(wire.CodeUnavailable, "node %s is dead: nothing can be moved off it", addr)
@@ -98,13 +202,24 @@ func (c *Controller) drain(addr string, deadline time.Duration) (time.Duration, 
 		} else if d := now.Add(deadline); d.Before(n.drain.deadline) {
 			n.drain.deadline = d
 		}
+		n.drain.discard = n.drain.discard || o.DiscardPersisted
+		if !n.drain.discard && n.persisted.keeps() {
+			return 0, errKeepsPersisted(addr, &n.persisted, true)
+		}
 		return n.drain.deadline.Sub(now), nil
+	}
+	if !o.DiscardPersisted && n.persisted.keeps() {
+		return 0, errKeepsPersisted(addr, &n.persisted, false)
 	}
 	if err := c.adoptOrphansLocked(addr); err != nil {
 		return 0, err
 	}
-	n.drain = &drainState{start: now, deadline: now.Add(deadline)}
-	c.setStateLocked(n, wire.NodeDraining, fmt.Sprintf("drain requested, deadline %v", deadline))
+	n.drain = &drainState{start: now, deadline: now.Add(deadline), discard: o.DiscardPersisted}
+	why := fmt.Sprintf("drain requested, deadline %v", deadline)
+	if o.DiscardPersisted {
+		why += ", persisted values of ended jobs discarded"
+	}
+	c.setStateLocked(n, wire.NodeDraining, why)
 	return deadline, nil
 }
 
@@ -217,6 +332,14 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 		default:
 			continue
 		}
+		// A dead node is not held: what it keeps is out of reach.
+		if n.state != wire.NodeDead && c.holdDrainLocked(n) {
+			continue
+		}
+		if n.persisted.keeps() {
+			c.cfg.Logger.Warn("controller: drained node leaves with persisted values of ended jobs", "node", addr,
+				"why", why, "discard_ordered", n.drain.discard, "persisted", n.persisted.String())
+		}
 		c.retireLocked(n, now, why, lost)
 		if out == nil {
 			out = map[string]string{}
@@ -224,6 +347,28 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 		out[addr] = why
 	}
 	return out
+}
+
+// holdDrainLocked reports whether a drain that would end waits for the
+// persisted values of ended jobs its node keeps (a drain not told to
+// discard them), and logs it once. A held drain goes on when the values
+// are gone or the drain is ordered again with the discard.
+func (c *Controller) holdDrainLocked(n *node) bool {
+	d := n.drain
+	if d.discard || !n.persisted.keeps() {
+		if d.held {
+			d.held = false
+			c.cfg.Logger.Info("controller: drain goes on: the node keeps no persisted values of ended jobs now", "node", n.addr)
+		}
+		return false
+	}
+	if !d.held {
+		d.held = true
+		c.cfg.Logger.Warn("controller: drain waits: the node keeps persist-after-job values of ended jobs, which leaving would destroy; "+
+			"delete them with each job's credential, or drain again with --discard-persisted",
+			"node", n.addr, "persisted", n.persisted.String(), "values_left", d.left)
+	}
+	return true
 }
 
 // retireLocked removes a node from every job's map and from the registry.
@@ -348,10 +493,10 @@ func (c *Controller) drainRequest(nonce []byte, m *wire.DrainNode) (*wire.DrainN
 	if len(nonce) == 0 {
 		return nil, errNoChallenge
 	}
-	if !token.VerifyDrainProof(c.cfg.Secret, nonce, m.Addr, m.Deadline.Milliseconds(), m.Proof) {
+	if !token.VerifyDrainOrder(c.cfg.Secret, nonce, m.Addr, m.Deadline.Milliseconds(), m.DiscardPersisted, m.Proof) {
 		return nil, wire.Errorf(wire.CodeBadToken, "drain %s: proof does not match the cluster secret and this connection's challenge", m.Addr)
 	}
-	d, err := c.Drain(m.Addr, m.Deadline)
+	d, err := c.DrainWith(m.Addr, DrainOptions{Deadline: m.Deadline, DiscardPersisted: m.DiscardPersisted})
 	if err != nil {
 		return nil, err
 	}

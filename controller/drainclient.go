@@ -16,7 +16,16 @@ import (
 // proof nor a recorded order passes. It is `pocket node drain`'s client
 // side, over metaclient.Client.Drain; opt (its Secret replaced by secret)
 // may carry TLS settings.
+//
+// A node that keeps persist-after-job values of ended jobs is not drained
+// (wire.CodeConflict, naming them): RequestDrainWith with
+// DrainOptions.DiscardPersisted goes ahead and destroys them.
 func RequestDrain(ctx context.Context, ctlAddr, nodeAddr string, deadline time.Duration, secret []byte, opt ...metaclient.Options) (time.Duration, error) {
+	return RequestDrainWith(ctx, ctlAddr, nodeAddr, DrainOptions{Deadline: deadline}, secret, opt...)
+}
+
+// RequestDrainWith is RequestDrain with the drain's options.
+func RequestDrainWith(ctx context.Context, ctlAddr, nodeAddr string, do DrainOptions, secret []byte, opt ...metaclient.Options) (time.Duration, error) {
 	var o metaclient.Options
 	if len(opt) > 0 {
 		o = opt[0]
@@ -24,7 +33,7 @@ func RequestDrain(ctx context.Context, ctlAddr, nodeAddr string, deadline time.D
 	o.Secret = secret
 	mc := metaclient.New(ctlAddr, o)
 	defer mc.Close()
-	d, err := mc.Drain(ctx, nodeAddr, deadline)
+	d, err := mc.DrainOrder(ctx, nodeAddr, do.Deadline, do.DiscardPersisted)
 	if err != nil {
 		return 0, fmt.Errorf("drain %s: %w", nodeAddr, err)
 	}

@@ -98,13 +98,14 @@ type node struct {
 	lastSeen    time.Time
 	deadSince   time.Time
 	hist        history
-	jobLoads    jobLoads    // per-job figures of its last heartbeats (jobload.go)
-	drain       *drainState // set while draining
-	since       uint64      // the revision its job table was at in its last heartbeat
-	incarnation uint64      // its process's, from its registration or the state (0: unknown)
-	hurried     bool        // its last ack asked for the next heartbeat at once
-	restored    bool        // read from the durable state, not synced with this run yet
-	unheard     bool        // read from the durable state, no registration or heartbeat from it this run yet
+	jobLoads    jobLoads        // per-job figures of its last heartbeats (jobload.go)
+	drain       *drainState     // set while draining
+	persisted   persistedReport // persisted values of ended jobs it keeps (drain.go)
+	since       uint64          // the revision its job table was at in its last heartbeat
+	incarnation uint64          // its process's, from its registration or the state (0: unknown)
+	hurried     bool            // its last ack asked for the next heartbeat at once
+	restored    bool            // read from the durable state, not synced with this run yet
+	unheard     bool            // read from the durable state, no registration or heartbeat from it this run yet
 }
 
 // job is a registered job.
@@ -303,6 +304,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		n.incarnation = hb.Incarnation
 		c.dirtyNodesLocked()
 	}
+	n.persisted = persistedOf(hb)
 	c.drainReportLocked(n, hb)
 	// A delta ack (not a snapshot) follows from a revision this run logged.
 	delta := hb.SnapRev == 0 && c.coversLocked(hb.Since)

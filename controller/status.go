@@ -84,6 +84,10 @@ func (c *Controller) nodeStatusLocked(n *node, now time.Time) wire.NodeStatus {
 	ns := wire.NodeStatus{Addr: n.addr, State: n.state, Tiers: append([]wire.TierStat(nil), n.tiers...),
 		RxMbps: n.rx, TxMbps: n.tx, CPUPercent: n.cpu, Cores: n.cores, LastSeen: now.Sub(n.lastSeen),
 		Metrics: append([]wire.Metric(nil), n.metrics...)}
+	if p := &n.persisted; p.keeps() && len(ns.Metrics)+2 <= wire.MaxMetrics {
+		ns.Metrics = append(ns.Metrics, wire.Metric{Name: wire.MetricPersistedJobs, Value: float64(p.jobs)},
+			wire.Metric{Name: wire.MetricPersistedBytes, Value: float64(p.bytes)})
+	}
 	if l := c.loads[n.addr]; l != nil {
 		ns.Jobs = uint32(len(l.jobs))
 	}

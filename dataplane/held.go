@@ -1,6 +1,10 @@
 package dataplane
 
-import "github.com/pocketstore/pocket/wire"
+import (
+	"sort"
+
+	"github.com/pocketstore/pocket/wire"
+)
 
 // Held jobs: the node's half of orphan reconciliation (package controller,
 // orphans.go). A job the controller's snapshot did not list that may hold
@@ -37,4 +41,33 @@ func (n *Node) DropHeld(drop []wire.HeldJob) {
 		freed := n.DropJob([]byte(h.Job), true)
 		n.log.Info("dropped an orphaned job's data on the controller's order", "job", h.Job, "bytes", freed)
 	}
+}
+
+// PersistedJobs reports the persist-after-job values of ended jobs this
+// node keeps (wire.Heartbeat.Persisted): up to k jobs (at most
+// wire.MaxPersistedJobs) with their bytes here (all tiers), the largest
+// first, and the count and bytes of all of them. A retired job counts
+// (deregistered or expired, its persistent values remain), and so does a
+// job whose values are being dropped, with its bytes so far: what stays is
+// not known until the drop ends. The controller knows none of these jobs
+// any more; the report is what keeps a drain or scale-in from taking the
+// values away unasked (controller/drain.go). Its cost is one usage look-up
+// per such job.
+func (n *Node) PersistedJobs(k int) (list []wire.HeldJob, jobs uint64, bytes int64) {
+	for _, job := range n.jobs.ended() {
+		b := n.jobUsage([]byte(job))
+		if b <= 0 {
+			continue // its values were deleted: the next check forgets it
+		}
+		list = append(list, wire.HeldJob{Job: job, Bytes: b})
+		jobs++
+		bytes += b
+	}
+	sort.Slice(list, func(x, y int) bool {
+		if list[x].Bytes != list[y].Bytes {
+			return list[x].Bytes > list[y].Bytes
+		}
+		return list[x].Job < list[y].Job
+	})
+	return list[:min(len(list), k, wire.MaxPersistedJobs)], jobs, bytes
 }

@@ -761,6 +761,21 @@ func (j *jobTable) unretire(job string, used int64) {
 	}
 }
 
+// ended lists the jobs whose persist-after-job values may stay here after
+// their end: retired ones, and dropping ones (the drop keeps them).
+func (j *jobTable) ended() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []string
+	for job, e := range j.revoked {
+		switch e.state.Load() {
+		case stateRetired, stateDropping:
+			out = append(out, job)
+		}
+	}
+	return out
+}
+
 // placed lists the live jobs with an epoch whose maps this node is in.
 func (j *jobTable) placed() []string {
 	var out []string

@@ -429,10 +429,23 @@ func (c *Client) Heartbeat(ctx context.Context, hb wire.Heartbeat) (*wire.NodeAc
 // (token.DrainProof): only an operator holding the secret can take nodes
 // away, and a node's own proofs never pass as a drain order.
 func (c *Client) Drain(ctx context.Context, nodeAddr string, deadline time.Duration) (time.Duration, error) {
+	return c.DrainOrder(ctx, nodeAddr, deadline, false)
+}
+
+// DrainOrder is Drain that, with discardPersisted, lets the drain go
+// ahead on a node that keeps persist-after-job values of ended jobs,
+// destroying them when it leaves (wire.DrainNode.DiscardPersisted; the
+// proof is token.DrainProofDiscard). Without it the controller refuses
+// such a drain (wire.CodeConflict, naming the jobs and bytes).
+func (c *Client) DrainOrder(ctx context.Context, nodeAddr string, deadline time.Duration, discardPersisted bool) (time.Duration, error) {
 	var resp wire.DrainNode
 	err := c.callProved(ctx, wire.OpDrainNode, func(nonce []byte) wire.ControlMessage {
-		return &wire.DrainNode{Addr: nodeAddr, Deadline: deadline,
-			Proof: token.DrainProof(c.opt.Secret, nonce, nodeAddr, deadline.Milliseconds())}
+		proof := token.DrainProof
+		if discardPersisted {
+			proof = token.DrainProofDiscard
+		}
+		return &wire.DrainNode{Addr: nodeAddr, Deadline: deadline, DiscardPersisted: discardPersisted,
+			Proof: proof(c.opt.Secret, nonce, nodeAddr, deadline.Milliseconds())}
 	}, &resp)
 	return resp.Deadline, err
 }

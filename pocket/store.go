@@ -235,9 +235,18 @@ func (j *Job) snapshot() Map {
 // with Persist. Those stay read-only: this Job still gets, lists and
 // deletes them, and Credential carries them to another process (see
 // persist.go).
+//
+// It fetches the job's map first: the persisted values stay where that map
+// put them, and this Job and its Credential find them by it from then on.
+// A map the handle had not refreshed since a node of it drained (the values
+// moved, the handle never met the change) named the drained node for them,
+// and they read as unavailable after the deregistration.
 func (j *Job) Deregister(ctx context.Context) error {
 	if j.s.ctl == nil {
 		return ErrNoController
+	}
+	if err := j.refresh(ctx); err != nil && !errors.Is(err, wire.ErrRevoked) && !errors.Is(err, wire.ErrUnknownJob) {
+		return fmt.Errorf("pocket: deregister %s: fetching the job's map: %w", j.snapshot().Job, err)
 	}
 	m := j.snapshot()
 	if err := j.s.ctl.DeregisterJob(ctx, m.Job, m.Token); err != nil {

@@ -65,6 +65,7 @@ const (
 	MaxHeldJobs           = 1024 // held jobs per heartbeat, drops per ack
 	MaxMoveReports        = 1024 // move reports per heartbeat
 	MaxJobLoads           = 1024 // per-job figures per heartbeat (a node with more jobs reports the busiest)
+	MaxPersistedJobs      = 64   // ended jobs a heartbeat names with persisted values (the largest)
 	MaxLostNodes          = 64   // lost nodes a placement map lists
 )
 
@@ -153,11 +154,17 @@ type JobEpoch struct {
 
 // DrainNode asks the controller to drain a node, and is its reply with
 // the deadline it applied. Proof is token.DrainProof over the connection's
-// challenge nonce, the address and the deadline.
+// challenge nonce, the address and the deadline (token.DrainProofDiscard
+// with DiscardPersisted). DiscardPersisted lets the drain go ahead on a
+// node that keeps persist-after-job values of ended jobs, which are
+// destroyed when it leaves; without it the controller refuses such a
+// drain, and a drain that finds such values at its end waits
+// (controller/drain.go).
 type DrainNode struct {
-	Addr     string
-	Deadline time.Duration // millisecond resolution on the wire; 0: the default
-	Proof    []byte
+	Addr             string
+	Deadline         time.Duration // millisecond resolution on the wire; 0: the default
+	Proof            []byte
+	DiscardPersisted bool
 }
 
 // NodeHello proves the node role for the connection it travels on
@@ -217,6 +224,17 @@ type Heartbeat struct {
 	// of time, so the controller keeps them out of the node's figures (the
 	// node's next heartbeat reports the whole interval).
 	Early bool
+	// Persisted names ended jobs (deregistered, or expired) whose
+	// persist-after-job values stay on the node, with their bytes there
+	// (all tiers), the largest first, at most MaxPersistedJobs; a job
+	// whose values are still being dropped counts with its bytes so far.
+	// PersistedJobs and PersistedBytes count all of them. The controller
+	// does not know these jobs any more: the figures are what keeps a
+	// drain or scale-in from taking the values away unasked
+	// (controller/drain.go). Zero from a node that does not report them.
+	Persisted      []HeldJob
+	PersistedJobs  uint64
+	PersistedBytes int64
 }
 
 // JobLoad is one job's use of a node, as a heartbeat reports it: the
@@ -404,7 +422,7 @@ var (
 	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
 	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}}}
-	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}}}
+	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}, {Kind: Scalar1}}}
 	helloSpec   = TableSpec{Name: "NodeHello", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
 	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
 		{Kind: String}, {Kind: TableVec, Sub: &tierStatSpec}, {Kind: Bytes}, {Kind: Scalar4}, {Kind: Scalar8},
@@ -414,6 +432,7 @@ var (
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &metricSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &heldJobSpec},
 		{Kind: TableVec, Sub: &moveReportSpec}, {Kind: TableVec, Sub: &jobLoadSpec}, {Kind: Scalar8}, {Kind: Scalar1},
+		{Kind: TableVec, Sub: &heldJobSpec}, {Kind: Scalar8}, {Kind: Scalar8},
 	}}
 	jobLoadSpec    = TableSpec{Name: "JobLoad", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	moveReportSpec = TableSpec{Name: "MoveReport", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
@@ -830,6 +849,7 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	held := encodeHeld(b, m.Held, fb.HeartbeatStartHeldVector)
 	moves := encodeMoves(b, m.Moves)
 	loads := encodeLoads(b, m.Loads)
+	persisted := encodeHeld(b, m.Persisted, fb.HeartbeatStartPersistedVector)
 	fb.HeartbeatStart(b)
 	addOff(b, addr, fb.HeartbeatAddAddr)
 	addOff(b, proof, fb.HeartbeatAddProof)
@@ -846,6 +866,9 @@ func (m *Heartbeat) Encode(b *flatbuffers.Builder) []byte {
 	addOff(b, loads, fb.HeartbeatAddLoads)
 	fb.HeartbeatAddIncarnation(b, m.Incarnation)
 	fb.HeartbeatAddEarly(b, m.Early)
+	addOff(b, persisted, fb.HeartbeatAddPersisted)
+	fb.HeartbeatAddPersistedJobs(b, m.PersistedJobs)
+	fb.HeartbeatAddPersistedBytes(b, m.PersistedBytes)
 	b.Finish(fb.HeartbeatEnd(b))
 	return b.FinishedBytes()
 }
@@ -883,11 +906,30 @@ func (m *Heartbeat) Decode(meta []byte) error {
 	if err != nil {
 		return err
 	}
+	persisted, err := decodePersisted(&t)
+	if err != nil {
+		return err
+	}
 	*m = Heartbeat{Addr: string(t.Addr()), Proof: cloneBytes(t.ProofBytes()), Tiers: tiers,
 		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Metrics: metrics,
 		Since: t.Since(), SnapRev: t.SnapRev(), SnapAfter: t.SnapAfter(), Held: held, Moves: moves, Loads: loads,
-		Incarnation: t.Incarnation(), Early: t.Early()}
+		Incarnation: t.Incarnation(), Early: t.Early(),
+		Persisted: persisted, PersistedJobs: t.PersistedJobs(), PersistedBytes: t.PersistedBytes()}
 	return nil
+}
+
+// decodePersisted decodes a heartbeat's persisted list (at most
+// MaxPersistedJobs, each a valid job id with bytes not negative) and
+// checks its totals: bytes not negative, and at least the list's count.
+func decodePersisted(t *fb.Heartbeat) ([]HeldJob, error) {
+	n := t.PersistedLength()
+	if err := firstErr(checkLen("persisted jobs", n, MaxPersistedJobs), checkSize("persisted bytes", t.PersistedBytes())); err != nil {
+		return nil, err
+	}
+	if t.PersistedJobs() < uint64(n) {
+		return nil, Errorf(CodeMalformed, "heartbeat: %d persisted job(s) listed but %d counted", n, t.PersistedJobs())
+	}
+	return decodeHeld(n, t.Persisted)
 }
 
 // ---- NodeAck ----
@@ -1163,6 +1205,7 @@ func (m *DrainNode) Encode(b *flatbuffers.Builder) []byte {
 	addOff(b, addr, fb.DrainNodeAddAddr)
 	fb.DrainNodeAddDeadlineMs(b, m.Deadline.Milliseconds())
 	addOff(b, proof, fb.DrainNodeAddProof)
+	fb.DrainNodeAddDiscardPersisted(b, m.DiscardPersisted)
 	b.Finish(fb.DrainNodeEnd(b))
 	return b.FinishedBytes()
 }
@@ -1180,7 +1223,8 @@ func (m *DrainNode) Decode(meta []byte) error {
 		checkSize("drain deadline", t.DeadlineMs())); err != nil {
 		return err
 	}
-	*m = DrainNode{Addr: string(t.Addr()), Deadline: msToDuration(t.DeadlineMs()), Proof: cloneBytes(t.ProofBytes())}
+	*m = DrainNode{Addr: string(t.Addr()), Deadline: msToDuration(t.DeadlineMs()), Proof: cloneBytes(t.ProofBytes()),
+		DiscardPersisted: t.DiscardPersisted()}
 	return nil
 }
 

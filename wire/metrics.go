@@ -14,6 +14,15 @@ const (
 	// after its first pass.
 	MetricDrainLeft = "drain_values_left"
 
+	// MetricPersistedJobs is the number of ended jobs whose
+	// persist-after-job values a node keeps, and MetricPersistedBytes
+	// their bytes there (Heartbeat.PersistedJobs, PersistedBytes): the
+	// controller adds them to the node's figures in ClusterStatus when
+	// not zero. A drain of such a node waits for them unless told to
+	// discard them.
+	MetricPersistedJobs  = "persisted_jobs"
+	MetricPersistedBytes = "persisted_bytes"
+
 	// MetricRequestsPerSec is the node's requests per second over the
 	// last heartbeat interval.
 	MetricRequestsPerSec = "requests_per_sec"

@@ -7,7 +7,9 @@
 // changes since that revision (jobs registered, revoked, their map epochs;
 // dataplane.Node.ApplyAck). It reports the jobs whose data the node holds
 // that the controller did not list (orphans) and drops those the
-// controller names (dataplane.Node.HeldJobs, DropHeld). A draining node
+// controller names (dataplane.Node.HeldJobs, DropHeld), and the ended
+// jobs whose persist-after-job values it keeps, which no drain may take
+// away unasked (dataplane.Node.PersistedJobs). A draining node
 // refuses new puts and moves its values to their new owners (drain.go,
 // dataplane.Node.Migrate), reporting its progress in its heartbeats until
 // the controller retires it; Run then ends with ErrRetired (the node has
@@ -142,6 +144,10 @@ func (a *agent) report(hb *wire.Heartbeat) {
 	if a.drain != nil {
 		hb.Metrics = append(hb.Metrics, a.drain.metrics()...)
 	}
+	// After the drain's figures: a job that ended before the drainer's
+	// pass that found nothing left is listed here (a heartbeat never says
+	// "done" without the values such a job keeps).
+	hb.Persisted, hb.PersistedJobs, hb.PersistedBytes = a.cfg.Node.PersistedJobs(wire.MaxPersistedJobs)
 	if a.move != nil {
 		hb.Moves = a.move.moveReports()
 	}

@@ -194,6 +194,30 @@ func VerifyDrainProof(secret, nonce []byte, addr string, deadlineMs int64, proof
 	return check(secret, KindDrain, proofSubject(sub[:0], nonce, d[:], addr), proof)
 }
 
+// DrainProofDiscard is DrainProof for an order that also discards the
+// node's persist-after-job values of ended jobs (wire.DrainNode.
+// DiscardPersisted): the choice is in the proof's claims (gen 1), which
+// the MAC covers, so that nobody on the way can add it to an order.
+func DrainProofDiscard(secret, nonce []byte, addr string, deadlineMs int64) []byte {
+	var sub [maxInline]byte
+	var d [8]byte
+	binary.LittleEndian.PutUint64(d[:], uint64(deadlineMs))
+	return appendToken(nil, secret, KindDrain, drainDiscard, 0, proofSubject(sub[:0], nonce, d[:], addr))
+}
+
+// VerifyDrainOrder reports whether proof is DrainProof (discard false) or
+// DrainProofDiscard (discard true) for secret, nonce, addr and deadlineMs.
+func VerifyDrainOrder(secret, nonce []byte, addr string, deadlineMs int64, discard bool, proof []byte) bool {
+	want := uint64(0)
+	if discard {
+		want = drainDiscard
+	}
+	return VerifyDrainProof(secret, nonce, addr, deadlineMs, proof) && claimsOf(proof).Gen == want
+}
+
+// drainDiscard is the gen claim of a DrainProofDiscard.
+const drainDiscard = 1
+
 // IncarnationProof returns a node's proof that its process's incarnation
 // is incarnation, for the question whose nonce is nonce (at most 255
 // bytes; wire.OpIncarnation).

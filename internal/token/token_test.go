@@ -119,6 +119,18 @@ func TestProofs(t *testing.T) {
 		VerifyDrainProof(secret, n1, addr, 0, p) || VerifyNodeProof(secret, n1, addr, d) {
 		t.Fatal("drain proof accepted for another deadline or nonce, or mixed with a node proof")
 	}
+	// The discard of persisted values is in the proof: neither order's
+	// proof passes for the other, nor with the claim changed on the way.
+	dd := DrainProofDiscard(secret, n1, addr, 60_000)
+	if !VerifyDrainOrder(secret, n1, addr, 60_000, true, dd) || !VerifyDrainOrder(secret, n1, addr, 60_000, false, d) {
+		t.Fatal("drain order refused")
+	}
+	forged := bytes.Clone(d)
+	forged[1] = 1 // the gen claim, as DrainProofDiscard's
+	if VerifyDrainOrder(secret, n1, addr, 60_000, false, dd) || VerifyDrainOrder(secret, n1, addr, 60_000, true, d) ||
+		VerifyDrainOrder(secret, n1, addr, 60_000, true, forged) || VerifyDrainOrder(secret, n2, addr, 60_000, true, dd) {
+		t.Fatal("drain order accepted with the discard changed, or for another nonce")
+	}
 	ip := IncarnationProof(secret, n1, 42)
 	if !VerifyIncarnationProof(secret, n1, 42, ip) {
 		t.Fatal("incarnation proof refused")

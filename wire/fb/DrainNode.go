@@ -87,8 +87,20 @@ func (rcv *DrainNode) MutateProof(j int, n byte) bool {
 	return false
 }
 
+func (rcv *DrainNode) DiscardPersisted() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(10))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *DrainNode) MutateDiscardPersisted(n bool) bool {
+	return rcv._tab.MutateBoolSlot(10, n)
+}
+
 func DrainNodeStart(builder *flatbuffers.Builder) {
-	builder.StartObject(3)
+	builder.StartObject(4)
 }
 func DrainNodeAddAddr(builder *flatbuffers.Builder, addr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(addr), 0)
@@ -101,6 +113,9 @@ func DrainNodeAddProof(builder *flatbuffers.Builder, proof flatbuffers.UOffsetT)
 }
 func DrainNodeStartProofVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(1, numElems, 1)
+}
+func DrainNodeAddDiscardPersisted(builder *flatbuffers.Builder, discardPersisted bool) {
+	builder.PrependBoolSlot(3, discardPersisted, false)
 }
 func DrainNodeEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -271,8 +271,52 @@ func (rcv *Heartbeat) MutateEarly(n bool) bool {
 	return rcv._tab.MutateBoolSlot(32, n)
 }
 
+func (rcv *Heartbeat) Persisted(obj *HeldJob, j int) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(34))
+	if o != 0 {
+		x := rcv._tab.Vector(o)
+		x += flatbuffers.UOffsetT(j) * 4
+		x = rcv._tab.Indirect(x)
+		obj.Init(rcv._tab.Bytes, x)
+		return true
+	}
+	return false
+}
+
+func (rcv *Heartbeat) PersistedLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(34))
+	if o != 0 {
+		return rcv._tab.VectorLen(o)
+	}
+	return 0
+}
+
+func (rcv *Heartbeat) PersistedJobs() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(36))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Heartbeat) MutatePersistedJobs(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(36, n)
+}
+
+func (rcv *Heartbeat) PersistedBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(38))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *Heartbeat) MutatePersistedBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(38, n)
+}
+
 func HeartbeatStart(builder *flatbuffers.Builder) {
-	builder.StartObject(15)
+	builder.StartObject(18)
 }
 func HeartbeatAddAddr(builder *flatbuffers.Builder, addr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(addr), 0)
@@ -336,6 +380,18 @@ func HeartbeatAddIncarnation(builder *flatbuffers.Builder, incarnation uint64) {
 }
 func HeartbeatAddEarly(builder *flatbuffers.Builder, early bool) {
 	builder.PrependBoolSlot(14, early, false)
+}
+func HeartbeatAddPersisted(builder *flatbuffers.Builder, persisted flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(15, flatbuffers.UOffsetT(persisted), 0)
+}
+func HeartbeatStartPersistedVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+	return builder.StartVector(4, numElems, 4)
+}
+func HeartbeatAddPersistedJobs(builder *flatbuffers.Builder, persistedJobs uint64) {
+	builder.PrependUint64Slot(16, persistedJobs, 0)
+}
+func HeartbeatAddPersistedBytes(builder *flatbuffers.Builder, persistedBytes int64) {
+	builder.PrependInt64Slot(17, persistedBytes, 0)
 }
 func HeartbeatEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -65,7 +65,14 @@ class DrainNode(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
         return o == 0
 
-def DrainNodeStart(builder): builder.StartObject(3)
+    # DrainNode
+    def DiscardPersisted(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def DrainNodeStart(builder): builder.StartObject(4)
 def Start(builder):
     return DrainNodeStart(builder)
 def DrainNodeAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -80,6 +87,9 @@ def AddProof(builder, proof):
 def DrainNodeStartProofVector(builder, numElems): return builder.StartVector(1, numElems, 1)
 def StartProofVector(builder, numElems):
     return DrainNodeStartProofVector(builder, numElems)
+def DrainNodeAddDiscardPersisted(builder, discardPersisted): builder.PrependBoolSlot(3, discardPersisted, 0)
+def AddDiscardPersisted(builder, discardPersisted):
+    return DrainNodeAddDiscardPersisted(builder, discardPersisted)
 def DrainNodeEnd(builder): return builder.EndObject()
 def End(builder):
     return DrainNodeEnd(builder)

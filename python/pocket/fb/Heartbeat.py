@@ -239,7 +239,46 @@ class Heartbeat(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
-def HeartbeatStart(builder): builder.StartObject(15)
+    # Heartbeat
+    def Persisted(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(34))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from .HeldJob import HeldJob
+            obj = HeldJob()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # Heartbeat
+    def PersistedLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(34))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # Heartbeat
+    def PersistedIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(34))
+        return o == 0
+
+    # Heartbeat
+    def PersistedJobs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(36))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+    # Heartbeat
+    def PersistedBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(38))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+def HeartbeatStart(builder): builder.StartObject(18)
 def Start(builder):
     return HeartbeatStart(builder)
 def HeartbeatAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -305,6 +344,18 @@ def AddIncarnation(builder, incarnation):
 def HeartbeatAddEarly(builder, early): builder.PrependBoolSlot(14, early, 0)
 def AddEarly(builder, early):
     return HeartbeatAddEarly(builder, early)
+def HeartbeatAddPersisted(builder, persisted): builder.PrependUOffsetTRelativeSlot(15, flatbuffers.number_types.UOffsetTFlags.py_type(persisted), 0)
+def AddPersisted(builder, persisted):
+    return HeartbeatAddPersisted(builder, persisted)
+def HeartbeatStartPersistedVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartPersistedVector(builder, numElems):
+    return HeartbeatStartPersistedVector(builder, numElems)
+def HeartbeatAddPersistedJobs(builder, persistedJobs): builder.PrependUint64Slot(16, persistedJobs, 0)
+def AddPersistedJobs(builder, persistedJobs):
+    return HeartbeatAddPersistedJobs(builder, persistedJobs)
+def HeartbeatAddPersistedBytes(builder, persistedBytes): builder.PrependInt64Slot(17, persistedBytes, 0)
+def AddPersistedBytes(builder, persistedBytes):
+    return HeartbeatAddPersistedBytes(builder, persistedBytes)
 def HeartbeatEnd(builder): return builder.EndObject()
 def End(builder):
     return HeartbeatEnd(builder)
