@@ -26,8 +26,12 @@ import (
 // Deregister) answers busy instead, as it may hold persisted ones: a
 // deregistered job's calls wait that out (up to dropWait, or until their
 // context ends), so a listing or count never skips a node mid-drop.
-// Persistent values live until they are deleted or their node stops; a
-// drained node does not move them.
+// Persistent values live until they are deleted or their node stops. A
+// drain moves a live job's persistent values with its others (Deregister
+// takes the job's current map, so the credential finds them), never an
+// ended job's: the controller refuses to drain, and scale-in passes over,
+// a node that keeps them, unless the drain is told to discard them
+// (controller/drain.go).
 
 // credential is the encoded form of a job's map.
 type credential struct {
@@ -39,26 +43,46 @@ type credential struct {
 }
 
 // credNode is a Node as credentials encode it: {"ID": addr, "Weight": w},
-// the field names of the first credentials, which stay readable.
+// the field names of the first credentials, which stay readable, and
+// whether the map named it draining or joining (absent: neither). A
+// credential taken while a node of the map drained routes its reads as
+// the live job's did (drain.go): a value the drain moved is at its owner
+// without the draining node, one it had not moved (an ended job's, which
+// drains leave) on the draining node.
 type credNode struct {
-	ID     string  `json:"ID"`
-	Weight float64 `json:"Weight"`
+	ID       string  `json:"ID"`
+	Weight   float64 `json:"Weight"`
+	Draining bool    `json:"draining,omitempty"`
+	Joining  bool    `json:"joining,omitempty"`
 }
 
-func credNodes(ns []Node) []credNode {
-	out := make([]credNode, len(ns))
-	for i, n := range ns {
-		out[i] = credNode{ID: n.Addr, Weight: n.Weight}
+func credNodes(m *Map) []credNode {
+	out := make([]credNode, len(m.Nodes))
+	for i, n := range m.Nodes {
+		out[i] = credNode{ID: n.Addr, Weight: n.Weight, Draining: m.Draining[n.Addr], Joining: m.Joining[n.Addr]}
 	}
 	return out
 }
 
-func (c *credential) nodes() []Node {
-	out := make([]Node, len(c.Nodes))
+// credMap is the map a credential carries.
+func (c *credential) credMap() Map {
+	m := Map{Job: c.Job, Token: c.Token, Tier: c.Tier, Epoch: c.Epoch, Nodes: make([]Node, len(c.Nodes))}
 	for i, n := range c.Nodes {
-		out[i] = Node{Addr: n.ID, Weight: n.Weight}
+		m.Nodes[i] = Node{Addr: n.ID, Weight: n.Weight}
+		if n.Draining {
+			if m.Draining == nil {
+				m.Draining = map[string]bool{}
+			}
+			m.Draining[n.ID] = true
+		}
+		if n.Joining {
+			if m.Joining == nil {
+				m.Joining = map[string]bool{}
+			}
+			m.Joining[n.ID] = true
+		}
 	}
-	return out
+	return m
 }
 
 // Credential returns the job's id, token and map as one printable string
@@ -66,7 +90,7 @@ func (c *credential) nodes() []Node {
 // the job's values.
 func (j *Job) Credential() string {
 	m := j.snapshot()
-	b, _ := json.Marshal(credential{Job: m.Job, Token: m.Token, Tier: m.Tier, Epoch: m.Epoch, Nodes: credNodes(m.Nodes)})
+	b, _ := json.Marshal(credential{Job: m.Job, Token: m.Token, Tier: m.Tier, Epoch: m.Epoch, Nodes: credNodes(&m)})
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -97,7 +121,7 @@ func (s *Store) OpenCredentialContext(ctx context.Context, cred string) (*Job, e
 	if err != nil {
 		return nil, err
 	}
-	j, err := s.newJob(Map{Job: c.Job, Token: c.Token, Tier: c.Tier, Epoch: c.Epoch, Nodes: c.nodes()})
+	j, err := s.newJob(c.credMap())
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// stderrOf runs f with os.Stderr sent to a pipe and returns what it wrote.
+func stderrOf(t *testing.T, f func() int) (string, int) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stderr
+	os.Stderr = w
+	done := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- b
+	}()
+	code := f()
+	os.Stderr = old
+	w.Close()
+	return string(<-done), code
+}
+
+// TestDrainCommandPersistedValues: `pocket node drain` of a node that keeps
+// persist-after-job values of ended jobs fails (exit 1) with the
+// controller's refusal, which names the jobs and bytes and what to do; with
+// --discard-persisted it drains and says the values go; waiting on a drain
+// held for such values shows why, and the error at the limit says it.
+// Before, the drain went ahead and the node left with the values. The
+// nodes are registrations only, heartbeating when the test says.
+func TestDrainCommandPersistedValues(t *testing.T) {
+	secret := "0123456789abcdef-drain-persisted-secret"
+	t.Setenv("POCKET_SECRET", secret)
+	ctl, err := controller.New(controller.Config{Secret: []byte(secret), DeadAfter: time.Hour, ForgetAfter: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	laddr, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := laddr.String()
+	keep := []wire.HeldJob{{Job: "old-3", Bytes: 3 << 20}}
+	beat := func(node string, keep []wire.HeldJob, metrics []wire.Metric) {
+		t.Helper()
+		hb := &wire.Heartbeat{Addr: node, Persisted: keep, PersistedJobs: uint64(len(keep)), Metrics: metrics,
+			Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, UsedBytes: 3 << 20, Mbps: 8000}}}
+		for _, h := range keep {
+			hb.PersistedBytes += h.Bytes
+		}
+		if _, err := ctl.Heartbeat(hb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes := []string{closedAddr(t), closedAddr(t), closedAddr(t)}
+	for _, n := range nodes {
+		ack, err := ctl.RegisterNode(&wire.NodeRegister{Addr: n, Cores: 2,
+			Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}})
+		if err != nil || ack.State != wire.NodeActive {
+			t.Fatalf("register %s: %+v %v", n, ack, err)
+		}
+	}
+	a, b := nodes[0], nodes[1]
+	beat(a, keep, nil)
+	drain := func(args ...string) (string, string, int) {
+		var out string
+		errOut, code := stderrOf(t, func() int {
+			var code int
+			out, code = stdoutOf(t, func() int {
+				return runDrain(append([]string{"--insecure", "--controller", addr, "--wait=false"}, args...))
+			})
+			return code
+		})
+		return out, errOut, code
+	}
+	out, errOut, code := drain(a)
+	if code != 1 || !strings.Contains(errOut, "old-3 3MiB") || !strings.Contains(errOut, "--discard-persisted") ||
+		!strings.Contains(errOut, "pocket rm") || strings.Contains(out, "draining") {
+		t.Fatalf("drain of a node keeping persisted values: exit %d, stdout %q, stderr %q; want 1 and the refusal", code, out, errOut)
+	}
+	out, errOut, code = drain("--discard-persisted", a)
+	if code != 0 || !strings.Contains(out, "destroyed when it leaves") {
+		t.Fatalf("drain --discard-persisted: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// A drain that finds such values at its end waits, and says why.
+	if out, errOut, code := drain(b); code != 0 {
+		t.Fatalf("drain of a node keeping nothing: exit %d: %s %s", code, out, errOut)
+	}
+	beat(b, keep, []wire.Metric{{Name: wire.MetricDrainDone, Value: 1}})
+	var werr error
+	out, _ = stdoutOf(t, func() int {
+		werr = awaitLeft(context.Background(), metaclient.New(addr, metaclient.Options{}), b, time.Second, false)
+		return 0
+	})
+	if werr == nil || !strings.Contains(werr.Error(), "--discard-persisted") || !strings.Contains(out, "keeps 3MiB of persist-after-job values of 1 ended job(s)") {
+		t.Fatalf("waiting on a held drain: stdout %q, err %v; want the reason in both", out, werr)
+	}
+}
