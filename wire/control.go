@@ -552,8 +552,8 @@ func decodeTiers(n int, at func(*fb.TierStat, int) bool) ([]TierStat, error) {
 	for i := range out {
 		at(&t, i)
 		out[i] = TierStat{Kind: t.Kind(), CapacityBytes: t.CapacityBytes(), UsedBytes: t.UsedBytes(), Mbps: t.Mbps()}
-		if err := firstErr(checkSize("tier capacity", out[i].CapacityBytes),
-			checkSize("tier used", out[i].UsedBytes), checkNum("tier Mb/s", out[i].Mbps)); err != nil {
+		if err := firstErr(checkBytes("tier capacity", out[i].CapacityBytes, MaxNodeBytes),
+			checkBytes("tier used", out[i].UsedBytes, MaxNodeBytes), checkTierMbps(out[i].Mbps)); err != nil {
 			return nil, err
 		}
 	}
@@ -590,8 +590,8 @@ func decodeMetrics(n int, at func(*fb.Metric, int) bool) ([]Metric, error) {
 		}
 		// Metric values may be negative (deltas); they must be finite.
 		v := m.Value()
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, Errorf(CodeMalformed, "metric %q: not finite", name)
+		if err := checkMetric(name, v); err != nil {
+			return nil, err
 		}
 		out[i] = Metric{Name: string(name), Value: v}
 	}
@@ -623,7 +623,7 @@ func decodeHeld(n int, at func(*fb.HeldJob, int) bool) ([]HeldJob, error) {
 	var h fb.HeldJob
 	for i := range out {
 		at(&h, i)
-		if err := firstErr(checkJob(h.Job()), checkSize("held bytes", h.Bytes())); err != nil {
+		if err := firstErr(checkJob(h.Job()), checkBytes("held bytes", h.Bytes(), MaxNodeBytes)); err != nil {
 			return nil, err
 		}
 		out[i] = HeldJob{Job: string(h.Job()), Bytes: h.Bytes()}
@@ -689,8 +689,8 @@ func decodeLoads(n int, at func(*fb.JobLoad, int) bool) ([]JobLoad, error) {
 	var l fb.JobLoad
 	for i := range out {
 		at(&l, i)
-		if err := firstErr(checkJob(l.Job()), checkNum("job rx Mb/s", l.RxMbps()), checkNum("job tx Mb/s", l.TxMbps()),
-			checkSize("job bytes", l.Bytes())); err != nil {
+		if err := firstErr(checkJob(l.Job()), checkMbps("job rx Mb/s", l.RxMbps(), MaxNodeMbps), checkMbps("job tx Mb/s", l.TxMbps(), MaxNodeMbps),
+			checkBytes("job bytes", l.Bytes(), MaxNodeBytes)); err != nil {
 			return nil, err
 		}
 		out[i] = JobLoad{Job: string(l.Job()), RxMbps: l.RxMbps(), TxMbps: l.TxMbps(), Bytes: l.Bytes()}
@@ -819,7 +819,7 @@ func (m *NodeRegister) Decode(meta []byte) error {
 	}
 	var t fb.NodeRegister
 	t.Init(meta, pos)
-	if err := firstErr(checkAddr(t.Addr()), checkLen("proof", len(t.ProofBytes()), DefaultMaxToken)); err != nil {
+	if err := firstErr(checkAddr(t.Addr()), checkLen("proof", len(t.ProofBytes()), DefaultMaxToken), checkCores(t.Cores())); err != nil {
 		return err
 	}
 	tiers, err := decodeTiers(t.TiersLength(), t.Tiers)
@@ -883,7 +883,7 @@ func (m *Heartbeat) Decode(meta []byte) error {
 	var t fb.Heartbeat
 	t.Init(meta, pos)
 	if err := firstErr(checkAddr(t.Addr()), checkLen("proof", len(t.ProofBytes()), DefaultMaxToken),
-		checkNum("rx Mb/s", t.RxMbps()), checkNum("tx Mb/s", t.TxMbps()), checkNum("CPU %", t.CpuPercent())); err != nil {
+		checkMbps("rx Mb/s", t.RxMbps(), MaxNodeMbps), checkMbps("tx Mb/s", t.TxMbps(), MaxNodeMbps), checkCPU(t.CpuPercent())); err != nil {
 		return err
 	}
 	tiers, err := decodeTiers(t.TiersLength(), t.Tiers)
@@ -1041,7 +1041,7 @@ func (m *JobRegister) Decode(meta []byte) error {
 
 func (m *JobRegister) from(t *fb.JobRegister) error {
 	if err := firstErr(checkLen("job name", len(t.Name()), DefaultMaxJobLen),
-		checkSize("capacity hint", t.CapacityBytes()), checkNum("peak Mb/s hint", t.PeakMbps()),
+		checkBytes("capacity hint", t.CapacityBytes(), MaxJobBytes), checkMbps("peak Mb/s hint", t.PeakMbps(), MaxJobMbps),
 		checkSize("token lifetime", t.TtlMs())); err != nil {
 		return err
 	}
