@@ -508,17 +508,18 @@ func (c *Controller) nodeUtilLocked(n *node, kind uint8, smooth int) float64 {
 }
 
 // measuredLocked is a node's measured network share: the larger of rx and
-// tx over its bandwidth, averaged over its last smooth heartbeats.
+// tx over its bandwidth, averaged over its last smooth heartbeats (each
+// divided before it is added, so that no sum of finite shares overflows).
 func (c *Controller) measuredLocked(n *node, smooth int) float64 {
 	h := n.hist.last(smooth)
 	if len(h) == 0 {
 		return max(n.rx, n.tx) / c.nodeMbps(n)
 	}
-	var sum float64
+	var mean float64
 	for _, s := range h {
-		sum += s.NetMeasured
+		mean += s.NetMeasured / float64(len(h))
 	}
-	return sum / float64(len(h))
+	return mean
 }
 
 // JobUtil is one job's utilization as the per-job policy sees it.
@@ -689,7 +690,7 @@ func (c *Controller) pressedLocked(j *job, u JobUtil, p *AutoscaleConfig) string
 	case u.Net > p.High && u.Mbps > AllotmentSlack*j.allocMbps:
 		return fmt.Sprintf("over %.0f%% with its own %.0f Mb/s beyond its allotment of %.0f", 100*p.High, u.Mbps, j.allocMbps)
 	case u.Cap > p.High && u.Bytes > AllotmentSlack*float64(j.allocBytes):
-		return fmt.Sprintf("capacity over %.0f%% with %d bytes of its own", 100*p.High, int64(u.Bytes))
+		return fmt.Sprintf("capacity over %.0f%% with %d bytes of its own", 100*p.High, wire.SatBytes(u.Bytes))
 	}
 	for _, mn := range j.nodes {
 		n, ok := c.nodes[mn.Addr]
@@ -814,7 +815,7 @@ func (c *Controller) holdsHintsLocked(j *job, x string) bool {
 			bw = c.cfg.Policy.NodeMbps
 		}
 		mbps += bw
-		bytes += t.CapacityBytes
+		bytes = wire.SatAdd(bytes, t.CapacityBytes)
 	}
 	return mbps >= j.allocMbps && bytes >= j.allocBytes
 }

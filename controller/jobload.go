@@ -100,7 +100,9 @@ func (l *jobLoads) mbps(job string, smooth int) float64 {
 }
 
 // mbpsOver is job's own traffic on the node averaged over the last k
-// heartbeats (k <= l.n; 0 when k is 0).
+// heartbeats (k <= l.n; 0 when k is 0), each heartbeat's figure held
+// within one node's bandwidth (wire.MaxNodeMbps, as the heartbeat decoder
+// bounds it), so that the job's sums over its nodes stay finite.
 func (l *jobLoads) mbpsOver(job string, k int) float64 {
 	if k <= 0 {
 		return 0
@@ -108,7 +110,7 @@ func (l *jobLoads) mbpsOver(job string, k int) float64 {
 	var sum float64
 	for i := 1; i <= k; i++ {
 		jl := l.beat(i).figs[job]
-		sum += max(jl.RxMbps, jl.TxMbps)
+		sum += wire.ClampMbps(max(jl.RxMbps, jl.TxMbps), wire.MaxNodeMbps)
 	}
 	return sum / float64(k)
 }

@@ -93,6 +93,7 @@ func (c *Controller) flush() error {
 		b = &state.Batch{}
 	}
 	profs := c.prof.batch(b)
+	c.sanitizeProfilesLocked(b.PutProfiles)
 	if b.Len() == 0 {
 		b = nil
 	}
@@ -128,6 +129,20 @@ func (c *Controller) flush() error {
 	p.meta = meta
 	c.mu.Unlock()
 	return nil
+}
+
+// sanitizeProfilesLocked clamps the figures of the profiles about to be
+// saved into a job's bounds (state.Profile.Sanitize), logging each it
+// changes: the book records and loads only such profiles, and this is the
+// last guard, so that no figure can make the write, and with it every
+// later write of the state (registrations, map fetches, deregistrations),
+// fail. Their phases are the book's, hence c.mu.
+func (c *Controller) sanitizeProfilesLocked(ps []state.Profile) {
+	for i := range ps {
+		if n := ps[i].Sanitize(); n > 0 {
+			c.cfg.Logger.Warn("controller: profile figures out of bounds clamped before saving", "name", ps[i].Name, "figures", n)
+		}
+	}
 }
 
 // batchLocked builds the batch of the marked records and clears the
@@ -248,7 +263,10 @@ func (c *Controller) restore(now time.Time) error {
 	}
 	c.restoreNodes(snap.Nodes, now)
 	c.restoreJobs(snap.Jobs)
-	c.prof.load(snap.Profiles)
+	if n := c.prof.load(snap.Profiles); n > 0 {
+		c.cfg.Logger.Warn("controller: stored profile figures out of bounds clamped", "figures", n,
+			"mbps_bound", float64(wire.MaxJobMbps), "bytes_bound", int64(wire.MaxJobBytes))
+	}
 	if rev := max(snap.Meta.Rev, c.maxGen()); rev >= c.rev {
 		c.rev = rev
 		c.log.first = rev + 1

@@ -175,9 +175,13 @@ const profileSmooth = 3
 // heartbeat: its own when n reports per-job figures (its traffic averaged
 // over profileSmooth heartbeats, its bytes the latest), else n's figures
 // split by allotment.
+//
+// Each figure is held within what one node can have (wire.MaxNodeMbps,
+// wire.MaxNodeBytes), so that the sums over a job's nodes stay finite and
+// fit int64 whatever reached the controller (nodeFigure).
 func attributed(n *node, l *nodeLoad, j *job) nodeFig {
 	if n.jobLoads.reports {
-		return nodeFig{mbps: n.jobLoads.mbps(j.id, profileSmooth), bytes: n.jobLoads.latest(j.id).Bytes}
+		return nodeFigure(n.jobLoads.mbps(j.id, profileSmooth), float64(n.jobLoads.latest(j.id).Bytes))
 	}
 	w := weightOn(j, n.addr)
 	bw := share(j.allocMbps*w, l.mbps, float64(len(l.jobs)))
@@ -189,7 +193,13 @@ func attributed(n *node, l *nodeLoad, j *job) nodeFig {
 	if t := n.tier(j.tier); t != nil {
 		used = t.UsedBytes
 	}
-	return nodeFig{mbps: max(n.rx, n.tx) * bw, bytes: int64(float64(used) * by)}
+	return nodeFigure(max(n.rx, n.tx)*bw, float64(used)*by)
+}
+
+// nodeFigure is a job's figure on one node, each within one node's bounds
+// (NaN and negative figures 0).
+func nodeFigure(mbps, bytes float64) nodeFig {
+	return nodeFig{mbps: wire.ClampMbps(mbps, wire.MaxNodeMbps), bytes: wire.ClampBytes(wire.SatBytes(bytes), wire.MaxNodeBytes)}
 }
 
 // weightOn is j's weight on the node at addr (0 when not in its map).
@@ -227,22 +237,14 @@ func (t *jobTrace) count(addr string, now time.Time) {
 }
 
 // add records node addr's figure and updates the peaks with the job's sum
-// over the nodes of its map.
+// over the nodes of its map (jobSum).
 func (t *jobTrace) add(j *job, addr string, f nodeFig, now time.Time) {
 	f.n = t.perNode[addr].n + 1
 	t.perNode[addr] = f
 	t.samples = max(t.samples, f.n)
 	t.heartbeat = true
 	t.last = now
-	var sum state.Phase
-	for a, nf := range t.perNode {
-		if !j.has(a) {
-			delete(t.perNode, a) // moved out of the job's map
-			continue
-		}
-		sum.PeakMbps += nf.mbps
-		sum.PeakBytes += nf.bytes
-	}
+	sum := t.jobSum(j)
 	t.peak = maxPhase(t.peak, sum)
 	i := int(now.Sub(t.start) / t.width)
 	for i >= profileBuckets {
@@ -253,6 +255,25 @@ func (t *jobTrace) add(j *job, addr string, f nodeFig, now time.Time) {
 		t.buckets = append(t.buckets, state.Phase{})
 	}
 	t.buckets[i] = maxPhase(t.buckets[i], sum)
+}
+
+// jobSum is the job's figure: the sum of its nodes' latest figures, held
+// within a job's bounds (wire.MaxJobMbps, wire.MaxJobBytes; saturating,
+// never wrapping), so that a run is always one the state can store and
+// the profile reply carries. It forgets the nodes that left j's map.
+func (t *jobTrace) jobSum(j *job) state.Phase {
+	var sum state.Phase
+	for a, nf := range t.perNode {
+		if !j.has(a) {
+			delete(t.perNode, a) // moved out of the job's map
+			continue
+		}
+		sum.PeakMbps += nf.mbps
+		sum.PeakBytes = wire.SatAdd(sum.PeakBytes, nf.bytes)
+	}
+	sum.PeakMbps = wire.ClampMbps(sum.PeakMbps, wire.MaxJobMbps)
+	sum.PeakBytes = wire.ClampBytes(sum.PeakBytes, wire.MaxJobBytes)
+	return sum
 }
 
 // fold merges bucket pairs and doubles their width.
@@ -304,8 +325,12 @@ func (b *profileBook) end(j *job, now time.Time) {
 }
 
 // record puts run first in name's profile, keeps the newest b.keep runs,
-// and evicts the profile updated longest ago beyond b.max names.
+// and evicts the profile updated longest ago beyond b.max names. The
+// run's figures are clamped into a job's bounds first (state.Profile.
+// Sanitize), so the book holds only what the state stores and the
+// job-profile reply carries.
 func (b *profileBook) record(name string, run state.Run) {
+	run.Sanitize()
 	var p *state.Profile
 	if e, ok := b.byName[name]; ok {
 		p = e.Value.(*state.Profile)
@@ -327,14 +352,21 @@ func (b *profileBook) record(name string, run state.Run) {
 	}
 }
 
-// load enters stored profiles, keeping the b.max updated last.
-func (b *profileBook) load(ps []state.Profile) {
+// load enters stored profiles, keeping the b.max updated last, with
+// their figures clamped into a job's bounds (a store written before the
+// bounds may hold larger ones); it returns how many figures it clamped,
+// whose profiles it marks to be stored again.
+func (b *profileBook) load(ps []state.Profile) (fixed int) {
 	sorted := append([]state.Profile(nil), ps...)
 	sortProfiles(sorted)
 	for i := range sorted {
 		p := &sorted[i]
 		if len(p.Runs) > b.keep {
 			p.Runs = p.Runs[:b.keep]
+		}
+		if n := p.Sanitize(); n > 0 {
+			fixed += n
+			b.mark(p.Name)
 		}
 		if e, ok := b.byName[p.Name]; ok {
 			b.lru.Remove(e)
@@ -346,6 +378,7 @@ func (b *profileBook) load(ps []state.Profile) {
 		delete(b.byName, old.Name)
 		b.mark(old.Name)
 	}
+	return fixed
 }
 
 // profile returns a copy of name's profile.
@@ -401,19 +434,23 @@ func (p *Policy) NextSize(prof *state.Profile) NextSize {
 }
 
 // estimate weighs runs (newest first) by 2^-i and adds ProfileHeadroom.
+// Each run's peaks are taken within a job's bounds (wire.MaxJobMbps,
+// wire.MaxJobBytes; NaN and negative peaks as 0), so the estimate is
+// finite and its bytes fit int64 (at most ProfileHeadroom x 2^62), whatever
+// a store holds.
 func estimate(runs []state.Run) Learned {
 	var wsum, mbps, bytes float64
 	w := 1.0
 	for _, r := range runs {
 		wsum += w
-		mbps += w * r.PeakMbps
-		bytes += w * float64(r.PeakBytes)
+		mbps += w * wire.ClampMbps(r.PeakMbps, wire.MaxJobMbps)
+		bytes += w * float64(wire.ClampBytes(r.PeakBytes, wire.MaxJobBytes))
 		w /= 2
 	}
 	if wsum == 0 {
 		return Learned{}
 	}
-	return Learned{Mbps: ProfileHeadroom * mbps / wsum, Bytes: int64(ProfileHeadroom * bytes / wsum), Runs: len(runs)}
+	return Learned{Mbps: ProfileHeadroom * mbps / wsum, Bytes: wire.SatBytes(ProfileHeadroom * bytes / wsum), Runs: len(runs)}
 }
 
 // batch adds the changed profiles to sb (puts, or deletes of evicted

@@ -91,8 +91,8 @@ func (c *Controller) fleetLocked(high float64, smooth int) fleet {
 		for _, t := range n.tiers {
 			if k := f.kinds[t.Kind]; k != nil {
 				held := max(t.UsedBytes, c.allottedLocked(n.addr, t.Kind))
-				k.capacity += t.CapacityBytes
-				k.held += held
+				k.capacity = wire.SatAdd(k.capacity, t.CapacityBytes)
+				k.held = wire.SatAdd(k.held, held)
 				k.room += max(0, high*float64(t.CapacityBytes)-float64(held))
 				k.mbps += c.tierMbps(t)
 			}
@@ -134,7 +134,7 @@ func (f *fleet) projected(k int) []TierOffer {
 		}
 		out[i].Nodes += k
 		out[i].SpareMbps += float64(k) * kf.mbps / float64(f.nodes)
-		out[i].SpareBytes += int64(float64(k) * float64(kf.capacity) / float64(f.nodes))
+		out[i].SpareBytes = wire.SatAdd(out[i].SpareBytes, wire.SatBytes(float64(k)*float64(kf.capacity)/float64(f.nodes)))
 	}
 	return out
 }
@@ -178,7 +178,7 @@ func (c *Controller) reservation(name string, h wire.JobHints, p *AutoscaleConfi
 		if k > r.want {
 			r.want, r.dim = k, "capacity "+kindName(kind)
 			kf := f.kinds[kind]
-			r.util = float64(kf.held+need.Bytes) / float64(kf.capacity)
+			r.util = float64(wire.SatAdd(kf.held, need.Bytes)) / float64(kf.capacity)
 		}
 	}
 	if r.want > 0 {

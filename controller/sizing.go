@@ -84,7 +84,7 @@ func (p *Policy) sizeNeed(cands []candidate, need Need, minNodes int) plan {
 	var allCap int64
 	for _, c := range cands {
 		allBw += c.spareMbps
-		allCap += c.spareBytes
+		allCap = wire.SatAdd(allCap, c.spareBytes)
 	}
 	tput := ratio(mbps, allBw) >= ratio(float64(bytes), float64(allCap))
 	sort.SliceStable(cands, func(i, j int) bool { return better(&cands[i], &cands[j], tput) })
@@ -95,7 +95,9 @@ func (p *Policy) sizeNeed(cands []candidate, need Need, minNodes int) plan {
 }
 
 // tierOffersLocked sums the spare figures of the active nodes per tier
-// kind (step 3), for TierFor.
+// kind (step 3), for TierFor. Byte sums here and below saturate at
+// math.MaxInt64 (wire.SatAdd): the nodes' reported bytes are bounded
+// (wire.MaxNodeBytes), their number is not.
 func (c *Controller) tierOffersLocked() []TierOffer {
 	var out []TierOffer
 	for _, kind := range []uint8{kindDRAM, kindNVMe} {
@@ -103,7 +105,7 @@ func (c *Controller) tierOffersLocked() []TierOffer {
 		for _, cd := range c.candidatesLocked(kind) {
 			o.Nodes++
 			o.SpareMbps += cd.spareMbps
-			o.SpareBytes += cd.spareBytes
+			o.SpareBytes = wire.SatAdd(o.SpareBytes, cd.spareBytes)
 		}
 		out = append(out, o)
 	}
@@ -243,7 +245,7 @@ func count(cands []candidate, mbps float64, bytes int64) int {
 	var capacity int64
 	for i, c := range cands {
 		bw += c.spareMbps
-		capacity += c.spareBytes
+		capacity = wire.SatAdd(capacity, c.spareBytes)
 		if bw >= mbps && capacity >= bytes {
 			return i + 1
 		}
@@ -259,7 +261,7 @@ func (p *Policy) weights(chosen []candidate, mbps float64, bytes int64) []wire.M
 	var capacity int64
 	for _, c := range chosen {
 		bw += c.spareMbps
-		capacity += c.spareBytes
+		capacity = wire.SatAdd(capacity, c.spareBytes)
 	}
 	pb, pc := math.Min(ratio(mbps, bw), 1e9), math.Min(ratio(float64(bytes), float64(capacity)), 1e9)
 	alpha := 0.5

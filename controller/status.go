@@ -68,7 +68,7 @@ func (c *Controller) listJobsLocked(st *wire.ClusterStatus, after uint64, limit,
 		u := c.jobUtilLocked(j, drainSafeSmooth)
 		js := wire.JobStatus{Job: j.id, Name: j.name, Tier: j.tier, Epoch: j.epoch, Nodes: c.mapLocked(j).Nodes,
 			Hints: j.hints, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Age: now.Sub(j.created),
-			UsedMbps: u.Mbps, UsedBytes: int64(u.Bytes)}
+			UsedMbps: jobStatusMbps(u.Mbps), UsedBytes: jobStatusBytes(u.Bytes)}
 		if budget -= jobStatusSize(&js); budget < 0 && len(st.Jobs) > 0 {
 			break
 		}
@@ -80,8 +80,33 @@ func (c *Controller) listJobsLocked(st *wire.ClusterStatus, after uint64, limit,
 	}
 }
 
+// jobStatusMbps and jobStatusBytes are a job's own figures (JobUtil) as a status
+// reply carries them: within a job's bounds (wire.MaxJobMbps,
+// wire.MaxJobBytes), converted without overflow, so that a node's figures
+// never make the reply one the client refuses (a sum over more nodes than
+// a map holds was converted to a negative int64).
+func jobStatusMbps(f float64) float64 { return wire.ClampMbps(f, wire.MaxJobMbps) }
+func jobStatusBytes(f float64) int64  { return wire.ClampBytes(wire.SatBytes(f), wire.MaxJobBytes) }
+
+// statusTiers is a copy of a node's tiers as a status reply carries them:
+// each figure within one node's bounds (wire.MaxNodeBytes, MaxNodeMbps),
+// which the client's decoder checks. A node heard through the decoder
+// never has others; an in-process caller's may.
+func statusTiers(ts []wire.TierStat) []wire.TierStat {
+	out := append([]wire.TierStat(nil), ts...)
+	for i := range out {
+		t := &out[i]
+		t.CapacityBytes = wire.ClampBytes(t.CapacityBytes, wire.MaxNodeBytes)
+		t.UsedBytes = wire.ClampBytes(t.UsedBytes, wire.MaxNodeBytes)
+		if t.Mbps = wire.ClampMbps(t.Mbps, wire.MaxNodeMbps); t.Mbps < wire.MinTierMbps {
+			t.Mbps = 0 // not measured
+		}
+	}
+	return out
+}
+
 func (c *Controller) nodeStatusLocked(n *node, now time.Time) wire.NodeStatus {
-	ns := wire.NodeStatus{Addr: n.addr, State: n.state, Tiers: append([]wire.TierStat(nil), n.tiers...),
+	ns := wire.NodeStatus{Addr: n.addr, State: n.state, Tiers: statusTiers(n.tiers),
 		RxMbps: n.rx, TxMbps: n.tx, CPUPercent: n.cpu, Cores: n.cores, LastSeen: now.Sub(n.lastSeen),
 		Metrics: append([]wire.Metric(nil), n.metrics...)}
 	if p := &n.persisted; p.keeps() && len(ns.Metrics)+2 <= wire.MaxMetrics {

@@ -3,6 +3,8 @@ package state
 import (
 	"fmt"
 	"time"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // Bounds of a Profile record, checked by Apply so that no record grows
@@ -48,7 +50,10 @@ type Phase struct {
 	PeakBytes int64   `json:"peak_bytes"`
 }
 
-// check refuses a record beyond the bounds, or without a name.
+// check refuses a record beyond the bounds, or without a name, or with a
+// figure Sanitize would change (not finite, negative, or over a job's
+// bounds): JSON cannot encode a NaN or an infinity, and a figure no job
+// can have would size the next job of the name with it.
 func (p *Profile) check() error {
 	switch {
 	case p.Name == "":
@@ -57,9 +62,74 @@ func (p *Profile) check() error {
 		return fmt.Errorf("state: profile %q has %d runs, over the %d a profile keeps", p.Name, len(p.Runs), MaxProfileRuns)
 	}
 	for i := range p.Runs {
-		if n := len(p.Runs[i].Phases); n > MaxRunPhases {
-			return fmt.Errorf("state: profile %q: run %s has %d phases, over %d", p.Name, p.Runs[i].Job, n, MaxRunPhases)
+		r := &p.Runs[i]
+		if n := len(r.Phases); n > MaxRunPhases {
+			return fmt.Errorf("state: profile %q: run %s has %d phases, over %d", p.Name, r.Job, n, MaxRunPhases)
+		}
+		if bad := r.badFigure(); bad != "" {
+			return fmt.Errorf("state: profile %q: run %s: %s (Profile.Sanitize clamps it)", p.Name, r.Job, bad)
 		}
 	}
 	return nil
+}
+
+// Sanitize clamps every figure of p's runs into what a job can have: Mb/s
+// figures (peaks, phases, allotment) into [0, wire.MaxJobMbps], byte
+// figures into [0, wire.MaxJobBytes], NaN to 0, +Inf to the bound, so
+// that the record is one every store encodes (JSON has no NaN or
+// infinity) and sizing from it cannot overflow. It returns how many
+// figures it changed (0 for a record check accepts).
+func (p *Profile) Sanitize() int {
+	fixed := 0
+	for i := range p.Runs {
+		fixed += p.Runs[i].Sanitize()
+	}
+	return fixed
+}
+
+// Sanitize clamps r's figures as Profile.Sanitize does and returns how
+// many it changed.
+func (r *Run) Sanitize() int {
+	fixed := 0
+	r.figures(func(_ string, mbps *float64, bytes *int64) {
+		if mbps != nil {
+			if v := wire.ClampMbps(*mbps, wire.MaxJobMbps); v != *mbps {
+				*mbps, fixed = v, fixed+1
+			}
+			return
+		}
+		if v := wire.ClampBytes(*bytes, wire.MaxJobBytes); v != *bytes {
+			*bytes, fixed = v, fixed+1
+		}
+	})
+	return fixed
+}
+
+// badFigure describes the first of r's figures outside its bounds (see
+// Sanitize): its name, its value and its bound; "" when there is none.
+func (r *Run) badFigure() string {
+	bad := ""
+	r.figures(func(name string, mbps *float64, bytes *int64) {
+		switch {
+		case bad != "":
+		case mbps != nil && wire.ClampMbps(*mbps, wire.MaxJobMbps) != *mbps:
+			bad = fmt.Sprintf("%s is %v, not within [0, %g Mb/s]", name, *mbps, float64(wire.MaxJobMbps))
+		case bytes != nil && wire.ClampBytes(*bytes, wire.MaxJobBytes) != *bytes:
+			bad = fmt.Sprintf("%s is %d, not within [0, %d bytes]", name, *bytes, int64(wire.MaxJobBytes))
+		}
+	})
+	return bad
+}
+
+// figures calls f with each of r's figures: a Mb/s figure (mbps set) or a
+// byte figure (bytes set), named.
+func (r *Run) figures(f func(what string, mbps *float64, bytes *int64)) {
+	f("peak Mb/s", &r.PeakMbps, nil)
+	f("peak bytes", nil, &r.PeakBytes)
+	f("allotted Mb/s", &r.AllocMbps, nil)
+	f("allotted bytes", nil, &r.AllocBytes)
+	for k := range r.Phases {
+		f(fmt.Sprintf("phase %d peak Mb/s", k+1), &r.Phases[k].PeakMbps, nil)
+		f(fmt.Sprintf("phase %d peak bytes", k+1), nil, &r.Phases[k].PeakBytes)
+	}
 }
