@@ -100,7 +100,7 @@ func TestHeartbeatsWithManyJobs(t *testing.T) {
 	mc := metaclient.New(a.String(), metaclient.Options{Secret: testSecret, Logger: quietLog})
 	defer mc.Close()
 	ctx := context.Background()
-	reg := dramNode("127.0.0.1:7001", 1<<40, 1e9)
+	reg := dramNode("127.0.0.1:7001", 1<<40, wire.MaxNodeMbps)
 	reg.Proof = nil
 	if _, err := mc.RegisterNode(ctx, *reg); err != nil {
 		t.Fatal(err)
