@@ -1041,7 +1041,7 @@ func (m *JobRegister) Decode(meta []byte) error {
 
 func (m *JobRegister) from(t *fb.JobRegister) error {
 	if err := firstErr(checkLen("job name", len(t.Name()), DefaultMaxJobLen),
-		checkBytes("capacity hint", t.CapacityBytes(), MaxJobBytes), checkMbps("peak Mb/s hint", t.PeakMbps(), MaxJobMbps),
+		JobHints{CapacityBytes: t.CapacityBytes(), PeakMbps: t.PeakMbps()}.Check(),
 		checkSize("token lifetime", t.TtlMs())); err != nil {
 		return err
 	}

@@ -129,6 +129,16 @@ func checkMetric(name []byte, v float64) error {
 	return nil
 }
 
+// Check refuses size hints the JobRegister decoder refuses: a capacity
+// that is negative or over MaxJobBytes (CodeMalformed, CodeTooLarge), a
+// peak Mb/s that is not finite, is negative, or is over MaxJobMbps. The
+// decoder calls it; so must a caller that hands hints to the controller
+// without a decoder. Lambdas need no bound: their bandwidth, Lambdas x a
+// lambda's Mb/s, is a finite float64 for any uint32.
+func (h JobHints) Check() error {
+	return firstErr(checkBytes("capacity hint", h.CapacityBytes, MaxJobBytes), checkMbps("peak Mb/s hint", h.PeakMbps, MaxJobMbps))
+}
+
 // SatAdd is a+b for figures that are not negative (bytes, counts),
 // saturating at math.MaxInt64 instead of wrapping to a negative number. A
 // negative argument is added as it is.

@@ -55,6 +55,28 @@ func TestFigureBounds(t *testing.T) {
 	}
 }
 
+func TestJobHintsCheck(t *testing.T) {
+	for _, h := range []JobHints{{}, {Lambdas: math.MaxUint32, CapacityBytes: MaxJobBytes, PeakMbps: MaxJobMbps}} {
+		if err := h.Check(); err != nil {
+			t.Errorf("%+v: %v", h, err)
+		}
+	}
+	for _, c := range []struct {
+		h    JobHints
+		want error
+	}{
+		{JobHints{CapacityBytes: MaxJobBytes + 1}, ErrTooLarge},
+		{JobHints{CapacityBytes: -1}, ErrMalformed},
+		{JobHints{PeakMbps: math.Inf(1)}, ErrMalformed},
+		{JobHints{PeakMbps: math.NaN()}, ErrMalformed},
+		{JobHints{PeakMbps: MaxJobMbps * 2}, ErrTooLarge},
+	} {
+		if err := c.h.Check(); !errors.Is(err, c.want) {
+			t.Errorf("%+v: %v, want %v", c.h, err, c.want)
+		}
+	}
+}
+
 // TestFigureBoundsFitSums: the bounds are what makes the controller's
 // sums safe: a job's figures over MaxMapNodes nodes at their bounds, with
 // a profile's headroom (1.1), fit int64 and stay finite.
