@@ -223,3 +223,36 @@ func (s *preloaded) Load() (*state.Snapshot, error) {
 	snap.Profiles = append(snap.Profiles, s.profs...)
 	return snap, nil
 }
+
+// TestInfiniteHintKeepsStateSaved: an in-process caller's hints bypass
+// the decoder (wire.JobHints.Check): a job registered with a +Inf peak
+// Mb/s hint was allotted +Inf, its record could not be encoded, and every
+// later write of the state failed. Its record is saved with finite
+// figures, and the cluster keeps registering.
+func TestInfiniteHintKeepsStateSaved(t *testing.T) {
+	st := state.NewMemory()
+	c := newTest(t, Config{Store: st, FirstJobSeq: 1})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	if _, err := c.RegisterJob("inf", wire.JobHints{PeakMbps: math.Inf(1)}); err != nil {
+		t.Logf("registering with a +Inf hint: %v", err)
+	}
+	m, err := c.RegisterJob("next", wire.JobHints{})
+	if err != nil {
+		t.Fatalf("registering after a +Inf hint: %v", err)
+	}
+	if _, err := c.GetMap(m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := st.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Jobs) != 2 {
+		t.Fatalf("stored %d jobs, want both", len(snap.Jobs))
+	}
+	for _, j := range snap.Jobs {
+		if math.IsInf(j.AllocMbps, 0) || math.IsNaN(j.AllocMbps) || math.IsInf(j.PeakMbps, 0) {
+			t.Fatalf("stored job %s with figures not finite: %+v", j.ID, j)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -156,7 +157,11 @@ func (c *Controller) batchLocked() (*state.Batch, map[string]state.Node, map[str
 	p.jobs = map[string]struct{}{}
 	for id := range jobs {
 		if j, ok := c.jobs[id]; ok {
-			b.PutJobs = append(b.PutJobs, jobRecord(j))
+			r := jobRecord(j)
+			if n := finiteJob(&r); n > 0 {
+				c.cfg.Logger.Warn("controller: job figures not finite made finite before saving", "job", j.id, "figures", n)
+			}
+			b.PutJobs = append(b.PutJobs, r)
 		} else if t, ok := c.tombs.ids[id]; ok {
 			b.PutJobs = append(b.PutJobs, tombRecord(t))
 		} else {
@@ -198,6 +203,30 @@ func jobRecord(j *job) state.Job {
 		r.Lost = append(r.Lost, state.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
 	}
 	return r
+}
+
+// finiteJob makes every float of a job record finite and not negative
+// (NaN 0, +Inf the largest float64), returning how many it changed: JSON
+// cannot encode the others, and one such record would fail every later
+// write of the state, the whole cluster's registrations and map fetches
+// with it. The decoders refuse hints that lead there (wire.JobHints.
+// Check); an in-process caller's may not have been checked.
+func finiteJob(r *state.Job) int {
+	n := 0
+	fix := func(f *float64) {
+		if v := wire.ClampMbps(*f, math.MaxFloat64); v != *f {
+			*f, n = v, n+1
+		}
+	}
+	fix(&r.PeakMbps)
+	fix(&r.AllocMbps)
+	for i := range r.Nodes {
+		fix(&r.Nodes[i].Weight)
+	}
+	for i := range r.Lost {
+		fix(&r.Lost[i].Weight)
+	}
+	return n
 }
 
 func tombRecord(t *tomb) state.Job {
