@@ -256,3 +256,22 @@ func TestInfiniteHintKeepsStateSaved(t *testing.T) {
 		}
 	}
 }
+
+// TestInfiniteTierKeepsStateSaved: a node registered in process (no
+// decoder) with a +Inf tier Mb/s made the node registry's record one the
+// state cannot encode; it is saved finite.
+func TestInfiniteTierKeepsStateSaved(t *testing.T) {
+	st := state.NewMemory()
+	c := newTest(t, Config{Store: st, FirstJobSeq: 1})
+	if _, err := c.RegisterNode(dramNode("127.0.0.1:7001", 1<<30, math.Inf(1))); err != nil {
+		t.Fatalf("registering a node with a +Inf tier: %v", err)
+	}
+	mustRegister(t, c, dramNode("127.0.0.1:7002", 1<<30, 8000))
+	snap, err := st.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Nodes) != 2 {
+		t.Fatalf("stored %d nodes, want 2", len(snap.Nodes))
+	}
+}

@@ -240,7 +240,10 @@ func (c *Controller) nodeRecordsLocked() map[string]state.Node {
 	for addr, n := range c.nodes {
 		r := state.Node{Addr: addr, State: uint8(n.state), Cores: n.cores, Incarnation: n.incarnation}
 		for _, t := range n.tiers {
-			r.Tiers = append(r.Tiers, state.NodeTier{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
+			// Finite (NaN 0): the decoder bounds a tier's Mb/s, an
+			// in-process registration may not have (see finiteJob).
+			mbps := wire.ClampMbps(t.Mbps, math.MaxFloat64)
+			r.Tiers = append(r.Tiers, state.NodeTier{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: mbps})
 		}
 		if n.drain != nil && n.state == wire.NodeDraining {
 			r.DrainDeadline = n.drain.deadline.UTC()
