@@ -508,6 +508,10 @@ func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (m *w
 	if err := checkName(req.Name); err != nil {
 		return nil, err
 	}
+	// The decoder checks the hints; in-process callers skip it.
+	if err := req.Hints.Check(); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	err = c.admitLocked(client, time.Now())
 	c.mu.Unlock()

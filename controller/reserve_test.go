@@ -25,7 +25,7 @@ func TestRefusedRegistrationStartsNoNodes(t *testing.T) {
 		code  wire.Code
 		names []string
 	}{
-		{"huge bandwidth", wire.JobHints{PeakMbps: 1e12}, wire.CodeLimit, []string{"8 nodes", "1000 Mb/s a node", "80%", "6400 Mb/s", "--max-nodes"}},
+		{"huge bandwidth", wire.JobHints{PeakMbps: 1e11}, wire.CodeLimit, []string{"8 nodes", "1000 Mb/s a node", "80%", "6400 Mb/s", "--max-nodes"}},
 		{"bandwidth just over", wire.JobHints{PeakMbps: 6401}, wire.CodeLimit, []string{"6400 Mb/s"}},
 		{"lambdas", wire.JobHints{Lambdas: 11}, wire.CodeLimit, []string{"6600 Mb/s", "6400 Mb/s"}},
 		{"both huge", wire.JobHints{PeakMbps: 1e9, CapacityBytes: 1 << 60}, wire.CodeLimit, nil},
