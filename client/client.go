@@ -78,7 +78,10 @@ type Reply struct {
 // Do sends one request to the node at addr and waits for its reply. An
 // error reply is returned as an *wire.Error (match with errors.Is against
 // the wire sentinels); a lost connection as an error matching
-// wire.ErrUnavailable naming the node.
+// wire.ErrUnavailable naming the node. NotSent tells an unavailable node
+// that never saw the request (a failed dial, a connection known dead, a
+// frame none of which could be written) from a connection lost after the
+// request may have been written, whose outcome is unknown (sent.go).
 //
 // When ctx ends first, Do returns ctx.Err() (or the reply, if it had been
 // read in full by then), and that is all it does to anyone: the other calls
@@ -88,11 +91,11 @@ type Reply struct {
 func (c *Client) Do(ctx context.Context, addr string, op wire.Op, flags uint16, req *wire.Request, payload, dst []byte) (Reply, error) {
 	p, err := c.pool(addr)
 	if err != nil {
-		return Reply{}, err
+		return Reply{}, notSent(err)
 	}
 	mc, err := p.conn(ctx)
 	if err != nil {
-		return Reply{}, err
+		return Reply{}, notSent(err)
 	}
 	return mc.do(ctx, op, flags, req, payload, dst)
 }
@@ -379,7 +382,7 @@ func (mc *muxConn) do(ctx context.Context, op wire.Op, flags uint16, req *wire.R
 	if mc.err != nil {
 		err := mc.err
 		mc.mu.Unlock()
-		return Reply{}, err
+		return Reply{}, notSent(err) // known dead before the request was put on it
 	}
 	mc.nextID++
 	cl.id = mc.nextID
@@ -466,7 +469,9 @@ func (mc *muxConn) send(ctx context.Context, cl *call, op wire.Op, flags uint16,
 		if !isTimeout(err) {
 			cl.state.Store(stWaiting)
 			<-mc.wsem
-			return mc.fail(err)
+			// Part of the frame at most reached the socket: a node
+			// executes only a frame it read whole.
+			return notSent(mc.fail(err))
 		}
 		_ = mc.nc.SetWriteDeadline(time.Time{})
 		if ctx.Err() == nil {

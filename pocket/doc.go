@@ -20,7 +20,26 @@
 // the map's nodes and its lost nodes together; a chunked object whose
 // chunk was on a lost node answers ErrLost too (lost.go has the rules and
 // their limits). A request that finds its node unavailable fetches the map
-// and retries once if it changed.
+// and is sent again if the map changed, unless it may have reached the
+// node (see "Requests sent again").
+//
+// # Requests sent again
+//
+// A node that refuses a request (stale epoch, draining, behind the map,
+// busy) changed nothing, and the request is sent again on a newer map. A
+// request that met an unreachable node is sent again on a newer map only
+// when it certainly never reached the node (the data client's NotSent: a
+// failed dial, a connection known dead, a frame whose write failed; a
+// node executes only whole frames), or when doing it twice, with other
+// callers' writes between, is doing it once: reads, chunk puts, confirms,
+// drop-versions, listings, usage and prefix deletes. A write of one key
+// whose connection was lost after it was written (a small or manifest
+// put, a conditional put, a delete, a delete by version, a get that
+// deletes) is not: the node may have executed it and another writer may
+// have come since, so the call fails with ErrUnavailable and an unknown
+// outcome (the manifest of step 4 may be published; a delete or a get that
+// deletes may have removed the value). The reasons, op by op, are at
+// resendable in route.go.
 //
 // # Object layout
 //
@@ -92,9 +111,13 @@
 //
 // What is not reclaimed until the job ends: the chunks of a writer killed
 // between steps 3 and 4 (one round trip), the replaced version's chunks on
-// a node unreachable at step 5, and the replaced version's chunks when the
-// reply to step 4 is lost (the manifest may or may not have been swapped,
-// so nothing is dropped). Keys may not contain the byte 0x00, which is
+// a node unreachable at step 5, and, when the reply to step 4 is lost, the
+// replaced version's chunks (the manifest may or may not have been
+// swapped, and which version it replaced is unknown, so nothing is
+// dropped) and the put's own chunks if its manifest was not stored. Step
+// 4 is then not sent again: a second copy could republish the version
+// over another writer's, whose put had dropped its chunks, or be refused
+// while the first copy stands. Keys may not contain the byte 0x00, which is
 // reserved for chunk names; listings hide chunk keys and give a chunked
 // object's size.
 //

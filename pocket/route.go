@@ -81,7 +81,9 @@ type reqExtra struct {
 
 // do sends one request for (key, chunk), refreshing the map and retrying
 // (up to mapRetries times) when a node reports the map stale or itself
-// draining (the client's map predates the change).
+// draining (the client's map predates the change), or cannot be reached
+// while the map changed (mapChanged; only a request that certainly did
+// not reach the node, or that resendable allows, is sent again then).
 func (j *Job) do(ctx context.Context, op wire.Op, flags uint16, key []byte, chunk uint32, payload, dst []byte) (client.Reply, error) {
 	r, _, err := j.doReq(ctx, op, flags, key, chunk, reqExtra{}, payload, dst)
 	return r, err
@@ -96,7 +98,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 		var err error
 		switch {
 		case t.dead:
-			err = &wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"}
+			err = client.MarkNotSent(&wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"})
 		case t.old != "":
 			r, err = j.retiredPatient(ctx, func() (client.Reply, error) {
 				return j.drainDo(ctx, t, op, flags, key, x, payload, dst)
@@ -107,11 +109,74 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 				return j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
 			})
 		}
-		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch, t.leaving, attempt) {
+		if attempt < mapRetries && (resendable(op, flags) || !maybeDone(err)) && j.mapChanged(ctx, err, t.epoch, t.leaving, attempt) {
 			continue
 		}
 		return r, t.addr, err
 	}
+}
+
+// maybeDone reports whether err is a lost connection after which the
+// request's outcome is unknown: it may have been written whole, and
+// executed (client.NotSent tells the other kind). A refusal (a node
+// answered: stale epoch, draining, busy, no space) and a request that
+// never reached its node changed nothing.
+func maybeDone(err error) bool {
+	return errors.Is(err, wire.ErrUnavailable) && !client.NotSent(err)
+}
+
+// resendable reports whether a single-key request (op, flags) may be sent
+// again (doReq, on a newer map) after its connection was lost once it may
+// have been written (maybeDone): whether doing it twice, with any other
+// caller's writes between the two, is doing it once at the second time.
+//
+//   - Reads (get, stat) change nothing: yes.
+//   - A chunk put (FlagChunk) writes a name of the writer's own version,
+//     which no other writer shares and no reader reads before its manifest
+//     is published: yes. If the first copy was stored, the second answers
+//     "exists" (same node) or lands beside it (another node, left leased:
+//     dropped by the put's abort or reclaimed by the lease), and the put
+//     fails before publishing anything, or its confirm's count finds the
+//     extra chunk and fails it the same way.
+//   - A manifest put (step 4 of a chunked put) no: another writer may have
+//     replaced the first copy meanwhile and dropped its chunks, and the
+//     second copy republishes a version whose chunks are gone (gets fail
+//     corrupt) and hands back the other writer's version, whose chunks the
+//     put then drops; or the second copy is refused (no space, busy) and
+//     the put, taking itself for failed, drops the chunks of the version
+//     the first copy published (TestManifestResentAfterAnotherPut,
+//     TestManifestResendRefused).
+//   - A small put, or CreateDir's marker, no: a reader may have seen the
+//     first copy, then another writer's value, then the second copy: one
+//     put seen twice around another, which no order of the calls explains.
+//   - A put with FlagIfAbsent or FlagIfVersion no: the second answer
+//     ("exists", "conflict") would speak of the first copy, not of the
+//     value the caller asked about.
+//   - A delete of one key no: the second answers "not found" for a delete
+//     that deleted, or deletes what another writer put after the first
+//     (the same put-seen-twice); with FlagIfVersion (the end of a
+//     delete-after-read) "not found", after which the reader takes the
+//     value for another reader's and reads the key again, though its own
+//     delete consumed the value.
+//   - A get with FlagDeleteAfterRead no: the first copy may have read and
+//     deleted the value, whose reply was lost; the second answers "not
+//     found" (the value was taken, by this call), or takes a newer value.
+//
+// Requests not sent by doReq decide for themselves: confirm and
+// drop-version (doAt; one version, the writer's own, so doing them twice
+// is doing them once), and the fan-outs (listings, usage, prefix deletes,
+// drop-version: each node's page is removed whole, and the reply names
+// the manifests it removed, whose chunks are then dropped) are sent again.
+func resendable(op wire.Op, flags uint16) bool {
+	switch op {
+	case wire.OpGet:
+		return flags&wire.FlagDeleteAfterRead == 0
+	case wire.OpStat:
+		return true
+	case wire.OpPut:
+		return flags&wire.FlagChunk != 0 && flags&(wire.FlagIfAbsent|wire.FlagIfVersion|wire.FlagManifest) == 0
+	}
+	return false
 }
 
 // mapChanged reports whether the caller, whose request used the map of
@@ -122,8 +187,9 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 //   - err says a node is unavailable (dead in the map, refused or lost
 //     connection) and the map has changed since: fetched by another call
 //     meanwhile, or now (refreshUnavailable). The node may have left the
-//     map; if the map is the same the request is not sent again, so
-//     nothing is done twice on a node that may have done it once;
+//     map; if the map is the same the request is not sent again. (doReq
+//     asks only for a request that never reached the node or that may be
+//     done twice: resendable);
 //   - err says a node is unavailable and gone is set: the request went to
 //     a node that is most likely gone for good and about to leave the map
 //     (a draining node, which the controller retires once its values have

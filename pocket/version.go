@@ -54,7 +54,15 @@ const settle = 10 * time.Second
 // commit confirms every chunk (a node that lost some, or let their lease
 // run out, fails the put), then publishes the manifest, the put's one
 // visible step, and drops the chunks of the version it replaced. A put that
-// fails before the manifest drops its own chunks.
+// fails before the manifest drops its own chunks, as does one whose
+// manifest put certainly changed nothing (refused, or never sent). One
+// whose manifest put may have been written and got no reply (a lost
+// connection, the settle bound) has an unknown outcome: the manifest may
+// be published, so nothing is dropped, neither its chunks nor those of
+// the version it may have replaced, which is unknown (the package doc's
+// "What is not reclaimed"). That manifest put is never sent again
+// (resendable): a second copy could republish the version over another
+// writer's, or be refused while the first copy stands.
 func (w *objectWrite) commit(ctx context.Context, m wire.Manifest) error {
 	if err := w.confirm(ctx); err != nil {
 		w.abort()
@@ -64,16 +72,17 @@ func (w *objectWrite) commit(ctx context.Context, m wire.Manifest) error {
 	defer cancel()
 	x := reqExtra{version: w.ver, objectSize: m.Size}
 	r, _, err := w.j.doReq(sctx, wire.OpPut, w.flags|wire.FlagManifest, []byte(w.key), 0, x, wire.AppendManifest(nil, m), nil)
-	if err != nil {
-		if refused(err) {
-			w.abort()
-		}
+	switch {
+	case err != nil && unexecuted(err):
+		w.abort()
 		return err
+	case err != nil:
+		return fmt.Errorf("manifest of version %016x: outcome unknown (the value may be stored; its chunks are kept): %w", w.ver, err)
 	}
 	if r.Meta.Version != w.ver {
-		// Else the put was sent again (doReq: a lost connection, on a
-		// changed map) and found its own first attempt stored: the
-		// version replaced is this one (TestManifestPutAgainKeepsItsChunks).
+		// The version replaced is this one only when this very manifest
+		// was put before (TestManifestPutAgainKeepsItsChunks commits
+		// twice): dropping it would empty the value just published.
 		w.j.dropReplaced(r.Meta.Version)
 	}
 	return nil
@@ -102,11 +111,13 @@ func finish(ctx context.Context, f func(context.Context) error) error {
 	}
 }
 
-// refused reports whether a node answered err, so the request certainly
-// changed nothing; a lost connection leaves that open.
-func refused(err error) bool {
+// unexecuted reports whether err says the request certainly changed
+// nothing: a node answered it with a refusal, or it never reached the node
+// (client.NotSent). A connection lost after it was written, or a context
+// that ended meanwhile, leaves that open.
+func unexecuted(err error) bool {
 	var we *wire.Error
-	return errors.As(err, &we) && we.Code != wire.CodeUnavailable && we.Code != wire.CodeClosed
+	return client.NotSent(err) || errors.As(err, &we) && we.Code != wire.CodeUnavailable && we.Code != wire.CodeClosed
 }
 
 // confirm ends the chunks' leases, one request per node that took chunks,

@@ -1,0 +1,66 @@
+package client
+
+import (
+	"errors"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Whether a failed request reached its node
+//
+// A request that fails for want of its node (wire.CodeUnavailable) either
+// never reached it whole, or was written before the connection was lost.
+// Only the first is certainly unexecuted: a node executes a frame it read
+// whole, and its reply can be lost after that. Do marks the first kind, so
+// that callers can tell a request they may send again from one whose
+// outcome is unknown:
+//
+//   - not sent: the dial failed, the connection was known dead before the
+//     request was registered on it, or the write of its frame failed (the
+//     bytes after the failure never left, and a node executes only a frame
+//     it read whole);
+//   - maybe sent: everything else, notably a connection lost once the
+//     frame was written, while its reply was awaited.
+//
+// A request withdrawn because its context ended before any byte was
+// written returns the context's error, which is neither.
+
+// notSentError is the error of a request whose frame never reached its
+// node whole. It unwraps to the error it marks (a *wire.Error, or an error
+// wrapping one), so errors.Is and errors.As on codes and sentinels see
+// through it.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
+// notSent marks err, an error of a request that certainly did not reach
+// its node. A nil err stays nil; an error that is not a *wire.Error (a
+// context's) is returned as it is.
+func notSent(err error) error {
+	var we *wire.Error
+	if errors.As(err, &we) && !NotSent(err) {
+		return &notSentError{err: err}
+	}
+	return err
+}
+
+// NotSent reports whether err (from Client.Do, possibly wrapped) is the
+// error of a request that certainly never reached its node: a failed dial,
+// a connection known dead before the request was put on it, or a frame
+// whose write failed. Such a request changed nothing on
+// the node and may be sent again whatever it does. False for any other
+// error, including a wire.ErrUnavailable of a connection lost after the
+// frame was written: the node may have executed that request,
+// and its reply was lost.
+func NotSent(err error) bool {
+	var ns *notSentError
+	return errors.As(err, &ns)
+}
+
+// MarkNotSent returns err marked as the error of a request that certainly
+// did not reach its node (NotSent then reports true), for callers that
+// fail a request before handing it to Do, such as one addressed to a node
+// their map marks dead. err must be, or wrap, a *wire.Error; other errors
+// are returned unchanged.
+func MarkNotSent(err error) error { return notSent(err) }
