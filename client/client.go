@@ -133,7 +133,8 @@ func (c *Client) Close() error {
 }
 
 // pool is the set of connections to one node, used round robin; a dead
-// connection is replaced on next use.
+// connection is replaced on next use, as is one unused past MaxIdle or
+// closed by the node while idle (closedByPeer).
 //
 // A dial runs on a goroutine of its own, bounded by the client's
 // DialTimeout and by no caller's context: every caller that wants the slot
@@ -167,12 +168,17 @@ func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 	p.mu.Lock()
 	s := &p.slots[i]
 	if mc := s.mc; mc != nil && !mc.dead() {
-		if !p.stale(mc) {
+		switch {
+		case p.stale(mc):
+			mc.fail(errIdleRedial)
+			s.mc = nil
+		case mc.closedByPeer():
+			mc.fail(errPeerClosed)
+			s.mc = nil
+		default:
 			p.mu.Unlock()
 			return mc, nil
 		}
-		mc.fail(errIdleRedial)
-		s.mc = nil
 	}
 	if p.closed {
 		p.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,4 +108,62 @@ func TestNotSentMarks(t *testing.T) {
 	if client.MarkNotSent(context.Canceled) != context.Canceled {
 		t.Error("MarkNotSent marked a context's error")
 	}
+}
+
+// TestIdleConnClosedByNodeIsRedialled: a pooled connection the node closed
+// while it sat idle (a node stopped, or restarted) is found closed before
+// a request is written to it, and a new one is dialled: the request
+// succeeds. Before, the frame went into the dead connection and the call
+// failed unavailable after it was written, its outcome unknown to the
+// caller (NotSent false), though the node never saw it.
+func TestIdleConnClosedByNodeIsRedialled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addr, conns := oneReplyNode(t)
+	c := client.New(client.Options{ConnsPerNode: 1})
+	defer c.Close()
+	for i := 0; i < 3; i++ {
+		if _, err := c.Do(ctx, addr, wire.OpPing, 0, &wire.Request{}, nil, nil); err != nil {
+			t.Fatalf("request %d, on a connection the node closed after its last reply: %v (NotSent %v)", i, err, client.NotSent(err))
+		}
+		time.Sleep(100 * time.Millisecond) // the node's close arrives; the connection idles
+	}
+	if n := conns.Load(); n != 3 {
+		t.Fatalf("%d connections dialled for 3 requests, want 3", n)
+	}
+}
+
+// oneReplyNode listens on loopback and, on each connection, answers one
+// request (an empty OK reply) and closes the connection. conns counts the
+// connections accepted.
+func oneReplyNode(t *testing.T) (string, *atomic.Int32) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int32
+	go func() {
+		lim := wire.DefaultLimits()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			hdr := make([]byte, wire.HeaderLen)
+			if _, err := io.ReadFull(nc, hdr); err == nil {
+				if h, err := wire.ParseHeader(hdr, &lim); err == nil {
+					if _, err := io.CopyN(io.Discard, nc, int64(h.MetaLen)+int64(h.PayloadLen)); err == nil {
+						reply := wire.Header{Op: h.Op.Reply(), ID: h.ID}
+						var out [wire.HeaderLen]byte
+						wire.PutHeader(out[:], &reply)
+						_, _ = nc.Write(out[:])
+					}
+				}
+			}
+			nc.Close()
+		}
+	}()
+	return ln.Addr().String(), &conns
 }
