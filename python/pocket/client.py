@@ -356,21 +356,28 @@ def _patient(op: int, flags: int) -> bool:
 
 def _resendable(e: errors.Unavailable, op: int, flags: int) -> bool:
     """Whether a request (op, flags) that met e, a node it could not reach,
-    may be sent again: when it did not reach the node (conn.NodeUnavailable's
-    sent), or when sending it twice does what sending it once does. That
-    holds for reads (not a get that deletes what it read), unconditional
-    puts (a chunk of the writer's version, a record or manifest of a
-    version picked once: the same bytes under the same version), version
-    requests (confirm, drop-version), prefix deletes, listings and usage.
-    A delete of one key, a conditional put or a get that deletes is not
-    sent twice: the second answer would say what the first did ("not
-    found", "exists"), not what the caller asked (the Go SDK's refused)."""
+    may be sent again on a newer map: when it did not reach the node
+    (conn.NodeUnavailable's sent is False), or when sending it twice, with
+    other callers' writes between the two, does what sending it once does
+    (the Go SDK's resendable, in pocket/route.go, gives the reasons op by
+    op). That holds for reads (not a get that deletes what it read), chunk
+    puts (a name of the writer's own version, unread before its manifest),
+    version requests (confirm, drop-version), prefix deletes, listings and
+    usage. A write of one key is not sent twice once it may have reached
+    the node: a manifest put (another writer may have replaced the first
+    copy and dropped its chunks, which the second copy would republish; or
+    the second copy is refused and the put drops the chunks of the value
+    the first published), a record put (a reader could see the first copy,
+    another writer's value, then the second copy), a conditional put, a
+    delete of one key or a get that deletes (the second answer would say
+    what the first did: "not found", "exists"; or take a newer value)."""
     if not getattr(e, "sent", True):
         return True
     if op == wire.OP_GET:
         return not flags & wire.FLAG_DELETE_AFTER_READ
     if op == wire.OP_PUT:
-        return not flags & (wire.FLAG_IF_ABSENT | wire.FLAG_IF_VERSION)
+        return bool(flags & wire.FLAG_CHUNK) and not flags & (wire.FLAG_IF_ABSENT | wire.FLAG_IF_VERSION |
+                                                              wire.FLAG_MANIFEST)
     if op == wire.OP_DELETE:
         return bool(flags & wire.FLAG_PREFIX)
     return op in (wire.OP_STAT, wire.OP_LIST, wire.OP_USAGE, wire.OP_CONFIRM, wire.OP_DROP_VERSION)
@@ -1278,6 +1285,11 @@ class Job:
                 self.delete(p[:-1])
             except errors.NotFound:
                 pass
+            except errors.Revoked:
+                # A retired job's node that kept none of its values holds
+                # no name to delete (_holds_none; the Go SDK's RemoveAll).
+                if not self._holds_none(errors.Code.REVOKED, wire.OP_DELETE):
+                    raise
 
     def _delete_prefix(self, st: _MapState, p: bytes) -> list:
         """Deletes the keys under prefix p on the nodes of map st, group by
@@ -1431,21 +1443,34 @@ class _ObjectWrite:
     def commit(self, m: wire.Manifest) -> None:
         """Confirms the chunks on every node that took some (each must hold
         all it took), publishes the manifest, drops the replaced version. A
-        failure before the manifest drops this version's chunks."""
+        failure before the manifest drops this version's chunks, as does a
+        manifest put that certainly changed nothing (refused, or never
+        sent). One that may have reached its node and got no reply has an
+        unknown outcome: the manifest may be published, so nothing is
+        dropped, neither this version's chunks nor the version it may have
+        replaced, which is unknown (until the job ends). _do does not send
+        it again then (_resendable)."""
         try:
             self._confirm()
         except BaseException:
             self.abort()
             raise
-        r, _ = self.job._do(wire.OP_PUT, self.flags | wire.FLAG_MANIFEST, self.key, 0, version=self.ver,
-                            object_size=m.size, payload=m.encode())
+        try:
+            r, _ = self.job._do(wire.OP_PUT, self.flags | wire.FLAG_MANIFEST, self.key, 0, version=self.ver,
+                                object_size=m.size, payload=m.encode())
+        except errors.Unavailable as e:
+            if not getattr(e, "sent", True):
+                self.abort()
+                raise
+            raise NodeUnavailable(getattr(e, "addr", ""), f"manifest of version {self.ver:016x}: outcome unknown "
+                                  f"(the value may be stored; its chunks are kept): {e}", sent=True) from e
         if r.code:
             if r.code not in (errors.Code.UNAVAILABLE, errors.Code.CLOSED):
                 self.abort()
             r.check()
-        # The version replaced is this one when the put was sent again (_do:
-        # a lost connection, on a changed map) and found its own first
-        # attempt stored: its chunks are the value just published.
+        # The version replaced is this one only when this very manifest was
+        # put before (test_manifest_put_again_keeps_its_chunks commits
+        # twice): its chunks are the value just published.
         self.job._drop_replaced(r, own=self.ver)
 
     def _confirm(self) -> None:

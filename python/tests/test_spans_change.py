@@ -9,8 +9,8 @@ asked, C is taken out of the map again and its mover puts what it holds at
 A or B, nodes already asked. Before, a drop left the moved chunk on A until
 the job ended, remove_all left the moved value readable, and a listing
 missed it: each now starts over on the new map when the map changed while
-it ran. Also: a manifest put sent twice (after a lost connection on a
-changed map) whose first attempt was stored no longer drops its own chunks.
+it ran. Also: a manifest put sent twice whose first attempt was stored no
+longer drops its own chunks.
 
 Static nodes (the Go helper's ``static`` mode: no controller, any epoch),
 the map set by hand and the mover run by the test: deterministic.
@@ -220,10 +220,10 @@ def test_listing_spans_map_change(change, call):
 
 
 def test_manifest_put_again_keeps_its_chunks(change):
-    """A manifest put can reach its node twice (sent again after a lost
-    connection once the map changed, the first attempt stored). The node
-    then names the put's own version as the one replaced: the writer must
-    not drop its own chunks. Before, it did, and the value read as corrupt."""
+    """A manifest put that reaches its node twice (here committed twice;
+    _do no longer sends one again after a lost connection: test_resend.py)
+    is told its own version was replaced: the writer must not drop its own
+    chunks. Before, it did, and the value read as corrupt."""
     job = change.job
     job._st = pclient._MapState(change.m2)  # any map: no change here
     val = os.urandom(3 * CS + 100)
