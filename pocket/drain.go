@@ -167,8 +167,11 @@ func (c movingKey) readDelete(flags uint16, dst []byte) (client.Reply, error) {
 	r, err := c.send(c.t.addr, wire.OpGet, flags&^wire.FlagDeleteAfterRead|wire.FlagVersion, 0, dst)
 	switch {
 	case errors.Is(err, wire.ErrNotFound):
-		if r, err := c.send(c.t.old, wire.OpGet, flags, 0, dst); err == nil {
-			return r, nil
+		// The old owner's read-and-delete: a failure that may have
+		// consumed the value (a lost reply) ends the call, outcome
+		// unknown; only one that certainly changed nothing goes on.
+		if r, err := c.send(c.t.old, wire.OpGet, flags, 0, dst); err == nil || !unexecuted(err) {
+			return r, err
 		}
 		return c.send(c.t.addr, wire.OpGet, flags, 0, dst)
 	case err != nil || r.Flags&wire.FlagManifest != 0:
@@ -221,13 +224,20 @@ func (c movingKey) deleteVersion(flags uint16, ver uint64) (client.Reply, error)
 // deleteBoth deletes a key at its old owner, then at its live owner (a
 // value being moved is left at neither), and answers for the key: "not
 // found" only if neither had it (with FlagIfVersion, a conflict only if
-// neither held the version). The caller drops the chunks of the manifest
+// neither held the version), and the old owner's failure when it may have
+// deleted (outcome unknown). The caller drops the chunks of the manifest
 // version the reply names; a second manifest version, deleted at the old
 // owner while the live owner held another value (written after the map
 // changed, and not yet met by the move), is no one else's to drop, so it
 // is dropped here: its chunks would otherwise outlive the job's values.
 func (c movingKey) deleteBoth(flags uint16, ver uint64) (client.Reply, error) {
 	oldR, oldErr := c.send(c.t.old, wire.OpDelete, flags, ver, nil)
+	if oldErr != nil && !unexecuted(oldErr) {
+		// The old owner may have deleted the value (a lost reply): the
+		// outcome is unknown, and "not found" from the live owner would
+		// be a lie.
+		return client.Reply{}, oldErr
+	}
 	r, err := c.send(c.t.addr, wire.OpDelete, flags, ver, nil)
 	if oldErr == nil && (errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict)) {
 		// Deleted at the old owner only: its reply names the version
