@@ -197,16 +197,21 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 	case wire.NodeDead:
 		return 0, wire.Errorf(wire.CodeUnavailable, "node %s is dead: nothing can be moved off it", addr)
 	case wire.NodeDraining:
+		// A refused order changes nothing: the check comes first.
+		discard := o.DiscardPersisted || n.drain != nil && n.drain.discard
+		if !discard && n.persisted.keeps() {
+			return 0, errKeepsPersisted(addr, &n.persisted, true)
+		}
 		if n.drain == nil {
 			n.drain = &drainState{start: now, deadline: now.Add(deadline)}
 		} else if d := now.Add(deadline); d.Before(n.drain.deadline) {
 			n.drain.deadline = d
 		}
-		n.drain.discard = n.drain.discard || o.DiscardPersisted
-		if !n.drain.discard && n.persisted.keeps() {
-			return 0, errKeepsPersisted(addr, &n.persisted, true)
-		}
-		return n.drain.deadline.Sub(now), nil
+		n.drain.discard = discard
+		c.dirtyNodesLocked()
+		// A drain held past its deadline (for persisted values) has no
+		// time left, not a negative time, which no reply may carry.
+		return max(n.drain.deadline.Sub(now), 0), nil
 	}
 	if !o.DiscardPersisted && n.persisted.keeps() {
 		return 0, errKeepsPersisted(addr, &n.persisted, false)

@@ -919,12 +919,16 @@ func (m *Heartbeat) Decode(meta []byte) error {
 }
 
 // decodePersisted decodes a heartbeat's persisted list (at most
-// MaxPersistedJobs, each a valid job id with bytes not negative) and
-// checks its totals: bytes not negative, and at least the list's count.
+// MaxPersistedJobs, each a valid job id with bytes within MaxNodeBytes)
+// and checks its totals: bytes within MaxNodeBytes, jobs within
+// MaxNodeJobs and at least the list's count.
 func decodePersisted(t *fb.Heartbeat) ([]HeldJob, error) {
 	n := t.PersistedLength()
-	if err := firstErr(checkLen("persisted jobs", n, MaxPersistedJobs), checkSize("persisted bytes", t.PersistedBytes())); err != nil {
+	if err := firstErr(checkLen("persisted jobs", n, MaxPersistedJobs), checkBytes("persisted bytes", t.PersistedBytes(), MaxNodeBytes)); err != nil {
 		return nil, err
+	}
+	if t.PersistedJobs() > MaxNodeJobs {
+		return nil, Errorf(CodeTooLarge, "heartbeat: %d persisted jobs counted, over the bound of %d", t.PersistedJobs(), uint64(MaxNodeJobs))
 	}
 	if t.PersistedJobs() < uint64(n) {
 		return nil, Errorf(CodeMalformed, "heartbeat: %d persisted job(s) listed but %d counted", n, t.PersistedJobs())

@@ -57,6 +57,12 @@ const (
 	// MaxJobMbps bounds a job's bandwidth (its peak Mb/s hint, a profile's
 	// figures): all of MaxMapNodes nodes at MaxNodeMbps.
 	MaxJobMbps = MaxMapNodes * MaxNodeMbps
+	// MaxNodeJobs bounds a count of jobs one node reports (the ended jobs
+	// whose persisted values it keeps): each holds at least one value,
+	// and 2^32 is far beyond any node's key index, while a sum of it over
+	// MaxMapNodes nodes stays an exact float64 (under 2^53) in a status
+	// reply's figures.
+	MaxNodeJobs = 1 << 32
 	// MaxJobBytes bounds a job's bytes (its capacity hint, a profile's
 	// figures): all of MaxMapNodes nodes at MaxNodeBytes, 2^62.
 	MaxJobBytes = MaxMapNodes * MaxNodeBytes
