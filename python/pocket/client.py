@@ -237,14 +237,51 @@ def _decode_credential(cred: str) -> wire.PlacementMap:
     carries; BadToken when it does not decode or names no job or node."""
     try:
         c = json.loads(base64.urlsafe_b64decode(cred + "=" * (-len(cred) % 4)))
-        nodes = [wire.MapNode(n["ID"], float(n["Weight"])) for n in c["nodes"]]
+        nodes = [_cred_node(n) for n in c["nodes"]]
         m = wire.PlacementMap(c["job"], int(c.get("tier") or wire.TIER_DRAM), int(c.get("epoch") or 0), nodes,
                               base64.b64decode(c.get("token") or ""))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise errors.PocketError(f"credential: {e}", errors.Code.BAD_TOKEN) from None
+        raise errors.BadToken(f"credential: {e}") from None
     if not m.job or not nodes:
-        raise errors.PocketError("credential names no job or no node", errors.Code.BAD_TOKEN)
+        raise errors.BadToken("credential names no job or no node")
     return m
+
+
+# A credential's nodes (persist.go's credNode): {"ID": addr, "Weight": w},
+# the field names of the first credentials, which stay readable, and
+# "draining": true or "joining": true when the map named the node so
+# (absent: neither). A credential taken while a node of the map drained
+# (the controller hands out the map naming it draining until every node
+# has confirmed the next epoch) routes its reads as the live job's did: a
+# value the drain moved at its owner without the draining node first, then
+# the draining node, which keeps what it had not moved. A node dead in the
+# map is written as an active one, as the Go SDK writes it.
+
+
+def _cred_node(n: dict) -> wire.MapNode:
+    """A node of a credential as the map's node; TypeError or ValueError
+    (BadToken to the caller) for a state that is not true or false, or a
+    node both draining and joining (no map hands one out)."""
+    for k in ("draining", "joining"):
+        if n.get(k) is not None and not isinstance(n[k], bool):
+            raise TypeError(f"node {n['ID']!r}: {k} is {n[k]!r}, want true or false")
+    if n.get("draining") and n.get("joining"):
+        raise ValueError(f"node {n['ID']!r} is both draining and joining")
+    state = wire.NODE_DRAINING if n.get("draining") else wire.NODE_JOINING if n.get("joining") else wire.NODE_ACTIVE
+    return wire.MapNode(n["ID"], float(n["Weight"]), state)
+
+
+def _cred_nodes(m: wire.PlacementMap) -> list[dict]:
+    """The map's nodes as a credential writes them (see _cred_node)."""
+    out = []
+    for n in m.nodes:
+        d = {"ID": n.addr, "Weight": n.weight}
+        if n.state == wire.NODE_DRAINING:
+            d["draining"] = True
+        elif n.state == wire.NODE_JOINING:
+            d["joining"] = True
+        out.append(d)
+    return out
 
 
 def credential_job(cred: str) -> str:
@@ -472,10 +509,12 @@ class Job:
     def credential(self) -> str:
         """The job's id, token and map as one string (the Go SDK's
         Credential format): a secret that opens the job's values, including
-        persisted ones after deregistration, with Client.open_credential."""
+        persisted ones after deregistration, with Client.open_credential.
+        It carries which nodes of the map drain or join, so its reads route
+        as this Job's do (see _cred_node)."""
         m = self._st.map
         c = {"job": m.job, "token": base64.b64encode(m.token).decode(), "tier": m.tier, "epoch": m.epoch,
-             "nodes": [{"ID": n.addr, "Weight": n.weight} for n in m.nodes]}
+             "nodes": _cred_nodes(m)}
         return base64.urlsafe_b64encode(json.dumps(c, separators=(",", ":")).encode()).decode().rstrip("=")
 
     def refresh(self) -> None:
@@ -623,9 +662,26 @@ class Job:
 
     def deregister(self) -> wire.DropResult:
         """Releases the job: every node drops its data except persisted
-        values, which stay readable (read-only) through this Job."""
+        values, which stay readable (read-only) through this Job and its
+        credential().
+
+        It fetches the job's map first: the persisted values stay where
+        that map put them, and this Job and its credential find them by it
+        from then on. A map not refreshed since a node of it drained (the
+        values moved, this Job never met the change) named the drained node
+        for them, and they read as Unavailable after the deregistration.
+        A failed fetch raises its error (the job stays registered), except
+        UnknownJob and Revoked, which the deregistration itself reports."""
+        ctl = self.client._ctl()
+        try:
+            self.refresh()
+        except (errors.UnknownJob, errors.Revoked):
+            pass
+        except errors.PocketError as e:
+            raise errors.error_for(e.code, f"deregister {self.id}: fetching the job's map: {e.message}",
+                                   e.epoch) from e
         st = self._st
-        res = self.client._ctl().deregister_job(st.map.job, st.map.token)
+        res = ctl.deregister_job(st.map.job, st.map.token)
         if res.failed:
             raise errors.PocketError(f"deregister {st.map.job}: {res.failed} of {res.nodes} node(s) could not drop "
                                      f"the job's data: {res.message}", errors.Code.UNAVAILABLE)
@@ -634,6 +690,13 @@ class Job:
         with _tokens_lock:
             _tokens.pop(st.map.job, None)
         return res
+
+    def _retire(self, m: wire.PlacementMap) -> None:
+        """Marks the job deregistered (elsewhere in this process), its
+        reads routed from now on by m, the map its deregistration took."""
+        self._st = _MapState(m)
+        self._owner = False
+        self._retired = True
 
     def _holds_none(self, code: int, op: int) -> bool:
         """Whether a node's reply code to op means it holds none of a

@@ -45,7 +45,7 @@ import shutil
 import threading
 
 from . import errors, wire
-from .client import Client, Job, credential_job, registered_token
+from .client import Client, Job, _decode_credential, credential_job, registered_token
 
 _tls = threading.local()
 _lock = threading.Lock()
@@ -53,7 +53,8 @@ _tokens: dict[str, bytes] = {}  # jobs registered in this process: id -> token
 _registered: list[str] = []  # their ids, oldest first
 # Jobs deregistered by this process: a handle's Job of one reads and
 # deletes its persisted values as retired (Job._retired: a node holding
-# none of them answers revoked, which is then nothing there).
+# none of them answers revoked, which is then nothing there), routed by the
+# map in the job's credential.
 _deregistered: set[str] = set()
 # Their credentials (Job.credential), with which any handle of this process
 # opens them.
@@ -118,15 +119,17 @@ def job_token(jobid):
 
 def deregister_job(jobid):
     """Releases the job and deletes its data except PERSIST_AFTER_JOB
-    values; 0 or -1."""
+    values; 0 or -1. The process keeps the job's credential, taken with
+    the map the deregistration fetched (Job.deregister), by which this
+    process's handles find the persisted values from then on."""
     try:
         tok = _token_of(jobid)
         if tok is None:
             raise errors.BadToken(f"no token for job {jobid!r}: register it here or set POCKET_TOKEN and POCKET_JOB")
         with Client(_controller_addr()) as c:
             j = c.open_job(jobid, tok)
-            cred = j.credential()
             j.deregister()
+            cred = j.credential()
     except Exception as e:  # noqa: BLE001
         return _fail(e)
     with _lock:
@@ -195,8 +198,12 @@ class Handle:
             j = self.jobs.get(jobid)
         if j is not None:
             with _lock:
-                if jobid in _deregistered:
-                    j._retired = True
+                cred = _creds.get(jobid) if jobid in _deregistered else None
+            if cred is not None and not j._retired:
+                # Deregistered since: its persisted values are where the
+                # map the deregistration took puts them, which this
+                # handle's (fetched before a drain, say) may not.
+                j._retire(_decode_credential(cred))
             return j
         cred = _credential_of(jobid)
         if cred is not None:

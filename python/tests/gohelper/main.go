@@ -19,6 +19,9 @@
 //	gohelper static NODES              run static nodes in this process, run a
 //	                                   node's mover and count a job's records on
 //	                                   request (static.go)
+//	gohelper credential                open the credential on stdin without a
+//	                                   controller; print its map and its
+//	                                   Credential again as JSON (credential)
 //
 // The controller is POCKET_CONTROLLER, reached over mutual TLS with
 // POCKET_TLS_DIR when set; the job's token is POCKET_TOKEN (hex).
@@ -30,9 +33,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pocketstore/pocket/pocket"
@@ -52,8 +57,11 @@ func run(args []string) error {
 	if len(args) > 0 && args[0] == "static" {
 		return static(args[1:])
 	}
+	if len(args) == 1 && args[0] == "credential" {
+		return credential(os.Stdin)
+	}
 	if len(args) != 4 {
-		return fmt.Errorf("usage: gohelper put|get JOB KEY FILE, gohelper bench JOB BYTES ROUNDS, or gohelper lat JOB PREFIX OPS")
+		return fmt.Errorf("usage: gohelper put|get JOB KEY FILE, gohelper bench JOB BYTES ROUNDS, gohelper lat JOB PREFIX OPS, or gohelper credential")
 	}
 	ctx := context.Background()
 	tok, err := hex.DecodeString(os.Getenv("POCKET_TOKEN"))
@@ -150,4 +158,38 @@ func latency(ctx context.Context, j *pocket.Job, prefix, opsArg string) error {
 		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Nanoseconds()) / 1e3
 	}
 	return json.NewEncoder(os.Stdout).Encode(map[string]float64{"p50_us": pct(0.5), "p99_us": pct(0.99)})
+}
+
+// credNode is one node of an opened credential's map as credential prints it.
+type credNode struct {
+	Addr     string  `json:"addr"`
+	Weight   float64 `json:"weight"`
+	Draining bool    `json:"draining"`
+	Joining  bool    `json:"joining"`
+}
+
+// credential reads a credential (pocket.Job.Credential's format, either
+// language's) from r, opens it with a Store without a controller, and
+// prints {"job": ID, "epoch": E, "nodes": [{"addr", "weight", "draining",
+// "joining"}, ...], "credential": C}: the map the Go SDK reads from it, in
+// the credential's node order, and the opened job's Credential, for the
+// Python client to read back.
+func credential(r io.Reader) error {
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return err
+	}
+	s := pocket.NewStore(nil, pocket.Config{})
+	defer s.Close()
+	j, err := s.OpenCredential(strings.TrimSpace(string(b)))
+	if err != nil {
+		return err
+	}
+	m := j.Map()
+	nodes := make([]credNode, len(m.Nodes))
+	for i, n := range m.Nodes {
+		nodes[i] = credNode{Addr: n.Addr, Weight: n.Weight, Draining: m.Draining[n.Addr], Joining: m.Joining[n.Addr]}
+	}
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{"job": m.Job, "epoch": m.Epoch, "nodes": nodes,
+		"credential": j.Credential()})
 }
