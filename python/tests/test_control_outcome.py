@@ -68,7 +68,14 @@ def test_deregister_not_sent_again_after_its_reply_was_lost(insecure_cluster):
     try:
         with pocket.Client(proxy.addr, insecure=True) as c:
             j = c.register_job("outcome-unknown")  # the connection has served
-            proxy.kill.set()
+            fetch = j.refresh
+
+            def fetch_then_kill():
+                # deregister fetches the job's map first: the reply lost is
+                # the deregistration's.
+                fetch()
+                proxy.kill.set()
+            j.refresh = fetch_then_kill
             with pytest.raises(pocket.OutcomeUnknown) as ei:
                 j.deregister()
             assert "may have deregistered the job" in str(ei.value)
