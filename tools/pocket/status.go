@@ -257,29 +257,60 @@ func mapNotes(ns []mapNodeJSON) string {
 
 // printNodeNotes prints what does not fit the node table: a node the
 // controller restored and has not heard from since, a draining node's
-// progress, and the eBPF block latency each node measured over its
-// last heartbeat interval (metrics "blk_p99_us:DEV:OP" and
-// "blk_per_sec:DEV:OP", sent by dataplane/agent).
+// progress (held, when it keeps persisted values of ended jobs), the
+// persisted values of ended jobs a node keeps (metrics persisted_jobs and
+// persisted_bytes, which the controller adds), and the eBPF block latency
+// each node measured over its last heartbeat interval (metrics
+// "blk_p99_us:DEV:OP" and "blk_per_sec:DEV:OP", sent by dataplane/agent).
 func printNodeNotes(v statusJSON) {
 	for _, n := range v.Nodes {
 		if n.AwaitingFirstHeartbeat {
 			fmt.Printf("node %s: restored from the controller's state, awaiting its first heartbeat since the controller started\n", n.Addr)
 		}
 		if n.State == wire.NodeDraining.String() {
-			note := "moving its data"
-			if left, ok := n.Metrics["drain_values_left"]; ok {
-				note = fmt.Sprintf("%.0f value(s) left to move", left)
-			}
-			if n.Metrics["drain_done"] >= 1 {
-				note = "all data moved; leaving"
-			}
-			fmt.Printf("node %s draining: %s\n", n.Addr, note)
+			fmt.Printf("node %s draining: %s\n", n.Addr, drainNote(n))
+		} else if kept, ok := persistedNote(n); ok {
+			fmt.Printf("node %s keeps %s (read and delete them with each job's credential)\n", n.Addr, kept)
 		}
 		for _, name := range sortedMetricNames(n.Metrics, "blk_p99_us:") {
 			devOp := strings.TrimPrefix(name, "blk_p99_us:")
 			fmt.Printf("node %s block %s: p99 %.0f us, %.0f IO/s\n", n.Addr, devOp, n.Metrics[name], n.Metrics["blk_per_sec:"+devOp])
 		}
 	}
+}
+
+// persistedNote describes the persist-after-job values of ended jobs node
+// n keeps (wire.MetricPersistedJobs, MetricPersistedBytes), and reports
+// whether it keeps any.
+func persistedNote(n statusNodeJSON) (string, bool) {
+	jobs, bytes := n.Metrics[wire.MetricPersistedJobs], n.Metrics[wire.MetricPersistedBytes]
+	if jobs <= 0 && bytes <= 0 {
+		return "", false
+	}
+	return fmt.Sprintf("persist-after-job values of %.0f ended job(s), %s", jobs, units.FormatSize(int64(bytes))), true
+}
+
+// drainNote is a draining node's progress. A node that keeps persisted
+// values of ended jobs does not leave when its data has moved: the
+// controller holds the drain until they are deleted or the drain is
+// ordered again with --discard-persisted (controller/drain.go).
+func drainNote(n statusNodeJSON) string {
+	note := "moving its data"
+	if left, ok := n.Metrics[wire.MetricDrainLeft]; ok {
+		note = fmt.Sprintf("%.0f value(s) left to move", left)
+	}
+	done := n.Metrics[wire.MetricDrainDone] >= 1
+	kept, held := persistedNote(n)
+	switch {
+	case held && done:
+		return fmt.Sprintf("held: all other data moved, but it keeps %s, which leaving would destroy; "+
+			"it waits until they are deleted (POCKET_CREDENTIAL=... pocket rm KEY), or run pocket node drain %s --discard-persisted", kept, n.Addr)
+	case held:
+		return fmt.Sprintf("%s; it keeps %s, which hold it when the rest has moved (until deleted, or pocket node drain %s --discard-persisted)", note, kept, n.Addr)
+	case done:
+		return "all data moved; leaving"
+	}
+	return note
 }
 
 // mbpsCell is a tier's bandwidth in Mb/s for the table, "-" when the node
