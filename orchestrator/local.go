@@ -21,8 +21,11 @@ import (
 // learns it. Children get SIGTERM on Stop and Close, and are
 // killed if they do not exit within StopTimeout. Every child's exit is
 // logged on Logger with its node's id, address, pid and exit status: at
-// warning level when nobody asked it to stop (it crashed, or was killed
-// from outside), at info level after Stop or Close.
+// info level after Stop or Close, and when it exited 0 by itself (a node
+// exits 0 once its controller has drained and retired it, as after
+// `pocket node drain`; a node stopped by SIGTERM from outside exits 0
+// too); at warning level when it exited otherwise unasked (it crashed, or
+// was killed from outside).
 type Local struct {
 	Binary      string
 	Env         []string // extra environment, e.g. POCKET_SECRET=...
@@ -149,6 +152,10 @@ func (l *Local) logExit(p *localProc) {
 	attrs := []any{"id", p.node.ID, "addr", p.node.Addr, "pid", p.cmd.Process.Pid, "status", p.cmd.ProcessState.String()}
 	if p.stopping.Load() {
 		l.Logger.Info("orchestrator: node stopped", attrs...)
+		return
+	}
+	if p.cmd.ProcessState.Success() {
+		l.Logger.Info("orchestrator: node left after its drain (it exits 0 once its controller retires it, or when stopped by a signal from outside)", attrs...)
 		return
 	}
 	l.Logger.Warn("orchestrator: node exited unasked (crashed or killed): its values are unavailable (a node restarted at its address comes back empty; the controller marks it dead, then its jobs lose it)", attrs...)

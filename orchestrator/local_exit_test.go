@@ -74,3 +74,34 @@ func TestLocalLogsExits(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalLogsExitZeroAsLeft: a node that exits 0 by itself (as a node
+// does once its controller drained and retired it) is logged at info
+// level as having left, not at warning level as a crash. Before, a normal
+// `pocket node drain` under `pocket up` logged "node exited unasked
+// (crashed or killed)" with status "exit status 0".
+func TestLocalLogsExitZeroAsLeft(t *testing.T) {
+	var buf lockedBuffer
+	l := &Local{Binary: buildPocket(t), StopTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+	defer l.Close()
+	n, err := l.Start(context.Background(), NodeSpec{DRAM: "16MiB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	p := l.procs[n.ID]
+	l.mu.Unlock()
+	// SIGTERM from outside (not Stop): the node exits 0 by itself.
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	out := buf.String()
+	want := `level=INFO msg="orchestrator: node left after its drain`
+	if !strings.Contains(out, want) || !strings.Contains(out, `status="exit status 0"`) {
+		t.Errorf("log lacks %q with exit status 0:\n%s", want, out)
+	}
+	if strings.Contains(out, "level=WARN") {
+		t.Errorf("an exit 0 is logged as a warning:\n%s", out)
+	}
+}
