@@ -147,27 +147,43 @@ func clusterTierFor(st *wire.ClusterStatus, need controller.Need, prices control
 // and when the controller refuses the job (f.refused: no tier fits it or
 // none is eligible), whose refusal then says why, with or without
 // --strict.
-func hintExcesses(h wire.JobHints, f tierFigures) []string {
+func hintExcesses(h wire.JobHints, f tierFigures) []hintExcess {
 	if f.autoscaleMax > 0 || f.refused != nil {
 		return nil
 	}
-	var out []string
+	var out []hintExcess
 	where := fmt.Sprintf("the cluster's %s tier", f.tier)
 	on := fmt.Sprintf("on %d active node(s)", f.nodes)
 	if h.CapacityBytes > f.capacityBytes {
-		out = append(out, fmt.Sprintf("--capacity %s is more than %s holds: %s %s; puts beyond it fail for lack of space "+
-			"(the controller does not autoscale: it starts no node for the job)",
-			units.FormatSize(h.CapacityBytes), where, units.FormatSize(f.capacityBytes), on))
+		out = append(out, hintExcess{
+			fact: fmt.Sprintf("--capacity %s is more than %s holds: %s %s",
+				units.FormatSize(h.CapacityBytes), where, units.FormatSize(f.capacityBytes), on),
+			effect: "puts beyond it fail for lack of space"})
 	}
 	if want, hint := hintMbps(h); want > f.mbps {
 		bw := fmt.Sprintf("%.0f Mb/s %s", f.mbps, on)
 		if f.assumed > 0 {
 			bw += fmt.Sprintf(" (%d report no bandwidth and count as %.0f Mb/s each)", f.assumed, controller.DefaultPolicy().NodeMbps)
 		}
-		out = append(out, fmt.Sprintf("%s is more than %s serves now: %s; the job gets less than it asked for "+
-			"(the controller does not autoscale: it starts no node for the job)", hint, where, bw))
+		out = append(out, hintExcess{fact: fmt.Sprintf("%s is more than %s serves now: %s", hint, where, bw),
+			effect: "the job gets less than it asked for"})
 	}
 	return out
+}
+
+// hintExcess is a hint that asks for more than the cluster has: the fact
+// (the hint and the cluster's figure) and what it means for a job
+// registered all the same.
+type hintExcess struct {
+	fact, effect string
+}
+
+// noAutoscale says why an excess stays one.
+const noAutoscale = "the controller does not autoscale: it starts no node for the job"
+
+// String is the excess as a warning about a registered job.
+func (e hintExcess) String() string {
+	return fmt.Sprintf("%s; %s (%s)", e.fact, e.effect, noAutoscale)
 }
 
 // hintMbps is the bandwidth the hints ask for in Mb/s, as the controller's
@@ -189,7 +205,7 @@ const hintNext = "add nodes (pocket node --controller ADDR, or pocket up --nodes
 // operator's certificate), the tier chosen at prices as the controller
 // chooses it. It returns the excesses, or the error that kept
 // it from checking. Without capacity or bandwidth hints it asks nothing.
-func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints, prices controller.Prices) ([]string, error) {
+func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints, prices controller.Prices) ([]hintExcess, error) {
 	if h.CapacityBytes == 0 && h.PeakMbps == 0 && h.Lambdas == 0 {
 		return nil, nil
 	}
@@ -212,14 +228,19 @@ func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints,
 
 // reportHints prints the outcome of checkHints and tells whether to go on
 // registering: with strict, only when the hints were checked and fit.
-func reportHints(excess []string, err error, strict bool) (code int, proceed bool) {
+func reportHints(excess []hintExcess, err error, strict bool) (code int, proceed bool) {
 	switch {
 	case err != nil && strict:
 		return fail("job register: --strict: the hints could not be checked against the cluster, so the job is not registered: %v", err), false
 	case err != nil:
 		warn("job register", "note: the hints were not checked against the cluster: %v", err)
 	case len(excess) > 0 && strict:
-		return fail("job register: --strict: not registered: %s: %s", strings.Join(excess, "; "), hintNext), false
+		facts := make([]string, len(excess))
+		for i, e := range excess {
+			facts[i] = e.fact
+		}
+		return fail("job register: --strict: not registered, as its hints ask for more than the cluster has: %s (%s): %s",
+			strings.Join(facts, "; "), noAutoscale, hintNext), false
 	case len(excess) > 0:
 		for _, e := range excess {
 			warn("job register", "warning: %s: %s (--strict refuses such a job)", e, hintNext)

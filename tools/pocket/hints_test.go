@@ -77,7 +77,7 @@ func TestHintExcesses(t *testing.T) {
 		}
 		for i, ws := range c.want {
 			for _, w := range ws {
-				if !strings.Contains(got[i], w) {
+				if !strings.Contains(got[i].String(), w) {
 					t.Errorf("%+v: %q lacks %q", c.h, got[i], w)
 				}
 			}
@@ -108,7 +108,7 @@ func TestNoExcessWhenTheControllerAutoscales(t *testing.T) {
 			t.Errorf("autoscaler of at most %d nodes: %q, want %d warning(s)", c.max, got, c.want)
 		}
 		for _, g := range got {
-			if !strings.Contains(g, "the controller does not autoscale") {
+			if !strings.Contains(g.String(), "the controller does not autoscale") {
 				t.Errorf("warning %q does not say the controller does not autoscale", g)
 			}
 		}
@@ -245,8 +245,12 @@ func TestRegisterHintsAgainstCluster(t *testing.T) {
 	}
 	for _, args := range [][]string{{"--peak-mbps", "20000"}, {"--lambdas", "100"}} {
 		_, errOut, code := register(append(args, "--strict")...)
-		if code != 1 || !strings.Contains(errOut, "--strict: not registered: "+args[0]) || strings.Count(errOut, "pocket: ") != 1 {
-			t.Errorf("job register %v --strict: exit %d, stderr %q; want exit 1 naming the hint", args, code, errOut)
+		// The refusal says the job was not registered, never what the job
+		// gets (before: "not registered: ... the job gets less than it
+		// asked for").
+		if code != 1 || !strings.Contains(errOut, "--strict: not registered, as its hints ask for more than the cluster has: "+args[0]) ||
+			strings.Contains(errOut, "gets less") || strings.Count(errOut, "pocket: ") != 1 {
+			t.Errorf("job register %v --strict: exit %d, stderr %q; want exit 1 naming the hint, not what the job gets", args, code, errOut)
 		}
 	}
 	if _, errOut, code := register("--capacity", "1MiB", "--strict"); code != 0 || errOut != "" {
