@@ -138,10 +138,29 @@ func (p Prices) Cost(t wire.Tier, mbps float64, bytes int64) float64 {
 
 // Need is what a job asks of a tier: bandwidth in Mb/s, capacity in bytes,
 // and whether it is latency-sensitive (a requirement only DRAM meets).
+// Source is where the size came from (SizeHints, SizeProfile,
+// SizeDefault; "": not said), which only the advice of a refusal reads.
 type Need struct {
 	Mbps             float64
 	Bytes            int64
 	LatencySensitive bool
+	Source           string
+}
+
+// capacityHint names the capacity hint as each client spells it.
+const capacityHint = "the capacity hint (--capacity, capacity_bytes)"
+
+// capacityAdvice is what to do about a capacity need that does not fit,
+// by where the need came from: a hint is lowered; a profile's size is
+// replaced by giving the hint.
+func capacityAdvice(need Need) string {
+	switch need.Source {
+	case SizeHints:
+		return "lower " + capacityHint
+	case SizeProfile:
+		return "give " + capacityHint + " to size the job yourself (it gave no size hints and is sized from its name's profile of earlier runs)"
+	}
+	return "lower the capacity need (" + capacityHint + "; a job without size hints is sized from its name's profile)"
 }
 
 // TierOffer is what one tier of the active nodes offers a new job: how
@@ -241,6 +260,6 @@ func noSpace(need Need, elig []TierOffer) error {
 	if need.LatencySensitive {
 		what = "DRAM (the job is latency-sensitive)"
 	}
-	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%.1f GiB) in %s; the largest, %s, has %d bytes (%.1f GiB) spare on %d active node(s): add nodes or lower the capacity need (--capacity; a job without size hints is sized from its name's profile: give --capacity to size it yourself)",
-		need.Bytes, float64(need.Bytes)/(1<<30), what, big.Tier, big.SpareBytes, float64(big.SpareBytes)/(1<<30), big.Nodes)
+	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%.1f GiB) in %s; the largest, %s, has %d bytes (%.1f GiB) spare on %d active node(s): add nodes or %s",
+		need.Bytes, float64(need.Bytes)/(1<<30), what, big.Tier, big.SpareBytes, float64(big.SpareBytes)/(1<<30), big.Nodes, capacityAdvice(need))
 }

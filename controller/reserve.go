@@ -248,9 +248,8 @@ func noSpaceAt(name string, need Need, offers []TierOffer, most int) error {
 	}
 	return wire.Errorf(wire.CodeNoSpace, "no tier can hold job %s: it needs %d bytes (%.1f GiB) in %s; "+
 		"%d nodes (the most the autoscaler runs) like the active ones would have %d bytes (%.1f GiB) of %s spare: "+
-		"lower the capacity need (--capacity; a job without size hints is sized from its name's profile: "+
-		"give --capacity to size it yourself) or raise the maximum (--max-nodes)",
-		name, need.Bytes, float64(need.Bytes)/(1<<30), what, most, big.SpareBytes, float64(big.SpareBytes)/(1<<30), big.Tier)
+		"%s, or raise the maximum (--max-nodes)",
+		name, need.Bytes, float64(need.Bytes)/(1<<30), what, most, big.SpareBytes, float64(big.SpareBytes)/(1<<30), big.Tier, capacityAdvice(need))
 }
 
 // reserve refuses a job that the cluster could not serve at MaxNodes, and

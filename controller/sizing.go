@@ -58,14 +58,14 @@ func (p *Policy) needFor(h wire.JobHints, learned *Learned) (need Need, minNodes
 	mbps, bytes, noHints := p.demand(h)
 	switch {
 	case !noHints:
-		need.Mbps, need.Bytes = mbps, bytes
-		return need, 1, SizeHints
+		need.Mbps, need.Bytes, need.Source = mbps, bytes, SizeHints
 	case learned != nil:
-		need.Mbps, need.Bytes = max(learned.Mbps, p.PerLambdaMbps), max(learned.Bytes, 0)
-		return need, 1, SizeProfile
+		need.Mbps, need.Bytes, need.Source = max(learned.Mbps, p.PerLambdaMbps), max(learned.Bytes, 0), SizeProfile
+	default:
+		need.Mbps, need.Source = p.DefaultMbps, SizeDefault
+		return need, p.DefaultNodes, need.Source
 	}
-	need.Mbps = p.DefaultMbps
-	return need, p.DefaultNodes, SizeDefault
+	return need, 1, need.Source
 }
 
 // size chooses nodes and weights for a job with hints h and no profile

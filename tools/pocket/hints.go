@@ -77,7 +77,7 @@ func hintsNeed(h wire.JobHints) controller.Need {
 	if h.PeakMbps == 0 && h.Lambdas == 0 && h.CapacityBytes == 0 {
 		mbps = controller.DefaultPolicy().DefaultMbps
 	}
-	return controller.Need{Mbps: mbps, Bytes: h.CapacityBytes, LatencySensitive: h.LatencySensitive}
+	return controller.Need{Mbps: mbps, Bytes: h.CapacityBytes, LatencySensitive: h.LatencySensitive, Source: controller.SizeHints}
 }
 
 // jobTier is the tier the controller gives a job of need on the cluster of
