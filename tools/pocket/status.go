@@ -45,9 +45,12 @@ type statusNodeJSON struct {
 	CPUPercent    float64          `json:"cpu_percent"`
 	Cores         uint32           `json:"cores"`
 	LastSeenMs    int64            `json:"last_seen_ms"`
-	// AwaitingFirstHeartbeat: the controller read the node from its state
-	// when it (re)started and has not heard from it since; LastSeenMs is
-	// 0 then and says nothing.
+	// UnheardSinceRestart: the controller read the node from its state
+	// when it (re)started and has not heard from it since
+	// (wire.NodeStatus.Restored); LastSeenMs is 0 then and says nothing.
+	// AwaitingFirstHeartbeat: such a node not marked dead yet (one never
+	// heard from within the controller's grace is dead, not awaiting).
+	UnheardSinceRestart    bool               `json:"unheard_since_restart"`
 	AwaitingFirstHeartbeat bool               `json:"awaiting_first_heartbeat"`
 	Jobs                   uint32             `json:"jobs"`
 	Metrics                map[string]float64 `json:"metrics,omitempty"`
@@ -95,7 +98,7 @@ func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
 	for _, n := range st.Nodes {
 		v := statusNodeJSON{Addr: n.Addr, State: n.State.String(), Tiers: []statusTierJSON{}, RxMbps: n.RxMbps,
 			TxMbps: n.TxMbps, CPUPercent: n.CPUPercent, Cores: n.Cores, LastSeenMs: n.LastSeen.Milliseconds(),
-			AwaitingFirstHeartbeat: n.Restored, Jobs: n.Jobs}
+			UnheardSinceRestart: n.Restored, AwaitingFirstHeartbeat: n.Restored && n.State != wire.NodeDead, Jobs: n.Jobs}
 		for _, t := range n.Tiers {
 			v.UsedBytes += t.UsedBytes
 			v.CapacityBytes += t.CapacityBytes
@@ -194,7 +197,7 @@ func printStatus(v statusJSON) {
 		for i, t := range n.Tiers {
 			unmeasured = unmeasured || t.Mbps <= 0
 			used := units.FormatSize(t.UsedBytes)
-			if n.AwaitingFirstHeartbeat {
+			if n.UnheardSinceRestart {
 				used = "-"
 			}
 			if i == 0 {
@@ -256,7 +259,7 @@ func mapNotes(ns []mapNodeJSON) string {
 }
 
 // printNodeNotes prints what does not fit the node table: a node the
-// controller restored and has not heard from since, a draining node's
+// controller restored and has not heard from since (awaiting, or dead), a draining node's
 // progress (held, when it keeps persisted values of ended jobs), the
 // persisted values of ended jobs a node keeps (metrics persisted_jobs and
 // persisted_bytes, which the controller adds), and the eBPF block latency
@@ -264,8 +267,8 @@ func mapNotes(ns []mapNodeJSON) string {
 // "blk_p99_us:DEV:OP" and "blk_per_sec:DEV:OP", sent by dataplane/agent).
 func printNodeNotes(v statusJSON) {
 	for _, n := range v.Nodes {
-		if n.AwaitingFirstHeartbeat {
-			fmt.Printf("node %s: restored from the controller's state, awaiting its first heartbeat since the controller started\n", n.Addr)
+		if note := restoredNote(n); note != "" {
+			fmt.Printf("node %s: %s\n", n.Addr, note)
 		}
 		if n.State == wire.NodeDraining.String() {
 			fmt.Printf("node %s draining: %s\n", n.Addr, drainNote(n))
@@ -277,6 +280,20 @@ func printNodeNotes(v statusJSON) {
 			fmt.Printf("node %s block %s: p99 %.0f us, %.0f IO/s\n", n.Addr, devOp, n.Metrics[name], n.Metrics["blk_per_sec:"+devOp])
 		}
 	}
+}
+
+// restoredNote is what the status says of a node the controller read
+// from its state and has not heard from since it started: awaiting its
+// first heartbeat, or dead once the controller's grace for it passed;
+// "" for a node heard from.
+func restoredNote(n statusNodeJSON) string {
+	switch {
+	case n.AwaitingFirstHeartbeat:
+		return "restored from the controller's state, awaiting its first heartbeat since the controller started"
+	case n.UnheardSinceRestart:
+		return "dead: restored from the controller's state and never heard from since the controller started"
+	}
+	return ""
 }
 
 // persistedNote describes the persist-after-job values of ended jobs node

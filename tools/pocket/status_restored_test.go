@@ -93,3 +93,34 @@ func firstOr(f []string) string {
 	}
 	return f[0]
 }
+
+// TestStatusRestoredDeadNodeIsNotAwaiting: a node restored from the
+// controller's state that the controller marked dead (never heard from
+// within its grace) is dead, not awaiting a heartbeat: --json says
+// unheard_since_restart, not awaiting_first_heartbeat, and the plain
+// status says it is dead. Before, it read STATE dead beside "awaiting its
+// first heartbeat" for minutes (a new user's trial).
+func TestStatusRestoredDeadNodeIsNotAwaiting(t *testing.T) {
+	st := &wire.ClusterStatus{NodeCount: 2, Nodes: []wire.NodeStatus{
+		{Addr: "127.0.0.1:7001", State: wire.NodeDead, Restored: true},
+		{Addr: "127.0.0.1:7002", State: wire.NodeActive, Restored: true}}}
+	v := statusView(st)
+	for i, want := range [][2]bool{{true, false}, {true, true}} { // unheard, awaiting
+		if n := v.Nodes[i]; n.UnheardSinceRestart != want[0] || n.AwaitingFirstHeartbeat != want[1] {
+			t.Errorf("%s (%s): unheard_since_restart %v, awaiting_first_heartbeat %v; want %v, %v",
+				n.Addr, n.State, n.UnheardSinceRestart, n.AwaitingFirstHeartbeat, want[0], want[1])
+		}
+	}
+	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
+	for _, want := range []string{
+		"node 127.0.0.1:7001: dead: restored from the controller's state and never heard from since the controller started",
+		"node 127.0.0.1:7002: restored from the controller's state, awaiting its first heartbeat",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plain status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "127.0.0.1:7001: restored from the controller's state, awaiting") {
+		t.Errorf("a dead node is said to await its first heartbeat:\n%s", out)
+	}
+}
