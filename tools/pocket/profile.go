@@ -134,7 +134,7 @@ func askProfile(addrFlag string, tf *tlsFlags, name string) (jobProfileJSON, err
 	if errors.Is(err, errNoTLS) {
 		why = fmt.Sprintf("the controller at %s was not asked: %v", ctlAddr(addrFlag), err)
 	}
-	warn("job profile", "%s: showing the state of the stopped controller in %s, the next size under the default sizing policy", why, dir)
+	warn("job profile", "note: %s: showing the state of the stopped controller in %s, the next size under the default sizing policy", why, dir)
 	return v, nil
 }
 
