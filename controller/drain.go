@@ -142,7 +142,9 @@ type DrainOptions struct {
 }
 
 // errKeepsPersisted is the refusal of a drain of a node that keeps
-// persisted values of ended jobs.
+// persisted values of ended jobs. It names the flag of `pocket node
+// drain`, --discard-persisted; in Go the option is
+// DrainOptions.DiscardPersisted.
 func errKeepsPersisted(addr string, p *persistedReport, draining bool) error {
 	what := "draining it would destroy them when it leaves"
 	if draining {
@@ -150,7 +152,7 @@ func errKeepsPersisted(addr string, p *persistedReport, draining bool) error {
 	}
 	return wire.Errorf(wire.CodeConflict, "node %s keeps persist-after-job values of %s; %s. "+
 		"Delete them with each job's credential (POCKET_CREDENTIAL=... pocket rm KEY), then drain again, "+
-		"or drain with --discard-persisted (DrainOptions.DiscardPersisted) to destroy them",
+		"or drain with --discard-persisted to destroy them",
 		addr, p, what)
 }
 

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pocketstore/pocket/metaclient"
@@ -34,8 +35,13 @@ func RequestDrainWith(ctx context.Context, ctlAddr, nodeAddr string, do DrainOpt
 	mc := metaclient.New(ctlAddr, o)
 	defer mc.Close()
 	d, err := mc.DrainOrder(ctx, nodeAddr, do.Deadline, do.DiscardPersisted)
-	if err != nil {
+	if err != nil && !strings.Contains(err.Error(), nodeAddr) {
+		// The controller's refusals name the node ("node ADDR is dead
+		// ..."); a prefix would say it twice.
 		return 0, fmt.Errorf("drain %s: %w", nodeAddr, err)
+	}
+	if err != nil {
+		return 0, err
 	}
 	return d, nil
 }

@@ -93,6 +93,11 @@ func TestDrainCommandPersistedValues(t *testing.T) {
 		!strings.Contains(errOut, "pocket rm") || strings.Contains(out, "draining") {
 		t.Fatalf("drain of a node keeping persisted values: exit %d, stdout %q, stderr %q; want 1 and the refusal", code, out, errOut)
 	}
+	// The refusal names the node once and the flag, not the Go option
+	// (before: "drain ADDR: conflict: node ADDR ... (DrainOptions.DiscardPersisted)").
+	if strings.Count(errOut, a) != 1 || strings.Contains(errOut, "DrainOptions") {
+		t.Errorf("drain refusal %q: want the node named once and no Go option name", errOut)
+	}
 	out, errOut, code = drain("--discard-persisted", a)
 	if code != 0 || !strings.Contains(out, "destroyed when it leaves") {
 		t.Fatalf("drain --discard-persisted: exit %d, stdout %q, stderr %q", code, out, errOut)
