@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -91,8 +92,15 @@ func TestDeregisterDeadNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut, code := deregister(m)
-	if code != 0 || !strings.Contains(out, "node "+dead+" is dead: its copy went with it") {
+	if code != 0 || !strings.Contains(out, "node "+dead+" is dead: its copy of the job's values went with it, those put with --persist too") {
 		t.Fatalf("deregister with its only node dead: exit %d, stdout %q, stderr %q; want 0 and a line on the dead node", code, out, errOut)
+	}
+	// Nothing is left on a dead node: the output does not say values stay
+	// read-only, nor that the dead node "could not be asked" (before: the
+	// count's raw error, and the credential).
+	if !strings.Contains(out, "no values put with --persist are left: the job's node(s) are dead") ||
+		strings.Contains(out, "stay read-only") || strings.Contains(out, "POCKET_CREDENTIAL") || strings.Contains(out, "could not be asked") {
+		t.Errorf("deregister with its only node dead: stdout %q; want no values said to stay", out)
 	}
 
 	alive, dead2 := closedAddr(t), closedAddr(t)
@@ -109,6 +117,19 @@ func TestDeregisterDeadNodes(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "1 node(s) did not drop") || !strings.Contains(errOut, alive) ||
 		strings.Contains(errOut, "node dead") || !strings.Contains(out, "node "+dead2+" is dead") {
 		t.Fatalf("deregister with a dead node and an unreachable one: exit %d, stdout %q, stderr %q; want 1 naming %s only", code, out, errOut, alive)
+	}
+	// The persisted values' line names the live node that could not be
+	// asked, not the dead one, on one line without the registry's prefix
+	// (before: both nodes' errors, "wire: " and a raw newline between).
+	var line string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "--persist on the job's live nodes stay read-only (not counted: ") {
+			line = l
+		}
+	}
+	if line == "" || !strings.Contains(line, "node "+alive+":") || strings.Contains(line, dead2) || strings.Contains(line, "wire: ") ||
+		!strings.Contains(out, "export POCKET_CREDENTIAL=") {
+		t.Errorf("deregister with a dead node and an unreachable one: stdout %q; want one line naming only %s, then the credential", out, alive)
 	}
 }
 
@@ -146,5 +167,23 @@ func TestDeregisterSaysWhetherValuesPersist(t *testing.T) {
 		if persist && !kept || !persist && !none {
 			t.Errorf("deregister of a job that persisted %v: %q", persist, out)
 		}
+	}
+}
+
+// TestUsageFailures: a deregistered job's failed count is told per node
+// that could not be asked, the dead nodes' failures left out (their
+// values are gone), each on one line without the registry's "wire: ".
+func TestUsageFailures(t *testing.T) {
+	dead := &wire.Error{Code: wire.CodeUnavailable, Msg: "node 127.0.0.1:7001: dial tcp 127.0.0.1:7001: connect: connection refused"}
+	live := &wire.Error{Code: wire.CodeUnavailable, Msg: "node 127.0.0.1:7002: connection lost: EOF"}
+	got := usageFailures(errors.Join(dead, live), []string{"127.0.0.1:7001"})
+	if len(got) != 1 || strings.Contains(got[0], "wire: ") || strings.Contains(got[0], "\n") || !strings.Contains(got[0], "node 127.0.0.1:7002:") {
+		t.Errorf("a dead and a live node failed: %q; want the live one's failure alone, on one line", got)
+	}
+	if got := usageFailures(errors.Join(dead), []string{"127.0.0.1:7001"}); got != nil {
+		t.Errorf("only the dead node failed: %q; want none", got)
+	}
+	if got := usageFailures(nil, nil); got != nil {
+		t.Errorf("no failure: %q", got)
 	}
 }

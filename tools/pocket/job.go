@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -182,9 +183,10 @@ func runJobDeregister(args []string) int {
 	} else {
 		fmt.Printf("job %s deregistered: %d node(s) dropped %d stored record(s) (values and the chunks of large ones), %s\n", pos[0], res.Nodes, res.Values, units.FormatSize(res.Bytes))
 		for _, a := range dead {
-			fmt.Printf("node %s is dead: its copy went with it\n", a)
+			fmt.Printf("node %s is dead: its copy of the job's values went with it, those put with --persist too\n", a)
 		}
-		printPersisted(cred, kept, keptErr)
+		count := persistedCount{bytes: kept, counted: keptErr == nil, failed: usageFailures(keptErr, dead)}
+		printPersisted(cred, count, res.Nodes == 0 && len(others) == 0 && len(dead) > 0)
 	}
 	if len(others) > 0 {
 		return fail("job deregister: %d node(s) did not drop the job's data: %s", len(others), strings.Join(others, "; "))
@@ -259,20 +261,59 @@ func persistedBytes(ctx context.Context, cred string) (int64, error) {
 // persistedWait bounds persistedBytes.
 const persistedWait = 5 * time.Second
 
+// persistedCount is what persistedBytes found of a deregistered job's
+// values put with --persist: their bytes when counted, else the failures
+// of the nodes that could not be asked, besides the dead ones
+// (usageFailures; none when only dead nodes failed the count).
+type persistedCount struct {
+	bytes   int64
+	counted bool
+	failed  []string
+}
+
 // printPersisted says what became of the job's values put with --persist
-// (kept bytes of them, or err when their nodes could not tell) and, when
-// some may be left, the credential that reads and deletes them.
-func printPersisted(cred string, kept int64, err error) {
+// and, when some may be left, the credential that reads and deletes them.
+// allDead: every node of the job's map is dead, so none is left.
+func printPersisted(cred string, c persistedCount, allDead bool) {
 	switch {
-	case err != nil:
-		fmt.Printf("any values put with --persist stay read-only (their nodes could not be asked: %v); to read or delete them:\n", err)
-	case kept == 0:
+	case allDead:
+		fmt.Println("no values put with --persist are left: the job's node(s) are dead")
+		return
+	case !c.counted && len(c.failed) > 0:
+		fmt.Printf("any values put with --persist on the job's live nodes stay read-only (not counted: %s); to read or delete them:\n",
+			strings.Join(c.failed, "; "))
+	case !c.counted:
+		fmt.Println("any values put with --persist on the job's live nodes stay read-only (not counted, as the dead nodes failed the count); to read or delete them:")
+	case c.bytes == 0:
 		fmt.Println("the job kept no values (none was put with --persist)")
 		return
 	default:
-		fmt.Printf("values put with --persist stay read-only (%s on the job's nodes); to read or delete them:\n", units.FormatSize(kept))
+		fmt.Printf("values put with --persist stay read-only (%s on the job's nodes); to read or delete them:\n", units.FormatSize(c.bytes))
 	}
 	fmt.Printf("export POCKET_CREDENTIAL=%s\n", cred)
+}
+
+// usageFailures are the failures of persistedBytes's count (err, the
+// fan-out's errors joined), one entry per node, without those of the
+// dead nodes (whose values are gone) and without the "wire: " prefix of
+// the error registry, and on one line; none when err is nil or names
+// dead nodes only.
+func usageFailures(err error, dead []string) []string {
+	if err == nil {
+		return nil
+	}
+	parts := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts = j.Unwrap()
+	}
+	var out []string
+	for _, p := range parts {
+		msg := strings.ReplaceAll(strings.TrimPrefix(p.Error(), "wire: "), "\n", "; ")
+		if !slices.ContainsFunc(dead, func(a string) bool { return strings.Contains(msg, "node "+a+":") }) {
+			out = append(out, msg)
+		}
+	}
+	return out
 }
 
 // registerJob registers req: name, hints and the token's TTL.
