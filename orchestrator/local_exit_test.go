@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,10 +81,16 @@ func TestLocalLogsExits(t *testing.T) {
 // does once its controller drained and retired it) is logged at info
 // level as having left, not at warning level as a crash. Before, a normal
 // `pocket node drain` under `pocket up` logged "node exited unasked
-// (crashed or killed)" with status "exit status 0".
+// (crashed or killed)" with status "exit status 0". The node is a script
+// that says it serves and exits 0.
 func TestLocalLogsExitZeroAsLeft(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "node.sh")
+	script := "#!/bin/sh\necho 'pocket node serving on 127.0.0.1:1'\nexit 0\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var buf lockedBuffer
-	l := &Local{Binary: buildPocket(t), StopTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+	l := &Local{Binary: bin, StopTimeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
 	defer l.Close()
 	n, err := l.Start(context.Background(), NodeSpec{DRAM: "16MiB"})
 	if err != nil {
@@ -91,10 +99,6 @@ func TestLocalLogsExitZeroAsLeft(t *testing.T) {
 	l.mu.Lock()
 	p := l.procs[n.ID]
 	l.mu.Unlock()
-	// SIGTERM from outside (not Stop): the node exits 0 by itself.
-	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
 	<-p.done
 	out := buf.String()
 	want := `level=INFO msg="orchestrator: node left after its drain`
