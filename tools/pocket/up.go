@@ -430,6 +430,11 @@ func printUp(u *upCluster, o upOptions) {
 	secretArg, note := u.secret.usage()
 	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s\n  pocket node drain ADDR%s%s\n",
 		note, u.addr, secretArg, nodeTLSArg(u.tlsDir), secretArg, tlsArg)
+	if o.autoscale {
+		// A node added by hand counts like any other: under the band,
+		// scale-in drains the emptiest node first, which a new one is.
+		fmt.Println("  (the autoscaler sets the node count: a node added by hand is drained again when the cluster runs under the band)")
+	}
 	if u.tlsDir != "" {
 		fmt.Printf("a node on another host gets its certificate from: pocket cert issue --role node --host HOST --out DIR --data-dir %s\n",
 			filepath.Dir(u.tlsDir))
