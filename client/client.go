@@ -222,7 +222,7 @@ func (p *pool) dial(i int, d *dialing) {
 	p.slots[i].dial = nil
 	switch {
 	case err != nil:
-		d.err = &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: %v", p.addr, err)}
+		d.err = dialErr(p.addr, err)
 	case p.closed:
 		_ = nc.Close()
 		d.err = ErrClosed

@@ -2,6 +2,8 @@ package client
 
 import (
 	"errors"
+	"fmt"
+	"syscall"
 
 	"github.com/pocketstore/pocket/wire"
 )
@@ -64,3 +66,32 @@ func NotSent(err error) bool {
 // their map marks dead. err must be, or wrap, a *wire.Error; other errors
 // are returned unchanged.
 func MarkNotSent(err error) error { return notSent(err) }
+
+// refusedError is the error of a dial the node's host refused (nothing
+// listens at the address: the node process is not running there). It
+// unwraps to its wire.ErrUnavailable.
+type refusedError struct{ err *wire.Error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// dialErr is the wire.ErrUnavailable of a failed dial to addr, marked
+// refused (Refused) when the host refused the connection.
+func dialErr(addr string, err error) error {
+	we := &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: %v", addr, err)}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return &refusedError{err: we}
+	}
+	return we
+}
+
+// Refused reports whether err (from Client.Do, possibly wrapped) is the
+// error of a dial that the node's host refused: no process listens at the
+// node's address, so the node is not running there (stopped, retired,
+// dead, or not started yet). A timeout, an unreachable host or a
+// connection lost after it was made is not a refusal: the node may still
+// be running.
+func Refused(err error) bool {
+	var r *refusedError
+	return errors.As(err, &r)
+}

@@ -35,7 +35,10 @@ func (j *Job) route(key []byte, chunk uint32) target {
 	addr := j.live.Node(j.live.Pick(key, chunk)).ID
 	t := target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
 	if j.live != j.set || j.prior != j.set {
-		if o := j.prior.Node(j.prior.Pick(key, chunk)).ID; o != addr && !j.m.Dead[o] {
+		// A dead old owner is skipped: its values are gone. A retired
+		// job keeps it, to answer gone (ErrLost) for a key that may have
+		// been there (retiredKeyDo).
+		if o := j.prior.Node(j.prior.Pick(key, chunk)).ID; o != addr && (!j.m.Dead[o] || j.retired.Load()) {
 			t.old, t.leaving = o, j.m.Draining[o]
 		}
 	}
@@ -97,17 +100,22 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 		var r client.Reply
 		var err error
 		switch {
+		case t.dead && j.retired.Load():
+			err = goneErr(t.addr) // found gone (gone.go)
 		case t.dead:
 			err = client.MarkNotSent(&wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"})
+		case t.old != "" && j.retired.Load():
+			r, err = j.retiredKeyDo(ctx, t, op, flags, key, x, payload, dst)
 		case t.old != "":
-			r, err = j.retiredPatient(ctx, func() (client.Reply, error) {
-				return j.drainDo(ctx, t, op, flags, key, x, payload, dst)
-			})
+			r, err = j.drainDo(ctx, t, op, flags, key, x, payload, dst)
 		default:
 			req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
-			r, err = j.retiredPatient(ctx, func() (client.Reply, error) {
-				return j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
+			r, err = j.goneCheck(ctx, t.addr, resendable(op, flags), func() (client.Reply, error) {
+				return j.retiredPatient(ctx, func() (client.Reply, error) {
+					return j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
+				})
 			})
+			err = j.keyAnswer(op, flags, t.addr, err)
 		}
 		if attempt < mapRetries && (resendable(op, flags) || !maybeDone(err)) && j.mapChanged(ctx, err, t.epoch, t.leaving, attempt) {
 			continue
@@ -429,7 +437,10 @@ func (j *Job) fanOutOnce(ctx context.Context, op wire.Op, flags uint16, req wire
 // sendAll sends req, with each target's job fields, to every target in
 // parallel and returns each one's reply in the order of ts, and their
 // errors joined. Version requests and prefix deletes wait out busy
-// (patientOp), a retired job's other requests too (retiredPatient).
+// (patientOp), a retired job's other requests too (retiredPatient); a
+// retired job's node that refuses connections is dialed again until it
+// counts as gone (goneCheck), and then, like one that answers revoked,
+// holds none of its values.
 func (j *Job) sendAll(ctx context.Context, ts []target, op wire.Op, flags uint16, req wire.Request) ([]client.Reply, error) {
 	replies := make([]client.Reply, len(ts))
 	errs := make([]error, len(ts))
@@ -445,9 +456,9 @@ func (j *Job) sendAll(ctx context.Context, ts []target, op wire.Op, flags uint16
 				// A version request or prefix delete meets busy while
 				// a value it concerns is being moved: it waits the move
 				// out, or the value that arrives after it would be missed.
-				replies[i], errs[i] = untilNotBusy(ctx, do)
+				replies[i], errs[i] = j.goneCheck(ctx, t.addr, false, func() (client.Reply, error) { return untilNotBusy(ctx, do) })
 			} else {
-				replies[i], errs[i] = j.retiredPatient(ctx, do)
+				replies[i], errs[i] = j.goneCheck(ctx, t.addr, true, func() (client.Reply, error) { return j.retiredPatient(ctx, do) })
 			}
 			if j.holdsNone(errs[i]) {
 				replies[i], errs[i] = client.Reply{}, nil

@@ -204,6 +204,9 @@ type Job struct {
 	staleFetch time.Time  // when the last one was made
 
 	retired atomic.Bool // deregistered through it, or opened from a credential (holdsNone)
+
+	goneMu sync.Mutex // markGone's changes to the map, and gone
+	gone   []string   // nodes of a retired job's map found gone (gone.go)
 }
 
 func (j *Job) setMap(m Map) {
@@ -259,8 +262,9 @@ func (j *Job) Deregister(ctx context.Context) error {
 // holdsNone reports whether err, a node's answer to a listing, count,
 // usage or prefix delete, means that node holds none of a retired job's
 // persisted values: after deregistration a node that kept none answers
-// revoked. A live job's handle reports that revocation (its token was
-// revoked, or expired).
+// revoked, and a node found gone (gone.go: retired or dead) holds none.
+// A live job's handle reports that revocation (its token was revoked, or
+// expired).
 func (j *Job) holdsNone(err error) bool {
-	return j.retired.Load() && errors.Is(err, wire.ErrRevoked)
+	return j.retired.Load() && (errors.Is(err, wire.ErrRevoked) || isGone(err))
 }
