@@ -35,6 +35,7 @@ import time
 import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 
 from . import buffer, control, errors, placement, wire
@@ -352,16 +353,17 @@ class _MapState:
                                   f"dead at epoch {ln.epoch}: it is gone, recompute it")
         return r.check()
 
-    def route(self, key: bytes, chunk: int) -> tuple[str, str]:
+    def route(self, key: bytes, chunk: int, keep_dead: bool = False) -> tuple[str, str]:
         """The owner of (key, chunk) (its owner under the live set) and its
         old owner: its owner under the prior set when that differs and is
-        not dead, a node that may still hold the value (else ""). See the
-        Go SDK's drain.go."""
+        not dead (or keep_dead: a retired job answers gone for a key whose
+        old owner is), a node that may still hold the value (else ""). See
+        the Go SDK's drain.go."""
         addr = self.live.ids[self.live.pick(key, chunk)]
         if self.settled:
             return addr, ""
         old = self.prior.ids[self.prior.pick(key, chunk)]
-        return addr, (old if old != addr and old not in self.dead else "")
+        return addr, (old if old != addr and (keep_dead or old not in self.dead) else "")
 
     def keyless(self, key: bytes = b"", **kw) -> bytes:
         """A request of the job with no key (or a prefix) and fields kw."""
@@ -472,6 +474,69 @@ _REFRESH_GAP = 0.5
 _REVOKED_EMPTY = (wire.OP_DELETE, wire.OP_LIST)
 
 
+# Nodes gone from an ended job's frozen map (the Go SDK's gone.go): the
+# controller forgets an ended job, so no newer map says a node of its
+# credential was retired or died. A node's persisted values live in its
+# process, so a node that refuses connections (nothing listens at its
+# address) for _GONE_WAIT seconds (the wait a live job's fan-out gives the
+# map without a stopped node) holds none: it is marked dead in the handle's
+# map (fan-outs skip it) and named by Job.gone_nodes(); a request to it
+# raises NodeGone, a Lost naming it. Listings, counts and recursive deletes
+# then cover the reachable nodes and succeed.
+_GONE_WAIT = _STALE_WAIT
+# How many times a retired job's request to a node whose connection was
+# lost probes the node again before a fresh dial tells whether it is there
+# (more than the pool's connections per node).
+_LOST_TRIES = 4
+
+
+class NodeGone(errors.Lost):
+    """A node of an ended job's map is gone (retired or dead: it refused
+    connections for _GONE_WAIT seconds after the job ended), and the job's
+    values on it with it: ``addr`` names it."""
+
+    def __init__(self, addr: str):
+        super().__init__(f"values on node {addr} are gone (retired or dead: it refused connections for "
+                         f"{_GONE_WAIT:g} s after the job ended); recompute them")
+        self.addr = addr
+
+
+class _Answer(Reply):
+    """A reply the SDK answers itself: code and the exception check raises
+    (a retired job's "not found" for a node that answered revoked)."""
+
+    __slots__ = ("err",)
+
+    def __init__(self, code: int, err: errors.PocketError):
+        super().__init__(0, 0, code, b"", b"")
+        self.err = err
+
+    def check(self) -> "Reply":
+        raise self.err
+
+
+def _absent(x) -> bool:
+    """Whether an answer (a Reply or an exception) says the key is not
+    there: not found, or gone with its node."""
+    return isinstance(x, NodeGone) or (isinstance(x, Reply) and x.code == errors.Code.NOT_FOUND)
+
+
+def _best_answer(live, old):
+    """Combines the answers (Reply or exception) of a key's live owner and
+    old owner (the Go SDK's bestAnswer): a success (the live owner's
+    first); else one that is not absent (the node may hold the key); else
+    gone; else not found. Returns the reply, or raises the exception."""
+    def ok(x):
+        return isinstance(x, Reply) and x.code == 0
+    for pick in (ok, lambda x: not _absent(x), lambda x: isinstance(x, NodeGone), lambda x: True):
+        for x in (live, old):
+            if pick(x):
+                if isinstance(x, BaseException):
+                    raise x
+                return x
+    raise AssertionError("unreachable")
+
+
 class Job:
     """A registered job: its placement map and the operations on its keys.
     Safe for use from many threads."""
@@ -483,6 +548,8 @@ class Job:
         self._st = _MapState(m)
         self._owner = owner
         self._retired = False  # deregistered through it, or opened from a credential
+        self._gone: list[str] = []  # nodes of a retired job's map found gone
+        self._gone_lock = threading.Lock()
 
     # ---- identity ----
 
@@ -698,6 +765,109 @@ class Job:
         self._owner = False
         self._retired = True
 
+    def gone_nodes(self) -> list[str]:
+        """The nodes of an ended job's map this handle found gone (retired
+        or dead: they refused connections for 5 s), in the order found: the
+        values they held are gone, and listings, counts and deletes leave
+        them out. Empty for a live job, whose maps leave such nodes out."""
+        with self._gone_lock:
+            return list(self._gone)
+
+    def _mark_gone(self, addr: str) -> None:
+        """Marks addr dead in the retired job's map (fan-outs skip it)."""
+        with self._gone_lock:
+            m = self._st.map
+            if addr in self._st.dead:
+                return
+            nodes = [dataclasses.replace(n, state=wire.NODE_DEAD) if n.addr == addr else n for n in m.nodes]
+            self._st = _MapState(dataclasses.replace(m, nodes=nodes))
+            self._gone.append(addr)
+
+    def _gone_check(self, addr: str, e: NodeUnavailable) -> None:
+        """For a retired job whose request to addr raised e: returns when
+        the node answers (the caller raises e: the request's outcome stands
+        unknown), or after a refusal that lasts _GONE_WAIT seconds marks the
+        node gone and raises NodeGone. A probe (a listing of one key) asks,
+        never the request itself."""
+        err = e
+        for _ in range(_LOST_TRIES):
+            if err.refused:
+                break
+            try:
+                self._probe(addr)
+                return
+            except NodeUnavailable as e2:
+                err = e2
+        if not err.refused:
+            return
+        deadline = time.monotonic() + _GONE_WAIT
+        wait = 0.02
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._mark_gone(addr)
+                raise NodeGone(addr) from None
+            time.sleep(min(wait, left))
+            wait = min(2 * wait, 0.5)
+            try:
+                self._probe(addr)
+                return
+            except NodeUnavailable as e2:
+                if not e2.refused:
+                    return
+
+    def _probe(self, addr: str) -> Reply:
+        """A listing of one key of the job at addr: changes nothing."""
+        st = self._st
+        return self._send_once(addr, wire.OP_LIST, st.tier_flags, st.keyless(limit=1))
+
+    def _key_answer(self, op: int, flags: int, addr: str, r: Reply) -> Reply:
+        """A retired job's single-key read or delete answered revoked by
+        addr: the node holds none of the job's values, so the key is not
+        found (the Go SDK's keyAnswer). Other replies as they are."""
+        if (self._retired and r.code == errors.Code.REVOKED and op in (wire.OP_GET, wire.OP_STAT, wire.OP_DELETE)
+                and not flags & wire.FLAG_PREFIX):
+            return _Answer(errors.Code.NOT_FOUND, errors.NotFound(f"node {addr} holds none of the ended job's values"))
+        return r
+
+    def _retired_key_do(self, st: _MapState, addr: str, old: str, op: int, flags: int, meta: bytes,
+                        payload, dst) -> Reply:
+        """A single-key request of a retired job whose key has an old owner
+        (the Go SDK's retiredKeyDo): no value of an ended job moves, so each
+        owner answers on its own. A read asks the owner, then the old one; a
+        delete deletes at both; a read that deletes does so at the owner,
+        then deletes the old owner's older copy (or, the owner holding
+        nothing, reads and deletes at the old one). Answers combine as
+        _best_answer."""
+        def one(a: str, o: int = op, f: int = flags):
+            try:
+                if a in self._st.dead:
+                    raise NodeGone(a)
+                return self._key_answer(o, f, a, self._send_patient(a, o, f, meta, payload, dst))
+            except errors.PocketError as e:
+                return e
+        if op == wire.OP_DELETE:
+            o = one(old)
+            return _best_answer(one(addr), o)
+        if op == wire.OP_GET and flags & wire.FLAG_DELETE_AFTER_READ:
+            live = one(addr)
+            if isinstance(live, Reply) and live.code == 0:
+                o = one(old, wire.OP_DELETE, flags & ~wire.FLAG_DELETE_AFTER_READ)
+                if not _absent(o) and not (isinstance(o, Reply) and o.code == 0):
+                    if isinstance(o, BaseException):
+                        raise o
+                    return o
+                return live
+            if not _absent(live):
+                return _best_answer(live, live)
+            return _best_answer(live, one(old))
+        if op in (wire.OP_GET, wire.OP_STAT):
+            live = one(addr)
+            if not _absent(live):
+                return _best_answer(live, live)
+            return _best_answer(live, one(old))
+        return self._send(addr, op, flags, meta, payload, dst)  # a put: refused (read-only)
+
     def _holds_none(self, code: int, op: int) -> bool:
         """Whether a node's reply code to op means it holds none of a
         retired job's persisted values (see _REVOKED_EMPTY)."""
@@ -713,6 +883,16 @@ class Job:
     # ---- requests ----
 
     def _send(self, addr: str, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
+        """Sends one request to addr; a retired job's that cannot reach the
+        node finds out whether the node is gone (_gone_check: NodeGone)."""
+        try:
+            return self._send_once(addr, op, flags, meta, payload, dst)
+        except NodeUnavailable as e:
+            if self._retired:
+                self._gone_check(addr, e)
+            raise
+
+    def _send_once(self, addr: str, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
         pool = self.client.pool
         c = pool.acquire(addr)
         try:
@@ -733,16 +913,21 @@ class Job:
             if st.settled:
                 addr, old = st.addrs[st.set.pick(key, chunk)], ""
             else:
-                addr, old = st.route(key, chunk)
+                addr, old = st.route(key, chunk, keep_dead=self._retired)
             try:
                 if st.dead and addr in st.dead:
+                    if self._retired:
+                        raise NodeGone(addr)
                     raise NodeUnavailable(addr, f"node {addr} is dead", sent=False)
                 meta = st.codec.encode(key, version, object_size)
-                if old:
+                if old and self._retired:
+                    r = self._retired_key_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
+                elif old:
                     r = self._retired_patient(lambda: self._drain_do(st, key, version, addr, old, op,
                                                                      flags | st.tier_flags, meta, payload, dst))
                 elif self._retired:
-                    r = self._send_patient(addr, op, flags | st.tier_flags, meta, payload, dst)
+                    r = self._key_answer(op, flags, addr,
+                                         self._send_patient(addr, op, flags | st.tier_flags, meta, payload, dst))
                 else:
                     pool = self.client.pool
                     c = pool.acquire(addr)
@@ -876,6 +1061,8 @@ class Job:
             addrs = [a for a in st.addrs if a not in st.dead and a not in skip]
             send = self._send_patient if _patient(op, flags) or self._retired else self._send
             out = self._gather([lambda a=a: send(a, op, flags | st.tier_flags, meta) for a in addrs])
+            # A node found gone holds none of a retired job's values.
+            out = [x for x in out if not isinstance(x, NodeGone)]
             errs = [x for x in out if isinstance(x, BaseException)]
             replies = [x for x in out if not isinstance(x, BaseException)]
             errs += [wire.reply_error(r.code, r.meta) for r in replies if r.code in _REFRESH]
@@ -1299,7 +1486,10 @@ class Job:
             meta = wire.encode_request(st.job, prefix, st.map.token, st.map.epoch, after=after,
                                        limit=_LIST_PAGE, delimiter=delim)
             send = self._send_patient if self._retired else self._send
-            r = send(addr, wire.OP_LIST, st.tier_flags, meta)
+            try:
+                r = send(addr, wire.OP_LIST, st.tier_flags, meta)
+            except NodeGone:
+                return out  # retired or dead: none of the job's values there
             if self._holds_none(r.code, wire.OP_LIST):
                 return out  # deregistered, and none of its persisted values here
             resp = r.check().response()
@@ -1346,8 +1536,8 @@ class Job:
         if p:
             try:
                 self.delete(p[:-1])
-            except errors.NotFound:
-                pass
+            except (errors.NotFound, NodeGone):
+                pass  # nothing to delete, or gone with its node
             except errors.Revoked:
                 # A retired job's node that kept none of its values holds
                 # no name to delete (_holds_none; the Go SDK's RemoveAll).
@@ -1372,7 +1562,9 @@ class Job:
                 out = self._gather([lambda a=a: self._send_patient(a, wire.OP_DELETE, flags, meta) for a in group])
                 more, errs = [], []
                 for a, x in zip(group, out):
-                    if isinstance(x, BaseException):
+                    if isinstance(x, NodeGone):
+                        pass  # retired or dead: none of the job's values there
+                    elif isinstance(x, BaseException):
                         errs.append(x)
                     elif self._holds_none(x.code, wire.OP_DELETE):
                         pass  # deregistered, and none of its persisted values there

@@ -81,12 +81,15 @@ class NodeUnavailable(errors.Unavailable):
     could not be made, or failed while the request was being written) and
     True when it may have (the connection failed after that, or timed
     out, before the reply came): then whether the node executed it is
-    unknown."""
+    unknown. ``refused`` is True when the node's host refused the
+    connection: nothing listens at the address, so the node is not
+    running there (the Go client's Refused)."""
 
-    def __init__(self, addr: str, message: str, sent: bool):
+    def __init__(self, addr: str, message: str, sent: bool, refused: bool = False):
         super().__init__(message)
         self.addr = addr
         self.sent = sent
+        self.refused = refused
 
 
 class NodeConn:
@@ -98,7 +101,8 @@ class NodeConn:
         try:
             self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout=connect_timeout)
         except OSError as e:
-            raise NodeUnavailable(addr, f"node {addr}: {e}", sent=False) from None
+            raise NodeUnavailable(addr, f"node {addr}: {e}", sent=False,
+                                  refused=isinstance(e, ConnectionRefusedError)) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(timeout)
         self.timeout = timeout

@@ -1,0 +1,75 @@
+"""A node of an ended job's frozen map (its credential) is gone for good:
+killed after the job's deregistration. The credential lists and counts what
+the other nodes hold, a read or delete of a value that was on the gone node
+raises Lost naming it (not Unavailable, which reads as "retry"), a
+recursive delete succeeds, and a deleted key whose node forgot the job
+(answers revoked) reads as NotFound. Before, every listing, count and
+recursive delete raised Unavailable for good (the Go SDK's gone.go;
+TestEndedJobOverRetiredNode)."""
+
+from __future__ import annotations
+
+import pytest
+
+import pocket
+from pocket import errors, wire
+
+from conftest import HelperCluster, wait_for
+
+
+@pytest.fixture
+def helper_cluster(bins):
+    c = HelperCluster(bins["gohelper"], 3, "300ms")
+    yield c
+    c.stop()
+
+
+def _owner(job: pocket.Job, key: str) -> str:
+    st = job._st
+    return st.addrs[st.set.pick(key.encode(), 0)]
+
+
+def test_ended_job_over_gone_node(helper_cluster):
+    c = helper_cluster
+    with pocket.Client(c.addr, insecure=True) as cl:
+        job = cl.register_job("gone", lambdas=120)
+        assert len(job.map.nodes) == 3
+        keys = [f"kept/{i:03d}" for i in range(24)]
+        for k in keys:
+            job.put(k, b"value of " + k.encode(), persist=True)
+        cred = job.credential()
+        job.deregister()
+        victim = c.nodes[0]
+        on = [k for k in keys if _owner(job, k) == victim]
+        kept = [k for k in keys if _owner(job, k) != victim]
+        assert on and kept, "the test needs keys on the victim and elsewhere"
+        c.command(f"kill {victim}")
+
+        left = cl.open_credential(cred)
+        assert [e.name for e in left.list("kept/")] == kept
+        assert left.gone_nodes() == [victim]
+        assert left.count_files("kept") == len(kept)
+        for k in kept:
+            assert left.get(k) == b"value of " + k.encode()
+        with pytest.raises(pocket.Lost, match=victim):
+            left.get(on[0])
+        with pytest.raises(pocket.Lost):
+            left.delete(on[0])
+
+        fresh = cl.open_credential(cred)
+        fresh.remove_all("kept")
+        assert fresh.list("") == []
+
+        # The remaining nodes hold nothing of the job now: once they forget
+        # it they answer revoked, which for a key means "not found".
+        other = _owner(fresh, kept[0])
+
+        def forgot() -> bool:
+            st = fresh._st
+            return fresh._send_once(other, wire.OP_LIST, st.tier_flags, st.keyless()).code == errors.Code.REVOKED
+        assert wait_for(forgot, 10.0), "the remaining node did not forget the ended job"
+        with pytest.raises(pocket.NotFound):
+            fresh.get(kept[0])
+        with pytest.raises(pocket.NotFound):
+            fresh.delete(kept[0])
+        assert fresh.list("") == []
