@@ -231,3 +231,56 @@ func TestLiveJobRefusedNodeUnchanged(t *testing.T) {
 		t.Fatalf("GoneNodes of a live job: %v", g)
 	}
 }
+
+// TestEndedJobCredentialLiveOwnerGone: with a node marked draining in the
+// credential, a key it still holds whose owner without it is gone reads
+// from the draining node, once the gone node is known (a listing found
+// it). Answering gone at once for the dead owner missed the value.
+func TestEndedJobCredentialLiveOwnerGone(t *testing.T) {
+	_, addr, nodes := startExitCluster(t, 3)
+	s, err := Dial(context.Background(), addr, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	keys, cred := persistEnded(t, s, nodes, 24)
+	draining := nodes[0]
+	c, err := decodeCredential(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Nodes {
+		c.Nodes[i].Draining = c.Nodes[i].ID == draining.addr
+	}
+	b, _ := json.Marshal(c)
+	left, err := s.OpenCredential(base64.RawURLEncoding.EncodeToString(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A key on the draining node whose owner without it is the node to stop.
+	var key string
+	var victim *exitNode
+	for _, k := range keys {
+		if tg := left.route([]byte(k), 0); tg.old == draining.addr {
+			for _, n := range nodes[1:] {
+				if n.addr == tg.addr {
+					key, victim = k, n
+				}
+			}
+			break
+		}
+	}
+	if victim == nil {
+		t.Fatal("no key on the draining node")
+	}
+	victim.stop()
+	if _, err := left.List(context.Background(), ""); err != nil {
+		t.Fatalf("listing with a node stopped: %v", err)
+	}
+	if g := left.GoneNodes(); !slices.Equal(g, []string{victim.addr}) {
+		t.Fatalf("GoneNodes %v; want [%s]", g, victim.addr)
+	}
+	if v, err := left.Get(context.Background(), key); err != nil || string(v) != "value of "+key {
+		t.Fatalf("get of %s on the draining node, its other owner gone: %q, %v", key, v, err)
+	}
+}

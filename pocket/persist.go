@@ -31,7 +31,9 @@ import (
 // takes the job's current map, so the credential finds them), never an
 // ended job's: the controller refuses to drain, and scale-in passes over,
 // a node that keeps them, unless the drain is told to discard them
-// (controller/drain.go).
+// (controller/drain.go). A node of the map that is gone for good (drained
+// with its persisted values discarded, or dead) refuses connections: the
+// credential's calls find it gone and go on without it (gone.go).
 
 // credential is the encoded form of a job's map.
 type credential struct {

@@ -100,12 +100,13 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 		var r client.Reply
 		var err error
 		switch {
+		case t.old != "" && j.retired.Load():
+			// Either owner may hold it; either may be gone.
+			r, err = j.retiredKeyDo(ctx, t, op, flags, key, x, payload, dst)
 		case t.dead && j.retired.Load():
 			err = goneErr(t.addr) // found gone (gone.go)
 		case t.dead:
 			err = client.MarkNotSent(&wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"})
-		case t.old != "" && j.retired.Load():
-			r, err = j.retiredKeyDo(ctx, t, op, flags, key, x, payload, dst)
 		case t.old != "":
 			r, err = j.drainDo(ctx, t, op, flags, key, x, payload, dst)
 		default:

@@ -915,12 +915,13 @@ class Job:
             else:
                 addr, old = st.route(key, chunk, keep_dead=self._retired)
             try:
-                if st.dead and addr in st.dead:
+                if st.dead and addr in st.dead and not (old and self._retired):
                     if self._retired:
                         raise NodeGone(addr)
                     raise NodeUnavailable(addr, f"node {addr} is dead", sent=False)
                 meta = st.codec.encode(key, version, object_size)
                 if old and self._retired:
+                    # Either owner may hold it; either may be gone.
                     r = self._retired_key_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
                 elif old:
                     r = self._retired_patient(lambda: self._drain_do(st, key, version, addr, old, op,
