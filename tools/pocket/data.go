@@ -275,7 +275,18 @@ func runLs(args []string) int {
 	for _, e := range ents {
 		fmt.Println(e.Name)
 	}
+	noteGone("ls", j)
 	return 0
+}
+
+// noteGone says on stderr which nodes of an ended job's credential were
+// found gone (pocket.Job.GoneNodes): a listing or delete that succeeded
+// left out what they held, which is lost.
+func noteGone(cmd string, j *pocket.Job) {
+	if gone := j.GoneNodes(); len(gone) > 0 {
+		warn(cmd, "note: the values on node(s) %s are gone (retired or dead: nothing listens there since the job ended); "+
+			"this covers the other nodes only", strings.Join(gone, ", "))
+	}
 }
 
 func runRm(args []string) int {
@@ -298,6 +309,7 @@ func runRm(args []string) int {
 	if err := j.RemoveAll(ctx, pos[1]); err != nil {
 		return fail("rm: %v", err)
 	}
+	noteGone("rm", j)
 	return 0
 }
 

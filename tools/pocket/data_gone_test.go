@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/pocket"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestLsNamesGoneNodes: pocket ls and rm through an ended job's credential
+// whose map names a node that is gone (nothing listens at its address)
+// cover the other nodes and say on stderr which node's values are gone.
+// Before, the listing left the gone node out without a word (the SDK's
+// Job.GoneNodes was read by nobody).
+func TestLsNamesGoneNodes(t *testing.T) {
+	bin := buildPocketBinary(t)
+	ctl, addr := startHintCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := ctl.RegisterJob("gone", wire.JobHints{Lambdas: 1})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("register: %+v %v; want one node", m, err)
+	}
+	s, err := pocket.Dial(ctx, addr, pocket.Config{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	j, err := s.OpenJob(ctx, m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "keep", []byte("persisted value"), pocket.Persist()); err != nil {
+		t.Fatal(err)
+	}
+	cred := withNode(t, j.Credential(), deadAddr(t))
+	if _, err := ctl.DeregisterJob(ctx, m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	env := cleanEnv("POCKET_CONTROLLER="+addr, "POCKET_CREDENTIAL="+cred)
+	out, errOut, code := pocketRun(t, bin, env, "", "ls", "--insecure", m.Job)
+	if code != 0 || out != "keep\n" || !strings.Contains(errOut, "are gone") || !strings.Contains(errOut, "note:") {
+		t.Fatalf("ls through a credential naming a gone node: exit %d, stdout %q, stderr %q; want the listing and a note naming it", code, out, errOut)
+	}
+}
+
+// deadAddr is a loopback address nothing listens at.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
+}
+
+// withNode returns cred with one more node in its map, at addr, of a
+// tiny weight (so that the job's keys stay where they are).
+func withNode(t *testing.T, cred, addr string) string {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	c["nodes"] = append(c["nodes"].([]any), map[string]any{"ID": addr, "Weight": 1e-9})
+	b, err = json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
