@@ -189,6 +189,34 @@
 //     106 us old against 130 and 139 us new with old first, 114 us old
 //     against 108 us new with new first (and 99 us new after another
 //     binary): the order in the round, not the change.
+//   - Per-loop queues (tried, not kept; local branch
+//     nvme/loop-queues-experiment): a get started on the event loop goes
+//     into the shared ring, whose eventfd wakes the reaper goroutine,
+//     which Loop.Post()s the completion back (an eventfd write and a
+//     second goroutine wake-up).
+//     The experiment gave each loop a ring of its own (a Queue owned by one
+//     goroutine, no lock), submitted its gets at the end of the loop's pass,
+//     polled the ring's descriptor in the loop's epoll set and answered the
+//     gets where it reaped them. perf stat on the node over 3 s (32 conns,
+//     load 4-6): eventfd writes went from 0.15-0.17 per GET to none, read(2)
+//     from 1.26-1.30 to 0.89-1.05, io_uring_enter stayed at 0.09-0.12 per
+//     GET and context switches at 0.35-0.56: the hand-off it removes was
+//     mostly goroutine switches on one thread, not the OS's. Beside other
+//     work (perf/nvme-node-compare.sh, CELLS=4k, 5-7 rounds, load 4-6), six
+//     runs gave GETs/s 0.96-1.10x and node CPU per GET 0.87-0.99x (medians),
+//     the last two, of the final binary, 0.99x and 1.02x. Quiet
+//     (perf/regress.sh, that branch against its base faaa1d2, 5 passes): 4 KiB GETs at 32 conns
+//     49,888 -> 51,910 ops/s, 1.04x (1.00-1.08); 4 KiB p50 83.7 -> 86.8 us,
+//     1.04x worse (0.97-1.09); 1 MiB GETs (streams kept the shared ring)
+//     0.98x (0.95-1.06). About 4 % on one cell, far from the 0.7x target,
+//     for some 1,100 lines (a second io_uring per loop, its close and short-
+//     read paths, a watch API in netio): not kept. Routing the streamed
+//     get's chunk reads through the same queue gave 0.97x (0.75-1.87), and
+//     holding a pass's reads back while 4 or more were in the kernel (to
+//     batch more per io_uring_enter) changed neither the enters per GET
+//     (0.1 already) nor the CPU. What is left is what the bullets above
+//     name: the doorbell's VM exit per submission, writev, sysmon, and a
+//     generator and other work on the same 2 cores.
 //
 // # Buffer lifetimes
 //

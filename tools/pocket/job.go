@@ -75,8 +75,8 @@ func runJobRegister(args []string) int {
 	peak := fs.Float64("peak-mbps", 0, "hint: peak bandwidth in Mb/s (0: not given)")
 	latency := fs.Bool("latency-sensitive", false, "hint: keep the job's data in DRAM")
 	asJSON := fs.Bool("json", false, "print a JSON object with job_id, token and the map")
-	strict := fs.Bool("strict", false, "refuse the job (exit 1) instead of warning when a capacity or bandwidth hint exceeds what the\n"+
-		"active nodes of the job's tier have (checking needs the operator's certificate)")
+	strict := fs.Bool("strict", false, "refuse the job (exit 1) instead of warning when a bandwidth hint exceeds what the active nodes\n"+
+		"of the job's tier have (checking needs the operator's certificate); a capacity no tier holds is refused by the controller either way")
 	ttl := fs.Duration("ttl", 0, "the job's token expires after this long and the controller deregisters the job; capped by the controller's --max-token-ttl\n(0: the controller's --token-ttl)")
 	var tf tlsFlags
 	tf.bind(fs)
