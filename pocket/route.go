@@ -3,7 +3,9 @@ package pocket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -463,6 +465,11 @@ func (j *Job) sendAll(ctx context.Context, ts []target, op wire.Op, flags uint16
 			}
 			if j.holdsNone(errs[i]) {
 				replies[i], errs[i] = client.Reply{}, nil
+			}
+			if errs[i] != nil && !strings.Contains(errs[i].Error(), t.addr) {
+				// Each node's failure names its node (a context that
+				// ended says nothing of where).
+				errs[i] = fmt.Errorf("node %s: %w", t.addr, errs[i])
 			}
 		}()
 	}
