@@ -33,16 +33,7 @@ type drainNode struct {
 // startDrainCluster starts a controller and n nodes of capacity bytes.
 func startDrainCluster(t *testing.T, n int, capacity int64) (*controller.Controller, string, []*drainNode) {
 	t.Helper()
-	ctl, err := controller.New(controller.Config{Secret: drainSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 2 * time.Second, Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := a.String()
+	ctl, addr := startTestController(t, 2*time.Second)
 	var nodes []*drainNode
 	t.Cleanup(func() {
 		for _, dn := range nodes {
@@ -51,18 +42,9 @@ func startDrainCluster(t *testing.T, n int, capacity int64) (*controller.Control
 			dn.node.Close()
 			dn.tier.Close()
 		}
-		ctl.Close()
 	})
 	for i := 0; i < n; i++ {
-		d, err := dataplane.NewDRAM(capacity, dataplane.DRAMOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
-			Guard: dataplane.NewTokenGuard(drainSecret), Net: netio.Config{Loops: 1}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		d, nd := newDRAMNode(t, capacity)
 		ctx, cancel := context.WithCancel(context.Background())
 		dn := &drainNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
 		nodes = append(nodes, dn)
@@ -75,6 +57,43 @@ func startDrainCluster(t *testing.T, n int, capacity int64) (*controller.Control
 	}
 	waitFor(t, 10*time.Second, "nodes active", func() bool { return countState(ctl, wire.NodeActive) == n })
 	return ctl, addr, nodes
+}
+
+// startTestController starts a controller with drainSecret, 100 ms
+// heartbeats and nodes declared dead after deadAfter, listening on
+// loopback, and returns it with its address. It closes when the test ends,
+// after the cleanups registered later (the nodes') have run.
+func startTestController(t *testing.T, deadAfter time.Duration) (*controller.Controller, string) {
+	t.Helper()
+	ctl, err := controller.New(controller.Config{Secret: drainSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: deadAfter, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	a, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctl, a.String()
+}
+
+// newDRAMNode makes a DRAM tier of capacity bytes and a node serving it on
+// loopback (one event loop, drainSecret's token guard, AwaitSync). The
+// caller closes both.
+func newDRAMNode(t *testing.T, capacity int64) (*dataplane.DRAM, *dataplane.Node) {
+	t.Helper()
+	d, err := dataplane.NewDRAM(capacity, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
+		Guard: dataplane.NewTokenGuard(drainSecret), Net: netio.Config{Loops: 1}, Logger: quietLog})
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	return d, nd
 }
 
 func countState(ctl *controller.Controller, s wire.NodeState) int {

@@ -47,6 +47,24 @@ func listNames(t *testing.T, j *Job, prefix string) []string {
 	return names
 }
 
+// drainingCredential returns cred with the node at addr marked draining
+// and every other node not, as a credential taken while that node drained.
+func drainingCredential(t *testing.T, cred, addr string) string {
+	t.Helper()
+	c, err := decodeCredential(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Nodes {
+		c.Nodes[i].Draining = c.Nodes[i].ID == addr
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
 // TestEndedJobOverRetiredNode: once a node of an ended job's map is
 // retired with its persisted values discarded, the job's credential lists
 // and counts what the other nodes hold, a read or delete of a value that
@@ -56,12 +74,7 @@ func listNames(t *testing.T, j *Job, prefix string) []string {
 // answers revoked. Before, the reads failed unavailable, and the listing,
 // count and recursive delete failed unavailable for good.
 func TestEndedJobOverRetiredNode(t *testing.T) {
-	ctl, addr, nodes := startExitCluster(t, 3)
-	s, err := Dial(context.Background(), addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctl, s, nodes := exitStore(t, 3)
 	keys, cred := persistEnded(t, s, nodes, 24)
 	victim := nodes[0]
 	left, err := s.OpenCredential(cred)
@@ -141,24 +154,11 @@ func TestEndedJobOverRetiredNode(t *testing.T) {
 // Listings, counts, prefix deletes and deletes that also ask the draining
 // node succeed once it is found gone. Before, they failed unavailable.
 func TestEndedJobCredentialDrainingNodeStopped(t *testing.T) {
-	_, addr, nodes := startExitCluster(t, 3)
-	s, err := Dial(context.Background(), addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s, nodes := exitStore(t, 3)
 	keys, cred := persistEnded(t, s, nodes, 24)
 	victim := nodes[0]
 	// The credential as it was taken while the victim drained.
-	c, err := decodeCredential(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range c.Nodes {
-		c.Nodes[i].Draining = c.Nodes[i].ID == victim.addr
-	}
-	b, _ := json.Marshal(c)
-	drainCred := base64.RawURLEncoding.EncodeToString(b)
+	drainCred := drainingCredential(t, cred, victim.addr)
 	whole, err := s.OpenCredential(cred)
 	if err != nil {
 		t.Fatal(err)
@@ -204,12 +204,7 @@ func TestEndedJobCredentialDrainingNodeStopped(t *testing.T) {
 // refuses connections still fails unavailable at once (the controller's
 // maps tell a live job which nodes left), and GoneNodes stays empty.
 func TestLiveJobRefusedNodeUnchanged(t *testing.T) {
-	_, addr, nodes := startExitCluster(t, 2)
-	s, err := Dial(context.Background(), addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s, nodes := exitStore(t, 2)
 	ctx := context.Background()
 	j, err := s.RegisterJob(ctx, "live", Hints{Lambdas: 80})
 	if err != nil || len(j.Map().Nodes) != 2 {
@@ -237,23 +232,10 @@ func TestLiveJobRefusedNodeUnchanged(t *testing.T) {
 // from the draining node, once the gone node is known (a listing found
 // it). Answering gone at once for the dead owner missed the value.
 func TestEndedJobCredentialLiveOwnerGone(t *testing.T) {
-	_, addr, nodes := startExitCluster(t, 3)
-	s, err := Dial(context.Background(), addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s, nodes := exitStore(t, 3)
 	keys, cred := persistEnded(t, s, nodes, 24)
 	draining := nodes[0]
-	c, err := decodeCredential(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range c.Nodes {
-		c.Nodes[i].Draining = c.Nodes[i].ID == draining.addr
-	}
-	b, _ := json.Marshal(c)
-	left, err := s.OpenCredential(base64.RawURLEncoding.EncodeToString(b))
+	left, err := s.OpenCredential(drainingCredential(t, cred, draining.addr))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/dataplane/agent"
 	"github.com/pocketstore/pocket/metaclient"
-	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/orchestrator"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -56,33 +55,15 @@ func (e *exitNode) stop() {
 // 64 MiB DRAM that close when retired.
 func startExitCluster(t *testing.T, n int) (*controller.Controller, string, []*exitNode) {
 	t.Helper()
-	ctl, err := controller.New(controller.Config{Secret: drainSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 5 * time.Second, Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := a.String()
+	ctl, addr := startTestController(t, 5*time.Second)
 	var nodes []*exitNode
 	t.Cleanup(func() {
 		for _, en := range nodes {
 			en.stop()
 		}
-		ctl.Close()
 	})
 	for i := 0; i < n; i++ {
-		d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
-			Guard: dataplane.NewTokenGuard(drainSecret), Net: netio.Config{Loops: 1}, Logger: quietLog})
-		if err != nil {
-			t.Fatal(err)
-		}
+		d, nd := newDRAMNode(t, 64<<20)
 		ctx, cancel := context.WithCancel(context.Background())
 		en := &exitNode{addr: nd.Addr().String(), node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
 		nodes = append(nodes, en)
@@ -99,6 +80,19 @@ func startExitCluster(t *testing.T, n int) (*controller.Controller, string, []*e
 	}
 	waitFor(t, 10*time.Second, "nodes active", func() bool { return countState(ctl, wire.NodeActive) == n })
 	return ctl, addr, nodes
+}
+
+// exitStore starts a cluster of n nodes (startExitCluster) and a Store
+// dialled to its controller, closed when the test ends.
+func exitStore(t *testing.T, n int) (*controller.Controller, *Store, []*exitNode) {
+	t.Helper()
+	ctl, addr, nodes := startExitCluster(t, n)
+	s, err := Dial(context.Background(), addr, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return ctl, s, nodes
 }
 
 // persistEnded registers a job on every node, puts k persisted values
@@ -163,17 +157,12 @@ func readAll(t *testing.T, s *Store, cred string, keys []string) []string {
 // the node exited, and every persisted value it held read as unavailable
 // through the credential.
 func TestDrainKeepsEndedJobsPersistedValues(t *testing.T) {
-	ctl, addr, nodes := startExitCluster(t, 2)
-	s, err := Dial(context.Background(), addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctl, s, nodes := exitStore(t, 2)
 	keys, cred := persistEnded(t, s, nodes, 24)
 	victim := nodes[0]
 	// Whenever the controller learns what the node keeps (the refusal, or
 	// the drain held at its end), no value is lost.
-	_, err = ctl.Drain(victim.addr, time.Minute)
+	_, err := ctl.Drain(victim.addr, time.Minute)
 	if err == nil {
 		// The node had not reported its persisted values yet: the drain
 		// must hold at its end instead.
@@ -226,12 +215,7 @@ func drainDone(ctl *controller.Controller, addr string) bool {
 // values are deleted through its credential, the node reports holding
 // none (within a few heartbeats) and a drain ordered then completes.
 func TestDrainGoesAheadOnceValuesDeleted(t *testing.T) {
-	ctl, addr, nodes := startExitCluster(t, 2)
-	s, err := Dial(context.Background(), addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctl, s, nodes := exitStore(t, 2)
 	_, cred := persistEnded(t, s, nodes, 24)
 	victim := nodes[0]
 	left, err := s.OpenCredential(cred)
@@ -252,12 +236,7 @@ func TestDrainGoesAheadOnceValuesDeleted(t *testing.T) {
 // move with its other values when their node drains, and stay readable
 // through the credential after the job ends.
 func TestDrainMovesLiveJobsPersistedValues(t *testing.T) {
-	ctl, addr, nodes := startExitCluster(t, 3)
-	s, err := Dial(context.Background(), addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctl, s, nodes := exitStore(t, 3)
 	ctx := context.Background()
 	j, err := s.RegisterJob(ctx, "live", Hints{Lambdas: 120})
 	if err != nil || len(j.Map().Nodes) != 3 {
@@ -323,12 +302,7 @@ func (ownOrch) Close() error { return nil }
 // them (it says why, once). Before, it drained the node with the fewest
 // bytes, the orchestrator stopped it, and its values read as unavailable.
 func TestScaleInKeepsEndedJobsPersistedValues(t *testing.T) {
-	ctl, addr, nodes := startExitCluster(t, 2)
-	s, err := Dial(context.Background(), addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	ctl, s, nodes := exitStore(t, 2)
 	keys, cred := persistEnded(t, s, nodes, 24)
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())

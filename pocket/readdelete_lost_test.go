@@ -4,13 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/pocketstore/pocket/dataplane"
-	"github.com/pocketstore/pocket/internal/placement"
 )
 
 // TestReadDeleteAtOldOwnerReplyLostNotSentAgain: during a map change a
@@ -23,55 +18,13 @@ import (
 // live owner, which consumes value B, put there meanwhile by another
 // writer: one call took two values, A lost with no one having read it.
 func TestReadDeleteAtOldOwnerReplyLostNotSentAgain(t *testing.T) {
-	ns := dropMoveCluster(t, 2)
-	a, b := ns[0], ns[1]
-	px := newHoldProxy(t, a.addr)
-	whole := placement.NewSet(placementNodes([]Node{{px.addr, 1}, {b.addr, 1}}))
-	key := ""
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprintf("obj-%d", i); whole.Node(whole.Pick([]byte(k), 0)).ID == px.addr {
-			key = k
-		}
-	}
-	j := staticJob(t, Config{}, []string{px.addr})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	valA, valB := []byte("value A, at the old owner"), []byte("value B, put at the live owner meanwhile")
-	if err := j.Put(ctx, key, valA); err != nil {
-		t.Fatal(err)
-	}
-	// The old owner drains: the key's live owner is b, its old owner a.
-	m := j.Map()
-	m.Nodes = []Node{{px.addr, 1}, {b.addr, 1}}
-	m.Draining = map[string]bool{px.addr: true}
-	m.Epoch++
-	j.setMap(m)
-	if r := j.route([]byte(key), 0); r.old != px.addr || r.addr != b.addr {
-		t.Fatalf("route %+v: want live %s, old %s", r, b.addr, px.addr)
-	}
-	other := staticJob(t, Config{}, []string{b.addr})
-	var armed atomic.Bool
-	armed.Store(true)
-	done := make(chan error, 1)
-	a.faulty.SetHook(func(op dataplane.FaultOp, _, k []byte) error {
-		if op == dataplane.FaultDelete && string(k) == key && armed.CompareAndSwap(true, false) {
-			px.hold()
-			go func() {
-				if !waitUntil(10*time.Second, func() bool {
-					px.mu.Lock()
-					defer px.mu.Unlock()
-					return px.victim != nil
-				}) {
-					done <- errors.New("the old owner's reply never came")
-					return
-				}
-				err := other.Put(ctx, key, valB)
-				px.cut()
-				done <- err
-			}()
-		}
-		return nil
-	})
+	r := newOldOwnerRig(t, ctx, valA)
+	j, key := r.j, r.key
+	other := staticJob(t, Config{}, []string{r.b.addr})
+	done := r.holdDeleteReply(func() error { return other.Put(ctx, key, valB) })
 	got, callErr := j.Get(ctx, key, DeleteAfterRead())
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -55,16 +55,8 @@ func TestSingleKeyWriteNotResent(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			n := dropMoveCluster(t, 1)[0]
-			px := newHoldProxy(t, n.addr)
-			ctl := &fixedCtl{}
-			s := NewStore(ctl, Config{ChunkSize: cs})
-			t.Cleanup(func() { s.Close() })
-			j, err := s.OpenStatic("job-1", px.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctl.set(j.Map())
+			r := newResendRig(t, cs)
+			n, px, j := r.n, r.px, r.j
 			other := staticJob(t, Config{ChunkSize: cs}, []string{n.addr})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -79,7 +71,7 @@ func TestSingleKeyWriteNotResent(t *testing.T) {
 			n.faulty.SetHook(func(op dataplane.FaultOp, _, key []byte) error {
 				if op == c.op && string(key) == "k" && armed.CompareAndSwap(true, false) {
 					px.hold()
-					go func() { done <- putBetween(ctx, j, ctl, other, px, valB) }()
+					go func() { done <- r.putBetween(ctx, other, "k", valB) }()
 				}
 				return nil
 			})
@@ -101,26 +93,4 @@ func TestSingleKeyWriteNotResent(t *testing.T) {
 			}
 		})
 	}
-}
-
-// putBetween runs while the reply to a call's write is held: it puts valB
-// from the other writer, changes j's map (another call's fetch) and cuts
-// the connection whose reply was held.
-func putBetween(ctx context.Context, j *Job, ctl *fixedCtl, other *Job, px *holdProxy, valB []byte) error {
-	if !waitUntil(10*time.Second, func() bool {
-		px.mu.Lock()
-		defer px.mu.Unlock()
-		return px.victim != nil
-	}) {
-		return errors.New("the node's reply to the call's write never came")
-	}
-	if err := other.Put(ctx, "k", valB); err != nil {
-		return err
-	}
-	m := j.Map()
-	m.Epoch++
-	ctl.set(m)
-	j.setMap(m)
-	px.cut()
-	return nil
 }

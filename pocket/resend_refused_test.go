@@ -21,16 +21,8 @@ import (
 // stored or the one before it (there was none: not found).
 func TestManifestResendRefused(t *testing.T) {
 	const cs = 16 << 10
-	n := dropMoveCluster(t, 1)[0]
-	px := newHoldProxy(t, n.addr)
-	ctl := &fixedCtl{}
-	s := NewStore(ctl, Config{ChunkSize: cs})
-	t.Cleanup(func() { s.Close() })
-	j, err := s.OpenStatic("job-1", px.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctl.set(j.Map())
+	r := newResendRig(t, cs)
+	n, px, j := r.n, r.px, r.j
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	val := randBytes(3*cs+100, 1)
@@ -44,15 +36,8 @@ func TestManifestResendRefused(t *testing.T) {
 		case 1: // stored; its reply is lost, once the map has changed
 			px.hold()
 			go func() {
-				if waitUntil(10*time.Second, func() bool {
-					px.mu.Lock()
-					defer px.mu.Unlock()
-					return px.victim != nil
-				}) {
-					m := j.Map()
-					m.Epoch++
-					ctl.set(m)
-					j.setMap(m)
+				if px.waitHeld(10 * time.Second) {
+					r.changeMap()
 					px.cut()
 				}
 			}()

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,16 +25,8 @@ import (
 // TestDropSpansMapChange does), so doReq sends the manifest put again.
 func TestManifestResentAfterAnotherPut(t *testing.T) {
 	const cs = 16 << 10
-	n := dropMoveCluster(t, 1)[0]
-	px := newHoldProxy(t, n.addr)
-	ctl := &fixedCtl{}
-	s := NewStore(ctl, Config{ChunkSize: cs})
-	t.Cleanup(func() { s.Close() })
-	j, err := s.OpenStatic("job-1", px.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctl.set(j.Map())
+	r := newResendRig(t, cs)
+	n, px, j := r.n, r.px, r.j
 	other := staticJob(t, Config{ChunkSize: cs}, []string{n.addr}) // another writer, straight to the node
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -53,7 +42,7 @@ func TestManifestResentAfterAnotherPut(t *testing.T) {
 		}
 		if op == dataplane.FaultCommit && string(key) == "obj" && armed.CompareAndSwap(true, false) {
 			px.hold() // the node's reply to this first manifest put never reaches the writer
-			go func() { done <- between(ctx, j, ctl, other, px, valV, valW) }()
+			go func() { done <- between(ctx, r, other, valV, valW) }()
 		}
 		return nil
 	})
@@ -81,136 +70,13 @@ func TestManifestResentAfterAnotherPut(t *testing.T) {
 
 // between runs while the first manifest put's reply is held: it waits
 // until version V is readable, puts W over it from the other writer,
-// changes j's map (another call's fetch) and cuts the connection.
-func between(ctx context.Context, j *Job, ctl *fixedCtl, other *Job, px *holdProxy, valV, valW []byte) error {
+// changes the job's map (another call's fetch) and cuts the connection.
+func between(ctx context.Context, r *resendRig, other *Job, valV, valW []byte) error {
 	if !waitUntil(10*time.Second, func() bool {
 		got, err := other.Get(ctx, "obj")
 		return err == nil && bytes.Equal(got, valV)
 	}) {
 		return errors.New("version V never became readable")
 	}
-	if !waitUntil(10*time.Second, func() bool {
-		px.mu.Lock()
-		defer px.mu.Unlock()
-		return px.victim != nil
-	}) {
-		return errors.New("the node's reply to the first manifest put never came")
-	}
-	if err := other.Put(ctx, "obj", valW); err != nil {
-		return err
-	}
-	m := j.Map()
-	m.Epoch++
-	ctl.set(m)
-	j.setMap(m)
-	px.cut()
-	return nil
-}
-
-// fixedCtl is a Controller that hands out the map it was last given.
-type fixedCtl struct {
-	mu sync.Mutex
-	m  Map
-}
-
-func (c *fixedCtl) set(m Map) {
-	c.mu.Lock()
-	c.m = m
-	c.mu.Unlock()
-}
-
-func (c *fixedCtl) RegisterJob(context.Context, string, Hints) (Map, error) {
-	return Map{}, errors.New("not here")
-}
-func (c *fixedCtl) DeregisterJob(context.Context, string, []byte) error { return nil }
-func (c *fixedCtl) GetMap(context.Context, string, []byte) (Map, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m, nil
-}
-func (c *fixedCtl) Close() error { return nil }
-
-// holdProxy forwards TCP connections to a node. After hold, the node's
-// next bytes on a connection (a reply) are kept from the client, and cut
-// closes that connection alone; the others go on.
-type holdProxy struct {
-	addr   string
-	to     string
-	ln     net.Listener
-	held   atomic.Bool
-	mu     sync.Mutex
-	open   []net.Conn
-	victim []net.Conn // the connection whose reply was kept
-}
-
-func newHoldProxy(t *testing.T, to string) *holdProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &holdProxy{addr: ln.Addr().String(), to: to, ln: ln}
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.open {
-			c.Close()
-		}
-		p.mu.Unlock()
-	})
-	go p.serve()
-	return p
-}
-
-func (p *holdProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", p.to)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.open = append(p.open, c, up)
-		p.mu.Unlock()
-		go func() { _, _ = io.Copy(up, c) }()
-		go p.down(c, up)
-	}
-}
-
-// down copies the node's bytes to the client; the first bytes read while
-// held are dropped and their connection kept for cut.
-func (p *holdProxy) down(c, up net.Conn) {
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := up.Read(buf)
-		if n > 0 && p.held.CompareAndSwap(true, false) {
-			p.mu.Lock()
-			p.victim = []net.Conn{c, up}
-			p.mu.Unlock()
-			continue
-		}
-		if n > 0 {
-			if _, werr := c.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			c.Close()
-			return
-		}
-	}
-}
-
-func (p *holdProxy) hold() { p.held.Store(true) }
-
-// cut closes the connection whose reply was kept.
-func (p *holdProxy) cut() {
-	p.mu.Lock()
-	for _, c := range p.victim {
-		c.Close()
-	}
-	p.mu.Unlock()
+	return r.putBetween(ctx, other, "obj", valW)
 }
