@@ -20,13 +20,25 @@ import (
 // figures). It returns the deregistration's error.
 func endHugeJob(t *testing.T, c *Controller, name, addr string) error {
 	t.Helper()
+	return endJobReporting(t, c, name, addr, 100, wire.JobLoad{RxMbps: math.MaxFloat64, Bytes: 1 << 20})
+}
+
+// endJobReporting registers a job of name on c's one node at addr (1 GiB
+// of DRAM at 8000 Mb/s, 1 MiB used), has the node report rxMbps in all and
+// load for the job (its Job field filled in) in 5 heartbeats 10 ms apart,
+// as a node counting per job (incarnation 7), and ends the job. A
+// heartbeat the decoder or the controller refuses is logged and ends the
+// reports. It returns the deregistration's error.
+func endJobReporting(t *testing.T, c *Controller, name, addr string, rxMbps float64, load wire.JobLoad) error {
+	t.Helper()
 	m, err := c.RegisterJob(name, wire.JobHints{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	load.Job = m.Job
 	for range 5 {
-		hb := &wire.Heartbeat{Addr: addr, RxMbps: 100, Incarnation: 7,
-			Loads: []wire.JobLoad{{Job: m.Job, RxMbps: math.MaxFloat64, Bytes: 1 << 20}},
+		hb := &wire.Heartbeat{Addr: addr, RxMbps: rxMbps, Incarnation: 7,
+			Loads: []wire.JobLoad{load},
 			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 8000, UsedBytes: 1 << 20}}}
 		if err := (&wire.Heartbeat{}).Decode(hb.Encode(newBuilder())); err != nil {
 			t.Logf("the heartbeat decoder refuses the figures: %v", err)
@@ -39,6 +51,22 @@ func endHugeJob(t *testing.T, c *Controller, name, addr string) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	_, err = c.DeregisterJob(t.Context(), m.Job, m.Token)
+	return err
+}
+
+// profileOverTCP asks c, listening on loopback, for the profile of name
+// through the metaclient (within 20 s) and returns the client's error.
+func profileOverTCP(t *testing.T, c *Controller, name string) error {
+	t.Helper()
+	a, err := c.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
+	defer mc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err = mc.JobProfile(ctx, name)
 	return err
 }
 
@@ -80,15 +108,7 @@ func TestJobProfileOfHugeFiguresDecodes(t *testing.T) {
 	if err := endHugeJob(t, c, "huge", node); err != nil {
 		t.Fatal(err)
 	}
-	a, err := c.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mc := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
-	defer mc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if _, err := mc.JobProfile(ctx, "huge"); err != nil && !errors.Is(err, wire.ErrNotFound) {
+	if err := profileOverTCP(t, c, "huge"); err != nil && !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("job profile of a name whose node reported huge figures: %v", err)
 	}
 }
