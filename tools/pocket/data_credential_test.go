@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -20,23 +19,8 @@ import (
 // value (the controller does not know the job), and with the controller
 // gone too, after a note on stderr (the credential's own map).
 func TestCredentialFollowsTheJob(t *testing.T) {
-	bin := buildPocketBinary(t)
-	ctl, addr := startHintCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m, err := ctl.RegisterJob("cred", wire.JobHints{Lambdas: 1})
-	if err != nil || len(m.Nodes) != 1 {
-		t.Fatalf("register: %+v %v; want one node", m, err)
-	}
-	s, err := pocket.Dial(ctx, addr, pocket.Config{Insecure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.OpenJob(ctx, m.Job, m.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, r := newDataJob(t, "cred")
+	bin, ctl, addr, m, s, j := r.bin, r.ctl, r.addr, r.m, r.s, r.j
 	if err := j.Put(ctx, "k", []byte("live value")); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -19,23 +20,8 @@ import (
 // Before, the listing left the gone node out without a word (the SDK's
 // Job.GoneNodes was read by nobody).
 func TestLsNamesGoneNodes(t *testing.T) {
-	bin := buildPocketBinary(t)
-	ctl, addr := startHintCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m, err := ctl.RegisterJob("gone", wire.JobHints{Lambdas: 1})
-	if err != nil || len(m.Nodes) != 1 {
-		t.Fatalf("register: %+v %v; want one node", m, err)
-	}
-	s, err := pocket.Dial(ctx, addr, pocket.Config{Insecure: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.OpenJob(ctx, m.Job, m.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, r := newDataJob(t, "gone")
+	bin, ctl, addr, m, j := r.bin, r.ctl, r.addr, r.m, r.j
 	if err := j.Put(ctx, "keep", []byte("persisted value"), pocket.Persist()); err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +34,44 @@ func TestLsNamesGoneNodes(t *testing.T) {
 	if code != 0 || out != "keep\n" || !strings.Contains(errOut, "are gone") || !strings.Contains(errOut, "note:") {
 		t.Fatalf("ls through a credential naming a gone node: exit %d, stdout %q, stderr %q; want the listing and a note naming it", code, out, errOut)
 	}
+}
+
+// dataJob is a job of one node on a hint cluster (startHintCluster),
+// open through a Store, for running the pocket binary's data commands
+// against.
+type dataJob struct {
+	bin  string // the pocket binary
+	ctl  *controller.Controller
+	addr string // the controller's
+	m    *wire.PlacementMap
+	s    *pocket.Store // closed when the test ends
+	j    *pocket.Job   // the job, opened through s
+}
+
+// newDataJob builds the pocket binary, starts a hint cluster, registers a
+// job of name on one node (the test fails unless it lands on one) and
+// opens it through an insecure Store. The context it returns ends a minute
+// after the cluster started, or with the test.
+func newDataJob(t *testing.T, name string) (context.Context, *dataJob) {
+	t.Helper()
+	bin := buildPocketBinary(t)
+	ctl, addr := startHintCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	m, err := ctl.RegisterJob(name, wire.JobHints{Lambdas: 1})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("register: %+v %v; want one node", m, err)
+	}
+	s, err := pocket.Dial(ctx, addr, pocket.Config{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	j, err := s.OpenJob(ctx, m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, &dataJob{bin: bin, ctl: ctl, addr: addr, m: m, s: s, j: j}
 }
 
 // deadAddr is a loopback address nothing listens at.

@@ -17,21 +17,7 @@ import (
 // stderrOf runs f with os.Stderr sent to a pipe and returns what it wrote.
 func stderrOf(t *testing.T, f func() int) (string, int) {
 	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := os.Stderr
-	os.Stderr = w
-	done := make(chan []byte)
-	go func() {
-		b, _ := io.ReadAll(r)
-		done <- b
-	}()
-	code := f()
-	os.Stderr = old
-	w.Close()
-	return string(<-done), code
+	return captured(t, &os.Stderr, f)
 }
 
 // TestDrainCommandPersistedValues: `pocket node drain` of a node that keeps

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,21 +22,8 @@ func outputOf(t *testing.T, f func() int) (string, string, int) {
 	t.Helper()
 	var errOut string
 	out, code := stdoutOf(t, func() int {
-		r, w, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		old := os.Stderr
-		os.Stderr = w
-		done := make(chan []byte)
-		go func() {
-			b, _ := io.ReadAll(r)
-			done <- b
-		}()
-		code := f()
-		os.Stderr = old
-		w.Close()
-		errOut = string(<-done)
+		var code int
+		errOut, code = captured(t, &os.Stderr, f)
 		return code
 	})
 	return out, errOut, code
@@ -95,14 +78,7 @@ func TestJobProfileAsksTheRunningController(t *testing.T) {
 		st.Close()
 		t.Fatal(err)
 	}
-	c, err := controller.New(controller.Config{Secret: bytes.Repeat([]byte("k"), 32), Store: st, TLS: srv,
-		Policy: controller.Policy{PerLambdaMbps: 1000}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	stop := sync.OnceFunc(func() { c.Close(); st.Close() })
-	defer stop()
+	c, stop := controllerOver(t, st, controller.Config{TLS: srv, Policy: controller.Policy{PerLambdaMbps: 1000}})
 	addr, err := c.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -21,21 +21,46 @@ import (
 // and f's result.
 func stdoutOf(t *testing.T, f func() int) (string, int) {
 	t.Helper()
+	return captured(t, &os.Stdout, f)
+}
+
+// captured runs f with *std (os.Stdout or os.Stderr) sent to a pipe,
+// puts *std back, and returns what f wrote there and f's result.
+func captured(t *testing.T, std **os.File, f func() int) (string, int) {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := os.Stdout
-	os.Stdout = w
+	old := *std
+	*std = w
 	done := make(chan []byte)
 	go func() {
 		b, _ := io.ReadAll(r)
 		done <- b
 	}()
 	code := f()
-	os.Stdout = old
+	*std = old
 	w.Close()
 	return string(<-done), code
+}
+
+// controllerOver starts a controller over st with cfg, its Secret (32
+// bytes), Store (st) and Logger (discarding) filled in; it closes st if
+// the controller does not start. stop closes the controller and then st,
+// once; it also runs when the test ends.
+func controllerOver(t *testing.T, st state.Store, cfg controller.Config) (c *controller.Controller, stop func()) {
+	t.Helper()
+	cfg.Secret, cfg.Store = bytes.Repeat([]byte("k"), 32), st
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	c, err := controller.New(cfg)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	stop = sync.OnceFunc(func() { c.Close(); st.Close() })
+	t.Cleanup(stop)
+	return c, stop
 }
 
 // TestJobProfileShowsWhatRegistrationGives: the next size `pocket job
@@ -84,14 +109,7 @@ func TestJobProfileShowsWhatRegistrationGives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := controller.New(controller.Config{Secret: bytes.Repeat([]byte("k"), 32), Store: st,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		st.Close()
-		t.Fatal(err)
-	}
-	stop := sync.OnceFunc(func() { c.Close(); st.Close() })
-	defer stop()
+	c, stop := controllerOver(t, st, controller.Config{})
 	if _, err := c.RegisterNode(&wire.NodeRegister{Addr: "127.0.0.1:9001", Cores: 2,
 		Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}}); err != nil {
 		t.Fatal(err)
