@@ -258,8 +258,13 @@ func persistedBytes(ctx context.Context, cred string) (int64, error) {
 	return j.Usage(ctx)
 }
 
-// persistedWait bounds persistedBytes.
-const persistedWait = 5 * time.Second
+// persistedWait bounds persistedBytes. It is shorter than the SDK's wait
+// before a node of an ended job that refuses connections counts as gone
+// (5 s, pocket/gone.go): at deregistration the controller has just said
+// which nodes are dead, and a node it lists alive that cannot be reached
+// is reported as not counted, not taken for gone (which would count its
+// values as none).
+const persistedWait = 3 * time.Second
 
 // persistedCount is what persistedBytes found of a deregistered job's
 // values put with --persist: their bytes when counted, else the failures
