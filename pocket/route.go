@@ -120,25 +120,16 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 			})
 			err = j.keyAnswer(op, flags, t.addr, err)
 		}
-		if attempt < mapRetries && (resendable(op, flags) || !maybeDone(err)) && j.mapChanged(ctx, err, t.epoch, t.leaving, attempt) {
+		if attempt < mapRetries && (resendable(op, flags) || unexecuted(err)) && j.mapChanged(ctx, err, t.epoch, t.leaving, attempt) {
 			continue
 		}
 		return r, t.addr, err
 	}
 }
 
-// maybeDone reports whether err is a lost connection after which the
-// request's outcome is unknown: it may have been written whole, and
-// executed (client.NotSent tells the other kind). A refusal (a node
-// answered: stale epoch, draining, busy, no space) and a request that
-// never reached its node changed nothing.
-func maybeDone(err error) bool {
-	return errors.Is(err, wire.ErrUnavailable) && !client.NotSent(err)
-}
-
 // resendable reports whether a single-key request (op, flags) may be sent
 // again (doReq, on a newer map) after its connection was lost once it may
-// have been written (maybeDone): whether doing it twice, with any other
+// have been written (not unexecuted, version.go): whether doing it twice, with any other
 // caller's writes between the two, is doing it once at the second time.
 //
 //   - Reads (get, stat) change nothing: yes.
