@@ -17,7 +17,9 @@ import (
 )
 
 // TargetRatio is issue 15's target for node-seconds used over those of a
-// static cluster sized for the peak, on the trace with the long job.
+// static cluster sized for the peak, on the trace with the long job; the
+// issue's baseline ("48 % without per-job growth") makes that cluster the
+// one a controller without per-job growth needs (Result.NoGrowthNodes).
 const TargetRatio = 0.45
 
 // Markdown writes the run's report: the command, the totals against
@@ -59,19 +61,30 @@ func (r *Result) writeTotals(b *strings.Builder) {
 	fmt.Fprintf(b, "| figure | value |\n|---|---|\n")
 	fmt.Fprintf(b, "| node-seconds used | %.0f |\n", r.NodeSeconds)
 	fmt.Fprintf(b, "| peak nodes | %d, for %.0f s |\n", r.PeakNodes, r.PeakSeconds)
-	fmt.Fprintf(b, "| node-seconds of a static cluster sized for the peak | %.0f |\n", r.StaticNodeSeconds)
-	fmt.Fprintf(b, "| used / static | **%.0f%%** (target: at most %.0f%%) |\n", 100*r.Ratio(), 100*TargetRatio)
+	fmt.Fprintf(b, "| node-seconds of a static cluster sized for the trace's peak without per-job growth (%d nodes: each job holds its largest need, allotment or own traffic, for its whole run, at %.0f%% of a node) | %.0f |\n",
+		r.NoGrowthNodes, 100*r.band(), r.NoGrowthNodeSeconds)
+	fmt.Fprintf(b, "| used / static without per-job growth | **%.0f%%** (target: at most %.0f%%) |\n", 100*r.NoGrowthRatio(), 100*TargetRatio)
+	fmt.Fprintf(b, "| node-seconds of a static cluster of this run's own peak (%d nodes) | %.0f |\n", r.PeakNodes, r.StaticNodeSeconds)
+	fmt.Fprintf(b, "| used / static of this run's own peak | %.0f%% |\n", 100*r.Ratio())
 	fmt.Fprintf(b, "| node-seconds of load beyond the nodes' bandwidth (nodes measuring over 100%%) | %.0f |\n", r.OverNodeSeconds)
 	fmt.Fprintf(b, "| job errors | %d |\n", r.Errors())
 	fmt.Fprintf(b, "| values read back and checked at each job's end | %d of %d |\n\n", verified, written)
 }
 
+// band is the run's Band, or the default for a Result built by hand.
+func (r *Result) band() float64 {
+	if r.Band <= 0 {
+		return 0.8
+	}
+	return r.Band
+}
+
 func (r *Result) writeJobs(b *strings.Builder) {
-	fmt.Fprintf(b, "| job | id | hint Mb/s | peak offered Mb/s | nodes at registration | nodes while running | map changes (grow, shrink, drain) | node-s beyond its nodes' bandwidth | puts | gets | MB put and got | verified | errors |\n")
-	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| job | id | hint Mb/s | peak offered Mb/s | largest need Mb/s (allotment or own traffic) | nodes at registration | nodes while running | map changes (grow, shrink, drain) | node-s beyond its nodes' bandwidth | puts | gets | MB put and got | verified | errors |\n")
+	fmt.Fprintf(b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, j := range r.Jobs {
-		fmt.Fprintf(b, "| %s | %s | %d | %.0f | %d | %s | %d | %.0f | %d | %d | %.0f | %d of %d | %d%s |\n",
-			j.Name, j.ID, j.Spec.Hints.PeakMbps, j.Spec.PeakMbps(), j.Nodes, nodeRange(j), j.MapChanges, j.OverNodeSeconds,
+		fmt.Fprintf(b, "| %s | %s | %d | %.0f | %.0f | %d | %s | %d | %.0f | %d | %d | %.0f | %d of %d | %d%s |\n",
+			j.Name, j.ID, j.Spec.Hints.PeakMbps, j.Spec.PeakMbps(), j.NeedMbps, j.Nodes, nodeRange(j), j.MapChanges, j.OverNodeSeconds,
 			j.Puts, j.Gets, float64(j.Bytes)/1e6, j.Verified, j.Written, j.Errors, firstErr(j.FirstEr))
 	}
 }

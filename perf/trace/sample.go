@@ -36,6 +36,9 @@ type JobPoint struct {
 	// Over is the load beyond those nodes' bandwidth, in nodes (as
 	// Point.Over; a node shared with another job counts whole).
 	Over float64
+	// AllocMbps is the job's allotment; OwnMbps its own traffic on its
+	// nodes as the controller counts it (wire.JobStatus.UsedMbps).
+	AllocMbps, OwnMbps float64
 }
 
 // sample reads the cluster's status every Sample until ctx ends.
@@ -105,7 +108,7 @@ func nodeMbps(n wire.NodeStatus) float64 {
 // jobPoint reads one job's map; used is each live node's measured Mb/s,
 // over its load beyond its bandwidth in nodes (as Point.Over).
 func jobPoint(j wire.JobStatus, used, over map[string]float64) JobPoint {
-	jp := JobPoint{Epoch: j.Epoch}
+	jp := JobPoint{Epoch: j.Epoch, AllocMbps: j.AllocMbps, OwnMbps: j.UsedMbps}
 	for _, n := range j.Nodes {
 		if n.State == wire.NodeDead {
 			continue

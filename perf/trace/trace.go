@@ -24,6 +24,7 @@ package trace
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -46,7 +47,11 @@ type Config struct {
 	Sample time.Duration
 	// Workers per job (4).
 	Workers int
-	Logf    func(format string, args ...any)
+	// Band is the share of a node's bandwidth the cluster fills before it
+	// adds a node (the autoscaler's high band, 0.8): the static cluster
+	// without per-job growth is sized with it, as the run's was.
+	Band float64
+	Logf func(format string, args ...any)
 }
 
 // JobResult is what one job did.
@@ -71,6 +76,10 @@ type JobResult struct {
 	// the node-seconds (trace time) of load beyond its nodes' bandwidth.
 	MinNodes, MaxNodes, MapChanges int
 	OverNodeSeconds                float64
+	// NeedMbps is the most the job needed at any sample: the larger of
+	// its allotment and its own measured traffic. A cluster without
+	// per-job growth must hold it for the job's whole run.
+	NeedMbps float64
 }
 
 // Result is a finished run.
@@ -79,11 +88,19 @@ type Result struct {
 	Jobs      []JobResult
 	Timescale float64
 	Length    time.Duration // trace time
+	Band      float64       // Config.Band
 	// Node-seconds in trace time: used, and those of a static cluster of
-	// PeakNodes for the whole trace.
+	// PeakNodes (the run's own peak) for the whole trace.
 	NodeSeconds       float64
 	PeakNodes         int
 	StaticNodeSeconds float64
+	// NoGrowthNodes is the static cluster a controller without per-job
+	// growth needs for the trace: each job holds its NeedMbps from
+	// registration to deregistration, packed at Band of the nodes'
+	// bandwidth, at the most crowded sample (and at least PeakNodes).
+	// NoGrowthNodeSeconds is NoGrowthNodes for the whole trace.
+	NoGrowthNodes       int
+	NoGrowthNodeSeconds float64
 	// PeakSeconds is how long (trace time) the cluster ran PeakNodes: a
 	// brief overshoot raises the static cluster, and so lowers Ratio.
 	PeakSeconds float64
@@ -97,12 +114,23 @@ type Result struct {
 	Setup     string
 }
 
-// Ratio is node-seconds used over static peak provisioning.
+// Ratio is node-seconds used over a static cluster of the run's own
+// peak.
 func (r *Result) Ratio() float64 {
 	if r.StaticNodeSeconds == 0 {
 		return 0
 	}
 	return r.NodeSeconds / r.StaticNodeSeconds
+}
+
+// NoGrowthRatio is node-seconds used over the static cluster sized for
+// the trace's peak without per-job growth (issue 15's target, whose
+// baseline was "48 % without per-job growth").
+func (r *Result) NoGrowthRatio() float64 {
+	if r.NoGrowthNodeSeconds == 0 {
+		return 0
+	}
+	return r.NodeSeconds / r.NoGrowthNodeSeconds
 }
 
 // Errors is the jobs' errors in all.
@@ -139,6 +167,9 @@ func (c *Config) defaults() error {
 	if c.Sample <= 0 {
 		c.Sample = time.Second
 	}
+	if c.Band <= 0 || c.Band > 1 {
+		c.Band = 0.8
+	}
 	if c.Workers <= 0 {
 		c.Workers = 4
 	}
@@ -172,7 +203,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	start := time.Now()
-	res := &Result{Timescale: cfg.Timescale, Length: cfg.Length, Jobs: make([]JobResult, len(cfg.Jobs))}
+	res := &Result{Timescale: cfg.Timescale, Length: cfg.Length, Band: cfg.Band, Jobs: make([]JobResult, len(cfg.Jobs))}
 	sctx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan []Point, 1)
 	go func() { sampled <- sample(sctx, &cfg, start) }()
@@ -218,6 +249,35 @@ func (r *Result) totals() {
 	for i := range r.Jobs {
 		r.Jobs[i].fromSamples(r.Points)
 	}
+	r.noGrowth()
+}
+
+// noGrowth sizes the static cluster without per-job growth: at each
+// sample, the jobs registered then need their NeedMbps on nodes of that
+// sample's per-node bandwidth filled to Band.
+func (r *Result) noGrowth() {
+	need := map[string]float64{}
+	for _, j := range r.Jobs {
+		need[j.Name] = j.NeedMbps
+	}
+	band := r.band()
+	r.NoGrowthNodes = r.PeakNodes
+	for _, p := range r.Points {
+		if p.Active == 0 || p.CapMbps <= 0 {
+			continue
+		}
+		sum := 0.0
+		for name := range p.PerJob {
+			sum += need[name]
+		}
+		perNode := band * p.CapMbps / float64(p.Active)
+		// A sum a rounding error over a whole number of nodes needs that
+		// number, not one more.
+		r.NoGrowthNodes = max(r.NoGrowthNodes, int(math.Ceil(sum/perNode-1e-9)))
+	}
+	if n := len(r.Points); n > 0 {
+		r.NoGrowthNodeSeconds = float64(r.NoGrowthNodes) * (r.Points[n-1].T - r.Points[0].T)
+	}
 }
 
 // fromSamples fills the job's node range and map changes from the
@@ -226,7 +286,7 @@ func (r *Result) totals() {
 // its end, so the changes are half the epochs it went through.
 func (j *JobResult) fromSamples(pts []Point) {
 	var first, epoch uint64
-	j.MinNodes, j.MaxNodes, j.MapChanges, j.OverNodeSeconds = 0, 0, 0, 0
+	j.MinNodes, j.MaxNodes, j.MapChanges, j.OverNodeSeconds, j.NeedMbps = 0, 0, 0, 0, 0
 	seen := false
 	for i, p := range pts {
 		jp, ok := p.PerJob[j.Name]
@@ -238,9 +298,11 @@ func (j *JobResult) fromSamples(pts []Point) {
 		}
 		if !seen {
 			j.MinNodes, j.MaxNodes, first, epoch, seen = jp.Nodes, jp.Nodes, jp.Epoch, jp.Epoch, true
+			j.NeedMbps = max(jp.AllocMbps, jp.OwnMbps)
 			continue
 		}
 		j.MinNodes, j.MaxNodes = min(j.MinNodes, jp.Nodes), max(j.MaxNodes, jp.Nodes)
+		j.NeedMbps = max(j.NeedMbps, jp.AllocMbps, jp.OwnMbps)
 		epoch = max(epoch, jp.Epoch)
 	}
 	j.MapChanges = int((epoch - first + 1) / 2)
