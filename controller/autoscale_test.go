@@ -134,10 +134,18 @@ func newScaleRig(t *testing.T, started int, cfg AutoscaleConfig) *scaleRig {
 }
 
 // newScaleRigWith runs before (if not nil) ahead of the autoscaler's start.
+//
+// The rig's nodes heartbeat only when the test says, and the autoscaler
+// reads the fake clock, but the controller's sweeper marks a node dead
+// after DeadAfter of wall-clock silence: with the default 3 s, a test
+// held up that long (a loaded machine, a wait for a node start) lost
+// nodes it never meant to kill, and for good, since the rig beats only
+// active nodes. So the rig's DeadAfter is scaleRigDeadAfter: a test that
+// wants a dead node says so (SetNodeState).
 func newScaleRigWith(t *testing.T, started int, cfg AutoscaleConfig, before func(*Controller)) *scaleRig {
 	t.Helper()
 	logs := &logSink{}
-	c := newTest(t, Config{Logger: logs.logger()})
+	c := newTest(t, Config{Logger: logs.logger(), DeadAfter: scaleRigDeadAfter})
 	r := &scaleRig{t: t, c: c, orch: &fakeOrch{c: c, mbps: 1000}, clock: &fakeClock{t: time.Unix(1_000_000, 0)}, logs: logs}
 	for i := 0; i < started; i++ {
 		if _, err := r.orch.Start(context.Background(), orchestrator.NodeSpec{}); err != nil {
@@ -206,13 +214,38 @@ func countNodes(c *Controller, s wire.NodeState) int {
 	return k
 }
 
-// settle waits for node starts in flight to finish.
+// scaleRigDeadAfter is the rig controller's DeadAfter: longer than any
+// test runs, so that no node dies of wall-clock silence.
+const scaleRigDeadAfter = time.Hour
+
+// settleWait bounds the rig's waits for node starts: the autoscaler's
+// default StartTimeout, after which a start in flight fails by itself.
+const settleWait = 10 * time.Second
+
+// settle waits for node starts in flight to finish with active nodes
+// active.
 func (r *scaleRig) settle(active int) {
 	r.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for r.active() != active || r.a.Utilization().Nodes < 0 || r.starting() > 0 {
+	deadline := time.Now().Add(settleWait)
+	for r.active() != active || r.starting() > 0 {
 		if time.Now().After(deadline) {
-			r.t.Fatalf("%d active nodes, want %d", r.active(), active)
+			r.t.Fatalf("%d active nodes and %d starting, want %d active", r.active(), r.starting(), active)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// awaitStarts waits for node starts in flight to finish, whatever the
+// active nodes then number. A target read as r.active()+r.starting()
+// is not one: a start that ends between the two reads (the node
+// registers, then the start counts as done) is counted by neither, or,
+// registered but not yet done, by both.
+func (r *scaleRig) awaitStarts() {
+	r.t.Helper()
+	deadline := time.Now().Add(settleWait)
+	for r.starting() > 0 {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%d node start(s) still in flight after %v", r.starting(), settleWait)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -222,6 +255,21 @@ func (r *scaleRig) starting() int {
 	r.a.mu.Lock()
 	defer r.a.mu.Unlock()
 	return r.a.starting
+}
+
+// TestScaleRigNodesOutliveWallClockSilence: the rig's nodes stay active
+// through a sweep a minute after their last heartbeat (a test held up on
+// a loaded machine): they heartbeat when the test says. Before, the
+// sweeper marked them dead after 3 s, and TestHintlessJobGrows failed
+// when its wait for a node start, aimed at a count read wrong, lasted
+// that long (its home node dead, the job never grew).
+func TestScaleRigNodesOutliveWallClockSilence(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{})
+	r.beat(0, 0)
+	r.c.sweep(time.Now().Add(time.Minute))
+	if n := r.active(); n != 2 {
+		t.Fatalf("%d active nodes after a minute of wall-clock silence; want 2", n)
+	}
 }
 
 // TestAutoscaleAddsOnMeasuredLoad: without per-job scaling (Pocket's

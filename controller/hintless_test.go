@@ -97,7 +97,7 @@ func TestHintlessJobGrows(t *testing.T) {
 		}
 		r.clock.advance(2 * time.Second)
 		r.a.Step()
-		r.settle(r.active() + r.starting())
+		r.awaitStarts()
 		for _, d := range r.a.Decisions() {
 			if d.Action == ActionGrowJob && d.Job == m.Job {
 				return

@@ -287,14 +287,6 @@ func finishMove(r *scaleRig, id string) bool {
 	return true
 }
 
-// waitStarts waits for node starts in flight.
-func waitStarts(r *scaleRig) {
-	deadline := time.Now().Add(3 * time.Second)
-	for r.starting() > 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // holdsNode reports whether job id's map holds addr.
 func holdsNode(c *Controller, id, addr string) bool {
 	c.mu.Lock()
@@ -365,7 +357,7 @@ func steadyHome(r *scaleRig, job, home string, rx float64, loads []wire.JobLoad)
 		r.clock.advance(2 * time.Second)
 		r.a.Step()
 		finishMove(r, job)
-		waitStarts(r)
+		r.awaitStarts()
 	}
 	return changesOf(r, job)
 }
