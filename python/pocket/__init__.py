@@ -5,22 +5,26 @@ Two APIs over one implementation:
 
 - Pocket's module API (pocket.py's names, arguments and 0 / -1 returns):
   register_job, deregister_job, connect, put, put_buffer, get, get_buffer,
-  lookup, delete, create_dir, count_files, close; see pocket.compat.
+  lookup, delete, create_dir, count_files, close; see pocket.compat. Beside
+  them: last_error, job_token and job_credential (what a launcher hands
+  its workers), credential_job (the job a credential opens).
 - A Pythonic one: Client, Job (bytes-like values, get_into, file-like
   streams, context managers, exceptions carrying the wire code).
 """
 
-from .client import DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job
+from .client import DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, credential_job
 from .compat import (Handle, close, connect, count_files, create_dir, delete, deregister_job, get, get_buffer,
-                     job_token, last_error, lookup, put, put_buffer, register_job)
+                     job_credential, job_token, last_error, lookup, put, put_buffer, register_job)
 from .errors import (BadKey, BadToken, Busy, Code, Conflict, Corrupt, Draining, Exists, Limit, Lost, Malformed,
                      NoSpace, NotFound, NotLeader, OutcomeUnknown, PocketError, Revoked, StaleEpoch, TooLarge, Unavailable,
                      UnknownJob)
+from .wire import DropResult
 
 __all__ = [
     "Client", "Job", "Info", "Entry", "DEFAULT_CHUNK_SIZE",
     "register_job", "deregister_job", "connect", "put", "put_buffer", "get", "get_buffer", "lookup", "delete",
-    "create_dir", "count_files", "close", "Handle", "last_error", "job_token",
+    "create_dir", "count_files", "close", "Handle", "last_error", "job_token", "job_credential", "credential_job",
+    "DropResult",
     "PocketError", "Code", "BadKey", "BadToken", "Busy", "Conflict", "Corrupt", "Draining", "Exists", "Limit",
     "Lost", "Malformed", "NoSpace", "NotFound", "NotLeader", "OutcomeUnknown", "Revoked", "StaleEpoch", "TooLarge",
     "Unavailable", "UnknownJob",

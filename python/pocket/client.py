@@ -30,6 +30,7 @@ import io
 import json
 import os
 import random
+import shutil
 import threading
 import time
 import weakref
@@ -468,10 +469,10 @@ _MAP_RETRIES = 4
 # controller.
 _REFRESH_GAP = 0.5
 # After deregistration a node that kept none of the job's (persisted) values
-# answers revoked: for a listing or a recursive delete of a Job retired by
+# answers revoked: for a listing, a usage or a recursive delete of a Job retired by
 # its deregister or opened from a credential it holds nothing. A live job's
 # handle raises Revoked (its token was revoked, or expired).
-_REVOKED_EMPTY = (wire.OP_DELETE, wire.OP_LIST)
+_REVOKED_EMPTY = (wire.OP_DELETE, wire.OP_LIST, wire.OP_USAGE)
 
 
 # Nodes gone from an ended job's frozen map (the Go SDK's gone.go): the
@@ -484,6 +485,11 @@ _REVOKED_EMPTY = (wire.OP_DELETE, wire.OP_LIST)
 # raises NodeGone, a Lost naming it. Listings, counts and recursive deletes
 # then cover the reachable nodes and succeed.
 _GONE_WAIT = _STALE_WAIT
+# How long Job.deregister waits for the count of the persisted values its
+# nodes still hold (the CLI's persistedWait): under _GONE_WAIT, so that a
+# node the controller lists alive that cannot be reached leaves them not
+# counted instead of being taken for gone (its values counted as none).
+_PERSISTED_WAIT = 3.0
 # How many times a retired job's request to a node whose connection was
 # lost probes the node again before a fresh dial tells whether it is there
 # (more than the pool's connections per node).
@@ -727,10 +733,19 @@ class Job:
             return False
         return self._st.map.epoch != used.map.epoch
 
-    def deregister(self) -> wire.DropResult:
+    def deregister(self, *, count_persisted: bool = True) -> wire.DropResult:
         """Releases the job: every node drops its data except persisted
         values, which stay readable (read-only) through this Job and its
-        credential().
+        credential(). Returns the controller's DropResult with what
+        ``pocket job deregister`` reports beside it: the credential and the
+        bytes of persisted values the job's nodes still hold
+        (``persisted_bytes``, None when a node could not be asked within
+        3 s: ``count_error``; not asked with count_persisted=False, which
+        saves the round trip to each node). Raises Unavailable when a node
+        could not drop the job's data, as the Go SDK does; the error's
+        ``result`` is the DropResult, whose dead_nodes() are nodes whose
+        data went with them and other_failures() nodes that may still
+        hold it.
 
         It fetches the job's map first: the persisted values stay where
         that map put them, and this Job and its credential find them by it
@@ -750,13 +765,46 @@ class Job:
         st = self._st
         res = ctl.deregister_job(st.map.job, st.map.token)
         if res.failed:
-            raise errors.PocketError(f"deregister {st.map.job}: {res.failed} of {res.nodes} node(s) could not drop "
-                                     f"the job's data: {res.message}", errors.Code.UNAVAILABLE)
+            e = errors.Unavailable(f"deregister {st.map.job}: {res.failed} of {res.nodes} node(s) could not drop "
+                                   f"the job's data: {res.message}")
+            e.result = res
+            raise e
         self._owner = False
         self._retired = True
         with _tokens_lock:
             _tokens.pop(st.map.job, None)
+        res.credential = self.credential()
+        if count_persisted:
+            res.persisted_bytes, res.count_error = self._count_persisted()
+        else:
+            res.count_error = "not asked (count_persisted=False)"
         return res
+
+    def _count_persisted(self) -> tuple[int | None, str]:
+        """The bytes of the ended job's persisted values on its nodes and,
+        when not counted, why: usage() over the deregistration's map by a
+        handle of its own (so this Job's record of gone nodes is its own),
+        within _PERSISTED_WAIT seconds, as ``pocket job deregister`` counts
+        them. A node that cannot be reached in that time leaves them not
+        counted (the count, a daemon thread, ends by itself)."""
+        counter = Job(self.client, self._st.map)
+        counter._retired = True
+        out: dict = {}
+
+        def run() -> None:
+            try:
+                out["bytes"] = counter.usage()
+            except Exception as e:  # noqa: BLE001 - reported as not counted
+                out["err"] = e
+        t = threading.Thread(target=run, name="pocket-persisted", daemon=True)
+        t.start()
+        t.join(_PERSISTED_WAIT)
+        got = dict(out)
+        if "bytes" in got:
+            return got["bytes"], ""
+        if "err" in got:
+            return None, str(got["err"])
+        return None, f"the nodes did not all answer within {_PERSISTED_WAIT:g} s"
 
     def _retire(self, m: wire.PlacementMap) -> None:
         """Marks the job deregistered (elsewhere in this process), its
@@ -878,7 +926,7 @@ class Job:
 
     def __exit__(self, *exc) -> None:
         if self._owner:
-            self.deregister()
+            self.deregister(count_persisted=False)
 
     # ---- requests ----
 
@@ -1344,7 +1392,7 @@ class Job:
         job's nodes hold, so a forged one cannot make us allocate it."""
         if m.size <= TRUSTED_SIZE:
             return
-        stored = sum(r.response().size for r in self._fan_out(wire.OP_USAGE, 0))
+        stored = self.usage()
         if stored < m.size:
             raise errors.Corrupt(f"manifest of version {m.version:016x} claims {m.size} bytes, the job holds {stored}")
 
@@ -1402,6 +1450,15 @@ class Job:
             raise
         finally:
             pool.release(c)
+
+    def usage(self) -> int:
+        """The bytes the job's values take on the nodes of its map (values,
+        chunks and manifests), summed over one usage request to each live
+        node (the Go SDK's Job.Usage). For an ended job (after deregister,
+        or opened from its credential) the bytes of its persisted values, a
+        node that kept none, or was found gone, counting 0. Raises a node's
+        error (Unavailable for one that cannot be reached)."""
+        return sum(r.response().size for r in self._fan_out(wire.OP_USAGE, 0))
 
     # ---- stat, delete ----
 
@@ -1593,13 +1650,46 @@ class Job:
         manager. With delete_after_read the version read is deleted at its
         end; the read that reaches the end raises NotFound (or Conflict)
         instead when another reader took that version first (or a writer
-        replaced it): what it read was not this reader's to take."""
+        replaced it): what it read was not this reader's to take. A read
+        stream's ``size`` is the value's size in bytes; a write stream's
+        ``abort()`` publishes nothing (the Go SDK's Reader.Size and
+        Writer.Abort)."""
         k = _name(key)
         if mode == "rb":
-            return io.BufferedReader(_Reader(self, k, delete_after_read, prefetch), self.client.chunk_size)
+            return _BufferedReader(_Reader(self, k, delete_after_read, prefetch), self.client.chunk_size)
         if mode == "wb":
             return _Writer(self, k, wire.FLAG_PERSIST if persist else 0)
         raise ValueError(f"mode {mode!r}: want 'rb' or 'wb'")
+
+    def put_file(self, src: str | os.PathLike, key: Name, *, persist: bool = False) -> None:
+        """Uploads the local file src as key, streamed a chunk at a time
+        (open "wb"); a failed upload publishes nothing (the Go SDK's
+        PutFile)."""
+        with open(src, "rb") as f, self.open(key, "wb", persist=persist) as w:
+            shutil.copyfileobj(f, w, self.client.chunk_size)
+
+    def get_file(self, key: Name, dst: str | os.PathLike, *, delete_after_read: bool = False) -> None:
+        """Downloads key into the local file dst, replacing it only once the
+        whole value has arrived (through a temporary file in dst's
+        directory): a failed download leaves dst as it was (the Go SDK's
+        GetFile). With delete_after_read the version read is deleted before
+        dst is replaced; of readers racing to take one version, exactly one
+        succeeds, the others raise NotFound (or Conflict when a writer
+        replaced it) and leave dst as it was."""
+        d, base = os.path.split(os.fspath(dst))
+        tmp = os.path.join(d, f".{base}.part-{os.getpid()}-{threading.get_ident()}-{random.getrandbits(32):08x}")
+        try:
+            with self.open(key, "rb") as src, open(tmp, "xb") as out:
+                shutil.copyfileobj(src, out, self.client.chunk_size)
+                raw = src.raw
+                ver = raw.m.version if raw.m else raw.ver
+            if delete_after_read:
+                self._delete_version(_name(key), ver)
+            os.replace(tmp, dst)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
 
 class _ObjectWrite:
@@ -1830,10 +1920,27 @@ class _Writer(io.BufferedIOBase):
         finally:
             super().close()
 
+    def abort(self) -> None:
+        """Closes the stream publishing nothing: the chunks written so far
+        are dropped and any older value stays (the Go SDK's
+        Writer.Abort)."""
+        if not self.closed:
+            self._failed = True
+            self.close()
+
     def __exit__(self, typ, exc, tb):
         if typ is not None:
             self._failed = True
         self.close()
+
+
+class _BufferedReader(io.BufferedReader):
+    """What Job.open returns to read: a BufferedReader with the value's size."""
+
+    @property
+    def size(self) -> int:
+        """The value's size in bytes."""
+        return self.raw.size
 
 
 class _Reader(io.RawIOBase):
@@ -1854,6 +1961,7 @@ class _Reader(io.RawIOBase):
         job._st.check(r, key)
         self.m: wire.Manifest | None = None
         self.cur = memoryview(r.payload)
+        self._size = len(self.cur)
         self.off = 0  # bytes of cur consumed
         self.ver = 0
         self.asked = 0  # chunks asked for so far, 1..asked
@@ -1862,11 +1970,17 @@ class _Reader(io.RawIOBase):
         self.base: memoryview | None = None  # the buffer under cur
         if r.flags & wire.FLAG_MANIFEST:
             self.m = wire.decode_manifest(bytes(r.payload))
+            self._size = self.m.size
             job._plausible(self.m)
             self.cur = memoryview(b"")
             self._ask()
         elif r.meta:
             self.ver = r.response().version
+
+    @property
+    def size(self) -> int:
+        """The value's size in bytes."""
+        return self._size
 
     def readable(self) -> bool:
         return True

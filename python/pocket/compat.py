@@ -14,7 +14,8 @@ processes forked from it); elsewhere the token comes from POCKET_TOKEN
 Persisted values. After deregister_job the job's PERSIST_AFTER_JOB values
 stay readable and deletable (read-only) in the process that deregistered
 it, and elsewhere with POCKET_CREDENTIAL set to the job's credential
-(``pocket job deregister`` prints it; Job.credential() gives it): a
+(``job_credential(jobid)`` gives it after deregister_job; ``pocket job
+deregister`` prints it; Job.credential() gives it): a
 POCKET_CREDENTIAL that names the job is used whatever token is also set,
 opened with Client.open_credential (a live job's opens with its current
 map), as the Go compat layer does.
@@ -41,7 +42,6 @@ Where Python 3 makes Pocket's exact meaning impossible:
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 
 from . import errors, wire
@@ -117,6 +117,35 @@ def job_token(jobid):
     return tok.hex() if tok is not None else None
 
 
+def job_credential(jobid):
+    """The credential of a job (Job.credential's string, the Go SDK's
+    Credential, what ``pocket job deregister`` prints as
+    POCKET_CREDENTIAL), for a launcher to hand to the processes that read
+    or delete the job's PERSIST_AFTER_JOB values after it ends, as
+    POCKET_CREDENTIAL. For a job deregistered with deregister_job in this
+    process, the one it kept (taken with the deregistration's map); else
+    POCKET_CREDENTIAL when it names jobid; else, for a live job whose token
+    this process has (registered here, or POCKET_TOKEN and POCKET_JOB),
+    one with its current map, fetched from POCKET_CONTROLLER (take it again
+    after deregister_job: a drain meanwhile moves the values). None when
+    there is none, or on error (last_error() says which). A secret: it
+    reads and deletes the job's values."""
+    try:
+        cred = _credential_of(jobid)
+        if cred is None:
+            tok = _token_of(jobid)
+            if tok is None:
+                raise errors.BadToken(f"no credential for job {jobid!r}: register or deregister it here, "
+                                      "or set POCKET_TOKEN and POCKET_JOB, or POCKET_CREDENTIAL")
+            with Client(_controller_addr()) as c:
+                cred = c.open_job(jobid, tok).credential()
+    except Exception as e:  # noqa: BLE001 - Pocket's convention: report, return None
+        _fail(e)
+        return None
+    _ok()
+    return cred
+
+
 def deregister_job(jobid):
     """Releases the job and deletes its data except PERSIST_AFTER_JOB
     values; 0 or -1. The process keeps the job's credential, taken with
@@ -128,7 +157,7 @@ def deregister_job(jobid):
             raise errors.BadToken(f"no token for job {jobid!r}: register it here or set POCKET_TOKEN and POCKET_JOB")
         with Client(_controller_addr()) as c:
             j = c.open_job(jobid, tok)
-            j.deregister()
+            j.deregister(count_persisted=False)
             cred = j.credential()
     except Exception as e:  # noqa: BLE001
         return _fail(e)
@@ -259,8 +288,7 @@ def put(pocket, src_filename, dst_filename, jobid, PERSIST_AFTER_JOB=False):
     """Uploads the local file src_filename as dst_filename; 0 or -1."""
     def f():
         job, key = pocket.resolve(jobid, dst_filename)
-        with open(src_filename, "rb") as src, job.open(key, "wb", persist=bool(PERSIST_AFTER_JOB)) as dst:
-            shutil.copyfileobj(src, dst, job.client.chunk_size)
+        job.put_file(src_filename, key, persist=bool(PERSIST_AFTER_JOB))
     return _run(pocket, f)
 
 
@@ -282,20 +310,7 @@ def get(pocket, src_filename, dst_filename, jobid, DELETE_AFTER_READ=False):
     written whole."""
     def f():
         job, key = pocket.resolve(jobid, src_filename)
-        tmp = f"{dst_filename}.pocket-{os.getpid()}-{threading.get_ident()}"
-        try:
-            with job.open(key, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst, job.client.chunk_size)
-                ver = src.raw.m.version if src.raw.m else src.raw.ver
-            if DELETE_AFTER_READ:
-                # Before the file is in place: a reader that lost the
-                # value to another leaves dst as it was.
-                job._delete_version(key.encode(), ver)
-            os.replace(tmp, dst_filename)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        job.get_file(key, dst_filename, delete_after_read=bool(DELETE_AFTER_READ))
     return _run(pocket, f)
 
 

@@ -427,15 +427,76 @@ def decode_placement_map(meta) -> PlacementMap:
         raise errors.Malformed(f"placement map: {e}") from None
 
 
+# The end of the controller's failure entry for a dead node of the job's
+# map (controller/drop.go: "ADDR: node dead").
+_DEAD_SUFFIX = ": node dead"
+
+
 @dataclass(slots=True)
 class DropResult:
-    """The answer to a deregistration."""
+    """The answer to a deregistration (wire/control.fbs's DropResult):
+    ``nodes`` that dropped the job's data, ``failed`` nodes that could not
+    (their entries in ``message``, joined by "; "), stored records
+    (``values``: values and the chunks of large ones) and ``bytes`` freed.
+
+    Job.deregister adds what ``pocket job deregister`` reports beside it:
+    ``persisted_bytes``, the bytes of the job's persisted values its nodes
+    still hold, counted after the drop over the deregistration's map
+    (Job.usage of the ended job, within 3 s); None when not counted (a
+    node could not be asked: ``count_error`` says why); and ``credential``,
+    the string that reads and deletes those values (Job.credential; left
+    out of the repr, as it is a secret)."""
 
     nodes: int
     failed: int
     values: int
     bytes: int
     message: str
+    persisted_bytes: int | None = None
+    count_error: str = ""
+    credential: str = field(default="", repr=False)  # a secret: kept out of logs and tracebacks
+
+    def dead_nodes(self) -> list[str]:
+        """The nodes among the failed ones that are dead: their copy of the
+        job's values, persisted ones too, went with them (the CLI's
+        dropFailures). None is named when the entries do not add up to
+        ``failed`` (an error text holding "; "), so a failure is never
+        taken for a dead node by mistake."""
+        return self._split()[0]
+
+    def other_failures(self) -> list[str]:
+        """The failed nodes' entries but those of dead nodes: nodes that may
+        still hold the job's data (the whole message when its entries do not
+        add up to ``failed``)."""
+        return self._split()[1]
+
+    def _split(self) -> tuple[list[str], list[str]]:
+        if not self.failed:
+            return [], []
+        entries = self.message.split("; ")
+        if len(entries) != self.failed:
+            return [], [self.message]
+        dead, others = [], []
+        for e in entries:
+            a = e.removesuffix(_DEAD_SUFFIX)
+            if a != e and _is_addr(a):
+                dead.append(a)
+            else:
+                others.append(e)
+        return dead, others
+
+
+def _is_addr(s: str) -> bool:
+    """Whether s is a host:port address and nothing more, as Go's
+    net.SplitHostPort splits one (the CLI's isAddr)."""
+    if any(c in s for c in " ;"):
+        return False
+    host, sep, port = s.rpartition(":")
+    if not sep or ":" in port:
+        return False
+    if host.startswith("["):
+        return host.endswith("]") and "[" not in host[1:] and "]" not in host[:-1]
+    return ":" not in host and "[" not in host and "]" not in host
 
 
 def decode_drop_result(meta) -> DropResult:
