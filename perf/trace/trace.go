@@ -123,9 +123,10 @@ func (r *Result) Ratio() float64 {
 	return r.NodeSeconds / r.StaticNodeSeconds
 }
 
-// NoGrowthRatio is node-seconds used over the static cluster sized for
-// the trace's peak without per-job growth (issue 15's target, whose
-// baseline was "48 % without per-job growth").
+// NoGrowthRatio is node-seconds used over the static cluster a
+// controller without per-job growth needs for the trace. It does not
+// measure the controller that ran: a run without per-job growth, which
+// overloads a job's nodes instead, is compared with the same cluster.
 func (r *Result) NoGrowthRatio() float64 {
 	if r.NoGrowthNodeSeconds == 0 {
 		return 0

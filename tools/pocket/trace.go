@@ -154,8 +154,8 @@ func traceSummary(res *trace.Result) string {
 	for _, j := range res.Jobs {
 		written, verified = written+j.Written, verified+j.Verified
 	}
-	s := fmt.Sprintf("node-seconds %.0f of %.0f static without per-job growth (%d nodes, %.0f%%) and of %.0f static at this run's peak (%.0f%%), peak %d nodes for %.0f s, %.0f node-seconds of load beyond the nodes' bandwidth, %d job error(s), %d of %d values verified",
-		res.NodeSeconds, res.NoGrowthNodeSeconds, res.NoGrowthNodes, 100*res.NoGrowthRatio(), res.StaticNodeSeconds, 100*res.Ratio(), res.PeakNodes, res.PeakSeconds, res.OverNodeSeconds, res.Errors(), verified, written)
+	s := fmt.Sprintf("node-seconds %.0f of %.0f static (%.0f%%; of %.0f, %.0f%%, for a static cluster without per-job growth, %d nodes), peak %d nodes for %.0f s, %.0f node-seconds of load beyond the nodes' bandwidth, %d job error(s), %d of %d values verified",
+		res.NodeSeconds, res.StaticNodeSeconds, 100*res.Ratio(), res.NoGrowthNodeSeconds, 100*res.NoGrowthRatio(), res.NoGrowthNodes, res.PeakNodes, res.PeakSeconds, res.OverNodeSeconds, res.Errors(), verified, written)
 	for _, j := range res.Followed() {
 		s += fmt.Sprintf("; %s's map %s node(s), %d change(s), %.0f node-seconds beyond its nodes' bandwidth",
 			j.Name, nodeSpan(j.MinNodes, j.MaxNodes), j.MapChanges, j.OverNodeSeconds)

@@ -29,7 +29,7 @@ func TestTraceSummary(t *testing.T) {
 		{Name: "sort1", Written: 256, Verified: 256},
 		{Name: "stream", Spec: trace.JobSpec{Follow: true}, Written: 256, Verified: 255, Errors: 1, MinNodes: 1, MaxNodes: 3, MapChanges: 4, OverNodeSeconds: 12},
 	}}
-	want := "node-seconds 405 of 1080 static without per-job growth (6 nodes, 38%) and of 900 static at this run's peak (45%), peak 5 nodes for 6 s, 21 node-seconds of load beyond the nodes' bandwidth, 1 job error(s), 511 of 512 values verified; stream's map 1-3 node(s), 4 change(s), 12 node-seconds beyond its nodes' bandwidth"
+	want := "node-seconds 405 of 900 static (45%; of 1080, 38%, for a static cluster without per-job growth, 6 nodes), peak 5 nodes for 6 s, 21 node-seconds of load beyond the nodes' bandwidth, 1 job error(s), 511 of 512 values verified; stream's map 1-3 node(s), 4 change(s), 12 node-seconds beyond its nodes' bandwidth"
 	if got := traceSummary(res); got != want {
 		t.Fatalf("summary\n%s\nwant\n%s", got, want)
 	}
