@@ -187,3 +187,37 @@ func TestUsageFailures(t *testing.T) {
 		t.Errorf("no failure: %q", got)
 	}
 }
+
+// TestDeregisterJSONIsStable: pocket job deregister --json of a job that
+// kept a value lists every field, with dead_nodes and failures [] and
+// the persisted bytes counted. Before, dead_nodes was null when no node
+// was dead (a new user's trial) and persisted_bytes came and went.
+func TestDeregisterJSONIsStable(t *testing.T) {
+	bin := buildPocketBinary(t)
+	_, addr := startHintCluster(t)
+	env := cleanEnv("POCKET_CONTROLLER=" + addr)
+	out, errOut, code := pocketRun(t, bin, env, "", "job", "register", "--insecure", "--json", "stable-json")
+	var m jobMapJSON
+	if code != 0 || json.Unmarshal([]byte(out), &m) != nil {
+		t.Fatalf("job register: exit %d: %s %s", code, out, errOut)
+	}
+	jenv := append(env, envToken+"="+m.Token)
+	if out, errOut, code := pocketRun(t, bin, jenv, "a value", "put", "--insecure", "--persist", m.JobID, "k", "-"); code != 0 {
+		t.Fatalf("put: exit %d: %s %s", code, out, errOut)
+	}
+	out, errOut, code = pocketRun(t, bin, jenv, "", "job", "deregister", "--insecure", "--json", m.JobID)
+	if code != 0 {
+		t.Fatalf("deregister --json: exit %d: %s %s", code, out, errOut)
+	}
+	obj := jsonObject(t, "deregister --json", []byte(out))
+	wantKeys(t, "deregister --json", obj, "job_id", "nodes", "failed", "values", "bytes", "dead_nodes", "failures", "message",
+		"credential", "persisted_counted", "persisted_bytes", "persisted_count_failures")
+	var v deregisterJSON
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.DeadNodes == nil || len(v.DeadNodes) != 0 || v.Failures == nil || len(v.Failures) != 0 || !v.PersistedCounted ||
+		v.PersistedBytes <= 0 || v.Message != "" || v.Credential == "" {
+		t.Errorf("deregister --json of a job that kept a value: %+v", v)
+	}
+}

@@ -171,13 +171,10 @@ func runJobDeregister(args []string) int {
 	}
 	dead, others := dropFailures(res)
 	kept, keptErr := persistedBytes(ctx, cred)
+	count := persistedCount{bytes: kept, counted: keptErr == nil, failed: usageFailures(keptErr, dead)}
+	allDead := res.Nodes == 0 && len(others) == 0 && len(dead) > 0
 	if *asJSON {
-		out := map[string]any{"job_id": pos[0], "nodes": res.Nodes, "failed": res.Failed,
-			"dead_nodes": dead, "values": res.Values, "bytes": res.Bytes, "message": res.Message, "credential": cred}
-		if keptErr == nil {
-			out["persisted_bytes"] = kept
-		}
-		if code := printJSON(out); code != 0 {
+		if code := printJSON(deregisterView(pos[0], res, cred, count, allDead)); code != 0 {
 			return code
 		}
 	} else {
@@ -185,13 +182,71 @@ func runJobDeregister(args []string) int {
 		for _, a := range dead {
 			fmt.Printf("node %s is dead: its copy of the job's values went with it, those put with --persist too\n", a)
 		}
-		count := persistedCount{bytes: kept, counted: keptErr == nil, failed: usageFailures(keptErr, dead)}
-		printPersisted(cred, count, res.Nodes == 0 && len(others) == 0 && len(dead) > 0)
+		printPersisted(cred, count, allDead)
 	}
 	if len(others) > 0 {
 		return fail("job deregister: %d node(s) did not drop the job's data: %s", len(others), strings.Join(others, "; "))
 	}
 	return 0
+}
+
+// deregisterJSON is the --json form of `pocket job deregister`. Every
+// field is always there, whatever happened: lists are [] when empty, text
+// is "" when there is nothing to say, and no field is ever null.
+type deregisterJSON struct {
+	JobID string `json:"job_id"`
+	// Nodes dropped the job's data: Values stored records (values and the
+	// chunks of large ones), Bytes bytes. Failed nodes did not (dead ones
+	// included).
+	Nodes  uint32 `json:"nodes"`
+	Failed uint32 `json:"failed"`
+	Values uint64 `json:"values"`
+	Bytes  int64  `json:"bytes"`
+	// DeadNodes are the addresses of the dead nodes of the job's map: their
+	// copy of its values went with them. Failures are the other failures,
+	// one entry a node ("drop job J at ADDR: ..."); any makes the command
+	// exit 1. Message is the controller's text of them all, entries joined
+	// by "; ", "" when no node failed (DeadNodes and Failures split it).
+	DeadNodes []string `json:"dead_nodes"`
+	Failures  []string `json:"failures"`
+	Message   string   `json:"message"`
+	// Credential reads and deletes the values put with --persist that the
+	// job's nodes keep (POCKET_CREDENTIAL).
+	Credential string `json:"credential"`
+	// PersistedCounted: the job's live nodes were asked what they keep of
+	// it; PersistedBytes is then their bytes (0 when every node of the map
+	// is dead). When not counted, PersistedBytes is 0 and means nothing,
+	// and PersistedCountFailures names the live nodes that could not be
+	// asked, one entry a node ([] when only dead nodes failed the count).
+	PersistedCounted       bool     `json:"persisted_counted"`
+	PersistedBytes         int64    `json:"persisted_bytes"`
+	PersistedCountFailures []string `json:"persisted_count_failures"`
+}
+
+// deregisterView is the --json form of job's deregistration res; c is the
+// count of its persisted values, allDead says every node of its map is
+// dead (none is left).
+func deregisterView(job string, res *wire.DropResult, cred string, c persistedCount, allDead bool) deregisterJSON {
+	dead, others := dropFailures(res)
+	v := deregisterJSON{JobID: job, Nodes: res.Nodes, Failed: res.Failed, Values: res.Values, Bytes: res.Bytes,
+		DeadNodes: nonNil(dead), Failures: nonNil(others), Message: res.Message, Credential: cred,
+		PersistedCounted: c.counted || allDead, PersistedCountFailures: nonNil(c.failed)}
+	if c.counted && !allDead {
+		v.PersistedBytes = c.bytes
+	}
+	if allDead {
+		v.PersistedCountFailures = []string{}
+	}
+	return v
+}
+
+// nonNil is s, or an empty list for nil: a list in --json output is []
+// when empty, never null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // deadSuffix ends the controller's failure entry for a node of the job's

@@ -64,7 +64,7 @@ func probeLoop(ctx context.Context, s *telemetry.Sampler, every time.Duration, c
 			fmt.Fprintf(os.Stderr, "pocket: probe: %v\n", err) // partial snapshot still printed
 		}
 		if asJSON {
-			err = enc.Encode(&snap)
+			err = enc.Encode(probeView(&snap))
 		} else {
 			err = telemetry.WriteText(out, &snap)
 		}
@@ -73,4 +73,31 @@ func probeLoop(ctx context.Context, s *telemetry.Sampler, every time.Duration, c
 		}
 	}
 	return nil
+}
+
+// probeJSON is telemetry.Snapshot as `pocket probe --json` prints it:
+// the same fields, every one always there (the Snapshot's own JSON, which
+// nodes export, omits the empty ones): lists are [] when empty, never
+// null; tiers is [] (a probe runs no node, so has no tiers);
+// block_latency_error is "" unless the eBPF probe was asked for and could
+// not run. A field added to Snapshot fails the conversion in probeView
+// until it is added here.
+type probeJSON struct {
+	Time     time.Time                `json:"time"`
+	Interval time.Duration            `json:"interval_ns"`
+	Net      []telemetry.NetRate      `json:"net"`
+	Disks    []telemetry.DiskRate     `json:"disks"`
+	CPU      []telemetry.CPUBusy      `json:"cpu"`
+	RSSBytes uint64                   `json:"rss_bytes"`
+	Tiers    []telemetry.TierUsage    `json:"tiers"`
+	Block    []telemetry.BlockLatency `json:"block_latency"`
+	BlockErr string                   `json:"block_latency_error"`
+}
+
+// probeView is s as --json prints it.
+func probeView(s *telemetry.Snapshot) probeJSON {
+	v := probeJSON(*s)
+	v.Net, v.Disks, v.CPU = nonNil(v.Net), nonNil(v.Disks), nonNil(v.CPU)
+	v.Tiers, v.Block = nonNil(v.Tiers), nonNil(v.Block)
+	return v
 }

@@ -20,7 +20,8 @@ import (
 
 // jobProfileJSON is the --json form of `pocket job profile`: the stored
 // profile (runs newest first) and what the next job of the name is
-// allotted when registered without size hints.
+// allotted when registered without size hints. Every field is always
+// there: lists are [] when empty, never null.
 type jobProfileJSON struct {
 	Name    string    `json:"name"`
 	Updated time.Time `json:"updated"`
@@ -50,7 +51,9 @@ type runJSON struct {
 	Tier       string        `json:"tier"`
 	AllocMbps  float64       `json:"alloc_mbps"`
 	AllocBytes int64         `json:"alloc_bytes"`
-	Phases     []state.Phase `json:"phases,omitempty"`
+	// Phases are the run's peaks by quarter of its duration, [] when it
+	// recorded none.
+	Phases []state.Phase `json:"phases"`
 }
 
 // runJobProfile shows a job name's profile. It asks the running
@@ -166,10 +169,10 @@ func storedProfile(dir, name string) (jobProfileJSON, error) {
 func profileView(p *state.Profile, pol *controller.Policy) jobProfileJSON {
 	next := pol.NextSize(p)
 	v := jobProfileJSON{Name: p.Name, Updated: p.Updated, Next: nextSize{Mbps: next.Mbps, Bytes: next.Bytes,
-		EstimateMbps: next.Estimate.Mbps, EstimateBytes: next.Estimate.Bytes, Runs: next.Estimate.Runs}}
+		EstimateMbps: next.Estimate.Mbps, EstimateBytes: next.Estimate.Bytes, Runs: next.Estimate.Runs}, Runs: []runJSON{}}
 	for _, r := range p.Runs {
 		v.Runs = append(v.Runs, runJSON{Job: r.Job, Ended: r.Ended, Duration: r.Duration, PeakMbps: r.PeakMbps,
-			PeakBytes: r.PeakBytes, Tier: tierName(r.Tier), AllocMbps: r.AllocMbps, AllocBytes: r.AllocBytes, Phases: r.Phases})
+			PeakBytes: r.PeakBytes, Tier: tierName(r.Tier), AllocMbps: r.AllocMbps, AllocBytes: r.AllocBytes, Phases: nonNil(r.Phases)})
 	}
 	return v
 }
@@ -178,9 +181,9 @@ func profileView(p *state.Profile, pol *controller.Policy) jobProfileJSON {
 // as the stored profile has them.
 func profileViewWire(p *wire.JobProfile) jobProfileJSON {
 	v := jobProfileJSON{Name: p.Name, Updated: p.Updated.UTC(), Next: nextSize{Mbps: p.Next.Mbps, Bytes: p.Next.Bytes,
-		EstimateMbps: p.Next.EstimateMbps, EstimateBytes: p.Next.EstimateBytes, Runs: int(p.Next.EstimateRuns)}}
+		EstimateMbps: p.Next.EstimateMbps, EstimateBytes: p.Next.EstimateBytes, Runs: int(p.Next.EstimateRuns)}, Runs: []runJSON{}}
 	for _, r := range p.Runs {
-		var phases []state.Phase
+		phases := []state.Phase{}
 		for _, ph := range r.Phases {
 			phases = append(phases, state.Phase{PeakMbps: ph.PeakMbps, PeakBytes: ph.PeakBytes})
 		}

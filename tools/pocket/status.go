@@ -21,7 +21,8 @@ func init() {
 	register("status", "", "show the cluster's nodes, tiers, capacity, use and jobs", runStatus)
 }
 
-// statusJSON is the --json form of `pocket status`.
+// statusJSON is the --json form of `pocket status`. Every field is
+// always there: lists are [] and maps {} when empty, never null.
 // JobCount and NodeCount are the cluster's; Jobs lists the first jobs
 // only (the controller's StatusJobs, 100) unless --jobs pages through all.
 type statusJSON struct {
@@ -53,7 +54,8 @@ type statusNodeJSON struct {
 	UnheardSinceRestart    bool               `json:"unheard_since_restart"`
 	AwaitingFirstHeartbeat bool               `json:"awaiting_first_heartbeat"`
 	Jobs                   uint32             `json:"jobs"`
-	Metrics                map[string]float64 `json:"metrics,omitempty"`
+	// Metrics are the node's named figures (wire.Metric), {} when none.
+	Metrics map[string]float64 `json:"metrics"`
 }
 
 type statusTierJSON struct {
@@ -104,11 +106,9 @@ func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
 			v.CapacityBytes += t.CapacityBytes
 			v.Tiers = append(v.Tiers, statusTierJSON{Kind: tierName(t.Kind), UsedBytes: t.UsedBytes, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
 		}
-		if len(n.Metrics) > 0 {
-			v.Metrics = map[string]float64{}
-			for _, m := range n.Metrics {
-				v.Metrics[m.Name] = m.Value
-			}
+		v.Metrics = make(map[string]float64, len(n.Metrics))
+		for _, m := range n.Metrics {
+			v.Metrics[m.Name] = m.Value
 		}
 		out.Nodes = append(out.Nodes, v)
 	}
