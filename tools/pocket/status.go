@@ -51,9 +51,9 @@ type statusNodeJSON struct {
 	// (wire.NodeStatus.Restored); LastSeenMs is 0 then and says nothing.
 	// AwaitingFirstHeartbeat: such a node not marked dead yet (one never
 	// heard from within the controller's grace is dead, not awaiting).
-	UnheardSinceRestart    bool               `json:"unheard_since_restart"`
-	AwaitingFirstHeartbeat bool               `json:"awaiting_first_heartbeat"`
-	Jobs                   uint32             `json:"jobs"`
+	UnheardSinceRestart    bool   `json:"unheard_since_restart"`
+	AwaitingFirstHeartbeat bool   `json:"awaiting_first_heartbeat"`
+	Jobs                   uint32 `json:"jobs"`
 	// Metrics are the node's named figures (wire.Metric), {} when none.
 	Metrics map[string]float64 `json:"metrics"`
 }
