@@ -68,7 +68,7 @@ func (c *Controller) listJobsLocked(st *wire.ClusterStatus, after uint64, limit,
 		u := c.jobUtilLocked(j, drainSafeSmooth)
 		js := wire.JobStatus{Job: j.id, Name: j.name, Tier: j.tier, Epoch: j.epoch, Nodes: c.mapLocked(j).Nodes,
 			Hints: j.hints, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Age: now.Sub(j.created),
-			UsedMbps: jobStatusMbps(u.Mbps), UsedBytes: jobStatusBytes(u.Bytes)}
+			UsedMbps: jobStatusMbps(u.Mbps), UsedBytes: jobStatusBytes(c.jobHeldBytesLocked(j))}
 		if budget -= jobStatusSize(&js); budget < 0 && len(st.Jobs) > 0 {
 			break
 		}
@@ -78,6 +78,29 @@ func (c *Controller) listJobsLocked(st *wire.ClusterStatus, after uint64, limit,
 	if c.order.liveAfter(last) {
 		st.NextJob = last
 	}
+}
+
+// jobHeldBytesLocked is job j's own bytes as a status reply gives them:
+// on the nodes of its map that hold them, active or draining. A node
+// drained from the cluster keeps the values it has not moved yet, so
+// they count there until moved; JobUtil, which the policies read, counts
+// active nodes only, and the status showed only what had moved during a
+// drain. A dead node's values are gone. Each node's figure is its latest
+// report: while values move between two nodes, one moved between their
+// reports counts on both or on neither (pocket status marks such a
+// job's figure as moving).
+func (c *Controller) jobHeldBytesLocked(j *job) float64 {
+	var b float64
+	for _, mn := range j.nodes {
+		n, ok := c.nodes[mn.Addr]
+		if !ok || (n.state != wire.NodeActive && n.state != wire.NodeDraining) {
+			continue
+		}
+		if t := n.tier(j.tier); t != nil {
+			b += c.jobBytesLocked(j, n, mn, float64(t.UsedBytes))
+		}
+	}
+	return b
 }
 
 // jobStatusMbps and jobStatusBytes are a job's own figures (JobUtil) as a status

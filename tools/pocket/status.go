@@ -85,6 +85,12 @@ type statusJobJSON struct {
 	// CostPerHour is the job's allotment at the price table, US dollars an
 	// hour (controller.Prices.Cost).
 	CostPerHour float64 `json:"cost_per_hour"`
+	// Moving: values are moving between the nodes of the job's map (a node
+	// of it drains or joins). UsedBytes, which counts the values a
+	// draining node has not moved yet, sums each node's latest report
+	// then: a value moved between two nodes' reports may count on both or
+	// on neither, by at most about a heartbeat's worth of moves.
+	Moving bool `json:"moving"`
 }
 
 // statusView is the status reply st, each job's cost at the default
@@ -117,7 +123,7 @@ func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
 			Nodes: mapNodesJSON(j.Nodes), Lambdas: j.Hints.Lambdas, CapacityBytes: j.Hints.CapacityBytes,
 			PeakMbps: j.Hints.PeakMbps, LatencySensitive: j.Hints.LatencySensitive, AllocMbps: j.AllocMbps,
 			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds(), UsedMbps: j.UsedMbps, UsedBytes: j.UsedBytes,
-			CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes)})
+			CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes), Moving: moving(j.Nodes)})
 	}
 	return out
 }
@@ -234,13 +240,39 @@ func printStatus(v statusJSON) {
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tUSED Mb/s\tALLOC SIZE\tUSED SIZE\tCOST $/h\tMAP")
 	var total float64
+	anyMoving := false
 	for _, j := range v.Jobs {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%.0f\t%s\t%s\t%.4f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
-			j.UsedMbps, units.FormatSize(j.AllocBytes), units.FormatSize(j.UsedBytes), j.CostPerHour, mapNotes(j.Nodes))
+			j.UsedMbps, units.FormatSize(j.AllocBytes), usedSizeCell(j), j.CostPerHour, mapNotes(j.Nodes))
 		total += j.CostPerHour
+		anyMoving = anyMoving || j.Moving
 	}
 	w.Flush()
 	fmt.Printf("COST $/h: the jobs' allotments at the price table (pocket status --help), %.4f $/h for those listed\n", total)
+	if anyMoving {
+		fmt.Println("USED SIZE ~: values are moving between the job's nodes (MAP); each node's latest report counts, " +
+			"so a value moved between two reports may count twice or not at all until the move ends")
+	}
+}
+
+// moving reports whether values move between the nodes of a job's map:
+// one of them drains (from the cluster, or from the job's map) or joins.
+func moving(ns []wire.MapNode) bool {
+	for _, n := range ns {
+		if n.State == wire.NodeDraining || n.State == wire.NodeJoining {
+			return true
+		}
+	}
+	return false
+}
+
+// usedSizeCell is a job's USED SIZE: its bytes, marked "~" while values
+// move between its nodes (statusJobJSON.Moving).
+func usedSizeCell(j statusJobJSON) string {
+	if j.Moving {
+		return "~" + units.FormatSize(j.UsedBytes)
+	}
+	return units.FormatSize(j.UsedBytes)
 }
 
 // mapNotes names the nodes of a job's map that are not plain active

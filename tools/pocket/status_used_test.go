@@ -1,0 +1,46 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestStatusMarksMovingBytes: while a node of a job's map drains or
+// joins, status marks the job's USED SIZE "~" and says why (each node's
+// latest report counts, so a value moved between two reports may count
+// twice or not at all), and --json says moving; a settled job's figure
+// is plain. Before, a figure taken mid-move read as exact.
+func TestStatusMarksMovingBytes(t *testing.T) {
+	st := &wire.ClusterStatus{NodeCount: 2, JobCount: 2, Nodes: []wire.NodeStatus{
+		{Addr: "127.0.0.1:7001", State: wire.NodeDraining}, {Addr: "127.0.0.1:7002", State: wire.NodeActive}},
+		Jobs: []wire.JobStatus{
+			{Job: "moving-1", Name: "moving", UsedBytes: 10 << 20, Nodes: []wire.MapNode{
+				{Addr: "127.0.0.1:7001", Weight: 0.5, State: wire.NodeDraining}, {Addr: "127.0.0.1:7002", Weight: 0.5, State: wire.NodeActive}}},
+			{Job: "settled-2", Name: "settled", UsedBytes: 3 << 20, Nodes: []wire.MapNode{
+				{Addr: "127.0.0.1:7002", Weight: 1, State: wire.NodeActive}}}}}
+	v := statusView(st)
+	if !v.Jobs[0].Moving || v.Jobs[1].Moving {
+		t.Errorf("--json moving: %v and %v, want true for the job with a draining node, false for the settled one", v.Jobs[0].Moving, v.Jobs[1].Moving)
+	}
+	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
+	row := func(job string) []string {
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) > 0 && f[0] == job {
+				return f
+			}
+		}
+		t.Fatalf("no row for %s:\n%s", job, out)
+		return nil
+	}
+	if got := row("moving-1")[7]; got != "~10MiB" {
+		t.Errorf("USED SIZE of the moving job: %q, want ~10MiB:\n%s", got, out)
+	}
+	if got := row("settled-2")[7]; got != "3MiB" {
+		t.Errorf("USED SIZE of the settled job: %q, want 3MiB:\n%s", got, out)
+	}
+	if !strings.Contains(out, "USED SIZE ~: values are moving between the job's nodes") {
+		t.Errorf("no note on the ~ mark:\n%s", out)
+	}
+}
