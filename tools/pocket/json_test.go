@@ -124,6 +124,7 @@ func TestStatusJSONHasNoNull(t *testing.T) {
 	if ns, ok := job["nodes"].([]any); !ok || len(ns) != 0 {
 		t.Errorf("a job without nodes: nodes %v, want []", job["nodes"])
 	}
+	jsonObject(t, "status --json of an empty cluster", marshal(t, statusView(&wire.ClusterStatus{})))
 }
 
 // TestProfileJSONHasNoNull: pocket job profile --json of a profile with

@@ -33,6 +33,10 @@ type statusJSON struct {
 	// AutoscaleMaxNodes is the controller's autoscaler's largest node
 	// count; 0: the controller does not autoscale.
 	AutoscaleMaxNodes uint32 `json:"autoscale_max_nodes"`
+	// Allotments are the listed jobs' allotments per tier against the
+	// capacity of the live nodes with the tier (tierAllotJSON), one entry
+	// per tier a listed job uses.
+	Allotments []tierAllotJSON `json:"allotments"`
 }
 
 type statusNodeJSON struct {
@@ -75,9 +79,17 @@ type statusJobJSON struct {
 	CapacityBytes    int64         `json:"capacity_bytes"`
 	PeakMbps         float64       `json:"peak_mbps"`
 	LatencySensitive bool          `json:"latency_sensitive"`
-	AllocMbps        float64       `json:"alloc_mbps"`
-	AllocBytes       int64         `json:"alloc_bytes"`
-	AgeMs            int64         `json:"age_ms"`
+	// AllocMbps and AllocBytes are the job's allotment: what it asked
+	// for (its hints, else its profile's or the default size), which may
+	// exceed what the cluster has (see CarryMbps and statusJSON.Allotments).
+	AllocMbps  float64 `json:"alloc_mbps"`
+	AllocBytes int64   `json:"alloc_bytes"`
+	// CarryMbps is the Mb/s the job's nodes carry of AllocMbps when every
+	// listed job uses its whole allotment, each node shared in proportion
+	// to what the jobs ask of it (setCarry): AllocMbps unless its nodes
+	// are oversubscribed.
+	CarryMbps float64 `json:"carry_mbps"`
+	AgeMs     int64   `json:"age_ms"`
 	// UsedMbps and UsedBytes are the job's own traffic (Mb/s, averaged
 	// over 3 heartbeats) and bytes on its nodes, as its nodes report them.
 	UsedMbps  float64 `json:"used_mbps"`
@@ -125,6 +137,8 @@ func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
 			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds(), UsedMbps: j.UsedMbps, UsedBytes: j.UsedBytes,
 			CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes), Moving: moving(j.Nodes)})
 	}
+	out.Allotments = tierAllotments(&out)
+	setCarry(&out)
 	return out
 }
 
@@ -249,6 +263,7 @@ func printStatus(v statusJSON) {
 	}
 	w.Flush()
 	fmt.Printf("COST $/h: the jobs' allotments at the price table (pocket status --help), %.4f $/h for those listed\n", total)
+	printAllotments(v)
 	if anyMoving {
 		fmt.Println("USED SIZE ~: values are moving between the job's nodes (MAP); each node's latest report counts, " +
 			"so a value moved between two reports may count twice or not at all until the move ends")

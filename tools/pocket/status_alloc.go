@@ -1,0 +1,185 @@
+package main
+
+// What the jobs' allotments come to against the cluster. A job's
+// allotment (ALLOC Mb/s, ALLOC SIZE) is what it asked for: its hints, its
+// profile's or Pocket's default. Hints may ask more than the cluster has
+// (job register warns, and registers the job anyway), so the allotments
+// can sum beyond the nodes' capacity, and a job's nodes may carry less
+// than it was allotted. The status says both: a line per tier with the
+// allotments against the capacity of the live nodes that have the tier,
+// and a line per job whose nodes carry less than its allotment.
+
+import (
+	"fmt"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// tierAllotJSON is one tier's allotments against its capacity, in
+// statusJSON.Tiers. Nodes are the live (not dead) nodes with the tier;
+// CapacityMbps their bandwidth in Mb/s (a node that reports none counts
+// as the controller's Policy.NodeMbps, as placement counts it) and
+// CapacityBytes their capacity; AllocMbps and AllocBytes sum the listed
+// jobs of the tier (every job unless statusJSON.JobCount exceeds the
+// jobs listed). Oversubscribed*: the allotments exceed the capacity.
+type tierAllotJSON struct {
+	Tier                string  `json:"tier"`
+	Nodes               int     `json:"nodes"`
+	Jobs                int     `json:"jobs"`
+	CapacityMbps        float64 `json:"capacity_mbps"`
+	AllocMbps           float64 `json:"alloc_mbps"`
+	OversubscribedMbps  bool    `json:"oversubscribed_mbps"`
+	CapacityBytes       int64   `json:"capacity_bytes"`
+	AllocBytes          int64   `json:"alloc_bytes"`
+	OversubscribedBytes bool    `json:"oversubscribed_bytes"`
+}
+
+// nodeMbps is the bandwidth of node n's tier of kind in Mb/s, the
+// controller's Policy.NodeMbps when the node reports none; ok is false
+// when the node has no such tier.
+func nodeMbps(n statusNodeJSON, kind string) (mbps float64, ok bool) {
+	for _, t := range n.Tiers {
+		if t.Kind == kind {
+			if t.Mbps <= 0 {
+				return controller.DefaultPolicy().NodeMbps, true
+			}
+			return t.Mbps, true
+		}
+	}
+	return 0, false
+}
+
+// tierAllotments sums v's listed jobs' allotments per tier against the
+// capacity of the live nodes with the tier, for the tiers jobs use, in
+// the order of their first job.
+func tierAllotments(v *statusJSON) []tierAllotJSON {
+	out := []tierAllotJSON{}
+	idx := map[string]int{}
+	for _, j := range v.Jobs {
+		i, ok := idx[j.Tier]
+		if !ok {
+			i, idx[j.Tier] = len(out), len(out)
+			out = append(out, tierCapacity(v.Nodes, j.Tier))
+		}
+		out[i].Jobs++
+		out[i].AllocMbps += j.AllocMbps
+		out[i].AllocBytes += j.AllocBytes
+	}
+	for i := range out {
+		t := &out[i]
+		t.OversubscribedMbps = t.AllocMbps > t.CapacityMbps
+		t.OversubscribedBytes = t.AllocBytes > t.CapacityBytes
+	}
+	return out
+}
+
+// tierCapacity sums the live nodes' bandwidth and capacity of tier kind.
+func tierCapacity(nodes []statusNodeJSON, kind string) tierAllotJSON {
+	t := tierAllotJSON{Tier: kind}
+	for _, n := range nodes {
+		if n.State == wire.NodeDead.String() {
+			continue
+		}
+		mbps, ok := nodeMbps(n, kind)
+		if !ok {
+			continue
+		}
+		t.Nodes++
+		t.CapacityMbps += mbps
+		for _, nt := range n.Tiers {
+			if nt.Kind == kind {
+				t.CapacityBytes += nt.CapacityBytes
+			}
+		}
+	}
+	return t
+}
+
+// setCarry fills each listed job's CarryMbps: the Mb/s its map's nodes
+// carry of its allotment when every listed job runs at its whole
+// allotment. A job's allotment falls on its nodes by weight; a node asked
+// for more than its bandwidth (nodeMbps of the job's tier) shares it in
+// proportion to what each job asks of it; a dead node carries nothing.
+// A node the status does not list (its size bound) is taken to carry its
+// share. Jobs the status does not list are not counted on the nodes, so
+// with some unlisted a job may carry less than this.
+func setCarry(v *statusJSON) {
+	byAddr := make(map[string]statusNodeJSON, len(v.Nodes))
+	for _, n := range v.Nodes {
+		byAddr[n.Addr] = n
+	}
+	asked := map[string]float64{} // Mb/s the listed jobs ask of each node
+	for _, j := range v.Jobs {
+		for addr, mbps := range jobShares(j) {
+			asked[addr] += mbps
+		}
+	}
+	for i := range v.Jobs {
+		j := &v.Jobs[i]
+		j.CarryMbps = 0
+		for addr, mbps := range jobShares(*j) {
+			n, listed := byAddr[addr]
+			switch {
+			case !listed:
+				j.CarryMbps += mbps
+			case n.State == wire.NodeDead.String():
+			default:
+				capacity, _ := nodeMbps(n, j.Tier)
+				j.CarryMbps += mbps * min(1, capacity/asked[addr])
+			}
+		}
+	}
+}
+
+// jobShares is what job j asks of each node of its map in Mb/s: its
+// allotment by the nodes' weights (equal shares when they have none).
+func jobShares(j statusJobJSON) map[string]float64 {
+	out := make(map[string]float64, len(j.Nodes))
+	var sum float64
+	for _, n := range j.Nodes {
+		sum += n.Weight
+	}
+	for _, n := range j.Nodes {
+		w := 1 / float64(len(j.Nodes))
+		if sum > 0 {
+			w = n.Weight / sum
+		}
+		out[n.Addr] += j.AllocMbps * w
+	}
+	return out
+}
+
+// printAllotments prints a line per tier with the jobs' allotments against
+// the capacity, marking oversubscription, and a line per job whose nodes
+// carry less than its allotment.
+func printAllotments(v statusJSON) {
+	partial := ""
+	if uint64(len(v.Jobs)) < v.JobCount {
+		partial = fmt.Sprintf(" (the %d listed jobs; pocket status --jobs sums all)", len(v.Jobs))
+	}
+	fmt.Printf("ALLOC: what the jobs were allotted (their hints, else their profile's or the default size), against the live nodes' capacity%s:\n", partial)
+	for _, t := range v.Allotments {
+		fmt.Printf("  %s: %.0f of %.0f Mb/s%s, %s of %s%s, on %d node(s)\n", t.Tier, t.AllocMbps, t.CapacityMbps,
+			overNote(t.OversubscribedMbps, t.AllocMbps, t.CapacityMbps), units.FormatSize(t.AllocBytes), units.FormatSize(t.CapacityBytes),
+			overNote(t.OversubscribedBytes, float64(t.AllocBytes), float64(t.CapacityBytes)), t.Nodes)
+	}
+	for _, j := range v.Jobs {
+		if j.AllocMbps-j.CarryMbps >= 0.5 {
+			fmt.Printf("job %s gets at most %.0f of its %.0f Mb/s: what its %d node(s) carry when every job uses its allotment\n",
+				j.JobID, j.CarryMbps, j.AllocMbps, len(j.Nodes))
+		}
+	}
+}
+
+// overNote marks an oversubscribed figure with its factor.
+func overNote(over bool, alloc, capacity float64) string {
+	switch {
+	case !over:
+		return ""
+	case capacity <= 0:
+		return ": OVERSUBSCRIBED (no capacity)"
+	}
+	return fmt.Sprintf(": OVERSUBSCRIBED %.1fx", alloc/capacity)
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// oversubscribed is a status of three 8000 Mb/s DRAM nodes of 1 GiB: job
+// a-1 allotted 150000 Mb/s over the first two, b-2 10600 Mb/s on the
+// first, c-3 1000 Mb/s alone on the third (161600 Mb/s allotted of 24000).
+func oversubscribed() *wire.ClusterStatus {
+	n1, n2, n3 := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}
+	node := func(addr string) wire.NodeStatus {
+		return wire.NodeStatus{Addr: addr, State: wire.NodeActive, Tiers: tiers}
+	}
+	job := func(id string, mbps float64, nodes ...wire.MapNode) wire.JobStatus {
+		return wire.JobStatus{Job: id, Name: id[:1], Tier: uint8(wire.TierDRAM), AllocMbps: mbps, AllocBytes: 256 << 20, Nodes: nodes}
+	}
+	return &wire.ClusterStatus{NodeCount: 3, JobCount: 3, Nodes: []wire.NodeStatus{node(n1), node(n2), node(n3)},
+		Jobs: []wire.JobStatus{
+			job("a-1", 150000, wire.MapNode{Addr: n1, Weight: 0.5, State: wire.NodeActive}, wire.MapNode{Addr: n2, Weight: 0.5, State: wire.NodeActive}),
+			job("b-2", 10600, wire.MapNode{Addr: n1, Weight: 1, State: wire.NodeActive}),
+			job("c-3", 1000, wire.MapNode{Addr: n3, Weight: 1, State: wire.NodeActive})}}
+}
+
+// TestStatusShowsOversubscription: when the jobs' allotments (what their
+// hints asked) exceed the cluster, status says so: a line per tier with
+// the allotments against the live nodes' capacity, marked OVERSUBSCRIBED
+// with the factor, and a line per job whose nodes carry less than its
+// allotment when every job uses its own (each node shared in proportion
+// to what is asked of it); --json adds allotments[] and jobs[].carry_mbps.
+// The table's columns are unchanged. Before, status showed 161600 Mb/s
+// allotted without a word on the cluster's 24000 (a new user's trial).
+func TestStatusShowsOversubscription(t *testing.T) {
+	v := statusView(oversubscribed())
+	// n1 is asked 75000 + 10600 Mb/s of its 8000, n2 75000 of its 8000.
+	wantCarry := map[string]float64{"a-1": 75000*8000/85600.0 + 8000, "b-2": 10600 * 8000 / 85600.0, "c-3": 1000}
+	for _, j := range v.Jobs {
+		if math.Abs(j.CarryMbps-wantCarry[j.JobID]) > 1e-6 {
+			t.Errorf("job %s carries %.3f Mb/s, want %.3f", j.JobID, j.CarryMbps, wantCarry[j.JobID])
+		}
+	}
+	if len(v.Allotments) != 1 {
+		t.Fatalf("allotments %+v, want one tier", v.Allotments)
+	}
+	a := v.Allotments[0]
+	if a.Tier != "dram" || a.Nodes != 3 || a.Jobs != 3 || a.CapacityMbps != 24000 || a.AllocMbps != 161600 || !a.OversubscribedMbps ||
+		a.CapacityBytes != 3<<30 || a.AllocBytes != 768<<20 || a.OversubscribedBytes {
+		t.Errorf("allotments %+v", a)
+	}
+	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
+	for _, want := range []string{
+		"JOB  TIER  EPOCH  NODES  ALLOC Mb/s  USED Mb/s  ALLOC SIZE  USED SIZE  COST $/h  MAP",
+		"dram: 161600 of 24000 Mb/s: OVERSUBSCRIBED 6.7x, 768MiB of 3GiB, on 3 node(s)",
+		"job a-1 gets at most 15009 of its 150000 Mb/s: what its 2 node(s) carry when every job uses its allotment",
+		"job b-2 gets at most 991 of its 10600 Mb/s",
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(out), "  "), strings.Join(strings.Fields(want), "  ")) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "job c-3 gets") {
+		t.Errorf("a job whose node carries its allotment is said to get less:\n%s", out)
+	}
+}
+
+// TestStatusWithinCapacity: allotments within the cluster are shown
+// against it, unmarked, and every job carries its allotment; a dead node
+// counts in no capacity and carries nothing.
+func TestStatusWithinCapacity(t *testing.T) {
+	st := oversubscribed()
+	st.Jobs[0].AllocMbps, st.Jobs[1].AllocMbps = 6000, 2000
+	st.Nodes[2].State = wire.NodeDead
+	v := statusView(st)
+	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
+	if !strings.Contains(out, "dram: 9000 of 16000 Mb/s, 768MiB of 2GiB, on 2 node(s)") || strings.Contains(out, "OVERSUBSCRIBED") {
+		t.Errorf("status of allotments within the live nodes:\n%s", out)
+	}
+	for _, j := range v.Jobs {
+		want := j.AllocMbps
+		if j.JobID == "c-3" {
+			want = 0 // its node is dead
+		}
+		if math.Abs(j.CarryMbps-want) > 1e-6 {
+			t.Errorf("job %s carries %.3f of %.0f Mb/s, want %.0f", j.JobID, j.CarryMbps, j.AllocMbps, want)
+		}
+	}
+	if !strings.Contains(out, "job c-3 gets at most 0 of its 1000 Mb/s") || strings.Contains(out, "job a-1 gets") {
+		t.Errorf("status with a dead node:\n%s", out)
+	}
+}
