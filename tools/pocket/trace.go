@@ -154,8 +154,14 @@ func traceSummary(res *trace.Result) string {
 	for _, j := range res.Jobs {
 		written, verified = written+j.Written, verified+j.Verified
 	}
-	s := fmt.Sprintf("node-seconds %.0f of %.0f static (%.0f%%; of %.0f, %.0f%%, for a static cluster without per-job growth, %d nodes), peak %d nodes for %.0f s, %.0f node-seconds of load beyond the nodes' bandwidth, %d job error(s), %d of %d values verified",
-		res.NodeSeconds, res.StaticNodeSeconds, 100*res.Ratio(), res.NoGrowthNodeSeconds, 100*res.NoGrowthRatio(), res.NoGrowthNodes, res.PeakNodes, res.PeakSeconds, res.OverNodeSeconds, res.Errors(), verified, written)
+	// The static cluster without per-job growth is named only when it is
+	// larger than the run's own peak (else the two figures are one).
+	noGrowth := ""
+	if res.NoGrowthNodes > res.PeakNodes {
+		noGrowth = fmt.Sprintf("; of %.0f, %.0f%%, for a static cluster without per-job growth, %d nodes", res.NoGrowthNodeSeconds, 100*res.NoGrowthRatio(), res.NoGrowthNodes)
+	}
+	s := fmt.Sprintf("node-seconds %.0f of %.0f static (%.0f%%%s), peak %d nodes for %.0f s, %.0f node-seconds of load beyond the nodes' bandwidth, %d job error(s), %d of %d values verified",
+		res.NodeSeconds, res.StaticNodeSeconds, 100*res.Ratio(), noGrowth, res.PeakNodes, res.PeakSeconds, res.OverNodeSeconds, res.Errors(), verified, written)
 	for _, j := range res.Followed() {
 		s += fmt.Sprintf("; %s's map %s node(s), %d change(s), %.0f node-seconds beyond its nodes' bandwidth",
 			j.Name, nodeSpan(j.MinNodes, j.MaxNodes), j.MapChanges, j.OverNodeSeconds)

@@ -33,6 +33,13 @@ func TestTraceSummary(t *testing.T) {
 	if got := traceSummary(res); got != want {
 		t.Fatalf("summary\n%s\nwant\n%s", got, want)
 	}
+	// The same cluster twice over is said once (a new user's trial: "of
+	// 472 static (55%; of 472, 55%, for a static cluster without per-job
+	// growth, 4 nodes)").
+	res.NoGrowthNodes, res.NoGrowthNodeSeconds = res.PeakNodes, res.StaticNodeSeconds
+	if got := traceSummary(res); !strings.HasPrefix(got, "node-seconds 405 of 900 static (45%), peak 5 nodes") {
+		t.Fatalf("summary with no larger static cluster: %s", got)
+	}
 	if jobErrors(res) != 1 {
 		t.Fatal("a job error exits 0")
 	}
