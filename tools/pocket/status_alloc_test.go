@@ -93,3 +93,37 @@ func TestStatusWithinCapacity(t *testing.T) {
 		t.Errorf("status with a dead node:\n%s", out)
 	}
 }
+
+// TestStatusCarryOnANodeOfTwoTiers: a node of a DRAM tier of 8000 Mb/s
+// and an NVMe tier of 2000 Mb/s holds a DRAM job allotted 8000 Mb/s and
+// an NVMe job allotted 2000 Mb/s. However the node's bandwidth is
+// counted (the controller's: its fastest tier's 8000 Mb/s bounds every
+// tier, shared 6400 and 1600; or each tier its own), the node carries at
+// least 8000 Mb/s of the 10000 asked, and the NVMe job at least its
+// share, 1600. The carry shared the NVMe tier's 2000 Mb/s among
+// everything asked of the node, both tiers': 'job v-2 gets at most 400
+// of its 2000 Mb/s', the node said to carry 6800 of its 8000.
+func TestStatusCarryOnANodeOfTwoTiers(t *testing.T) {
+	n1 := "127.0.0.1:7001"
+	st := &wire.ClusterStatus{NodeCount: 1, JobCount: 2,
+		Nodes: []wire.NodeStatus{{Addr: n1, State: wire.NodeActive, Tiers: []wire.TierStat{
+			{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000},
+			{Kind: uint8(wire.TierNVMe), CapacityBytes: 8 << 30, Mbps: 2000}}}},
+		Jobs: []wire.JobStatus{
+			{Job: "d-1", Name: "d", Tier: uint8(wire.TierDRAM), AllocMbps: 8000, AllocBytes: 256 << 20,
+				Nodes: []wire.MapNode{{Addr: n1, Weight: 1, State: wire.NodeActive}}},
+			{Job: "v-2", Name: "v", Tier: uint8(wire.TierNVMe), AllocMbps: 2000, AllocBytes: 1 << 30,
+				Nodes: []wire.MapNode{{Addr: n1, Weight: 1, State: wire.NodeActive}}}}}
+	v := statusView(st)
+	carry := map[string]float64{}
+	for _, j := range v.Jobs {
+		carry[j.JobID] = j.CarryMbps
+	}
+	if total := carry["d-1"] + carry["v-2"]; total < 8000-1e-6 {
+		t.Errorf("the node carries %.0f Mb/s of the 10000 asked (d-1 %.0f, v-2 %.0f), want at least its 8000",
+			total, carry["d-1"], carry["v-2"])
+	}
+	if carry["v-2"] < 1600-1e-6 {
+		t.Errorf("the NVMe job carries %.0f of its 2000 Mb/s, want at least its share of the node, 1600", carry["v-2"])
+	}
+}
