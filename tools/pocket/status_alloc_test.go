@@ -127,3 +127,34 @@ func TestStatusCarryOnANodeOfTwoTiers(t *testing.T) {
 		t.Errorf("the NVMe job carries %.0f of its 2000 Mb/s, want at least its share of the node, 1600", carry["v-2"])
 	}
 }
+
+// TestStatusOversubscribedAcrossTiers: one node with a DRAM and an NVMe
+// tier, neither reporting a bandwidth (each counts as the 8000 Mb/s the
+// controller gives a node that reports none, and the node serves 8000 in
+// all: history.go's nodeMbps, the network bounding every tier), holds a
+// DRAM job and an NVMe job allotted 8000 Mb/s each: 16000 allotted on a
+// cluster of 8000, each job said to get at most 4000. Status must say
+// the cluster is oversubscribed; each tier's line counted the node's
+// whole bandwidth, 'dram: 8000 of 8000 Mb/s' and 'nvme: 8000 of 8000
+// Mb/s', and no line said OVERSUBSCRIBED.
+func TestStatusOversubscribedAcrossTiers(t *testing.T) {
+	n1 := "127.0.0.1:7001"
+	st := &wire.ClusterStatus{NodeCount: 1, JobCount: 2,
+		Nodes: []wire.NodeStatus{{Addr: n1, State: wire.NodeActive, Tiers: []wire.TierStat{
+			{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30}, {Kind: uint8(wire.TierNVMe), CapacityBytes: 8 << 30}}}},
+		Jobs: []wire.JobStatus{
+			{Job: "d-1", Name: "d", Tier: uint8(wire.TierDRAM), AllocMbps: 8000, AllocBytes: 256 << 20,
+				Nodes: []wire.MapNode{{Addr: n1, Weight: 1, State: wire.NodeActive}}},
+			{Job: "v-2", Name: "v", Tier: uint8(wire.TierNVMe), AllocMbps: 8000, AllocBytes: 1 << 30,
+				Nodes: []wire.MapNode{{Addr: n1, Weight: 1, State: wire.NodeActive}}}}}
+	v := statusView(st)
+	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
+	over := false
+	for _, a := range v.Allotments {
+		over = over || a.OversubscribedMbps
+	}
+	if !over || !strings.Contains(out, "OVERSUBSCRIBED") {
+		t.Errorf("16000 Mb/s allotted on one node of 8000: --json oversubscribed_mbps %v, want true in some entry (%+v); the text says nothing:\n%s",
+			over, v.Allotments, out)
+	}
+}
