@@ -159,3 +159,23 @@ def test_stream_close_midway_cancels(small_chunks):
     assert r.read(100) == v[:100]
     r.close()
     assert job.get("obj") == v  # the workers and connections are fine
+
+
+def test_write_stream_dropped_unclosed_publishes_nothing(small_chunks):
+    """A write stream its caller drops without close() (an exception
+    raised between writes, outside a ``with`` block) publishes nothing:
+    the older value stays whole. The stream is an io.BufferedIOBase,
+    whose finalizer calls close(), which published the part written so
+    far as the whole value (the Go SDK's Writer publishes only on Close)."""
+    import gc
+    job = small_chunks
+    job.put("w", b"older value")
+    for part in (b"the first 20 bytes..", os.urandom(3 * CHUNK + 5)):
+        def upload():
+            w = job.open("w", "wb")
+            w.write(part)
+            raise OSError("the source failed")  # the stream is never closed
+        with pytest.raises(OSError):
+            upload()
+        gc.collect()
+        assert job.get("w") == b"older value", f"a dropped stream of {len(part)} bytes"
