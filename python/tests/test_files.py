@@ -1,0 +1,30 @@
+"""Job.get_file with delete_after_read takes the value out of the store
+into a local file: whatever fails, the value is in one place or the other,
+never in neither."""
+
+import os
+
+import pocket
+
+KiB = 1 << 10
+
+
+def test_get_file_delete_after_read_that_cannot_place_dst_loses_nothing(cluster, tmp_path):
+    """dst names a directory (a slip of the caller's): the file cannot be
+    put there, so get_file fails; the value must still be in the store (or
+    its bytes on disk). get_file deleted the version read before
+    os.replace failed, then removed its temporary file: the value was in
+    neither."""
+    with cluster.client(chunk_size=64 * KiB) as c, c.register_job("files-dar") as j:
+        data = os.urandom(200 * KiB + 3)
+        j.put("f", data)
+        dst = tmp_path / "out"
+        dst.mkdir()
+        try:
+            j.get_file("f", dst, delete_after_read=True)
+        except OSError:
+            pass
+        on_disk = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == data]
+        assert j.exists("f") or on_disk, "the value is gone from the store and from the disk"
+        if j.exists("f"):
+            assert j.get("f") == data
