@@ -394,3 +394,43 @@ func TestForgedManifestCannotExhaustMemory(t *testing.T) {
 		t.Fatalf("get of a forged 40 GiB manifest: %v", err)
 	}
 }
+
+// TestGetFileDeleteAfterReadIntoADirectoryKeepsTheValue: a download with
+// DeleteAfterRead whose dst cannot be replaced (it names a directory)
+// fails, and the value must stay somewhere: in the store, or on disk.
+// GetFile deleted the version read (the commit) before the rename, then
+// the rename failed and the temporary file, the only copy, was removed:
+// the value was in neither (its doc says the value is deleted only after
+// dst is in place).
+func TestGetFileDeleteAfterReadIntoADirectoryKeepsTheValue(t *testing.T) {
+	addrs, _ := cluster(t, 2, 64<<20)
+	j := staticJob(t, Config{ChunkSize: 64 << 10}, addrs)
+	ctx := context.Background()
+	val := bytes.Repeat([]byte{'B'}, 300<<10)
+	if err := j.Put(ctx, "k", val); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dst := filepath.Join(dir, "out")
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.GetFile(ctx, "k", dst, DeleteAfterRead()); err == nil {
+		t.Fatal("download over a directory succeeded")
+	}
+	if ok, _ := j.Exists(ctx, "k"); ok {
+		return
+	}
+	var onDisk []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Equal(b, val) {
+				onDisk = append(onDisk, p)
+			}
+		}
+		return nil
+	})
+	if len(onDisk) == 0 {
+		t.Fatal("the value is gone from the store, and no file holds it")
+	}
+}
