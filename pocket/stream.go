@@ -261,8 +261,11 @@ func (j *Job) PutFile(ctx context.Context, src, key string, opts ...PutOption) e
 
 // GetFile downloads key into a local file, replacing it only once the whole
 // value has arrived (through a temporary file in the same directory): a
-// failed download leaves dst as it was, and with DeleteAfterRead the value
-// is deleted only after dst is in place.
+// failed download leaves dst as it was. With DeleteAfterRead the version
+// read is deleted once all of it is in the temporary file, just before the
+// rename; a dst that names a directory fails first, and a rename that fails
+// after the delete leaves the temporary file, the value's only copy, in
+// place and names it in the error.
 //
 // Of readers racing to delete-after-read one value, exactly one succeeds;
 // the others answer an error wrapping wire.ErrNotFound (or ErrConflict
@@ -333,7 +336,11 @@ func (j *Job) consumeRead(ctx context.Context, key string, ver uint64) error {
 
 // writeFileAtomic writes what r yields to dst through a temporary file,
 // renamed over dst once complete and once commit (called just before the
-// rename) succeeds.
+// rename) succeeds. A dst the rename cannot replace (a directory) fails
+// before commit. Once commit has succeeded (with DeleteAfterRead, the
+// value is gone from the store), the temporary file is the value's only
+// copy: a rename that fails then leaves it in place, and the error names
+// it.
 func writeFileAtomic(dst string, r io.Reader, commit func() error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
 	if err != nil {
@@ -344,13 +351,26 @@ func writeFileAtomic(dst string, r io.Reader, commit func() error) error {
 		err = cerr
 	}
 	if err == nil {
-		err = commit()
+		err = replaceable(dst)
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
+		err = commit()
+		if err == nil {
+			if err = os.Rename(tmp.Name(), dst); err != nil {
+				return fmt.Errorf("pocket: the value read is in %s (a delete-after-read took it from the store): %w", tmp.Name(), err)
+			}
+			return nil
+		}
 	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-	}
+	_ = os.Remove(tmp.Name())
 	return err
+}
+
+// replaceable reports an error when a rename cannot replace dst: dst names
+// a directory.
+func replaceable(dst string) error {
+	if fi, err := os.Lstat(dst); err == nil && fi.IsDir() {
+		return fmt.Errorf("pocket: %s is a directory: a download replaces a file", dst)
+	}
+	return nil
 }
