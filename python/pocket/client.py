@@ -1675,7 +1675,10 @@ class Job:
         GetFile). With delete_after_read the version read is deleted before
         dst is replaced; of readers racing to take one version, exactly one
         succeeds, the others raise NotFound (or Conflict when a writer
-        replaced it) and leave dst as it was."""
+        replaced it) and leave dst as it was. A dst that names a directory
+        raises IsADirectoryError before anything is deleted; a replace that
+        fails after the delete leaves the temporary file, the value's only
+        copy, in place, and the OSError raised names it."""
         d, base = os.path.split(os.fspath(dst))
         tmp = os.path.join(d, f".{base}.part-{os.getpid()}-{threading.get_ident()}-{random.getrandbits(32):08x}")
         try:
@@ -1683,13 +1686,22 @@ class Job:
                 shutil.copyfileobj(src, out, self.client.chunk_size)
                 raw = src.raw
                 ver = raw.m.version if raw.m else raw.ver
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                raise IsADirectoryError(f"{os.fspath(dst)} is a directory: a download replaces a file")
             if delete_after_read:
                 self._delete_version(_name(key), ver)
-            os.replace(tmp, dst)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+        try:
+            os.replace(tmp, dst)
+        except OSError as e:
+            if not delete_after_read:
+                os.unlink(tmp)
+                raise
+            raise OSError(e.errno, f"the value read is in {tmp} (a delete-after-read took it from the store): "
+                          f"replacing {os.fspath(dst)}: {e.strerror}") from e
 
 
 class _ObjectWrite:
@@ -1856,7 +1868,9 @@ class _Writer(io.BufferedIOBase):
     """A value written as a stream: chunks go out as they fill; close()
     publishes the manifest (or, for a value of at most one chunk, puts it
     as one record). Leaving a ``with`` block by an exception publishes
-    nothing and drops the chunks written."""
+    nothing and drops the chunks written, and so does a stream dropped
+    without close() (garbage-collected: io.IOBase's finalizer would call
+    close(), publishing the part written so far as the whole value)."""
 
     def __init__(self, job: Job, key: bytes, flags: int):
         super().__init__()
@@ -1932,6 +1946,15 @@ class _Writer(io.BufferedIOBase):
         if typ is not None:
             self._failed = True
         self.close()
+
+    def __del__(self):
+        # Only close() publishes; a stream nobody closed is abandoned.
+        if not self.closed:
+            self._failed = True
+            try:
+                self.close()
+            except Exception:  # a finalizer cannot raise; the chunks live until the job ends
+                pass
 
 
 class _BufferedReader(io.BufferedReader):
