@@ -73,7 +73,7 @@ func (r *Result) writeTotals(b *strings.Builder) {
 
 // band is the run's Band, or the default for a Result built by hand.
 func (r *Result) band() float64 {
-	if r.Band <= 0 {
+	if !(r.Band > 0 && r.Band <= 1) { // NaN too
 		return 0.8
 	}
 	return r.Band

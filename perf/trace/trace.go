@@ -168,7 +168,7 @@ func (c *Config) defaults() error {
 	if c.Sample <= 0 {
 		c.Sample = time.Second
 	}
-	if c.Band <= 0 || c.Band > 1 {
+	if !(c.Band > 0 && c.Band <= 1) { // NaN too
 		c.Band = 0.8
 	}
 	if c.Workers <= 0 {

@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -116,6 +117,15 @@ func TestNoGrowth(t *testing.T) {
 	if r.NoGrowthNodes != 4 {
 		t.Fatalf("1000 Mb/s on 250 Mb/s nodes: %d nodes, want 4", r.NoGrowthNodes)
 	}
+	// A band that is not a share (NaN, over 1) is the default 80 %.
+	for _, b := range []float64{math.NaN(), 1.5, -1} {
+		r.Band = b
+		r.totals()
+		if r.NoGrowthNodes != 5 {
+			t.Fatalf("band %v: %d nodes, want 5 (1000 Mb/s at 80%% of 250)", b, r.NoGrowthNodes)
+		}
+	}
+	r.Band = 1
 	// Never below the run's own peak.
 	r.Points[1].Nodes, r.Points[1].Active, r.Points[1].CapMbps = 9, 9, 9*250
 	r.totals()
