@@ -27,7 +27,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 		if n.State == wire.NodeDead {
 			mu.Lock()
 			res.Failed++
-			errs = append(errs, n.Addr+": node dead")
+			errs = append(errs, n.Addr+wire.DropDeadSuffix)
 			mu.Unlock()
 			continue
 		}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,28 +14,6 @@ import (
 	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/wire"
 )
-
-func TestDropFailures(t *testing.T) {
-	for _, c := range []struct {
-		name         string
-		res          wire.DropResult
-		dead, others []string
-	}{
-		{"none", wire.DropResult{Nodes: 2}, nil, nil},
-		{"dead", wire.DropResult{Failed: 1, Message: "127.0.0.1:7001: node dead"}, []string{"127.0.0.1:7001"}, nil},
-		{"dead and refused", wire.DropResult{Failed: 2, Message: "[::1]:7001: node dead; drop job j at 127.0.0.1:7002: connection refused"},
-			[]string{"[::1]:7001"}, []string{"drop job j at 127.0.0.1:7002: connection refused"}},
-		{"an error that ends like a dead node", wire.DropResult{Failed: 1, Message: "drop job j at 127.0.0.1:7002: node dead"},
-			nil, []string{"drop job j at 127.0.0.1:7002: node dead"}},
-		{"entries that do not add up", wire.DropResult{Failed: 1, Message: "x; 127.0.0.1:7001: node dead"},
-			nil, []string{"x; 127.0.0.1:7001: node dead"}},
-	} {
-		dead, others := dropFailures(&c.res)
-		if !slices.Equal(dead, c.dead) || !slices.Equal(others, c.others) {
-			t.Errorf("%s: dead %q, others %q; want %q, %q", c.name, dead, others, c.dead, c.others)
-		}
-	}
-}
 
 // closedAddr is a loopback address nothing listens on.
 func closedAddr(t *testing.T) string {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -169,7 +168,7 @@ func runJobDeregister(args []string) int {
 	if err != nil {
 		return fail("job deregister: %v", ctlError(err, *addr, tf.insecure))
 	}
-	dead, others := dropFailures(res)
+	dead, others := res.Split()
 	kept, keptErr := persistedBytes(ctx, cred)
 	count := persistedCount{bytes: kept, counted: keptErr == nil, failed: usageFailures(keptErr, dead)}
 	allDead := res.Nodes == 0 && len(others) == 0 && len(dead) > 0
@@ -227,7 +226,7 @@ type deregisterJSON struct {
 // count of its persisted values, allDead says every node of its map is
 // dead (none is left).
 func deregisterView(job string, res *wire.DropResult, cred string, c persistedCount, allDead bool) deregisterJSON {
-	dead, others := dropFailures(res)
+	dead, others := res.Split()
 	v := deregisterJSON{JobID: job, Nodes: res.Nodes, Failed: res.Failed, Values: res.Values, Bytes: res.Bytes,
 		DeadNodes: nonNil(dead), Failures: nonNil(others), Message: res.Message, Credential: cred,
 		PersistedCounted: c.counted || allDead, PersistedCountFailures: nonNil(c.failed)}
@@ -247,40 +246,6 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
-}
-
-// deadSuffix ends the controller's failure entry for a node of the job's
-// map that is dead (controller/drop.go: "ADDR: node dead"); a lost node
-// is in no map and gets no entry.
-const deadSuffix = ": node dead"
-
-// dropFailures splits a deregistration's failures (res.Message, entries
-// joined by "; ") into the addresses of dead nodes, whose copy of the job's
-// data went with them, and the other failures. When the entries do not
-// add up to res.Failed (an error text holding "; "), the whole message is
-// one other failure: never is a failure taken for a dead node by mistake.
-func dropFailures(res *wire.DropResult) (dead, others []string) {
-	if res.Failed == 0 {
-		return nil, nil
-	}
-	entries := strings.Split(res.Message, "; ")
-	if len(entries) != int(res.Failed) {
-		return nil, []string{res.Message}
-	}
-	for _, e := range entries {
-		if a, ok := strings.CutSuffix(e, deadSuffix); ok && isAddr(a) {
-			dead = append(dead, a)
-			continue
-		}
-		others = append(others, e)
-	}
-	return dead, others
-}
-
-// isAddr reports whether s is a host:port address and nothing more.
-func isAddr(s string) bool {
-	_, _, err := net.SplitHostPort(s)
-	return err == nil && !strings.ContainsAny(s, " ;")
 }
 
 // credential is the job's map and token as pocket.Job.Credential gives it,
