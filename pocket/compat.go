@@ -65,7 +65,10 @@ func RegisterJob(jobname string, numLambdas int, capacityGB, peakMbps int64, lat
 }
 
 // DeregisterJob releases a job and deletes its data (pocket.deregister_job);
-// 0 on success, -1 on error.
+// 0 on success, -1 on error. The job is deregistered, and the process
+// reads its persisted values as an ended job's, also when the call
+// returns -1 with a *DropError behind it (Handle.Err: nodes that did not
+// drop its data); a map's dead nodes are not an error (Job.Deregister).
 func DeregisterJob(jobid string) int {
 	h, err := Connect("", 0)
 	if err != nil {
@@ -76,13 +79,12 @@ func DeregisterJob(jobid string) int {
 	if err != nil {
 		return -1
 	}
-	cred := j.Credential()
-	if err := j.Deregister(context.Background()); err != nil {
-		return h.status(err)
+	err = j.Deregister(context.Background())
+	if _, ended := j.Deregistration(); ended {
+		compatJobs.Delete(jobid)
+		compatCreds.Store(jobid, j.Credential()) // with the map the deregistration fetched
 	}
-	compatJobs.Delete(jobid)
-	compatCreds.Store(jobid, cred)
-	return 0
+	return h.status(err)
 }
 
 // credentialOf returns the credential of a deregistered job: kept by the

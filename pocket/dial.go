@@ -54,15 +54,12 @@ func (m *metaController) RegisterJob(ctx context.Context, name string, h Hints) 
 	return fromWire(pm), nil
 }
 
-func (m *metaController) DeregisterJob(ctx context.Context, job string, tok []byte) error {
+func (m *metaController) DeregisterJob(ctx context.Context, job string, tok []byte) (DropResult, error) {
 	res, err := m.mc.DeregisterJob(ctx, job, tok)
 	if err != nil {
-		return err
+		return DropResult{}, err
 	}
-	if res != nil && res.Failed > 0 {
-		return fmt.Errorf("pocket: deregister %s: %d of %d node(s) could not drop the job's data: %s", job, res.Failed, res.Nodes, res.Message)
-	}
-	return nil
+	return dropResultFromWire(res), nil
 }
 
 func (m *metaController) GetMap(ctx context.Context, job string, tok []byte) (Map, error) {

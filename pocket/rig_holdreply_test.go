@@ -154,7 +154,9 @@ func (c *fixedCtl) set(m Map) {
 func (c *fixedCtl) RegisterJob(context.Context, string, Hints) (Map, error) {
 	return Map{}, errors.New("not here")
 }
-func (c *fixedCtl) DeregisterJob(context.Context, string, []byte) error { return nil }
+func (c *fixedCtl) DeregisterJob(context.Context, string, []byte) (DropResult, error) {
+	return DropResult{}, nil
+}
 func (c *fixedCtl) GetMap(context.Context, string, []byte) (Map, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

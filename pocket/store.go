@@ -74,7 +74,11 @@ type Hints struct {
 // adapter implements it; a static map (OpenStatic) needs none.
 type Controller interface {
 	RegisterJob(ctx context.Context, name string, h Hints) (Map, error)
-	DeregisterJob(ctx context.Context, job string, token []byte) error
+	// DeregisterJob ends the job. An error means the controller did not
+	// deregister it (the job stays live); once it did, the error is nil
+	// and the DropResult says what the job's nodes did, failures and dead
+	// nodes included.
+	DeregisterJob(ctx context.Context, job string, token []byte) (DropResult, error)
 	GetMap(ctx context.Context, job string, token []byte) (Map, error)
 	Close() error
 }
@@ -203,7 +207,8 @@ type Job struct {
 	staleMu    sync.Mutex // one stale-epoch fetch at a time (refreshNewer)
 	staleFetch time.Time  // when the last one was made
 
-	retired atomic.Bool // deregistered through it, or opened from a credential (holdsNone)
+	retired atomic.Bool                // deregistered through it, or opened from a credential (holdsNone)
+	dropped atomic.Pointer[DropResult] // its deregistration's result, once deregistered through it
 
 	goneMu sync.Mutex // markGone's changes to the map, and gone
 	gone   []string   // nodes of a retired job's map found gone (gone.go)
@@ -244,6 +249,19 @@ func (j *Job) snapshot() Map {
 // A map the handle had not refreshed since a node of it drained (the values
 // moved, the handle never met the change) named the drained node for them,
 // and they read as unavailable after the deregistration.
+//
+// Once the controller deregistered the job, the Job is an ended job's
+// whatever its nodes did, and Deregistration says what they did. The
+// error is then nil when every node of the map dropped the job's data but
+// dead ones (DropResult.Dead: their copy went with them), else a
+// *DropError naming the nodes that did not (they may still hold it). Any
+// other error means the job was not deregistered and the Job stays live:
+// ErrNoController; the map's fetch failing (a controller that does not
+// answer, within the context); the controller's refusal (wire.ErrBadToken,
+// wire.ErrUnknownJob for a job it does not know, deregistered already
+// say); a *metaclient.OutcomeUnknownError when the connection failed after
+// the request was sent (the controller may have deregistered the job:
+// pocket status says).
 func (j *Job) Deregister(ctx context.Context) error {
 	if j.s.ctl == nil {
 		return ErrNoController
@@ -252,10 +270,16 @@ func (j *Job) Deregister(ctx context.Context) error {
 		return fmt.Errorf("pocket: deregister %s: fetching the job's map: %w", j.snapshot().Job, err)
 	}
 	m := j.snapshot()
-	if err := j.s.ctl.DeregisterJob(ctx, m.Job, m.Token); err != nil {
+	res, err := j.s.ctl.DeregisterJob(ctx, m.Job, m.Token)
+	if err != nil {
 		return err
 	}
+	j.dropped.Store(&res)
+	j.markDead(res.Dead)
 	j.retired.Store(true)
+	if len(res.Failures) > 0 {
+		return &DropError{Job: m.Job, Result: res}
+	}
 	return nil
 }
 

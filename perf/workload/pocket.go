@@ -27,7 +27,9 @@ type staticController struct{ m pocket.Map }
 func (c staticController) RegisterJob(context.Context, string, pocket.Hints) (pocket.Map, error) {
 	return c.m, nil
 }
-func (c staticController) DeregisterJob(context.Context, string, []byte) error { return nil }
+func (c staticController) DeregisterJob(context.Context, string, []byte) (pocket.DropResult, error) {
+	return pocket.DropResult{}, nil
+}
 func (c staticController) GetMap(context.Context, string, []byte) (pocket.Map, error) {
 	return c.m, nil
 }

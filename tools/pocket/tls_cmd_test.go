@@ -235,9 +235,9 @@ func (c tlsMapController) RegisterJob(ctx context.Context, name string, h pocket
 	return sdkMap(pm), err
 }
 
-func (c tlsMapController) DeregisterJob(ctx context.Context, job string, tok []byte) error {
+func (c tlsMapController) DeregisterJob(ctx context.Context, job string, tok []byte) (pocket.DropResult, error) {
 	_, err := c.mc.DeregisterJob(ctx, job, tok)
-	return err
+	return pocket.DropResult{}, err
 }
 
 func (c tlsMapController) GetMap(ctx context.Context, job string, tok []byte) (pocket.Map, error) {

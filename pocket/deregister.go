@@ -1,0 +1,104 @@
+package pocket
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// DropResult is what a job's deregistration did on the nodes of its map,
+// as the controller reported it (wire.DropResult, its failures split by
+// wire.DropResult.Split). Whatever it holds, the controller deregistered
+// the job: it is ended and its token revoked.
+type DropResult struct {
+	// Nodes dropped the job's data: Values stored records (values and the
+	// chunks of large ones) and Bytes bytes. Values put with Persist stay
+	// and are not counted.
+	Nodes  int
+	Values uint64
+	Bytes  int64
+	// Dead are the addresses of the map's dead nodes, in no set order:
+	// their copy of the job's values, persisted ones too, went with them.
+	// Not a failure: nothing is left there to drop.
+	Dead []string
+	// Failures are the other nodes that did not drop the job's data, one
+	// entry a node, as the controller wrote it ("drop job J at ADDR: ...",
+	// or the controller's whole message when its entries could not be
+	// told apart): they may still hold it. Non-empty, Deregister returns
+	// a *DropError.
+	Failures []string
+}
+
+// dropResultFromWire converts the controller's answer.
+func dropResultFromWire(r *wire.DropResult) DropResult {
+	dead, others := r.Split()
+	return DropResult{Nodes: int(r.Nodes), Values: r.Values, Bytes: r.Bytes, Dead: dead, Failures: others}
+}
+
+// DropError is Job.Deregister's error when the controller deregistered the
+// job (it is ended, its token revoked: the Job reads its persisted values
+// as an ended job's from then on) but nodes of its map other than dead ones
+// did not drop its data: Result.Failures names them. They may hold it
+// until the controller's orphan reconciliation has them drop it, once
+// they report holding it (package controller, orphans.go). Match it with
+// errors.As; any other error of Deregister means the job was not
+// deregistered.
+type DropError struct {
+	Job    string
+	Result DropResult
+}
+
+func (e *DropError) Error() string {
+	s := fmt.Sprintf("pocket: job %s deregistered, but %d node(s) did not drop its data (they may still hold it): %s",
+		e.Job, len(e.Result.Failures), strings.Join(e.Result.Failures, "; "))
+	if len(e.Result.Dead) > 0 {
+		s += fmt.Sprintf("; dead node(s), whose copy went with them: %s", strings.Join(e.Result.Dead, ", "))
+	}
+	return s
+}
+
+// Deregistration returns what this handle's deregistration (Deregister)
+// did on the job's nodes, and true, once the controller deregistered the
+// job through it, whether Deregister returned nil or a *DropError; the
+// zero DropResult and false before that, or when Deregister failed
+// otherwise (the job was not deregistered), or for a handle opened from a
+// credential.
+func (j *Job) Deregistration() (DropResult, bool) {
+	if r := j.dropped.Load(); r != nil {
+		return *r, true
+	}
+	return DropResult{}, false
+}
+
+// markDead marks the nodes at addrs that are in the retired job's map
+// dead in it, as the controller named them at its deregistration
+// (DropResult.Dead): the map the deregistration fetched may predate their
+// death (the controller hands out a changed map once the live nodes have
+// it). Fan-outs skip them and single-key requests to them answer wire.ErrLost
+// at once, instead of dialing them for goneWait (5 s) first. They are not
+// GoneNodes: those are the nodes the handle found gone by itself.
+func (j *Job) markDead(addrs []string) {
+	j.goneMu.Lock()
+	defer j.goneMu.Unlock()
+	m := j.snapshot()
+	var dead map[string]bool
+	for _, a := range addrs {
+		if m.Dead[a] || !slices.ContainsFunc(m.Nodes, func(n Node) bool { return n.Addr == a }) {
+			continue
+		}
+		if dead == nil {
+			dead = maps.Clone(m.Dead)
+			if dead == nil {
+				dead = map[string]bool{}
+			}
+		}
+		dead[a] = true
+	}
+	if dead != nil {
+		m.Dead = dead
+		j.setMap(m)
+	}
+}
