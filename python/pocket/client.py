@@ -292,6 +292,18 @@ def credential_job(cred: str) -> str:
     return _decode_credential(cred).job
 
 
+def _drop_failure_text(job: str, res: wire.DropResult) -> str:
+    """DropError's text: the job deregistered, the live nodes that did not
+    drop its data, and the dead ones apart (the Go SDK's DropError)."""
+    others = res.other_failures()
+    s = (f"job {job} deregistered, but {len(others)} node(s) did not drop its data (they may still hold it): "
+         + "; ".join(others))
+    dead = res.dead_nodes()
+    if dead:
+        s += "; dead node(s), whose copy went with them: " + ", ".join(dead)
+    return s
+
+
 class _MapState:
     """One placement map as the job routes with it; immutable."""
 
@@ -741,11 +753,19 @@ class Job:
         bytes of persisted values the job's nodes still hold
         (``persisted_bytes``, None when a node could not be asked within
         3 s: ``count_error``; not asked with count_persisted=False, which
-        saves the round trip to each node). Raises Unavailable when a node
-        could not drop the job's data, as the Go SDK does; the error's
-        ``result`` is the DropResult, whose dead_nodes() are nodes whose
-        data went with them and other_failures() nodes that may still
-        hold it.
+        saves the round trip to each node).
+
+        Once the controller deregistered the job, this Job is an ended
+        job's whatever its nodes did (the Go SDK's Job.Deregister): the
+        map's dead nodes (``result.dead_nodes()``: their copy of the job's
+        data went with them) are no failure, and are marked dead in the
+        map the Job reads by; live nodes that did not drop its data raise
+        DropError, whose ``result`` is the DropResult (other_failures()
+        names them). Any other error means the job was not deregistered
+        and the Job stays live: the controller's refusal (BadToken,
+        UnknownJob for a job it does not know), Unavailable when it cannot
+        be reached, OutcomeUnknown when the connection failed after the
+        request was sent (the controller may have deregistered the job).
 
         It fetches the job's map first: the persisted values stay where
         that map put them, and this Job and its credential find them by it
@@ -764,21 +784,39 @@ class Job:
                                    e.epoch) from e
         st = self._st
         res = ctl.deregister_job(st.map.job, st.map.token)
-        if res.failed:
-            e = errors.Unavailable(f"deregister {st.map.job}: {res.failed} of {res.nodes} node(s) could not drop "
-                                   f"the job's data: {res.message}")
-            e.result = res
-            raise e
-        self._owner = False
-        self._retired = True
-        with _tokens_lock:
-            _tokens.pop(st.map.job, None)
+        self._ended(res)
         res.credential = self.credential()
         if count_persisted:
             res.persisted_bytes, res.count_error = self._count_persisted()
         else:
             res.count_error = "not asked (count_persisted=False)"
+        others = res.other_failures()
+        if others:
+            raise errors.DropError(_drop_failure_text(st.map.job, res), result=res)
         return res
+
+    def _ended(self, res: wire.DropResult) -> None:
+        """Makes this Job an ended job's, the controller having deregistered
+        it with the result res: the dead nodes res names are marked dead in
+        its map (the map the deregistration fetched may predate their death,
+        as the controller hands out a changed map once the live nodes have
+        it), so reads answer Lost at once instead of waiting _GONE_WAIT for
+        them; they are not gone_nodes(), which the Job found by itself."""
+        self._mark_dead(res.dead_nodes())
+        self._owner = False
+        self._retired = True
+        with _tokens_lock:
+            _tokens.pop(self._st.map.job, None)
+
+    def _mark_dead(self, addrs: list[str]) -> None:
+        """Marks the nodes at addrs that are in the map dead in it."""
+        with self._gone_lock:
+            m = self._st.map
+            dead = {a for a in addrs if a not in self._st.dead} & set(self._st.addrs)
+            if not dead:
+                return
+            nodes = [dataclasses.replace(n, state=wire.NODE_DEAD) if n.addr in dead else n for n in m.nodes]
+            self._st = _MapState(dataclasses.replace(m, nodes=nodes))
 
     def _count_persisted(self) -> tuple[int | None, str]:
         """The bytes of the ended job's persisted values on its nodes and,

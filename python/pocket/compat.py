@@ -150,24 +150,38 @@ def deregister_job(jobid):
     """Releases the job and deletes its data except PERSIST_AFTER_JOB
     values; 0 or -1. The process keeps the job's credential, taken with
     the map the deregistration fetched (Job.deregister), by which this
-    process's handles find the persisted values from then on."""
+    process's handles find the persisted values from then on. A map's
+    dead nodes are no failure (0); live nodes that did not drop the job's
+    data return -1 with a DropError (last_error), yet the job is
+    deregistered and read as such, as after 0."""
     try:
         tok = _token_of(jobid)
         if tok is None:
             raise errors.BadToken(f"no token for job {jobid!r}: register it here or set POCKET_TOKEN and POCKET_JOB")
         with Client(_controller_addr()) as c:
             j = c.open_job(jobid, tok)
-            j.deregister(count_persisted=False)
+            try:
+                j.deregister(count_persisted=False)
+            except errors.DropError as e:
+                # Deregistered: live nodes did not drop its data (-1).
+                _ended(jobid, j.credential())
+                return _fail(e)
             cred = j.credential()
     except Exception as e:  # noqa: BLE001
         return _fail(e)
+    _ended(jobid, cred)
+    return _ok()
+
+
+def _ended(jobid: str, cred: str) -> None:
+    """Records jobid deregistered: the process's handles read its persisted
+    values through cred, the map its deregistration took."""
     with _lock:
         _tokens.pop(jobid, None)
         _deregistered.add(jobid)
         _creds[jobid] = cred
         if jobid in _registered:
             _registered.remove(jobid)
-    return _ok()
 
 
 def _token_of(jobid: str) -> bytes | None:

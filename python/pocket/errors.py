@@ -97,6 +97,24 @@ class OutcomeUnknown(Unavailable):
     controller may or may not have acted on it, so it is not sent again
     (check ``pocket status``). The Go client's metaclient.OutcomeUnknownError."""
 
+class DropError(Unavailable):
+    """Job.deregister's error when the controller deregistered the job (it
+    is ended, its token revoked: the Job reads its persisted values as an
+    ended job's from then on) but live nodes of its map did not drop its
+    data. ``result`` is the deregistration's DropResult: other_failures()
+    names those nodes, one entry a node (they may hold the data until the
+    controller's orphan reconciliation has them drop it), dead_nodes() the
+    dead ones (their copy went with them: not a failure), and it carries
+    the credential and the persisted count as a returned one does. An
+    Unavailable (code 19), as this error was before it had its own class.
+    Any other error of deregister means the job was not deregistered. The
+    Go SDK's pocket.DropError."""
+
+    def __init__(self, message: str = "", code: int | None = None, epoch: int = 0, result=None):
+        super().__init__(message, code, epoch)
+        self.result = result
+
+
 _BY_CODE: dict[int, type[PocketError]] = {
     c.default_code: c
     for c in (Malformed, TooLarge, NotFound, NoSpace, UnknownJob, BadToken, StaleEpoch, Exists,

@@ -428,7 +428,7 @@ def decode_placement_map(meta) -> PlacementMap:
 
 
 # The end of the controller's failure entry for a dead node of the job's
-# map (controller/drop.go: "ADDR: node dead").
+# map (wire.DropDeadSuffix: "ADDR: node dead").
 _DEAD_SUFFIX = ": node dead"
 
 
@@ -458,10 +458,11 @@ class DropResult:
 
     def dead_nodes(self) -> list[str]:
         """The nodes among the failed ones that are dead: their copy of the
-        job's values, persisted ones too, went with them (the CLI's
-        dropFailures). None is named when the entries do not add up to
-        ``failed`` (an error text holding "; "), so a failure is never
-        taken for a dead node by mistake."""
+        job's values, persisted ones too, went with them (as Go's
+        wire.DropResult.Split, which the CLI and the Go SDK use, splits).
+        None is named when the entries do not add up to ``failed`` (an
+        error text holding "; "), so a failure is never taken for a dead
+        node by mistake."""
         return self._split()[0]
 
     def other_failures(self) -> list[str]:

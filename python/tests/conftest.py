@@ -158,12 +158,13 @@ def wait_for(cond, timeout: float = 10.0) -> bool:
 
 
 class HelperCluster:
-    """The Go helper's cluster (gohelper cluster NODES GRACE): a controller
-    and nodes in one process that kills and starts nodes, and grows and
-    shrinks jobs' maps, on request."""
+    """The Go helper's cluster (gohelper cluster NODES GRACE [DEADAFTER]):
+    a controller and nodes in one process that kills and starts nodes,
+    marks them dead, and grows and shrinks jobs' maps, on request."""
 
-    def __init__(self, binary: str, nodes: int, grace: str):
-        self.proc = subprocess.Popen([binary, "cluster", str(nodes), grace], stdin=subprocess.PIPE,
+    def __init__(self, binary: str, nodes: int, grace: str, dead_after: str = ""):
+        args = [binary, "cluster", str(nodes), grace] + ([dead_after] if dead_after else [])
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, start_new_session=True)
         self.addr, self.nodes = "", []
         for line in self.proc.stdout:

@@ -1,26 +1,32 @@
-"""A job whose map has a dead node (killed, within the controller's grace)
-is deregistered: the controller forgets the job and reports the dead node
-as a failure ("ADDR: node dead"), whose copy of the job's values went with
-it. The Go SDK's Job.Deregister succeeds and retires the job then, and
-`pocket job deregister` exits 0 and counts the persisted values the live
-nodes keep; Job.deregister must do the same, not raise Unavailable for a
-job the controller no longer knows (which leaves the Job unretired, its
-credential and count lost, and a second deregister answering UnknownJob).
-The cluster is the Go helper's (gohelper cluster)."""
+"""A deregistration the controller accepted ends the job whatever its
+nodes did, as ``pocket job deregister`` and the Go SDK's Job.Deregister
+have it: the map's dead nodes (their copy of the job's data went with
+them) are no failure, and live nodes that could not drop the job's data
+raise DropError naming them, the Job an ended job's all the same. Before,
+Job.deregister raised Unavailable in both cases and left the Job a live
+job's whose token was revoked (a value on the dead node read as
+Unavailable, "retry", not Lost; a listing failed), and deregister_job
+returned -1 and kept the job's token.
+
+The helper's controller marks no node dead by itself (dead after an
+hour): a killed node stays active to it (a live node whose drop fails)
+until the test marks it dead."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 import pocket
 from pocket import wire
 
-from conftest import HelperCluster, wait_for
+from conftest import HelperCluster
 
 
 @pytest.fixture
-def helper_cluster(bins):
-    c = HelperCluster(bins["gohelper"], 3, "1h")  # dead nodes stay in the maps
+def steady_cluster(bins):
+    c = HelperCluster(bins["gohelper"], 3, "-1s", "1h")
     yield c
     c.stop()
 
@@ -30,27 +36,169 @@ def _owner(job: pocket.Job, key: str) -> str:
     return st.addrs[st.set.pick(key.encode(), 0)]
 
 
-def test_deregister_with_a_dead_node(helper_cluster):
-    c = helper_cluster
+def _deadless(cl: pocket.Client) -> None:
+    """Makes cl's maps mark no node dead, as the map a deregistration
+    fetches right after a node's death may not (the controller hands out a
+    changed map once the live nodes have it): the Job learns the dead
+    nodes from the deregistration's result."""
+    get_map = cl.controller.get_map
+
+    def deadless(job, token):
+        m = get_map(job, token)
+        nodes = [dataclasses.replace(n, state=wire.NODE_ACTIVE) if n.state == wire.NODE_DEAD else n for n in m.nodes]
+        return dataclasses.replace(m, nodes=nodes)
+    cl.controller.get_map = deadless
+
+
+def _job(cl: pocket.Client, name: str) -> tuple[pocket.Job, list[str]]:
+    """A job on the three nodes holding persisted values p/NNN and others
+    t/NNN, and its nodes in map order."""
+    job = cl.register_job(name, lambdas=120)
+    nodes = [n.addr for n in job.map.nodes]
+    assert len(nodes) == 3
+    for i in range(30):
+        job.put(f"p/{i:03d}", f"kept p/{i:03d}".encode(), persist=True)
+        job.put(f"t/{i:03d}", b"dropped")
+    return job, nodes
+
+
+def _keys_on(job: pocket.Job, prefix: str, addr: str) -> list[str]:
+    return [k for k in (f"{prefix}/{i:03d}" for i in range(30)) if _owner(job, k) == addr]
+
+
+def _check_ended(job: pocket.Job, dead: str, healthy: str) -> None:
+    """The Job is an ended job's: a value on the dead node reads as Lost,
+    naming it (a live job's raises Unavailable); on the healthy node its
+    persisted values read back, its others raise NotFound, a put raises
+    Revoked."""
+    assert job._retired
+    with pytest.raises(pocket.Lost, match=dead):
+        job.get(_keys_on(job, "p", dead)[0])
+    for k in _keys_on(job, "p", healthy):
+        assert job.get(k) == f"kept {k}".encode()
+    tmp = _keys_on(job, "t", healthy)
+    with pytest.raises(pocket.NotFound):
+        job.get(tmp[0])
+    with pytest.raises(pocket.Revoked):
+        job.put(tmp[0], b"x")
+
+
+def test_dead_node_is_no_failure(steady_cluster):
+    c = steady_cluster
     with pocket.Client(c.addr, insecure=True) as cl:
-        job = cl.register_job("dead-dereg", lambdas=120)
-        assert len(job.map.nodes) == 3
-        keys = [f"kept/{i:03d}" for i in range(24)]
-        for k in keys:
-            job.put(k, b"value of " + k.encode(), persist=True)
-        victim = c.nodes[0]
-        kept = [k for k in keys if _owner(job, k) != victim]
-        assert kept and len(kept) < len(keys), "the test needs keys on the victim and elsewhere"
-        c.command(f"kill {victim}")
+        _deadless(cl)
+        job, nodes = _job(cl, "dead-only")
+        dead, healthy = nodes[0], nodes[1]
+        c.command(f"kill {dead}")
+        c.command(f"dead {dead}")
+        res = job.deregister()
+        assert res.dead_nodes() == [dead] and res.other_failures() == [] and res.nodes == 2
+        _check_ended(job, dead, healthy)
+        # The listing and the count leave the dead node out without
+        # dialing it first: it is not a node found gone.
+        kept = sorted(_keys_on(job, "p", nodes[1]) + _keys_on(job, "p", nodes[2]))
+        assert [e.name for e in job.list("p/")] == kept
+        assert job.gone_nodes() == []
+        assert res.persisted_bytes and res.count_error == ""
+        with pytest.raises(pocket.UnknownJob):
+            cl.controller.get_map(job.id, job.map.token)
 
-        def dead_in_map() -> bool:
-            m = cl._ctl().get_map(job.id, job.token)
-            return any(n.addr == victim and n.state == wire.NODE_DEAD for n in m.nodes)
-        assert wait_for(dead_in_map, 20), "the killed node was never marked dead"
 
-        res = job.deregister()  # the Go SDK's Deregister returns nil here
-        assert res.dead_nodes() == [victim] and res.other_failures() == []
-        assert res.count_error == "" and res.persisted_bytes > 0
-        assert pocket.credential_job(res.credential) == job.id
-        # The ended job reads what the live nodes kept.
-        assert [e.name for e in job.list("kept/")] == kept
+def test_live_node_failure_ends_the_job(steady_cluster):
+    c = steady_cluster
+    with pocket.Client(c.addr, insecure=True) as cl:
+        _deadless(cl)
+        job, nodes = _job(cl, "live-failure")
+        dead, down, healthy = nodes
+        c.command(f"kill {dead}")
+        c.command(f"dead {dead}")
+        c.command(f"kill {down}")  # active to the controller: its drop fails
+        with pytest.raises(pocket.DropError) as ei:
+            job.deregister(count_persisted=False)
+        e = ei.value
+        assert isinstance(e, pocket.Unavailable)
+        assert e.result.dead_nodes() == [dead]
+        assert len(e.result.other_failures()) == 1 and down in e.result.other_failures()[0]
+        assert "deregistered" in str(e) and down in str(e) and dead in str(e)
+        assert e.result.credential == job.credential()
+        _check_ended(job, dead, healthy)
+        with pytest.raises(pocket.UnknownJob):
+            cl.controller.get_map(job.id, job.map.token)
+
+
+def test_refused_deregistration_leaves_the_job_live(steady_cluster):
+    """A deregistration the controller refused raises its error, no
+    DropError, and leaves the Job live."""
+    c = steady_cluster
+    with pocket.Client(c.addr, insecure=True) as cl:
+        job = cl.register_job("refused")
+        job.put("v", b"live")
+        real = cl.controller.deregister_job
+
+        def refuse(j, token):
+            raise pocket.BadToken("refused by the test")
+        cl.controller.deregister_job = refuse
+        with pytest.raises(pocket.BadToken) as ei:
+            job.deregister()
+        assert not isinstance(ei.value, pocket.DropError) and not job._retired
+        assert job.get("v") == b"live"
+        job.put("w", b"x")
+        cl.controller.deregister_job = real
+        job.deregister()
+
+
+def _compat_job(c: HelperCluster, monkeypatch, name: str) -> tuple[str, list[str], list[str]]:
+    """A job registered through the module API holding persisted out00..11,
+    and its nodes in map order."""
+    monkeypatch.setenv("POCKET_CONTROLLER", c.addr)
+    monkeypatch.delenv("POCKET_TLS_DIR", raising=False)
+    monkeypatch.delenv("POCKET_CREDENTIAL", raising=False)
+    jobid = pocket.register_job(name, num_lambdas=120)
+    assert jobid, pocket.last_error()
+    p = pocket.connect("", 0)
+    names = [f"out{i:02d}" for i in range(12)]
+    for n in names:
+        assert pocket.put_buffer(p, b"kept", 4, n, jobid, PERSIST_AFTER_JOB=True) == 0, pocket.last_error()
+    nodes = [n.addr for n in p.resolve(jobid, "")[0].map.nodes]
+    pocket.close(p)
+    assert len(nodes) == 3
+    return jobid, names, nodes
+
+
+def _reads_as_ended(jobid: str, names: list[str], healthy: str) -> None:
+    """A new handle reads the job as an ended one's: its persisted values
+    on the healthy node read back (through the credential the process
+    kept: the job's token is gone)."""
+    assert pocket.job_token(jobid) is None
+    q = pocket.connect("", 0)
+    job = q.resolve(jobid, "")[0]
+    assert job._retired
+    on = [n for n in names if _owner(job, q.resolve(jobid, n)[1]) == healthy]
+    assert on
+    for n in on:
+        b = bytearray(4)
+        assert pocket.get_buffer(q, n, b, 4, jobid) == 0, pocket.last_error()
+        assert b == b"kept"
+    pocket.close(q)
+
+
+def test_compat_dead_node_is_no_failure(steady_cluster, monkeypatch):
+    c = steady_cluster
+    jobid, names, nodes = _compat_job(c, monkeypatch, "compat-dead")
+    c.command(f"kill {nodes[0]}")
+    c.command(f"dead {nodes[0]}")
+    assert pocket.deregister_job(jobid) == 0, pocket.last_error()
+    _reads_as_ended(jobid, names, nodes[1])
+
+
+def test_compat_live_node_failure_ends_the_job(steady_cluster, monkeypatch):
+    """deregister_job returns -1 with the DropError, and the process reads
+    the job as deregistered all the same."""
+    c = steady_cluster
+    jobid, names, nodes = _compat_job(c, monkeypatch, "compat-live")
+    c.command(f"kill {nodes[0]}")
+    c.command(f"dead {nodes[0]}")
+    c.command(f"kill {nodes[1]}")
+    assert pocket.deregister_job(jobid) == -1
+    assert isinstance(pocket.last_error(), pocket.DropError), pocket.last_error()
+    _reads_as_ended(jobid, names, nodes[2])

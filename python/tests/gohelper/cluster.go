@@ -28,16 +28,19 @@ var clusterSecret = []byte("gohelper-cluster-secret-0123456789")
 // cluster runs a controller and nodes in this process, over plain TCP on
 // loopback, for tests that kill and restart nodes or change a job's map:
 //
-//	gohelper cluster NODES GRACE
+//	gohelper cluster NODES GRACE [DEADAFTER]
 //
 // starts NODES nodes of 64 MiB DRAM and a controller that removes a node
-// dead for GRACE (a Go duration) from the maps (heartbeats every 100 ms,
-// dead after 500 ms). It prints "controller ADDR", one "node ADDR" per
+// dead for GRACE (a Go duration; negative: never) from the maps
+// (heartbeats every 100 ms, a silent node dead after DEADAFTER, a Go
+// duration, 500 ms by default: with a long one a killed node stays active
+// until a "dead" command). It prints "controller ADDR", one "node ADDR" per
 // node and "ready" once the controller counts them active, then reads
 // commands on stdin, one a line, answering each with "ok", a number or
 // "error: ...":
 //
 //	kill ADDR      stop the node at ADDR (its data is gone)
+//	dead ADDR      mark the node at ADDR dead (Controller.SetNodeState)
 //	start ADDR     start an empty node listening on ADDR (answered once
 //	               it is active)
 //	grow JOB       add a node to the job's map (Controller.GrowJob) and
@@ -51,8 +54,8 @@ var clusterSecret = []byte("gohelper-cluster-secret-0123456789")
 //
 // It stops, with every node, at the end of stdin.
 func cluster(args []string) error {
-	if len(args) != 2 {
-		return fmt.Errorf("usage: gohelper cluster NODES GRACE")
+	if len(args) != 2 && len(args) != 3 {
+		return fmt.Errorf("usage: gohelper cluster NODES GRACE [DEADAFTER]")
 	}
 	n, err := strconv.Atoi(args[0])
 	if err != nil || n < 1 {
@@ -62,9 +65,15 @@ func cluster(args []string) error {
 	if err != nil {
 		return fmt.Errorf("GRACE: %w", err)
 	}
+	deadAfter := 500 * time.Millisecond
+	if len(args) == 3 {
+		if deadAfter, err = time.ParseDuration(args[2]); err != nil || deadAfter <= 0 {
+			return fmt.Errorf("DEADAFTER %q: want a positive Go duration", args[2])
+		}
+	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctl, err := controller.New(controller.Config{Secret: clusterSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: grace, Logger: quiet})
+		DeadAfter: deadAfter, DeadNodeGrace: grace, Logger: quiet})
 	if err != nil {
 		return err
 	}
@@ -126,7 +135,7 @@ type helperNode struct {
 func (h *helperCluster) command(line string) (string, error) {
 	f := strings.Fields(line)
 	if len(f) != 2 {
-		return "", fmt.Errorf("want VERB ARG (kill, start, grow, shrink, drain, values), got %q", line)
+		return "", fmt.Errorf("want VERB ARG (kill, dead, start, grow, shrink, drain, values), got %q", line)
 	}
 	switch f[0] {
 	case "kill":
@@ -137,6 +146,8 @@ func (h *helperCluster) command(line string) (string, error) {
 		nd.stop()
 		delete(h.nodes, f[1])
 		return "ok", nil
+	case "dead":
+		return "ok", h.c.SetNodeState(f[1], wire.NodeDead)
 	case "start":
 		if _, err := h.start(f[1]); err != nil {
 			return "", err
