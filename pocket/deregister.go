@@ -30,12 +30,18 @@ type DropResult struct {
 	// told apart): they may still hold it. Non-empty, Deregister returns
 	// a *DropError.
 	Failures []string
+	// Failed is the number of nodes that did not drop the job's data, dead
+	// ones included, and Message the controller's text of their failures
+	// ("" when none), entries joined by "; ", as it wrote them.
+	Failed  int
+	Message string
 }
 
 // dropResultFromWire converts the controller's answer.
 func dropResultFromWire(r *wire.DropResult) DropResult {
 	dead, others := r.Split()
-	return DropResult{Nodes: int(r.Nodes), Values: r.Values, Bytes: r.Bytes, Dead: dead, Failures: others}
+	return DropResult{Nodes: int(r.Nodes), Values: r.Values, Bytes: r.Bytes, Dead: dead, Failures: others,
+		Failed: int(r.Failed), Message: r.Message}
 }
 
 // DropError is Job.Deregister's error when the controller deregistered the

@@ -178,6 +178,23 @@ func TestDeregisterDeadNodeSucceeds(t *testing.T) {
 		t.Errorf("nodes found gone: %q; want none (the deregistration named %s dead)", g, dead)
 	}
 	r.checkEnded(t, dead, healthy)
+	// The credential carries the dead mark: another process's listing
+	// skips the dead node at once. Before, a credential wrote it as an
+	// active node, which the reader dialed for goneWait (5 s) first.
+	s := NewStore(nil, Config{})
+	defer s.Close()
+	cj, err := s.OpenCredential(r.j.Credential())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), goneWait/2)
+	defer cancel()
+	if got, err := cj.List(ctx, "p/"); err != nil || len(got) != want {
+		t.Errorf("listing through the credential within %v: %d entries, %v; want %d", goneWait/2, len(got), err, want)
+	}
+	if g := cj.GoneNodes(); len(g) != 0 {
+		t.Errorf("credential: nodes found gone %q; want none (marked dead)", g)
+	}
 }
 
 // TestDeregisterLiveNodeFailure: a live node that could not drop the

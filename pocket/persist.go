@@ -46,7 +46,10 @@ type credential struct {
 
 // credNode is a Node as credentials encode it: {"ID": addr, "Weight": w},
 // the field names of the first credentials, which stay readable, and
-// whether the map named it draining or joining (absent: neither). A
+// whether the map named it draining or joining (absent: neither), or dead
+// (its values went with it: the credential's calls skip it at once, where
+// an SDK that predates the mark dials it for goneWait before it counts it
+// gone). A
 // credential taken while a node of the map drained routes its reads as
 // the live job's did (drain.go): a value the drain moved is at its owner
 // without the draining node, one it had not moved (an ended job's, which
@@ -56,12 +59,13 @@ type credNode struct {
 	Weight   float64 `json:"Weight"`
 	Draining bool    `json:"draining,omitempty"`
 	Joining  bool    `json:"joining,omitempty"`
+	Dead     bool    `json:"dead,omitempty"`
 }
 
 func credNodes(m *Map) []credNode {
 	out := make([]credNode, len(m.Nodes))
 	for i, n := range m.Nodes {
-		out[i] = credNode{ID: n.Addr, Weight: n.Weight, Draining: m.Draining[n.Addr], Joining: m.Joining[n.Addr]}
+		out[i] = credNode{ID: n.Addr, Weight: n.Weight, Draining: m.Draining[n.Addr], Joining: m.Joining[n.Addr], Dead: m.Dead[n.Addr]}
 	}
 	return out
 }
@@ -82,6 +86,12 @@ func (c *credential) credMap() Map {
 				m.Joining = map[string]bool{}
 			}
 			m.Joining[n.ID] = true
+		}
+		if n.Dead {
+			if m.Dead == nil {
+				m.Dead = map[string]bool{}
+			}
+			m.Dead[n.ID] = true
 		}
 	}
 	return m

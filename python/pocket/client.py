@@ -257,19 +257,23 @@ def _decode_credential(cred: str) -> wire.PlacementMap:
 # has confirmed the next epoch) routes its reads as the live job's did: a
 # value the drain moved at its owner without the draining node first, then
 # the draining node, which keeps what it had not moved. A node dead in the
-# map is written as an active one, as the Go SDK writes it.
+# map (one its deregistration named dead) is written "dead": true, as the
+# Go SDK writes it: a reader skips it at once (an SDK that predates the
+# mark takes it for active, and finds it gone after dialing it for 5 s).
 
 
 def _cred_node(n: dict) -> wire.MapNode:
     """A node of a credential as the map's node; TypeError or ValueError
     (BadToken to the caller) for a state that is not true or false, or a
     node both draining and joining (no map hands one out)."""
-    for k in ("draining", "joining"):
+    for k in ("draining", "joining", "dead"):
         if n.get(k) is not None and not isinstance(n[k], bool):
             raise TypeError(f"node {n['ID']!r}: {k} is {n[k]!r}, want true or false")
     if n.get("draining") and n.get("joining"):
         raise ValueError(f"node {n['ID']!r} is both draining and joining")
     state = wire.NODE_DRAINING if n.get("draining") else wire.NODE_JOINING if n.get("joining") else wire.NODE_ACTIVE
+    if n.get("dead"):
+        state = wire.NODE_DEAD
     return wire.MapNode(n["ID"], float(n["Weight"]), state)
 
 
@@ -282,6 +286,8 @@ def _cred_nodes(m: wire.PlacementMap) -> list[dict]:
             d["draining"] = True
         elif n.state == wire.NODE_JOINING:
             d["joining"] = True
+        elif n.state == wire.NODE_DEAD:
+            d["dead"] = True
         out.append(d)
     return out
 

@@ -15,6 +15,7 @@ until the test marks it dead."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -102,6 +103,14 @@ def test_dead_node_is_no_failure(steady_cluster):
         assert res.persisted_bytes and res.count_error == ""
         with pytest.raises(pocket.UnknownJob):
             cl.controller.get_map(job.id, job.map.token)
+        # The credential marks the dead node (as the Go SDK's): another
+        # process lists through it at once, the dead node not found gone
+        # after 5 s of dialing (it was written as an active node before).
+        with pocket.Client(insecure=True) as offline:
+            t0 = time.monotonic()
+            cj = offline.open_credential(res.credential)
+            assert [e.name for e in cj.list("p/")] == kept
+            assert cj.gone_nodes() == [] and time.monotonic() - t0 < 2.5
 
 
 def test_live_node_failure_ends_the_job(steady_cluster):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -158,13 +159,9 @@ func runJobDeregister(args []string) int {
 	if err != nil {
 		return fail("job deregister: %v", err)
 	}
-	mc, ctx, done := ctlClient(*addr, tc)
+	_, ctx, done := ctlClient(*addr, tc)
 	defer done()
-	cred, err := credential(ctx, *addr, tc, pos[0], t)
-	if err != nil {
-		return fail("job deregister: %v", ctlError(err, *addr, tf.insecure))
-	}
-	res, err := mc.DeregisterJob(ctx, pos[0], t)
+	res, cred, err := deregister(ctx, *addr, tc, pos[0], t)
 	if err != nil {
 		return fail("job deregister: %v", ctlError(err, *addr, tf.insecure))
 	}
@@ -248,19 +245,28 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-// credential is the job's map and token as pocket.Job.Credential gives it,
-// fetched before the job is deregistered (the controller forgets it then).
-func credential(ctx context.Context, addr string, tc *tls.Config, job string, tok []byte) (string, error) {
+// deregister deregisters the job through the SDK (pocket.Job.Deregister)
+// and returns the controller's answer and the ended job's credential: its
+// map as the deregistration took it, the dead nodes the controller named
+// marked dead (so a count or a reader of the credential skips them at
+// once). A *pocket.DropError (nodes that did not drop the job's data) is
+// no error here: the job is deregistered, and res says which nodes.
+func deregister(ctx context.Context, addr string, tc *tls.Config, job string, tok []byte) (res *wire.DropResult, cred string, err error) {
 	s, err := pocket.Dial(ctx, ctlAddr(addr), pocket.Config{TLS: tc})
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	defer s.Close()
 	j, err := s.OpenJob(ctx, job, tok)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	return j.Credential(), nil
+	var de *pocket.DropError
+	if err := j.Deregister(ctx); err != nil && !errors.As(err, &de) {
+		return nil, "", err
+	}
+	r, _ := j.Deregistration()
+	return &wire.DropResult{Nodes: uint32(r.Nodes), Failed: uint32(r.Failed), Values: r.Values, Bytes: r.Bytes, Message: r.Message}, j.Credential(), nil
 }
 
 // persistedBytes is what a deregistered job's nodes still hold of it: its
