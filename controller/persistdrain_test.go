@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,12 @@ func TestDrainRefusesNodeKeepingPersisted(t *testing.T) {
 	}
 	var jobs, bytes float64
 	for _, n := range c.Status().Nodes {
+		// The status names the jobs, so the operator knows whose
+		// credential reads or deletes the values (before: counts only).
+		want := []wire.HeldJob{{Job: "sort-4", Bytes: 5 << 20}, {Job: "grep-9", Bytes: 1 << 10}}
+		if n.Addr == a && !reflect.DeepEqual(n.Persisted, want) || n.Addr == b && len(n.Persisted) != 0 {
+			t.Errorf("status of %s names persisted jobs %+v; want %+v on %s only", n.Addr, n.Persisted, want, a)
+		}
 		for _, m := range n.Metrics {
 			switch {
 			case n.Addr == a && m.Name == wire.MetricPersistedJobs:

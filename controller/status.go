@@ -136,6 +136,9 @@ func (c *Controller) nodeStatusLocked(n *node, now time.Time) wire.NodeStatus {
 		ns.Metrics = append(ns.Metrics, wire.Metric{Name: wire.MetricPersistedJobs, Value: float64(p.jobs)},
 			wire.Metric{Name: wire.MetricPersistedBytes, Value: float64(p.bytes)})
 	}
+	// The jobs' ids, so an operator knows whose credential reads or
+	// deletes the values (the heartbeat names the largest).
+	ns.Persisted = append([]wire.HeldJob(nil), n.persisted.largest...)
 	if l := c.loads[n.addr]; l != nil {
 		ns.Jobs = uint32(len(l.jobs))
 	}
@@ -167,6 +170,9 @@ func nodeStatusSize(n *wire.NodeStatus) int {
 	s := 160 + len(n.Addr) + 48*len(n.Tiers)
 	for _, m := range n.Metrics {
 		s += 32 + len(m.Name)
+	}
+	for _, h := range n.Persisted {
+		s += 32 + len(h.Job)
 	}
 	return s
 }

@@ -366,6 +366,12 @@ type NodeStatus struct {
 	// has not been heard from since the controller started (a restart or
 	// a failover); LastSeen is 0 then and says nothing.
 	Restored bool
+	// Persisted names the ended jobs whose persist-after-job values the
+	// node keeps, with their bytes there, the largest first, as its last
+	// heartbeat named them (Heartbeat.Persisted: at most MaxPersistedJobs;
+	// the metrics MetricPersistedJobs and MetricPersistedBytes count all).
+	// Empty from a controller that does not send it.
+	Persisted []HeldJob
 }
 
 // JobStatus is one job in a status listing.
@@ -457,7 +463,7 @@ var (
 	nodeStatusSpec = TableSpec{Name: "NodeStatus", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: TableVec, Sub: &tierStatSpec},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8},
-		{Kind: Scalar4}, {Kind: TableVec, Sub: &metricSpec}, {Kind: Scalar1},
+		{Kind: Scalar4}, {Kind: TableVec, Sub: &metricSpec}, {Kind: Scalar1}, {Kind: TableVec, Sub: &heldJobSpec},
 	}}
 	jobStatusSpec = TableSpec{Name: "JobStatus", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec},
@@ -1298,6 +1304,7 @@ func (n *NodeStatus) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
 	addr := str(b, n.Addr)
 	tiers := encodeTiers(b, n.Tiers, fb.NodeStatusStartTiersVector)
 	metrics := encodeMetrics(b, n.Metrics, fb.NodeStatusStartMetricsVector)
+	persisted := encodeHeld(b, n.Persisted, fb.NodeStatusStartPersistedVector)
 	fb.NodeStatusStart(b)
 	addOff(b, addr, fb.NodeStatusAddAddr)
 	fb.NodeStatusAddState(b, uint8(n.State))
@@ -1310,6 +1317,7 @@ func (n *NodeStatus) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
 	fb.NodeStatusAddJobs(b, n.Jobs)
 	addOff(b, metrics, fb.NodeStatusAddMetrics)
 	fb.NodeStatusAddRestored(b, n.Restored)
+	addOff(b, persisted, fb.NodeStatusAddPersisted)
 	return fb.NodeStatusEnd(b)
 }
 
@@ -1382,9 +1390,17 @@ func (n *NodeStatus) from(t *fb.NodeStatus) error {
 	if err != nil {
 		return err
 	}
+	if err := checkLen("persisted jobs", t.PersistedLength(), MaxPersistedJobs); err != nil {
+		return err
+	}
+	persisted, err := decodeHeld(t.PersistedLength(), t.Persisted)
+	if err != nil {
+		return err
+	}
 	*n = NodeStatus{Addr: string(t.Addr()), State: NodeState(t.State()), Tiers: tiers,
 		RxMbps: t.RxMbps(), TxMbps: t.TxMbps(), CPUPercent: t.CpuPercent(), Cores: t.Cores(),
-		LastSeen: msToDuration(t.LastSeenMs()), Jobs: t.Jobs(), Metrics: metrics, Restored: t.Restored()}
+		LastSeen: msToDuration(t.LastSeenMs()), Jobs: t.Jobs(), Metrics: metrics, Restored: t.Restored(),
+		Persisted: persisted}
 	return nil
 }
 

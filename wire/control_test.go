@@ -45,7 +45,8 @@ func sampleControl() []ControlMessage {
 		&ClusterStatus{
 			Nodes: []NodeStatus{{Addr: "127.0.0.1:7001", State: NodeActive, Tiers: tiers, RxMbps: 1, TxMbps: 2,
 				CPUPercent: 3, Cores: 4, LastSeen: 1500 * time.Millisecond, Jobs: 2, Metrics: metrics},
-				{Addr: "127.0.0.1:7002", State: NodeDead}, {Addr: "127.0.0.1:7003", State: NodeActive, Restored: true}},
+				{Addr: "127.0.0.1:7002", State: NodeDead, Persisted: []HeldJob{{Job: "keep-4", Bytes: 5 << 30}, {Job: "keep-9", Bytes: 1}}},
+				{Addr: "127.0.0.1:7003", State: NodeActive, Restored: true}},
 			Jobs: []JobStatus{{Job: "sort-1", Name: "sort", Tier: 1, Epoch: 2, Nodes: nodes,
 				Hints: JobHints{Lambdas: 10, PeakMbps: 6000}, AllocMbps: 6000, AllocBytes: 5 << 30, Age: 3 * time.Second, UsedMbps: 4321.5, UsedBytes: 3 << 30}},
 			JobCount: 12000, NodeCount: 3, NextJob: 1<<60 + 1, AutoscaleMaxNodes: 8,
@@ -148,6 +149,8 @@ func TestControlDecodeRefuses(t *testing.T) {
 		{"bad persisted job", &Heartbeat{Addr: "a:1", Persisted: []HeldJob{{Job: ""}}, PersistedJobs: 1}, ErrBadKey},
 		{"persisted jobs over bound", &Heartbeat{Addr: "a:1", PersistedJobs: MaxNodeJobs + 1}, ErrTooLarge},
 		{"persisted bytes over bound", &Heartbeat{Addr: "a:1", PersistedJobs: 1, PersistedBytes: MaxNodeBytes + 1}, ErrTooLarge},
+		{"status: too many persisted", &ClusterStatus{Nodes: []NodeStatus{{Addr: "a:1", Persisted: make([]HeldJob, MaxPersistedJobs+1)}}}, ErrTooLarge},
+		{"status: bad persisted job", &ClusterStatus{Nodes: []NodeStatus{{Addr: "a:1", Persisted: []HeldJob{{Job: ""}}}}}, ErrBadKey},
 		{"negative job bytes", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: "j-1", Bytes: -1}}}, ErrMalformed},
 		{"nan job rx", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: "j-1", RxMbps: math.NaN()}}}, ErrMalformed},
 		{"negative job tx", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: "j-1", TxMbps: -1}}}, ErrMalformed},

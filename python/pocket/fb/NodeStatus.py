@@ -137,7 +137,32 @@ class NodeStatus(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
-def NodeStatusStart(builder): builder.StartObject(11)
+    # NodeStatus
+    def Persisted(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from .HeldJob import HeldJob
+            obj = HeldJob()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # NodeStatus
+    def PersistedLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # NodeStatus
+    def PersistedIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        return o == 0
+
+def NodeStatusStart(builder): builder.StartObject(12)
 def Start(builder):
     return NodeStatusStart(builder)
 def NodeStatusAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -179,6 +204,12 @@ def StartMetricsVector(builder, numElems):
 def NodeStatusAddRestored(builder, restored): builder.PrependBoolSlot(10, restored, 0)
 def AddRestored(builder, restored):
     return NodeStatusAddRestored(builder, restored)
+def NodeStatusAddPersisted(builder, persisted): builder.PrependUOffsetTRelativeSlot(11, flatbuffers.number_types.UOffsetTFlags.py_type(persisted), 0)
+def AddPersisted(builder, persisted):
+    return NodeStatusAddPersisted(builder, persisted)
+def NodeStatusStartPersistedVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartPersistedVector(builder, numElems):
+    return NodeStatusStartPersistedVector(builder, numElems)
 def NodeStatusEnd(builder): return builder.EndObject()
 def End(builder):
     return NodeStatusEnd(builder)
