@@ -61,7 +61,14 @@ func printHelp(w io.Writer, path string, fs *flag.FlagSet) {
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
 	}
+	if more := helpMore[path]; more != "" {
+		fmt.Fprintf(w, "\n%s", more)
+	}
 }
+
+// helpMore is what a command's help says after its flags: how to read its
+// output, its exit statuses. Commands add theirs in their init functions.
+var helpMore = map[string]string{}
 
 // parseFlags parses args, whose flags may come before, between or after
 // the positional arguments, and checks that there are minPos to maxPos

@@ -108,14 +108,19 @@ func TestJSONViewsOmitNothing(t *testing.T) {
 
 // TestStatusJSONHasNoNull: pocket status --json of a node without
 // metrics or tiers and a job without nodes lists them as {} and [], not
-// null nor missing. Before, a node's metrics were absent when it had none.
+// null nor missing; the persisted figures are always there, 0 and [] for a
+// node keeping nothing. Before, a node's metrics were absent when it had
+// none, and then metrics.persisted_* were absent when it kept nothing.
 func TestStatusJSONHasNoNull(t *testing.T) {
 	st := &wire.ClusterStatus{NodeCount: 1, JobCount: 1, Nodes: []wire.NodeStatus{{Addr: "127.0.0.1:7001", State: wire.NodeActive}},
 		Jobs: []wire.JobStatus{{Job: "j-1", Name: "j"}}}
 	obj := jsonObject(t, "status --json", marshal(t, statusView(st)))
 	node := obj["nodes"].([]any)[0].(map[string]any)
-	if m, ok := node["metrics"].(map[string]any); !ok || len(m) != 0 {
-		t.Errorf("a node without metrics: metrics %v, want {}", node["metrics"])
+	if m, ok := node["metrics"].(map[string]any); !ok || len(m) != 2 || m["persisted_jobs"] != 0.0 || m["persisted_bytes"] != 0.0 {
+		t.Errorf("a node without metrics: metrics %v, want persisted_jobs and persisted_bytes 0 only", node["metrics"])
+	}
+	if p, ok := node["persisted"].([]any); !ok || len(p) != 0 {
+		t.Errorf("a node keeping nothing: persisted %v, want []", node["persisted"])
 	}
 	if ts, ok := node["tiers"].([]any); !ok || len(ts) != 0 {
 		t.Errorf("a node without tiers: tiers %v, want []", node["tiers"])

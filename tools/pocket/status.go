@@ -19,7 +19,32 @@ import (
 
 func init() {
 	register("status", "", "show the cluster's nodes, tiers, capacity, use and jobs", runStatus)
+	helpMore["status"] = statusHelp
 }
+
+// statusHelp explains the tables of pocket status.
+const statusHelp = `Nodes: USED is each tier's bytes as the node last reported them ("-" for a
+dead node, whose values went with it, and for one not heard from since the
+controller started); TIER Mb/s the tier's bandwidth as the node measured it;
+RX/TX its traffic; JOBS the jobs placed on it. Lines below the table say what
+a node keeps of ended jobs (persist-after-job values, with the jobs' ids),
+how a drain goes, and the block devices' p99 latency, one line per node.
+
+Jobs: ALLOC Mb/s and ALLOC SIZE are the job's allotment, what it asked for
+(its hints, else its profile's or Pocket's default size; "-": no size
+allotted, its values use its nodes' free capacity); USED its own traffic and
+bytes ("~": values are moving between its nodes); COST $/h its allotment at
+the price table; MAP the nodes of its map that are not plain active members,
+with their state: "draining" (leaving the cluster, or only this job's map,
+its values moving to the job's other nodes), "joining" (new in the map, its
+values still arriving) or "dead"; "-" when every node of its map is active.
+Lines below say when the jobs' allotments oversubscribe a tier, and which
+jobs then get less.
+
+--json prints one object with every field always present (lists [] when
+empty); a failing status prints nothing on stdout, its error on stderr, and
+exits 1.
+`
 
 // statusJSON is the --json form of `pocket status`. Every field is
 // always there: lists are [] and maps {} when empty, never null.
@@ -40,8 +65,12 @@ type statusJSON struct {
 }
 
 type statusNodeJSON struct {
-	Addr          string           `json:"addr"`
-	State         string           `json:"state"`
+	Addr  string `json:"addr"`
+	State string `json:"state"`
+	// UsedBytes (and the tiers' used_bytes) is the node's latest report.
+	// For a dead node it is the last report before it went silent, kept
+	// for the record: its values are gone with it (no job's used_bytes
+	// counts them), and the plain status shows "-".
 	UsedBytes     int64            `json:"used_bytes"`
 	CapacityBytes int64            `json:"capacity_bytes"`
 	Tiers         []statusTierJSON `json:"tiers"`
@@ -58,8 +87,23 @@ type statusNodeJSON struct {
 	UnheardSinceRestart    bool   `json:"unheard_since_restart"`
 	AwaitingFirstHeartbeat bool   `json:"awaiting_first_heartbeat"`
 	Jobs                   uint32 `json:"jobs"`
-	// Metrics are the node's named figures (wire.Metric), {} when none.
+	// Metrics are the node's named figures (wire.Metric), {} when none;
+	// persisted_jobs and persisted_bytes are always there (0 when the
+	// node keeps no persist-after-job values of ended jobs).
 	Metrics map[string]float64 `json:"metrics"`
+	// Persisted names the ended jobs whose persist-after-job values the
+	// node keeps, with their bytes there, the largest first: all of
+	// them up to 64 (wire.MaxPersistedJobs; metrics persisted_jobs
+	// counts all), [] when none or from a controller that does not send
+	// them. Reading or deleting them takes each job's credential.
+	Persisted []persistedJobJSON `json:"persisted"`
+}
+
+// persistedJobJSON is an ended job whose persist-after-job values a node
+// keeps, and their bytes on the node (all tiers).
+type persistedJobJSON struct {
+	JobID string `json:"job_id"`
+	Bytes int64  `json:"bytes"`
 }
 
 type statusTierJSON struct {
@@ -82,6 +126,9 @@ type statusJobJSON struct {
 	// AllocMbps and AllocBytes are the job's allotment: what it asked
 	// for (its hints, else its profile's or the default size), which may
 	// exceed what the cluster has (see CarryMbps and statusJSON.Allotments).
+	// AllocBytes 0: no size allotted (no capacity hint and no learned
+	// size: Pocket's default allots bandwidth only); the job's values use
+	// its nodes' free capacity.
 	AllocMbps  float64 `json:"alloc_mbps"`
 	AllocBytes int64   `json:"alloc_bytes"`
 	// CarryMbps is the Mb/s the job's nodes carry of AllocMbps when every
@@ -124,9 +171,13 @@ func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
 			v.CapacityBytes += t.CapacityBytes
 			v.Tiers = append(v.Tiers, statusTierJSON{Kind: tierName(t.Kind), UsedBytes: t.UsedBytes, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
 		}
-		v.Metrics = make(map[string]float64, len(n.Metrics))
+		v.Metrics = map[string]float64{wire.MetricPersistedJobs: 0, wire.MetricPersistedBytes: 0}
 		for _, m := range n.Metrics {
 			v.Metrics[m.Name] = m.Value
+		}
+		v.Persisted = make([]persistedJobJSON, 0, len(n.Persisted))
+		for _, h := range n.Persisted {
+			v.Persisted = append(v.Persisted, persistedJobJSON{JobID: h.Job, Bytes: h.Bytes})
 		}
 		out.Nodes = append(out.Nodes, v)
 	}
@@ -208,6 +259,17 @@ func liveFigures(n statusNodeJSON) (rates, cpu string) {
 	return fmt.Sprintf("%.0f/%.0f", n.RxMbps, n.TxMbps), fmt.Sprintf("%.0f%%", n.CPUPercent)
 }
 
+// usedCell is a node tier's USED cell: "-" for a dead node (its values
+// went with it; its last figure is stale, like its rates) and for one
+// restored and unheard since the controller started (it reported none
+// to this controller).
+func usedCell(n statusNodeJSON, t statusTierJSON) string {
+	if n.State == wire.NodeDead.String() || n.UnheardSinceRestart {
+		return "-"
+	}
+	return units.FormatSize(t.UsedBytes)
+}
+
 func printStatus(v statusJSON) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tSTATE\tTIER\tUSED\tCAPACITY\tTIER Mb/s\tRX/TX Mb/s\tCPU\tJOBS")
@@ -216,10 +278,7 @@ func printStatus(v statusJSON) {
 		rates, cpu := liveFigures(n)
 		for i, t := range n.Tiers {
 			unmeasured = unmeasured || t.Mbps <= 0
-			used := units.FormatSize(t.UsedBytes)
-			if n.UnheardSinceRestart {
-				used = "-"
-			}
+			used := usedCell(n, t)
 			if i == 0 {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", n.Addr, n.State, t.Kind,
 					used, units.FormatSize(t.CapacityBytes), mbpsCell(t), rates, cpu, n.Jobs)
@@ -254,14 +313,19 @@ func printStatus(v statusJSON) {
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tUSED Mb/s\tALLOC SIZE\tUSED SIZE\tCOST $/h\tMAP")
 	var total float64
-	anyMoving := false
+	anyMoving, unsized := false, false
 	for _, j := range v.Jobs {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%.0f\t%s\t%s\t%.4f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
-			j.UsedMbps, units.FormatSize(j.AllocBytes), usedSizeCell(j), j.CostPerHour, mapNotes(j.Nodes))
+			j.UsedMbps, allocSizeCell(j), usedSizeCell(j), j.CostPerHour, mapNotes(j.Nodes))
 		total += j.CostPerHour
 		anyMoving = anyMoving || j.Moving
+		unsized = unsized || j.AllocBytes <= 0
 	}
 	w.Flush()
+	if unsized {
+		fmt.Println("ALLOC SIZE -: no size allotted (no capacity hint, no size learned for the job's name): " +
+			"its values use its nodes' free capacity, none of it reserved for the job")
+	}
 	fmt.Printf("COST $/h: the jobs' allotments at the price table (pocket status --help), %.4f $/h for those listed\n", total)
 	printAllotments(v)
 	if anyMoving {
@@ -279,6 +343,15 @@ func moving(ns []wire.MapNode) bool {
 		}
 	}
 	return false
+}
+
+// allocSizeCell is a job's ALLOC SIZE: its allotted bytes, "-" when it
+// has none (a job sized by Pocket's default allots bandwidth only).
+func allocSizeCell(j statusJobJSON) string {
+	if j.AllocBytes <= 0 {
+		return "-"
+	}
+	return units.FormatSize(j.AllocBytes)
 }
 
 // usedSizeCell is a job's USED SIZE: its bytes, marked "~" while values
@@ -322,11 +395,22 @@ func printNodeNotes(v statusJSON) {
 		} else if kept, ok := persistedNote(n); ok {
 			fmt.Printf("node %s keeps %s (read and delete them with each job's credential)\n", n.Addr, kept)
 		}
-		for _, name := range sortedMetricNames(n.Metrics, "blk_p99_us:") {
-			devOp := strings.TrimPrefix(name, "blk_p99_us:")
-			fmt.Printf("node %s block %s: p99 %.0f us, %.0f IO/s\n", n.Addr, devOp, n.Metrics[name], n.Metrics["blk_per_sec:"+devOp])
+		if line := blockNote(n); line != "" {
+			fmt.Printf("node %s block p99: %s\n", n.Addr, line)
 		}
 	}
+}
+
+// blockNote folds a node's block latencies (metrics "blk_p99_us:DEV:OP"
+// and "blk_per_sec:DEV:OP") into one line: "vda:read 120 us 30 IO/s,
+// vda:write 900 us 4 IO/s"; "" when it reports none.
+func blockNote(n statusNodeJSON) string {
+	var parts []string
+	for _, name := range sortedMetricNames(n.Metrics, "blk_p99_us:") {
+		devOp := strings.TrimPrefix(name, "blk_p99_us:")
+		parts = append(parts, fmt.Sprintf("%s %.0f us %.0f IO/s", devOp, n.Metrics[name], n.Metrics["blk_per_sec:"+devOp]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // restoredNote is what the status says of a node the controller read
@@ -351,7 +435,33 @@ func persistedNote(n statusNodeJSON) (string, bool) {
 	if jobs <= 0 && bytes <= 0 {
 		return "", false
 	}
-	return fmt.Sprintf("persist-after-job values of %.0f ended job(s), %s", jobs, units.FormatSize(int64(bytes))), true
+	return fmt.Sprintf("persist-after-job values of %.0f ended job(s), %s%s", jobs, units.FormatSize(int64(bytes)), persistedJobsNote(n)), true
+}
+
+// persistedNamed is how many of the ended jobs a node keeps persisted
+// values of the plain status names (--json names them all).
+const persistedNamed = 3
+
+// persistedJobsNote names the first persistedNamed jobs of n.Persisted
+// with their bytes, and how many more there are: ": a-1 3MiB, b-2 1KiB
+// and 5 more"; "" when the controller named none.
+func persistedJobsNote(n statusNodeJSON) string {
+	if len(n.Persisted) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for i, h := range n.Persisted[:min(len(n.Persisted), persistedNamed)] {
+		sep := ", "
+		if i == 0 {
+			sep = ": "
+		}
+		fmt.Fprintf(&b, "%s%s %s", sep, h.JobID, units.FormatSize(h.Bytes))
+	}
+	shown := min(len(n.Persisted), persistedNamed)
+	if more := int64(n.Metrics[wire.MetricPersistedJobs]) - int64(shown); more > 0 {
+		fmt.Fprintf(&b, " and %d more", more)
+	}
+	return b.String()
 }
 
 // drainNote is a draining node's progress. A node that keeps persisted

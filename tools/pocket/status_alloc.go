@@ -23,17 +23,20 @@ import (
 // as the controller's Policy.NodeMbps, as placement counts it) and
 // CapacityBytes their capacity; AllocMbps and AllocBytes sum the listed
 // jobs of the tier (every job unless statusJSON.JobCount exceeds the
-// jobs listed). Oversubscribed*: the allotments exceed the capacity.
+// jobs listed). OversubscribedMbps and OversubscribedBytes are the
+// allotments beyond the capacity (Mb/s, bytes; 0 when within it), and
+// Oversubscribed says whether either is above 0.
 type tierAllotJSON struct {
 	Tier                string  `json:"tier"`
 	Nodes               int     `json:"nodes"`
 	Jobs                int     `json:"jobs"`
+	Oversubscribed      bool    `json:"oversubscribed"`
 	CapacityMbps        float64 `json:"capacity_mbps"`
 	AllocMbps           float64 `json:"alloc_mbps"`
-	OversubscribedMbps  bool    `json:"oversubscribed_mbps"`
+	OversubscribedMbps  float64 `json:"oversubscribed_mbps"`
 	CapacityBytes       int64   `json:"capacity_bytes"`
 	AllocBytes          int64   `json:"alloc_bytes"`
-	OversubscribedBytes bool    `json:"oversubscribed_bytes"`
+	OversubscribedBytes int64   `json:"oversubscribed_bytes"`
 }
 
 // nodeMbps is the bandwidth of node n's tier of kind in Mb/s, the
@@ -69,8 +72,9 @@ func tierAllotments(v *statusJSON) []tierAllotJSON {
 	}
 	for i := range out {
 		t := &out[i]
-		t.OversubscribedMbps = t.AllocMbps > t.CapacityMbps
-		t.OversubscribedBytes = t.AllocBytes > t.CapacityBytes
+		t.OversubscribedMbps = max(0, t.AllocMbps-t.CapacityMbps)
+		t.OversubscribedBytes = max(0, t.AllocBytes-t.CapacityBytes)
+		t.Oversubscribed = t.OversubscribedMbps > 0 || t.OversubscribedBytes > 0
 	}
 	return out
 }
@@ -162,8 +166,8 @@ func printAllotments(v statusJSON) {
 	fmt.Printf("ALLOC: what the jobs were allotted (their hints, else their profile's or the default size), against the live nodes' capacity%s:\n", partial)
 	for _, t := range v.Allotments {
 		fmt.Printf("  %s: %.0f of %.0f Mb/s%s, %s of %s%s, on %d node(s)\n", t.Tier, t.AllocMbps, t.CapacityMbps,
-			overNote(t.OversubscribedMbps, t.AllocMbps, t.CapacityMbps), units.FormatSize(t.AllocBytes), units.FormatSize(t.CapacityBytes),
-			overNote(t.OversubscribedBytes, float64(t.AllocBytes), float64(t.CapacityBytes)), t.Nodes)
+			overNote(t.OversubscribedMbps > 0, t.AllocMbps, t.CapacityMbps), units.FormatSize(t.AllocBytes), units.FormatSize(t.CapacityBytes),
+			overNote(t.OversubscribedBytes > 0, float64(t.AllocBytes), float64(t.CapacityBytes)), t.Nodes)
 	}
 	for _, j := range v.Jobs {
 		if j.AllocMbps-j.CarryMbps >= 0.5 {

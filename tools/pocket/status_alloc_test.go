@@ -48,8 +48,10 @@ func TestStatusShowsOversubscription(t *testing.T) {
 		t.Fatalf("allotments %+v, want one tier", v.Allotments)
 	}
 	a := v.Allotments[0]
-	if a.Tier != "dram" || a.Nodes != 3 || a.Jobs != 3 || a.CapacityMbps != 24000 || a.AllocMbps != 161600 || !a.OversubscribedMbps ||
-		a.CapacityBytes != 3<<30 || a.AllocBytes != 768<<20 || a.OversubscribedBytes {
+	// The amounts beyond capacity are numbers beside the capacities (they
+	// were booleans named like them: oversubscribed_mbps: true).
+	if a.Tier != "dram" || a.Nodes != 3 || a.Jobs != 3 || a.CapacityMbps != 24000 || a.AllocMbps != 161600 || a.OversubscribedMbps != 137600 ||
+		a.CapacityBytes != 3<<30 || a.AllocBytes != 768<<20 || a.OversubscribedBytes != 0 || !a.Oversubscribed {
 		t.Errorf("allotments %+v", a)
 	}
 	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })

@@ -53,10 +53,11 @@ func TestStatusShowsRestoredNodesAwaitingHeartbeat(t *testing.T) {
 }
 
 // TestStatusHidesStaleFigures: the plain status shows "-" for the rates,
-// CPU (and, awaiting a first heartbeat, bytes used) of a dead node and of
-// a node awaiting its first heartbeat, whose figures are an earlier
-// heartbeat's or none. Before, a dead node kept showing its last CPU and a
-// restored one 0 % and 0 B (the final new user's trial).
+// CPU and bytes used of a dead node and of a node awaiting its first
+// heartbeat, whose figures are an earlier heartbeat's or none. Before, a
+// dead node kept showing its last CPU and a restored one 0 % and 0 B (the
+// final new user's trial), and then a dead node its last USED figure
+// beside "-" rates (a later trial: "dead ... 2.31KiB"; its values are gone).
 func TestStatusHidesStaleFigures(t *testing.T) {
 	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, UsedBytes: 5 << 20}}
 	st := &wire.ClusterStatus{NodeCount: 3, Nodes: []wire.NodeStatus{
@@ -67,7 +68,7 @@ func TestStatusHidesStaleFigures(t *testing.T) {
 	// Columns: NODE STATE TIER USED CAPACITY TIER-Mb/s RX/TX CPU JOBS.
 	want := map[string][3]string{ // USED, RX/TX, CPU
 		"127.0.0.1:7001": {"-", "-", "-"},
-		"127.0.0.1:7002": {"5MiB", "-", "-"},
+		"127.0.0.1:7002": {"-", "-", "-"},
 		"127.0.0.1:7003": {"5MiB", "40/41", "37%"},
 	}
 	seen := 0
