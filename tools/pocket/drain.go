@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -26,13 +27,39 @@ func nodeSubcommand(args []string) (int, bool) {
 	return runDrain(args[1:]), true
 }
 
+// exitDrainHeld is pocket node drain's exit status when the drain goes
+// on but is held by persist-after-job values of ended jobs (drainHelp).
+const exitDrainHeld = 3
+
+func init() {
+	helpMore["node drain"] = drainHelp
+}
+
+// drainHelp is what pocket node drain --help says after its flags.
+const drainHelp = `A node that keeps persist-after-job values of ended jobs cannot leave without
+destroying them: such a drain is refused unless --discard-persisted, and a
+drain that finds such values (a job ended with some while the node drained)
+moves the rest of its data and then waits for them, past its --deadline,
+until they are deleted (each job's credential: POCKET_CREDENTIAL=... pocket rm
+KEY) or the drain is ordered again with --discard-persisted. The output names
+the jobs from the moment the values are seen.
+
+Exit status (with --wait): 0 the node drained and left; 3 the drain goes on
+but is held by such values (the node moved everything else, or its deadline
+passed): the command stops waiting and says how to release it and to watch
+it with pocket status; 1 the drain was refused or failed, or the node was
+still listed 10 s past its deadline for another reason; 2 bad usage. Without
+--wait: 0 once the controller took the order.
+`
+
 // runDrain is `pocket node drain ADDR`: the controller marks the node
 // draining, the node moves its data to the jobs' other nodes, and the
 // controller retires it (and stops it, when its orchestrator started it).
 // A node that keeps persist-after-job values of ended jobs (they cannot
 // move: their readers' credentials name the node) is drained only with
 // --discard-persisted; without it the controller refuses, naming the jobs
-// and bytes, and a drain that finds such values at its end waits.
+// and bytes, and a drain that finds such values at its end waits: the
+// command then exits exitDrainHeld (drainHelp).
 func runDrain(args []string) int {
 	fs := newFlagSet("node drain")
 	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $"+metaclient.EnvController+" or "+ctlDefaultAddr+")")
@@ -41,7 +68,7 @@ func runDrain(args []string) int {
 		"persisted values of ended jobs hold the node past it unless --discard-persisted")
 	discard := fs.Bool("discard-persisted", false, "drain even a node that keeps persist-after-job values of ended jobs, "+
 		"destroying them when it leaves (without it such a drain is refused, or waits for them to be deleted)")
-	wait := fs.Bool("wait", true, "wait until the node has left, showing its progress")
+	wait := fs.Bool("wait", true, "wait until the node has left, showing its progress (exit 3 when persisted values of ended jobs hold it)")
 	var tf tlsFlags
 	tf.bind(fs)
 	pos, code, ok := parseFlags(fs, args, 1, 1)
@@ -64,66 +91,116 @@ func runDrain(args []string) int {
 	if err != nil {
 		return fail("node drain: %v", ctlError(err, *addr, tf.insecure))
 	}
-	fmt.Printf("node %s draining; it leaves within %v\n", pos[0], d)
+	fmt.Printf("node %s draining; its data moves within %v, then it leaves "+
+		"(persist-after-job values of ended jobs, if it gets any, hold it until deleted)\n", pos[0], d)
 	if *discard {
 		fmt.Printf("  persist-after-job values of ended jobs on %s are destroyed when it leaves (--discard-persisted)\n", pos[0])
 	}
 	if !*wait {
 		return 0
 	}
-	if err := awaitLeft(ctx, metaclient.New(ctlAddr(*addr), opt), pos[0], d+10*time.Second, *discard); err != nil {
+	w := drainWait{node: pos[0], deadline: start.Add(d), limit: d + 10*time.Second, discard: *discard}
+	err = w.await(ctx, metaclient.New(ctlAddr(*addr), opt))
+	var held *heldError
+	switch {
+	case errors.As(err, &held):
+		fmt.Fprintf(os.Stderr, "pocket: node drain: %v\n", err)
+		return exitDrainHeld
+	case err != nil:
 		return fail("node drain: %v", err)
 	}
 	fmt.Printf("node %s drained and gone after %v\n", pos[0], time.Since(start).Round(time.Millisecond))
 	return 0
 }
 
-// awaitLeft polls the status until the node is no longer listed, printing
-// its bytes used and values left whenever they change, and, unless the
-// drain discards them, the persisted values of ended jobs that hold it
-// back. It closes mc.
-func awaitLeft(ctx context.Context, mc *metaclient.Client, node string, limit time.Duration, discard bool) error {
+// heldError ends the wait on a drain held by persisted values of ended
+// jobs: the drain goes on, the command stops waiting (exitDrainHeld).
+type heldError struct {
+	node, kept string
+}
+
+func (e *heldError) Error() string {
+	return fmt.Sprintf("the drain of %s goes on but is held: it keeps %s, which leaving would destroy. "+
+		"It leaves once they are deleted (POCKET_CREDENTIAL=... pocket rm KEY, with each job's credential), "+
+		"or run pocket node drain %s --discard-persisted to destroy them; watch it with pocket status", e.node, e.kept, e.node)
+}
+
+// drainWait is the wait of pocket node drain for a node to leave: until
+// limit has passed, or the drain is held (past deadline, or all its other
+// data moved) by persisted values of ended jobs it keeps, unless the
+// drain discards them.
+type drainWait struct {
+	node     string
+	deadline time.Time
+	limit    time.Duration
+	discard  bool
+}
+
+// await polls the status until the node is no longer listed, printing
+// its progress whenever it changes (its bytes used and values left once
+// it has reported its first drain pass, and the persisted values of ended
+// jobs it keeps, with the jobs), and returns a *heldError when the drain
+// is held. It closes mc.
+func (w *drainWait) await(ctx context.Context, mc *metaclient.Client) error {
 	defer mc.Close()
-	ctx, cancel := context.WithTimeout(ctx, limit)
+	ctx, cancel := context.WithTimeout(ctx, w.limit)
 	defer cancel()
-	last, held := "", ""
+	last := ""
 	for {
 		st, err := mc.Status(ctx)
 		if err != nil {
 			return err
 		}
-		found := false
-		for _, n := range statusView(st).Nodes {
-			if n.Addr != node {
-				continue
-			}
-			found = true
-			line := fmt.Sprintf("  %s: %s used", n.State, units.FormatSize(n.UsedBytes))
-			if left, ok := n.Metrics[wire.MetricDrainLeft]; ok {
-				line += fmt.Sprintf(", %.0f value(s) left", left)
-			}
-			held = ""
-			if jobs := n.Metrics[wire.MetricPersistedJobs]; jobs > 0 && !discard {
-				held = fmt.Sprintf("it keeps %s of persist-after-job values of %.0f ended job(s), which leaving would destroy: "+
-					"the drain waits until they are deleted (POCKET_CREDENTIAL=... pocket rm KEY), "+
-					"or run pocket node drain %s --discard-persisted", units.FormatSize(int64(n.Metrics[wire.MetricPersistedBytes])), jobs, node)
-				line += "; " + held
-			}
-			if line != last {
-				fmt.Println(line)
-				last = line
-			}
-		}
+		n, found := findNode(statusView(st), w.node)
 		if !found {
 			return nil
 		}
+		line, kept := w.progress(n)
+		if line != last {
+			fmt.Println(line)
+			last = line
+		}
+		if kept != "" && (n.Metrics[wire.MetricDrainDone] >= 1 || time.Now().After(w.deadline)) {
+			return &heldError{node: w.node, kept: kept}
+		}
 		select {
 		case <-ctx.Done():
-			if held != "" {
-				return fmt.Errorf("node %s still listed (%s): %w", node, held, ctx.Err())
-			}
-			return fmt.Errorf("node %s still listed: %w", node, ctx.Err())
+			return fmt.Errorf("node %s still listed: %w", w.node, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// findNode is the node at addr in v.
+func findNode(v statusJSON, addr string) (statusNodeJSON, bool) {
+	for _, n := range v.Nodes {
+		if n.Addr == addr {
+			return n, true
+		}
+	}
+	return statusNodeJSON{}, false
+}
+
+// progress is a draining node's progress line and, unless the drain
+// discards them, the persisted values of ended jobs it keeps ("" when
+// none). Its bytes used are shown once it reported a drain pass (drain
+// metrics): before, the figure may be one from before the order or none
+// at all (a node registered or restored and not heard from since).
+func (w *drainWait) progress(n statusNodeJSON) (line, kept string) {
+	_, left := n.Metrics[wire.MetricDrainLeft]
+	_, done := n.Metrics[wire.MetricDrainDone]
+	switch {
+	case left || done:
+		line = fmt.Sprintf("  %s: %s used", n.State, units.FormatSize(n.UsedBytes))
+		if v, ok := n.Metrics[wire.MetricDrainLeft]; ok {
+			line += fmt.Sprintf(", %.0f value(s) left", v)
+		}
+	default:
+		line = fmt.Sprintf("  %s: awaiting the node's first drain report", n.State)
+	}
+	if note, ok := persistedNote(n); ok && !w.discard {
+		kept = note
+		line += "; it keeps " + note + ", which hold it when the rest has moved (until deleted, or --discard-persisted)"
+	}
+	return line, kept
 }

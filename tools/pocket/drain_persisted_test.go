@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -95,10 +96,104 @@ func TestDrainCommandPersistedValues(t *testing.T) {
 	beat(b, keep, []wire.Metric{{Name: wire.MetricDrainDone, Value: 1}})
 	var werr error
 	out, _ = stdoutOf(t, func() int {
-		werr = awaitLeft(context.Background(), metaclient.New(addr, metaclient.Options{}), b, time.Second, false)
+		w := drainWait{node: b, deadline: time.Now().Add(time.Hour), limit: time.Minute}
+		werr = w.await(context.Background(), metaclient.New(addr, metaclient.Options{}))
 		return 0
 	})
-	if werr == nil || !strings.Contains(werr.Error(), "--discard-persisted") || !strings.Contains(out, "keeps 3MiB of persist-after-job values of 1 ended job(s)") {
-		t.Fatalf("waiting on a held drain: stdout %q, err %v; want the reason in both", out, werr)
+	var held *heldError
+	if !errors.As(werr, &held) || !strings.Contains(werr.Error(), "--discard-persisted") ||
+		!strings.Contains(out, "keeps persist-after-job values of 1 ended job(s), 3MiB: old-3 3MiB") {
+		t.Fatalf("waiting on a held drain: stdout %q, err %v; want the reason in both, held", out, werr)
+	}
+}
+
+// TestDrainCommandHeldExitStatus: pocket node drain of a node that gets
+// persist-after-job values of an ended job while it drains says so with
+// the job as soon as the controller reports them, and when the drain is
+// held (the rest moved) stops waiting with exit status 3 and a message
+// saying the drain goes on, how to release it and how to watch it; its
+// first line promises no departure the values would break. Before, it
+// printed "it leaves within 5s", then after the deadline plus 10 s exited
+// 1 with "still listed ... context deadline exceeded" while the drain went
+// on: a script read a failed drain. A progress line shows no bytes used
+// before the node's first drain report (before: "draining: 0B used", then
+// the real figure).
+func TestDrainCommandHeldExitStatus(t *testing.T) {
+	secret := "0123456789abcdef-drain-held-secret"
+	t.Setenv("POCKET_SECRET", secret)
+	ctl, err := controller.New(controller.Config{Secret: []byte(secret), DeadAfter: time.Hour, ForgetAfter: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	laddr, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := laddr.String()
+	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, UsedBytes: 3 << 20, Mbps: 8000}}
+	nodes := []string{closedAddr(t), closedAddr(t)}
+	for _, n := range nodes {
+		if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: n, Cores: 2, Tiers: tiers}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := nodes[0]
+	beats := make(chan error, 1)
+	go func() {
+		// Once the drain is ordered, the node reports an ended job's
+		// persisted values, then that all its other data moved.
+		for i := 0; i < 500; i++ {
+			if n, ok := findNode(statusView(ctl.Status()), a); ok && n.State == wire.NodeDraining.String() {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		keep := []wire.HeldJob{{Job: "old-3", Bytes: 3 << 20}}
+		hb := &wire.Heartbeat{Addr: a, Tiers: tiers, Persisted: keep, PersistedJobs: 1, PersistedBytes: 3 << 20,
+			Metrics: []wire.Metric{{Name: wire.MetricDrainLeft, Value: 7}}}
+		if _, err := ctl.Heartbeat(hb); err != nil {
+			beats <- err
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+		hb.Metrics = []wire.Metric{{Name: wire.MetricDrainDone, Value: 1}}
+		_, err := ctl.Heartbeat(hb)
+		beats <- err
+	}()
+	var out string
+	errOut, code := stderrOf(t, func() int {
+		var code int
+		out, code = stdoutOf(t, func() int {
+			return runDrain([]string{"--insecure", "--controller", addr, "--deadline", "20s", a})
+		})
+		return code
+	})
+	if err := <-beats; err != nil {
+		t.Fatal(err)
+	}
+	if code != exitDrainHeld {
+		t.Fatalf("held drain: exit %d, want %d; stdout %q, stderr %q", code, exitDrainHeld, out, errOut)
+	}
+	first, _, _ := strings.Cut(out, "\n")
+	if strings.Contains(first, "it leaves within") || !strings.Contains(first, "hold it until deleted") {
+		t.Errorf("first line %q promises the node leaves by its deadline", first)
+	}
+	for _, want := range []string{"awaiting the node's first drain report", "old-3 3MiB"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("progress lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "0B used") {
+		t.Errorf("progress shows a used figure before the node's first drain report:\n%s", out)
+	}
+	for _, want := range []string{"goes on but is held", "old-3 3MiB", "--discard-persisted", "pocket rm", "pocket status"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("held drain's message lacks %q: %q", want, errOut)
+		}
+	}
+	if n, ok := findNode(statusView(ctl.Status()), a); !ok || n.State != wire.NodeDraining.String() {
+		t.Errorf("the drain does not go on: node %+v listed %v", n, ok)
 	}
 }
