@@ -58,6 +58,9 @@ type Options struct {
 	// registered with Hints (and deregistered at the end).
 	Controller string
 	Hints      pocket.Hints
+	// Keep leaves the keys the run wrote in the store (--keep); without
+	// it the run deletes them at its end (Config.Keep).
+	Keep bool
 }
 
 // DefaultJob is the job id stamped on requests to a node without --job
@@ -121,7 +124,16 @@ Drives a storage node (--addr or --target pocket://HOST:PORT), a Redis
 server (redis://HOST:PORT, default port 6379), a memcached server
 (memcache://HOST:PORT, default port 11211; meta protocol, memcached 1.6+)
 or the echo server (echo://HOST:PORT) with one load generator and prints
-ops/s, MB/s and latency percentiles. A get run first preloads its keys.
+ops/s, MB/s and latency percentiles.
+
+A run writes keys named b<SIZE>-<N> ("b1024-00000000"): a get run first puts
+every one of its --keys (default min(100000, 256MiB/SIZE): 100,000 keys,
+about 100 MiB of 1 KiB values), a put run the ones it draws. At its end the
+run deletes the keys it wrote, so a run against a registered job leaves
+nothing in it (a fresh --controller job's keys go with its deregistration);
+--keep leaves them. The report's "keys" line (JSON: preloaded, written_keys,
+deleted_keys, cleanup) says what was written and what became of it. A key
+of the job with one of these names is overwritten, then deleted.
 --echo-listen serves the echo server, the small-request limit: the node's
 event loop answering each request with a reply of the node's reply size and
 doing nothing else (package perf/echo), until interrupted.
@@ -133,7 +145,8 @@ serves anyone.
 
   --controller ADDR --job JOBID  drives that job through the SDK: keys are
       spread over the job's map and follow it as it grows or shrinks. The
-      job stays registered after the run.
+      job stays registered after the run, without the run's keys (unless
+      --keep).
   --controller ADDR              registers a fresh job named bench with the
       hints, drives it through the SDK and deregisters it at the end.
   --addr NODE --job JOBID        sends every request to that one node, which
@@ -182,10 +195,12 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.Var(sizeFlag{&capacity}, "capacity", "--controller: capacity hint `SIZE`")
 	fs.Int64Var(&o.Hints.PeakMbps, "peak-mbps", 0, "--controller: peak bandwidth hint in Mb/s")
 	fs.BoolVar(&o.Hints.LatencySensitive, "latency-sensitive", false, "--controller: latency-sensitive hint (DRAM tier)")
+	fs.BoolVar(&o.Keep, "keep", false, "leave the keys the run wrote (a get run's preloaded keys, a put run's) in the store; without it the run deletes them at its end")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	o.Hints.CapacityBytes = int64(capacity)
+	o.Config.Keep = o.Keep
 	if o.Token != "" {
 		if _, err := token.Parse(o.Token); err != nil {
 			return nil, usageError(fs, "--token: %v", err)
@@ -352,6 +367,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return status(stderr, o.write(stdout, &r))
 	}
 	dial := o.Dialer()
+	fresh := o.Controller != "" && o.Job == ""
+	if fresh || o.Store == StoreEcho {
+		// Deregistering a fresh job deletes its keys; the echo server
+		// keeps none.
+		o.Config.Keep = true
+	}
 	if o.Controller != "" {
 		j, done, err := o.sdkJob(ctx)
 		if err != nil {
@@ -365,11 +386,20 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return status(stderr, runErr)
 	}
 	r := NewResult(o.Target(), o.Label, st)
+	switch {
+	case fresh:
+		r.Cleanup = CleanupDeregistered
+	case o.Store == StoreEcho:
+		r.Cleanup = CleanupNone
+	}
 	if err := o.write(stdout, &r); err != nil {
 		return status(stderr, err)
 	}
 	if runErr == nil && r.Errors > 0 {
 		runErr = fmt.Errorf("bench: %d wrong responses; first: %s", r.Errors, r.FirstError)
+	}
+	if runErr == nil && r.Cleanup == CleanupIncomplete {
+		runErr = fmt.Errorf("bench: %s", st.CleanupNote())
 	}
 	return status(stderr, runErr)
 }

@@ -29,6 +29,14 @@ type Conn interface {
 	Close() error
 }
 
+// Deleter is a Conn that can delete keys: a run deletes the keys it wrote
+// with it at its end (Cleanup). SendDelete only buffers, like SendGet;
+// Recv then returns nil when the key was deleted or was not there, an
+// error wrapping ErrResponse when the store refused.
+type Deleter interface {
+	SendDelete(key []byte) error
+}
+
 // readValue reads a reply's n-byte value into *buf, grown as needed and
 // reused, as every driver does: a client uses the values it gets, so each
 // store's values are copied into the generator's memory the same way.

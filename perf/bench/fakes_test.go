@@ -57,6 +57,22 @@ func startFake(t *testing.T, serve func(*fakeServer, net.Conn)) *fakeServer {
 
 func (s *fakeServer) addr() string { return s.ln.Addr().String() }
 
+// del deletes key and reports whether it was there.
+func (s *fakeServer) del(key []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.data[string(key)]
+	delete(s.data, string(key))
+	return ok
+}
+
+// stored is the number of keys the server holds.
+func (s *fakeServer) stored() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.data)
+}
+
 func (s *fakeServer) put(key, value []byte) {
 	s.mu.Lock()
 	s.data[string(key)] = append([]byte(nil), value...)
@@ -94,6 +110,12 @@ func serveRESP(s *fakeServer, c net.Conn) {
 		case string(args[0]) == "SET" && len(args) == 3:
 			s.put(args[1], args[2])
 			out = resp.AppendReply(out, resp.Reply{Kind: resp.SimpleString, Data: []byte("OK")})
+		case string(args[0]) == "DEL" && len(args) == 2:
+			n := int64(0)
+			if s.del(args[1]) {
+				n = 1
+			}
+			out = resp.AppendReply(out, resp.Reply{Kind: resp.Integer, Int: n})
 		case string(args[0]) == "GET" && len(args) == 2:
 			if v, ok := s.get(args[1]); ok {
 				out = resp.AppendReply(out, resp.Reply{Kind: resp.Bulk, Data: v})
@@ -150,6 +172,10 @@ func serveWire(s *fakeServer, c net.Conn) {
 		switch h.Op {
 		case wire.OpPut:
 			s.put(key, payload)
+		case wire.OpDelete:
+			if !s.del(key) {
+				reply.Code = wire.CodeNotFound
+			}
 		case wire.OpGet:
 			v, ok := s.get(key)
 			if !ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,9 @@ type Op uint8
 const (
 	Get Op = iota + 1
 	Put
+	// Delete is the cleanup's operation (Cleanup), not a run's: ParseOp
+	// and Config refuse it.
+	Delete
 )
 
 func (o Op) String() string {
@@ -24,6 +28,8 @@ func (o Op) String() string {
 		return "get"
 	case Put:
 		return "put"
+	case Delete:
+		return "delete"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -59,6 +65,11 @@ type Config struct {
 	// included (0: DefaultStallLimit): a run whose every request fails
 	// stops early instead of spinning for its whole duration.
 	StallLimit time.Duration
+
+	// Keep leaves the keys the run wrote (a get run's preload, a put
+	// run's puts) in the store. Without it Run deletes them at its end
+	// (Cleanup): a run against a user's job must not leave its keys there.
+	Keep bool
 }
 
 // DefaultStallLimit is Config.StallLimit unless set.
@@ -108,6 +119,15 @@ type Stats struct {
 	FirstError string
 	// FirstRefusal is the first refusal's message ("" when none).
 	FirstRefusal string
+	// Preloaded is the number of keys a get run put before its
+	// measurement (every key), Written the distinct keys the run wrote
+	// in all (preload and puts), and Deleted those its cleanup deleted
+	// (0 with Config.Keep); CleanupError says why it did not delete them
+	// all ("" when it did, or with Keep).
+	Preloaded    int
+	Written      int
+	Deleted      int
+	CleanupError string
 }
 
 // OpsPerSec is the measured throughput.
@@ -121,39 +141,112 @@ func (s *Stats) MBPerSec() float64 {
 }
 
 // Run dials cfg.Conns connections and drives them for cfg.Warmup plus
-// cfg.Duration. A get run first preloads every key. It returns the stats
-// and, if a connection broke, an error (the stats then cover what was
-// measured until then). A refused job (ErrNeedsJob) or a connection with
-// no success for cfg.StallLimit (ErrStalled) stops every connection at
-// once: the run ends early with that error.
+// cfg.Duration. A get run first preloads every key. Unless cfg.Keep, it
+// then deletes the keys it wrote (Cleanup; Stats.Deleted, CleanupError).
+// It returns the stats and, if a connection broke, an error (the stats
+// then cover what was measured until then). A refused job (ErrNeedsJob)
+// or a connection with no success for cfg.StallLimit (ErrStalled) stops
+// every connection at once: the run ends early with that error. A run
+// that fails before its measurement returns no stats; its error says
+// what became of the keys it wrote.
 func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
 	keys := NewKeyspace(cfg.Prefix, cfg.Keys)
 	value := NewValue(cfg.Size)
+	pre := &Stats{Config: cfg}
 	if cfg.Op == Get {
+		pre.Preloaded = keys.Len()
 		if err := Preload(ctx, dial, keys, value, min(cfg.Conns, 8), cfg.StallLimit); err != nil {
-			return nil, err
+			return nil, pre.cleanupAfter(ctx, dial, keys, allKeys(keys.Len()), err)
 		}
 	}
 	conns, err := dialAll(ctx, dial, cfg.Conns)
 	if err != nil {
-		return nil, err
+		return nil, pre.cleanupAfter(ctx, dial, keys, preloadedKeys(pre, keys), err)
 	}
 	start := time.Now()
 	measure, end := start.Add(cfg.Warmup), start.Add(cfg.Warmup+cfg.Duration)
 	workers := make([]*worker, len(conns))
 	halt := new(atomic.Bool)
 	for i, c := range conns {
+		var wrote keySet
+		if cfg.Op == Put {
+			wrote = newKeySet(keys.Len())
+		}
 		workers[i] = &worker{
-			conn: c, keys: keys, value: value, cfg: &cfg, halt: halt,
+			conn: c, keys: keys, value: value, cfg: &cfg, halt: halt, wrote: wrote,
 			rng: newRNG(uint64(i) + uint64(start.UnixNano())), measure: measure, end: end, lastOK: start,
 		}
 	}
 	runAll(ctx, workers, end.Add(cfg.Grace))
-	return collect(cfg, workers)
+	st, err := collect(cfg, workers)
+	st.Preloaded = pre.Preloaded
+	written := preloadedKeys(pre, keys)
+	for _, w := range workers {
+		written.union(w.wrote)
+	}
+	st.cleanup(ctx, dial, keys, written)
+	return st, err
 }
+
+// preloadedKeys is the set of keys a run preloaded: all of keys for a
+// get run, none otherwise.
+func preloadedKeys(st *Stats, keys *Keyspace) keySet {
+	if st.Preloaded > 0 {
+		return allKeys(keys.Len())
+	}
+	return newKeySet(keys.Len())
+}
+
+// cleanup deletes the written keys unless the run keeps them, recording
+// Written, Deleted and CleanupError. It runs on after ctx ends (an
+// interrupted run cleans up too), for at most cleanupLimit.
+func (st *Stats) cleanup(ctx context.Context, dial Dialer, keys *Keyspace, written keySet) {
+	st.Written = written.count()
+	if st.Config.Keep || st.Written == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupLimit)
+	defer cancel()
+	n, err := Cleanup(ctx, dial, keys, written, min(st.Config.Conns, 8), st.Config.StallLimit)
+	st.Deleted = n
+	if err != nil {
+		st.CleanupError = err.Error()
+	}
+}
+
+// cleanupAfter cleans up after a run that failed with err before its
+// measurement and returns err with what became of the keys. A refused
+// job wrote nothing and is not asked again.
+func (st *Stats) cleanupAfter(ctx context.Context, dial Dialer, keys *Keyspace, written keySet, err error) error {
+	if errors.Is(err, ErrNeedsJob) {
+		return err
+	}
+	st.cleanup(ctx, dial, keys, written)
+	if note := st.CleanupNote(); note != "" {
+		return fmt.Errorf("%w (%s)", err, note)
+	}
+	return err
+}
+
+// CleanupNote says what became of the keys the run wrote: "" when it
+// wrote none.
+func (st *Stats) CleanupNote() string {
+	switch {
+	case st.Written == 0:
+		return ""
+	case st.Config.Keep:
+		return fmt.Sprintf("kept the %d key(s) it wrote", st.Written)
+	case st.CleanupError != "":
+		return fmt.Sprintf("deleted %d of the %d key(s) it wrote: %s; the rest are left (prefix %q)", st.Deleted, st.Written, st.CleanupError, st.Config.Prefix)
+	}
+	return fmt.Sprintf("deleted the %d key(s) it wrote", st.Written)
+}
+
+// cleanupLimit bounds a run's cleanup.
+const cleanupLimit = 2 * time.Minute
 
 // dialAll opens n connections, closing them all if one fails.
 func dialAll(ctx context.Context, dial Dialer, n int) ([]Conn, error) {
@@ -239,6 +332,7 @@ func persistent(err error) bool {
 type worker struct {
 	conn         Conn
 	keys         *Keyspace
+	wrote        keySet // the keys this worker sent puts of
 	value        []byte
 	cfg          *Config
 	rng          rng
@@ -279,11 +373,15 @@ func (w *worker) run() {
 // the connection is unusable.
 func (w *worker) batch(t0 time.Time, measured bool) error {
 	for range w.cfg.Pipeline {
-		key := w.keys.Key(w.rng.intn(w.keys.Len()))
+		i := w.rng.intn(w.keys.Len())
+		key := w.keys.Key(i)
 		var err error
 		if w.cfg.Op == Get {
 			err = w.conn.SendGet(key)
 		} else {
+			if w.wrote != nil {
+				w.wrote.add(i)
+			}
 			err = w.conn.SendPut(key, w.value)
 		}
 		if err != nil {
@@ -410,4 +508,135 @@ func preloadBatch(c Conn, keys *Keyspace, value []byte, first, step, depth int) 
 		}
 	}
 	return i, refused, nil
+}
+
+// keySet is a set of key indexes of a Keyspace, a bit each.
+type keySet []uint64
+
+func newKeySet(n int) keySet { return make(keySet, (n+63)/64) }
+
+// allKeys is the set of all n keys.
+func allKeys(n int) keySet {
+	s := newKeySet(n)
+	for i := range n {
+		s.add(i)
+	}
+	return s
+}
+
+func (s keySet) add(i int)      { s[i/64] |= 1 << (i % 64) }
+func (s keySet) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
+func (s keySet) union(o keySet) {
+	for i := range o {
+		s[i] |= o[i]
+	}
+}
+func (s keySet) count() (n int) {
+	for _, w := range s {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+// Cleanup deletes the keys of set, pipelined over conns connections (each
+// a Deleter; ErrNoDelete otherwise), and returns how many it deleted (a
+// key not there counts as deleted). A refused batch is sent again, and a
+// batch unanswered is given up, after stall without a success
+// (ErrStalled); a wrong response or a broken connection ends the
+// connection's share.
+func Cleanup(ctx context.Context, dial Dialer, keys *Keyspace, set keySet, conns int, stall time.Duration) (int, error) {
+	var idx []int
+	for i := range keys.Len() {
+		if set.has(i) {
+			idx = append(idx, i)
+		}
+	}
+	conns = max(1, min(conns, len(idx)))
+	var wg sync.WaitGroup
+	done := make([]int, conns)
+	errs := make([]error, conns)
+	for c := range conns {
+		wg.Go(func() { done[c], errs[c] = cleanupShare(ctx, dial, keys, idx, c, conns, stall) })
+	}
+	wg.Wait()
+	n := 0
+	for _, d := range done {
+		n += d
+	}
+	for _, err := range errs {
+		if err != nil {
+			return n, fmt.Errorf("bench: cleanup: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// ErrNoDelete is Cleanup's error for a driver that cannot delete.
+var ErrNoDelete = errors.New("the store's driver cannot delete keys")
+
+// cleanupShare deletes keys idx[first], idx[first+step], ... over one
+// connection, a batch of 32 at a time, and returns how many it deleted.
+func cleanupShare(ctx context.Context, dial Dialer, keys *Keyspace, idx []int, first, step int, stall time.Duration) (int, error) {
+	const depth = 32
+	c, err := dial(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	d, ok := c.(Deleter)
+	if !ok {
+		return 0, ErrNoDelete
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	n, lastOK := 0, time.Now()
+	for i := first; i < len(idx); {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		sent, j := 0, i
+		for ; sent < depth && j < len(idx); j += step {
+			if err := d.SendDelete(keys.Key(idx[j])); err != nil {
+				return n, err
+			}
+			sent++
+		}
+		if err := c.Flush(); err != nil {
+			return n, err
+		}
+		refused, err := recvBatch(c, sent, stall)
+		if err != nil {
+			return n, err
+		}
+		switch {
+		case refused == nil:
+			n, i, lastOK = n+sent, j, time.Now()
+		case time.Since(lastOK) >= stall:
+			return n, stallError(time.Since(lastOK), refused)
+		}
+	}
+	return n, nil
+}
+
+// recvBatch reads the replies of n deletes and returns the first refusal
+// among them, if any; other failures are returned as err. A store silent
+// for stall gets its connection closed (ErrStalled): a stuck server does
+// not hold the run's end for the cleanup's whole limit.
+func recvBatch(c Conn, n int, stall time.Duration) (refused, err error) {
+	var timedOut atomic.Bool
+	t := time.AfterFunc(stall, func() { timedOut.Store(true); c.Close() })
+	defer t.Stop()
+	for range n {
+		switch err := c.Recv(); {
+		case timedOut.Load():
+			return nil, fmt.Errorf("%w for %v (no reply to the deletes)", ErrStalled, stall)
+		case errors.Is(err, ErrRefused):
+			if refused == nil {
+				refused = err
+			}
+		case err != nil:
+			return nil, err
+		}
+	}
+	return refused, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +38,8 @@ func TestRunAgainstFakeRedis(t *testing.T) {
 	srv := startFake(t, serveRESP)
 	for _, cfg := range []Config{
 		{Op: Put, Size: 100, Conns: 4, Pipeline: 1, Duration: 300 * time.Millisecond, Keys: 500},
-		{Op: Get, Size: 1 << 10, Conns: 4, Pipeline: 8, Duration: 400 * time.Millisecond, Warmup: 100 * time.Millisecond, Keys: 500},
+		// Keep: the preloaded keys stay for the check below.
+		{Op: Get, Size: 1 << 10, Conns: 4, Pipeline: 8, Duration: 400 * time.Millisecond, Warmup: 100 * time.Millisecond, Keys: 500, Keep: true},
 	} {
 		st, err := Run(context.Background(), cfg, RESPDialer(srv.addr(), cfg.Size))
 		checkRun(t, st, err, srv)
@@ -51,7 +53,7 @@ func TestRunAgainstFakeRedis(t *testing.T) {
 
 func TestRunAgainstFakeNode(t *testing.T) {
 	srv := startFake(t, serveWire)
-	cfg := Config{Op: Get, Size: 4 << 10, Conns: 3, Pipeline: 4, Duration: 300 * time.Millisecond, Keys: 200}
+	cfg := Config{Op: Get, Size: 4 << 10, Conns: 3, Pipeline: 4, Duration: 300 * time.Millisecond, Keys: 200, Keep: true}
 	dial := PocketDialer(srv.addr(), client.ConnOptions{Job: []byte("bench")}, cfg.Size)
 	st, err := Run(context.Background(), cfg, dial)
 	checkRun(t, st, err, srv)
@@ -110,7 +112,8 @@ func TestWrongRepliesKeepTheStream(t *testing.T) {
 func TestStuckServerEndsTheRun(t *testing.T) {
 	srv := startFake(t, serveRESP)
 	srv.stall.Store(true)
-	cfg := Config{Op: Put, Size: 10, Conns: 2, Pipeline: 1, Duration: 100 * time.Millisecond, Grace: 200 * time.Millisecond}
+	cfg := Config{Op: Put, Size: 10, Conns: 2, Pipeline: 1, Duration: 100 * time.Millisecond, Grace: 200 * time.Millisecond,
+		StallLimit: time.Second}
 	start := time.Now()
 	st, err := Run(context.Background(), cfg, RESPDialer(srv.addr(), cfg.Size))
 	if err == nil || st == nil || st.Ops != 0 {
@@ -118,6 +121,9 @@ func TestStuckServerEndsTheRun(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Run took %v; the grace period should have ended it", d)
+	}
+	if !strings.Contains(st.CleanupError, "no request succeeded") || !strings.Contains(st.CleanupNote(), "the rest are left") {
+		t.Errorf("cleanup against a silent server: %q, %q; want it given up after the stall limit, said", st.CleanupError, st.CleanupNote())
 	}
 }
 

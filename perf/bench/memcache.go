@@ -16,6 +16,7 @@ import (
 //
 //	get:  mg <key> v\r\n                 ->  VA <len>\r\n<len bytes>\r\n  or  EN\r\n (miss)
 //	put:  ms <key> <len>\r\n<bytes>\r\n  ->  HD\r\n (stored)  or  NS\r\n (not stored)
+//	del:  md <key>\r\n                  ->  HD\r\n (deleted)  or  NF\r\n (not there)
 //
 // Failures answer one line: ERROR, CLIENT_ERROR <text> or SERVER_ERROR
 // <text>. Replies come in request order. Keys are at most 250 bytes with no
@@ -92,6 +93,18 @@ func (c *memcacheConn) SendPut(key, value []byte) error {
 	return err
 }
 
+// SendDelete implements Deleter (md).
+func (c *memcacheConn) SendDelete(key []byte) error {
+	if err := checkMemcacheKey(key); err != nil {
+		return err
+	}
+	c.sent.push(Delete)
+	c.w.WriteString("md ")
+	c.w.Write(key)
+	_, err := c.w.WriteString("\r\n")
+	return err
+}
+
 func (c *memcacheConn) Flush() error { return c.w.Flush() }
 
 func (c *memcacheConn) Recv() error {
@@ -103,8 +116,11 @@ func (c *memcacheConn) Recv() error {
 	if err != nil {
 		return err
 	}
-	if op == Put {
+	switch op {
+	case Put:
 		return checkStored(line)
+	case Delete:
+		return checkDeleted(line)
 	}
 	return c.readValue(line)
 }
@@ -136,6 +152,17 @@ func checkStored(line []byte) error {
 		return fmt.Errorf("%w: memcache ms answered %q", ErrResponse, line)
 	}
 	return fmt.Errorf("%w: unexpected ms reply %q", ErrMemcache, line)
+}
+
+// checkDeleted judges an md reply: deleted, or not there.
+func checkDeleted(line []byte) error {
+	switch {
+	case string(line) == "HD" || string(line) == "NF":
+		return nil
+	case isFailure(line):
+		return fmt.Errorf("%w: memcache md answered %q", ErrResponse, line)
+	}
+	return fmt.Errorf("%w: unexpected md reply %q", ErrMemcache, line)
 }
 
 // isFailure reports a failure line: the request was refused whole and the

@@ -72,6 +72,9 @@ func (c *pocketConn) SendGet(key []byte) error { return c.send(wire.OpGet, key, 
 
 func (c *pocketConn) SendPut(key, value []byte) error { return c.send(wire.OpPut, key, value) }
 
+// SendDelete implements Deleter.
+func (c *pocketConn) SendDelete(key []byte) error { return c.send(wire.OpDelete, key, nil) }
+
 func (c *pocketConn) Flush() error { return c.c.Flush() }
 
 func (c *pocketConn) Recv() error {
@@ -142,6 +145,8 @@ func checkPocket(op wire.Op, r *client.Response, size int) error {
 		return fmt.Errorf("bench: pocket: %v answered with %v", op, r.Op)
 	case needsJob(r.Code):
 		return fmt.Errorf("node refused the job: %w; %w", r.Err(), ErrNeedsJob)
+	case op == wire.OpDelete && r.Code == wire.CodeNotFound:
+		return nil // gone already: what a delete wants
 	case r.Code != wire.CodeOK:
 		return fmt.Errorf("%w: pocket %v: %w", ErrResponse, op, r.Err())
 	case op == wire.OpGet && len(r.Payload) != size:

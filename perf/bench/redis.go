@@ -59,6 +59,12 @@ func (c *respConn) SendPut(key, value []byte) error {
 	return c.w.WriteSet(key, value)
 }
 
+// SendDelete implements Deleter (DEL).
+func (c *respConn) SendDelete(key []byte) error {
+	c.sent.push(Delete)
+	return c.w.WriteCommand([]byte("DEL"), key)
+}
+
 func (c *respConn) Flush() error { return c.w.Flush() }
 
 func (c *respConn) Recv() error {
@@ -79,6 +85,10 @@ func checkRESP(op Op, rep resp.Reply, size int) error {
 	switch {
 	case rep.Kind == resp.Error:
 		return fmt.Errorf("%w: redis %v: %s", ErrResponse, op, rep.Data)
+	case op == Delete && rep.Kind != resp.Integer:
+		return fmt.Errorf("%w: redis DEL answered %v %q", ErrResponse, rep.Kind, rep.Data)
+	case op == Delete:
+		return nil // 1 deleted, 0 not there
 	case op == Put && (rep.Kind != resp.SimpleString || string(rep.Data) != "OK"):
 		return fmt.Errorf("%w: redis SET answered %v %q", ErrResponse, rep.Kind, rep.Data)
 	case op == Get && rep.Kind == resp.Null:

@@ -38,14 +38,34 @@ type Result struct {
 	// requests a node refused for a stale map epoch, which the run adopted.
 	Refused      uint64 `json:"refused,omitempty"`
 	FirstRefusal string `json:"first_refusal,omitempty"`
+	// Preloaded is the keys a get run put before its measurement;
+	// WrittenKeys the distinct keys the run wrote in all (preload and
+	// puts), DeletedKeys those it deleted at its end; Cleanup what became
+	// of them: "deleted", "kept" (--keep), "deregistered" (a fresh job's
+	// run: deregistering deletes them), "none" (the store keeps nothing:
+	// the echo server) or "incomplete" (CleanupError says why).
+	Preloaded    int    `json:"preloaded"`
+	WrittenKeys  int    `json:"written_keys"`
+	DeletedKeys  int    `json:"deleted_keys"`
+	Cleanup      string `json:"cleanup,omitempty"`
+	CleanupError string `json:"cleanup_error,omitempty"`
 }
+
+// Cleanup values of Result.
+const (
+	CleanupDeleted      = "deleted"
+	CleanupKept         = "kept"
+	CleanupDeregistered = "deregistered"
+	CleanupNone         = "none"
+	CleanupIncomplete   = "incomplete"
+)
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 // NewResult summarizes a run's stats.
 func NewResult(target, label string, st *Stats) Result {
 	h := &st.Latency
-	return Result{
+	r := Result{
 		Label: label, Target: target, Op: st.Config.Op.String(), Size: int64(st.Config.Size),
 		Conns: st.Config.Conns, Pipeline: st.Config.Pipeline, Keys: st.Config.Keys,
 		DurationS: st.Config.Duration.Seconds(), Ops: st.Ops, Errors: st.Errors,
@@ -53,7 +73,16 @@ func NewResult(target, label string, st *Stats) Result {
 		P50us: micros(h.Quantile(0.50)), P99us: micros(h.Quantile(0.99)), P999us: micros(h.Quantile(0.999)),
 		MeanUs: micros(h.Mean()), MaxUs: micros(h.Max()), FirstError: st.FirstError,
 		Refused: st.Refused, FirstRefusal: st.FirstRefusal,
+		Preloaded: st.Preloaded, WrittenKeys: st.Written, DeletedKeys: st.Deleted, CleanupError: st.CleanupError,
+		Cleanup: CleanupDeleted,
 	}
+	switch {
+	case st.CleanupError != "":
+		r.Cleanup = CleanupIncomplete
+	case st.Config.Keep:
+		r.Cleanup = CleanupKept
+	}
+	return r
 }
 
 // Store names the kind of store a result measured: the scheme of its target
@@ -94,8 +123,34 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.Refused > 0 {
 		fmt.Fprintf(&b, "  refused  %d, not retried (warm-up included); first: %s\n", r.Refused, r.FirstRefusal)
 	}
+	if note := r.keysNote(); note != "" {
+		fmt.Fprintf(&b, "  keys     %s\n", note)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// keysNote says what the run wrote and what became of it: "preloaded
+// 100,000 before the measurement; deleted the 100,000 key(s) the run
+// wrote"; "" for a result without those figures (an older results file).
+func (r *Result) keysNote() string {
+	var parts []string
+	if r.Preloaded > 0 {
+		parts = append(parts, "preloaded "+fmtFloat(float64(r.Preloaded), 0)+" before the measurement (a get run puts its keys first)")
+	}
+	w := fmtFloat(float64(r.WrittenKeys), 0)
+	switch {
+	case r.WrittenKeys == 0:
+	case r.Cleanup == CleanupDeleted:
+		parts = append(parts, "deleted the "+w+" key(s) the run wrote")
+	case r.Cleanup == CleanupKept:
+		parts = append(parts, "kept the "+w+" key(s) the run wrote (--keep)")
+	case r.Cleanup == CleanupDeregistered:
+		parts = append(parts, "the "+w+" key(s) the run wrote went with its job, deregistered")
+	case r.Cleanup == CleanupIncomplete:
+		parts = append(parts, "deleted "+fmtFloat(float64(r.DeletedKeys), 0)+" of the "+w+" key(s) the run wrote, the rest are left: "+r.CleanupError)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // fmtMicros prints a latency in µs, or ms above 10 ms.

@@ -26,7 +26,7 @@ func SDKDialer(j *pocket.Job, valueSize int) Dialer {
 }
 
 type sdkCall struct {
-	get        bool
+	op         Op
 	key, value []byte
 	done       chan error
 }
@@ -41,12 +41,18 @@ type sdkConn struct {
 }
 
 func (c *sdkConn) SendGet(key []byte) error {
-	c.queued = append(c.queued, &sdkCall{get: true, key: key})
+	c.queued = append(c.queued, &sdkCall{op: Get, key: key})
 	return nil
 }
 
 func (c *sdkConn) SendPut(key, value []byte) error {
-	c.queued = append(c.queued, &sdkCall{key: key, value: value})
+	c.queued = append(c.queued, &sdkCall{op: Put, key: key, value: value})
+	return nil
+}
+
+// SendDelete implements Deleter: a key not there counts as deleted.
+func (c *sdkConn) SendDelete(key []byte) error {
+	c.queued = append(c.queued, &sdkCall{op: Delete, key: key})
 	return nil
 }
 
@@ -69,8 +75,14 @@ func (c *sdkConn) Flush() error {
 
 func (c *sdkConn) run(call *sdkCall, dst []byte) error {
 	key := string(call.key)
-	if !call.get {
+	switch call.op {
+	case Put:
 		return sdkError(c.ctx, c.j.Put(c.ctx, key, call.value))
+	case Delete:
+		if err := c.j.Delete(c.ctx, key); !errors.Is(err, pocket.ErrNotFound) {
+			return sdkError(c.ctx, err)
+		}
+		return nil
 	}
 	v, err := c.j.GetInto(c.ctx, key, dst)
 	if err != nil {
