@@ -34,6 +34,11 @@ type tierFigures struct {
 	// autoscaleMax is the controller's autoscaler's largest node count
 	// (wire.ClusterStatus.AutoscaleMaxNodes); 0: it does not autoscale.
 	autoscaleMax int
+	// jobs are the jobs the status lists on the tier, and allocMbps
+	// their bandwidth allotments (Mb/s): they share its nodes with a new
+	// job, so an oversubscribing one makes them get less too.
+	jobs      int
+	allocMbps float64
 }
 
 // errStatusPartial: the status reply lists only part of the nodes (its
@@ -121,6 +126,12 @@ func clusterTierFor(st *wire.ClusterStatus, need controller.Need, prices control
 		}
 	}
 	f := tierFigures{tier: tier, refused: refused, autoscaleMax: autoscaleMax}
+	for _, j := range st.Jobs {
+		if wire.Tier(j.Tier) == f.tier {
+			f.jobs++
+			f.allocMbps += j.AllocMbps
+		}
+	}
 	nodeMbps := controller.DefaultPolicy().NodeMbps
 	for _, n := range st.Nodes {
 		t := nodeTier(n, f.tier)
@@ -166,9 +177,20 @@ func hintExcesses(h wire.JobHints, f tierFigures) []hintExcess {
 			bw += fmt.Sprintf(" (%d report no bandwidth and count as %.0f Mb/s each)", f.assumed, controller.DefaultPolicy().NodeMbps)
 		}
 		out = append(out, hintExcess{fact: fmt.Sprintf("%s is more than %s serves now: %s", hint, where, bw),
-			effect: "the job gets less than it asked for"})
+			effect: mbpsEffect(f)})
 	}
 	return out
+}
+
+// mbpsEffect is what a bandwidth hint beyond the tier means: the job gets
+// less than it asked for, and so do the jobs already on the tier, since a
+// node's bandwidth is shared in proportion to what each job asks of it.
+func mbpsEffect(f tierFigures) string {
+	if f.jobs == 0 {
+		return "the job gets less than it asked for"
+	}
+	return fmt.Sprintf("the job gets less than it asked for, and the %d job(s) already on the tier (%.0f Mb/s allotted) get less than theirs: "+
+		"the nodes' bandwidth is shared in proportion to what each job asks of them (pocket status shows what each gets)", f.jobs, f.allocMbps)
 }
 
 // hintExcess is a hint that asks for more than the cluster has: the fact

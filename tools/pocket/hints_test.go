@@ -83,6 +83,14 @@ func TestHintExcesses(t *testing.T) {
 			}
 		}
 	}
+	// With jobs already on the tier, the warning says they get less too
+	// (before: only that the new job did, while pocket status then showed
+	// "job sort gets at most 416 of its 2400 Mb/s").
+	f.jobs, f.allocMbps = 2, 4800
+	got := hintExcesses(wire.JobHints{PeakMbps: 20000}, f)
+	if len(got) != 1 || !strings.Contains(got[0].String(), "the 2 job(s) already on the tier (4800 Mb/s allotted) get less than theirs") {
+		t.Errorf("excess with jobs running: %q, want it to say they get less", got)
+	}
 }
 
 // TestNoExcessWhenTheControllerAutoscales: a controller that autoscales
