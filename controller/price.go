@@ -248,7 +248,9 @@ func noTier(need Need) error {
 }
 
 // noSpace names the need and the eligible tier with the most spare
-// capacity.
+// capacity: its nodes' capacity less, on each, the larger of the bytes
+// the jobs there are allotted and the bytes used (the sizing's spare,
+// candidatesLocked), so the message says it counts allotments.
 func noSpace(need Need, elig []TierOffer) error {
 	big := elig[0]
 	for _, o := range elig[1:] {
@@ -260,6 +262,7 @@ func noSpace(need Need, elig []TierOffer) error {
 	if need.LatencySensitive {
 		what = "DRAM (the job is latency-sensitive)"
 	}
-	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%.1f GiB) in %s; the largest, %s, has %d bytes (%.1f GiB) spare on %d active node(s): add nodes or %s",
+	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%.1f GiB) in %s; the largest, %s, has %d bytes (%.1f GiB) spare "+
+		"(its capacity less the jobs' allotments, or their use where larger) on %d active node(s): add nodes or %s",
 		need.Bytes, float64(need.Bytes)/(1<<30), what, big.Tier, big.SpareBytes, float64(big.SpareBytes)/(1<<30), big.Nodes, capacityAdvice(need))
 }

@@ -439,7 +439,8 @@ func (c *Controller) placeLocked(j *job, nodes []wire.MapNode) {
 }
 
 func (c *Controller) accountLocked(j *job, sign int) {
-	for _, mn := range j.nodes {
+	shares := byteShares(j.allocBytes, j.nodes)
+	for i, mn := range j.nodes {
 		l := c.loads[mn.Addr]
 		if l == nil {
 			if sign < 0 {
@@ -449,7 +450,7 @@ func (c *Controller) accountLocked(j *job, sign int) {
 			c.loads[mn.Addr] = l
 		}
 		l.mbps += float64(sign) * j.allocMbps * mn.Weight
-		l.bytes[j.tier] += int64(sign) * int64(float64(j.allocBytes)*mn.Weight)
+		l.bytes[j.tier] += int64(sign) * shares[i]
 		if sign > 0 {
 			l.jobs[j] = struct{}{}
 		} else {
@@ -459,6 +460,28 @@ func (c *Controller) accountLocked(j *job, sign int) {
 			delete(c.loads, mn.Addr) // also drops float rounding left over
 		}
 	}
+}
+
+// byteShares splits a job's allotment of total bytes over its nodes by
+// weight, each share rounded so that they sum to total times the weights'
+// sum exactly (total when the weights sum to 1): each node's share is the
+// running sum rounded less the previous running sum rounded. Shares
+// truncated one by one summed short, by up to a byte a node, and the
+// spare capacity that sizing and its refusals name was that much too
+// large ("536870914 bytes (0.5 GiB) spare" for 512 MiB). The split
+// depends only on total and the nodes, so removing a job subtracts what
+// adding it added.
+func byteShares(total int64, nodes []wire.MapNode) []int64 {
+	out := make([]int64, len(nodes))
+	var cum float64
+	var prev int64
+	for i, mn := range nodes {
+		cum += mn.Weight
+		next := int64(math.Round(float64(total) * cum))
+		out[i] = next - prev
+		prev = next
+	}
+	return out
 }
 
 func tierSummary(ts []wire.TierStat) string {
