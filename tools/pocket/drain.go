@@ -91,10 +91,13 @@ func runDrain(args []string) int {
 	if err != nil {
 		return fail("node drain: %v", ctlError(err, *addr, tf.insecure))
 	}
-	fmt.Printf("node %s draining; its data moves within %v, then it leaves "+
-		"(persist-after-job values of ended jobs, if it gets any, hold it until deleted)\n", pos[0], d)
 	if *discard {
+		// Nothing holds such a drain: it ends by its deadline.
+		fmt.Printf("node %s draining; it leaves within %v\n", pos[0], d)
 		fmt.Printf("  persist-after-job values of ended jobs on %s are destroyed when it leaves (--discard-persisted)\n", pos[0])
+	} else {
+		fmt.Printf("node %s draining; its data moves within %v, then it leaves "+
+			"(persist-after-job values of ended jobs, if it gets any, hold it until deleted)\n", pos[0], d)
 	}
 	if !*wait {
 		return 0

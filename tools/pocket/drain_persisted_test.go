@@ -86,7 +86,7 @@ func TestDrainCommandPersistedValues(t *testing.T) {
 		t.Errorf("drain refusal %q: want the node named once and no Go option name", errOut)
 	}
 	out, errOut, code = drain("--discard-persisted", a)
-	if code != 0 || !strings.Contains(out, "destroyed when it leaves") {
+	if code != 0 || !strings.Contains(out, "destroyed when it leaves") || !strings.Contains(out, "it leaves within") {
 		t.Fatalf("drain --discard-persisted: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	// A drain that finds such values at its end waits, and says why.
