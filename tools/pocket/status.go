@@ -62,6 +62,13 @@ type statusJSON struct {
 	// capacity of the live nodes with the tier (tierAllotJSON), one entry
 	// per tier a listed job uses.
 	Allotments []tierAllotJSON `json:"allotments"`
+	// Network is the listed jobs' bandwidth allotments, every tier's,
+	// against the live nodes' bandwidth, each node counted once: a node's
+	// tiers share its network (the controller counts a node's bandwidth as
+	// its fastest tier's), so a node of two tiers is in two Allotments
+	// entries with its whole bandwidth, and only this entry tells whether
+	// the cluster's bandwidth is oversubscribed.
+	Network networkAllotJSON `json:"network"`
 }
 
 type statusNodeJSON struct {
@@ -189,6 +196,7 @@ func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
 			CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes), Moving: moving(j.Nodes)})
 	}
 	out.Allotments = tierAllotments(&out)
+	out.Network = networkAllotment(&out)
 	setCarry(&out)
 	return out
 }

@@ -19,8 +19,9 @@ import (
 
 // tierAllotJSON is one tier's allotments against its capacity, in
 // statusJSON.Tiers. Nodes are the live (not dead) nodes with the tier;
-// CapacityMbps their bandwidth in Mb/s (a node that reports none counts
-// as the controller's Policy.NodeMbps, as placement counts it) and
+// CapacityMbps their bandwidth in Mb/s (nodeMbps: a node's whole
+// bandwidth, which its other tiers share; statusJSON.Network counts each
+// node once) and
 // CapacityBytes their capacity; AllocMbps and AllocBytes sum the listed
 // jobs of the tier (every job unless statusJSON.JobCount exceeds the
 // jobs listed). OversubscribedMbps and OversubscribedBytes are the
@@ -39,19 +40,60 @@ type tierAllotJSON struct {
 	OversubscribedBytes int64   `json:"oversubscribed_bytes"`
 }
 
-// nodeMbps is the bandwidth of node n's tier of kind in Mb/s, the
-// controller's Policy.NodeMbps when the node reports none; ok is false
-// when the node has no such tier.
-func nodeMbps(n statusNodeJSON, kind string) (mbps float64, ok bool) {
+// networkAllotJSON is statusJSON.Network: Nodes are the live nodes,
+// CapacityMbps their bandwidth (nodeMbps, each node once), AllocMbps the
+// listed jobs' allotments of every tier, OversubscribedMbps the allotments
+// beyond the capacity (0 when within it).
+type networkAllotJSON struct {
+	Nodes              int     `json:"nodes"`
+	Jobs               int     `json:"jobs"`
+	Oversubscribed     bool    `json:"oversubscribed"`
+	CapacityMbps       float64 `json:"capacity_mbps"`
+	AllocMbps          float64 `json:"alloc_mbps"`
+	OversubscribedMbps float64 `json:"oversubscribed_mbps"`
+}
+
+// nodeMbps is node n's bandwidth in Mb/s as the controller counts it: its
+// fastest tier's, every tier of the node sharing it (the network bounds
+// them all), or the controller's Policy.NodeMbps when it reports none.
+func nodeMbps(n statusNodeJSON) float64 {
+	bw := 0.0
+	for _, t := range n.Tiers {
+		bw = max(bw, t.Mbps)
+	}
+	if bw <= 0 {
+		return controller.DefaultPolicy().NodeMbps
+	}
+	return bw
+}
+
+// hasTier reports whether node n has a tier of kind.
+func hasTier(n statusNodeJSON, kind string) bool {
 	for _, t := range n.Tiers {
 		if t.Kind == kind {
-			if t.Mbps <= 0 {
-				return controller.DefaultPolicy().NodeMbps, true
-			}
-			return t.Mbps, true
+			return true
 		}
 	}
-	return 0, false
+	return false
+}
+
+// networkAllotment sums v's listed jobs' bandwidth allotments against the
+// live nodes' bandwidth.
+func networkAllotment(v *statusJSON) networkAllotJSON {
+	var a networkAllotJSON
+	for _, n := range v.Nodes {
+		if n.State != wire.NodeDead.String() {
+			a.Nodes++
+			a.CapacityMbps += nodeMbps(n)
+		}
+	}
+	for _, j := range v.Jobs {
+		a.Jobs++
+		a.AllocMbps += j.AllocMbps
+	}
+	a.OversubscribedMbps = max(0, a.AllocMbps-a.CapacityMbps)
+	a.Oversubscribed = a.OversubscribedMbps > 0
+	return a
 }
 
 // tierAllotments sums v's listed jobs' allotments per tier against the
@@ -86,12 +128,11 @@ func tierCapacity(nodes []statusNodeJSON, kind string) tierAllotJSON {
 		if n.State == wire.NodeDead.String() {
 			continue
 		}
-		mbps, ok := nodeMbps(n, kind)
-		if !ok {
+		if !hasTier(n, kind) {
 			continue
 		}
 		t.Nodes++
-		t.CapacityMbps += mbps
+		t.CapacityMbps += nodeMbps(n)
 		for _, nt := range n.Tiers {
 			if nt.Kind == kind {
 				t.CapacityBytes += nt.CapacityBytes
@@ -104,8 +145,9 @@ func tierCapacity(nodes []statusNodeJSON, kind string) tierAllotJSON {
 // setCarry fills each listed job's CarryMbps: the Mb/s its map's nodes
 // carry of its allotment when every listed job runs at its whole
 // allotment. A job's allotment falls on its nodes by weight; a node asked
-// for more than its bandwidth (nodeMbps of the job's tier) shares it in
-// proportion to what each job asks of it; a dead node carries nothing.
+// for more than its bandwidth (nodeMbps: every tier's jobs share it)
+// shares it in proportion to what each job asks of it; a dead node
+// carries nothing.
 // A node the status does not list (its size bound) is taken to carry its
 // share. Jobs the status does not list are not counted on the nodes, so
 // with some unlisted a job may carry less than this.
@@ -130,8 +172,7 @@ func setCarry(v *statusJSON) {
 				j.CarryMbps += mbps
 			case n.State == wire.NodeDead.String():
 			default:
-				capacity, _ := nodeMbps(n, j.Tier)
-				j.CarryMbps += mbps * min(1, capacity/asked[addr])
+				j.CarryMbps += mbps * min(1, nodeMbps(n)/asked[addr])
 			}
 		}
 	}
@@ -168,6 +209,12 @@ func printAllotments(v statusJSON) {
 		fmt.Printf("  %s: %.0f of %.0f Mb/s%s, %s of %s%s, on %d node(s)\n", t.Tier, t.AllocMbps, t.CapacityMbps,
 			overNote(t.OversubscribedMbps > 0, t.AllocMbps, t.CapacityMbps), units.FormatSize(t.AllocBytes), units.FormatSize(t.CapacityBytes),
 			overNote(t.OversubscribedBytes > 0, float64(t.AllocBytes), float64(t.CapacityBytes)), t.Nodes)
+	}
+	if len(v.Allotments) > 1 {
+		// The tiers' lines each count a node of several tiers whole.
+		a := v.Network
+		fmt.Printf("  all tiers: %.0f of %.0f Mb/s%s on %d node(s) (a node's tiers share its network)\n", a.AllocMbps, a.CapacityMbps,
+			overNote(a.Oversubscribed, a.AllocMbps, a.CapacityMbps), a.Nodes)
 	}
 	for _, j := range v.Jobs {
 		if j.AllocMbps-j.CarryMbps >= 0.5 {
