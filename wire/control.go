@@ -303,10 +303,17 @@ type JobRegister struct {
 	TTL   time.Duration // millisecond resolution on the wire
 }
 
-// JobRef names a job and carries its token.
+// JobRef names a job and carries its token. EndedOK, in an OpGetMap
+// request, says the caller takes an ended job's final map: a controller
+// that keeps it (the job ended, deregistered or expired, and nodes still
+// keep its persisted values) answers with it, PlacementMap.Ended set,
+// when the token is the job's (expired or not). Without it (older
+// clients) such a job is unknown (CodeUnknownJob), as before. Other ops
+// ignore it.
 type JobRef struct {
-	Job   string
-	Token []byte
+	Job     string
+	Token   []byte
+	EndedOK bool
 }
 
 // MapNode is one node of a placement map.
@@ -320,6 +327,11 @@ type MapNode struct {
 // Expires is when the token stops working (zero: never). Lost lists the
 // nodes that left the map because they were dead past the controller's
 // grace (at most MaxLostNodes, oldest first): keys they owned are gone.
+// Ended marks an ended job's final map (an OpGetMap answer to a JobRef
+// with EndedOK): the nodes keep the job's persisted values read-only
+// under it, and take no put; its nodes' State is NodeDraining or
+// NodeJoining as the map last named them, NodeActive otherwise, and it
+// has no Lost nodes.
 type PlacementMap struct {
 	Job     string
 	Tier    uint8
@@ -328,6 +340,7 @@ type PlacementMap struct {
 	Token   []byte
 	Expires time.Time // millisecond resolution on the wire
 	Lost    []LostNode
+	Ended   bool
 }
 
 // LostNode is a node that left a job's map dead. Weight is on the scale
@@ -450,11 +463,11 @@ var (
 	jobRegSpec = TableSpec{Name: "JobRegister", Fields: []Field{
 		{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar8},
 	}}
-	jobRefSpec  = TableSpec{Name: "JobRef", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
+	jobRefSpec  = TableSpec{Name: "JobRef", Fields: []Field{{Kind: String}, {Kind: Bytes}, {Kind: Scalar1}}}
 	mapNodeSpec = TableSpec{Name: "MapNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar1}}}
 	mapSpec     = TableSpec{Name: "PlacementMap", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}, {Kind: Bytes},
-		{Kind: Scalar8}, {Kind: TableVec, Sub: &lostNodeSpec},
+		{Kind: Scalar8}, {Kind: TableVec, Sub: &lostNodeSpec}, {Kind: Scalar1},
 	}}
 	lostNodeSpec = TableSpec{Name: "LostNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	dropSpec     = TableSpec{Name: "DropResult", Fields: []Field{
@@ -1070,6 +1083,7 @@ func (m *JobRef) Encode(b *flatbuffers.Builder) []byte {
 	fb.JobRefStart(b)
 	addOff(b, job, fb.JobRefAddJob)
 	addOff(b, tok, fb.JobRefAddToken)
+	fb.JobRefAddEndedOk(b, m.EndedOK)
 	b.Finish(fb.JobRefEnd(b))
 	return b.FinishedBytes()
 }
@@ -1086,7 +1100,7 @@ func (m *JobRef) Decode(meta []byte) error {
 	if err := firstErr(checkJob(t.Job()), checkLen("token", len(t.TokenBytes()), DefaultMaxToken)); err != nil {
 		return err
 	}
-	*m = JobRef{Job: string(t.Job()), Token: cloneBytes(t.TokenBytes())}
+	*m = JobRef{Job: string(t.Job()), Token: cloneBytes(t.TokenBytes()), EndedOK: t.EndedOk()}
 	return nil
 }
 
@@ -1106,6 +1120,7 @@ func (m *PlacementMap) Encode(b *flatbuffers.Builder) []byte {
 	addOff(b, tok, fb.PlacementMapAddToken)
 	fb.PlacementMapAddExpiresMs(b, unixMs(m.Expires))
 	addOff(b, lost, fb.PlacementMapAddLost)
+	fb.PlacementMapAddEnded(b, m.Ended)
 	b.Finish(fb.PlacementMapEnd(b))
 	return b.FinishedBytes()
 }
@@ -1132,7 +1147,7 @@ func (m *PlacementMap) Decode(meta []byte) error {
 		return err
 	}
 	*m = PlacementMap{Job: string(t.Job()), Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
-		Token: cloneBytes(t.TokenBytes()), Expires: fromUnixMs(t.ExpiresMs()), Lost: lost}
+		Token: cloneBytes(t.TokenBytes()), Expires: fromUnixMs(t.ExpiresMs()), Lost: lost, Ended: t.Ended()}
 	return nil
 }
 

@@ -38,6 +38,8 @@ func sampleControl() []ControlMessage {
 		&JobRegister{Name: "sort", Hints: JobHints{Lambdas: 250, CapacityBytes: 100e9, PeakMbps: 16000, LatencySensitive: true},
 			TTL: 90 * time.Minute},
 		&JobRef{Job: "sort-1", Token: []byte("tok")},
+		&JobRef{Job: "sort-1", Token: []byte("tok"), EndedOK: true},
+		&PlacementMap{Job: "sort-2", Epoch: 3, Nodes: nodes, Token: []byte("tok"), Ended: true},
 		&PlacementMap{Job: "sort-1", Tier: 2, Epoch: 7, Nodes: nodes, Token: bytes.Repeat([]byte{0xAB}, 33),
 			Expires: time.UnixMilli(1_800_000_000_000),
 			Lost:    []LostNode{{Addr: "127.0.0.1:7003", Weight: 0.5, Epoch: 4}, {Addr: "[::1]:7004", Weight: 0.125, Epoch: 6}}},

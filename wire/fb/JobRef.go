@@ -75,8 +75,20 @@ func (rcv *JobRef) MutateToken(j int, n byte) bool {
 	return false
 }
 
+func (rcv *JobRef) EndedOk() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(8))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *JobRef) MutateEndedOk(n bool) bool {
+	return rcv._tab.MutateBoolSlot(8, n)
+}
+
 func JobRefStart(builder *flatbuffers.Builder) {
-	builder.StartObject(2)
+	builder.StartObject(3)
 }
 func JobRefAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -86,6 +98,9 @@ func JobRefAddToken(builder *flatbuffers.Builder, token flatbuffers.UOffsetT) {
 }
 func JobRefStartTokenVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(1, numElems, 1)
+}
+func JobRefAddEndedOk(builder *flatbuffers.Builder, endedOk bool) {
+	builder.PrependBoolSlot(2, endedOk, false)
 }
 func JobRefEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -151,8 +151,20 @@ func (rcv *PlacementMap) LostLength() int {
 	return 0
 }
 
+func (rcv *PlacementMap) Ended() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *PlacementMap) MutateEnded(n bool) bool {
+	return rcv._tab.MutateBoolSlot(18, n)
+}
+
 func PlacementMapStart(builder *flatbuffers.Builder) {
-	builder.StartObject(7)
+	builder.StartObject(8)
 }
 func PlacementMapAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -183,6 +195,9 @@ func PlacementMapAddLost(builder *flatbuffers.Builder, lost flatbuffers.UOffsetT
 }
 func PlacementMapStartLostVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func PlacementMapAddEnded(builder *flatbuffers.Builder, ended bool) {
+	builder.PrependBoolSlot(7, ended, false)
 }
 func PlacementMapEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

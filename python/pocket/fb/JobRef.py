@@ -58,7 +58,14 @@ class JobRef(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         return o == 0
 
-def JobRefStart(builder): builder.StartObject(2)
+    # JobRef
+    def EndedOk(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def JobRefStart(builder): builder.StartObject(3)
 def Start(builder):
     return JobRefStart(builder)
 def JobRefAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -70,6 +77,9 @@ def AddToken(builder, token):
 def JobRefStartTokenVector(builder, numElems): return builder.StartVector(1, numElems, 1)
 def StartTokenVector(builder, numElems):
     return JobRefStartTokenVector(builder, numElems)
+def JobRefAddEndedOk(builder, endedOk): builder.PrependBoolSlot(2, endedOk, 0)
+def AddEndedOk(builder, endedOk):
+    return JobRefAddEndedOk(builder, endedOk)
 def JobRefEnd(builder): return builder.EndObject()
 def End(builder):
     return JobRefEnd(builder)

@@ -129,7 +129,14 @@ class PlacementMap(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
         return o == 0
 
-def PlacementMapStart(builder): builder.StartObject(7)
+    # PlacementMap
+    def Ended(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def PlacementMapStart(builder): builder.StartObject(8)
 def Start(builder):
     return PlacementMapStart(builder)
 def PlacementMapAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -162,6 +169,9 @@ def AddLost(builder, lost):
 def PlacementMapStartLostVector(builder, numElems): return builder.StartVector(4, numElems, 4)
 def StartLostVector(builder, numElems):
     return PlacementMapStartLostVector(builder, numElems)
+def PlacementMapAddEnded(builder, ended): builder.PrependBoolSlot(7, ended, 0)
+def AddEnded(builder, ended):
+    return PlacementMapAddEnded(builder, ended)
 def PlacementMapEnd(builder): return builder.EndObject()
 def End(builder):
     return PlacementMapEnd(builder)
