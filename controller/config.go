@@ -93,6 +93,11 @@ type Config struct {
 	// (orphans.go) (DefaultOrphanGrace; negative: never). A job the
 	// controller revoked within the grace is dropped at once.
 	OrphanGrace time.Duration
+	// MaxEndedJobs bounds the ended jobs whose final maps the controller
+	// keeps for their persisted values (ended.go; DefaultMaxEndedJobs,
+	// 4096): beyond it the oldest is forgotten (logged), its values stay,
+	// readable through its credential.
+	MaxEndedJobs int
 
 	// Logger receives registry, placement, drain and autoscaler events,
 	// with the node as a node attribute and the job as a job attribute
@@ -169,6 +174,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.OrphanGrace == 0 {
 		cfg.OrphanGrace = DefaultOrphanGrace
+	}
+	if cfg.MaxEndedJobs <= 0 {
+		cfg.MaxEndedJobs = DefaultMaxEndedJobs
 	}
 	if cfg.DeadNodeGrace == 0 {
 		cfg.DeadNodeGrace = DefaultDeadNodeGrace

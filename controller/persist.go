@@ -39,7 +39,8 @@ import (
 //
 // What is stored: each live job (map, epoch, gen, expiry, allotment,
 // client), a tombstone per job revoked in the last Config.OrphanGrace (so a
-// node still holding its data drops it at once), each node (tiers, cores,
+// node still holding its data drops it at once) or whose final map is kept
+// (ended.go; the record then carries the map), each node (tiers, cores,
 // state, drain deadline) and each recently retired node, and the job
 // number and revision counters. A job's token is not stored: New signs it
 // again from the id, gen and expiry with Config.Secret, so the secret must
@@ -162,8 +163,8 @@ func (c *Controller) batchLocked() (*state.Batch, map[string]state.Node, map[str
 				c.cfg.Logger.Warn("controller: job figures not finite made finite before saving", "job", j.id, "figures", n)
 			}
 			b.PutJobs = append(b.PutJobs, r)
-		} else if t, ok := c.tombs.ids[id]; ok {
-			b.PutJobs = append(b.PutJobs, tombRecord(t))
+		} else if r, ok := c.endedRecordLocked(id); ok {
+			b.PutJobs = append(b.PutJobs, r)
 		} else {
 			b.DeleteJobs = append(b.DeleteJobs, id)
 		}
@@ -229,8 +230,12 @@ func finiteJob(r *state.Job) int {
 	return n
 }
 
-func tombRecord(t *tomb) state.Job {
-	return state.Job{ID: t.id, Name: t.name, Gen: t.gen, State: state.JobRevoked, Revoked: t.at.UTC()}
+// tombRecord is a revoked job's record: its tombstone and, when the job's
+// final map is kept (e not nil, ended.go), that map.
+func tombRecord(t *tomb, e *endedJob) state.Job {
+	r := state.Job{ID: t.id, Name: t.name, Gen: t.gen, State: state.JobRevoked, Revoked: t.at.UTC()}
+	addFinalMap(&r, e)
+	return r
 }
 
 // nodeRecordsLocked returns the record of every registered node and of
@@ -304,6 +309,11 @@ func (c *Controller) restore(now time.Time) error {
 		c.log.first = rev + 1
 	}
 	c.st.meta = snap.Meta
+	// A node has applied a restored ended job's revocation once its table
+	// is at a revision of this run (its job then is not live there).
+	for _, e := range c.ended.ids {
+		e.rev = c.rev
+	}
 	// No node of this run has confirmed any epoch: a restored job's map is
 	// handed out once its nodes have synced (publishedLocked).
 	for _, j := range c.jobs {
@@ -363,6 +373,7 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 		r := &recs[i]
 		if r.State == state.JobRevoked {
 			c.tombs.add(&tomb{id: r.ID, name: r.Name, gen: r.Gen, at: r.Revoked})
+			c.restoreEndedLocked(r)
 			continue
 		}
 		j := &job{id: r.ID, name: r.Name, tier: r.Tier, epoch: r.Epoch, allocMbps: r.AllocMbps,

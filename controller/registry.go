@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -59,6 +60,7 @@ type Controller struct {
 	// Durable state (persist.go) and orphan reconciliation (orphans.go).
 	st      persister
 	tombs   tombs
+	ended   endedJobs // ended jobs' final maps (ended.go)
 	orphans map[string]map[string]*orphanSeen // by node address, then job id
 
 	// Dead nodes that left maps (dead.go): the jobs that list each as
@@ -413,6 +415,7 @@ func (c *Controller) sweep(now time.Time) {
 	c.evictDeadLocked(now)
 	c.sweepClientsLocked(now)
 	c.pruneTombsLocked(now, c.cfg.tombLife())
+	c.pruneEndedLocked()
 }
 
 func (c *Controller) inAnyJobLocked(addr string) bool {
@@ -616,7 +619,7 @@ func (c *Controller) addJobLocked(j *job, nodes []wire.MapNode) {
 // removeJobLocked takes a job out of every index, logs its revocation and
 // returns the nodes that held its data.
 func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
-	targets := c.mapLocked(j).Nodes
+	final := c.mapLocked(j)
 	delete(c.jobs, j.id)
 	c.order.remove(j)
 	c.placeLocked(j, nil)
@@ -626,11 +629,13 @@ func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
 		cl.jobs--
 	}
 	j.revoked = true
-	c.logLocked(chRevoke, j)
-	c.tombs.add(&tomb{id: j.id, name: j.name, gen: j.gen, at: time.Now()})
-	c.prof.end(j, time.Now())
+	rev := c.logLocked(chRevoke, j)
+	now := time.Now()
+	c.tombs.add(&tomb{id: j.id, name: j.name, gen: j.gen, at: now})
+	c.endJobLocked(j, final, rev, now)
+	c.prof.end(j, now)
 	c.dirtyJobLocked(j.id)
-	return targets
+	return final.Nodes
 }
 
 // bumpLocked gives a job's map a new epoch and logs it for its nodes.
@@ -751,6 +756,9 @@ func (c *Controller) DeregisterJob(ctx context.Context, id string, tok []byte) (
 	c.mu.Lock()
 	j, err := c.lookupLocked(id, tok)
 	if err != nil {
+		if e := c.endedLocked(id, tok); e != nil && errors.Is(err, wire.ErrUnknownJob) {
+			err = e.errEnded()
+		}
 		c.mu.Unlock()
 		return nil, err
 	}

@@ -144,6 +144,9 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 		if err := m.Decode(meta); err != nil {
 			return nil, err
 		}
+		if m.EndedOK {
+			return c.GetMapOrEnded(m.Job, m.Token)
+		}
 		return c.GetMap(m.Job, m.Token)
 	case wire.OpStatus:
 		return c.Status(), nil

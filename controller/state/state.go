@@ -105,7 +105,7 @@ func (e *FormatError) Is(target error) bool { return target == ErrNewerFormat }
 // Job states as stored.
 const (
 	JobLive    = "live"
-	JobRevoked = "revoked" // deregistered or expired: a tombstone, deleted after the orphan grace
+	JobRevoked = "revoked" // deregistered or expired: a tombstone, deleted after the orphan grace and once its final map is not kept
 )
 
 // Job is a registered job. Times are UTC wall-clock; zero Expires: the
@@ -135,9 +135,14 @@ type Job struct {
 	Client  string    `json:"client,omitempty"` // peer key of the registering client ("" in-process)
 	State   string    `json:"state"`            // JobLive or JobRevoked
 	// Revoked is when a JobRevoked job was deregistered or expired. Such
-	// a record (a tombstone) carries only ID, Name, Gen and Revoked: a
-	// node that still holds the job's data is told to drop it at once
-	// instead of after the orphan grace, until the tombstone is deleted.
+	// a record (a tombstone) carries ID, Name, Gen and Revoked: a node
+	// that still holds the job's data is told to drop it at once instead
+	// of after the orphan grace, until the tombstone is deleted. While
+	// the controller keeps the ended job's final map for its persisted
+	// values (package controller, ended.go), the record also carries
+	// that map: Tier, Epoch, Nodes (Role as for a live job) and Expires;
+	// without Nodes it carries none (and records of earlier builds never
+	// do).
 	Revoked time.Time `json:"revoked,omitzero"`
 	// Grown is how many nodes the job's map gained while it ran (the
 	// autoscaler's per-job growth), which it may shed again.

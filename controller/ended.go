@@ -1,0 +1,270 @@
+package controller
+
+import (
+	"errors"
+	"time"
+
+	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Ended jobs' final maps.
+//
+// A job ends by deregistration or by its token's expiry (expireJobs):
+// every node drops its values but those put with persist-after-job, which
+// stay read-only under the job's token, on the nodes of the map the job
+// ended with. Those values are found by that map. Deregistration hands it
+// to its caller (the credential, pocket/persist.go); an expiry hands it to
+// nobody. So the controller keeps, for each ended job, its final map (an
+// endedJob: id, name, gen, tier, epoch, nodes with their weights and
+// draining/joining roles), and answers it to an OpGetMap that asks for it
+// (wire.JobRef.EndedOK) with a token its secret verifies for the job's id
+// and gen, expired or not (expiry is how such a job ends): the reply is
+// the map marked wire.PlacementMap.Ended. A token that does not verify,
+// or a request without EndedOK (an older client), gets the answer an
+// unknown job gets (CodeUnknownJob), so nothing tells which ended jobs
+// exist.
+//
+// The record is made when the job ends, whatever it put, and kept while a
+// node of its map may keep its persisted values (mayKeepLocked): the node
+// is registered and dead (it may come back), has not reported a job table
+// with the job's revocation applied, reports the job in its heartbeat's
+// persisted list, reports more such jobs than the list names (the list
+// holds the largest wire.MaxPersistedJobs), or holds the job's data as an
+// orphan. Once no node of its map may keep them (typically a heartbeat
+// after the job ends, for a job that persisted nothing; when the last
+// persisted value is deleted, otherwise) the sweeper drops it. At most
+// Config.MaxEndedJobs are kept: beyond, the oldest is dropped, and logged
+// (its values stay, readable by its credential).
+//
+// With Config.Store each record is stored in the job's revoked record
+// (state.Job with State JobRevoked, whose Tier, Epoch, Nodes and Expires
+// then hold the final map), so it survives a restart; a restarted
+// controller drops it only once every node of its map has synced with the
+// new run. An older controller reads such a record as a plain tombstone.
+
+// DefaultMaxEndedJobs is Config.MaxEndedJobs' default.
+const DefaultMaxEndedJobs = 4096
+
+// endedJob is an ended job's final map.
+type endedJob struct {
+	id, name string
+	gen      uint64
+	tier     uint8
+	epoch    uint64
+	expires  time.Time      // the token's expiry (zero: never)
+	nodes    []wire.MapNode // State: NodeDraining or NodeJoining as the map named them, else NodeActive
+	at       time.Time      // when it ended
+	// rev is a revision at or after the job's revocation: a node whose
+	// table is at rev has applied it (for a restored record, the
+	// revision the restart began at).
+	rev uint64
+}
+
+// endedJobs holds the ended jobs' final maps by id, and in the order they
+// ended (oldest first; an entry no longer in ids is skipped), so the bound
+// drops the oldest at the cost of what it drops.
+type endedJobs struct {
+	ids   map[string]*endedJob
+	queue []*endedJob
+}
+
+func (es *endedJobs) add(e *endedJob) {
+	if es.ids == nil {
+		es.ids = map[string]*endedJob{}
+	}
+	es.ids[e.id] = e
+	es.queue = append(es.queue, e)
+}
+
+// finalNodes is a map's nodes as an ended job's final map keeps them:
+// draining and joining as they were, every other state active (a dead
+// node holds none of the values now, or holds them again if it returns).
+func finalNodes(ns []wire.MapNode) []wire.MapNode {
+	out := make([]wire.MapNode, len(ns))
+	for i, n := range ns {
+		out[i] = wire.MapNode{Addr: n.Addr, Weight: n.Weight, State: wire.NodeActive}
+		if n.State == wire.NodeDraining || n.State == wire.NodeJoining {
+			out[i].State = n.State
+		}
+	}
+	return out
+}
+
+// endJobLocked records the final map m of a job that has just ended at
+// revision rev, dropping the oldest record beyond Config.MaxEndedJobs.
+func (c *Controller) endJobLocked(j *job, m *wire.PlacementMap, rev uint64, now time.Time) {
+	c.ended.add(&endedJob{id: j.id, name: j.name, gen: j.gen, tier: j.tier, epoch: j.epoch, expires: j.expires,
+		nodes: finalNodes(m.Nodes), at: now, rev: rev})
+	for len(c.ended.ids) > c.cfg.MaxEndedJobs && len(c.ended.queue) > 0 {
+		e := c.ended.queue[0]
+		c.ended.queue[0] = nil
+		c.ended.queue = c.ended.queue[1:]
+		if c.ended.ids[e.id] != e {
+			continue
+		}
+		delete(c.ended.ids, e.id)
+		c.dirtyJobLocked(e.id)
+		c.cfg.Logger.Warn("controller: an ended job's final map is forgotten: over the bound of kept maps; "+
+			"its persisted values stay, read through its credential", "job", e.id, "ended", e.at.UTC().Format(time.RFC3339),
+			"bound", c.cfg.MaxEndedJobs)
+	}
+}
+
+// pruneEndedLocked drops the final maps that no node may still need
+// (see above), and compacts the queue.
+func (c *Controller) pruneEndedLocked() {
+	es := &c.ended
+	kept := es.queue[:0]
+	for _, e := range es.queue {
+		if es.ids[e.id] != e {
+			continue
+		}
+		if c.anyMayKeepLocked(e) {
+			kept = append(kept, e)
+			continue
+		}
+		delete(es.ids, e.id)
+		c.dirtyJobLocked(e.id)
+	}
+	clear(es.queue[len(kept):])
+	es.queue = kept
+}
+
+// anyMayKeepLocked reports whether a node of e's map may keep persisted
+// values of e's job.
+func (c *Controller) anyMayKeepLocked(e *endedJob) bool {
+	for _, mn := range e.nodes {
+		if c.mayKeepLocked(mn.Addr, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayKeepLocked reports whether the node at addr may keep persisted values
+// of e's job. A node the registry does not have (forgotten, or retired by
+// a drain) keeps none: its process left.
+func (c *Controller) mayKeepLocked(addr string, e *endedJob) bool {
+	n, ok := c.nodes[addr]
+	switch {
+	case !ok:
+		return false
+	case n.state == wire.NodeDead, n.unheard, n.since < e.rev:
+		return true
+	case c.orphans[addr][e.id] != nil:
+		return true
+	case n.persisted.jobs > uint64(len(n.persisted.largest)):
+		return true // the job may be among those the list leaves out
+	}
+	for _, h := range n.persisted.largest {
+		if h.Job == e.id {
+			return true
+		}
+	}
+	return false
+}
+
+// endedLocked returns the final map record of the ended job id when tok
+// is a token of it (its id and gen; expired or not), else nil.
+func (c *Controller) endedLocked(id string, tok []byte) *endedJob {
+	e := c.ended.ids[id]
+	if e == nil {
+		return nil
+	}
+	claims, ok := token.ParseJob(c.cfg.Secret, []byte(id), tok)
+	if !ok || claims.Gen != e.gen {
+		return nil
+	}
+	return e
+}
+
+// publicMap is e's final map as OpGetMap answers it, with tok (verified).
+func (e *endedJob) publicMap(tok []byte) *wire.PlacementMap {
+	return &wire.PlacementMap{Job: e.id, Tier: e.tier, Epoch: e.epoch, Token: append([]byte(nil), tok...),
+		Expires: e.expires, Nodes: append([]wire.MapNode(nil), e.nodes...), Ended: true}
+}
+
+// GetMapOrEnded is GetMap for a client that takes an ended job's final
+// map (wire.JobRef.EndedOK): a live job's current map, else the final map
+// of an ended job whose persisted values nodes may still keep, marked
+// Ended, when tok is the job's token (expired or not). Otherwise it fails
+// as GetMap does (CodeUnknownJob for an ended job and a token that is not
+// its own).
+func (c *Controller) GetMapOrEnded(id string, tok []byte) (*wire.PlacementMap, error) {
+	m, err := c.GetMap(id, tok)
+	if err == nil || !errors.Is(err, wire.ErrUnknownJob) {
+		return m, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.endedLocked(id, tok); e != nil {
+		return e.publicMap(tok), nil
+	}
+	return nil, err
+}
+
+// errEnded is the refusal of a call that needs a live job (deregistration)
+// for an ended one, to its own token: CodeUnknownJob, as for an unknown
+// job, with the why and what stays.
+func (e *endedJob) errEnded() error {
+	how := "was deregistered at " + e.at.UTC().Format(time.RFC3339)
+	if !e.expires.IsZero() && !e.at.Before(e.expires) {
+		how = "ended when its token expired at " + e.expires.UTC().Format(time.RFC3339)
+	}
+	return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered: it %s. Its data was dropped, except values put with "+
+		"persist-after-job, which stay readable (get, list, delete) with its token or credential", e.id, how)
+}
+
+// endedRecordLocked is the stored record of a job that is not live: its
+// tombstone (orphans.go) and its final map, whichever are kept; false
+// when neither is.
+func (c *Controller) endedRecordLocked(id string) (state.Job, bool) {
+	t, e := c.tombs.ids[id], c.ended.ids[id]
+	if t == nil && e == nil {
+		return state.Job{}, false
+	}
+	if t != nil {
+		return tombRecord(t, e), true
+	}
+	r := state.Job{ID: e.id, Name: e.name, Gen: e.gen, State: state.JobRevoked, Revoked: e.at.UTC()}
+	addFinalMap(&r, e)
+	return r, true
+}
+
+// addFinalMap fills a revoked record's map fields from e.
+func addFinalMap(r *state.Job, e *endedJob) {
+	if e == nil {
+		return
+	}
+	r.Tier, r.Epoch = e.tier, e.epoch
+	if !e.expires.IsZero() {
+		r.Expires = e.expires.UTC()
+	}
+	r.Nodes = make([]state.MapWeight, len(e.nodes))
+	for i, mn := range e.nodes {
+		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight, Role: roleOf(mn)}
+	}
+}
+
+// restoreEndedLocked enters the final map a revoked record carries (none
+// when it has no nodes: a plain tombstone, or one of an older build).
+// Its rev is set once the restore knows the revision (setRestoredRevs).
+func (c *Controller) restoreEndedLocked(r *state.Job) {
+	if len(r.Nodes) == 0 {
+		return
+	}
+	e := &endedJob{id: r.ID, name: r.Name, gen: r.Gen, tier: r.Tier, epoch: r.Epoch, at: r.Revoked.Local()}
+	if !r.Expires.IsZero() {
+		e.expires = r.Expires.Local()
+	}
+	e.nodes = make([]wire.MapNode, len(r.Nodes))
+	for i, mn := range r.Nodes {
+		e.nodes[i] = wire.MapNode{Addr: mn.Addr, Weight: mn.Weight, State: wire.NodeActive}
+		if s := wire.NodeState(mn.Role); s == wire.NodeDraining || s == wire.NodeJoining {
+			e.nodes[i].State = s
+		}
+	}
+	c.ended.add(e)
+}

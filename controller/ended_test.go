@@ -1,0 +1,205 @@
+package controller
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// syncKeeping brings a node's job table up to date as syncNode does, each
+// heartbeat reporting keep as the persisted values of ended jobs it keeps.
+func syncKeeping(t *testing.T, c *Controller, addr string, keep []wire.HeldJob) {
+	t.Helper()
+	var since uint64
+	for i := 0; i < 20; i++ {
+		hb := &wire.Heartbeat{Addr: addr, Since: since, Persisted: keep, PersistedJobs: uint64(len(keep))}
+		for _, h := range keep {
+			hb.PersistedBytes += h.Bytes
+		}
+		ack, err := c.Heartbeat(hb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack.Rev == since && !ack.More {
+			return
+		}
+		since = ack.Rev
+	}
+	t.Fatalf("node %s did not sync in 20 heartbeats", addr)
+}
+
+// expireNow registers a job whose token lives a millisecond and has the
+// controller expire it, returning the map it was registered with.
+func expireNow(t *testing.T, c *Controller, name string) *wire.PlacementMap {
+	t.Helper()
+	m, err := c.RegisterJobFrom("", &wire.JobRegister{Name: name, Hints: wire.JobHints{Lambdas: 20}, TTL: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	c.expireJobs(time.Now())
+	if _, err := c.GetMap(m.Job, m.Token); !errors.Is(err, wire.ErrUnknownJob) {
+		t.Fatalf("GetMap of the expired job %s: %v, want unknown job", m.Job, err)
+	}
+	return m
+}
+
+// wantFinal checks that GetMapOrEnded answers the ended job's final map,
+// marked ended, with its nodes, weights and epoch.
+func wantFinal(t *testing.T, c *Controller, m *wire.PlacementMap) {
+	t.Helper()
+	got, err := c.GetMapOrEnded(m.Job, m.Token)
+	if err != nil {
+		t.Fatalf("GetMapOrEnded of the ended job %s with its token: %v", m.Job, err)
+	}
+	if !got.Ended || got.Job != m.Job || got.Epoch != m.Epoch || got.Tier != m.Tier || string(got.Token) != string(m.Token) {
+		t.Fatalf("final map %+v, want job %s epoch %d tier %d, its token, ended", got, m.Job, m.Epoch, m.Tier)
+	}
+	if len(got.Nodes) != len(m.Nodes) {
+		t.Fatalf("final map nodes %+v, want %+v", got.Nodes, m.Nodes)
+	}
+	for i := range m.Nodes {
+		if got.Nodes[i].Addr != m.Nodes[i].Addr || got.Nodes[i].Weight != m.Nodes[i].Weight || got.Nodes[i].State != wire.NodeActive {
+			t.Fatalf("final map node %d: %+v, want %+v (active)", i, got.Nodes[i], m.Nodes[i])
+		}
+	}
+}
+
+// sweepNow runs the sweeper's pass and saves what it changed, as its tick
+// does.
+func sweepNow(t *testing.T, c *Controller) {
+	t.Helper()
+	c.sweep(time.Now())
+	if err := c.flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantUnknown(t *testing.T, c *Controller, job string, tok []byte, what string) {
+	t.Helper()
+	if m, err := c.GetMapOrEnded(job, tok); !errors.Is(err, wire.ErrUnknownJob) {
+		t.Fatalf("GetMapOrEnded of %s with %s: %+v %v, want unknown job", job, what, m, err)
+	}
+}
+
+// TestExpiredJobKeepsItsFinalMap: a job whose token expired ended
+// without anyone receiving its credential; its persisted values stay on
+// its nodes. The controller answers its final map to its token (expired)
+// when asked for an ended job's map, and the same unknown job as for any
+// unknown job to a request that does not ask (older clients), to a token
+// of another gen, to another job's token and to garbage. Deregistering it
+// says it ended and how. The map survives a restart, and is dropped once
+// no node of it reports the job's persisted values (and stays dropped
+// after a restart). On the old code an expired job's map was gone: no
+// call found its persisted values from its token.
+func TestExpiredJobKeepsItsFinalMap(t *testing.T) {
+	r := newRestartable(t, Config{}, true)
+	c := r.ctl
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	mustRegister(t, c, dramNode(b, 1<<30, 8000))
+	m := expireNow(t, c, "ttljob")
+	if len(m.Nodes) != 2 {
+		t.Fatalf("job map %+v: want both nodes", m.Nodes)
+	}
+	other, err := c.RegisterJob("other", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFinal(t, c, m)
+	claims, _ := token.ParseJob(testSecret, []byte(m.Job), m.Token)
+	wantUnknown(t, c, m.Job, token.SignJob(testSecret, []byte(m.Job), token.Claims{Gen: claims.Gen + 1}), "a token of the next gen")
+	wantUnknown(t, c, m.Job, other.Token, "another job's token")
+	wantUnknown(t, c, m.Job, []byte("garbage"), "garbage")
+	_, err = c.DeregisterJob(t.Context(), m.Job, m.Token)
+	if !errors.Is(err, wire.ErrUnknownJob) || !strings.Contains(err.Error(), "token expired") || !strings.Contains(err.Error(), "persist") {
+		t.Fatalf("deregistering the expired job: %v, want unknown job saying its token expired and its persisted values stay", err)
+	}
+
+	// Node a keeps a persisted value of the job, node b none: kept.
+	syncKeeping(t, c, a, []wire.HeldJob{{Job: m.Job, Bytes: 6}})
+	syncKeeping(t, c, b, nil)
+	sweepNow(t, c)
+	wantFinal(t, c, m)
+
+	c = r.restart()
+	wantFinal(t, c, m)
+	if _, err := c.GetMap(m.Job, m.Token); !errors.Is(err, wire.ErrUnknownJob) {
+		t.Fatalf("GetMap (no EndedOK) after the restart: %v, want unknown job", err)
+	}
+	// Restored: kept until the nodes have synced with this run.
+	syncKeeping(t, c, b, nil)
+	sweepNow(t, c)
+	wantFinal(t, c, m)
+	syncKeeping(t, c, a, []wire.HeldJob{{Job: m.Job, Bytes: 6}})
+	sweepNow(t, c)
+	wantFinal(t, c, m)
+
+	// The value is deleted: node a reports none.
+	syncKeeping(t, c, a, nil)
+	sweepNow(t, c)
+	wantUnknown(t, c, m.Job, m.Token, "its token, once no node keeps its values")
+	c = r.restart()
+	wantUnknown(t, c, m.Job, m.Token, "its token, after a restart, once no node kept its values")
+}
+
+// TestEndedMapKeptWhileANodeMayKeep: a final map stays while a node of it
+// may keep the job's values though its report does not name the job: its
+// list is truncated (more jobs counted than named), it is dead, or it has
+// not applied the revocation; it goes once its report is whole and
+// without the job. A deregistered job's map is kept as an expired one's.
+func TestEndedMapKeptWhileANodeMayKeep(t *testing.T) {
+	c := newTest(t, Config{})
+	a := "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	m, err := c.RegisterJob("dereg", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	sweepNow(t, c) // node a has not heard of the revocation
+	wantFinal(t, c, m)
+	// Synced, its report names one job of two: the other may be this one.
+	var since uint64
+	for i := 0; i < 20; i++ {
+		ack, err := c.Heartbeat(&wire.Heartbeat{Addr: a, Since: since, Persisted: []wire.HeldJob{{Job: "big-1", Bytes: 1 << 20}},
+			PersistedJobs: 2, PersistedBytes: 1<<20 + 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack.Rev == since && !ack.More {
+			break
+		}
+		since = ack.Rev
+	}
+	sweepNow(t, c)
+	wantFinal(t, c, m)
+	c.mu.Lock()
+	c.setStateLocked(c.nodes[a], wire.NodeDead, "test")
+	c.mu.Unlock()
+	sweepNow(t, c)
+	wantFinal(t, c, m)
+	syncKeeping(t, c, a, []wire.HeldJob{{Job: "big-1", Bytes: 1 << 20}})
+	sweepNow(t, c)
+	wantUnknown(t, c, m.Job, m.Token, "its token, once its node's whole report leaves it out")
+}
+
+// TestEndedMapsBounded: beyond Config.MaxEndedJobs the oldest final map
+// is forgotten; the newer ones answer.
+func TestEndedMapsBounded(t *testing.T) {
+	c := newTest(t, Config{MaxEndedJobs: 2})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	var ms []*wire.PlacementMap
+	for i := 0; i < 3; i++ {
+		ms = append(ms, expireNow(t, c, "b"))
+	}
+	wantUnknown(t, c, ms[0].Job, ms[0].Token, "its token, the oldest beyond the bound")
+	wantFinal(t, c, ms[1])
+	wantFinal(t, c, ms[2])
+}
