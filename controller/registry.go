@@ -60,7 +60,7 @@ type Controller struct {
 	// Durable state (persist.go) and orphan reconciliation (orphans.go).
 	st      persister
 	tombs   tombs
-	ended   endedJobs // ended jobs' final maps (ended.go)
+	ended   endedJobs                         // ended jobs' final maps (ended.go)
 	orphans map[string]map[string]*orphanSeen // by node address, then job id
 
 	// Dead nodes that left maps (dead.go): the jobs that list each as
