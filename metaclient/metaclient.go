@@ -357,6 +357,18 @@ func (c *Client) GetMap(ctx context.Context, job string, tok []byte) (*wire.Plac
 	return &m, err
 }
 
+// GetMapOrEnded is GetMap that also takes an ended job's final map
+// (wire.JobRef.EndedOK): for a job that ended (deregistered or expired)
+// while nodes keep its persisted values, a controller that kept its map
+// answers it with Ended set, when tok is the job's token (expired or
+// not). A controller that kept none, or predates the field, answers
+// CodeUnknownJob, as GetMap does.
+func (c *Client) GetMapOrEnded(ctx context.Context, job string, tok []byte) (*wire.PlacementMap, error) {
+	var m wire.PlacementMap
+	err := c.call(ctx, wire.OpGetMap, &wire.JobRef{Job: job, Token: tok, EndedOK: true}, &m)
+	return &m, err
+}
+
 // Status lists the cluster's nodes, the number of jobs and the first jobs
 // (ListJobs pages through the rest, from the reply's NextJob).
 func (c *Client) Status(ctx context.Context) (*wire.ClusterStatus, error) {

@@ -17,11 +17,17 @@ import (
 // every node drops the job's other values and keeps the persistent ones
 // read-only: the job's token still gets, lists and deletes them, and no
 // node takes a new put under it (wire.CodeRevoked). The controller forgets
-// the job, so the map that finds those values is the credential: a Job
-// keeps working for reads after Deregister, and Credential carries its id,
-// token and map to another process, which opens it with OpenCredential
-// (no controller needed). A key that was not persistent answers "not
-// found", or CodeRevoked from a node that kept none of the job's values.
+// the job as a live one, so the map that finds those values is the
+// credential: a Job keeps working for reads after Deregister, and
+// Credential carries its id, token and map to another process, which
+// opens it with OpenCredential (no controller needed). A job can also end
+// without anyone holding its credential: its token expires. So the
+// controller keeps the final map of an ended job while nodes keep its
+// persisted values (controller/ended.go), and OpenJob with the job's id
+// and token (expired or not) opens it as an ended job on that map
+// (Job.Ended), whose Credential then hands it on. A key that was not
+// persistent answers "not found", or CodeRevoked from a node that kept
+// none of the job's values.
 // A node still dropping the job's other values (a large job, moments after
 // Deregister) answers busy instead, as it may hold persisted ones: a
 // deregistered job's calls wait that out (up to dropWait, or until their
@@ -113,7 +119,8 @@ func (j *Job) Credential() string {
 // A Store with a controller asks it (within credentialWait) whether the job
 // is still live: then the Job is an ordinary one, with the controller's
 // current map, whose refusals (an expired token, say) are errors; if the
-// controller does not know the job (wire.ErrUnknownJob, or
+// job ended and the controller kept its final map, the Job is an ended
+// one (Job.Ended) on that map; if the controller does not know the job (wire.ErrUnknownJob, or
 // wire.ErrBadToken: another job has its id now), or the Store has no
 // controller, the Job is a deregistered one's, for which a node that
 // answers revoked holds none of its values. An error from a controller
@@ -146,7 +153,10 @@ func (s *Store) OpenCredentialContext(ctx context.Context, cred string) (*Job, e
 	m, err := s.ctl.GetMap(ctx, c.Job, c.Token)
 	switch {
 	case err == nil:
+		// Live, or ended with the final map the controller kept (the
+		// map it ended with, whatever map the credential was taken by).
 		j.setMap(m)
+		j.retired.Store(m.Ended)
 	case errors.Is(err, wire.ErrUnknownJob), errors.Is(err, wire.ErrBadToken):
 		j.retired.Store(true)
 	case errors.Is(err, wire.ErrRevoked):

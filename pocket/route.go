@@ -74,6 +74,10 @@ func (j *Job) refresh(ctx context.Context) error {
 		return err
 	}
 	j.setMap(nm)
+	if nm.Ended {
+		// It ended meanwhile: from now on it reads its persisted values.
+		j.retired.Store(true)
+	}
 	return nil
 }
 

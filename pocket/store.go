@@ -43,6 +43,10 @@ type Map struct {
 	// Lost nodes left the map dead, oldest first: the keys they held read
 	// as ErrLost (see lost.go).
 	Lost []LostNode
+	// Ended marks an ended job's final map (deregistered, or its token
+	// expired): the controller kept it because nodes keep the job's
+	// persisted values, which it finds, read-only (see persist.go).
+	Ended bool
 }
 
 // Node is one storage node of a job's map. Each (key, chunk) lives on the
@@ -71,7 +75,10 @@ type Hints struct {
 }
 
 // Controller is what the SDK needs of the control plane. The metaclient
-// adapter implements it; a static map (OpenStatic) needs none.
+// adapter implements it; a static map (OpenStatic) needs none. GetMap may
+// answer an ended job's final map (Map.Ended) to the job's token; an
+// implementation that never does answers such a job with an error
+// matching wire.ErrUnknownJob.
 type Controller interface {
 	RegisterJob(ctx context.Context, name string, h Hints) (Map, error)
 	// DeregisterJob ends the job. An error means the controller did not
@@ -153,6 +160,13 @@ func (s *Store) RegisterJob(ctx context.Context, name string, h Hints) (*Job, er
 
 // OpenJob opens an already registered job by id and token (from another
 // process: lambdas receive the id and token from their launcher).
+//
+// A job that has ended (deregistered, or its token expired) while nodes
+// keep its persisted values opens as a deregistered one (see persist.go):
+// on the final map the controller kept for it, it gets, lists and deletes
+// those values, its puts are refused (wire.ErrRevoked), and its
+// Credential hands them on. A job the controller does not know (or kept
+// no map of) fails with an error matching wire.ErrUnknownJob.
 func (s *Store) OpenJob(ctx context.Context, jobID string, token []byte) (*Job, error) {
 	if s.ctl == nil {
 		return nil, ErrNoController
@@ -161,8 +175,19 @@ func (s *Store) OpenJob(ctx context.Context, jobID string, token []byte) (*Job, 
 	if err != nil {
 		return nil, fmt.Errorf("pocket: open job %q: %w", jobID, err)
 	}
-	return s.newJob(m)
+	j, err := s.newJob(m)
+	if err != nil {
+		return nil, err
+	}
+	j.retired.Store(m.Ended)
+	return j, nil
 }
+
+// Ended reports whether the job has ended, as far as this handle knows:
+// it was deregistered through it, opened from a credential of an ended
+// job, or found ended by the controller (Map.Ended). Such a job reads,
+// lists and deletes its persisted values only.
+func (j *Job) Ended() bool { return j.retired.Load() }
 
 // OpenStatic opens a job on a fixed set of nodes without a controller: the
 // standalone mode, with equal weights and no token.
