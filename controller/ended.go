@@ -18,7 +18,8 @@ import (
 // to its caller (the credential, pocket/persist.go); an expiry hands it to
 // nobody. So the controller keeps, for each ended job, its final map (an
 // endedJob: id, name, gen, tier, epoch, nodes with their weights and
-// draining/joining roles), and answers it to an OpGetMap that asks for it
+// draining/joining roles; the map clients were handed last, which is the
+// one a deregistering client's credential carries), and answers it to an OpGetMap that asks for it
 // (wire.JobRef.EndedOK) with a token its secret verifies for the job's id
 // and gen, expired or not (expiry is how such a job ends): the reply is
 // the map marked wire.PlacementMap.Ended. A token that does not verify,

@@ -619,7 +619,13 @@ func (c *Controller) addJobLocked(j *job, nodes []wire.MapNode) {
 // removeJobLocked takes a job out of every index, logs its revocation and
 // returns the nodes that held its data.
 func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
-	final := c.mapLocked(j)
+	targets := c.mapLocked(j).Nodes
+	// The final map kept for its persisted values is the one clients were
+	// handed last, as the credential Deregister's caller takes (ended.go).
+	final := c.publishedLocked(j)
+	if final == nil {
+		final = c.mapLocked(j)
+	}
 	delete(c.jobs, j.id)
 	c.order.remove(j)
 	c.placeLocked(j, nil)
@@ -635,7 +641,7 @@ func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
 	c.endJobLocked(j, final, rev, now)
 	c.prof.end(j, now)
 	c.dirtyJobLocked(j.id)
-	return final.Nodes
+	return targets
 }
 
 // bumpLocked gives a job's map a new epoch and logs it for its nodes.

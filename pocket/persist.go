@@ -152,11 +152,16 @@ func (s *Store) OpenCredentialContext(ctx context.Context, cred string) (*Job, e
 	defer cancel()
 	m, err := s.ctl.GetMap(ctx, c.Job, c.Token)
 	switch {
+	case err == nil && m.Ended:
+		// Ended, and the controller kept the map it ended with: a
+		// credential of an earlier epoch (taken while the job ran, and
+		// its map changed since) reads by that one.
+		if m.Epoch > c.Epoch {
+			j.setMap(m)
+		}
+		j.retired.Store(true)
 	case err == nil:
-		// Live, or ended with the final map the controller kept (the
-		// map it ended with, whatever map the credential was taken by).
 		j.setMap(m)
-		j.retired.Store(m.Ended)
 	case errors.Is(err, wire.ErrUnknownJob), errors.Is(err, wire.ErrBadToken):
 		j.retired.Store(true)
 	case errors.Is(err, wire.ErrRevoked):
