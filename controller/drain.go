@@ -151,7 +151,8 @@ func errKeepsPersisted(addr string, p *persistedReport, draining bool) error {
 		what = "it is draining, and its drain waits for them"
 	}
 	return wire.Errorf(wire.CodeConflict, "node %s keeps persist-after-job values of %s; %s. "+
-		"Delete them with each job's credential (POCKET_CREDENTIAL=... pocket rm KEY), then drain again, "+
+		"Delete them with each job's credential (POCKET_CREDENTIAL=... pocket rm JOB KEY; pocket job credential JOB "+
+		"prints it from the job's token, also after the job ended), then drain again, "+
 		"or drain with --discard-persisted to destroy them",
 		addr, p, what)
 }
@@ -372,7 +373,7 @@ func (c *Controller) holdDrainLocked(n *node) bool {
 	if !d.held {
 		d.held = true
 		c.cfg.Logger.Warn("controller: drain waits: the node keeps persist-after-job values of ended jobs, which leaving would destroy; "+
-			"delete them with each job's credential, or drain again with --discard-persisted",
+			"delete them with each job's credential (pocket job credential JOB prints it from the job's token), or drain again with --discard-persisted",
 			"node", n.addr, "persisted", n.persisted.String(), "values_left", d.left)
 	}
 	return true

@@ -124,7 +124,7 @@ type heldError struct {
 
 func (e *heldError) Error() string {
 	return fmt.Sprintf("the drain of %s goes on but is held: it keeps %s, which leaving would destroy. "+
-		"It leaves once they are deleted (POCKET_CREDENTIAL=... pocket rm KEY, with each job's credential), "+
+		"It leaves once they are deleted (POCKET_CREDENTIAL=... pocket rm JOB KEY; pocket job credential JOB prints it from the job's token), "+
 		"or run pocket node drain %s --discard-persisted to destroy them; watch it with pocket status", e.node, e.kept, e.node)
 }
 

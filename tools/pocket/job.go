@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pocketstore/pocket/internal/pki"
@@ -27,6 +29,7 @@ func init() {
 	register("job", "SUBCOMMAND", "register or deregister a job", runJob)
 	registerSub("job register", "NAME", "register a job, with hints of what it needs; prints its id and token")
 	registerSub("job deregister", "JOBID", "deregister a job: its nodes drop its data (but values put with --persist)")
+	registerSub("job credential", "JOBID", "print a job's credential (POCKET_CREDENTIAL), live or ended (deregistered, or its token expired), from its token")
 	registerSub("job profile", "NAME", "show what the controller learned from earlier jobs of a name (peak Mb/s, peak bytes, duration) and the next job's size")
 }
 
@@ -39,6 +42,8 @@ func runJob(args []string) int {
 		return runJobRegister(args[1:])
 	case "profile":
 		return runJobProfile(args[1:])
+	case "credential":
+		return runJobCredential(args[1:])
 	}
 	return runJobDeregister(args[1:])
 }
@@ -161,9 +166,12 @@ func runJobDeregister(args []string) int {
 	}
 	_, ctx, done := ctlClient(*addr, tc)
 	defer done()
-	res, cred, err := deregister(ctx, *addr, tc, pos[0], t)
+	res, cred, ended, err := deregister(ctx, *addr, tc, pos[0], t)
 	if err != nil {
 		return fail("job deregister: %v", ctlError(err, *addr, tf.insecure))
+	}
+	if ended {
+		return failEnded(pos[0], cred)
 	}
 	dead, others := res.Split()
 	kept, keptErr := persistedBytes(ctx, cred)
@@ -245,28 +253,116 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
+// credential is the job's map and token as pocket.Job.Credential gives it,
+// fetched before the job is deregistered (the controller forgets it then),
+// and whether the job has ended already (deregistered, or its token
+// expired: the credential then carries the map it ended with).
+func credential(ctx context.Context, addr string, tc *tls.Config, job string, tok []byte) (string, bool, error) {
+	s, j, err := openJob(ctx, addr, tc, job, tok)
+	if err != nil {
+		return "", false, err
+	}
+	defer s.Close()
+	return j.Credential(), j.Ended(), nil
+}
+
+// openJob opens the job by its token through the SDK (an ended job's
+// handle when it has ended); the caller closes the Store.
+func openJob(ctx context.Context, addr string, tc *tls.Config, job string, tok []byte) (*pocket.Store, *pocket.Job, error) {
+	// tc is nil when the TLS flags resolved to none (--insecure, or no
+	// directory): plain TCP then, whatever POCKET_TLS_DIR says.
+	s, err := pocket.Dial(ctx, ctlAddr(addr), pocket.Config{TLS: tc, Insecure: tc == nil})
+	if err != nil {
+		return nil, nil, err
+	}
+	j, err := s.OpenJob(ctx, job, tok)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, j, nil
+}
+
 // deregister deregisters the job through the SDK (pocket.Job.Deregister)
 // and returns the controller's answer and the ended job's credential: its
 // map as the deregistration took it, the dead nodes the controller named
 // marked dead (so a count or a reader of the credential skips them at
 // once). A *pocket.DropError (nodes that did not drop the job's data) is
-// no error here: the job is deregistered, and res says which nodes.
-func deregister(ctx context.Context, addr string, tc *tls.Config, job string, tok []byte) (res *wire.DropResult, cred string, err error) {
-	s, err := pocket.Dial(ctx, ctlAddr(addr), pocket.Config{TLS: tc})
+// no error here: the job is deregistered, and res says which nodes. A job
+// that has ended already is not deregistered again: ended is true and
+// cred its credential.
+func deregister(ctx context.Context, addr string, tc *tls.Config, job string, tok []byte) (res *wire.DropResult, cred string, ended bool, err error) {
+	s, j, err := openJob(ctx, addr, tc, job, tok)
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	defer s.Close()
-	j, err := s.OpenJob(ctx, job, tok)
-	if err != nil {
-		return nil, "", err
+	if j.Ended() {
+		return nil, j.Credential(), true, nil
 	}
 	var de *pocket.DropError
 	if err := j.Deregister(ctx); err != nil && !errors.As(err, &de) {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	r, _ := j.Deregistration()
-	return &wire.DropResult{Nodes: uint32(r.Nodes), Failed: uint32(r.Failed), Values: r.Values, Bytes: r.Bytes, Message: r.Message}, j.Credential(), nil
+	return &wire.DropResult{Nodes: uint32(r.Nodes), Failed: uint32(r.Failed), Values: r.Values, Bytes: r.Bytes, Message: r.Message}, j.Credential(), false, nil
+}
+
+// failEnded is job deregister's answer for a job that has ended already:
+// its data is gone but for the values put with --persist, which cred reads.
+func failEnded(job, cred string) int {
+	warn("job deregister", "job %s is not registered: it has ended already (deregistered, or its token expired), and its "+
+		"nodes dropped its data except values put with --persist, which stay read-only. To read or delete them: "+
+		"export POCKET_CREDENTIAL=%s", job, cred)
+	return 1
+}
+
+// jobCredentialJSON is the --json form of `pocket job credential`.
+type jobCredentialJSON struct {
+	JobID string `json:"job_id"`
+	// Ended: the job was deregistered or its token expired; the
+	// credential then reads and deletes its values put with --persist.
+	Ended      bool   `json:"ended"`
+	Credential string `json:"credential"`
+}
+
+func runJobCredential(args []string) int {
+	fs := newFlagSet("job credential")
+	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
+	tokFile := fs.String("token-file", "", "file holding the job's token, mode 0600 (default $"+envToken+")")
+	asJSON := fs.Bool("json", false, "print a JSON object with job_id, ended and credential")
+	var tf tlsFlags
+	tf.bind(fs)
+	pos, code, ok := parseFlags(fs, args, 1, 1)
+	if !ok {
+		return code
+	}
+	t, err := jobToken(*tokFile)
+	if err != nil {
+		return fail("job credential: %v", err)
+	}
+	tc, err := tf.config(pki.RoleClient, pki.RoleOperator)
+	if err != nil {
+		return fail("job credential: %v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cred, ended, err := credential(ctx, *addr, tc, pos[0], t)
+	if err != nil {
+		return fail("job credential: %v", ctlError(err, *addr, tf.insecure))
+	}
+	if *asJSON {
+		return printJSON(jobCredentialJSON{JobID: pos[0], Ended: ended, Credential: cred})
+	}
+	if ended {
+		fmt.Printf("job %s has ended (deregistered, or its token expired); its values put with --persist stay read-only. To read or delete them:\n", pos[0])
+	} else {
+		fmt.Printf("job %s is live; its credential reads and deletes its values (a secret, as its token):\n", pos[0])
+	}
+	fmt.Printf("export POCKET_CREDENTIAL=%s\n", cred)
+	return 0
 }
 
 // persistedBytes is what a deregistered job's nodes still hold of it: its

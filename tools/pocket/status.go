@@ -401,7 +401,7 @@ func printNodeNotes(v statusJSON) {
 		if n.State == wire.NodeDraining.String() {
 			fmt.Printf("node %s draining: %s\n", n.Addr, drainNote(n))
 		} else if kept, ok := persistedNote(n); ok {
-			fmt.Printf("node %s keeps %s (read and delete them with each job's credential)\n", n.Addr, kept)
+			fmt.Printf("node %s keeps %s (read and delete them with each job's credential, or its token; pocket job credential JOB prints the credential)\n", n.Addr, kept)
 		}
 		if line := blockNote(n); line != "" {
 			fmt.Printf("node %s block p99: %s\n", n.Addr, line)
@@ -486,7 +486,7 @@ func drainNote(n statusNodeJSON) string {
 	switch {
 	case held && done:
 		return fmt.Sprintf("held: all other data moved, but it keeps %s, which leaving would destroy; "+
-			"it waits until they are deleted (POCKET_CREDENTIAL=... pocket rm KEY), or run pocket node drain %s --discard-persisted", kept, n.Addr)
+			"it waits until they are deleted (POCKET_CREDENTIAL=... pocket rm JOB KEY; pocket job credential JOB prints it), or run pocket node drain %s --discard-persisted", kept, n.Addr)
 	case held:
 		return fmt.Sprintf("%s; it keeps %s, which hold it when the rest has moved (until deleted, or pocket node drain %s --discard-persisted)", note, kept, n.Addr)
 	case done:
