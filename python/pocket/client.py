@@ -185,9 +185,17 @@ class Client:
 
     def open_job(self, job_id: str, token: bytes | str) -> "Job":
         """Opens a job registered elsewhere by its id and token (bytes, or
-        hex as Job.token_hex and POCKET_TOKEN give it)."""
+        hex as Job.token_hex and POCKET_TOKEN give it). A job that has ended
+        (deregistered, or its token expired) while nodes keep its persisted
+        values opens as a deregistered one (Job.ended), on the final map the
+        controller kept: it reads, lists and deletes those values, its puts
+        raise Revoked, and its credential() hands them on. A job the
+        controller does not know (or kept no map of) raises UnknownJob."""
         tok = bytes.fromhex(token) if isinstance(token, str) else bytes(token)
-        return Job(self, self._ctl().get_map(job_id, tok))
+        m = self._ctl().get_map(job_id, tok)
+        job = Job(self, m)
+        job._retired = m.ended
+        return job
 
     def open_static(self, job_id: str, addrs: Iterable[str]) -> "Job":
         """Opens a job on fixed nodes with equal weights and no token (nodes
@@ -200,8 +208,10 @@ class Client:
         a deregistered one, to read or delete its persisted values. A client
         with a controller asks it whether the job is still live: then the
         Job is an ordinary one, with the controller's current map, whose
-        refusals (an expired token, say) raise; if the controller does not
-        know the job (UnknownJob, or BadToken: another job has its id now),
+        refusals (an expired token, say) raise; if the job ended and the
+        controller kept its final map, the Job is an ended one on that map
+        (on the credential's own when that is not older); if the controller
+        does not know the job (UnknownJob, or BadToken: another job has its id now),
         or the client has none, the Job is a deregistered one's, for which a
         node that answers Revoked holds none of its values. Other controller
         errors raise (a client without a controller opens a deregistered
@@ -212,7 +222,10 @@ class Client:
             job._retired = True
             return job
         try:
-            job._st = _MapState(self.controller.get_map(m.job, m.token))
+            cur = self.controller.get_map(m.job, m.token)
+            if not cur.ended or cur.epoch > m.epoch:
+                job._st = _MapState(cur)
+            job._retired = cur.ended
         except (errors.UnknownJob, errors.BadToken):
             job._retired = True
         except errors.Revoked:
@@ -609,9 +622,21 @@ class Job:
         return base64.urlsafe_b64encode(json.dumps(c, separators=(",", ":")).encode()).decode().rstrip("=")
 
     def refresh(self) -> None:
-        """Fetches the job's map again from the controller."""
+        """Fetches the job's map again from the controller. A job found
+        ended (its final map) reads its persisted values from then on."""
         st = self._st
-        self._st = _MapState(self.client._ctl().get_map(st.map.job, st.map.token))
+        m = self.client._ctl().get_map(st.map.job, st.map.token)
+        self._st = _MapState(m)
+        if m.ended:
+            self._retired = True
+
+    @property
+    def ended(self) -> bool:
+        """Whether the job has ended, as far as this handle knows:
+        deregistered through it, opened from a credential of an ended job,
+        or found ended by the controller. Such a job reads, lists and
+        deletes its persisted values only."""
+        return self._retired
 
     def _map_changed(self, code: int, used: _MapState, meta=None, attempt: int = 0) -> bool:
         """After a node answered code (and meta, its reply's) to a request

@@ -207,8 +207,12 @@ class Controller:
         return wire.decode_placement_map(self.call(wire.OP_REGISTER_JOB, meta))
 
     def get_map(self, job: str, token: bytes) -> wire.PlacementMap:
-        """The job's current map."""
-        return wire.decode_placement_map(self.call(wire.OP_GET_MAP, wire.encode_job_ref(job, token)))
+        """The job's current map; for a job that ended (deregistered, or its
+        token expired) while nodes keep its persisted values, the final map
+        the controller kept, marked ended, when token is the job's (expired
+        or not). A controller that kept none (or predates it) raises
+        UnknownJob."""
+        return wire.decode_placement_map(self.call(wire.OP_GET_MAP, wire.encode_job_ref(job, token, ended_ok=True)))
 
     def deregister_job(self, job: str, token: bytes) -> wire.DropResult:
         """Ends a job: its nodes drop its data except persistent values."""

@@ -355,14 +355,17 @@ def encode_job_register(name: str, lambdas: int = 0, capacity_bytes: int = 0, pe
     return bytes(b.Output())
 
 
-def encode_job_ref(job: str, token: bytes) -> bytes:
-    """The JobRef table (OpDeregisterJob, OpGetMap)."""
+def encode_job_ref(job: str, token: bytes, ended_ok: bool = False) -> bytes:
+    """The JobRef table (OpDeregisterJob, OpGetMap). ended_ok (OpGetMap):
+    the caller takes an ended job's final map (PlacementMap.ended)."""
     b = flatbuffers.Builder(128)
     j = b.CreateString(job)
     t = b.CreateByteVector(token)
     _fbJobRef.JobRefStart(b)
     _fbJobRef.JobRefAddJob(b, j)
     _fbJobRef.JobRefAddToken(b, t)
+    if ended_ok:
+        _fbJobRef.JobRefAddEndedOk(b, True)
     b.Finish(_fbJobRef.JobRefEnd(b))
     return bytes(b.Output())
 
@@ -393,7 +396,9 @@ MAX_LOST_NODES = 64  # wire.MaxLostNodes
 @dataclass(slots=True)
 class PlacementMap:
     """A job's placement map: its nodes and weights, tier, epoch and token,
-    and the nodes it lost (oldest first)."""
+    and the nodes it lost (oldest first). ended marks an ended job's final
+    map (deregistered, or its token expired), which the controller kept
+    because nodes keep the job's persisted values."""
 
     job: str
     tier: int
@@ -402,6 +407,7 @@ class PlacementMap:
     token: bytes
     expires_ms: int = 0
     lost: list = field(default_factory=list)
+    ended: bool = False
 
 
 def decode_placement_map(meta) -> PlacementMap:
@@ -422,7 +428,7 @@ def decode_placement_map(meta) -> PlacementMap:
                 raise errors.Malformed(f"placement map: lost node weight {w}")
             lost.append(LostNode((n.Addr() or b"").decode(), w, n.Epoch()))
         return PlacementMap((t.Job() or b"").decode(), t.Tier(), t.Epoch(), nodes,
-                            _vector_bytes(t._tab, 12), t.ExpiresMs(), lost)
+                            _vector_bytes(t._tab, 12), t.ExpiresMs(), lost, bool(t.Ended()))
     except (struct.error, IndexError, ValueError, TypeError, OverflowError) as e:
         raise errors.Malformed(f"placement map: {e}") from None
 
