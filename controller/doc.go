@@ -129,7 +129,9 @@
 // token (token.SignJob over the id, with the revision that registered the
 // job and an optional expiry: the registration's TTL, else
 // Config.TokenTTL, capped by Config.MaxTokenTTL); GetMap and DeregisterJob
-// require it. A map's epoch starts at 1 and bumps whenever a node of the
+// require it. A job that ended (deregistered, or expired) keeps its final
+// map here while nodes keep its persisted values, answered to its token
+// (GetMapOrEnded; ended.go). A map's epoch starts at 1 and bumps whenever a node of the
 // job changes state (dies, returns, drains). A dead node stays in the map
 // marked dead, so keys keep their placement and clients report a clear
 // "unavailable" for the keys it held instead of looking elsewhere, until
