@@ -107,3 +107,46 @@ func TestExpiredJobOpensWithItsToken(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// endedController answers every GetMap with its map, marked ended.
+type endedController struct{ m Map }
+
+func (e *endedController) RegisterJob(context.Context, string, Hints) (Map, error) {
+	return Map{}, errors.New("not here")
+}
+func (e *endedController) DeregisterJob(context.Context, string, []byte) error {
+	return errors.New("not here")
+}
+func (e *endedController) GetMap(context.Context, string, []byte) (Map, error) { return e.m, nil }
+func (e *endedController) Close() error                                        { return nil }
+
+// TestOpenCredentialOfAnEndedJob: a credential opened while the
+// controller answers the job's final map gives an ended handle: on the
+// controller's map when it is newer than the credential's (the credential
+// was taken while the job ran, and its map changed before it ended), on
+// the credential's own otherwise (the same map, or one marking a node
+// draining that the controller's final map no longer does).
+func TestOpenCredentialOfAnEndedJob(t *testing.T) {
+	cm := Map{Job: "j-1", Token: []byte{1}, Tier: TierDRAM, Epoch: 3,
+		Nodes: []Node{{Addr: "127.0.0.1:7001", Weight: 1}, {Addr: "127.0.0.1:7002", Weight: 1}}}
+	taken := &Job{}
+	taken.setMap(cm)
+	cred := taken.Credential()
+	final := Map{Job: "j-1", Token: []byte{1}, Tier: TierDRAM, Epoch: 5, Nodes: []Node{{Addr: "127.0.0.1:7003", Weight: 1}}, Ended: true}
+	for _, tc := range []struct {
+		epoch uint64
+		want  string
+	}{{5, "127.0.0.1:7003"}, {3, "127.0.0.1:7001"}} {
+		f := final
+		f.Epoch = tc.epoch
+		s := NewStore(&endedController{m: f}, Config{})
+		j, err := s.OpenCredential(cred)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !j.Ended() || j.Map().Nodes[0].Addr != tc.want {
+			t.Errorf("final map at epoch %d: ended %v, nodes %+v; want ended on %s", tc.epoch, j.Ended(), j.Map().Nodes, tc.want)
+		}
+		s.Close()
+	}
+}
