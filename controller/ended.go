@@ -193,17 +193,55 @@ func (e *endedJob) publicMap(tok []byte) *wire.PlacementMap {
 // Ended, when tok is the job's token (expired or not). Otherwise it fails
 // as GetMap does (CodeUnknownJob for an ended job and a token that is not
 // its own).
+//
+// The final map is answered once the job's end has reached the live nodes
+// of it (their job tables are at its revocation), waiting for that up to
+// confirmWait as a live job's new epoch waits (elastic.go): before, a node
+// still holding the job live with its token expired refuses reads of its
+// values as expired, which an ended job's handle takes for "holds none",
+// so a listing would come up short.
 func (c *Controller) GetMapOrEnded(id string, tok []byte) (*wire.PlacementMap, error) {
 	m, err := c.GetMap(id, tok)
 	if err == nil || !errors.Is(err, wire.ErrUnknownJob) {
 		return m, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e := c.endedLocked(id, tok); e != nil {
-		return e.publicMap(tok), nil
+	deadline := time.Now().Add(c.confirmWait())
+	for {
+		c.mu.Lock()
+		e := c.endedLocked(id, tok)
+		if e == nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		if c.endReachedLocked(e) || !time.Now().Before(deadline) {
+			m := e.publicMap(tok)
+			c.mu.Unlock()
+			return m, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.srv.done:
+			return nil, wire.Errorf(wire.CodeClosed, "controller closed")
+		case <-time.After(25 * time.Millisecond):
+		}
 	}
-	return nil, err
+}
+
+// endReachedLocked reports whether every live node of e's map that has
+// reported a job table has one at or after e's revocation (the rule of
+// confirmedLocked: a dead node, or one that has reported none, is not
+// waited for).
+func (c *Controller) endReachedLocked(e *endedJob) bool {
+	for _, mn := range e.nodes {
+		n, ok := c.nodes[mn.Addr]
+		if !ok || n.state == wire.NodeDead || (n.since == 0 && !n.restored) {
+			continue
+		}
+		if n.since < e.rev {
+			return false
+		}
+	}
+	return true
 }
 
 // errEnded is the refusal of a call that needs a live job (deregistration)

@@ -69,6 +69,13 @@ func wantFinal(t *testing.T, c *Controller, m *wire.PlacementMap) {
 	}
 }
 
+// keptMap reports whether the controller keeps the final map of job.
+func keptMap(c *Controller, job string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended.ids[job] != nil
+}
+
 // sweepNow runs the sweeper's pass and saves what it changed, as its tick
 // does.
 func sweepNow(t *testing.T, c *Controller) {
@@ -127,14 +134,15 @@ func TestExpiredJobKeepsItsFinalMap(t *testing.T) {
 	wantFinal(t, c, m)
 
 	c = r.restart()
-	wantFinal(t, c, m)
 	if _, err := c.GetMap(m.Job, m.Token); !errors.Is(err, wire.ErrUnknownJob) {
 		t.Fatalf("GetMap (no EndedOK) after the restart: %v, want unknown job", err)
 	}
 	// Restored: kept until the nodes have synced with this run.
 	syncKeeping(t, c, b, nil)
 	sweepNow(t, c)
-	wantFinal(t, c, m)
+	if !keptMap(c, m.Job) {
+		t.Fatal("the restored final map was dropped before node a synced with the restarted controller")
+	}
 	syncKeeping(t, c, a, []wire.HeldJob{{Job: m.Job, Bytes: 6}})
 	sweepNow(t, c)
 	wantFinal(t, c, m)
@@ -202,4 +210,39 @@ func TestEndedMapsBounded(t *testing.T) {
 	wantUnknown(t, c, ms[0].Job, ms[0].Token, "its token, the oldest beyond the bound")
 	wantFinal(t, c, ms[1])
 	wantFinal(t, c, ms[2])
+}
+
+// TestEndedMapWaitsForTheEndToReachItsNodes: the final map is answered
+// once the job's live nodes have applied its end; before, a node holding
+// the job live with its token expired refuses reads of its values, which
+// an ended job's handle takes for "none here" (a listing comes up short).
+func TestEndedMapWaitsForTheEndToReachItsNodes(t *testing.T) {
+	// Heartbeats every 10 s: the wait's bound (confirmWait) is 30 s.
+	c := newTest(t, Config{HeartbeatInterval: 10 * time.Second})
+	a := "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	syncKeeping(t, c, a, nil)
+	m := expireNow(t, c, "wait")
+	got := make(chan error, 1)
+	go func() {
+		fm, err := c.GetMapOrEnded(m.Job, m.Token)
+		if err == nil && !fm.Ended {
+			err = errors.New("not marked ended")
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("answered (%v) before the node applied the job's end", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	syncKeeping(t, c, a, []wire.HeldJob{{Job: m.Job, Bytes: 6}})
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not answered 10 s after the node applied the job's end")
+	}
 }
