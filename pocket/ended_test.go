@@ -114,8 +114,8 @@ type endedController struct{ m Map }
 func (e *endedController) RegisterJob(context.Context, string, Hints) (Map, error) {
 	return Map{}, errors.New("not here")
 }
-func (e *endedController) DeregisterJob(context.Context, string, []byte) error {
-	return errors.New("not here")
+func (e *endedController) DeregisterJob(context.Context, string, []byte) (DropResult, error) {
+	return DropResult{}, errors.New("not here")
 }
 func (e *endedController) GetMap(context.Context, string, []byte) (Map, error) { return e.m, nil }
 func (e *endedController) Close() error                                        { return nil }
