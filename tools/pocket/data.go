@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -279,13 +280,34 @@ func runLs(args []string) int {
 	return 0
 }
 
-// noteGone says on stderr which nodes of an ended job's credential were
-// found gone (pocket.Job.GoneNodes): a listing or delete that succeeded
-// left out what they held, which is lost.
+// noteGone says on stderr which nodes of an ended job's map were found
+// gone (pocket.Job.GoneNodes) or are marked dead in it (the nodes its
+// deregistration named dead): a listing or delete that succeeded left out
+// what they held, which is lost. When that is every node of the map, it
+// says the job's values are all lost.
 func noteGone(cmd string, j *pocket.Job) {
-	if gone := j.GoneNodes(); len(gone) > 0 {
+	gone := j.GoneNodes()
+	m := j.Map()
+	live := 0
+	for _, n := range m.Nodes {
+		switch {
+		case slices.Contains(gone, n.Addr):
+		case m.Dead[n.Addr]:
+			if j.Ended() || len(gone) > 0 {
+				gone = append(gone, n.Addr)
+			}
+		default:
+			live++
+		}
+	}
+	switch {
+	case len(gone) == 0:
+	case live == 0:
+		warn(cmd, "note: every node of the job's map is gone (%s: retired or dead, nothing listens there since the job ended): "+
+			"the job's values are lost, none is left to list or delete", strings.Join(gone, ", "))
+	default:
 		warn(cmd, "note: the values on node(s) %s are gone (retired or dead: nothing listens there since the job ended); "+
-			"this covers the other nodes only", strings.Join(gone, ", "))
+			"this covers the job's other nodes only", strings.Join(gone, ", "))
 	}
 }
 

@@ -36,6 +36,32 @@ func TestLsNamesGoneNodes(t *testing.T) {
 	}
 }
 
+// TestLsSaysWhenEveryNodeIsGone (new user's trial): through a credential
+// whose nodes are all gone, ls lists nothing and says the job's values
+// are lost; it said "this covers the other nodes only" when there were
+// none, and named no node marked dead in the credential.
+func TestLsSaysWhenEveryNodeIsGone(t *testing.T) {
+	ctx, r := newDataJob(t, "allgone")
+	bin, ctl, addr, m, j := r.bin, r.ctl, r.addr, r.m, r.j
+	if err := j.Put(ctx, "keep", []byte("persisted value"), pocket.Persist()); err != nil {
+		t.Fatal(err)
+	}
+	gone, dead := deadAddr(t), deadAddr(t)
+	cred := editNodes(t, j.Credential(), func([]any) []any {
+		return []any{map[string]any{"ID": gone, "Weight": 1}, map[string]any{"ID": dead, "Weight": 1, "dead": true}}
+	})
+	if _, err := ctl.DeregisterJob(ctx, m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	env := cleanEnv("POCKET_CONTROLLER="+addr, "POCKET_CREDENTIAL="+cred)
+	out, errOut, code := pocketRun(t, bin, env, "", "ls", "--insecure", m.Job)
+	if code != 0 || out != "" || !strings.Contains(errOut, "every node of the job's map is gone") ||
+		!strings.Contains(errOut, gone) || !strings.Contains(errOut, dead) || strings.Contains(errOut, "other nodes") {
+		t.Fatalf("ls through a credential whose nodes are all gone: exit %d, stdout %q, stderr %q; want nothing listed and a note that every node (%s, %s) is gone",
+			code, out, errOut, gone, dead)
+	}
+}
+
 // dataJob is a job of one node on a hint cluster (startHintCluster),
 // open through a Store, for running the pocket binary's data commands
 // against.
@@ -90,6 +116,14 @@ func deadAddr(t *testing.T) string {
 // tiny weight (so that the job's keys stay where they are).
 func withNode(t *testing.T, cred, addr string) string {
 	t.Helper()
+	return editNodes(t, cred, func(nodes []any) []any {
+		return append(nodes, map[string]any{"ID": addr, "Weight": 1e-9})
+	})
+}
+
+// editNodes is cred with its nodes as edit returns them.
+func editNodes(t *testing.T, cred string, edit func([]any) []any) string {
+	t.Helper()
 	b, err := base64.RawURLEncoding.DecodeString(cred)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +132,7 @@ func withNode(t *testing.T, cred, addr string) string {
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatal(err)
 	}
-	c["nodes"] = append(c["nodes"].([]any), map[string]any{"ID": addr, "Weight": 1e-9})
+	c["nodes"] = edit(c["nodes"].([]any))
 	b, err = json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
