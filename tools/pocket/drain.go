@@ -41,7 +41,8 @@ destroying them: such a drain is refused unless --discard-persisted, and a
 drain that finds such values (a job ended with some while the node drained)
 moves the rest of its data and then waits for them, past its --deadline,
 until they are deleted (each job's credential: POCKET_CREDENTIAL=... pocket rm
-KEY) or the drain is ordered again with --discard-persisted. The output names
+JOB KEY; pocket job credential JOB prints it from the job's token) or the
+drain is ordered again with --discard-persisted. The output names
 the jobs from the moment the values are seen.
 
 Exit status (with --wait): 0 the node drained and left; 3 the drain goes on
