@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pocketstore/pocket/controller"
@@ -178,6 +179,11 @@ func hintExcesses(h wire.JobHints, f tierFigures) []hintExcess {
 		}
 		out = append(out, hintExcess{fact: fmt.Sprintf("%s is more than %s serves now: %s", hint, where, bw),
 			effect: mbpsEffect(f)})
+	} else if want > 0 && f.jobs > 0 && want+f.allocMbps > f.mbps {
+		out = append(out, hintExcess{shared: true,
+			fact: fmt.Sprintf("%s with the %d job(s) already on %s (%.0f Mb/s allotted) comes to %.0f of the %.0f Mb/s it serves %s",
+				hint, f.jobs, where, f.allocMbps, want+f.allocMbps, f.mbps, on),
+			effect: "every job on the tier gets less than it asked for: the nodes' bandwidth is shared in proportion to what each job asks of them (pocket status shows what each gets)"})
 	}
 	return out
 }
@@ -195,9 +201,12 @@ func mbpsEffect(f tierFigures) string {
 
 // hintExcess is a hint that asks for more than the cluster has: the fact
 // (the hint and the cluster's figure) and what it means for a job
-// registered all the same.
+// registered all the same. A shared excess is a hint the tier serves on
+// its own but not beside the jobs already there: a note, which --strict
+// does not refuse (it refuses a hint beyond the cluster).
 type hintExcess struct {
 	fact, effect string
+	shared       bool
 }
 
 // noAutoscale says why an excess stays one.
@@ -256,15 +265,20 @@ func reportHints(excess []hintExcess, err error, strict bool) (code int, proceed
 		return fail("job register: --strict: the hints could not be checked against the cluster, so the job is not registered: %v", err), false
 	case err != nil:
 		warn("job register", "note: the hints were not checked against the cluster: %v", err)
-	case len(excess) > 0 && strict:
-		facts := make([]string, len(excess))
-		for i, e := range excess {
-			facts[i] = e.fact
+	case strict && slices.ContainsFunc(excess, func(e hintExcess) bool { return !e.shared }):
+		var facts []string
+		for _, e := range excess {
+			if !e.shared {
+				facts = append(facts, e.fact)
+			}
 		}
 		return fail("job register: --strict: not registered, as its hints ask for more than the cluster has: %s (%s): %s",
 			strings.Join(facts, "; "), noAutoscale, hintNext), false
-	case len(excess) > 0:
-		for _, e := range excess {
+	}
+	for _, e := range excess {
+		if e.shared {
+			warn("job register", "note: %s; %s (%s)", e.fact, e.effect, noAutoscale)
+		} else {
 			warn("job register", "warning: %s: %s (--strict refuses such a job)", e, hintNext)
 		}
 	}

@@ -91,6 +91,18 @@ func TestHintExcesses(t *testing.T) {
 	if len(got) != 1 || !strings.Contains(got[0].String(), "the 2 job(s) already on the tier (4800 Mb/s allotted) get less than theirs") {
 		t.Errorf("excess with jobs running: %q, want it to say they get less", got)
 	}
+	// A hint the tier serves alone but not beside the running jobs draws a
+	// note, which --strict does not refuse (before: nothing at all).
+	got = hintExcesses(wire.JobHints{PeakMbps: 12000}, f)
+	if len(got) != 1 || !got[0].shared || !strings.Contains(got[0].fact, "comes to 16800 of the 16000 Mb/s") {
+		t.Fatalf("hint fitting alone, not beside 4800 allotted: %+v; want one shared excess", got)
+	}
+	if code, ok := reportHints(got, nil, true); !ok || code != 0 {
+		t.Errorf("--strict refused a hint that fits the tier alone: %d %v", code, ok)
+	}
+	if got := hintExcesses(wire.JobHints{PeakMbps: 11000}, f); len(got) != 0 {
+		t.Errorf("11000 beside 4800 on 16000: %+v; want nothing", got)
+	}
 }
 
 // TestNoExcessWhenTheControllerAutoscales: a controller that autoscales
@@ -194,7 +206,8 @@ func startHintNode(t *testing.T, ctlAddr string, mbps float64, log *slog.Logger)
 
 // TestRegisterHintsAgainstCluster runs `pocket job register` against a
 // cluster of two 16 MiB DRAM nodes (9000 Mb/s: 1000 reported, 8000
-// assumed): hints that fit register quietly; a peak bandwidth or a lambda
+// assumed): hints that fit register quietly (with a note when they fit
+// alone but not beside the jobs already there); a peak bandwidth or a lambda
 // count beyond the cluster is warned about on stderr with the hint, the
 // cluster's figure and its units, and still registered; a capacity no tier
 // holds is warned about and then refused by the controller; with --strict
@@ -219,7 +232,8 @@ func TestRegisterHintsAgainstCluster(t *testing.T) {
 		want []string // on stderr; none: stderr empty
 	}{
 		{[]string{"--capacity", "24MiB", "--peak-mbps", "9000"}, nil},
-		{[]string{"--lambdas", "15", "--latency-sensitive"}, nil},
+		// Fits the tier alone, not beside the first job's 9000 Mb/s: a note.
+		{[]string{"--lambdas", "15", "--latency-sensitive"}, []string{"note: --lambdas 15", "comes to 18000 of the 9000 Mb/s"}},
 		{[]string{"--peak-mbps", "20000"}, []string{"warning: --peak-mbps 20000 Mb/s", "9000 Mb/s on 2 active node(s) (1 report no bandwidth and count as 8000 Mb/s each)"}},
 		{[]string{"--lambdas", "100"}, []string{"warning: --lambdas 100 (60000 Mb/s at 600 Mb/s a lambda)", "9000 Mb/s"}},
 	} {
