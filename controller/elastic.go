@@ -194,19 +194,28 @@ func (c *Controller) confirmWait() time.Duration {
 // have synced with this run, waiting for that (confirmWait), so a
 // restart never hands out an epoch its nodes have not heard of.
 func (c *Controller) publishedMap(id string, tok []byte) (*wire.PlacementMap, error) {
-	for {
-		c.mu.Lock()
+	return c.awaitMap(func() (*wire.PlacementMap, bool, error) {
 		j, err := c.lookupLocked(id, tok)
 		if err != nil {
-			c.mu.Unlock()
-			return nil, err
+			return nil, true, err
 		}
 		if j.pub != nil || c.publishableLocked(j) {
-			m := c.publishedLocked(j)
-			c.mu.Unlock()
-			return m, nil
+			return c.publishedLocked(j), true, nil
 		}
+		return nil, false, nil
+	})
+}
+
+// awaitMap calls try under c.mu until it is done (it answers the map or
+// an error), every 25 ms, or until the controller closes (CodeClosed).
+func (c *Controller) awaitMap(try func() (m *wire.PlacementMap, done bool, err error)) (*wire.PlacementMap, error) {
+	for {
+		c.mu.Lock()
+		m, done, err := try()
 		c.mu.Unlock()
+		if done {
+			return m, err
+		}
 		select {
 		case <-c.srv.done:
 			return nil, wire.Errorf(wire.CodeClosed, "controller closed")
@@ -219,12 +228,20 @@ func (c *Controller) publishedMap(id string, tok []byte) (*wire.PlacementMap, er
 // reported a job table has one at or after j's latest epoch change (a node
 // that has not is syncing: it will get the latest epoch whole).
 func (c *Controller) confirmedLocked(j *job) bool {
-	for _, mn := range j.nodes {
+	return c.reachedLocked(j.nodes, j.epochRev)
+}
+
+// reachedLocked reports whether every live node of nodes that has
+// reported a job table has one at or after rev: a dead node, one the
+// registry does not know, or one that has reported none (it will sync
+// whole) is not waited for.
+func (c *Controller) reachedLocked(nodes []wire.MapNode, rev uint64) bool {
+	for _, mn := range nodes {
 		n, ok := c.nodes[mn.Addr]
 		if !ok || n.state == wire.NodeDead || (n.since == 0 && !n.restored) {
 			continue
 		}
-		if n.since < j.epochRev {
+		if n.since < rev {
 			return false
 		}
 	}

@@ -206,42 +206,16 @@ func (c *Controller) GetMapOrEnded(id string, tok []byte) (*wire.PlacementMap, e
 		return m, err
 	}
 	deadline := time.Now().Add(c.confirmWait())
-	for {
-		c.mu.Lock()
+	return c.awaitMap(func() (*wire.PlacementMap, bool, error) {
 		e := c.endedLocked(id, tok)
 		if e == nil {
-			c.mu.Unlock()
-			return nil, err
+			return nil, true, err
 		}
-		if c.endReachedLocked(e) || !time.Now().Before(deadline) {
-			m := e.publicMap(tok)
-			c.mu.Unlock()
-			return m, nil
+		if c.reachedLocked(e.nodes, e.rev) || !time.Now().Before(deadline) {
+			return e.publicMap(tok), true, nil
 		}
-		c.mu.Unlock()
-		select {
-		case <-c.srv.done:
-			return nil, wire.Errorf(wire.CodeClosed, "controller closed")
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
-}
-
-// endReachedLocked reports whether every live node of e's map that has
-// reported a job table has one at or after e's revocation (the rule of
-// confirmedLocked: a dead node, or one that has reported none, is not
-// waited for).
-func (c *Controller) endReachedLocked(e *endedJob) bool {
-	for _, mn := range e.nodes {
-		n, ok := c.nodes[mn.Addr]
-		if !ok || n.state == wire.NodeDead || (n.since == 0 && !n.restored) {
-			continue
-		}
-		if n.since < e.rev {
-			return false
-		}
-	}
-	return true
+		return nil, false, nil
+	})
 }
 
 // errEnded is the refusal of a call that needs a live job (deregistration)
