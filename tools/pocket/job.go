@@ -145,44 +145,66 @@ func checkRegisterFlags(ttl time.Duration, peakMbps float64, lambdas uint) error
 	return nil
 }
 
-func runJobDeregister(args []string) int {
-	fs := newFlagSet("job deregister")
+// jobCmdArgs are what a command on one job by its token takes: the
+// controller, the job's id and token, the TLS configuration and --json.
+type jobCmdArgs struct {
+	addr     string
+	job      string
+	token    []byte
+	tc       *tls.Config
+	json     bool
+	insecure bool
+}
+
+// parseJobCmd parses the flags and JOBID of the job command name (jsonUsage
+// describes its --json); when it should exit, ok is false and code its
+// exit code.
+func parseJobCmd(name, jsonUsage string, args []string) (a jobCmdArgs, code int, ok bool) {
+	fs := newFlagSet(name)
 	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
 	tokFile := fs.String("token-file", "", "file holding the job's token, mode 0600 (default $"+envToken+")")
-	asJSON := fs.Bool("json", false, "print the result as JSON")
+	asJSON := fs.Bool("json", false, jsonUsage)
 	var tf tlsFlags
 	tf.bind(fs)
 	pos, code, ok := parseFlags(fs, args, 1, 1)
 	if !ok {
-		return code
+		return a, code, false
 	}
 	t, err := jobToken(*tokFile)
 	if err != nil {
-		return fail("job deregister: %v", err)
+		return a, fail("%s: %v", name, err), false
 	}
 	tc, err := tf.config(pki.RoleClient, pki.RoleOperator)
 	if err != nil {
-		return fail("job deregister: %v", err)
+		return a, fail("%s: %v", name, err), false
 	}
-	_, ctx, done := ctlClient(*addr, tc)
+	return jobCmdArgs{addr: *addr, job: pos[0], token: t, tc: tc, json: *asJSON, insecure: tf.insecure}, 0, true
+}
+
+func runJobDeregister(args []string) int {
+	a, code, ok := parseJobCmd("job deregister", "print the result as JSON", args)
+	if !ok {
+		return code
+	}
+	_, ctx, done := ctlClient(a.addr, a.tc)
 	defer done()
-	res, cred, ended, err := deregister(ctx, *addr, tc, pos[0], t)
+	res, cred, ended, err := deregister(ctx, a.addr, a.tc, a.job, a.token)
 	if err != nil {
-		return fail("job deregister: %v", ctlError(err, *addr, tf.insecure))
+		return fail("job deregister: %v", ctlError(err, a.addr, a.insecure))
 	}
 	if ended {
-		return failEnded(pos[0], cred)
+		return failEnded(a.job, cred)
 	}
 	dead, others := res.Split()
 	kept, keptErr := persistedBytes(ctx, cred)
 	count := persistedCount{bytes: kept, counted: keptErr == nil, failed: usageFailures(keptErr, dead)}
 	allDead := res.Nodes == 0 && len(others) == 0 && len(dead) > 0
-	if *asJSON {
-		if code := printJSON(deregisterView(pos[0], res, cred, count, allDead)); code != 0 {
+	if a.json {
+		if code := printJSON(deregisterView(a.job, res, cred, count, allDead)); code != 0 {
 			return code
 		}
 	} else {
-		fmt.Printf("job %s deregistered: %d node(s) dropped %d stored record(s) (values and the chunks of large ones), %s\n", pos[0], res.Nodes, res.Values, units.FormatSize(res.Bytes))
+		fmt.Printf("job %s deregistered: %d node(s) dropped %d stored record(s) (values and the chunks of large ones), %s\n", a.job, res.Nodes, res.Values, units.FormatSize(res.Bytes))
 		for _, a := range dead {
 			fmt.Printf("node %s is dead: its copy of the job's values went with it, those put with --persist too\n", a)
 		}
@@ -327,39 +349,25 @@ type jobCredentialJSON struct {
 }
 
 func runJobCredential(args []string) int {
-	fs := newFlagSet("job credential")
-	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
-	tokFile := fs.String("token-file", "", "file holding the job's token, mode 0600 (default $"+envToken+")")
-	asJSON := fs.Bool("json", false, "print a JSON object with job_id, ended and credential")
-	var tf tlsFlags
-	tf.bind(fs)
-	pos, code, ok := parseFlags(fs, args, 1, 1)
+	a, code, ok := parseJobCmd("job credential", "print a JSON object with job_id, ended and credential", args)
 	if !ok {
 		return code
-	}
-	t, err := jobToken(*tokFile)
-	if err != nil {
-		return fail("job credential: %v", err)
-	}
-	tc, err := tf.config(pki.RoleClient, pki.RoleOperator)
-	if err != nil {
-		return fail("job credential: %v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cred, ended, err := credential(ctx, *addr, tc, pos[0], t)
+	cred, ended, err := credential(ctx, a.addr, a.tc, a.job, a.token)
 	if err != nil {
-		return fail("job credential: %v", ctlError(err, *addr, tf.insecure))
+		return fail("job credential: %v", ctlError(err, a.addr, a.insecure))
 	}
-	if *asJSON {
-		return printJSON(jobCredentialJSON{JobID: pos[0], Ended: ended, Credential: cred})
+	if a.json {
+		return printJSON(jobCredentialJSON{JobID: a.job, Ended: ended, Credential: cred})
 	}
 	if ended {
-		fmt.Printf("job %s has ended (deregistered, or its token expired); its values put with --persist stay read-only. To read or delete them:\n", pos[0])
+		fmt.Printf("job %s has ended (deregistered, or its token expired); its values put with --persist stay read-only. To read or delete them:\n", a.job)
 	} else {
-		fmt.Printf("job %s is live; its credential reads and deletes its values (a secret, as its token):\n", pos[0])
+		fmt.Printf("job %s is live; its credential reads and deletes its values (a secret, as its token):\n", a.job)
 	}
 	fmt.Printf("export POCKET_CREDENTIAL=%s\n", cred)
 	return 0
