@@ -20,29 +20,8 @@ import (
 // job's data) until the test marks it dead (killDead).
 func newSteadyCluster(t *testing.T, nodes int) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t}
-	ctl, err := controller.New(controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+	return newClusterWith(t, nodes, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
 		DeadAfter: time.Hour, DeadNodeGrace: -1, Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ctl, c.addr = ctl, addr.String()
-	for range nodes {
-		c.addNodeAt("127.0.0.1:0")
-	}
-	c.awaitActive(nodes)
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			n.stop()
-			n.tier.Close()
-		}
-		c.ctl.Close()
-	})
-	return c
 }
 
 // killDead stops the node at addr (its data is gone) and marks it dead.

@@ -22,9 +22,17 @@ import (
 // dead for grace from the maps.
 func newGraceCluster(t *testing.T, nodes int, grace time.Duration) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t}
-	ctl, err := controller.New(controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+	return newClusterWith(t, nodes, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
 		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: grace, Logger: quietLog})
+}
+
+// newClusterWith starts a controller of cfg on a loopback port and nodes
+// that register with it, waits until they are active, and stops them all
+// when the test ends.
+func newClusterWith(t *testing.T, nodes int, cfg controller.Config) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t}
+	ctl, err := controller.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
