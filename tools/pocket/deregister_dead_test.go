@@ -6,55 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
-	"github.com/pocketstore/pocket/dataplane"
-	"github.com/pocketstore/pocket/dataplane/agent"
-	"github.com/pocketstore/pocket/metaclient"
-	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/wire"
 )
-
-// startStoppableNode starts a 16 MiB DRAM node of 8000 Mb/s heartbeating
-// to the controller at ctlAddr; stop ends it (its values go with it), as
-// the test's end does.
-func startStoppableNode(t *testing.T, ctlAddr string, log *slog.Logger) (addr string, stop func()) {
-	t.Helper()
-	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
-		Guard: dataplane.NewTokenGuard(hintSecret), Net: netio.Config{Loops: 1}, Logger: log})
-	if err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	mc := metaclient.New(ctlAddr, metaclient.Options{Secret: hintSecret, Logger: log})
-	go func() {
-		defer close(done)
-		defer mc.Close()
-		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc, Logger: log,
-			Mbps: map[dataplane.Kind]float64{wire.TierDRAM: 8000}})
-	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			<-done
-			nd.Close()
-			d.Close()
-		})
-	}
-	t.Cleanup(stop)
-	return nd.Addr().String(), stop
-}
 
 // TestDeregisterCountsTheLiveNodesBesideADeadOne: a job over two nodes
 // put values with --persist on both; one node dies (stopped, then marked
@@ -81,8 +39,8 @@ func TestDeregisterCountsTheLiveNodesBesideADeadOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := laddr.String()
-	a, _ := startStoppableNode(t, addr, quiet)
-	b, stopB := startStoppableNode(t, addr, quiet)
+	a, _ := startHintNode(t, addr, 8000, quiet)
+	b, stopB := startHintNode(t, addr, 8000, quiet)
 	deadline := time.Now().Add(10 * time.Second)
 	for activeNodes(ctl) < 2 {
 		if time.Now().After(deadline) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,7 +176,10 @@ func activeNodes(ctl *controller.Controller) int {
 	return n
 }
 
-func startHintNode(t *testing.T, ctlAddr string, mbps float64, log *slog.Logger) {
+// startHintNode starts a 16 MiB DRAM node reporting mbps Mb/s and
+// heartbeating to the controller at ctlAddr; stop ends it (its values go
+// with it), as the test's end does.
+func startHintNode(t *testing.T, ctlAddr string, mbps float64, log *slog.Logger) (addr string, stop func()) {
 	t.Helper()
 	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
 	if err != nil {
@@ -196,12 +200,17 @@ func startHintNode(t *testing.T, ctlAddr string, mbps float64, log *slog.Logger)
 		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc, Logger: log,
 			Mbps: map[dataplane.Kind]float64{wire.TierDRAM: mbps}})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		nd.Close()
-		d.Close()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			nd.Close()
+			d.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return nd.Addr().String(), stop
 }
 
 // TestRegisterHintsAgainstCluster runs `pocket job register` against a
