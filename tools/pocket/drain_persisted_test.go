@@ -29,19 +29,7 @@ func stderrOf(t *testing.T, f func() int) (string, int) {
 // Before, the drain went ahead and the node left with the values. The
 // nodes are registrations only, heartbeating when the test says.
 func TestDrainCommandPersistedValues(t *testing.T) {
-	secret := "0123456789abcdef-drain-persisted-secret"
-	t.Setenv("POCKET_SECRET", secret)
-	ctl, err := controller.New(controller.Config{Secret: []byte(secret), DeadAfter: time.Hour, ForgetAfter: time.Hour,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
-	laddr, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := laddr.String()
+	ctl, addr := drainController(t, "0123456789abcdef-drain-persisted-secret")
 	keep := []wire.HeldJob{{Job: "old-3", Bytes: 3 << 20}}
 	beat := func(node string, keep []wire.HeldJob, metrics []wire.Metric) {
 		t.Helper()
@@ -119,19 +107,7 @@ func TestDrainCommandPersistedValues(t *testing.T) {
 // before the node's first drain report (before: "draining: 0B used", then
 // the real figure).
 func TestDrainCommandHeldExitStatus(t *testing.T) {
-	secret := "0123456789abcdef-drain-held-secret"
-	t.Setenv("POCKET_SECRET", secret)
-	ctl, err := controller.New(controller.Config{Secret: []byte(secret), DeadAfter: time.Hour, ForgetAfter: time.Hour,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
-	laddr, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := laddr.String()
+	ctl, addr := drainController(t, "0123456789abcdef-drain-held-secret")
 	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, UsedBytes: 3 << 20, Mbps: 8000}}
 	nodes := []string{closedAddr(t), closedAddr(t)}
 	for _, n := range nodes {
@@ -196,4 +172,23 @@ func TestDrainCommandHeldExitStatus(t *testing.T) {
 	if n, ok := findNode(statusView(ctl.Status()), a); !ok || n.State != wire.NodeDraining.String() {
 		t.Errorf("the drain does not go on: node %+v listed %v", n, ok)
 	}
+}
+
+// drainController starts a controller of secret (also POCKET_SECRET, for
+// the drain command) on a loopback port whose nodes never die or are
+// forgotten while the test runs: registrations the test heartbeats for.
+func drainController(t *testing.T, secret string) (*controller.Controller, string) {
+	t.Helper()
+	t.Setenv("POCKET_SECRET", secret)
+	ctl, err := controller.New(controller.Config{Secret: []byte(secret), DeadAfter: time.Hour, ForgetAfter: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	laddr, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctl, laddr.String()
 }
