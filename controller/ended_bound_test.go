@@ -1,0 +1,36 @@
+package controller
+
+import (
+	"testing"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestEndedBoundSparesMapsWithValues: the bound on kept final maps
+// (Config.MaxEndedJobs) is for maps that may still find persisted values.
+// A job p expires with a persisted value its node reports keeping; job q
+// expires with none, and the node has applied q's end and reports only
+// p's value, so no node may keep anything of q: its map waits only for the
+// sweeper. Then job r ends. With a bound of 2, the map to forget is q's
+// (needed by nobody), not p's: forgetting p's leaves its value on the node
+// with nobody able to find it (an expiry handed its credential to nobody),
+// and holds that node's drain until a discarding drain destroys it. On the
+// code under test the bound drops the oldest record first, p's, while q's
+// unneeded one still counts: a stream of short-lived jobs that persist
+// nothing pushes out every expired job's map whose values are still there.
+func TestEndedBoundSparesMapsWithValues(t *testing.T) {
+	c := newTest(t, Config{MaxEndedJobs: 2})
+	a := "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	p := expireNow(t, c, "p")
+	keep := []wire.HeldJob{{Job: p.Job, Bytes: 6}}
+	syncKeeping(t, c, a, keep)
+	q := expireNow(t, c, "q")
+	syncKeeping(t, c, a, keep) // q's end applied; only p's value kept
+	r := expireNow(t, c, "r")
+	wantFinal(t, c, p)
+	wantFinal(t, c, r)
+	if keptMap(c, q.Job) {
+		t.Errorf("the final map of %s, whose node applied its end and keeps none of its values, is kept over %s's", q.Job, p.Job)
+	}
+}
