@@ -2,6 +2,7 @@ package controller
 
 import (
 	"testing"
+	"time"
 
 	"github.com/pocketstore/pocket/wire"
 )
@@ -32,5 +33,48 @@ func TestEndedBoundSparesMapsWithValues(t *testing.T) {
 	wantFinal(t, c, r)
 	if keptMap(c, q.Job) {
 		t.Errorf("the final map of %s, whose node applied its end and keeps none of its values, is kept over %s's", q.Job, p.Job)
+	}
+}
+
+// TestEndedBoundAfterRestartForgetsTheOldestEnd: the bound forgets the
+// final map of the job that ended first ("in the order they ended",
+// ended.go), also after a restart. Job a registers before job b, b is
+// deregistered first, then a. After a restart, job c ends: with a bound
+// of 2 the map to forget is b's, which ended first. On the code under
+// test the restore queues the records in registration order (by gen), so
+// the bound forgets a's, the most recently ended of the two: after a
+// restart, which map a flood pushes out depends on when jobs registered,
+// and a long job that just ended loses its map first.
+func TestEndedBoundAfterRestartForgetsTheOldestEnd(t *testing.T) {
+	r := newRestartable(t, Config{MaxEndedJobs: 2}, false)
+	c := r.ctl
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	a, err := c.RegisterJob("a", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.RegisterJob("b", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*wire.PlacementMap{b, a} {
+		if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // distinct end times
+	}
+	c = r.restart()
+	m, err := c.RegisterJob("c", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	if keptMap(c, b.Job) {
+		t.Errorf("the final map of %s, which ended first, is kept beyond the bound", b.Job)
+	}
+	if !keptMap(c, a.Job) {
+		t.Errorf("the final map of %s, which ended after %s, is forgotten first", a.Job, b.Job)
 	}
 }
