@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/pocketstore/pocket/controller/state"
@@ -36,8 +38,9 @@ import (
 // orphan. Once no node of its map may keep them (typically a heartbeat
 // after the job ends, for a job that persisted nothing; when the last
 // persisted value is deleted, otherwise) the sweeper drops it. At most
-// Config.MaxEndedJobs are kept: beyond, the oldest is dropped, and logged
-// (its values stay, readable by its credential).
+// Config.MaxEndedJobs are kept: beyond, the maps no node needs any more
+// are dropped first, then the oldest to end, and logged (its values stay,
+// readable by its credential).
 //
 // With Config.Store each record is stored in the job's revoked record
 // (state.Job with State JobRevoked, whose Tier, Epoch, Nodes and Expires
@@ -79,6 +82,17 @@ func (es *endedJobs) add(e *endedJob) {
 	es.queue = append(es.queue, e)
 }
 
+// sortByEnd puts the queue in the order the jobs ended (then by gen): a
+// restore enters the records in registration order.
+func (es *endedJobs) sortByEnd() {
+	slices.SortStableFunc(es.queue, func(a, b *endedJob) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.gen, b.gen)
+	})
+}
+
 // finalNodes is a map's nodes as an ended job's final map keeps them:
 // draining and joining as they were, every other state active (a dead
 // node holds none of the values now, or holds them again if it returns).
@@ -98,6 +112,10 @@ func finalNodes(ns []wire.MapNode) []wire.MapNode {
 func (c *Controller) endJobLocked(j *job, m *wire.PlacementMap, rev uint64, now time.Time) {
 	c.ended.add(&endedJob{id: j.id, name: j.name, gen: j.gen, tier: j.tier, epoch: j.epoch, expires: j.expires,
 		nodes: finalNodes(m.Nodes), at: now, rev: rev})
+	if len(c.ended.ids) > c.cfg.MaxEndedJobs {
+		// The maps no node needs any more go before any that one does.
+		c.pruneEndedLocked()
+	}
 	for len(c.ended.ids) > c.cfg.MaxEndedJobs && len(c.ended.queue) > 0 {
 		e := c.ended.queue[0]
 		c.ended.queue[0] = nil

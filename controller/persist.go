@@ -405,6 +405,7 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 			cl.jobs++
 		}
 	}
+	c.ended.sortByEnd()
 }
 
 // maxGen is the highest gen of a restored job or tombstone.
