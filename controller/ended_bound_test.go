@@ -78,3 +78,29 @@ func TestEndedBoundAfterRestartForgetsTheOldestEnd(t *testing.T) {
 		t.Errorf("the final map of %s, which ended after %s, is forgotten first", a.Job, b.Job)
 	}
 }
+
+// TestEndedBoundHoldsAfterARestart: Config.MaxEndedJobs bounds the final
+// maps kept, also those a restart restores: a controller restarted with
+// a lower bound (or on state a build with a higher default wrote) keeps at
+// most its bound. On the code under test the restore enters every stored
+// record and the bound is applied only at the next job's end: until then
+// the restarted controller keeps, saves and answers all of them.
+func TestEndedBoundHoldsAfterARestart(t *testing.T) {
+	r := newRestartable(t, Config{}, false)
+	c := r.ctl
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	for range 3 {
+		expireNow(t, c, "e")
+	}
+	if err := c.flush(); err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.MaxEndedJobs = 2
+	c = r.restart()
+	c.mu.Lock()
+	n := len(c.ended.ids)
+	c.mu.Unlock()
+	if n > 2 {
+		t.Fatalf("%d final maps kept after a restart with MaxEndedJobs 2", n)
+	}
+}
