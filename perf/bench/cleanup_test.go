@@ -82,3 +82,20 @@ func TestPutRunDeletesOnlyWhatItStored(t *testing.T) {
 	}
 }
 
+// TestFailedPreloadDeletesOnlyWhatItStored: a get run whose preload the
+// store refuses from its first put stored nothing, so its cleanup must
+// delete nothing. On the code under test a failed preload cleans up
+// every key of the keyspace (allKeys): the user's values under those
+// names are deleted, and the error says the run "wrote" them.
+func TestFailedPreloadDeletesOnlyWhatItStored(t *testing.T) {
+	srv := fullStoreWithUsersKeys(t, 100)
+	cfg := Config{Op: Get, Size: 64, Conns: 2, Pipeline: 4, Duration: 200 * time.Millisecond, Keys: 100,
+		StallLimit: 10 * time.Second}
+	_, err := Run(context.Background(), cfg, RESPDialer(srv.addr(), cfg.Size))
+	if err == nil {
+		t.Fatal("a get run whose preload was refused succeeded")
+	}
+	if left := srv.stored(); left != 100 {
+		t.Errorf("%d of the user's 100 values left after a preload refused from its first put: %v", left, err)
+	}
+}
