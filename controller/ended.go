@@ -116,6 +116,12 @@ func (c *Controller) endJobLocked(j *job, m *wire.PlacementMap, rev uint64, now 
 		// The maps no node needs any more go before any that one does.
 		c.pruneEndedLocked()
 	}
+	c.boundEndedLocked()
+}
+
+// boundEndedLocked drops the oldest-ended final maps beyond
+// Config.MaxEndedJobs, and logs each.
+func (c *Controller) boundEndedLocked() {
 	for len(c.ended.ids) > c.cfg.MaxEndedJobs && len(c.ended.queue) > 0 {
 		e := c.ended.queue[0]
 		c.ended.queue[0] = nil

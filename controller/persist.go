@@ -406,6 +406,10 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 		}
 	}
 	c.ended.sortByEnd()
+	// A restart under a lower bound (or on a state a larger default
+	// wrote) keeps at most its bound: the maps that ended first go. Which
+	// maps no node needs is not known until the nodes report.
+	c.boundEndedLocked()
 }
 
 // maxGen is the highest gen of a restored job or tombstone.
