@@ -400,7 +400,7 @@ func (c *Controller) sweep(now time.Time) {
 				why = fmt.Sprintf("restored from the state and not heard from since, %v beyond its first-heartbeat grace", now.Sub(n.lastSeen).Round(time.Millisecond))
 			}
 			c.setStateLocked(n, wire.NodeDead, why)
-		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr):
+		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr) && !c.inAnyEndedLocked(addr):
 			c.cfg.Logger.Info("controller: node forgotten", "node", addr)
 			delete(c.nodes, addr)
 			delete(c.orphans, addr)
@@ -421,6 +421,22 @@ func (c *Controller) sweep(now time.Time) {
 func (c *Controller) inAnyJobLocked(addr string) bool {
 	l := c.loads[addr]
 	return l != nil && len(l.jobs) > 0
+}
+
+// inAnyEndedLocked reports whether addr is a node of a kept final map of
+// an ended job (ended.go): a dead node there is not forgotten, since it
+// may come back with the job's persisted values, and forgetting it would
+// count it as keeping none and drop the map that finds them. The bound
+// on kept maps (Config.MaxEndedJobs) bounds what this keeps.
+func (c *Controller) inAnyEndedLocked(addr string) bool {
+	for _, e := range c.ended.ids {
+		for _, mn := range e.nodes {
+			if mn.Addr == addr {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (j *job) has(addr string) bool {
