@@ -57,9 +57,10 @@ type endedJob struct {
 	gen      uint64
 	tier     uint8
 	epoch    uint64
-	expires  time.Time      // the token's expiry (zero: never)
-	nodes    []wire.MapNode // State: NodeDraining or NodeJoining as the map named them, else NodeActive
-	at       time.Time      // when it ended
+	expires  time.Time       // the token's expiry (zero: never)
+	nodes    []wire.MapNode  // State: NodeDraining or NodeJoining as the map named them, else NodeActive
+	lost     []wire.LostNode // the nodes that had left the map dead (wire.PlacementMap.Lost)
+	at       time.Time       // when it ended
 	// rev is a revision at or after the job's revocation: a node whose
 	// table is at rev has applied it (for a restored record, the
 	// revision the restart began at).
@@ -111,7 +112,7 @@ func finalNodes(ns []wire.MapNode) []wire.MapNode {
 // revision rev, dropping the oldest record beyond Config.MaxEndedJobs.
 func (c *Controller) endJobLocked(j *job, m *wire.PlacementMap, rev uint64, now time.Time) {
 	c.ended.add(&endedJob{id: j.id, name: j.name, gen: j.gen, tier: j.tier, epoch: j.epoch, expires: j.expires,
-		nodes: finalNodes(m.Nodes), at: now, rev: rev})
+		nodes: finalNodes(m.Nodes), lost: slices.Clone(m.Lost), at: now, rev: rev})
 	if len(c.ended.ids) > c.cfg.MaxEndedJobs {
 		// The maps no node needs any more go before any that one does.
 		c.pruneEndedLocked()
@@ -208,7 +209,7 @@ func (c *Controller) endedLocked(id string, tok []byte) *endedJob {
 // publicMap is e's final map as OpGetMap answers it, with tok (verified).
 func (e *endedJob) publicMap(tok []byte) *wire.PlacementMap {
 	return &wire.PlacementMap{Job: e.id, Tier: e.tier, Epoch: e.epoch, Token: append([]byte(nil), tok...),
-		Expires: e.expires, Nodes: append([]wire.MapNode(nil), e.nodes...), Ended: true}
+		Expires: e.expires, Nodes: append([]wire.MapNode(nil), e.nodes...), Lost: slices.Clone(e.lost), Ended: true}
 }
 
 // GetMapOrEnded is GetMap for a client that takes an ended job's final
@@ -283,6 +284,9 @@ func addFinalMap(r *state.Job, e *endedJob) {
 	for i, mn := range e.nodes {
 		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight, Role: roleOf(mn)}
 	}
+	for _, l := range e.lost {
+		r.Lost = append(r.Lost, state.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
+	}
 }
 
 // restoreEndedLocked enters the final map a revoked record carries (none
@@ -293,6 +297,9 @@ func (c *Controller) restoreEndedLocked(r *state.Job) {
 		return
 	}
 	e := &endedJob{id: r.ID, name: r.Name, gen: r.Gen, tier: r.Tier, epoch: r.Epoch, at: r.Revoked.Local()}
+	for _, l := range r.Lost {
+		e.lost = append(e.lost, wire.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
+	}
 	if !r.Expires.IsZero() {
 		e.expires = r.Expires.Local()
 	}
