@@ -280,11 +280,13 @@ func (j *Job) snapshot() Map {
 // error is then nil when every node of the map dropped the job's data but
 // dead ones (DropResult.Dead: their copy went with them), else a
 // *DropError naming the nodes that did not (they may still hold it). Any
-// other error means the job was not deregistered and the Job stays live:
-// ErrNoController; the map's fetch failing (a controller that does not
-// answer, within the context); the controller's refusal (wire.ErrBadToken,
-// wire.ErrUnknownJob for a job it does not know, deregistered already
-// say); a *metaclient.OutcomeUnknownError when the connection failed after
+// other error means this call did not deregister the job: the Job stays
+// as it was, live, unless the map's fetch found the job ended already
+// (deregistered, or its token expired: Ended then reports true and the
+// error is wire.ErrUnknownJob). Such errors: ErrNoController; the map's
+// fetch failing (a controller that does not answer, within the context);
+// the controller's refusal (wire.ErrBadToken, wire.ErrUnknownJob for a job
+// it does not know, deregistered already say); a *metaclient.OutcomeUnknownError when the connection failed after
 // the request was sent (the controller may have deregistered the job:
 // pocket status says).
 func (j *Job) Deregister(ctx context.Context) error {
