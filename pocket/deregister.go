@@ -79,32 +79,32 @@ func (j *Job) Deregistration() (DropResult, bool) {
 	return DropResult{}, false
 }
 
-// markDead marks the nodes at addrs that are in the retired job's map
-// dead in it, as the controller named them at its deregistration
-// (DropResult.Dead): the map the deregistration fetched may predate their
-// death (the controller hands out a changed map once the live nodes have
-// it). Fan-outs skip them and single-key requests to them answer wire.ErrLost
-// at once, instead of dialing them for goneWait (5 s) first. They are not
-// GoneNodes: those are the nodes the handle found gone by itself.
-func (j *Job) markDead(addrs []string) {
+// markSuspect marks the nodes at addrs that are in the retired job's map
+// suspect in it (Map.Suspect), as the controller named them dead at its
+// deregistration (DropResult.Dead). That is a moment's view: a node whose
+// heartbeats stopped may be serving still, or come back with the job's
+// persisted values (the controller's final map then names it active), so
+// requests still try it, but one that refuses connections is gone at once
+// instead of after goneWait (5 s) of dialing (gone.go).
+func (j *Job) markSuspect(addrs []string) {
 	j.goneMu.Lock()
 	defer j.goneMu.Unlock()
 	m := j.snapshot()
-	var dead map[string]bool
+	var suspect map[string]bool
 	for _, a := range addrs {
-		if m.Dead[a] || !slices.ContainsFunc(m.Nodes, func(n Node) bool { return n.Addr == a }) {
+		if m.Dead[a] || m.Suspect[a] || !slices.ContainsFunc(m.Nodes, func(n Node) bool { return n.Addr == a }) {
 			continue
 		}
-		if dead == nil {
-			dead = maps.Clone(m.Dead)
-			if dead == nil {
-				dead = map[string]bool{}
+		if suspect == nil {
+			suspect = maps.Clone(m.Suspect)
+			if suspect == nil {
+				suspect = map[string]bool{}
 			}
 		}
-		dead[a] = true
+		suspect[a] = true
 	}
-	if dead != nil {
-		m.Dead = dead
+	if suspect != nil {
+		m.Suspect = suspect
 		j.setMap(m)
 	}
 }

@@ -148,18 +148,20 @@ func TestDeregisterDeadNodeSucceeds(t *testing.T) {
 		t.Errorf("deregistration: %+v, %v; want 2 nodes dropping values, %s dead, no failure", res, ok, dead)
 	}
 	// An ended job's listing leaves the dead node out (a live one's fails),
-	// without dialing it first: it is not a node found gone.
+	// without dialing it for goneWait: the deregistration marked it
+	// suspect, so its first refused dial finds it gone.
 	want := len(r.keysOn("p", r.nodes[1])) + len(r.keysOn("p", r.nodes[2]))
 	if got, err := r.j.List(context.Background(), "p/"); err != nil || len(got) != want {
 		t.Errorf("listing after the deregistration: %d entries, %v; want %d", len(got), err, want)
 	}
-	if g := r.j.GoneNodes(); len(g) != 0 {
-		t.Errorf("nodes found gone: %q; want none (the deregistration named %s dead)", g, dead)
+	if g := r.j.GoneNodes(); !slices.Equal(g, []string{dead}) {
+		t.Errorf("nodes found gone: %q; want %s (named dead by the deregistration, it refused the listing's dial)", g, dead)
 	}
 	r.checkEnded(t, dead, healthy)
 	// The credential carries the dead mark: another process's listing
-	// skips the dead node at once. Before, a credential wrote it as an
-	// active node, which the reader dialed for goneWait (5 s) first.
+	// finds the dead node gone at its first refused dial. Before, a
+	// credential wrote it as an active node, which the reader dialed for
+	// goneWait (5 s) first.
 	s := NewStore(nil, Config{})
 	defer s.Close()
 	cj, err := s.OpenCredential(r.j.Credential())
@@ -171,8 +173,8 @@ func TestDeregisterDeadNodeSucceeds(t *testing.T) {
 	if got, err := cj.List(ctx, "p/"); err != nil || len(got) != want {
 		t.Errorf("listing through the credential within %v: %d entries, %v; want %d", goneWait/2, len(got), err, want)
 	}
-	if g := cj.GoneNodes(); len(g) != 0 {
-		t.Errorf("credential: nodes found gone %q; want none (marked dead)", g)
+	if g := cj.GoneNodes(); !slices.Equal(g, []string{dead}) {
+		t.Errorf("credential: nodes found gone %q; want %s (marked dead, it refused the first dial)", g, dead)
 	}
 }
 

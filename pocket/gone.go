@@ -39,6 +39,12 @@ import (
 //     while it keeps persisted values, revoked or gone once it keeps none),
 //     so the key reads as ErrNotFound, not "token revoked".
 //
+// A node the map marks suspect (Map.Suspect: named dead by a credential's
+// mark or by the controller at the job's deregistration, hints that a
+// node coming back with its values outdates) is tried all the same, but
+// without goneWait: refusing connections, it is gone at once (marked dead,
+// named by GoneNodes); answering, it is an ordinary node of the map again.
+//
 // A live job's requests are unchanged: its nodes' retirement and death
 // reach it through the controller's maps (lost.go, fanOutChanged).
 
@@ -77,11 +83,16 @@ func isGone(err error) bool {
 // What it tries is the request itself when sending it again is safe
 // (resend: it changes nothing twice, or it certainly never reached the
 // node), else a listing of one key (probe), and then the request's first
-// answer stands (its outcome is unknown) unless the node is gone. A live
-// job's request is sent once.
+// answer stands (its outcome is unknown) unless the node is gone. A
+// suspect node (Map.Suspect) that refuses connections is gone at once; one
+// that answers is no longer suspect. A live job's request is sent once.
 func (j *Job) goneCheck(ctx context.Context, addr string, resend bool, send func() (client.Reply, error)) (client.Reply, error) {
 	r, err := send()
-	if !j.retired.Load() || !errors.Is(err, wire.ErrUnavailable) {
+	if !j.retired.Load() {
+		return r, err
+	}
+	if !errors.Is(err, wire.ErrUnavailable) {
+		j.answered(addr, err)
 		return r, err
 	}
 	first, firstErr := r, err
@@ -94,7 +105,11 @@ func (j *Job) goneCheck(ctx context.Context, addr string, resend bool, send func
 	for i := 0; i < max(lostTries, j.s.cfg.ConnsPerNode+1) && errors.Is(err, wire.ErrUnavailable) && !client.Refused(err); i++ {
 		r, err = try()
 	}
-	deadline := time.Now().Add(goneWait)
+	wait := goneWait
+	if j.snapshot().Suspect[addr] {
+		wait = 0
+	}
+	deadline := time.Now().Add(wait)
 	for wait := 20 * time.Millisecond; client.Refused(err); wait = min(2*wait, 500*time.Millisecond) {
 		if !time.Now().Before(deadline) {
 			j.markGone(addr)
@@ -107,10 +122,33 @@ func (j *Job) goneCheck(ctx context.Context, addr string, resend bool, send func
 		}
 		r, err = try()
 	}
+	j.answered(addr, err)
 	if probing {
 		return first, firstErr
 	}
 	return r, err
+}
+
+// answered clears addr's suspect mark (Map.Suspect) when err, the error of
+// a request to it, is an answer of the node: nil, or an error the node
+// sent (not unavailable, not the context's).
+func (j *Job) answered(addr string, err error) {
+	var we *wire.Error
+	if err != nil && (!errors.As(err, &we) || errors.Is(err, wire.ErrUnavailable)) {
+		return
+	}
+	if !j.snapshot().Suspect[addr] {
+		return
+	}
+	j.goneMu.Lock()
+	defer j.goneMu.Unlock()
+	m := j.snapshot()
+	if !m.Suspect[addr] {
+		return
+	}
+	m.Suspect = maps.Clone(m.Suspect)
+	delete(m.Suspect, addr)
+	j.setMap(m)
 }
 
 // lostTries bounds how many times goneCheck tries a node again whose
@@ -142,12 +180,17 @@ func (j *Job) markGone(addr string) {
 	}
 	dead[addr] = true
 	m.Dead = dead
+	if m.Suspect[addr] {
+		m.Suspect = maps.Clone(m.Suspect)
+		delete(m.Suspect, addr)
+	}
 	j.setMap(m)
 	j.gone = append(j.gone, addr)
 }
 
 // GoneNodes lists the nodes of an ended job's map that this handle found
-// gone (retired or dead: they refused connections for goneWait, 5 s), in
+// gone (retired or dead: they refused connections for goneWait, 5 s, or,
+// suspect ones (Map.Suspect), when first dialed), in
 // the order found: the values they held are gone, and listings, counts
 // and deletes leave them out. Empty for a live job, whose maps leave such
 // nodes out (lost.go).

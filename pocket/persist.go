@@ -53,9 +53,11 @@ type credential struct {
 // credNode is a Node as credentials encode it: {"ID": addr, "Weight": w},
 // the field names of the first credentials, which stay readable, and
 // whether the map named it draining or joining (absent: neither), or dead
-// (its values went with it: the credential's calls skip it at once, where
-// an SDK that predates the mark dials it for goneWait before it counts it
-// gone). A
+// or suspect (written "dead" either way, as older SDKs read it). A reader
+// takes the mark as suspect (Map.Suspect): a node named dead may have come
+// back with its values, so its calls still try it, but one that refuses
+// connections counts as gone at once, where an SDK that predates the mark
+// dials it for goneWait first. A
 // credential taken while a node of the map drained routes its reads as
 // the live job's did (drain.go): a value the drain moved is at its owner
 // without the draining node, one it had not moved (an ended job's, which
@@ -71,7 +73,8 @@ type credNode struct {
 func credNodes(m *Map) []credNode {
 	out := make([]credNode, len(m.Nodes))
 	for i, n := range m.Nodes {
-		out[i] = credNode{ID: n.Addr, Weight: n.Weight, Draining: m.Draining[n.Addr], Joining: m.Joining[n.Addr], Dead: m.Dead[n.Addr]}
+		out[i] = credNode{ID: n.Addr, Weight: n.Weight, Draining: m.Draining[n.Addr], Joining: m.Joining[n.Addr],
+			Dead: m.Dead[n.Addr] || m.Suspect[n.Addr]}
 	}
 	return out
 }
@@ -94,10 +97,10 @@ func (c *credential) credMap() Map {
 			m.Joining[n.ID] = true
 		}
 		if n.Dead {
-			if m.Dead == nil {
-				m.Dead = map[string]bool{}
+			if m.Suspect == nil {
+				m.Suspect = map[string]bool{}
 			}
-			m.Dead[n.ID] = true
+			m.Suspect[n.ID] = true
 		}
 	}
 	return m

@@ -47,6 +47,14 @@ type Map struct {
 	// expired): the controller kept it because nodes keep the job's
 	// persisted values, which it finds, read-only (see persist.go).
 	Ended bool
+	// Suspect nodes of an ended job's map were named dead by a hint only:
+	// a credential's dead mark, or the controller's dead nodes at the
+	// job's deregistration (DropResult.Dead), a moment's view a node may
+	// come back from with its values. Requests still try them, without
+	// goneWait: one that refuses connections is gone at once (GoneNodes),
+	// one that answers is an ordinary node again (gone.go). Nil for a
+	// live job's map.
+	Suspect map[string]bool
 }
 
 // Node is one storage node of a job's map. Each (key, chunk) lives on the
@@ -302,7 +310,7 @@ func (j *Job) Deregister(ctx context.Context) error {
 		return err
 	}
 	j.dropped.Store(&res)
-	j.markDead(res.Dead)
+	j.markSuspect(res.Dead)
 	j.retired.Store(true)
 	if len(res.Failures) > 0 {
 		return &DropError{Job: m.Job, Result: res}
