@@ -216,8 +216,9 @@ class Client:
         node that answers Revoked holds none of its values. Other controller
         errors raise (a client without a controller opens a deregistered
         job's credential while the controller is down)."""
-        m = _decode_credential(cred)
+        m, suspect = _decode_credential(cred)
         job = Job(self, m)
+        job._suspect = suspect
         if self.controller is None:
             job._retired = True
             return job
@@ -225,6 +226,7 @@ class Client:
             cur = self.controller.get_map(m.job, m.token)
             if not cur.ended or cur.epoch > m.epoch:
                 job._st = _MapState(cur)
+                job._suspect = frozenset()
             job._retired = cur.ended
         except (errors.UnknownJob, errors.BadToken):
             job._retired = True
@@ -247,19 +249,22 @@ class Client:
         self.close()
 
 
-def _decode_credential(cred: str) -> wire.PlacementMap:
+def _decode_credential(cred: str) -> tuple[wire.PlacementMap, frozenset[str]]:
     """The map a credential (Job.credential, the Go SDK's Credential)
-    carries; BadToken when it does not decode or names no job or node."""
+    carries, and the nodes it marks dead, which the map does not (they are
+    suspect: see _cred_node); BadToken when it does not decode or names no
+    job or node."""
     try:
         c = json.loads(base64.urlsafe_b64decode(cred + "=" * (-len(cred) % 4)))
         nodes = [_cred_node(n) for n in c["nodes"]]
+        suspect = frozenset(n["ID"] for n in c["nodes"] if n.get("dead"))
         m = wire.PlacementMap(c["job"], int(c.get("tier") or wire.TIER_DRAM), int(c.get("epoch") or 0), nodes,
                               base64.b64decode(c.get("token") or ""))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise errors.BadToken(f"credential: {e}") from None
     if not m.job or not nodes:
         raise errors.BadToken("credential names no job or no node")
-    return m
+    return m, suspect
 
 
 # A credential's nodes (persist.go's credNode): {"ID": addr, "Weight": w},
@@ -270,9 +275,12 @@ def _decode_credential(cred: str) -> wire.PlacementMap:
 # has confirmed the next epoch) routes its reads as the live job's did: a
 # value the drain moved at its owner without the draining node first, then
 # the draining node, which keeps what it had not moved. A node dead in the
-# map (one its deregistration named dead) is written "dead": true, as the
-# Go SDK writes it: a reader skips it at once (an SDK that predates the
-# mark takes it for active, and finds it gone after dialing it for 5 s).
+# map, or suspect (one its deregistration named dead), is written "dead":
+# true, as the Go SDK writes it. A reader takes the mark as suspect
+# (Job._suspect), not dead: a node the controller took for dead may have
+# come back with the job's persisted values, so the reader still tries it,
+# but finds it gone at its first refused connection instead of dialing it
+# for _GONE_WAIT seconds (as an SDK that predates the mark does).
 
 
 def _cred_node(n: dict) -> wire.MapNode:
@@ -285,13 +293,12 @@ def _cred_node(n: dict) -> wire.MapNode:
     if n.get("draining") and n.get("joining"):
         raise ValueError(f"node {n['ID']!r} is both draining and joining")
     state = wire.NODE_DRAINING if n.get("draining") else wire.NODE_JOINING if n.get("joining") else wire.NODE_ACTIVE
-    if n.get("dead"):
-        state = wire.NODE_DEAD
     return wire.MapNode(n["ID"], float(n["Weight"]), state)
 
 
-def _cred_nodes(m: wire.PlacementMap) -> list[dict]:
-    """The map's nodes as a credential writes them (see _cred_node)."""
+def _cred_nodes(m: wire.PlacementMap, suspect: frozenset[str] = frozenset()) -> list[dict]:
+    """The map's nodes as a credential writes them (see _cred_node), the
+    suspect ones dead."""
     out = []
     for n in m.nodes:
         d = {"ID": n.addr, "Weight": n.weight}
@@ -299,7 +306,7 @@ def _cred_nodes(m: wire.PlacementMap) -> list[dict]:
             d["draining"] = True
         elif n.state == wire.NODE_JOINING:
             d["joining"] = True
-        elif n.state == wire.NODE_DEAD:
+        if n.state == wire.NODE_DEAD or n.addr in suspect:
             d["dead"] = True
         out.append(d)
     return out
@@ -308,7 +315,7 @@ def _cred_nodes(m: wire.PlacementMap) -> list[dict]:
 def credential_job(cred: str) -> str:
     """The id of the job a credential opens (the Go SDK's CredentialJob);
     BadToken when it does not decode."""
-    return _decode_credential(cred).job
+    return _decode_credential(cred)[0].job
 
 
 def _drop_failure_text(job: str, res: wire.DropResult) -> str:
@@ -586,6 +593,11 @@ class Job:
         self._owner = owner
         self._retired = False  # deregistered through it, or opened from a credential
         self._gone: list[str] = []  # nodes of a retired job's map found gone
+        # Nodes of a retired job's map named dead only by a hint (a
+        # credential's dead mark, the controller at its deregistration):
+        # tried still, but gone at their first refused connection
+        # (_gone_check); one that answers is no longer suspect.
+        self._suspect: frozenset[str] = frozenset()
         self._gone_lock = threading.Lock()
 
     # ---- identity ----
@@ -618,7 +630,7 @@ class Job:
         as this Job's do (see _cred_node)."""
         m = self._st.map
         c = {"job": m.job, "token": base64.b64encode(m.token).decode(), "tier": m.tier, "epoch": m.epoch,
-             "nodes": _cred_nodes(m)}
+             "nodes": _cred_nodes(m, self._suspect)}
         return base64.urlsafe_b64encode(json.dumps(c, separators=(",", ":")).encode()).decode().rstrip("=")
 
     def refresh(self) -> None:
@@ -828,36 +840,42 @@ class Job:
 
     def _ended(self, res: wire.DropResult) -> None:
         """Makes this Job an ended job's, the controller having deregistered
-        it with the result res: the dead nodes res names are marked dead in
-        its map (the map the deregistration fetched may predate their death,
-        as the controller hands out a changed map once the live nodes have
-        it), so reads answer Lost at once instead of waiting _GONE_WAIT for
-        them; they are not gone_nodes(), which the Job found by itself."""
-        self._mark_dead(res.dead_nodes())
+        it with the result res: the dead nodes res names are marked suspect
+        (the map the deregistration fetched may predate their death, as the
+        controller hands out a changed map once the live nodes have it; and
+        a node taken for dead may come back with the job's persisted
+        values), so a request finds one that refuses connections gone at
+        once instead of after _GONE_WAIT seconds, and uses one that answers."""
+        self._mark_suspect(res.dead_nodes())
         self._owner = False
         self._retired = True
         with _tokens_lock:
             _tokens.pop(self._st.map.job, None)
 
-    def _mark_dead(self, addrs: list[str]) -> None:
-        """Marks the nodes at addrs that are in the map dead in it."""
+    def _mark_suspect(self, addrs: list[str]) -> None:
+        """Marks the nodes at addrs that are in the map, and not dead in it,
+        suspect (see _suspect)."""
         with self._gone_lock:
-            m = self._st.map
-            dead = {a for a in addrs if a not in self._st.dead} & set(self._st.addrs)
-            if not dead:
-                return
-            nodes = [dataclasses.replace(n, state=wire.NODE_DEAD) if n.addr in dead else n for n in m.nodes]
-            self._st = _MapState(dataclasses.replace(m, nodes=nodes))
+            st = self._st
+            self._suspect = self._suspect | ({a for a in addrs if a not in st.dead} & set(st.addrs))
+
+    def _unsuspect(self, addr: str) -> None:
+        """addr answered: it is an ordinary node of the map again."""
+        if addr in self._suspect:
+            with self._gone_lock:
+                self._suspect = self._suspect - {addr}
 
     def _count_persisted(self) -> tuple[int | None, str]:
         """The bytes of the ended job's persisted values on its nodes and,
         when not counted, why: usage() over the deregistration's map by a
-        handle of its own (so this Job's record of gone nodes is its own),
+        handle of its own (so this Job's record of gone nodes is its own;
+        it shares this Job's suspect nodes),
         within _PERSISTED_WAIT seconds, as ``pocket job deregister`` counts
         them. A node that cannot be reached in that time leaves them not
         counted (the count, a daemon thread, ends by itself)."""
         counter = Job(self.client, self._st.map)
         counter._retired = True
+        counter._suspect = self._suspect
         out: dict = {}
 
         def run() -> None:
@@ -875,16 +893,19 @@ class Job:
             return None, str(got["err"])
         return None, f"the nodes did not all answer within {_PERSISTED_WAIT:g} s"
 
-    def _retire(self, m: wire.PlacementMap) -> None:
+    def _retire(self, m: wire.PlacementMap, suspect: frozenset[str] = frozenset()) -> None:
         """Marks the job deregistered (elsewhere in this process), its
-        reads routed from now on by m, the map its deregistration took."""
+        reads routed from now on by m, the map its deregistration took,
+        with the nodes in suspect suspect (see _suspect)."""
         self._st = _MapState(m)
+        self._suspect = suspect
         self._owner = False
         self._retired = True
 
     def gone_nodes(self) -> list[str]:
         """The nodes of an ended job's map this handle found gone (retired
-        or dead: they refused connections for 5 s), in the order found: the
+        or dead: they refused connections for 5 s, or, suspect ones, when
+        first dialed), in the order found: the
         values they held are gone, and listings, counts and deletes leave
         them out. Empty for a live job, whose maps leave such nodes out."""
         with self._gone_lock:
@@ -898,26 +919,29 @@ class Job:
                 return
             nodes = [dataclasses.replace(n, state=wire.NODE_DEAD) if n.addr == addr else n for n in m.nodes]
             self._st = _MapState(dataclasses.replace(m, nodes=nodes))
+            self._suspect = self._suspect - {addr}
             self._gone.append(addr)
 
     def _gone_check(self, addr: str, e: NodeUnavailable) -> None:
         """For a retired job whose request to addr raised e: returns when
         the node answers (the caller raises e: the request's outcome stands
         unknown), or after a refusal that lasts _GONE_WAIT seconds marks the
-        node gone and raises NodeGone. A probe (a listing of one key) asks,
-        never the request itself."""
+        node gone and raises NodeGone; a suspect node (_suspect) is gone at
+        its first refusal. A probe (a listing of one key) asks, never the
+        request itself."""
         err = e
         for _ in range(_LOST_TRIES):
             if err.refused:
                 break
             try:
                 self._probe(addr)
+                self._unsuspect(addr)
                 return
             except NodeUnavailable as e2:
                 err = e2
         if not err.refused:
             return
-        deadline = time.monotonic() + _GONE_WAIT
+        deadline = time.monotonic() + (0 if addr in self._suspect else _GONE_WAIT)
         wait = 0.02
         while True:
             left = deadline - time.monotonic()
@@ -928,6 +952,7 @@ class Job:
             wait = min(2 * wait, 0.5)
             try:
                 self._probe(addr)
+                self._unsuspect(addr)
                 return
             except NodeUnavailable as e2:
                 if not e2.refused:
@@ -1003,11 +1028,13 @@ class Job:
         """Sends one request to addr; a retired job's that cannot reach the
         node finds out whether the node is gone (_gone_check: NodeGone)."""
         try:
-            return self._send_once(addr, op, flags, meta, payload, dst)
+            r = self._send_once(addr, op, flags, meta, payload, dst)
         except NodeUnavailable as e:
             if self._retired:
                 self._gone_check(addr, e)
             raise
+        self._unsuspect(addr)
+        return r
 
     def _send_once(self, addr: str, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
         pool = self.client.pool

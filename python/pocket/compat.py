@@ -246,7 +246,7 @@ class Handle:
                 # Deregistered since: its persisted values are where the
                 # map the deregistration took puts them, which this
                 # handle's (fetched before a drain, say) may not.
-                j._retire(_decode_credential(cred))
+                j._retire(*_decode_credential(cred))
             return j
         cred = _credential_of(jobid)
         if cred is not None:
