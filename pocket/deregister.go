@@ -22,7 +22,10 @@ type DropResult struct {
 	Bytes  int64
 	// Dead are the addresses of the map's dead nodes, in no set order:
 	// their copy of the job's values, persisted ones too, went with them.
-	// Not a failure: nothing is left there to drop.
+	// Not a failure: nothing is left there to drop. It is the
+	// controller's view then (a node whose heartbeats stopped may serve
+	// on, or come back with the persisted values), so the Job and its
+	// Credential mark them suspect, not dead (Map.Suspect).
 	Dead []string
 	// Failures are the other nodes that did not drop the job's data, one
 	// entry a node, as the controller wrote it ("drop job J at ADDR: ...",
