@@ -28,23 +28,7 @@ func TestCredentialDeadMarkOfAReturnedNode(t *testing.T) {
 	r := newDeregRig(t, "returns")
 	ctx := context.Background()
 	x := r.nodes[0]
-	cn := r.c.nodeAt(x)
-	cn.cancel() // its agent stops heartbeating; the node serves on
-	<-cn.done
-	// A heartbeat the agent sent before it stopped may still arrive and
-	// revive the node: mark it dead until it stays so.
-	for i := 0; ; i++ {
-		if err := r.c.ctl.SetNodeState(x, wire.NodeDead); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(300 * time.Millisecond)
-		if nodeState(r.c.ctl, x) == wire.NodeDead {
-			break
-		}
-		if i == 10 {
-			t.Fatalf("node %s does not stay dead", x)
-		}
-	}
+	cn := r.takeForDead(t, x) // its agent stops heartbeating; the node serves on
 	if err := r.j.Deregister(ctx); err != nil {
 		t.Fatalf("deregister with %s taken for dead: %v", x, err)
 	}
