@@ -158,8 +158,8 @@ func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 	pre := &Stats{Config: cfg}
 	if cfg.Op == Get {
 		pre.Preloaded = keys.Len()
-		if err := Preload(ctx, dial, keys, value, min(cfg.Conns, 8), cfg.StallLimit); err != nil {
-			return nil, pre.cleanupAfter(ctx, dial, keys, allKeys(keys.Len()), err)
+		if stored, err := preload(ctx, dial, keys, value, min(cfg.Conns, 8), cfg.StallLimit); err != nil {
+			return nil, pre.cleanupAfter(ctx, dial, keys, stored, err)
 		}
 	}
 	conns, err := dialAll(ctx, dial, cfg.Conns)
@@ -176,7 +176,7 @@ func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 			wrote = newKeySet(keys.Len())
 		}
 		workers[i] = &worker{
-			conn: c, keys: keys, value: value, cfg: &cfg, halt: halt, wrote: wrote,
+			conn: c, keys: keys, value: value, cfg: &cfg, halt: halt, wrote: wrote, sent: make([]int, 0, cfg.Pipeline),
 			rng: newRNG(uint64(i) + uint64(start.UnixNano())), measure: measure, end: end, lastOK: start,
 		}
 	}
@@ -332,7 +332,8 @@ func persistent(err error) bool {
 type worker struct {
 	conn         Conn
 	keys         *Keyspace
-	wrote        keySet // the keys this worker sent puts of
+	wrote        keySet // the keys whose puts this worker's store acknowledged, or may have stored (maybeWritten)
+	sent         []int  // the key indexes of the batch in flight, in order
 	value        []byte
 	cfg          *Config
 	rng          rng
@@ -372,30 +373,35 @@ func (w *worker) run() {
 // recording latencies when measured is set. It returns an error only when
 // the connection is unusable.
 func (w *worker) batch(t0 time.Time, measured bool) error {
+	w.sent = w.sent[:0]
 	for range w.cfg.Pipeline {
 		i := w.rng.intn(w.keys.Len())
 		key := w.keys.Key(i)
+		w.sent = append(w.sent, i)
 		var err error
 		if w.cfg.Op == Get {
 			err = w.conn.SendGet(key)
 		} else {
-			if w.wrote != nil {
-				w.wrote.add(i)
-			}
 			err = w.conn.SendPut(key, w.value)
 		}
 		if err != nil {
+			w.maybeWritten(0)
 			return err
 		}
 	}
 	if err := w.conn.Flush(); err != nil {
+		w.maybeWritten(0)
 		return err
 	}
-	for range w.cfg.Pipeline {
+	for k := range w.cfg.Pipeline {
 		err := w.conn.Recv()
 		now := time.Now()
 		switch {
 		case err == nil:
+			// Replies come in the order sent: this one is the k-th key's.
+			if w.wrote != nil {
+				w.wrote.add(w.sent[k])
+			}
 			w.lastOK = now
 			if measured {
 				w.hist.Record(now.Sub(t0))
@@ -415,13 +421,29 @@ func (w *worker) batch(t0 time.Time, measured bool) error {
 				w.firstErr = err
 			}
 		default:
+			w.maybeWritten(k)
 			return err
 		}
 		if stalled := now.Sub(w.lastOK); stalled >= w.cfg.StallLimit {
+			w.maybeWritten(k + 1)
 			return stallError(stalled, err)
 		}
 	}
 	return nil
+}
+
+// maybeWritten counts the puts of the batch from its from-th on as
+// written: their replies will not be read, so the store may have stored
+// them (over any value of the user's under those keys), and the cleanup
+// deletes them. A put the store answered with a refusal or an error is not
+// written: the cleanup leaves its key alone.
+func (w *worker) maybeWritten(from int) {
+	if w.wrote == nil {
+		return
+	}
+	for _, i := range w.sent[from:] {
+		w.wrote.add(i)
+	}
 }
 
 // stallError is ErrStalled after d without a success, last the last reply.
@@ -434,29 +456,42 @@ func stallError(d time.Duration, last error) error {
 // refused batch (ErrRefused: the driver adopted a node's epoch) is sent
 // again, until a connection has had no success for stall (ErrStalled).
 func Preload(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, conns int, stall time.Duration) error {
+	_, err := preload(ctx, dial, keys, value, conns, stall)
+	return err
+}
+
+// preload is Preload, also returning the keys whose puts the store
+// acknowledged (all of them when it succeeds).
+func preload(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, conns int, stall time.Duration) (keySet, error) {
 	const depth = 32
 	conns = max(1, min(conns, keys.Len()))
 	var wg sync.WaitGroup
 	errs := make([]error, conns)
+	stored := make([]keySet, conns)
 	for c := range conns {
-		wg.Go(func() { errs[c] = preloadShare(ctx, dial, keys, value, c, conns, depth, stall) })
+		stored[c] = newKeySet(keys.Len())
+		wg.Go(func() { errs[c] = preloadShare(ctx, dial, keys, value, c, conns, depth, stall, stored[c]) })
 	}
 	wg.Wait()
+	all := newKeySet(keys.Len())
+	for _, s := range stored {
+		all.union(s)
+	}
 	// The first error only: the connections fail alike (a refused token,
 	// a dead server), and one explanation reads better than N copies.
 	for _, err := range errs {
 		if err != nil {
-			return fmt.Errorf("bench: preload: %w", err)
+			return all, fmt.Errorf("bench: preload: %w", err)
 		}
 	}
-	return nil
+	return all, nil
 }
 
 // preloadShare puts keys first, first+step, ... over one connection,
 // depth requests per batch. A batch with a refused put is sent again
 // (puts of the same value are idempotent), for at most stall without a
 // success.
-func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, first, step, depth int, stall time.Duration) error {
+func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte, first, step, depth int, stall time.Duration, stored keySet) error {
 	c, err := dial(ctx)
 	if err != nil {
 		return err
@@ -469,7 +504,7 @@ func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		next, refused, err := preloadBatch(c, keys, value, i, step, depth)
+		next, refused, err := preloadBatch(c, keys, value, i, step, depth, stored)
 		switch {
 		case err != nil:
 			return err
@@ -482,32 +517,50 @@ func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte
 	return nil
 }
 
-// preloadBatch puts up to depth keys from first on, step apart, and
-// returns the index after them and the first refusal (ErrRefused) among
-// the replies, if any; other failures are returned as err.
-func preloadBatch(c Conn, keys *Keyspace, value []byte, first, step, depth int) (next int, refused, err error) {
+// preloadBatch puts up to depth keys from first on, step apart, adds those
+// the store acknowledged to stored, and returns the index after them and
+// the first refusal (ErrRefused) among the replies, if any; other failures
+// are returned as err.
+func preloadBatch(c Conn, keys *Keyspace, value []byte, first, step, depth int, stored keySet) (next int, refused, err error) {
 	n, i := 0, first
+	// The puts from the k-th on whose replies will not be read may have
+	// been stored: they count as stored.
+	unknown := func(k int) {
+		for ; k < n; k++ {
+			stored.add(first + k*step)
+		}
+	}
 	for ; n < depth && i < keys.Len(); i += step {
+		n++
 		if err := c.SendPut(keys.Key(i), value); err != nil {
+			unknown(0)
 			return i, nil, err
 		}
-		n++
 	}
 	if err := c.Flush(); err != nil {
+		unknown(0)
 		return i, nil, err
 	}
-	for range n {
+	var answered error // the first error the store answered (the put not stored)
+	for k := range n {
 		err := c.Recv()
 		switch {
+		case err == nil:
+			stored.add(first + k*step) // replies come in the order sent
 		case errors.Is(err, ErrRefused):
 			if refused == nil {
 				refused = err
 			}
-		case err != nil:
+		case errors.Is(err, ErrResponse):
+			if answered == nil {
+				answered = err
+			}
+		default:
+			unknown(k)
 			return i, nil, err
 		}
 	}
-	return i, refused, nil
+	return i, refused, answered
 }
 
 // keySet is a set of key indexes of a Keyspace, a bit each.
