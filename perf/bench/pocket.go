@@ -36,14 +36,20 @@ func PocketDialer(addr string, opts client.ConnOptions, valueSize int) Dialer {
 	}
 }
 
-// pending is a request awaiting its reply.
+// pending is a request awaiting its reply, or whose reply came before
+// those of earlier requests (done, with its verdict in err).
 type pending struct {
-	id uint64
-	op wire.Op
+	id   uint64
+	op   wire.Op
+	done bool
+	err  error
 }
 
-// pocketConn drives a node. Replies are matched to requests by id, so a
-// node that answers out of order is measured correctly.
+// pocketConn drives a node. Replies are matched to requests by id, and
+// Recv hands their verdicts back in the order the requests were sent
+// (Conn), so a node that answers out of order is measured correctly and
+// the caller knows which request each verdict is for (the put of which
+// key the store acknowledged).
 type pocketConn struct {
 	c          *client.Conn
 	job, token []byte
@@ -64,7 +70,7 @@ func newPocketConn(c *client.Conn, opts client.ConnOptions, epoch *atomic.Uint64
 func (c *pocketConn) send(op wire.Op, key, value []byte) error {
 	req := wire.Request{Job: c.job, Key: key, Token: c.token, Epoch: c.epoch.Load()}
 	id, err := c.c.Send(op, c.tier, &req, value)
-	c.sent = append(c.sent, pending{id, op})
+	c.sent = append(c.sent, pending{id: id, op: op})
 	return err
 }
 
@@ -77,7 +83,26 @@ func (c *pocketConn) SendDelete(key []byte) error { return c.send(wire.OpDelete,
 
 func (c *pocketConn) Flush() error { return c.c.Flush() }
 
+// Recv returns the verdict on the oldest outstanding request, reading
+// replies until its own has come; verdicts on later requests whose
+// replies came first are kept for their turn.
 func (c *pocketConn) Recv() error {
+	if len(c.sent) == 0 {
+		return errors.New("bench: pocket: Recv with no request outstanding")
+	}
+	for !c.sent[0].done {
+		if err := c.recvOne(); err != nil {
+			return err
+		}
+	}
+	err := c.sent[0].err
+	c.sent = slices.Delete(c.sent, 0, 1)
+	return err
+}
+
+// recvOne reads one reply and records its verdict on its request. It
+// returns an error only when the stream is unusable.
+func (c *pocketConn) recvOne() error {
 	r, err := c.c.Recv()
 	if err != nil {
 		return fmt.Errorf("bench: pocket: %w", err)
@@ -86,12 +111,14 @@ func (c *pocketConn) Recv() error {
 	if i < 0 {
 		return fmt.Errorf("bench: pocket: reply to request %d, which is not outstanding", r.ID)
 	}
-	p := c.sent[i]
-	c.sent = slices.Delete(c.sent, i, i+1)
+	p := &c.sent[i]
+	p.done = true
 	if r.Code == wire.CodeStaleEpoch {
-		return c.adopt(p.op, &r)
+		p.err = c.adopt(p.op, &r)
+	} else {
+		p.err = checkPocket(p.op, &r, c.valueSize)
 	}
-	return checkPocket(p.op, &r, c.valueSize)
+	return nil
 }
 
 // adopt takes the node's current epoch from a stale-epoch refusal for
@@ -112,11 +139,12 @@ func (c *pocketConn) adopt(op wire.Op, r *client.Response) error {
 	return fmt.Errorf("%w: pocket %v: %w; adopted the node's epoch %d", ErrRefused, op, err, we.Epoch)
 }
 
-// find returns the index of the outstanding request id, or -1. Replies
-// usually come in order, so the search almost always stops at index 0.
+// find returns the index of the outstanding request id awaiting its
+// reply, or -1. Replies usually come in order, so the search almost
+// always stops at index 0.
 func (c *pocketConn) find(id uint64) int {
 	for i := range c.sent {
-		if c.sent[i].id == id {
+		if c.sent[i].id == id && !c.sent[i].done {
 			return i
 		}
 	}
