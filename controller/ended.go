@@ -70,18 +70,9 @@ type endedJob struct {
 // endedJobs holds the ended jobs' final maps by id, and in the order they
 // ended (oldest first; an entry no longer in ids is skipped), so the bound
 // drops the oldest at the cost of what it drops.
-type endedJobs struct {
-	ids   map[string]*endedJob
-	queue []*endedJob
-}
+type endedJobs struct{ idQueue[endedJob] }
 
-func (es *endedJobs) add(e *endedJob) {
-	if es.ids == nil {
-		es.ids = map[string]*endedJob{}
-	}
-	es.ids[e.id] = e
-	es.queue = append(es.queue, e)
-}
+func (es *endedJobs) add(e *endedJob) { es.push(e.id, e) }
 
 // sortByEnd puts the queue in the order the jobs ended (then by gen): a
 // restore enters the records in registration order.

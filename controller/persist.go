@@ -438,17 +438,24 @@ func secretID(secret []byte) string {
 
 // tombs holds the revoked jobs of the last Config.OrphanGrace, oldest
 // first (revocations come in time order), so pruning costs what it prunes.
-type tombs struct {
-	ids   map[string]*tomb
-	queue []*tomb
+type tombs struct{ idQueue[tomb] }
+
+func (ts *tombs) add(t *tomb) { ts.push(t.id, t) }
+
+// idQueue holds values by id and in the order they were added, oldest
+// first; an entry of the queue whose id now holds another value (or none)
+// is stale, and whoever walks the queue skips it.
+type idQueue[T any] struct {
+	ids   map[string]*T
+	queue []*T
 }
 
-func (ts *tombs) add(t *tomb) {
-	if ts.ids == nil {
-		ts.ids = map[string]*tomb{}
+func (q *idQueue[T]) push(id string, v *T) {
+	if q.ids == nil {
+		q.ids = map[string]*T{}
 	}
-	ts.ids[t.id] = t
-	ts.queue = append(ts.queue, t)
+	q.ids[id] = v
+	q.queue = append(q.queue, v)
 }
 
 // pruneLocked forgets the tombstones older than grace and marks them for
