@@ -240,3 +240,34 @@ func TestRuns(t *testing.T) {
 		t.Fatalf("runs of the followed job: %v", runs)
 	}
 }
+
+// TestTargetOnlyForTheScoredRun: the report holds the ratio against the
+// target only for a run at timescale 1 of a trace with the long job; a
+// faster replay (wall-time cool-downs) or the trace without the long job
+// says why it does not measure it.
+func TestTargetOnlyForTheScoredRun(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		edit  func(*Result)
+		want  string
+		avoid string
+	}{
+		{"scored", func(*Result) {}, "(target: at most 45%)", "not measuring"},
+		{"fast replay", func(r *Result) { r.Timescale = 0.1 }, "not measuring the target of at most 45%: at timescale 0.10", "(target: at most"},
+		{"no long job", func(r *Result) {
+			for i := range r.Jobs {
+				r.Jobs[i].Spec.Follow = false
+			}
+		}, "is for the trace with the long job, --trace elastic", "(target: at most"},
+	} {
+		r := reportResult()
+		tc.edit(r)
+		var b bytes.Buffer
+		if err := r.Markdown(&b, "pocket trace", "", 5); err != nil {
+			t.Fatal(err)
+		}
+		if s := b.String(); !strings.Contains(s, tc.want) || strings.Contains(s, tc.avoid) {
+			t.Errorf("%s: the report's ratio line does not say %q (or says %q):\n%s", tc.name, tc.want, tc.avoid, s[:min(len(s), 1200)])
+		}
+	}
+}

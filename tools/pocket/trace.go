@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -26,7 +27,7 @@ func runTrace(args []string) int {
 	fs := newFlagSet("trace")
 	o := traceUpOptions()
 	fs.StringVar(&o.dram, "dram", "256MiB", "DRAM tier of each node")
-	timescale := fs.Float64("timescale", 1, "wall seconds per trace second (0.5 runs the 180 s elastic trace in 90 s)")
+	timescale := fs.Float64("timescale", 1, "wall seconds per trace second (0.5 runs the 180 s elastic trace in 90 s; the controller's cool-downs stay in wall time, so only 1 measures the target)")
 	which := fs.String("trace", "elastic", "the jobs to replay: "+traceNames())
 	out := fs.String("out", "", "directory for report.md and trace.png (default: print the report)")
 	verbose := fs.Bool("v", false, "log the controller's and the autoscaler's decisions as they happen")
@@ -43,6 +44,9 @@ func runTrace(args []string) int {
 	fs.Lookup("autoscale").Usage = "always on here: the trace runs against an autoscaling cluster"
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
+	}
+	if flagGiven(fs, "autoscale") && !o.autoscale {
+		return fail("trace: --autoscale=false: a trace runs against an autoscaling cluster only (--no-job-scaling keeps each job's map as sized)")
 	}
 	jobs, err := trace.Named(*which)
 	if err != nil {
@@ -193,4 +197,11 @@ func startFigures(ss []controller.NodeStart) string {
 	}
 	return fmt.Sprintf("%d node start(s): the slowest served %v and registered %v after its start",
 		len(ss), serving.Round(time.Millisecond), registered.Round(time.Millisecond))
+}
+
+// flagGiven reports whether the flag name was given on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }

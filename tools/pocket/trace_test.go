@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -49,5 +50,15 @@ func TestTraceSummary(t *testing.T) {
 	}
 	if !strings.Contains(traceNames(), `"elastic"`) {
 		t.Fatal(traceNames())
+	}
+}
+
+// TestTraceRefusesNoAutoscale: --autoscale=false, which the trace's help
+// lists with pocket up's flags, is refused before a cluster starts rather
+// than ignored (a new user's trial: "a flag that does nothing").
+func TestTraceRefusesNoAutoscale(t *testing.T) {
+	out, code := captured(t, &os.Stderr, func() int { return runTrace([]string{"--autoscale=false"}) })
+	if code == 0 || !strings.Contains(out, "--autoscale=false: a trace runs against an autoscaling cluster only") {
+		t.Fatalf("exit %d, stderr %q", code, out)
 	}
 }
