@@ -173,6 +173,17 @@
 //     against 264 ticks in 4 s) and measured 0.60x (0.59-0.75) beside
 //     0.56x in the second run above, but 0.64x (0.61-0.69) beside 0.65x
 //     (0.54-0.67) when measured first: no gain shown, not done.
+//   - The stream's chunk and window on a machine whose network is not the
+//     limit (a quiet run, a 1 MiB DRAM GET at 8 conns 2.0x fio's QD8
+//     hugepage random read, 7193 against 3456 MB/s; NVMe GET 0.75x):
+//     five builds differing only in streamChunk x streamWindow, each after
+//     the same fio cell in every round (perf/nvme-node-compare.sh,
+//     CELLS=1m, 3 rounds of 5 s, PLAIN=0): against 256 KiB x 2 (2237 MB/s,
+//     0.66x of fio), 256 KiB x 4 gave 0.83x (0.74-0.86) of its rate, 512
+//     KiB x 2 0.87x, 512 KiB x 3 0.89x, and 1 MiB x 2 (a 1 MiB value read
+//     whole, in series with its send) 0.84x. More bytes in flight per
+//     stream do not fill the device better: the chunks of one stream
+//     complete together and the send waits for all. 256 KiB x 2 stays.
 //   - The network's limit beside the device's (perf/nvme-node-compare.sh
 //     now measures the same node's 1 MiB DRAM GET, 8 conns, right after
 //     its NVMe one, and a loopback stream): at load 2-3 the DRAM GET ran at
