@@ -182,8 +182,9 @@
 //     0.66x of fio), 256 KiB x 4 gave 0.83x (0.74-0.86) of its rate, 512
 //     KiB x 2 0.87x, 512 KiB x 3 0.89x, and 1 MiB x 2 (a 1 MiB value read
 //     whole, in series with its send) 0.84x. More bytes in flight per
-//     stream do not fill the device better: the chunks of one stream
-//     complete together and the send waits for all. 256 KiB x 2 stays.
+//     stream did not fill the device better (why was not measured; four
+//     chunks begun at once merge into one request, above). 256 KiB x 2
+//     stays.
 //   - The network's limit beside the device's (perf/nvme-node-compare.sh
 //     now measures the same node's 1 MiB DRAM GET, 8 conns, right after
 //     its NVMe one, and a loopback stream): at load 2-3 the DRAM GET ran at
