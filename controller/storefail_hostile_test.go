@@ -1,7 +1,11 @@
 package controller
 
 import (
+	"bufio"
 	"errors"
+	"io"
+	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,5 +80,90 @@ func TestFailedRegistrationLeavesNoJob(t *testing.T) {
 		if !handed[j.Job] {
 			t.Errorf("restored job %s, whose registration answered %q: its token was never handed out", j.Job, "state not saved")
 		}
+	}
+}
+
+// TestLostDropWaitsForTheSavedLoss: a node that left a job's map dead
+// (DeadNodeGrace) and comes back is ordered to drop its stale data of the
+// job (returnedLocked, dispatchLostDrops). Heartbeat and RegisterNode send
+// those orders before their flush, so while the store fails the order
+// goes out although the loss it follows from was never saved: the node
+// drops the job's data, the heartbeat answers "state not saved", and a
+// controller restarted on the store has the node back in the job's map,
+// not lost, so its keys read as not found instead of lost (recompute). A
+// drop order must wait until the loss is saved ("every change is saved
+// before anything derived from it is answered", persist.go).
+func TestLostDropWaitsForTheSavedLoss(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	drops := make(chan string, 16)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				r := bufio.NewReader(conn)
+				lim := wire.DefaultLimits()
+				var hb [wire.HeaderLen]byte
+				if _, err := io.ReadFull(r, hb[:]); err != nil {
+					return
+				}
+				if h, err := wire.ParseHeader(hb[:], &lim); err == nil {
+					drops <- h.Op.String()
+				}
+			}()
+		}
+	}()
+	back := ln.Addr().String()
+
+	st := &failingStore{Store: state.NewMemory()}
+	cfg := Config{Secret: testSecret, Logger: quietLog, Store: st, DeadAfter: time.Hour, ForgetAfter: time.Hour,
+		DeadNodeGrace: time.Minute, DropTimeout: 300 * time.Millisecond}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Close() }()
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	mustRegister(t, c, dramNode(back, 1<<30, 8000))
+	m, err := c.RegisterJob("j", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(m.Nodes, func(n wire.MapNode) bool { return n.Addr == back }) {
+		t.Fatalf("job placed on %+v, not on %s", m.Nodes, back)
+	}
+
+	st.fail.Store(true)
+	c.SetNodeState(back, wire.NodeDead) // state not saved
+	sweepPastGrace(c)                   // the node leaves the map, lost; not saved
+	_, hbErr := c.Heartbeat(&wire.Heartbeat{Addr: back})
+	if !errors.Is(hbErr, wire.ErrUnavailable) {
+		t.Fatalf("heartbeat while the store fails: %v, want state not saved", hbErr)
+	}
+	select {
+	case op := <-drops:
+		t.Errorf("the returned node got a %s order for job %s while the loss behind it was not saved (heartbeat: %v)", op, m.Job, hbErr)
+	case <-time.After(time.Second):
+	}
+
+	// What a restart on the store knows: the node in the map, not lost.
+	st.fail.Store(false)
+	c.Close()
+	if c, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	inMap, lost := c.jobs[m.Job].has(back), c.lostByLocked(c.jobs[m.Job], back)
+	c.mu.Unlock()
+	if inMap && !lost {
+		t.Logf("after a restart node %s is in job %s's map again, not lost", back, m.Job)
 	}
 }
