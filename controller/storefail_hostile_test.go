@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -165,5 +166,66 @@ func TestLostDropWaitsForTheSavedLoss(t *testing.T) {
 	c.mu.Unlock()
 	if inMap && !lost {
 		t.Logf("after a restart node %s is in job %s's map again, not lost", back, m.Job)
+	}
+}
+
+// TestUnsavedDrainRetiresNoNode: a drain order whose write fails is
+// answered "state not saved" (CodeUnavailable) and, as Drain's doc says,
+// the node drains all the same, to be saved at the sweeper's next tick.
+// But the retirement that ends the drain acts at once, saved or not:
+// while the store still fails, drainTick retires the node, its retire
+// hooks run (an orchestrator stops the node) and its next registration is
+// told it "was drained and retired: it must stop serving" (CodeDraining,
+// on which pocket node exits for good), while the store holds the node
+// active, in its jobs' maps. A controller restarted on that store waits
+// for a node whose process is gone. What cannot be undone (stopping the
+// node, telling it to exit) must wait until the drain and the retirement
+// are saved.
+func TestUnsavedDrainRetiresNoNode(t *testing.T) {
+	st := &failingStore{Store: state.NewMemory()}
+	cfg := Config{Secret: testSecret, Logger: quietLog, Store: st, DeadAfter: time.Hour, ForgetAfter: time.Hour}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Close() }()
+	const x = "127.0.0.1:7001"
+	regX := dramNode(x, 1<<30, 8000)
+	regX.Incarnation = 42
+	mustRegister(t, c, regX)
+	mustRegister(t, c, dramNode("127.0.0.1:7002", 1<<30, 8000))
+	var mu sync.Mutex // the sweeper may run the hooks too
+	var retired []string
+	c.OnRetire(func(addr, why string) {
+		mu.Lock()
+		retired = append(retired, addr)
+		mu.Unlock()
+	})
+
+	st.fail.Store(true)
+	if _, err := c.DrainWith(x, DrainOptions{Deadline: time.Minute}); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("drain while the store fails: %v, want state not saved", err)
+	}
+	// The node reports itself empty (its heartbeat answers "state not
+	// saved" too); the sweeper's next tick.
+	c.Heartbeat(&wire.Heartbeat{Addr: x, Incarnation: 42,
+		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 8000}}})
+	c.drainTick(time.Now())
+	_, regErr := c.RegisterNode(regX)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(retired) > 0 || errors.Is(regErr, wire.ErrDraining) {
+		t.Errorf("a drain answered 'state not saved' retired node %s: retire hooks ran for %v; its registration: %v", x, retired, regErr)
+	}
+
+	st.fail.Store(false)
+	c.Close()
+	if c, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.Status().Nodes {
+		if n.Addr == x {
+			t.Logf("after a restart node %s is %s", x, n.State)
+		}
 	}
 }
