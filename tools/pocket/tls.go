@@ -187,8 +187,10 @@ func ctlHint(err error, addrFlag string) error {
 	case os.Getenv(metaclient.EnvController) != "":
 		from = "from $" + metaclient.EnvController
 	}
-	return fmt.Errorf("%w (no controller at %s, %s: start a cluster with pocket up, or give the address of a running "+
-		"controller with --controller ADDR or export %s=ADDR)", err, ctlAddr(addrFlag), from, metaclient.EnvController)
+	return fmt.Errorf("%w (no controller at %s, %s: if this cluster's controller stopped, start it again on its data "+
+		"directory (its nodes keep the jobs' values meanwhile, and a client holding a job's map goes on using them); "+
+		"else start a cluster with pocket up, or give the address of a running controller with --controller ADDR or export %s=ADDR)",
+		err, ctlAddr(addrFlag), from, metaclient.EnvController)
 }
 
 // serverTLS prepares DATA/tls for a controller listening on listen (the

@@ -295,7 +295,8 @@ func TestCtlHint(t *testing.T) {
 		t.Setenv("POCKET_CONTROLLER", c.env)
 		got := ctlError(refused, c.flag, true)
 		if !errors.Is(got, syscall.ECONNREFUSED) || !strings.Contains(got.Error(), c.want) ||
-			!strings.Contains(got.Error(), "pocket up") || strings.Contains(got.Error(), "--insecure") {
+			!strings.Contains(got.Error(), "pocket up") || !strings.Contains(got.Error(), "if this cluster's controller stopped, start it again") ||
+			strings.Contains(got.Error(), "--insecure") {
 			t.Errorf("ctlError(refused, %q) with $POCKET_CONTROLLER=%q:\n%v\nwant %q and what to do, no TLS advice", c.flag, c.env, got, c.want)
 		}
 	}
