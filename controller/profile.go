@@ -33,7 +33,10 @@ import (
 // figures; its run keeps the peaks. The values a change of its map moves
 // are not its load: while its map changes, and for the profileSmooth
 // heartbeats after (jobload.go), its figures do not count (each node
-// keeps its figure from before). A
+// keeps its figure from before), nor do they while a node of its map
+// drains from the cluster, nor when a node that reports per-job figures
+// lists the most it may (wire.MaxJobLoads, the busiest) and not the job;
+// such a heartbeat is no sample of the run either. A
 // heartbeat updates at most profileSampleJobs of the node's jobs (Go's
 // randomized map order picks which), so its cost does not grow with the
 // number of jobs; on a node with more jobs each is sampled less often.
@@ -52,11 +55,12 @@ import (
 //
 // (weights halve with each older run; ProfileHeadroom = 1.1 covers the
 // peaks a 1 s heartbeat averages away), for bandwidth and bytes alike. A
-// run with no heartbeat seen (the job lived less than a heartbeat) is not
-// recorded, nor is one with fewer than ProfileMinSamples (2) heartbeats
-// from any one node of its map: a job shorter than a heartbeat interval is
-// seen at most once, often before it did anything, and a run of ~0 Mb/s
-// would size the next job of its name at ~0. Sizing also never gives a
+// run is recorded only when at least ProfileMinSamples (2) heartbeats of
+// one node of its map had figures that counted: a job shorter than a
+// heartbeat interval is seen at most once, often before it did anything,
+// and a run none or one of whose heartbeats counted (its life within a
+// drain, a map change or the settling after a restart) would be recorded
+// as ~0 Mb/s and size the next job of its name at ~0. Sizing also never gives a
 // learned job less bandwidth than one lambda's (Policy.PerLambdaMbps, the
 // smallest hinted size; see Policy.needFor).
 //
@@ -114,14 +118,12 @@ type nodeFig struct {
 
 // jobTrace is a running job's use so far.
 type jobTrace struct {
-	start     time.Time
-	last      time.Time
-	perNode   map[string]nodeFig
-	peak      state.Phase
-	width     time.Duration // of each bucket
-	buckets   []state.Phase // peaks per bucket since start
-	heartbeat bool
-	samples   int // the most heartbeats attributed from one node (nodeFig.n)
+	start   time.Time
+	perNode map[string]nodeFig
+	peak    state.Phase
+	width   time.Duration // of each bucket
+	buckets []state.Phase // peaks per bucket since start
+	samples int           // the most heartbeats of one node whose figures counted (nodeFig.n)
 	// drainEpoch is the job's epoch when a node of its map was last seen
 	// draining from the cluster (0: never).
 	drainEpoch uint64
@@ -140,12 +142,27 @@ func (b *profileBook) observeNode(n *node, l *nodeLoad, now time.Time) {
 		}
 		k++
 		t := b.trace(j, now)
-		if !t.settled(j, n) {
-			t.count(n.addr, now)
+		// A heartbeat whose figures do not count for j is no sample of
+		// its run: the node keeps its figure, the peaks stay, and the run
+		// is recorded only if enough of its heartbeats counted.
+		if !t.settled(j, n) || unlisted(&n.jobLoads, j.id) {
 			continue
 		}
 		t.add(j, n.addr, attributed(n, l, j), now)
 	}
+}
+
+// unlisted reports whether the latest heartbeat of a node that reports
+// per-job figures says nothing of job: it lists wire.MaxJobLoads jobs
+// (the busiest; the node has more) and not job, whose figures there are
+// then unknown rather than 0.
+func unlisted(l *jobLoads, job string) bool {
+	if !l.reports || l.n == 0 {
+		return false
+	}
+	figs := l.beat(1).figs
+	_, ok := figs[job]
+	return !ok && len(figs) >= wire.MaxJobLoads
 }
 
 // settled reports whether j's figures on node n over the heartbeats a
@@ -225,25 +242,12 @@ func (b *profileBook) trace(j *job, now time.Time) *jobTrace {
 	return t
 }
 
-// count records a heartbeat of node addr whose figures do not count
-// (settled): the node keeps the figure it had, the peaks stay.
-func (t *jobTrace) count(addr string, now time.Time) {
-	f := t.perNode[addr]
-	f.n++
-	t.perNode[addr] = f
-	t.samples = max(t.samples, f.n)
-	t.heartbeat = true
-	t.last = now
-}
-
-// add records node addr's figure and updates the peaks with the job's sum
-// over the nodes of its map (jobSum).
+// add records node addr's figure, a sample of the run, and updates the
+// peaks with the job's sum over the nodes of its map (jobSum).
 func (t *jobTrace) add(j *job, addr string, f nodeFig, now time.Time) {
 	f.n = t.perNode[addr].n + 1
 	t.perNode[addr] = f
 	t.samples = max(t.samples, f.n)
-	t.heartbeat = true
-	t.last = now
 	sum := t.jobSum(j)
 	t.peak = maxPhase(t.peak, sum)
 	i := int(now.Sub(t.start) / t.width)
@@ -311,12 +315,12 @@ func (t *jobTrace) phases(end time.Time) []state.Phase {
 }
 
 // end records a finished job's run under its name (nothing when fewer
-// than ProfileMinSamples heartbeats of one node were seen) and forgets
-// its trace.
+// than ProfileMinSamples heartbeats of one node had figures that counted)
+// and forgets its trace.
 func (b *profileBook) end(j *job, now time.Time) {
 	t := b.traces[j.id]
 	delete(b.traces, j.id)
-	if t == nil || !t.heartbeat || t.samples < ProfileMinSamples {
+	if t == nil || t.samples < ProfileMinSamples {
 		return
 	}
 	run := state.Run{Job: j.id, Ended: now.UTC(), Duration: now.Sub(t.start), PeakMbps: t.peak.PeakMbps,
