@@ -38,7 +38,8 @@ import (
 // stops serving (ha.go).
 //
 // What is stored: each live job (map, epoch, gen, expiry, allotment,
-// client), a tombstone per job revoked in the last Config.OrphanGrace (so a
+// client, and its run's trace so far for its profile: profile.go, Saving
+// traces), a tombstone per job revoked in the last Config.OrphanGrace (so a
 // node still holding its data drops it at once) or whose final map is kept
 // (ended.go; the record then carries the map), each node (tiers, cores,
 // state, drain deadline) and each recently retired node, and the job
@@ -159,6 +160,7 @@ func (c *Controller) batchLocked() (*state.Batch, map[string]state.Node, map[str
 	for id := range jobs {
 		if j, ok := c.jobs[id]; ok {
 			r := jobRecord(j)
+			r.Trace = c.prof.traceRecord(j.id)
 			if n := finiteJob(&r); n > 0 {
 				c.cfg.Logger.Warn("controller: job figures not finite made finite before saving", "job", j.id, "figures", n)
 			}
@@ -390,6 +392,7 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 		}
 		j.grown = r.Grown
 		c.jobs[j.id] = j
+		c.prof.restoreTrace(j, r.Trace, time.Now())
 		c.order.add(j)
 		c.placeLocked(j, nodes)
 		c.startMoveLocked(j, restoredMove(j))

@@ -56,11 +56,13 @@ import (
 // (weights halve with each older run; ProfileHeadroom = 1.1 covers the
 // peaks a 1 s heartbeat averages away), for bandwidth and bytes alike. A
 // run is recorded only when at least ProfileMinSamples (2) heartbeats of
-// one node of its map had figures that counted: a job shorter than a
-// heartbeat interval is seen at most once, often before it did anything,
-// and a run none or one of whose heartbeats counted (its life within a
-// drain, a map change or the settling after a restart) would be recorded
-// as ~0 Mb/s and size the next job of its name at ~0. Sizing also never gives a
+// one node of its map had figures that counted (a run spanning a
+// controller restart counts those of both controllers: the trace is
+// stored, see Saving traces): a job shorter than a heartbeat interval is
+// seen at most once, often before it did anything, and a run none or one
+// of whose heartbeats counted (its life within a drain, a map change or
+// the settling after a restart) would be recorded as ~0 Mb/s and size the
+// next job of its name at ~0. Sizing also never gives a
 // learned job less bandwidth than one lambda's (Policy.PerLambdaMbps, the
 // smallest hinted size; see Policy.needFor).
 //
@@ -123,15 +125,55 @@ type jobTrace struct {
 	peak    state.Phase
 	width   time.Duration // of each bucket
 	buckets []state.Phase // peaks per bucket since start
-	samples int           // the most heartbeats of one node whose figures counted (nodeFig.n)
+	// samples is the most heartbeats of one node whose figures counted
+	// (nodeFig.n), plus base: the samples of the trace restored from the
+	// state (a node's count starts again after a restart).
+	samples, base int
 	// drainEpoch is the job's epoch when a node of its map was last seen
 	// draining from the cluster (0: never).
 	drainEpoch uint64
+
+	// What the state holds of the trace (see saveDue): its peak and
+	// samples when last marked to be saved, and when.
+	savedPeak    state.Phase
+	savedSamples int
+	savedAt      time.Time
+	changed      bool // a peak or bucket rose since then
 }
 
+// Saving traces. A running job's trace is stored with its job record
+// (state.Job.Trace), so that a run spanning a controller restart or an
+// etcd failover keeps what the earlier controller saw. Writing it at
+// every heartbeat would be one record write per job per node heartbeat;
+// instead a changed trace is saved (its job record marked for the next
+// flush) when
+//
+//   - the run became recordable (ProfileMinSamples heartbeats counted):
+//     at once, so that a run is recorded after a restart however few
+//     heartbeats follow it (once per run); or
+//   - its peak bandwidth or bytes rose to more than traceSaveRise times
+//     what was saved: at most once per traceSaveGap; or
+//   - any figure of it rose (a peak, a bucket's peak), at most once per
+//     traceSaveEvery.
+//
+// A steady job is thus written once per traceSaveEvery, a ramping one at
+// most once per traceSaveGap (and about log_1.25 of its range times in
+// all), an idle one (figures 0, which change no bucket) once, when its
+// run becomes recordable. A restart loses at most the last traceSaveEvery
+// of a trace's buckets, and its stored peaks are within a factor
+// traceSaveRise of the true ones but for a rise in the last traceSaveGap
+// before it. The job's record written for another reason (an epoch bump)
+// carries the trace as it is.
+const (
+	traceSaveRise  = 1.25
+	traceSaveGap   = time.Second
+	traceSaveEvery = 10 * time.Second
+)
+
 // observeNode attributes one heartbeat of node n to its jobs (the
-// attribution in the doc above) and updates their traces.
-func (b *profileBook) observeNode(n *node, l *nodeLoad, now time.Time) {
+// attribution in the doc above) and updates their traces; save(id) is
+// called for each job whose trace is due to be saved (saveDue).
+func (b *profileBook) observeNode(n *node, l *nodeLoad, now time.Time, save func(id string)) {
 	if l == nil || len(l.jobs) == 0 {
 		return
 	}
@@ -149,6 +191,9 @@ func (b *profileBook) observeNode(n *node, l *nodeLoad, now time.Time) {
 			continue
 		}
 		t.add(j, n.addr, attributed(n, l, j), now)
+		if save != nil && t.saveDue(now) {
+			save(j.id)
+		}
 	}
 }
 
@@ -163,6 +208,58 @@ func unlisted(l *jobLoads, job string) bool {
 	figs := l.beat(1).figs
 	_, ok := figs[job]
 	return !ok && len(figs) >= wire.MaxJobLoads
+}
+
+// saveDue reports whether t is due to be saved (see Saving traces) and,
+// if so, notes it saved as it is now.
+func (t *jobTrace) saveDue(now time.Time) bool {
+	if !t.changed {
+		return false
+	}
+	since := now.Sub(t.savedAt)
+	recordable := t.samples >= ProfileMinSamples && t.savedSamples < ProfileMinSamples
+	rose := t.peak.PeakMbps > t.savedPeak.PeakMbps*traceSaveRise ||
+		float64(t.peak.PeakBytes) > float64(t.savedPeak.PeakBytes)*traceSaveRise
+	if !recordable && !(rose && since >= traceSaveGap) && since < traceSaveEvery {
+		return false
+	}
+	t.savedPeak, t.savedSamples, t.savedAt, t.changed = t.peak, t.samples, now, false
+	return true
+}
+
+// traceRecord is job id's trace as stored (nil before it has one).
+func (b *profileBook) traceRecord(id string) *state.Trace {
+	t := b.traces[id]
+	if t == nil {
+		return nil
+	}
+	return &state.Trace{Start: t.start.UTC(), Width: t.width, Peak: t.peak,
+		Buckets: append([]state.Phase(nil), t.buckets...), Samples: t.samples}
+}
+
+// restoreTrace enters job j's stored trace (nil: none), with its figures
+// clamped into a job's bounds (state.Trace.Sanitize), at most
+// profileBuckets buckets and a positive bucket width.
+func (b *profileBook) restoreTrace(j *job, r *state.Trace, now time.Time) {
+	if r == nil {
+		return
+	}
+	tr := *r
+	tr.Buckets = append([]state.Phase(nil), r.Buckets...)
+	tr.Sanitize()
+	t := b.trace(j, now)
+	if !tr.Start.IsZero() && !tr.Start.After(now) {
+		t.start = tr.Start.Local()
+	}
+	if tr.Width > 0 {
+		t.width = tr.Width
+	}
+	t.peak, t.buckets = tr.Peak, tr.Buckets
+	for len(t.buckets) > profileBuckets {
+		t.fold()
+	}
+	t.samples, t.base = tr.Samples, tr.Samples
+	t.savedPeak, t.savedSamples, t.savedAt = t.peak, t.samples, now
 }
 
 // settled reports whether j's figures on node n over the heartbeats a
@@ -247,10 +344,15 @@ func (b *profileBook) trace(j *job, now time.Time) *jobTrace {
 func (t *jobTrace) add(j *job, addr string, f nodeFig, now time.Time) {
 	f.n = t.perNode[addr].n + 1
 	t.perNode[addr] = f
-	t.samples = max(t.samples, f.n)
+	if t.base+f.n > t.samples {
+		t.samples = t.base + f.n
+		t.changed = t.changed || t.samples == ProfileMinSamples
+	}
 	sum := t.jobSum(j)
-	t.peak = maxPhase(t.peak, sum)
-	i := int(now.Sub(t.start) / t.width)
+	if p := maxPhase(t.peak, sum); p != t.peak {
+		t.peak, t.changed = p, true
+	}
+	i := max(int(now.Sub(t.start)/t.width), 0)
 	for i >= profileBuckets {
 		t.fold()
 		i = int(now.Sub(t.start) / t.width)
@@ -258,7 +360,9 @@ func (t *jobTrace) add(j *job, addr string, f nodeFig, now time.Time) {
 	for len(t.buckets) <= i {
 		t.buckets = append(t.buckets, state.Phase{})
 	}
-	t.buckets[i] = maxPhase(t.buckets[i], sum)
+	if p := maxPhase(t.buckets[i], sum); p != t.buckets[i] {
+		t.buckets[i], t.changed = p, true
+	}
 }
 
 // jobSum is the job's figure: the sum of its nodes' latest figures, held

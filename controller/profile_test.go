@@ -20,7 +20,7 @@ func beat(t *testing.T, c *Controller, book *profileBook, addr string, capacity 
 		t.Fatal(err)
 	}
 	c.mu.Lock()
-	book.observeNode(c.nodes[addr], c.loads[addr], now)
+	book.observeNode(c.nodes[addr], c.loads[addr], now, nil)
 	c.mu.Unlock()
 }
 
@@ -344,5 +344,5 @@ func observe(t *testing.T, c *Controller, book *profileBook, hb *wire.Heartbeat,
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	book.observeNode(c.nodes[hb.Addr], c.loads[hb.Addr], at)
+	book.observeNode(c.nodes[hb.Addr], c.loads[hb.Addr], at, nil)
 }

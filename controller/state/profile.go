@@ -133,3 +133,54 @@ func (r *Run) figures(f func(what string, mbps *float64, bytes *int64)) {
 		f(fmt.Sprintf("phase %d peak bytes", k+1), nil, &r.Phases[k].PeakBytes)
 	}
 }
+
+// MaxTraceBuckets bounds a Trace's buckets (the controller keeps 64,
+// doubling their width when full).
+const MaxTraceBuckets = 64
+
+// Trace is a running job's use so far, stored with its Job record
+// (Job.Trace) so that a run spanning a controller restart or an etcd
+// failover keeps what the earlier controller saw: the peaks (Mb/s, bytes)
+// over its life, the peaks per bucket of Width since Start (bucket i
+// covers [Start+i*Width, Start+(i+1)*Width)), at most MaxTraceBuckets, and
+// Samples, the most heartbeats of one node of the job's map whose figures
+// counted (a run needs 2 to be recorded). A record without a Trace (one
+// written before traces were stored, or of a job not yet seen in a
+// heartbeat) starts the run's trace afresh.
+type Trace struct {
+	Start   time.Time     `json:"start"`
+	Width   time.Duration `json:"width_ns"`
+	Peak    Phase         `json:"peak"`
+	Buckets []Phase       `json:"buckets,omitempty"`
+	Samples int           `json:"samples"`
+}
+
+// Sanitize clamps t's figures as Run.Sanitize does, drops the buckets
+// beyond MaxTraceBuckets and makes a negative Width or Samples 0 (a
+// reader takes a Width of 0 as its own first width); it returns how many
+// figures it changed.
+func (t *Trace) Sanitize() int {
+	fixed := 0
+	clamp := func(p *Phase) {
+		if v := wire.ClampMbps(p.PeakMbps, wire.MaxJobMbps); v != p.PeakMbps {
+			p.PeakMbps, fixed = v, fixed+1
+		}
+		if v := wire.ClampBytes(p.PeakBytes, wire.MaxJobBytes); v != p.PeakBytes {
+			p.PeakBytes, fixed = v, fixed+1
+		}
+	}
+	clamp(&t.Peak)
+	if len(t.Buckets) > MaxTraceBuckets {
+		t.Buckets, fixed = t.Buckets[:MaxTraceBuckets], fixed+1
+	}
+	for i := range t.Buckets {
+		clamp(&t.Buckets[i])
+	}
+	if t.Width < 0 {
+		t.Width, fixed = 0, fixed+1
+	}
+	if t.Samples < 0 {
+		t.Samples, fixed = 0, fixed+1
+	}
+	return fixed
+}

@@ -120,3 +120,46 @@ func TestEtcdJournaledProfiles(t *testing.T) {
 	}
 	noJournalLeft(t, cli)
 }
+
+// TestTraceRoundTrip: a live job's record carries its run's trace through
+// every store and a reopen; a record without one (as written before
+// traces were stored) loads with none.
+func TestTraceRoundTrip(t *testing.T) {
+	stores(t, func(t *testing.T, s Store, reopen func() Store) {
+		traced, old := testJob("sort-1", 1), testJob("video-2", 1)
+		traced.Trace = &Trace{Start: time.UnixMilli(1_700_000_000_000).UTC(), Width: 2 * time.Second,
+			Peak: Phase{PeakMbps: 6000, PeakBytes: 20e9}, Buckets: []Phase{{PeakMbps: 100}, {}, {PeakMbps: 6000, PeakBytes: 20e9}}, Samples: 7}
+		if err := s.Apply(&Batch{PutJobs: []Job{traced, old}}); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := reopen().Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]Job{}
+		for _, j := range snap.Jobs {
+			got[j.ID] = j
+		}
+		if !reflect.DeepEqual(got["sort-1"].Trace, traced.Trace) {
+			t.Errorf("trace after a reopen: %+v; want %+v", got["sort-1"].Trace, traced.Trace)
+		}
+		if tr := got["video-2"].Trace; tr != nil {
+			t.Errorf("a record stored without a trace loads with %+v", tr)
+		}
+	})
+}
+
+// TestTraceSanitize: a trace's figures are clamped into a job's bounds,
+// its buckets cut to MaxTraceBuckets, a negative width or count made 0.
+func TestTraceSanitize(t *testing.T) {
+	tr := Trace{Width: -1, Samples: -2, Peak: Phase{PeakMbps: -5, PeakBytes: -1}, Buckets: make([]Phase, MaxTraceBuckets+10)}
+	if n := tr.Sanitize(); n != 5 {
+		t.Errorf("Sanitize changed %d figures; want 5", n)
+	}
+	if tr.Width != 0 || tr.Samples != 0 || tr.Peak != (Phase{}) || len(tr.Buckets) != MaxTraceBuckets {
+		t.Errorf("sanitized trace: width %v, samples %d, peak %+v, %d buckets", tr.Width, tr.Samples, tr.Peak, len(tr.Buckets))
+	}
+	if n := tr.Sanitize(); n != 0 {
+		t.Errorf("a sanitized trace changed again: %d figures", n)
+	}
+}

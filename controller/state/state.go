@@ -14,6 +14,9 @@
 //     stored: it is token.SignJob over the id, gen and expiry with the
 //     cluster secret, which the controller gets from its environment or
 //     secret file, so a restarted controller re-derives the same bytes.
+//     A live job's record also carries its run's trace so far (Trace,
+//     profile.go), so a run spanning a restart or failover keeps its
+//     peaks.
 //   - Node, keyed by its data-plane address: its tiers, cores and state
 //     (active, draining with the drain's deadline, dead).
 //   - Meta: the next job number (Seq) and the highest revision issued
@@ -76,7 +79,10 @@ import (
 // (a lost or stale profile only costs a job its learned size). Bumping
 // the version would make a downgraded controller refuse a store for the
 // sake of records it can do without. The version must change when a kind
-// an old reader does read changes meaning or layout.
+// an old reader does read changes meaning or layout. Job.Trace, likewise,
+// is an optional field an older reader ignores (it then records the run
+// from what it saw, as before traces were stored) and a record without it
+// still loads.
 const FormatVersion = 1
 
 // ErrNotLeader is returned by Apply of a Store whose controller is no
@@ -147,6 +153,10 @@ type Job struct {
 	// Grown is how many nodes the job's map gained while it ran (the
 	// autoscaler's per-job growth), which it may shed again.
 	Grown int `json:"grown,omitempty"`
+	// Trace is a live job's use so far, for its profile (profile.go); nil
+	// in tombstones, in records written before traces were stored, and
+	// before the job's first heartbeat figures.
+	Trace *Trace `json:"trace,omitempty"`
 }
 
 // MapWeight is one node of a job's map. Role, while the map changes under
