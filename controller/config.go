@@ -3,6 +3,7 @@ package controller
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -113,8 +114,11 @@ type Config struct {
 	DeadNodeGrace time.Duration
 
 	// Prices are the prices per tier the controller picks a job's tier by
-	// (TierFor) and estimates its cost with (price.go); a zero price takes
-	// DefaultPrices'.
+	// (TierFor) and estimates its cost with (price.go): an exact table
+	// (ExactPrices, LoadPrices) is taken as it is, a price of 0 included;
+	// in a partial one (a Prices literal, the zero Prices) a zero price
+	// takes DefaultPrices' (Prices.OrDefault). New refuses a bad price
+	// (Prices.Check).
 	Prices Prices
 	// ProfileRuns is how many runs of a job name its profile keeps
 	// (DefaultProfileRuns, 5; at most state.MaxProfileRuns), and
@@ -187,6 +191,10 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = DefaultProbeTimeout
 	}
+	if err := cfg.Prices.Check(); err != nil {
+		return cfg, fmt.Errorf("controller: %w", err)
+	}
+	cfg.Prices = cfg.Prices.OrDefault()
 	cfg.connDefaults()
 	cfg.jobDefaults()
 	if cfg.Logger == nil {

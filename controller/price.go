@@ -24,11 +24,28 @@ import (
 // an hour. A node's network serves both of its tiers, so bandwidth costs
 // the same on either; what differs is the capacity, and which tier can
 // serve the bandwidth at all.
+//
+// A table is either exact (ExactPrices, LoadPrices, OrDefault: each price
+// is as given, 0 included: a resource already paid for) or, as a literal
+// Prices{...} is, partial: a zero price there stands for DefaultPrices'
+// (OrDefault fills it), so the zero Prices is the default table.
 type Prices struct {
 	DRAMGiBHour float64 `json:"dram_gib_hour"` // USD per GiB-hour of DRAM
 	NVMeGiBHour float64 `json:"nvme_gib_hour"` // USD per GiB-hour of NVMe flash
 	GbpsHour    float64 `json:"gbps_hour"`     // USD per Gb/s-hour of network bandwidth
+
+	exact bool // every price is as given, 0 included (see above)
 }
+
+// ExactPrices is the table of the three prices as given, a price of 0
+// included (OrDefault keeps it).
+func ExactPrices(dramGiBHour, nvmeGiBHour, gbpsHour float64) Prices {
+	return Prices{DRAMGiBHour: dramGiBHour, NVMeGiBHour: nvmeGiBHour, GbpsHour: gbpsHour, exact: true}
+}
+
+// Exact reports whether every price of p is as given, 0 included (see
+// Prices).
+func (p Prices) Exact() bool { return p.exact }
 
 // The public prices DefaultPrices derives from: AWS EC2 On-Demand, Linux,
 // us-east-1, as listed on https://aws.amazon.com/ec2/pricing/on-demand/
@@ -58,11 +75,17 @@ func DefaultPrices() Prices {
 	dram := r5LargeHour / r5LargeGiB
 	nvme := (i3LargeHour - i3LargeGiB*dram) / (i3LargeNVMeBytes / (1 << 30))
 	net := (c5nLargeHour - c5LargeHour) / (c5nLargeGbps - c5LargeGbps)
-	return Prices{DRAMGiBHour: dram, NVMeGiBHour: nvme, GbpsHour: net}
+	return ExactPrices(dram, nvme, net)
 }
 
-// OrDefault returns p with each zero price replaced by DefaultPrices'.
+// OrDefault returns the exact table p stands for: p itself when it is
+// exact (a price of 0 stays 0), else p with each zero price replaced by
+// DefaultPrices'.
 func (p Prices) OrDefault() Prices {
+	if p.exact {
+		return p
+	}
+	p.exact = true
 	d := DefaultPrices()
 	if p.DRAMGiBHour == 0 {
 		p.DRAMGiBHour = d.DRAMGiBHour
@@ -96,11 +119,12 @@ func (p Prices) Check() error {
 const maxPricesFile = 64 << 10
 
 // LoadPrices reads a JSON prices file: an object with any of
-// dram_gib_hour, nvme_gib_hour and gbps_hour (USD, see Prices); a price it
-// does not give stays 0 (OrDefault fills it). Unknown fields, a file over
-// 64 KiB and bad prices are errors naming the file.
+// dram_gib_hour, nvme_gib_hour and gbps_hour (USD, see Prices). The table
+// it returns is exact: a price the file gives is kept as given, 0
+// included, and one it does not give is DefaultPrices'. Unknown fields, a
+// file over 64 KiB and bad prices (Check) are errors naming the file.
 func LoadPrices(path string) (Prices, error) {
-	var p Prices
+	p := DefaultPrices()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return p, fmt.Errorf("prices: %w", err)
@@ -116,6 +140,7 @@ func LoadPrices(path string) (Prices, error) {
 	if err := p.Check(); err != nil {
 		return p, fmt.Errorf("prices: %s: %w", path, err)
 	}
+	p.exact = true
 	return p, nil
 }
 

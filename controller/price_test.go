@@ -45,12 +45,16 @@ func TestLoadPrices(t *testing.T) {
 		}
 		return path
 	}
-	p, err := LoadPrices(write("ok.json", `{"dram_gib_hour": 0.01, "gbps_hour": 0.5}`))
-	if err != nil || p != (Prices{DRAMGiBHour: 0.01, GbpsHour: 0.5}) {
-		t.Fatalf("LoadPrices = %+v, %v", p, err)
+	p, err := LoadPrices(write("ok.json", `{"dram_gib_hour": 0.01, "gbps_hour": 0}`))
+	if err != nil || p != ExactPrices(0.01, DefaultPrices().NVMeGiBHour, 0) {
+		t.Fatalf("LoadPrices = %+v, %v; want the file's DRAM and network (0 kept), the default NVMe", p, err)
 	}
-	if got := p.OrDefault(); got.NVMeGiBHour != DefaultPrices().NVMeGiBHour || got.DRAMGiBHour != 0.01 {
-		t.Fatalf("OrDefault = %+v; want the default NVMe price only", got)
+	if got := p.OrDefault(); got != p {
+		t.Fatalf("OrDefault of a file's table = %+v; want it unchanged (%+v)", got, p)
+	}
+	// A partial table (a literal) still takes the default for a zero price.
+	if got := (Prices{DRAMGiBHour: 0.01}).OrDefault(); got != ExactPrices(0.01, DefaultPrices().NVMeGiBHour, DefaultPrices().GbpsHour) {
+		t.Fatalf("OrDefault of a literal = %+v; want the default NVMe and network prices", got)
 	}
 	for name, body := range map[string]string{
 		"unknown.json":  `{"dram_gib_hour": 1, "ssd": 2}`,

@@ -162,7 +162,7 @@ func (c *Controller) reservation(name string, h wire.JobHints, p *AutoscaleConfi
 		return reservation{}, nil // nothing to assume new nodes like; sizing answers
 	}
 	most := max(p.MaxNodes, f.nodes)
-	if err := f.refuse(name, need, source, most, p.High, c.cfg.Prices.OrDefault()); err != nil {
+	if err := f.refuse(name, need, source, most, p.High, c.cfg.Prices); err != nil {
 		return reservation{}, err
 	}
 	r := reservation{nodes: f.nodes, dim: "network", util: (f.load + need.Mbps) / f.bw}

@@ -120,7 +120,7 @@ func (c *Controller) tierOffersLocked() []TierOffer {
 func (c *Controller) sizeJobLocked(book *profileBook, req *wire.JobRegister) (plan, uint8, string, error) {
 	pol := &c.cfg.Policy
 	need, minNodes, source := pol.needFor(req.Hints, book.learnedFor(req.Name, req.Hints))
-	tier, err := TierFor(need, c.tierOffersLocked(), c.cfg.Prices.OrDefault())
+	tier, err := TierFor(need, c.tierOffersLocked(), c.cfg.Prices)
 	if err != nil {
 		return plan{}, 0, source, err
 	}

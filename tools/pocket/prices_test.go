@@ -22,13 +22,13 @@ func TestPriceFlags(t *testing.T) {
 	fs := newFlagSet("test")
 	var pf priceFlags
 	pf.bind(fs, "test")
-	if err := fs.Parse([]string{"--prices", file, "--price-nvme-gib-hour", "0.002"}); err != nil {
+	if err := fs.Parse([]string{"--prices", file, "--price-nvme-gib-hour", "0.002", "--price-dram-gib-hour", "0"}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := pf.prices()
-	want := controller.Prices{DRAMGiBHour: 0.02, NVMeGiBHour: 0.002, GbpsHour: controller.DefaultPrices().GbpsHour}
+	want := controller.ExactPrices(0, 0.002, controller.DefaultPrices().GbpsHour)
 	if err != nil || p != want {
-		t.Fatalf("prices = %+v, %v; want %+v (file, flag over it, default)", p, err, want)
+		t.Fatalf("prices = %+v, %v; want %+v (flags over the file, 0 kept, default)", p, err, want)
 	}
 	bad := priceFlags{dram: -1}
 	if _, err := bad.prices(); !errors.Is(err, controller.ErrBadPrice) || !strings.Contains(err.Error(), "--price-dram-gib-hour") {

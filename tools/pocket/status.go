@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -516,42 +517,77 @@ func sortedMetricNames(m map[string]float64, prefix string) []string {
 }
 
 // priceFlags are the price-table flags of `pocket controller`, `pocket
-// status` and `pocket job register`: a JSON file (controller.LoadPrices)
-// and per-price flags that override it; what neither gives is
-// controller.DefaultPrices'.
+// up`, `pocket status` and `pocket job register`: a JSON file
+// (controller.LoadPrices) and per-price flags that override it; what
+// neither gives is controller.DefaultPrices'. A price flag given as 0 is
+// a price of 0 (its set field records that it was given; a non-zero
+// value counts as given either way).
 type priceFlags struct {
-	file             string
-	dram, nvme, gbps float64
+	file                      string
+	dram, nvme, gbps          float64
+	dramSet, nvmeSet, gbpsSet bool
+}
+
+// priceValue is a price flag's flag.Value: a number of US dollars, and
+// whether it was given.
+type priceValue struct {
+	v   *float64
+	set *bool
+}
+
+func (p priceValue) String() string {
+	if p.v == nil || p.set == nil || !*p.set {
+		return ""
+	}
+	return strconv.FormatFloat(*p.v, 'g', -1, 64)
+}
+
+func (p priceValue) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return errors.New("not a number")
+	}
+	*p.v, *p.set = v, true
+	return nil
 }
 
 func (p *priceFlags) bind(fs *flag.FlagSet, why string) {
 	d := controller.DefaultPrices()
 	fs.StringVar(&p.file, "prices", "", "a JSON file of prices in US dollars: {\"dram_gib_hour\": X, \"nvme_gib_hour\": Y, \"gbps_hour\": Z};\n"+why)
-	fs.Float64Var(&p.dram, "price-dram-gib-hour", 0, fmt.Sprintf("US dollars per GiB-hour of DRAM (0: the file's, else %.6f, AWS r5.large)", d.DRAMGiBHour))
-	fs.Float64Var(&p.nvme, "price-nvme-gib-hour", 0, fmt.Sprintf("US dollars per GiB-hour of NVMe (0: the file's, else %.7f, AWS i3.large)", d.NVMeGiBHour))
-	fs.Float64Var(&p.gbps, "price-gbps-hour", 0, fmt.Sprintf("US dollars per Gb/s-hour of network (0: the file's, else %.5f, AWS c5n.large over c5.large)", d.GbpsHour))
+	fs.Var(priceValue{&p.dram, &p.dramSet}, "price-dram-gib-hour", fmt.Sprintf("US dollars per GiB-hour of DRAM, 0 or more (default the file's, else %.6f, AWS r5.large)", d.DRAMGiBHour))
+	fs.Var(priceValue{&p.nvme, &p.nvmeSet}, "price-nvme-gib-hour", fmt.Sprintf("US dollars per GiB-hour of NVMe, 0 or more (default the file's, else %.7f, AWS i3.large)", d.NVMeGiBHour))
+	fs.Var(priceValue{&p.gbps, &p.gbpsSet}, "price-gbps-hour", fmt.Sprintf("US dollars per Gb/s-hour of network, 0 or more (default the file's, else %.5f, AWS c5n.large over c5.large)", d.GbpsHour))
 }
 
-// prices is the table the flags give, checked.
+// given reports whether any price flag or file was given.
+func (p *priceFlags) given() bool {
+	return p.file != "" || p.dramSet || p.nvmeSet || p.gbpsSet || p.dram != 0 || p.nvme != 0 || p.gbps != 0
+}
+
+// prices is the exact table the flags give, checked: each price given
+// by a flag, else by the file, else the default.
 func (p *priceFlags) prices() (controller.Prices, error) {
-	var out controller.Prices
+	out := controller.DefaultPrices()
 	if p.file != "" {
 		var err error
 		if out, err = controller.LoadPrices(p.file); err != nil {
 			return out, fmt.Errorf("--prices: %w", err)
 		}
 	}
+	dram, nvme, gbps := out.DRAMGiBHour, out.NVMeGiBHour, out.GbpsHour
 	for _, f := range []struct {
 		name string
 		v    float64
+		set  bool
 		dst  *float64
-	}{{"--price-dram-gib-hour", p.dram, &out.DRAMGiBHour}, {"--price-nvme-gib-hour", p.nvme, &out.NVMeGiBHour}, {"--price-gbps-hour", p.gbps, &out.GbpsHour}} {
-		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+	}{{"--price-dram-gib-hour", p.dram, p.dramSet, &dram}, {"--price-nvme-gib-hour", p.nvme, p.nvmeSet, &nvme}, {"--price-gbps-hour", p.gbps, p.gbpsSet, &gbps}} {
+		if !f.set && f.v == 0 {
+			continue
+		}
+		if err := controller.ExactPrices(f.v, 0, 0).Check(); err != nil {
 			return out, fmt.Errorf("%s %v: %w", f.name, f.v, controller.ErrBadPrice)
 		}
-		if f.v != 0 {
-			*f.dst = f.v
-		}
+		*f.dst = f.v
 	}
-	return out.OrDefault(), nil
+	return controller.ExactPrices(dram, nvme, gbps), nil
 }
