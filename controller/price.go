@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 
 	"github.com/pocketstore/pocket/wire"
@@ -99,16 +98,27 @@ func (p Prices) OrDefault() Prices {
 	return p
 }
 
-// ErrBadPrice means a price is negative, infinite or not a number.
-var ErrBadPrice = errors.New("a price must be a finite number of dollars, 0 or more")
+// MaxPrice bounds every price, in US dollars per GiB-hour or per
+// Gb/s-hour: a million times DefaultPrices' DRAM GiB-hour and more. It
+// keeps costs finite: a job within the job bounds (wire.MaxJobBytes, 2^32
+// GiB; wire.MaxJobMbps, 4.1e8 Gb/s) costs at most about 4.7e18 $/h, and a
+// sum of such costs over any number of jobs a status lists stays far below
+// float64's limit (a price of 1e308 made a 2 GiB job cost +Inf $/h, which
+// JSON cannot carry).
+const MaxPrice = 1e9
 
-// Check refuses a negative or non-finite price, naming it.
+// ErrBadPrice means a price is negative, over MaxPrice, infinite or not a
+// number.
+var ErrBadPrice = errors.New("a price must be a finite number of dollars, 0 to 1e9")
+
+// Check refuses a negative, non-finite or over-MaxPrice price, naming
+// it.
 func (p Prices) Check() error {
 	for _, f := range []struct {
 		name string
 		v    float64
 	}{{"dram_gib_hour", p.DRAMGiBHour}, {"nvme_gib_hour", p.NVMeGiBHour}, {"gbps_hour", p.GbpsHour}} {
-		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+		if !(f.v >= 0 && f.v <= MaxPrice) { // NaN and ±Inf fail too
 			return fmt.Errorf("price %s = %v: %w", f.name, f.v, ErrBadPrice)
 		}
 	}
@@ -156,9 +166,12 @@ func (p Prices) GiBHour(t wire.Tier) float64 {
 }
 
 // Cost is the price in USD an hour of mbps Mb/s and bytes of tier t (the
-// model in the Prices doc).
+// model in the Prices doc). The figures are taken within the job bounds
+// (wire.MaxJobMbps, wire.MaxJobBytes; NaN and negative ones as 0), so the
+// cost at prices that pass Check is finite, at most about 4.7e18 $/h.
 func (p Prices) Cost(t wire.Tier, mbps float64, bytes int64) float64 {
-	return float64(max(bytes, 0))/(1<<30)*p.GiBHour(t) + max(mbps, 0)/1000*p.GbpsHour
+	mbps, bytes = wire.ClampMbps(mbps, wire.MaxJobMbps), wire.ClampBytes(bytes, wire.MaxJobBytes)
+	return float64(bytes)/(1<<30)*p.GiBHour(t) + mbps/1000*p.GbpsHour
 }
 
 // Need is what a job asks of a tier: bandwidth in Mb/s, capacity in bytes,

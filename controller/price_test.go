@@ -59,6 +59,7 @@ func TestLoadPrices(t *testing.T) {
 	for name, body := range map[string]string{
 		"unknown.json":  `{"dram_gib_hour": 1, "ssd": 2}`,
 		"negative.json": `{"nvme_gib_hour": -1}`,
+		"huge.json":     `{"dram_gib_hour": 1e308}`,
 		"text.json":     `cheap`,
 		"big.json":      `{"gbps_hour": 1` + strings.Repeat(" ", maxPricesFile) + `}`,
 	} {
@@ -68,6 +69,18 @@ func TestLoadPrices(t *testing.T) {
 	}
 	if err := (Prices{GbpsHour: math.NaN()}).Check(); !errors.Is(err, ErrBadPrice) || !strings.Contains(err.Error(), "gbps_hour") {
 		t.Errorf("NaN price: %v", err)
+	}
+	// The largest prices Check passes keep every cost finite, even of
+	// figures beyond the job bounds.
+	top := ExactPrices(MaxPrice, MaxPrice, MaxPrice)
+	if err := top.Check(); err != nil {
+		t.Fatalf("MaxPrice: %v", err)
+	}
+	if err := ExactPrices(MaxPrice*1.5, 0, 0).Check(); !errors.Is(err, ErrBadPrice) {
+		t.Errorf("a price over MaxPrice: %v; want ErrBadPrice", err)
+	}
+	if c := top.Cost(wire.TierDRAM, math.MaxFloat64, math.MaxInt64); math.IsInf(c, 0) || math.IsNaN(c) || c <= 0 {
+		t.Errorf("cost at MaxPrice of the largest figures = %v; want finite", c)
 	}
 }
 
