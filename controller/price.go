@@ -223,7 +223,9 @@ type TierOffer struct {
 //  2. Fit: the eligible offers whose spare capacity covers need.Bytes.
 //     None: a CodeNoSpace error (errors.Is(err, wire.ErrNoSpace)) naming
 //     the need and the largest eligible tier's spare capacity (capacity is
-//     a hard limit: puts beyond it fail).
+//     a hard limit: puts beyond it fail). A need of 0 bytes (no capacity
+//     hint, or none learned) still stores values: a tier with no spare
+//     byte fits it only when no eligible tier has one.
 //  3. Among the fitting tiers whose spare bandwidth covers need.Mbps, the
 //     cheapest (Prices.Cost of the need); on equal cost the lower
 //     GiBHour, then the lower tier number. When none covers the bandwidth,
@@ -249,6 +251,9 @@ func TierFor(need Need, offers []TierOffer, prices Prices) (wire.Tier, error) {
 	if len(fit) == 0 {
 		return 0, noSpace(need, elig)
 	}
+	if need.Bytes <= 0 {
+		fit = withSpareBytes(fit)
+	}
 	best := -1
 	for i, o := range fit {
 		if o.SpareMbps >= need.Mbps && (best < 0 || cheaper(prices, need, o, fit[best])) {
@@ -264,6 +269,23 @@ func TierFor(need Need, offers []TierOffer, prices Prices) (wire.Tier, error) {
 		}
 	}
 	return fit[best].Tier, nil
+}
+
+// withSpareBytes is the offers with a spare byte, or all of them when
+// none has one. A job without a capacity need still stores values, so a
+// tier with no spare byte (0 >= 0 fits it) is taken only when every tier
+// is full: on a full tier its every put fails for lack of space.
+func withSpareBytes(offers []TierOffer) []TierOffer {
+	var out []TierOffer
+	for _, o := range offers {
+		if o.SpareBytes > 0 {
+			out = append(out, o)
+		}
+	}
+	if len(out) == 0 {
+		return offers
+	}
+	return out
 }
 
 // cheaper orders offers by the cost of need, then GiB price, then tier.

@@ -96,8 +96,9 @@ func TestWeightsFromReports(t *testing.T) {
 			t.Errorf("capacity job: %s weight %.3f, want 1/3", n.Addr, n.Weight)
 		}
 	}
-	// A node with nothing spare still gets the floor weight, never zero.
-	full := []candidate{{addr: "a:1", spareMbps: 8000, spareBytes: gb}, {addr: "z:1", spareMbps: 0, spareBytes: 0}}
+	// A node with no spare bandwidth still gets the floor weight, never
+	// zero.
+	full := []candidate{{addr: "a:1", spareMbps: 8000, spareBytes: gb}, {addr: "z:1", spareMbps: 0, spareBytes: gb}}
 	got = p.size(full, wire.JobHints{PeakMbps: 16000})
 	if len(got.nodes) != 2 {
 		t.Fatalf("want both nodes, got %d", len(got.nodes))
@@ -107,6 +108,18 @@ func TestWeightsFromReports(t *testing.T) {
 		if n.Addr == "z:1" && n.Weight > 0.06 {
 			t.Errorf("full node weight %.3f, want the floor (0.05)", n.Weight)
 		}
+	}
+}
+
+// TestSizingLeavesOutANodeWithoutSpareBytes: a node with no spare byte
+// is not chosen while another has one (withRoom), whatever the job's need:
+// even a job of no capacity need stores values, and its puts there fail.
+func TestSizingLeavesOutANodeWithoutSpareBytes(t *testing.T) {
+	p := DefaultPolicy()
+	cands := []candidate{{addr: "a:1", spareMbps: 8000, spareBytes: gb}, {addr: "z:1", spareMbps: 8000, spareBytes: 0}}
+	got := p.size(cands, wire.JobHints{PeakMbps: 16000})
+	if len(got.nodes) != 1 || got.nodes[0].Addr != "a:1" {
+		t.Errorf("placed on %+v; want a:1 only (z:1 has no spare byte)", got.nodes)
 	}
 }
 
