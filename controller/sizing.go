@@ -274,7 +274,10 @@ func count(cands []candidate, mbps float64, bytes int64) int {
 
 // weights blends each node's share of spare bandwidth and of spare
 // capacity, in proportion to how hard the job presses on each, floors each
-// at MinWeightShare of an equal share, and normalizes to sum 1.
+// at MinWeightShare of an equal share, normalizes to sum 1, and then holds
+// each node within its spare bytes (capWeights): a node's weight is the
+// share of the job's keys, and so of its allotted bytes, it gets, and
+// capacity is a hard limit (puts beyond it fail) where bandwidth is not.
 func (p *Policy) weights(chosen []candidate, mbps float64, bytes int64) []wire.MapNode {
 	var bw float64
 	var capacity int64
@@ -299,7 +302,62 @@ func (p *Policy) weights(chosen []candidate, mbps float64, bytes int64) []wire.M
 	for i := range out {
 		out[i].Weight /= sum
 	}
+	capWeights(out, chosen, bytes)
 	return out
+}
+
+// capWeights holds each node of out within its spare bytes: no weight
+// over spareBytes/bytes (the node's share of the job's bytes is its
+// weight, byteShares). The excess of the nodes over it goes to the others
+// in proportion to their weights, round by round, until none is over;
+// the weights still sum to 1. It needs the chosen nodes' spare bytes to
+// cover bytes (TierFor's fit and count see to it); when they do not, the
+// weights are the nodes' shares of their spare bytes, so that they all
+// fill at once. A job of no bytes keeps its weights. The shares
+// byteShares rounds from the weights may pass a node's spare by a byte.
+func capWeights(out []wire.MapNode, chosen []candidate, bytes int64) {
+	if bytes <= 0 {
+		return
+	}
+	caps := make([]float64, len(chosen))
+	var capSum float64
+	for i, c := range chosen {
+		caps[i] = float64(c.spareBytes) / float64(bytes)
+		capSum += caps[i]
+	}
+	if capSum < 1 {
+		for i := range out {
+			out[i].Weight = share(caps[i], capSum, float64(len(out)))
+		}
+		return
+	}
+	held := make([]bool, len(out))
+	for range out {
+		var heldSum, free float64
+		for i := range out {
+			if held[i] {
+				heldSum += out[i].Weight
+			} else {
+				free += out[i].Weight
+			}
+		}
+		if free <= 0 {
+			return
+		}
+		scale, over := (1-heldSum)/free, false
+		for i := range out {
+			if held[i] {
+				continue
+			}
+			out[i].Weight *= scale
+			if out[i].Weight > caps[i] {
+				out[i].Weight, held[i], over = caps[i], true, true
+			}
+		}
+		if !over {
+			return
+		}
+	}
 }
 
 // share is part/whole, or an equal share when the whole is nothing.
