@@ -16,6 +16,8 @@ const statusBytes = 3 << 20
 // Status lists the registered nodes (sorted by address, as many as fit its
 // share of the reply), the number of jobs and the first Config.StatusJobs
 // jobs in registration order; NextJob continues the listing (ListJobs).
+// It carries the controller's prices (Config.Prices), which `pocket
+// status` prices the jobs at.
 func (c *Controller) Status() *wire.ClusterStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -38,6 +40,8 @@ func (c *Controller) Status() *wire.ClusterStatus {
 	if a := c.scaler(); a != nil {
 		st.AutoscaleMaxNodes = uint32(a.cfg.MaxNodes)
 	}
+	p := c.cfg.Prices
+	st.Prices = &wire.PriceTable{DRAMGiBHour: p.DRAMGiBHour, NVMeGiBHour: p.NVMeGiBHour, GbpsHour: p.GbpsHour}
 	return st
 }
 

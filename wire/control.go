@@ -411,7 +411,9 @@ type JobStatus struct {
 // are), the number of jobs and the first of them; NextJob, when not zero,
 // is the OpListJobs cursor for the rest. AutoscaleMaxNodes is the
 // autoscaler's largest node count, 0 when the controller does not
-// autoscale (it then starts no node for a job that needs more).
+// autoscale (it then starts no node for a job that needs more). Prices is
+// the controller's price table (an OpStatus reply); nil when the reply
+// carries none (a controller older than the field, an OpListJobs page).
 type ClusterStatus struct {
 	Nodes             []NodeStatus
 	Jobs              []JobStatus
@@ -419,6 +421,16 @@ type ClusterStatus struct {
 	NodeCount         uint32
 	NextJob           uint64
 	AutoscaleMaxNodes uint32
+	Prices            *PriceTable
+}
+
+// PriceTable is a controller's price table (controller.Prices), US
+// dollars an hour: per GiB-hour of DRAM and of NVMe, and per Gb/s-hour of
+// network bandwidth. The decoder refuses a negative or non-finite price.
+type PriceTable struct {
+	DRAMGiBHour float64
+	NVMeGiBHour float64
+	GbpsHour    float64
 }
 
 // JobList asks for up to Limit jobs after the cursor After (a
@@ -483,9 +495,10 @@ var (
 		{Kind: TableField, Sub: &jobRegSpec}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
 		{Kind: Scalar8}, {Kind: Scalar8},
 	}}
-	clusterSpec = TableSpec{Name: "ClusterStatus", Fields: []Field{
+	priceTableSpec = TableSpec{Name: "PriceTable", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}}}
+	clusterSpec    = TableSpec{Name: "ClusterStatus", Fields: []Field{
 		{Kind: TableVec, Sub: &nodeStatusSpec}, {Kind: TableVec, Sub: &jobStatusSpec},
-		{Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar4},
+		{Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar4}, {Kind: TableField, Sub: &priceTableSpec},
 	}}
 	jobListSpec   = TableSpec{Name: "JobList", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar4}}}
 	challengeSpec = TableSpec{Name: "Challenge", Fields: []Field{{Kind: Bytes}}}
@@ -1304,6 +1317,14 @@ func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
 		}
 		jobs = endVector(b, offs, fb.ClusterStatusStartJobsVector)
 	}
+	var prices flatbuffers.UOffsetT
+	if p := m.Prices; p != nil {
+		fb.PriceTableStart(b)
+		fb.PriceTableAddDramGibHour(b, p.DRAMGiBHour)
+		fb.PriceTableAddNvmeGibHour(b, p.NVMeGiBHour)
+		fb.PriceTableAddGbpsHour(b, p.GbpsHour)
+		prices = fb.PriceTableEnd(b)
+	}
 	fb.ClusterStatusStart(b)
 	addOff(b, nodes, fb.ClusterStatusAddNodes)
 	addOff(b, jobs, fb.ClusterStatusAddJobs)
@@ -1311,6 +1332,7 @@ func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
 	fb.ClusterStatusAddNodeCount(b, m.NodeCount)
 	fb.ClusterStatusAddNextJob(b, m.NextJob)
 	fb.ClusterStatusAddAutoscaleMaxNodes(b, m.AutoscaleMaxNodes)
+	addOff(b, prices, fb.ClusterStatusAddPrices)
 	b.Finish(fb.ClusterStatusEnd(b))
 	return b.FinishedBytes()
 }
@@ -1368,6 +1390,13 @@ func (m *ClusterStatus) Decode(meta []byte) error {
 		return err
 	}
 	out := ClusterStatus{JobCount: t.JobCount(), NodeCount: t.NodeCount(), NextJob: t.NextJob(), AutoscaleMaxNodes: t.AutoscaleMaxNodes()}
+	if pt := t.Prices(nil); pt != nil {
+		p := PriceTable{DRAMGiBHour: pt.DramGibHour(), NVMeGiBHour: pt.NvmeGibHour(), GbpsHour: pt.GbpsHour()}
+		if err := firstErr(checkNum("DRAM price", p.DRAMGiBHour), checkNum("NVMe price", p.NVMeGiBHour), checkNum("network price", p.GbpsHour)); err != nil {
+			return err
+		}
+		out.Prices = &p
+	}
 	if nn > 0 {
 		out.Nodes = make([]NodeStatus, nn)
 		var n fb.NodeStatus

@@ -52,7 +52,9 @@ func sampleControl() []ControlMessage {
 			Jobs: []JobStatus{{Job: "sort-1", Name: "sort", Tier: 1, Epoch: 2, Nodes: nodes,
 				Hints: JobHints{Lambdas: 10, PeakMbps: 6000}, AllocMbps: 6000, AllocBytes: 5 << 30, Age: 3 * time.Second, UsedMbps: 4321.5, UsedBytes: 3 << 30}},
 			JobCount: 12000, NodeCount: 3, NextJob: 1<<60 + 1, AutoscaleMaxNodes: 8,
+			Prices: &PriceTable{DRAMGiBHour: 1, NVMeGiBHour: 0, GbpsHour: 0.0102},
 		},
+		&ClusterStatus{JobCount: 1, Jobs: []JobStatus{{Job: "sort-1", Name: "sort"}}}, // no prices: an older controller, a job page
 		&JobList{After: 1<<60 + 1, Limit: 500},
 		&Challenge{Nonce: bytes.Repeat([]byte{0x5A}, 16)},
 		&DrainNode{Addr: "127.0.0.1:7001", Deadline: 90 * time.Second, Proof: []byte{7, 7}, DiscardPersisted: true},
@@ -152,6 +154,8 @@ func TestControlDecodeRefuses(t *testing.T) {
 		{"persisted jobs over bound", &Heartbeat{Addr: "a:1", PersistedJobs: MaxNodeJobs + 1}, ErrTooLarge},
 		{"persisted bytes over bound", &Heartbeat{Addr: "a:1", PersistedJobs: 1, PersistedBytes: MaxNodeBytes + 1}, ErrTooLarge},
 		{"status: too many persisted", &ClusterStatus{Nodes: []NodeStatus{{Addr: "a:1", Persisted: make([]HeldJob, MaxPersistedJobs+1)}}}, ErrTooLarge},
+		{"status: negative price", &ClusterStatus{Prices: &PriceTable{GbpsHour: -1}}, ErrMalformed},
+		{"status: NaN price", &ClusterStatus{Prices: &PriceTable{DRAMGiBHour: math.NaN()}}, ErrMalformed},
 		{"status: bad persisted job", &ClusterStatus{Nodes: []NodeStatus{{Addr: "a:1", Persisted: []HeldJob{{Job: ""}}}}}, ErrBadKey},
 		{"negative job bytes", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: "j-1", Bytes: -1}}}, ErrMalformed},
 		{"nan job rx", &Heartbeat{Addr: "a:1", Loads: []JobLoad{{Job: "j-1", RxMbps: math.NaN()}}}, ErrMalformed},

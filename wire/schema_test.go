@@ -52,6 +52,7 @@ var tableSpecs = map[string]*TableSpec{
 	"JobStatus":         &jobStatusSpec,
 	"DrainNode":         &drainSpec,
 	"ClusterStatus":     &clusterSpec,
+	"PriceTable":        &priceTableSpec,
 	"JobList":           &jobListSpec,
 	"Challenge":         &challengeSpec,
 	"NodeHello":         &helloSpec,

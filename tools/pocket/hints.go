@@ -233,9 +233,11 @@ func hintMbps(h wire.JobHints) (float64, string) {
 const hintNext = "add nodes (pocket node --controller ADDR, or pocket up --nodes N) or lower the hint"
 
 // checkHints compares the hints with the cluster's status (which needs the
-// operator's certificate), the tier chosen at prices as the controller
-// chooses it. It returns the excesses, or the error that kept
-// it from checking. Without capacity or bandwidth hints it asks nothing.
+// operator's certificate), the tier chosen as the controller chooses it:
+// at the controller's prices, which its status reply carries, else (a
+// controller that does not send them) at prices. It returns the
+// excesses, or the error that kept it from checking. Without capacity or
+// bandwidth hints it asks nothing.
 func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints, prices controller.Prices) ([]hintExcess, error) {
 	if h.CapacityBytes == 0 && h.PeakMbps == 0 && h.Lambdas == 0 {
 		return nil, nil
@@ -249,6 +251,9 @@ func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints,
 	st, err := mc.Status(ctx)
 	if err != nil {
 		return nil, ctlError(err, addr, tf.insecure)
+	}
+	if p, ok, _ := replyPrices(st); ok {
+		prices = p
 	}
 	f, err := clusterTierFor(st, hintsNeed(h), prices)
 	if err != nil {

@@ -86,7 +86,9 @@ func runJobRegister(args []string) int {
 	var tf tlsFlags
 	tf.bind(fs)
 	var pf priceFlags
-	pf.bind(fs, "the hints are checked against the tier the controller would pick at these prices; give the controller's")
+	pf.bind(fs, "only for the check of the hints before registering (a warning, or --strict's refusal), against the tier the controller\n"+
+		"would pick, for a controller that does not send its prices in its status (older than this pocket): give them as the controller's.\n"+
+		"They do not change where the job goes: the controller places it at its own prices")
 	pos, code, ok := parseFlags(fs, args, 1, 1)
 	if !ok {
 		return code

@@ -35,10 +35,13 @@ Jobs: ALLOC Mb/s and ALLOC SIZE are the job's allotment, what it asked for
 (its hints, else its profile's or Pocket's default size; "-": no size
 allotted, its values use its nodes' free capacity); USED its own traffic and
 bytes ("~": values are moving between its nodes); COST $/h its allotment at
-the price table; MAP the nodes of its map that are not plain active members,
-with their state: "draining" (leaving the cluster, or only this job's map,
-its values moving to the job's other nodes), "joining" (new in the map, its
-values still arriving) or "dead"; "-" when every node of its map is active.
+the controller's prices (its status reply carries them; for a controller
+that does not send them, at --prices and --price-*, else the default table,
+with a note on stderr); MAP the nodes of its map that are not plain active
+members, with their state: "draining" (leaving the cluster, or only this
+job's map, its values moving to the job's other nodes), "joining" (new in
+the map, its values still arriving) or "dead"; "-" when every node of its
+map is active.
 Lines below say when the jobs' allotments oversubscribe a tier, and which
 jobs then get less.
 
@@ -63,6 +66,8 @@ type statusJSON struct {
 	// capacity of the live nodes with the tier (tierAllotJSON), one entry
 	// per tier a listed job uses.
 	Allotments []tierAllotJSON `json:"allotments"`
+	// Prices is the price table the jobs' costs are at (statusPrices).
+	Prices pricesJSON `json:"prices"`
 	// Network is the listed jobs' bandwidth allotments, every tier's,
 	// against the live nodes' bandwidth, each node counted once: a node's
 	// tiers share its network (the controller counts a node's bandwidth as
@@ -160,16 +165,93 @@ type statusJobJSON struct {
 	Moving bool `json:"moving"`
 }
 
-// statusView is the status reply st, each job's cost at the default
-// prices.
-func statusView(st *wire.ClusterStatus) statusJSON {
-	return statusViewAt(st, controller.DefaultPrices())
+// pricesJSON is a price table in status --json: US dollars per GiB-hour
+// of DRAM and of NVMe and per Gb/s-hour of network, and where it came
+// from: "controller" (the controller's status reply carries its prices),
+// else "flags" (--prices, --price-*) or "default" (the default table), for
+// a controller that does not send its prices.
+type pricesJSON struct {
+	DRAMGiBHour float64 `json:"dram_gib_hour"`
+	NVMeGiBHour float64 `json:"nvme_gib_hour"`
+	GbpsHour    float64 `json:"gbps_hour"`
+	Source      string  `json:"source"`
 }
 
-// statusViewAt is the status reply st with each job's cost at prices.
+// Where the prices of a status came from (pricesJSON.Source).
+const (
+	pricesFromController = "controller"
+	pricesFromFlags      = "flags"
+	pricesFromDefault    = "default"
+)
+
+// statusPrices is the table status prices st's jobs at: the controller's
+// (st.Prices) when its reply carries a valid one, else pf's (the default
+// table when pf gives no price). note, when not "", says what was not
+// used: pf's prices against a controller that sends its own, or the
+// controller's absent or bad prices. err is pf's (a bad flag or file).
+func statusPrices(st *wire.ClusterStatus, pf *priceFlags) (prices controller.Prices, source, note string, err error) {
+	ctl, ok, bad := replyPrices(st)
+	if ok {
+		if pf.given() {
+			note = "the controller's prices are used; --prices and --price-* only price the jobs of a controller that does not send its prices"
+		}
+		return ctl, pricesFromController, note, nil
+	}
+	if prices, err = pf.prices(); err != nil {
+		return prices, "", "", err
+	}
+	source = pricesFromDefault
+	if pf.given() {
+		source = pricesFromFlags
+	}
+	switch {
+	case bad != nil:
+		note = fmt.Sprintf("the controller's prices are not valid (%v): the costs are at ", bad)
+	default:
+		note = "the controller does not send its prices (it is older than this pocket): the costs are at "
+	}
+	if source == pricesFromFlags {
+		note += "the prices of --prices and --price-*"
+	} else {
+		note += "the default prices; give the controller's with --prices or --price-*"
+	}
+	return prices, source, note, nil
+}
+
+// replyPrices is the price table st carries: ok when it carries one that
+// passes controller.Prices.Check; bad is Check's error of one that does not.
+func replyPrices(st *wire.ClusterStatus) (prices controller.Prices, ok bool, bad error) {
+	if st.Prices == nil {
+		return prices, false, nil
+	}
+	prices = controller.ExactPrices(st.Prices.DRAMGiBHour, st.Prices.NVMeGiBHour, st.Prices.GbpsHour)
+	if err := prices.Check(); err != nil {
+		return prices, false, err
+	}
+	return prices, true, nil
+}
+
+// statusView is the status reply st, each job's cost at the controller's
+// prices when the reply carries them, else at the default prices.
+func statusView(st *wire.ClusterStatus) statusJSON {
+	if p, ok, _ := replyPrices(st); ok {
+		return statusViewFrom(st, p, pricesFromController)
+	}
+	return statusViewFrom(st, controller.DefaultPrices(), pricesFromDefault)
+}
+
+// statusViewAt is the status reply st with each job's cost at prices
+// (from the flags).
 func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
+	return statusViewFrom(st, prices, pricesFromFlags)
+}
+
+// statusViewFrom is the status reply st with each job's cost at prices,
+// which came from source (pricesJSON.Source).
+func statusViewFrom(st *wire.ClusterStatus, prices controller.Prices, source string) statusJSON {
 	out := statusJSON{NodeCount: st.NodeCount, JobCount: st.JobCount, Nodes: []statusNodeJSON{}, Jobs: []statusJobJSON{},
-		AutoscaleMaxNodes: st.AutoscaleMaxNodes}
+		AutoscaleMaxNodes: st.AutoscaleMaxNodes, Prices: pricesJSON{DRAMGiBHour: prices.DRAMGiBHour,
+			NVMeGiBHour: prices.NVMeGiBHour, GbpsHour: prices.GbpsHour, Source: source}}
 	for _, n := range st.Nodes {
 		v := statusNodeJSON{Addr: n.Addr, State: n.State.String(), Tiers: []statusTierJSON{}, RxMbps: n.RxMbps,
 			TxMbps: n.TxMbps, CPUPercent: n.CPUPercent, Cores: n.Cores, LastSeenMs: n.LastSeen.Milliseconds(),
@@ -210,12 +292,12 @@ func runStatus(args []string) int {
 	var tf tlsFlags
 	tf.bind(fs)
 	var pf priceFlags
-	pf.bind(fs, "the jobs' cost per hour is estimated at these prices; give the controller's")
+	pf.bind(fs, "the jobs' costs are at the controller's prices, which its status reply carries; these prices are used only\n"+
+		"for a controller that does not send its prices (older than this pocket): give them as the controller's")
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
 	}
-	prices, err := pf.prices()
-	if err != nil {
+	if _, err := pf.prices(); err != nil {
 		return fail("status: %v", err)
 	}
 	tc, err := tf.config(pki.RoleOperator)
@@ -231,7 +313,14 @@ func runStatus(args []string) int {
 	if err != nil {
 		return fail("status: %v", ctlError(err, *addr, tf.insecure))
 	}
-	v := statusViewAt(st, prices)
+	prices, source, note, err := statusPrices(st, &pf)
+	if err != nil {
+		return fail("status: %v", err)
+	}
+	if note != "" {
+		warn("status", "note: %s", note)
+	}
+	v := statusViewFrom(st, prices, source)
 	if *asJSON {
 		return printJSON(v)
 	}
@@ -335,12 +424,22 @@ func printStatus(v statusJSON) {
 		fmt.Println("ALLOC SIZE -: no size allotted (no capacity hint, no size learned for the job's name): " +
 			"its values use its nodes' free capacity, none of it reserved for the job")
 	}
-	fmt.Printf("COST $/h: the jobs' allotments at the price table (pocket status --help), %.4f $/h for those listed\n", total)
+	fmt.Printf("COST $/h: the jobs' allotments at %s, %.4f $/h for those listed\n", pricesPhrase(v.Prices), total)
 	printAllotments(v)
 	if anyMoving {
 		fmt.Println("USED SIZE ~: values are moving between the job's nodes (MAP); each node's latest report counts, " +
 			"so a value moved between two reports may count twice or not at all until the move ends")
 	}
+}
+
+// pricesPhrase names the price table of a status and its prices.
+func pricesPhrase(p pricesJSON) string {
+	from := map[string]string{pricesFromController: "the controller's prices", pricesFromFlags: "the prices of --prices and --price-*",
+		pricesFromDefault: "the default prices"}[p.Source]
+	if from == "" {
+		from = "the prices"
+	}
+	return fmt.Sprintf("%s (%g $ per GiB-hour of DRAM, %g of NVMe, %g per Gb/s-hour)", from, p.DRAMGiBHour, p.NVMeGiBHour, p.GbpsHour)
 }
 
 // moving reports whether values move between the nodes of a job's map:
@@ -554,9 +653,9 @@ func (p priceValue) Set(s string) error {
 func (p *priceFlags) bind(fs *flag.FlagSet, why string) {
 	d := controller.DefaultPrices()
 	fs.StringVar(&p.file, "prices", "", "a JSON file of prices in US dollars: {\"dram_gib_hour\": X, \"nvme_gib_hour\": Y, \"gbps_hour\": Z};\n"+why)
-	fs.Var(priceValue{&p.dram, &p.dramSet}, "price-dram-gib-hour", fmt.Sprintf("US dollars per GiB-hour of DRAM, 0 or more (default the file's, else %.6f, AWS r5.large)", d.DRAMGiBHour))
-	fs.Var(priceValue{&p.nvme, &p.nvmeSet}, "price-nvme-gib-hour", fmt.Sprintf("US dollars per GiB-hour of NVMe, 0 or more (default the file's, else %.7f, AWS i3.large)", d.NVMeGiBHour))
-	fs.Var(priceValue{&p.gbps, &p.gbpsSet}, "price-gbps-hour", fmt.Sprintf("US dollars per Gb/s-hour of network, 0 or more (default the file's, else %.5f, AWS c5n.large over c5.large)", d.GbpsHour))
+	fs.Var(priceValue{&p.dram, &p.dramSet}, "price-dram-gib-hour", fmt.Sprintf("`USD` per GiB-hour of DRAM, 0 to 1e9 (default the file's, else %.6f, AWS r5.large)", d.DRAMGiBHour))
+	fs.Var(priceValue{&p.nvme, &p.nvmeSet}, "price-nvme-gib-hour", fmt.Sprintf("`USD` per GiB-hour of NVMe, 0 to 1e9 (default the file's, else %.7f, AWS i3.large)", d.NVMeGiBHour))
+	fs.Var(priceValue{&p.gbps, &p.gbpsSet}, "price-gbps-hour", fmt.Sprintf("`USD` per Gb/s-hour of network, 0 to 1e9 (default the file's, else %.5f, AWS c5n.large over c5.large)", d.GbpsHour))
 }
 
 // given reports whether any price flag or file was given.

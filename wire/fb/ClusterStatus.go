@@ -121,8 +121,21 @@ func (rcv *ClusterStatus) MutateAutoscaleMaxNodes(n uint32) bool {
 	return rcv._tab.MutateUint32Slot(14, n)
 }
 
+func (rcv *ClusterStatus) Prices(obj *PriceTable) *PriceTable {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(16))
+	if o != 0 {
+		x := rcv._tab.Indirect(o + rcv._tab.Pos)
+		if obj == nil {
+			obj = new(PriceTable)
+		}
+		obj.Init(rcv._tab.Bytes, x)
+		return obj
+	}
+	return nil
+}
+
 func ClusterStatusStart(builder *flatbuffers.Builder) {
-	builder.StartObject(6)
+	builder.StartObject(7)
 }
 func ClusterStatusAddNodes(builder *flatbuffers.Builder, nodes flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(nodes), 0)
@@ -147,6 +160,9 @@ func ClusterStatusAddNextJob(builder *flatbuffers.Builder, nextJob uint64) {
 }
 func ClusterStatusAddAutoscaleMaxNodes(builder *flatbuffers.Builder, autoscaleMaxNodes uint32) {
 	builder.PrependUint32Slot(5, autoscaleMaxNodes, 0)
+}
+func ClusterStatusAddPrices(builder *flatbuffers.Builder, prices flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(6, flatbuffers.UOffsetT(prices), 0)
 }
 func ClusterStatusEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -102,7 +102,18 @@ class ClusterStatus(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
-def ClusterStatusStart(builder): builder.StartObject(6)
+    # ClusterStatus
+    def Prices(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        if o != 0:
+            x = self._tab.Indirect(o + self._tab.Pos)
+            from .PriceTable import PriceTable
+            obj = PriceTable()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+def ClusterStatusStart(builder): builder.StartObject(7)
 def Start(builder):
     return ClusterStatusStart(builder)
 def ClusterStatusAddNodes(builder, nodes): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(nodes), 0)
@@ -129,6 +140,9 @@ def AddNextJob(builder, nextJob):
 def ClusterStatusAddAutoscaleMaxNodes(builder, autoscaleMaxNodes): builder.PrependUint32Slot(5, autoscaleMaxNodes, 0)
 def AddAutoscaleMaxNodes(builder, autoscaleMaxNodes):
     return ClusterStatusAddAutoscaleMaxNodes(builder, autoscaleMaxNodes)
+def ClusterStatusAddPrices(builder, prices): builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(prices), 0)
+def AddPrices(builder, prices):
+    return ClusterStatusAddPrices(builder, prices)
 def ClusterStatusEnd(builder): return builder.EndObject()
 def End(builder):
     return ClusterStatusEnd(builder)
