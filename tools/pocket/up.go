@@ -48,6 +48,9 @@ type upOptions struct {
 	// controller's state), TLS and limits; nodeLimits the nodes' limits.
 	serve      *ctlServe
 	nodeLimits nodeLimits
+	// prices is the controller's price table (--prices, --price-*), as
+	// for pocket controller.
+	prices priceFlags
 
 	autoscale bool
 	scale     controller.AutoscaleConfig // band, bounds, cool-down
@@ -195,6 +198,10 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 // starts the controller on them, restoring what the state holds.
 func startCtl(o upOptions, secret *ownSecret, log *slog.Logger) (*controller.Controller, string, error) {
 	cfg := controller.Config{Secret: secret.key, Logger: log}
+	var err error
+	if cfg.Prices, err = o.prices.prices(); err != nil {
+		return nil, "", err
+	}
 	tlsDir, err := o.serve.apply(&cfg, o.listen)
 	if err != nil {
 		return nil, "", err
@@ -309,6 +316,10 @@ func nodesAsMin(fs *flag.FlagSet, o *upOptions) error {
 	return nil
 }
 
+// upPricesHelp is what the price flags of pocket up do.
+const upPricesHelp = "the controller's prices, as pocket controller's: each job's tier is the cheapest that meets its need at them\n" +
+	"(controller.TierFor), and pocket status prices the jobs at them"
+
 // bindScale adds the autoscaler's flags.
 func bindScale(fs *flag.FlagSet, o *upOptions) {
 	fs.BoolVar(&o.autoscale, "autoscale", false, "grow and shrink the cluster with its utilization (starts --min-nodes nodes)")
@@ -334,10 +345,14 @@ func runUp(args []string) int {
 	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster secret, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else DIR/"+stateSubdir+"/secret of --data-dir when the controller's state is kept there;\nelse a fresh secret in a temporary file, removed when the cluster stops)")
 	o.serve = bindCtlServe(fs)
 	o.nodeLimits.bind(fs, "node-", "each node: ")
+	o.prices.bind(fs, upPricesHelp)
 	bindScale(fs, &o)
 	o.log.bind(fs)
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
+	}
+	if _, err := o.prices.prices(); err != nil { // checks them before any node starts
+		return fail("up: %v", err)
 	}
 	o.nodeLimits.visited(fs, "node-")
 	if err := o.nodeLimits.apply(&netio.Config{}); err != nil { // checks the values before any node starts
