@@ -325,7 +325,9 @@ func (c *Controller) finishMoveLocked(j *job, now time.Time) bool {
 // picks the node (the one with the most spare bandwidth). Errors:
 // CodeUnknownJob, CodeNotFound for a node that is not active or lacks the
 // job's tier, CodeExists when addr is in the map, CodeBusy while the map
-// is changing, CodeNoSpace when no node can be added.
+// is changing, CodeNoSpace when no node can be added or addr has no spare
+// byte of the tier. The node gets no more of the job's allotted bytes
+// than it has spare (growJobLocked).
 func (c *Controller) GrowJob(id, addr string) error {
 	c.mu.Lock()
 	err := c.growJobByIDLocked(id, addr, time.Now())
@@ -386,12 +388,16 @@ func (c *Controller) growJobByIDLocked(id, addr string, now time.Time) error {
 	if !ok || n.state != wire.NodeActive || n.tier(j.tier) == nil || c.lostByLocked(j, addr) {
 		return wire.Errorf(wire.CodeNotFound, "node %s is not an active %s node job %s can use", addr, kindName(j.tier), id)
 	}
+	if c.spareBytesLocked(addr, j.tier) <= 0 {
+		return wire.Errorf(wire.CodeNoSpace, "node %s has no spare %s byte (its capacity less its use or its jobs' allotments): it could hold none of job %s", addr, kindName(j.tier), id)
+	}
 	c.growJobLocked(j, addr, now)
 	return nil
 }
 
 // growJobLocked adds addr to j's map as joining, with the mean weight of
-// the map's nodes (so its share of the keys is 1/(n+1)).
+// the map's nodes (so its share of the keys is 1/(n+1)), or less: no more
+// of the job's allotted bytes than the node has spare (growWeight).
 func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 	w := 1.0
 	if len(j.nodes) > 0 {
@@ -400,6 +406,7 @@ func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 			w += mn.Weight
 		}
 		w /= float64(len(j.nodes))
+		w = growWeight(w, c.spareBytesLocked(addr, j.tier), j.allocBytes, j.nodes)
 	}
 	nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: addr, Weight: w, State: wire.NodeJoining})
 	normalize(nodes)
@@ -409,6 +416,40 @@ func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 	c.startMoveLocked(j, &move{epoch: j.epoch, addr: addr, role: wire.NodeJoining, start: now, done: map[string]uint64{}})
 	j.lastChange = now
 	c.cfg.Logger.Info("controller: job map grows", "job", j.id, "node", addr, "nodes", len(nodes), "epoch", j.epoch)
+}
+
+// growWeight is the weight a node joining a map of nodes gets for a job
+// allotted bytes: w (the mean), or less, so that after the weights are
+// normalized the node's share of the bytes, w/(sum+w), is at most spare.
+// A job of no bytes, or a node that holds all of them, keeps w.
+func growWeight(w float64, spare, bytes int64, nodes []wire.MapNode) float64 {
+	if bytes <= 0 || spare >= bytes {
+		return w
+	}
+	var sum float64
+	for _, mn := range nodes {
+		sum += mn.Weight
+	}
+	share := float64(max(spare, 0)) / float64(bytes) // < 1
+	return min(w, share*sum/(1-share))
+}
+
+// spareBytesLocked is a node's spare bytes on tier kind, as sizing counts
+// them (candidatesLocked); 0 for a node that is not an active one of it.
+func (c *Controller) spareBytesLocked(addr string, kind uint8) int64 {
+	n, ok := c.nodes[addr]
+	if !ok || n.state != wire.NodeActive {
+		return 0
+	}
+	t := n.tier(kind)
+	if t == nil {
+		return 0
+	}
+	var alloc int64
+	if l := c.loads[addr]; l != nil {
+		alloc = l.bytes[kind]
+	}
+	return max(0, t.CapacityBytes-max(t.UsedBytes, alloc))
 }
 
 func (c *Controller) shrinkJobByIDLocked(id, addr string, now time.Time) error {
@@ -493,12 +534,14 @@ func (c *Controller) shrinkVictimLocked(j *job) string {
 }
 
 // growCandidatesLocked lists the active nodes of j's tier outside its map
-// and not lost by it whose utilization is under maxUtil, the most spare
-// bandwidth first.
+// and not lost by it with a spare byte whose utilization is under
+// maxUtil, the most spare bandwidth first. A node with no spare byte could
+// hold none of the job's values (growJobLocked gives a node no more of
+// the job's bytes than it has spare).
 func (c *Controller) growCandidatesLocked(j *job, maxUtil float64) []candidate {
 	var out []candidate
 	for _, cd := range c.candidatesLocked(j.tier) {
-		if j.has(cd.addr) || c.lostByLocked(j, cd.addr) {
+		if j.has(cd.addr) || c.lostByLocked(j, cd.addr) || cd.spareBytes <= 0 {
 			continue
 		}
 		if c.nodeUtilLocked(c.nodes[cd.addr], j.tier, 1) >= maxUtil {
