@@ -211,8 +211,9 @@ func scaleLost(lost []wire.LostNode, f float64) {
 	}
 }
 
-// adoptLostLocked picks the active node of j's tier with the most spare
-// bandwidth that j has not lost, as j's only node (weight 1).
+// adoptLostLocked picks the active node of j's tier that j has not lost
+// and that best takes all of its allotted bytes (adoptBetter), as j's
+// only node (weight 1).
 func (c *Controller) adoptLostLocked(j *job) (wire.MapNode, bool) {
 	cands := c.candidatesLocked(j.tier)
 	best := -1
@@ -220,7 +221,7 @@ func (c *Controller) adoptLostLocked(j *job) (wire.MapNode, bool) {
 		if c.lostByLocked(j, cands[i].addr) {
 			continue
 		}
-		if best < 0 || better(&cands[i], &cands[best], true) {
+		if best < 0 || adoptBetter(&cands[i], &cands[best], j.allocBytes) {
 			best = i
 		}
 	}

@@ -261,17 +261,24 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 }
 
 // adoptCandidateLocked returns the address of the active node of j's
-// tier with the most spare bandwidth, other than the draining addr and
-// the nodes j has lost (whatever they still hold of j is stale); false
-// when there is none.
+// tier, other than the draining addr and the nodes j has lost (whatever
+// they still hold of j is stale), that best takes the draining node's
+// share of j's allotted bytes (adoptBetter); false when there is none.
 func (c *Controller) adoptCandidateLocked(j *job, addr string) (string, bool) {
+	var w float64
+	for _, mn := range j.nodes {
+		if mn.Addr == addr {
+			w = mn.Weight
+		}
+	}
+	need := wire.SatBytes(w * float64(j.allocBytes))
 	cands := c.candidatesLocked(j.tier)
 	best := -1
 	for i := range cands {
 		if cands[i].addr == addr || c.lostByLocked(j, cands[i].addr) {
 			continue
 		}
-		if best < 0 || better(&cands[i], &cands[best], true) {
+		if best < 0 || adoptBetter(&cands[i], &cands[best], need) {
 			best = i
 		}
 	}
@@ -279,6 +286,25 @@ func (c *Controller) adoptCandidateLocked(j *job, addr string) (string, bool) {
 		return "", false
 	}
 	return cands[best].addr, true
+}
+
+// adoptBetter orders the candidates to take need bytes of a job whose
+// node leaves (a drain, a loss): a node whose spare bytes hold them (and
+// at least one byte) first, the most spare bandwidth first among those;
+// then the most spare bytes. A node's share of a job is capacity it must
+// hold, so the most spare bandwidth alone (as before) gave a drained
+// node's 8 GiB to a node with 1 GiB spare next to one with 16.
+func adoptBetter(a, b *candidate, need int64) bool {
+	fa, fb := a.spareBytes >= need && a.spareBytes > 0, b.spareBytes >= need && b.spareBytes > 0
+	switch {
+	case fa != fb:
+		return fa
+	case fa:
+		return better(a, b, true)
+	case a.spareBytes != b.spareBytes:
+		return a.spareBytes > b.spareBytes
+	}
+	return better(a, b, true)
 }
 
 func (c *Controller) otherActiveLocked(j *job, addr string) bool {
