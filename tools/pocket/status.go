@@ -36,12 +36,12 @@ Jobs: ALLOC Mb/s and ALLOC SIZE are the job's allotment, what it asked for
 allotted, its values use its nodes' free capacity); USED its own traffic and
 bytes ("~": values are moving between its nodes); COST $/h its allotment at
 the controller's prices (its status reply carries them; for a controller
-that does not send them, at --prices and --price-*, else the default table,
-with a note on stderr); MAP the nodes of its map that are not plain active
-members, with their state: "draining" (leaving the cluster, or only this
-job's map, its values moving to the job's other nodes), "joining" (new in
-the map, its values still arriving) or "dead"; "-" when every node of its
-map is active.
+that does not send them, at --prices and --price-*, else the default
+table, with a note on stderr);
+MAP the nodes of its map that are not plain active members, with their
+state: "draining" (leaving the cluster, or only this job's map, its values
+moving to the job's other nodes), "joining" (new in the map, its values
+still arriving) or "dead"; "-" when every node of its map is active.
 Lines below say when the jobs' allotments oversubscribe a tier, and which
 jobs then get less.
 
