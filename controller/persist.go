@@ -83,13 +83,24 @@ func (c *Controller) dirtyNodesLocked() {
 
 // flush writes what changed since the last flush. It returns a
 // CodeUnavailable error when the store fails; the changes stay marked.
-func (c *Controller) flush() error {
+func (c *Controller) flush() error { return c.save(nil) }
+
+// save is flush; undo, when not nil, runs under c.mu (and the write lock,
+// so no other flush writes in between) when the write fails, to take back
+// a change whose failure the caller answers (a registration: withdrawJobLocked).
+func (c *Controller) save(undo func()) error {
 	p := &c.st
 	if p.store == nil {
 		return nil
 	}
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	return c.saveHeld(undo)
+}
+
+// saveHeld is save's write, under p.wmu.
+func (c *Controller) saveHeld(undo func()) error {
+	p := &c.st
 	c.mu.Lock()
 	b, nodes, jobs, meta := c.batchLocked()
 	if b == nil {
@@ -105,16 +116,21 @@ func (c *Controller) flush() error {
 		return nil
 	}
 	if err := p.store.Apply(b); err != nil {
+		c.mu.Lock()
+		if !errors.Is(err, state.ErrNotLeader) {
+			for id := range jobs {
+				p.jobs[id] = struct{}{}
+			}
+			p.nodes = p.nodes || nodes != nil
+			c.prof.remark(profs)
+		}
+		if undo != nil {
+			undo()
+		}
+		c.mu.Unlock()
 		if errors.Is(err, state.ErrNotLeader) {
 			return c.deposed(err)
 		}
-		c.mu.Lock()
-		for id := range jobs {
-			p.jobs[id] = struct{}{}
-		}
-		p.nodes = p.nodes || nodes != nil
-		c.prof.remark(profs)
-		c.mu.Unlock()
 		if msg := err.Error(); msg != p.err {
 			c.cfg.Logger.Error("controller: state not saved", "err", err)
 			p.err = msg
@@ -130,6 +146,11 @@ func (c *Controller) flush() error {
 	}
 	c.mu.Lock()
 	p.meta = meta
+	for id := range jobs {
+		if j := c.jobs[id]; j != nil {
+			j.saved = true
+		}
+	}
 	c.mu.Unlock()
 	return nil
 }
@@ -390,7 +411,7 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 		for k, mn := range r.Nodes {
 			nodes[k] = wire.MapNode{Addr: mn.Addr, Weight: mn.Weight, State: wire.NodeState(mn.Role)}
 		}
-		j.grown = r.Grown
+		j.grown, j.saved = r.Grown, true
 		c.jobs[j.id] = j
 		c.prof.restoreTrace(j, r.Trace, time.Now())
 		c.order.add(j)

@@ -126,6 +126,7 @@ type job struct {
 	token      []byte
 	client     string // the peer that registered it ("" in-process)
 	revoked    bool   // deregistered or expired; still referenced by the log
+	saved      bool   // a write of the store holds its record (persist.go)
 	heapIdx    int    // position in expiryHeap, -1 when not in it
 
 	// Maps that change under the running job (elastic.go): the change in
@@ -567,26 +568,65 @@ func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (m *w
 			return nil, err
 		}
 	}
-	m, err = c.enterJob(client, req)
+	m, j, err := c.enterJob(client, req)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.flush(); err != nil {
-		return nil, err
+	// A registration whose write fails hands out no token, so it must
+	// leave no job: the job is withdrawn before any other write can store
+	// it, unless an earlier write already holds it (then it stands, and
+	// so does the answer).
+	err = c.save(func() {
+		if !j.saved {
+			c.withdrawJobLocked(j)
+		}
+	})
+	if err != nil {
+		c.mu.Lock()
+		saved := j.saved && !j.revoked
+		c.mu.Unlock()
+		if !saved {
+			return nil, err
+		}
 	}
 	return m, nil
 }
 
+// withdrawJobLocked takes out a job whose registration was not saved,
+// undoing addJobLocked: its allotment, its client's slot, its place in
+// the indexes and any trace of it in the profile book go. Its token was
+// never handed out, so no tombstone or final map is kept and no run is
+// recorded. Revisions only grow, and a node may have heard of the job
+// from an ack in between, so its revocation is logged; its record is
+// marked, so a write that reached the store after all (an etcd timeout
+// can hide a commit) is deleted by the next one.
+func (c *Controller) withdrawJobLocked(j *job) {
+	delete(c.jobs, j.id)
+	c.order.remove(j)
+	c.placeLocked(j, nil)
+	c.unindexLostLocked(j)
+	c.expiry.remove(j)
+	if cl := c.clientLocked(j.client); cl != nil {
+		cl.jobs--
+	}
+	delete(c.moving, j)
+	delete(c.prof.traces, j.id)
+	j.revoked = true
+	c.logLocked(chRevoke, j)
+	c.dirtyJobLocked(j.id)
+	c.cfg.Logger.Warn("controller: job withdrawn: its registration was not saved", "job", j.id)
+}
+
 // enterJob sizes, places and enters a job under c.mu.
-func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.PlacementMap, error) {
+func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.PlacementMap, *job, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.countLocked(client); err != nil { // others may have registered meanwhile
-		return nil, err
+		return nil, nil, err
 	}
 	p, kind, source, err := c.sizeJobLocked(c.prof, req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if source == SizeDefault || source == SizeProfile {
 		p.mbps = c.allotLearnedLocked(p, kind)
@@ -600,7 +640,7 @@ func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.Place
 	j.pub = c.mapLocked(j)
 	c.cfg.Logger.Info("controller: job registered", "job", id, "nodes", len(p.nodes), "tier", kindName(kind),
 		"mbps", math.Round(p.mbps), "bytes", p.bytes, "size", source, "bound", map[bool]string{true: "throughput", false: "capacity"}[p.throughput])
-	return j.pub, nil
+	return j.pub, j, nil
 }
 
 // expiryFor is when a token issued now with the requested lifetime ends
