@@ -75,7 +75,7 @@ const DefaultDeadNodeGrace = 30 * time.Second
 const lostDominance = 1e9
 
 // lostDrop is a drop order for the data a returned node holds of a job
-// that lost it.
+// that lost it, waiting for the save of the loss (Controller.lostDrops).
 type lostDrop struct {
 	addr, job string
 }
@@ -272,24 +272,22 @@ func (c *Controller) lostByLocked(j *job, addr string) bool {
 
 // returnedLocked notes that the node at addr is back (registered or
 // heartbeating again): the data it holds of the jobs that lost it is to
-// be dropped (dispatchLostDrops sends the orders).
+// be dropped. The orders wait for the save of the losses (afterSave,
+// persist.go): a node told to drop a job's data while the store still
+// holds it in the job's map would, after a restart, be routed the job's
+// keys and answer them revoked, then not found, instead of lost.
 func (c *Controller) returnedLocked(addr string) {
 	for j := range c.lostFrom[addr] {
 		c.lostDrops = append(c.lostDrops, lostDrop{addr: addr, job: j.id})
+		c.st.waiting.Store(true)
 	}
 }
 
-// dispatchLostDrops sends the pending drop orders of returned nodes, on a
-// goroutine of their own: the node drops the jobs' data now, or, if the
-// order does not reach it, when the job ends. Call it without c.mu.
-func (c *Controller) dispatchLostDrops() {
-	c.mu.Lock()
-	drops := c.lostDrops
-	c.lostDrops = nil
-	c.mu.Unlock()
-	if len(drops) == 0 {
-		return
-	}
+// sendLostDrops sends returned nodes' drop orders, on a goroutine of
+// their own: the node drops the jobs' data now, or, if the order does not
+// reach it, when the job ends. Call it without c.mu, once the losses are
+// saved (afterSave.run).
+func (c *Controller) sendLostDrops(drops []lostDrop) {
 	c.srv.goroutine(func() {
 		for _, d := range drops {
 			ctx, cancel := c.closingContext()

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pocketstore/pocket/controller/state"
@@ -32,7 +33,10 @@ import (
 //
 // A failed write leaves its marks in place for the next flush, and the
 // operation answers CodeUnavailable: a client is never handed a token, or a
-// node an epoch, that a restart would not know. A write refused because
+// node an epoch, that a restart would not know. What follows from a change
+// and cannot be taken back (a drop order to a node, a retired node's hooks)
+// waits for the write that saves the change (afterSave), and a change whose
+// failure is answered is taken back (a registration: withdrawJobLocked). A write refused because
 // this controller no longer leads (state.ErrNotLeader, an etcd store)
 // answers CodeNotLeader with the leader's address, and the controller
 // stops serving (ha.go).
@@ -58,6 +62,11 @@ type persister struct {
 	// Guarded by wmu.
 	saved map[string]state.Node // node records as last saved
 	err   string                // the last write error logged ("" after a success)
+
+	// What waits for a save (afterSave): guarded by Controller.mu;
+	// waiting is also read without it (a flush without a store).
+	after   []func()
+	waiting atomic.Bool
 }
 
 // tomb is a revoked job remembered for Config.OrphanGrace.
@@ -83,6 +92,8 @@ func (c *Controller) dirtyNodesLocked() {
 
 // flush writes what changed since the last flush. It returns a
 // CodeUnavailable error when the store fails; the changes stay marked.
+// After a successful write it runs what waited for those changes to be
+// saved (afterSaveLocked, the returned nodes' drop orders).
 func (c *Controller) flush() error { return c.save(nil) }
 
 // save is flush; undo, when not nil, runs under c.mu (and the write lock,
@@ -91,15 +102,26 @@ func (c *Controller) flush() error { return c.save(nil) }
 func (c *Controller) save(undo func()) error {
 	p := &c.st
 	if p.store == nil {
+		if p.waiting.Load() {
+			c.mu.Lock()
+			fx := c.takeAfterSaveLocked()
+			c.mu.Unlock()
+			fx.run(c)
+		}
 		return nil
 	}
 	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	return c.saveHeld(undo)
+	fx, err := c.saveHeld(undo)
+	p.wmu.Unlock()
+	if err == nil {
+		fx.run(c) // without the locks: they send orders and run hooks
+	}
+	return err
 }
 
-// saveHeld is save's write, under p.wmu.
-func (c *Controller) saveHeld(undo func()) error {
+// saveHeld is save's write, under p.wmu. It returns what waited for the
+// changes it saved; on failure that waits on, for the next write.
+func (c *Controller) saveHeld(undo func()) (afterSave, error) {
 	p := &c.st
 	c.mu.Lock()
 	b, nodes, jobs, meta := c.batchLocked()
@@ -111,12 +133,16 @@ func (c *Controller) saveHeld(undo func()) error {
 	if b.Len() == 0 {
 		b = nil
 	}
+	// What waited for the changes made so far: they are all in b (or were
+	// saved by an earlier write, flushes being serialized by wmu).
+	fx := c.takeAfterSaveLocked()
 	c.mu.Unlock()
 	if b == nil {
-		return nil
+		return fx, nil
 	}
 	if err := p.store.Apply(b); err != nil {
 		c.mu.Lock()
+		c.putBackAfterSaveLocked(fx)
 		if !errors.Is(err, state.ErrNotLeader) {
 			for id := range jobs {
 				p.jobs[id] = struct{}{}
@@ -129,13 +155,13 @@ func (c *Controller) saveHeld(undo func()) error {
 		}
 		c.mu.Unlock()
 		if errors.Is(err, state.ErrNotLeader) {
-			return c.deposed(err)
+			return afterSave{}, c.deposed(err)
 		}
 		if msg := err.Error(); msg != p.err {
 			c.cfg.Logger.Error("controller: state not saved", "err", err)
 			p.err = msg
 		}
-		return wire.Errorf(wire.CodeUnavailable, "controller: state not saved: %v", err)
+		return afterSave{}, wire.Errorf(wire.CodeUnavailable, "controller: state not saved: %v", err)
 	}
 	if p.err != "" {
 		c.cfg.Logger.Info("controller: state saved again")
@@ -152,7 +178,46 @@ func (c *Controller) saveHeld(undo func()) error {
 		}
 	}
 	c.mu.Unlock()
-	return nil
+	return fx, nil
+}
+
+// afterSave is what waits for the changes made before it to be saved:
+// what cannot be taken back (an order sent to a node, a hook run) and
+// follows from a change goes out only once the store holds the change, so
+// a controller restarted on the store never finds the change undone while
+// its effect stands.
+type afterSave struct {
+	drops []lostDrop // returned nodes' drop orders (dead.go)
+	fns   []func()   // the other effects'
+}
+
+// takeAfterSaveLocked takes everything waiting for a save.
+func (c *Controller) takeAfterSaveLocked() afterSave {
+	fx := afterSave{drops: c.lostDrops, fns: c.st.after}
+	c.lostDrops, c.st.after = nil, nil
+	c.st.waiting.Store(false)
+	return fx
+}
+
+// putBackAfterSaveLocked puts back, ahead of what was queued since, what
+// a failed write took: it waits for the next one.
+func (c *Controller) putBackAfterSaveLocked(fx afterSave) {
+	if len(fx.drops) == 0 && len(fx.fns) == 0 {
+		return
+	}
+	c.lostDrops = append(fx.drops, c.lostDrops...)
+	c.st.after = append(fx.fns, c.st.after...)
+	c.st.waiting.Store(true)
+}
+
+// run sends and runs what a save let go.
+func (fx afterSave) run(c *Controller) {
+	if len(fx.drops) > 0 {
+		c.sendLostDrops(fx.drops)
+	}
+	for _, f := range fx.fns {
+		f()
+	}
 }
 
 // sanitizeProfilesLocked clamps the figures of the profiles about to be

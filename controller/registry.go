@@ -200,8 +200,7 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	if err != nil {
 		return nil, err
 	}
-	c.dispatchLostDrops()
-	if err := c.flush(); err != nil {
+	if err := c.flush(); err != nil { // then the returned node's drop orders (dead.go)
 		return nil, err
 	}
 	return ack, nil
@@ -262,8 +261,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 // (hb.Held) the node must drop (orphans.go).
 func (c *Controller) Heartbeat(hb *wire.Heartbeat) (*wire.NodeAck, error) {
 	ack := c.heartbeat(hb)
-	c.dispatchLostDrops()
-	if err := c.flush(); err != nil {
+	if err := c.flush(); err != nil { // then the returned node's drop orders (dead.go)
 		return nil, err
 	}
 	return ack, nil

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"errors"
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -53,4 +55,98 @@ func TestFailedRegistrationFreesItsAllotment(t *testing.T) {
 	if len(m.Nodes) != 1 || m.Nodes[0].Addr != a {
 		t.Fatalf("map %+v, want %s", m.Nodes, a)
 	}
+}
+
+// dropOrders accepts data-plane connections on 127.0.0.1 and sends the op
+// of each one's first frame (a drop order: wire.OpDropJob) to the
+// returned channel, until the test ends.
+func dropOrders(t *testing.T) (string, <-chan wire.Op) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ops := make(chan wire.Op, 16)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				lim := wire.DefaultLimits()
+				var hb [wire.HeaderLen]byte
+				if _, err := io.ReadFull(conn, hb[:]); err != nil {
+					return
+				}
+				if h, err := wire.ParseHeader(hb[:], &lim); err == nil {
+					ops <- h.Op
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), ops
+}
+
+// noOrder fails the test if an order arrives within d.
+func noOrder(t *testing.T, ops <-chan wire.Op, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case op := <-ops:
+		t.Errorf("%s: a %s order went out", what, op)
+	case <-time.After(d):
+	}
+}
+
+// oneOrder fails the test unless a drop order arrives within d.
+func oneOrder(t *testing.T, ops <-chan wire.Op, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case op := <-ops:
+		if op != wire.OpDropJob {
+			t.Errorf("%s: a %s order, want %s", what, op, wire.OpDropJob)
+		}
+	case <-time.After(d):
+		t.Errorf("%s: no drop order within %v", what, d)
+	}
+}
+
+// TestLostDropGoesOutOnceSaved: a returned node's drop order held back
+// while the store fails goes out with the first write that saves the
+// loss (here a heartbeat of another node), once.
+func TestLostDropGoesOutOnceSaved(t *testing.T) {
+	back, ops := dropOrders(t)
+	st := &failingStore{Store: state.NewMemory()}
+	c, err := New(Config{Secret: testSecret, Logger: quietLog, Store: st, DeadAfter: time.Hour, ForgetAfter: time.Hour,
+		DeadNodeGrace: time.Minute, DropTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const other = "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(other, 1<<30, 8000))
+	mustRegister(t, c, dramNode(back, 1<<30, 8000))
+	m, err := c.RegisterJob("j", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	st.fail.Store(true)
+	c.SetNodeState(back, wire.NodeDead)
+	sweepPastGrace(c)
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: back}); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("heartbeat while the store fails: %v", err)
+	}
+	noOrder(t, ops, 500*time.Millisecond, "the loss not saved")
+	st.fail.Store(false)
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: other}); err != nil {
+		t.Fatal(err)
+	}
+	oneOrder(t, ops, 3*time.Second, "the loss saved")
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: back}); err != nil {
+		t.Fatal(err)
+	}
+	noOrder(t, ops, 300*time.Millisecond, "a second heartbeat of the returned node")
 }
