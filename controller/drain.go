@@ -434,6 +434,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 	}
 	delete(c.nodes, n.addr)
 	c.gone[n.addr] = retiredNode{at: now, inc: n.incarnation}
+	c.dirtyNodesLocked()
 	c.cfg.Logger.Info("controller: node retired", "node", n.addr, "why", why)
 }
 
@@ -468,7 +469,9 @@ type retiredNode struct {
 //   - from the retired process itself (its incarnation), or from a node
 //     that sends none (an older agent, which retries whatever it is told):
 //     wire.CodeDraining, which tells the node it was retired and should
-//     stop (metaclient.ErrRetired: `pocket node` exits, for good);
+//     stop (metaclient.ErrRetired: `pocket node` exits, for good). It is
+//     answered only once the retirement is saved (RegisterNode flushes
+//     first; while the store fails the node is told CodeUnavailable);
 //   - from any other process, including one whose incarnation cannot be
 //     compared because the retired node's is unknown (a retirement
 //     recorded by a controller from before incarnations were kept with
@@ -500,22 +503,43 @@ func (c *Controller) forgetRetired(addr string) {
 }
 
 // OnRetire registers a hook run (without the controller's lock, on the
-// sweeper's goroutine) for every node a drain retires.
+// sweeper's goroutine) for every node a drain retires, once the
+// retirement is saved (Config.Store): the hook stops the node, which
+// cannot be taken back, so it waits while the store fails.
 func (c *Controller) OnRetire(h RetireHook) {
 	c.mu.Lock()
 	c.retireHooks = append(c.retireHooks, h)
 	c.mu.Unlock()
 }
 
-// drainTick retires finished drains and runs the hooks.
+// retirement is a retired node whose hooks are due (Controller.retired).
+type retirement struct{ addr, why string }
+
+// drainTick retires finished drains, saves the retirements and runs the
+// hooks of every retirement saved so far: a retirement the write failed to
+// save has its hooks run at the tick after the write that saves it.
 func (c *Controller) drainTick(now time.Time) {
 	c.mu.Lock()
 	retired := c.checkDrainsLocked(now)
+	for addr, why := range retired {
+		c.afterSaveLocked(func() {
+			c.mu.Lock()
+			c.retired = append(c.retired, retirement{addr: addr, why: why})
+			c.mu.Unlock()
+		})
+	}
+	c.mu.Unlock()
+	if len(retired) > 0 {
+		_ = c.flush() // logged; retried at the next tick
+	}
+	c.mu.Lock()
+	due := c.retired
+	c.retired = nil
 	hooks := append([]RetireHook(nil), c.retireHooks...)
 	c.mu.Unlock()
-	for addr, why := range retired {
+	for _, r := range due {
 		for _, h := range hooks {
-			h(addr, why)
+			h(r.addr, r.why)
 		}
 	}
 }

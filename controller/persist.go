@@ -188,7 +188,16 @@ func (c *Controller) saveHeld(undo func()) (afterSave, error) {
 // its effect stands.
 type afterSave struct {
 	drops []lostDrop // returned nodes' drop orders (dead.go)
-	fns   []func()   // the other effects'
+	fns   []func()   // afterSaveLocked's
+}
+
+// afterSaveLocked has fn run once every change made so far is saved: after
+// the next successful write (at once without a store), by whichever
+// operation makes it, without c.mu. fn must not block: it sends on a
+// goroutine of its own, or hands over to the goroutine that acts.
+func (c *Controller) afterSaveLocked(fn func()) {
+	c.st.after = append(c.st.after, fn)
+	c.st.waiting.Store(true)
 }
 
 // takeAfterSaveLocked takes everything waiting for a save.

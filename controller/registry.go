@@ -45,6 +45,7 @@ type Controller struct {
 	// drained node stays out (goneLocked).
 	gone        map[string]retiredNode
 	retireHooks []RetireHook
+	retired     []retirement // retirements saved whose hooks have not run (drainTick)
 
 	// Indexes that keep every operation's cost independent of the number
 	// of jobs (see changes.go): the node-visible changes by revision, the
@@ -198,6 +199,14 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 	}
 	ack, err := c.registerChecked(reg)
 	if err != nil {
+		if errors.Is(err, wire.ErrDraining) {
+			// The order to stop follows from the node's retirement, and
+			// cannot be taken back (the node exits for good): it goes out
+			// once the retirement is saved.
+			if ferr := c.flush(); ferr != nil {
+				return nil, ferr
+			}
+		}
 		return nil, err
 	}
 	if err := c.flush(); err != nil { // then the returned node's drop orders (dead.go)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,4 +150,64 @@ func TestLostDropGoesOutOnceSaved(t *testing.T) {
 		t.Fatal(err)
 	}
 	noOrder(t, ops, 300*time.Millisecond, "a second heartbeat of the returned node")
+}
+
+// TestSavedRetirementRunsItsHooks: a retirement held back while the store
+// fails (no hooks, no order to stop: CodeUnavailable to the node's
+// registration) takes effect once a write saves it: the next tick runs
+// the hooks once, the node is told to stop, and a restart keeps it out.
+func TestSavedRetirementRunsItsHooks(t *testing.T) {
+	st := &failingStore{Store: state.NewMemory()}
+	cfg := Config{Secret: testSecret, Logger: quietLog, Store: st, DeadAfter: time.Hour, ForgetAfter: time.Hour}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Close() }()
+	const x = "127.0.0.1:7001"
+	regX := dramNode(x, 1<<30, 8000)
+	regX.Incarnation = 7
+	mustRegister(t, c, regX)
+	mustRegister(t, c, dramNode("127.0.0.1:7002", 1<<30, 8000))
+	var mu sync.Mutex
+	var hooks []string
+	c.OnRetire(func(addr, why string) {
+		mu.Lock()
+		hooks = append(hooks, addr)
+		mu.Unlock()
+	})
+	ran := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), hooks...)
+	}
+	if _, err := c.Drain(x, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	st.fail.Store(true)
+	c.Heartbeat(&wire.Heartbeat{Addr: x, Incarnation: 7, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 8000}}})
+	c.drainTick(time.Now())
+	if _, err := c.RegisterNode(regX); !errors.Is(err, wire.ErrUnavailable) {
+		t.Errorf("registration of the node retired while the store fails: %v, want state not saved", err)
+	}
+	c.drainTick(time.Now())
+	if h := ran(); len(h) != 0 {
+		t.Fatalf("hooks ran for %v while the retirement was not saved", h)
+	}
+	st.fail.Store(false)
+	if _, err := c.RegisterNode(regX); !errors.Is(err, wire.ErrDraining) {
+		t.Errorf("registration of the retired node once the store works: %v, want the order to stop", err)
+	}
+	c.drainTick(time.Now())
+	c.drainTick(time.Now())
+	if h := ran(); len(h) != 1 || h[0] != x {
+		t.Errorf("hooks ran for %v once the retirement was saved, want [%s] once", h, x)
+	}
+	c.Close()
+	if c, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterNode(regX); !errors.Is(err, wire.ErrDraining) {
+		t.Errorf("registration of the retired node after a restart: %v, want the order to stop", err)
+	}
 }
