@@ -858,19 +858,25 @@ func (c *Controller) expireJobs(now time.Time) {
 		targets = append(targets, c.removeJobLocked(j))
 		gone = append(gone, j)
 	}
-	c.mu.Unlock()
 	if len(gone) == 0 {
+		c.mu.Unlock()
 		return
 	}
 	// The nodes drop the data anyway when the revocation reaches them; the
 	// drop orders only make it sooner, so they do not hold up the sweeper.
-	c.srv.goroutine(func() {
-		for i, j := range gone {
-			ctx, cancel := c.closingContext()
-			res := c.dropAll(ctx, j.id, targets[i])
-			cancel()
-			c.cfg.Logger.Info("controller: job expired", "job", j.id, "expires", j.expires.UTC().Format(time.RFC3339),
-				"nodes", res.Nodes, "values", res.Values, "failed", res.Failed)
-		}
+	// They go once the expiries are saved (afterSave): a controller
+	// restarted on a store that still holds a job live must not find its
+	// data dropped.
+	c.afterSaveLocked(func() {
+		c.srv.goroutine(func() {
+			for i, j := range gone {
+				ctx, cancel := c.closingContext()
+				res := c.dropAll(ctx, j.id, targets[i])
+				cancel()
+				c.cfg.Logger.Info("controller: job expired", "job", j.id, "expires", j.expires.UTC().Format(time.RFC3339),
+					"nodes", res.Nodes, "values", res.Values, "failed", res.Failed)
+			}
+		})
 	})
+	c.mu.Unlock()
 }

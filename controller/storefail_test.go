@@ -211,3 +211,33 @@ func TestSavedRetirementRunsItsHooks(t *testing.T) {
 		t.Errorf("registration of the retired node after a restart: %v, want the order to stop", err)
 	}
 }
+
+// TestUnsavedExpiryDropsNothing: a job that expires while the store fails
+// has its drop orders sent only once a write saves the expiry (the
+// sweeper's next flush), not at once.
+func TestUnsavedExpiryDropsNothing(t *testing.T) {
+	addr, ops := dropOrders(t)
+	st := &failingStore{Store: state.NewMemory()}
+	c, err := New(Config{Secret: testSecret, Logger: quietLog, Store: st, DeadAfter: time.Hour, DropTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mustRegister(t, c, dramNode(addr, 1<<30, 8000))
+	m, err := c.RegisterJobFrom("", &wire.JobRegister{Name: "short", TTL: time.Millisecond})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	st.fail.Store(true) // before the sweeper may expire it too
+	time.Sleep(5 * time.Millisecond)
+	c.expireJobs(time.Now())
+	if err := c.flush(); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("flush while the store fails: %v", err)
+	}
+	noOrder(t, ops, 500*time.Millisecond, "the expiry not saved")
+	st.fail.Store(false)
+	if err := c.flush(); err != nil {
+		t.Fatal(err)
+	}
+	oneOrder(t, ops, 3*time.Second, "the expiry saved")
+}
