@@ -805,14 +805,17 @@ func (c *Controller) lookupLocked(id string, tok []byte) (*job, error) {
 // GetMap returns a job's current map; tok must be the job's token.
 func (c *Controller) GetMap(id string, tok []byte) (*wire.PlacementMap, error) {
 	m, err := c.publishedMap(id, tok)
-	if err != nil {
+	if err != nil && !errors.Is(err, wire.ErrUnknownJob) {
 		return nil, err
 	}
-	// The epoch may come from a change not saved yet (a node died).
+	// The epoch may come from a change not saved yet (a node died), and so
+	// may the job's absence (its deregistration or expiry, whose write
+	// failed: a restart would have it live), which tells the client the
+	// job ended.
 	if err := c.flush(); err != nil {
 		return nil, err
 	}
-	return m, nil
+	return m, err
 }
 
 // DeregisterJob forgets a job, revokes its token (every node refuses it
@@ -829,6 +832,13 @@ func (c *Controller) DeregisterJob(ctx context.Context, id string, tok []byte) (
 			err = e.errEnded()
 		}
 		c.mu.Unlock()
+		if errors.Is(err, wire.ErrUnknownJob) {
+			// The job's end (an earlier deregistration answered "state not
+			// saved", an expiry) is answered once it is saved.
+			if ferr := c.flush(); ferr != nil {
+				return nil, ferr
+			}
+		}
 		return nil, err
 	}
 	targets := c.removeJobLocked(j)

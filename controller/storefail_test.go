@@ -241,3 +241,47 @@ func TestUnsavedExpiryDropsNothing(t *testing.T) {
 	}
 	oneOrder(t, ops, 3*time.Second, "the expiry saved")
 }
+
+// TestUnsavedEndIsNotAnswered: a deregistration answered "state not
+// saved" has forgotten the job in memory only; until a write saves that,
+// no answer may say the job ended (a retried deregistration's "ended", a
+// map fetch's unknown job or final map): a client that took it would stop
+// retrying, and a restart has the job live with nobody to end it.
+func TestUnsavedEndIsNotAnswered(t *testing.T) {
+	st := &failingStore{Store: state.NewMemory()}
+	cfg := Config{Secret: testSecret, Logger: quietLog, Store: st, DeadAfter: time.Hour, HeartbeatInterval: 20 * time.Millisecond}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Close() }()
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	m, err := c.RegisterJob("j", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.fail.Store(true)
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("deregistration while the store fails: %v, want state not saved", err)
+	}
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); !errors.Is(err, wire.ErrUnavailable) {
+		t.Errorf("deregistration retried while the store fails: %v, want state not saved", err)
+	}
+	if _, err := c.GetMap(m.Job, m.Token); !errors.Is(err, wire.ErrUnavailable) {
+		t.Errorf("map fetch while the store fails: %v, want state not saved", err)
+	}
+	if fm, err := c.GetMapOrEnded(m.Job, m.Token); !errors.Is(err, wire.ErrUnavailable) {
+		t.Errorf("final map fetch while the store fails: %+v %v, want state not saved", fm, err)
+	}
+	st.fail.Store(false)
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); !errors.Is(err, wire.ErrUnknownJob) {
+		t.Errorf("deregistration retried once the store works: %v, want ended", err)
+	}
+	c.Close()
+	if c, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Status().JobCount; n != 0 {
+		t.Errorf("%d jobs after a restart, want 0: the deregistration was answered as done", n)
+	}
+}
