@@ -285,3 +285,40 @@ func TestUnsavedEndIsNotAnswered(t *testing.T) {
 		t.Errorf("%d jobs after a restart, want 0: the deregistration was answered as done", n)
 	}
 }
+
+// TestWithdrawnJobOnBolt: on the bbolt store, the write after a withdrawn
+// registration (which deletes the record a write may have stored after
+// all, here none) succeeds, and a controller reopened on the file has no
+// job.
+func TestWithdrawnJobOnBolt(t *testing.T) {
+	dir := t.TempDir()
+	db, err := state.OpenBolt(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &failingStore{Store: db}
+	c, err := New(Config{Secret: testSecret, Logger: quietLog, Store: st, DeadAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	st.fail.Store(true)
+	if _, err := c.RegisterJob("j", wire.JobHints{}); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("registration while the store fails: %v", err)
+	}
+	st.fail.Store(false)
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: "127.0.0.1:7001"}); err != nil {
+		t.Fatalf("the write after the withdrawal: %v", err)
+	}
+	c.Close()
+	snap, err := db.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Jobs) != 0 {
+		t.Errorf("the store holds %d job records after a withdrawn registration: %+v", len(snap.Jobs), snap.Jobs)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
