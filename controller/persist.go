@@ -34,12 +34,13 @@ import (
 // A failed write leaves its marks in place for the next flush, and the
 // operation answers CodeUnavailable: a client is never handed a token, or a
 // node an epoch, that a restart would not know. What follows from a change
-// and cannot be taken back (a drop order to a node, a retired node's hooks)
-// waits for the write that saves the change (afterSave), and a change whose
-// failure is answered is taken back (a registration: withdrawJobLocked). A write refused because
-// this controller no longer leads (state.ErrNotLeader, an etcd store)
-// answers CodeNotLeader with the leader's address, and the controller
-// stops serving (ha.go).
+// and cannot be taken back (a drop order to a node, a retired node's hooks
+// and its order to stop, an answer that a job ended) waits for the write
+// that saves the change (afterSave), and a change whose failure is answered
+// is taken back (a registration: withdrawJobLocked). A write refused
+// because this controller no longer leads (state.ErrNotLeader, an etcd
+// store) answers CodeNotLeader with the leader's address, and the
+// controller stops serving (ha.go).
 //
 // What is stored: each live job (map, epoch, gen, expiry, allotment,
 // client, and its run's trace so far for its profile: profile.go, Saving
