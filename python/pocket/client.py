@@ -602,6 +602,11 @@ class Job:
 
     # ---- identity ----
 
+    def __repr__(self) -> str:
+        """The job's id, map (its token left out: a secret) and whether it
+        ended."""
+        return f"<pocket.Job {self.id!r} ended={self._retired} map={self._st.map!r}>"
+
     @property
     def id(self) -> str:
         """The job id, like "sort-3"."""

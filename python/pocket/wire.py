@@ -398,13 +398,15 @@ class PlacementMap:
     """A job's placement map: its nodes and weights, tier, epoch and token,
     and the nodes it lost (oldest first). ended marks an ended job's final
     map (deregistered, or its token expired), which the controller kept
-    because nodes keep the job's persisted values."""
+    because nodes keep the job's persisted values. The token is left out
+    of the repr (a secret: whoever holds it reads and writes the job's
+    values), so a map printed or logged leaks no token."""
 
     job: str
     tier: int
     epoch: int
     nodes: list
-    token: bytes
+    token: bytes = field(repr=False)  # a secret: kept out of logs and tracebacks
     expires_ms: int = 0
     lost: list = field(default_factory=list)
     ended: bool = False
