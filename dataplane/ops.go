@@ -543,8 +543,9 @@ const deletePrefixMax = 4096
 // deletePrefix removes the job's keys that start with r.Key, stopping
 // after deletePrefixMax manifests, except (for a live job) chunk keys:
 // those go with their version, which the SDK drops on every node for each manifest removed here
-// (the reply's Versions). Keys are collected first, in one listing: a
-// tier's List callback must not modify the tier.
+// (the reply's Versions). The reply's Count is the names removed (chunk
+// keys, a retired job's included, not counted). Keys are collected first,
+// in one listing: a tier's List callback must not modify the tier.
 func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 	var keys [][]byte
 	resp := &wire.Response{}
@@ -566,7 +567,9 @@ func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 		if err != nil {
 			continue
 		}
-		resp.Count++
+		if !wire.IsChunkKey(k) {
+			resp.Count++ // names: a retired job's chunk keys go too, uncounted
+		}
 		if info.Flags&Manifest != 0 {
 			resp.Versions = append(resp.Versions, info.Version)
 		}

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/wire"
@@ -176,31 +177,67 @@ func (j *Job) CountFiles(ctx context.Context, dir string) (int, error) {
 // Pocket's delete), with or without a trailing slash on name. An empty name
 // deletes every value of the job. Nodes delete at most a page of keys per
 // request, naming the chunked objects they removed; their chunks are then
-// dropped on every node.
+// dropped on every node. A name that holds nothing is no error (as
+// os.RemoveAll); RemoveAllCount says what was deleted.
 func (j *Job) RemoveAll(ctx context.Context, name string) error {
+	_, err := j.RemoveAllCount(ctx, name)
+	return err
+}
+
+// Removed is what RemoveAllCount deleted: Name is whether name itself was
+// a value, Under how many names under name/ went (values, counted once
+// however many chunks they have, and directory markers; for an empty name,
+// every name of the job). Nodes older than the count answer 0 for Under.
+type Removed struct {
+	Name  bool
+	Under int64
+}
+
+// Count is the number of names deleted.
+func (r Removed) Count() int64 {
+	if r.Name {
+		return r.Under + 1
+	}
+	return r.Under
+}
+
+// RemoveAllCount is RemoveAll, and reports what it deleted: Count() is 0
+// when nothing was there (the error is still nil). A node of the map that
+// is dead or gone held names it cannot count; the Job's Map says which
+// (Dead, Lost). With an error, the Removed counts what was deleted before
+// it.
+func (j *Job) RemoveAllCount(ctx context.Context, name string) (Removed, error) {
+	var res Removed
+	var under atomic.Int64 // the pass may go on past ctx's end (finish)
 	p := dirPrefix(name)
-	if err := finish(ctx, func(ctx context.Context) error { return j.deletePrefix(ctx, p) }); err != nil {
-		return wrap("delete", name, err)
+	err := finish(ctx, func(ctx context.Context) error { return j.deletePrefix(ctx, p, &under) })
+	res.Under = under.Load()
+	if err != nil {
+		return res, wrap("delete", name, err)
 	}
 	if p == "" {
-		return nil
+		return res, nil
 	}
-	err := j.Delete(ctx, strings.TrimSuffix(p, "/"))
-	if err != nil && !isNotFound(err) && !j.holdsNone(err) {
-		return err
+	err = j.Delete(ctx, strings.TrimSuffix(p, "/"))
+	switch {
+	case err == nil:
+		res.Name = true
+	case !isNotFound(err) && !j.holdsNone(err):
+		return res, err
 	}
-	return nil
+	return res, nil
 }
 
 // deletePrefix asks every node to delete the keys under prefix, page by
 // page, and drops the chunks of the objects removed, starting over (up to
 // mapRetries times) when the pass met or missed a change of the job's map
 // (passAgain): values may have moved onto nodes it had emptied (see
-// drainingFirst; TestDropSpansMapChange).
-func (j *Job) deletePrefix(ctx context.Context, prefix string) error {
+// drainingFirst; TestDropSpansMapChange). It adds the names the nodes
+// deleted to *n.
+func (j *Job) deletePrefix(ctx context.Context, prefix string, n *atomic.Int64) error {
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
-		err := j.deletePrefixOnce(ctx, prefix)
+		err := j.deletePrefixOnce(ctx, prefix, n)
 		if attempt < mapRetries && j.passAgain(ctx, err, used, attempt) {
 			continue
 		}
@@ -220,13 +257,14 @@ func (j *Job) deletePrefix(ctx context.Context, prefix string) error {
 // destinations emptied first and the sources' movers then put values
 // there (put-if-absent finds them empty): RemoveAll returned nil and left
 // values behind.
-func (j *Job) deletePrefixOnce(ctx context.Context, prefix string) error {
+func (j *Job) deletePrefixOnce(ctx context.Context, prefix string, n *atomic.Int64) error {
 	req := wire.Request{Key: []byte(prefix)}
 	for _, ts := range j.movePhases() {
 		for len(ts) > 0 {
 			replies, err := j.sendAll(ctx, ts, wire.OpDelete, wire.FlagPrefix, req)
 			var more []target
 			for i, r := range replies {
+				n.Add(int64(r.Meta.Count))
 				for _, v := range r.Meta.Versions {
 					j.dropVersion(v)
 				}

@@ -1678,13 +1678,18 @@ class Job:
             raise errors.NotFound(f"count files {d!r}")
         return n
 
-    def remove_all(self, name: Name = "") -> None:
+    def remove_all(self, name: Name = "") -> int:
         """Deletes name and everything under name/ (Pocket's recursive
-        delete); an empty name deletes every value of the job."""
+        delete; not other names that start with name, which list(name)
+        lists); an empty name deletes every value of the job. Returns the
+        number of names deleted (name itself, and the values and directory
+        markers under name/, a chunked object once: the Go SDK's
+        RemoveAllCount): 0 when nothing was there, which is no error."""
         p = _dir_prefix(name)
+        counted = [0]
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
-            errs = self._delete_prefix(st, p)
+            errs = self._delete_prefix(st, p, counted)
             # A stale map, a node that left it, or a map changed while the
             # prefix delete ran: delete again on the newer one.
             if self._pass_again(errs, st, wire.OP_DELETE, wire.FLAG_PREFIX, attempt):
@@ -1695,6 +1700,7 @@ class Job:
         if p:
             try:
                 self.delete(p[:-1])
+                counted[0] += 1
             except (errors.NotFound, NodeGone):
                 pass  # nothing to delete, or gone with its node
             except errors.Revoked:
@@ -1702,8 +1708,9 @@ class Job:
                 # no name to delete (_holds_none; the Go SDK's RemoveAll).
                 if not self._holds_none(errors.Code.REVOKED, wire.OP_DELETE):
                     raise
+        return counted[0]
 
-    def _delete_prefix(self, st: _MapState, p: bytes) -> list:
+    def _delete_prefix(self, st: _MapState, p: bytes, counted: list | None = None) -> list:
         """Deletes the keys under prefix p on the nodes of map st, group by
         group in the order values move between them (_MapState.phases: the
         nodes values leave first), each group at once, each node asked
@@ -1713,7 +1720,8 @@ class Job:
         leaves hold nothing under p, nothing under p can arrive at the
         later groups, which are then emptied for good; all at once, the
         destinations emptied first and the movers then put values there.
-        Returns the errors met (none: done)."""
+        Adds the names the nodes deleted to counted[0]. Returns the errors
+        met (none: done)."""
         meta = st.keyless(key=p)
         flags = wire.FLAG_PREFIX | st.tier_flags
         for group in st.phases:
@@ -1731,6 +1739,8 @@ class Job:
                         errs.append(wire.reply_error(x.code, x.meta))
                     else:
                         resp = x.response()
+                        if counted is not None:
+                            counted[0] += resp.count
                         for v in resp.versions:
                             self._drop_version(v)
                         if resp.more:

@@ -223,3 +223,18 @@ def test_mutual_tls_is_required(cluster):
     with pocket.Client(cluster.addr, insecure=True) as c:
         with pytest.raises(pocket.PocketError):
             c.register_job("no-tls")
+
+
+def test_remove_all_counts_what_it_deleted(job):
+    """remove_all returns the names it deleted: name and those under name/,
+    a chunked object once, not other names starting with name (the Go
+    SDK's RemoveAllCount, pocket rm's count); 0 when nothing was there. It
+    returned None, and nothing said what a recursive delete took."""
+    for k in ["a", "a/b", "a/b/c", "ab"]:
+        job.put(k, b"v")
+    job.put("a/big", os.urandom(2 * MiB))
+    assert [e.name for e in job.list("a")] == ["a", "a/b", "a/b/c", "a/big", "ab"]
+    assert job.remove_all("a") == 4
+    assert [e.name for e in job.list()] == ["ab"]
+    assert job.remove_all("a") == 0
+    assert job.remove_all("") == 1

@@ -22,8 +22,8 @@ import (
 func init() {
 	register("put", "JOBID KEY FILE|-", "store a file (or - for stdin) under a key", runPut)
 	register("get", "JOBID KEY [FILE|-]", "read a key into a file (default stdout)", runGet)
-	register("ls", "JOBID [PREFIX]", "list a job's keys, one a line", runLs)
-	register("rm", "JOBID KEY", "delete a key (and, recursively, KEY/...)", runRm)
+	register("ls", "JOBID [PREFIX]", "list a job's keys that start with PREFIX (a string prefix: a lists ab too; a/ lists what is under a/), one a line", runLs)
+	register("rm", "JOBID KEY", "delete KEY and, recursively, every key under KEY/ (not ab for a); prints the count; exit 1 when nothing was there", runRm)
 }
 
 // dataCmd parses the common flags of the data commands and opens the job.
@@ -328,11 +328,48 @@ func runRm(args []string) int {
 	if strings.TrimRight(pos[1], "/") == "" && !*d.all {
 		return fail("rm: %q names the whole job: pass --all to delete every key of %s", pos[1], pos[0])
 	}
-	if err := j.RemoveAll(ctx, pos[1]); err != nil {
+	res, err := j.RemoveAllCount(ctx, pos[1])
+	if err != nil {
+		if n := res.Count(); n > 0 {
+			warn("rm", "deleted %s before the error", removedText(pos[1], res))
+		}
 		return fail("rm: %v", err)
 	}
 	noteGone("rm", j)
+	return reportRemoved(pos[0], pos[1], res)
+}
+
+// reportRemoved prints what rm deleted on stdout ("deleted 3 key(s): a and
+// 2 under a/"), and returns its exit code: 0, or 1 when a named key held
+// nothing, as rm of a missing file (and the SDK's Delete, not found). The
+// whole job (--all) emptied already exits 0.
+func reportRemoved(job, name string, res pocket.Removed) int {
+	if res.Count() == 0 {
+		if strings.TrimRight(name, "/") == "" {
+			fmt.Printf("deleted 0 keys: job %s held none\n", job)
+			return 0
+		}
+		return fail("rm: nothing deleted: job %s has no key %q and none under %q "+
+			"(rm works by path: it does not delete other keys that start with %q, which pocket ls %s %s lists)",
+			job, strings.TrimRight(name, "/"), strings.TrimRight(name, "/")+"/", name, job, name)
+	}
+	fmt.Printf("deleted %s\n", removedText(name, res))
 	return 0
+}
+
+// removedText says what res counts: "3 key(s): a and 2 under a/", "2
+// key(s) under a/", "1 key(s): a".
+func removedText(name string, res pocket.Removed) string {
+	key := strings.TrimRight(name, "/")
+	switch {
+	case key == "":
+		return fmt.Sprintf("%d key(s): every key of the job", res.Count())
+	case res.Name && res.Under > 0:
+		return fmt.Sprintf("%d key(s): %s and %d under %s/", res.Count(), key, res.Under, key)
+	case res.Name:
+		return fmt.Sprintf("1 key(s): %s", key)
+	}
+	return fmt.Sprintf("%d key(s) under %s/", res.Under, key)
 }
 
 // maxKeyLen is the longest key the SDK takes: the wire's key limit less

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"encoding/hex"
+	"strings"
+	"testing"
+)
+
+// TestRmSaysWhatItDeleted: pocket rm prints what its recursive delete
+// took (KEY and the keys under KEY/, not other keys starting with KEY),
+// and exits 1 saying nothing was deleted when KEY held nothing, as rm of a
+// missing file and the SDK's Delete (not found). On the old code rm
+// printed nothing and exited 0 for a missing key.
+func TestRmSaysWhatItDeleted(t *testing.T) {
+	ctx, r := newDataJob(t, "rmcount")
+	for _, k := range []string{"a", "a/b", "a/b/c", "ab"} {
+		if err := r.j.Put(ctx, k, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := cleanEnv("POCKET_CONTROLLER="+r.addr, "POCKET_TOKEN="+hex.EncodeToString(r.m.Token))
+	job := r.m.Job
+	out, errOut, code := pocketRun(t, r.bin, env, "", "rm", "--insecure", job, "a")
+	if code != 0 || out != "deleted 3 key(s): a and 2 under a/\n" || errOut != "" {
+		t.Errorf("rm a: exit %d, stdout %q, stderr %q; want exit 0, \"deleted 3 key(s): a and 2 under a/\"", code, out, errOut)
+	}
+	out, errOut, code = pocketRun(t, r.bin, env, "", "rm", "--insecure", job, "a")
+	if code != 1 || out != "" || !strings.Contains(errOut, "nothing deleted: job "+job+` has no key "a" and none under "a/"`) ||
+		!strings.Contains(errOut, "pocket ls "+job+" a") {
+		t.Errorf("rm a again: exit %d, stdout %q, stderr %q; want exit 1 saying nothing was deleted, and that ls lists by string prefix", code, out, errOut)
+	}
+	out, errOut, code = pocketRun(t, r.bin, env, "", "ls", "--insecure", job, "a")
+	if code != 0 || out != "ab\n" {
+		t.Errorf("ls a: exit %d, stdout %q, stderr %q; want ab (ls matches a string prefix)", code, out, errOut)
+	}
+	out, errOut, code = pocketRun(t, r.bin, env, "", "rm", "--insecure", job, "ab")
+	if code != 0 || out != "deleted 1 key(s): ab\n" {
+		t.Errorf("rm ab: exit %d, stdout %q, stderr %q; want \"deleted 1 key(s): ab\"", code, out, errOut)
+	}
+	out, errOut, code = pocketRun(t, r.bin, env, "", "rm", "--insecure", "--all", job, "")
+	if code != 0 || out != "deleted 0 keys: job "+job+" held none\n" {
+		t.Errorf("rm --all of the emptied job: exit %d, stdout %q, stderr %q; want exit 0, held none", code, out, errOut)
+	}
+}
