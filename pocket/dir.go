@@ -2,6 +2,7 @@ package pocket
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -19,24 +20,74 @@ type Entry struct {
 	Dir  bool
 }
 
-// List returns every name of the job starting with prefix, in ascending
-// order, merged from all of the job's nodes. Chunk keys are hidden.
+// List returns every name of the job starting with prefix (a string
+// prefix: "a" lists "ab" too), in ascending order, merged from all of the
+// job's nodes. Chunk keys are hidden. It lists what the nodes it can ask
+// hold: the names on a node the map marks dead, or that left the map
+// dead (Map.Lost), are missing with no error; ListReport says which
+// nodes a listing could not cover.
 func (j *Job) List(ctx context.Context, prefix string) ([]Entry, error) {
 	return j.list(ctx, prefix, 0)
 }
 
+// Listing is a listing and the nodes of the job it could not cover, whose
+// names it is missing. A listing with none of them (Partial false) names
+// every key of the prefix.
+type Listing struct {
+	Entries []Entry
+	// Dead are the nodes the map marked dead: not asked. Their values
+	// are unavailable, and lost if the node stays dead past the
+	// controller's grace (or the controller restarted without it).
+	Dead []string
+	// Lost are the nodes that left the map dead (Map.Lost): their values
+	// are gone (reads answer ErrLost: recompute them).
+	Lost []LostNode
+	// Gone are the nodes of an ended job's map found gone (GoneNodes):
+	// the persisted values they held are gone.
+	Gone []string
+}
+
+// Partial reports whether the listing may miss names: some node of the
+// job's map was dead, lost or gone.
+func (l Listing) Partial() bool { return len(l.Dead)+len(l.Lost)+len(l.Gone) > 0 }
+
+// ListReport is List, and says which nodes of the map it ran on it could
+// not cover (Listing.Partial). With an error, the Listing's Entries are
+// nil.
+func (j *Job) ListReport(ctx context.Context, prefix string) (Listing, error) {
+	ents, m, err := j.listOn(ctx, prefix, 0)
+	if err != nil {
+		return Listing{}, err
+	}
+	l := Listing{Entries: ents, Lost: slices.Clone(m.Lost), Gone: j.GoneNodes()}
+	for _, n := range m.Nodes {
+		if m.Dead[n.Addr] && !slices.Contains(l.Gone, n.Addr) {
+			l.Dead = append(l.Dead, n.Addr)
+		}
+	}
+	return l, nil
+}
+
 // list pages through every node's listing (with an optional delimiter)
+// and merges them (listOn).
+func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
+	ents, _, err := j.listOn(ctx, prefix, delim)
+	return ents, err
+}
+
+// listOn pages through every node's listing (with an optional delimiter)
 // and merges them, starting over (up to mapRetries times) when the pass
 // met or missed a change of the job's map (passAgain). A listing that
-// completes names every key that existed throughout it, once.
-func (j *Job) list(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
+// completes names every key that existed throughout it, once, on the
+// nodes of the map it returns that it could ask (not dead).
+func (j *Job) listOn(ctx context.Context, prefix string, delim byte) ([]Entry, Map, error) {
 	for attempt := 0; ; attempt++ {
-		used := j.snapshot().Epoch
+		m := j.snapshot()
 		ents, err := j.listOnce(ctx, prefix, delim)
-		if attempt < mapRetries && j.passAgain(ctx, err, used, attempt) {
+		if attempt < mapRetries && j.passAgain(ctx, err, m.Epoch, attempt) {
 			continue
 		}
-		return ents, err
+		return ents, m, err
 	}
 }
 

@@ -12,7 +12,7 @@ Two APIs over one implementation:
   streams, context managers, exceptions carrying the wire code).
 """
 
-from .client import DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, credential_job
+from .client import DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, Listing, credential_job
 from .compat import (Handle, close, connect, count_files, create_dir, delete, deregister_job, get, get_buffer,
                      job_credential, job_token, last_error, lookup, put, put_buffer, register_job)
 from .errors import (BadKey, BadToken, Busy, Code, Conflict, Corrupt, Draining, DropError, Exists, Limit, Lost, Malformed,
@@ -21,7 +21,7 @@ from .errors import (BadKey, BadToken, Busy, Code, Conflict, Corrupt, Draining, 
 from .wire import DropResult
 
 __all__ = [
-    "Client", "Job", "Info", "Entry", "DEFAULT_CHUNK_SIZE",
+    "Client", "Job", "Info", "Entry", "Listing", "DEFAULT_CHUNK_SIZE",
     "register_job", "deregister_job", "connect", "put", "put_buffer", "get", "get_buffer", "lookup", "delete",
     "create_dir", "count_files", "close", "Handle", "last_error", "job_token", "job_credential", "credential_job",
     "DropResult",

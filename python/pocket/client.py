@@ -81,6 +81,29 @@ class Info:
     persist: bool
 
 
+class Listing(list):
+    """What Job.list returns: the names (Entry), a list as before, and the
+    nodes of the job's map the listing could not cover, whose names it is
+    missing (the Go SDK's Job.ListReport): ``dead`` nodes the map marks
+    dead (not asked: their values unavailable, lost if they stay dead past
+    the controller's grace), ``lost`` nodes that left the map dead
+    (wire.LostNode: their values are gone, reads raise Lost) and ``gone``
+    nodes of an ended job's map (Job.gone_nodes). ``partial`` is whether
+    any is named."""
+
+    def __init__(self, entries=(), dead=(), lost=(), gone=()):
+        super().__init__(entries)
+        self.dead: list[str] = list(dead)
+        self.lost: list = list(lost)
+        self.gone: list[str] = list(gone)
+
+    @property
+    def partial(self) -> bool:
+        """Whether the listing may miss names: a node of the map was dead,
+        lost or gone."""
+        return bool(self.dead or self.lost or self.gone)
+
+
 @dataclass(frozen=True)
 class Entry:
     """One name in a listing: a value, or a directory (name ends in '/')."""
@@ -1604,16 +1627,24 @@ class Job:
 
     # ---- directories ----
 
-    def list(self, prefix: Name = "") -> list[Entry]:
-        """Every name starting with prefix, ascending, from all the job's
-        nodes; chunk keys hidden."""
-        return self._list(prefix.encode() if isinstance(prefix, str) else bytes(prefix), 0)
+    def list(self, prefix: Name = "") -> Listing:
+        """Every name starting with prefix (a string prefix: "a" lists "ab"
+        too), ascending, from all the job's nodes; chunk keys hidden. The
+        Listing (a list) also names the nodes it could not cover
+        (``partial``: some names are missing)."""
+        st: list = []
+        ents = self._list(prefix.encode() if isinstance(prefix, str) else bytes(prefix), 0, st)
+        m = st[0].map
+        gone = self.gone_nodes()
+        dead = [n.addr for n in m.nodes if n.state == wire.NODE_DEAD and n.addr not in gone]
+        return Listing(ents, dead, m.lost, gone)
 
-    def _list(self, prefix: bytes, delim: int) -> list[Entry]:
+    def _list(self, prefix: bytes, delim: int, used: list | None = None) -> list[Entry]:
         """Lists every node's names under prefix (directories collapsed at
         delim, 0: none) and merges them; starts over while the pass met or
         missed a change of the map (_pass_again). A listing that completes
-        names every key that existed throughout it, once."""
+        names every key that existed throughout it, once. The map state it
+        ran on is appended to used, when given."""
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             # While the map changes, the nodes values leave (draining) are
@@ -1636,6 +1667,8 @@ class Job:
             for lst in lists:
                 for e in lst:
                     merged[e.key] = e  # a later node's entry wins, as in Go
+            if used is not None:
+                used.append(st)
             return [Entry(k.decode("utf-8", "surrogateescape"), merged[k].size, merged[k].dir) for k in sorted(merged)]
         raise AssertionError("unreachable")
 

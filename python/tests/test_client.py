@@ -1,5 +1,6 @@
 """The Pythonic API against a real cluster (pocket up, mutual TLS)."""
 
+import dataclasses
 import os
 import threading
 
@@ -8,6 +9,7 @@ import pytest
 from conftest import usage
 
 import pocket
+from pocket import client as pclient
 from pocket import wire
 
 MiB = 1 << 20
@@ -238,3 +240,21 @@ def test_remove_all_counts_what_it_deleted(job):
     assert [e.name for e in job.list()] == ["ab"]
     assert job.remove_all("a") == 0
     assert job.remove_all("") == 1
+
+
+def test_list_says_which_nodes_it_missed(job):
+    """A listing through a map that marks a node dead, or lists a node
+    that left it dead, names them (Listing.dead, .lost, .partial; the Go
+    SDK's Job.ListReport): it returned a plain list of the other nodes'
+    names, and nothing said some were missing."""
+    for i in range(30):
+        job.put(f"k{i:02d}", b"v")
+    whole = job.list()
+    assert len(whole) == 30 and not whole.partial and whole == [e for e in whole]
+    m = job.map
+    dead = m.nodes[0].addr
+    nodes = [dataclasses.replace(n, state=wire.NODE_DEAD) if n.addr == dead else n for n in m.nodes]
+    lost = [wire.LostNode("127.0.0.1:1", 1.0, m.epoch)]
+    seen = pclient.Job(job.client, dataclasses.replace(m, nodes=nodes, lost=lost)).list()
+    assert seen.partial and seen.dead == [dead] and [n.addr for n in seen.lost] == ["127.0.0.1:1"]
+    assert len(seen) < 30

@@ -22,8 +22,8 @@ import (
 func init() {
 	register("put", "JOBID KEY FILE|-", "store a file (or - for stdin) under a key", runPut)
 	register("get", "JOBID KEY [FILE|-]", "read a key into a file (default stdout)", runGet)
-	register("ls", "JOBID [PREFIX]", "list a job's keys that start with PREFIX (a string prefix: a lists ab too; a/ lists what is under a/), one a line", runLs)
-	register("rm", "JOBID KEY", "delete KEY and, recursively, every key under KEY/ (not ab for a); prints the count; exit 1 when nothing was there", runRm)
+	register("ls", "JOBID [PREFIX]", "list a job's keys that start with PREFIX (a string prefix: a lists ab too; a/ lists what is under a/), one a line; exit 3 with a note when a node of the job is dead or lost (its keys are missing)", runLs)
+	register("rm", "JOBID KEY", "delete KEY and, recursively, every key under KEY/ (not ab for a); prints the count; exit 1 when nothing was there, 3 when a node of the job is dead (its keys stay)", runRm)
 }
 
 // dataCmd parses the common flags of the data commands and opens the job.
@@ -269,15 +269,54 @@ func runLs(args []string) int {
 	if len(pos) == 2 {
 		prefix = pos[1]
 	}
-	ents, err := j.List(ctx, prefix)
+	l, err := j.ListReport(ctx, prefix)
 	if err != nil {
 		return fail("ls: %v", err)
 	}
-	for _, e := range ents {
+	for _, e := range l.Entries {
 		fmt.Println(e.Name)
 	}
+	if !j.Ended() {
+		notePartial("ls", "listed", j.Map(), l.Dead, l.Lost)
+	}
 	noteGone("ls", j)
+	if l.Partial() {
+		return exitPartial
+	}
 	return 0
+}
+
+// exitPartial is the exit code of an ls that listed what the job's
+// reachable nodes hold while some node of its map is dead, lost or gone
+// (the names there are missing), and of an rm that could not reach a dead
+// node (what it holds was not deleted): the output is printed, a note on
+// stderr says what is missing, and the code tells a script the result is
+// not the whole job's (1 would say the command failed, 0 that it is
+// whole).
+const exitPartial = 3
+
+// notePartial says on stderr which nodes of a live job's map (m) a
+// listing or delete (done: "listed", "deleted") could not cover: dead ones
+// (not asked: their values unavailable, lost if they stay dead past the
+// controller's grace) and lost ones (left the map dead: their values are
+// gone). It says nothing when there are none.
+func notePartial(cmd, done string, m pocket.Map, dead []string, lost []pocket.LostNode) {
+	if len(dead) == len(m.Nodes) && len(dead) > 0 {
+		warn(cmd, "note: every node of job %s's map is dead (%s): nothing could be %s; its values are unavailable, "+
+			"and lost unless a node comes back within the controller's dead-node grace", m.Job, strings.Join(dead, ", "), done)
+	} else if len(dead) > 0 {
+		warn(cmd, "note: %d of the %d node(s) of job %s's map are dead (%s): the values they hold are not %s "+
+			"(unavailable; lost if the node stays dead past the controller's dead-node grace)",
+			len(dead), len(m.Nodes), m.Job, strings.Join(dead, ", "), done)
+	}
+	if len(lost) > 0 {
+		names := make([]string, len(lost))
+		for i, l := range lost {
+			names[i] = fmt.Sprintf("%s at epoch %d", l.Addr, l.Epoch)
+		}
+		warn(cmd, "note: %d node(s) left job %s's map dead (%s): the values they held are lost, not %s "+
+			"(pocket get answers lost: recompute them)", len(lost), m.Job, strings.Join(names, ", "), done)
+	}
 }
 
 // noteGone says on stderr which nodes of an ended job's map were found
@@ -336,7 +375,20 @@ func runRm(args []string) int {
 		return fail("rm: %v", err)
 	}
 	noteGone("rm", j)
-	return reportRemoved(pos[0], pos[1], res)
+	m := j.Map()
+	var dead []string
+	if !j.Ended() {
+		for _, n := range m.Nodes {
+			if m.Dead[n.Addr] {
+				dead = append(dead, n.Addr)
+			}
+		}
+		notePartial("rm", "deleted", m, dead, nil) // a lost node's values are gone already
+	}
+	if code := reportRemoved(pos[0], pos[1], res); code != 0 || len(dead) == 0 {
+		return code
+	}
+	return exitPartial
 }
 
 // reportRemoved prints what rm deleted on stdout ("deleted 3 key(s): a and
