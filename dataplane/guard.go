@@ -50,12 +50,12 @@ func (g *TokenGuard) CheckJob(job, tok []byte) error {
 		if e, ok := g.jobs.verified(job, tok); ok {
 			switch e.state.Load() {
 			case stateRevoked:
-				return errRevoked
+				return e.endedErr(errRevoked)
 			case stateRetired, stateDropping:
 				return nil // the job table's check answers by the request's class
 			}
 			if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
-				return errExpired
+				return expiredErr(exp)
 			}
 			return nil
 		}
@@ -66,7 +66,7 @@ func (g *TokenGuard) CheckJob(job, tok []byte) error {
 	}
 	if g.jobs == nil {
 		if c.Expired(time.Now()) {
-			return errExpired
+			return expiredErr(c.ExpiresMs())
 		}
 		return nil
 	}

@@ -122,9 +122,12 @@ type jobEntry struct {
 	gen     atomic.Uint64 // the token's gen
 	expires atomic.Int64  // Unix ms; 0: never
 	state   atomic.Uint32
-	used    atomic.Bool                     // a request of the job was admitted here
-	tok     atomic.Pointer[[token.Len]byte] // a token that passed the full check
-	traffic atomic.Pointer[jobTraffic]      // its value bytes here (jobtraffic.go); nil until counted
+	// expiredEnd: the job was revoked with its token expired (expires
+	// passed): it ended by expiry, and its refusals say so (endedErr).
+	expiredEnd atomic.Bool
+	used       atomic.Bool                     // a request of the job was admitted here
+	tok        atomic.Pointer[[token.Len]byte] // a token that passed the full check
+	traffic    atomic.Pointer[jobTraffic]      // its value bytes here (jobtraffic.go); nil until counted
 
 	seen      uint64    // the snapshot that last listed it
 	revokedAt time.Time // when it was revoked
@@ -192,6 +195,40 @@ var (
 	errUnsynced = &wire.Error{Code: wire.CodeStaleEpoch,
 		Msg: "the node has not synced its job table with the controller yet; fetch the job's map again"}
 )
+
+// expiredErr is the refusal of a job whose token expired at ms (Unix ms),
+// naming the time (errExpired when ms is 0). It allocates: expiry is rare.
+func expiredErr(ms int64) error {
+	if ms <= 0 {
+		return errExpired
+	}
+	return &wire.Error{Code: wire.CodeRevoked, Msg: expiredText(ms)}
+}
+
+// expiredText is "the job's token expired at TIME" (RFC 3339, UTC).
+func expiredText(ms int64) string {
+	return "the job's token expired at " + time.UnixMilli(ms).UTC().Format(time.RFC3339)
+}
+
+// endedErr is err, the refusal of a revoked, retired or dropping job
+// (errRevoked, errRetired, errDropping), or, when the job ended by its
+// token's expiry (expiredEnd), the same code saying so, with the time:
+// those say "deregistered", which the job was not.
+func (e *jobEntry) endedErr(err *wire.Error) error {
+	if !e.expiredEnd.Load() {
+		return err
+	}
+	var tail string
+	switch err {
+	case errRetired:
+		tail = "the job ended; its persist-after-job values are read-only (get, list, delete)"
+	case errDropping:
+		tail = "the job ended and its values are being dropped; its persist-after-job values are readable when that ends: retry"
+	default:
+		tail = "the job ended and its values were dropped (but those put with persist-after-job, where a node keeps them)"
+	}
+	return &wire.Error{Code: err.Code, Msg: expiredText(e.expires.Load()) + ": " + tail}
+}
 
 // stored reports whether a put admitted for the job may still be
 // published: false once the job is revoked, dropping, retired or
@@ -267,22 +304,22 @@ func (j *jobTable) checkEntry(job []byte, epoch uint64, op opClass) (*jobEntry, 
 	}
 	switch e.state.Load() {
 	case stateRevoked:
-		return e, errRevoked
+		return e, e.endedErr(errRevoked)
 	case stateOrphan:
 		return e, errJobGone
 	case stateDropping:
 		if op == opStore || op == opConfirm {
-			return e, errRevoked
+			return e, e.endedErr(errRevoked)
 		}
-		return e, errDropping
+		return e, e.endedErr(errDropping)
 	case stateRetired:
 		if op == opStore || op == opConfirm {
-			return e, errRetired
+			return e, e.endedErr(errRetired)
 		}
 		return e, nil
 	}
 	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
-		return e, errExpired
+		return e, expiredErr(exp)
 	}
 	return e, j.checkEpoch(e, epoch, op)
 }
@@ -344,7 +381,7 @@ func (e *jobEntry) setEpoch(epoch uint64, out bool) {
 // (verified reports whether tok is that one, for the fast path).
 func (j *jobTable) admit(job []byte, c token.Claims, tok []byte) error {
 	if c.Expired(time.Now()) {
-		return errExpired
+		return expiredErr(c.ExpiresMs())
 	}
 	e := j.lookup(job)
 	if e == nil {
@@ -456,6 +493,9 @@ func (j *jobTable) revokeLocked(ed *tableEdit, job string, now time.Time) bool {
 	}
 	// Dropping before used is read: a request that marks the entry used
 	// after this read sees the state and stores nothing.
+	if exp := e.expires.Load(); exp != 0 && now.UnixMilli() >= exp {
+		e.expiredEnd.Store(true) // it ended by its token's expiry
+	}
 	e.state.Store(stateDropping)
 	e.revokedAt = now
 	delete(j.pending, job)

@@ -229,7 +229,7 @@ func (h *Handle) GetBuffer(srcFilename string, dst []byte, length int, jobid str
 		}
 		b, ver, err := j.getInto(ctx, srcFilename, dst[:0:length], wire.FlagVersion)
 		if err != nil {
-			return wrap("get_buffer", srcFilename, err)
+			return j.wrap("get_buffer", srcFilename, err)
 		}
 		if len(b) != length {
 			return fmt.Errorf("pocket: get_buffer %q: value is %d bytes, want %d", srcFilename, len(b), length)
@@ -239,7 +239,7 @@ func (h *Handle) GetBuffer(srcFilename string, dst []byte, length int, jobid str
 		}
 		if deleteAfterRead {
 			if err := j.deleteVersion(ctx, srcFilename, ver); err != nil {
-				return wrap("get_buffer", srcFilename, fmt.Errorf("delete-after-read: %w", err))
+				return j.wrap("get_buffer", srcFilename, fmt.Errorf("delete-after-read: %w", err))
 			}
 		}
 		return nil

@@ -123,7 +123,7 @@ func (j *Job) listOnce(ctx context.Context, prefix string, delim byte) ([]Entry,
 	for _, ts := range j.movePhases() {
 		ls, ss, err := j.listNodes(ctx, ts, prefix, delim)
 		if err != nil {
-			return nil, wrap("list", prefix, err)
+			return nil, j.wrap("list", prefix, err)
 		}
 		lists, sorted = append(lists, ls...), append(sorted, ss...)
 	}
@@ -199,7 +199,7 @@ func (j *Job) CreateDir(ctx context.Context, dir string) error {
 		return err
 	}
 	_, err := j.do(ctx, wire.OpPut, 0, []byte(p), 0, nil, nil)
-	return wrap("create dir", dir, err)
+	return j.wrap("create dir", dir, err)
 }
 
 // CountFiles returns the number of direct children (values and
@@ -219,7 +219,7 @@ func (j *Job) CountFiles(ctx context.Context, dir string) (int, error) {
 		n++
 	}
 	if n == 0 && !marker && p != "" {
-		return 0, wrap("count files", dir, ErrNotFound)
+		return 0, j.wrap("count files", dir, ErrNotFound)
 	}
 	return n, nil
 }
@@ -264,7 +264,7 @@ func (j *Job) RemoveAllCount(ctx context.Context, name string) (Removed, error) 
 	err := finish(ctx, func(ctx context.Context) error { return j.deletePrefix(ctx, p, &under) })
 	res.Under = under.Load()
 	if err != nil {
-		return res, wrap("delete", name, err)
+		return res, j.wrap("delete", name, err)
 	}
 	if p == "" {
 		return res, nil

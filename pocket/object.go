@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
+	"time"
 
 	"github.com/pocketstore/pocket/wire"
 	"golang.org/x/sync/errgroup"
@@ -88,7 +90,7 @@ func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOpti
 	}
 	cs := j.s.cfg.ChunkSize
 	if int64(len(value)) <= cs {
-		return wrap("put", key, j.putSmall(ctx, key, o.flags, value))
+		return j.wrap("put", key, j.putSmall(ctx, key, o.flags, value))
 	}
 	w := j.newObject(key, o.flags)
 	n := int((int64(len(value)) + cs - 1) / cs)
@@ -105,7 +107,7 @@ func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOpti
 	} else {
 		w.abort()
 	}
-	return wrap("put", key, err)
+	return j.wrap("put", key, err)
 }
 
 // putSmall stores a value as one record under its key, and drops the
@@ -125,6 +127,36 @@ func wrap(op, key string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("pocket: %s %q: %w", op, key, err)
+}
+
+// wrap is wrap with the job's expiry noted (expiryNote).
+func (j *Job) wrap(op, key string, err error) error {
+	return wrap(op, key, j.expiryNote(err))
+}
+
+// expiryNote adds to err, a node's answer, that the job's token expired
+// at Map.Expires, when that time has passed and err is an answer an
+// expired job gets: not found (its values were dropped when it ended but
+// those put with Persist), revoked, unknown job or bad token. A node that
+// said so itself ("the job's token expired at ...") is left as it is; so
+// is every other error. The code is unchanged (errors.Is still matches
+// it); only the text says why: "key not found" alone read as a missing
+// key of a live job. A job deregistered before its expiry and asked after
+// it gets the note too (its token's expiry did pass; its map does not
+// say which came first).
+func (j *Job) expiryNote(err error) error {
+	if err == nil {
+		return nil
+	}
+	m := j.snapshot()
+	if m.Expires.IsZero() || time.Now().Before(m.Expires) || strings.Contains(err.Error(), "token expired at") {
+		return err
+	}
+	if !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrRevoked) && !errors.Is(err, wire.ErrUnknownJob) && !errors.Is(err, wire.ErrBadToken) {
+		return err
+	}
+	return fmt.Errorf("%w (job %s's token expired at %s: the job has ended, and only its values put with persist remain, read-only)",
+		err, m.Job, m.Expires.UTC().Format(time.RFC3339))
 }
 
 // Get returns the value under key in memory the caller owns.
@@ -149,7 +181,7 @@ func (j *Job) GetInto(ctx context.Context, key string, dst []byte, opts ...GetOp
 		f(&o)
 	}
 	out, _, err := j.getInto(ctx, key, dst, o.flags)
-	return out, wrap("get", key, err)
+	return out, j.wrap("get", key, err)
 }
 
 // getInto reads the value under key and, with wire.FlagVersion, returns
@@ -302,7 +334,7 @@ func (j *Job) Stat(ctx context.Context, key string) (Info, error) {
 	}
 	r, err := j.do(ctx, wire.OpStat, 0, []byte(key), 0, nil, nil)
 	if err != nil {
-		return Info{}, wrap("stat", key, j.lostErr([]byte(key), 0, err))
+		return Info{}, j.wrap("stat", key, j.lostErr([]byte(key), 0, err))
 	}
 	return Info{Size: r.Meta.Size, Persist: uint16(r.Meta.Flags)&wire.FlagPersist != 0}, nil
 }
@@ -330,5 +362,5 @@ func (j *Job) Delete(ctx context.Context, key string) error {
 		}
 		return err
 	})
-	return wrap("delete", key, err)
+	return j.wrap("delete", key, err)
 }

@@ -47,6 +47,10 @@ type Map struct {
 	// expired): the controller kept it because nodes keep the job's
 	// persisted values, which it finds, read-only (see persist.go).
 	Ended bool
+	// Expires is when the job's token expires, as the controller granted
+	// it (a requested TTL capped by its --max-token-ttl); zero: never, or
+	// not known (a static map, a credential).
+	Expires time.Time
 	// Suspect nodes of an ended job's map were named dead by a hint only:
 	// a credential's dead mark, or the controller's dead nodes at the
 	// job's deregistration (DropResult.Dead), a moment's view a node may

@@ -84,17 +84,17 @@ func (w *Writer) Close() error {
 	w.err = errors.New("pocket: writer closed")
 	if w.n == 0 {
 		_ = w.g.Wait()
-		return wrap("put", w.key, w.j.putSmall(w.ctx, w.key, w.flags, w.buf))
+		return w.j.wrap("put", w.key, w.j.putSmall(w.ctx, w.key, w.flags, w.buf))
 	}
 	if len(w.buf) > 0 {
 		w.flushChunk()
 	}
 	if err := w.g.Wait(); err != nil {
 		w.obj.abort()
-		return wrap("put", w.key, err)
+		return w.j.wrap("put", w.key, err)
 	}
 	m := wire.Manifest{Version: w.obj.ver, Size: w.size, Chunk: w.j.s.cfg.ChunkSize, Count: w.n}
-	return wrap("put", w.key, w.obj.commit(w.ctx, m))
+	return w.j.wrap("put", w.key, w.obj.commit(w.ctx, m))
 }
 
 // Abort drops what the writer sent; nothing becomes visible.
@@ -144,7 +144,7 @@ func (j *Job) NewReader(ctx context.Context, key string, opts ...GetOption) (*Re
 	}
 	r0, err := j.do(ctx, wire.OpGet, wire.FlagVersion, []byte(key), 0, nil, nil)
 	if err != nil {
-		return nil, wrap("get", key, j.lostErr([]byte(key), 0, err))
+		return nil, j.wrap("get", key, j.lostErr([]byte(key), 0, err))
 	}
 	rd := &Reader{j: j, ctx: ctx, key: key}
 	if r0.Flags&wire.FlagManifest == 0 {
@@ -152,7 +152,7 @@ func (j *Job) NewReader(ctx context.Context, key string, opts ...GetOption) (*Re
 		return rd, nil
 	}
 	if rd.m, err = wire.DecodeManifest(r0.Payload); err != nil {
-		return nil, wrap("get", key, fmt.Errorf("%w: %v", ErrCorrupt, err))
+		return nil, j.wrap("get", key, fmt.Errorf("%w: %v", ErrCorrupt, err))
 	}
 	rd.next = 1
 	rd.prefetch()
@@ -185,7 +185,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 		f := <-r.ahead
 		if f.err != nil {
 			r.ahead = nil
-			return 0, wrap("get", r.key, r.chunkErr(f.err))
+			return 0, r.j.wrap("get", r.key, r.chunkErr(f.err))
 		}
 		r.cur = f.b
 		r.prefetch()

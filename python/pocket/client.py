@@ -37,6 +37,8 @@ import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 import dataclasses
+import datetime
+import functools
 from dataclasses import dataclass
 
 from . import buffer, control, errors, placement, wire
@@ -79,6 +81,26 @@ class Info:
 
     size: int
     persist: bool
+
+
+def _notes_expiry(f):
+    """Makes a Job method's PocketError say, when the job's token has
+    expired, that it did and when (Job._expiry_note)."""
+
+    @functools.wraps(f)
+    def noted(self, *args, **kwargs):
+        try:
+            return f(self, *args, **kwargs)
+        except errors.PocketError as e:
+            self._expiry_note(e)
+            raise
+
+    return noted
+
+
+# The answers a job whose token expired gets (its values dropped but the
+# persisted ones, its token refused): Job._expiry_note explains them.
+_EXPIRY_CODES = frozenset({errors.Code.NOT_FOUND, errors.Code.REVOKED, errors.Code.UNKNOWN_JOB, errors.Code.BAD_TOKEN})
 
 
 class Listing(list):
@@ -624,6 +646,24 @@ class Job:
         self._gone_lock = threading.Lock()
 
     # ---- identity ----
+
+    def _expiry_note(self, e: errors.PocketError) -> None:
+        """Adds to e, a node's answer, that the job's token expired at the
+        map's expires_ms, when that time has passed and e is an answer an
+        expired job gets (not found: its values were dropped but those put
+        with persist; revoked, unknown job, bad token), as the Go SDK's
+        expiryNote: "key not found" alone read as a missing key of a live
+        job. A node that said so itself is left as it is. The exception's
+        class and code are unchanged."""
+        m = self._st.map
+        if not m.expires_ms or time.time() * 1000 < m.expires_ms:
+            return
+        if e.code not in _EXPIRY_CODES or "token expired at" in e.message:
+            return
+        at = datetime.datetime.fromtimestamp(m.expires_ms / 1000, tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        e.message = (f"{e.message} (job {m.job}'s token expired at {at}: the job has ended, "
+                     f"and only its values put with persist remain, read-only)")
+        e.args = (e._text(),)
 
     def __repr__(self) -> str:
         """The job's id, map (its token left out: a secret) and whether it
@@ -1280,6 +1320,7 @@ class Job:
 
     # ---- put ----
 
+    @_notes_expiry
     def put(self, key: Name, value: Buffer, *, persist: bool = False) -> None:
         """Stores value under key, replacing any older value whole (the last
         put to complete wins; a get never sees a mix). persist keeps it
@@ -1420,6 +1461,7 @@ class Job:
 
     # ---- get ----
 
+    @_notes_expiry
     def get(self, key: Name, *, delete_after_read: bool = False) -> bytes | memoryview:
         """Returns the value under key: bytes for a value under
         buffer.MAP_MIN (64 KiB), else a writable memoryview (format "B")
@@ -1438,6 +1480,7 @@ class Job:
         out, _ = self._get(k, None, flags, r)
         return bytes(out) if len(out) < buffer.MAP_MIN else out
 
+    @_notes_expiry
     def get_into(self, key: Name, buf: Buffer, *, delete_after_read: bool = False) -> int:
         """Reads the value under key into buf (a writable buffer) and
         returns its length. Raises TooLarge, deleting nothing, when the
@@ -1586,6 +1629,7 @@ class Job:
 
     # ---- stat, delete ----
 
+    @_notes_expiry
     def stat(self, key: Name) -> Info:
         """A value's size and persistence, without reading it. Raises
         NotFound, or Lost for a value whose node left the map dead."""
@@ -1607,6 +1651,7 @@ class Job:
         except (errors.NotFound, errors.Lost):
             return False
 
+    @_notes_expiry
     def delete(self, key: Name) -> None:
         """Removes one value (and a chunked object's chunks). Raises NotFound."""
         r, _ = self._do(wire.OP_DELETE, 0, _name(key))
@@ -1627,6 +1672,7 @@ class Job:
 
     # ---- directories ----
 
+    @_notes_expiry
     def list(self, prefix: Name = "") -> Listing:
         """Every name starting with prefix (a string prefix: "a" lists "ab"
         too), ascending, from all the job's nodes; chunk keys hidden. The
@@ -1691,12 +1737,14 @@ class Job:
             last = resp.entries[-1]
             after = last.key + (b"\xff" if last.dir else b"")
 
+    @_notes_expiry
     def create_dir(self, d: Name) -> None:
         """Makes a directory (a marker key "d/"); an existing one is fine."""
         p = _name(_dir_prefix(d))
         r, _ = self._do(wire.OP_PUT, 0, p, 0)
         r.check()
 
+    @_notes_expiry
     def count_files(self, d: Name = "") -> int:
         """The number of direct children (values and directories) of d.
         Raises NotFound when d neither exists nor has children."""
@@ -1711,6 +1759,7 @@ class Job:
             raise errors.NotFound(f"count files {d!r}")
         return n
 
+    @_notes_expiry
     def remove_all(self, name: Name = "") -> int:
         """Deletes name and everything under name/ (Pocket's recursive
         delete; not other names that start with name, which list(name)
@@ -1805,6 +1854,7 @@ class Job:
             return _Writer(self, k, wire.FLAG_PERSIST if persist else 0)
         raise ValueError(f"mode {mode!r}: want 'rb' or 'wb'")
 
+    @_notes_expiry
     def put_file(self, src: str | os.PathLike, key: Name, *, persist: bool = False) -> None:
         """Uploads the local file src as key, streamed a chunk at a time
         (open "wb"); a failed upload publishes nothing (the Go SDK's
@@ -1812,6 +1862,7 @@ class Job:
         with open(src, "rb") as f, self.open(key, "wb", persist=persist) as w:
             shutil.copyfileobj(f, w, self.client.chunk_size)
 
+    @_notes_expiry
     def get_file(self, key: Name, dst: str | os.PathLike, *, delete_after_read: bool = False) -> None:
         """Downloads key into the local file dst, replacing it only once the
         whole value has arrived (through a temporary file in dst's

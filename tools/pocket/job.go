@@ -56,6 +56,10 @@ type jobMapJSON struct {
 	Tier  string        `json:"tier"`
 	Epoch uint64        `json:"epoch"`
 	Nodes []mapNodeJSON `json:"nodes"`
+	// Expires is when the token expires and the controller ends the job
+	// (RFC 3339, UTC), as granted: --ttl, or the controller's --token-ttl,
+	// capped by its --max-token-ttl; "" when it never does.
+	Expires string `json:"expires"`
 }
 
 type mapNodeJSON struct {
@@ -120,6 +124,9 @@ func runJobRegister(args []string) int {
 		return fail("job register: %v", ctlError(err, *addr, tf.insecure))
 	}
 	out := jobMapJSON{JobID: m.Job, Token: token.Format(m.Token), Tier: tierName(m.Tier), Epoch: m.Epoch, Nodes: mapNodesJSON(m.Nodes)}
+	if !m.Expires.IsZero() {
+		out.Expires = m.Expires.UTC().Format(time.RFC3339)
+	}
 	if *asJSON {
 		return printJSON(out)
 	}
@@ -127,8 +134,25 @@ func runJobRegister(args []string) int {
 	for _, n := range out.Nodes {
 		fmt.Printf("  %-22s weight %.3f  %s\n", n.Addr, n.Weight, n.State)
 	}
+	fmt.Println(expiryLine(m.Expires, *ttl, time.Now()))
 	fmt.Printf("export %s=%s\n", envToken, out.Token)
 	return 0
+}
+
+// expiryLine says when a job registered at now with --ttl asked (0: the
+// controller's default) expires, as granted: "token expires at T (in D)",
+// with "(capped by the controller's --max-token-ttl: --ttl asked X)" when
+// the grant is shorter than asked, or "token never expires".
+func expiryLine(expires time.Time, asked time.Duration, now time.Time) string {
+	if expires.IsZero() {
+		return "token never expires"
+	}
+	granted := expires.Sub(now).Round(time.Second)
+	line := fmt.Sprintf("token expires at %s (in %v); the controller then ends the job", expires.UTC().Format(time.RFC3339), granted)
+	if asked > 0 && granted < asked-time.Second {
+		line += fmt.Sprintf(" (capped by the controller's --max-token-ttl: --ttl asked %v)", asked)
+	}
+	return line
 }
 
 // maxLambdas is the largest --lambdas hint taken.
