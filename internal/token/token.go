@@ -41,6 +41,13 @@
 //   - KindIncarnation: IncarnationProof(secret, nonce, incarnation), a
 //     node's answer to the controller's question which process serves at
 //     its address (wire.OpIncarnation); the nonce is the controller's.
+//   - KindOrder: OrderProof(admin, o), the controller's order about a job
+//     sent to one node on the data plane (wire.OpDropJob). The admin
+//     token never travels: it is the key of the proof, which binds the
+//     order to the node's address and incarnation, the opcode and header
+//     flags, a nonce of the controller's and an expiry (Order). The node
+//     checks it with VerifyOrder, judges the expiry with its clock
+//     (OrderLife, OrderSkew) and refuses a nonce it has seen.
 //
 // The textual form used by the CLI and environment (POCKET_TOKEN) is lower
 // case hex; see Format and Parse.
@@ -70,6 +77,8 @@ const (
 	KindDrain Kind = 6
 	// KindIncarnation proves a node's incarnation (IncarnationProof).
 	KindIncarnation Kind = 7
+	// KindOrder is the controller's order to one node (OrderProof).
+	KindOrder Kind = 8
 )
 
 // Layout of a token.
@@ -235,6 +244,99 @@ func VerifyIncarnationProof(secret, nonce []byte, incarnation uint64, proof []by
 	var inc [8]byte
 	binary.LittleEndian.PutUint64(inc[:], incarnation)
 	return check(secret, KindIncarnation, proofSubject(sub[:0], nonce, inc[:], ""), proof)
+}
+
+// Bounds of an order's validity. The controller gives an order the expiry
+// now+OrderLife by its clock; a node takes it while its own clock is
+// before expiry+OrderSkew and refuses one that expires later than
+// now+OrderLife+OrderSkew by its clock (so no order lives longer than
+// that, and a node remembers each order's nonce for at most
+// OrderLife+2*OrderSkew).
+const (
+	OrderLife = 30 * time.Second
+	OrderSkew = 30 * time.Second
+)
+
+// Bounds of an order's nonce in bytes.
+const (
+	MinOrderNonce = 8
+	MaxOrderNonce = 64
+)
+
+// Order is what OrderProof binds: a controller's order to the node serving
+// at Addr, the process of Incarnation (dataplane.Node.Incarnation, not 0),
+// with opcode Op and header flags Flags, about the job whose admin token
+// (SignAdmin) keys the proof, valid until ExpiresMs (Unix milliseconds by
+// the controller's clock), unique by Nonce (MinOrderNonce to MaxOrderNonce
+// random bytes).
+type Order struct {
+	Addr        string
+	Incarnation uint64
+	Op          byte
+	Flags       uint16
+	Nonce       []byte
+	ExpiresMs   int64
+}
+
+// OrderProof returns the proof of order o about the job whose admin token
+// is admin (SignAdmin(secret, job)): a token of KindOrder whose claims are
+// o's incarnation (gen) and expiry, tagged with admin as the key over the
+// opcode, the flags, the nonce and the address. Len bytes.
+func OrderProof(admin []byte, o *Order) []byte {
+	var sub [maxInline]byte
+	return appendToken(nil, admin, KindOrder, o.Incarnation, o.ExpiresMs, orderSubject(sub[:0], o))
+}
+
+// Errors of VerifyOrder. ErrOrderForged covers a proof made with another
+// secret or for another job, and any field of the order changed on the
+// way: the address (an order for another node), opcode, flags, nonce,
+// incarnation or expiry.
+var (
+	ErrOrderForged      = errors.New("token: the order's proof is not the controller's for this job, node, flags and nonce")
+	ErrOrderIncarnation = errors.New("token: the order is for another incarnation of the node at this address")
+	ErrOrderExpired     = errors.New("token: the order has expired")
+	ErrOrderTooLong     = errors.New("token: the order's expiry is further away than OrderLife plus OrderSkew")
+	ErrOrderNonce       = errors.New("token: the order's nonce is not MinOrderNonce to MaxOrderNonce bytes")
+)
+
+// VerifyOrder checks proof as OrderProof(SignAdmin(secret, job), o) for an
+// order received at now by the node serving at o.Addr whose incarnation
+// is o.Incarnation (o.ExpiresMs is ignored: it is read from the proof).
+// It returns the order's expiry (Unix milliseconds) for the caller's
+// replay record, or one of the ErrOrder errors. It does not remember
+// nonces: the node refuses a second order with the same nonce itself.
+func VerifyOrder(secret, job []byte, o Order, proof []byte, now time.Time) (int64, error) {
+	if len(o.Nonce) < MinOrderNonce || len(o.Nonce) > MaxOrderNonce {
+		return 0, ErrOrderNonce
+	}
+	if len(proof) != Len || Kind(proof[0]) != KindOrder {
+		return 0, ErrOrderForged
+	}
+	c := claimsOf(proof)
+	o.ExpiresMs = c.ExpiresMs()
+	admin := SignAdmin(secret, job)
+	var sub [maxInline]byte
+	if !check(admin, KindOrder, orderSubject(sub[:0], &o), proof) {
+		return 0, ErrOrderForged
+	}
+	if c.Gen != o.Incarnation {
+		return 0, ErrOrderIncarnation
+	}
+	nowMs := now.UnixMilli()
+	switch {
+	case o.ExpiresMs == 0 || nowMs >= o.ExpiresMs+OrderSkew.Milliseconds():
+		return 0, ErrOrderExpired
+	case o.ExpiresMs > nowMs+(OrderLife+OrderSkew).Milliseconds():
+		return 0, ErrOrderTooLong
+	}
+	return o.ExpiresMs, nil
+}
+
+// orderSubject is op || flags (little endian) || len(nonce) || nonce ||
+// addr.
+func orderSubject(dst []byte, o *Order) []byte {
+	dst = append(dst, o.Op, byte(o.Flags), byte(o.Flags>>8))
+	return proofSubject(dst, o.Nonce, nil, o.Addr)
 }
 
 // proofSubject is len(nonce) || nonce || extra || addr: the length prefix

@@ -1,0 +1,114 @@
+package token
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+var orderSecret = []byte("order-secret-0123456789abcdef")
+
+// validOrder is an order the controller made at now for node 10.0.0.7:7000.
+func validOrder(now time.Time) Order {
+	return Order{Addr: "10.0.0.7:7000", Incarnation: 0x1234_5678_9abc, Op: 0x07, Flags: 0,
+		Nonce: []byte("0123456789abcdef"), ExpiresMs: now.Add(OrderLife).UnixMilli()}
+}
+
+// TestVerifyOrderRefusesAlteredFields: a proof passes only for the order
+// it was made for; changing any field of the order (as a replay to another
+// node, another process at the same address, or with other flags does),
+// the job, the secret, or the proof's own bytes makes VerifyOrder refuse
+// it, and the validity window is judged with the node's clock.
+func TestVerifyOrderRefusesAlteredFields(t *testing.T) {
+	now := time.UnixMilli(1_800_000_000_000)
+	job := []byte("sort-17")
+	o := validOrder(now)
+	proof := OrderProof(SignAdmin(orderSecret, job), &o)
+	if exp, err := VerifyOrder(orderSecret, job, o, proof, now); err != nil || exp != o.ExpiresMs {
+		t.Fatalf("the order as made: expiry %d, %v; want %d, nil", exp, err, o.ExpiresMs)
+	}
+	if bytes.Contains(proof, SignAdmin(orderSecret, job)[headLen:]) {
+		t.Fatal("the proof carries the admin token's tag")
+	}
+	cases := []struct {
+		name string
+		edit func(o *Order, job *[]byte, secret *[]byte, proof []byte, at *time.Time)
+		want error
+	}{
+		{"another node's address", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Addr = "10.0.0.8:7000" }, ErrOrderForged},
+		{"the same host, another port", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Addr = "10.0.0.7:7001" }, ErrOrderForged},
+		{"another incarnation at the address", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Incarnation++ }, ErrOrderIncarnation},
+		{"FlagPrefix added", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Flags |= 1 << 4 }, ErrOrderForged},
+		{"a high flag added", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Flags |= 1 << 15 }, ErrOrderForged},
+		{"another opcode", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Op = 0x04 }, ErrOrderForged},
+		{"another nonce", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Nonce = []byte("0123456789abcdeF") }, ErrOrderForged},
+		{"a short nonce", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Nonce = o.Nonce[:7] }, ErrOrderNonce},
+		{"another job", func(_ *Order, job, _ *[]byte, _ []byte, _ *time.Time) { *job = []byte("sort-18") }, ErrOrderForged},
+		{"another secret", func(_ *Order, _, s *[]byte, _ []byte, _ *time.Time) { *s = []byte("other-secret-0123456789abcdef") }, ErrOrderForged},
+		{"the incarnation claim edited", func(_ *Order, _, _ *[]byte, p []byte, _ *time.Time) { p[1] ^= 1 }, ErrOrderForged},
+		{"the expiry claim extended", func(_ *Order, _, _ *[]byte, p []byte, _ *time.Time) { p[10]++ }, ErrOrderForged},
+		{"the kind edited", func(_ *Order, _, _ *[]byte, p []byte, _ *time.Time) { p[0] = byte(KindAdmin) }, ErrOrderForged},
+		{"a tag bit flipped", func(_ *Order, _, _ *[]byte, p []byte, _ *time.Time) { p[Len-1] ^= 0x80 }, ErrOrderForged},
+		{"the plain admin token", func(_ *Order, job, _ *[]byte, p []byte, _ *time.Time) { copy(p, SignAdmin(orderSecret, *job)) }, ErrOrderForged},
+		{"received after expiry plus skew", func(_ *Order, _, _ *[]byte, _ []byte, at *time.Time) { *at = at.Add(OrderLife + OrderSkew) }, ErrOrderExpired},
+		{"received long after", func(_ *Order, _, _ *[]byte, _ []byte, at *time.Time) { *at = at.Add(24 * time.Hour) }, ErrOrderExpired},
+		{"a node clock far behind", func(_ *Order, _, _ *[]byte, _ []byte, at *time.Time) { *at = at.Add(-OrderSkew - time.Millisecond) }, ErrOrderTooLong},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o2 := o
+			o2.Nonce = append([]byte(nil), o.Nonce...)
+			j2, s2, p2, at := append([]byte(nil), job...), append([]byte(nil), orderSecret...), append([]byte(nil), proof...), now
+			tc.edit(&o2, &j2, &s2, p2, &at)
+			if _, err := VerifyOrder(s2, j2, o2, p2, at); !errors.Is(err, tc.want) {
+				t.Fatalf("VerifyOrder: %v, want %v", err, tc.want)
+			}
+		})
+	}
+	// Within the skew either way, the order stands.
+	for _, at := range []time.Time{now.Add(-OrderSkew + time.Millisecond), now.Add(OrderLife + OrderSkew - time.Millisecond)} {
+		if _, err := VerifyOrder(orderSecret, job, o, proof, at); err != nil {
+			t.Errorf("received at %v (made at %v): %v", at.Sub(now), now, err)
+		}
+	}
+	// An order that asks to live longer than OrderLife+OrderSkew is refused
+	// even from the controller.
+	long := o
+	long.ExpiresMs = now.Add(OrderLife + OrderSkew + time.Second).UnixMilli()
+	if _, err := VerifyOrder(orderSecret, job, long, OrderProof(SignAdmin(orderSecret, job), &long), now); !errors.Is(err, ErrOrderTooLong) {
+		t.Errorf("an order valid for %v: %v, want ErrOrderTooLong", OrderLife+OrderSkew+time.Second, err)
+	}
+	// An order without an expiry never passes.
+	never := o
+	never.ExpiresMs = 0
+	if _, err := VerifyOrder(orderSecret, job, never, OrderProof(SignAdmin(orderSecret, job), &never), now); !errors.Is(err, ErrOrderExpired) {
+		t.Errorf("an order without expiry: %v, want ErrOrderExpired", err)
+	}
+}
+
+// FuzzVerifyOrder: whatever a forger changes in a valid order (address,
+// incarnation, flags, opcode, nonce, the proof's bytes), VerifyOrder takes
+// it only when the result is the order as made.
+func FuzzVerifyOrder(f *testing.F) {
+	f.Add("10.0.0.7:7000", uint64(0x1234_5678_9abc), uint16(0), byte(7), []byte("0123456789abcdef"), []byte{})
+	f.Add("10.0.0.8:7000", uint64(0x1234_5678_9abc), uint16(16), byte(7), []byte("0123456789abcdef"), []byte{1, 0x80})
+	f.Add("10.0.0.7:7000", uint64(1), uint16(0), byte(7), []byte("0123456789abcdef"), []byte{20, 1})
+	now := time.UnixMilli(1_800_000_000_000)
+	job := []byte("sort-17")
+	o := validOrder(now)
+	proof := OrderProof(SignAdmin(orderSecret, job), &o)
+	f.Fuzz(func(t *testing.T, addr string, inc uint64, flags uint16, op byte, nonce, flips []byte) {
+		p := append([]byte(nil), proof...)
+		for i := 0; i+1 < len(flips); i += 2 {
+			p[int(flips[i])%Len] ^= flips[i+1]
+		}
+		got := Order{Addr: addr, Incarnation: inc, Op: op, Flags: flags, Nonce: nonce}
+		_, err := VerifyOrder(orderSecret, job, got, p, now)
+		same := addr == o.Addr && inc == o.Incarnation && flags == o.Flags && op == o.Op &&
+			bytes.Equal(nonce, o.Nonce) && bytes.Equal(p, proof)
+		if (err == nil) != same {
+			t.Fatalf("order %+v with proof %x: %v (same as made: %v)", got, p, err, same)
+		}
+	})
+}
