@@ -26,8 +26,10 @@
 //     revoked (deregistered) or the token expires. Gen lets a node tell a
 //     job it has not heard of yet (registered after the node's last word
 //     from the controller) from one that is gone.
-//   - KindAdmin: made by the controller for its own requests about a job
-//     (dropping a deregistered job's data); nodes accept it only there.
+//   - KindAdmin: the controller's key for its orders about a job
+//     (dropping a deregistered job's data). It is never sent: an order
+//     carries OrderProof keyed with it (KindOrder below), and a node
+//     takes no admin token as such.
 //
 // Proofs are tags of the same construction (claims zero) that a peer sends
 // to show it holds the secret, each bound to a nonce the controller chose
