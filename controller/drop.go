@@ -2,9 +2,9 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
-	"time"
 
 	dataclient "github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/token"
@@ -12,7 +12,10 @@ import (
 )
 
 // dropAll asks every node of the map that is not dead to drop the job's
-// data, in parallel, and sums the replies.
+// data, in parallel, and sums the replies. Each order is made for its
+// node's address and incarnation (token.OrderProof, keyed with the job's
+// admin token, which is not sent): the registry's, else the one the node
+// proves when asked (askIncarnationOnce).
 func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNode) *wire.DropResult {
 	var (
 		mu   sync.Mutex
@@ -34,7 +37,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 		wg.Add(1)
 		go func(addr string) {
 			defer wg.Done()
-			count, size, err := dropOne(ctx, cl, addr, job, admin, c.cfg.DropTimeout)
+			count, size, err := c.dropOne(ctx, cl, addr, job, admin)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -53,10 +56,26 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 }
 
 // dropOne asks the node at addr to drop the job's data, bounded by
-// timeout, through the one data-plane client (dataclient.Client.DropJob),
-// and returns the values removed and the bytes freed.
-func dropOne(ctx context.Context, cl *dataclient.Client, addr, job string, admin []byte, timeout time.Duration) (uint64, int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// DropTimeout, through the one data-plane client (dataclient.Client.
+// DropJobAt), and returns the values removed and the bytes freed. The
+// order is bound to the node's incarnation as registered; for a node whose
+// incarnation the registry does not know (0: registered by a node or
+// stored by a controller from before incarnations), the node is asked
+// first, once (askIncarnationOnce checks its proof of the secret).
+func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, job string, admin []byte) (uint64, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DropTimeout)
 	defer cancel()
-	return cl.DropJob(ctx, addr, job, admin)
+	c.mu.Lock()
+	var inc uint64
+	if n := c.nodes[addr]; n != nil {
+		inc = n.incarnation
+	}
+	c.mu.Unlock()
+	if inc == 0 {
+		var err error
+		if inc, err = c.askIncarnationOnce(ctx, cl, addr); err != nil {
+			return 0, 0, fmt.Errorf("drop job %s at %s: its incarnation: %w", job, addr, err)
+		}
+	}
+	return cl.DropJobAt(ctx, addr, job, admin, inc)
 }

@@ -176,16 +176,23 @@ func (c *Controller) confirmRestart(reg *wire.NodeRegister, old uint64) error {
 // without an answer (wire.ErrUnavailable) is retried every probeRetryGap
 // until ctx ends.
 func (c *Controller) askIncarnation(ctx context.Context, addr string) (uint64, error) {
+	cl := dataclient.New(dataclient.Options{ConnsPerNode: 1, DialTimeout: c.cfg.ProbeTimeout})
+	defer cl.Close()
+	inc, err := c.askIncarnationOnce(ctx, cl, addr)
+	for errors.Is(err, wire.ErrUnavailable) && sleepCtx(ctx, probeRetryGap) {
+		inc, err = c.askIncarnationOnce(ctx, cl, addr)
+	}
+	return inc, err
+}
+
+// askIncarnationOnce asks the node serving at addr once, through cl, for
+// its incarnation over a fresh nonce and checks its proof of the secret.
+func (c *Controller) askIncarnationOnce(ctx context.Context, cl *dataclient.Client, addr string) (uint64, error) {
 	nonce, err := token.NewNonce(probeNonceLen)
 	if err != nil {
 		return 0, err
 	}
-	cl := dataclient.New(dataclient.Options{ConnsPerNode: 1, DialTimeout: c.cfg.ProbeTimeout})
-	defer cl.Close()
 	inc, proof, err := cl.Incarnation(ctx, addr, nonce)
-	for errors.Is(err, wire.ErrUnavailable) && sleepCtx(ctx, probeRetryGap) {
-		inc, proof, err = cl.Incarnation(ctx, addr, nonce)
-	}
 	if err != nil {
 		return 0, err
 	}

@@ -177,12 +177,7 @@ func (n *Node) admit(cs *connState, h *wire.Header) (Tier, error) {
 	case wire.OpPing, wire.OpIncarnation:
 		return nil, nil
 	case wire.OpDropJob:
-		if n.cfg.Guard != nil {
-			if err := n.cfg.Guard.CheckAdmin(r.Job, r.Token); err != nil {
-				return nil, err
-			}
-		}
-		return nil, nil
+		return nil, n.checkOrder(h, r)
 	}
 	if len(r.Job) == 0 {
 		return nil, errNoJob

@@ -10,8 +10,8 @@ import (
 // TokenGuard checks capability tokens issued by the controller with the
 // cluster secret (internal/token). Job tokens pass for their own job only,
 // and only while the node's job table does not hold the job revoked or the
-// token expired (jobtable.go); drop-job orders need the controller's admin
-// token for that job.
+// token expired (jobtable.go); drop-job orders need the controller's proof
+// made for this node with the job's admin token (orders.go).
 //
 // NewNode gives each node its own copy bound to the node's job table: a
 // token that passed the full check is remembered in the job's entry, so a
@@ -73,12 +73,13 @@ func (g *TokenGuard) CheckJob(job, tok []byte) error {
 	return g.jobs.admit(job, c, tok)
 }
 
-// CheckAdmin implements Guard.
-func (g *TokenGuard) CheckAdmin(job, tok []byte) error {
-	if !token.VerifyAdmin(g.secret, job, tok) {
-		return &wire.Error{Code: wire.CodeBadToken, Msg: "drop-job needs the controller's token"}
+// CheckOrder implements Guard.
+func (g *TokenGuard) CheckOrder(job []byte, o token.Order, proof []byte, now time.Time) (int64, error) {
+	exp, err := token.VerifyOrder(g.secret, job, o, proof, now)
+	if err != nil {
+		return 0, orderError(err)
 	}
-	return nil
+	return exp, nil
 }
 
 // incarnationProver is a Guard that proves the node's incarnation with

@@ -274,7 +274,7 @@ func TestDropOrderRevokes(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := dial(t, n, "d-1")
-	r := roundTrip(t, c, wire.OpDropJob, 0, &wire.Request{Job: []byte("d-1"), Token: token.SignAdmin(jtSecret, []byte("d-1"))}, nil)
+	r := roundTrip(t, c, wire.OpDropJob, 0, dropOrder(n, n.Addr().String(), "d-1", 0, "nonce-d-1-00001"), nil)
 	if r.Err() != nil {
 		t.Fatal(r.Err())
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -21,9 +22,12 @@ type Guard interface {
 	// CheckJob returns nil when token grants access to job, else an error
 	// matching wire.ErrBadToken. Called on every request, so it must be cheap.
 	CheckJob(job, token []byte) error
-	// CheckAdmin returns nil when token is the controller's own for job
-	// (drop-job orders).
-	CheckAdmin(job, token []byte) error
+	// CheckOrder checks proof as the controller's order o about job
+	// (drop-job orders: token.VerifyOrder; o names this node's address and
+	// incarnation, the request's opcode, flags and nonce) received at now,
+	// and returns the order's expiry in Unix milliseconds, or an error
+	// matching wire.ErrBadToken. The node refuses a nonce it took before.
+	CheckOrder(job []byte, o token.Order, proof []byte, now time.Time) (expiresMs int64, err error)
 }
 
 // NodeConfig configures a storage node.
@@ -63,7 +67,9 @@ type Node struct {
 	closed atomic.Bool
 	drain  atomic.Bool
 
-	incarnation uint64 // Incarnation
+	incarnation uint64                 // Incarnation
+	advert      atomic.Pointer[string] // SetAdvertised
+	orders      orderLog               // nonces of the controller's orders taken (orders.go)
 	// inflight counts blocking tier calls queued or running on workers.
 	inflight atomic.Int64
 	// pf is the DRAM tier when it can prefetch, else nil; batches are the
@@ -133,6 +139,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		return nil, fmt.Errorf("dataplane: listen %s: %w", cfg.Listen, err)
 	}
 	n.srv = srv
+	bound := srv.Addr().String()
+	n.advert.CompareAndSwap(nil, &bound) // orders name it until SetAdvertised
 	return n, nil
 }
 

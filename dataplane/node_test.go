@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -209,11 +210,11 @@ func (fakeGuard) CheckJob(job, token []byte) error {
 	return nil
 }
 
-func (fakeGuard) CheckAdmin(job, token []byte) error {
-	if string(token) != "admin" {
-		return wire.ErrBadToken
+func (fakeGuard) CheckOrder(job []byte, o token.Order, proof []byte, now time.Time) (int64, error) {
+	if string(proof) != "admin" {
+		return 0, wire.ErrBadToken
 	}
-	return nil
+	return now.Add(time.Minute).UnixMilli(), nil
 }
 
 func TestNodeGuardAndEpoch(t *testing.T) {

@@ -18,8 +18,8 @@ import (
 // unless set), and serves on a connection opened there exactly one
 // request, then closes it:
 //
-//   - wire.OpIncarnation, wire.OpDropJob (the controller's admin token is
-//     checked as everywhere) and wire.OpPing are served;
+//   - wire.OpIncarnation, wire.OpDropJob (the controller's order proof is
+//     checked as everywhere, orders.go) and wire.OpPing are served;
 //   - any other request (every data request) is refused with
 //     wire.CodeLimit naming the limit, without being decoded, and its
 //     payload is not read.

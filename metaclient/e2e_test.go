@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -39,9 +40,11 @@ func startController(t *testing.T, addr string) (*controller.Controller, string)
 }
 
 // fakeNode is a storage node's stand-in: a data-plane listener that answers
-// OpDropJob (checking the admin token) and a metaclient heartbeat loop.
+// OpDropJob (checking the controller's order proof, made for its address
+// and incarnation) and a metaclient heartbeat loop.
 type fakeNode struct {
 	addr   string
+	inc    uint64
 	ln     net.Listener
 	drops  atomic.Int32
 	bad    atomic.Int32
@@ -59,7 +62,7 @@ func startNode(t *testing.T, ctlAddr string) *fakeNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &fakeNode{addr: ln.Addr().String(), ln: ln, runErr: make(chan error, 1)}
+	n := &fakeNode{addr: ln.Addr().String(), inc: rand.Uint64() | 1, ln: ln, runErr: make(chan error, 1)}
 	n.wg.Add(1)
 	go n.serve()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -67,7 +70,7 @@ func startNode(t *testing.T, ctlAddr string) *fakeNode {
 	mc := metaclient.New(ctlAddr, metaclient.Options{Secret: secret, Logger: quiet})
 	go func() {
 		n.runErr <- mc.RunNode(ctx, metaclient.NodeLoop{
-			Register: wire.NodeRegister{Addr: n.addr, Cores: 2,
+			Register: wire.NodeRegister{Addr: n.addr, Cores: 2, Incarnation: n.inc,
 				Tiers: []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30, Mbps: 8000}}},
 			Report: func(hb *wire.Heartbeat) {
 				hb.Tiers = []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30, UsedBytes: 1 << 20, Mbps: 8000}}
@@ -112,8 +115,14 @@ func (n *fakeNode) answer(conn net.Conn) {
 	}
 	var req wire.Request
 	enc := wire.NewEncoder()
-	if err := wire.DecodeRequest(meta, &lim, &req); err != nil || h.Op != wire.OpDropJob ||
-		!token.VerifyAdmin(secret, req.Job, req.Token) {
+	if err := wire.DecodeRequest(meta, &lim, &req); err != nil || h.Op != wire.OpDropJob {
+		n.bad.Add(1)
+		conn.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, wire.CodeBadToken,
+			enc.ErrorResponse(wire.Errorf(wire.CodeBadToken, "refused"))))
+		return
+	}
+	o := token.Order{Addr: n.addr, Incarnation: n.inc, Op: byte(h.Op), Flags: h.Flags, Nonce: req.Key}
+	if _, err := token.VerifyOrder(secret, req.Job, o, req.Token, time.Now()); err != nil {
 		n.bad.Add(1)
 		conn.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, wire.CodeBadToken,
 			enc.ErrorResponse(wire.Errorf(wire.CodeBadToken, "refused"))))

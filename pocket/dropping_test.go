@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -20,8 +21,8 @@ import (
 // order did not reach does.
 type heartbeatOnly struct{ *dataplane.TokenGuard }
 
-func (heartbeatOnly) CheckAdmin(job, tok []byte) error {
-	return &wire.Error{Code: wire.CodeBadToken, Msg: "this test node takes revocations from heartbeats only"}
+func (heartbeatOnly) CheckOrder(job []byte, o token.Order, proof []byte, now time.Time) (int64, error) {
+	return 0, &wire.Error{Code: wire.CodeBadToken, Msg: "this test node takes revocations from heartbeats only"}
 }
 
 // addFaultyNode adds a node over a Faulty DRAM tier, guarded by

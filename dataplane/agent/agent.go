@@ -80,7 +80,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	cfg.Node.AwaitSync() // its job table comes from the controller
+	cfg.Node.AwaitSync()             // its job table comes from the controller
+	cfg.Node.SetAdvertised(cfg.Addr) // the controller's orders name it
 	a := &agent{cfg: cfg, ctx: ctx, last: time.Now(), lastStats: cfg.Node.Stats(), lastJobs: byJob(cfg.Node.JobTraffic())}
 	a.move = startMover(ctx, cfg.Node, cfg.Controller, cfg.Addr, cfg.Logger)
 	defer a.move.stop()

@@ -1,0 +1,219 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// dropOrder is the controller's drop order about job for the node n as
+// known at addr, with header flags flags, the nonce nonce and the expiry
+// now+token.OrderLife (token.OrderProof, as client.DropJobAt makes it).
+func dropOrder(n *Node, addr, job string, flags uint16, nonce string) *wire.Request {
+	return dropOrderAt(n.Incarnation(), addr, job, flags, nonce, time.Now().Add(token.OrderLife))
+}
+
+// dropOrderAt is dropOrder for incarnation inc and expiry exp.
+func dropOrderAt(inc uint64, addr, job string, flags uint16, nonce string, exp time.Time) *wire.Request {
+	o := token.Order{Addr: addr, Incarnation: inc, Op: byte(wire.OpDropJob), Flags: flags,
+		Nonce: []byte(nonce), ExpiresMs: exp.UnixMilli()}
+	return &wire.Request{Job: []byte(job), Key: o.Nonce, Token: token.OrderProof(token.SignAdmin(jtSecret, []byte(job)), &o)}
+}
+
+// orderFrame is the frame of the drop order req with header flags flags.
+func orderFrame(t *testing.T, flags uint16, req *wire.Request) []byte {
+	t.Helper()
+	meta := append([]byte(nil), wire.NewEncoder().Request(req)...)
+	return append(wire.AppendHeader(nil, &wire.Header{Op: wire.OpDropJob, Flags: flags, ID: 1, MetaLen: uint32(len(meta))}), meta...)
+}
+
+// holdValues puts a temporary and a persist-after-job value of job on n.
+func holdValues(t *testing.T, n *Node, job string) []byte {
+	t.Helper()
+	tok := token.SignJob(jtSecret, []byte(job), token.Claims{Gen: 1})
+	if err := jobOp(t, n, wire.OpPut, job, "tmp", tok, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := jobOp(t, n, wire.OpPut, job, "kept", tok, 0, wire.FlagPersist); err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestDropOrderIsTakenOnce: the controller's order, made for this node,
+// is taken once (the temporary value goes, the persist-after-job one
+// stays); the same frame sent again, within its validity, is refused as a
+// replay, and so is the frame with FlagPrefix added (it would drop the
+// persisted value too). With the old admin token any number of replays
+// were taken.
+func TestDropOrderIsTakenOnce(t *testing.T) {
+	const job = "sort-21"
+	n := tokenNode(t)
+	holdValues(t, n, job)
+	frame := orderFrame(t, 0, dropOrder(n, n.Addr().String(), job, 0, "nonce-sort-21-01"))
+	if h, err := rawExchange(t, n, frame); err != nil || h.Code != wire.CodeOK {
+		t.Fatalf("the order as made for this node: %+v %v", h, err)
+	}
+	if u := n.jobUsage([]byte(job)); u == 0 {
+		t.Fatalf("the drop order dropped the persist-after-job value too")
+	}
+	if h, err := rawExchange(t, n, frame); err != nil || h.Code != wire.CodeBadToken {
+		t.Fatalf("the same order again: %+v %v, want bad token", h, err)
+	}
+	lim := wire.DefaultLimits()
+	h, err := wire.ParseHeader(frame, &lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Flags |= wire.FlagPrefix
+	forged := append(wire.AppendHeader(nil, &h), frame[wire.HeaderLen:]...)
+	if h, err := rawExchange(t, n, forged); err != nil || h.Code != wire.CodeBadToken {
+		t.Fatalf("the order with FlagPrefix added: %+v %v, want bad token", h, err)
+	}
+	if u := n.jobUsage([]byte(job)); u == 0 {
+		t.Errorf("the node holds 0 bytes of %s after the replays: its persist-after-job value is gone", job)
+	}
+	// The refusal says why.
+	c := dial(t, n, job)
+	r := roundTrip(t, c, wire.OpDropJob, 0, dropOrder(n, n.Addr().String(), job, 0, "nonce-sort-21-01"), nil)
+	if !errors.Is(r.Err(), wire.ErrBadToken) || !strings.Contains(r.Err().Error(), "replay") {
+		t.Errorf("a nonce taken before: %v, want bad token naming a replay", r.Err())
+	}
+}
+
+// TestDropOrderForAnotherProcessIsRefused: an order the controller made
+// for the process serving at an address, replayed to a new process at the
+// same address (the node restarted: its record of taken orders is gone),
+// is refused by the incarnation it names, and the new process's values of
+// the job stay. With the old admin token the replay was taken.
+func TestDropOrderForAnotherProcessIsRefused(t *testing.T) {
+	const job = "sort-22"
+	first := tokenNode(t)
+	addr := first.Addr().String()
+	frame := orderFrame(t, 0, dropOrder(first, addr, job, 0, "nonce-sort-22-01"))
+	if h, err := rawExchange(t, first, frame); err != nil || h.Code != wire.CodeOK {
+		t.Fatalf("the order to the first process: %+v %v", h, err)
+	}
+	first.Close()
+	d, err := NewDRAM(64<<20, DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var second *Node
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if second, err = NewNode(NodeConfig{Listen: addr, DRAM: d, Guard: NewTokenGuard(jtSecret), Net: netio.Config{Loops: 2}}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a new process at %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	defer second.Close()
+	if second.Incarnation() == first.Incarnation() {
+		t.Fatal("two processes drew the same incarnation")
+	}
+	tok := holdValues(t, second, job)
+	if h, err := rawExchange(t, second, frame); err != nil || h.Code != wire.CodeBadToken {
+		t.Fatalf("the first process's order replayed to the second at %s: %+v %v, want bad token", addr, h, err)
+	}
+	if err := jobOp(t, second, wire.OpGet, job, "tmp", tok, 0, 0); err != nil {
+		t.Errorf("get %s/tmp on the second process after the replay: %v", job, err)
+	}
+}
+
+// TestDropOrderValidity: an order is taken only within its validity by the
+// node's clock (expiry plus token.OrderSkew), and no order may ask to live
+// longer than token.OrderLife plus token.OrderSkew. With the old admin
+// token an order never expired.
+func TestDropOrderValidity(t *testing.T) {
+	const job = "sort-23"
+	n := tokenNode(t)
+	tok := holdValues(t, n, job)
+	addr := n.Addr().String()
+	c := dial(t, n, job)
+	for _, tc := range []struct {
+		name string
+		exp  time.Time
+	}{
+		{"expired a minute ago", time.Now().Add(-token.OrderSkew - time.Minute)},
+		{"valid for a day", time.Now().Add(24 * time.Hour)},
+	} {
+		r := roundTrip(t, c, wire.OpDropJob, 0, dropOrderAt(n.Incarnation(), addr, job, 0, "nonce-"+tc.name, tc.exp), nil)
+		if !errors.Is(r.Err(), wire.ErrBadToken) {
+			t.Errorf("an order %s: %v, want bad token", tc.name, r.Err())
+		}
+	}
+	if err := jobOp(t, n, wire.OpGet, job, "tmp", tok, 0, 0); err != nil {
+		t.Errorf("get %s/tmp after the refused orders: %v", job, err)
+	}
+}
+
+// TestDropOrderNamesTheAdvertisedAddress: a node known by another address
+// than the one it is bound to (pocket node --advertise; agent.Run calls
+// SetAdvertised) takes orders made for the advertised address only, and
+// the controller's client path (DropJobAt with the node's incarnation)
+// works; DropJob (incarnation unknown) is refused.
+func TestDropOrderNamesTheAdvertisedAddress(t *testing.T) {
+	const job = "sort-24"
+	n := tokenNode(t)
+	holdValues(t, n, job)
+	n.SetAdvertised("node-7.pocket.test:7000")
+	c := dial(t, n, job)
+	r := roundTrip(t, c, wire.OpDropJob, 0, dropOrder(n, n.Addr().String(), job, 0, "nonce-sort-24-01"), nil)
+	if !errors.Is(r.Err(), wire.ErrBadToken) {
+		t.Fatalf("an order for the bound address of a node advertised elsewhere: %v, want bad token", r.Err())
+	}
+	if r := roundTrip(t, c, wire.OpDropJob, 0, dropOrder(n, "node-7.pocket.test:7000", job, 0, "nonce-sort-24-02"), nil); r.Err() != nil {
+		t.Fatalf("an order for the advertised address: %v", r.Err())
+	}
+
+	m := tokenNode(t)
+	holdValues(t, m, job)
+	cl := client.New(client.Options{ConnsPerNode: 1, DialTimeout: time.Second})
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	admin := token.SignAdmin(jtSecret, []byte(job))
+	if _, _, err := cl.DropJob(ctx, m.Addr().String(), job, admin); !errors.Is(err, wire.ErrBadToken) {
+		t.Fatalf("DropJob without the node's incarnation: %v, want bad token", err)
+	}
+	if _, _, err := cl.DropJobAt(ctx, m.Addr().String(), job, admin, m.Incarnation()^1); !errors.Is(err, wire.ErrBadToken) {
+		t.Fatalf("DropJobAt with another incarnation: %v, want bad token", err)
+	}
+	values, _, err := cl.DropJobAt(ctx, m.Addr().String(), job, admin, m.Incarnation())
+	if err != nil || values != 1 {
+		t.Fatalf("DropJobAt with the node's incarnation: %d values, %v; want 1 (the persisted one stays)", values, err)
+	}
+}
+
+// TestOrderLogForgetsExpiredNonces: the node's record of taken orders
+// stays bounded: once it is half full, nonces whose orders can no longer
+// pass are forgotten, and a nonce still valid is refused again.
+func TestOrderLogForgetsExpiredNonces(t *testing.T) {
+	var l orderLog
+	now := time.Now()
+	old := now.Add(-token.OrderSkew - time.Second).UnixMilli()
+	for i := range maxOrders / 2 {
+		if err := l.take([]byte{byte(i), byte(i >> 8), byte(i >> 16), 1, 2, 3, 4, 5}, old, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.take([]byte("fresh-nonce"), now.Add(token.OrderLife).UnixMilli(), now); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.seen) != 1 {
+		t.Errorf("after the prune the log holds %d nonces, want 1", len(l.seen))
+	}
+	if err := l.take([]byte("fresh-nonce"), now.Add(token.OrderLife).UnixMilli(), now); !errors.Is(err, wire.ErrBadToken) {
+		t.Errorf("a nonce taken before: %v, want bad token", err)
+	}
+}
