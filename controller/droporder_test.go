@@ -1,0 +1,71 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	dataclient "github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestDropOrderReachesRealNodes: a deregistration's drop orders are taken
+// by guarded nodes, each made for its node's address and incarnation: the
+// one from the node's registration, or, for a node registered without one
+// (0: an older agent), the one the node proves when asked first
+// (askIncarnationOnce). Values put with FlagPersist stay.
+func TestDropOrderReachesRealNodes(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		incarnation bool
+	}{{"registered incarnation", true}, {"incarnation asked", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+				Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			addr := n.Addr().String()
+			c, err := New(Config{Secret: testSecret, Logger: quietLog, DropTimeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			reg := dramNode(addr, 1<<30, 8000)
+			if tc.incarnation {
+				reg.Incarnation = n.Incarnation()
+			}
+			mustRegister(t, c, reg)
+			m, err := c.RegisterJob("drop", wire.JobHints{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cl := dataclient.New(dataclient.Options{})
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			for key, flags := range map[string]uint16{"tmp": 0, "kept": wire.FlagPersist} {
+				req := wire.Request{Job: []byte(m.Job), Key: []byte(key), Token: m.Token, Epoch: m.Epoch}
+				if _, err := cl.Do(ctx, addr, wire.OpPut, flags, &req, []byte("value"), nil); err != nil {
+					t.Fatalf("put %s: %v", key, err)
+				}
+			}
+			res, err := c.DeregisterJob(ctx, m.Job, m.Token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Nodes != 1 || res.Failed != 0 || res.Values != 1 {
+				t.Fatalf("deregistration dropped %d values on %d nodes, %d failed (%s); want 1 value on 1 node",
+					res.Values, res.Nodes, res.Failed, res.Message)
+			}
+		})
+	}
+}
