@@ -26,7 +26,7 @@ var (
 	// ErrBadName: an empty name, one over the key limit or one containing
 	// the reserved byte 0x00. It carries wire.CodeBadKey, the code a node
 	// answers such a key with.
-	ErrBadName error = &wire.Error{Code: wire.CodeBadKey, Msg: "bad name"}
+	ErrBadName error = &wire.Error{Code: wire.CodeBadKey, Msg: "key"}
 	// ErrCorrupt: a manifest or chunk does not match what was written, or
 	// a chunk of the current version of an object is gone (its node lost
 	// it).

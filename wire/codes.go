@@ -28,7 +28,7 @@ const (
 	CodeInternal     Code = 12 // a bug or unexpected state on the server
 	CodeDraining     Code = 13 // the node is draining and takes no new data
 	CodeBusy         Code = 14 // too many requests in flight; retry later
-	CodeBadKey       Code = 15 // empty or over-long job id or key
+	CodeBadKey       Code = 15 // an empty, over-long or ill-formed name: key, job id, job name, node address
 	CodeUnsupported  Code = 16 // the operation is not supported here
 	CodeClosed       Code = 17 // the server is shutting down
 	CodeNotDirectory Code = 18 // a directory call on a non-directory
@@ -46,7 +46,7 @@ var codeNames = [...]string{
 	CodeNoSpace: "no space", CodeUnknownJob: "unknown job", CodeBadToken: "bad token",
 	CodeStaleEpoch: "stale map epoch", CodeExists: "already exists", CodeIO: "I/O error",
 	CodeInternal: "internal error", CodeDraining: "node draining", CodeBusy: "busy",
-	CodeBadKey: "bad key", CodeUnsupported: "unsupported", CodeClosed: "closed",
+	CodeBadKey: "bad name", CodeUnsupported: "unsupported", CodeClosed: "closed",
 	CodeNotDirectory: "not a directory", CodeUnavailable: "unavailable",
 	CodeRevoked: "token revoked", CodeLimit: "limit reached", CodeLost: "lost",
 	CodeConflict: "conflict", CodeNotLeader: "not leader",

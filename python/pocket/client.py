@@ -59,7 +59,7 @@ Name = str | bytes
 def _name(key: Name) -> bytes:
     k = key.encode() if isinstance(key, str) else bytes(key)
     if not k or len(k) > MAX_NAME or b"\x00" in k:
-        raise errors.BadKey(f"bad name {key!r} (1 to {MAX_NAME} bytes, no 0x00)")
+        raise errors.BadKey(f"key {key!r}: want 1 to {MAX_NAME} bytes, no 0x00")
     return k
 
 

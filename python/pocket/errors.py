@@ -29,7 +29,8 @@ class Code(enum.IntEnum):
     INTERNAL = 12
     DRAINING = 13
     BUSY = 14
-    BAD_KEY = 15
+    BAD_NAME = 15  # an empty, over-long or ill-formed key, job id, job name or node address
+    BAD_KEY = 15  # the same code's earlier name (an alias of BAD_NAME)
     UNSUPPORTED = 16
     CLOSED = 17
     NOT_DIRECTORY = 18
@@ -80,7 +81,8 @@ StaleEpoch = _sub("StaleEpoch", Code.STALE_EPOCH, "The client's placement map is
 Exists = _sub("Exists", Code.EXISTS, "The name already exists.")
 Draining = _sub("Draining", Code.DRAINING, "The node is draining and takes no new data.")
 Busy = _sub("Busy", Code.BUSY, "Too many requests in flight; retry later.")
-BadKey = _sub("BadKey", Code.BAD_KEY, "An empty or over-long job id or name, or one with a 0x00 byte.")
+BadKey = _sub("BadKey", Code.BAD_NAME, "An empty, over-long or ill-formed name: a key (empty, over-long, or with a 0x00 byte), "
+               "a job id, or a job name (letters, digits, '.', '_' and '-' only).")
 Unavailable = _sub("Unavailable", Code.UNAVAILABLE, "The node holding the data cannot be reached.")
 Revoked = _sub("Revoked", Code.REVOKED, "The job's token was revoked or has expired.")
 Limit = _sub("Limit", Code.LIMIT, "A per-client or per-cluster limit was reached.")

@@ -99,6 +99,15 @@ def test_error_reply_carries_code_message_epoch():
     assert type(e) is errors.PocketError and e.code == 200
 
 
+def test_bad_name_code_says_name():
+    """Code 15 covers job names and node addresses as well as keys, and
+    reads "bad name" as the Go registry's text does (before: "bad key: job
+    name ..."); BAD_KEY stays its alias."""
+    e = errors.error_for(15, 'job name "a b": only letters, digits, \'.\', \'_\' and \'-\' are allowed')
+    assert isinstance(e, errors.BadKey) and e.code == errors.Code.BAD_NAME == errors.Code.BAD_KEY == 15
+    assert str(e).startswith('pocket: bad name: job name "a b"'), str(e)
+
+
 def test_garbage_metadata_is_malformed():
     for meta in [b"\x01", b"\xff" * 8, b"\x04\x00\x00\x00\xff\xff\xff\x7f", bytes(range(64))]:
         with pytest.raises(errors.PocketError):
