@@ -244,7 +244,7 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 		}
 		to, ok := c.adoptCandidateLocked(j, addr)
 		if !ok {
-			return wire.Errorf(wire.CodeUnavailable, "node %s is the only active %s node job %s has not lost: its data has nowhere to go", addr, kindName(j.tier), j.id)
+			return errNowhereToGo(addr, j)
 		}
 		w := 0.0
 		for _, mn := range j.nodes {
@@ -258,6 +258,21 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 		c.cfg.Logger.Info("controller: job gets a node to take the data of a draining one", "job", j.id, "node", to, "draining", addr)
 	}
 	return nil
+}
+
+// errNowhereToGo refuses the drain of addr, the only active node of j's
+// map, when no other active node of j's tier can take j's data, and says
+// what lets the drain go ahead: another node of the tier, or the job's
+// end.
+func errNowhereToGo(addr string, j *job) error {
+	tier := kindName(j.tier)
+	lost := ""
+	if len(j.lost) > 0 {
+		lost = " (nodes the job lost do not count: what they hold of it is stale)"
+	}
+	return wire.Errorf(wire.CodeUnavailable, "cannot drain node %s: it holds the data of job %s, and no other active %s node can take it%s; "+
+		"start another %s node (pocket node --controller ...), or deregister the job (pocket job deregister %s: its data is dropped but for values put with --persist), then drain again",
+		addr, j.id, tier, lost, tier, j.id)
 }
 
 // adoptCandidateLocked returns the address of the active node of j's

@@ -1,0 +1,57 @@
+package controller
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestDrainOfTheLastNodeSaysWhatToDo: the drain of a job's only node,
+// with no other node of its tier, is refused with the remedy (another
+// node of the tier, or the job's deregistration) in plain words; before,
+// 'node A is the only active dram node job J has not lost: its data has
+// nowhere to go', which named no remedy. Nodes the job lost are named as
+// not counting only when it lost some.
+func TestDrainOfTheLastNodeSaysWhatToDo(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	a := dramNode("127.0.0.1:7001", 1<<30, 8000)
+	mustRegister(t, c, a)
+	m, err := c.RegisterJob("rk", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Drain(a.Addr, time.Minute)
+	if !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("drain of the last node: %v; want unavailable", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"cannot drain node " + a.Addr, "job " + m.Job, "no other active dram node can take it",
+		"start another dram node", "pocket job deregister " + m.Job, "then drain again"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("refusal %q does not say %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "lost") {
+		t.Errorf("refusal %q speaks of lost nodes; the job lost none", msg)
+	}
+
+	// The job loses a second node: the refusal says lost nodes do not count.
+	b := dramNode("127.0.0.1:7002", 1<<30, 8000)
+	mustRegister(t, c, b)
+	m2, err := c.RegisterJob("rk2", wire.JobHints{})
+	if err != nil || len(m2.Nodes) != 2 {
+		t.Fatalf("%+v %v", m2, err)
+	}
+	if err := c.SetNodeState(b.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c)
+	c.heartbeat(&wire.Heartbeat{Addr: b.Addr}) // back, but lost to rk2
+	_, err = c.Drain(a.Addr, time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "nodes the job lost do not count") {
+		t.Fatalf("drain with only a lost node to go to: %v; want a note that lost nodes do not count", err)
+	}
+}
