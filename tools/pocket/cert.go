@@ -162,8 +162,13 @@ func (c *certIssue) report(role pki.Role, cert *x509.Certificate) {
 	}
 	switch role {
 	case pki.RoleNode:
-		fmt.Printf("copy %s and the cluster secret file to the node's host (e.g. scp -r %s HOST:), then there:\n"+
-			"  pocket node --controller CONTROLLER --tls-dir %s --secret-file FILE\n", c.out, c.out, filepath.Base(c.out))
+		host, to := "", "HOST"
+		if len(c.hosts) > 0 {
+			host, to = c.hosts[0], c.hosts[0]
+		}
+		fmt.Printf("copy %s and the cluster secret file to the node's host (e.g. scp -r %s %s:), then there:\n"+
+			"  pocket node --controller CONTROLLER%s --tls-dir %s --secret-file FILE\n%s",
+			c.out, c.out, to, nodeListenArg(host), filepath.Base(c.out), nodePortNote)
 	default:
 		fmt.Printf("use it with:\n  export %s=%s\n", envTLSDir, c.out)
 	}

@@ -160,7 +160,7 @@ func (f *ctlFlags) printServing(serve *ctlServe, secret *ownSecret, addr, tlsDir
 	if tlsDir != "" {
 		fmt.Printf("export %s=%s\n", envTLSDir, tlsDir)
 	}
-	fmt.Printf("start nodes with (%s):\n  pocket node --controller %s%s%s\n", note, addr, secretArg, nodeTLSArg(tlsDir))
+	fmt.Printf("start nodes with (%s):\n  pocket node --controller %s%s%s%s\n%s", note, addr, nodeListenArg(hostOf(addr)), secretArg, nodeTLSArg(tlsDir), nodePortNote)
 }
 
 func (f *ctlFlags) stateLine(serve *ctlServe) string {
@@ -381,6 +381,30 @@ func (s *ctlServe) mode() string {
 		return " over plain TCP (--insecure)"
 	}
 	return " over mutual TLS"
+}
+
+// nodeListenArg is the --listen of a printed node command: the node's
+// data plane on host at the node's default port, or on HOST (to fill in)
+// when host is empty or an unspecified address (a node must listen on an
+// address its clients reach, and it gives clients the address it binds).
+func nodeListenArg(host string) string {
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "HOST"
+	}
+	return " --listen " + net.JoinHostPort(host, nodeDefaultPort)
+}
+
+// nodePortNote follows a printed node command: a second node on one host
+// needs another port.
+const nodePortNote = "  (each node on one host needs its own --listen port: " + nodeDefaultPort + ", then 7101, ...)\n"
+
+// hostOf is addr's host ("" when addr is no HOST:PORT).
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return h
 }
 
 // nodeTLSArg is the flag that gives a node on this host its certificate.

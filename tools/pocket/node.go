@@ -29,6 +29,13 @@ import (
 	"github.com/pocketstore/pocket/telemetry/metrics"
 )
 
+// nodeDefaultPort is the port of a node's default --listen address,
+// nodeDefaultListen.
+const (
+	nodeDefaultPort   = "7100"
+	nodeDefaultListen = "127.0.0.1:" + nodeDefaultPort
+)
+
 func init() {
 	register("node", "", "run a storage node (or drain one: node drain ADDR)", runNode)
 	registerSub("node drain", "ADDR", "drain a node: it moves its data to the jobs' other nodes and leaves")
@@ -56,7 +63,7 @@ type nodeFlags struct {
 }
 
 func (f *nodeFlags) bind(fs *flag.FlagSet) {
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:7100", "address to serve the data plane on")
+	fs.StringVar(&f.listen, "listen", nodeDefaultListen, "address to serve the data plane on (each node on one host needs its own port)")
 	fs.StringVar(&f.dram, "dram", "1GiB", "DRAM tier capacity (0 for none)")
 	fs.IntVar(&f.loops, "loops", 0, "event loops (default: one per core)")
 	f.busyPoll = -1
@@ -113,7 +120,7 @@ func runNode(args []string) int {
 	}
 	node, closeTiers, err := startNode(&f, secret, id.log)
 	if err != nil {
-		return fail("node: %v", err)
+		return fail("node: %v", listenTaken(err, f.listen, "give this node another address with --listen HOST:PORT (each node on one host needs its own port)"))
 	}
 	defer closeTiers()
 	defer node.Close()

@@ -443,8 +443,8 @@ func printUp(u *upCluster, o upOptions) {
 		tlsArg = ""
 	}
 	secretArg, note := u.secret.usage()
-	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s\n  pocket node drain ADDR%s%s\n",
-		note, u.addr, secretArg, nodeTLSArg(u.tlsDir), secretArg, tlsArg)
+	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s%s\n%s  pocket node drain ADDR%s%s\n",
+		note, u.addr, nodeListenArg(hostOf(u.addr)), secretArg, nodeTLSArg(u.tlsDir), nodePortNote, secretArg, tlsArg)
 	if o.autoscale {
 		// A node added by hand counts like any other: under the band,
 		// scale-in drains the emptiest node first, which a new one is.

@@ -1,0 +1,17 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// listenTaken adds to err, the failure to listen on addr, the advice
+// (which --listen to change) when another process listens there
+// (EADDRINUSE). Other errors are returned as they are.
+func listenTaken(err error, addr, advice string) error {
+	if err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	return fmt.Errorf("%w; %s is taken: %s", err, addr, advice)
+}

@@ -1,0 +1,67 @@
+package main
+
+// A new user's second node on one host: the node commands the controller
+// and `pocket cert issue` print had no --listen, so a second node started
+// from them took the default 127.0.0.1:7100 and failed with 'bind:
+// address already in use ... (a second node on one address?)', which
+// named no flag.
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pocketstore/pocket/internal/pki"
+)
+
+// TestPrintedNodeCommandsGiveListen: the standalone controller's banner
+// and cert issue's node command carry --listen, on the controller's host
+// (HOST for one listening on every address) or the certificate's --host.
+func TestPrintedNodeCommandsGiveListen(t *testing.T) {
+	for _, c := range []struct{ ctl, want string }{
+		{"127.0.0.1:7400", "pocket node --controller 127.0.0.1:7400 --listen 127.0.0.1:7100 --secret-file /s/secret --insecure"},
+		{"10.0.0.5:7400", "--listen 10.0.0.5:7100"},
+		{"0.0.0.0:7400", "--listen HOST:7100"},
+		{"[::]:7400", "--listen HOST:7100"},
+	} {
+		out, _ := stdoutOf(t, func() int {
+			(&ctlFlags{}).printServing(&ctlServe{insecure: true}, &ownSecret{path: "/s/secret"}, c.ctl, "")
+			return 0
+		})
+		if !strings.Contains(out, c.want) || !strings.Contains(out, "each node on one host needs its own --listen port") {
+			t.Errorf("controller on %s prints\n%s\nwant %q and the note on ports", c.ctl, out, c.want)
+		}
+	}
+
+	data := t.TempDir()
+	if err := pki.Init(filepath.Join(data, tlsSubdir), []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	out, code := stdoutOf(t, func() int {
+		return runCertIssue([]string{"--role", "node", "--host", "otherhost", "--out", filepath.Join(t.TempDir(), "certs"), "--data-dir", data})
+	})
+	if code != 0 || !strings.Contains(out, "pocket node --controller CONTROLLER --listen otherhost:7100 --tls-dir certs") ||
+		!strings.Contains(out, "scp -r") || !strings.Contains(out, " otherhost:") {
+		t.Errorf("cert issue --role node --host otherhost: exit %d, prints\n%s\nwant a node command with --listen otherhost:7100", code, out)
+	}
+}
+
+// TestNodeOnATakenAddressNamesListen: a node whose --listen address
+// another process listens on fails naming --listen and the address.
+func TestNodeOnATakenAddressNamesListen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	errOut, code := captured(t, &os.Stderr, func() int {
+		return runNode([]string{"--listen", addr, "--dram", "1MiB", "--log-level", "error"})
+	})
+	if code == 0 || !strings.Contains(errOut, "address already in use") ||
+		!strings.Contains(errOut, addr+" is taken: give this node another address with --listen HOST:PORT") {
+		t.Fatalf("node on a taken address: exit %d, stderr %q; want the address taken and --listen named", code, errOut)
+	}
+}
