@@ -15,7 +15,9 @@ all: build
 build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./tools/pocket
 
-# run starts a local cluster on the embedded default (see README).
+# run starts a local cluster on the embedded default (see README), its
+# controller on $POCKET_ADDR (default 127.0.0.1:7000): POCKET_ADDR=HOST:PORT
+# make run when that port is taken.
 run: build
 	./scripts/run-demo.sh $(BIN)
 

@@ -28,7 +28,13 @@ trap 'exit 130' INT TERM
 up_pid=$!
 for _ in $(seq 100); do
 	grep -q 'cluster up' "$work/up.log" && break
-	kill -0 "$up_pid" 2>/dev/null || { cat "$work/up.log"; exit 1; }
+	if ! kill -0 "$up_pid" 2>/dev/null; then
+		cat "$work/up.log"
+		if grep -q 'address already in use' "$work/up.log"; then
+			echo "make run: $ADDR is taken: run the demo on another address with POCKET_ADDR=HOST:PORT make run" >&2
+		fi
+		exit 1
+	fi
 	sleep 0.1
 done
 export POCKET_CONTROLLER=$ADDR

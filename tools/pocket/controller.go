@@ -123,7 +123,7 @@ func (f *ctlFlags) run(serve *ctlServe, id identity) int {
 	defer serve.close()
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
-		return fail("controller: %v", err)
+		return fail("controller: %v", listenTaken(err, f.listen, ctlListenAdvice))
 	}
 	addr := ln.Addr().String()
 	if f.ha.on() {

@@ -15,3 +15,7 @@ func listenTaken(err error, addr, advice string) error {
 	}
 	return fmt.Errorf("%w; %s is taken: %s", err, addr, advice)
 }
+
+// ctlListenAdvice is listenTaken's advice for a controller (pocket up,
+// pocket controller).
+const ctlListenAdvice = "give the controller another address with --listen HOST:PORT (or stop the process that listens there)"

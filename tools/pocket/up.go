@@ -146,7 +146,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		ctl.Close()
 		o.serve.close()
 		secret.close()
-		return nil, err
+		return nil, listenTaken(err, o.listen, ctlListenAdvice)
 	}
 	id.set(addr.String())
 	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret, serve: o.serve, tlsDir: tlsDir,
