@@ -153,8 +153,19 @@ def deregister_job(jobid):
     process's handles find the persisted values from then on. A map's
     dead nodes are no failure (0); live nodes that did not drop the job's
     data return -1 with a DropError (last_error), yet the job is
-    deregistered and read as such, as after 0."""
+    deregistered and read as such, as after 0. A job this process
+    deregistered already returns -1 with UnknownJob ("has ended
+    already")."""
     try:
+        with _lock:
+            again = jobid in _deregistered
+        if again:
+            # Its token went with the deregistration (_ended): say so, as
+            # the controller and `pocket job deregister` do, rather than
+            # ask for a token.
+            raise errors.UnknownJob(f"job {jobid} is not registered: it has ended already (this process deregistered "
+                                    "it). Its data was dropped, except values put with PERSIST_AFTER_JOB, which stay "
+                                    "readable here, and elsewhere with POCKET_CREDENTIAL set to job_credential(jobid)")
         tok = _token_of(jobid)
         if tok is None:
             raise errors.BadToken(f"no token for job {jobid!r}: register it here or set POCKET_TOKEN and POCKET_JOB")

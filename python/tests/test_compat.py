@@ -151,6 +151,20 @@ def test_errors_return_minus_one(cluster_env):
     assert pocket.close(p) == 0
 
 
+def test_deregister_job_twice_says_it_ended(cluster_env):
+    """A second deregister_job of a job this process deregistered says
+    the job has ended already, as the CLI does (before: BadToken "no
+    token ...: register it here or set POCKET_TOKEN")."""
+    jobid = pocket.register_job("twice")
+    assert jobid is not None, pocket.last_error()
+    assert pocket.deregister_job(jobid) == 0
+    assert pocket.deregister_job(jobid) == -1
+    e = pocket.last_error()
+    assert isinstance(e, pocket.UnknownJob), repr(e)
+    assert "has ended already" in str(e) and "POCKET_TOKEN" not in str(e), str(e)
+    assert pocket.job_credential(jobid) is not None  # its persisted values stay reachable
+
+
 _FORK = {}  # the parent's handle and job, inherited by forked workers
 
 
