@@ -153,8 +153,9 @@ var ErrOutcomeUnknown = errors.New("outcome unknown")
 // OutcomeUnknownError is returned when the connection failed after a call
 // that is not idempotent (a job registration or deregistration, a drain, a
 // node's registration or heartbeat) was written: the controller may or may
-// not have acted on it, so it is not sent again. Err is the transport
-// error.
+// not have acted on it, so it is not sent again (but see
+// ErrControllerTLS: a plain TCP request a TLS controller never read). Err
+// is the transport error.
 type OutcomeUnknownError struct {
 	Op   wire.Op
 	Addr string
@@ -544,6 +545,9 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 			return err
 		}
 		if sent && !idempotent(op) {
+			if c.plainToTLS(ctx, reused, err) {
+				return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, ErrControllerTLS)
+			}
 			return &OutcomeUnknownError{Op: op, Addr: c.addr, Err: err}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
