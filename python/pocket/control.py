@@ -84,6 +84,7 @@ class Controller:
         self._id = 0
         self._lock = threading.Lock()
         self._sent = False  # the current call's request was written whole
+        self._got = 0  # bytes of the current call's reply received
 
     def close(self) -> None:
         with self._lock:
@@ -130,7 +131,11 @@ class Controller:
         """One call, sent again at once on a new connection when one that
         had served fails, unless op is not idempotent and its request was
         written whole: that raises OutcomeUnknown (the controller may have
-        acted on it: a job is never registered twice). Before such a
+        acted on it: a job is never registered twice), except on a fresh
+        plain TCP connection to a controller that serves TLS (it answers a
+        TLS handshake: _speaks_tls), which never read the request: that
+        raises PocketError (code UNSUPPORTED) naming POCKET_TLS_DIR, as the
+        Go metaclient's ErrControllerTLS. Before such a
         request goes out on a connection that had served, a connection the
         controller closed meanwhile (a restart) is dropped."""
         idempotent = op in _IDEMPOTENT
@@ -138,7 +143,7 @@ class Controller:
             if not idempotent:
                 self._drop_if_closed()
             reused = self._sock is not None
-            self._sent = False
+            self._sent, self._got = False, 0
             try:
                 if self._sock is None:
                     self._sock = self._dial()
@@ -148,12 +153,38 @@ class Controller:
             except (OSError, ValueError) as e:
                 self._drop()
                 if self._sent and not idempotent:
+                    if self.tls is None and not reused and not self._got and self._speaks_tls():
+                        raise errors.PocketError(
+                            f"controller {self.addr} serves TLS and closed this plain TCP connection without reading "
+                            "the request, so it did nothing (no job was registered or deregistered): set "
+                            "POCKET_TLS_DIR to the cluster's TLS directory (the one pocket up printed), or give tls_dir",
+                            errors.Code.UNSUPPORTED) from None
                     hint = _OUTCOME_HINT.get(op, "the controller may have acted on it")
                     raise errors.OutcomeUnknown(f"controller {self.addr}: the connection failed after the request "
                                                 f"was sent, so its outcome is unknown ({hint}): {e}") from None
                 if not reused or attempt:
                     raise errors.Unavailable(f"controller {self.addr}: {e}") from None
         raise AssertionError("unreachable")
+
+    def _speaks_tls(self) -> bool:
+        """Whether the controller answers a TLS handshake (its certificate
+        unchecked: this only asks whether a TLS server listens). A TLS
+        listener reads a plain TCP request as a bad handshake and closes the
+        connection without acting on it; a plain controller that closed one
+        after the request (it may have acted) answers no handshake."""
+        host, _, port = self.addr.rpartition(":")
+        host = host.strip("[]")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            with socket.create_connection((host, int(port)), timeout=min(self.timeout, 5.0)) as s:
+                with ctx.wrap_socket(s, server_hostname=host):
+                    return True
+        except ssl.SSLError as e:
+            return "ALERT" in (e.reason or "").upper()  # a TLS alert: a TLS server answered
+        except (OSError, ValueError):
+            return False
 
     def _drop_if_closed(self) -> None:
         """Drops the connection when the controller closed it or sent
@@ -173,6 +204,7 @@ class Controller:
         view, k = memoryview(buf), 0
         while k < n:
             got = self._sock.recv_into(view[k:])
+            self._got += got
             if got == 0:
                 if self.tls is None:
                     raise ConnectionError("connection closed by the controller; the controller may require TLS: "

@@ -104,3 +104,33 @@ def test_map_fetch_sent_again_after_its_reply_was_lost(insecure_cluster):
         j.deregister()
     finally:
         proxy.close()
+
+
+def test_registration_closed_by_a_plain_server_stays_outcome_unknown():
+    """A plain TCP server that reads a registration on a fresh connection
+    and closes it without a reply (a controller that crashed, maybe after
+    acting) is no TLS listener: the error stays OutcomeUnknown (only a
+    controller that answers a TLS handshake is known not to have read the
+    request)."""
+    ln = socket.create_server(("127.0.0.1", 0))
+    addr = "127.0.0.1:%d" % ln.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = ln.accept()
+            except OSError:
+                return
+            try:
+                conn.recv(65536)
+            except OSError:
+                pass
+            conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with pocket.Client(addr, insecure=True) as c:
+            with pytest.raises(pocket.OutcomeUnknown) as ei:
+                c.register_job("crashed")
+        assert "may have registered the job" in str(ei.value)
+    finally:
+        ln.close()

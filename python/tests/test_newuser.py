@@ -51,10 +51,15 @@ def test_client_finds_tls_in_the_data_dir(cluster, tmp_path, monkeypatch):
 
 
 def test_plain_connection_closed_says_tls(cluster):
+    """A registration over plain TCP to the TLS controller fails definitely
+    (the controller never read it), naming POCKET_TLS_DIR; before, it was
+    OutcomeUnknown, "the controller may have registered the job"."""
     with pocket.Client(cluster.addr, insecure=True) as c:
         with pytest.raises(pocket.PocketError) as e:
             c.register_job("no-tls")
-    assert "may require TLS: set POCKET_TLS_DIR" in str(e.value)
+    assert not isinstance(e.value, pocket.OutcomeUnknown), str(e.value)
+    assert "serves TLS" in str(e.value) and "did nothing" in str(e.value), str(e.value)
+    assert "set POCKET_TLS_DIR" in str(e.value) and "may have registered" not in str(e.value), str(e.value)
 
 
 def test_job_token_of_the_pythonic_api(client):
