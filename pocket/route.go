@@ -112,7 +112,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 		case t.dead && j.retired.Load():
 			err = goneErr(t.addr) // found gone (gone.go)
 		case t.dead:
-			err = client.MarkNotSent(&wire.Error{Code: wire.CodeUnavailable, Msg: "node " + t.addr + " is dead"})
+			err = deadNodeErr(t.addr)
 		case t.old != "":
 			r, err = j.drainDo(ctx, t, op, flags, key, x, payload, dst)
 		default:
@@ -129,6 +129,22 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 		}
 		return r, t.addr, err
 	}
+}
+
+// deadNodeAdvice follows "node ADDR is dead" in the error of a request
+// for a key of a node the job's map marks dead (ErrUnavailable, sent to
+// no node): the node stays in the map, its keys unavailable, until the
+// controller has seen it dead for its grace (controller.Config
+// .DeadNodeGrace, pocket controller's --dead-node-grace, 30 s by default)
+// and takes it out of the map (lost.go). The map does not carry the
+// grace, so the advice gives the default.
+const deadNodeAdvice = "its keys are unavailable until the controller declares it lost (once it has been dead for " +
+	"the controller's --dead-node-grace, 30 s by default) and takes it out of the job's map; retry then: " +
+	"puts go to the job's other nodes, and gets of the values it held answer lost"
+
+// deadNodeErr is the error of a request for a key of the dead node addr.
+func deadNodeErr(addr string) error {
+	return client.MarkNotSent(&wire.Error{Code: wire.CodeUnavailable, Msg: "node " + addr + " is dead: " + deadNodeAdvice})
 }
 
 // resendable reports whether a single-key request (op, flags) may be sent
