@@ -52,6 +52,15 @@ _WINDOW = 4  # requests in flight per connection in a chunk transfer
 _LIST_PAGE = 10000
 PREFETCH = 2  # chunks a stream read fetches ahead of the one being consumed
 
+# Follows "node ADDR is dead" in the Unavailable of a request for a key of
+# a node the job's map marks dead (the Go SDK's deadNodeAdvice): the node
+# stays in the map, its keys unavailable, until the controller has seen it
+# dead for its --dead-node-grace and takes it out of the map. The map does
+# not carry the grace, so the advice gives the default.
+DEAD_NODE_ADVICE = ("its keys are unavailable until the controller declares it lost (once it has been dead for "
+                    "the controller's --dead-node-grace, 30 s by default) and takes it out of the job's map; retry "
+                    "then: puts go to the job's other nodes, and gets of the values it held answer lost")
+
 Buffer = bytes | bytearray | memoryview
 Name = str | bytes
 
@@ -1130,7 +1139,7 @@ class Job:
                 if st.dead and addr in st.dead and not (old and self._retired):
                     if self._retired:
                         raise NodeGone(addr)
-                    raise NodeUnavailable(addr, f"node {addr} is dead", sent=False)
+                    raise NodeUnavailable(addr, f"node {addr} is dead: {DEAD_NODE_ADVICE}", sent=False)
                 meta = st.codec.encode(key, version, object_size)
                 if old and self._retired:
                     # Either owner may hold it; either may be gone.
@@ -1590,7 +1599,7 @@ class Job:
         reply's payload received straight into its part of the output."""
         st = self._st
         if addr in st.dead:
-            raise NodeUnavailable(addr, f"node {addr} is dead", sent=False)
+            raise NodeUnavailable(addr, f"node {addr} is dead: {DEAD_NODE_ADVICE}", sent=False)
         pool = self.client.pool
         c = pool.acquire(addr)
         try:
@@ -1949,7 +1958,7 @@ class _ObjectWrite:
         if addr in st.dead:
             with self._lock:
                 again.extend((i, part) for i, _, part in items)
-            raise NodeUnavailable(addr, f"node {addr} is dead", sent=False)
+            raise NodeUnavailable(addr, f"node {addr} is dead: {DEAD_NODE_ADVICE}", sent=False)
         pool = self.job.client.pool
         flags = self.flags | wire.FLAG_CHUNK | wire.FLAG_LEASE | st.tier_flags
         pending: dict[int, tuple] = {}
