@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -162,13 +163,16 @@ func (c *certIssue) report(role pki.Role, cert *x509.Certificate) {
 	}
 	switch role {
 	case pki.RoleNode:
-		host, to := "", "HOST"
+		// On every address, giving clients the certificate's host: the
+		// host's name may not resolve to an address of its own (NAT).
+		host := "HOST"
 		if len(c.hosts) > 0 {
-			host, to = c.hosts[0], c.hosts[0]
+			host = c.hosts[0]
 		}
 		fmt.Printf("copy %s and the cluster secret file to the node's host (e.g. scp -r %s %s:), then there:\n"+
-			"  pocket node --controller CONTROLLER%s --tls-dir %s --secret-file FILE\n%s",
-			c.out, c.out, to, nodeListenArg(host), filepath.Base(c.out), nodePortNote)
+			"  pocket node --controller CONTROLLER --listen %s --advertise %s --tls-dir %s --secret-file FILE\n%s",
+			c.out, c.out, host, net.JoinHostPort("0.0.0.0", nodeDefaultPort), net.JoinHostPort(host, nodeDefaultPort),
+			filepath.Base(c.out), nodePortNote)
 	default:
 		fmt.Printf("use it with:\n  export %s=%s\n", envTLSDir, c.out)
 	}

@@ -17,8 +17,9 @@ import (
 )
 
 // TestPrintedNodeCommandsGiveListen: the standalone controller's banner
-// and cert issue's node command carry --listen, on the controller's host
-// (HOST for one listening on every address) or the certificate's --host.
+// and cert issue's node command carry --listen: on the controller's host
+// (HOST for one listening on every address), or for another host on every
+// address, advertising the certificate's --host (as the README's recipe).
 func TestPrintedNodeCommandsGiveListen(t *testing.T) {
 	for _, c := range []struct{ ctl, want string }{
 		{"127.0.0.1:7400", "pocket node --controller 127.0.0.1:7400 --listen 127.0.0.1:7100 --secret-file /s/secret --insecure"},
@@ -42,9 +43,9 @@ func TestPrintedNodeCommandsGiveListen(t *testing.T) {
 	out, code := stdoutOf(t, func() int {
 		return runCertIssue([]string{"--role", "node", "--host", "otherhost", "--out", filepath.Join(t.TempDir(), "certs"), "--data-dir", data})
 	})
-	if code != 0 || !strings.Contains(out, "pocket node --controller CONTROLLER --listen otherhost:7100 --tls-dir certs") ||
+	if code != 0 || !strings.Contains(out, "pocket node --controller CONTROLLER --listen 0.0.0.0:7100 --advertise otherhost:7100 --tls-dir certs") ||
 		!strings.Contains(out, "scp -r") || !strings.Contains(out, " otherhost:") {
-		t.Errorf("cert issue --role node --host otherhost: exit %d, prints\n%s\nwant a node command with --listen otherhost:7100", code, out)
+		t.Errorf("cert issue --role node --host otherhost: exit %d, prints\n%s\nwant a node command with --listen 0.0.0.0:7100 --advertise otherhost:7100", code, out)
 	}
 }
 
