@@ -244,7 +244,7 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 		}
 		to, ok := c.adoptCandidateLocked(j, addr)
 		if !ok {
-			return errNowhereToGo(addr, j)
+			return c.errNowhereToGoLocked(addr, j)
 		}
 		w := 0.0
 		for _, mn := range j.nodes {
@@ -260,15 +260,19 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 	return nil
 }
 
-// errNowhereToGo refuses the drain of addr, the only active node of j's
-// map, when no other active node of j's tier can take j's data, and says
-// what lets the drain go ahead: another node of the tier, or the job's
-// end.
-func errNowhereToGo(addr string, j *job) error {
+// errNowhereToGoLocked refuses the drain of addr, the only active node
+// of j's map, when no other active node of j's tier can take j's data,
+// and says what lets the drain go ahead: another node of the tier, or the
+// job's end. When active nodes of the tier were passed over because j
+// lost them (adoptCandidateLocked), it says so.
+func (c *Controller) errNowhereToGoLocked(addr string, j *job) error {
 	tier := kindName(j.tier)
 	lost := ""
-	if len(j.lost) > 0 {
-		lost = " (nodes the job lost do not count: what they hold of it is stale)"
+	for _, cand := range c.candidatesLocked(j.tier) {
+		if cand.addr != addr && c.lostByLocked(j, cand.addr) {
+			lost = " (nodes the job lost do not count: what they hold of it is stale)"
+			break
+		}
 	}
 	return wire.Errorf(wire.CodeUnavailable, "cannot drain node %s: it holds the data of job %s, and no other active %s node can take it%s; "+
 		"start another %s node (pocket node --controller ...), or deregister the job (pocket job deregister %s: its data is dropped but for values put with --persist), then drain again",

@@ -14,7 +14,7 @@ import (
 // node of the tier, or the job's deregistration) in plain words; before,
 // 'node A is the only active dram node job J has not lost: its data has
 // nowhere to go', which named no remedy. Nodes the job lost are named as
-// not counting only when it lost some.
+// not counting only when an active one was passed over for that.
 func TestDrainOfTheLastNodeSaysWhatToDo(t *testing.T) {
 	c := deadTest(t, time.Minute)
 	a := dramNode("127.0.0.1:7001", 1<<30, 8000)
@@ -38,7 +38,10 @@ func TestDrainOfTheLastNodeSaysWhatToDo(t *testing.T) {
 		t.Errorf("refusal %q speaks of lost nodes; the job lost none", msg)
 	}
 
-	// The job loses a second node: the refusal says lost nodes do not count.
+	// On another cluster, a job that lost its second node, dead still: no
+	// active node was passed over, so the refusal speaks of no lost node.
+	c = deadTest(t, time.Minute)
+	mustRegister(t, c, a)
 	b := dramNode("127.0.0.1:7002", 1<<30, 8000)
 	mustRegister(t, c, b)
 	m2, err := c.RegisterJob("rk2", wire.JobHints{})
@@ -49,6 +52,13 @@ func TestDrainOfTheLastNodeSaysWhatToDo(t *testing.T) {
 		t.Fatal(err)
 	}
 	sweepPastGrace(c)
+	_, err = c.Drain(a.Addr, time.Minute)
+	if err == nil || strings.Contains(err.Error(), "lost") {
+		t.Fatalf("drain with the job's lost node dead: %v; want a refusal that speaks of no lost node", err)
+	}
+
+	// The lost node comes back: active, but passed over for rk2, which the
+	// refusal says.
 	c.heartbeat(&wire.Heartbeat{Addr: b.Addr}) // back, but lost to rk2
 	_, err = c.Drain(a.Addr, time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "nodes the job lost do not count") {
