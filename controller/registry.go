@@ -608,14 +608,7 @@ func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (m *w
 // marked, so a write that reached the store after all (an etcd timeout
 // can hide a commit) is deleted by the next one.
 func (c *Controller) withdrawJobLocked(j *job) {
-	delete(c.jobs, j.id)
-	c.order.remove(j)
-	c.placeLocked(j, nil)
-	c.unindexLostLocked(j)
-	c.expiry.remove(j)
-	if cl := c.clientLocked(j.client); cl != nil {
-		cl.jobs--
-	}
+	c.unindexJobLocked(j)
 	delete(c.moving, j)
 	delete(c.prof.traces, j.id)
 	j.revoked = true
@@ -679,6 +672,20 @@ func (c *Controller) addJobLocked(j *job, nodes []wire.MapNode) {
 	}
 }
 
+// unindexJobLocked takes a job out of the job table, the registration
+// order, its nodes' allotments, the lost-node index and the expiry queue,
+// and gives its client's slot back: what entering it added.
+func (c *Controller) unindexJobLocked(j *job) {
+	delete(c.jobs, j.id)
+	c.order.remove(j)
+	c.placeLocked(j, nil)
+	c.unindexLostLocked(j)
+	c.expiry.remove(j)
+	if cl := c.clientLocked(j.client); cl != nil {
+		cl.jobs--
+	}
+}
+
 // removeJobLocked takes a job out of every index, logs its revocation and
 // returns the nodes that held its data.
 func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
@@ -689,14 +696,7 @@ func (c *Controller) removeJobLocked(j *job) []wire.MapNode {
 	if final == nil {
 		final = c.mapLocked(j)
 	}
-	delete(c.jobs, j.id)
-	c.order.remove(j)
-	c.placeLocked(j, nil)
-	c.unindexLostLocked(j)
-	c.expiry.remove(j)
-	if cl := c.clientLocked(j.client); cl != nil {
-		cl.jobs--
-	}
+	c.unindexJobLocked(j)
 	j.revoked = true
 	rev := c.logLocked(chRevoke, j)
 	now := time.Now()
