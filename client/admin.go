@@ -12,31 +12,31 @@ import (
 
 // DropJob is DropJobAt for a node of unknown incarnation (0): a node that
 // has one (every dataplane.Node) refuses the order. For tools and tests.
-func (c *Client) DropJob(ctx context.Context, addr, job string, admin []byte) (values uint64, bytes int64, err error) {
-	return c.DropJobAt(ctx, addr, job, admin, 0)
+func (c *Client) DropJob(ctx context.Context, addr, job string, key []byte) (values uint64, bytes int64, err error) {
+	return c.DropJobAt(ctx, addr, job, key, 0)
 }
 
 // DropJobAt asks the node at addr, whose incarnation is incarnation
 // (dataplane.Node.Incarnation, as the node registered it), to drop every
 // value of job except those put with wire.FlagPersist, and to refuse the
-// job's token from then on (one data-plane wire.OpDropJob request). admin
-// is the controller's admin token for the job (token.SignAdmin over the
-// job id with the cluster secret); it is not sent: the request carries
-// token.OrderProof keyed with it, bound to addr, incarnation, the opcode
+// job's token from then on (one data-plane wire.OpDropJob request). key
+// is the job's order key (token.OrderKey over the job id with the cluster
+// secret); it is not sent: the request carries token.OrderProof keyed
+// with it, bound to addr, incarnation, the opcode
 // and flags, a fresh nonce (the request's key) and the expiry now +
 // token.OrderLife by this process's clock. A node with a guard refuses an
 // order made for another node or incarnation, altered, expired or taken
 // before with wire.ErrBadToken. It returns the number of values the node
 // removed and the bytes it freed. Errors are those of Do, prefixed with
 // the operation and the node.
-func (c *Client) DropJobAt(ctx context.Context, addr, job string, admin []byte, incarnation uint64) (values uint64, bytes int64, err error) {
+func (c *Client) DropJobAt(ctx context.Context, addr, job string, key []byte, incarnation uint64) (values uint64, bytes int64, err error) {
 	nonce, err := token.NewNonce(orderNonceLen)
 	if err != nil {
 		return 0, 0, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
 	}
 	o := token.Order{Addr: addr, Incarnation: incarnation, Op: byte(wire.OpDropJob), Nonce: nonce,
 		ExpiresMs: time.Now().Add(token.OrderLife).UnixMilli()}
-	r, err := c.Do(ctx, addr, wire.OpDropJob, 0, &wire.Request{Job: []byte(job), Key: nonce, Token: token.OrderProof(admin, &o)}, nil, nil)
+	r, err := c.Do(ctx, addr, wire.OpDropJob, 0, &wire.Request{Job: []byte(job), Key: nonce, Token: token.OrderProof(key, &o)}, nil, nil)
 	if err != nil {
 		return 0, 0, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
 	}

@@ -62,14 +62,14 @@ func TestDropJobAdminToken(t *testing.T) {
 	c := client.New(client.Options{})
 	defer c.Close()
 	ctx, addr := context.Background(), n.Addr().String()
-	_, _, err = c.DropJobAt(ctx, addr, "j-1", token.SignAdmin([]byte("another-secret-0123456789abcdef"), []byte("j-1")), n.Incarnation())
+	_, _, err = c.DropJobAt(ctx, addr, "j-1", token.OrderKey([]byte("another-secret-0123456789abcdef"), []byte("j-1")), n.Incarnation())
 	if !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "j-1") {
 		t.Fatalf("drop with a wrong admin token: %v, want bad token naming j-1 and %s", err, addr)
 	}
-	if _, _, err := c.DropJob(ctx, addr, "j-1", token.SignAdmin(secret, []byte("j-1"))); !errors.Is(err, wire.ErrBadToken) {
+	if _, _, err := c.DropJob(ctx, addr, "j-1", token.OrderKey(secret, []byte("j-1"))); !errors.Is(err, wire.ErrBadToken) {
 		t.Fatalf("drop without the node's incarnation: %v, want bad token", err)
 	}
-	if _, _, err := c.DropJobAt(ctx, addr, "j-1", token.SignAdmin(secret, []byte("j-1")), n.Incarnation()); err != nil {
+	if _, _, err := c.DropJobAt(ctx, addr, "j-1", token.OrderKey(secret, []byte("j-1")), n.Incarnation()); err != nil {
 		t.Fatalf("drop with the admin token for the node's incarnation: %v", err)
 	}
 }

@@ -153,7 +153,7 @@
 // revoke the job: every node refuses its token from its next heartbeat on
 // (CodeRevoked) and drops the data it holds; DeregisterJob also sends
 // wire.OpDropJob to every live node of the job at once, each with a proof
-// keyed with the job's admin token (token.SignAdmin, never sent) and made
+// keyed with the job's order key (token.OrderKey, never sent) and made
 // for that node's address and incarnation, the order's flags, a nonce and
 // an expiry token.OrderLife away (token.OrderProof, drop.go), so an order
 // seen on the wire cannot be replayed to another node, another process at

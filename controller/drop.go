@@ -14,7 +14,7 @@ import (
 // dropAll asks every node of the map that is not dead to drop the job's
 // data, in parallel, and sums the replies. Each order is made for its
 // node's address and incarnation (token.OrderProof, keyed with the job's
-// admin token, which is not sent): the registry's, else the one the node
+// order key, which is never sent): the registry's, else the one the node
 // proves when asked (askIncarnationOnce).
 func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNode) *wire.DropResult {
 	var (
@@ -23,7 +23,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 		res  wire.DropResult
 		errs []string
 	)
-	admin := token.SignAdmin(c.cfg.Secret, []byte(job))
+	key := token.OrderKey(c.cfg.Secret, []byte(job))
 	cl := dataclient.New(dataclient.Options{ConnsPerNode: 1, DialTimeout: c.cfg.DropTimeout})
 	defer cl.Close()
 	for _, n := range nodes {
@@ -37,7 +37,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 		wg.Add(1)
 		go func(addr string) {
 			defer wg.Done()
-			count, size, err := c.dropOne(ctx, cl, addr, job, admin)
+			count, size, err := c.dropOne(ctx, cl, addr, job, key)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -62,7 +62,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 // incarnation the registry does not know (0: registered by a node or
 // stored by a controller from before incarnations), the node is asked
 // first, once (askIncarnationOnce checks its proof of the secret).
-func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, job string, admin []byte) (uint64, int64, error) {
+func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, job string, key []byte) (uint64, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DropTimeout)
 	defer cancel()
 	c.mu.Lock()
@@ -77,5 +77,5 @@ func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, j
 			return 0, 0, fmt.Errorf("drop job %s at %s: its incarnation: %w", job, addr, err)
 		}
 	}
-	return cl.DropJobAt(ctx, addr, job, admin, inc)
+	return cl.DropJobAt(ctx, addr, job, key, inc)
 }

@@ -24,7 +24,7 @@ func dropOrder(n *Node, addr, job string, flags uint16, nonce string) *wire.Requ
 func dropOrderAt(inc uint64, addr, job string, flags uint16, nonce string, exp time.Time) *wire.Request {
 	o := token.Order{Addr: addr, Incarnation: inc, Op: byte(wire.OpDropJob), Flags: flags,
 		Nonce: []byte(nonce), ExpiresMs: exp.UnixMilli()}
-	return &wire.Request{Job: []byte(job), Key: o.Nonce, Token: token.OrderProof(token.SignAdmin(jtSecret, []byte(job)), &o)}
+	return &wire.Request{Job: []byte(job), Key: o.Nonce, Token: token.OrderProof(token.OrderKey(jtSecret, []byte(job)), &o)}
 }
 
 // orderFrame is the frame of the drop order req with header flags flags.
@@ -182,7 +182,7 @@ func TestDropOrderNamesTheAdvertisedAddress(t *testing.T) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	admin := token.SignAdmin(jtSecret, []byte(job))
+	admin := token.OrderKey(jtSecret, []byte(job))
 	if _, _, err := cl.DropJob(ctx, m.Addr().String(), job, admin); !errors.Is(err, wire.ErrBadToken) {
 		t.Fatalf("DropJob without the node's incarnation: %v, want bad token", err)
 	}

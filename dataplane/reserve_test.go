@@ -193,7 +193,7 @@ func TestReserveServesOnlyTheControllersQuestions(t *testing.T) {
 	}
 	cl := client.New(client.Options{ConnsPerNode: 1})
 	defer cl.Close()
-	if count, _, err := cl.DropJobAt(ctx, addr, "j", token.SignAdmin(jtSecret, []byte("j")), n.Incarnation()); err != nil || count != 1 {
+	if count, _, err := cl.DropJobAt(ctx, addr, "j", token.OrderKey(jtSecret, []byte("j")), n.Incarnation()); err != nil || count != 1 {
 		t.Fatalf("drop order on the reserve: %d values, %v; want 1", count, err)
 	}
 	// The connection within the limit still serves.

@@ -24,12 +24,12 @@ func TestVerifyOrderRefusesAlteredFields(t *testing.T) {
 	now := time.UnixMilli(1_800_000_000_000)
 	job := []byte("sort-17")
 	o := validOrder(now)
-	proof := OrderProof(SignAdmin(orderSecret, job), &o)
+	proof := OrderProof(OrderKey(orderSecret, job), &o)
 	if exp, err := VerifyOrder(orderSecret, job, o, proof, now); err != nil || exp != o.ExpiresMs {
 		t.Fatalf("the order as made: expiry %d, %v; want %d, nil", exp, err, o.ExpiresMs)
 	}
-	if bytes.Contains(proof, SignAdmin(orderSecret, job)[headLen:]) {
-		t.Fatal("the proof carries the admin token's tag")
+	if bytes.Contains(proof, OrderKey(orderSecret, job)[headLen:]) {
+		t.Fatal("the proof carries the order key's tag")
 	}
 	cases := []struct {
 		name string
@@ -76,13 +76,13 @@ func TestVerifyOrderRefusesAlteredFields(t *testing.T) {
 	// even from the controller.
 	long := o
 	long.ExpiresMs = now.Add(OrderLife + OrderSkew + time.Second).UnixMilli()
-	if _, err := VerifyOrder(orderSecret, job, long, OrderProof(SignAdmin(orderSecret, job), &long), now); !errors.Is(err, ErrOrderTooLong) {
+	if _, err := VerifyOrder(orderSecret, job, long, OrderProof(OrderKey(orderSecret, job), &long), now); !errors.Is(err, ErrOrderTooLong) {
 		t.Errorf("an order valid for %v: %v, want ErrOrderTooLong", OrderLife+OrderSkew+time.Second, err)
 	}
 	// An order without an expiry never passes.
 	never := o
 	never.ExpiresMs = 0
-	if _, err := VerifyOrder(orderSecret, job, never, OrderProof(SignAdmin(orderSecret, job), &never), now); !errors.Is(err, ErrOrderExpired) {
+	if _, err := VerifyOrder(orderSecret, job, never, OrderProof(OrderKey(orderSecret, job), &never), now); !errors.Is(err, ErrOrderExpired) {
 		t.Errorf("an order without expiry: %v, want ErrOrderExpired", err)
 	}
 }
@@ -97,7 +97,7 @@ func FuzzVerifyOrder(f *testing.F) {
 	now := time.UnixMilli(1_800_000_000_000)
 	job := []byte("sort-17")
 	o := validOrder(now)
-	proof := OrderProof(SignAdmin(orderSecret, job), &o)
+	proof := OrderProof(OrderKey(orderSecret, job), &o)
 	f.Fuzz(func(t *testing.T, addr string, inc uint64, flags uint16, op byte, nonce, flips []byte) {
 		p := append([]byte(nil), proof...)
 		for i := 0; i+1 < len(flips); i += 2 {
@@ -111,4 +111,19 @@ func FuzzVerifyOrder(f *testing.F) {
 			t.Fatalf("order %+v with proof %x: %v (same as made: %v)", got, p, err, same)
 		}
 	})
+}
+
+// TestOrderKeyIsNotTheAdminToken: the admin token earlier releases sent
+// bare in their drop orders cannot make an order a node takes: orders are
+// keyed with OrderKey, a tag of its own kind.
+func TestOrderKeyIsNotTheAdminToken(t *testing.T) {
+	now := time.UnixMilli(1_800_000_000_000)
+	job := []byte("sort-17")
+	o := validOrder(now)
+	if bytes.Equal(OrderKey(orderSecret, job), SignAdmin(orderSecret, job)) {
+		t.Fatal("the order key is the admin token")
+	}
+	if _, err := VerifyOrder(orderSecret, job, o, OrderProof(SignAdmin(orderSecret, job), &o), now); !errors.Is(err, ErrOrderForged) {
+		t.Fatalf("an order keyed with the admin token: %v, want %v", err, ErrOrderForged)
+	}
 }

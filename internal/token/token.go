@@ -26,10 +26,13 @@
 //     revoked (deregistered) or the token expires. Gen lets a node tell a
 //     job it has not heard of yet (registered after the node's last word
 //     from the controller) from one that is gone.
-//   - KindAdmin: the controller's key for its orders about a job
-//     (dropping a deregistered job's data). It is never sent: an order
-//     carries OrderProof keyed with it (KindOrder below), and a node
-//     takes no admin token as such.
+//   - KindAdmin: the admin token earlier releases sent bare in their drop
+//     orders (so it may have been seen on the wire); no node takes it as
+//     such, and it keys nothing.
+//   - KindOrderKey: OrderKey(secret, job), the controller's key for its
+//     orders about a job (dropping a deregistered job's data). It is
+//     never sent, in this release or any earlier one: an order carries
+//     OrderProof keyed with it (KindOrder below).
 //
 // Proofs are tags of the same construction (claims zero) that a peer sends
 // to show it holds the secret, each bound to a nonce the controller chose
@@ -43,9 +46,9 @@
 //   - KindIncarnation: IncarnationProof(secret, nonce, incarnation), a
 //     node's answer to the controller's question which process serves at
 //     its address (wire.OpIncarnation); the nonce is the controller's.
-//   - KindOrder: OrderProof(admin, o), the controller's order about a job
-//     sent to one node on the data plane (wire.OpDropJob). The admin
-//     token never travels: it is the key of the proof, which binds the
+//   - KindOrder: OrderProof(key, o), the controller's order about a job
+//     sent to one node on the data plane (wire.OpDropJob). The order key
+//     never travels: it is the key of the proof, which binds the
 //     order to the node's address and incarnation, the opcode and header
 //     flags, a nonce of the controller's and an expiry (Order). The node
 //     checks it with VerifyOrder, judges the expiry with its clock
@@ -81,6 +84,8 @@ const (
 	KindIncarnation Kind = 7
 	// KindOrder is the controller's order to one node (OrderProof).
 	KindOrder Kind = 8
+	// KindOrderKey is the key of a job's order proofs (OrderKey).
+	KindOrderKey Kind = 9
 )
 
 // Layout of a token.
@@ -140,8 +145,16 @@ func SignJob(secret, job []byte, c Claims) []byte {
 	return appendToken(nil, secret, KindJob, c.Gen, c.ExpiresMs(), job)
 }
 
-// SignAdmin returns the controller's admin token for requests about job.
+// SignAdmin returns the admin token for job that earlier releases sent
+// bare in their drop orders. It keys nothing: orders are keyed with
+// OrderKey, which no release ever sent.
 func SignAdmin(secret, job []byte) []byte { return appendToken(nil, secret, KindAdmin, 0, 0, job) }
+
+// OrderKey returns the key of the controller's order proofs about job
+// (OrderProof, VerifyOrder): a tag of its own kind, so the admin tokens
+// earlier releases sent on the wire (SignAdmin) cannot make orders. Len
+// bytes; never sent.
+func OrderKey(secret, job []byte) []byte { return appendToken(nil, secret, KindOrderKey, 0, 0, job) }
 
 // Verify reports whether tok is a valid job token for job, whatever its
 // claims; it does not look at the expiry (see ParseJob).
@@ -267,8 +280,8 @@ const (
 
 // Order is what OrderProof binds: a controller's order to the node serving
 // at Addr, the process of Incarnation (dataplane.Node.Incarnation, not 0),
-// with opcode Op and header flags Flags, about the job whose admin token
-// (SignAdmin) keys the proof, valid until ExpiresMs (Unix milliseconds by
+// with opcode Op and header flags Flags, about the job whose order key
+// (OrderKey) keys the proof, valid until ExpiresMs (Unix milliseconds by
 // the controller's clock), unique by Nonce (MinOrderNonce to MaxOrderNonce
 // random bytes).
 type Order struct {
@@ -280,13 +293,13 @@ type Order struct {
 	ExpiresMs   int64
 }
 
-// OrderProof returns the proof of order o about the job whose admin token
-// is admin (SignAdmin(secret, job)): a token of KindOrder whose claims are
-// o's incarnation (gen) and expiry, tagged with admin as the key over the
-// opcode, the flags, the nonce and the address. Len bytes.
-func OrderProof(admin []byte, o *Order) []byte {
+// OrderProof returns the proof of order o about the job whose order key
+// is key (OrderKey(secret, job)): a token of KindOrder whose claims are
+// o's incarnation (gen) and expiry, tagged with key over the opcode, the
+// flags, the nonce and the address. Len bytes.
+func OrderProof(key []byte, o *Order) []byte {
 	var sub [maxInline]byte
-	return appendToken(nil, admin, KindOrder, o.Incarnation, o.ExpiresMs, orderSubject(sub[:0], o))
+	return appendToken(nil, key, KindOrder, o.Incarnation, o.ExpiresMs, orderSubject(sub[:0], o))
 }
 
 // Errors of VerifyOrder. ErrOrderForged covers a proof made with another
@@ -301,7 +314,7 @@ var (
 	ErrOrderNonce       = errors.New("token: the order's nonce is not MinOrderNonce to MaxOrderNonce bytes")
 )
 
-// VerifyOrder checks proof as OrderProof(SignAdmin(secret, job), o) for an
+// VerifyOrder checks proof as OrderProof(OrderKey(secret, job), o) for an
 // order received at now by the node serving at o.Addr whose incarnation
 // is o.Incarnation (o.ExpiresMs is ignored: it is read from the proof).
 // It returns the order's expiry (Unix milliseconds) for the caller's
@@ -316,9 +329,9 @@ func VerifyOrder(secret, job []byte, o Order, proof []byte, now time.Time) (int6
 	}
 	c := claimsOf(proof)
 	o.ExpiresMs = c.ExpiresMs()
-	admin := SignAdmin(secret, job)
+	key := OrderKey(secret, job)
 	var sub [maxInline]byte
-	if !check(admin, KindOrder, orderSubject(sub[:0], &o), proof) {
+	if !check(key, KindOrder, orderSubject(sub[:0], &o), proof) {
 		return 0, ErrOrderForged
 	}
 	if c.Gen != o.Incarnation {
