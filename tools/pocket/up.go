@@ -13,11 +13,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/orchestrator"
@@ -382,9 +384,35 @@ func runUp(args []string) int {
 	printUp(u, o)
 	<-ctx.Done()
 	if errors.Is(ctx.Err(), context.Canceled) {
-		fmt.Println("stopping the cluster")
+		fmt.Println("stopping the cluster" + stopNote(u.ctl.Status()))
 	}
 	return 0
+}
+
+// stopNote says what stopping the cluster takes with its nodes: the data
+// of its live jobs and the values ended jobs put with --persist (a
+// restart on the same data directory keeps the jobs' records and tokens,
+// not their data). Empty when there is neither.
+func stopNote(st *wire.ClusterStatus) string {
+	ended := map[string]bool{}
+	var bytes int64
+	for _, n := range st.Nodes {
+		for _, h := range n.Persisted {
+			ended[h.Job] = true
+			bytes += h.Bytes
+		}
+	}
+	var parts []string
+	if st.JobCount > 0 {
+		parts = append(parts, fmt.Sprintf("the data of %d live job(s)", st.JobCount))
+	}
+	if len(ended) > 0 {
+		parts = append(parts, fmt.Sprintf("%s of values %d ended job(s) put with --persist", units.FormatSize(bytes), len(ended)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(parts, " and ") + " go with its nodes (a restart on the same --data-dir keeps the jobs' tokens, not their data)"
 }
 
 // printRestored says what a restart on the same data directory kept: the
