@@ -34,7 +34,8 @@ how a drain goes, and the block devices' p99 latency, one line per node.
 Jobs: ALLOC Mb/s and ALLOC SIZE are the job's allotment, what it asked for
 (its hints, else its profile's or Pocket's default size; "-": no size
 allotted, its values use its nodes' free capacity); USED its own traffic and
-bytes ("~": values are moving between its nodes); COST $/h its allotment at
+bytes ("~": values are moving between its nodes; "!": more than its ALLOC
+SIZE, which reserves and does not limit); COST $/h its allotment at
 the controller's prices (its status reply carries them; for a controller
 that does not send them, at --prices and --price-*, else the default
 table, with a note on stderr);
@@ -411,13 +412,14 @@ func printStatus(v statusJSON) {
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tUSED Mb/s\tALLOC SIZE\tUSED SIZE\tCOST $/h\tMAP")
 	var total float64
-	anyMoving, unsized := false, false
+	anyMoving, unsized, over := false, false, false
 	for _, j := range v.Jobs {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%.0f\t%s\t%s\t%.4f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
 			j.UsedMbps, allocSizeCell(j), usedSizeCell(j), j.CostPerHour, mapNotes(j.Nodes))
 		total += j.CostPerHour
 		anyMoving = anyMoving || j.Moving
 		unsized = unsized || j.AllocBytes <= 0
+		over = over || overAllotment(j)
 	}
 	w.Flush()
 	if unsized {
@@ -426,6 +428,10 @@ func printStatus(v statusJSON) {
 	}
 	fmt.Printf("COST $/h: the jobs' allotments at %s, %.4f $/h for those listed\n", pricesPhrase(v.Prices), total)
 	printAllotments(v)
+	if over {
+		fmt.Println("USED SIZE !: the job holds more than its ALLOC SIZE: a capacity hint reserves space, it does not limit the job; " +
+			"its puts go on into its nodes' free capacity, which other jobs' allotments may need")
+	}
 	if anyMoving {
 		fmt.Println("USED SIZE ~: values are moving between the job's nodes (MAP); each node's latest report counts, " +
 			"so a value moved between two reports may count twice or not at all until the move ends")
@@ -465,11 +471,19 @@ func allocSizeCell(j statusJobJSON) string {
 // usedSizeCell is a job's USED SIZE: its bytes, marked "~" while values
 // move between its nodes (statusJobJSON.Moving).
 func usedSizeCell(j statusJobJSON) string {
+	cell := units.FormatSize(j.UsedBytes)
 	if j.Moving {
-		return "~" + units.FormatSize(j.UsedBytes)
+		cell = "~" + cell
 	}
-	return units.FormatSize(j.UsedBytes)
+	if overAllotment(j) {
+		cell += "!"
+	}
+	return cell
 }
+
+// overAllotment reports whether a job holds more bytes than it was
+// allotted: a capacity hint reserves, it does not limit.
+func overAllotment(j statusJobJSON) bool { return j.AllocBytes > 0 && j.UsedBytes > j.AllocBytes }
 
 // mapNotes names the nodes of a job's map that are not plain active
 // members (joining or leaving it while it runs, draining, dead), or "-".

@@ -44,3 +44,33 @@ func TestStatusMarksMovingBytes(t *testing.T) {
 		t.Errorf("no note on the ~ mark:\n%s", out)
 	}
 }
+
+// TestStatusMarksBytesOverTheAllotment: a job holding more than its ALLOC
+// SIZE (a capacity hint reserves, it does not limit) has its USED SIZE
+// marked "!" with a note saying so; a job within it, or with no size
+// allotted, is plain (a new user's trial: 4.77MiB used on a 1MiB hint
+// showed no mark).
+func TestStatusMarksBytesOverTheAllotment(t *testing.T) {
+	node := []wire.MapNode{{Addr: "127.0.0.1:7002", Weight: 1, State: wire.NodeActive}}
+	st := &wire.ClusterStatus{NodeCount: 1, JobCount: 3, Nodes: []wire.NodeStatus{{Addr: "127.0.0.1:7002", State: wire.NodeActive}},
+		Jobs: []wire.JobStatus{
+			{Job: "over-1", Name: "over", AllocBytes: 1 << 20, UsedBytes: 5 << 20, Nodes: node},
+			{Job: "within-2", Name: "within", AllocBytes: 8 << 20, UsedBytes: 5 << 20, Nodes: node},
+			{Job: "unsized-3", Name: "unsized", UsedBytes: 5 << 20, Nodes: node}}}
+	out, _ := stdoutOf(t, func() int { printStatus(statusView(st)); return 0 })
+	want := map[string]string{"over-1": "5MiB!", "within-2": "5MiB", "unsized-3": "5MiB"}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 7 && want[f[0]] != "" {
+			if f[7] != want[f[0]] {
+				t.Errorf("USED SIZE of %s: %q, want %q:\n%s", f[0], f[7], want[f[0]], out)
+			}
+			delete(want, f[0])
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no rows for %v:\n%s", want, out)
+	}
+	if !strings.Contains(out, "USED SIZE !: the job holds more than its ALLOC SIZE: a capacity hint reserves space, it does not limit the job") {
+		t.Errorf("no note on the ! mark:\n%s", out)
+	}
+}
