@@ -252,7 +252,7 @@ func TierFor(need Need, offers []TierOffer, prices Prices) (wire.Tier, error) {
 		return 0, noSpace(need, elig)
 	}
 	if need.Bytes <= 0 {
-		fit = withSpareBytes(fit)
+		fit = withSpare(fit, func(o TierOffer) int64 { return o.SpareBytes })
 	}
 	best := -1
 	for i, o := range fit {
@@ -271,19 +271,20 @@ func TierFor(need Need, offers []TierOffer, prices Prices) (wire.Tier, error) {
 	return fit[best].Tier, nil
 }
 
-// withSpareBytes is the offers with a spare byte, or all of them when
-// none has one. A job without a capacity need still stores values, so a
-// tier with no spare byte (0 >= 0 fits it) is taken only when every tier
-// is full: on a full tier its every put fails for lack of space.
-func withSpareBytes(offers []TierOffer) []TierOffer {
-	var out []TierOffer
-	for _, o := range offers {
-		if o.SpareBytes > 0 {
-			out = append(out, o)
+// withSpare is the items with a spare byte (spare > 0), or all of them
+// when none has one. A job without a capacity need still stores values,
+// so a tier or node with no spare byte (0 >= 0 fits it) is taken only
+// when every one is full: there its every put fails for lack of space.
+// TierFor filters tier offers with it, the sizing the tier's nodes.
+func withSpare[T any](items []T, spare func(T) int64) []T {
+	var out []T
+	for _, it := range items {
+		if spare(it) > 0 {
+			out = append(out, it)
 		}
 	}
 	if len(out) == 0 {
-		return offers
+		return items
 	}
 	return out
 }

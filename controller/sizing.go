@@ -77,10 +77,10 @@ func (p *Policy) size(cands []candidate, h wire.JobHints) plan {
 
 // sizeNeed chooses at least minNodes nodes (when there are) and weights
 // for need among cands (steps 4 to 6), leaving out the nodes with no
-// spare byte when others have one (withRoom). cands must not be empty;
+// spare byte when others have one (withSpare). cands must not be empty;
 // sizeNeed reorders it.
 func (p *Policy) sizeNeed(cands []candidate, need Need, minNodes int) plan {
-	cands = withRoom(cands)
+	cands = withSpare(cands, func(c candidate) int64 { return c.spareBytes }) // TierFor took a full tier only when all were
 	mbps, bytes := need.Mbps, need.Bytes
 	var allBw float64
 	var allCap int64
@@ -94,23 +94,6 @@ func (p *Policy) sizeNeed(cands []candidate, need Need, minNodes int) plan {
 	n = min(max(n, 1), len(cands))
 	chosen := cands[:n]
 	return plan{nodes: p.weights(chosen, mbps, bytes), mbps: mbps, bytes: bytes, throughput: tput}
-}
-
-// withRoom is the candidates with a spare byte, or all of them when none
-// has one (TierFor took a full tier only then). A node with no spare byte
-// holds none of a job, whatever its need: a job of 0 bytes (no capacity
-// hint) still stores values, and its puts there would all fail.
-func withRoom(cands []candidate) []candidate {
-	out := cands[:0:0]
-	for _, c := range cands {
-		if c.spareBytes > 0 {
-			out = append(out, c)
-		}
-	}
-	if len(out) == 0 {
-		return cands
-	}
-	return out
 }
 
 // tierOffersLocked sums the spare figures of the active nodes per tier

@@ -112,7 +112,7 @@ func TestWeightsFromReports(t *testing.T) {
 }
 
 // TestSizingLeavesOutANodeWithoutSpareBytes: a node with no spare byte
-// is not chosen while another has one (withRoom), whatever the job's need:
+// is not chosen while another has one (withSpare), whatever the job's need:
 // even a job of no capacity need stores values, and its puts there fail.
 func TestSizingLeavesOutANodeWithoutSpareBytes(t *testing.T) {
 	p := DefaultPolicy()
