@@ -482,7 +482,7 @@ func (c *Controller) serveConn(conn net.Conn) {
 			c.readFailed(conn, &h, err, out)
 			return
 		}
-		buf = meta[:0]
+		buf = wire.ReuseControlBuffer(meta)
 		c.srv.touch(conn, true)
 		reply, err := c.handle(sess, h.Op, meta, b)
 		code := wire.CodeOK

@@ -848,7 +848,7 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 		}
 		return nil, ctxErr(ctx, err)
 	}
-	c.buf = rmeta[:0]
+	c.buf = wire.ReuseControlBuffer(rmeta)
 	if h.ID == 0 && h.Op == wire.OpGoAway.Reply() {
 		// The controller refused the connection (a limit) and closed it.
 		err := wire.ReplyError(&h, rmeta)

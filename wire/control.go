@@ -1535,9 +1535,13 @@ func AppendControlFrame(dst []byte, op Op, id uint64, code Code, meta []byte) []
 }
 
 // ReadControlFrame reads one frame from r: the header, checked against lim
-// before anything else is read, then its metadata into buf (grown if
-// needed). A payload within lim is read and discarded. The returned meta
-// aliases buf and is valid until buf is reused.
+// before anything else is read, then its metadata into buf. A payload
+// within lim is read and discarded. The returned meta aliases buf (or a
+// larger buffer that replaced it) and is valid until buf is reused.
+//
+// buf grows as the metadata arrives, not to the length the header claims:
+// a peer that claims DefaultControlMaxMeta (4 MiB) and sends a few bytes
+// makes the reader hold ReadGrowStep, not 4 MiB, while it waits for the rest.
 func ReadControlFrame(r *bufio.Reader, lim *Limits, buf []byte) (Header, []byte, error) {
 	var hb [HeaderLen]byte
 	if _, err := io.ReadFull(r, hb[:]); err != nil {
@@ -1547,11 +1551,8 @@ func ReadControlFrame(r *bufio.Reader, lim *Limits, buf []byte) (Header, []byte,
 	if err != nil {
 		return h, nil, err
 	}
-	if cap(buf) < int(h.MetaLen) {
-		buf = make([]byte, h.MetaLen)
-	}
-	meta := buf[:h.MetaLen]
-	if _, err := io.ReadFull(r, meta); err != nil {
+	meta, err := readGrowing(r, buf[:0], int(h.MetaLen))
+	if err != nil {
 		return h, nil, noEOF(err)
 	}
 	if h.PayloadLen > 0 {
@@ -1560,6 +1561,44 @@ func ReadControlFrame(r *bufio.Reader, lim *Limits, buf []byte) (Header, []byte,
 		}
 	}
 	return h, meta, nil
+}
+
+// ReadGrowStep is the most ReadControlFrame allocates for a frame's
+// metadata before any of it has arrived (64 KiB); it then at most doubles
+// what it holds as bytes arrive.
+const ReadGrowStep = 64 << 10
+
+// ReuseControlBuffer returns the buffer a reader passes to its next
+// ReadControlFrame after meta: meta's, emptied, unless it grew past
+// ReadGrowStep, in which case none, so a connection that carried one large
+// frame does not hold its buffer while it idles.
+func ReuseControlBuffer(meta []byte) []byte {
+	if cap(meta) > ReadGrowStep {
+		return nil
+	}
+	return meta[:0]
+}
+
+// readGrowing reads n bytes into buf (length 0), growing it in steps that
+// at most double what has arrived: whoever claims a length must send about
+// half of it before the reader holds all of it.
+func readGrowing(r io.Reader, buf []byte, n int) ([]byte, error) {
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(n, max(ReadGrowStep, 2*cap(buf))))
+			copy(grown, buf)
+			buf = grown
+		}
+		end := min(n, cap(buf))
+		if _, err := io.ReadFull(r, buf[len(buf):end]); err != nil {
+			if err == io.EOF && len(buf) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		buf = buf[:end]
+	}
+	return buf, nil
 }
 
 // noEOF turns an EOF inside a frame into ErrUnexpectedEOF: the peer stopped
