@@ -1591,10 +1591,7 @@ func readGrowing(r io.Reader, buf []byte, n int) ([]byte, error) {
 		}
 		end := min(n, cap(buf))
 		if _, err := io.ReadFull(r, buf[len(buf):end]); err != nil {
-			if err == io.EOF && len(buf) > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
+			return nil, err // the caller's noEOF: any EOF here is inside the frame
 		}
 		buf = buf[:end]
 	}

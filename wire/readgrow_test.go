@@ -63,3 +63,18 @@ func TestReadControlFrameLargeFrameWhole(t *testing.T) {
 		t.Fatalf("end of stream: %v, want io.EOF", err)
 	}
 }
+
+// TestReadControlFrameCutAtAStep: a frame cut exactly where the buffer
+// grows (after ReadGrowStep bytes) is io.ErrUnexpectedEOF, as a cut
+// anywhere inside a frame is, not io.EOF.
+func TestReadControlFrameCutAtAStep(t *testing.T) {
+	lim := ControlLimits()
+	h := Header{Op: OpStatus, ID: 1, MetaLen: uint32(4 * ReadGrowStep)}
+	for _, sent := range []int{ReadGrowStep, 2 * ReadGrowStep} {
+		in := append(AppendHeader(nil, &h), make([]byte, sent)...)
+		_, meta, err := ReadControlFrame(bufio.NewReader(bytes.NewReader(in)), &lim, nil)
+		if err != io.ErrUnexpectedEOF || meta != nil {
+			t.Errorf("cut after %d of %d bytes: meta %d bytes, err %v; want none, %v", sent, h.MetaLen, len(meta), err, io.ErrUnexpectedEOF)
+		}
+	}
+}
