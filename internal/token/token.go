@@ -183,9 +183,6 @@ func claimsOf(tok []byte) Claims {
 	return c
 }
 
-// VerifyAdmin reports whether tok is a valid admin token for job.
-func VerifyAdmin(secret, job, tok []byte) bool { return check(secret, KindAdmin, job, tok) }
-
 // NodeProof returns the proof that the node serving at addr holds the
 // secret, for the connection whose challenge nonce is nonce.
 func NodeProof(secret, nonce []byte, addr string) []byte {
