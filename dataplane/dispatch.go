@@ -49,6 +49,9 @@ func (n *Node) OnClose(c *netio.Conn, _ error) {
 	if cs, ok := c.Context().(*connState); ok {
 		cs.closed = true
 		cs.put.abort()
+		if g := cs.stream; g != nil {
+			g.stop()
+		}
 	}
 }
 

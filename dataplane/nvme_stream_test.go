@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -344,4 +345,67 @@ func TestStreamedGetValueReplaced(t *testing.T) {
 		t.Fatalf("get of the overwrite: %v", err)
 	}
 	eventually(t, "buffers back", func() bool { return bufs.InUse() == 0 })
+}
+
+// TestStreamedGetReadsRunAhead holds the read of a value's first chunk
+// and checks that the stream keeps reading behind it up to its window of
+// four chunks (three reads in flight, a new one begun as one ends, without
+// waiting for the loop or for a chunk to be sent), and no further; then
+// lets it go and gets the value whole. The stream once began a chunk's
+// read only after the chunk two before it was sent, so two chunks at most
+// were read while the first waited.
+func TestStreamedGetReadsRunAhead(t *testing.T) {
+	const chunk, size = 256 << 10, 2 << 20
+	var holding atomic.Bool
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	begun := map[int64]bool{} // chunk offsets read while holding
+	fault := func(op nvme.Op, off int64, n int) (int, error) {
+		if op != nvme.OpRead || !holding.Load() {
+			return n, nil
+		}
+		mu.Lock()
+		begun[off/chunk*chunk] = true
+		mu.Unlock()
+		if off == 0 {
+			<-gate
+		}
+		return n, nil
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(begun)
+	}
+	tier, bufs, addr := streamNode(t, 8<<20, nvme.EngineAuto, fault)
+	var release sync.Once
+	open := func() { release.Do(func() { close(gate) }) }
+	t.Cleanup(open) // before the node closes: it waits for the held read
+	c := dialNVMe(t, addr)
+	val := pattern(5, size)
+	// The device is empty, so the value's one extent starts at offset 0.
+	putNVMe(t, c, "k", val)
+	holding.Store(true)
+	type reply struct {
+		b   []byte
+		err error
+	}
+	res := make(chan reply, 1)
+	go func() {
+		b, err := getNVMe(c, "k", 0)
+		res <- reply{b, err}
+	}()
+	eventually(t, "four chunks begun while the first is held", func() bool { return count() >= 4 })
+	time.Sleep(50 * time.Millisecond) // room for a fifth, which must not begin
+	if n := count(); n != 4 {
+		t.Errorf("%d chunks begun while the first is held, want the window's 4", n)
+	}
+	open()
+	r := <-res
+	if r.err != nil || !bytes.Equal(r.b, val) {
+		t.Fatalf("get after the hold: %v, %d bytes, equal %v", r.err, len(r.b), bytes.Equal(r.b, val))
+	}
+	holding.Store(false)
+	tier.Delete([]byte("j"), []byte("k"))
+	eventually(t, "buffers and extents back", func() bool { return bufs.InUse() == 0 && tier.Usage().Used == 0 })
 }

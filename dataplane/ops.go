@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
@@ -654,9 +655,15 @@ func (n *Node) replyErr(c *netio.Conn, cs *connState, h *wire.Header, err error)
 // NVMe tier in chunks of streamChunk bytes, and chunk k is sent while the
 // chunks after it are read, so the read and the send of one value overlap
 // instead of running in series (nvme/doc.go, "Where a GET's time goes").
-// Up to streamWindow chunks are held at once (read or being read, and not
-// yet sent), which bounds a stream's memory at what a whole 1 MiB value
-// took before.
+// Up to streamReads chunk reads are in flight at once, and up to
+// streamWindow chunks are held (read or being read, and not yet sent),
+// which bounds a stream's memory at 1 MiB, what a whole 1 MiB value took
+// before. A read's completion begins the next read at once, on the
+// goroutine that reaps it, when a buffer is free: the device is kept busy
+// while earlier chunks wait for the loop or the socket. (Reads used to
+// begin only as chunks were sent, two held at most; four begun at once are
+// merged by the block layer into one request, which ends the overlap.
+// Measured in nvme/doc.go, "Where a GET's time goes".)
 //
 // Framing: the reply header goes out with chunk 0, once it is read, so a
 // failure to read chunk 0 is answered with an error reply like any other.
@@ -674,7 +681,8 @@ func (n *Node) replyErr(c *netio.Conn, cs *connState, h *wire.Header, err error)
 // is back: sent, or released when the connection closed.
 const (
 	streamChunk  = 256 << 10
-	streamWindow = 2
+	streamReads  = 3
+	streamWindow = 4
 )
 
 // streamOpener is a tier that can read a value in chunks (NVMe.OpenStream).
@@ -682,9 +690,11 @@ type streamOpener interface {
 	OpenStream(job, key []byte, chunk int, minSize int64) (*nvmeStream, error)
 }
 
-// getStream is one streamed get. Its fields are touched on the
-// connection's loop only: read completions are posted there, and netio
-// releases sent chunks there.
+// getStream is one streamed get. The read counters (begun, held,
+// reading, stopped) are guarded by mu: a read's completion begins the
+// next read on the goroutine that reaps it, without waiting for the loop.
+// Every other field is touched on the connection's loop only: read
+// results are posted there, and netio releases sent chunks there.
 type getStream struct {
 	n     *Node
 	c     *netio.Conn
@@ -696,9 +706,13 @@ type getStream struct {
 	total int         // chunks
 	jt    *jobTraffic // the job's counters (nil: not counted per job)
 
+	mu      sync.Mutex
 	begun   int  // chunks whose read has begun
-	written int  // chunks handed to the connection, in order
 	held    int  // chunks begun and whose buffer is not back yet
+	reading int  // chunks whose read has begun and not ended
+	stopped bool // no more reads: the stream failed or its connection closed
+
+	written int  // chunks handed to the connection, in order
 	failed  bool // a read failed: no more reads or writes
 	ended   bool // the stream's reference is dropped
 
@@ -740,25 +754,60 @@ func (n *Node) getStream(c *netio.Conn, cs *connState, h *wire.Header, tier Tier
 	return true
 }
 
-// fill begins reads until the window is full or every chunk has begun;
-// the last one begun submits them all.
+// fill begins reads until streamReads are in flight, the window is full
+// or every chunk has begun; the last one begun submits them all. It may
+// run on any goroutine.
 func (g *getStream) fill() {
-	for !g.failed && !g.gone() && g.begun < g.total && g.held < streamWindow {
+	for {
+		g.mu.Lock()
+		if !g.canBegin() {
+			g.mu.Unlock()
+			return
+		}
 		k := g.begun
 		g.begun++
 		g.held++
-		last := g.begun == g.total || g.held == streamWindow
+		g.reading++
+		last := !g.canBegin()
+		g.mu.Unlock()
 		g.read(k, last)
 	}
 }
 
-// read begins chunk k's read: on the event loop through the device's ring
-// when it can, else on a worker; the completion is posted to the loop.
+// canBegin reports whether fill may begin the next chunk's read; g.mu is
+// held.
+func (g *getStream) canBegin() bool {
+	return !g.stopped && g.begun < g.total && g.reading < streamReads && g.held < streamWindow
+}
+
+// stop ends the stream's reads: none begins after it.
+func (g *getStream) stop() {
+	g.mu.Lock()
+	g.stopped = true
+	g.mu.Unlock()
+}
+
+// release counts one chunk's buffer as back.
+func (g *getStream) release() {
+	g.mu.Lock()
+	g.held--
+	g.mu.Unlock()
+}
+
+// read begins chunk k's read through the device's ring when it can, else
+// on a worker; the read's end begins the next (fill), and its result is
+// posted to the loop.
 func (g *getStream) read(k int, submit bool) {
 	n, l := g.n, g.c.Loop()
 	slot := &g.slots[k%streamWindow]
 	posted := func(buf, seg []byte, err error) {
 		n.inflight.Add(-1)
+		g.mu.Lock()
+		g.reading--
+		g.mu.Unlock()
+		if err == nil {
+			g.fill()
+		}
 		l.Post(func() { g.readDone(slot, buf, seg, err) })
 	}
 	n.inflight.Add(1)
@@ -781,12 +830,13 @@ func (g *getStream) readDone(slot *streamSlot, buf, seg []byte, err error) {
 		g.writeReady()
 		return
 	case err == nil:
+		g.stop()
 		g.s.free(buf)
 		g.dropReady()
 	default:
 		g.fail(err)
 	}
-	g.held--
+	g.release()
 	g.maybeEnd()
 }
 
@@ -797,7 +847,7 @@ func (g *getStream) dropReady() {
 		if sl := &g.slots[i]; sl.ready {
 			g.s.free(sl.buf)
 			sl.buf, sl.seg, sl.ready = nil, nil, false
-			g.held--
+			g.release()
 		}
 	}
 }
@@ -805,7 +855,7 @@ func (g *getStream) dropReady() {
 // writeReady writes the chunks that are read and next in order; chunk 0
 // comes with the reply header and takes the connection's output.
 func (g *getStream) writeReady() {
-	for g.written < g.begun && !g.failed {
+	for g.written < g.total && !g.failed {
 		slot := &g.slots[g.written%streamWindow]
 		if !slot.ready {
 			return
@@ -861,6 +911,7 @@ func (g *getStream) fail(err error) {
 		return
 	}
 	g.failed = true
+	g.stop()
 	g.dropReady()
 	switch {
 	case g.gone():
@@ -882,7 +933,10 @@ func (sl *streamSlot) Release() {
 	g := sl.g
 	g.s.free(sl.buf)
 	sl.buf, sl.seg = nil, nil
-	g.held--
+	g.release()
+	if g.gone() {
+		g.stop()
+	}
 	g.fill()
 	g.maybeEnd()
 }
@@ -891,7 +945,13 @@ func (sl *streamSlot) Release() {
 // more will be read: every chunk sent, or the stream failed, or the
 // connection closed.
 func (g *getStream) maybeEnd() {
-	if g.ended || g.held > 0 || (g.written < g.total && !g.failed && !g.gone()) {
+	if g.gone() {
+		g.stop()
+	}
+	g.mu.Lock()
+	held := g.held
+	g.mu.Unlock()
+	if g.ended || held > 0 || (g.written < g.total && !g.failed && !g.gone()) {
 		return
 	}
 	g.ended = true
