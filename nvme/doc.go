@@ -194,6 +194,24 @@
 //     and 0.61x. So the send alone is not what binds the 1 MiB cell, nor
 //     the device alone: a value's reads and its sends, two chunks in flight
 //     per connection, reach about 0.6 of either limit.
+//   - Reads that wait for sends (issue 16, a quiet run): the stream began
+//     a chunk's read only once the chunk two before it had been sent, so
+//     a stream's reads waited on the loop and the socket. Letting a read's
+//     completion begin the next at once, on the goroutine that reaps it
+//     (dataplane's getStream: 3 reads in flight, 4 chunks held), took
+//     1 MiB NVMe GETs (8 conns) from 2,723 to 3,019 MB/s, 1.11x
+//     (1.08-1.14, perf/regress.sh, 5 passes), and from 0.74-0.78x to
+//     0.81-0.87x of fio's hugepage QD8 random read (perf/nvme-node-compare.sh,
+//     CELLS=1m, 3 rounds, four runs). Variants beside it in one run: 2
+//     reads 0.98-1.0x of its rate, 4 reads (begun together, so merged into
+//     one 1 MiB request) 0.89x, 4 reads each submitted alone 0.88x, 512 KiB
+//     chunks 0.91x, 6 or 8 chunks held 1.0x and 0.89x; batching the reaper's
+//     resubmissions into one io_uring_enter per pass, none. During these
+//     runs 65% of the CPU was idle and the device's queue held 8-16
+//     requests most of the time: what is left is the time each stream has
+//     nothing to read, from its last chunk's read to the client's next
+//     request, and fewer bytes in flight than fio's 8 MiB (a stream cannot
+//     read ahead of the value it was asked for).
 //   - The 4 KiB cells did not move beyond the noise: the value's size is
 //     looked up under the read lock before a small get goes the old way.
 //     32 conns 0.44x/0.42x old against 0.39x/0.40x new with old measured
