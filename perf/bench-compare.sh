@@ -20,6 +20,12 @@
 # of the echo server (target >= 0.80x), and the 1 MiB cell as a share of
 # loopback TCP. The servers are stopped on exit, whatever happens.
 #
+# Cells marked apart in the matrix (the 1-conn GET a second time) run with
+# every server's threads on core 0 and the generator on core 1 (taskset),
+# as a client on another machine would be; the servers get every core back
+# after each apart run. Without taskset or a second core they are skipped
+# (n/a in the table). Why: bench.Cell's Apart.
+#
 # Environment:
 #   DURATION    measured time per cell and store (default 5s)
 #   WARMUP      unmeasured time before it (default 1s)
@@ -136,13 +142,28 @@ fi
 results=${RESULTS:-$work/results.jsonl}
 : >"$results"
 
+# pin_servers CPUS: set the CPU affinity of every thread of every server.
+pin_servers() {
+	local pid
+	for pid in $node_pid $redis_pid $memcached_pid $echo_pid; do
+		taskset -apc "$1" "$pid" >/dev/null
+	done
+}
+can_apart=0
+if command -v taskset >/dev/null && (($(nproc) >= 2)); then
+	can_apart=1
+else
+	echo "bench-compare: taskset or a second core missing: no apart cells" >&2
+fi
+gen=() # the generator's command prefix: empty, or taskset for apart cells
+
 # run LABEL TARGET-FLAGS...: one cell against one store; a failed run is
 # reported and shows as n/a or with its error count in the table.
 run() {
 	local label=$1
 	shift
-	echo "  $label: $*" >&2
-	if ! "$BIN" bench "$@" --duration "$DURATION" --warmup "$WARMUP" --json --label "$label" >>"$results"; then
+	echo "  $label: ${gen[*]} $*" >&2
+	if ! "${gen[@]}" "$BIN" bench "$@" --duration "$DURATION" --warmup "$WARMUP" --json --label "$label" >>"$results"; then
 		echo "bench-compare: $label $* failed (see above); continuing" >&2
 	fi
 }
@@ -152,8 +173,14 @@ matrix=$("$BIN" bench --matrix)
 i=0
 for ((rep = 1; rep <= REPEAT; rep++)); do
 	echo "bench-compare: pass $rep of $REPEAT" >&2
-	while read -r name op size conns pipeline echo; do
+	while read -r name op size conns pipeline echo apart; do
 		cell=(--op "$op" --size "$size" --conns "$conns" --pipeline "$pipeline")
+		gen=()
+		if [[ ${apart:-0} == 1 ]]; then
+			((can_apart)) || continue
+			pin_servers 0
+			gen=(taskset -c 1)
+		fi
 		targets=("pocket://127.0.0.1:$node_port" "redis://127.0.0.1:$redis_port" "${peers[@]}")
 		[[ -z $echo_url || ${echo:-0} != 1 ]] || targets+=("$echo_url")
 		# Rotate which store goes first so drift over the run favours none.
@@ -161,6 +188,10 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
 		for ((k = 0; k < n; k++)); do
 			run "$name" --target "${targets[(i + k) % n]}" "${cell[@]}"
 		done
+		if ((${#gen[@]})); then
+			pin_servers "0-$(($(nproc) - 1))"
+			gen=()
+		fi
 		i=$((i + 1))
 	done <<<"$matrix"
 	echo "  loopback: one TCP stream over 127.0.0.1" >&2

@@ -100,7 +100,7 @@ func TestMainExitStatus(t *testing.T) {
 	if st := Main(context.Background(), []string{"--bogus"}, &out, &errOut); st != 2 {
 		t.Errorf("bad flag: status %d, want 2", st)
 	}
-	if st := Main(context.Background(), []string{"--matrix"}, &out, &errOut); st != 0 || !strings.Contains(out.String(), "get-1k-c50 get 1024 50 1 1\n") {
+	if st := Main(context.Background(), []string{"--matrix"}, &out, &errOut); st != 0 || !strings.Contains(out.String(), "get-1k-c50 get 1024 50 1 1 0\n") {
 		t.Errorf("--matrix: status %d, output %q", st, out.String())
 	}
 	if st := Main(context.Background(), []string{"--report", filepath.Join(t.TempDir(), "missing")}, &out, &errOut); st != 1 {

@@ -101,6 +101,7 @@ func TestComparisonTable(t *testing.T) {
 		res("get-1k-p16", "pocket", 100000, 0, 0), res("get-1k-p16", "redis", 80000, 0, 0),
 		res("get-1m-c8", "pocket", 0, 3000, 0), res("get-1m-c8", "redis", 0, 2000, 0),
 		res("get-1k-c1", "pocket", 0, 0, 30), res("get-1k-c1", "redis", 0, 0, 40),
+		res("get-1k-c1-apart", "pocket", 0, 0, 13), res("get-1k-c1-apart", "redis", 0, 0, 16),
 		res(LoopbackLabel, "tcp", 0, 4000, 0),
 		res("put-1k-c50", "redis", 1000, 0, 0),
 	}
@@ -121,6 +122,7 @@ func TestComparisonTable(t *testing.T) {
 		"| 1 MiB GET, 8 conns | MB/s | 3,000.0 | 2,000.0 | 1.50x | ≥ 1.20x | yes |",
 		"| 1 MiB GET, 8 conns, share of loopback | MB/s | 3,000.0 | loopback 4,000.0 | 0.75x | ≥ 0.80x | no |",
 		"| 1 KiB GET, 1 conn | p50 us | 30.0 | 40.0 | 0.75x | ≤ 1.00x | yes |",
+		"| 1 KiB GET, 1 conn, client and servers on separate cores | p50 us | 13.0 | 16.0 | 0.81x | ≤ 1.00x | yes |",
 		"| loopback TCP, 1 stream | MB/s | 4,000.0 | | | | |",
 	} {
 		if !strings.Contains(table, want+"\n") {
@@ -179,5 +181,24 @@ func TestComparisonTakesTheMedianOfRepeats(t *testing.T) {
 	WriteComparison(&b, []Result{run("pocket", 30, 0), run("pocket", 20, 2), run("redis", 10, 0)})
 	if want := "| 1 KiB GET, 50 conns | ops/s | 20 (2 errors) | 10 | n/a | ≥ 1.20x | no |\n"; !strings.Contains(b.String(), want) {
 		t.Errorf("a run with errors does not mark the cell:\n%s", b.String())
+	}
+}
+
+// The matrix tells the shell loop which cells run against the echo server
+// and which with servers and generator pinned apart.
+func TestWriteMatrixColumns(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteMatrix(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"get-1k-c50 get 1024 50 1 1 0\n",
+		"get-1m-c8 get 1048576 8 1 0 0\n",
+		"get-1k-c1 get 1024 1 1 1 0\n",
+		"get-1k-c1-apart get 1024 1 1 1 1\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("matrix lacks %q:\n%s", want, b.String())
+		}
 	}
 }
