@@ -191,6 +191,16 @@
 // from 0.98-1.15x of Redis's to 0.37x, while the 50-connection cells, where
 // the gate stays closed, moved only within run-to-run noise. Locking loop
 // goroutines to OS threads did not help in any case and is off by default.
+// On another host of the same class (a 2-core Intel VM, where the
+// guest's wake-ups are cheaper), busy polling lengthened a lone loopback
+// connection's GET p50 from 9-10 us to 12-16 us, gate or no gate, while
+// Redis took 9.7: with nothing pinned the scheduler wakes the node onto the
+// load generator's core and back, sparing both wake-ups an interrupt,
+// which a spinning loop forgoes. With the node on one core and the
+// generator on the other, as a client on another machine would be, the
+// spinning node took 13 us, the parking one 16 and Redis 16, so the
+// default stays; perf/bench-compare.sh measures the cell both ways
+// (bench.Cell's Apart).
 // Parking beat blocking in epoll_wait by 1.6x on one connection and tied
 // on 50, hence the default. Through the node, with the load generator in
 // its own process (1 KiB GETs, 50 connections, eight interleaved 3 s
