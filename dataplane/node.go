@@ -59,6 +59,8 @@ type Node struct {
 	srv    *netio.Server
 	log    *slog.Logger
 	work   chan func()
+	workMu sync.RWMutex // held shared by submit's send, exclusively to close work
+	workUp bool         // work is open (under workMu)
 	wg     sync.WaitGroup
 	jobs   jobTable
 	vers   *versionTable // object versions and their leases (versions.go)
@@ -149,6 +151,7 @@ func (n *Node) startWorkers(count int) {
 		count = 64
 	}
 	n.work = make(chan func(), count*4)
+	n.workUp = true
 	for i := 0; i < count; i++ {
 		n.wg.Add(1)
 		go func() {
@@ -161,7 +164,10 @@ func (n *Node) startWorkers(count int) {
 }
 
 func (n *Node) stopWorkers() {
+	n.workMu.Lock()
+	n.workUp = false
 	close(n.work)
+	n.workMu.Unlock()
 	n.wg.Wait()
 }
 

@@ -97,7 +97,7 @@ func TestHostileStreamLostSubmit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(3 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
 		var stalledAt = -1
 		got, err := rawGet(nc, uint64(i+1), "k", 2*time.Second, func(n int) {
@@ -205,7 +205,7 @@ func TestHostileStreamNodeCloseMidStream(t *testing.T) {
 		pc.Close()
 		pn.Close()
 		slow.Store(true)
-		deadline := time.Now().Add(6 * time.Second)
+		deadline := time.Now().Add(3 * time.Second)
 		for cycle := 0; time.Now().Before(deadline); cycle++ {
 			n := hostileNode(t, tier, 2)
 			addr := n.Addr().String()
@@ -390,7 +390,7 @@ func TestHostileStreamManyConnsChurn(t *testing.T) {
 			bufs := tier.Device().Buffers().(*nvme.MmapBuffers)
 			failing.Store(su.fail)
 			var bad atomic.Value
-			deadline := time.Now().Add(5 * time.Second)
+			deadline := time.Now().Add(2 * time.Second)
 			var wg sync.WaitGroup
 			for range 8 {
 				wg.Add(1)

@@ -187,8 +187,16 @@ func (n *Node) commitAsync(c *netio.Conn, h wire.Header, tier Tier, p Pending, c
 var errBusy = &wire.Error{Code: wire.CodeBusy, Msg: "too many device operations in flight; retry"}
 
 // submit queues f on the blocking-tier workers without ever blocking the
-// event loop; false means the queue is full.
+// event loop; false means the queue is full or the node has closed. Any
+// goroutine may call it at any time: a streamed get's read completion
+// begins the next read from the reaper or a worker, which may run while
+// the node closes.
 func (n *Node) submit(f func()) bool {
+	n.workMu.RLock()
+	defer n.workMu.RUnlock()
+	if !n.workUp {
+		return false
+	}
 	n.inflight.Add(1)
 	select {
 	case n.work <- func() {
@@ -775,9 +783,10 @@ func (g *getStream) fill() {
 }
 
 // canBegin reports whether fill may begin the next chunk's read; g.mu is
-// held.
+// held. None begins once the node is closing: its loops would drop the
+// result, and with it the chunk's buffer.
 func (g *getStream) canBegin() bool {
-	return !g.stopped && g.begun < g.total && g.reading < streamReads && g.held < streamWindow
+	return !g.stopped && !g.n.closed.Load() && g.begun < g.total && g.reading < streamReads && g.held < streamWindow
 }
 
 // stop ends the stream's reads: none begins after it.
