@@ -142,13 +142,16 @@ fi
 results=${RESULTS:-$work/results.jsonl}
 : >"$results"
 
-# pin_servers CPUS: set the CPU affinity of every thread of every server.
+# pin_servers CPUS: set the CPU affinity of every thread of every server;
+# false if any could not be set.
 pin_servers() {
-	local pid
+	local pid ok=0
 	for pid in $node_pid $redis_pid $memcached_pid $echo_pid; do
-		taskset -apc "$1" "$pid" >/dev/null
+		taskset -apc "$1" "$pid" >/dev/null || ok=1
 	done
+	return $ok
 }
+all_cpus="0-$(($(nproc) - 1))"
 can_apart=0
 if command -v taskset >/dev/null && (($(nproc) >= 2)); then
 	can_apart=1
@@ -178,7 +181,11 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
 		gen=()
 		if [[ ${apart:-0} == 1 ]]; then
 			((can_apart)) || continue
-			pin_servers 0
+			if ! pin_servers 0; then
+				echo "bench-compare: could not pin the servers to core 0: $name skipped" >&2
+				pin_servers "$all_cpus" || true
+				continue
+			fi
 			gen=(taskset -c 1)
 		fi
 		targets=("pocket://127.0.0.1:$node_port" "redis://127.0.0.1:$redis_port" "${peers[@]}")
@@ -189,7 +196,7 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
 			run "$name" --target "${targets[(i + k) % n]}" "${cell[@]}"
 		done
 		if ((${#gen[@]})); then
-			pin_servers "0-$(($(nproc) - 1))"
+			pin_servers "$all_cpus" || echo "bench-compare: could not give the servers every core back" >&2
 			gen=()
 		fi
 		i=$((i + 1))
