@@ -185,7 +185,7 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.DurationVar(&o.Config.StallLimit, "stall-limit", DefaultStallLimit, "stop the run when a connection has had no success for this `time`")
 	loopback := fs.Bool("loopback", false, "measure one TCP stream over 127.0.0.1 instead of a store")
 	fs.Var(sizeFlag{&o.Chunk}, "chunk", "write `SIZE` of --loopback")
-	matrix := fs.Bool("matrix", false, "list the comparison cells: name op size conns pipeline")
+	matrix := fs.Bool("matrix", false, "list the comparison cells, one a line: name op size conns pipeline echo apart (echo, apart: 1 or 0; see bench.WriteMatrix)")
 	fs.StringVar(&o.Report, "report", "", "print the comparison table of a results `file` (JSON lines)")
 	tier := fs.String("tier", wire.TierDRAM.String(), "node tier for --addr runs: dram or nvme")
 	fs.StringVar(&o.EchoListen, "echo-listen", "", "serve the echo server on `HOST:PORT` until interrupted")
