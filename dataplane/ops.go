@@ -952,11 +952,9 @@ func (sl *streamSlot) Release() {
 
 // maybeEnd drops the stream's reference once nothing is held and nothing
 // more will be read: every chunk sent, or the stream failed, or the
-// connection closed.
+// connection closed. With nothing held no read is in flight, so no
+// completion can begin another after it.
 func (g *getStream) maybeEnd() {
-	if g.gone() {
-		g.stop()
-	}
 	g.mu.Lock()
 	held := g.held
 	g.mu.Unlock()
