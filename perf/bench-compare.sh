@@ -165,7 +165,7 @@ gen=() # the generator's command prefix: empty, or taskset for apart cells
 run() {
 	local label=$1
 	shift
-	echo "  $label: ${gen[*]} $*" >&2
+	echo "  $label: ${gen[*]:+${gen[*]} }$*" >&2
 	if ! "${gen[@]}" "$BIN" bench "$@" --duration "$DURATION" --warmup "$WARMUP" --json --label "$label" >>"$results"; then
 		echo "bench-compare: $label $* failed (see above); continuing" >&2
 	fi

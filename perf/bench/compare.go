@@ -121,6 +121,16 @@ func WriteMatrix(w io.Writer) error {
 	return err
 }
 
+// fmtRatio formats ratio q with two decimals, or three when two would
+// print the target itself for a q that is not (0.998 against 1.00 reads
+// "0.998x", not a "1.00x" that misses a 1.00x target).
+func fmtRatio(q, target float64) string {
+	if two := fmt.Sprintf("%.2f", q); two == fmt.Sprintf("%.2f", target) && q != target {
+		return fmt.Sprintf("%.3fx", q)
+	}
+	return fmt.Sprintf("%.2fx", q)
+}
+
 func b2i(b bool) int {
 	if b {
 		return 1
@@ -210,7 +220,7 @@ func compareRow(c Cell, ours, theirs *Result) string {
 	}
 	if okA && okB && c.Metric.of(theirs) > 0 {
 		q := c.Metric.of(ours) / c.Metric.of(theirs)
-		ratio = fmt.Sprintf("%.2fx", q)
+		ratio = fmtRatio(q, c.Target)
 		if c.Target > 0 {
 			met = yesNo(q >= c.Target)
 			if c.Metric == MetricP50 {
@@ -244,7 +254,7 @@ func memcacheRow(c Cell, ours, theirs *Result) string {
 	}
 	if okA && okB && c.Metric.of(theirs) > 0 {
 		q := c.Metric.of(ours) / c.Metric.of(theirs)
-		ratio = fmt.Sprintf("%.2fx", q)
+		ratio = fmtRatio(q, MemcacheTarget)
 		met = yesNo(q >= MemcacheTarget)
 		if c.Metric == MetricP50 {
 			met = yesNo(q <= MemcacheTarget)
@@ -264,7 +274,7 @@ func echoRow(c Cell, ours, limit *Result) string {
 		if c.Metric == MetricP50 {
 			q = 1 / q
 		}
-		ratio = fmt.Sprintf("%.2fx", q)
+		ratio = fmtRatio(q, c.EchoShare)
 		met = yesNo(q >= c.EchoShare)
 	}
 	return fmt.Sprintf("| %s, share of echo server | %s | %s | echo %s | %s | ≥ %.2fx | %s |\n", c.Title, c.Metric, a, b, ratio, c.EchoShare, met)
@@ -278,7 +288,7 @@ func loopbackRow(c Cell, ours, loop *Result) string {
 	}
 	if okA && loop != nil && loop.MBPerSec > 0 {
 		q := ours.MBPerSec / loop.MBPerSec
-		ratio = fmt.Sprintf("%.2fx", q)
+		ratio = fmtRatio(q, c.LoopbackShare)
 		met = yesNo(q >= c.LoopbackShare)
 	}
 	return fmt.Sprintf("| %s, share of loopback | MB/s | %s | %s | %s | ≥ %.2fx | %s |\n", c.Title, a, ref, ratio, c.LoopbackShare, met)

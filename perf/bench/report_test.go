@@ -202,3 +202,18 @@ func TestWriteMatrixColumns(t *testing.T) {
 		}
 	}
 }
+
+// A ratio that rounds to its target but misses it shows a third decimal.
+func TestComparisonRatioAtTheTarget(t *testing.T) {
+	res := func(store string, ops float64) Result {
+		return Result{Label: "put-1k-c50", Target: store + "://x:1", OpsPerSec: ops}
+	}
+	var b bytes.Buffer
+	WriteComparison(&b, []Result{res("pocket", 998), res("redis", 500), res("memcache", 1000)})
+	if want := "| 1 KiB PUT, 50 conns, vs memcached | ops/s | 998 | memcached 1,000 | 0.998x | ≥ 1.00x | no |\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("table lacks\n%s\nin\n%s", want, b.String())
+	}
+	if want := "| 1 KiB PUT, 50 conns | ops/s | 998 | 500 | 2.00x | — | — |\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("table lacks\n%s\nin\n%s", want, b.String())
+	}
+}
