@@ -662,16 +662,19 @@ func (n *Node) replyErr(c *netio.Conn, cs *connState, h *wire.Header, err error)
 // Streamed gets. A value larger than one stream chunk is read from the
 // NVMe tier in chunks of streamChunk bytes, and chunk k is sent while the
 // chunks after it are read, so the read and the send of one value overlap
-// instead of running in series (nvme/doc.go, "Where a GET's time goes").
+// instead of running in series (nvme/doc.go, "Where a GET's time goes",
+// the bullet "Streaming").
 // Up to streamReads chunk reads are in flight at once, and up to
 // streamWindow chunks are held (read or being read, and not yet sent),
 // which bounds a stream's memory at 1 MiB, what a whole 1 MiB value took
 // before. A read's completion begins the next read at once, on the
 // goroutine that reaps it, when a buffer is free: the device is kept busy
-// while earlier chunks wait for the loop or the socket. (Reads used to
-// begin only as chunks were sent, two held at most; four begun at once are
-// merged by the block layer into one request, which ends the overlap.
-// Measured in nvme/doc.go, "Where a GET's time goes".)
+// while earlier chunks wait for the loop or the socket (reads used to
+// begin only as chunks were sent, two held at most). The first reads of a
+// stream are begun together and may be merged by the block layer into one
+// request; later ones begin one at a time as reads end. Why 3 reads: 2
+// measured 0.98-1.0x of 3's rate and 4 (merged or submitted one by one)
+// 0.88-0.89x (nvme/doc.go, the bullet "Reads that wait for sends").
 //
 // Framing: the reply header goes out with chunk 0, once it is read, so a
 // failure to read chunk 0 is answered with an error reply like any other.

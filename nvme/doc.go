@@ -141,9 +141,10 @@
 //     neither the device nor the CPU was the limit, the per-connection
 //     series was. 71% of the node's samples were writev (its copy 22%,
 //     the loopback receive it runs in softirq 24%), 9% the runtime's
-//     sysmon. A value over 256 KiB is now read in 256 KiB chunks, two per
-//     stream at a time, each sent as soon as it and those before it are
-//     read. Four chunks started at once are merged by the block layer
+//     sysmon. A value over 256 KiB was then read in 256 KiB chunks, two
+//     per stream at a time (since 65dea33 three reads and four chunks
+//     held: "Reads that wait for sends" below), each sent as soon as it
+//     and those before it are read. Four chunks started at once are merged by the block layer
 //     into one 1 MiB request (diskstats: one read per GET) and complete
 //     together, so nothing overlaps; two at a time stay 256 KiB requests
 //     (fio: 256 KiB random reads at QD8 give 2356 MB/s, 512 KiB 2747, 1
@@ -184,7 +185,7 @@
 //     whole, in series with its send) 0.84x. More bytes in flight per
 //     stream did not fill the device better (why was not measured; four
 //     chunks begun at once merge into one request, above). 256 KiB x 2
-//     stays.
+//     stayed, until reads stopped waiting for sends (below).
 //   - The network's limit beside the device's (perf/nvme-node-compare.sh
 //     now measures the same node's 1 MiB DRAM GET, 8 conns, right after
 //     its NVMe one, and a loopback stream): at load 2-3 the DRAM GET ran at
