@@ -23,10 +23,13 @@ type connState struct {
 	put     putSink
 	discard discardSink
 	auth    authCache
-	entry   *jobEntry  // the job of the request admitted last (jobtable.go), or nil
-	closed  bool       // set by OnClose; read by tasks posted to the same loop
-	last    bool       // the request being served is the last complete one in the input
-	start   int64      // monoNow when the read that completed the request's header returned (metrics.go)
+	entry   *jobEntry // the job of the request admitted last (jobtable.go), or nil
+	closed  bool      // set by OnClose; read by tasks posted to the same loop
+	last    bool      // the request being served is the last complete one in the input
+	start   int64     // monoNow when the read that completed the request's header returned (metrics.go)
+	inData  bool      // OnData is running: replies it queues are timed at its end (metrics.go)
+	pend    uint32    // op slots with latencies pending, a bit each (metrics.go)
+	pendN   [opSlots]uint32
 	stream  *getStream // the get streaming its value on this connection, or nil (ops.go)
 }
 
@@ -61,6 +64,13 @@ func (n *Node) OnClose(c *netio.Conn, _ error) {
 func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
 	cs := c.Context().(*connState)
 	cs.start = monoNow()
+	cs.inData = true
+	done, err := n.onData(c, cs, in)
+	n.mx.endData(c.Loop().Index(), cs)
+	return done, err
+}
+
+func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 	if c.Reserved() {
 		return n.onReserve(c, cs, in)
 	}

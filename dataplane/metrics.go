@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"math/bits"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -18,10 +19,11 @@ import (
 // sendValue, ops.go), and each of them calls done: it counts the request
 // by op and result (CodeOK or the reply's wire code) and records its
 // latency, from the read that completed the request's header to its reply
-// being queued on the connection (cs.start; a request served on a worker
-// carries its own start back to the loop, see withStart). A request whose
-// connection closed before its answer was sent is not counted: nothing
-// answered it.
+// being queued on the connection (cs.start; the replies queued while the
+// node handles one read are timed together when it is done with the read,
+// see done; a request served on a worker carries its own start back to the
+// loop, see withStart). A request whose connection closed before its
+// answer was sent is not counted: nothing answered it.
 //
 // The hot path looks up no label and allocates nothing: counters are
 // arrays of atomics indexed by opcode and code, one set per event loop
@@ -38,6 +40,9 @@ const (
 	// share the last slot, labelled "other".
 	codeSlots = 32
 )
+
+// connState.pend has a bit per op slot.
+var _ [32 - opSlots]struct{}
 
 // loopMetrics are one event loop's request figures.
 type loopMetrics struct {
@@ -75,22 +80,65 @@ var monoBase = time.Now()
 // read, half the cost of time.Now, which also reads the wall clock.
 func monoNow() int64 { return int64(time.Since(monoBase)) }
 
-// done counts one answered request of c, begun at start (monoNow), and
-// its result.
-func (m *nodeMetrics) done(c *netio.Conn, start int64, op wire.Op, code wire.Code) {
-	m.record(c.Loop().Index(), time.Duration(monoNow()-start), op, code)
+// done counts one answered request of c, begun at cs.start (monoNow), and
+// its result. A reply OnData queues is timed when OnData returns (endData),
+// by one clock read for all the requests of the read: the loop flushes
+// their replies together after it, so that is when they leave.
+func (m *nodeMetrics) done(c *netio.Conn, cs *connState, op wire.Op, code wire.Code) {
+	m.doneOn(c.Loop().Index(), cs, op, code)
+}
+
+// doneOn is done on event loop number loop.
+func (m *nodeMetrics) doneOn(loop int, cs *connState, op wire.Op, code wire.Code) {
+	if !cs.inData {
+		m.record(loop, time.Duration(monoNow()-cs.start), op, code)
+		return
+	}
+	o := m.count(loop, op, code)
+	cs.pend |= 1 << o
+	cs.pendN[o]++
+}
+
+// endData ends an OnData call on event loop number loop: the replies it
+// queued are timed now, from the call's read (cs.start).
+func (m *nodeMetrics) endData(loop int, cs *connState) {
+	cs.inData = false
+	if cs.pend == 0 {
+		return
+	}
+	d := time.Duration(monoNow() - cs.start)
+	l := m.loop(loop)
+	for p := cs.pend; p != 0; p &= p - 1 {
+		o := bits.TrailingZeros32(p)
+		l.latency(o).RecordN(d, uint64(cs.pendN[o]))
+		cs.pendN[o] = 0
+	}
+	cs.pend = 0
 }
 
 // record is done on event loop number loop, for a request that took d.
 func (m *nodeMetrics) record(loop int, d time.Duration, op wire.Op, code wire.Code) {
-	l := &m.loops[loop%len(m.loops)]
+	o := m.count(loop, op, code)
+	m.loop(loop).latency(o).Record(d)
+}
+
+// count counts a request of op answered with code on event loop number
+// loop and returns op's slot.
+func (m *nodeMetrics) count(loop int, op wire.Op, code wire.Code) int {
 	o := opSlot(op)
-	l.reqs[o][min(int(code), codeSlots-1)].Add(1)
-	h := l.lat[o].Load()
-	if h == nil {
-		h = l.histogram(o)
+	m.loop(loop).reqs[o][min(int(code), codeSlots-1)].Add(1)
+	return o
+}
+
+// loop is the figures of event loop number i.
+func (m *nodeMetrics) loop(i int) *loopMetrics { return &m.loops[i%len(m.loops)] }
+
+// latency is the loop's histogram of op slot o, made on first use.
+func (l *loopMetrics) latency(o int) *metrics.Histogram {
+	if h := l.lat[o].Load(); h != nil {
+		return h
 	}
-	h.Record(d)
+	return l.histogram(o)
 }
 
 // histogram makes the loop's histogram of op slot o.
@@ -106,10 +154,10 @@ func (l *loopMetrics) histogram(o int) *metrics.Histogram {
 // connection's loop for a request served on a worker, with the request's
 // own start, and restores the start of the request the loop is serving.
 func (cs *connState) withStart(start int64, reply func()) {
-	prev := cs.start
-	cs.start = start
+	prev, in := cs.start, cs.inData
+	cs.start, cs.inData = start, false // timed now, not with the read
 	reply()
-	cs.start = prev
+	cs.start, cs.inData = prev, in
 }
 
 // Labels of the slots, derived from wire's names.

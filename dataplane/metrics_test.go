@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/pocketstore/pocket/wire"
@@ -135,5 +136,58 @@ func TestSlotLabels(t *testing.T) {
 	}
 	if codeLabels[wire.CodeOK] != "ok" || codeLabels[wire.CodeStaleEpoch] != "stale_map_epoch" || codeLabels[codeSlots-1] != "other" {
 		t.Errorf("code labels %q", codeLabels)
+	}
+}
+
+// TestRequestsOfOneReadTimedTogether: the replies queued while the node
+// handles one read are counted at once and timed together when it is done
+// with the read, each op with its own count; a reply outside a read, or one
+// carrying its own start (withStart), is timed at once.
+func TestRequestsOfOneReadTimedTogether(t *testing.T) {
+	var m nodeMetrics
+	m.init(1)
+	snap := func(op wire.Op) metrics.HistogramSnapshot {
+		var s metrics.HistogramSnapshot
+		if h := m.loop(0).lat[opSlot(op)].Load(); h != nil {
+			h.Snapshot(&s)
+		}
+		return s
+	}
+	cs := &connState{start: monoNow(), inData: true}
+	for range 5 {
+		m.doneOn(0, cs, wire.OpGet, wire.CodeOK)
+	}
+	m.doneOn(0, cs, wire.OpGet, wire.CodeNotFound)
+	m.doneOn(0, cs, wire.OpPut, wire.CodeOK)
+	if got := m.loop(0).reqs[opSlot(wire.OpGet)][wire.CodeOK].Load(); got != 5 {
+		t.Fatalf("%d gets counted during the read, want 5", got)
+	}
+	if s := snap(wire.OpGet); s.Count() != 0 {
+		t.Fatalf("%d get latencies before the read ended, want none", s.Count())
+	}
+	const pause = 2 * time.Millisecond
+	time.Sleep(pause)
+	cs.withStart(monoNow(), func() { m.doneOn(0, cs, wire.OpDelete, wire.CodeOK) })
+	if s := snap(wire.OpDelete); s.Count() != 1 || s.Max >= uint64(pause) {
+		t.Fatalf("a reply with its own start: %d latencies, max %v; want 1 under %v", s.Count(), time.Duration(s.Max), pause)
+	}
+	if !cs.inData {
+		t.Fatal("withStart did not restore the read")
+	}
+	m.endData(0, cs)
+	gets := snap(wire.OpGet)
+	if gets.Count() != 6 || gets.Sum != 6*gets.Max || gets.Max < uint64(pause) {
+		t.Fatalf("gets after the read: %d latencies, sum %d, max %d; want 6 equal ones of at least %v", gets.Count(), gets.Sum, gets.Max, pause)
+	}
+	if s := snap(wire.OpPut); s.Count() != 1 || s.Sum != gets.Max {
+		t.Fatalf("put after the read: %d latencies, sum %d; want 1 of %d", s.Count(), s.Sum, gets.Max)
+	}
+	if cs.inData || cs.pend != 0 || cs.pendN != [opSlots]uint32{} {
+		t.Fatalf("read state left: inData %v, pend %b, pendN %v", cs.inData, cs.pend, cs.pendN)
+	}
+	cs.start = monoNow() - int64(time.Millisecond)
+	m.doneOn(0, cs, wire.OpGet, wire.CodeOK)
+	if s := snap(wire.OpGet); s.Count() != 7 {
+		t.Fatalf("a reply outside a read: %d get latencies, want 7", s.Count())
 	}
 }

@@ -401,7 +401,7 @@ func (n *Node) sendValue(c *netio.Conn, cs *connState, h *wire.Header, v Value, 
 	}
 	n.stats.of(c).bytesOut.Add(uint64(size))
 	jt.addOut(c.Loop().Index(), uint64(size))
-	n.mx.done(c, cs.start, h.Op, wire.CodeOK)
+	n.mx.done(c, cs, h.Op, wire.CodeOK)
 	segs := v.Segments()
 	if size <= smallCopy || len(segs) == 0 {
 		for _, s := range segs {
@@ -636,7 +636,7 @@ func (n *Node) replyOK(c *netio.Conn, cs *connState, h *wire.Header, payload uin
 	rh := wire.Header{Op: h.Op.Reply(), ID: h.ID, PayloadLen: payload}
 	wire.PutHeader(cs.hdr[:], &rh)
 	c.Write(cs.hdr[:])
-	n.mx.done(c, cs.start, h.Op, wire.CodeOK)
+	n.mx.done(c, cs, h.Op, wire.CodeOK)
 }
 
 func (n *Node) replyMeta(c *netio.Conn, cs *connState, h *wire.Header, r *wire.Response) {
@@ -645,7 +645,7 @@ func (n *Node) replyMeta(c *netio.Conn, cs *connState, h *wire.Header, r *wire.R
 	wire.PutHeader(cs.hdr[:], &rh)
 	c.Write(cs.hdr[:])
 	c.Write(meta)
-	n.mx.done(c, cs.start, h.Op, wire.CodeOK)
+	n.mx.done(c, cs, h.Op, wire.CodeOK)
 }
 
 func (n *Node) replyErr(c *netio.Conn, cs *connState, h *wire.Header, err error) {
@@ -656,7 +656,7 @@ func (n *Node) replyErr(c *netio.Conn, cs *connState, h *wire.Header, err error)
 	wire.PutHeader(cs.hdr[:], &rh)
 	c.Write(cs.hdr[:])
 	c.Write(meta)
-	n.mx.done(c, cs.start, h.Op, rh.Code)
+	n.mx.done(c, cs, h.Op, rh.Code)
 }
 
 // Streamed gets. A value larger than one stream chunk is read from the
@@ -909,7 +909,7 @@ func (g *getStream) writeHeader() bool {
 	}
 	g.n.stats.of(g.c).bytesOut.Add(uint64(g.s.size()))
 	g.jt.addOut(g.c.Loop().Index(), uint64(g.s.size()))
-	cs.withStart(g.start, func() { g.n.mx.done(g.c, cs.start, h.Op, wire.CodeOK) })
+	cs.withStart(g.start, func() { g.n.mx.done(g.c, cs, h.Op, wire.CodeOK) })
 	return true
 }
 

@@ -80,10 +80,14 @@ type Histogram struct {
 }
 
 // Record counts one latency. Negative durations count as zero.
-func (h *Histogram) Record(d time.Duration) {
+func (h *Histogram) Record(d time.Duration) { h.RecordN(d, 1) }
+
+// RecordN counts n latencies of d each (requests answered together, timed
+// by one clock read). Negative durations count as zero.
+func (h *Histogram) RecordN(d time.Duration, n uint64) {
 	v := uint64(max(d, 0))
-	h.counts[RequestLayout.Bucket(v)].Add(1)
-	h.sum.Add(v)
+	h.counts[RequestLayout.Bucket(v)].Add(n)
+	h.sum.Add(v * n)
 	for {
 		m := h.max.Load()
 		if v <= m || h.max.CompareAndSwap(m, v) {

@@ -11,7 +11,8 @@ const (
 	// result ("ok" or the wire error code's name, e.g. "not_found").
 	NodeRequests = "pocket_node_requests_total"
 	// NodeRequestDuration is the time from a request's bytes reaching the
-	// node to its reply being queued, by op (histogram).
+	// node to its reply being queued, by op (histogram); replies to the
+	// requests of one read are timed together, once the node has handled it.
 	NodeRequestDuration = "pocket_node_request_duration_seconds"
 	// NodeReceivedBytes and NodeSentBytes count value bytes taken by puts
 	// and sent by gets.
