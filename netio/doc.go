@@ -211,6 +211,19 @@
 //
 //	go test -run '^$' -bench PingPong -benchtime=0.2s -count=6 ./netio
 //
+// Blocking in epoll_wait again, through the node on the Intel host (quiet,
+// 3 interleaved 3 s rounds, a DRAM-only node with its default busy
+// polling, against the parking build): 1 KiB GETs and PUTs from 50 conns
+// 1.00x; pipelined GETs (50 x 16) 1.04x; pipelined PUTs 0.94x, with the
+// node's CPU per PUT 1.23 against 0.98 us (both loops now ran at once and
+// contended on the slab allocator's class lock: procyield and lockSlow rose
+// from 2.6 to 8.6 % of the node's samples); 1-conn GET p50 11.2-11.5
+// against 13.8-14.3 us; 1 MiB GETs (8 conns) 1.04-1.06x, level with
+// memcached -t 2 in the same run. With --nvme (busy polling off), 4 KiB
+// NVMe GETs from 32 conns fell to 0.83x (0.80-0.89) and a lone 4 KiB DRAM
+// GET rose from 9.7 to 14.6 us (perf/nvme-node-compare.sh, 3 rounds). So
+// parking stays the default.
+//
 // The echo benchmarks (BenchmarkEcho, BenchmarkWriteRef) report 0 allocs/op
 // for the whole process, clients included: Write, WriteRef, OnData and the
 // loop allocate nothing per request in steady state.

@@ -248,6 +248,21 @@
 //     (0.1 already) nor the CPU. What is left is what the bullets above
 //     name: the doorbell's VM exit per submission, writev, sysmon, and a
 //     generator and other work on the same 2 cores.
+//   - A lone 4 KiB read (queue depth 1, Intel host, quiet; tried, not
+//     kept): the engine submits with one io_uring_enter and waits with
+//     another. Submitting and waiting in one call left one enter per GET
+//     (strace -c) but did not move the GET's p50: 36.7-37.2 us before,
+//     37.2-37.8 after, node CPU 19.2-19.9 against 19.5-20.2 us per GET
+//     (3 interleaved 5 s runs each, --busy-poll 0). Spinning on the
+//     completion queue for up to 60 us before waiting in the kernel saw
+//     every completion without the second enter and was no faster either
+//     (p50 1.23x of fio QD1 + DRAM GET against 1.19x, 5 rounds of
+//     perf/nvme-node-compare.sh CELLS=p50): the vCPU's halt while the
+//     device works is not where the lone GET's extra 5 us over fio's QD1
+//     and a DRAM GET go. Of its 19.5 us of node CPU (fio: 7 us per read at
+//     QD1, 1.8 us at QD32), the samples show context switches (19%), the
+//     virtio doorbell (iowrite16, 12%) and the Go runtime handing the
+//     loop's P to another thread while the read waits in the kernel.
 //
 // # Buffer lifetimes
 //
