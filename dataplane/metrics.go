@@ -18,12 +18,15 @@ import (
 // Every request ends in exactly one reply (replyOK, replyMeta, replyErr or
 // sendValue, ops.go), and each of them calls done: it counts the request
 // by op and result (CodeOK or the reply's wire code) and records its
-// latency, from the read that completed the request's header to its reply
-// being queued on the connection (cs.start; the replies queued while the
-// node handles one read are timed together when it is done with the read,
-// see done; a request served on a worker carries its own start back to the
-// loop, see withStart). A request whose connection closed before its
-// answer was sent is not counted: nothing answered it.
+// latency, from the read that completed the request's header (cs.start) to
+// its reply having been queued on the connection. A reply queued while
+// OnData handles a read is timed when OnData returns (endData), with one
+// clock read for all the replies of the read: they all record the read's
+// handling time. A reply queued outside OnData is timed as it is queued: a
+// put whose payload a sink received in later reads, and a request served
+// on a worker, which carries its own start back to the loop (withStart). A
+// request whose connection closed before its answer was sent is not
+// counted: nothing answered it.
 //
 // The hot path looks up no label and allocates nothing: counters are
 // arrays of atomics indexed by opcode and code, one set per event loop
@@ -82,8 +85,9 @@ func monoNow() int64 { return int64(time.Since(monoBase)) }
 
 // done counts one answered request of c, begun at cs.start (monoNow), and
 // its result. A reply OnData queues is timed when OnData returns (endData),
-// by one clock read for all the requests of the read: the loop flushes
-// their replies together after it, so that is when they leave.
+// by one clock read for all the requests of the read: the loop writes their
+// replies out together no earlier than that (at the end of its pass), so
+// none of them has left before. A reply queued outside OnData is timed now.
 func (m *nodeMetrics) done(c *netio.Conn, cs *connState, op wire.Op, code wire.Code) {
 	m.doneOn(c.Loop().Index(), cs, op, code)
 }
@@ -151,8 +155,9 @@ func (l *loopMetrics) histogram(o int) *metrics.Histogram {
 }
 
 // withStart runs reply, an answer sent from a posted task on the
-// connection's loop for a request served on a worker, with the request's
-// own start, and restores the start of the request the loop is serving.
+// connection's loop for a request served on a worker (or a streamed get),
+// with the request's own start and timed at once, not with a read; then it
+// restores cs.start and cs.inData.
 func (cs *connState) withStart(start int64, reply func()) {
 	prev, in := cs.start, cs.inData
 	cs.start, cs.inData = start, false // timed now, not with the read

@@ -64,10 +64,12 @@ func benchPipelined(b *testing.B, op wire.Op, size int) {
 	}
 }
 
-// BenchmarkRequestMetrics is what the metrics add to each request: the
-// clock read at the start of a read (once per batch of requests; here once
-// per request, the worst case) and at the reply, and the counter and
-// histogram updates.
+// BenchmarkRequestMetrics is what the metrics add to a request in the
+// worst case, alone in its read or answered outside one: two clock reads
+// (at the start of the read and as the reply is timed), the counter and a
+// histogram record. It takes the unbatched path (record); the requests of
+// one read share the start read, the end read (endData) and one histogram
+// record per op, which this does not measure.
 func BenchmarkRequestMetrics(b *testing.B) {
 	var m nodeMetrics
 	m.init(2)

@@ -10,9 +10,13 @@ const (
 	// NodeRequests counts requests answered, by op (wire.Op's name) and
 	// result ("ok" or the wire error code's name, e.g. "not_found").
 	NodeRequests = "pocket_node_requests_total"
-	// NodeRequestDuration is the time from a request's bytes reaching the
-	// node to its reply being queued, by op (histogram); replies to the
-	// requests of one read are timed together, once the node has handled it.
+	// NodeRequestDuration is the time from the read that completed a
+	// request's header to its reply having been queued (not yet written to
+	// the socket), by op (histogram). Replies queued while the node handles
+	// that read are timed together when it is done with the whole read: the
+	// requests of one read record the same latency. Replies queued later
+	// (from a worker, a streamed get, a put's later payload) are timed as
+	// they are queued.
 	NodeRequestDuration = "pocket_node_request_duration_seconds"
 	// NodeReceivedBytes and NodeSentBytes count value bytes taken by puts
 	// and sent by gets.
