@@ -192,7 +192,7 @@ type nodeCollector Node
 
 var (
 	descRequests = prometheus.NewDesc(metrics.NodeRequests, "Requests answered, by op and result (ok or the wire error code).", []string{"op", "result"}, nil)
-	descLatency  = prometheus.NewDesc(metrics.NodeRequestDuration, "Time from a request's header being read to its reply being queued, by op.", []string{"op"}, nil)
+	descLatency  = prometheus.NewDesc(metrics.NodeRequestDuration, "Time from the read that completed a request's header to its reply being queued, by op; the requests answered within one read share one figure.", []string{"op"}, nil)
 	descBytesIn  = prometheus.NewDesc(metrics.NodeReceivedBytes, "Value bytes received by puts.", nil, nil)
 	descBytesOut = prometheus.NewDesc(metrics.NodeSentBytes, "Value bytes sent by gets.", nil, nil)
 	descConns    = prometheus.NewDesc(metrics.NodeConnections, "Open client connections.", nil, nil)
