@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/nvme"
 	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -268,5 +270,114 @@ func TestHostileMetricsInvariantMix(t *testing.T) {
 	fams := scrapeNode(t, n)
 	if got := fams.Sum(metrics.NodeRequests, "op", "ping"); got < 21+5*5+5 {
 		t.Errorf("%v pings counted, want at least %d", got, 21+5*5+5)
+	}
+}
+
+// TestHostileMetricsInvariantNVMe: the NVMe tier's replies sent later
+// from posted tasks (worker gets and puts, reads begun on the loop,
+// streamed gets, busy refusals with one worker) mixed with inline ones
+// in pipelined writes, and connections closed mid-stream: every op's
+// latency histogram still holds one sample per answered request.
+func TestHostileMetricsInvariantNVMe(t *testing.T) {
+	dir := t.TempDir()
+	if err := nvme.ProbeDirectIO(dir); err != nil {
+		t.Skipf("no O_DIRECT in %s: %v", dir, err)
+	}
+	dev, err := nvme.Open(filepath.Join(dir, "dev"), nvme.Options{Size: 64 << 20, BufferPool: 192 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier, err := NewNVMe(dev, NVMeOptions{})
+	if err != nil {
+		dev.Close()
+		t.Fatal(err)
+	}
+	n, err := NewNode(NodeConfig{Listen: "127.0.0.1:0", NVMe: tier, Net: netio.Config{Loops: 2}, Workers: 1})
+	if err != nil {
+		tier.Close()
+		dev.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.Close()
+		tier.Close()
+		dev.Close()
+	})
+	job := []byte("nj")
+	big := bytes.Repeat([]byte{3}, 1<<20)
+	c := dial(t, n, "nj")
+	for _, k := range []string{"big", "small"} {
+		v := big
+		if k == "small" {
+			v = make([]byte, 4096)
+		}
+		if r := roundTrip(t, c, wire.OpPut, wire.FlagTierNVMe, &wire.Request{Job: job, Key: []byte(k)}, v); r.Code != wire.CodeOK {
+			t.Fatal(r.Err())
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			nc, err := net.Dial("tcp", n.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer nc.Close()
+			var b []byte
+			id := uint64(0)
+			for i := range 12 {
+				id++
+				b = append(b, hostileFrame(wire.OpPing, 0, id, &wire.Request{}, nil)...)
+				id++
+				b = append(b, hostileFrame(wire.OpGet, wire.FlagTierNVMe, id, &wire.Request{Job: job, Key: []byte("big")}, nil)...)
+				id++
+				b = append(b, hostileFrame(wire.OpGet, wire.FlagTierNVMe, id, &wire.Request{Job: job, Key: []byte("small")}, nil)...)
+				id++
+				b = append(b, hostileFrame(wire.OpGet, wire.FlagTierNVMe, id, &wire.Request{Job: job, Key: []byte("none")}, nil)...)
+				id++
+				b = append(b, hostileFrame(wire.OpPut, wire.FlagTierNVMe, id, &wire.Request{Job: job, Key: []byte(fmt.Sprint("p", w, i))}, make([]byte, 8192))...)
+			}
+			if _, err := nc.Write(b); err != nil {
+				return
+			}
+			if w%2 == 1 {
+				// Read part of the replies, then close mid-stream.
+				nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+				io.CopyN(io.Discard, nc, 300<<10)
+				return
+			}
+			nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			lim := wire.DefaultLimits()
+			for range id {
+				var hdr [wire.HeaderLen]byte
+				if _, err := io.ReadFull(nc, hdr[:]); err != nil {
+					t.Errorf("conn %d: %v", w, err)
+					return
+				}
+				h, err := wire.ParseHeader(hdr[:], &lim)
+				if err != nil {
+					t.Errorf("conn %d: %v", w, err)
+					return
+				}
+				if _, err := io.CopyN(io.Discard, nc, int64(h.MetaLen)+int64(h.PayloadLen)); err != nil {
+					t.Errorf("conn %d: %v", w, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var last []string
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		last = hostileMismatch(scrapeNode(t, n))
+		if len(last) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(last) != 0 {
+		t.Fatalf("requests answered and latencies differ: %v", last)
 	}
 }
