@@ -19,10 +19,11 @@ import (
 // sendValue, ops.go), and each of them calls done: it counts the request
 // by op and result (CodeOK or the reply's wire code) and records its
 // latency, from the read that completed the request's header (cs.start) to
-// its reply having been queued on the connection. A reply queued while
-// OnData handles a read is timed when OnData returns (endData), with one
-// clock read for all the replies of the read: they all record the read's
-// handling time. A reply queued outside OnData is timed as it is queued: a
+// its reply having been queued on the connection. A successful reply
+// queued while OnData handles a read is counted and timed when OnData
+// returns (endData), with one clock read for all the replies of the read:
+// they all record the read's handling time. An error reply, and a reply
+// queued outside OnData, is counted and timed as it is queued: a
 // put whose payload a sink received in later reads, and a request served
 // on a worker, which carries its own start back to the loop (withStart). A
 // request whose connection closed before its answer was sent is not
@@ -84,21 +85,24 @@ var monoBase = time.Now()
 func monoNow() int64 { return int64(time.Since(monoBase)) }
 
 // done counts one answered request of c, begun at cs.start (monoNow), and
-// its result. A reply OnData queues is timed when OnData returns (endData),
-// by one clock read for all the requests of the read: the loop writes their
-// replies out together no earlier than that (at the end of its pass), so
-// none of them has left before. A reply queued outside OnData is timed now.
+// its result. A successful reply OnData queues is counted and timed when
+// OnData returns (endData), by one clock read for all the requests of the
+// read: the loop writes their replies out together no earlier than that
+// (at the end of its pass), so none of them has left before. An error
+// reply, or a reply queued outside OnData, is counted and timed now.
 func (m *nodeMetrics) done(c *netio.Conn, cs *connState, op wire.Op, code wire.Code) {
 	m.doneOn(c.Loop().Index(), cs, op, code)
 }
 
 // doneOn is done on event loop number loop.
 func (m *nodeMetrics) doneOn(loop int, cs *connState, op wire.Op, code wire.Code) {
-	if !cs.inData {
+	if !cs.inData || code != wire.CodeOK {
 		m.record(loop, time.Duration(monoNow()-cs.start), op, code)
 		return
 	}
-	o := m.count(loop, op, code)
+	// Counted with its latency, so a scrape during a long read never
+	// sees a request answered and not yet timed.
+	o := opSlot(op)
 	cs.pend |= 1 << o
 	cs.pendN[o]++
 }
@@ -114,7 +118,9 @@ func (m *nodeMetrics) endData(loop int, cs *connState) {
 	l := m.loop(loop)
 	for p := cs.pend; p != 0; p &= p - 1 {
 		o := bits.TrailingZeros32(p)
-		l.latency(o).RecordN(d, uint64(cs.pendN[o]))
+		n := uint64(cs.pendN[o])
+		l.reqs[o][wire.CodeOK].Add(n)
+		l.latency(o).RecordN(d, n)
 		cs.pendN[o] = 0
 	}
 	cs.pend = 0
@@ -192,7 +198,7 @@ type nodeCollector Node
 
 var (
 	descRequests = prometheus.NewDesc(metrics.NodeRequests, "Requests answered, by op and result (ok or the wire error code).", []string{"op", "result"}, nil)
-	descLatency  = prometheus.NewDesc(metrics.NodeRequestDuration, "Time from the read that completed a request's header to its reply being queued, by op; the requests answered within one read share one figure.", []string{"op"}, nil)
+	descLatency  = prometheus.NewDesc(metrics.NodeRequestDuration, "Time from the read that completed a request's header to its reply being queued, by op; the successful requests answered within one read share one figure.", []string{"op"}, nil)
 	descBytesIn  = prometheus.NewDesc(metrics.NodeReceivedBytes, "Value bytes received by puts.", nil, nil)
 	descBytesOut = prometheus.NewDesc(metrics.NodeSentBytes, "Value bytes sent by gets.", nil, nil)
 	descConns    = prometheus.NewDesc(metrics.NodeConnections, "Open client connections.", nil, nil)

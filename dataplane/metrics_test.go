@@ -139,10 +139,12 @@ func TestSlotLabels(t *testing.T) {
 	}
 }
 
-// TestRequestsOfOneReadTimedTogether: the replies queued while the node
-// handles one read are counted at once and timed together when it is done
-// with the read, each op with its own count; a reply outside a read, or one
-// carrying its own start (withStart), is timed at once.
+// TestRequestsOfOneReadTimedTogether: the successful replies queued while
+// the node handles one read are counted and timed together when it is done
+// with the read, each op with its own count, so the counters never show a
+// request the histogram has not timed; an error reply, a reply outside a
+// read, or one carrying its own start (withStart), is counted and timed at
+// once.
 func TestRequestsOfOneReadTimedTogether(t *testing.T) {
 	var m nodeMetrics
 	m.init(1)
@@ -153,33 +155,37 @@ func TestRequestsOfOneReadTimedTogether(t *testing.T) {
 		}
 		return s
 	}
+	counted := func(op wire.Op, code wire.Code) uint64 {
+		return m.loop(0).reqs[opSlot(op)][code].Load()
+	}
 	cs := &connState{start: monoNow(), inData: true}
 	for range 5 {
 		m.doneOn(0, cs, wire.OpGet, wire.CodeOK)
 	}
-	m.doneOn(0, cs, wire.OpGet, wire.CodeNotFound)
+	m.doneOn(0, cs, wire.OpStat, wire.CodeNotFound)
 	m.doneOn(0, cs, wire.OpPut, wire.CodeOK)
-	if got := m.loop(0).reqs[opSlot(wire.OpGet)][wire.CodeOK].Load(); got != 5 {
-		t.Fatalf("%d gets counted during the read, want 5", got)
+	if got, s := counted(wire.OpGet, wire.CodeOK), snap(wire.OpGet); got != 0 || s.Count() != 0 {
+		t.Fatalf("during the read: %d gets counted, %d timed; want neither yet", got, s.Count())
 	}
-	if s := snap(wire.OpGet); s.Count() != 0 {
-		t.Fatalf("%d get latencies before the read ended, want none", s.Count())
+	if got, s := counted(wire.OpStat, wire.CodeNotFound), snap(wire.OpStat); got != 1 || s.Count() != 1 {
+		t.Fatalf("an error reply during the read: counted %d, timed %d; want 1 and 1 at once", got, s.Count())
 	}
 	const pause = 2 * time.Millisecond
 	time.Sleep(pause)
 	cs.withStart(monoNow(), func() { m.doneOn(0, cs, wire.OpDelete, wire.CodeOK) })
-	if s := snap(wire.OpDelete); s.Count() != 1 || s.Max >= uint64(pause) {
-		t.Fatalf("a reply with its own start: %d latencies, max %v; want 1 under %v", s.Count(), time.Duration(s.Max), pause)
+	if s := snap(wire.OpDelete); s.Count() != 1 || counted(wire.OpDelete, wire.CodeOK) != 1 || s.Max >= uint64(pause) {
+		t.Fatalf("a reply with its own start: %d latencies, max %v; want 1 under %v, counted", s.Count(), time.Duration(s.Max), pause)
 	}
 	if !cs.inData {
 		t.Fatal("withStart did not restore the read")
 	}
 	m.endData(0, cs)
 	gets := snap(wire.OpGet)
-	if gets.Count() != 6 || gets.Sum != 6*gets.Max || gets.Max < uint64(pause) {
-		t.Fatalf("gets after the read: %d latencies, sum %d, max %d; want 6 equal ones of at least %v", gets.Count(), gets.Sum, gets.Max, pause)
+	if gets.Count() != 5 || counted(wire.OpGet, wire.CodeOK) != 5 || gets.Sum != 5*gets.Max || gets.Max < uint64(pause) {
+		t.Fatalf("gets after the read: %d counted, %d latencies, sum %d, max %d; want 5 equal ones of at least %v",
+			counted(wire.OpGet, wire.CodeOK), gets.Count(), gets.Sum, gets.Max, pause)
 	}
-	if s := snap(wire.OpPut); s.Count() != 1 || s.Sum != gets.Max {
+	if s := snap(wire.OpPut); s.Count() != 1 || counted(wire.OpPut, wire.CodeOK) != 1 || s.Sum != gets.Max {
 		t.Fatalf("put after the read: %d latencies, sum %d; want 1 of %d", s.Count(), s.Sum, gets.Max)
 	}
 	if cs.inData || cs.pend != 0 || cs.pendN != [opSlots]uint32{} {
@@ -187,7 +193,7 @@ func TestRequestsOfOneReadTimedTogether(t *testing.T) {
 	}
 	cs.start = monoNow() - int64(time.Millisecond)
 	m.doneOn(0, cs, wire.OpGet, wire.CodeOK)
-	if s := snap(wire.OpGet); s.Count() != 7 {
-		t.Fatalf("a reply outside a read: %d get latencies, want 7", s.Count())
+	if s := snap(wire.OpGet); s.Count() != 6 || counted(wire.OpGet, wire.CodeOK) != 6 {
+		t.Fatalf("a reply outside a read: %d get latencies, want 6", s.Count())
 	}
 }

@@ -12,11 +12,11 @@ const (
 	NodeRequests = "pocket_node_requests_total"
 	// NodeRequestDuration is the time from the read that completed a
 	// request's header to its reply having been queued (not yet written to
-	// the socket), by op (histogram). Replies queued while the node handles
-	// that read are timed together when it is done with the whole read: the
-	// requests of one read record the same latency. Replies queued later
-	// (from a worker, a streamed get, a put's later payload) are timed as
-	// they are queued.
+	// the socket), by op (histogram). Successful replies queued while the
+	// node handles that read are counted and timed together when it is done
+	// with the whole read: they record the same latency. Error replies, and
+	// replies queued later (from a worker, a streamed get, a put's later
+	// payload), are timed as they are queued.
 	NodeRequestDuration = "pocket_node_request_duration_seconds"
 	// NodeReceivedBytes and NodeSentBytes count value bytes taken by puts
 	// and sent by gets.
