@@ -17,15 +17,7 @@ func faultyTokenNode(t *testing.T) (*Node, *Faulty) {
 		t.Fatal(err)
 	}
 	f := NewFaulty(d)
-	n, err := NewNode(NodeConfig{Listen: "127.0.0.1:0", DRAM: f, Guard: NewTokenGuard(jtSecret), Net: netio.Config{Loops: 2}})
-	if err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		d.Close()
-	})
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: f, Guard: NewTokenGuard(jtSecret), Net: netio.Config{Loops: 2}}, d)
 	return n, f
 }
 

@@ -98,15 +98,7 @@ func TestHostileMetricsCountedButUntimedDuringRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := NewFaulty(d)
-	n, err := NewNode(NodeConfig{Listen: "127.0.0.1:0", DRAM: f, Net: netio.Config{Loops: 1}})
-	if err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		d.Close()
-	})
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: f, Net: netio.Config{Loops: 1}}, d)
 	entered := make(chan struct{}, 1)
 	release := make(chan struct{})
 	var once sync.Once
@@ -255,18 +247,7 @@ func TestHostileMetricsInvariantMix(t *testing.T) {
 		nc.Close()
 	}
 
-	var last []string
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		last = hostileMismatch(scrapeNode(t, n))
-		if len(last) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if len(last) != 0 {
-		t.Fatalf("requests answered and latencies differ: %v", last)
-	}
+	waitMetricsAgree(t, n)
 	fams := scrapeNode(t, n)
 	if got := fams.Sum(metrics.NodeRequests, "op", "ping"); got < 21+5*5+5 {
 		t.Errorf("%v pings counted, want at least %d", got, 21+5*5+5)
@@ -292,17 +273,7 @@ func TestHostileMetricsInvariantNVMe(t *testing.T) {
 		dev.Close()
 		t.Fatal(err)
 	}
-	n, err := NewNode(NodeConfig{Listen: "127.0.0.1:0", NVMe: tier, Net: netio.Config{Loops: 2}, Workers: 1})
-	if err != nil {
-		tier.Close()
-		dev.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		tier.Close()
-		dev.Close()
-	})
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", NVMe: tier, Net: netio.Config{Loops: 2}, Workers: 1}, tier, dev)
 	job := []byte("nj")
 	big := bytes.Repeat([]byte{3}, 1<<20)
 	c := dial(t, n, "nj")
@@ -368,6 +339,14 @@ func TestHostileMetricsInvariantNVMe(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	waitMetricsAgree(t, n)
+}
+
+// waitMetricsAgree waits up to 3 s for n's scrape to show as many
+// latencies as answered requests for every op (replies of closed
+// connections may still be on their way), and fails if it never does.
+func waitMetricsAgree(t *testing.T, n *Node) {
+	t.Helper()
 	var last []string
 	deadline := time.Now().Add(3 * time.Second)
 	for {

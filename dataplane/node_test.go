@@ -25,14 +25,27 @@ func startNode(t testing.TB, capacity int64, guard Guard) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := NewNode(NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: guard, Net: netio.Config{Loops: 2}})
+	return startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: guard, Net: netio.Config{Loops: 2}}, d)
+}
+
+// startNodeWith runs a node of cfg; closers (its tiers, then their
+// devices) are closed after it when the test ends, or at once if the node
+// does not start.
+func startNodeWith(t testing.TB, cfg NodeConfig, closers ...io.Closer) *Node {
+	t.Helper()
+	closeAll := func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+	n, err := NewNode(cfg)
 	if err != nil {
-		d.Close()
+		closeAll()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		n.Close()
-		d.Close()
+		closeAll()
 	})
 	return n
 }

@@ -28,16 +28,8 @@ func fullNode(t *testing.T) (*Node, *client.Conn) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := NewNode(NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret), Logger: quiet,
-		Net: netio.Config{Loops: 2, MaxConns: 1}})
-	if err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		n.Close()
-		d.Close()
-	})
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret), Logger: quiet,
+		Net: netio.Config{Loops: 2, MaxConns: 1}}, d)
 	hold := dial(t, n, "j")
 	r := roundTrip(t, hold, wire.OpPut, 0, &wire.Request{Job: []byte("j"), Key: []byte("k0"), Token: jobTok("j", 1)}, []byte("v0"))
 	if err := r.Err(); err != nil {
