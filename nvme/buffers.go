@@ -41,7 +41,21 @@ type MmapBuffers struct {
 	mu    sync.Mutex
 	mem   []byte
 	alloc *Allocator
+	// spare holds the offsets of freed one-block buffers, at most
+	// spareMax, for the next AllocAligned of at most a block: a 4 KiB
+	// get's read buffer, taken and given back for every get, then skips
+	// the Allocator's free-extent maps (mapassign, mapaccess and delete
+	// were 4.6 % of a node's samples serving 4 KiB GETs from NVMe to 32
+	// conns). spareBits marks their blocks, so freeing one twice still
+	// panics.
+	spare     []int64
+	spareBits []uint64
 }
+
+// spareMax bounds the one-block buffers MmapBuffers keeps for reuse
+// (1 MiB of 4 KiB pages); an allocation that finds no room gives them
+// back to the Allocator first.
+const spareMax = 256
 
 var _ RegionSource = (*MmapBuffers)(nil)
 
@@ -63,7 +77,7 @@ func NewMmapBuffers(size int64) (*MmapBuffers, error) {
 		_ = unix.Munmap(mem)
 		return nil, err
 	}
-	return &MmapBuffers{mem: mem, alloc: a}, nil
+	return &MmapBuffers{mem: mem, alloc: a, spareBits: make([]uint64, (size/page+63)/64)}, nil
 }
 
 // AllocAligned returns n bytes aligned to align, which must be a power of
@@ -77,11 +91,48 @@ func (m *MmapBuffers) AllocAligned(n, align int) ([]byte, error) {
 	if m.mem == nil {
 		return nil, ErrClosed
 	}
+	if k := len(m.spare); k > 0 && n > 0 && int64(n) <= m.alloc.Block() {
+		off := m.spare[k-1]
+		m.spare = m.spare[:k-1]
+		m.markSpare(off, false)
+		return m.mem[off : off+int64(n) : off+int64(n)], nil
+	}
 	e, err := m.alloc.Alloc(int64(n))
+	if err != nil && len(m.spare) > 0 {
+		m.dropSpare()
+		e, err = m.alloc.Alloc(int64(n))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("nvme: buffer of %d bytes: %w", n, err)
 	}
 	return m.mem[e.Off : e.Off+int64(n) : e.Off+int64(n)], nil
+}
+
+// markSpare sets or clears the spare mark of the block at byte offset off.
+func (m *MmapBuffers) markSpare(off int64, on bool) {
+	blk := off / m.alloc.Block()
+	if on {
+		m.spareBits[blk/64] |= 1 << (blk % 64)
+	} else {
+		m.spareBits[blk/64] &^= 1 << (blk % 64)
+	}
+}
+
+// isSpare reports whether the block at byte offset off is held in spare.
+func (m *MmapBuffers) isSpare(off int64) bool {
+	blk := off / m.alloc.Block()
+	return m.spareBits[blk/64]&(1<<(blk%64)) != 0
+}
+
+// dropSpare gives every spare block back to the Allocator.
+func (m *MmapBuffers) dropSpare() {
+	for _, off := range m.spare {
+		m.markSpare(off, false)
+		if err := m.alloc.Free(Extent{Off: off, Len: m.alloc.Block()}); err != nil {
+			panic(err.Error())
+		}
+	}
+	m.spare = m.spare[:0]
 }
 
 // Free returns a buffer. It panics on a slice this source did not hand out
@@ -93,7 +144,16 @@ func (m *MmapBuffers) Free(b []byte) {
 	if !ok {
 		panic(fmt.Sprintf("nvme: MmapBuffers.Free of a foreign buffer (%d bytes)", len(b)))
 	}
-	if err := m.alloc.Free(Extent{Off: off, Len: m.alloc.Round(int64(len(b)))}); err != nil {
+	e := Extent{Off: off, Len: m.alloc.Round(int64(len(b)))}
+	if off%m.alloc.Block() == 0 && m.isSpare(off) {
+		panic(fmt.Sprintf("nvme: MmapBuffers.Free of a buffer already freed (%d bytes at %d)", len(b), off))
+	}
+	if e.Len == m.alloc.Block() && len(m.spare) < spareMax && m.alloc.Holds(e) {
+		m.spare = append(m.spare, off)
+		m.markSpare(off, true)
+		return
+	}
+	if err := m.alloc.Free(e); err != nil {
 		panic(err.Error())
 	}
 }
@@ -121,7 +181,7 @@ func (m *MmapBuffers) Regions() [][]byte {
 func (m *MmapBuffers) InUse() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.alloc.Used()
+	return m.alloc.Used() - int64(len(m.spare))*m.alloc.Block()
 }
 
 // Close unmaps the region. Buffers still held must not be used afterwards.
@@ -132,6 +192,6 @@ func (m *MmapBuffers) Close() error {
 		return nil
 	}
 	err := unix.Munmap(m.mem)
-	m.mem = nil
+	m.mem, m.spare = nil, nil
 	return os.NewSyscallError("munmap buffers", err)
 }

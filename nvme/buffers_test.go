@@ -63,3 +63,67 @@ func mustPanic(t *testing.T, name string, fn func()) {
 	}()
 	fn()
 }
+
+// TestMmapBuffersSpareBlocks: a freed one-block buffer is handed out again
+// by the next small allocation without counting as in use meanwhile; a
+// second free of it, or a free of a block never handed out, still panics;
+// and spare blocks go back to the allocator when a larger buffer needs
+// their room.
+func TestMmapBuffersSpareBlocks(t *testing.T) {
+	const size = 64 << 10
+	m, err := NewMmapBuffers(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	a, err := m.AllocAligned(4096, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Free(a)
+	if m.InUse() != 0 {
+		t.Fatalf("in use after the free: %d", m.InUse())
+	}
+	b, err := m.AllocAligned(100, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &b[0] != &a[0] || len(b) != 100 || cap(b) != 100 {
+		t.Fatalf("small alloc after a free: %p len %d cap %d, want the freed block %p", &b[0], len(b), cap(b), &a[0])
+	}
+	if m.InUse() != 4096 {
+		t.Fatalf("in use with one block out: %d", m.InUse())
+	}
+	m.Free(b)
+	mustPanic(t, "double free of a spare block", func() { m.Free(b) })
+	mustPanic(t, "free of a block never handed out", func() { m.Free(m.mem[8192 : 8192+4096]) })
+
+	var all [][]byte
+	for range size / 4096 {
+		c, err := m.AllocAligned(4096, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, c)
+	}
+	if _, err := m.AllocAligned(1, 1); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("alloc from a full source: %v", err)
+	}
+	for _, c := range all {
+		m.Free(c)
+	}
+	if len(m.spare) != size/4096 || m.InUse() != 0 {
+		t.Fatalf("after freeing every block: %d spare, %d in use", len(m.spare), m.InUse())
+	}
+	big, err := m.AllocAligned(size, 4096)
+	if err != nil {
+		t.Fatalf("a buffer as large as the source with every block spare: %v", err)
+	}
+	if len(m.spare) != 0 || m.InUse() != size {
+		t.Fatalf("after the large alloc: %d spare, %d in use", len(m.spare), m.InUse())
+	}
+	m.Free(big)
+	if m.InUse() != 0 || m.alloc.Fragments() != 1 {
+		t.Fatalf("after freeing it: %d in use, %d free extents", m.InUse(), m.alloc.Fragments())
+	}
+}

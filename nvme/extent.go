@@ -223,6 +223,16 @@ func (a *Allocator) largestStart() (int64, bool) {
 	return 0, false
 }
 
+// Holds reports whether e is an extent exactly as Alloc or AllocScattered
+// handed it out and not yet freed.
+func (a *Allocator) Holds(e Extent) bool {
+	if e.Off%a.block != 0 || e.Len%a.block != 0 {
+		return false
+	}
+	got, ok := a.allocated[e.Off/a.block]
+	return ok && got == e.Len/a.block
+}
+
 // Free returns an extent exactly as Alloc or AllocScattered handed it out
 // and merges it with free neighbours. Anything else (a double free, a
 // made-up extent) is refused with ErrForeign and changes nothing.
