@@ -98,7 +98,7 @@ func (m *MmapBuffers) AllocAligned(n, align int) ([]byte, error) {
 		return m.mem[off : off+int64(n) : off+int64(n)], nil
 	}
 	e, err := m.alloc.Alloc(int64(n))
-	if err != nil && len(m.spare) > 0 {
+	if err != nil && n > 0 && len(m.spare) > 0 {
 		m.dropSpare()
 		e, err = m.alloc.Alloc(int64(n))
 	}
@@ -191,7 +191,8 @@ func (m *MmapBuffers) Close() error {
 	if m.mem == nil {
 		return nil
 	}
+	m.dropSpare() // the kept blocks are no one's: InUse stays what callers hold
 	err := unix.Munmap(m.mem)
-	m.mem, m.spare = nil, nil
+	m.mem = nil
 	return os.NewSyscallError("munmap buffers", err)
 }

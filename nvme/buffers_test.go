@@ -84,6 +84,9 @@ func TestMmapBuffersSpareBlocks(t *testing.T) {
 	if m.InUse() != 0 {
 		t.Fatalf("in use after the free: %d", m.InUse())
 	}
+	if _, err := m.AllocAligned(0, 4096); !errors.Is(err, ErrNoSpace) || len(m.spare) != 1 {
+		t.Fatalf("a zero-byte alloc: %v, %d spare; want ErrNoSpace and the spare block kept", err, len(m.spare))
+	}
 	b, err := m.AllocAligned(100, 512)
 	if err != nil {
 		t.Fatal(err)
