@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -37,24 +36,7 @@ func listTestTiers(t *testing.T, fn func(t *testing.T, tier Tier)) {
 		fn(t, d)
 	})
 	t.Run("nvme", func(t *testing.T) {
-		dir := t.TempDir()
-		if err := nvme.ProbeDirectIO(dir); err != nil {
-			t.Skipf("no direct I/O in %s: %v", dir, err)
-		}
-		dev, err := nvme.Open(filepath.Join(dir, "dev"), nvme.Options{Size: 64 << 20, BufferPool: 16 << 20, Engine: nvme.EngineSync})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tier, err := NewNVMe(dev, NVMeOptions{})
-		if err != nil {
-			dev.Close()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			tier.Close()
-			dev.Close()
-		})
-		fn(t, tier)
+		fn(t, fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 16 << 20, Engine: nvme.EngineSync}))
 	})
 }
 

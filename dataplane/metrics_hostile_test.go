@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -260,20 +259,8 @@ func TestHostileMetricsInvariantMix(t *testing.T) {
 // in pipelined writes, and connections closed mid-stream: every op's
 // latency histogram still holds one sample per answered request.
 func TestHostileMetricsInvariantNVMe(t *testing.T) {
-	dir := t.TempDir()
-	if err := nvme.ProbeDirectIO(dir); err != nil {
-		t.Skipf("no O_DIRECT in %s: %v", dir, err)
-	}
-	dev, err := nvme.Open(filepath.Join(dir, "dev"), nvme.Options{Size: 64 << 20, BufferPool: 192 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tier, err := NewNVMe(dev, NVMeOptions{})
-	if err != nil {
-		dev.Close()
-		t.Fatal(err)
-	}
-	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", NVMe: tier, Net: netio.Config{Loops: 2}, Workers: 1}, tier, dev)
+	tier := fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 192 << 20})
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", NVMe: tier, Net: netio.Config{Loops: 2}, Workers: 1})
 	job := []byte("nj")
 	big := bytes.Repeat([]byte{3}, 1<<20)
 	c := dial(t, n, "nj")

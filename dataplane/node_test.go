@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/nvme"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -26,6 +28,32 @@ func startNode(t testing.TB, capacity int64, guard Guard) *Node {
 		t.Fatal(err)
 	}
 	return startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: guard, Net: netio.Config{Loops: 2}}, d)
+}
+
+// fileNVMe makes an NVMe tier on a file in a temporary directory with
+// device options opts (Size and BufferPool set by the caller), closed with
+// its device when the test ends; it skips the test where the directory
+// takes no O_DIRECT.
+func fileNVMe(t testing.TB, opts nvme.Options) *NVMe {
+	t.Helper()
+	dir := t.TempDir()
+	if err := nvme.ProbeDirectIO(dir); err != nil {
+		t.Skipf("no direct I/O in %s: %v", dir, err)
+	}
+	dev, err := nvme.Open(filepath.Join(dir, "dev"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier, err := NewNVMe(dev, NVMeOptions{})
+	if err != nil {
+		dev.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		tier.Close()
+		dev.Close()
+	})
+	return tier
 }
 
 // startNodeWith runs a node of cfg; closers (its tiers, then their
