@@ -32,7 +32,8 @@ import (
 //
 // Versions: an overwritten or deleted version is unpublished at once; its
 // extents are freed when the last Open still reading it finishes (readers
-// counts open values, under mu), as the Tier contract asks. An Open reads
+// counts open values and streams, taken under mu's read lock), as the Tier
+// contract asks. An Open reads
 // the value from the device into aligned buffers of its own.
 //
 // Buffers: staging buffers (Pending.Buffers) and read buffers
@@ -89,14 +90,18 @@ type nvmeJob struct {
 }
 
 type nvmeVersion struct {
-	size    int64
-	flags   PutFlags
-	ver     uint64 // Info.Version
-	object  int64  // Info.ObjectSize
-	ext     []nvme.Extent
-	alloc   int64 // bytes of ext
-	readers int   // values open on this version; under mu
-	retired bool  // unpublished; extents freed when readers is 0
+	size   int64
+	flags  PutFlags
+	ver    uint64 // Info.Version
+	object int64  // Info.ObjectSize
+	ext    []nvme.Extent
+	alloc  int64 // bytes of ext
+	// readers counts the values and streams open on this version: taken
+	// under mu's read lock (acquire), so never while retire runs.
+	readers atomic.Int32
+	// retired: unpublished (set under mu); its extents are freed, under
+	// mu, by whichever of retire and the last doneReading sees readers 0.
+	retired atomic.Bool
 }
 
 // NewNVMe builds a tier on dev. The tier does not own the device: close the
@@ -224,7 +229,8 @@ func (t *NVMe) unreserve(v *nvmeVersion) {
 	t.freeExtents(v)
 }
 
-// freeExtents returns a version's extents; mu is held.
+// freeExtents returns a version's extents, once (a second call finds
+// none); mu is held.
 func (t *NVMe) freeExtents(v *nvmeVersion) {
 	for _, e := range v.ext {
 		if err := t.alloc.Free(e); err != nil {
@@ -373,8 +379,8 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 // entry.
 func (t *NVMe) retire(j *nvmeJob, v *nvmeVersion) {
 	j.used -= v.alloc
-	v.retired = true
-	if v.readers == 0 {
+	v.retired.Store(true)
+	if v.readers.Load() == 0 {
 		t.freeExtents(v)
 	}
 }
@@ -461,10 +467,12 @@ func (v *nvmeValue) readDone(err error, done func(Value, error)) {
 // acquire looks up job/key and takes a reader reference on its version,
 // which keeps the version's extents allocated until doneReading, even if
 // the value is deleted or overwritten meanwhile. A value of at most
-// minSize bytes is left alone: acquire returns nil and no error.
+// minSize bytes is left alone: acquire returns nil and no error. It takes
+// only the read lock: gets on several goroutines do not wait for each
+// other.
 func (t *NVMe) acquire(job, key []byte, minSize int64) (*nvmeVersion, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	if t.closed {
 		return nil, ErrClosed
 	}
@@ -475,17 +483,20 @@ func (t *NVMe) acquire(job, key []byte, minSize int64) (*nvmeVersion, error) {
 	case v.size <= minSize:
 		return nil, nil
 	}
-	v.readers++
+	v.readers.Add(1)
 	return v, nil
 }
 
+// doneReading drops a reader reference from acquire. The last one of a
+// retired version frees its extents (a second free finds none: retire
+// may have seen readers 0 first).
 func (t *NVMe) doneReading(v *nvmeVersion) {
+	if v.readers.Add(-1) != 0 || !v.retired.Load() {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	v.readers--
-	if v.readers == 0 && v.retired {
-		t.freeExtents(v)
-	}
+	t.freeExtents(v)
 }
 
 // lookup returns the committed version or nil; mu is held.
@@ -713,13 +724,6 @@ func (t *NVMe) OpenStream(job, key []byte, chunk int, minSize int64) (*nvmeStrea
 	}
 	if chunk <= 0 || chunk%t.align != 0 {
 		return nil, fmt.Errorf("nvme tier: stream chunk %d is not a positive multiple of the alignment %d", chunk, t.align)
-	}
-	if minSize >= 0 {
-		// Most gets of a small-value workload stop here, under the read
-		// lock, as a Stat would.
-		if info, err := t.Stat(job, key); err != nil || info.Size <= minSize {
-			return nil, err
-		}
 	}
 	v, err := t.acquire(job, key, minSize)
 	if v == nil {
