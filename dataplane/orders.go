@@ -31,6 +31,13 @@ const maxOrders = 1 << 16
 type orderLog struct {
 	mu   sync.Mutex
 	seen map[string]int64 // nonce -> the order's expiry, Unix ms
+	// sweepAt is the size at which take next forgets expired nonces, at
+	// least maxOrders/8 takes after the last sweep, so a log holding many
+	// live nonces is not walked whole on every take; swept is when the
+	// last sweep ran (a full log sweeps again at most once a second).
+	sweepAt int
+	swept   time.Time
+	visited int // nonces looked at by sweeps, for tests
 }
 
 var (
@@ -39,29 +46,41 @@ var (
 )
 
 // take records nonce for an order valid until expiresMs and reports nil,
-// or errOrderReplayed when the nonce was taken before.
+// errOrderReplayed when the nonce was taken before, or errOrdersFull when
+// maxOrders nonces are still valid. Its cost is amortized O(1): a sweep
+// walks the log at most once per maxOrders/8 takes (or per second, full).
 func (l *orderLog) take(nonce []byte, expiresMs int64, now time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.seen == nil {
 		l.seen = make(map[string]int64)
+		l.sweepAt = maxOrders / 2
 	}
 	if _, ok := l.seen[string(nonce)]; ok {
 		return errOrderReplayed
 	}
-	if len(l.seen) >= maxOrders/2 {
-		cut := now.UnixMilli() - token.OrderSkew.Milliseconds()
-		for k, exp := range l.seen {
-			if exp <= cut {
-				delete(l.seen, k)
-			}
-		}
-		if len(l.seen) >= maxOrders {
-			return errOrdersFull
-		}
+	n := len(l.seen)
+	if n >= l.sweepAt || (n >= maxOrders && now.Sub(l.swept) >= time.Second) {
+		l.sweep(now)
+	}
+	if len(l.seen) >= maxOrders {
+		return errOrdersFull
 	}
 	l.seen[string(nonce)] = expiresMs
 	return nil
+}
+
+// sweep forgets the nonces whose orders can no longer pass; l.mu is held.
+func (l *orderLog) sweep(now time.Time) {
+	cut := now.UnixMilli() - token.OrderSkew.Milliseconds()
+	l.visited += len(l.seen)
+	for k, exp := range l.seen {
+		if exp <= cut {
+			delete(l.seen, k)
+		}
+	}
+	l.swept = now
+	l.sweepAt = max(maxOrders/2, len(l.seen)+maxOrders/8)
 }
 
 // SetAdvertised sets the address the node is known by in the cluster (the

@@ -217,3 +217,46 @@ func TestOrderLogForgetsExpiredNonces(t *testing.T) {
 		t.Errorf("a nonce taken before: %v, want bad token", err)
 	}
 }
+
+// TestOrderLogSweepsAmortized: with more than maxOrders/2 nonces still
+// valid, take used to walk the whole log on every call (about 45,000
+// entries per order here); a sweep now runs at most once per maxOrders/8
+// takes, so the nonces visited stay within a few per take. A full log
+// still refuses (busy) and takes again once its nonces expire.
+func TestOrderLogSweepsAmortized(t *testing.T) {
+	var l orderLog
+	now := time.Now()
+	valid := now.Add(token.OrderLife).UnixMilli()
+	nonce := func(i int) []byte { return []byte{byte(i), byte(i >> 8), byte(i >> 16), 9} }
+	const takes = maxOrders/2 + 12000
+	for i := range takes {
+		if err := l.take(nonce(i), valid, now); err != nil {
+			t.Fatalf("take %d: %v", i, err)
+		}
+	}
+	if perTake := float64(l.visited) / takes; perTake > 4 {
+		t.Errorf("sweeps visited %d nonces for %d takes (%.1f per take), want at most 4 per take", l.visited, takes, perTake)
+	}
+	for i := takes; i < maxOrders; i++ {
+		if err := l.take(nonce(i), valid, now); err != nil {
+			t.Fatalf("take %d: %v", i, err)
+		}
+	}
+	if err := l.take(nonce(maxOrders), valid, now); !errors.Is(err, errOrdersFull) {
+		t.Fatalf("a take beyond %d valid nonces: %v, want busy", maxOrders, err)
+	}
+	visited := l.visited
+	for i := range 1000 {
+		_ = l.take(nonce(maxOrders+1+i), valid, now)
+	}
+	if l.visited != visited {
+		t.Errorf("a full log swept again within a second: %d more nonces visited", l.visited-visited)
+	}
+	later := now.Add(token.OrderLife + token.OrderSkew + 2*time.Second)
+	if err := l.take([]byte("after expiry"), later.Add(token.OrderLife).UnixMilli(), later); err != nil {
+		t.Fatalf("a take once the log's nonces expired: %v", err)
+	}
+	if len(l.seen) != 1 {
+		t.Errorf("after expiry the log holds %d nonces, want 1", len(l.seen))
+	}
+}
