@@ -36,7 +36,7 @@ func listTestTiers(t *testing.T, fn func(t *testing.T, tier Tier)) {
 		fn(t, d)
 	})
 	t.Run("nvme", func(t *testing.T) {
-		fn(t, fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 16 << 20, Engine: nvme.EngineSync}))
+		fn(t, fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 16 << 20, Engine: nvme.EngineSync}, NVMeOptions{}))
 	})
 }
 

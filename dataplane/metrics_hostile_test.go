@@ -259,7 +259,7 @@ func TestHostileMetricsInvariantMix(t *testing.T) {
 // in pipelined writes, and connections closed mid-stream: every op's
 // latency histogram still holds one sample per answered request.
 func TestHostileMetricsInvariantNVMe(t *testing.T) {
-	tier := fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 192 << 20})
+	tier := fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 192 << 20}, NVMeOptions{})
 	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", NVMe: tier, Net: netio.Config{Loops: 2}, Workers: 1})
 	job := []byte("nj")
 	big := bytes.Repeat([]byte{3}, 1<<20)

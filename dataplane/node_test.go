@@ -30,11 +30,12 @@ func startNode(t testing.TB, capacity int64, guard Guard) *Node {
 	return startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: guard, Net: netio.Config{Loops: 2}}, d)
 }
 
-// fileNVMe makes an NVMe tier on a file in a temporary directory with
-// device options opts (Size and BufferPool set by the caller), closed with
+// fileNVMe makes an NVMe tier of options topts on a file in a temporary
+// directory with device options opts (Size and BufferPool set by the
+// caller), closed with
 // its device when the test ends; it skips the test where the directory
 // takes no O_DIRECT.
-func fileNVMe(t testing.TB, opts nvme.Options) *NVMe {
+func fileNVMe(t testing.TB, opts nvme.Options, topts NVMeOptions) *NVMe {
 	t.Helper()
 	dir := t.TempDir()
 	if err := nvme.ProbeDirectIO(dir); err != nil {
@@ -44,7 +45,7 @@ func fileNVMe(t testing.TB, opts nvme.Options) *NVMe {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tier, err := NewNVMe(dev, NVMeOptions{})
+	tier, err := NewNVMe(dev, topts)
 	if err != nil {
 		dev.Close()
 		t.Fatal(err)

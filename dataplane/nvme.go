@@ -488,15 +488,21 @@ func (t *NVMe) acquire(job, key []byte, minSize int64) (*nvmeVersion, error) {
 }
 
 // doneReading drops a reader reference from acquire. The last one of a
-// retired version frees its extents (a second free finds none: retire
-// may have seen readers 0 first).
+// retired version frees its extents. The count and the flag are read
+// again under the write lock, where no acquire runs: between this
+// reader's decrement and its look at retired, another reader may have
+// acquired the version and the retire seen that one (so the extents are
+// still read), or the retire may have freed them already (a second free
+// finds none).
 func (t *NVMe) doneReading(v *nvmeVersion) {
 	if v.readers.Add(-1) != 0 || !v.retired.Load() {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.freeExtents(v)
+	if v.readers.Load() == 0 {
+		t.freeExtents(v)
+	}
 }
 
 // lookup returns the committed version or nil; mu is held.
