@@ -32,9 +32,8 @@ func startNode(t testing.TB, capacity int64, guard Guard) *Node {
 
 // fileNVMe makes an NVMe tier of options topts on a file in a temporary
 // directory with device options opts (Size and BufferPool set by the
-// caller), closed with
-// its device when the test ends; it skips the test where the directory
-// takes no O_DIRECT.
+// caller), closed with its device when the test ends; it skips the test
+// where the directory takes no O_DIRECT.
 func fileNVMe(t testing.TB, opts nvme.Options, topts NVMeOptions) *NVMe {
 	t.Helper()
 	dir := t.TempDir()
