@@ -721,9 +721,11 @@ type nvmeStream struct {
 }
 
 // OpenStream opens job/key for reading in chunks of chunk bytes (a
-// multiple of the alignment). A value of at most minSize bytes is not
-// opened: OpenStream returns nil and no error, and the caller reads it
-// whole. Errors: those of the lookup (ErrBadKey, ErrNotFound, ErrClosed).
+// multiple of the alignment), or of the tier's ChunkSize when that is
+// smaller: a chunk is read into one buffer. A value of at most minSize
+// bytes is not opened: OpenStream returns nil and no error, and the caller
+// reads it whole. Errors: those of the lookup (ErrBadKey, ErrNotFound,
+// ErrClosed).
 func (t *NVMe) OpenStream(job, key []byte, chunk int, minSize int64) (*nvmeStream, error) {
 	if err := t.checkKey(job, key); err != nil {
 		return nil, err
@@ -731,6 +733,7 @@ func (t *NVMe) OpenStream(job, key []byte, chunk int, minSize int64) (*nvmeStrea
 	if chunk <= 0 || chunk%t.align != 0 {
 		return nil, fmt.Errorf("nvme tier: stream chunk %d is not a positive multiple of the alignment %d", chunk, t.align)
 	}
+	chunk = min(chunk, t.chunk)
 	v, err := t.acquire(job, key, minSize)
 	if v == nil {
 		return nil, err

@@ -29,7 +29,13 @@ import (
 // so a test can see them all come back.
 func streamNode(t *testing.T, capacity int64, eng nvme.Engine, fault nvme.FaultFunc) (*dataplane.NVMe, *nvme.MmapBuffers, string) {
 	t.Helper()
-	tier := newNVMe(t, capacity, nvme.Options{Engine: eng, Fault: fault}, dataplane.NVMeOptions{})
+	return streamNodeOf(t, capacity, nvme.Options{Engine: eng, Fault: fault}, dataplane.NVMeOptions{})
+}
+
+// streamNodeOf is streamNode with the device's and the tier's options.
+func streamNodeOf(t *testing.T, capacity int64, opts nvme.Options, topts dataplane.NVMeOptions) (*dataplane.NVMe, *nvme.MmapBuffers, string) {
+	t.Helper()
+	tier := newNVMe(t, capacity, opts, topts)
 	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", NVMe: tier, Net: netio.Config{Loops: 2}})
 	if err != nil {
 		t.Fatal(err)
@@ -114,54 +120,66 @@ func TestStreamedGetEverySize(t *testing.T) {
 	const chunk = 256 << 10
 	sizes := []int{0, 1, 4096, chunk - 1, chunk, chunk + 1, 2*chunk - 4096, 1 << 20, 1<<20 + 4097, 3*chunk + 123, wire.DefaultMaxPayload}
 	for _, eng := range engines(t) {
-		t.Run(eng.String(), func(t *testing.T) {
-			tier, bufs, addr := streamNode(t, 96<<20, eng, nil)
-			c := dialNVMe(t, addr)
-			vals := make(map[string][]byte)
-			for i, size := range sizes {
-				key := fmt.Sprintf("v%d", i)
-				vals[key] = pattern(byte(i), size)
-				putNVMe(t, c, key, vals[key])
-			}
-			for i, size := range sizes {
-				key := fmt.Sprintf("v%d", i)
-				got, err := getNVMe(c, key, wire.FlagVersion)
-				if err != nil || !bytes.Equal(got, vals[key]) {
-					t.Fatalf("get of %d bytes: %v, %d bytes back, equal %v", size, err, len(got), bytes.Equal(got, vals[key]))
-				}
-			}
-			// Pipelined: replies may come in any order, each whole.
-			ids := make(map[uint64]string)
-			for i := range sizes[:len(sizes)-1] {
-				key := fmt.Sprintf("v%d", i)
-				id, err := c.SendGet([]byte(key))
-				if err != nil {
-					t.Fatal(err)
-				}
-				ids[id] = key
-			}
-			if err := c.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			for range len(ids) {
-				r, err := c.Recv()
-				if err == nil {
-					err = r.Err()
-				}
-				key, ok := ids[r.ID]
-				if err != nil || !ok || !bytes.Equal(r.Payload, vals[key]) {
-					t.Fatalf("pipelined get %d (%q): %v, %d bytes, equal %v", r.ID, key, err, len(r.Payload), bytes.Equal(r.Payload, vals[key]))
-				}
-				delete(ids, r.ID)
-			}
-			for key := range vals {
-				if _, err := tier.Delete([]byte("j"), []byte(key)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			eventually(t, "buffers and extents back", func() bool { return bufs.InUse() == 0 && tier.Usage().Used == 0 })
-		})
+		// A tier chunk under the stream's (64 KiB here) used to hang the
+		// get: each stream chunk took four tier buffers, read and sent one.
+		for _, tierChunk := range []int{0, 64 << 10} {
+			t.Run(fmt.Sprintf("%s/tier-chunk-%d", eng, tierChunk), func(t *testing.T) {
+				testStreamedSizes(t, eng, tierChunk, sizes)
+			})
+		}
 	}
+}
+
+// testStreamedSizes puts values of sizes on a node whose tier has chunks
+// of tierChunk bytes (0: the default) and gets them back whole, one by one
+// and pipelined.
+func testStreamedSizes(t *testing.T, eng nvme.Engine, tierChunk int, sizes []int) {
+	tier, bufs, addr := streamNodeOf(t, 96<<20, nvme.Options{Engine: eng}, dataplane.NVMeOptions{ChunkSize: tierChunk})
+	c := dialNVMe(t, addr)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	vals := make(map[string][]byte)
+	for i, size := range sizes {
+		key := fmt.Sprintf("v%d", i)
+		vals[key] = pattern(byte(i), size)
+		putNVMe(t, c, key, vals[key])
+	}
+	for i, size := range sizes {
+		key := fmt.Sprintf("v%d", i)
+		got, err := getNVMe(c, key, wire.FlagVersion)
+		if err != nil || !bytes.Equal(got, vals[key]) {
+			t.Fatalf("get of %d bytes: %v, %d bytes back, equal %v", size, err, len(got), bytes.Equal(got, vals[key]))
+		}
+	}
+	// Pipelined: replies may come in any order, each whole.
+	ids := make(map[uint64]string)
+	for i := range sizes[:len(sizes)-1] {
+		key := fmt.Sprintf("v%d", i)
+		id, err := c.SendGet([]byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[id] = key
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range len(ids) {
+		r, err := c.Recv()
+		if err == nil {
+			err = r.Err()
+		}
+		key, ok := ids[r.ID]
+		if err != nil || !ok || !bytes.Equal(r.Payload, vals[key]) {
+			t.Fatalf("pipelined get %d (%q): %v, %d bytes, equal %v", r.ID, key, err, len(r.Payload), bytes.Equal(r.Payload, vals[key]))
+		}
+		delete(ids, r.ID)
+	}
+	for key := range vals {
+		if _, err := tier.Delete([]byte("j"), []byte(key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "buffers and extents back", func() bool { return bufs.InUse() == 0 && tier.Usage().Used == 0 })
 }
 
 // TestStreamedGetReadFailsMidStream fails the device read of a value's
