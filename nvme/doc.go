@@ -207,7 +207,10 @@
 //     reads 0.98-1.0x of its rate, 4 reads (begun together, so merged into
 //     one 1 MiB request) 0.89x, 4 reads each submitted alone 0.88x, 512 KiB
 //     chunks 0.91x, 6 or 8 chunks held 1.0x and 0.89x; batching the reaper's
-//     resubmissions into one io_uring_enter per pass, none. During these
+//     resubmissions into one io_uring_enter per pass, none. Again on the
+//     AMD host (CELLS=1m, 3 rounds, 3,034 MB/s, 0.74x of fio's 4,140):
+//     4 reads with 6 chunks held 0.86x (0.84-0.86), 512 KiB chunks 0.83x
+//     (0.82-0.89). During these
 //     runs 65% of the CPU was idle and the device's queue held 8-16
 //     requests most of the time: what is left is the time each stream has
 //     nothing to read, from its last chunk's read to the client's next
