@@ -33,8 +33,8 @@ import (
 // Versions: an overwritten or deleted version is unpublished at once; its
 // extents are freed when the last Open still reading it finishes (readers
 // counts open values and streams, taken under mu's read lock), as the Tier
-// contract asks. An Open reads
-// the value from the device into aligned buffers of its own.
+// contract asks. An Open reads the value from the device into aligned
+// buffers of its own.
 //
 // Buffers: staging buffers (Pending.Buffers) and read buffers
 // (Value.Segments) are aligned chunks of at most ChunkSize bytes from the
@@ -100,7 +100,8 @@ type nvmeVersion struct {
 	// under mu's read lock (acquire), so never while retire runs.
 	readers atomic.Int32
 	// retired: unpublished (set under mu); its extents are freed, under
-	// mu, by whichever of retire and the last doneReading sees readers 0.
+	// mu, by whichever of retire and the last doneReading sees readers 0
+	// there.
 	retired atomic.Bool
 }
 
