@@ -272,17 +272,45 @@ func (l *Loop) onReadable(c *Conn) {
 
 // read is read(2) that retries on EINTR and counts.
 func (l *Loop) read(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
-		n, err := unix.Read(fd, p)
-		if err == unix.EINTR {
+		r, e := sysRW(unix.SYS_READ, fd, unsafe.Pointer(&p[0]), len(p), len(p) >= rawFrom)
+		if e == unix.EINTR {
 			continue
 		}
-		if n > 0 {
-			l.stats.reads.Add(1)
-			l.stats.bytesIn.Add(uint64(n))
+		if e != 0 {
+			return 0, e
 		}
-		return n, err
+		if r > 0 {
+			l.stats.reads.Add(1)
+			l.stats.bytesIn.Add(uint64(r))
+		}
+		return int(r), nil
 	}
+}
+
+// rawFrom is the size from which a socket's read or writev is a raw
+// system call (no entersyscall). A copy of that many bytes can outlast
+// sysmon's 20 us tick, and sysmon then takes the loop's P away from the
+// call and hands it to another thread, which the loop must win back when
+// the call returns: thread wake-ups and context switches for nothing,
+// since the descriptors are non-blocking and the call never sleeps. The
+// cost of going raw: the P is held for the copy (a 1 MiB writev, 100-300
+// us), during which no other goroutine runs on it and a stop-the-world
+// waits. Measured in netio's doc ("Long copies").
+const rawFrom = 64 << 10
+
+// sysRW is read(2) or writev(2) (trap) on fd with the buffer or iovec
+// array at p of n bytes or entries; raw makes it a raw system call.
+func sysRW(trap uintptr, fd int, p unsafe.Pointer, n int, raw bool) (uintptr, unix.Errno) {
+	if raw {
+		r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(p), uintptr(n))
+		return r, e
+	}
+	r, _, e := unix.Syscall(trap, uintptr(fd), uintptr(p), uintptr(n))
+	return r, e
 }
 
 // readSink reads straight into r, the start of the sink's next region.
@@ -429,7 +457,7 @@ func (l *Loop) flush(c *Conn) {
 	}
 	for c.out.has() {
 		cnt, total := c.out.iovecs(l.iov)
-		n, err := l.writev(c.fd, cnt)
+		n, err := l.writev(c.fd, cnt, total)
 		if err == unix.EAGAIN {
 			break
 		}
@@ -449,14 +477,14 @@ func (l *Loop) flush(c *Conn) {
 	l.updateInterest(c)
 }
 
-// writev writes the first cnt entries of l.iov. It allocates nothing: the
-// iovec array is the loop's own.
-func (l *Loop) writev(fd, cnt int) (int, error) {
+// writev writes the first cnt entries of l.iov, total bytes (raw from
+// rawFrom on). It allocates nothing: the iovec array is the loop's own.
+func (l *Loop) writev(fd, cnt, total int) (int, error) {
 	if cnt == 0 {
 		return 0, nil
 	}
 	for {
-		r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&l.iov[0])), uintptr(cnt))
+		r, e := sysRW(unix.SYS_WRITEV, fd, unsafe.Pointer(&l.iov[0]), cnt, total >= rawFrom)
 		if e == unix.EINTR {
 			continue
 		}
@@ -506,7 +534,7 @@ func (l *Loop) closeConn(c *Conn, err error) {
 	if !c.noFlush {
 		for c.out.has() {
 			cnt, total := c.out.iovecs(l.iov)
-			n, werr := l.writev(c.fd, cnt)
+			n, werr := l.writev(c.fd, cnt, total)
 			if werr != nil {
 				break
 			}

@@ -232,8 +232,9 @@
 //
 // read(2) and writev(2) on the loop's sockets, and the eventfd and timerfd
 // reads and writes, are plain system calls (syscall.Syscall: entersyscall,
-// exitsyscall); only the zero-timeout epoll_wait is raw. Raw calls for all
-// of them (unix.RawSyscall; the descriptors are non-blocking, so none can
+// exitsyscall); the zero-timeout epoll_wait is raw, and so are a read into
+// a buffer of 64 KiB or more and a writev of 64 KiB or more (rawFrom;
+// "Long copies" below). Raw calls for all of them (unix.RawSyscall; the descriptors are non-blocking, so none can
 // sleep holding its P) have been tried twice and are not used, because a
 // lone connection's latency rests on what they remove; see "Where the time
 // goes" for the second try's figures. The first: node CPU per 1 KiB GET at
@@ -249,6 +250,25 @@
 // nanosleep together under 0.02. With
 // syscall.Syscall, in the same run length, each request also cost 0.32
 // nanosleep, 0.13 futex and 0.12 epoll_pwait calls.
+//
+// # Long copies
+//
+// A writev of a 1 MiB value copies for 100-300 us. Made through
+// syscall.Syscall, it outlasts sysmon's 20 us tick, so sysmon takes the
+// loop's P from the call and hands it to another thread (waking one), and
+// the loop wins a P back when the call returns. On the AMD host that cost
+// 1.6-2.0 context switches per 1 MiB GET (8 conns); as a raw call, which
+// keeps the P for the copy, 0.53-0.60, and the node's CPU per GB sent fell
+// from 0.21-0.23 to 0.18-0.19 s (perf stat on the node, 3 interleaved
+// rounds): 1 MiB GETs 1.27x (1.06-1.36; perf/regress.sh, 3 passes), the
+// other cells within noise (pipelined GET 0.97x (0.83-1.02), NVMe 4 KiB
+// 0.95x (0.95-1.01), NVMe 1 MiB 1.04x, SDK 64 MiB PUT 1.10x and GET
+// 1.01x). 1 MiB PUTs (reads into the value's chunk) did not move (about
+// 10 GB/s and 1.1-1.2 context switches per PUT either way); their reads
+// are raw from the same size for the same reason. On the Intel host the
+// writev change alone had measured 1.01-1.02x: its wake-ups are cheaper.
+// The price: while a loop copies, no other goroutine runs on its P, and a
+// stop-the-world waits for the copy to end.
 //
 // # Where the time goes
 //
