@@ -270,13 +270,14 @@ func (l *Loop) onReadable(c *Conn) {
 	}
 }
 
-// read is read(2) that retries on EINTR and counts.
-func (l *Loop) read(fd int, p []byte) (int, error) {
+// read is read(2) that retries on EINTR and counts; raw makes it a raw
+// system call (for a sink's region of rawFrom bytes or more).
+func (l *Loop) read(fd int, p []byte, raw bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	for {
-		r, e := sysRW(unix.SYS_READ, fd, unsafe.Pointer(&p[0]), len(p), len(p) >= rawFrom)
+		r, e := sysRW(unix.SYS_READ, fd, unsafe.Pointer(&p[0]), len(p), raw)
 		if e == unix.EINTR {
 			continue
 		}
@@ -291,8 +292,11 @@ func (l *Loop) read(fd int, p []byte) (int, error) {
 	}
 }
 
-// rawFrom is the size from which a socket's read or writev is a raw
-// system call (no entersyscall). A copy of that many bytes can outlast
+// rawFrom is the size from which a writev, or a read into a sink's
+// region, is a raw system call (no entersyscall). Reads into the loop's
+// read buffer stay plain whatever its size: they carry requests, mostly
+// small, and a lone connection's latency rests on what a plain call does
+// (the package doc, "System calls"). A copy of that many bytes can outlast
 // sysmon's 20 us tick, and sysmon then takes the loop's P away from the
 // call and hands it to another thread, which the loop must win back when
 // the call returns: thread wake-ups and context switches for nothing,
@@ -315,7 +319,7 @@ func sysRW(trap uintptr, fd int, p unsafe.Pointer, n int, raw bool) (uintptr, un
 
 // readSink reads straight into r, the start of the sink's next region.
 func (l *Loop) readSink(c *Conn, r []byte) (n, want int, err error) {
-	if n, err = l.read(c.fd, r); n > 0 {
+	if n, err = l.read(c.fd, r, len(r) >= rawFrom); n > 0 {
 		c.rtick = l.tick
 		c.sink.Advance(n)
 		if len(c.sink.Next()) == 0 {
@@ -331,7 +335,7 @@ func (l *Loop) readSink(c *Conn, r []byte) (n, want int, err error) {
 func (l *Loop) readData(c *Conn, budget int) (n, want int, err error) {
 	if len(c.in) == 0 {
 		buf := l.readBuf[:min(len(l.readBuf), budget)]
-		if n, err = l.read(c.fd, buf); n > 0 {
+		if n, err = l.read(c.fd, buf, false); n > 0 {
 			l.deliver(c, buf[:n], true)
 		}
 		return n, len(buf), err
@@ -346,7 +350,7 @@ func (l *Loop) readData(c *Conn, budget int) (n, want int, err error) {
 		return 0, 0, unix.EAGAIN
 	}
 	buf := c.in[len(c.in) : len(c.in)+room]
-	if n, err = l.read(c.fd, buf); n > 0 {
+	if n, err = l.read(c.fd, buf, false); n > 0 {
 		c.in = c.in[:len(c.in)+n]
 		l.deliver(c, c.in, false)
 	}

@@ -232,9 +232,9 @@
 //
 // read(2) and writev(2) on the loop's sockets, and the eventfd and timerfd
 // reads and writes, are plain system calls (syscall.Syscall: entersyscall,
-// exitsyscall); the zero-timeout epoll_wait is raw, and so are a read into
-// a buffer of 64 KiB or more and a writev of 64 KiB or more (rawFrom;
-// "Long copies" below). Raw calls for all of them (unix.RawSyscall; the descriptors are non-blocking, so none can
+// exitsyscall); the zero-timeout epoll_wait is raw, and so are a writev of
+// 64 KiB or more and a read into a sink's region of 64 KiB or more
+// (rawFrom; "Long copies" below), not reads into the loop's read buffer. Raw calls for all of them (unix.RawSyscall; the descriptors are non-blocking, so none can
 // sleep holding its P) have been tried twice and are not used, because a
 // lone connection's latency rests on what they remove; see "Where the time
 // goes" for the second try's figures. The first: node CPU per 1 KiB GET at
@@ -265,7 +265,10 @@
 // 0.95x (0.95-1.01), NVMe 1 MiB 1.04x, SDK 64 MiB PUT 1.10x and GET
 // 1.01x). 1 MiB PUTs (reads into the value's chunk) did not move (about
 // 10 GB/s and 1.1-1.2 context switches per PUT either way); their reads
-// are raw from the same size for the same reason. On the Intel host the
+// into the value's chunk (a sink) are raw from the same size for the same
+// reason. Reads into the loop's 64 KiB read buffer were raw too at first
+// (the buffer is rawFrom long), which made every small request's read raw:
+// they are plain again, as the lone connection's latency asks. On the Intel host the
 // writev change alone had measured 1.01-1.02x: its wake-ups are cheaper.
 // The price: while a loop copies, no other goroutine runs on its P, and a
 // stop-the-world waits for the copy to end.

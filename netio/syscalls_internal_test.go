@@ -7,8 +7,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A loop's read and writev are raw system calls from rawFrom bytes on and
-// plain ones below: both paths move the same bytes, count them, and answer
+// A loop's writev and sink reads are raw system calls from rawFrom bytes
+// on and plain ones below: both paths move the same bytes, count them, and answer
 // a drained or full non-blocking socket with unix.EAGAIN itself (the loop
 // compares errors with ==).
 func TestReadWritevBothPaths(t *testing.T) {
@@ -37,7 +37,7 @@ func TestReadWritevBothPaths(t *testing.T) {
 		in := make([]byte, len(out)+rawFrom)
 		got := 0
 		for got < n {
-			k, err := l.read(fds[1], in[got:])
+			k, err := l.read(fds[1], in[got:], size >= rawFrom)
 			if err != nil {
 				t.Fatalf("size %d: read after %d of %d bytes: %v", size, got, n, err)
 			}
@@ -46,7 +46,7 @@ func TestReadWritevBothPaths(t *testing.T) {
 		if !bytes.Equal(in[:got], out[:n]) {
 			t.Fatalf("size %d: read back different bytes", size)
 		}
-		if k, err := l.read(fds[1], in); err != unix.EAGAIN || k != 0 {
+		if k, err := l.read(fds[1], in, size >= rawFrom); err != unix.EAGAIN || k != 0 {
 			t.Errorf("size %d: read of a drained socket = %d, %v; want 0, EAGAIN", size, k, err)
 		}
 		if l.stats.bytesOut.Load() != uint64(n) || l.stats.bytesIn.Load() != uint64(got) {
