@@ -85,7 +85,13 @@ func TestReserveBeyondMaxConns(t *testing.T) {
 	idle = append(idle, dialFrom(t, s, "127.0.0.6"))
 	closedWithin(t, idle[1], 2*time.Second)
 	idle = idle[2:]
-	waitFor(t, "two evictions", func() bool { return s.Stats().ReserveEvictions == 2 })
+	// An eviction is counted before the evicting connection is (so that
+	// the evicted client sees the count when it sees the close): wait for
+	// both.
+	waitFor(t, "two evictions and seven reserve connections", func() bool {
+		st := s.Stats()
+		return st.ReserveEvictions == 2 && st.Reserved == 7
+	})
 	if st := s.Stats(); st.Refused != 0 || st.Reserved != 7 || st.Open != 2 || st.ReserveOpen != 4 {
 		t.Errorf("Refused %d, Reserved %d, Open %d, ReserveOpen %d; want 0, 7, 2, 4", st.Refused, st.Reserved, st.Open, st.ReserveOpen)
 	}
