@@ -155,6 +155,9 @@
 // then collects the events with a zero-timeout epoll_wait. It holds no OS
 // thread while idle and needs no thread hand-off to wake. With
 // Config.WaitInSyscall it blocks in epoll_wait instead, holding a thread.
+// The runtime can leave a parked loop unpolled for up to sysmon's 10 ms
+// while another loop runs and a P is idle; the running loops watch for
+// that and wake a thread to poll (nudge.go, Stats.Nudges).
 //
 // With Config.BusyPoll > 0 a loop that has just seen events polls
 // epoll_wait with a zero timeout (a raw syscall, with no scheduler entry)

@@ -62,16 +62,20 @@ type Loop struct {
 
 	// The coarse clock and the timers (see timeouts.go). tick and the
 	// tick counts are in sweeps; the other times are nanotime readings.
-	tick        int64 // sweeps done: the clock connections are stamped with
-	idleTicks   int64 // IdleTimeout in sweeps, rounded up, plus one; 0: off
-	writeTicks  int64 // WriteTimeout likewise
-	nconns      int   // open connections of this loop
-	sweepEvery  int64 // ns between timeout sweeps; 0: no timeouts
-	sweepAt     int64 // next sweep, 0 when none is due (no connections)
-	resumeAt    int64 // end of the accept pause, 0 when not paused
-	timerAt     int64 // expiry tmfd is armed for, 0 when disarmed
-	acceptPause int64 // current accept back-off in ns, 0 when none
-	lnOff       bool  // listener removed from epoll for the pause
+	tick        int64         // sweeps done: the clock connections are stamped with
+	idleTicks   int64         // IdleTimeout in sweeps, rounded up, plus one; 0: off
+	writeTicks  int64         // WriteTimeout likewise
+	nconns      int           // open connections of this loop
+	peekAt      int64         // the next watchParked look, at the earliest (nudge.go)
+	parkedOpen  atomic.Bool   // parked in the netpoller with connections open (nudge.go)
+	parkSeq     atomic.Uint64 // parks so far with parkedOpen set
+	seen        []uint64      // per loop, its parkSeq at watchParked's last look if events waited then
+	sweepEvery  int64         // ns between timeout sweeps; 0: no timeouts
+	sweepAt     int64         // next sweep, 0 when none is due (no connections)
+	resumeAt    int64         // end of the accept pause, 0 when not paused
+	timerAt     int64         // expiry tmfd is armed for, 0 when disarmed
+	acceptPause int64         // current accept back-off in ns, 0 when none
+	lnOff       bool          // listener removed from epoll for the pause
 	log         *slog.Logger
 	notes       struct{ maxConns, perPeer, idle, write, accept, reserve limitNote }
 	rsv         []*Conn // open reserve connections, in accept (= expiry) order (reserve.go)
@@ -233,6 +237,7 @@ func (l *Loop) run() {
 		if n > 0 {
 			l.stats.passes.Add(1)
 		}
+		l.watchParked()
 	}
 	l.shutdown()
 }
@@ -248,7 +253,7 @@ func (l *Loop) wait(spinUntil *int64) (int, error) {
 		return n, err
 	}
 	if l.eprc != nil {
-		if err := l.eprc.Read(l.park); err != nil {
+		if err := l.parkWait(); err != nil {
 			return 0, fmt.Errorf("netio: park on epoll: %w", err)
 		}
 		if l.cfg.BusyPoll > 0 {

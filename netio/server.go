@@ -27,6 +27,12 @@ type Server struct {
 
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+
+	// Loops parked with connections open, and the nudger's channel (nil
+	// with one loop or WaitInSyscall); see nudge.go.
+	parked atomic.Int32
+	nudges chan struct{}
+	nudged atomic.Uint64
 }
 
 // Listen binds addr ("host:port"; port 0 picks one) on Config.Loops
@@ -65,6 +71,7 @@ func Listen(addr string, cfg Config, h Handler) (*Server, error) {
 		s.loops = append(s.loops, l)
 	}
 	s.addr = tcpAddr(sa)
+	s.startNudger()
 	for _, l := range s.loops {
 		s.wg.Add(1)
 		go l.run()
@@ -194,6 +201,8 @@ func (s *Server) Close() error {
 		for _, l := range s.loops {
 			l.stop()
 		}
+		s.wg.Wait()
+		s.stopNudger()
 	})
 	s.wg.Wait()
 	return nil
@@ -201,7 +210,7 @@ func (s *Server) Close() error {
 
 // Stats returns the server's counters, summed over its loops.
 func (s *Server) Stats() Stats {
-	st := Stats{Open: s.open.Load(), ReserveOpen: s.reserved.Load()}
+	st := Stats{Open: s.open.Load(), ReserveOpen: s.reserved.Load(), Nudges: s.nudged.Load()}
 	for _, l := range s.loops {
 		l.stats.addTo(&st)
 	}
