@@ -209,7 +209,7 @@ type Stats struct {
 	Reserved         uint64
 	ReserveTimeouts  uint64
 	ReserveEvictions uint64
-	// Nudges counts the times a loop woke the runtime's network poller
-	// for another loop parked with connections (nudge.go).
+	// Nudges counts the times a loop found another loop parked with
+	// events waiting at two looks and readied the nudger (nudge.go).
 	Nudges uint64
 }

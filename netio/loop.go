@@ -70,12 +70,15 @@ type Loop struct {
 	parkedOpen  atomic.Bool   // parked in the netpoller with connections open (nudge.go)
 	parkSeq     atomic.Uint64 // parks so far with parkedOpen set
 	seen        []uint64      // per loop, its parkSeq at watchParked's last look if events waited then
-	sweepEvery  int64         // ns between timeout sweeps; 0: no timeouts
-	sweepAt     int64         // next sweep, 0 when none is due (no connections)
-	resumeAt    int64         // end of the accept pause, 0 when not paused
-	timerAt     int64         // expiry tmfd is armed for, 0 when disarmed
-	acceptPause int64         // current accept back-off in ns, 0 when none
-	lnOff       bool          // listener removed from epoll for the pause
+	peekFn      func(fd uintptr)
+	peekN       uintptr
+	peekEv      [1]unix.EpollEvent // pending's callback, result and buffer, this loop's looks only
+	sweepEvery  int64              // ns between timeout sweeps; 0: no timeouts
+	sweepAt     int64              // next sweep, 0 when none is due (no connections)
+	resumeAt    int64              // end of the accept pause, 0 when not paused
+	timerAt     int64              // expiry tmfd is armed for, 0 when disarmed
+	acceptPause int64              // current accept back-off in ns, 0 when none
+	lnOff       bool               // listener removed from epoll for the pause
 	log         *slog.Logger
 	notes       struct{ maxConns, perPeer, idle, write, accept, reserve limitNote }
 	rsv         []*Conn // open reserve connections, in accept (= expiry) order (reserve.go)

@@ -32,16 +32,22 @@ import (
 // loop's epoll descriptor has events waiting (a zero-timeout epoll_wait:
 // the loops register their descriptors level-triggered, so looking takes
 // nothing away). If it had them at the last look too, in the same park,
-// the runtime has left them unpolled for parkedPeekEvery or more (a poll
-// hands them over within microseconds), and the loop readies a goroutine
-// that does nothing (the nudger). Nudging at the first look instead woke
-// a thread for events about to be polled anyway: 1 KiB PUTs from 50
-// conns then cost 0.03 more futex calls and 4 % more node CPU per PUT. Readying a goroutine while a P is idle wakes a
-// thread for it (runtime.wakep); that thread runs the nudger, finds no
-// more work and blocks in the netpoller, which then hands the parked loop
-// its events. A loop without connections is not watched (its listener's
-// and timers' events can wait for sysmon), so a node serving one
-// connection costs nothing more.
+// they have waited parkedPeekEvery or more (a poll hands them over within
+// microseconds), and the loop readies a goroutine that does nothing (the
+// nudger). Readying a goroutine while a P is idle wakes a thread for it
+// (runtime.wakep); that thread runs the nudger, finds no more work and
+// blocks in the netpoller, which then hands the parked loop its events.
+// It also writes the parked loop's eventfd, as Post does: the netpoller
+// waits for a new edge on the loop's epoll descriptor, and a loop whose
+// own zero-timeout epoll_wait missed its events (the kernel checks for
+// them without a lock, and another thread's scan of the same descriptor,
+// the netpoller's or a look from here, can hide them for an instant)
+// would otherwise wait for its next event, however late. Nudging at the
+// first look instead woke threads for events about to be polled anyway:
+// 1 KiB PUTs from 50 conns then cost 0.03 more futex calls and 4 % more
+// node CPU per PUT. A loop without connections is not watched (its
+// listener's and timers' events can wait for sysmon), so a node serving
+// one connection costs nothing more.
 
 // parkedPeekEvery is how often at most a loop looks at the parked loops.
 const parkedPeekEvery = 200 * time.Microsecond
@@ -93,8 +99,8 @@ func (l *Loop) parkWait() error {
 	return err
 }
 
-// watchParked nudges the runtime's poller when another loop has been
-// parked with connections open and events waiting at two looks in a row
+// watchParked kicks a loop that has been parked with connections open and
+// events waiting at two looks in a row, and nudges the runtime's poller
 // (see the top of the file). It runs at the end of a pass; the look is
 // skipped unless some loop is parked so and parkedPeekEvery has passed
 // since the last one.
@@ -114,13 +120,15 @@ func (l *Loop) watchParked() {
 		if o == l {
 			continue
 		}
+		// The same park before and after the look, or it does not count.
 		seq := o.parkSeq.Load()
-		if !o.parkedOpen.Load() || !o.pending() {
+		if !o.parkedOpen.Load() || !l.pending(o) || o.parkSeq.Load() != seq {
 			l.seen[i] = 0
 			continue
 		}
 		if l.seen[i] == seq {
 			l.seen[i] = 0
+			o.kick()
 			l.srv.nudge()
 			return
 		}
@@ -128,14 +136,29 @@ func (l *Loop) watchParked() {
 	}
 }
 
-// pending reports whether l's epoll descriptor has an event waiting. It
+// pending reports whether o's epoll descriptor has an event waiting. It
 // looks through the descriptor's os.File, so a loop closing concurrently
-// cannot have the number reused under it (false then).
-func (l *Loop) pending() bool {
-	var n uintptr
-	var ev [1]unix.EpollEvent
-	err := l.eprc.Control(func(fd uintptr) {
-		n, _, _ = unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&ev[0])), 1, 0, 0, 0)
-	})
-	return err == nil && int(n) > 0
+// cannot have the number reused under it (false then), with l's own
+// callback and buffer, so a look allocates nothing.
+func (l *Loop) pending(o *Loop) bool {
+	if l.peekFn == nil {
+		l.peekFn = func(fd uintptr) {
+			l.peekN, _, _ = unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, fd, uintptr(unsafe.Pointer(&l.peekEv[0])), 1, 0, 0, 0)
+		}
+	}
+	l.peekN = 0
+	err := o.eprc.Control(l.peekFn)
+	return err == nil && int(l.peekN) > 0
+}
+
+// kick writes l's eventfd, whatever wakeArmed says, so that its epoll
+// descriptor gets a new event and the netpoller a new edge. Under mu, as
+// Post's writes are, so it cannot race with the loop closing the eventfd.
+func (l *Loop) kick() {
+	l.mu.Lock()
+	if !l.stopped {
+		l.wakeArmed.Store(true)
+		unix.Write(l.evfd, wakeOne[:])
+	}
+	l.mu.Unlock()
 }

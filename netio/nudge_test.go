@@ -50,7 +50,8 @@ func connsOnLoops(t *testing.T, s *Server, h *echoHandler) [2]net.Conn {
 // TestNudgeWhenAParkedLoopHasEvents: a loop that ends two passes,
 // parkedPeekEvery apart, while another loop stays parked with a
 // connection open and events waiting nudges the runtime's poller
-// (nudge.go), and one pass does not. With one P, held by loop 0 while it
+// (nudge.go) and kicks the parked loop (writes its eventfd), and one pass
+// does not. With one P, held by loop 0 while it
 // writes a request to loop 1's connection and runs on, loop 1 cannot run:
 // it stays parked with the request waiting. A loop whose connections are
 // all gone is not watched: requests on the other loop then nudge nothing.
@@ -60,6 +61,7 @@ func TestNudgeWhenAParkedLoopHasEvents(t *testing.T) {
 	on := connsOnLoops(t, s, h)
 	waitFor(t, "both loops parked", func() bool { return s.parked.Load() == 2 })
 	time.Sleep(2 * parkedPeekEvery) // loop 0's last look is past
+	kicks := s.loops[1].stats.wakeups.Load() // nothing is posted to loop 1
 	procs := runtime.GOMAXPROCS(1)
 	type look struct {
 		err    error
@@ -89,6 +91,9 @@ func TestNudgeWhenAParkedLoopHasEvents(t *testing.T) {
 	readFrame(t, on[1], frame([]byte("a")))
 	if n := s.Stats().Nudges; n == 0 {
 		t.Fatal("loop 0 ended two passes while loop 1 stayed parked with a request waiting, and nudged nothing")
+	}
+	if s.loops[1].stats.wakeups.Load() == kicks {
+		t.Error("loop 1's eventfd was not written: a loop that missed its events would wait for its next one")
 	}
 
 	on[1].Close()
