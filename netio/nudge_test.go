@@ -60,7 +60,7 @@ func TestNudgeWhenAParkedLoopHasEvents(t *testing.T) {
 	s := start(t, Config{Loops: 2}, h)
 	on := connsOnLoops(t, s, h)
 	waitFor(t, "both loops parked", func() bool { return s.parked.Load() == 2 })
-	time.Sleep(2 * parkedPeekEvery) // loop 0's last look is past
+	time.Sleep(2 * parkedPeekEvery)          // loop 0's last look is past
 	kicks := s.loops[1].stats.wakeups.Load() // nothing is posted to loop 1
 	procs := runtime.GOMAXPROCS(1)
 	type look struct {
