@@ -296,7 +296,7 @@
 //     on the other vCPU (an IPI, and a VM exit), where a saturated
 //     generator finds the bytes on its next read; 30 % of the CPU was idle
 //     (vmstat) and the device's queue held 12.3 of the 32 GETs on average
-//     (/proc/diskstats, 0.25 ms per read), fio's 26 at QD32. The reaper
+//     (/proc/diskstats, 0.25 ms per read). The reaper
 //     woke 2.5K times a second, 17 completions per wake; no loop or
 //     reaper wait in the netpoller lasted over 5 ms more than twice, so the
 //     10 ms runtime gap netio's nudge.go closes is not what binds here.
