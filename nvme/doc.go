@@ -290,16 +290,16 @@
 //     4 s in system calls, wall time, 16.5 us per GET: the reply's writev
 //     10.8 us (0.94 per GET), the submission's io_uring_enter 18.3 us (0.25
 //     per GET, four reads each), the request's read 1.5 us (0.94 per GET),
-//     posts' eventfd writes 1.8 us (0.14 per GET). A 4 KiB reply's writev
-//     costs more here than in the DRAM cells because the generator is
-//     mostly waiting on the device, so each reply wakes one of its threads
-//     on the other vCPU (an IPI, and a VM exit), where a saturated
-//     generator finds the bytes on its next read; 30 % of the CPU was idle
-//     (vmstat) and the device's queue held 12.3 of the 32 GETs on average
-//     (/proc/diskstats, 0.25 ms per read). The reaper
-//     woke 2.5K times a second, 17 completions per wake; no loop or
-//     reaper wait in the netpoller lasted over 5 ms more than twice, so the
-//     10 ms runtime gap netio's nudge.go closes is not what binds here.
+//     posts' eventfd writes 1.8 us (0.14 per GET). Why a 4 KiB reply's
+//     writev takes 10.8 us was not measured further; the likely cause is
+//     the wake-up of the generator's thread waiting for it on the other
+//     vCPU (an IPI, and a VM exit), the generator being mostly idle on
+//     the device's latency: 30 % of the CPU was idle (vmstat) and the
+//     device's queue held 12.3 of the 32 GETs on average (/proc/diskstats,
+//     0.25 ms per read). The reaper woke 2.5K times a second, 17
+//     completions per wake; no loop or reaper wait in the netpoller lasted
+//     over 5 ms more than twice, so the 10 ms runtime gap netio's nudge.go
+//     closes is not what binds here.
 //
 // # Buffer lifetimes
 //
