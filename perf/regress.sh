@@ -13,10 +13,12 @@
 # generator, the NEW build's `pocket bench`, so both nodes meet the same
 # client. Cells alternate build by build, cell by cell and pass by pass
 # (ABBA: the order of a cell flips from cell to cell and from pass to pass),
-# so drift over the run favours neither build. Prints one Markdown table:
+# so drift over the run favours neither build. Prints a Markdown table:
 # per cell the median of OLD and of NEW over REPEAT passes, NEW/OLD of the
-# medians and the spread of the per-pass ratios (min-max), plus the machine
-# and the Go versions. Servers and worktrees are removed on exit, whatever
+# medians and the spread of the per-pass ratios (min-max); a second one
+# with each cell's p99 and p999 (medians per build, NEW/OLD), since a change
+# can move a tail and leave the main figure; plus the machine and the Go
+# versions. Servers and worktrees are removed on exit, whatever
 # happens. Installs nothing; needs git, go, python3 and coreutils' timeout.
 #
 # Cells (names as in `pocket bench --matrix` where they are there):

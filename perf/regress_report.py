@@ -8,7 +8,9 @@ tab separated, in table order. RESULTS.jsonl: `pocket bench --json` lines
 labelled CELL|BUILD|PASS (BUILD old or new). A run with errors is left out.
 Prints a Markdown table: the median of each build over its good passes, the
 ratio NEW/OLD of the medians and the min-max of the per-pass ratios (passes
-where both builds ran). A cell with no good run in a build shows n/a.
+where both builds ran). A cell with no good run in a build shows n/a. A second
+table gives each cell's tail: the medians of p99 and p999 (us) per build and
+NEW/OLD (lower is better).
 """
 import json
 import statistics
@@ -73,10 +75,29 @@ def main():
         print(f"| {name}: {desc} | {unit} | {fmt(metric, mo)} | {fmt(metric, mn)} | {ratio} | {spread} "
               f"| {len(old)}/{len(new)} | {note} |")
     print()
+    tails(cells, runs)
+    print()
     print("OLD and NEW are medians over the good passes; per-pass ratios pair the runs of one pass. "
           "A ratio above 1 is better for ops/s and MB/s, below 1 for latency. A change shows when the "
           "spread is clear of 1.0 (and of the spread a same-build run shows on this machine); "
           "a failed run is left out, a build with no good run shows n/a.")
+
+
+def tails(cells, runs):
+    """Prints the medians of each build's p99 and p999 (us) per cell, with
+    NEW/OLD: a change can move a tail and leave the cell's main figure."""
+    print("| cell | p99 OLD | p99 NEW | NEW/OLD | p999 OLD | p999 NEW | NEW/OLD |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, _kind, _metric, _desc in cells:
+        row = [name]
+        for q in ("p99_us", "p999_us"):
+            med = []
+            for build in ("old", "new"):
+                vals = [r[q] for r in runs.get((name, build), {}).values() if r.get(q)]
+                med.append(statistics.median(vals) if vals else None)
+            ratio = f"{med[1] / med[0]:.2f}x" if med[0] and med[1] is not None else "n/a"
+            row += [fmt(q, med[0]), fmt(q, med[1]), ratio]
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":
