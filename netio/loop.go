@@ -62,26 +62,29 @@ type Loop struct {
 
 	// The coarse clock and the timers (see timeouts.go). tick and the
 	// tick counts are in sweeps; the other times are nanotime readings.
-	tick        int64         // sweeps done: the clock connections are stamped with
-	idleTicks   int64         // IdleTimeout in sweeps, rounded up, plus one; 0: off
-	writeTicks  int64         // WriteTimeout likewise
-	nconns      int           // open connections of this loop
-	peekAt      int64         // the next watchParked look, at the earliest (nudge.go)
-	parkedOpen  atomic.Bool   // parked in the netpoller with connections open (nudge.go)
-	parkSeq     atomic.Uint64 // parks so far with parkedOpen set
-	seen        []uint64      // per loop, its parkSeq at watchParked's last look if events waited then
-	peekFn      func(fd uintptr)
-	peekN       uintptr
-	peekEv      [1]unix.EpollEvent // pending's callback, result and buffer, this loop's looks only
-	sweepEvery  int64              // ns between timeout sweeps; 0: no timeouts
-	sweepAt     int64              // next sweep, 0 when none is due (no connections)
-	resumeAt    int64              // end of the accept pause, 0 when not paused
-	timerAt     int64              // expiry tmfd is armed for, 0 when disarmed
-	acceptPause int64              // current accept back-off in ns, 0 when none
-	lnOff       bool               // listener removed from epoll for the pause
+	tick        int64 // sweeps done: the clock connections are stamped with
+	idleTicks   int64 // IdleTimeout in sweeps, rounded up, plus one; 0: off
+	writeTicks  int64 // WriteTimeout likewise
+	nconns      int   // open connections of this loop
+	sweepEvery  int64 // ns between timeout sweeps; 0: no timeouts
+	sweepAt     int64 // next sweep, 0 when none is due (no connections)
+	resumeAt    int64 // end of the accept pause, 0 when not paused
+	timerAt     int64 // expiry tmfd is armed for, 0 when disarmed
+	acceptPause int64 // current accept back-off in ns, 0 when none
+	lnOff       bool  // listener removed from epoll for the pause
 	log         *slog.Logger
 	notes       struct{ maxConns, perPeer, idle, write, accept, reserve limitNote }
 	rsv         []*Conn // open reserve connections, in accept (= expiry) order (reserve.go)
+
+	// The watch on the other loops (nudge.go). The other loops read
+	// parkedOpen and parkSeq; the rest is this loop's own.
+	parkedOpen atomic.Bool        // parked in the netpoller with connections open
+	parkSeq    atomic.Uint64      // parks so far with parkedOpen set
+	peekAt     int64              // the next look at the other loops, at the earliest
+	seen       []uint64           // per loop, its parkSeq at the last look if events waited then
+	peekFn     func(fd uintptr)   // pending's callback,
+	peekN      uintptr            // its result
+	peekEv     [1]unix.EpollEvent // and its buffer
 
 	mu      sync.Mutex
 	tasks   []task // filled by Post, under mu
