@@ -21,11 +21,11 @@ import (
 //
 // Measured (1 MiB GETs, 8 conns, 2 loops on the 2-core VM, Go execution
 // traces of the node and of the generator over the same 2 s): the loop
-// with fewer connections parked for over 15 ms 17 times, and 40 of its 45
-// parks over 8 ms were ended by sysmon (a thread with no P); one generator
-// connection waited over 10 ms for a reply's header 269 times, each time
-// while that loop was parked and the node's other P idle. The GETs' p999
-// was 18-20 ms, memcached's 4-6 ms in the same run.
+// with fewer connections parked for over 15 ms 19 times, and 37 of its 45
+// parks over 8 ms were ended by sysmon (a thread with no P); generator
+// connections waited over 10 ms for a reply's header 42 times, while that
+// loop was parked and the node's other P idle. The GETs' p999 was 18-20
+// ms, memcached's 4-6 ms in the same run.
 //
 // The watch: a loop that ends a pass while another loop is parked with
 // connections open looks, at most every parkedPeekEvery, whether that
