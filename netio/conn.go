@@ -294,9 +294,10 @@ func (l *Loop) read(fd int, p []byte, raw bool) (int, error) {
 
 // rawFrom is the size from which a writev, or a read into a sink's
 // region, is a raw system call (no entersyscall). Reads into the loop's
-// read buffer stay plain whatever its size: they carry requests, mostly
-// small, and a lone connection's latency rests on what a plain call does
-// (the package doc, "System calls"). A copy of that many bytes can outlast
+// read buffer stay plain whatever their size in a pass with one event (in
+// a busier pass every read and writev is raw: Loop.busyPass): they carry
+// requests, mostly small, and a lone connection's latency rests on what a
+// plain call does (the package doc, "System calls"). A copy of that many bytes can outlast
 // sysmon's 20 us tick, and sysmon then takes the loop's P away from the
 // call and hands it to another thread, which the loop must win back when
 // the call returns: thread wake-ups and context switches for nothing,
@@ -319,7 +320,7 @@ func sysRW(trap uintptr, fd int, p unsafe.Pointer, n int, raw bool) (uintptr, un
 
 // readSink reads straight into r, the start of the sink's next region.
 func (l *Loop) readSink(c *Conn, r []byte) (n, want int, err error) {
-	if n, err = l.read(c.fd, r, len(r) >= rawFrom); n > 0 {
+	if n, err = l.read(c.fd, r, l.busyPass || len(r) >= rawFrom); n > 0 {
 		c.rtick = l.tick
 		c.sink.Advance(n)
 		if len(c.sink.Next()) == 0 {
@@ -335,7 +336,7 @@ func (l *Loop) readSink(c *Conn, r []byte) (n, want int, err error) {
 func (l *Loop) readData(c *Conn, budget int) (n, want int, err error) {
 	if len(c.in) == 0 {
 		buf := l.readBuf[:min(len(l.readBuf), budget)]
-		if n, err = l.read(c.fd, buf, false); n > 0 {
+		if n, err = l.read(c.fd, buf, l.busyPass); n > 0 {
 			l.deliver(c, buf[:n], true)
 		}
 		return n, len(buf), err
@@ -350,7 +351,7 @@ func (l *Loop) readData(c *Conn, budget int) (n, want int, err error) {
 		return 0, 0, unix.EAGAIN
 	}
 	buf := c.in[len(c.in) : len(c.in)+room]
-	if n, err = l.read(c.fd, buf, false); n > 0 {
+	if n, err = l.read(c.fd, buf, l.busyPass); n > 0 {
 		c.in = c.in[:len(c.in)+n]
 		l.deliver(c, c.in, false)
 	}
@@ -488,7 +489,7 @@ func (l *Loop) writev(fd, cnt, total int) (int, error) {
 		return 0, nil
 	}
 	for {
-		r, e := sysRW(unix.SYS_WRITEV, fd, unsafe.Pointer(&l.iov[0]), cnt, total >= rawFrom)
+		r, e := sysRW(unix.SYS_WRITEV, fd, unsafe.Pointer(&l.iov[0]), cnt, l.busyPass || total >= rawFrom)
 		if e == unix.EINTR {
 			continue
 		}

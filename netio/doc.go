@@ -235,14 +235,25 @@
 //
 // read(2) and writev(2) on the loop's sockets, and the eventfd and timerfd
 // reads and writes, are plain system calls (syscall.Syscall: entersyscall,
-// exitsyscall); the zero-timeout epoll_wait is raw, and so are a writev of
-// 64 KiB or more and a read into a sink's region of 64 KiB or more
-// (rawFrom; "Long copies" below), not reads into the loop's read buffer. Raw calls for all of them (unix.RawSyscall; the descriptors are non-blocking, so none can
-// sleep holding its P) have been tried twice and are not used, because a
-// lone connection's latency rests on what they remove; see "Where the time
-// goes" for the second try's figures. The first: node CPU per 1 KiB GET at
-// 50 connections 6.54 -> 5.30 us, ops/s within noise, 1-conn p50 20.2 ->
-// 55.2 us (perf/regress.sh, per-pass 2.2-5.0x).
+// exitsyscall) in a pass with one event; the zero-timeout epoll_wait is
+// raw, and so are a writev of 64 KiB or more and a read into a sink's
+// region of 64 KiB or more (rawFrom; "Long copies" below), and every read
+// and writev of a pass with two events or more (Loop.busyPass). Raw calls
+// for all of them (unix.RawSyscall; the descriptors are non-blocking, so
+// none can sleep holding its P) have been tried twice and were not kept,
+// because a lone connection's latency rests on what they remove; see
+// "Where the time goes" for the second try's figures. The first: node CPU
+// per 1 KiB GET at 50 connections 6.54 -> 5.30 us, ops/s within noise,
+// 1-conn p50 20.2 -> 55.2 us (perf/regress.sh, per-pass 2.2-5.0x). A lone
+// connection's passes have one event, so raw calls in busier passes only
+// leave it as it was: on the AMD host, perf/regress.sh (4 passes) 1 KiB
+// PUT 50 conns 1.10x (1.09-1.20), pipelined GET 1.13x (0.99-1.18),
+// pipelined PUT 1.13x (1.08-1.18), GET 50 conns 1.03x (0.95-1.13), 1 MiB
+// GET 0.99x, 1-conn p50 0.95x; an earlier 3-pass run 1.04x, 1.13x, 1.09x,
+// 1.03x, 0.94x, 1.12x (0.89-1.24), NVMe 4 KiB 32 conns 1.02x and 1-conn
+// p50 0.94x. perf stat on the node, 3 interleaved rounds: futex calls per
+// 1 KiB GET (50 conns) 0.027-0.035 -> 0.003-0.016, context switches per
+// PUT 0.13-0.18 -> 0.06-0.10, node CPU per PUT 8.3-8.5 -> 7.7-7.9 us.
 //
 // The figures below were taken with the first try's raw calls.
 //

@@ -72,6 +72,7 @@ type Loop struct {
 	timerAt     int64 // expiry tmfd is armed for, 0 when disarmed
 	acceptPause int64 // current accept back-off in ns, 0 when none
 	lnOff       bool  // listener removed from epoll for the pause
+	busyPass    bool  // this pass has two events or more: its reads and writevs are raw
 	log         *slog.Logger
 	notes       struct{ maxConns, perPeer, idle, write, accept, reserve limitNote }
 	rsv         []*Conn // open reserve connections, in accept (= expiry) order (reserve.go)
@@ -234,12 +235,14 @@ func (l *Loop) run() {
 			// panicking beats spinning on an error forever.
 			panic(err)
 		}
+		l.busyPass = n >= 2
 		for i := 0; i < n; i++ {
 			l.evLeft = n - 1 - i
 			l.dispatch(&l.events[i])
 		}
 		l.evLeft = 0
 		l.flushDirty()
+		l.busyPass = false
 		if n > 0 {
 			l.stats.passes.Add(1)
 		}
