@@ -271,7 +271,8 @@ func (l *Loop) onReadable(c *Conn) {
 }
 
 // read is read(2) that retries on EINTR and counts; raw makes it a raw
-// system call (for a sink's region of rawFrom bytes or more).
+// system call (in a busy pass, or into a sink's region of rawFrom bytes
+// or more).
 func (l *Loop) read(fd int, p []byte, raw bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -297,14 +298,14 @@ func (l *Loop) read(fd int, p []byte, raw bool) (int, error) {
 // read buffer stay plain whatever their size in a pass with one event (in
 // a busier pass every read and writev is raw: Loop.busyPass): they carry
 // requests, mostly small, and a lone connection's latency rests on what a
-// plain call does (the package doc, "System calls"). A copy of that many bytes can outlast
-// sysmon's 20 us tick, and sysmon then takes the loop's P away from the
-// call and hands it to another thread, which the loop must win back when
-// the call returns: thread wake-ups and context switches for nothing,
-// since the descriptors are non-blocking and the call never sleeps. The
-// cost of going raw: the P is held for the copy (a 1 MiB writev, 100-300
-// us), during which no other goroutine runs on it and a stop-the-world
-// waits. Measured in netio's doc ("Long copies").
+// plain call does (the package doc, "System calls"). A copy of that many
+// bytes can outlast sysmon's 20 us tick, and sysmon then takes the loop's
+// P away from the call and hands it to another thread, which the loop
+// must win back when the call returns: thread wake-ups and context
+// switches for nothing, since the descriptors are non-blocking and the
+// call never sleeps. The cost of going raw: the P is held for the copy (a
+// 1 MiB writev, 100-300 us), during which no other goroutine runs on it
+// and a stop-the-world waits. Measured in netio's doc ("Long copies").
 const rawFrom = 64 << 10
 
 // sysRW is read(2) or writev(2) (trap) on fd with the buffer or iovec

@@ -13,6 +13,7 @@ package netio
 // their own as the watcher (watcher).
 
 import (
+	"io"
 	"net"
 	"runtime"
 	"sync"
@@ -68,7 +69,7 @@ func TestHostileListenCloseCycles(t *testing.T) {
 					if _, err := c.Write(f); err != nil {
 						return
 					}
-					if _, err := readFull(c, buf); err != nil {
+					if _, err := io.ReadFull(c, buf); err != nil {
 						return
 					}
 				}
@@ -88,18 +89,6 @@ func TestHostileListenCloseCycles(t *testing.T) {
 		}
 	}
 	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
-}
-
-func readFull(c net.Conn, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := c.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // TestHostilePeekTakesNothing: looking at a parked loop many times, with
@@ -150,7 +139,7 @@ func mallocsPerTrip(t *testing.T, c net.Conn, n int) float64 {
 	c.SetDeadline(time.Time{})
 	for i := 0; i < 100; i++ { // warm up
 		c.Write(f)
-		readFull(c, resp)
+		io.ReadFull(c, resp)
 	}
 	var a, b runtime.MemStats
 	runtime.ReadMemStats(&a)
@@ -158,7 +147,7 @@ func mallocsPerTrip(t *testing.T, c net.Conn, n int) float64 {
 		if _, err := c.Write(f); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := readFull(c, resp); err != nil {
+		if _, err := io.ReadFull(c, resp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -220,7 +209,7 @@ func TestHostilePeekDuringWake(t *testing.T) {
 		if _, err := on[1].Write(f); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := readFull(on[1], resp); err != nil {
+		if _, err := io.ReadFull(on[1], resp); err != nil {
 			t.Fatalf("round trip %d: %v (a wake-up lost to a look?)", trips, err)
 		}
 		if time.Since(t0) > 50*time.Millisecond {
