@@ -70,14 +70,10 @@ func DecodeRequest(meta []byte, lim *Limits, r *Request) error {
 	if len(meta) == 0 {
 		return nil
 	}
-	if err := Verify(meta, &requestSpec); err != nil {
+	if err := decodeRequest(meta, r); err != nil {
+		*r = Request{}
 		return err
 	}
-	var t fb.Request
-	t.Init(meta, flatbuffers.GetUOffsetT(meta))
-	r.Job, r.Key, r.Token, r.After = t.Job(), t.Key(), t.TokenBytes(), t.After()
-	r.Epoch, r.Limit, r.Delimiter = t.Epoch(), t.Limit(), t.Delimiter()
-	r.Version, r.ObjectSize = t.Version(), t.ObjectSize()
 	switch {
 	case r.ObjectSize < 0:
 		return errNegativeSize
