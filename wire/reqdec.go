@@ -16,7 +16,7 @@ import "encoding/binary"
 func decodeRequest(meta []byte, r *Request) error {
 	n := int64(len(meta))
 	if n < 4 {
-		return Errorf(CodeMalformed, "%s: flatbuffer of %d bytes", requestSpec.Name, n)
+		return errRequestShort[n]
 	}
 	pos := int64(binary.LittleEndian.Uint32(meta))
 	if pos+4 > n {
@@ -114,4 +114,10 @@ var (
 	errRequestField      = Errorf(CodeMalformed, "Request: field out of bounds")
 	errRequestVector     = Errorf(CodeMalformed, "Request: vector out of bounds")
 	errRequestVectorLen  = Errorf(CodeMalformed, "Request: vector length out of bounds")
+	errRequestShort      = [4]error{
+		Errorf(CodeMalformed, "Request: flatbuffer of 0 bytes"),
+		Errorf(CodeMalformed, "Request: flatbuffer of 1 bytes"),
+		Errorf(CodeMalformed, "Request: flatbuffer of 2 bytes"),
+		Errorf(CodeMalformed, "Request: flatbuffer of 3 bytes"),
+	}
 )
