@@ -110,6 +110,7 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 			continue
 		}
 		if h.Op == wire.OpPut {
+			n.prefetchAhead(c, h.ID)
 			if !n.put(c, cs, &h, payload) {
 				return len(in), nil // a sink takes the rest of the payload
 			}

@@ -318,9 +318,11 @@ func (a *Arena) nextOf(c *class, p int32) uintptr {
 // instruction (the index's lock) before every line of that copy has been
 // fetched for ownership. On 1 KiB puts pipelined 16 deep that wait was 11%
 // of the node's CPU without this and 6% with it, for 3% spent here (perf
-// record; what is left is mostly a chunk freed on one loop's core and
-// taken by the other's). Fetched here, the lines arrive while the node
-// answers the put and parses the next request.
+// record). Fetched here, the lines arrive while the node answers the put
+// and parses the next request; on the AMD host that was too late (the
+// wait was 9-10% with it, 8% with one event loop), and the node now also
+// fetches a pipelined put's replaced value a put ahead (dataplane's
+// prefetchAhead), which left 2%.
 func warm(p unsafe.Pointer, n int) {
 	for i := 0; i < n; i += warmStride {
 		sys.Prefetch(unsafe.Add(p, i))
