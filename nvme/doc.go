@@ -216,6 +216,22 @@
 //     nothing to read, from its last chunk's read to the client's next
 //     request, and fewer bytes in flight than fio's 8 MiB (a stream cannot
 //     read ahead of the value it was asked for).
+//   - Bytes in flight, measured (AMD host, quiet, /proc/diskstats over 3-4 s
+//     of each run): the node's 1 MiB GETs (8 conns, 2,785 MB/s) kept 6.0
+//     device requests of 505 KiB on average in flight (the first three
+//     chunks of a stream are merged into one 768 KiB request, the fourth
+//     goes alone), 3.0 MiB, the device busy 82 % of the time; fio's QD8
+//     1 MiB random read (3,717 MB/s) kept 7.2 of 1,015 KiB, 7.2 MiB, busy
+//     92 %. On this device fio's 1 MiB reads reach 3,762 MB/s at QD4 and
+//     256 KiB reads 3,610 at QD16 and 3,848 at QD24, so the device needs
+//     about 4 MiB in flight. More in flight per stream did not get there:
+//     four reads per stream, the first submitted alone and the other three
+//     together (a 256 KiB and a 768 KiB request, 1 MiB in flight from the
+//     request on), kept 8.1 requests of 527 KiB (4.2 MiB) in flight and
+//     measured 2,329-2,492 MB/s against 2,757-2,814 for the present three
+//     (3 interleaved 6 s runs), the device busy 68-74 % against 83-84 %:
+//     the virtio device behind the file serves this mix of requests worse
+//     than fio's uniform 1 MiB reads, which was not explained further.
 //   - The 4 KiB cells did not move beyond the noise: the value's size is
 //     looked up under the read lock before a small get goes the old way.
 //     32 conns 0.44x/0.42x old against 0.39x/0.40x new with old measured
