@@ -17,8 +17,11 @@
 # per cell the median of OLD and of NEW over REPEAT passes, NEW/OLD of the
 # medians and the spread of the per-pass ratios (min-max); a second one
 # with each cell's p99 and p999 (medians per build, NEW/OLD), since a change
-# can move a tail and leave the main figure; plus the machine and the Go
-# versions. Servers and worktrees are removed on exit, whatever
+# can move a tail and leave the main figure; a third with each node cell's
+# CPU time per operation (when the generator has --server-pid: medians per
+# build, and NEW/OLD of the node's CPU over the generator's per pass: a
+# second view beside the throughput, see perf/bench/cpu.go); plus the
+# machine and the Go versions. Servers and worktrees are removed on exit, whatever
 # happens. Installs nothing; needs git, go, python3 and coreutils' timeout.
 #
 # Cells (names as in `pocket bench --matrix` where they are there):
@@ -257,6 +260,10 @@ need() { awk -F'\t' -v k="$1" '$2 == k { found = 1 } END { exit !found }' "$work
 # Servers: for each build a DRAM node, an NVMe node and a one-node cluster,
 # each only when one of its cells runs. A server that does not come up
 # leaves its cells n/a for that build.
+# A node's runs also report its CPU time per operation when the generator
+# can sample it (`pocket bench --server-pid`): the third table.
+cpu_flag=no
+has "$gen" bench server-pid && cpu_flag=yes
 declare -A target sdkenv
 for b in old new; do
 	if need dram; then
@@ -264,7 +271,8 @@ for b in old new; do
 		# shellcheck disable=SC2086 # NODE_ARGS is a list of flags
 		start "$b node" "$port" "$work/$b-node.log" \
 			"${bin[$b]}" node --listen "127.0.0.1:$port" --dram "$DRAM" $NODE_ARGS &&
-			target[$b-dram]="--addr 127.0.0.1:$port"
+			target[$b-dram]="--addr 127.0.0.1:$port" &&
+			if [[ $cpu_flag == yes ]]; then target[$b-dram]+=" --server-pid ${pids[-1]}"; fi
 	fi
 	if need nvme; then
 		free_port
@@ -272,7 +280,8 @@ for b in old new; do
 		start "$b nvme node" "$port" "$work/$b-nvme.log" \
 			"${bin[$b]}" node --listen "127.0.0.1:$port" --dram 1GiB \
 			--nvme "$NVME_DIR/regress-$$-$b.nvme:$NVME_SIZE" $NODE_ARGS &&
-			target[$b-nvme]="--addr 127.0.0.1:$port"
+			target[$b-nvme]="--addr 127.0.0.1:$port" &&
+			if [[ $cpu_flag == yes ]]; then target[$b-nvme]+=" --server-pid ${pids[-1]}"; fi
 	fi
 	if need sdk; then
 		free_port

@@ -10,7 +10,12 @@ Prints a Markdown table: the median of each build over its good passes, the
 ratio NEW/OLD of the medians and the min-max of the per-pass ratios (passes
 where both builds ran). A cell with no good run in a build shows n/a. A second
 table gives each cell's tail: the medians of p99 and p999 (us) per build and
-NEW/OLD (lower is better).
+NEW/OLD (lower is better). A third, when the runs carry them (`pocket bench
+--server-pid`), gives the node's CPU time per operation: the medians per build,
+NEW/OLD, and the per-pass ratio of the node's CPU per operation over the
+generator's, NEW/OLD (median and min-max): the generator is one build's code
+in every run, so its CPU per operation follows the machine's speed (and, like
+the node's, the batching a run's throughput brings; perf/bench/cpu.go).
 """
 import json
 import statistics
@@ -25,6 +30,8 @@ def fmt(metric, v):
         return "n/a"
     if metric == "ops_per_sec":
         return f"{v:,.0f}"
+    if metric == "cpu":
+        return f"{v:,.2f}"
     return f"{v:,.1f}"
 
 
@@ -76,6 +83,9 @@ def main():
               f"| {len(old)}/{len(new)} | {note} |")
     print()
     tails(cells, runs)
+    if any(r.get("server_cpu_us_per_op") for rs in runs.values() for r in rs.values()):
+        print()
+        cpu(cells, runs)
     print()
     print("OLD and NEW are medians over the good passes; per-pass ratios pair the runs of one pass. "
           "A ratio above 1 is better for ops/s and MB/s, below 1 for latency. A change shows when the "
@@ -98,6 +108,28 @@ def tails(cells, runs):
             ratio = f"{med[1] / med[0]:.2f}x" if med[0] and med[1] is not None else "n/a"
             row += [fmt(q, med[0]), fmt(q, med[1]), ratio]
         print("| " + " | ".join(row) + " |")
+
+
+def cpu(cells, runs):
+    """Prints each cell's node CPU time per operation (us) per build, and the
+    per-pass NEW/OLD of node CPU over generator CPU (lower is better)."""
+    print("| cell | node CPU us/op OLD | NEW | NEW/OLD | node/generator NEW/OLD, median (min-max) |")
+    print("|---|---:|---:|---:|---|")
+    key, gen = "server_cpu_us_per_op", "gen_cpu_us_per_op"
+    for name, _kind, _metric, _desc in cells:
+        old, new = runs.get((name, "old"), {}), runs.get((name, "new"), {})
+        med = []
+        for rs in (old, new):
+            vals = [r[key] for r in rs.values() if r.get(key)]
+            med.append(statistics.median(vals) if vals else None)
+        if med == [None, None]:
+            continue
+        ratio = f"{med[1] / med[0]:.2f}x" if med[0] and med[1] is not None else "n/a"
+        norm = [(new[p][key] / new[p][gen]) / (old[p][key] / old[p][gen])
+                for p in sorted(set(old) & set(new))
+                if all(r.get(key) and r.get(gen) for r in (old[p], new[p]))]
+        spread = (f"{statistics.median(norm):.2f}x ({min(norm):.2f}-{max(norm):.2f}x)" if norm else "n/a")
+        print(f"| {name} | {fmt('cpu', med[0])} | {fmt('cpu', med[1])} | {ratio} | {spread} |")
 
 
 if __name__ == "__main__":

@@ -195,6 +195,7 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.Var(sizeFlag{&capacity}, "capacity", "--controller: capacity hint `SIZE`")
 	fs.Int64Var(&o.Hints.PeakMbps, "peak-mbps", 0, "--controller: peak bandwidth hint in Mb/s")
 	fs.BoolVar(&o.Hints.LatencySensitive, "latency-sensitive", false, "--controller: latency-sensitive hint (DRAM tier)")
+	fs.IntVar(&o.Config.ServerPID, "server-pid", 0, "report the CPU time per operation of this local process (the store's server) over the measured window, beside the generator's own (/proc/`PID`/stat)")
 	fs.BoolVar(&o.Keep, "keep", false, "leave the keys the run wrote (a get run's preloaded keys, a put run's) in the store; without it the run deletes them at its end")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -245,6 +246,11 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	}
 	if err := o.Config.normalize(); err != nil {
 		return nil, usageError(fs, "%v", err)
+	}
+	if o.Config.ServerPID != 0 {
+		if _, err := ProcessCPU(o.Config.ServerPID); err != nil {
+			return nil, usageError(fs, "--server-pid: %v", err)
+		}
 	}
 	return o, nil
 }

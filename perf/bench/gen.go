@@ -56,6 +56,11 @@ type Config struct {
 	Keys     int           // distinct keys (0: DefaultKeys)
 	Prefix   string        // key prefix ("": "b<size>-")
 
+	// ServerPID, when not 0, is a local process whose CPU time Run samples
+	// as the measured window opens and closes (cpu.go): Stats.ServerCPU,
+	// beside the generator's own (Stats.GenCPU).
+	ServerPID int
+
 	// Grace is how long to wait for responses after the run before
 	// closing the connections to unblock a stuck server (0: 10 s).
 	Grace time.Duration
@@ -128,6 +133,12 @@ type Stats struct {
 	Written      int
 	Deleted      int
 	CleanupError string
+	// ServerCPU and GenCPU are the CPU time, user and system, of
+	// Config.ServerPID and of this process over the measured window (0
+	// without ServerPID); CPUError says why they are missing ("" when
+	// they are not).
+	ServerCPU, GenCPU time.Duration
+	CPUError          string
 }
 
 // OpsPerSec is the measured throughput.
@@ -180,8 +191,18 @@ func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 			rng: newRNG(uint64(i) + uint64(start.UnixNano())), measure: measure, end: end, lastOK: start,
 		}
 	}
+	var cpu *cpuWindow
+	if cfg.ServerPID != 0 {
+		cpu = startCPUWindow(cfg.ServerPID, measure, end)
+	}
 	runAll(ctx, workers, end.Add(cfg.Grace))
 	st, err := collect(cfg, workers)
+	if cpu != nil {
+		var cerr error
+		if st.ServerCPU, st.GenCPU, cerr = cpu.result(); cerr != nil {
+			st.CPUError = cerr.Error()
+		}
+	}
 	st.Preloaded = pre.Preloaded
 	written := preloadedKeys(pre, keys)
 	for _, w := range workers {

@@ -49,6 +49,12 @@ type Result struct {
 	DeletedKeys  int    `json:"deleted_keys"`
 	Cleanup      string `json:"cleanup,omitempty"`
 	CleanupError string `json:"cleanup_error,omitempty"`
+	// ServerCPUus and GenCPUus are Stats.ServerCPU and Stats.GenCPU per
+	// operation, in microseconds (omitted without --server-pid); CPUError
+	// is Stats.CPUError.
+	ServerCPUus float64 `json:"server_cpu_us_per_op,omitempty"`
+	GenCPUus    float64 `json:"gen_cpu_us_per_op,omitempty"`
+	CPUError    string  `json:"cpu_error,omitempty"`
 }
 
 // Cleanup values of Result.
@@ -76,6 +82,11 @@ func NewResult(target, label string, st *Stats) Result {
 		Preloaded: st.Preloaded, WrittenKeys: st.Written, DeletedKeys: st.Deleted, CleanupError: st.CleanupError,
 		Cleanup: CleanupDeleted,
 	}
+	if st.Ops > 0 && st.CPUError == "" && st.Config.ServerPID != 0 {
+		r.ServerCPUus = micros(st.ServerCPU) / float64(st.Ops)
+		r.GenCPUus = micros(st.GenCPU) / float64(st.Ops)
+	}
+	r.CPUError = st.CPUError
 	switch {
 	case st.CleanupError != "":
 		r.Cleanup = CleanupIncomplete
@@ -116,6 +127,13 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "  MB/s     %s\n", fmtFloat(r.MBPerSec, 1))
 	fmt.Fprintf(&b, "  latency  p50 %s  p99 %s  p99.9 %s  mean %s  max %s\n",
 		fmtMicros(r.P50us), fmtMicros(r.P99us), fmtMicros(r.P999us), fmtMicros(r.MeanUs), fmtMicros(r.MaxUs))
+	if r.ServerCPUus > 0 || r.GenCPUus > 0 {
+		fmt.Fprintf(&b, "  cpu      server %s us/op, generator %s us/op (user + system, the measured window)\n",
+			fmtFloat(r.ServerCPUus, 2), fmtFloat(r.GenCPUus, 2))
+	}
+	if r.CPUError != "" {
+		fmt.Fprintf(&b, "  cpu      %s\n", r.CPUError)
+	}
 	fmt.Fprintf(&b, "  errors   %d\n", r.Errors)
 	if r.FirstError != "" {
 		fmt.Fprintf(&b, "  first error: %s\n", r.FirstError)
