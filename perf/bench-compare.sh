@@ -18,7 +18,10 @@
 # transfer in the same run; prints one Markdown table: per cell ours against
 # Redis (ratio and target), against memcached (target >= 1.00x) and as a share
 # of the echo server (target >= 0.80x), and the 1 MiB cell as a share of
-# loopback TCP. The servers are stopped on exit, whatever happens.
+# loopback TCP. The servers are stopped on exit, whatever happens. When BIN's
+# bench has --server-pid, every run also samples its server's CPU time, and a
+# second table gives each store's CPU per operation by cell, beside the
+# generator's (perf/bench/cpu.go says what it shows and what it does not).
 #
 # Cells marked apart in the matrix (the 1-conn GET a second time) run with
 # every server's threads on core 0 and the generator on core 1 (taskset),
@@ -160,6 +163,17 @@ else
 fi
 gen=() # the generator's command prefix: empty, or taskset for apart cells
 
+# Each store's server process, by target URL, for `bench --server-pid` (its
+# CPU time per operation, the table after the comparison): a generator
+# without the flag runs without it.
+declare -A server_pid
+server_pid["pocket://127.0.0.1:$node_port"]=$node_pid
+server_pid["redis://127.0.0.1:$redis_port"]=$redis_pid
+[[ -z $memcached_pid ]] || server_pid["memcache://127.0.0.1:$mc_port"]=$memcached_pid
+[[ -z $echo_pid ]] || server_pid["$echo_url"]=$echo_pid
+cpu_flag=0
+grep -q -- '-server-pid' <<<"$("$BIN" bench --help 2>&1)" && cpu_flag=1
+
 # run LABEL TARGET-FLAGS...: one cell against one store; a failed run is
 # reported and shows as n/a or with its error count in the table.
 run() {
@@ -193,7 +207,10 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
 		# Rotate which store goes first so drift over the run favours none.
 		n=${#targets[@]}
 		for ((k = 0; k < n; k++)); do
-			run "$name" --target "${targets[(i + k) % n]}" "${cell[@]}"
+			t=${targets[(i + k) % n]}
+			pidflag=()
+			((cpu_flag)) && [[ -n ${server_pid[$t]:-} ]] && pidflag=(--server-pid "${server_pid[$t]}")
+			run "$name" --target "$t" "${cell[@]}" "${pidflag[@]}"
 		done
 		if ((${#gen[@]})); then
 			pin_servers "$all_cpus" || echo "bench-compare: could not give the servers every core back" >&2

@@ -175,8 +175,56 @@ func WriteComparison(w io.Writer, results []Result) error {
 		fmt.Fprintf(&b, "| loopback TCP, 1 stream | MB/s | %s | | | | |\n", fmtFloat(loop.MBPerSec, 1))
 	}
 	fmt.Fprintf(&b, "\nratio is pocket/Redis, or pocket/memcached on a memcached row (for p50, lower is better); a share-of-echo row divides our figure by the echo server's, the small-request limit (for p50, echo's p50 by ours); the loopback row compares with a single-stream TCP transfer on 127.0.0.1. All measured in the same run. Median of %d run(s) per cell and store.\n", maxRuns(byKey))
+	writeCPUTable(&b, byKey)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeCPUTable adds, when the results carry them (pocket bench
+// --server-pid), each store's CPU time per operation by cell: the server's
+// and, in parentheses, the generator's, medians of the runs (cpu.go).
+func writeCPUTable(b *strings.Builder, byKey map[string][]*Result) {
+	stores := []struct{ name, title string }{
+		{StorePocket, "pocket"}, {StoreRedis, "Redis"}, {StoreMemcache, "memcached"}, {StoreEcho, "echo"},
+	}
+	var rows strings.Builder
+	for _, c := range Matrix() {
+		row, some := "| "+c.Title, false
+		for _, st := range stores {
+			srv, gen := medianOf(byKey[c.Name+"/"+st.name], func(r *Result) float64 { return r.ServerCPUus }),
+				medianOf(byKey[c.Name+"/"+st.name], func(r *Result) float64 { return r.GenCPUus })
+			if srv > 0 {
+				row += fmt.Sprintf(" | %s (%s)", fmtFloat(srv, 2), fmtFloat(gen, 2))
+				some = true
+			} else {
+				row += " | n/a"
+			}
+		}
+		if some {
+			rows.WriteString(row + " |\n")
+		}
+	}
+	if rows.Len() == 0 {
+		return
+	}
+	b.WriteString("\nCPU time per operation, us, user + system over the measured window: each server's, and in parentheses the generator's in the same runs (medians).\n\n")
+	b.WriteString("| cell | pocket | Redis | memcached | echo |\n|---|---:|---:|---:|---:|\n")
+	b.WriteString(rows.String())
+}
+
+// medianOf is the median of f over the runs that have it (f > 0), or 0.
+func medianOf(runs []*Result, f func(*Result) float64) float64 {
+	var v []float64
+	for _, r := range runs {
+		if x := f(r); x > 0 {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // median returns the run whose metric is the median (the upper one for an

@@ -79,6 +79,8 @@ func selfCPU() time.Duration {
 // measured window opens and when it closes.
 type cpuWindow struct {
 	pid    int
+	end    time.Time     // when the window closes
+	closed chan struct{} // closed once the close sample has run
 	mu     sync.Mutex
 	at     [2]time.Duration // server's CPU at open, close
 	self   [2]time.Duration // ours
@@ -88,11 +90,14 @@ type cpuWindow struct {
 }
 
 // startCPUWindow schedules the samples of process pid's CPU time at open
-// and close.
-func startCPUWindow(pid int, open, close time.Time) *cpuWindow {
-	w := &cpuWindow{pid: pid}
+// and end.
+func startCPUWindow(pid int, open, end time.Time) *cpuWindow {
+	w := &cpuWindow{pid: pid, end: end, closed: make(chan struct{})}
 	w.timers[0] = time.AfterFunc(time.Until(open), func() { w.sample(0) })
-	w.timers[1] = time.AfterFunc(time.Until(close), func() { w.sample(1) })
+	w.timers[1] = time.AfterFunc(time.Until(end), func() {
+		defer close(w.closed)
+		w.sample(1)
+	})
 	return w
 }
 
@@ -112,12 +117,21 @@ func (w *cpuWindow) sample(i int) {
 	w.at[i], w.self[i], w.taken = cpu, self, i+1
 }
 
-// result stops the samples and returns the server's and this process's
-// CPU time over the window, or an error when either sample is missing (a
-// run that ended early, a server that exited).
+// result returns the server's and this process's CPU time over the
+// window, or an error when either sample is missing (a run that ended
+// early, a server that exited). Called once the run is over: when the
+// window's close is due, it waits for that sample (its timer may fire a
+// little after the workers stop); before it, the samples are called off.
 func (w *cpuWindow) result() (server, self time.Duration, err error) {
-	for _, t := range w.timers {
-		t.Stop()
+	if time.Now().Before(w.end) {
+		for _, t := range w.timers {
+			t.Stop()
+		}
+	} else {
+		select {
+		case <-w.closed:
+		case <-time.After(time.Second):
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -93,3 +93,18 @@ func TestServerPIDFlag(t *testing.T) {
 		t.Fatalf("--server-pid 1: %v", err)
 	}
 }
+
+// TestCPUWindowResultAtTheClose asks for the result the moment the window
+// closes, before its close sample's timer has (necessarily) fired, as Run
+// does when the workers stop on time: the result waits for the sample.
+// (A memcached 1-conn run lost its figures so before.)
+func TestCPUWindowResultAtTheClose(t *testing.T) {
+	for range 20 {
+		end := time.Now().Add(20 * time.Millisecond)
+		w := startCPUWindow(os.Getpid(), time.Now(), end)
+		time.Sleep(time.Until(end))
+		if _, _, err := w.result(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

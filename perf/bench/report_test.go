@@ -217,3 +217,29 @@ func TestComparisonRatioAtTheTarget(t *testing.T) {
 		t.Errorf("table lacks\n%s\nin\n%s", want, b.String())
 	}
 }
+
+// TestComparisonCPUTable: runs with --server-pid figures add a table of
+// each store's CPU per operation (medians, the generator's in
+// parentheses); runs without add none.
+func TestComparisonCPUTable(t *testing.T) {
+	res := func(store string, srv, gen float64) Result {
+		return Result{Label: "get-1k-c50", Target: store + "://x:1", OpsPerSec: 1000, ServerCPUus: srv, GenCPUus: gen}
+	}
+	var b bytes.Buffer
+	WriteComparison(&b, []Result{
+		res("pocket", 7, 8), res("pocket", 6, 9), res("pocket", 9, 7),
+		res("redis", 12, 8), res("memcache", 7.25, 7.5),
+	})
+	want := "| 1 KiB GET, 50 conns | 7.00 (8.00) | 12.00 (8.00) | 7.25 (7.50) | n/a |\n"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("table lacks\n%sin\n%s", want, b.String())
+	}
+	if strings.Contains(b.String(), "| 1 KiB PUT, 50 conns | n/a") {
+		t.Errorf("a row for a cell without CPU figures:\n%s", b.String())
+	}
+	b.Reset()
+	WriteComparison(&b, []Result{res("pocket", 0, 0), res("redis", 0, 0)})
+	if strings.Contains(b.String(), "CPU time per operation") {
+		t.Errorf("a CPU table without CPU figures:\n%s", b.String())
+	}
+}
