@@ -95,16 +95,14 @@ func (n *Node) prefetch(c *netio.Conn, in []byte) {
 // request id on c: it fetches all of the next batched record but its first
 // two lines (which the tier's pass fetched already). For a get that is the
 // value the next get copies out. For a put it is the value the next put
-// replaces: a put's commit frees the value it replaced and the next
-// allocation of the class takes that chunk, so in a run of pipelined puts
-// each payload lands in the record fetched ahead while the put before the
-// one that freed it was served. Without it, with 1 KiB puts pipelined 16
-// deep, the payload copies waited for their lines to be fetched for
-// ownership for 9-10 % of the node's CPU (perf record, AMD host; 8 % with
-// one loop, so not chunks crossing cores), which the arena's warming at
-// Free (slab's warm) began too late to hide; with it, 2 %. A stale batch
-// (another connection's, or ids that do not match) only aims prefetches
-// amiss.
+// replaces: put k's commit frees the value it replaced, fetched here while
+// put k-1 was served, and put k+1's allocation takes that chunk for its
+// payload. Without it, with 1 KiB puts pipelined 16 deep, the payload
+// copies waited for their lines to be fetched for ownership for 9-10 % of
+// the node's CPU (perf record, AMD host; 8 % with one loop, so not chunks
+// crossing cores), which the arena's warming at Free (slab's warm) began
+// too late to hide; with it, 1-2 %. A stale batch (another connection's,
+// or ids that do not match) only aims prefetches amiss.
 func (n *Node) prefetchAhead(c *netio.Conn, id uint64) {
 	i := c.Loop().Index()
 	if i >= len(n.batches) {

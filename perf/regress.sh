@@ -21,8 +21,9 @@
 # CPU time per operation (when the generator has --server-pid: medians per
 # build, and NEW/OLD of the node's CPU over the generator's per pass: a
 # second view beside the throughput, see perf/bench/cpu.go); plus the
-# machine and the Go versions. Servers and worktrees are removed on exit, whatever
-# happens. Installs nothing; needs git, go, python3 and coreutils' timeout.
+# machine and the Go versions. Servers and worktrees are removed on exit,
+# whatever happens. Installs nothing; needs git, go, python3 and coreutils'
+# timeout.
 #
 # Cells (names as in `pocket bench --matrix` where they are there):
 #   get-1k-c50      1 KiB GET, 50 conns                      ops/s

@@ -322,7 +322,7 @@ func (a *Arena) nextOf(c *class, p int32) uintptr {
 // and parses the next request; on the AMD host that was too late (the
 // wait was 9-10% with it, 8% with one event loop), and the node now also
 // fetches a pipelined put's replaced value a put ahead (dataplane's
-// prefetchAhead), which left 2%.
+// prefetchAhead), which left 1-2%.
 func warm(p unsafe.Pointer, n int) {
 	for i := 0; i < n; i += warmStride {
 		sys.Prefetch(unsafe.Add(p, i))
