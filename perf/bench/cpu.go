@@ -1,14 +1,13 @@
 package bench
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // CPU per operation. A shared machine's speed moves from run to run by more
@@ -22,48 +21,25 @@ import (
 // 19 % faster than its neighbours cost the node 8 % and the generator 20 %
 // less per operation). Config.ServerPID asks Run for it.
 
-// userHZ is the unit of the CPU times in /proc/PID/stat: USER_HZ, which
-// Linux fixes at 100 for its user-space interfaces (proc(5), times(2)).
-const userHZ = 100
-
 // ProcessCPU returns the CPU time, user and system, all threads, that
-// process pid has used so far (/proc/PID/stat, fields utime and stime), at
-// the 10 ms resolution of USER_HZ.
+// process pid has used so far: /proc/PID/stat's utime and stime, read
+// through github.com/prometheus/procfs (the project's reader of /proc),
+// at the 10 ms resolution of USER_HZ.
 func ProcessCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, fmt.Errorf("bench: CPU time of process %d: %w", pid, err)
 	}
-	ticks, err := statCPUTicks(b)
+	st, err := p.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("bench: CPU time of process %d: %w", pid, err)
 	}
-	return time.Duration(ticks) * time.Second / userHZ, nil
+	return time.Duration(st.UTime+st.STime) * time.Second / userHZ, nil
 }
 
-var errStat = errors.New("malformed /proc/PID/stat")
-
-// statCPUTicks reads utime + stime from a /proc/PID/stat line. The command
-// name (field 2) is in parentheses and may itself hold spaces and
-// parentheses, so fields are counted from the last ')': after it come
-// field 3 (state) onwards, utime and stime being fields 14 and 15.
-func statCPUTicks(b []byte) (int64, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errStat
-	}
-	f := bytes.Fields(b[i+1:])
-	const utime, stime = 14 - 3, 15 - 3
-	if len(f) <= stime {
-		return 0, errStat
-	}
-	u, err1 := strconv.ParseInt(string(f[utime]), 10, 64)
-	s, err2 := strconv.ParseInt(string(f[stime]), 10, 64)
-	if err1 != nil || err2 != nil || u < 0 || s < 0 {
-		return 0, errStat
-	}
-	return u + s, nil
-}
+// userHZ is the unit of utime and stime: USER_HZ, which Linux fixes at 100
+// for its user-space interfaces (proc(5), times(2)).
+const userHZ = 100
 
 // selfCPU is this process's CPU time, user and system, all threads
 // (getrusage RUSAGE_SELF, microsecond resolution).

@@ -8,22 +8,6 @@ import (
 	"time"
 )
 
-func TestStatCPUTicks(t *testing.T) {
-	// pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
-	tail := " S 1 1 1 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 4 0 12345\n"
-	for _, comm := range []string{"(pocket)", "(a b)", "(x) (y)", "())"} {
-		got, err := statCPUTicks([]byte("4242 " + comm + tail))
-		if err != nil || got != 287 {
-			t.Errorf("comm %s: %d, %v; want 287", comm, got, err)
-		}
-	}
-	for _, bad := range []string{"", "4242 pocket S 1", "4242 (p)" + strings.Repeat(" 1", 11), "4242 (p) S 1 1 1 0 -1 0 0 0 0 0 x 3", "4242 (p) S 1 1 1 0 -1 0 0 0 0 0 -1 3"} {
-		if _, err := statCPUTicks([]byte(bad)); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
-
 // TestProcessCPUCountsWork spins until this process has used 100 ms more
 // CPU by getrusage, then expects /proc to show at least half of it (it
 // counts in 10 ms ticks); a process that does not exist is an error.
