@@ -222,16 +222,21 @@
 //     chunks of a stream are merged into one 768 KiB request, the fourth
 //     goes alone), 3.0 MiB, the device busy 82 % of the time; fio's QD8
 //     1 MiB random read (3,717 MB/s) kept 7.2 of 1,015 KiB, 7.2 MiB, busy
-//     92 %. On this device fio's 1 MiB reads reach 3,762 MB/s at QD4 and
-//     256 KiB reads 3,610 at QD16 and 3,848 at QD24, so the device needs
-//     about 4 MiB in flight. More in flight per stream did not get there:
-//     four reads per stream, the first submitted alone and the other three
+//     92 %. The device does not need more: fio's 1 MiB random reads reach
+//     3,837 MB/s at QD2 (0.55 ms a read) and 3,913 at QD3, 512 KiB reads
+//     4,013 at QD6, 256 KiB reads 3,811 at QD12, and a 256 KiB / 768 KiB
+//     mix like the streams' 3,903 at QD12. So the node's 3 MiB in flight
+//     on average would fill it if they were spread evenly; they are not:
+//     the device sat idle 18 % of the time, moments when no stream had a
+//     read in flight (between a stream's last chunk read and its client's
+//     next request, a stream sends and waits). Where each stream's 3 ms
+//     per GET goes (fio's read alone takes 0.55-2 ms at these depths, the
+//     send of 1 MiB about 1.2 ms at 8 conns from DRAM) was not traced.
+//     Four reads per stream, the first submitted alone and the other three
 //     together (a 256 KiB and a 768 KiB request, 1 MiB in flight from the
 //     request on), kept 8.1 requests of 527 KiB (4.2 MiB) in flight and
 //     measured 2,329-2,492 MB/s against 2,757-2,814 for the present three
-//     (3 interleaved 6 s runs), the device busy 68-74 % against 83-84 %:
-//     the virtio device behind the file serves this mix of requests worse
-//     than fio's uniform 1 MiB reads, which was not explained further.
+//     (3 interleaved 6 s runs), the device busy 68-74 % against 83-84 %.
 //   - The 4 KiB cells did not move beyond the noise: the value's size is
 //     looked up under the read lock before a small get goes the old way.
 //     32 conns 0.44x/0.42x old against 0.39x/0.40x new with old measured
