@@ -249,8 +249,12 @@
 //     streams idle 17 % of their cycles each, independently, would leave
 //     the device idle about 0.17^8 of the time. The device serves the
 //     streams' reads together, so they end together and their tails fall
-//     together: a convoy. Breaking it (staggered chunk sizes or starts,
-//     finer chunks) is the lead this measurement leaves.
+//     together: a convoy. A first try at breaking it, streams reading
+//     with two or three chunks in flight by the parity of the request's
+//     id (so a GET's first reads merge into 512 or 768 KiB), measured
+//     1.01x (0.96-1.11, perf/regress.sh, 6 passes); by a random choice,
+//     0.96-1.21x in 3 rounds: not kept. Staggered starts or finer chunks
+//     are what is left to try.
 //     Four reads per stream, the first submitted alone and the other three
 //     together (a 256 KiB and a 768 KiB request, 1 MiB in flight from the
 //     request on), kept 8.1 requests of 527 KiB (4.2 MiB) in flight and
