@@ -2,12 +2,13 @@ package dataplane
 
 import (
 	"encoding/binary"
-	"io"
+	"errors"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -35,27 +36,19 @@ func hostileMeta(fix func(m []byte)) []byte {
 	return m
 }
 
-// hostileReply reads one reply frame and its message.
-func hostileReply(t *testing.T, nc net.Conn) (wire.Header, string) {
+// hostileReply reads one reply from r (client.NewConn over the test's raw
+// connection) and its error message ("" for a success).
+func hostileReply(t *testing.T, r *client.Conn) (client.Response, string) {
 	t.Helper()
-	var hdr [wire.HeaderLen]byte
-	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
+	resp, err := r.Recv()
+	if err != nil {
 		t.Fatalf("reading a reply: %v", err)
 	}
-	lim := wire.DefaultLimits()
-	h, err := wire.ParseHeader(hdr[:], &lim)
-	if err != nil {
-		t.Fatalf("reply header: %v", err)
+	var we *wire.Error
+	if errors.As(resp.Err(), &we) {
+		return resp, we.Msg
 	}
-	body := make([]byte, int(h.MetaLen)+int(h.PayloadLen))
-	if _, err := io.ReadFull(nc, body); err != nil {
-		t.Fatalf("reading a reply's body: %v", err)
-	}
-	var r wire.Response
-	if err := wire.DecodeResponse(body[:h.MetaLen], &r); err != nil {
-		t.Fatalf("reply metadata: %v", err)
-	}
-	return h, r.Message
+	return resp, ""
 }
 
 // TestHostileNodeMalformedRequestMeta sends, pipelined on one connection,
@@ -96,6 +89,7 @@ func TestHostileNodeMalformedRequestMeta(t *testing.T) {
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	rd := client.NewConn(nc, client.ConnOptions{})
 	var out []byte
 	for i, f := range frames {
 		out = wire.AppendHeader(out, &wire.Header{Op: f.op, ID: uint64(100 + i), MetaLen: uint32(len(f.meta)), PayloadLen: uint32(len(f.payload))})
@@ -106,7 +100,7 @@ func TestHostileNodeMalformedRequestMeta(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, f := range frames {
-		h, msg := hostileReply(t, nc)
+		h, msg := hostileReply(t, rd)
 		want := f.code
 		if f.msg != "" {
 			want = wire.CodeMalformed
@@ -126,8 +120,8 @@ func TestHostileNodeMalformedRequestMeta(t *testing.T) {
 	if _, err := nc.Write(out); err != nil {
 		t.Fatal(err)
 	}
-	if h, msg := hostileReply(t, nc); h.Code != 0 || h.PayloadLen != 1 {
-		t.Fatalf("get of k on the hostile connection after its bad frames: code %v %q, payload %d bytes", h.Code, msg, h.PayloadLen)
+	if h, msg := hostileReply(t, rd); h.Code != 0 || len(h.Payload) != 1 {
+		t.Fatalf("get of k on the hostile connection after its bad frames: code %v %q, payload %d bytes", h.Code, msg, len(h.Payload))
 	}
 }
 
@@ -142,6 +136,7 @@ func TestHostileNodeMalformedMetaPayloadLater(t *testing.T) {
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	rd := client.NewConn(nc, client.ConnOptions{})
 	meta := hostileMeta(func(m []byte) { binary.LittleEndian.PutUint32(m[36:], 0xffffffff) })
 	payload := []byte(strings.Repeat("p", 1<<16))
 	out := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPut, ID: 5, MetaLen: uint32(len(meta)), PayloadLen: uint32(len(payload))})
@@ -154,10 +149,10 @@ func TestHostileNodeMalformedMetaPayloadLater(t *testing.T) {
 	if _, err := nc.Write(out); err != nil {
 		t.Fatal(err)
 	}
-	if h, msg := hostileReply(t, nc); h.ID != 5 || h.Code != wire.CodeMalformed || msg != "Request: vector length out of bounds" {
+	if h, msg := hostileReply(t, rd); h.ID != 5 || h.Code != wire.CodeMalformed || msg != "Request: vector length out of bounds" {
 		t.Fatalf("bad put: reply id %d code %v %q", h.ID, h.Code, msg)
 	}
-	if h, msg := hostileReply(t, nc); h.ID != 6 || h.Code != 0 {
+	if h, msg := hostileReply(t, rd); h.ID != 6 || h.Code != 0 {
 		t.Fatalf("ping after the bad put: reply id %d code %v %q", h.ID, h.Code, msg)
 	}
 	if u := n.cfg.DRAM.Usage().Used; u != 0 {
@@ -186,11 +181,12 @@ func TestHostileNodeMalformedMetaOnReserve(t *testing.T) {
 			t.Fatal(err)
 		}
 		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		rd := client.NewConn(nc, client.ConnOptions{})
 		out := wire.AppendHeader(nil, &wire.Header{Op: wire.OpIncarnation, ID: 3, MetaLen: uint32(len(tc.meta))})
 		if _, err := nc.Write(append(out, tc.meta...)); err != nil {
 			t.Fatal(err)
 		}
-		h, msg := hostileReply(t, nc)
+		h, msg := hostileReply(t, rd)
 		if h.ID != 3 || h.Code != wire.CodeMalformed || msg != tc.msg {
 			t.Errorf("meta %x on the reserve: reply id %d code %v %q, want code %v %q", tc.meta, h.ID, h.Code, msg, wire.CodeMalformed, tc.msg)
 		}
