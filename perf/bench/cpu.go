@@ -3,7 +3,6 @@ package bench
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"syscall"
 	"time"
 
@@ -52,70 +51,54 @@ func selfCPU() time.Duration {
 }
 
 // cpuWindow samples a server's and this process's CPU time when the
-// measured window opens and when it closes.
+// measured window opens and when it closes, on a goroutine of its own.
 type cpuWindow struct {
-	pid    int
-	end    time.Time     // when the window closes
-	closed chan struct{} // closed once the close sample has run
-	mu     sync.Mutex
-	at     [2]time.Duration // server's CPU at open, close
-	self   [2]time.Duration // ours
-	taken  int              // samples taken: 0, 1 or 2
-	err    error
-	timers [2]*time.Timer
+	end          time.Time     // when the window closes
+	stop         chan struct{} // closed by result when the run ended early
+	done         chan struct{} // closed when the goroutine has finished
+	server, self time.Duration // over the window, once done
+	err          error         // instead, once done
 }
 
-// startCPUWindow schedules the samples of process pid's CPU time at open
-// and end.
+// errEndedEarly is a window's result when the run ended before it closed.
+var errEndedEarly = errors.New("bench: the run ended before its measured window closed: no CPU figures")
+
+// startCPUWindow samples process pid's CPU time, and ours, at open and
+// end.
 func startCPUWindow(pid int, open, end time.Time) *cpuWindow {
-	w := &cpuWindow{pid: pid, end: end, closed: make(chan struct{})}
-	w.timers[0] = time.AfterFunc(time.Until(open), func() { w.sample(0) })
-	w.timers[1] = time.AfterFunc(time.Until(end), func() {
-		defer close(w.closed)
-		w.sample(1)
-	})
+	w := &cpuWindow{end: end, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		var at [2]time.Duration
+		var self [2]time.Duration
+		for i, t := range [2]time.Time{open, end} {
+			select {
+			case <-w.stop:
+				w.err = errEndedEarly
+				return
+			case <-time.After(time.Until(t)):
+			}
+			var err error
+			if at[i], err = ProcessCPU(pid); err != nil {
+				w.err = err
+				return
+			}
+			self[i] = selfCPU()
+		}
+		w.server, w.self = at[1]-at[0], self[1]-self[0]
+	}()
 	return w
-}
-
-func (w *cpuWindow) sample(i int) {
-	cpu, err := ProcessCPU(w.pid)
-	self := selfCPU()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err != nil {
-		w.err = err
-		return
-	}
-	if w.taken != i { // the close fired before the open (a window of ~0)
-		w.err = errors.New("bench: CPU samples out of order")
-		return
-	}
-	w.at[i], w.self[i], w.taken = cpu, self, i+1
 }
 
 // result returns the server's and this process's CPU time over the
 // window, or an error when either sample is missing (a run that ended
 // early, a server that exited). Called once the run is over: when the
-// window's close is due, it waits for that sample (its timer may fire a
-// little after the workers stop); before it, the samples are called off.
+// window's close is due it waits for that sample (taken a little after
+// the workers stop, at most); before it, the sampling is called off.
 func (w *cpuWindow) result() (server, self time.Duration, err error) {
 	if time.Now().Before(w.end) {
-		for _, t := range w.timers {
-			t.Stop()
-		}
-	} else {
-		select {
-		case <-w.closed:
-		case <-time.After(time.Second):
-		}
+		close(w.stop)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	switch {
-	case w.err != nil:
-		return 0, 0, w.err
-	case w.taken < 2:
-		return 0, 0, errors.New("bench: the run ended before its measured window closed: no CPU figures")
-	}
-	return w.at[1] - w.at[0], w.self[1] - w.self[0], nil
+	<-w.done
+	return w.server, w.self, w.err
 }
