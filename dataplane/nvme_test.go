@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -312,13 +313,21 @@ func TestNVMeOpenAllocations(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			allocs := testing.AllocsPerRun(50, func() {
-				v, err := tier.Open([]byte("job"), []byte("small"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				v.Release()
-			})
+			// AllocsPerRun counts the whole process's allocations, the
+			// device's reaper goroutine and the runtime's included: on a
+			// busy machine a read the reaper completes can cost the
+			// runtime a few of its own (CI once saw 2.0). The fewest of
+			// five measurements is the get's own count.
+			allocs := math.Inf(1)
+			for range 5 {
+				allocs = min(allocs, testing.AllocsPerRun(50, func() {
+					v, err := tier.Open([]byte("job"), []byte("small"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					v.Release()
+				}))
+			}
 			// 1 for the value; the race detector's sync.Pool drops
 			// items now and then, which may add a fraction.
 			if allocs >= 2 {
