@@ -253,13 +253,40 @@
 //     with two or three chunks in flight by the parity of the request's
 //     id (so a GET's first reads merge into 512 or 768 KiB), measured
 //     1.01x (0.96-1.11, perf/regress.sh, 6 passes); by a random choice,
-//     0.96-1.21x in 3 rounds: not kept. Staggered starts or finer chunks
-//     are what is left to try.
+//     0.96-1.21x in 3 rounds: not kept. Staggered starts and finer chunks:
+//     the bullet after next.
 //     Four reads per stream, the first submitted alone and the other three
 //     together (a 256 KiB and a 768 KiB request, 1 MiB in flight from the
 //     request on), kept 8.1 requests of 527 KiB (4.2 MiB) in flight and
 //     measured 2,329-2,492 MB/s against 2,757-2,814 for the present three
 //     (3 interleaved 6 s runs), the device busy 68-74 % against 83-84 %.
+//   - Finer chunks and staggered streams, tried (AMD host; perf/regress.sh
+//     CELLS=nvme-get-1m-c8, 5 passes each, against 2,645-3,070 MB/s for
+//     the present 3 reads of 256 KiB): 128 KiB chunks with 6 reads and 8
+//     held 1.00x (0.91-1.10); one read at a time 1.00x (0.99-1.14) with
+//     1.15x the node's CPU; a stream's first read of 1 or 2 chunks at
+//     random, then one at a time (so GETs take 3 or 4 rounds of the
+//     device and the streams' phases drift apart) 1.08x (1.04-1.27) and,
+//     run again, 0.96x (0.91-1.06), the device busy 91-92 % against 86 %
+//     but its rate while busy lower with 256 KiB requests (3,201-3,631
+//     against 3,340-3,714 MB/s, /proc/diskstats); 1-3 chunks first 1.06x
+//     (0.96-1.14); 512 KiB chunks, 1 or 2 first, 0.94x; 3 or 4 first
+//     0.90x; 2-4 first 0.94x. None kept. More streams do not fill the
+//     device either: 16 conns gave 2,836-2,861 MB/s against 2,606-2,631
+//     for 8 (one node, alternating), the device busy 83-86 %.
+//   - The device and a client's turn (fio on a 2 GiB file it laid out,
+//     1 MiB random reads, hugepage buffers, 3 s runs, two alternating
+//     rounds): 8 jobs at QD1 3,457-3,567 MB/s; the same with 450 us of
+//     think time after each read (about the node's tail, above: the last
+//     chunk's send and the client's next request) 2,929-2,977, 0.83-0.85x;
+//     16 jobs with that think time 3,063-3,095 and 32 jobs 3,197-3,219,
+//     though with 32 jobs the think time is 4 % of each job's 9.8 ms
+//     cycle. So this VM's device gives less to readers that pause between
+//     reads, beyond their idle share (this kernel's name says Firecracker,
+//     whose block device is a host thread; why it slows was not measured).
+//     The node's 1 MiB GETs, which pause for the network on every value,
+//     run at about fio's rate with a pause (2,600-3,200 MB/s over these
+//     runs), not at its QD8 rate without one.
 //   - The 4 KiB cells did not move beyond the noise: the value's size is
 //     looked up under the read lock before a small get goes the old way.
 //     32 conns 0.44x/0.42x old against 0.39x/0.40x new with old measured
