@@ -282,8 +282,7 @@
 //     16 jobs with that think time 3,063-3,095 and 32 jobs 3,197-3,219,
 //     though with 32 jobs the think time is 4 % of each job's 9.8 ms
 //     cycle. So this VM's device gives less to readers that pause between
-//     reads, beyond their idle share (this kernel's name says Firecracker,
-//     whose block device is a host thread; why it slows was not measured).
+//     reads, beyond their idle share (why was not measured).
 //     The node's 1 MiB GETs, which pause for the network on every value,
 //     run at about fio's rate with a pause (2,600-3,200 MB/s over these
 //     runs), not at its QD8 rate without one.
