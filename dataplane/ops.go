@@ -411,8 +411,7 @@ func (n *Node) sendValue(c *netio.Conn, cs *connState, h *wire.Header, v Value, 
 		return
 	}
 	last := len(segs) - 1
-	for i, s := range segs[:last] {
-		_ = i
+	for _, s := range segs[:last] {
 		c.WriteRef(s, nil)
 	}
 	c.WriteRef(segs[last], v)
