@@ -254,11 +254,20 @@ func checkDir(d string, top bool) error {
 		return fmt.Errorf("directory %s is owned by uid %d, neither this user (uid %d) nor root: it %w; run chown %d %s",
 			d, uid, os.Geteuid(), ErrNotPrivate, os.Geteuid(), d)
 	}
-	perm := fi.Mode().Perm()
-	if perm&0o022 != 0 && (top || fi.Mode()&fs.ModeSticky == 0) {
+	perm, sticky := fi.Mode().Perm(), fi.Mode()&fs.ModeSticky != 0
+	switch {
+	case perm&0o022 == 0 || !top && sticky:
+		return nil
+	case sticky:
+		// A shared directory such as /tmp: taking write access from it
+		// would break it for everyone, so the advice is a private
+		// directory inside it.
+		return fmt.Errorf("directory %s has mode %#o (sticky, shared): others may create entries in it, so it %w; "+
+			"keep the file in a directory only you can write, e.g. mkdir -m 700 %s",
+			d, uint32(perm)|0o1000, ErrNotPrivate, filepath.Join(d, "pocket-"+strconv.Itoa(os.Geteuid())))
+	default:
 		return fmt.Errorf("directory %s has mode %#o: it %w; run chmod go-w %s", d, uint32(perm), ErrNotPrivate, d)
 	}
-	return nil
 }
 
 // ownerOf is the uid owning a file, when the system says.

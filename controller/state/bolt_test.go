@@ -174,7 +174,14 @@ func TestCheckPrivateDirSticky(t *testing.T) {
 	if err := CheckPrivateDir(inner); err != nil {
 		t.Fatalf("private directory in a sticky one: %v", err)
 	}
-	if err := CheckPrivateDir(top); !errors.Is(err, ErrNotPrivate) {
+	err := CheckPrivateDir(top)
+	if !errors.Is(err, ErrNotPrivate) {
 		t.Fatalf("sticky directory itself: %v", err)
+	}
+	// The advice is a private directory inside it, never to take write
+	// access from a shared directory (a new user's trial was told "run
+	// chmod go-w /tmp", which would break /tmp for everyone).
+	if msg := err.Error(); strings.Contains(msg, "chmod") || !strings.Contains(msg, "mkdir -m 700") || !strings.Contains(msg, "01777") {
+		t.Fatalf("sticky directory itself: %q; want the sticky mode and mkdir -m 700 advice, no chmod", msg)
 	}
 }

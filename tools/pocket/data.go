@@ -72,7 +72,11 @@ func (d *dataCmd) parse(args []string, minPos, maxPos int) (pos []string, code i
 
 // open opens the job pos[0].
 func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, func(), error) {
-	if credentialNames(pos[0]) {
+	names, err := credentialNames(pos[0])
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if names {
 		return d.openCredential(pos)
 	}
 	tok, err := jobToken(*d.tok)
@@ -101,14 +105,21 @@ func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, fu
 
 // credentialNames reports whether POCKET_CREDENTIAL is job's: then it is
 // used, whatever token is also set (the job is deregistered, its token
-// alone no longer finds its map).
-func credentialNames(job string) bool {
+// alone no longer finds its map). A credential of another job is left
+// alone; one that is not a credential at all is an error, not silently
+// ignored (say the whole "export POCKET_CREDENTIAL=..." line was
+// captured).
+func credentialNames(job string) (bool, error) {
 	cred := os.Getenv("POCKET_CREDENTIAL")
 	if cred == "" {
-		return false
+		return false, nil
 	}
 	id, err := pocket.CredentialJob(cred)
-	return err == nil && id == job
+	if err != nil {
+		return false, fmt.Errorf("$POCKET_CREDENTIAL is not a job credential (%v): set it to what follows "+
+			"POCKET_CREDENTIAL= in pocket job credential's output (eval \"$(pocket job credential JOB)\" does), or unset it", err)
+	}
+	return id == job, nil
 }
 
 // openCredential opens the job of POCKET_CREDENTIAL (printed by pocket

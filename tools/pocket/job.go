@@ -26,7 +26,7 @@ import (
 const envToken = "POCKET_TOKEN"
 
 func init() {
-	register("job", "SUBCOMMAND", "register or deregister a job", runJob)
+	register("job", "SUBCOMMAND", "register or deregister a job, print its credential, show what earlier jobs of a name used", runJob)
 	registerSub("job register", "NAME", "register a job, with hints of what it needs; prints its id and token")
 	registerSub("job deregister", "JOBID", "deregister a job: its nodes drop its data (but values put with --persist)")
 	registerSub("job credential", "JOBID", "print a job's credential (POCKET_CREDENTIAL), live or ended (deregistered, or its token expired), from its token")
@@ -390,10 +390,12 @@ func runJobCredential(args []string) int {
 	if a.json {
 		return printJSON(jobCredentialJSON{JobID: a.job, Ended: ended, Credential: cred})
 	}
+	// The explanation goes to stderr, so eval "$(pocket job credential
+	// JOB)" runs the export line alone.
 	if ended {
-		fmt.Printf("job %s has ended (deregistered, or its token expired); its values put with --persist stay read-only. To read or delete them:\n", a.job)
+		fmt.Fprintf(os.Stderr, "job %s has ended (deregistered, or its token expired); its values put with --persist stay read-only. To read or delete them:\n", a.job)
 	} else {
-		fmt.Printf("job %s is live; its credential reads and deletes its values (a secret, as its token):\n", a.job)
+		fmt.Fprintf(os.Stderr, "job %s is live; its credential reads and deletes its values (a secret, as its token):\n", a.job)
 	}
 	fmt.Printf("export POCKET_CREDENTIAL=%s\n", cred)
 	return 0

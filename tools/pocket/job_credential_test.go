@@ -13,7 +13,8 @@ import (
 // job credential` prints the credential of the ended job (ended: true),
 // which reads and deletes them too, and `pocket job deregister` says the
 // job has ended and prints that credential. Another job's token gets
-// "unknown job". On the old code every one of these answered "unknown
+// "unknown job". A malformed $POCKET_CREDENTIAL is refused by name.
+// On the old code every one of these answered "unknown
 // job: job ... is not registered", no command printed a credential, and
 // `pocket job credential` did not exist.
 func TestExpiredJobsValuesThroughItsToken(t *testing.T) {
@@ -94,9 +95,18 @@ func TestExpiredJobsValuesThroughItsToken(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "has ended already") || !strings.Contains(errOut, "POCKET_CREDENTIAL="+cv.Credential) {
 		t.Errorf("job deregister of the expired job: exit %d, stdout %q, stderr %q; want exit 1 saying it ended, with its credential", code, out, errOut)
 	}
-	plain := must(env, "", "job", "credential", job)
-	if !strings.Contains(plain, "has ended") || !strings.Contains(plain, "export POCKET_CREDENTIAL="+cv.Credential+"\n") {
-		t.Errorf("job credential of the expired job: %q", plain)
+	// stdout is the export line alone, so eval "$(pocket job credential
+	// JOB)" works; the explanation goes to stderr (a new user's trial: it
+	// was on stdout, and eval failed on it).
+	plain, plainErr, code := run(env, "", "job", "credential", job)
+	if code != 0 || plain != "export POCKET_CREDENTIAL="+cv.Credential+"\n" || !strings.Contains(plainErr, "has ended") {
+		t.Errorf("job credential of the expired job: exit %d, stdout %q, stderr %q; want the export line alone on stdout", code, plain, plainErr)
+	}
+	// A POCKET_CREDENTIAL that is no credential (here the whole export
+	// line, captured) is an error naming it, not silently ignored.
+	bad := append(append([]string(nil), env...), "POCKET_CREDENTIAL="+strings.TrimSpace(plain))
+	if out, errOut, code := run(bad, "", "get", job, "p/a"); code != 1 || !strings.Contains(errOut, "$POCKET_CREDENTIAL is not a job credential") {
+		t.Errorf("get with a malformed POCKET_CREDENTIAL: exit %d, stdout %q, stderr %q; want exit 1 naming it", code, out, errOut)
 	}
 	wrong := append(base, "POCKET_TOKEN="+otherTok)
 	for _, args := range [][]string{{"ls", job}, {"get", job, "p/a"}, {"job", "credential", job}} {
