@@ -23,7 +23,7 @@ func init() {
 	register("put", "JOBID KEY FILE|-", "store a file (or - for stdin) under a key", runPut)
 	register("get", "JOBID KEY [FILE|-]", "read a key into a file (default stdout)", runGet)
 	register("ls", "JOBID [PREFIX]", "list a job's keys that start with PREFIX (a string prefix: a lists ab too; a/ lists what is under a/), one a line; exit 3 with a note when a node of the job is dead or lost (its keys are missing)", runLs)
-	register("rm", "JOBID KEY", "delete KEY and, recursively, every key under KEY/ (not ab for a); prints the count; exit 1 when nothing was there, 3 when a node of the job is dead (its keys stay)", runRm)
+	register("rm", "JOBID [KEY]", "delete KEY (every key of the job: --all, without KEY) and, recursively, every key under KEY/ (not ab for a); prints the count; exit 1 when nothing was there, 3 when a node of the job is dead (its keys stay)", runRm)
 }
 
 // dataCmd parses the common flags of the data commands and opens the job.
@@ -363,21 +363,28 @@ func noteGone(cmd string, j *pocket.Job) {
 
 func runRm(args []string) int {
 	d := newDataCmd("rm")
-	pos, code, ok := d.parse(args, 2, 2)
+	pos, code, ok := d.parse(args, 1, 2)
 	if !ok {
 		return code
+	}
+	// Always recursive, as Pocket's delete: KEY, and everything under KEY/,
+	// with or without a trailing slash. A name that is empty or only
+	// slashes, or none, is the whole job: only with --all. Without it
+	// that is a usage error (exit 2), said before anything is asked.
+	if len(pos) == 1 {
+		if !*d.all {
+			return usageError("rm", fmt.Errorf("no KEY: name one, or pass --all to delete every key of %s", pos[0]))
+		}
+		pos = append(pos, "")
+	}
+	if strings.TrimRight(pos[1], "/") == "" && !*d.all {
+		return usageError("rm", fmt.Errorf("%q names the whole job: pass --all to delete every key of %s", pos[1], pos[0]))
 	}
 	j, pos, ctx, done, err := d.open(pos)
 	if err != nil {
 		return fail("rm: %v", err)
 	}
 	defer done()
-	// Always recursive, as Pocket's delete: KEY, and everything under KEY/,
-	// with or without a trailing slash. A name that is empty or only
-	// slashes is the whole job: only with --all.
-	if strings.TrimRight(pos[1], "/") == "" && !*d.all {
-		return fail("rm: %q names the whole job: pass --all to delete every key of %s", pos[1], pos[0])
-	}
 	res, err := j.RemoveAllCount(ctx, pos[1])
 	if err != nil {
 		if n := res.Count(); n > 0 {

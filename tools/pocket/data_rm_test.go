@@ -37,8 +37,20 @@ func TestRmSaysWhatItDeleted(t *testing.T) {
 	if code != 0 || out != "deleted 1 key(s): ab\n" {
 		t.Errorf("rm ab: exit %d, stdout %q, stderr %q; want \"deleted 1 key(s): ab\"", code, out, errOut)
 	}
-	out, errOut, code = pocketRun(t, r.bin, env, "", "rm", "--insecure", "--all", job, "")
-	if code != 0 || out != "deleted 0 keys: job "+job+" held none\n" {
-		t.Errorf("rm --all of the emptied job: exit %d, stdout %q, stderr %q; want exit 0, held none", code, out, errOut)
+	// The whole job without --all is a usage error (exit 2), KEY empty
+	// or left out; with --all the KEY may be left out (a new user's trial:
+	// "rm --all JOB" was refused for its argument count, and "rm JOB \"\""
+	// exited 1).
+	for _, args := range [][]string{{job, ""}, {job, "/"}, {job}} {
+		out, errOut, code = pocketRun(t, r.bin, env, "", append([]string{"rm", "--insecure"}, args...)...)
+		if code != 2 || out != "" || !strings.Contains(errOut, "--all") {
+			t.Errorf("rm %q: exit %d, stdout %q, stderr %q; want exit 2 naming --all", args, code, out, errOut)
+		}
+	}
+	for _, args := range [][]string{{job, ""}, {job}} {
+		out, errOut, code = pocketRun(t, r.bin, env, "", append([]string{"rm", "--insecure", "--all"}, args...)...)
+		if code != 0 || out != "deleted 0 keys: job "+job+" held none\n" {
+			t.Errorf("rm --all %q of the emptied job: exit %d, stdout %q, stderr %q; want exit 0, held none", args, code, out, errOut)
+		}
 	}
 }
