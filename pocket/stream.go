@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -344,7 +345,12 @@ func (j *Job) consumeRead(ctx context.Context, key string, ver uint64) error {
 func writeFileAtomic(dst string, r io.Reader, commit func() error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
 	if err != nil {
-		return err
+		// Named by dst, the caller's path, not the temporary file's.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("pocket: cannot write %s: %w", dst, err)
 	}
 	_, err = io.Copy(tmp, r)
 	if cerr := tmp.Close(); err == nil {
