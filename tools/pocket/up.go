@@ -407,7 +407,7 @@ func stopNote(st *wire.ClusterStatus) string {
 		parts = append(parts, fmt.Sprintf("the data of %d live job(s)", st.JobCount))
 	}
 	if len(ended) > 0 {
-		parts = append(parts, fmt.Sprintf("%s of values %d ended job(s) put with --persist", units.FormatSize(bytes), len(ended)))
+		parts = append(parts, fmt.Sprintf("the %s of values that %d ended job(s) put with --persist", units.FormatSize(bytes), len(ended)))
 	}
 	if len(parts) == 0 {
 		return ""

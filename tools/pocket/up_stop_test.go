@@ -20,7 +20,7 @@ func TestStopNoteNamesWhatGoes(t *testing.T) {
 		{Persisted: []wire.HeldJob{{Job: "sort-1", Bytes: 1 << 20}, {Job: "video-2", Bytes: 2 << 20}}},
 	}}
 	got := stopNote(st)
-	for _, want := range []string{"the data of 2 live job(s)", "4MiB of values 2 ended job(s) put with --persist", "go with its nodes"} {
+	for _, want := range []string{"the data of 2 live job(s)", "the 4MiB of values that 2 ended job(s) put with --persist", "go with its nodes"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("stop note %q lacks %q", got, want)
 		}
