@@ -2,6 +2,7 @@ package controller
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"time"
 
@@ -46,7 +47,7 @@ func (c *Controller) newSession(conn net.Conn) *session {
 		}
 	}
 	if err := tc.Handshake(); err != nil {
-		c.srv.logLimited(wire.Errorf(wire.CodeBadToken, "TLS handshake with %s: %v (handshake)", conn.RemoteAddr(), err))
+		c.srv.logLimited(handshakeError(conn.RemoteAddr(), err))
 		return nil
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
@@ -54,6 +55,19 @@ func (c *Controller) newSession(conn net.Conn) *session {
 	}
 	s.roles = peerRoles(tc.ConnectionState())
 	return s
+}
+
+// handshakeError is what the log says of a failed TLS handshake with
+// addr: a peer that did not speak TLS at all (a plain-TCP client, say one
+// run with --insecure) is CodeMalformed and named so; any other failure
+// (no certificate, one from another CA, a timeout) CodeBadToken, as a
+// failed proof. Both end with "(handshake)", the log's rate-limit key.
+func handshakeError(addr net.Addr, err error) error {
+	var rh tls.RecordHeaderError
+	if errors.As(err, &rh) {
+		return wire.Errorf(wire.CodeMalformed, "TLS handshake with %s: the peer does not speak TLS (a plain-TCP client, such as one given --insecure?): %v (handshake)", addr, err)
+	}
+	return wire.Errorf(wire.CodeBadToken, "TLS handshake with %s: %v (handshake)", addr, err)
 }
 
 // handle checks the peer's role for op, decodes the request, runs it and

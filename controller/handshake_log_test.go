@@ -1,0 +1,35 @@
+package controller
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestHandshakeErrorNamesAPlainClient: a peer that sends plain TCP to a
+// TLS controller is logged as not speaking TLS (CodeMalformed), not as a
+// bad token (a new user's trial read "wire: bad token: TLS handshake ...
+// first record does not look like a TLS handshake" after `pocket status
+// --insecure`); other handshake failures stay CodeBadToken. Both keep the
+// "(handshake)" rate-limit key.
+func TestHandshakeErrorNamesAPlainClient(t *testing.T) {
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4242}
+	plain := handshakeError(addr, tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"})
+	if wire.CodeOf(plain) != wire.CodeMalformed || !strings.Contains(plain.Error(), "does not speak TLS") {
+		t.Errorf("plain-TCP peer: %v (code %v); want CodeMalformed saying it does not speak TLS", plain, wire.CodeOf(plain))
+	}
+	cert := handshakeError(addr, errors.New("tls: client didn't provide a certificate"))
+	if wire.CodeOf(cert) != wire.CodeBadToken {
+		t.Errorf("certificate failure: %v (code %v); want CodeBadToken", cert, wire.CodeOf(cert))
+	}
+	for _, err := range []error{plain, cert} {
+		var we *wire.Error
+		if !errors.As(err, &we) || limitName(we.Msg) != "handshake" {
+			t.Errorf("%v: rate-limit key %q, want handshake", err, limitName(we.Msg))
+		}
+	}
+}
