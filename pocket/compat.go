@@ -88,19 +88,26 @@ func DeregisterJob(jobid string) int {
 }
 
 // credentialOf returns the credential of a deregistered job: kept by the
-// process that deregistered it, or POCKET_CREDENTIAL when it names jobid.
-func credentialOf(jobid string) string {
+// process that deregistered it, or POCKET_CREDENTIAL when it names jobid
+// ("" when neither). A POCKET_CREDENTIAL that is not a credential at all
+// is an error, as a POCKET_TOKEN that is not hex: ignored, it would leave
+// the caller with a misleading "no token".
+func credentialOf(jobid string) (string, error) {
 	if c, ok := compatCreds.Load(jobid); ok {
-		return c.(string)
+		return c.(string), nil
 	}
 	env := os.Getenv("POCKET_CREDENTIAL")
 	if env == "" {
-		return ""
+		return "", nil
 	}
-	if c, err := decodeCredential(env); err == nil && c.Job == jobid {
-		return env
+	c, err := decodeCredential(env)
+	if err != nil {
+		return "", fmt.Errorf("pocket: POCKET_CREDENTIAL is not a job credential: %w", err)
 	}
-	return ""
+	if c.Job != jobid {
+		return "", nil
+	}
+	return env, nil
 }
 
 // Handle is the connection pocket.connect returns.
@@ -142,7 +149,10 @@ func (h *Handle) Err() error {
 func (h *Handle) job(jobid string) (*Job, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	cred := credentialOf(jobid)
+	cred, err := credentialOf(jobid)
+	if err != nil {
+		return nil, err
+	}
 	if j := h.jobs[jobid]; j != nil {
 		if cred != "" {
 			j.retired.Store(true) // deregistered since: reads its persisted values (holdsNone)

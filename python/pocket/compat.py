@@ -211,7 +211,9 @@ def _token_of(jobid: str) -> bytes | None:
 def _credential_of(jobid: str) -> str | None:
     """The credential to open jobid with: kept when this process
     deregistered it, else POCKET_CREDENTIAL when it names jobid (the Go
-    compat layer's credentialOf)."""
+    compat layer's credentialOf). A POCKET_CREDENTIAL that is not a
+    credential at all raises BadToken naming it, as a POCKET_TOKEN that is
+    not hex does: ignored, it would end in a misleading "no token"."""
     with _lock:
         if jobid in _creds:
             return _creds[jobid]
@@ -219,9 +221,10 @@ def _credential_of(jobid: str) -> str | None:
     if not env:
         return None
     try:
-        return env if credential_job(env) == jobid else None
-    except errors.PocketError:
-        return None
+        named = credential_job(env)
+    except errors.PocketError as e:
+        raise errors.BadToken(f"POCKET_CREDENTIAL is not a job credential: {e}") from None
+    return env if named == jobid else None
 
 
 def _default_job() -> str:

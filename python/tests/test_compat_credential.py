@@ -82,3 +82,13 @@ def test_new_handle_after_deregister_job(cluster_env):
     assert b == b"kept"
     assert pocket.delete(q, "out", jobid) == 0
     assert pocket.close(q) == 0
+
+
+def test_malformed_credential_is_an_error(monkeypatch):
+    """A POCKET_CREDENTIAL that is not a credential (here the whole export
+    line, captured) fails the call naming it, as the Go compat layer and
+    CLI do; on the old code it was ignored and the call went on to "no
+    token". No cluster is needed: the check comes first."""
+    monkeypatch.setenv("POCKET_CREDENTIAL", "export POCKET_CREDENTIAL=eyJq")
+    assert pocket.job_credential("job-1") is None
+    assert "POCKET_CREDENTIAL is not a job credential" in str(pocket.last_error())
