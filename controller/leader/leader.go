@@ -97,7 +97,8 @@ type Candidate struct {
 	cfg  Config
 	ttl  int // seconds
 	log  *slog.Logger
-	stop context.CancelFunc // ends the watcher
+	life context.Context    // ends when the candidate closes: its sessions' context
+	stop context.CancelFunc // ends life, the watcher with it
 	wg   sync.WaitGroup
 
 	mu      sync.Mutex
@@ -127,7 +128,7 @@ func New(cfg Config) (*Candidate, error) {
 		c.log = slog.Default()
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	c.stop = stop
+	c.life, c.stop = ctx, stop
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.watch(ctx) }()
 	return c, nil
@@ -145,7 +146,7 @@ func (c *Candidate) Addr() string { return c.cfg.Addr }
 func (c *Candidate) Campaign(ctx context.Context) (*Term, error) {
 	var t *Term
 	for t == nil {
-		s, err := c.liveSession()
+		s, err := c.liveSession(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -190,26 +191,58 @@ func (c *Candidate) check(ctx context.Context, s *concurrency.Session, e *concur
 }
 
 // liveSession returns the candidate's session, granting a new lease when
-// there is none or the last one was lost.
-func (c *Candidate) liveSession() (*concurrency.Session, error) {
+// there is none or the last one was lost. Granting waits for etcd, which
+// may be down for long: it runs without c.mu (Leader, which every request
+// to the controller reads, takes it; it used to wait as long as etcd was
+// away) and ends when ctx ends. The session itself lives until the
+// candidate closes (its lease is revoked in Close), not with ctx.
+func (c *Candidate) liveSession(ctx context.Context) (*concurrency.Session, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if c.session != nil {
+	if s := c.session; s != nil {
 		select {
-		case <-c.session.Done():
+		case <-s.Done():
 			c.session = nil
 		default:
-			return c.session, nil
+			c.mu.Unlock()
+			return s, nil
 		}
 	}
-	s, err := concurrency.NewSession(c.cfg.Client, concurrency.WithTTL(c.ttl))
+	c.mu.Unlock()
+	s, err := c.grant(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("leader: etcd session (lease of %d s): %w", c.ttl, err)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		s.Close()
+		return nil, ErrClosed
+	}
 	c.session = s
+	return s, nil
+}
+
+// grant starts a session on the candidate's life context, giving up when
+// ctx ends while the lease is granted.
+func (c *Candidate) grant(ctx context.Context) (*concurrency.Session, error) {
+	sctx, cancel := context.WithCancel(c.life)
+	detach := context.AfterFunc(ctx, cancel)
+	s, err := concurrency.NewSession(c.cfg.Client, concurrency.WithTTL(c.ttl), concurrency.WithContext(sctx))
+	if !detach() {
+		// ctx ended (sctx with it): the session, if any, is dead.
+		if err == nil {
+			s.Orphan()
+		}
+		return nil, context.Cause(ctx)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -377,3 +377,51 @@ func TestTermEndsWhenEtcdGone(t *testing.T) {
 		t.Fatalf("term still live %v after etcd stopped", c.TTL()+slack)
 	}
 }
+
+// TestCampaignWithoutEtcdLeavesLeaderFree: while etcd is away, a campaign
+// waiting for its lease does not hold the lock Leader takes (every request
+// to the controller asks it), and it ends when its context does. An
+// operator's trial found a controller that stopped answering when etcd
+// went away, and stayed so after etcd came back: Campaign granted its
+// lease holding the candidate's lock, with no way to give up.
+func TestCampaignWithoutEtcdLeavesLeaderFree(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	cli := srv.Client(t)
+	srv.Stop()
+	c, err := New(Config{Client: cli, Addr: "a:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closed at the end, not deferred: on the old code Close waited for
+	// the same lock, and the failure would hang instead of reporting.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Campaign(ctx)
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond) // the campaign is waiting for its lease
+	answered := make(chan string, 1)
+	go func() { answered <- c.Leader() }()
+	select {
+	case l := <-answered:
+		if l != "" {
+			t.Errorf("Leader() = %q without etcd, want none", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Leader() blocked behind a campaign waiting for etcd")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Campaign won without etcd")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Campaign still waiting for its lease 10 s after its context ended")
+	}
+	if err := c.Close(); err != nil {
+		t.Logf("close without etcd: %v", err)
+	}
+}
