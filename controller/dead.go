@@ -146,7 +146,7 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 		scaleLost(lost, 1/sum)
 		normalize(kept)
 	} else {
-		adopted, ok := c.adoptLostLocked(j)
+		adopted, ok := c.adoptLostLocked(j, addr)
 		if !ok {
 			return false
 		}
@@ -211,14 +211,16 @@ func scaleLost(lost []wire.LostNode, f float64) {
 	}
 }
 
-// adoptLostLocked picks the active node of j's tier that j has not lost
-// and that best takes all of its allotted bytes (adoptBetter), as j's
-// only node (weight 1).
-func (c *Controller) adoptLostLocked(j *job) (wire.MapNode, bool) {
+// adoptLostLocked picks the active node of j's tier that j has not lost,
+// other than losing (the node j is losing now, not yet in its lost list:
+// a node that restarted at its address is active again), and that best
+// takes all of its allotted bytes (adoptBetter), as j's only node
+// (weight 1).
+func (c *Controller) adoptLostLocked(j *job, losing string) (wire.MapNode, bool) {
 	cands := c.candidatesLocked(j.tier)
 	best := -1
 	for i := range cands {
-		if c.lostByLocked(j, cands[i].addr) {
+		if cands[i].addr == losing || c.lostByLocked(j, cands[i].addr) {
 			continue
 		}
 		if best < 0 || adoptBetter(&cands[i], &cands[best], j.allocBytes) {

@@ -411,3 +411,38 @@ func TestRestartSeenAfterAControllerRestart(t *testing.T) {
 		t.Fatalf("map after the node restarted: %+v; want it lost", m2)
 	}
 }
+
+// TestRestartedOnlyNodeNotAdoptedBack: a job whose only node restarts
+// loses it and adopts another active node, never the restarted one (an
+// operator's trial: the job "lost its every node and gets another" and
+// got the very node it had lost, its map back to that node alone, so its
+// old keys named the wrong lost node).
+func TestRestartedOnlyNodeNotAdoptedBack(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	at := newIncServer(t, "127.0.0.1:0", 22, testSecret)
+	b := dramNode(at.addr(), 4<<30, 8000)
+	b.Incarnation = 22
+	mustRegister(t, c, b)
+	m, err := c.RegisterJob("solo", wire.JobHints{CapacityBytes: 256 << 20})
+	if err != nil || len(m.Nodes) != 1 || m.Nodes[0].Addr != b.Addr {
+		t.Fatalf("%+v %v", m, err)
+	}
+	// Too small for the job's 256 MiB where b has room, so b would win
+	// the adoption if it could compete.
+	a := dramNode("127.0.0.1:7001", 128<<20, 8000)
+	a.Incarnation = 11
+	mustRegister(t, c, a)
+	if err := c.SetNodeState(b.Addr, wire.NodeDead); err != nil { // killed
+		t.Fatal(err)
+	}
+	b.Incarnation = 23 // and started again
+	at.inc.Store(23)
+	mustRegister(t, c, b)
+	m2, err := c.GetMap(m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m2.Nodes) != 1 || m2.Nodes[0].Addr != a.Addr || len(m2.Lost) != 1 || m2.Lost[0].Addr != b.Addr {
+		t.Fatalf("map after its only node restarted: %+v; want %s alone, %s lost", m2, a.Addr, b.Addr)
+	}
+}
