@@ -51,7 +51,7 @@ func runController(args []string) int {
 	}
 	h, err := lf.handler(os.Stderr)
 	if err != nil {
-		return fail("controller: %v", err)
+		return usageError("controller", err) // a bad --log-level or --log-format
 	}
 	id := newIdentity(h, "controller")
 	slog.SetDefault(id.log)

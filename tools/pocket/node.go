@@ -97,7 +97,7 @@ func runNode(args []string) int {
 	f.limits.visited(fs, "")
 	h, err := f.log.handler(os.Stderr)
 	if err != nil {
-		return fail("node: %v", err)
+		return usageError("node", err) // a bad --log-level or --log-format
 	}
 	if f.ctl == "" {
 		f.ctl = os.Getenv(metaclient.EnvController)

@@ -74,7 +74,7 @@ func runSpot(args []string) int {
 	}
 	h, err := lf.handler(os.Stderr)
 	if err != nil {
-		return fail("spot: %v", err)
+		return usageError("spot", err) // a bad --log-level or --log-format
 	}
 	id := newIdentity(h, "spot")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

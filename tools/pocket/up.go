@@ -374,6 +374,9 @@ func runUp(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if _, err := o.log.handler(io.Discard); err != nil {
+		return usageError("up", err) // a bad --log-level or --log-format
+	}
 	u, err := startUp(ctx, o)
 	if u != nil {
 		defer u.close()
