@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pocketstore/pocket/internal/pki"
@@ -154,10 +155,18 @@ func writeNew(path string, b []byte, mode os.FileMode) error {
 	return err
 }
 
+// article is "an" before a word starting with a vowel, else "a".
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
+}
+
 // report prints what was issued and how its holder uses it.
 func (c *certIssue) report(role pki.Role, cert *x509.Certificate) {
-	fmt.Printf("issued a %s certificate %q valid until %s in %s (%s, %s.pem, %s-key.pem; keep the key private)\n",
-		role, c.name, cert.NotAfter.UTC().Format(time.DateOnly), c.out, pki.CAFile, c.name, c.name)
+	fmt.Printf("issued %s %s certificate %q valid until %s in %s (%s, %s.pem, %s-key.pem; keep the key private)\n",
+		article(string(role)), role, c.name, cert.NotAfter.UTC().Format(time.DateOnly), c.out, pki.CAFile, c.name, c.name)
 	if c.name != pki.Members[role] {
 		fmt.Printf("note: the pocket commands look for %s.pem in a TLS directory\n", pki.Members[role])
 	}

@@ -361,7 +361,10 @@ func (s *ctlServe) secretFile(given string) string {
 
 // stateLine says where the controller's state is kept.
 func (s *ctlServe) stateLine() string {
-	if s.stateDir == "" {
+	switch {
+	case s.stateDir == "" && s.ephemeral:
+		return "controller state in memory only (a restart forgets every job; drop --ephemeral to keep it in the data directory)"
+	case s.stateDir == "":
 		return "controller state in memory only (a restart forgets every job; give --data-dir to keep it)"
 	}
 	return "controller state in " + s.stateDir

@@ -387,7 +387,7 @@ func runUp(args []string) int {
 	printUp(u, o)
 	<-ctx.Done()
 	if errors.Is(ctx.Err(), context.Canceled) {
-		fmt.Println("stopping the cluster" + stopNote(u.ctl.Status()))
+		fmt.Println("stopping the cluster" + stopNote(u.ctl.Status(), u.serve.stateDir != ""))
 	}
 	return 0
 }
@@ -395,8 +395,9 @@ func runUp(args []string) int {
 // stopNote says what stopping the cluster takes with its nodes: the data
 // of its live jobs and the values ended jobs put with --persist (a
 // restart on the same data directory keeps the jobs' records and tokens,
-// not their data). Empty when there is neither.
-func stopNote(st *wire.ClusterStatus) string {
+// not their data, when kept says the controller's state is kept there;
+// with --ephemeral nothing is). Empty when there is neither.
+func stopNote(st *wire.ClusterStatus, kept bool) string {
 	ended := map[string]bool{}
 	var bytes int64
 	for _, n := range st.Nodes {
@@ -414,6 +415,9 @@ func stopNote(st *wire.ClusterStatus) string {
 	}
 	if len(parts) == 0 {
 		return ""
+	}
+	if !kept {
+		return ": " + strings.Join(parts, " and ") + " go with its nodes (its controller's state is in memory only: the jobs go too)"
 	}
 	return ": " + strings.Join(parts, " and ") + " go with its nodes (a restart on the same --data-dir keeps the jobs' tokens, not their data)"
 }
