@@ -441,6 +441,11 @@ func (w *worker) batch(t0 time.Time, measured bool) error {
 			if w.firstErr == nil {
 				w.firstErr = err
 			}
+		case errors.Is(err, ErrNeedsJob):
+			// The store answered this put, refusing the job: it is
+			// not written; the rest of the batch may be.
+			w.maybeWritten(k + 1)
+			return err
 		default:
 			w.maybeWritten(k)
 			return err

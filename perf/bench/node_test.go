@@ -70,9 +70,15 @@ func TestNodeWithoutTokenSaysWhatToPass(t *testing.T) {
 	for _, op := range []Op{Get, Put} {
 		cfg := Config{Op: op, Size: 64, Conns: 2, Pipeline: 1, Duration: 5 * time.Second, Keys: 10}
 		start := time.Now()
-		_, err := Run(context.Background(), cfg, PocketDialer(n.Addr().String(), client.ConnOptions{Job: []byte("bench")}, cfg.Size))
+		st, err := Run(context.Background(), cfg, PocketDialer(n.Addr().String(), client.ConnOptions{Job: []byte("bench")}, cfg.Size))
 		if !errors.Is(err, ErrNeedsJob) || !strings.Contains(err.Error(), "--job") || !strings.Contains(err.Error(), "--controller") {
 			t.Fatalf("%v run without a token: %v, want ErrNeedsJob naming --job and --controller", op, err)
+		}
+		// Every put was refused: nothing is written, nothing to delete
+		// (an operator's trial read "deleted 0 of the 4 key(s) the run
+		// wrote, the rest are left": the refused puts counted as written).
+		if st != nil && (st.Written != 0 || st.CleanupNote() != "") {
+			t.Errorf("%v run without a token: %d key(s) written, note %q; want none", op, st.Written, st.CleanupNote())
 		}
 		if time.Since(start) > 4*time.Second {
 			t.Fatalf("%v run went on for %v after the node refused the job", op, time.Since(start))
