@@ -57,6 +57,10 @@ func OpenBolt(dir string) (*Bolt, error) {
 	if dir == "" {
 		return nil, errors.New("state: no directory for the controller's store")
 	}
+	if err := CheckParents(dir); err != nil {
+		// Before anything is created.
+		return nil, fmt.Errorf("state: %w, or give another --data-dir", err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
@@ -237,6 +241,27 @@ func CheckPrivateDir(dir string) error {
 	for d, top := resolved, true; ; d, top = filepath.Dir(d), false {
 		if err := checkDir(d, top); err != nil {
 			return err
+		}
+		if filepath.Dir(d) == d {
+			return nil
+		}
+	}
+}
+
+// CheckParents applies CheckPrivateDir's rules for the directories above
+// dir to those of them that exist, so a caller can refuse a place before
+// it creates dir (and anything in it): a refused directory is left as it
+// was. dir itself need not exist.
+func CheckParents(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+		if resolved, err := filepath.EvalSymlinks(d); err == nil {
+			if err := checkDir(resolved, false); err != nil {
+				return err
+			}
 		}
 		if filepath.Dir(d) == d {
 			return nil

@@ -185,3 +185,30 @@ func TestCheckPrivateDirSticky(t *testing.T) {
 		t.Fatalf("sticky directory itself: %q; want the sticky mode and mkdir -m 700 advice, no chmod", msg)
 	}
 }
+
+// TestRefusedDataDirLeftAsItWas: OpenBolt refuses a state directory under
+// a directory others may write before it creates anything there (an
+// operator's trial found the refused directory holding a new
+// "controller" subdirectory); a sticky shared directory above (like /tmp)
+// is still fine, as CheckPrivateDir has it.
+func TestRefusedDataDirLeftAsItWas(t *testing.T) {
+	data := t.TempDir()
+	if err := os.Chmod(data, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(data, "controller")
+	if _, err := OpenBolt(dir); !errors.Is(err, ErrNotPrivate) {
+		t.Fatalf("state under a mode-0777 directory: %v; want refused", err)
+	}
+	if entries, _ := os.ReadDir(data); len(entries) != 0 {
+		t.Fatalf("refused directory now holds %d entries (%s...); want none", len(entries), entries[0].Name())
+	}
+	if err := os.Chmod(data, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenBolt(filepath.Join(data, "mine", "controller"))
+	if err != nil {
+		t.Fatalf("state in a new private directory under a sticky one: %v", err)
+	}
+	b.Close()
+}

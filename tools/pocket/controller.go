@@ -353,6 +353,9 @@ func (s *ctlServe) secretFile(given string) string {
 	if err != nil || dir == "" {
 		return given // openState reports the error
 	}
+	if state.CheckParents(dir) != nil {
+		return given // openState refuses it, having created nothing
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return given
 	}

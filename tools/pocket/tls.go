@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/metaclient"
 )
@@ -206,6 +207,10 @@ func serverTLS(data, listen string, extraHosts []string) (*tls.Config, string, e
 	hosts, err := certHosts(listen, extraHosts)
 	if err != nil {
 		return nil, "", err
+	}
+	if err := state.CheckParents(dir); err != nil {
+		// Refused before anything is created in the data directory.
+		return nil, "", fmt.Errorf("data directory: %w", err)
 	}
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, "", fmt.Errorf("data directory: %w", err)
