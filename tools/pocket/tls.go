@@ -153,8 +153,14 @@ func tlsHint(err error, insecure bool) error {
 		return err
 	case insecure:
 		return fmt.Errorf("%w (with --insecure: is the controller serving TLS? then drop --insecure and use its certificates)", err)
+	case errors.As(err, &header) && header.RecordHeader[0] == wire.Magic0 && header.RecordHeader[1] == wire.Magic1:
+		// Pocket's own frames: a plain controller, or a node's data
+		// port, which speak the same header (an operator's trial was
+		// told --insecure when it had named a node).
+		return fmt.Errorf("%w (the server at this address speaks pocket's protocol over plain TCP: a controller started with --insecure "+
+			"(give --insecure too), or a storage node's data port (give the controller's address))", err)
 	case errors.As(err, &header):
-		return fmt.Errorf("%w (the controller serves plain TCP: it was started with --insecure; give --insecure too)", err)
+		return fmt.Errorf("%w (the server at this address does not speak TLS, nor pocket's protocol: is it the controller's address?)", err)
 	case errors.Is(err, pki.ErrNotController):
 		return fmt.Errorf("%w (the server at this address is not the cluster's controller: it presents another member's certificate; "+
 			"check --controller and $%s)", err, metaclient.EnvController)

@@ -264,7 +264,12 @@ func TestTLSHint(t *testing.T) {
 		want     string
 	}{
 		{wrap(io.EOF), true, "drop --insecure"},
-		{wrap(tls.RecordHeaderError{Msg: "tls: first record does not look like a TLS handshake"}), false, "give --insecure too"},
+		// Pocket's header back: a plain controller or a node's data port
+		// (an operator's trial named a node and was told --insecure).
+		{wrap(tls.RecordHeaderError{Msg: "tls: first record does not look like a TLS handshake", RecordHeader: [5]byte{'P', 'K', 1, 0x81, 0}}),
+			false, "give --insecure too), or a storage node's data port"},
+		{wrap(tls.RecordHeaderError{Msg: "tls: first record does not look like a TLS handshake", RecordHeader: [5]byte{'H', 'T', 'T', 'P', '/'}}),
+			false, "does not speak TLS, nor pocket's protocol"},
 		{wrap(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), false, "not from the CA"},
 		{wrap(&net.OpError{Op: "remote error", Err: errors.New("tls: bad certificate")}), false, "refused this certificate"},
 		{wrap(io.EOF), false, ""},
