@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/token"
@@ -282,7 +283,7 @@ func checkControllerFlags(fs *flag.FlagSet, o *Options) error {
 
 func usageError(fs *flag.FlagSet, format string, a ...any) error {
 	err := fmt.Errorf(format, a...)
-	fmt.Fprintf(fs.Output(), "pocket bench: %v\n", err)
+	fmt.Fprintln(fs.Output(), errorLine(err))
 	fs.Usage()
 	return err
 }
@@ -460,8 +461,15 @@ func status(stderr io.Writer, err error) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "pocket bench: %v\n", err)
+	fmt.Fprintln(stderr, errorLine(err))
 	return 1
+}
+
+// errorLine is the line a failed run prints, in the form of the other
+// pocket commands ("pocket: bench: message"), the package's own "bench: "
+// prefix said once.
+func errorLine(err error) string {
+	return "pocket: bench: " + strings.TrimPrefix(err.Error(), "bench: ")
 }
 
 // serveEcho serves the echo server on addr until ctx ends, printing its

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -229,5 +230,15 @@ func TestRunDeletesWhatItWrote(t *testing.T) {
 		if !strings.Contains(help.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
+	}
+}
+
+// TestErrorLineSaysBenchOnce: a failed run's line has the other commands'
+// form, "pocket: bench: ...", with the package's "bench: " prefix said
+// once (an operator's trial read "pocket bench: bench: ...").
+func TestErrorLineSaysBenchOnce(t *testing.T) {
+	var b strings.Builder
+	if code := status(&b, fmt.Errorf("bench: cleanup: %w", ErrStalled)); code != 1 || !strings.HasPrefix(b.String(), "pocket: bench: cleanup: ") {
+		t.Fatalf("status: exit %d, line %q; want exit 1 and %q", code, b.String(), "pocket: bench: cleanup: ...")
 	}
 }
