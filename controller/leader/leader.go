@@ -103,6 +103,7 @@ type Candidate struct {
 
 	mu      sync.Mutex
 	session *concurrency.Session // nil until a Campaign, renewed after a loss
+	endSess context.CancelFunc   // ends session's context (grant), once it is lost or dropped
 	term    *Term                // the live or last term
 	leader  string               // the observed leader's address
 	closed  bool
@@ -205,14 +206,14 @@ func (c *Candidate) liveSession(ctx context.Context) (*concurrency.Session, erro
 	if s := c.session; s != nil {
 		select {
 		case <-s.Done():
-			c.session = nil
+			c.forgetSessionLocked()
 		default:
 			c.mu.Unlock()
 			return s, nil
 		}
 	}
 	c.mu.Unlock()
-	s, err := c.grant(ctx)
+	s, end, err := c.grant(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("leader: etcd session (lease of %d s): %w", c.ttl, err)
 	}
@@ -220,30 +221,41 @@ func (c *Candidate) liveSession(ctx context.Context) (*concurrency.Session, erro
 	defer c.mu.Unlock()
 	if c.closed {
 		s.Close()
+		end()
 		return nil, ErrClosed
 	}
-	c.session = s
+	c.session, c.endSess = s, end
 	return s, nil
 }
 
-// grant starts a session on the candidate's life context, giving up when
-// ctx ends while the lease is granted.
-func (c *Candidate) grant(ctx context.Context) (*concurrency.Session, error) {
+// forgetSessionLocked drops the candidate's session and ends its context
+// (each would otherwise stay a child of the candidate's until Close).
+func (c *Candidate) forgetSessionLocked() {
+	if c.endSess != nil {
+		c.endSess()
+	}
+	c.session, c.endSess = nil, nil
+}
+
+// grant starts a session on a context of its own under the candidate's
+// life context, giving up when ctx ends while the lease is granted; end
+// ends the session's context once the session is done with.
+func (c *Candidate) grant(ctx context.Context) (s *concurrency.Session, end context.CancelFunc, err error) {
 	sctx, cancel := context.WithCancel(c.life)
 	detach := context.AfterFunc(ctx, cancel)
-	s, err := concurrency.NewSession(c.cfg.Client, concurrency.WithTTL(c.ttl), concurrency.WithContext(sctx))
+	s, err = concurrency.NewSession(c.cfg.Client, concurrency.WithTTL(c.ttl), concurrency.WithContext(sctx))
 	if !detach() {
 		// ctx ended (sctx with it): the session, if any, is dead.
 		if err == nil {
 			s.Orphan()
 		}
-		return nil, context.Cause(ctx)
+		return nil, nil, context.Cause(ctx)
 	}
 	if err != nil {
 		cancel()
-		return nil, err
+		return nil, nil, err
 	}
-	return s, nil
+	return s, cancel, nil
 }
 
 // dropSession stops renewing s and forgets it, so the next Campaign
@@ -252,7 +264,7 @@ func (c *Candidate) dropSession(s *concurrency.Session) {
 	s.Orphan()
 	c.mu.Lock()
 	if c.session == s {
-		c.session = nil
+		c.forgetSessionLocked()
 	}
 	c.mu.Unlock()
 }
