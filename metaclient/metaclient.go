@@ -714,6 +714,11 @@ func (c *Client) pause(ctx context.Context, d time.Duration, until time.Time) bo
 	if until.IsZero() || left <= 0 {
 		return false
 	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Add(min(d, left)).Before(dl) {
+		// A retry would start as ctx ends and fail as "i/o timeout",
+		// hiding why the attempts failed (say the address refuses).
+		return false
+	}
 	t := time.NewTimer(min(d, left))
 	defer t.Stop()
 	select {

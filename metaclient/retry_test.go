@@ -59,6 +59,24 @@ func TestRetryForBound(t *testing.T) {
 	}
 }
 
+// TestRefusedUntilTheDeadlineSaysRefused: a call whose retries run into
+// its context's deadline while nothing listens ends with the refusal, not
+// with the "i/o timeout" of one more attempt begun as the deadline came
+// (an operator's trial: a node pointed at a controller that was not
+// running logged timeouts, never "connection refused").
+func TestRefusedUntilTheDeadlineSaysRefused(t *testing.T) {
+	mc := metaclient.New(deadAddr(t), metaclient.Options{Logger: quiet})
+	defer mc.Close()
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+		_, err := mc.Status(ctx)
+		cancel()
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("status with no controller until the deadline: %v, want ECONNREFUSED", err)
+		}
+	}
+}
+
 // dropper accepts connections and closes the first n at once (a
 // controller that dies with the request in flight), then forwards the
 // others to the controller at to.
