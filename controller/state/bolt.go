@@ -238,7 +238,12 @@ func CheckPrivateDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	for d, top := resolved, true; ; d, top = filepath.Dir(d), false {
+	return checkUp(resolved, true)
+}
+
+// checkUp checks d (as dir itself when top) and every directory above it.
+func checkUp(d string, top bool) error {
+	for ; ; d, top = filepath.Dir(d), false {
 		if err := checkDir(d, top); err != nil {
 			return err
 		}
@@ -257,16 +262,16 @@ func CheckParents(dir string) error {
 	if err != nil {
 		return err
 	}
-	for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
-		if resolved, err := filepath.EvalSymlinks(d); err == nil {
-			if err := checkDir(resolved, false); err != nil {
-				return err
-			}
-		}
-		if filepath.Dir(d) == d {
-			return nil
-		}
+	// The nearest existing directory above dir; those above it exist too.
+	d := filepath.Dir(abs)
+	for _, err := os.Stat(d); err != nil && filepath.Dir(d) != d; _, err = os.Stat(d) {
+		d = filepath.Dir(d)
 	}
+	resolved, err := filepath.EvalSymlinks(d)
+	if err != nil {
+		return err
+	}
+	return checkUp(resolved, false)
 }
 
 // checkDir checks one directory for CheckPrivateDir; top is dir itself.
