@@ -110,6 +110,9 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 			continue
 		}
 		if h.Op == wire.OpPut {
+			if wholeFirst(&h) && int64(len(b)) < h.FrameLen() {
+				return done, nil // the rest of a manifest comes with a later read
+			}
 			n.prefetchAhead(c, h.ID)
 			if !n.put(c, cs, &h, payload) {
 				return len(in), nil // a sink takes the rest of the payload
@@ -128,6 +131,15 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 		n.serve(c, cs, &h)
 		done += body
 	}
+}
+
+// wholeFirst reports whether a put is checked on its whole payload before
+// it is admitted, so it is served only once its frame has arrived whole: a
+// manifest of the manifest's length (checkManifest). Where the stream's
+// reads cut a frame is the sender's TCP segments' business, never a reason
+// to refuse it.
+func wholeFirst(h *wire.Header) bool {
+	return h.Flags&wire.FlagManifest != 0 && h.PayloadLen == wire.ManifestLen
 }
 
 func at(b []byte, i int) byte {

@@ -35,8 +35,8 @@ func putMeta(h *wire.Header, r *wire.Request) (Meta, error) {
 	return m, nil
 }
 
-// checkManifest checks a manifest put's payload, which must all have come
-// with its header: a manifest of the request's version and object size,
+// checkManifest checks a manifest put's payload, which onData serves only
+// once it has all come (wholeFirst): a manifest of the request's version and object size,
 // with chunks no larger than a frame (wire.DecodeManifest), so a reader
 // trusting it allocates what the chunks can hold.
 func checkManifest(h *wire.Header, r *wire.Request, have []byte) error {
