@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 
+	"github.com/pocketstore/pocket/internal/limited"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -131,21 +132,25 @@ const maxPricesFile = 64 << 10
 // LoadPrices reads a JSON prices file: an object with any of
 // dram_gib_hour, nvme_gib_hour and gbps_hour (USD, see Prices). The table
 // it returns is exact: a price the file gives is kept as given, 0
-// included, and one it does not give is DefaultPrices'. Unknown fields, a
-// file over 64 KiB and bad prices (Check) are errors naming the file.
+// included, and one it does not give is DefaultPrices'. Unknown fields,
+// anything after the object, a file over 64 KiB (read no further) and bad
+// prices (Check) are errors naming the file.
 func LoadPrices(path string) (Prices, error) {
 	p := DefaultPrices()
-	b, err := os.ReadFile(path)
+	b, err := limited.ReadFile(path, maxPricesFile)
 	if err != nil {
 		return p, fmt.Errorf("prices: %w", err)
 	}
-	if len(b) > maxPricesFile {
-		return p, fmt.Errorf("prices: %s is %d bytes, over the %d a prices file may have", path, len(b), maxPricesFile)
-	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		return p, fmt.Errorf("prices: %s: %w (want a JSON object with dram_gib_hour, nvme_gib_hour, gbps_hour)", path, err)
+	err = dec.Decode(&p)
+	if err == nil {
+		if _, after := dec.Token(); after != io.EOF {
+			err = errors.New("more after the object")
+		}
+	}
+	if err != nil {
+		return p, fmt.Errorf("prices: %s: %w (want one JSON object with dram_gib_hour, nvme_gib_hour, gbps_hour)", path, err)
 	}
 	if err := p.Check(); err != nil {
 		return p, fmt.Errorf("prices: %s: %w", path, err)

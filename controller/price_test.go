@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pocketstore/pocket/internal/limited"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -62,9 +63,22 @@ func TestLoadPrices(t *testing.T) {
 		"huge.json":     `{"dram_gib_hour": 1e308}`,
 		"text.json":     `cheap`,
 		"big.json":      `{"gbps_hour": 1` + strings.Repeat(" ", maxPricesFile) + `}`,
+		// Found by a hostile trial: a second object, with its bad price,
+		// and trailing text were ignored.
+		"two.json":      `{"dram_gib_hour": 1}{"nvme_gib_hour": -3}`,
+		"trailing.json": `{"dram_gib_hour": 1} garbage`,
+		"bracket.json":  `{"dram_gib_hour": 1}]`,
 	} {
 		if _, err := LoadPrices(write(name, body)); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v; want an error naming the file", name, err)
+		}
+	}
+	if _, err := LoadPrices(write("space.json", "{\"dram_gib_hour\": 1}\n \n")); err != nil {
+		t.Errorf("an object followed by white space: %v", err)
+	}
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		if _, err := LoadPrices("/dev/zero"); !errors.Is(err, limited.ErrTooLarge) {
+			t.Errorf("/dev/zero: %v; want it refused after 64 KiB (it was read whole)", err)
 		}
 	}
 	if err := (Prices{GbpsHour: math.NaN()}).Check(); !errors.Is(err, ErrBadPrice) || !strings.Contains(err.Error(), "gbps_hour") {

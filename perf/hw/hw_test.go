@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/internal/limited"
 	"github.com/pocketstore/pocket/nvme"
 )
 
@@ -65,6 +66,19 @@ func TestProfileRoundTrip(t *testing.T) {
 	}
 	if got.Version != ProfileVersion || got.Report.SeqWriteMBps != 100 || len(got.Report.RandRead) != 1 || !got.MeasuredAt.Equal(p.MeasuredAt) {
 		t.Fatalf("round trip: %+v", got)
+	}
+}
+
+// TestReadProfileStopsAtItsLimit: a path that is not a profile (an
+// endless device, here) is refused after the profile limit, not read
+// until memory runs out. The prices file had the fault (a hostile trial);
+// this is the same class.
+func TestReadProfileStopsAtItsLimit(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	if _, err := ReadProfile("/dev/zero"); !errors.Is(err, ErrBadProfile) || !errors.Is(err, limited.ErrTooLarge) {
+		t.Fatalf("ReadProfile(/dev/zero) = %v; want ErrBadProfile, over its size limit", err)
 	}
 }
 

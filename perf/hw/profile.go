@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"time"
+
+	"github.com/pocketstore/pocket/internal/limited"
 )
 
 // ProfileVersion is the profile format this package writes and reads.
@@ -47,9 +49,9 @@ func WriteProfile(path string, p Profile) error {
 
 // ReadProfile loads and checks a profile file.
 func ReadProfile(path string) (Profile, error) {
-	data, err := os.ReadFile(path)
+	data, err := limited.ReadFile(path, maxProfileBytes)
 	if err != nil {
-		return Profile{}, err
+		return Profile{}, fmt.Errorf("%w: %w", ErrBadProfile, err)
 	}
 	return ParseProfile(data)
 }

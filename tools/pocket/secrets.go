@@ -11,13 +11,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/internal/limited"
 	"github.com/pocketstore/pocket/internal/token"
 )
 
@@ -91,12 +91,12 @@ func readSecretFile(path string) (string, error) {
 	if err := checkSecretPlace(path, fi); err != nil {
 		return "", err
 	}
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	b, err := limited.ReadAll(f, maxSecretFile)
+	if errors.Is(err, limited.ErrTooLarge) {
+		return "", fmt.Errorf("%s: larger than %d bytes, not a secret or token", path, maxSecretFile)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	if len(b) > maxSecretFile {
-		return "", fmt.Errorf("%s: larger than %d bytes, not a secret or token", path, maxSecretFile)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {

@@ -1,0 +1,42 @@
+// Package limited reads input of bounded size: files an operator names on
+// the command line (a prices table, a device profile, a secret) read no
+// further than their limit, so a wrong path (/dev/zero, a disk image)
+// answers an error at once instead of filling memory.
+package limited
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// ErrTooLarge is returned for input over its limit.
+var ErrTooLarge = errors.New("over its size limit")
+
+// ReadAll reads r to its end, at most max bytes: input longer than max is
+// ErrTooLarge, after reading max+1 bytes of it.
+func ReadAll(r io.Reader, max int) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > max {
+		return nil, fmt.Errorf("larger than %d bytes: %w", max, ErrTooLarge)
+	}
+	return b, nil
+}
+
+// ReadFile is ReadAll of the file at path; its errors name the path.
+func ReadFile(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := ReadAll(f, max)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
