@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"time"
 
 	"github.com/pocketstore/pocket/wire"
@@ -138,13 +139,9 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 		kept = append(kept, mn)
 	}
 	lost := append(append([]wire.LostNode(nil), j.lost...), wire.LostNode{Addr: addr, Weight: w, Epoch: j.epoch + 1})
-	sum := 0.0
-	for _, mn := range kept {
-		sum += mn.Weight
-	}
-	if sum > 0 {
-		scaleLost(lost, 1/sum)
-		normalize(kept)
+	if weightSum(kept) > 0 {
+		c.setLostLocked(j, lost)
+		c.renormalizeLocked(j, kept)
 	} else {
 		adopted, ok := c.adoptLostLocked(j, addr)
 		if !ok {
@@ -158,9 +155,9 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 		if lsum > 0 {
 			scaleLost(lost, lostDominance/lsum)
 		}
+		c.setLostLocked(j, lost)
+		c.placeLocked(j, kept)
 	}
-	c.setLostLocked(j, lost)
-	c.placeLocked(j, kept)
 	c.bumpLocked(j)
 	j.lostOne()
 	return true
@@ -203,6 +200,31 @@ func (c *Controller) restartedLocked(n *node) {
 // falls by one, so the job does not shed the node that grew in the place
 // of one it was sized with as well.
 func (j *job) lostOne() { j.grown = max(0, j.grown-1) }
+
+// renormalizeLocked makes nodes j's map, their weights scaled to sum to
+// 1, and scales j's lost nodes' weights by the same factor, so they stay
+// on the scale of the map's weights: placement over the map and its lost
+// nodes together (package pocket, lost.go) still finds each key's node
+// from before any of them left. Every change of a map's nodes goes
+// through it (a node lost, a grow, a change's end, a node retired).
+func (c *Controller) renormalizeLocked(j *job, nodes []wire.MapNode) {
+	if sum := weightSum(nodes); sum > 0 && sum != 1 && len(j.lost) > 0 {
+		lost := slices.Clone(j.lost)
+		scaleLost(lost, 1/sum)
+		c.setLostLocked(j, lost)
+	}
+	normalize(nodes)
+	c.placeLocked(j, nodes)
+}
+
+// weightSum is the sum of the nodes' weights.
+func weightSum(nodes []wire.MapNode) float64 {
+	var sum float64
+	for _, mn := range nodes {
+		sum += mn.Weight
+	}
+	return sum
+}
 
 // scaleLost multiplies the lost nodes' weights by f.
 func scaleLost(lost []wire.LostNode, f float64) {

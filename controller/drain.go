@@ -447,8 +447,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 				kept = append(kept, mn)
 			}
 		}
-		normalize(kept)
-		c.placeLocked(j, kept)
+		c.renormalizeLocked(j, kept)
 		c.bumpLocked(j)
 	}
 	delete(c.nodes, n.addr)
@@ -463,10 +462,7 @@ func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // normalize rescales weights to sum to 1. Placement picks the highest
 // score, and scaling every weight by one factor keeps every key's owner.
 func normalize(ns []wire.MapNode) {
-	var sum float64
-	for _, n := range ns {
-		sum += n.Weight
-	}
+	sum := weightSum(ns)
 	if sum <= 0 {
 		return
 	}

@@ -304,8 +304,7 @@ func (c *Controller) finishMoveLocked(j *job, now time.Time) bool {
 		mn.State = wire.NodeActive
 		nodes = append(nodes, mn)
 	}
-	normalize(nodes)
-	c.placeLocked(j, nodes)
+	c.renormalizeLocked(j, nodes)
 	c.bumpLocked(j)
 	j.move, j.lastChange = nil, now
 	delete(c.moving, j)
@@ -409,8 +408,7 @@ func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 		w = growWeight(w, c.spareBytesLocked(addr, j.tier), j.allocBytes, j.nodes)
 	}
 	nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: addr, Weight: w, State: wire.NodeJoining})
-	normalize(nodes)
-	c.placeLocked(j, nodes)
+	c.renormalizeLocked(j, nodes)
 	c.bumpLocked(j)
 	j.grown++
 	c.startMoveLocked(j, &move{epoch: j.epoch, addr: addr, role: wire.NodeJoining, start: now, done: map[string]uint64{}})

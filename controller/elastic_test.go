@@ -67,14 +67,6 @@ func stateIn(m *wire.PlacementMap, addr string) wire.NodeState {
 	return st
 }
 
-func weightSum(m *wire.PlacementMap) float64 {
-	var s float64
-	for _, n := range m.Nodes {
-		s += n.Weight
-	}
-	return s
-}
-
 // TestJobMapGrowsAndShrinks walks the protocol of elastic.go: a node
 // joins a running job's map (published once the map's nodes confirmed the
 // epoch, active once the others moved their values), then leaves it
@@ -108,7 +100,7 @@ func TestJobMapGrowsAndShrinks(t *testing.T) {
 	ackX := r.beat(x, nil)
 	m1 := r.mapOf(m0)
 	if m1.Epoch <= m0.Epoch || len(m1.Nodes) != 3 || stateIn(m1, x) != wire.NodeJoining ||
-		stateIn(m1, a) != wire.NodeActive || math.Abs(weightSum(m1)-1) > 1e-9 {
+		stateIn(m1, a) != wire.NodeActive || math.Abs(weightSum(m1.Nodes)-1) > 1e-9 {
 		t.Fatalf("map while %s joins: %+v", x, m1)
 	}
 	if len(ackX.Jobs) != 0 || r.since[x] < c.jobs[m0.Job].epochRev {
@@ -159,7 +151,7 @@ func TestJobMapGrowsAndShrinks(t *testing.T) {
 		r.beat(n, nil)
 	}
 	m4 := r.mapOf(m0)
-	if _, in := mapState(m4, x); in || len(m4.Nodes) != 2 || m4.Epoch <= m3.Epoch || math.Abs(weightSum(m4)-1) > 1e-9 {
+	if _, in := mapState(m4, x); in || len(m4.Nodes) != 2 || m4.Epoch <= m3.Epoch || math.Abs(weightSum(m4.Nodes)-1) > 1e-9 {
 		t.Fatalf("map after %s left: %+v", x, m4)
 	}
 	if err := c.ShrinkJob(m0.Job, a); err != nil {

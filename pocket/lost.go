@@ -35,9 +35,15 @@ import (
 //     case the object was replaced meanwhile), neither ErrCorrupt nor a
 //     retry loop; a stream reading it answers ErrLost from Read;
 //   - a map lists at most wire.MaxLostNodes lost nodes (the newest); the
-//     keys of nodes that left the list answer "not found" again, and so
-//     do those lost before a controller restart (the controller does not
-//     store lost nodes yet).
+//     keys of nodes that left the list answer "not found" again. The
+//     controller stores the list with the job, so it outlives a
+//     controller restart;
+//   - the controller keeps the lost weights on the map's scale through
+//     every later change of the map (a shrink, a drain, another loss), so
+//     a lost node keeps its keys. A node that joins the map after the loss
+//     takes its share, 1/(n+1) with n nodes before it, of the lost node's
+//     keys too, as of every other node's: those of the lost values answer
+//     "not found", since placement does not know when a node joined.
 //
 // While a node is dead but within the grace it stays in the map, marked
 // dead: reads and writes of its keys answer ErrUnavailable at once. A
