@@ -171,7 +171,5 @@ func (d *DRAM) prefetch(b *prefetchBatch) {
 // node serves; a record freed meanwhile only wastes the hints.
 func (d *DRAM) prefetchLines(off int64, from, to int) {
 	p := unsafe.Pointer(&d.arena.At(off, 1)[0])
-	for l := from; l < to; l++ {
-		sys.Prefetch(unsafe.Add(p, l*64))
-	}
+	sys.PrefetchLines(unsafe.Add(p, from*sys.LineSize), to-from)
 }

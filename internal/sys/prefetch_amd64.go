@@ -4,3 +4,9 @@ package sys
 //
 //go:noescape
 func prefetch(addr uintptr)
+
+// prefetchLines is PREFETCHT0 on n lines of 64 bytes from addr
+// (prefetch_amd64.s).
+//
+//go:noescape
+func prefetchLines(addr uintptr, n int)

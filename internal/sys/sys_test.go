@@ -185,7 +185,38 @@ func TestPrefetchNeverFaults(t *testing.T) {
 	Prefetch(nil)
 	prefetch(1 << 47) // unmapped on purpose: the hint must not fault
 	prefetch(^uintptr(0))
+	PrefetchLines(unsafe.Pointer(&b[0]), 2)
+	PrefetchLines(nil, 3)
+	PrefetchLines(unsafe.Pointer(&b[0]), 0)
+	PrefetchLines(unsafe.Pointer(&b[0]), -1)
+	prefetchLines(1<<47, 64)         // unmapped lines
+	prefetchLines(^uintptr(0)-64, 4) // running past the top of the address space
 	if b[0] != 0 {
 		t.Fatal("prefetch changed memory")
 	}
+}
+
+// BenchmarkPrefetchRecord compares prefetching a 1 KiB record's 17 lines
+// one call per line with one PrefetchLines call, over records spread
+// through 64 MiB so most lines miss.
+func BenchmarkPrefetchRecord(b *testing.B) {
+	mem := make([]byte, 64<<20)
+	const rec, lines = 4096 + 64, 17
+	b.Run("per-line", func(b *testing.B) {
+		off := 0
+		for b.Loop() {
+			p := unsafe.Pointer(&mem[off])
+			for l := range lines {
+				Prefetch(unsafe.Add(p, l*LineSize))
+			}
+			off = (off + 7*rec) % (len(mem) - rec)
+		}
+	})
+	b.Run("one-call", func(b *testing.B) {
+		off := 0
+		for b.Loop() {
+			PrefetchLines(unsafe.Pointer(&mem[off]), lines)
+			off = (off + 7*rec) % (len(mem) - rec)
+		}
+	})
 }
