@@ -30,6 +30,7 @@ type connState struct {
 	inData  bool      // OnData is running: replies it queues are timed at its end (metrics.go)
 	pend    uint32    // op slots with latencies pending, a bit each (metrics.go)
 	pendN   [opSlots]uint32
+	tally   tally      // counters of the OnData call running, added at its end (tally.go)
 	stream  *getStream // the get streaming its value on this connection, or nil (ops.go)
 }
 
@@ -66,6 +67,7 @@ func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
 	cs.start = monoNow()
 	cs.inData = true
 	done, err := n.onData(c, cs, in)
+	n.endTally(c, cs)
 	n.mx.endData(c.Loop().Index(), cs)
 	return done, err
 }
@@ -96,7 +98,7 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 		if len(b) < body {
 			return done, nil
 		}
-		n.stats.of(c).requests.Add(1)
+		cs.tally.requests++
 		cs.last = int64(len(b)) <= h.FrameLen()
 		payload := b[body:]
 		if int64(len(payload)) > int64(h.PayloadLen) {

@@ -173,8 +173,9 @@ func TestJobTrafficMatchesServed(t *testing.T) {
 				job, g.BytesIn, g.BytesOut, g.Held, in[job], out[job], held, stored[job])
 		}
 	}
-	if st := n.Stats(); st.BytesIn != sumIn || st.BytesOut != sumOut {
-		t.Errorf("node in %d out %d; the jobs' sums %d, %d", st.BytesIn, st.BytesOut, sumIn, sumOut)
+	if st := n.Stats(); st.BytesIn != sumIn || st.BytesOut != sumOut || st.Requests != uint64(len(puts)+len(mixed)) {
+		t.Errorf("node in %d out %d after %d requests; the jobs' sums %d, %d after %d requests",
+			st.BytesIn, st.BytesOut, st.Requests, sumIn, sumOut, len(puts)+len(mixed))
 	}
 }
 

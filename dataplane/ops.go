@@ -86,8 +86,7 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	if err != nil {
 		return n.skipPayload(c, cs, h, have, wire.ErrorOf(err))
 	}
-	n.stats.of(c).bytesIn.Add(uint64(h.PayloadLen))
-	n.jobs.traffic(cs.entry, cs.req.Job).addIn(c.Loop().Index(), uint64(h.PayloadLen))
+	n.countBytes(c, cs, n.jobs.traffic(cs.entry, cs.req.Job), dirIn, uint64(h.PayloadLen))
 	s := &cs.put
 	s.start(c, *h, tier, p)
 	s.ref.entry = cs.entry
@@ -399,8 +398,7 @@ func (n *Node) sendValue(c *netio.Conn, cs *connState, h *wire.Header, v Value, 
 		wire.PutHeader(cs.hdr[:], &rh)
 		c.Write(cs.hdr[:])
 	}
-	n.stats.of(c).bytesOut.Add(uint64(size))
-	jt.addOut(c.Loop().Index(), uint64(size))
+	n.countBytes(c, cs, jt, dirOut, uint64(size))
 	n.mx.done(c, cs, h.Op, wire.CodeOK)
 	segs := v.Segments()
 	if size <= smallCopy || len(segs) == 0 {
@@ -906,8 +904,7 @@ func (g *getStream) writeHeader() bool {
 		wire.PutHeader(cs.hdr[:], &rh)
 		hold.Write(cs.hdr[:])
 	}
-	g.n.stats.of(g.c).bytesOut.Add(uint64(g.s.size()))
-	g.jt.addOut(g.c.Loop().Index(), uint64(g.s.size()))
+	g.n.addBytes(g.c, g.jt, dirOut, uint64(g.s.size()))
 	cs.withStart(g.start, func() { g.n.mx.done(g.c, cs, h.Op, wire.CodeOK) })
 	return true
 }
