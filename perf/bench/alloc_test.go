@@ -47,10 +47,17 @@ func wireReplay(size int) *pocketConn {
 	return newPocketConn(client.NewConn(&replayConn{replies: stream}, opts), opts, new(atomic.Uint64), size)
 }
 
-// driverBatch sends depth gets in one flush and reads the replies.
-func driverBatch(t testing.TB, c Conn, key []byte, depth int) {
+// driverBatch sends depth gets in one flush (puts of value when it is not
+// nil) and reads the replies.
+func driverBatch(t testing.TB, c Conn, key, value []byte, depth int) {
 	for range depth {
-		if err := c.SendGet(key); err != nil {
+		var err error
+		if value == nil {
+			err = c.SendGet(key)
+		} else {
+			err = c.SendPut(key, value)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,8 +89,8 @@ func nodeGet(t testing.TB, c *pocketConn, key []byte) {
 func TestRESPDriverDoesNotAllocate(t *testing.T) {
 	c := respReplay(1024)
 	key := []byte("b1024-00000001")
-	driverBatch(t, c, key, 16)
-	if a := testing.AllocsPerRun(100, func() { driverBatch(t, c, key, 16) }); a != 0 {
+	driverBatch(t, c, key, nil, 16)
+	if a := testing.AllocsPerRun(100, func() { driverBatch(t, c, key, nil, 16) }); a != 0 {
 		t.Fatalf("RESP driver allocates %.1f times per 16 gets", a)
 	}
 }
@@ -94,7 +101,7 @@ func BenchmarkRESPDriverGet1KiB(b *testing.B) {
 	b.SetBytes(1024)
 	b.ReportAllocs()
 	for b.Loop() {
-		driverBatch(b, c, key, 1)
+		driverBatch(b, c, key, nil, 1)
 	}
 }
 

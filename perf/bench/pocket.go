@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync/atomic"
 
 	"github.com/pocketstore/pocket/client"
@@ -55,7 +54,8 @@ type pocketConn struct {
 	job, token []byte
 	tier       uint16         // the header flag of the node tier requests go to
 	epoch      *atomic.Uint64 // the map epoch stamped on requests, shared by the dialer's connections
-	sent       []pending      // outstanding requests, at most the pipeline depth
+	sent       []pending      // requests sent, oldest first; those from head on are outstanding
+	head       int            // index in sent of the oldest outstanding request
 	valueSize  int
 }
 
@@ -87,16 +87,20 @@ func (c *pocketConn) Flush() error { return c.c.Flush() }
 // replies until its own has come; verdicts on later requests whose
 // replies came first are kept for their turn.
 func (c *pocketConn) Recv() error {
-	if len(c.sent) == 0 {
+	if c.head == len(c.sent) {
 		return errors.New("bench: pocket: Recv with no request outstanding")
 	}
-	for !c.sent[0].done {
+	for !c.sent[c.head].done {
 		if err := c.recvOne(); err != nil {
 			return err
 		}
 	}
-	err := c.sent[0].err
-	c.sent = slices.Delete(c.sent, 0, 1)
+	err := c.sent[c.head].err
+	// Taken off by moving head, not by shifting the rest down; the slice
+	// is reused from its start once every request is answered.
+	if c.head++; c.head == len(c.sent) {
+		c.sent, c.head = c.sent[:0], 0
+	}
 	return err
 }
 
@@ -139,11 +143,11 @@ func (c *pocketConn) adopt(op wire.Op, r *client.Response) error {
 	return fmt.Errorf("%w: pocket %v: %w; adopted the node's epoch %d", ErrRefused, op, err, we.Epoch)
 }
 
-// find returns the index of the outstanding request id awaiting its
-// reply, or -1. Replies usually come in order, so the search almost
-// always stops at index 0.
+// find returns the index in sent of the outstanding request id awaiting
+// its reply, or -1. Replies usually come in order, so the search almost
+// always stops at head.
 func (c *pocketConn) find(id uint64) int {
-	for i := range c.sent {
+	for i := c.head; i < len(c.sent); i++ {
 		if c.sent[i].id == id && !c.sent[i].done {
 			return i
 		}
