@@ -528,10 +528,15 @@ func tierSummary(ts []wire.TierStat) string {
 const maxNameLen = wire.DefaultMaxJobLen - 21
 
 // checkName accepts 1..maxNameLen bytes of letters, digits, '.', '_' and
-// '-': names become path-like prefixes and log fields, so nothing else.
+// '-', the first a letter or a digit: names become path-like prefixes, log
+// fields and command-line arguments (a job id starting with '-' reads as a
+// flag to `pocket job deregister`), so nothing else.
 func checkName(name string) error {
 	if name == "" || len(name) > maxNameLen {
 		return wire.Errorf(wire.CodeBadKey, "job name must have 1 to %d bytes", maxNameLen)
+	}
+	if ch := name[0]; !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9') {
+		return wire.Errorf(wire.CodeBadKey, "job name %q: it must start with a letter or a digit", name)
 	}
 	for i := 0; i < len(name); i++ {
 		ch := name[i]
