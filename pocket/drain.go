@@ -102,7 +102,28 @@ func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, k
 	case op == wire.OpDelete:
 		return c.deleteBoth(flags, 0)
 	}
-	return j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
+	r, err := j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
+	if err == nil && op == wire.OpPut && flags&wire.FlagChunk == 0 {
+		c.dropOld(x.version)
+	}
+	return r, err
+}
+
+// dropOld deletes at the old owner what it holds of a key just put at its
+// live owner (whose manifest, if any, is version ver), and drops the
+// chunks of a manifest deleted there. Until the move reaches the key, the
+// old owner holds the value the put replaced; if the live owner were then
+// lost (killed, or restarted empty), that older value would read again,
+// at the old owner or wherever its mover puts it, after the newer one was
+// acknowledged. With it gone, the key answers the newer value, or "lost".
+// The delete waits while the old owner moves the key (busy), like every
+// delete in a change. It is best effort: an old owner that cannot be
+// reached leaves the put acknowledged (it was stored), its copy in place.
+func (c movingKey) dropOld(ver uint64) {
+	r, err := c.send(c.t.old, wire.OpDelete, 0, 0, nil)
+	if ov := r.Meta.Version; err == nil && ov != 0 && ov != ver {
+		c.j.dropVersion(ov) // no writer replaced it at the live owner: its chunks are no one else's
+	}
 }
 
 // movingKey is one request for a key whose owner changes (drainDo).
