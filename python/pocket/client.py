@@ -1176,8 +1176,9 @@ class Job:
         then the old one, then the owner again; deletes go to the old owner
         first (waiting while it answers busy), then the owner, a get that
         deletes and a delete by version as _read_delete and
-        _delete_version_moving; puts go to the owner (see the Go SDK's
-        drain.go)."""
+        _delete_version_moving; puts go to the owner, and a put stored
+        there (not a chunk's) deletes the old owner's older copy (_drop_old;
+        see the Go SDK's drain.go)."""
         def send(a: str) -> Reply:
             if a != old:
                 return self._send(a, op, flags, meta, payload, dst)
@@ -1211,7 +1212,24 @@ class Job:
                 # owner held another value: no one else drops its chunks.
                 self._drop_version(old_ver)
             return r
-        return send(addr)
+        r = send(addr)
+        if op == wire.OP_PUT and r.code == 0 and not flags & wire.FLAG_CHUNK:
+            self._drop_old(st, key, old, version)
+        return r
+
+    def _drop_old(self, st: _MapState, key: bytes, old: str, ver: int) -> None:
+        """Deletes at the old owner what it holds of a key just put at its
+        owner (whose manifest, if any, is version ver), dropping the chunks
+        of a manifest deleted there: if the owner were then lost, the older
+        value would read again after the newer one was acknowledged. Best
+        effort: an old owner that cannot be reached keeps its copy."""
+        try:
+            r = self._send_patient(old, wire.OP_DELETE, st.tier_flags, st.codec.encode(key))
+        except errors.PocketError:
+            return  # best effort: the put is stored
+        old_ver = r.response().version if r.code == 0 and r.meta else 0
+        if old_ver and old_ver != ver:
+            self._drop_version(old_ver)
 
     # Deletes while a key's owner changes. Every write of the change goes to
     # the owner, so whatever the old owner holds is older: a delete must

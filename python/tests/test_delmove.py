@@ -82,6 +82,28 @@ def test_delete_after_read_of_an_overwrite_leaves_no_older_value(change_views, c
 
 
 @pytest.mark.parametrize("change", ["join", "drain"])
+@pytest.mark.parametrize("size", [100, 3 * CHUNK + 100])
+def test_put_during_a_change_leaves_no_older_value(change_views, change, size):
+    """A put of a key whose owner changes deletes the old owner's copy once
+    the new owner has stored it: if the new owner were lost, the key must
+    not answer the value the put replaced (the Go SDK's
+    TestPutInChangeLeavesNoOlderValue; a hostile trial found older values
+    back after a joining node was killed). Before, the old owner kept it."""
+    views, moving = change_views
+    before, during = views[change]
+    key = next(k for k in (f"obj-{i}" for i in range(1000)) if during._st.route(k.encode(), 0)[1])
+    v1, v2 = os.urandom(size), os.urandom(size)
+    before.put(key, v1)
+    during.put(key, v2)
+    assert bytes(during.get(key)) == v2
+    # The map from before the change asks the old owner alone.
+    with pytest.raises(pocket.NotFound):
+        got = before.get(key)
+        assert bytes(got) != v1, "the old owner still answers the value the put replaced"
+    during.delete(key)
+
+
+@pytest.mark.parametrize("change", ["join", "drain"])
 def test_delete_after_read_consumes_once_during_a_change(change_views, change):
     """Two readers get-delete one value at once while its owner changes:
     exactly one gets it, as outside a change. The first fix of the
