@@ -30,8 +30,11 @@ type connState struct {
 	inData  bool      // OnData is running: replies it queues are timed at its end (metrics.go)
 	pend    uint32    // op slots with latencies pending, a bit each (metrics.go)
 	pendN   [opSlots]uint32
-	tally   tally      // counters of the OnData call running, added at its end (tally.go)
-	stream  *getStream // the get streaming its value on this connection, or nil (ops.go)
+	tally   tally // counters of the OnData call running, added at its end (tally.go)
+	// versionless is the version the connection's last put without one
+	// got (stampVersion).
+	versionless uint64
+	stream      *getStream // the get streaming its value on this connection, or nil (ops.go)
 }
 
 func (cs *connState) encoder() *wire.Encoder {
@@ -43,7 +46,7 @@ func (cs *connState) encoder() *wire.Encoder {
 
 // OnOpen implements netio.Handler.
 func (n *Node) OnOpen(c *netio.Conn) {
-	cs := &connState{}
+	cs := &connState{versionless: newVersionless()}
 	cs.put.node, cs.discard.node = n, n
 	c.SetContext(cs)
 }
