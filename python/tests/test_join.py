@@ -211,11 +211,15 @@ def test_reads_and_deletes_find_values_at_the_old_owner(views):
                 j.get(k)
     with pytest.raises(pocket.NotFound):
         joining.delete(moved[0])
-    # A put goes to the owner, the joining node: the old owner keeps its
-    # (older) value until the move, and reads find the new one first.
+    # A put goes to the owner, the joining node, then deletes the old
+    # owner's older value: were the joining node lost, the key must not
+    # answer the value the put replaced (test_delmove's
+    # test_put_during_a_change_leaves_no_older_value).
     k = moved[5]
     joining.put(k, b"new")
-    assert joining.get(k) == b"new" and prior.get(k) == vals[k]
+    assert joining.get(k) == b"new"
+    with pytest.raises(pocket.NotFound):
+        prior.get(k)
 
 
 def test_chunked_objects_while_a_node_joins(views):
