@@ -231,11 +231,8 @@ func (c *Controller) track(conn net.Conn) (prob bool, err error) {
 		return false, wire.Errorf(wire.CodeClosed, "controller is shutting down")
 	default:
 	}
-	if lim := c.cfg.MaxConnsPerPeer; lim > 0 && s.peers[peer] >= lim {
-		s.noteRefusal(now)
-		return false, wire.Errorf(wire.CodeLimit, "controller: %d connections from %s (MaxConnsPerPeer %d)", s.peers[peer], peer, lim)
-	}
-	if s.plain >= c.cfg.MaxConns && !s.evictIdleLocked(now) {
+	overPeer := c.cfg.MaxConnsPerPeer > 0 && s.peers[peer] >= c.cfg.MaxConnsPerPeer
+	if overPeer || s.plain >= c.cfg.MaxConns && !s.evictIdleLocked(now) {
 		s.noteRefusal(now)
 		if s.onProb >= nodeProbation {
 			s.evictProbationLocked()
@@ -252,13 +249,18 @@ func (c *Controller) track(conn net.Conn) (prob bool, err error) {
 	return prob, nil
 }
 
-// errProbation refuses a request on a connection on probation.
-func (c *Controller) errProbation() error {
+// errProbation refuses a request on connection conn, on probation: the
+// limit it was admitted over (MaxConnsPerPeer, or MaxConns).
+func (c *Controller) errProbation(conn net.Conn) error {
 	s := &c.srv
+	peer := peerKey(conn.RemoteAddr())
 	s.mu.Lock()
-	n := s.plain
+	n, fromPeer := s.plain, s.peers[peer]
 	s.mu.Unlock()
 	s.noteRefusal(time.Now())
+	if lim := c.cfg.MaxConnsPerPeer; lim > 0 && fromPeer > lim {
+		return wire.Errorf(wire.CodeLimit, "controller: %d connections from %s; over the limit only nodes are served (MaxConnsPerPeer %d)", fromPeer, peer, lim)
+	}
 	return wire.Errorf(wire.CodeLimit, "controller: %d connections, none idle; over the limit only nodes are served (MaxConns %d)", n, c.cfg.MaxConns)
 }
 
@@ -314,6 +316,14 @@ func (s *server) provedNode(conn net.Conn) {
 	}
 	s.uncountLocked(ci)
 	ci.node, ci.prob = true, false
+	s.unpeerLocked(ci.peer) // nor does MaxConnsPerPeer count it
+}
+
+// unpeerLocked takes one connection off peer's count.
+func (s *server) unpeerLocked(peer string) {
+	if s.peers[peer]--; s.peers[peer] <= 0 {
+		delete(s.peers, peer)
+	}
 }
 
 // uncountLocked takes ci out of the plain or probation count.
@@ -333,8 +343,8 @@ func (s *server) forgetLocked(conn net.Conn) {
 	}
 	delete(s.conns, conn)
 	s.uncountLocked(ci)
-	if s.peers[ci.peer]--; s.peers[ci.peer] <= 0 {
-		delete(s.peers, ci.peer)
+	if !ci.node {
+		s.unpeerLocked(ci.peer)
 	}
 }
 

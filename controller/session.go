@@ -80,7 +80,7 @@ func (c *Controller) handle(s *session, op wire.Op, meta []byte, b *flatbuffers.
 		return nil, err
 	}
 	if s.prob && !nodeOp(op, s.nonce != nil) {
-		return nil, c.errProbation()
+		return nil, c.errProbation(s.conn)
 	}
 	reply, err := c.dispatch(s, op, meta)
 	if err != nil {
