@@ -27,38 +27,21 @@ import (
 // Before, the get read and deleted the new value at the new owner only,
 // and the next get found the old value at the old owner.
 func TestDeleteAfterReadOfOverwriteLeavesNoOlderValue(t *testing.T) {
-	const cs = 16 << 10
-	for _, change := range []string{"join", "drain"} {
-		for _, size := range []int{100, 3*cs + 100} {
-			t.Run(fmt.Sprintf("%s/%d", change, size), func(t *testing.T) {
-				mk := newOwnerChange(t, change == "join", cs)
-				j, key, ctx := mk.j, mk.key, context.Background()
-				v1, v2 := randBytes(size, 1), randBytes(size, 2)
-				if err := j.Put(ctx, key, v1); err != nil {
-					t.Fatal(err)
-				}
-				mk.change()
-				if r := j.route([]byte(key), 0); r.old == "" {
-					t.Fatalf("key %q: its owner does not change", key)
-				}
-				if err := j.Put(ctx, key, v2); err != nil {
-					t.Fatal(err)
-				}
-				got, err := j.Get(ctx, key, DeleteAfterRead())
-				if err != nil || !bytes.Equal(got, v2) {
-					t.Fatalf("delete-after-read: %d bytes (the new value: %v), %v", len(got), bytes.Equal(got, v2), err)
-				}
-				got, err = j.Get(ctx, key)
-				switch {
-				case errors.Is(err, wire.ErrNotFound):
-				case err == nil && bytes.Equal(got, v1):
-					t.Fatalf("after delete-after-read the key answers the value it overwrote")
-				default:
-					t.Fatalf("after delete-after-read: %d bytes, %v", len(got), err)
-				}
-			})
+	overwriteInChange(t, 16<<10, func(t *testing.T, mk *ownerChange, v1, v2 []byte) {
+		j, key, ctx := mk.j, mk.key, context.Background()
+		got, err := j.Get(ctx, key, DeleteAfterRead())
+		if err != nil || !bytes.Equal(got, v2) {
+			t.Fatalf("delete-after-read: %d bytes (the new value: %v), %v", len(got), bytes.Equal(got, v2), err)
 		}
-	}
+		got, err = j.Get(ctx, key)
+		switch {
+		case errors.Is(err, wire.ErrNotFound):
+		case err == nil && bytes.Equal(got, v1):
+			t.Fatalf("after delete-after-read the key answers the value it overwrote")
+		default:
+			t.Fatalf("after delete-after-read: %d bytes, %v", len(got), err)
+		}
+	})
 }
 
 // changeJob starts the map change named by change on a job of a

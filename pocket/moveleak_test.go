@@ -96,6 +96,33 @@ func newOwnerChange(t *testing.T, join bool, chunk int64) *ownerChange {
 	return mk
 }
 
+// overwriteInChange runs f for a join and a drain, each with a one-record
+// value and a chunked object (chunks of cs bytes): v1 put before the
+// change, then the map put in the middle of it (change), then v2 put over
+// v1 during it, to the key's new owner.
+func overwriteInChange(t *testing.T, cs int64, f func(t *testing.T, mk *ownerChange, v1, v2 []byte)) {
+	for _, change := range []string{"join", "drain"} {
+		for _, size := range []int{100, int(3*cs + 100)} {
+			t.Run(fmt.Sprintf("%s/%d", change, size), func(t *testing.T) {
+				mk := newOwnerChange(t, change == "join", cs)
+				j, key, ctx := mk.j, mk.key, context.Background()
+				v1, v2 := randBytes(size, 1), randBytes(size, 2)
+				if err := j.Put(ctx, key, v1); err != nil {
+					t.Fatal(err)
+				}
+				mk.change()
+				if r := j.route([]byte(key), 0); r.old == "" {
+					t.Fatalf("key %q: its owner does not change", key)
+				}
+				if err := j.Put(ctx, key, v2); err != nil {
+					t.Fatal(err)
+				}
+				f(t, mk, v1, v2)
+			})
+		}
+	}
+}
+
 // change puts the job's map in the middle of the change: all three nodes,
 // the third joining or draining.
 func (mk *ownerChange) change() {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/pocketstore/pocket/wire"
@@ -20,51 +19,34 @@ import (
 // shrink), for good. Static nodes and a map set by hand: no mover,
 // deterministic.
 func TestPutInChangeLeavesNoOlderValue(t *testing.T) {
-	const cs = 16 << 10
-	for _, change := range []string{"join", "drain"} {
-		for _, size := range []int{100, 3*cs + 100} {
-			t.Run(fmt.Sprintf("%s/%d", change, size), func(t *testing.T) {
-				mk := newOwnerChange(t, change == "join", cs)
-				j, key, ctx := mk.j, mk.key, context.Background()
-				v1, v2 := randBytes(size, 1), randBytes(size, 2)
-				if err := j.Put(ctx, key, v1); err != nil {
-					t.Fatal(err)
-				}
-				mk.change()
-				r := j.route([]byte(key), 0)
-				if r.old == "" {
-					t.Fatalf("key %q: its owner does not change", key)
-				}
-				if err := j.Put(ctx, key, v2); err != nil {
-					t.Fatal(err)
-				}
-				for i, a := range mk.addrs {
-					if a != r.old {
-						continue
-					}
-					if _, err := mk.tiers[i].Stat([]byte(j.ID()), []byte(key)); !errors.Is(err, wire.ErrNotFound) {
-						t.Fatalf("the old owner %s still holds the key after the put at %s: %v", a, r.addr, err)
-					}
-				}
-				if got, err := j.Get(ctx, key); err != nil || !bytes.Equal(got, v2) {
-					t.Fatalf("get after the put: %d bytes (the new value: %v), %v", len(got), bytes.Equal(got, v2), err)
-				}
-				if change != "join" {
-					return
-				}
-				// The joining node is lost: the map goes back to the
-				// other two and lists it as lost.
-				m := j.Map()
-				m.Nodes = []Node{{mk.addrs[0], 1}, {mk.addrs[1], 1}}
-				m.Joining = nil
-				m.Lost = []LostNode{{Addr: mk.addrs[2], Weight: 1, Epoch: m.Epoch}}
-				j.setMap(m)
-				got, err := j.Get(ctx, key)
-				if !errors.Is(err, ErrLost) {
-					t.Fatalf("get once the new owner was lost: %d bytes (the older value: %v), %v; want ErrLost",
-						len(got), bytes.Equal(got, v1), err)
-				}
-			})
+	overwriteInChange(t, 16<<10, func(t *testing.T, mk *ownerChange, v1, v2 []byte) {
+		j, key, ctx := mk.j, mk.key, context.Background()
+		r := j.route([]byte(key), 0)
+		for i, a := range mk.addrs {
+			if a != r.old {
+				continue
+			}
+			if _, err := mk.tiers[i].Stat([]byte(j.ID()), []byte(key)); !errors.Is(err, wire.ErrNotFound) {
+				t.Fatalf("the old owner %s still holds the key after the put at %s: %v", a, r.addr, err)
+			}
 		}
-	}
+		if got, err := j.Get(ctx, key); err != nil || !bytes.Equal(got, v2) {
+			t.Fatalf("get after the put: %d bytes (the new value: %v), %v", len(got), bytes.Equal(got, v2), err)
+		}
+		if !mk.join {
+			return
+		}
+		// The joining node is lost: the map goes back to the other two
+		// and lists it as lost.
+		m := j.Map()
+		m.Nodes = []Node{{mk.addrs[0], 1}, {mk.addrs[1], 1}}
+		m.Joining = nil
+		m.Lost = []LostNode{{Addr: mk.addrs[2], Weight: 1, Epoch: m.Epoch}}
+		j.setMap(m)
+		got, err := j.Get(ctx, key)
+		if !errors.Is(err, ErrLost) {
+			t.Fatalf("get once the new owner was lost: %d bytes (the older value: %v), %v; want ErrLost",
+				len(got), bytes.Equal(got, v1), err)
+		}
+	})
 }
