@@ -139,9 +139,9 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 		kept = append(kept, mn)
 	}
 	lost := append(append([]wire.LostNode(nil), j.lost...), wire.LostNode{Addr: addr, Weight: w, Epoch: j.epoch + 1})
-	if weightSum(kept) > 0 {
-		c.setLostLocked(j, lost)
-		c.renormalizeLocked(j, kept)
+	if sum := weightSum(kept); sum > 0 {
+		scaleLost(lost, 1/sum) // lost is a copy: the scale of kept once normalized
+		normalize(kept)
 	} else {
 		adopted, ok := c.adoptLostLocked(j, addr)
 		if !ok {
@@ -155,9 +155,9 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 		if lsum > 0 {
 			scaleLost(lost, lostDominance/lsum)
 		}
-		c.setLostLocked(j, lost)
-		c.placeLocked(j, kept)
 	}
+	c.setLostLocked(j, lost)
+	c.placeLocked(j, kept)
 	c.bumpLocked(j)
 	j.lostOne()
 	return true
@@ -206,7 +206,8 @@ func (j *job) lostOne() { j.grown = max(0, j.grown-1) }
 // on the scale of the map's weights: placement over the map and its lost
 // nodes together (package pocket, lost.go) still finds each key's node
 // from before any of them left. Every change of a map's nodes goes
-// through it (a node lost, a grow, a change's end, a node retired).
+// through it (a grow, a change's end, a node retired) but the loss of a
+// node, which scales the lost list it extends itself (loseNodeLocked).
 func (c *Controller) renormalizeLocked(j *job, nodes []wire.MapNode) {
 	if sum := weightSum(nodes); sum > 0 && sum != 1 && len(j.lost) > 0 {
 		lost := slices.Clone(j.lost)
