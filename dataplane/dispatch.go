@@ -35,6 +35,7 @@ type connState struct {
 	// got (stampVersion).
 	versionless uint64
 	stream      *getStream // the get streaming its value on this connection, or nil (ops.go)
+	lane        int        // requests of the connection on the scan lane (lane.go)
 }
 
 func (cs *connState) encoder() *wire.Encoder {
@@ -188,6 +189,10 @@ func (n *Node) serve(c *netio.Conn, cs *connState, h *wire.Header) {
 	case wire.OpGet:
 		n.get(c, cs, h, tier)
 	case wire.OpDelete, wire.OpStat, wire.OpList, wire.OpUsage:
+		if onLane(h) {
+			n.toLane(c, cs, h, tier)
+			return
+		}
 		n.meta(c, cs, h, tier)
 	case wire.OpDropJob:
 		n.dropJob(c, cs, h)

@@ -11,7 +11,9 @@
 // is read from the socket into them by a sink (sinks.go). A get's value is
 // copied into the output queue when small and handed to writev by
 // reference when large, so its bytes go from the tier to the socket
-// without another copy.
+// without another copy. Listings and prefix deletes, whose work grows
+// with the job's keys, run on the node's scan lane (lane.go), one
+// goroutine apart from the loops, and answer from the loop when done.
 //
 // # Tiers
 //

@@ -3,6 +3,7 @@ package dataplane_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -22,9 +23,9 @@ const listBenchKeys = 200_000
 // listBenchKey is the i-th key of the benchmark (21 bytes, 100 "directories").
 func listBenchKey(i int) string { return fmt.Sprintf("d%02d/file-%09d", i%100, i) }
 
-// listBenchNode starts a node whose DRAM tier holds keys of the job "job-1"
-// (8-byte values, written straight into the tier).
-func listBenchNode(b *testing.B, keys []string) *dataplane.Node {
+// listBenchNode starts a node of `loops` event loops whose DRAM tier holds
+// keys of the job "job-1" (8-byte values, written straight into the tier).
+func listBenchNode(b *testing.B, keys []string, loops int) *dataplane.Node {
 	b.Helper()
 	d, err := dataplane.NewDRAM(512<<20, dataplane.DRAMOptions{})
 	if err != nil {
@@ -34,7 +35,7 @@ func listBenchNode(b *testing.B, keys []string) *dataplane.Node {
 	for _, k := range keys {
 		put(b, d, "job-1", k, val)
 	}
-	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}})
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: loops}})
 	if err != nil {
 		d.Close()
 		b.Fatal(err)
@@ -59,7 +60,7 @@ func BenchmarkList200k(b *testing.B) {
 	}
 	ctx := context.Background()
 	b.Run("node", func(b *testing.B) {
-		n := listBenchNode(b, keys)
+		n := listBenchNode(b, keys, 1)
 		c, err := client.DialConn(ctx, n.Addr().String(), client.ConnOptions{Job: []byte("job-1")})
 		if err != nil {
 			b.Fatal(err)
@@ -80,7 +81,7 @@ func BenchmarkList200k(b *testing.B) {
 			for k := i; k < len(keys); k += 3 {
 				part = append(part, keys[k])
 			}
-			addrs = append(addrs, listBenchNode(b, part).Addr().String())
+			addrs = append(addrs, listBenchNode(b, part, 1).Addr().String())
 		}
 		s := pocket.NewStore(nil, pocket.Config{})
 		defer s.Close()
@@ -97,6 +98,101 @@ func BenchmarkList200k(b *testing.B) {
 		}
 		m.report(b)
 	})
+}
+
+// BenchmarkPutGetBesideListings reports the p50 and p99 of another job's
+// 1 KiB put and get, one after the other, on a node of two loops while k
+// connections send first-page listings of 200,000 keys one after another
+// (each takes a fresh snapshot). A hostile trial (2026-12-01) measured
+// 0.16 ms p50 going to 81 ms with one such connection and 585 ms with
+// four, when the snapshots were taken on the event loops; they now run on
+// the node's scan lane (dataplane/lane.go). Run with -benchtime=300x.
+func BenchmarkPutGetBesideListings(b *testing.B) {
+	keys := make([]string, listBenchKeys)
+	for i := range keys {
+		keys[i] = listBenchKey(i)
+	}
+	ctx := context.Background()
+	for _, listers := range []int{0, 1, 4} {
+		b.Run(fmt.Sprintf("listers=%d", listers), func(b *testing.B) {
+			n := listBenchNode(b, keys, 2)
+			stop := make(chan struct{})
+			done := make(chan int, listers)
+			for i := 0; i < listers; i++ {
+				c, err := client.DialConn(ctx, n.Addr().String(), client.ConnOptions{Job: []byte("job-1")})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				go func() { done <- listFirstPages(c, stop) }()
+			}
+			c, err := client.DialConn(ctx, n.Addr().String(), client.ConnOptions{Job: []byte("job-2")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			val := make([]byte, 1024)
+			lat := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				t0 := time.Now()
+				roundTripBench(b, c, wire.OpPut, &wire.Request{Job: []byte("job-2"), Key: []byte("k")}, val)
+				roundTripBench(b, c, wire.OpGet, &wire.Request{Job: []byte("job-2"), Key: []byte("k")}, nil)
+				lat = append(lat, time.Since(t0))
+			}
+			close(stop)
+			pages := 0
+			for i := 0; i < listers; i++ {
+				pages += <-done
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
+			b.ReportMetric(float64(pages)/float64(b.N), "listings/op")
+		})
+	}
+}
+
+// listFirstPages sends first-page listings on c, one after another, until
+// stop closes, and returns how many were answered (busy answers count not).
+func listFirstPages(c *client.Conn, stop <-chan struct{}) int {
+	pages := 0
+	for {
+		select {
+		case <-stop:
+			return pages
+		default:
+		}
+		if _, err := c.Send(wire.OpList, 0, &wire.Request{Job: []byte("job-1")}, nil); err != nil {
+			return pages
+		}
+		if c.Flush() != nil {
+			return pages
+		}
+		r, err := c.Recv()
+		if err != nil {
+			return pages
+		}
+		if r.Code == wire.CodeOK {
+			pages++
+		}
+	}
+}
+
+// roundTripBench sends one request on c and fails b unless it succeeds.
+func roundTripBench(b *testing.B, c *client.Conn, op wire.Op, req *wire.Request, payload []byte) {
+	if _, err := c.Send(op, 0, req, payload); err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	r, err := c.Recv()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if r.Err() != nil {
+		b.Fatal(r.Err())
+	}
 }
 
 // listMeter measures a benchmark's wall time and the process's CPU time

@@ -59,6 +59,7 @@ type Node struct {
 	srv    *netio.Server
 	log    *slog.Logger
 	work   chan func()
+	lane   chan func()  // the scan lane's queue (lane.go)
 	workMu sync.RWMutex // held shared by submit's send, exclusively to close work
 	workUp bool         // work is open (under workMu)
 	wg     sync.WaitGroup
@@ -152,6 +153,7 @@ func (n *Node) startWorkers(count int) {
 	}
 	n.work = make(chan func(), count*4)
 	n.workUp = true
+	n.startLane()
 	for i := 0; i < count; i++ {
 		n.wg.Add(1)
 		go func() {
@@ -167,6 +169,7 @@ func (n *Node) stopWorkers() {
 	n.workMu.Lock()
 	n.workUp = false
 	close(n.work)
+	close(n.lane)
 	n.workMu.Unlock()
 	n.wg.Wait()
 }

@@ -435,23 +435,13 @@ func (n *Node) sendValue(c *netio.Conn, cs *connState, h *wire.Header, v Value, 
 	c.WriteRef(segs[last], v)
 }
 
-// meta serves delete, stat, list and usage: index operations that never
-// wait for a device, whatever the tier.
+// meta serves a delete of one key, stat and usage: index operations that
+// never wait for a device, whatever the tier, and cost the same however
+// many keys the job has (listings and prefix deletes: lane.go).
 func (n *Node) meta(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	r := &cs.req
 	switch h.Op {
 	case wire.OpDelete:
-		if h.Flags&wire.FlagPrefix != 0 {
-			// A key under the prefix being moved would come back at its
-			// new owner after this delete: wait the move out (CodeBusy;
-			// the SDKs retry).
-			if n.vers.anyMoving() && n.vers.prefixMoving(tier.Kind(), r.Job, r.Key) {
-				n.replyErr(c, cs, h, errMoving)
-				return
-			}
-			n.replyMeta(c, cs, h, n.deletePrefix(tier, r))
-			return
-		}
 		n.delete(c, cs, h, tier)
 	case wire.OpStat:
 		info, err := tier.Stat(r.Job, r.Key)
@@ -463,13 +453,6 @@ func (n *Node) meta(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	case wire.OpUsage:
 		u := tier.Usage()
 		n.replyMeta(c, cs, h, &wire.Response{Size: tier.JobUsage(r.Job), Capacity: u.Capacity, Count: uint64(u.Values)})
-	case wire.OpList:
-		resp, err := list(tier, r)
-		if err != nil {
-			n.replyErr(c, cs, h, wire.ErrorOf(err))
-			return
-		}
-		n.replyMeta(c, cs, h, resp)
 	}
 }
 

@@ -387,7 +387,7 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 			for {
 				req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim, Limit: pageLimit}
 				r, err := j.goneCheck(ctx, t.addr, true, func() (client.Reply, error) {
-					return j.retiredPatient(ctx, func() (client.Reply, error) {
+					return j.listPatient(ctx, func() (client.Reply, error) {
 						return j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
 					})
 				})

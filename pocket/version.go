@@ -284,3 +284,15 @@ func (j *Job) retiredPatient(ctx context.Context, send func() (client.Reply, err
 	}
 	return untilNotBusyFor(ctx, dropWait, send)
 }
+
+// listPatient sends a listing's page again while the node answers busy:
+// a node queues only so many listings and prefix deletes at once
+// (dataplane/lane.go) and refuses the rest busy. A retired job's page
+// waits at most dropWait, as retiredPatient's.
+func (j *Job) listPatient(ctx context.Context, send func() (client.Reply, error)) (client.Reply, error) {
+	var limit time.Duration
+	if j.retired.Load() {
+		limit = dropWait
+	}
+	return untilNotBusyFor(ctx, limit, send)
+}

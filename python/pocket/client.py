@@ -1750,9 +1750,10 @@ class Job:
         while True:
             meta = wire.encode_request(st.job, prefix, st.map.token, st.map.epoch, after=after,
                                        limit=_LIST_PAGE, delimiter=delim)
-            send = self._send_patient if self._retired else self._send
             try:
-                r = send(addr, wire.OP_LIST, st.tier_flags, meta)
+                # A node queues only so many listings at once and answers
+                # the rest busy (dataplane/lane.go): wait it out.
+                r = self._send_patient(addr, wire.OP_LIST, st.tier_flags, meta)
             except NodeGone:
                 return out  # retired or dead: none of the job's values there
             if self._holds_none(r.code, wire.OP_LIST):
