@@ -59,6 +59,20 @@ type Config struct {
 	// OnClose gets ErrWriteTimeout. Negative: never. Default 30 seconds
 	// (DefaultWriteTimeout). Enforced by the same sweep as IdleTimeout.
 	WriteTimeout time.Duration
+	// MinSinkRate is the slowest a peer may send a payload it announced
+	// (a Sink's bytes, Conn.SetSink), in bytes per second, after
+	// SinkGrace: a connection whose sink has taken fewer than MinSinkRate
+	// bytes a second since its first SinkGrace is closed, and OnClose
+	// gets ErrSlowSink. A sink holds what its announcement reserved (a
+	// put's space in a tier), so a peer trickling its payload would hold
+	// that for as long as it trickled: every byte is progress against
+	// IdleTimeout. Time while the connection's reading is paused (its
+	// output over MaxOutbound) does not count. Negative: never. Default
+	// 256 KiB/s (DefaultMinSinkRate). Enforced by the timeout sweep.
+	MinSinkRate int64
+	// SinkGrace is how long a sink may take before MinSinkRate applies.
+	// Default 5 s (DefaultSinkGrace).
+	SinkGrace time.Duration
 	// ReadBuffer is the size of one read(2), into a buffer shared by all
 	// connections of a loop. Default 64 KiB.
 	ReadBuffer int
@@ -110,6 +124,12 @@ const (
 	DefaultIdleTimeout     = 2 * time.Minute
 	DefaultWriteTimeout    = 30 * time.Second
 	DefaultReserveTimeout  = time.Second
+	// The SDKs' 1 MiB chunk may take 9 s and the largest payload a node
+	// takes by default (64 MiB, wire.DefaultMaxPayload) 261 s: far slower
+	// than a live client, which sends at GB/s over loopback here and at
+	// tens of MB/s from a small Lambda.
+	DefaultMinSinkRate = 256 << 10
+	DefaultSinkGrace   = 5 * time.Second
 )
 
 // withDefaults returns c with zero fields set to their defaults.
@@ -141,6 +161,12 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.MinSinkRate == 0 {
+		c.MinSinkRate = DefaultMinSinkRate
+	}
+	if c.SinkGrace <= 0 {
+		c.SinkGrace = DefaultSinkGrace
+	}
 	if c.ReserveTimeout <= 0 {
 		c.ReserveTimeout = DefaultReserveTimeout
 	}
@@ -166,6 +192,9 @@ var (
 	// ErrWriteTimeout: the peer took none of the connection's queued output
 	// for Config.WriteTimeout.
 	ErrWriteTimeout = errors.New("netio: write timeout: peer not reading")
+	// ErrSlowSink: the peer sent a payload it announced slower than
+	// Config.MinSinkRate.
+	ErrSlowSink = errors.New("netio: payload sent slower than the minimum rate")
 	// ErrReserveTimeout: a reserve connection (Config.ReserveConns) was
 	// open for Config.ReserveTimeout.
 	ErrReserveTimeout = errors.New("netio: reserve connection timeout")
@@ -186,6 +215,7 @@ type Stats struct {
 	RefusedPerPeer uint64
 	IdleClosed     uint64 // connections closed by IdleTimeout
 	WriteTimeouts  uint64 // connections closed by WriteTimeout
+	SlowSinks      uint64 // connections closed by MinSinkRate
 	// AcceptBackoffs counts the times accept failed for lack of
 	// descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) and the loop
 	// stopped polling its listener for a while (10 ms, doubling to 1 s).

@@ -66,6 +66,10 @@ type Conn struct {
 	rtick int64 // the handler last took input (OnData consumed, or a sink)
 	wtick int64 // the peer last took output, or output became pending
 	sndq  int   // the socket's send queue (SIOCOUTQ) at the last sweep; -1: not looked
+	// The sink's pace (Config.MinSinkRate): since sinkAt (nanotime), it
+	// has taken sinkGot bytes.
+	sinkAt  int64
+	sinkGot int64
 
 	in   []byte // unconsumed input in a pooled buffer, or nil when none
 	out  outQueue
@@ -215,7 +219,13 @@ func (h *Hold) Release() {
 // SetSink is called inside OnData: the bytes after the consumed ones go
 // into s, first those already received, then read(2) straight into s's
 // regions, until s is complete. OnData gets the bytes after that.
-func (c *Conn) SetSink(s Sink) { c.sink = s }
+// The peer must send s's bytes at Config.MinSinkRate or faster.
+func (c *Conn) SetSink(s Sink) {
+	c.sink = s
+	if s != nil {
+		c.sinkAt, c.sinkGot = nanotime(), 0
+	}
+}
 
 // Close closes c at the end of the current pass, after a best-effort flush
 // of its queued output. OnClose gets a nil error.
@@ -323,6 +333,7 @@ func sysRW(trap uintptr, fd int, p unsafe.Pointer, n int, raw bool) (uintptr, un
 func (l *Loop) readSink(c *Conn, r []byte) (n, want int, err error) {
 	if n, err = l.read(c.fd, r, l.busyPass || len(r) >= rawFrom); n > 0 {
 		c.rtick = l.tick
+		c.sinkGot += int64(n)
 		c.sink.Advance(n)
 		if len(c.sink.Next()) == 0 {
 			c.finishSink()
@@ -415,6 +426,7 @@ func (c *Conn) fillSink(data *[]byte) bool {
 			return true
 		}
 		n := copy(r, *data)
+		c.sinkGot += int64(n)
 		c.sink.Advance(n)
 		*data = (*data)[n:]
 	}

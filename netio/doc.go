@@ -108,7 +108,15 @@
 // reclaimed. A client must expect a pooled connection it left idle for
 // longer to have been closed, and redial.
 //
-// Both are enforced by a sweep, per loop, every quarter of the shorter
+// Config.MinSinkRate (default 256 KiB/s, after Config.SinkGrace, 5 s)
+// closes a connection whose peer sends the payload it announced (a Sink)
+// more slowly; OnClose gets ErrSlowSink. A sink holds what its
+// announcement reserved (a put's space in a tier), so without it a peer
+// trickling a byte every few seconds, each byte progress against
+// IdleTimeout, held its reservation for as long as it trickled: a hostile
+// trial kept a node's other puts refused as full with 40 of them.
+//
+// All three are enforced by a sweep, per loop, every quarter of the shorter
 // timeout and at most every second (a timerfd in the loop's epoll set,
 // disarmed while the loop has no connections), over the loop's
 // connections. The sweeps are the clock: the data path reads no time, it

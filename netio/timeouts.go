@@ -160,10 +160,17 @@ func (l *Loop) pauseAccept(now int64, err error) {
 // WriteTimeout. now is the time of the sweep, for the log lines.
 func (l *Loop) sweep(now int64) {
 	idle, write := l.idleTicks, l.writeTicks
-	var nIdle, nWrite int
-	var idlePeer, writePeer string
+	var nIdle, nWrite, nSlow int
+	var idlePeer, writePeer, slowPeer string
 	for _, c := range l.conns {
 		if c == nil || c.closed || c.closing {
+			continue
+		}
+		if c.sink != nil && l.slowSink(c, now) {
+			nSlow++
+			slowPeer = c.RemoteAddr()
+			l.stats.slowSinks.Add(1)
+			l.closeConn(c, ErrSlowSink)
 			continue
 		}
 		switch {
@@ -188,10 +195,36 @@ func (l *Loop) sweep(now int64) {
 		l.log.Warn("netio: closed connections whose peer took no queued output",
 			"limit", "WriteTimeout", "timeout", l.cfg.WriteTimeout, "peer", writePeer, "count", n)
 	}
+	if n := l.notes.slow.due(now, nSlow); n > 0 {
+		l.log.Warn("netio: closed connections sending an announced payload too slowly",
+			"limit", "MinSinkRate", "rate", l.cfg.MinSinkRate, "grace", l.cfg.SinkGrace, "peer", slowPeer, "count", n)
+	}
 	if n := l.notes.idle.due(now, nIdle); n > 0 {
 		l.log.Info("netio: closed idle connections",
 			"limit", "IdleTimeout", "timeout", l.cfg.IdleTimeout, "peer", idlePeer, "count", n)
 	}
+}
+
+// slowSink reports whether c's sink has taken fewer bytes than
+// Config.MinSinkRate allows since its grace ended. While c's reading is
+// paused the pace starts over: the loop, not the peer, is holding the
+// bytes back.
+func (l *Loop) slowSink(c *Conn, now int64) bool {
+	if l.cfg.MinSinkRate < 0 {
+		return false
+	}
+	if c.paused {
+		c.sinkAt, c.sinkGot = now, 0
+		return false
+	}
+	late := now - c.sinkAt - int64(l.cfg.SinkGrace)
+	if late <= 0 {
+		return false
+	}
+	// Bytes due by now, in float64: an int64 product overflows past
+	// 2^63 / rate nanoseconds (about 10 hours at 256 KiB/s).
+	due := float64(l.cfg.MinSinkRate) * float64(late) / float64(time.Second)
+	return float64(c.sinkGot) < due
 }
 
 // peerTook reports whether the peer has taken bytes from c's socket send

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/netio"
 )
 
@@ -89,18 +90,20 @@ type nodeLimits struct {
 	idleTimeout     time.Duration
 	writeTimeout    time.Duration
 	maxConnsPerPeer int
+	minPutRate      string          // bytes a second, with units (units.ParseSize)
 	set             map[string]bool // the flags given
 }
 
 // nodeLimitFlags names each node limit flag; `pocket up` adds prefix to
 // them and hands them to its nodes under these names.
-var nodeLimitFlags = []string{"idle-timeout", "write-timeout", "max-conns-per-peer"}
+var nodeLimitFlags = []string{"idle-timeout", "write-timeout", "max-conns-per-peer", "min-put-rate"}
 
 // bind adds the node's limit flags to fs, their names after prefix.
 func (l *nodeLimits) bind(fs *flag.FlagSet, prefix, who string) {
 	fs.DurationVar(&l.idleTimeout, prefix+"idle-timeout", netio.DefaultIdleTimeout, who+"close a data connection with no request and nothing to send for this long (0: never)")
 	fs.DurationVar(&l.writeTimeout, prefix+"write-timeout", netio.DefaultWriteTimeout, who+"reset a data connection whose peer takes none of its replies for this long (0: never)")
 	fs.IntVar(&l.maxConnsPerPeer, prefix+"max-conns-per-peer", netio.DefaultMaxConnsPerPeer, who+"most data connections from one IPv4 address or IPv6 /64; more are closed at accept (0: no limit)")
+	fs.StringVar(&l.minPutRate, prefix+"min-put-rate", "256KiB", who+"slowest a put's payload may arrive, in bytes a second, once its first 5 s have passed; a slower connection is closed and its put's reserved space freed (0: no minimum)")
 }
 
 // visited records which of the node limit flags (after prefix) were given.
@@ -129,6 +132,13 @@ func (l *nodeLimits) apply(cfg *netio.Config) error {
 			err = orOff(n, l.writeTimeout, &cfg.WriteTimeout)
 		case "max-conns-per-peer":
 			err = orOff(n, l.maxConnsPerPeer, &cfg.MaxConnsPerPeer)
+		case "min-put-rate":
+			var rate int64
+			if rate, err = units.ParseSize(l.minPutRate); err != nil {
+				err = fmt.Errorf("--%s %q: %w", n, l.minPutRate, err)
+				break
+			}
+			err = orOff(n, rate, &cfg.MinSinkRate)
 		}
 		if err != nil {
 			return err
@@ -152,6 +162,8 @@ func (l *nodeLimits) args() []string {
 			v = l.writeTimeout.String()
 		case "max-conns-per-peer":
 			v = strconv.Itoa(l.maxConnsPerPeer)
+		case "min-put-rate":
+			v = l.minPutRate
 		}
 		out = append(out, "--"+n, v)
 	}

@@ -232,11 +232,11 @@ func TestNodeLimitFlags(t *testing.T) {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	var l nodeLimits
 	l.bind(fs, "node-", "")
-	if err := fs.Parse([]string{"--node-idle-timeout", "3m", "--node-max-conns-per-peer", "0"}); err != nil {
+	if err := fs.Parse([]string{"--node-idle-timeout", "3m", "--node-max-conns-per-peer", "0", "--node-min-put-rate", "1MiB"}); err != nil {
 		t.Fatal(err)
 	}
 	l.visited(fs, "node-")
-	if got, want := l.args(), []string{"--idle-timeout", "3m0s", "--max-conns-per-peer", "0"}; !slices.Equal(got, want) {
+	if got, want := l.args(), []string{"--idle-timeout", "3m0s", "--max-conns-per-peer", "0", "--min-put-rate", "1MiB"}; !slices.Equal(got, want) {
 		t.Errorf("up passes its nodes %q, want %q", got, want)
 	}
 	// The node parses what up passes.
@@ -251,8 +251,20 @@ func TestNodeLimitFlags(t *testing.T) {
 	if err := n.apply(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.IdleTimeout != 3*time.Minute || cfg.MaxConnsPerPeer != -1 || cfg.WriteTimeout != 0 {
+	if cfg.IdleTimeout != 3*time.Minute || cfg.MaxConnsPerPeer != -1 || cfg.WriteTimeout != 0 || cfg.MinSinkRate != 1<<20 {
 		t.Errorf("node config %+v", cfg)
+	}
+	for _, bad := range []string{"fast", "-1"} {
+		var b nodeLimits
+		bfs := flag.NewFlagSet("node", flag.ContinueOnError)
+		b.bind(bfs, "", "")
+		if err := bfs.Parse([]string{"--min-put-rate", bad}); err != nil {
+			t.Fatal(err)
+		}
+		b.visited(bfs, "")
+		if err := b.apply(&netio.Config{}); err == nil {
+			t.Errorf("--min-put-rate %s accepted", bad)
+		}
 	}
 }
 

@@ -1,0 +1,66 @@
+package netio
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// A peer that announces a payload and sends it slower than MinSinkRate
+// once SinkGrace has passed is closed with ErrSlowSink, whatever bytes
+// keep trickling in (each one is progress against IdleTimeout); one that
+// sends at a pace above the rate finishes, even past the grace. On the
+// old code the trickling connection stayed open, holding its sink.
+func TestSlowSinkClosed(t *testing.T) {
+	h := &sinkHandler{closeLog: newCloseLog()}
+	cfg := Config{Loops: 1, IdleTimeout: 400 * time.Millisecond, MinSinkRate: 64 << 10, SinkGrace: 300 * time.Millisecond}
+	s := start(t, cfg, h)
+	h.srv.Store(s)
+
+	slow := dial(t, s)
+	if _, err := slow.Write(sinkReq(1 << 20)); err != nil {
+		t.Fatal(err)
+	}
+	steady := dial(t, s)
+	if _, err := steady.Write(sinkReq(256 << 10)); err != nil {
+		t.Fatal(err)
+	}
+	// slow: a byte every 50 ms (20 B/s); steady: 16 KiB every 50 ms
+	// (320 KiB/s), done in 0.8 s, past the grace.
+	payload := pattern(256<<10, 7)
+	deadline := time.Now().Add(10 * time.Second)
+	var slowErr error
+	for off := 0; time.Now().Before(deadline); off += 16 << 10 {
+		if slowErr == nil {
+			_, slowErr = slow.Write([]byte{1})
+		}
+		if off < len(payload) {
+			if _, err := steady.Write(payload[off : off+16<<10]); err != nil {
+				t.Fatalf("steady sender: %v", err)
+			}
+		}
+		if slowErr != nil && off >= len(payload) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if slowErr == nil {
+		t.Fatal("trickling sender still connected after 10 s")
+	}
+	select {
+	case err := <-h.closed:
+		if !errors.Is(err, ErrSlowSink) {
+			t.Fatalf("closed with %v, want ErrSlowSink", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no close reported")
+	}
+	buf := make([]byte, 6)
+	steady.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := steady.Read(buf); err != nil || string(buf) != "SINKOK" {
+		t.Fatalf("steady sender's sink: %q %v, want SINKOK", buf, err)
+	}
+	if st := s.Stats(); st.SlowSinks != 1 {
+		t.Fatalf("SlowSinks %d, want 1", st.SlowSinks)
+	}
+}
