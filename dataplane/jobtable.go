@@ -128,6 +128,9 @@ type jobEntry struct {
 	used       atomic.Bool                     // a request of the job was admitted here
 	tok        atomic.Pointer[[token.Len]byte] // a token that passed the full check
 	traffic    atomic.Pointer[jobTraffic]      // its value bytes here (jobtraffic.go); nil until counted
+	// unfinished is the bytes of its puts here whose payload is still
+	// arriving, by tier (unfinished.go: unfinishedSlot).
+	unfinished [2]atomic.Int64
 
 	seen      uint64    // the snapshot that last listed it
 	revokedAt time.Time // when it was revoked

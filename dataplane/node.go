@@ -46,6 +46,12 @@ type NodeConfig struct {
 	// Net.Logger is set. The process gives it the node's identity, e.g.
 	// logger.With("node", addr).
 	Logger *slog.Logger
+	// MaxUnfinishedPerJob bounds the bytes of one job's puts whose
+	// payload is still arriving on this node, in each tier
+	// (unfinished.go). 0: a quarter of the DRAM tier's capacity, and a
+	// quarter of the NVMe tier's staging memory (its buffer source's
+	// regions); negative: no bound.
+	MaxUnfinishedPerJob int64
 	// AwaitSync makes the node refuse every job from its start until its
 	// job table has synced with a controller (see Node.AwaitSync): set it
 	// for a node that will run with one.
@@ -73,6 +79,9 @@ type Node struct {
 	incarnation uint64                 // Incarnation
 	advert      atomic.Pointer[string] // SetAdvertised
 	orders      orderLog               // nonces of the controller's orders taken (orders.go)
+	// unfinishedCap is MaxUnfinishedPerJob resolved for each tier
+	// (unfinishedSlot); 0: no bound.
+	unfinishedCap [2]int64
 	// inflight counts blocking tier calls queued or running on workers.
 	inflight atomic.Int64
 	// pf is the DRAM tier when it can prefetch, else nil; batches are the
@@ -123,6 +132,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		cfg.Net.ReserveConns = DefaultReserveConns
 	}
 	n.pf, _ = cfg.DRAM.(prefetcher)
+	n.unfinishedCap = unfinishedCaps(cfg)
 	n.jobs.init()
 	n.incarnation = rand.Uint64() | 1
 	n.jobs.await.Store(cfg.AwaitSync)

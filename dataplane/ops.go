@@ -99,17 +99,22 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	if err == nil && h.Flags&wire.FlagChunk != 0 && n.vers.isDead(verKey{tier.Kind(), string(cs.req.Job), m.Version}) {
 		err = errDeadVersion
 	}
+	var held int64
+	if err == nil && len(have) < int(h.PayloadLen) {
+		held, err = n.holdUnfinished(cs.entry, tier, int64(h.PayloadLen))
+	}
 	var p Pending
 	if err == nil {
 		p, err = tier.Create(cs.req.Job, cs.req.Key, int64(h.PayloadLen), m)
 	}
 	if err != nil {
+		releaseUnfinished(cs.entry, tier, held)
 		return n.skipPayload(c, cs, h, have, wire.ErrorOf(err))
 	}
 	n.countBytes(c, cs, n.jobs.traffic(cs.entry, cs.req.Job), dirIn, uint64(h.PayloadLen))
 	s := &cs.put
 	s.start(c, *h, tier, p)
-	s.ref.entry = cs.entry
+	s.ref.entry, s.held = cs.entry, held
 	if h.Flags&wire.FlagChunk != 0 {
 		s.ref.job, s.ref.key, s.ref.ver = string(cs.req.Job), string(cs.req.Key), m.Version
 		s.ref.lease = h.Flags&wire.FlagLease != 0

@@ -3,10 +3,12 @@ package dataplane
 import (
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/nvme"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -76,5 +78,102 @@ func TestTricklingPutReleasesItsReservation(t *testing.T) {
 	}
 	if st := n.Stats().Net; st.SlowSinks != 1 {
 		t.Fatalf("SlowSinks %d, want 1", st.SlowSinks)
+	}
+}
+
+// announcePut opens a raw connection to n and sends the header of a put
+// of size bytes of job with tok, and one byte of its payload.
+func announcePut(t *testing.T, n *Node, job, key string, tok []byte, size uint32) net.Conn {
+	t.Helper()
+	meta := wire.NewEncoder().Request(&wire.Request{Job: []byte(job), Key: []byte(key), Token: tok})
+	frame := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPut, ID: 1, MetaLen: uint32(len(meta)), PayloadLen: size})
+	nc, err := net.Dial("tcp", n.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	if _, err := nc.Write(append(append(frame, meta...), 0)); err != nil {
+		t.Fatal(err)
+	}
+	return nc
+}
+
+// One job's puts still arriving on a node hold at most a quarter of its
+// tier (NodeConfig.MaxUnfinishedPerJob's default): six connections that
+// each announce a 12 MiB put of one job and send a byte (the pace rule
+// off, as within its 5 s grace) reserve one put's 12 MiB, and another
+// job's 40 MiB put is stored beside it on a 64 MiB node. The job's own
+// whole put past the bound is refused busy, saying why; once its
+// unfinished put is dropped, the job puts again. On the old code the
+// announcements reserved 60 MiB, and the other job's put was refused for
+// all of the test's 10 s.
+func TestUnfinishedPutsBoundedPerJob(t *testing.T) {
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret),
+		Net: netio.Config{Loops: 1, MinSinkRate: -1}}, d)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "sq-1", Gen: 90}, wire.JobEpoch{Job: "vi-2", Gen: 95}))
+	sq, vi := jobTok("sq-1", 90), jobTok("vi-2", 95)
+	var conns []net.Conn
+	for i := 0; i < 6; i++ {
+		conns = append(conns, announcePut(t, n, "sq-1", "big", sq, 12<<20))
+	}
+	for deadline := time.Now().Add(5 * time.Second); d.Usage().Used < 12<<20; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the announced puts reserved %d bytes, want 12 MiB", d.Usage().Used)
+		}
+	}
+
+	c := dial(t, n, "vi-2")
+	val := make([]byte, 40<<20)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r := roundTrip(t, c, wire.OpPut, 0, &wire.Request{Job: []byte("vi-2"), Key: []byte("k"), Token: vi}, val)
+		if r.Err() == nil {
+			break
+		}
+		if !errors.Is(r.Err(), wire.ErrNoSpace) || time.Now().After(deadline) {
+			t.Fatalf("another job's 40 MiB put beside 6 announced 12 MiB puts (%d bytes reserved): %v", d.Usage().Used, r.Err())
+		}
+	}
+	if used := d.Usage().Used; used > 53<<20 {
+		t.Fatalf("%d bytes in use with one 12 MiB put unfinished and a 40 MiB value", used)
+	}
+
+	sqc := dial(t, n, "sq-1")
+	whole := make([]byte, 12<<20)
+	r := roundTrip(t, sqc, wire.OpPut, 0, &wire.Request{Job: []byte("sq-1"), Key: []byte("k2"), Token: sq}, whole)
+	if !errors.Is(r.Err(), wire.ErrBusy) || !strings.Contains(r.Err().Error(), "still arriving") {
+		t.Fatalf("the job's put past its bound: %v, want busy naming its unfinished puts", r.Err())
+	}
+	for _, nc := range conns {
+		nc.Close()
+	}
+	e := n.jobs.lookup([]byte("sq-1"))
+	for deadline := time.Now().Add(5 * time.Second); e.unfinished[0].Load() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d unfinished bytes counted once every announcing connection closed", e.unfinished[0].Load())
+		}
+	}
+	if r := roundTrip(t, sqc, wire.OpPut, 0, &wire.Request{Job: []byte("sq-1"), Key: []byte("k2"), Token: sq}, whole); r.Err() != nil {
+		t.Fatalf("the job's put once its unfinished ones were dropped: %v", r.Err())
+	}
+	if e.unfinished[0].Load() != 0 {
+		t.Fatalf("%d unfinished bytes counted after a finished put", e.unfinished[0].Load())
+	}
+}
+
+// The default bounds of a job's unfinished puts are a quarter of the
+// memory each tier's puts fill while their payloads arrive: the DRAM
+// tier's capacity, the NVMe tier's staging regions (not its device).
+func TestUnfinishedCapsByTier(t *testing.T) {
+	d := newDRAMTier(t, 64<<20)
+	nv := fileNVMe(t, nvme.Options{Size: 256 << 20, BufferPool: 8 << 20, Engine: nvme.EngineSync}, NVMeOptions{})
+	if got := unfinishedCaps(NodeConfig{DRAM: d, NVMe: nv}); got != [2]int64{16 << 20, 2 << 20} {
+		t.Fatalf("default bounds %v, want DRAM 16 MiB and NVMe 2 MiB", got)
+	}
+	if got := unfinishedCaps(NodeConfig{DRAM: d, NVMe: nv, MaxUnfinishedPerJob: 5}); got != [2]int64{5, 5} {
+		t.Fatalf("bounds %v, want 5 and 5", got)
+	}
+	if got := unfinishedCaps(NodeConfig{NVMe: nv, MaxUnfinishedPerJob: -1}); got != [2]int64{} {
+		t.Fatalf("bounds %v, want none", got)
 	}
 }

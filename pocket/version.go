@@ -285,6 +285,18 @@ func (j *Job) retiredPatient(ctx context.Context, send func() (client.Reply, err
 	return untilNotBusyFor(ctx, dropWait, send)
 }
 
+// keyPatient sends a single-key request of op: a retired job's as
+// retiredPatient; a live job's put again while the node answers busy, for
+// up to settle. A put refused busy stored nothing: the node bounds the
+// bytes of one job's puts still arriving (dataplane/unfinished.go), and a
+// node's blocking tier the device calls in flight.
+func (j *Job) keyPatient(ctx context.Context, op wire.Op, send func() (client.Reply, error)) (client.Reply, error) {
+	if op == wire.OpPut && !j.retired.Load() {
+		return untilNotBusyFor(ctx, settle, send)
+	}
+	return j.retiredPatient(ctx, send)
+}
+
 // listPatient sends a listing's page again while the node answers busy:
 // a node queues only so many listings and prefix deletes at once
 // (dataplane/lane.go) and refuses the rest busy. A retired job's page

@@ -1151,12 +1151,12 @@ class Job:
                     r = self._key_answer(op, flags, addr,
                                          self._send_patient(addr, op, flags | st.tier_flags, meta, payload, dst))
                 else:
-                    pool = self.client.pool
-                    c = pool.acquire(addr)
-                    try:
-                        r = c.roundtrip(op, flags | st.tier_flags, meta, payload, dst)
-                    finally:
-                        pool.release(c)
+                    r = self._send_once(addr, op, flags | st.tier_flags, meta, payload, dst)
+                    if op == wire.OP_PUT and r.code == errors.Code.BUSY:
+                        # Nothing stored: the node bounds the bytes of a
+                        # job's puts still arriving (dataplane/unfinished.go).
+                        r = _until_not_busy(lambda: self._send_once(addr, op, flags | st.tier_flags, meta, payload, dst),
+                                            _SETTLE)
             except errors.Unavailable as e:
                 # The node may have left the map (drained, and stopped)
                 # since it was fetched.
