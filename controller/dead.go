@@ -254,7 +254,9 @@ func (c *Controller) adoptLostLocked(j *job, losing string) (wire.MapNode, bool)
 		return wire.MapNode{}, false
 	}
 	c.cfg.Logger.Info("controller: job lost its every node and gets another", "job", j.id, "node", cands[best].addr)
-	return wire.MapNode{Addr: cands[best].addr, Weight: 1, State: wire.NodeActive}, true
+	// It never held what the job's lost nodes held: it holds its share
+	// from the epoch that records the loss (LostNode.Epoch).
+	return wire.MapNode{Addr: cands[best].addr, Weight: 1, State: wire.NodeActive, Since: j.epoch + 1}, true
 }
 
 // setLostLocked replaces j's lost list, keeping the newest

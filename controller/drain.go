@@ -252,7 +252,7 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 				w = mn.Weight
 			}
 		}
-		nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: to, Weight: w, State: wire.NodeActive})
+		nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: to, Weight: w, State: wire.NodeActive, Since: wire.SinceNotYet})
 		c.placeLocked(j, nodes)
 		c.bumpLocked(j)
 		c.cfg.Logger.Info("controller: job gets a node to take the data of a draining one", "job", j.id, "node", to, "draining", addr)
@@ -447,6 +447,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 				kept = append(kept, mn)
 			}
 		}
+		settleDrainedInto(j, kept)
 		c.renormalizeLocked(j, kept)
 		c.bumpLocked(j)
 	}
@@ -454,6 +455,21 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 	c.gone[n.addr] = retiredNode{at: now, inc: n.incarnation}
 	c.dirtyNodesLocked()
 	c.cfg.Logger.Info("controller: node retired", "node", n.addr, "why", why)
+}
+
+// settleDrainedInto gives the nodes of kept that took a draining node's
+// share (adoptOrphansLocked: Since wire.SinceNotYet) the epoch at which
+// that node leaves j's map, the next one (bumpLocked), except the node
+// joining by j's own change, which its change's end settles
+// (finishMoveLocked). A node that took the share of one of two nodes
+// draining at once is settled when the first of them leaves.
+func settleDrainedInto(j *job, kept []wire.MapNode) {
+	for i := range kept {
+		joining := j.move != nil && j.move.role == wire.NodeJoining && j.move.addr == kept[i].Addr
+		if kept[i].Since == wire.SinceNotYet && !joining {
+			kept[i].Since = j.epoch + 1
+		}
+	}
 }
 
 // stamp formats t for an error message: UTC, to the second.

@@ -302,6 +302,9 @@ func (c *Controller) finishMoveLocked(j *job, now time.Time) bool {
 			continue // it left the map with nothing of the job on it
 		}
 		mn.State = wire.NodeActive
+		if mn.Addr == mv.addr && mv.role == wire.NodeJoining && mn.Since == wire.SinceNotYet {
+			mn.Since = j.epoch + 1 // the epoch bumpLocked publishes below
+		}
 		nodes = append(nodes, mn)
 	}
 	c.renormalizeLocked(j, nodes)
@@ -407,7 +410,7 @@ func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 		w /= float64(len(j.nodes))
 		w = growWeight(w, c.spareBytesLocked(addr, j.tier), j.allocBytes, j.nodes)
 	}
-	nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: addr, Weight: w, State: wire.NodeJoining})
+	nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: addr, Weight: w, State: wire.NodeJoining, Since: wire.SinceNotYet})
 	c.renormalizeLocked(j, nodes)
 	c.bumpLocked(j)
 	j.grown++

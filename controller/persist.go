@@ -296,7 +296,7 @@ func jobRecord(j *job) state.Job {
 	}
 	r.Nodes = make([]state.MapWeight, len(j.nodes))
 	for i, mn := range j.nodes {
-		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight, Role: roleOf(mn)}
+		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight, Role: roleOf(mn), Since: mn.Since}
 	}
 	for _, l := range j.lost {
 		r.Lost = append(r.Lost, state.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
@@ -484,7 +484,7 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 		j.token = token.SignJob(c.cfg.Secret, []byte(j.id), token.Claims{Gen: j.gen, Expires: j.expires})
 		nodes := make([]wire.MapNode, len(r.Nodes))
 		for k, mn := range r.Nodes {
-			nodes[k] = wire.MapNode{Addr: mn.Addr, Weight: mn.Weight, State: wire.NodeState(mn.Role)}
+			nodes[k] = wire.MapNode{Addr: mn.Addr, Weight: mn.Weight, State: wire.NodeState(mn.Role), Since: mn.Since}
 		}
 		j.grown, j.saved = r.Grown, true
 		c.jobs[j.id] = j

@@ -87,7 +87,7 @@ func setFlag(m map[string]bool, addr string) map[string]bool {
 func fromWire(pm *wire.PlacementMap) Map {
 	m := Map{Job: pm.Job, Token: pm.Token, Tier: Tier(pm.Tier), Epoch: pm.Epoch, Lost: lostFromWire(pm.Lost), Ended: pm.Ended, Expires: pm.Expires}
 	for _, n := range pm.Nodes {
-		m.Nodes = append(m.Nodes, Node{Addr: n.Addr, Weight: n.Weight})
+		m.Nodes = append(m.Nodes, Node{Addr: n.Addr, Weight: n.Weight, Since: n.Since})
 		if n.State == wire.NodeDead {
 			if m.Dead == nil {
 				m.Dead = map[string]bool{}

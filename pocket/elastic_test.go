@@ -285,7 +285,7 @@ func TestDeleteAtOldOwnerDropsChunks(t *testing.T) {
 	addrs, tiers := histCluster(t, 3, 4<<20, histLease)
 	j := staticJob(t, Config{ChunkSize: cs}, addrs[:2])
 	ctx := context.Background()
-	whole := placement.NewSet(placementNodes([]Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}))
+	whole := placement.NewSet(placementNodes([]Node{{Addr: addrs[0], Weight: 1}, {Addr: addrs[1], Weight: 1}, {Addr: addrs[2], Weight: 1}}))
 	key := ""
 	for i := 0; key == ""; i++ {
 		if k := fmt.Sprintf("obj-%d", i); whole.Node(whole.Pick([]byte(k), 0)).ID == addrs[2] {

@@ -3,6 +3,7 @@ package pocket
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/wire"
@@ -40,10 +41,16 @@ import (
 //     controller restart;
 //   - the controller keeps the lost weights on the map's scale through
 //     every later change of the map (a shrink, a drain, another loss), so
-//     a lost node keeps its keys. A node that joins the map after the loss
-//     takes its share, 1/(n+1) with n nodes before it, of the lost node's
-//     keys too, as of every other node's: those of the lost values answer
-//     "not found", since placement does not know when a node joined.
+//     a lost node keeps its keys;
+//   - a node that did not hold its whole share when a node was lost (it
+//     was joining, or taking a draining node's share, or it came later:
+//     Node.Since not before the LostNode's Epoch) never held what the lost
+//     node held, so the placement that finds the lost node leaves it out.
+//     Without that, a node joining after the loss took 1/(n+1) of the lost
+//     node's keys, and an old owner lost while its values moved to a
+//     joining node left those values reading "not found". There is one
+//     placement per distinct set of nodes left out, at most one per lost
+//     node, made when the map is set.
 //
 // While a node is dead but within the grace it stays in the map, marked
 // dead: reads and writes of its keys answer ErrUnavailable at once. A
@@ -73,31 +80,60 @@ func lostFromWire(ls []wire.LostNode) []LostNode {
 	return out
 }
 
-// withLostSet is the placement set of the map's nodes and its lost nodes
-// (nil when none is lost).
-func withLostSet(m Map) *placement.Set {
+// lostSet places keys over the map's nodes that held their whole share
+// before epoch (Node.Since < epoch), then every lost node: an index of
+// first or more is the lost node first places.
+type lostSet struct {
+	set   *placement.Set
+	first int
+}
+
+// lostSets are the placements a "not found" is checked against: for each
+// epoch a node was lost at, oldest first, the nodes that held their whole
+// share before it and the lost nodes; one set for the epochs that leave
+// the same nodes out. Nil when no node is lost.
+func lostSets(m Map) []lostSet {
 	if len(m.Lost) == 0 {
 		return nil
 	}
-	ns := placementNodes(m.Nodes)
-	for _, l := range m.Lost {
-		ns = append(ns, placement.Node{ID: l.Addr, Weight: l.Weight})
+	epochs := make([]uint64, len(m.Lost))
+	for i, l := range m.Lost {
+		epochs[i] = l.Epoch
 	}
-	return placement.NewSet(ns)
+	slices.Sort(epochs)
+	var out []lostSet
+	last := -1
+	for _, e := range epochs {
+		var ns []placement.Node
+		for _, n := range m.Nodes {
+			if n.Since < e {
+				ns = append(ns, placement.Node{ID: n.Addr, Weight: n.Weight})
+			}
+		}
+		if len(ns) == last {
+			continue // the nodes held before e are those held before the last epoch
+		}
+		last = len(ns)
+		first := len(ns)
+		for _, l := range m.Lost {
+			ns = append(ns, placement.Node{ID: l.Addr, Weight: l.Weight})
+		}
+		out = append(out, lostSet{set: placement.NewSet(ns), first: first})
+	}
+	return out
 }
 
-// lostOwner returns the lost node that owned (key, chunk), if any.
+// lostOwner returns the lost node that owned (key, chunk), if any: the
+// one a placement of lostSets places it on.
 func (j *Job) lostOwner(key []byte, chunk uint32) (LostNode, bool) {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
-	if j.all == nil {
-		return LostNode{}, false
+	for _, s := range j.lost {
+		if i := s.set.Pick(key, chunk) - s.first; i >= 0 {
+			return j.m.Lost[i], true
+		}
 	}
-	i := j.all.Pick(key, chunk) - len(j.m.Nodes)
-	if i < 0 {
-		return LostNode{}, false
-	}
-	return j.m.Lost[i], true
+	return LostNode{}, false
 }
 
 // lostErr turns a "not found" for (key, chunk) into ErrLost when the

@@ -87,7 +87,7 @@ func newOwnerChange(t *testing.T, join bool, chunk int64) *ownerChange {
 		before = addrs[:2]
 	}
 	mk := &ownerChange{addrs: addrs, tiers: tiers, j: staticJob(t, Config{ChunkSize: chunk}, before), join: join}
-	whole := placement.NewSet(placementNodes([]Node{{addrs[0], 1}, {addrs[1], 1}, {addrs[2], 1}}))
+	whole := placement.NewSet(placementNodes([]Node{{Addr: addrs[0], Weight: 1}, {Addr: addrs[1], Weight: 1}, {Addr: addrs[2], Weight: 1}}))
 	for i := 0; mk.key == ""; i++ {
 		if k := fmt.Sprintf("obj-%d", i); whole.Node(whole.Pick([]byte(k), 0)).ID == addrs[2] {
 			mk.key = k
@@ -127,7 +127,7 @@ func overwriteInChange(t *testing.T, cs int64, f func(t *testing.T, mk *ownerCha
 // the third joining or draining.
 func (mk *ownerChange) change() {
 	m := mk.j.Map()
-	m.Nodes = []Node{{mk.addrs[0], 1}, {mk.addrs[1], 1}, {mk.addrs[2], 1}}
+	m.Nodes = []Node{{Addr: mk.addrs[0], Weight: 1}, {Addr: mk.addrs[1], Weight: 1}, {Addr: mk.addrs[2], Weight: 1}}
 	if mk.join {
 		m.Joining = map[string]bool{mk.addrs[2]: true}
 	} else {

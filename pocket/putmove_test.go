@@ -39,7 +39,7 @@ func TestPutInChangeLeavesNoOlderValue(t *testing.T) {
 		// The joining node is lost: the map goes back to the other two
 		// and lists it as lost.
 		m := j.Map()
-		m.Nodes = []Node{{mk.addrs[0], 1}, {mk.addrs[1], 1}}
+		m.Nodes = []Node{{Addr: mk.addrs[0], Weight: 1}, {Addr: mk.addrs[1], Weight: 1}}
 		m.Joining = nil
 		m.Lost = []LostNode{{Addr: mk.addrs[2], Weight: 1, Epoch: m.Epoch}}
 		j.setMap(m)

@@ -90,7 +90,7 @@ func newOldOwnerRig(t *testing.T, ctx context.Context, val []byte) *oldOwnerRig 
 	ns := dropMoveCluster(t, 2)
 	a, b := ns[0], ns[1]
 	px := newHoldProxy(t, a.addr)
-	whole := placement.NewSet(placementNodes([]Node{{px.addr, 1}, {b.addr, 1}}))
+	whole := placement.NewSet(placementNodes([]Node{{Addr: px.addr, Weight: 1}, {Addr: b.addr, Weight: 1}}))
 	key := ""
 	for i := 0; key == ""; i++ {
 		if k := fmt.Sprintf("obj-%d", i); whole.Node(whole.Pick([]byte(k), 0)).ID == px.addr {
@@ -103,7 +103,7 @@ func newOldOwnerRig(t *testing.T, ctx context.Context, val []byte) *oldOwnerRig 
 	}
 	// The old owner drains: the key's live owner is b, its old owner a.
 	m := j.Map()
-	m.Nodes = []Node{{px.addr, 1}, {b.addr, 1}}
+	m.Nodes = []Node{{Addr: px.addr, Weight: 1}, {Addr: b.addr, Weight: 1}}
 	m.Draining = map[string]bool{px.addr: true}
 	m.Epoch++
 	j.setMap(m)

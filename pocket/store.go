@@ -67,6 +67,11 @@ type Map struct {
 type Node struct {
 	Addr   string  // the node's data-plane address, host:port
 	Weight float64 // relative share of the job's data; nodes with Weight <= 0 get none
+	// Since is the first map epoch at which the node holds its whole
+	// share: 0 from the start, wire.SinceNotYet while values still move
+	// to it (wire.MapNode.Since). Only the lost nodes' placement reads it
+	// (lost.go).
+	Since uint64
 }
 
 // placementNodes converts the map's nodes for the placement hash.
@@ -237,7 +242,7 @@ type Job struct {
 	set      *placement.Set
 	live     *placement.Set // set without draining nodes (drain.go)
 	prior    *placement.Set // set without joining nodes (drain.go)
-	all      *placement.Set // set and the lost nodes, nil when none (lost.go)
+	lost     []lostSet      // the placements of lost nodes' keys, nil when none (lost.go)
 	fetched  time.Time      // when the map was set (refreshUnavailable)
 	jobBytes []byte         // m.Job as bytes, made once per map for requests
 
@@ -254,10 +259,10 @@ type Job struct {
 func (j *Job) setMap(m Map) {
 	set := placement.NewSet(placementNodes(m.Nodes))
 	live, prior := liveSet(m, set), priorSet(m, set)
-	all := withLostSet(m)
+	lost := lostSets(m)
 	job := []byte(m.Job)
 	j.mu.Lock()
-	j.m, j.set, j.live, j.prior, j.all, j.jobBytes, j.fetched = m, set, live, prior, all, job, time.Now()
+	j.m, j.set, j.live, j.prior, j.lost, j.jobBytes, j.fetched = m, set, live, prior, lost, job, time.Now()
 	j.mu.Unlock()
 }
 

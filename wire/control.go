@@ -316,12 +316,22 @@ type JobRef struct {
 	EndedOK bool
 }
 
-// MapNode is one node of a placement map.
+// MapNode is one node of a placement map. Since is the first map epoch
+// at which the node holds its whole share of the job's values: 0 for a
+// node placed when the job registered, SinceNotYet while a change still
+// moves values to it (it joins, or takes a draining node's share), else
+// the epoch that change ended at. A client placing a lost node's keys
+// (LostNode) leaves out the nodes whose Since is not before the loss:
+// they never held what the lost node held.
 type MapNode struct {
 	Addr   string
 	Weight float64
 	State  NodeState
+	Since  uint64
 }
+
+// SinceNotYet is MapNode.Since of a node values are still moving to.
+const SinceNotYet = math.MaxUint64
 
 // PlacementMap is a job's placement map. Tier is a Tier number.
 // Expires is when the token stops working (zero: never). Lost lists the
@@ -476,7 +486,7 @@ var (
 		{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar8},
 	}}
 	jobRefSpec  = TableSpec{Name: "JobRef", Fields: []Field{{Kind: String}, {Kind: Bytes}, {Kind: Scalar1}}}
-	mapNodeSpec = TableSpec{Name: "MapNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar1}}}
+	mapNodeSpec = TableSpec{Name: "MapNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar8}}}
 	mapSpec     = TableSpec{Name: "PlacementMap", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}, {Kind: Bytes},
 		{Kind: Scalar8}, {Kind: TableVec, Sub: &lostNodeSpec}, {Kind: Scalar1},
@@ -759,7 +769,7 @@ func decodeMapNodes(n int, at func(*fb.MapNode, int) bool) ([]MapNode, error) {
 		if err := firstErr(checkLen("node address", len(addr), MaxAddrLen), checkNum("weight", m.Weight())); err != nil {
 			return nil, err
 		}
-		out[i] = MapNode{Addr: string(addr), Weight: m.Weight(), State: NodeState(m.State())}
+		out[i] = MapNode{Addr: string(addr), Weight: m.Weight(), State: NodeState(m.State()), Since: m.Since()}
 	}
 	return out, nil
 }
@@ -775,6 +785,7 @@ func encodeMapNodes(b *flatbuffers.Builder, ns []MapNode, start func(*flatbuffer
 		fb.MapNodeAddAddr(b, addr)
 		fb.MapNodeAddWeight(b, n.Weight)
 		fb.MapNodeAddState(b, uint8(n.State))
+		fb.MapNodeAddSince(b, n.Since)
 		offs[i] = fb.MapNodeEnd(b)
 	}
 	return endVector(b, offs, start)

@@ -166,6 +166,9 @@ type MapWeight struct {
 	Addr   string  `json:"addr"`
 	Weight float64 `json:"weight"`
 	Role   uint8   `json:"role,omitempty"`
+	// Since is wire.MapNode.Since (0: from the start, as before it was
+	// stored).
+	Since uint64 `json:"since,omitempty"`
 }
 
 // LostNode is a node that left a job's map dead: its weight on the map's

@@ -417,10 +417,18 @@ class _MapState:
         self.phases = [g for g in ([a for a in live if a in self.draining],
                                    [a for a in live if a not in self.draining and a not in self.joining],
                                    [a for a in live if a in self.joining]) if g]
-        # The map's nodes and its lost ones: who owned a key before they
-        # left (see the Go SDK's lost.go). None when no node was lost.
-        self.all = (placement.NodeSet([(n.addr, n.weight) for n in m.nodes] + [(n.addr, n.weight) for n in m.lost])
-                    if m.lost else None)
+        # Who owned a key before the lost nodes left: for each epoch a node
+        # was lost at, the nodes that held their whole share before it and
+        # the lost nodes, with the index of the first lost one; one set for
+        # the epochs that leave the same nodes out (the Go SDK's lostSets).
+        self.lost_sets = []
+        last = -1
+        for e in sorted(n.epoch for n in m.lost):
+            held = [(n.addr, n.weight) for n in m.nodes if n.since < e]
+            if len(held) == last:
+                continue
+            last = len(held)
+            self.lost_sets.append((placement.NodeSet(held + [(n.addr, n.weight) for n in m.lost]), len(held)))
         self.fetched = time.monotonic()
 
     def _without(self, out: set[str]) -> placement.NodeSet:
@@ -431,10 +439,11 @@ class _MapState:
 
     def lost_owner(self, key: bytes, chunk: int):
         """The lost node (wire.LostNode) that owned (key, chunk), or None."""
-        if self.all is None:
-            return None
-        i = self.all.pick(key, chunk) - len(self.addrs)
-        return self.map.lost[i] if i >= 0 else None
+        for s, first in self.lost_sets:
+            i = s.pick(key, chunk) - first
+            if i >= 0:
+                return self.map.lost[i]
+        return None
 
     def check(self, r: Reply, key: bytes, chunk: int = 0) -> Reply:
         """r.check(), except that "not found" for a key whose owner left the

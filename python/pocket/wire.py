@@ -372,11 +372,17 @@ def encode_job_ref(job: str, token: bytes, ended_ok: bool = False) -> bytes:
 
 @dataclass(slots=True)
 class MapNode:
-    """One node of a placement map."""
+    """One node of a placement map. since is the first map epoch at which
+    the node holds its whole share: 0 from the start, SINCE_NOT_YET while
+    values still move to it (wire.MapNode.Since in Go)."""
 
     addr: str
     weight: float
     state: int = NODE_ACTIVE
+    since: int = 0
+
+
+SINCE_NOT_YET = (1 << 64) - 1  # wire.SinceNotYet
 
 
 @dataclass(slots=True)
@@ -419,7 +425,7 @@ def decode_placement_map(meta) -> PlacementMap:
         nodes = []
         for i in range(t.NodesLength()):
             n = t.Nodes(i)
-            nodes.append(MapNode((n.Addr() or b"").decode(), n.Weight(), n.State()))
+            nodes.append(MapNode((n.Addr() or b"").decode(), n.Weight(), n.State(), n.Since()))
         if t.LostLength() > MAX_LOST_NODES:
             raise errors.TooLarge(f"placement map: {t.LostLength()} lost nodes over limit {MAX_LOST_NODES}")
         lost = []

@@ -111,3 +111,33 @@ def test_lost_node(helper_cluster):
             new.put(k, v)
             assert new.get(k) == v
         assert any(_owner(new, k.encode()) == victim for k in keys)
+
+
+def test_lost_keys_of_nodes_that_joined_later():
+    """A "not found" for a key a lost node held raises Lost even where a
+    node that did not hold its whole share at the loss (since not before
+    the lost node's epoch) now owns it: x joined while a was lost, y came
+    after both losses (the Go SDK's TestLostKeysOfNodesThatJoinedLater).
+    Before, x and y took a share of a's keys, which read NotFound."""
+    from pocket import client as pc, placement
+
+    a, b, c, x, y = "10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1", "10.0.0.4:1", "10.0.0.5:1"
+    m = wire.PlacementMap("j", wire.TIER_DRAM, 12,
+                          [wire.MapNode(b, .25), wire.MapNode(x, .25, since=8), wire.MapNode(y, .5, since=11)], b"tok",
+                          lost=[wire.LostNode(a, .25, 6), wire.LostNode(c, .25, 10)])
+    st = pc._MapState(m)
+    at_a = placement.NodeSet([(a, 1.0), (b, 1.0), (c, 1.0)])
+    at_c = placement.NodeSet([(b, 1.0), (c, 1.0), (x, 1.0)])
+    counts = {}
+    for i in range(6000):
+        k = f"key-{i}".encode()
+        had = at_a.ids[at_a.pick(k)]
+        if had == c:
+            had = at_c.ids[at_c.pick(k)]
+        counts[had] = counts.get(had, 0) + 1
+        ln = st.lost_owner(k, 0)
+        if had in (a, c):
+            assert ln is not None, f"{k!r} was on lost node {had}"
+        elif had == b and st.addrs[st.set.pick(k)] == b:
+            assert ln is None, f"{k!r} is b's and b is live"
+    assert counts.get(a, 0) >= 1000 and counts.get(c, 0) >= 500, counts

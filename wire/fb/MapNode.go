@@ -65,8 +65,20 @@ func (rcv *MapNode) MutateState(n byte) bool {
 	return rcv._tab.MutateByteSlot(8, n)
 }
 
+func (rcv *MapNode) Since() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(10))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *MapNode) MutateSince(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(10, n)
+}
+
 func MapNodeStart(builder *flatbuffers.Builder) {
-	builder.StartObject(3)
+	builder.StartObject(4)
 }
 func MapNodeAddAddr(builder *flatbuffers.Builder, addr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(addr), 0)
@@ -76,6 +88,9 @@ func MapNodeAddWeight(builder *flatbuffers.Builder, weight float64) {
 }
 func MapNodeAddState(builder *flatbuffers.Builder, state byte) {
 	builder.PrependByteSlot(2, state, 0)
+}
+func MapNodeAddSince(builder *flatbuffers.Builder, since uint64) {
+	builder.PrependUint64Slot(3, since, 0)
 }
 func MapNodeEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

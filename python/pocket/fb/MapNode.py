@@ -45,7 +45,14 @@ class MapNode(object):
             return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
         return 0
 
-def MapNodeStart(builder): builder.StartObject(3)
+    # MapNode
+    def Since(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+def MapNodeStart(builder): builder.StartObject(4)
 def Start(builder):
     return MapNodeStart(builder)
 def MapNodeAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -57,6 +64,9 @@ def AddWeight(builder, weight):
 def MapNodeAddState(builder, state): builder.PrependUint8Slot(2, state, 0)
 def AddState(builder, state):
     return MapNodeAddState(builder, state)
+def MapNodeAddSince(builder, since): builder.PrependUint64Slot(3, since, 0)
+def AddSince(builder, since):
+    return MapNodeAddSince(builder, since)
 def MapNodeEnd(builder): return builder.EndObject()
 def End(builder):
     return MapNodeEnd(builder)

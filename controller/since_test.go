@@ -1,0 +1,123 @@
+package controller
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// sinceOf returns addr's Since in m.
+func sinceOf(t *testing.T, m *wire.PlacementMap, addr string) uint64 {
+	t.Helper()
+	for _, n := range m.Nodes {
+		if n.Addr == addr {
+			return n.Since
+		}
+	}
+	t.Fatalf("%s not in the map %+v", addr, m)
+	return 0
+}
+
+// heldBefore places keys over the map's nodes that held their whole share
+// before epoch (Since < epoch) and its lost nodes, as the SDKs place a
+// lost node's keys (pocket/lost.go lostSets).
+func heldBefore(m *wire.PlacementMap, epoch uint64) *placement.Set {
+	var ns []placement.Node
+	for _, n := range m.Nodes {
+		if n.Since < epoch {
+			ns = append(ns, placement.Node{ID: n.Addr, Weight: n.Weight})
+		}
+	}
+	for _, l := range m.Lost {
+		ns = append(ns, placement.Node{ID: l.Addr, Weight: l.Weight})
+	}
+	return placement.NewSet(ns)
+}
+
+// An old owner lost while a node joins the job's map: the joining node
+// holds its share only from the change's end (MapNode.Since), after the
+// loss's epoch, so placing over the nodes that held their share before the
+// loss and the lost node finds the lost node for every key it held, none
+// on the joining node. A hostile trial killed the old owner during a grow:
+// 25,028 of 150,000 keys then read "not found" instead of lost, their
+// owner over the map and its lost nodes being the joining node. The
+// Since values outlive a controller restart.
+func TestSinceMarksWhoHeldWhatTheLostNodeHeld(t *testing.T) {
+	st := state.NewMemory()
+	cfg := Config{Store: st, DeadAfter: time.Hour, ForgetAfter: time.Hour}
+	c := newTest(t, cfg)
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	r := newElasticRig(t, c, a, b, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[0].Addr == x || m0.Nodes[1].Addr == x {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	held := map[string]string{} // key -> its owner before the grow
+	before := placement.NewSet(mapPlacement(m0, false))
+	for i := 0; i < 3000; i++ {
+		k := fmt.Sprintf("key-%d", i)
+		held[k] = before.Node(before.Pick([]byte(k), 0)).ID
+	}
+	if err := c.GrowJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	r.beat(a, nil)
+	r.beat(b, nil)
+	r.beat(x, nil)
+	if s := sinceOf(t, r.mapOf(m0), x); s != wire.SinceNotYet {
+		t.Fatalf("joining node's Since %d, want SinceNotYet", s)
+	}
+	// a dies and is lost while x joins; then the change ends.
+	if err := c.SetNodeState(a, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c)
+	r.beat(b, nil)
+	r.beat(x, nil)
+	m1 := r.mapOf(m0)
+	if len(m1.Lost) != 1 || m1.Lost[0].Addr != a {
+		t.Fatalf("map after a was lost: %+v", m1)
+	}
+	lostAt := m1.Lost[0].Epoch
+	r.beat(b, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch}})
+	r.beat(x, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch}})
+	r.beat(b, nil)
+	m2 := r.mapOf(m0)
+	if stateIn(m2, x) != wire.NodeActive {
+		t.Fatalf("x has not joined: %+v", m2)
+	}
+	if s := sinceOf(t, m2, x); s <= lostAt || s == wire.SinceNotYet {
+		t.Fatalf("x holds its share since epoch %d, want after the loss's %d", s, lostAt)
+	}
+	if s := sinceOf(t, m2, b); s >= lostAt {
+		t.Fatalf("b holds its share since epoch %d, want before the loss's %d", s, lostAt)
+	}
+	c.flush()
+	c.Close()
+	c2 := newTest(t, cfg)
+	m3, err := c2.GetMap(m0.Job, m0.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sinceOf(t, m3, x) != sinceOf(t, m2, x) || sinceOf(t, m3, b) != sinceOf(t, m2, b) {
+		t.Fatalf("Since after a restart: %+v, before %+v", m3.Nodes, m2.Nodes)
+	}
+	set := heldBefore(m3, lostAt)
+	lostKeys := 0
+	for k, owner := range held {
+		if owner != a {
+			continue
+		}
+		lostKeys++
+		if got := set.Node(set.Pick([]byte(k), 0)).ID; got != a {
+			t.Fatalf("%s was on the lost node %s; placed on %s", k, a, got)
+		}
+	}
+	if lostKeys < 1000 {
+		t.Fatalf("%d of 3000 keys on the lost node: the test proves nothing", lostKeys)
+	}
+}

@@ -1,0 +1,53 @@
+package pocket
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// A "not found" for a key a lost node held answers ErrLost even where a
+// node that did not hold its whole share at the loss (Node.Since not
+// before the LostNode's Epoch) now owns the key: x joined while a was
+// lost (Since after a's epoch), y came after both losses. Keys b held
+// stay "not found". On the old code (one placement over every node and
+// the lost ones) x and y took a share of a's keys, which read "not
+// found" (a hostile trial: 25,028 of 150,000 keys after an old owner was
+// lost during a grow).
+func TestLostKeysOfNodesThatJoinedLater(t *testing.T) {
+	a, b, c, x, y := "10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1", "10.0.0.4:1", "10.0.0.5:1"
+	m := Map{Job: "j", Epoch: 12,
+		Nodes: []Node{{Addr: b, Weight: .25}, {Addr: x, Weight: .25, Since: 8}, {Addr: y, Weight: .5, Since: 11}},
+		// a left at epoch 6, during x's join; c at 10 (x held its share then).
+		Lost: []LostNode{{Addr: a, Weight: .25, Epoch: 6}, {Addr: c, Weight: .25, Epoch: 10}}}
+	j := &Job{}
+	j.setMap(m)
+	atLossOfA := placement.NewSet([]placement.Node{{ID: a, Weight: 1}, {ID: b, Weight: 1}, {ID: c, Weight: 1}})
+	atLossOfC := placement.NewSet([]placement.Node{{ID: b, Weight: 1}, {ID: c, Weight: 1}, {ID: x, Weight: 1}})
+	counts := map[string]int{}
+	for i := 0; i < 6000; i++ {
+		k := []byte(fmt.Sprintf("key-%d", i))
+		had := atLossOfA.Node(atLossOfA.Pick(k, 0)).ID
+		if had == c {
+			had = atLossOfC.Node(atLossOfC.Pick(k, 0)).ID // c's keys when it was lost
+		}
+		counts[had]++
+		err := j.lostErr(k, 0, wire.ErrNotFound)
+		switch had {
+		case a, c:
+			if !errors.Is(err, wire.ErrLost) {
+				t.Fatalf("%s was on lost node %s: %v, want lost", k, had, err)
+			}
+		case b:
+			if owner := j.set.Node(j.set.Pick(k, 0)).ID; owner == b && !errors.Is(err, wire.ErrNotFound) {
+				t.Fatalf("%s is b's and b is live: %v, want not found", k, err)
+			}
+		}
+	}
+	if counts[a] < 1000 || counts[c] < 500 {
+		t.Fatalf("keys per node %v: the test proves nothing", counts)
+	}
+}
