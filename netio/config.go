@@ -66,8 +66,9 @@ type Config struct {
 	// gets ErrSlowSink. A sink holds what its announcement reserved (a
 	// put's space in a tier), so a peer trickling its payload would hold
 	// that for as long as it trickled: every byte is progress against
-	// IdleTimeout. Time while the connection's reading is paused (its
-	// output over MaxOutbound) does not count. Negative: never. Default
+	// IdleTimeout. Time while the connection's reading is paused (the
+	// peer left more than MaxOutbound of replies unread) counts like any
+	// other. Negative: never. Default
 	// 256 KiB/s (DefaultMinSinkRate). Enforced by the timeout sweep.
 	MinSinkRate int64
 	// SinkGrace is how long a sink may take before MinSinkRate applies.

@@ -64,3 +64,32 @@ func TestSlowSinkClosed(t *testing.T) {
 		t.Fatalf("SlowSinks %d, want 1", st.SlowSinks)
 	}
 }
+
+// A peer cannot stop the pace by leaving replies unread: the loop pauses
+// reading a connection whose queued output is over MaxOutbound, and that
+// time counts against MinSinkRate like any other. A hostile trial paused
+// its connections on purpose (a large reply before each put header,
+// read a little at a time within WriteTimeout) while the pace started
+// over at every pause, and held most of a node's space for a minute.
+func TestSlowSinkPausedByItsPeer(t *testing.T) {
+	h := &sinkHandler{closeLog: newCloseLog()}
+	cfg := Config{Loops: 1, MaxInbound: 32 << 20, MaxOutbound: 64 << 10,
+		MinSinkRate: 64 << 10, SinkGrace: 300 * time.Millisecond}
+	s := start(t, cfg, h)
+	h.srv.Store(s)
+	c := dial(t, s)
+	// A 16 MiB frame the handler echoes, far past the socket buffers and
+	// MaxOutbound, then a sink's header and one byte of its payload.
+	msg := append(frame(make([]byte, 16<<20)), sinkReq(1<<20)...)
+	msg = append(msg, 1)
+	go c.Write(msg)
+	waitFor(t, "the connection paused", func() bool { return s.Stats().Paused > 0 })
+	select {
+	case err := <-h.closed:
+		if !errors.Is(err, ErrSlowSink) {
+			t.Fatalf("closed with %v, want ErrSlowSink", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a sink paused by its unread replies still open after 10 s")
+	}
+}

@@ -206,15 +206,15 @@ func (l *Loop) sweep(now int64) {
 }
 
 // slowSink reports whether c's sink has taken fewer bytes than
-// Config.MinSinkRate allows since its grace ended. While c's reading is
-// paused the pace starts over: the loop, not the peer, is holding the
-// bytes back.
+// Config.MinSinkRate allows since its grace ended. Time while c's reading
+// is paused counts too: the loop pauses a connection whose peer leaves
+// more than MaxOutbound of replies unread, so the peer holds the pause.
+// A hostile trial paused its connections on purpose (a GET of its own
+// 8 MiB value before each put header, read 64 KiB every 5 s, within
+// WriteTimeout) while the pace started over at every pause, and held 249
+// MiB of a 256 MiB node's space for a minute.
 func (l *Loop) slowSink(c *Conn, now int64) bool {
 	if l.cfg.MinSinkRate < 0 {
-		return false
-	}
-	if c.paused {
-		c.sinkAt, c.sinkGot = now, 0
 		return false
 	}
 	late := now - c.sinkAt - int64(l.cfg.SinkGrace)
