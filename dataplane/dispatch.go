@@ -3,6 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
@@ -34,8 +35,9 @@ type connState struct {
 	// versionless is the version the connection's last put without one
 	// got (stampVersion).
 	versionless uint64
-	stream      *getStream // the get streaming its value on this connection, or nil (ops.go)
-	lane        int        // requests of the connection on the scan lane (lane.go)
+	stream      *getStream  // the get streaming its value on this connection, or nil (ops.go)
+	lane        int         // requests of the connection on the scan lane (lane.go)
+	gone        atomic.Bool // set by OnClose, for the scan lane's goroutine
 }
 
 func (cs *connState) encoder() *wire.Encoder {
@@ -56,6 +58,7 @@ func (n *Node) OnOpen(c *netio.Conn) {
 func (n *Node) OnClose(c *netio.Conn, _ error) {
 	if cs, ok := c.Context().(*connState); ok {
 		cs.closed = true
+		cs.gone.Store(true)
 		cs.put.abort()
 		if g := cs.stream; g != nil {
 			g.stop()

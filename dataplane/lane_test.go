@@ -3,6 +3,8 @@ package dataplane
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,13 +16,22 @@ import (
 
 // laneNode runs a node with one event loop over a Faulty DRAM tier whose
 // listings of job "slow" block while held: entered delivers once per
-// listing that has begun, release lets them all go.
-func laneNode(t *testing.T) (n *Node, entered <-chan struct{}, release func()) {
+// listing that has begun, release lets them all go. scanned returns the
+// jobs of the listings begun so far, in order.
+func laneNode(t *testing.T) (n *Node, entered <-chan struct{}, release func(), scanned func() []string) {
 	t.Helper()
 	f := NewFaulty(newDRAMTier(t, 64<<20))
 	in, out := make(chan struct{}, 256), make(chan struct{})
+	var mu sync.Mutex
+	var jobs []string
 	f.SetHook(func(op FaultOp, job, _ []byte) error {
-		if op == FaultList && string(job) == "slow" {
+		if op != FaultList {
+			return nil
+		}
+		mu.Lock()
+		jobs = append(jobs, string(job))
+		mu.Unlock()
+		if string(job) == "slow" {
 			in <- struct{}{}
 			<-out
 		}
@@ -30,7 +41,11 @@ func laneNode(t *testing.T) (n *Node, entered <-chan struct{}, release func()) {
 	release = func() { once.Do(func() { close(out) }) }
 	n = startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: f, Net: netio.Config{Loops: 1}}, f)
 	t.Cleanup(release) // before the node's close, which waits for its loop
-	return n, in, release
+	return n, in, release, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(jobs)
+	}
 }
 
 func newDRAMTier(t *testing.T, capacity int64) *DRAM {
@@ -85,7 +100,7 @@ func TestScansLeaveTheLoopFree(t *testing.T) {
 		{"delete-prefix", wire.FlagPrefix, wire.OpDelete},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n, entered, release := laneNode(t)
+			n, entered, release, _ := laneNode(t)
 			slow, fast := dial(t, n, "slow"), dial(t, n, "fast")
 			if r := roundTrip(t, slow, wire.OpPut, 0, &wire.Request{Job: []byte("slow"), Key: []byte("a/1")}, []byte("v")); r.Err() != nil {
 				t.Fatal(r.Err())
@@ -125,17 +140,21 @@ func TestScansLeaveTheLoopFree(t *testing.T) {
 	}
 }
 
-// The lane's queue is bounded node-wide (laneQueue) and per connection
-// (lanePerConn): past either, a scan is answered busy at once, and every
-// scan taken is answered once the lane moves again.
-func TestLaneBounds(t *testing.T) {
-	n, entered, release := laneNode(t)
-	req := &wire.Request{Job: []byte("slow")}
+// The lane holds at most lanePerConn requests of a connection,
+// lanePerJob of a job and laneQueue in all, answering the rest busy at
+// once; it runs the jobs in turn, one request each, and drops the
+// requests of a connection that closed. On the old lane (first come,
+// first served, 64 in all) the first 16 scans after the held one were all
+// job a's, and a closed connection's scans ran.
+func TestLaneBoundsAndTurns(t *testing.T) {
+	n, entered, release, scanned := laneNode(t)
 	replies := make(chan error, 1024)
-	// send sends k listings on c, and reads `read` replies (any of c's).
-	send := func(c *client.Conn, k, read int) {
+	// send sends k listings of job on a new connection and reads their
+	// replies in the background.
+	send := func(job string, k int) *client.Conn {
+		c := dial(t, n, job)
 		for i := 0; i < k; i++ {
-			if _, err := c.Send(wire.OpList, 0, req, nil); err != nil {
+			if _, err := c.Send(wire.OpList, 0, &wire.Request{Job: []byte(job)}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -143,51 +162,72 @@ func TestLaneBounds(t *testing.T) {
 			t.Fatal(err)
 		}
 		go func() {
-			for i := 0; i < read; i++ {
+			for i := 0; i < k; i++ {
 				r, err := c.Recv()
-				replies <- errors.Join(err, r.Err())
+				if err != nil {
+					return // closed
+				}
+				replies <- r.Err()
 			}
 		}()
+		return c
 	}
-	first := dial(t, n, "slow")
-	send(first, 1, 0)
+	send("slow", 1)
 	<-entered // the lane is inside the first listing; its queue is empty
-	// The first connection has lanePerConn on the lane, then busy; the
-	// other connections fill the node's queue, then busy.
-	sent := 1 + lanePerConn
-	send(first, lanePerConn, sent)
-	for ; sent < 1+laneQueue+2*lanePerConn; sent += lanePerConn {
-		send(dial(t, n, "slow"), lanePerConn, lanePerConn)
+	// A connection that closes with its requests waiting: dropped unrun.
+	open := n.Stats().Net.Open
+	send("gone", 2).Close()
+	waitFor(t, func() bool { return n.Stats().Net.Open == open })
+	sent := 2
+	for i := 0; i < 5; i++ { // job a: 20, lanePerJob taken
+		send("a", lanePerConn)
+		sent += lanePerConn
 	}
-	wantBusy := sent - 1 - laneQueue
-	busy, ok := 0, 0
-	count := func(err error) {
-		switch {
-		case err == nil:
-			ok++
-		case errors.Is(err, wire.ErrBusy):
-			busy++
-		default:
-			t.Fatal(err)
+	send("b", lanePerConn+1) // one connection: lanePerConn taken
+	sent += lanePerConn + 1
+	var jobs []string
+	for i := 0; i < 15; i++ { // 15 jobs of 16: the node's queue fills
+		job := fmt.Sprintf("c%02d", i)
+		jobs = append(jobs, job)
+		for k := 0; k < lanePerJob/lanePerConn; k++ {
+			send(job, lanePerConn)
+			sent += lanePerConn
 		}
 	}
+	wantBusy := sent - laneQueue
+	busy := 0
 	timeout := time.After(10 * time.Second)
 	for busy < wantBusy {
 		select {
 		case err := <-replies:
-			count(err)
+			if !errors.Is(err, wire.ErrBusy) {
+				t.Fatalf("answered %v while the lane was held", err)
+			}
+			busy++
 		case <-timeout:
-			t.Fatalf("%d listings busy while the lane was held, want %d (%d answered)", busy, wantBusy, ok)
+			t.Fatalf("%d listings busy while the lane was held, want %d", busy, wantBusy)
 		}
 	}
-	if ok != 0 {
-		t.Fatalf("%d listings answered while the lane was held", ok)
-	}
 	release()
-	for busy+ok < sent {
-		count(<-replies)
+	for ok := 0; ok < laneQueue-2; ok++ {
+		select {
+		case err := <-replies:
+			if err != nil {
+				t.Fatalf("listing %d after the lane moved: %v", ok, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d listings answered after the lane moved", ok, laneQueue-2)
+		}
 	}
-	if busy != wantBusy {
-		t.Fatalf("%d of %d listings busy, want %d", busy, sent, wantBusy)
+	got := scanned()
+	if got[0] != "slow" {
+		t.Fatalf("first scan of job %s", got[0])
+	}
+	turn := got[1 : 1+2+len(jobs)]
+	if want := append([]string{"a", "b"}, jobs...); !slices.Equal(turn, want) {
+		t.Fatalf("the first scans after the held one went to jobs %v, want one each: %v", turn, want)
+	}
+	if slices.Contains(got, "gone") {
+		t.Fatal("the closed connection's listing ran")
 	}
 }

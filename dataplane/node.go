@@ -65,7 +65,7 @@ type Node struct {
 	srv    *netio.Server
 	log    *slog.Logger
 	work   chan func()
-	lane   chan func()  // the scan lane's queue (lane.go)
+	lane   *scanLane    // the scan lane's queue (lane.go)
 	workMu sync.RWMutex // held shared by submit's send, exclusively to close work
 	workUp bool         // work is open (under workMu)
 	wg     sync.WaitGroup
@@ -179,7 +179,7 @@ func (n *Node) stopWorkers() {
 	n.workMu.Lock()
 	n.workUp = false
 	close(n.work)
-	close(n.lane)
+	n.lane.close()
 	n.workMu.Unlock()
 	n.wg.Wait()
 }
