@@ -1992,6 +1992,11 @@ class _ObjectWrite:
         pending: dict[int, tuple] = {}
         nxt = 0
         refusal = fatal = None
+        items = list(items)
+        # A chunk refused busy stored nothing (the node bounds the bytes of
+        # a job's puts still arriving: dataplane/unfinished.go): it is sent
+        # again, after a pause of 1 to 50 ms, for up to _SETTLE seconds.
+        busy_until, pause = time.monotonic() + _SETTLE, 0.001
         try:
             c = pool.acquire(addr)
         except errors.Unavailable:
@@ -2012,6 +2017,11 @@ class _ObjectWrite:
                     refusal = refusal or r
                     with self._lock:
                         again.append((i, part))
+                elif r.code == errors.Code.BUSY and refusal is None and fatal is None \
+                        and time.monotonic() < busy_until:
+                    time.sleep(pause)
+                    pause = min(2 * pause, 0.05)
+                    items.append((i, wire.chunk_key(self.key, self.ver, i), part))
                 elif r.code:
                     fatal = fatal or r
                 else:

@@ -8,6 +8,7 @@ kills and starts nodes on request."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -141,3 +142,41 @@ def test_lost_keys_of_nodes_that_joined_later():
         elif had == b and st.addrs[st.set.pick(k)] == b:
             assert ln is None, f"{k!r} is b's and b is live"
     assert counts.get(a, 0) >= 1000 and counts.get(c, 0) >= 500, counts
+
+
+def test_puts_wait_out_a_nodes_bound_on_unfinished_puts(helper_cluster):
+    """A node holds one job's puts still arriving to a quarter of its DRAM
+    tier (16 MiB of the helper's 64 MiB) and refuses a put past it busy,
+    storing nothing. With an announced 16 MiB put of the job held open on
+    every node, a value and a chunked object put by the client wait the
+    refusals out and are stored once the announcements close; before,
+    the client raised Busy."""
+    import socket
+    import threading
+
+    c = helper_cluster
+    with pocket.Client(c.addr, insecure=True, chunk_size=256 << 10) as cl:
+        job = cl.register_job("unfinished", lambdas=40)
+        st = job._st
+        socks = []
+        for n in st.map.nodes:
+            host, port = n.addr.rsplit(":", 1)
+            s = socket.create_connection((host, int(port)))
+            meta = wire.encode_request(st.job, b"held", st.map.token, st.map.epoch)
+            s.sendall(wire.pack_header(wire.OP_PUT, 0, 1, len(meta), 16 << 20) + meta + b"\0")
+            socks.append(s)
+        time.sleep(0.2)  # the nodes have taken the announcements
+        timer = threading.Timer(1.0, lambda: [s.close() for s in socks])
+        timer.start()
+        try:
+            value, obj = os.urandom(200 << 10), os.urandom(3 << 20)
+            t0 = time.monotonic()
+            job.put("value", value)
+            job.put("object", obj)
+            waited = time.monotonic() - t0
+        finally:
+            timer.cancel()
+            for s in socks:
+                s.close()
+        assert job.get("value") == value and job.get("object") == obj
+        assert waited >= 0.5, f"the puts took {waited:.2f} s: no node refused them"
