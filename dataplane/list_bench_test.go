@@ -178,8 +178,10 @@ func listFirstPages(c *client.Conn, stop <-chan struct{}) int {
 	}
 }
 
-// roundTripBench sends one request on c and fails b unless it succeeds.
-func roundTripBench(b *testing.B, c *client.Conn, op wire.Op, req *wire.Request, payload []byte) {
+// roundTripBench sends one request on c and returns its reply, failing b
+// unless it succeeds.
+func roundTripBench(b *testing.B, c *client.Conn, op wire.Op, req *wire.Request, payload []byte) client.Response {
+	b.Helper()
 	if _, err := c.Send(op, 0, req, payload); err != nil {
 		b.Fatal(err)
 	}
@@ -193,6 +195,7 @@ func roundTripBench(b *testing.B, c *client.Conn, op wire.Op, req *wire.Request,
 	if r.Err() != nil {
 		b.Fatal(r.Err())
 	}
+	return r
 }
 
 // listMeter measures a benchmark's wall time and the process's CPU time
@@ -227,20 +230,7 @@ func listAllRaw(b *testing.B, c *client.Conn, job string, limit uint32) int {
 	var after []byte
 	total := 0
 	for {
-		req := &wire.Request{Job: []byte(job), After: after, Limit: limit}
-		if _, err := c.Send(wire.OpList, 0, req, nil); err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Flush(); err != nil {
-			b.Fatal(err)
-		}
-		r, err := c.Recv()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if r.Code != wire.CodeOK {
-			b.Fatal(r.Err())
-		}
+		r := roundTripBench(b, c, wire.OpList, &wire.Request{Job: []byte(job), After: after, Limit: limit}, nil)
 		var resp wire.Response
 		if err := wire.DecodeResponse(r.Meta, &resp); err != nil {
 			b.Fatal(err)
