@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -99,14 +100,14 @@ func announcePut(t *testing.T, n *Node, job, key string, tok []byte, size uint32
 }
 
 // One job's puts still arriving on a node hold at most a quarter of its
-// tier (NodeConfig.MaxUnfinishedPerJob's default): six connections that
-// each announce a 12 MiB put of one job and send a byte (the pace rule
-// off, as within its 5 s grace) reserve one put's 12 MiB, and another
-// job's 40 MiB put is stored beside it on a 64 MiB node. The job's own
-// whole put past the bound is refused busy, saying why; once its
-// unfinished put is dropped, the job puts again. On the old code the
-// announcements reserved 60 MiB, and the other job's put was refused for
-// all of the test's 10 s.
+// tier (NodeConfig.MaxUnfinishedPerJob's default) once the tier is half
+// full: six connections that each announce a 12 MiB put of one job and
+// send a byte (the pace rule off, as within its 5 s grace) reserve two
+// puts' 24 MiB of a 64 MiB node, and another job's 32 MiB put is stored
+// beside them. The job's own whole put past the bound is refused busy,
+// saying why; once its unfinished puts are dropped, the job puts again.
+// On the old code the announcements reserved 60 MiB, and the other job's
+// put was refused for all of the test's 10 s.
 func TestUnfinishedPutsBoundedPerJob(t *testing.T) {
 	d := newDRAMTier(t, 64<<20)
 	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret),
@@ -117,25 +118,25 @@ func TestUnfinishedPutsBoundedPerJob(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		conns = append(conns, announcePut(t, n, "sq-1", "big", sq, 12<<20))
 	}
-	for deadline := time.Now().Add(5 * time.Second); d.Usage().Used < 12<<20; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); d.Usage().Used < 24<<20; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the announced puts reserved %d bytes, want 12 MiB", d.Usage().Used)
+			t.Fatalf("the announced puts reserved %d bytes, want 24 MiB", d.Usage().Used)
 		}
 	}
 
 	c := dial(t, n, "vi-2")
-	val := make([]byte, 40<<20)
+	val := make([]byte, 32<<20)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		r := roundTrip(t, c, wire.OpPut, 0, &wire.Request{Job: []byte("vi-2"), Key: []byte("k"), Token: vi}, val)
 		if r.Err() == nil {
 			break
 		}
 		if !errors.Is(r.Err(), wire.ErrNoSpace) || time.Now().After(deadline) {
-			t.Fatalf("another job's 40 MiB put beside 6 announced 12 MiB puts (%d bytes reserved): %v", d.Usage().Used, r.Err())
+			t.Fatalf("another job's 32 MiB put beside 6 announced 12 MiB puts (%d bytes reserved): %v", d.Usage().Used, r.Err())
 		}
 	}
-	if used := d.Usage().Used; used > 53<<20 {
-		t.Fatalf("%d bytes in use with one 12 MiB put unfinished and a 40 MiB value", used)
+	if used := d.Usage().Used; used > 58<<20 {
+		t.Fatalf("%d bytes in use with two 12 MiB puts unfinished and a 32 MiB value", used)
 	}
 
 	sqc := dial(t, n, "sq-1")
@@ -175,5 +176,30 @@ func TestUnfinishedCapsByTier(t *testing.T) {
 	}
 	if got := unfinishedCaps(NodeConfig{NVMe: nv, MaxUnfinishedPerJob: -1}); got != [2]int64{} {
 		t.Fatalf("bounds %v, want none", got)
+	}
+}
+
+// In a DRAM tier less than half full the bound on a job's unfinished puts
+// does not apply: three announced 8 MiB puts of one job and a fourth put
+// of 4 MiB (28 MiB unfinished, past the 16 MiB quarter of a 64 MiB node,
+// 28 MiB of 64 in use) are all taken. Under the bound alone, a new user's
+// 16 parallel puts of 48 MiB into one node took 2 to 12 times as long.
+func TestUnfinishedBoundWaitsForAHalfFullTier(t *testing.T) {
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret),
+		Net: netio.Config{Loops: 1, MinSinkRate: -1}}, d)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "par-1", Gen: 90}))
+	tok := jobTok("par-1", 90)
+	for i := 0; i < 3; i++ {
+		announcePut(t, n, "par-1", fmt.Sprintf("big-%d", i), tok, 8<<20)
+	}
+	for deadline := time.Now().Add(5 * time.Second); d.Usage().Used < 24<<20; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the announced puts reserved %d bytes, want 24 MiB", d.Usage().Used)
+		}
+	}
+	c := dial(t, n, "par-1")
+	if r := roundTrip(t, c, wire.OpPut, 0, &wire.Request{Job: []byte("par-1"), Key: []byte("k"), Token: tok}, make([]byte, 4<<20)); r.Err() != nil {
+		t.Fatalf("a fourth put into a tier less than half full: %v", r.Err())
 	}
 }
