@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
 
 	"github.com/pocketstore/pocket/netio"
@@ -37,7 +38,15 @@ const (
 	lanePerConn = 4
 )
 
-var errLaneFull = &wire.Error{Code: wire.CodeBusy, Msg: "too many listings and prefix deletes waiting on this node; retry"}
+// The lane's refusals, one per bound.
+var (
+	errLaneFull = &wire.Error{Code: wire.CodeBusy, Msg: fmt.Sprintf(
+		"too many listings and prefix deletes waiting on this node (%d); retry", laneQueue)}
+	errLaneJob = &wire.Error{Code: wire.CodeBusy, Msg: fmt.Sprintf(
+		"too many listings and prefix deletes of this job waiting on this node (%d); retry", lanePerJob)}
+	errLaneConn = &wire.Error{Code: wire.CodeBusy, Msg: fmt.Sprintf(
+		"too many listings and prefix deletes waiting from this connection (%d); retry, or wait for their replies", lanePerConn)}
+)
 
 // onLane reports whether a request runs on the scan lane.
 func onLane(h *wire.Header) bool {
@@ -76,13 +85,13 @@ func (n *Node) startLane() {
 	}()
 }
 
-// submit queues f for job without blocking; false means a bound is
+// submit queues f for job without blocking; an error means a bound is
 // reached or the lane has closed.
-func (l *scanLane) submit(job []byte, f func()) bool {
+func (l *scanLane) submit(job []byte, f func()) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed || l.n >= laneQueue {
-		return false
+		return errLaneFull
 	}
 	q := l.jobs[string(job)]
 	if q == nil {
@@ -91,7 +100,7 @@ func (l *scanLane) submit(job []byte, f func()) bool {
 		l.ring = append(l.ring, q)
 	}
 	if len(q.work) >= lanePerJob {
-		return false
+		return errLaneJob
 	}
 	q.work = append(q.work, f)
 	l.n++
@@ -99,7 +108,7 @@ func (l *scanLane) submit(job []byte, f func()) bool {
 	case l.wake <- struct{}{}:
 	default:
 	}
-	return true
+	return nil
 }
 
 // next waits for the next request, the head job's, and moves that job to
@@ -148,12 +157,12 @@ func (l *scanLane) close() {
 // answers it from c's loop when it has run, or answers errLaneFull now.
 func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	if cs.lane >= lanePerConn {
-		n.replyErr(c, cs, h, errLaneFull)
+		n.replyErr(c, cs, h, errLaneConn)
 		return
 	}
 	hc, start, r := *h, cs.start, laneRequest(&cs.req)
 	cs.lane++
-	queued := n.lane.submit(r.Job, func() {
+	err := n.lane.submit(r.Job, func() {
 		var resp *wire.Response
 		var err error
 		if !cs.gone.Load() {
@@ -173,9 +182,9 @@ func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 			})
 		})
 	})
-	if !queued {
+	if err != nil {
 		cs.lane--
-		n.replyErr(c, cs, h, errLaneFull)
+		n.replyErr(c, cs, h, err)
 	}
 }
 

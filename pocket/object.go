@@ -21,6 +21,11 @@ import (
 var (
 	ErrNotFound = wire.ErrNotFound
 	ErrNoSpace  = wire.ErrNoSpace
+	// ErrBusy: a node refused the request for now and stored nothing
+	// (its scan lane full, or the job's puts still arriving there over
+	// their bound). The SDK retries busy itself (puts for up to 10 s,
+	// listings until ctx ends) and returns it only once it gives up.
+	ErrBusy = wire.ErrBusy
 	// ErrUnavailable: the node holding the data cannot be reached.
 	ErrUnavailable = wire.ErrUnavailable
 	// ErrBadName: an empty name, one over the key limit or one containing

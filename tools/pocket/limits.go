@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
@@ -90,8 +91,9 @@ type nodeLimits struct {
 	idleTimeout     time.Duration
 	writeTimeout    time.Duration
 	maxConnsPerPeer int
-	minPutRate      string          // bytes a second, with units (units.ParseSize)
+	minPutRate      string          // bytes a second, with units (units.ParseSize), "/s" allowed
 	set             map[string]bool // the flags given
+	prefix          string          // the flags' names after it (bind)
 }
 
 // nodeLimitFlags names each node limit flag; `pocket up` adds prefix to
@@ -100,10 +102,11 @@ var nodeLimitFlags = []string{"idle-timeout", "write-timeout", "max-conns-per-pe
 
 // bind adds the node's limit flags to fs, their names after prefix.
 func (l *nodeLimits) bind(fs *flag.FlagSet, prefix, who string) {
+	l.prefix = prefix
 	fs.DurationVar(&l.idleTimeout, prefix+"idle-timeout", netio.DefaultIdleTimeout, who+"close a data connection with no request and nothing to send for this long (0: never)")
 	fs.DurationVar(&l.writeTimeout, prefix+"write-timeout", netio.DefaultWriteTimeout, who+"reset a data connection whose peer takes none of its replies for this long (0: never)")
 	fs.IntVar(&l.maxConnsPerPeer, prefix+"max-conns-per-peer", netio.DefaultMaxConnsPerPeer, who+"most data connections from one IPv4 address or IPv6 /64; more are closed at accept (0: no limit)")
-	fs.StringVar(&l.minPutRate, prefix+"min-put-rate", "256KiB", who+"slowest a put's payload may arrive, in bytes a second, once its first 5 s have passed; a slower connection is closed and its put's reserved space freed (0: no minimum)")
+	fs.StringVar(&l.minPutRate, prefix+"min-put-rate", "256KiB/s", who+"slowest a put's payload may arrive, in bytes a second (256KiB or 256KiB/s), once its first 5 s have passed; a slower connection is closed and its put's reserved space freed (0: no minimum)")
 }
 
 // visited records which of the node limit flags (after prefix) were given.
@@ -125,20 +128,21 @@ func (l *nodeLimits) apply(cfg *netio.Config) error {
 			continue
 		}
 		var err error
+		name := l.prefix + n // as the user gave it
 		switch n {
 		case "idle-timeout":
-			err = orOff(n, l.idleTimeout, &cfg.IdleTimeout)
+			err = orOff(name, l.idleTimeout, &cfg.IdleTimeout)
 		case "write-timeout":
-			err = orOff(n, l.writeTimeout, &cfg.WriteTimeout)
+			err = orOff(name, l.writeTimeout, &cfg.WriteTimeout)
 		case "max-conns-per-peer":
-			err = orOff(n, l.maxConnsPerPeer, &cfg.MaxConnsPerPeer)
+			err = orOff(name, l.maxConnsPerPeer, &cfg.MaxConnsPerPeer)
 		case "min-put-rate":
 			var rate int64
-			if rate, err = units.ParseSize(l.minPutRate); err != nil {
-				err = fmt.Errorf("--%s %q: %w", n, l.minPutRate, err)
+			if rate, err = units.ParseSize(strings.TrimSuffix(l.minPutRate, "/s")); err != nil {
+				err = fmt.Errorf("--%s %q: %w", name, l.minPutRate, err)
 				break
 			}
-			err = orOff(n, rate, &cfg.MinSinkRate)
+			err = orOff(name, rate, &cfg.MinSinkRate)
 		}
 		if err != nil {
 			return err

@@ -256,15 +256,26 @@ func TestNodeLimitFlags(t *testing.T) {
 	}
 	for _, bad := range []string{"fast", "-1"} {
 		var b nodeLimits
-		bfs := flag.NewFlagSet("node", flag.ContinueOnError)
-		b.bind(bfs, "", "")
-		if err := bfs.Parse([]string{"--min-put-rate", bad}); err != nil {
+		bfs := flag.NewFlagSet("up", flag.ContinueOnError)
+		b.bind(bfs, "node-", "")
+		if err := bfs.Parse([]string{"--node-min-put-rate", bad}); err != nil {
 			t.Fatal(err)
 		}
-		b.visited(bfs, "")
-		if err := b.apply(&netio.Config{}); err == nil {
-			t.Errorf("--min-put-rate %s accepted", bad)
+		b.visited(bfs, "node-")
+		if err := b.apply(&netio.Config{}); err == nil || !strings.Contains(err.Error(), "--node-min-put-rate") {
+			t.Errorf("--node-min-put-rate %s: %v, want refused by its name", bad, err)
 		}
+	}
+	var r nodeLimits
+	rfs := flag.NewFlagSet("node", flag.ContinueOnError)
+	r.bind(rfs, "", "")
+	if err := rfs.Parse([]string{"--min-put-rate", "2MiB/s"}); err != nil {
+		t.Fatal(err)
+	}
+	r.visited(rfs, "")
+	var rc netio.Config
+	if err := r.apply(&rc); err != nil || rc.MinSinkRate != 2<<20 {
+		t.Errorf("--min-put-rate 2MiB/s: %d %v", rc.MinSinkRate, err)
 	}
 }
 
