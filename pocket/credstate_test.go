@@ -2,6 +2,7 @@ package pocket
 
 import (
 	"encoding/base64"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -32,5 +33,41 @@ func TestCredentialKeepsNodeStates(t *testing.T) {
 	}
 	if m2 := again.Map(); !reflect.DeepEqual(m2.Draining, m.Draining) || !reflect.DeepEqual(m2.Joining, m.Joining) || !reflect.DeepEqual(m2.Nodes, m.Nodes) {
 		t.Fatalf("round trip: %+v, want %+v", m2, m)
+	}
+}
+
+// TestCredentialKeepsLostNodes: a credential carries the map's lost nodes
+// and each node's Since, so a key a lost node held answers ErrLost through
+// it too, as through the job. Before, they were dropped, and with no
+// controller to ask such keys read "not found" (a new user's trial).
+func TestCredentialKeepsLostNodes(t *testing.T) {
+	s := NewStore(nil, Config{})
+	defer s.Close()
+	j, err := s.newJob(Map{Job: "l-9", Epoch: 9, Nodes: []Node{{Addr: "a:1", Weight: 1}, {Addr: "b:1", Weight: 1, Since: 7}},
+		Lost: []LostNode{{Addr: "c:1", Weight: 1, Epoch: 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := s.OpenCredential(j.Credential())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := opened.Map(); !reflect.DeepEqual(m.Lost, j.Map().Lost) || !reflect.DeepEqual(m.Nodes, j.Map().Nodes) {
+		t.Fatalf("opened with nodes %+v lost %+v, want %+v %+v", m.Nodes, m.Lost, j.Map().Nodes, j.Map().Lost)
+	}
+	lost := 0
+	for i := range 300 {
+		key := []byte(fmt.Sprintf("k/%d", i))
+		want, wok := j.lostOwner(key, 0)
+		got, gok := opened.lostOwner(key, 0)
+		if want != got || wok != gok {
+			t.Fatalf("%s: lost owner %v %v through the credential, %v %v through the job", key, got, gok, want, wok)
+		}
+		if wok {
+			lost++
+		}
+	}
+	if lost < 50 {
+		t.Fatalf("%d of 300 keys on the lost node: the test proves nothing", lost)
 	}
 }

@@ -48,6 +48,16 @@ type credential struct {
 	Tier  Tier       `json:"tier"`
 	Epoch uint64     `json:"epoch"`
 	Nodes []credNode `json:"nodes"`
+	// Lost are the map's lost nodes (absent: none), so a key they held
+	// reads ErrLost through the credential too, not "not found" (lost.go).
+	Lost []credLost `json:"lost,omitempty"`
+}
+
+// credLost is a LostNode as credentials encode it.
+type credLost struct {
+	Addr   string  `json:"addr"`
+	Weight float64 `json:"weight"`
+	Epoch  uint64  `json:"epoch"`
 }
 
 // credNode is a Node as credentials encode it: {"ID": addr, "Weight": w},
@@ -68,13 +78,22 @@ type credNode struct {
 	Draining bool    `json:"draining,omitempty"`
 	Joining  bool    `json:"joining,omitempty"`
 	Dead     bool    `json:"dead,omitempty"`
+	Since    uint64  `json:"since,omitempty"` // Node.Since
 }
 
 func credNodes(m *Map) []credNode {
 	out := make([]credNode, len(m.Nodes))
 	for i, n := range m.Nodes {
 		out[i] = credNode{ID: n.Addr, Weight: n.Weight, Draining: m.Draining[n.Addr], Joining: m.Joining[n.Addr],
-			Dead: m.Dead[n.Addr] || m.Suspect[n.Addr]}
+			Dead: m.Dead[n.Addr] || m.Suspect[n.Addr], Since: n.Since}
+	}
+	return out
+}
+
+func credLostNodes(m *Map) []credLost {
+	var out []credLost
+	for _, l := range m.Lost {
+		out = append(out, credLost{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
 	}
 	return out
 }
@@ -83,7 +102,7 @@ func credNodes(m *Map) []credNode {
 func (c *credential) credMap() Map {
 	m := Map{Job: c.Job, Token: c.Token, Tier: c.Tier, Epoch: c.Epoch, Nodes: make([]Node, len(c.Nodes))}
 	for i, n := range c.Nodes {
-		m.Nodes[i] = Node{Addr: n.ID, Weight: n.Weight}
+		m.Nodes[i] = Node{Addr: n.ID, Weight: n.Weight, Since: n.Since}
 		if n.Draining {
 			if m.Draining == nil {
 				m.Draining = map[string]bool{}
@@ -103,6 +122,9 @@ func (c *credential) credMap() Map {
 			m.Suspect[n.ID] = true
 		}
 	}
+	for _, l := range c.Lost {
+		m.Lost = append(m.Lost, LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
+	}
 	return m
 }
 
@@ -111,7 +133,7 @@ func (c *credential) credMap() Map {
 // the job's values.
 func (j *Job) Credential() string {
 	m := j.snapshot()
-	b, _ := json.Marshal(credential{Job: m.Job, Token: m.Token, Tier: m.Tier, Epoch: m.Epoch, Nodes: credNodes(&m)})
+	b, _ := json.Marshal(credential{Job: m.Job, Token: m.Token, Tier: m.Tier, Epoch: m.Epoch, Nodes: credNodes(&m), Lost: credLostNodes(&m)})
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -195,6 +217,9 @@ func decodeCredential(cred string) (credential, error) {
 	}
 	if c.Job == "" || len(c.Nodes) == 0 {
 		return c, fmt.Errorf("pocket: credential names no job or no node")
+	}
+	if len(c.Lost) > wire.MaxLostNodes {
+		return c, fmt.Errorf("pocket: credential names %d lost nodes, over the limit of %d", len(c.Lost), wire.MaxLostNodes)
 	}
 	return c, nil
 }

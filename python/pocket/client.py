@@ -312,8 +312,11 @@ def _decode_credential(cred: str) -> tuple[wire.PlacementMap, frozenset[str]]:
         c = json.loads(base64.urlsafe_b64decode(cred + "=" * (-len(cred) % 4)))
         nodes = [_cred_node(n) for n in c["nodes"]]
         suspect = frozenset(n["ID"] for n in c["nodes"] if n.get("dead"))
+        lost = [wire.LostNode(str(n["addr"]), float(n["weight"]), int(n["epoch"])) for n in c.get("lost") or []]
+        if len(lost) > wire.MAX_LOST_NODES:
+            raise ValueError(f"{len(lost)} lost nodes, over the limit of {wire.MAX_LOST_NODES}")
         m = wire.PlacementMap(c["job"], int(c.get("tier") or wire.TIER_DRAM), int(c.get("epoch") or 0), nodes,
-                              base64.b64decode(c.get("token") or ""))
+                              base64.b64decode(c.get("token") or ""), lost=lost)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise errors.BadToken(f"credential: {e}") from None
     if not m.job or not nodes:
@@ -347,7 +350,7 @@ def _cred_node(n: dict) -> wire.MapNode:
     if n.get("draining") and n.get("joining"):
         raise ValueError(f"node {n['ID']!r} is both draining and joining")
     state = wire.NODE_DRAINING if n.get("draining") else wire.NODE_JOINING if n.get("joining") else wire.NODE_ACTIVE
-    return wire.MapNode(n["ID"], float(n["Weight"]), state)
+    return wire.MapNode(n["ID"], float(n["Weight"]), state, int(n.get("since") or 0))
 
 
 def _cred_nodes(m: wire.PlacementMap, suspect: frozenset[str] = frozenset()) -> list[dict]:
@@ -362,6 +365,8 @@ def _cred_nodes(m: wire.PlacementMap, suspect: frozenset[str] = frozenset()) -> 
             d["joining"] = True
         if n.state == wire.NODE_DEAD or n.addr in suspect:
             d["dead"] = True
+        if n.since:
+            d["since"] = n.since
         out.append(d)
     return out
 
@@ -713,10 +718,13 @@ class Job:
         Credential format): a secret that opens the job's values, including
         persisted ones after deregistration, with Client.open_credential.
         It carries which nodes of the map drain or join, so its reads route
-        as this Job's do (see _cred_node)."""
+        as this Job's do (see _cred_node), and the map's lost nodes, so a
+        key they held raises Lost through it too."""
         m = self._st.map
         c = {"job": m.job, "token": base64.b64encode(m.token).decode(), "tier": m.tier, "epoch": m.epoch,
              "nodes": _cred_nodes(m, self._suspect)}
+        if m.lost:
+            c["lost"] = [{"addr": n.addr, "weight": n.weight, "epoch": n.epoch} for n in m.lost]
         return base64.urlsafe_b64encode(json.dumps(c, separators=(",", ":")).encode()).decode().rstrip("=")
 
     def refresh(self) -> None:

@@ -265,3 +265,19 @@ def test_compat_deregister_after_a_drain(drain_cluster, monkeypatch):
         assert not missing, f"through {name}, {len(missing)} of {KEYS} lost: {missing[:3]}"
     pocket.close(p)
     pocket.close(q)
+
+
+def test_credential_keeps_lost_nodes(offline):
+    """A credential carries the map's lost nodes and each node's since
+    epoch, so a key a lost node held answers Lost through it too, as
+    through the job (the Go SDK's TestCredentialKeepsLostNodes); before,
+    they were dropped and such keys read NotFound."""
+    m = wire.PlacementMap("j-9", wire.TIER_DRAM, 9, [wire.MapNode(X, 1.0), wire.MapNode(Y, 1.0, since=7)], b"tok",
+                          lost=[wire.LostNode(Z, 1.0, 5)])
+    live = pclient.Job(offline, m)
+    opened = offline.open_credential(live.credential())
+    assert opened.map.lost == m.lost and [n.since for n in opened.map.nodes] == [0, 7]
+    keys = [f"k/{i}".encode() for i in range(300)]
+    owners = [live._st.lost_owner(k, 0) for k in keys]
+    assert sum(o is not None for o in owners) > 50
+    assert [opened._st.lost_owner(k, 0) for k in keys] == owners
