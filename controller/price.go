@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/pocketstore/pocket/internal/limited"
+	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -328,7 +329,8 @@ func noSpace(need Need, elig []TierOffer) error {
 	if need.LatencySensitive {
 		what = "DRAM (the job is latency-sensitive)"
 	}
-	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%.1f GiB) in %s; the largest, %s, has %d bytes (%.1f GiB) spare "+
+	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%s) in %s; the largest, %s, has %d bytes (%s) spare, %s short "+
 		"(its capacity less the jobs' allotments, or their use where larger) on %d active node(s): add nodes or %s",
-		need.Bytes, float64(need.Bytes)/(1<<30), what, big.Tier, big.SpareBytes, float64(big.SpareBytes)/(1<<30), big.Nodes, capacityAdvice(need))
+		need.Bytes, units.FormatSize(need.Bytes), what, big.Tier, big.SpareBytes, units.FormatSize(big.SpareBytes),
+		units.FormatSize(need.Bytes-big.SpareBytes), big.Nodes, capacityAdvice(need))
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -246,10 +247,10 @@ func noSpaceAt(name string, need Need, offers []TierOffer, most int) error {
 	if need.LatencySensitive {
 		what = "DRAM (the job is latency-sensitive)"
 	}
-	return wire.Errorf(wire.CodeNoSpace, "no tier can hold job %s: it needs %d bytes (%.1f GiB) in %s; "+
-		"%d nodes (the most the autoscaler runs) like the active ones would have %d bytes (%.1f GiB) of %s spare: "+
+	return wire.Errorf(wire.CodeNoSpace, "no tier can hold job %s: it needs %d bytes (%s) in %s; "+
+		"%d nodes (the most the autoscaler runs) like the active ones would have %d bytes (%s) of %s spare: "+
 		"%s, or raise the maximum (--max-nodes)",
-		name, need.Bytes, float64(need.Bytes)/(1<<30), what, most, big.SpareBytes, float64(big.SpareBytes)/(1<<30), big.Tier, capacityAdvice(need))
+		name, need.Bytes, units.FormatSize(need.Bytes), what, most, big.SpareBytes, units.FormatSize(big.SpareBytes), big.Tier, capacityAdvice(need))
 }
 
 // reserve refuses a job that the cluster could not serve at MaxNodes, and

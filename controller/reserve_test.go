@@ -151,7 +151,7 @@ func TestCapacityHintStartsNodes(t *testing.T) {
 	// At the maximum, a capacity the 4 nodes cannot hold beside big2 is
 	// refused, naming the need and the maximum.
 	_, err = r.c.RegisterJob("big3", wire.JobHints{CapacityBytes: 3 << 29})
-	if !errors.Is(err, wire.ErrNoSpace) || !strings.Contains(err.Error(), "it needs 1610612736 bytes (1.5 GiB) in any tier; 4 nodes") {
+	if !errors.Is(err, wire.ErrNoSpace) || !strings.Contains(err.Error(), "it needs 1610612736 bytes (1.5GiB) in any tier; 4 nodes") {
 		t.Fatalf("big3: %v; want no space at 4 nodes", err)
 	}
 	if r.active() != 4 {

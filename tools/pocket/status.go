@@ -445,7 +445,7 @@ func pricesPhrase(p pricesJSON) string {
 	if from == "" {
 		from = "the prices"
 	}
-	return fmt.Sprintf("%s (%g $ per GiB-hour of DRAM, %g of NVMe, %g per Gb/s-hour)", from, p.DRAMGiBHour, p.NVMeGiBHour, p.GbpsHour)
+	return fmt.Sprintf("%s (%.4g $ per GiB-hour of DRAM, %.4g of NVMe, %.4g per Gb/s-hour)", from, p.DRAMGiBHour, p.NVMeGiBHour, p.GbpsHour)
 }
 
 // moving reports whether values move between the nodes of a job's map:
