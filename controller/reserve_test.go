@@ -29,7 +29,7 @@ func TestRefusedRegistrationStartsNoNodes(t *testing.T) {
 		{"bandwidth just over", wire.JobHints{PeakMbps: 6401}, wire.CodeLimit, []string{"6400 Mb/s"}},
 		{"lambdas", wire.JobHints{Lambdas: 11}, wire.CodeLimit, []string{"6600 Mb/s", "6400 Mb/s"}},
 		{"both huge", wire.JobHints{PeakMbps: 1e9, CapacityBytes: 1 << 60}, wire.CodeLimit, nil},
-		{"capacity", wire.JobHints{CapacityBytes: 9 << 30}, wire.CodeNoSpace, []string{"8 nodes", "8589934592 bytes (8.0 GiB) of dram spare", "--max-nodes"}},
+		{"capacity", wire.JobHints{CapacityBytes: 9 << 30}, wire.CodeNoSpace, []string{"8 nodes", "8589934592 bytes (8GiB) of dram spare", "--max-nodes"}},
 		{"latency-sensitive, no DRAM big enough", wire.JobHints{CapacityBytes: 9 << 30, LatencySensitive: true}, wire.CodeNoSpace, []string{"latency-sensitive"}},
 	}
 	for _, tc := range cases {

@@ -94,7 +94,7 @@ func TestCheckHintsTierRule(t *testing.T) {
 	if err != nil || !errors.Is(f.refused, wire.ErrNoSpace) {
 		t.Fatalf("95 GiB beside 10 GiB used: %+v, %v; want a no-space refusal", f, err)
 	}
-	if ex := hintExcesses(h, f); len(ex) != 0 || !strings.Contains(wire.ErrorOf(f.refused).Msg, "90.0 GiB") {
+	if ex := hintExcesses(h, f); len(ex) != 0 || !strings.Contains(wire.ErrorOf(f.refused).Msg, "(90GiB) spare") {
 		t.Fatalf("excesses %q, refusal %v; want none, and the refusal naming the largest tier's spare", ex, f.refused)
 	}
 }
