@@ -140,18 +140,11 @@ func TestScansLeaveTheLoopFree(t *testing.T) {
 	}
 }
 
-// The lane holds at most lanePerConn requests of a connection,
-// lanePerJob of a job and laneQueue in all, answering the rest busy at
-// once; it runs the jobs in turn, one request each, and drops the
-// requests of a connection that closed. On the old lane (first come,
-// first served, 64 in all) the first 16 scans after the held one were all
-// job a's, and a closed connection's scans ran.
-func TestLaneBoundsAndTurns(t *testing.T) {
-	n, entered, release, scanned := laneNode(t)
-	replies := make(chan error, 1024)
-	// send sends k listings of job on a new connection and reads their
-	// replies in the background.
-	send := func(job string, k int) *client.Conn {
+// lister returns a function that sends k listings of job on a new
+// connection to n and puts their replies' errors on replies in the
+// background, until the connection closes.
+func lister(t *testing.T, n *Node, replies chan<- error) func(job string, k int) *client.Conn {
+	return func(job string, k int) *client.Conn {
 		c := dial(t, n, job)
 		for i := 0; i < k; i++ {
 			if _, err := c.Send(wire.OpList, 0, &wire.Request{Job: []byte(job)}, nil); err != nil {
@@ -172,6 +165,18 @@ func TestLaneBoundsAndTurns(t *testing.T) {
 		}()
 		return c
 	}
+}
+
+// The lane holds at most lanePerConn requests of a connection,
+// lanePerJob of a job and laneQueue in all, answering the rest busy at
+// once; it runs the jobs in turn, one request each, and drops the
+// requests of a connection that closed. On the old lane (first come,
+// first served, 64 in all) the first 16 scans after the held one were all
+// job a's, and a closed connection's scans ran.
+func TestLaneBoundsAndTurns(t *testing.T) {
+	n, entered, release, scanned := laneNode(t)
+	replies := make(chan error, 1024)
+	send := lister(t, n, replies)
 	send("slow", 1)
 	<-entered // the lane is inside the first listing; its queue is empty
 	// A connection that closes with its requests waiting: dropped unrun.
@@ -241,26 +246,7 @@ func TestLaneBoundsAndTurns(t *testing.T) {
 func TestLaneTakesAJobPastAFullQueue(t *testing.T) {
 	n, entered, release, scanned := laneNode(t)
 	replies := make(chan error, 1024)
-	send := func(job string, k int) {
-		c := dial(t, n, job)
-		for i := 0; i < k; i++ {
-			if _, err := c.Send(wire.OpList, 0, &wire.Request{Job: []byte(job)}, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := c.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			for i := 0; i < k; i++ {
-				r, err := c.Recv()
-				if err != nil {
-					return
-				}
-				replies <- r.Err()
-			}
-		}()
-	}
+	send := lister(t, n, replies)
 	send("slow", 1)
 	<-entered
 	for j := 0; j < laneQueue/lanePerJob; j++ {

@@ -93,7 +93,7 @@ func credNodes(m *Map) []credNode {
 func credLostNodes(m *Map) []credLost {
 	var out []credLost
 	for _, l := range m.Lost {
-		out = append(out, credLost{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
+		out = append(out, credLost(l))
 	}
 	return out
 }
@@ -123,7 +123,7 @@ func (c *credential) credMap() Map {
 		}
 	}
 	for _, l := range c.Lost {
-		m.Lost = append(m.Lost, LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
+		m.Lost = append(m.Lost, LostNode(l))
 	}
 	return m
 }
