@@ -146,10 +146,11 @@ def test_lost_keys_of_nodes_that_joined_later():
 
 def test_puts_wait_out_a_nodes_bound_on_unfinished_puts(helper_cluster):
     """A node holds one job's puts still arriving to a quarter of its DRAM
-    tier (16 MiB of the helper's 64 MiB) and refuses a put past it busy,
-    storing nothing. With an announced 16 MiB put of the job held open on
-    every node, a value and a chunked object put by the client wait the
-    refusals out and are stored once the announcements close; before,
+    tier (16 MiB of the helper's 64 MiB) once the tier is half full, and
+    refuses a put past it busy, storing nothing. With an announced 40 MiB
+    put of the job held open on every node (a job's only unfinished put is
+    never refused), a value and a chunked object put by the client wait
+    the refusals out and are stored once the announcements close; before,
     the client raised Busy."""
     import socket
     import threading
@@ -163,7 +164,7 @@ def test_puts_wait_out_a_nodes_bound_on_unfinished_puts(helper_cluster):
             host, port = n.addr.rsplit(":", 1)
             s = socket.create_connection((host, int(port)))
             meta = wire.encode_request(st.job, b"held", st.map.token, st.map.epoch)
-            s.sendall(wire.pack_header(wire.OP_PUT, 0, 1, len(meta), 16 << 20) + meta + b"\0")
+            s.sendall(wire.pack_header(wire.OP_PUT, 0, 1, len(meta), 40 << 20) + meta + b"\0")
             socks.append(s)
         time.sleep(0.2)  # the nodes have taken the announcements
         timer = threading.Timer(1.0, lambda: [s.close() for s in socks])
