@@ -438,6 +438,9 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 	}
 	for _, j := range jobs {
 		if lost && c.loseNodeLocked(j, n.addr) {
+			// The values it had not moved are gone: the node that took
+			// its share holds what it will hold from the loss's epoch.
+			c.settleDrainedLocked(j, j.nodes, j.epoch)
 			continue
 		}
 		j.lostOne()
@@ -447,7 +450,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 				kept = append(kept, mn)
 			}
 		}
-		settleDrainedInto(j, kept)
+		c.settleDrainedLocked(j, kept, j.epoch+1) // the epoch bumpLocked publishes below
 		c.renormalizeLocked(j, kept)
 		c.bumpLocked(j)
 	}
@@ -457,17 +460,22 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 	c.cfg.Logger.Info("controller: node retired", "node", n.addr, "why", why)
 }
 
-// settleDrainedInto gives the nodes of kept that took a draining node's
-// share (adoptOrphansLocked: Since wire.SinceNotYet) the epoch at which
-// that node leaves j's map, the next one (bumpLocked), except the node
-// joining by j's own change, which its change's end settles
-// (finishMoveLocked). A node that took the share of one of two nodes
-// draining at once is settled when the first of them leaves.
-func settleDrainedInto(j *job, kept []wire.MapNode) {
-	for i := range kept {
-		joining := j.move != nil && j.move.role == wire.NodeJoining && j.move.addr == kept[i].Addr
-		if kept[i].Since == wire.SinceNotYet && !joining {
-			kept[i].Since = j.epoch + 1
+// settleDrainedLocked gives the nodes of j's map nodes (the map being
+// made as a draining node leaves it, retired or lost) that took a draining
+// node's share (adoptOrphansLocked: Since wire.SinceNotYet) the epoch
+// from which they hold it, once no node of nodes still drains from the
+// cluster; the node joining by j's own change is its change's end's to
+// settle (finishMoveLocked).
+func (c *Controller) settleDrainedLocked(j *job, nodes []wire.MapNode, epoch uint64) {
+	for _, mn := range nodes {
+		if n, ok := c.nodes[mn.Addr]; ok && n.state == wire.NodeDraining {
+			return
+		}
+	}
+	for i := range nodes {
+		joining := j.move != nil && j.move.role == wire.NodeJoining && j.move.addr == nodes[i].Addr
+		if nodes[i].Since == wire.SinceNotYet && !joining {
+			nodes[i].Since = epoch
 		}
 	}
 }

@@ -121,3 +121,38 @@ func TestSinceMarksWhoHeldWhatTheLostNodeHeld(t *testing.T) {
 		t.Fatalf("%d of 3000 keys on the lost node: the test proves nothing", lostKeys)
 	}
 }
+
+// A node given to a job to take the share of its only node, which drains,
+// holds that share from the drain's end, or from the draining node's loss
+// when it dies first (its unmoved values are gone): Since is SinceNotYet
+// until then, and the loss's epoch after. On the old code a node that
+// took a lost draining node's share was never settled, and the lost check
+// left it out for every later loss.
+func TestSinceOfANodeTakingADrainingNodesShare(t *testing.T) {
+	c := deadTest(t, time.Hour)
+	a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
+	mustRegister(t, c, a)
+	m, err := c.RegisterJob("j", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	mustRegister(t, c, b)
+	if _, err := c.Drain(a.Addr, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	m1, _ := c.GetMap(m.Job, m.Token)
+	if s := sinceOf(t, m1, b.Addr); s != wire.SinceNotYet {
+		t.Fatalf("the node taking the draining node's share: Since %d, want SinceNotYet", s)
+	}
+	if err := c.SetNodeState(a.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	c.drainTick(time.Now())
+	m2, _ := c.GetMap(m.Job, m.Token)
+	if len(m2.Lost) != 1 || m2.Lost[0].Addr != a.Addr {
+		t.Fatalf("lost nodes %+v, want %s", m2.Lost, a.Addr)
+	}
+	if s := sinceOf(t, m2, b.Addr); s != m2.Lost[0].Epoch {
+		t.Fatalf("Since %d once the draining node was lost at epoch %d, want that epoch", s, m2.Lost[0].Epoch)
+	}
+}
