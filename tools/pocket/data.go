@@ -23,7 +23,7 @@ func init() {
 	register("put", "JOBID KEY FILE|-", "store a file (or - for stdin) under a key", runPut)
 	register("get", "JOBID KEY [FILE|-]", "read a key into a file (default stdout)", runGet)
 	register("ls", "JOBID [PREFIX]", "list a job's keys that start with PREFIX (a string prefix: a lists ab too; a/ lists what is under a/), one a line; exit 3 with a note when a node of the job is dead or lost (its keys are missing)", runLs)
-	register("rm", "JOBID [KEY]", "delete KEY (every key of the job: --all, without KEY) and, recursively, every key under KEY/ (not ab for a); prints the count; exit 1 when nothing was there, 3 when a node of the job is dead (its keys stay)", runRm)
+	register("rm", "JOBID [KEY]", "delete KEY (every key of the job: --all, without KEY) and, recursively, every key under KEY/ (not ab for a); prints the count; exit 1 when a named KEY held nothing (0 for --all on an empty job), 3 when a node of the job is dead (its keys stay)", runRm)
 }
 
 // dataCmd parses the common flags of the data commands and opens the job.

@@ -27,7 +27,9 @@ func init() {
 const statusHelp = `Nodes: USED is each tier's bytes as the node last reported them ("-" for a
 dead node, whose values went with it, and for one not heard from since the
 controller started); TIER Mb/s the tier's bandwidth as the node measured it;
-RX/TX its traffic; JOBS the jobs placed on it. Lines below the table say what
+RX/TX its traffic; CPU the busy share of its host's CPUs, averaged over them
+(the whole host's: other processes on it count, and nodes sharing a host
+show the same figure); JOBS the jobs placed on it. Lines below the table say what
 a node keeps of ended jobs (persist-after-job values, with the jobs' ids),
 how a drain goes, and the block devices' p99 latency, one line per node.
 
