@@ -156,6 +156,9 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 			scaleLost(lost, lostDominance/lsum)
 		}
 	}
+	// A node that took a draining node's share holds what it will hold
+	// from the loss's epoch once no node drains (the lost one may have).
+	c.settleDrainedLocked(j, kept, j.epoch+1)
 	c.setLostLocked(j, lost)
 	c.placeLocked(j, kept)
 	c.bumpLocked(j)

@@ -438,9 +438,6 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 	}
 	for _, j := range jobs {
 		if lost && c.loseNodeLocked(j, n.addr) {
-			// The values it had not moved are gone: the node that took
-			// its share holds what it will hold from the loss's epoch.
-			c.settleDrainedLocked(j, j.nodes, j.epoch)
 			continue
 		}
 		j.lostOne()
@@ -461,7 +458,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 }
 
 // settleDrainedLocked gives the nodes of j's map nodes (the map being
-// made as a draining node leaves it, retired or lost) that took a draining
+// made as a node leaves it, retired or lost) that took a draining
 // node's share (adoptOrphansLocked: Since wire.SinceNotYet) the epoch
 // from which they hold it, once no node of nodes still drains from the
 // cluster; the node joining by j's own change is its change's end's to
