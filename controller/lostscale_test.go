@@ -37,16 +37,7 @@ func TestLostWeightsFollowMapChanges(t *testing.T) {
 		t.Fatalf("map after the grow: %+v", m)
 	}
 	// a dies and is lost: {b .5, x .5}, lost {a .5}.
-	if err := c.SetNodeState(a, wire.NodeDead); err != nil {
-		t.Fatal(err)
-	}
-	sweepPastGrace(c)
-	r.beat(b, nil)
-	r.beat(x, nil)
-	m1 := r.mapOf(m0)
-	if len(m1.Lost) != 1 || m1.Lost[0].Addr != a {
-		t.Fatalf("map after a was lost: %+v", m1)
-	}
+	m1 := r.lose(m0, a, b, x)
 	before := owners(mapPlacement(m1, true), 3000)
 	// Shrink x, and end the change: {b 1}; a must keep its keys.
 	if err := c.ShrinkJob(m0.Job, x); err != nil {

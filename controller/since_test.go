@@ -10,6 +10,25 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
+// lose marks addr dead past the grace, heartbeats from the survivors and
+// returns the job's map, failing the test unless addr is its only lost
+// node.
+func (r *elasticRig) lose(m0 *wire.PlacementMap, addr string, survivors ...string) *wire.PlacementMap {
+	r.t.Helper()
+	if err := r.c.SetNodeState(addr, wire.NodeDead); err != nil {
+		r.t.Fatal(err)
+	}
+	sweepPastGrace(r.c)
+	for _, s := range survivors {
+		r.beat(s, nil)
+	}
+	m := r.mapOf(m0)
+	if len(m.Lost) != 1 || m.Lost[0].Addr != addr {
+		r.t.Fatalf("map after %s was lost: %+v", addr, m)
+	}
+	return m
+}
+
 // sinceOf returns addr's Since in m.
 func sinceOf(t *testing.T, m *wire.PlacementMap, addr string) uint64 {
 	t.Helper()
@@ -72,16 +91,7 @@ func TestSinceMarksWhoHeldWhatTheLostNodeHeld(t *testing.T) {
 		t.Fatalf("joining node's Since %d, want SinceNotYet", s)
 	}
 	// a dies and is lost while x joins; then the change ends.
-	if err := c.SetNodeState(a, wire.NodeDead); err != nil {
-		t.Fatal(err)
-	}
-	sweepPastGrace(c)
-	r.beat(b, nil)
-	r.beat(x, nil)
-	m1 := r.mapOf(m0)
-	if len(m1.Lost) != 1 || m1.Lost[0].Addr != a {
-		t.Fatalf("map after a was lost: %+v", m1)
-	}
+	m1 := r.lose(m0, a, b, x)
 	lostAt := m1.Lost[0].Epoch
 	r.beat(b, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch}})
 	r.beat(x, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch}})
