@@ -204,6 +204,8 @@ var (
 	descConns    = prometheus.NewDesc(metrics.NodeConnections, "Open client connections.", nil, nil)
 	descAccepted = prometheus.NewDesc(metrics.NodeConnectionsAccepted, "Client connections accepted.", nil, nil)
 	descRefused  = prometheus.NewDesc(metrics.NodeConnectionsRefused, "Client connections closed at once over a limit, by limit.", []string{"limit"}, nil)
+	descUnread   = prometheus.NewDesc(metrics.NodeUnreadReplyBytes, "Reply bytes queued on client connections, not yet taken by their clients.", nil, nil)
+	descPaused   = prometheus.NewDesc(metrics.NodeConnectionsPaused, "Times a client connection stopped being read while its replies went unread, by limit.", []string{"limit"}, nil)
 	descUsed     = prometheus.NewDesc(metrics.NodeTierUsed, "Bytes in use in each storage tier.", []string{"tier"}, nil)
 	descCapacity = prometheus.NewDesc(metrics.NodeTierCapacity, "Capacity of each storage tier.", []string{"tier"}, nil)
 	descValues   = prometheus.NewDesc(metrics.NodeTierValues, "Values stored in each storage tier.", []string{"tier"}, nil)
@@ -212,7 +214,7 @@ var (
 // Describe implements prometheus.Collector.
 func (nc *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descLatency, descBytesIn, descBytesOut, descConns,
-		descAccepted, descRefused, descUsed, descCapacity, descValues} {
+		descAccepted, descRefused, descUnread, descPaused, descUsed, descCapacity, descValues} {
 		ch <- d
 	}
 }
@@ -235,6 +237,9 @@ func (nc *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descAccepted, st.Net.Accepted)
 	counter(descRefused, st.Net.Refused, "MaxConns")
 	counter(descRefused, st.Net.RefusedPerPeer, "MaxConnsPerPeer")
+	gauge(descUnread, st.Net.Queued)
+	counter(descPaused, st.Net.Paused, "MaxOutbound")
+	counter(descPaused, st.Net.PausedTotal, "MaxOutboundTotal")
 	for _, t := range n.Tiers() {
 		u, kind := t.Usage(), t.Kind().String()
 		gauge(descUsed, u.Used, kind)

@@ -81,7 +81,8 @@ type Conn struct {
 	dirty    bool   // on loop.dirty for this pass
 	closing  bool   // Close was called or OnData failed; closes at flush
 	closed   bool
-	paused   bool // not reading: queued output is over MaxOutbound
+	paused   bool // not reading: queued output is over MaxOutbound, or over OutboundFloor with the server's total over MaxOutboundTotal
+	counted  int  // Pending() as last added to the server's total
 	noFlush  bool // the socket failed: do not try to flush on close
 	closeErr error
 }
@@ -271,10 +272,10 @@ func (l *Loop) onReadable(c *Conn) {
 			return
 		}
 		budget -= n
-		if n < want || c.Pending() > l.cfg.MaxOutbound {
+		if n < want || l.overOutbound(c) {
 			// A short read means the socket is drained; level-triggered
-			// epoll reports it again if more arrives. Over MaxOutbound the
-			// flush pauses reading.
+			// epoll reports it again if more arrives. Over the outbound
+			// bounds the flush pauses reading.
 			return
 		}
 	}
@@ -515,14 +516,51 @@ func (l *Loop) writev(fd, cnt, total int) (int, error) {
 	}
 }
 
-// updateInterest pauses or resumes reading c by its queued output and
-// changes its epoll registration only when that differs.
+// overOutbound reports whether c has more output queued than the
+// outbound bounds let a connection that is read have.
+func (l *Loop) overOutbound(c *Conn) bool {
+	return c.Pending() > l.cfg.MaxOutbound || l.overTotal(c)
+}
+
+// overTotal reports whether the server's queued output is over
+// MaxOutboundTotal and c holds more than OutboundFloor of it.
+func (l *Loop) overTotal(c *Conn) bool {
+	bound := l.cfg.MaxOutboundTotal
+	return bound > 0 && c.Pending() > OutboundFloor && l.srv.queued.Load() > int64(bound)
+}
+
+// overHalfTotal reports whether the server's queued output is over half
+// of MaxOutboundTotal.
+func (l *Loop) overHalfTotal() bool {
+	bound := l.cfg.MaxOutboundTotal
+	return bound > 0 && l.srv.queued.Load() > int64(bound/2)
+}
+
+// countQueued brings c's share of the server's queued-output total up to
+// date: an atomic add only when c's queue changed since it was last
+// counted, which a connection whose replies leave whole each pass never
+// does.
+func (l *Loop) countQueued(c *Conn) {
+	if d := c.Pending() - c.counted; d != 0 {
+		c.counted += d
+		l.srv.queued.Add(int64(d))
+	}
+}
+
+// updateInterest counts c's queued output into the server's total,
+// pauses or resumes reading c by the outbound bounds and changes its epoll
+// registration only when that differs.
 func (l *Loop) updateInterest(c *Conn) {
+	l.countQueued(c)
 	switch {
 	case !c.paused && c.Pending() > l.cfg.MaxOutbound:
 		c.paused = true
 		l.stats.paused.Add(1)
-	case c.paused && c.Pending() <= l.cfg.MaxOutbound/2:
+	case !c.paused && l.overTotal(c):
+		c.paused = true
+		l.stats.pausedTotal.Add(1)
+	case c.paused && c.Pending() <= l.cfg.MaxOutbound/2 &&
+		(c.Pending() <= OutboundFloor || !l.overHalfTotal()):
 		c.paused = false
 	}
 	var want uint32
@@ -573,6 +611,8 @@ func (l *Loop) closeConn(c *Conn, err error) {
 	}
 	c.out.drop(&l.pool)
 	c.side.drop(&l.pool)
+	l.srv.queued.Add(int64(-c.counted))
+	c.counted = 0
 	if c.in != nil {
 		l.pool.put(c.in)
 		c.in = nil

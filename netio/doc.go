@@ -75,7 +75,13 @@
 // When a connection's queued output passes Config.MaxOutbound the loop
 // stops reading it (EPOLLIN off) and resumes when half has drained, so a
 // client that never reads its responses costs at most MaxOutbound plus
-// what one pass produced, while the others are served. A connection whose
+// what one pass produced, while the others are served. The output queued
+// on all connections together is bounded too (Config.MaxOutboundTotal,
+// 64 MiB): while it is over, a connection with more than OutboundFloor
+// (64 KiB) queued is not read until its own queue is down to that or the
+// total to half. A client that reads its replies soon drains below the
+// floor and goes on; 40 that read nothing, each under MaxOutbound, no
+// longer hold 40 times it. A connection whose
 // unconsumed input reaches Config.MaxInbound is closed with
 // ErrInboundLimit.
 //

@@ -103,6 +103,7 @@ type loopStats struct {
 	accepted, refused, closed      atomic.Uint64
 	bytesIn, bytesOut, reads, wvs  atomic.Uint64
 	passes, wakeups, tasks, paused atomic.Uint64
+	pausedTotal                    atomic.Uint64
 	refusedPeer, idleClosed        atomic.Uint64
 	writeTimeouts, acceptBackoffs  atomic.Uint64
 	slowSinks                      atomic.Uint64
@@ -123,6 +124,7 @@ func (s *loopStats) addTo(st *Stats) {
 	st.Wakeups += s.wakeups.Load()
 	st.Tasks += s.tasks.Load()
 	st.Paused += s.paused.Load()
+	st.PausedTotal += s.pausedTotal.Load()
 	st.RefusedPerPeer += s.refusedPeer.Load()
 	st.IdleClosed += s.idleClosed.Load()
 	st.WriteTimeouts += s.writeTimeouts.Load()

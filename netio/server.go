@@ -23,6 +23,7 @@ type Server struct {
 	peers  peerTable     // open connections by peer, for MaxConnsPerPeer
 
 	reserved atomic.Int64 // open reserve connections, for ReserveConns
+	queued   atomic.Int64 // output queued on all connections, for MaxOutboundTotal
 	rpeers   peerTable    // open reserve connections by peer (reserve.go)
 
 	closeOnce sync.Once
@@ -210,7 +211,7 @@ func (s *Server) Close() error {
 
 // Stats returns the server's counters, summed over its loops.
 func (s *Server) Stats() Stats {
-	st := Stats{Open: s.open.Load(), ReserveOpen: s.reserved.Load(), Nudges: s.nudged.Load()}
+	st := Stats{Open: s.open.Load(), ReserveOpen: s.reserved.Load(), Nudges: s.nudged.Load(), Queued: s.queued.Load()}
 	for _, l := range s.loops {
 		l.stats.addTo(&st)
 	}

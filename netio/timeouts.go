@@ -208,7 +208,9 @@ func (l *Loop) sweep(now int64) {
 // slowSink reports whether c's sink has taken fewer bytes than
 // Config.MinSinkRate allows since its grace ended. Time while c's reading
 // is paused counts too: the loop pauses a connection whose peer leaves
-// more than MaxOutbound of replies unread, so the peer holds the pause.
+// more than MaxOutbound of replies unread (or more than OutboundFloor while
+// the server's total is over MaxOutboundTotal), so the peer holds the
+// pause.
 // A hostile trial paused its connections on purpose (a GET of its own
 // 8 MiB value before each put header, read 64 KiB every 5 s, within
 // WriteTimeout) while the pace started over at every pause, and held 249

@@ -28,6 +28,13 @@ const (
 	// connections and those closed at once over a limit.
 	NodeConnectionsAccepted = "pocket_node_connections_accepted_total"
 	NodeConnectionsRefused  = "pocket_node_connections_refused_total"
+	// NodeUnreadReplyBytes is the reply bytes queued on the node's
+	// connections, unsent (their clients have not taken them);
+	// NodeConnectionsPaused counts the times a connection stopped being
+	// read over such replies, by limit ("MaxOutbound": its own,
+	// "MaxOutboundTotal": all connections', --max-unread).
+	NodeUnreadReplyBytes  = "pocket_node_unread_reply_bytes"
+	NodeConnectionsPaused = "pocket_node_connections_paused_total"
 	// NodeTierUsed and NodeTierCapacity are each tier's bytes, by tier
 	// ("dram", "nvme").
 	NodeTierUsed     = "pocket_node_tier_used_bytes"

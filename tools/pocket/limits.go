@@ -9,6 +9,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -92,13 +93,14 @@ type nodeLimits struct {
 	writeTimeout    time.Duration
 	maxConnsPerPeer int
 	minPutRate      string          // bytes a second, with units (units.ParseSize), "/s" allowed
+	maxUnread       string          // bytes, with units
 	set             map[string]bool // the flags given
 	prefix          string          // the flags' names after it (bind)
 }
 
 // nodeLimitFlags names each node limit flag; `pocket up` adds prefix to
 // them and hands them to its nodes under these names.
-var nodeLimitFlags = []string{"idle-timeout", "write-timeout", "max-conns-per-peer", "min-put-rate"}
+var nodeLimitFlags = []string{"idle-timeout", "write-timeout", "max-conns-per-peer", "min-put-rate", "max-unread"}
 
 // bind adds the node's limit flags to fs, their names after prefix.
 func (l *nodeLimits) bind(fs *flag.FlagSet, prefix, who string) {
@@ -107,6 +109,7 @@ func (l *nodeLimits) bind(fs *flag.FlagSet, prefix, who string) {
 	fs.DurationVar(&l.writeTimeout, prefix+"write-timeout", netio.DefaultWriteTimeout, who+"reset a data connection whose peer takes none of its replies for this long (0: never)")
 	fs.IntVar(&l.maxConnsPerPeer, prefix+"max-conns-per-peer", netio.DefaultMaxConnsPerPeer, who+"most data connections from one IPv4 address or IPv6 /64; more are closed at accept (0: no limit)")
 	fs.StringVar(&l.minPutRate, prefix+"min-put-rate", "256KiB/s", who+"slowest a put's payload may arrive, in bytes a second (256KiB or 256KiB/s), once its first 5 s have passed; a slower connection is closed and its put's reserved space freed (0: no minimum)")
+	fs.StringVar(&l.maxUnread, prefix+"max-unread", "64MiB", who+"most reply bytes all data connections together may leave queued unread; past it a connection holding over 64KiB of them is not read until it takes its replies (0: no bound; each connection is still bounded at 4MiB)")
 }
 
 // visited records which of the node limit flags (after prefix) were given.
@@ -143,6 +146,17 @@ func (l *nodeLimits) apply(cfg *netio.Config) error {
 				break
 			}
 			err = orOff(name, rate, &cfg.MinSinkRate)
+		case "max-unread":
+			var size int64
+			if size, err = units.ParseSize(l.maxUnread); err != nil {
+				err = fmt.Errorf("--%s %q: %w", name, l.maxUnread, err)
+				break
+			}
+			if size > math.MaxInt32 {
+				err = fmt.Errorf("--%s %q: at most 2GiB", name, l.maxUnread)
+				break
+			}
+			err = orOff(name, int(size), &cfg.MaxOutboundTotal)
 		}
 		if err != nil {
 			return err
@@ -168,6 +182,8 @@ func (l *nodeLimits) args() []string {
 			v = strconv.Itoa(l.maxConnsPerPeer)
 		case "min-put-rate":
 			v = l.minPutRate
+		case "max-unread":
+			v = l.maxUnread
 		}
 		out = append(out, "--"+n, v)
 	}

@@ -232,11 +232,11 @@ func TestNodeLimitFlags(t *testing.T) {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	var l nodeLimits
 	l.bind(fs, "node-", "")
-	if err := fs.Parse([]string{"--node-idle-timeout", "3m", "--node-max-conns-per-peer", "0", "--node-min-put-rate", "1MiB"}); err != nil {
+	if err := fs.Parse([]string{"--node-idle-timeout", "3m", "--node-max-conns-per-peer", "0", "--node-min-put-rate", "1MiB", "--node-max-unread", "16MiB"}); err != nil {
 		t.Fatal(err)
 	}
 	l.visited(fs, "node-")
-	if got, want := l.args(), []string{"--idle-timeout", "3m0s", "--max-conns-per-peer", "0", "--min-put-rate", "1MiB"}; !slices.Equal(got, want) {
+	if got, want := l.args(), []string{"--idle-timeout", "3m0s", "--max-conns-per-peer", "0", "--min-put-rate", "1MiB", "--max-unread", "16MiB"}; !slices.Equal(got, want) {
 		t.Errorf("up passes its nodes %q, want %q", got, want)
 	}
 	// The node parses what up passes.
@@ -251,19 +251,24 @@ func TestNodeLimitFlags(t *testing.T) {
 	if err := n.apply(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.IdleTimeout != 3*time.Minute || cfg.MaxConnsPerPeer != -1 || cfg.WriteTimeout != 0 || cfg.MinSinkRate != 1<<20 {
+	if cfg.IdleTimeout != 3*time.Minute || cfg.MaxConnsPerPeer != -1 || cfg.WriteTimeout != 0 || cfg.MinSinkRate != 1<<20 || cfg.MaxOutboundTotal != 16<<20 {
 		t.Errorf("node config %+v", cfg)
 	}
-	for _, bad := range []string{"fast", "-1"} {
-		var b nodeLimits
-		bfs := flag.NewFlagSet("up", flag.ContinueOnError)
-		b.bind(bfs, "node-", "")
-		if err := bfs.Parse([]string{"--node-min-put-rate", bad}); err != nil {
-			t.Fatal(err)
-		}
-		b.visited(bfs, "node-")
-		if err := b.apply(&netio.Config{}); err == nil || !strings.Contains(err.Error(), "--node-min-put-rate") {
-			t.Errorf("--node-min-put-rate %s: %v, want refused by its name", bad, err)
+	for _, flagName := range []string{"node-min-put-rate", "node-max-unread"} {
+		for _, bad := range []string{"fast", "-1", "3GiB"} {
+			if bad == "3GiB" && flagName == "node-min-put-rate" {
+				continue // a rate may be that high
+			}
+			var b nodeLimits
+			bfs := flag.NewFlagSet("up", flag.ContinueOnError)
+			b.bind(bfs, "node-", "")
+			if err := bfs.Parse([]string{"--" + flagName, bad}); err != nil {
+				t.Fatal(err)
+			}
+			b.visited(bfs, "node-")
+			if err := b.apply(&netio.Config{}); err == nil || !strings.Contains(err.Error(), "--"+flagName) {
+				t.Errorf("--%s %s: %v, want refused by its name", flagName, bad, err)
+			}
 		}
 	}
 	var r nodeLimits

@@ -1,0 +1,77 @@
+package netio
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestSlowReadersBoundedTogether: eight clients send echo frames and read
+// nothing, each staying under its own MaxOutbound. The output queued on
+// all of them together stops near MaxOutboundTotal instead of eight times
+// MaxOutbound (a hostile trial took a node's heap to 300 MB that way);
+// another client is still served, and a paused client that starts
+// reading is read again while the others keep the total over the bound.
+// Without the total bound the queue reached 8 x 4 MiB here.
+func TestSlowReadersBoundedTogether(t *testing.T) {
+	const conns, bound = 8, 1 << 20
+	s := start(t, Config{Loops: 2, MaxOutbound: 4 << 20, MaxOutboundTotal: bound}, newEcho())
+	f := frame(pattern(16<<10, 5))
+	slow := make([]net.Conn, conns)
+	for i := range slow {
+		slow[i] = dial(t, s)
+		go func(c net.Conn) {
+			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			for {
+				if _, err := c.Write(f); err != nil {
+					return
+				}
+			}
+		}(slow[i])
+	}
+	settle(t, s)
+	st := s.Stats()
+	// Past the bound each connection may still add what one pass reads
+	// and answers, over the floor it is allowed to keep.
+	limit := int64(bound + conns*(DefaultMaxReadPerPass+OutboundFloor+2*len(f)))
+	if st.Queued <= bound || st.Queued > limit {
+		t.Errorf("queued output %d bytes over %d connections, want in (%d, %d]", st.Queued, conns, bound, limit)
+	}
+	if st.PausedTotal == 0 {
+		t.Error("no connection was paused by MaxOutboundTotal")
+	}
+	fast := dial(t, s)
+	for i := range 20 {
+		g := frame(pattern(i*100, i))
+		roundTrip(t, fast, g, g)
+	}
+	// slow[0] starts reading: it drains below the floor and is read
+	// again, so its echo flows far past what was queued for it.
+	slow[0].SetReadDeadline(time.Now().Add(20 * time.Second))
+	if n, err := io.CopyN(io.Discard, slow[0], 16<<20); err != nil {
+		t.Fatalf("a paused client that reads got %d bytes, then %v", n, err)
+	}
+	for _, c := range slow {
+		c.Close()
+	}
+	waitFor(t, "the queued total back to zero", func() bool { return s.Stats().Queued == 0 })
+}
+
+// settle waits until the server has read nothing new for 300 ms.
+func settle(t *testing.T, s *Server) {
+	t.Helper()
+	last, still := s.Stats().BytesIn, 0
+	deadline := time.Now().Add(15 * time.Second)
+	for still < 6 {
+		if time.Now().After(deadline) {
+			t.Fatal("the server kept reading for 15 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+		if in := s.Stats().BytesIn; in != last {
+			last, still = in, 0
+			continue
+		}
+		still++
+	}
+}
