@@ -378,6 +378,22 @@
 //     (vmstat) with the device's queue at 10 and 0.25 ms a read
 //     (/proc/diskstats). Four event loops on the 2 cores instead of two:
 //     0.95-0.99x of the GETs/s, with more CPU per GET in both processes.
+//   - Reaping at the end of the loop's pass (tried, not kept): each event
+//     loop reaped the shared ring's completion queue when its pass ended
+//     (a hook in netio, Device.Poll here) and answered what it found, with
+//     the ring's eventfd signal off while a loop runs and no goroutine
+//     waits in Do (with only the first rule both loops once blocked in
+//     Do's wait with the signal off: a deadlock). perf/nvme-node-compare.sh
+//     CELLS=4k, 3 rounds (AMD host): reaping alone 1.06x (0.98-1.11) of the
+//     GETs/s, with the signal off 1.07x (1.00-1.14) and 0.87x the node's
+//     CPU per GET; run again 1.02x (0.94-1.10), and with posts skipping the
+//     eventfd wake while the loop is awake 0.98x. The cell stayed at
+//     0.59-0.62x of fio's QD32 IOPS. Read completions come back as
+//     task_work (TWA_SIGNAL) on the submitting thread; the ring's
+//     COOP_TASKRUN, which would defer them, is unsafe when Go moves the
+//     ring's users between threads. In these runs the node spent 16-23 us
+//     of CPU per GET, 0.5 context switches and 0.17 sysmon sleeps per GET,
+//     with 27 % of the CPU idle.
 //
 // # Buffer lifetimes
 //
