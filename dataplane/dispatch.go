@@ -86,6 +86,11 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 	n.prefetch(c, in)
 	done := 0
 	for {
+		if c.Backlogged() {
+			// The client has not taken what it was sent: answer no more
+			// of its requests until it has (netio presents the rest again).
+			return done, nil
+		}
 		b := in[done:]
 		h, err := wire.ParseHeader(b, &n.lim)
 		if errors.Is(err, wire.ErrShortHeader) {

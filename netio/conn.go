@@ -16,7 +16,10 @@ type Handler interface {
 	OnOpen(c *Conn)
 	// OnData gets in, all bytes received and not yet consumed, and returns
 	// how many it consumed from the front. It should consume every complete
-	// frame in one call (many pipelined requests arrive in one read).
+	// frame in one call (many pipelined requests arrive in one read),
+	// except that it may stop before a frame while Conn.Backlogged: the
+	// rest is presented again once the connection's output has drained,
+	// whether or not more bytes arrive.
 	//
 	// in is valid only during the call: it may be the loop's shared read
 	// buffer. Unconsumed bytes are moved to a per-connection buffer and
@@ -82,6 +85,7 @@ type Conn struct {
 	closing  bool   // Close was called or OnData failed; closes at flush
 	closed   bool
 	paused   bool // not reading: queued output is over MaxOutbound, or over OutboundFloor with the server's total over MaxOutboundTotal
+	stalled  bool // OnData left input while Backlogged: present it again once the output drains
 	counted  int  // Pending() as last added to the server's total
 	noFlush  bool // the socket failed: do not try to flush on close
 	closeErr error
@@ -105,6 +109,17 @@ func (c *Conn) Closed() bool { return c.closed || c.closing }
 
 // Pending returns the bytes queued for output and not yet sent.
 func (c *Conn) Pending() int { return c.out.pending + c.side.pending }
+
+// Backlogged reports whether c's queued output is over the outbound
+// bounds (Config.MaxOutbound, or OutboundFloor while the server's total is
+// over Config.MaxOutboundTotal): a handler should answer no more of c's
+// requests now. OnData may return before its next frame; the loop stops
+// reading c and presents the unconsumed bytes again once c's output has
+// drained (see updateInterest). Checked before each frame, it bounds what
+// a connection queues to the bounds plus one reply, where checking after
+// each read let one read of small requests for 16 KiB values queue tens
+// of megabytes.
+func (c *Conn) Backlogged() bool { return c.loop.overOutbound(c) }
 
 // Reserved reports whether c was opened on the reserve: over MaxConns or
 // MaxConnsPerPeer, within Config.ReserveConns. It lives at most
@@ -246,6 +261,9 @@ func (c *Conn) Post(f func(c *Conn)) { c.loop.enqueue(task{cf: f, c: c}) }
 // onReadable reads from c until the socket is drained, the pass budget
 // MaxReadPerPass is spent, or the connection stops (closing, paused).
 func (l *Loop) onReadable(c *Conn) {
+	if l.redeliver(c); c.stalled {
+		return // what was read before is not all taken: read no more yet
+	}
 	budget := l.cfg.MaxReadPerPass
 	for budget > 0 && !c.closing && !c.closed {
 		var n, want int
@@ -411,7 +429,25 @@ func (l *Loop) deliver(c *Conn, data []byte, shared bool) {
 		}
 		// The sink completed inside data: OnData gets the rest.
 	}
+	if len(data) > 0 && c.sink == nil && !c.closing && !c.closed && l.overOutbound(c) {
+		// OnData may have stopped before complete frames (Backlogged):
+		// the flush at the end of the pass pauses c or presents them again.
+		c.stalled = true
+		l.markDirty(c)
+	}
 	l.keep(c, data, shared)
+}
+
+// redeliver presents c's unconsumed input to OnData again, without a read,
+// when OnData stopped while c was Backlogged and c is no longer paused.
+func (l *Loop) redeliver(c *Conn) {
+	if !c.stalled || c.paused || c.closing || c.closed || c.sink != nil {
+		return
+	}
+	c.stalled = false
+	if len(c.in) > 0 {
+		l.deliver(c, c.in, false)
+	}
 }
 
 // fillSink copies already-received bytes from the front of *data into the
@@ -523,10 +559,17 @@ func (l *Loop) overOutbound(c *Conn) bool {
 }
 
 // overTotal reports whether the server's queued output is over
-// MaxOutboundTotal and c holds more than OutboundFloor of it.
+// MaxOutboundTotal and c holds more than OutboundFloor of it. A connection
+// over the floor counts its queue into the total first, so that within a
+// pass its own replies count before the flush does it (a connection under
+// the floor, whose replies mostly leave each pass, touches no atomic).
 func (l *Loop) overTotal(c *Conn) bool {
 	bound := l.cfg.MaxOutboundTotal
-	return bound > 0 && c.Pending() > OutboundFloor && l.srv.queued.Load() > int64(bound)
+	if bound <= 0 || c.Pending() <= OutboundFloor {
+		return false
+	}
+	l.countQueued(c)
+	return l.srv.queued.Load() > int64(bound)
 }
 
 // overHalfTotal reports whether the server's queued output is over half
@@ -562,6 +605,12 @@ func (l *Loop) updateInterest(c *Conn) {
 	case c.paused && c.Pending() <= l.cfg.MaxOutbound/2 &&
 		(c.Pending() <= OutboundFloor || !l.overHalfTotal()):
 		c.paused = false
+	}
+	if c.stalled && !c.paused {
+		// Input left by a Backlogged OnData goes to it again in the next
+		// pass even if the peer sends nothing more (it may be waiting
+		// for these replies).
+		l.enqueue(task{cf: l.redeliverFn, c: c})
 	}
 	var want uint32
 	if !c.paused {

@@ -81,7 +81,15 @@
 // (64 KiB) queued is not read until its own queue is down to that or the
 // total to half. A client that reads its replies soon drains below the
 // floor and goes on; 40 that read nothing, each under MaxOutbound, no
-// longer hold 40 times it. A connection whose
+// longer hold 40 times it.
+//
+// What one pass produces can be far more than MaxOutbound: a read of
+// 256 KiB holds thousands of small requests, and a reply to each may be
+// a 16 KiB copy. A handler that checks Conn.Backlogged before each frame
+// and stops there bounds a connection to the bounds plus one reply; the
+// loop then reads no more of that connection, and once its output has
+// drained presents the frames left in its buffer to OnData again, from a
+// posted task when no new bytes arrive to do it. A connection whose
 // unconsumed input reaches Config.MaxInbound is closed with
 // ErrInboundLimit.
 //

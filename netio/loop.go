@@ -49,6 +49,9 @@ type Loop struct {
 	lnfd int
 	tmfd int // timerfd: timeout sweeps and the end of an accept pause
 
+	// redeliverFn is l.redeliver, made once so posting it allocates no closure.
+	redeliverFn func(*Conn)
+
 	events  []unix.EpollEvent
 	evLeft  int     // events of this pass still to dispatch after the current one
 	conns   []*Conn // indexed by fd
@@ -141,6 +144,7 @@ func newLoop(s *Server, idx, lnfd int) (*Loop, error) {
 	l := &Loop{srv: s, idx: idx, cfg: s.cfg, h: s.h, epfd: -1, evfd: -1, lnfd: lnfd, tmfd: -1,
 		log: s.cfg.Logger}
 	l.setTimeouts()
+	l.redeliverFn = l.redeliver
 	var err error
 	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)

@@ -1,8 +1,11 @@
 package netio
 
 import (
+	"bytes"
+	"encoding/binary"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -73,5 +76,70 @@ func settle(t *testing.T, s *Server) {
 			continue
 		}
 		still++
+	}
+}
+
+// politeEcho is the echo handler, except that it answers no more frames
+// while its connection is Backlogged, and records the most output it saw
+// queued on a connection after a reply.
+type politeEcho struct {
+	*echoHandler
+	most atomic.Int64
+}
+
+func (h *politeEcho) OnData(c *Conn, in []byte) (int, error) {
+	used := 0
+	for len(in)-used >= 4 && !c.Backlogged() {
+		n := int(binary.BigEndian.Uint32(in[used:]))
+		if len(in)-used-4 < n {
+			break
+		}
+		c.Write(in[used : used+4+n])
+		used += 4 + n
+		if p := int64(c.Pending()); p > h.most.Load() {
+			h.most.Store(p)
+		}
+	}
+	return used, nil
+}
+
+// TestBackloggedHandlerGetsItsRestAgain: a client sends its frames at
+// once and then only reads. The handler stops before a frame while the
+// connection is Backlogged, so the queue never passes the bound by more
+// than one frame, and the server presents the frames left in its buffer
+// again once the output has drained, although no byte arrives after them:
+// every frame comes back, in order. 512 KiB fit in the kernel's socket
+// buffers, so the connection is never paused and the rest is presented
+// again by a task the flush posts (without it the client waited for the
+// last replies forever); 32 MiB, read only once the server has paused
+// the connection, pass them, so it is paused and resumed.
+func TestBackloggedHandlerGetsItsRestAgain(t *testing.T) {
+	const size, bound = 4 << 10, 16 << 10
+	for _, tc := range []struct {
+		frames int
+		late   bool // read only once the connection is paused
+	}{{128, false}, {8192, true}} {
+		h := &politeEcho{echoHandler: newEcho()}
+		s := start(t, Config{Loops: 1, MaxOutbound: bound}, h)
+		c := dial(t, s)
+		var all []byte
+		for i := range tc.frames {
+			all = append(all, frame(pattern(size, i))...)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		go c.Write(all)
+		if tc.late {
+			waitFor(t, "the connection paused", func() bool { return s.Stats().Paused > 0 })
+		}
+		got := make([]byte, len(all))
+		if n, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("%d frames: got %d of %d bytes back, then %v", tc.frames, n, len(all), err)
+		}
+		if !bytes.Equal(got, all) {
+			t.Fatalf("%d frames came back changed or out of order", tc.frames)
+		}
+		if most := h.most.Load(); most > bound+4+size {
+			t.Errorf("%d frames: a connection held %d bytes of output, bound %d and one %d-byte frame", tc.frames, most, bound, 4+size)
+		}
 	}
 }
