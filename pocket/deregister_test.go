@@ -55,9 +55,12 @@ type deregRig struct {
 	keys  int
 }
 
-func newDeregRig(t *testing.T, name string) *deregRig {
+func newDeregRig(t *testing.T, name string, before ...func(*testCluster)) *deregRig {
 	t.Helper()
 	c := newSteadyCluster(t, 3)
+	for _, f := range before {
+		f(c) // before the job registers
+	}
 	ctx := context.Background()
 	s := NewStore(deadlessCtl{&metaController{mc: metaclient.New(c.addr, metaclient.Options{})}}, Config{ChunkSize: 1 << 20})
 	t.Cleanup(func() { s.Close() })
