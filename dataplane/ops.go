@@ -260,6 +260,7 @@ func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		return
 	}
 	if tier.Blocking() && !n.inlineOK(c, cs) {
+		c.Expect(asyncReply) // taken back where it is answered
 		if !n.getStart(c, cs, h, tier, jt) {
 			n.getAsync(c, *h, tier, string(cs.req.Job), string(cs.req.Key), jt)
 		}
@@ -280,6 +281,15 @@ type openStarter interface {
 	ClaimFlush() bool
 	Flush()
 }
+
+// asyncReply is what a get answered off the loop (getStart, getAsync)
+// counts as in its connection's output (netio.Conn.Expect) while its read
+// is in flight: the most a reply copies (smallCopy). A larger value is
+// sent by reference from the read's staging buffer, which the staging
+// memory bounds. Without it, one read of small NVMe gets (about 3,700 in
+// 256 KiB) started reads whose replies, copied as they completed, passed
+// the connection's 4 MiB bound by 4.4 MB, once per connection.
+const asyncReply = smallCopy
 
 // getStart serves a get from a tier that can begin the read on the event
 // loop itself: the read's completion is posted straight back to this loop,
@@ -310,6 +320,7 @@ func (n *Node) getStart(c *netio.Conn, cs *connState, h *wire.Header, tier Tier,
 		return true
 	case err != nil:
 		n.inflight.Add(-1)
+		c.Expect(-asyncReply)
 		n.replyErr(c, cs, h, wire.ErrorOf(err))
 		return true
 	}
@@ -331,6 +342,7 @@ func (n *Node) flushLater(c *netio.Conn, st openStarter) {
 // has gone.
 func (n *Node) postOpened(c *netio.Conn, cs *connState, h *wire.Header, start int64, v Value, err error, jt *jobTraffic) {
 	c.Loop().Post(func() {
+		c.Expect(-asyncReply)
 		switch {
 		case err != nil && !cs.closed:
 			cs.withStart(start, func() { n.replyErr(c, cs, h, wire.ErrorOf(err)) })
@@ -354,6 +366,7 @@ func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string
 		n.postOpened(c, cs, &h, start, v, err, jt)
 	})
 	if !ok {
+		c.Expect(-asyncReply)
 		n.replyErr(c, cs, &h, errBusy)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/nvme"
 	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -30,10 +31,13 @@ func unreadRig(t *testing.T, size int, net netio.Config) (*Node, *client.Conn) {
 // hogGets opens k connections that send gets of "v" as fast as the node
 // takes them and read nothing, and waits until the node has read nothing
 // new for 400 ms (the kernel's socket buffers fill first).
-func hogGets(t *testing.T, n *Node, k int) {
+func hogGets(t *testing.T, n *Node, k int) { t.Helper(); hogGetsFlags(t, n, k, 0) }
+
+// hogGetsFlags is hogGets with the gets' header flags.
+func hogGetsFlags(t *testing.T, n *Node, k int, flags uint16) {
 	t.Helper()
 	meta := wire.NewEncoder().Request(&wire.Request{Job: []byte("j"), Key: []byte("v")})
-	frame := append(wire.AppendHeader(nil, &wire.Header{Op: wire.OpGet, MetaLen: uint32(len(meta))}), meta...)
+	frame := append(wire.AppendHeader(nil, &wire.Header{Op: wire.OpGet, Flags: flags, MetaLen: uint32(len(meta))}), meta...)
 	for range k {
 		hog, err := net.Dial("tcp", n.Addr().String())
 		if err != nil {
@@ -104,6 +108,28 @@ func TestUnreadRepliesBoundedPerConn(t *testing.T) {
 		t.Errorf("%s %.0f, want in (%d, %.0f]", metrics.NodeUnreadReplyBytes, unread, netio.DefaultMaxOutbound/2, limit)
 	}
 	if r := roundTrip(t, c, wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("v")}, nil); r.Code != 0 || len(r.Payload) != size {
+		t.Fatalf("other client: %v", r.Err())
+	}
+}
+
+// TestUnreadNVMeRepliesBoundedPerConn is TestUnreadRepliesBoundedPerConn
+// with the value on the NVMe tier, whose gets answer when their reads
+// complete, after the check before each frame.
+func TestUnreadNVMeRepliesBoundedPerConn(t *testing.T) {
+	const size = smallCopy
+	tier := fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 64 << 20}, NVMeOptions{})
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", NVMe: tier, Net: netio.Config{Loops: 2}}, tier)
+	c := dial(t, n, "j")
+	req := &wire.Request{Job: []byte("j"), Key: []byte("v")}
+	if r := roundTrip(t, c, wire.OpPut, wire.FlagTierNVMe, req, make([]byte, size)); r.Code != 0 {
+		t.Fatal(r.Err())
+	}
+	hogGetsFlags(t, n, 1, wire.FlagTierNVMe)
+	unread, _ := scrapeNode(t, n).Value(metrics.NodeUnreadReplyBytes)
+	if limit := float64(netio.DefaultMaxOutbound + size + 1<<10); unread <= netio.DefaultMaxOutbound/2 || unread > limit {
+		t.Errorf("%s %.0f, want in (%d, %.0f]", metrics.NodeUnreadReplyBytes, unread, netio.DefaultMaxOutbound/2, limit)
+	}
+	if r := roundTrip(t, c, wire.OpGet, wire.FlagTierNVMe, req, nil); r.Code != 0 || len(r.Payload) != size {
 		t.Fatalf("other client: %v", r.Err())
 	}
 }

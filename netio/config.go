@@ -87,8 +87,8 @@ type Config struct {
 	// stops reading the connection, and resumes once half of it has drained.
 	// Default 4 MiB.
 	MaxOutbound int
-	// MaxOutboundTotal bounds the output queued on all of the server's
-	// connections together, in bytes: while the total is over it, a
+	// MaxOutboundTotal bounds the output queued (or promised with
+	// Conn.Expect) on all of the server's connections together, in bytes: while the total is over it, a
 	// connection with more than OutboundFloor queued stops being read as
 	// past MaxOutbound, and resumes once its own queue is down to
 	// OutboundFloor or the total to half the bound. MaxOutbound alone let
@@ -250,7 +250,8 @@ type Stats struct {
 	Paused         uint64 // times a connection stopped being read (MaxOutbound)
 	// PausedTotal counts the times a connection stopped being read
 	// because the output queued on all connections passed
-	// MaxOutboundTotal; Queued is that total now, in bytes, as last counted.
+	// MaxOutboundTotal; Queued is that total now, in bytes, as last counted
+	// (output queued and promised, Conn.Expect).
 	PausedTotal uint64
 	Queued      int64
 	// ReserveOpen is the reserve connections open now (Config.ReserveConns;

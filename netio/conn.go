@@ -86,7 +86,8 @@ type Conn struct {
 	closed   bool
 	paused   bool // not reading: queued output is over MaxOutbound, or over OutboundFloor with the server's total over MaxOutboundTotal
 	stalled  bool // OnData left input while Backlogged: present it again once the output drains
-	counted  int  // Pending() as last added to the server's total
+	counted  int  // owed() as last added to the server's total
+	expect   int  // reply bytes the handler promised and has not written (Expect)
 	noFlush  bool // the socket failed: do not try to flush on close
 	closeErr error
 }
@@ -109,6 +110,26 @@ func (c *Conn) Closed() bool { return c.closed || c.closing }
 
 // Pending returns the bytes queued for output and not yet sent.
 func (c *Conn) Pending() int { return c.out.pending + c.side.pending }
+
+// Expect adds n bytes (negative: takes them back) to the output c is
+// promised: replies the handler will write later, such as those of reads
+// from a device still in flight. They count with the queued output in
+// Backlogged, the pause and the server's total, so requests answered
+// later cannot pass the bounds that requests answered at once keep. The
+// handler takes back exactly what it added, when it writes the reply or
+// drops it; after c closes it may still do so (it changes nothing).
+func (c *Conn) Expect(n int) {
+	if c.closed || n == 0 {
+		return
+	}
+	c.expect += n
+	if n < 0 {
+		c.loop.markDirty(c) // the flush may resume reading c
+	}
+}
+
+// owed is c's output queued and promised (Expect), in bytes.
+func (c *Conn) owed() int { return c.Pending() + c.expect }
 
 // Backlogged reports whether c's queued output is over the outbound
 // bounds (Config.MaxOutbound, or OutboundFloor while the server's total is
@@ -555,7 +576,7 @@ func (l *Loop) writev(fd, cnt, total int) (int, error) {
 // overOutbound reports whether c has more output queued than the
 // outbound bounds let a connection that is read have.
 func (l *Loop) overOutbound(c *Conn) bool {
-	return c.Pending() > l.cfg.MaxOutbound || l.overTotal(c)
+	return c.owed() > l.cfg.MaxOutbound || l.overTotal(c)
 }
 
 // overTotal reports whether the server's queued output is over
@@ -565,7 +586,7 @@ func (l *Loop) overOutbound(c *Conn) bool {
 // the floor, whose replies mostly leave each pass, touches no atomic).
 func (l *Loop) overTotal(c *Conn) bool {
 	bound := l.cfg.MaxOutboundTotal
-	if bound <= 0 || c.Pending() <= OutboundFloor {
+	if bound <= 0 || c.owed() <= OutboundFloor {
 		return false
 	}
 	l.countQueued(c)
@@ -584,7 +605,7 @@ func (l *Loop) overHalfTotal() bool {
 // counted, which a connection whose replies leave whole each pass never
 // does.
 func (l *Loop) countQueued(c *Conn) {
-	if d := c.Pending() - c.counted; d != 0 {
+	if d := c.owed() - c.counted; d != 0 {
 		c.counted += d
 		l.srv.queued.Add(int64(d))
 	}
@@ -596,14 +617,14 @@ func (l *Loop) countQueued(c *Conn) {
 func (l *Loop) updateInterest(c *Conn) {
 	l.countQueued(c)
 	switch {
-	case !c.paused && c.Pending() > l.cfg.MaxOutbound:
+	case !c.paused && c.owed() > l.cfg.MaxOutbound:
 		c.paused = true
 		l.stats.paused.Add(1)
 	case !c.paused && l.overTotal(c):
 		c.paused = true
 		l.stats.pausedTotal.Add(1)
-	case c.paused && c.Pending() <= l.cfg.MaxOutbound/2 &&
-		(c.Pending() <= OutboundFloor || !l.overHalfTotal()):
+	case c.paused && c.owed() <= l.cfg.MaxOutbound/2 &&
+		(c.owed() <= OutboundFloor || !l.overHalfTotal()):
 		c.paused = false
 	}
 	if c.stalled && !c.paused {

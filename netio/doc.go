@@ -89,7 +89,9 @@
 // and stops there bounds a connection to the bounds plus one reply; the
 // loop then reads no more of that connection, and once its output has
 // drained presents the frames left in its buffer to OnData again, from a
-// posted task when no new bytes arrive to do it. A connection whose
+// posted task when no new bytes arrive to do it. Replies written later,
+// off the loop (a device read in flight), count too once the handler
+// promises them with Conn.Expect. A connection whose
 // unconsumed input reaches Config.MaxInbound is closed with
 // ErrInboundLimit.
 //

@@ -143,3 +143,64 @@ func TestBackloggedHandlerGetsItsRestAgain(t *testing.T) {
 		}
 	}
 }
+
+// laterGets answers each frame, a request, with a reply of reply bytes
+// written later from another goroutine, as a device read answers: it
+// promises the reply (Conn.Expect) when it takes the request and stops
+// while the connection is Backlogged. most is the most replies it had
+// in flight at once.
+type laterGets struct {
+	*echoHandler
+	reply        int
+	flight, most atomic.Int64
+}
+
+func (h *laterGets) OnData(c *Conn, in []byte) (int, error) {
+	used := 0
+	for len(in)-used >= 4 && !c.Backlogged() {
+		n := int(binary.BigEndian.Uint32(in[used:]))
+		if len(in)-used-4 < n {
+			break
+		}
+		used += 4 + n
+		c.Expect(h.reply)
+		if f := h.flight.Add(1); f > h.most.Load() {
+			h.most.Store(f)
+		}
+		go func() {
+			time.Sleep(time.Millisecond)
+			c.Post(func(c *Conn) {
+				h.flight.Add(-1)
+				c.Expect(-h.reply)
+				c.Write(frame(make([]byte, h.reply-4)))
+			})
+		}()
+	}
+	return used, nil
+}
+
+// TestExpectedRepliesCountAsQueued: requests of 100 bytes whose 4 KiB
+// replies are written later. Promised with Conn.Expect, the replies in
+// flight count as queued output, so a connection whose client sends
+// 2,000 requests at once has at most its 64 KiB bound of them in flight
+// (plus one), where the check alone let one read of 64 KiB, some 650
+// requests, start; every reply still arrives.
+func TestExpectedRepliesCountAsQueued(t *testing.T) {
+	const requests, reply, bound = 2000, 4 << 10, 64 << 10
+	h := &laterGets{echoHandler: newEcho(), reply: reply}
+	s := start(t, Config{Loops: 1, MaxOutbound: bound}, h)
+	c := dial(t, s)
+	var all []byte
+	for i := range requests {
+		all = append(all, frame(pattern(96, i))...)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	go c.Write(all)
+	if n, err := io.CopyN(io.Discard, c, requests*reply); err != nil {
+		t.Fatalf("got %d of %d reply bytes, then %v", n, requests*reply, err)
+	}
+	if most := h.most.Load(); most > bound/reply+1 {
+		t.Errorf("%d replies in flight at once on one connection; want at most %d (its bound)", most, bound/reply+1)
+	}
+	waitFor(t, "the queued total back to zero", func() bool { return s.Stats().Queued == 0 })
+}
