@@ -88,15 +88,23 @@ func newEcho() *echoHandler { return &echoHandler{newCloseLog()} }
 
 func (h *echoHandler) OnData(c *Conn, in []byte) (int, error) {
 	used := 0
-	for len(in)-used >= 4 {
-		n := int(binary.BigEndian.Uint32(in[used:]))
-		if len(in)-used-4 < n {
-			break
-		}
-		c.Write(in[used : used+4+n])
-		used += 4 + n
+	for n := frameLen(in); n > 0; n = frameLen(in[used:]) {
+		c.Write(in[used : used+n])
+		used += n
 	}
 	return used, nil
+}
+
+// frameLen is the length of the complete frame at in's front, length
+// prefix included, or 0 when in holds no complete frame.
+func frameLen(in []byte) int {
+	if len(in) < 4 {
+		return 0
+	}
+	if n := 4 + int(binary.BigEndian.Uint32(in)); n <= len(in) {
+		return n
+	}
+	return 0
 }
 
 // start runs a server on 127.0.0.1:0 that the test closes when done.

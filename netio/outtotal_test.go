@@ -2,7 +2,6 @@ package netio
 
 import (
 	"bytes"
-	"encoding/binary"
 	"io"
 	"net"
 	"sync/atomic"
@@ -89,13 +88,13 @@ type politeEcho struct {
 
 func (h *politeEcho) OnData(c *Conn, in []byte) (int, error) {
 	used := 0
-	for len(in)-used >= 4 && !c.Backlogged() {
-		n := int(binary.BigEndian.Uint32(in[used:]))
-		if len(in)-used-4 < n {
+	for !c.Backlogged() {
+		n := frameLen(in[used:])
+		if n == 0 {
 			break
 		}
-		c.Write(in[used : used+4+n])
-		used += 4 + n
+		c.Write(in[used : used+n])
+		used += n
 		if p := int64(c.Pending()); p > h.most.Load() {
 			h.most.Store(p)
 		}
@@ -157,12 +156,12 @@ type laterGets struct {
 
 func (h *laterGets) OnData(c *Conn, in []byte) (int, error) {
 	used := 0
-	for len(in)-used >= 4 && !c.Backlogged() {
-		n := int(binary.BigEndian.Uint32(in[used:]))
-		if len(in)-used-4 < n {
+	for !c.Backlogged() {
+		n := frameLen(in[used:])
+		if n == 0 {
 			break
 		}
-		used += 4 + n
+		used += n
 		c.Expect(h.reply)
 		if f := h.flight.Add(1); f > h.most.Load() {
 			h.most.Store(f)
