@@ -204,7 +204,7 @@ var (
 	descConns    = prometheus.NewDesc(metrics.NodeConnections, "Open client connections.", nil, nil)
 	descAccepted = prometheus.NewDesc(metrics.NodeConnectionsAccepted, "Client connections accepted.", nil, nil)
 	descRefused  = prometheus.NewDesc(metrics.NodeConnectionsRefused, "Client connections closed at once over a limit, by limit.", []string{"limit"}, nil)
-	descUnread   = prometheus.NewDesc(metrics.NodeUnreadReplyBytes, "Reply bytes queued on client connections, not yet taken by their clients, or promised by device reads in flight.", nil, nil)
+	descUnread   = prometheus.NewDesc(metrics.NodeUnreadReplyBytes, "Reply bytes queued on client connections, not yet taken by their clients, or promised by device reads in flight and listings waiting.", nil, nil)
 	descPaused   = prometheus.NewDesc(metrics.NodeConnectionsPaused, "Times a client connection stopped being read while its replies went unread, by limit.", []string{"limit"}, nil)
 	descUsed     = prometheus.NewDesc(metrics.NodeTierUsed, "Bytes in use in each storage tier.", []string{"tier"}, nil)
 	descCapacity = prometheus.NewDesc(metrics.NodeTierCapacity, "Capacity of each storage tier.", []string{"tier"}, nil)

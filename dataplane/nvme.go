@@ -410,34 +410,35 @@ func (t *NVMe) Open(job, key []byte) (Value, error) {
 }
 
 // OpenStart opens job/key like Open without waiting for the device: when
-// started is true, done is called once, from the goroutine that reaps the
+// started is true, size is the value's size in bytes and done is called once, from the goroutine that reaps the
 // read (it must not block), with the open value or the read's error. With
 // submit false the read waits for the next Flush (nvme.Device.Start). When
 // started is false done is never called: err is the lookup's error
 // (ErrNotFound, a bad key, ErrClosed), or nil when the read could not start
 // at once (no free device slot, no io_uring, a buffer error), and the
 // caller should use Open instead.
-func (t *NVMe) OpenStart(job, key []byte, submit bool, done func(Value, error)) (started bool, err error) {
+func (t *NVMe) OpenStart(job, key []byte, submit bool, done func(Value, error)) (size int64, started bool, err error) {
 	if err := t.checkKey(job, key); err != nil {
-		return false, err
+		return 0, false, err
 	}
 	v, err := t.acquire(job, key, -1)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	val := &nvmeValue{t: t, v: v}
+	size = v.size // v may be released by done before Start returns
 	val.bufs, val.segs, err = t.buffers(v.size, val.store[0:0:1], val.store[1:1:2])
 	if err != nil {
 		t.doneReading(v)
-		return false, nil
+		return 0, false, nil
 	}
 	ios := t.transfers(v, val.bufs, false, val.ios[:0])
 	if !t.dev.Start(ios, submit, func(err error) { val.readDone(err, done) }) {
 		t.freeBuffers(val.bufs)
 		t.doneReading(v)
-		return false, nil
+		return 0, false, nil
 	}
-	return true, nil
+	return size, true, nil
 }
 
 // ClaimFlush reports whether the caller is to arrange a Flush for the

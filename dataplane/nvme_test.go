@@ -346,7 +346,8 @@ func TestNVMeOpenAllocations(t *testing.T) {
 }
 
 // openStarted runs OpenStart and waits for its done; it fails the test when
-// the read does not start or done runs twice.
+// the read does not start, the size it named is not the value's, or done
+// runs twice.
 func openStarted(t *testing.T, tier *dataplane.NVMe, job, key string) (dataplane.Value, error) {
 	t.Helper()
 	type res struct {
@@ -354,11 +355,14 @@ func openStarted(t *testing.T, tier *dataplane.NVMe, job, key string) (dataplane
 		err error
 	}
 	ch := make(chan res, 2)
-	started, err := tier.OpenStart([]byte(job), []byte(key), true, func(v dataplane.Value, err error) { ch <- res{v, err} })
+	size, started, err := tier.OpenStart([]byte(job), []byte(key), true, func(v dataplane.Value, err error) { ch <- res{v, err} })
 	if !started || err != nil {
 		t.Fatalf("OpenStart(%s) = %v, %v; want started", key, started, err)
 	}
 	r := <-ch
+	if r.err == nil && r.v.Size() != size {
+		t.Errorf("OpenStart(%s) named size %d; the value has %d", key, size, r.v.Size())
+	}
 	select {
 	case <-ch:
 		t.Fatal("done called twice")
@@ -398,14 +402,14 @@ func TestNVMeOpenStart(t *testing.T) {
 		t.Errorf("read buffers in use after release: %d bytes, want %d", got, base)
 	}
 	noCall := func(dataplane.Value, error) { t.Error("done called for a read that never started") }
-	if started, err := tier.OpenStart([]byte("job"), []byte("nope"), true, noCall); started || !errors.Is(err, dataplane.ErrNotFound) {
+	if _, started, err := tier.OpenStart([]byte("job"), []byte("nope"), true, noCall); started || !errors.Is(err, dataplane.ErrNotFound) {
 		t.Errorf("missing key: started %v, %v; want ErrNotFound", started, err)
 	}
 	syncTier := newNVMe(t, 1<<20, nvme.Options{Engine: nvme.EngineSync}, dataplane.NVMeOptions{})
 	if err := putValue(syncTier, "job", "k", value(4096, 4)); err != nil {
 		t.Fatal(err)
 	}
-	if started, err := syncTier.OpenStart([]byte("job"), []byte("k"), true, noCall); started || err != nil {
+	if _, started, err := syncTier.OpenStart([]byte("job"), []byte("k"), true, noCall); started || err != nil {
 		t.Errorf("sync engine: started %v, %v; want declined without error", started, err)
 	}
 	if _, err := syncTier.Delete([]byte("job"), []byte("k")); err != nil {
@@ -464,7 +468,7 @@ func TestNVMeOpenStartQueued(t *testing.T) {
 	}
 	for i := range vals {
 		key := fmt.Sprintf("k%d", i)
-		started, err := tier.OpenStart([]byte("job"), []byte(key), false, func(v dataplane.Value, err error) {
+		_, started, err := tier.OpenStart([]byte("job"), []byte(key), false, func(v dataplane.Value, err error) {
 			if err != nil {
 				t.Error(err)
 				res <- nil

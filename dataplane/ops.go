@@ -260,7 +260,6 @@ func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		return
 	}
 	if tier.Blocking() && !n.inlineOK(c, cs) {
-		c.Expect(asyncReply) // taken back where it is answered
 		if !n.getStart(c, cs, h, tier, jt) {
 			n.getAsync(c, *h, tier, string(cs.req.Job), string(cs.req.Key), jt)
 		}
@@ -277,19 +276,10 @@ func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 // openStarter is a blocking tier that can begin a read without waiting
 // for it (NVMe.OpenStart).
 type openStarter interface {
-	OpenStart(job, key []byte, submit bool, done func(Value, error)) (started bool, err error)
+	OpenStart(job, key []byte, submit bool, done func(Value, error)) (size int64, started bool, err error)
 	ClaimFlush() bool
 	Flush()
 }
-
-// asyncReply is what a get answered off the loop (getStart, getAsync)
-// counts as in its connection's output (netio.Conn.Expect) while its read
-// is in flight: the most a reply copies (smallCopy). A larger value is
-// sent by reference from the read's staging buffer, which the staging
-// memory bounds. Without it, one read of small NVMe gets (about 3,700 in
-// 256 KiB) started reads whose replies, copied as they completed, passed
-// the connection's 4 MiB bound by 4.4 MB, once per connection.
-const asyncReply = smallCopy
 
 // getStart serves a get from a tier that can begin the read on the event
 // loop itself: the read's completion is posted straight back to this loop,
@@ -308,19 +298,24 @@ func (n *Node) getStart(c *netio.Conn, cs *connState, h *wire.Header, tier Tier,
 	// call and one device doorbell for the batch).
 	submit := cs.last && c.Loop().Idle()
 	n.inflight.Add(1)
-	started, err := st.OpenStart(cs.req.Job, cs.req.Key, submit, func(v Value, err error) {
+	// The reply's bytes, promised below once the size is known and read
+	// back on the loop when the reply is posted there (the reaper only
+	// passes the pointer on).
+	var owe int
+	size, started, err := st.OpenStart(cs.req.Job, cs.req.Key, submit, func(v Value, err error) {
 		n.inflight.Add(-1)
-		n.postOpened(c, cs, &hc, start, v, err, jt)
+		n.postOpened(c, cs, &hc, start, v, err, jt, &owe)
 	})
 	switch {
 	case started:
+		owe = wire.HeaderLen + int(size)
+		c.Expect(owe)
 		if !submit {
 			n.flushLater(c, st)
 		}
 		return true
 	case err != nil:
 		n.inflight.Add(-1)
-		c.Expect(-asyncReply)
 		n.replyErr(c, cs, h, wire.ErrorOf(err))
 		return true
 	}
@@ -340,9 +335,9 @@ func (n *Node) flushLater(c *netio.Conn, st openStarter) {
 // connection's loop and answers there. Loop.Post (not Conn.Post, which
 // skips closed connections) so the value is released even if the client
 // has gone.
-func (n *Node) postOpened(c *netio.Conn, cs *connState, h *wire.Header, start int64, v Value, err error, jt *jobTraffic) {
+func (n *Node) postOpened(c *netio.Conn, cs *connState, h *wire.Header, start int64, v Value, err error, jt *jobTraffic, owe *int) {
 	c.Loop().Post(func() {
-		c.Expect(-asyncReply)
+		c.Expect(-*owe)
 		switch {
 		case err != nil && !cs.closed:
 			cs.withStart(start, func() { n.replyErr(c, cs, h, wire.ErrorOf(err)) })
@@ -361,14 +356,32 @@ func (n *Node) postOpened(c *netio.Conn, cs *connState, h *wire.Header, start in
 func (n *Node) getAsync(c *netio.Conn, h wire.Header, tier Tier, job, key string, jt *jobTraffic) {
 	cs := c.Context().(*connState)
 	start := cs.start
+	owe := replyOwed(tier, job, key)
+	c.Expect(owe)
 	ok := n.submit(func() {
 		v, err := n.open(tier, []byte(job), []byte(key), h.Flags)
-		n.postOpened(c, cs, &h, start, v, err, jt)
+		n.postOpened(c, cs, &h, start, v, err, jt, &owe)
 	})
 	if !ok {
-		c.Expect(-asyncReply)
+		c.Expect(-owe)
 		n.replyErr(c, cs, &h, errBusy)
 	}
+}
+
+// replyOwed is what a get answered off the loop promises its connection
+// (netio.Conn.Expect) while the value is read: the reply's header and the
+// value's size, as the index has it now, which the reply copies or holds
+// by reference in the read's staging buffer. Counted, one connection's
+// gets stop once their replies would pass its bound; before, one
+// connection of a client that read nothing had every NVMe staging buffer
+// (256 MiB) filled with 1 MiB values for it, and other clients' gets and
+// puts on that tier failed as "tier full" (a hostile trial, 2026-12-02).
+func replyOwed(tier Tier, job, key string) int {
+	info, err := tier.Stat([]byte(job), []byte(key))
+	if err != nil {
+		return wire.HeaderLen
+	}
+	return wire.HeaderLen + int(info.Size)
 }
 
 // open opens the value under key for a get; with FlagDeleteAfterRead it

@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,8 +38,14 @@ func hogGets(t *testing.T, n *Node, k int) { t.Helper(); hogGetsFlags(t, n, k, 0
 // hogGetsFlags is hogGets with the gets' header flags.
 func hogGetsFlags(t *testing.T, n *Node, k int, flags uint16) {
 	t.Helper()
-	meta := wire.NewEncoder().Request(&wire.Request{Job: []byte("j"), Key: []byte("v")})
-	frame := append(wire.AppendHeader(nil, &wire.Header{Op: wire.OpGet, Flags: flags, MetaLen: uint32(len(meta))}), meta...)
+	hogFrames(t, n, k, wire.OpGet, flags, &wire.Request{Job: []byte("j"), Key: []byte("v")})
+}
+
+// hogFrames is hogGets with requests of op, flags and req.
+func hogFrames(t *testing.T, n *Node, k int, op wire.Op, flags uint16, req *wire.Request) {
+	t.Helper()
+	meta := wire.NewEncoder().Request(req)
+	frame := append(wire.AppendHeader(nil, &wire.Header{Op: op, Flags: flags, MetaLen: uint32(len(meta))}), meta...)
 	for range k {
 		hog, err := net.Dial("tcp", n.Addr().String())
 		if err != nil {
@@ -114,22 +122,64 @@ func TestUnreadRepliesBoundedPerConn(t *testing.T) {
 
 // TestUnreadNVMeRepliesBoundedPerConn is TestUnreadRepliesBoundedPerConn
 // with the value on the NVMe tier, whose gets answer when their reads
-// complete, after the check before each frame.
+// complete, after the check before each frame: a 16 KiB value (copied
+// into the reply) and a 1 MiB one (sent from its staging buffer; while the
+// connection streams one such get, the next are read whole). Each stays
+// within one reply of the bound (two for 1 MiB values: the streamed get's
+// chunks count only as they are written), and another client still gets and puts
+// on the tier. Counting nothing for the reads in flight, 16 KiB values
+// reached 8.6 MB; counting 16 KiB each, 1 MiB values filled all 64 MiB of
+// staging and the other client's put failed as "tier full".
 func TestUnreadNVMeRepliesBoundedPerConn(t *testing.T) {
-	const size = smallCopy
-	tier := fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 64 << 20}, NVMeOptions{})
-	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", NVMe: tier, Net: netio.Config{Loops: 2}}, tier)
-	c := dial(t, n, "j")
-	req := &wire.Request{Job: []byte("j"), Key: []byte("v")}
-	if r := roundTrip(t, c, wire.OpPut, wire.FlagTierNVMe, req, make([]byte, size)); r.Code != 0 {
-		t.Fatal(r.Err())
+	for _, size := range []int{smallCopy, 1 << 20} {
+		tier := fileNVMe(t, nvme.Options{Size: 256 << 20, BufferPool: 64 << 20}, NVMeOptions{})
+		n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", NVMe: tier, Net: netio.Config{Loops: 2}}, tier)
+		c := dial(t, n, "j")
+		req := &wire.Request{Job: []byte("j"), Key: []byte("v")}
+		if r := roundTrip(t, c, wire.OpPut, wire.FlagTierNVMe, req, make([]byte, size)); r.Code != 0 {
+			t.Fatal(r.Err())
+		}
+		hogGetsFlags(t, n, 1, wire.FlagTierNVMe)
+		unread, _ := scrapeNode(t, n).Value(metrics.NodeUnreadReplyBytes)
+		replies := 1
+		if size > streamChunk {
+			replies = 2
+		}
+		if limit := float64(netio.DefaultMaxOutbound + replies*size + 1<<10); unread <= netio.DefaultMaxOutbound/2 || unread > limit {
+			t.Errorf("%d-byte values: %s %.0f, want in (%d, %.0f]", size, metrics.NodeUnreadReplyBytes, unread, netio.DefaultMaxOutbound/2, limit)
+		}
+		if r := roundTrip(t, c, wire.OpGet, wire.FlagTierNVMe, req, nil); r.Code != 0 || len(r.Payload) != size {
+			t.Fatalf("%d-byte values: other client's get: %v", size, r.Err())
+		}
+		other := &wire.Request{Job: []byte("j"), Key: []byte("w")}
+		if r := roundTrip(t, c, wire.OpPut, wire.FlagTierNVMe, other, make([]byte, 8<<20)); r.Code != 0 {
+			t.Fatalf("%d-byte values: other client's 8 MiB put: %v", size, r.Err())
+		}
 	}
-	hogGetsFlags(t, n, 1, wire.FlagTierNVMe)
+}
+
+// TestUnreadListingsBoundedAcrossConns: six connections list a job's 64
+// keys of 1,000-byte names (a reply of about 64 KB) again and again and
+// read nothing. A listing waiting on the scan lane counts as its largest
+// reply, so past the node's bound each connection holds the 64 KiB floor
+// and one listing more. Uncounted, each connection took four listings
+// (the lane's bound per connection) on top of error replies up to the
+// floor.
+func TestUnreadListingsBoundedAcrossConns(t *testing.T) {
+	const hogs, bound = 6, 256 << 10
+	n, c := unreadRig(t, 1, netio.Config{Loops: 2, MaxOutboundTotal: bound})
+	for i := range 64 {
+		key := fmt.Sprintf("%04d-%s", i, strings.Repeat("k", 995))
+		if r := roundTrip(t, c, wire.OpPut, 0, &wire.Request{Job: []byte("j"), Key: []byte(key)}, []byte("x")); r.Code != 0 {
+			t.Fatal(r.Err())
+		}
+	}
+	hogFrames(t, n, hogs, wire.OpList, 0, &wire.Request{Job: []byte("j")})
 	unread, _ := scrapeNode(t, n).Value(metrics.NodeUnreadReplyBytes)
-	if limit := float64(netio.DefaultMaxOutbound + size + 1<<10); unread <= netio.DefaultMaxOutbound/2 || unread > limit {
-		t.Errorf("%s %.0f, want in (%d, %.0f]", metrics.NodeUnreadReplyBytes, unread, netio.DefaultMaxOutbound/2, limit)
+	if limit := float64(bound + hogs*(netio.OutboundFloor+laneReply)); unread <= bound || unread > limit {
+		t.Errorf("%s %.0f, want in (%d, %.0f]", metrics.NodeUnreadReplyBytes, unread, bound, limit)
 	}
-	if r := roundTrip(t, c, wire.OpGet, wire.FlagTierNVMe, req, nil); r.Code != 0 || len(r.Payload) != size {
-		t.Fatalf("other client: %v", r.Err())
+	if r := roundTrip(t, c, wire.OpList, 0, &wire.Request{Job: []byte("j")}, nil); r.Code != 0 {
+		t.Fatalf("other client's listing while %d hog: %v", hogs, r.Err())
 	}
 }
