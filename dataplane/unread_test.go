@@ -125,9 +125,9 @@ func TestUnreadRepliesBoundedPerConn(t *testing.T) {
 // complete, after the check before each frame: a 16 KiB value (copied
 // into the reply) and a 1 MiB one (sent from its staging buffer; while the
 // connection streams one such get, the next are read whole). Each stays
-// within one reply of the bound (two for 1 MiB values: the streamed get's
-// chunks count only as they are written), and another client still gets and puts
-// on the tier. Counting nothing for the reads in flight, 16 KiB values
+// within one reply of the bound (and, for 1 MiB values, the chunks the
+// streamed get reads ahead, counted as they are written), and another
+// client still gets and puts on the tier. Counting nothing for the reads in flight, 16 KiB values
 // reached 8.6 MB; counting 16 KiB each, 1 MiB values filled all 64 MiB of
 // staging and the other client's put failed as "tier full".
 func TestUnreadNVMeRepliesBoundedPerConn(t *testing.T) {
