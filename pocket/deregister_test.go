@@ -28,8 +28,26 @@ func newSteadyCluster(t *testing.T, nodes int) *testCluster {
 func (c *testCluster) killDead(addr string) {
 	c.t.Helper()
 	c.nodeAt(addr).stop()
-	if err := c.ctl.SetNodeState(addr, wire.NodeDead); err != nil {
-		c.t.Fatal(err)
+	c.markDead(addr)
+}
+
+// markDead has the controller mark the node at addr, whose agent has
+// stopped, dead until it stays so: a heartbeat the agent sent before it
+// stopped may still arrive and revive it (TestDeregisterLiveNodeFailure
+// once found the node it had marked dead alive again, on a loaded machine).
+func (c *testCluster) markDead(addr string) {
+	c.t.Helper()
+	for i := 0; ; i++ {
+		if err := c.ctl.SetNodeState(addr, wire.NodeDead); err != nil {
+			c.t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if nodeState(c.ctl, addr) == wire.NodeDead {
+			return
+		}
+		if i == 10 {
+			c.t.Fatalf("node %s does not stay dead", addr)
+		}
 	}
 }
 
