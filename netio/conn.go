@@ -140,7 +140,20 @@ func (c *Conn) owed() int { return c.Pending() + c.expect }
 // a connection queues to the bounds plus one reply, where checking after
 // each read let one read of small requests for 16 KiB values queue tens
 // of megabytes.
-func (c *Conn) Backlogged() bool { return c.loop.overOutbound(c) }
+//
+// When it reports true it also marks c to have its unconsumed input
+// presented again, whether or not the handler stops: the loop's own look
+// after OnData could differ, since the server's total moves with the
+// other loops' connections (it did: a node with a 8 MiB total left
+// requests it had read unanswered for good).
+func (c *Conn) Backlogged() bool {
+	if !c.loop.overOutbound(c) {
+		return false
+	}
+	c.stalled = true
+	c.loop.markDirty(c)
+	return true
+}
 
 // Reserved reports whether c was opened on the reserve: over MaxConns or
 // MaxConnsPerPeer, within Config.ReserveConns. It lives at most
@@ -450,12 +463,9 @@ func (l *Loop) deliver(c *Conn, data []byte, shared bool) {
 		}
 		// The sink completed inside data: OnData gets the rest.
 	}
-	if len(data) > 0 && c.sink == nil && !c.closing && !c.closed && l.overOutbound(c) {
-		// OnData may have stopped before complete frames (Backlogged):
-		// the flush at the end of the pass pauses c or presents them again.
-		c.stalled = true
-		l.markDirty(c)
-	}
+	// OnData may have stopped before complete frames (Backlogged marked c
+	// stalled): the flush at the end of the pass pauses c or presents
+	// them again.
 	l.keep(c, data, shared)
 }
 
