@@ -109,7 +109,7 @@ func (l *nodeLimits) bind(fs *flag.FlagSet, prefix, who string) {
 	fs.DurationVar(&l.writeTimeout, prefix+"write-timeout", netio.DefaultWriteTimeout, who+"reset a data connection whose peer takes none of its replies for this long (0: never)")
 	fs.IntVar(&l.maxConnsPerPeer, prefix+"max-conns-per-peer", netio.DefaultMaxConnsPerPeer, who+"most data connections from one IPv4 address or IPv6 /64; more are closed at accept (0: no limit)")
 	fs.StringVar(&l.minPutRate, prefix+"min-put-rate", "256KiB/s", who+"slowest a put's payload may arrive, in bytes a second (256KiB or 256KiB/s), once its first 5 s have passed; a slower connection is closed and its put's reserved space freed (0: no minimum)")
-	fs.StringVar(&l.maxUnread, prefix+"max-unread", "64MiB", who+"most reply bytes all data connections together may leave queued unread; past it a connection holding over 64KiB of them is not read until it takes its replies (0: no bound; each connection is still bounded at 4MiB)")
+	fs.StringVar(&l.maxUnread, prefix+"max-unread", "64MiB", who+"most reply bytes all data connections together may leave queued unread, at most 2GiB; past it a connection holding over 64KiB of them is not read until it takes its replies (down to 64KiB) or the total falls to half; its requests wait, with no error (0: no bound; each connection is still bounded at 4MiB)")
 }
 
 // visited records which of the node limit flags (after prefix) were given.
@@ -141,15 +141,13 @@ func (l *nodeLimits) apply(cfg *netio.Config) error {
 			err = orOff(name, l.maxConnsPerPeer, &cfg.MaxConnsPerPeer)
 		case "min-put-rate":
 			var rate int64
-			if rate, err = units.ParseSize(strings.TrimSuffix(l.minPutRate, "/s")); err != nil {
-				err = fmt.Errorf("--%s %q: %w", name, l.minPutRate, err)
+			if rate, err = sizeFlag(name, l.minPutRate, strings.TrimSuffix(l.minPutRate, "/s")); err != nil {
 				break
 			}
 			err = orOff(name, rate, &cfg.MinSinkRate)
 		case "max-unread":
 			var size int64
-			if size, err = units.ParseSize(l.maxUnread); err != nil {
-				err = fmt.Errorf("--%s %q: %w", name, l.maxUnread, err)
+			if size, err = sizeFlag(name, l.maxUnread, l.maxUnread); err != nil {
 				break
 			}
 			if size > math.MaxInt32 {
@@ -195,6 +193,20 @@ type limitValue interface {
 }
 
 // orOff stores v, or -1 (the libraries' "off") for 0.
+// sizeFlag parses the size s of the flag --name, given as v: a negative
+// one is refused as orOff refuses a negative number, where the size
+// parser only said "out of range".
+func sizeFlag(name, v, s string) (int64, error) {
+	if strings.HasPrefix(strings.TrimSpace(s), "-") {
+		return 0, fmt.Errorf("--%s %q: must not be negative (0 turns the limit off)", name, v)
+	}
+	size, err := units.ParseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("--%s %q: %w", name, v, err)
+	}
+	return size, nil
+}
+
 func orOff[T limitValue](name string, v T, dst *T) error {
 	if v < 0 {
 		return fmt.Errorf("--%s %v: must not be negative (0 turns the limit off)", name, v)

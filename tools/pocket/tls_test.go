@@ -266,8 +266,11 @@ func TestNodeLimitFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.visited(bfs, "node-")
-			if err := b.apply(&netio.Config{}); err == nil || !strings.Contains(err.Error(), "--"+flagName) {
+			err := b.apply(&netio.Config{})
+			if err == nil || !strings.Contains(err.Error(), "--"+flagName) {
 				t.Errorf("--%s %s: %v, want refused by its name", flagName, bad, err)
+			} else if bad == "-1" && !strings.Contains(err.Error(), "must not be negative") {
+				t.Errorf("--%s -1: %v, want it to say the value must not be negative", flagName, err)
 			}
 		}
 	}
