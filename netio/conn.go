@@ -610,13 +610,6 @@ func (l *Loop) overHalfTotal() bool {
 	return bound > 0 && l.srv.queued.Load() > int64(bound/2)
 }
 
-// resumable reports whether a paused connection may be read again: its
-// output is down to half of MaxOutbound, and to OutboundFloor or the
-// server's total to half of MaxOutboundTotal.
-func (l *Loop) resumable(c *Conn) bool {
-	return c.owed() <= l.cfg.MaxOutbound/2 && (c.owed() <= OutboundFloor || !l.overHalfTotal())
-}
-
 // countQueued brings c's share of the server's queued-output total up to
 // date: an atomic add only when c's queue changed since it was last
 // counted, which a connection whose replies leave whole each pass never
@@ -640,18 +633,8 @@ func (l *Loop) updateInterest(c *Conn) {
 	case !c.paused && l.overTotal(c):
 		c.paused = true
 		l.stats.pausedTotal.Add(1)
-	case !c.paused && c.stalled && !l.resumable(c):
-		// OnData stopped while Backlogged and the flush took the output
-		// under the bounds, but not down to where a paused connection
-		// resumes: the rest waits as if paused, so that a total hovering
-		// at MaxOutboundTotal cannot have it presented pass after pass.
-		c.paused = true
-		if c.owed() > OutboundFloor && l.overHalfTotal() {
-			l.stats.pausedTotal.Add(1)
-		} else {
-			l.stats.paused.Add(1)
-		}
-	case c.paused && l.resumable(c):
+	case c.paused && c.owed() <= l.cfg.MaxOutbound/2 &&
+		(c.owed() <= OutboundFloor || !l.overHalfTotal()):
 		c.paused = false
 	}
 	if c.stalled && !c.paused {
