@@ -197,24 +197,25 @@ func (n *Node) MetricsCollector() prometheus.Collector { return (*nodeCollector)
 type nodeCollector Node
 
 var (
-	descRequests = prometheus.NewDesc(metrics.NodeRequests, "Requests answered, by op and result (ok or the wire error code).", []string{"op", "result"}, nil)
-	descLatency  = prometheus.NewDesc(metrics.NodeRequestDuration, "Time from the read that completed a request's header to its reply being queued, by op; the successful requests answered within one read share one figure.", []string{"op"}, nil)
-	descBytesIn  = prometheus.NewDesc(metrics.NodeReceivedBytes, "Value bytes received by puts.", nil, nil)
-	descBytesOut = prometheus.NewDesc(metrics.NodeSentBytes, "Value bytes sent by gets.", nil, nil)
-	descConns    = prometheus.NewDesc(metrics.NodeConnections, "Open client connections.", nil, nil)
-	descAccepted = prometheus.NewDesc(metrics.NodeConnectionsAccepted, "Client connections accepted.", nil, nil)
-	descRefused  = prometheus.NewDesc(metrics.NodeConnectionsRefused, "Client connections closed at once over a limit, by limit.", []string{"limit"}, nil)
-	descUnread   = prometheus.NewDesc(metrics.NodeUnreadReplyBytes, "Reply bytes queued on client connections, not yet taken by their clients, or promised by device reads in flight and listings waiting.", nil, nil)
-	descPaused   = prometheus.NewDesc(metrics.NodeConnectionsPaused, "Times a client connection stopped being read while its replies went unread, by limit.", []string{"limit"}, nil)
-	descUsed     = prometheus.NewDesc(metrics.NodeTierUsed, "Bytes in use in each storage tier.", []string{"tier"}, nil)
-	descCapacity = prometheus.NewDesc(metrics.NodeTierCapacity, "Capacity of each storage tier.", []string{"tier"}, nil)
-	descValues   = prometheus.NewDesc(metrics.NodeTierValues, "Values stored in each storage tier.", []string{"tier"}, nil)
+	descRequests    = prometheus.NewDesc(metrics.NodeRequests, "Requests answered, by op and result (ok or the wire error code).", []string{"op", "result"}, nil)
+	descLatency     = prometheus.NewDesc(metrics.NodeRequestDuration, "Time from the read that completed a request's header to its reply being queued, by op; the successful requests answered within one read share one figure.", []string{"op"}, nil)
+	descBytesIn     = prometheus.NewDesc(metrics.NodeReceivedBytes, "Value bytes received by puts.", nil, nil)
+	descBytesOut    = prometheus.NewDesc(metrics.NodeSentBytes, "Value bytes sent by gets.", nil, nil)
+	descConns       = prometheus.NewDesc(metrics.NodeConnections, "Open client connections.", nil, nil)
+	descAccepted    = prometheus.NewDesc(metrics.NodeConnectionsAccepted, "Client connections accepted.", nil, nil)
+	descRefused     = prometheus.NewDesc(metrics.NodeConnectionsRefused, "Client connections closed at once over a limit, by limit.", []string{"limit"}, nil)
+	descUnread      = prometheus.NewDesc(metrics.NodeUnreadReplyBytes, "Reply bytes queued on client connections, not yet taken by their clients, or promised by device reads in flight and listings waiting.", nil, nil)
+	descUnreadLimit = prometheus.NewDesc(metrics.NodeUnreadReplyLimit, "The node's bound on unread reply bytes (--max-unread; 0: none).", nil, nil)
+	descPaused      = prometheus.NewDesc(metrics.NodeConnectionsPaused, "Times a client connection stopped being read while its replies went unread, by limit.", []string{"limit"}, nil)
+	descUsed        = prometheus.NewDesc(metrics.NodeTierUsed, "Bytes in use in each storage tier.", []string{"tier"}, nil)
+	descCapacity    = prometheus.NewDesc(metrics.NodeTierCapacity, "Capacity of each storage tier.", []string{"tier"}, nil)
+	descValues      = prometheus.NewDesc(metrics.NodeTierValues, "Values stored in each storage tier.", []string{"tier"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (nc *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descLatency, descBytesIn, descBytesOut, descConns,
-		descAccepted, descRefused, descUnread, descPaused, descUsed, descCapacity, descValues} {
+		descAccepted, descRefused, descUnread, descUnreadLimit, descPaused, descUsed, descCapacity, descValues} {
 		ch <- d
 	}
 }
@@ -238,6 +239,7 @@ func (nc *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRefused, st.Net.Refused, "MaxConns")
 	counter(descRefused, st.Net.RefusedPerPeer, "MaxConnsPerPeer")
 	gauge(descUnread, st.Net.Queued)
+	gauge(descUnreadLimit, st.Net.QueuedLimit)
 	counter(descPaused, st.Net.Paused, "MaxOutbound")
 	counter(descPaused, st.Net.PausedTotal, "MaxOutboundTotal")
 	for _, t := range n.Tiers() {

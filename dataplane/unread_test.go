@@ -86,6 +86,9 @@ func TestUnreadRepliesBoundedAcrossConns(t *testing.T) {
 	n, c := unreadRig(t, 1<<10, netio.Config{Loops: 2, MaxOutboundTotal: bound})
 	hogGets(t, n, hogs)
 	fams := scrapeNode(t, n)
+	if l, _ := fams.Value(metrics.NodeUnreadReplyLimit); l != bound {
+		t.Errorf("%s %.0f, want %d", metrics.NodeUnreadReplyLimit, l, bound)
+	}
 	unread, _ := fams.Value(metrics.NodeUnreadReplyBytes)
 	// Past the bound each connection may hold the 64 KiB floor and one
 	// more reply.

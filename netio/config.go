@@ -251,9 +251,11 @@ type Stats struct {
 	// PausedTotal counts the times a connection stopped being read
 	// because the output queued on all connections passed
 	// MaxOutboundTotal; Queued is that total now, in bytes, as last counted
-	// (output queued and promised, Conn.Expect).
+	// (output queued and promised, Conn.Expect), and QueuedLimit the
+	// MaxOutboundTotal in force (0: none).
 	PausedTotal uint64
 	Queued      int64
+	QueuedLimit int64
 	// ReserveOpen is the reserve connections open now (Config.ReserveConns;
 	// not in Open); Reserved counts the connections over MaxConns or
 	// MaxConnsPerPeer opened on the reserve (counted in Accepted and

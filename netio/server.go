@@ -211,7 +211,8 @@ func (s *Server) Close() error {
 
 // Stats returns the server's counters, summed over its loops.
 func (s *Server) Stats() Stats {
-	st := Stats{Open: s.open.Load(), ReserveOpen: s.reserved.Load(), Nudges: s.nudged.Load(), Queued: s.queued.Load()}
+	st := Stats{Open: s.open.Load(), ReserveOpen: s.reserved.Load(), Nudges: s.nudged.Load(), Queued: s.queued.Load(),
+		QueuedLimit: int64(max(s.cfg.MaxOutboundTotal, 0))}
 	for _, l := range s.loops {
 		l.stats.addTo(&st)
 	}

@@ -33,7 +33,10 @@ const (
 	// NodeConnectionsPaused counts the times a connection stopped being
 	// read over such replies, by limit ("MaxOutbound": its own,
 	// "MaxOutboundTotal": all connections', --max-unread).
-	NodeUnreadReplyBytes  = "pocket_node_unread_reply_bytes"
+	NodeUnreadReplyBytes = "pocket_node_unread_reply_bytes"
+	// NodeUnreadReplyLimit is the node's bound on them (--max-unread; 0:
+	// none).
+	NodeUnreadReplyLimit  = "pocket_node_unread_reply_limit_bytes"
 	NodeConnectionsPaused = "pocket_node_connections_paused_total"
 	// NodeTierUsed and NodeTierCapacity are each tier's bytes, by tier
 	// ("dram", "nvme").
