@@ -410,8 +410,9 @@ func (t *NVMe) Open(job, key []byte) (Value, error) {
 }
 
 // OpenStart opens job/key like Open without waiting for the device: when
-// started is true, size is the value's size in bytes and done is called once, from the goroutine that reaps the
-// read (it must not block), with the open value or the read's error. With
+// started is true, size is the value's size in bytes and done is called
+// once, from the goroutine that reaps the read (it must not block), with
+// the open value or the read's error. With
 // submit false the read waits for the next Flush (nvme.Device.Start). When
 // started is false done is never called: err is the lookup's error
 // (ErrNotFound, a bad key, ErrClosed), or nil when the read could not start

@@ -87,19 +87,28 @@ type politeEcho struct {
 }
 
 func (h *politeEcho) OnData(c *Conn, in []byte) (int, error) {
+	return whileNotBacklogged(c, in, func(f []byte) {
+		c.Write(f)
+		if p := int64(c.Pending()); p > h.most.Load() {
+			h.most.Store(p)
+		}
+	}), nil
+}
+
+// whileNotBacklogged calls each with the complete frames at in's front,
+// one by one, stopping before a frame while c is Backlogged, and returns
+// the bytes of the frames it took.
+func whileNotBacklogged(c *Conn, in []byte, each func(frame []byte)) int {
 	used := 0
 	for !c.Backlogged() {
 		n := frameLen(in[used:])
 		if n == 0 {
 			break
 		}
-		c.Write(in[used : used+n])
+		each(in[used : used+n])
 		used += n
-		if p := int64(c.Pending()); p > h.most.Load() {
-			h.most.Store(p)
-		}
 	}
-	return used, nil
+	return used
 }
 
 // TestBackloggedHandlerGetsItsRestAgain: a client sends its frames at
@@ -155,13 +164,7 @@ type laterGets struct {
 }
 
 func (h *laterGets) OnData(c *Conn, in []byte) (int, error) {
-	used := 0
-	for !c.Backlogged() {
-		n := frameLen(in[used:])
-		if n == 0 {
-			break
-		}
-		used += n
+	return whileNotBacklogged(c, in, func([]byte) {
 		c.Expect(h.reply)
 		if f := h.flight.Add(1); f > h.most.Load() {
 			h.most.Store(f)
@@ -174,8 +177,7 @@ func (h *laterGets) OnData(c *Conn, in []byte) (int, error) {
 				c.Write(frame(make([]byte, h.reply-4)))
 			})
 		}()
-	}
-	return used, nil
+	}), nil
 }
 
 // TestExpectedRepliesCountAsQueued: requests of 100 bytes whose 4 KiB
