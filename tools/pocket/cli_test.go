@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os/exec"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestErrorLine(t *testing.T) {
@@ -141,6 +144,69 @@ func TestUsageErrors(t *testing.T) {
 		msg := stderr.String()
 		if !strings.Contains(msg, c.want) || strings.Count(msg, "pocket: ") != 1 || len(msg) > 400 {
 			t.Errorf("pocket %s: stderr %q, want one %q prefix and %q", c.args[0], msg, "pocket: ", c.want)
+		}
+	}
+}
+
+// TestBadFlagValuesAreUsageErrors: a flag value a command cannot run with
+// (a size that does not parse or is negative, a limit, price, band or
+// count out of its range) exits 2 with the usage line, before anything
+// starts, whichever command and whichever kind of flag. Before, sizes and
+// ranges checked after parsing exited 1 (`node --dram abc`), some after
+// starting a controller (`up --autoscale --scale-low 0.9`), and some were
+// taken (`up --node-mbps -5`, `up --scale-high 2`, `--cooldown -1s`).
+func TestBadFlagValuesAreUsageErrors(t *testing.T) {
+	bin := buildPocketBinary(t)
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"node", "--max-conns", "abc"},
+		{"node", "--dram", "abc"},
+		{"node", "--dram", "-1GiB"},
+		{"node", "--nvme", dir + "/tier"},
+		{"node", "--nvme", dir + "/tier:lots"},
+		{"node", "--nvme-staging", "-5"},
+		{"node", "--max-unread", "-1"},
+		{"node", "--loops", "-1"},
+		{"up", "--dram", "abc"},
+		{"up", "--node-mbps", "-5"},
+		{"up", "--scale-high", "2"},
+		{"up", "--autoscale", "--scale-low", "0.9"},
+		{"up", "--autoscale", "--cooldown", "-1s"},
+		{"up", "--node-max-unread", "-1"},
+		{"up", "--price-dram-gib-hour", "-1"},
+		{"up", "--nodes", "0"},
+		{"controller", "--node-dram", "abc"},
+		{"controller", "--scale-low", "0"},
+		{"controller", "--max-jobs", "-1"},
+		{"trace", "--timescale", "0"},
+		{"job", "register", "--capacity", "abc", "j"},
+		{"job", "register", "--capacity", "-1GiB", "j"},
+		{"job", "register", "--peak-mbps", "-1", "j"},
+		{"job", "profile", "--controller", "127.0.0.1:1", "--data-dir", dir, "j"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var stderr bytes.Buffer
+		cmd := exec.CommandContext(ctx, bin, append(args, "--listen", "127.0.0.1:0")...)
+		if args[0] == "job" || args[0] == "trace" {
+			cmd = exec.CommandContext(ctx, bin, args...) // no --listen
+		}
+		cmd.Env = append(cleanEnv(), "HOME="+dir)
+		cmd.Dir = dir
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		cancel()
+		code := -1
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		msg := stderr.String()
+		flagName := args[len(args)-2]
+		if args[0] == "job" && args[1] == "profile" {
+			flagName = "--controller"
+		}
+		if code != 2 || !strings.Contains(msg, strings.TrimLeft(flagName, "-")) || !strings.Contains(msg, "Usage: pocket ") || strings.Count(msg, "pocket: ") != 1 {
+			t.Errorf("pocket %s: exit %d (%v), stderr %q; want exit 2 naming %s, with the usage line", strings.Join(args, " "), code, err, msg, flagName)
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/orchestrator"
 	"github.com/pocketstore/pocket/orchestrator/k8s"
 )
@@ -57,7 +58,7 @@ func runController(args []string) int {
 	slog.SetDefault(id.log)
 	f.orch.limits.visited(fs, "node-")
 	if err := f.check(serve); err != nil {
-		return fail("controller: %v", err)
+		return usageError("controller", err)
 	}
 	return f.run(serve, id)
 }
@@ -83,6 +84,14 @@ func bindController(fs *flag.FlagSet) (*ctlFlags, *ctlServe, *logFlags) {
 func (f *ctlFlags) check(serve *ctlServe) error {
 	if err := f.orch.check(); err != nil {
 		return err
+	}
+	if _, err := f.prices.prices(); err != nil {
+		return err
+	}
+	if serve.limits != nil {
+		if err := serve.limits.apply(&controller.Config{}); err != nil {
+			return err
+		}
 	}
 	if !f.ha.on() {
 		return f.ha.checkOff()
@@ -596,6 +605,15 @@ func (o *orchFlags) bind(fs *flag.FlagSet) {
 }
 
 func (o *orchFlags) check() error {
+	if err := o.up.checkScale(); err != nil {
+		return err
+	}
+	if err := o.limits.apply(&netio.Config{}); err != nil {
+		return err
+	}
+	if _, err := sizeFlag("node-dram", o.dram, o.dram, "means no DRAM tier"); err != nil {
+		return err
+	}
 	switch o.kind {
 	case "none":
 		if o.up.autoscale {

@@ -98,17 +98,17 @@ func runJobRegister(args []string) int {
 		return code
 	}
 	prices, err := pf.prices()
-	if err != nil {
-		return fail("job register: %v", err)
+	var capBytes int64
+	if err == nil {
+		capBytes, err = sizeFlag("capacity", *capacity, *capacity, "means not given")
 	}
-	capBytes, err := units.ParseSize(*capacity)
+	if err == nil {
+		err = checkRegisterFlags(*ttl, *peak, *lambdas)
+	}
 	if err != nil {
-		return fail("job register: --capacity: %v", err)
+		return usageError("job register", err)
 	}
 	hints := wire.JobHints{Lambdas: uint32(*lambdas), CapacityBytes: capBytes, PeakMbps: *peak, LatencySensitive: *latency}
-	if err := checkRegisterFlags(*ttl, *peak, *lambdas); err != nil {
-		return fail("job register: %v", err)
-	}
 	tc, err := tf.config(pki.RoleClient, pki.RoleOperator)
 	if err != nil {
 		return fail("job register: %v", err)

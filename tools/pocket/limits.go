@@ -141,13 +141,13 @@ func (l *nodeLimits) apply(cfg *netio.Config) error {
 			err = orOff(name, l.maxConnsPerPeer, &cfg.MaxConnsPerPeer)
 		case "min-put-rate":
 			var rate int64
-			if rate, err = sizeFlag(name, l.minPutRate, strings.TrimSuffix(l.minPutRate, "/s")); err != nil {
+			if rate, err = sizeFlag(name, l.minPutRate, strings.TrimSuffix(l.minPutRate, "/s"), offZero); err != nil {
 				break
 			}
 			err = orOff(name, rate, &cfg.MinSinkRate)
 		case "max-unread":
 			var size int64
-			if size, err = sizeFlag(name, l.maxUnread, l.maxUnread); err != nil {
+			if size, err = sizeFlag(name, l.maxUnread, l.maxUnread, offZero); err != nil {
 				break
 			}
 			if size > math.MaxInt32 {
@@ -195,10 +195,10 @@ type limitValue interface {
 // orOff stores v, or -1 (the libraries' "off") for 0.
 // sizeFlag parses the size s of the flag --name, given as v: a negative
 // one is refused as orOff refuses a negative number, where the size
-// parser only said "out of range".
-func sizeFlag(name, v, s string) (int64, error) {
+// parser only said "out of range"; zero says what 0 means.
+func sizeFlag(name, v, s, zero string) (int64, error) {
 	if strings.HasPrefix(strings.TrimSpace(s), "-") {
-		return 0, fmt.Errorf("--%s %q: must not be negative (0 turns the limit off)", name, v)
+		return 0, fmt.Errorf("--%s %q: must not be negative (0 %s)", name, v, zero)
 	}
 	size, err := units.ParseSize(s)
 	if err != nil {
@@ -206,6 +206,9 @@ func sizeFlag(name, v, s string) (int64, error) {
 	}
 	return size, nil
 }
+
+// offZero is what 0 means for a limit.
+const offZero = "turns the limit off"
 
 func orOff[T limitValue](name string, v T, dst *T) error {
 	if v < 0 {

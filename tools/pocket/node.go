@@ -96,8 +96,11 @@ func runNode(args []string) int {
 	}
 	f.limits.visited(fs, "")
 	h, err := f.log.handler(os.Stderr)
+	if err == nil {
+		err = f.check() // a bad size or limit: usage, before anything starts
+	}
 	if err != nil {
-		return usageError("node", err) // a bad --log-level or --log-format
+		return usageError("node", err)
 	}
 	if f.ctl == "" {
 		f.ctl = os.Getenv(metaclient.EnvController)
@@ -313,6 +316,27 @@ func defaultBusyPoll(hasNVMe bool) time.Duration {
 	return 50 * time.Microsecond
 }
 
+// check refuses flag values the node cannot start with (a size that does
+// not parse or is negative, a limit out of its range), so a bad command
+// line is a usage error (exit 2) before any tier is built.
+func (f *nodeFlags) check() error {
+	if _, err := sizeFlag("dram", f.dram, f.dram, "means no DRAM tier"); err != nil {
+		return err
+	}
+	if _, err := sizeFlag("nvme-staging", f.staging, f.staging, "means 64MiB"); err != nil {
+		return err
+	}
+	if f.nvme != "" {
+		if _, _, err := nvmeSpec(f.nvme); err != nil {
+			return err
+		}
+	}
+	if f.loops < 0 || f.maxConns < 0 {
+		return fmt.Errorf("--loops %d, --max-conns %d: must not be negative (0: the default)", f.loops, f.maxConns)
+	}
+	return f.limits.apply(&netio.Config{})
+}
+
 // startNode builds the tiers and starts the node; closeTiers releases the
 // tiers' memory and devices after the node has stopped.
 func startNode(f *nodeFlags, secret []byte, log *slog.Logger) (*dataplane.Node, func(), error) {
@@ -382,23 +406,29 @@ func startNode(f *nodeFlags, secret []byte, log *slog.Logger) (*dataplane.Node, 
 	return n, closeTiers, nil
 }
 
+// nvmeSpec splits --nvme's PATH:SIZE.
+func nvmeSpec(spec string) (path string, size int64, err error) {
+	i := strings.LastIndexByte(spec, ':')
+	if i <= 0 {
+		return "", 0, fmt.Errorf("--nvme %q: want PATH:SIZE", spec)
+	}
+	size, err = sizeFlag("nvme", spec, spec[i+1:], "means the file's or device's size")
+	return spec[:i], size, err
+}
+
 // openNVMe opens PATH:SIZE as the NVMe tier. Transfers use a private
 // staging region, not the DRAM tier's arena, so NVMe traffic never eats
 // into DRAM capacity.
 func openNVMe(spec, staging string) (*dataplane.NVMe, *nvme.Device, error) {
-	i := strings.LastIndexByte(spec, ':')
-	if i <= 0 {
-		return nil, nil, fmt.Errorf("--nvme %q: want PATH:SIZE", spec)
-	}
-	size, err := units.ParseSize(spec[i+1:])
+	path, size, err := nvmeSpec(spec)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--nvme: %w", err)
+		return nil, nil, err
 	}
-	pool, err := units.ParseSize(staging)
+	pool, err := sizeFlag("nvme-staging", staging, staging, "means 64MiB")
 	if err != nil {
-		return nil, nil, fmt.Errorf("--nvme-staging: %w", err)
+		return nil, nil, err
 	}
-	dev, err := nvme.Open(spec[:i], nvme.Options{Size: size, BufferPool: pool})
+	dev, err := nvme.Open(path, nvme.Options{Size: size, BufferPool: pool})
 	if err != nil {
 		return nil, nil, err
 	}

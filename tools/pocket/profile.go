@@ -79,7 +79,7 @@ func runJobProfile(args []string) int {
 		return code
 	}
 	if *data != "" && *addr != "" {
-		return fail("job profile: --controller asks a running controller, --data-dir reads a stopped one's state: give one")
+		return usageError("job profile", errors.New("--controller asks a running controller, --data-dir reads a stopped one's state: give one"))
 	}
 	var v jobProfileJSON
 	var err error

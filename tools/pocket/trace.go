@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -46,11 +47,17 @@ func runTrace(args []string) int {
 		return code
 	}
 	if flagGiven(fs, "autoscale") && !o.autoscale {
-		return fail("trace: --autoscale=false: a trace runs against an autoscaling cluster only (--no-job-scaling keeps each job's map as sized)")
+		return usageError("trace", errors.New("--autoscale=false: a trace runs against an autoscaling cluster only (--no-job-scaling keeps each job's map as sized)"))
 	}
 	jobs, err := trace.Named(*which)
+	if err == nil {
+		err = o.checkScale()
+	}
+	if err == nil && !(*timescale > 0) {
+		err = fmt.Errorf("--timescale %v: want wall seconds per trace second, above 0", *timescale)
+	}
 	if err != nil {
-		return fail("trace: %v", err)
+		return usageError("trace", err)
 	}
 	o.autoscale, o.quiet = true, !*verbose
 	o.nodes = o.scale.MinNodes

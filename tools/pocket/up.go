@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -231,6 +232,38 @@ func (o *upOptions) nodeMetricsAddr(i int) string {
 	return "127.0.0.1:" + strconv.Itoa(o.metricsBase+1+i)
 }
 
+// check refuses, before any node starts, a command line the cluster
+// cannot start with: bad prices, node sizes or limits, node counts, ports,
+// log flags. Each is a usage error (exit 2).
+func (o *upOptions) check(fs *flag.FlagSet) error {
+	if _, err := o.prices.prices(); err != nil {
+		return err
+	}
+	if _, err := sizeFlag("dram", o.dram, o.dram, "means no DRAM tier"); err != nil {
+		return err
+	}
+	if err := o.nodeLimits.apply(&netio.Config{}); err != nil {
+		return err
+	}
+	if err := o.checkScale(); err != nil {
+		return err
+	}
+	if o.autoscale {
+		if err := nodesAsMin(fs, o); err != nil {
+			return err
+		}
+		o.nodes = o.scale.MinNodes
+	}
+	if o.nodes < 1 {
+		return errors.New("--nodes and --min-nodes must be at least 1")
+	}
+	if err := o.checkMetricsBase(); err != nil {
+		return err
+	}
+	_, err := o.log.handler(io.Discard) // a bad --log-level or --log-format
+	return err
+}
+
 // checkMetricsBase refuses a base whose ports do not fit below 65536, or
 // one given with --metrics (they both place the controller's endpoint).
 func (o *upOptions) checkMetricsBase() error {
@@ -322,6 +355,23 @@ func nodesAsMin(fs *flag.FlagSet, o *upOptions) error {
 const upPricesHelp = "the controller's prices, as pocket controller's: each job's tier is the cheapest that meets its need at them\n" +
 	"(controller.TierFor), and pocket status prices the jobs at them"
 
+// checkScale refuses autoscaler flags out of their range, which the
+// controller would otherwise replace by its defaults without a word.
+func (o *upOptions) checkScale() error {
+	s := o.scale
+	switch {
+	case !(s.High > 0 && s.High <= 1):
+		return fmt.Errorf("--scale-high %v: want a utilization above 0 and at most 1", s.High)
+	case !(s.Low > 0 && s.Low < s.High):
+		return fmt.Errorf("--scale-low %v: want a utilization above 0 and under --scale-high %v", s.Low, s.High)
+	case s.Cooldown < 0 || s.JobCooldown < 0 || s.DrainDeadline < 0:
+		return fmt.Errorf("--cooldown %v, --job-cooldown %v, --drain-deadline %v: must not be negative", s.Cooldown, s.JobCooldown, s.DrainDeadline)
+	case !(o.nodeMbps >= 0) || math.IsInf(o.nodeMbps, 0):
+		return fmt.Errorf("--node-mbps %v: want a bandwidth in Mb/s, 0 or more (0: the controller's default)", o.nodeMbps)
+	}
+	return nil
+}
+
 // bindScale adds the autoscaler's flags.
 func bindScale(fs *flag.FlagSet, o *upOptions) {
 	fs.BoolVar(&o.autoscale, "autoscale", false, "grow and shrink the cluster with its utilization (starts --min-nodes nodes)")
@@ -353,30 +403,12 @@ func runUp(args []string) int {
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
 	}
-	if _, err := o.prices.prices(); err != nil { // checks them before any node starts
-		return fail("up: %v", err)
-	}
 	o.nodeLimits.visited(fs, "node-")
-	if err := o.nodeLimits.apply(&netio.Config{}); err != nil { // checks the values before any node starts
-		return fail("up: %v", err)
-	}
-	if o.autoscale {
-		if err := nodesAsMin(fs, &o); err != nil {
-			return fail("up: %v", err)
-		}
-		o.nodes = o.scale.MinNodes
-	}
-	if o.nodes < 1 {
-		return fail("up: --nodes and --min-nodes must be at least 1")
-	}
-	if err := o.checkMetricsBase(); err != nil {
-		return fail("up: %v", err)
+	if err := o.check(fs); err != nil {
+		return usageError("up", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if _, err := o.log.handler(io.Discard); err != nil {
-		return usageError("up", err) // a bad --log-level or --log-format
-	}
 	u, err := startUp(ctx, o)
 	if u != nil {
 		defer u.close()
