@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -25,7 +26,10 @@ func init() {
 func runBench(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	defaultTLSDir()
+	args, err := benchTLSArgs(args)
+	if err != nil {
+		return usageError("bench", err)
+	}
 	if len(args) > 0 {
 		switch args[0] {
 		case "workload":
@@ -41,11 +45,78 @@ func runBench(args []string) int {
 		benchOwnHelp(helpOut)
 		return code
 	}
-	args, err := benchTokenArgs(args)
+	args, err = benchTokenArgs(args)
 	if err != nil {
 		return fail("bench: %v", err)
 	}
 	return bench.Main(ctx, args, os.Stdout, os.Stderr)
+}
+
+// benchTLSArgs takes --tls-dir DIR and --insecure out of args, which go to
+// perf/bench and perf/workload (their SDK reads $POCKET_TLS_DIR, and
+// without it dials plain TCP; workers inherit it), and sets the
+// environment from them: --tls-dir sets $POCKET_TLS_DIR, --insecure unsets
+// it; with neither, defaultTLSDir. Both given is a usage error.
+func benchTLSArgs(args []string) ([]string, error) {
+	args, dir, withDir, err := takeFlag(args, "tls-dir", true)
+	if err != nil {
+		return nil, err
+	}
+	args, _, insecure, err := takeFlag(args, "insecure", false)
+	switch {
+	case err != nil:
+		return nil, err
+	case withDir && insecure:
+		return nil, errors.New("--tls-dir and --insecure: give one")
+	case withDir:
+		os.Setenv(envTLSDir, dir)
+	case insecure:
+		os.Unsetenv(envTLSDir)
+	default:
+		defaultTLSDir()
+	}
+	return args, nil
+}
+
+// takeFlag takes the flag --name (with a value when hasValue: "--name V"
+// or "--name=V"; else a boolean: "--name" or "--name=BOOL") out of args,
+// up to a "--", and returns the rest, its last value and whether it was
+// given (for a boolean, whether it was given true).
+func takeFlag(args []string, name string, hasValue bool) (rest []string, value string, given bool, err error) {
+	rest = make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		if flagName(a) != name {
+			rest = append(rest, a)
+			continue
+		}
+		given = true
+		if _, v, ok := strings.Cut(a, "="); ok {
+			value = v
+			continue
+		}
+		if !hasValue {
+			value = "true"
+			continue
+		}
+		if i+1 == len(args) {
+			return nil, "", false, fmt.Errorf("--%s needs a value", name)
+		}
+		i++
+		value = args[i]
+	}
+	if !hasValue && given {
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return nil, "", false, fmt.Errorf("--%s=%s: want true or false", name, value)
+		}
+		given = b
+	}
+	return rest, value, given, nil
 }
 
 // defaultTLSDir sets $POCKET_TLS_DIR, when it is not set, to the TLS
@@ -70,6 +141,9 @@ func benchOwnHelp(w io.Writer) {
 	fs.String("token-file", "", "`FILE` (mode 0600) holding the token of the registered job --job JOBID, for --addr,\n"+
 		"--target pocket:// and --controller runs (default $"+envToken+"; pocket job register prints it): a node\n"+
 		"started by pocket up or with --controller refuses requests without the token of a registered job")
+	fs.String("tls-dir", "", "`DIR` with the cluster CA and a client certificate for --controller runs and bench workload\n"+
+		"(default $"+envTLSDir+", else tls/ in $"+envDataDir+" or ~/.pocket when it holds a CA)")
+	fs.Bool("insecure", false, insecureHelp)
 	fmt.Fprintf(w, "\nFlags of pocket bench itself (--token above is refused on the command line, as every secret is):\n")
 	fs.SetOutput(w)
 	fs.PrintDefaults()
@@ -80,27 +154,9 @@ func benchOwnHelp(w io.Writer) {
 // --token flag. These arguments stay in this process's memory: no argv
 // that other users can read ever holds the token.
 func benchTokenArgs(args []string) ([]string, error) {
-	rest := make([]string, 0, len(args)+2)
-	file := ""
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			rest = append(rest, args[i:]...)
-			break
-		}
-		if flagName(a) != "token-file" {
-			rest = append(rest, a)
-			continue
-		}
-		if _, v, ok := strings.Cut(a, "="); ok {
-			file = v
-			continue
-		}
-		if i+1 == len(args) {
-			return nil, errors.New("--token-file needs a FILE")
-		}
-		i++
-		file = args[i]
+	rest, file, _, err := takeFlag(args, "token-file", true)
+	if err != nil {
+		return nil, err
 	}
 	if file == "" && os.Getenv(envToken) == "" {
 		return rest, nil
