@@ -54,14 +54,38 @@ type verEntry struct {
 	touched time.Time // last chunk put
 }
 
+// jobTier names one job on one tier.
+type jobTier struct {
+	tier Kind
+	job  string
+}
+
+// Bounds of the dead versions a node remembers (versionTable.dead): a drop
+// of a version the node never held must be remembered too (its chunks may
+// still be on their way), so without a bound any client could grow the
+// node's memory by one entry per drop request. A hostile trial grew a node
+// by 870 MB in 20 s that way (7 million drops of made-up versions), and
+// other jobs' gets on it slowed 9-fold. At the bound the entry of an
+// arbitrary version of the same job goes first: a chunk of that version
+// arriving late is then stored, leased, and reclaimed by the sweeper one
+// lease later, as a dead writer's chunks are. About 40 bytes an entry.
+const (
+	maxDeadPerJob = 1 << 14
+	maxDead       = 1 << 18
+)
+
 // versionTable tracks, per tier and job, the keys stored under each object
 // version: the chunks of chunked objects. It is filled in by chunk puts and
 // emptied by confirms' drops, deletes and job drops.
 type versionTable struct {
-	mu     sync.Mutex
-	m      map[verKey]*verEntry
-	dead   map[verKey]time.Time // versions dropped or expired, and when
-	moving map[movingKey]int    // keys being moved to their owners (migrate.go)
+	mu sync.Mutex
+	m  map[verKey]*verEntry
+	// dead holds the versions dropped or expired within the last lease,
+	// per tier and job, with when (Unix ns); deadLen counts them, at most
+	// maxDead, and at most maxDeadPerJob per job.
+	dead    map[jobTier]map[uint64]int64
+	deadLen int
+	moving  map[movingKey]int // keys being moved to their owners (migrate.go)
 	// filing counts, per version, its writer's chunk puts between their
 	// commit and their add (Node.publish): the chunk is visible in its
 	// tier before it is filed, and a move scanning in between must see
@@ -76,7 +100,7 @@ type versionTable struct {
 }
 
 func newVersionTable() *versionTable {
-	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[verKey]time.Time),
+	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[jobTier]map[uint64]int64),
 		moving: make(map[movingKey]int), filing: make(map[verKey]int), lease: DefaultChunkLease,
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
@@ -101,10 +125,7 @@ func (n *Node) SetChunkLease(d time.Duration) {
 // wire.FlagLease: its writer's) marks the version leased if it is new and
 // marks the key as the writer's; every add renews the lease.
 func (v *versionTable) add(n *Node, k verKey, key string, lease bool) {
-	v.start.Do(func() {
-		v.node = n
-		go v.sweep()
-	})
+	v.run(n)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e := v.m[k]
@@ -117,6 +138,14 @@ func (v *versionTable) add(n *Node, k verKey, key string, lease bool) {
 	if lease {
 		v.doneFilingLocked(k)
 	}
+}
+
+// run starts the sweeper, once: on the first chunk put or version drop.
+func (v *versionTable) run(n *Node) {
+	v.start.Do(func() {
+		v.node = n
+		go v.sweep()
+	})
 }
 
 // beginFiling marks a writer's chunk of version k as being committed, so
@@ -178,7 +207,7 @@ func (v *versionTable) take(k verKey) []string {
 
 // takeLocked is take with mu held.
 func (v *versionTable) takeLocked(k verKey) []string {
-	v.dead[k] = time.Now()
+	v.markDeadLocked(k, time.Now())
 	e := v.m[k]
 	if e == nil {
 		return nil
@@ -205,12 +234,50 @@ func (v *versionTable) takeLeased(k verKey) ([]string, bool) {
 	return v.takeLocked(k), true
 }
 
+// markDeadLocked records version k dead at now, forgetting another dead
+// version of its job (or, for a job's first, of any job) when the bounds
+// are reached.
+func (v *versionTable) markDeadLocked(k verKey, now time.Time) {
+	jt := jobTier{k.tier, k.job}
+	vers := v.dead[jt]
+	if _, ok := vers[k.ver]; !ok {
+		if len(vers) >= maxDeadPerJob || v.deadLen >= maxDead {
+			v.forgetDeadLocked(jt, vers)
+			vers = v.dead[jt] // gone if that was its last
+		}
+		if vers == nil {
+			vers = make(map[uint64]int64)
+			v.dead[jt] = vers
+		}
+		v.deadLen++
+	}
+	vers[k.ver] = now.UnixNano()
+}
+
+// forgetDeadLocked forgets one dead version: of vers (job jt's) unless it
+// is empty, else of any job.
+func (v *versionTable) forgetDeadLocked(jt jobTier, vers map[uint64]int64) {
+	if len(vers) == 0 {
+		for jt, vers = range v.dead {
+			break
+		}
+	}
+	for ver := range vers {
+		delete(vers, ver)
+		v.deadLen--
+		break
+	}
+	if len(vers) == 0 {
+		delete(v.dead, jt)
+	}
+}
+
 // isDead reports whether a version was dropped (or expired) within the
 // last lease.
 func (v *versionTable) isDead(k verKey) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	_, dead := v.dead[k]
+	_, dead := v.dead[jobTier{k.tier, k.job}][k.ver]
 	return dead
 }
 
@@ -305,12 +372,14 @@ func (v *versionTable) forget(t Kind, job, key []byte) {
 // dropVersion deletes every chunk of a version from tier t and returns how
 // many it deleted.
 func (n *Node) dropVersion(t Tier, job []byte, ver uint64) int {
+	n.vers.run(n)
 	return deleteKeys(t, job, n.vers.take(verKey{t.Kind(), string(job), ver}))
 }
 
 // dropLeasedVersion is dropVersion for a version still leased only (see
 // takeLeased); ok is false, and nothing is deleted, once it was confirmed.
 func (n *Node) dropLeasedVersion(t Tier, job []byte, ver uint64) (deleted int, ok bool) {
+	n.vers.run(n)
 	keys, ok := n.vers.takeLeased(verKey{t.Kind(), string(job), ver})
 	return deleteKeys(t, job, keys), ok
 }
@@ -333,9 +402,10 @@ func (v *versionTable) dropJob(job []byte) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	n := v.node
-	for k := range v.dead {
-		if k.job == string(job) {
-			delete(v.dead, k)
+	for jt, vers := range v.dead {
+		if jt.job == string(job) {
+			v.deadLen -= len(vers)
+			delete(v.dead, jt)
 		}
 	}
 	for k, e := range v.m {
@@ -399,9 +469,15 @@ func (v *versionTable) sweep() {
 func (v *versionTable) expired(now time.Time) []verKey {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for k, at := range v.dead {
-		if now.Sub(at) >= v.lease {
-			delete(v.dead, k)
+	for jt, vers := range v.dead {
+		for ver, at := range vers {
+			if now.Sub(time.Unix(0, at)) >= v.lease {
+				delete(vers, ver)
+				v.deadLen--
+			}
+		}
+		if len(vers) == 0 {
+			delete(v.dead, jt)
 		}
 	}
 	var ks []verKey
