@@ -24,10 +24,11 @@ import (
 // one a deregistering client's credential carries), and answers it to an OpGetMap that asks for it
 // (wire.JobRef.EndedOK) with a token its secret verifies for the job's id
 // and gen, expired or not (expiry is how such a job ends): the reply is
-// the map marked wire.PlacementMap.Ended. A token that does not verify,
-// or a request without EndedOK (an older client), gets the answer an
-// unknown job gets (CodeUnknownJob), so nothing tells which ended jobs
-// exist.
+// the map marked wire.PlacementMap.Ended. A token that does not verify
+// gets CodeBadToken, as it does for a live job and for an id never
+// registered, and a request without EndedOK (an older client) the answer
+// an unknown job gets (CodeUnknownJob), so nothing tells which jobs, live
+// or ended, exist.
 //
 // The record is made when the job ends, whatever it put, and kept while a
 // node of its map may keep its persisted values (mayKeepLocked): the node
@@ -207,8 +208,9 @@ func (e *endedJob) publicMap(tok []byte) *wire.PlacementMap {
 // map (wire.JobRef.EndedOK): a live job's current map, else the final map
 // of an ended job whose persisted values nodes may still keep, marked
 // Ended, when tok is the job's token (expired or not). Otherwise it fails
-// as GetMap does (CodeUnknownJob for an ended job and a token that is not
-// its own).
+// as GetMap does (CodeBadToken for a token that does not verify for id,
+// whether or not id exists; CodeUnknownJob for an ended job's token of
+// another gen).
 //
 // The final map is answered once the job's end has reached the live nodes
 // of it (their job tables are at its revocation), waiting for that up to

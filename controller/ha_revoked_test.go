@@ -88,8 +88,8 @@ func TestHARevokedTokenStaysRevoked(t *testing.T) {
 	if m, err := mc.GetMap(ctx, gone.Job, gone.Token); !errors.Is(err, wire.ErrUnknownJob) {
 		t.Errorf("after the failover, the live map of deregistered %s with its token: %+v, %v; want CodeUnknownJob", gone.Job, m, err)
 	}
-	if m, err := mc.GetMapOrEnded(ctx, gone.Job, other.Token); !errors.Is(err, wire.ErrUnknownJob) {
-		t.Errorf("final map of %s with another job's token: %+v, %v; want CodeUnknownJob", gone.Job, m, err)
+	if m, err := mc.GetMapOrEnded(ctx, gone.Job, other.Token); !errors.Is(err, wire.ErrBadToken) {
+		t.Errorf("final map of %s with another job's token: %+v, %v; want CodeBadToken, as for a job that never was", gone.Job, m, err)
 	}
 	if m, err := mc.GetMapOrEnded(ctx, gone.Job, gone.Token); err != nil || !m.Ended || m.Job != gone.Job {
 		t.Errorf("final map of %s with its own token after the failover: %+v, %v", gone.Job, m, err)

@@ -793,18 +793,30 @@ func (c *Controller) mapLocked(j *job) *wire.PlacementMap {
 // lookupLocked returns a job after checking its token: a valid token of
 // the job's own registration, not expired.
 func (c *Controller) lookupLocked(id string, tok []byte) (*job, error) {
+	// The token is checked first: a caller without one for id learns
+	// nothing of whether id is registered (ids are a name and a counter,
+	// easy to guess).
+	claims, ok := token.ParseJob(c.cfg.Secret, []byte(id), tok)
+	if !ok {
+		return nil, badToken(id)
+	}
 	j, ok := c.jobs[id]
 	if !ok {
 		return nil, wire.Errorf(wire.CodeUnknownJob, "job %s is not registered", id)
 	}
-	claims, ok := token.ParseJob(c.cfg.Secret, []byte(id), tok)
-	if !ok || claims.Gen != j.gen {
-		return nil, wire.Errorf(wire.CodeBadToken, "token does not grant job %s", id)
+	if claims.Gen != j.gen {
+		return nil, badToken(id)
 	}
 	if claims.Expired(time.Now()) {
 		return nil, wire.Errorf(wire.CodeRevoked, "job %s: token expired at %s", id, claims.Expires.UTC().Format(time.RFC3339))
 	}
 	return j, nil
+}
+
+// badToken is the refusal of a token that does not grant job id, the same
+// whether or not id is registered.
+func badToken(id string) error {
+	return wire.Errorf(wire.CodeBadToken, "token does not grant job %s", id)
 }
 
 // GetMap returns a job's current map; tok must be the job's token.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,8 +102,16 @@ func TestJobIDsAndTokens(t *testing.T) {
 	if _, err := c.GetMap(m1.Job, m2.Token); !errors.Is(err, wire.ErrBadToken) {
 		t.Fatalf("other job's token: %v", err)
 	}
-	if _, err := c.GetMap("nope-1", m1.Token); !errors.Is(err, wire.ErrUnknownJob) {
-		t.Fatalf("unknown job: %v", err)
+	// A caller without a token of the id learns nothing of whether it is
+	// registered: a job that never was and a live one answer alike (the
+	// trial's attacker told them apart by the code).
+	for _, id := range []string{"nope-1", m2.Job} {
+		if _, err := c.GetMap(id, m1.Token); !errors.Is(err, wire.ErrBadToken) || strings.Contains(err.Error(), "registered") {
+			t.Fatalf("job %s with another job's token: %v, want bad token", id, err)
+		}
+	}
+	if _, err := c.GetMap("nope-1", token.SignJob(testSecret, []byte("nope-1"), token.Claims{})); !errors.Is(err, wire.ErrUnknownJob) {
+		t.Fatalf("unknown job with a token of its id: %v", err)
 	}
 	if m, err := c.GetMap(m1.Job, m1.Token); err != nil || m.Job != m1.Job {
 		t.Fatalf("get map: %+v %v", m, err)

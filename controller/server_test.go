@@ -73,8 +73,8 @@ func TestServerBadInput(t *testing.T) {
 	conn3, r3 := dial(t, a.String())
 	b := flatbuffers.NewBuilder(0)
 	h, meta, err = exchange(t, conn3, r3, wire.AppendControlFrame(nil, wire.OpGetMap, 5, 0, (&wire.JobRef{Job: "x-1"}).Encode(b)))
-	if err != nil || !errors.Is(wire.ReplyError(&h, meta), wire.ErrUnknownJob) {
-		t.Fatalf("get map of unknown job: %v %v", err, wire.ReplyError(&h, meta))
+	if err != nil || !errors.Is(wire.ReplyError(&h, meta), wire.ErrBadToken) {
+		t.Fatalf("get map of unknown job without a token: %v %v", err, wire.ReplyError(&h, meta))
 	}
 }
 

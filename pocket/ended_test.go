@@ -37,7 +37,7 @@ func openEnded(t *testing.T, s *Store, id string, tok []byte) *Job {
 // refused a put, handed on by the handle's Credential (opened without a
 // controller), and deleted; once deleted, no node reports it and the
 // token opens nothing (unknown job). Another job's token, or garbage,
-// gets unknown job all along. On the old code the expired job's token
+// gets bad token all along. On the old code the expired job's token
 // opened nothing: unknown job, and its value could only go with a drain
 // that discarded it.
 func TestExpiredJobOpensWithItsToken(t *testing.T) {
@@ -75,8 +75,8 @@ func TestExpiredJobOpensWithItsToken(t *testing.T) {
 		t.Fatalf("put through the expired job's token: %v, want revoked", err)
 	}
 	for what, tok := range map[string][]byte{"another job's token": other.Token(), "garbage": []byte("garbage")} {
-		if _, err := s.OpenJob(ctx, m.Job, tok); !errors.Is(err, wire.ErrUnknownJob) {
-			t.Fatalf("open the expired job with %s: %v, want unknown job", what, err)
+		if _, err := s.OpenJob(ctx, m.Job, tok); !errors.Is(err, wire.ErrBadToken) {
+			t.Fatalf("open the expired job with %s: %v, want bad token, as for a job that never was", what, err)
 		}
 	}
 

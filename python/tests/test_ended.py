@@ -39,9 +39,13 @@ def test_expired_job_opens_with_its_token(client, cluster_env, monkeypatch):
     assert [x.name for x in e.list("p/")] == ["p/a", "p/b"]
     with pytest.raises(pocket.Revoked):
         e.put("p/d", b"x", persist=True)
+    # Another job's token, or zeros, gets what it gets for a job that
+    # never was: bad token (nothing tells which jobs exist).
     for wrong in (other.token, bytes(len(other.token))):
-        with pytest.raises(pocket.UnknownJob):
+        with pytest.raises(pocket.BadToken):
             client.open_job(jid, wrong)
+        with pytest.raises(pocket.BadToken):
+            client.open_job("never-1", wrong)
 
     # The module API with the job's token: reads, and hands on the credential.
     monkeypatch.setenv("POCKET_TOKEN", tok)
