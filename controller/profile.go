@@ -32,8 +32,9 @@ import (
 // is the sum over the nodes of its map of their latest attributed
 // figures; its run keeps the peaks. The values a change of its map moves
 // are not its load: while its map changes, and for the profileSmooth
-// heartbeats after (jobload.go), its figures do not count (each node
-// keeps its figure from before), nor do they while a node of its map
+// heartbeats after (jobload.go), its figures do not count, and each
+// node's figure from before the change is forgotten (atEpoch), nor do
+// they count while a node of its map
 // drains from the cluster, nor when a node that reports per-job figures
 // lists the most it may (wire.MaxJobLoads, the busiest) and not the job;
 // such a heartbeat is no sample of the run either. A
@@ -132,6 +133,8 @@ type jobTrace struct {
 	// drainEpoch is the job's epoch when a node of its map was last seen
 	// draining from the cluster (0: never).
 	drainEpoch uint64
+	// epoch is the job's epoch the figures in perNode were taken at.
+	epoch uint64
 
 	// What the state holds of the trace (see saveDue): its peak and
 	// samples when last marked to be saved, and when.
@@ -184,6 +187,7 @@ func (b *profileBook) observeNode(n *node, l *nodeLoad, now time.Time, save func
 		}
 		k++
 		t := b.trace(j, now)
+		t.atEpoch(j.epoch)
 		// A heartbeat whose figures do not count for j is no sample of
 		// its run: the node keeps its figure, the peaks stay, and the run
 		// is recorded only if enough of its heartbeats counted.
@@ -194,6 +198,23 @@ func (b *profileBook) observeNode(n *node, l *nodeLoad, now time.Time, save func
 		if save != nil && t.saveDue(now) {
 			save(j.id)
 		}
+	}
+}
+
+// atEpoch forgets the nodes' figures taken before the job's map took epoch
+// e (keeping their sample counts): a node's figure from before a change
+// counts the values that have since moved to another node, and summed
+// with that node's figure from after it, counted them twice (a new-user
+// trial's job of 14.7 MB recorded a peak of 21.7 MB over a map change).
+// Until each node of the new map has a figure that counts, the job's sum
+// is low, which its peaks do not keep.
+func (t *jobTrace) atEpoch(e uint64) {
+	if t.epoch == e {
+		return
+	}
+	t.epoch = e
+	for a, f := range t.perNode {
+		t.perNode[a] = nodeFig{n: f.n}
 	}
 }
 
@@ -524,7 +545,9 @@ func (b *profileBook) learned(name string) (Learned, bool) {
 func EstimateProfile(p *state.Profile) Learned { return estimate(p.Runs) }
 
 // NextSize is what the next job of a profile's name registered without
-// size hints is allotted, and the estimate it comes from.
+// size hints asks for, and the estimate it comes from. Registration
+// allots it at most what the nodes it places the job on have room for
+// (Controller.allotLearnedLocked).
 type NextSize struct {
 	Mbps     float64 // bandwidth, Mb/s: the estimate, at least one lambda's (Policy.PerLambdaMbps)
 	Bytes    int64   // capacity, bytes: the estimate
@@ -532,9 +555,10 @@ type NextSize struct {
 }
 
 // NextSize is what registering a job of prof's name without size hints
-// allots it under p: the need registration computes (Policy.needFor over
+// asks for under p: the need registration computes (Policy.needFor over
 // the profile's estimate, as sizeJobLocked does), so `pocket job profile`
-// shows the size registration gives.
+// shows the size registration places; the allotment is that, or less when
+// the nodes have less room.
 func (p *Policy) NextSize(prof *state.Profile) NextSize {
 	l := estimate(prof.Runs)
 	need, _, _ := p.needFor(wire.JobHints{}, &l)

@@ -96,7 +96,7 @@ func TestJobProfileAsksTheRunningController(t *testing.T) {
 		t.Fatalf("served runs %+v", served.Runs)
 	}
 	out, errOut, code := outputOf(t, func() int { return runJobProfile([]string{"small"}) })
-	if code != 0 || !strings.Contains(out, "without size hints: 1000 Mb/s") || !strings.Contains(out, "raised to one lambda's 1000 Mb/s") ||
+	if code != 0 || !strings.Contains(out, "without size hints asks for 1000 Mb/s") || !strings.Contains(out, "raised to one lambda's 1000 Mb/s") ||
 		!strings.Contains(out, "small-2") || !strings.Contains(out, " nvme ") {
 		t.Fatalf("job profile: exit %d:\n%s%s", code, out, errOut)
 	}

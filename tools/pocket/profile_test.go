@@ -133,7 +133,7 @@ func TestJobProfileShowsWhatRegistrationGives(t *testing.T) {
 	}
 	stop()
 	out, code = stdoutOf(t, func() int { return runJobProfile([]string{"small", "--data-dir", dir}) })
-	if code != 0 || !strings.Contains(out, "without size hints: 600 Mb/s") || !strings.Contains(out, "29 Mb/s, raised to one lambda's 600 Mb/s") ||
+	if code != 0 || !strings.Contains(out, "without size hints asks for 600 Mb/s") || !strings.Contains(out, "29 Mb/s, raised to one lambda's 600 Mb/s") ||
 		!strings.Contains(out, " dram ") {
 		t.Fatalf("job profile: exit %d:\n%s", code, out)
 	}
