@@ -38,6 +38,23 @@ type Prices struct {
 	exact bool // every price is as given, 0 included (see above)
 }
 
+// set sets the prices fields names, refusing any other name (case
+// counts) and null.
+func (p *Prices) set(fields map[string]*float64) error {
+	dst := map[string]*float64{"dram_gib_hour": &p.DRAMGiBHour, "nvme_gib_hour": &p.NVMeGiBHour, "gbps_hour": &p.GbpsHour}
+	for name, v := range fields {
+		d, ok := dst[name]
+		switch {
+		case !ok:
+			return fmt.Errorf("unknown field %q", name)
+		case v == nil:
+			return fmt.Errorf("%s: null, want a number", name)
+		}
+		*d = *v
+	}
+	return nil
+}
+
 // ExactPrices is the table of the three prices as given, a price of 0
 // included (OrDefault keeps it).
 func ExactPrices(dramGiBHour, nvmeGiBHour, gbpsHour float64) Prices {
@@ -140,21 +157,24 @@ func LoadPrices(path string) (Prices, error) {
 	p := DefaultPrices()
 	b, err := limited.ReadFile(path, maxPricesFile)
 	if err != nil {
-		return p, fmt.Errorf("prices: %w", err)
+		return p, fmt.Errorf("price file: %w", err)
 	}
+	var fields map[string]*float64 // keys as written: a struct's would match any case
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	err = dec.Decode(&p)
+	err = dec.Decode(&fields)
 	if err == nil {
 		if _, after := dec.Token(); after != io.EOF {
 			err = errors.New("more after the object")
 		}
 	}
+	if err == nil {
+		err = p.set(fields)
+	}
 	if err != nil {
-		return p, fmt.Errorf("prices: %s: %w (want one JSON object with dram_gib_hour, nvme_gib_hour, gbps_hour)", path, err)
+		return p, fmt.Errorf("price file %s: %w (want one JSON object with dram_gib_hour, nvme_gib_hour, gbps_hour)", path, err)
 	}
 	if err := p.Check(); err != nil {
-		return p, fmt.Errorf("prices: %s: %w", path, err)
+		return p, fmt.Errorf("price file %s: %w", path, err)
 	}
 	p.exact = true
 	return p, nil

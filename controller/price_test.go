@@ -68,6 +68,10 @@ func TestLoadPrices(t *testing.T) {
 		"two.json":      `{"dram_gib_hour": 1}{"nvme_gib_hour": -3}`,
 		"trailing.json": `{"dram_gib_hour": 1} garbage`,
 		"bracket.json":  `{"dram_gib_hour": 1}]`,
+		// Found by a new-user trial: another case was taken, null was
+		// the default.
+		"case.json": `{"DRAM_GIB_HOUR": 5}`,
+		"null.json": `{"dram_gib_hour": null}`,
 	} {
 		if _, err := LoadPrices(write(name, body)); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v; want an error naming the file", name, err)

@@ -466,10 +466,18 @@ func status(stderr io.Writer, err error) int {
 }
 
 // errorLine is the line a failed run prints, in the form of the other
-// pocket commands ("pocket: bench: message"), the package's own "bench: "
-// prefix said once.
+// pocket commands ("pocket: bench: message"): the "pocket" and "bench"
+// prefixes of the layers an error passed through (this package's, the
+// SDK's) said once, at its start.
 func errorLine(err error) string {
-	return "pocket: bench: " + strings.TrimPrefix(err.Error(), "bench: ")
+	segs := strings.Split(err.Error(), ": ")
+	keep := segs[:0]
+	for _, s := range segs {
+		if s != "pocket" && s != "bench" {
+			keep = append(keep, s)
+		}
+	}
+	return "pocket: bench: " + strings.Join(keep, ": ")
 }
 
 // serveEcho serves the echo server on addr until ctx ends, printing its

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -240,5 +241,15 @@ func TestErrorLineSaysBenchOnce(t *testing.T) {
 	var b strings.Builder
 	if code := status(&b, fmt.Errorf("bench: cleanup: %w", ErrStalled)); code != 1 || !strings.HasPrefix(b.String(), "pocket: bench: cleanup: ") {
 		t.Fatalf("status: exit %d, line %q; want exit 1 and %q", code, b.String(), "pocket: bench: cleanup: ...")
+	}
+}
+
+// TestErrorLineSaysPrefixesOnce: an SDK error under a bench error reads
+// "pocket: bench: open job ...", not "pocket: bench: pocket: open job ..."
+// (a new-user trial).
+func TestErrorLineSaysPrefixesOnce(t *testing.T) {
+	err := fmt.Errorf("bench: %w", errors.New(`pocket: open job "e-1": wire: bad token: no`))
+	if got, want := errorLine(err), `pocket: bench: open job "e-1": wire: bad token: no`; got != want {
+		t.Errorf("errorLine: %q, want %q", got, want)
 	}
 }

@@ -192,7 +192,7 @@ func hintExcesses(h wire.JobHints, f tierFigures) []hintExcess {
 // less than it asked for, and so do the jobs already on the tier, since a
 // node's bandwidth is shared in proportion to what each job asks of it.
 func mbpsEffect(f tierFigures) string {
-	if f.jobs == 0 {
+	if f.jobs == 0 || f.allocMbps <= 0 { // jobs allotted nothing lose nothing
 		return "the job gets less than it asked for"
 	}
 	return fmt.Sprintf("the job gets less than it asked for, and the %d job(s) already on the tier (%.0f Mb/s allotted) get less than theirs: "+

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -416,8 +417,8 @@ func printStatus(v statusJSON) {
 	var total float64
 	anyMoving, unsized, over := false, false, false
 	for _, j := range v.Jobs {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%.0f\t%s\t%s\t%.4f\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
-			j.UsedMbps, allocSizeCell(j), usedSizeCell(j), j.CostPerHour, mapNotes(j.Nodes))
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
+			j.UsedMbps, allocSizeCell(j), usedSizeCell(j), costCell(j.CostPerHour), mapNotes(j.Nodes))
 		total += j.CostPerHour
 		anyMoving = anyMoving || j.Moving
 		unsized = unsized || j.AllocBytes <= 0
@@ -428,7 +429,7 @@ func printStatus(v statusJSON) {
 		fmt.Println("ALLOC SIZE -: no size allotted (no capacity hint, no size learned for the job's name): " +
 			"its values use its nodes' free capacity, none of it reserved for the job")
 	}
-	fmt.Printf("COST $/h: the jobs' allotments at %s, %.4f $/h for those listed\n", pricesPhrase(v.Prices), total)
+	fmt.Printf("COST $/h: the jobs' allotments at %s, %s $/h for those listed\n", pricesPhrase(v.Prices), costCell(total))
 	printAllotments(v)
 	if over {
 		fmt.Println("USED SIZE !: the job holds more than its ALLOC SIZE: a capacity hint reserves space, it does not limit the job; " +
@@ -459,6 +460,15 @@ func moving(ns []wire.MapNode) bool {
 		}
 	}
 	return false
+}
+
+// costCell is a cost in dollars an hour to 4 decimals, or to 2 significant
+// digits under 0.0001 (a small NVMe job's 7.9e-06 read 0.0000, as if free).
+func costCell(usd float64) string {
+	if usd != 0 && math.Abs(usd) < 0.0001 {
+		return strconv.FormatFloat(usd, 'g', 2, 64)
+	}
+	return strconv.FormatFloat(usd, 'f', 4, 64)
 }
 
 // allocSizeCell is a job's ALLOC SIZE: its allotted bytes, "-" when it
