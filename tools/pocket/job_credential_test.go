@@ -13,7 +13,7 @@ import (
 // job credential` prints the credential of the ended job (ended: true),
 // which reads and deletes them too, and `pocket job deregister` says the
 // job has ended and prints that credential. Another job's token gets
-// "unknown job". A malformed $POCKET_CREDENTIAL is refused by name.
+// "bad token", as for a job that never was. A malformed $POCKET_CREDENTIAL is refused by name.
 // On the old code every one of these answered "unknown
 // job: job ... is not registered", no command printed a credential, and
 // `pocket job credential` did not exist.
@@ -110,8 +110,9 @@ func TestExpiredJobsValuesThroughItsToken(t *testing.T) {
 	}
 	wrong := append(base, "POCKET_TOKEN="+otherTok)
 	for _, args := range [][]string{{"ls", job}, {"get", job, "p/a"}, {"job", "credential", job}} {
-		if out, errOut, code := run(wrong, "", args...); code != 1 || !strings.Contains(errOut, "unknown job") {
-			t.Errorf("pocket %s with another job's token: exit %d, stdout %q, stderr %q; want unknown job", strings.Join(args, " "), code, out, errOut)
+		// The answer a job that never was gets (nothing tells which exist).
+		if out, errOut, code := run(wrong, "", args...); code != 1 || !strings.Contains(errOut, "bad token") {
+			t.Errorf("pocket %s with another job's token: exit %d, stdout %q, stderr %q; want bad token", strings.Join(args, " "), code, out, errOut)
 		}
 	}
 
