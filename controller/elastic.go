@@ -36,7 +36,9 @@ import (
 //     the autoscaler starts one through its orchestrator, and the job
 //     grows onto it at a later evaluation;
 //   - its nodes under Low (latest figures, as scale-in), and the rest of
-//     its nodes would stay under the band's middle: the map sheds one of
+//     its nodes would stay under the band's middle, in bandwidth and in
+//     capacity, each of them with its share of what the node shed held
+//     (dropSafeLocked, dropFitsLocked): the map sheds one of
 //     the nodes growth added, the one holding the least (shrinkJobLocked).
 //     These are the nodes' figures, whoever's load they carry: a job does
 //     not shed a node onto nodes other jobs keep busy. Hints still win: a
@@ -709,11 +711,15 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 				continue
 			}
 			victim := c.shrinkVictimLocked(j)
+			middle := (p.High + p.Low) / 2
 			if victim == "" || !c.otherActiveLocked(j, victim) || !c.holdsHintsLocked(j, victim) ||
-				!c.dropSafeLocked(j, victim, (p.High+p.Low)/2, p.Smooth) {
+				!c.dropSafeLocked(j, victim, middle, p.Smooth) || !c.dropFitsLocked(j, victim, middle) {
 				continue
 			}
 			projected := max(u.Max, now1.Max) * float64(now1.Nodes) / float64(now1.Nodes-1)
+			if projected > middle {
+				continue
+			}
 			c.shrinkJobLocked(j, victim, now)
 			ds = append(ds, Decision{At: now, Action: ActionShrinkJob, Job: j.id, Drain: []string{victim}, Nodes: now1.Nodes, Util: now1.Max,
 				Reason: fmt.Sprintf("job %s: its %d node(s) at %.0f%%, under %.0f%%; %d will run at %.0f%%: sheds %s",
@@ -838,6 +844,39 @@ func (c *Controller) dropSafeLocked(j *job, x string, limit float64, smooth int)
 		add := onX * mn.Weight / wsum
 		load := max(c.measuredLocked(n, smooth), c.measuredLocked(n, 1)) * bw
 		if add > 0.01*bw && load+add > limit*bw {
+			return false
+		}
+	}
+	return true
+}
+
+// dropFitsLocked is dropSafeLocked for capacity: taking node x out of j's
+// map moves j's bytes there to its other active nodes, by weight, and
+// none may end over limit (a fraction of its tier's capacity). A hostile
+// trial's job holding 215 MiB on two 256 MiB nodes at 55 % shed one ("1
+// will run at 110%"): the other filled, another job's puts there failed
+// "no space", and the move never ended.
+func (c *Controller) dropFitsLocked(j *job, x string, limit float64) bool {
+	var onX, wsum float64
+	var others []wire.MapNode
+	for _, mn := range j.nodes {
+		n, ok := c.nodes[mn.Addr]
+		if !ok || n.state != wire.NodeActive {
+			continue
+		}
+		if mn.Addr != x {
+			others = append(others, mn)
+			wsum += mn.Weight
+		} else if t := n.tier(j.tier); t != nil {
+			onX = c.jobBytesLocked(j, n, mn, float64(t.UsedBytes))
+		}
+	}
+	if wsum <= 0 || onX <= 0 {
+		return true
+	}
+	for _, mn := range others {
+		t := c.nodes[mn.Addr].tier(j.tier)
+		if t == nil || float64(t.UsedBytes)+onX*mn.Weight/wsum > limit*float64(t.CapacityBytes) {
 			return false
 		}
 	}
