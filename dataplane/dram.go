@@ -158,7 +158,7 @@ func NewDRAM(capacity int64, opts DRAMOptions) (*DRAM, error) {
 	return d, nil
 }
 
-func cmpOr(v, def int) int {
+func cmpOr[T int | int64](v, def T) T {
 	if v > 0 {
 		return v
 	}

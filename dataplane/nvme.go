@@ -61,7 +61,25 @@ type NVMeOptions struct {
 	// MaxJobLen and MaxKeyLen bound job ids and keys (defaults: the wire
 	// protocol's limits).
 	MaxJobLen, MaxKeyLen int
+	// MaxIndexBytes bounds the memory of the tier's key index, counted as
+	// each key's length plus nvmeEntryCost (DefaultNVMeIndex when 0): a put
+	// of a new key past it answers ErrNoSpace.
+	MaxIndexBytes int64
 }
+
+// DefaultNVMeIndex is the default bound on the NVMe tier's key index.
+const DefaultNVMeIndex = 1 << 30
+
+// nvmeEntryCost is what the index holds per key beyond the key's bytes:
+// the map entry, the version record and its extent, with the map's slack.
+// A hostile trial measured about 1.4 KB of node memory per key of 980
+// bytes (118,232 keys of 1-byte values took 164 MB), 420 bytes beyond the
+// key; 256 counts the entries of a map grown to size.
+const nvmeEntryCost = 256
+
+// ErrIndexFull: the NVMe tier's key index is at its bound
+// (NVMeOptions.MaxIndexBytes). It is ErrNoSpace.
+var ErrIndexFull = fmt.Errorf("%w: the NVMe tier's key index is full (--nvme-index)", ErrNoSpace)
 
 // NVMe is the flash tier. Commit and Open wait for the device, so the node
 // calls them from its bounded worker pool (Blocking reports true).
@@ -73,11 +91,13 @@ type NVMe struct {
 	maxExt         int
 	maxJob, maxKey int
 
-	mu     sync.RWMutex
-	alloc  *nvme.Allocator
-	jobs   map[string]*nvmeJob
-	values int64
-	closed bool
+	mu       sync.RWMutex
+	alloc    *nvme.Allocator
+	jobs     map[string]*nvmeJob
+	values   int64
+	index    int64 // the key index's bytes (indexCost of each key)
+	maxIndex int64
+	closed   bool
 
 	flushClaimed atomic.Bool // a Flush is arranged (ClaimFlush)
 }
@@ -120,15 +140,16 @@ func NewNVMe(dev *nvme.Device, opts NVMeOptions) (*NVMe, error) {
 		return nil, fmt.Errorf("nvme tier: %w", err)
 	}
 	t := &NVMe{
-		dev:    dev,
-		bufs:   opts.Buffers,
-		chunk:  cmpOr(opts.ChunkSize, 1<<20),
-		align:  max(align, dev.MemAlign()),
-		maxExt: cmpOr(opts.MaxExtents, 64),
-		maxJob: cmpOr(opts.MaxJobLen, wire.DefaultMaxJobLen),
-		maxKey: cmpOr(opts.MaxKeyLen, wire.DefaultMaxKeyLen),
-		alloc:  a,
-		jobs:   make(map[string]*nvmeJob),
+		dev:      dev,
+		bufs:     opts.Buffers,
+		chunk:    cmpOr(opts.ChunkSize, 1<<20),
+		align:    max(align, dev.MemAlign()),
+		maxExt:   cmpOr(opts.MaxExtents, 64),
+		maxJob:   cmpOr(opts.MaxJobLen, wire.DefaultMaxJobLen),
+		maxKey:   cmpOr(opts.MaxKeyLen, wire.DefaultMaxKeyLen),
+		alloc:    a,
+		jobs:     make(map[string]*nvmeJob),
+		maxIndex: cmpOr(opts.MaxIndexBytes, DefaultNVMeIndex),
 	}
 	if t.bufs == nil {
 		t.bufs = dev.Buffers()
@@ -368,11 +389,29 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 		replaced = old.info()
 		t.retire(j, old)
 	} else {
+		if t.index+indexCost(key) > t.maxIndex {
+			t.freeExtents(v)
+			if len(j.keys) == 0 {
+				delete(t.jobs, job)
+			}
+			return Info{}, ErrIndexFull
+		}
+		t.index += indexCost(key)
 		t.values++
 	}
 	j.keys[key] = v
 	j.used += v.alloc
 	return replaced, nil
+}
+
+// indexCost is what key costs the index (NVMeOptions.MaxIndexBytes).
+func indexCost(key string) int64 { return int64(len(key)) + nvmeEntryCost }
+
+// unindex removes key from j's index; mu is held.
+func (t *NVMe) unindex(j *nvmeJob, key string) {
+	delete(j.keys, key)
+	t.values--
+	t.index -= indexCost(key)
 }
 
 // retire unpublishes v's accounting and frees its extents unless an Open is
@@ -593,8 +632,7 @@ func (t *NVMe) remove(job, key []byte, cond bool, ver uint64) (Info, error) {
 		return Info{}, ErrConflict
 	}
 	t.retire(j, v)
-	delete(j.keys, string(key))
-	t.values--
+	t.unindex(j, string(key))
 	if len(j.keys) == 0 {
 		delete(t.jobs, string(job))
 	}
@@ -666,8 +704,7 @@ func (t *NVMe) DropJob(job []byte, keepPersistent bool) int64 {
 		}
 		freed += v.alloc
 		t.retire(j, v)
-		delete(j.keys, k)
-		t.values--
+		t.unindex(j, k)
 	}
 	if len(j.keys) == 0 {
 		delete(t.jobs, string(job))

@@ -165,6 +165,7 @@ func TestBadFlagValuesAreUsageErrors(t *testing.T) {
 		{"node", "--nvme", dir + "/tier"},
 		{"node", "--nvme", dir + "/tier:lots"},
 		{"node", "--nvme-staging", "-5"},
+		{"node", "--nvme-index", "lots"},
 		{"node", "--max-unread", "-1"},
 		{"node", "--loops", "-1"},
 		{"up", "--dram", "abc"},

@@ -50,6 +50,7 @@ type nodeFlags struct {
 	maxConns int
 	nvme     string
 	staging  string
+	index    string // --nvme-index
 	ctl      string
 	keyFile  string // file holding the cluster secret
 	advert   string
@@ -72,6 +73,7 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&f.maxConns, "max-conns", 10000, "connection limit")
 	fs.StringVar(&f.nvme, "nvme", "", "NVMe tier as PATH:SIZE (a block device or a file, opened with O_DIRECT)")
 	fs.StringVar(&f.staging, "nvme-staging", "256MiB", "aligned memory for NVMe transfers in flight")
+	fs.StringVar(&f.index, "nvme-index", "1GiB", "most memory the NVMe tier's key index may take, counted as each key's length plus 256 bytes; a put of a new key past it answers no space")
 	fs.StringVar(&f.ctl, "controller", "", "controller address or comma-separated list (the active one is found); the node registers and heartbeats (default $"+metaclient.EnvController+"; none: standalone)")
 	fs.StringVar(&f.keyFile, "secret-file", "", "file holding the cluster secret shared with the controller, mode 0600 (default $"+token.EnvSecret+")")
 	fs.StringVar(&f.advert, "advertise", "", "data-plane address to give clients (default: the bound address)")
@@ -326,6 +328,9 @@ func (f *nodeFlags) check() error {
 	if _, err := sizeFlag("nvme-staging", f.staging, f.staging, "means 64MiB"); err != nil {
 		return err
 	}
+	if _, err := sizeFlag("nvme-index", f.index, f.index, "means 1GiB"); err != nil {
+		return err
+	}
 	if f.nvme != "" {
 		if _, _, err := nvmeSpec(f.nvme); err != nil {
 			return err
@@ -385,7 +390,7 @@ func startNode(f *nodeFlags, secret []byte, log *slog.Logger) (*dataplane.Node, 
 		gate.Close()
 	}
 	if f.nvme != "" {
-		t, dev, err := openNVMe(f.nvme, f.staging)
+		t, dev, err := openNVMe(f.nvme, f.staging, f.index)
 		if err != nil {
 			closeTiers()
 			return nil, nil, err
@@ -419,7 +424,7 @@ func nvmeSpec(spec string) (path string, size int64, err error) {
 // openNVMe opens PATH:SIZE as the NVMe tier. Transfers use a private
 // staging region, not the DRAM tier's arena, so NVMe traffic never eats
 // into DRAM capacity.
-func openNVMe(spec, staging string) (*dataplane.NVMe, *nvme.Device, error) {
+func openNVMe(spec, staging, index string) (*dataplane.NVMe, *nvme.Device, error) {
 	path, size, err := nvmeSpec(spec)
 	if err != nil {
 		return nil, nil, err
@@ -428,11 +433,15 @@ func openNVMe(spec, staging string) (*dataplane.NVMe, *nvme.Device, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	maxIndex, err := sizeFlag("nvme-index", index, index, "means 1GiB")
+	if err != nil {
+		return nil, nil, err
+	}
 	dev, err := nvme.Open(path, nvme.Options{Size: size, BufferPool: pool})
 	if err != nil {
 		return nil, nil, err
 	}
-	t, err := dataplane.NewNVMe(dev, dataplane.NVMeOptions{})
+	t, err := dataplane.NewNVMe(dev, dataplane.NVMeOptions{MaxIndexBytes: maxIndex})
 	if err != nil {
 		dev.Close()
 		return nil, nil, err
