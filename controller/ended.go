@@ -62,6 +62,7 @@ type endedJob struct {
 	nodes    []wire.MapNode  // State: NodeDraining or NodeJoining as the map named them, else NodeActive
 	lost     []wire.LostNode // the nodes that had left the map dead (wire.PlacementMap.Lost)
 	at       time.Time       // when it ended
+	client   string          // the peer key of the client that registered it (job.client)
 	// rev is a revision at or after the job's revocation: a node whose
 	// table is at rev has applied it (for a restored record, the
 	// revision the restart began at).
@@ -74,6 +75,30 @@ type endedJob struct {
 type endedJobs struct{ idQueue[endedJob] }
 
 func (es *endedJobs) add(e *endedJob) { es.push(e.id, e) }
+
+// oldestOfMost returns the oldest-ended map of the client with the most
+// kept maps (nil when none is kept), and drops the queue's leading entries
+// that are no longer kept.
+func (es *endedJobs) oldestOfMost() *endedJob {
+	for len(es.queue) > 0 && es.ids[es.queue[0].id] != es.queue[0] {
+		es.queue[0] = nil
+		es.queue = es.queue[1:]
+	}
+	count := map[string]int{}
+	most := ""
+	for _, e := range es.ids {
+		count[e.client]++
+		if count[e.client] > count[most] || (count[e.client] == count[most] && e.client < most) {
+			most = e.client
+		}
+	}
+	for _, e := range es.queue {
+		if es.ids[e.id] == e && e.client == most {
+			return e
+		}
+	}
+	return nil
+}
 
 // sortByEnd puts the queue in the order the jobs ended (then by gen): a
 // restore enters the records in registration order.
@@ -104,7 +129,7 @@ func finalNodes(ns []wire.MapNode) []wire.MapNode {
 // revision rev, dropping the oldest record beyond Config.MaxEndedJobs.
 func (c *Controller) endJobLocked(j *job, m *wire.PlacementMap, rev uint64, now time.Time) {
 	c.ended.add(&endedJob{id: j.id, name: j.name, gen: j.gen, tier: j.tier, epoch: j.epoch, expires: j.expires,
-		nodes: finalNodes(m.Nodes), lost: slices.Clone(m.Lost), at: now, rev: rev})
+		nodes: finalNodes(m.Nodes), lost: slices.Clone(m.Lost), at: now, rev: rev, client: j.client})
 	if len(c.ended.ids) > c.cfg.MaxEndedJobs {
 		// The maps no node needs any more go before any that one does.
 		c.pruneEndedLocked()
@@ -112,15 +137,18 @@ func (c *Controller) endJobLocked(j *job, m *wire.PlacementMap, rev uint64, now 
 	c.boundEndedLocked()
 }
 
-// boundEndedLocked drops the oldest-ended final maps beyond
-// Config.MaxEndedJobs, and logs each.
+// boundEndedLocked drops final maps beyond Config.MaxEndedJobs, and logs
+// each: the oldest-ended of the client (job.client) that registered the
+// most of those kept, so that one client ending jobs by the thousand
+// forgets its own maps, not other clients' (a hostile trial's 4,200
+// registrations from one address, each persisting a value, made another
+// job's token stop opening its persisted values). Clients behind one
+// address share it, as they share --max-jobs-per-client.
 func (c *Controller) boundEndedLocked() {
-	for len(c.ended.ids) > c.cfg.MaxEndedJobs && len(c.ended.queue) > 0 {
-		e := c.ended.queue[0]
-		c.ended.queue[0] = nil
-		c.ended.queue = c.ended.queue[1:]
-		if c.ended.ids[e.id] != e {
-			continue
+	for len(c.ended.ids) > c.cfg.MaxEndedJobs {
+		e := c.ended.oldestOfMost()
+		if e == nil {
+			return
 		}
 		delete(c.ended.ids, e.id)
 		c.dirtyJobLocked(e.id)
@@ -269,7 +297,7 @@ func addFinalMap(r *state.Job, e *endedJob) {
 	if e == nil {
 		return
 	}
-	r.Tier, r.Epoch = e.tier, e.epoch
+	r.Tier, r.Epoch, r.Client = e.tier, e.epoch, e.client
 	if !e.expires.IsZero() {
 		r.Expires = e.expires.UTC()
 	}
@@ -289,7 +317,7 @@ func (c *Controller) restoreEndedLocked(r *state.Job) {
 	if len(r.Nodes) == 0 {
 		return
 	}
-	e := &endedJob{id: r.ID, name: r.Name, gen: r.Gen, tier: r.Tier, epoch: r.Epoch, at: r.Revoked.Local()}
+	e := &endedJob{id: r.ID, name: r.Name, gen: r.Gen, tier: r.Tier, epoch: r.Epoch, at: r.Revoked.Local(), client: r.Client}
 	for _, l := range r.Lost {
 		e.lost = append(e.lost, wire.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
 	}

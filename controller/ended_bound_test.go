@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -102,5 +103,63 @@ func TestEndedBoundHoldsAfterARestart(t *testing.T) {
 	c.mu.Unlock()
 	if n > 2 {
 		t.Fatalf("%d final maps kept after a restart with MaxEndedJobs 2", n)
+	}
+}
+
+// TestEndedBoundForgetsTheFloodersMaps: past the bound on kept final maps,
+// the client that registered the most of them loses its own oldest, so a
+// client ending jobs by the hundred does not push out another client's
+// map. Here a victim's job expires keeping a persisted value, then an
+// attacker's five jobs do the same, with a bound of 3: the victim's map
+// stays, the attacker's two oldest go. The old bound forgot the oldest of
+// all, the victim's first (a hostile trial: 4,200 registrations from one
+// address, and the victim's token stopped opening its values).
+func TestEndedBoundForgetsTheFloodersMaps(t *testing.T) {
+	c := newTest(t, Config{MaxEndedJobs: 3})
+	a := "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	var keep []wire.HeldJob
+	expireFrom := func(client, name string) *wire.PlacementMap {
+		m, err := c.RegisterJobFrom(client, &wire.JobRegister{Name: name, TTL: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		c.expireJobs(time.Now())
+		keep = append(keep, wire.HeldJob{Job: m.Job, Bytes: 6})
+		syncKeeping(t, c, a, keep)
+		return m
+	}
+	victim := expireFrom("192.0.2.1", "victim")
+	var flood []*wire.PlacementMap
+	for i := range 5 {
+		flood = append(flood, expireFrom("198.51.100.7", fmt.Sprintf("tiny%d", i)))
+	}
+	wantFinal(t, c, victim)
+	for i, m := range flood {
+		if kept := keptMap(c, m.Job); kept != (i >= 3) {
+			t.Errorf("the attacker's map %d of 5 kept %v, want %v (the bound's three: the victim's and the attacker's two newest)", i, kept, i >= 3)
+		}
+	}
+}
+
+// TestEndedMapKeepsItsClientOverARestart: the client that registered an
+// ended job, which the bound counts by, is in the stored record.
+func TestEndedMapKeepsItsClientOverARestart(t *testing.T) {
+	r := newRestartable(t, Config{}, false)
+	c := r.ctl
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	m, err := c.RegisterJobFrom("192.0.2.1", &wire.JobRegister{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	c = r.restart()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.ended.ids[m.Job]; e == nil || e.client != "192.0.2.1" {
+		t.Fatalf("restored final map %+v, want it kept with its client 192.0.2.1", e)
 	}
 }
