@@ -52,6 +52,11 @@ type NodeConfig struct {
 	// quarter of the NVMe tier's staging memory (its buffer source's
 	// regions); negative: no bound.
 	MaxUnfinishedPerJob int64
+	// MaxVersionBytes bounds the memory of the table that files chunk
+	// keys by object version (versions.go), counted per version and per
+	// chunk key (versionCost, chunkCost). 0: a sixteenth of the tiers'
+	// capacity, at least 64 MiB; negative: no bound.
+	MaxVersionBytes int64
 	// AwaitSync makes the node refuse every job from its start until its
 	// job table has synced with a controller (see Node.AwaitSync): set it
 	// for a node that will run with one.
@@ -144,6 +149,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		n.cfg.Guard = g.bind(&n.jobs)
 	}
 	n.vers = newVersionTable()
+	n.vers.max = versionBudget(cfg)
 	n.mx.init(cfg.Net.Loops)
 	n.startWorkers(cfg.Workers)
 	srv, err := netio.Listen(cfg.Listen, cfg.Net, n)

@@ -161,6 +161,10 @@ func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 		return Info{}, errDeadVersion
 	}
 	k := verKey{tier.Kind(), ch.job, ch.ver}
+	if ch.ver != 0 && !n.vers.admit(k, ch.key) {
+		p.Abort()
+		return Info{}, ErrVersionsFull
+	}
 	filing := ch.ver != 0 && ch.lease
 	if filing {
 		n.vers.beginFiling(k)

@@ -92,11 +92,14 @@ type versionTable struct {
 	// its version leased, not confirmed.
 	filing map[verKey]int
 	marked atomic.Int64 // entries of moving: read without mu on every delete
-	lease  time.Duration
-	node   *Node // set on the first chunk put; the sweeper's tiers
-	start  sync.Once
-	stop   chan struct{}
-	done   chan struct{}
+	// bytes is what m holds, counted by versionCost and chunkCost; max
+	// bounds it (NodeConfig.MaxVersionBytes; <= 0: no bound).
+	bytes, max int64
+	lease      time.Duration
+	node       *Node // set on the first chunk put; the sweeper's tiers
+	start      sync.Once
+	stop       chan struct{}
+	done       chan struct{}
 }
 
 func newVersionTable() *versionTable {
@@ -132,12 +135,63 @@ func (v *versionTable) add(n *Node, k verKey, key string, lease bool) {
 	if e == nil {
 		e = &verEntry{keys: make(map[string]bool), leased: lease}
 		v.m[k] = e
+		v.bytes += versionCost
+	}
+	if _, ok := e.keys[key]; !ok {
+		v.bytes += int64(len(key) + chunkCost)
 	}
 	e.keys[key] = lease
 	e.touched = time.Now()
 	if lease {
 		v.doneFilingLocked(k)
 	}
+}
+
+// What the version table's entries cost, as versionTable.bytes counts
+// them: a version's map entry and record, and each chunk key's bytes and
+// its entry in the version's map. A hostile trial measured about 477 bytes
+// of heap per version of one 1-byte chunk, beyond what its tier counts:
+// on a node with a 64 MiB DRAM tier, 838,848 such chunks took 330 MB.
+const (
+	versionCost = 384
+	chunkCost   = 64
+)
+
+// ErrVersionsFull: the node's table of chunk versions is at its bound
+// (NodeConfig.MaxVersionBytes). It carries CodeNoSpace.
+var ErrVersionsFull error = &wire.Error{Code: wire.CodeNoSpace,
+	Msg: "the node's table of object versions is full (NodeConfig.MaxVersionBytes): nothing was stored"}
+
+// versionBudget is cfg's bound on the version table: MaxVersionBytes, or
+// a sixteenth of the tiers' capacity, at least 64 MiB (a chunk of 16 KiB
+// costs about 3 % of its size there).
+func versionBudget(cfg NodeConfig) int64 {
+	if cfg.MaxVersionBytes != 0 {
+		return cfg.MaxVersionBytes
+	}
+	var capacity int64
+	for _, t := range []Tier{cfg.DRAM, cfg.NVMe} {
+		if t != nil {
+			capacity += t.Usage().Capacity
+		}
+	}
+	return max(64<<20, capacity/16)
+}
+
+// admit reports whether filing key under version k keeps the table within
+// its bound. It reserves nothing: two loops admitting at once may pass it
+// by a chunk each.
+func (v *versionTable) admit(k verKey, key string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.max <= 0 {
+		return true
+	}
+	cost := int64(len(key) + chunkCost)
+	if v.m[k] == nil {
+		cost += versionCost
+	}
+	return v.bytes+cost <= v.max
 }
 
 // run starts the sweeper, once: on the first chunk put or version drop.
@@ -212,7 +266,7 @@ func (v *versionTable) takeLocked(k verKey) []string {
 	if e == nil {
 		return nil
 	}
-	delete(v.m, k)
+	v.unfileLocked(k, e)
 	keys := make([]string, 0, len(e.keys))
 	for key := range e.keys {
 		keys = append(keys, key)
@@ -362,10 +416,22 @@ func (v *versionTable) forget(t Kind, job, key []byte) {
 	defer v.mu.Unlock()
 	k := verKey{t, string(job), ver}
 	if e := v.m[k]; e != nil {
-		delete(e.keys, string(key))
-		if len(e.keys) == 0 {
-			delete(v.m, k)
+		if _, ok := e.keys[string(key)]; ok {
+			delete(e.keys, string(key))
+			v.bytes -= int64(len(key) + chunkCost)
 		}
+		if len(e.keys) == 0 {
+			v.unfileLocked(k, e)
+		}
+	}
+}
+
+// unfileLocked removes version k (entry e) from the table and its cost.
+func (v *versionTable) unfileLocked(k verKey, e *verEntry) {
+	delete(v.m, k)
+	v.bytes -= versionCost
+	for key := range e.keys {
+		v.bytes -= int64(len(key) + chunkCost)
 	}
 }
 
@@ -416,10 +482,11 @@ func (v *versionTable) dropJob(job []byte) {
 		for key := range e.keys {
 			if t == nil || !exists(t, job, []byte(key)) {
 				delete(e.keys, key)
+				v.bytes -= int64(len(key) + chunkCost)
 			}
 		}
 		if len(e.keys) == 0 {
-			delete(v.m, k)
+			v.unfileLocked(k, e)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -390,4 +391,52 @@ func TestDropsOfMadeUpVersionsAreBounded(t *testing.T) {
 	}
 	n.SetChunkLease(20 * time.Millisecond)
 	waitFor(t, func() bool { _, total := deadVersions(n); return total == 0 })
+}
+
+// TestVersionTableBounded: the table filing chunk keys by version is
+// bounded (NodeConfig.MaxVersionBytes): chunk puts of new versions past it
+// answer no space and store nothing, a chunk of a version already filed
+// still fits while its cost does, and dropping versions gives the room
+// back (the table counts to 0). Before, each 1-byte chunk of a new version
+// cost about 477 bytes of heap beyond its tier's count: a hostile trial's
+// 838,848 of them took 330 MB on a node with a 64 MiB DRAM tier.
+func TestVersionTableBounded(t *testing.T) {
+	d, err := NewDRAM(16<<20, DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bound = 64 << 10
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 2}, MaxVersionBytes: bound}, d)
+	c := dial(t, n, "j")
+	vers := uint64(0)
+	for ; vers < 1000; vers++ {
+		r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, chunkReq("o", vers+1, 1), []byte("x"))
+		if errors.Is(r.Err(), wire.ErrNoSpace) {
+			break
+		}
+		if r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+	}
+	per := int64(versionCost + chunkCost + len(wire.AppendChunkKey(nil, []byte("o"), 1, 1)))
+	if want := uint64(bound / per); vers < want-1 || vers > want {
+		t.Fatalf("%d versions filed under a %d-byte bound, want about %d", vers, bound, want)
+	}
+	if got := n.JobValues("j"); got != int64(vers) {
+		t.Errorf("the job holds %d values after %d chunk puts were taken: the refused ones were stored", got, vers)
+	}
+	for ver := uint64(1); ver <= vers; ver++ {
+		if r := roundTrip(t, c, wire.OpDropVersion, 0, &wire.Request{Job: []byte("j"), Version: ver}, nil); r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+	}
+	n.vers.mu.Lock()
+	left := n.vers.bytes
+	n.vers.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("the table counts %d bytes with every version dropped", left)
+	}
+	if r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, chunkReq("o", 5000, 1), []byte("x")); r.Err() != nil {
+		t.Fatalf("a chunk after the drops: %v", r.Err())
+	}
 }
