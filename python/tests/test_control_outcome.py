@@ -81,8 +81,17 @@ def test_deregister_not_sent_again_after_its_reply_was_lost(insecure_cluster):
             assert "may have deregistered the job" in str(ei.value)
             assert isinstance(ei.value, pocket.Unavailable)  # what callers caught before
         assert proxy.conns == 1, "the deregistration was sent again on a new connection"
-        with insecure_cluster.client() as direct, pytest.raises(pocket.UnknownJob):
-            direct.open_job(j.id, j.token)  # the controller did act on it, once
+        # The controller did act on it, once: the job is not live. Its
+        # token finds nothing, or its final map while the controller keeps
+        # it (until its node has synced the end: a heartbeat, later under
+        # load; CI once got the final map here).
+        with insecure_cluster.client() as direct:
+            try:
+                ended = direct.open_job(j.id, j.token)
+            except pocket.UnknownJob:
+                pass
+            else:
+                assert ended.ended, "the job is still live after its deregistration"
     finally:
         proxy.close()
 
