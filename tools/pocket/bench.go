@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/perf/bench"
 )
@@ -27,6 +28,9 @@ func runBench(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	args, err := benchTLSArgs(args)
+	if errors.Is(err, errNoTLS) {
+		return fail("bench: %v", err)
+	}
 	if err != nil {
 		return usageError("bench", err)
 	}
@@ -55,8 +59,11 @@ func runBench(args []string) int {
 // benchTLSArgs takes --tls-dir DIR and --insecure out of args, which go to
 // perf/bench and perf/workload (their SDK reads $POCKET_TLS_DIR, and
 // without it dials plain TCP; workers inherit it), and sets the
-// environment from them: --tls-dir sets $POCKET_TLS_DIR, --insecure unsets
-// it; with neither, defaultTLSDir. Both given is a usage error.
+// environment from them: --tls-dir sets $POCKET_TLS_DIR (a directory with
+// a client certificate), --insecure unsets it; with neither, defaultTLSDir,
+// and a run naming a --controller without any TLS directory is refused
+// (errNoTLS) rather than sent over plain TCP, as the other commands do.
+// Both flags given is a usage error.
 func benchTLSArgs(args []string) ([]string, error) {
 	args, dir, withDir, err := takeFlag(args, "tls-dir", true)
 	if err != nil {
@@ -69,11 +76,17 @@ func benchTLSArgs(args []string) ([]string, error) {
 	case withDir && insecure:
 		return nil, errors.New("--tls-dir and --insecure: give one")
 	case withDir:
+		if _, err := memberConfig(dir, pki.RoleClient); err != nil {
+			return nil, fmt.Errorf("--tls-dir: %w", err)
+		}
 		os.Setenv(envTLSDir, dir)
 	case insecure:
 		os.Unsetenv(envTLSDir)
 	default:
 		defaultTLSDir()
+		if _, _, ctl, _ := takeFlag(args, "controller", true); ctl && os.Getenv(envTLSDir) == "" {
+			return nil, errNoTLS
+		}
 	}
 	return args, nil
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/pocketstore/pocket/internal/pki"
 )
 
 // TestBenchTLSFlags: bench takes --tls-dir and --insecure, as the README
@@ -12,10 +16,31 @@ import (
 // both were unknown flags (a new-user trial), and a bench against a
 // cluster other than ~/.pocket's could only set the variable.
 func TestBenchTLSFlags(t *testing.T) {
+	certs := t.TempDir()
+	if err := pki.Init(certs, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv(envTLSDir, "")
-	rest, err := benchTLSArgs([]string{"--controller", "c:1", "--tls-dir", "certs", "--", "--insecure"})
-	if err != nil || os.Getenv(envTLSDir) != "certs" || !slices.Equal(rest, []string{"--controller", "c:1", "--", "--insecure"}) {
-		t.Errorf("--tls-dir certs: args %q, %s=%q, %v", rest, envTLSDir, os.Getenv(envTLSDir), err)
+	rest, err := benchTLSArgs([]string{"--controller", "c:1", "--tls-dir", certs, "--", "--insecure"})
+	if err != nil || os.Getenv(envTLSDir) != certs || !slices.Equal(rest, []string{"--controller", "c:1", "--", "--insecure"}) {
+		t.Errorf("--tls-dir %s: args %q, %s=%q, %v", certs, rest, envTLSDir, os.Getenv(envTLSDir), err)
+	}
+	// A directory without a client certificate is named by its flag, not
+	// by the variable the SDK reads (a new user's trial).
+	if _, err := benchTLSArgs([]string{"--controller", "c:1", "--tls-dir", t.TempDir()}); err == nil || !strings.Contains(err.Error(), "--tls-dir") {
+		t.Errorf("--tls-dir of an empty directory: %v", err)
+	}
+	// No TLS directory anywhere and no --insecure: a --controller run is
+	// refused, not sent over plain TCP (a new user's trial); an --addr
+	// run, which reaches no controller, goes on.
+	t.Setenv(envTLSDir, "")
+	os.Unsetenv(envTLSDir)
+	t.Setenv(envDataDir, t.TempDir())
+	if _, err := benchTLSArgs([]string{"--controller", "c:1"}); !errors.Is(err, errNoTLS) {
+		t.Errorf("--controller without TLS credentials or --insecure: %v, want errNoTLS", err)
+	}
+	if _, err := benchTLSArgs([]string{"--addr", "n:1"}); err != nil {
+		t.Errorf("--addr without TLS credentials: %v", err)
 	}
 	rest, err = benchTLSArgs([]string{"--insecure", "--controller=c:1"})
 	if _, set := os.LookupEnv(envTLSDir); err != nil || set || !slices.Equal(rest, []string{"--controller=c:1"}) {

@@ -88,10 +88,11 @@ func (f *ctlFlags) check(serve *ctlServe) error {
 	if _, err := f.prices.prices(); err != nil {
 		return err
 	}
-	if serve.limits != nil {
-		if err := serve.limits.apply(&controller.Config{}); err != nil {
-			return err
-		}
+	if err := serve.check(); err != nil {
+		return err
+	}
+	if f.heartbeat <= 0 || f.deadAfter < 0 {
+		return fmt.Errorf("--heartbeat %v, --dead-after %v: want a heartbeat interval above 0 and a dead-after not negative (0: 3 heartbeats)", f.heartbeat, f.deadAfter)
 	}
 	if !f.ha.on() {
 		return f.ha.checkOff()
@@ -265,6 +266,20 @@ func bindCtlServe(fs *flag.FlagSet) *ctlServe {
 		"a node dead this long leaves its jobs' maps: its values read as lost (recompute them) and new writes go to the other nodes (0: never)")
 	s.limits = bindCtlLimits(fs)
 	return s
+}
+
+// check refuses the serving flags' values a controller cannot start with:
+// its limits, and an orphan grace of 0.
+func (s *ctlServe) check() error {
+	if s.limits != nil {
+		if err := s.limits.apply(&controller.Config{}); err != nil {
+			return err
+		}
+	}
+	if s.orphanGrace == 0 {
+		return errors.New("--orphan-grace 0 would drop data of jobs the controller has not listed yet: give a duration, or a negative one for never")
+	}
+	return nil
 }
 
 // apply sets cfg's limits and TLS for a controller listening on listen,

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -334,6 +335,14 @@ func (f *nodeFlags) check() error {
 	if f.nvme != "" {
 		if _, _, err := nvmeSpec(f.nvme); err != nil {
 			return err
+		}
+	}
+	for _, m := range []struct {
+		name string
+		v    float64
+	}{{"dram-mbps", f.dramMbps}, {"nvme-mbps", f.nvmeMbps}} {
+		if !(m.v >= 0) || math.IsInf(m.v, 0) {
+			return fmt.Errorf("--%s %v: want a bandwidth in Mb/s, 0 or more (0: from --profile or the default)", m.name, m.v)
 		}
 	}
 	if f.loops < 0 || f.maxConns < 0 {

@@ -249,7 +249,8 @@ func printProfile(v jobProfileJSON) {
 		floor = fmt.Sprintf(", raised to one lambda's %.0f Mb/s", v.Next.Mbps)
 	}
 	fmt.Printf("next job of the name without size hints asks for %.0f Mb/s, %s (%.1f x the runs' peaks, newest weighted most: %.0f Mb/s%s);\n"+
-		"it is allotted at most what the nodes it is placed on have room for under the band's high (pocket status shows its ALLOC)\n",
+		"it is allotted at most what the nodes it is placed on have room for: under the autoscaler's band high, or their whole\n"+
+		"bandwidth without an autoscaler (pocket status shows its ALLOC)\n",
 		v.Next.Mbps, units.FormatSize(v.Next.Bytes), controller.ProfileHeadroom, v.Next.EstimateMbps, floor)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "JOB\tENDED\tDURATION\tTIER\tPEAK Mb/s\tPEAK SIZE\tALLOC Mb/s\tPEAK Mb/s BY QUARTER")

@@ -53,6 +53,9 @@ func runTrace(args []string) int {
 	if err == nil {
 		err = o.checkScale()
 	}
+	if err == nil {
+		_, err = sizeFlag("dram", o.dram, o.dram, "means no DRAM tier")
+	}
 	if err == nil && !(*timescale > 0) {
 		err = fmt.Errorf("--timescale %v: want wall seconds per trace second, above 0", *timescale)
 	}

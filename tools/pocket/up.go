@@ -245,6 +245,9 @@ func (o *upOptions) check(fs *flag.FlagSet) error {
 	if err := o.nodeLimits.apply(&netio.Config{}); err != nil {
 		return err
 	}
+	if err := o.serve.check(); err != nil {
+		return err
+	}
 	if err := o.checkScale(); err != nil {
 		return err
 	}
@@ -368,6 +371,8 @@ func (o *upOptions) checkScale() error {
 		return fmt.Errorf("--cooldown %v, --job-cooldown %v, --drain-deadline %v: must not be negative", s.Cooldown, s.JobCooldown, s.DrainDeadline)
 	case !(o.nodeMbps >= 0) || math.IsInf(o.nodeMbps, 0):
 		return fmt.Errorf("--node-mbps %v: want a bandwidth in Mb/s, 0 or more (0: the controller's default)", o.nodeMbps)
+	case s.MinNodes < 1 || s.MaxNodes < s.MinNodes:
+		return fmt.Errorf("--min-nodes %d, --max-nodes %d: want at least 1 node, and no more at least than at most", s.MinNodes, s.MaxNodes)
 	}
 	return nil
 }
