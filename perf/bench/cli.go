@@ -245,6 +245,9 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	} else if err := checkControllerFlags(fs, o); err != nil {
 		return nil, usageError(fs, "%v", err)
 	}
+	if o.Hints.Lambdas < 0 || o.Hints.PeakMbps < 0 {
+		return nil, usageError(fs, "--lambdas %d, --peak-mbps %d: hints must not be negative (0: not given)", o.Hints.Lambdas, o.Hints.PeakMbps)
+	}
 	if err := o.Config.normalize(); err != nil {
 		return nil, usageError(fs, "%v", err)
 	}

@@ -83,7 +83,10 @@ func TestParseArgsRejects(t *testing.T) {
 		"--addr a:1 --tier ssd",           // tier
 		"--target echo://a",               // echo has no default port
 		"--addr a:1 --stall-limit -1s",    // negative stall limit
-		"--controller c:1 --job j",        // a registered job without its token
+		"--addr a:1 --keys -5",            // negative keys (a new user's trial: taken)
+		"--controller c:1 --lambdas -1",   // negative hints (taken: the job was registered)
+		"--controller c:1 --peak-mbps -1",
+		"--controller c:1 --job j", // a registered job without its token
 		"--controller c:1 --job j --token " + strings.Repeat("ab", token.Len) + " --lambdas 4", // hints of a fresh job
 		"--controller c:1 --epoch 3",  // a node's epoch: the SDK follows the map
 		"--controller c:1 --addr a:1", // both

@@ -85,13 +85,15 @@ func (c *Config) normalize() error {
 	case c.Op != Get && c.Op != Put:
 		return fmt.Errorf("bench: op must be get or put")
 	case c.Size < 0:
-		return fmt.Errorf("bench: negative size")
+		return fmt.Errorf("bench: --size must not be negative")
 	case c.Conns < 1 || c.Pipeline < 1:
-		return fmt.Errorf("bench: conns and pipeline must be at least 1")
+		return fmt.Errorf("bench: --conns and --pipeline must be at least 1")
 	case c.Duration <= 0 || c.Warmup < 0:
-		return fmt.Errorf("bench: duration must be positive and warm-up not negative")
+		return fmt.Errorf("bench: --duration must be positive and --warmup not negative")
 	case c.StallLimit < 0:
-		return fmt.Errorf("bench: negative stall limit")
+		return fmt.Errorf("bench: --stall-limit must not be negative")
+	case c.Keys < 0:
+		return fmt.Errorf("bench: --keys must not be negative (0: the default)")
 	}
 	if c.StallLimit == 0 {
 		c.StallLimit = DefaultStallLimit

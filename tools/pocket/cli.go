@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 )
 
 // helpOut is where asked-for help goes: stdout, or a buffer when
@@ -85,10 +86,43 @@ func parseFlags(fs *flag.FlagSet, args []string, minPos, maxPos int) (pos []stri
 	if err == nil && (len(pos) < minPos || (maxPos >= 0 && len(pos) > maxPos)) {
 		err = countError(commands[path].args, len(pos), minPos, maxPos)
 	}
+	for _, check := range flagChecksOf(fs) {
+		if err == nil {
+			err = check()
+		}
+	}
 	if err != nil {
 		return nil, usageError(path, err), false
 	}
 	return pos, 0, true
+}
+
+// flagChecks are checks of flag values across flags, added by the flag
+// groups a command binds (addFlagCheck) and run by parseFlags: a failure
+// is a usage error.
+var flagChecks struct {
+	sync.Mutex
+	m map[*flag.FlagSet][]func() error
+}
+
+// addFlagCheck has parseFlags run check on fs's values after parsing.
+func addFlagCheck(fs *flag.FlagSet, check func() error) {
+	flagChecks.Lock()
+	defer flagChecks.Unlock()
+	if flagChecks.m == nil {
+		flagChecks.m = map[*flag.FlagSet][]func() error{}
+	}
+	flagChecks.m[fs] = append(flagChecks.m[fs], check)
+}
+
+// flagChecksOf returns fs's checks and forgets them (a flag set is parsed
+// once).
+func flagChecksOf(fs *flag.FlagSet) []func() error {
+	flagChecks.Lock()
+	defer flagChecks.Unlock()
+	cs := flagChecks.m[fs]
+	delete(flagChecks.m, fs)
+	return cs
 }
 
 // usageError prints err as a usage error of the command at path, with its

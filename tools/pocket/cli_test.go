@@ -181,6 +181,8 @@ func TestBadFlagValuesAreUsageErrors(t *testing.T) {
 		{"controller", "--heartbeat", "0"},
 		{"trace", "--min-nodes", "0"},
 		{"trace", "--dram", "junk"},
+		{"job", "register", "j", "--insecure", "--tls-dir", "certs"},
+		{"status", "--insecure", "--tls-dir", "certs"},
 		{"controller", "--node-dram", "abc"},
 		{"controller", "--scale-low", "0"},
 		{"controller", "--max-jobs", "-1"},
@@ -193,7 +195,7 @@ func TestBadFlagValuesAreUsageErrors(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		var stderr bytes.Buffer
 		cmd := exec.CommandContext(ctx, bin, append(args, "--listen", "127.0.0.1:0")...)
-		if args[0] == "job" || args[0] == "trace" {
+		if args[0] == "job" || args[0] == "trace" || args[0] == "status" {
 			cmd = exec.CommandContext(ctx, bin, args...) // no --listen
 		}
 		cmd.Env = append(cleanEnv(), "HOME="+dir)

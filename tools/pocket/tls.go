@@ -84,6 +84,12 @@ func (f *tlsFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.dir, "tls-dir", "", "directory with the cluster CA (ca.pem) and this command's certificate, as pocket up or pocket cert issue made it\n"+
 		"(default $"+envTLSDir+", else "+tlsSubdir+"/ in $"+envDataDir+" or ~/.pocket)")
 	fs.BoolVar(&f.insecure, "insecure", false, insecureHelp)
+	addFlagCheck(fs, func() error {
+		if f.insecure && f.dir != "" {
+			return errors.New("--insecure and --tls-dir: give one")
+		}
+		return nil
+	})
 }
 
 // resolve returns the TLS directory to use, "" with --insecure.
