@@ -821,19 +821,10 @@ func (c *Controller) hotNodeLocked(j *job, n *node, w float64, p *AutoscaleConfi
 // active node is safe: a drain moves it whole, and the cluster's own
 // figure counts its load.
 func (c *Controller) dropSafeLocked(j *job, x string, limit float64, smooth int) bool {
-	var onX, wsum float64
-	var others []wire.MapNode
-	for _, mn := range j.nodes {
-		n, ok := c.nodes[mn.Addr]
-		if !ok || n.state != wire.NodeActive {
-			continue
-		}
-		if mn.Addr != x {
-			others = append(others, mn)
-			wsum += mn.Weight
-			continue
-		}
-		onX = c.rawMbpsLocked(j, n, mn, smooth)
+	others, wsum, nx, mx := c.splitMapLocked(j, x)
+	var onX float64
+	if nx != nil {
+		onX = c.rawMbpsLocked(j, nx, mx, smooth)
 	}
 	if wsum <= 0 {
 		return true
@@ -850,6 +841,25 @@ func (c *Controller) dropSafeLocked(j *job, x string, limit float64, smooth int)
 	return true
 }
 
+// splitMapLocked splits the active members of j's map around node x: the
+// others and their weights' sum, and x's node and map entry (nx nil when x
+// is not an active member).
+func (c *Controller) splitMapLocked(j *job, x string) (others []wire.MapNode, wsum float64, nx *node, mx wire.MapNode) {
+	for _, mn := range j.nodes {
+		n, ok := c.nodes[mn.Addr]
+		if !ok || n.state != wire.NodeActive {
+			continue
+		}
+		if mn.Addr == x {
+			nx, mx = n, mn
+			continue
+		}
+		others = append(others, mn)
+		wsum += mn.Weight
+	}
+	return others, wsum, nx, mx
+}
+
 // dropFitsLocked is dropSafeLocked for capacity: taking node x out of j's
 // map moves j's bytes there to its other active nodes, by weight, and
 // none may end over limit (a fraction of its tier's capacity). A hostile
@@ -857,18 +867,11 @@ func (c *Controller) dropSafeLocked(j *job, x string, limit float64, smooth int)
 // will run at 110%"): the other filled, another job's puts there failed
 // "no space", and the move never ended.
 func (c *Controller) dropFitsLocked(j *job, x string, limit float64) bool {
-	var onX, wsum float64
-	var others []wire.MapNode
-	for _, mn := range j.nodes {
-		n, ok := c.nodes[mn.Addr]
-		if !ok || n.state != wire.NodeActive {
-			continue
-		}
-		if mn.Addr != x {
-			others = append(others, mn)
-			wsum += mn.Weight
-		} else if t := n.tier(j.tier); t != nil {
-			onX = c.jobBytesLocked(j, n, mn, float64(t.UsedBytes))
+	others, wsum, nx, mx := c.splitMapLocked(j, x)
+	var onX float64
+	if nx != nil {
+		if t := nx.tier(j.tier); t != nil {
+			onX = c.jobBytesLocked(j, nx, mx, float64(t.UsedBytes))
 		}
 	}
 	if wsum <= 0 || onX <= 0 {

@@ -25,12 +25,11 @@ func TestShrinkKeepsTheRestUnderTheBandInCapacity(t *testing.T) {
 	if nodes() != 2 {
 		t.Fatalf("job on %d node(s) after its node ran at 95%%", nodes())
 	}
+	if !finishMove(r, m0.Job) {
+		t.Fatal("no move after the job grew")
+	}
 	r.c.mu.Lock()
 	j := r.c.jobs[m0.Job]
-	for _, mn := range j.nodes {
-		j.move.done[mn.Addr] = j.epoch
-	}
-	r.c.finishMoveLocked(j, r.clock.now())
 	r.c.mu.Unlock()
 	hold := func(homeBytes, otherBytes int64) {
 		for _, n := range r.c.Status().Nodes {
