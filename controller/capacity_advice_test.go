@@ -9,14 +9,13 @@ import (
 )
 
 // TestCapacityRefusalAdviceFollowsTheNeedsSource: a capacity refusal's
-// advice depends on where the need came from: a hinted capacity is to be
-// lowered, a profile's size replaced by giving the hint, and the hint is
-// named as every client spells it. Before, a job registered with
-// --capacity was told that "a job without size hints is sized from its
-// name's profile: give --capacity to size it yourself".
+// advice names the hint as every client spells it, to be lowered. Before,
+// a job registered with --capacity was told that "a job without size
+// hints is sized from its name's profile: give --capacity to size it
+// yourself". A profile's need is never refused
+// (TestProfileSizeOverTheSpareRegisters).
 func TestCapacityRefusalAdviceFollowsTheNeedsSource(t *testing.T) {
 	const hintAdvice = "lower the capacity hint (--capacity, capacity_bytes)"
-	profileAdvice := "give the capacity hint (--capacity, capacity_bytes) to size the job yourself"
 	check := func(what string, err error, want, not string) {
 		t.Helper()
 		if !errors.Is(err, wire.ErrNoSpace) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), not) {
@@ -34,8 +33,6 @@ func TestCapacityRefusalAdviceFollowsTheNeedsSource(t *testing.T) {
 	check("a hinted capacity over the autoscaler's maximum", err, hintAdvice+", or raise the maximum (--max-nodes)", "profile")
 
 	offers := []TierOffer{{Tier: wire.TierDRAM, Nodes: 1, SpareMbps: 8000, SpareBytes: 1 << 30}}
-	_, err = TierFor(Need{Bytes: 2 << 30, Source: SizeProfile}, offers, DefaultPrices())
-	check("a capacity from the name's profile", err, profileAdvice, "lower the capacity hint")
 	_, err = TierFor(Need{Bytes: 2 << 30}, offers, DefaultPrices())
-	check("a capacity from nowhere said", err, "lower the capacity need ("+"the capacity hint (--capacity, capacity_bytes)", "give --capacity")
+	check("a capacity from nowhere said", err, "lower the capacity need (the capacity hint (--capacity, capacity_bytes))", "profile")
 }

@@ -2,9 +2,7 @@ package controller
 
 import (
 	"bytes"
-	"errors"
 	"math"
-	"strings"
 	"testing"
 	"time"
 
@@ -185,11 +183,22 @@ func TestStoredHugeProfileClamped(t *testing.T) {
 	if err := roundTrip(reply, &wire.JobProfile{}); err != nil {
 		t.Fatalf("job-profile reply: %v", err)
 	}
-	// Sized from the profile, the name's next job needs 1.1 x 2^62 bytes:
-	// refused, naming the need (it was sized at 0 bytes from an estimate
-	// wrapped negative).
-	if _, err := c.RegisterJob("old", wire.JobHints{}); !errors.Is(err, wire.ErrNoSpace) || !strings.Contains(err.Error(), "5072854620270127104 bytes") {
-		t.Fatalf("registering a job sized from the clamped profile: %v; want no space for 1.1 x 2^62 bytes", err)
+	// Sized from the profile, the name's next job needs 1.1 x 2^62 bytes,
+	// so it reserves the whole spare gigabyte (a profile's size is cut to
+	// the spare, TestProfileSizeOverTheSpareRegisters). It was sized at 0
+	// bytes from an estimate wrapped negative.
+	old, err := c.RegisterJob("old", wire.JobHints{})
+	if err != nil {
+		t.Fatalf("registering a job sized from the clamped profile: %v", err)
+	}
+	c.mu.Lock()
+	bytes := c.jobs[old.Job].allocBytes
+	c.mu.Unlock()
+	if bytes != 1<<30 {
+		t.Fatalf("the job sized from the clamped profile reserves %d bytes; want the whole spare 1 GiB", bytes)
+	}
+	if _, err := c.DeregisterJob(t.Context(), old.Job, old.Token); err != nil {
+		t.Fatal(err)
 	}
 	m, err := c.RegisterJob("other", wire.JobHints{CapacityBytes: 1 << 20})
 	if err != nil {

@@ -211,20 +211,24 @@ type Need struct {
 	Source           string
 }
 
+// eligible reports whether a job of need may be placed on offer o: o has
+// nodes, and it is DRAM when the job is latency-sensitive.
+func (need Need) eligible(o TierOffer) bool {
+	return o.Nodes > 0 && (!need.LatencySensitive || o.Tier == wire.TierDRAM)
+}
+
 // capacityHint names the capacity hint as each client spells it.
 const capacityHint = "the capacity hint (--capacity, capacity_bytes)"
 
-// capacityAdvice is what to do about a capacity need that does not fit,
-// by where the need came from: a hint is lowered; a profile's size is
-// replaced by giving the hint.
+// capacityAdvice is what to do about a capacity need that does not fit:
+// a hint is lowered. A need from a profile is never refused
+// (sizeJobLocked cuts it to the spare), so only hints, and needs whose
+// source is not said (the CLI's check of hints), come here.
 func capacityAdvice(need Need) string {
-	switch need.Source {
-	case SizeHints:
+	if need.Source == SizeHints {
 		return "lower " + capacityHint
-	case SizeProfile:
-		return "give " + capacityHint + " to size the job yourself (it gave no size hints and is sized from its name's profile of earlier runs)"
 	}
-	return "lower the capacity need (" + capacityHint + "; a job without size hints is sized from its name's profile)"
+	return "lower the capacity need (" + capacityHint + ")"
 }
 
 // TierOffer is what one tier of the active nodes offers a new job: how
@@ -261,7 +265,7 @@ type TierOffer struct {
 func TierFor(need Need, offers []TierOffer, prices Prices) (wire.Tier, error) {
 	var elig []TierOffer
 	for _, o := range offers {
-		if o.Nodes > 0 && (!need.LatencySensitive || o.Tier == wire.TierDRAM) {
+		if need.eligible(o) {
 			elig = append(elig, o)
 		}
 	}

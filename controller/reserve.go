@@ -32,7 +32,9 @@ import (
 //   - a capacity need no tier of that many nodes could hold, by TierFor
 //     over the projected spare (CodeNoSpace naming the need, the limit and
 //     the largest tier's projected spare), or a job no tier may serve
-//     (TierFor's CodeUnavailable).
+//     (TierFor's CodeUnavailable). A profile's capacity is not refused
+//     either: the job starts up to MaxNodes and sizing reserves what an
+//     eligible tier then has spare (sizeJobLocked).
 //
 // Then it starts, up to MaxNodes in all (counting those starting), the
 // more of
@@ -228,6 +230,9 @@ func (f *fleet) refuse(name string, need Need, source string, most int, high flo
 	offers := f.projected(most - f.nodes)
 	_, err := TierFor(need, offers, prices)
 	if errors.Is(err, wire.ErrNoSpace) {
+		if source == SizeProfile {
+			return nil
+		}
 		return noSpaceAt(name, need, offers, most)
 	}
 	return err
@@ -239,7 +244,7 @@ func (f *fleet) refuse(name string, need Need, source string, most int, high flo
 func noSpaceAt(name string, need Need, offers []TierOffer, most int) error {
 	var big TierOffer
 	for _, o := range offers {
-		if (!need.LatencySensitive || o.Tier == wire.TierDRAM) && o.Nodes > 0 && o.SpareBytes >= big.SpareBytes {
+		if need.eligible(o) && o.SpareBytes >= big.SpareBytes {
 			big = o
 		}
 	}

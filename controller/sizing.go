@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"math"
 	"sort"
 
@@ -122,12 +123,36 @@ func (c *Controller) tierOffersLocked() []TierOffer {
 func (c *Controller) sizeJobLocked(book *profileBook, req *wire.JobRegister) (plan, uint8, string, error) {
 	pol := &c.cfg.Policy
 	need, minNodes, source := pol.needFor(req.Hints, book.learnedFor(req.Name, req.Hints))
-	tier, err := TierFor(need, c.tierOffersLocked(), c.cfg.Prices)
+	offers := c.tierOffersLocked()
+	tier, err := TierFor(need, offers, c.cfg.Prices)
+	if source == SizeProfile && errors.Is(err, wire.ErrNoSpace) {
+		// The job asked for nothing: its name's earlier runs (or another
+		// client's runs of that name) are a guess at its size, not a need
+		// to refuse it for, so it is sized at the most spare capacity an
+		// eligible tier has, as a job Pocket's default sizes reserves none
+		// and registers all the same. Its puts beyond that fail for lack
+		// of space, as that job's would.
+		need.Bytes = mostSpare(need, offers)
+		tier, err = TierFor(need, offers, c.cfg.Prices)
+	}
 	if err != nil {
 		return plan{}, 0, source, err
 	}
 	kind := uint8(tier)
 	return pol.sizeNeed(c.candidatesLocked(kind), need, minNodes), kind, source, nil
+}
+
+// mostSpare is the largest spare capacity, in bytes, of the tier offers
+// a job with need may use (any tier, or DRAM for a latency-sensitive
+// job), 0 when none has nodes.
+func mostSpare(need Need, offers []TierOffer) int64 {
+	var most int64
+	for _, o := range offers {
+		if need.eligible(o) {
+			most = max(most, o.SpareBytes)
+		}
+	}
+	return most
 }
 
 // A job Pocket's default sizes (no size hint, no profile) is placed as
