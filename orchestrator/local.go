@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,6 +35,14 @@ type Local struct {
 	StopTimeout time.Duration
 	Log         io.Writer    // the nodes' output after their first line; nil discards
 	Logger      *slog.Logger // where the nodes' exits are logged; nil: not logged
+	// NVMeDir holds the NVMe tier files of nodes whose NodeSpec.NVMe is a
+	// size alone ("4GiB", no PATH:): each such node gets a file of its
+	// own there, named by its id (local-N.nvme), which the node creates
+	// and this orchestrator removes once the node's process has exited
+	// (a node's values do not outlive it). The directory must exist, on a
+	// file system that allows O_DIRECT (tmpfs does not); "" refuses such
+	// specs.
+	NVMeDir string
 
 	mu    sync.Mutex
 	procs map[string]*localProc
@@ -64,9 +74,14 @@ func (l *Local) Start(ctx context.Context, spec NodeSpec) (Node, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
+	id := l.nextID()
+	nvme, file, err := l.nvmeOf(spec, id)
+	if err != nil {
+		return Node{}, err
+	}
 	args := []string{"node", "--listen", host + ":0", "--dram", spec.DRAM}
-	if spec.NVMe != "" {
-		args = append(args, "--nvme", spec.NVMe)
+	if nvme != "" {
+		args = append(args, "--nvme", nvme)
 	}
 	if spec.Controller != "" {
 		args = append(args, "--controller", spec.Controller)
@@ -88,9 +103,38 @@ func (l *Local) Start(ctx context.Context, spec NodeSpec) (Node, error) {
 	if err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		removeFile(file)
 		return Node{}, err
 	}
-	return l.track(cmd, addr), nil
+	return l.track(cmd, Node{ID: id, Addr: addr}, file), nil
+}
+
+func (l *Local) nextID() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq++
+	return fmt.Sprintf("local-%d", l.seq)
+}
+
+// nvmeOf is the --nvme value of node id started with spec, and the file
+// this orchestrator made it for ("" when spec gives a PATH:SIZE or no
+// NVMe tier).
+func (l *Local) nvmeOf(spec NodeSpec, id string) (arg, file string, err error) {
+	if spec.NVMe == "" || strings.Contains(spec.NVMe, ":") {
+		return spec.NVMe, "", nil
+	}
+	if l.NVMeDir == "" {
+		return "", "", fmt.Errorf("orchestrator: NVMe tier of %s for each node, but no directory for their files (Local.NVMeDir)", spec.NVMe)
+	}
+	file = filepath.Join(l.NVMeDir, id+".nvme")
+	return file + ":" + spec.NVMe, file, nil
+}
+
+// removeFile removes a node's NVMe tier file, if it made one.
+func removeFile(file string) {
+	if file != "" {
+		_ = os.Remove(file)
+	}
 }
 
 func (l *Local) logOut() io.Writer {
@@ -127,17 +171,17 @@ func (l *Local) awaitAddr(ctx context.Context, out io.Reader) (string, error) {
 	}
 }
 
-func (l *Local) track(cmd *exec.Cmd, addr string) Node {
+func (l *Local) track(cmd *exec.Cmd, node Node, file string) Node {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.procs == nil {
 		l.procs = map[string]*localProc{}
 	}
-	l.seq++
-	p := &localProc{node: Node{ID: fmt.Sprintf("local-%d", l.seq), Addr: addr}, cmd: cmd, done: make(chan struct{})}
+	p := &localProc{node: node, cmd: cmd, done: make(chan struct{})}
 	l.procs[p.node.ID] = p
 	go func() {
 		_ = cmd.Wait()
+		removeFile(file)
 		l.logExit(p)
 		close(p.done)
 	}()
