@@ -13,6 +13,7 @@ import (
 
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/perf/bench"
 )
 
@@ -27,6 +28,9 @@ func init() {
 func runBench(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if path, err := benchCtlCheck(args); err != nil && !helpRequested(args) {
+		return usageError(path, err)
+	}
 	args, err := benchTLSArgs(args)
 	if errors.Is(err, errNoTLS) {
 		return fail("bench: %v", err)
@@ -89,6 +93,29 @@ func benchTLSArgs(args []string) ([]string, error) {
 		}
 	}
 	return args, nil
+}
+
+// benchCtlCheck checks the --controller of pocket bench and of its
+// subcommands, whose flags perf/bench, perf/workload and perf/micro parse,
+// as parseFlags checks every other command's (checkAddrFlags); bench
+// workload, which takes $POCKET_CONTROLLER when --controller is not given,
+// has that checked too. It returns the command's path for the usage error.
+func benchCtlCheck(args []string) (string, error) {
+	path := "bench"
+	if len(args) > 0 && (args[0] == "workload" || args[0] == "micro") {
+		path += " " + args[0]
+	}
+	_, ctl, given, err := takeFlag(args, "controller", true)
+	env := os.Getenv(metaclient.EnvController)
+	switch {
+	case err != nil:
+		return path, err
+	case given && ctl != "":
+		return path, dialList.check("--controller", ctl)
+	case !given && env != "" && path == "bench workload":
+		return path, ctlEnvCheck(env)
+	}
+	return path, nil
 }
 
 // takeFlag takes the flag --name (with a value when hasValue: "--name V"

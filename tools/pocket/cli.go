@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -17,11 +18,13 @@ import (
 var helpOut io.Writer = os.Stdout
 
 // newFlagSet returns the flag set of the command at path ("put", "job
-// register"). Parse it with parseFlags, which prints its help and errors.
+// register"). Parse it with parseFlags, which prints its help and errors
+// and checks the address flags the command binds (checkAddrFlags).
 func newFlagSet(path string) *flag.FlagSet {
 	fs := flag.NewFlagSet(path, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // parseFlags prints the errors and the help
 	fs.Usage = func() {}
+	addFlagCheck(fs, func() error { return checkAddrFlags(fs) })
 	return fs
 }
 
@@ -78,6 +81,7 @@ var helpMore = map[string]string{}
 // error (on stderr, with the usage line).
 func parseFlags(fs *flag.FlagSet, args []string, minPos, maxPos int) (pos []string, code int, ok bool) {
 	path := fs.Name()
+	checks := flagChecksOf(fs)
 	pos, err := ctlParse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		printHelp(helpOut, path, fs)
@@ -86,7 +90,7 @@ func parseFlags(fs *flag.FlagSet, args []string, minPos, maxPos int) (pos []stri
 	if err == nil && (len(pos) < minPos || (maxPos >= 0 && len(pos) > maxPos)) {
 		err = countError(commands[path].args, len(pos), minPos, maxPos)
 	}
-	for _, check := range flagChecksOf(fs) {
+	for _, check := range checks {
 		if err == nil {
 			err = check()
 		}
@@ -97,9 +101,9 @@ func parseFlags(fs *flag.FlagSet, args []string, minPos, maxPos int) (pos []stri
 	return pos, 0, true
 }
 
-// flagChecks are checks of flag values across flags, added by the flag
-// groups a command binds (addFlagCheck) and run by parseFlags: a failure
-// is a usage error.
+// flagChecks are checks of flag values, added by newFlagSet (the address
+// flags) and by the flag groups a command binds (addFlagCheck), and run by
+// parseFlags in the order added: a failure is a usage error.
 var flagChecks struct {
 	sync.Mutex
 	m map[*flag.FlagSet][]func() error
@@ -236,4 +240,36 @@ func versionText() string {
 		}
 	}
 	return fmt.Sprintf("pocket %s\nmodule %s\nrevision %s%s%s\n%s %s/%s\n", ver, mod, rev, when, dirty, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// checkReadable refuses a file a flag names that the command opens only
+// later, when it is not a regular file this process can open for reading.
+// It looks before it opens: opening a named pipe would wait for a writer.
+func checkReadable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// checkDirOf refuses a file a flag names that the command creates later,
+// when the directory to create it in does not exist.
+func checkDirOf(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err == nil && !fi.IsDir() {
+		err = errors.New("not a directory")
+	}
+	if err != nil {
+		return fmt.Errorf("no directory %s to create it in: %w", dir, err)
+	}
+	return nil
 }

@@ -91,20 +91,24 @@ func (f *ctlFlags) check(serve *ctlServe) error {
 	if err := serve.check(); err != nil {
 		return err
 	}
-	if f.heartbeat <= 0 || f.deadAfter < 0 {
-		return fmt.Errorf("--heartbeat %v, --dead-after %v: want a heartbeat interval above 0 and a dead-after not negative (0: 3 heartbeats)", f.heartbeat, f.deadAfter)
+	if f.heartbeat <= 0 {
+		return fmt.Errorf("--heartbeat %v: want an interval above 0", f.heartbeat)
+	}
+	if f.deadAfter < 0 {
+		return fmt.Errorf("--dead-after %v: must not be negative (0: 3 heartbeats)", f.deadAfter)
 	}
 	if !f.ha.on() {
+		if err := checkSecretFileFlag(f.secretFile, true); err != nil {
+			return err
+		}
 		return f.ha.checkOff()
 	}
 	serve.etcd = true
 	if f.secretFile == "" && os.Getenv(token.EnvSecret) == "" {
 		return errors.New("--etcd: every controller must sign tokens with the same cluster secret: give each the same --secret-file or $" + token.EnvSecret)
 	}
-	if f.secretFile != "" {
-		if _, err := os.Stat(f.secretFile); err != nil {
-			return fmt.Errorf("--etcd: the cluster secret file must exist and be the same on every controller: %w", err)
-		}
+	if err := checkSecretFileFlag(f.secretFile, false); err != nil {
+		return fmt.Errorf("%w (with --etcd the file must exist, the same on every controller)", err)
 	}
 	return nil
 }
@@ -524,8 +528,8 @@ func (h *haFlags) checkOff() error {
 // advertised is the address this controller publishes while it leads.
 func (h *haFlags) advertised(bound net.Addr) (string, error) {
 	if h.advertise != "" {
-		if _, err := metaclient.ParseControllers(h.advertise); err != nil || strings.Contains(h.advertise, ",") {
-			return "", fmt.Errorf("--advertise %q: want one HOST:PORT", h.advertise)
+		if err := dialAddr.check("--advertise", h.advertise); err != nil {
+			return "", err
 		}
 		return h.advertise, nil
 	}

@@ -323,7 +323,8 @@ func defaultBusyPoll(hasNVMe bool) time.Duration {
 // not parse or is negative, a limit out of its range), so a bad command
 // line is a usage error (exit 2) before any tier is built.
 func (f *nodeFlags) check() error {
-	if _, err := sizeFlag("dram", f.dram, f.dram, "means no DRAM tier"); err != nil {
+	dram, err := sizeFlag("dram", f.dram, f.dram, "means no DRAM tier")
+	if err != nil {
 		return err
 	}
 	if _, err := sizeFlag("nvme-staging", f.staging, f.staging, "means 64MiB"); err != nil {
@@ -332,10 +333,11 @@ func (f *nodeFlags) check() error {
 	if _, err := sizeFlag("nvme-index", f.index, f.index, "means 1GiB"); err != nil {
 		return err
 	}
-	if f.nvme != "" {
-		if _, _, err := nvmeSpec(f.nvme); err != nil {
-			return err
-		}
+	if err := f.checkTiers(dram); err != nil {
+		return err
+	}
+	if err := f.checkFiles(); err != nil {
+		return err
 	}
 	for _, m := range []struct {
 		name string
@@ -345,10 +347,71 @@ func (f *nodeFlags) check() error {
 			return fmt.Errorf("--%s %v: want a bandwidth in Mb/s, 0 or more (0: from --profile or the default)", m.name, m.v)
 		}
 	}
-	if f.loops < 0 || f.maxConns < 0 {
-		return fmt.Errorf("--loops %d, --max-conns %d: must not be negative (0: the default)", f.loops, f.maxConns)
+	if f.loops < 0 {
+		return fmt.Errorf("--loops %d: must not be negative (0: one per core)", f.loops)
+	}
+	if f.maxConns < 0 {
+		return fmt.Errorf("--max-conns %d: must not be negative (0: the default)", f.maxConns)
 	}
 	return f.limits.apply(&netio.Config{})
+}
+
+// checkTiers refuses a node without a tier (--dram 0, the DRAM tier's
+// size given as dram, and no --nvme) and an --nvme the tier cannot open.
+func (f *nodeFlags) checkTiers(dram int64) error {
+	if f.nvme == "" {
+		if dram == 0 {
+			return fmt.Errorf("--dram %q and no --nvme: a node needs a tier: give --dram a size above 0, or --nvme PATH:SIZE", f.dram)
+		}
+		return nil
+	}
+	path, size, err := nvmeSpec(f.nvme)
+	if err != nil {
+		return err
+	}
+	if err := checkNVMePath(path, size); err != nil {
+		return fmt.Errorf("--nvme %q: %w", f.nvme, err)
+	}
+	return nil
+}
+
+// checkFiles refuses the files the node would open only later: a
+// --secret-file it cannot read (read when it registers with a controller)
+// and a --profile that does not parse (read for the bandwidths it reports).
+func (f *nodeFlags) checkFiles() error {
+	if err := checkSecretFileFlag(f.keyFile, false); err != nil {
+		return err
+	}
+	if f.profile != "" {
+		if _, err := hw.ReadProfile(f.profile); err != nil {
+			return fmt.Errorf("--profile %q: %w (write one with pocket hw --profile FILE)", f.profile, err)
+		}
+	}
+	return nil
+}
+
+// checkNVMePath refuses an NVMe tier's path that nvme.Open would refuse:
+// one that exists but is neither a regular file nor a block device, or
+// cannot be opened for reading and writing; a missing one when size is 0
+// (the file's own size: there is none to create it with), or whose
+// directory is missing (nvme.Open creates a missing file of a size given).
+func checkNVMePath(path string, size int64) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && size > 0:
+		return checkDirOf(path)
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s does not exist: give its size, PATH:SIZE, to create it", path)
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular() && fi.Mode().Type() != os.ModeDevice:
+		return fmt.Errorf("%s is neither a file nor a block device", path)
+	}
+	file, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	return file.Close()
 }
 
 // startNode builds the tiers and starts the node; closeTiers releases the

@@ -121,6 +121,26 @@ func checkSecretPlace(path string, fi fs.FileInfo) error {
 	return nil
 }
 
+// checkSecretFileFlag refuses, before the command starts, a --secret-file
+// it could not read when it comes to: one that is missing or is no regular
+// file it can open; with mayCreate (pocket up and pocket controller write
+// a fresh secret to a missing file), a missing one is refused only when
+// its directory is missing. The file's mode, owner and contents are
+// checked where it is read (readSecretFile).
+func checkSecretFileFlag(path string, mayCreate bool) error {
+	if path == "" {
+		return nil
+	}
+	err := checkReadable(path)
+	if mayCreate && errors.Is(err, fs.ErrNotExist) {
+		err = checkDirOf(path)
+	}
+	if err != nil {
+		return fmt.Errorf("--secret-file %q: %w", path, err)
+	}
+	return nil
+}
+
 // clusterSecret returns the cluster secret from file, else from
 // $POCKET_SECRET.
 func clusterSecret(file string) ([]byte, error) {

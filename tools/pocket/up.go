@@ -72,6 +72,7 @@ type upCluster struct {
 	orch     *orchestrator.Local
 	auto     *controller.Autoscaler
 	mserv    *http.Server
+	maddr    string // where mserv listens: the controller's /metrics
 	tlsDir   string // the CA and certificates; "" over plain TCP
 	// endpoints are the /metrics addresses of the nodes started with the
 	// cluster, by node address, with --metrics-base.
@@ -163,6 +164,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		if err != nil {
 			return u, fmt.Errorf("controller metrics: %w", err)
 		}
+		u.maddr = ln.Addr().String() // the port chosen for a --metrics port 0
 		u.mserv = &http.Server{Handler: metricsMux(ctl), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := u.mserv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -258,9 +260,12 @@ func (o *upOptions) check(fs *flag.FlagSet) error {
 		o.nodes = o.scale.MinNodes
 	}
 	if o.nodes < 1 {
-		return errors.New("--nodes and --min-nodes must be at least 1")
+		return fmt.Errorf("--nodes %d: want at least 1", o.nodes)
 	}
 	if err := o.checkMetricsBase(); err != nil {
+		return err
+	}
+	if err := checkSecretFileFlag(o.secretFile, true); err != nil {
 		return err
 	}
 	_, err := o.log.handler(io.Discard) // a bad --log-level or --log-format
@@ -337,19 +342,19 @@ func (u *upCluster) nodeCounts() (active, unheard int) {
 }
 
 // nodesAsMin takes --nodes, given with --autoscale, as the autoscaler's
-// --min-nodes (the nodes it starts); both given must agree.
+// --min-nodes (the nodes it starts); both given must agree. checkScale has
+// checked --min-nodes; a --nodes taken for it is checked here, by its name.
 func nodesAsMin(fs *flag.FlagSet, o *upOptions) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
 	case !set["nodes"]:
-	case !set["min-nodes"]:
-		o.scale.MinNodes = o.nodes
-	case o.nodes != o.scale.MinNodes:
+	case set["min-nodes"] && o.nodes != o.scale.MinNodes:
 		return fmt.Errorf("--nodes %d and --min-nodes %d: with --autoscale the cluster starts --min-nodes nodes; give one of them", o.nodes, o.scale.MinNodes)
-	}
-	if o.scale.MinNodes > o.scale.MaxNodes {
-		return fmt.Errorf("--min-nodes %d is more than --max-nodes %d", o.scale.MinNodes, o.scale.MaxNodes)
+	case o.nodes < 1 || o.nodes > o.scale.MaxNodes:
+		return fmt.Errorf("--nodes %d: with --autoscale, the autoscaler's fewest nodes (as --min-nodes): want at least 1 and no more than --max-nodes %d", o.nodes, o.scale.MaxNodes)
+	default:
+		o.scale.MinNodes = o.nodes
 	}
 	return nil
 }
@@ -367,12 +372,18 @@ func (o *upOptions) checkScale() error {
 		return fmt.Errorf("--scale-high %v: want a utilization above 0 and at most 1", s.High)
 	case !(s.Low > 0 && s.Low < s.High):
 		return fmt.Errorf("--scale-low %v: want a utilization above 0 and under --scale-high %v", s.Low, s.High)
-	case s.Cooldown < 0 || s.JobCooldown < 0 || s.DrainDeadline < 0:
-		return fmt.Errorf("--cooldown %v, --job-cooldown %v, --drain-deadline %v: must not be negative", s.Cooldown, s.JobCooldown, s.DrainDeadline)
+	case s.Cooldown < 0:
+		return fmt.Errorf("--cooldown %v: must not be negative", s.Cooldown)
+	case s.JobCooldown < 0:
+		return fmt.Errorf("--job-cooldown %v: must not be negative", s.JobCooldown)
+	case s.DrainDeadline < 0:
+		return fmt.Errorf("--drain-deadline %v: must not be negative", s.DrainDeadline)
 	case !(o.nodeMbps >= 0) || math.IsInf(o.nodeMbps, 0):
 		return fmt.Errorf("--node-mbps %v: want a bandwidth in Mb/s, 0 or more (0: the controller's default)", o.nodeMbps)
-	case s.MinNodes < 1 || s.MaxNodes < s.MinNodes:
-		return fmt.Errorf("--min-nodes %d, --max-nodes %d: want at least 1 node, and no more at least than at most", s.MinNodes, s.MaxNodes)
+	case s.MinNodes < 1:
+		return fmt.Errorf("--min-nodes %d: want at least 1", s.MinNodes)
+	case s.MaxNodes < s.MinNodes:
+		return fmt.Errorf("--max-nodes %d: want at least --min-nodes %d", s.MaxNodes, s.MinNodes)
 	}
 	return nil
 }
@@ -475,8 +486,8 @@ func printRestored(u *upCluster) {
 
 // printMetrics lists the /metrics endpoints of the cluster.
 func printMetrics(u *upCluster, o upOptions) {
-	if maddr := o.ctlMetricsAddr(); maddr != "" {
-		fmt.Printf("controller metrics on http://%s/metrics\n", maddr)
+	if u.maddr != "" {
+		fmt.Printf("controller metrics on http://%s/metrics\n", u.maddr)
 	}
 	for _, e := range u.endpoints {
 		fmt.Printf("  node %s metrics on http://%s/metrics\n", e.node, e.metrics)
