@@ -36,6 +36,7 @@ type upOptions struct {
 	listen   string
 	nodes    int
 	dram     string
+	nvme     string   // NVMe tier of each node, a size ("": none); its file is in nvmeSubdir
 	nodeMbps float64  // DRAM bandwidth each node reports (0: the controller's default)
 	quiet    bool     // log nothing: neither the controller nor the nodes
 	log      logFlags // the controller's and the nodes' log format and level
@@ -96,7 +97,7 @@ func (u *upCluster) close() {
 // certificate by the path of the TLS directory (tlsDir; --insecure when
 // ""), and the node limits given to up.
 func (o *upOptions) nodeSpec(ctl, tlsDir string) orchestrator.NodeSpec {
-	spec := orchestrator.NodeSpec{DRAM: o.dram, Controller: ctl}
+	spec := orchestrator.NodeSpec{DRAM: o.dram, NVMe: o.nvme, Controller: ctl}
 	if tlsDir != "" {
 		spec.Args = append(spec.Args, "--tls-dir", tlsDir)
 	} else {
@@ -158,6 +159,9 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}, Logger: id.log}}
 	if !o.quiet {
 		u.orch.Log = os.Stderr
+	}
+	if u.orch.NVMeDir, err = o.nvmeDir(); err != nil {
+		return u, err
 	}
 	if maddr := o.ctlMetricsAddr(); maddr != "" {
 		ln, err := net.Listen("tcp", maddr)
@@ -241,7 +245,7 @@ func (o *upOptions) check(fs *flag.FlagSet) error {
 	if _, err := o.prices.prices(); err != nil {
 		return err
 	}
-	if _, err := sizeFlag("dram", o.dram, o.dram, "means no DRAM tier"); err != nil {
+	if err := o.checkTiers(); err != nil {
 		return err
 	}
 	if err := o.nodeLimits.apply(&netio.Config{}); err != nil {
@@ -270,6 +274,53 @@ func (o *upOptions) check(fs *flag.FlagSet) error {
 	}
 	_, err := o.log.handler(io.Discard) // a bad --log-level or --log-format
 	return err
+}
+
+// checkTiers refuses node tier sizes a node cannot start with: a bad size,
+// or neither tier.
+func (o *upOptions) checkTiers() error {
+	dram, err := sizeFlag("dram", o.dram, o.dram, "means no DRAM tier")
+	if err != nil {
+		return err
+	}
+	if o.nvme == "" {
+		if dram == 0 {
+			return fmt.Errorf("--dram %q and no --nvme: a node needs a tier: give a DRAM size, or --nvme SIZE", o.dram)
+		}
+		return nil
+	}
+	if strings.Contains(o.nvme, ":") {
+		return fmt.Errorf("--nvme %q: want a size (each node gets a file of its own in DIR/%s); for a file or device of your choice start the node yourself (pocket node --nvme PATH:SIZE)", o.nvme, nvmeSubdir)
+	}
+	nvme, err := sizeFlag("nvme", o.nvme, o.nvme, "is no NVMe tier: leave --nvme out")
+	if err == nil && nvme == 0 {
+		err = fmt.Errorf("--nvme %q: want a size above 0 (leave --nvme out for no NVMe tier)", o.nvme)
+	}
+	return err
+}
+
+// nvmeSubdir is the directory, inside the data directory, of the nodes'
+// NVMe tier files (one per node, removed when it stops).
+const nvmeSubdir = "nvme"
+
+// nvmeDir makes the directory of the nodes' NVMe tier files, DATA/nvme
+// (mode 0700), and returns it; "" when the nodes have no NVMe tier.
+func (o *upOptions) nvmeDir() (string, error) {
+	if o.nvme == "" {
+		return "", nil
+	}
+	data, err := o.serve.dataDir()
+	if err != nil {
+		return "", err
+	}
+	dir, err := filepath.Abs(filepath.Join(data, nvmeSubdir))
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("the nodes' NVMe directory: %w", err)
+	}
+	return dir, nil
 }
 
 // checkMetricsBase refuses a base whose ports do not fit below 65536, or
@@ -407,7 +458,8 @@ func runUp(args []string) int {
 	var o upOptions
 	fs.StringVar(&o.listen, "listen", ctlDefaultAddr, "controller address")
 	fs.IntVar(&o.nodes, "nodes", 3, "storage nodes to start (with --autoscale: the autoscaler's fewest, as --min-nodes)")
-	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node")
+	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node (0: none, with --nvme)")
+	fs.StringVar(&o.nvme, "nvme", "", "NVMe tier of each node, SIZE: a file of its own in DIR/"+nvmeSubdir+" of --data-dir, opened with O_DIRECT\n(the file system must allow it: tmpfs does not) and removed when the node stops (default: none)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
 	fs.IntVar(&o.metricsBase, "metrics-base", 0, "serve Prometheus /metrics on loopback: the controller on this port, node i (from 0) on PORT+1+i")
 	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster secret, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else DIR/"+stateSubdir+"/secret of --data-dir when the controller's state is kept there;\nelse a fresh secret in a temporary file, removed when the cluster stops)")
@@ -502,7 +554,11 @@ func printUp(u *upCluster, o upOptions) {
 	if u.tlsDir == "" {
 		mode = "plain TCP (--insecure)"
 	}
-	fmt.Printf("pocket cluster up: controller %s, %d nodes of %s DRAM, control plane over %s\n", u.addr, o.nodes, o.dram, mode)
+	tiers := o.dram + " DRAM"
+	if o.nvme != "" {
+		tiers += " and " + o.nvme + " NVMe (files in " + u.orch.NVMeDir + ")"
+	}
+	fmt.Printf("pocket cluster up: controller %s, %d nodes of %s, control plane over %s\n", u.addr, o.nodes, tiers, mode)
 	for _, n := range u.orch.Nodes() {
 		fmt.Printf("  node %s\n", n.Addr)
 	}

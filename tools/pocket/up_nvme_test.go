@@ -1,0 +1,60 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestUpNVMeTier: `pocket up --nvme SIZE` gives each node an NVMe tier of
+// SIZE in a file of its own in DATA/nvme; a job whose capacity hint the
+// DRAM tiers cannot hold is placed on NVMe, stores and reads back a value
+// there; the files go when up stops. Bad --nvme values are usage errors.
+// Before, up had no --nvme: its clusters offered no second tier, so the
+// cost-aware tier choice could not be tried on them.
+func TestUpNVMeTier(t *testing.T) {
+	bin := buildPocketBinary(t)
+	dir := t.TempDir()
+	base := cleanEnv("HOME=" + filepath.Join(dir, "home"))
+	for _, bad := range [][]string{{"--nvme", "0"}, {"--nvme", "junk"}, {"--nvme", "/some/file:1GiB"}, {"--dram", "0"}} {
+		_, errOut, code := pocketRun(t, bin, base, "", append([]string{"up", "--insecure"}, bad...)...)
+		if code != 2 || !strings.Contains(errOut, bad[0]) {
+			t.Errorf("up %v: exit %d: %s; want a usage error naming %s", bad, code, errOut, bad[0])
+		}
+	}
+	data := filepath.Join(dir, "data")
+	up := startUpGroup(t, bin, base, "--listen", "127.0.0.1:0", "--insecure", "--data-dir", data, "--nodes", "2",
+		"--dram", "16MiB", "--nvme", "64MiB", "--log-level", "warn")
+	nvmeDir := filepath.Join(data, nvmeSubdir)
+	files, _ := filepath.Glob(filepath.Join(nvmeDir, "*.nvme"))
+	if len(files) != 2 {
+		t.Fatalf("NVMe files %v; want one per node in %s", files, nvmeDir)
+	}
+	for _, f := range files {
+		if st, err := os.Stat(f); err != nil || st.Size() != 64<<20 {
+			t.Fatalf("%s: %v, %v; want 64 MiB", f, st, err)
+		}
+	}
+	env := append(base, "POCKET_CONTROLLER="+up.ctl)
+	job := registerMap(t, bin, env, "big", "--capacity", "48MiB")
+	if job.Tier != "nvme" {
+		t.Fatalf("a 48 MiB job on 16 MiB DRAM and 64 MiB NVMe nodes went to %q; want nvme", job.Tier)
+	}
+	withTok := append(slices.Clone(env), "POCKET_TOKEN="+job.Token)
+	if _, errOut, code := pocketRun(t, bin, withTok, "on nvme", "put", "--insecure", job.JobID, "k", "-"); code != 0 {
+		t.Fatalf("put: exit %d: %s", code, errOut)
+	}
+	if got, errOut, code := pocketRun(t, bin, withTok, "", "get", "--insecure", job.JobID, "k"); code != 0 || got != "on nvme" {
+		t.Fatalf("get: exit %d, %q: %s", code, got, errOut)
+	}
+	if err := up.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-up.exited
+	if files, _ := filepath.Glob(filepath.Join(nvmeDir, "*.nvme")); len(files) != 0 {
+		t.Fatalf("NVMe files left after up stopped: %v", files)
+	}
+}
