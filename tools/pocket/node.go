@@ -134,7 +134,10 @@ func runNode(args []string) int {
 	fmt.Printf("pocket node serving on %s (dram %s, nvme %q)\n", node.Addr(), f.dram, f.nvme)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sampler, err := telemetry.NewSampler(telemetry.Config{BlockLatency: true})
+	// The eBPF block probe sees every block request of the host, and costs
+	// on each, so it is attached only where its figures are read: on
+	// /metrics, or in the heartbeats to a controller.
+	sampler, err := telemetry.NewSampler(telemetry.Config{BlockLatency: f.metrics != "" || f.ctl != ""})
 	if err != nil {
 		return fail("node: telemetry: %v", err)
 	}
