@@ -37,11 +37,12 @@ type Local struct {
 	Logger      *slog.Logger // where the nodes' exits are logged; nil: not logged
 	// NVMeDir holds the NVMe tier files of nodes whose NodeSpec.NVMe is a
 	// size alone ("4GiB", no PATH:): each such node gets a file of its
-	// own there, named by its id (local-N.nvme), which the node creates
-	// and this orchestrator removes once the node's process has exited
-	// (a node's values do not outlive it). The directory must exist, on a
-	// file system that allows O_DIRECT (tmpfs does not); "" refuses such
-	// specs.
+	// own there, named by its id (local-N.nvme), which this orchestrator
+	// creates (exclusively: Start fails when anything is at the path) and
+	// removes once the node's process has exited (a node's values do not
+	// outlive it). The directory must exist, on a file system that allows
+	// O_DIRECT (tmpfs does not), and be this orchestrator's alone; ""
+	// refuses such specs.
 	NVMeDir string
 
 	mu    sync.Mutex
@@ -79,6 +80,17 @@ func (l *Local) Start(ctx context.Context, spec NodeSpec) (Node, error) {
 	if err != nil {
 		return Node{}, err
 	}
+	cmd, addr, err := l.run(ctx, bin, l.nodeArgs(host, nvme, spec))
+	if err != nil {
+		removeFile(file)
+		return Node{}, err
+	}
+	return l.track(cmd, Node{ID: id, Addr: addr}, file), nil
+}
+
+// nodeArgs is the command line of a node of spec listening on host, with
+// the NVMe tier nvme (PATH:SIZE, or "").
+func (l *Local) nodeArgs(host, nvme string, spec NodeSpec) []string {
 	args := []string{"node", "--listen", host + ":0", "--dram", spec.DRAM}
 	if nvme != "" {
 		args = append(args, "--nvme", nvme)
@@ -86,7 +98,12 @@ func (l *Local) Start(ctx context.Context, spec NodeSpec) (Node, error) {
 	if spec.Controller != "" {
 		args = append(args, "--controller", spec.Controller)
 	}
-	args = append(args, spec.Args...)
+	return append(args, spec.Args...)
+}
+
+// run starts bin with args and waits for the address it serves on; on
+// failure nothing of it is left running.
+func (l *Local) run(ctx context.Context, bin string, args []string) (*exec.Cmd, string, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), l.Env...)
 	cmd.Stderr = l.logOut()
@@ -94,19 +111,18 @@ func (l *Local) Start(ctx context.Context, spec NodeSpec) (Node, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return Node{}, err
+		return nil, "", err
 	}
 	if err := cmd.Start(); err != nil {
-		return Node{}, fmt.Errorf("orchestrator: start node: %w", err)
+		return nil, "", fmt.Errorf("orchestrator: start node: %w", err)
 	}
 	addr, err := l.awaitAddr(ctx, out)
 	if err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		removeFile(file)
-		return Node{}, err
+		return nil, "", err
 	}
-	return l.track(cmd, Node{ID: id, Addr: addr}, file), nil
+	return cmd, addr, nil
 }
 
 func (l *Local) nextID() string {
@@ -127,6 +143,15 @@ func (l *Local) nvmeOf(spec NodeSpec, id string) (arg, file string, err error) {
 		return "", "", fmt.Errorf("orchestrator: NVMe tier of %s for each node, but no directory for their files (Local.NVMeDir)", spec.NVMe)
 	}
 	file = filepath.Join(l.NVMeDir, id+".nvme")
+	// Made here, exclusively, for the node to fill: a file or link
+	// already at the path (another orchestrator's node, one left by a
+	// killed run, or a link planted to have a node write elsewhere) fails
+	// the start instead of being shared or followed.
+	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", "", fmt.Errorf("orchestrator: the node's NVMe file: %w", err)
+	}
+	_ = f.Close()
 	return file + ":" + spec.NVMe, file, nil
 }
 

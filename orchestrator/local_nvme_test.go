@@ -11,8 +11,9 @@ import (
 
 // TestLocalGivesEachNodeItsNVMeFile: with NodeSpec.NVMe a size alone, each
 // node gets a file of its own in NVMeDir, of that size, removed once the
-// node has stopped; without NVMeDir such a spec is refused before any
-// process starts. Before, Local passed NVMe through as PATH:SIZE, so the
+// node has stopped; a link or file already at a node's path fails its
+// start and is left alone; without NVMeDir such a spec is refused before
+// any process starts. Before, Local passed NVMe through as PATH:SIZE, so the
 // nodes of one spec would have shared one file (`pocket up` had no NVMe
 // tier).
 func TestLocalGivesEachNodeItsNVMeFile(t *testing.T) {
@@ -39,6 +40,25 @@ func TestLocalGivesEachNodeItsNVMeFile(t *testing.T) {
 		if err != nil || st.Size() != 16<<20 {
 			t.Fatalf("node %s's NVMe file: %v, %v; want 16 MiB", n.ID, st, err)
 		}
+	}
+	// A link planted where the next node's file goes is not followed:
+	// the start fails, and neither the link nor its target is touched.
+	target := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.WriteFile(target, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "local-3.nvme")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Start(ctx, NodeSpec{DRAM: "16MiB", NVMe: "16MiB"}); err == nil {
+		t.Fatal("a node started on a planted link")
+	}
+	if b, err := os.ReadFile(target); err != nil || string(b) != "keep" {
+		t.Fatalf("the link's target: %q, %v; want it untouched", b, err)
+	}
+	if _, err := os.Lstat(link); err != nil {
+		t.Fatalf("the planted link was removed: %v", err)
 	}
 	if err := l.Stop(ctx, nodes[0].ID); err != nil {
 		t.Fatal(err)

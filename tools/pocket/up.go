@@ -89,7 +89,10 @@ func (u *upCluster) close() {
 	}
 	_ = u.ctl.Close() // stops the autoscaler first, so it starts no node now
 	u.serve.close()
-	_ = u.orch.Close()
+	_ = u.orch.Close() // its nodes' NVMe files go as they stop
+	if u.orch.NVMeDir != "" {
+		_ = os.Remove(u.orch.NVMeDir)
+	}
 	u.secret.close()
 }
 
@@ -290,7 +293,7 @@ func (o *upOptions) checkTiers() error {
 		return nil
 	}
 	if strings.Contains(o.nvme, ":") {
-		return fmt.Errorf("--nvme %q: want a size (each node gets a file of its own in DIR/%s); for a file or device of your choice start the node yourself (pocket node --nvme PATH:SIZE)", o.nvme, nvmeSubdir)
+		return fmt.Errorf("--nvme %q: want a size (each node gets a file of its own in DIR/%s/up-*); for a file or device of your choice start the node yourself (pocket node --nvme PATH:SIZE)", o.nvme, nvmeSubdir)
 	}
 	nvme, err := sizeFlag("nvme", o.nvme, o.nvme, "is no NVMe tier: leave --nvme out")
 	if err == nil && nvme == 0 {
@@ -300,11 +303,14 @@ func (o *upOptions) checkTiers() error {
 }
 
 // nvmeSubdir is the directory, inside the data directory, of the nodes'
-// NVMe tier files (one per node, removed when it stops).
+// NVMe tier files: one directory per run of up, up-*, holding a file per
+// node (each removed when its node stops, the directory when up stops).
 const nvmeSubdir = "nvme"
 
-// nvmeDir makes the directory of the nodes' NVMe tier files, DATA/nvme
-// (mode 0700), and returns it; "" when the nodes have no NVMe tier.
+// nvmeDir makes this run's directory of the nodes' NVMe tier files,
+// DATA/nvme/up-* (mode 0700), and returns it; "" when the nodes have no
+// NVMe tier. A directory of its own, so that two clusters on one data
+// directory (the default one, say) never share a file.
 func (o *upOptions) nvmeDir() (string, error) {
 	if o.nvme == "" {
 		return "", nil
@@ -313,11 +319,15 @@ func (o *upOptions) nvmeDir() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir, err := filepath.Abs(filepath.Join(data, nvmeSubdir))
-	if err != nil {
-		return "", err
+	parent, err := filepath.Abs(filepath.Join(data, nvmeSubdir))
+	if err == nil {
+		err = os.MkdirAll(parent, 0o700)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	var dir string
+	if err == nil {
+		dir, err = os.MkdirTemp(parent, "up-")
+	}
+	if err != nil {
 		return "", fmt.Errorf("the nodes' NVMe directory: %w", err)
 	}
 	return dir, nil
@@ -459,7 +469,7 @@ func runUp(args []string) int {
 	fs.StringVar(&o.listen, "listen", ctlDefaultAddr, "controller address")
 	fs.IntVar(&o.nodes, "nodes", 3, "storage nodes to start (with --autoscale: the autoscaler's fewest, as --min-nodes)")
 	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node (0: none, with --nvme)")
-	fs.StringVar(&o.nvme, "nvme", "", "NVMe tier of each node, SIZE: a file of its own in DIR/"+nvmeSubdir+" of --data-dir, opened with O_DIRECT\n(the file system must allow it: tmpfs does not) and removed when the node stops (default: none)")
+	fs.StringVar(&o.nvme, "nvme", "", "NVMe tier of each node, SIZE: a file of its own in DIR/"+nvmeSubdir+"/up-* of --data-dir, opened with O_DIRECT\n(the file system must allow it: tmpfs does not) and removed when the node stops (default: none)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
 	fs.IntVar(&o.metricsBase, "metrics-base", 0, "serve Prometheus /metrics on loopback: the controller on this port, node i (from 0) on PORT+1+i")
 	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster secret, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else DIR/"+stateSubdir+"/secret of --data-dir when the controller's state is kept there;\nelse a fresh secret in a temporary file, removed when the cluster stops)")

@@ -10,9 +10,12 @@ import (
 )
 
 // TestUpNVMeTier: `pocket up --nvme SIZE` gives each node an NVMe tier of
-// SIZE in a file of its own in DATA/nvme; a job whose capacity hint the
+// SIZE in a file of its own in DATA/nvme/up-* (a directory per run, so two
+// clusters on one data directory share no file); a job whose capacity hint the
 // DRAM tiers cannot hold is placed on NVMe, stores and reads back a value
-// there; the files go when up stops. Bad --nvme values are usage errors.
+// there; the files and the run's directory go when up stops. A second
+// cluster on the same data directory gets files of its own. Bad --nvme
+// values are usage errors.
 // Before, up had no --nvme: its clusters offered no second tier, so the
 // cost-aware tier choice could not be tried on them.
 func TestUpNVMeTier(t *testing.T) {
@@ -29,7 +32,7 @@ func TestUpNVMeTier(t *testing.T) {
 	up := startUpGroup(t, bin, base, "--listen", "127.0.0.1:0", "--insecure", "--data-dir", data, "--nodes", "2",
 		"--dram", "16MiB", "--nvme", "64MiB", "--log-level", "warn")
 	nvmeDir := filepath.Join(data, nvmeSubdir)
-	files, _ := filepath.Glob(filepath.Join(nvmeDir, "*.nvme"))
+	files, _ := filepath.Glob(filepath.Join(nvmeDir, "up-*", "*.nvme"))
 	if len(files) != 2 {
 		t.Fatalf("NVMe files %v; want one per node in %s", files, nvmeDir)
 	}
@@ -38,6 +41,16 @@ func TestUpNVMeTier(t *testing.T) {
 			t.Fatalf("%s: %v, %v; want 64 MiB", f, st, err)
 		}
 	}
+	// A second cluster on the same data directory (its controller's state
+	// in memory): its nodes' files are in a directory of their own.
+	other := startUpGroup(t, bin, base, "--listen", "127.0.0.1:0", "--insecure", "--ephemeral", "--data-dir", data,
+		"--nodes", "1", "--dram", "16MiB", "--nvme", "64MiB", "--log-level", "warn")
+	all, _ := filepath.Glob(filepath.Join(nvmeDir, "up-*", "*.nvme"))
+	if len(all) != 3 || filepath.Dir(all[0]) == filepath.Dir(all[2]) && filepath.Dir(all[1]) == filepath.Dir(all[2]) {
+		t.Fatalf("NVMe files of two clusters on one data directory: %v; want 3, in two directories", all)
+	}
+	_ = syscall.Kill(-other.cmd.Process.Pid, syscall.SIGTERM)
+	<-other.exited
 	env := append(base, "POCKET_CONTROLLER="+up.ctl)
 	job := registerMap(t, bin, env, "big", "--capacity", "48MiB")
 	if job.Tier != "nvme" {
@@ -54,7 +67,7 @@ func TestUpNVMeTier(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-up.exited
-	if files, _ := filepath.Glob(filepath.Join(nvmeDir, "*.nvme")); len(files) != 0 {
-		t.Fatalf("NVMe files left after up stopped: %v", files)
+	if left, _ := filepath.Glob(filepath.Join(nvmeDir, "*")); len(left) != 0 {
+		t.Fatalf("NVMe files or directories left after up stopped: %v", left)
 	}
 }
