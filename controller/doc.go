@@ -86,9 +86,9 @@
 //     (TierFor, price.go); a latency-sensitive job needs DRAM's latency,
 //     so only DRAM qualifies. No tier holds the capacity: CodeNoSpace,
 //     naming the need and the largest tier's spare; but a job sized from
-//     its name's profile asked for nothing, so its capacity is cut to the
-//     largest eligible tier's spare instead (sizeJobLocked). Candidates
-//     are the active nodes with a tier of that kind.
+//     its name's profile asked for nothing, so it then reserves no
+//     capacity instead (fitProfile). Candidates are the active nodes with
+//     a tier of that kind.
 //  2. Demand: bandwidth = PeakMbps if given, else Lambdas x PerLambdaMbps
 //     (600 Mb/s, Pocket's figure); capacity = CapacityBytes. With no size
 //     hint, the profile of the job's name when there is one (profile.go:

@@ -32,9 +32,9 @@ import (
 //   - a capacity need no tier of that many nodes could hold, by TierFor
 //     over the projected spare (CodeNoSpace naming the need, the limit and
 //     the largest tier's projected spare), or a job no tier may serve
-//     (TierFor's CodeUnavailable). A profile's capacity is not refused
-//     either: the job starts up to MaxNodes and sizing reserves what an
-//     eligible tier then has spare (sizeJobLocked).
+//     (TierFor's CodeUnavailable). A profile's capacity that many nodes
+//     could not hold is not refused: it is dropped (fitProfile), and the
+//     job reserves none and starts no node for capacity.
 //
 // Then it starts, up to MaxNodes in all (counting those starting), the
 // more of
@@ -165,6 +165,10 @@ func (c *Controller) reservation(name string, h wire.JobHints, p *AutoscaleConfi
 		return reservation{}, nil // nothing to assume new nodes like; sizing answers
 	}
 	most := max(p.MaxNodes, f.nodes)
+	// A profile's capacity that most nodes could not hold is dropped, so
+	// it neither refuses the job nor starts nodes (sizeJobLocked drops it
+	// again when the nodes there are cannot hold it).
+	need = fitProfile(need, f.projected(most-f.nodes), c.cfg.Prices)
 	if err := f.refuse(name, need, source, most, p.High, c.cfg.Prices); err != nil {
 		return reservation{}, err
 	}
@@ -230,9 +234,6 @@ func (f *fleet) refuse(name string, need Need, source string, most int, high flo
 	offers := f.projected(most - f.nodes)
 	_, err := TierFor(need, offers, prices)
 	if errors.Is(err, wire.ErrNoSpace) {
-		if source == SizeProfile {
-			return nil
-		}
 		return noSpaceAt(name, need, offers, most)
 	}
 	return err

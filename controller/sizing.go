@@ -124,17 +124,8 @@ func (c *Controller) sizeJobLocked(book *profileBook, req *wire.JobRegister) (pl
 	pol := &c.cfg.Policy
 	need, minNodes, source := pol.needFor(req.Hints, book.learnedFor(req.Name, req.Hints))
 	offers := c.tierOffersLocked()
+	need = fitProfile(need, offers, c.cfg.Prices)
 	tier, err := TierFor(need, offers, c.cfg.Prices)
-	if source == SizeProfile && errors.Is(err, wire.ErrNoSpace) {
-		// The job asked for nothing: its name's earlier runs (or another
-		// client's runs of that name) are a guess at its size, not a need
-		// to refuse it for, so it is sized at the most spare capacity an
-		// eligible tier has, as a job Pocket's default sizes reserves none
-		// and registers all the same. Its puts beyond that fail for lack
-		// of space, as that job's would.
-		need.Bytes = mostSpare(need, offers)
-		tier, err = TierFor(need, offers, c.cfg.Prices)
-	}
 	if err != nil {
 		return plan{}, 0, source, err
 	}
@@ -142,17 +133,23 @@ func (c *Controller) sizeJobLocked(book *profileBook, req *wire.JobRegister) (pl
 	return pol.sizeNeed(c.candidatesLocked(kind), need, minNodes), kind, source, nil
 }
 
-// mostSpare is the largest spare capacity, in bytes, of the tier offers
-// a job with need may use (any tier, or DRAM for a latency-sensitive
-// job), 0 when none has nodes.
-func mostSpare(need Need, offers []TierOffer) int64 {
-	var most int64
-	for _, o := range offers {
-		if need.eligible(o) {
-			most = max(most, o.SpareBytes)
-		}
+// fitProfile is need, but with no capacity when the need comes from the
+// job's name's profile and no tier of offers holds it (TierFor answers
+// CodeNoSpace). The job asked for nothing: its name's earlier runs (or
+// another client's runs of that name) are a guess at its size, so it is
+// not refused for them; nor does it take what is spare, which would leave
+// every hinted job of every other tenant refused until it ends (a hostile
+// trial had one hintless job take 512 of 512 MiB that way). It reserves
+// no capacity, as a job Pocket's default sizes, and registers: its puts
+// use the free capacity, and fail for lack of it as that job's would.
+func fitProfile(need Need, offers []TierOffer, prices Prices) Need {
+	if need.Source != SizeProfile || need.Bytes <= 0 {
+		return need
 	}
-	return most
+	if _, err := TierFor(need, offers, prices); errors.Is(err, wire.ErrNoSpace) {
+		need.Bytes = 0
+	}
+	return need
 }
 
 // A job Pocket's default sizes (no size hint, no profile) is placed as
