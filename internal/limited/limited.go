@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // ErrTooLarge is returned for input over its limit.
@@ -27,13 +28,25 @@ func ReadAll(r io.Reader, max int) ([]byte, error) {
 	return b, nil
 }
 
-// ReadFile is ReadAll of the file at path; its errors name the path.
+// ErrPipe is returned by ReadFile for a named pipe or a socket.
+var ErrPipe = errors.New("a pipe or socket, not a file: reading it would wait for a writer")
+
+// ReadFile is ReadAll of the file at path; its errors name the path. A
+// named pipe or a socket at path is ErrPipe, at once: the file is opened
+// without waiting (O_NONBLOCK) and looked at before it is read, so a path
+// that names one (by mistake, or planted) cannot hang the caller. A device
+// such as /dev/zero is read up to the bound.
 func ReadFile(path string, max int) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil {
+		return nil, err
+	} else if st.Mode()&(os.ModeNamedPipe|os.ModeSocket) != 0 {
+		return nil, fmt.Errorf("%s: %w", path, ErrPipe)
+	}
 	b, err := ReadAll(f, max)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestReadFileBounds(t *testing.T) {
@@ -33,5 +35,29 @@ func TestReadFileEndlessInput(t *testing.T) {
 	}
 	if _, err := ReadFile("/dev/zero", 1<<10); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("/dev/zero: %v; want ErrTooLarge", err)
+	}
+}
+
+// TestReadFileRefusesAPipe (hostile trial): a named pipe with no writer is
+// refused at once, naming the path. Before, ReadFile blocked in open
+// waiting for a writer: `pocket node --profile FIFO` and `--prices FIFO`
+// hung.
+func TestReadFileRefusesAPipe(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := ReadFile(p, 1<<10)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrPipe) || !strings.Contains(err.Error(), p) {
+			t.Fatalf("a FIFO: %v; want ErrPipe naming the path", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadFile of a FIFO with no writer still waiting after 5 s")
 	}
 }
