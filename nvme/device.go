@@ -74,7 +74,9 @@ type Device struct {
 }
 
 // Open opens path with O_DIRECT. A file system that refuses O_DIRECT gives
-// an error matching ErrNotSupported.
+// an error matching ErrNotSupported. A file Open creates (a missing path
+// with Size given) is removed again when Open fails after creating it, say
+// because the file system refuses to make it Size bytes long.
 func Open(path string, opts Options) (*Device, error) {
 	if opts.QueueDepth <= 0 {
 		opts.QueueDepth = 64
@@ -82,32 +84,38 @@ func Open(path string, opts Options) (*Device, error) {
 	if opts.BufferPool <= 0 {
 		opts.BufferPool = 64 << 20
 	}
-	fd, isBlock, err := openDirect(path, opts.Size > 0)
+	fd, isBlock, created, err := openDirect(path, opts.Size > 0)
 	if err != nil {
 		return nil, err
 	}
 	d := &Device{path: path, fd: fd, block: isBlock, fault: opts.Fault}
 	if err := d.setup(opts); err != nil {
 		d.release()
+		if created {
+			_ = os.Remove(path) // ours, empty or never used: not left behind
+		}
 		return nil, fmt.Errorf("nvme: open %s: %w", path, err)
 	}
 	return d, nil
 }
 
-func openDirect(path string, create bool) (int, bool, error) {
+// openDirect opens path for direct I/O; when it is missing and create is
+// set, it creates it (created), exclusively: a file that appears at path
+// meanwhile is not taken for one of ours, and the open fails.
+func openDirect(path string, create bool) (fd int, isBlock, created bool, err error) {
 	flags := unix.O_RDWR | unix.O_DIRECT | unix.O_CLOEXEC
 	var st unix.Stat_t
-	isBlock := false
 	if err := unix.Stat(path, &st); err == nil {
 		isBlock = st.Mode&unix.S_IFMT == unix.S_IFBLK
 	} else if create {
-		flags |= unix.O_CREAT
+		flags |= unix.O_CREAT | unix.O_EXCL
+		created = true
 	}
-	fd, err := unix.Open(path, flags, 0o600)
+	fd, err = unix.Open(path, flags, 0o600)
 	if err != nil {
-		return -1, false, classifyOpenErr(path, err)
+		return -1, false, false, classifyOpenErr(path, err)
 	}
-	return fd, isBlock, nil
+	return fd, isBlock, created, nil
 }
 
 // classifyOpenErr maps the kernel's refusal of O_DIRECT (EINVAL at open) to
