@@ -162,13 +162,15 @@ early with an error.
 
 `
 
-// ParseArgs parses the bench command line. Errors are returned, with the
-// usage already written to errOut.
+// ParseArgs parses the bench command line. Errors are returned, already
+// written to errOut as the pocket commands write a usage error ("pocket:
+// bench: " and the message, naming the flag, then the usage line); after
+// -h or --help (flag.ErrHelp) the whole usage is written there instead.
 func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	o := &Options{Config: Config{Size: 1 << 10}, Chunk: 1 << 20}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	fs.Usage = func() { fmt.Fprint(errOut, usageText); fs.PrintDefaults() }
+	fs.SetOutput(io.Discard) // while parsing: the errors are written below
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usageText); fs.PrintDefaults() }
 	addr := fs.String("addr", "", "`HOST:PORT` of a storage node")
 	target := fs.String("target", "", "store `URL`: pocket://, redis://, memcache:// or echo://HOST:PORT")
 	op := fs.String("op", "get", "operation: get or put")
@@ -198,8 +200,14 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.BoolVar(&o.Hints.LatencySensitive, "latency-sensitive", false, "--controller: latency-sensitive hint (DRAM tier)")
 	fs.IntVar(&o.Config.ServerPID, "server-pid", 0, "report the CPU time per operation of this local process (the store's server) over the measured window, beside the generator's own (/proc/`PID`/stat)")
 	fs.BoolVar(&o.Keep, "keep", false, "leave the keys the run wrote (a get run's preloaded keys, a put run's) in the store; without it the run deletes them at its end")
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	fs.SetOutput(errOut)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
 		return nil, err
+	}
+	if err != nil {
+		return nil, usageError(fs, "%v", err)
 	}
 	o.Hints.CapacityBytes = int64(capacity)
 	o.Config.Keep = o.Keep
@@ -208,9 +216,8 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 			return nil, usageError(fs, "--token: %v", err)
 		}
 	}
-	var err error
 	if o.Tier, err = wire.ParseTier(*tier); err != nil {
-		return nil, usageError(fs, "--tier: %v", err)
+		return nil, usageError(fs, "--tier %q: want dram or nvme", *tier)
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError(fs, "unexpected argument %q", fs.Arg(0))
@@ -227,13 +234,16 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 		return o, nil
 	case *loopback:
 		o.Mode = ModeLoopback
-		if o.Config.Duration <= 0 || o.Config.Warmup < 0 || o.Chunk < 1 {
-			return nil, usageError(fs, "--duration and --chunk must be positive")
+		if err := checkTimes(&o.Config); err != nil {
+			return nil, usageError(fs, "%v", err)
+		}
+		if o.Chunk < 1 {
+			return nil, usageError(fs, "--chunk %s: want a size above 0", units.FormatSize(int64(o.Chunk)))
 		}
 		return o, nil
 	}
 	if o.Config.Op, err = ParseOp(*op); err != nil {
-		return nil, usageError(fs, "%v", err)
+		return nil, usageError(fs, "--op %q: want get or put", *op)
 	}
 	if o.Controller == "" {
 		if o.Store, o.Addr, err = parseTarget(*addr, *target); err != nil {
@@ -245,8 +255,8 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	} else if err := checkControllerFlags(fs, o); err != nil {
 		return nil, usageError(fs, "%v", err)
 	}
-	if o.Hints.Lambdas < 0 || o.Hints.PeakMbps < 0 {
-		return nil, usageError(fs, "--lambdas %d, --peak-mbps %d: hints must not be negative (0: not given)", o.Hints.Lambdas, o.Hints.PeakMbps)
+	if err := checkRunFlags(o); err != nil {
+		return nil, usageError(fs, "%v", err)
 	}
 	if err := o.Config.normalize(); err != nil {
 		return nil, usageError(fs, "%v", err)
@@ -284,24 +294,60 @@ func checkControllerFlags(fs *flag.FlagSet, o *Options) error {
 	return nil
 }
 
+// checkRunFlags refuses, one flag at a time and naming it, the values of
+// a run that Config.normalize would refuse two at a time, and negative
+// hints.
+func checkRunFlags(o *Options) error {
+	c := &o.Config
+	switch {
+	case c.Conns < 1:
+		return fmt.Errorf("--conns %d: want at least 1", c.Conns)
+	case c.Pipeline < 1:
+		return fmt.Errorf("--pipeline %d: want at least 1 (1: no pipelining)", c.Pipeline)
+	case o.Hints.Lambdas < 0:
+		return fmt.Errorf("--lambdas %d: a hint must not be negative (0: not given)", o.Hints.Lambdas)
+	case o.Hints.PeakMbps < 0:
+		return fmt.Errorf("--peak-mbps %d: a hint must not be negative (0: not given)", o.Hints.PeakMbps)
+	}
+	return checkTimes(c)
+}
+
+// checkTimes refuses a --duration not above 0 and a negative --warmup.
+func checkTimes(c *Config) error {
+	switch {
+	case c.Duration <= 0:
+		return fmt.Errorf("--duration %v: want a time above 0", c.Duration)
+	case c.Warmup < 0:
+		return fmt.Errorf("--warmup %v: must not be negative", c.Warmup)
+	}
+	return nil
+}
+
+// usageLine follows a usage error, as the pocket commands' do.
+const usageLine = "Usage: pocket bench [flags]   (more: pocket bench --help)"
+
+// usageError writes the error as the pocket commands write a usage error,
+// "pocket: bench: " and the message, then usageLine, and returns it.
 func usageError(fs *flag.FlagSet, format string, a ...any) error {
 	err := fmt.Errorf(format, a...)
-	fmt.Fprintln(fs.Output(), errorLine(err))
-	fs.Usage()
+	fmt.Fprintf(fs.Output(), "%s\n%s\n", errorLine(err), usageLine)
 	return err
 }
 
 // parseTarget resolves --addr or --target to a store kind and host:port.
+// Its errors name the flag and its value.
 func parseTarget(addr, target string) (store, hostport string, err error) {
+	name, value := "--addr", addr
 	switch {
 	case addr != "" && target != "":
 		return "", "", errors.New("give --addr or --target, not both")
 	case addr != "":
 		store, hostport = StorePocket, addr
 	case target != "":
+		name, value = "--target", target
 		u, err := url.Parse(target)
 		if err != nil {
-			return "", "", fmt.Errorf("--target: %w", err)
+			return "", "", fmt.Errorf("--target %q: %w", target, err)
 		}
 		switch u.Scheme {
 		case StorePocket, StoreRedis, StoreMemcache, StoreEcho:
@@ -317,10 +363,10 @@ func parseTarget(addr, target string) (store, hostport string, err error) {
 	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
-		return "", "", fmt.Errorf("address %q: %w", hostport, err)
+		return "", "", fmt.Errorf("%s %q: want HOST:PORT: %w", name, value, err)
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return "", "", fmt.Errorf("address %q: bad port", hostport)
+		return "", "", fmt.Errorf("%s %q: port %q: want a number from 1 to 65535", name, value, port)
 	}
 	if host == "" {
 		hostport = net.JoinHostPort("127.0.0.1", port)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -94,9 +95,46 @@ func TestParseArgsRejects(t *testing.T) {
 		var out bytes.Buffer
 		if o, err := ParseArgs(strings.Fields(args), &out); err == nil {
 			t.Errorf("%q accepted: %+v", args, o)
-		} else if !strings.Contains(out.String(), "usage") {
-			t.Errorf("%q: no usage printed, got %q", args, out.String())
+		} else if !strings.HasPrefix(out.String(), "pocket: bench: ") || !strings.HasSuffix(out.String(), "\n"+usageLine+"\n") {
+			t.Errorf("%q: printed %q; want the error after \"pocket: bench: \", then the usage line", args, out.String())
 		}
+	}
+}
+
+// TestParseArgsErrorsNameTheFlag: a usage error names the flag and its
+// value, after "pocket: bench: " as the other pocket commands say it, and
+// is followed by one usage line, not the whole usage (which --help
+// prints). Before, --addr junk said `address "junk"` and printed the
+// whole usage, --size junk had no "pocket: bench: ", and the range checks
+// named two flags at once.
+func TestParseArgsErrorsNameTheFlag(t *testing.T) {
+	for _, c := range []struct{ args, lead, not string }{
+		{"--addr junk", `--addr "junk": want HOST:PORT`, ""},
+		{"--addr a:0", `--addr "a:0": port "0"`, ""},
+		{"--target echo://a", `--target "echo://a": want HOST:PORT`, ""},
+		{"--target redis://a:99999", `--target "redis://a:99999": port "99999"`, ""},
+		{"--addr a:1 --size junk", `invalid value "junk" for flag -size`, ""},
+		{"--addr a:1 --op delete", `--op "delete": want get or put`, ""},
+		{"--addr a:1 --tier ssd", `--tier "ssd": want dram or nvme`, ""},
+		{"--addr a:1 --conns 0", "--conns 0: ", "--pipeline"},
+		{"--addr a:1 --pipeline 0", "--pipeline 0: ", "--conns"},
+		{"--addr a:1 --duration 0s", "--duration 0s: ", "--warmup"},
+		{"--addr a:1 --warmup -1s", "--warmup -1s: ", "--duration"},
+		{"--loopback --chunk 0", "--chunk 0B: ", "--duration"},
+		{"--controller c:1 --lambdas -1", "--lambdas -1: ", "--peak-mbps"},
+		{"--controller c:1 --peak-mbps -1", "--peak-mbps -1: ", "--lambdas"},
+	} {
+		var out bytes.Buffer
+		_, err := ParseArgs(strings.Fields(c.args), &out)
+		msg := out.String()
+		if err == nil || !strings.HasPrefix(msg, "pocket: bench: "+c.lead) || strings.Count(msg, "\n") != 2 ||
+			!strings.HasSuffix(msg, "\n"+usageLine+"\n") || (c.not != "" && strings.Contains(msg, c.not)) {
+			t.Errorf("%s: %v, printed %q;\nwant \"pocket: bench: %s...\" and the usage line", c.args, err, msg, c.lead)
+		}
+	}
+	var help bytes.Buffer
+	if _, err := ParseArgs([]string{"--help"}, &help); !errors.Is(err, flag.ErrHelp) || !strings.Contains(help.String(), "-addr HOST:PORT") {
+		t.Errorf("--help: %v, printed %q; want flag.ErrHelp and the whole usage", err, help.String())
 	}
 }
 

@@ -53,6 +53,13 @@ func runBench(args []string) int {
 		benchOwnHelp(helpOut)
 		return code
 	}
+	_, file, _, err := takeFlag(args, "token-file", true)
+	if err == nil {
+		err = checkTokenFileFlag(file) // as every command's (checkFileFlags)
+	}
+	if err != nil {
+		return usageError("bench", err)
+	}
 	args, err = benchTokenArgs(args)
 	if err != nil {
 		return fail("bench: %v", err)

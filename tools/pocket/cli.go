@@ -19,12 +19,14 @@ var helpOut io.Writer = os.Stdout
 
 // newFlagSet returns the flag set of the command at path ("put", "job
 // register"). Parse it with parseFlags, which prints its help and errors
-// and checks the address flags the command binds (checkAddrFlags).
+// and checks the address and file flags the command binds
+// (checkAddrFlags, checkFileFlags).
 func newFlagSet(path string) *flag.FlagSet {
 	fs := flag.NewFlagSet(path, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // parseFlags prints the errors and the help
 	fs.Usage = func() {}
 	addFlagCheck(fs, func() error { return checkAddrFlags(fs) })
+	addFlagCheck(fs, func() error { return checkFileFlags(fs) })
 	return fs
 }
 
@@ -258,6 +260,52 @@ func checkReadable(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// fileFlags are the flags that name a file or directory the command reads
+// or creates only later, by flag name: a name means the same kind of file
+// on every command that has it, as in addrFlags, and each check is given
+// the command's path and the value. newFlagSet has parseFlags run them
+// (checkFileFlags), so a file the command could not use is a usage error
+// naming the flag before anything starts, not a failure once it has.
+var fileFlags = map[string]func(path, v string) error{
+	"secret-file": func(path, v string) error { return checkSecretFileFlag(v, secretCreators[path]) },
+	"token-file":  func(_, v string) error { return checkTokenFileFlag(v) },
+	"data-dir":    func(_, v string) error { return checkDataDirFlag(v) },
+}
+
+// checkFileFlags checks the file flags of fs that were given a value. A
+// flag that keeps no value to read (flag.Func) is left to its command.
+func checkFileFlags(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if check, ok := fileFlags[f.Name]; ok && err == nil && f.Value.String() != "" {
+			err = check(fs.Name(), f.Value.String())
+		}
+	})
+	return err
+}
+
+// checkDataDirFlag refuses a --data-dir the command could not keep its
+// files in: one that exists and is no directory, or a missing one whose
+// nearest existing parent is no directory (the commands create a missing
+// one, and the directories above it, as mkdir -p does).
+func checkDataDirFlag(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		switch {
+		case err == nil && fi.IsDir():
+			return nil
+		case err == nil && d == dir:
+			return fmt.Errorf("--data-dir %q: not a directory: give a directory, or a path to create one at", dir)
+		case err == nil:
+			return fmt.Errorf("--data-dir %q: %s is not a directory, so none can be created below it", dir, d)
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("--data-dir %q: %w", dir, err)
+		case filepath.Dir(d) == d:
+			return nil
+		}
+	}
 }
 
 // checkDirOf refuses a file a flag names that the command creates later,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/orchestrator"
 	"github.com/pocketstore/pocket/orchestrator/k8s"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // ctlDefaultAddr is where the controller listens, and where the job and
@@ -82,10 +84,7 @@ func bindController(fs *flag.FlagSet) (*ctlFlags, *ctlServe, *logFlags) {
 
 // check refuses flag combinations that cannot work.
 func (f *ctlFlags) check(serve *ctlServe) error {
-	if err := f.orch.check(); err != nil {
-		return err
-	}
-	if _, err := f.prices.prices(); err != nil {
+	if err := f.orch.check(serve.insecure); err != nil {
 		return err
 	}
 	if err := serve.check(); err != nil {
@@ -98,10 +97,10 @@ func (f *ctlFlags) check(serve *ctlServe) error {
 		return fmt.Errorf("--dead-after %v: must not be negative (0: 3 heartbeats)", f.deadAfter)
 	}
 	if !f.ha.on() {
-		if err := checkSecretFileFlag(f.secretFile, true); err != nil {
-			return err
-		}
 		return f.ha.checkOff()
+	}
+	if err := f.ha.checkTTL(); err != nil {
+		return err
 	}
 	serve.etcd = true
 	if f.secretFile == "" && os.Getenv(token.EnvSecret) == "" {
@@ -504,12 +503,14 @@ func ctlClient(addr string, tc *tls.Config) (*metaclient.Client, context.Context
 
 // haFlags are the flags of a controller that is one of several on etcd.
 type haFlags struct {
+	fs        *flag.FlagSet // the flag set bound to, for the flags given
 	etcd      string
 	ttl       time.Duration
 	advertise string
 }
 
 func (h *haFlags) bind(fs *flag.FlagSet) {
+	h.fs = fs
 	fs.StringVar(&h.etcd, "etcd", "", "keep the state in etcd at these endpoints (comma-separated http://HOST:PORT or HOST:PORT) and run as one of several controllers,\none elected active; the others answer clients and nodes with its address. Every controller needs the same cluster secret\n($"+token.EnvSecret+" or --secret-file) and, over TLS, certificates of the same CA (copy DATA/tls)")
 	fs.DurationVar(&h.ttl, "election-ttl", leader.DefaultTTL, "with --etcd: lease of the active controller; another takes over within about this long after it dies (whole seconds)")
 	fs.StringVar(&h.advertise, "advertise", "", "with --etcd: the HOST:PORT clients and nodes reach this controller at, handed out while it is active\n(default the --listen address when it names a host)")
@@ -517,10 +518,24 @@ func (h *haFlags) bind(fs *flag.FlagSet) {
 
 func (h *haFlags) on() bool { return h.etcd != "" }
 
-// checkOff refuses the HA flags without --etcd.
+// checkOff refuses an HA flag given without --etcd, naming the first one
+// given.
 func (h *haFlags) checkOff() error {
-	if h.advertise != "" || h.ttl != leader.DefaultTTL {
-		return errors.New("--advertise and --election-ttl are for several controllers: give --etcd")
+	var err error
+	h.fs.Visit(func(f *flag.Flag) {
+		if err == nil && (f.Name == "advertise" || f.Name == "election-ttl") {
+			err = fmt.Errorf("--%s %s is for one of several controllers: give --etcd too", f.Name, f.Value)
+		}
+	})
+	return err
+}
+
+// checkTTL refuses an --election-ttl the election cannot run with: not
+// above 0, or past leader.MaxTTL. (leader.Config takes 0 as its default:
+// given on the command line it is a mistake.)
+func (h *haFlags) checkTTL() error {
+	if h.ttl <= 0 || h.ttl > leader.MaxTTL {
+		return fmt.Errorf("--election-ttl %v: want a lease above 0 and at most %v (rounded up to whole seconds)", h.ttl, leader.MaxTTL)
 	}
 	return nil
 }
@@ -608,6 +623,7 @@ func (m haMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // with the autoscaler's band and bounds (up's flags) and the new nodes'
 // DRAM and limits.
 type orchFlags struct {
+	fs     *flag.FlagSet // the flag set bound to, for the --k8s-* flags given
 	kind   string
 	kf     k8s.Flags
 	up     upOptions // its scale and autoscale (bindScale)
@@ -616,6 +632,7 @@ type orchFlags struct {
 }
 
 func (o *orchFlags) bind(fs *flag.FlagSet) {
+	o.fs = fs
 	fs.StringVar(&o.kind, "orchestrator", "none", "how the autoscaler starts and stops nodes: kubernetes (pods; the --k8s-* flags) or none (nodes are started by hand)")
 	o.kf.Bind(fs)
 	bindScale(fs, &o.up)
@@ -623,8 +640,16 @@ func (o *orchFlags) bind(fs *flag.FlagSet) {
 	o.limits.bind(fs, "node-", "with --orchestrator, each node: ")
 }
 
-func (o *orchFlags) check() error {
+// check refuses the orchestrator's and the autoscaler's flag values the
+// controller could not run with. Like pocket up's --autoscale flags, the
+// flags for an orchestrator (--node-dram, the --k8s-* flags) are checked
+// whether or not one is chosen; insecure is --insecure, which decides
+// whether the nodes need --k8s-tls-secret.
+func (o *orchFlags) check(insecure bool) error {
 	if err := o.up.checkScale(); err != nil {
+		return err
+	}
+	if err := o.checkK8s(insecure); err != nil {
 		return err
 	}
 	if err := o.limits.apply(&netio.Config{}); err != nil {
@@ -641,6 +666,68 @@ func (o *orchFlags) check() error {
 	case "kubernetes":
 	default:
 		return fmt.Errorf("--orchestrator %q: want kubernetes or none", o.kind)
+	}
+	return nil
+}
+
+// checkK8s refuses a --k8s-* value given that the Kubernetes orchestrator
+// would refuse when it starts (k8s.Flags.Config, k8s.New), or the API
+// server when it creates a pod (--k8s-image-pull-policy). Each flag given
+// is tried alone, the others as their defaults and the ones the
+// orchestrator requires filled in, so the error names that flag.
+func (o *orchFlags) checkK8s(insecure bool) error {
+	var err error
+	o.fs.Visit(func(f *flag.Flag) {
+		if err == nil && strings.HasPrefix(f.Name, "k8s-") {
+			err = checkK8sFlag(f.Name, f.Value.String(), insecure)
+		}
+	})
+	return err
+}
+
+// k8sRequired fill in, for checkK8sFlag, the --k8s-* flags the
+// orchestrator requires, so that a flag tried alone fails only for its
+// own value.
+var k8sRequired = map[string]string{"k8s-namespace": "pocket", "k8s-image": "pocket", "k8s-controller": "pocket-controller:7000"}
+
+// checkK8sFlag checks --name v as the Kubernetes orchestrator would. An
+// empty required flag is left to the orchestrator's start: it is required
+// only with --orchestrator kubernetes (and --k8s-namespace "" means the
+// controller pod's own).
+func checkK8sFlag(name, v string, insecure bool) error {
+	if _, req := k8sRequired[name]; req && v == "" {
+		return nil
+	}
+	if name == "k8s-image-pull-policy" {
+		switch corev1.PullPolicy(v) {
+		case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+			return nil
+		}
+		return fmt.Errorf("--%s %q: want %s, %s or %s", name, v, corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever)
+	}
+	fs := flag.NewFlagSet("k8s", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var kf k8s.Flags
+	kf.Bind(fs)
+	var err error
+	for n, req := range k8sRequired {
+		if err == nil && n != name {
+			err = fs.Set(n, req)
+		}
+	}
+	if err == nil {
+		err = fs.Set(name, v)
+	}
+	kf.SetInsecure(insecure)
+	var cfg k8s.Config
+	if err == nil {
+		cfg, err = kf.Config()
+	}
+	if err == nil {
+		_, err = k8s.New(nil, cfg)
+	}
+	if err != nil {
+		return fmt.Errorf("--%s %q: %w", name, v, err)
 	}
 	return nil
 }

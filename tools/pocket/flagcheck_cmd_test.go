@@ -24,9 +24,7 @@ import (
 // `node --listen junk` and `node --dram 0` exited 1 naming no flag, and
 // `node --loops -2` also named --max-conns.
 func TestAddressAndFileFlagsAreUsageErrors(t *testing.T) {
-	bin := buildPocketBinary(t)
-	dir := t.TempDir()
-	secret := writeSecretFile(t, dir)
+	bin, dir, secret := usageFixture(t)
 	badProfile := filepath.Join(dir, "profile.json")
 	if err := os.WriteFile(badProfile, []byte(`{"version": 0}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -37,13 +35,7 @@ func TestAddressAndFileFlagsAreUsageErrors(t *testing.T) {
 	node := []string{"node", "--listen", "127.0.0.1:0", "--dram", "16MiB"}
 	up := []string{"up", "--insecure", "--listen", "127.0.0.1:0", "--nodes", "1", "--dram", "16MiB"}
 	ctl := []string{"controller", "--insecure", "--listen", "127.0.0.1:0"}
-	for _, c := range []struct {
-		args []string
-		env  string // one more variable, or ""
-		lead string // the message after "pocket: CMD: "
-		also string // another word it must hold, or ""
-		not  string // a flag it must not name, or ""
-	}{
+	for _, c := range []usageCase{
 		// Addresses.
 		{args: []string{"node", "--listen", "junk"}, lead: `--listen "junk"`},
 		{args: []string{"node", "--listen", "127.0.0.1:70000"}, lead: `--listen "127.0.0.1:70000"`},
@@ -95,21 +87,50 @@ func TestAddressAndFileFlagsAreUsageErrors(t *testing.T) {
 		{args: append(ctl, "--heartbeat", "0"), lead: "--heartbeat 0s:", not: "--dead-after"},
 		{args: append(ctl, "--dead-after", "-1s"), lead: "--dead-after -1s:", not: "--heartbeat"},
 	} {
-		env := cleanEnv("HOME=" + dir)
-		if c.env != "" {
-			env = append(env, c.env)
-		}
-		code, msg := runBriefly(t, bin, env, dir, c.args)
-		path := commandPath(c.args)
-		name := "pocket " + strings.Join(c.args, " ")
-		if c.env != "" {
-			name = c.env + " " + name
-		}
-		if code != 2 || !strings.HasPrefix(msg, "pocket: "+path+": "+c.lead) || !strings.Contains(msg, "Usage: pocket "+path) ||
-			strings.Count(msg, "pocket: ") != 1 || !strings.Contains(msg, c.also) || (c.not != "" && strings.Contains(msg, c.not)) {
-			t.Errorf("%s: exit %d, stderr %q;\nwant exit 2, the usage line and a message leading with %q%s", name, code, msg, c.lead, notNaming(c.not))
-		}
+		wantUsageError(t, bin, dir, c)
 	}
+}
+
+// usageCase is a command line that must be a usage error.
+type usageCase struct {
+	args []string
+	env  string // one more variable, or ""
+	lead string // the message after "pocket: CMD: "
+	also string // another word it must hold, or ""
+	not  string // a flag it must not name, or ""
+}
+
+// wantUsageError runs c.args (in dir, HOME=dir) and fails the test unless
+// the command exits 2 at once, having printed nothing on stdout, with the
+// usage line and one message on stderr that leads with c.lead, holds
+// c.also and does not name c.not. It reports whether the command did.
+func wantUsageError(t *testing.T, bin, dir string, c usageCase) bool {
+	t.Helper()
+	env := cleanEnv("HOME=" + dir)
+	if c.env != "" {
+		env = append(env, c.env)
+	}
+	code, out, msg := runBrieflyOut(t, bin, env, dir, c.args)
+	path := commandPath(c.args)
+	name := "pocket " + strings.Join(c.args, " ")
+	if c.env != "" {
+		name = c.env + " " + name
+	}
+	if code != 2 || out != "" || !strings.HasPrefix(msg, "pocket: "+path+": "+c.lead) || !strings.Contains(msg, "Usage: pocket "+path) ||
+		strings.Count(msg, "pocket: ") != 1 || !strings.Contains(msg, c.also) || (c.not != "" && strings.Contains(msg, c.not)) {
+		t.Errorf("%s: exit %d, stdout %q, stderr %q;\nwant exit 2, nothing on stdout, the usage line and a message leading with %q%s",
+			name, code, out, msg, c.lead, notNaming(c.not))
+		return false
+	}
+	return true
+}
+
+// usageFixture builds the pocket binary and returns it, a directory for
+// the commands to run in (and their HOME) and a cluster secret file in it.
+func usageFixture(t *testing.T) (bin, dir, secret string) {
+	t.Helper()
+	bin, dir = buildPocketBinary(t), t.TempDir()
+	return bin, dir, writeSecretFile(t, dir)
 }
 
 // writeSecretFile writes a cluster secret file, mode 0600, in dir and
@@ -140,27 +161,27 @@ func commandPath(args []string) string {
 	return args[0]
 }
 
-// runBriefly runs a pocket command that should end at once and returns
+// runBrieflyOut runs a pocket command that should end at once and returns
 // its exit status (-1 when it was still running after 10 s, and was
-// killed) and its stderr.
-func runBriefly(t *testing.T, bin string, env []string, dir string, args []string) (int, string) {
+// killed), its stdout and its stderr.
+func runBrieflyOut(t *testing.T, bin string, env []string, dir string, args []string) (int, string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var stderr syncBuffer
+	var stdout, stderr syncBuffer
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env, cmd.Dir, cmd.Stderr = env, dir, &stderr
+	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, dir, &stdout, &stderr
 	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		return -1, stderr.String()
+		return -1, stdout.String(), stderr.String()
 	case errors.As(err, &ee):
-		return ee.ExitCode(), stderr.String()
+		return ee.ExitCode(), stdout.String(), stderr.String()
 	case err != nil:
 		t.Fatalf("pocket %s: %v", strings.Join(args, " "), err)
 	}
-	return 0, stderr.String()
+	return 0, stdout.String(), stderr.String()
 }
 
 // TestGoodAddressAndFileFlagsStart: the values the checks take start the

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,6 +26,9 @@ func TestAddrFlagCheck(t *testing.T) {
 		{dialList,
 			[]string{"pocket-controller.pocket.svc:7000", "a:7000, b:7000,c:7000"},
 			[]string{"a:7000,,b:7000", "a:7000,b", "127.0.0.1:65536"}},
+		{etcdList,
+			[]string{"127.0.0.1:2379", "http://etcd-0.etcd:2379,https://[fd00::1]:2379, etcd-2:2379"},
+			[]string{"junk", "http://127.0.0.1:99999", "127.0.0.1:0", "ftp://h:2379", "http://:2379", "a:2379,,b:2379"}},
 	} {
 		for _, v := range c.good {
 			if err := c.kind.check("--flag", v); err != nil {
@@ -68,5 +73,26 @@ func TestCheckAddrFlagsEnv(t *testing.T) {
 			t.Errorf("%v: %v, want an error leading with %s", c.args, err, c.want)
 		}
 		flagChecksOf(fs) // not parsed by parseFlags: forget its checks
+	}
+}
+
+// TestDataDirFlagCheck: a --data-dir may be missing, directories deep,
+// when the nearest one that exists is a directory (the commands make the
+// rest); one that exists, or that nearest one, must be a directory.
+func TestDataDirFlagCheck(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, good := range []string{dir, filepath.Join(dir, "new"), filepath.Join(dir, "new", "deeper"), "relative/new"} {
+		if err := checkDataDirFlag(good); err != nil {
+			t.Errorf("%s: %v", good, err)
+		}
+	}
+	for _, bad := range []string{file, filepath.Join(file, "sub"), filepath.Join(file, "sub", "deeper")} {
+		if err := checkDataDirFlag(bad); err == nil || !strings.HasPrefix(err.Error(), `--data-dir "`+bad+`": `) {
+			t.Errorf("%s: %v; want an error leading with the flag and its value", bad, err)
+		}
 	}
 }

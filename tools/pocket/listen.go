@@ -5,11 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/pocketstore/pocket/controller/leader"
 	"github.com/pocketstore/pocket/metaclient"
 )
 
@@ -40,6 +42,10 @@ const (
 	// dialList is a comma-separated list of dialAddr (the controllers of
 	// a cluster on etcd), as metaclient.ParseControllers reads it.
 	dialList
+	// etcdList is a comma-separated list of etcd endpoints, each a
+	// dialAddr with or without http:// or https:// before it, as
+	// leader.ParseEndpoints reads it.
+	etcdList
 )
 
 // addrFlags are the flags that name a network address, by flag name: a
@@ -48,10 +54,12 @@ const (
 // is no HOST:PORT is a usage error naming the flag before anything starts,
 // not a failure to listen or a dial retried for ever.
 var addrFlags = map[string]addrFlag{
-	"listen":     bindAddr,
-	"metrics":    bindAddr,
-	"advertise":  dialAddr,
-	"controller": dialList,
+	"listen":         bindAddr,
+	"metrics":        bindAddr,
+	"advertise":      dialAddr,
+	"controller":     dialList,
+	"k8s-controller": dialList, // the nodes' --controller
+	"etcd":           etcdList,
 }
 
 // checkAddrFlags checks the address flags of fs that were given, and, when
@@ -97,10 +105,17 @@ func (k addrFlag) check(name, v string) error {
 		return nil
 	}
 	want := "HOST:PORT"
-	if k == dialList {
+	var err error
+	switch k {
+	case dialList:
 		want = "HOST:PORT, or a comma-separated list of them"
+	case etcdList:
+		want = "HOST:PORT or http(s)://HOST:PORT, or a comma-separated list of them"
+		err = checkEtcdList(v)
 	}
-	_, err := metaclient.ParseControllers(v)
+	if k != etcdList {
+		_, err = metaclient.ParseControllers(v)
+	}
 	if inner := errors.Unwrap(err); inner != nil {
 		err = inner // the entry's error, without the list's prefix
 	}
@@ -111,4 +126,23 @@ func (k addrFlag) check(name, v string) error {
 		return fmt.Errorf("%s %q: want %s: %w", name, v, want, err)
 	}
 	return nil
+}
+
+// checkEtcdList refuses a list of etcd endpoints that leader.ParseEndpoints
+// refuses, or that holds one whose HOST:PORT has no host or a port out of
+// 1-65535 (ParseEndpoints wants a port only: the etcd client would retry
+// such an endpoint for ever).
+func checkEtcdList(v string) error {
+	eps, err := leader.ParseEndpoints(v)
+	for _, ep := range eps {
+		if err != nil {
+			break
+		}
+		hostport := ep
+		if u, perr := url.Parse(ep); perr == nil && strings.Contains(ep, "://") {
+			hostport = u.Host
+		}
+		_, err = metaclient.ParseControllers(hostport)
+	}
+	return err
 }

@@ -131,7 +131,7 @@ func runNode(args []string) int {
 	defer closeTiers()
 	defer node.Close()
 	id.set(node.Addr().String())
-	fmt.Printf("pocket node serving on %s (dram %s, nvme %q)\n", node.Addr(), f.dram, f.nvme)
+	fmt.Printf("pocket node serving on %s (%s)\n", node.Addr(), f.tiers())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The eBPF block probe sees every block request of the host, and costs
@@ -163,6 +163,19 @@ func runNode(args []string) int {
 		return fail("node: %v", err)
 	}
 	return nodeExit(ctx, cancel, agentDone, id.log)
+}
+
+// tiers names the node's tiers for its serving line: "dram 1GiB",
+// "nvme PATH:SIZE", or both; f.check has parsed --dram.
+func (f *nodeFlags) tiers() string {
+	var out []string
+	if dram, err := units.ParseSize(f.dram); err == nil && dram > 0 {
+		out = append(out, "dram "+f.dram)
+	}
+	if f.nvme != "" {
+		out = append(out, "nvme "+f.nvme)
+	}
+	return strings.Join(out, ", ")
 }
 
 // agentStopWait bounds the wait for the agent to stop (its drain or move
@@ -372,19 +385,27 @@ func (f *nodeFlags) checkTiers(dram int64) error {
 	if err != nil {
 		return err
 	}
+	if size > 0 && size < minNVMeSize {
+		return fmt.Errorf("--nvme %q: %s", f.nvme, nvmeTooSmall)
+	}
 	if err := checkNVMePath(path, size); err != nil {
 		return fmt.Errorf("--nvme %q: %w", f.nvme, err)
 	}
 	return nil
 }
 
-// checkFiles refuses the files the node would open only later: a
-// --secret-file it cannot read (read when it registers with a controller)
-// and a --profile that does not parse (read for the bandwidths it reports).
+// minNVMeSize is the smallest NVMe tier: one block of its allocator, which
+// dataplane.NewNVMe makes 4096 bytes, or the device's direct-I/O alignment
+// when that is larger (known only once the device is open).
+const minNVMeSize = 4096
+
+// nvmeTooSmall says why a size under minNVMeSize is refused.
+const nvmeTooSmall = "below 4KiB, the smallest NVMe tier (one 4096-byte block)"
+
+// checkFiles refuses a file the node would open only later: a --profile
+// that does not parse (read for the bandwidths it reports). Its
+// --secret-file is checked with every command's (checkFileFlags).
 func (f *nodeFlags) checkFiles() error {
-	if err := checkSecretFileFlag(f.keyFile, false); err != nil {
-		return err
-	}
 	if f.profile != "" {
 		if _, err := hw.ReadProfile(f.profile); err != nil {
 			return fmt.Errorf("--profile %q: %w (write one with pocket hw --profile FILE)", f.profile, err)
@@ -409,6 +430,8 @@ func checkNVMePath(path string, size int64) error {
 		return err
 	case !fi.Mode().IsRegular() && fi.Mode().Type() != os.ModeDevice:
 		return fmt.Errorf("%s is neither a file nor a block device", path)
+	case size == 0 && fi.Mode().IsRegular() && fi.Size() < minNVMeSize:
+		return fmt.Errorf("%s has %d bytes, %s: give a size, PATH:SIZE", path, fi.Size(), nvmeTooSmall)
 	}
 	file, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -513,6 +536,9 @@ func openNVMe(spec, staging, index string) (*dataplane.NVMe, *nvme.Device, error
 		return nil, nil, err
 	}
 	dev, err := nvme.Open(path, nvme.Options{Size: size, BufferPool: pool})
+	if errors.Is(err, syscall.EFBIG) {
+		return nil, nil, fmt.Errorf("--nvme %q: %w (the file system takes no file that large: give a smaller SIZE)", spec, err)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -121,22 +121,49 @@ func checkSecretPlace(path string, fi fs.FileInfo) error {
 	return nil
 }
 
+// secretCreators are the commands that write a fresh cluster secret to a
+// --secret-file that does not exist (loadOwnSecret), by path; every other
+// command refuses a missing one.
+var secretCreators = map[string]bool{"up": true, "controller": true}
+
 // checkSecretFileFlag refuses, before the command starts, a --secret-file
-// it could not read when it comes to: one that is missing or is no regular
-// file it can open; with mayCreate (pocket up and pocket controller write
-// a fresh secret to a missing file), a missing one is refused only when
-// its directory is missing. The file's mode, owner and contents are
-// checked where it is read (readSecretFile).
+// it could not take the cluster secret from when it comes to: one that is
+// missing, is no regular file it can open, or that clusterSecret refuses
+// (open to other users, another user's or in a directory others may
+// change, empty, shorter than token.MinSecretLen); with mayCreate
+// (secretCreators), a missing one is refused only when its directory is
+// missing. Every command that takes the flag refuses the same files.
 func checkSecretFileFlag(path string, mayCreate bool) error {
 	if path == "" {
 		return nil
 	}
 	err := checkReadable(path)
-	if mayCreate && errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case mayCreate && errors.Is(err, fs.ErrNotExist):
 		err = checkDirOf(path)
+	case err == nil:
+		_, err = clusterSecret(path)
 	}
 	if err != nil {
 		return fmt.Errorf("--secret-file %q: %w", path, err)
+	}
+	return nil
+}
+
+// checkTokenFileFlag refuses, before the command starts, a --token-file
+// it could not take a job token from: one that is missing or is no
+// regular file it can open, or that jobToken refuses (open to other
+// users, empty, holding no token).
+func checkTokenFileFlag(path string) error {
+	if path == "" {
+		return nil
+	}
+	err := checkReadable(path)
+	if err == nil {
+		_, err = jobToken(path)
+	}
+	if err != nil {
+		return fmt.Errorf("--token-file %q: %w", path, err)
 	}
 	return nil
 }

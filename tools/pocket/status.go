@@ -299,10 +299,7 @@ func runStatus(args []string) int {
 	pf.bind(fs, "the jobs' costs are at the controller's prices, which its status reply carries; these prices are used only\n"+
 		"for a controller that does not send its prices (older than this pocket): give them as the controller's")
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
-		return code
-	}
-	if _, err := pf.prices(); err != nil {
-		return fail("status: %v", err)
+		return code // a bad price flag too (priceFlags.bind)
 	}
 	tc, err := tf.config(pki.RoleOperator)
 	if err != nil {
@@ -682,6 +679,10 @@ func (p *priceFlags) bind(fs *flag.FlagSet, why string) {
 	fs.Var(priceValue{&p.dram, &p.dramSet}, "price-dram-gib-hour", fmt.Sprintf("`USD` per GiB-hour of DRAM, 0 to 1e9 (default the file's, else %.6f, AWS r5.large)", d.DRAMGiBHour))
 	fs.Var(priceValue{&p.nvme, &p.nvmeSet}, "price-nvme-gib-hour", fmt.Sprintf("`USD` per GiB-hour of NVMe, 0 to 1e9 (default the file's, else %.7f, AWS i3.large)", d.NVMeGiBHour))
 	fs.Var(priceValue{&p.gbps, &p.gbpsSet}, "price-gbps-hour", fmt.Sprintf("`USD` per Gb/s-hour of network, 0 to 1e9 (default the file's, else %.5f, AWS c5n.large over c5.large)", d.GbpsHour))
+	addFlagCheck(fs, func() error { // a price file or price no command can run with: usage
+		_, err := p.prices()
+		return err
+	})
 }
 
 // given reports whether any price flag or file was given.
@@ -694,9 +695,12 @@ func (p *priceFlags) given() bool {
 func (p *priceFlags) prices() (controller.Prices, error) {
 	out := controller.DefaultPrices()
 	if p.file != "" {
-		var err error
-		if out, err = controller.LoadPrices(p.file); err != nil {
-			return out, fmt.Errorf("--prices: %w", err)
+		err := checkReadable(p.file) // not a pipe, which would block the read
+		if err == nil {
+			out, err = controller.LoadPrices(p.file)
+		}
+		if err != nil {
+			return out, fmt.Errorf("--prices %q: %w", p.file, err)
 		}
 	}
 	dram, nvme, gbps := out.DRAMGiBHour, out.NVMeGiBHour, out.GbpsHour

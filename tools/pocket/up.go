@@ -242,12 +242,10 @@ func (o *upOptions) nodeMetricsAddr(i int) string {
 }
 
 // check refuses, before any node starts, a command line the cluster
-// cannot start with: bad prices, node sizes or limits, node counts, ports,
-// log flags. Each is a usage error (exit 2).
+// cannot start with: bad node sizes or limits, node counts, ports, log
+// flags (parseFlags has checked the prices, addresses and files). Each is
+// a usage error (exit 2).
 func (o *upOptions) check(fs *flag.FlagSet) error {
-	if _, err := o.prices.prices(); err != nil {
-		return err
-	}
 	if err := o.checkTiers(); err != nil {
 		return err
 	}
@@ -272,9 +270,6 @@ func (o *upOptions) check(fs *flag.FlagSet) error {
 	if err := o.checkMetricsBase(); err != nil {
 		return err
 	}
-	if err := checkSecretFileFlag(o.secretFile, true); err != nil {
-		return err
-	}
 	_, err := o.log.handler(io.Discard) // a bad --log-level or --log-format
 	return err
 }
@@ -296,10 +291,22 @@ func (o *upOptions) checkTiers() error {
 		return fmt.Errorf("--nvme %q: want a size (each node gets a file of its own in DIR/%s/up-*); for a file or device of your choice start the node yourself (pocket node --nvme PATH:SIZE)", o.nvme, nvmeSubdir)
 	}
 	nvme, err := sizeFlag("nvme", o.nvme, o.nvme, "is no NVMe tier: leave --nvme out")
-	if err == nil && nvme == 0 {
+	switch {
+	case err != nil:
+	case nvme == 0:
 		err = fmt.Errorf("--nvme %q: want a size above 0 (leave --nvme out for no NVMe tier)", o.nvme)
+	case nvme < minNVMeSize:
+		err = fmt.Errorf("--nvme %q: %s", o.nvme, nvmeTooSmall)
 	}
 	return err
+}
+
+// plural is n noun, or n nouns unless n is 1: "1 node", "3 nodes".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // nvmeSubdir is the directory, inside the data directory, of the nodes'
@@ -341,7 +348,9 @@ func (o *upOptions) checkMetricsBase() error {
 		return nil
 	case o.metrics != "":
 		return errors.New("--metrics-base places the controller's /metrics too: give --metrics or --metrics-base, not both")
-	case o.metricsBase < 0 || o.metricsBase+o.nodes > 65535:
+	case o.metricsBase < 0 || o.metricsBase > 65535:
+		return fmt.Errorf("--metrics-base %d: want a port from 1 to 65535 (the controller's; node i gets PORT+1+i), or 0 for none", o.metricsBase)
+	case o.metricsBase+o.nodes > 65535:
 		return fmt.Errorf("--metrics-base %d: the controller and %d nodes need ports %d to %d, past 65535",
 			o.metricsBase, o.nodes, o.metricsBase, o.metricsBase+o.nodes)
 	}
@@ -564,11 +573,14 @@ func printUp(u *upCluster, o upOptions) {
 	if u.tlsDir == "" {
 		mode = "plain TCP (--insecure)"
 	}
-	tiers := o.dram + " DRAM"
-	if o.nvme != "" {
-		tiers += " and " + o.nvme + " NVMe (files in " + u.orch.NVMeDir + ")"
+	var tiers []string
+	if dram, err := units.ParseSize(o.dram); err == nil && dram > 0 { // checked: it parses
+		tiers = append(tiers, o.dram+" DRAM")
 	}
-	fmt.Printf("pocket cluster up: controller %s, %d nodes of %s, control plane over %s\n", u.addr, o.nodes, tiers, mode)
+	if o.nvme != "" {
+		tiers = append(tiers, o.nvme+" NVMe (files in "+u.orch.NVMeDir+")")
+	}
+	fmt.Printf("pocket cluster up: controller %s, %s of %s, control plane over %s\n", u.addr, plural(o.nodes, "node"), strings.Join(tiers, " and "), mode)
 	for _, n := range u.orch.Nodes() {
 		fmt.Printf("  node %s\n", n.Addr)
 	}
