@@ -29,7 +29,8 @@ var (
 	// ErrShortTransfer: the device transferred nothing although bytes
 	// remained; partial transfers are retried and never surface.
 	ErrShortTransfer = errors.New("nvme: short transfer")
-	// ErrNoSpace: an allocator has no room for the request.
+	// ErrNoSpace: an allocator has no room for the request, or Open was
+	// asked for a file larger than its file system's free space.
 	ErrNoSpace = errors.New("nvme: no space")
 	// ErrForeign: a buffer given back to a BufferSource was not one of
 	// its own.

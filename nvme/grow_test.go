@@ -1,0 +1,57 @@
+package nvme
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestOpenRefusesASizePastTheFreeSpace (hostile trial): Open of a file
+// larger than its file system's free space fails with ErrNoSpace and
+// leaves the free space as it was. Before, `pocket node --nvme
+// PATH:500GiB` with 77 GB free filled the host's disk: the failed
+// fallocate kept the blocks it got, and the sparse fallback set the size
+// anyway, so Open succeeded. The test runs on a 16 MiB tmpfs it mounts
+// (root only), so the old code fills that and nothing else.
+func TestOpenRefusesASizePastTheFreeSpace(t *testing.T) {
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=16m"); err != nil {
+		t.Skipf("mount a 16 MiB tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, 0) })
+	if err := ProbeDirectIO(dir); err != nil {
+		t.Skipf("tmpfs here refuses O_DIRECT: %v", err)
+	}
+	free := func() int64 {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(dir, &fs); err != nil {
+			t.Fatal(err)
+		}
+		return int64(fs.Bavail) * fs.Bsize
+	}
+	before := free()
+	path := filepath.Join(dir, "tier")
+	d, err := Open(path, Options{Size: 64 << 20, Engine: EngineSync})
+	if err == nil {
+		d.Close()
+		t.Fatalf("Open of 64 MiB on a 16 MiB file system succeeded (%d bytes free after it, %d before)", free(), before)
+	}
+	if !errors.Is(err, ErrNoSpace) {
+		t.Errorf("Open of 64 MiB on a 16 MiB file system: %v; want ErrNoSpace", err)
+	}
+	if after := free(); after != before {
+		t.Errorf("free space %d after the refused Open, %d before", after, before)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused Open left its file: %v", err)
+	}
+	// A size that fits is taken, preallocated.
+	d, err = Open(path, Options{Size: 8 << 20, Engine: EngineSync})
+	if err != nil {
+		t.Fatalf("Open of 8 MiB on a 16 MiB file system: %v", err)
+	}
+	d.Close()
+}
