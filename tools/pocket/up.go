@@ -78,6 +78,9 @@ type upCluster struct {
 	// endpoints are the /metrics addresses of the nodes started with the
 	// cluster, by node address, with --metrics-base.
 	endpoints []nodeEndpoint
+	// releaseNVMe removes this run's directory of NVMe tier files
+	// (orchestrator.RunDir); nil without --nvme.
+	releaseNVMe func()
 }
 
 // nodeEndpoint is a node of the cluster and where it serves /metrics.
@@ -90,8 +93,8 @@ func (u *upCluster) close() {
 	_ = u.ctl.Close() // stops the autoscaler first, so it starts no node now
 	u.serve.close()
 	_ = u.orch.Close() // its nodes' NVMe files go as they stop
-	if u.orch.NVMeDir != "" {
-		_ = os.Remove(u.orch.NVMeDir)
+	if u.releaseNVMe != nil {
+		u.releaseNVMe()
 	}
 	u.secret.close()
 }
@@ -163,7 +166,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	if !o.quiet {
 		u.orch.Log = os.Stderr
 	}
-	if u.orch.NVMeDir, err = o.nvmeDir(); err != nil {
+	if u.orch.NVMeDir, u.releaseNVMe, err = o.nvmeDir(); err != nil {
 		return u, err
 	}
 	if maddr := o.ctlMetricsAddr(); maddr != "" {
@@ -315,29 +318,29 @@ func plural(n int, noun string) string {
 const nvmeSubdir = "nvme"
 
 // nvmeDir makes this run's directory of the nodes' NVMe tier files,
-// DATA/nvme/up-* (mode 0700), and returns it; "" when the nodes have no
-// NVMe tier. A directory of its own, so that two clusters on one data
-// directory (the default one, say) never share a file.
-func (o *upOptions) nvmeDir() (string, error) {
+// DATA/nvme/up-* (orchestrator.RunDir: mode 0700, locked while up runs,
+// and removing first the directories of runs that were killed, with the
+// values their nodes' files held), and returns it with the function that
+// removes it; "" and nil when the nodes have no NVMe tier. A directory of
+// its own, so that two clusters on one data directory (the default one,
+// say) never share a file.
+func (o *upOptions) nvmeDir() (string, func(), error) {
 	if o.nvme == "" {
-		return "", nil
+		return "", nil, nil
 	}
 	data, err := o.serve.dataDir()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	parent, err := filepath.Abs(filepath.Join(data, nvmeSubdir))
-	if err == nil {
-		err = os.MkdirAll(parent, 0o700)
-	}
-	var dir string
-	if err == nil {
-		dir, err = os.MkdirTemp(parent, "up-")
-	}
 	if err != nil {
-		return "", fmt.Errorf("the nodes' NVMe directory: %w", err)
+		return "", nil, err
 	}
-	return dir, nil
+	dir, release, err := orchestrator.RunDir(parent, "up")
+	if err != nil {
+		return "", nil, fmt.Errorf("the nodes' NVMe directory: %w", err)
+	}
+	return dir, release, nil
 }
 
 // checkMetricsBase refuses a base whose ports do not fit below 65536, or

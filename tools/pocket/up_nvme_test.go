@@ -14,8 +14,9 @@ import (
 // clusters on one data directory share no file); a job whose capacity hint the
 // DRAM tiers cannot hold is placed on NVMe, stores and reads back a value
 // there; the files and the run's directory go when up stops. A second
-// cluster on the same data directory gets files of its own. Bad --nvme
-// values are usage errors.
+// cluster on the same data directory gets files of its own; killed with
+// SIGKILL, its files (with its values) stay until the next up on the
+// directory removes them. Bad --nvme values are usage errors.
 // Before, up had no --nvme: its clusters offered no second tier, so the
 // cost-aware tier choice could not be tried on them.
 func TestUpNVMeTier(t *testing.T) {
@@ -49,8 +50,27 @@ func TestUpNVMeTier(t *testing.T) {
 	if len(all) != 3 || filepath.Dir(all[0]) == filepath.Dir(all[2]) && filepath.Dir(all[1]) == filepath.Dir(all[2]) {
 		t.Fatalf("NVMe files of two clusters on one data directory: %v; want 3, in two directories", all)
 	}
-	_ = syscall.Kill(-other.cmd.Process.Pid, syscall.SIGTERM)
+	// Killed with its nodes (SIGKILL), it leaves its file, values and
+	// all; the next up on the directory removes it, and keeps the live
+	// cluster's.
+	otherDir := filepath.Dir(all[slices.IndexFunc(all, func(f string) bool { return !slices.Contains(files, f) })])
+	_ = syscall.Kill(-other.cmd.Process.Pid, syscall.SIGKILL)
 	<-other.exited
+	if _, err := os.Stat(otherDir); err != nil {
+		t.Fatalf("the killed cluster's directory: %v; the test expects it left behind", err)
+	}
+	third := startUpGroup(t, bin, base, "--listen", "127.0.0.1:0", "--insecure", "--ephemeral", "--data-dir", data,
+		"--nodes", "1", "--dram", "16MiB", "--nvme", "64MiB", "--log-level", "warn")
+	if _, err := os.Stat(otherDir); !os.IsNotExist(err) {
+		t.Fatalf("the killed cluster's directory after the next up started: %v; want it removed", err)
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("the live cluster's file: %v", err)
+		}
+	}
+	_ = syscall.Kill(-third.cmd.Process.Pid, syscall.SIGTERM)
+	<-third.exited
 	env := append(base, "POCKET_CONTROLLER="+up.ctl)
 	job := registerMap(t, bin, env, "big", "--capacity", "48MiB")
 	if job.Tier != "nvme" {
@@ -67,7 +87,7 @@ func TestUpNVMeTier(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-up.exited
-	if left, _ := filepath.Glob(filepath.Join(nvmeDir, "*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(nvmeDir, "up-*")); len(left) != 0 {
 		t.Fatalf("NVMe files or directories left after up stopped: %v", left)
 	}
 }
