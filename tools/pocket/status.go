@@ -423,7 +423,7 @@ func printStatus(v statusJSON) {
 	}
 	w.Flush()
 	if unsized {
-		fmt.Println("ALLOC SIZE -: no size allotted (no capacity hint, no size learned for the job's name): " +
+		fmt.Println("ALLOC SIZE -: no size allotted (no capacity hint, and no size learned for the job's name, or one no tier had room for when it registered): " +
 			"its values use its nodes' free capacity, none of it reserved for the job")
 	}
 	fmt.Printf("COST $/h: the jobs' allotments at %s, %s $/h for those listed\n", pricesPhrase(v.Prices), costCell(total))

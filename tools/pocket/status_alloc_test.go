@@ -160,3 +160,24 @@ func TestStatusOversubscribedAcrossTiers(t *testing.T) {
 			v.Allotments, v.Network, out)
 	}
 }
+
+// TestOverNoteJustPastTheCapacity (new-user trial): an allotment just past
+// the capacity prints its factor with two decimals; before, 16,600 of
+// 16,000 Mb/s read "OVERSUBSCRIBED 1.0x".
+func TestOverNoteJustPastTheCapacity(t *testing.T) {
+	for _, c := range []struct {
+		alloc, capacity float64
+		want            string
+	}{
+		{16600, 16000, ": OVERSUBSCRIBED 1.04x"},
+		{161600, 24000, ": OVERSUBSCRIBED 6.7x"},
+		{1, 0, ": OVERSUBSCRIBED (no capacity)"},
+	} {
+		if got := overNote(true, c.alloc, c.capacity); got != c.want {
+			t.Errorf("%v of %v: %q, want %q", c.alloc, c.capacity, got, c.want)
+		}
+	}
+	if got := overNote(false, 2, 1); got != "" {
+		t.Errorf("not over: %q", got)
+	}
+}
