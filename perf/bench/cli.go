@@ -429,6 +429,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// keeps none.
 		o.Config.Keep = true
 	}
+	switch {
+	case fresh:
+		o.Config.Gone = "with the job, deregistered"
+	case o.Store == StoreEcho:
+		o.Config.Gone = "nowhere: the echo server keeps none"
+	}
 	if o.Controller != "" {
 		j, done, err := o.sdkJob(ctx)
 		if err != nil {

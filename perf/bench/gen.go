@@ -75,6 +75,10 @@ type Config struct {
 	// run's puts) in the store. Without it Run deletes them at its end
 	// (Cleanup): a run against a user's job must not leave its keys there.
 	Keep bool
+	// Gone, with Keep, says where the keys go when the run leaves them:
+	// "with the job, deregistered" for a fresh job's run, whose
+	// deregistration deletes them ("" for --keep: they stay).
+	Gone string
 }
 
 // DefaultStallLimit is Config.StallLimit unless set.
@@ -260,6 +264,8 @@ func (st *Stats) CleanupNote() string {
 	switch {
 	case st.Written == 0:
 		return ""
+	case st.Config.Keep && st.Config.Gone != "":
+		return fmt.Sprintf("the %d key(s) it wrote went %s", st.Written, st.Config.Gone)
 	case st.Config.Keep:
 		return fmt.Sprintf("kept the %d key(s) it wrote", st.Written)
 	case st.CleanupError != "":

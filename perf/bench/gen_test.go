@@ -248,3 +248,18 @@ func BenchmarkGeneratorBatch(b *testing.B) {
 		w.batch(time.Now(), true)
 	}
 }
+
+// TestCleanupNoteSaysWhereKeysWent (new-user trial): a fresh --controller
+// job's run that failed in its preload said it "kept the 255 key(s) it
+// wrote", though the job's deregistration deleted them; it now says they
+// went with the job. --keep still says kept.
+func TestCleanupNoteSaysWhereKeysWent(t *testing.T) {
+	st := &Stats{Written: 255, Config: Config{Keep: true, Gone: "with the job, deregistered"}}
+	if got, want := st.CleanupNote(), "the 255 key(s) it wrote went with the job, deregistered"; got != want {
+		t.Errorf("fresh job: %q, want %q", got, want)
+	}
+	st.Config.Gone = ""
+	if got, want := st.CleanupNote(), "kept the 255 key(s) it wrote"; got != want {
+		t.Errorf("--keep: %q, want %q", got, want)
+	}
+}
