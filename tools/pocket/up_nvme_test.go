@@ -91,3 +91,29 @@ func TestUpNVMeTier(t *testing.T) {
 		t.Fatalf("NVMe files or directories left after up stopped: %v", left)
 	}
 }
+
+// TestUpNVMeRefusesAnOpenDataDir (hostile trial): up refuses to place its
+// nodes' NVMe files under a directory others may write. Under a data
+// directory of mode 0777 another user swapped DATA/nvme for a link to a
+// directory of theirs while up ran, swapped a new node's file for a link
+// to a root-owned file, and the node wrote a job's values into it.
+func TestUpNVMeRefusesAnOpenDataDir(t *testing.T) {
+	bin := buildPocketBinary(t)
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	base := cleanEnv("HOME=" + filepath.Join(dir, "home"))
+	_, errOut, code := pocketRun(t, bin, base, "", "up", "--listen", "127.0.0.1:0", "--insecure", "--ephemeral",
+		"--data-dir", filepath.Join(open, "data"), "--nodes", "1", "--dram", "16MiB", "--nvme", "64MiB")
+	if code == 0 || !strings.Contains(errOut, "may be changed by another user") {
+		t.Fatalf("up --nvme under a 0777 directory: exit %d: %s; want a refusal saying others may change it", code, errOut)
+	}
+	if files, _ := filepath.Glob(filepath.Join(open, "data", nvmeSubdir, "*", "*")); len(files) != 0 {
+		t.Fatalf("files made under the refused directory: %v", files)
+	}
+}
