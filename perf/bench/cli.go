@@ -9,11 +9,11 @@ import (
 	"math"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 
 	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/limited"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/netio"
@@ -499,7 +499,7 @@ func (o *Options) write(w io.Writer, r *Result) error {
 }
 
 func report(path string, stdout, stderr io.Writer) int {
-	f, err := os.Open(path)
+	f, err := limited.Open(path) // a pipe or a terminal would hang the report
 	if err != nil {
 		return status(stderr, err)
 	}

@@ -77,8 +77,8 @@ func TestReadProfileStopsAtItsLimit(t *testing.T) {
 	if _, err := os.Stat("/dev/zero"); err != nil {
 		t.Skip("no /dev/zero")
 	}
-	if _, err := ReadProfile("/dev/zero"); !errors.Is(err, ErrBadProfile) || !errors.Is(err, limited.ErrTooLarge) {
-		t.Fatalf("ReadProfile(/dev/zero) = %v; want ErrBadProfile, over its size limit", err)
+	if _, err := ReadProfile("/dev/zero"); !errors.Is(err, ErrBadProfile) || !errors.Is(err, limited.ErrNotRegular) {
+		t.Fatalf("ReadProfile(/dev/zero) = %v; want ErrBadProfile, not a regular file", err)
 	}
 }
 
