@@ -101,6 +101,10 @@ func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
 		{args: append(bench, "--size", "junk"), lead: `invalid value "junk" for flag -size`, not: "Drives a storage node"},
 		{args: append(bench, "--conns", "0"), lead: "--conns 0:", not: "--pipeline"},
 		{args: append(bench, "--warmup", "-1s"), lead: "--warmup -1s:", not: "--duration"},
+		// spot passes these to node drain, which runs only when the
+		// host's termination notice comes (hostile re-test).
+		{args: []string{"spot", "--secret-file", missing, "127.0.0.1:1"}, lead: `invalid value "` + missing + `" for flag -secret-file`, also: q("secret-file", missing)},
+		{args: []string{"spot", "--controller", "junk", "127.0.0.1:1"}, lead: `invalid value "junk" for flag -controller`, also: "want HOST:PORT"},
 	}
 	failed := 0
 	for _, c := range cases {

@@ -39,12 +39,24 @@ func (o *spotOptions) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.margin, "margin", 10*time.Second, "time kept between the drain's deadline and the host's end")
 	fs.StringVar(&o.k8sHost, "k8s-host", "", "also drain the node pods scheduled on this Kubernetes node (spec.nodeName; in a DaemonSet, from the downward API)")
 	fs.StringVar(&o.k8sNS, "k8s-namespace", "", "namespace of the node pods (default $"+k8s.EnvPodNamespace+")")
-	pass := func(name, help string) {
-		fs.Func(name, help, func(v string) error { o.drain = append(o.drain, "--"+name, v); return nil })
+	// The values are checked as node drain checks them, when spot starts:
+	// drain runs only when the host's termination notice comes, too late
+	// to hear that a value is wrong.
+	pass := func(name, help string, check func(string) error) {
+		fs.Func(name, help, func(v string) error {
+			if err := check(v); err != nil {
+				return err
+			}
+			o.drain = append(o.drain, "--"+name, v)
+			return nil
+		})
 	}
-	pass("controller", "controller `ADDR`, passed to pocket node drain (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
-	pass("secret-file", "`FILE` holding the cluster secret, mode 0600, passed to pocket node drain (default $POCKET_SECRET)")
-	pass("tls-dir", "`DIR` with the cluster CA and an operator certificate, passed to pocket node drain (default $"+envTLSDir+")")
+	pass("controller", "controller `ADDR`, passed to pocket node drain (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")",
+		func(v string) error { return dialList.check("--controller", v) })
+	pass("secret-file", "`FILE` holding the cluster secret, mode 0600, passed to pocket node drain (default $POCKET_SECRET)",
+		func(v string) error { return checkSecretFileFlag(v, false) })
+	pass("tls-dir", "`DIR` with the cluster CA and an operator certificate, passed to pocket node drain (default $"+envTLSDir+")",
+		func(string) error { return nil })
 	fs.BoolFunc("insecure", "talk to the controller over plain TCP, passed to pocket node drain (tests only)", func(string) error {
 		o.drain = append(o.drain, "--insecure")
 		return nil
