@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/pocketstore/pocket/controller/state"
 )
 
 // runLock is the lock file in each run directory, and in their parent.
@@ -22,11 +24,14 @@ const runLock = ".lock"
 // sweeping each other's directory while it is being made.
 //
 // parent is created (0700) if missing; it must be a directory, not a
-// symbolic link, owned by this user and writable by no other (another
-// user could otherwise move the run directories away, or point parent
-// elsewhere). release removes the directory and what is left in it, and
+// symbolic link, that no other user can change, nor any directory above
+// it (another user could otherwise move the run directories away, or
+// point parent elsewhere). release removes the directory and what is left in it, and
 // drops the lock.
 func RunDir(parent, prefix string) (dir string, release func(), err error) {
+	if err := state.CheckParents(parent); err != nil { // before anything is made there
+		return "", nil, err
+	}
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return "", nil, err
 	}
@@ -54,8 +59,12 @@ func RunDir(parent, prefix string) (dir string, release func(), err error) {
 	}, nil
 }
 
-// checkPrivateDir refuses a path that is not a directory of this user
-// that only this user may write.
+// checkPrivateDir refuses a path that is not a directory (a symbolic link
+// is not followed), or that another user could change entries of, itself
+// or through a directory above it (state.CheckPrivateDir's rules: a
+// hostile trial, under a data directory of mode 0777, swapped the parent
+// for a link to a directory of its own while up ran and had a node write
+// through links it planted there).
 func checkPrivateDir(path string) error {
 	st, err := os.Lstat(path)
 	if err != nil {
@@ -64,13 +73,7 @@ func checkPrivateDir(path string) error {
 	if st.Mode()&os.ModeSymlink != 0 || !st.IsDir() {
 		return fmt.Errorf("%s: not a directory (a symbolic link is not followed)", path)
 	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Getuid() {
-		return fmt.Errorf("%s: owned by user %d, not this one (%d)", path, sys.Uid, os.Getuid())
-	}
-	if st.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%s: mode %v: others may write it; make it 0700", path, st.Mode().Perm())
-	}
-	return nil
+	return state.CheckPrivateDir(path)
 }
 
 // lockFile opens (creating) path and takes an exclusive flock on it,

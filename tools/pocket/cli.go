@@ -11,6 +11,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+
+	"github.com/pocketstore/pocket/internal/limited"
 )
 
 // helpOut is where asked-for help goes: stdout, or a buffer when
@@ -245,17 +247,10 @@ func versionText() string {
 }
 
 // checkReadable refuses a file a flag names that the command opens only
-// later, when it is not a regular file this process can open for reading.
-// It looks before it opens: opening a named pipe would wait for a writer.
+// later, when it is not a regular file this process can open for reading
+// (limited.Open: a named pipe is refused, not waited on).
 func checkReadable(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", path)
-	}
-	f, err := os.Open(path)
+	f, err := limited.Open(path)
 	if err != nil {
 		return err
 	}

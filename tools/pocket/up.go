@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
-	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/metaclient"
@@ -337,17 +336,9 @@ func (o *upOptions) nvmeDir() (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	// RunDir refuses a parent that is a link or that others may write;
-	// the directories above it must not be changeable by others either,
-	// or one could swap the parent for a link to a directory of theirs
-	// while up runs and have a node write through links it plants there
-	// (a hostile trial did, from a data directory of mode 0777).
-	err = state.CheckParents(parent)
-	var dir string
-	var release func()
-	if err == nil {
-		dir, release, err = orchestrator.RunDir(parent, "up")
-	}
+	// RunDir refuses a parent, or a directory above it, that another
+	// user could change.
+	dir, release, err := orchestrator.RunDir(parent, "up")
 	if err != nil {
 		return "", nil, fmt.Errorf("the nodes' NVMe directory: %w", err)
 	}
