@@ -290,7 +290,7 @@ func jobRecord(j *job) state.Job {
 	r := state.Job{ID: j.id, Name: j.name, Lambdas: j.hints.Lambdas, CapacityBytes: j.hints.CapacityBytes,
 		PeakMbps: j.hints.PeakMbps, LatencySensitive: j.hints.LatencySensitive, Tier: j.tier, Epoch: j.epoch,
 		AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Gen: j.gen, Created: j.created.UTC(),
-		Client: j.client, State: state.JobLive, Grown: j.grown}
+		Client: j.client, Tenant: j.tenant, State: state.JobLive, Grown: j.grown}
 	if !j.expires.IsZero() {
 		r.Expires = j.expires.UTC()
 	}
@@ -475,7 +475,7 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 			continue
 		}
 		j := &job{id: r.ID, name: r.Name, tier: r.Tier, epoch: r.Epoch, allocMbps: r.AllocMbps,
-			allocBytes: r.AllocBytes, created: r.Created.Local(), gen: r.Gen, client: r.Client, heapIdx: -1,
+			allocBytes: r.AllocBytes, created: r.Created.Local(), gen: r.Gen, client: r.Client, tenant: r.Tenant, heapIdx: -1,
 			hints: wire.JobHints{Lambdas: r.Lambdas, CapacityBytes: r.CapacityBytes, PeakMbps: r.PeakMbps,
 				LatencySensitive: r.LatencySensitive}}
 		if !r.Expires.IsZero() {

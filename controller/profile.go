@@ -13,7 +13,8 @@ import (
 //
 // While a job runs, the controller attributes its nodes' heartbeat figures
 // to it; when the job ends (deregistered or expired) it records the run
-// under the job's NAME, and the next job of that name registered without
+// under the job's NAME (over TLS, its tenant's profile of the name:
+// tenant.go), and the next job of that name registered without
 // size hints is sized from the last runs instead of Pocket's default
 // (2 nodes, 16 Gb/s). Hints, when given, win.
 //
@@ -450,7 +451,7 @@ func (b *profileBook) end(j *job, now time.Time) {
 	}
 	run := state.Run{Job: j.id, Ended: now.UTC(), Duration: now.Sub(t.start), PeakMbps: t.peak.PeakMbps,
 		PeakBytes: t.peak.PeakBytes, Tier: j.tier, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Phases: t.phases(now)}
-	b.record(j.name, run)
+	b.record(ProfileKey(j.tenant, j.name), run)
 }
 
 // record puts run first in name's profile, keeps the newest b.keep runs,

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"iter"
 	"strings"
 
 	"github.com/pocketstore/pocket/controller/state"
@@ -36,15 +37,25 @@ func (c *Controller) Profile(name string) (state.Profile, NextSize, bool) {
 // JobProfile serves wire.OpJobProfile (`pocket job profile NAME`): the
 // profile of job name (a registered name, not a job id) with the next size
 // under this controller's policy, in the reply's units (Mb/s, bytes,
-// millisecond times). Errors: CodeBadKey for a name registration would
-// refuse; CodeNotFound when the name has no profile, with how profiles are
-// recorded and the names that have one (at most profileNamesShown, the
-// most recently updated first).
+// millisecond times). Over TLS a job's profile is its tenant's
+// (tenant.go): name is then "TENANT/NAME", or a bare NAME when one tenant
+// alone has a profile of it. Errors: CodeBadKey for a name registration
+// would refuse; CodeNotFound when the name has no profile, with how
+// profiles are recorded and the names that have one (at most
+// profileNamesShown, the most recently updated first), or when several
+// tenants have one, naming them.
 func (c *Controller) JobProfile(name string) (*wire.JobProfile, error) {
-	if err := checkName(name); err != nil {
+	if err := checkProfileArg(name); err != nil {
 		return nil, err
 	}
-	p, next, ok := c.Profile(name)
+	c.mu.Lock()
+	key, theirs := MatchProfile(name, c.prof.keys())
+	c.mu.Unlock()
+	if len(theirs) > 1 {
+		return nil, wire.Errorf(wire.CodeNotFound, "job name %q has profiles of %d tenants: give one of %s",
+			name, len(theirs), strings.Join(theirs[:min(len(theirs), profileNamesShown)], ", "))
+	}
+	p, next, ok := c.Profile(key)
 	if !ok {
 		return nil, c.noProfile(name)
 	}
@@ -66,6 +77,17 @@ func (c *Controller) noProfile(name string) error {
 	return wire.Errorf(wire.CodeNotFound, "no profile of job name %q: a profile is recorded when a job of the name ends "+
 		"(deregistered, or its token expired) after %d heartbeats of one of its nodes (%d name(s) have one%s)",
 		name, ProfileMinSamples, n, list)
+}
+
+// keys yields the profile keys, the most recently updated first.
+func (b *profileBook) keys() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for e := b.lru.Front(); e != nil; e = e.Next() {
+			if !yield(e.Value.(*state.Profile).Name) {
+				return
+			}
+		}
+	}
 }
 
 // names returns up to most profile names, the most recently updated

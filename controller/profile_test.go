@@ -70,7 +70,7 @@ func TestProfileSizesNextJob(t *testing.T) {
 	}
 
 	c.mu.Lock()
-	pl, kind, source, err := c.sizeJobLocked(book, &wire.JobRegister{Name: "sort"})
+	pl, kind, source, err := c.sizeJobLocked(book, "sort", &wire.JobRegister{Name: "sort"})
 	c.mu.Unlock()
 	if err != nil || source != SizeProfile || kind != kindDRAM {
 		t.Fatalf("second run: %v, %q, tier %d", err, source, kind)
@@ -81,9 +81,9 @@ func TestProfileSizesNextJob(t *testing.T) {
 	}
 	// Hints win over the profile; latency alone is not a size hint.
 	c.mu.Lock()
-	pl, _, source, _ = c.sizeJobLocked(book, &wire.JobRegister{Name: "sort", Hints: wire.JobHints{PeakMbps: 12000}})
-	_, _, src2, _ := c.sizeJobLocked(book, &wire.JobRegister{Name: "sort", Hints: wire.JobHints{LatencySensitive: true}})
-	_, _, src3, _ := c.sizeJobLocked(book, &wire.JobRegister{Name: "other"})
+	pl, _, source, _ = c.sizeJobLocked(book, "sort", &wire.JobRegister{Name: "sort", Hints: wire.JobHints{PeakMbps: 12000}})
+	_, _, src2, _ := c.sizeJobLocked(book, "sort", &wire.JobRegister{Name: "sort", Hints: wire.JobHints{LatencySensitive: true}})
+	_, _, src3, _ := c.sizeJobLocked(book, "other", &wire.JobRegister{Name: "other"})
 	c.mu.Unlock()
 	if source != SizeHints || pl.mbps != 12000 || src2 != SizeProfile || src3 != SizeDefault {
 		t.Fatalf("hinted: %q %.0f Mb/s; latency only: %q; unknown name: %q", source, pl.mbps, src2, src3)
@@ -289,7 +289,7 @@ func TestProfileShortRunNotRecorded(t *testing.T) {
 	beat(t, c, book, "127.0.0.1:7001", 100e9, 0.001, 20, now)
 	c.mu.Lock()
 	book.end(c.jobs[m.Job], now.Add(100*time.Millisecond))
-	pl, _, source, err := c.sizeJobLocked(book, &wire.JobRegister{Name: "tiny"})
+	pl, _, source, err := c.sizeJobLocked(book, "tiny", &wire.JobRegister{Name: "tiny"})
 	c.mu.Unlock()
 	if p, ok := book.profile("tiny"); ok {
 		t.Fatalf("a run of one heartbeat was recorded: %+v", p)
@@ -301,7 +301,7 @@ func TestProfileShortRunNotRecorded(t *testing.T) {
 
 	book.load([]state.Profile{{Name: "idle", Updated: now, Runs: []state.Run{{PeakMbps: 0.001, PeakBytes: 20}, {PeakMbps: 0, PeakBytes: 22}}}})
 	c.mu.Lock()
-	pl, _, source, err = c.sizeJobLocked(book, &wire.JobRegister{Name: "idle"})
+	pl, _, source, err = c.sizeJobLocked(book, "idle", &wire.JobRegister{Name: "idle"})
 	c.mu.Unlock()
 	if err != nil || source != SizeProfile || pl.mbps < pol.PerLambdaMbps {
 		t.Fatalf("a profile of idle runs: %v, %q, %.3f Mb/s; want at least one lambda's %.0f Mb/s", err, source, pl.mbps, pol.PerLambdaMbps)

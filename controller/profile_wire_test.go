@@ -84,7 +84,7 @@ func TestJobProfileServed(t *testing.T) {
 		!strings.Contains(err.Error(), "1 name(s) have one: small") {
 		t.Fatalf("unknown name: %v, want not found saying how profiles are recorded and naming small", err)
 	}
-	if _, err := op.JobProfile(ctx, "bad/name"); !errors.Is(err, wire.ErrBadKey) {
+	if _, err := op.JobProfile(ctx, "-bad"); !errors.Is(err, wire.ErrBadKey) {
 		t.Fatalf("a name registration refuses: %v, want bad key", err)
 	}
 	for _, member := range []string{"client", "node"} {

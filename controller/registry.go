@@ -126,6 +126,7 @@ type job struct {
 	gen        uint64    // the revision that registered it (in its token)
 	token      []byte
 	client     string // the peer that registered it ("" in-process)
+	tenant     string // the tenant that registered it ("" without TLS; tenant.go)
 	revoked    bool   // deregistered or expired; still referenced by the log
 	saved      bool   // a write of the store holds its record (persist.go)
 	heapIdx    int    // position in expiryHeap, -1 when not in it
@@ -559,6 +560,14 @@ func (c *Controller) RegisterJob(name string, h wire.JobHints) (*wire.PlacementM
 // cluster's limits (limits.go). Its cost does not grow with the number of
 // jobs: it grows with the number of nodes.
 func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (m *wire.PlacementMap, err error) {
+	return c.RegisterJobFor(client, "", req)
+}
+
+// RegisterJobFor is RegisterJobFrom for a client of tenant (TenantOf its
+// certificate; "" without TLS): the job's run is recorded in, and its
+// size without hints comes from, the tenant's profile of its name
+// (tenant.go).
+func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister) (m *wire.PlacementMap, err error) {
 	defer func() { c.countRegistration(err) }()
 	if err := checkName(req.Name); err != nil {
 		return nil, err
@@ -576,11 +585,11 @@ func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (m *w
 	if a := c.scaler(); a != nil {
 		// Refuses, before it starts any node, a job the cluster could not
 		// serve at its maximum (reserve.go).
-		if err := a.reserve(req.Name, req.Hints); err != nil {
+		if err := a.reserve(req.Name, ProfileKey(tenant, req.Name), req.Hints); err != nil {
 			return nil, err
 		}
 	}
-	m, j, err := c.enterJob(client, req)
+	m, j, err := c.enterJob(client, tenant, req)
 	if err != nil {
 		return nil, err
 	}
@@ -623,13 +632,13 @@ func (c *Controller) withdrawJobLocked(j *job) {
 }
 
 // enterJob sizes, places and enters a job under c.mu.
-func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.PlacementMap, *job, error) {
+func (c *Controller) enterJob(client, tenant string, req *wire.JobRegister) (*wire.PlacementMap, *job, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.countLocked(client); err != nil { // others may have registered meanwhile
 		return nil, nil, err
 	}
-	p, kind, source, err := c.sizeJobLocked(c.prof, req)
+	p, kind, source, err := c.sizeJobLocked(c.prof, ProfileKey(tenant, req.Name), req)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -640,7 +649,7 @@ func (c *Controller) enterJob(client string, req *wire.JobRegister) (*wire.Place
 	c.seq++
 	now := time.Now()
 	j := &job{id: id, name: req.Name, hints: req.Hints, tier: kind, epoch: 1, allocMbps: p.mbps, allocBytes: p.bytes,
-		created: now, expires: c.expiryFor(now, req.TTL), client: client, heapIdx: -1}
+		created: now, expires: c.expiryFor(now, req.TTL), client: client, tenant: tenant, heapIdx: -1}
 	c.addJobLocked(j, p.nodes)
 	j.pub = c.mapLocked(j)
 	c.cfg.Logger.Info("controller: job registered", "job", id, "nodes", len(p.nodes), "tier", kindName(kind),

@@ -153,13 +153,14 @@ type reservation struct {
 }
 
 // reservation reads the need of a job registering as name with hints h
-// and the active nodes' figures under p's band, refuses a need that
-// max(MaxNodes, active) nodes could not serve (see the top of the file),
-// and says how many nodes to start for it.
-func (c *Controller) reservation(name string, h wire.JobHints, p *AutoscaleConfig) (reservation, error) {
+// (sized from the profile under key when h gives no size) and the active
+// nodes' figures under p's band, refuses a need that max(MaxNodes,
+// active) nodes could not serve (see the top of the file), and says how
+// many nodes to start for it.
+func (c *Controller) reservation(name, key string, h wire.JobHints, p *AutoscaleConfig) (reservation, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	need, _, source := c.cfg.Policy.needFor(h, c.prof.learnedFor(name, h))
+	need, _, source := c.cfg.Policy.needFor(h, c.prof.learnedFor(key, h))
 	f := c.fleetLocked(p.High, p.Smooth)
 	if f.nodes == 0 {
 		return reservation{}, nil // nothing to assume new nodes like; sizing answers
@@ -264,8 +265,8 @@ func noSpaceAt(name string, need Need, offers []TierOffer, most int) error {
 // waits for them (see the top of the file). It returns the refusal; a
 // start that fails is logged, and the job is placed over the nodes there
 // are.
-func (a *Autoscaler) reserve(name string, h wire.JobHints) error {
-	r, err := a.c.reservation(name, h, &a.cfg)
+func (a *Autoscaler) reserve(name, key string, h wire.JobHints) error {
+	r, err := a.c.reservation(name, key, h, &a.cfg)
 	if err != nil || r.want <= 0 {
 		return err
 	}

@@ -26,9 +26,10 @@ import (
 //	challenge                      any
 //
 // A job name's profile (job-profile) lists the ids, lifetimes, peak use
-// and allotments of every ended job of the name, whoever ran them: the
-// same kind of cluster-wide view as status and list-jobs, so the operator
-// alone reads it. A job's client does not need it (registration applies
+// and allotments of the ended jobs of the name that its tenant ran
+// (tenant.go), and the operator may read every tenant's: the same kind of
+// cluster-wide view as status and list-jobs, so the operator alone reads
+// profiles. A job's client does not need it (registration applies
 // the profile itself; a client's certificate is shared by a tenant's
 // lambdas, which must not learn other tenants' jobs), and neither does a
 // node (nodes never size jobs; a node's certificate sits on every storage

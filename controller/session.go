@@ -18,11 +18,12 @@ const nonceLen = 16
 // session is one control connection's state: who the peer is and the
 // challenge it was given.
 type session struct {
-	peer  string // peerKey of the remote address: the client of registrations
-	roles Roles  // what the peer may do (every role without TLS)
-	nonce []byte // set by OpChallenge; node and drain proofs cover it
-	conn  net.Conn
-	prob  bool // admitted over MaxConns on probation: served only as a node (server)
+	peer   string // peerKey of the remote address: the client of registrations
+	tenant string // TenantOf the peer's certificate; "" without TLS (tenant.go)
+	roles  Roles  // what the peer may do (every role without TLS)
+	nonce  []byte // set by OpChallenge; node and drain proofs cover it
+	conn   net.Conn
+	prob   bool // admitted over MaxConns on probation: served only as a node (server)
 }
 
 var errNoChallenge = wire.Errorf(wire.CodeBadToken, "no challenge on this connection: send OpChallenge first and prove with its nonce")
@@ -54,6 +55,7 @@ func (c *Controller) newSession(conn net.Conn) *session {
 		return nil
 	}
 	s.roles = peerRoles(tc.ConnectionState())
+	s.tenant = TenantOf(tc.ConnectionState())
 	return s
 }
 
@@ -144,7 +146,7 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 		if err := m.Decode(meta); err != nil {
 			return nil, err
 		}
-		return c.RegisterJobFrom(s.peer, &m)
+		return c.RegisterJobFor(s.peer, s.tenant, &m)
 	case wire.OpDeregisterJob:
 		var m wire.JobRef
 		if err := m.Decode(meta); err != nil {

@@ -120,9 +120,9 @@ func (c *Controller) tierOffersLocked() []TierOffer {
 // picks at Config.Prices, and the nodes and weights on that tier. It
 // returns the plan, the tier kind and where the size came from, or
 // TierFor's error.
-func (c *Controller) sizeJobLocked(book *profileBook, req *wire.JobRegister) (plan, uint8, string, error) {
+func (c *Controller) sizeJobLocked(book *profileBook, key string, req *wire.JobRegister) (plan, uint8, string, error) {
 	pol := &c.cfg.Policy
-	need, minNodes, source := pol.needFor(req.Hints, book.learnedFor(req.Name, req.Hints))
+	need, minNodes, source := pol.needFor(req.Hints, book.learnedFor(key, req.Hints))
 	offers := c.tierOffersLocked()
 	need = fitProfile(need, offers, c.cfg.Prices)
 	tier, err := TierFor(need, offers, c.cfg.Prices)
@@ -135,8 +135,8 @@ func (c *Controller) sizeJobLocked(book *profileBook, req *wire.JobRegister) (pl
 
 // fitProfile is need, but with no capacity when the need comes from the
 // job's name's profile and no tier of offers holds it (TierFor answers
-// CodeNoSpace). The job asked for nothing: its name's earlier runs (or
-// another client's runs of that name) are a guess at its size, so it is
+// CodeNoSpace). The job asked for nothing: its name's earlier runs (its
+// tenant's, over TLS; without TLS any client's) are a guess at its size, so it is
 // not refused for them; nor does it take what is spare, which would leave
 // every hinted job of every other tenant refused until it ends (a hostile
 // trial had one hintless job take 512 of 512 MiB that way). It reserves

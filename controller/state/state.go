@@ -139,7 +139,10 @@ type Job struct {
 	Created time.Time `json:"created"`
 	Expires time.Time `json:"expires,omitzero"`
 	Client  string    `json:"client,omitempty"` // peer key of the registering client ("" in-process)
-	State   string    `json:"state"`            // JobLive or JobRevoked
+	// Tenant is the registering client's tenant (controller.TenantOf;
+	// absent without TLS and in records written before tenants).
+	Tenant string `json:"tenant,omitempty"`
+	State  string `json:"state"` // JobLive or JobRevoked
 	// Revoked is when a JobRevoked job was deregistered or expired. Such
 	// a record (a tombstone) carries ID, Name, Gen and Revoked: a node
 	// that still holds the job's data is told to drop it at once instead

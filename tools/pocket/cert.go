@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/internal/pki"
 )
 
@@ -31,6 +32,7 @@ func runCert(args []string) int {
 type certIssue struct {
 	role     string
 	name     string
+	tenant   string
 	out      string
 	data     string
 	hosts    hostList
@@ -42,6 +44,8 @@ func runCertIssue(args []string) int {
 	var c certIssue
 	fs.StringVar(&c.role, "role", "", "role the certificate grants: node (register and heartbeat), operator (status, drain, jobs), client (a job's register, map, deregister)")
 	fs.StringVar(&c.name, "name", "", "member name: the files are NAME.pem and NAME-key.pem (default: the role, which is the name the commands look for)")
+	fs.StringVar(&c.tenant, "tenant", "", "client role: the tenant the certificate's holder is, its certificate name (default: the member name); over TLS\n"+
+		"each tenant's jobs are sized from its own profiles (pocket job profile TENANT/NAME): give each tenant its own")
 	fs.StringVar(&c.out, "out", "", "directory to write ca.pem, NAME.pem and NAME-key.pem to (created mode 0700; copy it to the host that uses it)")
 	fs.StringVar(&c.data, "data-dir", "", "data directory of the pocket up or pocket controller whose CA signs (its "+tlsSubdir+"/ holds ca-key.pem)\n(default $"+envDataDir+", else ~/.pocket)")
 	fs.Var(&c.hosts, "host", "host name or address of the holder, repeatable or comma-separated; written into the certificate to tell members apart")
@@ -71,6 +75,13 @@ func (c *certIssue) check() (pki.Role, error) {
 	if c.name == "" {
 		c.name = pki.Members[role]
 	}
+	if c.tenant != "" && role != pki.RoleClient {
+		return "", fmt.Errorf("--tenant %q: only a client certificate names a tenant", c.tenant)
+	}
+	if c.tenant != "" && controller.TenantLabel(c.tenant) != c.tenant {
+		return "", fmt.Errorf("--tenant %q: want 1 to %d letters, digits, '.', '_' and '-', starting with a letter or digit",
+			c.tenant, controller.MaxTenantLabel)
+	}
 	return role, nil
 }
 
@@ -93,7 +104,11 @@ func (c *certIssue) run() error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", caDir, err)
 	}
-	certPEM, keyPEM, err := ca.Issue(role, c.name, c.hosts, c.validity)
+	cn := c.name
+	if c.tenant != "" {
+		cn = c.tenant
+	}
+	certPEM, keyPEM, err := ca.Issue(role, cn, c.hosts, c.validity)
 	if err != nil {
 		return err
 	}
@@ -167,6 +182,9 @@ func article(word string) string {
 func (c *certIssue) report(role pki.Role, cert *x509.Certificate) {
 	fmt.Printf("issued %s %s certificate %q valid until %s in %s (%s, %s.pem, %s-key.pem; keep the key private)\n",
 		article(string(role)), role, c.name, cert.NotAfter.UTC().Format(time.DateOnly), c.out, pki.CAFile, c.name, c.name)
+	if c.tenant != "" {
+		fmt.Printf("its holder is tenant %q: its jobs are sized from their own profiles (pocket job profile %s/NAME)\n", c.tenant, c.tenant)
+	}
 	if c.name != pki.Members[role] {
 		fmt.Printf("note: the pocket commands look for %s.pem in a TLS directory\n", pki.Members[role])
 	}

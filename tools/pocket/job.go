@@ -30,7 +30,7 @@ func init() {
 	registerSub("job register", "NAME", "register a job, with hints of what it needs; prints its id and token")
 	registerSub("job deregister", "JOBID", "deregister a job: its nodes drop its data (but values put with --persist)")
 	registerSub("job credential", "JOBID", "print a job's credential (POCKET_CREDENTIAL), live or ended (deregistered, or its token expired), from its token")
-	registerSub("job profile", "NAME", "show what the controller learned from earlier jobs of a name (peak Mb/s, peak bytes, duration) and the next job's size")
+	registerSub("job profile", "[TENANT/]NAME", "show what the controller learned from earlier jobs of a name (peak Mb/s, peak bytes, duration) and the next job's size; over TLS each tenant (client certificate) has its own")
 }
 
 func runJob(args []string) int {

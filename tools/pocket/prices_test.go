@@ -101,7 +101,8 @@ func TestCheckHintsTierRule(t *testing.T) {
 
 // TestReadProfile: job profile reads a stopped controller's state, and
 // says what to do when there is none, no such name, or the controller
-// still runs.
+// still runs; a bare name finds the one tenant's profile of it, and asks
+// whose when several tenants have one.
 func TestReadProfile(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := readProfile(dir, "sort"); err == nil || !strings.Contains(err.Error(), "no controller state") {
@@ -113,7 +114,9 @@ func TestReadProfile(t *testing.T) {
 	}
 	p := state.Profile{Name: "sort", Updated: time.UnixMilli(1_700_000_000_000).UTC(), Runs: []state.Run{
 		{Job: "sort-2", PeakMbps: 3000, PeakBytes: 5e9}, {Job: "sort-1", PeakMbps: 1500, PeakBytes: 2e9}}}
-	if err := st.Apply(&state.Batch{PutProfiles: []state.Profile{p}}); err != nil {
+	tenants := []state.Profile{{Name: "alice/etl", Runs: []state.Run{{Job: "etl-1"}}}, {Name: "bob/etl", Runs: []state.Run{{Job: "etl-2"}}},
+		{Name: "carol/video", Runs: []state.Run{{Job: "video-1"}}}}
+	if err := st.Apply(&state.Batch{PutProfiles: append(tenants, p)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := readProfile(dir, "sort"); err == nil || !strings.Contains(err.Error(), "stop it first") {
@@ -127,8 +130,17 @@ func TestReadProfile(t *testing.T) {
 	if l := controller.EstimateProfile(got); !within(l.Mbps, 1.1*(3000+750)/1.5) {
 		t.Fatalf("next size %+v", l)
 	}
-	if _, err := readProfile(dir, "video"); err == nil || !strings.Contains(err.Error(), "1 name(s)") {
+	if _, err := readProfile(dir, "nothing"); err == nil || !strings.Contains(err.Error(), "4 name(s)") {
 		t.Fatalf("unknown name: %v", err)
+	}
+	if got, err := readProfile(dir, "video"); err != nil || got.Name != "carol/video" {
+		t.Fatalf("a name one tenant has a profile of: %+v, %v; want carol/video", got, err)
+	}
+	if _, err := readProfile(dir, "etl"); err == nil || !strings.Contains(err.Error(), "give one of alice/etl, bob/etl") {
+		t.Fatalf("a name two tenants have profiles of: %v; want both named", err)
+	}
+	if got, err := readProfile(dir, "bob/etl"); err != nil || got.Runs[0].Job != "etl-2" {
+		t.Fatalf("bob/etl: %+v, %v", got, err)
 	}
 }
 

@@ -194,7 +194,8 @@ func profileViewWire(p *wire.JobProfile) jobProfileJSON {
 }
 
 // readProfile opens the state under dir (the default data directory when
-// empty) and returns name's profile.
+// empty) and returns name's profile: name is a profile key or a bare job
+// name one tenant alone has a profile of (controller.MatchProfile).
 func readProfile(dir, name string) (*state.Profile, error) {
 	if dir == "" {
 		var err error
@@ -215,10 +216,20 @@ func readProfile(dir, name string) (*state.Profile, error) {
 	if err != nil {
 		return nil, err
 	}
+	key, theirs := controller.MatchProfile(name, func(yield func(string) bool) {
+		for i := range snap.Profiles {
+			if !yield(snap.Profiles[i].Name) {
+				return
+			}
+		}
+	})
 	for i := range snap.Profiles {
-		if snap.Profiles[i].Name == name {
+		if snap.Profiles[i].Name == key {
 			return &snap.Profiles[i], nil
 		}
+	}
+	if len(theirs) > 1 {
+		return nil, fmt.Errorf("job name %q has profiles of %d tenants in %s: give one of %s", name, len(theirs), sdir, strings.Join(theirs, ", "))
 	}
 	return nil, fmt.Errorf("no profile of job name %q in %s: a profile is recorded when a job of the name ends (%d name(s) have one%s)",
 		name, sdir, len(snap.Profiles), profileNames(snap.Profiles, 10))

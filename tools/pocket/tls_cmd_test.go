@@ -293,6 +293,17 @@ func issuedClients(t *testing.T, bin string, base []string, ctl, data string) {
 	if _, errOut, code := pocketRun(t, bin, clientEnv, "", "status"); code == 0 || !strings.Contains(errOut, "--role operator") {
 		t.Errorf("status with a client directory: exit %d, %q; want a pointer to cert issue --role operator", code, errOut)
 	}
+	// A tenant's certificate keeps the file name the commands look for
+	// and carries the tenant as its name; it registers jobs.
+	aliceDir := filepath.Join(t.TempDir(), "alice")
+	if msg, errOut, code := pocketRun(t, bin, base, "", "cert", "issue", "--role", "client", "--tenant", "alice",
+		"--out", aliceDir, "--data-dir", data); code != 0 || !strings.Contains(msg, `tenant "alice"`) {
+		t.Fatalf("cert issue --tenant alice: exit %d: %s %s", code, msg, errOut)
+	}
+	if cert, err := readCert(filepath.Join(aliceDir, "client.pem")); err != nil || cert.Subject.CommonName != "alice" {
+		t.Fatalf("alice's client.pem: %v; want the certificate name alice", err)
+	}
+	registerCLI(t, bin, append(slices.Clone(base), "POCKET_CONTROLLER="+ctl, envTLSDir+"="+aliceDir), "alices-job")
 	// A client certificate saved as operator.pem is still a client's.
 	fake := filepath.Join(t.TempDir(), "fake-operator")
 	issueCert(t, bin, base, data, "client", "operator", fake)

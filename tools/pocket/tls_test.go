@@ -340,3 +340,19 @@ func TestCtlHint(t *testing.T) {
 		t.Errorf("ctlHint(EOF) = %v, want EOF unchanged", err)
 	}
 }
+
+// TestCertIssueTenant: --tenant names a client certificate's tenant, and
+// only a client's, with a name that is its own label.
+func TestCertIssueTenant(t *testing.T) {
+	for _, c := range []struct {
+		role, tenant string
+		ok           bool
+	}{{"client", "alice", true}, {"client", "team-7.etl", true}, {"operator", "alice", false}, {"node", "alice", false},
+		{"client", "a/b", false}, {"client", "-x", false}, {"client", strings.Repeat("x", 21), false}, {"client", "ca", true}} {
+		ci := certIssue{role: c.role, tenant: c.tenant, out: t.TempDir(), validity: time.Hour}
+		_, err := ci.check()
+		if (err == nil) != c.ok || (err != nil && !strings.Contains(err.Error(), "--tenant")) {
+			t.Errorf("--role %s --tenant %q: %v; want ok %v", c.role, c.tenant, err, c.ok)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package controller
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"iter"
+	"slices"
+	"strings"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Tenants. Over TLS (Config.TLS) every registering peer proves a
+// certificate, and a tenant is the holder of one certificate name (its
+// subject's common name): a tenant's lambdas share its certificate, and a
+// certificate issued again under the same name is the same tenant. A job
+// registered over TLS belongs to the tenant of the certificate it was
+// registered with, and its run is recorded in, and sized from, that
+// tenant's profile of its name alone: another tenant registering a job of
+// the same name, filling it and ending it sizes only its own next job.
+// Without TLS every peer holds every role and there are no tenants: a
+// name's profile is the cluster's.
+//
+// A profile's key (state.Profile.Name) is the job name, or the tenant's
+// label and the name joined by '/' ("alice/sort"); job names have no '/'
+// (checkName), so the two never meet. A label is the common name when it
+// is 1 to MaxTenantLabel bytes of letters, digits, '.', '_' and '-'
+// starting with a letter or digit (what `pocket ca issue` gives), and
+// otherwise '~' and the first 16 hex digits of the name's SHA-256, a
+// character no such name has: any key then fits a job-profile request
+// (wire.DefaultMaxJobLen bytes).
+const MaxTenantLabel = 20
+
+// tenantSep joins a tenant's label and a job name in a profile key.
+const tenantSep = "/"
+
+// TenantOf is the tenant label of a verified TLS peer ("" when cs has no
+// verified certificate: no tenant).
+func TenantOf(cs tls.ConnectionState) string {
+	if len(cs.PeerCertificates) == 0 || len(cs.VerifiedChains) == 0 {
+		return ""
+	}
+	return TenantLabel(cs.PeerCertificates[0].Subject.CommonName)
+}
+
+// TenantLabel is the label of the tenant holding certificate name cn (see
+// Tenants).
+func TenantLabel(cn string) string {
+	if len(cn) <= MaxTenantLabel && checkName(cn) == nil {
+		return cn
+	}
+	sum := sha256.Sum256([]byte(cn))
+	return "~" + hex.EncodeToString(sum[:8])
+}
+
+// ProfileKey is the key of job name's profile for tenant (a label; ""
+// without TLS).
+func ProfileKey(tenant, name string) string {
+	if tenant == "" {
+		return name
+	}
+	return tenant + tenantSep + name
+}
+
+// profileJobName is the job name of a profile key: what follows its
+// tenant's label, or the whole key.
+func profileJobName(key string) string {
+	if i := strings.LastIndex(key, tenantSep); i >= 0 {
+		return key[i+1:]
+	}
+	return key
+}
+
+// checkProfileArg accepts what names a profile: a job name (checkName),
+// or a tenant's label and a job name joined by '/'.
+func checkProfileArg(arg string) error {
+	i := strings.LastIndex(arg, tenantSep)
+	if i < 0 {
+		return checkName(arg)
+	}
+	if t := arg[:i]; !validLabel(t) {
+		return wire.Errorf(wire.CodeBadKey, "profile %q: %q is not a tenant's label (a certificate name of up to %d letters, digits, '.', '_' and '-', or '~' and 16 hex digits)",
+			arg, t, MaxTenantLabel)
+	}
+	return checkName(arg[i+1:])
+}
+
+// validLabel reports whether t is a label TenantLabel can give.
+func validLabel(t string) bool {
+	if h, ok := strings.CutPrefix(t, "~"); ok {
+		_, err := hex.DecodeString(h)
+		return len(h) == 16 && err == nil && strings.ToLower(h) == h
+	}
+	return len(t) <= MaxTenantLabel && checkName(t) == nil
+}
+
+// MatchProfile is the profile key that arg (a key, or a bare job name)
+// names among keys: arg itself when it is one; else, for a bare job name,
+// the one tenant's key of that name. Otherwise it returns "" and the
+// tenants' keys of the name, sorted (none: no profile; several: the
+// caller must say whose).
+func MatchProfile(arg string, keys iter.Seq[string]) (string, []string) {
+	var theirs []string
+	for k := range keys {
+		if k == arg {
+			return k, nil
+		}
+		if !strings.Contains(arg, tenantSep) && k != profileJobName(k) && profileJobName(k) == arg {
+			theirs = append(theirs, k)
+		}
+	}
+	if len(theirs) == 1 {
+		return theirs[0], nil
+	}
+	slices.Sort(theirs)
+	return "", theirs
+}

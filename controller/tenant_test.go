@@ -1,0 +1,177 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/internal/pki"
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// tenantRig is a TLS controller with one 1 GiB DRAM node, a certificate
+// for each of the tenants alice and mallory (client role), and the
+// operator's; its state lives in a memory store, so that it can restart.
+type tenantRig struct {
+	t    *testing.T
+	dir  string
+	st   *state.Memory
+	c    *Controller
+	addr string
+}
+
+const tenantNode = "127.0.0.1:7001"
+
+func newTenantRig(t *testing.T) *tenantRig {
+	dir := testPKI(t)
+	ca, err := pki.LoadCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"alice", "mallory"} {
+		if err := ca.IssueTo(dir, pki.RoleClient, name, []string{"127.0.0.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &tenantRig{t: t, dir: dir, st: state.NewMemory()}
+	r.start()
+	return r
+}
+
+// start (re)starts the controller over the rig's store and listens.
+func (r *tenantRig) start() {
+	srv, err := pki.ServerConfig(r.dir, "controller")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.c = newTest(r.t, Config{TLS: srv, FirstJobSeq: 1, Store: r.st})
+	mustRegister(r.t, r.c, dramNode(tenantNode, 1<<30, 8000))
+	a, err := r.c.Listen("127.0.0.1:0")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.addr = a.String()
+}
+
+func (r *tenantRig) client(member string) *metaclient.Client {
+	return tlsClient(r.t, r.dir, r.addr, member, nil)
+}
+
+// beat has the node report that job holds bytes at mbps, a few times
+// (job "": that it holds nothing).
+func (r *tenantRig) beat(job string, mbps float64, bytes int64) {
+	r.t.Helper()
+	for range 4 {
+		hb := &wire.Heartbeat{Addr: tenantNode, RxMbps: mbps,
+			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 8000, UsedBytes: bytes}}}
+		if job != "" {
+			hb.Loads = []wire.JobLoad{{Job: job, RxMbps: mbps, Bytes: bytes}}
+		}
+		if _, err := r.c.Heartbeat(hb); err != nil {
+			r.t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestProfilesAreTheTenants (hostile trial, 2026-12-02): over TLS a job's
+// run is recorded in the profile of its tenant (the certificate it was
+// registered with) and sizes only that tenant's next job of its name.
+// Before, profiles were kept by name alone: mallory registered a job named
+// like alice's, had it hold 900 MiB and ended it, and alice's next hintless
+// "sort" reserved 990 MiB of the node's 1 GiB, so other tenants' capacity
+// hints were refused. The run's tenant survives a controller restart
+// (the job's record), and an operator names a profile "TENANT/NAME", or
+// the bare name while one tenant alone has one.
+func TestProfilesAreTheTenants(t *testing.T) {
+	r := newTenantRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	m, err := r.client("mallory").RegisterJob(ctx, "sort", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.beat(m.Job, 200, 900<<20)
+	r.c.Close() // the run spans a restart: its tenant comes from the job's record
+	r.start()
+	r.beat(m.Job, 200, 900<<20)
+	if _, err := r.client("mallory").DeregisterJob(ctx, m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := r.c.Profile("sort"); ok {
+		t.Fatal(`mallory's run was recorded in the profile "sort", which sizes every tenant's job of the name`)
+	}
+	if p, _, ok := r.c.Profile("mallory/sort"); !ok || len(p.Runs) != 1 || p.Runs[0].PeakBytes != 900<<20 {
+		t.Fatalf(`profile "mallory/sort": %+v, %v; want mallory's run, 900 MiB`, p, ok)
+	}
+	r.beat("", 0, 0) // the node has dropped the job's values
+
+	a, err := r.client("alice").RegisterJob(ctx, "sort", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := allocBytes(r.c, a.Job); b != 0 {
+		t.Errorf("alice's hintless sort reserves %d bytes, sized from mallory's run; want none (the default size)", b)
+	}
+	own, err := r.client("mallory").RegisterJob(ctx, "sort", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := allocBytes(r.c, own.Job); b != 990<<20 {
+		t.Errorf("mallory's next hintless sort reserves %d bytes; want 990 MiB, its own profile's", b)
+	}
+	if _, err := r.client("mallory").DeregisterJob(ctx, own.Job, own.Token); err != nil {
+		t.Fatal(err)
+	}
+
+	op := r.client("operator")
+	p, err := op.JobProfile(ctx, "sort")
+	if err != nil || p.Name != "mallory/sort" {
+		t.Fatalf("operator's profile of sort while one tenant has one: %+v, %v; want mallory/sort", p, err)
+	}
+	r.beat(a.Job, 50, 10<<20)
+	if _, err := r.client("alice").DeregisterJob(ctx, a.Job, a.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.JobProfile(ctx, "sort"); !errors.Is(err, wire.ErrNotFound) ||
+		!strings.Contains(err.Error(), "alice/sort, mallory/sort") {
+		t.Fatalf("operator's profile of sort with two tenants' profiles: %v; want not found naming both", err)
+	}
+	if p, err := op.JobProfile(ctx, "alice/sort"); err != nil || p.Name != "alice/sort" || len(p.Runs) != 1 ||
+		p.Runs[0].PeakBytes != 10<<20 {
+		t.Fatalf("operator's profile of alice/sort: %+v, %v; want alice's one run, 10 MiB", p, err)
+	}
+	for _, bad := range []string{"alice/", "/sort", "a/b/sort", "al ice/sort", "~zz/sort"} {
+		if _, err := op.JobProfile(ctx, bad); !errors.Is(err, wire.ErrBadKey) {
+			t.Errorf("profile %q: %v; want bad key", bad, err)
+		}
+	}
+}
+
+// TestTenantLabel: a certificate name becomes a label that fits a profile
+// key, is never a job name's prefix in another form, and is stable.
+func TestTenantLabel(t *testing.T) {
+	long := strings.Repeat("x", MaxTenantLabel+1)
+	for cn, want := range map[string]string{"alice": "alice", "team-7.etl": "team-7.etl"} {
+		if got := TenantLabel(cn); got != want {
+			t.Errorf("TenantLabel(%q) = %q; want %q", cn, got, want)
+		}
+	}
+	for _, cn := range []string{long, "a/b", "", "-x", "Ünïcode", "a\nb"} {
+		got := TenantLabel(cn)
+		if !strings.HasPrefix(got, "~") || len(got) != 17 || !validLabel(got) || TenantLabel(cn) != got {
+			t.Errorf("TenantLabel(%q) = %q; want '~' and 16 hex digits, the same each time", cn, got)
+		}
+		if err := checkProfileArg(ProfileKey(got, "sort")); err != nil {
+			t.Errorf("the key of %q's sort: %v", cn, err)
+		}
+	}
+	if TenantLabel(long) == TenantLabel(long+"y") {
+		t.Error("two long names share a label")
+	}
+}
