@@ -588,7 +588,9 @@ const deletePrefixMax = 4096
 // after deletePrefixMax manifests, except (for a live job) chunk keys:
 // those go with their version, which the SDK drops on every node for each manifest removed here
 // (the reply's Versions). The reply's Count is the names removed (chunk
-// keys, a retired job's included, not counted). Keys are collected first,
+// keys, a retired job's included, not counted), its Size the bytes of the
+// retired job's chunk keys removed: chunks of its large objects, and of
+// versions whose manifest was never published, which no name shows. Keys are collected first,
 // in one listing: a tier's List callback must not modify the tier.
 func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 	var keys [][]byte
@@ -613,6 +615,8 @@ func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 		}
 		if !wire.IsChunkKey(k) {
 			resp.Count++ // names: a retired job's chunk keys go too, uncounted
+		} else {
+			resp.Size += info.Size
 		}
 		if info.Flags&Manifest != 0 {
 			resp.Versions = append(resp.Versions, info.Version)

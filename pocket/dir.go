@@ -239,10 +239,20 @@ func (j *Job) RemoveAll(ctx context.Context, name string) error {
 // a value, Under how many names under name/ went (values, counted once
 // however many chunks they have, and directory markers; for an empty name,
 // every name of the job). Nodes older than the count answer 0 for Under.
+// ChunkBytes is the bytes of an ended job's object chunks that went with
+// it (nodes delete a live job's chunks with their versions, uncounted):
+// with Count() 0, chunks no manifest named, left by a writer that stopped
+// between confirming its chunks and publishing (persisted ones outlive the
+// job until deleted).
 type Removed struct {
-	Name  bool
-	Under int64
+	Name       bool
+	Under      int64
+	ChunkBytes int64
 }
+
+// removeCount is what a prefix delete's nodes said they removed: names,
+// and an ended job's chunk bytes (Removed).
+type removeCount struct{ names, chunkBytes atomic.Int64 }
 
 // Count is the number of names deleted.
 func (r Removed) Count() int64 {
@@ -259,10 +269,10 @@ func (r Removed) Count() int64 {
 // it.
 func (j *Job) RemoveAllCount(ctx context.Context, name string) (Removed, error) {
 	var res Removed
-	var under atomic.Int64 // the pass may go on past ctx's end (finish)
+	var n removeCount // the pass may go on past ctx's end (finish)
 	p := dirPrefix(name)
-	err := finish(ctx, func(ctx context.Context) error { return j.deletePrefix(ctx, p, &under) })
-	res.Under = under.Load()
+	err := finish(ctx, func(ctx context.Context) error { return j.deletePrefix(ctx, p, &n) })
+	res.Under, res.ChunkBytes = n.names.Load(), n.chunkBytes.Load()
 	if err != nil {
 		return res, j.wrap("delete", name, err)
 	}
@@ -283,9 +293,9 @@ func (j *Job) RemoveAllCount(ctx context.Context, name string) (Removed, error) 
 // page, and drops the chunks of the objects removed, starting over (up to
 // mapRetries times) when the pass met or missed a change of the job's map
 // (passAgain): values may have moved onto nodes it had emptied (see
-// drainingFirst; TestDropSpansMapChange). It adds the names the nodes
-// deleted to *n.
-func (j *Job) deletePrefix(ctx context.Context, prefix string, n *atomic.Int64) error {
+// drainingFirst; TestDropSpansMapChange). It adds what the nodes deleted
+// to *n.
+func (j *Job) deletePrefix(ctx context.Context, prefix string, n *removeCount) error {
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		err := j.deletePrefixOnce(ctx, prefix, n)
@@ -308,14 +318,15 @@ func (j *Job) deletePrefix(ctx context.Context, prefix string, n *atomic.Int64) 
 // destinations emptied first and the sources' movers then put values
 // there (put-if-absent finds them empty): RemoveAll returned nil and left
 // values behind.
-func (j *Job) deletePrefixOnce(ctx context.Context, prefix string, n *atomic.Int64) error {
+func (j *Job) deletePrefixOnce(ctx context.Context, prefix string, n *removeCount) error {
 	req := wire.Request{Key: []byte(prefix)}
 	for _, ts := range j.movePhases() {
 		for len(ts) > 0 {
 			replies, err := j.sendAll(ctx, ts, wire.OpDelete, wire.FlagPrefix, req)
 			var more []target
 			for i, r := range replies {
-				n.Add(int64(r.Meta.Count))
+				n.names.Add(int64(r.Meta.Count))
+				n.chunkBytes.Add(max(r.Meta.Size, 0))
 				for _, v := range r.Meta.Versions {
 					j.dropVersion(v)
 				}

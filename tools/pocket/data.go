@@ -410,11 +410,18 @@ func runRm(args []string) int {
 }
 
 // reportRemoved prints what rm deleted on stdout ("deleted 3 key(s): a and
-// 2 under a/"), and returns its exit code: 0, or 1 when a named key held
-// nothing, as rm of a missing file (and the SDK's Delete, not found). The
-// whole job (--all) emptied already exits 0.
+// 2 under a/", and an ended job's object chunks that went with them), and
+// returns its exit code: 0, or 1 when a named key held nothing, as rm of a
+// missing file (and the SDK's Delete, not found). The whole job (--all)
+// emptied already exits 0, and so does a delete that found only chunks no
+// manifest named.
 func reportRemoved(job, name string, res pocket.Removed) int {
 	if res.Count() == 0 {
+		if res.ChunkBytes > 0 {
+			fmt.Printf("deleted 0 keys, and %s of object chunks no key named: a writer stopped between putting "+
+				"an object's chunks and publishing it\n", units.FormatSize(res.ChunkBytes))
+			return 0
+		}
 		if strings.TrimRight(name, "/") == "" {
 			fmt.Printf("deleted 0 keys: job %s held none\n", job)
 			return 0
@@ -423,7 +430,11 @@ func reportRemoved(job, name string, res pocket.Removed) int {
 			"(rm works by path: it does not delete other keys that start with %q, which pocket ls %s %s lists)",
 			job, strings.TrimRight(name, "/"), strings.TrimRight(name, "/")+"/", name, job, name)
 	}
-	fmt.Printf("deleted %s\n", removedText(name, res))
+	chunks := ""
+	if res.ChunkBytes > 0 {
+		chunks = fmt.Sprintf(" (and %s of their object chunks, or of chunks no key named)", units.FormatSize(res.ChunkBytes))
+	}
+	fmt.Printf("deleted %s%s\n", removedText(name, res), chunks)
 	return 0
 }
 
