@@ -80,8 +80,15 @@ func (f *Flags) Config() (Config, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = ownNamespace()
 	}
-	if cfg.Controller == "" {
+	switch {
+	case cfg.Controller == "":
 		return cfg, errors.New("--k8s-controller is required: the address node pods reach the controller at, e.g. pocket-controller.pocket.svc:7000")
+	case cfg.Image == "":
+		return cfg, errors.New("--k8s-image is required: the node pods' image, its entrypoint the pocket binary, e.g. pocket:dev")
+	case cfg.Secret == "":
+		return cfg, errors.New("--k8s-secret is required: the Secret holding the cluster secret")
+	case cfg.TLSSecret == "" && !cfg.Insecure:
+		return cfg, errors.New("--k8s-tls-secret is required over TLS: the Secret holding the nodes' certificate (pocket cert issue --role node)")
 	}
 	switch f.owner {
 	case OwnerController, OwnerPod, OwnerNone:

@@ -664,8 +664,30 @@ func (o *orchFlags) check(insecure bool) error {
 			return errors.New("--autoscale needs an orchestrator to start nodes with: give --orchestrator kubernetes (or use pocket up --autoscale on one machine)")
 		}
 	case "kubernetes":
+		return o.checkK8sRequired(insecure)
 	default:
 		return fmt.Errorf("--orchestrator %q: want kubernetes or none", o.kind)
+	}
+	return nil
+}
+
+// checkK8sRequired refuses, with --orchestrator kubernetes, the --k8s-*
+// flags the orchestrator requires left out (--k8s-image, --k8s-controller,
+// --k8s-secret, --k8s-tls-secret over TLS), before the controller starts:
+// before, they were found when the orchestrator started, after the state
+// and the listener. The namespace is left to the pod (--k8s-namespace ""
+// is its own, which only a pod knows).
+func (o *orchFlags) checkK8sRequired(insecure bool) error {
+	o.kf.SetInsecure(insecure)
+	cfg, err := o.kf.Config()
+	if err == nil {
+		if cfg.Namespace == "" {
+			cfg.Namespace = "the-pods-own"
+		}
+		_, err = k8s.New(nil, cfg)
+	}
+	if err != nil {
+		return fmt.Errorf("--orchestrator kubernetes: %w", err)
 	}
 	return nil
 }

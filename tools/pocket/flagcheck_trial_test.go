@@ -20,7 +20,9 @@ import (
 // taken, --advertise without --etcd named --election-ttl too; up
 // --data-dir FILE failed in mkdir; node --nvme PATH:1KiB failed after
 // making the file; up --metrics-base -1 spoke of ports past 65535;
-// --k8s-* values were taken unread without --orchestrator kubernetes;
+// --k8s-* values were taken unread without --orchestrator kubernetes, and
+// with it a required --k8s-* flag left out was found only once the
+// controller had opened its state and listener;
 // bench --addr junk named no flag and printed the whole usage, and bench
 // --size junk had no "pocket: bench:" before it.
 func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
@@ -95,6 +97,12 @@ func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
 		{args: append(ctl, "--k8s-anti-affinity", "junk"), lead: q("k8s-anti-affinity", "junk")},
 		{args: append(ctl, "--k8s-image-pull-policy", "junk"), lead: q("k8s-image-pull-policy", "junk")},
 		{args: append(ctl, "--k8s-controller", "junk"), lead: q("k8s-controller", "junk")},
+		// 8b. --orchestrator kubernetes without a flag it requires: found
+		// when the orchestrator started, after the state and the listener.
+		{args: append(ctl, "--orchestrator", "kubernetes"), lead: "--orchestrator kubernetes: --k8s-controller is required"},
+		{args: append(ctl, "--orchestrator", "kubernetes", "--k8s-controller", "c:7000"), lead: "--orchestrator kubernetes: --k8s-image is required"},
+		{args: []string{"controller", "--listen", "127.0.0.1:0", "--data-dir", dir, "--orchestrator", "kubernetes", "--k8s-controller", "c:7000",
+			"--k8s-image", "pocket:dev", "--k8s-tls-secret", ""}, lead: `--k8s-tls-secret "": --k8s-tls-secret is required over TLS`},
 		// 9. bench's own flags: named, after "pocket: bench:", one usage line.
 		{args: []string{"bench", "--addr", "junk"}, lead: q("addr", "junk"), not: "Drives a storage node"},
 		{args: []string{"bench", "--target", "echo://a"}, lead: q("target", "echo://a")},
