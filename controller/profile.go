@@ -70,7 +70,8 @@ import (
 //
 // Bounds. The controller keeps at most Config.MaxProfiles (10,000) names;
 // recording a run for a new name beyond that evicts the profile updated
-// longest ago. Profiles live in the durable state (state.Profile).
+// longest ago of the tenant holding the most profiles (profileBook.trim).
+// Profiles live in the durable state (state.Profile).
 const (
 	ProfilePhases      = 4
 	ProfileHeadroom    = 1.1
@@ -88,6 +89,7 @@ const (
 type profileBook struct {
 	keep, max int
 	byName    map[string]*list.Element // of *state.Profile
+	perTenant map[string]int           // profiles held by tenant (profileTenant)
 	lru       *list.List
 	dirty     map[string]struct{} // names to put (or delete when gone); nil: not persisted
 	traces    map[string]*jobTrace
@@ -105,8 +107,8 @@ func newProfileBook(keep, maxNames int, persist bool) *profileBook {
 	if maxNames <= 0 {
 		maxNames = DefaultMaxProfiles
 	}
-	b := &profileBook{keep: keep, max: maxNames, byName: map[string]*list.Element{}, lru: list.New(),
-		traces: map[string]*jobTrace{}}
+	b := &profileBook{keep: keep, max: maxNames, byName: map[string]*list.Element{}, perTenant: map[string]int{},
+		lru: list.New(), traces: map[string]*jobTrace{}}
 	if persist {
 		b.dirty = map[string]struct{}{}
 	}
@@ -467,7 +469,7 @@ func (b *profileBook) record(name string, run state.Run) {
 		b.lru.MoveToFront(e)
 	} else {
 		p = &state.Profile{Name: name}
-		b.byName[name] = b.lru.PushFront(p)
+		b.add(p)
 	}
 	p.Runs = append([]state.Run{run}, p.Runs...)
 	if len(p.Runs) > b.keep {
@@ -475,10 +477,38 @@ func (b *profileBook) record(name string, run state.Run) {
 	}
 	p.Updated = run.Ended
 	b.mark(name)
+	b.trim()
+}
+
+// add puts p, a name the book does not hold, first.
+func (b *profileBook) add(p *state.Profile) {
+	b.byName[p.Name] = b.lru.PushFront(p)
+	b.perTenant[profileTenant(p.Name)]++
+}
+
+// trim evicts profiles beyond b.max names, each the one updated longest
+// ago of the tenant that holds the most (profileTenant; without TLS one
+// tenant, so the one updated longest ago): a tenant that ends thousands of
+// jobs of throwaway names evicts its own profiles, not every other
+// tenant's (a hostile trial's did, when eviction took the oldest of all).
+func (b *profileBook) trim() {
 	for b.lru.Len() > b.max {
-		old := b.lru.Remove(b.lru.Back()).(*state.Profile)
-		delete(b.byName, old.Name)
-		b.mark(old.Name)
+		most := 0
+		for _, n := range b.perTenant {
+			most = max(most, n)
+		}
+		for e := b.lru.Back(); e != nil; e = e.Prev() {
+			old := e.Value.(*state.Profile)
+			if t := profileTenant(old.Name); b.perTenant[t] == most {
+				b.lru.Remove(e)
+				delete(b.byName, old.Name)
+				if b.perTenant[t]--; b.perTenant[t] == 0 {
+					delete(b.perTenant, t)
+				}
+				b.mark(old.Name)
+				break
+			}
+		}
 	}
 }
 
@@ -500,14 +530,11 @@ func (b *profileBook) load(ps []state.Profile) (fixed int) {
 		}
 		if e, ok := b.byName[p.Name]; ok {
 			b.lru.Remove(e)
+			b.perTenant[profileTenant(p.Name)]--
 		}
-		b.byName[p.Name] = b.lru.PushFront(p)
+		b.add(p)
 	}
-	for b.lru.Len() > b.max {
-		old := b.lru.Remove(b.lru.Back()).(*state.Profile)
-		delete(b.byName, old.Name)
-		b.mark(old.Name)
-	}
+	b.trim()
 	return fixed
 }
 

@@ -45,7 +45,7 @@ func (c *Controller) Profile(name string) (state.Profile, NextSize, bool) {
 // profileNamesShown, the most recently updated first), or when several
 // tenants have one, naming them.
 func (c *Controller) JobProfile(name string) (*wire.JobProfile, error) {
-	if err := checkProfileArg(name); err != nil {
+	if err := CheckProfileArg(name); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -53,19 +53,52 @@ func (c *Controller) JobProfile(name string) (*wire.JobProfile, error) {
 	c.mu.Unlock()
 	if len(theirs) > 1 {
 		return nil, wire.Errorf(wire.CodeNotFound, "job name %q has profiles of %d tenants: give one of %s",
-			name, len(theirs), strings.Join(theirs[:min(len(theirs), profileNamesShown)], ", "))
+			name, len(theirs), ShownNames(theirs))
 	}
 	p, next, ok := c.Profile(key)
 	if !ok {
-		return nil, c.noProfile(name)
+		return nil, c.noProfile(name, "")
 	}
 	return profileReply(&p, next), nil
 }
 
-// noProfile is the CodeNotFound answer for a name without a profile.
-func (c *Controller) noProfile(name string) error {
+// TenantProfile serves wire.OpJobProfile to a job client of tenant (the
+// TenantOf its certificate): the tenant's own profile of job name (NAME,
+// or TENANT/NAME naming its own tenant), never another tenant's. Errors
+// are JobProfile's, CodeBadToken for another tenant's name, and the
+// not-found answer lists only the tenant's own profiles.
+func (c *Controller) TenantProfile(tenant, name string) (*wire.JobProfile, error) {
+	if err := CheckProfileArg(name); err != nil {
+		return nil, err
+	}
+	job := profileJobName(name)
+	key := ProfileKey(tenant, job)
+	if job != name && name != key {
+		return nil, wire.Errorf(wire.CodeBadToken, "profile %q: a job client reads its own tenant's profiles only (%s): the operator reads every tenant's",
+			name, ProfileKey(tenant, "NAME"))
+	}
+	p, next, ok := c.Profile(key)
+	if !ok {
+		return nil, c.noProfile(job, tenant)
+	}
+	return profileReply(&p, next), nil
+}
+
+// ShownNames lists the first profileNamesShown of names, and "..." after
+// them when there are more.
+func ShownNames(names []string) string {
+	s := strings.Join(names[:min(len(names), profileNamesShown)], ", ")
+	if len(names) > profileNamesShown {
+		s += ", ..."
+	}
+	return s
+}
+
+// noProfile is the CodeNotFound answer for a name without a profile,
+// listing the profiles of tenant ("": every profile).
+func (c *Controller) noProfile(name, tenant string) error {
 	c.mu.Lock()
-	names, n := c.prof.names(profileNamesShown)
+	names, n := c.prof.names(profileNamesShown, tenant)
 	c.mu.Unlock()
 	list := ""
 	if n > 0 {
@@ -90,14 +123,21 @@ func (b *profileBook) keys() iter.Seq[string] {
 	}
 }
 
-// names returns up to most profile names, the most recently updated
-// first, and how many names have a profile.
-func (b *profileBook) names(most int) ([]string, int) {
+// names returns up to most profile names of tenant ("": of every
+// tenant), the most recently updated first, and how many there are.
+func (b *profileBook) names(most int, tenant string) ([]string, int) {
 	out := make([]string, 0, min(most, b.lru.Len()))
-	for e := b.lru.Front(); e != nil && len(out) < most; e = e.Next() {
-		out = append(out, e.Value.(*state.Profile).Name)
+	n := 0
+	for e := b.lru.Front(); e != nil; e = e.Next() {
+		key := e.Value.(*state.Profile).Name
+		if tenant != "" && !strings.HasPrefix(key, tenant+tenantSep) {
+			continue
+		}
+		if n++; len(out) < most {
+			out = append(out, key)
+		}
 	}
-	return out, b.lru.Len()
+	return out, n
 }
 
 // profileReply is p with next in its wire form.

@@ -38,8 +38,9 @@ func runProfiledJob(t *testing.T, c *Controller, name, addr string, rx float64) 
 // operator, with the next size under its own policy (a per-lambda floor
 // of 1000 Mb/s, where `pocket job profile` used to print the default
 // policy's 600); a name without a profile is not found, naming how one is
-// recorded and the names that have one; a job client's or a node's
-// certificate may not read profiles.
+// recorded and the names that have one; a job client's certificate reads
+// its own tenant's profiles only (TestProfilesAreTheTenants), a node's
+// none.
 func TestJobProfileServed(t *testing.T) {
 	dir := testPKI(t)
 	srv, err := pki.ServerConfig(dir, "controller")
@@ -87,11 +88,16 @@ func TestJobProfileServed(t *testing.T) {
 	if _, err := op.JobProfile(ctx, "-bad"); !errors.Is(err, wire.ErrBadKey) {
 		t.Fatalf("a name registration refuses: %v, want bad key", err)
 	}
-	for _, member := range []string{"client", "node"} {
-		_, err := tlsClient(t, dir, addr, member, testSecret).JobProfile(ctx, "small")
-		if !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "operator") {
-			t.Fatalf("%s's certificate reading a profile: %v, want refused for want of the operator role", member, err)
-		}
+	// A job client reads its own tenant's profiles alone: "small" ran
+	// in-process (no tenant), so the tenant "client" has none, and is not
+	// told the names others have.
+	_, err = tlsClient(t, dir, addr, "client", testSecret).JobProfile(ctx, "small")
+	if !errors.Is(err, wire.ErrNotFound) || strings.Contains(err.Error(), ": small") || !strings.Contains(err.Error(), "0 name(s)") {
+		t.Fatalf("client's certificate reading another's profile: %v, want not found, naming none", err)
+	}
+	_, err = tlsClient(t, dir, addr, "node", testSecret).JobProfile(ctx, "small")
+	if !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "operator") {
+		t.Fatalf("node's certificate reading a profile: %v, want refused for want of the operator or client role", err)
 	}
 }
 

@@ -20,20 +20,18 @@ import (
 //	register-node, heartbeat       node
 //	drain-node, status, list-jobs  operator
 //	register-job, deregister-job   client or operator
+//	job-profile                    operator, or client (its tenant's)
 //	get-map                        client, operator or node (a draining
 //	                               node fetches its jobs' maps)
-//	job-profile                    operator (below)
 //	challenge                      any
 //
 // A job name's profile (job-profile) lists the ids, lifetimes, peak use
 // and allotments of the ended jobs of the name that its tenant ran
-// (tenant.go), and the operator may read every tenant's: the same kind of
-// cluster-wide view as status and list-jobs, so the operator alone reads
-// profiles. A job's client does not need it (registration applies
-// the profile itself; a client's certificate is shared by a tenant's
-// lambdas, which must not learn other tenants' jobs), and neither does a
-// node (nodes never size jobs; a node's certificate sits on every storage
-// host).
+// (tenant.go). The operator reads every tenant's, as it reads status and
+// list-jobs; a job client reads its own tenant's alone (the certificate's
+// tenant, Controller.TenantProfile), never another's, whose names it is
+// not even told; a node reads none (nodes never size jobs; a node's
+// certificate sits on every storage host).
 type Roles uint8
 
 // The roles.
@@ -69,8 +67,10 @@ func needs(op wire.Op) (Roles, bool) {
 	switch op {
 	case wire.OpRegisterNode, wire.OpHeartbeat, wire.OpNodeHello:
 		return RoleNode, true
-	case wire.OpDrainNode, wire.OpStatus, wire.OpListJobs, wire.OpJobProfile:
+	case wire.OpDrainNode, wire.OpStatus, wire.OpListJobs:
 		return RoleOperator, true
+	case wire.OpJobProfile:
+		return RoleOperator | RoleClient, true
 	case wire.OpRegisterJob, wire.OpDeregisterJob:
 		return RoleClient | RoleOperator, true
 	case wire.OpGetMap:

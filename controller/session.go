@@ -55,7 +55,9 @@ func (c *Controller) newSession(conn net.Conn) *session {
 		return nil
 	}
 	s.roles = peerRoles(tc.ConnectionState())
-	s.tenant = TenantOf(tc.ConnectionState())
+	if s.roles&RoleOperator == 0 {
+		s.tenant = TenantOf(tc.ConnectionState()) // the operator's jobs are the cluster's (tenant.go)
+	}
 	return s
 }
 
@@ -176,6 +178,9 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 		var m wire.JobProfileRequest
 		if err := m.Decode(meta); err != nil {
 			return nil, err
+		}
+		if s.roles&RoleOperator == 0 {
+			return c.TenantProfile(s.tenant, m.Name)
 		}
 		return c.JobProfile(m.Name)
 	}

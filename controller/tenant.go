@@ -3,6 +3,7 @@ package controller
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/asn1"
 	"encoding/hex"
 	"iter"
 	"slices"
@@ -20,7 +21,9 @@ import (
 // tenant's profile of its name alone: another tenant registering a job of
 // the same name, filling it and ending it sizes only its own next job.
 // Without TLS every peer holds every role and there are no tenants: a
-// name's profile is the cluster's.
+// name's profile is the cluster's. So are the profiles of the jobs the
+// operator registers (its certificate holds the operator role): no client
+// certificate, whatever its name, shares them.
 //
 // A profile's key (state.Profile.Name) is the job name, or the tenant's
 // label and the name joined by '/' ("alice/sort"); job names have no '/'
@@ -36,13 +39,29 @@ const MaxTenantLabel = 20
 const tenantSep = "/"
 
 // TenantOf is the tenant label of a verified TLS peer ("" when cs has no
-// verified certificate: no tenant).
+// verified certificate: no tenant). A subject with other than one common
+// name is labelled by the hash of the whole subject: Go keeps the last of
+// several, where other tools show the first, so a CA that signed what a
+// request asked could be made to issue another tenant's name.
 func TenantOf(cs tls.ConnectionState) string {
 	if len(cs.PeerCertificates) == 0 || len(cs.VerifiedChains) == 0 {
 		return ""
 	}
-	return TenantLabel(cs.PeerCertificates[0].Subject.CommonName)
+	cert := cs.PeerCertificates[0]
+	n := 0
+	for _, a := range cert.Subject.Names {
+		if a.Type.Equal(oidCommonName) {
+			n++
+		}
+	}
+	if n != 1 {
+		return hashLabel(cert.RawSubject)
+	}
+	return TenantLabel(cert.Subject.CommonName)
 }
+
+// oidCommonName is the X.520 commonName attribute (2.5.4.3).
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
 // TenantLabel is the label of the tenant holding certificate name cn (see
 // Tenants).
@@ -50,7 +69,12 @@ func TenantLabel(cn string) string {
 	if len(cn) <= MaxTenantLabel && checkName(cn) == nil {
 		return cn
 	}
-	sum := sha256.Sum256([]byte(cn))
+	return hashLabel([]byte(cn))
+}
+
+// hashLabel is '~' and the first 16 hex digits of b's SHA-256.
+func hashLabel(b []byte) string {
+	sum := sha256.Sum256(b)
 	return "~" + hex.EncodeToString(sum[:8])
 }
 
@@ -63,6 +87,14 @@ func ProfileKey(tenant, name string) string {
 	return tenant + tenantSep + name
 }
 
+// profileTenant is the tenant label of a profile key ("": none).
+func profileTenant(key string) string {
+	if i := strings.LastIndex(key, tenantSep); i >= 0 {
+		return key[:i]
+	}
+	return ""
+}
+
 // profileJobName is the job name of a profile key: what follows its
 // tenant's label, or the whole key.
 func profileJobName(key string) string {
@@ -72,16 +104,19 @@ func profileJobName(key string) string {
 	return key
 }
 
-// checkProfileArg accepts what names a profile: a job name (checkName),
+// CheckProfileArg accepts what names a profile: a job name (checkName),
 // or a tenant's label and a job name joined by '/'.
-func checkProfileArg(arg string) error {
+func CheckProfileArg(arg string) error {
 	i := strings.LastIndex(arg, tenantSep)
 	if i < 0 {
 		return checkName(arg)
 	}
 	if t := arg[:i]; !validLabel(t) {
-		return wire.Errorf(wire.CodeBadKey, "profile %q: %q is not a tenant's label (a certificate name of up to %d letters, digits, '.', '_' and '-', or '~' and 16 hex digits)",
+		return wire.Errorf(wire.CodeBadKey, "profile %q: %q is not a tenant's label (a certificate name of up to %d letters, digits, '.', '_' and '-', or '~' and 16 lowercase hex digits)",
 			arg, t, MaxTenantLabel)
+	}
+	if arg[i+1:] == "" {
+		return wire.Errorf(wire.CodeBadKey, "profile %q: no job name after the tenant's label", arg)
 	}
 	return checkName(arg[i+1:])
 }

@@ -2,7 +2,16 @@ package controller
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"fmt"
+	"maps"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +134,17 @@ func TestProfilesAreTheTenants(t *testing.T) {
 	if b := allocBytes(r.c, own.Job); b != 990<<20 {
 		t.Errorf("mallory's next hintless sort reserves %d bytes; want 990 MiB, its own profile's", b)
 	}
+	st, err := r.client("operator").Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenants := map[string]string{}
+	for _, j := range st.Jobs {
+		tenants[j.Job] = j.Tenant
+	}
+	if tenants[a.Job] != "alice" || tenants[own.Job] != "mallory" {
+		t.Errorf("status gives the jobs' tenants %v; want %s alice, %s mallory", tenants, a.Job, own.Job)
+	}
 	if _, err := r.client("mallory").DeregisterJob(ctx, own.Job, own.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +165,35 @@ func TestProfilesAreTheTenants(t *testing.T) {
 	if p, err := op.JobProfile(ctx, "alice/sort"); err != nil || p.Name != "alice/sort" || len(p.Runs) != 1 ||
 		p.Runs[0].PeakBytes != 10<<20 {
 		t.Fatalf("operator's profile of alice/sort: %+v, %v; want alice's one run, 10 MiB", p, err)
+	}
+	// The operator's jobs are the cluster's: a bare key, which no client
+	// certificate's tenant shares, whatever its name.
+	opm, err := op.RegisterJob(ctx, "etl", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.beat(opm.Job, 50, 20<<20)
+	if _, err := op.DeregisterJob(ctx, opm.Job, opm.Token); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, ok := r.c.Profile("etl"); !ok || p.Runs[0].Job != opm.Job {
+		t.Fatalf(`the operator's run: profile "etl" %+v, %v; want it there`, p, ok)
+	}
+	// A tenant reads its own profiles, never another's, nor learns their
+	// names.
+	alice := r.client("alice")
+	if p, err := alice.JobProfile(ctx, "sort"); err != nil || p.Name != "alice/sort" {
+		t.Fatalf("alice's own profile of sort: %+v, %v", p, err)
+	}
+	if p, err := alice.JobProfile(ctx, "alice/sort"); err != nil || p.Name != "alice/sort" {
+		t.Fatalf("alice's own alice/sort: %+v, %v", p, err)
+	}
+	if _, err := alice.JobProfile(ctx, "mallory/sort"); !errors.Is(err, wire.ErrBadToken) {
+		t.Fatalf("alice reading mallory/sort: %v; want refused", err)
+	}
+	if _, err := alice.JobProfile(ctx, "etl"); !errors.Is(err, wire.ErrNotFound) || strings.Contains(err.Error(), "mallory") || strings.Contains(err.Error(), ": etl") ||
+		!strings.Contains(err.Error(), "1 name(s) have one: alice/sort") {
+		t.Fatalf("alice's profile of a name she never ran: %v; want not found naming only her own", err)
 	}
 	for _, bad := range []string{"alice/", "/sort", "a/b/sort", "al ice/sort", "~zz/sort"} {
 		if _, err := op.JobProfile(ctx, bad); !errors.Is(err, wire.ErrBadKey) {
@@ -167,11 +216,97 @@ func TestTenantLabel(t *testing.T) {
 		if !strings.HasPrefix(got, "~") || len(got) != 17 || !validLabel(got) || TenantLabel(cn) != got {
 			t.Errorf("TenantLabel(%q) = %q; want '~' and 16 hex digits, the same each time", cn, got)
 		}
-		if err := checkProfileArg(ProfileKey(got, "sort")); err != nil {
+		if err := CheckProfileArg(ProfileKey(got, "sort")); err != nil {
 			t.Errorf("the key of %q's sort: %v", cn, err)
 		}
 	}
 	if TenantLabel(long) == TenantLabel(long+"y") {
 		t.Error("two long names share a label")
+	}
+}
+
+// TestProfileFloodEvictsItsOwn (hostile trial, 2026-12-02): the book's
+// bound on names is shared, and a tenant that ends jobs of thousands of
+// throwaway names evicts its own oldest profiles, not other tenants'.
+// Before, eviction took the profile updated longest ago of all: one
+// tenant's 10,000 idle jobs evicted every other tenant's profiles, and
+// their next hintless jobs lost their learned sizes.
+func TestProfileFloodEvictsItsOwn(t *testing.T) {
+	b := newProfileBook(0, 10, false)
+	at := time.Unix(1_700_000_000, 0)
+	for _, key := range []string{"alice/sort", "alice/etl", "bob/sort", "sort"} {
+		at = at.Add(time.Second)
+		b.record(key, state.Run{Job: "x-1", Ended: at, PeakBytes: 1 << 20})
+	}
+	for i := range 500 {
+		at = at.Add(time.Second)
+		b.record(ProfileKey("mallory", fmt.Sprintf("junk-%d", i)), state.Run{Job: "junk-1", Ended: at})
+	}
+	for _, key := range []string{"alice/sort", "alice/etl", "bob/sort", "sort"} {
+		if _, ok := b.profile(key); !ok {
+			t.Errorf("%s was evicted by another tenant's flood of names", key)
+		}
+	}
+	if b.lru.Len() != 10 || b.perTenant["mallory"] != 6 {
+		t.Errorf("%d profiles, mallory holds %d; want 10, 6 (its newest)", b.lru.Len(), b.perTenant["mallory"])
+	}
+	if _, ok := b.profile("mallory/junk-499"); !ok {
+		t.Error("the flooding tenant's newest profile was evicted")
+	}
+	// Loading a store over the bound evicts the same way: mallory's 6 down
+	// to alice's 2, then the oldest of the two tenants tied at most.
+	var ps []state.Profile
+	for e := b.lru.Back(); e != nil; e = e.Prev() {
+		ps = append(ps, *e.Value.(*state.Profile))
+	}
+	small := newProfileBook(0, 5, false)
+	small.load(ps)
+	got := map[string]int{}
+	for k, n := range small.perTenant {
+		got[k] = n
+	}
+	if want := map[string]int{"alice": 1, "bob": 1, "": 1, "mallory": 2}; !maps.Equal(got, want) {
+		t.Errorf("loaded into 5 names, the tenants hold %v; want %v", got, want)
+	}
+}
+
+// TestTenantOfOneCommonName: a certificate whose subject has two common
+// names is labelled by its whole subject's hash, not by either name (Go
+// keeps the last, other tools show the first: a hostile trial's CN=bob,
+// CN=alice certificate was recorded as alice's); one with one common name
+// is that name's.
+func TestTenantOfOneCommonName(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func(names ...string) tls.ConnectionState {
+		var subj pkix.Name
+		for _, n := range names {
+			subj.ExtraNames = append(subj.ExtraNames, pkix.AttributeTypeAndValue{Type: oidCommonName, Value: n})
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: subj, NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}, VerifiedChains: [][]*x509.Certificate{{cert}}}
+	}
+	if got := TenantOf(state("alice")); got != "alice" {
+		t.Errorf("one common name alice: %q", got)
+	}
+	two := TenantOf(state("bob", "alice"))
+	if two == "alice" || two == "bob" || !strings.HasPrefix(two, "~") || !validLabel(two) {
+		t.Errorf("common names bob and alice: %q; want a hash label, neither name", two)
+	}
+	if got := TenantOf(state()); !strings.HasPrefix(got, "~") {
+		t.Errorf("no common name: %q; want a hash label", got)
+	}
+	if got := TenantOf(tls.ConnectionState{}); got != "" {
+		t.Errorf("no certificate: %q; want no tenant", got)
 	}
 }

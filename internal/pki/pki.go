@@ -190,7 +190,7 @@ func (ca *CA) Save(dir string) error {
 // IssueTo issues a certificate for name with role r and writes it to
 // dir/NAME.pem and dir/NAME-key.pem.
 func (ca *CA) IssueTo(dir string, r Role, name string, hosts []string) error {
-	if err := checkName(name); err != nil {
+	if err := CheckMemberName(name); err != nil {
 		return err
 	}
 	certPEM, keyPEM, err := ca.Issue(r, name, hosts, 0)
@@ -210,7 +210,10 @@ func writeFile(path string, b []byte, mode os.FileMode) error {
 	return nil
 }
 
-func checkName(name string) error {
+// CheckMemberName refuses a member name that is not a plain file name in
+// a TLS directory (NAME.pem, NAME-key.pem): empty, ".", "..", with a
+// path separator, or the CA's own "ca" or "ca-key".
+func CheckMemberName(name string) error {
 	if name == "" || strings.ContainsAny(name, `/\`) || name == "ca" || name == "ca-key" || name == "." || name == ".." {
 		return fmt.Errorf("pki: %q is not a member name", name)
 	}
@@ -269,7 +272,7 @@ func load(dir, name string) (*x509.CertPool, tls.Certificate, error) {
 	if err != nil {
 		return nil, tls.Certificate{}, err
 	}
-	if err := checkName(name); err != nil {
+	if err := CheckMemberName(name); err != nil {
 		return nil, tls.Certificate{}, err
 	}
 	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem"))

@@ -80,15 +80,8 @@ func (f *Flags) Config() (Config, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = ownNamespace()
 	}
-	switch {
-	case cfg.Controller == "":
-		return cfg, errors.New("--k8s-controller is required: the address node pods reach the controller at, e.g. pocket-controller.pocket.svc:7000")
-	case cfg.Image == "":
-		return cfg, errors.New("--k8s-image is required: the node pods' image, its entrypoint the pocket binary, e.g. pocket:dev")
-	case cfg.Secret == "":
-		return cfg, errors.New("--k8s-secret is required: the Secret holding the cluster secret")
-	case cfg.TLSSecret == "" && !cfg.Insecure:
-		return cfg, errors.New("--k8s-tls-secret is required over TLS: the Secret holding the nodes' certificate (pocket cert issue --role node)")
+	if err := missingFlags(&cfg); err != nil {
+		return cfg, err
 	}
 	switch f.owner {
 	case OwnerController, OwnerPod, OwnerNone:
@@ -106,6 +99,31 @@ func (f *Flags) New(ctx context.Context) (*Orchestrator, error) {
 		return nil, err
 	}
 	return f.Build(ctx, cs)
+}
+
+// missingFlags names, all at once, the flags cfg requires that are empty.
+func missingFlags(cfg *Config) error {
+	var missing []string
+	for _, m := range []struct {
+		empty      bool
+		flag, what string
+	}{
+		{cfg.Controller == "", "--k8s-controller", "the address node pods reach the controller at, e.g. pocket-controller.pocket.svc:7000"},
+		{cfg.Image == "", "--k8s-image", "the node pods' image, its entrypoint the pocket binary, e.g. pocket:dev"},
+		{cfg.Secret == "", "--k8s-secret", "the Secret holding the cluster secret"},
+		{cfg.TLSSecret == "" && !cfg.Insecure, "--k8s-tls-secret", "over TLS, the Secret holding the nodes' certificate (pocket cert issue --role node)"},
+	} {
+		if m.empty {
+			missing = append(missing, m.flag+" ("+m.what+")")
+		}
+	}
+	switch len(missing) {
+	case 0:
+		return nil
+	case 1:
+		return errors.New("required flag missing: " + missing[0])
+	}
+	return errors.New("required flags missing: " + strings.Join(missing, ", "))
 }
 
 // Build returns the orchestrator the flags describe over client. Unless

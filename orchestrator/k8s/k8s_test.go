@@ -581,7 +581,7 @@ func TestKubernetesFlags(t *testing.T) {
 		{"gone", nil, "pods \"gone\" not found"},
 		{"pocket-controller-0", []string{"--k8s-owner", "mine"}, `--k8s-owner "mine"`},
 		{"pocket-controller-0", []string{"--k8s-labels", "a"}, "KEY=VALUE"},
-		{"pocket-controller-0", []string{"--k8s-controller", ""}, "--k8s-controller is required"},
+		{"pocket-controller-0", []string{"--k8s-controller", ""}, "required flag missing: --k8s-controller ("},
 	} {
 		t.Setenv(EnvPodName, tc.pod)
 		if _, err := build(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -4,11 +4,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,13 +33,16 @@ func runCert(args []string) int {
 
 // certIssue is one `pocket cert issue`.
 type certIssue struct {
-	role     string
-	name     string
-	tenant   string
-	out      string
-	data     string
-	hosts    hostList
-	validity time.Duration
+	role   string
+	name   string
+	tenant string
+	out    string
+	// tenantGiven: --tenant was on the command line (an empty one is
+	// refused, not taken as no tenant).
+	tenantGiven bool
+	data        string
+	hosts       hostList
+	validity    time.Duration
 }
 
 func runCertIssue(args []string) int {
@@ -52,6 +58,10 @@ func runCertIssue(args []string) int {
 	fs.DurationVar(&c.validity, "validity", pki.DefaultValidity, "how long the certificate is valid (at most until the CA expires)")
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code
+	}
+	fs.Visit(func(f *flag.Flag) { c.tenantGiven = c.tenantGiven || f.Name == "tenant" })
+	if _, err := c.check(); err != nil {
+		return usageError("cert issue", err)
 	}
 	if err := c.run(); err != nil {
 		return fail("cert issue: %v", err)
@@ -75,8 +85,18 @@ func (c *certIssue) check() (pki.Role, error) {
 	if c.name == "" {
 		c.name = pki.Members[role]
 	}
+	if err := pki.CheckMemberName(c.name); err != nil {
+		return "", fmt.Errorf("--name %q: want a file name (NAME.pem and NAME-key.pem are written in --out): %w", c.name, err)
+	}
+	if c.tenantGiven && c.tenant == "" {
+		return "", errors.New(`--tenant "": name the tenant (or leave --tenant out: the certificate's name is then the member name)`)
+	}
 	if c.tenant != "" && role != pki.RoleClient {
 		return "", fmt.Errorf("--tenant %q: only a client certificate names a tenant", c.tenant)
+	}
+	if slices.Contains(slices.Collect(maps.Values(pki.Members)), c.tenant) {
+		return "", fmt.Errorf("--tenant %q: a member's name (%q is the tenant of the %s.pem every pocket up and pocket controller make): choose another",
+			c.tenant, pki.Members[pki.RoleClient], pki.Members[pki.RoleClient])
 	}
 	if c.tenant != "" && controller.TenantLabel(c.tenant) != c.tenant {
 		return "", fmt.Errorf("--tenant %q: want 1 to %d letters, digits, '.', '_' and '-', starting with a letter or digit",
@@ -180,13 +200,22 @@ func article(word string) string {
 
 // report prints what was issued and how its holder uses it.
 func (c *certIssue) report(role pki.Role, cert *x509.Certificate) {
-	fmt.Printf("issued %s %s certificate %q valid until %s in %s (%s, %s.pem, %s-key.pem; keep the key private)\n",
-		article(string(role)), role, c.name, cert.NotAfter.UTC().Format(time.DateOnly), c.out, pki.CAFile, c.name, c.name)
-	if c.tenant != "" {
-		fmt.Printf("its holder is tenant %q: its jobs are sized from their own profiles (pocket job profile %s/NAME)\n", c.tenant, c.tenant)
+	who := fmt.Sprintf("%q", c.name)
+	if cn := cert.Subject.CommonName; role == pki.RoleClient {
+		who = fmt.Sprintf("for tenant %q", cn)
+	}
+	fmt.Printf("issued %s %s certificate %s valid until %s in %s (%s, %s.pem, %s-key.pem; keep the key private)\n",
+		article(string(role)), role, who, cert.NotAfter.UTC().Format(time.DateOnly), c.out, pki.CAFile, c.name, c.name)
+	if role == pki.RoleClient {
+		fmt.Printf("over TLS its jobs are tenant %q's: sized from that tenant's own profiles, which it reads with pocket job profile NAME\n",
+			cert.Subject.CommonName)
 	}
 	if c.name != pki.Members[role] {
-		fmt.Printf("note: the pocket commands look for %s.pem in a TLS directory\n", pki.Members[role])
+		fmt.Printf("note: the pocket commands look for %s.pem in a TLS directory: rename the files to use them there", pki.Members[role])
+		if role == pki.RoleClient {
+			fmt.Print(" (--tenant names a tenant and keeps the file name)")
+		}
+		fmt.Println()
 	}
 	switch role {
 	case pki.RoleNode:

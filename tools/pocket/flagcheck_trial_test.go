@@ -97,12 +97,17 @@ func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
 		{args: append(ctl, "--k8s-anti-affinity", "junk"), lead: q("k8s-anti-affinity", "junk")},
 		{args: append(ctl, "--k8s-image-pull-policy", "junk"), lead: q("k8s-image-pull-policy", "junk")},
 		{args: append(ctl, "--k8s-controller", "junk"), lead: q("k8s-controller", "junk")},
+		// 8a. cert issue --tenant: a name only a client certificate has,
+		// given (exit 1 before, or taken empty).
+		{args: []string{"cert", "issue", "--role", "operator", "--tenant", "alice", "--out", filepath.Join(dir, "t1")}, lead: `--tenant "alice": only a client certificate`},
+		{args: []string{"cert", "issue", "--role", "client", "--tenant", "a/b", "--out", filepath.Join(dir, "t2")}, lead: `--tenant "a/b": want 1 to 20`},
+		{args: []string{"cert", "issue", "--role", "client", "--tenant", "", "--out", filepath.Join(dir, "t3")}, lead: `--tenant "": name the tenant`},
 		// 8b. --orchestrator kubernetes without a flag it requires: found
 		// when the orchestrator started, after the state and the listener.
-		{args: append(ctl, "--orchestrator", "kubernetes"), lead: "--orchestrator kubernetes: --k8s-controller is required"},
-		{args: append(ctl, "--orchestrator", "kubernetes", "--k8s-controller", "c:7000"), lead: "--orchestrator kubernetes: --k8s-image is required"},
+		{args: append(ctl, "--orchestrator", "kubernetes"), lead: "--orchestrator kubernetes: required flags missing: --k8s-controller (", also: ", --k8s-image ("},
+		{args: append(ctl, "--orchestrator", "kubernetes", "--k8s-controller", "c:7000"), lead: "--orchestrator kubernetes: required flag missing: --k8s-image ("},
 		{args: []string{"controller", "--listen", "127.0.0.1:0", "--data-dir", dir, "--orchestrator", "kubernetes", "--k8s-controller", "c:7000",
-			"--k8s-image", "pocket:dev", "--k8s-tls-secret", ""}, lead: `--k8s-tls-secret "": --k8s-tls-secret is required over TLS`},
+			"--k8s-image", "pocket:dev", "--k8s-tls-secret", ""}, lead: `--k8s-tls-secret "": required flag missing: --k8s-tls-secret (over TLS`},
 		// 9. bench's own flags: named, after "pocket: bench:", one usage line.
 		{args: []string{"bench", "--addr", "junk"}, lead: q("addr", "junk"), not: "Drives a storage node"},
 		{args: []string{"bench", "--target", "echo://a"}, lead: q("target", "echo://a")},

@@ -243,6 +243,12 @@ func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints,
 		return nil, nil
 	}
 	tc, err := tf.config(pki.RoleOperator)
+	var none *noMemberError
+	if errors.As(err, &none) {
+		// A tenant's directory: its client certificate may not read the
+		// cluster's status, and should not be told to get an operator's.
+		return nil, errors.New("that needs the cluster's status, which an operator's certificate reads and a client's may not")
+	}
 	if err != nil {
 		return nil, err
 	}

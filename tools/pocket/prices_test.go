@@ -142,6 +142,11 @@ func TestReadProfile(t *testing.T) {
 	if got, err := readProfile(dir, "bob/etl"); err != nil || got.Runs[0].Job != "etl-2" {
 		t.Fatalf("bob/etl: %+v, %v", got, err)
 	}
+	for _, bad := range []string{"", "a/b/x", "x/../y", "alice/"} {
+		if _, err := readProfile(dir, bad); !errors.Is(err, wire.ErrBadKey) {
+			t.Errorf("readProfile(%q): %v; want the controller's bad key", bad, err)
+		}
+	}
 }
 
 func within(got, want float64) bool { return math.Abs(got-want) <= 1e-9*want }

@@ -58,7 +58,8 @@ type runJSON struct {
 
 // runJobProfile shows a job name's profile. It asks the running
 // controller (--controller, $POCKET_CONTROLLER or the default address,
-// over TLS with the operator's certificate as pocket status does), whose
+// over TLS with the operator's certificate as pocket status does, else a
+// client's, which reads its own tenant's profiles), whose
 // answer gives the next size under that controller's own policy. When no
 // controller answers (none listening, or no TLS credentials to ask one
 // with), or with --data-dir, it reads a stopped controller's state
@@ -106,7 +107,7 @@ func runJobProfile(args []string) int {
 // an error, since the default data directory may hold another cluster's
 // state (--data-dir reads a stopped controller's state on purpose).
 func askProfile(addrFlag string, tf *tlsFlags, name string) (jobProfileJSON, error) {
-	tc, err := tf.config(pki.RoleOperator)
+	tc, err := tf.config(pki.RoleOperator, pki.RoleClient) // a client reads its tenant's
 	if err == nil {
 		mc, ctx, done := ctlClient(addrFlag, tc)
 		defer done()
@@ -197,6 +198,9 @@ func profileViewWire(p *wire.JobProfile) jobProfileJSON {
 // empty) and returns name's profile: name is a profile key or a bare job
 // name one tenant alone has a profile of (controller.MatchProfile).
 func readProfile(dir, name string) (*state.Profile, error) {
+	if err := controller.CheckProfileArg(name); err != nil {
+		return nil, err
+	}
 	if dir == "" {
 		var err error
 		if dir, err = defaultDataDir(); err != nil {
@@ -229,7 +233,7 @@ func readProfile(dir, name string) (*state.Profile, error) {
 		}
 	}
 	if len(theirs) > 1 {
-		return nil, fmt.Errorf("job name %q has profiles of %d tenants in %s: give one of %s", name, len(theirs), sdir, strings.Join(theirs, ", "))
+		return nil, fmt.Errorf("job name %q has profiles of %d tenants in %s: give one of %s", name, len(theirs), sdir, controller.ShownNames(theirs))
 	}
 	return nil, fmt.Errorf("no profile of job name %q in %s: a profile is recorded when a job of the name ends (%d name(s) have one%s)",
 		name, sdir, len(snap.Profiles), profileNames(snap.Profiles, 10))

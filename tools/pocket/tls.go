@@ -138,8 +138,16 @@ func memberConfig(dir string, roles ...pki.Role) (*tls.Config, error) {
 		}
 		names = append(names, name+".pem")
 	}
-	return nil, fmt.Errorf("%s holds no certificate for this command (want %s): run pocket cert issue --role %s --out %s where the cluster CA is",
-		dir, strings.Join(names, " or "), roles[0], dir)
+	return nil, fmt.Errorf("%w (want %s): run pocket cert issue --role %s --out %s where the cluster CA is",
+		&noMemberError{dir}, strings.Join(names, " or "), roles[0], dir)
+}
+
+// noMemberError: a TLS directory holds none of the certificates a
+// command may present.
+type noMemberError struct{ dir string }
+
+func (e *noMemberError) Error() string {
+	return e.dir + " holds no certificate for this command"
 }
 
 // tlsHint adds what to check to a controller call's error when TLS and

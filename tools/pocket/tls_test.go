@@ -342,17 +342,27 @@ func TestCtlHint(t *testing.T) {
 }
 
 // TestCertIssueTenant: --tenant names a client certificate's tenant, and
-// only a client's, with a name that is its own label.
+// only a client's, with a name that is its own label and no member's
+// (hostile trial: --tenant client joined the tenant of every client.pem
+// pocket up makes). --name is a file name in --out: "../../evil" wrote
+// outside it.
 func TestCertIssueTenant(t *testing.T) {
 	for _, c := range []struct {
 		role, tenant string
 		ok           bool
 	}{{"client", "alice", true}, {"client", "team-7.etl", true}, {"operator", "alice", false}, {"node", "alice", false},
-		{"client", "a/b", false}, {"client", "-x", false}, {"client", strings.Repeat("x", 21), false}, {"client", "ca", true}} {
-		ci := certIssue{role: c.role, tenant: c.tenant, out: t.TempDir(), validity: time.Hour}
+		{"client", "a/b", false}, {"client", "-x", false}, {"client", strings.Repeat("x", 21), false}, {"client", "ca", true},
+		{"client", "", false}, {"client", "operator", false}, {"client", "client", false}, {"client", "node", false}} {
+		ci := certIssue{role: c.role, tenant: c.tenant, tenantGiven: true, out: t.TempDir(), validity: time.Hour}
 		_, err := ci.check()
 		if (err == nil) != c.ok || (err != nil && !strings.Contains(err.Error(), "--tenant")) {
 			t.Errorf("--role %s --tenant %q: %v; want ok %v", c.role, c.tenant, err, c.ok)
+		}
+	}
+	for _, name := range []string{"../../evil", "a/b", "..", "ca"} {
+		ci := certIssue{role: "client", name: name, out: t.TempDir(), validity: time.Hour}
+		if _, err := ci.check(); err == nil || !strings.Contains(err.Error(), "--name") {
+			t.Errorf("--name %q: %v; want refused", name, err)
 		}
 	}
 }
