@@ -72,7 +72,10 @@ func (c *Controller) listJobsLocked(st *wire.ClusterStatus, after uint64, limit,
 		u := c.jobUtilLocked(j, drainSafeSmooth)
 		js := wire.JobStatus{Job: j.id, Name: j.name, Tier: j.tier, Epoch: j.epoch, Nodes: c.mapLocked(j).Nodes,
 			Hints: j.hints, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Age: now.Sub(j.created),
-			UsedMbps: jobStatusMbps(u.Mbps), UsedBytes: jobStatusBytes(c.jobHeldBytesLocked(j))}
+			UsedMbps: jobStatusMbps(u.Mbps), UsedBytes: jobStatusBytes(c.jobHeldBytesLocked(j)), Tenant: j.tenant}
+		if len(js.Tenant) > wire.MaxTenantLen {
+			js.Tenant = TenantLabel(js.Tenant) // a stored record's, not TenantOf's
+		}
 		if budget -= jobStatusSize(&js); budget < 0 && len(st.Jobs) > 0 {
 			break
 		}
@@ -182,7 +185,7 @@ func nodeStatusSize(n *wire.NodeStatus) int {
 }
 
 func jobStatusSize(j *wire.JobStatus) int {
-	s := 200 + len(j.Job) + len(j.Name)
+	s := 200 + len(j.Job) + len(j.Name) + len(j.Tenant)
 	for _, n := range j.Nodes {
 		s += 48 + len(n.Addr)
 	}

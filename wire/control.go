@@ -414,7 +414,14 @@ type JobStatus struct {
 	// node that reports none).
 	UsedMbps  float64
 	UsedBytes int64
+	// Tenant is the tenant that registered the job (its client
+	// certificate's name, as controller.TenantOf labels it; at most
+	// MaxTenantLen bytes): "" without TLS.
+	Tenant string
 }
+
+// MaxTenantLen bounds a status reply's tenant label.
+const MaxTenantLen = 64
 
 // ClusterStatus lists the cluster's nodes and jobs. A status reply holds
 // every node (up to the reply's size bound; NodeCount says how many there
@@ -503,7 +510,7 @@ var (
 	jobStatusSpec = TableSpec{Name: "JobStatus", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec},
 		{Kind: TableField, Sub: &jobRegSpec}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
-		{Kind: Scalar8}, {Kind: Scalar8},
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: String},
 	}}
 	priceTableSpec = TableSpec{Name: "PriceTable", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	clusterSpec    = TableSpec{Name: "ClusterStatus", Fields: []Field{
@@ -1373,6 +1380,7 @@ func (j *JobStatus) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
 	job := str(b, j.Job)
 	nodes := encodeMapNodes(b, j.Nodes, fb.JobStatusStartNodesVector)
 	hints := (&JobRegister{Name: j.Name, Hints: j.Hints}).build(b)
+	tenant := str(b, j.Tenant)
 	fb.JobStatusStart(b)
 	addOff(b, job, fb.JobStatusAddJob)
 	fb.JobStatusAddTier(b, j.Tier)
@@ -1384,6 +1392,7 @@ func (j *JobStatus) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
 	fb.JobStatusAddAgeMs(b, j.Age.Milliseconds())
 	fb.JobStatusAddUsedMbps(b, j.UsedMbps)
 	fb.JobStatusAddUsedBytes(b, j.UsedBytes)
+	addOff(b, tenant, fb.JobStatusAddTenant)
 	return fb.JobStatusEnd(b)
 }
 
@@ -1462,7 +1471,7 @@ func (n *NodeStatus) from(t *fb.NodeStatus) error {
 func (j *JobStatus) from(t *fb.JobStatus) error {
 	if err := firstErr(checkJob(t.Job()), checkNum("allocated Mb/s", t.AllocMbps()),
 		checkSize("allocated bytes", t.AllocBytes()), checkNum("used Mb/s", t.UsedMbps()),
-		checkSize("used bytes", t.UsedBytes())); err != nil {
+		checkSize("used bytes", t.UsedBytes()), checkLen("tenant", len(t.Tenant()), MaxTenantLen)); err != nil {
 		return err
 	}
 	nodes, err := decodeMapNodes(t.NodesLength(), t.Nodes)
@@ -1478,7 +1487,7 @@ func (j *JobStatus) from(t *fb.JobStatus) error {
 	}
 	*j = JobStatus{Job: string(t.Job()), Name: reg.Name, Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
 		Hints: reg.Hints, AllocMbps: t.AllocMbps(), AllocBytes: t.AllocBytes(), Age: msToDuration(t.AgeMs()),
-		UsedMbps: t.UsedMbps(), UsedBytes: t.UsedBytes()}
+		UsedMbps: t.UsedMbps(), UsedBytes: t.UsedBytes(), Tenant: string(t.Tenant())}
 	return nil
 }
 

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -167,6 +169,9 @@ type statusJobJSON struct {
 	// then: a value moved between two nodes' reports may count on both or
 	// on neither, by at most about a heartbeat's worth of moves.
 	Moving bool `json:"moving"`
+	// Tenant is the tenant that registered the job over TLS (its client
+	// certificate's name; "" without TLS), whose profiles size it.
+	Tenant string `json:"tenant"`
 }
 
 // pricesJSON is a price table in status --json: US dollars per GiB-hour
@@ -280,7 +285,7 @@ func statusViewFrom(st *wire.ClusterStatus, prices controller.Prices, source str
 			Nodes: mapNodesJSON(j.Nodes), Lambdas: j.Hints.Lambdas, CapacityBytes: j.Hints.CapacityBytes,
 			PeakMbps: j.Hints.PeakMbps, LatencySensitive: j.Hints.LatencySensitive, AllocMbps: j.AllocMbps,
 			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds(), UsedMbps: j.UsedMbps, UsedBytes: j.UsedBytes,
-			CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes), Moving: moving(j.Nodes)})
+			CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes), Moving: moving(j.Nodes), Tenant: j.Tenant})
 	}
 	out.Allotments = tierAllotments(&out)
 	out.Network = networkAllotment(&out)
@@ -410,12 +415,13 @@ func printStatus(v statusJSON) {
 	}
 	fmt.Println()
 	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tUSED Mb/s\tALLOC SIZE\tUSED SIZE\tCOST $/h\tMAP")
+	tenants := slices.ContainsFunc(v.Jobs, func(j statusJobJSON) bool { return j.Tenant != "" })
+	fmt.Fprintln(w, tenantCell(tenants, "TENANT")+"JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tUSED Mb/s\tALLOC SIZE\tUSED SIZE\tCOST $/h\tMAP")
 	var total float64
 	anyMoving, unsized, over := false, false, false
 	for _, j := range v.Jobs {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%s\n", j.JobID, j.Tier, j.Epoch, len(j.Nodes), j.AllocMbps,
-			j.UsedMbps, allocSizeCell(j), usedSizeCell(j), costCell(j.CostPerHour), mapNotes(j.Nodes))
+		fmt.Fprintf(w, "%s%s\t%s\t%d\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%s\n", tenantCell(tenants, cmp.Or(j.Tenant, "-")), j.JobID, j.Tier,
+			j.Epoch, len(j.Nodes), j.AllocMbps, j.UsedMbps, allocSizeCell(j), usedSizeCell(j), costCell(j.CostPerHour), mapNotes(j.Nodes))
 		total += j.CostPerHour
 		anyMoving = anyMoving || j.Moving
 		unsized = unsized || j.AllocBytes <= 0
@@ -429,7 +435,7 @@ func printStatus(v statusJSON) {
 	fmt.Printf("COST $/h: the jobs' allotments at %s, %s $/h for those listed\n", pricesPhrase(v.Prices), costCell(total))
 	printAllotments(v)
 	if over {
-		fmt.Println("USED SIZE !: the job holds more than its ALLOC SIZE: a capacity hint reserves space, it does not limit the job; " +
+		fmt.Println("USED SIZE !: the job holds more than its ALLOC SIZE: a size (a capacity hint's, or one learned from the job's name) reserves space, it does not limit the job; " +
 			"its puts go on into its nodes' free capacity, which other jobs' allotments may need")
 	}
 	if anyMoving {
@@ -466,6 +472,15 @@ func costCell(usd float64) string {
 		return strconv.FormatFloat(usd, 'g', 2, 64)
 	}
 	return strconv.FormatFloat(usd, 'f', 4, 64)
+}
+
+// tenantCell is a status row's TENANT cell and its tab, when some listed
+// job has a tenant (a cluster over TLS); else nothing, as before tenants.
+func tenantCell(shown bool, s string) string {
+	if !shown {
+		return ""
+	}
+	return s + "\t"
 }
 
 // allocSizeCell is a job's ALLOC SIZE: its allotted bytes, "-" when it

@@ -181,3 +181,27 @@ func TestOverNoteJustPastTheCapacity(t *testing.T) {
 		t.Errorf("not over: %q", got)
 	}
 }
+
+// TestStatusShowsTenants: over TLS each job's row starts with its tenant
+// (- for one registered without, as in-process), and --json carries it; a
+// cluster without tenants keeps the columns it had. Before, nothing told
+// which tenant a job was, whose profiles size it (a new user's trial).
+func TestStatusShowsTenants(t *testing.T) {
+	st := oversubscribed()
+	st.Jobs[0].Tenant, st.Jobs[1].Tenant = "alice", "bob"
+	v := statusView(st)
+	if v.Jobs[0].Tenant != "alice" || v.Jobs[2].Tenant != "" {
+		t.Fatalf("status --json tenants %q, %q; want alice and none", v.Jobs[0].Tenant, v.Jobs[2].Tenant)
+	}
+	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
+	flat := strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{"TENANT JOB TIER EPOCH", "alice a-1 dram", "bob b-2 dram", "- c-3 dram"} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	out, _ = stdoutOf(t, func() int { printStatus(statusView(oversubscribed())); return 0 })
+	if strings.Contains(out, "TENANT") {
+		t.Errorf("status without tenants shows a TENANT column:\n%s", out)
+	}
+}

@@ -70,7 +70,7 @@ func TestStatusMarksBytesOverTheAllotment(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("no rows for %v:\n%s", want, out)
 	}
-	if !strings.Contains(out, "USED SIZE !: the job holds more than its ALLOC SIZE: a capacity hint reserves space, it does not limit the job") {
+	if !strings.Contains(out, "USED SIZE !: the job holds more than its ALLOC SIZE: a size (a capacity hint's, or one learned from the job's name) reserves space, it does not limit the job") {
 		t.Errorf("no note on the ! mark:\n%s", out)
 	}
 }

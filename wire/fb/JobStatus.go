@@ -158,8 +158,16 @@ func (rcv *JobStatus) MutateUsedBytes(n int64) bool {
 	return rcv._tab.MutateInt64Slot(22, n)
 }
 
+func (rcv *JobStatus) Tenant() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(24))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func JobStatusStart(builder *flatbuffers.Builder) {
-	builder.StartObject(10)
+	builder.StartObject(11)
 }
 func JobStatusAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -193,6 +201,9 @@ func JobStatusAddUsedMbps(builder *flatbuffers.Builder, usedMbps float64) {
 }
 func JobStatusAddUsedBytes(builder *flatbuffers.Builder, usedBytes int64) {
 	builder.PrependInt64Slot(9, usedBytes, 0)
+}
+func JobStatusAddTenant(builder *flatbuffers.Builder, tenant flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(10, flatbuffers.UOffsetT(tenant), 0)
 }
 func JobStatusEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -116,7 +116,14 @@ class JobStatus(object):
             return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
         return 0
 
-def JobStatusStart(builder): builder.StartObject(10)
+    # JobStatus
+    def Tenant(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+def JobStatusStart(builder): builder.StartObject(11)
 def Start(builder):
     return JobStatusStart(builder)
 def JobStatusAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -152,6 +159,9 @@ def AddUsedMbps(builder, usedMbps):
 def JobStatusAddUsedBytes(builder, usedBytes): builder.PrependInt64Slot(9, usedBytes, 0)
 def AddUsedBytes(builder, usedBytes):
     return JobStatusAddUsedBytes(builder, usedBytes)
+def JobStatusAddTenant(builder, tenant): builder.PrependUOffsetTRelativeSlot(10, flatbuffers.number_types.UOffsetTFlags.py_type(tenant), 0)
+def AddTenant(builder, tenant):
+    return JobStatusAddTenant(builder, tenant)
 def JobStatusEnd(builder): return builder.EndObject()
 def End(builder):
     return JobStatusEnd(builder)
