@@ -239,9 +239,10 @@ func (j *Job) RemoveAll(ctx context.Context, name string) error {
 // a value, Under how many names under name/ went (values, counted once
 // however many chunks they have, and directory markers; for an empty name,
 // every name of the job). Nodes older than the count answer 0 for Under.
-// ChunkBytes is the bytes of an ended job's object chunks that went with
-// it (nodes delete a live job's chunks with their versions, uncounted):
-// with Count() 0, chunks no manifest named, left by a writer that stopped
+// ChunkBytes is the bytes of an ended job's chunk keys the recursive
+// delete removed under name (a live job's chunks, and those of an object
+// deleted by its own name, go with their versions, uncounted): with
+// Count() 0, chunks no manifest named, left by a writer that stopped
 // between confirming its chunks and publishing (persisted ones outlive the
 // job until deleted).
 type Removed struct {

@@ -52,7 +52,7 @@ func newDataCmd(name string) *dataCmd {
 	case "get":
 		d.once = fs.Bool("delete-after-read", false, "delete the value once read")
 	case "rm":
-		d.all = fs.Bool("all", false, "allow a name that is empty or only slashes, which deletes every key of the job")
+		d.all = fs.Bool("all", false, "delete every key of the job (give no KEY, or an empty one)")
 	}
 	d.tls.bind(fs)
 	return d
@@ -380,6 +380,9 @@ func runRm(args []string) int {
 	if strings.TrimRight(pos[1], "/") == "" && !*d.all {
 		return usageError("rm", fmt.Errorf("%q names the whole job: pass --all to delete every key of %s", pos[1], pos[0]))
 	}
+	if strings.TrimRight(pos[1], "/") != "" && *d.all {
+		return usageError("rm", fmt.Errorf("--all deletes every key of %s, and %q names one: give one of them", pos[0], pos[1]))
+	}
 	j, pos, ctx, done, err := d.open(pos)
 	if err != nil {
 		return fail("rm: %v", err)
@@ -410,16 +413,19 @@ func runRm(args []string) int {
 }
 
 // reportRemoved prints what rm deleted on stdout ("deleted 3 key(s): a and
-// 2 under a/", and an ended job's object chunks that went with them), and
-// returns its exit code: 0, or 1 when a named key held nothing, as rm of a
-// missing file (and the SDK's Delete, not found). The whole job (--all)
-// emptied already exits 0, and so does a delete that found only chunks no
-// manifest named.
+// 2 under a/"; with no key, the bytes of an ended job's chunks no key
+// named that went, res.ChunkBytes), and returns its exit code: 0, or 1
+// when a named key held nothing, as rm of a missing file (and the SDK's
+// Delete, not found). The whole job (--all) emptied already exits 0, and
+// so does a delete that found only chunks no key named. Beside keys
+// deleted, ChunkBytes counts only some of their chunks (those the prefix
+// delete met; a named object's go by version, uncounted), so it is not
+// shown.
 func reportRemoved(job, name string, res pocket.Removed) int {
 	if res.Count() == 0 {
 		if res.ChunkBytes > 0 {
-			fmt.Printf("deleted 0 keys, and %s of object chunks no key named: a writer stopped between putting "+
-				"an object's chunks and publishing it\n", units.FormatSize(res.ChunkBytes))
+			fmt.Printf("deleted 0 keys; %s of large-object chunks no key named went too (a writer stopped between putting "+
+				"an object's chunks and publishing it)\n", units.FormatSize(res.ChunkBytes))
 			return 0
 		}
 		if strings.TrimRight(name, "/") == "" {
@@ -430,11 +436,7 @@ func reportRemoved(job, name string, res pocket.Removed) int {
 			"(rm works by path: it does not delete other keys that start with %q, which pocket ls %s %s lists)",
 			job, strings.TrimRight(name, "/"), strings.TrimRight(name, "/")+"/", name, job, name)
 	}
-	chunks := ""
-	if res.ChunkBytes > 0 {
-		chunks = fmt.Sprintf(" (and %s of their object chunks, or of chunks no key named)", units.FormatSize(res.ChunkBytes))
-	}
-	fmt.Printf("deleted %s%s\n", removedText(name, res), chunks)
+	fmt.Printf("deleted %s\n", removedText(name, res))
 	return 0
 }
 

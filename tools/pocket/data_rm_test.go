@@ -47,6 +47,12 @@ func TestRmSaysWhatItDeleted(t *testing.T) {
 			t.Errorf("rm %q: exit %d, stdout %q, stderr %q; want exit 2 naming --all", args, code, out, errOut)
 		}
 	}
+	// --all with a KEY is a usage error: it deleted the KEY alone (a new
+	// user's trial, 2026-12-02).
+	out, errOut, code = pocketRun(t, r.bin, env, "", "rm", "--insecure", "--all", job, "ab")
+	if code != 2 || out != "" || !strings.Contains(errOut, `--all deletes every key of `+job+`, and "ab" names one`) {
+		t.Errorf("rm --all JOB ab: exit %d, stdout %q, stderr %q; want exit 2", code, out, errOut)
+	}
 	for _, args := range [][]string{{job, ""}, {job}} {
 		out, errOut, code = pocketRun(t, r.bin, env, "", append([]string{"rm", "--insecure", "--all"}, args...)...)
 		if code != 0 || out != "deleted 0 keys: job "+job+" held none\n" {

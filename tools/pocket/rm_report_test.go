@@ -18,9 +18,9 @@ func TestRmReportsChunkBytes(t *testing.T) {
 		want string
 		code int
 	}{
-		{"", pocket.Removed{ChunkBytes: 182 << 20}, "deleted 0 keys, and 182MiB of object chunks no key named", 0},
-		{"a", pocket.Removed{ChunkBytes: 4 << 10}, "deleted 0 keys, and 4KiB of object chunks no key named", 0},
-		{"", pocket.Removed{Under: 3, ChunkBytes: 1 << 20}, "deleted 3 key(s): every key of the job (and 1MiB of their object chunks", 0},
+		{"", pocket.Removed{ChunkBytes: 182 << 20}, "deleted 0 keys; 182MiB of large-object chunks no key named went too", 0},
+		{"a", pocket.Removed{ChunkBytes: 4 << 10}, "deleted 0 keys; 4KiB of large-object chunks no key named", 0},
+		{"", pocket.Removed{Under: 3, ChunkBytes: 1 << 20}, "deleted 3 key(s): every key of the job\n", 0},
 		{"", pocket.Removed{}, "deleted 0 keys: job j-1 held none", 0},
 		{"a", pocket.Removed{Name: true}, "deleted 1 key(s): a\n", 0},
 	} {
