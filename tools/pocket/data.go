@@ -83,7 +83,7 @@ func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, fu
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	tc, err := d.tls.config(pki.RoleClient)
+	tc, err := d.tls.config(pki.RoleClient, pki.RoleOperator) // an operator may fetch a job's map too
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -164,7 +164,7 @@ const credentialCtlWait = 2 * time.Second
 // openCredentialLive opens cred through a Store of the controller, which
 // says (within credentialCtlWait) whether the job is live.
 func (d *dataCmd) openCredentialLive(ctx context.Context, cred string) (*pocket.Store, *pocket.Job, error) {
-	tc, err := d.tls.config(pki.RoleClient)
+	tc, err := d.tls.config(pki.RoleClient, pki.RoleOperator) // an operator may fetch a job's map too
 	if err != nil {
 		return nil, nil, err
 	}

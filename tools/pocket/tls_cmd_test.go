@@ -304,6 +304,15 @@ func issuedClients(t *testing.T, bin string, base []string, ctl, data string) {
 		t.Fatalf("alice's client.pem: %v; want the certificate name alice", err)
 	}
 	registerCLI(t, bin, append(slices.Clone(base), "POCKET_CONTROLLER="+ctl, envTLSDir+"="+aliceDir), "alices-job")
+	// A directory holding the operator's certificate alone registers a
+	// job and puts to it (put wanted client.pem: a new user's trial).
+	opDir := filepath.Join(t.TempDir(), "op")
+	issueCert(t, bin, base, data, "operator", "", opDir)
+	opEnv := append(slices.Clone(base), "POCKET_CONTROLLER="+ctl, envTLSDir+"="+opDir)
+	opJob, opTok := registerCLI(t, bin, opEnv, "operators-job")
+	if _, errOut, code := pocketRun(t, bin, append(opEnv, "POCKET_TOKEN="+opTok), "v", "put", opJob, "k", "-"); code != 0 {
+		t.Errorf("put with the operator's certificate alone: exit %d: %s", code, errOut)
+	}
 	// A client certificate saved as operator.pem is still a client's.
 	fake := filepath.Join(t.TempDir(), "fake-operator")
 	issueCert(t, bin, base, data, "client", "operator", fake)
