@@ -663,6 +663,13 @@ func (o *orchFlags) check(insecure bool) error {
 		if o.up.autoscale {
 			return errors.New("--autoscale needs an orchestrator to start nodes with: give --orchestrator kubernetes (or use pocket up --autoscale on one machine)")
 		}
+		if given := o.k8sGiven(); len(given) > 0 {
+			verb := "takes"
+			if len(given) > 1 {
+				verb = "take"
+			}
+			warn("controller", "note: %s %s effect only with --orchestrator kubernetes: checked, and unused", strings.Join(given, ", "), verb)
+		}
 	case "kubernetes":
 		return o.checkK8sRequired(insecure)
 	default:
@@ -690,6 +697,17 @@ func (o *orchFlags) checkK8sRequired(insecure bool) error {
 		return fmt.Errorf("--orchestrator kubernetes: %w", err)
 	}
 	return nil
+}
+
+// k8sGiven lists the --k8s-* flags on the command line.
+func (o *orchFlags) k8sGiven() []string {
+	var given []string
+	o.fs.Visit(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, "k8s-") {
+			given = append(given, "--"+f.Name)
+		}
+	})
+	return given
 }
 
 // checkK8s refuses a --k8s-* value given that the Kubernetes orchestrator
