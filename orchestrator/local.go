@@ -3,13 +3,16 @@ package orchestrator
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,11 +47,24 @@ type Local struct {
 	// O_DIRECT (tmpfs does not), and be this orchestrator's alone; ""
 	// refuses such specs.
 	NVMeDir string
+	// Ports, when not zero, are the ports the nodes listen on: each node
+	// takes the lowest port of the range that no running node of this
+	// orchestrator holds and that can be bound when it starts (a port
+	// another program holds is passed over). Start fails with ErrNoPort
+	// when none is left. Zero: ports the kernel picks.
+	Ports PortRange
 
 	mu    sync.Mutex
 	procs map[string]*localProc
+	held  map[int]bool // ports of Ports taken by nodes starting or running
 	seq   int
 }
+
+// PortRange is the ports First to Last, both included (1 to 65535).
+type PortRange struct{ First, Last int }
+
+// ErrNoPort: every port of Local.Ports is held.
+var ErrNoPort = errors.New("orchestrator: no free port left in the nodes' port range")
 
 type localProc struct {
 	node     Node
@@ -76,22 +92,64 @@ func (l *Local) Start(ctx context.Context, spec NodeSpec) (Node, error) {
 		host = "127.0.0.1"
 	}
 	id := l.nextID()
+	port, err := l.takePort(host)
+	if err != nil {
+		return Node{}, err
+	}
 	nvme, file, err := l.nvmeOf(spec, id)
 	if err != nil {
+		l.releasePort(port)
 		return Node{}, err
 	}
-	cmd, addr, err := l.run(ctx, bin, l.nodeArgs(host, nvme, spec))
+	cmd, addr, err := l.run(ctx, bin, l.nodeArgs(net.JoinHostPort(host, strconv.Itoa(port)), nvme, spec))
 	if err != nil {
 		removeFile(file)
+		l.releasePort(port)
 		return Node{}, err
 	}
-	return l.track(cmd, Node{ID: id, Addr: addr}, file), nil
+	return l.track(cmd, Node{ID: id, Addr: addr}, file, port), nil
 }
 
-// nodeArgs is the command line of a node of spec listening on host, with
-// the NVMe tier nvme (PATH:SIZE, or "").
-func (l *Local) nodeArgs(host, nvme string, spec NodeSpec) []string {
-	args := []string{"node", "--listen", host + ":0", "--dram", spec.DRAM}
+// takePort holds the lowest port of l.Ports no node holds that host:port
+// can be bound on now (0 without a range: the kernel picks).
+func (l *Local) takePort(host string) (int, error) {
+	if l.Ports == (PortRange{}) {
+		return 0, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for p := l.Ports.First; p <= l.Ports.Last; p++ {
+		if l.held[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err != nil {
+			continue // another program's
+		}
+		_ = ln.Close()
+		if l.held == nil {
+			l.held = map[int]bool{}
+		}
+		l.held[p] = true
+		return p, nil
+	}
+	return 0, fmt.Errorf("%w (%d-%d)", ErrNoPort, l.Ports.First, l.Ports.Last)
+}
+
+// releasePort gives back a port takePort held (0: none).
+func (l *Local) releasePort(p int) {
+	if p == 0 {
+		return
+	}
+	l.mu.Lock()
+	delete(l.held, p)
+	l.mu.Unlock()
+}
+
+// nodeArgs is the command line of a node of spec listening on listen
+// (HOST:PORT), with the NVMe tier nvme (PATH:SIZE, or "").
+func (l *Local) nodeArgs(listen, nvme string, spec NodeSpec) []string {
+	args := []string{"node", "--listen", listen, "--dram", spec.DRAM}
 	if nvme != "" {
 		args = append(args, "--nvme", nvme)
 	}
@@ -196,7 +254,7 @@ func (l *Local) awaitAddr(ctx context.Context, out io.Reader) (string, error) {
 	}
 }
 
-func (l *Local) track(cmd *exec.Cmd, node Node, file string) Node {
+func (l *Local) track(cmd *exec.Cmd, node Node, file string, port int) Node {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.procs == nil {
@@ -207,6 +265,7 @@ func (l *Local) track(cmd *exec.Cmd, node Node, file string) Node {
 	go func() {
 		_ = cmd.Wait()
 		removeFile(file)
+		l.releasePort(port)
 		l.logExit(p)
 		close(p.done)
 	}()

@@ -97,6 +97,11 @@ func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
 		{args: append(ctl, "--k8s-anti-affinity", "junk"), lead: q("k8s-anti-affinity", "junk")},
 		{args: append(ctl, "--k8s-image-pull-policy", "junk"), lead: q("k8s-image-pull-policy", "junk")},
 		{args: append(ctl, "--k8s-controller", "junk"), lead: q("k8s-controller", "junk")},
+		// 7b. up --node-ports: a range of ports, enough for the nodes.
+		{args: append(up, "--node-ports", "junk"), lead: `--node-ports "junk": want FIRST-LAST`},
+		{args: append(up, "--node-ports", "9-8"), lead: `--node-ports "9-8": want FIRST-LAST`},
+		{args: append(up, "--node-ports", "65535-65536"), lead: `--node-ports "65535-65536": want FIRST-LAST`},
+		{args: append(up, "--nodes", "3", "--node-ports", "7000-7001"), lead: `--node-ports "7000-7001": 2 port(s) for 3 nodes`},
 		// 8a. cert issue --tenant: a name only a client certificate has,
 		// given (exit 1 before, or taken empty).
 		{args: []string{"cert", "issue", "--role", "operator", "--tenant", "alice", "--out", filepath.Join(dir, "t1")}, lead: `--tenant "alice": only a client certificate`},

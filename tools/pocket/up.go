@@ -44,6 +44,10 @@ type upOptions struct {
 	// metricsBase, when not 0, gives the controller /metrics on
 	// 127.0.0.1:metricsBase and node i (from 0) on metricsBase+1+i.
 	metricsBase int
+	// nodePorts is --node-ports, FIRST-LAST or PORT ("": ports the kernel
+	// picks); ports its parsed range.
+	nodePorts string
+	ports     orchestrator.PortRange
 	// secretFile holds the cluster secret (created if missing); "" takes
 	// $POCKET_SECRET, else DATA/controller/secret when the state is kept
 	// (ctlServe.secretFile), else a fresh secret in a temporary file.
@@ -162,7 +166,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	id.set(addr.String())
 	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret, serve: o.serve, tlsDir: tlsDir,
 		started: time.Now(), restored: ctl.Status().JobCount,
-		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}, Logger: id.log}}
+		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}, Logger: id.log, Ports: o.ports}}
 	if !o.quiet {
 		u.orch.Log = os.Stderr
 	}
@@ -273,6 +277,9 @@ func (o *upOptions) check(fs *flag.FlagSet) error {
 	if err := o.checkMetricsBase(); err != nil {
 		return err
 	}
+	if err := o.checkNodePorts(); err != nil {
+		return err
+	}
 	_, err := o.log.handler(io.Discard) // a bad --log-level or --log-format
 	return err
 }
@@ -343,6 +350,29 @@ func (o *upOptions) nvmeDir() (string, func(), error) {
 		return "", nil, fmt.Errorf("the nodes' NVMe directory: %w", err)
 	}
 	return dir, release, nil
+}
+
+// checkNodePorts parses --node-ports (FIRST-LAST, or one PORT) into
+// o.ports, refusing ports outside 1-65535, a range backwards, or one
+// with fewer ports than --nodes.
+func (o *upOptions) checkNodePorts() error {
+	if o.nodePorts == "" {
+		return nil
+	}
+	first, last, ok := strings.Cut(o.nodePorts, "-")
+	if !ok {
+		last = first
+	}
+	f, ferr := strconv.Atoi(first)
+	l, lerr := strconv.Atoi(last)
+	switch {
+	case ferr != nil || lerr != nil || f < 1 || l > 65535 || f > l:
+		return fmt.Errorf("--node-ports %q: want FIRST-LAST (or one PORT), ports from 1 to 65535, FIRST not above LAST", o.nodePorts)
+	case l-f+1 < o.nodes:
+		return fmt.Errorf("--node-ports %q: %d port(s) for %d nodes", o.nodePorts, l-f+1, o.nodes)
+	}
+	o.ports = orchestrator.PortRange{First: f, Last: l}
+	return nil
 }
 
 // checkMetricsBase refuses a base whose ports do not fit below 65536, or
@@ -485,6 +515,7 @@ func runUp(args []string) int {
 	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node (0: none, with --nvme)")
 	fs.StringVar(&o.nvme, "nvme", "", "NVMe tier of each node, SIZE: a file of its own in DIR/"+nvmeSubdir+"/up-* of --data-dir, opened with O_DIRECT\n(the file system must allow it: tmpfs does not) and removed when the node stops (default: none)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
+	fs.StringVar(&o.nodePorts, "node-ports", "", "ports the nodes listen on, FIRST-LAST: each node takes the lowest one free (default: ports the kernel picks)")
 	fs.IntVar(&o.metricsBase, "metrics-base", 0, "serve Prometheus /metrics on loopback: the controller on this port, node i (from 0) on PORT+1+i")
 	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster secret, mode 0600; created with a fresh secret if missing\n(default $"+token.EnvSecret+"; else DIR/"+stateSubdir+"/secret of --data-dir when the controller's state is kept there;\nelse a fresh secret in a temporary file, removed when the cluster stops)")
 	o.serve = bindCtlServe(fs)

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"net"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestUpNodePorts: up --node-ports FIRST-LAST starts its nodes on the
+// lowest free ports of the range, passing over one another program holds.
+// Before, up's nodes took ports the kernel picked (a new user's trial,
+// confined to a port range, could not use up at all).
+func TestUpNodePorts(t *testing.T) {
+	bin := buildPocketBinary(t)
+	dir := t.TempDir()
+	base := 0
+	for p := 21000; p < 60000 && base == 0; p += 101 {
+		free := true
+		for q := p; q < p+4 && free; q++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
+			if free = err == nil; free {
+				ln.Close()
+			}
+		}
+		if free {
+			base = p
+		}
+	}
+	if base == 0 {
+		t.Skip("no free port range")
+	}
+	held, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+1)) // another program's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	ports := strconv.Itoa(base) + "-" + strconv.Itoa(base+3)
+	_, _, out := pocketStart(t, bin, cleanEnv("HOME="+dir), upReady, "up", "--insecure", "--listen", "127.0.0.1:0",
+		"--nodes", "2", "--dram", "16MiB", "--data-dir", filepath.Join(dir, "data"), "--node-ports", ports)
+	want := regexp.MustCompile(`(?m)^  node 127\.0\.0\.1:` + strconv.Itoa(base+2) + `$`)
+	awaitOutput(t, out, regexp.MustCompile(`(?m)^  node (127\.0\.0\.1:`+strconv.Itoa(base)+`)$`))
+	if !want.MatchString(out.String()) || strings.Contains(out.String(), "node 127.0.0.1:"+strconv.Itoa(base+1)+"\n") {
+		t.Fatalf("up --node-ports %s with %d held: nodes\n%s\nwant ports %d and %d", ports, base+1, out, base, base+2)
+	}
+}
