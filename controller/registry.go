@@ -654,7 +654,24 @@ func (c *Controller) enterJob(client, tenant string, req *wire.JobRegister) (*wi
 	j.pub = c.mapLocked(j)
 	c.cfg.Logger.Info("controller: job registered", "job", id, "nodes", len(p.nodes), "tier", kindName(kind),
 		"mbps", math.Round(p.mbps), "bytes", p.bytes, "size", source, "bound", map[bool]string{true: "throughput", false: "capacity"}[p.throughput])
-	return j.pub, j, nil
+	// The reply alone says the allotment and its source; the map other
+	// replies hand out (j.pub) does not.
+	reply := *j.pub
+	reply.AllocMbps, reply.AllocBytes, reply.Sized = j.allocMbps, j.allocBytes, sizedFrom(source)
+	return &reply, j, nil
+}
+
+// sizedFrom is the wire form of a size's source (SizeHints, ...).
+func sizedFrom(source string) wire.SizedFrom {
+	switch source {
+	case SizeHints:
+		return wire.SizedHints
+	case SizeProfile:
+		return wire.SizedProfile
+	case SizeDefault:
+		return wire.SizedDefault
+	}
+	return wire.SizedUnsaid
 }
 
 // expiryFor is when a token issued now with the requested lifetime ends

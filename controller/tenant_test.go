@@ -124,15 +124,15 @@ func TestProfilesAreTheTenants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := allocBytes(r.c, a.Job); b != 0 {
-		t.Errorf("alice's hintless sort reserves %d bytes, sized from mallory's run; want none (the default size)", b)
+	if b := allocBytes(r.c, a.Job); b != 0 || a.Sized != wire.SizedDefault {
+		t.Errorf("alice's hintless sort reserves %d bytes, sized from %q; want none, the default size", b, a.Sized)
 	}
 	own, err := r.client("mallory").RegisterJob(ctx, "sort", wire.JobHints{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := allocBytes(r.c, own.Job); b != 990<<20 {
-		t.Errorf("mallory's next hintless sort reserves %d bytes; want 990 MiB, its own profile's", b)
+	if b := allocBytes(r.c, own.Job); b != 990<<20 || own.AllocBytes != b || own.Sized != wire.SizedProfile {
+		t.Errorf("mallory's next hintless sort reserves %d bytes (the reply says %d, sized from %q); want 990 MiB, its own profile's", b, own.AllocBytes, own.Sized)
 	}
 	st, err := r.client("operator").Status(ctx)
 	if err != nil {

@@ -351,6 +351,36 @@ type PlacementMap struct {
 	Expires time.Time // millisecond resolution on the wire
 	Lost    []LostNode
 	Ended   bool
+	// A registration's reply also gives the job's allotment (bandwidth in
+	// Mb/s, capacity in bytes; 0: none) and where its size came from;
+	// other replies leave them zero (Sized SizedUnsaid).
+	AllocMbps  float64
+	AllocBytes int64
+	Sized      SizedFrom
+}
+
+// SizedFrom is where a registered job's size came from.
+type SizedFrom uint8
+
+// Sizes' sources. A value past SizedDefault (a newer controller's)
+// decodes as SizedUnsaid.
+const (
+	SizedUnsaid  SizedFrom = iota // not said: not a registration's reply, or an older controller's
+	SizedHints                    // the registration's hints
+	SizedProfile                  // the profile of earlier jobs of its name (its tenant's, over TLS)
+	SizedDefault                  // Pocket's default size
+)
+
+func (s SizedFrom) String() string {
+	switch s {
+	case SizedHints:
+		return "hints"
+	case SizedProfile:
+		return "profile"
+	case SizedDefault:
+		return "default"
+	}
+	return ""
 }
 
 // LostNode is a node that left a job's map dead. Weight is on the scale
@@ -497,6 +527,7 @@ var (
 	mapSpec     = TableSpec{Name: "PlacementMap", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}, {Kind: Bytes},
 		{Kind: Scalar8}, {Kind: TableVec, Sub: &lostNodeSpec}, {Kind: Scalar1},
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1},
 	}}
 	lostNodeSpec = TableSpec{Name: "LostNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	dropSpec     = TableSpec{Name: "DropResult", Fields: []Field{
@@ -1152,6 +1183,9 @@ func (m *PlacementMap) Encode(b *flatbuffers.Builder) []byte {
 	fb.PlacementMapAddExpiresMs(b, unixMs(m.Expires))
 	addOff(b, lost, fb.PlacementMapAddLost)
 	fb.PlacementMapAddEnded(b, m.Ended)
+	fb.PlacementMapAddAllocMbps(b, m.AllocMbps)
+	fb.PlacementMapAddAllocBytes(b, m.AllocBytes)
+	fb.PlacementMapAddSized(b, uint8(m.Sized))
 	b.Finish(fb.PlacementMapEnd(b))
 	return b.FinishedBytes()
 }
@@ -1166,7 +1200,8 @@ func (m *PlacementMap) Decode(meta []byte) error {
 	var t fb.PlacementMap
 	t.Init(meta, pos)
 	if err := firstErr(checkJob(t.Job()), checkLen("token", len(t.TokenBytes()), DefaultMaxToken),
-		checkSize("token expiry", t.ExpiresMs())); err != nil {
+		checkSize("token expiry", t.ExpiresMs()), checkNum("allocated Mb/s", t.AllocMbps()),
+		checkSize("allocated bytes", t.AllocBytes())); err != nil {
 		return err
 	}
 	nodes, err := decodeMapNodes(t.NodesLength(), t.Nodes)
@@ -1178,7 +1213,11 @@ func (m *PlacementMap) Decode(meta []byte) error {
 		return err
 	}
 	*m = PlacementMap{Job: string(t.Job()), Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
-		Token: cloneBytes(t.TokenBytes()), Expires: fromUnixMs(t.ExpiresMs()), Lost: lost, Ended: t.Ended()}
+		Token: cloneBytes(t.TokenBytes()), Expires: fromUnixMs(t.ExpiresMs()), Lost: lost, Ended: t.Ended(),
+		AllocMbps: t.AllocMbps(), AllocBytes: t.AllocBytes(), Sized: SizedFrom(t.Sized())}
+	if m.Sized > SizedDefault {
+		m.Sized = SizedUnsaid
+	}
 	return nil
 }
 

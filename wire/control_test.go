@@ -43,6 +43,7 @@ func sampleControl() []ControlMessage {
 		&PlacementMap{Job: "sort-1", Tier: 2, Epoch: 7, Nodes: nodes, Token: bytes.Repeat([]byte{0xAB}, 33),
 			Expires: time.UnixMilli(1_800_000_000_000),
 			Lost:    []LostNode{{Addr: "127.0.0.1:7003", Weight: 0.5, Epoch: 4}, {Addr: "[::1]:7004", Weight: 0.125, Epoch: 6}}},
+		&PlacementMap{Job: "etl-9", Epoch: 1, Nodes: nodes, Token: []byte("tok"), AllocMbps: 600, AllocBytes: 66 << 20, Sized: SizedProfile},
 		&DropResult{Nodes: 3, Failed: 1, Values: 1000, Bytes: 1 << 30, Message: "node x: refused"},
 		&ClusterStatus{
 			Nodes: []NodeStatus{{Addr: "127.0.0.1:7001", State: NodeActive, Tiers: tiers, RxMbps: 1, TxMbps: 2,
@@ -130,6 +131,8 @@ func TestControlDecodeRefuses(t *testing.T) {
 	}{
 		{"nan weight", &PlacementMap{Job: "j-1", Nodes: []MapNode{{Addr: "a:1", Weight: math.NaN()}}}, ErrMalformed},
 		{"negative weight", &PlacementMap{Job: "j-1", Nodes: []MapNode{{Addr: "a:1", Weight: -1}}}, ErrMalformed},
+		{"nan allotment", &PlacementMap{Job: "j-1", AllocMbps: math.NaN()}, ErrMalformed},
+		{"negative allotment", &PlacementMap{Job: "j-1", AllocBytes: -1}, ErrMalformed},
 		{"inf Mb/s", &Heartbeat{Addr: "a:1", RxMbps: math.Inf(1)}, ErrMalformed},
 		{"negative capacity", &NodeRegister{Addr: "a:1", Tiers: []TierStat{{Kind: 1, CapacityBytes: -5}}}, ErrMalformed},
 		{"long address", &NodeRegister{Addr: long}, ErrTooLarge},

@@ -60,6 +60,13 @@ type jobMapJSON struct {
 	// (RFC 3339, UTC), as granted: --ttl, or the controller's --token-ttl,
 	// capped by its --max-token-ttl; "" when it never does.
 	Expires string `json:"expires"`
+	// AllocMbps and AllocBytes are the job's allotment (Mb/s, bytes; 0:
+	// no capacity), SizedFrom where its size came from: "hints",
+	// "profile" (its name's, its tenant's over TLS) or "default"; ""
+	// from a controller that does not say.
+	AllocMbps  float64 `json:"alloc_mbps"`
+	AllocBytes int64   `json:"alloc_bytes"`
+	SizedFrom  string  `json:"sized_from"`
 }
 
 type mapNodeJSON struct {
@@ -123,7 +130,8 @@ func runJobRegister(args []string) int {
 	if err != nil {
 		return fail("job register: %v", ctlError(err, *addr, tf.insecure))
 	}
-	out := jobMapJSON{JobID: m.Job, Token: token.Format(m.Token), Tier: tierName(m.Tier), Epoch: m.Epoch, Nodes: mapNodesJSON(m.Nodes)}
+	out := jobMapJSON{JobID: m.Job, Token: token.Format(m.Token), Tier: tierName(m.Tier), Epoch: m.Epoch, Nodes: mapNodesJSON(m.Nodes),
+		AllocMbps: m.AllocMbps, AllocBytes: m.AllocBytes, SizedFrom: m.Sized.String()}
 	if !m.Expires.IsZero() {
 		out.Expires = m.Expires.UTC().Format(time.RFC3339)
 	}
@@ -133,6 +141,9 @@ func runJobRegister(args []string) int {
 	fmt.Printf("job %s registered: %d %s node(s), map epoch %d\n", out.JobID, len(out.Nodes), out.Tier, out.Epoch)
 	for _, n := range out.Nodes {
 		fmt.Printf("  %-22s weight %.3f  %s\n", n.Addr, n.Weight, n.State)
+	}
+	if line := allotmentLine(m); line != "" {
+		fmt.Println(line)
 	}
 	fmt.Println(expiryLine(m.Expires, *ttl, time.Now()))
 	fmt.Printf("export %s=%s\n", envToken, out.Token)
@@ -494,4 +505,33 @@ func printJSON(v any) int {
 		return fail("json: %v", err)
 	}
 	return 0
+}
+
+// allotmentLine says what a registration's reply allotted and whence its
+// size came ("" when the controller does not say).
+func allotmentLine(m *wire.PlacementMap) string {
+	var from string
+	switch m.Sized {
+	case wire.SizedHints:
+		from = "sized from its hints"
+	case wire.SizedProfile:
+		from = "sized from its name's profile (pocket job profile " + jobNameOf(m.Job) + ")"
+	case wire.SizedDefault:
+		from = "Pocket's default size (no hints, no profile of its name)"
+	default:
+		return ""
+	}
+	size := "no capacity reserved"
+	if m.AllocBytes > 0 {
+		size = units.FormatSize(m.AllocBytes)
+	}
+	return fmt.Sprintf("allotted %.0f Mb/s, %s: %s", m.AllocMbps, size, from)
+}
+
+// jobNameOf is the name a job id was registered under (NAME-SEQ).
+func jobNameOf(id string) string {
+	if i := strings.LastIndexByte(id, '-'); i > 0 {
+		return id[:i]
+	}
+	return id
 }

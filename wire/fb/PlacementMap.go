@@ -163,8 +163,44 @@ func (rcv *PlacementMap) MutateEnded(n bool) bool {
 	return rcv._tab.MutateBoolSlot(18, n)
 }
 
+func (rcv *PlacementMap) AllocMbps() float64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.GetFloat64(o + rcv._tab.Pos)
+	}
+	return 0.0
+}
+
+func (rcv *PlacementMap) MutateAllocMbps(n float64) bool {
+	return rcv._tab.MutateFloat64Slot(20, n)
+}
+
+func (rcv *PlacementMap) AllocBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *PlacementMap) MutateAllocBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(22, n)
+}
+
+func (rcv *PlacementMap) Sized() byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(24))
+	if o != 0 {
+		return rcv._tab.GetByte(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *PlacementMap) MutateSized(n byte) bool {
+	return rcv._tab.MutateByteSlot(24, n)
+}
+
 func PlacementMapStart(builder *flatbuffers.Builder) {
-	builder.StartObject(8)
+	builder.StartObject(11)
 }
 func PlacementMapAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -198,6 +234,15 @@ func PlacementMapStartLostVector(builder *flatbuffers.Builder, numElems int) fla
 }
 func PlacementMapAddEnded(builder *flatbuffers.Builder, ended bool) {
 	builder.PrependBoolSlot(7, ended, false)
+}
+func PlacementMapAddAllocMbps(builder *flatbuffers.Builder, allocMbps float64) {
+	builder.PrependFloat64Slot(8, allocMbps, 0.0)
+}
+func PlacementMapAddAllocBytes(builder *flatbuffers.Builder, allocBytes int64) {
+	builder.PrependInt64Slot(9, allocBytes, 0)
+}
+func PlacementMapAddSized(builder *flatbuffers.Builder, sized byte) {
+	builder.PrependByteSlot(10, sized, 0)
 }
 func PlacementMapEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -136,7 +136,28 @@ class PlacementMap(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
-def PlacementMapStart(builder): builder.StartObject(8)
+    # PlacementMap
+    def AllocMbps(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
+        return 0.0
+
+    # PlacementMap
+    def AllocBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+    # PlacementMap
+    def Sized(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
+        return 0
+
+def PlacementMapStart(builder): builder.StartObject(11)
 def Start(builder):
     return PlacementMapStart(builder)
 def PlacementMapAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -172,6 +193,15 @@ def StartLostVector(builder, numElems):
 def PlacementMapAddEnded(builder, ended): builder.PrependBoolSlot(7, ended, 0)
 def AddEnded(builder, ended):
     return PlacementMapAddEnded(builder, ended)
+def PlacementMapAddAllocMbps(builder, allocMbps): builder.PrependFloat64Slot(8, allocMbps, 0.0)
+def AddAllocMbps(builder, allocMbps):
+    return PlacementMapAddAllocMbps(builder, allocMbps)
+def PlacementMapAddAllocBytes(builder, allocBytes): builder.PrependInt64Slot(9, allocBytes, 0)
+def AddAllocBytes(builder, allocBytes):
+    return PlacementMapAddAllocBytes(builder, allocBytes)
+def PlacementMapAddSized(builder, sized): builder.PrependUint8Slot(10, sized, 0)
+def AddSized(builder, sized):
+    return PlacementMapAddSized(builder, sized)
 def PlacementMapEnd(builder): return builder.EndObject()
 def End(builder):
     return PlacementMapEnd(builder)
