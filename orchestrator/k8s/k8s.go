@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 )
@@ -231,6 +232,9 @@ func (c *Config) checkRequired() error {
 }
 
 func (c *Config) checkValues() error {
+	if errs := validation.IsDNS1123Label(c.Namespace); len(errs) > 0 {
+		return fmt.Errorf("orchestrator: kubernetes: namespace %q: %s", c.Namespace, strings.Join(errs, "; "))
+	}
 	switch c.AntiAffinity {
 	case AntiAffinityRequired, AntiAffinityPreferred, AntiAffinityNone:
 	default:

@@ -510,6 +510,11 @@ func TestKubernetesConfigErrors(t *testing.T) {
 		{func(c *Config) { c.AntiAffinity = "sometimes" }, `anti-affinity "sometimes"`},
 		{func(c *Config) { c.Labels = map[string]string{LabelComponent: "x"} }, "orchestrator's own"},
 		{func(c *Config) { c.MemoryOverhead = "lots" }, `memory overhead "lots"`},
+		// Taken until the API server refused a pod (a hostile trial); a
+		// negative overhead left a pod less memory than its DRAM tier.
+		{func(c *Config) { c.MemoryOverhead = "-10Gi" }, `memory overhead "-10Gi": want a quantity not below 0`},
+		{func(c *Config) { c.CPU = "-2" }, `CPU "-2": want a quantity not below 0`},
+		{func(c *Config) { c.Namespace = "Bad_NS" }, `namespace "Bad_NS": a lowercase RFC 1123 label`},
 	} {
 		cfg := testConfig()
 		tc.change(&cfg)

@@ -235,6 +235,9 @@ func quantity(what, s string) (resource.Quantity, error) {
 	if err != nil {
 		return q, fmt.Errorf("orchestrator: kubernetes: %s %q: want a Kubernetes quantity such as 512Mi or 2: %w", what, s, err)
 	}
+	if q.Sign() < 0 {
+		return q, fmt.Errorf("orchestrator: kubernetes: %s %q: want a quantity not below 0", what, s)
+	}
 	return q, nil
 }
 

@@ -97,6 +97,11 @@ func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
 		{args: append(ctl, "--k8s-anti-affinity", "junk"), lead: q("k8s-anti-affinity", "junk")},
 		{args: append(ctl, "--k8s-image-pull-policy", "junk"), lead: q("k8s-image-pull-policy", "junk")},
 		{args: append(ctl, "--k8s-controller", "junk"), lead: q("k8s-controller", "junk")},
+		// Negative quantities and a namespace no API server takes (a hostile
+		// trial: taken until a pod was created).
+		{args: append(ctl, "--k8s-cpu", "-2"), lead: q("k8s-cpu", "-2"), also: "not below 0"},
+		{args: append(ctl, "--k8s-memory-overhead", "-10Gi"), lead: q("k8s-memory-overhead", "-10Gi"), also: "not below 0"},
+		{args: append(ctl, "--k8s-namespace", "Bad_NS"), lead: q("k8s-namespace", "Bad_NS"), also: "RFC 1123"},
 		// 7b. up --node-ports: a range of ports, enough for the nodes.
 		{args: append(up, "--node-ports", "junk"), lead: `--node-ports "junk": want FIRST-LAST`},
 		{args: append(up, "--node-ports", "9-8"), lead: `--node-ports "9-8": want FIRST-LAST`},
