@@ -29,10 +29,10 @@ import (
 // label and the name joined by '/' ("alice/sort"); job names have no '/'
 // (checkName), so the two never meet. A label is the common name when it
 // is 1 to MaxTenantLabel bytes of letters, digits, '.', '_' and '-'
-// starting with a letter or digit (what `pocket ca issue` gives), and
-// otherwise '~' and the first 16 hex digits of the name's SHA-256, a
-// character no such name has: any key then fits a job-profile request
-// (wire.DefaultMaxJobLen bytes).
+// starting with a letter or digit (what `pocket cert issue --tenant`
+// takes), and otherwise '~' and the first 16 hex digits of the name's
+// SHA-256, a character no such name has: any key then fits a job-profile
+// request (wire.DefaultMaxJobLen bytes).
 const MaxTenantLabel = 20
 
 // tenantSep joins a tenant's label and a job name in a profile key.
