@@ -84,7 +84,10 @@ func needs(op wire.Op) (Roles, bool) {
 // allow refuses op unless the peer holds one of the roles it needs.
 func (r Roles) allow(op wire.Op) error {
 	if want, _ := needs(op); r&want == 0 {
-		return wire.Errorf(wire.CodeBadToken, "%s needs the role %s; this connection's certificate has %s", op, want, r)
+		// "operator or client": any one of them will do (a hostile
+		// trial read "operator+client" as needing both).
+		return wire.Errorf(wire.CodeBadToken, "%s needs the role %s; this connection's certificate has %s",
+			op, strings.ReplaceAll(want.String(), "+", " or "), r)
 	}
 	return nil
 }

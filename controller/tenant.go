@@ -40,8 +40,9 @@ const tenantSep = "/"
 
 // TenantOf is the tenant label of a verified TLS peer ("" when cs has no
 // verified certificate: no tenant). A subject with other than one common
-// name is labelled by the hash of the whole subject: Go keeps the last of
-// several, where other tools show the first, so a CA that signed what a
+// name is labelled by the hash of the whole subject (hashLabel keeps it
+// apart from any common name's): Go keeps the last of several common
+// names, where other tools show the first, so a CA that signed what a
 // request asked could be made to issue another tenant's name.
 func TenantOf(cs tls.ConnectionState) string {
 	if len(cs.PeerCertificates) == 0 || len(cs.VerifiedChains) == 0 {
@@ -55,7 +56,7 @@ func TenantOf(cs tls.ConnectionState) string {
 		}
 	}
 	if n != 1 {
-		return hashLabel(cert.RawSubject)
+		return hashLabel("subject", cert.RawSubject)
 	}
 	return TenantLabel(cert.Subject.CommonName)
 }
@@ -69,13 +70,19 @@ func TenantLabel(cn string) string {
 	if len(cn) <= MaxTenantLabel && checkName(cn) == nil {
 		return cn
 	}
-	return hashLabel([]byte(cn))
+	return hashLabel("cn", []byte(cn))
 }
 
-// hashLabel is '~' and the first 16 hex digits of b's SHA-256.
-func hashLabel(b []byte) string {
-	sum := sha256.Sum256(b)
-	return "~" + hex.EncodeToString(sum[:8])
+// hashLabel is '~' and the first 16 hex digits of the SHA-256 of kind, a
+// zero byte and b: a common name and a whole subject hash apart even when
+// their bytes are the same (a hostile trial's T61String common name held
+// another certificate's subject DER, and the two shared a label).
+func hashLabel(kind string, b []byte) string {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write(b)
+	return "~" + hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // ProfileKey is the key of job name's profile for tenant (a label; ""

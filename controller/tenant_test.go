@@ -299,9 +299,16 @@ func TestTenantOfOneCommonName(t *testing.T) {
 	if got := TenantOf(state("alice")); got != "alice" {
 		t.Errorf("one common name alice: %q", got)
 	}
-	two := TenantOf(state("bob", "alice"))
+	multi := state("bob", "alice")
+	two := TenantOf(multi)
 	if two == "alice" || two == "bob" || !strings.HasPrefix(two, "~") || !validLabel(two) {
 		t.Errorf("common names bob and alice: %q; want a hash label, neither name", two)
+	}
+	// A common name holding those bytes is another tenant (a hostile
+	// trial's T61String common name held the subject's DER, and shared
+	// its label).
+	if TenantLabel(string(multi.PeerCertificates[0].RawSubject)) == two {
+		t.Error("a common name equal to a subject's DER shares the subject's label")
 	}
 	if got := TenantOf(state()); !strings.HasPrefix(got, "~") {
 		t.Errorf("no common name: %q; want a hash label", got)

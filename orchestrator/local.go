@@ -58,6 +58,8 @@ type Local struct {
 	procs map[string]*localProc
 	held  map[int]bool // ports of Ports taken by nodes starting or running
 	seq   int
+
+	beforeRun func(port int) // tests: runs between takePort and the node's start
 }
 
 // PortRange is the ports First to Last, both included (1 to 65535).
@@ -92,41 +94,61 @@ func (l *Local) Start(ctx context.Context, spec NodeSpec) (Node, error) {
 		host = "127.0.0.1"
 	}
 	id := l.nextID()
-	port, err := l.takePort(host)
-	if err != nil {
-		return Node{}, err
-	}
-	nvme, file, err := l.nvmeOf(spec, id)
-	if err != nil {
-		l.releasePort(port)
-		return Node{}, err
-	}
-	cmd, addr, err := l.run(ctx, bin, l.nodeArgs(net.JoinHostPort(host, strconv.Itoa(port)), nvme, spec))
-	if err != nil {
+	lost := map[int]bool{} // ports another program bound before the node did
+	for {
+		port, err := l.takePort(host, lost)
+		if err != nil {
+			return Node{}, err
+		}
+		nvme, file, err := l.nvmeOf(spec, id)
+		if err != nil {
+			l.releasePort(port)
+			return Node{}, err
+		}
+		if l.beforeRun != nil {
+			l.beforeRun(port)
+		}
+		cmd, addr, err := l.run(ctx, bin, l.nodeArgs(net.JoinHostPort(host, strconv.Itoa(port)), nvme, spec))
+		if err == nil {
+			return l.track(cmd, Node{ID: id, Addr: addr}, file, port), nil
+		}
 		removeFile(file)
 		l.releasePort(port)
-		return Node{}, err
+		if port == 0 || bindable(host, port) || ctx.Err() != nil {
+			return Node{}, err
+		}
+		// Taken between takePort's look and the node's bind (another
+		// orchestrator's node, say): the next port of the range.
+		lost[port] = true
 	}
-	return l.track(cmd, Node{ID: id, Addr: addr}, file, port), nil
 }
 
-// takePort holds the lowest port of l.Ports no node holds that host:port
-// can be bound on now (0 without a range: the kernel picks).
-func (l *Local) takePort(host string) (int, error) {
+// bindable reports whether host:port can be bound now.
+func bindable(host string, port int) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = ln.Close()
+	return true
+}
+
+// takePort holds the lowest port of l.Ports that no node holds, that is
+// not in skip, and that host:port can be bound on now (0 without a range:
+// the kernel picks).
+func (l *Local) takePort(host string, skip map[int]bool) (int, error) {
 	if l.Ports == (PortRange{}) {
 		return 0, nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for p := l.Ports.First; p <= l.Ports.Last; p++ {
-		if l.held[p] {
+		if l.held[p] || skip[p] {
 			continue
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
-		if err != nil {
+		if !bindable(host, p) {
 			continue // another program's
 		}
-		_ = ln.Close()
 		if l.held == nil {
 			l.held = map[int]bool{}
 		}

@@ -72,3 +72,32 @@ func TestLocalPortsTakesTheFreeOnes(t *testing.T) {
 	}
 	want(c, base+1)
 }
+
+// TestLocalPortsTakenMeanwhile: a port another program binds between the
+// look and the node's own bind is passed over: the node starts on the
+// next one. Before, the start failed ("node did not start"), as when two
+// pocket up with one --node-ports started at once (a hostile trial).
+func TestLocalPortsTakenMeanwhile(t *testing.T) {
+	base := freeRange(t, 2)
+	l := &Local{Binary: buildPocket(t), StopTimeout: 5 * time.Second, Ports: PortRange{First: base, Last: base + 1}}
+	defer l.Close()
+	var thief net.Listener
+	l.beforeRun = func(port int) {
+		if thief == nil {
+			var err error
+			if thief, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	n, err := l.Start(context.Background(), NodeSpec{DRAM: "16MiB"})
+	if thief != nil {
+		defer thief.Close()
+	}
+	if err != nil {
+		t.Fatalf("a port taken between the look and the bind: %v; want the next port", err)
+	}
+	if n.Addr != "127.0.0.1:"+strconv.Itoa(base+1) {
+		t.Fatalf("node at %s; want port %d", n.Addr, base+1)
+	}
+}

@@ -7,11 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -94,15 +92,35 @@ func (c *certIssue) check() (pki.Role, error) {
 	if c.tenant != "" && role != pki.RoleClient {
 		return "", fmt.Errorf("--tenant %q: only a client certificate names a tenant", c.tenant)
 	}
-	if slices.Contains(slices.Collect(maps.Values(pki.Members)), c.tenant) {
-		return "", fmt.Errorf("--tenant %q: a member's name (%q is the tenant of the %s.pem every pocket up and pocket controller make): choose another",
-			c.tenant, pki.Members[pki.RoleClient], pki.Members[pki.RoleClient])
-	}
-	if c.tenant != "" && controller.TenantLabel(c.tenant) != c.tenant {
-		return "", fmt.Errorf("--tenant %q: want 1 to %d letters, digits, '.', '_' and '-', starting with a letter or digit",
-			c.tenant, controller.MaxTenantLabel)
+	if role == pki.RoleClient {
+		if err := c.checkTenant(); err != nil {
+			return "", err
+		}
 	}
 	return role, nil
+}
+
+// checkTenant checks the tenant a client certificate will name: --tenant,
+// else --name (its common name then). A member's name (any case) is
+// refused, but for the default "client" (every client.pem pocket up and
+// pocket controller make is that tenant) when --tenant does not ask for it;
+// so is a name the controller would not take as its label (it would hash
+// it, and the tenant shown here would not be the one it uses).
+func (c *certIssue) checkTenant() error {
+	flag, cn := "--tenant", c.tenant
+	if cn == "" {
+		flag, cn = "--name", c.name
+	}
+	for role, member := range pki.Members {
+		if strings.EqualFold(cn, member) && (role != pki.RoleClient || cn != member || flag == "--tenant") {
+			return fmt.Errorf("%s %q: the name of a member of the cluster: a client certificate so named would be that tenant; choose another", flag, cn)
+		}
+	}
+	if controller.TenantLabel(cn) != cn {
+		return fmt.Errorf("%s %q: a tenant's name is 1 to %d letters, digits, '.', '_' and '-', starting with a letter or digit",
+			flag, cn, controller.MaxTenantLabel)
+	}
+	return nil
 }
 
 func (c *certIssue) run() error {

@@ -107,10 +107,16 @@ func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
 		{args: append(up, "--node-ports", "9-8"), lead: `--node-ports "9-8": want FIRST-LAST`},
 		{args: append(up, "--node-ports", "65535-65536"), lead: `--node-ports "65535-65536": want FIRST-LAST`},
 		{args: append(up, "--nodes", "3", "--node-ports", "7000-7001"), lead: `--node-ports "7000-7001": 2 port(s) for 3 nodes`},
+		// ... apart from the ports up gives the controller and the
+		// metrics (a hostile trial's nodes took their own metrics ports).
+		{args: []string{"up", "--insecure", "--listen", "127.0.0.1:7700", "--nodes", "2", "--node-ports", "7700-7702"},
+			lead: `--node-ports "7700-7702" holds --listen's port 7700`},
+		{args: append(up, "--metrics-base", "7710", "--node-ports", "7711-7715"), lead: `--node-ports "7711-7715" overlaps --metrics-base 7710's ports (7710 to 7711)`},
+		{args: append(up, "--metrics", "127.0.0.1:7720", "--node-ports", "7720-7722"), lead: `--node-ports "7720-7722" holds --metrics's port 7720`},
 		// 8a. cert issue --tenant: a name only a client certificate has,
 		// given (exit 1 before, or taken empty).
 		{args: []string{"cert", "issue", "--role", "operator", "--tenant", "alice", "--out", filepath.Join(dir, "t1")}, lead: `--tenant "alice": only a client certificate`},
-		{args: []string{"cert", "issue", "--role", "client", "--tenant", "a/b", "--out", filepath.Join(dir, "t2")}, lead: `--tenant "a/b": want 1 to 20`},
+		{args: []string{"cert", "issue", "--role", "client", "--tenant", "a/b", "--out", filepath.Join(dir, "t2")}, lead: `--tenant "a/b": a tenant's name is 1 to 20`},
 		{args: []string{"cert", "issue", "--role", "client", "--tenant", "", "--out", filepath.Join(dir, "t3")}, lead: `--tenant "": name the tenant`},
 		// 8b. --orchestrator kubernetes without a flag it requires: found
 		// when the orchestrator started, after the state and the listener.

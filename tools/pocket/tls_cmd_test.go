@@ -315,7 +315,12 @@ func issuedClients(t *testing.T, bin string, base []string, ctl, data string) {
 	}
 	// A client certificate saved as operator.pem is still a client's.
 	fake := filepath.Join(t.TempDir(), "fake-operator")
-	issueCert(t, bin, base, data, "client", "operator", fake)
+	// (Named operator.pem, for tenant fake: a client certificate whose
+	// own name is a member's is refused, as it would be that tenant.)
+	if _, errOut, code := pocketRun(t, bin, base, "", "cert", "issue", "--role", "client", "--name", "operator", "--tenant", "fake",
+		"--host", "127.0.0.1", "--out", fake, "--data-dir", data); code != 0 {
+		t.Fatalf("cert issue --name operator --tenant fake: exit %d: %s", code, errOut)
+	}
 	fakeEnv := append(slices.Clone(base), "POCKET_CONTROLLER="+ctl, envTLSDir+"="+fake)
 	if _, errOut, code := pocketRun(t, bin, fakeEnv, "", "status"); code == 0 || !strings.Contains(errOut, "operator") {
 		t.Errorf("status with a client certificate named operator: exit %d, %q", code, errOut)

@@ -365,4 +365,18 @@ func TestCertIssueTenant(t *testing.T) {
 			t.Errorf("--name %q: %v; want refused", name, err)
 		}
 	}
+	// A client certificate's --name is its tenant when --tenant is not
+	// given: the same checks (a hostile trial's --role client --name
+	// operator joined the operator's name, and a long --name was hashed
+	// by the controller while cert issue named it as given).
+	for _, c := range []struct {
+		name, tenant string
+		ok           bool
+	}{{"operator", "", false}, {"Node", "", false}, {"CLIENT", "", false}, {"client", "", true}, {"", "", true},
+		{"this-is-a-very-long-tenant-name", "", false}, {"operator", "fake", true}, {"bob", "", true}, {"x", "Client", false}} {
+		ci := certIssue{role: "client", name: c.name, tenant: c.tenant, tenantGiven: c.tenant != "", out: t.TempDir(), validity: time.Hour}
+		if _, err := ci.check(); (err == nil) != c.ok {
+			t.Errorf("--role client --name %q --tenant %q: %v; want ok %v", c.name, c.tenant, err, c.ok)
+		}
+	}
 }

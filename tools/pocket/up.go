@@ -372,6 +372,26 @@ func (o *upOptions) checkNodePorts() error {
 		return fmt.Errorf("--node-ports %q: %d port(s) for %d nodes", o.nodePorts, l-f+1, o.nodes)
 	}
 	o.ports = orchestrator.PortRange{First: f, Last: l}
+	return o.checkPortsApart()
+}
+
+// checkPortsApart refuses a --node-ports range that holds a port up gives
+// something else: the controller's --listen or --metrics port, or a
+// --metrics-base port (a hostile trial's nodes each listened on their own
+// metrics port, failed to serve it, and up waited out its start timeout).
+func (o *upOptions) checkPortsApart() error {
+	in := func(p int) bool { return p >= o.ports.First && p <= o.ports.Last }
+	for _, a := range []struct{ flag, addr string }{{"--listen", o.listen}, {"--metrics", o.metrics}} {
+		if _, ps, err := net.SplitHostPort(a.addr); err == nil {
+			if p, err := strconv.Atoi(ps); err == nil && p > 0 && in(p) {
+				return fmt.Errorf("--node-ports %q holds %s's port %d: give the nodes other ports", o.nodePorts, a.flag, p)
+			}
+		}
+	}
+	if o.metricsBase > 0 && o.metricsBase <= o.ports.Last && o.metricsBase+o.nodes >= o.ports.First {
+		return fmt.Errorf("--node-ports %q overlaps --metrics-base %d's ports (%d to %d): give the nodes other ports",
+			o.nodePorts, o.metricsBase, o.metricsBase, o.metricsBase+o.nodes)
+	}
 	return nil
 }
 
