@@ -128,16 +128,14 @@ func (c *certIssue) run() error {
 	if err != nil {
 		return err
 	}
-	data := c.data
-	if data == "" {
-		if data, err = defaultDataDir(); err != nil {
-			return err
-		}
+	caDir, err := c.caDir()
+	if err != nil {
+		return err
 	}
-	caDir := filepath.Join(data, tlsSubdir)
 	ca, err := pki.LoadCA(caDir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s holds no cluster CA: give --data-dir of the pocket up or pocket controller that made it", caDir)
+		return fmt.Errorf("%s holds no cluster CA: give --data-dir of the pocket up or pocket controller that made it "+
+			"(or export %s=DIR/%s, as pocket up prints it)", caDir, envTLSDir, tlsSubdir)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", caDir, err)
@@ -160,6 +158,27 @@ func (c *certIssue) run() error {
 	}
 	c.report(role, cert)
 	return nil
+}
+
+// caDir is where the signing CA is: DATA/tls of --data-dir; without it,
+// $POCKET_TLS_DIR when that holds the CA's key (pocket up prints it to
+// export: a new user's trial issued a tenant's certificate with it set,
+// and was told ~/.pocket/tls had no CA), else DATA/tls of the default data
+// directory.
+func (c *certIssue) caDir() (string, error) {
+	data := c.data
+	if data == "" {
+		if d := os.Getenv(envTLSDir); d != "" {
+			if _, err := os.Stat(filepath.Join(d, pki.CAKeyFile)); err == nil {
+				return d, nil
+			}
+		}
+		var err error
+		if data, err = defaultDataDir(); err != nil {
+			return "", err
+		}
+	}
+	return filepath.Join(data, tlsSubdir), nil
 }
 
 // write puts the CA's certificate and the member's files in --out,

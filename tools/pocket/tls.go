@@ -138,6 +138,14 @@ func memberConfig(dir string, roles ...pki.Role) (*tls.Config, error) {
 		}
 		names = append(names, name+".pem")
 	}
+	if !slices.Contains(roles, pki.RoleClient) {
+		if _, err := os.Stat(filepath.Join(dir, pki.Members[pki.RoleClient]+".pem")); err == nil {
+			// A tenant's directory: its holder is not to get an operator's
+			// certificate put there (a new user's trial was told to).
+			return nil, fmt.Errorf("%w (want %s): it holds a client's (a tenant's), and this command is the operator's: "+
+				"point --tls-dir or $%s at the operator's directory", &noMemberError{dir}, strings.Join(names, " or "), envTLSDir)
+		}
+	}
 	return nil, fmt.Errorf("%w (want %s): run pocket cert issue --role %s --out %s where the cluster CA is",
 		&noMemberError{dir}, strings.Join(names, " or "), roles[0], dir)
 }

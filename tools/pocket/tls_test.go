@@ -82,8 +82,12 @@ func TestTLSDirResolution(t *testing.T) {
 		t.Errorf("client directory presents %v", r)
 	}
 	_, err := memberConfig(clientOnly, pki.RoleOperator)
-	if err == nil || !strings.Contains(err.Error(), "pocket cert issue --role operator") {
-		t.Errorf("status with a client-only directory: %v; want a pointer to pocket cert issue", err)
+	if err == nil || !strings.Contains(err.Error(), "point --tls-dir or $"+envTLSDir+" at the operator's directory") {
+		t.Errorf("status with a client-only directory: %v; want a pointer to the operator's directory", err)
+	}
+	empty := t.TempDir()
+	if _, err := memberConfig(empty, pki.RoleOperator); err == nil || !strings.Contains(err.Error(), "pocket cert issue --role operator") {
+		t.Errorf("status with an empty directory: %v; want a pointer to pocket cert issue", err)
 	}
 }
 
@@ -378,5 +382,32 @@ func TestCertIssueTenant(t *testing.T) {
 		if _, err := ci.check(); (err == nil) != c.ok {
 			t.Errorf("--role client --name %q --tenant %q: %v; want ok %v", c.name, c.tenant, err, c.ok)
 		}
+	}
+}
+
+// TestCertIssueFindsTheCAInTLSDir: without --data-dir, cert issue signs
+// with the CA in $POCKET_TLS_DIR when that holds the CA's key, as pocket
+// up prints it to export (a new user's trial was told ~/.pocket/tls held
+// no CA); and an operator's command given a tenant's directory says so,
+// without telling the tenant to put an operator's certificate there.
+func TestCertIssueFindsTheCAInTLSDir(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("HOME", filepath.Join(dir, "home"))
+	t.Setenv(envDataDir, "")
+	tlsDir := filepath.Join(dir, "data", tlsSubdir)
+	if err := pki.Init(tlsDir, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envTLSDir, tlsDir)
+	alice := filepath.Join(dir, "alice")
+	ci := certIssue{role: "client", tenant: "alice", tenantGiven: true, out: alice, validity: time.Hour}
+	var runErr error
+	stdoutOf(t, func() int { runErr = ci.run(); return 0 })
+	if runErr != nil {
+		t.Fatalf("cert issue --tenant alice with %s=%s: %v", envTLSDir, tlsDir, runErr)
+	}
+	_, err := memberConfig(alice, pki.RoleOperator)
+	if err == nil || !strings.Contains(err.Error(), "this command is the operator's") || strings.Contains(err.Error(), "--role operator") {
+		t.Fatalf("an operator's command with a tenant's directory: %v; want told to use the operator's, not to issue one here", err)
 	}
 }

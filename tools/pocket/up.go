@@ -670,6 +670,8 @@ func printUp(u *upCluster, o upOptions) {
 	if u.tlsDir != "" {
 		fmt.Printf("a node on another host gets its certificate from: pocket cert issue --role node --host HOST --out DIR --data-dir %s\n",
 			filepath.Dir(u.tlsDir))
+		fmt.Printf("a tenant gets its own (its jobs sized from its own profiles) from: pocket cert issue --role client --tenant NAME --out DIR --data-dir %s\n",
+			filepath.Dir(u.tlsDir))
 	}
 	fmt.Println("then: pocket job register NAME; pocket put JOBID KEY FILE; pocket get JOBID KEY; pocket status. Ctrl-C stops the cluster.")
 }
