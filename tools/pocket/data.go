@@ -80,6 +80,9 @@ func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, fu
 		return d.openCredential(pos)
 	}
 	tok, err := jobToken(*d.tok)
+	if errors.Is(err, errNoToken) {
+		err = noTokenFor(pos[0])
+	}
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -101,6 +104,18 @@ func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, fu
 		return nil, nil, nil, nil, ctlError(err, *d.controller, d.tls.insecure)
 	}
 	return j, pos, ctx, func() { s.Close(); stop() }, nil
+}
+
+// noTokenFor is errNoToken for a data command on job, saying what of
+// $POCKET_CREDENTIAL would have done: a new user's trial, with an ended
+// job's credential of another job set, was told only to set POCKET_TOKEN.
+func noTokenFor(job string) error {
+	if cred := os.Getenv("POCKET_CREDENTIAL"); cred != "" {
+		if id, err := pocket.CredentialJob(cred); err == nil && id != job {
+			return fmt.Errorf("%w; $POCKET_CREDENTIAL is job %s's, not %s's", errNoToken, id, job)
+		}
+	}
+	return fmt.Errorf("%w; for a job that has ended, set $POCKET_CREDENTIAL (pocket job deregister and pocket job credential print it)", errNoToken)
 }
 
 // credentialNames reports whether POCKET_CREDENTIAL is job's: then it is
