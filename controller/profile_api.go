@@ -71,9 +71,9 @@ func (c *Controller) TenantProfile(tenant, name string) (*wire.JobProfile, error
 	if err := CheckProfileArg(name); err != nil {
 		return nil, err
 	}
-	job := profileJobName(name)
+	asked, job := splitKey(name)
 	key := ProfileKey(tenant, job)
-	if job != name && name != key {
+	if asked != "" && asked != tenant {
 		return nil, wire.Errorf(wire.CodeBadToken, "profile %q: a job client reads its own tenant's profiles only (%s): the operator reads every tenant's",
 			name, ProfileKey(tenant, "NAME"))
 	}

@@ -94,21 +94,19 @@ func ProfileKey(tenant, name string) string {
 	return tenant + tenantSep + name
 }
 
-// profileTenant is the tenant label of a profile key ("": none).
-func profileTenant(key string) string {
+// splitKey cuts a profile key into its tenant's label ("": none) and its
+// job name.
+func splitKey(key string) (tenant, job string) {
 	if i := strings.LastIndex(key, tenantSep); i >= 0 {
-		return key[:i]
+		return key[:i], key[i+1:]
 	}
-	return ""
+	return "", key
 }
 
-// profileJobName is the job name of a profile key: what follows its
-// tenant's label, or the whole key.
-func profileJobName(key string) string {
-	if i := strings.LastIndex(key, tenantSep); i >= 0 {
-		return key[i+1:]
-	}
-	return key
+// profileTenant is the tenant label of a profile key ("": none).
+func profileTenant(key string) string {
+	t, _ := splitKey(key)
+	return t
 }
 
 // CheckProfileArg accepts what names a profile: a job name (checkName),
@@ -144,11 +142,12 @@ func validLabel(t string) bool {
 // caller must say whose).
 func MatchProfile(arg string, keys iter.Seq[string]) (string, []string) {
 	var theirs []string
+	bare := !strings.Contains(arg, tenantSep)
 	for k := range keys {
 		if k == arg {
 			return k, nil
 		}
-		if !strings.Contains(arg, tenantSep) && k != profileJobName(k) && profileJobName(k) == arg {
+		if t, job := splitKey(k); bare && t != "" && job == arg {
 			theirs = append(theirs, k)
 		}
 	}

@@ -111,8 +111,9 @@ func (c *certIssue) checkTenant() error {
 	if cn == "" {
 		flag, cn = "--name", c.name
 	}
-	for role, member := range pki.Members {
-		if strings.EqualFold(cn, member) && (role != pki.RoleClient || cn != member || flag == "--tenant") {
+	byDefault := flag == "--name" && cn == pki.Members[pki.RoleClient]
+	for _, member := range pki.Members {
+		if strings.EqualFold(cn, member) && !byDefault {
 			return fmt.Errorf("%s %q: the name of a member of the cluster: a client certificate so named would be that tenant; choose another", flag, cn)
 		}
 	}
