@@ -24,6 +24,7 @@ type fakeOrch struct {
 	seq     int
 	nodes   map[string]orchestrator.Node
 	stopped []string
+	gate    chan struct{} // if not nil, a started node registers once it closes
 }
 
 func (f *fakeOrch) Start(ctx context.Context, spec orchestrator.NodeSpec) (orchestrator.Node, error) {
@@ -34,7 +35,11 @@ func (f *fakeOrch) Start(ctx context.Context, spec orchestrator.NodeSpec) (orche
 		f.nodes = map[string]orchestrator.Node{}
 	}
 	f.nodes[n.ID] = n
+	gate := f.gate
 	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	if _, err := f.c.RegisterNode(dramNode(n.Addr, 1<<30, f.mbps)); err != nil {
 		return orchestrator.Node{}, err
 	}

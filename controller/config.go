@@ -53,14 +53,21 @@ type Config struct {
 
 	// MaxJobs bounds the registered jobs of the cluster (100,000).
 	MaxJobs int
-	// MaxJobsPerClient bounds the registered jobs of one client (a remote
-	// IP, or IPv6 /64) (1000; negative: no bound). In-process
+	// MaxJobsPerClient bounds the registered jobs of one client (a tenant
+	// over TLS, else a remote IP, or IPv6 /64) (1000; negative: no bound). In-process
 	// registrations (RegisterJob) are not counted per client.
 	MaxJobsPerClient int
 	// RegisterRate is each client's sustained registrations per second
 	// (100; negative: no bound), with bursts of RegisterBurst (100).
 	RegisterRate  float64
 	RegisterBurst int
+	// MaxBytesPerClient and MaxMbpsPerClient bound what one client's live
+	// jobs are allotted together, in bytes and Mb/s (0: no bound, the
+	// default). A client is a tenant over TLS, else a remote address
+	// (limits.go). A hinted registration beyond them is refused
+	// (CodeLimit); one sized without hints is allotted what is left.
+	MaxBytesPerClient int64
+	MaxMbpsPerClient  float64
 
 	// TokenTTL is the lifetime of job tokens whose registration asks for
 	// none (0: tokens do not expire). An expired token is refused by the

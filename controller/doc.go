@@ -24,7 +24,10 @@
 // before the first request (HandshakeTimeout, 10 s) and between requests
 // (IdleTimeout, 2 min); registered jobs in the cluster (MaxJobs, 100,000)
 // and per client (MaxJobsPerClient, 1000), registrations per client and
-// second (RegisterRate 100, RegisterBurst 100; limits.go). A refused
+// second (RegisterRate 100, RegisterBurst 100), the bytes and Mb/s one
+// client's jobs are allotted (MaxBytesPerClient, MaxMbpsPerClient; no
+// bound by default); a client is a tenant over TLS, else an address
+// (limits.go). A refused
 // connection gets one error frame with request id 0 (wire.OpGoAway) before
 // the close. No reply exceeds the control frame limit: status lists the
 // nodes, the job count and the first StatusJobs (100) jobs, and

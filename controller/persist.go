@@ -500,9 +500,7 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 			c.setLostLocked(j, lost)
 		}
 		c.expiry.add(j)
-		if cl := c.clientLocked(j.client); cl != nil {
-			cl.jobs++
-		}
+		c.holdLocked(j, 1)
 	}
 	c.ended.sortByEnd()
 	// A restart under a lower bound (or on a state a larger default

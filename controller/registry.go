@@ -566,7 +566,8 @@ func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (m *w
 // RegisterJobFor is RegisterJobFrom for a client of tenant (TenantOf its
 // certificate; "" without TLS): the job's run is recorded in, and its
 // size without hints comes from, the tenant's profile of its name
-// (tenant.go).
+// (tenant.go), and it counts against the tenant's limits, not the
+// address's (limitKey).
 func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister) (m *wire.PlacementMap, err error) {
 	defer func() { c.countRegistration(err) }()
 	if err := checkName(req.Name); err != nil {
@@ -576,6 +577,8 @@ func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister
 	if err := req.Hints.Check(); err != nil {
 		return nil, err
 	}
+	client = limitKey(client, tenant)
+	var hold *pend // the need reserve held against the client's quota
 	c.mu.Lock()
 	err = c.admitLocked(client, time.Now())
 	c.mu.Unlock()
@@ -584,12 +587,16 @@ func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister
 	}
 	if a := c.scaler(); a != nil {
 		// Refuses, before it starts any node, a job the cluster could not
-		// serve at its maximum (reserve.go).
-		if err := a.reserve(req.Name, ProfileKey(tenant, req.Name), req.Hints); err != nil {
+		// serve at its maximum or its client's quota does not allow
+		// (reserve.go).
+		p, err := a.reserve(req.Name, client, ProfileKey(tenant, req.Name), req.Hints)
+		defer c.unpend(p) // a registration refused later lets go of it here
+		if err != nil {
 			return nil, err
 		}
+		hold = p
 	}
-	m, j, err := c.enterJob(client, tenant, req)
+	m, j, err := c.enterJob(client, tenant, req, hold)
 	if err != nil {
 		return nil, err
 	}
@@ -631,14 +638,17 @@ func (c *Controller) withdrawJobLocked(j *job) {
 	c.cfg.Logger.Warn("controller: job withdrawn: its registration was not saved", "job", j.id)
 }
 
-// enterJob sizes, places and enters a job under c.mu.
-func (c *Controller) enterJob(client, tenant string, req *wire.JobRegister) (*wire.PlacementMap, *job, error) {
+// enterJob sizes, places and enters a job under c.mu. What hold held
+// against the client's quota is let go first: the job's own allotment
+// takes its place.
+func (c *Controller) enterJob(client, tenant string, req *wire.JobRegister, hold *pend) (*wire.PlacementMap, *job, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.unpendLocked(hold)
 	if err := c.countLocked(client); err != nil { // others may have registered meanwhile
 		return nil, nil, err
 	}
-	p, kind, source, err := c.sizeJobLocked(c.prof, ProfileKey(tenant, req.Name), req)
+	p, kind, source, err := c.sizeJobForLocked(c.prof, client, ProfileKey(tenant, req.Name), req)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -698,9 +708,7 @@ func (c *Controller) addJobLocked(j *job, nodes []wire.MapNode) {
 	c.order.add(j)
 	c.placeLocked(j, nodes)
 	c.expiry.add(j)
-	if cl := c.clientLocked(j.client); cl != nil {
-		cl.jobs++
-	}
+	c.holdLocked(j, 1)
 }
 
 // unindexJobLocked takes a job out of the job table, the registration
@@ -712,9 +720,7 @@ func (c *Controller) unindexJobLocked(j *job) {
 	c.placeLocked(j, nil)
 	c.unindexLostLocked(j)
 	c.expiry.remove(j)
-	if cl := c.clientLocked(j.client); cl != nil {
-		cl.jobs--
-	}
+	c.holdLocked(j, -1)
 }
 
 // removeJobLocked takes a job out of every index, logs its revocation and

@@ -150,17 +150,32 @@ type reservation struct {
 	util   float64
 	dim    string
 	reason string
+	pend   *pend // the need held against the client's quota meanwhile
 }
 
 // reservation reads the need of a job registering as name with hints h
-// (sized from the profile under key when h gives no size) and the active
-// nodes' figures under p's band, refuses a need that max(MaxNodes,
-// active) nodes could not serve (see the top of the file), and says how
-// many nodes to start for it.
-func (c *Controller) reservation(name, key string, h wire.JobHints, p *AutoscaleConfig) (reservation, error) {
+// (sized from the profile under key when h gives no size, within the
+// quota of client: quotaLocked) and the active nodes' figures under p's
+// band, refuses a need that max(MaxNodes, active) nodes could not serve
+// (see the top of the file) or the client's quota does not allow, and
+// says how many nodes to start for it.
+func (c *Controller) reservation(name, client, key string, h wire.JobHints, p *AutoscaleConfig) (reservation, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	need, _, source := c.cfg.Policy.needFor(h, c.prof.learnedFor(key, h))
+	need, err := c.quotaLocked(client, need) // refused, or cut, before any node starts
+	if err != nil {
+		return reservation{}, err
+	}
+	r, err := c.reservationLocked(name, need, source, p)
+	if err == nil {
+		r.pend = c.pendLocked(client, need)
+	}
+	return r, err
+}
+
+// reservationLocked is reservation for a need from source.
+func (c *Controller) reservationLocked(name string, need Need, source string, p *AutoscaleConfig) (reservation, error) {
 	f := c.fleetLocked(p.High, p.Smooth)
 	if f.nodes == 0 {
 		return reservation{}, nil // nothing to assume new nodes like; sizing answers
@@ -265,23 +280,23 @@ func noSpaceAt(name string, need Need, offers []TierOffer, most int) error {
 // waits for them (see the top of the file). It returns the refusal; a
 // start that fails is logged, and the job is placed over the nodes there
 // are.
-func (a *Autoscaler) reserve(name, key string, h wire.JobHints) error {
-	r, err := a.c.reservation(name, key, h, &a.cfg)
+func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, error) {
+	r, err := a.c.reservation(name, client, key, h, &a.cfg)
 	if err != nil || r.want <= 0 {
-		return err
+		return r.pend, err
 	}
 	now := a.cfg.Now()
 	a.mu.Lock()
 	select {
 	case <-a.stop:
 		a.mu.Unlock()
-		return nil
+		return r.pend, nil
 	default:
 	}
 	k := min(r.want-a.starting, a.cfg.MaxNodes-r.nodes-a.starting)
 	if k <= 0 {
 		a.mu.Unlock()
-		return nil
+		return r.pend, nil
 	}
 	d := Decision{At: now, Action: ActionAdd, Count: k, Nodes: r.nodes, Util: r.util, Dim: r.dim, Reason: r.reason}
 	a.starting += k
@@ -300,5 +315,5 @@ func (a *Autoscaler) reserve(name, key string, h wire.JobHints) error {
 		}()
 	}
 	wg.Wait()
-	return nil
+	return r.pend, nil
 }

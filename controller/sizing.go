@@ -121,8 +121,18 @@ func (c *Controller) tierOffersLocked() []TierOffer {
 // returns the plan, the tier kind and where the size came from, or
 // TierFor's error.
 func (c *Controller) sizeJobLocked(book *profileBook, key string, req *wire.JobRegister) (plan, uint8, string, error) {
+	return c.sizeJobForLocked(book, "", key, req)
+}
+
+// sizeJobForLocked is sizeJobLocked for a job of client (limitKey), its
+// need held within the client's quota (quotaLocked).
+func (c *Controller) sizeJobForLocked(book *profileBook, client, key string, req *wire.JobRegister) (plan, uint8, string, error) {
 	pol := &c.cfg.Policy
 	need, minNodes, source := pol.needFor(req.Hints, book.learnedFor(key, req.Hints))
+	need, err := c.quotaLocked(client, need)
+	if err != nil {
+		return plan{}, 0, source, err
+	}
 	offers := c.tierOffersLocked()
 	need = fitProfile(need, offers, c.cfg.Prices)
 	tier, err := TierFor(need, offers, c.cfg.Prices)

@@ -31,6 +31,7 @@ type tenantRig struct {
 	st   *state.Memory
 	c    *Controller
 	addr string
+	tune func(*Config) // if not nil, changes the controller's Config at start
 }
 
 const tenantNode = "127.0.0.1:7001"
@@ -57,7 +58,11 @@ func (r *tenantRig) start() {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.c = newTest(r.t, Config{TLS: srv, FirstJobSeq: 1, Store: r.st})
+	cfg := Config{TLS: srv, FirstJobSeq: 1, Store: r.st}
+	if r.tune != nil {
+		r.tune(&cfg)
+	}
+	r.c = newTest(r.t, cfg)
 	mustRegister(r.t, r.c, dramNode(tenantNode, 1<<30, 8000))
 	a, err := r.c.Listen("127.0.0.1:0")
 	if err != nil {

@@ -20,8 +20,12 @@ var suffixes = []struct {
 	{"B", 1},
 }
 
-// ParseSize parses a byte size. It rejects negative, fractional-byte and
-// overflowing values with an error naming the input.
+// ParseSize parses a byte size. It rejects negative and overflowing values,
+// and fractions of a byte: a bare number with a fraction ("1.5"), and a
+// value above 0 that is less than a byte ("0.5", "0.0001KiB"), which
+// truncated to 0 had meant "none" or "no limit". A fraction of a larger
+// unit is rounded to the nearest byte ("0.1KiB" is 102 bytes). Errors name
+// the input.
 func ParseSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	mult := int64(1)
@@ -41,7 +45,11 @@ func ParseSize(s string) (int64, error) {
 	if err != nil || f < 0 || math.IsNaN(f) || f*float64(mult) >= math.MaxInt64 {
 		return 0, fmt.Errorf("size %q: want a number with an optional suffix such as KiB, MiB or GiB", s)
 	}
-	return int64(f * float64(mult)), nil
+	b := f * float64(mult)
+	if (mult == 1 && b != math.Trunc(b)) || (b > 0 && b < 1) {
+		return 0, fmt.Errorf("size %q: not a whole number of bytes", s)
+	}
+	return int64(math.Round(b)), nil
 }
 
 // FormatSize prints n with the largest binary suffix that keeps it >= 1.

@@ -6,6 +6,7 @@ func TestParseSize(t *testing.T) {
 	cases := map[string]int64{
 		"0": 0, "17": 17, "1KiB": 1024, "512MiB": 512 << 20, "2GiB": 2 << 30,
 		"1kib": 1024, "4K": 4096, "1MB": 1e6, "1.5KiB": 1536, " 8 MiB ": 8 << 20, "10B": 10,
+		"0.1KiB": 102, "0.9KiB": 922, "0.0": 0, "2.0": 2,
 	}
 	for in, want := range cases {
 		got, err := ParseSize(in)
@@ -13,7 +14,8 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "KiB", "-1", "x1", "1XB", "99999999999TiB", "NaN"} {
+	for _, bad := range []string{"", "KiB", "-1", "x1", "1XB", "99999999999TiB", "NaN",
+		"0.5", "1.5", "0.5B", "0.0001KiB"} { // fractions of a byte: 0.5 had parsed as 0, "none" or "no limit"
 		if n, err := ParseSize(bad); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", bad, n)
 		}

@@ -61,6 +61,10 @@ func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
 		{args: []string{"job", "register", "j", "--insecure", "--controller", "127.0.0.1:1", "--prices", missing}, lead: q("prices", missing)},
 		{args: append(ctl, "--prices", missing), lead: q("prices", missing)},
 		{args: append(up, "--price-nvme-gib-hour", "-1"), lead: "--price-nvme-gib-hour -1:"},
+		{args: append(ctl, "--max-bytes-per-client", "-1"), lead: `--max-bytes-per-client "-1": must not be negative`},
+		{args: append(up, "--max-bytes-per-client", "0.5"), lead: `--max-bytes-per-client "0.5": size "0.5": not a whole number of bytes`},
+		{args: []string{"job", "register", "j", "--insecure", "--controller", "127.0.0.1:1", "--capacity", "0.5"}, lead: `--capacity "0.5": size "0.5": not a whole number of bytes`},
+		{args: append(up, "--max-mbps-per-client", "-1"), lead: "--max-mbps-per-client -1:"},
 		// 3. Secret files as clusterSecret reads them, on every command.
 		{args: append(node, "--insecure", "--controller", "127.0.0.1:1", "--secret-file", open), lead: q("secret-file", open), also: "chmod 600"},
 		{args: append(node, "--secret-file", empty), lead: q("secret-file", empty), also: "empty"},

@@ -21,17 +21,19 @@ import (
 
 // ctlLimits are the controller's limit flags.
 type ctlLimits struct {
-	fs               *flag.FlagSet
-	maxConns         int
-	maxConnsPerPeer  int
-	idleTimeout      time.Duration
-	handshakeTimeout time.Duration
-	maxJobs          int
-	maxJobsPerClient int
-	registerRate     float64
-	registerBurst    int
-	tokenTTL         time.Duration
-	maxTokenTTL      time.Duration
+	fs                *flag.FlagSet
+	maxConns          int
+	maxConnsPerPeer   int
+	idleTimeout       time.Duration
+	handshakeTimeout  time.Duration
+	maxJobs           int
+	maxJobsPerClient  int
+	registerRate      float64
+	registerBurst     int
+	maxBytesPerClient string // bytes, with units
+	maxMbpsPerClient  float64
+	tokenTTL          time.Duration
+	maxTokenTTL       time.Duration
 }
 
 // bindCtlLimits adds the controller's limit flags to fs.
@@ -42,9 +44,11 @@ func bindCtlLimits(fs *flag.FlagSet) *ctlLimits {
 	fs.DurationVar(&l.idleTimeout, "idle-timeout", 2*time.Minute, "close a control connection that sends nothing for this long (0: never)")
 	fs.DurationVar(&l.handshakeTimeout, "handshake-timeout", 10*time.Second, "close a new control connection whose TLS handshake and first request take longer (0: never)")
 	fs.IntVar(&l.maxJobs, "max-jobs", 100_000, "most jobs registered in the cluster")
-	fs.IntVar(&l.maxJobsPerClient, "max-jobs-per-client", 1000, "most jobs registered by one client address (IPv4, or IPv6 /64) (0: no limit)")
-	fs.Float64Var(&l.registerRate, "register-rate", 100, "job registrations a second one client address may sustain (0: no limit)")
-	fs.IntVar(&l.registerBurst, "register-burst", 100, "job registrations one client address may make at once, refilled at --register-rate")
+	fs.IntVar(&l.maxJobsPerClient, "max-jobs-per-client", 1000, "most jobs registered by one client: a tenant over TLS, else an address (IPv4, or IPv6 /64) (0: no limit)")
+	fs.Float64Var(&l.registerRate, "register-rate", 100, "job registrations a second one client may sustain (0: no limit)")
+	fs.IntVar(&l.registerBurst, "register-burst", 100, "job registrations one client may make at once, refilled at --register-rate")
+	fs.StringVar(&l.maxBytesPerClient, "max-bytes-per-client", "0", "most bytes one client's live jobs may be allotted together (1TiB, 512MiB); a registration hinting more is refused, one without hints is allotted what is left (0: no limit)")
+	fs.Float64Var(&l.maxMbpsPerClient, "max-mbps-per-client", 0, "most Mb/s one client's live jobs may be allotted together; a registration hinting more is refused, one without hints is allotted what is left (0: no limit)")
 	fs.DurationVar(&l.tokenTTL, "token-ttl", 0, "lifetime of the token of a job registered without --ttl; an expired job is deregistered (0: no expiry)")
 	fs.DurationVar(&l.maxTokenTTL, "max-token-ttl", 0, "cap on a job token's lifetime, also given to jobs registered without --ttl when --token-ttl is 0 (0: no cap)")
 	return l
@@ -79,6 +83,17 @@ func (l *ctlLimits) set(cfg *controller.Config, name string) error {
 		return orOff(name, l.registerRate, &cfg.RegisterRate)
 	case "register-burst":
 		return positive(name, l.registerBurst, &cfg.RegisterBurst)
+	case "max-bytes-per-client":
+		n, err := sizeFlag(name, l.maxBytesPerClient, l.maxBytesPerClient, offZero)
+		if err != nil {
+			return err
+		}
+		cfg.MaxBytesPerClient = n
+	case "max-mbps-per-client":
+		if l.maxMbpsPerClient < 0 || math.IsNaN(l.maxMbpsPerClient) || math.IsInf(l.maxMbpsPerClient, 0) {
+			return fmt.Errorf("--%s %v: want Mb/s, 0 or more (0: no limit)", name, l.maxMbpsPerClient)
+		}
+		cfg.MaxMbpsPerClient = l.maxMbpsPerClient
 	case "token-ttl":
 		return notNegative(name, l.tokenTTL, &cfg.TokenTTL)
 	case "max-token-ttl":

@@ -204,23 +204,27 @@ func TestCertIssue(t *testing.T) {
 func TestCtlLimitFlags(t *testing.T) {
 	fs := flag.NewFlagSet("t", flag.ContinueOnError)
 	l := bindCtlLimits(fs)
-	if err := fs.Parse([]string{"--max-jobs", "7", "--max-conns-per-peer", "0", "--idle-timeout", "0", "--register-rate", "2.5", "--token-ttl", "1h"}); err != nil {
+	if err := fs.Parse([]string{"--max-jobs", "7", "--max-conns-per-peer", "0", "--idle-timeout", "0", "--register-rate", "2.5", "--token-ttl", "1h",
+		"--max-bytes-per-client", "1GiB", "--max-mbps-per-client", "2500"}); err != nil {
 		t.Fatal(err)
 	}
 	var cfg controller.Config
 	if err := l.apply(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	want := controller.Config{MaxJobs: 7, MaxConnsPerPeer: -1, IdleTimeout: -1, RegisterRate: 2.5, TokenTTL: time.Hour}
+	want := controller.Config{MaxJobs: 7, MaxConnsPerPeer: -1, IdleTimeout: -1, RegisterRate: 2.5, TokenTTL: time.Hour,
+		MaxBytesPerClient: 1 << 30, MaxMbpsPerClient: 2500}
 	if cfg.MaxJobs != want.MaxJobs || cfg.MaxConnsPerPeer != want.MaxConnsPerPeer || cfg.IdleTimeout != want.IdleTimeout ||
-		cfg.RegisterRate != want.RegisterRate || cfg.TokenTTL != want.TokenTTL {
+		cfg.RegisterRate != want.RegisterRate || cfg.TokenTTL != want.TokenTTL ||
+		cfg.MaxBytesPerClient != want.MaxBytesPerClient || cfg.MaxMbpsPerClient != want.MaxMbpsPerClient {
 		t.Errorf("config %+v", cfg)
 	}
 	// Unset flags leave the controller's defaults.
 	if cfg.MaxConns != 0 || cfg.MaxJobsPerClient != 0 || cfg.HandshakeTimeout != 0 || cfg.MaxTokenTTL != 0 {
 		t.Errorf("unset flags changed the config: %+v", cfg)
 	}
-	for _, bad := range [][]string{{"--max-jobs", "0"}, {"--max-conns", "-1"}, {"--idle-timeout", "-1s"}, {"--register-burst", "0"}, {"--token-ttl", "-1h"}} {
+	for _, bad := range [][]string{{"--max-jobs", "0"}, {"--max-conns", "-1"}, {"--idle-timeout", "-1s"}, {"--register-burst", "0"}, {"--token-ttl", "-1h"},
+		{"--max-bytes-per-client", "-1"}, {"--max-bytes-per-client", "lots"}, {"--max-mbps-per-client", "-5"}, {"--max-mbps-per-client", "NaN"}} {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		l := bindCtlLimits(fs)
 		if err := fs.Parse(bad); err != nil {

@@ -1,0 +1,189 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestClientQuota (hostile trial, 2026-12-02): what one client's live
+// jobs are allotted together is bounded (MaxBytesPerClient,
+// MaxMbpsPerClient). Before, one client's capacity hints held the node's
+// whole capacity and another client's 400 MiB registration was refused
+// "no space". A hinted registration past the quota is refused, naming the
+// limit; a hintless one is allotted what is left; a deregistration gives
+// its allotment back.
+func TestClientQuota(t *testing.T) {
+	c := newTest(t, Config{MaxBytesPerClient: 600 << 20, MaxMbpsPerClient: 2000})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	reg := func(client string, h wire.JobHints) (*wire.PlacementMap, error) {
+		return c.RegisterJobFrom(client, &wire.JobRegister{Name: "j", Hints: h})
+	}
+	first, err := reg("10.0.0.1", wire.JobHints{CapacityBytes: 500 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = reg("10.0.0.1", wire.JobHints{CapacityBytes: 400 << 20})
+	wantLimit(t, err, "client 10.0.0.1 holds 1 jobs allotted 500MiB", "MaxBytesPerClient 600MiB", "400MiB is more than the 100MiB left")
+	if r := refusalReason(err); r != "MaxBytesPerClient" {
+		t.Errorf("refusal counted as %q; want MaxBytesPerClient", r)
+	}
+	if _, err := reg("10.0.0.2", wire.JobHints{CapacityBytes: 400 << 20}); err != nil {
+		t.Fatalf("another client's 400 MiB beside the first's 500 MiB on a 1 GiB node: %v", err)
+	}
+
+	if _, err := reg("10.0.0.3", wire.JobHints{PeakMbps: 800}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reg("10.0.0.3", wire.JobHints{PeakMbps: 1300})
+	wantLimit(t, err, "MaxMbpsPerClient 2000", "its hints' need of 1300 Mb/s is more than the 1200 Mb/s left")
+	m, err := reg("10.0.0.3", wire.JobHints{})
+	if err != nil {
+		t.Fatalf("a hintless job with 1200 Mb/s of the quota left: %v", err)
+	}
+	if m.AllocMbps != 1200 {
+		t.Errorf("a hintless job allotted %g Mb/s with 1200 left of the client's quota; want 1200", m.AllocMbps)
+	}
+	_, err = reg("10.0.0.3", wire.JobHints{})
+	wantLimit(t, err, "a job without hints is allotted what is left, and 0 Mb/s is less than one lambda's 600")
+	_, err = reg("10.0.0.4", wire.JobHints{PeakMbps: 2000.4})
+	wantLimit(t, err, "2000.4 Mb/s is more than the 2000 Mb/s left")
+
+	if _, err := c.DeregisterJob(context.Background(), first.Job, first.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg("10.0.0.1", wire.JobHints{CapacityBytes: 600 << 20}); err != nil {
+		t.Errorf("after its 500 MiB job ended, the client's 600 MiB: %v", err)
+	}
+	if _, err := c.RegisterJob("inproc", wire.JobHints{PeakMbps: 5000}); err != nil {
+		t.Errorf("in-process registrations have no quota: %v", err)
+	}
+}
+
+func wantLimit(t *testing.T, err error, names ...string) {
+	t.Helper()
+	if wire.CodeOf(err) != wire.CodeLimit {
+		t.Fatalf("%v; want CodeLimit", err)
+	}
+	for _, s := range names {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not say %q", err, s)
+		}
+	}
+}
+
+// TestQuotaRefusalStartsNoNode: on an autoscaling cluster a bandwidth
+// hint past the client's quota is refused before any node starts; before
+// the quota, one client's hint took the cluster to MaxNodes.
+func TestQuotaRefusalStartsNoNode(t *testing.T) {
+	r := newScaleRigWith(t, 1, AutoscaleConfig{}, func(c *Controller) { c.cfg.MaxMbpsPerClient = 1500 })
+	_, err := r.c.RegisterJobFrom("10.0.0.9", &wire.JobRegister{Name: "big", Hints: wire.JobHints{PeakMbps: 6000}})
+	wantLimit(t, err, "MaxMbpsPerClient 1500", "6000 Mb/s")
+	if n := r.active(); n != 1 || len(r.orch.Nodes()) != 1 || len(r.a.Decisions()) != 0 {
+		t.Errorf("a registration past the quota: %d active nodes, %d started, decisions %+v; want 1, 1, none",
+			n, len(r.orch.Nodes()), r.a.Decisions())
+	}
+	if _, err := r.c.RegisterJobFrom("10.0.0.9", &wire.JobRegister{Name: "ok", Hints: wire.JobHints{PeakMbps: 1500}}); err != nil {
+		t.Fatalf("a hint at the quota: %v", err)
+	}
+	if r.active() != 2 {
+		t.Errorf("%d active nodes for 1500 Mb/s on 1000 Mb/s nodes; want 2", r.active())
+	}
+}
+
+// TestQuotaIsTheTenants: over TLS a client is its tenant, not its
+// address. alice and mallory connect from one address: mallory holding
+// her whole quota leaves alice's; the tenant's holdings survive a
+// controller restart (its jobs' records).
+func TestQuotaIsTheTenants(t *testing.T) {
+	r := newTenantRig(t)
+	r.tune = func(cfg *Config) { cfg.MaxBytesPerClient = 300 << 20 }
+	r.c.Close()
+	r.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := r.client("mallory").RegisterJob(ctx, "fill", wire.JobHints{CapacityBytes: 300 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.client("mallory").RegisterJob(ctx, "more", wire.JobHints{CapacityBytes: 1 << 20})
+	wantLimit(t, err, "tenant mallory holds 1 jobs allotted 300MiB")
+	if _, err := r.client("alice").RegisterJob(ctx, "own", wire.JobHints{CapacityBytes: 300 << 20}); err != nil {
+		t.Fatalf("alice, from mallory's address: %v; want her own quota", err)
+	}
+	r.c.Close()
+	r.start()
+	_, err = r.client("mallory").RegisterJob(ctx, "more", wire.JobHints{CapacityBytes: 1 << 20})
+	wantLimit(t, err, "tenant mallory holds 1 jobs allotted 300MiB")
+}
+
+// TestQuotaHeldWhileNodesStart (hostile trial of the quota): a need the
+// autoscaler reserved nodes for is held against the client's quota until
+// its job is entered or refused. Before, two registrations at once each
+// passed the quota, nodes started for both, and one was then refused.
+func TestQuotaHeldWhileNodesStart(t *testing.T) {
+	r := newScaleRigWith(t, 1, AutoscaleConfig{}, func(c *Controller) { c.cfg.MaxMbpsPerClient = 2000 })
+	h := wire.JobHints{PeakMbps: 2000}
+	first, err := r.c.reservation("pq1", "10.0.0.9", "pq1", h, &r.a.cfg)
+	if err != nil || first.pend == nil || first.want == 0 {
+		t.Fatalf("first reservation: %+v, %v; want nodes wanted and the need held", first, err)
+	}
+	_, err = r.c.reservation("pq2", "10.0.0.9", "pq2", h, &r.a.cfg)
+	wantLimit(t, err, "1 registering hold 0B and 2000 Mb/s", "MaxMbpsPerClient 2000")
+	r.c.unpend(first.pend)
+	r.c.unpend(first.pend) // once only
+	second, err := r.c.reservation("pq2", "10.0.0.9", "pq2", h, &r.a.cfg)
+	if err != nil {
+		t.Fatalf("after the first let go: %v", err)
+	}
+	r.c.unpend(second.pend)
+
+	// Four registrations of the whole quota at once, the nodes started
+	// for the first held until the others are answered.
+	gate := make(chan struct{})
+	r.orch.mu.Lock()
+	r.orch.gate = gate
+	r.orch.mu.Unlock()
+	type result struct {
+		m   *wire.PlacementMap
+		err error
+	}
+	results := make(chan result, 4)
+	for range 4 {
+		go func() {
+			m, err := r.c.RegisterJobFrom("10.0.0.9", &wire.JobRegister{Name: "pq", Hints: h})
+			results <- result{m, err}
+		}()
+	}
+	var accepted []*wire.PlacementMap
+	collect := func(res result) {
+		if res.err == nil {
+			accepted = append(accepted, res.m)
+		} else if wire.CodeOf(res.err) != wire.CodeLimit {
+			t.Errorf("concurrent registration: %v; want CodeLimit or success", res.err)
+		}
+	}
+	for range 3 {
+		collect(<-results)
+	}
+	close(gate)
+	collect(<-results)
+	adds := 0
+	for _, d := range r.a.Decisions() {
+		adds += d.Count
+	}
+	if len(accepted) != 1 || adds != 2 || len(accepted[0].Nodes) < 2 {
+		t.Errorf("4 registrations of the whole quota at once: %d accepted, %d nodes added; want 1 accepted, over the 2 nodes added for it", len(accepted), adds)
+		for _, m := range accepted {
+			t.Errorf("accepted %s on %d node(s)", m.Job, len(m.Nodes))
+		}
+	}
+	r.c.mu.Lock()
+	cl := *r.c.clients["10.0.0.9"]
+	r.c.mu.Unlock()
+	if cl.pends != 0 || cl.pend != (Need{}) || cl.mbps != 2000 {
+		t.Errorf("after the registrations the client holds %+v; want 2000 Mb/s allotted, nothing pending", cl)
+	}
+}
