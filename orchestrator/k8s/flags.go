@@ -198,6 +198,9 @@ func parseLabels(s string) (map[string]string, error) {
 		if !ok || k == "" {
 			return nil, fmt.Errorf("--k8s-labels %q: want KEY=VALUE pairs separated by commas", s)
 		}
+		if err := checkLabel(k, v); err != nil {
+			return nil, fmt.Errorf("--k8s-labels %q: %w", s, err)
+		}
 		out[k] = v
 	}
 	return out, nil

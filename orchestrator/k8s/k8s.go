@@ -240,9 +240,12 @@ func (c *Config) checkValues() error {
 	default:
 		return fmt.Errorf("orchestrator: kubernetes: anti-affinity %q: want required, preferred or none", c.AntiAffinity)
 	}
-	for k := range c.Labels {
+	for k, v := range c.Labels {
 		if _, ok := nodeLabels[k]; ok {
 			return fmt.Errorf("orchestrator: kubernetes: label %s is the orchestrator's own", k)
+		}
+		if err := checkLabel(k, v); err != nil {
+			return fmt.Errorf("orchestrator: kubernetes: %w", err)
 		}
 	}
 	if _, err := quantity("memory overhead", c.MemoryOverhead); err != nil {
@@ -252,6 +255,20 @@ func (c *Config) checkValues() error {
 		if _, err := quantity("CPU", c.CPU); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkLabel refuses a label the API server would refuse in a Pod: a key
+// that is no qualified name ([prefix/]name), a value that is no label
+// value (63 characters at most, alphanumeric at both ends). Before, such a
+// label was taken until the first node Pod's creation failed.
+func checkLabel(k, v string) error {
+	if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+		return fmt.Errorf("label key %q: %s", k, strings.Join(errs, "; "))
+	}
+	if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+		return fmt.Errorf("label %s value %q: %s", k, v, strings.Join(errs, "; "))
 	}
 	return nil
 }

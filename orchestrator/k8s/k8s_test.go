@@ -515,6 +515,11 @@ func TestKubernetesConfigErrors(t *testing.T) {
 		{func(c *Config) { c.MemoryOverhead = "-10Gi" }, `memory overhead "-10Gi": want a quantity not below 0`},
 		{func(c *Config) { c.CPU = "-2" }, `CPU "-2": want a quantity not below 0`},
 		{func(c *Config) { c.Namespace = "Bad_NS" }, `namespace "Bad_NS": a lowercase RFC 1123 label`},
+		// Taken until the API server refused the first node Pod (a known limit).
+		{func(c *Config) { c.Labels = map[string]string{"team name": "x"} }, `label key "team name": name part must consist of alphanumeric`},
+		{func(c *Config) { c.Labels = map[string]string{"a/b/c": "x"} }, `label key "a/b/c"`},
+		{func(c *Config) { c.Labels = map[string]string{"team": "has space"} }, `label team value "has space"`},
+		{func(c *Config) { c.Labels = map[string]string{"team": strings.Repeat("x", 64)} }, "must be no more than 63 bytes"},
 	} {
 		cfg := testConfig()
 		tc.change(&cfg)

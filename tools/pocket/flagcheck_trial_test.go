@@ -97,6 +97,7 @@ func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
 		{args: append(ctl, "--k8s-cpu", "junk"), lead: q("k8s-cpu", "junk")},
 		{args: append(ctl, "--k8s-memory-overhead", "junk"), lead: q("k8s-memory-overhead", "junk")},
 		{args: append(ctl, "--k8s-labels", "junk"), lead: q("k8s-labels", "junk")},
+		{args: append(ctl, "--k8s-labels", "team=has space"), lead: q("k8s-labels", "team=has space"), also: `label team value "has space"`},
 		{args: append(ctl, "--k8s-owner", "junk"), lead: q("k8s-owner", "junk")},
 		{args: append(ctl, "--k8s-anti-affinity", "junk"), lead: q("k8s-anti-affinity", "junk")},
 		{args: append(ctl, "--k8s-image-pull-policy", "junk"), lead: q("k8s-image-pull-policy", "junk")},
