@@ -540,8 +540,9 @@ func (a *Autoscaler) pickVictims(vs []victim, k int) []string {
 	return out
 }
 
-// startNode starts one node and waits for it to register.
-func (a *Autoscaler) startNode() {
+// startNode starts one node and waits for it to register; the error says
+// why it did not (also logged).
+func (a *Autoscaler) startNode() error {
 	defer a.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StartTimeout)
 	defer cancel()
@@ -557,7 +558,7 @@ func (a *Autoscaler) startNode() {
 	if err != nil {
 		a.log().Warn("autoscale: start node", "err", err)
 		a.doneStarting()
-		return
+		return fmt.Errorf("start: %w", err)
 	}
 	serving := time.Since(t0)
 	a.mu.Lock()
@@ -567,7 +568,7 @@ func (a *Autoscaler) startNode() {
 	a.doneStarting()
 	if err != nil {
 		a.log().Warn("autoscale: node started but did not register", "node", n.Addr, "err", err)
-		return
+		return fmt.Errorf("node %s started but did not register: %w", n.Addr, err)
 	}
 	st := NodeStart{Addr: n.Addr, Serving: serving, Registered: time.Since(t0)}
 	a.mu.Lock()
@@ -577,6 +578,7 @@ func (a *Autoscaler) startNode() {
 	a.mu.Unlock()
 	a.log().Info("autoscale: node started", "node", n.Addr, "serving_after", st.Serving.Round(time.Millisecond),
 		"registered_after", st.Registered.Round(time.Millisecond))
+	return nil
 }
 
 // NodeStart is how long a node the autoscaler started took: until it

@@ -25,10 +25,15 @@ type fakeOrch struct {
 	nodes   map[string]orchestrator.Node
 	stopped []string
 	gate    chan struct{} // if not nil, a started node registers once it closes
+	fail    error         // if not nil, Start fails with it
 }
 
 func (f *fakeOrch) Start(ctx context.Context, spec orchestrator.NodeSpec) (orchestrator.Node, error) {
 	f.mu.Lock()
+	if f.fail != nil {
+		f.mu.Unlock()
+		return orchestrator.Node{}, f.fail
+	}
 	f.seq++
 	n := orchestrator.Node{ID: fmt.Sprintf("fake-%d", f.seq), Addr: fmt.Sprintf("127.0.0.1:%d", 9000+f.seq)}
 	if f.nodes == nil {

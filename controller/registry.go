@@ -578,7 +578,10 @@ func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister
 		return nil, err
 	}
 	client = limitKey(client, tenant)
-	var hold *pend // the need reserve held against the client's quota
+	var (
+		hold        *pend   // the need reserve held against the client's quota
+		startFailed []error // why nodes started for the job did not come
+	)
 	c.mu.Lock()
 	err = c.admitLocked(client, time.Now())
 	c.mu.Unlock()
@@ -589,16 +592,16 @@ func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister
 		// Refuses, before it starts any node, a job the cluster could not
 		// serve at its maximum or its client's quota does not allow
 		// (reserve.go).
-		p, err := a.reserve(req.Name, client, ProfileKey(tenant, req.Name), req.Hints)
+		p, failed, err := a.reserve(req.Name, client, ProfileKey(tenant, req.Name), req.Hints)
 		defer c.unpend(p) // a registration refused later lets go of it here
 		if err != nil {
 			return nil, err
 		}
-		hold = p
+		hold, startFailed = p, failed
 	}
 	m, j, err := c.enterJob(client, tenant, req, hold)
 	if err != nil {
-		return nil, err
+		return nil, withStartFailures(err, startFailed)
 	}
 	// A registration whose write fails hands out no token, so it must
 	// leave no job: the job is withdrawn before any other write can store
@@ -618,6 +621,23 @@ func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister
 		}
 	}
 	return m, nil
+}
+
+// withStartFailures adds to a refused registration's error why nodes the
+// autoscaler started for it did not come (the first failure, and how
+// many), keeping its code. Before, such a registration failed "no space"
+// and only the log said that no node could start (a spent --node-ports
+// range, say).
+func withStartFailures(err error, failed []error) error {
+	if len(failed) == 0 {
+		return err
+	}
+	msg := err.Error()
+	var we *wire.Error
+	if errors.As(err, &we) {
+		msg = we.Msg
+	}
+	return wire.Errorf(wire.CodeOf(err), "%s (the autoscaler started %d node(s) for the job that did not come: %v)", msg, len(failed), failed[0])
 }
 
 // withdrawJobLocked takes out a job whose registration was not saved,

@@ -280,23 +280,23 @@ func noSpaceAt(name string, need Need, offers []TierOffer, most int) error {
 // waits for them (see the top of the file). It returns the refusal; a
 // start that fails is logged, and the job is placed over the nodes there
 // are.
-func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, error) {
+func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, []error, error) {
 	r, err := a.c.reservation(name, client, key, h, &a.cfg)
 	if err != nil || r.want <= 0 {
-		return r.pend, err
+		return r.pend, nil, err
 	}
 	now := a.cfg.Now()
 	a.mu.Lock()
 	select {
 	case <-a.stop:
 		a.mu.Unlock()
-		return r.pend, nil
+		return r.pend, nil, nil
 	default:
 	}
 	k := min(r.want-a.starting, a.cfg.MaxNodes-r.nodes-a.starting)
 	if k <= 0 {
 		a.mu.Unlock()
-		return r.pend, nil
+		return r.pend, nil, nil
 	}
 	d := Decision{At: now, Action: ActionAdd, Count: k, Nodes: r.nodes, Util: r.util, Dim: r.dim, Reason: r.reason}
 	a.starting += k
@@ -306,14 +306,22 @@ func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, 
 	a.wg.Add(k)
 	a.mu.Unlock()
 	a.log().Info("autoscale: add", "count", k, "from", r.nodes, "to", r.nodes+k, "reason", d.Reason)
-	var wg sync.WaitGroup
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed []error
+	)
 	for i := 0; i < k; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.startNode()
+			if err := a.startNode(); err != nil {
+				mu.Lock()
+				failed = append(failed, err)
+				mu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
-	return r.pend, nil
+	return r.pend, failed, nil
 }

@@ -158,3 +158,29 @@ func TestCapacityHintStartsNodes(t *testing.T) {
 		t.Fatalf("%d active nodes past the maximum of 4", r.active())
 	}
 }
+
+// TestRegistrationSaysWhyNodesDidNotCome (a known limit): a registration
+// that fails because the nodes the autoscaler started for it did not come
+// says why, beside its own error and code. Before, it failed "no space"
+// and only the log said the orchestrator had no port left.
+func TestRegistrationSaysWhyNodesDidNotCome(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{})
+	r.orch.mu.Lock()
+	r.orch.fail = errors.New("orchestrator: local: no free port in 7601-7602")
+	r.orch.mu.Unlock()
+	_, err := r.c.RegisterJob("big", wire.JobHints{CapacityBytes: 3 << 30})
+	if wire.CodeOf(err) != wire.CodeNoSpace {
+		t.Fatalf("register: %v; want CodeNoSpace", err)
+	}
+	for _, s := range []string{"the autoscaler started 3 node(s) for the job that did not come", "no free port in 7601-7602"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not say %q", err, s)
+		}
+	}
+	r.orch.mu.Lock()
+	r.orch.fail = nil
+	r.orch.mu.Unlock()
+	if _, err := r.c.RegisterJob("small", wire.JobHints{CapacityBytes: 1 << 20}); err != nil {
+		t.Errorf("a registration the node there holds: %v", err)
+	}
+}
