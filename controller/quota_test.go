@@ -27,7 +27,7 @@ func TestClientQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = reg("10.0.0.1", wire.JobHints{CapacityBytes: 400 << 20})
-	wantLimit(t, err, "client 10.0.0.1 holds 1 jobs allotted 500MiB", "MaxBytesPerClient 600MiB", "400MiB is more than the 100MiB left")
+	wantLimit(t, err, "client 10.0.0.1 holds 1 job allotted 500MiB", "MaxBytesPerClient 600MiB", "400MiB is more than the 100MiB left")
 	if r := refusalReason(err); r != "MaxBytesPerClient" {
 		t.Errorf("refusal counted as %q; want MaxBytesPerClient", r)
 	}
@@ -40,15 +40,26 @@ func TestClientQuota(t *testing.T) {
 	}
 	_, err = reg("10.0.0.3", wire.JobHints{PeakMbps: 1300})
 	wantLimit(t, err, "MaxMbpsPerClient 2000", "its hints' need of 1300 Mb/s is more than the 1200 Mb/s left")
-	m, err := reg("10.0.0.3", wire.JobHints{})
-	if err != nil {
-		t.Fatalf("a hintless job with 1200 Mb/s of the quota left: %v", err)
-	}
-	if m.AllocMbps != 1200 {
-		t.Errorf("a hintless job allotted %g Mb/s with 1200 left of the client's quota; want 1200", m.AllocMbps)
+	// A job Pocket's default sizes is allotted one lambda's 600 Mb/s
+	// under a quota, not the default's 16 Gb/s: taking what was left, a
+	// first hintless job took the whole quota (a new user's trial).
+	for range 2 {
+		m, err := reg("10.0.0.3", wire.JobHints{})
+		if err != nil {
+			t.Fatalf("a hintless job with 600 Mb/s or more of the quota left: %v", err)
+		}
+		if m.AllocMbps != 600 {
+			t.Errorf("a hintless job allotted %g Mb/s under a quota; want one lambda's 600", m.AllocMbps)
+		}
 	}
 	_, err = reg("10.0.0.3", wire.JobHints{})
-	wantLimit(t, err, "a job without hints is allotted what is left, and 0 Mb/s is less than one lambda's 600")
+	wantLimit(t, err, "client 10.0.0.3 holds 3 jobs allotted 0B and 2000 Mb/s",
+		"a job without hints needs one lambda's 600 Mb/s, and 0 Mb/s is left; register it with a smaller --peak-mbps hint, or deregister some of its jobs")
+	_, err = reg("10.0.0.5", wire.JobHints{CapacityBytes: 700 << 20})
+	wantLimit(t, err, "client 10.0.0.5 holds 0 jobs allotted 0B and 0 Mb/s (MaxBytesPerClient 600MiB): its capacity hint of 700MiB is more than the 600MiB left; hint less")
+	if strings.Contains(err.Error(), "deregister") {
+		t.Errorf("a client holding no job told to deregister some: %v", err)
+	}
 	_, err = reg("10.0.0.4", wire.JobHints{PeakMbps: 2000.4})
 	wantLimit(t, err, "2000.4 Mb/s is more than the 2000 Mb/s left")
 
@@ -109,14 +120,19 @@ func TestQuotaIsTheTenants(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := r.client("mallory").RegisterJob(ctx, "more", wire.JobHints{CapacityBytes: 1 << 20})
-	wantLimit(t, err, "tenant mallory holds 1 jobs allotted 300MiB")
+	wantLimit(t, err, "tenant mallory holds 1 job allotted 300MiB")
 	if _, err := r.client("alice").RegisterJob(ctx, "own", wire.JobHints{CapacityBytes: 300 << 20}); err != nil {
 		t.Fatalf("alice, from mallory's address: %v; want her own quota", err)
+	}
+	// The operator sets the quotas and registers the cluster's jobs: none
+	// applies to its registrations (a new user's trial found it refused).
+	if _, err := r.client("operator").RegisterJob(ctx, "cluster", wire.JobHints{CapacityBytes: 400 << 20}); err != nil {
+		t.Fatalf("the operator's job past a client's quota: %v", err)
 	}
 	r.c.Close()
 	r.start()
 	_, err = r.client("mallory").RegisterJob(ctx, "more", wire.JobHints{CapacityBytes: 1 << 20})
-	wantLimit(t, err, "tenant mallory holds 1 jobs allotted 300MiB")
+	wantLimit(t, err, "tenant mallory holds 1 job allotted 300MiB")
 }
 
 // TestQuotaHeldWhileNodesStart (hostile trial of the quota): a need the
@@ -131,7 +147,7 @@ func TestQuotaHeldWhileNodesStart(t *testing.T) {
 		t.Fatalf("first reservation: %+v, %v; want nodes wanted and the need held", first, err)
 	}
 	_, err = r.c.reservation("pq2", "10.0.0.9", "pq2", h, &r.a.cfg)
-	wantLimit(t, err, "1 registering hold 0B and 2000 Mb/s", "MaxMbpsPerClient 2000")
+	wantLimit(t, err, "1 job registering hold 0B and 2000 Mb/s", "MaxMbpsPerClient 2000")
 	r.c.unpend(first.pend)
 	r.c.unpend(first.pend) // once only
 	second, err := r.c.reservation("pq2", "10.0.0.9", "pq2", h, &r.a.cfg)

@@ -176,6 +176,10 @@ func New(cfg Config) (*Controller, error) {
 			return nil, fmt.Errorf("controller: state: %w", err)
 		}
 	}
+	if m := c.MaxMbpsPerClient; m > 0 && m < c.Policy.PerLambdaMbps {
+		c.Logger.Warn("controller: MaxMbpsPerClient is below one lambda's bandwidth: every job registered without hints, or with a lambdas hint, will be refused",
+			"max_mbps_per_client", m, "per_lambda_mbps", c.Policy.PerLambdaMbps)
+	}
 	ctl.srv.init(c.Logger)
 	ctl.srv.goroutine(ctl.sweepLoop)
 	return ctl, nil
@@ -568,7 +572,27 @@ func (c *Controller) RegisterJobFrom(client string, req *wire.JobRegister) (m *w
 // size without hints comes from, the tenant's profile of its name
 // (tenant.go), and it counts against the tenant's limits, not the
 // address's (limitKey).
-func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister) (m *wire.PlacementMap, err error) {
+func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister) (*wire.PlacementMap, error) {
+	return c.registerJob(newRegistrant(client, tenant, false), req)
+}
+
+// registrant is who registers a job: the client its limits count against
+// (limitKey), its tenant, and the client its allotment quota counts
+// against ("" for none: the operator's, over TLS, set the quotas and
+// register the cluster's jobs).
+type registrant struct {
+	client, tenant, quota string
+}
+
+func newRegistrant(peer, tenant string, operator bool) registrant {
+	r := registrant{client: limitKey(peer, tenant), tenant: tenant}
+	if !operator {
+		r.quota = r.client
+	}
+	return r
+}
+
+func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire.PlacementMap, err error) {
 	defer func() { c.countRegistration(err) }()
 	if err := checkName(req.Name); err != nil {
 		return nil, err
@@ -577,13 +601,12 @@ func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister
 	if err := req.Hints.Check(); err != nil {
 		return nil, err
 	}
-	client = limitKey(client, tenant)
 	var (
 		hold        *pend   // the need reserve held against the client's quota
 		startFailed []error // why nodes started for the job did not come
 	)
 	c.mu.Lock()
-	err = c.admitLocked(client, time.Now())
+	err = c.admitLocked(who.client, time.Now())
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -592,14 +615,14 @@ func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister
 		// Refuses, before it starts any node, a job the cluster could not
 		// serve at its maximum or its client's quota does not allow
 		// (reserve.go).
-		p, failed, err := a.reserve(req.Name, client, ProfileKey(tenant, req.Name), req.Hints)
+		p, failed, err := a.reserve(req.Name, who.quota, ProfileKey(who.tenant, req.Name), req.Hints)
 		defer c.unpend(p) // a registration refused later lets go of it here
 		if err != nil {
 			return nil, err
 		}
 		hold, startFailed = p, failed
 	}
-	m, j, err := c.enterJob(client, tenant, req, hold)
+	m, j, err := c.enterJob(who, req, hold)
 	if err != nil {
 		return nil, withStartFailures(err, startFailed)
 	}
@@ -637,7 +660,7 @@ func withStartFailures(err error, failed []error) error {
 	if errors.As(err, &we) {
 		msg = we.Msg
 	}
-	return wire.Errorf(wire.CodeOf(err), "%s (the autoscaler started %d node(s) for the job that did not come: %v)", msg, len(failed), failed[0])
+	return wire.Errorf(wire.CodeOf(err), "%s (the autoscaler could not add %d node(s) it wanted for the job: %v)", msg, len(failed), failed[0])
 }
 
 // withdrawJobLocked takes out a job whose registration was not saved,
@@ -661,14 +684,14 @@ func (c *Controller) withdrawJobLocked(j *job) {
 // enterJob sizes, places and enters a job under c.mu. What hold held
 // against the client's quota is let go first: the job's own allotment
 // takes its place.
-func (c *Controller) enterJob(client, tenant string, req *wire.JobRegister, hold *pend) (*wire.PlacementMap, *job, error) {
+func (c *Controller) enterJob(who registrant, req *wire.JobRegister, hold *pend) (*wire.PlacementMap, *job, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.unpendLocked(hold)
-	if err := c.countLocked(client); err != nil { // others may have registered meanwhile
+	if err := c.countLocked(who.client); err != nil { // others may have registered meanwhile
 		return nil, nil, err
 	}
-	p, kind, source, err := c.sizeJobForLocked(c.prof, client, ProfileKey(tenant, req.Name), req)
+	p, kind, source, err := c.sizeJobForLocked(c.prof, who.quota, ProfileKey(who.tenant, req.Name), req)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -679,7 +702,7 @@ func (c *Controller) enterJob(client, tenant string, req *wire.JobRegister, hold
 	c.seq++
 	now := time.Now()
 	j := &job{id: id, name: req.Name, hints: req.Hints, tier: kind, epoch: 1, allocMbps: p.mbps, allocBytes: p.bytes,
-		created: now, expires: c.expiryFor(now, req.TTL), client: client, tenant: tenant, heapIdx: -1}
+		created: now, expires: c.expiryFor(now, req.TTL), client: who.client, tenant: who.tenant, heapIdx: -1}
 	c.addJobLocked(j, p.nodes)
 	j.pub = c.mapLocked(j)
 	c.cfg.Logger.Info("controller: job registered", "job", id, "nodes", len(p.nodes), "tier", kindName(kind),

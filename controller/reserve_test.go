@@ -172,7 +172,7 @@ func TestRegistrationSaysWhyNodesDidNotCome(t *testing.T) {
 	if wire.CodeOf(err) != wire.CodeNoSpace {
 		t.Fatalf("register: %v; want CodeNoSpace", err)
 	}
-	for _, s := range []string{"the autoscaler started 3 node(s) for the job that did not come", "no free port in 7601-7602"} {
+	for _, s := range []string{"the autoscaler could not add 3 node(s) it wanted for the job", "no free port in 7601-7602"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not say %q", err, s)
 		}

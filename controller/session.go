@@ -21,6 +21,7 @@ type session struct {
 	peer   string // peerKey of the remote address: the client of registrations
 	tenant string // TenantOf the peer's certificate; "" without TLS (tenant.go)
 	roles  Roles  // what the peer may do (every role without TLS)
+	op     bool   // an operator's certificate (TLS only): no allotment quota
 	nonce  []byte // set by OpChallenge; node and drain proofs cover it
 	conn   net.Conn
 	prob   bool // admitted over MaxConns on probation: served only as a node (server)
@@ -55,7 +56,8 @@ func (c *Controller) newSession(conn net.Conn) *session {
 		return nil
 	}
 	s.roles = peerRoles(tc.ConnectionState())
-	if s.roles&RoleOperator == 0 {
+	s.op = s.roles&RoleOperator != 0
+	if !s.op {
 		s.tenant = TenantOf(tc.ConnectionState()) // the operator's jobs are the cluster's (tenant.go)
 	}
 	return s
@@ -148,7 +150,7 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 		if err := m.Decode(meta); err != nil {
 			return nil, err
 		}
-		return c.RegisterJobFor(s.peer, s.tenant, &m)
+		return c.registerJob(newRegistrant(s.peer, s.tenant, s.op), &m)
 	case wire.OpDeregisterJob:
 		var m wire.JobRef
 		if err := m.Decode(meta); err != nil {

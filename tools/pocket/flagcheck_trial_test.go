@@ -112,6 +112,7 @@ func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
 		{args: append(up, "--node-ports", "9-8"), lead: `--node-ports "9-8": want FIRST-LAST`},
 		{args: append(up, "--node-ports", "65535-65536"), lead: `--node-ports "65535-65536": want FIRST-LAST`},
 		{args: append(up, "--nodes", "3", "--node-ports", "7000-7001"), lead: `--node-ports "7000-7001": 2 port(s) for 3 nodes`},
+		{args: append(up, "--autoscale", "--max-nodes", "4", "--node-ports", "7000-7002"), lead: `--node-ports "7000-7002": 3 port(s) for up to --max-nodes 4 nodes`},
 		// ... apart from the ports up gives the controller and the
 		// metrics (a hostile trial's nodes took their own metrics ports).
 		{args: []string{"up", "--insecure", "--listen", "127.0.0.1:7700", "--nodes", "2", "--node-ports", "7700-7702"},

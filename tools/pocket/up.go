@@ -354,7 +354,9 @@ func (o *upOptions) nvmeDir() (string, func(), error) {
 
 // checkNodePorts parses --node-ports (FIRST-LAST, or one PORT) into
 // o.ports, refusing ports outside 1-65535, a range backwards, or one
-// with fewer ports than --nodes.
+// with fewer ports than --nodes, or with --autoscale than --max-nodes (a
+// new user's trial: the range ran out only when a job needed a node the
+// autoscaler then could not start).
 func (o *upOptions) checkNodePorts() error {
 	if o.nodePorts == "" {
 		return nil
@@ -368,8 +370,10 @@ func (o *upOptions) checkNodePorts() error {
 	switch {
 	case ferr != nil || lerr != nil || f < 1 || l > 65535 || f > l:
 		return fmt.Errorf("--node-ports %q: want FIRST-LAST (or one PORT), ports from 1 to 65535, FIRST not above LAST", o.nodePorts)
+	case o.autoscale && l-f+1 < o.scale.MaxNodes:
+		return fmt.Errorf("--node-ports %q: %d port(s) for up to --max-nodes %d nodes: widen the range or lower --max-nodes", o.nodePorts, l-f+1, o.scale.MaxNodes)
 	case l-f+1 < o.nodes:
-		return fmt.Errorf("--node-ports %q: %d port(s) for %d nodes", o.nodePorts, l-f+1, o.nodes)
+		return fmt.Errorf("--node-ports %q: %d port(s) for %d nodes: widen the range or lower --nodes", o.nodePorts, l-f+1, o.nodes)
 	}
 	o.ports = orchestrator.PortRange{First: f, Last: l}
 	return o.checkPortsApart()

@@ -1,0 +1,188 @@
+package controller
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Allotment quotas (Config.MaxBytesPerClient, MaxMbpsPerClient) bound the
+// sum of one client's live jobs' allotments (job.allocBytes, allocMbps),
+// a client being a tenant over TLS, else an address (limitKey). The
+// operator's registrations over TLS have none (registrant.quota ""): the
+// operator sets the quotas and registers the cluster's jobs.
+//
+//   - A hinted need beyond what is left is refused (CodeLimit naming the
+//     limit, what the client holds and what is left), before the
+//     autoscaler starts any node for it.
+//   - A need from the name's profile is cut to what is left: the job asked
+//     for nothing, as fitProfile.
+//   - A job Pocket's default sizes is allotted one lambda's bandwidth
+//     (Policy.PerLambdaMbps) under a Mb/s quota, not the default's 16 Gb/s:
+//     taking what was left, a new user's first hintless job took the
+//     team's whole quota, and every hinted job of the team after it was
+//     refused. Its map grows with its measured traffic as any job's does
+//     (elastic.go).
+//   - A job without hints is refused when less than one lambda's bandwidth
+//     is left.
+//
+// Without the quotas one client's hints held every node's capacity, and on
+// an autoscaling cluster its bandwidth hints kept MaxNodes nodes running,
+// idle or not.
+
+// quotaLocked holds need within what the client (key; "" has no quota)
+// may still allot itself (see the top of the file).
+func (c *Controller) quotaLocked(key string, need Need) (Need, error) {
+	leftBytes, leftMbps := c.quotaLeftLocked(key)
+	hinted := need.Source == SizeHints
+	if need.Bytes > leftBytes {
+		if hinted {
+			return need, c.quotaError(key, "MaxBytesPerClient", units.FormatSize(c.cfg.MaxBytesPerClient),
+				fmt.Sprintf("its capacity hint of %s is more than the %s left", sizeText(need.Bytes), sizeText(leftBytes)), "hint less")
+		}
+		need.Bytes = leftBytes
+	}
+	if math.IsInf(leftMbps, 1) {
+		return need, nil
+	}
+	lambda := c.cfg.Policy.PerLambdaMbps
+	if need.Source == SizeDefault {
+		need.Mbps = min(need.Mbps, lambda)
+	}
+	if need.Mbps <= leftMbps {
+		return need, nil
+	}
+	limit, value := "MaxMbpsPerClient", fmt.Sprintf("%.6g", c.cfg.MaxMbpsPerClient)
+	switch {
+	case hinted:
+		return need, c.quotaError(key, limit, value,
+			fmt.Sprintf("its hints' need of %.6g Mb/s is more than the %.6g Mb/s left", need.Mbps, leftMbps), "hint less")
+	case leftMbps < lambda:
+		return need, c.quotaError(key, limit, value,
+			fmt.Sprintf("a job without hints needs one lambda's %.6g Mb/s, and %.6g Mb/s is left", lambda, leftMbps),
+			"register it with a smaller --peak-mbps hint")
+	}
+	need.Mbps = leftMbps
+	return need, nil
+}
+
+// sizeText is units.FormatSize(n), with the exact count when that rounds.
+func sizeText(n int64) string {
+	s := units.FormatSize(n)
+	if back, err := units.ParseSize(s); err != nil || back != n {
+		s += fmt.Sprintf(" (%d bytes)", n)
+	}
+	return s
+}
+
+// quotaLeftLocked is what the client may still allot itself, in bytes and
+// Mb/s (MaxInt64 and +Inf when unbounded).
+func (c *Controller) quotaLeftLocked(key string) (int64, float64) {
+	bytes, mbps := int64(math.MaxInt64), math.Inf(1)
+	if key == "" {
+		return bytes, mbps
+	}
+	var cl client
+	if p := c.clients[key]; p != nil {
+		cl = *p
+	}
+	if lim := c.cfg.MaxBytesPerClient; lim > 0 {
+		bytes = max(lim-cl.bytes-cl.pend.Bytes, 0)
+	}
+	if lim := c.cfg.MaxMbpsPerClient; lim > 0 {
+		mbps = max(lim-cl.mbps-cl.pend.Mbps, 0)
+	}
+	return bytes, mbps
+}
+
+// quotaError is a registration refused for the client's quota limit
+// (named, with its value), saying what the client holds, why, and what to
+// do: fix, or deregister jobs when it holds some.
+func (c *Controller) quotaError(key, limit, value, why, fix string) error {
+	var cl client
+	if p := c.clients[key]; p != nil {
+		cl = *p
+	}
+	held := ""
+	if cl.pends > 0 {
+		held = fmt.Sprintf(", and %s registering hold %s and %.6g Mb/s", jobsText(cl.pends), sizeText(cl.pend.Bytes), cl.pend.Mbps)
+	}
+	if cl.jobs > 0 {
+		fix += ", or deregister some of its jobs"
+	}
+	return wire.Errorf(wire.CodeLimit, "%s holds %s allotted %s and %.6g Mb/s%s (%s %s): %s; %s",
+		clientName(key), jobsText(cl.jobs), sizeText(cl.bytes), cl.mbps, held, limit, value, why, fix)
+}
+
+// jobsText is "1 job" or "N jobs".
+func jobsText(n int) string {
+	if n == 1 {
+		return "1 job"
+	}
+	return fmt.Sprintf("%d jobs", n)
+}
+
+// holdLocked adds a job's allotment (sign 1) to its client's, or takes
+// it away (sign -1).
+func (c *Controller) holdLocked(j *job, sign int) {
+	cl := c.clientLocked(j.client)
+	if cl == nil {
+		return
+	}
+	cl.jobs += sign
+	cl.bytes += int64(sign) * j.allocBytes
+	cl.mbps += float64(sign) * j.allocMbps
+	if cl.jobs == 0 { // no float residue once it holds nothing
+		cl.bytes, cl.mbps = 0, 0
+	}
+}
+
+// A pend holds a registering job's need against its client's quota from
+// the autoscaler's reservation until the job is entered (enterJob) or
+// refused (RegisterJobFor's unpend). Without it, registrations at once
+// each passed the quota before any was entered, and the autoscaler
+// started nodes for needs the quota then refused.
+type pend struct {
+	client string
+	need   Need
+	done   bool
+}
+
+// pendLocked holds need against the client's quota; nil when the client
+// has no quota.
+func (c *Controller) pendLocked(key string, need Need) *pend {
+	if key == "" || c.cfg.MaxBytesPerClient <= 0 && c.cfg.MaxMbpsPerClient <= 0 {
+		return nil
+	}
+	cl := c.clientLocked(key)
+	cl.pends++
+	cl.pend.Bytes += need.Bytes
+	cl.pend.Mbps += need.Mbps
+	return &pend{client: key, need: need}
+}
+
+// unpendLocked lets go of what p holds, once (p may be nil).
+func (c *Controller) unpendLocked(p *pend) {
+	if p == nil || p.done {
+		return
+	}
+	p.done = true
+	cl := c.clientLocked(p.client)
+	cl.pends--
+	cl.pend.Bytes -= p.need.Bytes
+	cl.pend.Mbps -= p.need.Mbps
+	if cl.pends == 0 {
+		cl.pend = Need{}
+	}
+}
+
+func (c *Controller) unpend(p *pend) {
+	if p == nil {
+		return
+	}
+	c.mu.Lock()
+	c.unpendLocked(p)
+	c.mu.Unlock()
+}
