@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"math"
+	"strconv"
 
 	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/wire"
@@ -54,14 +55,14 @@ func (c *Controller) quotaLocked(key string, need Need) (Need, error) {
 	if need.Mbps <= leftMbps {
 		return need, nil
 	}
-	limit, value := "MaxMbpsPerClient", fmt.Sprintf("%.6g", c.cfg.MaxMbpsPerClient)
+	limit, value := "MaxMbpsPerClient", mbpsText(c.cfg.MaxMbpsPerClient)
 	switch {
 	case hinted:
 		return need, c.quotaError(key, limit, value,
-			fmt.Sprintf("its hints' need of %.6g Mb/s is more than the %.6g Mb/s left", need.Mbps, leftMbps), "hint less")
+			fmt.Sprintf("its hints' need of %s Mb/s is more than the %s Mb/s left", mbpsText(need.Mbps), mbpsText(leftMbps)), "hint less")
 	case leftMbps < lambda:
 		return need, c.quotaError(key, limit, value,
-			fmt.Sprintf("a job without hints needs one lambda's %.6g Mb/s, and %.6g Mb/s is left", lambda, leftMbps),
+			fmt.Sprintf("a job without hints needs one lambda's %s Mb/s, and %s Mb/s is left", mbpsText(lambda), mbpsText(leftMbps)),
 			"register it with a smaller --peak-mbps hint")
 	}
 	need.Mbps = leftMbps
@@ -107,13 +108,20 @@ func (c *Controller) quotaError(key, limit, value, why, fix string) error {
 	}
 	held := ""
 	if cl.pends > 0 {
-		held = fmt.Sprintf(", and %s registering hold %s and %.6g Mb/s", jobsText(cl.pends), sizeText(cl.pend.Bytes), cl.pend.Mbps)
+		held = fmt.Sprintf(", and %s registering hold %s and %s Mb/s", jobsText(cl.pends), sizeText(cl.pend.Bytes), mbpsText(cl.pend.Mbps))
 	}
 	if cl.jobs > 0 {
 		fix += ", or deregister some of its jobs"
 	}
-	return wire.Errorf(wire.CodeLimit, "%s holds %s allotted %s and %.6g Mb/s%s (%s %s): %s; %s",
-		clientName(key), jobsText(cl.jobs), sizeText(cl.bytes), cl.mbps, held, limit, value, why, fix)
+	return wire.Errorf(wire.CodeLimit, "%s holds %s allotted %s and %s Mb/s%s (%s %s): %s; %s",
+		clientName(key), jobsText(cl.jobs), sizeText(cl.bytes), mbpsText(cl.mbps), held, limit, value, why, fix)
+}
+
+// mbpsText prints Mb/s to 12 significant digits: rounded to 6, 599.9999999
+// left read "600 Mb/s left" in a refusal of 600 (a hostile trial); all 17
+// show the subtraction's float residue (599.9999998999999).
+func mbpsText(v float64) string {
+	return strconv.FormatFloat(v, 'g', 12, 64)
 }
 
 // jobsText is "1 job" or "N jobs".

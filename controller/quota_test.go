@@ -62,6 +62,11 @@ func TestClientQuota(t *testing.T) {
 	}
 	_, err = reg("10.0.0.4", wire.JobHints{PeakMbps: 2000.4})
 	wantLimit(t, err, "2000.4 Mb/s is more than the 2000 Mb/s left")
+	if _, err := reg("10.0.0.6", wire.JobHints{PeakMbps: 1400.0000001}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = reg("10.0.0.6", wire.JobHints{PeakMbps: 600})
+	wantLimit(t, err, "need of 600 Mb/s is more than the 599.9999999 Mb/s left") // 6 digits read "600 ... 600"
 
 	if _, err := c.DeregisterJob(context.Background(), first.Job, first.Token); err != nil {
 		t.Fatal(err)

@@ -582,6 +582,7 @@ func (c *Controller) RegisterJobFor(client, tenant string, req *wire.JobRegister
 // register the cluster's jobs).
 type registrant struct {
 	client, tenant, quota string
+	gone                  func() bool // whether the client has left (peerGone); nil: never
 }
 
 func newRegistrant(peer, tenant string, operator bool) registrant {
@@ -622,6 +623,9 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 		}
 		hold, startFailed = p, failed
 	}
+	if err := c.stillWanted(who); err != nil {
+		return nil, err
+	}
 	m, j, err := c.enterJob(who, req, hold)
 	if err != nil {
 		return nil, withStartFailures(err, startFailed)
@@ -644,6 +648,21 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 		}
 	}
 	return m, nil
+}
+
+// stillWanted refuses to enter a job whose token would reach nobody: its
+// client left while nodes started for it (registrant.gone), or the
+// controller is closing. Such a job was entered before; nobody could
+// deregister it, and under a quota it held its tenant's allotment until
+// its token expired (a hostile trial).
+func (c *Controller) stillWanted(who registrant) error {
+	if c.closing() {
+		return wire.Errorf(wire.CodeClosed, "controller is shutting down: the job was not registered")
+	}
+	if who.gone != nil && who.gone() {
+		return wire.Errorf(wire.CodeClosed, "the client left while nodes started for its job: the job was not registered")
+	}
+	return nil
 }
 
 // withStartFailures adds to a refused registration's error why nodes the

@@ -150,7 +150,9 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 		if err := m.Decode(meta); err != nil {
 			return nil, err
 		}
-		return c.registerJob(newRegistrant(s.peer, s.tenant, s.op), &m)
+		who := newRegistrant(s.peer, s.tenant, s.op)
+		who.gone = func() bool { return peerGone(s.conn) }
+		return c.registerJob(who, &m)
 	case wire.OpDeregisterJob:
 		var m wire.JobRef
 		if err := m.Decode(meta); err != nil {
