@@ -2,16 +2,16 @@ package controller
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // peerGone reports whether the peer of conn has closed its end (or the
-// connection failed), without reading from it: poll(2) for POLLRDHUP,
-// POLLHUP or POLLERR. A connection without a file descriptor is never
-// reported gone.
+// connection failed), without taking anything from it: a non-blocking
+// recv with MSG_PEEK answers 0 bytes (end of file) or an error other than
+// EAGAIN. Bytes waiting to be read mean the peer is there. A connection
+// without a file descriptor is never reported gone.
 //
 // A registration checks it after the autoscaler's wait for nodes, before
 // it enters the job: a client killed during that wait never received the
@@ -25,18 +25,26 @@ func peerGone(conn net.Conn) bool {
 	if !ok {
 		return false
 	}
-	raw, err := sc.SyscallConn()
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return false
 	}
-	gone := false
-	_ = raw.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-		if n, err := unix.Poll(fds, 0); err == nil && n > 0 {
-			gone = fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
-		}
-	})
-	return gone
+	var b [1]byte
+	var n int
+	var perr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, perr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true // never wait
+	}); err != nil {
+		return true // the descriptor is closed
+	}
+	switch {
+	case perr == nil:
+		return n == 0
+	case errors.Is(perr, syscall.EAGAIN), errors.Is(perr, syscall.EINTR):
+		return false
+	}
+	return true
 }
 
 // closing reports whether Close has begun.
