@@ -69,6 +69,24 @@ func (c *Controller) quotaLocked(key string, need Need) (Need, error) {
 	return need, nil
 }
 
+// quotaReplyLocked is the client's quotas and what is left of them, for a
+// registration's reply (zero without a quota: an operator's, in process,
+// or none configured).
+func (c *Controller) quotaReplyLocked(key string) wire.QuotaLeft {
+	var q wire.QuotaLeft
+	if key == "" {
+		return q
+	}
+	leftBytes, leftMbps := c.quotaLeftLocked(key)
+	if c.cfg.MaxBytesPerClient > 0 {
+		q.Bytes, q.LeftBytes = c.cfg.MaxBytesPerClient, leftBytes
+	}
+	if c.cfg.MaxMbpsPerClient > 0 {
+		q.Mbps, q.LeftMbps = c.cfg.MaxMbpsPerClient, leftMbps
+	}
+	return q
+}
+
 // sizeText is units.FormatSize(n), with the exact count when that rounds.
 func sizeText(n int64) string {
 	s := units.FormatSize(n)

@@ -26,6 +26,9 @@ func TestClientQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if want := (wire.QuotaLeft{Bytes: 600 << 20, LeftBytes: 100 << 20, Mbps: 2000, LeftMbps: 2000}); first.Quota != want {
+		t.Errorf("the registration's reply says the quota %+v; want %+v", first.Quota, want)
+	}
 	_, err = reg("10.0.0.1", wire.JobHints{CapacityBytes: 400 << 20})
 	wantLimit(t, err, "client 10.0.0.1 holds 1 job allotted 500MiB", "MaxBytesPerClient 600MiB", "400MiB is more than the 100MiB left")
 	if r := refusalReason(err); r != "MaxBytesPerClient" {
@@ -77,6 +80,13 @@ func TestClientQuota(t *testing.T) {
 	if _, err := c.RegisterJob("inproc", wire.JobHints{PeakMbps: 5000}); err != nil {
 		t.Errorf("in-process registrations have no quota: %v", err)
 	}
+	st := c.Status()
+	if st.QuotaBytes != 600<<20 || st.QuotaMbps != 2000 || len(st.Clients) != 4 ||
+		st.Clients[0] != (wire.ClientHold{Client: "client 10.0.0.1", Jobs: 1, AllocBytes: 600 << 20}) ||
+		st.Clients[1] != (wire.ClientHold{Client: "client 10.0.0.2", Jobs: 1, AllocBytes: 400 << 20}) ||
+		st.Clients[2] != (wire.ClientHold{Client: "client 10.0.0.3", Jobs: 3, AllocMbps: 2000}) {
+		t.Errorf("status quota %d, %g, clients %+v; want each client's allotments, the most first", st.QuotaBytes, st.QuotaMbps, st.Clients)
+	}
 }
 
 func wantLimit(t *testing.T, err error, names ...string) {
@@ -121,18 +131,24 @@ func TestQuotaIsTheTenants(t *testing.T) {
 	r.start()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := r.client("mallory").RegisterJob(ctx, "fill", wire.JobHints{CapacityBytes: 300 << 20}); err != nil {
+	fill, err := r.client("mallory").RegisterJob(ctx, "fill", wire.JobHints{CapacityBytes: 300 << 20})
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, err := r.client("mallory").RegisterJob(ctx, "more", wire.JobHints{CapacityBytes: 1 << 20})
+	if want := (wire.QuotaLeft{Bytes: 300 << 20}); fill.Quota != want {
+		t.Errorf("mallory's registration reply says the quota %+v; want %+v", fill.Quota, want)
+	}
+	_, err = r.client("mallory").RegisterJob(ctx, "more", wire.JobHints{CapacityBytes: 1 << 20})
 	wantLimit(t, err, "tenant mallory holds 1 job allotted 300MiB")
 	if _, err := r.client("alice").RegisterJob(ctx, "own", wire.JobHints{CapacityBytes: 300 << 20}); err != nil {
 		t.Fatalf("alice, from mallory's address: %v; want her own quota", err)
 	}
 	// The operator sets the quotas and registers the cluster's jobs: none
 	// applies to its registrations (a new user's trial found it refused).
-	if _, err := r.client("operator").RegisterJob(ctx, "cluster", wire.JobHints{CapacityBytes: 400 << 20}); err != nil {
+	if m, err := r.client("operator").RegisterJob(ctx, "cluster", wire.JobHints{CapacityBytes: 400 << 20}); err != nil {
 		t.Fatalf("the operator's job past a client's quota: %v", err)
+	} else if m.Quota != (wire.QuotaLeft{}) {
+		t.Errorf("the operator's registration reply says a quota: %+v", m.Quota)
 	}
 	r.c.Close()
 	r.start()

@@ -730,6 +730,7 @@ func (c *Controller) enterJob(who registrant, req *wire.JobRegister, hold *pend)
 	// replies hand out (j.pub) does not.
 	reply := *j.pub
 	reply.AllocMbps, reply.AllocBytes, reply.Sized = j.allocMbps, j.allocBytes, sizedFrom(source)
+	reply.Quota = c.quotaReplyLocked(who.quota)
 	return &reply, j, nil
 }
 

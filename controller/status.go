@@ -42,7 +42,33 @@ func (c *Controller) Status() *wire.ClusterStatus {
 	}
 	p := c.cfg.Prices
 	st.Prices = &wire.PriceTable{DRAMGiBHour: p.DRAMGiBHour, NVMeGiBHour: p.NVMeGiBHour, GbpsHour: p.GbpsHour}
+	st.Clients = c.clientHoldsLocked(wire.MaxStatusClients)
+	st.QuotaBytes, st.QuotaMbps = max(c.cfg.MaxBytesPerClient, 0), max(c.cfg.MaxMbpsPerClient, 0)
 	return st
+}
+
+// clientHoldsLocked is what the clients holding live jobs are allotted,
+// the most first (bytes, then Mb/s, then name), at most n of them: an
+// operator sees each tenant's use against the quotas (a new user's trial
+// added it up from the job list by hand).
+func (c *Controller) clientHoldsLocked(n int) []wire.ClientHold {
+	var out []wire.ClientHold
+	for key, cl := range c.clients {
+		if cl.jobs > 0 {
+			out = append(out, wire.ClientHold{Client: clientName(key), Jobs: uint32(cl.jobs), AllocBytes: cl.bytes, AllocMbps: cl.mbps})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.AllocBytes != b.AllocBytes {
+			return a.AllocBytes > b.AllocBytes
+		}
+		if a.AllocMbps != b.AllocMbps {
+			return a.AllocMbps > b.AllocMbps
+		}
+		return a.Client < b.Client
+	})
+	return out[:min(len(out), n)]
 }
 
 // ListJobs returns up to limit jobs registered after the cursor `after`

@@ -357,6 +357,18 @@ type PlacementMap struct {
 	AllocMbps  float64
 	AllocBytes int64
 	Sized      SizedFrom
+	// It also gives the registering client's allotment quotas (bytes,
+	// Mb/s; 0: none) and what is left of them with this job allotted, so
+	// a tenant, who may not read the cluster's status, sees what it may
+	// still ask.
+	Quota QuotaLeft
+}
+
+// QuotaLeft is a client's allotment quota (controller.Config's
+// MaxBytesPerClient, MaxMbpsPerClient; 0: none) and what is left of it.
+type QuotaLeft struct {
+	Bytes, LeftBytes int64
+	Mbps, LeftMbps   float64
 }
 
 // SizedFrom is where a registered job's size came from.
@@ -469,7 +481,30 @@ type ClusterStatus struct {
 	NextJob           uint64
 	AutoscaleMaxNodes uint32
 	Prices            *PriceTable
+	// Clients are the clients whose live jobs are allotted the most
+	// (bytes, then Mb/s), at most MaxStatusClients, in an OpStatus reply;
+	// QuotaBytes and QuotaMbps the allotment quota per client (0: none).
+	Clients    []ClientHold
+	QuotaBytes int64
+	QuotaMbps  float64
 }
+
+// ClientHold is what one client's live jobs are allotted together (bytes,
+// Mb/s); Client is "tenant NAME" or "client ADDR".
+type ClientHold struct {
+	Client     string
+	Jobs       uint32
+	AllocBytes int64
+	AllocMbps  float64
+}
+
+// MaxStatusClients bounds ClusterStatus.Clients, maxClientName a
+// ClientHold's name (controller's "tenant " and a tenant label, or
+// "client " and an address).
+const (
+	MaxStatusClients = 100
+	maxClientName    = 128
+)
 
 // PriceTable is a controller's price table (controller.Prices), US
 // dollars an hour: per GiB-hour of DRAM and of NVMe, and per Gb/s-hour of
@@ -528,6 +563,7 @@ var (
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}, {Kind: Bytes},
 		{Kind: Scalar8}, {Kind: TableVec, Sub: &lostNodeSpec}, {Kind: Scalar1},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1},
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
 	}}
 	lostNodeSpec = TableSpec{Name: "LostNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	dropSpec     = TableSpec{Name: "DropResult", Fields: []Field{
@@ -547,9 +583,11 @@ var (
 	clusterSpec    = TableSpec{Name: "ClusterStatus", Fields: []Field{
 		{Kind: TableVec, Sub: &nodeStatusSpec}, {Kind: TableVec, Sub: &jobStatusSpec},
 		{Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar4}, {Kind: TableField, Sub: &priceTableSpec},
+		{Kind: TableVec, Sub: &clientHoldSpec}, {Kind: Scalar8}, {Kind: Scalar8},
 	}}
-	jobListSpec   = TableSpec{Name: "JobList", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar4}}}
-	challengeSpec = TableSpec{Name: "Challenge", Fields: []Field{{Kind: Bytes}}}
+	clientHoldSpec = TableSpec{Name: "ClientHold", Fields: []Field{{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}}}
+	jobListSpec    = TableSpec{Name: "JobList", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar4}}}
+	challengeSpec  = TableSpec{Name: "Challenge", Fields: []Field{{Kind: Bytes}}}
 )
 
 // root verifies meta against spec and returns the root table's position.
@@ -1186,6 +1224,10 @@ func (m *PlacementMap) Encode(b *flatbuffers.Builder) []byte {
 	fb.PlacementMapAddAllocMbps(b, m.AllocMbps)
 	fb.PlacementMapAddAllocBytes(b, m.AllocBytes)
 	fb.PlacementMapAddSized(b, uint8(m.Sized))
+	fb.PlacementMapAddQuotaBytes(b, m.Quota.Bytes)
+	fb.PlacementMapAddQuotaMbps(b, m.Quota.Mbps)
+	fb.PlacementMapAddQuotaLeftBytes(b, m.Quota.LeftBytes)
+	fb.PlacementMapAddQuotaLeftMbps(b, m.Quota.LeftMbps)
 	b.Finish(fb.PlacementMapEnd(b))
 	return b.FinishedBytes()
 }
@@ -1201,7 +1243,9 @@ func (m *PlacementMap) Decode(meta []byte) error {
 	t.Init(meta, pos)
 	if err := firstErr(checkJob(t.Job()), checkLen("token", len(t.TokenBytes()), DefaultMaxToken),
 		checkSize("token expiry", t.ExpiresMs()), checkNum("allocated Mb/s", t.AllocMbps()),
-		checkSize("allocated bytes", t.AllocBytes())); err != nil {
+		checkSize("allocated bytes", t.AllocBytes()), checkSize("quota bytes", t.QuotaBytes()),
+		checkNum("quota Mb/s", t.QuotaMbps()), checkSize("quota bytes left", t.QuotaLeftBytes()),
+		checkNum("quota Mb/s left", t.QuotaLeftMbps())); err != nil {
 		return err
 	}
 	nodes, err := decodeMapNodes(t.NodesLength(), t.Nodes)
@@ -1214,7 +1258,8 @@ func (m *PlacementMap) Decode(meta []byte) error {
 	}
 	*m = PlacementMap{Job: string(t.Job()), Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
 		Token: cloneBytes(t.TokenBytes()), Expires: fromUnixMs(t.ExpiresMs()), Lost: lost, Ended: t.Ended(),
-		AllocMbps: t.AllocMbps(), AllocBytes: t.AllocBytes(), Sized: SizedFrom(t.Sized())}
+		AllocMbps: t.AllocMbps(), AllocBytes: t.AllocBytes(), Sized: SizedFrom(t.Sized()),
+		Quota: QuotaLeft{Bytes: t.QuotaBytes(), Mbps: t.QuotaMbps(), LeftBytes: t.QuotaLeftBytes(), LeftMbps: t.QuotaLeftMbps()}}
 	if m.Sized > SizedDefault {
 		m.Sized = SizedUnsaid
 	}
@@ -1374,6 +1419,20 @@ func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
 		}
 		jobs = endVector(b, offs, fb.ClusterStatusStartJobsVector)
 	}
+	var clients flatbuffers.UOffsetT
+	if len(m.Clients) > 0 {
+		offs := make([]flatbuffers.UOffsetT, len(m.Clients))
+		for i, h := range m.Clients {
+			name := str(b, h.Client)
+			fb.ClientHoldStart(b)
+			addOff(b, name, fb.ClientHoldAddClient)
+			fb.ClientHoldAddJobs(b, h.Jobs)
+			fb.ClientHoldAddAllocBytes(b, h.AllocBytes)
+			fb.ClientHoldAddAllocMbps(b, h.AllocMbps)
+			offs[i] = fb.ClientHoldEnd(b)
+		}
+		clients = endVector(b, offs, fb.ClusterStatusStartClientsVector)
+	}
 	var prices flatbuffers.UOffsetT
 	if p := m.Prices; p != nil {
 		fb.PriceTableStart(b)
@@ -1390,6 +1449,9 @@ func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
 	fb.ClusterStatusAddNextJob(b, m.NextJob)
 	fb.ClusterStatusAddAutoscaleMaxNodes(b, m.AutoscaleMaxNodes)
 	addOff(b, prices, fb.ClusterStatusAddPrices)
+	addOff(b, clients, fb.ClusterStatusAddClients)
+	fb.ClusterStatusAddQuotaBytes(b, m.QuotaBytes)
+	fb.ClusterStatusAddQuotaMbps(b, m.QuotaMbps)
 	b.Finish(fb.ClusterStatusEnd(b))
 	return b.FinishedBytes()
 }
@@ -1444,11 +1506,25 @@ func (m *ClusterStatus) Decode(meta []byte) error {
 	}
 	var t fb.ClusterStatus
 	t.Init(meta, pos)
-	nn, nj := t.NodesLength(), t.JobsLength()
-	if err := firstErr(checkLen("status nodes", nn, MaxMapNodes), checkLen("status jobs", nj, MaxStatusJobs)); err != nil {
+	nn, nj, nc := t.NodesLength(), t.JobsLength(), t.ClientsLength()
+	if err := firstErr(checkLen("status nodes", nn, MaxMapNodes), checkLen("status jobs", nj, MaxStatusJobs),
+		checkLen("status clients", nc, MaxStatusClients), checkSize("quota bytes", t.QuotaBytes()), checkNum("quota Mb/s", t.QuotaMbps())); err != nil {
 		return err
 	}
-	out := ClusterStatus{JobCount: t.JobCount(), NodeCount: t.NodeCount(), NextJob: t.NextJob(), AutoscaleMaxNodes: t.AutoscaleMaxNodes()}
+	out := ClusterStatus{JobCount: t.JobCount(), NodeCount: t.NodeCount(), NextJob: t.NextJob(), AutoscaleMaxNodes: t.AutoscaleMaxNodes(),
+		QuotaBytes: t.QuotaBytes(), QuotaMbps: t.QuotaMbps()}
+	if nc > 0 {
+		out.Clients = make([]ClientHold, nc)
+		var h fb.ClientHold
+		for i := range out.Clients {
+			t.Clients(&h, i)
+			if err := firstErr(checkLen("client name", len(h.Client()), maxClientName), checkSize("client bytes", h.AllocBytes()),
+				checkNum("client Mb/s", h.AllocMbps())); err != nil {
+				return err
+			}
+			out.Clients[i] = ClientHold{Client: string(h.Client()), Jobs: h.Jobs(), AllocBytes: h.AllocBytes(), AllocMbps: h.AllocMbps()}
+		}
+	}
 	if pt := t.Prices(nil); pt != nil {
 		p := PriceTable{DRAMGiBHour: pt.DramGibHour(), NVMeGiBHour: pt.NvmeGibHour(), GbpsHour: pt.GbpsHour()}
 		if err := firstErr(checkNum("DRAM price", p.DRAMGiBHour), checkNum("NVMe price", p.NVMeGiBHour), checkNum("network price", p.GbpsHour)); err != nil {

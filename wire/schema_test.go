@@ -46,6 +46,7 @@ var tableSpecs = map[string]*TableSpec{
 	"JobRef":            &jobRefSpec,
 	"MapNode":           &mapNodeSpec,
 	"PlacementMap":      &mapSpec,
+	"ClientHold":        &clientHoldSpec,
 	"LostNode":          &lostNodeSpec,
 	"DropResult":        &dropSpec,
 	"NodeStatus":        &nodeStatusSpec,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -67,6 +68,17 @@ type jobMapJSON struct {
 	AllocMbps  float64 `json:"alloc_mbps"`
 	AllocBytes int64   `json:"alloc_bytes"`
 	SizedFrom  string  `json:"sized_from"`
+	// Quota is the registering client's allotment quotas and what is
+	// left of them with this job allotted; all 0 when it has none.
+	Quota quotaJSON `json:"quota"`
+}
+
+// quotaJSON is wire.QuotaLeft; a limit of 0 is none (its left is then 0).
+type quotaJSON struct {
+	Bytes     int64   `json:"bytes"`
+	LeftBytes int64   `json:"left_bytes"`
+	Mbps      float64 `json:"mbps"`
+	LeftMbps  float64 `json:"left_mbps"`
 }
 
 type mapNodeJSON struct {
@@ -132,6 +144,7 @@ func runJobRegister(args []string) int {
 	}
 	out := jobMapJSON{JobID: m.Job, Token: token.Format(m.Token), Tier: tierName(m.Tier), Epoch: m.Epoch, Nodes: mapNodesJSON(m.Nodes),
 		AllocMbps: m.AllocMbps, AllocBytes: m.AllocBytes, SizedFrom: m.Sized.String()}
+	out.Quota = quotaJSON{Bytes: m.Quota.Bytes, LeftBytes: m.Quota.LeftBytes, Mbps: m.Quota.Mbps, LeftMbps: m.Quota.LeftMbps}
 	if !m.Expires.IsZero() {
 		out.Expires = m.Expires.UTC().Format(time.RFC3339)
 	}
@@ -143,6 +156,9 @@ func runJobRegister(args []string) int {
 		fmt.Printf("  %-22s weight %.3f  %s\n", n.Addr, n.Weight, n.State)
 	}
 	if line := allotmentLine(m); line != "" {
+		fmt.Println(line)
+	}
+	if line := quotaLine(m.Quota); line != "" {
 		fmt.Println(line)
 	}
 	fmt.Println(expiryLine(m.Expires, *ttl, time.Now()))
@@ -526,6 +542,23 @@ func allotmentLine(m *wire.PlacementMap) string {
 		size = units.FormatSize(m.AllocBytes)
 	}
 	return fmt.Sprintf("allotted %.0f Mb/s, %s: %s", m.AllocMbps, size, from)
+}
+
+// quotaLine says what is left of the client's allotment quotas ("" with
+// none): "left of this client's quota: 100MiB of 300MiB, 1400 of 2000
+// Mb/s".
+func quotaLine(q wire.QuotaLeft) string {
+	var parts []string
+	if q.Bytes > 0 {
+		parts = append(parts, fmt.Sprintf("%s of %s", units.FormatSize(q.LeftBytes), units.FormatSize(q.Bytes)))
+	}
+	if q.Mbps > 0 {
+		parts = append(parts, fmt.Sprintf("%s of %s Mb/s", strconv.FormatFloat(q.LeftMbps, 'g', 12, 64), strconv.FormatFloat(q.Mbps, 'g', 12, 64)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "left of this client's quota: " + strings.Join(parts, ", ")
 }
 
 // jobNameOf is the name a job id was registered under (NAME-SEQ).

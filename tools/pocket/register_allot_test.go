@@ -27,3 +27,22 @@ func TestRegisterSaysTheAllotment(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterSaysTheQuotaLeft: job register prints what is left of the
+// client's allotment quotas (a new user's trial: a tenant, who may not
+// read status, learned it only from a refusal), and nothing without one.
+func TestRegisterSaysTheQuotaLeft(t *testing.T) {
+	for _, c := range []struct {
+		q    wire.QuotaLeft
+		want string
+	}{
+		{wire.QuotaLeft{Bytes: 300 << 20, LeftBytes: 100 << 20, Mbps: 2000, LeftMbps: 599.9999999},
+			"left of this client's quota: 100MiB of 300MiB, 599.9999999 of 2000 Mb/s"},
+		{wire.QuotaLeft{Mbps: 2000, LeftMbps: 0}, "left of this client's quota: 0 of 2000 Mb/s"},
+		{wire.QuotaLeft{}, ""},
+	} {
+		if got := quotaLine(c.q); got != c.want {
+			t.Errorf("%+v: %q; want %q", c.q, got, c.want)
+		}
+	}
+}

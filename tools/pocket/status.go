@@ -68,6 +68,12 @@ type statusJSON struct {
 	// AutoscaleMaxNodes is the controller's autoscaler's largest node
 	// count; 0: the controller does not autoscale.
 	AutoscaleMaxNodes uint32 `json:"autoscale_max_nodes"`
+	// Clients is what each client's live jobs are allotted together, the
+	// most first (at most 100; a client is "tenant NAME" over TLS, else
+	// "client ADDR"); Quota the controller's allotment quota per client
+	// (0: none).
+	Clients []clientHoldJSON `json:"clients"`
+	Quota   clientQuotaJSON  `json:"quota"`
 	// Allotments are the listed jobs' allotments per tier against the
 	// capacity of the live nodes with the tier (tierAllotJSON), one entry
 	// per tier a listed job uses.
@@ -249,6 +255,18 @@ func statusView(st *wire.ClusterStatus) statusJSON {
 	return statusViewFrom(st, controller.DefaultPrices(), pricesFromDefault)
 }
 
+type clientHoldJSON struct {
+	Client     string  `json:"client"`
+	Jobs       uint32  `json:"jobs"`
+	AllocBytes int64   `json:"alloc_bytes"`
+	AllocMbps  float64 `json:"alloc_mbps"`
+}
+
+type clientQuotaJSON struct {
+	Bytes int64   `json:"bytes"`
+	Mbps  float64 `json:"mbps"`
+}
+
 // statusViewAt is the status reply st with each job's cost at prices
 // (from the flags).
 func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
@@ -259,7 +277,8 @@ func statusViewAt(st *wire.ClusterStatus, prices controller.Prices) statusJSON {
 // which came from source (pricesJSON.Source).
 func statusViewFrom(st *wire.ClusterStatus, prices controller.Prices, source string) statusJSON {
 	out := statusJSON{NodeCount: st.NodeCount, JobCount: st.JobCount, Nodes: []statusNodeJSON{}, Jobs: []statusJobJSON{},
-		AutoscaleMaxNodes: st.AutoscaleMaxNodes, Prices: pricesJSON{DRAMGiBHour: prices.DRAMGiBHour,
+		AutoscaleMaxNodes: st.AutoscaleMaxNodes, Clients: clientHolds(st.Clients), Quota: clientQuotaJSON{Bytes: st.QuotaBytes, Mbps: st.QuotaMbps},
+		Prices: pricesJSON{DRAMGiBHour: prices.DRAMGiBHour,
 			NVMeGiBHour: prices.NVMeGiBHour, GbpsHour: prices.GbpsHour, Source: source}}
 	for _, n := range st.Nodes {
 		v := statusNodeJSON{Addr: n.Addr, State: n.State.String(), Tiers: []statusTierJSON{}, RxMbps: n.RxMbps,
@@ -442,6 +461,48 @@ func printStatus(v statusJSON) {
 		fmt.Println("USED SIZE ~: values are moving between the job's nodes (MAP); each node's latest report counts, " +
 			"so a value moved between two reports may count twice or not at all until the move ends")
 	}
+	printClients(v)
+}
+
+func clientHolds(hs []wire.ClientHold) []clientHoldJSON {
+	out := make([]clientHoldJSON, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, clientHoldJSON{Client: h.Client, Jobs: h.Jobs, AllocBytes: h.AllocBytes, AllocMbps: h.AllocMbps})
+	}
+	return out
+}
+
+// printClients shows what each client's jobs are allotted against the
+// quotas, when the controller has a quota or more than one client holds
+// jobs.
+func printClients(v statusJSON) {
+	q := v.Quota
+	if len(v.Clients) == 0 || (q.Bytes == 0 && q.Mbps == 0 && len(v.Clients) < 2) {
+		return
+	}
+	quota := "no allotment quota per client"
+	if q.Bytes > 0 || q.Mbps > 0 {
+		quota = "quota per client: " + quotaText(q.Bytes, q.Mbps)
+	}
+	fmt.Printf("\nallotted per client (%s):\n", quota)
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "CLIENT\tJOBS\tALLOC SIZE\tALLOC Mb/s")
+	for _, c := range v.Clients {
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", c.Client, c.Jobs, units.FormatSize(c.AllocBytes), strconv.FormatFloat(c.AllocMbps, 'g', 12, 64))
+	}
+	w.Flush()
+}
+
+// quotaText is "300MiB and 2000 Mb/s", leaving out a limit of 0.
+func quotaText(bytes int64, mbps float64) string {
+	var parts []string
+	if bytes > 0 {
+		parts = append(parts, units.FormatSize(bytes))
+	}
+	if mbps > 0 {
+		parts = append(parts, strconv.FormatFloat(mbps, 'g', 12, 64)+" Mb/s")
+	}
+	return strings.Join(parts, " and ")
 }
 
 // pricesPhrase names the price table of a status and its prices.

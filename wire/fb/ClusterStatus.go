@@ -134,8 +134,52 @@ func (rcv *ClusterStatus) Prices(obj *PriceTable) *PriceTable {
 	return nil
 }
 
+func (rcv *ClusterStatus) Clients(obj *ClientHold, j int) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		x := rcv._tab.Vector(o)
+		x += flatbuffers.UOffsetT(j) * 4
+		x = rcv._tab.Indirect(x)
+		obj.Init(rcv._tab.Bytes, x)
+		return true
+	}
+	return false
+}
+
+func (rcv *ClusterStatus) ClientsLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		return rcv._tab.VectorLen(o)
+	}
+	return 0
+}
+
+func (rcv *ClusterStatus) QuotaBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *ClusterStatus) MutateQuotaBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(20, n)
+}
+
+func (rcv *ClusterStatus) QuotaMbps() float64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		return rcv._tab.GetFloat64(o + rcv._tab.Pos)
+	}
+	return 0.0
+}
+
+func (rcv *ClusterStatus) MutateQuotaMbps(n float64) bool {
+	return rcv._tab.MutateFloat64Slot(22, n)
+}
+
 func ClusterStatusStart(builder *flatbuffers.Builder) {
-	builder.StartObject(7)
+	builder.StartObject(10)
 }
 func ClusterStatusAddNodes(builder *flatbuffers.Builder, nodes flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(nodes), 0)
@@ -163,6 +207,18 @@ func ClusterStatusAddAutoscaleMaxNodes(builder *flatbuffers.Builder, autoscaleMa
 }
 func ClusterStatusAddPrices(builder *flatbuffers.Builder, prices flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(6, flatbuffers.UOffsetT(prices), 0)
+}
+func ClusterStatusAddClients(builder *flatbuffers.Builder, clients flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(7, flatbuffers.UOffsetT(clients), 0)
+}
+func ClusterStatusStartClientsVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+	return builder.StartVector(4, numElems, 4)
+}
+func ClusterStatusAddQuotaBytes(builder *flatbuffers.Builder, quotaBytes int64) {
+	builder.PrependInt64Slot(8, quotaBytes, 0)
+}
+func ClusterStatusAddQuotaMbps(builder *flatbuffers.Builder, quotaMbps float64) {
+	builder.PrependFloat64Slot(9, quotaMbps, 0.0)
 }
 func ClusterStatusEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

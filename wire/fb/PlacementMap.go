@@ -199,8 +199,56 @@ func (rcv *PlacementMap) MutateSized(n byte) bool {
 	return rcv._tab.MutateByteSlot(24, n)
 }
 
+func (rcv *PlacementMap) QuotaBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(26))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *PlacementMap) MutateQuotaBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(26, n)
+}
+
+func (rcv *PlacementMap) QuotaMbps() float64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(28))
+	if o != 0 {
+		return rcv._tab.GetFloat64(o + rcv._tab.Pos)
+	}
+	return 0.0
+}
+
+func (rcv *PlacementMap) MutateQuotaMbps(n float64) bool {
+	return rcv._tab.MutateFloat64Slot(28, n)
+}
+
+func (rcv *PlacementMap) QuotaLeftBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(30))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *PlacementMap) MutateQuotaLeftBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(30, n)
+}
+
+func (rcv *PlacementMap) QuotaLeftMbps() float64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(32))
+	if o != 0 {
+		return rcv._tab.GetFloat64(o + rcv._tab.Pos)
+	}
+	return 0.0
+}
+
+func (rcv *PlacementMap) MutateQuotaLeftMbps(n float64) bool {
+	return rcv._tab.MutateFloat64Slot(32, n)
+}
+
 func PlacementMapStart(builder *flatbuffers.Builder) {
-	builder.StartObject(11)
+	builder.StartObject(15)
 }
 func PlacementMapAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -243,6 +291,18 @@ func PlacementMapAddAllocBytes(builder *flatbuffers.Builder, allocBytes int64) {
 }
 func PlacementMapAddSized(builder *flatbuffers.Builder, sized byte) {
 	builder.PrependByteSlot(10, sized, 0)
+}
+func PlacementMapAddQuotaBytes(builder *flatbuffers.Builder, quotaBytes int64) {
+	builder.PrependInt64Slot(11, quotaBytes, 0)
+}
+func PlacementMapAddQuotaMbps(builder *flatbuffers.Builder, quotaMbps float64) {
+	builder.PrependFloat64Slot(12, quotaMbps, 0.0)
+}
+func PlacementMapAddQuotaLeftBytes(builder *flatbuffers.Builder, quotaLeftBytes int64) {
+	builder.PrependInt64Slot(13, quotaLeftBytes, 0)
+}
+func PlacementMapAddQuotaLeftMbps(builder *flatbuffers.Builder, quotaLeftMbps float64) {
+	builder.PrependFloat64Slot(14, quotaLeftMbps, 0.0)
 }
 func PlacementMapEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

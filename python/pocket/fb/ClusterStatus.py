@@ -113,7 +113,46 @@ class ClusterStatus(object):
             return obj
         return None
 
-def ClusterStatusStart(builder): builder.StartObject(7)
+    # ClusterStatus
+    def Clients(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from .ClientHold import ClientHold
+            obj = ClientHold()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # ClusterStatus
+    def ClientsLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # ClusterStatus
+    def ClientsIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        return o == 0
+
+    # ClusterStatus
+    def QuotaBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+    # ClusterStatus
+    def QuotaMbps(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
+        return 0.0
+
+def ClusterStatusStart(builder): builder.StartObject(10)
 def Start(builder):
     return ClusterStatusStart(builder)
 def ClusterStatusAddNodes(builder, nodes): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(nodes), 0)
@@ -143,6 +182,18 @@ def AddAutoscaleMaxNodes(builder, autoscaleMaxNodes):
 def ClusterStatusAddPrices(builder, prices): builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(prices), 0)
 def AddPrices(builder, prices):
     return ClusterStatusAddPrices(builder, prices)
+def ClusterStatusAddClients(builder, clients): builder.PrependUOffsetTRelativeSlot(7, flatbuffers.number_types.UOffsetTFlags.py_type(clients), 0)
+def AddClients(builder, clients):
+    return ClusterStatusAddClients(builder, clients)
+def ClusterStatusStartClientsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartClientsVector(builder, numElems):
+    return ClusterStatusStartClientsVector(builder, numElems)
+def ClusterStatusAddQuotaBytes(builder, quotaBytes): builder.PrependInt64Slot(8, quotaBytes, 0)
+def AddQuotaBytes(builder, quotaBytes):
+    return ClusterStatusAddQuotaBytes(builder, quotaBytes)
+def ClusterStatusAddQuotaMbps(builder, quotaMbps): builder.PrependFloat64Slot(9, quotaMbps, 0.0)
+def AddQuotaMbps(builder, quotaMbps):
+    return ClusterStatusAddQuotaMbps(builder, quotaMbps)
 def ClusterStatusEnd(builder): return builder.EndObject()
 def End(builder):
     return ClusterStatusEnd(builder)

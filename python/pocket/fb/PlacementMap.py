@@ -157,7 +157,35 @@ class PlacementMap(object):
             return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
         return 0
 
-def PlacementMapStart(builder): builder.StartObject(11)
+    # PlacementMap
+    def QuotaBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+    # PlacementMap
+    def QuotaMbps(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
+        return 0.0
+
+    # PlacementMap
+    def QuotaLeftBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(30))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+    # PlacementMap
+    def QuotaLeftMbps(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(32))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
+        return 0.0
+
+def PlacementMapStart(builder): builder.StartObject(15)
 def Start(builder):
     return PlacementMapStart(builder)
 def PlacementMapAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -202,6 +230,18 @@ def AddAllocBytes(builder, allocBytes):
 def PlacementMapAddSized(builder, sized): builder.PrependUint8Slot(10, sized, 0)
 def AddSized(builder, sized):
     return PlacementMapAddSized(builder, sized)
+def PlacementMapAddQuotaBytes(builder, quotaBytes): builder.PrependInt64Slot(11, quotaBytes, 0)
+def AddQuotaBytes(builder, quotaBytes):
+    return PlacementMapAddQuotaBytes(builder, quotaBytes)
+def PlacementMapAddQuotaMbps(builder, quotaMbps): builder.PrependFloat64Slot(12, quotaMbps, 0.0)
+def AddQuotaMbps(builder, quotaMbps):
+    return PlacementMapAddQuotaMbps(builder, quotaMbps)
+def PlacementMapAddQuotaLeftBytes(builder, quotaLeftBytes): builder.PrependInt64Slot(13, quotaLeftBytes, 0)
+def AddQuotaLeftBytes(builder, quotaLeftBytes):
+    return PlacementMapAddQuotaLeftBytes(builder, quotaLeftBytes)
+def PlacementMapAddQuotaLeftMbps(builder, quotaLeftMbps): builder.PrependFloat64Slot(14, quotaLeftMbps, 0.0)
+def AddQuotaLeftMbps(builder, quotaLeftMbps):
+    return PlacementMapAddQuotaLeftMbps(builder, quotaLeftMbps)
 def PlacementMapEnd(builder): return builder.EndObject()
 def End(builder):
     return PlacementMapEnd(builder)

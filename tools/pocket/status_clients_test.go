@@ -1,0 +1,44 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestStatusShowsClientAllotments (a new user's trial: the operator added
+// each team's allotments up from the job list by hand): status lists what
+// each client's jobs are allotted against the quota per client, in the
+// table and in --json; without a quota and with one client it says
+// nothing of them.
+func TestStatusShowsClientAllotments(t *testing.T) {
+	st := &wire.ClusterStatus{JobCount: 3, Jobs: []wire.JobStatus{{Job: "a-1", Name: "a", Tenant: "alpha", AllocMbps: 600}},
+		Clients: []wire.ClientHold{{Client: "tenant alpha", Jobs: 2, AllocBytes: 250 << 20, AllocMbps: 1200},
+			{Client: "tenant beta", Jobs: 1, AllocBytes: 0, AllocMbps: 599.9999999}},
+		QuotaBytes: 300 << 20, QuotaMbps: 2000}
+	v := statusViewAt(st, controller.DefaultPrices())
+	if len(v.Clients) != 2 || v.Clients[0] != (clientHoldJSON{Client: "tenant alpha", Jobs: 2, AllocBytes: 250 << 20, AllocMbps: 1200}) ||
+		v.Quota != (clientQuotaJSON{Bytes: 300 << 20, Mbps: 2000}) {
+		t.Fatalf("json clients %+v, quota %+v", v.Clients, v.Quota)
+	}
+	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
+	for _, want := range []string{
+		"allotted per client (quota per client: 300MiB and 2000 Mb/s):",
+		"CLIENT        JOBS  ALLOC SIZE  ALLOC Mb/s",
+		"tenant alpha  2     250MiB      1200",
+		"tenant beta   1     0B          599.9999999",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status does not show %q:\n%s", want, out)
+		}
+	}
+	st.Clients, st.QuotaBytes, st.QuotaMbps = st.Clients[:1], 0, 0
+	if out, _ := stdoutOf(t, func() int { printStatus(statusViewAt(st, controller.DefaultPrices())); return 0 }); strings.Contains(out, "per client") {
+		t.Errorf("one client and no quota: status shows the clients:\n%s", out)
+	}
+	if v := statusViewAt(&wire.ClusterStatus{}, controller.DefaultPrices()); v.Clients == nil {
+		t.Error("json clients null; want []")
+	}
+}
