@@ -25,9 +25,11 @@ import (
 //     taking what was left, a new user's first hintless job took the
 //     team's whole quota, and every hinted job of the team after it was
 //     refused. Its map grows with its measured traffic as any job's does
-//     (elastic.go).
-//   - A job without hints is refused when less than one lambda's bandwidth
-//     is left.
+//     (elastic.go). A job hinting capacity alone counts one lambda's too:
+//     allotted no bandwidth, it had let a team past its Mb/s quota (two
+//     trials).
+//   - A job without a bandwidth hint is refused when less than one
+//     lambda's bandwidth is left.
 //
 // Without the quotas one client's hints held every node's capacity, and on
 // an autoscaling cluster its bandwidth hints kept MaxNodes nodes running,
@@ -49,21 +51,28 @@ func (c *Controller) quotaLocked(key string, need Need) (Need, error) {
 		return need, nil
 	}
 	lambda := c.cfg.Policy.PerLambdaMbps
-	if need.Source == SizeDefault {
+	bwHinted := hinted && need.Mbps > 0
+	switch {
+	case need.Source == SizeDefault:
 		need.Mbps = min(need.Mbps, lambda)
+	case hinted && need.Mbps == 0: // a capacity hint alone
+		need.Mbps = lambda
 	}
 	if need.Mbps <= leftMbps {
 		return need, nil
 	}
 	limit, value := "MaxMbpsPerClient", mbpsText(c.cfg.MaxMbpsPerClient)
 	switch {
-	case hinted:
+	case bwHinted:
 		return need, c.quotaError(key, limit, value,
 			fmt.Sprintf("its hints' need of %s Mb/s is more than the %s Mb/s left", mbpsText(need.Mbps), mbpsText(leftMbps)), "hint less")
 	case leftMbps < lambda:
+		fix := ""
+		if leftMbps > 0 {
+			fix = fmt.Sprintf("register it with a --peak-mbps hint of at most %s", mbpsText(leftMbps))
+		}
 		return need, c.quotaError(key, limit, value,
-			fmt.Sprintf("a job without hints needs one lambda's %s Mb/s, and %s Mb/s is left", mbpsText(lambda), mbpsText(leftMbps)),
-			"register it with a smaller --peak-mbps hint")
+			fmt.Sprintf("a job without a bandwidth hint counts one lambda's %s Mb/s, and %s Mb/s is left", mbpsText(lambda), mbpsText(leftMbps)), fix)
 	}
 	need.Mbps = leftMbps
 	return need, nil
@@ -128,8 +137,13 @@ func (c *Controller) quotaError(key, limit, value, why, fix string) error {
 	if cl.pends > 0 {
 		held = fmt.Sprintf(", and %s registering hold %s and %s Mb/s", jobsText(cl.pends), sizeText(cl.pend.Bytes), mbpsText(cl.pend.Mbps))
 	}
-	if cl.jobs > 0 {
+	switch {
+	case cl.jobs > 0 && fix != "":
 		fix += ", or deregister some of its jobs"
+	case cl.jobs > 0:
+		fix = "deregister some of its jobs"
+	case fix == "":
+		fix = "nothing this client registers fits the quota"
 	}
 	return wire.Errorf(wire.CodeLimit, "%s holds %s allotted %s and %s Mb/s%s (%s %s): %s; %s",
 		clientName(key), jobsText(cl.jobs), sizeText(cl.bytes), mbpsText(cl.mbps), held, limit, value, why, fix)

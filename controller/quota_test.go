@@ -26,7 +26,7 @@ func TestClientQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (wire.QuotaLeft{Bytes: 600 << 20, LeftBytes: 100 << 20, Mbps: 2000, LeftMbps: 2000}); first.Quota != want {
+	if want := (wire.QuotaLeft{Bytes: 600 << 20, LeftBytes: 100 << 20, Mbps: 2000, LeftMbps: 1400}); first.Quota != want {
 		t.Errorf("the registration's reply says the quota %+v; want %+v", first.Quota, want)
 	}
 	_, err = reg("10.0.0.1", wire.JobHints{CapacityBytes: 400 << 20})
@@ -57,7 +57,11 @@ func TestClientQuota(t *testing.T) {
 	}
 	_, err = reg("10.0.0.3", wire.JobHints{})
 	wantLimit(t, err, "client 10.0.0.3 holds 3 jobs allotted 0B and 2000 Mb/s",
-		"a job without hints needs one lambda's 600 Mb/s, and 0 Mb/s is left; register it with a smaller --peak-mbps hint, or deregister some of its jobs")
+		"a job without a bandwidth hint counts one lambda's 600 Mb/s, and 0 Mb/s is left; deregister some of its jobs")
+	// A capacity hint alone counts one lambda's too: allotted no
+	// bandwidth, it let a client past its Mb/s quota (two trials).
+	_, err = reg("10.0.0.3", wire.JobHints{CapacityBytes: 1})
+	wantLimit(t, err, "a job without a bandwidth hint counts one lambda's 600 Mb/s, and 0 Mb/s is left")
 	_, err = reg("10.0.0.5", wire.JobHints{CapacityBytes: 700 << 20})
 	wantLimit(t, err, "client 10.0.0.5 holds 0 jobs allotted 0B and 0 Mb/s (MaxBytesPerClient 600MiB): its capacity hint of 700MiB is more than the 600MiB left; hint less")
 	if strings.Contains(err.Error(), "deregister") {
@@ -70,6 +74,8 @@ func TestClientQuota(t *testing.T) {
 	}
 	_, err = reg("10.0.0.6", wire.JobHints{PeakMbps: 600})
 	wantLimit(t, err, "need of 600 Mb/s is more than the 599.9999999 Mb/s left") // 6 digits read "600 ... 600"
+	_, err = reg("10.0.0.6", wire.JobHints{})
+	wantLimit(t, err, "register it with a --peak-mbps hint of at most 599.9999999, or deregister some of its jobs")
 
 	if _, err := c.DeregisterJob(context.Background(), first.Job, first.Token); err != nil {
 		t.Fatal(err)
@@ -82,8 +88,8 @@ func TestClientQuota(t *testing.T) {
 	}
 	st := c.Status()
 	if st.QuotaBytes != 600<<20 || st.QuotaMbps != 2000 || len(st.Clients) != 4 ||
-		st.Clients[0] != (wire.ClientHold{Client: "client 10.0.0.1", Jobs: 1, AllocBytes: 600 << 20}) ||
-		st.Clients[1] != (wire.ClientHold{Client: "client 10.0.0.2", Jobs: 1, AllocBytes: 400 << 20}) ||
+		st.Clients[0] != (wire.ClientHold{Client: "client 10.0.0.1", Jobs: 1, AllocBytes: 600 << 20, AllocMbps: 600}) ||
+		st.Clients[1] != (wire.ClientHold{Client: "client 10.0.0.2", Jobs: 1, AllocBytes: 400 << 20, AllocMbps: 600}) ||
 		st.Clients[2] != (wire.ClientHold{Client: "client 10.0.0.3", Jobs: 3, AllocMbps: 2000}) {
 		t.Errorf("status quota %d, %g, clients %+v; want each client's allotments, the most first", st.QuotaBytes, st.QuotaMbps, st.Clients)
 	}
@@ -149,6 +155,9 @@ func TestQuotaIsTheTenants(t *testing.T) {
 		t.Fatalf("the operator's job past a client's quota: %v", err)
 	} else if m.Quota != (wire.QuotaLeft{}) {
 		t.Errorf("the operator's registration reply says a quota: %+v", m.Quota)
+	}
+	if st := r.c.Status(); len(st.Clients) != 3 || st.Clients[0].Client != "operator 127.0.0.1" || st.Clients[1].Client != "tenant alice" {
+		t.Errorf("status clients %+v; want the operator's (named so), then alice's and mallory's", st.Clients)
 	}
 	r.c.Close()
 	r.start()

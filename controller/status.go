@@ -2,6 +2,7 @@ package controller
 
 import (
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/pocketstore/pocket/wire"
@@ -47,6 +48,17 @@ func (c *Controller) Status() *wire.ClusterStatus {
 	return st
 }
 
+// holderName is clientName(key), but "operator ADDR" over TLS for an
+// address: there every client certificate names a tenant, so an address
+// is an operator's, whose registrations have no quota (a new user's trial
+// read them as a client far over its quota).
+func (c *Controller) holderName(key string) string {
+	if c.cfg.TLS != nil && !strings.HasPrefix(key, tenantKey) {
+		return "operator " + key
+	}
+	return clientName(key)
+}
+
 // clientHoldsLocked is what the clients holding live jobs are allotted,
 // the most first (bytes, then Mb/s, then name), at most n of them: an
 // operator sees each tenant's use against the quotas (a new user's trial
@@ -55,7 +67,7 @@ func (c *Controller) clientHoldsLocked(n int) []wire.ClientHold {
 	var out []wire.ClientHold
 	for key, cl := range c.clients {
 		if cl.jobs > 0 {
-			out = append(out, wire.ClientHold{Client: clientName(key), Jobs: uint32(cl.jobs), AllocBytes: cl.bytes, AllocMbps: cl.mbps})
+			out = append(out, wire.ClientHold{Client: c.holderName(key), Jobs: uint32(cl.jobs), AllocBytes: cl.bytes, AllocMbps: cl.mbps})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -256,7 +256,8 @@ func statusView(st *wire.ClusterStatus) statusJSON {
 }
 
 type clientHoldJSON struct {
-	Client     string  `json:"client"`
+	Client     string  `json:"client"` // "tenant NAME", "client ADDR" or "operator ADDR"
+	Tenant     string  `json:"tenant"` // NAME of a tenant ("" otherwise), as jobs[].tenant`
 	Jobs       uint32  `json:"jobs"`
 	AllocBytes int64   `json:"alloc_bytes"`
 	AllocMbps  float64 `json:"alloc_mbps"`
@@ -467,7 +468,11 @@ func printStatus(v statusJSON) {
 func clientHolds(hs []wire.ClientHold) []clientHoldJSON {
 	out := make([]clientHoldJSON, 0, len(hs))
 	for _, h := range hs {
-		out = append(out, clientHoldJSON{Client: h.Client, Jobs: h.Jobs, AllocBytes: h.AllocBytes, AllocMbps: h.AllocMbps})
+		tenant, _ := strings.CutPrefix(h.Client, "tenant ")
+		if tenant == h.Client {
+			tenant = ""
+		}
+		out = append(out, clientHoldJSON{Client: h.Client, Tenant: tenant, Jobs: h.Jobs, AllocBytes: h.AllocBytes, AllocMbps: h.AllocMbps})
 	}
 	return out
 }

@@ -19,7 +19,7 @@ func TestStatusShowsClientAllotments(t *testing.T) {
 			{Client: "tenant beta", Jobs: 1, AllocBytes: 0, AllocMbps: 599.9999999}},
 		QuotaBytes: 300 << 20, QuotaMbps: 2000}
 	v := statusViewAt(st, controller.DefaultPrices())
-	if len(v.Clients) != 2 || v.Clients[0] != (clientHoldJSON{Client: "tenant alpha", Jobs: 2, AllocBytes: 250 << 20, AllocMbps: 1200}) ||
+	if len(v.Clients) != 2 || v.Clients[0] != (clientHoldJSON{Client: "tenant alpha", Tenant: "alpha", Jobs: 2, AllocBytes: 250 << 20, AllocMbps: 1200}) ||
 		v.Quota != (clientQuotaJSON{Bytes: 300 << 20, Mbps: 2000}) {
 		t.Fatalf("json clients %+v, quota %+v", v.Clients, v.Quota)
 	}
