@@ -3,6 +3,8 @@ package client
 import (
 	"errors"
 	"time"
+
+	"github.com/pocketstore/pocket/internal/sockpeek"
 )
 
 // A pooled connection the node closed while it sat idle (the node stopped,
@@ -40,5 +42,5 @@ func (mc *muxConn) closedByPeer() bool {
 	mc.mu.Lock()
 	idle := len(mc.pending) == 0 && mc.waiting == 0 && !mc.draining && !mc.rs.mid() && mc.br.Buffered() == 0
 	mc.mu.Unlock()
-	return idle && readable(mc.nc)
+	return idle && sockpeek.Peek(mc.nc) >= sockpeek.Data // bytes or a close the node sent
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -553,7 +552,7 @@ func quotaLine(q wire.QuotaLeft) string {
 		parts = append(parts, fmt.Sprintf("%s of %s", units.FormatSize(q.LeftBytes), units.FormatSize(q.Bytes)))
 	}
 	if q.Mbps > 0 {
-		parts = append(parts, fmt.Sprintf("%s of %s Mb/s", strconv.FormatFloat(q.LeftMbps, 'g', 12, 64), strconv.FormatFloat(q.Mbps, 'g', 12, 64)))
+		parts = append(parts, fmt.Sprintf("%s of %s Mb/s", mbpsText(q.LeftMbps), mbpsText(q.Mbps)))
 	}
 	if len(parts) == 0 {
 		return ""

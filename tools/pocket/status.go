@@ -493,10 +493,14 @@ func printClients(v statusJSON) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "CLIENT\tJOBS\tALLOC SIZE\tALLOC Mb/s")
 	for _, c := range v.Clients {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", c.Client, c.Jobs, units.FormatSize(c.AllocBytes), strconv.FormatFloat(c.AllocMbps, 'g', 12, 64))
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", c.Client, c.Jobs, units.FormatSize(c.AllocBytes), mbpsText(c.AllocMbps))
 	}
 	w.Flush()
 }
+
+// mbpsText prints Mb/s to 12 significant digits, as the controller's
+// refusals do: 599.9999999 left reads so, not "600".
+func mbpsText(v float64) string { return strconv.FormatFloat(v, 'g', 12, 64) }
 
 // quotaText is "300MiB and 2000 Mb/s", leaving out a limit of 0.
 func quotaText(bytes int64, mbps float64) string {
@@ -505,7 +509,7 @@ func quotaText(bytes int64, mbps float64) string {
 		parts = append(parts, units.FormatSize(bytes))
 	}
 	if mbps > 0 {
-		parts = append(parts, strconv.FormatFloat(mbps, 'g', 12, 64)+" Mb/s")
+		parts = append(parts, mbpsText(mbps)+" Mb/s")
 	}
 	return strings.Join(parts, " and ")
 }

@@ -1,0 +1,59 @@
+package sockpeek
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// TestPeek: a quiet connection, one with a byte waiting (left there), one
+// whose peer closed it, and a connection without a descriptor.
+func TestPeek(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cli, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if s := Peek(srv); s != Quiet {
+		t.Fatalf("open, nothing sent: %v; want Quiet", s)
+	}
+	if _, err := cli.Write([]byte{7}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, srv, Data)
+	if s := Peek(srv); s != Data {
+		t.Fatalf("a second peek: %v; want Data (the byte stays)", s)
+	}
+	var b [1]byte
+	if _, err := srv.Read(b[:]); err != nil || b[0] != 7 {
+		t.Fatalf("read after peeks: %v, %d; want the byte", err, b[0])
+	}
+	cli.Close()
+	waitFor(t, srv, Closed)
+	a, p := net.Pipe()
+	defer a.Close()
+	defer p.Close()
+	if s := Peek(a); s != Unknown {
+		t.Errorf("a pipe: %v; want Unknown", s)
+	}
+}
+
+func waitFor(t *testing.T, c net.Conn, want State) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for Peek(c) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("peek never answered %v", want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
