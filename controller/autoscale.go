@@ -217,6 +217,7 @@ type Autoscaler struct {
 	lastOut    time.Time
 	lastChange time.Time
 	starting   int
+	ended      chan struct{}     // closed, and replaced, whenever a start ends
 	started    map[string]string // node address -> orchestrator id
 	decisions  []Decision
 	counts     map[Action]int
@@ -241,7 +242,7 @@ func (c *Controller) StartAutoscaler(cfg AutoscaleConfig) (*Autoscaler, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	a := &Autoscaler{c: c, cfg: cfg, started: map[string]string{}, counts: map[Action]int{}, stop: make(chan struct{})}
+	a := &Autoscaler{c: c, cfg: cfg, started: map[string]string{}, counts: map[Action]int{}, stop: make(chan struct{}), ended: make(chan struct{})}
 	for _, n := range cfg.Orchestrator.Nodes() {
 		a.started[n.Addr] = n.ID
 	}
@@ -600,7 +601,32 @@ func (a *Autoscaler) Starts() []NodeStart {
 func (a *Autoscaler) doneStarting() {
 	a.mu.Lock()
 	a.starting--
+	close(a.ended)
+	a.ended = make(chan struct{})
 	a.mu.Unlock()
+}
+
+// awaitStarts waits until no node is starting, at most StartTimeout (a
+// start fails by itself after that long) or until the autoscaler stops.
+func (a *Autoscaler) awaitStarts() {
+	timer := time.NewTimer(a.cfg.StartTimeout)
+	defer timer.Stop()
+	for {
+		a.mu.Lock()
+		if a.starting == 0 {
+			a.mu.Unlock()
+			return
+		}
+		ended := a.ended
+		a.mu.Unlock()
+		select {
+		case <-ended:
+		case <-a.stop:
+			return
+		case <-timer.C:
+			return
+		}
+	}
 }
 
 // awaitActive polls until addr is an active node or ctx ends.

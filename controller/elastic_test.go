@@ -401,7 +401,7 @@ func TestLaggingNodeHoldsTheMapBackBriefly(t *testing.T) {
 // answers load beyond the allotment.
 func TestHintedJobKeepsItsNodesAtTheBand(t *testing.T) {
 	r := newScaleRig(t, 3, AutoscaleConfig{Cooldown: time.Hour, Smooth: 1, JobCooldown: time.Second, MinNodes: 3})
-	m0 := oneNodeJob(t, r, "sort", 850, true)
+	m0 := oneNodeJob(t, r, "sort", 800, true) // one node at the band's high
 	r.loadHome(m0.Nodes[0].Addr, 870, 0)
 	r.clock.advance(2 * time.Second)
 	r.a.Step()

@@ -179,28 +179,42 @@ func (c *Controller) holdLocked(j *job, sign int) {
 	}
 }
 
-// A pend holds a registering job's need against its client's quota from
-// the autoscaler's reservation until the job is entered (enterJob) or
-// refused (RegisterJobFor's unpend). Without it, registrations at once
-// each passed the quota before any was entered, and the autoscaler
-// started nodes for needs the quota then refused.
+// A pend holds a registering job's need from the autoscaler's
+// reservation until the job is entered (enterJob) or refused
+// (RegisterJobFor's unpend): against its client's quota, and against the
+// nodes' room that other registrations' reservations see
+// (Controller.registering). Without it, registrations at once each passed
+// the quota before any was entered, and the autoscaler started nodes for
+// needs the quota then refused; and a registration made while another's
+// nodes started counted those nodes, and the room they were started to
+// add to, as its own (a hostile trial).
 type pend struct {
-	client string
-	need   Need
+	client string // "" when the client has no quota
+	need   Need   // against the client's quota
+	held   Need   // against the room (Controller.registering)
 	done   bool
 }
 
-// pendLocked holds need against the client's quota; nil when the client
-// has no quota.
+// pendLocked holds need against the room reservations see and, when the
+// client has one, its quota.
 func (c *Controller) pendLocked(key string, need Need) *pend {
+	held := need
+	if need.Source == SizeDefault {
+		held.Mbps = 0 // reserve starts no node for it: it takes the nodes there are
+	}
+	c.registrants++
+	c.registering.Bytes += held.Bytes
+	c.registering.Mbps += held.Mbps
+	p := &pend{need: need, held: held}
 	if key == "" || c.cfg.MaxBytesPerClient <= 0 && c.cfg.MaxMbpsPerClient <= 0 {
-		return nil
+		return p
 	}
 	cl := c.clientLocked(key)
 	cl.pends++
 	cl.pend.Bytes += need.Bytes
 	cl.pend.Mbps += need.Mbps
-	return &pend{client: key, need: need}
+	p.client = key
+	return p
 }
 
 // unpendLocked lets go of what p holds, once (p may be nil).
@@ -209,6 +223,15 @@ func (c *Controller) unpendLocked(p *pend) {
 		return
 	}
 	p.done = true
+	c.registrants--
+	c.registering.Bytes -= p.held.Bytes
+	c.registering.Mbps -= p.held.Mbps
+	if c.registrants == 0 { // no float residue once none is held
+		c.registering = Need{}
+	}
+	if p.client == "" {
+		return
+	}
 	cl := c.clientLocked(p.client)
 	cl.pends--
 	cl.pend.Bytes -= p.need.Bytes

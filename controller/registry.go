@@ -57,6 +57,11 @@ type Controller struct {
 	loads   map[string]*nodeLoad
 	clients map[string]*client
 	expiry  expiryHeap
+	// registering is the need of the registrations between the
+	// autoscaler's reservation and their entry or refusal (pend), which
+	// reserve counts against the nodes' room.
+	registering Need
+	registrants int // the pends registering sums
 
 	// Durable state (persist.go) and orphan reconciliation (orphans.go).
 	st      persister
@@ -826,6 +831,14 @@ func (n *node) tier(kind uint8) *wire.TierStat {
 // candidatesLocked lists the active nodes with a tier of kind and their
 // spare resources (step 3 of the policy).
 func (c *Controller) candidatesLocked(kind uint8) []candidate {
+	return c.candidatesUnderLocked(kind, 1)
+}
+
+// candidatesUnderLocked is candidatesLocked with each node's spare
+// bandwidth counted under high (a fraction of its Mb/s): a new job is
+// placed with the band the autoscaler keeps (bandHigh), as reserve counts
+// the nodes it starts for the job, so that they are all used.
+func (c *Controller) candidatesUnderLocked(kind uint8, high float64) []candidate {
 	var out []candidate
 	for addr, n := range c.nodes {
 		t := n.tier(kind)
@@ -843,7 +856,7 @@ func (c *Controller) candidatesLocked(kind uint8) []candidate {
 		}
 		busy := max(n.rx, n.tx, allocMbps)
 		used := max(t.UsedBytes, allocBytes)
-		out = append(out, candidate{addr: addr, spareMbps: max(0, mbps-busy), spareBytes: max(0, t.CapacityBytes-used)})
+		out = append(out, candidate{addr: addr, spareMbps: max(0, high*mbps-busy), spareBytes: max(0, t.CapacityBytes-used)})
 	}
 	return out
 }

@@ -51,6 +51,15 @@ import (
 //
 // It waits for them to register, at most StartTimeout.
 //
+// Registrations at once: from its reservation until it is entered or
+// refused, a job's need is held against the room the next reservation
+// sees (pend, Controller.registering), so each starts the nodes for its
+// own need; and a registration that wants nodes waits for every node
+// starting, as they are all for needs it counted (another registration's
+// or load's). Before, the second of two registrations counted the nodes
+// the first was starting as its own and was placed at once on the nodes
+// there were.
+//
 // A registration that still fails after its nodes started (another took
 // their room meanwhile, or the new nodes are smaller than the current
 // ones) leaves them idle: they carry no allotment, and scale-in drains
@@ -58,10 +67,17 @@ import (
 
 // fleet is what the active nodes have and can take, for reserve.
 type fleet struct {
-	nodes  int
-	bw     float64 // their bandwidth, Mb/s
-	load   float64 // counted against it (see counted), Mb/s
-	room   float64 // left under the band's high, summed over nodes, Mb/s
+	nodes int
+	bw    float64 // their bandwidth, Mb/s
+	load  float64 // counted against it (see counted), Mb/s
+	room  float64 // left under the band's high, summed over nodes, Mb/s
+	// held is the need of the registrations between their reservation
+	// and their entry (Controller.registering): counted first, it takes
+	// the room before a new job's need, and the nodes starting are for
+	// it. Its bytes are taken from every tier kind's room, since a job
+	// in flight's tier is not known here: at worst a node more starts,
+	// and scale-in drains it.
+	held   Need
 	offers []TierOffer
 	kinds  map[uint8]*kindFleet
 }
@@ -145,7 +161,8 @@ func (f *fleet) projected(k int) []TierOffer {
 // reservation is what reserve does for a job: the nodes to start (before
 // counting those starting already) and why.
 type reservation struct {
-	nodes  int // active nodes
+	need   Need // the job's, as reserve counted it
+	nodes  int  // active nodes
 	want   int
 	util   float64
 	dim    string
@@ -169,7 +186,7 @@ func (c *Controller) reservation(name, client, key string, h wire.JobHints, p *A
 	}
 	r, err := c.reservationLocked(name, need, source, p)
 	if err == nil {
-		r.pend = c.pendLocked(client, need)
+		r.pend = c.pendLocked(client, r.need)
 	}
 	return r, err
 }
@@ -178,8 +195,9 @@ func (c *Controller) reservation(name, client, key string, h wire.JobHints, p *A
 func (c *Controller) reservationLocked(name string, need Need, source string, p *AutoscaleConfig) (reservation, error) {
 	f := c.fleetLocked(p.High, p.Smooth)
 	if f.nodes == 0 {
-		return reservation{}, nil // nothing to assume new nodes like; sizing answers
+		return reservation{need: need}, nil // nothing to assume new nodes like; sizing answers
 	}
+	f.held = c.registering
 	most := max(p.MaxNodes, f.nodes)
 	// A profile's capacity that most nodes could not hold is dropped, so
 	// it neither refuses the job nor starts nodes (sizeJobLocked drops it
@@ -188,16 +206,16 @@ func (c *Controller) reservationLocked(name string, need Need, source string, p 
 	if err := f.refuse(name, need, source, most, p.High, c.cfg.Prices); err != nil {
 		return reservation{}, err
 	}
-	r := reservation{nodes: f.nodes, dim: "network", util: (f.load + need.Mbps) / f.bw}
+	r := reservation{need: need, nodes: f.nodes, dim: "network", util: (f.load + need.Mbps) / f.bw}
 	var why []string
-	if source != SizeDefault && need.Mbps > f.room {
-		r.want = int(math.Ceil((need.Mbps - f.room) / (p.High * f.perNode())))
-		why = append(why, fmt.Sprintf("%.0f Mb/s; the %d active node(s) have %.0f Mb/s of room under %.0f%%",
-			need.Mbps, f.nodes, f.room, 100*p.High))
+	if source != SizeDefault && need.Mbps+f.held.Mbps > f.room {
+		r.want = int(math.Ceil((need.Mbps + f.held.Mbps - f.room) / (p.High * f.perNode())))
+		why = append(why, fmt.Sprintf("%.0f Mb/s; the %d active node(s) have %.0f Mb/s of room under %.0f%%%s",
+			need.Mbps, f.nodes, f.room, 100*p.High, heldText(f.held.Mbps, "%.0f Mb/s")))
 	}
 	if k, kind := f.forBytes(need, p.High); k > 0 {
-		why = append(why, fmt.Sprintf("%d bytes; the %d active node(s) have %.0f bytes of %s room under %.0f%%",
-			need.Bytes, f.nodes, f.kinds[kind].room, kindName(kind), 100*p.High))
+		why = append(why, fmt.Sprintf("%d bytes; the %d active node(s) have %.0f bytes of %s room under %.0f%%%s",
+			need.Bytes, f.nodes, f.kinds[kind].room, kindName(kind), 100*p.High, heldText(float64(f.held.Bytes), "%.0f bytes")))
 		if k > r.want {
 			r.want, r.dim = k, "capacity "+kindName(kind)
 			kf := f.kinds[kind]
@@ -210,6 +228,15 @@ func (c *Controller) reservationLocked(name string, need Need, source string, p 
 	return r, nil
 }
 
+// heldText is ", of which registrations in flight hold X" (format f for
+// X), or "" when they hold none.
+func heldText(x float64, f string) string {
+	if x <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", of which registrations in flight hold "+f, x)
+}
+
 // forBytes is how many nodes like the active ones it takes for a tier
 // kind need may use to hold need.Bytes under high, and that kind, for the
 // kind that takes the fewest; 0 when a kind holds it already, or when no
@@ -219,19 +246,20 @@ func (f *fleet) forBytes(need Need, high float64) (int, uint8) {
 		return 0, 0
 	}
 	best, bestKind := 0, uint8(0)
+	want := float64(need.Bytes) + float64(f.held.Bytes)
 	for _, kind := range []uint8{kindDRAM, kindNVMe} {
 		kf := f.kinds[kind]
 		if need.LatencySensitive && kind != kindDRAM {
 			continue
 		}
-		if kf.room >= float64(need.Bytes) {
+		if kf.room >= want {
 			return 0, kind
 		}
 		per := high * float64(kf.capacity) / float64(f.nodes)
 		if per <= 0 {
 			continue
 		}
-		if k := int(math.Ceil((float64(need.Bytes) - kf.room) / per)); best == 0 || k < best {
+		if k := int(math.Ceil((want - kf.room) / per)); best == 0 || k < best {
 			best, bestKind = k, kind
 		}
 	}
@@ -293,9 +321,15 @@ func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, 
 		return r.pend, nil, nil
 	default:
 	}
+	// The want counts the registrations in flight (holdRegistering), so
+	// every node starting is one of those it counts on: it waits for them
+	// all. Before, a registration made while another's nodes started
+	// counted them as its own and was placed at once on the nodes there
+	// were.
 	k := min(r.want-a.starting, a.cfg.MaxNodes-r.nodes-a.starting)
 	if k <= 0 {
 		a.mu.Unlock()
+		a.awaitStarts()
 		return r.pend, nil, nil
 	}
 	d := Decision{At: now, Action: ActionAdd, Count: k, Nodes: r.nodes, Util: r.util, Dim: r.dim, Reason: r.reason}
@@ -323,5 +357,6 @@ func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, 
 		}()
 	}
 	wg.Wait()
+	a.awaitStarts() // the other starts it counted on
 	return r.pend, failed, nil
 }

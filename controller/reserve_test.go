@@ -184,3 +184,80 @@ func TestRegistrationSaysWhyNodesDidNotCome(t *testing.T) {
 		t.Errorf("a registration the node there holds: %v", err)
 	}
 }
+
+// TestConcurrentRegistrationsStartTheirOwnNodes: two tenants register at
+// once, the second while the node started for the first is still
+// starting. Each reservation holds its need against the room the next one
+// sees, so the second starts nodes for its own need, waits for them, and
+// no node is placed past the band's high. Before, the second counted the
+// first's starting node as its own and was placed at once on the one node
+// there was, allotted 1,600 Mb/s of its 1,000 (a hostile trial).
+func TestConcurrentRegistrationsStartTheirOwnNodes(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{MaxNodes: 8})
+	gate := make(chan struct{})
+	r.orch.mu.Lock()
+	r.orch.gate = gate
+	r.orch.mu.Unlock()
+	type result struct {
+		m   *wire.PlacementMap
+		err error
+	}
+	first, second := make(chan result, 1), make(chan result, 1)
+	register := func(name string, out chan<- result) {
+		m, err := r.c.RegisterJob(name, wire.JobHints{PeakMbps: 1600})
+		out <- result{m, err}
+	}
+	go register("alice-sort", first)
+	waitFor(t, func() bool { return r.starting() == 1 }, "the first registration's node start")
+	go register("bob-sort", second)
+	// The second either starts nodes of its own (now) or, as before, is
+	// answered at once: wait for one of the two.
+	var early *result
+	waitFor(t, func() bool {
+		select {
+		case res := <-second:
+			early = &res
+			return true
+		default:
+			return r.starting() > 1
+		}
+	}, "the second registration")
+	close(gate)
+	a := <-first
+	b := result{}
+	if early != nil {
+		b = *early
+	} else {
+		b = <-second
+	}
+	if a.err != nil || b.err != nil {
+		t.Fatalf("registrations: %v, %v", a.err, b.err)
+	}
+	// 1 + 1 + 2 nodes: 3,200 Mb/s under 80% of 1,000 each.
+	if r.active() != 4 {
+		t.Errorf("%d active nodes; want 4", r.active())
+	}
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	for addr, l := range r.c.loads {
+		if l.mbps > 800+1e-6 {
+			t.Errorf("node %s allotted %.0f Mb/s, over 80%% of its 1000 (alice on %d node(s), bob on %d)",
+				addr, l.mbps, len(a.m.Nodes), len(b.m.Nodes))
+		}
+	}
+	if r.c.registrants != 0 || r.c.registering != (Need{}) {
+		t.Errorf("after both were entered: %d registrations in flight holding %+v", r.c.registrants, r.c.registering)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after settleWait.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(settleWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", settleWait, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

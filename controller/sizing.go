@@ -140,7 +140,14 @@ func (c *Controller) sizeJobForLocked(book *profileBook, client, key string, req
 		return plan{}, 0, source, err
 	}
 	kind := uint8(tier)
-	return pol.sizeNeed(c.candidatesLocked(kind), need, minNodes), kind, source, nil
+	// A job reserve may start nodes for is placed with the autoscaler's
+	// band, as reserve counts them; one Pocket's default sizes is placed
+	// as Pocket placed it, over the nodes whose whole spare covers it.
+	high := 1.0
+	if need.Source != SizeDefault {
+		high = c.bandHigh()
+	}
+	return pol.sizeNeed(c.candidatesUnderLocked(kind, high), need, minNodes), kind, source, nil
 }
 
 // fitProfile is need, but with no capacity when the need comes from the
