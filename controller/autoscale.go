@@ -217,8 +217,10 @@ type Autoscaler struct {
 	lastOut    time.Time
 	lastChange time.Time
 	starting   int
-	ended      chan struct{}     // closed, and replaced, whenever a start ends
-	started    map[string]string // node address -> orchestrator id
+	seq        uint64              // node starts begun, which number them
+	inflight   map[uint64]struct{} // the numbers of the starts not ended
+	ended      chan struct{}       // closed, and replaced, whenever a start ends
+	started    map[string]string   // node address -> orchestrator id
 	decisions  []Decision
 	counts     map[Action]int
 	holds      int    // evaluations that held a needed change back
@@ -242,7 +244,7 @@ func (c *Controller) StartAutoscaler(cfg AutoscaleConfig) (*Autoscaler, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	a := &Autoscaler{c: c, cfg: cfg, started: map[string]string{}, counts: map[Action]int{}, stop: make(chan struct{}), ended: make(chan struct{})}
+	a := &Autoscaler{c: c, cfg: cfg, started: map[string]string{}, counts: map[Action]int{}, stop: make(chan struct{}), ended: make(chan struct{}), inflight: map[uint64]struct{}{}}
 	for _, n := range cfg.Orchestrator.Nodes() {
 		a.started[n.Addr] = n.ID
 	}
@@ -319,6 +321,7 @@ func (a *Autoscaler) Step() Decision {
 	a.evals++
 	a.passOverLocked(uNow.Keeping)
 	d := a.decideLocked(now, u, uNow, victims, draining)
+	var first uint64 // the number of the first start an add begins
 	if jobChanged && (d.Action == ActionRemove || (d.Action == ActionAdd && d.Nodes+a.starting >= a.cfg.MinNodes)) {
 		// A job's map changed on this load: see what it does first.
 		a.hold(fmt.Sprintf("%s %.0f%%: a job's map changed in this evaluation", d.Dim, 100*d.Util))
@@ -332,7 +335,7 @@ func (a *Autoscaler) Step() Decision {
 	switch d.Action {
 	case ActionAdd:
 		a.lastOut, a.lastChange = now, now
-		a.starting += d.Count
+		first = a.beginLocked(d.Count)
 	case ActionRemove:
 		a.lastChange = now
 	}
@@ -344,9 +347,9 @@ func (a *Autoscaler) Step() Decision {
 	switch d.Action {
 	case ActionAdd:
 		a.log().Info("autoscale: add", "count", d.Count, "from", d.Nodes, "to", d.Nodes+d.Count, "reason", d.Reason)
-		for i := 0; i < d.Count; i++ {
+		for i := range d.Count {
 			a.wg.Add(1)
-			go a.startNode()
+			go a.startNode(first + uint64(i))
 		}
 	case ActionRemove:
 		a.log().Info("autoscale: drain", "nodes", strings.Join(d.Drain, ","), "from", d.Nodes, "to", d.Nodes-len(d.Drain), "reason", d.Reason)
@@ -541,9 +544,21 @@ func (a *Autoscaler) pickVictims(vs []victim, k int) []string {
 	return out
 }
 
-// startNode starts one node and waits for it to register; the error says
-// why it did not (also logged).
-func (a *Autoscaler) startNode() error {
+// beginLocked counts k node starts about to begin and returns the number
+// of the first; the others follow it.
+func (a *Autoscaler) beginLocked(k int) uint64 {
+	first := a.seq + 1
+	for range k {
+		a.seq++
+		a.inflight[a.seq] = struct{}{}
+	}
+	a.starting += k
+	return first
+}
+
+// startNode starts one node, start number id (beginLocked), and waits for
+// it to register; the error says why it did not (also logged).
+func (a *Autoscaler) startNode(id uint64) error {
 	defer a.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StartTimeout)
 	defer cancel()
@@ -558,7 +573,7 @@ func (a *Autoscaler) startNode() error {
 	n, err := a.cfg.Orchestrator.Start(ctx, a.cfg.Spec)
 	if err != nil {
 		a.log().Warn("autoscale: start node", "err", err)
-		a.doneStarting()
+		a.doneStarting(id)
 		return fmt.Errorf("start: %w", err)
 	}
 	serving := time.Since(t0)
@@ -566,7 +581,7 @@ func (a *Autoscaler) startNode() error {
 	a.started[n.Addr] = n.ID
 	a.mu.Unlock()
 	err = a.c.awaitActive(ctx, n.Addr)
-	a.doneStarting()
+	a.doneStarting(id)
 	if err != nil {
 		a.log().Warn("autoscale: node started but did not register", "node", n.Addr, "err", err)
 		return fmt.Errorf("node %s started but did not register: %w", n.Addr, err)
@@ -598,22 +613,24 @@ func (a *Autoscaler) Starts() []NodeStart {
 	return append([]NodeStart(nil), a.starts...)
 }
 
-func (a *Autoscaler) doneStarting() {
+func (a *Autoscaler) doneStarting(id uint64) {
 	a.mu.Lock()
 	a.starting--
+	delete(a.inflight, id)
 	close(a.ended)
 	a.ended = make(chan struct{})
 	a.mu.Unlock()
 }
 
-// awaitStarts waits until no node is starting, at most StartTimeout (a
-// start fails by itself after that long) or until the autoscaler stops.
-func (a *Autoscaler) awaitStarts() {
-	timer := time.NewTimer(a.cfg.StartTimeout)
+// awaitStarts waits until every node start numbered up to mark has ended
+// (later ones are not waited for), until deadline (a start fails by
+// itself StartTimeout after it began) or until the autoscaler stops.
+func (a *Autoscaler) awaitStarts(mark uint64, deadline time.Time) {
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	for {
 		a.mu.Lock()
-		if a.starting == 0 {
+		if !a.startedByLocked(mark) {
 			a.mu.Unlock()
 			return
 		}
@@ -627,6 +644,17 @@ func (a *Autoscaler) awaitStarts() {
 			return
 		}
 	}
+}
+
+// startedByLocked reports whether a start numbered up to mark is in
+// flight.
+func (a *Autoscaler) startedByLocked(mark uint64) bool {
+	for id := range a.inflight {
+		if id <= mark {
+			return true
+		}
+	}
+	return false
 }
 
 // awaitActive polls until addr is an active node or ctx ends.

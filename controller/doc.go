@@ -106,6 +106,9 @@
 //     direction binds) and what earlier jobs were allotted on it; its tier's
 //     capacity minus the larger of bytes used and bytes allotted. A tier that
 //     reports no bandwidth counts as NodeMbps (8 Gb/s, Pocket's node).
+//     Under an autoscaler, a job with hints or a profile counts bandwidth
+//     under the band's high (bandHigh), as its reservation counted the
+//     nodes it started (reserve.go), so that it is placed over them all.
 //  4. Binding dimension: the job is throughput-bound when its bandwidth
 //     need is the larger fraction of the candidates' spare bandwidth than
 //     its capacity need is of their spare capacity (Pocket's test,

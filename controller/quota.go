@@ -203,7 +203,7 @@ func (c *Controller) pendLocked(key string, need Need) *pend {
 		held.Mbps = 0 // reserve starts no node for it: it takes the nodes there are
 	}
 	c.registrants++
-	c.registering.Bytes += held.Bytes
+	c.registering.Bytes = wire.SatAdd(c.registering.Bytes, held.Bytes)
 	c.registering.Mbps += held.Mbps
 	p := &pend{need: need, held: held}
 	if key == "" || c.cfg.MaxBytesPerClient <= 0 && c.cfg.MaxMbpsPerClient <= 0 {
@@ -226,8 +226,11 @@ func (c *Controller) unpendLocked(p *pend) {
 	c.registrants--
 	c.registering.Bytes -= p.held.Bytes
 	c.registering.Mbps -= p.held.Mbps
-	if c.registrants == 0 { // no float residue once none is held
-		c.registering = Need{}
+	if c.registrants == 0 || c.registering.Bytes < 0 { // none held, or one saturated the sum
+		c.registering.Bytes = 0
+	}
+	if c.registrants == 0 || c.registering.Mbps < 1e-6 { // no float residue
+		c.registering.Mbps = 0
 	}
 	if p.client == "" {
 		return

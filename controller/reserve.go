@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/wire"
@@ -321,19 +322,22 @@ func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, 
 		return r.pend, nil, nil
 	default:
 	}
-	// The want counts the registrations in flight (holdRegistering), so
-	// every node starting is one of those it counts on: it waits for them
-	// all. Before, a registration made while another's nodes started
-	// counted them as its own and was placed at once on the nodes there
-	// were.
+	// The want counts the registrations in flight (fleet.held), so every
+	// node starting now is one it counts on: it waits for them (not for
+	// those begun later). Before, a registration made while another's
+	// nodes started counted them as its own and was placed at once on
+	// the nodes there were.
+	deadline := time.Now().Add(a.cfg.StartTimeout)
+	mark := a.seq
 	k := min(r.want-a.starting, a.cfg.MaxNodes-r.nodes-a.starting)
 	if k <= 0 {
 		a.mu.Unlock()
-		a.awaitStarts()
+		a.awaitStarts(mark, deadline)
 		return r.pend, nil, nil
 	}
 	d := Decision{At: now, Action: ActionAdd, Count: k, Nodes: r.nodes, Util: r.util, Dim: r.dim, Reason: r.reason}
-	a.starting += k
+	first := a.beginLocked(k)
+	mark = first + uint64(k) - 1
 	a.lastOut, a.lastChange = now, now
 	a.counts[ActionAdd]++
 	a.record(d)
@@ -345,11 +349,11 @@ func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, 
 		mu     sync.Mutex
 		failed []error
 	)
-	for i := 0; i < k; i++ {
+	for i := range k {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := a.startNode(); err != nil {
+			if err := a.startNode(first + uint64(i)); err != nil {
 				mu.Lock()
 				failed = append(failed, err)
 				mu.Unlock()
@@ -357,6 +361,6 @@ func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, 
 		}()
 	}
 	wg.Wait()
-	a.awaitStarts() // the other starts it counted on
+	a.awaitStarts(mark, deadline) // the other starts it counted on
 	return r.pend, failed, nil
 }

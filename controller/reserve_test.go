@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,7 +195,39 @@ func TestRegistrationSaysWhyNodesDidNotCome(t *testing.T) {
 // there was, allotted 1,600 Mb/s of its 1,000 (a hostile trial).
 func TestConcurrentRegistrationsStartTheirOwnNodes(t *testing.T) {
 	r := newScaleRig(t, 1, AutoscaleConfig{MaxNodes: 8})
+	a, b := registerTwoAtOnce(t, r, 1600, 1600)
+	// 1 + 1 + 2 nodes: 3,200 Mb/s under 80% of 1,000 each.
+	if r.active() != 4 {
+		t.Errorf("%d active nodes; want 4", r.active())
+	}
+	checkUnderBand(t, r, a, b)
+}
+
+// TestRegistrationWaitsForTheNodeItCounts: the second registration fits
+// the room of the node the first is starting, so it starts none, but it
+// waits for that node before it is placed. Placed at once instead, it
+// took the one active node, which had 100 Mb/s of room, for its 700.
+func TestRegistrationWaitsForTheNodeItCounts(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{MaxNodes: 8})
+	if _, err := r.c.RegisterJob("base", wire.JobHints{PeakMbps: 700}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := registerTwoAtOnce(t, r, 150, 700)
+	if r.active() != 2 {
+		t.Errorf("%d active nodes; want 2", r.active())
+	}
+	checkUnderBand(t, r, a, b)
+}
+
+// registerTwoAtOnce registers a job hinting mbpsA, and while the node
+// started for it is held starting, one hinting mbpsB; it returns their
+// maps once both are answered.
+func registerTwoAtOnce(t *testing.T, r *scaleRig, mbpsA, mbpsB float64) (a, b *wire.PlacementMap) {
+	t.Helper()
 	gate := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open) // a failed wait below must not leave the start held
 	r.orch.mu.Lock()
 	r.orch.gate = gate
 	r.orch.mu.Unlock()
@@ -203,46 +236,37 @@ func TestConcurrentRegistrationsStartTheirOwnNodes(t *testing.T) {
 		err error
 	}
 	first, second := make(chan result, 1), make(chan result, 1)
-	register := func(name string, out chan<- result) {
-		m, err := r.c.RegisterJob(name, wire.JobHints{PeakMbps: 1600})
+	register := func(name string, mbps float64, out chan<- result) {
+		m, err := r.c.RegisterJob(name, wire.JobHints{PeakMbps: mbps})
 		out <- result{m, err}
 	}
-	go register("alice-sort", first)
-	waitFor(t, func() bool { return r.starting() == 1 }, "the first registration's node start")
-	go register("bob-sort", second)
-	// The second either starts nodes of its own (now) or, as before, is
-	// answered at once: wait for one of the two.
-	var early *result
-	waitFor(t, func() bool {
-		select {
-		case res := <-second:
-			early = &res
-			return true
-		default:
-			return r.starting() > 1
-		}
-	}, "the second registration")
-	close(gate)
-	a := <-first
-	b := result{}
-	if early != nil {
-		b = *early
-	} else {
-		b = <-second
+	starting := r.starting()
+	go register("alice-sort", mbpsA, first)
+	waitFor(t, func() bool { return r.starting() == starting+1 }, "the first registration's node start")
+	go register("bob-sort", mbpsB, second)
+	// The second is answered at once (the fault), starts nodes of its
+	// own, or waits: give it the time to do either before the first's
+	// node comes.
+	time.Sleep(50 * time.Millisecond)
+	open()
+	ra, rb := <-first, <-second
+	if ra.err != nil || rb.err != nil {
+		t.Fatalf("registrations: %v, %v", ra.err, rb.err)
 	}
-	if a.err != nil || b.err != nil {
-		t.Fatalf("registrations: %v, %v", a.err, b.err)
-	}
-	// 1 + 1 + 2 nodes: 3,200 Mb/s under 80% of 1,000 each.
-	if r.active() != 4 {
-		t.Errorf("%d active nodes; want 4", r.active())
-	}
+	r.awaitStarts()
+	return ra.m, rb.m
+}
+
+// checkUnderBand fails the test for a node allotted more than 80% of its
+// 1,000 Mb/s, or registrations still held in flight.
+func checkUnderBand(t *testing.T, r *scaleRig, a, b *wire.PlacementMap) {
+	t.Helper()
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
 	for addr, l := range r.c.loads {
 		if l.mbps > 800+1e-6 {
 			t.Errorf("node %s allotted %.0f Mb/s, over 80%% of its 1000 (alice on %d node(s), bob on %d)",
-				addr, l.mbps, len(a.m.Nodes), len(b.m.Nodes))
+				addr, l.mbps, len(a.Nodes), len(b.Nodes))
 		}
 	}
 	if r.c.registrants != 0 || r.c.registering != (Need{}) {
