@@ -270,12 +270,16 @@ func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints,
 
 // reportHints prints the outcome of checkHints and tells whether to go on
 // registering: with strict, only when the hints were checked and fit.
-func reportHints(excess []hintExcess, err error, strict bool) (code int, proceed bool) {
+// When they could not be checked (and strict is off) the note saying so
+// is returned as unchecked, for the caller to print once the job is
+// registered: printed before, it stood above the controller's refusal of
+// the same hints, as if they had not been looked at.
+func reportHints(excess []hintExcess, err error, strict bool) (code int, proceed bool, unchecked string) {
 	switch {
 	case err != nil && strict:
-		return fail("job register: --strict: the hints could not be checked against the cluster, so the job is not registered: %v", err), false
+		return fail("job register: --strict: the hints could not be checked against the cluster, so the job is not registered: %v", err), false, ""
 	case err != nil:
-		warn("job register", "note: the hints were not checked against the cluster: %v", err)
+		unchecked = fmt.Sprintf("note: the hints were not checked against the cluster: %v", err)
 	case strict && slices.ContainsFunc(excess, func(e hintExcess) bool { return !e.shared }):
 		var facts []string
 		for _, e := range excess {
@@ -284,7 +288,7 @@ func reportHints(excess []hintExcess, err error, strict bool) (code int, proceed
 			}
 		}
 		return fail("job register: --strict: not registered, as its hints ask for more than the cluster has: %s (%s): %s",
-			strings.Join(facts, "; "), noAutoscale, hintNext), false
+			strings.Join(facts, "; "), noAutoscale, hintNext), false, ""
 	}
 	for _, e := range excess {
 		if e.shared {
@@ -293,5 +297,5 @@ func reportHints(excess []hintExcess, err error, strict bool) (code int, proceed
 			warn("job register", "warning: %s: %s (--strict refuses such a job)", e, hintNext)
 		}
 	}
-	return 0, true
+	return 0, true, unchecked
 }

@@ -98,7 +98,7 @@ func TestHintExcesses(t *testing.T) {
 	if len(got) != 1 || !got[0].shared || !strings.Contains(got[0].fact, "comes to 16800 of the 16000 Mb/s") {
 		t.Fatalf("hint fitting alone, not beside 4800 allotted: %+v; want one shared excess", got)
 	}
-	if code, ok := reportHints(got, nil, true); !ok || code != 0 {
+	if code, ok, _ := reportHints(got, nil, true); !ok || code != 0 {
 		t.Errorf("--strict refused a hint that fits the tier alone: %d %v", code, ok)
 	}
 	if got := hintExcesses(wire.JobHints{PeakMbps: 11000}, f); len(got) != 0 {

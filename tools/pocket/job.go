@@ -134,12 +134,16 @@ func runJobRegister(args []string) int {
 	mc, ctx, done := ctlClient(*addr, tc)
 	defer done()
 	excess, err := checkHints(ctx, *addr, &tf, hints, prices)
-	if code, ok := reportHints(excess, err, *strict); !ok {
+	code, ok, unchecked := reportHints(excess, err, *strict)
+	if !ok {
 		return code
 	}
 	m, err := registerJob(ctx, mc, &wire.JobRegister{Name: pos[0], TTL: *ttl, Hints: hints})
 	if err != nil {
 		return fail("job register: %v", ctlError(err, *addr, tf.insecure))
+	}
+	if unchecked != "" {
+		warn("job register", "%s", unchecked)
 	}
 	out := jobMapJSON{JobID: m.Job, Token: token.Format(m.Token), Tier: tierName(m.Tier), Epoch: m.Epoch, Nodes: mapNodesJSON(m.Nodes),
 		AllocMbps: m.AllocMbps, AllocBytes: m.AllocBytes, SizedFrom: m.Sized.String()}

@@ -306,7 +306,20 @@ func issuedClients(t *testing.T, bin string, base []string, ctl, data string) {
 	if cert, err := readCert(filepath.Join(aliceDir, "client.pem")); err != nil || cert.Subject.CommonName != "alice" {
 		t.Fatalf("alice's client.pem: %v; want the certificate name alice", err)
 	}
-	registerCLI(t, bin, append(slices.Clone(base), "POCKET_CONTROLLER="+ctl, envTLSDir+"="+aliceDir), "alices-job")
+	aliceEnv := append(slices.Clone(base), "POCKET_CONTROLLER="+ctl, envTLSDir+"="+aliceDir)
+	registerCLI(t, bin, aliceEnv, "alices-job")
+	// Her hints cannot be checked (she may not read the status): a
+	// registration the controller refuses says why, with no note above it
+	// that the hints were not checked (a new user's trial read that as
+	// nobody having looked at them); one it takes carries the note.
+	if _, errOut, code := pocketRun(t, bin, aliceEnv, "", "job", "register", "too-big", "--capacity", "1GiB"); code == 0 ||
+		strings.Contains(errOut, "not checked") || !strings.Contains(errOut, "job register: ") {
+		t.Errorf("a refused hinted registration: exit %d, %q; want the refusal alone", code, errOut)
+	}
+	if _, errOut, code := pocketRun(t, bin, aliceEnv, "", "job", "register", "hinted", "--peak-mbps", "1"); code != 0 ||
+		!strings.Contains(errOut, "note: the hints were not checked against the cluster") {
+		t.Errorf("a hinted registration taken: exit %d, %q; want the note", code, errOut)
+	}
 	// A directory holding the operator's certificate alone registers a
 	// job and puts to it (put wanted client.pem: a new user's trial).
 	opDir := filepath.Join(t.TempDir(), "op")
