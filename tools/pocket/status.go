@@ -51,6 +51,13 @@ still arriving) or "dead"; "-" when every node of its map is active.
 Lines below say when the jobs' allotments oversubscribe a tier, and which
 jobs then get less.
 
+Allotted per client (shown when the controller has --max-bytes-per-client
+or --max-mbps-per-client, or when more than one client holds jobs): what
+each client's live jobs are allotted together, against the quota per
+client, the 100 clients holding the most. A client is "tenant NAME" over
+TLS (its certificate's tenant), else "client ADDR"; "operator ADDR" is the
+operator's certificate, which no quota limits.
+
 --json prints one object with every field always present (lists [] when
 empty); a failing status prints nothing on stdout, its error on stderr, and
 exits 1.

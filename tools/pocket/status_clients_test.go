@@ -41,4 +41,11 @@ func TestStatusShowsClientAllotments(t *testing.T) {
 	if v := statusViewAt(&wire.ClusterStatus{}, controller.DefaultPrices()); v.Clients == nil {
 		t.Error("json clients null; want []")
 	}
+	// status --help describes the section (a new user's check found it
+	// did not).
+	for _, want := range []string{"Allotted per client", "--max-mbps-per-client", `"tenant NAME"`, `"operator ADDR"`} {
+		if !strings.Contains(statusHelp, want) {
+			t.Errorf("status --help does not say %q", want)
+		}
+	}
 }

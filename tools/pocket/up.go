@@ -628,6 +628,18 @@ func printMetrics(u *upCluster, o upOptions) {
 	}
 }
 
+// printQuotas names the allotment quotas per client, when up has them
+// (--max-bytes-per-client, --max-mbps-per-client).
+func printQuotas(o upOptions) {
+	var cfg controller.Config
+	if o.serve.limits == nil || o.serve.limits.apply(&cfg) != nil { // checked when up started
+		return
+	}
+	if q := quotaText(cfg.MaxBytesPerClient, cfg.MaxMbpsPerClient); q != "" {
+		fmt.Printf("allotment quota per client (a tenant over TLS, else an address): %s; the operator's certificate has none\n", q)
+	}
+}
+
 func printUp(u *upCluster, o upOptions) {
 	mode := "mutual TLS"
 	if u.tlsDir == "" {
@@ -653,6 +665,7 @@ func printUp(u *upCluster, o upOptions) {
 			fmt.Printf("  each job's map grows and shrinks with its own load, at most one change every %v (--job-cooldown)\n", o.scale.JobCooldown)
 		}
 	}
+	printQuotas(o)
 	printMetrics(u, o)
 	fmt.Println(u.serve.stateLine())
 	printRestored(u)
@@ -666,6 +679,9 @@ func printUp(u *upCluster, o upOptions) {
 	secretArg, note := u.secret.usage()
 	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s%s\n%s  pocket node drain ADDR%s%s\n",
 		note, u.addr, nodeListenArg(hostOf(u.addr)), secretArg, nodeTLSArg(u.tlsDir), nodePortNote, secretArg, tlsArg)
+	if o.nodePorts != "" {
+		fmt.Printf("  (the cluster's nodes take ports %s (--node-ports): give a node added by hand a --listen port outside them)\n", o.nodePorts)
+	}
 	if o.autoscale {
 		// A node added by hand counts like any other: under the band,
 		// scale-in drains the emptiest node first, which a new one is.

@@ -39,10 +39,18 @@ func TestUpNodePorts(t *testing.T) {
 	defer held.Close()
 	ports := strconv.Itoa(base) + "-" + strconv.Itoa(base+3)
 	_, _, out := pocketStart(t, bin, cleanEnv("HOME="+dir), upReady, "up", "--insecure", "--listen", "127.0.0.1:0",
-		"--nodes", "2", "--dram", "16MiB", "--data-dir", filepath.Join(dir, "data"), "--node-ports", ports)
+		"--nodes", "2", "--dram", "16MiB", "--data-dir", filepath.Join(dir, "data"), "--node-ports", ports,
+		"--max-bytes-per-client", "300MiB", "--max-mbps-per-client", "2000")
 	want := regexp.MustCompile(`(?m)^  node 127\.0\.0\.1:` + strconv.Itoa(base+2) + `$`)
 	awaitOutput(t, out, regexp.MustCompile(`(?m)^  node (127\.0\.0\.1:`+strconv.Itoa(base)+`)$`))
 	if !want.MatchString(out.String()) || strings.Contains(out.String(), "node 127.0.0.1:"+strconv.Itoa(base+1)+"\n") {
 		t.Fatalf("up --node-ports %s with %d held: nodes\n%s\nwant ports %d and %d", ports, base+1, out, base, base+2)
+	}
+	// The banner names the range in its add-a-node recipe, and the
+	// quotas (a new user's check found neither).
+	awaitOutput(t, out, regexp.MustCompile(`(give a node added by hand a --listen port outside them)`))
+	if b := out.String(); !strings.Contains(b, "take ports "+ports+" (--node-ports)") ||
+		!strings.Contains(b, "allotment quota per client (a tenant over TLS, else an address): 300MiB and 2000 Mb/s") {
+		t.Errorf("up's banner does not name the ports and the quotas:\n%s", b)
 	}
 }
