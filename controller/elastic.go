@@ -191,7 +191,8 @@ func (c *Controller) confirmWait() time.Duration {
 	return min(c.cfg.DeadAfter, 5*c.cfg.HeartbeatInterval)
 }
 
-// publishedMap is GetMap's map: the published one. A job restored from
+// publishedMap is GetMap's map: the published one, with the job's
+// allotment (AllocMbps, AllocBytes) as it stands. A job restored from
 // the durable state has none yet: its map is handed out once its nodes
 // have synced with this run, waiting for that (confirmWait), so a
 // restart never hands out an epoch its nodes have not heard of.
@@ -202,7 +203,12 @@ func (c *Controller) publishedMap(id string, tok []byte) (*wire.PlacementMap, er
 			return nil, true, err
 		}
 		if j.pub != nil || c.publishableLocked(j) {
-			return c.publishedLocked(j), true, nil
+			// A copy carrying the job's allotment as it stands (the
+			// published map does not): job deregister says what it gives
+			// back.
+			m := *c.publishedLocked(j)
+			m.AllocMbps, m.AllocBytes = j.allocMbps, j.allocBytes
+			return &m, true, nil
 		}
 		return nil, false, nil
 	})

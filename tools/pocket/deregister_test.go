@@ -144,6 +144,9 @@ func TestDeregisterSaysWhetherValuesPersist(t *testing.T) {
 		if persist && !kept || !persist && !none {
 			t.Errorf("deregister of a job that persisted %v: %q", persist, out)
 		}
+		if want := "gave back its allotment of " + mbpsText(m.AllocMbps) + " Mb/s and "; !strings.Contains(out, want) {
+			t.Errorf("deregister does not say %q: %q", want, out)
+		}
 	}
 }
 
@@ -188,7 +191,7 @@ func TestDeregisterJSONIsStable(t *testing.T) {
 	}
 	obj := jsonObject(t, "deregister --json", []byte(out))
 	wantKeys(t, "deregister --json", obj, "job_id", "nodes", "failed", "values", "bytes", "dead_nodes", "failures", "message",
-		"credential", "persisted_counted", "persisted_bytes", "persisted_count_failures")
+		"credential", "persisted_counted", "persisted_bytes", "persisted_count_failures", "returned")
 	var v deregisterJSON
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatal(err)
@@ -196,5 +199,10 @@ func TestDeregisterJSONIsStable(t *testing.T) {
 	if v.DeadNodes == nil || len(v.DeadNodes) != 0 || v.Failures == nil || len(v.Failures) != 0 || !v.PersistedCounted ||
 		v.PersistedBytes <= 0 || v.Message != "" || v.Credential == "" {
 		t.Errorf("deregister --json of a job that kept a value: %+v", v)
+	}
+	// It says what allotment it gave back (a new user's check found it
+	// did not): the one job register printed.
+	if r := v.Returned; !r.Known || r.Mbps != m.AllocMbps || r.Bytes != m.AllocBytes || m.AllocMbps <= 0 {
+		t.Errorf("deregister --json returned %+v; want the allotment registered, %v Mb/s and %d bytes", r, m.AllocMbps, m.AllocBytes)
 	}
 }

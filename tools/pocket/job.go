@@ -242,8 +242,14 @@ func runJobDeregister(args []string) int {
 	if !ok {
 		return code
 	}
-	_, ctx, done := ctlClient(a.addr, a.tc)
+	mc, ctx, done := ctlClient(a.addr, a.tc)
 	defer done()
+	// The allotment the job holds, read before the controller forgets it,
+	// to say what the deregistration gives back.
+	held, heldErr := mc.GetMap(ctx, a.job, a.token)
+	if heldErr != nil {
+		held = nil
+	}
 	res, cred, ended, err := deregister(ctx, a.addr, a.tc, a.job, a.token)
 	if err != nil {
 		return fail("job deregister: %v", ctlError(err, a.addr, a.insecure))
@@ -256,11 +262,16 @@ func runJobDeregister(args []string) int {
 	count := persistedCount{bytes: kept, counted: keptErr == nil, failed: usageFailures(keptErr, dead)}
 	allDead := res.Nodes == 0 && len(others) == 0 && len(dead) > 0
 	if a.json {
-		if code := printJSON(deregisterView(a.job, res, cred, count, allDead)); code != 0 {
+		v := deregisterView(a.job, res, cred, count, allDead)
+		v.Returned = returnedView(held)
+		if code := printJSON(v); code != 0 {
 			return code
 		}
 	} else {
 		fmt.Printf("job %s deregistered: %d node(s) dropped %d stored record(s) (values and the chunks of large ones), %s\n", a.job, res.Nodes, res.Values, units.FormatSize(res.Bytes))
+		if line := returnedLine(held); line != "" {
+			fmt.Println(line)
+		}
 		for _, a := range dead {
 			fmt.Printf("node %s is dead: its copy of the job's values went with it, those put with --persist too\n", a)
 		}
@@ -303,6 +314,43 @@ type deregisterJSON struct {
 	PersistedCounted       bool     `json:"persisted_counted"`
 	PersistedBytes         int64    `json:"persisted_bytes"`
 	PersistedCountFailures []string `json:"persisted_count_failures"`
+	// Returned is the allotment the job held, which the deregistration
+	// gave back to the cluster and to its client's quota.
+	Returned returnedJSON `json:"returned"`
+}
+
+// returnedJSON is the allotment a deregistered job gave back to the
+// cluster and to its client's quota: Known is false when its map could not
+// be read first (the figures are 0 then).
+type returnedJSON struct {
+	Known bool    `json:"known"`
+	Bytes int64   `json:"alloc_bytes"`
+	Mbps  float64 `json:"alloc_mbps"`
+}
+
+// returnedView is the allotment of held, the job's map read before its
+// deregistration (nil: not read).
+func returnedView(held *wire.PlacementMap) returnedJSON {
+	if held == nil {
+		return returnedJSON{}
+	}
+	return returnedJSON{Known: true, Bytes: held.AllocBytes, Mbps: held.AllocMbps}
+}
+
+// returnedLine says what allotment a deregistration gave back ("" when
+// the job's map could not be read first): "gave back its allotment of
+// 600 Mb/s and 100MiB (to the cluster, and to its client's quota if it
+// has one)".
+func returnedLine(held *wire.PlacementMap) string {
+	if held == nil {
+		return ""
+	}
+	size := "no capacity"
+	if held.AllocBytes > 0 {
+		size = units.FormatSize(held.AllocBytes)
+	}
+	return fmt.Sprintf("gave back its allotment of %s Mb/s and %s (to the cluster, and to its client's quota if it has one)",
+		mbpsText(held.AllocMbps), size)
 }
 
 // deregisterView is the --json form of job's deregistration res; c is the
