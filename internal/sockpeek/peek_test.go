@@ -26,6 +26,18 @@ func TestPeek(t *testing.T) {
 	if s := Peek(srv); s != Quiet {
 		t.Fatalf("open, nothing sent: %v; want Quiet", s)
 	}
+	// A read deadline past changes nothing (before, it read as Closed:
+	// the controller told a client waiting for its registration that it
+	// had left).
+	if err := srv.SetReadDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if s := Peek(srv); s != Quiet {
+		t.Fatalf("open, nothing sent, read deadline past: %v; want Quiet", s)
+	}
+	if err := srv.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := cli.Write([]byte{7}); err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,11 @@ import (
 
 // Peek is a non-blocking recv with MSG_PEEK on nc's socket: it takes
 // nothing from it. 0 bytes is end of file, an error other than EAGAIN or
-// EINTR a failed connection.
+// EINTR a failed connection. It goes through RawConn.Control, which a
+// read deadline does not stop: through RawConn.Read, a deadline past
+// (the controller's handshake timeout on a registration waiting for
+// nodes) read as a closed descriptor, and a client still waiting for its
+// reply was told it had left (a hostile trial).
 func Peek(nc net.Conn) State {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -23,9 +27,8 @@ func Peek(nc net.Conn) State {
 	var b [1]byte
 	var n int
 	var perr error
-	if err := rc.Read(func(fd uintptr) bool {
+	if err := rc.Control(func(fd uintptr) {
 		n, _, perr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true // never wait
 	}); err != nil {
 		return Closed // the descriptor is closed
 	}
