@@ -835,9 +835,10 @@ func (c *Controller) candidatesLocked(kind uint8) []candidate {
 }
 
 // candidatesUnderLocked is candidatesLocked with each node's spare
-// bandwidth counted under high (a fraction of its Mb/s): a new job is
-// placed with the band the autoscaler keeps (bandHigh), as reserve counts
-// the nodes it starts for the job, so that they are all used.
+// bandwidth and bytes counted under high (a fraction of its Mb/s and of
+// its tier's capacity): a new job is placed with the band the autoscaler
+// keeps (bandHigh), as reserve counts the nodes it starts for the job, so
+// that they are all used.
 func (c *Controller) candidatesUnderLocked(kind uint8, high float64) []candidate {
 	var out []candidate
 	for addr, n := range c.nodes {
@@ -856,7 +857,11 @@ func (c *Controller) candidatesUnderLocked(kind uint8, high float64) []candidate
 		}
 		busy := max(n.rx, n.tx, allocMbps)
 		used := max(t.UsedBytes, allocBytes)
-		out = append(out, candidate{addr: addr, spareMbps: max(0, high*mbps-busy), spareBytes: max(0, t.CapacityBytes-used)})
+		limit := t.CapacityBytes
+		if high < 1 {
+			limit = int64(high * float64(t.CapacityBytes))
+		}
+		out = append(out, candidate{addr: addr, spareMbps: max(0, high*mbps-busy), spareBytes: max(0, limit-used)})
 	}
 	return out
 }

@@ -229,13 +229,13 @@ func (c *Controller) reservationLocked(name string, need Need, source string, p 
 	return r, nil
 }
 
-// heldText is ", of which registrations in flight hold X" (format f for
-// X), or "" when they hold none.
+// heldText is ", and registrations in flight need X of it first" (format
+// f for X), or "" when they hold none.
 func heldText(x float64, f string) string {
 	if x <= 0 {
 		return ""
 	}
-	return fmt.Sprintf(", of which registrations in flight hold "+f, x)
+	return fmt.Sprintf(", and registrations in flight need "+f+" of it first", x)
 }
 
 // forBytes is how many nodes like the active ones it takes for a tier

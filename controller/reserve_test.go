@@ -219,6 +219,30 @@ func TestRegistrationWaitsForTheNodeItCounts(t *testing.T) {
 	checkUnderBand(t, r, a, b)
 }
 
+// TestCapacityHintUsesTheNodesStartedForIt: a capacity hint the one node
+// cannot hold under 80 % starts the nodes that hold it under 80 %, and the
+// job is placed over all of them, none past 80 % of its bytes. Before,
+// placement counted each node's whole capacity: 2 GiB on 1 GiB nodes took
+// two of the three, the third idle (a hostile trial: 420 MiB on 256 MiB
+// nodes left the old node idle, and scale-in held it).
+func TestCapacityHintUsesTheNodesStartedForIt(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{MaxNodes: 8})
+	m, err := r.c.RegisterJob("bulk", wire.JobHints{CapacityBytes: 2 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.active() != 3 || len(m.Nodes) != 3 {
+		t.Fatalf("%d active nodes, the job on %d; want 3 and 3", r.active(), len(m.Nodes))
+	}
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	for addr, l := range r.c.loads {
+		if b := l.bytes[kindDRAM]; float64(b) > 0.8*float64(1<<30)+1 {
+			t.Errorf("node %s allotted %d bytes, over 80%% of its 1 GiB", addr, b)
+		}
+	}
+}
+
 // registerTwoAtOnce registers a job hinting mbpsA, and while the node
 // started for it is held starting, one hinting mbpsB; it returns their
 // maps once both are answered.
