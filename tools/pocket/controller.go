@@ -420,11 +420,14 @@ func (s *ctlServe) mode() string {
 // data plane on host at the node's default port, or on HOST (to fill in)
 // when host is empty or an unspecified address (a node must listen on an
 // address its clients reach, and it gives clients the address it binds).
-func nodeListenArg(host string) string {
+func nodeListenArg(host string) string { return nodeListenAt(host, nodeDefaultPort) }
+
+// nodeListenAt is nodeListenArg at port.
+func nodeListenAt(host, port string) string {
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "HOST"
 	}
-	return " --listen " + net.JoinHostPort(host, nodeDefaultPort)
+	return " --listen " + net.JoinHostPort(host, port)
 }
 
 // nodePortNote follows a printed node command: a second node on one host

@@ -268,18 +268,19 @@ func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints,
 	return hintExcesses(h, f), nil
 }
 
-// reportHints prints the outcome of checkHints and tells whether to go on
-// registering: with strict, only when the hints were checked and fit.
-// When they could not be checked (and strict is off) the note saying so
-// is returned as unchecked, for the caller to print once the job is
-// registered: printed before, it stood above the controller's refusal of
-// the same hints, as if they had not been looked at.
-func reportHints(excess []hintExcess, err error, strict bool) (code int, proceed bool, unchecked string) {
+// reportHints tells from the outcome of checkHints whether to go on
+// registering (with strict, only when the hints were checked and fit;
+// a refusal is printed here) and returns the notes and warnings for the
+// caller to print once the job is registered. Printed before, they stood
+// above the controller's refusal of the same hints (that they were not
+// checked, or that the job would get less than it asked), as if it had
+// been registered, or nobody had looked at them.
+func reportHints(excess []hintExcess, err error, strict bool) (code int, proceed bool, later []string) {
 	switch {
 	case err != nil && strict:
-		return fail("job register: --strict: the hints could not be checked against the cluster, so the job is not registered: %v", err), false, ""
+		return fail("job register: --strict: the hints could not be checked against the cluster, so the job is not registered: %v", err), false, nil
 	case err != nil:
-		unchecked = fmt.Sprintf("note: the hints were not checked against the cluster: %v", err)
+		later = append(later, fmt.Sprintf("note: the hints were not checked against the cluster: %v", err))
 	case strict && slices.ContainsFunc(excess, func(e hintExcess) bool { return !e.shared }):
 		var facts []string
 		for _, e := range excess {
@@ -288,14 +289,14 @@ func reportHints(excess []hintExcess, err error, strict bool) (code int, proceed
 			}
 		}
 		return fail("job register: --strict: not registered, as its hints ask for more than the cluster has: %s (%s): %s",
-			strings.Join(facts, "; "), noAutoscale, hintNext), false, ""
+			strings.Join(facts, "; "), noAutoscale, hintNext), false, nil
 	}
 	for _, e := range excess {
 		if e.shared {
-			warn("job register", "note: %s; %s (%s)", e.fact, e.effect, noAutoscale)
+			later = append(later, fmt.Sprintf("note: %s; %s (%s)", e.fact, e.effect, noAutoscale))
 		} else {
-			warn("job register", "warning: %s: %s (--strict refuses such a job)", e, hintNext)
+			later = append(later, fmt.Sprintf("warning: %s: %s (--strict refuses such a job)", e, hintNext))
 		}
 	}
-	return 0, true, unchecked
+	return 0, true, later
 }

@@ -134,7 +134,7 @@ func runJobRegister(args []string) int {
 	mc, ctx, done := ctlClient(*addr, tc)
 	defer done()
 	excess, err := checkHints(ctx, *addr, &tf, hints, prices)
-	code, ok, unchecked := reportHints(excess, err, *strict)
+	code, ok, later := reportHints(excess, err, *strict)
 	if !ok {
 		return code
 	}
@@ -142,8 +142,8 @@ func runJobRegister(args []string) int {
 	if err != nil {
 		return fail("job register: %v", ctlError(err, *addr, tf.insecure))
 	}
-	if unchecked != "" {
-		warn("job register", "%s", unchecked)
+	for _, line := range later {
+		warn("job register", "%s", line)
 	}
 	out := jobMapJSON{JobID: m.Job, Token: token.Format(m.Token), Tier: tierName(m.Tier), Epoch: m.Epoch, Nodes: mapNodesJSON(m.Nodes),
 		AllocMbps: m.AllocMbps, AllocBytes: m.AllocBytes, SizedFrom: m.Sized.String()}

@@ -628,6 +628,22 @@ func printMetrics(u *upCluster, o upOptions) {
 	}
 }
 
+// handNodePort is the --listen of up's add-a-node recipe and the note
+// after it. With --node-ports it is a port outside the range, which the
+// cluster's own nodes take (before, the recipe said the default 7100,
+// inside the README's own example range 7100-7109).
+func handNodePort(host string, o upOptions) (listen, note string) {
+	if o.ports.Last == 0 {
+		return nodeListenArg(host), nodePortNote
+	}
+	p, step := o.ports.Last+1, 1
+	if p > 65535 {
+		p, step = o.ports.First-1, -1
+	}
+	return nodeListenAt(host, strconv.Itoa(p)), fmt.Sprintf("  (the cluster's nodes take ports %s (--node-ports): each node added by hand needs its own --listen port outside them: %d, then %d, ...)\n",
+		o.nodePorts, p, p+step)
+}
+
 // printQuotas names the allotment quotas per client, when up has them
 // (--max-bytes-per-client, --max-mbps-per-client).
 func printQuotas(o upOptions) {
@@ -677,11 +693,9 @@ func printUp(u *upCluster, o upOptions) {
 		tlsArg = ""
 	}
 	secretArg, note := u.secret.usage()
+	listen, portNote := handNodePort(hostOf(u.addr), o)
 	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s%s\n%s  pocket node drain ADDR%s%s\n",
-		note, u.addr, nodeListenArg(hostOf(u.addr)), secretArg, nodeTLSArg(u.tlsDir), nodePortNote, secretArg, tlsArg)
-	if o.nodePorts != "" {
-		fmt.Printf("  (the cluster's nodes take ports %s (--node-ports): give a node added by hand a --listen port outside them)\n", o.nodePorts)
-	}
+		note, u.addr, listen, secretArg, nodeTLSArg(u.tlsDir), portNote, secretArg, tlsArg)
 	if o.autoscale {
 		// A node added by hand counts like any other: under the band,
 		// scale-in drains the emptiest node first, which a new one is.

@@ -48,8 +48,10 @@ func TestUpNodePorts(t *testing.T) {
 	}
 	// The banner names the range in its add-a-node recipe, and the
 	// quotas (a new user's check found neither).
-	awaitOutput(t, out, regexp.MustCompile(`(give a node added by hand a --listen port outside them)`))
-	if b := out.String(); !strings.Contains(b, "take ports "+ports+" (--node-ports)") ||
+	awaitOutput(t, out, regexp.MustCompile(`(each node added by hand needs its own --listen port outside them)`))
+	outside := strconv.Itoa(base + 4)
+	if b := out.String(); !strings.Contains(b, "take ports "+ports+" (--node-ports)") || !strings.Contains(b, "--listen 127.0.0.1:"+outside+" ") ||
+		!strings.Contains(b, "outside them: "+outside+", then ") ||
 		!strings.Contains(b, "allotment quota per client (a tenant over TLS, else an address): 300MiB and 2000 Mb/s") {
 		t.Errorf("up's banner does not name the ports and the quotas:\n%s", b)
 	}
