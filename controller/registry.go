@@ -652,7 +652,21 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 			return nil, err
 		}
 	}
+	if len(startFailed) > 0 {
+		m.Note = startFailureNote(startFailed)
+	}
 	return m, nil
+}
+
+// startFailureNote is a registration's note (PlacementMap.Note) when
+// nodes the autoscaler started for it did not come, but the job was
+// entered all the same, over the nodes there are: it may run past the
+// band there. Before, the reply did not say so (a hostile trial: 3,000 of
+// a node's 1,000 Mb/s allotted after two such registrations, and only
+// the log told why).
+func startFailureNote(failed []error) string {
+	return fmt.Sprintf("the autoscaler could not add %d node(s) it wanted for the job (%v): it is placed over the nodes there are, "+
+		"which may carry less than it asked for; nothing starts them again", len(failed), failed[0])
 }
 
 // stillWanted refuses to enter a job whose token would reach nobody: its

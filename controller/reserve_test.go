@@ -178,11 +178,21 @@ func TestRegistrationSaysWhyNodesDidNotCome(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, s)
 		}
 	}
+	// A bandwidth hint is no hard limit: the job is entered over the node
+	// there is, and its reply says the nodes wanted did not come (before,
+	// it did not: a hostile trial found 3,000 of 1,000 Mb/s allotted).
+	m, err := r.c.RegisterJob("wide", wire.JobHints{PeakMbps: 1500})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("a bandwidth hint whose nodes did not come: %+v, %v; want it on the one node", m, err)
+	}
+	if !strings.Contains(m.Note, "the autoscaler could not add 1 node(s) it wanted for the job") || !strings.Contains(m.Note, "no free port") {
+		t.Errorf("reply's note %q; want the failed start", m.Note)
+	}
 	r.orch.mu.Lock()
 	r.orch.fail = nil
 	r.orch.mu.Unlock()
-	if _, err := r.c.RegisterJob("small", wire.JobHints{CapacityBytes: 1 << 20}); err != nil {
-		t.Errorf("a registration the node there holds: %v", err)
+	if m, err := r.c.RegisterJob("small", wire.JobHints{CapacityBytes: 1 << 20}); err != nil || m.Note != "" {
+		t.Errorf("a registration the node there holds: %v, note %q", err, m.Note)
 	}
 }
 

@@ -362,6 +362,10 @@ type PlacementMap struct {
 	// a tenant, who may not read the cluster's status, sees what it may
 	// still ask.
 	Quota QuotaLeft
+	// Note is what a registration's client should know of it ("":
+	// nothing): that nodes the autoscaler started for the job did not
+	// come, so the job is placed over the nodes there are.
+	Note string
 }
 
 // QuotaLeft is a client's allotment quota (controller.Config's
@@ -563,7 +567,7 @@ var (
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}, {Kind: Bytes},
 		{Kind: Scalar8}, {Kind: TableVec, Sub: &lostNodeSpec}, {Kind: Scalar1},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1},
-		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: String},
 	}}
 	lostNodeSpec = TableSpec{Name: "LostNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	dropSpec     = TableSpec{Name: "DropResult", Fields: []Field{
@@ -1209,7 +1213,7 @@ func (m *JobRef) Decode(meta []byte) error {
 // Encode implements ControlMessage.
 func (m *PlacementMap) Encode(b *flatbuffers.Builder) []byte {
 	b.Reset()
-	job, tok := str(b, m.Job), bytesVec(b, m.Token)
+	job, tok, note := str(b, m.Job), bytesVec(b, m.Token), str(b, m.Note)
 	nodes := encodeMapNodes(b, m.Nodes, fb.PlacementMapStartNodesVector)
 	lost := encodeLostNodes(b, m.Lost)
 	fb.PlacementMapStart(b)
@@ -1228,6 +1232,7 @@ func (m *PlacementMap) Encode(b *flatbuffers.Builder) []byte {
 	fb.PlacementMapAddQuotaMbps(b, m.Quota.Mbps)
 	fb.PlacementMapAddQuotaLeftBytes(b, m.Quota.LeftBytes)
 	fb.PlacementMapAddQuotaLeftMbps(b, m.Quota.LeftMbps)
+	addOff(b, note, fb.PlacementMapAddNote)
 	b.Finish(fb.PlacementMapEnd(b))
 	return b.FinishedBytes()
 }
@@ -1259,7 +1264,8 @@ func (m *PlacementMap) Decode(meta []byte) error {
 	*m = PlacementMap{Job: string(t.Job()), Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
 		Token: cloneBytes(t.TokenBytes()), Expires: fromUnixMs(t.ExpiresMs()), Lost: lost, Ended: t.Ended(),
 		AllocMbps: t.AllocMbps(), AllocBytes: t.AllocBytes(), Sized: SizedFrom(t.Sized()),
-		Quota: QuotaLeft{Bytes: t.QuotaBytes(), Mbps: t.QuotaMbps(), LeftBytes: t.QuotaLeftBytes(), LeftMbps: t.QuotaLeftMbps()}}
+		Quota: QuotaLeft{Bytes: t.QuotaBytes(), Mbps: t.QuotaMbps(), LeftBytes: t.QuotaLeftBytes(), LeftMbps: t.QuotaLeftMbps()},
+		Note:  string(t.Note())}
 	if m.Sized > SizedDefault {
 		m.Sized = SizedUnsaid
 	}

@@ -45,7 +45,8 @@ func sampleControl() []ControlMessage {
 			Lost:    []LostNode{{Addr: "127.0.0.1:7003", Weight: 0.5, Epoch: 4}, {Addr: "[::1]:7004", Weight: 0.125, Epoch: 6}}},
 		&PlacementMap{Job: "etl-9", Epoch: 1, Nodes: nodes, Token: []byte("tok"), AllocMbps: 600, AllocBytes: 66 << 20, Sized: SizedProfile},
 		&PlacementMap{Job: "etl-10", Epoch: 1, Nodes: nodes, Token: []byte("tok"), AllocMbps: 600, Sized: SizedHints,
-			Quota: QuotaLeft{Bytes: 300 << 20, LeftBytes: 100 << 20, Mbps: 2000, LeftMbps: 1400}},
+			Quota: QuotaLeft{Bytes: 300 << 20, LeftBytes: 100 << 20, Mbps: 2000, LeftMbps: 1400},
+			Note:  "the autoscaler could not add 1 node(s) it wanted for the job"},
 		&DropResult{Nodes: 3, Failed: 1, Values: 1000, Bytes: 1 << 30, Message: "node x: refused"},
 		&ClusterStatus{
 			Nodes: []NodeStatus{{Addr: "127.0.0.1:7001", State: NodeActive, Tiers: tiers, RxMbps: 1, TxMbps: 2,

@@ -70,6 +70,10 @@ type jobMapJSON struct {
 	// Quota is the registering client's allotment quotas and what is
 	// left of them with this job allotted; all 0 when it has none.
 	Quota quotaJSON `json:"quota"`
+	// Note is what the controller says the client should know of the
+	// registration ("": nothing), e.g. that nodes started for the job
+	// did not come; the text form prints it on stderr.
+	Note string `json:"note"`
 }
 
 // quotaJSON is wire.QuotaLeft; a limit of 0 is none (its left is then 0).
@@ -142,14 +146,18 @@ func runJobRegister(args []string) int {
 	if err != nil {
 		return fail("job register: %v", ctlError(err, *addr, tf.insecure))
 	}
-	for _, line := range later {
-		warn("job register", "%s", line)
-	}
 	out := jobMapJSON{JobID: m.Job, Token: token.Format(m.Token), Tier: tierName(m.Tier), Epoch: m.Epoch, Nodes: mapNodesJSON(m.Nodes),
 		AllocMbps: m.AllocMbps, AllocBytes: m.AllocBytes, SizedFrom: m.Sized.String()}
 	out.Quota = quotaJSON{Bytes: m.Quota.Bytes, LeftBytes: m.Quota.LeftBytes, Mbps: m.Quota.Mbps, LeftMbps: m.Quota.LeftMbps}
+	out.Note = m.Note
+	if m.Note != "" {
+		later = append(later, "note: "+m.Note)
+	}
 	if !m.Expires.IsZero() {
 		out.Expires = m.Expires.UTC().Format(time.RFC3339)
+	}
+	for _, line := range later {
+		warn("job register", "%s", line)
 	}
 	if *asJSON {
 		return printJSON(out)

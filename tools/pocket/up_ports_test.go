@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -16,27 +17,8 @@ import (
 func TestUpNodePorts(t *testing.T) {
 	bin := buildPocketBinary(t)
 	dir := t.TempDir()
-	base := 0
-	for p := 21000; p < 60000 && base == 0; p += 101 {
-		free := true
-		for q := p; q < p+4 && free; q++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
-			if free = err == nil; free {
-				ln.Close()
-			}
-		}
-		if free {
-			base = p
-		}
-	}
-	if base == 0 {
-		t.Skip("no free port range")
-	}
-	held, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+1)) // another program's
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
+	base := freePorts(t, 4)
+	holdPort(t, base+1) // another program's
 	ports := strconv.Itoa(base) + "-" + strconv.Itoa(base+3)
 	_, _, out := pocketStart(t, bin, cleanEnv("HOME="+dir), upReady, "up", "--insecure", "--listen", "127.0.0.1:0",
 		"--nodes", "2", "--dram", "16MiB", "--data-dir", filepath.Join(dir, "data"), "--node-ports", ports,
@@ -55,4 +37,43 @@ func TestUpNodePorts(t *testing.T) {
 		!strings.Contains(b, "allotment quota per client (a tenant over TLS, else an address): 300MiB and 2000 Mb/s") {
 		t.Errorf("up's banner does not name the ports and the quotas:\n%s", b)
 	}
+}
+
+// TestRegisterSaysItsNodesDidNotCome: on an autoscaling cluster whose
+// --node-ports range another program holds, a registration whose hint
+// wants a node the autoscaler cannot start is entered over the node there
+// is, and job register says so (stderr, and --json note). Before, it said
+// nothing, and the job ran past its node's bandwidth (a hostile trial).
+func TestRegisterSaysItsNodesDidNotCome(t *testing.T) {
+	bin := buildPocketBinary(t)
+	dir := t.TempDir()
+	base := freePorts(t, 2)
+	holdPort(t, base+1) // another program's: the autoscaler's node finds no port
+	env := cleanEnv("HOME=" + dir)
+	_, ctl, _ := pocketStart(t, bin, env, upReady, "up", "--insecure", "--listen", "127.0.0.1:0", "--autoscale",
+		"--nodes", "1", "--max-nodes", "2", "--node-mbps", "1000", "--dram", "16MiB", "--data-dir", filepath.Join(dir, "data"),
+		"--node-ports", strconv.Itoa(base)+"-"+strconv.Itoa(base+1))
+	env = append(env, "POCKET_CONTROLLER="+ctl)
+	out, errOut, code := pocketRun(t, bin, env, "", "job", "register", "--insecure", "--json", "wide", "--peak-mbps", "1200")
+	if code != 0 {
+		t.Fatalf("job register: exit %d: %s %s", code, out, errOut)
+	}
+	var m jobMapJSON
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatal(err)
+	}
+	const want = "the autoscaler could not add 1 node(s) it wanted for the job"
+	if !strings.Contains(m.Note, want) || !strings.Contains(errOut, "note: "+want) || len(m.Nodes) != 1 {
+		t.Errorf("job register of a hint whose node did not come: note %q, stderr %q, %d node(s); want the note, on 1 node", m.Note, errOut, len(m.Nodes))
+	}
+}
+
+// holdPort listens on loopback port p until the test ends.
+func holdPort(t *testing.T, p int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
 }

@@ -247,8 +247,16 @@ func (rcv *PlacementMap) MutateQuotaLeftMbps(n float64) bool {
 	return rcv._tab.MutateFloat64Slot(32, n)
 }
 
+func (rcv *PlacementMap) Note() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(34))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func PlacementMapStart(builder *flatbuffers.Builder) {
-	builder.StartObject(15)
+	builder.StartObject(16)
 }
 func PlacementMapAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -303,6 +311,9 @@ func PlacementMapAddQuotaLeftBytes(builder *flatbuffers.Builder, quotaLeftBytes 
 }
 func PlacementMapAddQuotaLeftMbps(builder *flatbuffers.Builder, quotaLeftMbps float64) {
 	builder.PrependFloat64Slot(14, quotaLeftMbps, 0.0)
+}
+func PlacementMapAddNote(builder *flatbuffers.Builder, note flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(15, flatbuffers.UOffsetT(note), 0)
 }
 func PlacementMapEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -185,7 +185,14 @@ class PlacementMap(object):
             return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
         return 0.0
 
-def PlacementMapStart(builder): builder.StartObject(15)
+    # PlacementMap
+    def Note(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(34))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+def PlacementMapStart(builder): builder.StartObject(16)
 def Start(builder):
     return PlacementMapStart(builder)
 def PlacementMapAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -242,6 +249,9 @@ def AddQuotaLeftBytes(builder, quotaLeftBytes):
 def PlacementMapAddQuotaLeftMbps(builder, quotaLeftMbps): builder.PrependFloat64Slot(14, quotaLeftMbps, 0.0)
 def AddQuotaLeftMbps(builder, quotaLeftMbps):
     return PlacementMapAddQuotaLeftMbps(builder, quotaLeftMbps)
+def PlacementMapAddNote(builder, note): builder.PrependUOffsetTRelativeSlot(15, flatbuffers.number_types.UOffsetTFlags.py_type(note), 0)
+def AddNote(builder, note):
+    return PlacementMapAddNote(builder, note)
 def PlacementMapEnd(builder): return builder.EndObject()
 def End(builder):
     return PlacementMapEnd(builder)
