@@ -119,6 +119,16 @@ func TestHAFailover(t *testing.T) {
 	var jobs []reg
 	register := func() {
 		m, err := mc.RegisterJob(ctx, "ha", wire.JobHints{})
+		// A registration during the election can fail after it was
+		// sent, its connection closed under it, with its outcome unknown
+		// as the client must say (CI saw it once, on a loaded machine;
+		// its cause was not found). A user checks and registers again;
+		// so does the test, once.
+		var unknown *metaclient.OutcomeUnknownError
+		if errors.As(err, &unknown) {
+			t.Logf("register: %v; registering again", err)
+			m, err = mc.RegisterJob(ctx, "ha", wire.JobHints{})
+		}
 		if err != nil {
 			t.Fatalf("register: %v", err)
 		}
