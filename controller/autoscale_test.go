@@ -261,6 +261,22 @@ func (r *scaleRig) awaitStarts() {
 	}
 }
 
+// holdStarts makes the nodes the fake orchestrator starts from now on
+// wait to register until the returned func is called (at most once takes
+// effect). The test's cleanup calls it too: a test that fails while starts
+// are held would otherwise hang in the autoscaler's Stop, losing its
+// message.
+func (r *scaleRig) holdStarts() func() {
+	gate := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate) }) }
+	r.t.Cleanup(release)
+	r.orch.mu.Lock()
+	r.orch.gate = gate
+	r.orch.mu.Unlock()
+	return release
+}
+
 func (r *scaleRig) starting() int {
 	r.a.mu.Lock()
 	defer r.a.mu.Unlock()

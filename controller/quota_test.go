@@ -188,10 +188,7 @@ func TestQuotaHeldWhileNodesStart(t *testing.T) {
 
 	// Four registrations of the whole quota at once, the nodes started
 	// for the first held until the others are answered.
-	gate := make(chan struct{})
-	r.orch.mu.Lock()
-	r.orch.gate = gate
-	r.orch.mu.Unlock()
+	open := r.holdStarts()
 	type result struct {
 		m   *wire.PlacementMap
 		err error
@@ -214,7 +211,7 @@ func TestQuotaHeldWhileNodesStart(t *testing.T) {
 	for range 3 {
 		collect(<-results)
 	}
-	close(gate)
+	open()
 	collect(<-results)
 	adds := 0
 	for _, d := range r.a.Decisions() {

@@ -55,9 +55,9 @@ import (
 // Registrations at once: from its reservation until it is entered or
 // refused, a job's need is held against the room the next reservation
 // sees (pend, Controller.registering), so each starts the nodes for its
-// own need; and a registration that wants nodes waits for every node
-// starting, as they are all for needs it counted (another registration's
-// or load's). Before, the second of two registrations counted the nodes
+// own need; and a registration that wants nodes waits for the node
+// starts begun before it asked (awaitStarts), as they are all for needs
+// it counted (another registration's or load's). Before, the second of two registrations counted the nodes
 // the first was starting as its own and was placed at once on the nodes
 // there were.
 //

@@ -3,7 +3,6 @@ package controller
 import (
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -258,13 +257,7 @@ func TestCapacityHintUsesTheNodesStartedForIt(t *testing.T) {
 // maps once both are answered.
 func registerTwoAtOnce(t *testing.T, r *scaleRig, mbpsA, mbpsB float64) (a, b *wire.PlacementMap) {
 	t.Helper()
-	gate := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(open) // a failed wait below must not leave the start held
-	r.orch.mu.Lock()
-	r.orch.gate = gate
-	r.orch.mu.Unlock()
+	open := r.holdStarts()
 	type result struct {
 		m   *wire.PlacementMap
 		err error
