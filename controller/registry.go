@@ -607,10 +607,7 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 	if err := req.Hints.Check(); err != nil {
 		return nil, err
 	}
-	var (
-		hold        *pend   // the need reserve held against the client's quota
-		startFailed []error // why nodes started for the job did not come
-	)
+	var res reserved // the need reserve held, and why the job may lack nodes
 	c.mu.Lock()
 	err = c.admitLocked(who.client, time.Now())
 	c.mu.Unlock()
@@ -621,19 +618,19 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 		// Refuses, before it starts any node, a job the cluster could not
 		// serve at its maximum or its client's quota does not allow
 		// (reserve.go).
-		p, failed, err := a.reserve(req.Name, who.quota, ProfileKey(who.tenant, req.Name), req.Hints)
-		defer c.unpend(p) // a registration refused later lets go of it here
+		r, err := a.reserve(req.Name, who.quota, ProfileKey(who.tenant, req.Name), req.Hints)
+		defer c.unpend(r.pend) // a registration refused later lets go of it here
 		if err != nil {
 			return nil, err
 		}
-		hold, startFailed = p, failed
+		res = r
 	}
 	if err := c.stillWanted(who); err != nil {
 		return nil, err
 	}
-	m, j, err := c.enterJob(who, req, hold)
+	m, j, err := c.enterJob(who, req, res.pend)
 	if err != nil {
-		return nil, withStartFailures(err, startFailed)
+		return nil, withStartFailures(err, res.failed)
 	}
 	// A registration whose write fails hands out no token, so it must
 	// leave no job: the job is withdrawn before any other write can store
@@ -652,9 +649,7 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 			return nil, err
 		}
 	}
-	if len(startFailed) > 0 {
-		m.Note = startFailureNote(startFailed)
-	}
+	m.Note = res.note()
 	return m, nil
 }
 

@@ -304,22 +304,52 @@ func noSpaceAt(name string, need Need, offers []TierOffer, most int) error {
 		name, need.Bytes, units.FormatSize(need.Bytes), what, most, big.SpareBytes, units.FormatSize(big.SpareBytes), big.Tier, capacityAdvice(need))
 }
 
+// reserved is what reserve did for a registration: the need it holds
+// (nil: none), why nodes it started did not come, and a note when the
+// nodes the job's need wants are more than MaxNodes allows.
+type reserved struct {
+	pend   *pend
+	failed []error
+	capped string
+}
+
+// note is the registration's PlacementMap.Note from what reserve did: ""
+// when the job got the nodes it wanted.
+func (r reserved) note() string {
+	var out []string
+	if len(r.failed) > 0 {
+		out = append(out, startFailureNote(r.failed))
+	}
+	if r.capped != "" {
+		out = append(out, r.capped)
+	}
+	return strings.Join(out, "; ")
+}
+
 // reserve refuses a job that the cluster could not serve at MaxNodes, and
 // otherwise starts the nodes its need calls for before it is placed and
 // waits for them (see the top of the file). It returns the refusal; a
 // start that fails is logged, and the job is placed over the nodes there
-// are.
-func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, []error, error) {
+// are, as is a job whose need wants more nodes than MaxNodes allows
+// (reserved.capped says so in its reply: before, nothing did, and a
+// hostile trial saw 7,800 Mb/s allotted on a cluster of 6,000).
+func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (reserved, error) {
 	r, err := a.c.reservation(name, client, key, h, &a.cfg)
+	out := reserved{pend: r.pend}
 	if err != nil || r.want <= 0 {
-		return r.pend, nil, err
+		return out, err
+	}
+	if r.nodes+r.want > a.cfg.MaxNodes {
+		out.capped = fmt.Sprintf("the cluster is at the autoscaler's maximum of %d nodes (--max-nodes) and its need wanted %d more (%s): "+
+			"it is placed over the nodes there are, past the band's high of %.0f%%, and may carry less than it asked for",
+			a.cfg.MaxNodes, r.want, r.reason, 100*a.cfg.High)
 	}
 	now := a.cfg.Now()
 	a.mu.Lock()
 	select {
 	case <-a.stop:
 		a.mu.Unlock()
-		return r.pend, nil, nil
+		return out, nil
 	default:
 	}
 	// The want counts the registrations in flight (fleet.held), so every
@@ -333,7 +363,7 @@ func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, 
 	if k <= 0 {
 		a.mu.Unlock()
 		a.awaitStarts(mark, deadline)
-		return r.pend, nil, nil
+		return out, nil
 	}
 	d := Decision{At: now, Action: ActionAdd, Count: k, Nodes: r.nodes, Util: r.util, Dim: r.dim, Reason: r.reason}
 	first := a.beginLocked(k)
@@ -362,5 +392,6 @@ func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (*pend, 
 	}
 	wg.Wait()
 	a.awaitStarts(mark, deadline) // the other starts it counted on
-	return r.pend, failed, nil
+	out.failed = failed
+	return out, nil
 }

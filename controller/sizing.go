@@ -102,13 +102,26 @@ func (p *Policy) sizeNeed(cands []candidate, need Need, minNodes int) plan {
 // math.MaxInt64 (wire.SatAdd): the nodes' reported bytes are bounded
 // (wire.MaxNodeBytes), their number is not.
 func (c *Controller) tierOffersLocked() []TierOffer {
+	return c.tierOffersUnderLocked(1)
+}
+
+// tierOffersUnderLocked is tierOffersLocked with each node's spare
+// bandwidth counted under high (a fraction of its Mb/s), as the job is
+// then placed (candidatesUnderLocked), so that TierFor picks a tier whose
+// nodes have room for the job's bandwidth under the band. Spare bytes are
+// still whole: capacity is a hard limit, and a capacity need the tier
+// holds only past the band has had its nodes started by reserve, or
+// TierFor would refuse what reserve admitted.
+func (c *Controller) tierOffersUnderLocked(high float64) []TierOffer {
 	var out []TierOffer
 	for _, kind := range []uint8{kindDRAM, kindNVMe} {
 		o := TierOffer{Tier: wire.Tier(kind)}
 		for _, cd := range c.candidatesLocked(kind) {
 			o.Nodes++
-			o.SpareMbps += cd.spareMbps
 			o.SpareBytes = wire.SatAdd(o.SpareBytes, cd.spareBytes)
+		}
+		for _, cd := range c.candidatesUnderLocked(kind, high) {
+			o.SpareMbps += cd.spareMbps
 		}
 		out = append(out, o)
 	}
@@ -133,20 +146,23 @@ func (c *Controller) sizeJobForLocked(book *profileBook, client, key string, req
 	if err != nil {
 		return plan{}, 0, source, err
 	}
-	offers := c.tierOffersLocked()
+	// A job reserve may start nodes for gets its tier and its nodes with
+	// the autoscaler's band, as reserve counts them; one Pocket's default
+	// sizes is placed as Pocket placed it, over the nodes whose whole
+	// spare covers it. Before, the tier was chosen by its nodes' whole
+	// spare bandwidth: a tier with room only past the band took the job
+	// while another had room under it.
+	high := 1.0
+	if need.Source != SizeDefault {
+		high = c.bandHigh()
+	}
+	offers := c.tierOffersUnderLocked(high)
 	need = fitProfile(need, offers, c.cfg.Prices)
 	tier, err := TierFor(need, offers, c.cfg.Prices)
 	if err != nil {
 		return plan{}, 0, source, err
 	}
 	kind := uint8(tier)
-	// A job reserve may start nodes for is placed with the autoscaler's
-	// band, as reserve counts them; one Pocket's default sizes is placed
-	// as Pocket placed it, over the nodes whose whole spare covers it.
-	high := 1.0
-	if need.Source != SizeDefault {
-		high = c.bandHigh()
-	}
 	return pol.sizeNeed(c.candidatesUnderLocked(kind, high), need, minNodes), kind, source, nil
 }
 
@@ -192,7 +208,12 @@ func fitProfile(need Need, offers []TierOffer, prices Prices) Need {
 // least one lambda's bandwidth or, on smaller nodes, the band's high of
 // its first node (a job placed on full nodes was allotted 0 Mb/s: nothing
 // in status, its cost nothing, its traffic share 0 on nodes without
-// per-job figures).
+// per-job figures). The room is less what the registrations in flight
+// hold (Controller.registering, the job's own let go): reserve counted it
+// for them, and started nodes for them alone. Before, a job Pocket's
+// default sizes, registered while nodes started for a hinted one, took
+// the room the hinted one counted on, and the hinted one was placed past
+// the band (a trial saw 968 Mb/s on nodes whose band is 800).
 func (c *Controller) allotLearnedLocked(p plan, kind uint8) float64 {
 	high := c.bandHigh()
 	floor := c.cfg.Policy.PerLambdaMbps
@@ -203,7 +224,8 @@ func (c *Controller) allotLearnedLocked(p plan, kind uint8) float64 {
 			}
 		}
 	}
-	return max(min(floor, p.mbps), min(p.mbps, c.roomOnLocked(p.nodes, kind, high)))
+	room := max(0, c.roomOnLocked(p.nodes, kind, high)-c.registering.Mbps)
+	return max(min(floor, p.mbps), min(p.mbps, room))
 }
 
 // bandHigh is the utilization the autoscaler keeps nodes under (its
