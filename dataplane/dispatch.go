@@ -24,12 +24,15 @@ type connState struct {
 	put     putSink
 	discard discardSink
 	auth    authCache
-	entry   *jobEntry // the job of the request admitted last (jobtable.go), or nil
-	closed  bool      // set by OnClose; read by tasks posted to the same loop
-	last    bool      // the request being served is the last complete one in the input
-	start   int64     // monoNow when the read that completed the request's header returned (metrics.go)
-	inData  bool      // OnData is running: replies it queues are timed at its end (metrics.go)
-	pend    uint32    // op slots with latencies pending, a bit each (metrics.go)
+	entry   *jobEntry      // the job of the request admitted last (jobtable.go), or nil
+	jobs    entryCache     // its lookup, for the next request's (jobtable.go)
+	closed  bool           // set by OnClose; read by tasks posted to the same loop
+	last    bool           // the request being served is the last complete one in the input
+	pre     int            // its entry in pb, or -1
+	pb      *prefetchBatch // the frames of the read being served that prefetch decoded, or nil
+	start   int64          // monoNow when the read that completed the request's header returned (metrics.go)
+	inData  bool           // OnData is running: replies it queues are timed at its end (metrics.go)
+	pend    uint32         // op slots with latencies pending, a bit each (metrics.go)
 	pendN   [opSlots]uint32
 	tally   tally // counters of the OnData call running, added at its end (tally.go)
 	// versionless is the version the connection's last put without one
@@ -49,7 +52,7 @@ func (cs *connState) encoder() *wire.Encoder {
 
 // OnOpen implements netio.Handler.
 func (n *Node) OnOpen(c *netio.Conn) {
-	cs := &connState{versionless: newVersionless()}
+	cs := &connState{versionless: newVersionless(), pre: -1}
 	cs.put.node, cs.discard.node = n, n
 	c.SetContext(cs)
 }
@@ -74,6 +77,8 @@ func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
 	cs.start = monoNow()
 	cs.inData = true
 	done, err := n.onData(c, cs, in)
+	n.endPrefetch(c)
+	cs.pre, cs.pb = -1, nil
 	n.endTally(c, cs)
 	n.mx.endData(c.Loop().Index(), cs)
 	return done, err
@@ -84,6 +89,8 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 		return n.onReserve(c, cs, in)
 	}
 	n.prefetch(c, in)
+	pb := n.predecoded(c, in)
+	cs.pb = pb
 	done := 0
 	for {
 		if c.Backlogged() {
@@ -92,7 +99,15 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 			return done, nil
 		}
 		b := in[done:]
-		h, err := wire.ParseHeader(b, &n.lim)
+		k := pb.find(done)
+		cs.pre = k
+		var h wire.Header
+		var err error
+		if k >= 0 {
+			h = pb.hdr[k] // prefetch parsed it
+		} else {
+			h, err = wire.ParseHeader(b, &n.lim)
+		}
 		if errors.Is(err, wire.ErrShortHeader) {
 			return done, nil
 		}
@@ -116,7 +131,9 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 		if int64(len(payload)) > int64(h.PayloadLen) {
 			payload = payload[:h.PayloadLen]
 		}
-		if err := wire.DecodeRequest(b[wire.HeaderLen:body], &n.lim, &cs.req); err != nil {
+		if k >= 0 {
+			cs.req = pb.req[k] // prefetch decoded it
+		} else if err := wire.DecodeRequest(b[wire.HeaderLen:body], &n.lim, &cs.req); err != nil {
 			if !n.skipPayload(c, cs, &h, payload, err) {
 				return len(in), nil
 			}
@@ -127,7 +144,7 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 			if wholeFirst(&h) && int64(len(b)) < h.FrameLen() {
 				return done, nil // the rest of a manifest comes with a later read
 			}
-			n.prefetchAhead(c, h.ID)
+			n.prefetchAhead(pb, k)
 			if !n.put(c, cs, &h, payload) {
 				return len(in), nil // a sink takes the rest of the payload
 			}
@@ -140,7 +157,7 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 			return done, err
 		}
 		if h.Op == wire.OpGet {
-			n.prefetchAhead(c, h.ID)
+			n.prefetchAhead(pb, k)
 		}
 		n.serve(c, cs, &h)
 		done += body
@@ -229,7 +246,7 @@ func (n *Node) admit(cs *connState, h *wire.Header) (Tier, error) {
 	if err := cs.auth.check(n.cfg.Guard, r.Job, r.Token); err != nil {
 		return nil, err
 	}
-	e, err := n.jobs.checkEntry(r.Job, r.Epoch, classOf(h))
+	e, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h))
 	if err != nil {
 		return nil, err
 	}

@@ -349,6 +349,26 @@ func (d *DRAM) destroy(r record) {
 // bytes until Release.
 func (d *DRAM) Open(job, key []byte) (Value, error) {
 	off, _, err := d.lookup(job, key, true)
+	return d.opening(off, err)
+}
+
+// openIn is Open of key in job j, whose hash is h, both found by prefetch
+// moments before: a job dropped since has its shards emptied, as for a
+// lookup that found j just before the drop.
+func (d *DRAM) openIn(j *dramJob, h uint64, job, key []byte) (Value, error) {
+	if err := d.checkKey(job, key); err != nil {
+		return nil, err
+	}
+	if d.closed.Load() {
+		return nil, ErrClosed
+	}
+	off, _, err := d.lookupIn(j, h, key, true)
+	return d.opening(off, err)
+}
+
+// opening is the Value of the record at off, on which lookup took a
+// reference, or err.
+func (d *DRAM) opening(off int64, err error) (Value, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +396,11 @@ func (d *DRAM) lookup(job, key []byte, ref bool) (int64, Info, error) {
 	if j == nil {
 		return 0, Info{}, ErrNotFound
 	}
-	h := d.hash(key)
+	return d.lookupIn(j, d.hash(key), key, ref)
+}
+
+// lookupIn is lookup of key, whose hash is h, in job j.
+func (d *DRAM) lookupIn(j *dramJob, h uint64, key []byte, ref bool) (int64, Info, error) {
 	s := shardOf(j, h)
 	s.mu.RLock()
 	i := s.t.find(d.arena, h, key)
@@ -677,8 +701,11 @@ func (g *segments) add(b []byte) {
 	g.segs = g.more
 }
 
+// clear drops the segments. Only the inline slots in use are cleared (load
+// and add fill them from the first): a small value's release no longer
+// clears all dramInlineSegs slots.
 func (g *segments) clear() {
-	clear(g.inline[:])
+	clear(g.inline[:min(len(g.segs), dramInlineSegs)])
 	clear(g.more)
 	g.segs, g.more = nil, g.more[:0]
 }

@@ -269,12 +269,27 @@ func (n *Node) get(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		}
 		return
 	}
-	v, err := n.open(tier, cs.req.Job, cs.req.Key, h.Flags)
+	v, err := n.openFor(cs, tier, h.Flags)
 	if err != nil {
 		n.replyErr(c, cs, h, wire.ErrorOf(err))
 		return
 	}
 	n.sendValue(c, cs, h, v, jt)
+}
+
+// openFor is open for the request cs holds. A get from the DRAM tier that
+// prefetch decoded (cs.pre) looks its key up by the job and hash the
+// prefetch found, not by looking them up again (about 180 of a pipelined
+// get's 3,500 user-space instructions, callgrind).
+func (n *Node) openFor(cs *connState, tier Tier, flags uint16) (Value, error) {
+	if cs.pre >= 0 && flags&wire.FlagDeleteAfterRead == 0 {
+		if d, ok := tier.(*DRAM); ok {
+			if j := cs.pb.dj[cs.pre]; j != nil {
+				return d.openIn(j, cs.pb.hash[cs.pre], cs.req.Job, cs.req.Key)
+			}
+		}
+	}
+	return n.open(tier, cs.req.Job, cs.req.Key, flags)
 }
 
 // openStarter is a blocking tier that can begin a read without waiting

@@ -77,6 +77,18 @@ NODE_ARGS=${NODE_ARGS:-}
 CELLS=${CELLS:-}
 NVME_SIZE=${NVME_SIZE:-4GiB}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
+# DURATION and WARMUP are Go durations (3s, 500ms); a bare number is
+# refused here, before any build, not by every run's bench.
+for v in DURATION WARMUP; do
+	if ! [[ ${!v} =~ ^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$ ]]; then
+		echo "regress: $v=${!v} is not a duration: give a unit, as in 3s or 500ms" >&2
+		exit 2
+	fi
+done
+if ! [[ $REPEAT =~ ^[1-9][0-9]*$ ]]; then
+	echo "regress: REPEAT=$REPEAT is not a count of passes (1 or more)" >&2
+	exit 2
+fi
 # Servers must not register with a controller from the caller's shell.
 unset POCKET_CONTROLLER POCKET_SECRET
 

@@ -114,28 +114,6 @@ func parseFrames(t *testing.T, b []byte, lim *Limits) []uint64 {
 	}
 }
 
-// FuzzPeekKey feeds PeekKey arbitrary bytes (it must never panic) and
-// checks it against the full decoder on every buffer the decoder accepts.
-func FuzzPeekKey(f *testing.F) {
-	e := NewEncoder()
-	f.Add(append([]byte(nil), e.Request(&Request{Job: []byte("job-1"), Key: []byte("key-17"), Token: []byte("t"), Epoch: 3})...))
-	f.Add(append([]byte(nil), e.Request(&Request{Job: []byte("j"), After: []byte("a"), Limit: 9})...))
-	f.Add([]byte{4, 0, 0, 0, 255, 255, 255, 127})
-	lim := DefaultLimits()
-	f.Fuzz(func(t *testing.T, meta []byte) {
-		job, key, ok := PeekKey(meta)
-		var r Request
-		if err := DecodeRequest(meta, &lim, &r); err != nil || len(meta) == 0 {
-			return
-		}
-		// A present but empty field may peek as found; a missed one may not.
-		found := len(r.Job) > 0 && len(r.Key) > 0
-		if found && !ok || ok && (!bytes.Equal(job, r.Job) || !bytes.Equal(key, r.Key)) {
-			t.Fatalf("PeekKey = %q, %q, %v; DecodeRequest gave job %q key %q", job, key, ok, r.Job, r.Key)
-		}
-	})
-}
-
 // FuzzChunkKey checks that ParseChunkKey accepts exactly what
 // AppendChunkKey makes and returns its parts, and never panics on other
 // input; and that DecodeManifest accepts only what AppendManifest makes.

@@ -414,13 +414,18 @@ func (a *Arena) Offset(b []byte) int64 {
 	return int64(off)
 }
 
+// errOutside is At's panic: a plain value, not a formatted message, so
+// that At is inlined (a GET calls it several times).
+var errOutside = errors.New("slab: At of a range outside the arena")
+
 // At returns the n bytes at offset off: the inverse of Offset. The slice is
 // valid while the chunk holding it is allocated and the arena is open. A
 // range outside the arena panics: offsets come from Offset, never from
 // input.
 func (a *Arena) At(off int64, n int) []byte {
-	if off < 0 || n < 0 || uintptr(off) > a.size || uintptr(n) > a.size-uintptr(off) {
-		panic(fmt.Sprintf("slab: At(%d, %d) outside a %d-byte arena", off, n, a.size))
+	// A negative off or n converts to more than any arena's size.
+	if uint64(off) > uint64(a.size) || uint64(n) > uint64(a.size)-uint64(off) {
+		panic(errOutside)
 	}
 	return unsafe.Slice((*byte)(unsafe.Add(a.base, off)), n)
 }

@@ -1,0 +1,71 @@
+package dataplane
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestPipelinedRequestsServedAsSent: OnData serves the frames prefetch
+// decoded from prefetch's decode (predecoded), which is right only for the
+// frame at that offset of that very read. Pipelined gets and puts of keys
+// of many lengths, in batches of many sizes, have the kernel cut the reads
+// at every kind of place, so a frame often sits at an offset where another
+// read had a different one: every get must still answer its own key's
+// value, every put store under its own key. With endPrefetch not called
+// (entries kept past their read) gets answered other keys' values.
+func TestPipelinedRequestsServedAsSent(t *testing.T) {
+	n := startNode(t, 64<<20, nil)
+	c := dial(t, n, "j")
+	rng := rand.New(rand.NewPCG(1, 2))
+	const keys = 64
+	key := func(i int) []byte { return fmt.Appendf(nil, "k%0*d", 1+i%23, i) }
+	val := func(i, round int) []byte { return bytes.Repeat(fmt.Appendf(nil, "<%d.%d>", i, round), 1+i%7) }
+	for i := range keys {
+		req := wire.Request{Job: []byte("j"), Key: key(i)}
+		if r := roundTrip(t, c, wire.OpPut, 0, &req, val(i, 0)); r.Code != wire.CodeOK {
+			t.Fatalf("put %d: %v", i, r.Err())
+		}
+	}
+	last := make([]int, keys) // the round of each key's value
+	for round := 1; round <= 300; round++ {
+		type sent struct {
+			put bool
+			i   int
+		}
+		var batch []sent
+		for range 1 + rng.IntN(40) {
+			s := sent{put: rng.IntN(4) == 0, i: rng.IntN(keys)}
+			req := wire.Request{Job: []byte("j"), Key: key(s.i)}
+			var err error
+			if s.put {
+				_, err = c.Send(wire.OpPut, 0, &req, val(s.i, round))
+			} else {
+				_, err = c.Send(wire.OpGet, 0, &req, nil)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch = append(batch, s)
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range batch {
+			r, err := c.Recv()
+			if err != nil || r.Code != wire.CodeOK {
+				t.Fatalf("round %d: %v %v", round, err, r.Err())
+			}
+			if s.put {
+				last[s.i] = round
+				continue
+			}
+			if want := val(s.i, last[s.i]); !bytes.Equal(r.Payload, want) {
+				t.Fatalf("round %d: get of %s answered %q, want %q", round, key(s.i), r.Payload, want)
+			}
+		}
+	}
+}
