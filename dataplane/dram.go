@@ -353,9 +353,13 @@ func (d *DRAM) Open(job, key []byte) (Value, error) {
 }
 
 // openIn is Open of key in job j, whose hash is h, both found by prefetch
-// moments before: a job dropped since has its shards emptied, as for a
-// lookup that found j just before the drop.
-func (d *DRAM) openIn(j *dramJob, h uint64, job, key []byte) (Value, error) {
+// moments before in the tier's job map jobs. While the tier still has that
+// map, j is the job's index (a job unlinked and entered again meanwhile,
+// its index new, changes the map); otherwise it is Open.
+func (d *DRAM) openIn(jobs *map[string]*dramJob, j *dramJob, h uint64, job, key []byte) (Value, error) {
+	if d.jobs.Load() != jobs {
+		return d.Open(job, key)
+	}
 	if err := d.checkKey(job, key); err != nil {
 		return nil, err
 	}

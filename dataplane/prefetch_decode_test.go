@@ -69,3 +69,44 @@ func TestPipelinedRequestsServedAsSent(t *testing.T) {
 		}
 	}
 }
+
+// TestHintOfAJobEnteredAgain: a get served from a prefetch's hint looks
+// its key up in the job index the prefetch found. When the job was
+// dropped and entered again in between (its index new), the hint's index
+// is empty: the get must find the value the new index holds, not answer
+// "not found". Without the check of the tier's job map it did.
+func TestHintOfAJobEnteredAgain(t *testing.T) {
+	d, err := NewDRAM(64<<20, DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	put := func(v string) {
+		t.Helper()
+		p, err := d.Create([]byte("j"), []byte("k"), int64(len(v)), Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(p.Buffers()[0], v)
+		if _, err := p.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("old")
+	var b prefetchBatch
+	b.n, b.job[0], b.key[0] = 1, []byte("j"), []byte("k")
+	d.prefetch(&b)
+	if b.dj[0] == nil {
+		t.Fatal("prefetch found no job index")
+	}
+	d.DropJob([]byte("j"), false)
+	put("new")
+	v, err := d.openIn(b.djs, b.dj[0], b.hash[0], []byte("j"), []byte("k"))
+	if err != nil {
+		t.Fatalf("get by the hint of a job entered again: %v", err)
+	}
+	defer v.Release()
+	if got := string(bytes.Join(v.Segments(), nil)); got != "new" {
+		t.Fatalf("got %q, want %q", got, "new")
+	}
+}
