@@ -40,7 +40,11 @@
 #
 # Env knobs: GEN, KEYS (10000), WARM (2s), SHORT (4s), LONG (40s),
 #            PORT0 (7740; run i uses PORT0+i), OUT (dir, default a new temporary one),
-#            TOP (15), LOOPS (node --loops, default: node's default)
+#            TOP (15), LOOPS (node --loops, default: node's default),
+#            NVME_DIR (a directory that takes O_DIRECT: the node gets an NVMe
+#            tier of NVME_SIZE (1GiB) in a file there, removed after its run,
+#            and the GETs go to it), CELL (bench flags; default 1 KiB GETs,
+#            4 conns x 16; with NVME_DIR 4 KiB GETs from 32 conns)
 set -u
 [ $# -ge 2 ] || { echo "usage: $0 BIN_A BIN_B [BIN ...]" >&2; exit 2; }
 GEN=${GEN:-$1}
@@ -70,12 +74,25 @@ cleanup() {
 		wait "$VGPID" 2>/dev/null
 	fi
 	VGPID=""
+	if [ -n "${NVME_FILE:-}" ]; then
+		rm -f "$NVME_FILE"
+	fi
 }
 trap 'cleanup; exit 130' INT TERM
 trap cleanup EXIT
 
+NVME_DIR=${NVME_DIR:-}
+NVME_SIZE=${NVME_SIZE:-1GiB}
+tierargs=()
+if [ -n "$NVME_DIR" ]; then
+	CELL=${CELL:---op get --size 4KiB --conns 32 --pipeline 1}
+	tierargs=(--tier nvme)
+fi
+CELL=${CELL:---op get --size 1024 --conns 4 --pipeline 16}
+read -r -a cellargs <<<"$CELL"
+
 bench() { # PORT DURATION JSONFILE
-	"$GEN" bench --target "pocket://127.0.0.1:$1" --op get --size 1024 --conns 4 --pipeline 16 \
+	"$GEN" bench --target "pocket://127.0.0.1:$1" "${tierargs[@]}" "${cellargs[@]}" \
 		--keys "$KEYS" --duration "$2" --warmup 0 --stall-limit 120s --json >"$3" 2>"$3.err"
 }
 
@@ -92,6 +109,10 @@ for idx in "${order[@]}"; do
 	t0=$(date +%s)
 	loopsarg=()
 	[ -n "$LOOPS" ] && loopsarg=(--loops "$LOOPS")
+	if [ -n "$NVME_DIR" ]; then
+		NVME_FILE="$NVME_DIR/callgrind-ab.$$.$run"
+		loopsarg+=(--nvme "$NVME_FILE:$NVME_SIZE")
+	fi
 	GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$base" \
 		"$bin" node --listen "127.0.0.1:$port" --dram 1GiB --busy-poll 0 --log-level warn "${loopsarg[@]}" \
 		>"$OUT/node.$tag.log" 2>&1 &

@@ -220,4 +220,5 @@ def main():
     table(f"{top} largest changes of self Ir per GET ({lab[nb - 1]} vs {lab[0]})", 'self', ch)
 
 
-main()
+if __name__ == "__main__":
+    main()
