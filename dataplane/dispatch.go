@@ -77,7 +77,9 @@ func (n *Node) OnData(c *netio.Conn, in []byte) (int, error) {
 	cs.start = monoNow()
 	cs.inData = true
 	done, err := n.onData(c, cs, in)
-	n.endPrefetch(c)
+	if cs.pb != nil {
+		cs.pb.forget()
+	}
 	cs.pre, cs.pb = -1, nil
 	n.endTally(c, cs)
 	n.mx.endData(c.Loop().Index(), cs)

@@ -360,11 +360,8 @@ func (d *DRAM) openIn(jobs *map[string]*dramJob, j *dramJob, h uint64, job, key 
 	if d.jobs.Load() != jobs {
 		return d.Open(job, key)
 	}
-	if err := d.checkKey(job, key); err != nil {
+	if err := d.checkLookup(job, key); err != nil {
 		return nil, err
-	}
-	if d.closed.Load() {
-		return nil, ErrClosed
 	}
 	off, _, err := d.lookupIn(j, h, key, true)
 	return d.opening(off, err)
@@ -390,17 +387,25 @@ func (d *DRAM) Stat(job, key []byte) (Info, error) {
 // lookup finds the committed record and reads its Info under the shard
 // lock, taking a reference when ref is set.
 func (d *DRAM) lookup(job, key []byte, ref bool) (int64, Info, error) {
-	if err := d.checkKey(job, key); err != nil {
+	if err := d.checkLookup(job, key); err != nil {
 		return 0, Info{}, err
-	}
-	if d.closed.Load() {
-		return 0, Info{}, ErrClosed
 	}
 	j := d.job(job)
 	if j == nil {
 		return 0, Info{}, ErrNotFound
 	}
 	return d.lookupIn(j, d.hash(key), key, ref)
+}
+
+// checkLookup refuses a lookup of a bad job or key, or on a closed tier.
+func (d *DRAM) checkLookup(job, key []byte) error {
+	if err := d.checkKey(job, key); err != nil {
+		return err
+	}
+	if d.closed.Load() {
+		return ErrClosed
+	}
+	return nil
 }
 
 // lookupIn is lookup of key, whose hash is h, in job j.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/dataplane/slab"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // TestKTableModel drives a key table through random inserts, removals and
@@ -155,10 +156,10 @@ func TestDRAMPrefetch(t *testing.T) {
 	for range 2000 {
 		b.n = 0
 		for _, k := range []string{"k1", "k63", "k70", "missing", "k300"} {
-			b.job[b.n], b.key[b.n] = job, []byte(k)
+			b.req[b.n] = wire.Request{Job: job, Key: []byte(k)}
 			b.n++
 		}
-		b.job[b.n], b.key[b.n] = []byte("no-such-job"), []byte("k1")
+		b.req[b.n] = wire.Request{Job: []byte("no-such-job"), Key: []byte("k1")}
 		b.n++
 		d.prefetch(&b)
 		for i := range b.n {

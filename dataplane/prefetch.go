@@ -43,11 +43,11 @@ type prefetcher interface {
 // A put's record is the value it replaces, whose chunk the arena hands to
 // the next allocation of its class once the put commits (prefetchAhead).
 type prefetchBatch struct {
-	n        int
-	job, key [prefetchMax][]byte
-	// The frames' headers and decoded requests, and where each frame
-	// starts in the read (at) whose first byte is base: valid only during
-	// the OnData call that made them (endPrefetch forgets them), for the
+	n int
+	// The frames' headers and decoded requests (whose job and key the
+	// tier's passes read), and where each frame starts in the read (at)
+	// whose first byte is base: valid only during the OnData call that
+	// made them (forget drops them), for the
 	// frame at that offset of that very read.
 	hdr  [prefetchMax]wire.Header
 	req  [prefetchMax]wire.Request
@@ -100,8 +100,6 @@ func (n *Node) prefetch(c *netio.Conn, in []byte) {
 	if b.n >= 2 {
 		n.pf.prefetch(b)
 	}
-	clear(b.job[:])
-	clear(b.key[:])
 }
 
 // decode decodes the request meta of the frame at offset at, with header
@@ -114,7 +112,6 @@ func (b *prefetchBatch) decode(h wire.Header, meta []byte, lim *wire.Limits, at 
 		return false
 	}
 	b.hdr[k], b.at[k], b.dj[k] = h, at, nil
-	b.job[k], b.key[k] = r.Job, r.Key
 	return true
 }
 
@@ -155,15 +152,13 @@ func (n *Node) batch(c *netio.Conn) *prefetchBatch {
 	return nil
 }
 
-// endPrefetch forgets the frames prefetch decoded for OnData's read of c,
-// whose bytes are netio's again once OnData returns (a later read may
-// reuse the buffer, and put a different frame at the same offset).
-func (n *Node) endPrefetch(c *netio.Conn) {
-	if b := n.batch(c); b != nil {
-		clear(b.req[:b.n])
-		clear(b.dj[:b.n])
-		b.base, b.n, b.use, b.djs = nil, 0, 0, nil
-	}
+// forget drops the frames prefetch decoded for OnData's read, whose bytes
+// are netio's again once OnData returns (a later read may reuse the
+// buffer, and put a different frame at the same offset).
+func (b *prefetchBatch) forget() {
+	clear(b.req[:b.n])
+	clear(b.dj[:b.n])
+	b.base, b.n, b.use, b.djs = nil, 0, 0, nil
 }
 
 // prefetchAhead is called as OnData starts serving the get or put of
@@ -208,11 +203,11 @@ func (d *DRAM) prefetch(b *prefetchBatch) {
 	b.djs = d.jobs.Load()
 	for i := range b.n {
 		b.shard[i] = nil
-		j := (*b.djs)[string(b.job[i])]
+		j := (*b.djs)[string(b.req[i].Job)]
 		if j == nil {
 			continue
 		}
-		h := d.hash(b.key[i])
+		h := d.hash(b.req[i].Key)
 		s := shardOf(j, h)
 		if p := s.t.slotAddr(h); p != nil {
 			sys.Prefetch(p)
