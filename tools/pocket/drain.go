@@ -88,7 +88,9 @@ func runDrain(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
-	d, err := controller.RequestDrainWith(ctx, ctlAddr(*addr), pos[0], controller.DrainOptions{Deadline: *deadline, DiscardPersisted: *discard}, key, opt)
+	req := opt
+	req.RetryFor = ctlRetryFor(ctlAddr(*addr)) // the drain's wait below rides out a restart
+	d, err := controller.RequestDrainWith(ctx, ctlAddr(*addr), pos[0], controller.DrainOptions{Deadline: *deadline, DiscardPersisted: *discard}, key, req)
 	if err != nil {
 		return fail("node drain: %v", ctlError(err, *addr, tf.insecure))
 	}

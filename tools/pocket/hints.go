@@ -252,7 +252,7 @@ func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints,
 	if err != nil {
 		return nil, err
 	}
-	mc := metaclient.New(ctlAddr(addr), metaclient.Options{TLS: tc})
+	mc := metaclient.New(ctlAddr(addr), metaclient.Options{TLS: tc, RetryFor: ctlRetryFor(ctlAddr(addr))})
 	defer mc.Close()
 	st, err := mc.Status(ctx)
 	if err != nil {

@@ -405,7 +405,7 @@ func credential(ctx context.Context, addr string, tc *tls.Config, job string, to
 func openJob(ctx context.Context, addr string, tc *tls.Config, job string, tok []byte) (*pocket.Store, *pocket.Job, error) {
 	// tc is nil when the TLS flags resolved to none (--insecure, or no
 	// directory): plain TCP then, whatever POCKET_TLS_DIR says.
-	s, err := pocket.Dial(ctx, ctlAddr(addr), pocket.Config{TLS: tc, Insecure: tc == nil})
+	s, err := pocket.Dial(ctx, ctlAddr(addr), pocket.Config{TLS: tc, Insecure: tc == nil, ControllerWait: ctlRetryFor(ctlAddr(addr))})
 	if err != nil {
 		return nil, nil, err
 	}
