@@ -35,3 +35,32 @@ func TestCapWeightsCascades(t *testing.T) {
 		t.Errorf("a job over the spare: %+v; want the shares of the spare bytes", out)
 	}
 }
+
+// TestJobPastTheBandWithinEachNode (new user's trial): on a cluster at
+// its --max-nodes, a capacity hint the nodes hold only past the band's
+// high is placed so that no node is allotted more bytes than it has. The
+// nodes (1 GiB each) have 419 and 819 MiB spare under the 80 % band, 624
+// and 1,024 MiB in all, for a job of 1,640 MiB. Before, its weights were
+// the nodes' shares of their spare under the band: 1,085 MiB went to the
+// 1,024 MiB node, whose puts failed "no space" while the other had room.
+func TestJobPastTheBandWithinEachNode(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{MaxNodes: 2})
+	const mib = 1 << 20
+	if _, err := r.c.RegisterJob("a", wire.JobHints{CapacityBytes: 400 * mib}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.c.RegisterJob("b", wire.JobHints{CapacityBytes: 1640 * mib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Nodes) != 2 {
+		t.Fatalf("job b on %d node(s); want both", len(m.Nodes))
+	}
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	for addr, l := range r.c.loads {
+		if got := l.bytes[kindDRAM]; got > 1<<30+2 {
+			t.Errorf("node %s allotted %d MiB of its 1,024 MiB (job b's map %+v)", addr, got/mib, m.Nodes)
+		}
+	}
+}

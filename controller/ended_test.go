@@ -257,3 +257,42 @@ func TestEndedMapWaitsForTheEndToReachItsNodes(t *testing.T) {
 		t.Fatal("not answered 10 s after the node applied the job's end")
 	}
 }
+
+// TestForgottenJobSaysHowItEnded (new user's trial): once an ended job's
+// final map is no longer kept (its node synced, nothing persisted), its
+// own token still learns that it ended, and how: its token's expiry, or
+// deregistration (or, without a state store, a restart). Another token
+// still gets "bad token". Before, every one of them read "job ID is not
+// registered", as for a mistyped id.
+func TestForgottenJobSaysHowItEnded(t *testing.T) {
+	c := newTest(t, Config{})
+	a := "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	expired := expireNow(t, c, "ttl")
+	dereg, err := c.RegisterJob("dereg", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeregisterJob(t.Context(), dereg.Job, dereg.Token); err != nil {
+		t.Fatal(err)
+	}
+	syncKeeping(t, c, a, nil)
+	sweepNow(t, c)
+	for _, w := range []struct {
+		m    *wire.PlacementMap
+		says string
+	}{
+		{expired, "ended when its token expired at "},
+		{dereg, "was deregistered, or this controller, which keeps no state, restarted"},
+	} {
+		if keptMap(c, w.m.Job) {
+			t.Fatalf("the final map of %s is still kept", w.m.Job)
+		}
+		wantUnknown(t, c, w.m.Job, w.m.Token, "its token")
+		_, err := c.GetMapOrEnded(w.m.Job, w.m.Token)
+		if !strings.Contains(err.Error(), w.says) {
+			t.Errorf("GetMapOrEnded of the forgotten job %s: %v; want it to say it %s", w.m.Job, err, w.says)
+		}
+	}
+	wantBadToken(t, c, expired.Job, dereg.Token, "another job's token")
+}

@@ -870,7 +870,8 @@ func (c *Controller) candidatesUnderLocked(kind uint8, high float64) []candidate
 		if high < 1 {
 			limit = int64(high * float64(t.CapacityBytes))
 		}
-		out = append(out, candidate{addr: addr, spareMbps: max(0, high*mbps-busy), spareBytes: max(0, limit-used)})
+		out = append(out, candidate{addr: addr, spareMbps: max(0, high*mbps-busy), spareBytes: max(0, limit-used),
+			wholeBytes: max(0, t.CapacityBytes-used)})
 	}
 	return out
 }
@@ -924,7 +925,7 @@ func (c *Controller) lookupLocked(id string, tok []byte) (*job, error) {
 	}
 	j, ok := c.jobs[id]
 	if !ok {
-		return nil, wire.Errorf(wire.CodeUnknownJob, "job %s is not registered", id)
+		return nil, c.endedJobErrLocked(id, claims)
 	}
 	if claims.Gen != j.gen {
 		return nil, badToken(id)
@@ -933,6 +934,24 @@ func (c *Controller) lookupLocked(id string, tok []byte) (*job, error) {
 		return nil, wire.Errorf(wire.CodeRevoked, "job %s: token expired at %s", id, claims.Expires.UTC().Format(time.RFC3339))
 	}
 	return j, nil
+}
+
+// endedJobErrLocked is the refusal of a token the secret verifies for id, a job
+// this cluster registered, that is no longer live and whose final map is
+// not kept (endedJob.errEnded says more when it is): CodeUnknownJob, as
+// before, saying how the job may have ended. Before, it read "job ID is
+// not registered", and a new user could not tell a job whose token had
+// expired seconds before from a mistyped id.
+func (c *Controller) endedJobErrLocked(id string, claims token.Claims) error {
+	how := "was deregistered"
+	switch {
+	case claims.Expired(time.Now()):
+		how = "ended when its token expired at " + claims.Expires.UTC().Format(time.RFC3339)
+	case c.cfg.Store == nil:
+		how = "was deregistered, or this controller, which keeps no state, restarted since it was registered"
+	}
+	return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered: it %s. Its data was dropped, except values put with "+
+		"persist-after-job, which stay readable with its credential", id, how)
 }
 
 // badToken is the refusal of a token that does not grant job id, the same

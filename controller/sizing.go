@@ -14,7 +14,15 @@ type candidate struct {
 	addr       string
 	spareMbps  float64
 	spareBytes int64
+	// wholeBytes is the node's spare bytes up to its tier's whole
+	// capacity, where spareBytes may be counted under the band
+	// (candidatesUnderLocked); 0 reads as spareBytes.
+	wholeBytes int64
 }
+
+// whole is c's spare bytes up to its tier's whole capacity: what no share
+// of a job may pass.
+func (c *candidate) whole() int64 { return max(c.wholeBytes, c.spareBytes) }
 
 // plan is the outcome of sizing: the chosen nodes with normalized weights,
 // and the demand allotted to the job.
@@ -354,20 +362,24 @@ func (p *Policy) weights(chosen []candidate, mbps float64, bytes int64) []wire.M
 // over spareBytes/bytes (the node's share of the job's bytes is its
 // weight, byteShares). The excess of the nodes over it goes to the others
 // in proportion to their weights, round by round, until none is over;
-// the weights still sum to 1. It needs the chosen nodes' spare bytes to
-// cover bytes (TierFor's fit and count see to it); when they do not, the
-// weights are the nodes' shares of their spare bytes, so that they all
-// fill at once. A job of no bytes keeps its weights. The shares
-// byteShares rounds from the weights may pass a node's spare by a byte.
+// the weights still sum to 1. When the chosen nodes' spare bytes (counted
+// under the band) do not cover bytes, a job placed past the band, each is
+// held within its spare up to its whole capacity instead; when even those
+// do not cover bytes, the weights are the nodes' shares of them, so that
+// they all fill at once. Before, such a job's weights were the nodes'
+// shares of their spare under the band, which gave a node with little
+// room under the band but much beside it too little, and the other more
+// than it holds: a new user's trial saw 271 MiB of a job on a 256 MiB node
+// (its puts failed "no space" while the other node had 131 MiB free). A
+// job of no bytes keeps its weights. The shares byteShares rounds from
+// the weights may pass a node's spare by a byte.
 func capWeights(out []wire.MapNode, chosen []candidate, bytes int64) {
 	if bytes <= 0 {
 		return
 	}
-	caps := make([]float64, len(chosen))
-	var capSum float64
-	for i, c := range chosen {
-		caps[i] = float64(c.spareBytes) / float64(bytes)
-		capSum += caps[i]
+	caps, capSum := byteCaps(chosen, bytes, func(c *candidate) int64 { return c.spareBytes })
+	if capSum < 1 {
+		caps, capSum = byteCaps(chosen, bytes, (*candidate).whole)
 	}
 	if capSum < 1 {
 		for i := range out {
@@ -375,6 +387,25 @@ func capWeights(out []wire.MapNode, chosen []candidate, bytes int64) {
 		}
 		return
 	}
+	holdWithin(out, caps)
+}
+
+// byteCaps is each chosen node's largest weight for a job of bytes, its
+// spare (as spare reads it) over bytes, and their sum.
+func byteCaps(chosen []candidate, bytes int64, spare func(*candidate) int64) ([]float64, float64) {
+	caps := make([]float64, len(chosen))
+	var sum float64
+	for i := range chosen {
+		caps[i] = float64(spare(&chosen[i])) / float64(bytes)
+		sum += caps[i]
+	}
+	return caps, sum
+}
+
+// holdWithin holds each weight of out within caps (which sum to 1 or
+// more), handing the excess to the weights not yet held in proportion to
+// them, round by round.
+func holdWithin(out []wire.MapNode, caps []float64) {
 	held := make([]bool, len(out))
 	for range out {
 		var heldSum, free float64
