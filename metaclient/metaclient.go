@@ -615,10 +615,23 @@ func (c *Client) attempt(ctx context.Context, op wire.Op, proved bool, build fun
 	if err == nil {
 		return reused, sent, resp.Decode(rmeta)
 	}
-	if isTransport(err) {
+	if isTransport(err) || closedAfter(err) {
 		c.dropConn()
 	}
 	return reused, sent, err
+}
+
+// closedAfter reports whether err is an answer after which the controller
+// closes the connection (controller's server): "not leader" (a follower
+// answers once per connection) and a limit's refusal (a connection
+// admitted over its limits is served only as a node's). The client drops
+// it at once. Before, it kept it, and its next call went out on it unless
+// dropIfClosed's short look saw the close in time: on a busy machine a
+// registration sent after a follower's answer failed with its outcome
+// unknown (TestFollowerAnswersNotLeader, TestHAFailover under -race).
+func closedAfter(err error) bool {
+	var we *wire.Error
+	return errors.As(err, &we) && (we.Code == wire.CodeNotLeader || we.Code == wire.CodeLimit)
 }
 
 // probeWait is how long dropIfClosed waits for the peer's close.
