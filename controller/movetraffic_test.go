@@ -30,6 +30,17 @@ func (r *scaleRig) beatTraffic(addr string, rx, tx float64, loads []wire.JobLoad
 	}
 }
 
+// statusSettling is the Settling of job's entry in c's status (false
+// when it lists none).
+func statusSettling(c *Controller, job string) bool {
+	for _, js := range c.Status().Jobs {
+		if js.Job == job {
+			return js.Settling
+		}
+	}
+	return false
+}
+
 func usedMbps(c *Controller, job string) float64 {
 	for _, js := range c.Status().Jobs {
 		if js.Job == job {
@@ -103,6 +114,11 @@ func TestMoveTrafficIsNotTheJobs(t *testing.T) {
 		if got := usedMbps(r.c, m0.Job); got > 1 {
 			t.Fatalf("status shows %.0f Mb/s of the job's own %d heartbeat(s) after its move", got, i+1)
 		}
+		// The map has settled, its nodes' figures not yet: status says
+		// so (pocket status marks USED SIZE "~"); before, nothing did.
+		if !statusSettling(r.c, m0.Job) {
+			t.Fatalf("status does not say the job's figures are settling %d heartbeat(s) after its move", i+1)
+		}
 		r.c.mu.Lock()
 		grew := j.move != nil || len(j.nodes) != 2
 		r.c.mu.Unlock()
@@ -111,8 +127,8 @@ func TestMoveTrafficIsNotTheJobs(t *testing.T) {
 		}
 		beatAll(0, "")
 	}
-	if u := jobUtilOf(r.a, m0.Job); u.Settling || u.Nodes != 2 {
-		t.Fatalf("figures %d quiet heartbeats after the move: %+v; want settled on 2 nodes", 3, u)
+	if u := jobUtilOf(r.a, m0.Job); u.Settling || u.Nodes != 2 || statusSettling(r.c, m0.Job) {
+		t.Fatalf("figures %d quiet heartbeats after the move: %+v (status settling %v); want settled on 2 nodes", 3, u, statusSettling(r.c, m0.Job))
 	}
 
 	// Its own load after the move counts again, on both nodes.

@@ -110,7 +110,7 @@ func (c *Controller) listJobsLocked(st *wire.ClusterStatus, after uint64, limit,
 		u := c.jobUtilLocked(j, drainSafeSmooth)
 		js := wire.JobStatus{Job: j.id, Name: j.name, Tier: j.tier, Epoch: j.epoch, Nodes: c.mapLocked(j).Nodes,
 			Hints: j.hints, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Age: now.Sub(j.created),
-			UsedMbps: jobStatusMbps(u.Mbps), UsedBytes: jobStatusBytes(c.jobHeldBytesLocked(j)), Tenant: j.tenant}
+			UsedMbps: jobStatusMbps(u.Mbps), UsedBytes: jobStatusBytes(c.jobHeldBytesLocked(j)), Tenant: j.tenant, Settling: u.Settling}
 		if len(js.Tenant) > wire.MaxTenantLen {
 			js.Tenant = TenantLabel(js.Tenant) // a stored record's, not TenantOf's
 		}

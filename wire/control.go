@@ -464,6 +464,12 @@ type JobStatus struct {
 	// certificate's name, as controller.TenantOf labels it; at most
 	// MaxTenantLen bytes): "" without TLS.
 	Tenant string
+	// Settling: the job's map is changing (values move between its
+	// nodes), or has changed and not every node of it has reported the
+	// heartbeats its figures average over since, so UsedMbps and
+	// UsedBytes are partial (a node's latest report may predate the
+	// values it received).
+	Settling bool
 }
 
 // MaxTenantLen bounds a status reply's tenant label.
@@ -581,7 +587,7 @@ var (
 	jobStatusSpec = TableSpec{Name: "JobStatus", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec},
 		{Kind: TableField, Sub: &jobRegSpec}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8},
-		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: String},
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: String}, {Kind: Scalar1},
 	}}
 	priceTableSpec = TableSpec{Name: "PriceTable", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	clusterSpec    = TableSpec{Name: "ClusterStatus", Fields: []Field{
@@ -1500,6 +1506,7 @@ func (j *JobStatus) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
 	fb.JobStatusAddUsedMbps(b, j.UsedMbps)
 	fb.JobStatusAddUsedBytes(b, j.UsedBytes)
 	addOff(b, tenant, fb.JobStatusAddTenant)
+	fb.JobStatusAddSettling(b, j.Settling)
 	return fb.JobStatusEnd(b)
 }
 
@@ -1608,7 +1615,7 @@ func (j *JobStatus) from(t *fb.JobStatus) error {
 	}
 	*j = JobStatus{Job: string(t.Job()), Name: reg.Name, Tier: t.Tier(), Epoch: t.Epoch(), Nodes: nodes,
 		Hints: reg.Hints, AllocMbps: t.AllocMbps(), AllocBytes: t.AllocBytes(), Age: msToDuration(t.AgeMs()),
-		UsedMbps: t.UsedMbps(), UsedBytes: t.UsedBytes(), Tenant: string(t.Tenant())}
+		UsedMbps: t.UsedMbps(), UsedBytes: t.UsedBytes(), Tenant: string(t.Tenant()), Settling: t.Settling()}
 	return nil
 }
 

@@ -54,7 +54,7 @@ func sampleControl() []ControlMessage {
 				{Addr: "127.0.0.1:7002", State: NodeDead, Persisted: []HeldJob{{Job: "keep-4", Bytes: 5 << 30}, {Job: "keep-9", Bytes: 1}}},
 				{Addr: "127.0.0.1:7003", State: NodeActive, Restored: true}},
 			Jobs: []JobStatus{{Job: "sort-1", Name: "sort", Tier: 1, Epoch: 2, Nodes: nodes,
-				Hints: JobHints{Lambdas: 10, PeakMbps: 6000}, AllocMbps: 6000, AllocBytes: 5 << 30, Age: 3 * time.Second, UsedMbps: 4321.5, UsedBytes: 3 << 30, Tenant: "alice"}},
+				Hints: JobHints{Lambdas: 10, PeakMbps: 6000}, AllocMbps: 6000, AllocBytes: 5 << 30, Age: 3 * time.Second, UsedMbps: 4321.5, UsedBytes: 3 << 30, Tenant: "alice", Settling: true}},
 			JobCount: 12000, NodeCount: 3, NextJob: 1<<60 + 1, AutoscaleMaxNodes: 8,
 			Prices:     &PriceTable{DRAMGiBHour: 1, NVMeGiBHour: 0, GbpsHour: 0.0102},
 			Clients:    []ClientHold{{Client: "tenant alice", Jobs: 2, AllocBytes: 300 << 20, AllocMbps: 1400.5}, {Client: "client 10.0.0.1", Jobs: 1}},

@@ -39,7 +39,7 @@ how a drain goes, and the block devices' p99 latency, one line per node.
 Jobs: ALLOC Mb/s and ALLOC SIZE are the job's allotment, what it asked for
 (its hints, else its profile's or Pocket's default size; "-": no size
 allotted, its values use its nodes' free capacity); USED its own traffic and
-bytes ("~": values are moving between its nodes; "!": more than its ALLOC
+bytes ("~": values are moving, or have moved, between its nodes and not every node has reported since; "!": more than its ALLOC
 SIZE, which reserves and does not limit); COST $/h its allotment at
 the controller's prices (its status reply carries them; for a controller
 that does not send them, at --prices and --price-*, else the default
@@ -177,10 +177,13 @@ type statusJobJSON struct {
 	// hour (controller.Prices.Cost).
 	CostPerHour float64 `json:"cost_per_hour"`
 	// Moving: values are moving between the nodes of the job's map (a node
-	// of it drains or joins). UsedBytes, which counts the values a
-	// draining node has not moved yet, sums each node's latest report
-	// then: a value moved between two nodes' reports may count on both or
-	// on neither, by at most about a heartbeat's worth of moves.
+	// of it drains or joins), or have moved and not every node has
+	// reported since (wire.JobStatus.Settling). UsedBytes, which counts
+	// the values a draining node has not moved yet, sums each node's
+	// latest report then: a value moved between two nodes' reports may
+	// count on both or on neither. Before, the mark went with the move's
+	// end, and a new user's trial read 13 MiB without it for a job that
+	// held 28 MiB (the node it grew onto had not reported since).
 	Moving bool `json:"moving"`
 	// Tenant is the tenant that registered the job over TLS (its client
 	// certificate's name; "" without TLS), whose profiles size it.
@@ -312,7 +315,7 @@ func statusViewFrom(st *wire.ClusterStatus, prices controller.Prices, source str
 			Nodes: mapNodesJSON(j.Nodes), Lambdas: j.Hints.Lambdas, CapacityBytes: j.Hints.CapacityBytes,
 			PeakMbps: j.Hints.PeakMbps, LatencySensitive: j.Hints.LatencySensitive, AllocMbps: j.AllocMbps,
 			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds(), UsedMbps: j.UsedMbps, UsedBytes: j.UsedBytes,
-			CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes), Moving: moving(j.Nodes), Tenant: j.Tenant})
+			CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes), Moving: moving(j.Nodes) || j.Settling, Tenant: j.Tenant})
 	}
 	out.Allotments = tierAllotments(&out)
 	out.Network = networkAllotment(&out)
@@ -466,8 +469,8 @@ func printStatus(v statusJSON) {
 			"its puts go on into its nodes' free capacity, which other jobs' allotments may need")
 	}
 	if anyMoving {
-		fmt.Println("USED SIZE ~: values are moving between the job's nodes (MAP); each node's latest report counts, " +
-			"so a value moved between two reports may count twice or not at all until the move ends")
+		fmt.Println("USED SIZE ~: values are moving, or have just moved, between the job's nodes (MAP); each node's latest report counts, " +
+			"so a value moved between two reports may count twice or not at all until every node has reported since the move")
 	}
 	printClients(v)
 }

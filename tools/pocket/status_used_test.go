@@ -10,8 +10,10 @@ import (
 // TestStatusMarksMovingBytes: while a node of a job's map drains or
 // joins, status marks the job's USED SIZE "~" and says why (each node's
 // latest report counts, so a value moved between two reports may count
-// twice or not at all), and --json says moving; a settled job's figure
-// is plain. Before, a figure taken mid-move read as exact.
+// twice or not at all), and --json says moving; so is a job whose map
+// has changed and whose nodes have not all reported since (Settling); a
+// settled job's figure is plain. Before, a figure taken mid-move read as
+// exact, and one taken right after the move too.
 func TestStatusMarksMovingBytes(t *testing.T) {
 	st := &wire.ClusterStatus{NodeCount: 2, JobCount: 2, Nodes: []wire.NodeStatus{
 		{Addr: "127.0.0.1:7001", State: wire.NodeDraining}, {Addr: "127.0.0.1:7002", State: wire.NodeActive}},
@@ -19,10 +21,13 @@ func TestStatusMarksMovingBytes(t *testing.T) {
 			{Job: "moving-1", Name: "moving", UsedBytes: 10 << 20, Nodes: []wire.MapNode{
 				{Addr: "127.0.0.1:7001", Weight: 0.5, State: wire.NodeDraining}, {Addr: "127.0.0.1:7002", Weight: 0.5, State: wire.NodeActive}}},
 			{Job: "settled-2", Name: "settled", UsedBytes: 3 << 20, Nodes: []wire.MapNode{
+				{Addr: "127.0.0.1:7002", Weight: 1, State: wire.NodeActive}}},
+			{Job: "moved-3", Name: "moved", UsedBytes: 13 << 20, Settling: true, Nodes: []wire.MapNode{
 				{Addr: "127.0.0.1:7002", Weight: 1, State: wire.NodeActive}}}}}
 	v := statusView(st)
-	if !v.Jobs[0].Moving || v.Jobs[1].Moving {
-		t.Errorf("--json moving: %v and %v, want true for the job with a draining node, false for the settled one", v.Jobs[0].Moving, v.Jobs[1].Moving)
+	if !v.Jobs[0].Moving || v.Jobs[1].Moving || !v.Jobs[2].Moving {
+		t.Errorf("--json moving: %v, %v and %v, want true for the job with a draining node, false for the settled one, true for the one settling",
+			v.Jobs[0].Moving, v.Jobs[1].Moving, v.Jobs[2].Moving)
 	}
 	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
 	row := func(job string) []string {
@@ -40,7 +45,10 @@ func TestStatusMarksMovingBytes(t *testing.T) {
 	if got := row("settled-2")[7]; got != "3MiB" {
 		t.Errorf("USED SIZE of the settled job: %q, want 3MiB:\n%s", got, out)
 	}
-	if !strings.Contains(out, "USED SIZE ~: values are moving between the job's nodes") {
+	if got := row("moved-3")[7]; got != "~13MiB" {
+		t.Errorf("USED SIZE of the job settling: %q, want ~13MiB:\n%s", got, out)
+	}
+	if !strings.Contains(out, "USED SIZE ~: values are moving, or have just moved, between the job's nodes") {
 		t.Errorf("no note on the ~ mark:\n%s", out)
 	}
 }

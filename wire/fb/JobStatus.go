@@ -166,8 +166,20 @@ func (rcv *JobStatus) Tenant() []byte {
 	return nil
 }
 
+func (rcv *JobStatus) Settling() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(26))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *JobStatus) MutateSettling(n bool) bool {
+	return rcv._tab.MutateBoolSlot(26, n)
+}
+
 func JobStatusStart(builder *flatbuffers.Builder) {
-	builder.StartObject(11)
+	builder.StartObject(12)
 }
 func JobStatusAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -204,6 +216,9 @@ func JobStatusAddUsedBytes(builder *flatbuffers.Builder, usedBytes int64) {
 }
 func JobStatusAddTenant(builder *flatbuffers.Builder, tenant flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(10, flatbuffers.UOffsetT(tenant), 0)
+}
+func JobStatusAddSettling(builder *flatbuffers.Builder, settling bool) {
+	builder.PrependBoolSlot(11, settling, false)
 }
 func JobStatusEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

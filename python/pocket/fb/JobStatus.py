@@ -123,7 +123,14 @@ class JobStatus(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
-def JobStatusStart(builder): builder.StartObject(11)
+    # JobStatus
+    def Settling(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def JobStatusStart(builder): builder.StartObject(12)
 def Start(builder):
     return JobStatusStart(builder)
 def JobStatusAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -162,6 +169,9 @@ def AddUsedBytes(builder, usedBytes):
 def JobStatusAddTenant(builder, tenant): builder.PrependUOffsetTRelativeSlot(10, flatbuffers.number_types.UOffsetTFlags.py_type(tenant), 0)
 def AddTenant(builder, tenant):
     return JobStatusAddTenant(builder, tenant)
+def JobStatusAddSettling(builder, settling): builder.PrependBoolSlot(11, settling, 0)
+def AddSettling(builder, settling):
+    return JobStatusAddSettling(builder, settling)
 def JobStatusEnd(builder): return builder.EndObject()
 def End(builder):
     return JobStatusEnd(builder)
