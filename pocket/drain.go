@@ -93,10 +93,12 @@ func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, k
 		if !errors.Is(err, wire.ErrNotFound) {
 			return r, err
 		}
-		if r, err := c.send(t.old, op, flags, x.version, dst); err == nil {
+		r, oldErr := c.send(t.old, op, flags, x.version, dst)
+		if oldErr == nil {
 			return r, nil
 		}
-		return c.send(t.addr, op, flags, x.version, dst)
+		r, err = c.send(t.addr, op, flags, x.version, dst)
+		return r, notFoundAtBoth(err, oldErr)
 	case op == wire.OpDelete && flags&wire.FlagIfVersion != 0:
 		return c.deleteVersion(flags, x.version)
 	case op == wire.OpDelete:
@@ -105,6 +107,52 @@ func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, k
 	r, err := j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
 	if err == nil && op == wire.OpPut && flags&wire.FlagChunk == 0 {
 		c.dropOld(x.version)
+	}
+	return r, err
+}
+
+// notFoundAtBoth is the answer of a read that asked a key's live owner
+// (err, its last answer) after its old owner (oldErr): "not found" only
+// when the old owner said so too. An old owner that could not be asked
+// (unreachable, restarting, a map newer than the request's) may hold the
+// value, so its error stands (doReq fetches a newer map on it, and tries
+// again). Before, any failure of the old owner read as the key's absence:
+// a hostile trial stopped (SIGSTOP) a job's only node while another joined
+// its map, and 93 gets answered "not found" for values that read back
+// once it went on.
+func notFoundAtBoth(err, oldErr error) error {
+	if errors.Is(err, wire.ErrNotFound) && oldErr != nil && !errors.Is(oldErr, wire.ErrNotFound) {
+		return oldErr
+	}
+	return err
+}
+
+// answered reports whether err is the old owner's answer about the key
+// itself (none, "not found", or with FlagIfVersion "conflict"), not a
+// failure to ask it.
+func answered(err error) bool {
+	return err == nil || errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict)
+}
+
+// deadOldDo runs a request for a key whose old owner (under the prior
+// set) the map marks dead: the node is not asked, and may come back with
+// the value within the controller's grace (deadNodeAdvice). A read the live
+// owner answers "not found" answers that the dead node's keys are
+// unavailable; so do a delete and a read that deletes, which cannot be
+// done at both owners, and are not sent. A put goes
+// to the live owner: the dead node's older copy, if it comes back, is
+// moved only where the key is absent (dataplane/migrate.go). Before, the
+// live owner's "not found" was the answer, and deletes went to it alone:
+// both said "not found" for values that read back once the node did.
+func (j *Job) deadOldDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, x reqExtra, payload, dst []byte) (client.Reply, error) {
+	switch {
+	case op == wire.OpDelete, op == wire.OpGet && flags&wire.FlagDeleteAfterRead != 0:
+		return client.Reply{}, deadNodeErr(t.oldDead)
+	}
+	c := movingKey{j: j, ctx: ctx, t: t, key: key, x: x}
+	r, err := j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
+	if (op == wire.OpGet || op == wire.OpStat) && errors.Is(err, wire.ErrNotFound) {
+		return client.Reply{}, deadNodeErr(t.oldDead)
 	}
 	return r, err
 }
@@ -191,10 +239,12 @@ func (c movingKey) readDelete(flags uint16, dst []byte) (client.Reply, error) {
 		// The old owner's read-and-delete: a failure that may have
 		// consumed the value (a lost reply) ends the call, outcome
 		// unknown; only one that certainly changed nothing goes on.
-		if r, err := c.send(c.t.old, wire.OpGet, flags, 0, dst); err == nil || !unexecuted(err) {
-			return r, err
+		r, oldErr := c.send(c.t.old, wire.OpGet, flags, 0, dst)
+		if oldErr == nil || !unexecuted(oldErr) {
+			return r, oldErr
 		}
-		return c.send(c.t.addr, wire.OpGet, flags, 0, dst)
+		r, err = c.send(c.t.addr, wire.OpGet, flags, 0, dst)
+		return r, notFoundAtBoth(err, oldErr)
 	case err != nil || r.Flags&wire.FlagManifest != 0:
 		return r, err
 	}
@@ -253,10 +303,13 @@ func (c movingKey) deleteVersion(flags uint16, ver uint64) (client.Reply, error)
 // is dropped here: its chunks would otherwise outlive the job's values.
 func (c movingKey) deleteBoth(flags uint16, ver uint64) (client.Reply, error) {
 	oldR, oldErr := c.send(c.t.old, wire.OpDelete, flags, ver, nil)
-	if oldErr != nil && !unexecuted(oldErr) {
-		// The old owner may have deleted the value (a lost reply): the
-		// outcome is unknown, and "not found" from the live owner would
-		// be a lie.
+	if !answered(oldErr) {
+		// The old owner may have deleted the value (a lost reply), or
+		// could not be asked and may hold it: "not found" from the live
+		// owner would be a lie, and deleting there alone would leave the
+		// old owner's value to be moved back. Nothing is deleted: a
+		// failure that certainly changed nothing is tried again on a
+		// newer map (doReq), any other is the caller's.
 		return client.Reply{}, oldErr
 	}
 	r, err := c.send(c.t.addr, wire.OpDelete, flags, ver, nil)

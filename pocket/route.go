@@ -17,7 +17,10 @@ import (
 type target struct {
 	addr string
 	old  string // the owner under the whole map when it drains (drain.go)
-	dead bool
+	// oldDead is the old owner when the map marks it dead (old is then
+	// ""): it may hold the key's value, and come back (deadOldDo).
+	oldDead string
+	dead    bool
 	// leaving: the request goes to a node the map marks draining, which
 	// may be stopped once its values have moved (mapChanged).
 	leaving bool
@@ -37,11 +40,16 @@ func (j *Job) route(key []byte, chunk uint32) target {
 	addr := j.live.Node(j.live.Pick(key, chunk)).ID
 	t := target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
 	if j.live != j.set || j.prior != j.set {
-		// A dead old owner is skipped: its values are gone. A retired
-		// job keeps it, to answer gone (ErrLost) for a key that may have
-		// been there (retiredKeyDo).
-		if o := j.prior.Node(j.prior.Pick(key, chunk)).ID; o != addr && (!j.m.Dead[o] || j.retired.Load()) {
+		// A dead old owner is not asked, but its key is not taken for
+		// absent either (deadOldDo). A retired job keeps it as the old
+		// owner, to answer gone (ErrLost) for a key that may have been
+		// there (retiredKeyDo).
+		switch o := j.prior.Node(j.prior.Pick(key, chunk)).ID; {
+		case o == addr:
+		case !j.m.Dead[o] || j.retired.Load():
 			t.old, t.leaving = o, j.m.Draining[o]
+		default:
+			t.oldDead = o
 		}
 	}
 	return t
@@ -115,6 +123,8 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 			err = deadNodeErr(t.addr)
 		case t.old != "":
 			r, err = j.drainDo(ctx, t, op, flags, key, x, payload, dst)
+		case t.oldDead != "":
+			r, err = j.deadOldDo(ctx, t, op, flags, key, x, payload, dst)
 		default:
 			req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
 			r, err = j.goneCheck(ctx, t.addr, resendable(op, flags), func() (client.Reply, error) {
