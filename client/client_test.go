@@ -778,3 +778,44 @@ func TestIdleConnectionRedialled(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestCallBetweenIdleLookAndPeek (hostile trial): a caller handed a
+// pooled connection registers, sends and has its reply arrive while the
+// pool, handing the same connection to another caller, looks at it as
+// idle. Both calls succeed. Before, the pool's peek, after its look at the
+// calls in flight, took the first call's reply for bytes nobody asked for
+// and failed that call ("connection closed by the node while idle"; 3
+// calls in 314,519 on healthy nodes in the trial).
+func TestCallBetweenIdleLookAndPeek(t *testing.T) {
+	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); d.Close() })
+	addr := n.Addr().String()
+	c := client.New(client.Options{ConnsPerNode: 1, MaxIdle: -1})
+	defer c.Close()
+	ctx := context.Background()
+	req := wire.Request{Job: []byte("j"), Key: []byte("k")}
+	if _, err := c.Do(ctx, addr, wire.OpPut, 0, &req, []byte("v"), nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * client.IdleCheck)
+	first, undo := client.GetDuringIdlePeek(&req, 100*time.Millisecond)
+	defer undo()
+	if _, err := c.Do(ctx, addr, wire.OpGet, 0, &req, nil, nil); err != nil {
+		t.Errorf("the get handed the connection after the look: %v", err)
+	}
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Errorf("the get on the connection during the look: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the get on the connection during the look did not return")
+	}
+}

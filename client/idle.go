@@ -24,10 +24,19 @@ const idleCheck = 10 * time.Millisecond
 // errPeerClosed fails a pooled connection the node closed while it was idle.
 var errPeerClosed = errors.New("client: connection closed by the node while idle; redialled")
 
+// peekHook, set by tests only, runs in closedByPeer between its look at
+// the calls in flight and its peek at the socket.
+var peekHook func(*muxConn)
+
 // closedByPeer reports whether mc, idle for idleCheck with no call in
 // flight and nobody reading, has something to read: the node's close (end
 // of file, a reset) or bytes nobody asked for. Either way it is no use.
-// The caller holds the pool's lock.
+// The caller holds the pool's lock. The look at the calls in flight and
+// the peek are one step under mc.mu, where a call registers before it
+// sends: before, a caller handed the connection earlier could register,
+// send and have its reply arrive between the two, and the peek took the
+// reply for bytes nobody asked for and failed the call (a hostile trial:
+// 3 calls in 314,519 on healthy nodes, one connection per node).
 func (mc *muxConn) closedByPeer() bool {
 	if time.Duration(time.Now().UnixNano()-mc.used.Load()) < idleCheck {
 		return false
@@ -40,7 +49,12 @@ func (mc *muxConn) closedByPeer() bool {
 		mc.nudge() // a caller that found rmu taken meanwhile waits for a wake
 	}()
 	mc.mu.Lock()
-	idle := len(mc.pending) == 0 && mc.waiting == 0 && !mc.draining && !mc.rs.mid() && mc.br.Buffered() == 0
-	mc.mu.Unlock()
-	return idle && sockpeek.Peek(mc.nc) >= sockpeek.Data // bytes or a close the node sent
+	defer mc.mu.Unlock()
+	if len(mc.pending) > 0 || mc.waiting > 0 || mc.draining || mc.rs.mid() || mc.br.Buffered() > 0 {
+		return false
+	}
+	if peekHook != nil {
+		peekHook(mc)
+	}
+	return sockpeek.Peek(mc.nc) >= sockpeek.Data // bytes or a close the node sent
 }

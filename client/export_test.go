@@ -1,0 +1,34 @@
+package client
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// GetDuringIdlePeek arranges that the next time the pool looks at an idle
+// connection (closedByPeer, between its look at the calls in flight and
+// its peek), a get of req goes out on that connection, as from a caller
+// the pool handed it to just before, and the look waits d for the get's
+// reply to arrive. The channel gets the get's error; undo removes the
+// arrangement.
+func GetDuringIdlePeek(req *wire.Request, d time.Duration) (res <-chan error, undo func()) {
+	ch := make(chan error, 1)
+	var once sync.Once
+	peekHook = func(mc *muxConn) {
+		once.Do(func() {
+			go func() {
+				_, err := mc.do(context.Background(), wire.OpGet, 0, req, nil, nil)
+				ch <- err
+			}()
+			time.Sleep(d)
+		})
+	}
+	return ch, func() { peekHook = nil }
+}
+
+// IdleCheck is how long a connection sits unused before the pool looks at
+// it.
+const IdleCheck = idleCheck
