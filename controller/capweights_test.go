@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"math"
 	"testing"
 
@@ -62,5 +63,24 @@ func TestJobPastTheBandWithinEachNode(t *testing.T) {
 		if got := l.bytes[kindDRAM]; got > 1<<30+2 {
 			t.Errorf("node %s allotted %d MiB of its 1,024 MiB (job b's map %+v)", addr, got/mib, m.Nodes)
 		}
+	}
+}
+
+// TestLambdasHintBounded (hostile trial): a lambdas hint whose bandwidth
+// at the policy's Mb/s a lambda passes the bound a peak Mb/s hint is held
+// to is refused as malformed; one within it registers. Before,
+// 4,294,967,295 lambdas were allotted 2.6e12 Mb/s and status showed the
+// tier 322,122,547x oversubscribed.
+func TestLambdasHintBounded(t *testing.T) {
+	c := newTest(t, Config{})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	if _, err := c.RegisterJob("huge", wire.JobHints{Lambdas: math.MaxUint32}); !errors.Is(err, wire.ErrMalformed) {
+		t.Errorf("4,294,967,295 lambdas: %v; want malformed", err)
+	}
+	if _, err := c.RegisterJob("huge", wire.JobHints{Lambdas: math.MaxUint32, PeakMbps: 100}); err != nil {
+		t.Errorf("4,294,967,295 lambdas beside a peak Mb/s hint (which wins): %v", err)
+	}
+	if _, err := c.RegisterJob("fine", wire.JobHints{Lambdas: 10}); err != nil {
+		t.Errorf("10 lambdas: %v", err)
 	}
 }

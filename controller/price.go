@@ -162,6 +162,9 @@ func LoadPrices(path string) (Prices, error) {
 	var fields map[string]*float64 // keys as written: a struct's would match any case
 	dec := json.NewDecoder(bytes.NewReader(b))
 	err = dec.Decode(&fields)
+	if err == nil && fields == nil {
+		err = errors.New("null, not an object") // before, read as an empty object
+	}
 	if err == nil {
 		if _, after := dec.Token(); after != io.EOF {
 			err = errors.New("more after the object")

@@ -72,6 +72,8 @@ func TestLoadPrices(t *testing.T) {
 		// the default.
 		"case.json": `{"DRAM_GIB_HOUR": 5}`,
 		"null.json": `{"dram_gib_hour": null}`,
+		// Found by a hostile trial: a bare null read as an empty object.
+		"bare-null.json": `null`,
 	} {
 		if _, err := LoadPrices(write(name, body)); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v; want an error naming the file", name, err)

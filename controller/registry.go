@@ -607,6 +607,9 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 	if err := req.Hints.Check(); err != nil {
 		return nil, err
 	}
+	if err := c.cfg.Policy.checkLambdas(req.Hints); err != nil {
+		return nil, err
+	}
 	var res reserved // the need reserve held, and why the job may lack nodes
 	c.mu.Lock()
 	err = c.admitLocked(who.client, time.Now())

@@ -47,6 +47,23 @@ func (p *Policy) demand(h wire.JobHints) (mbps float64, bytes int64, noHints boo
 	return mbps, h.CapacityBytes, noHints
 }
 
+// checkLambdas refuses a lambdas hint whose bandwidth at PerLambdaMbps
+// (when the hints give no --peak-mbps, which wins) passes the bound
+// wire.JobHints.Check holds a peak Mb/s hint to (wire.MaxJobMbps), as
+// CodeMalformed. Before, 4,294,967,295 lambdas (an SDK's -1, wrapped) were
+// allotted 2.6e12 Mb/s, and every other job on the tier was left "at most
+// 0" of its share.
+func (p *Policy) checkLambdas(h wire.JobHints) error {
+	if h.PeakMbps != 0 || h.Lambdas == 0 {
+		return nil
+	}
+	if mbps := float64(h.Lambdas) * p.PerLambdaMbps; mbps > wire.MaxJobMbps {
+		return wire.Errorf(wire.CodeMalformed, "lambdas hint %d: %.4g Mb/s at %.0f Mb/s a lambda is over the bound of %.4g Mb/s",
+			h.Lambdas, mbps, p.PerLambdaMbps, float64(wire.MaxJobMbps))
+	}
+	return nil
+}
+
 // Where a job's size came from (step 2).
 const (
 	SizeHints   = "hints"   // the registration's hints

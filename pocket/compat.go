@@ -45,6 +45,10 @@ func controllerAddr() (string, error) {
 // RegisterJob registers a job (pocket.register_job) and returns its id,
 // "jobname-<int>". Zero hints mean "not given".
 func RegisterJob(jobname string, numLambdas int, capacityGB, peakMbps int64, latencySensitive bool) (string, error) {
+	if capacityGB < 0 || capacityGB > wire.MaxJobBytes>>30 {
+		// capacityGB << 30 would wrap (to a negative or a small figure).
+		return "", wire.Errorf(wire.CodeMalformed, "capacity hint %d GB: want 0 (not given) to %d", capacityGB, int64(wire.MaxJobBytes>>30))
+	}
 	addr, err := controllerAddr()
 	if err != nil {
 		return "", err

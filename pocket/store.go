@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +92,17 @@ type Hints struct {
 	LatencySensitive bool
 }
 
+// check refuses hints the wire cannot carry as given (wire.CodeMalformed):
+// Lambdas negative or over a uint32, which the conversion would wrap
+// (before, -1 registered as 4,294,967,295 lambdas and 1<<32 as none); the
+// controller checks the rest (wire.JobHints.Check).
+func (h Hints) check() error {
+	if h.Lambdas < 0 || uint64(h.Lambdas) > math.MaxUint32 {
+		return wire.Errorf(wire.CodeMalformed, "lambdas hint %d: want 0 (not given) to %d", h.Lambdas, uint32(math.MaxUint32))
+	}
+	return nil
+}
+
 // Controller is what the SDK needs of the control plane. The metaclient
 // adapter implements it; a static map (OpenStatic) needs none. GetMap may
 // answer an ended job's final map (Map.Ended) to the job's token; an
@@ -167,6 +179,9 @@ var ErrNoController = errors.New("pocket: no controller configured")
 func (s *Store) RegisterJob(ctx context.Context, name string, h Hints) (*Job, error) {
 	if s.ctl == nil {
 		return nil, ErrNoController
+	}
+	if err := h.check(); err != nil {
+		return nil, fmt.Errorf("pocket: register job %q: %w", name, err)
 	}
 	m, err := s.ctl.RegisterJob(ctx, name, h)
 	if err != nil {
