@@ -147,6 +147,7 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 		if !ok {
 			return false
 		}
+		delete(j.lostClean, adopted.Addr) // it holds the job's data from now on
 		kept = []wire.MapNode{adopted}
 		var lsum float64
 		for _, l := range lost {
@@ -189,6 +190,7 @@ func (c *Controller) restartedLocked(n *node) {
 	lost := 0
 	for _, j := range jobs {
 		if c.loseNodeLocked(j, n.addr) {
+			c.cleanLostLocked(j, n.addr) // its process restarted: it holds nothing
 			lost++
 		}
 	}
@@ -241,25 +243,57 @@ func scaleLost(lost []wire.LostNode, f float64) {
 // other than losing (the node j is losing now, not yet in its lost list:
 // a node that restarted at its address is active again), and that best
 // takes all of its allotted bytes (adoptBetter), as j's only node
-// (weight 1).
+// (weight 1). When every such node is one j lost before, it takes one of
+// those that is known to hold none of j's data (j.lostClean: restarted
+// empty, or told to drop it); it stays in the lost list, so that its old
+// keys still answer lost and name it, and holds its share from the epoch
+// of this loss (MapNode.Since), which leaves it out of the placements
+// that find lost nodes. Before, such a job kept its dead node for good: a
+// hostile trial's job, whose first node had restarted and whose second
+// then died, answered "node ... is dead" for 75 s and more beside an idle
+// active node.
 func (c *Controller) adoptLostLocked(j *job, losing string) (wire.MapNode, bool) {
 	cands := c.candidatesLocked(j.tier)
+	best := c.bestAdoptLocked(j, cands, losing, false)
+	if best < 0 {
+		best = c.bestAdoptLocked(j, cands, losing, true)
+	}
+	if best < 0 {
+		return wire.MapNode{}, false
+	}
+	c.cfg.Logger.Info("controller: job lost its every node and gets another", "job", j.id, "node", cands[best].addr,
+		"lost_before", c.lostByLocked(j, cands[best].addr))
+	// It never held what the job's lost nodes held: it holds its share
+	// from the epoch that records the loss (LostNode.Epoch).
+	return wire.MapNode{Addr: cands[best].addr, Weight: 1, State: wire.NodeActive, Since: j.epoch + 1}, true
+}
+
+// bestAdoptLocked is the index in cands of the node adoptLostLocked
+// takes, other than losing: among the nodes j has not lost, or (lost) among
+// those it lost that hold none of its data; -1 when there is none.
+func (c *Controller) bestAdoptLocked(j *job, cands []candidate, losing string, lost bool) int {
 	best := -1
 	for i := range cands {
-		if cands[i].addr == losing || c.lostByLocked(j, cands[i].addr) {
+		addr := cands[i].addr
+		if addr == losing || c.lostByLocked(j, addr) != lost || lost && !j.lostClean[addr] {
 			continue
 		}
 		if best < 0 || adoptBetter(&cands[i], &cands[best], j.allocBytes) {
 			best = i
 		}
 	}
-	if best < 0 {
-		return wire.MapNode{}, false
+	return best
+}
+
+// cleanLostLocked notes that addr, a node j lost, holds none of j's data.
+func (c *Controller) cleanLostLocked(j *job, addr string) {
+	if !c.lostByLocked(j, addr) {
+		return
 	}
-	c.cfg.Logger.Info("controller: job lost its every node and gets another", "job", j.id, "node", cands[best].addr)
-	// It never held what the job's lost nodes held: it holds its share
-	// from the epoch that records the loss (LostNode.Epoch).
-	return wire.MapNode{Addr: cands[best].addr, Weight: 1, State: wire.NodeActive, Since: j.epoch + 1}, true
+	if j.lostClean == nil {
+		j.lostClean = map[string]bool{}
+	}
+	j.lostClean[addr] = true
 }
 
 // setLostLocked replaces j's lost list, keeping the newest
@@ -308,9 +342,22 @@ func (c *Controller) lostByLocked(j *job, addr string) bool {
 // keys and answer them revoked, then not found, instead of lost.
 func (c *Controller) returnedLocked(addr string) {
 	for j := range c.lostFrom[addr] {
+		if j.has(addr) {
+			continue // adopted again (adoptLostLocked): what it holds is the job's
+		}
 		c.lostDrops = append(c.lostDrops, lostDrop{addr: addr, job: j.id})
 		c.st.waiting.Store(true)
 	}
+}
+
+// stillLost reports whether drop order d is still to be sent: its
+// job is not live (the node drops what it holds of an ended job), or is
+// and has not adopted the node again since the order was queued.
+func (c *Controller) stillLost(d lostDrop) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j := c.jobs[d.job]
+	return j == nil || !j.has(d.addr)
 }
 
 // sendLostDrops sends returned nodes' drop orders, on a goroutine of
@@ -320,9 +367,19 @@ func (c *Controller) returnedLocked(addr string) {
 func (c *Controller) sendLostDrops(drops []lostDrop) {
 	c.srv.goroutine(func() {
 		for _, d := range drops {
+			if !c.stillLost(d) {
+				continue
+			}
 			ctx, cancel := c.closingContext()
 			res := c.dropAll(ctx, d.job, []wire.MapNode{{Addr: d.addr, State: wire.NodeActive}})
 			cancel()
+			if res.Failed == 0 {
+				c.mu.Lock()
+				if j := c.jobs[d.job]; j != nil {
+					c.cleanLostLocked(j, d.addr)
+				}
+				c.mu.Unlock()
+			}
 			c.cfg.Logger.Info("controller: returned node drops its stale data of a job that lost it",
 				"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Bytes, "failed", res.Message)
 		}

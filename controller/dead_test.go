@@ -446,3 +446,73 @@ func TestRestartedOnlyNodeNotAdoptedBack(t *testing.T) {
 		t.Fatalf("map after its only node restarted: %+v; want %s alone, %s lost", m2, a.Addr, b.Addr)
 	}
 }
+
+// TestJobAdoptsALostNodeThatRestartedEmpty (hostile trial): a job's only
+// node restarts (the job loses it and adopts the other node), then that
+// other node dies past the grace. The restarted node is the only active
+// one, and holds none of the job's data: the job adopts it, as a node
+// that holds its share from this loss on, and both lost nodes stay listed
+// so old keys answer lost. Before, the job kept its dead node for good
+// (every put "node ... is dead", 75 s and more beside an idle node).
+// A lost node that came back with the job's data and was not known to
+// have dropped it is never adopted: its old values would read again.
+func TestJobAdoptsALostNodeThatRestartedEmpty(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	at := newIncServer(t, "127.0.0.1:0", 22, testSecret)
+	x := dramNode(at.addr(), 1<<30, 8000)
+	x.Incarnation = 22
+	mustRegister(t, c, x)
+	m, err := c.RegisterJob("solo", wire.JobHints{PeakMbps: 10})
+	if err != nil || len(m.Nodes) != 1 || m.Nodes[0].Addr != x.Addr {
+		t.Fatalf("%+v %v", m, err)
+	}
+	y := dramNode("127.0.0.1:7002", 1<<30, 8000)
+	mustRegister(t, c, y)
+	if err := c.SetNodeState(x.Addr, wire.NodeDead); err != nil { // killed
+		t.Fatal(err)
+	}
+	x.Incarnation = 23 // and started again, empty
+	at.inc.Store(23)
+	mustRegister(t, c, x)
+	m2, _ := c.GetMap(m.Job, m.Token)
+	if len(m2.Nodes) != 1 || m2.Nodes[0].Addr != y.Addr || len(m2.Lost) != 1 {
+		t.Fatalf("map after its node restarted: %+v; want %s alone, %s lost", m2, y.Addr, x.Addr)
+	}
+	if err := c.SetNodeState(y.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c)
+	m3, _ := c.GetMap(m.Job, m.Token)
+	if len(m3.Nodes) != 1 || m3.Nodes[0].Addr != x.Addr || m3.Nodes[0].State != wire.NodeActive || len(m3.Lost) != 2 {
+		t.Fatalf("map after its second node died: %+v; want the restarted %s alone, two lost", m3, x.Addr)
+	}
+	for _, l := range m3.Lost {
+		if m3.Nodes[0].Since < l.Epoch {
+			t.Fatalf("adopted node holds its share from epoch %d, before lost %+v: it would take the lost node's keys", m3.Nodes[0].Since, l)
+		}
+	}
+
+	// A lost node that came back with its data (heartbeats again; its
+	// drop order not known done) is not adopted.
+	c2 := deadTest(t, time.Minute)
+	a, b := dramNode("127.0.0.1:7011", 1<<30, 8000), dramNode("127.0.0.1:7012", 1<<30, 8000)
+	mustRegister(t, c2, a)
+	m, err = c2.RegisterJob("solo", wire.JobHints{PeakMbps: 10})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	mustRegister(t, c2, b)
+	if err := c2.SetNodeState(a.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c2) // a lost, b adopted
+	c2.heartbeat(&wire.Heartbeat{Addr: a.Addr})
+	if err := c2.SetNodeState(b.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c2)
+	m4, _ := c2.GetMap(m.Job, m.Token)
+	if len(m4.Nodes) != 1 || m4.Nodes[0].Addr != b.Addr {
+		t.Fatalf("map after its second node died: %+v; want it kept on dead %s (%s may hold its old values)", m4, b.Addr, a.Addr)
+	}
+}

@@ -145,6 +145,11 @@ type job struct {
 	epochRev   uint64
 	bumped     time.Time
 	pub        *wire.PlacementMap
+	// lostClean are the lost nodes known to hold none of the job's data
+	// (restarted empty, or a drop order done: dead.go), which the job may
+	// adopt again when no other node is left to it. Not stored: after a
+	// controller restart none is known clean.
+	lostClean map[string]bool
 }
 
 // nodeLoad is what the registry knows per node address about the jobs

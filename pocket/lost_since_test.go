@@ -51,3 +51,33 @@ func TestLostKeysOfNodesThatJoinedLater(t *testing.T) {
 		t.Fatalf("keys per node %v: the test proves nothing", counts)
 	}
 }
+
+// TestLostNodeAdoptedAgain: a job whose only live node is one it lost
+// before (it restarted empty; the controller adopted it again when the
+// job's other node was lost too, dead.go) has that address both as its
+// member, holding its share from the second loss on, and in its lost list.
+// Every key routes to the member, and a "not found" for any key answers
+// lost (the key may have been on either lost node), never an index
+// mix-up of the two entries of one address.
+func TestLostNodeAdoptedAgain(t *testing.T) {
+	x, y := "10.0.0.1:1", "10.0.0.2:1"
+	m := Map{Job: "j", Epoch: 6, Nodes: []Node{{Addr: x, Weight: 1, Since: 5}},
+		Lost: []LostNode{{Addr: x, Weight: 1e9 / 2, Epoch: 3}, {Addr: y, Weight: 1e9 / 2, Epoch: 5}}}
+	j := &Job{}
+	j.setMap(m)
+	seen := map[string]int{}
+	for i := 0; i < 2000; i++ {
+		k := []byte(fmt.Sprintf("key-%d", i))
+		if owner := j.route(k, 0).addr; owner != x {
+			t.Fatalf("%s routes to %s; want the member %s", k, owner, x)
+		}
+		l, ok := j.lostOwner(k, 0)
+		if !ok || !errors.Is(j.lostErr(k, 0, wire.ErrNotFound), wire.ErrLost) {
+			t.Fatalf("%s: lost owner %+v %v; want one of the lost nodes", k, l, ok)
+		}
+		seen[l.Addr]++
+	}
+	if seen[x] < 500 || seen[y] < 500 {
+		t.Fatalf("lost owners %v: want both lost nodes to own a share of the old keys", seen)
+	}
+}
