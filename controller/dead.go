@@ -181,6 +181,9 @@ func (c *Controller) restartedLocked(n *node) {
 	if n.state == wire.NodeDead {
 		c.setStateLocked(n, wire.NodeActive, "registered again")
 	}
+	for j := range c.lostFrom[n.addr] {
+		c.cleanLostLocked(j, n.addr) // lost before, and now empty (also after a controller restart)
+	}
 	var jobs []*job
 	if l := c.loads[n.addr]; l != nil {
 		for j := range l.jobs {

@@ -492,6 +492,34 @@ func TestJobAdoptsALostNodeThatRestartedEmpty(t *testing.T) {
 		}
 	}
 
+	// A node lost dead past the grace that then comes back restarted
+	// (another incarnation: empty) is adopted the same way.
+	c1 := deadTest(t, time.Minute)
+	at1 := newIncServer(t, "127.0.0.1:0", 31, testSecret)
+	x1 := dramNode(at1.addr(), 1<<30, 8000)
+	x1.Incarnation = 31
+	mustRegister(t, c1, x1)
+	m, err = c1.RegisterJob("solo", wire.JobHints{PeakMbps: 10})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	y1 := dramNode("127.0.0.1:7022", 1<<30, 8000)
+	mustRegister(t, c1, y1)
+	if err := c1.SetNodeState(x1.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c1) // x1 lost, y1 adopted
+	x1.Incarnation = 32
+	at1.inc.Store(32)
+	mustRegister(t, c1, x1)
+	if err := c1.SetNodeState(y1.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c1)
+	if m5, _ := c1.GetMap(m.Job, m.Token); len(m5.Nodes) != 1 || m5.Nodes[0].Addr != x1.Addr || len(m5.Lost) != 2 {
+		t.Fatalf("map after its second node died: %+v; want %s, restarted after it was lost, alone", m5, x1.Addr)
+	}
+
 	// A lost node that came back with its data (heartbeats again; its
 	// drop order not known done) is not adopted.
 	c2 := deadTest(t, time.Minute)
