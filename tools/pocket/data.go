@@ -239,7 +239,11 @@ func runPut(args []string) int {
 }
 
 // noSpaceHint adds to a put refused for lack of space the value's size
-// (0: unknown), the job's nodes, and what to do.
+// (0: unknown), where it went, and what may free space. Before, it said
+// every node of the job had no room and told the user to delete the job's
+// keys or add nodes, where one node (the key's, or a chunk's) was full,
+// mostly of other jobs' values, on a cluster at its autoscaler's maximum
+// (a new user's trial).
 func noSpaceHint(err error, j *pocket.Job, size int64) error {
 	if !errors.Is(err, wire.ErrNoSpace) {
 		return err
@@ -249,8 +253,9 @@ func noSpaceHint(err error, j *pocket.Job, size int64) error {
 	if size > 0 {
 		value = "the value is " + units.FormatSize(size) + "; "
 	}
-	return fmt.Errorf("%w (%sthe job's %d %s node(s) have no room for it: free space with pocket rm %s KEY, or add nodes; "+
-		"pocket status shows each node's use and capacity)", err, value, len(m.Nodes), m.Tier, m.Job)
+	return fmt.Errorf("%w (%sthe node of the job's %d %s node(s) that the value, or a chunk of it, goes to is full: "+
+		"every job's values there count; deleting this job's keys (pocket rm %s KEY) frees what they hold, and "+
+		"pocket status shows each node's use and capacity, and the controller's autoscaling maximum)", err, value, len(m.Nodes), m.Tier, m.Job)
 }
 
 func runGet(args []string) int {

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/pocketstore/pocket/pocket"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestNoSpaceHintSaysOneNode (new user's trial): a put refused for lack
+// of space says that the node the value (or a chunk) goes to is full,
+// that every job's values there count, and where to look; it no longer
+// says every node of the job has no room, nor tells the user to add
+// nodes (a cluster at its autoscaler's maximum cannot). Other errors pass
+// unchanged.
+func TestNoSpaceHintSaysOneNode(t *testing.T) {
+	s := pocket.NewStore(nil, pocket.Config{})
+	defer s.Close()
+	j, err := s.OpenStatic("job-1", "127.0.0.1:1", "127.0.0.1:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := wire.Errorf(wire.CodeNoSpace, "tier full")
+	msg := noSpaceHint(full, j, 3<<20).Error()
+	for _, want := range []string{"the value is 3MiB", "the node of the job's 2", "goes to is full", "every job's values there count", "pocket rm job-1 KEY", "pocket status"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("hint %q does not say %q", msg, want)
+		}
+	}
+	for _, not := range []string{"have no room", "add nodes"} {
+		if strings.Contains(msg, not) {
+			t.Errorf("hint %q still says %q", msg, not)
+		}
+	}
+	if !errors.Is(noSpaceHint(full, j, 0), wire.ErrNoSpace) {
+		t.Error("the hint lost the no-space error")
+	}
+	other := errors.New("other")
+	if noSpaceHint(other, j, 1) != other {
+		t.Error("another error was changed")
+	}
+}
