@@ -227,8 +227,9 @@ func Random(ctx context.Context, dev *nvme.Device, write bool, block, depth int,
 	})
 }
 
-// drive runs depth workers, each keeping one transfer in flight, until d
-// has passed, and merges their counts and latency histograms.
+// drive runs depth workers, each keeping one transfer in flight (and
+// making at least one), until d has passed, and merges their counts and
+// latency histograms.
 func drive(ctx context.Context, dev *nvme.Device, write bool, block, depth int, d time.Duration, offset func(*rand.Rand) int64) (*Stats, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -271,7 +272,10 @@ func worker(ctx context.Context, dev *nvme.Device, write bool, block int, seed u
 	}
 	rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
 	ios := make([]nvme.IO, 1)
-	for ctx.Err() == nil {
+	// At least one transfer, also when ctx ended before the worker ran:
+	// on a loaded machine a 100 ms run once moved nothing, and the reads
+	// after it, kept to what was written, had nothing to read.
+	for first := true; first || ctx.Err() == nil; first = false {
 		ios[0] = nvme.IO{Write: write, Buf: buf, Off: offset(rng)}
 		t0 := time.Now()
 		if err := dev.Do(ios); err != nil {

@@ -146,3 +146,24 @@ func TestMainFlags(t *testing.T) {
 		t.Fatalf("--profile: %v", err)
 	}
 }
+
+// TestEveryWorkerMovesOne: a run whose time is up before its workers
+// start (a loaded machine) still makes one transfer per worker, so the
+// reads that follow a write have something written to read. Before, CI
+// saw a 100 ms sequential write move nothing and TestRunSmall fail "span 0
+// below one 1048576-byte block"; here a zero duration did the same.
+func TestEveryWorkerMovesOne(t *testing.T) {
+	dir := t.TempDir()
+	if err := nvme.ProbeDirectIO(dir); err != nil {
+		t.Skipf("hw test skipped: %s: %v", dir, err)
+	}
+	dev, err := nvme.Open(filepath.Join(dir, "dev"), nvme.Options{Size: 8 << 20, QueueDepth: 2, BufferPool: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	s, err := Sequential(context.Background(), dev, true, 1<<20, 2, dev.Size(), 0)
+	if err != nil || s.Ops < 2 || s.Bytes < 2<<20 {
+		t.Fatalf("a zero-length run of 2 workers: %+v, %v; want a transfer from each", s, err)
+	}
+}
