@@ -819,3 +819,40 @@ func TestCallBetweenIdleLookAndPeek(t *testing.T) {
 		t.Fatal("the get on the connection during the look did not return")
 	}
 }
+
+// TestCallOnAConnectionRetiredMeanwhile (hostile trial): a caller handed
+// a pooled connection that the pool then retires, idle past MaxIdle,
+// for another caller before the first has put its call on it, is not
+// failed: its call goes out on another connection. Before, it failed
+// "connection idle past MaxIdle; redialled" (224 of 586,586 calls with
+// MaxIdle 1 ms in the trial).
+func TestCallOnAConnectionRetiredMeanwhile(t *testing.T) {
+	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); d.Close() })
+	addr := n.Addr().String()
+	c := client.New(client.Options{ConnsPerNode: 1, MaxIdle: 20 * time.Millisecond})
+	defer c.Close()
+	ctx := context.Background()
+	req := wire.Request{Job: []byte("j"), Key: []byte("k")}
+	if _, err := c.Do(ctx, addr, wire.OpPut, 0, &req, []byte("v"), nil); err != nil {
+		t.Fatal(err)
+	}
+	held, err := client.HoldConn(ctx, c, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond) // past MaxIdle: the next caller's pool look retires it
+	if _, err := c.Do(ctx, addr, wire.OpGet, 0, &req, nil, nil); err != nil {
+		t.Fatalf("the get that found the connection idle: %v", err)
+	}
+	if r, err := held(wire.OpGet, &req, nil); err != nil || string(r.Payload) != "v" {
+		t.Fatalf("the get on the connection handed out before it was retired: %q, %v", r.Payload, err)
+	}
+}

@@ -32,3 +32,21 @@ func GetDuringIdlePeek(req *wire.Request, d time.Duration) (res <-chan error, un
 // IdleCheck is how long a connection sits unused before the pool looks at
 // it.
 const IdleCheck = idleCheck
+
+// HoldConn takes a connection to addr from c's pool now and returns a
+// function that makes a call on it later, as Client.Do does with the
+// connection it was handed (another one if the pool retired it
+// meanwhile).
+func HoldConn(ctx context.Context, c *Client, addr string) (func(op wire.Op, req *wire.Request, payload []byte) (Reply, error), error) {
+	p, err := c.pool(addr)
+	if err != nil {
+		return nil, err
+	}
+	mc, err := p.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func(op wire.Op, req *wire.Request, payload []byte) (Reply, error) {
+		return p.doFrom(ctx, mc, op, 0, req, payload, nil)
+	}, nil
+}

@@ -56,5 +56,5 @@ func (mc *muxConn) closedByPeer() bool {
 	if peekHook != nil {
 		peekHook(mc)
 	}
-	return sockpeek.Peek(mc.nc) >= sockpeek.Data // bytes or a close the node sent
+	return sockpeek.Peek(mc.nc) >= sockpeek.Data && mc.retireLocked(errPeerClosed) // bytes or a close the node sent
 }
