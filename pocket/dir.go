@@ -204,11 +204,23 @@ func (j *Job) CreateDir(ctx context.Context, dir string) error {
 
 // CountFiles returns the number of direct children (values and
 // directories) of dir; ErrNotFound when dir neither exists nor has any.
+// With a node of the map dead (not asked, and it may come back with its
+// names) the count is not known: it answers that node's ErrUnavailable.
+// Before, it counted what the other nodes held, with no error, and
+// answered ErrNotFound for a directory whose names were all on the dead
+// node (a hostile trial: 6 of 10, and after the node came back, 10). The
+// names of nodes the map lists lost are gone, and not counted.
 func (j *Job) CountFiles(ctx context.Context, dir string) (int, error) {
 	p := dirPrefix(dir)
-	ents, err := j.list(ctx, p, '/')
+	ents, m, err := j.listOn(ctx, p, '/')
 	if err != nil {
 		return 0, err
+	}
+	gone := j.GoneNodes()
+	for _, n := range m.Nodes {
+		if m.Dead[n.Addr] && !slices.Contains(gone, n.Addr) {
+			return 0, j.wrap("count files", dir, deadNodeErr(n.Addr))
+		}
 	}
 	n, marker := 0, false
 	for _, e := range ents {

@@ -2,9 +2,13 @@ package pocket
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // TestListReportSaysWhatItMissed: a listing of a job whose map marks a
@@ -50,5 +54,45 @@ func TestListReportSaysWhatItMissed(t *testing.T) {
 	}
 	if ents, err := j.List(ctx, ""); err != nil || len(ents) != len(l.Entries) {
 		t.Errorf("List = %d names, %v; want ListReport's %d", len(ents), err, len(l.Entries))
+	}
+}
+
+// TestCountFilesWithADeadNode (hostile trial): with a node of the map
+// dead, CountFiles answers that node's keys unavailable, for a directory
+// with names on it or not, instead of counting the other nodes' names
+// (6 of 10 in the trial, 10 once the node came back) or answering "not
+// found" for a directory whose names were all on it. With the node lost
+// (its names gone) it counts what is left.
+func TestCountFilesWithADeadNode(t *testing.T) {
+	addrs, _ := cluster(t, 3, 64<<20)
+	j := staticJob(t, Config{}, addrs)
+	ctx := context.Background()
+	for i := 0; i < 30; i++ {
+		if err := j.Put(ctx, fmt.Sprintf("dir/f%02d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := j.CountFiles(ctx, "dir"); err != nil || n != 30 {
+		t.Fatalf("CountFiles of the whole map: %d, %v; want 30", n, err)
+	}
+	m := j.Map()
+	m.Dead = map[string]bool{addrs[0]: true}
+	j.setMap(m)
+	for _, d := range []string{"dir", "nothing-here"} {
+		if n, err := j.CountFiles(ctx, d); !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), addrs[0]) {
+			t.Errorf("CountFiles(%q) with node %s dead: %d, %v; want it unavailable, naming the node", d, addrs[0], n, err)
+		}
+	}
+	m = j.Map()
+	m.Dead = nil
+	m.Nodes = m.Nodes[1:]
+	m.Lost = []LostNode{{Addr: addrs[0], Weight: 1, Epoch: 2}}
+	j.setMap(m)
+	ents, err := j.List(ctx, "dir/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := j.CountFiles(ctx, "dir"); err != nil || n != len(ents) || n == 30 {
+		t.Errorf("CountFiles with node %s lost: %d, %v; want the %d names left", addrs[0], n, err, len(ents))
 	}
 }

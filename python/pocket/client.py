@@ -472,12 +472,32 @@ class _MapState:
         old = self.prior.ids[self.prior.pick(key, chunk)]
         return addr, (old if old != addr and (keep_dead or old not in self.dead) else "")
 
+    def dead_old(self, key: bytes, chunk: int) -> str:
+        """The old owner of (key, chunk) when the map marks it dead (route
+        leaves it out), else "": it may hold the value, and come back
+        within the controller's grace (the Go SDK's deadOldDo)."""
+        if self.settled or not self.dead:
+            return ""
+        addr = self.live.ids[self.live.pick(key, chunk)]
+        old = self.prior.ids[self.prior.pick(key, chunk)]
+        return old if old != addr and old in self.dead else ""
+
     def keyless(self, key: bytes = b"", **kw) -> bytes:
         """A request of the job with no key (or a prefix) and fields kw."""
         return wire.encode_request(self.job, key, self.map.token, self.map.epoch, **kw)
 
 
 _REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING)
+
+
+def _not_found_at_both(r: Reply, r_old: Reply) -> Reply:
+    """The answer of a read that asked a key's owner (r, its last reply)
+    after its old owner (r_old): "not found" only when the old owner said
+    so too; else the old owner's reply stands (the Go SDK's
+    notFoundAtBoth)."""
+    if r.code == errors.Code.NOT_FOUND and r_old.code not in (0, errors.Code.NOT_FOUND):
+        return r_old
+    return r
 
 
 def _until_not_busy(send, wait: float) -> Reply:
@@ -1158,7 +1178,10 @@ class Job:
                         raise NodeGone(addr)
                     raise NodeUnavailable(addr, f"node {addr} is dead: {DEAD_NODE_ADVICE}", sent=False)
                 meta = st.codec.encode(key, version, object_size)
-                if old and self._retired:
+                dead_old = "" if old or self._retired else st.dead_old(key, chunk)
+                if dead_old:
+                    r = self._dead_old_do(addr, dead_old, op, flags | st.tier_flags, meta, payload, dst)
+                elif old and self._retired:
                     # Either owner may hold it; either may be gone.
                     r = self._retired_key_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
                 elif old:
@@ -1208,7 +1231,7 @@ class Job:
             if r.code != errors.Code.NOT_FOUND:
                 return r
             r2 = send(old)
-            return r2 if r2.code == 0 else send(addr)
+            return r2 if r2.code == 0 else _not_found_at_both(send(addr), r2)
         if op == wire.OP_DELETE and flags & wire.FLAG_IF_VERSION:
             r = self._send(addr, wire.OP_STAT, st.tier_flags, st.codec.encode(key))
             if r.code == 0 and r.response().version == version:
@@ -1217,6 +1240,11 @@ class Job:
                 return r
         if op == wire.OP_DELETE:
             r_old = send(old)
+            if r_old.code not in (0, errors.Code.NOT_FOUND, errors.Code.CONFLICT):
+                # The old owner did not answer for the key (a map newer than
+                # the request's, say): deleting at the owner alone would
+                # leave its value to be moved back.
+                return r_old
             r = send(addr)
             if r_old.code == 0 and r.code in (errors.Code.NOT_FOUND, errors.Code.CONFLICT):
                 # Deleted at the old owner only: its reply names the
@@ -1232,6 +1260,23 @@ class Job:
         r = send(addr)
         if op == wire.OP_PUT and r.code == 0 and not flags & wire.FLAG_CHUNK:
             self._drop_old(st, key, old, version)
+        return r
+
+    def _dead_old_do(self, addr: str, dead_old: str, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
+        """A request for a key whose old owner (dead_old) the map marks
+        dead: it is not asked. A get or stat its owner answers "not found",
+        a delete and a get that deletes raise that the dead node's keys are
+        unavailable (the value may be on it, and it may come back); a put
+        goes to the owner. Before, the owner's "not found" was the answer
+        (a hostile trial: 506 of 1,000 gets, 98 of 200 deletes of values
+        that read back once the node did)."""
+        def unavailable() -> NodeUnavailable:
+            return NodeUnavailable(dead_old, f"node {dead_old} is dead: {DEAD_NODE_ADVICE}", sent=False)
+        if op == wire.OP_DELETE or (op == wire.OP_GET and flags & wire.FLAG_DELETE_AFTER_READ):
+            raise unavailable()
+        r = self._send(addr, op, flags, meta, payload, dst)
+        if op in (wire.OP_GET, wire.OP_STAT) and r.code == errors.Code.NOT_FOUND:
+            raise unavailable()
         return r
 
     def _drop_old(self, st: _MapState, key: bytes, old: str, ver: int) -> None:
@@ -1277,7 +1322,7 @@ class Job:
         r = self._send(addr, wire.OP_GET, (flags & ~wire.FLAG_DELETE_AFTER_READ) | wire.FLAG_VERSION, meta, None, dst)
         if r.code == errors.Code.NOT_FOUND:
             r2 = send(old)
-            return r2 if r2.code == 0 else send(addr)
+            return r2 if r2.code == 0 else _not_found_at_both(send(addr), r2)
         if r.code or r.flags & wire.FLAG_MANIFEST:
             return r
         seen = r.response().version if r.meta else 0
@@ -1614,7 +1659,10 @@ class Job:
             ck = wire.chunk_key(k, m.version, i)
             addr, old = st.route(ck, i)
             lo, hi = m.bounds(i)
-            by_node.setdefault(addr if not old else "", []).append((i, ck, out[lo:hi], old))
+            # A chunk whose owner changes, or whose old owner is dead, goes
+            # alone (_do), which asks both or answers unavailable.
+            alone = old or st.dead_old(ck, i)
+            by_node.setdefault(addr if not alone else "", []).append((i, ck, out[lo:hi], old))
         calls = []
         for addr, items in by_node.items():
             if addr and not self._retired:
@@ -1792,10 +1840,20 @@ class Job:
     @_notes_expiry
     def count_files(self, d: Name = "") -> int:
         """The number of direct children (values and directories) of d.
-        Raises NotFound when d neither exists nor has children."""
+        Raises NotFound when d neither exists nor has children, and
+        Unavailable when a node of the map is dead (not asked: it may come
+        back with its names), as the Go SDK's CountFiles; before, it counted
+        what the other nodes held. Names on lost nodes are gone, not
+        counted."""
         p = _dir_prefix(d)
         n, marker = 0, False
-        for e in self._list(p, ord("/")):
+        used: list = []
+        ents = self._list(p, ord("/"), used)
+        gone = self.gone_nodes()
+        for node in used[0].map.nodes:
+            if node.state == wire.NODE_DEAD and node.addr not in gone:
+                raise NodeUnavailable(node.addr, f"count files {d!r}: node {node.addr} is dead: {DEAD_NODE_ADVICE}", sent=False)
+        for e in ents:
             if e.name.encode("utf-8", "surrogateescape") == p:
                 marker = True
             else:

@@ -63,8 +63,8 @@ def test_deregister_reports_persisted_bytes_as_the_cli(cluster, bins):
         # What the nodes kept is the persisted values, the temporary one's
         # bytes gone. (res.values and res.bytes count what the controller's
         # drop order freed; a node that heard of the revocation first has
-        # dropped the job on its own and reports less: not compared.)
-        assert res.values > 0
+        # dropped the job on its own and reports less, down to 0 when every
+        # node heard first, as a loaded run saw once: not compared.)
         assert BIG + 4 <= res.persisted_bytes <= before - BIG
         assert pocket.credential_job(res.credential) == j.id
         assert res.credential not in repr(res)  # a secret, kept out of logs
