@@ -138,6 +138,9 @@ func runJobRegister(args []string) int {
 	mc, ctx, done := ctlClient(*addr, tc)
 	defer done()
 	excess, err := checkHints(ctx, *addr, &tf, hints, prices)
+	if unreachable(err) {
+		return fail("job register: %v", err)
+	}
 	code, ok, later := reportHints(excess, err, *strict)
 	if !ok {
 		return code
@@ -255,6 +258,9 @@ func runJobDeregister(args []string) int {
 	// The allotment the job holds, read before the controller forgets it,
 	// to say what the deregistration gives back.
 	held, heldErr := mc.GetMap(ctx, a.job, a.token)
+	if unreachable(heldErr) {
+		return fail("job deregister: %v", ctlError(heldErr, a.addr, a.insecure))
+	}
 	if heldErr != nil {
 		held = nil
 	}
