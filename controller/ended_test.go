@@ -290,7 +290,7 @@ func TestForgottenJobSaysHowItEnded(t *testing.T) {
 		}
 		wantUnknown(t, c, w.m.Job, w.m.Token, "its token")
 		_, err := c.GetMapOrEnded(w.m.Job, w.m.Token)
-		if !strings.Contains(err.Error(), w.says) {
+		if !strings.Contains(err.Error(), w.says) || !strings.Contains(err.Error(), "no credential can be made for it now") {
 			t.Errorf("GetMapOrEnded of the forgotten job %s: %v; want it to say it %s", w.m.Job, err, w.says)
 		}
 	}

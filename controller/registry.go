@@ -958,8 +958,9 @@ func (c *Controller) endedJobErrLocked(id string, claims token.Claims) error {
 	case c.cfg.Store == nil:
 		how = "was deregistered, or this controller, which keeps no state, restarted since it was registered"
 	}
-	return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered: it %s. Its data was dropped, except values put with "+
-		"persist-after-job, which stay readable with its credential", id, how)
+	return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered: it %s. Its data was dropped, and its final map is "+
+		"no longer kept (it persisted nothing, or it is among the oldest of many ended jobs), so no credential can be made "+
+		"for it now; one printed before still reads what it put with persist-after-job", id, how)
 }
 
 // badToken is the refusal of a token that does not grant job id, the same
