@@ -103,7 +103,7 @@ func (c *Controller) evictDeadLocked(now time.Time) {
 		}
 		left := 0
 		for _, j := range jobs {
-			if c.loseNodeLocked(j, addr) {
+			if c.loseNodeLocked(j, addr, false) {
 				left++
 			}
 		}
@@ -127,8 +127,10 @@ func (c *Controller) postponedLossLocked(addr string, now, refused time.Time) {
 
 // loseNodeLocked takes addr out of j's map and records it as lost. It
 // reports false, and changes nothing, when the job has no other node and
-// none can be given to it.
-func (c *Controller) loseNodeLocked(j *job, addr string) bool {
+// none can be given to it. restarted says addr is active again and empty
+// (its process restarted, restartedLocked): the job may then keep it as
+// a new node when it has no other.
+func (c *Controller) loseNodeLocked(j *job, addr string, restarted bool) bool {
 	var w float64
 	kept := make([]wire.MapNode, 0, len(j.nodes))
 	for _, mn := range j.nodes {
@@ -143,7 +145,7 @@ func (c *Controller) loseNodeLocked(j *job, addr string) bool {
 		scaleLost(lost, 1/sum) // lost is a copy: the scale of kept once normalized
 		normalize(kept)
 	} else {
-		adopted, ok := c.adoptLostLocked(j, addr)
+		adopted, ok := c.adoptLostLocked(j, addr, restarted)
 		if !ok {
 			return false
 		}
@@ -192,7 +194,7 @@ func (c *Controller) restartedLocked(n *node) {
 	}
 	lost := 0
 	for _, j := range jobs {
-		if c.loseNodeLocked(j, n.addr) {
+		if c.loseNodeLocked(j, n.addr, true) {
 			c.cleanLostLocked(j, n.addr) // its process restarted: it holds nothing
 			lost++
 		}
@@ -247,25 +249,33 @@ func scaleLost(lost []wire.LostNode, f float64) {
 // a node that restarted at its address is active again), and that best
 // takes all of its allotted bytes (adoptBetter), as j's only node
 // (weight 1). When every such node is one j lost before, it takes one of
-// those that is known to hold none of j's data (j.lostClean: restarted
-// empty, or told to drop it); it stays in the lost list, so that its old
-// keys still answer lost and name it, and holds its share from the epoch
-// of this loss (MapNode.Since), which leaves it out of the placements
-// that find lost nodes. Before, such a job kept its dead node for good: a
-// hostile trial's job, whose first node had restarted and whose second
-// then died, answered "node ... is dead" for 75 s and more beside an idle
-// active node.
-func (c *Controller) adoptLostLocked(j *job, losing string) (wire.MapNode, bool) {
+// those known to hold none of j's data (j.lostClean: it restarted since),
+// and failing that losing itself when it restarted (losingRestarted):
+// such a node stays (or goes) in the lost list, so that its old keys
+// answer lost and name it, and holds its share from the epoch of this
+// loss (MapNode.Since), which leaves it out of the placements that find
+// lost nodes. Before, the first kind of job kept its dead node for good
+// (a hostile trial: "node ... is dead" for 75 s and more beside an idle
+// active node), and a job whose only node restarted recorded no loss, so
+// its old keys read "not found", not lost. A lost node that came back
+// with its data is not taken, even once told to drop it: the drop revokes
+// the job in the node's table, which a later map does not undo (a hostile
+// trial: every call then "token revoked", and persisted old values read
+// again).
+func (c *Controller) adoptLostLocked(j *job, losing string, losingRestarted bool) (wire.MapNode, bool) {
 	cands := c.candidatesLocked(j.tier)
 	best := c.bestAdoptLocked(j, cands, losing, false)
 	if best < 0 {
 		best = c.bestAdoptLocked(j, cands, losing, true)
 	}
+	if best < 0 && losingRestarted {
+		best = slices.IndexFunc(cands, func(cd candidate) bool { return cd.addr == losing })
+	}
 	if best < 0 {
 		return wire.MapNode{}, false
 	}
 	c.cfg.Logger.Info("controller: job lost its every node and gets another", "job", j.id, "node", cands[best].addr,
-		"lost_before", c.lostByLocked(j, cands[best].addr))
+		"lost_before", c.lostByLocked(j, cands[best].addr), "restarted", cands[best].addr == losing)
 	// It never held what the job's lost nodes held: it holds its share
 	// from the epoch that records the loss (LostNode.Epoch).
 	return wire.MapNode{Addr: cands[best].addr, Weight: 1, State: wire.NodeActive, Since: j.epoch + 1}, true
@@ -288,7 +298,8 @@ func (c *Controller) bestAdoptLocked(j *job, cands []candidate, losing string, l
 	return best
 }
 
-// cleanLostLocked notes that addr, a node j lost, holds none of j's data.
+// cleanLostLocked notes that addr, a node j lost, holds none of j's data:
+// its process restarted since.
 func (c *Controller) cleanLostLocked(j *job, addr string) {
 	if !c.lostByLocked(j, addr) {
 		return
@@ -376,13 +387,6 @@ func (c *Controller) sendLostDrops(drops []lostDrop) {
 			ctx, cancel := c.closingContext()
 			res := c.dropAll(ctx, d.job, []wire.MapNode{{Addr: d.addr, State: wire.NodeActive}})
 			cancel()
-			if res.Failed == 0 {
-				c.mu.Lock()
-				if j := c.jobs[d.job]; j != nil {
-					c.cleanLostLocked(j, d.addr)
-				}
-				c.mu.Unlock()
-			}
 			c.cfg.Logger.Info("controller: returned node drops its stale data of a job that lost it",
 				"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Bytes, "failed", res.Message)
 		}

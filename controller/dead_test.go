@@ -544,3 +544,37 @@ func TestJobAdoptsALostNodeThatRestartedEmpty(t *testing.T) {
 		t.Fatalf("map after its second node died: %+v; want it kept on dead %s (%s may hold its old values)", m4, b.Addr, a.Addr)
 	}
 }
+
+// TestOnlyNodeRestartedRecordsTheLoss (hostile trial): a job whose only
+// node restarts (another incarnation: empty) and has no other node keeps
+// that node, as a new one holding its share from the loss's epoch, and
+// lists it lost, so its old keys answer lost. Before, nothing was
+// recorded ("kept_for_lack_of_nodes") and its old keys read "not found".
+func TestOnlyNodeRestartedRecordsTheLoss(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	at := newIncServer(t, "127.0.0.1:0", 41, testSecret)
+	x := dramNode(at.addr(), 1<<30, 8000)
+	x.Incarnation = 41
+	mustRegister(t, c, x)
+	m, err := c.RegisterJob("solo", wire.JobHints{PeakMbps: 10})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if err := c.SetNodeState(x.Addr, wire.NodeDead); err != nil { // killed
+		t.Fatal(err)
+	}
+	x.Incarnation = 42 // and started again, empty
+	at.inc.Store(42)
+	mustRegister(t, c, x)
+	m2, err := c.GetMap(m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m2.Nodes) != 1 || m2.Nodes[0].Addr != x.Addr || m2.Nodes[0].State != wire.NodeActive ||
+		len(m2.Lost) != 1 || m2.Lost[0].Addr != x.Addr || m2.Nodes[0].Since < m2.Lost[0].Epoch {
+		t.Fatalf("map after its only node restarted: %+v; want %s kept as a new node from the loss's epoch, and listed lost", m2, x.Addr)
+	}
+	if _, err := c.RegisterJob("next", wire.JobHints{PeakMbps: 10}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -437,7 +437,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 		}
 	}
 	for _, j := range jobs {
-		if lost && c.loseNodeLocked(j, n.addr) {
+		if lost && c.loseNodeLocked(j, n.addr, false) {
 			continue
 		}
 		j.lostOne()

@@ -193,7 +193,7 @@ func TestJobMapChangeWaitsForADeadNode(t *testing.T) {
 		t.Fatalf("a second change while one waits: %v", err)
 	}
 	c.mu.Lock()
-	c.loseNodeLocked(j, other)
+	c.loseNodeLocked(j, other, false)
 	c.mu.Unlock()
 	c.movesTick(time.Now())
 	if j.move != nil || len(c.moving) != 0 {

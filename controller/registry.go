@@ -146,7 +146,7 @@ type job struct {
 	bumped     time.Time
 	pub        *wire.PlacementMap
 	// lostClean are the lost nodes known to hold none of the job's data
-	// (restarted empty, or a drop order done: dead.go), which the job may
+	// (restarted since: dead.go), which the job may
 	// adopt again when no other node is left to it. Not stored: after a
 	// controller restart none is known clean.
 	lostClean map[string]bool
