@@ -821,9 +821,9 @@ func TestCallBetweenIdleLookAndPeek(t *testing.T) {
 }
 
 // TestCallOnAConnectionRetiredMeanwhile (hostile trial): a caller handed
-// a pooled connection that the pool then retires, idle past MaxIdle,
-// for another caller before the first has put its call on it, is not
-// failed: its call goes out on another connection. Before, it failed
+// a pooled connection that has gone idle past MaxIdle before the caller
+// put its call on it is not failed, and the connection is not retired
+// under it (inHand) when the pool looks at it for another caller. Before, it failed
 // "connection idle past MaxIdle; redialled" (224 of 586,586 calls with
 // MaxIdle 1 ms in the trial).
 func TestCallOnAConnectionRetiredMeanwhile(t *testing.T) {
@@ -844,13 +844,19 @@ func TestCallOnAConnectionRetiredMeanwhile(t *testing.T) {
 	if _, err := c.Do(ctx, addr, wire.OpPut, 0, &req, []byte("v"), nil); err != nil {
 		t.Fatal(err)
 	}
-	held, err := client.HoldConn(ctx, c, addr)
+	held, retired, err := client.HoldConn(ctx, c, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(60 * time.Millisecond) // past MaxIdle: the next caller's pool look retires it
+	time.Sleep(60 * time.Millisecond) // past MaxIdle: the next caller's pool look would retire it
 	if _, err := c.Do(ctx, addr, wire.OpGet, 0, &req, nil, nil); err != nil {
 		t.Fatalf("the get that found the connection idle: %v", err)
+	}
+	if retired() {
+		// A call handed the connection keeps it (inHand); retired, it
+		// could be retired again on every connection it goes to (a
+		// hostile trial at MaxIdle 20 us: 4 times in a row, then failed).
+		t.Error("the pool retired a connection it had handed to a call not yet put on it")
 	}
 	if r, err := held(wire.OpGet, &req, nil); err != nil || string(r.Payload) != "v" {
 		t.Fatalf("the get on the connection handed out before it was retired: %q, %v", r.Payload, err)

@@ -37,16 +37,23 @@ const IdleCheck = idleCheck
 // function that makes a call on it later, as Client.Do does with the
 // connection it was handed (another one if the pool retired it
 // meanwhile).
-func HoldConn(ctx context.Context, c *Client, addr string) (func(op wire.Op, req *wire.Request, payload []byte) (Reply, error), error) {
+// The second function reports whether the pool has retired the held
+// connection.
+func HoldConn(ctx context.Context, c *Client, addr string) (func(op wire.Op, req *wire.Request, payload []byte) (Reply, error), func() bool, error) {
 	p, err := c.pool(addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mc, err := p.conn(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	retired := func() bool {
+		mc.mu.Lock()
+		defer mc.mu.Unlock()
+		return mc.retired
 	}
 	return func(op wire.Op, req *wire.Request, payload []byte) (Reply, error) {
 		return p.doFrom(ctx, mc, op, 0, req, payload, nil)
-	}, nil
+	}, retired, nil
 }
