@@ -779,14 +779,10 @@ func TestIdleConnectionRedialled(t *testing.T) {
 	}
 }
 
-// TestCallBetweenIdleLookAndPeek (hostile trial): a caller handed a
-// pooled connection registers, sends and has its reply arrive while the
-// pool, handing the same connection to another caller, looks at it as
-// idle. Both calls succeed. Before, the pool's peek, after its look at the
-// calls in flight, took the first call's reply for bytes nobody asked for
-// and failed that call ("connection closed by the node while idle"; 3
-// calls in 314,519 on healthy nodes in the trial).
-func TestCallBetweenIdleLookAndPeek(t *testing.T) {
+// startNode starts a DRAM node (16 MiB, one loop) on loopback for the
+// test and returns its address.
+func startNode(t *testing.T) string {
+	t.Helper()
 	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -796,7 +792,18 @@ func TestCallBetweenIdleLookAndPeek(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close(); d.Close() })
-	addr := n.Addr().String()
+	return n.Addr().String()
+}
+
+// TestCallBetweenIdleLookAndPeek (hostile trial): a caller handed a
+// pooled connection registers, sends and has its reply arrive while the
+// pool, handing the same connection to another caller, looks at it as
+// idle. Both calls succeed. Before, the pool's peek, after its look at the
+// calls in flight, took the first call's reply for bytes nobody asked for
+// and failed that call ("connection closed by the node while idle"; 3
+// calls in 314,519 on healthy nodes in the trial).
+func TestCallBetweenIdleLookAndPeek(t *testing.T) {
+	addr := startNode(t)
 	c := client.New(client.Options{ConnsPerNode: 1, MaxIdle: -1})
 	defer c.Close()
 	ctx := context.Background()
@@ -827,16 +834,7 @@ func TestCallBetweenIdleLookAndPeek(t *testing.T) {
 // "connection idle past MaxIdle; redialled" (224 of 586,586 calls with
 // MaxIdle 1 ms in the trial).
 func TestCallOnAConnectionRetiredMeanwhile(t *testing.T) {
-	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close(); d.Close() })
-	addr := n.Addr().String()
+	addr := startNode(t)
 	c := client.New(client.Options{ConnsPerNode: 1, MaxIdle: 20 * time.Millisecond})
 	defer c.Close()
 	ctx := context.Background()

@@ -447,6 +447,38 @@ func TestRestartedOnlyNodeNotAdoptedBack(t *testing.T) {
 	}
 }
 
+// incNode registers a DRAM node of 1 GiB served by an incServer (whose
+// address it takes) of incarnation inc.
+func incNode(t *testing.T, c *Controller, inc uint64) (*incServer, *wire.NodeRegister) {
+	t.Helper()
+	at := newIncServer(t, "127.0.0.1:0", inc, testSecret)
+	x := dramNode(at.addr(), 1<<30, 8000)
+	x.Incarnation = inc
+	mustRegister(t, c, x)
+	return at, x
+}
+
+// restartNode kills node x and starts it again, empty, as incarnation inc.
+func restartNode(t *testing.T, c *Controller, at *incServer, x *wire.NodeRegister, inc uint64) {
+	t.Helper()
+	if err := c.SetNodeState(x.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	x.Incarnation = inc
+	at.inc.Store(inc)
+	mustRegister(t, c, x)
+}
+
+// soloJob registers a 10 Mb/s job, which one node serves.
+func soloJob(t *testing.T, c *Controller) *wire.PlacementMap {
+	t.Helper()
+	m, err := c.RegisterJob("solo", wire.JobHints{PeakMbps: 10})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	return m
+}
+
 // TestJobAdoptsALostNodeThatRestartedEmpty (hostile trial): a job's only
 // node restarts (the job loses it and adopts the other node), then that
 // other node dies past the grace. The restarted node is the only active
@@ -458,22 +490,11 @@ func TestRestartedOnlyNodeNotAdoptedBack(t *testing.T) {
 // have dropped it is never adopted: its old values would read again.
 func TestJobAdoptsALostNodeThatRestartedEmpty(t *testing.T) {
 	c := deadTest(t, time.Minute)
-	at := newIncServer(t, "127.0.0.1:0", 22, testSecret)
-	x := dramNode(at.addr(), 1<<30, 8000)
-	x.Incarnation = 22
-	mustRegister(t, c, x)
-	m, err := c.RegisterJob("solo", wire.JobHints{PeakMbps: 10})
-	if err != nil || len(m.Nodes) != 1 || m.Nodes[0].Addr != x.Addr {
-		t.Fatalf("%+v %v", m, err)
-	}
+	at, x := incNode(t, c, 22)
+	m := soloJob(t, c)
 	y := dramNode("127.0.0.1:7002", 1<<30, 8000)
 	mustRegister(t, c, y)
-	if err := c.SetNodeState(x.Addr, wire.NodeDead); err != nil { // killed
-		t.Fatal(err)
-	}
-	x.Incarnation = 23 // and started again, empty
-	at.inc.Store(23)
-	mustRegister(t, c, x)
+	restartNode(t, c, at, x, 23)
 	m2, _ := c.GetMap(m.Job, m.Token)
 	if len(m2.Nodes) != 1 || m2.Nodes[0].Addr != y.Addr || len(m2.Lost) != 1 {
 		t.Fatalf("map after its node restarted: %+v; want %s alone, %s lost", m2, y.Addr, x.Addr)
@@ -495,14 +516,8 @@ func TestJobAdoptsALostNodeThatRestartedEmpty(t *testing.T) {
 	// A node lost dead past the grace that then comes back restarted
 	// (another incarnation: empty) is adopted the same way.
 	c1 := deadTest(t, time.Minute)
-	at1 := newIncServer(t, "127.0.0.1:0", 31, testSecret)
-	x1 := dramNode(at1.addr(), 1<<30, 8000)
-	x1.Incarnation = 31
-	mustRegister(t, c1, x1)
-	m, err = c1.RegisterJob("solo", wire.JobHints{PeakMbps: 10})
-	if err != nil || len(m.Nodes) != 1 {
-		t.Fatalf("%+v %v", m, err)
-	}
+	at1, x1 := incNode(t, c1, 31)
+	m = soloJob(t, c1)
 	y1 := dramNode("127.0.0.1:7022", 1<<30, 8000)
 	mustRegister(t, c1, y1)
 	if err := c1.SetNodeState(x1.Addr, wire.NodeDead); err != nil {
@@ -525,10 +540,7 @@ func TestJobAdoptsALostNodeThatRestartedEmpty(t *testing.T) {
 	c2 := deadTest(t, time.Minute)
 	a, b := dramNode("127.0.0.1:7011", 1<<30, 8000), dramNode("127.0.0.1:7012", 1<<30, 8000)
 	mustRegister(t, c2, a)
-	m, err = c2.RegisterJob("solo", wire.JobHints{PeakMbps: 10})
-	if err != nil || len(m.Nodes) != 1 {
-		t.Fatalf("%+v %v", m, err)
-	}
+	m = soloJob(t, c2)
 	mustRegister(t, c2, b)
 	if err := c2.SetNodeState(a.Addr, wire.NodeDead); err != nil {
 		t.Fatal(err)
@@ -552,20 +564,9 @@ func TestJobAdoptsALostNodeThatRestartedEmpty(t *testing.T) {
 // recorded ("kept_for_lack_of_nodes") and its old keys read "not found".
 func TestOnlyNodeRestartedRecordsTheLoss(t *testing.T) {
 	c := deadTest(t, time.Minute)
-	at := newIncServer(t, "127.0.0.1:0", 41, testSecret)
-	x := dramNode(at.addr(), 1<<30, 8000)
-	x.Incarnation = 41
-	mustRegister(t, c, x)
-	m, err := c.RegisterJob("solo", wire.JobHints{PeakMbps: 10})
-	if err != nil || len(m.Nodes) != 1 {
-		t.Fatalf("%+v %v", m, err)
-	}
-	if err := c.SetNodeState(x.Addr, wire.NodeDead); err != nil { // killed
-		t.Fatal(err)
-	}
-	x.Incarnation = 42 // and started again, empty
-	at.inc.Store(42)
-	mustRegister(t, c, x)
+	at, x := incNode(t, c, 41)
+	m := soloJob(t, c)
+	restartNode(t, c, at, x, 42)
 	m2, err := c.GetMap(m.Job, m.Token)
 	if err != nil {
 		t.Fatal(err)
