@@ -131,6 +131,7 @@ func (c *Controller) postponedLossLocked(addr string, now, refused time.Time) {
 // (its process restarted, restartedLocked): the job may then keep it as
 // a new node when it has no other.
 func (c *Controller) loseNodeLocked(j *job, addr string, restarted bool) bool {
+	delete(j.lostClean, addr) // lost now, it may hold the job's data (restartedLocked says when not)
 	var w float64
 	kept := make([]wire.MapNode, 0, len(j.nodes))
 	for _, mn := range j.nodes {
@@ -183,9 +184,6 @@ func (c *Controller) restartedLocked(n *node) {
 	if n.state == wire.NodeDead {
 		c.setStateLocked(n, wire.NodeActive, "registered again")
 	}
-	for j := range c.lostFrom[n.addr] {
-		c.cleanLostLocked(j, n.addr) // lost before, and now empty (also after a controller restart)
-	}
 	var jobs []*job
 	if l := c.loads[n.addr]; l != nil {
 		for j := range l.jobs {
@@ -195,9 +193,14 @@ func (c *Controller) restartedLocked(n *node) {
 	lost := 0
 	for _, j := range jobs {
 		if c.loseNodeLocked(j, n.addr, true) {
-			c.cleanLostLocked(j, n.addr) // its process restarted: it holds nothing
 			lost++
 		}
+	}
+	// Every job that lists it lost, now or before (also before a
+	// controller restart), may take it back: its process restarted, so it
+	// holds none of their data.
+	for j := range c.lostFrom[n.addr] {
+		c.cleanLostLocked(j, n.addr)
 	}
 	if len(jobs) > 0 {
 		c.cfg.Logger.Warn("controller: node restarted; its jobs lost its values", "node", n.addr, "jobs", lost,
@@ -299,9 +302,10 @@ func (c *Controller) bestAdoptLocked(j *job, cands []candidate, losing string, l
 }
 
 // cleanLostLocked notes that addr, a node j lost, holds none of j's data:
-// its process restarted since.
+// its process restarted since. A node of j's map (taken back) holds j's
+// data and is not marked.
 func (c *Controller) cleanLostLocked(j *job, addr string) {
-	if !c.lostByLocked(j, addr) {
+	if !c.lostByLocked(j, addr) || j.has(addr) {
 		return
 	}
 	if j.lostClean == nil {

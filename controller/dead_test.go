@@ -578,4 +578,23 @@ func TestOnlyNodeRestartedRecordsTheLoss(t *testing.T) {
 	if _, err := c.RegisterJob("next", wire.JobHints{PeakMbps: 10}); err != nil {
 		t.Fatal(err)
 	}
+
+	// Kept, it holds the job's data: once it dies and comes back with
+	// that data (not restarted), it is not taken back when the job's
+	// next node dies. Before, its restart's mark stayed, and it was.
+	y := dramNode("127.0.0.1:7052", 1<<30, 8000)
+	mustRegister(t, c, y)
+	if err := c.SetNodeState(x.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c) // x lost again, y taken
+	c.heartbeat(&wire.Heartbeat{Addr: x.Addr})
+	if err := c.SetNodeState(y.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c)
+	m3, _ := c.GetMap(m.Job, m.Token)
+	if len(m3.Nodes) != 1 || m3.Nodes[0].Addr != y.Addr {
+		t.Fatalf("map after its next node died: %+v; want it kept on dead %s (%s came back with its data)", m3, y.Addr, x.Addr)
+	}
 }
