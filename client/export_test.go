@@ -20,6 +20,7 @@ func GetDuringIdlePeek(req *wire.Request, d time.Duration) (res <-chan error, un
 	peekHook = func(mc *muxConn) {
 		once.Do(func() {
 			go func() {
+				mc.hand() // as the pool does; it waits for the look's lock
 				_, err := mc.do(context.Background(), wire.OpGet, 0, req, nil, nil)
 				ch <- err
 			}()

@@ -59,13 +59,20 @@ func (j *Job) ListReport(ctx context.Context, prefix string) (Listing, error) {
 	if err != nil {
 		return Listing{}, err
 	}
-	l := Listing{Entries: ents, Lost: slices.Clone(m.Lost), Gone: j.GoneNodes()}
+	gone := j.GoneNodes()
+	return Listing{Entries: ents, Dead: deadNotGone(m, gone), Lost: slices.Clone(m.Lost), Gone: gone}, nil
+}
+
+// deadNotGone are the nodes map m marks dead that the handle has not found
+// gone: not asked, they may come back with their names.
+func deadNotGone(m Map, gone []string) []string {
+	var out []string
 	for _, n := range m.Nodes {
-		if m.Dead[n.Addr] && !slices.Contains(l.Gone, n.Addr) {
-			l.Dead = append(l.Dead, n.Addr)
+		if m.Dead[n.Addr] && !slices.Contains(gone, n.Addr) {
+			out = append(out, n.Addr)
 		}
 	}
-	return l, nil
+	return out
 }
 
 // list pages through every node's listing (with an optional delimiter)
@@ -216,11 +223,8 @@ func (j *Job) CountFiles(ctx context.Context, dir string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	gone := j.GoneNodes()
-	for _, n := range m.Nodes {
-		if m.Dead[n.Addr] && !slices.Contains(gone, n.Addr) {
-			return 0, j.wrap("count files", dir, deadNodeErr(n.Addr))
-		}
+	if dead := deadNotGone(m, j.GoneNodes()); len(dead) > 0 {
+		return 0, j.wrap("count files", dir, deadNodeErr(dead[0]))
 	}
 	n, marker := 0, false
 	for _, e := range ents {

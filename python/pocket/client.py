@@ -490,6 +490,12 @@ class _MapState:
 _REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING)
 
 
+def _dead_not_gone(m: wire.PlacementMap, gone) -> list[str]:
+    """The nodes map m marks dead that the handle has not found gone: not
+    asked, they may come back with their names (the Go SDK's deadNotGone)."""
+    return [n.addr for n in m.nodes if n.state == wire.NODE_DEAD and n.addr not in gone]
+
+
 def _not_found_at_both(r: Reply, r_old: Reply) -> Reply:
     """The answer of a read that asked a key's owner (r, its last reply)
     after its old owner (r_old): "not found" only when the old owner said
@@ -1774,8 +1780,7 @@ class Job:
         ents = self._list(prefix.encode() if isinstance(prefix, str) else bytes(prefix), 0, st)
         m = st[0].map
         gone = self.gone_nodes()
-        dead = [n.addr for n in m.nodes if n.state == wire.NODE_DEAD and n.addr not in gone]
-        return Listing(ents, dead, m.lost, gone)
+        return Listing(ents, _dead_not_gone(m, gone), m.lost, gone)
 
     def _list(self, prefix: bytes, delim: int, used: list | None = None) -> list[Entry]:
         """Lists every node's names under prefix (directories collapsed at
@@ -1849,10 +1854,9 @@ class Job:
         n, marker = 0, False
         used: list = []
         ents = self._list(p, ord("/"), used)
-        gone = self.gone_nodes()
-        for node in used[0].map.nodes:
-            if node.state == wire.NODE_DEAD and node.addr not in gone:
-                raise NodeUnavailable(node.addr, f"count files {d!r}: node {node.addr} is dead: {DEAD_NODE_ADVICE}", sent=False)
+        dead = _dead_not_gone(used[0].map, self.gone_nodes())
+        if dead:
+            raise NodeUnavailable(dead[0], f"count files {d!r}: node {dead[0]} is dead: {DEAD_NODE_ADVICE}", sent=False)
         for e in ents:
             if e.name.encode("utf-8", "surrogateescape") == p:
                 marker = True
