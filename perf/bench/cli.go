@@ -162,6 +162,24 @@ early with an error.
 
 `
 
+// unlisted are flags the usage does not list: the pocket command sets
+// -token itself, from --token-file or $POCKET_TOKEN, and refuses it on its
+// command line (a secret there is visible to every user of the machine).
+var unlisted = map[string]bool{"token": true}
+
+// printShown is fs.PrintDefaults without the unlisted flags.
+func printShown(fs *flag.FlagSet) {
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	shown.SetOutput(fs.Output())
+	fs.VisitAll(func(f *flag.Flag) {
+		if !unlisted[f.Name] {
+			shown.Var(f.Value, f.Name, f.Usage)
+			shown.Lookup(f.Name).DefValue = f.DefValue
+		}
+	})
+	shown.PrintDefaults()
+}
+
 // ParseArgs parses the bench command line. Errors are returned, already
 // written to errOut as the pocket commands write a usage error ("pocket:
 // bench: " and the message, naming the flag, then the usage line); after
@@ -170,7 +188,7 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	o := &Options{Config: Config{Size: 1 << 10}, Chunk: 1 << 20}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // while parsing: the errors are written below
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usageText); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usageText); printShown(fs) }
 	addr := fs.String("addr", "", "`HOST:PORT` of a storage node")
 	target := fs.String("target", "", "store `URL`: pocket://, redis://, memcache:// or echo://HOST:PORT")
 	op := fs.String("op", "get", "operation: get or put")

@@ -136,6 +136,12 @@ func TestParseArgsErrorsNameTheFlag(t *testing.T) {
 	if _, err := ParseArgs([]string{"--help"}, &help); !errors.Is(err, flag.ErrHelp) || !strings.Contains(help.String(), "-addr HOST:PORT") {
 		t.Errorf("--help: %v, printed %q; want flag.ErrHelp and the whole usage", err, help.String())
 	}
+	// The token flag, which the pocket command refuses, is not listed
+	// (before, "-token string" was, above a line saying it is refused);
+	// a default is shown as the flag set defines it.
+	if u := help.String(); strings.Contains(u, "\n  -token") || !strings.Contains(u, `(default "dram")`) {
+		t.Errorf("--help lists -token, or lost a default: %q", u)
+	}
 }
 
 func TestMainExitStatus(t *testing.T) {

@@ -191,7 +191,7 @@ func benchOwnHelp(w io.Writer) {
 	fs.String("tls-dir", "", "`DIR` with the cluster CA and a client certificate for --controller runs and bench workload\n"+
 		"(default $"+envTLSDir+", else tls/ in $"+envDataDir+" or ~/.pocket when it holds a CA)")
 	fs.Bool("insecure", false, insecureHelp)
-	fmt.Fprintf(w, "\nFlags of pocket bench itself (--token above is refused on the command line, as every secret is):\n")
+	fmt.Fprintf(w, "\nFlags of pocket bench itself (a job's token comes from --token-file or $%s, never the command line):\n", envToken)
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 }
