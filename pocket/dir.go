@@ -296,12 +296,16 @@ func (j *Job) RemoveAllCount(ctx context.Context, name string) (Removed, error) 
 	if p == "" {
 		return res, nil
 	}
-	err = j.Delete(ctx, strings.TrimSuffix(p, "/"))
+	key := strings.TrimSuffix(p, "/")
+	if err := checkName(key); err != nil {
+		return res, err
+	}
+	err = j.deleteKey(ctx, key)
 	switch {
 	case err == nil:
 		res.Name = true
 	case !isNotFound(err) && !j.holdsNone(err):
-		return res, err
+		return res, j.wrap("delete", key, err)
 	}
 	return res, nil
 }

@@ -189,6 +189,13 @@ func TestClusterLostNode(t *testing.T) {
 	if ok, err := j.Exists(ctx, lostKey); ok || err != nil {
 		t.Errorf("exists of a lost key: %v %v", ok, err)
 	}
+	// A delete answers as Get and Stat do (before: "not found").
+	if err := j.Delete(ctx, lostKey); !errors.Is(err, ErrLost) || errors.Is(err, ErrNotFound) {
+		t.Errorf("delete of a lost key: %v; want ErrLost", err)
+	}
+	if n, err := j.RemoveAllCount(ctx, lostKey); err != nil || n.Count() != 0 {
+		t.Errorf("recursive delete of a lost key: %+v, %v; want nothing there", n, err)
+	}
 	if _, err := j.Get(ctx, "never-written-anywhere"); err == nil {
 		t.Error("a key never written reads")
 	}

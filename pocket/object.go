@@ -136,6 +136,7 @@ func wrap(op, key string, err error) error {
 
 // wrap is wrap with the job's expiry noted (expiryNote).
 func (j *Job) wrap(op, key string, err error) error {
+	j.refreshLater(err)
 	return wrap(op, key, j.expiryNote(err))
 }
 
@@ -355,17 +356,24 @@ func (j *Job) Exists(ctx context.Context, key string) (bool, error) {
 }
 
 // Delete removes one value and, for a chunked object, its chunks;
-// ErrNotFound if there was none.
+// ErrNotFound if there was none, ErrLost if its owner left the map dead
+// (the value, if there was one, is gone; Get and Stat answer the same).
 func (j *Job) Delete(ctx context.Context, key string) error {
 	if err := checkName(key); err != nil {
 		return err
 	}
-	err := finish(ctx, func(ctx context.Context) error {
+	return j.wrap("delete", key, j.lostErr([]byte(key), 0, j.deleteKey(ctx, key)))
+}
+
+// deleteKey is Delete's request: "not found" for a key a lost node owned
+// too (RemoveAll counts it as nothing there, as it does the lost node's
+// names under it).
+func (j *Job) deleteKey(ctx context.Context, key string) error {
+	return finish(ctx, func(ctx context.Context) error {
 		r, err := j.do(ctx, wire.OpDelete, 0, []byte(key), 0, nil, nil)
 		if err == nil {
 			j.dropReplaced(r.Meta.Version)
 		}
 		return err
 	})
-	return j.wrap("delete", key, err)
 }

@@ -81,6 +81,9 @@ func (j *Job) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if nm.Epoch < j.snapshot().Epoch {
+		return nil // a fetch made after this one set a newer map meanwhile
+	}
 	j.setMap(nm)
 	if nm.Ended {
 		// It ended meanwhile: from now on it reads its persisted values.
@@ -368,6 +371,39 @@ func (j *Job) refreshNewer(ctx context.Context, used uint64) bool {
 		}
 	}
 }
+
+// refreshLater fetches the job's map in the background after a call
+// failed with err: its caller's context ended (context.DeadlineExceeded
+// or Canceled: the node did not answer in time) or a node was
+// unavailable to a request not sent again (a put whose connection was
+// lost: mapChanged fetches the map only for a request it may send
+// again). A node that stops without closing its connections (frozen,
+// SIGSTOP, cut off) is never refused, so its calls only time out;
+// without this a Job kept sending to it after the controller had marked
+// it dead or taken it out of the map, while a Job opened anew routed
+// around it. At most one such fetch runs at a time, none within
+// refreshGap of the last map set, each bounded by laterFetchWait.
+func (j *Job) refreshLater(err error) {
+	if j.s.ctl == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, wire.ErrUnavailable)) {
+		return
+	}
+	j.mu.RLock()
+	fetched := j.fetched
+	j.mu.RUnlock()
+	if time.Since(fetched) < refreshGap || !j.laterFetch.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer j.laterFetch.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), laterFetchWait)
+		defer cancel()
+		_ = j.refresh(ctx) // a failure leaves the map as it was; the next timeout tries again
+	}()
+}
+
+// laterFetchWait bounds a background map fetch (refreshLater).
+const laterFetchWait = 5 * time.Second
 
 // refreshGap is the least time between two map fetches a job makes
 // because a node was unavailable, so that the requests of many callers to

@@ -261,8 +261,9 @@ type Job struct {
 	fetched  time.Time      // when the map was set (refreshUnavailable)
 	jobBytes []byte         // m.Job as bytes, made once per map for requests
 
-	staleMu    sync.Mutex // one stale-epoch fetch at a time (refreshNewer)
-	staleFetch time.Time  // when the last one was made
+	staleMu    sync.Mutex  // one stale-epoch fetch at a time (refreshNewer)
+	staleFetch time.Time   // when the last one was made
+	laterFetch atomic.Bool // a background fetch after a timeout runs (refreshLater)
 
 	retired atomic.Bool                // deregistered through it, or opened from a credential (holdsNone)
 	dropped atomic.Pointer[DropResult] // its deregistration's result, once deregistered through it

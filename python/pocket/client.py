@@ -853,6 +853,11 @@ class Job:
         for e in errs:
             if isinstance(e, errors.Unavailable):
                 if not _resendable(e, op, flags):
+                    # Not sent again, but the node may have left the map or
+                    # been marked dead: a node that stopped without closing
+                    # its connections only times out, and without this
+                    # fetch every later put to it waited out the timeout.
+                    self._map_moved(used)
                     return False
                 retired = retired or fan_out or getattr(e, "addr", "") in used.draining
             elif isinstance(e, errors.PocketError) and e.code == errors.Code.STALE_EPOCH:
@@ -1751,9 +1756,11 @@ class Job:
 
     @_notes_expiry
     def delete(self, key: Name) -> None:
-        """Removes one value (and a chunked object's chunks). Raises NotFound."""
-        r, _ = self._do(wire.OP_DELETE, 0, _name(key))
-        r.check()
+        """Removes one value (and a chunked object's chunks). Raises NotFound,
+        or Lost when its owner left the map dead (as get and stat do)."""
+        k = _name(key)
+        r, _ = self._do(wire.OP_DELETE, 0, k)
+        self._st.check(r, k)
         self._drop_replaced(r)
 
     def _delete_version(self, k: bytes, ver: int) -> None:
@@ -1890,7 +1897,7 @@ class Job:
             try:
                 self.delete(p[:-1])
                 counted[0] += 1
-            except (errors.NotFound, NodeGone):
+            except (errors.NotFound, errors.Lost):
                 pass  # nothing to delete, or gone with its node
             except errors.Revoked:
                 # A retired job's node that kept none of its values holds

@@ -81,6 +81,10 @@ def test_lost_node(helper_cluster):
         with pytest.raises(errors.Lost):
             job.stat(lost_key)
         assert not job.exists(lost_key)
+        # A delete raises as get and stat do (before: NotFound).
+        with pytest.raises(errors.Lost):
+            job.delete(lost_key)
+        assert job.remove_all(lost_key) == 0
         with pytest.raises(errors.Lost):
             job.get("big")
         with pytest.raises(errors.Lost):

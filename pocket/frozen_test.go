@@ -1,0 +1,145 @@
+package pocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/netio"
+)
+
+// freezeProxy forwards TCP connections to a node until freeze: from then
+// on it accepts connections and takes their bytes but passes nothing on,
+// either way, and closes nothing, as a stopped process (SIGSTOP) whose
+// kernel still accepts and buffers.
+type freezeProxy struct {
+	addr   string
+	frozen atomic.Bool
+	mu     sync.Mutex
+	open   []net.Conn
+}
+
+func newFreezeProxy(t *testing.T, to string) *freezeProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &freezeProxy{addr: ln.Addr().String()}
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.open {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.open = append(p.open, c, up)
+			p.mu.Unlock()
+			go p.copy(up, c)
+			go p.copy(c, up)
+		}
+	}()
+	return p
+}
+
+// copy passes src's bytes to dst while not frozen, and swallows them once
+// frozen.
+func (p *freezeProxy) copy(dst, src net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.frozen.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestFrozenNodeMapFetched (hostile trial): a node that stops without
+// closing its connections is never refused, so its calls only time out.
+// The controller marks it dead once its heartbeats stop; a Job whose
+// calls to it had timed out must learn that and answer unavailable at
+// once, as a Job opened anew does. Before, the Job never fetched the map
+// after a timeout: every call to the node's keys waited out its caller's
+// deadline, for good.
+func TestFrozenNodeMapFetched(t *testing.T) {
+	c := newTestCluster(t, 1, 64<<20)
+	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
+		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newFreezeProxy(t, nd.Addr().String())
+	c.runAgent(nd, d, p.addr)
+	c.awaitActive(2)
+	frozen := c.nodes[1]
+
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "frozen", Hints{Lambdas: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == p.addr {
+			key = k
+		}
+	}
+	if err := j.Put(ctx, key, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	p.frozen.Store(true)
+	frozen.cancel() // its heartbeats stop; the node itself keeps its connections
+	timeouts, calls := 0, 0
+	ok := waitUntil(10*time.Second, func() bool {
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		var err error
+		if calls++; calls%2 == 0 {
+			_, err = j.Get(cctx, key)
+		} else {
+			err = j.Put(cctx, key, []byte("w")) // never sent again: mapChanged does not fetch for it
+		}
+		switch {
+		case errors.Is(err, ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded):
+			return true
+		case errors.Is(err, context.DeadlineExceeded):
+			timeouts++
+		default:
+			t.Fatalf("call %d on the frozen node's key: %v", calls, err)
+		}
+		return false
+	})
+	if !ok {
+		t.Fatalf("after %d timed-out calls over 10 s the Job still sends to the frozen node (map dead %v)", timeouts, j.Map().Dead)
+	}
+	if timeouts == 0 {
+		t.Fatal("no call timed out: the proxy did not freeze the node")
+	}
+}
