@@ -293,6 +293,13 @@ func TestRegisterHintsAgainstCluster(t *testing.T) {
 		strings.Contains(errOut, "warning") || strings.Count(errOut, "pocket: ") != 1 {
 		t.Errorf("job register of a refused name with --peak-mbps 20000: exit %d, stderr %q; want the refusal alone", code, errOut)
 	}
+	// A --lambdas hint within the flag's limit whose bandwidth passes the
+	// controller's bound is a usage error naming the bound (before: exit
+	// 1, "malformed frame: lambdas hint ...").
+	if _, errOut, code := register("--lambdas", "1000000000"); code != 2 ||
+		!strings.Contains(errOut, "the controller refused the hints: lambdas hint 1000000000") || strings.Contains(errOut, "malformed") {
+		t.Errorf("job register --lambdas 1000000000: exit %d, stderr %q; want exit 2 naming the controller's bound", code, errOut)
+	}
 	if _, errOut, code := register("--capacity", "1MiB", "--strict"); code != 0 || errOut != "" {
 		t.Errorf("job register --capacity 1MiB --strict: exit %d: %s", code, errOut)
 	}

@@ -146,6 +146,12 @@ func runJobRegister(args []string) int {
 		return code
 	}
 	m, err := registerJob(ctx, mc, &wire.JobRegister{Name: pos[0], TTL: *ttl, Hints: hints})
+	if we := (*wire.Error)(nil); errors.As(err, &we) && we.Code == wire.CodeMalformed && we.Msg != "" {
+		// The controller's bounds on hints (a --lambdas hint's bandwidth
+		// at its Mb/s per lambda) are the flags' limits: a usage error,
+		// not "malformed frame" with exit 1.
+		return usageError("job register", fmt.Errorf("the controller refused the hints: %s", we.Msg))
+	}
 	if err != nil {
 		return fail("job register: %v", ctlError(err, *addr, tf.insecure))
 	}
