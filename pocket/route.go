@@ -384,7 +384,7 @@ func (j *Job) refreshNewer(ctx context.Context, used uint64) bool {
 // around it. At most one such fetch runs at a time, none within
 // refreshGap of the last map set, each bounded by laterFetchWait.
 func (j *Job) refreshLater(err error) {
-	if j.s.ctl == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+	if err == nil || j.s.ctl == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		errors.Is(err, wire.ErrUnavailable)) {
 		return
 	}
