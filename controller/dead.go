@@ -286,12 +286,18 @@ func (c *Controller) adoptLostLocked(j *job, losing string, losingRestarted bool
 
 // bestAdoptLocked is the index in cands of the node adoptLostLocked
 // takes, other than losing: among the nodes j has not lost, or (lost) among
-// those it lost that hold none of its data; -1 when there is none.
+// those it lost that hold none of its data; -1 when there is none. A node
+// restored from the state and not heard from since is not taken: it may
+// have stopped with the controller. Before, a restarted `pocket up` whose
+// nodes came back at their addresses (each restarted, so each job lost
+// its node) moved every such job onto an earlier run's node that was not
+// running, and their puts answered "node is dead" for 50 s beside two
+// live nodes (a new user's trial).
 func (c *Controller) bestAdoptLocked(j *job, cands []candidate, losing string, lost bool) int {
 	best := -1
 	for i := range cands {
 		addr := cands[i].addr
-		if addr == losing || c.lostByLocked(j, addr) != lost || lost && !j.lostClean[addr] {
+		if addr == losing || cands[i].unheard || c.lostByLocked(j, addr) != lost || lost && !j.lostClean[addr] {
 			continue
 		}
 		if best < 0 || adoptBetter(&cands[i], &cands[best], j.allocBytes) {

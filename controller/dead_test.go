@@ -598,3 +598,30 @@ func TestOnlyNodeRestartedRecordsTheLoss(t *testing.T) {
 		t.Fatalf("map after its next node died: %+v; want it kept on dead %s (%s came back with its data)", m3, y.Addr, x.Addr)
 	}
 }
+
+// TestRestoredUnheardNodeNotAdopted: after a controller restart, a job's
+// only node restarts (a new incarnation at its address) and the job
+// loses it. The other node is restored from the state and has not been
+// heard from: it may not be running, so the job adopts the restarted
+// node, empty, not it. Before, the job was moved onto the unheard node
+// (a new user's trial: a restarted `pocket up` put every restored job on
+// a node of its earlier run that was not running, and puts answered
+// "node is dead" for 50 s).
+func TestRestoredUnheardNodeNotAdopted(t *testing.T) {
+	r := newRestartable(t, Config{DeadNodeGrace: time.Minute}, false)
+	at, x := incNode(t, r.ctl, 22)
+	m := soloJob(t, r.ctl)
+	y := dramNode("127.0.0.1:7002", 4<<30, 8000) // more room: it would win
+	mustRegister(t, r.ctl, y)
+	c := r.restart()
+	x.Incarnation = 23 // x comes back as a new process; y does not
+	at.inc.Store(23)
+	mustRegister(t, c, x)
+	m2, err := c.GetMap(m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m2.Nodes) != 1 || m2.Nodes[0].Addr != x.Addr || len(m2.Lost) != 1 || m2.Lost[0].Addr != x.Addr {
+		t.Fatalf("map after its only node restarted beside an unheard node: %+v; want %s alone (restarted), and lost", m2, x.Addr)
+	}
+}

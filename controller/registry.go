@@ -879,7 +879,7 @@ func (c *Controller) candidatesUnderLocked(kind uint8, high float64) []candidate
 			limit = int64(high * float64(t.CapacityBytes))
 		}
 		out = append(out, candidate{addr: addr, spareMbps: max(0, high*mbps-busy), spareBytes: max(0, limit-used),
-			wholeBytes: max(0, t.CapacityBytes-used)})
+			wholeBytes: max(0, t.CapacityBytes-used), unheard: n.unheard})
 	}
 	return out
 }

@@ -18,6 +18,9 @@ type candidate struct {
 	// capacity, where spareBytes may be counted under the band
 	// (candidatesUnderLocked); 0 reads as spareBytes.
 	wholeBytes int64
+	// unheard: restored from the state and not heard from in this run
+	// (node.unheard): it may not be running.
+	unheard bool
 }
 
 // whole is c's spare bytes up to its tier's whole capacity: what no share
