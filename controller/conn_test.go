@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,6 +171,79 @@ func TestPeerKey(t *testing.T) {
 		}
 		if got := peerKey(ta); got != want {
 			t.Errorf("peerKey(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestSilentFloodYieldsToClients (hostile trial, MEDIUM): connections
+// opened from several addresses faster than evictMinIdle, none of which
+// ever sends a byte (no TLS handshake, so no certificate needed), held
+// every MaxConns slot young, and new clients' requests were refused (32-57
+// % of an operator's in the trial). A new connection now takes the place
+// of one that has sent no request yet, so every client on a connection of
+// its own is served during the flood.
+func TestSilentFloodYieldsToClients(t *testing.T) {
+	const maxConns = 256
+	c := newTest(t, Config{MaxConns: maxConns, MaxConnsPerPeer: -1, HandshakeTimeout: time.Minute})
+	a, err := c.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var opened atomic.Int64
+	for _, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			silentFlood(a.String(), from, stop, &opened)
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	for opened.Load() < 2*maxConns {
+		time.Sleep(10 * time.Millisecond) // the flood fills MaxConns, all younger than evictMinIdle
+	}
+	refused := 0
+	for i := 0; i < 30; i++ {
+		mc := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := mc.Status(ctx); err != nil {
+			refused++
+			t.Logf("status %d during the flood: %v", i, err)
+		}
+		cancel()
+		mc.Close()
+	}
+	if refused > 0 {
+		t.Fatalf("%d of 30 clients refused during a flood of silent connections (%d opened)", refused, opened.Load())
+	}
+}
+
+// silentFlood opens connections to addr from local address from, about
+// one every 2 ms, that never send anything, holding the newest 300 open,
+// until stop.
+func silentFlood(addr, from string, stop chan struct{}, opened *atomic.Int64) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: time.Second}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+		conn, err := d.Dial("tcp", addr)
+		if err != nil {
+			continue
+		}
+		opened.Add(1)
+		if held = append(held, conn); len(held) > 300 {
+			held[0].Close()
+			held = held[1:]
 		}
 	}
 }
