@@ -3,6 +3,7 @@ package pocket
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -363,3 +364,77 @@ func requests(c *testCluster) uint64 {
 }
 
 var _ = net.Dial
+
+// TestOpenJobTakesPrintedToken: OpenJob takes the token as pocket job
+// register prints it ($POCKET_TOKEN, hex) as well as its bytes. Before,
+// the printed form answered "bad token: token does not grant job" (a new
+// user's trial: Python's open_job takes hex, the Go SDK did not).
+func TestOpenJobTakesPrintedToken(t *testing.T) {
+	c := newTestCluster(t, 1, 64<<20)
+	ctx := context.Background()
+	s := c.store()
+	j, err := s.RegisterJob(ctx, "printed", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range [][]byte{j.Token(), []byte(hex.EncodeToString(j.Token()))} {
+		o, err := s.OpenJob(ctx, j.ID(), tok)
+		if err != nil {
+			t.Fatalf("open with a %d-byte token: %v", len(tok), err)
+		}
+		if v, err := o.Get(ctx, "k"); err != nil || string(v) != "v" {
+			t.Fatalf("get through the job opened with a %d-byte token: %q, %v", len(tok), v, err)
+		}
+	}
+	bad := []byte(hex.EncodeToString(j.Token()))
+	if last := len(bad) - 1; bad[last] == '0' { // still hex: another token's MAC
+		bad[last] = '1'
+	} else {
+		bad[last] = '0'
+	}
+	if _, err := s.OpenJob(ctx, j.ID(), bad); !errors.Is(err, wire.ErrBadToken) {
+		t.Fatalf("open with another token's text: %v; want bad token", err)
+	}
+}
+
+// TestRegisterJobGivesAllotment: the SDK hands out what the controller
+// allotted at registration (bandwidth, bytes, where the size came from),
+// as pocket job register prints it; before, only the CLI showed it (a new
+// user's trial: a Go registration of 250 lambdas on a small cluster
+// returned silently). A job opened by id and token has none.
+func TestRegisterJobGivesAllotment(t *testing.T) {
+	c := newTestCluster(t, 2, 64<<20)
+	ctx := context.Background()
+	s := c.store()
+	j, err := s.RegisterJob(ctx, "allot", Hints{PeakMbps: 1200, CapacityBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := j.Allotment()
+	if a.Mbps != 1200 || a.Bytes != 8<<20 || a.SizedFrom != "hints" {
+		t.Fatalf("allotment of a hinted job: %+v; want 1200 Mb/s, 8 MiB, sized from hints", a)
+	}
+	if err := j.Put(ctx, "k", []byte("v")); err != nil { // a map fetch or two later it is still there
+		t.Fatal(err)
+	}
+	if j.Allotment() != a {
+		t.Fatalf("allotment changed: %+v, was %+v", j.Allotment(), a)
+	}
+	d, err := s.RegisterJob(ctx, "allot-default", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := d.Allotment(); a.Mbps <= 0 || a.SizedFrom != "default" {
+		t.Fatalf("allotment of a job without hints or profile: %+v; want Pocket's default", a)
+	}
+	o, err := s.OpenJob(ctx, j.ID(), j.Token())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Allotment() != (Allotment{}) {
+		t.Fatalf("allotment of an opened job: %+v; want none", o.Allotment())
+	}
+}

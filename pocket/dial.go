@@ -85,7 +85,9 @@ func setFlag(m map[string]bool, addr string) map[string]bool {
 // keys they held are unavailable, not elsewhere) and are marked so calls
 // fail at once instead of waiting for a dial.
 func fromWire(pm *wire.PlacementMap) Map {
-	m := Map{Job: pm.Job, Token: pm.Token, Tier: Tier(pm.Tier), Epoch: pm.Epoch, Lost: lostFromWire(pm.Lost), Ended: pm.Ended, Expires: pm.Expires}
+	m := Map{Job: pm.Job, Token: pm.Token, Tier: Tier(pm.Tier), Epoch: pm.Epoch, Lost: lostFromWire(pm.Lost), Ended: pm.Ended, Expires: pm.Expires,
+		Alloc: Allotment{Mbps: pm.AllocMbps, Bytes: pm.AllocBytes, SizedFrom: pm.Sized.String(), Note: pm.Note,
+			QuotaBytes: pm.Quota.Bytes, QuotaLeftBytes: pm.Quota.LeftBytes, QuotaMbps: pm.Quota.Mbps, QuotaLeftMbps: pm.Quota.LeftMbps}}
 	for _, n := range pm.Nodes {
 		m.Nodes = append(m.Nodes, Node{Addr: n.Addr, Weight: n.Weight, Since: n.Since})
 		if n.State == wire.NodeDead {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,10 +66,20 @@ func Persist() PutOption { return func(o *putOpts) { o.flags |= wire.FlagPersist
 func DeleteAfterRead() GetOption { return func(o *getOpts) { o.flags |= wire.FlagDeleteAfterRead } }
 
 func checkName(key string) error {
-	if key == "" || len(key) > wire.DefaultMaxKeyLen-40 || bytes.IndexByte([]byte(key), 0) >= 0 {
-		return fmt.Errorf("%w: %q", ErrBadName, key)
+	if max := wire.DefaultMaxKeyLen - 40; key == "" || len(key) > max || bytes.IndexByte([]byte(key), 0) >= 0 {
+		return fmt.Errorf("%w %s (%d bytes): want 1 to %d bytes, no NUL", ErrBadName, shownName(key), len(key), max)
 	}
 	return nil
+}
+
+// shownName is key quoted for an error message, cut after 64 bytes: a
+// refused key of 64 KiB made an error of 64 KiB.
+func shownName(key string) string {
+	const limit = 64
+	if len(key) <= limit {
+		return strconv.Quote(key)
+	}
+	return strconv.Quote(key[:limit]) + "..."
 }
 
 // newVersion picks an object version: random, non-zero, so that two

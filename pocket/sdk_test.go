@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pocketstore/pocket/dataplane"
@@ -241,5 +242,12 @@ func TestBadNames(t *testing.T) {
 		if err := j.Put(context.Background(), k, nil); !errors.Is(err, ErrBadName) {
 			t.Errorf("put %q: %v", k, err)
 		}
+	}
+	// A long key is named cut short, with its length (before: the whole
+	// 64 KiB key in the message).
+	long := strings.Repeat("k", 64<<10)
+	if err := j.Put(context.Background(), long, nil); !errors.Is(err, ErrBadName) || len(err.Error()) > 300 ||
+		!strings.Contains(err.Error(), "(65536 bytes)") {
+		t.Errorf("put of a 64 KiB key: %d-byte error %.200q; want ErrBadName naming its length, cut short", len(err.Error()), err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -60,6 +61,28 @@ type Map struct {
 	// one that answers is an ordinary node again (gone.go). Nil for a
 	// live job's map.
 	Suspect map[string]bool
+	// Alloc is what the controller's reply said of the job's allotment: a
+	// registration's all of it (Job.Allotment keeps it), a map fetch its
+	// Mbps and Bytes only; zero in a static map or a credential's.
+	Alloc Allotment
+}
+
+// Allotment is what the controller allotted a job at its registration,
+// as pocket job register prints it: bandwidth over its nodes (Mb/s, 0:
+// none) and capacity of its tier (bytes, 0: none); where its size came
+// from ("hints", "profile": earlier jobs of its name, "default": Pocket's
+// 2 nodes / 16 Gb/s; "" not said); the registering client's quotas and
+// what is left of them with this job allotted (0: no quota); and Note,
+// what the job should know of its placement ("": nothing), such as nodes
+// the autoscaler started for it that did not come.
+type Allotment struct {
+	Mbps      float64
+	Bytes     int64
+	SizedFrom string
+	Note      string
+
+	QuotaBytes, QuotaLeftBytes int64
+	QuotaMbps, QuotaLeftMbps   float64
 }
 
 // Node is one storage node of a job's map. Each (key, chunk) lives on the
@@ -187,7 +210,11 @@ func (s *Store) RegisterJob(ctx context.Context, name string, h Hints) (*Job, er
 	if err != nil {
 		return nil, fmt.Errorf("pocket: register job %q: %w", name, err)
 	}
-	return s.newJob(m)
+	j, err := s.newJob(m)
+	if err == nil {
+		j.alloc = m.Alloc
+	}
+	return j, err
 }
 
 // OpenJob opens an already registered job by id and token (from another
@@ -199,11 +226,15 @@ func (s *Store) RegisterJob(ctx context.Context, name string, h Hints) (*Job, er
 // those values, its puts are refused (wire.ErrRevoked), and its
 // Credential hands them on. A job the controller does not know (or kept
 // no map of) fails with an error matching wire.ErrUnknownJob.
+//
+// token is the job's token as Job.Token returns it, or its text form as
+// `pocket job register` prints it ($POCKET_TOKEN: hex, twice as long),
+// which Python's open_job takes too.
 func (s *Store) OpenJob(ctx context.Context, jobID string, token []byte) (*Job, error) {
 	if s.ctl == nil {
 		return nil, ErrNoController
 	}
-	m, err := s.ctl.GetMap(ctx, jobID, token)
+	m, err := s.ctl.GetMap(ctx, jobID, rawToken(token))
 	if err != nil {
 		return nil, fmt.Errorf("pocket: open job %q: %w", jobID, err)
 	}
@@ -213,6 +244,20 @@ func (s *Store) OpenJob(ctx context.Context, jobID string, token []byte) (*Job, 
 	}
 	j.retired.Store(m.Ended)
 	return j, nil
+}
+
+// rawToken is tok, or the token its text form (hex, as token.Format
+// writes it) stands for: a raw token is never twice its own length. Before,
+// the printed form was refused as "bad token ... does not grant job" (a
+// new user's trial), with nothing saying it had to be decoded.
+func rawToken(tok []byte) []byte {
+	if len(tok) != 2*token.Len {
+		return tok
+	}
+	if b, err := token.Parse(string(tok)); err == nil {
+		return b
+	}
+	return tok
 }
 
 // Ended reports whether the job has ended, as far as this handle knows:
@@ -268,6 +313,8 @@ type Job struct {
 	retired atomic.Bool                // deregistered through it, or opened from a credential (holdsNone)
 	dropped atomic.Pointer[DropResult] // its deregistration's result, once deregistered through it
 
+	alloc Allotment // the registration's, when registered through it (Allotment)
+
 	goneMu sync.Mutex // markGone's changes to the map, and gone
 	gone   []string   // nodes of a retired job's map found gone (gone.go)
 }
@@ -281,6 +328,11 @@ func (j *Job) setMap(m Map) {
 	j.m, j.set, j.live, j.prior, j.lost, j.jobBytes, j.fetched = m, set, live, prior, lost, job, time.Now()
 	j.mu.Unlock()
 }
+
+// Allotment is what the controller allotted the job when it was
+// registered through this handle; the zero Allotment for a job opened
+// (OpenJob, a credential) or on static nodes.
+func (j *Job) Allotment() Allotment { return j.alloc }
 
 // ID is the job id, like "sort-3".
 func (j *Job) ID() string { return j.snapshot().Job }

@@ -1149,8 +1149,19 @@ func (m *JobRegister) build(b *flatbuffers.Builder) flatbuffers.UOffsetT {
 	fb.JobRegisterAddCapacityBytes(b, m.Hints.CapacityBytes)
 	fb.JobRegisterAddPeakMbps(b, m.Hints.PeakMbps)
 	fb.JobRegisterAddLatencySensitive(b, m.Hints.LatencySensitive)
-	fb.JobRegisterAddTtlMs(b, m.TTL.Milliseconds())
+	fb.JobRegisterAddTtlMs(b, ceilMs(m.TTL))
 	return fb.JobRegisterEnd(b)
+}
+
+// ceilMs is d in whole milliseconds, a positive d rounded up: a TTL under
+// a millisecond truncated to 0 read as "the controller's", which without a
+// --token-ttl was a token that never expires (a hostile trial: --ttl 1ns).
+func ceilMs(d time.Duration) int64 {
+	ms := d.Milliseconds()
+	if d > 0 && d%time.Millisecond != 0 {
+		ms++
+	}
+	return ms
 }
 
 // Encode implements ControlMessage.

@@ -405,3 +405,20 @@ func TestFullProfileFits(t *testing.T) {
 		t.Fatalf("full profile: %v", err)
 	}
 }
+
+// TestJobRegisterTTLRoundsUp: a positive TTL under a millisecond goes on
+// the wire as 1 ms, and others up to a whole millisecond. Before, it was
+// truncated to 0, which the controller reads as "its default": without a
+// --token-ttl, a token that never expires (a hostile trial: --ttl 1ns).
+func TestJobRegisterTTLRoundsUp(t *testing.T) {
+	for _, c := range []struct{ ttl, want time.Duration }{
+		{time.Nanosecond, time.Millisecond}, {999 * time.Microsecond, time.Millisecond},
+		{1500 * time.Microsecond, 2 * time.Millisecond}, {time.Second, time.Second}, {0, 0},
+	} {
+		b := flatbuffers.NewBuilder(0)
+		var got JobRegister
+		if err := got.Decode((&JobRegister{Name: "j", TTL: c.ttl}).Encode(b)); err != nil || got.TTL != c.want {
+			t.Errorf("TTL %v: decoded %v, %v; want %v", c.ttl, got.TTL, err, c.want)
+		}
+	}
+}

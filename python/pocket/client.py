@@ -28,6 +28,7 @@ import base64
 import collections
 import io
 import json
+import math
 import os
 import random
 import shutil
@@ -65,15 +66,39 @@ Buffer = bytes | bytearray | memoryview
 Name = str | bytes
 
 
+def _bytes(name: Name) -> bytes:
+    """A name as the bytes on the wire: a str as UTF-8, its surrogate
+    escapes as the bytes they stand for, as listings decode names that
+    are not UTF-8 (so a listed name can be got and deleted)."""
+    return name.encode("utf-8", "surrogateescape") if isinstance(name, str) else bytes(name)
+
+
 def _name(key: Name) -> bytes:
-    k = key.encode() if isinstance(key, str) else bytes(key)
+    try:
+        k = _bytes(key)
+    except UnicodeEncodeError as e:
+        raise errors.BadKey(f"key {_shown(key)}: not encodable as UTF-8: {e.reason}") from None
     if not k or len(k) > MAX_NAME or b"\x00" in k:
-        raise errors.BadKey(f"key {key!r}: want 1 to {MAX_NAME} bytes, no 0x00")
+        raise errors.BadKey(f"key {_shown(key)} ({len(k)} bytes): want 1 to {MAX_NAME} bytes, no 0x00")
     return k
 
 
+def _ttl_ms(ttl: float) -> int:
+    """A TTL in seconds as whole milliseconds, a positive one rounded up:
+    under a millisecond, truncated to 0, it read as the controller's
+    default, a token that never expires without one (the Go SDK's
+    ceilMs)."""
+    return math.ceil(ttl * 1000) if ttl > 0 else int(ttl * 1000)
+
+
+def _shown(key: Name, limit: int = 64) -> str:
+    """key's repr, cut to about limit characters for an error message."""
+    r = repr(key)
+    return r if len(r) <= limit else r[:limit] + "..."
+
+
 def _dir_prefix(d: Name) -> bytes:
-    p = (d.encode() if isinstance(d, str) else bytes(d)).rstrip(b"/")
+    p = _bytes(d).rstrip(b"/")
     return p + b"/" if p else b""
 
 
@@ -230,12 +255,16 @@ class Client:
     def register_job(self, name: str, *, lambdas: int = 0, capacity_bytes: int = 0, peak_mbps: float = 0,
                      latency_sensitive: bool = False, ttl: float = 0) -> "Job":
         """Registers a job with Pocket's hints (0: not given; ttl in seconds,
-        0: the controller's default) and returns it. Used as a context
-        manager, the job is deregistered at the end of the block."""
-        m = self._ctl().register_job(name, lambdas, capacity_bytes, peak_mbps, latency_sensitive, int(ttl * 1000))
+        0: the controller's default) and returns it; its ``allotment``
+        (wire.Allotment) says what the controller allotted, as ``pocket job
+        register`` prints it. Used as a context manager, the job is
+        deregistered at the end of the block."""
+        m = self._ctl().register_job(name, lambdas, capacity_bytes, peak_mbps, latency_sensitive, _ttl_ms(ttl))
         with _tokens_lock:
             _tokens[m.job] = m.token
-        return Job(self, m, owner=True)
+        job = Job(self, m, owner=True)
+        job.allotment = m.allotment
+        return job
 
     def open_job(self, job_id: str, token: bytes | str) -> "Job":
         """Opens a job registered elsewhere by its id and token (bytes, or
@@ -685,6 +714,10 @@ class Job:
         self.client = client
         self._st = _MapState(m)
         self._owner = owner
+        # What the controller allotted, when registered through this Job
+        # (wire.Allotment, set by register_job; None when opened or on
+        # static nodes).
+        self.allotment: wire.Allotment | None = None
         self._retired = False  # deregistered through it, or opened from a credential
         self._gone: list[str] = []  # nodes of a retired job's map found gone
         # Nodes of a retired job's map named dead only by a hint (a
@@ -1784,7 +1817,7 @@ class Job:
         Listing (a list) also names the nodes it could not cover
         (``partial``: some names are missing)."""
         st: list = []
-        ents = self._list(prefix.encode() if isinstance(prefix, str) else bytes(prefix), 0, st)
+        ents = self._list(_bytes(prefix), 0, st)
         m = st[0].map
         gone = self.gone_nodes()
         return Listing(ents, _dead_not_gone(m, gone), m.lost, gone)

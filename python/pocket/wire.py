@@ -416,6 +416,40 @@ class PlacementMap:
     expires_ms: int = 0
     lost: list = field(default_factory=list)
     ended: bool = False
+    # What the controller's reply says of the job's allotment (the Go
+    # SDK's Allotment): a registration's all of it, a map fetch its
+    # bandwidth and bytes; None when it says nothing.
+    allotment: "Allotment | None" = None
+
+
+_SIZED_FROM = {1: "hints", 2: "profile", 3: "default"}
+
+
+@dataclass(frozen=True, slots=True)
+class Allotment:
+    """What the controller allotted a job at its registration, as ``pocket
+    job register`` prints it: bandwidth over its nodes (mbps, 0: none) and
+    capacity of its tier (bytes, 0: none); where its size came from
+    (sized_from: "hints", "profile" of earlier jobs of its name, "default",
+    "" not said); the registering client's quotas and what is left of them
+    (0: no quota); and note, what the job should know of its placement
+    ("": nothing)."""
+    mbps: float = 0.0
+    bytes: int = 0
+    sized_from: str = ""
+    note: str = ""
+    quota_bytes: int = 0
+    quota_left_bytes: int = 0
+    quota_mbps: float = 0.0
+    quota_left_mbps: float = 0.0
+
+
+def _allotment(t) -> Allotment | None:
+    """The allotment of a decoded PlacementMap table, None when it gives
+    none (not a registration's reply)."""
+    a = Allotment(t.AllocMbps(), t.AllocBytes(), _SIZED_FROM.get(t.Sized(), ""), (t.Note() or b"").decode(),
+                  t.QuotaBytes(), t.QuotaLeftBytes(), t.QuotaMbps(), t.QuotaLeftMbps())
+    return None if a == Allotment() else a
 
 
 def decode_placement_map(meta) -> PlacementMap:
@@ -436,7 +470,7 @@ def decode_placement_map(meta) -> PlacementMap:
                 raise errors.Malformed(f"placement map: lost node weight {w}")
             lost.append(LostNode((n.Addr() or b"").decode(), w, n.Epoch()))
         return PlacementMap((t.Job() or b"").decode(), t.Tier(), t.Epoch(), nodes,
-                            _vector_bytes(t._tab, 12), t.ExpiresMs(), lost, bool(t.Ended()))
+                            _vector_bytes(t._tab, 12), t.ExpiresMs(), lost, bool(t.Ended()), _allotment(t))
     except (struct.error, IndexError, ValueError, TypeError, OverflowError) as e:
         raise errors.Malformed(f"placement map: {e}") from None
 
