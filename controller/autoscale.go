@@ -577,6 +577,7 @@ func (a *Autoscaler) startNode(id uint64) error {
 		return fmt.Errorf("start: %w", err)
 	}
 	serving := time.Since(t0)
+	a.c.ForgetRetired(n.Addr) // a retired node there has ended: this one serves at its address
 	a.mu.Lock()
 	a.started[n.Addr] = n.ID
 	a.mu.Unlock()
@@ -691,7 +692,7 @@ func (a *Autoscaler) onRetire(addr, why string) {
 		a.log().Warn("autoscale: stop node", "node", addr, "id", id, "err", err)
 		return
 	}
-	a.c.forgetRetired(addr)
+	a.c.ForgetRetired(addr)
 	a.log().Info("autoscale: node stopped", "node", addr)
 }
 

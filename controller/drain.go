@@ -528,11 +528,16 @@ func (c *Controller) goneLocked(reg *wire.NodeRegister) error {
 		"a new node may register at that address from %s", reg.Addr, stamp(g.at), stamp(g.at.Add(c.cfg.ForgetAfter)))
 }
 
-// forgetRetired lets a new node register at the address of a retired one
-// whose process is known to have ended (its orchestrator stopped it): the
-// kernel hands out freed ports again, and a new local node on a retired
-// node's port must not be refused.
-func (c *Controller) forgetRetired(addr string) {
+// ForgetRetired lets a new node register at the address of a node a drain
+// retired less than Config.ForgetAfter ago, whose process is known to have
+// ended: an orchestrator stopped it, or has just started a new node at
+// that address (the old one's listener is gone). The kernel hands out
+// freed ports again, and a new local node on a retired node's port must
+// not be refused: before, `pocket up` restarted on its data directory
+// within a minute of a drain failed ("1 of 2 nodes registered"), its new
+// node at the drained node's --node-ports port refused until then (a new
+// user's trial).
+func (c *Controller) ForgetRetired(addr string) {
 	c.mu.Lock()
 	delete(c.gone, addr)
 	c.mu.Unlock()

@@ -196,6 +196,9 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		if err != nil {
 			return u, err
 		}
+		// A node an earlier run drained at this address died with that
+		// run (its nodes were its children): this one may register.
+		ctl.ForgetRetired(n.Addr)
 		if maddr != "" {
 			u.endpoints = append(u.endpoints, nodeEndpoint{node: n.Addr, metrics: maddr})
 		}
@@ -697,9 +700,13 @@ func printUp(u *upCluster, o upOptions) {
 	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s%s\n%s  pocket node drain ADDR%s%s\n",
 		note, u.addr, listen, secretArg, nodeTLSArg(u.tlsDir), portNote, secretArg, tlsArg)
 	if o.autoscale {
-		// A node added by hand counts like any other: under the band,
-		// scale-in drains the emptiest node first, which a new one is.
-		fmt.Println("  (the autoscaler sets the node count: a node added by hand is drained again when the cluster runs under the band)")
+		// Scale-in drains the nodes the orchestrator started first
+		// (pickVictims), so a node added by hand outlives them. Before,
+		// the banner said the hand-added node would be drained again; a
+		// new user's trial saw up's own node drained 60 ms after theirs
+		// came, then, theirs stopped by a signal, no live node for 3 s.
+		fmt.Println("  (the autoscaler sets the node count: under the band it drains the nodes it started first, so a node " +
+			"added by hand may be the one left; stop it with pocket node drain ADDR, not a signal, or the cluster may have no live node until the autoscaler adds one)")
 	}
 	if u.tlsDir != "" {
 		fmt.Printf("a node on another host gets its certificate from: pocket cert issue --role node --host HOST --out DIR --data-dir %s\n",
