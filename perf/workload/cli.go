@@ -50,12 +50,15 @@ type cliOptions struct {
 func parseCLI(args []string, errOut io.Writer) (*cliOptions, error) {
 	o := &cliOptions{}
 	fs := flag.NewFlagSet("workload", flag.ContinueOnError)
-	fs.SetOutput(errOut)
-	fs.Usage = func() { fmt.Fprintf(errOut, usageText, strings.Join(Names(), ", ")); fs.PrintDefaults() }
+	fs.SetOutput(io.Discard) // a parse error is written by usageErr, one line
+	fs.Usage = func() {}     // the flag package calls it at every error too
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		o.name, args = args[0], args[1:]
 	}
-	ctl := fs.String("controller", os.Getenv("POCKET_CONTROLLER"), "pocket controller `ADDR` (default $POCKET_CONTROLLER)")
+	// The default is read after parsing: as the flag's default, a set
+	// $POCKET_CONTROLLER showed twice in --help ("(default
+	// $POCKET_CONTROLLER) (default "ADDR")").
+	ctl := fs.String("controller", "", "pocket controller `ADDR` (default $POCKET_CONTROLLER)")
 	nodes := fs.String("nodes", "", "pocket storage nodes `A,B,C` for a static job (no controller)")
 	redis := fs.String("target", "", "Redis server `redis://HOST:PORT`, or shards redis://A:1,redis://B:2 (keys spread by hash)")
 	tier := fs.String("tier", wire.TierDRAM.String(), "tier of a static pocket job: dram or nvme")
@@ -69,34 +72,42 @@ func parseCLI(args []string, errOut io.Writer) (*cliOptions, error) {
 	fs.BoolVar(&o.keep, "keep", false, "leave the run's keys in the store")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
 	fs.StringVar(&o.report, "report", "", "print a Markdown table of a results `file` (JSON lines) and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(errOut, usageText, strings.Join(Names(), ", "))
+		fs.SetOutput(errOut)
+		fs.PrintDefaults()
 		return nil, err
+	} else if err != nil {
+		return nil, usageErr(errOut, "%v", err)
 	}
 	if fs.NArg() > 0 {
-		return nil, usageErr(fs, "unexpected argument %q", fs.Arg(0))
+		return nil, usageErr(errOut, "unexpected argument %q", fs.Arg(0))
 	}
 	if o.report != "" {
 		return o, nil
 	}
 	if _, ok := workloads[o.name]; !ok {
-		return nil, usageErr(fs, "unknown workload %q", o.name)
+		return nil, usageErr(errOut, "unknown workload %q", o.name)
 	}
 	var err error
+	if *ctl == "" {
+		*ctl = os.Getenv("POCKET_CONTROLLER")
+	}
 	if o.target, err = pickTarget(*ctl, *nodes, *redis); err != nil {
-		return nil, usageErr(fs, "%v", err)
+		return nil, usageErr(errOut, "%v", err)
 	}
 	if o.target.Kind == KindPocket {
 		if o.target.Tier, err = wire.ParseTier(*tier); err != nil {
-			return nil, usageErr(fs, "--tier: %v", err)
+			return nil, usageErr(errOut, "--tier: %v", err)
 		}
 	}
 	if *size != "" {
 		if o.spec.Size, err = units.ParseSize(*size); err != nil {
-			return nil, usageErr(fs, "--size: %v", err)
+			return nil, usageErr(errOut, "--size: %v", err)
 		}
 	}
 	if o.spec.Workers < 1 || o.spec.Workers > 4096 {
-		return nil, usageErr(fs, "--workers %d: want 1 to 4096", o.spec.Workers)
+		return nil, usageErr(errOut, "--workers %d: want 1 to 4096", o.spec.Workers)
 	}
 	return o, nil
 }
@@ -117,12 +128,17 @@ func pickTarget(ctl, nodes, redis string) (Target, error) {
 	return Target{}, errors.New("give --controller ADDR, --nodes A,B,C or --target redis://HOST:PORT")
 }
 
-func usageErr(fs *flag.FlagSet, format string, a ...any) error {
+// usageErr writes a usage error as the pocket commands do: "pocket: bench
+// workload: " and the error, then the usage line (the whole usage is
+// --help's). Before, each was followed by the whole usage, 40 lines.
+func usageErr(errOut io.Writer, format string, a ...any) error {
 	err := fmt.Errorf(format, a...)
-	fmt.Fprintf(fs.Output(), "pocket bench workload: %v\n", err)
-	fs.Usage()
+	fmt.Fprintf(errOut, "pocket: bench workload: %v\nUsage: %s   (more: pocket bench workload --help)\n", err, usageLine)
 	return err
 }
+
+// usageLine is the usage's first line, without "usage: ".
+var usageLine = strings.TrimPrefix(strings.SplitN(usageText, "\n", 2)[0], "usage: ")
 
 // Main runs `pocket bench workload` and returns the exit status: 0 when
 // the output checked out, 1 when it did not or the run failed, 2 for bad

@@ -69,3 +69,26 @@ func TestMainJSONAndReport(t *testing.T) {
 		t.Fatalf("report:\n%s", out.String())
 	}
 }
+
+// TestUsageErrorsOneLine: a bad flag or argument is one line naming it,
+// then the usage line, as the pocket commands write them (before: the
+// whole 40-line usage after each); --help writes the whole usage, where a
+// set $POCKET_CONTROLLER no longer shows as a second default.
+func TestUsageErrorsOneLine(t *testing.T) {
+	t.Setenv("POCKET_CONTROLLER", "127.0.0.1:7850")
+	for _, args := range [][]string{{"sort", "--bogus"}, {"nope", "--nodes", "a:1"}, {"sort", "--workers", "x"}} {
+		var out bytes.Buffer
+		if _, err := parseCLI(args, &out); err == nil {
+			t.Fatalf("%q: no error", args)
+		}
+		if lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n"); len(lines) != 2 ||
+			!strings.HasPrefix(lines[0], "pocket: bench workload: ") || !strings.HasPrefix(lines[1], "Usage: pocket bench workload NAME") {
+			t.Errorf("%q: printed %q; want the error line and the usage line", args, out.String())
+		}
+	}
+	var help bytes.Buffer
+	if _, err := parseCLI([]string{"--help"}, &help); err == nil || !strings.Contains(help.String(), "-workers") ||
+		strings.Contains(help.String(), `(default "127.0.0.1:7850")`) {
+		t.Errorf("--help: %v, printed %q; want the whole usage, the controller's default once", err, help.String())
+	}
+}

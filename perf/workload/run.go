@@ -195,7 +195,11 @@ func prepare(ctx context.Context, t Target, name string, s Spec) (Target, func()
 	h := pocket.Hints{Lambdas: s.Workers, CapacityBytes: 3 * s.Size, LatencySensitive: t.Tier != wire.TierNVMe}
 	t, release, err := RegisterJob(ctx, t, name, h)
 	if err != nil {
-		return t, nil, err
+		// The controller's advice names the job register command's hint
+		// flags; this run's hints come from its own (a new user's trial
+		// was told to lower --peak-mbps, which bench workload has not).
+		return t, nil, fmt.Errorf("%w (bench workload hints --lambdas %d from --workers and --capacity %d bytes, three times --size: "+
+			"lower --workers or --size)", err, s.Workers, 3*s.Size)
 	}
 	return t, func() { _ = release(context.WithoutCancel(ctx)) }, nil
 }
