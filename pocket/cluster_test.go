@@ -74,6 +74,13 @@ func (c *testCluster) startController(listen string) {
 }
 
 func (c *testCluster) addNode(capacity int64) {
+	nd, d := c.newNode(capacity)
+	c.runAgent(nd, d, nd.Addr().String())
+}
+
+// newNode makes a node of the cluster (its secret) with a DRAM tier of
+// capacity bytes, serving on loopback, without an agent (runAgent).
+func (c *testCluster) newNode(capacity int64) (*dataplane.Node, *dataplane.DRAM) {
 	d, err := dataplane.NewDRAM(capacity, dataplane.DRAMOptions{})
 	if err != nil {
 		c.t.Fatal(err)
@@ -81,9 +88,10 @@ func (c *testCluster) addNode(capacity int64) {
 	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
 		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
 	if err != nil {
+		d.Close()
 		c.t.Fatal(err)
 	}
-	c.runAgent(nd, d, nd.Addr().String())
+	return nd, d
 }
 
 // runAgent runs nd's agent (advertising addr) against the cluster's

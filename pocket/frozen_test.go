@@ -9,9 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/pocketstore/pocket/dataplane"
-	"github.com/pocketstore/pocket/netio"
 )
 
 // freezeProxy forwards TCP connections to a node until freeze: from then
@@ -86,15 +83,7 @@ func (p *freezeProxy) copy(dst, src net.Conn) {
 // deadline, for good.
 func TestFrozenNodeMapFetched(t *testing.T) {
 	c := newTestCluster(t, 1, 64<<20)
-	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
-		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nd, d := c.newNode(64 << 20)
 	p := newFreezeProxy(t, nd.Addr().String())
 	c.runAgent(nd, d, p.addr)
 	c.awaitActive(2)

@@ -8,10 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/dataplane/agent"
 	"github.com/pocketstore/pocket/metaclient"
-	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -20,16 +18,7 @@ import (
 // channel gets its agent's Run error. The test's end stops it.
 func startMisadvertised(t *testing.T, c *testCluster, addr string) <-chan error {
 	t.Helper()
-	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
-		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
-	if err != nil {
-		d.Close()
-		t.Fatal(err)
-	}
+	nd, d := c.newNode(16 << 20)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	ended := make(chan error, 1)
