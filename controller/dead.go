@@ -150,8 +150,10 @@ func (c *Controller) loseNodeLocked(j *job, addr string, restarted bool) bool {
 		if !ok {
 			return false
 		}
-		delete(j.lostClean, adopted.Addr) // it holds the job's data from now on
-		kept = []wire.MapNode{adopted}
+		for _, a := range adopted {
+			delete(j.lostClean, a.Addr) // it holds the job's data from now on
+		}
+		kept = adopted
 		var lsum float64
 		for _, l := range lost {
 			lsum += l.Weight
@@ -247,15 +249,19 @@ func scaleLost(lost []wire.LostNode, f float64) {
 	}
 }
 
-// adoptLostLocked picks the active node of j's tier that j has not lost,
+// adoptLostLocked picks the active nodes of j's tier that j has not lost,
 // other than losing (the node j is losing now, not yet in its lost list:
-// a node that restarted at its address is active again), and that best
-// takes all of its allotted bytes (adoptBetter), as j's only node
-// (weight 1). When every such node is one j lost before, it takes one of
-// those known to hold none of j's data (j.lostClean: it restarted since),
-// and failing that losing itself when it restarted (losingRestarted):
-// such a node stays (or goes) in the lost list, so that its old keys
-// answer lost and name it, and holds its share from the epoch of this
+// a node that restarted at its address is active again), as many as j's
+// allotment needs, weighted as a registration places a job
+// (Policy.sizeNeed): before, one node alone (weight 1), so a job of three
+// nodes that lost them all (a `pocket up` restarted on its data
+// directory, its nodes back as new processes) came back on one node and
+// never spread again (a new user's trial: "gets at most 6316 of its 18000
+// Mb/s"). When every such node is one j lost before, it takes those known
+// to hold none of j's data (j.lostClean: they restarted since), and
+// failing that losing itself when it restarted (losingRestarted): such a
+// node stays (or goes) in the lost list, so that its old keys answer lost
+// and name it. Every adopted node holds its share from the epoch of this
 // loss (MapNode.Since), which leaves it out of the placements that find
 // lost nodes. Before, the first kind of job kept its dead node for good
 // (a hostile trial: "node ... is dead" for 75 s and more beside an idle
@@ -264,47 +270,52 @@ func scaleLost(lost []wire.LostNode, f float64) {
 // with its data is not taken, even once told to drop it: the drop revokes
 // the job in the node's table, which a later map does not undo (a hostile
 // trial: every call then "token revoked", and persisted old values read
-// again).
-func (c *Controller) adoptLostLocked(j *job, losing string, losingRestarted bool) (wire.MapNode, bool) {
+// again). A node restored from the state and not heard from since is not
+// taken either (adoptableLocked).
+func (c *Controller) adoptLostLocked(j *job, losing string, losingRestarted bool) ([]wire.MapNode, bool) {
 	cands := c.candidatesLocked(j.tier)
-	best := c.bestAdoptLocked(j, cands, losing, false)
-	if best < 0 {
-		best = c.bestAdoptLocked(j, cands, losing, true)
+	pick := c.adoptableLocked(j, cands, losing, false)
+	if len(pick) == 0 {
+		pick = c.adoptableLocked(j, cands, losing, true)
 	}
-	if best < 0 && losingRestarted {
-		best = slices.IndexFunc(cands, func(cd candidate) bool { return cd.addr == losing })
+	if len(pick) == 0 && losingRestarted {
+		if i := slices.IndexFunc(cands, func(cd candidate) bool { return cd.addr == losing }); i >= 0 {
+			pick = cands[i : i+1]
+		}
 	}
-	if best < 0 {
-		return wire.MapNode{}, false
+	if len(pick) == 0 {
+		return nil, false
 	}
-	c.cfg.Logger.Info("controller: job lost its every node and gets another", "job", j.id, "node", cands[best].addr,
-		"lost_before", c.lostByLocked(j, cands[best].addr), "restarted", cands[best].addr == losing)
-	// It never held what the job's lost nodes held: it holds its share
-	// from the epoch that records the loss (LostNode.Epoch).
-	return wire.MapNode{Addr: cands[best].addr, Weight: 1, State: wire.NodeActive, Since: j.epoch + 1}, true
+	p := c.cfg.Policy.sizeNeed(pick, Need{Mbps: j.allocMbps, Bytes: j.allocBytes}, 1)
+	addrs := make([]string, len(p.nodes))
+	for i := range p.nodes {
+		// It never held what the job's lost nodes held: it holds its
+		// share from the epoch that records the loss (LostNode.Epoch).
+		p.nodes[i].Since = j.epoch + 1
+		addrs[i] = p.nodes[i].Addr
+	}
+	c.cfg.Logger.Info("controller: job lost its every node and gets others", "job", j.id, "nodes", addrs,
+		"lost_before", c.lostByLocked(j, addrs[0]), "restarted", addrs[0] == losing)
+	return p.nodes, true
 }
 
-// bestAdoptLocked is the index in cands of the node adoptLostLocked
-// takes, other than losing: among the nodes j has not lost, or (lost) among
-// those it lost that hold none of its data; -1 when there is none. A node
-// restored from the state and not heard from since is not taken: it may
-// have stopped with the controller. Before, a restarted `pocket up` whose
-// nodes came back at their addresses (each restarted, so each job lost
-// its node) moved every such job onto an earlier run's node that was not
-// running, and their puts answered "node is dead" for 50 s beside two
-// live nodes (a new user's trial).
-func (c *Controller) bestAdoptLocked(j *job, cands []candidate, losing string, lost bool) int {
-	best := -1
-	for i := range cands {
-		addr := cands[i].addr
-		if addr == losing || cands[i].unheard || c.lostByLocked(j, addr) != lost || lost && !j.lostClean[addr] {
+// adoptableLocked is the candidates adoptLostLocked may take, other than
+// losing: the nodes j has not lost, or (lost) those it lost that hold
+// none of its data; never a node restored from the state and not heard
+// from since: it may have stopped with the controller. Before, a
+// restarted `pocket up` whose nodes came back at their addresses (each
+// restarted, so each job lost its node) moved every such job onto an
+// earlier run's node that was not running, and their puts answered "node
+// is dead" for 50 s beside two live nodes (a new user's trial).
+func (c *Controller) adoptableLocked(j *job, cands []candidate, losing string, lost bool) []candidate {
+	var out []candidate
+	for _, cd := range cands {
+		if cd.addr == losing || cd.unheard || c.lostByLocked(j, cd.addr) != lost || lost && !j.lostClean[cd.addr] {
 			continue
 		}
-		if best < 0 || adoptBetter(&cands[i], &cands[best], j.allocBytes) {
-			best = i
-		}
+		out = append(out, cd)
 	}
-	return best
+	return out
 }
 
 // cleanLostLocked notes that addr, a node j lost, holds none of j's data:
