@@ -39,10 +39,11 @@ func flood(t *testing.T, addr, from string, n int) []net.Conn {
 // TestIdleFloodFromOnePeer (issue 11, D): 1,100 idle connections from one
 // peer leave other clients' registrations and status working (the old
 // controller took 1,024 connections from anyone and held them for 5
-// minutes: `job register` got EOF, `status` a reset). The default
-// per-peer limit refuses the flood's excess: a connection over it is on
-// probation, where a request other than a node's proof gets an error
-// naming the limit.
+// minutes: `job register` got EOF, `status` a reset). The per-peer limit
+// holds the peer's count at 256, and a new client at the flooding peer's
+// own address (the same host, a NAT) takes the place of a silent one:
+// before, it was refused (a hostile re-check: 40 silent connections a
+// second from the operator's address refused 43 % of its calls).
 func TestIdleFloodFromOnePeer(t *testing.T) {
 	c := newTest(t, Config{})
 	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
@@ -55,8 +56,14 @@ func TestIdleFloodFromOnePeer(t *testing.T) {
 	defer over.Close()
 	octx, ocancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer ocancel()
-	if _, err := over.Status(octx); !errors.Is(err, wire.ErrLimit) || !strings.Contains(err.Error(), "MaxConnsPerPeer 256") {
-		t.Fatalf("status from the flooding peer: %v; want the per-peer refusal", err)
+	if _, err := over.Status(octx); err != nil {
+		t.Fatalf("status from the flooding peer's address: %v; want served in a silent connection's place", err)
+	}
+	c.srv.mu.Lock()
+	fromPeer := c.srv.peers["127.0.0.2"]
+	c.srv.mu.Unlock()
+	if fromPeer > 256 {
+		t.Fatalf("%d connections counted from the flooding peer; MaxConnsPerPeer 256", fromPeer)
 	}
 	mc := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
 	defer mc.Close()
@@ -104,16 +111,22 @@ func TestNodeRegistersThroughItsOwnPeersFlood(t *testing.T) {
 	}
 }
 
-// TestPerPeerLimitError: a client over the per-peer limit gets the
-// controller's error, naming the limit, from metaclient.
+// TestPerPeerLimitError: a client over the per-peer limit, whose
+// connections have all made requests (none silent to take the place of),
+// gets the controller's error, naming the limit, from metaclient.
 func TestPerPeerLimitError(t *testing.T) {
 	c := newTest(t, Config{MaxConnsPerPeer: 3})
 	a, err := c.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	flood(t, a.String(), "127.0.0.1", 3)
-	time.Sleep(50 * time.Millisecond) // accepted and tracked
+	for range 3 {
+		held := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
+		defer held.Close()
+		if _, err := held.Status(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	mc := metaclient.New(a.String(), metaclient.Options{Logger: quietLog})
 	defer mc.Close()
 	_, err = mc.Status(context.Background())

@@ -233,8 +233,8 @@ func (c *Controller) track(conn net.Conn) (prob bool, err error) {
 		return false, wire.Errorf(wire.CodeClosed, "controller is shutting down")
 	default:
 	}
-	overPeer := c.cfg.MaxConnsPerPeer > 0 && s.peers[peer] >= c.cfg.MaxConnsPerPeer
-	if overPeer || s.plain >= c.cfg.MaxConns && !s.evictIdleLocked(now) && !s.evictFreshLocked(now) {
+	overPeer := c.cfg.MaxConnsPerPeer > 0 && s.peers[peer] >= c.cfg.MaxConnsPerPeer && !s.evictFreshLocked(now, peer)
+	if overPeer || s.plain >= c.cfg.MaxConns && !s.evictIdleLocked(now) && !s.evictFreshLocked(now, "") {
 		s.noteRefusal(now)
 		if s.onProb >= nodeProbation {
 			s.evictProbationLocked()
@@ -292,30 +292,39 @@ func (s *server) evictIdleLocked(now time.Time) bool {
 	return true
 }
 
-// evictFreshLocked closes a connection MaxConns counts that has sent no
-// request yet, of any age, and reports whether it did: the oldest of the
-// peer (peerKey) holding the most such connections. It runs when none is
-// idle for evictMinIdle. Connections that never send a request (TCP
+// evictFreshLocked closes a connection that has sent no request yet, of
+// any age, and reports whether it did: from peer when peer is set (the
+// peer is at MaxConnsPerPeer), else the oldest of the peer (peerKey)
+// holding the most such connections (the server is at MaxConns, none
+// idle for evictMinIdle). Connections that never send a request (TCP
 // opened, no TLS handshake, no frame: no certificate needed) were, while
 // younger than evictMinIdle, never evicted: a flooder opening 1,000 a
 // second from five addresses kept every slot young, and 32-57 % of a
-// certified operator's requests were refused (a hostile trial). Now
-// each new connection takes the place of a silent one, so a silent
-// connection lives about MaxConns / (the flood's rate), 250 ms at 4,000
-// a second for 1,024, which a handshake and a first request on a
-// working network need far less of; and a client from an address of its
-// own outlives the flood's connections from the addresses holding more.
-func (s *server) evictFreshLocked(now time.Time) bool {
-	count := map[string]int{}
-	for _, ci := range s.conns {
-		if ci.fresh && !ci.busy && !ci.node && !ci.prob {
-			count[ci.peer]++
+// certified operator's requests were refused (a hostile trial); and one
+// opening 40 a second from the operator's own address (the same host, a
+// NAT) held its MaxConnsPerPeer, refusing 43 % (the re-check). Now each
+// new connection takes the place of a silent one, so a silent connection
+// lives about the slots over the flood's rate, 250 ms at 4,000 a second
+// for 1,024, which a handshake and a first request on a working network
+// need far less of; and a client from an address of its own outlives the
+// flood's connections from the addresses holding more.
+func (s *server) evictFreshLocked(now time.Time, peer string) bool {
+	evictable := func(ci *connInfo) bool {
+		return ci.fresh && !ci.busy && !ci.node && !ci.prob && (peer == "" || ci.peer == peer)
+	}
+	var count map[string]int
+	if peer == "" {
+		count = map[string]int{}
+		for _, ci := range s.conns {
+			if evictable(ci) {
+				count[ci.peer]++
+			}
 		}
 	}
 	var victim net.Conn
 	var vi *connInfo
 	for conn, ci := range s.conns {
-		if !ci.fresh || ci.busy || ci.node || ci.prob {
+		if !evictable(ci) {
 			continue
 		}
 		if vi == nil || count[ci.peer] > count[vi.peer] || count[ci.peer] == count[vi.peer] && ci.last.Before(vi.last) {
