@@ -388,7 +388,7 @@ func TestOpenJobTakesPrintedToken(t *testing.T) {
 	if err := j.Put(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	for _, tok := range [][]byte{j.Token(), []byte(hex.EncodeToString(j.Token()))} {
+	for _, tok := range [][]byte{j.Token(), []byte(hex.EncodeToString(j.Token())), []byte(hex.EncodeToString(j.Token()) + "\n")} {
 		o, err := s.OpenJob(ctx, j.ID(), tok)
 		if err != nil {
 			t.Fatalf("open with a %d-byte token: %v", len(tok), err)

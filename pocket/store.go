@@ -1,6 +1,7 @@
 package pocket
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -251,10 +252,11 @@ func (s *Store) OpenJob(ctx context.Context, jobID string, token []byte) (*Job, 
 // the printed form was refused as "bad token ... does not grant job" (a
 // new user's trial), with nothing saying it had to be decoded.
 func rawToken(tok []byte) []byte {
-	if len(tok) != 2*token.Len {
+	text := bytes.TrimSpace(tok) // as read from a file or an environment line, with its newline
+	if len(text) != 2*token.Len {
 		return tok
 	}
-	if b, err := token.Parse(string(tok)); err == nil {
+	if b, err := token.Parse(string(text)); err == nil {
 		return b
 	}
 	return tok

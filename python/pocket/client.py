@@ -88,6 +88,8 @@ def _ttl_ms(ttl: float) -> int:
     under a millisecond, truncated to 0, it read as the controller's
     default, a token that never expires without one (the Go SDK's
     ceilMs)."""
+    if not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or abs(ttl) * 1000 >= 2 ** 63:
+        raise errors.Malformed(f"ttl {ttl!r}: want a finite number of seconds, under 2**63 ms")
     return math.ceil(ttl * 1000) if ttl > 0 else int(ttl * 1000)
 
 

@@ -35,3 +35,8 @@ def test_ttl_under_a_millisecond_rounds_up():
     from pocket import client as pclient
     assert pclient._ttl_ms(1e-9) == 1 and pclient._ttl_ms(0.0015) == 2
     assert pclient._ttl_ms(1) == 1000 and pclient._ttl_ms(0) == 0
+    # Absurd ones are the client's error, not a raw ValueError,
+    # OverflowError or TypeError (hostile re-check).
+    for bad in (float("nan"), float("inf"), 1e300):
+        with pytest.raises(pocket.Malformed):
+            pclient._ttl_ms(bad)
