@@ -317,6 +317,17 @@ func runLs(args []string) int {
 	return 0
 }
 
+// deadNodes are the nodes m marks dead, in its order.
+func deadNodes(m pocket.Map) []string {
+	var dead []string
+	for _, n := range m.Nodes {
+		if m.Dead[n.Addr] {
+			dead = append(dead, n.Addr)
+		}
+	}
+	return dead
+}
+
 // exitPartial is the exit code of an ls that listed what the job's
 // reachable nodes hold while some node of its map is dead, lost or gone
 // (the names there are missing), and of an rm that could not reach a dead
@@ -413,17 +424,19 @@ func runRm(args []string) int {
 		if n := res.Count(); n > 0 {
 			warn("rm", "deleted %s before the error", removedText(pos[1], res))
 		}
-		return fail("rm: %v", err)
+		code := fail("rm: %v", err)
+		if errors.Is(err, pocket.ErrUnavailable) && len(deadNodes(j.Map())) > 0 {
+			// A node of the job is dead and its keys stay: exit 3, as
+			// --help says (before, 1 when the named key's owner was it).
+			code = exitPartial
+		}
+		return code
 	}
 	noteGone("rm", j)
 	m := j.Map()
 	var dead []string
 	if !j.Ended() {
-		for _, n := range m.Nodes {
-			if m.Dead[n.Addr] {
-				dead = append(dead, n.Addr)
-			}
-		}
+		dead = deadNodes(m)
 		notePartial("rm", "deleted", m, dead, nil) // a lost node's values are gone already
 	}
 	if code := reportRemoved(pos[0], pos[1], res); code != 0 || len(dead) == 0 {
