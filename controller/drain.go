@@ -252,6 +252,7 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 				w = mn.Weight
 			}
 		}
+		delete(j.lostClean, to) // it holds the job's data from now on
 		nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: to, Weight: w, State: wire.NodeActive, Since: wire.SinceNotYet})
 		c.placeLocked(j, nodes)
 		c.bumpLocked(j)
@@ -270,7 +271,7 @@ func (c *Controller) errNowhereToGoLocked(addr string, j *job) error {
 	lost := ""
 	for _, cand := range c.candidatesLocked(j.tier) {
 		if cand.addr != addr && c.lostByLocked(j, cand.addr) {
-			lost = " (nodes the job lost do not count: what they hold of it is stale)"
+			lost = " (nodes the job lost do not count until they restart: what they hold of it is stale)"
 			break
 		}
 	}
@@ -281,8 +282,13 @@ func (c *Controller) errNowhereToGoLocked(addr string, j *job) error {
 
 // adoptCandidateLocked returns the address of the active node of j's
 // tier, other than the draining addr and the nodes j has lost (whatever
-// they still hold of j is stale), that best takes the draining node's
+// they still hold of j is stale) but for those known to hold none of it
+// (j.lostClean: restarted since), that best takes the draining node's
 // share of j's allotted bytes (adoptBetter); false when there is none.
+// Before, a lost node that had restarted did not count, and after a few
+// restarts of pocket up every node was on every job's lost list: no node
+// could be drained beside two empty ones (a new user's re-check). A node
+// restored from the state and not heard from since does not count.
 func (c *Controller) adoptCandidateLocked(j *job, addr string) (string, bool) {
 	var w float64
 	for _, mn := range j.nodes {
@@ -294,7 +300,7 @@ func (c *Controller) adoptCandidateLocked(j *job, addr string) (string, bool) {
 	cands := c.candidatesLocked(j.tier)
 	best := -1
 	for i := range cands {
-		if cands[i].addr == addr || c.lostByLocked(j, cands[i].addr) {
+		if cands[i].addr == addr || cands[i].unheard || c.lostByLocked(j, cands[i].addr) && !j.lostClean[cands[i].addr] {
 			continue
 		}
 		if best < 0 || adoptBetter(&cands[i], &cands[best], need) {

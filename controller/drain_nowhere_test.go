@@ -65,3 +65,31 @@ func TestDrainOfTheLastNodeSaysWhatToDo(t *testing.T) {
 		t.Fatalf("drain with only a lost node to go to: %v; want a note that lost nodes do not count", err)
 	}
 }
+
+// TestDrainGoesToALostNodeThatRestarted: a job that lost a node which has
+// restarted since (empty) may drain its last node onto it. Before, every
+// node a job had lost was passed over, and after a few restarts of pocket
+// up no node could be drained beside empty ones (a new user's re-check:
+// "no other active dram node can take it (nodes the job lost do not
+// count...)").
+func TestDrainGoesToALostNodeThatRestarted(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	a := dramNode("127.0.0.1:7001", 1<<30, 8000)
+	mustRegister(t, c, a)
+	at, b := incNode(t, c, 31)
+	m, err := c.RegisterJob("rk3", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	restartNode(t, c, at, b, 32) // the job loses b; b is empty now
+	if m2, _ := c.GetMap(m.Job, m.Token); len(m2.Nodes) != 1 || len(m2.Lost) != 1 || m2.Lost[0].Addr != b.Addr {
+		t.Fatalf("map after b restarted: %+v; want a alone, b lost", m2)
+	}
+	if _, err := c.Drain(a.Addr, time.Minute); err != nil {
+		t.Fatalf("drain of a with b restarted and empty: %v", err)
+	}
+	m3, _ := c.GetMap(m.Job, m.Token)
+	if _, in := mapState(m3, b.Addr); !in {
+		t.Fatalf("map after the drain began: %+v; want b taking a's data", m3)
+	}
+}
