@@ -447,6 +447,22 @@ func TestRestartedOnlyNodeNotAdoptedBack(t *testing.T) {
 	}
 }
 
+// backThenNextDies kills back past the grace (its job takes next), brings
+// back it with its data (a heartbeat, not a restart), then kills next past
+// the grace.
+func backThenNextDies(t *testing.T, c *Controller, back, next string) {
+	t.Helper()
+	for i, addr := range []string{back, next} {
+		if err := c.SetNodeState(addr, wire.NodeDead); err != nil {
+			t.Fatal(err)
+		}
+		sweepPastGrace(c)
+		if i == 0 {
+			c.heartbeat(&wire.Heartbeat{Addr: back})
+		}
+	}
+}
+
 // incNode registers a DRAM node of 1 GiB served by an incServer (whose
 // address it takes) of incarnation inc.
 func incNode(t *testing.T, c *Controller, inc uint64) (*incServer, *wire.NodeRegister) {
@@ -542,15 +558,7 @@ func TestJobAdoptsALostNodeThatRestartedEmpty(t *testing.T) {
 	mustRegister(t, c2, a)
 	m = soloJob(t, c2)
 	mustRegister(t, c2, b)
-	if err := c2.SetNodeState(a.Addr, wire.NodeDead); err != nil {
-		t.Fatal(err)
-	}
-	sweepPastGrace(c2) // a lost, b adopted
-	c2.heartbeat(&wire.Heartbeat{Addr: a.Addr})
-	if err := c2.SetNodeState(b.Addr, wire.NodeDead); err != nil {
-		t.Fatal(err)
-	}
-	sweepPastGrace(c2)
+	backThenNextDies(t, c2, a.Addr, b.Addr) // a lost, b adopted; a back with its data, b dead
 	m4, _ := c2.GetMap(m.Job, m.Token)
 	if len(m4.Nodes) != 1 || m4.Nodes[0].Addr != b.Addr {
 		t.Fatalf("map after its second node died: %+v; want it kept on dead %s (%s may hold its old values)", m4, b.Addr, a.Addr)
@@ -584,15 +592,7 @@ func TestOnlyNodeRestartedRecordsTheLoss(t *testing.T) {
 	// next node dies. Before, its restart's mark stayed, and it was.
 	y := dramNode("127.0.0.1:7052", 1<<30, 8000)
 	mustRegister(t, c, y)
-	if err := c.SetNodeState(x.Addr, wire.NodeDead); err != nil {
-		t.Fatal(err)
-	}
-	sweepPastGrace(c) // x lost again, y taken
-	c.heartbeat(&wire.Heartbeat{Addr: x.Addr})
-	if err := c.SetNodeState(y.Addr, wire.NodeDead); err != nil {
-		t.Fatal(err)
-	}
-	sweepPastGrace(c)
+	backThenNextDies(t, c, x.Addr, y.Addr) // x lost again, y taken; x back with its data, y dead
 	m3, _ := c.GetMap(m.Job, m.Token)
 	if len(m3.Nodes) != 1 || m3.Nodes[0].Addr != y.Addr {
 		t.Fatalf("map after its next node died: %+v; want it kept on dead %s (%s came back with its data)", m3, y.Addr, x.Addr)

@@ -293,9 +293,9 @@ func (s *server) evictIdleLocked(now time.Time) bool {
 }
 
 // evictFreshLocked closes a connection that has sent no request yet, of
-// any age, and reports whether it did: from peer when peer is set (the
-// peer is at MaxConnsPerPeer), else the oldest of the peer (peerKey)
-// holding the most such connections (the server is at MaxConns, none
+// any age, and reports whether it did: the oldest of peer's when peer is
+// set (the peer is at MaxConnsPerPeer), else the oldest of the peer
+// (peerKey) holding the most connections (the server is at MaxConns, none
 // idle for evictMinIdle). Connections that never send a request (TCP
 // opened, no TLS handshake, no frame: no certificate needed) were, while
 // younger than evictMinIdle, never evicted: a flooder opening 1,000 a
@@ -307,27 +307,17 @@ func (s *server) evictIdleLocked(now time.Time) bool {
 // lives about the slots over the flood's rate, 250 ms at 4,000 a second
 // for 1,024, which a handshake and a first request on a working network
 // need far less of; and a client from an address of its own outlives the
-// flood's connections from the addresses holding more.
+// flood's connections from the addresses holding more. One pass over the
+// connections, as evictIdleLocked's, with the per-peer counts kept for
+// MaxConnsPerPeer.
 func (s *server) evictFreshLocked(now time.Time, peer string) bool {
-	evictable := func(ci *connInfo) bool {
-		return ci.fresh && !ci.busy && !ci.node && !ci.prob && (peer == "" || ci.peer == peer)
-	}
-	var count map[string]int
-	if peer == "" {
-		count = map[string]int{}
-		for _, ci := range s.conns {
-			if evictable(ci) {
-				count[ci.peer]++
-			}
-		}
-	}
 	var victim net.Conn
 	var vi *connInfo
 	for conn, ci := range s.conns {
-		if !evictable(ci) {
+		if !ci.fresh || ci.busy || ci.node || ci.prob || peer != "" && ci.peer != peer {
 			continue
 		}
-		if vi == nil || count[ci.peer] > count[vi.peer] || count[ci.peer] == count[vi.peer] && ci.last.Before(vi.last) {
+		if vi == nil || s.peers[ci.peer] > s.peers[vi.peer] || s.peers[ci.peer] == s.peers[vi.peer] && ci.last.Before(vi.last) {
 			victim, vi = conn, ci
 		}
 	}

@@ -1900,7 +1900,7 @@ class Job:
         if dead:
             raise NodeUnavailable(dead[0], f"count files {d!r}: node {dead[0]} is dead: {DEAD_NODE_ADVICE}", sent=False)
         for e in ents:
-            if e.name.encode("utf-8", "surrogateescape") == p:
+            if _bytes(e.name) == p:
                 marker = True
             else:
                 n += 1
