@@ -17,7 +17,8 @@ import (
 // job), and the map records it as lost (wire.LostNode: its address, its
 // weight and the first epoch without it). The remaining nodes' weights are
 // normalized to sum to 1, as sizing leaves them, and so the job's
-// allotment spreads over them; the lost node's weight is rescaled by the
+// allotment spreads over them (when they cannot carry it, another node
+// joins: refill.go); the lost node's weight is rescaled by the
 // same factor, and so are those of nodes lost before. Rendezvous hashing
 // is scale-free, so placing a key over the map's nodes and its lost nodes
 // together still finds the node it had before any of them left: a client

@@ -905,9 +905,14 @@ func (c *Controller) dropFitsLocked(j *job, x string, limit float64) bool {
 // node that replaced it too (the nodes sized with: 2; grown to 4; one
 // of the 2 drained; shed down to 1).
 func (c *Controller) holdsHintsLocked(j *job, x string) bool {
-	if !hinted(j.hints) {
-		return true
-	}
+	return !hinted(j.hints) || c.holdsAllotLocked(j, x)
+}
+
+// holdsAllotLocked reports whether j's map without node x (none: "")
+// holds j's allotment: its other active nodes' bandwidth on j's tier
+// (Mb/s, NodeMbps for a tier that reports none) and their capacity
+// (bytes), as on idle nodes, cover j's allotted Mb/s and bytes.
+func (c *Controller) holdsAllotLocked(j *job, x string) bool {
 	var mbps float64
 	var bytes int64
 	for _, mn := range j.nodes {

@@ -436,6 +436,7 @@ func (c *Controller) sweep(now time.Time) {
 		}
 	}
 	c.evictDeadLocked(now)
+	c.refillLocked(now)
 	c.sweepClientsLocked(now)
 	c.pruneTombsLocked(now, c.cfg.tombLife())
 	c.pruneEndedLocked()

@@ -1,0 +1,71 @@
+package controller
+
+import (
+	"slices"
+	"time"
+)
+
+// A job that lost a node gets another.
+//
+// A node lost by a job (dead past the grace, or restarted: dead.go)
+// leaves its map, and the job's allotment spreads over the nodes left.
+// When those nodes, idle, could no longer carry it (their bandwidth on
+// the job's tier, or their capacity, is below the job's allotment:
+// holdsAllotLocked), the job's map grows by one node at a sweep, as a
+// growth does (growJobLocked: the node joins, the values it now owns move
+// to it, the epoch is bumped twice), until they could, or no node can
+// join. This runs whether or not the autoscaler does: before, only the
+// autoscaler's per-job policy grew a map, and only under load, so on a
+// cluster without it a new user's 200 MiB reservation on two 128 MiB
+// nodes, one of them killed, could store 126 MiB beside an idle node and
+// then answered "tier full".
+//
+// The node taken is the active node of the job's tier outside its map,
+// not lost by it, with the most spare bandwidth and a spare byte
+// (growCandidatesLocked); failing that, a node the job lost that has
+// restarted since and so holds none of its data (job.lostClean), as a
+// drain or an adoption takes one. Never a node restored from the state
+// and not heard from since. The job waits while its map changes or one
+// of its nodes is dead within the grace (its values could not move).
+// The node replaces one the job was sized with, so it does not count as
+// growth the per-job policy may shed (job.grown).
+
+// refillLocked grows, by one node each, the maps of the live jobs that
+// lost a node and whose nodes left no longer carry their allotment.
+func (c *Controller) refillLocked(now time.Time) {
+	for _, j := range c.jobs {
+		if j.revoked || len(j.lost) == 0 || c.changingLocked(j) || c.deadMemberLocked(j) != "" || c.holdsAllotLocked(j, "") {
+			continue
+		}
+		addr, ok := c.refillCandidateLocked(j)
+		if !ok {
+			continue
+		}
+		c.cfg.Logger.Info("controller: job lost a node and its nodes left do not carry its allotment; another joins",
+			"job", j.id, "node", addr, "alloc_mbps", j.allocMbps, "alloc_bytes", j.allocBytes)
+		delete(j.lostClean, addr) // it holds the job's data from now on
+		c.growJobLocked(j, addr, now)
+		j.grown-- // it replaces a node the job was sized with
+	}
+}
+
+// refillCandidateLocked is the node refillLocked adds to j's map.
+func (c *Controller) refillCandidateLocked(j *job) (string, bool) {
+	cands := c.growCandidatesLocked(j, 1)
+	if i := slices.IndexFunc(cands, func(cd candidate) bool { return !cd.unheard }); i >= 0 {
+		return cands[i].addr, true
+	}
+	var best *candidate
+	for _, cd := range c.candidatesLocked(j.tier) {
+		if cd.unheard || !j.lostClean[cd.addr] || j.has(cd.addr) || cd.spareBytes <= 0 {
+			continue
+		}
+		if best == nil || better(&cd, best, true) {
+			best = &cd
+		}
+	}
+	if best == nil {
+		return "", false
+	}
+	return best.addr, true
+}

@@ -1,0 +1,73 @@
+package controller
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestJobThatLostANodeGetsAnother: a job whose nodes left could not carry
+// its allotment after one was lost gets an idle node in its map, without
+// the autoscaler, and the node does not count as growth the per-job
+// policy may shed. Before, the map kept the one node left (a new user's
+// 200 MiB reservation stored 126 MiB on it beside an idle node): this
+// test failed with the map {a} after the loss.
+func TestJobThatLostANodeGetsAnother(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	r := newElasticRig(t, c, a, b, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 1500})
+	if err != nil || len(m0.Nodes) != 2 || stateIn(m0, x) != 0 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	if err := c.SetNodeState(b, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c)
+	j := c.jobs[m0.Job]
+	if st, in := mapState(&wire.PlacementMap{Nodes: j.nodes}, x); !in || st != wire.NodeJoining || len(j.lost) != 1 || j.lost[0].Addr != b {
+		t.Fatalf("map after %s was lost: %+v lost %+v; want %s joining beside %s", b, j.nodes, j.lost, x, a)
+	}
+	r.beat(x, nil)
+	r.beat(a, []wire.MoveReport{{Job: m0.Job, Epoch: j.epoch}})
+	r.beat(a, nil)
+	r.beat(x, nil)
+	m := r.mapOf(m0)
+	if stateIn(m, x) != wire.NodeActive || stateIn(m, a) != wire.NodeActive || len(m.Nodes) != 2 || len(m.Lost) != 1 {
+		t.Fatalf("map once %s joined: %+v", x, m)
+	}
+	if j.grown != 0 {
+		t.Fatalf("growth count %d after a node replaced a lost one; want 0", j.grown)
+	}
+	sweepPastGrace(c) // it holds the allotment again: no further change
+	if j.move != nil || len(j.nodes) != 2 {
+		t.Fatalf("map changed again once it held its allotment: %+v", j.nodes)
+	}
+}
+
+// TestJobTakesBackALostNodeThatRestarted: when the only node outside a
+// job's map is one the job lost that has restarted since (it holds none of
+// the job's data), the job takes it back. This test failed on the old code
+// with the map {a} after the restart.
+func TestJobTakesBackALostNodeThatRestarted(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	_, xa := incNode(t, c, 10)
+	at, xb := incNode(t, c, 11)
+	m0, err := c.RegisterJob("wide", wire.JobHints{PeakMbps: 12000})
+	if err != nil || len(m0.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	restartNode(t, c, at, xb, 12)
+	j := c.jobs[m0.Job]
+	if len(j.nodes) != 1 || !c.lostByLocked(j, xb.Addr) {
+		t.Fatalf("map after %s restarted: %+v lost %+v", xb.Addr, j.nodes, j.lost)
+	}
+	c.sweep(time.Now())
+	if st, in := mapState(&wire.PlacementMap{Nodes: j.nodes}, xb.Addr); !in || st != wire.NodeJoining {
+		t.Fatalf("map after a sweep: %+v; want %s joining beside %s", j.nodes, xb.Addr, xa.Addr)
+	}
+	if j.lostClean[xb.Addr] {
+		t.Fatal("the node taken back is still marked as holding none of the job's data")
+	}
+}
