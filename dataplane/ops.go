@@ -117,7 +117,7 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	s.ref.entry, s.held = cs.entry, held
 	if h.Flags&wire.FlagChunk != 0 {
 		s.ref.job, s.ref.key, s.ref.ver = string(cs.req.Job), string(cs.req.Key), m.Version
-		s.ref.lease = h.Flags&wire.FlagLease != 0
+		s.ref.lease, s.ref.size = h.Flags&wire.FlagLease != 0, int64(h.PayloadLen)
 	}
 	s.fill(have)
 	if len(s.Next()) == 0 {
@@ -136,6 +136,7 @@ type putRef struct {
 	job, key string
 	ver      uint64
 	lease    bool
+	size     int64 // the chunk's bytes
 }
 
 // commit publishes a filled put and answers it: inline for DRAM, on a
@@ -161,9 +162,11 @@ func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 		return Info{}, errDeadVersion
 	}
 	k := verKey{tier.Kind(), ch.job, ch.ver}
-	if ch.ver != 0 && !n.vers.admit(k, ch.key) {
-		p.Abort()
-		return Info{}, ErrVersionsFull
+	if ch.ver != 0 {
+		if err := n.vers.admit(k, ch.key, ch.size); err != nil {
+			p.Abort()
+			return Info{}, err
+		}
 	}
 	filing := ch.ver != 0 && ch.lease
 	if filing {
@@ -172,7 +175,7 @@ func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 	replaced, err := p.Commit()
 	switch {
 	case err == nil && ch.ver != 0:
-		n.vers.add(n, k, ch.key, ch.lease)
+		n.vers.add(n, k, ch.key, ch.lease, ch.size)
 	case filing:
 		n.vers.doneFiling(k)
 	}

@@ -45,14 +45,26 @@ type verKey struct {
 	ver  uint64
 }
 
-// verEntry is a version's chunk keys on this node, each marked true when
-// its writer put it (with wire.FlagLease) and false when a move brought it
+// verEntry is a version's chunk keys on this node, each marked own when
+// its writer put it (with wire.FlagLease), not when a move brought it
 // here (dataplane/migrate.go: moves never lease).
 type verEntry struct {
-	keys    map[string]bool
+	keys    map[string]chunkRef
 	leased  bool
 	touched time.Time // last chunk put
 }
+
+// chunkRef is one chunk key of a version: whether its writer put it here,
+// and its value's size (bytes), which counts towards its job's share of
+// the table (jobCost).
+type chunkRef struct {
+	own  bool
+	size int64
+}
+
+// jobCost is what one job's versions on one tier cost in the table (cost,
+// as versionTable.bytes counts it) and the bytes of their chunks (data).
+type jobCost struct{ cost, data int64 }
 
 // jobTier names one job on one tier.
 type jobTier struct {
@@ -93,8 +105,11 @@ type versionTable struct {
 	filing map[verKey]int
 	marked atomic.Int64 // entries of moving: read without mu on every delete
 	// bytes is what m holds, counted by versionCost and chunkCost; max
-	// bounds it (NodeConfig.MaxVersionBytes; <= 0: no bound).
+	// bounds it (NodeConfig.MaxVersionBytes; <= 0: no bound). jobs splits
+	// bytes by job and tier, beside their chunks' bytes: each job's share
+	// is bounded too (admit).
 	bytes, max int64
+	jobs       map[jobTier]*jobCost
 	lease      time.Duration
 	node       *Node // set on the first chunk put; the sweeper's tiers
 	start      sync.Once
@@ -103,7 +118,7 @@ type versionTable struct {
 }
 
 func newVersionTable() *versionTable {
-	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[jobTier]map[uint64]int64),
+	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[jobTier]map[uint64]int64), jobs: make(map[jobTier]*jobCost),
 		moving: make(map[movingKey]int), filing: make(map[verKey]int), lease: DefaultChunkLease,
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
@@ -124,23 +139,26 @@ func (n *Node) SetChunkLease(d time.Duration) {
 	n.vers.mu.Unlock()
 }
 
-// add files a committed chunk key under its version; lease (the put had
-// wire.FlagLease: its writer's) marks the version leased if it is new and
-// marks the key as the writer's; every add renews the lease.
-func (v *versionTable) add(n *Node, k verKey, key string, lease bool) {
+// add files a committed chunk key of size bytes under its version; lease
+// (the put had wire.FlagLease: its writer's) marks the version leased if
+// it is new and marks the key as the writer's; every add renews the lease.
+func (v *versionTable) add(n *Node, k verKey, key string, lease bool, size int64) {
 	v.run(n)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e := v.m[k]
 	if e == nil {
-		e = &verEntry{keys: make(map[string]bool), leased: lease}
+		e = &verEntry{keys: make(map[string]chunkRef), leased: lease}
 		v.m[k] = e
-		v.bytes += versionCost
+		v.chargeLocked(k, versionCost, 0)
 	}
-	if _, ok := e.keys[key]; !ok {
-		v.bytes += int64(len(key) + chunkCost)
+	if old, ok := e.keys[key]; ok {
+		v.chargeLocked(k, 0, -old.size)
+	} else {
+		v.chargeLocked(k, keyCost(key), 0)
 	}
-	e.keys[key] = lease
+	v.chargeLocked(k, 0, size)
+	e.keys[key] = chunkRef{own: lease, size: size}
 	e.touched = time.Now()
 	if lease {
 		v.doneFilingLocked(k)
@@ -156,6 +174,46 @@ const (
 	versionCost = 384
 	chunkCost   = 64
 )
+
+// keyCost is what filing a chunk key costs in the table.
+func keyCost(key string) int64 { return int64(len(key) + chunkCost) }
+
+// chargeLocked adds cost (table bytes) and data (chunk bytes) to the
+// table's count and to k's job's; a job's count goes at zero.
+func (v *versionTable) chargeLocked(k verKey, cost, data int64) {
+	v.bytes += cost
+	jt := jobTier{k.tier, k.job}
+	jc := v.jobs[jt]
+	if jc == nil {
+		jc = &jobCost{}
+		v.jobs[jt] = jc
+	}
+	jc.cost += cost
+	jc.data += data
+	if jc.cost <= 0 && jc.data <= 0 {
+		delete(v.jobs, jt)
+	}
+}
+
+// A job's versions on a tier may cost the table at most jobVersionSlack
+// plus a 1/jobVersionShare of their chunks' bytes, so no job fills the
+// table that every job's large puts need with chunks that hold next to
+// nothing. Before, one job's 143,395 one-byte chunks, each of its own
+// version (10.9 MiB of a 256 MiB tier), filled a node's 64 MiB table, and
+// every other job's large puts answered "table full" until that job ended;
+// with wire.FlagPersist, until its values were deleted (a hostile trial).
+// An object's chunks of 16 KiB cost the table about 3 % of their bytes
+// (1 MiB chunks well under 1 %), and the slack covers a node holding only
+// the small last chunks of some objects.
+const (
+	jobVersionSlack = 1 << 20
+	jobVersionShare = 4
+)
+
+// ErrJobVersionsFull: one job's share of the node's table of chunk versions
+// is used (jobVersionSlack and jobVersionShare). It carries CodeNoSpace.
+var ErrJobVersionsFull error = &wire.Error{Code: wire.CodeNoSpace,
+	Msg: "the job's object versions on this node are at its share of the node's table (1 MiB plus a quarter of their chunks' bytes): nothing was stored; use larger chunks or fewer objects in flight"}
 
 // ErrVersionsFull: the node's table of chunk versions is at its bound
 // (NodeConfig.MaxVersionBytes). It carries CodeNoSpace.
@@ -178,20 +236,34 @@ func versionBudget(cfg NodeConfig) int64 {
 	return max(64<<20, capacity/16)
 }
 
-// admit reports whether filing key under version k keeps the table within
-// its bound. It reserves nothing: two loops admitting at once may pass it
-// by a chunk each.
-func (v *versionTable) admit(k verKey, key string) bool {
+// admit answers whether filing key, of size bytes, under version k keeps
+// the table within its bound (ErrVersionsFull) and k's job within its
+// share of it (ErrJobVersionsFull). It reserves nothing: two loops
+// admitting at once may pass a bound by a chunk each.
+func (v *versionTable) admit(k verKey, key string, size int64) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.max <= 0 {
-		return true
+		return nil
 	}
-	cost := int64(len(key) + chunkCost)
-	if v.m[k] == nil {
-		cost += versionCost
+	var cost int64
+	e := v.m[k]
+	if e == nil {
+		cost += versionCost + keyCost(key)
+	} else if _, ok := e.keys[key]; !ok {
+		cost += keyCost(key)
 	}
-	return v.bytes+cost <= v.max
+	if v.bytes+cost > v.max {
+		return ErrVersionsFull
+	}
+	var jc jobCost
+	if p := v.jobs[jobTier{k.tier, k.job}]; p != nil {
+		jc = *p
+	}
+	if cost > 0 && jc.cost+cost > jobVersionSlack+(jc.data+size)/jobVersionShare {
+		return ErrJobVersionsFull
+	}
+	return nil
 }
 
 // run starts the sweeper, once: on the first chunk put or version drop.
@@ -241,8 +313,8 @@ func (v *versionTable) confirm(k verKey) int {
 	}
 	e.leased = false
 	c := 0
-	for _, own := range e.keys {
-		if own {
+	for _, r := range e.keys {
+		if r.own {
 			c++
 		}
 	}
@@ -416,9 +488,9 @@ func (v *versionTable) forget(t Kind, job, key []byte) {
 	defer v.mu.Unlock()
 	k := verKey{t, string(job), ver}
 	if e := v.m[k]; e != nil {
-		if _, ok := e.keys[string(key)]; ok {
+		if r, ok := e.keys[string(key)]; ok {
 			delete(e.keys, string(key))
-			v.bytes -= int64(len(key) + chunkCost)
+			v.chargeLocked(k, -keyCost(string(key)), -r.size)
 		}
 		if len(e.keys) == 0 {
 			v.unfileLocked(k, e)
@@ -429,9 +501,9 @@ func (v *versionTable) forget(t Kind, job, key []byte) {
 // unfileLocked removes version k (entry e) from the table and its cost.
 func (v *versionTable) unfileLocked(k verKey, e *verEntry) {
 	delete(v.m, k)
-	v.bytes -= versionCost
-	for key := range e.keys {
-		v.bytes -= int64(len(key) + chunkCost)
+	v.chargeLocked(k, -versionCost, 0)
+	for key, r := range e.keys {
+		v.chargeLocked(k, -keyCost(key), -r.size)
 	}
 }
 
@@ -479,10 +551,10 @@ func (v *versionTable) dropJob(job []byte) {
 			continue
 		}
 		t := n.tierOf(k.tier)
-		for key := range e.keys {
+		for key, r := range e.keys {
 			if t == nil || !exists(t, job, []byte(key)) {
 				delete(e.keys, key)
-				v.bytes -= int64(len(key) + chunkCost)
+				v.chargeLocked(k, -keyCost(key), -r.size)
 			}
 		}
 		if len(e.keys) == 0 {

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,8 +24,10 @@ func meta(t *testing.T, b []byte) wire.Response {
 	return r
 }
 
-func chunkReq(key string, ver uint64, i int) *wire.Request {
-	return &wire.Request{Job: []byte("j"), Key: wire.AppendChunkKey(nil, []byte(key), ver, i), Version: ver}
+func chunkReq(key string, ver uint64, i int) *wire.Request { return jobChunkReq("j", key, ver, i) }
+
+func jobChunkReq(job, key string, ver uint64, i int) *wire.Request {
+	return &wire.Request{Job: []byte(job), Key: wire.AppendChunkKey(nil, []byte(key), ver, i), Version: ver}
 }
 
 // A node files chunks by version: confirm counts them, drop-version deletes
@@ -167,7 +170,7 @@ func TestMigrateKeepsNewerValueAndDropsStaleChunks(t *testing.T) {
 	storeMeta(t, d, "job-1", "k", []byte("old manifest"), Meta{Flags: Manifest, Version: 0x5})
 	chunk := string(wire.AppendChunkKey(nil, []byte("k"), 0x5, 1))
 	storeMeta(t, d, "job-1", chunk, []byte("old chunk"), Meta{Flags: Chunk, Version: 0x5})
-	n.vers.add(n, verKey{KindDRAM, "job-1", 0x5}, chunk, false)
+	n.vers.add(n, verKey{KindDRAM, "job-1", 0x5}, chunk, false, int64(len("old chunk")))
 	// The owner of k already has a newer value; the chunk's owner is n2.
 	f := &fakeOwners{vals: map[string]map[string][]byte{"n1": {"k": []byte("newer")}}, flags: map[string]uint16{}}
 	owners := []placement.Node{{ID: "n1", Weight: 1}, {ID: "n2", Weight: 1e-9}}
@@ -438,5 +441,57 @@ func TestVersionTableBounded(t *testing.T) {
 	}
 	if r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, chunkReq("o", 5000, 1), []byte("x")); r.Err() != nil {
 		t.Fatalf("a chunk after the drops: %v", r.Err())
+	}
+}
+
+// TestOneJobCannotFillTheVersionTable: a job's chunk versions may cost the
+// node's table at most jobVersionSlack plus a quarter of their chunks'
+// bytes, so a job putting one-byte chunks, each of its own version, is
+// refused (and stores nothing) long before the table is full, and another
+// job's chunk puts still fit; chunks of 16 KiB cost far less than their
+// share. On the old code the hog filled the whole table and the other
+// job's put answered "table full" (a hostile trial blocked every other
+// job's large puts on three nodes that way).
+func TestOneJobCannotFillTheVersionTable(t *testing.T) {
+	d, err := NewDRAM(64<<20, DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bound = 8 << 20
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 2}, MaxVersionBytes: bound}, d)
+	hog := dial(t, n, "hog")
+	vers := uint64(0)
+	var refusal error
+	for ; vers < 20000; vers++ {
+		r := roundTrip(t, hog, wire.OpPut, wire.FlagChunk|wire.FlagLease, jobChunkReq("hog", "o", vers+1, 1), []byte("x"))
+		if refusal = r.Err(); refusal != nil {
+			break
+		}
+	}
+	per := int64(versionCost + chunkCost + len(wire.AppendChunkKey(nil, []byte("o"), 1, 1)))
+	if want := jobVersionSlack / per; !errors.Is(refusal, ErrJobVersionsFull) || int64(vers) < want-2 || int64(vers) > want+2 {
+		t.Fatalf("the hog filed %d one-byte versions (%d bytes of a %d-byte table) before %v; want its share's refusal near %d",
+			vers, int64(vers)*per, bound, refusal, jobVersionSlack/per)
+	}
+	if got := n.JobValues("hog"); got != int64(vers) {
+		t.Errorf("the hog holds %d values after %d chunk puts were taken: the refused one was stored", got, vers)
+	}
+	fair := dial(t, n, "fair")
+	chunk := bytes.Repeat([]byte("c"), 16<<10)
+	for ver := uint64(1); ver <= 2500; ver++ { // 40 MiB: more table than the slack, within the share
+		if r := roundTrip(t, fair, wire.OpPut, wire.FlagChunk|wire.FlagLease, jobChunkReq("fair", "o", ver, 1), chunk); r.Err() != nil {
+			t.Fatalf("the other job's chunk of version %d beside the hog: %v", ver, r.Err())
+		}
+	}
+	for ver := uint64(1); ver <= vers; ver++ {
+		if r := roundTrip(t, hog, wire.OpDropVersion, 0, &wire.Request{Job: []byte("hog"), Version: ver}, nil); r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+	}
+	n.vers.mu.Lock()
+	_, left := n.vers.jobs[jobTier{KindDRAM, "hog"}]
+	n.vers.mu.Unlock()
+	if left {
+		t.Fatal("the table still counts the hog's share with every version dropped")
 	}
 }
