@@ -205,7 +205,10 @@ func (j *Job) CreateDir(ctx context.Context, dir string) error {
 	if err := checkName(p); err != nil {
 		return err
 	}
-	_, err := j.do(ctx, wire.OpPut, 0, []byte(p), 0, nil, nil)
+	err := j.fences.await(ctx, p, false)
+	if err == nil {
+		_, err = j.do(ctx, wire.OpPut, 0, []byte(p), 0, nil, nil)
+	}
 	return j.wrap("create dir", dir, err)
 }
 
@@ -288,7 +291,10 @@ func (j *Job) RemoveAllCount(ctx context.Context, name string) (Removed, error) 
 	var res Removed
 	var n removeCount // the pass may go on past ctx's end (finish)
 	p := dirPrefix(name)
-	err := finish(ctx, func(ctx context.Context) error { return j.deletePrefix(ctx, p, &n) })
+	err := j.fences.await(ctx, p, true)
+	if err == nil {
+		err = j.finish(ctx, p, true, func(ctx context.Context) error { return j.deletePrefix(ctx, p, &n) })
+	}
 	res.Under, res.ChunkBytes = n.names.Load(), n.chunkBytes.Load()
 	if err != nil {
 		return res, j.wrap("delete", name, err)

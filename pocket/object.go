@@ -129,7 +129,10 @@ func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOpti
 // putSmall stores a value as one record under its key, and drops the
 // chunks of a chunked object it replaced.
 func (j *Job) putSmall(ctx context.Context, key string, flags uint16, value []byte) error {
-	return finish(ctx, func(ctx context.Context) error {
+	if err := j.fences.await(ctx, key, false); err != nil {
+		return err
+	}
+	return j.finish(ctx, key, false, func(ctx context.Context) error {
 		r, _, err := j.doReq(ctx, wire.OpPut, flags, []byte(key), 0, reqExtra{version: newVersion()}, value, nil)
 		if err == nil {
 			j.dropReplaced(r.Meta.Version)
@@ -323,7 +326,10 @@ func (j *Job) getChunk(ctx context.Context, key string, ver uint64, i int, part 
 // deleted; wire.ErrConflict: replaced by a newer value), so each hands the
 // value out only if it won.
 func (j *Job) deleteVersion(ctx context.Context, key string, ver uint64) error {
-	return finish(ctx, func(ctx context.Context) error {
+	if err := j.fences.await(ctx, key, false); err != nil {
+		return err
+	}
+	return j.finish(ctx, key, false, func(ctx context.Context) error {
 		r, _, err := j.doReq(ctx, wire.OpDelete, wire.FlagIfVersion, []byte(key), 0, reqExtra{version: ver}, nil, nil)
 		if err == nil {
 			j.dropReplaced(r.Meta.Version)
@@ -380,7 +386,10 @@ func (j *Job) Delete(ctx context.Context, key string) error {
 // too (RemoveAll counts it as nothing there, as it does the lost node's
 // names under it).
 func (j *Job) deleteKey(ctx context.Context, key string) error {
-	return finish(ctx, func(ctx context.Context) error {
+	if err := j.fences.await(ctx, key, false); err != nil {
+		return err
+	}
+	return j.finish(ctx, key, false, func(ctx context.Context) error {
 		r, err := j.do(ctx, wire.OpDelete, 0, []byte(key), 0, nil, nil)
 		if err == nil {
 			j.dropReplaced(r.Meta.Version)

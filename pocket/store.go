@@ -319,6 +319,8 @@ type Job struct {
 
 	goneMu sync.Mutex // markGone's changes to the map, and gone
 	gone   []string   // nodes of a retired job's map found gone (gone.go)
+
+	fences fences // calls given up and still running (fence.go)
 }
 
 func (j *Job) setMap(m Map) {

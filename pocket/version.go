@@ -64,6 +64,10 @@ const settle = 10 * time.Second
 // (resendable): a second copy could republish the version over another
 // writer's, or be refused while the first copy stands.
 func (w *objectWrite) commit(ctx context.Context, m wire.Manifest) error {
+	if err := w.j.fences.await(ctx, w.key, false); err != nil {
+		w.abort()
+		return err
+	}
 	if err := w.confirm(ctx); err != nil {
 		w.abort()
 		return err
@@ -86,29 +90,6 @@ func (w *objectWrite) commit(ctx context.Context, m wire.Manifest) error {
 		w.j.dropReplaced(r.Meta.Version)
 	}
 	return nil
-}
-
-// finish runs f, a call whose reply the SDK must see to clean up after it
-// (a put or delete that may replace or remove a chunked object, whose
-// chunks must then be dropped), to its end on a context of its own, bounded
-// by settle. The caller still returns as soon as ctx ends, with ctx's
-// error; f then completes, and cleans up, on its own.
-func finish(ctx context.Context, f func(context.Context) error) error {
-	if ctx.Done() == nil {
-		return f(ctx) // cannot be cancelled: no goroutine needed
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settle)
-	done := make(chan error, 1)
-	go func() {
-		defer cancel()
-		done <- f(sctx)
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // unexecuted reports whether err says the request certainly changed

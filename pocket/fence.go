@@ -1,0 +1,142 @@
+package pocket
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Fences: a call given up does not overtake the next one
+//
+// A put or delete whose caller's context ends goes on to its end on a
+// context of its own (finish, up to settle), so that its cleanup (the
+// replaced object's chunks) is done. Before, the caller's next put or
+// delete of the same key could complete first and be overwritten by the
+// call it gave up: a hostile trial saw an acknowledged put replaced by an
+// earlier, failed one up to 6 ms after its acknowledgement, and an
+// acknowledged put read "not found" after an earlier cancelled delete.
+//
+// So a call given up leaves a fence on its key (or, for a recursive
+// delete, its prefix) until it ends, and a put, a delete or a directory
+// marker of that key on the same Job waits for the fence first (await);
+// a recursive delete waits for the fences of every key under its prefix.
+// Waiting ends with the caller's context, before anything is sent, so it
+// changes nothing. Calls through other Jobs, or other processes, are not
+// ordered: they are concurrent with the call given up, whose outcome is
+// unknown until it ends. A Job with no fence pays one atomic load per call.
+
+// fences are a Job's calls given up and still running.
+type fences struct {
+	n  atomic.Int32 // len(on), read without mu
+	mu sync.Mutex
+	on map[*fence]struct{}
+}
+
+// fence is one call that runs on after its caller: key is its key, or the
+// prefix of a recursive delete (prefix); end closes when the call ends.
+type fence struct {
+	key    string
+	prefix bool
+	end    chan struct{}
+	ended  bool // under fences.mu
+	held   bool // in fences.on
+}
+
+func newFence(key string, prefix bool) *fence {
+	return &fence{key: key, prefix: prefix, end: make(chan struct{})}
+}
+
+// hold puts f up, unless its call has ended already.
+func (fs *fences) hold(f *fence) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f.ended {
+		return
+	}
+	if fs.on == nil {
+		fs.on = map[*fence]struct{}{}
+	}
+	fs.on[f] = struct{}{}
+	f.held = true
+	fs.n.Store(int32(len(fs.on)))
+}
+
+// done ends f's call: it takes f down if it was up.
+func (fs *fences) done(f *fence) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f.ended = true
+	close(f.end)
+	if f.held {
+		delete(fs.on, f)
+		fs.n.Store(int32(len(fs.on)))
+	}
+}
+
+// await waits until no fence covers key (prefix: no fence covers a key
+// under it), or returns ctx's error.
+func (fs *fences) await(ctx context.Context, key string, prefix bool) error {
+	if fs.n.Load() == 0 {
+		return nil
+	}
+	fs.mu.Lock()
+	var ends []chan struct{}
+	for f := range fs.on {
+		if f.covers(key, prefix) {
+			ends = append(ends, f.end)
+		}
+	}
+	fs.mu.Unlock()
+	for _, end := range ends {
+		select {
+		case <-end:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// covers reports whether f's call may change key (prefix: a key under
+// key).
+func (f *fence) covers(key string, prefix bool) bool {
+	switch {
+	case f.prefix && prefix:
+		return strings.HasPrefix(key, f.key) || strings.HasPrefix(f.key, key)
+	case f.prefix:
+		return strings.HasPrefix(key, f.key)
+	case prefix:
+		return strings.HasPrefix(f.key, key)
+	}
+	return f.key == key
+}
+
+// finish runs f, a put or delete of key (prefix: of every key under it)
+// whose reply the SDK must see to clean up after it (a chunked object
+// replaced or removed, whose chunks must then be dropped), to its end on a
+// context of its own, bounded by settle. The caller still returns as soon
+// as ctx ends, with ctx's error; f then completes, and cleans up, on its
+// own, behind a fence on key that the Job's next put or delete of it
+// waits for.
+func (j *Job) finish(ctx context.Context, key string, prefix bool, f func(context.Context) error) error {
+	if ctx.Done() == nil {
+		return f(ctx) // cannot be cancelled: no goroutine needed
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settle)
+	fc := newFence(key, prefix)
+	done := make(chan error, 1)
+	go func() {
+		defer cancel()
+		err := f(sctx)
+		j.fences.done(fc)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		j.fences.hold(fc)
+		return ctx.Err()
+	}
+}
