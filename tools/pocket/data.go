@@ -279,10 +279,59 @@ func runGet(args []string) int {
 		}
 		return 0
 	}
-	if _, err := j.GetTo(ctx, pos[1], os.Stdout, opts...); err != nil {
+	out := &heldOutput{w: os.Stdout, limit: stdoutHold}
+	_, err = j.GetTo(ctx, pos[1], out, opts...)
+	if err == nil {
+		err = out.flush()
+	}
+	if err != nil {
+		if out.passed > 0 {
+			return fail("get: %v (the first %d bytes went to stdout before the error: they are not the whole value; discard them)", err, out.passed)
+		}
 		return fail("get: %v", err)
 	}
 	return 0
+}
+
+// stdoutHold is how much of a value `get` to stdout holds back until the
+// whole value has been read: a get that fails within it prints nothing on
+// stdout (the README's rule for a failed command). Before, a 5 MiB value
+// with a chunk on a lost node printed its first MiB, then failed (a new
+// user's trial). A larger value streams once past it; a failure then says
+// how many bytes went out.
+const stdoutHold = 64 << 20
+
+// heldOutput holds what is written to it, up to limit bytes, and passes
+// it to w once flushed or once past the limit; from then on it passes
+// every write. passed counts the bytes w took.
+type heldOutput struct {
+	w      io.Writer
+	limit  int
+	held   []byte
+	passed int64
+	open   bool // past the limit: writes go straight to w
+}
+
+func (h *heldOutput) Write(p []byte) (int, error) {
+	if !h.open && len(h.held)+len(p) <= h.limit {
+		h.held = append(h.held, p...)
+		return len(p), nil
+	}
+	if err := h.flush(); err != nil {
+		return 0, err
+	}
+	h.open = true
+	n, err := h.w.Write(p)
+	h.passed += int64(n)
+	return n, err
+}
+
+// flush passes what is held to w.
+func (h *heldOutput) flush() error {
+	n, err := h.w.Write(h.held)
+	h.passed += int64(n)
+	h.held = h.held[n:]
+	return err
 }
 
 func runLs(args []string) int {
@@ -357,7 +406,8 @@ func notePartial(cmd, done string, m pocket.Map, dead []string, lost []pocket.Lo
 			names[i] = fmt.Sprintf("%s at epoch %d", l.Addr, l.Epoch)
 		}
 		warn(cmd, "note: %d node(s) left job %s's map dead (%s): the values they held are lost, not %s "+
-			"(pocket get answers lost: recompute them)", len(lost), m.Job, strings.Join(names, ", "), done)
+			"(pocket get answers lost: recompute them); a large value %s here may have had a chunk there, and then answers lost too",
+			len(lost), m.Job, strings.Join(names, ", "), done, done)
 	}
 }
 

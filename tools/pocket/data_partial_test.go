@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,7 +47,7 @@ func TestLsSaysWhenANodeIsDeadOrLost(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := pocket.Dial(ctx, addr, pocket.Config{Insecure: true})
+	s, err := pocket.Dial(ctx, addr, pocket.Config{Insecure: true, ChunkSize: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +69,20 @@ func TestLsSaysWhenANodeIsDeadOrLost(t *testing.T) {
 		t.Fatalf("ls with both nodes live: exit %d, %d line(s), stderr %q; want 32 keys, exit 0, no note", code, strings.Count(out, "\n"), errOut)
 	}
 
+	// Objects of 4 chunks over both nodes: once b is lost, some have their
+	// manifest and first chunk on the live node and a later chunk on b.
+	big := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, 200<<10) }
+	for i := range 32 {
+		if err := j.Put(ctx, fmt.Sprintf("big/%02d", i), big(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	stopB()
 	if err := ctl.SetNodeState(b, wire.NodeDead); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code := pocketRun(t, bin, env, "", "ls", "--insecure", j.ID())
+	out, errOut, code := pocketRun(t, bin, env, "", "ls", "--insecure", j.ID(), "k/")
 	listed := strings.Count(out, "\n")
 	if code != exitPartial || listed == 0 || listed == 32 ||
 		!strings.Contains(errOut, "1 of the 2 node(s) of job "+j.ID()+"'s map are dead ("+b+")") {
@@ -98,6 +109,28 @@ func TestLsSaysWhenANodeIsDeadOrLost(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("node %s did not leave the job's map: %v %v", b, m, err)
 		}
+	}
+	// A get to stdout that fails prints nothing there: before, an object
+	// whose later chunk was on the lost node printed its first chunks,
+	// then failed (a new user's trial).
+	failed := 0
+	for i := range 32 {
+		key := fmt.Sprintf("big/%02d", i)
+		out, errOut, code := pocketRun(t, bin, env, "", "get", "--insecure", j.ID(), key)
+		switch {
+		case code == 0 && out == string(big(i)):
+		case code == 1 && out == "" && strings.Contains(errOut, "lost"):
+			failed++
+		default:
+			t.Fatalf("get %s with node %s lost: exit %d, %d bytes on stdout, stderr %q; want the whole value, or nothing and lost",
+				key, b, code, len(out), errOut)
+		}
+	}
+	if failed == 0 {
+		t.Fatalf("no get of the 32 objects over both nodes answered lost with node %s lost", b)
+	}
+	if err := j.RemoveAll(ctx, "big"); err != nil && !errors.Is(err, pocket.ErrLost) {
+		t.Fatal(err)
 	}
 	if err := j.Put(ctx, "after", []byte("v")); err != nil { // placed on the live node now
 		t.Fatal(err)
