@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -216,15 +217,10 @@ func runPut(args []string) int {
 		w, err := j.NewWriter(ctx, pos[1], opts...)
 		var n int64 // the value's size once all of stdin is read
 		if err == nil {
-			if n, err = io.Copy(w, os.Stdin); err == nil {
-				err = w.Close()
-			} else {
-				n = 0
-				w.Abort() // nothing of a failed upload becomes visible
-			}
+			n, err = putStdin(ctx, w)
 		}
 		if err != nil {
-			return fail("put: %v", noSpaceHint(err, j, n))
+			return fail("put: %v", interruptNote(ctx, putInterrupted, noSpaceHint(err, j, n)))
 		}
 		return 0
 	}
@@ -233,7 +229,7 @@ func runPut(args []string) int {
 		if fi, serr := os.Stat(pos[2]); serr == nil {
 			size = fi.Size()
 		}
-		return fail("put: %v", noSpaceHint(err, j, size))
+		return fail("put: %v", interruptNote(ctx, putInterrupted, noSpaceHint(err, j, size)))
 	}
 	return 0
 }
@@ -275,7 +271,7 @@ func runGet(args []string) int {
 	}
 	if len(pos) == 3 && pos[2] != "-" {
 		if err := j.GetFile(ctx, pos[1], pos[2], opts...); err != nil {
-			return fail("get: %v", err)
+			return fail("get: %v", interruptNote(ctx, "nothing was written to "+pos[2], err))
 		}
 		return 0
 	}
@@ -284,6 +280,7 @@ func runGet(args []string) int {
 	if err == nil {
 		err = out.flush()
 	}
+	err = interruptNote(ctx, "the value was not read whole", err)
 	if err != nil {
 		if out.passed > 0 {
 			return fail("get: %v (the first %d bytes went to stdout before the error: they are not the whole value; discard them)", err, out.passed)
@@ -473,8 +470,10 @@ func runRm(args []string) int {
 	if err != nil {
 		if n := res.Count(); n > 0 {
 			warn("rm", "deleted %s before the error", removedText(pos[1], res))
+		} else {
+			warn("rm", "deleted nothing before the error")
 		}
-		code := fail("rm: %v", err)
+		code := fail("rm: %v", interruptNote(ctx, "what was deleted before stays deleted", err))
 		if errors.Is(err, pocket.ErrUnavailable) && len(deadNodes(j.Map())) > 0 {
 			// A node of the job is dead and its keys stay: exit 3, as
 			// --help says (before, 1 when the named key's owner was it).
@@ -493,6 +492,83 @@ func runRm(args []string) int {
 		return code
 	}
 	return exitPartial
+}
+
+// putStdin copies stdin to w and closes it, or aborts it (nothing of a
+// failed upload becomes visible) when the copy fails or ctx ends; it
+// returns the value's size (0 on failure). A read of stdin blocks until
+// data or EOF comes, whatever the signal, so the copy runs on its own
+// goroutine and a signal ends the put at once: before, an interrupted
+// put whose stdin sent nothing more (a terminal, a stalled pipe) waited
+// for it for good.
+func putStdin(ctx context.Context, w *pocket.Writer) (int64, error) {
+	lw := &lockedWriter{w: w}
+	type result struct {
+		n   int64
+		err error
+	}
+	copied := make(chan result, 1)
+	go func() {
+		n, err := io.Copy(lw, os.Stdin)
+		copied <- result{n, err}
+	}()
+	var r result
+	select {
+	case r = <-copied:
+	case <-ctx.Done():
+		r.err = ctx.Err()
+	}
+	if r.err == nil {
+		return r.n, lw.close()
+	}
+	lw.abort()
+	return 0, r.err
+}
+
+// lockedWriter lets a put's Writer be aborted while a copy to it may
+// still write: a write after the abort fails.
+type lockedWriter struct {
+	mu   sync.Mutex
+	w    *pocket.Writer
+	done bool
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return 0, errors.New("pocket: put ended")
+	}
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.done = true
+	return l.w.Close()
+}
+
+func (l *lockedWriter) abort() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.done = true
+	l.w.Abort()
+}
+
+// putInterrupted is what an interrupted put left.
+const putInterrupted = "the put did not complete; the key keeps its older value, unless the put had already been sent whole " +
+	"(a value of one chunk, 1 MiB, is one request)"
+
+// interruptNote replaces err, the failure of a data command whose context
+// a signal (SIGINT, SIGTERM) ended, with what the command left (left).
+// Before, an interrupted put said only "context canceled" (a new user's
+// trial). Other errors are returned as they are.
+func interruptNote(ctx context.Context, left string, err error) error {
+	if err == nil || ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("interrupted by a signal: %s", left)
 }
 
 // reportRemoved prints what rm deleted on stdout ("deleted 3 key(s): a and

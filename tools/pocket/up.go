@@ -186,6 +186,9 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 			}
 		}()
 	}
+	if err := o.nodeMetricsFree(); err != nil {
+		return u, err
+	}
 	for i := 0; i < o.nodes; i++ {
 		spec := o.nodeSpec(u.addr, tlsDir)
 		maddr := o.nodeMetricsAddr(i)
@@ -438,6 +441,9 @@ func (u *upCluster) awaitNodes(ctx context.Context, n int) error {
 		if active >= n && unheard == 0 {
 			return nil
 		}
+		if running := len(u.orch.Nodes()); running < n {
+			return fmt.Errorf("up: %d of the %d nodes started exited before registering (each one's error is above)", n-running, n)
+		}
 		select {
 		case <-ctx.Done():
 			if active >= n {
@@ -447,6 +453,27 @@ func (u *upCluster) awaitNodes(ctx context.Context, n int) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// nodeMetricsFree checks that the nodes' /metrics ports (--metrics-base)
+// are free before any node starts: a node whose port is taken exits at
+// once, and before, up then waited 15 s and said "0 of 2 nodes
+// registered", naming no flag (a new user's trial).
+func (o upOptions) nodeMetricsFree() error {
+	for i := 0; i < o.nodes; i++ {
+		maddr := o.nodeMetricsAddr(i)
+		if maddr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", maddr)
+		if err != nil {
+			return listenTaken(fmt.Errorf("node %d's metrics: %w", i, err), maddr,
+				fmt.Sprintf("give --metrics-base another port (the controller's; node i gets PORT+1+i, here %d to %d), or stop the process that listens there",
+					o.metricsBase+1, o.metricsBase+o.nodes))
+		}
+		ln.Close()
+	}
+	return nil
 }
 
 // heardMargin covers the millisecond resolution of a node's LastSeen.
