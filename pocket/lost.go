@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/wire"
@@ -80,18 +81,23 @@ func lostFromWire(ls []wire.LostNode) []LostNode {
 	return out
 }
 
-// lostSet places keys over the map's nodes that held their whole share
-// before epoch (Node.Since < epoch), then every lost node: an index of
-// first or more is the lost node first places.
+// lostSet places keys as the job placed them in the time before one of
+// its nodes was lost (an era): over the map's nodes that held their whole
+// share before that epoch (Node.Since < epoch) and the lost nodes still in
+// the map then (LostNode.Epoch not before it). An index of first or more
+// is lost[index-first].
 type lostSet struct {
 	set   *placement.Set
 	first int
+	lost  []LostNode
 }
 
-// lostSets are the placements a "not found" is checked against: for each
-// epoch a node was lost at, oldest first, the nodes that held their whole
-// share before it and the lost nodes; one set for the epochs that leave
-// the same nodes out. Nil when no node is lost.
+// lostSets are the placements a "not found" is checked against: one per
+// epoch a node was lost at, oldest first. Nil when no node is lost.
+// Before, every set held every lost node, also those lost before its
+// epoch, which were no longer in the map: a key written after a node had
+// left could be named as that node's (a new user's trial: keys put after
+// node A was lost, then lost with node B, answered "was on node A").
 func lostSets(m Map) []lostSet {
 	if len(m.Lost) == 0 {
 		return nil
@@ -101,8 +107,8 @@ func lostSets(m Map) []lostSet {
 		epochs[i] = l.Epoch
 	}
 	slices.Sort(epochs)
-	var out []lostSet
-	last := -1
+	epochs = slices.Compact(epochs)
+	out := make([]lostSet, 0, len(epochs))
 	for _, e := range epochs {
 		var ns []placement.Node
 		for _, n := range m.Nodes {
@@ -110,30 +116,32 @@ func lostSets(m Map) []lostSet {
 				ns = append(ns, placement.Node{ID: n.Addr, Weight: n.Weight})
 			}
 		}
-		if len(ns) == last {
-			continue // the nodes held before e are those held before the last epoch
-		}
-		last = len(ns)
-		first := len(ns)
+		s := lostSet{first: len(ns)}
 		for _, l := range m.Lost {
-			ns = append(ns, placement.Node{ID: l.Addr, Weight: l.Weight})
+			if l.Epoch >= e {
+				ns = append(ns, placement.Node{ID: l.Addr, Weight: l.Weight})
+				s.lost = append(s.lost, l)
+			}
 		}
-		out = append(out, lostSet{set: placement.NewSet(ns), first: first})
+		s.set = placement.NewSet(ns)
+		out = append(out, s)
 	}
 	return out
 }
 
-// lostOwner returns the lost node that owned (key, chunk), if any: the
-// one a placement of lostSets places it on.
-func (j *Job) lostOwner(key []byte, chunk uint32) (LostNode, bool) {
+// lostOwners returns the lost nodes that owned (key, chunk) in some era
+// (lostSets), oldest loss first, each once: which one held the value
+// depends on when it was written, which the SDK does not know.
+func (j *Job) lostOwners(key []byte, chunk uint32) []LostNode {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
+	var out []LostNode
 	for _, s := range j.lost {
-		if i := s.set.Pick(key, chunk) - s.first; i >= 0 {
-			return j.m.Lost[i], true
+		if i := s.set.Pick(key, chunk) - s.first; i >= 0 && !slices.ContainsFunc(out, func(l LostNode) bool { return l.Addr == s.lost[i].Addr }) {
+			out = append(out, s.lost[i])
 		}
 	}
-	return LostNode{}, false
+	return out
 }
 
 // lostErr turns a "not found" for (key, chunk) into ErrLost when the
@@ -142,11 +150,20 @@ func (j *Job) lostErr(key []byte, chunk uint32, err error) error {
 	if !errors.Is(err, wire.ErrNotFound) {
 		return err
 	}
-	l, ok := j.lostOwner(key, chunk)
-	if !ok {
+	ls := j.lostOwners(key, chunk)
+	switch len(ls) {
+	case 0:
 		return err
+	case 1:
+		return &wire.Error{Code: wire.CodeLost, Msg: fmt.Sprintf(
+			"the value (if it was written) was on node %s, which left the job's map dead at epoch %d: it is gone, recompute it",
+			ls[0].Addr, ls[0].Epoch)}
+	}
+	names := make([]string, len(ls))
+	for i, l := range ls {
+		names[i] = fmt.Sprintf("%s (at epoch %d)", l.Addr, l.Epoch)
 	}
 	return &wire.Error{Code: wire.CodeLost, Msg: fmt.Sprintf(
-		"the value (if it was written) was on node %s, which left the job's map dead at epoch %d: it is gone, recompute it",
-		l.Addr, l.Epoch)}
+		"the value (if it was written) was on one of the nodes %s, which left the job's map dead, depending on when it was written: it is gone, recompute it",
+		strings.Join(names, ", "))}
 }

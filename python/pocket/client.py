@@ -454,17 +454,15 @@ class _MapState:
                                    [a for a in live if a not in self.draining and a not in self.joining],
                                    [a for a in live if a in self.joining]) if g]
         # Who owned a key before the lost nodes left: for each epoch a node
-        # was lost at, the nodes that held their whole share before it and
-        # the lost nodes, with the index of the first lost one; one set for
-        # the epochs that leave the same nodes out (the Go SDK's lostSets).
+        # was lost at (an era's end), the nodes that held their whole share
+        # before it and the lost nodes still in the map then (lost at that
+        # epoch or later), with the index of the first lost one and those
+        # lost nodes (the Go SDK's lostSets).
         self.lost_sets = []
-        last = -1
-        for e in sorted(n.epoch for n in m.lost):
+        for e in sorted({n.epoch for n in m.lost}):
             held = [(n.addr, n.weight) for n in m.nodes if n.since < e]
-            if len(held) == last:
-                continue
-            last = len(held)
-            self.lost_sets.append((placement.NodeSet(held + [(n.addr, n.weight) for n in m.lost]), len(held)))
+            then = [n for n in m.lost if n.epoch >= e]
+            self.lost_sets.append((placement.NodeSet(held + [(n.addr, n.weight) for n in then]), len(held), then))
         self.fetched = time.monotonic()
 
     def _without(self, out: set[str]) -> placement.NodeSet:
@@ -473,22 +471,29 @@ class _MapState:
         rest = [(n.addr, n.weight) for n in self.map.nodes if n.addr not in out]
         return placement.NodeSet(rest) if out and rest else self.set
 
-    def lost_owner(self, key: bytes, chunk: int):
-        """The lost node (wire.LostNode) that owned (key, chunk), or None."""
-        for s, first in self.lost_sets:
+    def lost_owners(self, key: bytes, chunk: int) -> list:
+        """The lost nodes (wire.LostNode) that owned (key, chunk) in some era,
+        oldest loss first, each once: which one held the value depends on
+        when it was written."""
+        out = []
+        for s, first, then in self.lost_sets:
             i = s.pick(key, chunk) - first
-            if i >= 0:
-                return self.map.lost[i]
-        return None
+            if i >= 0 and all(n.addr != then[i].addr for n in out):
+                out.append(then[i])
+        return out
 
     def check(self, r: Reply, key: bytes, chunk: int = 0) -> Reply:
         """r.check(), except that "not found" for a key whose owner left the
         map dead raises Lost."""
         if r.code == errors.Code.NOT_FOUND:
-            ln = self.lost_owner(key, chunk)
-            if ln is not None:
-                raise errors.Lost(f"the value (if it was written) was on node {ln.addr}, which left the job's map "
-                                  f"dead at epoch {ln.epoch}: it is gone, recompute it")
+            ls = self.lost_owners(key, chunk)
+            if len(ls) == 1:
+                raise errors.Lost(f"the value (if it was written) was on node {ls[0].addr}, which left the job's map "
+                                  f"dead at epoch {ls[0].epoch}: it is gone, recompute it")
+            if ls:
+                names = ", ".join(f"{n.addr} (at epoch {n.epoch})" for n in ls)
+                raise errors.Lost(f"the value (if it was written) was on one of the nodes {names}, which left the "
+                                  f"job's map dead, depending on when it was written: it is gone, recompute it")
         return r.check()
 
     def route(self, key: bytes, chunk: int, keep_dead: bool = False) -> tuple[str, str]:

@@ -140,12 +140,41 @@ def test_lost_keys_of_nodes_that_joined_later():
         if had == c:
             had = at_c.ids[at_c.pick(k)]
         counts[had] = counts.get(had, 0) + 1
-        ln = st.lost_owner(k, 0)
+        ls = st.lost_owners(k, 0)
         if had in (a, c):
-            assert ln is not None, f"{k!r} was on lost node {had}"
+            assert ls, f"{k!r} was on lost node {had}"
         elif had == b and st.addrs[st.set.pick(k)] == b:
-            assert ln is None, f"{k!r} is b's and b is live"
+            assert not ls, f"{k!r} is b's and b is live"
     assert counts.get(a, 0) >= 1000 and counts.get(c, 0) >= 500, counts
+
+
+def test_lost_key_names_its_era():
+    """A key written after node a was lost, and lost with node b later,
+    names b, not a: a was no longer in the map when it was written; a key
+    a's in the first era and b's in the second names both (the Go SDK's
+    TestLostKeyNamesItsEra). Before, every era's placement held every lost
+    node, and such keys were named a's alone."""
+    from pocket import client as pc, placement
+    from pocket.conn import Reply
+
+    a, b, c = "10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"
+    m = wire.PlacementMap("j", wire.TIER_DRAM, 4, [wire.MapNode(c, 1.0)], b"tok",
+                          lost=[wire.LostNode(a, 1.0, 2), wire.LostNode(b, 1.0, 3)])
+    st = pc._MapState(m)
+    before = placement.NodeSet([(a, 1.0), (b, 1.0), (c, 1.0)])
+    between = placement.NodeSet([(b, 1.0), (c, 1.0)])
+    b_alone = 0
+    for i in range(3000):
+        k = f"key-{i}".encode()
+        want = [o for o in [before.ids[before.pick(k)]] if o != c]
+        if between.ids[between.pick(k)] == b and b not in want:
+            want.append(b)
+        assert [n.addr for n in st.lost_owners(k, 0)] == want, k
+        if want == [b]:
+            b_alone += 1
+            with pytest.raises(errors.Lost, match="was on node " + b):
+                st.check(Reply(1, 0, errors.Code.NOT_FOUND, b"", b""), k)
+    assert b_alone >= 300
 
 
 def test_puts_wait_out_a_nodes_bound_on_unfinished_puts(helper_cluster):
