@@ -438,7 +438,11 @@ class _MapState:
         # map without its joining nodes. Each is the whole set when no node
         # (or every node) drains, or joins.
         self.live = self._without(self.draining)
-        self.prior = self._without(self.joining)
+        # A node given the job to take a draining node's share (active,
+        # since SINCE_NOT_YET) holds none of the values it owns until the
+        # drainer moved them: it is left out of the prior set too (the Go
+        # SDK's priorSet).
+        self.prior = self._without(self.joining | {n.addr for n in m.nodes if n.since == wire.SINCE_NOT_YET})
         self.settled = self.live is self.set and self.prior is self.set
         # The live nodes that may be moving values (version requests go to
         # them first, one by one): the draining ones and, while a node

@@ -214,3 +214,22 @@ def test_puts_wait_out_a_nodes_bound_on_unfinished_puts(helper_cluster):
                 s.close()
         assert job.get("value") == value and job.get("object") == obj
         assert waited >= 0.5, f"the puts took {waited:.2f} s: no node refused them"
+
+
+def test_node_taking_a_drained_share_is_no_old_owner():
+    """A node the controller gave a job to take its draining last node's
+    share is active in the map with since SINCE_NOT_YET: it holds none of
+    the values it owns until the drainer moved them, so every key's old
+    owner is the draining node (the Go SDK's priorSet). Before, it was in
+    the prior set: a key it owns had it as both owner and old owner, and a
+    read asked it alone and answered NotFound (or Lost, when it was a node
+    the job had lost) for a value still on the draining node."""
+    from pocket import client as pc
+
+    a, b = "10.0.0.1:1", "10.0.0.2:1"
+    m = wire.PlacementMap("j", wire.TIER_DRAM, 5,
+                          [wire.MapNode(b, 1.0, state=wire.NODE_DRAINING), wire.MapNode(a, 1.0, since=wire.SINCE_NOT_YET)],
+                          b"tok")
+    st = pc._MapState(m)
+    for i in range(200):
+        assert st.route(f"key-{i}".encode(), 0) == (a, b)
