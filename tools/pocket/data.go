@@ -204,6 +204,9 @@ func runPut(args []string) int {
 	if !ok {
 		return code
 	}
+	if pos[1] == "" { // a usage error, as rm's (before: exit 1 from the SDK)
+		return usageError("put", errors.New("KEY is empty: name a key"))
+	}
 	j, pos, ctx, done, err := d.open(pos)
 	if err != nil {
 		return fail("put: %v", err)
@@ -259,6 +262,9 @@ func runGet(args []string) int {
 	pos, code, ok := d.parse(args, 2, 3)
 	if !ok {
 		return code
+	}
+	if pos[1] == "" { // a usage error, as rm's (before: exit 1 from the SDK)
+		return usageError("get", errors.New("KEY is empty: name a key"))
 	}
 	j, pos, ctx, done, err := d.open(pos)
 	if err != nil {

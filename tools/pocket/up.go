@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -596,28 +597,49 @@ func runUp(args []string) int {
 	printUp(u, o)
 	<-ctx.Done()
 	if errors.Is(ctx.Err(), context.Canceled) {
-		fmt.Println("stopping the cluster" + stopNote(u.ctl.Status(), u.serve.stateDir != ""))
+		own := map[string]bool{}
+		for _, n := range u.orch.Nodes() {
+			own[n.Addr] = true
+		}
+		fmt.Println("stopping the cluster" + stopNote(u.ctl.Status(), u.serve.stateDir != "", own))
 	}
 	return 0
 }
 
-// stopNote says what stopping the cluster takes with its nodes: the data
-// of its live jobs and the values ended jobs put with --persist (a
-// restart on the same data directory keeps the jobs' records and tokens,
-// not their data, when kept says the controller's state is kept there;
-// with --ephemeral nothing is). Empty when there is neither.
-func stopNote(st *wire.ClusterStatus, kept bool) string {
+// stopNote says what stopping the cluster takes with its nodes (own, the
+// addresses of the nodes up started): the data of its live jobs there and
+// the values ended jobs put with --persist there (a restart on the same
+// data directory keeps the jobs' records and tokens, not their data, when
+// kept says the controller's state is kept there; with --ephemeral
+// nothing is). Nodes started by hand keep theirs: before, the note counted
+// every live job's data as going, also what hand-added nodes held and
+// kept (a new user's trial). Empty when nothing goes.
+func stopNote(st *wire.ClusterStatus, kept bool, own map[string]bool) string {
 	ended := map[string]bool{}
 	var bytes int64
+	others := 0
 	for _, n := range st.Nodes {
+		if !own[n.Addr] {
+			others++
+			continue
+		}
 		for _, h := range n.Persisted {
 			ended[h.Job] = true
 			bytes += h.Bytes
 		}
 	}
+	live := st.JobCount
+	if others > 0 && uint64(len(st.Jobs)) == st.JobCount {
+		live = 0
+		for _, js := range st.Jobs {
+			if slices.ContainsFunc(js.Nodes, func(mn wire.MapNode) bool { return own[mn.Addr] }) {
+				live++
+			}
+		}
+	}
 	var parts []string
-	if st.JobCount > 0 {
-		parts = append(parts, fmt.Sprintf("the data of %d live job(s)", st.JobCount))
+	if live > 0 {
+		parts = append(parts, fmt.Sprintf("the data of %d live job(s) on its nodes", live))
 	}
 	if len(ended) > 0 {
 		parts = append(parts, fmt.Sprintf("the %s of values that %d ended job(s) put with --persist", units.FormatSize(bytes), len(ended)))
@@ -625,10 +647,14 @@ func stopNote(st *wire.ClusterStatus, kept bool) string {
 	if len(parts) == 0 {
 		return ""
 	}
-	if !kept {
-		return ": " + strings.Join(parts, " and ") + " go with its nodes (its controller's state is in memory only: the jobs go too)"
+	also := ""
+	if others > 0 {
+		also = fmt.Sprintf("; the %d node(s) it did not start keep what they hold", others)
 	}
-	return ": " + strings.Join(parts, " and ") + " go with its nodes (a restart on the same --data-dir keeps the jobs' tokens, not their data)"
+	if !kept {
+		return ": " + strings.Join(parts, " and ") + " go with its nodes (its controller's state is in memory only: the jobs go too)" + also
+	}
+	return ": " + strings.Join(parts, " and ") + " go with its nodes (a restart on the same --data-dir keeps the jobs' tokens, not their data)" + also
 }
 
 // printRestored says what a restart on the same data directory kept: the
