@@ -117,6 +117,23 @@ func testReaddedDrain(t *testing.T, adopt bool) {
 	otherErrs := 0
 	var ops atomic.Int64
 	var wg sync.WaitGroup
+	// check reads key and files a lost answer, another error or a wrong
+	// value.
+	check := func(key string, val []byte) {
+		got, err := j.Get(ctx, key)
+		ops.Add(1)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, ErrLost):
+			lostKeys[key] = fmt.Sprintf("%v (map epoch %d)", err, j.Map().Epoch)
+		case err != nil:
+			otherErrs++
+			t.Logf("get %s: %v", key, err)
+		case !bytes.Equal(got, val):
+			t.Errorf("get %s: wrong value", key)
+		}
+	}
 	for w := range writers {
 		wg.Add(1)
 		go func() {
@@ -131,21 +148,7 @@ func testReaddedDrain(t *testing.T, adopt bool) {
 					t.Logf("put %s: %v", key, err)
 					continue
 				}
-				got, err := j.Get(ctx, key)
-				ops.Add(1)
-				switch {
-				case errors.Is(err, ErrLost):
-					mu.Lock()
-					lostKeys[key] = fmt.Sprintf("%v (map epoch %d)", err, j.Map().Epoch)
-					mu.Unlock()
-				case err != nil:
-					mu.Lock()
-					otherErrs++
-					mu.Unlock()
-					t.Logf("get %s: %v", key, err)
-				case !bytes.Equal(got, val):
-					t.Errorf("get %s: wrong value", key)
-				}
+				check(key, val)
 			}
 		}()
 	}
@@ -164,21 +167,7 @@ func testReaddedDrain(t *testing.T, adopt bool) {
 		defer wg.Done()
 		for !stop.Load() {
 			for key, val := range pre {
-				got, err := j.Get(ctx, key)
-				ops.Add(1)
-				switch {
-				case errors.Is(err, ErrLost):
-					mu.Lock()
-					lostKeys[key] = fmt.Sprintf("%v (map epoch %d)", err, j.Map().Epoch)
-					mu.Unlock()
-				case err != nil:
-					mu.Lock()
-					otherErrs++
-					mu.Unlock()
-					t.Logf("get %s: %v", key, err)
-				case !bytes.Equal(got, val):
-					t.Errorf("get %s: wrong value", key)
-				}
+				check(key, val)
 			}
 		}
 	}()
