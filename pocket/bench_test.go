@@ -103,3 +103,29 @@ func BenchmarkLargeObject(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSmallPut is a 1 KiB put through the SDK, one at a time, with a
+// context that cannot end (no goroutine) and with one that can (the put
+// runs to its end on a goroutine of its own, finish, behind a fence only
+// when given up).
+func BenchmarkSmallPut(b *testing.B) {
+	addrs, _ := cluster(b, 1, 64<<20)
+	j := staticJob(b, Config{}, addrs)
+	val := randBytes(1<<10, 1)
+	for name, ctx := range map[string]context.Context{"background": context.Background(), "cancellable": cancellable(b)} {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if err := j.Put(ctx, "k", val); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// cancellable is a context that can end, ended at the benchmark's end.
+func cancellable(b *testing.B) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	return ctx
+}

@@ -39,39 +39,27 @@ type fence struct {
 	key    string
 	prefix bool
 	end    chan struct{}
-	ended  bool // under fences.mu
-	held   bool // in fences.on
 }
 
-func newFence(key string, prefix bool) *fence {
-	return &fence{key: key, prefix: prefix, end: make(chan struct{})}
-}
-
-// hold puts f up, unless its call has ended already.
-func (fs *fences) hold(f *fence) {
+// hold puts up a fence on key (prefix: on the keys under it) until the
+// call whose result done carries has ended.
+func (fs *fences) hold(key string, prefix bool, done <-chan error) {
+	f := &fence{key: key, prefix: prefix, end: make(chan struct{})}
 	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	if f.ended {
-		return
-	}
 	if fs.on == nil {
 		fs.on = map[*fence]struct{}{}
 	}
 	fs.on[f] = struct{}{}
-	f.held = true
 	fs.n.Store(int32(len(fs.on)))
-}
-
-// done ends f's call: it takes f down if it was up.
-func (fs *fences) done(f *fence) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	f.ended = true
-	close(f.end)
-	if f.held {
+	fs.mu.Unlock()
+	go func() {
+		<-done
+		fs.mu.Lock()
 		delete(fs.on, f)
 		fs.n.Store(int32(len(fs.on)))
-	}
+		fs.mu.Unlock()
+		close(f.end)
+	}()
 }
 
 // await waits until no fence covers key (prefix: no fence covers a key
@@ -124,19 +112,16 @@ func (j *Job) finish(ctx context.Context, key string, prefix bool, f func(contex
 		return f(ctx) // cannot be cancelled: no goroutine needed
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settle)
-	fc := newFence(key, prefix)
 	done := make(chan error, 1)
 	go func() {
 		defer cancel()
-		err := f(sctx)
-		j.fences.done(fc)
-		done <- err
+		done <- f(sctx)
 	}()
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		j.fences.hold(fc)
+		j.fences.hold(key, prefix, done) // only a call given up pays for its fence
 		return ctx.Err()
 	}
 }
