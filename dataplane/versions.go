@@ -110,6 +110,7 @@ type versionTable struct {
 	// is bounded too (admit).
 	bytes, max int64
 	jobs       map[jobTier]*jobCost
+	over       int64 // the jobs' costs beyond their shares, summed (jobCost.over)
 	lease      time.Duration
 	node       *Node // set on the first chunk put; the sweeper's tiers
 	start      sync.Once
@@ -188,23 +189,34 @@ func (v *versionTable) chargeLocked(k verKey, cost, data int64) {
 		jc = &jobCost{}
 		v.jobs[jt] = jc
 	}
+	v.over -= jc.over()
 	jc.cost += cost
 	jc.data += data
+	v.over += jc.over()
 	if jc.cost <= 0 && jc.data <= 0 {
 		delete(v.jobs, jt)
 	}
 }
 
+// over is what the job's versions cost beyond their share of their
+// chunks' bytes: the part of the slack they use.
+func (jc jobCost) over() int64 { return max(0, jc.cost-jc.data/jobVersionShare) }
+
 // A job's versions on a tier may cost the table at most jobVersionSlack
-// plus a 1/jobVersionShare of their chunks' bytes, so no job fills the
+// plus a 1/jobVersionShare of their chunks' bytes, and all jobs together
+// at most a quarter of the table beyond their shares (versionTable.over),
+// so no job, nor many, fill the
 // table that every job's large puts need with chunks that hold next to
 // nothing. Before, one job's 143,395 one-byte chunks, each of its own
 // version (10.9 MiB of a 256 MiB tier), filled a node's 64 MiB table, and
 // every other job's large puts answered "table full" until that job ended;
 // with wire.FlagPersist, until its values were deleted (a hostile trial).
-// An object's chunks of 16 KiB cost the table about 3 % of their bytes
-// (1 MiB chunks well under 1 %), and the slack covers a node holding only
-// the small last chunks of some objects.
+// The re-check found one client's 225 jobs, each in its slack, filling
+// the tables and, with persist, keeping them full after they ended: the
+// shared bound on the slacks leaves the table's other three quarters to
+// versions within their share. An object's chunks of 16 KiB cost the table
+// about 3 % of their bytes (1 MiB chunks well under 1 %), and the slack
+// covers a node holding only the small last chunks of some objects.
 const (
 	jobVersionSlack = 1 << 20
 	jobVersionShare = 4
@@ -214,6 +226,12 @@ const (
 // is used (jobVersionSlack and jobVersionShare). It carries CodeNoSpace.
 var ErrJobVersionsFull error = &wire.Error{Code: wire.CodeNoSpace,
 	Msg: "the job's object versions on this node are at its share of the node's table (1 MiB plus a quarter of their chunks' bytes): nothing was stored; use larger chunks or fewer objects in flight"}
+
+// ErrSlackFull: the jobs' versions beyond their shares of their chunks'
+// bytes take a quarter of the node's table of chunk versions. It carries
+// CodeNoSpace.
+var ErrSlackFull error = &wire.Error{Code: wire.CodeNoSpace,
+	Msg: "the node's table of object versions holds as many versions beyond their jobs' shares as it takes (a quarter of it): nothing was stored; a chunk within the job's share (a quarter of its chunks' bytes) still fits"}
 
 // ErrVersionsFull: the node's table of chunk versions is at its bound
 // (NodeConfig.MaxVersionBytes). It carries CodeNoSpace.
@@ -260,8 +278,13 @@ func (v *versionTable) admit(k verKey, key string, size int64) error {
 	if p := v.jobs[jobTier{k.tier, k.job}]; p != nil {
 		jc = *p
 	}
-	if cost > 0 && jc.cost+cost > jobVersionSlack+(jc.data+size)/jobVersionShare {
+	after := jobCost{cost: jc.cost + cost, data: jc.data + size}
+	switch {
+	case cost == 0:
+	case after.over() > jobVersionSlack:
 		return ErrJobVersionsFull
+	case after.over() > jc.over() && v.over+after.over()-jc.over() > v.max/4:
+		return ErrSlackFull
 	}
 	return nil
 }

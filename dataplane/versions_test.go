@@ -412,9 +412,13 @@ func TestVersionTableBounded(t *testing.T) {
 	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 2}, MaxVersionBytes: bound}, d)
 	c := dial(t, n, "j")
 	vers := uint64(0)
+	chunk := bytes.Repeat([]byte("x"), 4<<10) // within the job's share: the table's own bound refuses
 	for ; vers < 1000; vers++ {
-		r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, chunkReq("o", vers+1, 1), []byte("x"))
+		r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, chunkReq("o", vers+1, 1), chunk)
 		if errors.Is(r.Err(), wire.ErrNoSpace) {
+			if !errors.Is(r.Err(), ErrVersionsFull) {
+				t.Fatalf("refusal %v, want the table's bound", r.Err())
+			}
 			break
 		}
 		if r.Err() != nil {
@@ -493,5 +497,47 @@ func TestOneJobCannotFillTheVersionTable(t *testing.T) {
 	n.vers.mu.Unlock()
 	if left {
 		t.Fatal("the table still counts the hog's share with every version dropped")
+	}
+}
+
+// TestManyJobsCannotFillTheVersionTable: the versions that cost beyond
+// their jobs' shares take at most a quarter of the table together, so many
+// jobs each within its slack (1-byte chunks) are refused with
+// ErrSlackFull once that quarter is used, and another job's chunks within
+// its share still fit. Without the shared bound (the per-job share alone)
+// four hogs filled half of an 8 MiB table and, in a hostile re-check, 225
+// jobs filled three nodes' 64 MiB tables.
+func TestManyJobsCannotFillTheVersionTable(t *testing.T) {
+	d, err := NewDRAM(64<<20, DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bound = 8 << 20
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 2}, MaxVersionBytes: bound}, d)
+	var refusals []error
+	for h := range 4 {
+		job := fmt.Sprintf("hog-%d", h)
+		c := dial(t, n, job)
+		for ver := uint64(1); ; ver++ {
+			r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, jobChunkReq(job, "o", ver, 1), []byte("x"))
+			if r.Err() != nil {
+				refusals = append(refusals, r.Err())
+				break
+			}
+		}
+	}
+	n.vers.mu.Lock()
+	over, used := n.vers.over, n.vers.bytes
+	n.vers.mu.Unlock()
+	if !errors.Is(refusals[3], ErrSlackFull) || over > bound/4 || used > bound/4+jobVersionSlack/8 {
+		t.Fatalf("four hogs: refusals %v, %d bytes beyond shares, %d of %d used; want the last refused with ErrSlackFull, at most a quarter used",
+			refusals, over, used, bound)
+	}
+	fair := dial(t, n, "fair")
+	chunk := bytes.Repeat([]byte("c"), 16<<10)
+	for ver := uint64(1); ver <= 300; ver++ {
+		if r := roundTrip(t, fair, wire.OpPut, wire.FlagChunk|wire.FlagLease, jobChunkReq("fair", "o", ver, 1), chunk); r.Err() != nil {
+			t.Fatalf("another job's chunk of version %d beside the hogs: %v", ver, r.Err())
+		}
 	}
 }
