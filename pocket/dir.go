@@ -207,7 +207,10 @@ func (j *Job) CreateDir(ctx context.Context, dir string) error {
 	}
 	err := j.fences.await(ctx, p, false)
 	if err == nil {
-		_, err = j.do(ctx, wire.OpPut, 0, []byte(p), 0, nil, nil)
+		err = j.finish(ctx, p, false, func(ctx context.Context) error {
+			_, err := j.do(ctx, wire.OpPut, 0, []byte(p), 0, nil, nil)
+			return err
+		})
 	}
 	return j.wrap("create dir", dir, err)
 }

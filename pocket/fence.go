@@ -17,10 +17,11 @@ import (
 // earlier, failed one up to 6 ms after its acknowledgement, and an
 // acknowledged put read "not found" after an earlier cancelled delete.
 //
-// So a call given up leaves a fence on its key (or, for a recursive
-// delete, its prefix) until it ends, and a put, a delete or a directory
-// marker of that key on the same Job waits for the fence first (await);
-// a recursive delete waits for the fences of every key under its prefix.
+// So a call given up (a put, a delete, a get that deletes what it reads,
+// a directory marker) leaves a fence on its key (or, for a recursive
+// delete, its prefix) until it ends, and the next such call of that key on
+// the same Job waits for the fence first (await); a recursive delete waits
+// for the fences of every key under its prefix.
 // Waiting ends with the caller's context, before anything is sent, so it
 // changes nothing. Calls through other Jobs, or other processes, are not
 // ordered: they are concurrent with the call given up, whose outcome is
