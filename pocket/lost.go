@@ -130,14 +130,17 @@ func lostSets(m Map) []lostSet {
 }
 
 // lostOwners returns the lost nodes that owned (key, chunk) in some era
-// (lostSets), oldest loss first, each once: which one held the value
-// depends on when it was written, which the SDK does not know.
+// (lostSets), oldest loss first, each loss once (an address lost twice,
+// restarted and taken back between, is two losses): which one held the
+// value depends on when it was written, which the SDK does not know.
+// Before, an address lost twice was named once, with its first loss's
+// epoch, also for keys written after it came back (a new user's trial).
 func (j *Job) lostOwners(key []byte, chunk uint32) []LostNode {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
 	var out []LostNode
 	for _, s := range j.lost {
-		if i := s.set.Pick(key, chunk) - s.first; i >= 0 && !slices.ContainsFunc(out, func(l LostNode) bool { return l.Addr == s.lost[i].Addr }) {
+		if i := s.set.Pick(key, chunk) - s.first; i >= 0 && !slices.Contains(out, s.lost[i]) {
 			out = append(out, s.lost[i])
 		}
 	}

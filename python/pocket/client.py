@@ -477,12 +477,12 @@ class _MapState:
 
     def lost_owners(self, key: bytes, chunk: int) -> list:
         """The lost nodes (wire.LostNode) that owned (key, chunk) in some era,
-        oldest loss first, each once: which one held the value depends on
-        when it was written."""
+        oldest loss first, each loss once (an address lost twice is two
+        losses): which one held the value depends on when it was written."""
         out = []
         for s, first, then in self.lost_sets:
             i = s.pick(key, chunk) - first
-            if i >= 0 and all(n.addr != then[i].addr for n in out):
+            if i >= 0 and all((n.addr, n.epoch) != (then[i].addr, then[i].epoch) for n in out):
                 out.append(then[i])
         return out
 

@@ -233,3 +233,25 @@ def test_node_taking_a_drained_share_is_no_old_owner():
     st = pc._MapState(m)
     for i in range(200):
         assert st.route(f"key-{i}".encode(), 0) == (a, b)
+
+
+def test_address_lost_twice_is_two_losses():
+    """An address lost, taken back and lost again is two losses: a key it
+    owned after it came back names its second loss among the candidates
+    (the Go SDK's TestAddressLostTwiceIsTwoLosses). Before, only the first
+    loss's epoch was named."""
+    from pocket import client as pc, placement
+
+    x, y, z = "10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"
+    m = wire.PlacementMap("j", wire.TIER_DRAM, 10, [wire.MapNode(z, 1.0)], b"tok",
+                          lost=[wire.LostNode(x, 1.0, 2), wire.LostNode(y, 1.0, 5), wire.LostNode(x, 1.0, 9)])
+    st = pc._MapState(m)
+    last_era = placement.NodeSet([(z, 1.0), (x, 1.0)])
+    second = 0
+    for i in range(3000):
+        k = f"key-{i}".encode()
+        if last_era.ids[last_era.pick(k)] != x:
+            continue
+        second += 1
+        assert (x, 9) in [(n.addr, n.epoch) for n in st.lost_owners(k, 0)], k
+    assert second >= 1000
