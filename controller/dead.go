@@ -170,6 +170,7 @@ func (c *Controller) loseNodeLocked(j *job, addr string, restarted bool) bool {
 	c.placeLocked(j, kept)
 	c.bumpLocked(j)
 	j.lostOne()
+	j.lostAt = time.Now()
 	return true
 }
 
@@ -384,6 +385,23 @@ func (c *Controller) returnedLocked(addr string) {
 		c.lostDrops = append(c.lostDrops, lostDrop{addr: addr, job: j.id})
 		c.st.waiting.Store(true)
 	}
+}
+
+// unknownReturnLocked handles a node registering at an address the
+// controller does not know but jobs list as lost: it was forgotten
+// (Config.ForgetAfter) while dead, and is back, with the data it held then
+// (a frozen process) or empty (a new one): which, the controller no longer
+// knows. So it is told to drop what it holds of those jobs, as a returned
+// node is (returnedLocked), and is no longer taken for one known to hold
+// none of their data (job.lostClean), which adoption, drains and refills
+// take back: the drop revokes the job on the node. Before, a node frozen
+// past ForgetAfter kept the stale data of the jobs that lost it (a new
+// user's trial: 29 and 65 MiB) until they ended.
+func (c *Controller) unknownReturnLocked(addr string) {
+	for j := range c.lostFrom[addr] {
+		delete(j.lostClean, addr)
+	}
+	c.returnedLocked(addr)
 }
 
 // stillLost reports whether drop order d is still to be sent: its

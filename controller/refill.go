@@ -26,15 +26,26 @@ import (
 // restarted since and so holds none of its data (job.lostClean), as a
 // drain or an adoption takes one. Never a node restored from the state
 // and not heard from since. The job waits while its map changes or one
-// of its nodes is dead within the grace (its values could not move).
+// of its nodes is dead within the grace (its values could not move), and
+// for refillDelay after its latest loss.
 // The node replaces one the job was sized with, so it does not count as
 // growth the per-job policy may shed (job.grown).
+
+// refillDelay is how long after a loss a job waits before another node
+// joins its map: its clients first follow the loss's map (a restarted
+// node's puts, refused until the node has synced, are sent again), and a
+// node that flaps is not taken at once. Without it, a node restarted at
+// its address was taken back within a sweep, and the two map changes in a
+// row outran puts still catching up with the first (a test under load:
+// "stale map epoch" after the SDK's retries).
+const refillDelay = 3 * time.Second
 
 // refillLocked grows, by one node each, the maps of the live jobs that
 // lost a node and whose nodes left no longer carry their allotment.
 func (c *Controller) refillLocked(now time.Time) {
 	for _, j := range c.jobs {
-		if j.revoked || len(j.lost) == 0 || c.changingLocked(j) || c.deadMemberLocked(j) != "" || c.holdsAllotLocked(j, "") {
+		if j.revoked || len(j.lost) == 0 || now.Sub(j.lostAt) < refillDelay || c.changingLocked(j) || c.deadMemberLocked(j) != "" ||
+			c.holdsAllotLocked(j, "") {
 			continue
 		}
 		addr, ok := c.refillCandidateLocked(j)

@@ -63,11 +63,54 @@ func TestJobTakesBackALostNodeThatRestarted(t *testing.T) {
 	if len(j.nodes) != 1 || !c.lostByLocked(j, xb.Addr) {
 		t.Fatalf("map after %s restarted: %+v lost %+v", xb.Addr, j.nodes, j.lost)
 	}
-	c.sweep(time.Now())
+	c.sweep(time.Now()) // within refillDelay of the loss: the job waits
+	if len(j.nodes) != 1 {
+		t.Fatalf("map right after the restart: %+v; want no node joining within %v of the loss", j.nodes, refillDelay)
+	}
+	c.sweep(time.Now().Add(refillDelay))
 	if st, in := mapState(&wire.PlacementMap{Nodes: j.nodes}, xb.Addr); !in || st != wire.NodeJoining {
 		t.Fatalf("map after a sweep: %+v; want %s joining beside %s", j.nodes, xb.Addr, xa.Addr)
 	}
 	if j.lostClean[xb.Addr] {
 		t.Fatal("the node taken back is still marked as holding none of the job's data")
+	}
+}
+
+// TestForgottenLostNodeDropsWhenBack: a lost node forgotten while dead
+// (ForgetAfter) that registers again is told to drop what it holds of the
+// job that lost it, and is no longer one the job may take back as empty.
+// On the old code it registered as a new node with no drop order, and kept
+// the job's stale data until the job ended (a new user's trial).
+func TestForgottenLostNodeDropsWhenBack(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
+	mustRegister(t, c, a)
+	mustRegister(t, c, b)
+	m, err := c.RegisterJob("j", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if err := c.SetNodeState(b.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	sweepPastGrace(c)
+	c.sweep(time.Now().Add(3 * time.Hour)) // past ForgetAfter (an hour)
+	c.mu.Lock()
+	_, known := c.nodes[b.Addr]
+	c.jobs[m.Job].lostClean = map[string]bool{b.Addr: true} // as if it had restarted once before
+	c.lostDrops = nil
+	c.mu.Unlock()
+	if known {
+		t.Fatal("the lost node was not forgotten")
+	}
+	if _, err := c.registerNode(b, false); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	drops := append([]lostDrop(nil), c.lostDrops...)
+	clean := c.jobs[m.Job].lostClean[b.Addr]
+	c.mu.Unlock()
+	if len(drops) != 1 || drops[0] != (lostDrop{addr: b.Addr, job: m.Job}) || clean {
+		t.Fatalf("drop orders %+v, still marked empty %v; want %s's data of %s dropped, not marked", drops, clean, b.Addr, m.Job)
 	}
 }

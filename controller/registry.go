@@ -141,6 +141,7 @@ type job struct {
 	// revision of its latest epoch, and the map clients are handed.
 	move       *move
 	grown      int
+	lostAt     time.Time // its latest loss of a node in this run (refill.go waits refillDelay after it)
 	lastChange time.Time
 	epochRev   uint64
 	bumped     time.Time
@@ -251,6 +252,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 		n = &node{addr: reg.Addr, state: wire.NodeActive}
 		c.nodes[reg.Addr] = n
 		c.cfg.Logger.Info("controller: node registered", "node", reg.Addr, "tiers", tierSummary(reg.Tiers))
+		c.unknownReturnLocked(reg.Addr)
 	case restarted:
 		// Restarted: it holds nothing, so no lost job's data needs
 		// dropping there (a drop order would make it refuse the job as
