@@ -7,6 +7,9 @@
 #     (target >= 0.9x), and with fio's default buffers (4 KiB pages);
 #   - 4 KiB GETs from the NVMe tier with 32 conns (ops/s) against fio's 4 KiB
 #     random read IOPS at QD32, both buffer kinds (target >= 0.7x);
+#   - the same node's 4 KiB GETs from its DRAM tier with 32 conns right
+#     after (ops/s, node CPU per GET): the network path's limit beside the
+#     device's, as the DRAM 1 MiB GET is for the 1 MiB cell;
 #   - 4 KiB GET p50 from the NVMe tier (1 conn) against fio's 4 KiB random
 #     read p50 at QD1 plus the DRAM tier's 4 KiB GET p50 (target <= 1.2x);
 #   - the network's limit beside the device's: the same node's 1 MiB GET
@@ -198,6 +201,11 @@ round4k() {
 		v=$(bench_cpu .ops_per_sec "$i" nvme get 4KiB 32 100000 3>"$dir/cpu.out")
 		put "get4k.$i" "$v"
 		put "cpu4k.$i" "$(<"$dir/cpu.out")"
+		# The same node's DRAM 4 KiB GET right after: the same generator,
+		# connections and keys' spread, no device.
+		v=$(bench_cpu .ops_per_sec "$i" dram get 4KiB 32 100000 3>"$dir/cpu.out")
+		put "dram4k.$i" "$v"
+		put "dcpu4k.$i" "$(<"$dir/cpu.out")"
 	done
 }
 roundp50() {
@@ -260,6 +268,9 @@ for i in "${!bins[@]}"; do
 	if want 4k; then
 		row "4 KiB GET 32 conns, ops/s vs fio QD32 hugepages" "get4k.$i" fio4kh "(target >= 0.70)"
 		row "4 KiB GET 32 conns, node CPU us per GET" "cpu4k.$i" none "(the node's user + system time / GETs)"
+		row "4 KiB GET 32 conns from NVMe vs DRAM 4 KiB GET" "get4k.$i" "dram4k.$i" "(same node, 32 conns: the network path's limit)"
+		row "4 KiB GET 32 conns, DRAM tier vs fio QD32 hugepages" "dram4k.$i" fio4kh "(network path against device; < 0.70: no device read can meet the target here)"
+		row "4 KiB GET 32 conns, DRAM tier, node CPU us per GET" "dcpu4k.$i" none "(the NVMe GET's CPU less this: the device path's)"
 		((plain)) && row "4 KiB GET 32 conns, ops/s vs fio QD32 4 KiB pages" "get4k.$i" fio4k "(fio's default buffers)"
 	fi
 	if want p50; then p50row "$i" "4 KiB GET p50 from NVMe tier, us"; fi
