@@ -97,13 +97,11 @@ func TestDeadNodeLeavesMaps(t *testing.T) {
 	}
 }
 
-// TestLostNodeComesBack: a lost node that heartbeats again is active and
-// in no map; its job table holds the job that lost it at the job's
-// current epoch (so clients with old maps are refused), and a drop order
-// for that job is sent to it.
-func TestLostNodeComesBack(t *testing.T) {
-	c := deadTest(t, time.Minute)
-	a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
+// jobLosingANode registers nodes a and b and job "j" on both, and has the
+// job lose b (dead past the grace).
+func jobLosingANode(t *testing.T, c *Controller) (a, b *wire.NodeRegister, m *wire.PlacementMap) {
+	t.Helper()
+	a, b = dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
 	mustRegister(t, c, a)
 	mustRegister(t, c, b)
 	m, err := c.RegisterJob("j", wire.JobHints{})
@@ -114,6 +112,16 @@ func TestLostNodeComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	sweepPastGrace(c)
+	return a, b, m
+}
+
+// TestLostNodeComesBack: a lost node that heartbeats again is active and
+// in no map; its job table holds the job that lost it at the job's
+// current epoch (so clients with old maps are refused), and a drop order
+// for that job is sent to it.
+func TestLostNodeComesBack(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	_, b, m := jobLosingANode(t, c)
 	c.mu.Lock()
 	c.lostDrops = nil // watch only what the return adds
 	c.mu.Unlock()

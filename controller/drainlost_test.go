@@ -14,17 +14,7 @@ import (
 // other node the drain is refused.
 func TestDrainSkipsLostNodes(t *testing.T) {
 	c := deadTest(t, time.Minute)
-	a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
-	mustRegister(t, c, a)
-	mustRegister(t, c, b)
-	m, err := c.RegisterJob("j", wire.JobHints{})
-	if err != nil || len(m.Nodes) != 2 {
-		t.Fatalf("%+v %v", m, err)
-	}
-	if err := c.SetNodeState(b.Addr, wire.NodeDead); err != nil {
-		t.Fatal(err)
-	}
-	sweepPastGrace(c)
+	a, b, m := jobLosingANode(t, c)
 	if ack := c.heartbeat(&wire.Heartbeat{Addr: b.Addr}); ack.State != wire.NodeActive {
 		t.Fatalf("the lost node is not active again: %+v", ack)
 	}

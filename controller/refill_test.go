@@ -83,17 +83,7 @@ func TestJobTakesBackALostNodeThatRestarted(t *testing.T) {
 // the job's stale data until the job ended (a new user's trial).
 func TestForgottenLostNodeDropsWhenBack(t *testing.T) {
 	c := deadTest(t, time.Minute)
-	a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
-	mustRegister(t, c, a)
-	mustRegister(t, c, b)
-	m, err := c.RegisterJob("j", wire.JobHints{})
-	if err != nil || len(m.Nodes) != 2 {
-		t.Fatalf("%+v %v", m, err)
-	}
-	if err := c.SetNodeState(b.Addr, wire.NodeDead); err != nil {
-		t.Fatal(err)
-	}
-	sweepPastGrace(c)
+	_, b, m := jobLosingANode(t, c)
 	c.sweep(time.Now().Add(3 * time.Hour)) // past ForgetAfter (an hour)
 	c.mu.Lock()
 	_, known := c.nodes[b.Addr]
