@@ -147,18 +147,19 @@ func (v *versionTable) add(n *Node, k verKey, key string, lease bool, size int64
 	v.run(n)
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	cost, data := int64(0), size
 	e := v.m[k]
 	if e == nil {
 		e = &verEntry{keys: make(map[string]chunkRef), leased: lease}
 		v.m[k] = e
-		v.chargeLocked(k, versionCost, 0)
+		cost += versionCost
 	}
 	if old, ok := e.keys[key]; ok {
-		v.chargeLocked(k, 0, -old.size)
+		data -= old.size
 	} else {
-		v.chargeLocked(k, keyCost(key), 0)
+		cost += keyCost(key)
 	}
-	v.chargeLocked(k, 0, size)
+	v.chargeLocked(k, cost, data) // one lookup of the job's count per chunk put
 	e.keys[key] = chunkRef{own: lease, size: size}
 	e.touched = time.Now()
 	if lease {
@@ -524,10 +525,12 @@ func (v *versionTable) forget(t Kind, job, key []byte) {
 // unfileLocked removes version k (entry e) from the table and its cost.
 func (v *versionTable) unfileLocked(k verKey, e *verEntry) {
 	delete(v.m, k)
-	v.chargeLocked(k, -versionCost, 0)
+	cost, data := int64(versionCost), int64(0)
 	for key, r := range e.keys {
-		v.chargeLocked(k, -keyCost(key), -r.size)
+		cost += keyCost(key)
+		data += r.size
 	}
+	v.chargeLocked(k, -cost, -data)
 }
 
 // dropVersion deletes every chunk of a version from tier t and returns how

@@ -354,7 +354,7 @@ func runLs(args []string) int {
 	}
 	l, err := j.ListReport(ctx, prefix)
 	if err != nil {
-		return fail("ls: %v", err)
+		return fail("ls: %v", interruptNote(ctx, "the listing was not finished", err))
 	}
 	for _, e := range l.Entries {
 		fmt.Println(e.Name)
