@@ -63,10 +63,32 @@ import (
 // that dies, or whose drain deadline passes with data unmoved, is recorded
 // as lost at once, without the grace (drain.go: retireLocked).
 //
-// What is not covered: a node cut off
-// from the controller but not from clients keeps serving clients with
-// older maps until it hears from the controller again; writes it takes
-// then are dropped with the rest when it returns.
+// A node cut off from the controller but not from clients, or frozen
+// (SIGSTOP, a stalled VM) with requests queued in its sockets, would
+// otherwise serve clients with older maps until it heard from the
+// controller again, and acknowledge writes dropped with the rest when it
+// did. Every ack gives the node a lease (leaseLocked) within which it
+// is not taken for lost; past most of it the node refuses its jobs'
+// requests until an ack renews it (dataplane/lease.go).
+
+// leaseLocked is node n's lease (wire.NodeAck.Lease): the least silence
+// after which this controller may take it for lost. A node silent for
+// DeadAfter is marked dead at the next sweep and leaves the maps once dead
+// for DeadNodeGrace (evictDeadLocked), so DeadAfter plus the grace (none
+// when the grace is negative: the node is never lost); a draining node
+// that dies is retired as lost at once (drain.go), so DeadAfter alone.
+// Both count from the node's last heartbeat received, which is after the
+// node sent it. The node serves its jobs only within the lease
+// (dataplane/lease.go).
+func (c *Controller) leaseLocked(n *node) time.Duration {
+	switch {
+	case n.state == wire.NodeDraining:
+		return c.cfg.DeadAfter
+	case c.cfg.DeadNodeGrace < 0:
+		return 0
+	}
+	return c.cfg.DeadAfter + c.cfg.DeadNodeGrace
+}
 
 // DefaultDeadNodeGrace is Config.DeadNodeGrace's default.
 const DefaultDeadNodeGrace = 30 * time.Second

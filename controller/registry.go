@@ -275,7 +275,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 	// The job table's first page comes with the registration (the node
 	// serves no job it has not heard of before: dataplane.Node.AwaitSync);
 	// More asks for the rest at once.
-	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
+	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval, Lease: c.leaseLocked(n)}
 	c.snapshotLocked(reg.Addr, 0, 0, ack)
 	return ack, nil
 }
@@ -339,7 +339,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		n.since, n.restored = hb.Since, false
 	}
 	c.moveReportsLocked(n, hb.Moves)
-	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval}
+	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval, Lease: c.leaseLocked(n)}
 	c.jobTableLocked(n.addr, hb, ack)
 	for _, e := range ack.Jobs {
 		if delta && e.Epoch > 0 {

@@ -56,6 +56,9 @@ import (
 //     wrote there stays until the job ends (counted as the job's bytes
 //     here, dropped with the job): nothing refuses a new job's first
 //     requests before its node has heard of it;
+//   - on a node whose lease has lapsed (lease.go) every live job's
+//     request is refused as if the node were behind (errLapsed: a stale
+//     epoch naming 0), and the agent is woken;
 //   - on a node out of the job's map, the entry's epoch too is refused: a
 //     client routing by that map or an older one has no business here (it
 //     holds a map from before the node left, whose writes would land where
@@ -145,7 +148,8 @@ type jobTable struct {
 	await  atomic.Bool   // refuse every job until synced (a node with a controller)
 	since  atomic.Uint64 // the controller revision the table is at
 
-	wake chan struct{} // one buffered wake-up for the agent (SyncWanted)
+	wake  chan struct{} // one buffered wake-up for the agent (SyncWanted)
+	lease nodeLease     // the node's lease (lease.go)
 
 	mu        sync.Mutex // serializes writers; guards the fields below
 	snapRev   uint64     // a snapshot being received: its revision
@@ -166,6 +170,7 @@ type jobTable struct {
 func (j *jobTable) init() {
 	j.seed = maphash.MakeSeed()
 	j.wake = make(chan struct{}, 1)
+	j.lease.base = time.Now()
 	for i := range j.shards {
 		m := map[string]*jobEntry{}
 		j.shards[i].Store(&m)
@@ -356,6 +361,10 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass) (*jobEntry,
 			return e, e.endedErr(errRetired)
 		}
 		return e, nil
+	}
+	if j.lease.lapsed() {
+		j.wantSync()
+		return e, errLapsed
 	}
 	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
 		return e, expiredErr(exp)

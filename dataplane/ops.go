@@ -157,6 +157,11 @@ func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 		p.Abort()
 		return Info{}, errRevokedLate
 	}
+	if n.jobs.lease.lapsed() { // its payload arrived across the lapse (lease.go)
+		n.jobs.wantSync()
+		p.Abort()
+		return Info{}, errLapsed
+	}
 	if ch.ver != 0 && n.vers.isDead(verKey{tier.Kind(), ch.job, ch.ver}) {
 		p.Abort()
 		return Info{}, errDeadVersion

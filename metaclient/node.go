@@ -24,6 +24,11 @@ type NodeLoop struct {
 	// OnAck receives every ack: the node's state and its job-table
 	// changes. Called from RunNode's goroutine; may be nil.
 	OnAck func(ack *wire.NodeAck)
+	// Renew, when not nil, receives every ack's lease (wire.NodeAck.Lease)
+	// with the time the heartbeat or registration it answers was first
+	// sent (before any retry), from which the lease counts; called from
+	// RunNode's goroutine before OnAck.
+	Renew func(sent time.Time, lease time.Duration)
 	// Interval is the heartbeat period until the controller names one
 	// (1 s). Registration is retried at the same period.
 	Interval time.Duration
@@ -146,6 +151,7 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 			}
 		}
 		next := interval
+		sent := time.Now()
 		ack, err := beats.beat(ctx, &loop, registered, early, interval)
 		w.beat()
 		switch {
@@ -163,6 +169,9 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 			worked()
 			if ack.Heartbeat > 0 {
 				interval, next = ack.Heartbeat, ack.Heartbeat
+			}
+			if loop.Renew != nil {
+				loop.Renew(sent, ack.Lease)
 			}
 			if loop.OnAck != nil {
 				loop.OnAck(ack)

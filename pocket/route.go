@@ -225,6 +225,9 @@ func resendable(op wire.Op, flags uint16) bool {
 //     map; if the map is the same the request is not sent again. (doReq
 //     asks only for a request that never reached the node or that may be
 //     done twice: resendable);
+//   - err says the node revoked the job, which this handle has not seen
+//     end, and the map has changed since: the node dropped the job when
+//     it came back after the job lost it;
 //   - err says a node is unavailable and gone is set: the request went to
 //     a node that is most likely gone for good and about to leave the map
 //     (a draining node, which the controller retires once its values have
@@ -246,11 +249,20 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool,
 	}
 	switch {
 	case errors.Is(err, wire.ErrStaleEpoch) && nodesBehind(err, used):
+		if knowsNoEpoch(err) && j.refresh(ctx) == nil && j.snapshot().Epoch > used {
+			return true // the map moved on without the node
+		}
 		return sleepCtx(ctx, behindWait(attempt))
 	case errors.Is(err, wire.ErrStaleEpoch):
 		return j.refreshNewer(ctx, used)
 	case errors.Is(err, wire.ErrDraining):
 		return j.refresh(ctx) == nil
+	case errors.Is(err, wire.ErrRevoked) && !j.retired.Load():
+		// A node that dropped the job while it lives on (the node was
+		// lost and came back: controller/dead.go) answers revoked to a
+		// map from before; the controller's map says whether the job
+		// ended (the fetch fails) or moved on without the node.
+		return j.refresh(ctx) == nil && j.snapshot().Epoch > used
 	case errors.Is(err, wire.ErrUnavailable) && gone:
 		return j.refreshNewer(ctx, used)
 	case errors.Is(err, wire.ErrUnavailable):
@@ -307,6 +319,24 @@ func nodesBehind(err error, used uint64) bool {
 		return len(errs) > 0
 	case interface{ Unwrap() error }:
 		return nodesBehind(e.Unwrap(), used)
+	}
+	return false
+}
+
+// knowsNoEpoch reports whether err is, or (a fan-out's joined errors)
+// holds, a stale-epoch refusal naming epoch 0: a node that knows no
+// epoch of the job now, because its lease lapsed (dataplane/lease.go)
+// or it has not synced its job table since it started. The map may have
+// moved on without it (the controller took it for lost), so mapChanged
+// fetches the map before it waits for the node.
+func knowsNoEpoch(err error) bool {
+	switch e := err.(type) {
+	case *wire.Error:
+		return e.Code == wire.CodeStaleEpoch && e.Epoch == 0
+	case interface{ Unwrap() []error }:
+		return slices.ContainsFunc(e.Unwrap(), knowsNoEpoch)
+	case interface{ Unwrap() error }:
+		return knowsNoEpoch(e.Unwrap())
 	}
 	return false
 }

@@ -284,7 +284,20 @@ type NodeAck struct {
 	// now: the controller does not know them (past its orphan grace) or
 	// revoked them. At most MaxHeldJobs.
 	Drop []HeldJob
+	// Lease is the least silence after which the controller may take the
+	// node for lost (its DeadAfter plus its dead-node grace; DeadAfter
+	// alone for a draining node), counted from when the node sent the
+	// heartbeat or registration this ack answers: past it the node must
+	// not serve its jobs until another ack comes (dataplane/lease.go). 0:
+	// no lease (the controller never takes the node for lost, or is older
+	// than leases). Millisecond resolution on the wire, at most
+	// MaxLease.
+	Lease time.Duration
 }
+
+// MaxLease bounds NodeAck.Lease on the wire (about 49 days, a uint32 of
+// milliseconds); a longer one is sent as MaxLease.
+const MaxLease = time.Duration(math.MaxUint32) * time.Millisecond
 
 // JobHints are Pocket's job hints; zero means "not given".
 type JobHints struct {
@@ -563,6 +576,7 @@ var (
 	nodeAckSpec    = TableSpec{Name: "NodeAck", Fields: []Field{
 		{Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar4}, {Kind: TableVec, Sub: &jobEpochSpec},
 		{Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &heldJobSpec},
+		{Kind: Scalar4},
 	}}
 	jobRegSpec = TableSpec{Name: "JobRegister", Fields: []Field{
 		{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar8},
@@ -1098,6 +1112,7 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 	fb.NodeAckAddMore(b, m.More)
 	fb.NodeAckAddAfter(b, m.After)
 	addOff(b, drop, fb.NodeAckAddDrop)
+	fb.NodeAckAddLeaseMs(b, uint32(min(max(m.Lease, 0), MaxLease)/time.Millisecond))
 	b.Finish(fb.NodeAckEnd(b))
 	return b.FinishedBytes()
 }
@@ -1135,7 +1150,8 @@ func (m *NodeAck) Decode(meta []byte) error {
 	}
 	*m = NodeAck{Known: t.Known(), State: NodeState(t.State()),
 		Heartbeat: time.Duration(t.HeartbeatMs()) * time.Millisecond, Jobs: jobs,
-		Rev: t.Rev(), Full: t.Full(), More: t.More(), After: t.After(), Drop: drop}
+		Rev: t.Rev(), Full: t.Full(), More: t.More(), After: t.After(), Drop: drop,
+		Lease: time.Duration(t.LeaseMs()) * time.Millisecond}
 	return nil
 }
 

@@ -90,6 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Register: wire.NodeRegister{Addr: cfg.Addr, Tiers: a.tiers(), Cores: uint32(runtime.NumCPU()), Incarnation: cfg.Node.Incarnation()},
 		Report:   a.report,
 		OnAck:    a.ack,
+		Renew:    cfg.Node.RenewLease,
 		Wake:     cfg.Node.SyncWanted(),
 	})
 }

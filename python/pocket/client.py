@@ -527,7 +527,7 @@ class _MapState:
         return wire.encode_request(self.job, key, self.map.token, self.map.epoch, **kw)
 
 
-_REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING)
+_REFRESH = (errors.Code.STALE_EPOCH, errors.Code.DRAINING, errors.Code.REVOKED)
 
 
 def _dead_not_gone(m: wire.PlacementMap, gone) -> list[str]:
@@ -827,10 +827,16 @@ class Job:
             return False
         if code == errors.Code.STALE_EPOCH and meta is not None and \
                 wire.reply_error(code, meta).epoch < used.map.epoch:
+            if wire.reply_error(code, meta).epoch == 0 and self._moved_on(used):
+                return True  # the node knows no epoch now (_moved_on)
             time.sleep(_behind_wait(attempt))
             return True
         if code == errors.Code.STALE_EPOCH:
             return self._refresh_newer(used.map.epoch)
+        if code == errors.Code.REVOKED:
+            # A node that dropped the job while it lives on (the node was
+            # lost and came back) answers revoked to a map from before.
+            return not self._retired and self._moved_on(used)
         if code == errors.Code.DRAINING:
             try:
                 self.refresh()
@@ -838,6 +844,20 @@ class Job:
                 return False
             return True
         return False
+
+    def _moved_on(self, used: _MapState) -> bool:
+        """Fetches the map once and reports whether it is newer than used:
+        after a node that knows no epoch of the job now (its lease lapsed,
+        dataplane/lease.go, or it has not synced since it started: a stale
+        epoch naming 0) or that dropped the job while it lives on (revoked
+        to a handle that has not seen the job end), the map may have moved
+        on without that node (the Go SDK's mapChanged). A failed fetch
+        answers False."""
+        try:
+            self.refresh()
+        except errors.PocketError:
+            return False
+        return self._st.map.epoch > used.map.epoch
 
     def _refresh_newer(self, used: int) -> bool:
         """Fetches the map after a node called the map of epoch used stale
@@ -892,7 +912,7 @@ class Job:
         raises the first error. Needs a controller."""
         if self.client.controller is None or not errs:
             return False
-        stale = draining = retired = False
+        stale = draining = retired = revoked = knows_none = False
         behind = True  # every stale refusal names an epoch older than used's
         for e in errs:
             if isinstance(e, errors.Unavailable):
@@ -907,11 +927,18 @@ class Job:
             elif isinstance(e, errors.PocketError) and e.code == errors.Code.STALE_EPOCH:
                 stale = True
                 behind = behind and e.epoch < used.map.epoch
+                knows_none = knows_none or e.epoch == 0
             elif isinstance(e, errors.PocketError) and e.code == errors.Code.DRAINING:
                 draining = True
+            elif isinstance(e, errors.PocketError) and e.code == errors.Code.REVOKED and not self._retired:
+                revoked = True
             else:
                 return False
+        if revoked:
+            return self._moved_on(used)  # as _map_changed
         if stale and behind and not retired and not draining:
+            if knows_none and self._moved_on(used):
+                return True
             time.sleep(_behind_wait(attempt))  # the nodes lag the map (_map_changed)
             return True
         if stale or retired:

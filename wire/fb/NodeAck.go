@@ -157,8 +157,20 @@ func (rcv *NodeAck) DropLength() int {
 	return 0
 }
 
+func (rcv *NodeAck) LeaseMs() uint32 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		return rcv._tab.GetUint32(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *NodeAck) MutateLeaseMs(n uint32) bool {
+	return rcv._tab.MutateUint32Slot(22, n)
+}
+
 func NodeAckStart(builder *flatbuffers.Builder) {
-	builder.StartObject(9)
+	builder.StartObject(10)
 }
 func NodeAckAddKnown(builder *flatbuffers.Builder, known bool) {
 	builder.PrependBoolSlot(0, known, false)
@@ -192,6 +204,9 @@ func NodeAckAddDrop(builder *flatbuffers.Builder, drop flatbuffers.UOffsetT) {
 }
 func NodeAckStartDropVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func NodeAckAddLeaseMs(builder *flatbuffers.Builder, leaseMs uint32) {
+	builder.PrependUint32Slot(9, leaseMs, 0)
 }
 func NodeAckEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -123,7 +123,14 @@ class NodeAck(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
         return o == 0
 
-def NodeAckStart(builder): builder.StartObject(9)
+    # NodeAck
+    def LeaseMs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
+        return 0
+
+def NodeAckStart(builder): builder.StartObject(10)
 def Start(builder):
     return NodeAckStart(builder)
 def NodeAckAddKnown(builder, known): builder.PrependBoolSlot(0, known, 0)
@@ -159,6 +166,9 @@ def AddDrop(builder, drop):
 def NodeAckStartDropVector(builder, numElems): return builder.StartVector(4, numElems, 4)
 def StartDropVector(builder, numElems):
     return NodeAckStartDropVector(builder, numElems)
+def NodeAckAddLeaseMs(builder, leaseMs): builder.PrependUint32Slot(9, leaseMs, 0)
+def AddLeaseMs(builder, leaseMs):
+    return NodeAckAddLeaseMs(builder, leaseMs)
 def NodeAckEnd(builder): return builder.EndObject()
 def End(builder):
     return NodeAckEnd(builder)

@@ -49,6 +49,9 @@ var clusterSecret = []byte("gohelper-cluster-secret-0123456789")
 //	drain ADDR     drain the node at ADDR from the cluster (Controller.Drain)
 //	               and stop it as soon as the controller retires it, as
 //	               the autoscaler's scale-in does (at most a minute)
+//	mute ADDR      stop the agent of the node at ADDR: the node serves
+//	               on, cut off from its controller (not from clients)
+//	unmute ADDR    start its agent again
 //	values JOB     print how many records (values and chunks) the nodes
 //	               hold for the job, summed
 //
@@ -135,7 +138,7 @@ type helperNode struct {
 func (h *helperCluster) command(line string) (string, error) {
 	f := strings.Fields(line)
 	if len(f) != 2 {
-		return "", fmt.Errorf("want VERB ARG (kill, dead, start, grow, shrink, drain, values), got %q", line)
+		return "", fmt.Errorf("want VERB ARG (kill, dead, start, grow, shrink, drain, mute, unmute, values), got %q", line)
 	}
 	switch f[0] {
 	case "kill":
@@ -157,6 +160,10 @@ func (h *helperCluster) command(line string) (string, error) {
 		return "ok", h.change(f[0], f[1])
 	case "drain":
 		return "ok", h.drain(f[1])
+	case "mute":
+		return "ok", h.mute(f[1])
+	case "unmute":
+		return "ok", h.unmute(f[1])
 	case "values":
 		var held int64
 		for _, nd := range h.nodes {
@@ -258,17 +265,46 @@ func (h *helperCluster) start(listen string) (string, error) {
 		d.Close()
 		return "", err
 	}
+	hn := &helperNode{node: nd, tier: d}
+	h.runAgent(hn)
+	h.nodes[nd.Addr().String()] = hn
+	return nd.Addr().String(), nil
+}
+
+// runAgent starts n's agent: it registers the node and heartbeats until
+// n.cancel.
+func (h *helperCluster) runAgent(n *helperNode) {
 	ctx, cancel := context.WithCancel(context.Background())
-	hn := &helperNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
-	a := nd.Addr().String()
+	n.cancel, n.done = cancel, make(chan struct{})
+	a := n.node.Addr().String()
 	mc := metaclient.New(h.ctl, metaclient.Options{Secret: clusterSecret, Logger: h.log})
-	go func() {
-		defer close(hn.done)
+	go func(done chan struct{}) {
+		defer close(done)
 		defer mc.Close()
-		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: a, Controller: mc, Logger: h.log})
-	}()
-	h.nodes[a] = hn
-	return a, nil
+		_ = agent.Run(ctx, agent.Config{Node: n.node, Addr: a, Controller: mc, Logger: h.log})
+	}(n.done)
+}
+
+// mute stops the agent of the node at addr, which serves on: cut off from
+// its controller, not from its clients.
+func (h *helperCluster) mute(addr string) error {
+	nd := h.nodes[addr]
+	if nd == nil {
+		return fmt.Errorf("no node at %s", addr)
+	}
+	nd.cancel()
+	<-nd.done
+	return nil
+}
+
+// unmute starts the agent of a muted node again.
+func (h *helperCluster) unmute(addr string) error {
+	nd := h.nodes[addr]
+	if nd == nil {
+		return fmt.Errorf("no node at %s", addr)
+	}
+	h.runAgent(nd)
+	return nil
 }
 
 // awaitActive waits until the controller counts every running node active.

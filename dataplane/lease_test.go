@@ -1,0 +1,116 @@
+package dataplane
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// A node whose lease has lapsed (no ack since leaseShare of the lease
+// after the heartbeat it renewed with) refuses its jobs' requests with a
+// stale epoch naming epoch 0 and wakes its agent; a put whose header
+// passed the check before the lapse and whose payload arrived after it
+// stores nothing; a renewal serves again, and a lease of 0 means none.
+// On the old code the node had no lease: a frozen or cut-off node served
+// on, and acknowledged puts its controller had already given up on.
+func TestLapsedLeaseRefusesJobs(t *testing.T) {
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}}, d)
+	n.AwaitSync()
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 5, Full: true, Jobs: []wire.JobEpoch{{Job: "j", Gen: 1, Epoch: 3}}})
+	n.RenewLease(time.Now(), time.Hour)
+	c := dial(t, n, "j")
+	put := func(key string, val []byte) error {
+		t.Helper()
+		r := roundTrip(t, c, wire.OpPut, 0, &wire.Request{Job: []byte("j"), Key: []byte(key), Epoch: 3}, val)
+		return r.Err()
+	}
+	if err := put("before", []byte("v")); err != nil {
+		t.Fatalf("put within the lease: %v", err)
+	}
+
+	// A put announced within the lease, its payload sent after the lapse.
+	const size = 1 << 20
+	meta := wire.NewEncoder().Request(&wire.Request{Job: []byte("j"), Key: []byte("across"), Epoch: 3})
+	frame := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPut, ID: 1, MetaLen: uint32(len(meta)), PayloadLen: size})
+	nc, err := net.Dial("tcp", n.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Write(append(append(frame, meta...), 0)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); d.Usage().Used < size; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the announced put reserved %d bytes, want %d", d.Usage().Used, size)
+		}
+	}
+	drainWake(n)
+	n.RenewLease(time.Now().Add(-2*time.Second), time.Second) // lapsed half a second ago
+	if _, err := nc.Write(bytes.Repeat([]byte{7}, size-1)); err != nil {
+		t.Fatal(err)
+	}
+	var hdr [wire.HeaderLen]byte
+	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	lim := wire.DefaultLimits()
+	h, err := wire.ParseHeader(hdr[:], &lim)
+	if err != nil || h.Code != wire.CodeStaleEpoch {
+		t.Fatalf("a put whose payload arrived after the lapse: header %+v, %v; want a stale-epoch refusal", h, err)
+	}
+	assertWoken(t, n, "a put committed after the lapse")
+
+	drainWake(n)
+	err = put("after", []byte("v"))
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 0 {
+		t.Fatalf("a put after the lapse: %v; want a stale-epoch refusal naming epoch 0", err)
+	}
+	assertWoken(t, n, "a put after the lapse")
+	r := roundTrip(t, c, wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("before"), Epoch: 3}, nil)
+	if !errors.As(r.Err(), &we) || we.Code != wire.CodeStaleEpoch {
+		t.Fatalf("a get after the lapse: %v; want a stale-epoch refusal", r.Err())
+	}
+
+	n.RenewLease(time.Now(), time.Hour)
+	for _, key := range []string{"across", "after"} {
+		r := roundTrip(t, c, wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte(key), Epoch: 3}, nil)
+		if !errors.Is(r.Err(), wire.ErrNotFound) {
+			t.Errorf("get %q once renewed: %d bytes, %v; want not found (the put was refused)", key, len(r.Payload), r.Err())
+		}
+	}
+	if err := put("renewed", []byte("v")); err != nil {
+		t.Fatalf("put once renewed: %v", err)
+	}
+	n.RenewLease(time.Now().Add(-time.Hour), 0)
+	if err := put("no-lease", []byte("v")); err != nil {
+		t.Fatalf("put with no lease: %v", err)
+	}
+}
+
+// drainWake empties the agent's wake-up channel.
+func drainWake(n *Node) {
+	select {
+	case <-n.SyncWanted():
+	default:
+	}
+}
+
+// assertWoken checks that the node asked its agent for a heartbeat.
+func assertWoken(t *testing.T, n *Node, what string) {
+	t.Helper()
+	select {
+	case <-n.SyncWanted():
+	default:
+		t.Errorf("%s did not wake the agent", what)
+	}
+}

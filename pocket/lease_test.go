@@ -1,0 +1,99 @@
+package pocket
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/dataplane/agent"
+	"github.com/pocketstore/pocket/metaclient"
+)
+
+// TestNodeCutOffFromItsControllerAcksNothingLost: a node whose agent
+// falls silent (frozen, or cut off from the controller but not from
+// clients) is taken for lost; a client still holding the map from before
+// puts a key the node owned in it. The node's lease has lapsed, so it
+// refuses; the SDK fetches the map and puts the key on the remaining
+// node, and the key reads back once the node hears from its controller
+// again (and drops what it held of the job). On the old code the node
+// acknowledged the put, and the key then read as lost. Once its agent is
+// back, the node serves a new job again.
+func TestNodeCutOffFromItsControllerAcksNothingLost(t *testing.T) {
+	c := newGraceCluster(t, 2, 300*time.Millisecond)
+	ctx := context.Background()
+	s, err := Dial(ctx, c.addr, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	j, err := s.RegisterJob(ctx, "cutoff", Hints{Lambdas: 40})
+	if err != nil || len(j.Map().Nodes) != 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	old := j.Map()
+	victim := c.nodes[0]
+	addr := victim.node.Addr().String()
+	var keys []string // two keys the victim owns
+	for i := 0; len(keys) < 2; i++ {
+		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == addr {
+			keys = append(keys, k)
+		}
+	}
+	pre, key := keys[0], keys[1]
+	if err := j.Put(ctx, pre, []byte("before the loss")); err != nil {
+		t.Fatal(err)
+	}
+	victim.cancel() // its agent stops; the node serves on
+	<-victim.done
+	c.awaitLost(j, addr)
+
+	j.setMap(old)
+	val := []byte("acknowledged, so it must read back")
+	if err := j.Put(ctx, key, val); err != nil {
+		t.Fatalf("put with the map from before the loss: %v", err)
+	}
+
+	// The agent comes back: the node learns it was lost and drops the job.
+	actx, stop := context.WithCancel(context.Background())
+	back := make(chan struct{})
+	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
+	go func() {
+		defer close(back)
+		defer mc.Close()
+		_ = agent.Run(actx, agent.Config{Node: victim.node, Addr: addr, Controller: mc})
+	}()
+	defer func() { stop(); <-back }()
+	if !waitUntil(10*time.Second, func() bool { return victim.tier.Usage().Used == 0 }) {
+		t.Logf("the returned node still holds %d bytes", victim.tier.Usage().Used)
+	}
+	got, err := j.Get(ctx, key)
+	if err != nil || !bytes.Equal(got, val) {
+		t.Fatalf("get of the acknowledged put: %q, %v", got, err)
+	}
+	// A handle still on the old map reads a key the node held from
+	// before: the node dropped the job (it answers revoked), the job
+	// lives on. Before, the handle returned "token revoked: the job was
+	// deregistered".
+	j.setMap(old)
+	if _, err := j.Get(ctx, pre); !errors.Is(err, ErrLost) {
+		t.Fatalf("get of a key put before the loss, through the old map: %v; want ErrLost", err)
+	}
+	j.setMap(old)
+	if got, err := j.Get(ctx, key); err != nil || !bytes.Equal(got, val) {
+		t.Fatalf("get of the acknowledged put through the old map: %q, %v", got, err)
+	}
+
+	j2, err := s.RegisterJob(ctx, "after", Hints{Lambdas: 40})
+	if err != nil || len(j2.Map().Nodes) != 2 {
+		t.Fatalf("second job on %d node(s): %v", len(j2.Map().Nodes), err)
+	}
+	for i := range 20 {
+		k := fmt.Sprint("a", i)
+		if err := j2.Put(ctx, k, []byte(k)); err != nil {
+			t.Fatalf("put %s (owner %s) once the node is back: %v", k, j2.route([]byte(k), 0).addr, err)
+		}
+	}
+}

@@ -1,0 +1,70 @@
+"""A node cut off from its controller (its agent silent, the node serving
+on: a partition, or a frozen process whose queued requests it answers when
+it resumes) is taken for lost. Its lease has lapsed, so it refuses a
+client still routing by the map from before (a stale epoch naming 0): the
+client fetches the map and puts the key on the remaining node, and the key
+reads back once the node hears from its controller again and drops what it
+held of the job. Before, the node acknowledged the put, and the key then
+read as lost. A handle still on the old map then reads a key the node held
+from before the loss as lost: the node dropped the job and answers
+revoked, which used to raise Revoked ("the job was deregistered") though
+the job lives on. The Go SDK's TestNodeCutOffFromItsControllerAcksNothingLost."""
+
+from __future__ import annotations
+
+import pytest
+
+import pocket
+
+from conftest import HelperCluster, wait_for
+
+
+@pytest.fixture
+def helper_cluster(bins):
+    c = HelperCluster(bins["gohelper"], 2, "300ms")
+    yield c
+    c.stop()
+
+
+def _owner(job: pocket.Job, key: bytes) -> str:
+    st = job._st
+    return st.addrs[st.set.pick(key, 0)]
+
+
+def test_node_cut_off_from_its_controller_acks_nothing_lost(helper_cluster):
+    c = helper_cluster
+    with pocket.Client(c.addr, insecure=True) as cl:
+        job = cl.register_job("cutoff", lambdas=40)
+        assert len(job.map.nodes) == 2
+        victim = c.nodes[0]
+        keys = [k for k in (f"k{i}".encode() for i in range(200)) if _owner(job, k) == victim][:2]
+        pre, key = keys
+        job.put(pre, b"before the loss")
+        old = job._st
+        c.command(f"mute {victim}")
+
+        def lost_in_map() -> bool:
+            m = cl._ctl().get_map(job.id, job.token)
+            return any(n.addr == victim for n in m.lost)
+        assert wait_for(lost_in_map, 20), "the silent node never left the map"
+
+        job._st = old
+        val = b"acknowledged, so it must read back"
+        job.put(key, val)
+        c.command(f"unmute {victim}")
+        assert wait_for(lambda: int(c.command(f"values {job.id}")) <= 1, 10), \
+            "the returned node did not drop the job's values"
+        assert job.get(key) == val
+
+        job._st = old
+        with pytest.raises(pocket.Lost):
+            job.get(pre)
+        job._st = old
+        assert job.get(key) == val
+
+        after = cl.register_job("after", lambdas=40)
+        assert len(after.map.nodes) == 2
+        for i in range(20):
+            k = f"a{i}"
+            after.put(k, k.encode())
+            assert after.get(k) == k.encode()
