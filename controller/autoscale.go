@@ -42,6 +42,10 @@ import (
 //     (elastic.go) grows a pressed job's map and asks for a node when no
 //     active one has room (needNode), and new jobs have theirs started
 //     before they are placed (reserve.go);
+//   - a job that lost a node and whose nodes left cannot carry its
+//     allotment, when no running node can join its map (refill.go:
+//     refillStarved), has one started, with or without per-job scaling,
+//     within MaxNodes and Cooldown;
 //   - utilization below Low (0.6), measured figures taken from the latest
 //     heartbeat rather than smoothed (allotments keep every registered
 //     job's nodes, so only load beyond the hints can dip), more than
@@ -309,9 +313,13 @@ func (a *Autoscaler) Step() Decision {
 		a.mu.Unlock()
 		return Decision{At: now, Action: ActionNone}
 	}
-	var jobChanged, needNode bool
+	var jobChanged bool
+	need := "" // why a job needs a node no active node can give
 	if !a.cfg.NoJobScaling {
-		jobChanged, needNode = a.jobsStep(now)
+		jobChanged, need = a.jobsStep(now)
+	}
+	if need == "" && a.c.refillStarved(time.Now()) { // the controller's sweeps run on its own clock
+		need = "a job that lost a node needs another, and no active node can join its map"
 	}
 	mid := (a.cfg.High + a.cfg.Low) / 2
 	u, _, _ := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU, 0)
@@ -327,10 +335,9 @@ func (a *Autoscaler) Step() Decision {
 		a.hold(fmt.Sprintf("%s %.0f%%: a job's map changed in this evaluation", d.Dim, 100*d.Util))
 		d.Action, d.Count, d.Drain, d.Reason = ActionNone, 0, nil, ""
 	}
-	if d.Action == ActionNone && needNode && !jobChanged && a.starting == 0 && d.Nodes < a.cfg.MaxNodes &&
+	if d.Action == ActionNone && need != "" && !jobChanged && a.starting == 0 && d.Nodes < a.cfg.MaxNodes &&
 		now.Sub(a.lastOut) >= a.cfg.Cooldown {
-		d.Action, d.Count = ActionAdd, 1
-		d.Reason = "a job's nodes are over the band and no active node has room for it"
+		d.Action, d.Count, d.Reason = ActionAdd, 1, need
 	}
 	switch d.Action {
 	case ActionAdd:
@@ -365,10 +372,13 @@ func (a *Autoscaler) Step() Decision {
 // jobsStep runs the per-job policy (elastic.go) before the cluster's: it
 // records the maps it changed (a change also restarts the cluster's
 // cool-down, so scale-in waits to see what the change did) and reports
-// whether it changed any, and whether a job needs a node that no active
-// node has room for.
-func (a *Autoscaler) jobsStep(now time.Time) (changed, needNode bool) {
+// whether it changed any, and why a job needs a node that no active node
+// has room for ("" when none does).
+func (a *Autoscaler) jobsStep(now time.Time) (changed bool, need string) {
 	ds, needNode := a.jobStep(now)
+	if needNode {
+		need = "a job's nodes are over the band and no active node has room for it"
+	}
 	a.mu.Lock()
 	for _, d := range ds {
 		a.counts[d.Action]++
@@ -381,7 +391,7 @@ func (a *Autoscaler) jobsStep(now time.Time) (changed, needNode bool) {
 	for _, d := range ds {
 		a.log().Info("autoscale: "+string(d.Action), "job", d.Job, "reason", d.Reason)
 	}
-	return len(ds) > 0, needNode
+	return len(ds) > 0, need
 }
 
 // record appends a decision to the bounded log; a.mu is held.

@@ -29,7 +29,9 @@ import (
 // of its nodes is dead within the grace (its values could not move), and
 // for refillDelay after its latest loss.
 // The node replaces one the job was sized with, so it does not count as
-// growth the per-job policy may shed (job.grown).
+// growth the per-job policy may shed (job.grown). When no running node
+// can join, the autoscaler (when it runs) starts one (refillStarved),
+// within its MaxNodes and cool-down, as for a pressed job.
 
 // refillDelay is how long after a loss a job waits before another node
 // joins its map: its clients first follow the loss's map (a restarted
@@ -44,8 +46,7 @@ const refillDelay = 3 * time.Second
 // lost a node and whose nodes left no longer carry their allotment.
 func (c *Controller) refillLocked(now time.Time) {
 	for _, j := range c.jobs {
-		if j.revoked || len(j.lost) == 0 || now.Sub(j.lostAt) < refillDelay || c.changingLocked(j) || c.deadMemberLocked(j) != "" ||
-			c.holdsAllotLocked(j, "") {
+		if !c.refillDueLocked(j, now) {
 			continue
 		}
 		addr, ok := c.refillCandidateLocked(j)
@@ -58,6 +59,32 @@ func (c *Controller) refillLocked(now time.Time) {
 		c.growJobLocked(j, addr, now)
 		j.grown-- // it replaces a node the job was sized with
 	}
+}
+
+// refillDueLocked reports whether j waits for a node to refill its map:
+// live, it lost a node refillDelay ago or more, its map is not changing,
+// no node of it is dead, and its nodes do not carry its allotment.
+func (c *Controller) refillDueLocked(j *job, now time.Time) bool {
+	return !j.revoked && len(j.lost) > 0 && now.Sub(j.lostAt) >= refillDelay && !c.changingLocked(j) &&
+		c.deadMemberLocked(j) == "" && !c.holdsAllotLocked(j, "")
+}
+
+// refillStarved reports whether a job waits for a node to refill its map
+// (refillDueLocked) that no running node can give: the autoscaler, when
+// it runs, then has the orchestrator start one (Autoscaler.Step), which
+// the next sweep takes.
+func (c *Controller) refillStarved(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, j := range c.jobs {
+		if !c.refillDueLocked(j, now) {
+			continue
+		}
+		if _, ok := c.refillCandidateLocked(j); !ok {
+			return true
+		}
+	}
+	return false
 }
 
 // refillCandidateLocked is the node refillLocked adds to j's map.

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,5 +104,56 @@ func TestForgottenLostNodeDropsWhenBack(t *testing.T) {
 	c.mu.Unlock()
 	if len(drops) != 1 || drops[0] != (lostDrop{addr: b.Addr, job: m.Job}) || clean {
 		t.Fatalf("drop orders %+v, still marked empty %v; want %s's data of %s dropped, not marked", drops, clean, b.Addr, m.Job)
+	}
+}
+
+// TestAutoscalerStartsANodeForAJobThatLostOne: a job over both nodes of
+// the cluster (1,500 Mb/s over two of 1,000) loses one; the node left
+// cannot carry its allotment and no other node runs, so the autoscaler
+// starts one, saying why, and the next sweep adds it to the job's map.
+// Before, the refill took only running nodes and the autoscaler started
+// none for it (a new user's trial with --autoscale: the job stayed on
+// one node, oversubscribed, and 37 of 66 puts failed); this test failed
+// with no action at the step.
+func TestAutoscalerStartsANodeForAJobThatLostOne(t *testing.T) {
+	var m *wire.PlacementMap
+	r := newScaleRigWith(t, 2, AutoscaleConfig{MaxNodes: 4}, func(c *Controller) {
+		var err error
+		if m, err = c.RegisterJob("wide", wire.JobHints{PeakMbps: 1500}); err != nil || len(m.Nodes) != 2 {
+			t.Fatalf("register: %+v %v", m, err)
+		}
+	})
+	victim := m.Nodes[1].Addr
+	if err := r.c.SetNodeState(victim, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	r.c.sweep(time.Now().Add(2 * time.Minute)) // past the grace: lost
+	r.c.mu.Lock()
+	j := r.c.jobs[m.Job]
+	lost, size := len(j.lost), len(j.nodes)
+	j.lostAt = time.Now().Add(-time.Minute) // past refillDelay on the controller's clock
+	r.c.mu.Unlock()
+	if lost != 1 || size != 1 {
+		t.Fatalf("after the loss: %d lost, %d node(s) in the map; want 1 and 1", lost, size)
+	}
+	r.clock.advance(time.Minute)
+	r.beat(10, 0)
+	d := r.a.Step()
+	if d.Action != ActionAdd || !strings.Contains(d.Reason, "lost a node") {
+		t.Fatalf("step with a job short of a node and none to give: %+v; want a start for it", d)
+	}
+	r.awaitStarts()
+	r.c.sweep(time.Now())
+	r.c.mu.Lock()
+	var addrs []string
+	for _, n := range j.nodes {
+		addrs = append(addrs, n.Addr)
+	}
+	r.c.mu.Unlock()
+	if len(addrs) != 2 || slices.Contains(addrs, victim) {
+		t.Fatalf("map after the start: %v; want the node left and the started one", addrs)
+	}
+	if d := r.a.Step(); d.Action == ActionAdd {
+		t.Fatalf("another start once the job holds its allotment again: %+v", d)
 	}
 }
