@@ -314,6 +314,10 @@ func (n *Node) DropJob(job []byte, keepPersistent bool) int64 {
 // when asked) and its versions, then ends its dropping state (dropped):
 // deferred, so that no drop leaves the job dropping.
 func (n *Node) dropRevokedData(job []byte, keepPersistent bool) (freed int64) {
+	if !n.jobs.awaitCommits(string(job), commitWait) {
+		n.log.Warn("a revoked job's puts were still committing when its drop began; what they store is dropped or kept at the next check",
+			"job", string(job), "waited", commitWait)
+	}
 	defer func() { n.jobs.dropped(string(job), n.jobUsage(job)) }()
 	freed = n.dropTiers(job, keepPersistent)
 	n.vers.dropJob(job)
@@ -363,6 +367,11 @@ func (n *Node) dropRevoked(job string) {
 	}
 }
 
+// commitWait bounds a revoked job's drop's wait for its puts still
+// committing (jobTable.awaitCommits): a DRAM commit takes microseconds, an
+// NVMe one a device write behind the worker queue. A variable for tests.
+var commitWait = 2 * time.Second
+
 // sweepRevoked drops again what puts already admitted when their job was
 // revoked may have stored, removes entries revoked revokeLinger ago, and
 // checks a few retired jobs (jobtable.go).
@@ -382,12 +391,14 @@ func (n *Node) sweepRevoked(now time.Time) {
 			used = n.jobUsage(b)
 		}
 		if used > r.held {
-			// Persistent values stored after the revocation: the job
-			// loses everything.
-			n.dropTiers(b, false)
-			n.vers.dropJob(b)
-			n.log.Warn("a revoked job stored data after its revocation; dropped all of it", "job", r.job, "bytes", used)
-			used = 0
+			// Persistent values of puts checked before the revocation
+			// and committed after the drop (its wait for them gave up:
+			// awaitCommits). No put is admitted after the revocation, so
+			// they were acknowledged: kept. Before, the job lost every
+			// persistent value here.
+			n.log.Warn("a revoked job's persistent values landed after its drop; kept", "job", r.job,
+				"bytes", used, "kept_before", r.held)
+			n.jobs.keepLate(r.job, used)
 		}
 		n.jobs.unretire(r.job, used)
 	}

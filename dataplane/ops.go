@@ -153,6 +153,10 @@ func (n *Node) commit(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch put
 // publish commits p and files a chunk under its version. A put whose job
 // was revoked since it was admitted stores nothing.
 func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
+	if e := ch.entry; e != nil { // before the check: a drop waits for it (awaitCommits)
+		e.commits.Add(1)
+		defer e.commits.Add(-1)
+	}
 	if !ch.entry.stored() {
 		p.Abort()
 		return Info{}, errRevokedLate
