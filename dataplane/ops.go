@@ -513,8 +513,10 @@ func (n *Node) meta(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		}
 		n.replyMeta(c, cs, h, &wire.Response{Size: info.ObjectSize, Flags: uint32(info.Flags), Version: info.Version})
 	case wire.OpUsage:
-		u := tier.Usage()
-		n.replyMeta(c, cs, h, &wire.Response{Size: tier.JobUsage(r.Job), Capacity: u.Capacity, Count: uint64(u.Values)})
+		// The job's own bytes and the tier's capacity; no count: the
+		// tier's values are every job's (a hostile trial read another
+		// job's puts in it), and only the operator's status shows them.
+		n.replyMeta(c, cs, h, &wire.Response{Size: tier.JobUsage(r.Job), Capacity: tier.Usage().Capacity})
 	}
 }
 

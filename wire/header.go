@@ -28,7 +28,7 @@ const (
 	OpStat    Op = 0x05 // reply Response.size and flags
 	OpList    Op = 0x06 // reply Response.entries
 	OpDropJob Op = 0x07 // delete all of a job's values (controller only)
-	OpUsage   Op = 0x08 // reply Response.size, count, capacity for the job
+	OpUsage   Op = 0x08 // reply Response.size (the job's bytes) and capacity (the tier's)
 	// OpConfirm ends the lease of the chunks of Request.version the node
 	// holds (see objects.go); the reply's Response.count is how many.
 	OpConfirm Op = 0x09
