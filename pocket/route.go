@@ -131,7 +131,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 		default:
 			req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch, Version: x.version, ObjectSize: x.objectSize}
 			r, err = j.goneCheck(ctx, t.addr, resendable(op, flags), func() (client.Reply, error) {
-				return j.keyPatient(ctx, op, func() (client.Reply, error) {
+				return j.keyPatient(ctx, func() (client.Reply, error) {
 					return j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
 				})
 			})

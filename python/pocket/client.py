@@ -1274,9 +1274,11 @@ class Job:
                                          self._send_patient(addr, op, flags | st.tier_flags, meta, payload, dst))
                 else:
                     r = self._send_once(addr, op, flags | st.tier_flags, meta, payload, dst)
-                    if op == wire.OP_PUT and r.code == errors.Code.BUSY:
-                        # Nothing stored: the node bounds the bytes of a
-                        # job's puts still arriving (dataplane/unfinished.go).
+                    if r.code == errors.Code.BUSY:
+                        # Nothing done: the node bounds the bytes of a
+                        # job's puts still arriving (dataplane/unfinished.go)
+                        # and its device calls in flight, whoever makes
+                        # them (the Go SDK's keyPatient).
                         r = _until_not_busy(lambda: self._send_once(addr, op, flags | st.tier_flags, meta, payload, dst),
                                             _SETTLE)
             except errors.Unavailable as e:
