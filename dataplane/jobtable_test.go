@@ -3,7 +3,6 @@ package dataplane
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"strings"
@@ -372,12 +371,7 @@ func TestPutAcrossRevocationStoresNothing(t *testing.T) {
 	if _, err := nc.Write(make([]byte, size-1<<20)); err != nil {
 		t.Fatal(err)
 	}
-	var hdr [wire.HeaderLen]byte
-	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
-		t.Fatal(err)
-	}
-	lim := wire.DefaultLimits()
-	h, err := wire.ParseHeader(hdr[:], &lim)
+	h, err := readHeader(nc)
 	if err != nil || h.Code != wire.CodeRevoked {
 		t.Fatalf("put across the revocation: code %v, %v", h.Code, err)
 	}

@@ -3,7 +3,6 @@ package dataplane
 import (
 	"bytes"
 	"errors"
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -58,12 +57,7 @@ func TestLapsedLeaseRefusesJobs(t *testing.T) {
 	if _, err := nc.Write(bytes.Repeat([]byte{7}, size-1)); err != nil {
 		t.Fatal(err)
 	}
-	var hdr [wire.HeaderLen]byte
-	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
-		t.Fatal(err)
-	}
-	lim := wire.DefaultLimits()
-	h, err := wire.ParseHeader(hdr[:], &lim)
+	h, err := readHeader(nc)
 	if err != nil || h.Code != wire.CodeStaleEpoch {
 		t.Fatalf("a put whose payload arrived after the lapse: header %+v, %v; want a stale-epoch refusal", h, err)
 	}

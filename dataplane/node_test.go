@@ -300,8 +300,13 @@ func rawExchange(t *testing.T, n *Node, b []byte) (wire.Header, error) {
 	if _, err := nc.Write(b); err != nil {
 		t.Fatal(err)
 	}
+	return readHeader(nc)
+}
+
+// readHeader reads and parses one reply's header from r.
+func readHeader(r io.Reader) (wire.Header, error) {
 	var hdr [wire.HeaderLen]byte
-	if _, err := io.ReadFull(nc, hdr[:]); err != nil {
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return wire.Header{}, err
 	}
 	lim := wire.DefaultLimits()

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/pocketstore/pocket/dataplane"
-	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -16,17 +15,9 @@ import (
 // NVMe requests failed 10-38 % of a job's gets (a hostile trial); this
 // test's get failed busy on the old code.
 func TestBusyAnswersAreWaitedOut(t *testing.T) {
-	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := dataplane.NewFaulty(d)
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: f, Net: netio.Config{Loops: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nd.Close(); d.Close() })
-	j := staticJob(t, Config{}, []string{nd.Addr().String()})
+	n := dropMoveCluster(t, 1)[0]
+	f := n.faulty
+	j := staticJob(t, Config{}, []string{n.addr})
 	ctx := context.Background()
 	val := []byte("value")
 	if err := j.Put(ctx, "k", val); err != nil {
