@@ -10,6 +10,7 @@ import (
 
 	"github.com/pocketstore/pocket/dataplane/agent"
 	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // TestNodeCutOffFromItsControllerAcksNothingLost: a node whose agent
@@ -94,6 +95,36 @@ func TestNodeCutOffFromItsControllerAcksNothingLost(t *testing.T) {
 		k := fmt.Sprint("a", i)
 		if err := j2.Put(ctx, k, []byte(k)); err != nil {
 			t.Fatalf("put %s (owner %s) once the node is back: %v", k, j2.route([]byte(k), 0).addr, err)
+		}
+	}
+}
+
+// A handle opened before another deregistered its job meets nodes that
+// answer revoked: it asks the controller whether the job lives on with a
+// newer map (a node lost and back answers revoked too), finds the job's
+// final map, and answers revoked, as before, call after call: it does not
+// take the final map and turn into the ended job's reader on its own.
+func TestLiveHandleOfAnEndedJobAnswersRevoked(t *testing.T) {
+	c := newTestCluster(t, 2, 64<<20)
+	ctx := context.Background()
+	s := c.store()
+	j, err := s.RegisterJob(ctx, "ended", Hints{Lambdas: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "keep/one", []byte("stays"), Persist()); err != nil {
+		t.Fatal(err)
+	}
+	live, err := s.OpenJob(ctx, j.ID(), j.Token())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for try := range 2 {
+		if _, err := live.List(ctx, ""); !errors.Is(err, wire.ErrRevoked) {
+			t.Fatalf("listing %d of the live handle after the job ended: %v; want revoked", try+1, err)
 		}
 	}
 }

@@ -81,15 +81,37 @@ func (j *Job) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	j.adopt(nm)
+	return nil
+}
+
+// movedOnLive fetches the job's map after a node answered revoked to a
+// request routed with the map of epoch used, and reports whether the job
+// lives on with a newer map (adopted): the node dropped the job while it
+// lives on (it was lost and came back: controller/dead.go). A job the
+// controller has ended (its final map) leaves the handle as it was, and
+// the node's answer stands.
+func (j *Job) movedOnLive(ctx context.Context, used uint64) bool {
+	m := j.snapshot()
+	nm, err := j.s.ctl.GetMap(ctx, m.Job, m.Token)
+	if err != nil || nm.Ended {
+		return false
+	}
+	j.adopt(nm)
+	return j.snapshot().Epoch > used
+}
+
+// adopt takes nm, a map the controller handed out, unless a fetch made
+// later set a newer one meanwhile.
+func (j *Job) adopt(nm Map) {
 	if nm.Epoch < j.snapshot().Epoch {
-		return nil // a fetch made after this one set a newer map meanwhile
+		return // a fetch made after this one set a newer map meanwhile
 	}
 	j.setMap(nm)
 	if nm.Ended {
 		// It ended meanwhile: from now on it reads its persisted values.
 		j.retired.Store(true)
 	}
-	return nil
 }
 
 // reqExtra are the request fields a few calls set beyond job, key, token
@@ -261,8 +283,8 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool,
 		// A node that dropped the job while it lives on (the node was
 		// lost and came back: controller/dead.go) answers revoked to a
 		// map from before; the controller's map says whether the job
-		// ended (the fetch fails) or moved on without the node.
-		return j.refresh(ctx) == nil && j.snapshot().Epoch > used
+		// ended or moved on without the node.
+		return j.movedOnLive(ctx, used)
 	case errors.Is(err, wire.ErrUnavailable) && gone:
 		return j.refreshNewer(ctx, used)
 	case errors.Is(err, wire.ErrUnavailable):

@@ -801,7 +801,11 @@ class Job:
         """Fetches the job's map again from the controller. A job found
         ended (its final map) reads its persisted values from then on."""
         st = self._st
-        m = self.client._ctl().get_map(st.map.job, st.map.token)
+        self._adopt(self.client._ctl().get_map(st.map.job, st.map.token))
+
+    def _adopt(self, m: wire.PlacementMap) -> None:
+        """Takes m, a map the controller handed out; an ended job's final
+        map makes the handle read its persisted values from then on."""
         self._st = _MapState(m)
         if m.ended:
             self._retired = True
@@ -836,7 +840,7 @@ class Job:
         if code == errors.Code.REVOKED:
             # A node that dropped the job while it lives on (the node was
             # lost and came back) answers revoked to a map from before.
-            return not self._retired and self._moved_on(used)
+            return not self._retired and self._moved_on(used, live=True)
         if code == errors.Code.DRAINING:
             try:
                 self.refresh()
@@ -845,18 +849,25 @@ class Job:
             return True
         return False
 
-    def _moved_on(self, used: _MapState) -> bool:
+    def _moved_on(self, used: _MapState, live: bool = False) -> bool:
         """Fetches the map once and reports whether it is newer than used:
         after a node that knows no epoch of the job now (its lease lapsed,
         dataplane/lease.go, or it has not synced since it started: a stale
         epoch naming 0) or that dropped the job while it lives on (revoked
-        to a handle that has not seen the job end), the map may have moved
-        on without that node (the Go SDK's mapChanged). A failed fetch
-        answers False."""
+        to a handle that has not seen the job end: live), the map may have
+        moved on without that node (the Go SDK's mapChanged and
+        movedOnLive). With live, an ended job's final map is not taken
+        (the node's answer stands, as before). A failed fetch answers
+        False."""
+        st = self._st
         try:
-            self.refresh()
+            m = self.client._ctl().get_map(st.map.job, st.map.token)
         except errors.PocketError:
             return False
+        if live and m.ended:
+            return False
+        if m.epoch >= self._st.map.epoch:
+            self._adopt(m)
         return self._st.map.epoch > used.map.epoch
 
     def _refresh_newer(self, used: int) -> bool:
@@ -935,7 +946,7 @@ class Job:
             else:
                 return False
         if revoked:
-            return self._moved_on(used)  # as _map_changed
+            return self._moved_on(used, live=True)  # as _map_changed
         if stale and behind and not retired and not draining:
             if knows_none and self._moved_on(used):
                 return True
