@@ -10,7 +10,7 @@ import (
 // Fences: a call given up does not overtake the next one
 //
 // A put or delete whose caller's context ends goes on to its end on a
-// context of its own (finish, up to settle), so that its cleanup (the
+// context of its own (finish: up to settle after the caller's), so that its cleanup (the
 // replaced object's chunks) is done. Before, the caller's next put or
 // delete of the same key could complete first and be overwritten by the
 // call it gave up: a hostile trial saw an acknowledged put replaced by an
@@ -104,7 +104,7 @@ func (f *fence) covers(key string, prefix bool) bool {
 // finish runs f, a put or delete of key (prefix: of every key under it)
 // whose reply the SDK must see to clean up after it (a chunked object
 // replaced or removed, whose chunks must then be dropped), to its end on a
-// context of its own, bounded by settle. The caller still returns as soon
+// context that outlives ctx by settle at most (outlive). The caller still returns as soon
 // as ctx ends, with ctx's error; f then completes, and cleans up, on its
 // own, behind a fence on key that the Job's next put or delete of it
 // waits for.
@@ -112,7 +112,7 @@ func (j *Job) finish(ctx context.Context, key string, prefix bool, f func(contex
 	if ctx.Done() == nil {
 		return f(ctx) // cannot be cancelled: no goroutine needed
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settle)
+	sctx, cancel := outlive(ctx)
 	done := make(chan error, 1)
 	go func() {
 		defer cancel()

@@ -46,10 +46,30 @@ func (w *objectWrite) putChunk(ctx context.Context, i int, part []byte) error {
 	return nil
 }
 
-// settle bounds the calls a put makes once its chunks are written: they
-// run on a context of their own, so that a caller's cancellation cannot
-// leave a manifest half-published or chunks unreclaimed.
-const settle = 10 * time.Second
+// settle bounds how long the calls a put or delete must see to their end
+// (a manifest's put, the cleanup of replaced chunks) run on after their
+// caller's context has ended (outlive), so that a caller's cancellation
+// cannot leave a manifest half-published or chunks unreclaimed. A variable
+// for tests.
+var settle = 10 * time.Second
+
+// outlive returns a context that ctx's end does not cancel, for a call the
+// SDK must see to its end: it ends settle after ctx ends (never, for a ctx
+// that cannot end), or with its cancel. Before, such calls ran on a
+// context of their own bounded by settle from their start, so a caller
+// that gave a put 60 s had it fail after 10 s with "context deadline
+// exceeded", its own deadline 50 s away, when a node was frozen that long
+// (a new user's trial: a small put and a delete, which both took effect
+// when the node resumed).
+func outlive(ctx context.Context) (context.Context, context.CancelFunc) {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d := settle
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(d, cancel) })
+	return sctx, func() {
+		stop()
+		cancel()
+	}
+}
 
 // commit confirms every chunk (a node that lost some, or let their lease
 // run out, fails the put), then publishes the manifest, the put's one
@@ -72,7 +92,7 @@ func (w *objectWrite) commit(ctx context.Context, m wire.Manifest) error {
 		w.abort()
 		return err
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settle)
+	sctx, cancel := outlive(ctx)
 	defer cancel()
 	x := reqExtra{version: w.ver, objectSize: m.Size}
 	r, _, err := w.j.doReq(sctx, wire.OpPut, w.flags|wire.FlagManifest, []byte(w.key), 0, x, wire.AppendManifest(nil, m), nil)
