@@ -458,7 +458,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 		c.bumpLocked(j)
 	}
 	delete(c.nodes, n.addr)
-	c.gone[n.addr] = retiredNode{at: now, inc: n.incarnation}
+	c.gone[n.addr] = retiredNode{at: now, inc: n.incarnation, why: why, lost: lost}
 	c.dirtyNodesLocked()
 	c.cfg.Logger.Info("controller: node retired", "node", n.addr, "why", why)
 }
@@ -502,6 +502,11 @@ func normalize(ns []wire.MapNode) {
 type retiredNode struct {
 	at  time.Time // when it left
 	inc uint64    // its process's incarnation (0: unknown)
+	// why it left, and whether values it held were left unmoved (lost:
+	// it died while draining, or its deadline passed), for the status
+	// (wire.RetiredNode); not saved with the state.
+	why  string
+	lost bool
 }
 
 // goneLocked refuses a registration at the address of a node that drained
@@ -526,12 +531,23 @@ func (c *Controller) goneLocked(reg *wire.NodeRegister) error {
 	if !ok {
 		return nil
 	}
+	if g.lost && g.inc != 0 && reg.Incarnation != 0 && reg.Incarnation != g.inc {
+		// Its drain did not end with its data moved (it died, or ran out
+		// of time): a new process there is a restart, taken at once as
+		// any restarted node is. Before, it was refused for ForgetAfter.
+		delete(c.gone, reg.Addr)
+		return nil
+	}
 	if reg.Incarnation != 0 && reg.Incarnation != g.inc {
 		return wire.Errorf(wire.CodeUnavailable, "node %s (incarnation %d) was drained and retired at %s; a new node may register there from %s: retry then",
 			reg.Addr, g.inc, stamp(g.at), stamp(g.at.Add(c.cfg.ForgetAfter)))
 	}
-	return wire.Errorf(wire.CodeDraining, "node %s was drained and retired at %s: it must stop serving (its data moved to the jobs' other nodes); "+
-		"a new node may register at that address from %s", reg.Addr, stamp(g.at), stamp(g.at.Add(c.cfg.ForgetAfter)))
+	moved := "its data moved to the jobs' other nodes"
+	if g.lost {
+		moved = g.why + ": what it held that had not moved is lost"
+	}
+	return wire.Errorf(wire.CodeDraining, "node %s was drained and retired at %s: it must stop serving (%s); "+
+		"a new node may register at that address from %s", reg.Addr, stamp(g.at), moved, stamp(g.at.Add(c.cfg.ForgetAfter)))
 }
 
 // ForgetRetired lets a new node register at the address of a node a drain

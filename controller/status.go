@@ -45,7 +45,24 @@ func (c *Controller) Status() *wire.ClusterStatus {
 	st.Prices = &wire.PriceTable{DRAMGiBHour: p.DRAMGiBHour, NVMeGiBHour: p.NVMeGiBHour, GbpsHour: p.GbpsHour}
 	st.Clients = c.clientHoldsLocked(wire.MaxStatusClients)
 	st.QuotaBytes, st.QuotaMbps = max(c.cfg.MaxBytesPerClient, 0), max(c.cfg.MaxMbpsPerClient, 0)
+	st.Retired = c.retiredLocked(wire.MaxStatusRetired)
 	return st
+}
+
+// retiredLocked lists at most k of the nodes drains retired lately, the
+// latest first, each with how it left (Controller.gone).
+func (c *Controller) retiredLocked(k int) []wire.RetiredNode {
+	out := make([]wire.RetiredNode, 0, len(c.gone))
+	for addr, g := range c.gone {
+		out = append(out, wire.RetiredNode{Addr: addr, At: g.at, Why: g.why, Lost: g.lost})
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if !out[a].At.Equal(out[b].At) {
+			return out[a].At.After(out[b].At)
+		}
+		return out[a].Addr < out[b].Addr
+	})
+	return out[:min(len(out), k)]
 }
 
 // holderName is clientName(key), but "operator ADDR" over TLS for an

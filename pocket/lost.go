@@ -159,7 +159,7 @@ func (j *Job) lostErr(key []byte, chunk uint32, err error) error {
 		return err
 	case 1:
 		return &wire.Error{Code: wire.CodeLost, Msg: fmt.Sprintf(
-			"the value (if it was written) was on node %s, which left the job's map dead at epoch %d: it is gone, recompute it",
+			"the value (if it was written) was on node %s, which left the job's map at epoch %d without handing its values over (it died or restarted, or its drain ran out of time): it is gone, recompute it",
 			ls[0].Addr, ls[0].Epoch)}
 	}
 	names := make([]string, len(ls))
@@ -167,6 +167,6 @@ func (j *Job) lostErr(key []byte, chunk uint32, err error) error {
 		names[i] = fmt.Sprintf("%s (at epoch %d)", l.Addr, l.Epoch)
 	}
 	return &wire.Error{Code: wire.CodeLost, Msg: fmt.Sprintf(
-		"the value (if it was written) was on one of the nodes %s, which left the job's map dead, depending on when it was written: it is gone, recompute it",
+		"the value (if it was written) was on one of the nodes %s, which left the job's map without handing their values over, depending on when it was written: it is gone, recompute it",
 		strings.Join(names, ", "))}
 }

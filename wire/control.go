@@ -510,7 +510,28 @@ type ClusterStatus struct {
 	Clients    []ClientHold
 	QuotaBytes int64
 	QuotaMbps  float64
+	// Retired are the nodes drains retired lately (an OpStatus reply; at
+	// most MaxStatusRetired), so that a drain's waiter learns how its node
+	// left.
+	Retired []RetiredNode
 }
+
+// RetiredNode is a node a drain retired lately: when, why, and whether
+// values it held were left unmoved (Lost: the node died while draining,
+// or its drain's deadline passed), whose keys then answer lost. Why is ""
+// for a retirement restored from the controller's state (not kept there).
+type RetiredNode struct {
+	Addr string
+	At   time.Time // millisecond resolution on the wire
+	Why  string
+	Lost bool
+}
+
+// MaxStatusRetired bounds ClusterStatus.Retired, maxRetiredWhy a reason.
+const (
+	MaxStatusRetired = 64
+	maxRetiredWhy    = 256
+)
 
 // ClientHold is what one client's live jobs are allotted together (bytes,
 // Mb/s); Client is "tenant NAME" or "client ADDR".
@@ -607,11 +628,12 @@ var (
 	clusterSpec    = TableSpec{Name: "ClusterStatus", Fields: []Field{
 		{Kind: TableVec, Sub: &nodeStatusSpec}, {Kind: TableVec, Sub: &jobStatusSpec},
 		{Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar4}, {Kind: TableField, Sub: &priceTableSpec},
-		{Kind: TableVec, Sub: &clientHoldSpec}, {Kind: Scalar8}, {Kind: Scalar8},
+		{Kind: TableVec, Sub: &clientHoldSpec}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &retiredNodeSpec},
 	}}
-	clientHoldSpec = TableSpec{Name: "ClientHold", Fields: []Field{{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}}}
-	jobListSpec    = TableSpec{Name: "JobList", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar4}}}
-	challengeSpec  = TableSpec{Name: "Challenge", Fields: []Field{{Kind: Bytes}}}
+	clientHoldSpec  = TableSpec{Name: "ClientHold", Fields: []Field{{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}}}
+	retiredNodeSpec = TableSpec{Name: "RetiredNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: String}, {Kind: Scalar1}}}
+	jobListSpec     = TableSpec{Name: "JobList", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar4}}}
+	challengeSpec   = TableSpec{Name: "Challenge", Fields: []Field{{Kind: Bytes}}}
 )
 
 // root verifies meta against spec and returns the root table's position.
@@ -1480,6 +1502,20 @@ func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
 		fb.PriceTableAddGbpsHour(b, p.GbpsHour)
 		prices = fb.PriceTableEnd(b)
 	}
+	var retired flatbuffers.UOffsetT
+	if len(m.Retired) > 0 {
+		offs := make([]flatbuffers.UOffsetT, len(m.Retired))
+		for i, r := range m.Retired {
+			addr, why := str(b, r.Addr), str(b, r.Why)
+			fb.RetiredNodeStart(b)
+			addOff(b, addr, fb.RetiredNodeAddAddr)
+			fb.RetiredNodeAddAtMs(b, unixMs(r.At))
+			addOff(b, why, fb.RetiredNodeAddWhy)
+			fb.RetiredNodeAddLost(b, r.Lost)
+			offs[i] = fb.RetiredNodeEnd(b)
+		}
+		retired = endVector(b, offs, fb.ClusterStatusStartRetiredVector)
+	}
 	fb.ClusterStatusStart(b)
 	addOff(b, nodes, fb.ClusterStatusAddNodes)
 	addOff(b, jobs, fb.ClusterStatusAddJobs)
@@ -1491,6 +1527,7 @@ func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
 	addOff(b, clients, fb.ClusterStatusAddClients)
 	fb.ClusterStatusAddQuotaBytes(b, m.QuotaBytes)
 	fb.ClusterStatusAddQuotaMbps(b, m.QuotaMbps)
+	addOff(b, retired, fb.ClusterStatusAddRetired)
 	b.Finish(fb.ClusterStatusEnd(b))
 	return b.FinishedBytes()
 }
@@ -1546,9 +1583,10 @@ func (m *ClusterStatus) Decode(meta []byte) error {
 	}
 	var t fb.ClusterStatus
 	t.Init(meta, pos)
-	nn, nj, nc := t.NodesLength(), t.JobsLength(), t.ClientsLength()
+	nn, nj, nc, nr := t.NodesLength(), t.JobsLength(), t.ClientsLength(), t.RetiredLength()
 	if err := firstErr(checkLen("status nodes", nn, MaxMapNodes), checkLen("status jobs", nj, MaxStatusJobs),
-		checkLen("status clients", nc, MaxStatusClients), checkSize("quota bytes", t.QuotaBytes()), checkNum("quota Mb/s", t.QuotaMbps())); err != nil {
+		checkLen("status clients", nc, MaxStatusClients), checkLen("status retired nodes", nr, MaxStatusRetired),
+		checkSize("quota bytes", t.QuotaBytes()), checkNum("quota Mb/s", t.QuotaMbps())); err != nil {
 		return err
 	}
 	out := ClusterStatus{JobCount: t.JobCount(), NodeCount: t.NodeCount(), NextJob: t.NextJob(), AutoscaleMaxNodes: t.AutoscaleMaxNodes(),
@@ -1563,6 +1601,18 @@ func (m *ClusterStatus) Decode(meta []byte) error {
 				return err
 			}
 			out.Clients[i] = ClientHold{Client: string(h.Client()), Jobs: h.Jobs(), AllocBytes: h.AllocBytes(), AllocMbps: h.AllocMbps()}
+		}
+	}
+	if nr > 0 {
+		out.Retired = make([]RetiredNode, nr)
+		var r fb.RetiredNode
+		for i := range out.Retired {
+			t.Retired(&r, i)
+			if err := firstErr(checkAddr(r.Addr()), checkLen("retirement reason", len(r.Why()), maxRetiredWhy),
+				checkSize("retirement time", r.AtMs())); err != nil {
+				return err
+			}
+			out.Retired[i] = RetiredNode{Addr: string(r.Addr()), At: fromUnixMs(r.AtMs()), Why: string(r.Why()), Lost: r.Lost()}
 		}
 	}
 	if pt := t.Prices(nil); pt != nil {

@@ -59,6 +59,8 @@ func sampleControl() []ControlMessage {
 			Prices:     &PriceTable{DRAMGiBHour: 1, NVMeGiBHour: 0, GbpsHour: 0.0102},
 			Clients:    []ClientHold{{Client: "tenant alice", Jobs: 2, AllocBytes: 300 << 20, AllocMbps: 1400.5}, {Client: "client 10.0.0.1", Jobs: 1}},
 			QuotaBytes: 300 << 20, QuotaMbps: 2000,
+			Retired: []RetiredNode{{Addr: "127.0.0.1:7004", At: time.UnixMilli(1_800_000_000_456), Why: "died while draining", Lost: true},
+				{Addr: "127.0.0.1:7005", At: time.UnixMilli(1_800_000_000_789), Why: "drained"}},
 		},
 		&ClusterStatus{JobCount: 1, Jobs: []JobStatus{{Job: "sort-1", Name: "sort"}}}, // no prices: an older controller, a job page
 		&JobList{After: 1<<60 + 1, Limit: 500},
@@ -161,6 +163,7 @@ func TestControlDecodeRefuses(t *testing.T) {
 		{"bad persisted job", &Heartbeat{Addr: "a:1", Persisted: []HeldJob{{Job: ""}}, PersistedJobs: 1}, ErrBadKey},
 		{"persisted jobs over bound", &Heartbeat{Addr: "a:1", PersistedJobs: MaxNodeJobs + 1}, ErrTooLarge},
 		{"persisted bytes over bound", &Heartbeat{Addr: "a:1", PersistedJobs: 1, PersistedBytes: MaxNodeBytes + 1}, ErrTooLarge},
+		{"status: too many retired", &ClusterStatus{Retired: make([]RetiredNode, MaxStatusRetired+1)}, ErrTooLarge},
 		{"status: too many persisted", &ClusterStatus{Nodes: []NodeStatus{{Addr: "a:1", Persisted: make([]HeldJob, MaxPersistedJobs+1)}}}, ErrTooLarge},
 		{"status: negative price", &ClusterStatus{Prices: &PriceTable{GbpsHour: -1}}, ErrMalformed},
 		{"status: too many clients", &ClusterStatus{Clients: make([]ClientHold, MaxStatusClients+1)}, ErrTooLarge},

@@ -47,6 +47,7 @@ var tableSpecs = map[string]*TableSpec{
 	"MapNode":           &mapNodeSpec,
 	"PlacementMap":      &mapSpec,
 	"ClientHold":        &clientHoldSpec,
+	"RetiredNode":       &retiredNodeSpec,
 	"LostNode":          &lostNodeSpec,
 	"DropResult":        &dropSpec,
 	"NodeStatus":        &nodeStatusSpec,

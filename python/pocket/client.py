@@ -493,11 +493,13 @@ class _MapState:
             ls = self.lost_owners(key, chunk)
             if len(ls) == 1:
                 raise errors.Lost(f"the value (if it was written) was on node {ls[0].addr}, which left the job's map "
-                                  f"dead at epoch {ls[0].epoch}: it is gone, recompute it")
+                                  f"at epoch {ls[0].epoch} without handing its values over (it died or restarted, "
+                                  f"or its drain ran out of time): it is gone, recompute it")
             if ls:
                 names = ", ".join(f"{n.addr} (at epoch {n.epoch})" for n in ls)
                 raise errors.Lost(f"the value (if it was written) was on one of the nodes {names}, which left the "
-                                  f"job's map dead, depending on when it was written: it is gone, recompute it")
+                                  f"job's map without handing their values over, depending on when it was written: "
+                                  f"it is gone, recompute it")
         return r.check()
 
     def route(self, key: bytes, chunk: int, keep_dead: bool = False) -> tuple[str, str]:

@@ -85,7 +85,7 @@ func TestDrainCommandPersistedValues(t *testing.T) {
 	var werr error
 	out, _ = stdoutOf(t, func() int {
 		w := drainWait{node: b, deadline: time.Now().Add(time.Hour), limit: time.Minute}
-		werr = w.await(context.Background(), metaclient.New(addr, metaclient.Options{}))
+		_, werr = w.await(context.Background(), metaclient.New(addr, metaclient.Options{}))
 		return 0
 	})
 	var held *heldError

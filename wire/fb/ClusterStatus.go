@@ -178,8 +178,28 @@ func (rcv *ClusterStatus) MutateQuotaMbps(n float64) bool {
 	return rcv._tab.MutateFloat64Slot(22, n)
 }
 
+func (rcv *ClusterStatus) Retired(obj *RetiredNode, j int) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(24))
+	if o != 0 {
+		x := rcv._tab.Vector(o)
+		x += flatbuffers.UOffsetT(j) * 4
+		x = rcv._tab.Indirect(x)
+		obj.Init(rcv._tab.Bytes, x)
+		return true
+	}
+	return false
+}
+
+func (rcv *ClusterStatus) RetiredLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(24))
+	if o != 0 {
+		return rcv._tab.VectorLen(o)
+	}
+	return 0
+}
+
 func ClusterStatusStart(builder *flatbuffers.Builder) {
-	builder.StartObject(10)
+	builder.StartObject(11)
 }
 func ClusterStatusAddNodes(builder *flatbuffers.Builder, nodes flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(nodes), 0)
@@ -219,6 +239,12 @@ func ClusterStatusAddQuotaBytes(builder *flatbuffers.Builder, quotaBytes int64) 
 }
 func ClusterStatusAddQuotaMbps(builder *flatbuffers.Builder, quotaMbps float64) {
 	builder.PrependFloat64Slot(9, quotaMbps, 0.0)
+}
+func ClusterStatusAddRetired(builder *flatbuffers.Builder, retired flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(10, flatbuffers.UOffsetT(retired), 0)
+}
+func ClusterStatusStartRetiredVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+	return builder.StartVector(4, numElems, 4)
 }
 func ClusterStatusEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -152,7 +152,32 @@ class ClusterStatus(object):
             return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
         return 0.0
 
-def ClusterStatusStart(builder): builder.StartObject(10)
+    # ClusterStatus
+    def Retired(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from .RetiredNode import RetiredNode
+            obj = RetiredNode()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # ClusterStatus
+    def RetiredLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # ClusterStatus
+    def RetiredIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        return o == 0
+
+def ClusterStatusStart(builder): builder.StartObject(11)
 def Start(builder):
     return ClusterStatusStart(builder)
 def ClusterStatusAddNodes(builder, nodes): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(nodes), 0)
@@ -194,6 +219,12 @@ def AddQuotaBytes(builder, quotaBytes):
 def ClusterStatusAddQuotaMbps(builder, quotaMbps): builder.PrependFloat64Slot(9, quotaMbps, 0.0)
 def AddQuotaMbps(builder, quotaMbps):
     return ClusterStatusAddQuotaMbps(builder, quotaMbps)
+def ClusterStatusAddRetired(builder, retired): builder.PrependUOffsetTRelativeSlot(10, flatbuffers.number_types.UOffsetTFlags.py_type(retired), 0)
+def AddRetired(builder, retired):
+    return ClusterStatusAddRetired(builder, retired)
+def ClusterStatusStartRetiredVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartRetiredVector(builder, numElems):
+    return ClusterStatusStartRetiredVector(builder, numElems)
 def ClusterStatusEnd(builder): return builder.EndObject()
 def End(builder):
     return ClusterStatusEnd(builder)
