@@ -90,6 +90,18 @@ func (c *Controller) leaseLocked(n *node) time.Duration {
 	return c.cfg.DeadAfter + c.cfg.DeadNodeGrace
 }
 
+// grantLeaseLocked is leaseLocked for an ack to n now, which it records:
+// the node serves within the longest lease any ack gave it (it may not
+// have read a shorter, newer one: a node frozen as its drain began), so
+// n.leaseEnd keeps the latest end.
+func (c *Controller) grantLeaseLocked(n *node) time.Duration {
+	l := c.leaseLocked(n)
+	if end := time.Now().Add(l); end.After(n.leaseEnd) {
+		n.leaseEnd = end
+	}
+	return l
+}
+
 // DefaultDeadNodeGrace is Config.DeadNodeGrace's default.
 const DefaultDeadNodeGrace = 30 * time.Second
 

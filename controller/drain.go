@@ -380,6 +380,14 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 		}
 		why, lost := "", false
 		switch {
+		case n.state == wire.NodeDead && n.silent && now.Before(n.leaseEnd):
+			// Silent, it may be frozen, not dead, still serving within
+			// the lease an ack before its drain gave it: not lost before
+			// that ends. Before, a node frozen as its drain began was
+			// retired at once and acknowledged 200 queued puts when it
+			// resumed, all then lost (a hostile trial). A node marked
+			// dead by request is taken at its operator's word.
+			continue
 		case n.state == wire.NodeDead:
 			why, lost = "died while draining", true
 		case d.done:

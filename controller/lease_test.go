@@ -43,3 +43,40 @@ func TestAcksCarryTheNodesLease(t *testing.T) {
 		t.Fatalf("lease with a negative grace: %v (%v), want none", ack.Lease, err)
 	}
 }
+
+// A node frozen as its drain began (it never read the ack with the
+// draining lease, DeadAfter) serves within the lease an earlier ack gave
+// it: the controller does not retire it as lost ("died while draining")
+// before that lease has ended. Before, it did at once, and the node, on
+// resuming, acknowledged the puts queued meanwhile (a hostile trial: 200
+// of 200, then lost).
+func TestFrozenDrainingNodeIsNotLostWithinItsLease(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: 3 * time.Second, DeadNodeGrace: 30 * time.Second, ForgetAfter: time.Hour})
+	reg := dramNode("127.0.0.1:7001", 1<<30, 8000)
+	mustRegister(t, c, reg) // lease 33 s from now
+	mustRegister(t, c, dramNode("127.0.0.1:7002", 1<<30, 8000))
+	if _, err := c.Drain(reg.Addr, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c.sweep(time.Now().Add(4 * time.Second)) // silent past DeadAfter: dead
+	c.mu.Lock()
+	dead := c.nodes[reg.Addr].state == wire.NodeDead
+	c.mu.Unlock()
+	if !dead {
+		t.Fatal("the silent node is not dead")
+	}
+	gone := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, retired := c.gone[reg.Addr]
+		return retired
+	}
+	c.drainTick(time.Now().Add(10 * time.Second))
+	if gone() {
+		t.Fatal("the draining node was retired as lost within the lease an ack gave it")
+	}
+	c.drainTick(time.Now().Add(40 * time.Second))
+	if !gone() {
+		t.Fatal("the draining node was not retired once its lease had ended")
+	}
+}

@@ -96,15 +96,22 @@ type Controller struct {
 
 // node is a registered storage node.
 type node struct {
-	addr        string
-	state       wire.NodeState
-	tiers       []wire.TierStat
-	cores       uint32
-	rx, tx      float64
-	cpu         float64
-	metrics     []wire.Metric
-	lastSeen    time.Time
-	deadSince   time.Time
+	addr      string
+	state     wire.NodeState
+	tiers     []wire.TierStat
+	cores     uint32
+	rx, tx    float64
+	cpu       float64
+	metrics   []wire.Metric
+	lastSeen  time.Time
+	deadSince time.Time
+	// leaseEnd bounds when the node stops serving its jobs by the leases
+	// it was given (the latest end of any ack's, counted from the ack:
+	// a frozen node may not have read the newest): a draining node dead
+	// of silence is not retired as lost before it (checkDrainsLocked).
+	// silent: the node is dead of silence (the sweep), not by request.
+	leaseEnd    time.Time
+	silent      bool
 	hist        history
 	jobLoads    jobLoads        // per-job figures of its last heartbeats (jobload.go)
 	drain       *drainState     // set while draining
@@ -275,7 +282,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 	// The job table's first page comes with the registration (the node
 	// serves no job it has not heard of before: dataplane.Node.AwaitSync);
 	// More asks for the rest at once.
-	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval, Lease: c.leaseLocked(n)}
+	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval, Lease: c.grantLeaseLocked(n)}
 	c.snapshotLocked(reg.Addr, 0, 0, ack)
 	return ack, nil
 }
@@ -339,7 +346,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		n.since, n.restored = hb.Since, false
 	}
 	c.moveReportsLocked(n, hb.Moves)
-	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval, Lease: c.leaseLocked(n)}
+	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval, Lease: c.grantLeaseLocked(n)}
 	c.jobTableLocked(n.addr, hb, ack)
 	for _, e := range ack.Jobs {
 		if delta && e.Epoch > 0 {
@@ -363,7 +370,7 @@ func (c *Controller) setStateLocked(n *node, s wire.NodeState, why string) {
 		return
 	}
 	c.cfg.Logger.Info("controller: node state", "node", n.addr, "from", n.state.String(), "to", s.String(), "why", why)
-	n.state = s
+	n.state, n.silent = s, false
 	c.dirtyNodesLocked()
 	if s == wire.NodeDead {
 		n.deadSince = time.Now()
@@ -425,6 +432,7 @@ func (c *Controller) sweep(now time.Time) {
 				why = fmt.Sprintf("restored from the state and not heard from since, %v beyond its first-heartbeat grace", now.Sub(n.lastSeen).Round(time.Millisecond))
 			}
 			c.setStateLocked(n, wire.NodeDead, why)
+			n.silent = true
 		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr) && !c.inAnyEndedLocked(addr):
 			c.cfg.Logger.Info("controller: node forgotten", "node", addr)
 			delete(c.nodes, addr)

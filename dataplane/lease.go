@@ -76,3 +76,7 @@ func (l *nodeLease) lapsed() bool {
 // of it has passed, then refuses them (lease.go) until the next renewal.
 // A lease of 0 ends the lease: the node serves on.
 func (n *Node) RenewLease(sent time.Time, lease time.Duration) { n.jobs.lease.renew(sent, lease) }
+
+// LeaseLapsed reports whether the node's lease has lapsed: it refuses its
+// jobs' requests until the next renewal.
+func (n *Node) LeaseLapsed() bool { return n.jobs.lease.lapsed() }

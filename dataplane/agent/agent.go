@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Register: wire.NodeRegister{Addr: cfg.Addr, Tiers: a.tiers(), Cores: uint32(runtime.NumCPU()), Incarnation: cfg.Node.Incarnation()},
 		Report:   a.report,
 		OnAck:    a.ack,
-		Renew:    cfg.Node.RenewLease,
+		Renew:    a.renew,
 		Wake:     cfg.Node.SyncWanted(),
 	})
 }
@@ -104,6 +104,17 @@ type agent struct {
 	state     wire.NodeState
 	drain     *drainer // set once the controller orders a drain
 	move      *mover   // moves values of jobs whose maps changed (nil: none)
+	lapsed    bool     // the lapse of the node's lease was logged
+}
+
+// renew takes an ack's lease (dataplane.Node.RenewLease), saying so when
+// it ends a lapse that report logged.
+func (a *agent) renew(sent time.Time, lease time.Duration) {
+	a.cfg.Node.RenewLease(sent, lease)
+	if a.lapsed && !a.cfg.Node.LeaseLapsed() {
+		a.lapsed = false
+		a.cfg.Logger.Info("agent: lease renewed: the node serves its jobs again")
+	}
 }
 
 // tiers reports each tier's capacity, use and bandwidth.
@@ -123,6 +134,10 @@ func (a *agent) tiers() []wire.TierStat {
 // table is behind, dataplane.Node.SyncWanted) reports the same, but its
 // rates, which the controller does not keep, start no new interval.
 func (a *agent) report(hb *wire.Heartbeat) {
+	if !a.lapsed && a.cfg.Node.LeaseLapsed() {
+		a.lapsed = true
+		a.cfg.Logger.Warn("agent: lease lapsed: no answer from the controller within it, so the node refuses its jobs' requests until one comes (dataplane/lease.go)")
+	}
 	now, st, jobs := time.Now(), a.cfg.Node.Stats(), a.cfg.Node.JobTraffic()
 	hb.Incarnation = a.cfg.Node.Incarnation()
 	secs := now.Sub(a.last).Seconds()

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -16,7 +20,23 @@ import (
 // address of the node that died is taken at once (before: refused for a
 // minute, "drained and retired").
 func TestDrainCommandSaysWhenValuesWereLost(t *testing.T) {
-	ctl, addr := drainController(t, "0123456789abcdef-drain-lost-secret")
+	// Nodes die by silence here (DeadAfter 400 ms; a negative grace gives
+	// active nodes no lease, a draining node's lease is DeadAfter): the
+	// test's heartbeats keep the nodes alive that should stay so.
+	const secret = "0123456789abcdef-drain-lost-secret"
+	t.Setenv("POCKET_SECRET", secret)
+	ctl, err := controller.New(controller.Config{Secret: []byte(secret), HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 400 * time.Millisecond, DeadNodeGrace: -1, ForgetAfter: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	laddr, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := laddr.String()
 	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, UsedBytes: 3 << 20, Mbps: 8000}}
 	nodes := []string{closedAddr(t), closedAddr(t), closedAddr(t)}
 	for i, n := range nodes {
@@ -24,6 +44,27 @@ func TestDrainCommandSaysWhenValuesWereLost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var alive sync.Map // node -> the metrics its heartbeats carry
+	for _, n := range nodes {
+		alive.Store(n, []wire.Metric(nil))
+	}
+	stop := make(chan struct{})
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		for {
+			alive.Range(func(k, v any) bool {
+				ctl.Heartbeat(&wire.Heartbeat{Addr: k.(string), Tiers: tiers, Metrics: v.([]wire.Metric)})
+				return true
+			})
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); <-beating }()
 	drain := func(node string, then func()) (string, string, int) {
 		t.Helper()
 		go func() {
@@ -47,8 +88,9 @@ func TestDrainCommandSaysWhenValuesWereLost(t *testing.T) {
 	}
 	dead := nodes[0]
 	out, errOut, code := drain(dead, func() {
-		ctl.Heartbeat(&wire.Heartbeat{Addr: dead, Tiers: tiers, Metrics: []wire.Metric{{Name: wire.MetricDrainLeft, Value: 29}}})
-		ctl.SetNodeState(dead, wire.NodeDead)
+		alive.Store(dead, []wire.Metric{{Name: wire.MetricDrainLeft, Value: 29}})
+		time.Sleep(200 * time.Millisecond)
+		alive.Delete(dead) // it dies
 	})
 	if code != 1 || !strings.Contains(errOut, "died while draining") || !strings.Contains(errOut, "lost") ||
 		strings.Contains(out, "drained and gone") {
@@ -61,7 +103,7 @@ func TestDrainCommandSaysWhenValuesWereLost(t *testing.T) {
 
 	done := nodes[1]
 	out, errOut, code = drain(done, func() {
-		ctl.Heartbeat(&wire.Heartbeat{Addr: done, Tiers: tiers, Metrics: []wire.Metric{{Name: wire.MetricDrainDone, Value: 1}}})
+		alive.Store(done, []wire.Metric{{Name: wire.MetricDrainDone, Value: 1}})
 	})
 	if code != 0 || !strings.Contains(out, "drained and gone") || !strings.Contains(out, "moved all its data") {
 		t.Fatalf("drain that moved everything: exit %d, stdout %q, stderr %q", code, out, errOut)
