@@ -364,7 +364,10 @@ func (c *Controller) cleanLostLocked(j *job, addr string) {
 	if j.lostClean == nil {
 		j.lostClean = map[string]bool{}
 	}
-	j.lostClean[addr] = true
+	if !j.lostClean[addr] {
+		j.lostClean[addr] = true
+		c.dirtyJobLocked(j.id) // kept with the job: a restarted controller knows it
+	}
 }
 
 // setLostLocked replaces j's lost list, keeping the newest
@@ -433,7 +436,10 @@ func (c *Controller) returnedLocked(addr string) {
 // user's trial: 29 and 65 MiB) until they ended.
 func (c *Controller) unknownReturnLocked(addr string) {
 	for j := range c.lostFrom[addr] {
-		delete(j.lostClean, addr)
+		if j.lostClean[addr] {
+			delete(j.lostClean, addr)
+			c.dirtyJobLocked(j.id)
+		}
 	}
 	c.returnedLocked(addr)
 }

@@ -299,7 +299,7 @@ func jobRecord(j *job) state.Job {
 		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight, Role: roleOf(mn), Since: mn.Since}
 	}
 	for _, l := range j.lost {
-		r.Lost = append(r.Lost, state.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
+		r.Lost = append(r.Lost, state.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch, Clean: j.lostClean[l.Addr]})
 	}
 	return r
 }
@@ -498,6 +498,11 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 				lost[k] = wire.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch}
 			}
 			c.setLostLocked(j, lost)
+			for _, l := range r.Lost {
+				if l.Clean {
+					c.cleanLostLocked(j, l.Addr)
+				}
+			}
 		}
 		c.expiry.add(j)
 		c.holdLocked(j, 1)

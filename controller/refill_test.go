@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -155,5 +156,43 @@ func TestAutoscalerStartsANodeForAJobThatLostOne(t *testing.T) {
 	}
 	if d := r.a.Step(); d.Action == ActionAdd {
 		t.Fatalf("another start once the job holds its allotment again: %+v", d)
+	}
+}
+
+// TestLostNodeKnownCleanAfterRestart: that a lost node restarted since
+// (it holds none of the job's data) is saved with the job, so a
+// controller restarted on the store may take it back (drain, adoption,
+// refill) as the one before could. Before, a restarted controller knew no
+// lost node clean, and refused a drain 'nodes the job lost do not count
+// until they restart' for nodes that had (a new user's trial); this test
+// failed with the node not clean after the restart.
+func TestLostNodeKnownCleanAfterRestart(t *testing.T) {
+	m := state.NewMemory()
+	cfg := Config{Store: m, DeadAfter: time.Hour, ForgetAfter: time.Hour, DeadNodeGrace: time.Minute}
+	c := newTest(t, cfg)
+	_, _ = incNode(t, c, 10)
+	at, xb := incNode(t, c, 11)
+	m0, err := c.RegisterJob("wide", wire.JobHints{PeakMbps: 12000})
+	if err != nil || len(m0.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	restartNode(t, c, at, xb, 12)
+	c.mu.Lock()
+	clean := c.jobs[m0.Job].lostClean[xb.Addr]
+	c.mu.Unlock()
+	if !clean {
+		t.Fatalf("%s restarted after the loss, not known clean", xb.Addr)
+	}
+	if err := c.flush(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c2 := newTest(t, cfg)
+	c2.mu.Lock()
+	j := c2.jobs[m0.Job]
+	clean = j != nil && j.lostClean[xb.Addr]
+	c2.mu.Unlock()
+	if !clean {
+		t.Fatalf("after a controller restart %s is not known clean for the job", xb.Addr)
 	}
 }

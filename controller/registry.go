@@ -154,9 +154,10 @@ type job struct {
 	bumped     time.Time
 	pub        *wire.PlacementMap
 	// lostClean are the lost nodes known to hold none of the job's data
-	// (restarted since: dead.go), which the job may
-	// adopt again when no other node is left to it. Not stored: after a
-	// controller restart none is known clean.
+	// (restarted since: dead.go), which the job may adopt again when no
+	// other node is left to it; saved with the job (state.LostNode.Clean:
+	// before, a restarted controller knew none clean, and refused a drain
+	// with advice to restart nodes that had restarted already).
 	lostClean map[string]bool
 }
 

@@ -180,6 +180,10 @@ type LostNode struct {
 	Addr   string  `json:"addr"`
 	Weight float64 `json:"weight"`
 	Epoch  uint64  `json:"epoch"`
+	// Clean: the node has restarted since it was lost, and holds none of
+	// the job's data (a drain, an adoption or a refill may take it back);
+	// absent in records written before it was kept.
+	Clean bool `json:"clean,omitempty"`
 }
 
 // Node is a registered storage node.
