@@ -216,11 +216,10 @@ func unreachable(err error) bool {
 
 // ctlHint adds, to an error of a controller that refused the connection,
 // where its address came from (--controller, $POCKET_CONTROLLER or the
-// default) and how to start or name one.
+// default) and how to start or name one; to one that did not answer in
+// time, that it may be frozen, overloaded or cut off (before: a bare
+// "context deadline exceeded", a new user's trial with a frozen one).
 func ctlHint(err error, addrFlag string) error {
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return err
-	}
 	from := "the default address; $" + metaclient.EnvController + " is not set"
 	switch {
 	case addrFlag != "":
@@ -228,8 +227,17 @@ func ctlHint(err error, addrFlag string) error {
 	case os.Getenv(metaclient.EnvController) != "":
 		from = "from $" + metaclient.EnvController
 	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w (the controller at %s, %s, did not answer in time: it is frozen, overloaded or cut off "+
+			"from here; its nodes serve the jobs' values for up to three quarters of their lease, about 25 s by default, "+
+			"without it)", err, ctlAddr(addrFlag), from)
+	case !errors.Is(err, syscall.ECONNREFUSED):
+		return err
+	}
 	return fmt.Errorf("%w (no controller at %s, %s: if this cluster's controller stopped, start it again on its data "+
-		"directory (its nodes keep the jobs' values meanwhile, and a client holding a job's map goes on using them); "+
+		"directory (its nodes keep the jobs' values meanwhile and serve them, to clients holding a job's map, for up "+
+		"to three quarters of their lease, about 25 s by default); "+
 		"else start a cluster with pocket up, or give the address of a running controller with --controller ADDR or export %s=ADDR)",
 		err, ctlAddr(addrFlag), from, metaclient.EnvController)
 }

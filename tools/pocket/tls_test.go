@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -346,6 +347,14 @@ func TestCtlHint(t *testing.T) {
 	}
 	if err := ctlHint(io.EOF, ""); err != io.EOF {
 		t.Errorf("ctlHint(EOF) = %v, want EOF unchanged", err)
+	}
+	// A controller that takes the connection and does not answer (frozen):
+	// before, a bare "context deadline exceeded".
+	t.Setenv("POCKET_CONTROLLER", "10.0.0.1:7000")
+	silent := fmt.Errorf("metaclient: status 10.0.0.1:7000: %w", context.DeadlineExceeded)
+	if got := ctlError(silent, "", true); !errors.Is(got, context.DeadlineExceeded) ||
+		!strings.Contains(got.Error(), "the controller at 10.0.0.1:7000, from $POCKET_CONTROLLER, did not answer in time: it is frozen") {
+		t.Errorf("ctlError(deadline) = %v; want it to say the controller did not answer", got)
 	}
 }
 
