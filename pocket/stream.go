@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 
@@ -341,9 +342,11 @@ func (j *Job) consumeRead(ctx context.Context, key string, ver uint64) error {
 // before commit. Once commit has succeeded (with DeleteAfterRead, the
 // value is gone from the store), the temporary file is the value's only
 // copy: a rename that fails then leaves it in place, and the error names
-// it.
+// it. The file gets dst's mode when dst exists, else os.Create's (0666
+// less the umask); before, CreateTemp's 0600 replaced a 0644 file's mode
+// (a new user's trial).
 func writeFileAtomic(dst string, r io.Reader, commit func() error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".part-*")
+	tmp, err := createPart(dst)
 	if err != nil {
 		// Named by dst, the caller's path, not the temporary file's.
 		var pe *fs.PathError
@@ -370,6 +373,30 @@ func writeFileAtomic(dst string, r io.Reader, commit func() error) error {
 	}
 	_ = os.Remove(tmp.Name())
 	return err
+}
+
+// createPart creates the temporary file a download of dst goes to, beside
+// it: mode 0666 less the umask, or dst's own mode when dst is a file.
+func createPart(dst string) (*os.File, error) {
+	var f *os.File
+	var err error
+	for range 10000 {
+		name := filepath.Join(filepath.Dir(dst), fmt.Sprintf(".%s.part-%d", filepath.Base(dst), rand.Uint32()))
+		if f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666); !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fi, serr := os.Stat(dst); serr == nil && fi.Mode().IsRegular() {
+		if err := f.Chmod(fi.Mode().Perm()); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, err
+		}
+	}
+	return f, nil
 }
 
 // replaceable reports an error when a rename cannot replace dst: dst names
