@@ -32,6 +32,7 @@ import math
 import os
 import random
 import shutil
+import stat
 import threading
 import time
 import weakref
@@ -2083,6 +2084,8 @@ class Job:
                 ver = raw.m.version if raw.m else raw.ver
             if os.path.isdir(dst) and not os.path.islink(dst):
                 raise IsADirectoryError(f"{os.fspath(dst)} is a directory: a download replaces a file")
+            if os.path.isfile(dst):
+                os.chmod(tmp, stat.S_IMODE(os.stat(dst).st_mode))  # dst keeps its mode (the Go SDK's GetFile)
             if delete_after_read:
                 self._delete_version(_name(key), ver)
         except BaseException:

@@ -28,3 +28,22 @@ def test_get_file_delete_after_read_that_cannot_place_dst_loses_nothing(cluster,
         assert j.exists("f") or on_disk, "the value is gone from the store and from the disk"
         if j.exists("f"):
             assert j.get("f") == data
+
+
+def test_get_file_keeps_the_files_mode(cluster, tmp_path):
+    """get_file gives an existing file its own mode back (a new one gets
+    open()'s: 0666 less the umask). Before, an existing 0640 file took the
+    new file's mode (the Go SDK's TestGetFileKeepsTheFilesMode)."""
+    with cluster.client() as c, c.register_job("files-mode") as j:
+        j.put("f", b"value")
+        old = tmp_path / "old"
+        old.write_bytes(b"before")
+        os.chmod(old, 0o640)
+        j.get_file("f", old)
+        assert old.read_bytes() == b"value"
+        assert oct(os.stat(old).st_mode & 0o777) == oct(0o640)
+        probe = tmp_path / "probe"
+        probe.write_bytes(b"")
+        new = tmp_path / "new"
+        j.get_file("f", new)
+        assert os.stat(new).st_mode & 0o777 == os.stat(probe).st_mode & 0o777
