@@ -750,8 +750,8 @@ func printUp(u *upCluster, o upOptions) {
 	}
 	secretArg, note := u.secret.usage()
 	listen, portNote := handNodePort(hostOf(u.addr), o)
-	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s%s\n%s  pocket node drain ADDR%s%s\n",
-		note, u.addr, listen, secretArg, nodeTLSArg(u.tlsDir), portNote, secretArg, tlsArg)
+	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s%s\n%s  pocket node drain --controller %s ADDR%s%s\n",
+		note, u.addr, listen, secretArg, nodeTLSArg(u.tlsDir), portNote, u.addr, secretArg, tlsArg)
 	if o.autoscale {
 		// Scale-in drains the nodes the orchestrator started first
 		// (pickVictims), so a node added by hand outlives them. Before,

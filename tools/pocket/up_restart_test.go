@@ -210,6 +210,16 @@ func TestUpRestartAfterDrainOnItsPorts(t *testing.T) {
 	up := startUpGroup(t, bin, base, args...)
 	env := append(base, "POCKET_CONTROLLER="+up.ctl)
 	secret := filepath.Join(data, stateSubdir, "secret")
+	// The banner's drain recipe names the controller, as its node recipe
+	// does (before, a shell without $POCKET_CONTROLLER drained through the
+	// default address: a new user's trial).
+	recipe := "pocket node drain --controller " + up.ctl + " ADDR"
+	for end := time.Now().Add(5 * time.Second); !strings.Contains(up.out.String(), recipe); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Errorf("the banner's drain recipe does not name the controller:\n%s", up.out.String())
+			break
+		}
+	}
 	if out, errOut, code := pocketRun(t, bin, env, "", "node", "drain", "--insecure", "--secret-file", secret, up.nodes[0]); code != 0 {
 		t.Fatalf("node drain %s: exit %d: %s %s", up.nodes[0], code, out, errOut)
 	}
