@@ -539,6 +539,7 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 	}
 	until := c.retryUntil(ctx)
 	wait := retryFirst
+	var why error // the last failure that was not the deadline's
 	for attempt := 0; ; attempt++ {
 		reused, sent, err := c.attempt(ctx, op, proved, build, resp)
 		if err == nil || !isTransport(err) {
@@ -551,8 +552,17 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 			return &OutcomeUnknownError{Op: op, Addr: c.addr, Err: err}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			if why != nil && !sent {
+				// An attempt the deadline cut short says nothing the
+				// earlier ones did not: report why they failed (say the
+				// address refuses), not "i/o timeout" (pause stops retries
+				// that would begin as ctx ends; a loaded machine may still
+				// start one too late).
+				return c.transportErr(op, why)
+			}
 			return c.transportErr(op, err)
 		}
+		why = err
 		if reused && attempt == 0 {
 			continue // the connection had served: retry at once on a new one
 		}
