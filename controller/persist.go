@@ -436,8 +436,14 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 			c.gone[r.Addr] = retiredNode{at: r.Gone, inc: r.Incarnation}
 			continue
 		}
+		// The lease an earlier run gave it is not saved: the longest this
+		// run would give (its draining one may be unread), from when the
+		// node counts as heard from. Before, a node frozen as its drain
+		// began and the controller restarted was retired as lost about
+		// 6 s later, and acknowledged its queued puts when it resumed.
 		n := &node{addr: r.Addr, state: wire.NodeState(r.State), cores: r.Cores, incarnation: r.Incarnation,
-			lastSeen: now.Add(restoreGrace), restored: true, unheard: true}
+			lastSeen: now.Add(restoreGrace), restored: true, unheard: true,
+			leaseEnd: now.Add(restoreGrace + c.cfg.DeadAfter + max(c.cfg.DeadNodeGrace, 0))}
 		for _, t := range r.Tiers {
 			n.tiers = append(n.tiers, wire.TierStat{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
 		}

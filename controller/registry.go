@@ -268,7 +268,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 		c.restartedLocked(n)
 	default:
 		if n.state == wire.NodeDead {
-			c.setStateLocked(n, wire.NodeActive, "registered again")
+			c.aliveLocked(n, "registered again")
 		}
 		c.returnedLocked(reg.Addr)
 	}
@@ -309,7 +309,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		return &wire.NodeAck{Known: false, Heartbeat: c.cfg.HeartbeatInterval}
 	}
 	if n.state == wire.NodeDead {
-		c.setStateLocked(n, wire.NodeActive, "heartbeat resumed")
+		c.aliveLocked(n, "heartbeat resumed")
 		c.returnedLocked(n.addr)
 	}
 	if len(hb.Tiers) > 0 {
