@@ -1,8 +1,6 @@
 package main
 
 import (
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -23,20 +21,8 @@ func TestDrainCommandSaysWhenValuesWereLost(t *testing.T) {
 	// Nodes die by silence here (DeadAfter 400 ms; a negative grace gives
 	// active nodes no lease, a draining node's lease is DeadAfter): the
 	// test's heartbeats keep the nodes alive that should stay so.
-	const secret = "0123456789abcdef-drain-lost-secret"
-	t.Setenv("POCKET_SECRET", secret)
-	ctl, err := controller.New(controller.Config{Secret: []byte(secret), HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 400 * time.Millisecond, DeadNodeGrace: -1, ForgetAfter: time.Hour,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
-	laddr, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := laddr.String()
+	ctl, addr := drainControllerWith(t, "0123456789abcdef-drain-lost-secret", controller.Config{
+		HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 400 * time.Millisecond, DeadNodeGrace: -1, ForgetAfter: time.Hour})
 	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, UsedBytes: 3 << 20, Mbps: 8000}}
 	nodes := []string{closedAddr(t), closedAddr(t), closedAddr(t)}
 	for i, n := range nodes {

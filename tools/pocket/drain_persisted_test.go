@@ -178,10 +178,16 @@ func TestDrainCommandHeldExitStatus(t *testing.T) {
 // the drain command) on a loopback port whose nodes never die or are
 // forgotten while the test runs: registrations the test heartbeats for.
 func drainController(t *testing.T, secret string) (*controller.Controller, string) {
+	return drainControllerWith(t, secret, controller.Config{DeadAfter: time.Hour, ForgetAfter: time.Hour})
+}
+
+// drainControllerWith is drainController of cfg (its secret and logger
+// set here).
+func drainControllerWith(t *testing.T, secret string, cfg controller.Config) (*controller.Controller, string) {
 	t.Helper()
 	t.Setenv("POCKET_SECRET", secret)
-	ctl, err := controller.New(controller.Config{Secret: []byte(secret), DeadAfter: time.Hour, ForgetAfter: time.Hour,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg.Secret, cfg.Logger = []byte(secret), slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctl, err := controller.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
