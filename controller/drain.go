@@ -467,6 +467,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 	}
 	delete(c.nodes, n.addr)
 	c.gone[n.addr] = retiredNode{at: now, inc: n.incarnation, why: why, lost: lost}
+	c.drainEndedLocked(wire.RetiredNode{Addr: n.addr, At: now, Why: why, Lost: lost})
 	c.dirtyNodesLocked()
 	c.cfg.Logger.Info("controller: node retired", "node", n.addr, "why", why)
 }
@@ -506,6 +507,16 @@ func normalize(ns []wire.MapNode) {
 	}
 }
 
+// drainEndedLocked records how a drain ended (its node retired, or
+// restarted while draining), for the status (wire.ClusterStatus.Retired):
+// the latest wire.MaxStatusRetired, in memory only.
+func (c *Controller) drainEndedLocked(r wire.RetiredNode) {
+	if len(c.drainsEnded) == wire.MaxStatusRetired {
+		c.drainsEnded = append(c.drainsEnded[:0], c.drainsEnded[1:]...)
+	}
+	c.drainsEnded = append(c.drainsEnded, r)
+}
+
 // retiredNode is a node a drain retired not long ago (Controller.gone).
 type retiredNode struct {
 	at  time.Time // when it left
@@ -534,28 +545,32 @@ type retiredNode struct {
 //     controller forgets the retired node and takes the new one. Telling
 //     a process to stop is final, so it is said only to the one known to
 //     be retired.
-func (c *Controller) goneLocked(reg *wire.NodeRegister) error {
+//
+// It reports clean when it takes a new process (another incarnation) at
+// the address of a node retired as lost: it restarted, empty, so the jobs
+// that lost it may take it back (cleanReturnLocked).
+func (c *Controller) goneLocked(reg *wire.NodeRegister) (clean bool, err error) {
 	g, ok := c.gone[reg.Addr]
 	if !ok {
-		return nil
+		return false, nil
 	}
 	if g.lost && g.inc != 0 && reg.Incarnation != 0 && reg.Incarnation != g.inc {
 		// Its drain did not end with its data moved (it died, or ran out
 		// of time): a new process there is a restart, taken at once as
 		// any restarted node is. Before, it was refused for ForgetAfter.
 		delete(c.gone, reg.Addr)
-		return nil
+		return true, nil
 	}
 	if reg.Incarnation != 0 && reg.Incarnation != g.inc {
-		return wire.Errorf(wire.CodeUnavailable, "node %s (incarnation %d) was drained and retired at %s; a new node may register there from %s: retry then",
+		return false, wire.Errorf(wire.CodeUnavailable, "node %s (incarnation %d) was drained and retired at %s; a new node may register there from %s: retry then",
 			reg.Addr, g.inc, stamp(g.at), stamp(g.at.Add(c.cfg.ForgetAfter)))
 	}
-	moved := "its data moved to the jobs' other nodes"
 	if g.lost {
-		moved = g.why + ": what it held that had not moved is lost"
+		return false, wire.Errorf(wire.CodeDraining, "node %s was retired at %s: it must stop serving (%s: what it held that had "+
+			"not moved is lost); a new node process may register at that address at once", reg.Addr, stamp(g.at), g.why)
 	}
-	return wire.Errorf(wire.CodeDraining, "node %s was drained and retired at %s: it must stop serving (%s); "+
-		"a new node may register at that address from %s", reg.Addr, stamp(g.at), moved, stamp(g.at.Add(c.cfg.ForgetAfter)))
+	return false, wire.Errorf(wire.CodeDraining, "node %s was drained and retired at %s: it must stop serving (its data moved to the jobs' other nodes); "+
+		"a new node may register at that address from %s", reg.Addr, stamp(g.at), stamp(g.at.Add(c.cfg.ForgetAfter)))
 }
 
 // ForgetRetired lets a new node register at the address of a node a drain

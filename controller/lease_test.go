@@ -145,3 +145,62 @@ func TestRestoredDrainingNodeIsNotLostWithinALease(t *testing.T) {
 		t.Fatal("the restored draining node was not retired once a lease had passed")
 	}
 }
+
+// A node restarted while draining (a new incarnation at its address,
+// confirmed) ends its drain as lost ("restarted while draining", in the
+// status's drain ends) and is a fresh, active node; a node retired as lost
+// and then restarted is one its jobs may take back (known clean). Before,
+// the restarted process came back draining or active with the old drain
+// on: retired at its deadline with what it had taken since, or reported
+// "moved all its data" (a new user's trial: 105 of 200, and 63 of 127,
+// acknowledged values lost), and a node restarted after "died while
+// draining" was never taken back ("tier full" beside it).
+func TestNodeRestartedWhileDrainingEndsTheDrain(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	_, xa := incNode(t, c, 10)
+	at, xb := incNode(t, c, 11)
+	m0, err := c.RegisterJob("wide", wire.JobHints{PeakMbps: 12000})
+	if err != nil || len(m0.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	if _, err := c.Drain(xb.Addr, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	restartNode(t, c, at, xb, 12)
+	c.mu.Lock()
+	n := c.nodes[xb.Addr]
+	state, draining := n.state, n.drain != nil
+	lost := c.lostByLocked(c.jobs[m0.Job], xb.Addr)
+	c.mu.Unlock()
+	if state != wire.NodeActive || draining || !lost {
+		t.Fatalf("node restarted while draining: state %v, drain on %v, lost by the job %v; want active, off, lost", state, draining, lost)
+	}
+	st := c.Status()
+	if len(st.Retired) == 0 || st.Retired[0].Addr != xb.Addr || !st.Retired[0].Lost || st.Retired[0].Why != "restarted while draining" {
+		t.Fatalf("status's drain ends %+v; want %s restarted while draining, lost", st.Retired, xb.Addr)
+	}
+	c.drainTick(time.Now().Add(2 * time.Minute)) // past the old drain's deadline: nothing retires it
+	c.mu.Lock()
+	_, still := c.nodes[xb.Addr]
+	c.mu.Unlock()
+	if !still {
+		t.Fatal("the restarted node was retired at the old drain's deadline")
+	}
+
+	// Died while draining, retired as lost, then restarted: clean.
+	if _, err := c.Drain(xa.Addr, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetNodeState(xa.Addr, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	c.drainTick(time.Now())
+	xa.Incarnation = 13
+	mustRegister(t, c, xa)
+	c.mu.Lock()
+	clean := c.jobs[m0.Job].lostClean[xa.Addr]
+	c.mu.Unlock()
+	if !clean {
+		t.Fatalf("%s restarted after dying while draining, not known clean to the job that lost it", xa.Addr)
+	}
+}

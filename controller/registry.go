@@ -44,6 +44,7 @@ type Controller struct {
 	// an orchestrator) is told to stop when it registers again, so a
 	// drained node stays out (goneLocked).
 	gone        map[string]retiredNode
+	drainsEnded []wire.RetiredNode // the latest drain ends, for the status (drainEndedLocked)
 	retireHooks []RetireHook
 	retired     []retirement // retirements saved whose hooks have not run (drainTick)
 
@@ -246,7 +247,8 @@ func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error)
 func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire.NodeAck, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.goneLocked(reg); err != nil {
+	clean, err := c.goneLocked(reg)
+	if err != nil {
 		return nil, err
 	}
 	n, ok := c.nodes[reg.Addr]
@@ -260,7 +262,11 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 		n = &node{addr: reg.Addr, state: wire.NodeActive}
 		c.nodes[reg.Addr] = n
 		c.cfg.Logger.Info("controller: node registered", "node", reg.Addr, "tiers", tierSummary(reg.Tiers))
-		c.unknownReturnLocked(reg.Addr)
+		if clean {
+			c.cleanReturnLocked(reg.Addr)
+		} else {
+			c.unknownReturnLocked(reg.Addr)
+		}
 	case restarted:
 		// Restarted: it holds nothing, so no lost job's data needs
 		// dropping there (a drop order would make it refuse the job as

@@ -49,20 +49,17 @@ func (c *Controller) Status() *wire.ClusterStatus {
 	return st
 }
 
-// retiredLocked lists at most k of the nodes drains retired lately, the
-// latest first, each with how it left (Controller.gone).
+// retiredLocked lists at most k of the drains that ended lately, the
+// latest first, each with how its node left (drainEndedLocked), within
+// ForgetAfter.
 func (c *Controller) retiredLocked(k int) []wire.RetiredNode {
-	out := make([]wire.RetiredNode, 0, len(c.gone))
-	for addr, g := range c.gone {
-		out = append(out, wire.RetiredNode{Addr: addr, At: g.at, Why: g.why, Lost: g.lost})
-	}
-	sort.Slice(out, func(a, b int) bool {
-		if !out[a].At.Equal(out[b].At) {
-			return out[a].At.After(out[b].At)
+	var out []wire.RetiredNode
+	for i := len(c.drainsEnded) - 1; i >= 0 && len(out) < k; i-- {
+		if r := c.drainsEnded[i]; time.Since(r.At) <= c.cfg.ForgetAfter {
+			out = append(out, r)
 		}
-		return out[a].Addr < out[b].Addr
-	})
-	return out[:min(len(out), k)]
+	}
+	return out
 }
 
 // holderName is clientName(key), but "operator ADDR" over TLS for an

@@ -510,16 +510,18 @@ type ClusterStatus struct {
 	Clients    []ClientHold
 	QuotaBytes int64
 	QuotaMbps  float64
-	// Retired are the nodes drains retired lately (an OpStatus reply; at
-	// most MaxStatusRetired), so that a drain's waiter learns how its node
-	// left.
+	// Retired are the drains that ended lately, the latest first (an
+	// OpStatus reply; at most MaxStatusRetired): each node retired, or
+	// restarted while draining, with how, so that a drain's waiter learns
+	// how its node left.
 	Retired []RetiredNode
 }
 
-// RetiredNode is a node a drain retired lately: when, why, and whether
-// values it held were left unmoved (Lost: the node died while draining,
-// or its drain's deadline passed), whose keys then answer lost. Why is ""
-// for a retirement restored from the controller's state (not kept there).
+// RetiredNode is a node whose drain ended lately (retired, or restarted
+// while draining): when, why, and whether values it held were left
+// unmoved (Lost: it died or restarted while draining, or its drain's
+// deadline passed), whose keys then answer lost. The controller keeps
+// these in memory only.
 type RetiredNode struct {
 	Addr string
 	At   time.Time // millisecond resolution on the wire

@@ -169,9 +169,15 @@ func (w *drainWait) await(ctx context.Context, mc *metaclient.Client) (*wire.Ret
 		if err != nil {
 			return nil, err
 		}
+		// Its drain's end first: a node restarted while draining is
+		// listed again, as a fresh node (before, the wait went on, or
+		// read the restarted node's retirement as a drain's success).
+		if r := w.retirement(st); r != nil {
+			return r, nil
+		}
 		n, found := findNode(statusView(st), w.node)
 		if !found {
-			return w.retirement(st), nil
+			return nil, nil
 		}
 		line, kept := w.progress(n)
 		if line != last {
