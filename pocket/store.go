@@ -163,7 +163,9 @@ type Config struct {
 	Insecure bool
 	// ControllerWait bounds how long a call waits for a controller that
 	// does not answer (none listening, a restart, a failover) before it
-	// fails with the dial's error; 0 waits until the call's context ends.
+	// fails with the dial's error; 0 waits until the call's context ends,
+	// or, for a context without a deadline, for the controller client's
+	// call timeout (metaclient.Options.CallTimeout, 15 s).
 	ControllerWait time.Duration
 }
 
