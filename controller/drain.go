@@ -354,15 +354,23 @@ func (c *Controller) drainReportLocked(n *node, hb *wire.Heartbeat) {
 	for _, t := range hb.Tiers {
 		used += t.UsedBytes
 	}
-	d.empty = len(hb.Tiers) > 0 && used == 0
+	// Empty counts only in a report of a node that knows it drains (its
+	// drainer's figures ride along): such a node refuses new puts. A
+	// report made before the node heard of its drain says nothing of the
+	// puts it takes meanwhile: before, a node frozen as its drain began
+	// was retired 'empty' 12 ms after it resumed and acknowledged 82
+	// queued puts (a hostile re-check; its mover happened to move them
+	// before it exited).
+	draining := false
 	for _, m := range hb.Metrics {
 		switch m.Name {
 		case MetricDrainDone:
-			d.done = m.Value >= 1
+			d.done, draining = m.Value >= 1, true
 		case MetricDrainLeft:
 			d.left = int64(m.Value)
 		}
 	}
+	d.empty = draining && len(hb.Tiers) > 0 && used == 0
 }
 
 // RetireHook is told that a drained node has left the cluster.

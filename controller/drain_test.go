@@ -86,13 +86,24 @@ func TestDrainEmptyNodeLeaves(t *testing.T) {
 	if _, err := c.Drain(a, 0); err != nil {
 		t.Fatal(err)
 	}
-	c.Heartbeat(&wire.Heartbeat{Addr: a,
-		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30}}})
+	// A report made before the node heard of its drain (no drainer
+	// figures) says nothing of the puts it takes meanwhile: not empty.
+	tiers := []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30}}
+	c.Heartbeat(&wire.Heartbeat{Addr: a, Tiers: tiers})
+	c.drainTick(time.Now())
+	if countNodes(c, wire.NodeDraining) != 1 {
+		t.Fatalf("a node retired as empty on a report made before it knew it drains: %+v", c.Status().Nodes)
+	}
+	c.Heartbeat(&wire.Heartbeat{Addr: a, Tiers: tiers, Metrics: drainingReport})
 	c.drainTick(time.Now())
 	if countNodes(c, wire.NodeDraining) != 0 || len(c.Status().Nodes) != 1 {
 		t.Fatalf("an empty draining node stayed: %+v", c.Status().Nodes)
 	}
 }
+
+// drainingReport is the drainer's figures of a draining node's heartbeat
+// before its first pass ends (dataplane/agent: drainer.metrics).
+var drainingReport = []wire.Metric{{Name: wire.MetricDrainDone, Value: 0}}
 
 func TestDrainDeadline(t *testing.T) {
 	logs := &logSink{}
@@ -247,7 +258,7 @@ func retireEmpty(t *testing.T, c *Controller, addr string) {
 	if _, err := c.Drain(addr, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	c.Heartbeat(&wire.Heartbeat{Addr: addr, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30}}})
+	c.Heartbeat(&wire.Heartbeat{Addr: addr, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30}}, Metrics: drainingReport})
 	c.drainTick(time.Now())
 	if st := c.Status(); len(st.Nodes) != 1 || st.Nodes[0].Addr == addr {
 		t.Fatalf("node %s not retired: %+v", addr, st.Nodes)

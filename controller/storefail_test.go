@@ -190,7 +190,7 @@ func TestSavedRetirementRunsItsHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.fail.Store(true)
-	c.Heartbeat(&wire.Heartbeat{Addr: x, Incarnation: 7, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 8000}}})
+	c.Heartbeat(&wire.Heartbeat{Addr: x, Incarnation: 7, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 8000}}, Metrics: drainingReport})
 	c.drainTick(time.Now())
 	if _, err := c.RegisterNode(regX); !errors.Is(err, wire.ErrUnavailable) {
 		t.Errorf("registration of the node retired while the store fails: %v, want state not saved", err)
