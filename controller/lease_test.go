@@ -157,12 +157,7 @@ func TestRestoredDrainingNodeIsNotLostWithinALease(t *testing.T) {
 // draining" was never taken back ("tier full" beside it).
 func TestNodeRestartedWhileDrainingEndsTheDrain(t *testing.T) {
 	c := deadTest(t, time.Minute)
-	_, xa := incNode(t, c, 10)
-	at, xb := incNode(t, c, 11)
-	m0, err := c.RegisterJob("wide", wire.JobHints{PeakMbps: 12000})
-	if err != nil || len(m0.Nodes) != 2 {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
+	xa, at, xb, m0 := wideJob(t, c)
 	if _, err := c.Drain(xb.Addr, time.Minute); err != nil {
 		t.Fatal(err)
 	}

@@ -49,18 +49,27 @@ func TestJobThatLostANodeGetsAnother(t *testing.T) {
 	}
 }
 
-// TestJobTakesBackALostNodeThatRestarted: when the only node outside a
-// job's map is one the job lost that has restarted since (it holds none of
-// the job's data), the job takes it back. This test failed on the old code
-// with the map {a} after the restart.
-func TestJobTakesBackALostNodeThatRestarted(t *testing.T) {
-	c := deadTest(t, time.Minute)
+// wideJob registers two nodes that answer their incarnations (10 and 11)
+// and a job over both; it returns the first node's registration, the
+// second's server and registration, and the job's map.
+func wideJob(t *testing.T, c *Controller) (*wire.NodeRegister, *incServer, *wire.NodeRegister, *wire.PlacementMap) {
+	t.Helper()
 	_, xa := incNode(t, c, 10)
 	at, xb := incNode(t, c, 11)
 	m0, err := c.RegisterJob("wide", wire.JobHints{PeakMbps: 12000})
 	if err != nil || len(m0.Nodes) != 2 {
 		t.Fatalf("register: %+v %v", m0, err)
 	}
+	return xa, at, xb, m0
+}
+
+// TestJobTakesBackALostNodeThatRestarted: when the only node outside a
+// job's map is one the job lost that has restarted since (it holds none of
+// the job's data), the job takes it back. This test failed on the old code
+// with the map {a} after the restart.
+func TestJobTakesBackALostNodeThatRestarted(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	xa, at, xb, m0 := wideJob(t, c)
 	restartNode(t, c, at, xb, 12)
 	j := c.jobs[m0.Job]
 	if len(j.nodes) != 1 || !c.lostByLocked(j, xb.Addr) {
@@ -170,12 +179,7 @@ func TestLostNodeKnownCleanAfterRestart(t *testing.T) {
 	m := state.NewMemory()
 	cfg := Config{Store: m, DeadAfter: time.Hour, ForgetAfter: time.Hour, DeadNodeGrace: time.Minute}
 	c := newTest(t, cfg)
-	_, _ = incNode(t, c, 10)
-	at, xb := incNode(t, c, 11)
-	m0, err := c.RegisterJob("wide", wire.JobHints{PeakMbps: 12000})
-	if err != nil || len(m0.Nodes) != 2 {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
+	_, at, xb, m0 := wideJob(t, c)
 	restartNode(t, c, at, xb, 12)
 	c.mu.Lock()
 	clean := c.jobs[m0.Job].lostClean[xb.Addr]
