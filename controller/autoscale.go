@@ -46,9 +46,12 @@ import (
 //     allotment, when no running node can join its map (refill.go:
 //     refillStarved), has one started, with or without per-job scaling,
 //     within MaxNodes and Cooldown;
-//   - utilization below Low (0.6), measured figures taken from the latest
-//     heartbeat rather than smoothed (allotments keep every registered
-//     job's nodes, so only load beyond the hints can dip), more than
+//   - utilization below Low (0.6), measured figures taken at their peak
+//     over the last Smooth heartbeats rather than their mean (a load
+//     beyond the hints, a job's without hints, dips for a heartbeat when
+//     its clients pause or its map changes: a new user's steady 1,000
+//     Mb/s saw 5 adds and 4 drains in 75 s when scale-in read the latest
+//     heartbeat alone; allotments keep every registered job's nodes), more than
 //     MinNodes, no drain running, nothing changed for Cooldown, no node's
 //     latest figures straddling the end of a job on it (its traffic would
 //     still count: wait for a heartbeat whose interval began after, at
@@ -322,13 +325,13 @@ func (a *Autoscaler) Step() Decision {
 		need = "a job that lost a node needs another, and no active node can join its map"
 	}
 	mid := (a.cfg.High + a.cfg.Low) / 2
-	u, _, _ := a.c.utilization(a.cfg.Smooth, a.cfg.UseCPU, 0)
-	uNow, victims, draining := a.c.utilization(1, a.cfg.UseCPU, mid)
+	u, _, _ := a.c.utilization(a.cfg.Smooth, false, a.cfg.UseCPU, 0)
+	uPeak, victims, draining := a.c.utilization(a.cfg.Smooth, true, a.cfg.UseCPU, mid)
 	a.mu.Lock()
 	a.util = u
 	a.evals++
-	a.passOverLocked(uNow.Keeping)
-	d := a.decideLocked(now, u, uNow, victims, draining)
+	a.passOverLocked(uPeak.Keeping)
+	d := a.decideLocked(now, u, uPeak, victims, draining)
 	var first uint64 // the number of the first start an add begins
 	if jobChanged && (d.Action == ActionRemove || (d.Action == ActionAdd && d.Nodes+a.starting >= a.cfg.MinNodes)) {
 		// A job's map changed on this load: see what it does first.
@@ -410,15 +413,14 @@ type victim struct {
 }
 
 // decideLocked is the policy (see the comment at the top of the file). u
-// has the measured figures smoothed over Smooth heartbeats, uNow the
-// latest ones: scale-out waits for a load to last, scale-in follows a
-// load that has ended at once (allotments keep every registered job's
-// nodes, so a momentary dip in traffic cannot drain them).
-func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []victim, draining int) Decision {
+// has the measured figures averaged over Smooth heartbeats, uPeak their
+// peaks over the same heartbeats: scale-out waits for a load to last,
+// scale-in for a load low in each of them.
+func (a *Autoscaler) decideLocked(now time.Time, u, uPeak Utilization, victims []victim, draining int) Decision {
 	p := &a.cfg
 	n := u.Nodes
 	d := Decision{At: now, Action: ActionNone, Nodes: n, Util: u.Max, Dim: u.Dim}
-	if uNow.Settling == 0 {
+	if uPeak.Settling == 0 {
 		a.settleFrom = time.Time{}
 	}
 	if n+a.starting < p.MinNodes {
@@ -443,8 +445,8 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 			d.Reason = fmt.Sprintf("%s over %.0f%%", figures, 100*p.High)
 			a.held = ""
 		}
-	case uNow.Max < p.Low && n > p.MinNodes:
-		u = uNow
+	case uPeak.Max < p.Low && n > p.MinNodes:
+		u = uPeak
 		d.Util, d.Dim = u.Max, u.Dim
 		figures := u.figures()
 		projected := u.Max * float64(n) / float64(n-1)
@@ -457,9 +459,9 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uNow Utilization, victims []
 			a.hold(fmt.Sprintf("%s under %.0f%%; waiting for heartbeats after a job ended on %d node(s)", figures, 100*p.Low, u.Settling))
 		case projected > p.High:
 			a.hold(fmt.Sprintf("%s under %.0f%% but %d nodes would run at %.0f%%", figures, 100*p.Low, n-1, 100*projected))
-		case len(victims) == 0 && len(uNow.Keeping) > 0:
+		case len(victims) == 0 && len(uPeak.Keeping) > 0:
 			a.hold(fmt.Sprintf("%s under %.0f%% but no node can be drained: %d keep persisted values of ended jobs (delete them, or drain with --discard-persisted)",
-				figures, 100*p.Low, len(uNow.Keeping)))
+				figures, 100*p.Low, len(uPeak.Keeping)))
 		case len(victims) == 0:
 			a.hold(fmt.Sprintf("%s under %.0f%% but no node can be drained", figures, 100*p.Low))
 		default:
@@ -730,11 +732,12 @@ func sortedKeys(m map[string]float64) []string {
 	return ks
 }
 
-// utilization computes the cluster's figures over its active nodes, the
-// nodes scale-in could drain (none whose jobs' other nodes would then run
-// over mid: drainSafeLocked; none listed when mid is 0), and the number of
-// drains running.
-func (c *Controller) utilization(smooth int, useCPU bool, mid float64) (Utilization, []victim, int) {
+// utilization computes the cluster's figures over its active nodes, each
+// node's measured ones over its last smooth heartbeats (their mean, or
+// with peak their highest), the nodes scale-in could drain (none whose
+// jobs' other nodes would then run over mid: drainSafeLocked; none listed
+// when mid is 0), and the number of drains running.
+func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Utilization, []victim, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	allocMbps, _ := c.allocationsLocked()
@@ -762,13 +765,7 @@ func (c *Controller) utilization(smooth int, useCPU bool, mid float64) (Utilizat
 		alloc := allocMbps[n.addr] / bw
 		meas, cpu := max(n.rx, n.tx)/bw, n.cpu/100
 		if h := n.hist.last(smooth); len(h) > 0 {
-			meas, cpu = 0, 0
-			for _, s := range h {
-				meas += s.NetMeasured
-				cpu += s.CPU
-			}
-			meas /= float64(len(h))
-			cpu /= float64(len(h))
+			meas, cpu = reduceSamples(h, peak)
 		}
 		if straddles(n.hist.last(2), alloc) {
 			u.Settling++
@@ -819,6 +816,20 @@ func (c *Controller) utilization(smooth int, useCPU bool, mid float64) (Utilizat
 		}
 	}
 	return u, victims, draining
+}
+
+// reduceSamples is the measured network share and CPU share of a node's
+// samples h (not empty): their means, or with peak their highest.
+func reduceSamples(h []Sample, peak bool) (meas, cpu float64) {
+	for _, s := range h {
+		if peak {
+			meas, cpu = max(meas, s.NetMeasured), max(cpu, s.CPU)
+			continue
+		}
+		meas += s.NetMeasured / float64(len(h))
+		cpu += s.CPU / float64(len(h))
+	}
+	return meas, cpu
 }
 
 // counted is a node's network figure for the cluster's policy: the larger

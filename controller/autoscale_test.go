@@ -514,20 +514,6 @@ func TestAutoscaleConfigChecks(t *testing.T) {
 	}
 }
 
-// TestAutoscaleScaleInFollowsTheLatestHeartbeat: a load that has ended is
-// acted on at once, while a load that has begun must last Smooth beats.
-func TestAutoscaleScaleInFollowsTheLatestHeartbeat(t *testing.T) {
-	r := newScaleRig(t, 3, AutoscaleConfig{Smooth: 3})
-	r.clock.advance(time.Minute)
-	r.beat(700, 0)
-	r.beat(700, 0)
-	r.beat(0, 0) // smoothed 47%, latest 0%
-	d := r.a.Step()
-	if d.Action != ActionRemove || len(d.Drain) != 2 || !strings.Contains(d.Reason, "measured 0%") {
-		t.Fatalf("after the load ended: %+v", d)
-	}
-}
-
 // started reports whether the fake orchestrator started the node at addr.
 func (f *fakeOrch) started(addr string) bool {
 	f.mu.Lock()

@@ -591,6 +591,22 @@ func (c *Controller) measuredLocked(n *node, smooth int) float64 {
 	return mean
 }
 
+// peakLocked is a node's measured network share at its highest over its
+// last smooth heartbeats: what scale-in reads, so that only a load low in
+// each of them drains or sheds a node (a heartbeat's dip, a pause of the
+// clients or a map change's stall, is not a load that ended).
+func (c *Controller) peakLocked(n *node, smooth int) float64 {
+	h := n.hist.last(smooth)
+	if len(h) == 0 {
+		return max(n.rx, n.tx) / c.nodeMbps(n)
+	}
+	var peak float64
+	for _, s := range h {
+		peak = max(peak, s.NetMeasured)
+	}
+	return peak
+}
+
 // JobUtil is one job's utilization as the per-job policy sees it.
 type JobUtil struct {
 	Job   string
@@ -616,8 +632,21 @@ type JobUtil struct {
 	Settling bool
 }
 
-// jobUtilLocked computes j's figures over the active members of its map.
+// jobUtilLocked computes j's figures over the active members of its map,
+// each node's network share averaged over its last smooth heartbeats.
 func (c *Controller) jobUtilLocked(j *job, smooth int) JobUtil {
+	return c.jobFiguresLocked(j, smooth, c.measuredLocked)
+}
+
+// jobPeakLocked is jobUtilLocked with each node's network share at its
+// peak over its last smooth heartbeats (peakLocked), for shrinks.
+func (c *Controller) jobPeakLocked(j *job, smooth int) JobUtil {
+	return c.jobFiguresLocked(j, smooth, c.peakLocked)
+}
+
+// jobFiguresLocked computes j's figures, reading each node's network
+// share over its last smooth heartbeats with net.
+func (c *Controller) jobFiguresLocked(j *job, smooth int, net func(*node, int) float64) JobUtil {
 	u := JobUtil{Job: j.id, Settling: c.changingLocked(j)}
 	var bwSum, netSum, used, capacity float64
 	for _, mn := range j.nodes {
@@ -626,7 +655,7 @@ func (c *Controller) jobUtilLocked(j *job, smooth int) JobUtil {
 			continue
 		}
 		u.Nodes++
-		bw, meas := c.nodeMbps(n), c.measuredLocked(n, smooth)
+		bw, meas := c.nodeMbps(n), net(n, smooth)
 		bwSum += bw
 		netSum += meas * bw
 		own, settled := c.ownLocked(j, n, mn, smooth)
@@ -708,12 +737,14 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 		case why == "" && j.grown > 0 && u.Nodes > 1 && now.Sub(j.lastChange) >= 3*p.JobCooldown && c.hotMemberLocked(j, p) == "":
 			// A change stalls the job's traffic for a while (its values
 			// move, its clients fetch the new map): shrink on a load low
-			// over the smoothed figures and the latest, well after it,
-			// never while a node of its map is over the band (what grew
-			// it may still be there), and only when the node shed leaves
-			// the others under the band's middle and its hints held.
-			now1 := c.jobUtilLocked(j, 1)
-			if u.Max >= p.Low || now1.Max >= p.Low {
+			// in each of the last Smooth heartbeats (their peak: one
+			// heartbeat's dip is not a load that ended), well after the
+			// change, never while a node of its map is over the band
+			// (what grew it may still be there), and only when the node
+			// shed leaves the others under the band's middle and its
+			// hints held.
+			now1 := c.jobPeakLocked(j, p.Smooth)
+			if now1.Max >= p.Low {
 				continue
 			}
 			victim := c.shrinkVictimLocked(j)
@@ -722,7 +753,7 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 				!c.dropSafeLocked(j, victim, middle, p.Smooth) || !c.dropFitsLocked(j, victim, middle) {
 				continue
 			}
-			projected := max(u.Max, now1.Max) * float64(now1.Nodes) / float64(now1.Nodes-1)
+			projected := now1.Max * float64(now1.Nodes) / float64(now1.Nodes-1)
 			if projected > middle {
 				continue
 			}
@@ -839,7 +870,7 @@ func (c *Controller) dropSafeLocked(j *job, x string, limit float64, smooth int)
 		n := c.nodes[mn.Addr]
 		bw := c.nodeMbps(n)
 		add := onX * mn.Weight / wsum
-		load := max(c.measuredLocked(n, smooth), c.measuredLocked(n, 1)) * bw
+		load := c.peakLocked(n, smooth) * bw
 		if add > 0.01*bw && load+add > limit*bw {
 			return false
 		}
@@ -934,11 +965,11 @@ func (c *Controller) holdsAllotLocked(j *job, x string) bool {
 	return mbps >= j.allocMbps && bytes >= j.allocBytes
 }
 
-// hotMemberLocked names a node of j's map over the band (smoothed), ""
-// when none is.
+// hotMemberLocked names a node of j's map over the band in any of its
+// last Smooth heartbeats (peakLocked), "" when none is.
 func (c *Controller) hotMemberLocked(j *job, p *AutoscaleConfig) string {
 	for _, mn := range j.nodes {
-		if n, ok := c.nodes[mn.Addr]; ok && n.state == wire.NodeActive && c.measuredLocked(n, p.Smooth) > p.High {
+		if n, ok := c.nodes[mn.Addr]; ok && n.state == wire.NodeActive && c.peakLocked(n, p.Smooth) > p.High {
 			return mn.Addr
 		}
 	}

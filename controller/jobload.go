@@ -115,6 +115,17 @@ func (l *jobLoads) mbpsOver(job string, k int) float64 {
 	return sum / float64(k)
 }
 
+// peak is job's own traffic on the node at its highest over the last
+// smooth heartbeats (at most jobLoadLen), each held as mbpsOver holds it.
+func (l *jobLoads) peak(job string, smooth int) float64 {
+	var p float64
+	for i := 1; i <= l.window(smooth); i++ {
+		jl := l.beat(i).figs[job]
+		p = max(p, wire.ClampMbps(max(jl.RxMbps, jl.TxMbps), wire.MaxNodeMbps))
+	}
+	return p
+}
+
 // since is how many of the last smooth heartbeats (window) began at or
 // after t: the latest ones, up to the first that began before it.
 func (l *jobLoads) since(t time.Time, smooth int) int {
@@ -149,16 +160,17 @@ func (c *Controller) ownLocked(j *job, n *node, mn wire.MapNode, smooth int) (mb
 	return c.measuredLocked(n, k) * c.nodeMbps(n) * c.shareLocked(j, mn), settled
 }
 
-// rawMbpsLocked is job j's traffic on node n, member mn of its map, over
-// n's last smooth heartbeats, moves included: n's per-job figure for it
-// when n reports them, else n's measured traffic split by allotment. It
-// is the figure that errs high (a move only adds to it), for the tests
-// that must not make a node busier than they think (dropSafeLocked).
+// rawMbpsLocked is job j's traffic on node n, member mn of its map, at
+// its peak over n's last smooth heartbeats, moves included: n's per-job
+// figure for it when n reports them, else n's measured traffic split by
+// allotment. It is the figure that errs high (a move only adds to it, a
+// heartbeat's dip does not lower it), for the tests that must not make a
+// node busier than they think (dropSafeLocked).
 func (c *Controller) rawMbpsLocked(j *job, n *node, mn wire.MapNode, smooth int) float64 {
 	if n.jobLoads.reports {
-		return n.jobLoads.mbps(j.id, smooth)
+		return n.jobLoads.peak(j.id, smooth)
 	}
-	return c.measuredLocked(n, smooth) * c.nodeMbps(n) * c.shareLocked(j, mn)
+	return c.peakLocked(n, smooth) * c.nodeMbps(n) * c.shareLocked(j, mn)
 }
 
 // settledLocked reports whether j's figures on node n over its last

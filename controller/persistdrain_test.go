@@ -144,7 +144,7 @@ func TestDrainWaitsForPersistedAtItsEnd(t *testing.T) {
 			if !logs.contains("1 ended job(s), 2MiB: old-3 2MiB") {
 				t.Fatalf("the wait's log does not name the job and bytes:\n%s", logs.msgs())
 			}
-			if _, _, draining := c.utilization(1, false, 0.7); draining != 0 {
+			if _, _, draining := c.utilization(1, false, false, 0.7); draining != 0 {
 				t.Fatalf("a held drain counts as %d running", draining)
 			}
 			if _, err := c.Drain(a, time.Minute); !errors.Is(err, wire.ErrConflict) || !strings.Contains(err.Error(), "is draining") {

@@ -1,0 +1,86 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Scale-in reads a load that stayed low, not a dip. A new user's steady
+// load of about 1,000 Mb/s saw the cluster add 5 nodes and drain 4 in
+// 75 s: one heartbeat of less traffic (a pause of the clients, a map
+// change's stall) drained a node, the job's remaining nodes went over the
+// band, and a node was started for it again.
+
+// TestAutoscaleScaleInWaitsOutADip: three nodes at 55 % whose latest
+// heartbeat dipped to 5 % keep all three (two would run at 82 %); once
+// Smooth heartbeats in a row are low, scale-in drains at once. Before,
+// scale-in read the latest heartbeat alone and drained two nodes on the
+// dip.
+func TestAutoscaleScaleInWaitsOutADip(t *testing.T) {
+	r := newScaleRig(t, 3, AutoscaleConfig{Smooth: 3})
+	r.clock.advance(time.Minute)
+	r.beat(550, 0)
+	r.beat(550, 0)
+	r.beat(50, 0) // a dip: the mean is 38 %, the latest 5 %
+	if d := r.a.Step(); d.Action != ActionNone || r.active() != 3 {
+		t.Fatalf("after one low heartbeat: %+v, %d active", d, r.active())
+	}
+	if !r.logs.contains("2 nodes would run at 82%") {
+		t.Fatalf("hold not logged with the load it keeps: %s", r.logs.msgs())
+	}
+	r.beat(50, 0)
+	r.beat(50, 0)
+	d := r.a.Step()
+	if d.Action != ActionRemove || len(d.Drain) != 2 || !strings.Contains(d.Reason, "measured 5%") {
+		t.Fatalf("after three low heartbeats: %+v", d)
+	}
+}
+
+// TestJobShrinkWaitsOutADip: a job grown over two nodes at 50 % each
+// keeps both through one heartbeat at 2 % (one node would carry 100 %,
+// and the job would grow again at once); three low heartbeats shed one.
+// Before, the shrink read the smoothed mean (34 %) and the latest (2 %),
+// projected 68 % on one node, and shed it on the dip.
+func TestJobShrinkWaitsOutADip(t *testing.T) {
+	r := newScaleRig(t, 2, AutoscaleConfig{Cooldown: time.Hour, Smooth: 3, JobCooldown: time.Second, MinNodes: 2})
+	m := oneNodeJob(t, r, "long", 100, true)
+	home := m.Nodes[0].Addr
+	var other string
+	for _, n := range r.c.Status().Nodes {
+		if n.Addr != home {
+			other = n.Addr
+		}
+	}
+	if err := r.c.GrowJob(m.Job, other); err != nil {
+		t.Fatal(err)
+	}
+	r.c.mu.Lock()
+	j := r.c.jobs[m.Job]
+	for _, mn := range j.nodes {
+		j.move.done[mn.Addr] = j.epoch
+	}
+	r.c.finishMoveLocked(j, r.clock.now())
+	r.c.mu.Unlock()
+	r.clock.advance(time.Minute)
+	r.beat(500, 0)
+	r.beat(500, 0)
+	r.beat(20, 0)
+	r.a.Step()
+	r.c.mu.Lock()
+	shedding := j.move != nil
+	r.c.mu.Unlock()
+	if shedding {
+		t.Fatalf("the job sheds a node on one low heartbeat: %s", r.logs.msgs())
+	}
+	r.beat(20, 0)
+	r.beat(20, 0)
+	r.clock.advance(time.Minute)
+	r.a.Step()
+	r.c.mu.Lock()
+	shedding = j.move != nil
+	r.c.mu.Unlock()
+	if !shedding {
+		t.Fatalf("the job keeps both nodes after three heartbeats at 2 %%: %+v", r.a.JobUtilization())
+	}
+}
