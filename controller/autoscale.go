@@ -61,7 +61,9 @@ import (
 //     (least to move), preferring nodes the orchestrator started (it can
 //     stop them), and never a node whose jobs' other nodes would then run
 //     over the band's middle (drainSafeLocked: draining it would press
-//     them, and their maps would grow again at once), nor a node that
+//     them, and their maps would grow again at once), nor one whose
+//     values would fill a node taking them past the band's middle of its
+//     capacity (drainOverflowLocked), nor a node that
 //     keeps persist-after-job values of ended jobs (drain.go: leaving
 //     would destroy them; the autoscaler logs once which nodes it passes
 //     over, and a drain held for such values does not count as running).
@@ -735,8 +737,9 @@ func sortedKeys(m map[string]float64) []string {
 // utilization computes the cluster's figures over its active nodes, each
 // node's measured ones over its last smooth heartbeats (their mean, or
 // with peak their highest), the nodes scale-in could drain (none whose
-// jobs' other nodes would then run over mid: drainSafeLocked; none listed
-// when mid is 0), and the number of drains running.
+// jobs' other nodes would then run over mid, on the network or on
+// capacity: drainSafeLocked, drainOverflowLocked; none listed when mid is
+// 0), and the number of drains running.
 func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Utilization, []victim, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -784,7 +787,7 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 		switch {
 		case n.persisted.keeps():
 			u.Keeping = append(u.Keeping, n.addr)
-		case mid > 0 && !changing[n.addr] && c.drainSafeLocked(n.addr, mid):
+		case mid > 0 && !changing[n.addr] && c.drainSafeLocked(n.addr, mid) && c.drainOverflowLocked(n.addr, mid) == "":
 			victims = append(victims, victim{addr: n.addr, bytes: used, alloc: allocMbps[n.addr]})
 		}
 	}

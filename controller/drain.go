@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -37,7 +38,10 @@ import (
 // A job whose map has no other active node when the drain starts is given
 // one (the active node with the most spare bandwidth, never one the job
 // has lost) so its data has somewhere to go; Drain refuses when there is
-// no such node.
+// no such node. Drain also refuses (wire.CodeNoSpace) when the nodes that
+// would take the node's values cannot hold them (drainOverflowLocked),
+// unless the order says to lose what does not fit
+// (DrainOptions.LoseOverflow).
 //
 // Persisted values of ended jobs. A job's values put with persist-after-
 // job stay on their nodes after the job ends (the node's job table holds
@@ -139,6 +143,24 @@ type DrainOptions struct {
 	// persist-after-job values of ended jobs: they are destroyed when it
 	// leaves. Without it such a drain is refused, or waits (see above).
 	DiscardPersisted bool
+	// LoseOverflow lets the drain go ahead when the nodes that would take
+	// the node's values cannot hold them all (drainOverflowLocked): what
+	// does not fit is lost at the deadline. Without it such a drain is
+	// refused (wire.CodeNoSpace). A host about to be taken away (pocket
+	// spot) drains with it: moving what fits loses less than nothing.
+	LoseOverflow bool
+}
+
+// flags is o's choices as token.DrainOrderProof's flags.
+func (o DrainOptions) flags() uint64 {
+	var f uint64
+	if o.DiscardPersisted {
+		f |= token.DrainDiscard
+	}
+	if o.LoseOverflow {
+		f |= token.DrainLoseOverflow
+	}
+	return f
 }
 
 // errKeepsPersisted is the refusal of a drain of a node that keeps
@@ -219,6 +241,11 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 	if !o.DiscardPersisted && n.persisted.keeps() {
 		return 0, errKeepsPersisted(addr, &n.persisted, false)
 	}
+	if over := c.drainOverflowLocked(addr, 1); over != "" && !o.LoseOverflow {
+		return 0, wire.Errorf(wire.CodeNoSpace, "cannot drain node %s: %s; "+
+			"start another node of the tier (pocket node --controller ...) or delete values, then drain again, "+
+			"or drain with --lose-overflow to move what fits and lose the rest at the deadline", addr, over)
+	}
 	if err := c.adoptOrphansLocked(addr); err != nil {
 		return 0, err
 	}
@@ -259,6 +286,70 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 		c.cfg.Logger.Info("controller: job gets a node to take the data of a draining one", "job", j.id, "node", to, "draining", addr)
 	}
 	return nil
+}
+
+// drainOverflowLocked says which node would overflow if the node at x
+// drained ("" when none would). Each job of x moves its bytes there
+// (jobBytesLocked) to its other active nodes, by weight, or, with none,
+// to the node adoptOrphansLocked would give it; a node taking them may
+// end with at most limit (a fraction) of its tier's capacity used. A
+// drain that overflows a node fails its moves there ("no space") and
+// loses, at its deadline, what did not fit: before, such a drain was
+// accepted like any other.
+func (c *Controller) drainOverflowLocked(x string, limit float64) string {
+	l, nx := c.loads[x], c.nodes[x]
+	if l == nil || nx == nil {
+		return ""
+	}
+	in := map[nodeKind]float64{}
+	for j := range l.jobs {
+		others, wsum, _, mx := c.splitMapLocked(j, x)
+		t := nx.tier(j.tier)
+		if t == nil {
+			continue
+		}
+		b := c.jobBytesLocked(j, nx, mx, float64(t.UsedBytes))
+		if b <= 0 {
+			continue
+		}
+		if wsum <= 0 {
+			to, ok := c.adoptCandidateLocked(j, x)
+			if !ok {
+				continue // adoptOrphansLocked refuses the drain, naming the job
+			}
+			others, wsum = []wire.MapNode{{Addr: to, Weight: 1}}, 1
+		}
+		for _, mn := range others {
+			in[nodeKind{mn.Addr, j.tier}] += b * mn.Weight / wsum
+		}
+	}
+	ks := make([]nodeKind, 0, len(in))
+	for k := range in {
+		ks = append(ks, k)
+	}
+	sort.Slice(ks, func(a, b int) bool {
+		return ks[a].addr < ks[b].addr || ks[a].addr == ks[b].addr && ks[a].kind < ks[b].kind
+	})
+	for _, k := range ks {
+		var used, capacity int64
+		if t := c.nodes[k.addr].tier(k.kind); t != nil {
+			used, capacity = t.UsedBytes, t.CapacityBytes
+		}
+		if float64(used)+in[k] > limit*float64(capacity) {
+			return fmt.Sprintf("its values would take %s on node %s, whose %s tier has %s of %s free%s",
+				units.FormatSize(wire.SatBytes(in[k])), k.addr, kindName(k.kind), units.FormatSize(max(capacity-used, 0)),
+				units.FormatSize(capacity), underLimit(limit))
+		}
+	}
+	return ""
+}
+
+// underLimit names a fill limit below the whole capacity for messages.
+func underLimit(limit float64) string {
+	if limit >= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" (up to %.0f%% full)", 100*limit)
 }
 
 // errNowhereToGoLocked refuses the drain of addr, the only active node
@@ -645,10 +736,11 @@ func (c *Controller) drainRequest(nonce []byte, m *wire.DrainNode) (*wire.DrainN
 	if len(nonce) == 0 {
 		return nil, errNoChallenge
 	}
-	if !token.VerifyDrainOrder(c.cfg.Secret, nonce, m.Addr, m.Deadline.Milliseconds(), m.DiscardPersisted, m.Proof) {
+	o := DrainOptions{Deadline: m.Deadline, DiscardPersisted: m.DiscardPersisted, LoseOverflow: m.LoseOverflow}
+	if !token.VerifyDrainOrder(c.cfg.Secret, nonce, m.Addr, m.Deadline.Milliseconds(), o.flags(), m.Proof) {
 		return nil, wire.Errorf(wire.CodeBadToken, "drain %s: proof does not match the cluster secret and this connection's challenge", m.Addr)
 	}
-	d, err := c.DrainWith(m.Addr, DrainOptions{Deadline: m.Deadline, DiscardPersisted: m.DiscardPersisted})
+	d, err := c.DrainWith(m.Addr, o)
 	if err != nil {
 		return nil, err
 	}

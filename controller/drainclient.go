@@ -34,7 +34,7 @@ func RequestDrainWith(ctx context.Context, ctlAddr, nodeAddr string, do DrainOpt
 	o.Secret = secret
 	mc := metaclient.New(ctlAddr, o)
 	defer mc.Close()
-	d, err := mc.DrainOrder(ctx, nodeAddr, do.Deadline, do.DiscardPersisted)
+	d, err := mc.DrainOrder(ctx, nodeAddr, do.Deadline, do.flags())
 	if err != nil && !strings.Contains(err.Error(), nodeAddr) {
 		// The controller's refusals name the node ("node ADDR is dead
 		// ..."); a prefix would say it twice.

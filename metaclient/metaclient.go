@@ -442,23 +442,26 @@ func (c *Client) Heartbeat(ctx context.Context, hb wire.Heartbeat) (*wire.NodeAc
 // (token.DrainProof): only an operator holding the secret can take nodes
 // away, and a node's own proofs never pass as a drain order.
 func (c *Client) Drain(ctx context.Context, nodeAddr string, deadline time.Duration) (time.Duration, error) {
-	return c.DrainOrder(ctx, nodeAddr, deadline, false)
+	return c.DrainOrder(ctx, nodeAddr, deadline, 0)
 }
 
-// DrainOrder is Drain that, with discardPersisted, lets the drain go
-// ahead on a node that keeps persist-after-job values of ended jobs,
-// destroying them when it leaves (wire.DrainNode.DiscardPersisted; the
-// proof is token.DrainProofDiscard). Without it the controller refuses
-// such a drain (wire.CodeConflict, naming the jobs and bytes).
-func (c *Client) DrainOrder(ctx context.Context, nodeAddr string, deadline time.Duration, discardPersisted bool) (time.Duration, error) {
+// DrainOrder is Drain with the order's choices, a set of token.Drain*
+// flags (the proof is token.DrainOrderProof with them):
+//
+//   - token.DrainDiscard lets the drain go ahead on a node that keeps
+//     persist-after-job values of ended jobs, destroying them when it
+//     leaves (wire.DrainNode.DiscardPersisted); without it the controller
+//     refuses such a drain (wire.CodeConflict, naming the jobs and bytes);
+//   - token.DrainLoseOverflow lets it go ahead when the nodes that would
+//     take the node's values cannot hold them all, losing what does not
+//     fit (wire.DrainNode.LoseOverflow); without it the controller refuses
+//     such a drain (wire.CodeNoSpace, naming the node that would overflow).
+func (c *Client) DrainOrder(ctx context.Context, nodeAddr string, deadline time.Duration, flags uint64) (time.Duration, error) {
 	var resp wire.DrainNode
 	err := c.callProved(ctx, wire.OpDrainNode, func(nonce []byte) wire.ControlMessage {
-		proof := token.DrainProof
-		if discardPersisted {
-			proof = token.DrainProofDiscard
-		}
-		return &wire.DrainNode{Addr: nodeAddr, Deadline: deadline, DiscardPersisted: discardPersisted,
-			Proof: proof(c.opt.Secret, nonce, nodeAddr, deadline.Milliseconds())}
+		return &wire.DrainNode{Addr: nodeAddr, Deadline: deadline,
+			DiscardPersisted: flags&token.DrainDiscard != 0, LoseOverflow: flags&token.DrainLoseOverflow != 0,
+			Proof: token.DrainOrderProof(c.opt.Secret, nonce, nodeAddr, deadline.Milliseconds(), flags)}
 	}, &resp)
 	return resp.Deadline, err
 }

@@ -153,18 +153,22 @@ type JobEpoch struct {
 }
 
 // DrainNode asks the controller to drain a node, and is its reply with
-// the deadline it applied. Proof is token.DrainProof over the connection's
-// challenge nonce, the address and the deadline (token.DrainProofDiscard
-// with DiscardPersisted). DiscardPersisted lets the drain go ahead on a
-// node that keeps persist-after-job values of ended jobs, which are
-// destroyed when it leaves; without it the controller refuses such a
-// drain, and a drain that finds such values at its end waits
-// (controller/drain.go).
+// the deadline it applied. Proof is token.DrainOrderProof over the
+// connection's challenge nonce, the address, the deadline and the
+// choices (token.DrainProof with none). DiscardPersisted lets the drain
+// go ahead on a node that keeps persist-after-job values of ended jobs,
+// which are destroyed when it leaves; without it the controller refuses
+// such a drain, and a drain that finds such values at its end waits
+// (controller/drain.go). LoseOverflow lets it go ahead when the nodes
+// that would take the node's values cannot hold them all (what does not
+// fit is lost at the deadline); without it such a drain is refused
+// (CodeNoSpace).
 type DrainNode struct {
 	Addr             string
 	Deadline         time.Duration // millisecond resolution on the wire; 0: the default
 	Proof            []byte
 	DiscardPersisted bool
+	LoseOverflow     bool
 }
 
 // NodeHello proves the node role for the connection it travels on
@@ -581,7 +585,7 @@ var (
 	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
 	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}}}
-	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}, {Kind: Scalar1}}}
+	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}, {Kind: Scalar1}, {Kind: Scalar1}}}
 	helloSpec   = TableSpec{Name: "NodeHello", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
 	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
 		{Kind: String}, {Kind: TableVec, Sub: &tierStatSpec}, {Kind: Bytes}, {Kind: Scalar4}, {Kind: Scalar8},
@@ -1409,6 +1413,7 @@ func (m *DrainNode) Encode(b *flatbuffers.Builder) []byte {
 	fb.DrainNodeAddDeadlineMs(b, m.Deadline.Milliseconds())
 	addOff(b, proof, fb.DrainNodeAddProof)
 	fb.DrainNodeAddDiscardPersisted(b, m.DiscardPersisted)
+	fb.DrainNodeAddLoseOverflow(b, m.LoseOverflow)
 	b.Finish(fb.DrainNodeEnd(b))
 	return b.FinishedBytes()
 }
@@ -1427,7 +1432,7 @@ func (m *DrainNode) Decode(meta []byte) error {
 		return err
 	}
 	*m = DrainNode{Addr: string(t.Addr()), Deadline: msToDuration(t.DeadlineMs()), Proof: cloneBytes(t.ProofBytes()),
-		DiscardPersisted: t.DiscardPersisted()}
+		DiscardPersisted: t.DiscardPersisted(), LoseOverflow: t.LoseOverflow()}
 	return nil
 }
 

@@ -215,29 +215,40 @@ func VerifyDrainProof(secret, nonce []byte, addr string, deadlineMs int64, proof
 	return check(secret, KindDrain, proofSubject(sub[:0], nonce, d[:], addr), proof)
 }
 
-// DrainProofDiscard is DrainProof for an order that also discards the
-// node's persist-after-job values of ended jobs (wire.DrainNode.
-// DiscardPersisted): the choice is in the proof's claims (gen 1), which
-// the MAC covers, so that nobody on the way can add it to an order.
+// DrainProofDiscard is DrainOrderProof with DrainDiscard.
 func DrainProofDiscard(secret, nonce []byte, addr string, deadlineMs int64) []byte {
+	return DrainOrderProof(secret, nonce, addr, deadlineMs, DrainDiscard)
+}
+
+// DrainOrderProof is DrainProof for an order with the choices flags (a
+// set of DrainDiscard and DrainLoseOverflow): they are the proof's gen
+// claim, which the MAC covers, so that nobody on the way can add one to
+// an order.
+func DrainOrderProof(secret, nonce []byte, addr string, deadlineMs int64, flags uint64) []byte {
 	var sub [maxInline]byte
 	var d [8]byte
 	binary.LittleEndian.PutUint64(d[:], uint64(deadlineMs))
-	return appendToken(nil, secret, KindDrain, drainDiscard, 0, proofSubject(sub[:0], nonce, d[:], addr))
+	return appendToken(nil, secret, KindDrain, flags, 0, proofSubject(sub[:0], nonce, d[:], addr))
 }
 
-// VerifyDrainOrder reports whether proof is DrainProof (discard false) or
-// DrainProofDiscard (discard true) for secret, nonce, addr and deadlineMs.
-func VerifyDrainOrder(secret, nonce []byte, addr string, deadlineMs int64, discard bool, proof []byte) bool {
-	want := uint64(0)
-	if discard {
-		want = drainDiscard
-	}
-	return VerifyDrainProof(secret, nonce, addr, deadlineMs, proof) && claimsOf(proof).Gen == want
+// VerifyDrainOrder reports whether proof is DrainOrderProof for secret,
+// nonce, addr, deadlineMs and exactly the choices flags (DrainProof is
+// the one with none).
+func VerifyDrainOrder(secret, nonce []byte, addr string, deadlineMs int64, flags uint64, proof []byte) bool {
+	return VerifyDrainProof(secret, nonce, addr, deadlineMs, proof) && claimsOf(proof).Gen == flags
 }
 
-// drainDiscard is the gen claim of a DrainProofDiscard.
-const drainDiscard = 1
+// The choices of a drain order (DrainOrderProof).
+const (
+	// DrainDiscard: go ahead on a node that keeps persist-after-job
+	// values of ended jobs, destroying them (wire.DrainNode.
+	// DiscardPersisted).
+	DrainDiscard uint64 = 1
+	// DrainLoseOverflow: go ahead when the nodes that would take the
+	// node's values cannot hold them all; what does not fit is lost at
+	// the deadline (wire.DrainNode.LoseOverflow).
+	DrainLoseOverflow uint64 = 2
+)
 
 // IncarnationProof returns a node's proof that its process's incarnation
 // is incarnation, for the question whose nonce is nonce (at most 255

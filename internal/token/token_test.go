@@ -119,13 +119,14 @@ func TestProofs(t *testing.T) {
 	// The discard of persisted values is in the proof: neither order's
 	// proof passes for the other, nor with the claim changed on the way.
 	dd := DrainProofDiscard(secret, n1, addr, 60_000)
-	if !VerifyDrainOrder(secret, n1, addr, 60_000, true, dd) || !VerifyDrainOrder(secret, n1, addr, 60_000, false, d) {
+	if !VerifyDrainOrder(secret, n1, addr, 60_000, DrainDiscard, dd) || !VerifyDrainOrder(secret, n1, addr, 60_000, 0, d) {
 		t.Fatal("drain order refused")
 	}
 	forged := bytes.Clone(d)
 	forged[1] = 1 // the gen claim, as DrainProofDiscard's
-	if VerifyDrainOrder(secret, n1, addr, 60_000, false, dd) || VerifyDrainOrder(secret, n1, addr, 60_000, true, d) ||
-		VerifyDrainOrder(secret, n1, addr, 60_000, true, forged) || VerifyDrainOrder(secret, n2, addr, 60_000, true, dd) {
+	if VerifyDrainOrder(secret, n1, addr, 60_000, 0, dd) || VerifyDrainOrder(secret, n1, addr, 60_000, DrainDiscard, d) ||
+		VerifyDrainOrder(secret, n1, addr, 60_000, DrainDiscard, forged) || VerifyDrainOrder(secret, n2, addr, 60_000, DrainDiscard, dd) ||
+		VerifyDrainOrder(secret, n1, addr, 60_000, DrainDiscard|DrainLoseOverflow, dd) {
 		t.Fatal("drain order accepted with the discard changed, or for another nonce")
 	}
 	ip := IncarnationProof(secret, n1, 42)

@@ -36,7 +36,13 @@ func init() {
 }
 
 // drainHelp is what pocket node drain --help says after its flags.
-const drainHelp = `A node that keeps persist-after-job values of ended jobs cannot leave without
+const drainHelp = `A drain whose values the nodes that would take them (each job's other nodes,
+or the node a job whose only node this is gets) cannot hold is refused,
+naming the node that would overflow and its room: start another node of the
+tier or delete values, then drain again, or order it with --lose-overflow to
+move what fits and lose the rest at the deadline (pocket spot does).
+
+A node that keeps persist-after-job values of ended jobs cannot leave without
 destroying them: such a drain is refused unless --discard-persisted, and a
 drain that finds such values (a job ended with some while the node drained)
 moves the rest of its data and then waits for them, past its --deadline,
@@ -69,6 +75,8 @@ func runDrain(args []string) int {
 		"persisted values of ended jobs hold the node past it unless --discard-persisted")
 	discard := fs.Bool("discard-persisted", false, "drain even a node that keeps persist-after-job values of ended jobs, "+
 		"destroying them when it leaves (without it such a drain is refused, or waits for them to be deleted)")
+	overflow := fs.Bool("lose-overflow", false, "drain even when the nodes that would take the node's values cannot hold them all, "+
+		"moving what fits and losing the rest at the deadline (without it such a drain is refused, naming the node that would overflow)")
 	wait := fs.Bool("wait", true, "wait until the node has left, showing its progress (exit 3 when persisted values of ended jobs hold it)")
 	var tf tlsFlags
 	tf.bind(fs)
@@ -90,7 +98,7 @@ func runDrain(args []string) int {
 	start := time.Now()
 	req := opt
 	req.RetryFor = ctlRetryFor(ctlAddr(*addr)) // the drain's wait below rides out a restart
-	d, err := controller.RequestDrainWith(ctx, ctlAddr(*addr), pos[0], controller.DrainOptions{Deadline: *deadline, DiscardPersisted: *discard}, key, req)
+	d, err := controller.RequestDrainWith(ctx, ctlAddr(*addr), pos[0], controller.DrainOptions{Deadline: *deadline, DiscardPersisted: *discard, LoseOverflow: *overflow}, key, req)
 	if err != nil {
 		return fail("node drain: %v", ctlError(err, *addr, tf.insecure))
 	}

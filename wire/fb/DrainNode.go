@@ -99,8 +99,20 @@ func (rcv *DrainNode) MutateDiscardPersisted(n bool) bool {
 	return rcv._tab.MutateBoolSlot(10, n)
 }
 
+func (rcv *DrainNode) LoseOverflow() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(12))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *DrainNode) MutateLoseOverflow(n bool) bool {
+	return rcv._tab.MutateBoolSlot(12, n)
+}
+
 func DrainNodeStart(builder *flatbuffers.Builder) {
-	builder.StartObject(4)
+	builder.StartObject(5)
 }
 func DrainNodeAddAddr(builder *flatbuffers.Builder, addr flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(addr), 0)
@@ -116,6 +128,9 @@ func DrainNodeStartProofVector(builder *flatbuffers.Builder, numElems int) flatb
 }
 func DrainNodeAddDiscardPersisted(builder *flatbuffers.Builder, discardPersisted bool) {
 	builder.PrependBoolSlot(3, discardPersisted, false)
+}
+func DrainNodeAddLoseOverflow(builder *flatbuffers.Builder, loseOverflow bool) {
+	builder.PrependBoolSlot(4, loseOverflow, false)
 }
 func DrainNodeEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -72,7 +72,14 @@ class DrainNode(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
-def DrainNodeStart(builder): builder.StartObject(4)
+    # DrainNode
+    def LoseOverflow(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def DrainNodeStart(builder): builder.StartObject(5)
 def Start(builder):
     return DrainNodeStart(builder)
 def DrainNodeAddAddr(builder, addr): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(addr), 0)
@@ -90,6 +97,9 @@ def StartProofVector(builder, numElems):
 def DrainNodeAddDiscardPersisted(builder, discardPersisted): builder.PrependBoolSlot(3, discardPersisted, 0)
 def AddDiscardPersisted(builder, discardPersisted):
     return DrainNodeAddDiscardPersisted(builder, discardPersisted)
+def DrainNodeAddLoseOverflow(builder, loseOverflow): builder.PrependBoolSlot(4, loseOverflow, 0)
+def AddLoseOverflow(builder, loseOverflow):
+    return DrainNodeAddLoseOverflow(builder, loseOverflow)
 def DrainNodeEnd(builder): return builder.EndObject()
 def End(builder):
     return DrainNodeEnd(builder)

@@ -1,0 +1,146 @@
+package controller
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// usedBeat reports that the node at addr holds used bytes of its 1 GiB
+// DRAM tier.
+func usedBeat(c *Controller, addr string, used int64) {
+	c.heartbeat(&wire.Heartbeat{Addr: addr, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: used, Mbps: 1000}}})
+}
+
+// TestDrainRefusedWhenTheOthersCannotHoldIt: a drain whose values the
+// job's other node has no room for (700 MiB to a node with 424 MiB free)
+// is refused with CodeNoSpace, naming the node and the room, and changes
+// nothing; with LoseOverflow, or once the values fit, it goes ahead.
+// Before, the drain was accepted, its moves failed "no space" on the
+// other node, and what did not fit was lost at its deadline.
+func TestDrainRefusedWhenTheOthersCannotHoldIt(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	m, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	usedBeat(c, a, 700<<20)
+	usedBeat(c, b, 600<<20)
+	epoch := c.Status().Jobs[0].Epoch
+	_, err = c.Drain(a, time.Minute)
+	if !errors.Is(err, wire.ErrNoSpace) {
+		t.Fatalf("drain of 700 MiB onto 424 MiB free: %v; want no space", err)
+	}
+	for _, want := range []string{"cannot drain node " + a, "700MiB on node " + b, "424MiB of 1GiB free", "--lose-overflow"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not say %q", err, want)
+		}
+	}
+	if st, _ := nodeState(c, a); st != wire.NodeActive || c.Status().Jobs[0].Epoch != epoch {
+		t.Fatalf("a refused drain changed the cluster: node %v, epoch %d (was %d)", st, c.Status().Jobs[0].Epoch, epoch)
+	}
+
+	// Over the network the choice is in the proof: added on the way, it
+	// is refused; ordered, the drain goes ahead.
+	nonce := []byte("nonce-0123456789")
+	plain := token.DrainProof(testSecret, nonce, a, 0)
+	if _, err := c.drainRequest(nonce, &wire.DrainNode{Addr: a, Proof: plain, LoseOverflow: true}); !errors.Is(err, wire.ErrBadToken) {
+		t.Fatalf("lose-overflow added to a plain order: %v", err)
+	}
+	if _, err := c.drainRequest(nonce, &wire.DrainNode{Addr: a, Proof: plain}); !errors.Is(err, wire.ErrNoSpace) {
+		t.Fatalf("plain order over the network: %v", err)
+	}
+	ordered := token.DrainOrderProof(testSecret, nonce, a, 0, token.DrainLoseOverflow)
+	if _, err := c.drainRequest(nonce, &wire.DrainNode{Addr: a, Proof: ordered, LoseOverflow: true}); err != nil {
+		t.Fatalf("order with lose-overflow: %v", err)
+	}
+	if st, _ := nodeState(c, a); st != wire.NodeDraining {
+		t.Fatalf("node %v after the order with lose-overflow", st)
+	}
+
+	// What fits drains as before: 300 MiB onto 424 MiB free.
+	c2 := newTest(t, Config{})
+	mustRegister(t, c2, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c2, dramNode(b, 1<<30, 1000))
+	if _, err := c2.RegisterJob("sort", wire.JobHints{PeakMbps: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	usedBeat(c2, a, 300<<20)
+	usedBeat(c2, b, 600<<20)
+	if _, err := c2.Drain(a, time.Minute); err != nil {
+		t.Fatalf("drain of 300 MiB onto 424 MiB free: %v", err)
+	}
+}
+
+// TestDrainOfALoneNodeCountsItsAdopter: a job whose only node drains is
+// given another, which must hold its values too: 700 MiB onto a node
+// with 424 MiB free is refused before the job's map changes.
+func TestDrainOfALoneNodeCountsItsAdopter(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	m, err := c.RegisterJob("sort", wire.JobHints{})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	usedBeat(c, a, 700<<20)
+	usedBeat(c, b, 600<<20)
+	if _, err := c.Drain(a, time.Minute); !errors.Is(err, wire.ErrNoSpace) || !strings.Contains(err.Error(), "on node "+b) {
+		t.Fatalf("drain of a lone node onto a node without room: %v", err)
+	}
+	if got, _ := c.GetMap(m.Job, m.Token); len(got.Nodes) != 1 || got.Epoch != m.Epoch {
+		t.Fatalf("the refused drain changed the job's map: %+v", got)
+	}
+}
+
+// TestScaleInDrainsNoNodeWhoseValuesOverflow: scale-in drains no node
+// whose values would leave a node taking them over the band's middle on
+// capacity: the cluster holds 43 % of its bytes, but each node's values
+// would fill another past 70 %. Before, scale-in weighed the bandwidth
+// alone and drained the emptiest node, filling its partner to 70.3 %.
+func TestScaleInDrainsNoNodeWhoseValuesOverflow(t *testing.T) {
+	r := newScaleRig(t, 3, AutoscaleConfig{Smooth: 1, MinNodes: 2, JobCooldown: time.Hour})
+	pair := oneNodeJob(t, r, "pair", 100, true)
+	var grow string
+	for _, n := range r.c.Status().Nodes {
+		if n.Addr != pair.Nodes[0].Addr && grow == "" {
+			grow = n.Addr
+		}
+	}
+	if err := r.c.GrowJob(pair.Job, grow); err != nil {
+		t.Fatal(err)
+	}
+	r.c.mu.Lock()
+	j := r.c.jobs[pair.Job]
+	for _, mn := range j.nodes {
+		j.move.done[mn.Addr] = j.epoch
+	}
+	r.c.finishMoveLocked(j, r.clock.now())
+	r.c.mu.Unlock()
+	lone := oneNodeJob(t, r, "lone", 100, true)
+	if a := lone.Nodes[0].Addr; a == pair.Nodes[0].Addr || a == grow {
+		t.Fatalf("lone placed on a node of pair: %+v", lone)
+	}
+	r.clock.advance(time.Minute)
+	for _, n := range r.c.Status().Nodes {
+		used := int64(360 << 20)
+		if n.Addr == lone.Nodes[0].Addr {
+			used = 600 << 20
+		}
+		r.heartbeat(n.Addr, 0, used, nil)
+	}
+	if d := r.a.Step(); d.Action != ActionNone || r.active() != 3 {
+		t.Fatalf("scale-in with every node's values overflowing another: %+v, %d active; %s", d, r.active(), r.logs.msgs())
+	}
+	if !r.logs.contains("no node can be drained") {
+		t.Fatalf("hold not logged: %s", r.logs.msgs())
+	}
+}
