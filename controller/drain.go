@@ -608,12 +608,24 @@ func normalize(ns []wire.MapNode) {
 
 // drainEndedLocked records how a drain ended (its node retired, or
 // restarted while draining), for the status (wire.ClusterStatus.Retired):
-// the latest wire.MaxStatusRetired, in memory only.
+// the latest wire.MaxStatusRetired. A retired node's end is saved with its
+// record (state.Node.GoneWhy) and listed again after a restart
+// (restoreNodes); a drain ended by a restart of its node is kept in
+// memory only.
 func (c *Controller) drainEndedLocked(r wire.RetiredNode) {
 	if len(c.drainsEnded) == wire.MaxStatusRetired {
 		c.drainsEnded = append(c.drainsEnded[:0], c.drainsEnded[1:]...)
 	}
 	c.drainsEnded = append(c.drainsEnded, r)
+}
+
+// sortDrainsEndedLocked orders the drain ends restored from the state by
+// time and keeps the latest wire.MaxStatusRetired.
+func (c *Controller) sortDrainsEndedLocked() {
+	sort.SliceStable(c.drainsEnded, func(a, b int) bool { return c.drainsEnded[a].At.Before(c.drainsEnded[b].At) })
+	if k := len(c.drainsEnded) - wire.MaxStatusRetired; k > 0 {
+		c.drainsEnded = append(c.drainsEnded[:0], c.drainsEnded[k:]...)
+	}
 }
 
 // retiredNode is a node a drain retired not long ago (Controller.gone).
@@ -622,7 +634,8 @@ type retiredNode struct {
 	inc uint64    // its process's incarnation (0: unknown)
 	// why it left, and whether values it held were left unmoved (lost:
 	// it died while draining, or its deadline passed), for the status
-	// (wire.RetiredNode); not saved with the state.
+	// (wire.RetiredNode) and goneLocked; saved with the state
+	// (state.Node.GoneWhy, GoneLost).
 	why  string
 	lost bool
 }

@@ -355,7 +355,7 @@ func (c *Controller) nodeRecordsLocked() map[string]state.Node {
 	}
 	for addr, g := range c.gone {
 		if _, ok := out[addr]; !ok {
-			out[addr] = state.Node{Addr: addr, Gone: g.at.UTC(), Incarnation: g.inc}
+			out[addr] = state.Node{Addr: addr, Gone: g.at.UTC(), Incarnation: g.inc, GoneWhy: g.why, GoneLost: g.lost}
 		}
 	}
 	return out
@@ -381,7 +381,7 @@ func diffNodes(saved, now map[string]state.Node) (put []state.Node, del []string
 
 func sameNode(a, b *state.Node) bool {
 	return a.Addr == b.Addr && a.State == b.State && a.Cores == b.Cores && a.Incarnation == b.Incarnation && a.DrainDeadline.Equal(b.DrainDeadline) &&
-		a.Gone.Equal(b.Gone) && slices.Equal(a.Tiers, b.Tiers)
+		a.Gone.Equal(b.Gone) && a.GoneWhy == b.GoneWhy && a.GoneLost == b.GoneLost && slices.Equal(a.Tiers, b.Tiers)
 }
 
 // restore loads the store into the empty registries of a new controller.
@@ -430,10 +430,14 @@ func (c *Controller) restore(now time.Time) error {
 // maps; one that does not is marked dead as if the controller had never
 // stopped.
 func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
+	defer c.sortDrainsEndedLocked()
 	for _, r := range recs {
 		c.st.saved[r.Addr] = r
 		if !r.Gone.IsZero() {
-			c.gone[r.Addr] = retiredNode{at: r.Gone, inc: r.Incarnation}
+			c.gone[r.Addr] = retiredNode{at: r.Gone, inc: r.Incarnation, why: r.GoneWhy, lost: r.GoneLost}
+			if r.GoneWhy != "" { // how older records' drains ended is not known
+				c.drainsEnded = append(c.drainsEnded, wire.RetiredNode{Addr: r.Addr, At: r.Gone, Why: r.GoneWhy, Lost: r.GoneLost})
+			}
 			continue
 		}
 		// The lease an earlier run gave it is not saved: the longest this

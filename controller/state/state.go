@@ -203,6 +203,13 @@ type Node struct {
 	// if it registers again before the controller forgets it (told to
 	// stop when the registration has the Incarnation it left with).
 	Gone time.Time `json:"gone,omitzero"`
+	// GoneWhy and GoneLost say how a Gone node's drain ended: why it left
+	// ("moved all its data in 2s", "died while draining", ...), and
+	// whether values it held were left unmoved (then a new process at
+	// the address is taken at once). Absent in records written before
+	// they were kept (2026-12-03): such a node reads as drained cleanly.
+	GoneWhy  string `json:"gone_why,omitempty"`
+	GoneLost bool   `json:"gone_lost,omitempty"`
 }
 
 // NodeTier is one tier of a node (wire.TierStat without its usage).
