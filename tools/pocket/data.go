@@ -9,10 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/units"
@@ -23,7 +26,7 @@ import (
 func init() {
 	register("put", "JOBID KEY FILE|-", "store a file (or - for stdin) under a key", runPut)
 	register("get", "JOBID KEY [FILE|-]", "read a key into a file (default stdout)", runGet)
-	register("ls", "JOBID [PREFIX]", "list a job's keys that start with PREFIX (a string prefix: a lists ab too; a/ lists what is under a/), one a line; exit 3 with a note when a node of the job is dead or lost (its keys are missing)", runLs)
+	register("ls", "JOBID [PREFIX]", "list a job's keys that start with PREFIX (a string prefix: a lists ab too; a/ lists what is under a/), one a line (a key with a control character such as a newline, invalid UTF-8 or a leading \" prints Go-quoted); exit 3 with a note when a node of the job is dead or lost (its keys are missing)", runLs)
 	register("rm", "JOBID [KEY]", "delete KEY (every key of the job: --all, without KEY) and, recursively, every key under KEY/ (not ab for a); prints the count; exit 1 when a named KEY held nothing (0 for --all on an empty job), 3 when a node of the job is dead (its keys stay)", runRm)
 }
 
@@ -357,7 +360,7 @@ func runLs(args []string) int {
 		return fail("ls: %v", interruptNote(ctx, "the listing was not finished", err))
 	}
 	for _, e := range l.Entries {
-		fmt.Println(e.Name)
+		fmt.Println(lsName(e.Name))
 	}
 	if !j.Ended() {
 		notePartial("ls", "listed", j.Map(), l.Dead, l.Lost)
@@ -367,6 +370,17 @@ func runLs(args []string) int {
 		return exitPartial
 	}
 	return 0
+}
+
+// lsName is how ls prints a key: as it is, unless it holds a control
+// character (a newline would print as two keys), is not valid UTF-8, or
+// begins with a double quote; then Go-quoted (strconv.Quote), which the
+// unquoted names cannot be mistaken for.
+func lsName(name string) string {
+	if !utf8.ValidString(name) || strings.HasPrefix(name, `"`) || strings.ContainsFunc(name, unicode.IsControl) {
+		return strconv.Quote(name)
+	}
+	return name
 }
 
 // deadNodes are the nodes m marks dead, in its order.
