@@ -366,7 +366,10 @@ func (a *Autoscaler) Step() Decision {
 	case ActionRemove:
 		a.log().Info("autoscale: drain", "nodes", strings.Join(d.Drain, ","), "from", d.Nodes, "to", d.Nodes-len(d.Drain), "reason", d.Reason)
 		for _, addr := range d.Drain {
-			if _, err := a.c.Drain(addr, a.cfg.DrainDeadline); err != nil {
+			// One at a time: each drain's room is checked beside the
+			// drains begun before it (a hostile review: two victims, each
+			// fitting alone, both adopted onto one node and overflowed it).
+			if _, err := a.c.DrainWith(addr, DrainOptions{Deadline: a.cfg.DrainDeadline, fill: (a.cfg.High + a.cfg.Low) / 2}); err != nil {
 				a.log().Warn("autoscale: drain", "node", addr, "err", err)
 			}
 		}
@@ -513,8 +516,16 @@ func (a *Autoscaler) settling(now time.Time, k int) bool {
 // why, once per distinct reason.
 func (a *Autoscaler) hold(why string) {
 	a.holds++
-	// Ignore the changing figures: log when the kind of reason changes.
-	key := why[indexAfterFigures(why):]
+	// Ignore the changing figures, the utilization's and those in the
+	// reason ("2 nodes would run at 109%"): log when the kind of reason
+	// changes. Before, a figure in the reason logged the hold again at
+	// every evaluation it changed.
+	key := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, why[indexAfterFigures(why):])
 	if key == a.held {
 		return
 	}

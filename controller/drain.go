@@ -149,6 +149,11 @@ type DrainOptions struct {
 	// refused (wire.CodeNoSpace). A host about to be taken away (pocket
 	// spot) drains with it: moving what fits loses less than nothing.
 	LoseOverflow bool
+
+	// fill is how full a node taking the values may end, a fraction of
+	// its tier's capacity (0: 1, the whole): scale-in drains within the
+	// band's middle.
+	fill float64
 }
 
 // flags is o's choices as token.DrainOrderProof's flags.
@@ -241,9 +246,14 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 	if !o.DiscardPersisted && n.persisted.keeps() {
 		return 0, errKeepsPersisted(addr, &n.persisted, false)
 	}
-	if over := c.drainOverflowLocked(addr, 1); over != "" && !o.LoseOverflow {
+	fill := o.fill
+	if fill <= 0 {
+		fill = 1
+	}
+	if over := c.drainOverflowLocked(addr, fill); over != "" && !o.LoseOverflow {
 		return 0, wire.Errorf(wire.CodeNoSpace, "cannot drain node %s: %s; "+
-			"start another node of the tier (pocket node --controller ...) or delete values, then drain again, "+
+			"delete values to make room there, or wait for the drains running to end, then drain again "+
+			"(values move to their jobs' other nodes: a new node takes only the values of jobs whose only node this is), "+
 			"or drain with --lose-overflow to move what fits and lose the rest at the deadline", addr, over)
 	}
 	if err := c.adoptOrphansLocked(addr); err != nil {
@@ -259,20 +269,28 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 }
 
 // adoptOrphansLocked gives every job that has addr as its only active node
-// another active node, so the drained data has an owner.
+// another active node, so the drained data has an owner. When a job has
+// none to take, it refuses before any map changes (a hostile review: a
+// refused drain had given an earlier job a node, at a new epoch, that
+// nothing then filled).
 func (c *Controller) adoptOrphansLocked(addr string) error {
 	l := c.loads[addr]
 	if l == nil {
 		return nil
 	}
+	var orphans []*job
 	for j := range l.jobs {
 		if c.otherActiveLocked(j, addr) {
 			continue
 		}
-		to, ok := c.adoptCandidateLocked(j, addr)
-		if !ok {
+		if _, ok := c.adoptCandidateLocked(j, addr, nil); !ok {
 			return c.errNowhereToGoLocked(addr, j)
 		}
+		orphans = append(orphans, j)
+	}
+	sort.Slice(orphans, func(a, b int) bool { return orphans[a].id < orphans[b].id })
+	for _, j := range orphans {
+		to, _ := c.adoptCandidateLocked(j, addr, nil)
 		w := 0.0
 		for _, mn := range j.nodes {
 			if mn.Addr == addr {
@@ -289,39 +307,27 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 }
 
 // drainOverflowLocked says which node would overflow if the node at x
-// drained ("" when none would). Each job of x moves its bytes there
-// (jobBytesLocked) to its other active nodes, by weight, or, with none,
-// to the node adoptOrphansLocked would give it; a node taking them may
-// end with at most limit (a fraction) of its tier's capacity used. A
-// drain that overflows a node fails its moves there ("no space") and
-// loses, at its deadline, what did not fit: before, such a drain was
-// accepted like any other.
+// drained ("" when none would), beside the nodes draining already, whose
+// values still to move go to the same nodes. Each job's bytes on a
+// leaving node (jobBytesLocked, its latest figure) go to the job's active
+// nodes that are not leaving, by weight, or, with none, to the node
+// adoptOrphansLocked would give it; a node taking them may end with at
+// most limit (a fraction) of its tier's capacity used, by its latest
+// report. A drain that overflows a node fails its moves there ("no
+// space") and loses, at its deadline, what did not fit: before, such a
+// drain was accepted like any other, and then (a hostile review) one
+// checked alone while another drain still sent its values to the same
+// node.
 func (c *Controller) drainOverflowLocked(x string, limit float64) string {
-	l, nx := c.loads[x], c.nodes[x]
-	if l == nil || nx == nil {
-		return ""
+	leaving := map[string]bool{x: true}
+	for addr, n := range c.nodes {
+		if n.state == wire.NodeDraining {
+			leaving[addr] = true
+		}
 	}
 	in := map[nodeKind]float64{}
-	for j := range l.jobs {
-		others, wsum, _, mx := c.splitMapLocked(j, x)
-		t := nx.tier(j.tier)
-		if t == nil {
-			continue
-		}
-		b := c.jobBytesLocked(j, nx, mx, float64(t.UsedBytes))
-		if b <= 0 {
-			continue
-		}
-		if wsum <= 0 {
-			to, ok := c.adoptCandidateLocked(j, x)
-			if !ok {
-				continue // adoptOrphansLocked refuses the drain, naming the job
-			}
-			others, wsum = []wire.MapNode{{Addr: to, Weight: 1}}, 1
-		}
-		for _, mn := range others {
-			in[nodeKind{mn.Addr, j.tier}] += b * mn.Weight / wsum
-		}
+	for addr := range leaving {
+		c.addOutflowLocked(addr, leaving, in)
 	}
 	ks := make([]nodeKind, 0, len(in))
 	for k := range in {
@@ -336,12 +342,60 @@ func (c *Controller) drainOverflowLocked(x string, limit float64) string {
 			used, capacity = t.UsedBytes, t.CapacityBytes
 		}
 		if float64(used)+in[k] > limit*float64(capacity) {
-			return fmt.Sprintf("its values would take %s on node %s, whose %s tier has %s of %s free%s",
-				units.FormatSize(wire.SatBytes(in[k])), k.addr, kindName(k.kind), units.FormatSize(max(capacity-used, 0)),
-				units.FormatSize(capacity), underLimit(limit))
+			return fmt.Sprintf("its values%s would take %s on node %s, whose %s tier has %s of %s free%s",
+				besideDrains(len(leaving)-1), units.FormatSize(wire.SatBytes(in[k])), k.addr, kindName(k.kind),
+				units.FormatSize(max(capacity-used, 0)), units.FormatSize(capacity), underLimit(limit))
 		}
 	}
 	return ""
+}
+
+// addOutflowLocked adds to in, per receiving node and tier, the bytes the
+// leaving node addr sends its jobs' receivers (see drainOverflowLocked).
+func (c *Controller) addOutflowLocked(addr string, leaving map[string]bool, in map[nodeKind]float64) {
+	l, n := c.loads[addr], c.nodes[addr]
+	if l == nil || n == nil {
+		return
+	}
+	for j := range l.jobs {
+		t := n.tier(j.tier)
+		if t == nil {
+			continue
+		}
+		var to []wire.MapNode
+		var wsum float64
+		var me wire.MapNode
+		for _, mn := range j.nodes {
+			switch m, ok := c.nodes[mn.Addr]; {
+			case mn.Addr == addr:
+				me = mn
+			case ok && m.state == wire.NodeActive && !leaving[mn.Addr]:
+				to, wsum = append(to, mn), wsum+mn.Weight
+			}
+		}
+		b := c.jobBytesLocked(j, n, me, float64(t.UsedBytes))
+		if b <= 0 {
+			continue
+		}
+		if wsum <= 0 {
+			a, ok := c.adoptCandidateLocked(j, addr, leaving)
+			if !ok {
+				continue // adoptOrphansLocked refuses the drain, naming the job
+			}
+			to, wsum = []wire.MapNode{{Addr: a, Weight: 1}}, 1
+		}
+		for _, mn := range to {
+			in[nodeKind{mn.Addr, j.tier}] += b * mn.Weight / wsum
+		}
+	}
+}
+
+// besideDrains says, for messages, that k other drains' values count.
+func besideDrains(k int) string {
+	if k == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", with the values %d node(s) draining now still send,", k)
 }
 
 // underLimit names a fill limit below the whole capacity for messages.
@@ -380,21 +434,29 @@ func (c *Controller) errNowhereToGoLocked(addr string, j *job) error {
 // restarts of pocket up every node was on every job's lost list: no node
 // could be drained beside two empty ones (a new user's re-check). A node
 // restored from the state and not heard from since does not count.
-func (c *Controller) adoptCandidateLocked(j *job, addr string) (string, bool) {
-	var w float64
+func (c *Controller) adoptCandidateLocked(j *job, addr string, skip map[string]bool) (string, bool) {
+	var me wire.MapNode
 	for _, mn := range j.nodes {
 		if mn.Addr == addr {
-			w = mn.Weight
+			me = mn
 		}
 	}
-	need := wire.SatBytes(w * float64(j.allocBytes))
+	// Its share of the allotment, or what it holds there if more: a job
+	// without a capacity hint has no allotted bytes, and its 600 MiB went
+	// to the node with the most spare bandwidth, full or not.
+	need := me.Weight * float64(j.allocBytes)
+	if n := c.nodes[addr]; n != nil {
+		if t := n.tier(j.tier); t != nil {
+			need = max(need, c.jobBytesLocked(j, n, me, float64(t.UsedBytes)))
+		}
+	}
 	cands := c.candidatesLocked(j.tier)
 	best := -1
 	for i := range cands {
-		if cands[i].addr == addr || cands[i].unheard || c.lostByLocked(j, cands[i].addr) && !j.lostClean[cands[i].addr] {
+		if cands[i].addr == addr || skip[cands[i].addr] || cands[i].unheard || c.lostByLocked(j, cands[i].addr) && !j.lostClean[cands[i].addr] {
 			continue
 		}
-		if best < 0 || adoptBetter(&cands[i], &cands[best], need) {
+		if best < 0 || adoptBetter(&cands[i], &cands[best], wire.SatBytes(need)) {
 			best = i
 		}
 	}
