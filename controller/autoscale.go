@@ -768,8 +768,8 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 		}
 	}
 	for _, n := range c.nodes {
-		if n.state == wire.NodeDraining && (n.drain == nil || !n.drain.held) {
-			draining++ // a drain held for persisted values waits for an operator
+		if n.state == wire.NodeDraining && (n.drain == nil || !n.drain.held && !n.drain.roomHeld) {
+			draining++ // a drain held for persisted values, or for room, waits for an operator
 		}
 		if n.state != wire.NodeActive {
 			continue

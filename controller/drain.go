@@ -26,8 +26,9 @@ import (
 //     MetricDrainDone = 1 once every value of those jobs has moved.
 //  3. The controller retires the node as soon as it reports done, or
 //     reports no bytes used, or the deadline passes (a spot instance's
-//     notice: whatever is left then is lost, and the log says how much),
-//     or it dies. Retiring removes the node from every map (a second
+//     notice: whatever is left then is lost, and the log says how much;
+//     but values whose owners had no room wait past it for room unless
+//     the order said to lose them: holdForRoomLocked), or it dies. Retiring removes the node from every map (a second
 //     epoch bump), forgets it, and tells the OnRetire hooks (the
 //     autoscaler stops the process through its orchestrator). A node
 //     that died while draining, or whose deadline passed, may still have
@@ -85,6 +86,9 @@ const (
 	MetricDrainDone = wire.MetricDrainDone
 	// MetricDrainLeft is the number of values still to move.
 	MetricDrainLeft = wire.MetricDrainLeft
+	// MetricDrainNoRoom is the number of those whose owners had no room
+	// for them in the node's last pass.
+	MetricDrainNoRoom = wire.MetricDrainNoRoom
 )
 
 // drainState is a draining node's progress.
@@ -94,8 +98,37 @@ type drainState struct {
 	done     bool  // the node reported MetricDrainDone
 	empty    bool  // the node reported no bytes used
 	left     int64 // values left, as last reported
+	noRoom   int64 // of those, values their owners had no room for, as last reported
 	discard  bool  // the order said to discard persisted values of ended jobs
 	held     bool  // it would end but waits for such values (logged once)
+	// loseOverflow: the order said to lose what does not fit; without it
+	// a drain past its deadline with values that have no room waits.
+	loseOverflow bool
+	roomHeld     bool // it waits for room (logged once)
+}
+
+// holdForRoomLocked reports whether the draining node n, past its
+// deadline, waits for room: its last pass left values whose owners had no
+// room for them, and its order did not say to lose them. It logs the wait
+// once, and its end. Before, such values were lost at the deadline, also
+// when the room check at the order (drainOverflowLocked) had passed on
+// figures a burst of puts made stale (a new user's trial: 19 values of a
+// job untouched for minutes).
+func (c *Controller) holdForRoomLocked(n *node) bool {
+	d := n.drain
+	if d.loseOverflow || d.noRoom == 0 {
+		if d.roomHeld {
+			d.roomHeld = false
+			c.cfg.Logger.Info("controller: drain goes on: its values are not waiting for room now", "node", n.addr)
+		}
+		return false
+	}
+	if !d.roomHeld {
+		d.roomHeld = true
+		c.cfg.Logger.Warn("controller: drain waits past its deadline: the nodes its values go to have no room for them; "+
+			"delete values there, or drain again with --lose-overflow to lose them", "node", n.addr, "no_room", d.noRoom, "values_left", d.left)
+	}
+	return true
 }
 
 // persistedReport is what a node's last heartbeat said of the persisted
@@ -238,6 +271,7 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 			n.drain.deadline = d
 		}
 		n.drain.discard = discard
+		n.drain.loseOverflow = n.drain.loseOverflow || o.LoseOverflow
 		c.dirtyNodesLocked()
 		// A drain held past its deadline (for persisted values) has no
 		// time left, not a negative time, which no reply may carry.
@@ -259,7 +293,7 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 	if err := c.adoptOrphansLocked(addr); err != nil {
 		return 0, err
 	}
-	n.drain = &drainState{start: now, deadline: now.Add(deadline), discard: o.DiscardPersisted}
+	n.drain = &drainState{start: now, deadline: now.Add(deadline), discard: o.DiscardPersisted, loseOverflow: o.LoseOverflow}
 	why := fmt.Sprintf("drain requested, deadline %v", deadline)
 	if o.DiscardPersisted {
 		why += ", persisted values of ended jobs discarded"
@@ -521,6 +555,8 @@ func (c *Controller) drainReportLocked(n *node, hb *wire.Heartbeat) {
 			d.done, draining = m.Value >= 1, true
 		case MetricDrainLeft:
 			d.left = int64(m.Value)
+		case MetricDrainNoRoom:
+			d.noRoom = int64(m.Value)
 		}
 	}
 	d.empty = draining && len(hb.Tiers) > 0 && used == 0
@@ -555,6 +591,8 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 			why = fmt.Sprintf("moved all its data in %v", now.Sub(d.start).Round(time.Millisecond))
 		case d.empty:
 			why = fmt.Sprintf("empty after %v", now.Sub(d.start).Round(time.Millisecond))
+		case now.After(d.deadline) && c.holdForRoomLocked(n):
+			continue
 		case now.After(d.deadline):
 			why, lost = fmt.Sprintf("drain deadline passed with %d value(s) not moved (lost)", d.left), true
 		default:

@@ -251,3 +251,55 @@ func TestRefusedDrainGivesNoJobANode(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainWaitsForRoomAtItsDeadline: a drain past its deadline whose
+// node reports values their owners have no room for waits (the node stays,
+// draining, serving them) instead of losing them; once the node reports
+// none waiting for room it ends as before, and an order with LoseOverflow
+// ends it at once. Before, the values were lost at the deadline, also when
+// the room check at the order had passed on figures a burst of puts made
+// stale (a new user's trial: 19 values lost, 16 of them untouched for
+// minutes).
+func TestDrainWaitsForRoomAtItsDeadline(t *testing.T) {
+	for _, how := range []string{"room made", "lose-overflow ordered"} {
+		t.Run(how, func(t *testing.T) {
+			logs := &logSink{}
+			c := newTest(t, Config{Logger: logs.logger()})
+			a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+			mustRegister(t, c, dramNode(a, 1<<30, 1000))
+			mustRegister(t, c, dramNode(b, 1<<30, 1000))
+			if m, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000}); err != nil || len(m.Nodes) != 2 {
+				t.Fatalf("register: %+v %v", m, err)
+			}
+			if _, err := c.Drain(a, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			report := func(left, noRoom float64) {
+				c.heartbeat(&wire.Heartbeat{Addr: a, Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 0},
+					{Name: MetricDrainLeft, Value: left}, {Name: MetricDrainNoRoom, Value: noRoom}},
+					Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: 19 << 20, Mbps: 1000}}})
+			}
+			report(19, 19)
+			c.drainTick(time.Now().Add(2 * time.Minute))
+			if st, _ := nodeState(c, a); st != wire.NodeDraining || len(c.Status().Retired) != 0 {
+				t.Fatalf("past its deadline with 19 values waiting for room: node %v, retired %+v", st, c.Status().Retired)
+			}
+			if !logs.contains("drain waits past its deadline") {
+				t.Fatalf("the wait is not logged: %s", logs.msgs())
+			}
+			if how == "room made" {
+				report(0, 0)
+				c.heartbeat(&wire.Heartbeat{Addr: a, Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}}})
+			} else {
+				if _, err := c.DrainWith(a, DrainOptions{Deadline: time.Minute, LoseOverflow: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.drainTick(time.Now().Add(2 * time.Minute))
+			r := c.Status().Retired
+			if len(r) != 1 || r[0].Lost != (how != "room made") {
+				t.Fatalf("after %s: retired %+v", how, r)
+			}
+		})
+	}
+}

@@ -121,6 +121,9 @@ type MigrateStats struct {
 	Moved   int64 // values put on their new owner
 	Skipped int64 // values the owner already had (a newer write)
 	Failed  int64 // values left here after an error
+	// NoSpace counts the Failed values whose owner had no room for them
+	// (wire.CodeNoSpace): they wait here for room, not for a retry.
+	NoSpace int64
 	Bytes   int64 // bytes moved
 	// Leased counts chunks left here for a later pass because their
 	// version is not confirmed yet (see "Leased chunks stay").
@@ -164,11 +167,11 @@ func (n *Node) Migrate(ctx context.Context, mj MigrateJob, s Sender, parallel in
 }
 
 type migrateCounters struct {
-	moved, skipped, failed, bytes, leased, dropped atomic.Int64
+	moved, skipped, failed, noSpace, bytes, leased, dropped atomic.Int64
 }
 
 func (c *migrateCounters) stats() MigrateStats {
-	return MigrateStats{Moved: c.moved.Load(), Skipped: c.skipped.Load(), Failed: c.failed.Load(),
+	return MigrateStats{Moved: c.moved.Load(), Skipped: c.skipped.Load(), Failed: c.failed.Load(), NoSpace: c.noSpace.Load(),
 		Bytes: c.bytes.Load(), Leased: c.leased.Load(), Dropped: c.dropped.Load()}
 }
 
@@ -323,6 +326,9 @@ func (n *Node) moveBatch(ctx context.Context, t Tier, set *placement.Set, mj *Mi
 				}
 				if err := n.moveOne(ctx, t, set, mj, s, keys[i], st); err != nil {
 					st.failed.Add(1)
+					if errors.Is(err, wire.ErrNoSpace) {
+						st.noSpace.Add(1)
+					}
 					mu.Lock()
 					if ferr == nil {
 						ferr = err

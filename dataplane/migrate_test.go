@@ -22,6 +22,8 @@ type fakeOwners struct {
 	vals    map[string]map[string][]byte // node -> key -> value
 	flags   map[string]uint16
 	failPut string
+	// failErr is failPut's error (default unavailable).
+	failErr error
 	seen    []wire.Request
 	dropped []uint64 // versions dropped (OpDropVersion)
 	// afterPut, when set, runs after a put is stored (with mu held).
@@ -50,6 +52,9 @@ func (f *fakeOwners) Do(ctx context.Context, addr string, op wire.Op, flags uint
 		return client.Reply{}, wire.ErrNotFound
 	case wire.OpPut:
 		if addr == f.failPut {
+			if f.failErr != nil {
+				return client.Reply{}, f.failErr
+			}
 			return client.Reply{}, wire.ErrUnavailable
 		}
 		if f.vals[addr] == nil {
@@ -181,8 +186,15 @@ func TestMigrateKeepsWhatItCannotMove(t *testing.T) {
 	if !errors.Is(err, wire.ErrUnavailable) || st.Failed == 0 || st.Moved == 0 {
 		t.Fatalf("stats %+v, err %v", st, err)
 	}
-	if left := n.JobValues("job-1"); left != st.Failed {
-		t.Fatalf("%d values left, %d failed", left, st.Failed)
+	if left := n.JobValues("job-1"); left != st.Failed || st.NoSpace != 0 {
+		t.Fatalf("%d values left, %d failed, %d for no room (the owner was down)", left, st.Failed, st.NoSpace)
+	}
+	// An owner with no room: the values left are counted as waiting for
+	// room (the drainer's MetricDrainNoRoom), which holds a drain.
+	f.failErr = fmt.Errorf("put: %w", wire.ErrNoSpace)
+	st, err = n.Migrate(context.Background(), MigrateJob{Job: "job-1", Nodes: owners}, f, 2)
+	if !errors.Is(err, wire.ErrNoSpace) || st.NoSpace == 0 || st.NoSpace != st.Failed || n.JobValues("job-1") != st.NoSpace {
+		t.Fatalf("owner without room: stats %+v, err %v, %d left", st, err, n.JobValues("job-1"))
 	}
 	if _, err := n.Migrate(context.Background(), MigrateJob{Job: "job-1"}, f, 2); !errors.Is(err, ErrNoOwner) {
 		t.Fatalf("no owners: %v", err)

@@ -13,6 +13,12 @@ const (
 	// to move, as of its last pass. Sent only while the node drains,
 	// after its first pass.
 	MetricDrainLeft = "drain_values_left"
+	// MetricDrainNoRoom is the number of values a draining node's last
+	// pass could not move because their owner had no room for them
+	// (CodeNoSpace). Sent only while the node drains, after its first
+	// pass. A drain not ordered to lose what does not fit waits for room
+	// past its deadline while it is not 0 (controller/drain.go).
+	MetricDrainNoRoom = "drain_values_no_room"
 
 	// MetricPersistedJobs is the number of ended jobs whose
 	// persist-after-job values a node keeps, and MetricPersistedBytes

@@ -34,9 +34,10 @@ type drainer struct {
 	data *client.Client
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	done bool
-	left int64
+	mu     sync.Mutex
+	done   bool
+	left   int64
+	noRoom int64 // values the last pass could not move for lack of room
 
 	// leaseDeadline ends the wait for leased chunks (one chunk lease
 	// after the drain began; dataplane.MigrateJob.LeaseDeadline).
@@ -72,7 +73,8 @@ func (d *drainer) metrics() []wire.Metric {
 	}
 	ms := []wire.Metric{{Name: wire.MetricDrainDone, Value: done}}
 	if d.left >= 0 {
-		ms = append(ms, wire.Metric{Name: wire.MetricDrainLeft, Value: float64(d.left)})
+		ms = append(ms, wire.Metric{Name: wire.MetricDrainLeft, Value: float64(d.left)},
+			wire.Metric{Name: wire.MetricDrainNoRoom, Value: float64(d.noRoom)})
 	}
 	return ms
 }
@@ -80,9 +82,9 @@ func (d *drainer) metrics() []wire.Metric {
 func (d *drainer) run(ctx context.Context) {
 	defer d.wg.Done()
 	for ctx.Err() == nil {
-		left := d.pass(ctx, d.node.PlacedJobs())
+		left, noRoom := d.pass(ctx, d.node.PlacedJobs())
 		d.mu.Lock()
-		d.left = left
+		d.left, d.noRoom = left, noRoom
 		d.done = left == 0 && ctx.Err() == nil
 		d.mu.Unlock()
 		if left == 0 {
@@ -95,16 +97,18 @@ func (d *drainer) run(ctx context.Context) {
 	}
 }
 
-// pass moves every listed job's values and returns how many are left.
-// A job revoked meanwhile is the node's to drop, not to move.
-func (d *drainer) pass(ctx context.Context, jobs []string) int64 {
-	var left int64
+// pass moves every listed job's values and returns how many are left,
+// and how many of them their owners had no room for. A job revoked
+// meanwhile is the node's to drop, not to move.
+func (d *drainer) pass(ctx context.Context, jobs []string) (left, noRoom int64) {
 	for _, job := range jobs {
 		tok, ok := d.node.JobToken(job)
 		if !ok {
 			continue
 		}
-		switch err := d.moveJob(ctx, job, tok); {
+		st, err := d.moveJob(ctx, job, tok)
+		noRoom += st.NoSpace
+		switch {
 		case errors.Is(err, errNotDrainingYet):
 			// The controller hands out the map with this node draining
 			// once every node has heard of it: a pass or two.
@@ -114,7 +118,7 @@ func (d *drainer) pass(ctx context.Context, jobs []string) int64 {
 		}
 		left += d.node.JobValues(job)
 	}
-	return left
+	return left, noRoom
 }
 
 // errNotDrainingYet: the job's map the controller hands out does not show
@@ -122,28 +126,28 @@ func (d *drainer) pass(ctx context.Context, jobs []string) int64 {
 var errNotDrainingYet = errors.New("not draining in the job's map yet")
 
 // moveJob fetches the job's map and moves its values to their owners.
-func (d *drainer) moveJob(ctx context.Context, job string, tok []byte) error {
+func (d *drainer) moveJob(ctx context.Context, job string, tok []byte) (dataplane.MigrateStats, error) {
 	m, err := d.ctl.GetMap(ctx, job, tok)
 	if errors.Is(err, wire.ErrUnknownJob) {
-		return nil // deregistered meanwhile; the drop order removes the data
+		return dataplane.MigrateStats{}, nil // deregistered meanwhile; the drop order removes the data
 	}
 	if err != nil {
-		return err
+		return dataplane.MigrateStats{}, err
 	}
 	for _, n := range m.Nodes {
 		if n.Addr == d.self && n.State != wire.NodeDraining {
 			// Moving data by this map would send values where clients
 			// do not look for them; wait for the controller's word.
-			return fmt.Errorf("%w: job %s's map (epoch %d) has this node %s", errNotDrainingYet, m.Job, m.Epoch, n.State)
+			return dataplane.MigrateStats{}, fmt.Errorf("%w: job %s's map (epoch %d) has this node %s", errNotDrainingYet, m.Job, m.Epoch, n.State)
 		}
 	}
 	mj := dataplane.MigrateJob{Job: m.Job, Token: m.Token, Epoch: m.Epoch, Nodes: owners(m), LeaseDeadline: d.leaseDeadline}
 	st, err := d.node.Migrate(ctx, mj, d.data, migrateParallel)
 	if st.Moved+st.Skipped+st.Failed+st.Dropped > 0 {
 		d.log.Info("drain: moved job data", "job", m.Job, "moved", st.Moved, "bytes", st.Bytes,
-			"already_there", st.Skipped, "failed", st.Failed, "leased", st.Leased, "dropped_unconfirmed", st.Dropped)
+			"already_there", st.Skipped, "failed", st.Failed, "no_room", st.NoSpace, "leased", st.Leased, "dropped_unconfirmed", st.Dropped)
 	}
-	return err
+	return st, err
 }
 
 // owners are the map's nodes other than draining ones: the set clients

@@ -37,10 +37,13 @@ func init() {
 
 // drainHelp is what pocket node drain --help says after its flags.
 const drainHelp = `A drain whose values the nodes that would take them (each job's other nodes,
-or the node a job whose only node this is gets) cannot hold is refused,
-naming the node that would overflow and its room: start another node of the
-tier or delete values, then drain again, or order it with --lose-overflow to
-move what fits and lose the rest at the deadline (pocket spot does).
+or the node a job whose only node this is gets) cannot hold, beside the
+drains running, is refused, naming the node that would overflow and its
+room: delete values there, or wait for the drains running, then drain again,
+or order it with --lose-overflow to move what fits and lose the rest at the
+deadline (pocket spot does). Without --lose-overflow, a drain whose values
+still find no room at its deadline (puts filled the nodes meanwhile) waits
+for room, the node serving them, and the command exits 3.
 
 A node that keeps persist-after-job values of ended jobs cannot leave without
 destroying them: such a drain is refused unless --discard-persisted, and a
@@ -113,7 +116,7 @@ func runDrain(args []string) int {
 	if !*wait {
 		return 0
 	}
-	w := drainWait{node: pos[0], start: start, deadline: start.Add(d), limit: d + 10*time.Second, discard: *discard}
+	w := drainWait{node: pos[0], start: start, deadline: start.Add(d), limit: d + 10*time.Second, discard: *discard, overflow: *overflow}
 	left, err := w.await(ctx, metaclient.New(ctlAddr(*addr), opt))
 	var held *heldError
 	switch {
@@ -135,12 +138,19 @@ func runDrain(args []string) int {
 }
 
 // heldError ends the wait on a drain held by persisted values of ended
-// jobs: the drain goes on, the command stops waiting (exitDrainHeld).
+// jobs (kept), or past its deadline by values whose owners have no room
+// (noRoom): the drain goes on, the command stops waiting (exitDrainHeld).
 type heldError struct {
 	node, kept string
+	noRoom     float64
 }
 
 func (e *heldError) Error() string {
+	if e.kept == "" {
+		return fmt.Sprintf("the drain of %s goes on past its deadline but is held: %.0f value(s) have no room on the nodes they go to. "+
+			"It moves them as room is made there (delete values), or run pocket node drain %s --lose-overflow to lose them; "+
+			"watch it with pocket status", e.node, e.noRoom, e.node)
+	}
 	return fmt.Sprintf("the drain of %s goes on but is held: it keeps %s, which leaving would destroy. "+
 		"It leaves once they are deleted (POCKET_CREDENTIAL=... pocket rm JOB KEY; pocket job credential JOB prints it from the job's token), "+
 		"or run pocket node drain %s --discard-persisted to destroy them; watch it with pocket status", e.node, e.kept, e.node)
@@ -156,6 +166,7 @@ type drainWait struct {
 	deadline time.Time
 	limit    time.Duration
 	discard  bool
+	overflow bool // the order said --lose-overflow
 }
 
 // await polls the status until the node is no longer listed, printing
@@ -194,6 +205,9 @@ func (w *drainWait) await(ctx context.Context, mc *metaclient.Client) (*wire.Ret
 		}
 		if kept != "" && (n.Metrics[wire.MetricDrainDone] >= 1 || time.Now().After(w.deadline)) {
 			return nil, &heldError{node: w.node, kept: kept}
+		}
+		if room := n.Metrics[wire.MetricDrainNoRoom]; room > 0 && !w.overflow && time.Now().After(w.deadline) {
+			return nil, &heldError{node: w.node, noRoom: room}
 		}
 		select {
 		case <-ctx.Done():
@@ -237,6 +251,12 @@ func (w *drainWait) progress(n statusNodeJSON) (line, kept string) {
 		line = fmt.Sprintf("  %s: %s used", n.State, units.FormatSize(n.UsedBytes))
 		if v, ok := n.Metrics[wire.MetricDrainLeft]; ok {
 			line += fmt.Sprintf(", %.0f value(s) left", v)
+		}
+		if v := n.Metrics[wire.MetricDrainNoRoom]; v > 0 {
+			line += fmt.Sprintf(", %.0f with no room on the nodes they go to", v)
+			if !w.overflow {
+				line += " (they hold the drain past its deadline until room is made, or --lose-overflow)"
+			}
 		}
 	default:
 		line = fmt.Sprintf("  %s: awaiting the node's first drain report", n.State)

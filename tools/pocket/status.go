@@ -699,6 +699,9 @@ func drainNote(n statusNodeJSON) string {
 	if left, ok := n.Metrics[wire.MetricDrainLeft]; ok {
 		note = fmt.Sprintf("%.0f value(s) left to move", left)
 	}
+	if room := n.Metrics[wire.MetricDrainNoRoom]; room > 0 {
+		note += fmt.Sprintf(", %.0f with no room on the nodes they go to (a drain not ordered with --lose-overflow waits for room past its deadline)", room)
+	}
 	done := n.Metrics[wire.MetricDrainDone] >= 1
 	kept, held := persistedNote(n)
 	switch {
