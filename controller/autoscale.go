@@ -106,6 +106,13 @@ type AutoscaleConfig struct {
 	Cooldown           time.Duration // between changes (10 s)
 	Interval           time.Duration // evaluation period (1 s)
 	Smooth             int           // heartbeats averaged for measured figures (3)
+	// LowFor is how many heartbeats in a row a load must stay under Low,
+	// each of them (their peak), before scale-in or a job's shrink acts
+	// on it (3 x Smooth: 9). A load that pauses for fewer (clients
+	// between bursts, a map change's stall) drains nothing: a new user's
+	// steady load with 1.5-2 s pauses every 12-15 s, and a hostile one of
+	// 2 s on, 4 s off, went up and down with a 3-heartbeat window.
+	LowFor int
 	// UseCPU counts CPU as a dimension. Off for nodes that share one
 	// host's cores (pocket up): each reports the host's CPU, so one busy
 	// node would make them all look busy.
@@ -156,6 +163,9 @@ func (a *AutoscaleConfig) withDefaults() error {
 	}
 	if a.Smooth <= 0 {
 		a.Smooth = 3
+	}
+	if a.LowFor <= 0 {
+		a.LowFor = 3 * a.Smooth
 	}
 	if a.DrainDeadline <= 0 {
 		a.DrainDeadline = DefaultDrainDeadline
@@ -328,7 +338,7 @@ func (a *Autoscaler) Step() Decision {
 	}
 	mid := (a.cfg.High + a.cfg.Low) / 2
 	u, _, _ := a.c.utilization(a.cfg.Smooth, false, a.cfg.UseCPU, 0)
-	uPeak, victims, draining := a.c.utilization(a.cfg.Smooth, true, a.cfg.UseCPU, mid)
+	uPeak, victims, draining := a.c.utilization(a.cfg.LowFor, true, a.cfg.UseCPU, mid)
 	a.mu.Lock()
 	a.util = u
 	a.evals++
@@ -798,7 +808,7 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 		switch {
 		case n.persisted.keeps():
 			u.Keeping = append(u.Keeping, n.addr)
-		case mid > 0 && !changing[n.addr] && c.drainSafeLocked(n.addr, mid) && c.drainOverflowLocked(n.addr, mid) == "":
+		case mid > 0 && !changing[n.addr] && c.drainSafeLocked(n.addr, mid, smooth) && c.drainOverflowLocked(n.addr, mid) == "":
 			victims = append(victims, victim{addr: n.addr, bytes: used, alloc: allocMbps[n.addr]})
 		}
 	}
@@ -869,20 +879,21 @@ func straddles(last []Sample, alloc float64) bool {
 	return false
 }
 
-// drainSafeSmooth is how many heartbeats drainSafeLocked averages, besides
-// the latest (the autoscaler's default Smooth).
+// drainSafeSmooth is how many heartbeats the status averages a job's
+// figures over (the autoscaler's default Smooth).
 const drainSafeSmooth = 3
 
 // drainSafeLocked reports whether draining the node at addr leaves every
 // job on it within limit (a fraction) on its other nodes (dropSafeLocked:
-// the job's own traffic there spread over them).
-func (c *Controller) drainSafeLocked(addr string, limit float64) bool {
+// the job's own traffic there, at its peak over the last smooth
+// heartbeats, spread over them).
+func (c *Controller) drainSafeLocked(addr string, limit float64, smooth int) bool {
 	l := c.loads[addr]
 	if l == nil {
 		return true
 	}
 	for j := range l.jobs {
-		if !c.dropSafeLocked(j, addr, limit, drainSafeSmooth) {
+		if !c.dropSafeLocked(j, addr, limit, smooth) {
 			return false
 		}
 	}

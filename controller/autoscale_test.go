@@ -415,7 +415,7 @@ func TestAutoscaleReactsWithinFiveSeconds(t *testing.T) {
 }
 
 func TestAutoscaleBounds(t *testing.T) {
-	r := newScaleRig(t, 0, AutoscaleConfig{MinNodes: 2, MaxNodes: 3, Smooth: 1, NoJobScaling: true})
+	r := newScaleRig(t, 0, AutoscaleConfig{MinNodes: 2, MaxNodes: 3, Smooth: 1, LowFor: 1, NoJobScaling: true})
 	d := r.a.Step()
 	if d.Action != ActionAdd || d.Count != 2 || !strings.Contains(d.Reason, "under the minimum 2") {
 		t.Fatalf("empty cluster: %+v", d)
@@ -576,7 +576,7 @@ func TestAutoscaleSlackOverAllotment(t *testing.T) {
 // the rest can spare in one decision; the old policy drained one node on
 // the stale figures and the rest a cool-down later.
 func TestAutoscaleScaleInWaitsForAJobsEnd(t *testing.T) {
-	r := newScaleRig(t, 4, AutoscaleConfig{Smooth: 1})
+	r := newScaleRig(t, 4, AutoscaleConfig{Smooth: 1, LowFor: 1})
 	m, err := r.c.RegisterJob("sort", wire.JobHints{PeakMbps: 2400})
 	if err != nil || len(m.Nodes) != 3 {
 		t.Fatalf("job: %v, %+v", err, m)

@@ -12,11 +12,13 @@ import (
 // change's stall) drained a node, the job's remaining nodes went over the
 // band, and a node was started for it again.
 
-// TestAutoscaleScaleInWaitsOutADip: three nodes at 55 % whose latest
-// heartbeat dipped to 5 % keep all three (two would run at 82 %); once
-// Smooth heartbeats in a row are low, scale-in drains at once. Before,
-// scale-in read the latest heartbeat alone and drained two nodes on the
-// dip.
+// TestAutoscaleScaleInWaitsOutADip: three nodes at 55 % whose heartbeats
+// dipped to 5 % keep all three (two would run at 82 %), after one low
+// heartbeat and after a pause of eight; once LowFor heartbeats in a row
+// (9 by default) are low, scale-in drains at once. Before, scale-in read
+// the latest heartbeat alone and drained two nodes on the first dip (and
+// with a 3-heartbeat window, a hostile load of 2 s on and 4 s off went up
+// and down).
 func TestAutoscaleScaleInWaitsOutADip(t *testing.T) {
 	r := newScaleRig(t, 3, AutoscaleConfig{Smooth: 3})
 	r.clock.advance(time.Minute)
@@ -29,17 +31,23 @@ func TestAutoscaleScaleInWaitsOutADip(t *testing.T) {
 	if !r.logs.contains("2 nodes would run at 82%") {
 		t.Fatalf("hold not logged with the load it keeps: %s", r.logs.msgs())
 	}
-	r.beat(50, 0)
+	for range 7 {
+		r.beat(50, 0)
+	}
+	if d := r.a.Step(); d.Action != ActionNone || r.active() != 3 {
+		t.Fatalf("after eight low heartbeats: %+v, %d active", d, r.active())
+	}
 	r.beat(50, 0)
 	d := r.a.Step()
 	if d.Action != ActionRemove || len(d.Drain) != 2 || !strings.Contains(d.Reason, "measured 5%") {
-		t.Fatalf("after three low heartbeats: %+v", d)
+		t.Fatalf("after nine low heartbeats: %+v", d)
 	}
 }
 
 // TestJobShrinkWaitsOutADip: a job grown over two nodes at 50 % each
 // keeps both through one heartbeat at 2 % (one node would carry 100 %,
-// and the job would grow again at once); three low heartbeats shed one.
+// and the job would grow again at once); LowFor (9) low heartbeats shed
+// one.
 // Before, the shrink read the smoothed mean (34 %) and the latest (2 %),
 // projected 68 % on one node, and shed it on the dip.
 func TestJobShrinkWaitsOutADip(t *testing.T) {
@@ -73,14 +81,15 @@ func TestJobShrinkWaitsOutADip(t *testing.T) {
 	if shedding {
 		t.Fatalf("the job sheds a node on one low heartbeat: %s", r.logs.msgs())
 	}
-	r.beat(20, 0)
-	r.beat(20, 0)
+	for range 8 {
+		r.beat(20, 0)
+	}
 	r.clock.advance(time.Minute)
 	r.a.Step()
 	r.c.mu.Lock()
 	shedding = j.move != nil
 	r.c.mu.Unlock()
 	if !shedding {
-		t.Fatalf("the job keeps both nodes after three heartbeats at 2 %%: %+v", r.a.JobUtilization())
+		t.Fatalf("the job keeps both nodes after nine heartbeats at 2 %%: %+v", r.a.JobUtilization())
 	}
 }

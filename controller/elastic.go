@@ -743,14 +743,14 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 			// (what grew it may still be there), and only when the node
 			// shed leaves the others under the band's middle and its
 			// hints held.
-			now1 := c.jobPeakLocked(j, p.Smooth)
+			now1 := c.jobPeakLocked(j, p.LowFor)
 			if now1.Max >= p.Low {
 				continue
 			}
 			victim := c.shrinkVictimLocked(j)
 			middle := (p.High + p.Low) / 2
 			if victim == "" || !c.otherActiveLocked(j, victim) || !c.holdsHintsLocked(j, victim) ||
-				!c.dropSafeLocked(j, victim, middle, p.Smooth) || !c.dropFitsLocked(j, victim, middle) {
+				!c.dropSafeLocked(j, victim, middle, p.LowFor) || !c.dropFitsLocked(j, victim, middle) {
 				continue
 			}
 			projected := now1.Max * float64(now1.Nodes) / float64(now1.Nodes-1)
@@ -966,10 +966,10 @@ func (c *Controller) holdsAllotLocked(j *job, x string) bool {
 }
 
 // hotMemberLocked names a node of j's map over the band in any of its
-// last Smooth heartbeats (peakLocked), "" when none is.
+// last LowFor heartbeats (peakLocked), "" when none is.
 func (c *Controller) hotMemberLocked(j *job, p *AutoscaleConfig) string {
 	for _, mn := range j.nodes {
-		if n, ok := c.nodes[mn.Addr]; ok && n.state == wire.NodeActive && c.peakLocked(n, p.Smooth) > p.High {
+		if n, ok := c.nodes[mn.Addr]; ok && n.state == wire.NodeActive && c.peakLocked(n, p.LowFor) > p.High {
 			return mn.Addr
 		}
 	}

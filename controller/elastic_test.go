@@ -261,7 +261,7 @@ func TestJobMapChangeSurvivesRestart(t *testing.T) {
 // job whose nodes run over the band, and sheds it when the load is gone,
 // never below the nodes it was sized with.
 func TestAutoscalerGrowsAndShrinksAJob(t *testing.T) {
-	r := newScaleRig(t, 3, AutoscaleConfig{Cooldown: time.Hour, Smooth: 1, JobCooldown: time.Second, MinNodes: 3})
+	r := newScaleRig(t, 3, AutoscaleConfig{Cooldown: time.Hour, Smooth: 1, LowFor: 1, JobCooldown: time.Second, MinNodes: 3})
 	m0 := oneNodeJob(t, r, "long", 500, false)
 	home := m0.Nodes[0].Addr
 	load := func(rx float64) { r.loadHome(home, rx, 0) }

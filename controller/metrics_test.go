@@ -107,7 +107,7 @@ func TestMetricsJobsAndRefusals(t *testing.T) {
 // TestMetricsAutoscalerDecisions: adds, holds and evaluations are counted
 // as the policy takes them.
 func TestMetricsAutoscalerDecisions(t *testing.T) {
-	r := newScaleRig(t, 2, AutoscaleConfig{Cooldown: 10 * time.Second, Smooth: 1, NoJobScaling: true})
+	r := newScaleRig(t, 2, AutoscaleConfig{Cooldown: 10 * time.Second, Smooth: 1, LowFor: 1, NoJobScaling: true})
 	r.beat(900, 0)
 	if d := r.a.Step(); d.Action != ActionAdd {
 		t.Fatalf("decision at 90%% measured: %+v", d)
