@@ -790,6 +790,9 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 		meas, cpu := max(n.rx, n.tx)/bw, n.cpu/100
 		if h := n.hist.last(smooth); len(h) > 0 {
 			meas, cpu = reduceSamples(h, peak)
+			if peak {
+				meas = c.peakLocked(n, smooth) // ended jobs' traffic left out
+			}
 		}
 		if straddles(n.hist.last(2), alloc) {
 			u.Settling++

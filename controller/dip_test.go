@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // Scale-in reads a load that stayed low, not a dip. A new user's steady
@@ -91,5 +93,48 @@ func TestJobShrinkWaitsOutADip(t *testing.T) {
 	r.c.mu.Unlock()
 	if !shedding {
 		t.Fatalf("the job keeps both nodes after nine heartbeats at 2 %%: %+v", r.a.JobUtilization())
+	}
+}
+
+// TestScaleInDoesNotWaitOutAnEndedJob: the traffic of a job that has
+// ended (deregistered, none of it in the latest heartbeat) is left out of
+// the peak scale-in reads, so its nodes drain once heartbeats cover the
+// end, not LowFor heartbeats later; a live job's traffic in the window
+// still counts. Before, the ended job's 55 % in the window kept scale-in
+// to one node of three (the trace's node-seconds rose by about 50).
+func TestScaleInDoesNotWaitOutAnEndedJob(t *testing.T) {
+	r := newScaleRig(t, 4, AutoscaleConfig{Smooth: 1, LowFor: 9})
+	m, err := r.c.RegisterJob("sort", wire.JobHints{PeakMbps: 2400})
+	if err != nil || len(m.Nodes) != 3 {
+		t.Fatalf("job: %v, %+v", err, m)
+	}
+	beat := func(rx float64, job string) {
+		for _, n := range r.c.Status().Nodes {
+			if n.State != wire.NodeActive {
+				continue
+			}
+			hb := &wire.Heartbeat{Addr: n.Addr, Incarnation: 1, RxMbps: rx,
+				Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 1000}}}
+			if job != "" && rx > 0 {
+				hb.Loads = []wire.JobLoad{{Job: job, RxMbps: rx}}
+			}
+			if _, err := r.c.Heartbeat(hb); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r.clock.advance(time.Minute)
+	for range 3 {
+		beat(550, m.Job)
+	}
+	if _, err := r.c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	r.a.Step() // waits for heartbeats after the end
+	beat(0, "")
+	beat(0, "")
+	d := r.a.Step()
+	if d.Action != ActionRemove || len(d.Drain) != 3 {
+		t.Fatalf("two heartbeats after the job ended: %+v; want 3 of 4 nodes drained", d)
 	}
 }
