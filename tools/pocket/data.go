@@ -422,8 +422,9 @@ func notePartial(cmd, done string, m pocket.Map, dead []string, lost []pocket.Lo
 		for i, l := range lost {
 			names[i] = fmt.Sprintf("%s at epoch %d", l.Addr, l.Epoch)
 		}
-		warn(cmd, "note: %d node(s) left job %s's map dead (%s): the values they held are lost, not %s "+
-			"(pocket get answers lost: recompute them); a large value %s here may have had a chunk there, and then answers lost too",
+		warn(cmd, "note: %d node(s) left job %s's map without handing their values over (%s: they died, or their drain ran out of time): "+
+			"the values they held are lost, not %s (pocket get answers lost: recompute them); a value stored in chunks "+
+			"(a file put with pocket put, a streamed or large value) %s here may have had a chunk there, and then answers lost too",
 			len(lost), m.Job, strings.Join(names, ", "), done, done)
 	}
 }

@@ -136,7 +136,7 @@ func TestLsSaysWhenANodeIsDeadOrLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut, code = pocketRun(t, bin, env, "", "ls", "--insecure", j.ID())
-	if code != exitPartial || out != "after\n" || !strings.Contains(errOut, "1 node(s) left job "+j.ID()+"'s map dead ("+b+" at epoch") ||
+	if code != exitPartial || out != "after\n" || !strings.Contains(errOut, "1 node(s) left job "+j.ID()+"'s map without handing their values over ("+b+" at epoch") ||
 		!strings.Contains(errOut, "lost") || strings.Contains(errOut, "are dead") {
 		t.Errorf("ls with node %s lost: exit %d, stdout %q, stderr %q; want the key put since, exit %d and a note that its values are lost",
 			b, code, out, errOut, exitPartial)
