@@ -689,24 +689,13 @@ func TestAutoscaleReservesForAProfile(t *testing.T) {
 func TestAutoscaleScaleInSparesAGrownJob(t *testing.T) {
 	r := newScaleRig(t, 2, AutoscaleConfig{Smooth: 1, JobCooldown: time.Hour})
 	m := oneNodeJob(t, r, "long", 100, true)
-	r.c.mu.Lock()
-	j := r.c.jobs[m.Job]
-	r.c.mu.Unlock()
 	var other string
 	for _, n := range r.c.Status().Nodes {
 		if n.Addr != m.Nodes[0].Addr {
 			other = n.Addr
 		}
 	}
-	if err := r.c.GrowJob(m.Job, other); err != nil {
-		t.Fatal(err)
-	}
-	r.c.mu.Lock()
-	for _, mn := range j.nodes {
-		j.move.done[mn.Addr] = j.epoch
-	}
-	r.c.finishMoveLocked(j, r.clock.now())
-	r.c.mu.Unlock()
+	r.grown(m.Job, other)
 	r.clock.advance(time.Minute)
 	r.beat(400, 0)
 	d := r.a.Step()

@@ -62,16 +62,7 @@ func TestJobShrinkWaitsOutADip(t *testing.T) {
 			other = n.Addr
 		}
 	}
-	if err := r.c.GrowJob(m.Job, other); err != nil {
-		t.Fatal(err)
-	}
-	r.c.mu.Lock()
-	j := r.c.jobs[m.Job]
-	for _, mn := range j.nodes {
-		j.move.done[mn.Addr] = j.epoch
-	}
-	r.c.finishMoveLocked(j, r.clock.now())
-	r.c.mu.Unlock()
+	j := r.grown(m.Job, other)
 	r.clock.advance(time.Minute)
 	r.beat(500, 0)
 	r.beat(500, 0)

@@ -116,19 +116,11 @@ type drainState struct {
 // job untouched for minutes).
 func (c *Controller) holdForRoomLocked(n *node) bool {
 	d := n.drain
-	if d.loseOverflow || d.noRoom == 0 {
-		if d.roomHeld {
-			d.roomHeld = false
-			c.cfg.Logger.Info("controller: drain goes on: its values are not waiting for room now", "node", n.addr)
-		}
-		return false
-	}
-	if !d.roomHeld {
-		d.roomHeld = true
-		c.cfg.Logger.Warn("controller: drain waits past its deadline: the nodes its values go to have no room for them; "+
-			"delete values there, or drain again with --lose-overflow to lose them", "node", n.addr, "no_room", d.noRoom, "values_left", d.left)
-	}
-	return true
+	return c.latchLocked(&d.roomHeld, !d.loseOverflow && d.noRoom > 0,
+		"controller: drain waits past its deadline: the nodes its values go to have no room for them; "+
+			"delete values there, or drain again with --lose-overflow to lose them",
+		"controller: drain goes on: its values are not waiting for room now",
+		"node", n.addr, "no_room", d.noRoom, "values_left", d.left)
 }
 
 // persistedReport is what a node's last heartbeat said of the persisted
@@ -621,20 +613,24 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 // are gone or the drain is ordered again with the discard.
 func (c *Controller) holdDrainLocked(n *node) bool {
 	d := n.drain
-	if d.discard || !n.persisted.keeps() {
-		if d.held {
-			d.held = false
-			c.cfg.Logger.Info("controller: drain goes on: the node keeps no persisted values of ended jobs now", "node", n.addr)
-		}
-		return false
-	}
-	if !d.held {
-		d.held = true
-		c.cfg.Logger.Warn("controller: drain waits: the node keeps persist-after-job values of ended jobs, which leaving would destroy; "+
+	return c.latchLocked(&d.held, !d.discard && n.persisted.keeps(),
+		"controller: drain waits: the node keeps persist-after-job values of ended jobs, which leaving would destroy; "+
 			"delete them with each job's credential (pocket job credential JOB prints it from the job's token), or drain again with --discard-persisted",
-			"node", n.addr, "persisted", n.persisted.String(), "values_left", d.left)
+		"controller: drain goes on: the node keeps no persisted values of ended jobs now",
+		"node", n.addr, "persisted", n.persisted.String(), "values_left", d.left)
+}
+
+// latchLocked sets *held to hold and returns it, logging a change: begins
+// as a warning (with attrs) when the hold begins, ends when it ends.
+func (c *Controller) latchLocked(held *bool, hold bool, begins, ends string, attrs ...any) bool {
+	switch {
+	case hold && !*held:
+		c.cfg.Logger.Warn(begins, attrs...)
+	case !hold && *held:
+		c.cfg.Logger.Info(ends, attrs[:2]...) // the node
 	}
-	return true
+	*held = hold
+	return hold
 }
 
 // retireLocked removes a node from every job's map and from the registry.

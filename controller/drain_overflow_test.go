@@ -116,16 +116,7 @@ func TestScaleInDrainsNoNodeWhoseValuesOverflow(t *testing.T) {
 			grow = n.Addr
 		}
 	}
-	if err := r.c.GrowJob(pair.Job, grow); err != nil {
-		t.Fatal(err)
-	}
-	r.c.mu.Lock()
-	j := r.c.jobs[pair.Job]
-	for _, mn := range j.nodes {
-		j.move.done[mn.Addr] = j.epoch
-	}
-	r.c.finishMoveLocked(j, r.clock.now())
-	r.c.mu.Unlock()
+	r.grown(pair.Job, grow)
 	lone := oneNodeJob(t, r, "lone", 100, true)
 	if a := lone.Nodes[0].Addr; a == pair.Nodes[0].Addr || a == grow {
 		t.Fatalf("lone placed on a node of pair: %+v", lone)

@@ -463,3 +463,20 @@ func (r *scaleRig) loadHome(home string, rx, other float64) {
 		r.heartbeat(n.Addr, v, 0, nil)
 	}
 }
+
+// grown grows job id's map onto addr and ends the change at once, as if
+// every node had reported its values moved; it returns the job.
+func (r *scaleRig) grown(id, addr string) *job {
+	r.t.Helper()
+	if err := r.c.GrowJob(id, addr); err != nil {
+		r.t.Fatal(err)
+	}
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	j := r.c.jobs[id]
+	for _, mn := range j.nodes {
+		j.move.done[mn.Addr] = j.epoch
+	}
+	r.c.finishMoveLocked(j, r.clock.now())
+	return j
+}
