@@ -129,3 +129,46 @@ func TestScaleInDoesNotWaitOutAnEndedJob(t *testing.T) {
 		t.Fatalf("two heartbeats after the job ended: %+v; want 3 of 4 nodes drained", d)
 	}
 }
+
+// TestEndedPutsDoNotHideLiveGets: an ended job's traffic is left out per
+// direction, so its puts (rx) do not cancel a live job's gets (tx) on the
+// same nodes: a live reader at 55 % that paused for two heartbeats keeps
+// its nodes. Before, the ended job's max(rx, tx) came off the node's, the
+// reader's 55 % read as 0, and two of three nodes drained (a hostile
+// re-check; the reader then ran on one node and a node was added again).
+func TestEndedPutsDoNotHideLiveGets(t *testing.T) {
+	r := newScaleRig(t, 3, AutoscaleConfig{Smooth: 1, LowFor: 9, MinNodes: 1})
+	ended, err := r.c.RegisterJob("writer", wire.JobHints{PeakMbps: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := r.c.RegisterJob("reader", wire.JobHints{PeakMbps: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	beat := func(loads []wire.JobLoad, rx, tx float64) {
+		for _, n := range r.c.Status().Nodes {
+			if n.State != wire.NodeActive {
+				continue
+			}
+			if _, err := r.c.Heartbeat(&wire.Heartbeat{Addr: n.Addr, Incarnation: 1, RxMbps: rx, TxMbps: tx, Loads: loads,
+				Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 1000}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	r.clock.advance(time.Minute)
+	both := []wire.JobLoad{{Job: ended.Job, RxMbps: 550}, {Job: live.Job, TxMbps: 550}}
+	for range 3 {
+		beat(both, 550, 550)
+	}
+	if _, err := r.c.DeregisterJob(t.Context(), ended.Job, ended.Token); err != nil {
+		t.Fatal(err)
+	}
+	beat(nil, 0, 0) // the reader pauses
+	beat(nil, 0, 0)
+	r.clock.advance(time.Minute)
+	if d := r.a.Step(); d.Action == ActionRemove {
+		t.Fatalf("a live reader's 55 %% in the window, hidden by an ended writer's puts: %+v", d)
+	}
+}

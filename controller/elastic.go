@@ -596,7 +596,7 @@ func (c *Controller) measuredLocked(n *node, smooth int) float64 {
 // each of them drains or sheds a node (a heartbeat's dip, a pause of the
 // clients or a map change's stall, is not a load that ended). The traffic
 // of jobs that have ended and have none in the latest heartbeat is left
-// out (endedShareLocked): that load has ended for good, and waiting it
+// out (endedTrafficLocked): that load has ended for good, and waiting it
 // out cost the trace about 50 node-seconds in 180 s.
 func (c *Controller) peakLocked(n *node, smooth int) float64 {
 	h := n.hist.last(smooth)
@@ -606,34 +606,41 @@ func (c *Controller) peakLocked(n *node, smooth int) float64 {
 	bw := c.nodeMbps(n)
 	var peak float64
 	for i, s := range h { // oldest first: the (len(h)-i)-th latest
-		peak = max(peak, s.NetMeasured-c.endedShareLocked(n, len(h)-i, bw))
+		rx, tx, ok := c.endedTrafficLocked(n, len(h)-i)
+		if !ok {
+			peak = max(peak, s.NetMeasured)
+			continue
+		}
+		// Per direction: an ended job's puts do not hide a live job's
+		// gets (a hostile re-check: rx 169 and tx 164 counted as 0).
+		peak = max(peak, max(s.RxMbps-rx, s.TxMbps-tx, 0)/bw)
 	}
 	return peak
 }
 
-// endedShareLocked is the share of n's bandwidth (bw, Mb/s) that jobs no
-// longer live carried in n's k-th latest heartbeat (1: the latest), for
-// those with no traffic in the latest one (readers of an ended job's
-// persisted values are load that goes on); 0 beyond the per-job figures
-// kept, or from a node that reports none. History and per-job figures are
-// kept for the same heartbeats (registry.go), so the k-th of each match.
-func (c *Controller) endedShareLocked(n *node, k int, bw float64) float64 {
+// endedTrafficLocked is the traffic, rx and tx in Mb/s, that jobs no longer live
+// carried in n's k-th latest heartbeat (1: the latest), for those with no
+// traffic in the latest one (readers of an ended job's persisted values
+// are load that goes on); ok is false beyond the per-job figures kept, or
+// from a node that reports none. History and per-job figures are kept for
+// the same heartbeats (registry.go), so the k-th of each match.
+func (c *Controller) endedTrafficLocked(n *node, k int) (rx, tx float64, ok bool) {
 	l := &n.jobLoads
-	if k > l.n || !l.reports || bw <= 0 {
-		return 0
+	if k > l.n || !l.reports {
+		return 0, 0, false
 	}
 	latest := l.beat(1).figs
-	var ended float64
 	for id, jl := range l.beat(k).figs {
-		if j, ok := c.jobs[id]; ok && !j.revoked {
+		if j, live := c.jobs[id]; live && !j.revoked {
 			continue
 		}
-		if now, ok := latest[id]; ok && max(now.RxMbps, now.TxMbps) > 0 {
+		if now, seen := latest[id]; seen && max(now.RxMbps, now.TxMbps) > 0 {
 			continue
 		}
-		ended += wire.ClampMbps(max(jl.RxMbps, jl.TxMbps), wire.MaxNodeMbps)
+		rx += wire.ClampMbps(jl.RxMbps, wire.MaxNodeMbps)
+		tx += wire.ClampMbps(jl.TxMbps, wire.MaxNodeMbps)
 	}
-	return ended / bw
+	return rx, tx, true
 }
 
 // JobUtil is one job's utilization as the per-job policy sees it.

@@ -82,9 +82,9 @@ func (d *drainer) metrics() []wire.Metric {
 func (d *drainer) run(ctx context.Context) {
 	defer d.wg.Done()
 	for ctx.Err() == nil {
-		left, noRoom := d.pass(ctx, d.node.PlacedJobs())
+		left, noRoom, whole := d.pass(ctx, d.node.PlacedJobs())
 		d.mu.Lock()
-		d.left, d.noRoom = left, noRoom
+		d.left, d.noRoom = left, nextNoRoom(d.noRoom, noRoom, whole)
 		d.done = left == 0 && ctx.Err() == nil
 		d.mu.Unlock()
 		if left == 0 {
@@ -97,10 +97,26 @@ func (d *drainer) run(ctx context.Context) {
 	}
 }
 
+// nextNoRoom is the count of values without room to report after a pass
+// that found got of them, the last reported being prev: a pass that did
+// not reach every job's owners (whole false: no map, the controller away
+// or this node marked dead in it meanwhile) does not lower it, since the
+// count holds the drain past its deadline (a hostile re-check: after a
+// 4 s stall, or a controller away 17 s, it read 0 and 26 values were
+// lost).
+func nextNoRoom(prev, got int64, whole bool) int64 {
+	if whole {
+		return got
+	}
+	return max(prev, got)
+}
+
 // pass moves every listed job's values and returns how many are left,
-// and how many of them their owners had no room for. A job revoked
-// meanwhile is the node's to drop, not to move.
-func (d *drainer) pass(ctx context.Context, jobs []string) (left, noRoom int64) {
+// how many of them their owners had no room for, and whether it tried
+// every job's values with its map (whole: no map fetch failed). A job
+// revoked meanwhile is the node's to drop, not to move.
+func (d *drainer) pass(ctx context.Context, jobs []string) (left, noRoom int64, whole bool) {
+	whole = true
 	for _, job := range jobs {
 		tok, ok := d.node.JobToken(job)
 		if !ok {
@@ -108,6 +124,9 @@ func (d *drainer) pass(ctx context.Context, jobs []string) (left, noRoom int64) 
 		}
 		st, err := d.moveJob(ctx, job, tok)
 		noRoom += st.NoSpace
+		if err != nil && !errors.Is(err, wire.ErrNoSpace) {
+			whole = false
+		}
 		switch {
 		case errors.Is(err, errNotDrainingYet):
 			// The controller hands out the map with this node draining
@@ -118,7 +137,7 @@ func (d *drainer) pass(ctx context.Context, jobs []string) (left, noRoom int64) 
 		}
 		left += d.node.JobValues(job)
 	}
-	return left, noRoom
+	return left, noRoom, whole
 }
 
 // errNotDrainingYet: the job's map the controller hands out does not show
