@@ -11,6 +11,19 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
+// pairJob registers two nodes on c (1 GiB of DRAM, 1,000 Mb/s each) and a
+// job placed over both, and returns the nodes' addresses.
+func pairJob(t *testing.T, c *Controller) (a, b string) {
+	t.Helper()
+	a, b = "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	if m, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000}); err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	return a, b
+}
+
 // usedBeat reports that the node at addr holds used bytes of its 1 GiB
 // DRAM tier.
 func usedBeat(c *Controller, addr string, used int64) {
@@ -25,17 +38,11 @@ func usedBeat(c *Controller, addr string, used int64) {
 // other node, and what did not fit was lost at its deadline.
 func TestDrainRefusedWhenTheOthersCannotHoldIt(t *testing.T) {
 	c := newTest(t, Config{})
-	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
-	mustRegister(t, c, dramNode(a, 1<<30, 1000))
-	mustRegister(t, c, dramNode(b, 1<<30, 1000))
-	m, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil || len(m.Nodes) != 2 {
-		t.Fatalf("register: %+v %v", m, err)
-	}
+	a, b := pairJob(t, c)
 	usedBeat(c, a, 700<<20)
 	usedBeat(c, b, 600<<20)
 	epoch := c.Status().Jobs[0].Epoch
-	_, err = c.Drain(a, time.Minute)
+	_, err := c.Drain(a, time.Minute)
 	if !errors.Is(err, wire.ErrNoSpace) {
 		t.Fatalf("drain of 700 MiB onto 424 MiB free: %v; want no space", err)
 	}
@@ -68,11 +75,7 @@ func TestDrainRefusedWhenTheOthersCannotHoldIt(t *testing.T) {
 
 	// What fits drains as before: 300 MiB onto 424 MiB free.
 	c2 := newTest(t, Config{})
-	mustRegister(t, c2, dramNode(a, 1<<30, 1000))
-	mustRegister(t, c2, dramNode(b, 1<<30, 1000))
-	if _, err := c2.RegisterJob("sort", wire.JobHints{PeakMbps: 2000}); err != nil {
-		t.Fatal(err)
-	}
+	pairJob(t, c2)
 	usedBeat(c2, a, 300<<20)
 	usedBeat(c2, b, 600<<20)
 	if _, err := c2.Drain(a, time.Minute); err != nil {
@@ -256,12 +259,7 @@ func TestDrainWaitsForRoomAtItsDeadline(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			logs := &logSink{}
 			c := newTest(t, Config{Logger: logs.logger()})
-			a, b := "127.0.0.1:7001", "127.0.0.1:7002"
-			mustRegister(t, c, dramNode(a, 1<<30, 1000))
-			mustRegister(t, c, dramNode(b, 1<<30, 1000))
-			if m, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000}); err != nil || len(m.Nodes) != 2 {
-				t.Fatalf("register: %+v %v", m, err)
-			}
+			a, _ := pairJob(t, c)
 			if _, err := c.Drain(a, time.Minute); err != nil {
 				t.Fatal(err)
 			}
@@ -302,12 +300,7 @@ func TestDrainWaitsForRoomAtItsDeadline(t *testing.T) {
 // re-check: 26 values lost 0.75 s after the restart).
 func TestRestoredDrainWaitsForItsNode(t *testing.T) {
 	r := newRestartable(t, Config{}, false)
-	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
-	mustRegister(t, r.ctl, dramNode(a, 1<<30, 1000))
-	mustRegister(t, r.ctl, dramNode(b, 1<<30, 1000))
-	if m, err := r.ctl.RegisterJob("sort", wire.JobHints{PeakMbps: 2000}); err != nil || len(m.Nodes) != 2 {
-		t.Fatalf("register: %+v %v", m, err)
-	}
+	a, _ := pairJob(t, r.ctl)
 	if _, err := r.ctl.Drain(a, time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
