@@ -789,7 +789,7 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 		alloc := allocMbps[n.addr] / bw
 		meas, cpu := max(n.rx, n.tx)/bw, n.cpu/100
 		if h := n.hist.last(smooth); len(h) > 0 {
-			meas, cpu = reduceSamples(h, peak)
+			meas, cpu = c.measuredLocked(n, smooth), cpuOf(h, peak)
 			if peak {
 				meas = c.peakLocked(n, smooth) // ended jobs' traffic left out
 			}
@@ -845,18 +845,17 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 	return u, victims, draining
 }
 
-// reduceSamples is the measured network share and CPU share of a node's
-// samples h (not empty): their means, or with peak their highest.
-func reduceSamples(h []Sample, peak bool) (meas, cpu float64) {
+// cpuOf is the CPU share of a node's samples h (not empty): their mean,
+// or with peak their highest.
+func cpuOf(h []Sample, peak bool) (cpu float64) {
 	for _, s := range h {
 		if peak {
-			meas, cpu = max(meas, s.NetMeasured), max(cpu, s.CPU)
+			cpu = max(cpu, s.CPU)
 			continue
 		}
-		meas += s.NetMeasured / float64(len(h))
 		cpu += s.CPU / float64(len(h))
 	}
-	return meas, cpu
+	return cpu
 }
 
 // counted is a node's network figure for the cluster's policy: the larger
