@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -212,12 +213,72 @@ type Utilization struct {
 	// Keeping names the active nodes that keep persist-after-job values
 	// of ended jobs, which scale-in never drains (drain.go), sorted.
 	Keeping []string
+	// Blocked counts the other active nodes scale-in passes over, by why
+	// (counted only when the caller asks for victims).
+	Blocked Blocked
+}
+
+// Blocked counts the active nodes scale-in cannot drain, by why. Mid is
+// the fraction the checks hold the other nodes under (the band's middle).
+type Blocked struct {
+	Mid       float64
+	Changing  int // joining or leaving a job's map (elastic.go)
+	Bandwidth int // a job's other nodes would run over Mid of their bandwidth (drainSafeLocked)
+	Room      int // its values would fill a receiving tier past Mid (drainOverflowLocked)
+}
+
+// String says why no node can be drained, as the autoscaler's hold log
+// gives it: "2 would put a job's other nodes over 70% of their
+// bandwidth, 1 ...". It is empty when no node was passed over.
+func (b Blocked) String() string {
+	var parts []string
+	add := func(k int, what string) {
+		if k > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", k, what))
+		}
+	}
+	add(b.Bandwidth, fmt.Sprintf("would put a job's other nodes over %.0f%% of their bandwidth", 100*b.Mid))
+	add(b.Room, fmt.Sprintf("hold values their jobs' other nodes have no room for under %.0f%% of a tier", 100*b.Mid))
+	add(b.Changing, "are joining or leaving a job's map")
+	return strings.Join(parts, ", ")
 }
 
 // figures names the binding dimension with its figure and detail, as
-// decisions and holds give them.
-func (u Utilization) figures() string {
-	return fmt.Sprintf("%s %.0f%% (%s)", u.Dim, 100*u.Max, u.Detail)
+// decisions and holds give them beside bound (a fraction: see pctBeside).
+func (u Utilization) figures(bound float64) string {
+	return fmt.Sprintf("%s %s (%s)", u.Dim, pctBeside(u.Max, bound), u.Detail)
+}
+
+// cannotDrain says why scale-in found no node to drain: the nodes that
+// keep persisted values and those Blocked counts.
+func (u Utilization) cannotDrain() string {
+	var why []string
+	if k := len(u.Keeping); k > 0 {
+		why = append(why, fmt.Sprintf("%d keep persisted values of ended jobs (delete them, or drain with --discard-persisted)", k))
+	}
+	if b := u.Blocked.String(); b != "" {
+		why = append(why, b)
+	}
+	if len(why) == 0 {
+		return "no active node"
+	}
+	return strings.Join(why, "; ")
+}
+
+// pct formats a fraction as a whole percentage: 0.7 is "70%".
+func pct(f float64) string { return strconv.FormatFloat(100*f, 'f', 0, 64) + "%" }
+
+// pctBeside formats the fraction v as a percentage to be read beside
+// bound: whole, unless rounding would make v read as the bound when it is
+// not (0.596 beside 0.6 is "59.6%", not "60%"), with up to 3 decimals.
+func pctBeside(v, bound float64) string {
+	for prec := 0; prec < 3; prec++ {
+		s := strconv.FormatFloat(100*v, 'f', prec, 64)
+		if v == bound || s != strconv.FormatFloat(100*bound, 'f', prec, 64) {
+			return s + "%"
+		}
+	}
+	return strconv.FormatFloat(100*v, 'f', 3, 64) + "%"
 }
 
 // AllotmentSlack is how far above its allotment a node's measured load
@@ -445,7 +506,7 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uPeak Utilization, victims [
 	}
 	switch {
 	case p.NoJobScaling && u.Max > p.High:
-		figures := u.figures()
+		figures := u.figures(p.High)
 		switch {
 		case n+a.starting >= p.MaxNodes:
 			a.hold(fmt.Sprintf("%s over %.0f%% but at the maximum of %d nodes", figures, 100*p.High, p.MaxNodes))
@@ -463,7 +524,7 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uPeak Utilization, victims [
 	case uPeak.Max < p.Low && n > p.MinNodes:
 		u = uPeak
 		d.Util, d.Dim = u.Max, u.Dim
-		figures := u.figures()
+		figures := u.figures(p.Low)
 		projected := u.Max * float64(n) / float64(n-1)
 		switch {
 		case draining > 0 || a.starting > 0:
@@ -473,12 +534,9 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uPeak Utilization, victims [
 		case a.settling(now, u.Settling):
 			a.hold(fmt.Sprintf("%s under %.0f%%; waiting for heartbeats after a job ended on %d node(s)", figures, 100*p.Low, u.Settling))
 		case projected > p.High:
-			a.hold(fmt.Sprintf("%s under %.0f%% but %d nodes would run at %.0f%%", figures, 100*p.Low, n-1, 100*projected))
-		case len(victims) == 0 && len(uPeak.Keeping) > 0:
-			a.hold(fmt.Sprintf("%s under %.0f%% but no node can be drained: %d keep persisted values of ended jobs (delete them, or drain with --discard-persisted)",
-				figures, 100*p.Low, len(uPeak.Keeping)))
+			a.hold(fmt.Sprintf("%s under %.0f%% but %d nodes would run at %s", figures, 100*p.Low, n-1, pctBeside(projected, p.High)))
 		case len(victims) == 0:
-			a.hold(fmt.Sprintf("%s under %.0f%% but no node can be drained", figures, 100*p.Low))
+			a.hold(fmt.Sprintf("%s under %s but no node can be drained: %s", figures, pct(p.Low), uPeak.cannotDrain()))
 		default:
 			// As many as leave the rest at the band's middle, at least one.
 			target := (p.High + p.Low) / 2
@@ -766,7 +824,7 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 	defer c.mu.Unlock()
 	allocMbps, _ := c.allocationsLocked()
 	allocBytes := c.allocByTierLocked()
-	u := Utilization{Cap: map[string]float64{}}
+	u := Utilization{Cap: map[string]float64{}, Blocked: Blocked{Mid: mid}}
 	var bwSum, netSum, allocSum, measSum, cpuSum float64
 	capUsed, capAll := map[uint8]float64{}, map[uint8]float64{}
 	var victims []victim
@@ -811,7 +869,14 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 		switch {
 		case n.persisted.keeps():
 			u.Keeping = append(u.Keeping, n.addr)
-		case mid > 0 && !changing[n.addr] && c.drainSafeLocked(n.addr, mid, smooth) && c.drainOverflowLocked(n.addr, mid) == "":
+		case mid <= 0:
+		case changing[n.addr]:
+			u.Blocked.Changing++
+		case !c.drainSafeLocked(n.addr, mid, smooth):
+			u.Blocked.Bandwidth++
+		case c.drainOverflowLocked(n.addr, mid) != "":
+			u.Blocked.Room++
+		default:
 			victims = append(victims, victim{addr: n.addr, bytes: used, alloc: allocMbps[n.addr]})
 		}
 	}

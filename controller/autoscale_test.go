@@ -699,7 +699,32 @@ func TestAutoscaleScaleInSparesAGrownJob(t *testing.T) {
 	r.clock.advance(time.Minute)
 	r.beat(400, 0)
 	d := r.a.Step()
-	if d.Action != ActionNone || !r.logs.contains("no node can be drained") {
-		t.Fatalf("the grown job's nodes at 40%%: %+v", d)
+	// The hold says why (before, it said only "no node can be drained").
+	if d.Action != ActionNone || !r.logs.contains("no node can be drained: 2 would put a job's other nodes over 70% of their bandwidth") {
+		t.Fatalf("the grown job's nodes at 40%%: %+v; %s", d, r.logs.msgs())
+	}
+}
+
+// TestPctBeside: a figure read beside a bound never rounds to the bound
+// it is not (the hold log said "59.6 %" as "60% ... under 60%").
+func TestPctBeside(t *testing.T) {
+	for _, c := range []struct {
+		v, bound float64
+		want     string
+	}{
+		{0.596, 0.6, "59.6%"},
+		{0.5999, 0.6, "59.99%"},
+		{0.6, 0.6, "60%"},
+		{0.804, 0.8, "80.4%"},
+		{0.55, 0.6, "55%"},
+		{0.59999999, 0.6, "60.000%"},
+	} {
+		if got := pctBeside(c.v, c.bound); got != c.want {
+			t.Errorf("pctBeside(%v, %v) = %q, want %q", c.v, c.bound, got, c.want)
+		}
+	}
+	u := Utilization{Max: 0.596, Dim: "network", Detail: "d"}
+	if got := u.figures(0.6); got != "network 59.6% (d)" {
+		t.Errorf("figures beside 60%%: %q", got)
 	}
 }

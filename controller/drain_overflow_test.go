@@ -135,8 +135,8 @@ func TestScaleInDrainsNoNodeWhoseValuesOverflow(t *testing.T) {
 	if d := r.a.Step(); d.Action != ActionNone || r.active() != 3 {
 		t.Fatalf("scale-in with every node's values overflowing another: %+v, %d active; %s", d, r.active(), r.logs.msgs())
 	}
-	if !r.logs.contains("no node can be drained") {
-		t.Fatalf("hold not logged: %s", r.logs.msgs())
+	if !r.logs.contains("no node can be drained: 3 hold values their jobs' other nodes have no room for under 70% of a tier") {
+		t.Fatalf("hold not logged with its reason: %s", r.logs.msgs())
 	}
 }
 

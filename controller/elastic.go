@@ -768,8 +768,8 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 			}
 			c.growJobLocked(j, cands[0].addr, now)
 			ds = append(ds, Decision{At: now, Action: ActionGrowJob, Job: j.id, Count: 1, Nodes: u.Nodes, Util: u.Max,
-				Reason: fmt.Sprintf("job %s: its %d node(s) at %.0f%% (network %.0f%%, capacity %.0f%%), %s: adds %s",
-					j.id, u.Nodes, 100*u.Max, 100*u.Net, 100*u.Cap, why, cands[0].addr)})
+				Reason: fmt.Sprintf("job %s: its %d node(s) at %s (network %s, capacity %s), %s: adds %s",
+					j.id, u.Nodes, pctBeside(u.Max, p.High), pctBeside(u.Net, p.High), pctBeside(u.Cap, p.High), why, cands[0].addr)})
 		case why == "" && j.grown > 0 && u.Nodes > 1 && now.Sub(j.lastChange) >= 3*p.JobCooldown && c.hotMemberLocked(j, p) == "":
 			// A change stalls the job's traffic for a while (its values
 			// move, its clients fetch the new map): shrink on a load low
@@ -795,8 +795,8 @@ func (a *Autoscaler) jobStep(now time.Time) (ds []Decision, needNode bool) {
 			}
 			c.shrinkJobLocked(j, victim, now)
 			ds = append(ds, Decision{At: now, Action: ActionShrinkJob, Job: j.id, Drain: []string{victim}, Nodes: now1.Nodes, Util: now1.Max,
-				Reason: fmt.Sprintf("job %s: its %d node(s) at %.0f%%, under %.0f%%; %d will run at %.0f%%: sheds %s",
-					j.id, now1.Nodes, 100*now1.Max, 100*p.Low, now1.Nodes-1, 100*projected, victim)})
+				Reason: fmt.Sprintf("job %s: its %d node(s) at %s, under %s; %d will run at %s: sheds %s",
+					j.id, now1.Nodes, pctBeside(now1.Max, p.Low), pct(p.Low), now1.Nodes-1, pctBeside(projected, middle), victim)})
 		}
 	}
 	return ds, needNode
