@@ -473,10 +473,13 @@ func (t *NVMe) OpenStart(job, key []byte, submit bool, done func(Value, error)) 
 		return 0, false, nil
 	}
 	ios := t.transfers(v, val.bufs, false, val.ios[:0])
-	if !t.dev.Start(ios, submit, func(err error) { val.readDone(err, done) }) {
+	if !t.dev.Start(ios, false, func(err error) { val.readDone(err, done) }) {
 		t.freeBuffers(val.bufs)
 		t.doneReading(v)
 		return 0, false, nil
+	}
+	if submit {
+		t.dev.FlushSoon()
 	}
 	return size, true, nil
 }
@@ -486,12 +489,13 @@ func (t *NVMe) OpenStart(job, key []byte, submit bool, done func(Value, error)) 
 // callers on several goroutines arrange one between them.
 func (t *NVMe) ClaimFlush() bool { return !t.flushClaimed.Swap(true) }
 
-// Flush hands the reads OpenStart queued unsubmitted to the device. It
-// drops the claim first, so a read queued after its look at the queue
-// finds no claim and arranges another Flush.
+// Flush hands the reads OpenStart queued unsubmitted to the device, or,
+// while it is busy, leaves them for the next completion's reaping
+// (nvme.Device.FlushSoon). It drops the claim first, so a read queued
+// after its look at the queue finds no claim and arranges another Flush.
 func (t *NVMe) Flush() {
 	t.flushClaimed.Store(false)
-	t.dev.Flush()
+	t.dev.FlushSoon()
 }
 
 // readDone ends a read begun by OpenStart: a failed read gives its

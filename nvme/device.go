@@ -380,7 +380,7 @@ func (d *Device) Start(ios []IO, submit bool, done func(error)) bool {
 		return false
 	}
 	if submit || d.closing.Load() {
-		ue.flush()
+		ue.flushAll()
 	}
 	return true
 }
@@ -390,6 +390,18 @@ func (d *Device) Start(ios []IO, submit bool, done func(error)) bool {
 // called from any goroutine, at any time (a queued batch keeps the device
 // open until it completes).
 func (d *Device) Flush() {
+	if ue, ok := d.eng.(*uringEngine); ok {
+		ue.flushAll()
+	}
+}
+
+// FlushSoon is Flush for small transfers that can wait a little: when the
+// kernel already holds deferSubmitAt or more of the device's transfers,
+// the queued batches are left to be handed over after the next completion
+// is reaped, with whatever else was queued by then (one system call and
+// one doorbell for all of them). The next completion comes at the latest
+// when the busy device finishes one of those transfers.
+func (d *Device) FlushSoon() {
 	if ue, ok := d.eng.(*uringEngine); ok {
 		ue.flush()
 	}

@@ -394,6 +394,29 @@
 //     ring's users between threads. In these runs the node spent 16-23 us
 //     of CPU per GET, 0.5 context switches and 0.17 sysmon sleeps per GET,
 //     with 27 % of the CPU idle.
+//   - Submission deferred while the device is busy (2026-12-03, a 2-core
+//     AMD EPYC VM under a paravirtual hypervisor, quiet): here fio's QD32
+//     hugepage random read gave 60-118K IOPS between runs, a DRAM 4 KiB
+//     GET from 32 conns cost the node 12.4-13.2 us of CPU and an NVMe one
+//     28.8-34.5 us. perf stat on the node (3 s, 33.5K GETs/s), per GET:
+//     0.26 io_uring_enter, 1.38 read, 1.0 writev, 0.69 epoll_pwait, 0.23
+//     eventfd writes, 0.19 context switches; a DRAM GET 1.0 read, 1.0
+//     writev, 0.4 epoll_pwait, 0.08 switches. In perf record the
+//     submissions were 22.5 % of the node's samples (the doorbell,
+//     iowrite16, 11.3 %): about 24 us per io_uring_enter, four reads each.
+//     Device.FlushSoon now leaves a small read begun on an event loop to
+//     the reaper while deferSubmitAt (4) or more transfers are in the
+//     kernel; the reaper hands over everything queued after each reaping.
+//     io_uring_enter fell to 0.14 per GET. perf/nvme-node-compare.sh
+//     OLD,NEW, 3 rounds, CELLS="4k 1m": 4 KiB GETs 1.06x (1.05-1.13), node
+//     CPU per GET 0.91x (0.87-0.92, 28.8 -> 25.5 us), 1 MiB GETs 1.00x
+//     (0.91-1.09); CELLS=p50: a lone GET (nothing in the kernel, so it
+//     submits at once) 118.0 against 118.5 us. Streamed chunk reads left
+//     to the reaper too measured 0.92x (0.92-0.99) of the 1 MiB rate, so
+//     they still hand over at once. The cell stays far from its target on
+//     this host: the same node's DRAM 4 KiB GETs reached only 0.52-0.55x
+//     of fio's 118K IOPS in that run, so the network path alone, on the
+//     2 cores the generator shares, is under 0.7x.
 //   - Instructions per 4 KiB GET from 32 conns, counted (2026-12-03, Intel
 //     host; NVME_DIR=DIR KEYS=20000 LONG=20s perf/callgrind-ab.sh BIN BIN):
 //     11,300-11,800 user-space instructions per GET, 4,900 of them in this

@@ -203,3 +203,126 @@ func TestUringRegistrationRefusedFallsBack(t *testing.T) {
 		roundTrip(t, d, rng, int64(i*2*d.Align()), 2*d.Align())
 	}
 }
+
+// With deferSubmitAt transfers in the kernel, FlushSoon leaves a started
+// read to the reaper: it stays published, not submitted, and goes to the
+// kernel with the reaping of the next completion (one doorbell for what
+// came in meanwhile). Before, every flush rang the device at once.
+func TestUringDefersSubmissionWhileBusy(t *testing.T) {
+	d, e := uringTestDevice(t, Options{QueueDepth: 16})
+	blk := d.Align()
+	n := int(e.deferAt) + 1
+	buf, err := d.AllocBuffer(n * blk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.FreeBuffer(buf)
+	e.cqMu.Lock() // nothing is reaped: the first deferAt stay in the kernel
+	locked := true
+	defer func() {
+		if locked {
+			e.cqMu.Unlock()
+		}
+	}()
+	done := make(chan error, n)
+	for i := range n {
+		ios := []IO{{Buf: buf[i*blk : (i+1)*blk], Off: int64(i * blk)}}
+		if !d.Start(ios, false, func(err error) { done <- err }) {
+			t.Fatalf("read %d did not start", i)
+		}
+		d.FlushSoon()
+		want := uint32(0)
+		if i == n-1 {
+			want = 1
+		}
+		if got := e.unsubmitted.Load(); got != want {
+			t.Fatalf("after read %d of %d: %d unsubmitted, want %d", i+1, n, got, want)
+		}
+	}
+	e.cqMu.Unlock()
+	locked = false
+	for range n {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a read left to the reaper never completed")
+		}
+	}
+	if got := e.unsubmitted.Load(); got != 0 {
+		t.Fatalf("%d unsubmitted after every read completed", got)
+	}
+}
+
+// A batch larger than the ring from one goroutine, beside reads left to
+// the reaper: every transfer completes (a lone batch's wait hands over
+// what is queued before it waits in the kernel) and every read sees what
+// was written.
+func TestUringBatchLargerThanTheRing(t *testing.T) {
+	d, _ := uringTestDevice(t, Options{QueueDepth: 4})
+	blk := d.Align()
+	const n = 32
+	w, err := d.AllocBuffer(n * blk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.FreeBuffer(w)
+	r, err := d.AllocBuffer(n * blk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.FreeBuffer(r)
+	fill(rand.New(rand.NewPCG(7, 8)), w)
+	// Beside the batches, small reads begun with Start and FlushSoon, as
+	// an event loop begins them, some left to the reaper.
+	small, err := d.AllocBuffer(blk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.FreeBuffer(small)
+	stop, smallDone := make(chan struct{}), make(chan int)
+	go func() {
+		started := 0
+		for {
+			select {
+			case <-stop:
+				smallDone <- started
+				return
+			default:
+			}
+			ended := make(chan error, 1)
+			if d.Start([]IO{{Buf: small, Off: 0}}, false, func(err error) { ended <- err }) {
+				d.FlushSoon()
+				if err := <-ended; err != nil {
+					t.Error(err)
+				}
+				started++
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		if n := <-smallDone; n == 0 {
+			t.Error("no small read started beside the batches")
+		}
+	}()
+	for round := range 20 {
+		var wr, rd []IO
+		for i := range n {
+			wr = append(wr, IO{Buf: w[i*blk : (i+1)*blk], Off: int64(i * blk), Write: true})
+			rd = append(rd, IO{Buf: r[i*blk : (i+1)*blk], Off: int64(i * blk)})
+		}
+		if err := d.Do(wr); err != nil {
+			t.Fatal(err)
+		}
+		clear(r)
+		if err := d.Do(rd); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(r, w) {
+			t.Fatalf("round %d: read back differs", round)
+		}
+	}
+}

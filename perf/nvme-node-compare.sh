@@ -277,7 +277,9 @@ for i in "${!bins[@]}"; do
 	((i > 0)) || continue
 	# Against the first binary, round by round (both measured after the
 	# same fio cell).
-	want 1m && row "1 MiB GET from NVMe tier, MB/s vs ${bins[0]}" "get1m.$i" get1m.0 "(this binary / the first)"
-	want 4k && row "4 KiB GET 32 conns, ops/s vs ${bins[0]}" "get4k.$i" get4k.0 "(this binary / the first)"
-	want 4k && row "4 KiB GET 32 conns, CPU per GET vs ${bins[0]}" "cpu4k.$i" cpu4k.0 "(this binary / the first; lower is better)"
+	if want 1m; then row "1 MiB GET from NVMe tier, MB/s vs ${bins[0]}" "get1m.$i" get1m.0 "(this binary / the first)"; fi
+	if want 4k; then
+		row "4 KiB GET 32 conns, ops/s vs ${bins[0]}" "get4k.$i" get4k.0 "(this binary / the first)"
+		row "4 KiB GET 32 conns, CPU per GET vs ${bins[0]}" "cpu4k.$i" cpu4k.0 "(this binary / the first; lower is better)"
+	fi
 done
