@@ -68,9 +68,10 @@ import (
 //     a node that dies while draining; either logs the jobs and bytes
 //     destroyed.
 //
-// The discard is not stored (Config.Store): a controller restarted while
-// such a drain runs holds it back again, which errs on the side of the
-// values.
+// The discard, and LoseOverflow, are stored with the draining node
+// (state.Node DrainDiscard, DrainLoseOverflow): a controller restarted
+// while such a drain runs ends it as ordered. A record written before
+// they were stored holds the drain back again, on the side of the values.
 
 // DefaultDrainDeadline is how long a drain may take: the two-minute notice
 // a spot instance gets before it is taken away.

@@ -316,3 +316,44 @@ func TestRestoredDrainWaitsForItsNode(t *testing.T) {
 		t.Fatalf("held drain after a restart, its node not heard yet: node %v, retired %+v", st, r.ctl.Status().Retired)
 	}
 }
+
+// TestRestoredDrainKeepsItsOrder: a drain held for room and then ordered
+// with LoseOverflow, or ordered with DiscardPersisted, keeps that order
+// across a controller restart: past its deadline it ends (its values lost,
+// as ordered) once its node reports. Before, the order was kept in memory
+// only, and the restarted controller held the drain again until an
+// operator ordered it a second time.
+func TestRestoredDrainKeepsItsOrder(t *testing.T) {
+	r := newRestartable(t, Config{}, false)
+	a, _ := pairJob(t, r.ctl)
+	if _, err := r.ctl.Drain(a, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	report := func() {
+		r.ctl.heartbeat(&wire.Heartbeat{Addr: a, Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 0},
+			{Name: MetricDrainLeft, Value: 26}, {Name: MetricDrainNoRoom, Value: 26}}})
+	}
+	report()
+	r.ctl.drainTick(time.Now().Add(time.Second))
+	if st, _ := nodeState(r.ctl, a); st != wire.NodeDraining {
+		t.Fatalf("held drain before the order: node %v", st)
+	}
+	if _, err := r.ctl.DrainWith(a, DrainOptions{Deadline: time.Minute, DiscardPersisted: true, LoseOverflow: true}); err != nil {
+		t.Fatal(err)
+	}
+	r.restart()
+	r.ctl.mu.Lock()
+	ad := *r.ctl.nodes[a].drain
+	r.ctl.mu.Unlock()
+	if !ad.discard || !ad.loseOverflow {
+		t.Fatalf("a drain ordered with both options, after a restart: %+v", ad)
+	}
+	report()
+	r.ctl.drainTick(time.Now().Add(2 * time.Minute))
+	if st, _ := nodeState(r.ctl, a); st == wire.NodeDraining {
+		t.Fatalf("a drain ordered with LoseOverflow, after a restart and past its deadline: still held; retired %+v", r.ctl.Status().Retired)
+	}
+	if ret := r.ctl.Status().Retired; len(ret) != 1 || ret[0].Addr != a || !ret[0].Lost {
+		t.Fatalf("retired %+v; want %s, lost", ret, a)
+	}
+}

@@ -350,6 +350,7 @@ func (c *Controller) nodeRecordsLocked() map[string]state.Node {
 		}
 		if n.drain != nil && n.state == wire.NodeDraining {
 			r.DrainDeadline = n.drain.deadline.UTC()
+			r.DrainDiscard, r.DrainLoseOverflow = n.drain.discard, n.drain.loseOverflow
 		}
 		out[addr] = r
 	}
@@ -381,6 +382,7 @@ func diffNodes(saved, now map[string]state.Node) (put []state.Node, del []string
 
 func sameNode(a, b *state.Node) bool {
 	return a.Addr == b.Addr && a.State == b.State && a.Cores == b.Cores && a.Incarnation == b.Incarnation && a.DrainDeadline.Equal(b.DrainDeadline) &&
+		a.DrainDiscard == b.DrainDiscard && a.DrainLoseOverflow == b.DrainLoseOverflow &&
 		a.Gone.Equal(b.Gone) && a.GoneWhy == b.GoneWhy && a.GoneLost == b.GoneLost && slices.Equal(a.Tiers, b.Tiers)
 }
 
@@ -455,7 +457,7 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 		case wire.NodeDead:
 			n.deadSince = now
 		case wire.NodeDraining:
-			n.drain = &drainState{start: now, deadline: r.DrainDeadline}
+			n.drain = &drainState{start: now, deadline: r.DrainDeadline, discard: r.DrainDiscard, loseOverflow: r.DrainLoseOverflow}
 		case wire.NodeActive:
 		default:
 			n.state = wire.NodeActive

@@ -199,6 +199,13 @@ type Node struct {
 	Incarnation uint64 `json:"incarnation,omitempty"`
 	// DrainDeadline is set while the node drains: when it must be gone.
 	DrainDeadline time.Time `json:"drain_deadline,omitzero"`
+	// DrainDiscard and DrainLoseOverflow are the running drain's order
+	// (controller.DrainOptions DiscardPersisted, LoseOverflow), so a
+	// controller restarted under a held drain does not hold it again.
+	// Absent in records written before they were kept (2026-12-03): such
+	// a drain holds, erring on the side of the values.
+	DrainDiscard      bool `json:"drain_discard,omitempty"`
+	DrainLoseOverflow bool `json:"drain_lose_overflow,omitempty"`
 	// Gone is set when the node finished a drain and left: it is refused
 	// if it registers again before the controller forgets it (told to
 	// stop when the registration has the Incarnation it left with).
