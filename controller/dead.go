@@ -242,8 +242,10 @@ func (c *Controller) restartedLocked(n *node) {
 		// taken since, or reported 'moved all its data' (a new user's
 		// trial: 105 of 200, and 63 of 127, acknowledged values lost).
 		c.cfg.Logger.Warn("controller: node restarted while draining; what it had not moved is lost", "node", n.addr)
-		c.drainEndedLocked(wire.RetiredNode{Addr: n.addr, At: time.Now(), Why: "restarted while draining", Lost: true})
-		n.drain = nil
+		end := wire.RetiredNode{Addr: n.addr, At: time.Now(), Why: "restarted while draining", Lost: true}
+		c.drainEndedLocked(end)
+		n.drain, n.drainEnd = nil, &end
+		c.dirtyNodesLocked()
 		c.setStateLocked(n, wire.NodeActive, "restarted while draining")
 	}
 	if n.state == wire.NodeDead {

@@ -287,6 +287,7 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 		return 0, err
 	}
 	n.drain = &drainState{start: now, deadline: now.Add(deadline), discard: o.DiscardPersisted, loseOverflow: o.LoseOverflow}
+	n.drainEnd = nil // the record keeps the latest drain's end
 	why := fmt.Sprintf("drain requested, deadline %v", deadline)
 	if o.DiscardPersisted {
 		why += ", persisted values of ended jobs discarded"
@@ -708,10 +709,9 @@ func normalize(ns []wire.MapNode) {
 
 // drainEndedLocked records how a drain ended (its node retired, or
 // restarted while draining), for the status (wire.ClusterStatus.Retired):
-// the latest wire.MaxStatusRetired. A retired node's end is saved with its
-// record (state.Node.GoneWhy) and listed again after a restart
-// (restoreNodes); a drain ended by a restart of its node is kept in
-// memory only.
+// the latest wire.MaxStatusRetired. Both are saved with the node's record
+// (state.Node GoneWhy, DrainEnded) and listed again after a restart
+// (restoreNodes).
 func (c *Controller) drainEndedLocked(r wire.RetiredNode) {
 	if len(c.drainsEnded) == wire.MaxStatusRetired {
 		c.drainsEnded = append(c.drainsEnded[:0], c.drainsEnded[1:]...)

@@ -42,3 +42,36 @@ func TestDrainEndSurvivesRestart(t *testing.T) {
 		t.Fatalf("a new process at the address of a node retired as lost, after a restart: %v", err)
 	}
 }
+
+// TestRestartEndedDrainSurvivesRestart: a drain ended by its node's
+// restart ("restarted while draining", lost) is still listed among the
+// drains' ends after a controller restart, so a waiting `pocket node
+// drain` does not take the fresh node for one still draining. Before, that
+// end was kept in memory only. A new drain of the node clears it.
+func TestRestartEndedDrainSurvivesRestart(t *testing.T) {
+	r := newRestartable(t, Config{DeadAfter: time.Hour, ForgetAfter: time.Hour, DeadNodeGrace: time.Minute}, true)
+	_, at, xb, _ := wideJob(t, r.ctl)
+	if _, err := r.ctl.Drain(xb.Addr, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	restartNode(t, r.ctl, at, xb, 12)
+	before := r.ctl.Status().Retired
+	if len(before) != 1 || before[0].Why != "restarted while draining" {
+		t.Fatalf("drain ends before the controller's restart: %+v", before)
+	}
+	r.restart()
+	after := r.ctl.Status().Retired
+	if len(after) != 1 || after[0].Addr != xb.Addr || !after[0].Lost || after[0].Why != before[0].Why || !after[0].At.Equal(before[0].At) {
+		t.Fatalf("drain ends after the controller's restart: %+v; want %+v", after, before)
+	}
+	if st, _ := nodeState(r.ctl, xb.Addr); st != wire.NodeActive {
+		t.Fatalf("the restarted node after the controller's restart: %v, want active", st)
+	}
+	if _, err := r.ctl.Drain(xb.Addr, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	r.restart()
+	if got := r.ctl.Status().Retired; len(got) != 0 {
+		t.Fatalf("the end of a drain before the node's latest, after a restart: %+v", got)
+	}
+}

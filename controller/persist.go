@@ -352,6 +352,9 @@ func (c *Controller) nodeRecordsLocked() map[string]state.Node {
 			r.DrainDeadline = n.drain.deadline.UTC()
 			r.DrainDiscard, r.DrainLoseOverflow = n.drain.discard, n.drain.loseOverflow
 		}
+		if e := n.drainEnd; e != nil {
+			r.DrainEnded, r.DrainEndWhy = e.At.UTC(), e.Why
+		}
 		out[addr] = r
 	}
 	for addr, g := range c.gone {
@@ -383,6 +386,7 @@ func diffNodes(saved, now map[string]state.Node) (put []state.Node, del []string
 func sameNode(a, b *state.Node) bool {
 	return a.Addr == b.Addr && a.State == b.State && a.Cores == b.Cores && a.Incarnation == b.Incarnation && a.DrainDeadline.Equal(b.DrainDeadline) &&
 		a.DrainDiscard == b.DrainDiscard && a.DrainLoseOverflow == b.DrainLoseOverflow &&
+		a.DrainEnded.Equal(b.DrainEnded) && a.DrainEndWhy == b.DrainEndWhy &&
 		a.Gone.Equal(b.Gone) && a.GoneWhy == b.GoneWhy && a.GoneLost == b.GoneLost && slices.Equal(a.Tiers, b.Tiers)
 }
 
@@ -452,6 +456,10 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 			leaseEnd: now.Add(restoreGrace + c.cfg.DeadAfter + max(c.cfg.DeadNodeGrace, 0))}
 		for _, t := range r.Tiers {
 			n.tiers = append(n.tiers, wire.TierStat{Kind: t.Kind, CapacityBytes: t.CapacityBytes, Mbps: t.Mbps})
+		}
+		if !r.DrainEnded.IsZero() {
+			n.drainEnd = &wire.RetiredNode{Addr: r.Addr, At: r.DrainEnded, Why: r.DrainEndWhy, Lost: true}
+			c.drainsEnded = append(c.drainsEnded, *n.drainEnd)
 		}
 		switch n.state {
 		case wire.NodeDead:

@@ -114,14 +114,15 @@ type node struct {
 	leaseEnd    time.Time
 	silent      bool
 	hist        history
-	jobLoads    jobLoads        // per-job figures of its last heartbeats (jobload.go)
-	drain       *drainState     // set while draining
-	persisted   persistedReport // persisted values of ended jobs it keeps (drain.go)
-	since       uint64          // the revision its job table was at in its last heartbeat
-	incarnation uint64          // its process's, from its registration or the state (0: unknown)
-	hurried     bool            // its last ack asked for the next heartbeat at once
-	restored    bool            // read from the durable state, not synced with this run yet
-	unheard     bool            // read from the durable state, no registration or heartbeat from it this run yet
+	jobLoads    jobLoads          // per-job figures of its last heartbeats (jobload.go)
+	drain       *drainState       // set while draining
+	drainEnd    *wire.RetiredNode // how its last drain ended when its restart ended it (restartedLocked); stored
+	persisted   persistedReport   // persisted values of ended jobs it keeps (drain.go)
+	since       uint64            // the revision its job table was at in its last heartbeat
+	incarnation uint64            // its process's, from its registration or the state (0: unknown)
+	hurried     bool              // its last ack asked for the next heartbeat at once
+	restored    bool              // read from the durable state, not synced with this run yet
+	unheard     bool              // read from the durable state, no registration or heartbeat from it this run yet
 }
 
 // job is a registered job.

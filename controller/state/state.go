@@ -217,6 +217,12 @@ type Node struct {
 	// they were kept (2026-12-03): such a node reads as drained cleanly.
 	GoneWhy  string `json:"gone_why,omitempty"`
 	GoneLost bool   `json:"gone_lost,omitempty"`
+	// DrainEnded, on a node that is not Gone, is when its last drain
+	// ended because its process restarted (its values unmoved were
+	// lost), with DrainEndWhy; the status lists it among the drains'
+	// ends. Absent in records written before it was kept (2026-12-03).
+	DrainEnded  time.Time `json:"drain_ended,omitzero"`
+	DrainEndWhy string    `json:"drain_end_why,omitempty"`
 }
 
 // NodeTier is one tier of a node (wire.TierStat without its usage).
