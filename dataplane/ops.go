@@ -250,6 +250,26 @@ func (n *Node) submit(f func()) bool {
 	}
 }
 
+// spawn runs f on a goroutine of its own, counted as a worker's call
+// (inflight) and waited for by Close, unless the workers have stopped
+// (the node is closing), when it reports false. For calls that must not
+// be refused when the workers' queue is full (getStream.read).
+func (n *Node) spawn(f func()) bool {
+	n.workMu.RLock()
+	defer n.workMu.RUnlock()
+	if !n.workUp {
+		return false
+	}
+	n.inflight.Add(1)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.inflight.Add(-1)
+		f()
+	}()
+	return true
+}
+
 // inlineOK reports whether a blocking tier call may run on the event loop
 // itself: nothing else is waiting on the device, this request is the last
 // complete one the connection sent, and no other connection of the loop
@@ -894,7 +914,13 @@ func (g *getStream) read(k int, submit bool) {
 	if g.s.start(k, submit, posted) {
 		return
 	}
-	if !n.submit(func() { posted(g.s.readWait(k)) }) {
+	wait := func() { posted(g.s.readWait(k)) }
+	// Past its first chunk a stream may have begun its reply, which a
+	// refusal would cut (the connection closed mid-value): its read waits
+	// for the device on a goroutine of its own when the workers' queue is
+	// full (a stream has at most streamReads reads in flight, and one
+	// stream per connection runs).
+	if !n.submit(wait) && (k == 0 || !n.spawn(wait)) {
 		n.inflight.Add(-1)
 		g.s.flush() // chunks queued unsubmitted before this one
 		l.Post(func() { g.readDone(slot, nil, nil, errBusy) })
