@@ -206,7 +206,10 @@ type Utilization struct {
 	Load   float64            // Mb/s counted against it: per node max(allocated, measured)
 	Max    float64            // the binding dimension's figure
 	Dim    string             // its name: "network", "cpu", "capacity dram", ...
-	Detail string             // allocated and measured network shares
+	Detail string             // how Max is counted ("": the network's, from the shares below)
+	// allocShare and measShare are the network's allocated and measured
+	// shares of Mbps, cluster-wide (fractions).
+	allocShare, measShare float64
 	// Settling counts the nodes whose latest figures straddle the end of
 	// a job placed on them (their measured traffic still has some of it).
 	Settling int
@@ -246,7 +249,12 @@ func (b Blocked) String() string {
 // figures names the binding dimension with its figure and detail, as
 // decisions and holds give them beside bound (a fraction: see pctBeside).
 func (u Utilization) figures(bound float64) string {
-	return fmt.Sprintf("%s %s (%s)", u.Dim, pctBeside(u.Max, bound), u.Detail)
+	detail := u.Detail
+	if detail == "" { // the network's: its shares sit beside the bound too
+		detail = fmt.Sprintf("per node the larger of allocated and measured; allocated %s, measured %s of %.0f Mb/s",
+			pctBeside(u.allocShare, bound), pctBeside(u.measShare, bound), u.Mbps)
+	}
+	return fmt.Sprintf("%s %s (%s)", u.Dim, pctBeside(u.Max, bound), detail)
 }
 
 // cannotDrain says why scale-in found no node to drain: the nodes that
@@ -534,7 +542,7 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uPeak Utilization, victims [
 		case a.settling(now, u.Settling):
 			a.hold(fmt.Sprintf("%s under %.0f%%; waiting for heartbeats after a job ended on %d node(s)", figures, 100*p.Low, u.Settling))
 		case projected > p.High:
-			a.hold(fmt.Sprintf("%s under %.0f%% but %d nodes would run at %s", figures, 100*p.Low, n-1, pctBeside(projected, p.High)))
+			a.hold(fmt.Sprintf("%s under %.0f%% but %d node(s) would run at %s", figures, 100*p.Low, n-1, pctBeside(projected, p.High)))
 		case len(victims) == 0:
 			a.hold(fmt.Sprintf("%s under %s but no node can be drained: %s", figures, pct(p.Low), uPeak.cannotDrain()))
 		default:
@@ -543,7 +551,7 @@ func (a *Autoscaler) decideLocked(now time.Time, u, uPeak Utilization, victims [
 			keep := max(p.MinNodes, int(math.Ceil(u.Max*float64(n)/target)), 1)
 			k := min(max(n-keep, 1), len(victims))
 			d.Action, d.Drain = ActionRemove, a.pickVictims(victims, k)
-			d.Reason = fmt.Sprintf("%s under %.0f%%; %d nodes will run at %.0f%%", figures, 100*p.Low, n-k, 100*u.Max*float64(n)/float64(n-k))
+			d.Reason = fmt.Sprintf("%s under %.0f%%; %d node(s) will run at %s", figures, 100*p.Low, n-k, pctBeside(u.Max*float64(n)/float64(n-k), p.High))
 			a.held = ""
 		}
 	default:
@@ -890,8 +898,8 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 	u.Max, u.Dim = u.Net, "network"
 	// The network figure counts each node at the larger of its two shares,
 	// so it can exceed both cluster-wide ones.
-	u.Detail = fmt.Sprintf("per node the larger of allocated and measured; allocated %.0f%%, measured %.0f%% of %.0f Mb/s",
-		100*allocSum/bwSum, 100*measSum/bwSum, bwSum)
+	u.allocShare, u.measShare = allocSum/bwSum, measSum/bwSum // the detail, in figures
+	u.Detail = ""
 	if useCPU && u.CPU > u.Max {
 		u.Max, u.Dim = u.CPU, "cpu"
 		u.Detail = fmt.Sprintf("mean busy share of %d nodes' cores", u.Nodes)

@@ -453,7 +453,7 @@ func TestAutoscaleKeepsNodesTheRestCannotCarry(t *testing.T) {
 	if d := r.a.Step(); d.Action != ActionNone {
 		t.Fatalf("%+v", d)
 	}
-	if !r.logs.contains("1 nodes would run at 100%") {
+	if !r.logs.contains("1 node(s) would run at 100%") {
 		t.Fatalf("hold reason not logged: %q", r.logs.msgs())
 	}
 }
@@ -726,5 +726,12 @@ func TestPctBeside(t *testing.T) {
 	u := Utilization{Max: 0.596, Dim: "network", Detail: "d"}
 	if got := u.figures(0.6); got != "network 59.6% (d)" {
 		t.Errorf("figures beside 60%%: %q", got)
+	}
+	// The network's detail too (a new user read "allocated 60%" for
+	// 59.87 % beside "under 60%").
+	u = Utilization{Max: 0.5987, Dim: "network", Mbps: 24000, allocShare: 0.5987, measShare: 0.2}
+	want := "network 59.9% (per node the larger of allocated and measured; allocated 59.9%, measured 20% of 24000 Mb/s)"
+	if got := u.figures(0.6); got != want {
+		t.Errorf("network figures beside 60%%:\n got %q\nwant %q", got, want)
 	}
 }

@@ -30,7 +30,7 @@ func TestAutoscaleScaleInWaitsOutADip(t *testing.T) {
 	if d := r.a.Step(); d.Action != ActionNone || r.active() != 3 {
 		t.Fatalf("after one low heartbeat: %+v, %d active", d, r.active())
 	}
-	if !r.logs.contains("2 nodes would run at 82%") {
+	if !r.logs.contains("2 node(s) would run at 82%") {
 		t.Fatalf("hold not logged with the load it keeps: %s", r.logs.msgs())
 	}
 	for range 7 {

@@ -109,6 +109,10 @@ func runDrain(args []string) int {
 		// Nothing holds such a drain: it ends by its deadline.
 		fmt.Printf("node %s draining; it leaves within %v\n", pos[0], d)
 		fmt.Printf("  persist-after-job values of ended jobs on %s are destroyed when it leaves (--discard-persisted)\n", pos[0])
+	} else if d <= 0 {
+		// A drain ordered again past its deadline: the order does not
+		// lengthen it, and something holds it (said below).
+		fmt.Printf("node %s is draining already, past its deadline; it leaves once what holds it is resolved\n", pos[0])
 	} else {
 		fmt.Printf("node %s draining; its data moves within %v, then it leaves "+
 			"(persist-after-job values of ended jobs, if it gets any, hold it until deleted)\n", pos[0], d)
@@ -250,7 +254,7 @@ func (w *drainWait) progress(n statusNodeJSON) (line, kept string) {
 	case left || done:
 		line = fmt.Sprintf("  %s: %s used", n.State, units.FormatSize(n.UsedBytes))
 		if v, ok := n.Metrics[wire.MetricDrainLeft]; ok {
-			line += fmt.Sprintf(", %.0f value(s) left", v)
+			line += fmt.Sprintf(", %.0f value(s) left at its last pass", v)
 		}
 		if v := n.Metrics[wire.MetricDrainNoRoom]; v > 0 {
 			line += fmt.Sprintf(", %.0f with no room on the nodes they go to", v)

@@ -697,7 +697,7 @@ func persistedJobsNote(n statusNodeJSON) string {
 func drainNote(n statusNodeJSON) string {
 	note := "moving its data"
 	if left, ok := n.Metrics[wire.MetricDrainLeft]; ok {
-		note = fmt.Sprintf("%.0f value(s) left to move", left)
+		note = fmt.Sprintf("%.0f value(s) left to move at its last pass", left)
 	}
 	if room := n.Metrics[wire.MetricDrainNoRoom]; room > 0 {
 		note += fmt.Sprintf(", %.0f with no room on the nodes they go to (a drain not ordered with --lose-overflow waits for room past its deadline)", room)
