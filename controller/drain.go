@@ -654,6 +654,9 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 		if lost && c.loseNodeLocked(j, n.addr, false) {
 			continue
 		}
+		if !lost {
+			j.drainedAt = now // its nodes left may not carry its allotment (refill.go)
+		}
 		j.lostOne()
 		kept := make([]wire.MapNode, 0, len(j.nodes))
 		for _, mn := range j.nodes {

@@ -200,3 +200,48 @@ func TestLostNodeKnownCleanAfterRestart(t *testing.T) {
 		t.Fatalf("after a controller restart %s is not known clean for the job", xb.Addr)
 	}
 }
+
+// TestDrainedJobGetsANodeForItsAllotment: a job reserved 96 MiB over two
+// 64 MiB nodes; one of them drains, moves everything and leaves. The node
+// left cannot hold the reservation, so an idle node joins the job's map
+// after refillDelay. Before, only a lost node made the job take another:
+// a new user's job kept one node and 27 of 70 puts answered "tier full"
+// beside an empty node (2 of 2 runs). This test failed on the old code
+// with the map {a} after the sweep.
+func TestDrainedJobGetsANodeForItsAllotment(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Hour, ForgetAfter: time.Hour})
+	for _, a := range []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"} {
+		mustRegister(t, c, dramNode(a, 64<<20, 1000))
+	}
+	m, err := c.RegisterJob("ra", wire.JobHints{CapacityBytes: 96 << 20})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	gone := m.Nodes[1].Addr
+	if _, err := c.Drain(gone, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c.heartbeat(&wire.Heartbeat{Addr: gone, Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}, {Name: MetricDrainLeft, Value: 0}}})
+	c.drainTick(time.Now())
+	if r := c.Status().Retired; len(r) != 1 || r[0].Addr != gone || r[0].Lost {
+		t.Fatalf("drain ends %+v; want %s, moved", r, gone)
+	}
+	c.mu.Lock()
+	j := c.jobs[m.Job]
+	left := len(j.nodes)
+	c.mu.Unlock()
+	if left != 1 {
+		t.Fatalf("map after the drain: %d nodes", left)
+	}
+	c.sweep(time.Now().Add(refillDelay))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(j.nodes) != 2 || !c.holdsAllotLocked(j, "") {
+		t.Fatalf("map after a sweep past refillDelay: %+v; want another node holding the 96 MiB reservation", j.nodes)
+	}
+	for _, mn := range j.nodes {
+		if mn.Addr == gone {
+			t.Fatalf("the drained node %s is back in the map: %+v", gone, j.nodes)
+		}
+	}
+}
