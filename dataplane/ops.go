@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"time"
 
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
@@ -915,6 +916,9 @@ func (g *getStream) read(k int, submit bool) {
 		return
 	}
 	wait := func() { posted(g.s.readWait(k)) }
+	if k > 0 {
+		wait = func() { posted(g.readPatient(k)) }
+	}
 	// Past its first chunk a stream may have begun its reply, which a
 	// refusal would cut (the connection closed mid-value): its read waits
 	// for the device on a goroutine of its own when the workers' queue is
@@ -925,6 +929,34 @@ func (g *getStream) read(k int, submit bool) {
 		g.s.flush() // chunks queued unsubmitted before this one
 		l.Post(func() { g.readDone(slot, nil, nil, errBusy) })
 	}
+}
+
+// streamBufferWait bounds how long a streamed get's later chunk waits for
+// a staging buffer (other streams' chunks free theirs as they are sent)
+// before it fails, which cuts the reply.
+const streamBufferWait = 10 * time.Second
+
+// readPatient is readWait for a chunk past the first: its reply may have
+// begun, and a shortage of staging buffers (ErrNoSpace) is waited out,
+// up to streamBufferWait, unless the stream stops. Before, it failed at
+// once and cut the reply (a test under -race: 1-2 of 4 streams cut).
+func (g *getStream) readPatient(k int) (buf, seg []byte, err error) {
+	pause, until := 100*time.Microsecond, time.Now().Add(streamBufferWait)
+	for {
+		buf, seg, err = g.s.readWait(k)
+		if err == nil || !errors.Is(err, ErrNoSpace) || time.Now().After(until) || g.isStopped() || g.n.closed.Load() {
+			return buf, seg, err
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 20*time.Millisecond)
+	}
+}
+
+// isStopped reports whether the stream's reads have ended (stop).
+func (g *getStream) isStopped() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stopped
 }
 
 // readDone takes a chunk's read result on the loop and writes every chunk
