@@ -51,7 +51,6 @@ type uringEngine struct {
 	unsubmitted atomic.Uint32 // published entries not yet given to the kernel
 	submitting  atomic.Bool   // a goroutine is in flush's system call
 	inKernel    atomic.Int32  // entries handed to the kernel and not yet reaped
-	deferAt     int32         // flush leaves entries to the reaper from this many inKernel (deferSubmitAt)
 
 	// cqMu makes one goroutine at a time the consumer of the completion
 	// queue: the reaper, or a lone batch waiting in the kernel (see wait).
@@ -98,9 +97,7 @@ func newUringEngine(depth int, regions [][]byte) (*uringEngine, error) {
 		free:    make(chan uint32, depth),
 		closing: make(chan struct{}),
 		reaped:  make(chan struct{}),
-		deferAt: deferSubmitAt,
 	}
-
 	for i := range depth {
 		e.free <- uint32(i)
 	}
@@ -179,7 +176,7 @@ func (e *uringEngine) run(fd int, ios []IO) {
 // kernel; else the reaper goroutine wakes it.
 func (e *uringEngine) wait(b *uringBatch, n int) {
 	if b.remaining.Load() > 0 && len(e.slots)-len(e.free) <= n && e.cqMu.TryLock() {
-		e.flushAll() // b may have been left to the reaper (flush); it waits for nobody now
+		e.flushAll() // entries others left to the reaper: none may wait behind this lone wait
 		quiet := e.r.notify(false)
 		for b.remaining.Load() > 0 {
 			if e.r.reap(e.complete) == 0 {
@@ -260,7 +257,7 @@ const deferSubmitAt = 4
 // flush hands every published entry to the kernel, or leaves them to the
 // goroutine that is doing so now (it checks unsubmitted again after its
 // system call, and this goroutine's Add came before its own failed claim),
-// or, with deferAt or more transfers in the kernel, to the goroutine that
+// or, with deferSubmitAt or more transfers in the kernel, to the goroutine that
 // reaps the next completion (reap and wait call flushAll after reaping:
 // the Add came before this Load of inKernel, and that reaper's decrement
 // of inKernel comes after it, before its own Load of unsubmitted).
@@ -271,7 +268,7 @@ func (e *uringEngine) flushAll() { e.flushIf(true) }
 
 func (e *uringEngine) flushIf(all bool) {
 	for e.unsubmitted.Load() > 0 {
-		if !all && e.deferAt > 0 && e.inKernel.Load() >= e.deferAt {
+		if !all && e.inKernel.Load() >= deferSubmitAt {
 			return
 		}
 		if !e.submitting.CompareAndSwap(false, true) {

@@ -211,13 +211,13 @@ func TestUringRegistrationRefusedFallsBack(t *testing.T) {
 func TestUringDefersSubmissionWhileBusy(t *testing.T) {
 	d, e := uringTestDevice(t, Options{QueueDepth: 16})
 	blk := d.Align()
-	n := int(e.deferAt) + 1
+	n := deferSubmitAt + 1
 	buf, err := d.AllocBuffer(n * blk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.FreeBuffer(buf)
-	e.cqMu.Lock() // nothing is reaped: the first deferAt stay in the kernel
+	e.cqMu.Lock() // nothing is reaped: the first deferSubmitAt stay in the kernel
 	locked := true
 	defer func() {
 		if locked {
