@@ -39,8 +39,10 @@ import (
 // A job whose map has no other active node when the drain starts is given
 // one (the active node with the most spare bandwidth, never one the job
 // has lost) so its data has somewhere to go; Drain refuses when there is
-// no such node. Drain also refuses (wire.CodeNoSpace) when the nodes that
-// would take the node's values cannot hold them (drainOverflowLocked),
+// no such node. A job whose other nodes have no room for its values gains
+// an active node that has (drain_grow.go), at the order. Drain refuses
+// (wire.CodeNoSpace) when the nodes that would take the node's values
+// cannot hold them even so (drainOverflowLocked),
 // unless the order says to lose what does not fit
 // (DrainOptions.LoseOverflow).
 //
@@ -277,15 +279,24 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 	if fill <= 0 {
 		fill = 1
 	}
-	if over := c.drainOverflowLocked(addr, fill); over != "" && !o.LoseOverflow {
+	var plan drainPlan
+	over := c.overflowLocked(addr, fill, nil)
+	if over != nil && o.fill <= 0 {
+		// An operator's order; scale-in (o.fill) drains no node whose
+		// values need more nodes.
+		plan = c.planDrainGrowthLocked(addr, fill)
+		over = c.overflowLocked(addr, fill, plan)
+	}
+	if over != nil && !o.LoseOverflow {
 		return 0, wire.Errorf(wire.CodeNoSpace, "cannot drain node %s: %s; "+
-			"delete values to make room there, or wait for the drains running to end, then drain again "+
-			"(values move to their jobs' other nodes: a new node takes only the values of jobs whose only node this is), "+
-			"or drain with --lose-overflow to move what fits and lose the rest at the deadline", addr, over)
+			"delete values to make room there, start another node, or wait for the drains running to end, then drain again "+
+			"(values move to their jobs' other nodes, and a job whose nodes have no room gains an active node that has), "+
+			"or drain with --lose-overflow to move what fits and lose the rest at the deadline", addr, over.message(fill))
 	}
 	if err := c.adoptOrphansLocked(addr); err != nil {
 		return 0, err
 	}
+	c.growForDrainLocked(plan, addr, now)
 	n.drain = &drainState{start: now, deadline: now.Add(deadline), discard: o.DiscardPersisted, loseOverflow: o.LoseOverflow}
 	n.drainEnd = nil // the record keeps the latest drain's end
 	why := fmt.Sprintf("drain requested, deadline %v", deadline)
@@ -347,15 +358,38 @@ func (c *Controller) adoptOrphansLocked(addr string) error {
 // checked alone while another drain still sent its values to the same
 // node.
 func (c *Controller) drainOverflowLocked(x string, limit float64) string {
-	leaving := map[string]bool{x: true}
-	for addr, n := range c.nodes {
-		if n.state == wire.NodeDraining {
-			leaving[addr] = true
-		}
+	return c.overflowLocked(x, limit, nil).message(limit)
+}
+
+// overflow is a node whose tier the values of the leaving nodes would
+// fill past a limit (drainOverflowLocked).
+type overflow struct {
+	at             nodeKind
+	in             float64 // the bytes it would take
+	used, capacity int64   // its tier's, by its latest report
+	drains         int     // drains running counted beside the one checked
+}
+
+// message says what overflows, for the refusal ("" for none).
+func (o *overflow) message(limit float64) string {
+	if o == nil {
+		return ""
 	}
+	return fmt.Sprintf("its values%s would take %s on node %s, whose %s tier has %s of %s free%s",
+		besideDrains(o.drains), units.FormatSize(wire.SatBytes(o.in)), o.at.addr, kindName(o.at.kind),
+		units.FormatSize(max(o.capacity-o.used, 0)), units.FormatSize(o.capacity), underLimit(limit))
+}
+
+// overflowLocked is drainOverflowLocked with the jobs of plan grown as it
+// plans (drain_grow.go): nil when nothing overflows.
+func (c *Controller) overflowLocked(x string, limit float64, plan drainPlan) *overflow {
+	leaving := c.leavingLocked(x)
 	in := map[nodeKind]float64{}
 	for addr := range leaving {
-		c.addOutflowLocked(addr, leaving, in)
+		c.addOutflowLocked(addr, leaving, plan, in)
+	}
+	for j, jn := range plan {
+		c.addGrownInflowLocked(j, jn, leaving, in)
 	}
 	ks := make([]nodeKind, 0, len(in))
 	for k := range in {
@@ -370,24 +404,34 @@ func (c *Controller) drainOverflowLocked(x string, limit float64) string {
 			used, capacity = t.UsedBytes, t.CapacityBytes
 		}
 		if float64(used)+in[k] > limit*float64(capacity) {
-			return fmt.Sprintf("its values%s would take %s on node %s, whose %s tier has %s of %s free%s",
-				besideDrains(len(leaving)-1), units.FormatSize(wire.SatBytes(in[k])), k.addr, kindName(k.kind),
-				units.FormatSize(max(capacity-used, 0)), units.FormatSize(capacity), underLimit(limit))
+			return &overflow{at: k, in: in[k], used: used, capacity: capacity, drains: len(leaving) - 1}
 		}
 	}
-	return ""
+	return nil
+}
+
+// leavingLocked is x and the nodes draining now.
+func (c *Controller) leavingLocked(x string) map[string]bool {
+	leaving := map[string]bool{x: true}
+	for addr, n := range c.nodes {
+		if n.state == wire.NodeDraining {
+			leaving[addr] = true
+		}
+	}
+	return leaving
 }
 
 // addOutflowLocked adds to in, per receiving node and tier, the bytes the
-// leaving node addr sends its jobs' receivers (see drainOverflowLocked).
-func (c *Controller) addOutflowLocked(addr string, leaving map[string]bool, in map[nodeKind]float64) {
+// leaving node addr sends its jobs' receivers (see drainOverflowLocked);
+// the jobs of plan are addGrownInflowLocked's.
+func (c *Controller) addOutflowLocked(addr string, leaving map[string]bool, plan drainPlan, in map[nodeKind]float64) {
 	l, n := c.loads[addr], c.nodes[addr]
 	if l == nil || n == nil {
 		return
 	}
 	for j := range l.jobs {
 		t := n.tier(j.tier)
-		if t == nil {
+		if _, grows := plan[j]; grows || t == nil {
 			continue
 		}
 		var to []wire.MapNode

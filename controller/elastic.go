@@ -49,9 +49,10 @@ import (
 //     not lower the growth count).
 //
 // A node of the job's map draining from the cluster, or dead, is a change
-// of its map too (or will be, when it leaves): meanwhile the job neither
-// grows nor shrinks, and its cool-downs run from the last evaluation that
-// saw it (about when the node left).
+// of its map too (or will be, when it leaves): meanwhile the autoscaler
+// neither grows nor shrinks the job, and its cool-downs run from the last
+// evaluation that saw it (about when the node left). Only the drain grows
+// it, when its other nodes have no room for the values (drain_grow.go).
 //
 // A change is carried out like a drain (drain.go), for one job only:
 //

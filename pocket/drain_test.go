@@ -35,28 +35,34 @@ func startDrainCluster(t *testing.T, n int, capacity int64) (*controller.Control
 	t.Helper()
 	ctl, addr := startTestController(t, 2*time.Second)
 	var nodes []*drainNode
-	t.Cleanup(func() {
-		for _, dn := range nodes {
-			dn.cancel()
-			<-dn.done
-			dn.node.Close()
-			dn.tier.Close()
-		}
-	})
 	for i := 0; i < n; i++ {
-		d, nd := newDRAMNode(t, capacity)
-		ctx, cancel := context.WithCancel(context.Background())
-		dn := &drainNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
-		nodes = append(nodes, dn)
-		mc := metaclient.New(addr, metaclient.Options{Secret: drainSecret, Logger: quietLog})
-		go func() {
-			defer close(dn.done)
-			defer mc.Close()
-			_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc})
-		}()
+		nodes = append(nodes, addDrainNode(t, addr, capacity))
 	}
 	waitFor(t, 10*time.Second, "nodes active", func() bool { return countState(ctl, wire.NodeActive) == n })
 	return ctl, addr, nodes
+}
+
+// addDrainNode starts a node of capacity bytes with its agent, reporting
+// to the controller at addr; it stops when the test ends, before the
+// controller (registered earlier) closes.
+func addDrainNode(t *testing.T, addr string, capacity int64) *drainNode {
+	t.Helper()
+	d, nd := newDRAMNode(t, capacity)
+	ctx, cancel := context.WithCancel(context.Background())
+	dn := &drainNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
+	t.Cleanup(func() {
+		dn.cancel()
+		<-dn.done
+		dn.node.Close()
+		dn.tier.Close()
+	})
+	mc := metaclient.New(addr, metaclient.Options{Secret: drainSecret, Logger: quietLog})
+	go func() {
+		defer close(dn.done)
+		defer mc.Close()
+		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: nd.Addr().String(), Controller: mc})
+	}()
+	return dn
 }
 
 // startTestController starts a controller with drainSecret, 100 ms
@@ -192,57 +198,7 @@ func TestDrainLosesNoKey(t *testing.T) {
 	}
 	addrV := victim.node.Addr().String()
 
-	var mu sync.Mutex
-	written := map[string]int{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var reads, writes atomic.Int64
-	errs := make(chan error, 16)
-	keys := make([]string, 0, len(vals))
-	for k := range vals {
-		keys = append(keys, k)
-	}
-	for r := 0; r < 2; r++ {
-		wg.Add(1)
-		go func(seed int64) {
-			defer wg.Done()
-			rng := rand.New(rand.NewSource(seed))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				k := keys[rng.Intn(len(keys))]
-				got, err := job.Get(ctx, k)
-				if err != nil || !bytes.Equal(got, content(k, vals[k])) {
-					errs <- fmt.Errorf("read %s during the drain: %v (got %d bytes, want %d)", k, err, len(got), vals[k])
-					return
-				}
-				reads.Add(1)
-			}
-		}(int64(r))
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			k := fmt.Sprintf("w/%05d", i)
-			if err := job.Put(ctx, k, content(k, 3000)); err != nil {
-				errs <- fmt.Errorf("put %s during the drain: %v", k, err)
-				return
-			}
-			mu.Lock()
-			written[k] = 3000
-			mu.Unlock()
-			writes.Add(1)
-		}
-	}()
+	ch := startChurn(ctx, job, vals)
 
 	if _, err := ctl.Drain(addrV, 30*time.Second+time.Duration(total>>20)*50*time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -258,15 +214,9 @@ func TestDrainLosesNoKey(t *testing.T) {
 	})
 	took := time.Since(t0)
 	time.Sleep(300 * time.Millisecond) // reads keep going across the second epoch bump
-	close(stop)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		t.Fatal(err)
-	default:
-	}
+	written := ch.stop(t)
 	t.Logf("drained %d values, %d MiB, off %s in %v; %d reads and %d writes during the drain",
-		before, usedBefore>>20, addrV, took, reads.Load(), writes.Load())
+		before, usedBefore>>20, addrV, took, ch.reads.Load(), ch.writes.Load())
 	if u := victim.tier.Usage(); u.Values != 0 {
 		t.Fatalf("drained node still holds %d values", u.Values)
 	}
@@ -277,6 +227,85 @@ func TestDrainLosesNoKey(t *testing.T) {
 	}
 	checkAll(ctx, t, job, vals)
 	checkAll(ctx, t, job, written)
+}
+
+// churn is two readers checking the values of vals and a writer putting
+// new 3,000-byte values (w/NNNNN), until stopped.
+type churn struct {
+	mu            sync.Mutex
+	written       map[string]int
+	halt          chan struct{}
+	wg            sync.WaitGroup
+	reads, writes atomic.Int64
+	errs          chan error
+}
+
+// startChurn starts a churn on job.
+func startChurn(ctx context.Context, job *Job, vals map[string]int) *churn {
+	ch := &churn{written: map[string]int{}, halt: make(chan struct{}), errs: make(chan error, 16)}
+	keys := make([]string, 0, len(vals))
+	for k := range vals {
+		keys = append(keys, k)
+	}
+	for r := 0; r < 2; r++ {
+		ch.wg.Add(1)
+		go ch.read(ctx, job, keys, vals, int64(r))
+	}
+	ch.wg.Add(1)
+	go ch.write(ctx, job)
+	return ch
+}
+
+func (ch *churn) halted() bool {
+	select {
+	case <-ch.halt:
+		return true
+	default:
+		return false
+	}
+}
+
+func (ch *churn) read(ctx context.Context, job *Job, keys []string, vals map[string]int, seed int64) {
+	defer ch.wg.Done()
+	rng := rand.New(rand.NewSource(seed))
+	for !ch.halted() {
+		k := keys[rng.Intn(len(keys))]
+		got, err := job.Get(ctx, k)
+		if err != nil || !bytes.Equal(got, content(k, vals[k])) {
+			ch.errs <- fmt.Errorf("read %s during the drain: %v (got %d bytes, want %d)", k, err, len(got), vals[k])
+			return
+		}
+		ch.reads.Add(1)
+	}
+}
+
+func (ch *churn) write(ctx context.Context, job *Job) {
+	defer ch.wg.Done()
+	for i := 0; !ch.halted(); i++ {
+		k := fmt.Sprintf("w/%05d", i)
+		if err := job.Put(ctx, k, content(k, 3000)); err != nil {
+			ch.errs <- fmt.Errorf("put %s during the drain: %v", k, err)
+			return
+		}
+		ch.mu.Lock()
+		ch.written[k] = 3000
+		ch.mu.Unlock()
+		ch.writes.Add(1)
+	}
+}
+
+// stop stops the churn, fails t on the first error it met, and returns
+// the values it wrote.
+func (ch *churn) stop(t *testing.T) map[string]int {
+	t.Helper()
+	close(ch.halt)
+	ch.wg.Wait()
+	select {
+	case err := <-ch.errs:
+		t.Fatal(err)
+	default:
+	}
+	return ch.written
 }
 
 func putAll(ctx context.Context, t *testing.T, job *Job, vals map[string]int) {
