@@ -294,6 +294,9 @@ func jobRecord(j *job) state.Job {
 	if !j.expires.IsZero() {
 		r.Expires = j.expires.UTC()
 	}
+	if !j.drainedAt.IsZero() {
+		r.Drained = j.drainedAt.UTC()
+	}
 	r.Nodes = make([]state.MapWeight, len(j.nodes))
 	for i, mn := range j.nodes {
 		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight, Role: roleOf(mn), Since: mn.Since}
@@ -507,6 +510,9 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 			nodes[k] = wire.MapNode{Addr: mn.Addr, Weight: mn.Weight, State: wire.NodeState(mn.Role), Since: mn.Since}
 		}
 		j.grown, j.saved = r.Grown, true
+		if !r.Drained.IsZero() {
+			j.drainedAt = r.Drained.Local()
+		}
 		c.jobs[j.id] = j
 		c.prof.restoreTrace(j, r.Trace, time.Now())
 		c.order.add(j)

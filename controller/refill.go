@@ -28,9 +28,9 @@ import (
 // drain or an adoption takes one. Never a node restored from the state
 // and not heard from since. The job waits while its map changes or one
 // of its nodes is dead within the grace (its values could not move), and
-// for refillDelay after its latest loss or drain. A drained node
-// counts only while this controller runs (job.drainedAt is not stored):
-// before, a new user's 96 MiB reservation on two 64 MiB nodes, one of
+// for refillDelay after its latest loss or drain. The drain's time is
+// stored with the job (state.Job Drained), so a controller restarted
+// after it refills as well. Before, a new user's 96 MiB reservation on two 64 MiB nodes, one of
 // them drained, kept one node and answered "tier full" to 27 of 70 puts
 // beside an empty node.
 // The node replaces one the job was sized with, so it does not count as

@@ -245,3 +245,39 @@ func TestDrainedJobGetsANodeForItsAllotment(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainedJobRefillsAfterRestart: a controller restarted within
+// refillDelay of a drain that left a job's nodes short of its allotment
+// still gives the job another node: the drain's time is stored with the
+// job. Before, it was kept in memory only, and after the restart the
+// job kept one 64 MiB node for its 96 MiB reservation.
+func TestDrainedJobRefillsAfterRestart(t *testing.T) {
+	r := newRestartable(t, Config{DeadAfter: time.Hour, ForgetAfter: time.Hour}, false)
+	addrs := []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}
+	for _, a := range addrs {
+		mustRegister(t, r.ctl, dramNode(a, 64<<20, 1000))
+	}
+	m, err := r.ctl.RegisterJob("ra", wire.JobHints{CapacityBytes: 96 << 20})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	gone := m.Nodes[1].Addr
+	if _, err := r.ctl.Drain(gone, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	r.ctl.heartbeat(&wire.Heartbeat{Addr: gone, Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}, {Name: MetricDrainLeft, Value: 0}}})
+	r.ctl.drainTick(time.Now())
+	c := r.restart()
+	for _, a := range addrs {
+		if a != gone {
+			c.heartbeat(&wire.Heartbeat{Addr: a, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 64 << 20, Mbps: 1000}}})
+		}
+	}
+	c.sweep(time.Now().Add(refillDelay))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j := c.jobs[m.Job]
+	if len(j.nodes) != 2 || !c.holdsAllotLocked(j, "") {
+		t.Fatalf("map after a restart and a sweep past refillDelay: %+v; want another node holding the 96 MiB reservation", j.nodes)
+	}
+}

@@ -151,7 +151,7 @@ type job struct {
 	move       *move
 	grown      int
 	lostAt     time.Time // its latest loss of a node in this run (refill.go waits refillDelay after it)
-	drainedAt  time.Time // its latest node retired by a drain that moved everything, in this run (refill.go)
+	drainedAt  time.Time // its latest node retired by a drain that moved everything (refill.go; stored)
 	lastChange time.Time
 	epochRev   uint64
 	bumped     time.Time

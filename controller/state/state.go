@@ -156,6 +156,11 @@ type Job struct {
 	// Grown is how many nodes the job's map gained while it ran (the
 	// autoscaler's per-job growth), which it may shed again.
 	Grown int `json:"grown,omitempty"`
+	// Drained is when a node of the job's map last left it drained, all
+	// its values moved (zero: none did, or a record written before it was
+	// kept): the job's nodes left may not carry its allotment, and
+	// another node joins (package controller, refill.go).
+	Drained time.Time `json:"drained,omitzero"`
 	// Trace is a live job's use so far, for its profile (profile.go); nil
 	// in tombstones, in records written before traces were stored, and
 	// before the job's first heartbeat figures.
