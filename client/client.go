@@ -24,6 +24,12 @@ type Options struct {
 	// connection the node closed as idle. Default DefaultMaxIdle; negative:
 	// never.
 	MaxIdle time.Duration
+	// Silence: a connection on which a caller waits for a reply, or a
+	// frame is being written, and nothing moves for this long (no byte
+	// read, and the socket's unsent bytes not falling) is failed, and its
+	// calls with it (CodeUnavailable, naming the silence). Default
+	// DefaultSilence; negative: never (see silence.go).
+	Silence time.Duration
 }
 
 // DefaultMaxIdle is half a node's default idle timeout
@@ -53,6 +59,9 @@ func New(opts Options) *Client {
 	}
 	if opts.MaxIdle == 0 {
 		opts.MaxIdle = DefaultMaxIdle
+	}
+	if opts.Silence == 0 {
+		opts.Silence = DefaultSilence
 	}
 	c := &Client{opts: opts, pools: make(map[string]*pool), lim: wire.DefaultLimits()}
 	if opts.Limits != nil {
@@ -258,6 +267,9 @@ func (p *pool) dial(i int, d *dialing) {
 			_ = tc.SetNoDelay(true)
 		}
 		d.mc = newMuxConn(nc, p.addr, &p.c.lim)
+		if p.c.opts.Silence > 0 {
+			go d.mc.watch(p.c.opts.Silence)
+		}
 		p.slots[i].mc = d.mc
 	}
 	p.mu.Unlock()
@@ -337,6 +349,11 @@ type muxConn struct {
 	wake chan struct{} // a waiter should try to become the reader
 
 	used atomic.Int64 // when a request was last sent (Unix ns), for MaxIdle
+	// heard counts the reads that returned bytes, for the silence watch.
+	heard atomic.Uint64
+	// gone is closed once the connection has failed (fail).
+	gone     chan struct{}
+	goneOnce sync.Once
 
 	mu       sync.Mutex
 	nextID   uint64
@@ -438,7 +455,8 @@ func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 func newMuxConn(nc net.Conn, addr string, lim *wire.Limits) *muxConn {
 	mc := &muxConn{nc: nc, addr: addr, lim: lim, enc: wire.NewEncoder(), pending: make(map[uint64]*call),
-		br: bufio.NewReaderSize(nc, 64<<10), wake: make(chan struct{}, 1), wsem: make(chan struct{}, 1)}
+		br: bufio.NewReaderSize(nc, 64<<10), wake: make(chan struct{}, 1), wsem: make(chan struct{}, 1),
+		gone: make(chan struct{})}
 	mc.used.Store(time.Now().UnixNano())
 	return mc
 }
@@ -814,6 +832,7 @@ func (mc *muxConn) readFrame() error {
 			if err != nil {
 				return err
 			}
+			mc.heard.Add(1)
 		}
 		h, err := wire.ParseHeader(rs.hdr[:], mc.lim)
 		if err == nil && !h.Op.IsReply() {
@@ -858,6 +877,7 @@ func (mc *muxConn) readFrame() error {
 		if err != nil {
 			return err
 		}
+		mc.heard.Add(1)
 	}
 	cl := rs.cl
 	rs.body, rs.off, rs.cl = false, 0, nil
@@ -892,6 +912,7 @@ func (mc *muxConn) fail(err error) error {
 	mc.orphans = 0
 	ferr := mc.err
 	mc.mu.Unlock()
+	mc.goneOnce.Do(func() { close(mc.gone) })
 	_ = mc.nc.Close()
 	for _, cl := range pending {
 		cl.err = ferr

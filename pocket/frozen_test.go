@@ -132,3 +132,62 @@ func TestFrozenNodeMapFetched(t *testing.T) {
 		t.Fatal("no call timed out: the proxy did not freeze the node")
 	}
 }
+
+// TestFrozenNodeCallsEnd: calls without a deadline to a node that stops
+// without closing its connections end, once the node has sent nothing for
+// Config.Silence: a get answers unavailable (the controller has marked the
+// node dead by then, or the get goes again and meets the silence again),
+// and a put too. Before, both waited until interrupted: `pocket get` of a
+// key on a frozen node (SIGSTOP) hung even after the controller had
+// marked the node dead.
+func TestFrozenNodeCallsEnd(t *testing.T) {
+	c := newTestCluster(t, 1, 64<<20)
+	nd, d := c.newNode(64 << 20)
+	p := newFreezeProxy(t, nd.Addr().String())
+	c.runAgent(nd, d, p.addr)
+	c.awaitActive(2)
+	frozen := c.nodes[1]
+
+	ctx := context.Background()
+	s, err := Dial(ctx, c.addr, Config{ChunkSize: 1 << 20, Silence: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	j, err := s.RegisterJob(ctx, "frozen", Hints{Lambdas: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == p.addr {
+			key = k
+		}
+	}
+	if err := j.Put(ctx, key, []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	p.frozen.Store(true)
+	frozen.cancel() // its heartbeats stop; the node itself keeps its connections
+	for _, op := range []string{"get", "put"} {
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			if op == "get" {
+				_, err := j.Get(ctx, key)
+				done <- err
+				return
+			}
+			done <- j.Put(ctx, key, []byte("w"))
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("%s on the frozen node's key: %v; want unavailable", op, err)
+			}
+			t.Logf("%s ended after %v: %v", op, time.Since(start).Round(time.Millisecond), err)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s without a deadline still waits on the frozen node after 20 s", op)
+		}
+	}
+}

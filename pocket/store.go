@@ -167,6 +167,15 @@ type Config struct {
 	// or, for a context without a deadline, for the controller client's
 	// call timeout (metaclient.Options.CallTimeout, 15 s).
 	ControllerWait time.Duration
+	// Silence fails a request to a node that sends nothing for this long
+	// while the request waits for its reply (or is being written and the
+	// node reads nothing): a node frozen, stalled or cut off without
+	// closing its connections. The request then goes as to any node that
+	// cannot be reached: the job's map is fetched, and a node the
+	// controller marked dead answers its dead-node error. Default
+	// client.DefaultSilence (30 s); negative: never, the call's context
+	// alone bounds it.
+	Silence time.Duration
 }
 
 // DefaultChunkSize is the chunk size unless configured; chosen by
@@ -195,7 +204,7 @@ func NewStore(ctl Controller, cfg Config) *Store {
 	if cfg.ChunkSize > lim.MaxPayload {
 		cfg.ChunkSize = lim.MaxPayload
 	}
-	return &Store{ctl: ctl, cfg: cfg, lim: lim, data: client.New(client.Options{ConnsPerNode: cfg.ConnsPerNode})}
+	return &Store{ctl: ctl, cfg: cfg, lim: lim, data: client.New(client.Options{ConnsPerNode: cfg.ConnsPerNode, Silence: cfg.Silence})}
 }
 
 // ErrNoController: the call needs a controller and the store has none.

@@ -1,0 +1,88 @@
+package client
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/sockpeek"
+)
+
+// A silent node
+//
+// A node that stops without closing its connections (frozen by SIGSTOP, a
+// stalled VM, cut off by a partition) is never refused: a call to it waits
+// for a reply that does not come, for as long as its context allows, and
+// the CLI's data commands have none (a get of a key on a frozen node waited
+// until interrupted, also after the controller had marked the node dead).
+// So each connection is watched (watch, a goroutine per connection, every
+// quarter of Options.Silence): while a caller waits for a reply on it, or a
+// frame is being written to it, something must move, a byte read or the
+// socket's unsent bytes falling (the node acknowledging what was written,
+// sockpeek.Unsent); after Silence with nothing moving the connection fails,
+// and every call on it, with CodeUnavailable naming the silence. The SDK
+// then fetches the job's map and answers as for any node that cannot be
+// reached: the node's dead-node error once the controller marks it dead,
+// or the same request again. A write whose unsent bytes cannot be read
+// (no descriptor) counts as moving.
+//
+// A node answers every request within seconds, even when it refuses it
+// (busy, no space): the longest a healthy node keeps a reply back is a
+// streamed get's later chunk waiting up to 10 s for a staging buffer
+// (dataplane/nvme_stream.go), well within the default. A reply being read
+// moves, whatever its size.
+
+// DefaultSilence is Options.Silence's default: 30 s, three times the
+// longest a healthy node keeps a reply back, and about when the
+// controller, by default, has marked a node that stopped heartbeating
+// dead (its --dead-after plus the grace).
+const DefaultSilence = 30 * time.Second
+
+// errSilent fails a connection on which nothing moved for silence.
+type errSilent struct {
+	silence time.Duration
+	writing bool
+}
+
+func (e errSilent) Error() string {
+	what := "a request waited for its reply"
+	if e.writing {
+		what = "a request was being written"
+	}
+	return fmt.Sprintf("nothing received for %v while %s (the node is frozen, stalled or cut off)", e.silence, what)
+}
+
+// watch fails mc once nothing has moved on it for silence while it owes a
+// caller something (see the top of this file); it returns when mc fails.
+func (mc *muxConn) watch(silence time.Duration) {
+	tick := time.NewTicker(silence / 4)
+	defer tick.Stop()
+	var heard uint64
+	unsent, quietSince := -1, time.Now()
+	for {
+		var now time.Time
+		select {
+		case <-mc.gone:
+			return
+		case now = <-tick.C:
+		}
+		h := mc.heard.Load()
+		writing := len(mc.wsem) > 0
+		out, known := -1, false
+		if writing {
+			out, known = sockpeek.Unsent(mc.nc)
+		}
+		mc.mu.Lock()
+		owed := mc.waiting > 0 || writing
+		mc.mu.Unlock()
+		moved := h != heard || writing && (!known || out == 0 || out != unsent)
+		heard, unsent = h, out
+		if !owed || moved {
+			quietSince = now
+			continue
+		}
+		if now.Sub(quietSince) >= silence {
+			mc.fail(errSilent{silence: silence, writing: writing})
+			return
+		}
+	}
+}
