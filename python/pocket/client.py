@@ -44,7 +44,7 @@ import functools
 from dataclasses import dataclass
 
 from . import buffer, control, errors, placement, wire
-from .conn import DEFAULT_TIMEOUT, NodeUnavailable, Pool, Reply
+from .conn import DEFAULT_TIMEOUT, NodeConn, NodeUnavailable, Pool, Reply, fenced
 
 DEFAULT_CHUNK_SIZE = 1 << 20  # the Go SDK's DefaultChunkSize
 TRUSTED_SIZE = 256 << 20  # past it a manifest's size is checked against the job's usage
@@ -740,6 +740,10 @@ class Job:
         # (_gone_check); one that answers is no longer suspect.
         self._suspect: frozenset[str] = frozenset()
         self._gone_lock = threading.Lock()
+        # Fences (_fence_await): per key, the connection of a put or delete
+        # of it that timed out once sent, owing its reply.
+        self._fences: dict[bytes, NodeConn] = {}
+        self._fence_lock = threading.Lock()
 
     # ---- identity ----
 
@@ -1262,6 +1266,9 @@ class Job:
         reached, it starts over on a newer map when _follow finds one, up
         to _MAP_RETRIES times. Returns the reply, unchecked, and the node's
         address."""
+        fence = fenced(op, flags)
+        if fence:
+            self._fence_await(key)
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             if st.settled:
@@ -1296,6 +1303,13 @@ class Job:
                         r = _until_not_busy(lambda: self._send_once(addr, op, flags | st.tier_flags, meta, payload, dst),
                                             _SETTLE)
             except errors.Unavailable as e:
+                owed = getattr(e, "conn", None)
+                if owed is not None:
+                    e.conn = None
+                    if fence:
+                        self._fence_hold(key, owed)
+                    else:
+                        owed.close()
                 # The node may have left the map (drained, and stopped)
                 # since it was fetched.
                 if attempt < _MAP_RETRIES and self._follow([e], st, op, flags, attempt=attempt):
@@ -1305,6 +1319,43 @@ class Job:
                 continue
             return r, addr
         raise AssertionError("unreachable")
+
+    # Fences: a put or delete that timed out is not overtaken by the next
+    #
+    # A put or delete whose reply did not come within the client's timeout
+    # once it was written may still be executed by its node, later (a node
+    # stalled, overloaded, frozen for a while). The next put or delete of
+    # the same key through this Job, sent at once on another connection,
+    # could then land first and be replaced by the older one: an
+    # acknowledged value overwritten, or brought back after a delete. So
+    # the timed-out request's connection is kept open (conn.py, "Owed
+    # replies") as a fence on its key, and the next such request of the
+    # key first waits for that reply (NodeConn.settle), as the Go SDK
+    # waits for a call given up (pocket/fence.go). A node silent for the
+    # larger of the timeout and conn.SILENCE (30 s) is given up, as the Go
+    # SDK gives up a silent node's call: what it does after that is its
+    # lease's to bound (a node whose controller has been away refuses
+    # requests). Calls through other Job
+    # objects, or other processes, are not ordered. Before, a request that
+    # timed out closed its connection, and the known limits said the Python
+    # client orders nothing after a timeout.
+
+    def _fence_hold(self, key: bytes, c: NodeConn) -> None:
+        """Puts up a fence on key: c owes the reply of a put or delete of it."""
+        with self._fence_lock:
+            prev = self._fences.get(key)
+            self._fences[key] = c
+        if prev is not None:
+            prev.settle()
+
+    def _fence_await(self, key: bytes) -> None:
+        """Waits for the fence on key, if any (see above), and takes it down."""
+        if not self._fences:
+            return
+        with self._fence_lock:
+            c = self._fences.pop(key, None)
+        if c is not None:
+            c.settle()
 
     def _drain_do(self, st: _MapState, key: bytes, version: int, addr: str, old: str, op: int, flags: int,
                   meta: bytes, payload, dst) -> Reply:

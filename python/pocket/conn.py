@@ -22,6 +22,13 @@ timeout (``DEFAULT_TIMEOUT``, 60 s, unless given; None waits forever); a
 node that does not answer within it raises ``errors.Unavailable`` saying
 so, and the connection is closed.
 
+Owed replies: a request written whole whose reply did not begin within
+the timeout (``roundtrip``) leaves its connection open, out of the pool,
+on the error (``NodeUnavailable.conn``, its ``owed`` request id): the node
+may still execute the request, and a caller that must not be overtaken by
+it (a put or delete of the same key: ``Job``'s fences in client.py) first
+reads that reply (``settle``), then closes the connection.
+
 Outcomes: a connection that fails raises ``NodeUnavailable`` (an
 ``errors.Unavailable``) naming the node and saying whether the request
 may have reached it. It did not when the connection could not be made
@@ -51,7 +58,24 @@ _RBUF = 256 << 10
 _HDR = struct.Struct("<2sBBHHQII")
 _SMALL_SEND = 16 << 10
 DEFAULT_TIMEOUT = 60.0  # seconds a socket operation waits for a node
+# SILENCE is the least a fence waits for the reply a connection owes
+# (NodeConn.settle), in seconds: the Go client's DefaultSilence
+# (client/silence.go), after which it gives a silent node's call up.
+SILENCE = 30.0
 RECV_STEP = 1 << 20  # the first buffer of a payload received with no destination
+
+
+def fenced(op: int, flags: int) -> bool:
+    """Whether a request of one key (op, flags) must not be overtaken by
+    the next such request of the key when it times out (client.py's
+    fences): a put of a value or manifest (not a chunk's: a name of the
+    writer's own version), a delete of one key, a get that deletes what it
+    read. Only such a request's connection is kept owing its reply."""
+    if op == wire.OP_PUT:
+        return not flags & wire.FLAG_CHUNK
+    if op == wire.OP_DELETE:
+        return not flags & wire.FLAG_PREFIX
+    return op == wire.OP_GET and bool(flags & wire.FLAG_DELETE_AFTER_READ)
 
 
 class Reply:
@@ -90,6 +114,9 @@ class NodeUnavailable(errors.Unavailable):
         self.addr = addr
         self.sent = sent
         self.refused = refused
+        # conn: the connection left open for a reply still owed (a request
+        # that timed out before its reply began: NodeConn.owed), or None.
+        self.conn: NodeConn | None = None
 
 
 class NodeConn:
@@ -113,6 +140,7 @@ class NodeConn:
         self._next = 0
         self.used = time.monotonic()
         self.broken = False
+        self.owed = 0  # a request whose reply timed out before it began (roundtrip), kept for settle
         self._poll = select.poll()
         self._poll.register(self.sock, select.POLLIN)
 
@@ -129,11 +157,19 @@ class NodeConn:
         except OSError:
             pass
 
-    def _fail(self, e: BaseException, sent: bool = True) -> errors.PocketError:
+    def _fail(self, e: BaseException, sent: bool = True, owed: int = 0) -> errors.PocketError:
         """Closes the connection and returns the error to raise for e: e
         itself when it is a PocketError (a malformed reply), else
         NodeUnavailable with sent (whether the request may have reached
-        the node)."""
+        the node). A timeout before the reply to request owed (not 0)
+        began leaves the connection open, owing that reply, on the error
+        (NodeUnavailable.conn) instead."""
+        if owed and isinstance(e, TimeoutError):
+            self.broken, self.owed = True, owed
+            err = NodeUnavailable(self.addr, f"node {self.addr}: timed out: no reply within {self.timeout} s "
+                                  f"(the client's timeout; Client(timeout=...) sets it, None waits forever)", True)
+            err.conn = self
+            return err
         self.close()
         if isinstance(e, errors.PocketError):
             return e
@@ -217,15 +253,19 @@ class NodeConn:
             self._read_into(buf[have:])
         return buf
 
-    def recv(self, dst: Callable[[int, int], memoryview | None] | memoryview | None = None) -> Reply:
+    def recv(self, dst: Callable[[int, int], memoryview | None] | memoryview | None = None, owed: int = 0) -> Reply:
         """Reads the next reply. dst is where a payload goes: a memoryview
         (used when the payload fits it; the reply's payload is then its
         first bytes), or a function of (request id, payload length)
         returning such a view or None. Otherwise the payload is returned as
         bytes, or from buffer.MAP_MIN bytes as a memoryview of a fresh
-        buffer.alloc buffer."""
+        buffer.alloc buffer. owed: see _fail (a timeout before any byte of
+        the reply was taken keeps the connection)."""
         try:
             self._fill(wire.HEADER_LEN)
+        except (OSError, ValueError, errors.PocketError) as e:
+            raise self._fail(e, owed=owed) from None
+        try:
             h = wire.parse_header(self._rview[self._r0:self._r0 + wire.HEADER_LEN])
             self._r0 += wire.HEADER_LEN
             meta = self._take(h.meta_len) if h.meta_len else b""
@@ -262,7 +302,7 @@ class NodeConn:
         try:
             got = self.sock.recv_into(self._rview)
         except OSError as e:
-            raise self._fail(e) from None
+            raise self._fail(e, owed=rid if fenced(op, flags) else 0) from None
         if got == 0:
             raise self._fail(ConnectionError("connection closed by the node"))
         self.used = time.monotonic()
@@ -276,14 +316,33 @@ class NodeConn:
                 v = self._rview
                 return Reply(rid, rflags, code, bytes(v[wire.HEADER_LEN:end - plen]) if mlen else b"",
                              bytes(v[end - plen:end]) if plen else b"")
-        r = self.recv(None)
+        r = self.recv(None, owed=rid if fenced(op, flags) else 0)
         if r.id != rid:
             raise self._fail(errors.Malformed(f"reply id {r.id} to request {rid}"))
         return r
 
+    def settle(self) -> None:
+        """Waits for the reply owed on a connection left open by a timeout
+        (owed), discarding it, then closes the connection: from then on
+        the request it answers, if the node ever executes it, has been
+        executed. Any failure ends the wait too: a connection the node
+        closed executes nothing more, and one silent for the larger of the
+        timeout and SILENCE is given up, as the Go SDK gives up a silent
+        node's call (client/silence.go); with no timeout (None) it waits
+        for ever."""
+        if self.timeout is not None:
+            self.sock.settimeout(max(self.timeout, SILENCE))
+        try:
+            while self.recv(None).id != self.owed:
+                pass
+        except errors.PocketError:
+            pass
+        finally:
+            self.close()
+
     def _roundtrip(self, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
         rid = self.send(op, flags, meta, payload)
-        r = self.recv(dst)
+        r = self.recv(dst, owed=rid if fenced(op, flags) else 0)
         if r.id != rid:
             raise self._fail(errors.Malformed(f"reply id {r.id} to request {rid}"))
         return r
@@ -322,7 +381,10 @@ class Pool:
         return NodeConn(addr, self.timeout)
 
     def release(self, c: NodeConn) -> None:
-        """Takes a connection back; a broken one is dropped."""
+        """Takes a connection back; a broken one is dropped, but one that
+        owes a reply (NodeConn.owed) is left to the error that carries it."""
+        if c.owed:
+            return
         if c.broken or self._closed:
             c.close()
             return

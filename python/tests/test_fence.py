@@ -1,0 +1,133 @@
+"""A put or delete that timed out once sent may still be executed by its
+node later; the next put or delete of the same key through the Job must
+not be overtaken by it (the Go SDK's fences, pocket/fence.go). Before, the
+timed-out request's connection was closed and the next request went at
+once on another one: the node executed it first, then the older request,
+and an acknowledged put was replaced by the one that timed out."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+import pocket
+from pocket import client as pclient
+from pocket import conn as pconn
+from pocket import wire
+
+from conftest import MapController
+
+_HDR = struct.Struct("<2sBBHHQII")
+
+
+class SlowNode:
+    """A node that stores one value: puts of b"old" and every delete are
+    executed (and answered) `delay` seconds after they arrive, everything
+    else at once; ``done`` lists what it executed, in order."""
+
+    def __init__(self, delay: float):
+        self.delay, self.value, self.done = delay, None, []
+        self.lock = threading.Lock()
+        self.ln = socket.socket()
+        self.ln.bind(("127.0.0.1", 0))
+        self.ln.listen(16)
+        self.addr = "127.0.0.1:%d" % self.ln.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.ln.close()
+        for c in self.conns:
+            c.close()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.ln.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _read(self, c: socket.socket, n: int) -> bytes:
+        b = b""
+        while len(b) < n:
+            got = c.recv(n - len(b))
+            if not got:
+                raise ConnectionError
+            b += got
+        return b
+
+    def _serve(self, c: socket.socket):
+        try:
+            while True:
+                _, _, op, flags, _, rid, mlen, plen = _HDR.unpack(self._read(c, wire.HEADER_LEN))
+                self._read(c, mlen)
+                payload = self._read(c, plen)
+                if op == wire.OP_DELETE or payload == b"old":
+                    time.sleep(self.delay)
+                out, code = b"", 0
+                with self.lock:
+                    if op == wire.OP_PUT:
+                        self.value = payload
+                        self.done.append(("put", payload))
+                    elif op == wire.OP_DELETE:
+                        code = 0 if self.value is not None else int(pocket.errors.Code.NOT_FOUND)
+                        self.value = None
+                        self.done.append(("delete", None))
+                    elif self.value is None:
+                        code = int(pocket.errors.Code.NOT_FOUND)
+                    else:
+                        out = self.value
+                c.sendall(wire.pack_header(op | wire.REPLY_BIT, 0, rid, 0, len(out), code) + out)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def slow_node():
+    n = SlowNode(1.0)
+    yield n
+    n.close()
+
+
+@pytest.mark.parametrize("first", ["put", "delete"])
+def test_timed_out_write_not_overtaken(slow_node, first):
+    m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(slow_node.addr, 1.0)], b"tok")
+    with pocket.Client(insecure=True, timeout=0.3) as cl:
+        cl.controller = MapController(m, 1 << 30)
+        job = pclient.Job(cl, m)
+        if first == "delete":
+            job.put("k", b"before")
+        with pytest.raises(pocket.Unavailable, match="timed out"):
+            if first == "put":
+                job.put("k", b"old")
+            else:
+                job.delete("k")
+        job.put("k", b"new")  # acknowledged: it must not be overtaken
+        time.sleep(slow_node.delay + 0.2)  # past when the timed-out request is executed
+        assert job.get("k") == b"new", f"the node executed {slow_node.done}"
+        assert slow_node.done[-1] == ("put", b"new")
+
+
+def test_fence_on_a_silent_node_is_given_up(slow_node, monkeypatch):
+    """A fence waits for the owed reply at most the larger of the timeout
+    and conn.SILENCE (30 s; 1 s here): with the node slower than that, the
+    next put waits that long, then goes (as the Go SDK gives up a silent
+    node's call)."""
+    monkeypatch.setattr(pconn, "SILENCE", 1.0)
+    slow_node.delay = 5.0
+    m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(slow_node.addr, 1.0)], b"tok")
+    with pocket.Client(insecure=True, timeout=0.3) as cl:
+        cl.controller = MapController(m, 1 << 30)
+        job = pclient.Job(cl, m)
+        with pytest.raises(pocket.Unavailable, match="timed out"):
+            job.put("k", b"old")
+        t0 = time.monotonic()
+        job.put("k", b"new")
+        took = time.monotonic() - t0
+        assert 0.9 <= took < 3.0, f"the next put took {took:.2f} s"
