@@ -492,8 +492,13 @@ func TestNVMeOpenStartReadFails(t *testing.T) {
 	}
 }
 
-// Reads queued with submit false wait for Flush; ClaimFlush hands the
-// duty of arranging that Flush to one caller until the Flush begins.
+// Reads queued with submit false, on an idle device, wait for Flush;
+// ClaimFlush hands the duty of arranging that Flush to one caller until
+// the Flush begins. (On a busy device the reaper hands queued reads over
+// after each completion it reaps, nvme.Device.FlushSoon: the puts'
+// last completion is let pass first. Without that pause the reaper,
+// woken by the last put, handed the reads queued meanwhile over before
+// Flush, in a fresh-clone CI run under -race.)
 func TestNVMeOpenStartQueued(t *testing.T) {
 	if err := nvme.ProbeUring(); err != nil {
 		t.Skipf("io_uring: %v", err)
@@ -506,6 +511,7 @@ func TestNVMeOpenStartQueued(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	time.Sleep(200 * time.Millisecond) // the reaper's hand-over after the last put's completion
 	for i := range vals {
 		key := fmt.Sprintf("k%d", i)
 		_, started, err := tier.OpenStart([]byte("job"), []byte(key), false, func(v dataplane.Value, err error) {

@@ -3,14 +3,14 @@ package sockpeek
 import (
 	"net"
 	"syscall"
-
-	"golang.org/x/sys/unix"
+	"unsafe"
 )
 
 // Unsent is how many bytes written to nc's socket its peer has not yet
-// acknowledged (the SIOCOUTQ ioctl, tcp(7)): a count that does not fall
-// while a write is blocked says the peer reads nothing. False when nc has
-// no descriptor to ask (a *tls.Conn, a pipe) or the ioctl fails.
+// acknowledged (the SIOCOUTQ ioctl, tcp(7); on Linux it is TIOCOUTQ): a
+// count that does not fall while a write is blocked says the peer reads
+// nothing. False when nc has no descriptor to ask (a *tls.Conn, a pipe)
+// or the ioctl fails.
 func Unsent(nc net.Conn) (int, bool) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -20,10 +20,12 @@ func Unsent(nc net.Conn) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
-	var n int
-	var ierr error
-	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil || ierr != nil {
+	var n int32
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n)))
+	}); err != nil || errno != 0 {
 		return 0, false
 	}
-	return n, true
+	return int(n), true
 }
