@@ -225,7 +225,7 @@ type Utilization struct {
 // the fraction the checks hold the other nodes under (the band's middle).
 type Blocked struct {
 	Mid       float64
-	Changing  int // joining or leaving a job's map (elastic.go)
+	Changing  int // joining or leaving a job's map, or taking values of one that changes (elastic.go, receivingLocked)
 	Bandwidth int // a job's other nodes would run over Mid of their bandwidth (drainSafeLocked)
 	Room      int // its values would fill a receiving tier past Mid (drainOverflowLocked)
 }
@@ -242,7 +242,7 @@ func (b Blocked) String() string {
 	}
 	add(b.Bandwidth, fmt.Sprintf("would put a job's other nodes over %.0f%% of their bandwidth", 100*b.Mid))
 	add(b.Room, fmt.Sprintf("hold values their jobs' other nodes have no room for under %.0f%% of a tier", 100*b.Mid))
-	add(b.Changing, "are joining or leaving a job's map")
+	add(b.Changing, "are joining or leaving a job's map, or taking values of one that changes")
 	return strings.Join(parts, ", ")
 }
 
@@ -878,7 +878,7 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 		case n.persisted.keeps():
 			u.Keeping = append(u.Keeping, n.addr)
 		case mid <= 0:
-		case changing[n.addr]:
+		case changing[n.addr] || receiving(c.receivingLocked(n.addr)):
 			u.Blocked.Changing++
 		case !c.drainSafeLocked(n.addr, mid, smooth):
 			u.Blocked.Bandwidth++

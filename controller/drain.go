@@ -275,6 +275,10 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 	if !o.DiscardPersisted && n.persisted.keeps() {
 		return 0, errKeepsPersisted(addr, &n.persisted, false)
 	}
+	if j, why := c.receivingLocked(addr); j != nil {
+		return 0, wire.Errorf(wire.CodeBusy, "cannot drain node %s now: it takes values of job %s (%s), which would move twice "+
+			"and be, meanwhile, where no reader looks; drain it once that change has ended (pocket status shows the job's map)", addr, j.id, why)
+	}
 	fill := o.fill
 	if fill <= 0 {
 		fill = 1
@@ -288,10 +292,14 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 		over = c.overflowLocked(addr, fill, plan)
 	}
 	if over != nil && !o.LoseOverflow {
-		return 0, wire.Errorf(wire.CodeNoSpace, "cannot drain node %s: %s; "+
+		note := ""
+		if o.fill <= 0 {
+			note = c.growthNoteLocked(addr, over, plan)
+		}
+		return 0, wire.Errorf(wire.CodeNoSpace, "cannot drain node %s: %s%s; "+
 			"delete values to make room there, start another node, or wait for the drains running to end, then drain again "+
 			"(values move to their jobs' other nodes, and a job whose nodes have no room gains an active node that has), "+
-			"or drain with --lose-overflow to move what fits and lose the rest at the deadline", addr, over.message(fill))
+			"or drain with --lose-overflow to move what fits and lose the rest at the deadline", addr, over.message(fill), note)
 	}
 	if err := c.adoptOrphansLocked(addr); err != nil {
 		return 0, err

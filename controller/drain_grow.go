@@ -1,8 +1,10 @@
 package controller
 
 import (
+	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/pocketstore/pocket/wire"
@@ -150,8 +152,9 @@ func (c *Controller) bytesOnLocked(j *job, addr string) float64 {
 // active node of j's tier outside the map, not leaving, not lost by j, not
 // taken by another job of the plan, heard from in this run, with the most
 // spare bytes under limit (candidatesUnderLocked). It joins at the weight
-// of j's leaving nodes, or less: no more of j's bytes than it has spare
-// once the leaving nodes are gone. False when there is no such node.
+// of j's leaving nodes, or less: no more of j's bytes than seven eighths
+// of its spare ones once the leaving nodes are gone. False when there is
+// no such node.
 func (c *Controller) drainJoinerLocked(j *job, x string, limit float64, taken map[string]bool) (joiner, bool) {
 	leaving := c.leavingLocked(x)
 	var total, wLeaving, wKept float64
@@ -186,8 +189,11 @@ func (c *Controller) drainJoinerLocked(j *job, x string, limit float64, taken ma
 		return joiner{}, false
 	}
 	// Its share of the job's bytes once the leaving nodes are gone is
-	// w/(wKept+w): at most its spare bytes.
-	w, room := wLeaving, float64(best.spareBytes)
+	// w/(wKept+w): at most its spare bytes, less an eighth, the most a
+	// DRAM slab chunk adds to a value (dataplane/dram.go's fitsInline). A
+	// hostile trial planned joiners full to the byte: their values found
+	// no room and the drain was held past its deadline.
+	w, room := wLeaving, float64(best.spareBytes)*7/8
 	if total*w/(wKept+w) > room {
 		w = room * wKept / (total - room)
 	}
@@ -241,4 +247,73 @@ func (c *Controller) growForDrainLocked(plan drainPlan, x string, now time.Time)
 		c.cfg.Logger.Info("controller: job map grows to take a draining node's values its other nodes have no room for",
 			"job", j.id, "node", jn.addr, "draining", x, "nodes", len(nodes), "epoch", j.epoch)
 	}
+}
+
+// receivingLocked is the first job (by id) for which the node at x takes
+// values now, with what moves them ("" and nil when none): another node
+// of its map draining from the cluster, a node leaving its map, or x
+// joining it. A value is at its old owner or at its owner under the map
+// without the leaving nodes, where readers look (pocket/drain.go); a
+// value moved to x would move again if x left now, and be at neither
+// place: a hostile trial drained the node a drain had just given a job,
+// and acknowledged values read "not found" and deleted ones came back.
+// So such a node is not drained until the change has ended (drain,
+// scale-in).
+func (c *Controller) receivingLocked(x string) (*job, string) {
+	l := c.loads[x]
+	if l == nil {
+		return nil, ""
+	}
+	jobs := make([]*job, 0, len(l.jobs))
+	for j := range l.jobs {
+		jobs = append(jobs, j)
+	}
+	sort.Slice(jobs, func(a, b int) bool { return jobs[a].id < jobs[b].id })
+	for _, j := range jobs {
+		if mv := j.move; mv != nil && mv.role == wire.NodeJoining && mv.addr == x {
+			return j, "it joins that job's map"
+		}
+		if mv := j.move; mv != nil && mv.role == wire.NodeDraining && mv.addr != x {
+			return j, "node " + mv.addr + " leaves that job's map"
+		}
+		for _, mn := range j.nodes {
+			if n, ok := c.nodes[mn.Addr]; ok && mn.Addr != x && n.state == wire.NodeDraining {
+				return j, "node " + mn.Addr + " of that job's map drains"
+			}
+		}
+	}
+	return nil, ""
+}
+
+// receiving reports whether receivingLocked found a job.
+func receiving(j *job, _ string) bool { return j != nil }
+
+// growthNoteLocked says, for the refusal of x's drain, why the jobs
+// sending the overflowing node over.at.addr their values gained no node
+// with plan ("" when none did not).
+func (c *Controller) growthNoteLocked(x string, over *overflow, plan drainPlan) string {
+	l := c.loads[x]
+	if l == nil || over == nil {
+		return ""
+	}
+	leaving := c.leavingLocked(x)
+	var notes []string
+	for j := range l.jobs {
+		if _, grows := plan[j]; grows || !j.has(over.at.addr) {
+			continue
+		}
+		why := "no active node outside its map has room for its share (a node joins one job per drain)"
+		if !c.growableLocked(j, leaving) {
+			why = "its map is changing, or a node of it drains or is dead, so it gains no node now"
+		}
+		notes = append(notes, fmt.Sprintf("job %s: %s", j.id, why))
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	sort.Strings(notes)
+	if len(notes) > 3 {
+		notes = append(notes[:3], fmt.Sprintf("and %d more", len(notes)-3))
+	}
+	return " (" + strings.Join(notes, "; ") + ")"
 }

@@ -117,7 +117,8 @@ func TestDrainGrowthThatDoesNotFitChangesNothing(t *testing.T) {
 // alone: values it moved already are at the node kept, which is neither
 // their owner under a grown map nor their old one. Nor does a drain
 // ordered while another node of the job drains grow the job: the same
-// holds of the values that node moved. The drain is refused instead.
+// holds of the values that node moved. That drain is refused (busy: the
+// node takes the other's values, TestDrainOfANodeTakingValuesIsRefused).
 func TestRunningDrainGrowsNoJob(t *testing.T) {
 	t.Run("stuck drain", func(t *testing.T) {
 		c := newTest(t, Config{})
@@ -157,8 +158,8 @@ func TestRunningDrainGrowsNoJob(t *testing.T) {
 		if _, err := c.Drain(d, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Drain(a, time.Minute); !errors.Is(err, wire.ErrNoSpace) || !strings.Contains(err.Error(), "on node "+b) {
-			t.Fatalf("drain beside a running drain of the job's: %v; want no space on %s", err, b)
+		if _, err := c.Drain(a, time.Minute); !errors.Is(err, wire.ErrBusy) || !strings.Contains(err.Error(), "node "+d+" of that job's map drains") {
+			t.Fatalf("drain beside a running drain of the job's: %v; want busy, naming %s", err, d)
 		}
 		if _, nodes := theJob(t, c); len(nodes.Nodes) != 3 || stateIn(nodes, x) != 0 {
 			t.Fatalf("a job whose node drains grew: %+v", nodes)
@@ -197,5 +198,103 @@ func TestDrainGrowthSurvivesRestart(t *testing.T) {
 	c.heartbeat(&wire.Heartbeat{Addr: b, Moves: []wire.MoveReport{{Job: j.id, Epoch: epoch, Left: 0}}})
 	if _, nodes = theJob(t, c); len(nodes.Nodes) != 2 || stateIn(nodes, x) != wire.NodeActive {
 		t.Fatalf("map once drained and moved after a restart: %+v", nodes)
+	}
+}
+
+// TestDrainOfANodeTakingValuesIsRefused: a node that takes values of a
+// job whose map changes is not drained until the change has ended (busy,
+// naming the job and the change), and the refusal changes nothing: the
+// node a drain gave a job (joining), and the node the job kept (taking
+// the drained node's values). A value moved to either would move again
+// and be where no reader looks: a hostile trial drained the joining node,
+// and acknowledged values read "not found" while deleted ones came back.
+// On the old code both drains were taken.
+func TestDrainOfANodeTakingValuesIsRefused(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b, x := pairJobBeside(t, c)
+	usedBeat(c, a, 700<<20)
+	usedBeat(c, b, 600<<20)
+	usedBeat(c, x, 0)
+	if _, err := c.Drain(a, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	j, before := theJob(t, c)
+	c.mu.Lock()
+	epoch := j.epoch
+	c.mu.Unlock()
+	for addr, why := range map[string]string{x: "it joins that job's map", b: "node " + a + " of that job's map drains"} {
+		_, err := c.DrainWith(addr, DrainOptions{Deadline: time.Minute, LoseOverflow: true})
+		if !errors.Is(err, wire.ErrBusy) || !strings.Contains(err.Error(), why) || !strings.Contains(err.Error(), j.id) {
+			t.Fatalf("drain of %s: %v; want busy, naming job %s and %q", addr, err, j.id, why)
+		}
+		if st, _ := nodeState(c, addr); st != wire.NodeActive {
+			t.Fatalf("refused node %s is %v", addr, st)
+		}
+	}
+	_, after := theJob(t, c)
+	c.mu.Lock()
+	now := j.epoch
+	c.mu.Unlock()
+	if now != epoch || len(after.Nodes) != len(before.Nodes) {
+		t.Fatalf("the refused drains changed the job: %+v (epoch %d, was %d)", after.Nodes, now, epoch)
+	}
+}
+
+// TestDrainGrowthLeavesTheJoinerRoom: the node a drain gives a job takes
+// at most seven eighths of its spare bytes of the job (DRAM chunks add up
+// to an eighth to a value): 1,300 MiB of the job beside a node with 424
+// MiB spare gives it at most 371 MiB. Before, the plan filled it to the
+// byte, its values found no room in slabs, and the drain was held past its
+// deadline (a hostile trial).
+func TestDrainGrowthLeavesTheJoinerRoom(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b, x := pairJobBeside(t, c)
+	usedBeat(c, a, 700<<20)
+	usedBeat(c, b, 600<<20)
+	usedBeat(c, x, 600<<20)
+	if _, err := c.Drain(a, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	_, m := theJob(t, c)
+	var wx, wb float64
+	for _, mn := range m.Nodes {
+		switch mn.Addr {
+		case x:
+			wx = mn.Weight
+		case b:
+			wb = mn.Weight
+		}
+	}
+	share := 1300 * wx / (wx + wb) // MiB, once a has left
+	if wx == 0 || share > 424*7/8+0.5 {
+		t.Fatalf("the joining node's share %.1f MiB of 424 MiB spare (weights %+v); want at most 371", share, m.Nodes)
+	}
+}
+
+// TestDrainRefusalSaysWhyJobsDidNotGrow: three jobs on the drained node
+// send the node they keep more than it holds; the one empty node beside
+// them can join one job only. The refusal names the jobs left without a
+// node and why.
+func TestDrainRefusalSaysWhyJobsDidNotGrow(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	for _, name := range []string{"one", "two", "three"} {
+		if m, err := c.RegisterJob(name, wire.JobHints{PeakMbps: 2000}); err != nil || len(m.Nodes) != 2 {
+			t.Fatalf("register %s: %+v %v", name, m, err)
+		}
+	}
+	x := "127.0.0.1:7003"
+	mustRegister(t, c, dramNode(x, 1<<30, 1000))
+	usedBeat(c, a, 900<<20)
+	usedBeat(c, b, 900<<20)
+	usedBeat(c, x, 0)
+	_, err := c.Drain(a, time.Minute)
+	if !errors.Is(err, wire.ErrNoSpace) || !strings.Contains(err.Error(), "no active node outside its map has room for its share (a node joins one job per drain)") {
+		t.Fatalf("drain of three jobs' values beside one empty node: %v; want no space, saying why jobs did not grow", err)
+	}
+	if strings.Count(err.Error(), "no active node outside its map") != 2 {
+		t.Fatalf("refusal %q; want the two jobs left without a node named", err)
 	}
 }

@@ -36,12 +36,15 @@ func init() {
 }
 
 // drainHelp is what pocket node drain --help says after its flags.
-const drainHelp = `A drain whose values the nodes that would take them (each job's other nodes,
-or the node a job whose only node this is gets) cannot hold, beside the
-drains running, is refused, naming the node that would overflow and its
-room: delete values there, or wait for the drains running, then drain again,
-or order it with --lose-overflow to move what fits and lose the rest at the
-deadline (pocket spot does). Without --lose-overflow, a drain whose values
+const drainHelp = `A job whose other nodes have no room for its values on the node gains an
+active node outside its map that has (it joins the job's map as the drain
+begins, and takes the drained node's share). A drain whose values the nodes
+that would take them (each job's other nodes and such a node, or the node a
+job whose only node this is gets) cannot hold even so, beside the drains
+running, is refused, naming the node that would overflow and its room:
+start another node, delete values there, or wait for the drains running,
+then drain again, or order it with --lose-overflow to move what fits and
+lose the rest at the deadline (pocket spot does). Without --lose-overflow, a drain whose values
 still find no room at its deadline (puts filled the nodes meanwhile) waits
 for room, the node serving them, and the command exits 3.
 
