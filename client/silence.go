@@ -15,11 +15,25 @@ import (
 // the CLI's data commands have none (a get of a key on a frozen node waited
 // until interrupted, also after the controller had marked the node dead).
 // So each connection is watched (watch, a goroutine per connection, every
-// quarter of Options.Silence): while a caller waits for a reply on it, or a
-// frame is being written to it, something must move, a byte read or the
-// socket's unsent bytes falling (the node acknowledging what was written,
+// quarter of Options.Silence): while a caller waits for a reply on it, a
+// frame is being written to it, or replies are owed to nobody (calls given
+// up, read by the drainer), something must move, a byte read or the
+// socket's unsent bytes changing (the node acknowledging what was written,
 // sockpeek.Unsent); after Silence with nothing moving the connection fails,
-// and every call on it, with CodeUnavailable naming the silence. The SDK
+// and every call on it, with CodeUnavailable naming the silence. (A
+// connection with only given-up calls on a frozen node kept its drainer,
+// and now its watch, until Client.Close: a hostile trial left 2 goroutines
+// and a descriptor per connection.)
+//
+// A call failed so has an unknown outcome: the node may hold its frame
+// and execute it when it resumes. Against a node of a cluster the default
+// bounds that: a node that has not heard from its controller for three
+// quarters of its lease (about 25 s by default, dataplane/lease.go)
+// refuses requests until it has, and by then the controller has marked a
+// node silent for 30 s dead. A smaller Silence, or a node without a
+// controller, leaves the outcome open: a hostile trial with Silence 1 s
+// and a standalone node saw a put failed on silence land after the next,
+// acknowledged, put of its key when the node resumed (5 of 12 rounds). The SDK
 // then fetches the job's map and answers as for any node that cannot be
 // reached: the node's dead-node error once the controller marks it dead,
 // or the same request again. A write whose unsent bytes cannot be read
@@ -67,14 +81,19 @@ func (mc *muxConn) watch(silence time.Duration) {
 		}
 		h := mc.heard.Load()
 		writing := len(mc.wsem) > 0
+		mc.mu.Lock()
+		owed := mc.waiting > 0 || writing || mc.orphans > 0
+		mc.mu.Unlock()
 		out, known := -1, false
-		if writing {
+		if owed {
 			out, known = sockpeek.Unsent(mc.nc)
 		}
-		mc.mu.Lock()
-		owed := mc.waiting > 0 || writing
-		mc.mu.Unlock()
-		moved := h != heard || writing && (!known || out == 0 || out != unsent)
+		// Bytes written and not yet taken by the node falling is
+		// movement whether or not a frame is being written: a frame
+		// that fits the socket's buffer (up to 4 MiB) is done writing
+		// long before a slow link has carried it (a hostile trial
+		// failed a 6 MiB put over a 400 KB/s link that way).
+		moved := h != heard || known && out != unsent || writing && (!known || out == 0)
 		heard, unsent = h, out
 		if !owed || moved {
 			quietSince = now

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +126,94 @@ func TestSlowSteadyReplyIsNotSilence(t *testing.T) {
 	r, err := c.Do(context.Background(), ln.Addr().String(), wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, nil, nil)
 	if err != nil || string(r.Payload) != "pong" {
 		t.Fatalf("a trickled reply: %q, %v", r.Payload, err)
+	}
+}
+
+// TestSlowLinkIsNotSilence: a put whose frame has gone into the sockets'
+// buffers waits for its reply while the node reads it slowly (64 KiB
+// every 50 ms, about 1.3 MB/s, 2 MiB): the unsent bytes falling are
+// movement, and with Silence at 300 ms the put gets its reply. Before,
+// only reply bytes counted once the frame was written, and such a put
+// failed (a hostile trial: 6 MiB over a 400 KB/s link).
+func TestSlowLinkIsNotSilence(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		lim := wire.DefaultLimits()
+		hdr := make([]byte, wire.HeaderLen)
+		if _, err := io.ReadFull(nc, hdr); err != nil {
+			return
+		}
+		h, err := wire.ParseHeader(hdr, &lim)
+		if err != nil {
+			return
+		}
+		for left := int64(h.MetaLen) + int64(h.PayloadLen); left > 0; {
+			time.Sleep(50 * time.Millisecond)
+			n, err := io.CopyN(io.Discard, nc, min(left, 64<<10))
+			left -= n
+			if err != nil {
+				return
+			}
+		}
+		nc.Write(wire.AppendHeader(nil, &wire.Header{Op: h.Op.Reply(), ID: h.ID}))
+		io.Copy(io.Discard, nc)
+	}()
+	c := client.New(client.Options{ConnsPerNode: 1, Silence: 300 * time.Millisecond})
+	defer c.Close()
+	payload := make([]byte, 2<<20)
+	_, err = silentCall(t, 20*time.Second, func() error {
+		_, err := c.Do(context.Background(), ln.Addr().String(), wire.OpPut, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, payload, nil)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("a put read slowly but steadily: %v", err)
+	}
+}
+
+// TestGivenUpCallsOnASilentNodeLeaveNothing: calls given up by their
+// context on nodes that never answer leave replies owed to nobody; once
+// nothing has moved for Silence those connections fail, and their drainer
+// and watch end. Before, both stayed until Client.Close (a hostile trial:
+// 2 goroutines and a descriptor per connection).
+func TestGivenUpCallsOnASilentNodeLeaveNothing(t *testing.T) {
+	c := client.New(client.Options{ConnsPerNode: 1, Silence: 200 * time.Millisecond})
+	defer c.Close()
+	base := runtime.NumGoroutine()
+	for i := 0; i < 5; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			io.Copy(io.Discard, nc) // read everything, answer nothing
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		_, err = c.Do(ctx, ln.Addr().String(), wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, nil, nil)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v; want its deadline", i, err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base+5 { // the 5 fake nodes' own goroutines
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines 5 s after the calls were given up, %d before them (+5 fake nodes)", runtime.NumGoroutine(), base)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
