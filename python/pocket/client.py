@@ -44,6 +44,7 @@ import functools
 from dataclasses import dataclass
 
 from . import buffer, control, errors, placement, wire
+from . import conn as pconn
 from .conn import DEFAULT_TIMEOUT, NodeConn, NodeUnavailable, Pool, Reply, fenced
 
 DEFAULT_CHUNK_SIZE = 1 << 20  # the Go SDK's DefaultChunkSize
@@ -569,6 +570,44 @@ def _patient(op: int, flags: int) -> bool:
     return op in (wire.OP_CONFIRM, wire.OP_DROP_VERSION) or (op == wire.OP_DELETE and flags & wire.FLAG_PREFIX != 0)
 
 
+_FENCE_SWEEP = 32  # fences a Job keeps before it looks for those it can take down
+
+
+class _Fence:
+    """A put or delete of a key that timed out, whose connection owes its
+    reply (Job's fences). after: a fence on the same key put up before,
+    waited for first."""
+
+    __slots__ = ("conn", "after", "lock", "done")
+
+    def __init__(self, conn: NodeConn, after: "_Fence | None"):
+        self.conn, self.after = conn, after
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def wait(self) -> None:
+        """Returns once the owed reply has come or been given up: the first
+        caller reads it (NodeConn.settle), the others wait for that."""
+        if self.after is not None:
+            self.after.wait()
+        if not self.settle_now():
+            self.done.wait()
+
+    def settle_now(self, give_up: bool = False) -> bool:
+        """Settles the fence here unless another caller does (False):
+        reads the owed reply, or with give_up closes the connection unread."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            if give_up:
+                self.conn.close()
+            else:
+                self.conn.settle()
+        finally:
+            self.done.set()
+        return True
+
+
 def _resendable(e: errors.Unavailable, op: int, flags: int) -> bool:
     """Whether a request (op, flags) that met e, a node it could not reach,
     may be sent again on a newer map: when it did not reach the node
@@ -742,7 +781,7 @@ class Job:
         self._gone_lock = threading.Lock()
         # Fences (_fence_await): per key, the connection of a put or delete
         # of it that timed out once sent, owing its reply.
-        self._fences: dict[bytes, NodeConn] = {}
+        self._fences: dict[bytes, _Fence] = {}
         self._fence_lock = threading.Lock()
 
     # ---- identity ----
@@ -1341,21 +1380,48 @@ class Job:
     # client orders nothing after a timeout.
 
     def _fence_hold(self, key: bytes, c: NodeConn) -> None:
-        """Puts up a fence on key: c owes the reply of a put or delete of it."""
+        """Puts up a fence on key: c owes the reply of a put or delete of
+        it. A fence still up on key (two callers timed out on it at once)
+        is waited for before this one. Past _FENCE_SWEEP fences, those
+        whose reply has come or that are past giving up are taken down
+        (_fence_sweep): each holds a socket."""
         with self._fence_lock:
             prev = self._fences.get(key)
-            self._fences[key] = c
-        if prev is not None:
-            prev.settle()
+            self._fences[key] = _Fence(c, prev if prev is not None and not prev.done.is_set() else None)
+            many = list(self._fences.items()) if len(self._fences) > _FENCE_SWEEP else []
+        if many:
+            self._fence_sweep(many)
 
     def _fence_await(self, key: bytes) -> None:
-        """Waits for the fence on key, if any (see above), and takes it down."""
+        """Waits for the fence on key, if any (see above): every caller
+        waits until the owed reply has come or been given up (the first
+        reads it), and the fence is then taken down."""
         if not self._fences:
             return
         with self._fence_lock:
-            c = self._fences.pop(key, None)
-        if c is not None:
-            c.settle()
+            f = self._fences.get(key)
+        if f is None:
+            return
+        f.wait()
+        with self._fence_lock:
+            if self._fences.get(key) is f:
+                del self._fences[key]
+
+    def _fence_sweep(self, fences: list) -> None:
+        """Takes down the fences of fences whose reply has arrived (read
+        here, as the next request would) or that are older than the
+        longest a fence is waited for, the larger of the timeout and
+        conn.SILENCE (closed unread, given up as a wait would)."""
+        give_up = max(self.client.pool.timeout or 0.0, pconn.SILENCE)
+        now = time.monotonic()
+        for key, f in fences:
+            if f.after is not None or f.done.is_set():
+                continue
+            if f.conn.closed_by_node() or now - f.conn.owed_at > give_up:
+                if f.settle_now(give_up=now - f.conn.owed_at > give_up):
+                    with self._fence_lock:
+                        if self._fences.get(key) is f:
+                            del self._fences[key]
 
     def _drain_do(self, st: _MapState, key: bytes, version: int, addr: str, old: str, op: int, flags: int,
                   meta: bytes, payload, dst) -> Reply:

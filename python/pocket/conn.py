@@ -50,6 +50,7 @@ import socket
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from . import buffer, errors, wire
@@ -141,6 +142,7 @@ class NodeConn:
         self.used = time.monotonic()
         self.broken = False
         self.owed = 0  # a request whose reply timed out before it began (roundtrip), kept for settle
+        self.owed_at = 0.0  # when it began to owe that reply (time.monotonic)
         self._poll = select.poll()
         self._poll.register(self.sock, select.POLLIN)
 
@@ -165,7 +167,7 @@ class NodeConn:
         began leaves the connection open, owing that reply, on the error
         (NodeUnavailable.conn) instead."""
         if owed and isinstance(e, TimeoutError):
-            self.broken, self.owed = True, owed
+            self.broken, self.owed, self.owed_at = True, owed, time.monotonic()
             err = NodeUnavailable(self.addr, f"node {self.addr}: timed out: no reply within {self.timeout} s "
                                   f"(the client's timeout; Client(timeout=...) sets it, None waits forever)", True)
             err.conn = self
@@ -361,6 +363,9 @@ class Pool:
         self._idle: dict[str, list[NodeConn]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        # Connections that owe a reply (NodeConn.owed), held by fences:
+        # closed with the pool, forgotten once their holder drops them.
+        self._owed: weakref.WeakSet[NodeConn] = weakref.WeakSet()
 
     def acquire(self, addr: str) -> NodeConn:
         """An idle connection to addr, or a new one. A connection idle for
@@ -384,6 +389,10 @@ class Pool:
         """Takes a connection back; a broken one is dropped, but one that
         owes a reply (NodeConn.owed) is left to the error that carries it."""
         if c.owed:
+            with self._lock:
+                self._owed.add(c)
+            if self._closed:
+                c.close()
             return
         if c.broken or self._closed:
             c.close()
@@ -403,3 +412,5 @@ class Pool:
             for idle in self._idle.values():
                 while idle:
                     idle.pop().close()
+            for c in list(self._owed):
+                c.close()

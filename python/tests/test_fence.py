@@ -7,6 +7,7 @@ and an acknowledged put was replaced by the one that timed out."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -86,11 +87,19 @@ class SlowNode:
                 c.sendall(wire.pack_header(op | wire.REPLY_BIT, 0, rid, 0, len(out), code) + out)
         except OSError:
             pass
+        finally:
+            c.close()
+
+
+# The client's timeout, and how late the node executes the requests it
+# delays: wide enough apart that a loaded machine (CI under -race) answers
+# the requests it does not delay within the timeout.
+TIMEOUT, DELAY = 1.0, 2.5
 
 
 @pytest.fixture
 def slow_node():
-    n = SlowNode(1.0)
+    n = SlowNode(DELAY)
     yield n
     n.close()
 
@@ -98,7 +107,7 @@ def slow_node():
 @pytest.mark.parametrize("first", ["put", "delete"])
 def test_timed_out_write_not_overtaken(slow_node, first):
     m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(slow_node.addr, 1.0)], b"tok")
-    with pocket.Client(insecure=True, timeout=0.3) as cl:
+    with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
         cl.controller = MapController(m, 1 << 30)
         job = pclient.Job(cl, m)
         if first == "delete":
@@ -116,13 +125,13 @@ def test_timed_out_write_not_overtaken(slow_node, first):
 
 def test_fence_on_a_silent_node_is_given_up(slow_node, monkeypatch):
     """A fence waits for the owed reply at most the larger of the timeout
-    and conn.SILENCE (30 s; 1 s here): with the node slower than that, the
-    next put waits that long, then goes (as the Go SDK gives up a silent
-    node's call)."""
-    monkeypatch.setattr(pconn, "SILENCE", 1.0)
-    slow_node.delay = 5.0
+    and conn.SILENCE (30 s; 1.5 s here): with the node slower than that,
+    the next put waits that long, then goes (as the Go SDK gives up a
+    silent node's call)."""
+    monkeypatch.setattr(pconn, "SILENCE", 1.5)
+    slow_node.delay = 6.0
     m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(slow_node.addr, 1.0)], b"tok")
-    with pocket.Client(insecure=True, timeout=0.3) as cl:
+    with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
         cl.controller = MapController(m, 1 << 30)
         job = pclient.Job(cl, m)
         with pytest.raises(pocket.Unavailable, match="timed out"):
@@ -130,4 +139,54 @@ def test_fence_on_a_silent_node_is_given_up(slow_node, monkeypatch):
         t0 = time.monotonic()
         job.put("k", b"new")
         took = time.monotonic() - t0
-        assert 0.9 <= took < 3.0, f"the next put took {took:.2f} s"
+        assert 1.4 <= took < 4.5, f"the next put took {took:.2f} s"
+
+
+def test_concurrent_callers_all_wait(slow_node):
+    """Two callers putting a key whose put timed out both wait for the
+    fence: the node executes the timed-out put before either. Before, the
+    first took the fence down and waited on it alone, and the second went
+    at once and was overtaken (a hostile trial: [C, old, B], 6 of 6)."""
+    m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(slow_node.addr, 1.0)], b"tok")
+    with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
+        cl.controller = MapController(m, 1 << 30)
+        job = pclient.Job(cl, m)
+        with pytest.raises(pocket.Unavailable, match="timed out"):
+            job.put("k", b"old")
+        ts = [threading.Thread(target=job.put, args=("k", v)) for v in (b"B", b"C")]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        time.sleep(slow_node.delay + 0.2)
+        order = [v for op, v in slow_node.done if op == "put"]
+        assert order.index(b"old") < order.index(b"B") and order.index(b"old") < order.index(b"C"), order
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_fences_do_not_keep_sockets(monkeypatch):
+    """Each fence keeps its connection's socket. Past 32 fences a Job takes
+    down those whose reply has come, and Client.close closes the rest.
+    Before, every timed-out key kept a socket until it was written again
+    (a hostile trial ran out of descriptors after about 125 keys)."""
+    n = SlowNode(0.2)
+    try:
+        m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(n.addr, 1.0)], b"tok")
+        base = _fds()
+        cl = pocket.Client(insecure=True, timeout=0.05)
+        cl.controller = MapController(m, 1 << 30)
+        job = pclient.Job(cl, m)
+        for i in range(40):
+            with pytest.raises(pocket.Unavailable, match="timed out"):
+                job.put(f"k{i}", b"old")
+            if i == 20:
+                time.sleep(0.5)  # the first ones' replies arrive
+        assert len(job._fences) <= 33, len(job._fences)
+        cl.close()
+        time.sleep(0.5)  # the node closes its end of each
+        assert _fds() <= base + 2, f"{_fds()} descriptors after close, {base} before"
+    finally:
+        n.close()
