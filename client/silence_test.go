@@ -30,6 +30,36 @@ func silentCall(t *testing.T, bound time.Duration, call func() error) (time.Dura
 	}
 }
 
+// oneRequestNode listens on loopback and serves one connection: it reads
+// one request's header and hands it, with the connection, to serve (which
+// reads the rest of the frame, or not). It returns the address.
+func oneRequestNode(t *testing.T, serve func(nc net.Conn, h wire.Header)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		lim := wire.DefaultLimits()
+		hdr := make([]byte, wire.HeaderLen)
+		if _, err := io.ReadFull(nc, hdr); err != nil {
+			return
+		}
+		h, err := wire.ParseHeader(hdr, &lim)
+		if err != nil {
+			return
+		}
+		serve(nc, h)
+	}()
+	return ln.Addr().String()
+}
+
 // TestSilentNodeFailsTheCall: a node that takes requests and sends
 // nothing back, before a reply or in the middle of one, fails the calls
 // waiting on it after Options.Silence, with CodeUnavailable naming the
@@ -58,25 +88,14 @@ func TestSilentNodeFailsTheCall(t *testing.T) {
 // nothing blocks a large put's write once the sockets' buffers are full;
 // the write fails after Options.Silence, as not sent.
 func TestNodeReadingNothingFailsTheWrite(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // read nothing, answer nothing
-		}
-	}()
+	stop := make(chan struct{})
+	defer close(stop)
+	addr := oneRequestNode(t, func(net.Conn, wire.Header) { <-stop }) // reads no more, answers nothing
 	c := client.New(client.Options{ConnsPerNode: 1, Silence: 200 * time.Millisecond})
 	defer c.Close()
 	payload := make([]byte, 32<<20)
-	_, err = silentCall(t, 10*time.Second, func() error {
-		_, err := c.Do(context.Background(), ln.Addr().String(), wire.OpPut, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, payload, nil)
+	_, err := silentCall(t, 10*time.Second, func() error {
+		_, err := c.Do(context.Background(), addr, wire.OpPut, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, payload, nil)
 		return err
 	})
 	if !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), "while a request was being written") || !client.NotSent(err) {
@@ -88,26 +107,7 @@ func TestNodeReadingNothingFailsTheWrite(t *testing.T) {
 // 60 ms for over a second, is not silence with Silence at 200 ms: the
 // call gets it.
 func TestSlowSteadyReplyIsNotSilence(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer nc.Close()
-		lim := wire.DefaultLimits()
-		hdr := make([]byte, wire.HeaderLen)
-		if _, err := io.ReadFull(nc, hdr); err != nil {
-			return
-		}
-		h, err := wire.ParseHeader(hdr, &lim)
-		if err != nil {
-			return
-		}
+	addr := oneRequestNode(t, func(nc net.Conn, h wire.Header) {
 		if _, err := io.CopyN(io.Discard, nc, int64(h.MetaLen)+int64(h.PayloadLen)); err != nil {
 			return
 		}
@@ -120,10 +120,10 @@ func TestSlowSteadyReplyIsNotSilence(t *testing.T) {
 			}
 		}
 		io.Copy(io.Discard, nc)
-	}()
+	})
 	c := client.New(client.Options{ConnsPerNode: 1, Silence: 200 * time.Millisecond})
 	defer c.Close()
-	r, err := c.Do(context.Background(), ln.Addr().String(), wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, nil, nil)
+	r, err := c.Do(context.Background(), addr, wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, nil, nil)
 	if err != nil || string(r.Payload) != "pong" {
 		t.Fatalf("a trickled reply: %q, %v", r.Payload, err)
 	}
@@ -136,26 +136,7 @@ func TestSlowSteadyReplyIsNotSilence(t *testing.T) {
 // only reply bytes counted once the frame was written, and such a put
 // failed (a hostile trial: 6 MiB over a 400 KB/s link).
 func TestSlowLinkIsNotSilence(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		nc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer nc.Close()
-		lim := wire.DefaultLimits()
-		hdr := make([]byte, wire.HeaderLen)
-		if _, err := io.ReadFull(nc, hdr); err != nil {
-			return
-		}
-		h, err := wire.ParseHeader(hdr, &lim)
-		if err != nil {
-			return
-		}
+	addr := oneRequestNode(t, func(nc net.Conn, h wire.Header) {
 		for left := int64(h.MetaLen) + int64(h.PayloadLen); left > 0; {
 			time.Sleep(50 * time.Millisecond)
 			n, err := io.CopyN(io.Discard, nc, min(left, 64<<10))
@@ -166,12 +147,12 @@ func TestSlowLinkIsNotSilence(t *testing.T) {
 		}
 		nc.Write(wire.AppendHeader(nil, &wire.Header{Op: h.Op.Reply(), ID: h.ID}))
 		io.Copy(io.Discard, nc)
-	}()
+	})
 	c := client.New(client.Options{ConnsPerNode: 1, Silence: 300 * time.Millisecond})
 	defer c.Close()
 	payload := make([]byte, 2<<20)
-	_, err = silentCall(t, 20*time.Second, func() error {
-		_, err := c.Do(context.Background(), ln.Addr().String(), wire.OpPut, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, payload, nil)
+	_, err := silentCall(t, 20*time.Second, func() error {
+		_, err := c.Do(context.Background(), addr, wire.OpPut, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, payload, nil)
 		return err
 	})
 	if err != nil {
@@ -189,21 +170,9 @@ func TestGivenUpCallsOnASilentNodeLeaveNothing(t *testing.T) {
 	defer c.Close()
 	base := runtime.NumGoroutine()
 	for i := 0; i < 5; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer nc.Close()
-			io.Copy(io.Discard, nc) // read everything, answer nothing
-		}()
+		addr := oneRequestNode(t, func(nc net.Conn, _ wire.Header) { io.Copy(io.Discard, nc) }) // read everything, answer nothing
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		_, err = c.Do(ctx, ln.Addr().String(), wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, nil, nil)
+		_, err := c.Do(ctx, addr, wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, nil, nil)
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("call %d: %v; want its deadline", i, err)

@@ -74,23 +74,18 @@ func (p *freezeProxy) copy(dst, src net.Conn) {
 	}
 }
 
-// TestFrozenNodeMapFetched (hostile trial): a node that stops without
-// closing its connections is never refused, so its calls only time out.
-// The controller marks it dead once its heartbeats stop; a Job whose
-// calls to it had timed out must learn that and answer unavailable at
-// once, as a Job opened anew does. Before, the Job never fetched the map
-// after a timeout: every call to the node's keys waited out its caller's
-// deadline, for good.
-func TestFrozenNodeMapFetched(t *testing.T) {
-	c := newTestCluster(t, 1, 64<<20)
+// frozenKey adds to c a node behind a freezeProxy, registers a job through
+// s, puts a key the new node owns, then freezes the node (its proxy passes
+// nothing on, its heartbeats stop; it keeps its connections), and returns
+// the job and the key.
+func frozenKey(t *testing.T, c *testCluster, s *Store) (*Job, string) {
+	t.Helper()
 	nd, d := c.newNode(64 << 20)
 	p := newFreezeProxy(t, nd.Addr().String())
 	c.runAgent(nd, d, p.addr)
-	c.awaitActive(2)
-	frozen := c.nodes[1]
-
+	c.awaitActive(len(c.nodes))
 	ctx := context.Background()
-	j, err := c.store().RegisterJob(ctx, "frozen", Hints{Lambdas: 40})
+	j, err := s.RegisterJob(ctx, "frozen", Hints{Lambdas: 40})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +99,21 @@ func TestFrozenNodeMapFetched(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.frozen.Store(true)
-	frozen.cancel() // its heartbeats stop; the node itself keeps its connections
+	c.nodes[len(c.nodes)-1].cancel()
+	return j, key
+}
+
+// TestFrozenNodeMapFetched (hostile trial): a node that stops without
+// closing its connections is never refused, so its calls only time out.
+// The controller marks it dead once its heartbeats stop; a Job whose
+// calls to it had timed out must learn that and answer unavailable at
+// once, as a Job opened anew does. Before, the Job never fetched the map
+// after a timeout: every call to the node's keys waited out its caller's
+// deadline, for good.
+func TestFrozenNodeMapFetched(t *testing.T) {
+	c := newTestCluster(t, 1, 64<<20)
+	j, key := frozenKey(t, c, c.store())
+	ctx := context.Background()
 	timeouts, calls := 0, 0
 	ok := waitUntil(10*time.Second, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -142,33 +151,13 @@ func TestFrozenNodeMapFetched(t *testing.T) {
 // marked the node dead.
 func TestFrozenNodeCallsEnd(t *testing.T) {
 	c := newTestCluster(t, 1, 64<<20)
-	nd, d := c.newNode(64 << 20)
-	p := newFreezeProxy(t, nd.Addr().String())
-	c.runAgent(nd, d, p.addr)
-	c.awaitActive(2)
-	frozen := c.nodes[1]
-
 	ctx := context.Background()
 	s, err := Dial(ctx, c.addr, Config{ChunkSize: 1 << 20, Silence: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	j, err := s.RegisterJob(ctx, "frozen", Hints{Lambdas: 40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := ""
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == p.addr {
-			key = k
-		}
-	}
-	if err := j.Put(ctx, key, []byte("v")); err != nil {
-		t.Fatal(err)
-	}
-	p.frozen.Store(true)
-	frozen.cancel() // its heartbeats stop; the node itself keeps its connections
+	j, key := frozenKey(t, c, s)
 	for _, op := range []string{"get", "put"} {
 		done := make(chan error, 1)
 		start := time.Now()

@@ -104,12 +104,23 @@ def slow_node():
     n.close()
 
 
+def _job(cl, node: SlowNode) -> pclient.Job:
+    """A Job of cl on node alone, its map from a stand-in controller."""
+    m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(node.addr, 1.0)], b"tok")
+    cl.controller = MapController(m, 1 << 30)
+    return pclient.Job(cl, m)
+
+
+def _timed_out(job: pclient.Job, key: str) -> None:
+    """A put of b"old" to key that times out (the node delays it)."""
+    with pytest.raises(pocket.Unavailable, match="timed out"):
+        job.put(key, b"old")
+
+
 @pytest.mark.parametrize("first", ["put", "delete"])
 def test_timed_out_write_not_overtaken(slow_node, first):
-    m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(slow_node.addr, 1.0)], b"tok")
     with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
-        cl.controller = MapController(m, 1 << 30)
-        job = pclient.Job(cl, m)
+        job = _job(cl, slow_node)
         if first == "delete":
             job.put("k", b"before")
         with pytest.raises(pocket.Unavailable, match="timed out"):
@@ -130,12 +141,9 @@ def test_fence_on_a_silent_node_is_given_up(slow_node, monkeypatch):
     silent node's call)."""
     monkeypatch.setattr(pconn, "SILENCE", 1.5)
     slow_node.delay = 6.0
-    m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(slow_node.addr, 1.0)], b"tok")
     with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
-        cl.controller = MapController(m, 1 << 30)
-        job = pclient.Job(cl, m)
-        with pytest.raises(pocket.Unavailable, match="timed out"):
-            job.put("k", b"old")
+        job = _job(cl, slow_node)
+        _timed_out(job, "k")
         t0 = time.monotonic()
         job.put("k", b"new")
         took = time.monotonic() - t0
@@ -147,12 +155,9 @@ def test_concurrent_callers_all_wait(slow_node):
     fence: the node executes the timed-out put before either. Before, the
     first took the fence down and waited on it alone, and the second went
     at once and was overtaken (a hostile trial: [C, old, B], 6 of 6)."""
-    m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(slow_node.addr, 1.0)], b"tok")
     with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
-        cl.controller = MapController(m, 1 << 30)
-        job = pclient.Job(cl, m)
-        with pytest.raises(pocket.Unavailable, match="timed out"):
-            job.put("k", b"old")
+        job = _job(cl, slow_node)
+        _timed_out(job, "k")
         ts = [threading.Thread(target=job.put, args=("k", v)) for v in (b"B", b"C")]
         for t in ts:
             t.start()
@@ -174,14 +179,11 @@ def test_fences_do_not_keep_sockets(monkeypatch):
     (a hostile trial ran out of descriptors after about 125 keys)."""
     n = SlowNode(0.2)
     try:
-        m = wire.PlacementMap("j-1", wire.TIER_DRAM, 3, [wire.MapNode(n.addr, 1.0)], b"tok")
         base = _fds()
         cl = pocket.Client(insecure=True, timeout=0.05)
-        cl.controller = MapController(m, 1 << 30)
-        job = pclient.Job(cl, m)
+        job = _job(cl, n)
         for i in range(40):
-            with pytest.raises(pocket.Unavailable, match="timed out"):
-                job.put(f"k{i}", b"old")
+            _timed_out(job, f"k{i}")
             if i == 20:
                 time.sleep(0.5)  # the first ones' replies arrive
         assert len(job._fences) <= 33, len(job._fences)
