@@ -15,7 +15,7 @@ import (
 // the CLI's data commands have none (a get of a key on a frozen node waited
 // until interrupted, also after the controller had marked the node dead).
 // So each connection is watched (watch, a goroutine per connection, every
-// quarter of Options.Silence): while a caller waits for a reply on it, a
+// eighth of Options.Silence, so a call fails within 1.25 times it): while a caller waits for a reply on it, a
 // frame is being written to it, or replies are owed to nobody (calls given
 // up, read by the drainer), something must move, a byte read or the
 // socket's unsent bytes changing (the node acknowledging what was written,
@@ -58,19 +58,19 @@ type errSilent struct {
 }
 
 func (e errSilent) Error() string {
-	what := "a request waited for its reply"
+	what := "a request waited for its reply (the node is frozen, stalled or cut off; whether it executed the request is unknown)"
 	if e.writing {
-		what = "a request was being written"
+		what = "a request was being written (the node is frozen, stalled or cut off)"
 	}
-	return fmt.Sprintf("nothing received for %v while %s (the node is frozen, stalled or cut off)", e.silence, what)
+	return fmt.Sprintf("nothing received for %v while %s", e.silence, what)
 }
 
 // watch fails mc once nothing has moved on it for silence while it owes a
 // caller something (see the top of this file); it returns when mc fails.
 func (mc *muxConn) watch(silence time.Duration) {
-	tick := time.NewTicker(silence / 4)
+	tick := time.NewTicker(silence / 8)
 	defer tick.Stop()
-	var heard uint64
+	heard := mc.heard.Load()
 	unsent, quietSince := -1, time.Now()
 	for {
 		var now time.Time
@@ -93,7 +93,7 @@ func (mc *muxConn) watch(silence time.Duration) {
 		// that fits the socket's buffer (up to 4 MiB) is done writing
 		// long before a slow link has carried it (a hostile trial
 		// failed a 6 MiB put over a 400 KB/s link that way).
-		moved := h != heard || known && out != unsent || writing && (!known || out == 0)
+		moved := h != heard || known && unsent >= 0 && out != unsent || writing && (!known || out == 0)
 		heard, unsent = h, out
 		if !owed || moved {
 			quietSince = now

@@ -578,20 +578,30 @@ class _Fence:
     reply (Job's fences). after: a fence on the same key put up before,
     waited for first."""
 
-    __slots__ = ("conn", "after", "lock", "done")
+    __slots__ = ("conn", "after", "lock", "done", "answered")
 
     def __init__(self, conn: NodeConn, after: "_Fence | None"):
         self.conn, self.after = conn, after
         self.lock = threading.Lock()
         self.done = threading.Event()
+        self.answered = False  # the owed reply came, or the node closed the connection
 
     def wait(self) -> None:
         """Returns once the owed reply has come or been given up: the first
-        caller reads it (NodeConn.settle), the others wait for that."""
+        caller reads it (NodeConn.settle), the others wait for that. Raises
+        NodeUnavailable (not sent) when it was given up: the node has been
+        silent for the larger of the timeout and conn.SILENCE, and the
+        request it owes a reply for may still be executed; the caller's
+        request is not sent (the fence is down: a later call goes)."""
         if self.after is not None:
             self.after.wait()
         if not self.settle_now():
             self.done.wait()
+        if not self.answered:
+            c = self.conn
+            raise NodeUnavailable(c.addr, f"node {c.addr}: an earlier put or delete of this key timed out and the node "
+                                  f"has not answered it since (it may still execute it): nothing was sent; try again",
+                                  sent=False)
 
     def settle_now(self, give_up: bool = False) -> bool:
         """Settles the fence here unless another caller does (False):
@@ -602,7 +612,7 @@ class _Fence:
             if give_up:
                 self.conn.close()
             else:
-                self.conn.settle()
+                self.answered = self.conn.settle()
         finally:
             self.done.set()
         return True
@@ -1402,10 +1412,12 @@ class Job:
             f = self._fences.get(key)
         if f is None:
             return
-        f.wait()
-        with self._fence_lock:
-            if self._fences.get(key) is f:
-                del self._fences[key]
+        try:
+            f.wait()
+        finally:
+            with self._fence_lock:
+                if self._fences.get(key) is f:
+                    del self._fences[key]
 
     def _fence_sweep(self, fences: list) -> None:
         """Takes down the fences of fences whose reply has arrived (read

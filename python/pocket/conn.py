@@ -323,7 +323,7 @@ class NodeConn:
             raise self._fail(errors.Malformed(f"reply id {r.id} to request {rid}"))
         return r
 
-    def settle(self) -> None:
+    def settle(self) -> bool:
         """Waits for the reply owed on a connection left open by a timeout
         (owed), discarding it, then closes the connection: from then on
         the request it answers, if the node ever executes it, has been
@@ -331,16 +331,20 @@ class NodeConn:
         closed executes nothing more, and one silent for the larger of the
         timeout and SILENCE is given up, as the Go SDK gives up a silent
         node's call (client/silence.go); with no timeout (None) it waits
-        for ever."""
+        for ever. Returns False when it gave up: the request may still
+        be executed."""
         if self.timeout is not None:
             self.sock.settimeout(max(self.timeout, SILENCE))
         try:
             while self.recv(None).id != self.owed:
                 pass
+        except NodeUnavailable as e:
+            return "timed out" not in str(e)  # closed by the node: nothing more lands
         except errors.PocketError:
             pass
         finally:
             self.close()
+        return True
 
     def _roundtrip(self, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
         rid = self.send(op, flags, meta, payload)

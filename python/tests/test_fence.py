@@ -136,18 +136,24 @@ def test_timed_out_write_not_overtaken(slow_node, first):
 
 def test_fence_on_a_silent_node_is_given_up(slow_node, monkeypatch):
     """A fence waits for the owed reply at most the larger of the timeout
-    and conn.SILENCE (30 s; 1.5 s here): with the node slower than that,
-    the next put waits that long, then goes (as the Go SDK gives up a
-    silent node's call)."""
+    and conn.SILENCE (30 s; 1.5 s here). With the node slower than that,
+    the next put waits that long and raises, not sent, saying an earlier
+    write of the key is unanswered; the put after it goes (the fence is
+    down). Before, it was sent when the wait gave up, and its timeout
+    message said nothing of the wait (a new user: "no reply within 0.5 s"
+    after 30.5 s)."""
     monkeypatch.setattr(pconn, "SILENCE", 1.5)
     slow_node.delay = 6.0
     with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
         job = _job(cl, slow_node)
         _timed_out(job, "k")
         t0 = time.monotonic()
-        job.put("k", b"new")
+        with pytest.raises(pocket.Unavailable, match="earlier put or delete of this key timed out") as e:
+            job.put("k", b"new")
         took = time.monotonic() - t0
+        assert e.value.sent is False
         assert 1.4 <= took < 4.5, f"the next put took {took:.2f} s"
+        job.put("k", b"newer")
 
 
 def test_concurrent_callers_all_wait(slow_node):
