@@ -237,6 +237,9 @@ func (c *Controller) DrainWith(addr string, o DrainOptions) (time.Duration, erro
 	}
 	d, err := c.drain(addr, o)
 	if err != nil {
+		// The order's caller sees the refusal; the log keeps it too (a
+		// new user found the controller's log silent about it).
+		c.cfg.Logger.Info("controller: drain refused", "node", addr, "err", err)
 		return 0, err
 	}
 	return d, c.flush() // after c.mu: the store's lock comes first (doc.go)

@@ -210,7 +210,8 @@ func TestDrainGrowthSurvivesRestart(t *testing.T) {
 // and acknowledged values read "not found" while deleted ones came back.
 // On the old code both drains were taken.
 func TestDrainOfANodeTakingValuesIsRefused(t *testing.T) {
-	c := newTest(t, Config{})
+	logs := &logSink{}
+	c := newTest(t, Config{Logger: logs.logger()})
 	a, b, x := pairJobBeside(t, c)
 	usedBeat(c, a, 700<<20)
 	usedBeat(c, b, 600<<20)
@@ -237,6 +238,9 @@ func TestDrainOfANodeTakingValuesIsRefused(t *testing.T) {
 	c.mu.Unlock()
 	if now != epoch || len(after.Nodes) != len(before.Nodes) {
 		t.Fatalf("the refused drains changed the job: %+v (epoch %d, was %d)", after.Nodes, now, epoch)
+	}
+	if !logs.contains("controller: drain refused") {
+		t.Fatalf("the refusals are not logged: %s", logs.msgs())
 	}
 }
 
