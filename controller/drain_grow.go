@@ -106,7 +106,7 @@ func (c *Controller) growableLocked(j *job, leaving map[string]bool) bool {
 }
 
 // heaviestSenderLocked is the growable job (growableLocked) on x, not in
-// plan nor tried, with to ("" for any) among its nodes, holding the most
+// plan nor tried, with to among its nodes, holding the most
 // bytes on x; nil when there is none.
 func (c *Controller) heaviestSenderLocked(x, to string, plan drainPlan, tried map[*job]bool) *job {
 	l, n := c.loads[x], c.nodes[x]
@@ -117,7 +117,7 @@ func (c *Controller) heaviestSenderLocked(x, to string, plan drainPlan, tried ma
 	var best *job
 	var bestBytes float64
 	for j := range l.jobs {
-		if _, planned := plan[j]; planned || tried[j] || !c.growableLocked(j, leaving) || to != "" && !j.has(to) {
+		if _, planned := plan[j]; planned || tried[j] || !c.growableLocked(j, leaving) || !j.has(to) {
 			continue
 		}
 		b := c.bytesOnLocked(j, x)
