@@ -12,8 +12,18 @@ import (
 
 // DropJob is DropJobAt for a node of unknown incarnation (0): a node that
 // has one (every dataplane.Node) refuses the order. For tools and tests.
-func (c *Client) DropJob(ctx context.Context, addr, job string, key []byte) (values uint64, bytes int64, err error) {
+func (c *Client) DropJob(ctx context.Context, addr, job string, key []byte) (Dropped, error) {
 	return c.DropJobAt(ctx, addr, job, key, 0)
+}
+
+// Dropped is a node's answer to a drop order (DropJobAt).
+type Dropped struct {
+	Values uint64 // values removed
+	Freed  int64  // bytes freed
+	// Kept is the job's bytes the node keeps: its values put with
+	// wire.FlagPersist. A node that keeps none forgets the job
+	// wire.RevokeLinger after the order (it refuses it until then).
+	Kept int64
 }
 
 // DropJobAt asks the node at addr, whose incarnation is incarnation
@@ -26,21 +36,21 @@ func (c *Client) DropJob(ctx context.Context, addr, job string, key []byte) (val
 // and flags, a fresh nonce (the request's key) and the expiry now +
 // token.OrderLife by this process's clock. A node with a guard refuses an
 // order made for another node or incarnation, altered, expired or taken
-// before with wire.ErrBadToken. It returns the number of values the node
-// removed and the bytes it freed. Errors are those of Do, prefixed with
-// the operation and the node.
-func (c *Client) DropJobAt(ctx context.Context, addr, job string, key []byte, incarnation uint64) (values uint64, bytes int64, err error) {
+// before with wire.ErrBadToken. It returns the values the node removed,
+// the bytes it freed and the bytes it keeps. Errors are those of Do,
+// prefixed with the operation and the node.
+func (c *Client) DropJobAt(ctx context.Context, addr, job string, key []byte, incarnation uint64) (Dropped, error) {
 	nonce, err := token.NewNonce(orderNonceLen)
 	if err != nil {
-		return 0, 0, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
+		return Dropped{}, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
 	}
 	o := token.Order{Addr: addr, Incarnation: incarnation, Op: byte(wire.OpDropJob), Nonce: nonce,
 		ExpiresMs: time.Now().Add(token.OrderLife).UnixMilli()}
 	r, err := c.Do(ctx, addr, wire.OpDropJob, 0, &wire.Request{Job: []byte(job), Key: nonce, Token: token.OrderProof(key, &o)}, nil, nil)
 	if err != nil {
-		return 0, 0, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
+		return Dropped{}, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
 	}
-	return r.Meta.Count, r.Meta.Size, nil
+	return Dropped{Values: r.Meta.Count, Freed: r.Meta.Size, Kept: r.Meta.Capacity}, nil
 }
 
 // orderNonceLen is the length of an order's nonce in bytes.

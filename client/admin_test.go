@@ -27,10 +27,10 @@ func TestDropJob(t *testing.T) {
 		total += int64(size)
 	}
 	put(t, c, addr, "kept", "a", 5)
-	values, bytes, err := c.DropJob(ctx, addr, "gone", nil)
+	d, err := c.DropJob(ctx, addr, "gone", nil)
 	// Bytes freed count the tier's per-value overhead too.
-	if err != nil || values != uint64(len(sizes)) || bytes < total {
-		t.Fatalf("DropJob = %d values, %d bytes, %v; want %d values, at least %d bytes, nil", values, bytes, err, len(sizes), total)
+	if err != nil || d.Values != uint64(len(sizes)) || d.Freed < total || d.Kept != 0 {
+		t.Fatalf("DropJob = %+v, %v; want %d values, at least %d bytes, none kept, nil", d, err, len(sizes), total)
 	}
 	for k := range sizes {
 		req := wire.Request{Job: []byte("gone"), Key: []byte(k)}
@@ -62,14 +62,14 @@ func TestDropJobAdminToken(t *testing.T) {
 	c := client.New(client.Options{})
 	defer c.Close()
 	ctx, addr := context.Background(), n.Addr().String()
-	_, _, err = c.DropJobAt(ctx, addr, "j-1", token.OrderKey([]byte("another-secret-0123456789abcdef"), []byte("j-1")), n.Incarnation())
+	_, err = c.DropJobAt(ctx, addr, "j-1", token.OrderKey([]byte("another-secret-0123456789abcdef"), []byte("j-1")), n.Incarnation())
 	if !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "j-1") {
 		t.Fatalf("drop with a wrong admin token: %v, want bad token naming j-1 and %s", err, addr)
 	}
-	if _, _, err := c.DropJob(ctx, addr, "j-1", token.OrderKey(secret, []byte("j-1"))); !errors.Is(err, wire.ErrBadToken) {
+	if _, err := c.DropJob(ctx, addr, "j-1", token.OrderKey(secret, []byte("j-1"))); !errors.Is(err, wire.ErrBadToken) {
 		t.Fatalf("drop without the node's incarnation: %v, want bad token", err)
 	}
-	if _, _, err := c.DropJobAt(ctx, addr, "j-1", token.OrderKey(secret, []byte("j-1")), n.Incarnation()); err != nil {
+	if _, err := c.DropJobAt(ctx, addr, "j-1", token.OrderKey(secret, []byte("j-1")), n.Incarnation()); err != nil {
 		t.Fatalf("drop with the admin token for the node's incarnation: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // Config configures a Controller. Zero fields take the defaults below.
@@ -30,6 +31,12 @@ type Config struct {
 	FirstJobSeq uint64
 	// DropTimeout bounds each node's drop-job exchange (10 s).
 	DropTimeout time.Duration
+	// RevokeLinger is how long a node that dropped a live job's data by
+	// the controller's order (it came back after the job lost it) keeps
+	// refusing the job (wire.RevokeLinger, the default; not shorter than
+	// the nodes' dataplane.NodeConfig.RevokeLinger): the job may take the
+	// node back two heartbeat intervals after that (dead.go).
+	RevokeLinger time.Duration
 	// ProbeTimeout bounds the question to the node serving at an address
 	// that a registration says restarted (DefaultProbeTimeout, 1 s;
 	// incarnation.go).
@@ -191,6 +198,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.DeadNodeGrace == 0 {
 		cfg.DeadNodeGrace = DefaultDeadNodeGrace
+	}
+	if cfg.RevokeLinger <= 0 {
+		cfg.RevokeLinger = wire.RevokeLinger
 	}
 	if cfg.DropTimeout <= 0 {
 		cfg.DropTimeout = 10 * time.Second

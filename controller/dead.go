@@ -4,6 +4,8 @@ import (
 	"slices"
 	"time"
 
+	dataclient "github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -332,10 +334,11 @@ func scaleLost(lost []wire.LostNode, f float64) {
 // (a hostile trial: "node ... is dead" for 75 s and more beside an idle
 // active node), and a job whose only node restarted recorded no loss, so
 // its old keys read "not found", not lost. A lost node that came back
-// with its data is not taken, even once told to drop it: the drop revokes
-// the job in the node's table, which a later map does not undo (a hostile
+// with its data is not taken when told to drop it: the drop revokes the
+// job in the node's table, which a later map does not undo (a hostile
 // trial: every call then "token revoked", and persisted old values read
-// again). A node restored from the state and not heard from since is not
+// again); once the node has forgotten the job, keeping none of its
+// values, it is (cleanDueLocked). A node restored from the state and not heard from since is not
 // taken either (adoptableLocked).
 func (c *Controller) adoptLostLocked(j *job, losing string, losingRestarted bool) ([]wire.MapNode, bool) {
 	cands := c.candidatesLocked(j.tier)
@@ -485,31 +488,100 @@ func (c *Controller) unknownReturnLocked(addr string) {
 	c.returnedLocked(addr)
 }
 
-// stillLost reports whether drop order d is still to be sent: its
-// job is not live (the node drops what it holds of an ended job), or is
-// and has not adopted the node again since the order was queued.
-func (c *Controller) stillLost(d lostDrop) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	j := c.jobs[d.job]
-	return j == nil || !j.has(d.addr)
-}
-
 // sendLostDrops sends returned nodes' drop orders, on a goroutine of
 // their own: the node drops the jobs' data now, or, if the order does not
 // reach it, when the job ends. Call it without c.mu, once the losses are
-// saved (afterSave.run).
+// saved (afterSave.run). A node that answers it keeps none of the job's
+// data (no persistent values: Dropped.Kept) holds none of it once it has
+// forgotten the job, Config.RevokeLinger later (cleanDueLocked).
 func (c *Controller) sendLostDrops(drops []lostDrop) {
 	c.srv.goroutine(func() {
+		cl := dataclient.New(dataclient.Options{ConnsPerNode: 1, DialTimeout: c.cfg.DropTimeout})
+		defer cl.Close()
 		for _, d := range drops {
-			if !c.stillLost(d) {
+			inc, ok := c.lostIncarnation(d)
+			if !ok {
 				continue
 			}
 			ctx, cancel := c.closingContext()
-			res := c.dropAll(ctx, d.job, []wire.MapNode{{Addr: d.addr, State: wire.NodeActive}})
+			res, err := c.dropOne(ctx, cl, d.addr, d.job, token.OrderKey(c.cfg.Secret, []byte(d.job)))
 			cancel()
+			if err != nil {
+				c.cfg.Logger.Info("controller: returned node did not drop its stale data of a job that lost it; it drops it when the job ends",
+					"node", d.addr, "job", d.job, "err", err)
+				continue
+			}
 			c.cfg.Logger.Info("controller: returned node drops its stale data of a job that lost it",
-				"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Bytes, "failed", res.Message)
+				"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Freed, "kept", res.Kept)
+			if res.Kept == 0 && inc != 0 {
+				c.noteDroppedLost(d, inc)
+			}
 		}
 	})
+}
+
+// cleanDue is when a returned node that dropped a job's data by order
+// (sendLostDrops) will have forgotten the job, and the incarnation that
+// dropped it.
+type cleanDue struct {
+	inc uint64
+	at  time.Time
+}
+
+// lostIncarnation reports whether drop order d is still to be sent (its
+// job is not live, and the node drops what it holds of an ended job; or
+// it is and has not adopted the node again since the order was queued),
+// and the incarnation the node registered with (0: not known; dropOne
+// asks the node).
+func (c *Controller) lostIncarnation(d lostDrop) (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if j := c.jobs[d.job]; j != nil && j.has(d.addr) {
+		return 0, false
+	}
+	if n := c.nodes[d.addr]; n != nil {
+		return n.incarnation, true
+	}
+	return 0, true
+}
+
+// noteDroppedLost records that the node of d, incarnation inc, dropped
+// d's job's data by order and keeps none: it refuses the job until it
+// forgets it, RevokeLinger from now, and its next heartbeat ack after
+// that sweeps what a late put may have stored (dataplane sweepRevoked);
+// two heartbeat intervals later the job may take it back.
+func (c *Controller) noteDroppedLost(d lostDrop, inc uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cleanDue == nil {
+		c.cleanDue = map[lostDrop]cleanDue{}
+	}
+	c.cleanDue[d] = cleanDue{inc: inc, at: time.Now().Add(c.cfg.RevokeLinger + 2*c.cfg.HeartbeatInterval)}
+}
+
+// cleanDueLocked marks clean (cleanLostLocked) the returned nodes that
+// dropped a job's data by order and have forgotten the job since, as long
+// as the same process runs at the address: the job may take them back
+// (refill.go, adoption, drains). Before, only a node that restarted was
+// taken back; a node frozen past its lease, resumed and told to drop the
+// job's stale data stayed out of the job's map, and a new user's job of
+// 96 MiB on the one 64 MiB node left answered "tier full" beside it.
+// The marks wait in memory: a controller restarted in the meantime does
+// not take such a node back.
+func (c *Controller) cleanDueLocked(now time.Time) {
+	for d, due := range c.cleanDue {
+		if now.Before(due.at) {
+			continue
+		}
+		delete(c.cleanDue, d)
+		n, j := c.nodes[d.addr], c.jobs[d.job]
+		if n == nil || n.incarnation != due.inc || j == nil || j.has(d.addr) || !c.lostByLocked(j, d.addr) {
+			continue
+		}
+		if !j.lostClean[d.addr] {
+			c.cfg.Logger.Info("controller: a node that dropped a job's stale data has forgotten the job; the job may take it back",
+				"node", d.addr, "job", d.job)
+		}
+		c.cleanLostLocked(j, d.addr)
+	}
 }

@@ -511,7 +511,7 @@ func (c *Controller) errNowhereToGoLocked(addr string, j *job) error {
 // adoptCandidateLocked returns the address of the active node of j's
 // tier, other than the draining addr and the nodes j has lost (whatever
 // they still hold of j is stale) but for those known to hold none of it
-// (j.lostClean: restarted since), that best takes the draining node's
+// (j.lostClean: restarted since, or dropped it: dead.go), that best takes the draining node's
 // share of j's allotted bytes (adoptBetter); false when there is none.
 // Before, a lost node that had restarted did not count, and after a few
 // restarts of pocket up every node was on every job's lost list: no node

@@ -37,7 +37,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 		wg.Add(1)
 		go func(addr string) {
 			defer wg.Done()
-			count, size, err := c.dropOne(ctx, cl, addr, job, key)
+			d, err := c.dropOne(ctx, cl, addr, job, key)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -46,8 +46,8 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 				return
 			}
 			res.Nodes++
-			res.Values += count
-			res.Bytes += size
+			res.Values += d.Values
+			res.Bytes += d.Freed
 		}(n.Addr)
 	}
 	wg.Wait()
@@ -62,7 +62,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 // incarnation the registry does not know (0: registered by a node or
 // stored by a controller from before incarnations), the node is asked
 // first, once (askIncarnationOnce checks its proof of the secret).
-func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, job string, key []byte) (uint64, int64, error) {
+func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, job string, key []byte) (dataclient.Dropped, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DropTimeout)
 	defer cancel()
 	c.mu.Lock()
@@ -74,7 +74,7 @@ func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, j
 	if inc == 0 {
 		var err error
 		if inc, err = c.askIncarnationOnce(ctx, cl, addr); err != nil {
-			return 0, 0, fmt.Errorf("drop job %s at %s: its incarnation: %w", job, addr, err)
+			return dataclient.Dropped{}, fmt.Errorf("drop job %s at %s: its incarnation: %w", job, addr, err)
 		}
 	}
 	return cl.DropJobAt(ctx, addr, job, key, inc)

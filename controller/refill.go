@@ -24,7 +24,8 @@ import (
 // The node taken is the active node of the job's tier outside its map,
 // not lost by it, with the most spare bandwidth and a spare byte
 // (growCandidatesLocked); failing that, a node the job lost that has
-// restarted since and so holds none of its data (job.lostClean), as a
+// restarted since, or dropped the job's data by order and forgot the
+// job, and so holds none of its data (job.lostClean, dead.go), as a
 // drain or an adoption takes one. Never a node restored from the state
 // and not heard from since. The job waits while its map changes or one
 // of its nodes is dead within the grace (its values could not move), and

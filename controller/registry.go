@@ -74,6 +74,9 @@ type Controller struct {
 	// lost, and the drop orders due to those that came back.
 	lostFrom  map[string]map[*job]struct{}
 	lostDrops []lostDrop
+	// cleanDue are the returned nodes that dropped a job's data by order
+	// and keep none of it, with when they will have forgotten the job.
+	cleanDue map[lostDrop]cleanDue
 
 	// Jobs whose maps are changing (elastic.go).
 	moving map[*job]struct{}
@@ -157,7 +160,8 @@ type job struct {
 	bumped     time.Time
 	pub        *wire.PlacementMap
 	// lostClean are the lost nodes known to hold none of the job's data
-	// (restarted since: dead.go), which the job may adopt again when no
+	// (restarted since, or dropped it by order and forgot the job:
+	// dead.go), which the job may adopt again when no
 	// other node is left to it; saved with the job (state.LostNode.Clean:
 	// before, a restarted controller knew none clean, and refused a drain
 	// with advice to restart nodes that had restarted already).
@@ -455,6 +459,7 @@ func (c *Controller) sweep(now time.Time) {
 		}
 	}
 	c.evictDeadLocked(now)
+	c.cleanDueLocked(now)
 	c.refillLocked(now)
 	c.sweepClientsLocked(now)
 	c.pruneTombsLocked(now, c.cfg.tombLife())

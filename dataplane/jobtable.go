@@ -78,7 +78,7 @@ import (
 // The drop first waits for the job's puts that passed their check at
 // commit before the revocation (awaitCommits), so what they store is
 // dropped with the rest or kept with the persistent values. A revoked
-// entry stays for revokeLinger, after which what a put that was already
+// entry stays for the node's RevokeLinger (wire.RevokeLinger), after which what a put that was already
 // past the check may have stored is dropped too, and the entry goes. A
 // retired job's token may still read its persistent values
 // (TestClusterPersistAfterJob in package pocket), and store none: a
@@ -103,10 +103,6 @@ import (
 // size.
 
 const jobShards = 64
-
-// revokeLinger is how long a revoked entry stays (refusing) before its job
-// is dropped a second time and the entry removed.
-const revokeLinger = 30 * time.Second
 
 // retiredChecks is how many retired jobs each ack checks.
 const retiredChecks = 16
@@ -167,6 +163,11 @@ type jobTable struct {
 	retiredAt []string             // retired jobs, checked in turn
 	orphans   map[string]*jobEntry // orphaned jobs (see above)
 
+	// linger is how long a revoked entry stays (refusing) before its job
+	// is dropped a second time and the entry removed
+	// (NodeConfig.RevokeLinger).
+	linger time.Duration
+
 	// Per-job traffic (jobtraffic.go): the slots per job (the node's
 	// event loops, set before it serves), and the jobs counted so far.
 	loops   int
@@ -175,6 +176,7 @@ type jobTable struct {
 }
 
 func (j *jobTable) init() {
+	j.linger = wire.RevokeLinger
 	j.seed = maphash.MakeSeed()
 	j.wake = make(chan struct{}, 1)
 	j.lease.base = time.Now()
@@ -814,7 +816,7 @@ func (j *jobTable) awaitCommits(job string, d time.Duration) bool {
 }
 
 // expiredRevocations removes the revoked (not retired) entries older than
-// revokeLinger and returns those of them that may hold data, to be dropped
+// the linger and returns those of them that may hold data, to be dropped
 // again.
 func (j *jobTable) expiredRevocations(now time.Time) []string {
 	j.mu.Lock()
@@ -822,7 +824,7 @@ func (j *jobTable) expiredRevocations(now time.Time) []string {
 	var again []string
 	ed := j.edit()
 	for job, e := range j.revoked {
-		if e.state.Load() != stateRevoked || now.Sub(e.revokedAt) < revokeLinger {
+		if e.state.Load() != stateRevoked || now.Sub(e.revokedAt) < j.linger {
 			continue
 		}
 		if e.used.Load() {

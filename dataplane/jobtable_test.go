@@ -114,7 +114,7 @@ func TestRevocationRefusesAndDrops(t *testing.T) {
 	}
 	// Once the entry lingered out, the token is still refused (its gen
 	// is at or before the table's revision and the job is not live).
-	n.sweepRevoked(time.Now().Add(2 * revokeLinger))
+	n.sweepRevoked(time.Now().Add(2 * wire.RevokeLinger))
 	if e := n.jobs.lookup([]byte("a-1")); e != nil {
 		t.Fatal("revoked entry not removed after the linger")
 	}

@@ -61,6 +61,12 @@ type NodeConfig struct {
 	// job table has synced with a controller (see Node.AwaitSync): set it
 	// for a node that will run with one.
 	AwaitSync bool
+	// RevokeLinger is how long a job revoked here keeps refusing before
+	// the node forgets it (jobtable.go). 0: wire.RevokeLinger. The
+	// controller's Config.RevokeLinger must not be shorter: it takes a
+	// node that dropped a live job's data by its order back into the
+	// job's map that long after the order.
+	RevokeLinger time.Duration
 }
 
 // Node is a storage node: the event loops, the tiers, and the job table.
@@ -139,6 +145,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	n.pf, _ = cfg.DRAM.(prefetcher)
 	n.unfinishedCap = unfinishedCaps(cfg)
 	n.jobs.init()
+	if cfg.RevokeLinger > 0 {
+		n.jobs.linger = cfg.RevokeLinger
+	}
 	n.incarnation = rand.Uint64() | 1
 	n.jobs.await.Store(cfg.AwaitSync)
 	n.jobs.loops = cfg.Net.Loops
@@ -373,7 +382,7 @@ func (n *Node) dropRevoked(job string) {
 var commitWait = 2 * time.Second
 
 // sweepRevoked drops again what puts already admitted when their job was
-// revoked may have stored, removes entries revoked revokeLinger ago, and
+// revoked may have stored, removes entries revoked RevokeLinger ago, and
 // checks a few retired jobs (jobtable.go).
 func (n *Node) sweepRevoked(now time.Time) {
 	for _, job := range n.jobs.expiredRevocations(now) {

@@ -693,7 +693,10 @@ func (n *Node) dropJob(c *netio.Conn, cs *connState, h *wire.Header) {
 	for _, t := range n.Tiers() {
 		after += int64(t.Usage().Values)
 	}
-	n.replyMeta(c, cs, h, &wire.Response{Size: freed, Count: uint64(max(before-after, 0))})
+	// Capacity: the job's bytes kept here (its persistent values); a
+	// node that keeps none forgets the job after its RevokeLinger, which
+	// the controller waits for before taking the node back (controller/dead.go).
+	n.replyMeta(c, cs, h, &wire.Response{Size: freed, Count: uint64(max(before-after, 0)), Capacity: n.jobUsage(r.Job)})
 }
 
 // Bounds of an incarnation question's nonce (wire.OpIncarnation).

@@ -183,15 +183,15 @@ func TestDropOrderNamesTheAdvertisedAddress(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	admin := token.OrderKey(jtSecret, []byte(job))
-	if _, _, err := cl.DropJob(ctx, m.Addr().String(), job, admin); !errors.Is(err, wire.ErrBadToken) {
+	if _, err := cl.DropJob(ctx, m.Addr().String(), job, admin); !errors.Is(err, wire.ErrBadToken) {
 		t.Fatalf("DropJob without the node's incarnation: %v, want bad token", err)
 	}
-	if _, _, err := cl.DropJobAt(ctx, m.Addr().String(), job, admin, m.Incarnation()^1); !errors.Is(err, wire.ErrBadToken) {
+	if _, err := cl.DropJobAt(ctx, m.Addr().String(), job, admin, m.Incarnation()^1); !errors.Is(err, wire.ErrBadToken) {
 		t.Fatalf("DropJobAt with another incarnation: %v, want bad token", err)
 	}
-	values, _, err := cl.DropJobAt(ctx, m.Addr().String(), job, admin, m.Incarnation())
-	if err != nil || values != 1 {
-		t.Fatalf("DropJobAt with the node's incarnation: %d values, %v; want 1 (the persisted one stays)", values, err)
+	d, err := cl.DropJobAt(ctx, m.Addr().String(), job, admin, m.Incarnation())
+	if err != nil || d.Values != 1 || d.Kept <= 0 || d.Kept != m.jobUsage([]byte(job)) {
+		t.Fatalf("DropJobAt with the node's incarnation: %+v, %v; want 1 value (the persisted one stays, its %d bytes kept)", d, err, m.jobUsage([]byte(job)))
 	}
 }
 

@@ -185,8 +185,8 @@ func TestReserveServesOnlyTheControllersQuestions(t *testing.T) {
 	}
 	cl := client.New(client.Options{ConnsPerNode: 1})
 	defer cl.Close()
-	if count, _, err := cl.DropJobAt(ctx, addr, "j", token.OrderKey(jtSecret, []byte("j")), n.Incarnation()); err != nil || count != 1 {
-		t.Fatalf("drop order on the reserve: %d values, %v; want 1", count, err)
+	if d, err := cl.DropJobAt(ctx, addr, "j", token.OrderKey(jtSecret, []byte("j")), n.Incarnation()); err != nil || d.Values != 1 {
+		t.Fatalf("drop order on the reserve: %+v, %v; want 1 value", d, err)
 	}
 	// The connection within the limit still serves.
 	r := roundTrip(t, hold, wire.OpPing, 0, &wire.Request{}, nil)

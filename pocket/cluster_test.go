@@ -27,6 +27,9 @@ type testCluster struct {
 	ctl   *controller.Controller
 	addr  string
 	nodes []*clusterNode
+	// linger is the nodes' RevokeLinger (0: the default), the
+	// controller's when newClusterWith starts it.
+	linger time.Duration
 }
 
 type clusterNode struct {
@@ -81,17 +84,36 @@ func (c *testCluster) addNode(capacity int64) {
 // newNode makes a node of the cluster (its secret) with a DRAM tier of
 // capacity bytes, serving on loopback, without an agent (runAgent).
 func (c *testCluster) newNode(capacity int64) (*dataplane.Node, *dataplane.DRAM) {
+	return c.nodeOn("127.0.0.1:0", capacity)
+}
+
+// nodeOn is newNode listening on listen.
+func (c *testCluster) nodeOn(listen string, capacity int64) (*dataplane.Node, *dataplane.DRAM) {
 	d, err := dataplane.NewDRAM(capacity, dataplane.DRAMOptions{})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: "127.0.0.1:0", DRAM: d,
-		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
+	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: listen, DRAM: d,
+		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}, RevokeLinger: c.linger})
 	if err != nil {
 		d.Close()
 		c.t.Fatal(err)
 	}
 	return nd, d
+}
+
+// resumeAgent starts cn's agent again after cn.cancel stopped it (a node
+// cut off from its controller, back): the cluster's cleanup stops it.
+func (c *testCluster) resumeAgent(cn *clusterNode) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
+	go func() {
+		defer close(done)
+		defer mc.Close()
+		_ = agent.Run(ctx, agent.Config{Node: cn.node, Addr: cn.node.Addr().String(), Controller: mc, Logger: quietLog})
+	}()
+	cn.cancel, cn.done = cancel, done
 }
 
 // runAgent runs nd's agent (advertising addr) against the cluster's

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pocketstore/pocket/dataplane/agent"
-	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -58,15 +56,7 @@ func TestNodeCutOffFromItsControllerAcksNothingLost(t *testing.T) {
 	}
 
 	// The agent comes back: the node learns it was lost and drops the job.
-	actx, stop := context.WithCancel(context.Background())
-	back := make(chan struct{})
-	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
-	go func() {
-		defer close(back)
-		defer mc.Close()
-		_ = agent.Run(actx, agent.Config{Node: victim.node, Addr: addr, Controller: mc})
-	}()
-	defer func() { stop(); <-back }()
+	c.resumeAgent(victim)
 	if !waitUntil(10*time.Second, func() bool { return victim.tier.Usage().Used == 0 }) {
 		t.Logf("the returned node still holds %d bytes", victim.tier.Usage().Used)
 	}

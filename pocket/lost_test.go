@@ -11,10 +11,8 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
-	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/dataplane/agent"
 	"github.com/pocketstore/pocket/metaclient"
-	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -31,7 +29,7 @@ func newGraceCluster(t *testing.T, nodes int, grace time.Duration) *testCluster 
 // when the test ends.
 func newClusterWith(t *testing.T, nodes int, cfg controller.Config) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t}
+	c := &testCluster{t: t, linger: cfg.RevokeLinger}
 	ctl, err := controller.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -67,15 +65,7 @@ func (c *testCluster) addNodeAt(listen string) *clusterNode { return c.addNodeLa
 // delay: the node listens first, as pocket node does while its controller
 // is slow or failing over.
 func (c *testCluster) addNodeLate(listen string, delay time.Duration) *clusterNode {
-	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	nd, err := dataplane.NewNode(dataplane.NodeConfig{AwaitSync: true, Listen: listen, DRAM: d,
-		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
-	if err != nil {
-		c.t.Fatal(err)
-	}
+	nd, d := c.nodeOn(listen, 64<<20)
 	ctx, cancel := context.WithCancel(context.Background())
 	cn := &clusterNode{node: nd, tier: d, cancel: cancel, done: make(chan struct{})}
 	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
@@ -195,6 +185,18 @@ func TestClusterLostNode(t *testing.T) {
 	}
 	if n, err := j.RemoveAllCount(ctx, lostKey); err != nil || n.Count() != 0 {
 		t.Errorf("recursive delete of a lost key: %+v, %v; want nothing there", n, err)
+	}
+	// Which is what pocket rm then says (before, "no key").
+	if ls := j.LostOwners(lostKey); len(ls) != 1 || ls[0].Addr != victim || ls[0].Epoch != m.Epoch {
+		t.Errorf("lost owners of a lost key: %+v; want %s at epoch %d", ls, victim, m.Epoch)
+	}
+	for i := range keys {
+		if owner[i] != victim {
+			if ls := j.LostOwners(fmt.Sprint(i)); len(ls) != 0 {
+				t.Fatalf("lost owners of key %d, on %s: %+v", i, owner[i], ls)
+			}
+			break
+		}
 	}
 	if _, err := j.Get(ctx, "never-written-anywhere"); err == nil {
 		t.Error("a key never written reads")

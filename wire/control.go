@@ -299,6 +299,15 @@ type NodeAck struct {
 	Lease time.Duration
 }
 
+// RevokeLinger is how long a node keeps a job revoked on it (deregistered,
+// expired, or dropped by the controller's order, wire.OpDropJob) refusing
+// before it forgets the job; a job it has forgotten it serves again once a
+// controller's ack lists it (dataplane.NodeConfig.RevokeLinger). The
+// controller takes a node it ordered to drop a live job's data back into
+// that job's map only this long after the order (controller
+// Config.RevokeLinger).
+const RevokeLinger = 30 * time.Second
+
 // MaxLease bounds NodeAck.Lease on the wire (about 49 days, a uint32 of
 // milliseconds); a longer one is sent as MaxLease.
 const MaxLease = time.Duration(math.MaxUint32) * time.Millisecond

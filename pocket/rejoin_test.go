@@ -1,0 +1,107 @@
+package pocket
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestResumedNodeRejoinsItsJob: a node cut off from its controller past
+// its lease (frozen, or its agent stopped) is lost by its job. When it
+// comes back the controller has it drop the job's stale data; once it has
+// forgotten the job (its revoke linger, here 1 s) the job, whose 96 MiB
+// the one 64 MiB node left cannot hold, takes it back, and it serves the
+// job again: new values on it read back, the old one it held reads lost.
+// On the old code it stayed out of the job's map for good (a new user's
+// trial: the job answered "tier full" beside the empty resumed node).
+func TestResumedNodeRejoinsItsJob(t *testing.T) {
+	c, j, addr, pre := resumeLostNode(t)
+	ctx := context.Background()
+	if !waitUntil(20*time.Second, func() bool {
+		m, err := c.ctl.GetMap(j.ID(), j.Token())
+		return err == nil && slices.ContainsFunc(m.Nodes, func(n wire.MapNode) bool { return n.Addr == addr })
+	}) {
+		m, _ := c.ctl.GetMap(j.ID(), j.Token())
+		t.Fatalf("%s, back and holding none of the job's data, never rejoined the job's map: %+v", addr, m)
+	}
+	if err := j.refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var onVictim int
+	for i := range 40 {
+		k, v := fmt.Sprint("after/", i), []byte(fmt.Sprint("value ", i))
+		if j.route([]byte(k), 0).addr == addr {
+			onVictim++
+		}
+		if err := j.Put(ctx, k, v); err != nil {
+			t.Fatalf("put %s (owner %s) once the node rejoined: %v", k, j.route([]byte(k), 0).addr, err)
+		}
+		if got, err := j.Get(ctx, k); err != nil || !bytes.Equal(got, v) {
+			t.Fatalf("get %s: %q, %v", k, got, err)
+		}
+	}
+	if onVictim == 0 {
+		t.Fatal("none of 40 keys placed on the rejoined node")
+	}
+	if got, err := j.Get(ctx, pre); !errors.Is(err, ErrLost) {
+		t.Fatalf("get of the value the node held before it was lost: %q, %v; want ErrLost", got, err)
+	}
+}
+
+// TestResumedNodeKeepingPersistentValuesStaysOut: the same, but the
+// node keeps the job's persistent values through the drop (retired
+// there, it refuses the job's puts): the job does not take it back.
+func TestResumedNodeKeepingPersistentValuesStaysOut(t *testing.T) {
+	c, j, addr, _ := resumeLostNode(t, Persist())
+	victim := c.nodeAt(addr)
+	if !waitUntil(10*time.Second, func() bool { return victim.tier.Usage().Values == 1 }) {
+		t.Fatalf("the resumed node holds %d values, want its one persistent value", victim.tier.Usage().Values)
+	}
+	// The linger (1 s), the refill's delay after a loss (3 s) and more.
+	time.Sleep(6 * time.Second)
+	m, err := c.ctl.GetMap(j.ID(), j.Token())
+	if err != nil || slices.ContainsFunc(m.Nodes, func(n wire.MapNode) bool { return n.Addr == addr }) {
+		t.Fatalf("%s keeps a persistent value of the job, retired there, yet rejoined its map: %+v, %v", addr, m, err)
+	}
+}
+
+// resumeLostNode makes a job of 96 MiB on two 64 MiB nodes (revoke
+// linger 1 s), puts a value (with opts) on the first node, stops that
+// node's agent until the job has lost the node, and starts it again. It
+// returns the cluster, the job, the node's address and the value's key.
+func resumeLostNode(t *testing.T, opts ...PutOption) (*testCluster, *Job, string, string) {
+	c := newClusterWith(t, 2, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: 300 * time.Millisecond, RevokeLinger: time.Second, Logger: quietLog})
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "rejoin", Hints{CapacityBytes: 96 << 20})
+	if err != nil || len(j.Map().Nodes) != 2 {
+		t.Fatalf("job of 96 MiB on %d of two 64 MiB nodes: %v", len(j.Map().Nodes), err)
+	}
+	victim := c.nodes[0]
+	addr := victim.node.Addr().String()
+	pre := ownedKey(j, addr, "pre/")
+	if err := j.Put(ctx, pre, []byte("held before the loss"), opts...); err != nil {
+		t.Fatal(err)
+	}
+	victim.cancel() // its agent stops; the node serves on, its lease lapses
+	<-victim.done
+	c.awaitLost(j, addr)
+	c.resumeAgent(victim)
+	return c, j, addr, pre
+}
+
+// ownedKey is the first key prefix+N that j's map places on addr.
+func ownedKey(j *Job, addr, prefix string) string {
+	for i := 0; ; i++ {
+		if k := fmt.Sprint(prefix, i); j.route([]byte(k), 0).addr == addr {
+			return k
+		}
+	}
+}
