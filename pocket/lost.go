@@ -147,6 +147,11 @@ func (j *Job) lostOwners(key []byte, chunk uint32) []LostNode {
 	return out
 }
 
+// LostOwners lists the lost nodes of the job's map (Map.Lost) that owned
+// key when they left it: a value of key not found on the job's nodes was
+// on one of them if it was written, and is gone. Empty when none did.
+func (j *Job) LostOwners(key string) []LostNode { return j.lostOwners([]byte(key), 0) }
+
 // lostErr turns a "not found" for (key, chunk) into ErrLost when the
 // key's owner was a lost node; it returns every other error as it is.
 func (j *Job) lostErr(key []byte, chunk uint32, err error) error {

@@ -424,7 +424,8 @@ func notePartial(cmd, done string, m pocket.Map, dead []string, lost []pocket.Lo
 		}
 		warn(cmd, "note: %d node(s) left job %s's map without handing their values over (%s: they died, or their drain ran out of time): "+
 			"the values they held are lost, not %s (pocket get answers lost: recompute them); a value stored in chunks "+
-			"(a file put with pocket put, a streamed or large value) %s here may have had a chunk there, and then answers lost too",
+			"(one larger than the chunk size, 1 MiB by default, as pocket put stores a large file) %s here may have had a chunk there, "+
+			"and then answers lost too",
 			len(lost), m.Job, strings.Join(names, ", "), done, done)
 	}
 }
@@ -509,7 +510,7 @@ func runRm(args []string) int {
 		dead = deadNodes(m)
 		notePartial("rm", "deleted", m, dead, nil) // a lost node's values are gone already
 	}
-	if code := reportRemoved(pos[0], pos[1], res); code != 0 || len(dead) == 0 {
+	if code := reportRemoved(pos[0], pos[1], res, j.LostOwners(strings.TrimRight(pos[1], "/"))); code != 0 || len(dead) == 0 {
 		return code
 	}
 	return exitPartial
@@ -596,12 +597,13 @@ func interruptNote(ctx context.Context, left string, err error) error {
 // 2 under a/"; with no key, the bytes of an ended job's chunks no key
 // named that went, res.ChunkBytes), and returns its exit code: 0, or 1
 // when a named key held nothing, as rm of a missing file (and the SDK's
-// Delete, not found). The whole job (--all) emptied already exits 0, and
-// so does a delete that found only chunks no key named. Beside keys
+// Delete, not found; said lost, naming the nodes, when lost nodes owned
+// it). The whole job (--all) emptied already exits 0, and so does a
+// delete that found only chunks no key named. Beside keys
 // deleted, ChunkBytes counts only some of their chunks (those the prefix
 // delete met; a named object's go by version, uncounted), so it is not
 // shown.
-func reportRemoved(job, name string, res pocket.Removed) int {
+func reportRemoved(job, name string, res pocket.Removed, lost []pocket.LostNode) int {
 	if res.Count() == 0 {
 		if res.ChunkBytes > 0 {
 			fmt.Printf("deleted 0 keys; %s of large-object chunks no key named went too (a writer stopped between putting "+
@@ -612,12 +614,30 @@ func reportRemoved(job, name string, res pocket.Removed) int {
 			fmt.Printf("deleted 0 keys: job %s held none\n", job)
 			return 0
 		}
+		if len(lost) > 0 {
+			return fail("rm: nothing deleted: job %s has no key %q on its nodes and none under %q; if %q was written, it was on %s, "+
+				"which left the job's map without handing its values over (it died or restarted, or its drain ran out of time): it is lost",
+				job, strings.TrimRight(name, "/"), strings.TrimRight(name, "/")+"/", strings.TrimRight(name, "/"), lostNames(lost))
+		}
 		return fail("rm: nothing deleted: job %s has no key %q and none under %q "+
 			"(rm works by path: it does not delete other keys that start with %q, which pocket ls %s %s lists)",
 			job, strings.TrimRight(name, "/"), strings.TrimRight(name, "/")+"/", name, job, name)
 	}
 	fmt.Printf("deleted %s\n", removedText(name, res))
 	return 0
+}
+
+// lostNames is "node A (lost at epoch 3)" or "one of the nodes A (lost at
+// epoch 3), B (lost at epoch 5)".
+func lostNames(ls []pocket.LostNode) string {
+	names := make([]string, len(ls))
+	for i, l := range ls {
+		names[i] = fmt.Sprintf("%s (lost at epoch %d)", l.Addr, l.Epoch)
+	}
+	if len(ls) == 1 {
+		return "node " + names[0]
+	}
+	return "one of the nodes " + strings.Join(names, ", ")
 }
 
 // removedText says what res counts: "3 key(s): a and 2 under a/", "2
