@@ -65,6 +65,36 @@ still listed 10 s past its deadline for another reason; 2 bad usage. Without
 --wait: 0 once the controller took the order.
 `
 
+// minBusyRetry is the least time to the deadline at which --retry-busy
+// orders a drain refused as busy again.
+const minBusyRetry = 5 * time.Second
+
+// requestDrain orders the drain (order, given the deadline left) and
+// returns the controller's deadline. With retry, an order refused as busy
+// (wire.ErrBusy: a node of one of its jobs is draining or joining, which
+// ends within seconds) is sent again each second, with the deadline left
+// of the first, until the order passes, fails otherwise, ctx ends, or
+// less than minBusyRetry is left. Before, pocket spot's drains of two
+// nodes of one job on one host, ordered at once, had one refused as busy:
+// that node left as a dead one, its values lost.
+func requestDrain(ctx context.Context, retry bool, order func(left time.Duration) (time.Duration, error), deadline time.Duration) (time.Duration, error) {
+	end := time.Now().Add(deadline)
+	d, err := order(deadline)
+	for said := false; retry && errors.Is(err, wire.ErrBusy) && time.Until(end) >= minBusyRetry; {
+		if !said {
+			warn("node drain", "%v; ordering it again each second until %v before its deadline", err, minBusyRetry)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-time.After(time.Second):
+		}
+		d, err = order(time.Until(end).Round(time.Millisecond))
+	}
+	return d, err
+}
+
 // runDrain is `pocket node drain ADDR`: the controller marks the node
 // draining, the node moves its data to the jobs' other nodes, and the
 // controller retires it (and stops it, when its orchestrator started it).
@@ -83,6 +113,8 @@ func runDrain(args []string) int {
 		"destroying them when it leaves (without it such a drain is refused, or waits for them to be deleted)")
 	overflow := fs.Bool("lose-overflow", false, "drain even when the nodes that would take the node's values cannot hold them all, "+
 		"moving what fits and losing the rest at the deadline (without it such a drain is refused, naming the node that would overflow)")
+	retryBusy := fs.Bool("retry-busy", false, "when the drain is refused as busy (a node of one of its jobs is draining or joining), "+
+		"order it again each second until the deadline (counted from the first order) is "+minBusyRetry.String()+" away (pocket spot does)")
 	wait := fs.Bool("wait", true, "wait until the node has left, showing its progress (exit 3 when persisted values of ended jobs hold it)")
 	var tf tlsFlags
 	tf.bind(fs)
@@ -104,10 +136,15 @@ func runDrain(args []string) int {
 	start := time.Now()
 	req := opt
 	req.RetryFor = ctlRetryFor(ctlAddr(*addr)) // the drain's wait below rides out a restart
-	d, err := controller.RequestDrainWith(ctx, ctlAddr(*addr), pos[0], controller.DrainOptions{Deadline: *deadline, DiscardPersisted: *discard, LoseOverflow: *overflow}, key, req)
+	opts := controller.DrainOptions{Deadline: *deadline, DiscardPersisted: *discard, LoseOverflow: *overflow}
+	d, err := requestDrain(ctx, *retryBusy, func(left time.Duration) (time.Duration, error) {
+		opts.Deadline = left
+		return controller.RequestDrainWith(ctx, ctlAddr(*addr), pos[0], opts, key, req)
+	}, *deadline)
 	if err != nil {
 		return fail("node drain: %v", ctlError(err, *addr, tf.insecure))
 	}
+	ordered := time.Now() // after the busy refusals --retry-busy rode out
 	if *discard {
 		// Nothing holds such a drain: it ends by its deadline.
 		fmt.Printf("node %s draining; it leaves within %v\n", pos[0], d)
@@ -123,7 +160,7 @@ func runDrain(args []string) int {
 	if !*wait {
 		return 0
 	}
-	w := drainWait{node: pos[0], start: start, deadline: start.Add(d), limit: d + 10*time.Second, discard: *discard, overflow: *overflow}
+	w := drainWait{node: pos[0], start: start, deadline: ordered.Add(d), limit: d + 10*time.Second, discard: *discard, overflow: *overflow}
 	left, err := w.await(ctx, metaclient.New(ctlAddr(*addr), opt))
 	var held *heldError
 	switch {

@@ -139,7 +139,7 @@ func (o *spotOptions) targets(addrs []string) func(context.Context) ([]string, e
 // values that can move from moving. The controller logs what was
 // destroyed.
 func (o *spotOptions) drainNode(_ context.Context, addr string, deadline time.Duration) error {
-	args := append(append([]string(nil), o.drain...), "--deadline", deadline.String(), "--discard-persisted", "--lose-overflow", addr)
+	args := append(append([]string(nil), o.drain...), "--deadline", deadline.String(), "--discard-persisted", "--lose-overflow", "--retry-busy", addr)
 	if code := runDrain(args); code != 0 {
 		return fmt.Errorf("pocket node drain %s exited %d", addr, code)
 	}
