@@ -1250,6 +1250,14 @@ class Job:
                     raise NodeGone(a)
                 return self._key_answer(o, f, a, self._send_patient(a, o, f, meta, payload, dst))
             except errors.PocketError as e:
+                # A timed-out request's connection, kept open owing its
+                # reply, fences nothing here: a retired job takes no put,
+                # and deletes of a key commute. Before, it stayed open
+                # until the garbage collector found the exception.
+                owed = getattr(e, "conn", None)
+                if owed is not None:
+                    e.conn = None
+                    owed.close()
                 return e
         if op == wire.OP_DELETE:
             o = one(old)

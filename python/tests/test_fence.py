@@ -198,3 +198,32 @@ def test_fences_do_not_keep_sockets(monkeypatch):
         assert _fds() <= base + 2, f"{_fds()} descriptors after close, {base} before"
     finally:
         n.close()
+
+
+def test_retired_key_request_closes_the_timed_out_connection():
+    """A request of a retired job with an old owner (_retired_key_do) that
+    times out does not keep its connection: a retired job takes no put,
+    so it fences nothing. Before, the connection stayed open, owing its
+    reply, until the garbage collector found the exception."""
+    from types import SimpleNamespace
+
+    closed = []
+
+    class Owed:
+        def close(self):
+            closed.append(self)
+
+    def timed_out(addr, op, flags, meta, payload=None, dst=None):
+        e = pconn.NodeUnavailable(addr, f"{addr}: no reply within 0.5 s", sent=True)
+        e.conn = Owed()
+        raise e
+
+    j = object.__new__(pclient.Job)
+    j._st = SimpleNamespace(dead=set())
+    j._send_patient = timed_out
+    with pytest.raises(pconn.NodeUnavailable) as ei:
+        j._retired_key_do(None, "127.0.0.1:1", "127.0.0.1:2", wire.OP_GET, 0, b"", None, None)
+    assert len(closed) == 1 and ei.value.conn is None  # the live owner answered: not absent
+    with pytest.raises(pconn.NodeUnavailable) as ei:
+        j._retired_key_do(None, "127.0.0.1:1", "127.0.0.1:2", wire.OP_DELETE, 0, b"", None, None)
+    assert len(closed) == 3 and ei.value.conn is None  # a delete asks both owners
