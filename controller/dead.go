@@ -441,15 +441,18 @@ func (c *Controller) lostByLocked(j *job, addr string) bool {
 }
 
 // returnedLocked notes that the node at addr is back (registered or
-// heartbeating again): the data it holds of the jobs that lost it is to
-// be dropped. The orders wait for the save of the losses (afterSave,
-// persist.go): a node told to drop a job's data while the store still
-// holds it in the job's map would, after a restart, be routed the job's
-// keys and answer them revoked, then not found, instead of lost.
+// heartbeating again, or first heard from after a controller restart):
+// the data it holds of the jobs that lost it is to be dropped. The orders
+// wait for the save of the losses (afterSave, persist.go): a node told to
+// drop a job's data while the store still holds it in the job's map
+// would, after a restart, be routed the job's keys and answer them
+// revoked, then not found, instead of lost. A job that knows the node
+// holds none of its data (lostClean) sends none: the order would revoke
+// the job there, and the job may take the node back meanwhile.
 func (c *Controller) returnedLocked(addr string) {
 	for j := range c.lostFrom[addr] {
-		if j.has(addr) {
-			continue // adopted again (adoptLostLocked): what it holds is the job's
+		if j.has(addr) || j.lostClean[addr] {
+			continue // adopted again (adoptLostLocked): what it holds is the job's; or it holds none
 		}
 		c.lostDrops = append(c.lostDrops, lostDrop{addr: addr, job: j.id})
 		c.st.waiting.Store(true)
@@ -566,8 +569,8 @@ func (c *Controller) noteDroppedLost(d lostDrop, inc uint64) {
 // taken back; a node frozen past its lease, resumed and told to drop the
 // job's stale data stayed out of the job's map, and a new user's job of
 // 96 MiB on the one 64 MiB node left answered "tier full" beside it.
-// The marks wait in memory: a controller restarted in the meantime does
-// not take such a node back.
+// The waits are kept in memory: a controller restarted in the meantime
+// orders the drop again when it first hears from the node (heartbeat).
 func (c *Controller) cleanDueLocked(now time.Time) {
 	for d, due := range c.cleanDue {
 		if now.Before(due.at) {

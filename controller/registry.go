@@ -320,8 +320,14 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	if !ok {
 		return &wire.NodeAck{Known: false, Heartbeat: c.cfg.HeartbeatInterval}
 	}
-	if n.state == wire.NodeDead {
+	switch {
+	case n.state == wire.NodeDead:
 		c.aliveLocked(n, "heartbeat resumed")
+		c.returnedLocked(n.addr)
+	case n.unheard:
+		// First heard in this run: the drop orders an earlier run sent it
+		// went with their wait for the node to forget the job
+		// (cleanDueLocked), so they go again.
 		c.returnedLocked(n.addr)
 	}
 	if len(hb.Tiers) > 0 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -22,7 +23,40 @@ import (
 // On the old code it stayed out of the job's map for good (a new user's
 // trial: the job answered "tier full" beside the empty resumed node).
 func TestResumedNodeRejoinsItsJob(t *testing.T) {
-	c, j, addr, pre := resumeLostNode(t)
+	c, j, addr, pre := resumeLostNode(t, rejoinConfig(time.Second, nil))
+	checkRejoined(t, c, j, addr, pre)
+}
+
+// TestResumedNodeRejoinsAfterAControllerRestart: the controller restarts
+// (on its stored state) between the resumed node's drop and the end of
+// its linger, whose wait it kept in memory only. The new run orders the
+// drop again when it first hears from the node, and the job takes the
+// node back. On the code before, the node stayed out of the map.
+func TestResumedNodeRejoinsAfterAControllerRestart(t *testing.T) {
+	cfg := rejoinConfig(5*time.Second, state.NewMemory())
+	c, j, addr, pre := resumeLostNode(t, cfg)
+	victim := c.nodeAt(addr)
+	if !waitUntil(10*time.Second, func() bool { return victim.tier.Usage().Values == 0 }) {
+		t.Fatalf("the resumed node still holds %d values", victim.tier.Usage().Values)
+	}
+	c.ctl.Close()
+	ctl, err := controller.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Listen(c.addr); err != nil {
+		ctl.Close()
+		t.Fatal(err)
+	}
+	c.ctl = ctl // closed by the cluster's cleanup
+	checkRejoined(t, c, j, addr, pre)
+}
+
+// checkRejoined waits until addr is back in j's map, and checks that it
+// serves the job: 40 new keys (some on it) read back, and pre, which it
+// held before it was lost, reads ErrLost.
+func checkRejoined(t *testing.T, c *testCluster, j *Job, addr, pre string) {
+	t.Helper()
 	ctx := context.Background()
 	if !waitUntil(20*time.Second, func() bool {
 		m, err := c.ctl.GetMap(j.ID(), j.Token())
@@ -59,7 +93,7 @@ func TestResumedNodeRejoinsItsJob(t *testing.T) {
 // node keeps the job's persistent values through the drop (retired
 // there, it refuses the job's puts): the job does not take it back.
 func TestResumedNodeKeepingPersistentValuesStaysOut(t *testing.T) {
-	c, j, addr, _ := resumeLostNode(t, Persist())
+	c, j, addr, _ := resumeLostNode(t, rejoinConfig(time.Second, nil), Persist())
 	victim := c.nodeAt(addr)
 	if !waitUntil(10*time.Second, func() bool { return victim.tier.Usage().Values == 1 }) {
 		t.Fatalf("the resumed node holds %d values, want its one persistent value", victim.tier.Usage().Values)
@@ -72,13 +106,21 @@ func TestResumedNodeKeepingPersistentValuesStaysOut(t *testing.T) {
 	}
 }
 
-// resumeLostNode makes a job of 96 MiB on two 64 MiB nodes (revoke
-// linger 1 s), puts a value (with opts) on the first node, stops that
-// node's agent until the job has lost the node, and starts it again. It
-// returns the cluster, the job, the node's address and the value's key.
-func resumeLostNode(t *testing.T, opts ...PutOption) (*testCluster, *Job, string, string) {
-	c := newClusterWith(t, 2, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: 300 * time.Millisecond, RevokeLinger: time.Second, Logger: quietLog})
+// rejoinConfig is the controller of resumeLostNode's cluster: 100 ms
+// heartbeats, a lost node gone from the maps in about a second, the
+// nodes' revoke linger, and the state in st (nil: none kept).
+func rejoinConfig(linger time.Duration, st state.Store) controller.Config {
+	return controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 500 * time.Millisecond,
+		DeadNodeGrace: 300 * time.Millisecond, RevokeLinger: linger, Store: st, Logger: quietLog}
+}
+
+// resumeLostNode makes a job of 96 MiB on two 64 MiB nodes of a cluster
+// whose controller is cfg (its RevokeLinger the nodes' too), puts a value
+// (with opts) on the first node, stops that node's agent until the job has
+// lost the node, and starts it again. It returns the cluster, the job, the
+// node's address and the value's key.
+func resumeLostNode(t *testing.T, cfg controller.Config, opts ...PutOption) (*testCluster, *Job, string, string) {
+	c := newClusterWith(t, 2, cfg)
 	ctx := context.Background()
 	j, err := c.store().RegisterJob(ctx, "rejoin", Hints{CapacityBytes: 96 << 20})
 	if err != nil || len(j.Map().Nodes) != 2 {
