@@ -132,12 +132,14 @@ func (o *spotOptions) targets(addrs []string) func(context.Context) ([]string, e
 }
 
 // drainNode runs `pocket node drain ADDR --deadline D --discard-persisted
-// --lose-overflow` with the drain flags given to spot. The host is taken
-// away at the deadline whatever the drain does, so persisted values of
-// ended jobs on it are lost either way, and so are values the other nodes
-// have no room for: refusing the drain for either would also keep the
-// values that can move from moving. The controller logs what was
-// destroyed.
+// --lose-overflow --retry-busy` with the drain flags given to spot. The
+// host is taken away at the deadline whatever the drain does, so
+// persisted values of ended jobs on it are lost either way, and so are
+// values the other nodes have no room for: refusing the drain for either
+// would also keep the values that can move from moving. The controller
+// logs what was destroyed. A drain refused as busy (another node of one of
+// its jobs drains, often one on the same host) is ordered again until it
+// passes.
 func (o *spotOptions) drainNode(_ context.Context, addr string, deadline time.Duration) error {
 	args := append(append([]string(nil), o.drain...), "--deadline", deadline.String(), "--discard-persisted", "--lose-overflow", "--retry-busy", addr)
 	if code := runDrain(args); code != 0 {
