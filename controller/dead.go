@@ -514,9 +514,16 @@ func (c *Controller) sendLostDrops(drops []lostDrop) {
 					"node", d.addr, "job", d.job, "err", err)
 				continue
 			}
-			c.cfg.Logger.Info("controller: returned node drops its stale data of a job that lost it",
-				"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Freed, "kept", res.Kept)
-			if res.Kept == 0 && inc != 0 {
+			switch {
+			case res.Kept > 0:
+				c.cfg.Logger.Info("controller: returned node dropped its stale data of a job that lost it; it keeps the job's persistent values, so the job does not take it back",
+					"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Freed, "kept", res.Kept)
+			case inc == 0:
+				c.cfg.Logger.Info("controller: returned node dropped its stale data of a job that lost it",
+					"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Freed)
+			default:
+				c.cfg.Logger.Info("controller: returned node dropped its stale data of a job that lost it; the job may take it back once the node has forgotten the job",
+					"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Freed, "after", c.cfg.RevokeLinger+2*c.cfg.HeartbeatInterval)
 				c.noteDroppedLost(d, inc)
 			}
 		}

@@ -359,13 +359,21 @@ func (n *Node) JobSync() (since, snapRev, snapAfter uint64) { return n.jobs.sync
 // controller, changes.go): entries and epochs are updated in place, new
 // jobs entered with one copy of each touched shard, revoked jobs refused
 // and then their data dropped (persistent values stay, see jobtable.go).
-// Its cost follows the ack's size, not the table's.
+// Its cost follows the ack's size, not the table's. Revocations past their
+// linger are swept first: the controller takes a node that dropped a live
+// job's data by its order back into the job's map once the linger has
+// passed (controller/dead.go), and the ack that says so must find the
+// job forgotten. Before, when that ack was the first the node applied past
+// the linger (it had been silent a few seconds, frozen or cut off), the
+// revoked entry ignored it (same gen) and was then removed: the job, back
+// in the node's map, was refused as revoked on it for good (a hostile
+// trial: 50 of 190 acknowledged keys unreadable, the map stuck joining).
 func (n *Node) ApplyAck(ack *wire.NodeAck) {
 	now := time.Now()
+	n.sweepRevoked(now)
 	for _, job := range n.jobs.apply(ack, now) {
 		n.dropRevoked(job)
 	}
-	n.sweepRevoked(now)
 }
 
 // dropRevoked drops a revoked job's data, keeping persistent values.

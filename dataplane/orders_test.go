@@ -260,3 +260,37 @@ func TestOrderLogSweepsAmortized(t *testing.T) {
 		t.Errorf("after expiry the log holds %d nonces, want 1", len(l.seen))
 	}
 }
+
+// TestDropOrderedJobServedOnceBackInTheMap: a live job dropped here by the
+// controller's order (a node the job lost, back) is refused while the
+// revocation lingers; the controller takes the node back into the job's
+// map only after that, and the ack that brings the job back, even the
+// first the node applies past the linger (it was silent meanwhile), makes
+// it live: the job's puts pass. Before, that ack met the revoked entry
+// (same gen: ignored) and the sweep then removed the entry, so the job,
+// back in the node's map, was refused as revoked for good.
+func TestDropOrderedJobServedOnceBackInTheMap(t *testing.T) {
+	const job = "lost-7"
+	n := tokenNode(t)
+	n.jobs.linger = 50 * time.Millisecond
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: job, Gen: 90, Epoch: 3}))
+	tok := jobTok(job, 90)
+	if err := jobOp(t, n, wire.OpPut, job, "stale", tok, 3, 0); err != nil {
+		t.Fatal(err)
+	}
+	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 101, Jobs: []wire.JobEpoch{{Job: job, Gen: 90, Epoch: 4, Out: true}}})
+	if freed := n.DropJob([]byte(job), true); freed <= 0 {
+		t.Fatalf("the order freed %d bytes", freed)
+	}
+	if err := jobOp(t, n, wire.OpGet, job, "stale", tok, 4, 0); !errors.Is(err, wire.ErrRevoked) {
+		t.Fatalf("get while the revocation lingers: %v, want revoked", err)
+	}
+	time.Sleep(60 * time.Millisecond) // past the linger, with no ack meanwhile
+	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 105, Jobs: []wire.JobEpoch{{Job: job, Gen: 90, Epoch: 6}}})
+	if err := jobOp(t, n, wire.OpPut, job, "new", tok, 6, 0); err != nil {
+		t.Fatalf("put of the job once the node is back in its map: %v", err)
+	}
+	if err := jobOp(t, n, wire.OpGet, job, "stale", tok, 6, 0); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("get of the value dropped by the order: %v, want not found", err)
+	}
+}
