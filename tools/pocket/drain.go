@@ -80,19 +80,42 @@ const minBusyRetry = 5 * time.Second
 func requestDrain(ctx context.Context, retry bool, order func(left time.Duration) (time.Duration, error), deadline time.Duration) (time.Duration, error) {
 	end := time.Now().Add(deadline)
 	d, err := order(deadline)
-	for said := false; retry && errors.Is(err, wire.ErrBusy) && time.Until(end) >= minBusyRetry; {
+	if !errors.Is(err, wire.ErrBusy) {
+		return d, err
+	}
+	if !retry {
+		return d, fmt.Errorf("%w (--retry-busy orders it again each second until it passes)", err)
+	}
+	for said := false; errors.Is(err, wire.ErrBusy) || said && unreached(err); {
+		if time.Until(end) < minBusyRetry {
+			if !said {
+				return d, fmt.Errorf("%w (--retry-busy: the deadline, %v, leaves less than %v to order it again)", err, deadline, minBusyRetry)
+			}
+			return d, fmt.Errorf("%w (still, with %v left of its deadline)", err, time.Until(end).Round(time.Second))
+		}
 		if !said {
-			warn("node drain", "%v; ordering it again each second until %v before its deadline", err, minBusyRetry)
+			fmt.Fprintf(os.Stderr, "pocket: node drain: not yet (%v); ordering it again each second until %v before its deadline\n", err, minBusyRetry)
 			said = true
 		}
 		select {
 		case <-ctx.Done():
-			return 0, err
+			return 0, fmt.Errorf("interrupted by a signal before the drain was ordered: the node is not draining (the last answer: %v)", err)
 		case <-time.After(time.Second):
 		}
-		d, err = order(time.Until(end).Round(time.Millisecond))
+		d, err = order(time.Until(end).Round(time.Second))
 	}
 	return d, err
+}
+
+// unreached reports whether err is not the controller's answer (a
+// *wire.Error) but a failure to reach it (it is restarting, or failing
+// over): a drain refused as busy is then ordered again, as a drain ordered
+// twice is one drain. Before, a controller restarted while --retry-busy
+// waited ended the command with most of the deadline left (a hostile
+// trial), and pocket spot's node left as a dead one.
+func unreached(err error) bool {
+	var we *wire.Error
+	return err != nil && !errors.As(err, &we)
 }
 
 // runDrain is `pocket node drain ADDR`: the controller marks the node

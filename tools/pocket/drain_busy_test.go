@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,7 +39,8 @@ func TestDrainRetryBusy(t *testing.T) {
 	if out, code := drain("--deadline", "1m", first); code != 0 {
 		t.Fatalf("first drain: exit %d, %q", code, out)
 	}
-	if out, code := drain("--deadline", "1m", second); code != 1 || !strings.Contains(out, "of that job's map drains") {
+	if out, code := drain("--deadline", "1m", second); code != 1 || !strings.Contains(out, "of that job's map drains") ||
+		!strings.Contains(out, "--retry-busy orders it again") {
 		t.Fatalf("drain beside a running drain of the job's, without --retry-busy: exit %d, %q; want 1, refused", code, out)
 	}
 	go func() {
@@ -45,11 +50,56 @@ func TestDrainRetryBusy(t *testing.T) {
 	}()
 	t0 := time.Now()
 	out, code := drain("--deadline", "1m", "--retry-busy", second)
-	if code != 0 || !strings.Contains(out, "ordering it again each second") || time.Since(t0) < time.Second {
+	if code != 0 || !strings.Contains(out, "not yet (") || !strings.Contains(out, "ordering it again each second") || time.Since(t0) < time.Second {
 		t.Fatalf("drain with --retry-busy beside a running drain: exit %d after %v, %q; want 0 once the first drain ended",
 			code, time.Since(t0).Round(time.Millisecond), out)
 	}
-	if out, code := drain("--deadline", "6s", "--retry-busy", nodes[2]); code != 1 {
+	if out, code := drain("--deadline", "6s", "--retry-busy", nodes[2]); code != 1 || !strings.Contains(out, "left of its deadline") {
 		t.Fatalf("drain with --retry-busy beside a running drain, its deadline short: exit %d, %q; want 1 within a second or two", code, out)
 	}
+	if out, code := drain("--deadline", "4s", "--retry-busy", nodes[2]); code != 1 || !strings.Contains(out, "leaves less than 5s to order it again") {
+		t.Fatalf("drain with --retry-busy and a deadline too short to retry: exit %d, %q; want 1, saying so", code, out)
+	}
+}
+
+// TestRetryBusyRidesOutAnUnreachableController: once a drain was refused
+// as busy, --retry-busy orders it again also after the controller could
+// not be reached (restarting, failing over); an interrupt ends the wait
+// saying the node is not draining. Before, a controller restarted while
+// the command waited ended it with most of its deadline left (a hostile
+// trial).
+func TestRetryBusyRidesOutAnUnreachableController(t *testing.T) {
+	busy := &wire.Error{Code: wire.CodeBusy, Msg: "cannot drain node X now"}
+	down := fmt.Errorf("metaclient: drain 127.0.0.1:1: %w", syscall.ECONNREFUSED)
+	answers := []error{busy, down, down, nil}
+	calls := 0
+	order := func(left time.Duration) (time.Duration, error) {
+		err := answers[calls]
+		calls++
+		return left, err
+	}
+	out, _ := stderrOf(t, func() int {
+		d, err := requestDrain(context.Background(), true, order, time.Minute)
+		if err != nil || d <= 50*time.Second || calls != 4 {
+			t.Errorf("requestDrain = %v, %v after %d orders; want the drain ordered at the fourth, with its deadline left", d, err, calls)
+		}
+		return 0
+	})
+	if !strings.Contains(out, "not yet (") {
+		t.Errorf("stderr %q", out)
+	}
+	// A first answer that is not busy is not retried.
+	calls, answers = 0, []error{down, nil}
+	if _, err := requestDrain(context.Background(), true, order, time.Minute); !errors.Is(err, syscall.ECONNREFUSED) || calls != 1 {
+		t.Errorf("a first order that did not reach the controller: %v after %d orders", err, calls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	calls, answers = 0, []error{busy, busy, busy}
+	time.AfterFunc(300*time.Millisecond, cancel)
+	stderrOf(t, func() int {
+		if _, err := requestDrain(ctx, true, order, time.Minute); err == nil || !strings.Contains(err.Error(), "interrupted by a signal before the drain was ordered") {
+			t.Errorf("interrupted wait: %v", err)
+		}
+		return 0
+	})
 }
