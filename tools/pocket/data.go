@@ -414,8 +414,9 @@ func notePartial(cmd, done string, m pocket.Map, dead []string, lost []pocket.Lo
 			"and lost unless a node comes back within the controller's dead-node grace", m.Job, strings.Join(dead, ", "), done)
 	} else if len(dead) > 0 {
 		warn(cmd, "note: %d of the %d node(s) of job %s's map are dead (%s): the values they hold are not %s "+
-			"(unavailable; lost if the node stays dead past the controller's dead-node grace)",
-			len(dead), len(m.Nodes), m.Job, strings.Join(dead, ", "), done)
+			"(unavailable; lost if the node stays dead past the controller's dead-node grace); a value stored in chunks "+
+			"(one larger than the chunk size, 1 MiB by default) %s here may have a chunk there, and then answers unavailable too",
+			len(dead), len(m.Nodes), m.Job, strings.Join(dead, ", "), done, done)
 	}
 	if len(lost) > 0 {
 		names := make([]string, len(lost))
@@ -510,7 +511,7 @@ func runRm(args []string) int {
 		dead = deadNodes(m)
 		notePartial("rm", "deleted", m, dead, nil) // a lost node's values are gone already
 	}
-	if code := reportRemoved(pos[0], pos[1], res, j.LostOwners(strings.TrimRight(pos[1], "/"))); code != 0 || len(dead) == 0 {
+	if code := reportRemoved(pos[0], pos[1], res, j.LostOwners(strings.TrimRight(pos[1], "/")), m.Lost); code != 0 || len(dead) == 0 {
 		return code
 	}
 	return exitPartial
@@ -598,12 +599,13 @@ func interruptNote(ctx context.Context, left string, err error) error {
 // named that went, res.ChunkBytes), and returns its exit code: 0, or 1
 // when a named key held nothing, as rm of a missing file (and the SDK's
 // Delete, not found; said lost, naming the nodes, when lost nodes owned
-// it). The whole job (--all) emptied already exits 0, and so does a
+// it: lost; and naming the job's lost nodes, jobLost, whose keys under it
+// are gone uncounted). The whole job (--all) emptied already exits 0, and so does a
 // delete that found only chunks no key named. Beside keys
 // deleted, ChunkBytes counts only some of their chunks (those the prefix
 // delete met; a named object's go by version, uncounted), so it is not
 // shown.
-func reportRemoved(job, name string, res pocket.Removed, lost []pocket.LostNode) int {
+func reportRemoved(job, name string, res pocket.Removed, lost, jobLost []pocket.LostNode) int {
 	if res.Count() == 0 {
 		if res.ChunkBytes > 0 {
 			fmt.Printf("deleted 0 keys; %s of large-object chunks no key named went too (a writer stopped between putting "+
@@ -619,9 +621,16 @@ func reportRemoved(job, name string, res pocket.Removed, lost []pocket.LostNode)
 				"which left the job's map without handing its values over (it died or restarted, or its drain ran out of time): it is lost",
 				job, strings.TrimRight(name, "/"), strings.TrimRight(name, "/")+"/", strings.TrimRight(name, "/"), lostNames(lost))
 		}
+		under := ""
+		if len(jobLost) > 0 {
+			// Keys under the name on a lost node cannot be listed, and
+			// are gone (a hostile trial: a directory whose one key was on
+			// one read as never written).
+			under = fmt.Sprintf("; keys under it that were on %s are lost, and not counted", lostNames(jobLost))
+		}
 		return fail("rm: nothing deleted: job %s has no key %q and none under %q "+
-			"(rm works by path: it does not delete other keys that start with %q, which pocket ls %s %s lists)",
-			job, strings.TrimRight(name, "/"), strings.TrimRight(name, "/")+"/", name, job, name)
+			"(rm works by path: it does not delete other keys that start with %q, which pocket ls %s %s lists)%s",
+			job, strings.TrimRight(name, "/"), strings.TrimRight(name, "/")+"/", name, job, name, under)
 	}
 	fmt.Printf("deleted %s\n", removedText(name, res))
 	return 0

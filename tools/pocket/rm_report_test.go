@@ -24,7 +24,7 @@ func TestRmReportsChunkBytes(t *testing.T) {
 		{"", pocket.Removed{}, "deleted 0 keys: job j-1 held none", 0},
 		{"a", pocket.Removed{Name: true}, "deleted 1 key(s): a\n", 0},
 	} {
-		out, code := stdoutOf(t, func() int { return reportRemoved("j-1", c.name, c.res, nil) })
+		out, code := stdoutOf(t, func() int { return reportRemoved("j-1", c.name, c.res, nil, nil) })
 		if code != c.code || !strings.Contains(out, c.want) {
 			t.Errorf("rm %q with %+v: exit %d, %q; want %d, %q", c.name, c.res, code, out, c.code, c.want)
 		}
@@ -35,9 +35,16 @@ func TestRmReportsChunkBytes(t *testing.T) {
 // was a lost node, says so and exits 1 (a hostile trial: "no key").
 func TestRmSaysALostKeyIsLost(t *testing.T) {
 	lost := []pocket.LostNode{{Addr: "10.0.0.7:7000", Epoch: 4}}
-	out, code := stderrOf(t, func() int { return reportRemoved("j-1", "part/3", pocket.Removed{}, lost) })
+	out, code := stderrOf(t, func() int { return reportRemoved("j-1", "part/3", pocket.Removed{}, lost, lost) })
 	if code != 1 || !strings.Contains(out, `if "part/3" was written, it was on node 10.0.0.7:7000 (lost at epoch 4)`) ||
 		!strings.Contains(out, "it is lost") {
 		t.Fatalf("rm of a lost key: exit %d, %q", code, out)
+	}
+	// A name whose key was elsewhere, in a job that lost a node: keys
+	// under it there are lost, uncounted.
+	out, code = stderrOf(t, func() int { return reportRemoved("j-1", "dir", pocket.Removed{}, nil, lost) })
+	if code != 1 || !strings.Contains(out, `has no key "dir" and none under "dir/"`) ||
+		!strings.Contains(out, "keys under it that were on node 10.0.0.7:7000 (lost at epoch 4) are lost, and not counted") {
+		t.Fatalf("rm of a name in a job that lost a node: exit %d, %q", code, out)
 	}
 }

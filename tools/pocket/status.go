@@ -48,8 +48,11 @@ MAP the nodes of its map that are not plain active members, with their
 state: "draining" (leaving the cluster, or only this job's map, its values
 moving to the job's other nodes), "joining" (new in the map, its values
 still arriving) or "dead"; "-" when every node of its map is active.
-Lines below say when the jobs' allotments oversubscribe a tier, and which
-jobs then get less.
+Lines below say when the jobs' allotments oversubscribe a tier, which jobs
+then get less, and which jobs' nodes hold less than their ALLOC SIZE (a job
+that lost a node: its puts past that answer "tier full" until a node joins
+its map, a running node outside it or, about 30 s after it came back and
+dropped the job's data, the lost node itself).
 
 Allotted per client (shown when the controller has --max-bytes-per-client
 or --max-mbps-per-client, or when more than one client holds jobs): what
@@ -168,7 +171,11 @@ type statusJobJSON struct {
 	// to what the jobs ask of it (setCarry): AllocMbps unless its nodes
 	// are oversubscribed.
 	CarryMbps float64 `json:"carry_mbps"`
-	AgeMs     int64   `json:"age_ms"`
+	// CarryBytes is the same for AllocBytes: the bytes the job's nodes
+	// hold of it on its tier, each node's capacity shared in proportion
+	// to what the jobs ask of it.
+	CarryBytes int64 `json:"carry_bytes"`
+	AgeMs      int64 `json:"age_ms"`
 	// UsedMbps and UsedBytes are the job's own traffic (Mb/s, averaged
 	// over 3 heartbeats) and bytes on its nodes, as its nodes report them.
 	UsedMbps  float64 `json:"used_mbps"`

@@ -142,12 +142,12 @@ func tierCapacity(nodes []statusNodeJSON, kind string) tierAllotJSON {
 	return t
 }
 
-// setCarry fills each listed job's CarryMbps: the Mb/s its map's nodes
-// carry of its allotment when every listed job runs at its whole
-// allotment. A job's allotment falls on its nodes by weight; a node asked
-// for more than its bandwidth (nodeMbps: every tier's jobs share it)
-// shares it in proportion to what each job asks of it; a dead node
-// carries nothing.
+// setCarry fills each listed job's CarryMbps and CarryBytes: the Mb/s
+// and bytes its map's nodes carry of its allotment when every listed job
+// uses its whole allotment. A job's allotment falls on its nodes by
+// weight; a node asked for more than its bandwidth (nodeMbps: every
+// tier's jobs share it), or than its capacity on the job's tier, shares it
+// in proportion to what each job asks of it; a dead node carries nothing.
 // A node the status does not list (its size bound) is taken to carry its
 // share. Jobs the status does not list are not counted on the nodes, so
 // with some unlisted a job may carry less than this.
@@ -156,31 +156,48 @@ func setCarry(v *statusJSON) {
 	for _, n := range v.Nodes {
 		byAddr[n.Addr] = n
 	}
-	asked := map[string]float64{} // Mb/s the listed jobs ask of each node
+	asked := map[string]float64{}      // Mb/s the listed jobs ask of each node
+	askedBytes := map[string]float64{} // bytes the listed jobs ask of each node's tier, by "tier addr"
 	for _, j := range v.Jobs {
-		for addr, mbps := range jobShares(j) {
-			asked[addr] += mbps
+		for addr, w := range jobWeights(j) {
+			asked[addr] += j.AllocMbps * w
+			askedBytes[j.Tier+" "+addr] += float64(j.AllocBytes) * w
 		}
 	}
 	for i := range v.Jobs {
 		j := &v.Jobs[i]
-		j.CarryMbps = 0
-		for addr, mbps := range jobShares(*j) {
+		var mbps, bytes float64
+		for addr, w := range jobWeights(*j) {
 			n, listed := byAddr[addr]
 			switch {
 			case !listed:
-				j.CarryMbps += mbps
+				mbps += j.AllocMbps * w
+				bytes += float64(j.AllocBytes) * w
 			case n.State == wire.NodeDead.String():
 			default:
-				j.CarryMbps += mbps * min(1, nodeMbps(n)/asked[addr])
+				mbps += j.AllocMbps * w * min(1, nodeMbps(n)/asked[addr])
+				if ask := askedBytes[j.Tier+" "+addr]; ask > 0 {
+					bytes += float64(j.AllocBytes) * w * min(1, float64(tierBytes(n, j.Tier))/ask)
+				}
 			}
 		}
+		j.CarryMbps, j.CarryBytes = mbps, int64(bytes)
 	}
 }
 
-// jobShares is what job j asks of each node of its map in Mb/s: its
-// allotment by the nodes' weights (equal shares when they have none).
-func jobShares(j statusJobJSON) map[string]float64 {
+// tierBytes is node n's capacity on its tier of kind (0: it has none).
+func tierBytes(n statusNodeJSON, kind string) int64 {
+	for _, t := range n.Tiers {
+		if t.Kind == kind {
+			return t.CapacityBytes
+		}
+	}
+	return 0
+}
+
+// jobWeights is the share of job j's allotment each node of its map
+// takes: its weight over the map's (equal shares when they have none).
+func jobWeights(j statusJobJSON) map[string]float64 {
 	out := make(map[string]float64, len(j.Nodes))
 	var sum float64
 	for _, n := range j.Nodes {
@@ -191,7 +208,7 @@ func jobShares(j statusJobJSON) map[string]float64 {
 		if sum > 0 {
 			w = n.Weight / sum
 		}
-		out[n.Addr] += j.AllocMbps * w
+		out[n.Addr] += w
 	}
 	return out
 }
@@ -220,6 +237,11 @@ func printAllotments(v statusJSON) {
 		if j.AllocMbps-j.CarryMbps >= 0.5 {
 			fmt.Printf("job %s gets at most %.0f of its %.0f Mb/s: what its %d node(s) carry when every job uses its allotment\n",
 				j.JobID, j.CarryMbps, j.AllocMbps, len(j.Nodes))
+		}
+		if j.AllocBytes-j.CarryBytes >= 1<<20 {
+			fmt.Printf("job %s holds at most %s of its %s: what its %d node(s) hold when every job fills its allotment "+
+				"(puts past it answer \"tier full\" until a node joins its map)\n",
+				j.JobID, units.FormatSize(j.CarryBytes), units.FormatSize(j.AllocBytes), len(j.Nodes))
 		}
 	}
 }

@@ -94,6 +94,34 @@ func TestStatusWithinCapacity(t *testing.T) {
 	if !strings.Contains(out, "job c-3 gets at most 0 of its 1000 Mb/s") || strings.Contains(out, "job a-1 gets") {
 		t.Errorf("status with a dead node:\n%s", out)
 	}
+	if !strings.Contains(out, "job c-3 holds at most 0B of its 256MiB") || strings.Contains(out, "job a-1 holds") || strings.Contains(out, "job b-2 holds") {
+		t.Errorf("status with a dead node, room:\n%s", out)
+	}
+}
+
+// TestStatusSaysAJobShortOfRoom: a job allotted more bytes than its
+// nodes hold (a 96 MiB job left on one 64 MiB node after a loss) is named,
+// with what they hold. Before, status said nothing of it, and a new user
+// read the cluster's allotment line ("200MiB of 128MiB ... on 2 node(s)")
+// as the job's while its puts answered "tier full".
+func TestStatusSaysAJobShortOfRoom(t *testing.T) {
+	n1, n2 := "127.0.0.1:7001", "127.0.0.1:7002"
+	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 64 << 20, Mbps: 8000}}
+	st := &wire.ClusterStatus{NodeCount: 2, JobCount: 2,
+		Nodes: []wire.NodeStatus{{Addr: n1, State: wire.NodeActive, Tiers: tiers}, {Addr: n2, State: wire.NodeActive, Tiers: tiers}},
+		Jobs: []wire.JobStatus{
+			{Job: "big-1", Name: "big", Tier: uint8(wire.TierDRAM), AllocMbps: 100, AllocBytes: 96 << 20,
+				Nodes: []wire.MapNode{{Addr: n1, Weight: 1, State: wire.NodeActive}}},
+			{Job: "small-2", Name: "small", Tier: uint8(wire.TierDRAM), AllocMbps: 100, AllocBytes: 16 << 20,
+				Nodes: []wire.MapNode{{Addr: n2, Weight: 1, State: wire.NodeActive}}}}}
+	v := statusView(st)
+	if v.Jobs[0].CarryBytes != 64<<20 || v.Jobs[1].CarryBytes != 16<<20 {
+		t.Fatalf("carry bytes %d and %d, want 64 and 16 MiB", v.Jobs[0].CarryBytes, v.Jobs[1].CarryBytes)
+	}
+	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
+	if !strings.Contains(out, "job big-1 holds at most 64MiB of its 96MiB: what its 1 node(s) hold") || strings.Contains(out, "job small-2 holds") {
+		t.Errorf("status of a job short of room:\n%s", out)
+	}
 }
 
 // TestStatusCarryOnANodeOfTwoTiers: a node of a DRAM tier of 8000 Mb/s
