@@ -40,13 +40,26 @@ type Dropped struct {
 // the bytes it freed and the bytes it keeps. Errors are those of Do,
 // prefixed with the operation and the node.
 func (c *Client) DropJobAt(ctx context.Context, addr, job string, key []byte, incarnation uint64) (Dropped, error) {
+	return c.dropJobAt(ctx, addr, job, key, incarnation, 0)
+}
+
+// DropLostJobAt is DropJobAt for a node the job lost (it left the job's
+// map dead, and came back): what it holds of the job is stale, so the
+// order drops every value, those put with wire.FlagPersist too (the
+// order's wire.FlagPrefix), now and when the node drops the job again at
+// the end of its revocation's linger.
+func (c *Client) DropLostJobAt(ctx context.Context, addr, job string, key []byte, incarnation uint64) (Dropped, error) {
+	return c.dropJobAt(ctx, addr, job, key, incarnation, wire.FlagPrefix)
+}
+
+func (c *Client) dropJobAt(ctx context.Context, addr, job string, key []byte, incarnation uint64, flags uint16) (Dropped, error) {
 	nonce, err := token.NewNonce(orderNonceLen)
 	if err != nil {
 		return Dropped{}, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
 	}
-	o := token.Order{Addr: addr, Incarnation: incarnation, Op: byte(wire.OpDropJob), Nonce: nonce,
+	o := token.Order{Addr: addr, Incarnation: incarnation, Op: byte(wire.OpDropJob), Flags: flags, Nonce: nonce,
 		ExpiresMs: time.Now().Add(token.OrderLife).UnixMilli()}
-	r, err := c.Do(ctx, addr, wire.OpDropJob, 0, &wire.Request{Job: []byte(job), Key: nonce, Token: token.OrderProof(key, &o)}, nil, nil)
+	r, err := c.Do(ctx, addr, wire.OpDropJob, flags, &wire.Request{Job: []byte(job), Key: nonce, Token: token.OrderProof(key, &o)}, nil, nil)
 	if err != nil {
 		return Dropped{}, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
 	}

@@ -494,9 +494,12 @@ func (c *Controller) unknownReturnLocked(addr string) {
 // sendLostDrops sends returned nodes' drop orders, on a goroutine of
 // their own: the node drops the jobs' data now, or, if the order does not
 // reach it, when the job ends. Call it without c.mu, once the losses are
-// saved (afterSave.run). A node that answers it keeps none of the job's
-// data (no persistent values: Dropped.Kept) holds none of it once it has
-// forgotten the job, Config.RevokeLinger later (cleanDueLocked).
+// saved (afterSave.run). The order drops the job's persistent values
+// there too (DropLostJobAt): the job lost them, its keys there answer
+// lost, and a node taken back with them would serve them again. A node
+// that answers it keeps none of the job's data (Dropped.Kept) holds none
+// of it once it has forgotten the job, Config.RevokeLinger later
+// (cleanDueLocked).
 func (c *Controller) sendLostDrops(drops []lostDrop) {
 	c.srv.goroutine(func() {
 		cl := dataclient.New(dataclient.Options{ConnsPerNode: 1, DialTimeout: c.cfg.DropTimeout})
@@ -507,7 +510,7 @@ func (c *Controller) sendLostDrops(drops []lostDrop) {
 				continue
 			}
 			ctx, cancel := c.closingContext()
-			res, err := c.dropOne(ctx, cl, d.addr, d.job, token.OrderKey(c.cfg.Secret, []byte(d.job)))
+			res, err := c.dropOne(ctx, cl, d.addr, d.job, token.OrderKey(c.cfg.Secret, []byte(d.job)), true)
 			cancel()
 			if err != nil {
 				c.cfg.Logger.Info("controller: returned node did not drop its stale data of a job that lost it; it drops it when the job ends",
@@ -516,7 +519,9 @@ func (c *Controller) sendLostDrops(drops []lostDrop) {
 			}
 			switch {
 			case res.Kept > 0:
-				c.cfg.Logger.Info("controller: returned node dropped its stale data of a job that lost it; it keeps the job's persistent values, so the job does not take it back",
+				// The order drops persistent values too: puts that landed
+				// meanwhile, or a node that kept them anyway.
+				c.cfg.Logger.Warn("controller: returned node dropped its stale data of a job that lost it but still holds some; the job does not take it back",
 					"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Freed, "kept", res.Kept)
 			case inc == 0:
 				c.cfg.Logger.Info("controller: returned node dropped its stale data of a job that lost it",

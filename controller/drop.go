@@ -37,7 +37,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 		wg.Add(1)
 		go func(addr string) {
 			defer wg.Done()
-			d, err := c.dropOne(ctx, cl, addr, job, key)
+			d, err := c.dropOne(ctx, cl, addr, job, key, false)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -61,8 +61,10 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 // order is bound to the node's incarnation as registered; for a node whose
 // incarnation the registry does not know (0: registered by a node or
 // stored by a controller from before incarnations), the node is asked
-// first, once (askIncarnationOnce checks its proof of the secret).
-func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, job string, key []byte) (dataclient.Dropped, error) {
+// first, once (askIncarnationOnce checks its proof of the secret). lost:
+// the node is one the job lost, and drops the job's persistent values too
+// (dataclient.Client.DropLostJobAt).
+func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, job string, key []byte, lost bool) (dataclient.Dropped, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DropTimeout)
 	defer cancel()
 	c.mu.Lock()
@@ -76,6 +78,9 @@ func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, j
 		if inc, err = c.askIncarnationOnce(ctx, cl, addr); err != nil {
 			return dataclient.Dropped{}, fmt.Errorf("drop job %s at %s: its incarnation: %w", job, addr, err)
 		}
+	}
+	if lost {
+		return cl.DropLostJobAt(ctx, addr, job, key, inc)
 	}
 	return cl.DropJobAt(ctx, addr, job, key, inc)
 }

@@ -21,7 +21,7 @@ func TestEntryCacheFollowsTheTable(t *testing.T) {
 		}
 	}
 	check("a", "before a is known")
-	j.revokeOrder("a", time.Now()) // enters a (revoked) in a new map
+	j.revokeOrder("a", time.Now(), false) // enters a (revoked) in a new map
 	if j.lookup([]byte("a")) == nil {
 		t.Fatal("revokeOrder entered no entry")
 	}

@@ -78,9 +78,10 @@ import (
 // The drop first waits for the job's puts that passed their check at
 // commit before the revocation (awaitCommits), so what they store is
 // dropped with the rest or kept with the persistent values. A revoked
-// entry stays for the node's RevokeLinger (wire.RevokeLinger), after which what a put that was already
-// past the check may have stored is dropped too, and the entry goes. A
-// retired job's token may still read its persistent values
+// entry stays for the node's RevokeLinger (wire.RevokeLinger), after
+// which what a put that was already past the check may have stored is
+// dropped too (persistent values as well when the order dropped every
+// value: dropAll), and the entry goes. A retired job's token may still read its persistent values
 // (TestClusterPersistAfterJob in package pocket), and store none: a
 // retired job found above what it held (a commit that outlasted the
 // drop's wait) loses what is not persistent, and keeps the persistent
@@ -141,6 +142,10 @@ type jobEntry struct {
 	seen      uint64    // the snapshot that last listed it
 	revokedAt time.Time // when it was revoked
 	held      int64     // retired: bytes it held once dropped
+	// dropAll: an order revoked it to drop every value, persistent ones
+	// too (a node the job lost: what it holds of the job is stale), so
+	// the drop again past the linger drops them too.
+	dropAll bool
 }
 
 // jobTable is a node's job table.
@@ -752,15 +757,17 @@ func (ed *tableEdit) commit() {
 // the table has no entry (so it is refused until the entry lingers out).
 // The job is left dropping unless it was revoked already; the caller drops
 // its data and then calls dropped.
-func (j *jobTable) revokeOrder(job string, now time.Time) {
+func (j *jobTable) revokeOrder(job string, now time.Time, all bool) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	ed := j.edit()
-	if ed.get(job) == nil {
-		e := &jobEntry{}
+	e := ed.get(job)
+	if e == nil {
+		e = &jobEntry{}
 		e.used.Store(true)
 		ed.put(job, e)
 	}
+	e.dropAll = e.dropAll || all
 	j.revokeLocked(ed, job, now)
 	ed.commit()
 }
@@ -817,18 +824,18 @@ func (j *jobTable) awaitCommits(job string, d time.Duration) bool {
 
 // expiredRevocations removes the revoked (not retired) entries older than
 // the linger and returns those of them that may hold data, to be dropped
-// again.
-func (j *jobTable) expiredRevocations(now time.Time) []string {
+// again (persistent values too when the order said so: dropAll).
+func (j *jobTable) expiredRevocations(now time.Time) []expiredJob {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	var again []string
+	var again []expiredJob
 	ed := j.edit()
 	for job, e := range j.revoked {
 		if e.state.Load() != stateRevoked || now.Sub(e.revokedAt) < j.linger {
 			continue
 		}
 		if e.used.Load() {
-			again = append(again, job)
+			again = append(again, expiredJob{job: job, all: e.dropAll})
 		}
 		delete(j.revoked, job)
 		if ed.get(job) == e {
@@ -837,6 +844,13 @@ func (j *jobTable) expiredRevocations(now time.Time) []string {
 	}
 	ed.commit()
 	return again
+}
+
+// expiredJob is a job whose revocation lingered out, to drop again: every
+// value when all, else all but the persistent ones.
+type expiredJob struct {
+	job string
+	all bool
 }
 
 // retiredJob is a retired job to check and the bytes it may hold.

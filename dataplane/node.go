@@ -315,7 +315,7 @@ func (n *Node) DropJob(job []byte, keepPersistent bool) int64 {
 		n.vers.dropJob(job)
 		return freed
 	}
-	n.jobs.revokeOrder(string(job), time.Now())
+	n.jobs.revokeOrder(string(job), time.Now(), !keepPersistent)
 	return n.dropRevokedData(job, keepPersistent)
 }
 
@@ -393,9 +393,9 @@ var commitWait = 2 * time.Second
 // revoked may have stored, removes entries revoked RevokeLinger ago, and
 // checks a few retired jobs (jobtable.go).
 func (n *Node) sweepRevoked(now time.Time) {
-	for _, job := range n.jobs.expiredRevocations(now) {
-		b := []byte(job)
-		n.dropTiers(b, true)
+	for _, x := range n.jobs.expiredRevocations(now) {
+		b := []byte(x.job)
+		n.dropTiers(b, !x.all)
 		n.vers.dropJob(b)
 	}
 	for _, r := range n.jobs.retiredBatch(retiredChecks) {

@@ -193,6 +193,13 @@ func TestDropOrderNamesTheAdvertisedAddress(t *testing.T) {
 	if err != nil || d.Values != 1 || d.Kept <= 0 || d.Kept != m.jobUsage([]byte(job)) {
 		t.Fatalf("DropJobAt with the node's incarnation: %+v, %v; want 1 value (the persisted one stays, its %d bytes kept)", d, err, m.jobUsage([]byte(job)))
 	}
+	// The order for a node the job lost (its flag in the proof) takes the
+	// persisted value too.
+	l := tokenNode(t)
+	holdValues(t, l, job)
+	if d, err := cl.DropLostJobAt(ctx, l.Addr().String(), job, admin, l.Incarnation()); err != nil || d.Values != 2 || d.Kept != 0 {
+		t.Fatalf("DropLostJobAt: %+v, %v; want both values dropped, none kept", d, err)
+	}
 }
 
 // TestOrderLogForgetsExpiredNonces: the node's record of taken orders
@@ -292,5 +299,39 @@ func TestDropOrderedJobServedOnceBackInTheMap(t *testing.T) {
 	}
 	if err := jobOp(t, n, wire.OpGet, job, "stale", tok, 6, 0); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("get of the value dropped by the order: %v, want not found", err)
+	}
+}
+
+// TestLostJobDropOrderTakesLatePersistentValues: an order that drops a
+// job's every value (the controller's for a node the job lost:
+// wire.FlagPrefix) also takes, when the revocation lingers out, a
+// persistent value that landed after the drop (a commit that outlasted
+// the drop's wait for it): the node then holds none of the job, as the
+// controller, taking it back into the job's map, assumes. Before, the
+// second drop kept persistent values, and the stale one would be served
+// again once the node was back in the map.
+func TestLostJobDropOrderTakesLatePersistentValues(t *testing.T) {
+	const job = "lost-8"
+	n := tokenNode(t)
+	n.jobs.linger = time.Millisecond
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: job, Gen: 90, Epoch: 3}))
+	if err := jobOp(t, n, wire.OpPut, job, "kept", jobTok(job, 90), 3, wire.FlagPersist); err != nil {
+		t.Fatal(err)
+	}
+	n.DropJob([]byte(job), false)
+	if u := n.jobUsage([]byte(job)); u != 0 {
+		t.Fatalf("the order to drop every value left %d bytes", u)
+	}
+	late, err := n.cfg.DRAM.Create([]byte(job), []byte("late"), 5, Meta{Flags: Persist})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(late.Buffers()[0], "stale")
+	if _, err := late.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	n.sweepRevoked(time.Now().Add(time.Second))
+	if u := n.jobUsage([]byte(job)); u != 0 {
+		t.Fatalf("the late persistent value outlived the revocation's linger: %d bytes", u)
 	}
 }

@@ -89,21 +89,14 @@ func checkRejoined(t *testing.T, c *testCluster, j *Job, addr, pre string) {
 	}
 }
 
-// TestResumedNodeKeepingPersistentValuesStaysOut: the same, but the
-// node keeps the job's persistent values through the drop (retired
-// there, it refuses the job's puts): the job does not take it back.
-func TestResumedNodeKeepingPersistentValuesStaysOut(t *testing.T) {
-	c, j, addr, _ := resumeLostNode(t, rejoinConfig(time.Second, nil), Persist())
-	victim := c.nodeAt(addr)
-	if !waitUntil(10*time.Second, func() bool { return victim.tier.Usage().Values == 1 }) {
-		t.Fatalf("the resumed node holds %d values, want its one persistent value", victim.tier.Usage().Values)
-	}
-	// The linger (1 s), the refill's delay after a loss (3 s) and more.
-	time.Sleep(6 * time.Second)
-	m, err := c.ctl.GetMap(j.ID(), j.Token())
-	if err != nil || slices.ContainsFunc(m.Nodes, func(n wire.MapNode) bool { return n.Addr == addr }) {
-		t.Fatalf("%s keeps a persistent value of the job, retired there, yet rejoined its map: %+v, %v", addr, m, err)
-	}
+// TestResumedNodeDropsPersistentValuesAndRejoins: the same with a
+// persist-after-job value on the node: the drop order takes it too (the
+// job lost it: its key answers lost), so the node holds none of the job
+// and rejoins. On the code before, the node kept it (the job retired
+// there, refusing its puts) and stayed out of the job's map.
+func TestResumedNodeDropsPersistentValuesAndRejoins(t *testing.T) {
+	c, j, addr, pre := resumeLostNode(t, rejoinConfig(time.Second, nil), Persist())
+	checkRejoined(t, c, j, addr, pre)
 }
 
 // rejoinConfig is the controller of resumeLostNode's cluster: 100 ms
