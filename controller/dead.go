@@ -36,15 +36,17 @@ import (
 //
 // A map lists at most wire.MaxLostNodes lost nodes, the oldest leave the
 // list first; a key whose owner left the list answers "not found" again.
-// A lost node never rejoins a job that lost it while the job lists it.
+// A lost node rejoins a job that lost it (refill.go, adoption, drains)
+// only once it is known to hold none of the job's data (job.lostClean: it
+// restarted, or dropped the job's data by order and forgot the job).
 //
 // A lost node that comes back (registers again after a restart, or
 // heartbeats again after a partition) is a new node: it is in no job's
 // map and new jobs may be placed on it. Whatever it still holds of the
 // jobs that lost it is stale (those jobs have written on without it), so
-// the controller has it dropped at once (wire.OpDropJob, as for a
-// deregistered job: the node revokes the job locally, and its values,
-// persistent ones kept, go). Until the drop is done, its job table holds
+// the controller has it dropped at once (wire.OpDropJob with
+// wire.FlagPrefix: the node revokes the job locally, and its values,
+// persistent ones too, go; cleanDueLocked). Until the drop is done, its job table holds
 // such a job at the job's current epoch (changes.go), so a client still
 // routing by a map from before the loss is refused (stale epoch), fetches
 // the map and goes elsewhere.
