@@ -105,29 +105,29 @@ func (c *testCluster) nodeOn(listen string, capacity int64) (*dataplane.Node, *d
 // resumeAgent starts cn's agent again after cn.cancel stopped it (a node
 // cut off from its controller, back): the cluster's cleanup stops it.
 func (c *testCluster) resumeAgent(cn *clusterNode) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
-	go func() {
-		defer close(done)
-		defer mc.Close()
-		_ = agent.Run(ctx, agent.Config{Node: cn.node, Addr: cn.node.Addr().String(), Controller: mc, Logger: quietLog})
-	}()
-	cn.cancel, cn.done = cancel, done
+	cn.cancel, cn.done = c.startAgent(cn.node, cn.node.Addr().String())
 }
 
 // runAgent runs nd's agent (advertising addr) against the cluster's
 // controller, as a node of the cluster stopped with it.
 func (c *testCluster) runAgent(nd *dataplane.Node, tier *dataplane.DRAM, addr string) {
+	cancel, done := c.startAgent(nd, addr)
+	cn := &clusterNode{node: nd, tier: tier, cancel: cancel, done: done}
+	c.nodes = append(c.nodes, cn)
+}
+
+// startAgent runs nd's agent (advertising addr) against the cluster's
+// controller until cancel; done closes when it has returned.
+func (c *testCluster) startAgent(nd *dataplane.Node, addr string) (cancel context.CancelFunc, done chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cn := &clusterNode{node: nd, tier: tier, cancel: cancel, done: make(chan struct{})}
+	done = make(chan struct{})
 	mc := metaclient.New(c.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
 	go func() {
-		defer close(cn.done)
+		defer close(done)
 		defer mc.Close()
 		_ = agent.Run(ctx, agent.Config{Node: nd, Addr: addr, Controller: mc, Logger: quietLog})
 	}()
-	c.nodes = append(c.nodes, cn)
+	return cancel, done
 }
 
 func (c *testCluster) awaitActive(n int) {

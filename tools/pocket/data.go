@@ -626,7 +626,7 @@ func reportRemoved(job, name string, res pocket.Removed, lost, jobLost []pocket.
 			// Keys under the name on a lost node cannot be listed, and
 			// are gone (a hostile trial: a directory whose one key was on
 			// one read as never written).
-			under = fmt.Sprintf("; keys under it that were on %s are lost, and not counted", lostNames(jobLost))
+			under = fmt.Sprintf("; keys under it that were on the node(s) the job lost, %s, are lost, and not counted", lostList(jobLost))
 		}
 		return fail("rm: nothing deleted: job %s has no key %q and none under %q "+
 			"(rm works by path: it does not delete other keys that start with %q, which pocket ls %s %s lists)%s",
@@ -639,14 +639,19 @@ func reportRemoved(job, name string, res pocket.Removed, lost, jobLost []pocket.
 // lostNames is "node A (lost at epoch 3)" or "one of the nodes A (lost at
 // epoch 3), B (lost at epoch 5)".
 func lostNames(ls []pocket.LostNode) string {
+	if len(ls) == 1 {
+		return "node " + lostList(ls)
+	}
+	return "one of the nodes " + lostList(ls)
+}
+
+// lostList is "A (lost at epoch 3), B (lost at epoch 5)".
+func lostList(ls []pocket.LostNode) string {
 	names := make([]string, len(ls))
 	for i, l := range ls {
 		names[i] = fmt.Sprintf("%s (lost at epoch %d)", l.Addr, l.Epoch)
 	}
-	if len(ls) == 1 {
-		return "node " + names[0]
-	}
-	return "one of the nodes " + strings.Join(names, ", ")
+	return strings.Join(names, ", ")
 }
 
 // removedText says what res counts: "3 key(s): a and 2 under a/", "2

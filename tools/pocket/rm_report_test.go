@@ -44,7 +44,7 @@ func TestRmSaysALostKeyIsLost(t *testing.T) {
 	// under it there are lost, uncounted.
 	out, code = stderrOf(t, func() int { return reportRemoved("j-1", "dir", pocket.Removed{}, nil, lost) })
 	if code != 1 || !strings.Contains(out, `has no key "dir" and none under "dir/"`) ||
-		!strings.Contains(out, "keys under it that were on node 10.0.0.7:7000 (lost at epoch 4) are lost, and not counted") {
+		!strings.Contains(out, "keys under it that were on the node(s) the job lost, 10.0.0.7:7000 (lost at epoch 4), are lost, and not counted") {
 		t.Fatalf("rm of a name in a job that lost a node: exit %d, %q", code, out)
 	}
 }
