@@ -21,7 +21,8 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// DeadAfter marks a silent node dead (3 heartbeat intervals).
 	DeadAfter time.Duration
-	// ForgetAfter drops a dead node that is in no job from the registry (1 min).
+	// ForgetAfter drops a dead node that is in no job, and that no job or
+	// kept final map names lost, from the registry (1 min).
 	ForgetAfter time.Duration
 
 	// Policy is the sizing policy (DefaultPolicy).

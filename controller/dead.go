@@ -514,9 +514,19 @@ func (c *Controller) sendLostDrops(drops []lostDrop) {
 			ctx, cancel := c.closingContext()
 			res, err := c.dropOne(ctx, cl, d.addr, d.job, token.OrderKey(c.cfg.Secret, []byte(d.job)), true)
 			cancel()
-			if err != nil {
+			ended := c.endedNow(d.job)
+			switch {
+			case err != nil && ended:
+				c.cfg.Logger.Info("controller: returned node did not drop the persisted values of an ended job that lost it; the order goes again while it reports them",
+					"node", d.addr, "job", d.job, "err", err)
+				continue
+			case err != nil:
 				c.cfg.Logger.Info("controller: returned node did not drop its stale data of a job that lost it; it drops it when the job ends",
 					"node", d.addr, "job", d.job, "err", err)
+				continue
+			case ended:
+				c.cfg.Logger.Info("controller: returned node dropped the persisted values of an ended job that lost it",
+					"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Freed, "kept", res.Kept)
 				continue
 			}
 			switch {
@@ -560,6 +570,14 @@ func (c *Controller) lostIncarnation(d lostDrop) (uint64, bool) {
 		return n.incarnation, true
 	}
 	return 0, true
+}
+
+// endedNow reports whether job is not live: it ended, and a drop order to
+// a node it lost is for its persisted values (ended_lost.go).
+func (c *Controller) endedNow(job string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.jobs[job] == nil
 }
 
 // noteDroppedLost records that the node of d, incarnation inc, dropped

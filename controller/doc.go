@@ -72,7 +72,8 @@
 // draining (serving, no new placements, moving its data away), dead.
 // A node dead for Config.DeadNodeGrace (30 s; negative: never) leaves every
 // job's map and is listed in it as lost (dead.go). A dead node that
-// belongs to no job leaves the registry after Config.ForgetAfter.
+// belongs to no job, and that no live job or kept final map names lost
+// (ended_lost.go), leaves the registry after Config.ForgetAfter.
 // A known address registering with another incarnation (a restart: the
 // node is empty, and its jobs lose it at once) is believed only once the
 // node serving at the address says so over the data plane, with its proof

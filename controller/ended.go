@@ -186,6 +186,13 @@ func (c *Controller) anyMayKeepLocked(e *endedJob) bool {
 			return true
 		}
 	}
+	// A node the job lost may come back with them: it is ordered to drop
+	// them then (ended_lost.go), which needs this map.
+	for _, l := range e.lost {
+		if c.mayKeepLocked(l.Addr, e) {
+			return true
+		}
+	}
 	return false
 }
 

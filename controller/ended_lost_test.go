@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -48,4 +49,77 @@ func TestEndedMapKeepsItsLostNodes(t *testing.T) {
 	if len(final.Lost) != 1 || final.Lost[0].Addr != b || final.Lost[0].Epoch != live.Lost[0].Epoch {
 		t.Fatalf("final map's lost nodes %+v; want the live map's %+v", final.Lost, live.Lost)
 	}
+}
+
+// TestEndedJobsLostNodeDropsItsPersistedValuesWhenBack: a node the job
+// lost is away while the job ends, past Config.ForgetAfter before and
+// after. It stays known (a live job, then the job's kept final map, names
+// it lost), the final map is kept for it, and when it is back and reports
+// the job's persisted values (which it keeps retired, where no credential
+// reaches them) it is ordered to drop them, once per report until the
+// retry is due. On the old code the node was forgotten, the final map
+// dropped, and no order sent: the values stayed for good.
+func TestEndedJobsLostNodeDropsItsPersistedValuesWhenBack(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Hour, ForgetAfter: time.Minute, DeadNodeGrace: time.Second})
+	a, b, m := jobLosingANode(t, c)
+	c.sweep(time.Now().Add(5 * time.Minute)) // past ForgetAfter, the job live
+	if !known(c, b.Addr) {
+		t.Fatal("a lost node of a live job was forgotten")
+	}
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	c.sweep(time.Now().Add(10 * time.Minute)) // past ForgetAfter, the job ended
+	if !known(c, b.Addr) || !keptMap(c, m.Job) {
+		t.Fatalf("after the job ended: node known %v, final map kept %v; want both", known(c, b.Addr), keptMap(c, m.Job))
+	}
+	c.mu.Lock()
+	c.lostDrops = nil // watch only what the return adds
+	c.mu.Unlock()
+	keep := []wire.HeldJob{{Job: m.Job, Bytes: 6}}
+	for range 3 {
+		c.heartbeat(&wire.Heartbeat{Addr: b.Addr, Persisted: keep, PersistedJobs: 1, PersistedBytes: 6})
+	}
+	c.mu.Lock()
+	drops := slices.Clone(c.lostDrops)
+	c.mu.Unlock()
+	if len(drops) != 1 || drops[0] != (lostDrop{addr: b.Addr, job: m.Job}) {
+		t.Fatalf("drop orders %+v after three heartbeats reporting the values; want one for %s's values of %s", drops, b.Addr, m.Job)
+	}
+	// Once the node reports them gone, nothing needs the final map.
+	syncKeeping(t, c, b.Addr, nil)
+	syncKeeping(t, c, a.Addr, nil)
+	c.sweep(time.Now())
+	if keptMap(c, m.Job) {
+		t.Fatal("the final map is kept after its lost node dropped the values")
+	}
+}
+
+// TestEndedJobsMemberNodeGetsNoDropOrder: persisted values an ended job
+// kept on a node of its final map are the job's to read: no drop order
+// goes there, even if the map names the node lost too (taken back).
+func TestEndedJobsMemberNodeGetsNoDropOrder(t *testing.T) {
+	c := deadTest(t, time.Minute)
+	a, _, m := jobLosingANode(t, c)
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.lostDrops = nil
+	c.ended.ids[m.Job].lost = append(c.ended.ids[m.Job].lost, wire.LostNode{Addr: a.Addr, Weight: 1, Epoch: 2})
+	c.mu.Unlock()
+	c.heartbeat(&wire.Heartbeat{Addr: a.Addr, Persisted: []wire.HeldJob{{Job: m.Job, Bytes: 6}}, PersistedJobs: 1, PersistedBytes: 6})
+	c.mu.Lock()
+	n := len(c.lostDrops)
+	c.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d drop orders to a node of the ended job's final map", n)
+	}
+}
+
+func known(c *Controller, addr string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.nodes[addr]
+	return ok
 }

@@ -77,6 +77,9 @@ type Controller struct {
 	// cleanDue are the returned nodes that dropped a job's data by order
 	// and keep none of it, with when they will have forgotten the job.
 	cleanDue map[lostDrop]cleanDue
+	// endedDrops are the drop orders queued to returned lost nodes for
+	// the persisted values of ended jobs (ended_lost.go), by when.
+	endedDrops map[lostDrop]time.Time
 
 	// Jobs whose maps are changing (elastic.go).
 	moving map[*job]struct{}
@@ -358,6 +361,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		c.dirtyNodesLocked()
 	}
 	n.persisted = persistedOf(hb)
+	c.endedLostDropsLocked(n, now)
 	c.drainReportLocked(n, hb)
 	// A delta ack (not a snapshot) follows from a revision this run logged.
 	delta := hb.SnapRev == 0 && c.coversLocked(hb.Since)
@@ -452,7 +456,7 @@ func (c *Controller) sweep(now time.Time) {
 			}
 			c.setStateLocked(n, wire.NodeDead, why)
 			n.silent = true
-		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr) && !c.inAnyEndedLocked(addr):
+		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr) && !c.inAnyEndedLocked(addr) && !c.namesLostLocked(addr):
 			c.cfg.Logger.Info("controller: node forgotten", "node", addr)
 			delete(c.nodes, addr)
 			delete(c.orphans, addr)
