@@ -600,7 +600,8 @@ func interruptNote(ctx context.Context, left string, err error) error {
 // when a named key held nothing, as rm of a missing file (and the SDK's
 // Delete, not found; said lost, naming the nodes, when lost nodes owned
 // it: lost; and naming the job's lost nodes, jobLost, whose keys under it
-// are gone uncounted). The whole job (--all) emptied already exits 0, and so does a
+// are gone uncounted, also said on stderr beside a count of keys under
+// it). The whole job (--all) emptied already exits 0, and so does a
 // delete that found only chunks no key named. Beside keys
 // deleted, ChunkBytes counts only some of their chunks (those the prefix
 // delete met; a named object's go by version, uncounted), so it is not
@@ -633,6 +634,16 @@ func reportRemoved(job, name string, res pocket.Removed, lost, jobLost []pocket.
 			job, strings.TrimRight(name, "/"), strings.TrimRight(name, "/")+"/", name, job, name, under)
 	}
 	fmt.Printf("deleted %s\n", removedText(name, res))
+	if len(jobLost) > 0 && (res.Under > 0 || strings.TrimRight(name, "/") == "") {
+		// The count is of the keys found: those a lost node held are
+		// gone already (a hostile trial: rm of a directory whose keys
+		// were partly on a lost node said nothing of them).
+		what := "keys of the job"
+		if strings.TrimRight(name, "/") != "" {
+			what = fmt.Sprintf("keys under %q", strings.TrimRight(name, "/")+"/")
+		}
+		warn("rm", "%s that were on the node(s) the job lost, %s, are lost, and not counted", what, lostList(jobLost))
+	}
 	return 0
 }
 

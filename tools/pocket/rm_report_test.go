@@ -48,3 +48,29 @@ func TestRmSaysALostKeyIsLost(t *testing.T) {
 		t.Fatalf("rm of a name in a job that lost a node: exit %d, %q", code, out)
 	}
 }
+
+// TestRmOfADirectoryNotesItsLostKeys: rm of a name that found keys under
+// it, in a job that lost a node, says on stderr that the keys under it
+// that node held are lost and not counted, and exits 0 (nothing of the
+// name is left to read). On the old code it printed the count alone.
+func TestRmOfADirectoryNotesItsLostKeys(t *testing.T) {
+	lost := []pocket.LostNode{{Addr: "10.0.0.7:7000", Epoch: 4}}
+	for _, c := range []struct {
+		name string
+		res  pocket.Removed
+		want string
+	}{
+		{"dir/", pocket.Removed{Under: 2}, `keys under "dir/" that were on the node(s) the job lost, 10.0.0.7:7000 (lost at epoch 4), are lost, and not counted`},
+		{"", pocket.Removed{Under: 5}, "keys of the job that were on the node(s) the job lost, 10.0.0.7:7000 (lost at epoch 4), are lost"},
+	} {
+		out, code := stderrOf(t, func() int { return reportRemoved("j-1", c.name, c.res, nil, lost) })
+		if code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("rm %q with %+v in a job that lost a node: exit %d, stderr %q; want 0, %q", c.name, c.res, code, out, c.want)
+		}
+	}
+	// A single key found, nothing under it: no note.
+	out, code := stderrOf(t, func() int { return reportRemoved("j-1", "k", pocket.Removed{Name: true}, nil, lost) })
+	if code != 0 || out != "" {
+		t.Fatalf("rm of a key found: exit %d, stderr %q; want 0 and nothing", code, out)
+	}
+}
