@@ -24,6 +24,10 @@ type Config struct {
 	// ForgetAfter drops a dead node that is in no job, and that no job or
 	// kept final map names lost, from the registry (1 min).
 	ForgetAfter time.Duration
+	// ForgetLostAfter drops a dead node that a job or a kept final map
+	// names lost (1 h): it is kept known that long for its return, when
+	// it is told to drop what it holds of those jobs (ended_lost.go).
+	ForgetLostAfter time.Duration
 
 	// Policy is the sizing policy (DefaultPolicy).
 	Policy Policy
@@ -173,6 +177,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.ForgetAfter <= 0 {
 		cfg.ForgetAfter = time.Minute
+	}
+	if cfg.ForgetLostAfter <= 0 {
+		cfg.ForgetLostAfter = DefaultForgetLostAfter
 	}
 	d := DefaultPolicy()
 	p := &cfg.Policy

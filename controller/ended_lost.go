@@ -22,9 +22,15 @@ import (
 // (wire.Heartbeat.Persisted) and the job's final map names it lost and not
 // a member. The final map is kept while such a node may come back with
 // them (anyMayKeepLocked), and such a node is not forgotten while a kept
-// final map or a live job names it lost (sweep), so its return finds both.
+// final map or a live job names it lost, for up to Config.ForgetLostAfter
+// (sweep), so its return finds both. A node that comes back later than
+// that keeps them, as before, until a drain discards them: a node that
+// stays dead is forgotten in the end, and with it the maps kept for it.
 // Before, the node kept the values for good (a session's finding after a
 // node frozen past its lease came back to an ended job).
+
+// DefaultForgetLostAfter is Config.ForgetLostAfter's default.
+const DefaultForgetLostAfter = time.Hour
 
 // endedLostRetry is how long an ended job's drop order to a returned
 // lost node is left to its first attempt before the heartbeat that still

@@ -123,3 +123,24 @@ func known(c *Controller, addr string) bool {
 	_, ok := c.nodes[addr]
 	return ok
 }
+
+// TestLostNodeForgottenAfterForgetLostAfter: a lost node that stays dead
+// is forgotten after Config.ForgetLostAfter, and the final map kept for
+// its return goes with it, so a node that never comes back does not stay
+// in the registry and the state for good.
+func TestLostNodeForgottenAfterForgetLostAfter(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Hour, ForgetAfter: time.Minute, ForgetLostAfter: 30 * time.Minute, DeadNodeGrace: time.Second})
+	a, b, m := jobLosingANode(t, c)
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	syncKeeping(t, c, a.Addr, nil)
+	c.sweep(time.Now().Add(20 * time.Minute))
+	if !known(c, b.Addr) || !keptMap(c, m.Job) {
+		t.Fatalf("within ForgetLostAfter: node known %v, final map kept %v; want both", known(c, b.Addr), keptMap(c, m.Job))
+	}
+	c.sweep(time.Now().Add(40 * time.Minute))
+	if known(c, b.Addr) || keptMap(c, m.Job) {
+		t.Fatalf("past ForgetLostAfter: node known %v, final map kept %v; want neither", known(c, b.Addr), keptMap(c, m.Job))
+	}
+}

@@ -456,7 +456,8 @@ func (c *Controller) sweep(now time.Time) {
 			}
 			c.setStateLocked(n, wire.NodeDead, why)
 			n.silent = true
-		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr) && !c.inAnyEndedLocked(addr) && !c.namesLostLocked(addr):
+		case n.state == wire.NodeDead && now.Sub(n.deadSince) > c.cfg.ForgetAfter && !c.inAnyJobLocked(addr) && !c.inAnyEndedLocked(addr) &&
+			(now.Sub(n.deadSince) > c.cfg.ForgetLostAfter || !c.namesLostLocked(addr)):
 			c.cfg.Logger.Info("controller: node forgotten", "node", addr)
 			delete(c.nodes, addr)
 			delete(c.orphans, addr)
