@@ -238,6 +238,7 @@ func (c *Controller) loseNodeLocked(j *job, addr string, restarted bool) bool {
 // one. Before, the restarted node kept its place and the job's values on
 // it read as never written.
 func (c *Controller) restartedLocked(n *node) {
+	c.endedLoseLocked(n.addr, "the node restarted")
 	if n.drain != nil {
 		// Its drain ends here: what the old process had not moved is
 		// lost (its jobs lose it below), and the new one is a fresh,

@@ -723,6 +723,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 		c.renormalizeLocked(j, kept)
 		c.bumpLocked(j)
 	}
+	c.endedLoseLocked(n.addr, "the node was retired: "+why)
 	delete(c.nodes, n.addr)
 	c.gone[n.addr] = retiredNode{at: now, inc: n.incarnation, why: why, lost: lost}
 	c.drainEndedLocked(wire.RetiredNode{Addr: n.addr, At: now, Why: why, Lost: lost})

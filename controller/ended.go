@@ -146,6 +146,12 @@ func (c *Controller) endJobLocked(j *job, m *wire.PlacementMap, rev uint64, now 
 // address share it, as they share --max-jobs-per-client.
 func (c *Controller) boundEndedLocked() {
 	for len(c.ended.ids) > c.cfg.MaxEndedJobs {
+		if e := c.oldestLostOnlyLocked(); e != nil {
+			// Kept only to answer "lost" (ended_lost.go): no value is left.
+			delete(c.ended.ids, e.id)
+			c.dirtyJobLocked(e.id)
+			continue
+		}
 		e := c.ended.oldestOfMost()
 		if e == nil {
 			return
@@ -167,7 +173,7 @@ func (c *Controller) pruneEndedLocked() {
 		if es.ids[e.id] != e {
 			continue
 		}
-		if c.anyMayKeepLocked(e) {
+		if c.anyMayKeepLocked(e) || e.keepsLost() {
 			kept = append(kept, e)
 			continue
 		}

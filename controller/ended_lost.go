@@ -90,3 +90,59 @@ func (c *Controller) namesLostLocked(addr string) bool {
 	}
 	return false
 }
+
+// Persisted values lost with a node's process.
+//
+// A node of an ended job's final map whose process goes away, by a
+// restart (restartedLocked) or a drain that retires it with them
+// (retireLocked), takes the job's persisted values it held with it. The
+// node at the address, a new process or none, then holds none, and a read
+// through the job's credential would answer "not found" and a listing
+// would look complete: a new user's trial (30 values over 3 nodes, one
+// node killed and restarted) listed 17 and exited 0, and a whole cluster's
+// restart listed nothing. So such a node leaves the final map's nodes and
+// joins its lost ones (endedLoseLocked), at the map's epoch plus one (a
+// LostNode's Epoch is the first epoch without it), when it may have held
+// some (mayKeepLocked of the old process: it reported the job, had not
+// reported since the job ended, or was dead); reads of its keys answer
+// "lost" and listings say what is missing, as for a live job. The SDKs
+// take the controller's final map over a credential's of the same epoch
+// that names fewer lost nodes. Such a map is kept after no node keeps any
+// of the values (keepsLost), so that the answer stays "lost"; beyond
+// Config.MaxEndedJobs those are dropped first, the oldest first.
+
+// endedLoseLocked marks addr, whose process went away (why), lost in the
+// final maps of ended jobs it may have held persisted values of.
+func (c *Controller) endedLoseLocked(addr, why string) {
+	for _, e := range c.ended.ids {
+		i := slices.IndexFunc(e.nodes, func(mn wire.MapNode) bool { return mn.Addr == addr })
+		if i < 0 || !c.mayKeepLocked(addr, e) {
+			continue
+		}
+		lost := append(slices.Clone(e.lost), wire.LostNode{Addr: addr, Weight: e.nodes[i].Weight, Epoch: e.epoch + 1})
+		if over := len(lost) - wire.MaxLostNodes; over > 0 {
+			lost = lost[over:]
+		}
+		e.lost = lost
+		e.nodes = slices.Delete(slices.Clone(e.nodes), i, i+1)
+		c.dirtyJobLocked(e.id)
+		c.cfg.Logger.Warn("controller: an ended job's persisted values on a node are lost", "job", e.id, "node", addr, "why", why)
+	}
+}
+
+// keepsLost reports whether e names a node lost after the job ended
+// (endedLoseLocked): the map is kept to answer "lost" for its keys.
+func (e *endedJob) keepsLost() bool {
+	return slices.ContainsFunc(e.lost, func(l wire.LostNode) bool { return l.Epoch > e.epoch })
+}
+
+// oldestLostOnly returns the oldest-ended kept map that only keepsLost
+// holds (no node may keep its values), or nil.
+func (c *Controller) oldestLostOnlyLocked() *endedJob {
+	for _, e := range c.ended.queue {
+		if c.ended.ids[e.id] == e && e.keepsLost() && !c.anyMayKeepLocked(e) {
+			return e
+		}
+	}
+	return nil
+}

@@ -144,3 +144,102 @@ func TestLostNodeForgottenAfterForgetLostAfter(t *testing.T) {
 		t.Fatalf("past ForgetLostAfter: node known %v, final map kept %v; want neither", known(c, b.Addr), keptMap(c, m.Job))
 	}
 }
+
+// endedOnTwo ends a job registered on two nodes of incarnations 1 and 2,
+// both of which report its persisted values; it returns the nodes and the
+// job's map.
+func endedOnTwo(t *testing.T, c *Controller, name string) (a, b *wire.NodeRegister, m *wire.PlacementMap) {
+	t.Helper()
+	a, b = dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
+	a.Incarnation, b.Incarnation = 1, 2
+	mustRegister(t, c, a)
+	mustRegister(t, c, b)
+	m, err := c.RegisterJob(name, wire.JobHints{})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	keep := []wire.HeldJob{{Job: m.Job, Bytes: 6}}
+	syncKeeping(t, c, a.Addr, keep)
+	syncKeeping(t, c, b.Addr, keep)
+	return a, b, m
+}
+
+// restart registers a new process (incarnation inc) at reg's address,
+// confirmed.
+func restart(t *testing.T, c *Controller, reg *wire.NodeRegister, inc uint64) {
+	t.Helper()
+	r := *reg
+	r.Incarnation = inc
+	if _, err := c.registerNode(&r, true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEndedJobsNodeRestartNamesItLost: a node of an ended job's final
+// map that restarts, having reported the job's persisted values, leaves
+// the map's nodes for its lost ones, so a credential's reads of its keys
+// answer "lost". With every node restarted no value is left, and the map
+// is still kept, to answer "lost" rather than an unknown job. On the old
+// code the map kept the restarted node as a member (its keys read "not
+// found") and was dropped once no node kept a value.
+func TestEndedJobsNodeRestartNamesItLost(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Hour})
+	a, b, m := endedOnTwo(t, c, "j")
+	restart(t, c, b, 12)
+	final, err := c.GetMapOrEnded(m.Job, m.Token)
+	if err != nil || len(final.Nodes) != 1 || final.Nodes[0].Addr != a.Addr ||
+		len(final.Lost) != 1 || final.Lost[0].Addr != b.Addr || final.Lost[0].Epoch != m.Epoch+1 {
+		t.Fatalf("final map after %s restarted: %+v %v; want %s a node, %s lost at epoch %d", b.Addr, final, err, a.Addr, b.Addr, m.Epoch+1)
+	}
+	restart(t, c, a, 11)
+	syncKeeping(t, c, a.Addr, nil)
+	syncKeeping(t, c, b.Addr, nil)
+	sweepNow(t, c)
+	final, err = c.GetMapOrEnded(m.Job, m.Token)
+	if err != nil || len(final.Nodes) != 0 || len(final.Lost) != 2 {
+		t.Fatalf("final map after both nodes restarted: %+v %v; want both lost, kept", final, err)
+	}
+}
+
+// TestEndedJobsNodeThatHeldNoneStaysAMember: a node that reported none of
+// the ended job's persisted values (synced past its end) holds none: its
+// restart loses nothing, and the final map keeps it as a member.
+func TestEndedJobsNodeThatHeldNoneStaysAMember(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Hour})
+	_, b, m := endedOnTwo(t, c, "j")
+	syncKeeping(t, c, b.Addr, nil)
+	restart(t, c, b, 12)
+	final, err := c.GetMapOrEnded(m.Job, m.Token)
+	if err != nil || len(final.Nodes) != 2 || len(final.Lost) != 0 {
+		t.Fatalf("final map after a node that held none restarted: %+v %v; want both nodes, none lost", final, err)
+	}
+}
+
+// TestLostOnlyFinalMapsGoFirstOverTheBound: over Config.MaxEndedJobs,
+// a final map kept only to answer "lost" goes before one whose values
+// nodes still keep.
+func TestLostOnlyFinalMapsGoFirstOverTheBound(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Hour, MaxEndedJobs: 1})
+	a, b, m := endedOnTwo(t, c, "j")
+	restart(t, c, a, 11)
+	restart(t, c, b, 12)
+	syncKeeping(t, c, a.Addr, nil)
+	syncKeeping(t, c, b.Addr, nil)
+	sweepNow(t, c)
+	if !keptMap(c, m.Job) {
+		t.Fatal("the lost-only final map was not kept")
+	}
+	k, err := c.RegisterJob("k", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeregisterJob(t.Context(), k.Job, k.Token); err != nil {
+		t.Fatal(err)
+	}
+	if keptMap(c, m.Job) || !keptMap(c, k.Job) {
+		t.Fatalf("over the bound of 1: lost-only map kept %v, the new one kept %v; want the new one only", keptMap(c, m.Job), keptMap(c, k.Job))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pocketstore/pocket/wire"
@@ -183,6 +184,13 @@ func (s *Store) OpenCredentialContext(ctx context.Context, cred string) (*Job, e
 		// its map changed since) reads by that one.
 		if m.Epoch > c.Epoch {
 			j.setMap(m)
+		} else if cur := j.snapshot(); m.Epoch == c.Epoch && namesMoreLost(m, cur) {
+			// The same map with nodes lost since the job ended (their
+			// process restarted or was retired: package controller,
+			// ended_lost.go): their keys read lost, not "not found". The
+			// credential's suspect marks stay on the nodes left.
+			m.Suspect = keptSuspects(cur.Suspect, m)
+			j.setMap(m)
 		}
 		j.retired.Store(true)
 	case err == nil:
@@ -222,4 +230,28 @@ func decodeCredential(cred string) (credential, error) {
 		return c, fmt.Errorf("pocket: credential names %d lost nodes, over the limit of %d", len(c.Lost), wire.MaxLostNodes)
 	}
 	return c, nil
+}
+
+// namesMoreLost reports whether m names a lost node that cur does not.
+func namesMoreLost(m, cur Map) bool {
+	for _, l := range m.Lost {
+		if !slices.ContainsFunc(cur.Lost, func(c LostNode) bool { return c.Addr == l.Addr && c.Epoch == l.Epoch }) {
+			return true
+		}
+	}
+	return false
+}
+
+// keptSuspects is the suspect marks of suspect on nodes m still has.
+func keptSuspects(suspect map[string]bool, m Map) map[string]bool {
+	var out map[string]bool
+	for _, n := range m.Nodes {
+		if suspect[n.Addr] {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[n.Addr] = true
+		}
+	}
+	return out
 }

@@ -314,6 +314,13 @@ class Client:
             if not cur.ended or cur.epoch > m.epoch:
                 job._st = _MapState(cur)
                 job._suspect = frozenset()
+            elif cur.epoch == m.epoch and _names_more_lost(cur, m):
+                # The same map with nodes lost since the job ended (their
+                # process restarted or was retired): their keys read Lost,
+                # not NotFound. The credential's suspect marks stay on the
+                # nodes left (the Go SDK's OpenCredential).
+                job._st = _MapState(cur)
+                job._suspect = frozenset(a for a in job._suspect if any(n.addr == a for n in cur.nodes))
             job._retired = cur.ended
         except (errors.UnknownJob, errors.BadToken):
             job._retired = True
@@ -568,6 +575,13 @@ def _patient(op: int, flags: int) -> bool:
     prefix deletes, which a node refuses while a value they concern is
     being moved (as the Go SDK's patientOp)."""
     return op in (wire.OP_CONFIRM, wire.OP_DROP_VERSION) or (op == wire.OP_DELETE and flags & wire.FLAG_PREFIX != 0)
+
+
+def _names_more_lost(cur: wire.PlacementMap, m: wire.PlacementMap) -> bool:
+    """Whether cur names a lost node (address and epoch) that m does not
+    (the Go SDK's namesMoreLost)."""
+    had = {(n.addr, n.epoch) for n in m.lost}
+    return any((n.addr, n.epoch) not in had for n in cur.lost)
 
 
 _FENCE_SWEEP = 32  # fences a Job keeps before it looks for those it can take down

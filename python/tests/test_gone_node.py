@@ -73,3 +73,35 @@ def test_ended_job_over_gone_node(helper_cluster):
         with pytest.raises(pocket.NotFound):
             fresh.delete(kept[0])
         assert fresh.list("") == []
+
+
+def test_ended_job_node_restarted_reads_lost(helper_cluster):
+    """A node of an ended job's final map restarts (a new process at its
+    address) after reporting the job's persisted values: the controller
+    names it lost in the final map, and a credential opened since reads its
+    keys as Lost, not NotFound (the Go SDK's
+    TestEndedJobsValuesReadLostAfterTheirNodeRestarts). On the old code
+    they read NotFound and a listing of what was left looked complete."""
+    c = helper_cluster
+    with pocket.Client(c.addr, insecure=True) as cl:
+        job = cl.register_job("restarted", lambdas=120)
+        keys = [f"out/{i:03d}" for i in range(24)]
+        for k in keys:
+            job.put(k, b"value of " + k.encode(), persist=True)
+        cred = job.credential()
+        job.deregister()
+        victim = c.nodes[0]
+        on = [k for k in keys if _owner(job, k) == victim]
+        kept = [k for k in keys if _owner(job, k) != victim]
+        assert on and kept, "the test needs keys on the victim and elsewhere"
+        c.command(f"kill {victim}")
+        c.command(f"start {victim}")
+
+        def named_lost() -> bool:
+            return any(n.addr == victim for n in cl.open_credential(cred).map.lost)
+        assert wait_for(named_lost, 15.0), "the final map never named the restarted node lost"
+        left = cl.open_credential(cred)
+        with pytest.raises(pocket.Lost, match=victim):
+            left.get(on[0])
+        for k in kept:
+            assert left.get(k) == b"value of " + k.encode()
