@@ -276,6 +276,9 @@ func classOf(h *wire.Header) opClass {
 	case wire.OpDropVersion:
 		return opDropVersion
 	}
+	if h.Flags&wire.FlagPersist != 0 {
+		return opStorePersist
+	}
 	return opStore
 }
 

@@ -55,7 +55,10 @@ import (
 //     lasts one early heartbeat (milliseconds), not an interval. What it
 //     wrote there stays until the job ends (counted as the job's bytes
 //     here, dropped with the job): nothing refuses a new job's first
-//     requests before its node has heard of it;
+//     requests before its node has heard of it, but a put of a value that
+//     outlives the job (wire.FlagPersist), which the job's end would not
+//     drop, is refused as by a node behind (errPendingPersist) until the
+//     controller has listed the job;
 //   - on a node whose lease has lapsed (lease.go) every live job's
 //     request is refused as if the node were behind (errLapsed: a stale
 //     epoch naming 0), and the agent is woken;
@@ -307,6 +310,9 @@ const (
 	opRead   opClass = iota // get, stat, list, usage
 	opRemove                // delete, delete-after-read
 	opStore                 // put
+	// opStorePersist is a put of a value that outlives its job
+	// (wire.FlagPersist): a store that a pending entry refuses.
+	opStorePersist
 	// A chunked put's confirm and a version's drop go where the writer
 	// put the chunks, which may be a node that has left the job's map
 	// since (it keeps a leased chunk until confirmed or dropped): a store
@@ -366,12 +372,12 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass) (*jobEntry,
 	case stateOrphan:
 		return e, errJobGone
 	case stateDropping:
-		if op == opStore || op == opConfirm {
+		if op == opStore || op == opStorePersist || op == opConfirm {
 			return e, e.endedErr(errRevoked)
 		}
 		return e, e.endedErr(errDropping)
 	case stateRetired:
-		if op == opStore || op == opConfirm {
+		if op == opStore || op == opStorePersist || op == opConfirm {
 			return e, e.endedErr(errRetired)
 		}
 		return e, nil
@@ -379,6 +385,19 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass) (*jobEntry,
 	if j.lease.lapsed() {
 		j.wantSync()
 		return e, errLapsed
+	}
+	if op == opStorePersist && e.state.Load() == statePending && (j.synced.Load() || j.await.Load()) {
+		// A job the controller has not listed here yet may not be in
+		// this node's map: a value that outlives the job, stored here,
+		// would stay where its final map does not look (a hostile trial
+		// left 28.6 MiB so on a node outside a new job's map, holding
+		// its drains for good). The node asks now (addPending woke the
+		// agent) and the client sends it again after a pause, as to a
+		// node behind: a new job's persisted puts wait a heartbeat's
+		// round trip at most, others none. A node without a controller
+		// (never synced, not awaiting) has no one to ask: it takes them.
+		j.wantSync()
+		return e, errPendingPersist
 	}
 	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
 		return e, expiredErr(exp)
@@ -412,6 +431,12 @@ func (j *jobTable) checkEpoch(e *jobEntry, epoch uint64, op opClass) error {
 	}
 	return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur, Msg: "placement map is stale; fetch the job's map again"}
 }
+
+// errPendingPersist refuses a persist-after-job put of a job the node has
+// not heard of from its controller yet (a pending entry): as a node
+// behind (a stale epoch naming 0), which the SDKs send again shortly.
+var errPendingPersist = &wire.Error{Code: wire.CodeStaleEpoch,
+	Msg: "this node has not heard of the job from its controller yet (it is asking now); send the request again shortly"}
 
 // wantSync wakes the agent to heartbeat now (SyncWanted), without blocking:
 // one wake-up waits at most, however many requests ask.

@@ -544,3 +544,35 @@ func TestPendingJobWakesTheAgent(t *testing.T) {
 		t.Fatal("a pending job's second request woke the agent again")
 	}
 }
+
+// TestPendingJobRefusesPersistedPuts: a job the node has not heard of
+// from its controller yet (pending) may not be in its map, so a put of a
+// value that outlives the job is refused as by a node behind (stale epoch
+// naming 0, which the SDKs send again shortly), waking the agent; a plain
+// put is taken, and once the controller lists the job, in the map, the
+// persisted put is taken too. On the old code a hostile trial's client
+// left persisted values on a node outside its new job's map in that
+// window (28.6 MiB in one put), where the job's final map never looked.
+func TestPendingJobRefusesPersistedPuts(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100))
+	drained(n)
+	var we *wire.Error
+	err := jobOp(t, n, wire.OpPut, "new-1", "p", jobTok("new-1", 120), 1, wire.FlagPersist)
+	if !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 0 {
+		t.Fatalf("a pending job's persisted put: %v, want stale naming 0", err)
+	}
+	if !drained(n) {
+		t.Fatal("the refused persisted put did not wake the agent")
+	}
+	if err := jobOp(t, n, wire.OpPut, "new-1", "k", jobTok("new-1", 120), 1, 0); err != nil {
+		t.Fatalf("a pending job's plain put: %v", err)
+	}
+	if err := jobOp(t, n, wire.OpGet, "new-1", "p", jobTok("new-1", 120), 1, 0); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("get of the refused persisted put: %v, want not found", err)
+	}
+	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 121, Jobs: []wire.JobEpoch{{Job: "new-1", Gen: 120, Epoch: 1}}})
+	if err := jobOp(t, n, wire.OpPut, "new-1", "p", jobTok("new-1", 120), 1, wire.FlagPersist); err != nil {
+		t.Fatalf("the persisted put once the controller listed the job: %v", err)
+	}
+}
