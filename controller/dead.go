@@ -528,6 +528,9 @@ func (c *Controller) sendLostDrops(drops []lostDrop) {
 			case ended:
 				c.cfg.Logger.Info("controller: returned node dropped the persisted values of an ended job that lost it",
 					"node", d.addr, "job", d.job, "values", res.Values, "bytes", res.Freed, "kept", res.Kept)
+				if res.Kept == 0 {
+					c.noteEndedDropped(d.job, d.addr, inc)
+				}
 				continue
 			}
 			switch {

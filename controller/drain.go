@@ -844,6 +844,22 @@ func (c *Controller) goneLocked(reg *wire.NodeRegister) (clean bool, err error) 
 		"a new node may register at that address from %s", reg.Addr, stamp(g.at), stamp(g.at.Add(c.cfg.ForgetAfter)))
 }
 
+// life is how long a retired node is remembered: Config.ForgetAfter, but
+// Config.ForgetLostAfter for one retired with values unmoved (it died
+// while draining: it may be a frozen or cut-off process) whose
+// incarnation is known. Such a process coming back is told to stop
+// serving, and dies with what it holds; a new process there registers at
+// once (goneLocked). Before, after a minute it registered again as an
+// unknown node, and kept the persist-after-job values of the jobs that
+// had ended meanwhile for good (a hostile trial: 80 KiB, refusing its
+// drains 15 minutes on).
+func (g retiredNode) life(cfg *Config) time.Duration {
+	if g.lost && g.inc != 0 {
+		return max(cfg.ForgetAfter, cfg.ForgetLostAfter)
+	}
+	return cfg.ForgetAfter
+}
+
 // ForgetRetired lets a new node register at the address of a node a drain
 // retired less than Config.ForgetAfter ago, whose process is known to have
 // ended: an orchestrator stopped it, or has just started a new node at

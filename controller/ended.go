@@ -63,6 +63,10 @@ type endedJob struct {
 	lost     []wire.LostNode // the nodes that had left the map dead (wire.PlacementMap.Lost)
 	at       time.Time       // when it ended
 	client   string          // the peer key of the client that registered it (job.client)
+	// dropped are the nodes the map names lost that dropped the job's
+	// values by order and keep none, by address, with the incarnation
+	// that did (ended_lost.go; in memory only).
+	dropped map[string]uint64
 	// rev is a revision at or after the job's revocation: a node whose
 	// table is at rev has applied it (for a restored record, the
 	// revision the restart began at).
@@ -195,6 +199,9 @@ func (c *Controller) anyMayKeepLocked(e *endedJob) bool {
 	// A node the job lost may come back with them: it is ordered to drop
 	// them then (ended_lost.go), which needs this map.
 	for _, l := range e.lost {
+		if n := c.nodes[l.Addr]; n != nil && e.droppedAt(l.Addr, n.incarnation) {
+			continue
+		}
 		if c.mayKeepLocked(l.Addr, e) {
 			return true
 		}

@@ -41,16 +41,27 @@ func (c *Controller) endedLostRetry() time.Duration {
 
 // endedLostDropsLocked queues drop orders (lostDrop, sent after the next
 // save) for the persisted values node n reports of ended jobs that lost
-// it.
+// it. A heartbeat names the largest wire.MaxPersistedJobs jobs only: when
+// n keeps more, every kept final map that names it lost is a candidate
+// (a hostile trial's node holding 65 larger jobs' values never named the
+// one that had lost it). A job n dropped by order in its present process
+// (endedJob.dropped) is not ordered again.
 func (c *Controller) endedLostDropsLocked(n *node, now time.Time) {
-	reported := map[string]bool{}
+	due := map[string]bool{}
 	for _, h := range n.persisted.largest {
-		reported[h.Job] = true
-		e := c.ended.ids[h.Job]
-		if e == nil || !e.lostOnly(n.addr) {
-			continue
+		if e := c.ended.ids[h.Job]; e != nil && e.lostOnly(n.addr) {
+			due[h.Job] = true
 		}
-		d := lostDrop{addr: n.addr, job: h.Job}
+	}
+	if n.persisted.jobs > uint64(len(n.persisted.largest)) {
+		for id, e := range c.ended.ids {
+			if e.lostOnly(n.addr) && !e.droppedAt(n.addr, n.incarnation) {
+				due[id] = true
+			}
+		}
+	}
+	for job := range due {
+		d := lostDrop{addr: n.addr, job: job}
 		if at, ok := c.endedDrops[d]; ok && now.Sub(at) < c.endedLostRetry() {
 			continue
 		}
@@ -62,10 +73,34 @@ func (c *Controller) endedLostDropsLocked(n *node, now time.Time) {
 		c.st.waiting.Store(true)
 	}
 	for d := range c.endedDrops {
-		if d.addr == n.addr && !reported[d.job] {
+		if d.addr == n.addr && !due[d.job] {
 			delete(c.endedDrops, d)
 		}
 	}
+}
+
+// droppedAt reports whether the node at addr, incarnation inc (0: not
+// known, never matched), dropped e's job's values by order and answered
+// that it keeps none.
+func (e *endedJob) droppedAt(addr string, inc uint64) bool {
+	return inc != 0 && e.dropped[addr] == inc
+}
+
+// noteEndedDropped records that the node at addr, incarnation inc,
+// dropped the ended job's values by order and keeps none of them: its
+// heartbeat's persisted list, when it names only the largest jobs, cannot
+// say so, and the map is kept for it no longer (anyMayKeepLocked).
+func (c *Controller) noteEndedDropped(job, addr string, inc uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.ended.ids[job]
+	if e == nil || inc == 0 {
+		return
+	}
+	if e.dropped == nil {
+		e.dropped = map[string]uint64{}
+	}
+	e.dropped[addr] = inc
 }
 
 // lostOnly reports whether e's final map names addr lost and not among

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -241,5 +243,81 @@ func TestLostOnlyFinalMapsGoFirstOverTheBound(t *testing.T) {
 	}
 	if keptMap(c, m.Job) || !keptMap(c, k.Job) {
 		t.Fatalf("over the bound of 1: lost-only map kept %v, the new one kept %v; want the new one only", keptMap(c, m.Job), keptMap(c, k.Job))
+	}
+}
+
+// TestNodeRetiredLostIsToldToStopPastForgetAfter: a node retired with
+// values unmoved (died while draining: maybe frozen) is remembered for
+// ForgetLostAfter: its process coming back later than ForgetAfter is told
+// to stop serving, while a new process there registers. On the old code
+// it was forgotten after ForgetAfter and registered again with what it
+// held, the persisted values of jobs that ended meanwhile included.
+func TestNodeRetiredLostIsToldToStopPastForgetAfter(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Hour, ForgetAfter: time.Minute, ForgetLostAfter: time.Hour})
+	addr := "127.0.0.1:7001"
+	c.mu.Lock()
+	c.gone[addr] = retiredNode{at: time.Now(), inc: 7, why: "died while draining", lost: true}
+	c.mu.Unlock()
+	c.sweep(time.Now().Add(10 * time.Minute))
+	old := dramNode(addr, 1<<30, 8000)
+	old.Incarnation = 7
+	if _, err := c.RegisterNode(old); !errors.Is(err, wire.ErrDraining) {
+		t.Fatalf("the retired process back 10 minutes on: %v; want told to stop serving", err)
+	}
+	fresh := dramNode(addr, 1<<30, 8000)
+	fresh.Incarnation = 8
+	mustRegister(t, c, fresh)
+	c.mu.Lock()
+	c.gone["127.0.0.1:7002"] = retiredNode{at: time.Now(), inc: 9, why: "drained", lost: false}
+	c.mu.Unlock()
+	c.sweep(time.Now().Add(2 * time.Minute))
+	c.mu.Lock()
+	_, kept := c.gone["127.0.0.1:7002"]
+	c.mu.Unlock()
+	if kept {
+		t.Fatal("a node drained with its data moved is remembered past ForgetAfter")
+	}
+}
+
+// TestEndedJobsLostNodeDropsWhenTheListLeavesItOut: a returned lost node
+// that keeps persisted values of more ended jobs than its heartbeat names
+// (the largest wire.MaxPersistedJobs) is ordered to drop the ended job
+// that lost it, named or not; once it answers that it keeps none, it is
+// not ordered again, and the final map is not kept for it. On the old
+// code no order went: the job was not among the 64 named.
+func TestEndedJobsLostNodeDropsWhenTheListLeavesItOut(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Hour, ForgetAfter: time.Minute, DeadNodeGrace: time.Second})
+	a, b, m := jobLosingANode(t, c)
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	syncKeeping(t, c, a.Addr, nil)
+	c.mu.Lock()
+	c.lostDrops = nil
+	c.mu.Unlock()
+	largest := make([]wire.HeldJob, wire.MaxPersistedJobs)
+	for i := range largest {
+		largest[i] = wire.HeldJob{Job: fmt.Sprintf("big-%d", i), Bytes: 3000}
+	}
+	hb := &wire.Heartbeat{Addr: b.Addr, Incarnation: 5, Persisted: largest, PersistedJobs: wire.MaxPersistedJobs + 1}
+	c.heartbeat(hb)
+	c.mu.Lock()
+	drops := slices.Clone(c.lostDrops)
+	c.lostDrops = nil
+	c.mu.Unlock()
+	if len(drops) != 1 || drops[0] != (lostDrop{addr: b.Addr, job: m.Job}) {
+		t.Fatalf("drop orders %+v; want one for %s's values of %s, which its list leaves out", drops, b.Addr, m.Job)
+	}
+	c.noteEndedDropped(m.Job, b.Addr, 5)
+	c.mu.Lock()
+	clear(c.endedDrops)
+	c.mu.Unlock()
+	c.heartbeat(hb)
+	c.sweep(time.Now())
+	c.mu.Lock()
+	n := len(c.lostDrops)
+	c.mu.Unlock()
+	if n != 0 || keptMap(c, m.Job) {
+		t.Fatalf("after the node dropped them: %d drop orders, final map kept %v; want none, not kept", n, keptMap(c, m.Job))
 	}
 }

@@ -465,7 +465,7 @@ func (c *Controller) sweep(now time.Time) {
 		}
 	}
 	for addr, g := range c.gone {
-		if now.Sub(g.at) > c.cfg.ForgetAfter {
+		if now.Sub(g.at) > g.life(&c.cfg) {
 			delete(c.gone, addr)
 		}
 	}
