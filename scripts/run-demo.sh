@@ -5,7 +5,9 @@
 #
 # The cluster runs over mutual TLS, its CA in a temporary data directory,
 # when put and get can speak TLS (they take --tls-dir); else over plain TCP
-# (--insecure). DEMO_TLS=1 or 0 chooses.
+# (--insecure). DEMO_TLS=1 or 0 chooses. POCKET_NODE_PORTS=FIRST-LAST
+# keeps the nodes' ports in that range (pocket up --node-ports; default:
+# ports the kernel picks).
 set -euo pipefail
 BIN=${1:-bin/pocket}
 ADDR=${POCKET_ADDR:-127.0.0.1:7000}
@@ -16,6 +18,8 @@ if [[ -z ${DEMO_TLS:-} ]]; then
 	[[ $help == *-tls-dir* ]] && DEMO_TLS=1
 fi
 up_tls=(--data-dir "$work/data") tls=()
+ports=()
+[[ -z ${POCKET_NODE_PORTS:-} ]] || ports=(--node-ports "$POCKET_NODE_PORTS")
 [[ $DEMO_TLS == 1 ]] || up_tls=(--insecure) tls=(--insecure)
 cleanup() {
 	[[ -n ${up_pid:-} ]] && kill "$up_pid" 2>/dev/null && wait "$up_pid" 2>/dev/null
@@ -24,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$BIN" up --listen "$ADDR" --nodes 3 --dram 1GiB "${up_tls[@]}" >"$work/up.log" 2>&1 &
+"$BIN" up --listen "$ADDR" --nodes 3 --dram 1GiB "${ports[@]}" "${up_tls[@]}" >"$work/up.log" 2>&1 &
 up_pid=$!
 for _ in $(seq 100); do
 	grep -q 'cluster up' "$work/up.log" && break

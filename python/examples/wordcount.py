@@ -110,7 +110,9 @@ def main() -> int:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(min(a.maps, os.cpu_count() or 2)) as pool:
             mapped = sum(pool.map(map_task, [(i, a.reduces, jobid) for i in range(a.maps)]))
-            shuffle_files = pocket.count_files(p, "shuffle", jobid)
+            # count_files counts a directory's direct children: one
+            # directory per map task, each holding a file per reduce task.
+            shuffle_files = sum(max(pocket.count_files(p, f"shuffle/map-{i}", jobid), 0) for i in range(a.maps))
             distinct = sum(pool.map(reduce_task, [(r, a.maps, jobid, a.tmp) for r in range(a.reduces)]))
         left = sum(max(pocket.count_files(p, f"shuffle/map-{i}", jobid), 0) for i in range(a.maps))
         got = collections.Counter()

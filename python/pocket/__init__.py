@@ -13,6 +13,7 @@ Two APIs over one implementation:
 """
 
 from .client import DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, Listing, credential_job
+from .conn import NodeUnavailable
 from .compat import (Handle, close, connect, count_files, create_dir, delete, deregister_job, get, get_buffer,
                      job_credential, job_token, last_error, lookup, put, put_buffer, register_job)
 from .errors import (BadKey, BadToken, Busy, Code, Conflict, Corrupt, Draining, DropError, Exists, Limit, Lost, Malformed,
@@ -27,5 +28,5 @@ __all__ = [
     "DropResult",
     "PocketError", "Code", "BadKey", "BadToken", "Busy", "Conflict", "Corrupt", "Draining", "DropError", "Exists", "Limit",
     "Lost", "Malformed", "NoSpace", "NotFound", "NotLeader", "OutcomeUnknown", "Revoked", "StaleEpoch", "TooLarge",
-    "Unavailable", "UnknownJob",
+    "Unavailable", "UnknownJob", "NodeUnavailable",
 ]

@@ -40,3 +40,12 @@ def test_ttl_under_a_millisecond_rounds_up():
     for bad in (float("nan"), float("inf"), 1e300):
         with pytest.raises(pocket.Malformed):
             pclient._ttl_ms(bad)
+
+
+def test_node_unavailable_is_exported():
+    """The class a node that cannot be reached raises is importable from
+    pocket, and is an Unavailable (a new user's trial: it showed in
+    tracebacks as NodeUnavailable, which pocket did not export)."""
+    import pocket
+    assert "NodeUnavailable" in pocket.__all__
+    assert issubclass(pocket.NodeUnavailable, pocket.Unavailable)

@@ -105,9 +105,23 @@ func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, fu
 	if err != nil {
 		s.Close()
 		stop()
-		return nil, nil, nil, nil, ctlError(err, *d.controller, d.tls.insecure)
+		return nil, nil, nil, nil, jobIDHint(pos[0], ctlError(err, *d.controller, d.tls.insecure))
 	}
 	return j, pos, ctx, func() { s.Close(); stop() }, nil
+}
+
+// jobIDHint adds to a bad-token refusal of job, when job has no number
+// after its name, that JOBID is the id registration printed: a new
+// user's trial gave the job's name and was told only that the token does
+// not grant it.
+func jobIDHint(job string, err error) error {
+	if !errors.Is(err, wire.ErrBadToken) {
+		return err
+	}
+	if i := strings.LastIndexByte(job, '-'); i >= 0 && i < len(job)-1 && strings.Trim(job[i+1:], "0123456789") == "" {
+		return err
+	}
+	return fmt.Errorf("%w (JOBID is the job's id, which pocket job register printed: its name and a number, such as %s-442118936)", err, job)
 }
 
 // noTokenFor is errNoToken for a data command on job, saying what of
@@ -364,6 +378,10 @@ func runLs(args []string) int {
 	}
 	if !j.Ended() {
 		notePartial("ls", "listed", j.Map(), l.Dead, l.Lost)
+	} else {
+		// An ended job's final map names lost the nodes whose process
+		// went away since it ended (restarted or retired).
+		notePartial("ls", "listed", j.Map(), nil, l.Lost)
 	}
 	noteGone("ls", j)
 	if l.Partial() {
@@ -403,7 +421,7 @@ func deadNodes(m pocket.Map) []string {
 // whole).
 const exitPartial = 3
 
-// notePartial says on stderr which nodes of a live job's map (m) a
+// notePartial says on stderr which nodes of a job's map (m) a
 // listing or delete (done: "listed", "deleted") could not cover: dead ones
 // (not asked: their values unavailable, lost if they stay dead past the
 // controller's grace) and lost ones (left the map dead: their values are
@@ -423,7 +441,7 @@ func notePartial(cmd, done string, m pocket.Map, dead []string, lost []pocket.Lo
 		for i, l := range lost {
 			names[i] = fmt.Sprintf("%s at epoch %d", l.Addr, l.Epoch)
 		}
-		warn(cmd, "note: %d node(s) left job %s's map without handing their values over (%s: they died, or their drain ran out of time): "+
+		warn(cmd, "note: %d node(s) left job %s's map without handing their values over (%s: they died or restarted, or their drain ran out of time): "+
 			"the values they held are lost, not %s (pocket get answers lost: recompute them); a value stored in chunks "+
 			"(one larger than the chunk size, 1 MiB by default, as pocket put stores a large file) %s here may have had a chunk there, "+
 			"and then answers lost too",

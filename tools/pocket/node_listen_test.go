@@ -66,3 +66,14 @@ func TestNodeOnATakenAddressNamesListen(t *testing.T) {
 		t.Fatalf("node on a taken address: exit %d, stderr %q; want the address taken and --listen named", code, errOut)
 	}
 }
+
+// TestUpBannerNodeCommandGivesDRAM: up's banner's node command carries
+// the DRAM size of up's nodes. On the old code it had none, and a node
+// added from it took pocket node's default, 1GiB (a new user's trial).
+func TestUpBannerNodeCommandGivesDRAM(t *testing.T) {
+	for _, c := range []struct{ dram, want string }{{"256MiB", " --dram 256MiB"}, {"0", ""}, {"", ""}} {
+		if got := upDRAMArg(c.dram); got != c.want {
+			t.Errorf("up --dram %q: node command flag %q, want %q", c.dram, got, c.want)
+		}
+	}
+}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/pocketstore/pocket/pocket"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // TestRmReportsChunkBytes: rm says what an ended job's delete freed in
@@ -72,5 +74,22 @@ func TestRmOfADirectoryNotesItsLostKeys(t *testing.T) {
 	out, code := stderrOf(t, func() int { return reportRemoved("j-1", "k", pocket.Removed{Name: true}, nil, lost) })
 	if code != 0 || out != "" {
 		t.Fatalf("rm of a key found: exit %d, stderr %q; want 0 and nothing", code, out)
+	}
+}
+
+// TestBadTokenForAJobNameHintsAtTheID: a data command given a job's name
+// where its id goes is told what JOBID is; an id (name-number) is not.
+// On the old code the refusal said only that the token does not grant
+// the job (a new user's trial: pocket ls sort).
+func TestBadTokenForAJobNameHintsAtTheID(t *testing.T) {
+	bad := &wire.Error{Code: wire.CodeBadToken, Msg: "token does not grant job sort"}
+	if err := jobIDHint("sort", bad); !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "such as sort-442118936") {
+		t.Fatalf("bad token for a name: %v", err)
+	}
+	if err := jobIDHint("sort-7", bad); err.Error() != bad.Error() {
+		t.Fatalf("bad token for an id: %v; want it as it was", err)
+	}
+	if other := errors.New("no controller"); jobIDHint("sort", other) != other {
+		t.Fatal("another error changed")
 	}
 }

@@ -618,17 +618,27 @@ func mapNotes(ns []mapNodeJSON) string {
 // persisted_bytes, which the controller adds), and the eBPF block latency
 // each node measured over its last heartbeat interval (metrics
 // "blk_p99_us:DEV:OP" and "blk_per_sec:DEV:OP", sent by dataplane/agent).
+// A dead node's figures are its last report: its persisted values are
+// said to be so, unreachable, and its block latencies are left out.
 func printNodeNotes(v statusJSON) {
 	for _, n := range v.Nodes {
 		if note := restoredNote(n); note != "" {
 			fmt.Printf("node %s: %s\n", n.Addr, note)
 		}
-		if n.State == wire.NodeDraining.String() {
+		dead := n.State == wire.NodeDead.String()
+		switch kept, ok := persistedNote(n); {
+		case n.State == wire.NodeDraining.String():
 			fmt.Printf("node %s draining: %s\n", n.Addr, drainNote(n))
-		} else if kept, ok := persistedNote(n); ok {
+		case ok && dead:
+			// Its last report: unreachable while it is dead, and lost if it
+			// comes back as a new process (a new user's trial read the
+			// plain note as advice to read them).
+			fmt.Printf("node %s (dead) kept %s when last heard from: unreachable while it is dead; "+
+				"if it comes back restarted they are lost (their keys then read lost)\n", n.Addr, kept)
+		case ok:
 			fmt.Printf("node %s keeps %s (read and delete them with each job's credential, or its token; pocket job credential JOB prints the credential)\n", n.Addr, kept)
 		}
-		if line := blockNote(n); line != "" {
+		if line := blockNote(n); line != "" && !dead {
 			fmt.Printf("node %s block p99: %s\n", n.Addr, line)
 		}
 	}

@@ -750,8 +750,8 @@ func printUp(u *upCluster, o upOptions) {
 	}
 	secretArg, note := u.secret.usage()
 	listen, portNote := handNodePort(hostOf(u.addr), o)
-	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s%s\n%s  pocket node drain --controller %s ADDR%s%s\n",
-		note, u.addr, listen, secretArg, nodeTLSArg(u.tlsDir), portNote, u.addr, secretArg, tlsArg)
+	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s%s%s\n%s  pocket node drain --controller %s ADDR%s%s\n",
+		note, u.addr, listen, upDRAMArg(o.dram), secretArg, nodeTLSArg(u.tlsDir), portNote, u.addr, secretArg, tlsArg)
 	if o.autoscale {
 		// Scale-in drains the nodes the orchestrator started first
 		// (pickVictims), so a node added by hand outlives them. Before,
@@ -768,4 +768,15 @@ func printUp(u *upCluster, o upOptions) {
 			filepath.Dir(u.tlsDir))
 	}
 	fmt.Println("then: pocket job register NAME; pocket put JOBID KEY FILE; pocket get JOBID KEY; pocket status. Ctrl-C stops the cluster.")
+}
+
+// upDRAMArg is the --dram flag of the node command up's banner prints: the
+// size of up's own nodes, so a node added by hand matches them (a new
+// user's trial: the command had none, and pocket node's default, 1GiB,
+// beside 256MiB nodes). "" when up's nodes have no DRAM tier.
+func upDRAMArg(dram string) string {
+	if n, err := units.ParseSize(dram); err != nil || n <= 0 {
+		return ""
+	}
+	return " --dram " + dram
 }
