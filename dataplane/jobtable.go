@@ -58,7 +58,7 @@ import (
 //     requests before its node has heard of it, but a put of a value that
 //     outlives the job (wire.FlagPersist), which the job's end would not
 //     drop, is refused as by a node behind (errPendingPersist) until the
-//     controller has listed the job;
+//     controller has listed the job, for up to pendingPersistHold;
 //   - on a node whose lease has lapsed (lease.go) every live job's
 //     request is refused as if the node were behind (errLapsed: a stale
 //     epoch naming 0), and the agent is woken;
@@ -142,6 +142,7 @@ type jobEntry struct {
 	// commit has not ended: a drop waits for them (awaitCommits).
 	commits atomic.Int32
 
+	pendingAt time.Time // when it was entered pending (addPending)
 	seen      uint64    // the snapshot that last listed it
 	revokedAt time.Time // when it was revoked
 	held      int64     // retired: bytes it held once dropped
@@ -386,7 +387,8 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass) (*jobEntry,
 		j.wantSync()
 		return e, errLapsed
 	}
-	if op == opStorePersist && e.state.Load() == statePending && (j.synced.Load() || j.await.Load()) {
+	if op == opStorePersist && e.state.Load() == statePending && (j.synced.Load() || j.await.Load()) &&
+		time.Since(e.pendingAt) < pendingPersistHold {
 		// A job the controller has not listed here yet may not be in
 		// this node's map: a value that outlives the job, stored here,
 		// would stay where its final map does not look (a hostile trial
@@ -395,7 +397,10 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass) (*jobEntry,
 		// agent) and the client sends it again after a pause, as to a
 		// node behind: a new job's persisted puts wait a heartbeat's
 		// round trip at most, others none. A node without a controller
-		// (never synced, not awaiting) has no one to ask: it takes them.
+		// (never synced, not awaiting) has no one to ask: it takes them;
+		// so does one whose controller has not answered within
+		// pendingPersistHold (cut off from it, the node serves until its
+		// lease lapses: lease.go), as before.
 		j.wantSync()
 		return e, errPendingPersist
 	}
@@ -431,6 +436,13 @@ func (j *jobTable) checkEpoch(e *jobEntry, epoch uint64, op opClass) error {
 	}
 	return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur, Msg: "placement map is stale; fetch the job's map again"}
 }
+
+// pendingPersistHold is how long a pending entry refuses persist-after-job
+// puts (errPendingPersist): well past a heartbeat's round trip to a
+// responsive controller (an early heartbeat; milliseconds), and within
+// the SDKs' resends to a node behind (60, 120, 240 ms pauses, so the
+// third goes 420 ms on).
+const pendingPersistHold = 300 * time.Millisecond
 
 // errPendingPersist refuses a persist-after-job put of a job the node has
 // not heard of from its controller yet (a pending entry): as a node
@@ -518,7 +530,7 @@ func (j *jobTable) addPending(job []byte, c token.Claims) (*jobEntry, error) {
 	if j.synced.Load() && c.Gen <= j.since.Load() {
 		return nil, errJobGone
 	}
-	e := &jobEntry{}
+	e := &jobEntry{pendingAt: time.Now()}
 	e.gen.Store(c.Gen)
 	e.expires.Store(c.ExpiresMs())
 	e.state.Store(statePending)

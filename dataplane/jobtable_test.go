@@ -575,4 +575,13 @@ func TestPendingJobRefusesPersistedPuts(t *testing.T) {
 	if err := jobOp(t, n, wire.OpPut, "new-1", "p", jobTok("new-1", 120), 1, wire.FlagPersist); err != nil {
 		t.Fatalf("the persisted put once the controller listed the job: %v", err)
 	}
+	// A controller that does not answer within pendingPersistHold (the
+	// node cut off from it) leaves the node taking them, as before.
+	if err := jobOp(t, n, wire.OpPut, "new-2", "p", jobTok("new-2", 130), 1, wire.FlagPersist); err == nil {
+		t.Fatal("a second pending job's persisted put was taken at once")
+	}
+	time.Sleep(pendingPersistHold + 50*time.Millisecond)
+	if err := jobOp(t, n, wire.OpPut, "new-2", "p", jobTok("new-2", 130), 1, wire.FlagPersist); err != nil {
+		t.Fatalf("a pending job's persisted put past pendingPersistHold with no word from the controller: %v", err)
+	}
 }
