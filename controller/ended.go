@@ -121,7 +121,12 @@ func (es *endedJobs) sortByEnd() {
 func finalNodes(ns []wire.MapNode) []wire.MapNode {
 	out := make([]wire.MapNode, len(ns))
 	for i, n := range ns {
-		out[i] = wire.MapNode{Addr: n.Addr, Weight: n.Weight, State: wire.NodeActive}
+		// Since stays: placement over the map's lost nodes leaves out a
+		// node that came after a loss (package pocket, lost.go). Without
+		// it a credential reading by this map named lost values "not
+		// found" (a hostile trial: 14 of 52), and a node that joined
+		// while taking a draining one's share was asked alone.
+		out[i] = wire.MapNode{Addr: n.Addr, Weight: n.Weight, State: wire.NodeActive, Since: n.Since}
 		if n.State == wire.NodeDraining || n.State == wire.NodeJoining {
 			out[i].State = n.State
 		}
@@ -323,7 +328,7 @@ func addFinalMap(r *state.Job, e *endedJob) {
 	}
 	r.Nodes = make([]state.MapWeight, len(e.nodes))
 	for i, mn := range e.nodes {
-		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight, Role: roleOf(mn)}
+		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight, Role: roleOf(mn), Since: mn.Since}
 	}
 	for _, l := range e.lost {
 		r.Lost = append(r.Lost, state.LostNode{Addr: l.Addr, Weight: l.Weight, Epoch: l.Epoch})
@@ -331,10 +336,12 @@ func addFinalMap(r *state.Job, e *endedJob) {
 }
 
 // restoreEndedLocked enters the final map a revoked record carries (none
-// when it has no nodes: a plain tombstone, or one of an older build).
-// Its rev is set once the restore knows the revision (setRestoredRevs).
+// when it has neither nodes nor lost nodes: a plain tombstone, or one of
+// an older build; a map whose every node was lost since the job ended
+// has lost nodes only, ended_lost.go). Its rev is set once the restore
+// knows the revision (setRestoredRevs).
 func (c *Controller) restoreEndedLocked(r *state.Job) {
-	if len(r.Nodes) == 0 {
+	if len(r.Nodes) == 0 && len(r.Lost) == 0 {
 		return
 	}
 	e := &endedJob{id: r.ID, name: r.Name, gen: r.Gen, tier: r.Tier, epoch: r.Epoch, at: r.Revoked.Local(), client: r.Client}
@@ -346,7 +353,7 @@ func (c *Controller) restoreEndedLocked(r *state.Job) {
 	}
 	e.nodes = make([]wire.MapNode, len(r.Nodes))
 	for i, mn := range r.Nodes {
-		e.nodes[i] = wire.MapNode{Addr: mn.Addr, Weight: mn.Weight, State: wire.NodeActive}
+		e.nodes[i] = wire.MapNode{Addr: mn.Addr, Weight: mn.Weight, State: wire.NodeActive, Since: mn.Since}
 		if s := wire.NodeState(mn.Role); s == wire.NodeDraining || s == wire.NodeJoining {
 			e.nodes[i].State = s
 		}

@@ -71,3 +71,58 @@ func TestEndedJobsValuesReadLostAfterTheirNodeRestarts(t *testing.T) {
 		}
 	}
 }
+
+// TestEndedJobWhoseOnlyNodeRestartedReadsLost: an ended job's one node
+// restarts: the final map names no node, only a lost one. Reads through
+// the credential, opened again from the job's own credential, answer
+// ErrLost, and a listing is empty and partial. On 7820b00 the get
+// panicked (placement over no node) and a credential of such a map did
+// not decode.
+func TestEndedJobWhoseOnlyNodeRestartedReadsLost(t *testing.T) {
+	c := newTestCluster(t, 1, 64<<20)
+	ctx := context.Background()
+	s := c.store()
+	j, err := s.RegisterJob(ctx, "only", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "out/0", []byte("v"), Persist()); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cred := j.Credential()
+	addr := c.nodes[0].node.Addr().String()
+	c.nodes[0].stop()
+	c.addNodeAt(addr)
+	if !waitUntil(15*time.Second, func() bool {
+		m, err := c.ctl.GetMapOrEnded(j.ID(), j.Token())
+		return err == nil && len(m.Nodes) == 0 && len(m.Lost) == 1
+	}) {
+		m, err := c.ctl.GetMapOrEnded(j.ID(), j.Token())
+		t.Fatalf("final map after its one node restarted: %+v %v; want no node and it lost", m, err)
+	}
+	r, err := s.OpenCredential(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s.OpenCredential(r.Credential())
+	if err != nil {
+		t.Fatalf("the credential of a map with lost nodes only: %v", err)
+	}
+	for _, h := range []*Job{r, r2} {
+		if got, err := h.Get(ctx, "out/0"); !errors.Is(err, ErrLost) {
+			t.Fatalf("get through a map with no node left: %q, %v; want ErrLost", got, err)
+		}
+		l, err := h.ListReport(ctx, "")
+		if err != nil || len(l.Entries) != 0 || !l.Partial() {
+			t.Fatalf("listing through a map with no node left: %+v %v; want empty and partial", l, err)
+		}
+		for _, size := range []int{1, 3 << 20} {
+			if err := h.Put(ctx, "x", make([]byte, size), Persist()); !errors.Is(err, wire.ErrRevoked) {
+				t.Fatalf("put of %d bytes to an ended job with no node left: %v; want revoked", size, err)
+			}
+		}
+	}
+}

@@ -55,6 +55,18 @@ func (j *Job) route(key []byte, chunk uint32) target {
 	return t
 }
 
+// errEndedNoNode refuses a put to an ended job whose map has no node left.
+var errEndedNoNode = &wire.Error{Code: wire.CodeRevoked,
+	Msg: "the job has ended: its persist-after-job values are read-only, and no node of its final map is left (each was lost since it ended)"}
+
+// noNodes reports whether the map has no node: the final map of an ended
+// job that lost them all (only a retired job's map can be so).
+func (j *Job) noNodes() bool {
+	j.mu.RLock()
+	defer j.mu.RUnlock()
+	return len(j.m.Nodes) == 0
+}
+
 // targets lists every node of the map, for fan-out calls.
 func (j *Job) targets() []target {
 	j.mu.RLock()
@@ -134,6 +146,15 @@ func (j *Job) do(ctx context.Context, op wire.Op, flags uint16, key []byte, chun
 // doReq is do with extra request fields; it also returns the node that
 // answered.
 func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, chunk uint32, x reqExtra, payload, dst []byte) (client.Reply, string, error) {
+	if j.noNodes() {
+		// An ended job whose every node's process went away since it
+		// ended (package controller, ended_lost.go): its keys are lost,
+		// and it takes no put.
+		if op == wire.OpPut {
+			return client.Reply{}, "", errEndedNoNode
+		}
+		return client.Reply{}, "", j.lostErr(key, chunk, &wire.Error{Code: wire.CodeNotFound, Msg: "no node of the ended job's map is left"})
+	}
 	for attempt := 0; ; attempt++ {
 		t := j.route(key, chunk)
 		var r client.Reply

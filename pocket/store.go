@@ -290,7 +290,9 @@ func (s *Store) OpenStatic(jobID string, addrs ...string) (*Job, error) {
 }
 
 func (s *Store) newJob(m Map) (*Job, error) {
-	if len(m.Nodes) == 0 {
+	if len(m.Nodes) == 0 && len(m.Lost) == 0 {
+		// An ended job's final map may name lost nodes only: each was
+		// lost since the job ended (package controller, ended_lost.go).
 		return nil, fmt.Errorf("pocket: job %q has no nodes", m.Job)
 	}
 	j := &Job{s: s}

@@ -359,7 +359,9 @@ def _decode_credential(cred: str) -> tuple[wire.PlacementMap, frozenset[str]]:
                               base64.b64decode(c.get("token") or ""), lost=lost)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise errors.BadToken(f"credential: {e}") from None
-    if not m.job or not nodes:
+    if not m.job or not nodes and not lost:
+        # A final map whose nodes were all lost since the job ended names
+        # lost ones only (the Go SDK's decodeCredential).
         raise errors.BadToken("credential names no job or no node")
     return m, suspect
 
@@ -577,6 +579,13 @@ def _patient(op: int, flags: int) -> bool:
     return op in (wire.OP_CONFIRM, wire.OP_DROP_VERSION) or (op == wire.OP_DELETE and flags & wire.FLAG_PREFIX != 0)
 
 
+def _ended_no_node() -> errors.Revoked:
+    """The refusal of a put to an ended job whose map has no node left
+    (the Go SDK's errEndedNoNode)."""
+    return errors.Revoked("the job has ended: its persist-after-job values are read-only, "
+                          "and no node of its final map is left (each was lost since it ended)")
+
+
 def _names_more_lost(cur: wire.PlacementMap, m: wire.PlacementMap) -> bool:
     """Whether cur names a lost node (address and epoch) that m does not
     (the Go SDK's namesMoreLost)."""
@@ -786,7 +795,7 @@ class Job:
     Safe for use from many threads."""
 
     def __init__(self, client: Client, m: wire.PlacementMap, owner: bool = False):
-        if not m.nodes:
+        if not m.nodes and not m.lost:
             raise errors.PocketError(f"job {m.job!r} has no nodes", errors.Code.UNAVAILABLE)
         self.client = client
         self._st = _MapState(m)
@@ -1337,6 +1346,13 @@ class Job:
         reached, it starts over on a newer map when _follow finds one, up
         to _MAP_RETRIES times. Returns the reply, unchecked, and the node's
         address."""
+        if not self._st.map.nodes:
+            # An ended job whose every node's process went away since it
+            # ended: its keys are lost (st.check says so; the Go SDK's
+            # doReq), and it takes no put.
+            if op == wire.OP_PUT:
+                raise _ended_no_node()
+            return Reply(0, 0, errors.Code.NOT_FOUND, b"", None), ""
         fence = fenced(op, flags)
         if fence:
             self._fence_await(key)
@@ -2257,6 +2273,8 @@ class _ObjectWrite:
     """One version of a chunked object being written (see the module doc)."""
 
     def __init__(self, job: Job, key: bytes, flags: int):
+        if not job._st.map.nodes:
+            raise _ended_no_node()
         self.job, self.key, self.flags = job, key, flags
         self.ver = _new_version()
         self.sent: dict[str, int] = {}

@@ -105,3 +105,39 @@ def test_ended_job_node_restarted_reads_lost(helper_cluster):
             left.get(on[0])
         for k in kept:
             assert left.get(k) == b"value of " + k.encode()
+
+
+def test_ended_job_only_node_restarted_reads_lost(bins):
+    """An ended job's only node restarts: the final map names no node, only
+    a lost one. A credential opens on it (also the one such a Job hands
+    on), reads raise Lost and a listing is empty (the Go SDK's
+    TestEndedJobWhoseOnlyNodeRestartedReadsLost). Before, such a map was
+    refused: "job has no nodes"."""
+    c = HelperCluster(bins["gohelper"], 1, "300ms")
+    try:
+        with pocket.Client(c.addr, insecure=True) as cl:
+            job = cl.register_job("only")
+            job.put("out/0", b"v", persist=True)
+            cred = job.credential()
+            job.deregister()
+            victim = c.nodes[0]
+            c.command(f"kill {victim}")
+            c.command(f"start {victim}")
+
+            def all_lost() -> bool:
+                m = cl.open_credential(cred).map
+                return not m.nodes and [n.addr for n in m.lost] == [victim]
+            assert wait_for(all_lost, 15.0), "the final map never named its only node lost"
+            left = cl.open_credential(cred)
+            again = cl.open_credential(left.credential())
+            for j in (left, again):
+                with pytest.raises(pocket.Lost, match=victim):
+                    j.get("out/0")
+                assert j.list("") == []
+                # Puts, small or chunked, are refused as to an ended job
+                # (before, a chunked one raised IndexError).
+                for size in (1, 3 * cl.chunk_size):
+                    with pytest.raises(pocket.Revoked, match="no node of its final map"):
+                        j.put("x", b"y" * size, persist=True)
+    finally:
+        c.stop()
