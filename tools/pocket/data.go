@@ -632,6 +632,11 @@ func reportRemoved(job, name string, res pocket.Removed, lost, jobLost []pocket.
 			return 0
 		}
 		if strings.TrimRight(name, "/") == "" {
+			if len(jobLost) > 0 {
+				fmt.Printf("deleted 0 keys: job %s's nodes held none\n", job)
+				warn("rm", "keys of the job that were on the node(s) the job lost, %s, are lost, and not counted", lostList(jobLost))
+				return 0
+			}
 			fmt.Printf("deleted 0 keys: job %s held none\n", job)
 			return 0
 		}

@@ -70,8 +70,14 @@ func TestRmOfADirectoryNotesItsLostKeys(t *testing.T) {
 			t.Errorf("rm %q with %+v in a job that lost a node: exit %d, stderr %q; want 0, %q", c.name, c.res, code, out, c.want)
 		}
 	}
+	// --all of a job whose nodes held nothing, after a loss: the note too
+	// (a hostile trial: "held none", no word of the lost keys).
+	out, code := stderrOf(t, func() int { return reportRemoved("j-1", "", pocket.Removed{}, nil, lost) })
+	if code != 0 || !strings.Contains(out, "keys of the job that were on the node(s) the job lost") {
+		t.Fatalf("rm --all of a job whose nodes held none after a loss: exit %d, stderr %q", code, out)
+	}
 	// A single key found, nothing under it: no note.
-	out, code := stderrOf(t, func() int { return reportRemoved("j-1", "k", pocket.Removed{Name: true}, nil, lost) })
+	out, code = stderrOf(t, func() int { return reportRemoved("j-1", "k", pocket.Removed{Name: true}, nil, lost) })
 	if code != 0 || out != "" {
 		t.Fatalf("rm of a key found: exit %d, stderr %q; want 0 and nothing", code, out)
 	}
