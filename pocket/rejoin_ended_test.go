@@ -16,21 +16,9 @@ import (
 // value. On the code before, the node kept it for good (the last
 // session's finding, "found, not fixed").
 func TestEndedJobLeavesNoPersistedValuesOnItsReturnedLostNode(t *testing.T) {
-	c := newClusterWith(t, 2, rejoinConfig(time.Second, nil))
-	ctx := context.Background()
-	j, err := c.store().RegisterJob(ctx, "ended-lost", Hints{CapacityBytes: 96 << 20})
-	if err != nil || len(j.Map().Nodes) != 2 {
-		t.Fatalf("job of 96 MiB on %d of two 64 MiB nodes: %v", len(j.Map().Nodes), err)
-	}
+	c, j, _, _ := cutOffNode(t, rejoinConfig(time.Second, nil), Persist())
 	victim := c.nodes[0]
-	addr := victim.node.Addr().String()
-	if err := j.Put(ctx, ownedKey(j, addr, "pre/"), []byte("held before the loss"), Persist()); err != nil {
-		t.Fatal(err)
-	}
-	victim.cancel()
-	<-victim.done
-	c.awaitLost(j, addr)
-	if err := j.Deregister(ctx); err != nil {
+	if err := j.Deregister(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n := victim.tier.Usage().Values; n != 1 {

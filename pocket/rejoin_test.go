@@ -113,6 +113,14 @@ func rejoinConfig(linger time.Duration, st state.Store) controller.Config {
 // lost the node, and starts it again. It returns the cluster, the job, the
 // node's address and the value's key.
 func resumeLostNode(t *testing.T, cfg controller.Config, opts ...PutOption) (*testCluster, *Job, string, string) {
+	c, j, addr, pre := cutOffNode(t, cfg, opts...)
+	c.resumeAgent(c.nodes[0])
+	return c, j, addr, pre
+}
+
+// cutOffNode is resumeLostNode up to the loss: the node's agent stays
+// stopped.
+func cutOffNode(t *testing.T, cfg controller.Config, opts ...PutOption) (*testCluster, *Job, string, string) {
 	c := newClusterWith(t, 2, cfg)
 	ctx := context.Background()
 	j, err := c.store().RegisterJob(ctx, "rejoin", Hints{CapacityBytes: 96 << 20})
@@ -128,7 +136,6 @@ func resumeLostNode(t *testing.T, cfg controller.Config, opts ...PutOption) (*te
 	victim.cancel() // its agent stops; the node serves on, its lease lapses
 	<-victim.done
 	c.awaitLost(j, addr)
-	c.resumeAgent(victim)
 	return c, j, addr, pre
 }
 

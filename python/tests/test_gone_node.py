@@ -29,20 +29,28 @@ def _owner(job: pocket.Job, key: str) -> str:
     return st.addrs[st.set.pick(key.encode(), 0)]
 
 
+def _ended_over(cl: pocket.Client, c: HelperCluster, name: str, d: str) -> tuple:
+    """Registers job name over the cluster's 3 nodes, persists 24 values
+    under d/, and deregisters it. Returns its credential, the first node
+    (the victim), and the keys on it and elsewhere."""
+    job = cl.register_job(name, lambdas=120)
+    assert len(job.map.nodes) == 3
+    keys = [f"{d}/{i:03d}" for i in range(24)]
+    for k in keys:
+        job.put(k, b"value of " + k.encode(), persist=True)
+    cred = job.credential()
+    job.deregister()
+    victim = c.nodes[0]
+    on = [k for k in keys if _owner(job, k) == victim]
+    kept = [k for k in keys if _owner(job, k) != victim]
+    assert on and kept, "the test needs keys on the victim and elsewhere"
+    return cred, victim, on, kept
+
+
 def test_ended_job_over_gone_node(helper_cluster):
     c = helper_cluster
     with pocket.Client(c.addr, insecure=True) as cl:
-        job = cl.register_job("gone", lambdas=120)
-        assert len(job.map.nodes) == 3
-        keys = [f"kept/{i:03d}" for i in range(24)]
-        for k in keys:
-            job.put(k, b"value of " + k.encode(), persist=True)
-        cred = job.credential()
-        job.deregister()
-        victim = c.nodes[0]
-        on = [k for k in keys if _owner(job, k) == victim]
-        kept = [k for k in keys if _owner(job, k) != victim]
-        assert on and kept, "the test needs keys on the victim and elsewhere"
+        cred, victim, on, kept = _ended_over(cl, c, "gone", "kept")
         c.command(f"kill {victim}")
 
         left = cl.open_credential(cred)
@@ -84,16 +92,7 @@ def test_ended_job_node_restarted_reads_lost(helper_cluster):
     they read NotFound and a listing of what was left looked complete."""
     c = helper_cluster
     with pocket.Client(c.addr, insecure=True) as cl:
-        job = cl.register_job("restarted", lambdas=120)
-        keys = [f"out/{i:03d}" for i in range(24)]
-        for k in keys:
-            job.put(k, b"value of " + k.encode(), persist=True)
-        cred = job.credential()
-        job.deregister()
-        victim = c.nodes[0]
-        on = [k for k in keys if _owner(job, k) == victim]
-        kept = [k for k in keys if _owner(job, k) != victim]
-        assert on and kept, "the test needs keys on the victim and elsewhere"
+        cred, victim, on, kept = _ended_over(cl, c, "restarted", "out")
         c.command(f"kill {victim}")
         c.command(f"start {victim}")
 
