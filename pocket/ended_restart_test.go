@@ -119,6 +119,11 @@ func TestEndedJobWhoseOnlyNodeRestartedReadsLost(t *testing.T) {
 		if err != nil || len(l.Entries) != 0 || !l.Partial() {
 			t.Fatalf("listing through a map with no node left: %+v %v; want empty and partial", l, err)
 		}
+		// RemoveAll of a name finds nothing to delete, as with nodes left
+		// (on d41599f it failed with ErrLost).
+		if res, err := h.RemoveAllCount(ctx, "out/0"); err != nil || res.Count() != 0 {
+			t.Fatalf("RemoveAll through a map with no node left: %+v, %v; want nothing deleted, no error", res, err)
+		}
 		for _, size := range []int{1, 3 << 20} {
 			if err := h.Put(ctx, "x", make([]byte, size), Persist()); !errors.Is(err, wire.ErrRevoked) {
 				t.Fatalf("put of %d bytes to an ended job with no node left: %v; want revoked", size, err)

@@ -150,10 +150,17 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 		// An ended job whose every node's process went away since it
 		// ended (package controller, ended_lost.go): its keys are lost,
 		// and it takes no put.
-		if op == wire.OpPut {
+		none := &wire.Error{Code: wire.CodeNotFound, Msg: "no node of the ended job's map is left"}
+		switch op {
+		case wire.OpPut:
 			return client.Reply{}, "", errEndedNoNode
+		case wire.OpDelete:
+			// As a node that holds none answers (keyAnswer): a named
+			// delete in RemoveAll counts it as nothing there, as on a
+			// map with nodes left.
+			return client.Reply{}, "", none
 		}
-		return client.Reply{}, "", j.lostErr(key, chunk, &wire.Error{Code: wire.CodeNotFound, Msg: "no node of the ended job's map is left"})
+		return client.Reply{}, "", j.lostErr(key, chunk, none)
 	}
 	for attempt := 0; ; attempt++ {
 		t := j.route(key, chunk)
