@@ -47,6 +47,9 @@ func (c *Controller) endedLostRetry() time.Duration {
 // one that had lost it). A job n dropped by order in its present process
 // (endedJob.dropped) is not ordered again.
 func (c *Controller) endedLostDropsLocked(n *node, now time.Time) {
+	if n.persisted.jobs == 0 && len(c.endedDrops) == 0 {
+		return // most heartbeats: nothing kept, nothing queued
+	}
 	due := map[string]bool{}
 	for _, h := range n.persisted.largest {
 		if e := c.ended.ids[h.Job]; e != nil && e.lostOnly(n.addr) {
@@ -103,12 +106,19 @@ func (c *Controller) noteEndedDropped(job, addr string, inc uint64) {
 	e.dropped[addr] = inc
 }
 
+// names reports whether e's final map names addr among its nodes
+// (member) and among its lost nodes (lost).
+func (e *endedJob) names(addr string) (member, lost bool) {
+	member = slices.ContainsFunc(e.nodes, func(mn wire.MapNode) bool { return mn.Addr == addr })
+	lost = slices.ContainsFunc(e.lost, func(l wire.LostNode) bool { return l.Addr == addr })
+	return member, lost
+}
+
 // lostOnly reports whether e's final map names addr lost and not among
 // its nodes.
 func (e *endedJob) lostOnly(addr string) bool {
-	isAddr := func(a string) bool { return a == addr }
-	return slices.ContainsFunc(e.lost, func(l wire.LostNode) bool { return isAddr(l.Addr) }) &&
-		!slices.ContainsFunc(e.nodes, func(mn wire.MapNode) bool { return isAddr(mn.Addr) })
+	member, lost := e.names(addr)
+	return lost && !member
 }
 
 // namesLost reports whether a live job or a kept final map names addr
@@ -119,7 +129,7 @@ func (c *Controller) namesLostLocked(addr string) bool {
 		return true
 	}
 	for _, e := range c.ended.ids {
-		if slices.ContainsFunc(e.lost, func(l wire.LostNode) bool { return l.Addr == addr }) {
+		if _, lost := e.names(addr); lost {
 			return true
 		}
 	}

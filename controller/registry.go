@@ -489,10 +489,8 @@ func (c *Controller) inAnyJobLocked(addr string) bool {
 // on kept maps (Config.MaxEndedJobs) bounds what this keeps.
 func (c *Controller) inAnyEndedLocked(addr string) bool {
 	for _, e := range c.ended.ids {
-		for _, mn := range e.nodes {
-			if mn.Addr == addr {
-				return true
-			}
+		if member, _ := e.names(addr); member {
+			return true
 		}
 	}
 	return false

@@ -24,10 +24,13 @@ type target struct {
 	// leaving: the request goes to a node the map marks draining, which
 	// may be stopped once its values have moved (mapChanged).
 	leaving bool
-	job     []byte
-	token   []byte
-	epoch   uint64
-	flags   uint16
+	// none: the map has no node (an ended job's final map whose every
+	// node was lost since it ended); addr is "".
+	none  bool
+	job   []byte
+	token []byte
+	epoch uint64
+	flags uint16
 }
 
 // route picks the node of (key, chunk) from the current map: its owner
@@ -37,6 +40,9 @@ type target struct {
 func (j *Job) route(key []byte, chunk uint32) target {
 	j.mu.RLock()
 	defer j.mu.RUnlock()
+	if len(j.m.Nodes) == 0 {
+		return target{none: true}
+	}
 	addr := j.live.Node(j.live.Pick(key, chunk)).ID
 	t := target{addr: addr, dead: j.m.Dead[addr], job: j.jobBytes, token: j.m.Token, epoch: j.m.Epoch, flags: j.m.Tier.Flags()}
 	if j.live != j.set || j.prior != j.set {
@@ -59,12 +65,21 @@ func (j *Job) route(key []byte, chunk uint32) target {
 var errEndedNoNode = &wire.Error{Code: wire.CodeRevoked,
 	Msg: "the job has ended: its persist-after-job values are read-only, and no node of its final map is left (each was lost since it ended)"}
 
-// noNodes reports whether the map has no node: the final map of an ended
-// job that lost them all (only a retired job's map can be so).
-func (j *Job) noNodes() bool {
-	j.mu.RLock()
-	defer j.mu.RUnlock()
-	return len(j.m.Nodes) == 0
+// noNodeErr is the answer to a request of (op, key, chunk) on a map with
+// no node (target.none): an ended job whose every node's process went
+// away since it ended (package controller, ended_lost.go). Its keys are
+// lost and it takes no put; a delete is answered as a node that holds
+// none answers (keyAnswer), so that a named delete in RemoveAll counts it
+// as nothing there, as on a map with nodes left.
+func (j *Job) noNodeErr(op wire.Op, key []byte, chunk uint32) error {
+	none := &wire.Error{Code: wire.CodeNotFound, Msg: "no node of the ended job's map is left"}
+	switch op {
+	case wire.OpPut:
+		return errEndedNoNode
+	case wire.OpDelete:
+		return none
+	}
+	return j.lostErr(key, chunk, none)
 }
 
 // targets lists every node of the map, for fan-out calls.
@@ -146,27 +161,13 @@ func (j *Job) do(ctx context.Context, op wire.Op, flags uint16, key []byte, chun
 // doReq is do with extra request fields; it also returns the node that
 // answered.
 func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, chunk uint32, x reqExtra, payload, dst []byte) (client.Reply, string, error) {
-	if j.noNodes() {
-		// An ended job whose every node's process went away since it
-		// ended (package controller, ended_lost.go): its keys are lost,
-		// and it takes no put.
-		none := &wire.Error{Code: wire.CodeNotFound, Msg: "no node of the ended job's map is left"}
-		switch op {
-		case wire.OpPut:
-			return client.Reply{}, "", errEndedNoNode
-		case wire.OpDelete:
-			// As a node that holds none answers (keyAnswer): a named
-			// delete in RemoveAll counts it as nothing there, as on a
-			// map with nodes left.
-			return client.Reply{}, "", none
-		}
-		return client.Reply{}, "", j.lostErr(key, chunk, none)
-	}
 	for attempt := 0; ; attempt++ {
 		t := j.route(key, chunk)
 		var r client.Reply
 		var err error
 		switch {
+		case t.none:
+			return r, "", j.noNodeErr(op, key, chunk)
 		case t.old != "" && j.retired.Load():
 			// Either owner may hold it; either may be gone.
 			r, err = j.retiredKeyDo(ctx, t, op, flags, key, x, payload, dst)

@@ -1346,18 +1346,18 @@ class Job:
         reached, it starts over on a newer map when _follow finds one, up
         to _MAP_RETRIES times. Returns the reply, unchecked, and the node's
         address."""
-        if not self._st.map.nodes:
-            # An ended job whose every node's process went away since it
-            # ended: its keys are lost (st.check says so; the Go SDK's
-            # doReq), and it takes no put.
-            if op == wire.OP_PUT:
-                raise _ended_no_node()
-            return Reply(0, 0, errors.Code.NOT_FOUND, b"", None), ""
         fence = fenced(op, flags)
         if fence:
             self._fence_await(key)
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
+            if not st.addrs:
+                # An ended job whose every node's process went away since
+                # it ended: its keys are lost (st.check says so; the Go
+                # SDK's noNodeErr), and it takes no put.
+                if op == wire.OP_PUT:
+                    raise _ended_no_node()
+                return Reply(0, 0, errors.Code.NOT_FOUND, b"", None), ""
             if st.settled:
                 addr, old = st.addrs[st.set.pick(key, chunk)], ""
             else:
