@@ -63,6 +63,11 @@ func (r *Result) writeTotals(b *strings.Builder) {
 	fmt.Fprintf(b, "| peak nodes | %d, for %.0f s |\n", r.PeakNodes, r.PeakSeconds)
 	fmt.Fprintf(b, "| node-seconds of a static cluster of this run's peak (%d nodes) | %.0f |\n", r.PeakNodes, r.StaticNodeSeconds)
 	fmt.Fprintf(b, "| used / static | **%.0f%%** %s |\n", 100*r.Ratio(), r.targetNote())
+	if r.FloorBand > 0 && r.StaticNodeSeconds > 0 {
+		fmt.Fprintf(b, "| the fewest node-seconds any controller could use on this trace, its nodes filled to %.0f%% (each job needs the larger of its hint and its load as its nodes measure it; nodes added and removed in no time, the load known ahead) | %.0f (%.0f%% of the static cluster; used is %.2fx) |\n",
+			100*r.band(), r.FloorBand, 100*r.FloorRatio(), r.NodeSeconds/r.FloorBand)
+		fmt.Fprintf(b, "| the same with nodes filled to 100%% | %.0f (%.0f%%) |\n", r.FloorFull, 100*r.FloorFull/r.StaticNodeSeconds)
+	}
 	fmt.Fprintf(b, "| for comparison: node-seconds of the static cluster a controller without per-job growth needs (%d nodes: each job holds its largest need, allotment or own traffic, for its whole run, at %.0f%% of a node) | %.0f |\n",
 		r.NoGrowthNodes, 100*r.band(), r.NoGrowthNodeSeconds)
 	fmt.Fprintf(b, "| used / that cluster | %.0f%% |\n", 100*r.NoGrowthRatio())
@@ -84,6 +89,9 @@ func (r *Result) targetNote() string {
 			100*TargetRatio, r.Timescale)
 	case len(r.Followed()) == 0:
 		return fmt.Sprintf("(the target of at most %.0f%% is for the trace with the long job, --trace elastic)", 100*TargetRatio)
+	}
+	if f := r.FloorRatio(); f > TargetRatio {
+		return fmt.Sprintf("(target: at most %.0f%%, below this trace's floor of %.0f%% at the band: see below)", 100*TargetRatio, 100*f)
 	}
 	return fmt.Sprintf("(target: at most %.0f%%)", 100*TargetRatio)
 }

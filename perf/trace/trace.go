@@ -51,7 +51,12 @@ type Config struct {
 	// adds a node (the autoscaler's high band, 0.8): the static cluster
 	// without per-job growth is sized with it, as the run's was.
 	Band float64
-	Logf func(format string, args ...any)
+	// NodeMbps is the bandwidth each node reports and MinNodes the
+	// fewest nodes the cluster runs: with NodeMbps above 0 the result
+	// carries the trace's Floor.
+	NodeMbps float64
+	MinNodes int
+	Logf     func(format string, args ...any)
 }
 
 // JobResult is what one job did.
@@ -108,6 +113,10 @@ type Result struct {
 	// needed beyond the nodes that ran, had each carried only its
 	// bandwidth.
 	OverNodeSeconds float64
+	// FloorBand and FloorFull are the trace's Floor on the run's nodes
+	// (Config.NodeMbps, MinNodes): filled to Band, and filled whole. Both
+	// are 0 when the run did not say its nodes' bandwidth.
+	FloorBand, FloorFull float64
 	// Decisions are lines the caller adds for the report (the
 	// autoscaler's decisions); Setup describes the cluster and machine.
 	Decisions []string
@@ -132,6 +141,16 @@ func (r *Result) NoGrowthRatio() float64 {
 		return 0
 	}
 	return r.NodeSeconds / r.NoGrowthNodeSeconds
+}
+
+// FloorRatio is Result.FloorBand over a static cluster of the run's own
+// peak: the lowest Ratio a controller keeping its nodes within the band
+// could reach on this trace (0 when the floor is unknown).
+func (r *Result) FloorRatio() float64 {
+	if r.StaticNodeSeconds == 0 {
+		return 0
+	}
+	return r.FloorBand / r.StaticNodeSeconds
 }
 
 // Errors is the jobs' errors in all.
@@ -225,6 +244,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopSampling()
 	res.Points = <-sampled
 	res.totals()
+	res.FloorBand, _ = Floor(cfg.Jobs, cfg.Length, cfg.NodeMbps, cfg.Band, cfg.MinNodes)
+	res.FloorFull, _ = Floor(cfg.Jobs, cfg.Length, cfg.NodeMbps, 1, cfg.MinNodes)
 	return res, nil
 }
 

@@ -259,6 +259,10 @@ func TestTargetOnlyForTheScoredRun(t *testing.T) {
 				r.Jobs[i].Spec.Follow = false
 			}
 		}, "is for the trace with the long job, --trace elastic", "(target: at most"},
+		{"floor above the target", func(r *Result) { r.FloorBand, r.FloorFull = 56, 48 },
+			"(target: at most 45%, below this trace's floor of 47% at the band: see below) |\n" +
+				"| the fewest node-seconds any controller could use on this trace, its nodes filled to 80% (each job needs the larger of its hint and its load as its nodes measure it; nodes added and removed in no time, the load known ahead) | 56 (47% of the static cluster; used is 1.07x) |\n" +
+				"| the same with nodes filled to 100% | 48 (40%) |", "fewest node-seconds any controller could use on this trace, its nodes filled to 80% (each job needs the larger of its hint and its load as its nodes measure it; nodes added and removed in no time, the load known ahead) | 0"},
 	} {
 		r := reportResult()
 		tc.edit(r)

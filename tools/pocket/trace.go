@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -98,6 +99,8 @@ func runTrace(args []string) int {
 		Jobs:      jobs,
 		Timescale: *timescale,
 		Band:      o.scale.High,
+		NodeMbps:  cmp.Or(o.nodeMbps, controller.DefaultPolicy().NodeMbps),
+		MinNodes:  o.scale.MinNodes,
 		Logf:      logf,
 	})
 	if err != nil {
@@ -176,6 +179,9 @@ func traceSummary(res *trace.Result) string {
 	}
 	s := fmt.Sprintf("node-seconds %.0f of %.0f static (%.0f%%%s), peak %d nodes for %.0f s, %.0f node-seconds of load beyond the nodes' bandwidth, %d job error(s), %d of %d values verified",
 		res.NodeSeconds, res.StaticNodeSeconds, 100*res.Ratio(), noGrowth, res.PeakNodes, res.PeakSeconds, res.OverNodeSeconds, res.Errors(), verified, written)
+	if res.FloorBand > 0 {
+		s += fmt.Sprintf("; no controller within the band could use fewer than %.0f node-seconds (%.0f%%) on this trace", res.FloorBand, 100*res.FloorRatio())
+	}
 	for _, j := range res.Followed() {
 		s += fmt.Sprintf("; %s's map %s node(s), %d change(s), %.0f node-seconds beyond its nodes' bandwidth",
 			j.Name, nodeSpan(j.MinNodes, j.MaxNodes), j.MapChanges, j.OverNodeSeconds)

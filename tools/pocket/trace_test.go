@@ -41,6 +41,11 @@ func TestTraceSummary(t *testing.T) {
 	if got := traceSummary(res); !strings.HasPrefix(got, "node-seconds 405 of 900 static (45%), peak 5 nodes") {
 		t.Fatalf("summary with no larger static cluster: %s", got)
 	}
+	// The floor, when known, is said with its share of the static cluster.
+	res.FloorBand = 450
+	if got := traceSummary(res); !strings.Contains(got, "; no controller within the band could use fewer than 450 node-seconds (50%) on this trace; stream's map") {
+		t.Fatalf("summary with the trace's floor: %s", got)
+	}
 	if jobErrors(res) != 1 {
 		t.Fatal("a job error exits 0")
 	}
