@@ -1042,6 +1042,38 @@ func (c *Controller) DeregisterJob(ctx context.Context, id string, tok []byte) (
 		}
 		return nil, err
 	}
+	return c.deregisterUnlock(ctx, j, "its client")
+}
+
+// EndJob is DeregisterJob by the operator's authority, without the job's
+// token: for a job whose token its client lost, whose allotment would
+// otherwise stay held until the token expires, or for good without a
+// lifetime. The caller proved the cluster secret (endJobRequest). Its
+// persist-after-job values stay, as after a deregistration. A job not
+// live answers CodeUnknownJob, saying whether it ended already.
+func (c *Controller) EndJob(ctx context.Context, id string) (*wire.DropResult, error) {
+	c.mu.Lock()
+	j, ok := c.jobs[id]
+	if !ok {
+		ended := c.ended.ids[id] != nil || c.tombs.ids[id] != nil
+		c.mu.Unlock()
+		// The job's end may not be saved yet (see DeregisterJob).
+		if err := c.flush(); err != nil {
+			return nil, err
+		}
+		if ended {
+			return nil, wire.Errorf(wire.CodeUnknownJob, "job %s has ended already", id)
+		}
+		return nil, wire.Errorf(wire.CodeUnknownJob, "no job %s is registered", id)
+	}
+	return c.deregisterUnlock(ctx, j, "the operator")
+}
+
+// deregisterUnlock forgets live job j, revokes its token and has its
+// nodes drop its values (DeregisterJob), by the authority of who (for the
+// log). It is called with c.mu held and releases it.
+func (c *Controller) deregisterUnlock(ctx context.Context, j *job, who string) (*wire.DropResult, error) {
+	id := j.id
 	targets := c.removeJobLocked(j)
 	c.mu.Unlock()
 	if err := c.flush(); err != nil {
@@ -1050,7 +1082,7 @@ func (c *Controller) DeregisterJob(ctx context.Context, id string, tok []byte) (
 		return nil, err
 	}
 	res := c.dropAll(ctx, id, targets)
-	c.cfg.Logger.Info("controller: job deregistered", "job", id, "nodes", res.Nodes, "values", res.Values,
+	c.cfg.Logger.Info("controller: job deregistered", "job", id, "by", who, "nodes", res.Nodes, "values", res.Values,
 		"bytes", res.Bytes, "failed", res.Failed)
 	return res, nil
 }

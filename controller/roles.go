@@ -19,7 +19,9 @@ import (
 //
 //	register-node, heartbeat       node
 //	drain-node, status, list-jobs  operator
-//	register-job, deregister-job   client or operator
+//	register-job, deregister-job   client or operator (deregister-job
+//	                               without the job's token: operator,
+//	                               with a proof of the secret)
 //	job-profile                    operator, or client (its tenant's)
 //	get-map                        client, operator or node (a draining
 //	                               node fetches its jobs' maps)

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -160,6 +161,9 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 		}
 		ctx, cancel := c.closingContext()
 		defer cancel()
+		if len(m.Proof) > 0 {
+			return c.endJobRequest(ctx, s, &m)
+		}
 		return c.DeregisterJob(ctx, m.Job, m.Token)
 	case wire.OpGetMap:
 		var m wire.JobRef
@@ -189,6 +193,25 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 		return c.JobProfile(m.Name)
 	}
 	return nil, wire.Errorf(wire.CodeUnknownOp, "controller does not serve %s", op)
+}
+
+// endJobRequest serves an operator's OpDeregisterJob without the job's
+// token (wire.JobRef.Proof): the peer must hold the operator role and
+// prove the cluster secret over the connection's challenge and the job's
+// id, as a drain order does, so a client certificate, a node's, or a
+// proof recorded on another connection or for another job ends nothing.
+func (c *Controller) endJobRequest(ctx context.Context, s *session, m *wire.JobRef) (wire.ControlMessage, error) {
+	if s.roles&RoleOperator == 0 {
+		return nil, wire.Errorf(wire.CodeBadToken, "ending job %s without its token needs the role operator; this connection's certificate has %s",
+			m.Job, s.roles)
+	}
+	if len(s.nonce) == 0 {
+		return nil, errNoChallenge
+	}
+	if !token.VerifyEndJobProof(c.cfg.Secret, s.nonce, m.Job, m.Proof) {
+		return nil, wire.Errorf(wire.CodeBadToken, "end job %s: proof does not match the cluster secret and this connection's challenge", m.Job)
+	}
+	return c.EndJob(ctx, m.Job)
 }
 
 // challenge gives the connection a fresh nonce, which every later proof on

@@ -351,6 +351,20 @@ func (c *Client) DeregisterJob(ctx context.Context, job string, tok []byte) (*wi
 	return &r, err
 }
 
+// EndJob deregisters job by the operator's authority, without its token
+// (a job whose client lost it): the request carries
+// token.EndJobProof with Options.Secret over the connection's challenge,
+// and the controller takes it from a peer holding the operator role only.
+// The result is DeregisterJob's; a job not live answers
+// wire.CodeUnknownJob.
+func (c *Client) EndJob(ctx context.Context, job string) (*wire.DropResult, error) {
+	var r wire.DropResult
+	err := c.callProved(ctx, wire.OpDeregisterJob, func(nonce []byte) wire.ControlMessage {
+		return &wire.JobRef{Job: job, Proof: token.EndJobProof(c.opt.Secret, nonce, job)}
+	}, &r)
+	return &r, err
+}
+
 // GetMap fetches a job's current map, after a node reports a newer epoch.
 func (c *Client) GetMap(ctx context.Context, job string, tok []byte) (*wire.PlacementMap, error) {
 	var m wire.PlacementMap

@@ -336,10 +336,17 @@ type JobRegister struct {
 // when the token is the job's (expired or not). Without it (older
 // clients) such a job is unknown (CodeUnknownJob), as before. Other ops
 // ignore it.
+//
+// Proof, in an OpDeregisterJob request, is an operator's
+// token.EndJobProof for Job over the connection's challenge, sent in
+// place of Token: the controller ends the job without its token (whose
+// bearer may have lost it). Only a peer holding the operator role sends
+// it. Other ops ignore it.
 type JobRef struct {
 	Job     string
 	Token   []byte
 	EndedOK bool
+	Proof   []byte
 }
 
 // MapNode is one node of a placement map. Since is the first map epoch
@@ -617,7 +624,7 @@ var (
 	jobRegSpec = TableSpec{Name: "JobRegister", Fields: []Field{
 		{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar8},
 	}}
-	jobRefSpec  = TableSpec{Name: "JobRef", Fields: []Field{{Kind: String}, {Kind: Bytes}, {Kind: Scalar1}}}
+	jobRefSpec  = TableSpec{Name: "JobRef", Fields: []Field{{Kind: String}, {Kind: Bytes}, {Kind: Scalar1}, {Kind: Bytes}}}
 	mapNodeSpec = TableSpec{Name: "MapNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar8}}}
 	mapSpec     = TableSpec{Name: "PlacementMap", Fields: []Field{
 		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}, {Kind: Bytes},
@@ -1253,11 +1260,12 @@ func (m *JobRegister) from(t *fb.JobRegister) error {
 // Encode implements ControlMessage.
 func (m *JobRef) Encode(b *flatbuffers.Builder) []byte {
 	b.Reset()
-	job, tok := str(b, m.Job), bytesVec(b, m.Token)
+	job, tok, proof := str(b, m.Job), bytesVec(b, m.Token), bytesVec(b, m.Proof)
 	fb.JobRefStart(b)
 	addOff(b, job, fb.JobRefAddJob)
 	addOff(b, tok, fb.JobRefAddToken)
 	fb.JobRefAddEndedOk(b, m.EndedOK)
+	addOff(b, proof, fb.JobRefAddProof)
 	b.Finish(fb.JobRefEnd(b))
 	return b.FinishedBytes()
 }
@@ -1271,10 +1279,11 @@ func (m *JobRef) Decode(meta []byte) error {
 	}
 	var t fb.JobRef
 	t.Init(meta, pos)
-	if err := firstErr(checkJob(t.Job()), checkLen("token", len(t.TokenBytes()), DefaultMaxToken)); err != nil {
+	if err := firstErr(checkJob(t.Job()), checkLen("token", len(t.TokenBytes()), DefaultMaxToken),
+		checkLen("proof", len(t.ProofBytes()), DefaultMaxToken)); err != nil {
 		return err
 	}
-	*m = JobRef{Job: string(t.Job()), Token: cloneBytes(t.TokenBytes()), EndedOK: t.EndedOk()}
+	*m = JobRef{Job: string(t.Job()), Token: cloneBytes(t.TokenBytes()), EndedOK: t.EndedOk(), Proof: cloneBytes(t.ProofBytes())}
 	return nil
 }
 

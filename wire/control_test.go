@@ -39,6 +39,7 @@ func sampleControl() []ControlMessage {
 			TTL: 90 * time.Minute},
 		&JobRef{Job: "sort-1", Token: []byte("tok")},
 		&JobRef{Job: "sort-1", Token: []byte("tok"), EndedOK: true},
+		&JobRef{Job: "sort-1", Proof: bytes.Repeat([]byte{7}, 49)},
 		&PlacementMap{Job: "sort-2", Epoch: 3, Nodes: nodes, Token: []byte("tok"), Ended: true},
 		&PlacementMap{Job: "sort-1", Tier: 2, Epoch: 7, Nodes: nodes, Token: bytes.Repeat([]byte{0xAB}, 33),
 			Expires: time.UnixMilli(1_800_000_000_000),

@@ -43,6 +43,9 @@
 //     heartbeats.
 //   - KindDrain: DrainProof(secret, nonce, addr, deadline), an operator's
 //     order to drain the node at addr. A node proof never passes as one.
+//   - KindEndJob: EndJobProof(secret, nonce, job), an operator's order to
+//     end a job without its token (a job whose token was lost). A drain
+//     or node proof never passes as one, nor one for another job.
 //   - KindIncarnation: IncarnationProof(secret, nonce, incarnation), a
 //     node's answer to the controller's question which process serves at
 //     its address (wire.OpIncarnation); the nonce is the controller's.
@@ -86,6 +89,8 @@ const (
 	KindOrder Kind = 8
 	// KindOrderKey is the key of a job's order proofs (OrderKey).
 	KindOrderKey Kind = 9
+	// KindEndJob is an operator's order to end a job (EndJobProof).
+	KindEndJob Kind = 10
 )
 
 // Layout of a token.
@@ -236,6 +241,22 @@ func DrainOrderProof(secret, nonce []byte, addr string, deadlineMs int64, flags 
 // the one with none).
 func VerifyDrainOrder(secret, nonce []byte, addr string, deadlineMs int64, flags uint64, proof []byte) bool {
 	return VerifyDrainProof(secret, nonce, addr, deadlineMs, proof) && claimsOf(proof).Gen == flags
+}
+
+// EndJobProof returns an operator's proof for the order to end the job
+// job (ids are at most 255 bytes), on the connection whose challenge
+// nonce is nonce: the controller deregisters the job as its token's
+// bearer would (wire.JobRef.Proof).
+func EndJobProof(secret, nonce []byte, job string) []byte {
+	var sub [maxInline]byte
+	return appendToken(nil, secret, KindEndJob, 0, 0, proofSubject(sub[:0], nonce, nil, job))
+}
+
+// VerifyEndJobProof reports whether proof is EndJobProof(secret, nonce,
+// job).
+func VerifyEndJobProof(secret, nonce []byte, job string, proof []byte) bool {
+	var sub [maxInline]byte
+	return check(secret, KindEndJob, proofSubject(sub[:0], nonce, nil, job), proof)
 }
 
 // The choices of a drain order (DrainOrderProof).

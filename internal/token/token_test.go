@@ -137,6 +137,18 @@ func TestProofs(t *testing.T) {
 		VerifyIncarnationProof([]byte("another-secret-value"), n1, 42, ip) || VerifyNodeProof(secret, n1, "", ip) {
 		t.Fatal("incarnation proof accepted for another incarnation, nonce or secret, or as a node proof")
 	}
+	// An operator's end of a job binds the job and the nonce; a node's
+	// proof for an "address" spelled as the job id does not pass as one.
+	ej := EndJobProof(secret, n1, "sort-7")
+	if !VerifyEndJobProof(secret, n1, "sort-7", ej) {
+		t.Fatal("end-job proof refused")
+	}
+	if VerifyEndJobProof(secret, n1, "sort-8", ej) || VerifyEndJobProof(secret, n2, "sort-7", ej) ||
+		VerifyEndJobProof([]byte("another-secret-value"), n1, "sort-7", ej) ||
+		VerifyEndJobProof(secret, n1, "sort-7", NodeProof(secret, n1, "sort-7")) || VerifyNodeProof(secret, n1, "sort-7", ej) ||
+		VerifyDrainProof(secret, n1, "sort-7", 0, ej) {
+		t.Fatal("end-job proof accepted for another job, nonce or secret, or mixed with a node or drain proof")
+	}
 	a, err := NewNonce(16)
 	b, err2 := NewNonce(16)
 	if err != nil || err2 != nil || len(a) != 16 || bytes.Equal(a, b) {

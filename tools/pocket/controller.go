@@ -497,8 +497,15 @@ func ctlRetryFor(addr string) time.Duration {
 // unless it is nil, and a context for one command, cancelled by an
 // interrupt or after a minute.
 func ctlClient(addr string, tc *tls.Config) (*metaclient.Client, context.Context, func()) {
+	return ctlClientWith(addr, metaclient.Options{TLS: tc})
+}
+
+// ctlClientWith is ctlClient with the options opt (its RetryFor set
+// here), such as the cluster secret of an operator's proved orders.
+func ctlClientWith(addr string, opt metaclient.Options) (*metaclient.Client, context.Context, func()) {
 	addr = ctlAddr(addr)
-	mc := metaclient.New(addr, metaclient.Options{TLS: tc, RetryFor: ctlRetryFor(addr)})
+	opt.RetryFor = ctlRetryFor(addr)
+	mc := metaclient.New(addr, opt)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	return mc, ctx, func() { cancel(); stop(); mc.Close() }

@@ -44,6 +44,8 @@ func runJob(args []string) int {
 		return runJobProfile(args[1:])
 	case "credential":
 		return runJobCredential(args[1:])
+	case "end":
+		return runJobEnd(args[1:])
 	}
 	return runJobDeregister(args[1:])
 }
@@ -307,6 +309,26 @@ func runJobDeregister(args []string) int {
 // field is always there, whatever happened: lists are [] when empty, text
 // is "" when there is nothing to say, and no field is ever null.
 type deregisterJSON struct {
+	dropJSON
+	// Credential reads and deletes the values put with --persist that the
+	// job's nodes keep (POCKET_CREDENTIAL).
+	Credential string `json:"credential"`
+	// PersistedCounted: the job's live nodes were asked what they keep of
+	// it; PersistedBytes is then their bytes (0 when every node of the map
+	// is dead). When not counted, PersistedBytes is 0 and means nothing,
+	// and PersistedCountFailures names the live nodes that could not be
+	// asked, one entry a node ([] when only dead nodes failed the count).
+	PersistedCounted       bool     `json:"persisted_counted"`
+	PersistedBytes         int64    `json:"persisted_bytes"`
+	PersistedCountFailures []string `json:"persisted_count_failures"`
+	// Returned is the allotment the job held, which the deregistration
+	// gave back to the cluster and to its client's quota.
+	Returned returnedJSON `json:"returned"`
+}
+
+// dropJSON is what a job's end dropped, in the --json forms of `pocket
+// job deregister` and `pocket job end`.
+type dropJSON struct {
 	JobID string `json:"job_id"`
 	// Nodes dropped the job's data: Values stored records (values and the
 	// chunks of large ones), Bytes bytes. Failed nodes did not (dead ones
@@ -323,20 +345,13 @@ type deregisterJSON struct {
 	DeadNodes []string `json:"dead_nodes"`
 	Failures  []string `json:"failures"`
 	Message   string   `json:"message"`
-	// Credential reads and deletes the values put with --persist that the
-	// job's nodes keep (POCKET_CREDENTIAL).
-	Credential string `json:"credential"`
-	// PersistedCounted: the job's live nodes were asked what they keep of
-	// it; PersistedBytes is then their bytes (0 when every node of the map
-	// is dead). When not counted, PersistedBytes is 0 and means nothing,
-	// and PersistedCountFailures names the live nodes that could not be
-	// asked, one entry a node ([] when only dead nodes failed the count).
-	PersistedCounted       bool     `json:"persisted_counted"`
-	PersistedBytes         int64    `json:"persisted_bytes"`
-	PersistedCountFailures []string `json:"persisted_count_failures"`
-	// Returned is the allotment the job held, which the deregistration
-	// gave back to the cluster and to its client's quota.
-	Returned returnedJSON `json:"returned"`
+}
+
+// dropView is the --json form of job's drop result res.
+func dropView(job string, res *wire.DropResult) dropJSON {
+	dead, others := res.Split()
+	return dropJSON{JobID: job, Nodes: res.Nodes, Failed: res.Failed, Values: res.Values, Bytes: res.Bytes,
+		DeadNodes: nonNil(dead), Failures: nonNil(others), Message: res.Message}
 }
 
 // returnedJSON is the allotment a deregistered job gave back to the
@@ -377,9 +392,7 @@ func returnedLine(held *wire.PlacementMap) string {
 // count of its persisted values, allDead says every node of its map is
 // dead (none is left).
 func deregisterView(job string, res *wire.DropResult, cred string, c persistedCount, allDead bool) deregisterJSON {
-	dead, others := res.Split()
-	v := deregisterJSON{JobID: job, Nodes: res.Nodes, Failed: res.Failed, Values: res.Values, Bytes: res.Bytes,
-		DeadNodes: nonNil(dead), Failures: nonNil(others), Message: res.Message, Credential: cred,
+	v := deregisterJSON{dropJSON: dropView(job, res), Credential: cred,
 		PersistedCounted: c.counted || allDead, PersistedCountFailures: nonNil(c.failed)}
 	if c.counted && !allDead {
 		v.PersistedBytes = c.bytes

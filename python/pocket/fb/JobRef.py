@@ -65,7 +65,34 @@ class JobRef(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
-def JobRefStart(builder): builder.StartObject(3)
+    # JobRef
+    def Proof(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+        return 0
+
+    # JobRef
+    def ProofAsNumpy(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o)
+        return 0
+
+    # JobRef
+    def ProofLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # JobRef
+    def ProofIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        return o == 0
+
+def JobRefStart(builder): builder.StartObject(4)
 def Start(builder):
     return JobRefStart(builder)
 def JobRefAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -80,6 +107,12 @@ def StartTokenVector(builder, numElems):
 def JobRefAddEndedOk(builder, endedOk): builder.PrependBoolSlot(2, endedOk, 0)
 def AddEndedOk(builder, endedOk):
     return JobRefAddEndedOk(builder, endedOk)
+def JobRefAddProof(builder, proof): builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(proof), 0)
+def AddProof(builder, proof):
+    return JobRefAddProof(builder, proof)
+def JobRefStartProofVector(builder, numElems): return builder.StartVector(1, numElems, 1)
+def StartProofVector(builder, numElems):
+    return JobRefStartProofVector(builder, numElems)
 def JobRefEnd(builder): return builder.EndObject()
 def End(builder):
     return JobRefEnd(builder)

@@ -1,0 +1,61 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestOperatorEndsAJobWithoutItsToken: a job whose client lost its token
+// held its allotment until the token expired, or for good without a
+// lifetime; an operator could not deregister it (a new user's trial: a
+// Python job registered with lambdas=1000 showed the cluster
+// "OVERSUBSCRIBED 25.7x" until it stopped). The operator now ends it
+// with a proof of the cluster secret over the connection's challenge;
+// a client's or a node's certificate, or the wrong secret, ends nothing.
+func TestOperatorEndsAJobWithoutItsToken(t *testing.T) {
+	dir := testPKI(t)
+	addr := tlsController(t, dir)
+	ctx := context.Background()
+	client := tlsClient(t, dir, addr, "client", testSecret)
+	m, err := client.RegisterJob(ctx, "lost-token", wire.JobHints{PeakMbps: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []string{"client", "node"} {
+		if _, err := tlsClient(t, dir, addr, who, testSecret).EndJob(ctx, m.Job); !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "operator") {
+			t.Fatalf("a %s's certificate with the secret ends the job: %v", who, err)
+		}
+	}
+	wrong := tlsClient(t, dir, addr, "operator", []byte("another-cluster-secret-0123456789"))
+	if _, err := wrong.EndJob(ctx, m.Job); !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "proof does not match") {
+		t.Fatalf("an operator with the wrong secret ends the job: %v", err)
+	}
+	if _, err := client.GetMap(ctx, m.Job, m.Token); err != nil {
+		t.Fatalf("the job ended on a refused order: %v", err)
+	}
+
+	op := tlsClient(t, dir, addr, "operator", testSecret)
+	st, err := op.Status(ctx)
+	if err != nil || len(st.Jobs) != 1 {
+		t.Fatalf("status before: %+v %v", st, err)
+	}
+	if _, err := op.EndJob(ctx, m.Job); err != nil {
+		t.Fatalf("the operator ends the job: %v", err)
+	}
+	if _, err := client.GetMap(ctx, m.Job, m.Token); !errors.Is(err, wire.ErrUnknownJob) {
+		t.Fatalf("the ended job's token still gets its map: %v", err)
+	}
+	if st, err := op.Status(ctx); err != nil || len(st.Jobs) != 0 {
+		t.Fatalf("the ended job still holds its allotment: %+v %v", st, err)
+	}
+	if _, err := op.EndJob(ctx, m.Job); !errors.Is(err, wire.ErrUnknownJob) || !strings.Contains(err.Error(), "ended already") {
+		t.Fatalf("ending it again: %v", err)
+	}
+	if _, err := op.EndJob(ctx, "never-1"); !errors.Is(err, wire.ErrUnknownJob) || !strings.Contains(err.Error(), "no job never-1 is registered") {
+		t.Fatalf("ending a job never registered: %v", err)
+	}
+}
