@@ -206,7 +206,7 @@ func errKeepsPersisted(addr string, p *persistedReport, draining bool) error {
 		what = "it is draining, and its drain waits for them"
 	}
 	return wire.Errorf(wire.CodeConflict, "node %s keeps persist-after-job values of %s; %s. "+
-		"Delete them with each job's credential (POCKET_CREDENTIAL=... pocket rm JOB KEY; pocket job credential JOB "+
+		"Delete them with each job's credential (POCKET_CREDENTIAL=... pocket rm JOB KEY, or pocket rm --all JOB for all of them and any chunks of large values no key names; pocket job credential JOB "+
 		"prints it from the job's token, also after the job ended), then drain again, "+
 		"or drain with --discard-persisted to destroy them",
 		addr, p, what)

@@ -39,9 +39,10 @@ import (
 // orphan. Once no node of its map may keep them (typically a heartbeat
 // after the job ends, for a job that persisted nothing; when the last
 // persisted value is deleted, otherwise) the sweeper drops it. At most
-// Config.MaxEndedJobs are kept: beyond, the maps no node needs any more
-// are dropped first, then the oldest to end, and logged (its values stay,
-// readable by its credential).
+// Config.MaxEndedJobs are kept: beyond, the client that registered the
+// most of them loses its own, first those kept only to answer "lost"
+// (ended_lost.go), then the oldest to end, each logged (a map with values
+// left: they stay, readable by its credential).
 //
 // With Config.Store each record is stored in the job's revoked record
 // (state.Job with State JobRevoked, whose Tier, Epoch, Nodes and Expires
@@ -80,10 +81,11 @@ type endedJobs struct{ idQueue[endedJob] }
 
 func (es *endedJobs) add(e *endedJob) { es.push(e.id, e) }
 
-// oldestOfMost returns the oldest-ended map of the client with the most
-// kept maps (nil when none is kept), and drops the queue's leading entries
-// that are no longer kept.
-func (es *endedJobs) oldestOfMost() *endedJob {
+// oldestOfMost returns, of the client with the most kept maps, its
+// oldest-ended map for which first is true, else its oldest-ended map
+// (nil when none is kept); it drops the queue's leading entries that are
+// no longer kept.
+func (es *endedJobs) oldestOfMost(first func(*endedJob) bool) *endedJob {
 	for len(es.queue) > 0 && es.ids[es.queue[0].id] != es.queue[0] {
 		es.queue[0] = nil
 		es.queue = es.queue[1:]
@@ -96,12 +98,19 @@ func (es *endedJobs) oldestOfMost() *endedJob {
 			most = e.client
 		}
 	}
+	var oldest *endedJob
 	for _, e := range es.queue {
-		if es.ids[e.id] == e && e.client == most {
+		if es.ids[e.id] != e || e.client != most {
+			continue
+		}
+		if first(e) {
 			return e
 		}
+		if oldest == nil {
+			oldest = e
+		}
 	}
-	return nil
+	return oldest
 }
 
 // sortByEnd puts the queue in the order the jobs ended (then by gen): a
@@ -155,18 +164,19 @@ func (c *Controller) endJobLocked(j *job, m *wire.PlacementMap, rev uint64, now 
 // address share it, as they share --max-jobs-per-client.
 func (c *Controller) boundEndedLocked() {
 	for len(c.ended.ids) > c.cfg.MaxEndedJobs {
-		if e := c.oldestLostOnlyLocked(); e != nil {
-			// Kept only to answer "lost" (ended_lost.go): no value is left.
-			delete(c.ended.ids, e.id)
-			c.dirtyJobLocked(e.id)
-			continue
-		}
-		e := c.ended.oldestOfMost()
+		e := c.ended.oldestOfMost(c.lostOnlyLocked)
 		if e == nil {
 			return
 		}
+		lostOnly := c.lostOnlyLocked(e)
 		delete(c.ended.ids, e.id)
 		c.dirtyJobLocked(e.id)
+		if lostOnly {
+			c.cfg.Logger.Warn("controller: an ended job's final map is forgotten: over the bound of kept maps; "+
+				"it was kept to answer that its values were lost, and its keys now read not found", "job", e.id,
+				"ended", e.at.UTC().Format(time.RFC3339), "bound", c.cfg.MaxEndedJobs)
+			continue
+		}
 		c.cfg.Logger.Warn("controller: an ended job's final map is forgotten: over the bound of kept maps; "+
 			"its persisted values stay, read through its credential", "job", e.id, "ended", e.at.UTC().Format(time.RFC3339),
 			"bound", c.cfg.MaxEndedJobs)

@@ -154,7 +154,11 @@ func (c *Controller) namesLostLocked(addr string) bool {
 // take the controller's final map over a credential's of the same epoch
 // that names fewer lost nodes. Such a map is kept after no node keeps any
 // of the values (keepsLost), so that the answer stays "lost"; beyond
-// Config.MaxEndedJobs those are dropped first, the oldest first.
+// Config.MaxEndedJobs those of the client with the most kept maps are
+// dropped first, the oldest first (boundEndedLocked). Before, anyone's
+// went first: a hostile trial's 4,200 jobs of one client, each
+// persisting a byte, turned another client's "lost" into "not found",
+// and its listing looked complete.
 
 // endedLoseLocked marks addr, whose process went away (why), lost in the
 // final maps of ended jobs it may have held persisted values of.
@@ -181,13 +185,8 @@ func (e *endedJob) keepsLost() bool {
 	return slices.ContainsFunc(e.lost, func(l wire.LostNode) bool { return l.Epoch > e.epoch })
 }
 
-// oldestLostOnly returns the oldest-ended kept map that only keepsLost
-// holds (no node may keep its values), or nil.
-func (c *Controller) oldestLostOnlyLocked() *endedJob {
-	for _, e := range c.ended.queue {
-		if c.ended.ids[e.id] == e && e.keepsLost() && !c.anyMayKeepLocked(e) {
-			return e
-		}
-	}
-	return nil
+// lostOnlyLocked reports whether e is kept only to answer "lost": no
+// node may keep any of its values (keepsLost, and not anyMayKeepLocked).
+func (c *Controller) lostOnlyLocked(e *endedJob) bool {
+	return e.keepsLost() && !c.anyMayKeepLocked(e)
 }

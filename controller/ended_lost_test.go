@@ -152,11 +152,18 @@ func TestLostNodeForgottenAfterForgetLostAfter(t *testing.T) {
 // job's map.
 func endedOnTwo(t *testing.T, c *Controller, name string) (a, b *wire.NodeRegister, m *wire.PlacementMap) {
 	t.Helper()
+	return endedOnTwoFrom(t, c, "", name)
+}
+
+// endedOnTwoFrom is endedOnTwo of a job client registered ("": no
+// client, as RegisterJob).
+func endedOnTwoFrom(t *testing.T, c *Controller, client, name string) (a, b *wire.NodeRegister, m *wire.PlacementMap) {
+	t.Helper()
 	a, b = dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
 	a.Incarnation, b.Incarnation = 1, 2
 	mustRegister(t, c, a)
 	mustRegister(t, c, b)
-	m, err := c.RegisterJob(name, wire.JobHints{})
+	m, err := c.RegisterJobFrom(client, &wire.JobRegister{Name: name})
 	if err != nil || len(m.Nodes) != 2 {
 		t.Fatalf("%+v %v", m, err)
 	}
@@ -364,5 +371,48 @@ func TestFinalNodesKeepSince(t *testing.T) {
 	got := finalNodes([]wire.MapNode{{Addr: "a", Weight: 0.5}, {Addr: "c", Weight: 0.5, Since: 5, State: wire.NodeJoining}})
 	if got[0].Since != 0 || got[1].Since != 5 || got[1].State != wire.NodeJoining {
 		t.Fatalf("final nodes %+v; want c since 5, joining", got)
+	}
+}
+
+// TestLostOnlyMapOutlivesAnotherClientsFlood: over Config.MaxEndedJobs,
+// the maps kept only to answer "lost" go first of the client with the
+// most kept maps, not of anyone: a victim's lost-only map stays while an
+// attacker's flood of ended jobs (each keeping a persisted value) loses
+// its own oldest. On the old code the victim's went first (a hostile
+// trial: 4,200 jobs of one client, each persisting a byte, and the
+// victim's lost keys read "not found", its listing complete).
+func TestLostOnlyMapOutlivesAnotherClientsFlood(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Hour, MaxEndedJobs: 3})
+	a, b, victim := endedOnTwoFrom(t, c, "192.0.2.1", "victim")
+	restart(t, c, a, 11)
+	restart(t, c, b, 12)
+	var held []wire.HeldJob
+	syncKeeping(t, c, a.Addr, held)
+	syncKeeping(t, c, b.Addr, held)
+	sweepNow(t, c)
+	if !keptMap(c, victim.Job) {
+		t.Fatal("the victim's lost-only final map was not kept")
+	}
+	var flood []*wire.PlacementMap
+	for i := range 5 {
+		m, err := c.RegisterJobFrom("198.51.100.7", &wire.JobRegister{Name: fmt.Sprintf("tiny%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, wire.HeldJob{Job: m.Job, Bytes: 1})
+		syncKeeping(t, c, a.Addr, held)
+		syncKeeping(t, c, b.Addr, held)
+		flood = append(flood, m)
+	}
+	if !keptMap(c, victim.Job) {
+		t.Fatal("another client's flood of ended jobs evicted the victim's lost-only final map")
+	}
+	for i, m := range flood {
+		if kept := keptMap(c, m.Job); kept != (i >= 3) {
+			t.Errorf("the attacker's map %d of 5 kept %v, want %v (the bound's three: the victim's and the attacker's two newest)", i, kept, i >= 3)
+		}
 	}
 }

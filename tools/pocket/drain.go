@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
-	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/metaclient"
@@ -145,13 +144,9 @@ func runDrain(args []string) int {
 	if !ok {
 		return code
 	}
-	key, err := clusterSecret(*secretFile)
-	if err != nil {
-		return fail("node drain: %v", err)
-	}
-	tc, err := tf.config(pki.RoleOperator)
-	if err != nil {
-		return fail("node drain: %v", err)
+	key, tc, code, ok := operatorCreds("node drain", *secretFile, &tf)
+	if !ok {
+		return code
 	}
 	opt := metaclient.Options{TLS: tc}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -219,7 +214,7 @@ func (e *heldError) Error() string {
 			"watch it with pocket status", e.node, e.noRoom, e.node)
 	}
 	return fmt.Sprintf("the drain of %s goes on but is held: it keeps %s, which leaving would destroy. "+
-		"It leaves once they are deleted (POCKET_CREDENTIAL=... pocket rm JOB KEY; pocket job credential JOB prints it from the job's token), "+
+		"It leaves once they are deleted (POCKET_CREDENTIAL=... pocket rm JOB KEY, or pocket rm --all JOB for all of them and any chunks of large values no key names; pocket job credential JOB prints it from the job's token), "+
 		"or run pocket node drain %s --discard-persisted to destroy them; watch it with pocket status", e.node, e.kept, e.node)
 }
 

@@ -724,7 +724,7 @@ func drainNote(n statusNodeJSON) string {
 	switch {
 	case held && done:
 		return fmt.Sprintf("held: all other data moved, but it keeps %s, which leaving would destroy; "+
-			"it waits until they are deleted (POCKET_CREDENTIAL=... pocket rm JOB KEY; pocket job credential JOB prints it), or run pocket node drain %s --discard-persisted", kept, n.Addr)
+			"it waits until they are deleted (POCKET_CREDENTIAL=... pocket rm JOB KEY, or pocket rm --all JOB for all of them and any chunks of large values no key names; pocket job credential JOB prints it), or run pocket node drain %s --discard-persisted", kept, n.Addr)
 	case held:
 		return fmt.Sprintf("%s; it keeps %s, which hold it when the rest has moved (until deleted, or pocket node drain %s --discard-persisted)", note, kept, n.Addr)
 	case done:
