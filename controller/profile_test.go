@@ -20,7 +20,7 @@ func beat(t *testing.T, c *Controller, book *profileBook, addr string, capacity 
 		t.Fatal(err)
 	}
 	c.mu.Lock()
-	book.observeNode(c.nodes[addr], c.loads[addr], now, nil)
+	book.observeNode(c.nodes[addr], c.loads[addr], c.nodeMbps(c.nodes[addr]), now, nil)
 	c.mu.Unlock()
 }
 
@@ -344,5 +344,39 @@ func observe(t *testing.T, c *Controller, book *profileBook, hb *wire.Heartbeat,
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	book.observeNode(c.nodes[hb.Addr], c.loads[hb.Addr], at, nil)
+	book.observeNode(c.nodes[hb.Addr], c.loads[hb.Addr], c.nodeMbps(c.nodes[hb.Addr]), at, nil)
+}
+
+// TestProfileHoldsAJobsFigureToItsNodesRating: a node that carries more
+// than the bandwidth it is rated for (loopback) does not size the next
+// run of the job's name for nodes the cluster does not have: each node's
+// figure counts up to its rating. On the old code a new user's 6 s load
+// test on nodes rated 1,000 Mb/s recorded 12,718 Mb/s, and the next job
+// of its name was sized at 13,990 Mb/s.
+func TestProfileHoldsAJobsFigureToItsNodesRating(t *testing.T) {
+	c := newTest(t, Config{FirstJobSeq: 1})
+	for _, a := range []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"} {
+		mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	}
+	book := newProfileBook(0, 0, false)
+	m, err := c.RegisterJob("nightly", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for s := range 6 {
+		for _, mn := range m.Nodes {
+			observe(t, c, book, &wire.Heartbeat{Addr: mn.Addr, RxMbps: 6359, TxMbps: 6359,
+				Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 1000, UsedBytes: 1 << 20}}},
+				start.Add(time.Duration(s)*time.Second))
+		}
+	}
+	c.mu.Lock()
+	book.end(c.jobs[m.Job], start.Add(6*time.Second))
+	c.mu.Unlock()
+	p, ok := book.profile("nightly")
+	if rated := 1000 * float64(len(m.Nodes)); !ok || len(p.Runs) != 1 || p.Runs[0].PeakMbps != rated {
+		t.Fatalf("profile %+v; want one run at its %d nodes' rating, %.0f Mb/s, not the %.0f they carried",
+			p, len(m.Nodes), rated, 6359*float64(len(m.Nodes)))
+	}
 }

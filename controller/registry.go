@@ -349,7 +349,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		n.metrics = hb.Metrics
 		n.jobLoads.add(hb.Loads, hb.Incarnation != 0)
 		c.recordLocked(n, now)
-		c.prof.observeNode(n, c.loads[n.addr], now, c.dirtyJobLocked)
+		c.prof.observeNode(n, c.loads[n.addr], c.nodeMbps(n), now, c.dirtyJobLocked)
 	}
 	n.lastSeen, n.unheard = now, false
 	if n.incarnation == 0 && hb.Incarnation != 0 {
