@@ -211,7 +211,7 @@ func keyOp(op wire.Op, flags uint16) bool {
 // found. Every other answer, and a live job's, is returned as it is.
 func (j *Job) keyAnswer(op wire.Op, flags uint16, addr string, err error) error {
 	if keyOp(op, flags) && j.retired.Load() && errors.Is(err, wire.ErrRevoked) {
-		return &wire.Error{Code: wire.CodeNotFound, Msg: "node " + addr + " holds none of the ended job's values"}
+		return &wire.Error{Code: wire.CodeNotFound, Msg: "the job has ended, and only its persist-after-job values remain: node " + addr + " keeps none of them"}
 	}
 	return err
 }

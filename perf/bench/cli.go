@@ -62,6 +62,9 @@ type Options struct {
 	// Keep leaves the keys the run wrote in the store (--keep); without
 	// it the run deletes them at its end (Config.Keep).
 	Keep bool
+	// defaultKeys is set when --keys was not given: Main sizes the key
+	// count of a run against a node to the node's free capacity.
+	defaultKeys bool
 }
 
 // DefaultJob is the job id stamped on requests to a node without --job
@@ -128,8 +131,13 @@ or the echo server (echo://HOST:PORT) with one load generator and prints
 ops/s, MB/s and latency percentiles.
 
 A run writes keys named b<SIZE>-<N> ("b1024-00000000"): a get run first puts
-every one of its --keys (default min(100000, 256MiB/SIZE): 100,000 keys,
-about 100 MiB of 1 KiB values), a put run the ones it draws. At its end the
+every one of its --keys (default min(100000, BUDGET/SIZE): 100,000 keys,
+about 100 MiB of 1 KiB values), a put run the ones it draws. BUDGET is half
+the free capacity of the node's tier (--addr, pocket://; the node's usage
+reply says it), up to 256MiB: a 256MiB node gets 32 keys of 4MiB; 64MiB when
+the node does not say and for --controller runs (a job's nodes may be
+small); 256MiB for Redis and memcached. A run whose puts find the store
+full ("tier full") says so: give fewer --keys or a larger node. At its end the
 run deletes the keys it wrote, so a run against a registered job leaves
 nothing in it (a fresh --controller job's keys go with its deregistration);
 --keep leaves them. The report's "keys" line (JSON: preloaded, written_keys,
@@ -197,7 +205,8 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.IntVar(&o.Config.Pipeline, "pipeline", 1, "requests in flight per connection (1: no pipelining)")
 	fs.DurationVar(&o.Config.Duration, "duration", 5e9, "measured `time`")
 	fs.DurationVar(&o.Config.Warmup, "warmup", 5e8, "unmeasured `time` before the measurement")
-	fs.IntVar(&o.Config.Keys, "keys", 0, "distinct keys (0: min(100000, 256MiB/size))")
+	fs.IntVar(&o.Config.Keys, "keys", 0, "distinct keys (0: min(100000, BUDGET/size), BUDGET being half the free capacity of --addr's\n"+
+		"node tier up to 256MiB (64MiB when the node does not say), 64MiB for --controller runs, 256MiB for Redis and memcached)")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON object instead of text")
 	fs.StringVar(&o.Label, "label", "", "label stored in the result (for --report)")
 	fs.StringVar(&o.Job, "job", "", "`JOBID` of a registered job: stamped on requests to a node (default "+DefaultJob+"), or driven through the SDK with --controller")
@@ -229,6 +238,10 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	}
 	o.Hints.CapacityBytes = int64(capacity)
 	o.Config.Keep = o.Keep
+	o.defaultKeys = o.Config.Keys == 0
+	if o.Controller != "" {
+		o.Config.Budget = SmallBudget // the job's nodes may be small
+	}
 	if o.Token != "" {
 		if _, err := token.Parse(o.Token); err != nil {
 			return nil, usageError(fs, "--token: %v", err)
@@ -402,13 +415,19 @@ func (o *Options) Dialer() Dialer {
 	case StoreEcho:
 		return EchoDialer(o.Addr, o.Config.Size)
 	}
+	return PocketDialer(o.Addr, o.connOptions(), o.Config.Size)
+}
+
+// connOptions are the options of a connection to the node --addr: the
+// job, its token, the first epoch and the tier.
+func (o *Options) connOptions() client.ConnOptions {
 	opts := client.ConnOptions{Job: []byte(o.Job), Epoch: o.Epoch, NVMe: o.Tier == wire.TierNVMe}
 	if o.Token != "" {
 		// The token as `pocket job register` prints it (hex); checked in
 		// ParseArgs.
 		opts.Token, _ = token.Parse(o.Token)
 	}
-	return PocketDialer(o.Addr, opts, o.Config.Size)
+	return opts
 }
 
 // Main runs the bench command and returns the process exit status: 0 on
@@ -440,6 +459,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		r := st.Result(o.Label)
 		return status(stderr, o.write(stdout, &r))
 	}
+	if o.defaultKeys && o.Store == StorePocket {
+		o.sizeKeys(ctx)
+	}
 	dial := o.Dialer()
 	fresh := o.Controller != "" && o.Job == ""
 	if fresh || o.Store == StoreEcho {
@@ -463,7 +485,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	st, runErr := Run(ctx, o.Config, dial)
 	if st == nil {
-		return status(stderr, runErr)
+		return status(stderr, o.noSpaceHint(ctx, runErr, errors.Is(runErr, wire.ErrNoSpace)))
 	}
 	r := NewResult(o.Target(), o.Label, st)
 	switch {
@@ -481,7 +503,44 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if runErr == nil && r.Cleanup == CleanupIncomplete {
 		runErr = fmt.Errorf("bench: %s", st.CleanupNote())
 	}
-	return status(stderr, runErr)
+	return status(stderr, o.noSpaceHint(ctx, runErr, st.NoSpace > 0 || errors.Is(runErr, wire.ErrNoSpace)))
+}
+
+// sizeKeys sets the default key count of a run against a node to
+// NodeBudget of the room the node's usage reply gives (NodeRoom), or to
+// SmallBudget's when the node does not answer it.
+func (o *Options) sizeKeys(ctx context.Context) {
+	o.Config.Budget = SmallBudget
+	if room, err := NodeRoom(ctx, o.Addr, o.connOptions()); err == nil {
+		o.Config.Budget = NodeBudget(room)
+	}
+	o.Config.Keys = DefaultKeys(int64(o.Config.Size), o.Config.Budget)
+}
+
+// noSpaceHint adds to err, when full says the store refused puts for lack
+// of space, what to do: fewer keys (a count that fits: half the node's
+// free capacity, as the default key count; for a job, SmallBudget's) or a
+// larger store. nil stays nil.
+func (o *Options) noSpaceHint(ctx context.Context, err error, full bool) error {
+	if err == nil || !full {
+		return err
+	}
+	size := int64(o.Config.Size)
+	fewer := DefaultKeys(size, SmallBudget)
+	if o.Store == StorePocket {
+		if room, rerr := NodeRoom(ctx, o.Addr, o.connOptions()); rerr == nil {
+			fewer = DefaultKeys(size, NodeBudget(room))
+		}
+	}
+	if fewer >= o.Config.Keys {
+		fewer = max(o.Config.Keys/2, 1)
+	}
+	store := "a larger node (pocket node --dram SIZE, or --nvme PATH:SIZE for --tier nvme)"
+	if o.Controller != "" {
+		store = "a job with more room (a larger --capacity hint, or larger nodes)"
+	}
+	return fmt.Errorf("%w; the store had no room for the run's %d key(s) of %s (tier full): run with fewer keys (--keys %d, %s of values) or against %s",
+		err, o.Config.Keys, units.FormatSize(size), fewer, units.FormatSize(int64(fewer)*size), store)
 }
 
 // sdkJob opens the registered job --job, or registers a fresh one.

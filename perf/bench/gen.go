@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // Op is the operation a run issues.
@@ -53,8 +55,12 @@ type Config struct {
 	Pipeline int           // requests per batch on each connection (1: none)
 	Duration time.Duration // measured time
 	Warmup   time.Duration // unmeasured time before it
-	Keys     int           // distinct keys (0: DefaultKeys)
-	Prefix   string        // key prefix ("": "b<size>-")
+	Keys     int           // distinct keys (0: DefaultKeys of Size and Budget)
+	// Budget is the bytes of values the default key count holds (0:
+	// DefaultBudget); the command sets it from the store's free capacity
+	// when it can learn it (NodeBudget), else SmallBudget for a job.
+	Budget int64
+	Prefix string // key prefix ("": "b<size>-")
 
 	// ServerPID, when not 0, is a local process whose CPU time Run samples
 	// as the measured window opens and closes (cpu.go): Stats.ServerCPU,
@@ -103,7 +109,7 @@ func (c *Config) normalize() error {
 		c.StallLimit = DefaultStallLimit
 	}
 	if c.Keys <= 0 {
-		c.Keys = DefaultKeys(int64(c.Size))
+		c.Keys = DefaultKeys(int64(c.Size), c.Budget)
 	}
 	if c.Prefix == "" {
 		c.Prefix = fmt.Sprintf("b%d-", c.Size)
@@ -124,6 +130,9 @@ type Stats struct {
 	// the whole run, warm-up included: adoption usually happens in the
 	// first milliseconds. They are not retried, nor counted in Errors.
 	Refused uint64
+	// NoSpace counts the wrong responses, warm-up included, that refused
+	// a put for lack of space in the store (wire.ErrNoSpace: "tier full").
+	NoSpace uint64
 	Latency Histogram
 	// FirstError is the first error seen, wrong response or broken
 	// connection, for the report ("" when none).
@@ -328,6 +337,7 @@ func collect(cfg Config, workers []*worker) (*Stats, error) {
 		st.Ops += w.ops
 		st.Errors += w.errors
 		st.Refused += w.refused
+		st.NoSpace += w.noSpace
 		st.Latency.Merge(&w.hist)
 		if w.firstErr != nil && st.FirstError == "" {
 			st.FirstError = w.firstErr.Error()
@@ -374,6 +384,7 @@ type worker struct {
 	ops          uint64
 	errors       uint64
 	refused      uint64
+	noSpace      uint64 // wrong responses refusing a put for lack of space (Stats.NoSpace)
 	firstErr     error
 	firstRefusal error
 	fatal        error
@@ -445,6 +456,9 @@ func (w *worker) batch(t0 time.Time, measured bool) error {
 		case errors.Is(err, ErrResponse):
 			if measured {
 				w.errors++
+			}
+			if errors.Is(err, wire.ErrNoSpace) {
+				w.noSpace++
 			}
 			if w.firstErr == nil {
 				w.firstErr = err

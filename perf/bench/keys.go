@@ -40,14 +40,35 @@ func (k *Keyspace) Key(i int) []byte {
 }
 
 // DefaultKeys is the key count used when none is given: as many values of
-// size bytes as fit comfortably in a store, up to 100,000 (100,000 x 1 KiB,
-// or 256 x 1 MiB).
-func DefaultKeys(size int64) int {
-	const budget = 256 << 20
+// size bytes as budget bytes hold (0: DefaultBudget), up to 100,000 and at
+// least 1 (100,000 x 1 KiB, or 256 x 1 MiB of DefaultBudget).
+func DefaultKeys(size, budget int64) int {
+	if budget <= 0 {
+		budget = DefaultBudget
+	}
 	if size <= 0 {
 		return 100000
 	}
 	return int(max(min(100000, budget/size), 1))
+}
+
+// Budgets of the default key count (Config.Budget), in bytes of values.
+const (
+	// DefaultBudget is the budget of a store with room to spare: a node
+	// whose tier holds twice as much (NodeBudget), Redis, memcached.
+	DefaultBudget = 256 << 20
+	// SmallBudget is the budget of a run whose store's capacity the run
+	// does not learn and may be small: a --controller run (a job of
+	// small nodes), a node that does not answer its usage request.
+	SmallBudget = 64 << 20
+)
+
+// NodeBudget is the budget of a run against a node with room bytes free
+// for the job (NodeRoom): half of them, up to DefaultBudget, so that the
+// values' overhead in the tier (a DRAM chunk's) and other jobs' values
+// still fit; at least 1 byte (a single key).
+func NodeBudget(room int64) int64 {
+	return max(min(DefaultBudget, room/2), 1)
 }
 
 // NewValue returns a value of size bytes with a recognisable pattern (not

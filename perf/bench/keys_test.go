@@ -29,9 +29,16 @@ func TestKeyspace(t *testing.T) {
 
 func TestDefaultKeys(t *testing.T) {
 	for size, want := range map[int64]int{0: 100000, 1024: 100000, 4096: 65536, 1 << 20: 256, 1 << 30: 1} {
-		if got := DefaultKeys(size); got != want {
-			t.Errorf("DefaultKeys(%d) = %d, want %d", size, got, want)
+		if got := DefaultKeys(size, 0); got != want {
+			t.Errorf("DefaultKeys(%d, 0) = %d, want %d", size, got, want)
 		}
+	}
+	// A 256 MiB node with nothing of the job's: half of it.
+	if got := DefaultKeys(4<<20, NodeBudget(256<<20)); got != 32 {
+		t.Errorf("DefaultKeys(4MiB, NodeBudget(256MiB)) = %d, want 32", got)
+	}
+	if got := NodeBudget(0); got != 1 {
+		t.Errorf("NodeBudget(0) = %d, want 1", got)
 	}
 }
 

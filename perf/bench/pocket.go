@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/wire"
@@ -188,3 +189,66 @@ func checkPocket(op wire.Op, r *client.Response, size int) error {
 }
 
 func (c *pocketConn) Close() error { return c.c.Close() }
+
+// NodeRoom asks the node at addr, with one usage request (wire.OpUsage)
+// stamped with opts' job, token and epoch, for the capacity of the tier
+// the run uses (opts.NVMe) and the bytes the job holds there, and returns
+// the bytes left to the job, in bytes (other jobs' values, which the node
+// does not disclose, may take some of them). A stale-epoch refusal is
+// answered by asking again at the node's epoch. Errors are the dial's,
+// the connection's (bounded by ctx and 5 s) and the node's refusal (an
+// unknown job, a bad token: the run itself then says what to pass).
+func NodeRoom(ctx context.Context, addr string, opts client.ConnOptions) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := client.DialConn(ctx, addr, opts)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	defer c.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(d)
+	}
+	var flags uint16
+	if opts.NVMe {
+		flags = wire.FlagTierNVMe
+	}
+	epoch := opts.Epoch
+	for range 2 {
+		u, err := usage(c, flags, &wire.Request{Job: opts.Job, Token: opts.Token, Epoch: epoch})
+		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.CodeStaleEpoch && we.Epoch != 0 && we.Epoch != epoch {
+			epoch = we.Epoch
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("bench: usage of %s: %w", addr, err)
+		}
+		return max(u.Capacity-u.Size, 0), nil
+	}
+	return 0, fmt.Errorf("bench: usage of %s: the node refused epoch %d it named", addr, epoch)
+}
+
+// usage sends one usage request over c and returns the node's reply: the
+// job's bytes (Size) and the tier's capacity (Capacity).
+func usage(c *client.Conn, flags uint16, req *wire.Request) (wire.Response, error) {
+	var u wire.Response
+	if _, err := c.Send(wire.OpUsage, flags, req, nil); err != nil {
+		return u, err
+	}
+	if err := c.Flush(); err != nil {
+		return u, err
+	}
+	r, err := c.Recv()
+	if err != nil {
+		return u, err
+	}
+	if err := r.Err(); err != nil {
+		return u, err
+	}
+	if r.Op != wire.OpUsage.Reply() {
+		return u, fmt.Errorf("usage answered with %v", r.Op)
+	}
+	err = wire.DecodeResponse(r.Meta, &u)
+	return u, err
+}

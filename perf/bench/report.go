@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -151,24 +152,45 @@ func (r *Result) WriteText(w io.Writer) error {
 // keysNote says what the run wrote and what became of it: "preloaded
 // 100,000 before the measurement; deleted the 100,000 key(s) the run
 // wrote"; "" for a result without those figures (an older results file).
+// When no measured operation succeeded it says that the keys are the
+// preload's (a get run) or the warm-up's (a put run), not the
+// measurement's: "deleted the 3,584 key(s) the warm-up wrote (no measured
+// put succeeded)".
 func (r *Result) keysNote() string {
 	var parts []string
 	if r.Preloaded > 0 {
 		parts = append(parts, "preloaded "+fmtFloat(float64(r.Preloaded), 0)+" before the measurement (a get run puts its keys first)")
 	}
 	w := fmtFloat(float64(r.WrittenKeys), 0)
+	by, none := "the run", ""
+	if r.Ops == 0 {
+		by = "the warm-up"
+		if r.Preloaded > 0 {
+			by = "the preload"
+		}
+		none = "no measured " + r.Op + " succeeded"
+	}
 	switch {
 	case r.WrittenKeys == 0:
 	case r.Cleanup == CleanupDeleted:
-		parts = append(parts, "deleted the "+w+" key(s) the run wrote")
+		parts = append(parts, "deleted the "+w+" key(s) "+by+" wrote"+aside(none))
 	case r.Cleanup == CleanupKept:
-		parts = append(parts, "kept the "+w+" key(s) the run wrote (--keep)")
+		parts = append(parts, "kept the "+w+" key(s) "+by+" wrote"+aside("--keep", none))
 	case r.Cleanup == CleanupDeregistered:
-		parts = append(parts, "the "+w+" key(s) the run wrote went with its job, deregistered")
+		parts = append(parts, "the "+w+" key(s) "+by+" wrote went with its job, deregistered"+aside(none))
 	case r.Cleanup == CleanupIncomplete:
-		parts = append(parts, "deleted "+fmtFloat(float64(r.DeletedKeys), 0)+" of the "+w+" key(s) the run wrote, the rest are left: "+r.CleanupError)
+		parts = append(parts, "deleted "+fmtFloat(float64(r.DeletedKeys), 0)+" of the "+w+" key(s) "+by+" wrote"+aside(none)+", the rest are left: "+r.CleanupError)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// aside is " (a; b)" of the notes that are not "", or "" when all are.
+func aside(notes ...string) string {
+	notes = slices.DeleteFunc(notes, func(n string) bool { return n == "" })
+	if len(notes) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(notes, "; ") + ")"
 }
 
 // fmtMicros prints a latency in µs, or ms above 10 ms.

@@ -10,22 +10,25 @@ Two APIs over one implementation:
   its workers), credential_job (the job a credential opens).
 - A Pythonic one: Client, Job (bytes-like values, get_into, file-like
   streams, context managers, exceptions carrying the wire code).
+
+A registration whose reply carries the controller's note warns with
+RegistrationNote (a UserWarning); Job.note and Job.allotment keep it.
 """
 
-from .client import DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, Listing, credential_job
+from .client import DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, Listing, RegistrationNote, credential_job
 from .conn import NodeUnavailable
 from .compat import (Handle, close, connect, count_files, create_dir, delete, deregister_job, get, get_buffer,
                      job_credential, job_token, last_error, lookup, put, put_buffer, register_job)
 from .errors import (BadKey, BadToken, Busy, Code, Conflict, Corrupt, Draining, DropError, Exists, Limit, Lost, Malformed,
                      NoSpace, NotFound, NotLeader, OutcomeUnknown, PocketError, Revoked, StaleEpoch, TooLarge, Unavailable,
                      UnknownJob)
-from .wire import DropResult
+from .wire import Allotment, DropResult
 
 __all__ = [
     "Client", "Job", "Info", "Entry", "Listing", "DEFAULT_CHUNK_SIZE",
     "register_job", "deregister_job", "connect", "put", "put_buffer", "get", "get_buffer", "lookup", "delete",
     "create_dir", "count_files", "close", "Handle", "last_error", "job_token", "job_credential", "credential_job",
-    "DropResult",
+    "DropResult", "Allotment", "RegistrationNote",
     "PocketError", "Code", "BadKey", "BadToken", "Busy", "Conflict", "Corrupt", "Draining", "DropError", "Exists", "Limit",
     "Lost", "Malformed", "NoSpace", "NotFound", "NotLeader", "OutcomeUnknown", "Revoked", "StaleEpoch", "TooLarge",
     "Unavailable", "UnknownJob", "NodeUnavailable",

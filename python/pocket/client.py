@@ -33,8 +33,10 @@ import os
 import random
 import shutil
 import stat
+import sys
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -121,6 +123,37 @@ class Info:
     persist: bool
 
 
+class RegistrationNote(UserWarning):
+    """The warning Client.register_job (and the module API's register_job)
+    emits when the controller's reply carries a note (PlacementMap.note):
+    what the job should know of its placement, such as nodes the
+    autoscaler started for it that did not come, so that it is placed over
+    the nodes there are and may carry less than it asked for. ``pocket job
+    register`` prints it as "note: ..."; the Go SDK gives it as
+    Allotment.Note. ``job`` is the job's id, ``note`` the controller's
+    text (also Job.note)."""
+
+    def __init__(self, message: str, job: str = "", note: str = ""):
+        super().__init__(message)
+        self.job = job
+        self.note = note
+
+
+def _warn_note(m: wire.PlacementMap) -> None:
+    """Emits the registration reply's note, if any, as a RegistrationNote,
+    attributed to the first caller outside this package (the user's
+    register_job call, through either API)."""
+    note = m.allotment.note if m.allotment is not None else ""
+    if not note:
+        return
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    level, f = 1, sys._getframe(0)
+    while f is not None and os.path.dirname(os.path.abspath(f.f_code.co_filename)) == pkg:
+        level, f = level + 1, f.f_back
+    warnings.warn(RegistrationNote(f"job {m.job} registered with a note from the controller: {note}", m.job, note),
+                  stacklevel=level)
+
+
 def _notes_expiry(f):
     """Makes a Job method's PocketError say, when the job's token has
     expired, that it did and when (Job._expiry_note)."""
@@ -134,6 +167,50 @@ def _notes_expiry(f):
             raise
 
     return noted
+
+
+def _key_text(key: Name) -> str:
+    """key for an error message: a bytes key that is printable UTF-8 as
+    its text's repr, any other as its repr (cut as _shown cuts it)."""
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(key).decode("utf-8")
+        except UnicodeDecodeError:
+            return _shown(bytes(key))
+        return _shown(text if text.isprintable() else bytes(key))
+    return _shown(key)
+
+
+def _name_key(e: errors.PocketError, op: str, key: Name) -> None:
+    """Makes e, a NotFound or Lost of a single-key op, name the op and the
+    key (``get 'a/b': key not found``), as the Go SDK's errors and the
+    CLI do; before, the node's "key not found" said neither. An error
+    named already (by a call made through another, as get_file opens a
+    stream) is named again by the outer call, once."""
+    old = getattr(e, "_key_named", "")
+    msg = e.message[len(old):] if old and e.message.startswith(old) else e.message
+    prefix = f"{op} {_key_text(key)}: "
+    e._key_named = prefix
+    e.message = prefix + msg if msg else prefix[:-2]
+    e.args = (e._text(),)
+
+
+def _names_key(op: str):
+    """Makes a Job method of one key (its first argument) name it in the
+    NotFound or Lost it raises (_name_key)."""
+
+    def deco(f):
+        @functools.wraps(f)
+        def named(self, key, *args, **kwargs):
+            try:
+                return f(self, key, *args, **kwargs)
+            except (errors.NotFound, errors.Lost) as e:
+                _name_key(e, op, key)
+                raise
+
+        return named
+
+    return deco
 
 
 # The answers a job whose token expired gets (its values dropped but the
@@ -260,14 +337,20 @@ class Client:
                      latency_sensitive: bool = False, ttl: float = 0) -> "Job":
         """Registers a job with Pocket's hints (0: not given; ttl in seconds,
         0: the controller's default) and returns it; its ``allotment``
-        (wire.Allotment) says what the controller allotted, as ``pocket job
-        register`` prints it. Used as a context manager, the job is
+        (wire.Allotment: mbps, bytes, sized_from, the quotas and note) says
+        what the controller allotted, as ``pocket job register`` prints it.
+        A note in the controller's reply (``job.note``: nodes the
+        autoscaler started for the job did not come, say) is also emitted
+        as a RegistrationNote warning, as the CLI prints it as "note: ...".
+        Hints beyond the cluster are reserved as asked (``pocket status``
+        shows what each job gets). Used as a context manager, the job is
         deregistered at the end of the block."""
         m = self._ctl().register_job(name, lambdas, capacity_bytes, peak_mbps, latency_sensitive, _ttl_ms(ttl))
         with _tokens_lock:
             _tokens[m.job] = m.token
         job = Job(self, m, owner=True)
         job.allotment = m.allotment
+        _warn_note(m)
         return job
 
     def open_job(self, job_id: str, token: bytes | str) -> "Job":
@@ -848,6 +931,14 @@ class Job:
         return self._st.map.job
 
     @property
+    def note(self) -> str:
+        """The note of the controller's registration reply ("": none, or
+        a job not registered through this Job): what the job should know of
+        its placement, also emitted as a RegistrationNote warning (the Go
+        SDK's Allotment.Note)."""
+        return self.allotment.note if self.allotment is not None else ""
+
+    @property
     def token(self) -> bytes:
         """The job's capability token."""
         return self._st.map.token
@@ -1255,7 +1346,7 @@ class Job:
         found (the Go SDK's keyAnswer). Other replies as they are."""
         if (self._retired and r.code == errors.Code.REVOKED and op in (wire.OP_GET, wire.OP_STAT, wire.OP_DELETE)
                 and not flags & wire.FLAG_PREFIX):
-            return _Answer(errors.Code.NOT_FOUND, errors.NotFound(f"node {addr} holds none of the ended job's values"))
+            return _Answer(errors.Code.NOT_FOUND, errors.NotFound(f"the job has ended, and only its persist-after-job values remain: node {addr} keeps none of them"))
         return r
 
     def _retired_key_do(self, st: _MapState, addr: str, old: str, op: int, flags: int, meta: bytes,
@@ -1816,6 +1907,7 @@ class Job:
     # ---- get ----
 
     @_notes_expiry
+    @_names_key("get")
     def get(self, key: Name, *, delete_after_read: bool = False) -> bytes | memoryview:
         """Returns the value under key: bytes for a value under
         buffer.MAP_MIN (64 KiB), else a writable memoryview (format "B")
@@ -1835,6 +1927,7 @@ class Job:
         return bytes(out) if len(out) < buffer.MAP_MIN else out
 
     @_notes_expiry
+    @_names_key("get_into")
     def get_into(self, key: Name, buf: Buffer, *, delete_after_read: bool = False) -> int:
         """Reads the value under key into buf (a writable buffer) and
         returns its length. Raises TooLarge, deleting nothing, when the
@@ -1987,6 +2080,7 @@ class Job:
     # ---- stat, delete ----
 
     @_notes_expiry
+    @_names_key("stat")
     def stat(self, key: Name) -> Info:
         """A value's size and persistence, without reading it. Raises
         NotFound, or Lost for a value whose node left the map dead."""
@@ -2009,6 +2103,7 @@ class Job:
             return False
 
     @_notes_expiry
+    @_names_key("delete")
     def delete(self, key: Name) -> None:
         """Removes one value (and a chunked object's chunks). Raises NotFound,
         or Lost when its owner left the map dead (as get and stat do)."""
@@ -2202,6 +2297,7 @@ class Job:
 
     # ---- streams ----
 
+    @_names_key("open")
     def open(self, key: Name, mode: str = "rb", *, persist: bool = False, delete_after_read: bool = False,
              prefetch: int = PREFETCH) -> io.BufferedIOBase:
         """A file-like stream over one value: mode "rb" reads it chunk by
@@ -2231,6 +2327,7 @@ class Job:
             shutil.copyfileobj(f, w, self.client.chunk_size)
 
     @_notes_expiry
+    @_names_key("get_file")
     def get_file(self, key: Name, dst: str | os.PathLike, *, delete_after_read: bool = False) -> None:
         """Downloads key into the local file dst, replacing it only once the
         whole value has arrived (through a temporary file in dst's

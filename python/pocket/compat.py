@@ -1,7 +1,8 @@
 """Pocket's module API (pocket.py), with its names, arguments, defaults and
 return conventions: 0 on success and -1 on error (counts or -1;
 register_job returns the job id, or None on error). ``last_error()`` is
-the exception behind the last -1 of the calling thread.
+the exception behind the last -1 (or None) of the calling thread: every
+call that succeeds, connect included, clears it.
 
 Jobs and tokens. The controller is found as Pocket's lambdas found it:
 ``connect(hostname, port)``, and POCKET_CONTROLLER=host:port for
@@ -45,7 +46,7 @@ import os
 import threading
 
 from . import errors, wire
-from .client import Client, Job, _decode_credential, credential_job, registered_token
+from .client import Client, Job, _decode_credential, _name_key, credential_job, registered_token
 
 _tls = threading.local()
 _lock = threading.Lock()
@@ -297,11 +298,20 @@ class Handle:
 
 def connect(hostname, port):
     """A handle to the controller at hostname:port (an empty hostname:
-    POCKET_CONTROLLER). Nothing is sent until a call needs it."""
-    addr = f"{hostname}:{port}" if hostname else _controller_addr()
-    if ":" in str(hostname) and not str(hostname).startswith("["):
-        addr = f"[{hostname}]:{port}"
-    return Handle(Client(addr))
+    POCKET_CONTROLLER). Nothing is sent until a call needs it. Like every
+    call here that succeeds, it clears last_error(); one that fails (no
+    POCKET_CONTROLLER, say) raises, as Pocket's had no -1 to return, and
+    last_error() is that exception."""
+    try:
+        addr = f"{hostname}:{port}" if hostname else _controller_addr()
+        if ":" in str(hostname) and not str(hostname).startswith("["):
+            addr = f"[{hostname}]:{port}"
+        h = Handle(Client(addr))
+    except Exception as e:
+        _fail(e)
+        raise
+    _ok()
+    return h
 
 
 def _run(h: Handle, f) -> int:
@@ -348,6 +358,13 @@ def get_buffer(pocket, src_filename, dst, len, jobid, DELETE_AFTER_READ=False): 
     bytes) cannot be filled: the bytes go to pocket.last_value instead."""
     def f():
         job, key = pocket.resolve(jobid, src_filename)
+        try:
+            fill(job, key)
+        except (errors.NotFound, errors.Lost) as e:
+            _name_key(e, "get_buffer", key)
+            raise
+
+    def fill(job, key):
         try:
             view = memoryview(dst).cast("B")
             writable = not view.readonly

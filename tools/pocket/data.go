@@ -382,6 +382,11 @@ func runLs(args []string) int {
 		// An ended job's final map names lost the nodes whose process
 		// went away since it ended (restarted or retired).
 		notePartial("ls", "listed", j.Map(), nil, l.Lost)
+		if len(l.Entries) == 0 {
+			// A new user's trial read the empty listing of an ended job
+			// as a job that never had values.
+			warn("ls", "note: job %s has ended: only its persist-after-job values remain, and none is listed", j.ID())
+		}
 	}
 	noteGone("ls", j)
 	if l.Partial() {

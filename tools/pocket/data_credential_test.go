@@ -71,6 +71,12 @@ func TestCredentialFollowsTheJob(t *testing.T) {
 	if out, errOut := run("ls", m.Job); out != "keep\n" || errOut != "" {
 		t.Errorf("ls of the deregistered job: %q, stderr %q; want keep only", out, errOut)
 	}
+	// An empty listing of an ended job says why (a new user's trial read
+	// it as a job that never had values).
+	if out, errOut := run("ls", m.Job, "nothing-under"); out != "" ||
+		!strings.Contains(errOut, "note: job "+m.Job+" has ended: only its persist-after-job values remain, and none is listed") {
+		t.Errorf("empty ls of the deregistered job: %q, stderr %q; want a note", out, errOut)
+	}
 	ctl.Close()
 	start := time.Now()
 	out, errOut := run("get", m.Job, "keep")

@@ -43,7 +43,8 @@ bytes ("~": values are moving, or have moved, between its nodes and not every no
 SIZE, which reserves and does not limit); COST $/h its allotment at
 the controller's prices (its status reply carries them; for a controller
 that does not send them, at --prices and --price-*, else the default
-table, with a note on stderr);
+table, with a note on stderr; price flags given to a controller that sends
+its prices are not used, with a warning on stderr);
 MAP the nodes of its map that are not plain active members, with their
 state: "draining" (leaving the cluster, or only this job's map, its values
 moving to the job's other nodes), "joining" (new in the map, its values
@@ -219,13 +220,17 @@ const (
 // statusPrices is the table status prices st's jobs at: the controller's
 // (st.Prices) when its reply carries a valid one, else pf's (the default
 // table when pf gives no price). note, when not "", says what was not
-// used: pf's prices against a controller that sends its own, or the
+// used: pf's prices against a controller that sends its own (a warning:
+// the flags given, not used, and the controller's prices), or the
 // controller's absent or bad prices. err is pf's (a bad flag or file).
 func statusPrices(st *wire.ClusterStatus, pf *priceFlags) (prices controller.Prices, source, note string, err error) {
 	ctl, ok, bad := replyPrices(st)
 	if ok {
 		if pf.given() {
-			note = "the controller's prices are used; --prices and --price-* only price the jobs of a controller that does not send its prices"
+			note = fmt.Sprintf("%s not used: the controller sends its own prices (%s) and the costs are at those; "+
+				"the price flags of pocket status only price the jobs of a controller that does not send its prices (older than this pocket), "+
+				"they are no what-if: to price the jobs otherwise, start the controller with those prices (pocket controller --prices FILE or --price-*)",
+				pf.givenText(), priceTable(ctl.DRAMGiBHour, ctl.NVMeGiBHour, ctl.GbpsHour))
 		}
 		return ctl, pricesFromController, note, nil
 	}
@@ -339,7 +344,8 @@ func runStatus(args []string) int {
 	tf.bind(fs)
 	var pf priceFlags
 	pf.bind(fs, "the jobs' costs are at the controller's prices, which its status reply carries; these prices are used only\n"+
-		"for a controller that does not send its prices (older than this pocket): give them as the controller's")
+		"for a controller that does not send its prices (older than this pocket): give them as the controller's. Against a\n"+
+		"controller that sends its prices they are not used (no what-if), and a warning on stderr says so")
 	if _, code, ok := parseFlags(fs, args, 0, 0); !ok {
 		return code // a bad price flag too (priceFlags.bind)
 	}
@@ -361,7 +367,11 @@ func runStatus(args []string) int {
 		return fail("status: %v", err)
 	}
 	if note != "" {
-		warn("status", "note: %s", note)
+		kind := "note"
+		if source == pricesFromController {
+			kind = "warning" // price flags given, and not used
+		}
+		warn("status", "%s: %s", kind, note)
 	}
 	v := statusViewFrom(st, prices, source)
 	if *asJSON {
@@ -538,7 +548,25 @@ func pricesPhrase(p pricesJSON) string {
 	if from == "" {
 		from = "the prices"
 	}
-	return fmt.Sprintf("%s (%.4g $ per GiB-hour of DRAM, %.4g of NVMe, %.4g per Gb/s-hour)", from, p.DRAMGiBHour, p.NVMeGiBHour, p.GbpsHour)
+	return fmt.Sprintf("%s (%s)", from, priceTable(p.DRAMGiBHour, p.NVMeGiBHour, p.GbpsHour))
+}
+
+// priceTable is "0.007875 $ per GiB-hour of DRAM, 0.0000811664 of NVMe,
+// 0.01022222 per Gb/s-hour", the prices in US dollars by priceText.
+func priceTable(dramGiBHour, nvmeGiBHour, gbpsHour float64) string {
+	return fmt.Sprintf("%s $ per GiB-hour of DRAM, %s of NVMe, %s per Gb/s-hour", priceText(dramGiBHour), priceText(nvmeGiBHour), priceText(gbpsHour))
+}
+
+// priceText prints a price in US dollars as a plain decimal, never in
+// e-notation ("0.0000811664", not "8.117e-05"), to 7 significant digits
+// (0.01022222 for the controller's 0.010222...), so that a price shown
+// times a quantity gives the cost shown beside it to its 4 decimals.
+func priceText(usd float64) string {
+	r, err := strconv.ParseFloat(strconv.FormatFloat(usd, 'g', 7, 64), 64)
+	if err != nil { // not finite: a price table's Check refuses it
+		return strconv.FormatFloat(usd, 'g', -1, 64)
+	}
+	return strconv.FormatFloat(r, 'f', -1, 64)
 }
 
 // moving reports whether values move between the nodes of a job's map:
@@ -791,13 +819,35 @@ func (p priceValue) Set(s string) error {
 func (p *priceFlags) bind(fs *flag.FlagSet, why string) {
 	d := controller.DefaultPrices()
 	fs.StringVar(&p.file, "prices", "", "a JSON file of prices in US dollars: {\"dram_gib_hour\": X, \"nvme_gib_hour\": Y, \"gbps_hour\": Z};\n"+why)
-	fs.Var(priceValue{&p.dram, &p.dramSet}, "price-dram-gib-hour", fmt.Sprintf("`USD` per GiB-hour of DRAM, 0 to 1e9 (default the file's, else %.6f, AWS r5.large)", d.DRAMGiBHour))
-	fs.Var(priceValue{&p.nvme, &p.nvmeSet}, "price-nvme-gib-hour", fmt.Sprintf("`USD` per GiB-hour of NVMe, 0 to 1e9 (default the file's, else %.7f, AWS i3.large)", d.NVMeGiBHour))
-	fs.Var(priceValue{&p.gbps, &p.gbpsSet}, "price-gbps-hour", fmt.Sprintf("`USD` per Gb/s-hour of network, 0 to 1e9 (default the file's, else %.5f, AWS c5n.large over c5.large)", d.GbpsHour))
+	fs.Var(priceValue{&p.dram, &p.dramSet}, "price-dram-gib-hour", fmt.Sprintf("`USD` per GiB-hour of DRAM, 0 to 1e9 (default the file's, else %s, AWS r5.large)", priceText(d.DRAMGiBHour)))
+	fs.Var(priceValue{&p.nvme, &p.nvmeSet}, "price-nvme-gib-hour", fmt.Sprintf("`USD` per GiB-hour of NVMe, 0 to 1e9 (default the file's, else %s, AWS i3.large)", priceText(d.NVMeGiBHour)))
+	fs.Var(priceValue{&p.gbps, &p.gbpsSet}, "price-gbps-hour", fmt.Sprintf("`USD` per Gb/s-hour of network, 0 to 1e9 (default the file's, else %s, AWS c5n.large over c5.large)", priceText(d.GbpsHour)))
 	addFlagCheck(fs, func() error { // a price file or price no command can run with: usage
 		_, err := p.prices()
 		return err
 	})
+}
+
+// givenText names the price flags given, with their values, for a
+// message: "--prices FILE and --price-gbps-hour 5 were".
+func (p *priceFlags) givenText() string {
+	var given []string
+	if p.file != "" {
+		given = append(given, "--prices "+p.file)
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+		set  bool
+	}{{"--price-dram-gib-hour", p.dram, p.dramSet}, {"--price-nvme-gib-hour", p.nvme, p.nvmeSet}, {"--price-gbps-hour", p.gbps, p.gbpsSet}} {
+		if f.set || f.v != 0 {
+			given = append(given, f.name+" "+strconv.FormatFloat(f.v, 'g', -1, 64))
+		}
+	}
+	if len(given) == 1 {
+		return given[0] + " was"
+	}
+	return strings.Join(given, " and ") + " were"
 }
 
 // given reports whether any price flag or file was given.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,24 +24,7 @@ import (
 // (100/1024 + 1); it showed 0.0110 $/h, the default table's, when given no
 // price flags.
 func TestStatusCostsAtTheControllersPrices(t *testing.T) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctl, err := controller.New(controller.Config{Secret: hintSecret, HeartbeatInterval: time.Hour, Logger: quiet,
-		Prices: controller.ExactPrices(1, 0.001, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
-	addr, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: "127.0.0.1:7001", Tiers: []wire.TierStat{
-		{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ctl.RegisterJob("priced", wire.JobHints{CapacityBytes: 100 << 20, PeakMbps: 1000, LatencySensitive: true}); err != nil {
-		t.Fatal(err)
-	}
+	addr := pricedController(t)
 	out, code := stdoutOf(t, func() int {
 		return runStatus([]string{"--controller", addr.String(), "--insecure", "--json"})
 	})
@@ -98,4 +82,30 @@ func TestStatusPricesFallBack(t *testing.T) {
 	if source != pricesFromDefault || p != controller.DefaultPrices() || !strings.Contains(note, "not valid") {
 		t.Errorf("the controller's prices over MaxPrice: %+v from %q (%q); want the default table and a note", p, source, note)
 	}
+}
+
+// pricedController starts a controller priced at $1 per GiB-hour of DRAM,
+// $0.001 of NVMe and $1 per Gb/s-hour, with one node and a job of 100 MiB
+// at 1000 Mb/s, and returns its address.
+func pricedController(t *testing.T) net.Addr {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctl, err := controller.New(controller.Config{Secret: hintSecret, HeartbeatInterval: time.Hour, Logger: quiet,
+		Prices: controller.ExactPrices(1, 0.001, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	addr, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: "127.0.0.1:7001", Tiers: []wire.TierStat{
+		{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.RegisterJob("priced", wire.JobHints{CapacityBytes: 100 << 20, PeakMbps: 1000, LatencySensitive: true}); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
