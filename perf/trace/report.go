@@ -154,7 +154,8 @@ func traceTime(sec float64) time.Duration { return time.Duration(sec * float64(t
 
 func (r *Result) writeSamples(b *strings.Builder, step float64) {
 	followed := r.Followed()
-	fmt.Fprintf(b, "\nSamples (trace seconds; Mb/s; nodes running include draining ones):\n\n")
+	fmt.Fprintf(b, "\nSamples (trace seconds; megabits per wall second; nodes running include draining ones). "+
+		"\"used\" is what the nodes measured, averaged over 3 heartbeats, so it trails the allotments and the offered load by a few seconds.\n\n")
 	fmt.Fprintf(b, "| t | nodes | active | jobs | allocated | used | capacity |")
 	for _, j := range followed {
 		fmt.Fprintf(b, " %s nodes |", j.Name)
@@ -228,8 +229,27 @@ func (r *Result) PlotPNG(path string) error {
 		return err
 	}
 	nodes.Y.Min, nodes.Y.Max = 0, float64(r.PeakNodes)+1
+	nodes.Y.Tick.Marker = plot.TickerFunc(wholeTicks)
 	bw.X.Min, nodes.X.Min = 0, 0
 	return savePanels(path, bw, nodes)
+}
+
+// wholeTicks marks each whole number from min to max (a node count has
+// no "2.50"), every second one labelled past 12.
+func wholeTicks(min, max float64) []plot.Tick {
+	every := 1
+	if max-min > 12 {
+		every = 2
+	}
+	var ts []plot.Tick
+	for v := int(math.Ceil(min)); float64(v) <= max; v++ {
+		t := plot.Tick{Value: float64(v)}
+		if v%every == 0 {
+			t.Label = fmt.Sprint(v)
+		}
+		ts = append(ts, t)
+	}
+	return ts
 }
 
 // offered is a followed job's offered load over the samples.

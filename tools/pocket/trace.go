@@ -34,6 +34,8 @@ func runTrace(args []string) int {
 	out := fs.String("out", "", "directory for report.md and trace.png (default: print the report)")
 	verbose := fs.Bool("v", false, "log the controller's and the autoscaler's decisions as they happen")
 	bindScale(fs, &o)
+	fs.StringVar(&o.listen, "listen", o.listen, "controller address (port 0: one the kernel picks)")
+	fs.StringVar(&o.nodePorts, "node-ports", "", "ports the nodes listen on, FIRST-LAST, at least --max-nodes of them (default: ports the kernel picks)")
 	// The demo's nodes are small so that a loopback load needs several,
 	// and its cool-down short so that a two-minute trace shows the shape.
 	for name, v := range map[string]string{"node-mbps": "250", "cooldown": "5s"} {
@@ -53,6 +55,10 @@ func runTrace(args []string) int {
 	jobs, err := trace.Named(*which)
 	if err == nil {
 		err = o.checkScale()
+	}
+	if err == nil {
+		o.autoscale = true // checkNodePorts counts --max-nodes
+		err = o.checkNodePorts()
 	}
 	if err == nil {
 		_, err = sizeFlag("dram", o.dram, o.dram, "means no DRAM tier")
