@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -27,32 +28,46 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// freePorts returns a port p with p to p+n-1 free on loopback now.
+// freePorts returns a port p with p to p+n-1 free on loopback now. It
+// looks below the kernel's ephemeral range (ip_local_port_range), where
+// no connection's local port or listener on port 0 is placed between this
+// check and the caller's bind: a run in the ephemeral range lost its first
+// port to another test's connection in a CI run ("no free port left in
+// the nodes' port range").
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if p+n > 65535 {
-			continue
-		}
-		ok := true
-		for i := 1; i < n && ok; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
-			if ok = err == nil; ok {
-				l.Close()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				low = v
 			}
 		}
-		if ok {
+	}
+	const base = 10000
+	if low-n <= base {
+		t.Skip("no ports below the ephemeral range")
+	}
+	for range 50 {
+		p := base + rand.IntN(low-n-base)
+		if portsFree(p, n) {
 			return p
 		}
 	}
 	t.Skip("no run of free loopback ports")
 	return 0
+}
+
+// portsFree reports whether loopback ports p to p+n-1 can be bound now.
+func portsFree(p, n int) bool {
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+i))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
 }
 
 var endpointLine = regexp.MustCompile(`^\s*(controller|node (\S+)) metrics on (http://\S+/metrics)$`)
