@@ -84,18 +84,32 @@ func (es *endedJobs) add(e *endedJob) { es.push(e.id, e) }
 // oldestOfMost returns, of the client with the most kept maps, its
 // oldest-ended map for which first is true, else its oldest-ended map
 // (nil when none is kept); it drops the queue's leading entries that are
-// no longer kept.
+// no longer kept. Of clients tied at the most, the one whose oldest kept
+// map ended last loses: a crowd of identities with a map each (a hostile
+// trial: 4,096 source addresses, each ending one job) then pushes out its
+// own newest, not a map kept longer; before, the tie went by the client's
+// name, and the victim's went first.
 func (es *endedJobs) oldestOfMost(first func(*endedJob) bool) *endedJob {
 	for len(es.queue) > 0 && es.ids[es.queue[0].id] != es.queue[0] {
 		es.queue[0] = nil
 		es.queue = es.queue[1:]
 	}
 	count := map[string]int{}
-	most := ""
-	for _, e := range es.ids {
+	since := map[string]time.Time{} // when each client's oldest kept map ended
+	for _, e := range es.queue {
+		if es.ids[e.id] != e {
+			continue
+		}
+		if count[e.client] == 0 {
+			since[e.client] = e.at
+		}
 		count[e.client]++
-		if count[e.client] > count[most] || (count[e.client] == count[most] && e.client < most) {
-			most = e.client
+	}
+	most, found := "", false
+	for cl, n := range count {
+		if !found || n > count[most] || (n == count[most] && (since[cl].After(since[most]) ||
+			(since[cl].Equal(since[most]) && cl < most))) {
+			most, found = cl, true
 		}
 	}
 	var oldest *endedJob

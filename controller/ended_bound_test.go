@@ -118,18 +118,7 @@ func TestEndedBoundForgetsTheFloodersMaps(t *testing.T) {
 	c := newTest(t, Config{MaxEndedJobs: 3})
 	a := "127.0.0.1:7001"
 	mustRegister(t, c, dramNode(a, 1<<30, 8000))
-	var keep []wire.HeldJob
-	expireFrom := func(client, name string) *wire.PlacementMap {
-		m, err := c.RegisterJobFrom(client, &wire.JobRegister{Name: name, TTL: time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(5 * time.Millisecond)
-		c.expireJobs(time.Now())
-		keep = append(keep, wire.HeldJob{Job: m.Job, Bytes: 6})
-		syncKeeping(t, c, a, keep)
-		return m
-	}
+	expireFrom := expirer(t, c, a)
 	victim := expireFrom("192.0.2.1", "victim")
 	var flood []*wire.PlacementMap
 	for i := range 5 {
@@ -161,5 +150,47 @@ func TestEndedMapKeepsItsClientOverARestart(t *testing.T) {
 	defer c.mu.Unlock()
 	if e := c.ended.ids[m.Job]; e == nil || e.client != "192.0.2.1" {
 		t.Fatalf("restored final map %+v, want it kept with its client 192.0.2.1", e)
+	}
+}
+
+// TestEndedBoundCrowdPushesOutItsOwnNewest: clients tied at the most kept
+// maps lose the newest first, so a crowd of identities with one map each
+// (a hostile trial: 4,096 source addresses, each ending a job that
+// persisted a byte) does not push out a map kept longer. On the old code
+// the tie went by the client's name, and the victim's map went first.
+func TestEndedBoundCrowdPushesOutItsOwnNewest(t *testing.T) {
+	c := newTest(t, Config{MaxEndedJobs: 3})
+	a := "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	expireFrom := expirer(t, c, a)
+	victim := expireFrom("10.0.0.1", "victim") // its name sorts before the crowd's
+	var crowd []*wire.PlacementMap
+	for i := range 5 {
+		crowd = append(crowd, expireFrom(fmt.Sprintf("198.51.100.%d", i+1), fmt.Sprintf("tiny%d", i)))
+	}
+	wantFinal(t, c, victim)
+	for i, m := range crowd {
+		if kept := keptMap(c, m.Job); kept != (i < 2) {
+			t.Errorf("the crowd's map %d of 5 kept %v, want %v (the bound's three: the victim's and the crowd's two first)", i, kept, i < 2)
+		}
+	}
+}
+
+// expirer returns a function that registers a job of name from client,
+// lets its token expire, and has the node at addr report keeping a
+// persisted value of it (and of every job it expired before).
+func expirer(t *testing.T, c *Controller, addr string) func(client, name string) *wire.PlacementMap {
+	var keep []wire.HeldJob
+	return func(client, name string) *wire.PlacementMap {
+		t.Helper()
+		m, err := c.RegisterJobFrom(client, &wire.JobRegister{Name: name, TTL: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		c.expireJobs(time.Now())
+		keep = append(keep, wire.HeldJob{Job: m.Job, Bytes: 6})
+		syncKeeping(t, c, addr, keep)
+		return m
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	flatbuffers "github.com/google/flatbuffers/go"
+
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -57,5 +59,25 @@ func TestOperatorEndsAJobWithoutItsToken(t *testing.T) {
 	}
 	if _, err := op.EndJob(ctx, "never-1"); !errors.Is(err, wire.ErrUnknownJob) || !strings.Contains(err.Error(), "no job never-1 is registered") {
 		t.Fatalf("ending a job never registered: %v", err)
+	}
+}
+
+// TestDeregisterWithTokenAndProofIsTheClients: a deregistration that
+// carries the job's token is the client's, whatever proof it also holds
+// (a hostile trial's token plus a stray proof was refused as an
+// operator's end without the role).
+func TestDeregisterWithTokenAndProofIsTheClients(t *testing.T) {
+	c := newTest(t, Config{})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	m, err := c.RegisterJob("both", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := (&wire.JobRef{Job: m.Job, Token: m.Token, Proof: []byte("stray")}).Encode(flatbuffers.NewBuilder(0))
+	if _, err := c.dispatchJobs(&session{roles: RoleClient}, wire.OpDeregisterJob, meta); err != nil {
+		t.Fatalf("deregister with the token and a stray proof: %v", err)
+	}
+	if _, err := c.GetMap(m.Job, m.Token); !errors.Is(err, wire.ErrUnknownJob) {
+		t.Fatalf("the job is still live: %v", err)
 	}
 }

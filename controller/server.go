@@ -519,7 +519,7 @@ func (c *Controller) serveConn(conn net.Conn) {
 		return
 	}
 	r := bufio.NewReader(conn)
-	lim := wire.ControlLimits()
+	lim := sess.limits()
 	b := flatbuffers.NewBuilder(1024)
 	var buf, out []byte
 	timeout := c.cfg.HandshakeTimeout

@@ -77,6 +77,22 @@ func handshakeError(addr net.Addr, err error) error {
 	return wire.Errorf(wire.CodeBadToken, "TLS handshake with %s: %v (handshake)", addr, err)
 }
 
+// limits are the frame limits of s's requests: a node's (its
+// registration and heartbeats list its jobs) up to
+// wire.DefaultControlMaxMeta (4 MiB), a peer without the node role (over
+// TLS, a client's or operator's certificate) wire.DefaultMaxMeta (64
+// KiB), more than any of their requests holds. Before, every peer had 4
+// MiB: a hostile trial's 200 connections of a tenant's certificate, each
+// sending all but the last byte of a 4 MiB frame, took the controller from
+// 50 MB to 1.18 GB.
+func (s *session) limits() wire.Limits {
+	lim := wire.ControlLimits()
+	if s.roles&RoleNode == 0 {
+		lim.MaxMeta = wire.DefaultMaxMeta
+	}
+	return lim
+}
+
 // handle checks the peer's role for op, decodes the request, runs it and
 // encodes the reply table in b.
 func (c *Controller) handle(s *session, op wire.Op, meta []byte, b *flatbuffers.Builder) ([]byte, error) {
@@ -161,7 +177,9 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 		}
 		ctx, cancel := c.closingContext()
 		defer cancel()
-		if len(m.Proof) > 0 {
+		if len(m.Proof) > 0 && len(m.Token) == 0 {
+			// An operator's end of a job without its token; a request
+			// with the token is the job client's, whatever else it holds.
 			return c.endJobRequest(ctx, s, &m)
 		}
 		return c.DeregisterJob(ctx, m.Job, m.Token)

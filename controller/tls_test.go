@@ -287,3 +287,47 @@ func TestTLSMemberCannotPoseAsController(t *testing.T) {
 		t.Fatalf("the controller's certificate: %v", err)
 	}
 }
+
+// TestControlFrameLimitByRole: over TLS a peer without the node role (a
+// job client's or operator's certificate) may send requests of at most
+// wire.DefaultMaxMeta (64 KiB) of metadata, more than any of its requests
+// holds; a node's frames may reach wire.DefaultControlMaxMeta (4 MiB).
+// Before, every peer had 4 MiB: a hostile trial's 200 connections of a
+// tenant's certificate, each holding all but the last byte of a 4 MiB
+// frame, took the controller from 50 MB to 1.18 GB.
+func TestControlFrameLimitByRole(t *testing.T) {
+	dir := testPKI(t)
+	addr := tlsController(t, dir)
+	claim := func(member string, metaLen uint32) error {
+		t.Helper()
+		cfg, err := pki.ClientConfig(dir, member)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		h := wire.Header{Op: wire.OpRegisterJob, ID: 1, MetaLen: metaLen}
+		if _, err := conn.Write(wire.AppendHeader(nil, &h)); err != nil {
+			t.Fatal(err)
+		}
+		lim := wire.ControlLimits()
+		rh, meta, err := wire.ReadControlFrame(bufio.NewReader(conn), &lim, nil)
+		if err != nil {
+			return err // no reply: the controller waits for the metadata
+		}
+		return wire.ReplyError(&rh, meta)
+	}
+	for _, member := range []string{"client", "operator"} {
+		if err := claim(member, wire.DefaultMaxMeta+1); !errors.Is(err, wire.ErrTooLarge) {
+			t.Errorf("a %s's frame claiming %d bytes of metadata: %v; want refused as too large", member, wire.DefaultMaxMeta+1, err)
+		}
+	}
+	var ne net.Error
+	if err := claim("node", 1<<20); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("a node's frame claiming 1 MiB: %v; want it taken (the controller waits for the rest)", err)
+	}
+}
