@@ -78,6 +78,10 @@ def _bytes(name: Name) -> bytes:
 
 
 def _name(key: Name) -> bytes:
+    if isinstance(key, (int, float, bool)) or key is None:
+        # bytes(5) is five 0x00 bytes: a number is no key (a hostile
+        # trial's put(5, ...) was refused as "key 5 (5 bytes)").
+        raise errors.BadKey(f"key {key!r}: want str or bytes")
     try:
         k = _bytes(key)
     except UnicodeEncodeError as e:
@@ -361,7 +365,10 @@ class Client:
         controller kept: it reads, lists and deletes those values, its puts
         raise Revoked, and its credential() hands them on. A job the
         controller does not know (or kept no map of) raises UnknownJob."""
-        tok = bytes.fromhex(token) if isinstance(token, str) else bytes(token)
+        try:
+            tok = bytes.fromhex(token) if isinstance(token, str) else bytes(token)
+        except ValueError:
+            raise errors.BadToken(f"token {_shown(token)} for job {job_id}: not hex (Job.token_hex, POCKET_TOKEN)") from None
         m = self._ctl().get_map(job_id, tok)
         job = Job(self, m)
         job._retired = m.ended

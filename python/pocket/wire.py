@@ -339,9 +339,20 @@ def reply_error(code: int, meta) -> errors.PocketError:
 
 # ---- Control messages ----
 
+MAX_LAMBDAS = 1 << 31
+"""The largest lambdas hint taken (pocket job register --lambdas's)."""
+
+
 def encode_job_register(name: str, lambdas: int = 0, capacity_bytes: int = 0, peak_mbps: float = 0.0,
                         latency_sensitive: bool = False, ttl_ms: int = 0) -> bytes:
-    """The JobRegister table (OpRegisterJob)."""
+    """The JobRegister table (OpRegisterJob). Raises Malformed for a
+    lambdas hint that is not a whole number from 0 to MAX_LAMBDAS, or a
+    capacity that is not a whole number of bytes from 0 to 2**63-1 (the
+    controller judges the rest; before, a raw TypeError)."""
+    if isinstance(lambdas, bool) or not isinstance(lambdas, int) or not 0 <= lambdas <= MAX_LAMBDAS:
+        raise errors.Malformed(f"lambdas {lambdas!r}: want a whole number from 0 to {MAX_LAMBDAS} (0: not given)")
+    if isinstance(capacity_bytes, bool) or not isinstance(capacity_bytes, int) or not 0 <= capacity_bytes < 2 ** 63:
+        raise errors.Malformed(f"capacity_bytes {capacity_bytes!r}: want a whole number of bytes from 0 to 2**63-1 (0: not given)")
     b = flatbuffers.Builder(128)
     n = b.CreateString(name)
     _fbJobRegister.JobRegisterStart(b)

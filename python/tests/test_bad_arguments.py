@@ -1,0 +1,39 @@
+"""Arguments no request can carry are refused before anything is sent,
+with the pocket error of their kind (a hostile trial: register_job with
+lambdas=2**40 raised a raw TypeError, open_job with a token of "zz" a raw
+ValueError, and put(5, ...) was refused as "key 5 (5 bytes)", five 0x00
+bytes, since bytes(5) is that)."""
+
+from __future__ import annotations
+
+import pytest
+
+import pocket
+from pocket import wire
+from pocket.client import _name
+
+
+@pytest.mark.parametrize("hints", [dict(lambdas=2 ** 40), dict(lambdas=-1), dict(lambdas=1.5),
+                                   dict(capacity_bytes=-1), dict(capacity_bytes=1e9), dict(capacity_bytes=2 ** 63)])
+def test_hints_out_of_range_are_malformed(hints):
+    with pytest.raises(pocket.Malformed, match=next(iter(hints))):
+        wire.encode_job_register("x", **hints)
+
+
+def test_hints_in_range_encode():
+    assert wire.encode_job_register("x", lambdas=wire.MAX_LAMBDAS, capacity_bytes=2 ** 63 - 1)
+
+
+@pytest.mark.parametrize("key", [5, 0, 2.5, True, None])
+def test_a_number_is_no_key(key):
+    with pytest.raises(pocket.BadKey, match="want str or bytes"):
+        _name(key)
+
+
+def test_a_token_not_hex_is_bad_token():
+    c = pocket.Client("127.0.0.1:1")  # never reached: the token is checked first
+    try:
+        with pytest.raises(pocket.BadToken, match="not hex"):
+            c.open_job("j-1", "zz")
+    finally:
+        c.close()
