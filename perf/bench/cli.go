@@ -509,38 +509,74 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // sizeKeys sets the default key count of a run against a node to
 // NodeBudget of the room the node's usage reply gives (NodeRoom), or to
 // SmallBudget's when the node does not answer it.
+//
+// A put run's values in flight (inFlight) need room beside its keys: a
+// put over a key holds the new value while the old one is still there.
+// A new user's trial: 50 connections of 4 MiB puts on a 128 MiB node
+// failed "tier full" with 16 keys, and again with 8.
 func (o *Options) sizeKeys(ctx context.Context) {
 	o.Config.Budget = SmallBudget
 	if room, err := NodeRoom(ctx, o.Addr, o.connOptions()); err == nil {
-		o.Config.Budget = NodeBudget(room)
+		o.Config.Budget = NodeBudget(max(room-o.inFlight(), 0))
 	}
 	o.Config.Keys = DefaultKeys(int64(o.Config.Size), o.Config.Budget)
 }
 
+// inFlight is the bytes of values a put run may have in flight at once
+// (connections x pipeline x size); 0 for other runs.
+func (o *Options) inFlight() int64 {
+	if o.Config.Op != Put {
+		return 0
+	}
+	return int64(o.Config.Conns) * int64(o.Config.Pipeline) * int64(o.Config.Size)
+}
+
 // noSpaceHint adds to err, when full says the store refused puts for lack
-// of space, what to do: fewer keys (a count that fits: half the node's
-// free capacity, as the default key count; for a job, SmallBudget's) or a
-// larger store. nil stays nil.
+// of space, what to do: fewer keys (a count whose values fit in half the
+// node's free capacity, as the default key count; for a job or a node
+// that does not say, SmallBudget's), fewer connections when a put run's
+// values in flight do not fit beside the keys (inFlight), or a larger
+// store. nil stays nil.
 func (o *Options) noSpaceHint(ctx context.Context, err error, full bool) error {
 	if err == nil || !full {
 		return err
 	}
 	size := int64(o.Config.Size)
-	fewer := DefaultKeys(size, SmallBudget)
+	keys := int64(o.Config.Keys)
+	var advice []string
+	room, rerr := int64(0), errors.New("not a node")
 	if o.Store == StorePocket {
-		if room, rerr := NodeRoom(ctx, o.Addr, o.connOptions()); rerr == nil {
-			fewer = DefaultKeys(size, NodeBudget(room))
+		room, rerr = NodeRoom(ctx, o.Addr, o.connOptions())
+	}
+	switch {
+	case rerr != nil:
+		keys = min(int64(DefaultKeys(size, SmallBudget)), max(keys/2, 1))
+		advice = append(advice, fmt.Sprintf("fewer keys (--keys %d, %s of values)", keys, units.FormatSize(keys*size)))
+	default:
+		if keys*size > room/2 {
+			keys = int64(DefaultKeys(size, NodeBudget(room)))
+			advice = append(advice, fmt.Sprintf("fewer keys (--keys %d, %s of values)", keys, units.FormatSize(keys*size)))
+		}
+		if o.inFlight() > 0 && keys*size+o.inFlight() > room {
+			per := int64(o.Config.Pipeline) * size // one connection's values in flight
+			conns := max(min((room-keys*size)/2/per, int64(o.Config.Conns)-1), 1)
+			advice = append(advice, fmt.Sprintf("fewer connections (--conns %d: the run's %d put(s) in flight, --conns %d x --pipeline %d, "+
+				"hold %s beside the keys)", conns, o.Config.Conns*o.Config.Pipeline, o.Config.Conns, o.Config.Pipeline, units.FormatSize(o.inFlight())))
 		}
 	}
-	if fewer >= o.Config.Keys {
-		fewer = max(o.Config.Keys/2, 1)
+	if len(advice) == 0 { // keys and values in flight fit what the node said: others' values took it
+		advice = append(advice, fmt.Sprintf("fewer keys (--keys %d)", max(keys/2, 1)))
 	}
-	store := "a larger node (pocket node --dram SIZE, or --nvme PATH:SIZE for --tier nvme)"
+	return fmt.Errorf("%w; the store had no room for the run's %d key(s) of %s (tier full): run with %s, or against %s",
+		err, o.Config.Keys, units.FormatSize(size), strings.Join(advice, " and "), o.largerStore())
+}
+
+// largerStore is the advice of a run whose store is too small.
+func (o *Options) largerStore() string {
 	if o.Controller != "" {
-		store = "a job with more room (a larger --capacity hint, or larger nodes)"
+		return "a job with more room (a larger --capacity hint, or larger nodes)"
 	}
-	return fmt.Errorf("%w; the store had no room for the run's %d key(s) of %s (tier full): run with fewer keys (--keys %d, %s of values) or against %s",
-		err, o.Config.Keys, units.FormatSize(size), fewer, units.FormatSize(int64(fewer)*size), store)
+	return "a larger node (pocket node --dram SIZE, or --nvme PATH:SIZE for --tier nvme)"
 }
 
 // sdkJob opens the registered job --job, or registers a fresh one.

@@ -66,7 +66,12 @@ func (r *Result) writeTotals(b *strings.Builder) {
 	if r.FloorBand > 0 && r.StaticNodeSeconds > 0 {
 		fmt.Fprintf(b, "| the fewest node-seconds any controller could use on this trace, its nodes filled to %.0f%% (each job needs the larger of its hint and its load as its nodes measure it; nodes added and removed in no time, the load known ahead) | %.0f (%.0f%% of the static cluster; used is %.2fx) |\n",
 			100*r.band(), r.FloorBand, 100*r.FloorRatio(), r.NodeSeconds/r.FloorBand)
-		fmt.Fprintf(b, "| the same with nodes filled to 100%% | %.0f (%.0f%%) |\n", r.FloorFull, 100*r.FloorFull/r.StaticNodeSeconds)
+		same := ""
+		if math.Round(r.FloorFull) == math.Round(r.FloorBand) {
+			// A new user's trial took two equal rows for a fault.
+			same = ": the same, the jobs' needs take as many whole nodes either way"
+		}
+		fmt.Fprintf(b, "| the same with nodes filled to 100%% | %.0f (%.0f%%)%s |\n", r.FloorFull, 100*r.FloorFull/r.StaticNodeSeconds, same)
 	}
 	fmt.Fprintf(b, "| for comparison: node-seconds of the static cluster a controller without per-job growth needs (%d nodes: each job holds its largest need, allotment or own traffic, for its whole run, at %.0f%% of a node) | %.0f |\n",
 		r.NoGrowthNodes, 100*r.band(), r.NoGrowthNodeSeconds)

@@ -263,6 +263,8 @@ func TestTargetOnlyForTheScoredRun(t *testing.T) {
 			"(target: at most 45%, below this trace's floor of 47% at the band: see below) |\n" +
 				"| the fewest node-seconds any controller could use on this trace, its nodes filled to 80% (each job needs the larger of its hint and its load as its nodes measure it; nodes added and removed in no time, the load known ahead) | 56 (47% of the static cluster; used is 1.07x) |\n" +
 				"| the same with nodes filled to 100% | 48 (40%) |", "fewest node-seconds any controller could use on this trace, its nodes filled to 80% (each job needs the larger of its hint and its load as its nodes measure it; nodes added and removed in no time, the load known ahead) | 0"},
+		{"floor the same filled whole", func(r *Result) { r.FloorBand, r.FloorFull = 56, 56 },
+			"| the same with nodes filled to 100% | 56 (47%): the same, the jobs' needs take as many whole nodes either way |", "(40%)"},
 	} {
 		r := reportResult()
 		tc.edit(r)

@@ -82,6 +82,27 @@ func TestBenchTierFullSaysKeys(t *testing.T) {
 	}
 }
 
+// TestBenchTierFullSaysConns (a new user's trial): a put run whose keys
+// fit but whose values in flight (connections x pipeline x size) do not
+// fit beside them failed "tier full" and advised fewer keys, again and
+// again; it now advises fewer connections, and a run with them passes.
+// The default key count leaves room for the values in flight.
+func TestBenchTierFullSaysConns(t *testing.T) {
+	addr := startSmallNode(t, 16<<20)
+	args := []string{"--addr", addr, "--duration", "300ms", "--warmup", "100ms", "--op", "put", "--size", "1MiB", "--keys", "4"}
+	out, errOut, code := runBenchCaptured(t, append(args, "--conns", "20")...)
+	if code != 1 || !strings.Contains(errOut, "fewer connections (--conns ") || strings.Contains(errOut, "fewer keys") {
+		t.Fatalf("4 keys of 1MiB, 20 connections, on a 16MiB node: exit %d, want 1 advising fewer connections only\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if out, errOut, code := runBenchCaptured(t, append(args, "--conns", "2")...); code != 0 {
+		t.Fatalf("4 keys of 1MiB, 2 connections: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	out, errOut, code = runBenchCaptured(t, "--addr", addr, "--duration", "300ms", "--warmup", "100ms", "--op", "put", "--size", "1MiB", "--conns", "4")
+	if code != 0 {
+		t.Fatalf("default keys, 4 connections of 1MiB puts on a 16MiB node: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}
+
 // TestBenchKeysNoteWhenNothingMeasuredSucceeded (a new user's trial): a
 // put run whose every measured put failed "tier full" printed "ops/s 0"
 // above "deleted the 3,584 key(s) the run wrote", which reads as if the

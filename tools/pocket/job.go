@@ -28,7 +28,7 @@ const envToken = "POCKET_TOKEN"
 func init() {
 	register("job", "SUBCOMMAND", "register or deregister a job, print its credential, show what earlier jobs of a name used", runJob)
 	registerSub("job register", "NAME", "register a job, with hints of what it needs; prints its id and token")
-	registerSub("job deregister", "JOBID", "deregister a job: its nodes drop its data (but values put with --persist)")
+	registerSub("job deregister", "JOBID", "deregister a job: its nodes drop its data (but values put with --persist); a job whose token was lost: pocket job end")
 	registerSub("job credential", "JOBID", "print a job's credential (POCKET_CREDENTIAL), live or ended (deregistered, or its token expired), from its token")
 	registerSub("job profile", "[TENANT/]NAME", "show what the controller learned from earlier jobs of a name (peak Mb/s, peak bytes, duration) and the next job's size; over TLS each tenant (client certificate) has its own")
 }
@@ -247,7 +247,7 @@ func parseJobCmd(name, jsonUsage string, args []string) (a jobCmdArgs, code int,
 	}
 	t, err := jobToken(*tokFile)
 	if err != nil {
-		return a, fail("%s: %v", name, err), false
+		return a, fail("%s: %v%s", name, err, lostTokenHint(name, pos[0])), false
 	}
 	tc, err := tf.config(pki.RoleClient, pki.RoleOperator)
 	if err != nil {
@@ -274,7 +274,11 @@ func runJobDeregister(args []string) int {
 	}
 	res, cred, ended, err := deregister(ctx, a.addr, a.tc, a.job, a.token)
 	if err != nil {
-		return fail("job deregister: %v", ctlError(err, a.addr, a.insecure))
+		hint := ""
+		if errors.Is(err, wire.ErrBadToken) {
+			hint = lostTokenHint("job deregister", a.job)
+		}
+		return fail("job deregister: %v%s", ctlError(err, a.addr, a.insecure), hint)
 	}
 	if ended {
 		return failEnded(a.job, cred)
@@ -324,6 +328,17 @@ type deregisterJSON struct {
 	// Returned is the allotment the job held, which the deregistration
 	// gave back to the cluster and to its client's quota.
 	Returned returnedJSON `json:"returned"`
+}
+
+// lostTokenHint is what job deregister adds to a missing or wrong token's
+// error: the operator's way to end a job whose token was lost (a new
+// user's trial found pocket job end only in pocket job --help). Other
+// commands add nothing.
+func lostTokenHint(cmd, job string) string {
+	if cmd != "job deregister" {
+		return ""
+	}
+	return fmt.Sprintf("; if the job's token is lost, the operator ends the job with pocket job end %s --secret-file FILE", job)
 }
 
 // dropJSON is what a job's end dropped, in the --json forms of `pocket

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -38,7 +39,11 @@ func runJobEnd(args []string) int {
 	defer done()
 	res, err := mc.EndJob(ctx, pos[0])
 	if err != nil {
-		return fail("job end: %v", ctlError(err, *addr, tf.insecure))
+		hint := ""
+		if errors.Is(err, wire.ErrBadToken) && strings.Contains(err.Error(), "proof does not match") {
+			hint = " (the secret given, --secret-file or $POCKET_SECRET, is not this cluster's)"
+		}
+		return fail("job end: %v%s", ctlError(err, *addr, tf.insecure), hint)
 	}
 	dead, others := res.Split()
 	if *asJSON {
@@ -76,6 +81,6 @@ func printEnded(job string, res *wire.DropResult, dead []string) {
 	for _, a := range dead {
 		fmt.Printf("node %s is dead: its copy of the job's values went with it, those put with --persist too\n", a)
 	}
-	fmt.Println("values put with --persist stay on their nodes, readable with the job's token (pocket job credential); " +
-		"they hold those nodes' drains until deleted, or discarded by pocket node drain --discard-persisted")
+	fmt.Println("values put with --persist stay on their nodes: whoever holds the job's token reads and deletes them " +
+		"(pocket job credential); without it, pocket node drain --discard-persisted destroys them with the node they are on")
 }

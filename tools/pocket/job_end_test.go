@@ -39,6 +39,16 @@ func TestJobEndByTheOperator(t *testing.T) {
 	if out, code := end(m.Job); code != 1 || !strings.Contains(out, "no cluster secret") {
 		t.Fatalf("end without the secret: exit %d, %q", code, out)
 	}
+	// A user who lost the token meets job end in deregister's errors.
+	t.Setenv(envToken, "")
+	if out, code := stderrOf(t, func() int { return runJobDeregister([]string{"--insecure", "--controller", addr, m.Job}) }); code != 1 ||
+		!strings.Contains(out, "the operator ends the job with pocket job end "+m.Job) {
+		t.Fatalf("deregister without a token: exit %d, %q", code, out)
+	}
+	t.Setenv("POCKET_SECRET", "another-secret-0123456789abcdef")
+	if out, code := end(m.Job); code != 1 || !strings.Contains(out, "is not this cluster's") {
+		t.Fatalf("end with another cluster's secret: exit %d, %q", code, out)
+	}
 	t.Setenv("POCKET_SECRET", "0123456789abcdef-job-end-secret")
 	var stdout string
 	errOut, _ := stderrOf(t, func() int {

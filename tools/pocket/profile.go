@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,8 +170,8 @@ func storedProfile(dir, name string) (jobProfileJSON, error) {
 // registration under pol computes it.
 func profileView(p *state.Profile, pol *controller.Policy) jobProfileJSON {
 	next := pol.NextSize(p)
-	v := jobProfileJSON{Name: p.Name, Updated: p.Updated, Next: nextSize{Mbps: next.Mbps, Bytes: next.Bytes,
-		EstimateMbps: next.Estimate.Mbps, EstimateBytes: next.Estimate.Bytes, Runs: next.Estimate.Runs}, Runs: []runJSON{}}
+	v := jobProfileJSON{Name: p.Name, Updated: p.Updated, Next: nextSize{Mbps: milli(next.Mbps), Bytes: next.Bytes,
+		EstimateMbps: milli(next.Estimate.Mbps), EstimateBytes: next.Estimate.Bytes, Runs: next.Estimate.Runs}, Runs: []runJSON{}}
 	for _, r := range p.Runs {
 		v.Runs = append(v.Runs, runJSON{Job: r.Job, Ended: r.Ended, Duration: r.Duration, PeakMbps: r.PeakMbps,
 			PeakBytes: r.PeakBytes, Tier: tierName(r.Tier), AllocMbps: r.AllocMbps, AllocBytes: r.AllocBytes, Phases: nonNil(r.Phases)})
@@ -181,8 +182,8 @@ func profileView(p *state.Profile, pol *controller.Policy) jobProfileJSON {
 // profileViewWire is profileView of a controller's answer: times in UTC,
 // as the stored profile has them.
 func profileViewWire(p *wire.JobProfile) jobProfileJSON {
-	v := jobProfileJSON{Name: p.Name, Updated: p.Updated.UTC(), Next: nextSize{Mbps: p.Next.Mbps, Bytes: p.Next.Bytes,
-		EstimateMbps: p.Next.EstimateMbps, EstimateBytes: p.Next.EstimateBytes, Runs: int(p.Next.EstimateRuns)}, Runs: []runJSON{}}
+	v := jobProfileJSON{Name: p.Name, Updated: p.Updated.UTC(), Next: nextSize{Mbps: milli(p.Next.Mbps), Bytes: p.Next.Bytes,
+		EstimateMbps: milli(p.Next.EstimateMbps), EstimateBytes: p.Next.EstimateBytes, Runs: int(p.Next.EstimateRuns)}, Runs: []runJSON{}}
 	for _, r := range p.Runs {
 		phases := []state.Phase{}
 		for _, ph := range r.Phases {
@@ -279,3 +280,7 @@ func printProfile(v jobProfileJSON) {
 	}
 	w.Flush()
 }
+
+// milli rounds a bandwidth to 0.001 Mb/s for the profile's output: 1.1 x
+// 3000 printed 3300.0000000000005 in --json (a new user's trial).
+func milli(mbps float64) float64 { return math.Round(mbps*1000) / 1000 }

@@ -138,3 +138,9 @@ func TestJobProfileShowsWhatRegistrationGives(t *testing.T) {
 		t.Fatalf("job profile: exit %d:\n%s", code, out)
 	}
 }
+
+func TestMilli(t *testing.T) {
+	if got := milli(1.1 * 3000); got != 3300 {
+		t.Fatalf("milli(1.1 x 3000) = %v, want 3300", got)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"slices"
 	"sort"
@@ -580,11 +579,13 @@ func moving(ns []wire.MapNode) bool {
 	return false
 }
 
-// costCell is a cost in dollars an hour to 4 decimals, or to 2 significant
-// digits under 0.0001 (a small NVMe job's 7.9e-06 read 0.0000, as if free).
+// costCell is a cost in dollars an hour to 4 decimals, or "<0.0001" for a
+// cost under that but not 0 (a small NVMe job's 7.9e-06 read 0.0000, as
+// if free; then 7.9e-06 and 7.5e-09, in e-notation, which a new user's
+// trial read as a fault; --json carries the exact figure).
 func costCell(usd float64) string {
-	if usd != 0 && math.Abs(usd) < 0.0001 {
-		return strconv.FormatFloat(usd, 'g', 2, 64)
+	if usd > 0 && usd < 0.00005 {
+		return "<0.0001"
 	}
 	return strconv.FormatFloat(usd, 'f', 4, 64)
 }

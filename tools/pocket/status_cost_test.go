@@ -8,7 +8,7 @@ import (
 // TestCostCell: a small job's cost is shown, not rounded to 0.0000 (a
 // new-user trial's 100 MiB NVMe job at 7.93e-06 $/h read as free).
 func TestCostCell(t *testing.T) {
-	for usd, want := range map[float64]string{0: "0.0000", 7.93e-06: "7.9e-06", 0.00012: "0.0001", 1.23456: "1.2346"} {
+	for usd, want := range map[float64]string{0: "0.0000", 7.93e-06: "<0.0001", 7.5e-09: "<0.0001", 0.00006: "0.0001", 0.00012: "0.0001", 1.23456: "1.2346"} {
 		if got := costCell(usd); got != want {
 			t.Errorf("costCell(%g) = %q, want %q", usd, got, want)
 		}
