@@ -81,3 +81,24 @@ func TestDeregisterWithTokenAndProofIsTheClients(t *testing.T) {
 		t.Fatalf("the job is still live: %v", err)
 	}
 }
+
+// TestRegistrationNotesAnOverAllotment: a registration whose allotment
+// takes its nodes' allotments past their bandwidth says so in its note,
+// which every client shows (the Python client as a RegistrationNote
+// warning); one within them has none. Before, only pocket job register
+// warned, by a check that needs the operator's certificate (a new user's
+// Python job asked 600,000 Mb/s of a 24,000 Mb/s cluster unwarned).
+func TestRegistrationNotesAnOverAllotment(t *testing.T) {
+	c := newTest(t, Config{})
+	for _, a := range []string{"127.0.0.1:7001", "127.0.0.1:7002"} {
+		mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	}
+	m, err := c.RegisterJob("fits", wire.JobHints{PeakMbps: 4000})
+	if err != nil || m.Note != "" {
+		t.Fatalf("a job within its nodes' bandwidth: note %q, %v", m.Note, err)
+	}
+	m, err = c.RegisterJob("huge", wire.JobHints{Lambdas: 1000})
+	if err != nil || !strings.Contains(m.Note, "of their 16000 Mb/s") || !strings.Contains(m.Note, "may get less than allotted") {
+		t.Fatalf("a job of 1,000 lambdas on 16,000 Mb/s: note %q, %v", m.Note, err)
+	}
+}
