@@ -62,6 +62,13 @@ type Config struct {
 	// HandshakeTimeout bounds a new connection's TLS handshake and its
 	// first request (10 s; negative: none).
 	HandshakeTimeout time.Duration
+	// MaxLargeFrameBytes bounds the metadata bytes of the requests over
+	// wire.ReadGrowStep (64 KiB) all connections hold under way at once
+	// (DefaultMaxLargeFrameBytes): only a node's heartbeats and
+	// registrations are that large, and each may be 4 MiB. A request
+	// that would pass it is refused (CodeBusy) and its connection closed;
+	// the node sends it again at its next heartbeat.
+	MaxLargeFrameBytes int64
 
 	// MaxJobs bounds the registered jobs of the cluster (100,000).
 	MaxJobs int
@@ -237,6 +244,9 @@ func (cfg *Config) connDefaults() {
 	}
 	if cfg.IdleTimeout == 0 {
 		cfg.IdleTimeout = 2 * time.Minute
+	}
+	if cfg.MaxLargeFrameBytes <= 0 {
+		cfg.MaxLargeFrameBytes = DefaultMaxLargeFrameBytes
 	}
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = 10 * time.Second

@@ -35,6 +35,9 @@ func kindName(k uint8) string { return wire.Tier(k).String() }
 // peer, and may be called in-process (where the caller is trusted).
 type Controller struct {
 	cfg Config
+	// largeFrames is the metadata bytes of the large requests all
+	// connections hold under way (admitLarge).
+	largeFrames atomic.Int64
 
 	mu    sync.Mutex // guards everything below but auto and srv
 	nodes map[string]*node

@@ -1793,6 +1793,15 @@ func AppendControlFrame(dst []byte, op Op, id uint64, code Code, meta []byte) []
 // a peer that claims DefaultControlMaxMeta (4 MiB) and sends a few bytes
 // makes the reader hold ReadGrowStep, not 4 MiB, while it waits for the rest.
 func ReadControlFrame(r *bufio.Reader, lim *Limits, buf []byte) (Header, []byte, error) {
+	return ReadControlFrameAdmitted(r, lim, buf, nil)
+}
+
+// ReadControlFrameAdmitted is ReadControlFrame that, when admit is not
+// nil, asks admit for the frame's metadata length once the header has
+// been checked and before any of the metadata is read: an error from it
+// is returned with the header, nothing more read (a reader's bound on
+// the bytes all its connections hold in frames under way).
+func ReadControlFrameAdmitted(r *bufio.Reader, lim *Limits, buf []byte, admit func(metaLen int) error) (Header, []byte, error) {
 	var hb [HeaderLen]byte
 	if _, err := io.ReadFull(r, hb[:]); err != nil {
 		return Header{}, nil, err
@@ -1800,6 +1809,11 @@ func ReadControlFrame(r *bufio.Reader, lim *Limits, buf []byte) (Header, []byte,
 	h, err := ParseHeader(hb[:], lim)
 	if err != nil {
 		return h, nil, err
+	}
+	if admit != nil {
+		if err := admit(int(h.MetaLen)); err != nil {
+			return h, nil, err
+		}
 	}
 	meta, err := readGrowing(r, buf[:0], int(h.MetaLen))
 	if err != nil {
