@@ -1037,7 +1037,8 @@ func (c *Controller) endedJobErrLocked(id string, claims token.Claims) error {
 		how = "was deregistered, or this controller, which keeps no state, restarted since it was registered"
 	}
 	return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered: it %s. Its data was dropped, and its final map is "+
-		"no longer kept (it persisted nothing, or it is among the oldest of many ended jobs), so no credential can be made "+
+		"no longer kept (it persisted nothing, or the bound of kept final maps, MaxEndedJobs, pushed it out: the controller's log says which), "+
+		"so no credential can be made "+
 		"for it now; one printed before still reads what it put with persist-after-job", id, how)
 }
 
