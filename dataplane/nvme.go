@@ -96,6 +96,7 @@ type NVMe struct {
 	jobs     map[string]*nvmeJob
 	values   int64
 	index    int64 // the key index's bytes (indexCost of each key)
+	over     int64 // the jobs' index costs beyond their shares (nvmeJob.over)
 	maxIndex int64
 	closed   bool
 
@@ -105,9 +106,37 @@ type NVMe struct {
 var _ Tier = (*NVMe)(nil)
 
 type nvmeJob struct {
-	keys map[string]*nvmeVersion
-	used int64 // allocated bytes of committed values
+	keys  map[string]*nvmeVersion
+	used  int64 // allocated bytes of committed values
+	index int64 // what its keys cost the index (indexCost)
 }
+
+// over is what the job's keys cost the index beyond its share of their
+// values' bytes (nvmeIndexShare): the part of the index's slack it uses.
+func (j *nvmeJob) over() int64 { return max(0, j.index-j.used/nvmeIndexShare) }
+
+// A job's keys may cost the NVMe tier's index at most their share, a
+// 1/nvmeIndexShare of their values' allocated bytes, plus a slack of a
+// sixteenth of the index; all jobs' costs beyond their shares (NVMe.over)
+// may take at most a quarter of it. So keys whose values are small next
+// to their entry (a one-block value of 4 KiB has a share of 64 bytes, its
+// entry costs 256 plus the key) cannot fill the index that every other
+// job's new keys need; a value of 16 KiB plus 64 bytes per byte of its
+// key is within its share (22.25 KiB for a key of 100 bytes). Before, the
+// bound was the node's alone: a hostile trial's tenant filled a 64 KiB
+// index with 250 one-byte persisted keys, and another tenant's first key
+// was refused for as long as they were kept, after their job ended too.
+const nvmeIndexShare = 64
+
+// ErrJobIndexFull: the job's keys cost the NVMe tier's index their share
+// and its slack (nvmeIndexShare). It wraps ErrNoSpace.
+var ErrJobIndexFull = fmt.Errorf("%w: the job's keys on this node's NVMe tier are at its share of the key index "+
+	"(a sixteenth of it, plus 1/64 of their values' bytes): store fewer, larger values", ErrNoSpace)
+
+// ErrIndexSlackFull: the jobs' keys beyond their shares take a quarter of
+// the NVMe tier's index. It wraps ErrNoSpace.
+var ErrIndexSlackFull = fmt.Errorf("%w: the NVMe tier's key index holds as many keys beyond their jobs' shares as it takes "+
+	"(a quarter of it): store fewer, larger values", ErrNoSpace)
 
 type nvmeVersion struct {
 	size   int64
@@ -389,19 +418,44 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 		replaced = old.info()
 		t.retire(j, old)
 	} else {
-		if t.index+indexCost(key) > t.maxIndex {
+		if err := t.admitKey(j, indexCost(key), v.alloc); err != nil {
 			t.freeExtents(v)
 			if len(j.keys) == 0 {
 				delete(t.jobs, job)
 			}
-			return Info{}, ErrIndexFull
+			return Info{}, err
 		}
+		t.over -= j.over()
 		t.index += indexCost(key)
+		j.index += indexCost(key)
+		t.over += j.over()
 		t.values++
 	}
 	j.keys[key] = v
+	t.over -= j.over()
 	j.used += v.alloc
+	t.over += j.over()
 	return replaced, nil
+}
+
+// admitKey answers whether a new key of j costing the index cost, its
+// value alloc bytes, keeps the index within its bound (ErrIndexFull), j
+// within its share and slack (ErrJobIndexFull) and the jobs' costs beyond
+// their shares within a quarter of it (ErrIndexSlackFull); mu is held.
+func (t *NVMe) admitKey(j *nvmeJob, cost, alloc int64) error {
+	if t.index+cost > t.maxIndex {
+		return ErrIndexFull
+	}
+	before := j.over()
+	after := max(0, j.index+cost-(j.used+alloc)/nvmeIndexShare)
+	switch {
+	case after <= before:
+	case after > t.maxIndex/16:
+		return ErrJobIndexFull
+	case t.over-before+after > t.maxIndex/4:
+		return ErrIndexSlackFull
+	}
+	return nil
 }
 
 // indexCost is what key costs the index (NVMeOptions.MaxIndexBytes).
@@ -411,14 +465,19 @@ func indexCost(key string) int64 { return int64(len(key)) + nvmeEntryCost }
 func (t *NVMe) unindex(j *nvmeJob, key string) {
 	delete(j.keys, key)
 	t.values--
+	t.over -= j.over()
 	t.index -= indexCost(key)
+	j.index -= indexCost(key)
+	t.over += j.over()
 }
 
 // retire unpublishes v's accounting and frees its extents unless an Open is
 // still reading them; mu is held and the caller removes or replaces the map
 // entry.
 func (t *NVMe) retire(j *nvmeJob, v *nvmeVersion) {
+	t.over -= j.over()
 	j.used -= v.alloc
+	t.over += j.over()
 	v.retired.Store(true)
 	if v.readers.Load() == 0 {
 		t.freeExtents(v)

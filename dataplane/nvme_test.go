@@ -260,12 +260,14 @@ func TestNVMeFragmentedSpace(t *testing.T) {
 // 118,232 keys of 980 bytes with 1-byte values took 164 MB of node memory
 // for 481 MiB of a 512 MiB tier.
 func TestNVMeIndexBounded(t *testing.T) {
-	const keyLen, bound = 900, 64 << 10
+	// Values of 128 KiB: within their share of the index for 900-byte
+	// keys (TestNVMeIndexShares), so only the bound stops them.
+	const keyLen, bound, size = 900, 64 << 10, 128 << 10
 	tier := newNVMe(t, 64<<20, nvme.Options{}, dataplane.NVMeOptions{MaxIndexBytes: bound})
 	key := func(i int) string { return fmt.Sprintf("%0*d", keyLen, i) }
 	n := 0
 	for ; n < 1000; n++ {
-		err := putValue(tier, "j", key(n), value(1, 1))
+		err := putValue(tier, "j", key(n), value(size, 1))
 		if errors.Is(err, dataplane.ErrIndexFull) && errors.Is(err, dataplane.ErrNoSpace) {
 			break
 		}
@@ -276,20 +278,77 @@ func TestNVMeIndexBounded(t *testing.T) {
 	if want := bound / (keyLen + 256); n < want-1 || n > want {
 		t.Fatalf("%d keys of %d bytes indexed under a %d-byte bound, want about %d", n, keyLen, bound, want)
 	}
-	if err := putValue(tier, "j", key(0), value(2, 2)); err != nil {
+	if err := putValue(tier, "j", key(0), value(size, 2)); err != nil {
 		t.Fatalf("replacing a key at the bound: %v", err)
 	}
 	if _, err := tier.Delete([]byte("j"), []byte(key(1))); err != nil {
 		t.Fatal(err)
 	}
-	if err := putValue(tier, "j", key(n), value(1, 1)); err != nil {
+	if err := putValue(tier, "j", key(n), value(size, 1)); err != nil {
 		t.Fatalf("a new key after a delete: %v", err)
 	}
 	tier.DropJob([]byte("j"), false)
 	for i := range n {
-		if err := putValue(tier, "k", key(i), value(1, 1)); err != nil {
+		if err := putValue(tier, "k", key(i), value(size, 1)); err != nil {
 			t.Fatalf("key %d after the job drop: %v", i, err)
 		}
+	}
+}
+
+// TestNVMeIndexShares: a job's keys whose values are small next to their
+// index entries may cost the index a sixteenth of it beyond their share
+// (1/64 of their values' bytes), and all jobs' together a quarter; one
+// job's tiny values then leave the index to other jobs' keys. Deletes
+// give the room back. Before, a hostile trial's tenant filled a 64 KiB
+// index with 250 one-byte persisted keys, and another tenant's first key
+// was refused for as long as they were kept.
+func TestNVMeIndexShares(t *testing.T) {
+	const bound = 64 << 10
+	tier := newNVMe(t, 64<<20, nvme.Options{}, dataplane.NVMeOptions{MaxIndexBytes: bound})
+	fill := func(job string) (int, error) {
+		for n := 0; ; n++ {
+			if err := putValue(tier, job, fmt.Sprintf("k%04d", n), value(1, 1)); err != nil {
+				return n, err
+			}
+		}
+	}
+	// The three refusals are all ErrNoSpace (errors.Is matches them by
+	// their code), so their text tells them apart.
+	is := func(err, want error) bool { return err != nil && err.Error() == want.Error() }
+	n, err := fill("a")
+	if !is(err, dataplane.ErrJobIndexFull) || !errors.Is(err, dataplane.ErrNoSpace) {
+		t.Fatalf("one job's one-byte values: %d keys, then %v; want its share full", n, err)
+	}
+	// Each key costs 261 bytes against a share of 64 (a 4 KiB block /
+	// 64): 197 over, so a sixteenth of 64 KiB holds 20.
+	if n != bound/16/(5+256-4096/64) {
+		t.Fatalf("one job indexed %d one-byte keys, want %d", n, bound/16/(5+256-4096/64))
+	}
+	if err := putValue(tier, "b", "first", value(1, 1)); err != nil {
+		t.Fatalf("another job's first key beside it: %v", err)
+	}
+	var slackErr error
+	for i := 0; i < 8 && slackErr == nil; i++ {
+		_, slackErr = fill(fmt.Sprintf("c%d", i))
+		if is(slackErr, dataplane.ErrJobIndexFull) {
+			slackErr = nil
+		}
+	}
+	if !is(slackErr, dataplane.ErrIndexSlackFull) {
+		t.Fatalf("jobs of one-byte values: %v; want the shared quarter full", slackErr)
+	}
+	// Values within their share still fill the rest of the index.
+	big := value(64<<10, 2)
+	for i := 0; i < 40; i++ {
+		if err := putValue(tier, "d", fmt.Sprintf("big%02d", i), big); err != nil {
+			t.Fatalf("a 64 KiB value beside full slack, key %d: %v", i, err)
+		}
+	}
+	if _, err := tier.Delete([]byte("a"), []byte("k0000")); err != nil {
+		t.Fatal(err)
+	}
+	if err := putValue(tier, "a", "again", value(1, 1)); err != nil {
+		t.Fatalf("a key after its job deleted one: %v", err)
 	}
 }
 
