@@ -348,7 +348,11 @@ def get(pocket, src_filename, dst_filename, jobid, DELETE_AFTER_READ=False):
     written whole."""
     def f():
         job, key = pocket.resolve(jobid, src_filename)
-        job.get_file(key, dst_filename, delete_after_read=bool(DELETE_AFTER_READ))
+        try:
+            job.get_file(key, dst_filename, delete_after_read=bool(DELETE_AFTER_READ))
+        except (errors.NotFound, errors.Lost) as e:
+            _name_key(e, "get", key)  # the call the user made, not get_file
+            raise
     return _run(pocket, f)
 
 
@@ -397,7 +401,7 @@ def lookup(pocket, src_filename, jobid):
     def f():
         job, key = pocket.resolve(jobid, src_filename)
         if not (job.exists(key) or job.exists(key.rstrip("/") + "/")):
-            raise errors.NotFound(f"lookup {src_filename!r}")
+            raise errors.NotFound(f"lookup {src_filename!r}: key not found")
     return _run(pocket, f)
 
 

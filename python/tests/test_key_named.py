@@ -69,7 +69,7 @@ def test_lost_names_the_key(client, job):
         gone.delete(k)
 
 
-def test_compat_get_buffer_names_the_key(cluster_env):
+def test_compat_get_buffer_names_the_key(cluster_env, tmp_path):
     jobid = pocket.register_job("keynamed")
     assert jobid is not None, pocket.last_error()
     p = pocket.connect("", 0)
@@ -77,6 +77,13 @@ def test_compat_get_buffer_names_the_key(cluster_env):
         assert pocket.get_buffer(p, "missing/k", bytearray(4), 4, jobid) == -1
         e = pocket.last_error()
         assert isinstance(e, pocket.NotFound) and "'missing/k'" in str(e), repr(e)
+        # The module API's get names itself, not the get_file it runs (a
+        # new user's second trial read "get_file 'nokey'" after pocket.get).
+        assert pocket.get(p, "missing/k", str(tmp_path / "out"), jobid) == -1
+        e = pocket.last_error()
+        assert isinstance(e, pocket.NotFound) and "get 'missing/k'" in str(e) and "get_file" not in str(e), repr(e)
+        assert pocket.lookup(p, "missing/k", jobid) == -1
+        assert "lookup 'missing/k': key not found" in str(pocket.last_error()), repr(pocket.last_error())
     finally:
         pocket.deregister_job(jobid)
         pocket.close(p)
