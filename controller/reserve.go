@@ -316,14 +316,11 @@ type reserved struct {
 // note is the registration's PlacementMap.Note from what reserve did: ""
 // when the job got the nodes it wanted.
 func (r reserved) note() string {
-	var out []string
+	failed := ""
 	if len(r.failed) > 0 {
-		out = append(out, startFailureNote(r.failed))
+		failed = startFailureNote(r.failed)
 	}
-	if r.capped != "" {
-		out = append(out, r.capped)
-	}
-	return strings.Join(out, "; ")
+	return joinNotes(failed, r.capped)
 }
 
 // reserve refuses a job that the cluster could not serve at MaxNodes, and

@@ -410,6 +410,7 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 		t.jobs[job] = j
 	}
 	var replaced Info
+	var cost int64 // a new key's cost to the index
 	if old := j.keys[key]; old != nil {
 		if ifAbsent {
 			t.freeExtents(v)
@@ -418,21 +419,20 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 		replaced = old.info()
 		t.retire(j, old)
 	} else {
-		if err := t.admitKey(j, indexCost(key), v.alloc); err != nil {
+		cost = indexCost(key)
+		if err := t.admitKey(j, cost, v.alloc); err != nil {
 			t.freeExtents(v)
 			if len(j.keys) == 0 {
 				delete(t.jobs, job)
 			}
 			return Info{}, err
 		}
-		t.over -= j.over()
-		t.index += indexCost(key)
-		j.index += indexCost(key)
-		t.over += j.over()
 		t.values++
 	}
 	j.keys[key] = v
 	t.over -= j.over()
+	t.index += cost
+	j.index += cost
 	j.used += v.alloc
 	t.over += j.over()
 	return replaced, nil

@@ -2,10 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +23,7 @@ import (
 func TestStatusCostsAtTheControllersPrices(t *testing.T) {
 	addr := pricedController(t)
 	out, code := stdoutOf(t, func() int {
-		return runStatus([]string{"--controller", addr.String(), "--insecure", "--json"})
+		return runStatus([]string{"--controller", addr, "--insecure", "--json"})
 	})
 	if code != 0 {
 		t.Fatalf("status --json: exit %d", code)
@@ -87,19 +84,10 @@ func TestStatusPricesFallBack(t *testing.T) {
 // pricedController starts a controller priced at $1 per GiB-hour of DRAM,
 // $0.001 of NVMe and $1 per Gb/s-hour, with one node and a job of 100 MiB
 // at 1000 Mb/s, and returns its address.
-func pricedController(t *testing.T) net.Addr {
+func pricedController(t *testing.T) string {
 	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctl, err := controller.New(controller.Config{Secret: hintSecret, HeartbeatInterval: time.Hour, Logger: quiet,
+	ctl, addr := drainControllerWith(t, string(hintSecret), controller.Config{HeartbeatInterval: time.Hour,
 		Prices: controller.ExactPrices(1, 0.001, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
-	addr, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: "127.0.0.1:7001", Tiers: []wire.TierStat{
 		{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}}); err != nil {
 		t.Fatal(err)

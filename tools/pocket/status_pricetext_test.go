@@ -48,7 +48,7 @@ func TestStatusWarnsPriceFlagsNotUsed(t *testing.T) {
 	var code int
 	errOut, _ := captured(t, &os.Stderr, func() int {
 		out, code = stdoutOf(t, func() int {
-			return runStatus([]string{"--controller", addr.String(), "--insecure", "--price-gbps-hour", "5"})
+			return runStatus([]string{"--controller", addr, "--insecure", "--price-gbps-hour", "5"})
 		})
 		return code
 	})
