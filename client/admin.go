@@ -3,9 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"time"
-
-	"github.com/pocketstore/pocket/internal/token"
 
 	"github.com/pocketstore/pocket/wire"
 )
@@ -53,13 +50,7 @@ func (c *Client) DropLostJobAt(ctx context.Context, addr, job string, key []byte
 }
 
 func (c *Client) dropJobAt(ctx context.Context, addr, job string, key []byte, incarnation uint64, flags uint16) (Dropped, error) {
-	nonce, err := token.NewNonce(orderNonceLen)
-	if err != nil {
-		return Dropped{}, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
-	}
-	o := token.Order{Addr: addr, Incarnation: incarnation, Op: byte(wire.OpDropJob), Flags: flags, Nonce: nonce,
-		ExpiresMs: time.Now().Add(token.OrderLife).UnixMilli()}
-	r, err := c.Do(ctx, addr, wire.OpDropJob, flags, &wire.Request{Job: []byte(job), Key: nonce, Token: token.OrderProof(key, &o)}, nil, nil)
+	r, err := c.order(ctx, addr, job, key, incarnation, wire.OpDropJob, flags, nil)
 	if err != nil {
 		return Dropped{}, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
 	}

@@ -15,8 +15,10 @@ import (
 // data, in parallel, and sums the replies. Each order is made for its
 // node's address and incarnation (token.OrderProof, keyed with the job's
 // order key, which is never sent): the registry's, else the one the node
-// proves when asked (askIncarnationOnce).
-func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNode) *wire.DropResult {
+// proves when asked (askIncarnationOnce). kept lists the nodes that said
+// they keep persist-after-job values of the job, whose chunks no manifest
+// names are then swept (sweep.go).
+func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNode) (_ *wire.DropResult, kept []string) {
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
@@ -48,11 +50,14 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 			res.Nodes++
 			res.Values += d.Values
 			res.Bytes += d.Freed
+			if d.Kept > 0 {
+				kept = append(kept, addr)
+			}
 		}(n.Addr)
 	}
 	wg.Wait()
 	res.Message = strings.Join(errs, "; ")
-	return &res
+	return &res, kept
 }
 
 // dropOne asks the node at addr to drop the job's data, bounded by
@@ -67,20 +72,33 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, job string, key []byte, lost bool) (dataclient.Dropped, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DropTimeout)
 	defer cancel()
+	inc, err := c.orderIncarnation(ctx, cl, addr)
+	if err != nil {
+		return dataclient.Dropped{}, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
+	}
+	if lost {
+		return cl.DropLostJobAt(ctx, addr, job, key, inc)
+	}
+	return cl.DropJobAt(ctx, addr, job, key, inc)
+}
+
+// orderIncarnation is the incarnation the controller's orders to the node
+// at addr are made for: the registry's, else the one the node proves when
+// asked once through cl (askIncarnationOnce: a node registered by a node
+// or stored by a controller from before incarnations).
+func (c *Controller) orderIncarnation(ctx context.Context, cl *dataclient.Client, addr string) (uint64, error) {
 	c.mu.Lock()
 	var inc uint64
 	if n := c.nodes[addr]; n != nil {
 		inc = n.incarnation
 	}
 	c.mu.Unlock()
-	if inc == 0 {
-		var err error
-		if inc, err = c.askIncarnationOnce(ctx, cl, addr); err != nil {
-			return dataclient.Dropped{}, fmt.Errorf("drop job %s at %s: its incarnation: %w", job, addr, err)
-		}
+	if inc != 0 {
+		return inc, nil
 	}
-	if lost {
-		return cl.DropLostJobAt(ctx, addr, job, key, inc)
+	inc, err := c.askIncarnationOnce(ctx, cl, addr)
+	if err != nil {
+		return 0, fmt.Errorf("its incarnation: %w", err)
 	}
-	return cl.DropJobAt(ctx, addr, job, key, inc)
+	return inc, nil
 }

@@ -35,27 +35,29 @@ func (c *Controller) MetricsCollector() prometheus.Collector { return (*ctlColle
 type ctlCollector Controller
 
 var (
-	descNodes     = prometheus.NewDesc(metrics.ControllerNodes, "Registered storage nodes by state.", []string{"state"}, nil)
-	descJobs      = prometheus.NewDesc(metrics.ControllerJobs, "Registered (live) jobs by tier.", []string{"tier"}, nil)
-	descRegs      = prometheus.NewDesc(metrics.ControllerJobRegistrations, "Job registrations accepted.", nil, nil)
-	descRefused   = prometheus.NewDesc(metrics.ControllerRegistrationsRefused, "Job registrations refused, by reason: the limit's name (MaxJobs, MaxJobsPerClient, RegisterRate) or the error code's.", []string{"reason"}, nil)
-	descOrphDrops = prometheus.NewDesc(metrics.ControllerOrphansDropped, "Drop orders sent for a node's data of a job the controller does not know (after the orphan grace, or at once for a job it revoked).", nil, nil)
-	descOrphBytes = prometheus.NewDesc(metrics.ControllerOrphanBytesDropped, "Bytes of orphaned job data dropped by those orders, as the nodes reported them.", nil, nil)
-	descOrphHeld  = prometheus.NewDesc(metrics.ControllerOrphansHeld, "(node, job) pairs whose data the nodes report holding for a job the controller does not know live.", nil, nil)
-	descCPU       = prometheus.NewDesc(metrics.NodeCPUUtilization, "Busy share of the node's cores at its last heartbeat.", []string{"node"}, nil)
-	descNet       = prometheus.NewDesc(metrics.NodeNetUtilization, "Network use over the node's bandwidth: measured (max of rx, tx) or allocated to jobs.", []string{"node", "source"}, nil)
-	descCap       = prometheus.NewDesc(metrics.NodeCapacityUtilization, "Larger of used and allocated bytes over the tier's capacity.", []string{"node", "tier"}, nil)
-	descRx        = prometheus.NewDesc(metrics.NodeRxMbps, "Megabits per second the node received (its own payload traffic).", []string{"node"}, nil)
-	descTx        = prometheus.NewDesc(metrics.NodeTxMbps, "Megabits per second the node sent (its own payload traffic).", []string{"node"}, nil)
-	descDecided   = prometheus.NewDesc(metrics.AutoscalerDecisions, "Autoscaler decisions: add and remove nodes, grow-job and shrink-job (a job's map), or hold (a change was needed and held back).", []string{"decision"}, nil)
-	descEvals     = prometheus.NewDesc(metrics.AutoscalerEvaluations, "Autoscaler policy evaluations.", nil, nil)
-	descUtil      = prometheus.NewDesc(metrics.AutoscalerUtilization, "Cluster utilization per dimension at the last evaluation.", []string{"dim"}, nil)
-	descStart     = prometheus.NewDesc(metrics.AutoscalerStarting, "Nodes being started.", nil, nil)
+	descNodes      = prometheus.NewDesc(metrics.ControllerNodes, "Registered storage nodes by state.", []string{"state"}, nil)
+	descJobs       = prometheus.NewDesc(metrics.ControllerJobs, "Registered (live) jobs by tier.", []string{"tier"}, nil)
+	descRegs       = prometheus.NewDesc(metrics.ControllerJobRegistrations, "Job registrations accepted.", nil, nil)
+	descRefused    = prometheus.NewDesc(metrics.ControllerRegistrationsRefused, "Job registrations refused, by reason: the limit's name (MaxJobs, MaxJobsPerClient, RegisterRate) or the error code's.", []string{"reason"}, nil)
+	descOrphDrops  = prometheus.NewDesc(metrics.ControllerOrphansDropped, "Drop orders sent for a node's data of a job the controller does not know (after the orphan grace, or at once for a job it revoked).", nil, nil)
+	descOrphBytes  = prometheus.NewDesc(metrics.ControllerOrphanBytesDropped, "Bytes of orphaned job data dropped by those orders, as the nodes reported them.", nil, nil)
+	descOrphHeld   = prometheus.NewDesc(metrics.ControllerOrphansHeld, "(node, job) pairs whose data the nodes report holding for a job the controller does not know live.", nil, nil)
+	descSwept      = prometheus.NewDesc(metrics.ControllerSweptVersions, "Object versions of ended jobs whose chunks no manifest named, dropped by the controller's sweep.", nil, nil)
+	descSweptBytes = prometheus.NewDesc(metrics.ControllerSweptBytes, "Bytes of those versions' chunks, as the nodes reported them.", nil, nil)
+	descCPU        = prometheus.NewDesc(metrics.NodeCPUUtilization, "Busy share of the node's cores at its last heartbeat.", []string{"node"}, nil)
+	descNet        = prometheus.NewDesc(metrics.NodeNetUtilization, "Network use over the node's bandwidth: measured (max of rx, tx) or allocated to jobs.", []string{"node", "source"}, nil)
+	descCap        = prometheus.NewDesc(metrics.NodeCapacityUtilization, "Larger of used and allocated bytes over the tier's capacity.", []string{"node", "tier"}, nil)
+	descRx         = prometheus.NewDesc(metrics.NodeRxMbps, "Megabits per second the node received (its own payload traffic).", []string{"node"}, nil)
+	descTx         = prometheus.NewDesc(metrics.NodeTxMbps, "Megabits per second the node sent (its own payload traffic).", []string{"node"}, nil)
+	descDecided    = prometheus.NewDesc(metrics.AutoscalerDecisions, "Autoscaler decisions: add and remove nodes, grow-job and shrink-job (a job's map), or hold (a change was needed and held back).", []string{"decision"}, nil)
+	descEvals      = prometheus.NewDesc(metrics.AutoscalerEvaluations, "Autoscaler policy evaluations.", nil, nil)
+	descUtil       = prometheus.NewDesc(metrics.AutoscalerUtilization, "Cluster utilization per dimension at the last evaluation.", []string{"dim"}, nil)
+	descStart      = prometheus.NewDesc(metrics.AutoscalerStarting, "Nodes being started.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (cc *ctlCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNodes, descJobs, descRegs, descRefused, descOrphDrops, descOrphBytes,
+	for _, d := range []*prometheus.Desc{descNodes, descJobs, descRegs, descRefused, descOrphDrops, descOrphBytes, descSwept, descSweptBytes,
 		descOrphHeld, descCPU, descNet, descCap, descRx, descTx, descDecided, descEvals, descUtil, descStart} {
 		ch <- d
 	}
@@ -125,6 +127,8 @@ func collectOrphans(ch chan<- prometheus.Metric, c *Controller) {
 	ch <- prometheus.MustNewConstMetric(descOrphDrops, prometheus.CounterValue, float64(c.OrphansDropped()))
 	ch <- prometheus.MustNewConstMetric(descOrphBytes, prometheus.CounterValue, float64(c.OrphanBytesDropped()))
 	ch <- prometheus.MustNewConstMetric(descOrphHeld, prometheus.GaugeValue, float64(c.OrphansHeld()))
+	ch <- prometheus.MustNewConstMetric(descSwept, prometheus.CounterValue, float64(c.SweptVersions()))
+	ch <- prometheus.MustNewConstMetric(descSweptBytes, prometheus.CounterValue, float64(c.SweptBytes()))
 }
 
 func collectNode(ch chan<- prometheus.Metric, n *nodeMetric) {

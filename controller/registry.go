@@ -94,7 +94,8 @@ type Controller struct {
 
 	srv server
 
-	orphanDrops, orphanBytes atomic.Uint64 // drop orders sent for orphans, and their bytes
+	orphanDrops, orphanBytes  atomic.Uint64 // drop orders sent for orphans, and their bytes
+	sweptVersions, sweptBytes atomic.Uint64 // ended jobs' unnamed chunk versions dropped, and their bytes (sweep.go)
 
 	regs regCounts // job registrations by outcome, for /metrics (metrics.go)
 
@@ -1126,9 +1127,14 @@ func (c *Controller) deregisterUnlock(ctx context.Context, j *job, who string) (
 		// back and its client may deregister it again.
 		return nil, err
 	}
-	res := c.dropAll(ctx, id, targets)
+	res, kept := c.dropAll(ctx, id, targets)
 	c.cfg.Logger.Info("controller: job deregistered", "job", id, "by", who, "nodes", res.Nodes, "values", res.Values,
 		"bytes", res.Bytes, "failed", res.Failed)
+	c.srv.goroutine(func() {
+		ctx, cancel := c.closingContext()
+		defer cancel()
+		c.sweepAfterDrop(ctx, id, res, kept)
+	})
 	return res, nil
 }
 
@@ -1159,10 +1165,11 @@ func (c *Controller) expireJobs(now time.Time) {
 		c.srv.goroutine(func() {
 			for i, j := range gone {
 				ctx, cancel := c.closingContext()
-				res := c.dropAll(ctx, j.id, targets[i])
-				cancel()
+				res, kept := c.dropAll(ctx, j.id, targets[i])
 				c.cfg.Logger.Info("controller: job expired", "job", j.id, "expires", j.expires.UTC().Format(time.RFC3339),
 					"nodes", res.Nodes, "values", res.Values, "failed", res.Failed)
+				c.sweepAfterDrop(ctx, j.id, res, kept)
+				cancel()
 			}
 		})
 	})

@@ -223,6 +223,8 @@ func (n *Node) serve(c *netio.Conn, cs *connState, h *wire.Header) {
 		n.meta(c, cs, h, tier)
 	case wire.OpDropJob:
 		n.dropJob(c, cs, h)
+	case wire.OpVersions, wire.OpDropVersions:
+		n.toLane(c, cs, h, nil) // sweep.go
 	case wire.OpIncarnation:
 		n.incarnationReply(c, cs, h)
 	case wire.OpConfirm, wire.OpDropVersion:
@@ -239,7 +241,7 @@ func (n *Node) admit(cs *connState, h *wire.Header) (Tier, error) {
 	switch h.Op {
 	case wire.OpPing, wire.OpIncarnation:
 		return nil, nil
-	case wire.OpDropJob:
+	case wire.OpDropJob, wire.OpVersions, wire.OpDropVersions:
 		return nil, n.checkOrder(h, r)
 	}
 	if len(r.Job) == 0 {

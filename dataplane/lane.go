@@ -264,10 +264,14 @@ func laneRequest(r *wire.Request) wire.Request {
 	}
 }
 
-// scan serves a lane request: a listing's page or a prefix delete.
+// scan serves a lane request: a listing's page, a prefix delete or the
+// controller's version order (tier nil: sweep.go).
 func (n *Node) scan(tier Tier, h *wire.Header, r *wire.Request) (*wire.Response, error) {
-	if h.Op == wire.OpList {
+	switch h.Op {
+	case wire.OpList:
 		return list(tier, r)
+	case wire.OpVersions, wire.OpDropVersions:
+		return n.versionOrder(h, r)
 	}
 	// A key under the prefix being moved would come back at its new
 	// owner after this delete: wait the move out (CodeBusy; the SDKs

@@ -9,11 +9,12 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// The controller's orders (wire.OpDropJob) carry no admin token but a
-// proof made with it (token.OrderProof): bound to this node's address
-// (SetAdvertised, else the bound address) and incarnation, the order's
-// opcode and header flags (FlagPrefix: the persist-after-job values too),
-// a nonce and an expiry. The guard checks the proof and the expiry
+// The controller's orders (wire.OpDropJob, and wire.OpVersions and
+// wire.OpDropVersions: sweep.go) carry no admin token but a proof made
+// with it (token.OrderProof): bound to this node's address (SetAdvertised,
+// else the bound address) and incarnation, the order's opcode and header
+// flags (FlagPrefix: the persist-after-job values too), a nonce, what it
+// carries in Request.after (the versions to drop) and an expiry. The guard checks the proof and the expiry
 // (Guard.CheckOrder); the node then refuses a nonce it has taken before
 // (orderLog), so an order seen on the wire cannot be replayed: not to
 // another node, not to another process at this address, not with other
@@ -106,7 +107,7 @@ func (n *Node) checkOrder(h *wire.Header, r *wire.Request) error {
 		return nil
 	}
 	now := time.Now()
-	o := token.Order{Addr: n.advertised(), Incarnation: n.incarnation, Op: byte(h.Op), Flags: h.Flags, Nonce: r.Key}
+	o := token.Order{Addr: n.advertised(), Incarnation: n.incarnation, Op: byte(h.Op), Flags: h.Flags, Nonce: r.Key, Carried: r.After}
 	exp, err := n.cfg.Guard.CheckOrder(r.Job, o, r.Token, now)
 	if err != nil {
 		return err

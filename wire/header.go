@@ -42,6 +42,33 @@ const (
 	// (token.IncarnationProof). The controller asks before it believes a
 	// registration that says a known node restarted.
 	OpIncarnation Op = 0x0B
+	// OpVersions is the controller's order (token.OrderProof, as
+	// OpDropJob's) asking which object versions of the ended job
+	// Request.job the node holds, on every tier: with FlagManifest those
+	// its manifests name, else those of its confirmed chunks (a leased
+	// version is the chunk lease's to reclaim). The reply's
+	// Response.versions is a page of them in ascending order, after the
+	// version packed in Request.after (PackVersions; empty: from the
+	// first), at most MaxVersionsPage, with Response.more set when more
+	// follow. A job still live on the node, or one whose puts are still
+	// committing, is refused (CodeConflict, CodeBusy). The controller
+	// sweeps an ended job's chunks that no manifest names with it
+	// (controller/sweep.go).
+	OpVersions Op = 0x0C
+	// OpDropVersions is the controller's order to delete the chunks of
+	// the ended job's confirmed versions packed in Request.after (at most
+	// MaxDropVersions), on every tier; the order's proof binds them
+	// (token.Order.Carried). The reply's Response.count is the chunks
+	// deleted and Response.size the bytes freed. Refused as OpVersions is.
+	OpDropVersions Op = 0x0D
+)
+
+// Bounds of the controller's version orders: a page of OpVersions (8
+// bytes a version, well inside DefaultMaxMeta) and the versions one
+// OpDropVersions carries (they fit a key's length, DefaultMaxKeyLen).
+const (
+	MaxVersionsPage = 4096
+	MaxDropVersions = DefaultMaxKeyLen / 8
 )
 
 // ControlBase is the first control-plane opcode; control messages are
@@ -52,6 +79,7 @@ var opNames = map[Op]string{
 	OpPing: "ping", OpPut: "put", OpGet: "get", OpDelete: "delete",
 	OpStat: "stat", OpList: "list", OpDropJob: "drop-job", OpUsage: "usage",
 	OpConfirm: "confirm", OpDropVersion: "drop-version", OpIncarnation: "incarnation",
+	OpVersions: "versions", OpDropVersions: "drop-versions",
 }
 
 // RegisterOpName names a control opcode for messages and logs; called from

@@ -116,3 +116,30 @@ func ParseChunkKey(k []byte) (key []byte, v uint64, i int, ok bool) {
 // IsChunkKey reports whether k is an internal key (it contains 0x00):
 // listings hide such keys.
 func IsChunkKey(k []byte) bool { return bytes.IndexByte(k, 0) >= 0 }
+
+// PackVersions appends vs to dst, 8 bytes each, big endian: the form of
+// Request.after in OpVersions (the cursor, one version) and
+// OpDropVersions (the versions to drop).
+func PackVersions(dst []byte, vs ...uint64) []byte {
+	for _, v := range vs {
+		dst = binary.BigEndian.AppendUint64(dst, v)
+	}
+	return dst
+}
+
+// UnpackVersions returns the versions PackVersions packed into b; ok is
+// false when b's length is not a multiple of 8 or a version is 0.
+func UnpackVersions(b []byte) (vs []uint64, ok bool) {
+	if len(b)%8 != 0 {
+		return nil, false
+	}
+	vs = make([]uint64, 0, len(b)/8)
+	for ; len(b) > 0; b = b[8:] {
+		v := binary.BigEndian.Uint64(b)
+		if v == 0 {
+			return nil, false
+		}
+		vs = append(vs, v)
+	}
+	return vs, true
+}

@@ -44,6 +44,7 @@ func TestVerifyOrderRefusesAlteredFields(t *testing.T) {
 		{"another opcode", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Op = 0x04 }, ErrOrderForged},
 		{"another nonce", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Nonce = []byte("0123456789abcdeF") }, ErrOrderForged},
 		{"a short nonce", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Nonce = o.Nonce[:7] }, ErrOrderNonce},
+		{"something carried added", func(o *Order, _, _ *[]byte, _ []byte, _ *time.Time) { o.Carried = []byte{0, 0, 0, 0, 0, 0, 0, 1} }, ErrOrderForged},
 		{"another job", func(_ *Order, job, _ *[]byte, _ []byte, _ *time.Time) { *job = []byte("sort-18") }, ErrOrderForged},
 		{"another secret", func(_ *Order, _, s *[]byte, _ []byte, _ *time.Time) { *s = []byte("other-secret-0123456789abcdef") }, ErrOrderForged},
 		{"the incarnation claim edited", func(_ *Order, _, _ *[]byte, p []byte, _ *time.Time) { p[1] ^= 1 }, ErrOrderForged},
@@ -125,5 +126,33 @@ func TestOrderKeyIsNotTheAdminToken(t *testing.T) {
 	}
 	if _, err := VerifyOrder(orderSecret, job, o, OrderProof(SignAdmin(orderSecret, job), &o), now); !errors.Is(err, ErrOrderForged) {
 		t.Fatalf("an order keyed with the admin token: %v, want %v", err, ErrOrderForged)
+	}
+}
+
+// TestOrderBindsWhatItCarries: an order that carries versions
+// (wire.OpDropVersions) passes only with exactly those: one version
+// changed, added or taken away, or none at all, and the proof is refused,
+// so an order seen on the wire cannot be turned against other chunks.
+func TestOrderBindsWhatItCarries(t *testing.T) {
+	now := time.UnixMilli(1_800_000_000_000)
+	job := []byte("sort-17")
+	o := validOrder(now)
+	o.Op = 0x0D
+	o.Carried = []byte{0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 9}
+	proof := OrderProof(OrderKey(orderSecret, job), &o)
+	if _, err := VerifyOrder(orderSecret, job, o, proof, now); err != nil {
+		t.Fatalf("the order as made: %v", err)
+	}
+	for name, carried := range map[string][]byte{
+		"a version changed": {0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 8},
+		"a version added":   append(append([]byte(nil), o.Carried...), 0, 0, 0, 0, 0, 0, 0, 1),
+		"a version removed": o.Carried[:8],
+		"nothing carried":   nil,
+	} {
+		o2 := o
+		o2.Carried = carried
+		if _, err := VerifyOrder(orderSecret, job, o2, proof, now); !errors.Is(err, ErrOrderForged) {
+			t.Errorf("%s: %v, want %v", name, err, ErrOrderForged)
+		}
 	}
 }

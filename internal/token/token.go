@@ -312,7 +312,10 @@ const (
 // with opcode Op and header flags Flags, about the job whose order key
 // (OrderKey) keys the proof, valid until ExpiresMs (Unix milliseconds by
 // the controller's clock), unique by Nonce (MinOrderNonce to MaxOrderNonce
-// random bytes).
+// random bytes). Carried is what the order carries beyond those fields
+// (wire.Request.after: the versions of a wire.OpDropVersions, the cursor
+// of a wire.OpVersions page; empty for wire.OpDropJob): the proof binds
+// its SHA-256, so it cannot be changed on the way either.
 type Order struct {
 	Addr        string
 	Incarnation uint64
@@ -320,6 +323,7 @@ type Order struct {
 	Flags       uint16
 	Nonce       []byte
 	ExpiresMs   int64
+	Carried     []byte
 }
 
 // OrderProof returns the proof of order o about the job whose order key
@@ -334,7 +338,7 @@ func OrderProof(key []byte, o *Order) []byte {
 // Errors of VerifyOrder. ErrOrderForged covers a proof made with another
 // secret or for another job, and any field of the order changed on the
 // way: the address (an order for another node), opcode, flags, nonce,
-// incarnation or expiry.
+// what it carries, incarnation or expiry.
 var (
 	ErrOrderForged      = errors.New("token: the order's proof is not the controller's for this job, node, flags and nonce")
 	ErrOrderIncarnation = errors.New("token: the order is for another incarnation of the node at this address")
@@ -377,10 +381,16 @@ func VerifyOrder(secret, job []byte, o Order, proof []byte, now time.Time) (int6
 }
 
 // orderSubject is op || flags (little endian) || len(nonce) || nonce ||
-// addr.
+// SHA-256(carried), when it carries anything || addr. The digest's fixed
+// length keeps it apart from the address; an order that carries nothing
+// has the subject orders had before Carried.
 func orderSubject(dst []byte, o *Order) []byte {
 	dst = append(dst, o.Op, byte(o.Flags), byte(o.Flags>>8))
-	return proofSubject(dst, o.Nonce, nil, o.Addr)
+	if len(o.Carried) == 0 {
+		return proofSubject(dst, o.Nonce, nil, o.Addr)
+	}
+	sum := sha256.Sum256(o.Carried)
+	return proofSubject(dst, o.Nonce, sum[:], o.Addr)
 }
 
 // proofSubject is len(nonce) || nonce || extra || addr: the length prefix

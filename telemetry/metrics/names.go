@@ -85,7 +85,12 @@ const (
 	ControllerOrphanBytesDropped = "pocket_controller_orphan_bytes_dropped_total"
 	// ControllerOrphansHeld is the number of (node, job) orphans the nodes
 	// report holding now, waiting out the grace.
-	ControllerOrphansHeld   = "pocket_controller_orphans_held"
+	ControllerOrphansHeld = "pocket_controller_orphans_held"
+	// ControllerSweptVersions counts the object versions of ended jobs
+	// whose chunks no manifest named that the controller had their nodes
+	// drop (controller/sweep.go), and ControllerSweptBytes their bytes.
+	ControllerSweptVersions = "pocket_controller_swept_versions_total"
+	ControllerSweptBytes    = "pocket_controller_swept_bytes_total"
 	NodeCPUUtilization      = "pocket_node_cpu_utilization"      // by node
 	NodeNetUtilization      = "pocket_node_net_utilization"      // by node, source
 	NodeCapacityUtilization = "pocket_node_capacity_utilization" // by node, tier

@@ -1,0 +1,151 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	dataclient "github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// Sweeping an ended job's chunks that no manifest names
+//
+// A persist-after-job value larger than a chunk outlives its job as its
+// chunks and a manifest naming their version. Chunks whose manifest is
+// gone (a writer that stopped between confirming its chunks and
+// publishing, a manifest that went with a restarted node, an old version
+// whose replacing writer stopped before dropping it) outlived the job
+// too, named by nothing, until `pocket rm --all` (a hostile trial left
+// 26-28 MB so on two nodes). When a job ends, once every node of its map
+// has dropped its data (so none takes its puts any more: dataplane's
+// versionOrderAllowed) and some keep persisted values, the controller
+// asks those for the versions their manifests name and the versions they
+// hold chunks of (wire.OpVersions), and orders each to drop the versions
+// no manifest on any of them names (wire.OpDropVersions). Those are the
+// job's only nodes that may hold a manifest: a node the job lost drops
+// what it holds of the job when it comes back, so chunks its manifests
+// named can be read through no map. A job with a dead node in its map, or
+// a node that did not drop, is not swept: the dead node may come back
+// with manifests. Nor is the sweep retried after a failure or a
+// controller's restart; `pocket rm --all` still frees what is left.
+
+// sweepMaxBusy bounds how long a sweep waits out a node that answers busy
+// (the job's data still being dropped there, by its revocation): patient.
+const sweepMaxBusy = 5 * time.Second
+
+// sweepResult is what a sweep dropped: versions, their chunks and bytes.
+type sweepResult struct {
+	versions int
+	chunks   uint64
+	bytes    int64
+}
+
+// sweepAfterDrop sweeps job's unnamed chunks (sweepEnded) after its drop,
+// when res says every node of its map dropped its data and kept lists the
+// nodes that keep persisted values, and logs what it did.
+func (c *Controller) sweepAfterDrop(ctx context.Context, job string, res *wire.DropResult, kept []string) {
+	if res.Failed > 0 || len(kept) == 0 {
+		return
+	}
+	r, err := c.sweepEnded(ctx, job, kept)
+	c.sweptVersions.Add(uint64(r.versions))
+	c.sweptBytes.Add(uint64(r.bytes))
+	switch {
+	case err != nil:
+		c.cfg.Logger.Warn("controller: sweeping an ended job's chunks that no manifest names failed; pocket rm --all with its credential frees them",
+			"job", job, "versions", r.versions, "bytes", r.bytes, "err", err)
+	case r.versions > 0:
+		c.cfg.Logger.Info("controller: swept an ended job's chunks that no manifest names",
+			"job", job, "versions", r.versions, "chunks", r.chunks, "bytes", r.bytes)
+	}
+}
+
+// sweepEnded drops the chunks of job's versions that no manifest on the
+// nodes kept names, on each of those nodes, and returns what went.
+func (c *Controller) sweepEnded(ctx context.Context, job string, kept []string) (sweepResult, error) {
+	var res sweepResult
+	key := token.OrderKey(c.cfg.Secret, []byte(job))
+	cl := dataclient.New(dataclient.Options{ConnsPerNode: 1, DialTimeout: c.cfg.DropTimeout})
+	defer cl.Close()
+	named := map[uint64]bool{}
+	held := make(map[string][]uint64, len(kept))
+	incs := make(map[string]uint64, len(kept))
+	for _, addr := range kept {
+		inc, err := c.orderIncarnation(ctx, cl, addr)
+		if err != nil {
+			return res, fmt.Errorf("versions of job %s at %s: %w", job, addr, err)
+		}
+		incs[addr] = inc
+		var ms []uint64
+		err = patient(ctx, func() (err error) {
+			ms, err = cl.VersionsAt(ctx, addr, job, key, inc, true)
+			return err
+		})
+		if err != nil {
+			return res, err
+		}
+		for _, v := range ms {
+			named[v] = true
+		}
+		err = patient(ctx, func() (err error) {
+			held[addr], err = cl.VersionsAt(ctx, addr, job, key, inc, false)
+			return err
+		})
+		if err != nil {
+			return res, err
+		}
+	}
+	for _, addr := range kept {
+		var unnamed []uint64
+		for _, v := range held[addr] {
+			if !named[v] {
+				unnamed = append(unnamed, v)
+			}
+		}
+		if len(unnamed) == 0 {
+			continue
+		}
+		// A drop sent again after busy drops what the first left: the
+		// versions it took are gone, and count nothing.
+		err := patient(ctx, func() error {
+			d, err := cl.DropVersionsAt(ctx, addr, job, key, incs[addr], unnamed)
+			res.chunks += d.Values
+			res.bytes += d.Freed
+			return err
+		})
+		if err != nil {
+			return res, err
+		}
+		res.versions += len(unnamed)
+	}
+	return res, nil
+}
+
+// patient runs call, again while it answers busy (the node's drop of the
+// job not ended: dataplane's versionOrderAllowed), for sweepMaxBusy at
+// most, pausing 10 ms and doubling up to 500 ms.
+func patient(ctx context.Context, call func() error) error {
+	deadline := time.Now().Add(sweepMaxBusy)
+	for pause := 10 * time.Millisecond; ; pause = min(2*pause, 500*time.Millisecond) {
+		err := call()
+		if err == nil || !errors.Is(err, wire.ErrBusy) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+}
+
+// SweptVersions is the number of ended jobs' object versions whose chunks
+// no manifest named that the controller had its nodes drop (sweep.go),
+// and SweptBytes their bytes.
+func (c *Controller) SweptVersions() uint64 { return c.sweptVersions.Load() }
+
+// SweptBytes: see SweptVersions.
+func (c *Controller) SweptBytes() uint64 { return c.sweptBytes.Load() }

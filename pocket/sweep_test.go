@@ -1,0 +1,143 @@
+package pocket
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	dataclient "github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// putUnnamed leaves on every node of j's map chunks of one version of key
+// that no manifest names, as a persist-after-job writer does that stops
+// between confirming its chunks and publishing its manifest: each node
+// gets chunks of size bytes (leased, then confirmed).
+func putUnnamed(t *testing.T, j *Job, key string, chunks int, size int) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	m := j.snapshot()
+	cl := dataclient.New(dataclient.Options{})
+	defer cl.Close()
+	ver := newVersion()
+	i := 1
+	for _, n := range m.Nodes {
+		for range chunks {
+			req := wire.Request{Job: []byte(m.Job), Key: wire.AppendChunkKey(nil, []byte(key), ver, i), Token: m.Token,
+				Epoch: m.Epoch, Version: ver}
+			flags := wire.FlagChunk | wire.FlagLease | wire.FlagPersist
+			if _, err := cl.Do(ctx, n.Addr, wire.OpPut, flags, &req, bytes.Repeat([]byte{byte(i)}, size), nil); err != nil {
+				t.Fatalf("chunk %d at %s: %v", i, n.Addr, err)
+			}
+			i++
+		}
+		req := wire.Request{Job: []byte(m.Job), Token: m.Token, Epoch: m.Epoch, Version: ver}
+		if r, err := cl.Do(ctx, n.Addr, wire.OpConfirm, 0, &req, nil, nil); err != nil || r.Meta.Count != uint64(chunks) {
+			t.Fatalf("confirm at %s: %v (%d chunks)", n.Addr, err, r.Meta.Count)
+		}
+	}
+	return ver
+}
+
+// TestEndedJobsUnnamedChunksAreSwept: a job persists a large value (its
+// chunks and manifest on both nodes) and leaves chunks of another version
+// that no manifest names, as a writer that stopped between confirming and
+// publishing does. When the job is deregistered the controller has its
+// nodes drop those chunks, and only those: the persisted value reads back
+// whole through the job's credential, and the nodes hold its bytes alone.
+// On the old code the unnamed chunks (4 MiB) stayed until `pocket rm
+// --all`: nothing reads them and no listing shows them.
+func TestEndedJobsUnnamedChunksAreSwept(t *testing.T) {
+	c := newTestCluster(t, 2, 64<<20)
+	ctx := context.Background()
+	s := c.store()
+	j, err := s.RegisterJob(ctx, "sweep", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(j.snapshot().Nodes) != 2 {
+		t.Fatalf("the job's map has %d nodes, want both", len(j.snapshot().Nodes))
+	}
+	kept := randBytes(5<<20+17, 7) // 6 chunks, on both nodes
+	if err := j.Put(ctx, "kept", kept, Persist()); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "temp", randBytes(3<<20, 8)); err != nil { // dropped at the end
+		t.Fatal(err)
+	}
+	withKept := c.used()
+	putUnnamed(t, j, "half-written", 2, 1<<20)
+	unnamed := c.used() - withKept
+	if unnamed < 4<<20 {
+		t.Fatalf("the unnamed chunks take %d bytes, want 4 MiB or more", unnamed)
+	}
+	cred := j.Credential()
+	if err := j.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The temporary value goes with the drop, the unnamed chunks with the
+	// sweep after it.
+	deadline := time.Now().Add(10 * time.Second)
+	for c.used() > withKept-3<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes hold %d bytes 10 s after the job ended; the persisted value takes about %d, the unnamed chunks %d",
+				c.used(), withKept-3<<20, unnamed)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c.ctl.SweptVersions() != 2 || c.ctl.SweptBytes() < uint64(unnamed) {
+		t.Errorf("the controller says it swept %d versions, %d bytes; want the unnamed version on each of 2 nodes, %d bytes",
+			c.ctl.SweptVersions(), c.ctl.SweptBytes(), unnamed)
+	}
+	ended, err := s.OpenCredential(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ended.Get(ctx, "kept")
+	if err != nil || !bytes.Equal(got, kept) {
+		t.Fatalf("the persisted value after the sweep: %d bytes, %v; want %d bytes, whole", len(got), err, len(kept))
+	}
+	if _, err := ended.Get(ctx, "temp"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the temporary value after the job's end: %v, want not found", err)
+	}
+}
+
+// TestSweepLeavesAJobWithADeadNode: a job that ends with a node of its map
+// dead is not swept, since the node may come back with manifests naming
+// the chunks the others hold: the unnamed chunks on the live node stay,
+// for `pocket rm --all`.
+func TestSweepLeavesAJobWithADeadNode(t *testing.T) {
+	c := newTestCluster(t, 2, 64<<20)
+	ctx := context.Background()
+	s := c.store()
+	j, err := s.RegisterJob(ctx, "sweepdead", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "kept", randBytes(3<<20, 9), Persist()); err != nil {
+		t.Fatal(err)
+	}
+	putUnnamed(t, j, "half-written", 1, 1<<20)
+	c.nodes[1].cancel() // its heartbeats stop: dead to the controller
+	<-c.nodes[1].done
+	dead := c.nodes[1].node.Addr().String()
+	deadline := time.Now().Add(10 * time.Second)
+	for j.refresh(ctx) == nil && !j.Map().Dead[dead] {
+		if time.Now().After(deadline) {
+			t.Fatal("the node whose heartbeats stopped is not dead 10 s on")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	before := c.nodes[0].tier.Usage().Used
+	var de *DropError
+	if err := j.Deregister(ctx); err != nil && !errors.As(err, &de) {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // a sweep, had it run, ends within milliseconds here
+	if got := c.nodes[0].tier.Usage().Used; got != before || c.ctl.SweptVersions() != 0 {
+		t.Fatalf("the live node holds %d bytes after the end (%d before), %d versions swept; want all kept, none swept",
+			got, before, c.ctl.SweptVersions())
+	}
+}
