@@ -13,9 +13,14 @@ Two APIs over one implementation:
 
 A registration whose reply carries the controller's note warns with
 RegistrationNote (a UserWarning); Job.note and Job.allotment keep it.
+Jobs this process registered and did not deregister are named at exit by
+one LiveJobsAtExit warning (a UserWarning): they stay registered until
+deregistered, their token expires, or an operator ends them (``pocket job
+end``). Nothing is deregistered automatically.
 """
 
-from .client import DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, Listing, RegistrationNote, credential_job
+from .client import (DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, Listing, LiveJobsAtExit, RegistrationNote,
+                     credential_job)
 from .conn import NodeUnavailable
 from .compat import (Handle, close, connect, count_files, create_dir, delete, deregister_job, get, get_buffer,
                      job_credential, job_token, last_error, lookup, put, put_buffer, register_job)
@@ -28,7 +33,7 @@ __all__ = [
     "Client", "Job", "Info", "Entry", "Listing", "DEFAULT_CHUNK_SIZE",
     "register_job", "deregister_job", "connect", "put", "put_buffer", "get", "get_buffer", "lookup", "delete",
     "create_dir", "count_files", "close", "Handle", "last_error", "job_token", "job_credential", "credential_job",
-    "DropResult", "Allotment", "RegistrationNote",
+    "DropResult", "Allotment", "RegistrationNote", "LiveJobsAtExit",
     "PocketError", "Code", "BadKey", "BadToken", "Busy", "Conflict", "Corrupt", "Draining", "DropError", "Exists", "Limit",
     "Lost", "Malformed", "NoSpace", "NotFound", "NotLeader", "OutcomeUnknown", "Revoked", "StaleEpoch", "TooLarge",
     "Unavailable", "UnknownJob", "NodeUnavailable",

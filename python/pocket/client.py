@@ -24,6 +24,7 @@ returns one whole version or raises.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import collections
 import io
@@ -141,6 +142,23 @@ class RegistrationNote(UserWarning):
         super().__init__(message)
         self.job = job
         self.note = note
+
+
+class LiveJobsAtExit(UserWarning):
+    """The warning emitted once at interpreter exit (atexit) when jobs this
+    process registered (Client.register_job, or the module API's
+    register_job) were not deregistered: they stay registered on the
+    controller, holding their allotment, until deregistered, their token
+    expires, or an operator ends them (``pocket job end JOBID
+    --secret-file FILE``). ``jobs`` lists their ids. Not a
+    RegistrationNote (a filter of one leaves the other alone); silence it
+    with ``warnings.filterwarnings("ignore", category=pocket.LiveJobsAtExit)``,
+    or from outside the program with ``PYTHONWARNINGS=ignore::UserWarning:pocket``
+    (the warning's module is "pocket"). Nothing is deregistered at exit."""
+
+    def __init__(self, message: str, jobs: list[str] | None = None):
+        super().__init__(message)
+        self.jobs = list(jobs or [])
 
 
 def _warn_note(m: wire.PlacementMap) -> None:
@@ -261,6 +279,9 @@ def _after_fork() -> None:
     # A child must not share its parent's sockets or use its threads.
     for c in list(_pools):
         c._reset_after_fork()
+    # The parent's registered jobs are its to warn of at its exit, not
+    # the child's (which keeps their tokens, as job_token says).
+    _live.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -270,6 +291,64 @@ os.register_at_fork(after_in_child=_after_fork)
 # and not deregistered: id -> token, for pocket.job_token.
 _tokens: dict[str, bytes] = {}
 _tokens_lock = threading.Lock()
+
+
+# The jobs this process registered (Client.register_job, which the module
+# API's register_job calls) and has not seen end: id -> the token's expiry
+# (ms since the epoch, 0: none), in registration order, for the warning at
+# exit (_warn_live_jobs). A deregistration the controller took removes its
+# job (Job._ended: also one that raises DropError, its nodes not all having
+# dropped the data), as does a map the controller hands out as ended (the
+# job ended elsewhere: another process deregistered it, an operator ended
+# it, its token expired). A job opened from a token or a credential is not
+# this process's to end, so is never in it. Guarded by _tokens_lock.
+_live: dict[str, int] = {}
+_EXIT_LIST = 10  # job ids the warning at exit names; past them, "and N more"
+
+
+def _unlive(job_id: str) -> None:
+    with _tokens_lock:
+        _live.pop(job_id, None)
+
+
+def _warn_live_jobs() -> None:
+    """At interpreter exit, warns once (LiveJobsAtExit) of the jobs in
+    _live, skipping those whose token has expired (their jobs ended).
+
+    It does not deregister them: a serverless job spans many processes
+    (the launcher, its lambdas, later readers), and the one that
+    registered a job exiting does not mean the others are done with it;
+    deregistering would drop data they may still read or write. Ending
+    a job is left to its owner (Job.deregister, deregister_job, ``pocket
+    job deregister``) or its token's expiry, or the operator's ``pocket
+    job end``."""
+    now = time.time() * 1000
+    with _tokens_lock:
+        jobs = [j for j, exp in _live.items() if not exp or now < exp]
+    if not jobs:
+        return
+    shown = ", ".join(jobs[:_EXIT_LIST])
+    if len(jobs) > _EXIT_LIST:
+        shown += f" and {len(jobs) - _EXIT_LIST} more"
+    one = len(jobs) == 1
+    msg = (f"{len(jobs)} job{'' if one else 's'} this process registered {'was' if one else 'were'} not "
+           f"deregistered: {shown}. {'It stays' if one else 'They stay'} registered on the controller, holding "
+           f"{'its' if one else 'their'} allotment, until deregistered (Job.deregister(), "
+           f"pocket.deregister_job(jobid), `pocket job deregister`), until {'its' if one else 'their'} token "
+           f"expires, or until an operator ends {'it' if one else 'them'} with `pocket job end JOBID "
+           f"--secret-file FILE`. Pocket does not deregister at exit, as other processes may still use a job. "
+           f"If that is intended, silence this warning with "
+           f"warnings.filterwarnings(\"ignore\", category=pocket.LiveJobsAtExit), or from outside the "
+           f"program with PYTHONWARNINGS=ignore::UserWarning:pocket")
+    # No caller's frame is left at exit: attributed to module "pocket" (the
+    # only warning that is: RegistrationNote is the caller's), with no source
+    # line printed under it. PYTHONWARNINGS matches that module name as text;
+    # its category=pocket.LiveJobsAtExit form would import pocket before
+    # site-packages (flatbuffers) is on sys.path, and be ignored.
+    warnings.warn_explicit(LiveJobsAtExit(msg, jobs), LiveJobsAtExit, "pocket", 0, module="pocket")
+
+
+atexit.register(_warn_live_jobs)
 
 
 def registered_token(job_id: str) -> bytes | None:
@@ -352,6 +431,7 @@ class Client:
         m = self._ctl().register_job(name, lambdas, capacity_bytes, peak_mbps, latency_sensitive, _ttl_ms(ttl))
         with _tokens_lock:
             _tokens[m.job] = m.token
+            _live[m.job] = m.expires_ms
         job = Job(self, m, owner=True)
         job.allotment = m.allotment
         _warn_note(m)
@@ -372,6 +452,8 @@ class Client:
         m = self._ctl().get_map(job_id, tok)
         job = Job(self, m)
         job._retired = m.ended
+        if m.ended:
+            _unlive(job_id)
         return job
 
     def open_static(self, job_id: str, addrs: Iterable[str]) -> "Job":
@@ -412,6 +494,8 @@ class Client:
                 job._st = _MapState(cur)
                 job._suspect = frozenset(a for a in job._suspect if any(n.addr == a for n in cur.nodes))
             job._retired = cur.ended
+            if cur.ended:
+                _unlive(m.job)
         except (errors.UnknownJob, errors.BadToken):
             job._retired = True
         except errors.Revoked:
@@ -986,6 +1070,7 @@ class Job:
         self._st = _MapState(m)
         if m.ended:
             self._retired = True
+            _unlive(m.job)
 
     @property
     def ended(self) -> bool:
@@ -1235,6 +1320,7 @@ class Job:
         self._retired = True
         with _tokens_lock:
             _tokens.pop(self._st.map.job, None)
+            _live.pop(self._st.map.job, None)
 
     def _mark_suspect(self, addrs: list[str]) -> None:
         """Marks the nodes at addrs that are in the map, and not dead in it,

@@ -11,6 +11,10 @@ mutual TLS with the client certificate in POCKET_TLS_DIR when it is set. A
 job registered in this process keeps its token in the process (and in
 processes forked from it); elsewhere the token comes from POCKET_TOKEN
 (hex, Job.token_hex), with POCKET_JOB naming the job it belongs to.
+A job registered in this process and not deregistered by its exit is
+named then by a LiveJobsAtExit warning (it stays registered: nothing is
+deregistered at exit); a job only opened here with a token or a
+credential is not.
 
 Persisted values. After deregister_job the job's PERSIST_AFTER_JOB values
 stay readable and deletable (read-only) in the process that deregistered

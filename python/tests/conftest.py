@@ -209,3 +209,14 @@ class MapController:
 
     def close(self):
         pass
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite's clusters stop with it, and the jobs its tests left
+    registered (on purpose: outcome-unknown and ended-elsewhere cases) go
+    with them: the LiveJobsAtExit warning of this process (the one pytest
+    runs in) would name them at exit for nothing. Tests of the warning run
+    it in processes of their own (test_exit_warning.py)."""
+    from pocket import client as _client
+    with _client._tokens_lock:
+        _client._live.clear()
