@@ -96,6 +96,7 @@ type Controller struct {
 
 	orphanDrops, orphanBytes  atomic.Uint64 // drop orders sent for orphans, and their bytes
 	sweptVersions, sweptBytes atomic.Uint64 // ended jobs' unnamed chunk versions dropped, and their bytes (sweep.go)
+	sweeps                    chan struct{} // a slot per sweep running (maxSweeps)
 
 	regs regCounts // job registrations by outcome, for /metrics (metrics.go)
 
@@ -196,7 +197,7 @@ func New(cfg Config) (*Controller, error) {
 	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
 		gone: map[string]retiredNode{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
 		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}, moving: map[*job]struct{}{},
-		probes: make(chan struct{}, maxProbes)}
+		probes: make(chan struct{}, maxProbes), sweeps: make(chan struct{}, maxSweeps)}
 	ctl.askInc = ctl.askIncarnation
 	if ctl.seq == 0 {
 		ctl.seq = randomSeq()

@@ -36,6 +36,15 @@ import (
 // (the job's data still being dropped there, by its revocation): patient.
 const sweepMaxBusy = 5 * time.Second
 
+// maxSweeps bounds the sweeps that run at once (each with a connection
+// to each node that keeps the job's values); the others wait their turn.
+const maxSweeps = 4
+
+// sweepTimeout bounds a whole sweep: a node that stops answering holds
+// no goroutine of the controller for longer (an expired jobs' sweeps run
+// one after another).
+const sweepTimeout = time.Minute
+
 // sweepResult is what a sweep dropped: versions, their chunks and bytes.
 type sweepResult struct {
 	versions int
@@ -50,6 +59,14 @@ func (c *Controller) sweepAfterDrop(ctx context.Context, job string, res *wire.D
 	if res.Failed > 0 || len(kept) == 0 {
 		return
 	}
+	select {
+	case c.sweeps <- struct{}{}:
+		defer func() { <-c.sweeps }()
+	case <-ctx.Done():
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+	defer cancel()
 	r, err := c.sweepEnded(ctx, job, kept)
 	c.sweptVersions.Add(uint64(r.versions))
 	c.sweptBytes.Add(uint64(r.bytes))
