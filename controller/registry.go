@@ -97,6 +97,9 @@ type Controller struct {
 	orphanDrops, orphanBytes  atomic.Uint64 // drop orders sent for orphans, and their bytes
 	sweptVersions, sweptBytes atomic.Uint64 // ended jobs' unnamed chunk versions dropped, and their bytes (sweep.go)
 	sweeps                    chan struct{} // a slot per sweep running (maxSweeps)
+	// unswept are the ended jobs whose sweep waits for their final map's
+	// nodes (sweepDeferred; in memory only). Guarded by mu.
+	unswept map[string]struct{}
 
 	regs regCounts // job registrations by outcome, for /metrics (metrics.go)
 
@@ -197,7 +200,7 @@ func New(cfg Config) (*Controller, error) {
 	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
 		gone: map[string]retiredNode{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
 		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}, moving: map[*job]struct{}{},
-		probes: make(chan struct{}, maxProbes), sweeps: make(chan struct{}, maxSweeps)}
+		probes: make(chan struct{}, maxProbes), sweeps: make(chan struct{}, maxSweeps), unswept: map[string]struct{}{}}
 	ctl.askInc = ctl.askIncarnation
 	if ctl.seq == 0 {
 		ctl.seq = randomSeq()
@@ -440,6 +443,7 @@ func (c *Controller) sweepLoop() {
 			c.drainTick(now)
 			c.movesTick(now)
 			c.expireJobs(now)
+			c.sweepDeferred()
 			c.mu.Lock()
 			c.dirtyNodesLocked() // a drain may have retired a node
 			c.mu.Unlock()

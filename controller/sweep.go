@@ -28,9 +28,11 @@ import (
 // job's only nodes that may hold a manifest: a node the job lost drops
 // what it holds of the job when it comes back, so chunks its manifests
 // named can be read through no map. A job with a dead node in its map, or
-// a node that did not drop, is not swept: the dead node may come back
-// with manifests. Nor is the sweep retried after a failure or a
-// controller's restart; `pocket rm --all` still frees what is left.
+// a node that did not drop, is swept only once every node of its final
+// map serves and has applied the job's end (sweepDeferred): the dead node
+// may come back with manifests. A sweep that failed is not retried, nor
+// one a controller's restart cut off; `pocket rm --all` still frees what
+// is left.
 
 // sweepMaxBusy bounds how long a sweep waits out a node that answers busy
 // (the job's data still being dropped there, by its revocation): patient.
@@ -54,11 +56,73 @@ type sweepResult struct {
 
 // sweepAfterDrop sweeps job's unnamed chunks (sweepEnded) after its drop,
 // when res says every node of its map dropped its data and kept lists the
-// nodes that keep persisted values, and logs what it did.
+// nodes that keep persisted values, and logs what it did. When a node did
+// not drop (dead, or failing), the sweep waits until every node of the
+// job's final map serves and has applied the job's end (sweepDeferred).
 func (c *Controller) sweepAfterDrop(ctx context.Context, job string, res *wire.DropResult, kept []string) {
-	if res.Failed > 0 || len(kept) == 0 {
+	if res.Failed > 0 {
+		c.mu.Lock()
+		if c.ended.ids[job] != nil {
+			c.unswept[job] = struct{}{}
+		}
+		c.mu.Unlock()
 		return
 	}
+	if len(kept) == 0 {
+		return
+	}
+	c.runSweep(ctx, job, kept)
+}
+
+// sweepDeferred starts the sweeps sweepAfterDrop left for later whose
+// job's final map now has every node serving and past the job's end
+// (ready); a job whose final map is no longer kept is not swept.
+func (c *Controller) sweepDeferred() {
+	c.mu.Lock()
+	var due map[string][]string
+	for id := range c.unswept {
+		e := c.ended.ids[id]
+		if e == nil {
+			delete(c.unswept, id)
+			continue
+		}
+		if addrs, ok := c.sweepReadyLocked(e); ok {
+			delete(c.unswept, id)
+			if due == nil {
+				due = map[string][]string{}
+			}
+			due[id] = addrs
+		}
+	}
+	c.mu.Unlock()
+	for id, addrs := range due {
+		c.srv.goroutine(func() {
+			ctx, cancel := c.closingContext()
+			defer cancel()
+			c.runSweep(ctx, id, addrs)
+		})
+	}
+}
+
+// sweepReadyLocked returns the nodes of e's final map, and whether each
+// serves (registered, not dead, heard since its restore) and has applied
+// the job's end (its job table at e.rev or later): then none takes the
+// job's puts, and none may come back with manifests the sweep did not see.
+func (c *Controller) sweepReadyLocked(e *endedJob) ([]string, bool) {
+	addrs := make([]string, 0, len(e.nodes))
+	for _, mn := range e.nodes {
+		n := c.nodes[mn.Addr]
+		if n == nil || n.state == wire.NodeDead || n.unheard || n.since < e.rev {
+			return nil, false
+		}
+		addrs = append(addrs, mn.Addr)
+	}
+	return addrs, len(addrs) > 0
+}
+
+// runSweep runs one sweep of job on the nodes kept, within maxSweeps and
+// sweepTimeout, and logs and counts what it did.
+func (c *Controller) runSweep(ctx context.Context, job string, kept []string) {
 	select {
 	case c.sweeps <- struct{}{}:
 		defer func() { <-c.sweeps }()

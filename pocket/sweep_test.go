@@ -104,11 +104,14 @@ func TestEndedJobsUnnamedChunksAreSwept(t *testing.T) {
 	}
 }
 
-// TestSweepLeavesAJobWithADeadNode: a job that ends with a node of its map
-// dead is not swept, since the node may come back with manifests naming
-// the chunks the others hold: the unnamed chunks on the live node stay,
-// for `pocket rm --all`.
-func TestSweepLeavesAJobWithADeadNode(t *testing.T) {
+// TestSweepWaitsForADeadNode: a job that ends with a node of its map dead
+// is not swept then, since the node may come back with manifests naming
+// the chunks the others hold: the unnamed chunks on the live node stay.
+// Once the dead node serves again and has applied the job's end, the
+// sweep runs: the unnamed chunks go from both nodes and the persisted
+// value, its manifest on either, reads back whole. On the old code no
+// sweep ever ran (TestEndedJobsUnnamedChunksAreSwept).
+func TestSweepWaitsForADeadNode(t *testing.T) {
 	c := newTestCluster(t, 2, 64<<20)
 	ctx := context.Background()
 	s := c.store()
@@ -116,10 +119,13 @@ func TestSweepLeavesAJobWithADeadNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := j.Put(ctx, "kept", randBytes(3<<20, 9), Persist()); err != nil {
+	kept := randBytes(3<<20+5, 9)
+	if err := j.Put(ctx, "kept", kept, Persist()); err != nil {
 		t.Fatal(err)
 	}
+	withKept := c.used()
 	putUnnamed(t, j, "half-written", 1, 1<<20)
+	cred := j.Credential()
 	c.nodes[1].cancel() // its heartbeats stop: dead to the controller
 	<-c.nodes[1].done
 	dead := c.nodes[1].node.Addr().String()
@@ -139,5 +145,24 @@ func TestSweepLeavesAJobWithADeadNode(t *testing.T) {
 	if got := c.nodes[0].tier.Usage().Used; got != before || c.ctl.SweptVersions() != 0 {
 		t.Fatalf("the live node holds %d bytes after the end (%d before), %d versions swept; want all kept, none swept",
 			got, before, c.ctl.SweptVersions())
+	}
+	c.resumeAgent(c.nodes[1])
+	deadline = time.Now().Add(15 * time.Second)
+	for c.used() > withKept {
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes hold %d bytes 15 s after the dead node came back; the persisted value took %d",
+				c.used(), withKept)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c.ctl.SweptVersions() != 2 {
+		t.Errorf("%d versions swept; want the unnamed one on each of 2 nodes", c.ctl.SweptVersions())
+	}
+	ended, err := s.OpenCredential(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ended.Get(ctx, "kept"); err != nil || !bytes.Equal(got, kept) {
+		t.Fatalf("the persisted value after the sweep: %d bytes, %v; want %d bytes, whole", len(got), err, len(kept))
 	}
 }
