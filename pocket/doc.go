@@ -117,7 +117,10 @@
 // 5, and, when the reply to step 4 is lost, the
 // replaced version's chunks (the manifest may or may not have been
 // swapped, and which version it replaced is unknown, so nothing is
-// dropped) and the put's own chunks if its manifest was not stored. Step
+// dropped) and the put's own chunks if its manifest was not stored. Of a
+// value put with Persist, those chunks outlive the job until the
+// controller's sweep at its end drops every version no manifest names
+// (controller/sweep.go). Step
 // 4 is then not sent again: a second copy could republish the version
 // over another writer's, whose put had dropped its chunks, or be refused
 // while the first copy stands. Keys may not contain the byte 0x00, which is
