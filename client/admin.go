@@ -50,7 +50,7 @@ func (c *Client) DropLostJobAt(ctx context.Context, addr, job string, key []byte
 }
 
 func (c *Client) dropJobAt(ctx context.Context, addr, job string, key []byte, incarnation uint64, flags uint16) (Dropped, error) {
-	r, err := c.order(ctx, addr, job, key, incarnation, wire.OpDropJob, flags, nil)
+	r, _, err := c.order(ctx, addr, job, key, incarnation, wire.OpDropJob, flags, nil)
 	if err != nil {
 		return Dropped{}, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
 	}

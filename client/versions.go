@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,9 +14,12 @@ import (
 // object versions of the ended job it holds (wire.OpVersions, the
 // controller's order proved as DropJobAt's is, with key the job's order
 // key): with manifests, the versions its manifests name, else those of its
-// confirmed chunks; every page, in ascending order. Errors are those of
-// Do, prefixed with the operation and the node: a job still live there
-// answers wire.ErrConflict, one whose data is being dropped wire.ErrBusy.
+// confirmed chunks; every page, in ascending order. Each page must carry
+// the node's proof of it (token.VersionsReplyProof over the order's nonce):
+// one without is refused (errUnprovedReply), since the caller drops
+// chunks by what it says. Errors are those of Do, prefixed with the
+// operation and the node: a job still live there answers
+// wire.ErrConflict, one whose data is being dropped wire.ErrBusy.
 func (c *Client) VersionsAt(ctx context.Context, addr, job string, key []byte, incarnation uint64, manifests bool) ([]uint64, error) {
 	var flags uint16
 	what := "chunk versions"
@@ -24,11 +28,14 @@ func (c *Client) VersionsAt(ctx context.Context, addr, job string, key []byte, i
 	}
 	var all, cursor []uint64
 	for {
-		r, err := c.order(ctx, addr, job, key, incarnation, wire.OpVersions, flags, wire.PackVersions(nil, cursor...))
+		r, nonce, err := c.order(ctx, addr, job, key, incarnation, wire.OpVersions, flags, wire.PackVersions(nil, cursor...))
 		if err != nil {
 			return nil, fmt.Errorf("%s of job %s at %s: %w", what, job, addr, err)
 		}
 		vs := r.Meta.Versions
+		if !token.VerifyVersionsReply(key, nonce, vs, r.Meta.More, r.Meta.Proof) {
+			return nil, fmt.Errorf("%s of job %s at %s: %w", what, job, addr, errUnprovedReply)
+		}
 		all = append(all, vs...)
 		if !r.Meta.More || len(vs) == 0 {
 			return all, nil
@@ -47,7 +54,7 @@ func (c *Client) DropVersionsAt(ctx context.Context, addr, job string, key []byt
 	var d Dropped
 	for len(vs) > 0 {
 		n := min(len(vs), wire.MaxDropVersions)
-		r, err := c.order(ctx, addr, job, key, incarnation, wire.OpDropVersions, 0, wire.PackVersions(nil, vs[:n]...))
+		r, _, err := c.order(ctx, addr, job, key, incarnation, wire.OpDropVersions, 0, wire.PackVersions(nil, vs[:n]...))
 		if err != nil {
 			return d, fmt.Errorf("drop %d version(s) of job %s at %s: %w", n, job, addr, err)
 		}
@@ -59,15 +66,22 @@ func (c *Client) DropVersionsAt(ctx context.Context, addr, job string, key []byt
 }
 
 // order sends the controller's order op about job to the node at addr:
-// a fresh nonce as the request's key, carried in its After, proved with
-// key (token.OrderProof) for addr, incarnation, op, flags, the nonce and
-// carried, valid for token.OrderLife.
-func (c *Client) order(ctx context.Context, addr, job string, key []byte, incarnation uint64, op wire.Op, flags uint16, carried []byte) (Reply, error) {
+// a fresh nonce as the request's key (returned), carried in its After,
+// proved with key (token.OrderProof) for addr, incarnation, op, flags, the
+// nonce and carried, valid for token.OrderLife.
+func (c *Client) order(ctx context.Context, addr, job string, key []byte, incarnation uint64, op wire.Op, flags uint16, carried []byte) (Reply, []byte, error) {
 	nonce, err := token.NewNonce(orderNonceLen)
 	if err != nil {
-		return Reply{}, err
+		return Reply{}, nil, err
 	}
 	o := token.Order{Addr: addr, Incarnation: incarnation, Op: byte(op), Flags: flags, Nonce: nonce,
 		ExpiresMs: time.Now().Add(token.OrderLife).UnixMilli(), Carried: carried}
-	return c.Do(ctx, addr, op, flags, &wire.Request{Job: []byte(job), Key: nonce, After: carried, Token: token.OrderProof(key, &o)}, nil, nil)
+	r, err := c.Do(ctx, addr, op, flags, &wire.Request{Job: []byte(job), Key: nonce, After: carried, Token: token.OrderProof(key, &o)}, nil, nil)
+	return r, nonce, err
 }
+
+// errUnprovedReply is VersionsAt's error for an answer without the node's
+// proof of it (token.VersionsReplyProof): changed on the way, or from a
+// node without the cluster secret. The controller drops chunks by what
+// the answer says, so it is not believed.
+var errUnprovedReply = errors.New("the node's answer does not carry its proof of the cluster secret over it (changed on the way, or a node without the secret); not believed")

@@ -1138,7 +1138,7 @@ func (c *Controller) deregisterUnlock(ctx context.Context, j *job, who string) (
 	c.srv.goroutine(func() {
 		ctx, cancel := c.closingContext()
 		defer cancel()
-		c.sweepAfterDrop(ctx, id, res, kept)
+		c.sweepAfterDrop(ctx, id, res, kept, targets)
 	})
 	return res, nil
 }
@@ -1173,8 +1173,12 @@ func (c *Controller) expireJobs(now time.Time) {
 				res, kept := c.dropAll(ctx, j.id, targets[i])
 				c.cfg.Logger.Info("controller: job expired", "job", j.id, "expires", j.expires.UTC().Format(time.RFC3339),
 					"nodes", res.Nodes, "values", res.Values, "failed", res.Failed)
-				c.sweepAfterDrop(ctx, j.id, res, kept)
 				cancel()
+				c.srv.goroutine(func() { // a slow sweep holds up no other expiry
+					ctx, cancel := c.closingContext()
+					defer cancel()
+					c.sweepAfterDrop(ctx, j.id, res, kept, targets[i])
+				})
 			}
 		})
 	})

@@ -22,9 +22,11 @@ import (
 // 26-28 MB so on two nodes). When a job ends, once every node of its map
 // has dropped its data (so none takes its puts any more: dataplane's
 // versionOrderAllowed) and some keep persisted values, the controller
-// asks those for the versions their manifests name and the versions they
-// hold chunks of (wire.OpVersions), and orders each to drop the versions
-// no manifest on any of them names (wire.OpDropVersions). Those are the
+// asks each for the versions its manifests name and the versions it holds
+// chunks of (wire.OpVersions; each answer proved by the node, since the
+// data plane is plain TCP and the sweep drops by what they say), and
+// orders each to drop the versions no manifest on any of them names
+// (wire.OpDropVersions). Those are the
 // job's only nodes that may hold a manifest: a node the job lost drops
 // what it holds of the job when it comes back, so chunks its manifests
 // named can be read through no map. A job with a dead node in its map, or
@@ -39,12 +41,11 @@ import (
 const sweepMaxBusy = 5 * time.Second
 
 // maxSweeps bounds the sweeps that run at once (each with a connection
-// to each node that keeps the job's values); the others wait their turn.
+// to each node of the job's map); the others wait their turn.
 const maxSweeps = 4
 
-// sweepTimeout bounds a whole sweep: a node that stops answering holds
-// no goroutine of the controller for longer (an expired jobs' sweeps run
-// one after another).
+// sweepTimeout bounds a whole sweep: a node that stops answering holds a
+// sweep's slot (maxSweeps) no longer.
 const sweepTimeout = time.Minute
 
 // sweepResult is what a sweep dropped: versions, their chunks and bytes.
@@ -54,12 +55,15 @@ type sweepResult struct {
 	bytes    int64
 }
 
-// sweepAfterDrop sweeps job's unnamed chunks (sweepEnded) after its drop,
-// when res says every node of its map dropped its data and kept lists the
-// nodes that keep persisted values, and logs what it did. When a node did
-// not drop (dead, or failing), the sweep waits until every node of the
-// job's final map serves and has applied the job's end (sweepDeferred).
-func (c *Controller) sweepAfterDrop(ctx context.Context, job string, res *wire.DropResult, kept []string) {
+// sweepAfterDrop sweeps job's unnamed chunks (sweepEnded) on the nodes of
+// its map after its drop, when res says every one dropped its data and
+// kept that some keep persisted values, and logs what it did. Every node
+// is asked, not only those that said they keep values: a drop's answer
+// changed on the way (the data plane is plain TCP) must not hide a node's
+// manifests from the sweep. When a node did not drop (dead, or failing),
+// the sweep waits until every node of the job's final map serves and has
+// applied the job's end (sweepDeferred).
+func (c *Controller) sweepAfterDrop(ctx context.Context, job string, res *wire.DropResult, kept []string, nodes []wire.MapNode) {
 	if res.Failed > 0 {
 		c.mu.Lock()
 		if c.ended.ids[job] != nil {
@@ -71,7 +75,11 @@ func (c *Controller) sweepAfterDrop(ctx context.Context, job string, res *wire.D
 	if len(kept) == 0 {
 		return
 	}
-	c.runSweep(ctx, job, kept)
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Addr
+	}
+	c.runSweep(ctx, job, addrs)
 }
 
 // sweepDeferred starts the sweeps sweepAfterDrop left for later whose
@@ -145,7 +153,9 @@ func (c *Controller) runSweep(ctx context.Context, job string, kept []string) {
 }
 
 // sweepEnded drops the chunks of job's versions that no manifest on the
-// nodes kept names, on each of those nodes, and returns what went.
+// nodes kept (every node of its map) names, on each of those nodes, and
+// returns what went. Every answer it goes by is the node's, proved
+// (dataclient.Client.VersionsAt).
 func (c *Controller) sweepEnded(ctx context.Context, job string, kept []string) (sweepResult, error) {
 	var res sweepResult
 	key := token.OrderKey(c.cfg.Secret, []byte(job))

@@ -94,6 +94,18 @@ func (g *TokenGuard) ProveIncarnation(nonce []byte, incarnation uint64) []byte {
 	return token.IncarnationProof(g.secret, nonce, incarnation)
 }
 
+// versionsProver is a Guard that proves the node's answers to the
+// controller's versions orders with the job's order key (TokenGuard).
+type versionsProver interface {
+	ProveVersions(job, nonce []byte, versions []uint64, more bool) []byte
+}
+
+// ProveVersions returns the node's proof of its answer to a versions
+// order about job whose nonce was nonce (token.VersionsReplyProof).
+func (g *TokenGuard) ProveVersions(job, nonce []byte, versions []uint64, more bool) []byte {
+	return token.VersionsReplyProof(token.OrderKey(g.secret, job), nonce, versions, more)
+}
+
 // jobToken derives a job's token from its claims.
 func (g *TokenGuard) jobToken(job string, c token.Claims) []byte {
 	return token.SignJob(g.secret, []byte(job), c)

@@ -82,10 +82,12 @@ type Node struct {
 	wg     sync.WaitGroup
 	jobs   jobTable
 	vers   *versionTable // object versions and their leases (versions.go)
-	stats  nodeStats
-	mx     nodeMetrics // requests by op and result, latency (metrics.go)
-	closed atomic.Bool
-	drain  atomic.Bool
+	// verSnaps keeps the versions orders' snapshots between pages (sweep.go).
+	verSnaps versionSnaps
+	stats    nodeStats
+	mx       nodeMetrics // requests by op and result, latency (metrics.go)
+	closed   atomic.Bool
+	drain    atomic.Bool
 
 	incarnation uint64                 // Incarnation
 	advert      atomic.Pointer[string] // SetAdvertised

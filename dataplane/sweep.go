@@ -2,6 +2,9 @@ package dataplane
 
 import (
 	"slices"
+	"sort"
+	"sync"
+	"time"
 
 	"github.com/pocketstore/pocket/wire"
 )
@@ -82,19 +85,92 @@ func (n *Node) versionOrder(h *wire.Header, r *wire.Request) (*wire.Response, er
 		}
 		after = vs[0]
 	}
-	var vs []uint64
-	if h.Flags&wire.FlagManifest != 0 {
-		vs = n.namedVersions(r.Job, after)
-	} else {
-		vs = n.vers.confirmedVersions(string(r.Job), after)
+	k := versionSnapKey{job: string(r.Job), manifests: h.Flags&wire.FlagManifest != 0}
+	vs := n.verSnaps.get(k, after)
+	if vs == nil {
+		if k.manifests {
+			vs = n.namedVersions(r.Job, 0)
+		} else {
+			vs = n.vers.confirmedVersions(k.job, 0)
+		}
+		slices.Sort(vs)
+		vs = slices.Compact(vs)
+		n.verSnaps.put(k, vs)
 	}
-	slices.Sort(vs)
-	vs = slices.Compact(vs)
+	vs = vs[sort.Search(len(vs), func(i int) bool { return vs[i] > after }):]
 	resp := &wire.Response{Versions: vs}
 	if len(vs) > wire.MaxVersionsPage {
 		resp.Versions, resp.More = vs[:wire.MaxVersionsPage], true
 	}
+	if p, ok := n.cfg.Guard.(versionsProver); ok {
+		resp.Proof = p.ProveVersions(r.Job, r.Key, resp.Versions, resp.More)
+	}
 	return resp, nil
+}
+
+// Version snapshots. A job's versions are gathered whole, sorted, for the
+// first page of a versions order (its tier's keys scanned once) and kept
+// for its later pages, so a sweep of M versions scans once, not M/page
+// times (a hostile trial: 1.6 million manifests took 82 s to page
+// through, each page a full scan on the scan lane). The job has ended, so
+// its versions can only go (a delete with its credential) while a
+// snapshot is read: a version named that is gone keeps chunks a sweep
+// could drop, one held that is gone is dropped as nothing. A snapshot
+// lives versionSnapLife; maxVersionSnaps are kept, the oldest going first.
+const (
+	versionSnapLife = 30 * time.Second
+	maxVersionSnaps = 4
+)
+
+type versionSnapKey struct {
+	job       string
+	manifests bool
+}
+
+type versionSnap struct {
+	vs []uint64
+	at time.Time
+}
+
+// versionSnaps is a node's version snapshots; the zero value is empty.
+type versionSnaps struct {
+	mu sync.Mutex
+	m  map[versionSnapKey]versionSnap
+}
+
+// get returns k's snapshot for a page after `after` (not the first:
+// after > 0), if one is kept and live; nil otherwise.
+func (s *versionSnaps) get(k versionSnapKey, after uint64) []uint64 {
+	if after == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn, ok := s.m[k]
+	if !ok || time.Since(sn.at) > versionSnapLife {
+		return nil
+	}
+	return sn.vs
+}
+
+// put keeps vs as k's snapshot, making room by the oldest.
+func (s *versionSnaps) put(k versionSnapKey, vs []uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[versionSnapKey]versionSnap{}
+	}
+	for len(s.m) >= maxVersionSnaps {
+		var old versionSnapKey
+		first := true
+		for key, sn := range s.m {
+			if first || sn.at.Before(s.m[old].at) {
+				old, first = key, false
+			}
+		}
+		delete(s.m, old)
+	}
+	s.m[k] = versionSnap{vs: vs, at: time.Now()}
 }
 
 // namedVersions lists the versions after `after` that the job's manifests

@@ -185,3 +185,31 @@ func TestVersionsPages(t *testing.T) {
 		t.Fatalf("versions over pages: %d, %v; want %d in order", len(got), err, len(want))
 	}
 }
+
+// TestVersionPagesScanOnce: the pages after a versions order's first are
+// served from the snapshot the first took, not from a new gathering of
+// the job's versions: a version filed between two pages is not in the
+// second. Before, every page gathered and sorted all of the job's
+// versions again, so M versions cost M/4096 scans on the scan lane (a
+// hostile trial: 82 s for 1.6 million manifests, another job's listings
+// slowed to 157 ms p50 meanwhile).
+func TestVersionPagesScanOnce(t *testing.T) {
+	r := newSweepRig(t, "sweep-5")
+	r.chunks("seen", 1, 1, false)
+	r.end()
+	for i := range wire.MaxVersionsPage + 10 {
+		r.n.vers.add(r.n, verKey{KindDRAM, r.job, uint64(100 + i)}, "c", false, 1)
+	}
+	h := &wire.Header{Op: wire.OpVersions}
+	first, err := r.n.versionOrder(h, &wire.Request{Job: []byte(r.job)})
+	if err != nil || !first.More || len(first.Versions) != wire.MaxVersionsPage {
+		t.Fatalf("first page: %d versions, more %v, %v", len(first.Versions), first.More, err)
+	}
+	late := uint64(1 << 40)
+	r.n.vers.add(r.n, verKey{KindDRAM, r.job, late}, "c", false, 1)
+	last := first.Versions[len(first.Versions)-1]
+	second, err := r.n.versionOrder(h, &wire.Request{Job: []byte(r.job), After: wire.PackVersions(nil, last)})
+	if err != nil || second.More || len(second.Versions) != 11 || slices.Contains(second.Versions, late) {
+		t.Fatalf("second page: %x, more %v, %v; want the 11 versions left of the first page's gathering", second.Versions, second.More, err)
+	}
+}

@@ -156,3 +156,32 @@ func TestOrderBindsWhatItCarries(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionsReplyProof: a node's proof of its answer to a versions order
+// passes only for that answer to that order: another page, a version
+// left out, More flipped, another order's nonce or another job's key, and
+// it is refused.
+func TestVersionsReplyProof(t *testing.T) {
+	key := OrderKey(orderSecret, []byte("sort-17"))
+	nonce := []byte("0123456789abcdef")
+	vs := []uint64{3, 9, 1 << 60}
+	proof := VersionsReplyProof(key, nonce, vs, true)
+	if !VerifyVersionsReply(key, nonce, vs, true, proof) {
+		t.Fatal("the answer as proved is refused")
+	}
+	for name, ok := range map[string]bool{
+		"a version left out":  VerifyVersionsReply(key, nonce, vs[1:], true, proof),
+		"none":                VerifyVersionsReply(key, nonce, nil, true, proof),
+		"a version changed":   VerifyVersionsReply(key, nonce, []uint64{3, 9, 1<<60 + 1}, true, proof),
+		"more flipped":        VerifyVersionsReply(key, nonce, vs, false, proof),
+		"another nonce":       VerifyVersionsReply(key, []byte("0123456789abcdeF"), vs, true, proof),
+		"another job's key":   VerifyVersionsReply(OrderKey(orderSecret, []byte("sort-18")), nonce, vs, true, proof),
+		"an order's proof":    VerifyVersionsReply(key, nonce, vs, true, OrderProof(key, &Order{Nonce: nonce})),
+		"no proof":            VerifyVersionsReply(key, nonce, vs, true, nil),
+		"the proof truncated": VerifyVersionsReply(key, nonce, vs, true, proof[:Len-1]),
+	} {
+		if ok {
+			t.Errorf("%s: passed", name)
+		}
+	}
+}

@@ -49,6 +49,12 @@
 //   - KindIncarnation: IncarnationProof(secret, nonce, incarnation), a
 //     node's answer to the controller's question which process serves at
 //     its address (wire.OpIncarnation); the nonce is the controller's.
+//   - KindVersionsReply: VersionsReplyProof(key, nonce, versions, more),
+//     a node's answer to the controller's versions order
+//     (wire.OpVersions), keyed with the job's order key and bound to the
+//     order's nonce: the controller drops chunks by what the answer says,
+//     so an answer changed on the way (a manifest's version left out)
+//     must not pass.
 //   - KindOrder: OrderProof(key, o), the controller's order about a job
 //     sent to one node on the data plane (wire.OpDropJob). The order key
 //     never travels: it is the key of the proof, which binds the
@@ -91,6 +97,9 @@ const (
 	KindOrderKey Kind = 9
 	// KindEndJob is an operator's order to end a job (EndJobProof).
 	KindEndJob Kind = 10
+	// KindVersionsReply is a node's proof of its answer to the
+	// controller's versions order (VersionsReplyProof).
+	KindVersionsReply Kind = 11
 )
 
 // Layout of a token.
@@ -378,6 +387,39 @@ func VerifyOrder(secret, job []byte, o Order, proof []byte, now time.Time) (int6
 		return 0, ErrOrderTooLong
 	}
 	return o.ExpiresMs, nil
+}
+
+// VersionsReplyProof returns a node's proof of its answer to the
+// controller's versions order whose nonce is nonce, about the job whose
+// order key is key (OrderKey): the versions of the page, in order, and
+// whether more follow. Len bytes.
+func VersionsReplyProof(key, nonce []byte, versions []uint64, more bool) []byte {
+	var sub [maxInline]byte
+	return appendToken(nil, key, KindVersionsReply, 0, 0, versionsSubject(sub[:0], nonce, versions, more))
+}
+
+// VerifyVersionsReply reports whether proof is VersionsReplyProof(key,
+// nonce, versions, more).
+func VerifyVersionsReply(key, nonce []byte, versions []uint64, more bool, proof []byte) bool {
+	var sub [maxInline]byte
+	return check(key, KindVersionsReply, versionsSubject(sub[:0], nonce, versions, more), proof)
+}
+
+// versionsSubject is len(nonce) || nonce || SHA-256(versions, 8 bytes
+// each big endian, || more).
+func versionsSubject(dst, nonce []byte, versions []uint64, more bool) []byte {
+	h := sha256.New()
+	var b [8]byte
+	for _, v := range versions {
+		binary.BigEndian.PutUint64(b[:], v)
+		h.Write(b[:])
+	}
+	if more {
+		h.Write([]byte{1})
+	} else {
+		h.Write([]byte{0})
+	}
+	return proofSubject(dst, nonce, h.Sum(nil), "")
 }
 
 // orderSubject is op || flags (little endian) || len(nonce) || nonce ||
