@@ -140,3 +140,39 @@ func FuzzChunkKey(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUnpackVersions feeds arbitrary bytes to the decoder of a version
+// order's packed versions (Request.after of OpVersions and
+// OpDropVersions): it must refuse what PackVersions cannot have made (a
+// length not a multiple of 8, a version 0) and give back, packed again,
+// exactly the input it takes.
+func FuzzUnpackVersions(f *testing.F) {
+	f.Add(PackVersions(nil, 1, 0xffff_ffff_ffff_ffff))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		vs, ok := UnpackVersions(b)
+		if !ok {
+			if len(b)%8 == 0 && !bytes.Contains(packedZeros(b), []byte{1}) {
+				t.Fatalf("refused %x: whole versions, none 0", b)
+			}
+			return
+		}
+		if !bytes.Equal(PackVersions(nil, vs...), b) {
+			t.Fatalf("%x unpacked to %x, which packs differently", b, vs)
+		}
+	})
+}
+
+// packedZeros marks with 1 each 8-byte word of b that is all zero.
+func packedZeros(b []byte) []byte {
+	out := make([]byte, 0, len(b)/8)
+	for ; len(b) >= 8; b = b[8:] {
+		if bytes.Equal(b[:8], make([]byte, 8)) {
+			out = append(out, 1)
+		} else {
+			out = append(out, 0)
+		}
+	}
+	return out
+}
