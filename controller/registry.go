@@ -1043,7 +1043,8 @@ func (c *Controller) endedJobErrLocked(id string, claims token.Claims) error {
 		how = "was deregistered, or this controller, which keeps no state, restarted since it was registered"
 	}
 	return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered: it %s. Its data was dropped, and its final map is "+
-		"no longer kept (it persisted nothing, or the bound of kept final maps, MaxEndedJobs, pushed it out: the controller's log says which), "+
+		"no longer kept (it persisted nothing, its persisted values were all deleted since, or the bound of kept final maps, "+
+		"MaxEndedJobs, pushed it out: the controller's log says which), "+
 		"so no credential can be made "+
 		"for it now; one printed before still reads what it put with persist-after-job", id, how)
 }

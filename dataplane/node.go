@@ -312,7 +312,7 @@ func (n *Node) JobTraffic() []JobTraffic {
 // standalone node forgets the job.
 func (n *Node) DropJob(job []byte, keepPersistent bool) int64 {
 	if n.cfg.Guard == nil {
-		freed := n.dropTiers(job, keepPersistent)
+		freed := n.dropTiers(job, keepPersistent) + n.dropLeased(job)
 		n.jobs.forget(string(job))
 		n.vers.dropJob(job)
 		return freed
@@ -330,9 +330,27 @@ func (n *Node) dropRevokedData(job []byte, keepPersistent bool) (freed int64) {
 			"job", string(job), "waited", commitWait)
 	}
 	defer func() { n.jobs.dropped(string(job), n.jobUsage(job)) }()
-	freed = n.dropTiers(job, keepPersistent)
+	freed = n.dropTiers(job, keepPersistent) + n.dropLeased(job)
 	n.vers.dropJob(job)
 	return freed
+}
+
+// dropLeased deletes the chunks of the job's versions still leased here,
+// persist-after-job ones too, and returns the bytes freed: the job has
+// ended, so no writer can confirm them any more (a confirm of a revoked
+// or retired job is refused), and no manifest will name them. Before, a
+// writer killed during a large persisted put left its chunks counted in
+// the job's persisted bytes (deregistration's and status's figures) for a
+// chunk lease, 60 s, though no listing showed them (a new user's trial:
+// 38-180 MiB a run).
+func (n *Node) dropLeased(job []byte) int64 {
+	before := n.jobUsage(job)
+	for k, keys := range n.vers.takeLeasedOf(string(job)) {
+		if t := n.tierOf(k.tier); t != nil {
+			deleteKeys(t, job, keys)
+		}
+	}
+	return max(before-n.jobUsage(job), 0)
 }
 
 func (n *Node) dropTiers(job []byte, keepPersistent bool) int64 {

@@ -384,6 +384,26 @@ func (v *versionTable) takeLeased(k verKey) ([]string, bool) {
 	return v.takeLocked(k), true
 }
 
+// takeLeasedOf removes every version of job still leased here, as
+// takeLeased does each (a version with a chunk being filed is left: its
+// put's commit, which a drop waits for, is not over), and returns their
+// chunk keys by version.
+func (v *versionTable) takeLeasedOf(job string) map[verKey][]string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out map[verKey][]string
+	for k, e := range v.m {
+		if k.job != job || !e.leased || v.filing[k] > 0 {
+			continue
+		}
+		if out == nil {
+			out = map[verKey][]string{}
+		}
+		out[k] = v.takeLocked(k)
+	}
+	return out
+}
+
 // markDeadLocked records version k dead at now, forgetting another dead
 // version of its job (or, for a job's first, of any job) when the bounds
 // are reached.

@@ -30,7 +30,8 @@ var (
 	// errSecretFileMode: a credential file is open to group or others.
 	errSecretFileMode = errors.New("open to other users")
 	// errNoSecret: neither --secret-file nor $POCKET_SECRET gave a secret.
-	errNoSecret = errors.New("no cluster secret: set " + token.EnvSecret + " or give --secret-file FILE (mode 0600)")
+	errNoSecret = errors.New("no cluster secret: set " + token.EnvSecret + " or give --secret-file FILE (mode 0600; " +
+		"a pocket up cluster keeps it in DATA/controller/secret, DATA its --data-dir)")
 	// errNoToken: neither --token-file nor $POCKET_TOKEN gave a token.
 	errNoToken = errors.New("no job token: set " + envToken + " or give --token-file FILE (mode 0600); pocket job register prints it")
 )
