@@ -15,10 +15,8 @@ import (
 // data, in parallel, and sums the replies. Each order is made for its
 // node's address and incarnation (token.OrderProof, keyed with the job's
 // order key, which is never sent): the registry's, else the one the node
-// proves when asked (askIncarnationOnce). kept lists the nodes that said
-// they keep persist-after-job values of the job, whose chunks no manifest
-// names are then swept (sweep.go).
-func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNode) (_ *wire.DropResult, kept []string) {
+// proves when asked (askIncarnationOnce).
+func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNode) *wire.DropResult {
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
@@ -50,14 +48,11 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 			res.Nodes++
 			res.Values += d.Values
 			res.Bytes += d.Freed
-			if d.Kept > 0 {
-				kept = append(kept, addr)
-			}
 		}(n.Addr)
 	}
 	wg.Wait()
 	res.Message = strings.Join(errs, "; ")
-	return &res, kept
+	return &res
 }
 
 // dropOne asks the node at addr to drop the job's data, bounded by

@@ -383,4 +383,8 @@ func (c *Controller) restoreEndedLocked(r *state.Job) {
 		}
 	}
 	c.ended.add(e)
+	// A sweep the last process left waiting, failed or cut off is not
+	// stored: every restored job is swept once its nodes are ready (one
+	// with nothing left to sweep costs an order or two a node).
+	c.unswept[e.id] = &pendingSweep{}
 }

@@ -97,9 +97,10 @@ type Controller struct {
 	orphanDrops, orphanBytes  atomic.Uint64 // drop orders sent for orphans, and their bytes
 	sweptVersions, sweptBytes atomic.Uint64 // ended jobs' unnamed chunk versions dropped, and their bytes (sweep.go)
 	sweeps                    chan struct{} // a slot per sweep running (maxSweeps)
-	// unswept are the ended jobs whose sweep waits for their final map's
-	// nodes (sweepDeferred; in memory only). Guarded by mu.
-	unswept map[string]struct{}
+	// unswept are the ended jobs whose sweep waits for their nodes, or
+	// for another attempt (sweepDeferred; in memory: a restore enters
+	// every ended job's). Guarded by mu.
+	unswept map[string]*pendingSweep
 
 	regs regCounts // job registrations by outcome, for /metrics (metrics.go)
 
@@ -200,7 +201,7 @@ func New(cfg Config) (*Controller, error) {
 	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
 		gone: map[string]retiredNode{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
 		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}, moving: map[*job]struct{}{},
-		probes: make(chan struct{}, maxProbes), sweeps: make(chan struct{}, maxSweeps), unswept: map[string]struct{}{}}
+		probes: make(chan struct{}, maxProbes), sweeps: make(chan struct{}, maxSweeps), unswept: map[string]*pendingSweep{}}
 	ctl.askInc = ctl.askIncarnation
 	if ctl.seq == 0 {
 		ctl.seq = randomSeq()
@@ -443,7 +444,7 @@ func (c *Controller) sweepLoop() {
 			c.drainTick(now)
 			c.movesTick(now)
 			c.expireJobs(now)
-			c.sweepDeferred()
+			c.sweepDeferred(now)
 			c.mu.Lock()
 			c.dirtyNodesLocked() // a drain may have retired a node
 			c.mu.Unlock()
@@ -1133,13 +1134,13 @@ func (c *Controller) deregisterUnlock(ctx context.Context, j *job, who string) (
 		// back and its client may deregister it again.
 		return nil, err
 	}
-	res, kept := c.dropAll(ctx, id, targets)
+	res := c.dropAll(ctx, id, targets)
 	c.cfg.Logger.Info("controller: job deregistered", "job", id, "by", who, "nodes", res.Nodes, "values", res.Values,
 		"bytes", res.Bytes, "failed", res.Failed)
 	c.srv.goroutine(func() {
 		ctx, cancel := c.closingContext()
 		defer cancel()
-		c.sweepAfterDrop(ctx, id, res, kept, targets)
+		c.sweepAfterDrop(ctx, id, res, targets)
 	})
 	return res, nil
 }
@@ -1171,14 +1172,14 @@ func (c *Controller) expireJobs(now time.Time) {
 		c.srv.goroutine(func() {
 			for i, j := range gone {
 				ctx, cancel := c.closingContext()
-				res, kept := c.dropAll(ctx, j.id, targets[i])
+				res := c.dropAll(ctx, j.id, targets[i])
 				c.cfg.Logger.Info("controller: job expired", "job", j.id, "expires", j.expires.UTC().Format(time.RFC3339),
 					"nodes", res.Nodes, "values", res.Values, "failed", res.Failed)
 				cancel()
 				c.srv.goroutine(func() { // a slow sweep holds up no other expiry
 					ctx, cancel := c.closingContext()
 					defer cancel()
-					c.sweepAfterDrop(ctx, j.id, res, kept, targets[i])
+					c.sweepAfterDrop(ctx, j.id, res, targets[i])
 				})
 			}
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	dataclient "github.com/pocketstore/pocket/client"
@@ -20,21 +21,21 @@ import (
 // whose replacing writer stopped before dropping it) outlived the job
 // too, named by nothing, until `pocket rm --all` (a hostile trial left
 // 26-28 MB so on two nodes). When a job ends, once every node of its map
-// has dropped its data (so none takes its puts any more: dataplane's
-// versionOrderAllowed) and some keep persisted values, the controller
-// asks each for the versions its manifests name and the versions it holds
-// chunks of (wire.OpVersions; each answer proved by the node, since the
-// data plane is plain TCP and the sweep drops by what they say), and
-// orders each to drop the versions no manifest on any of them names
-// (wire.OpDropVersions). Those are the
+// at its end and of its final map (the one clients were handed last) has
+// dropped its data (so none takes its puts any more: dataplane's
+// versionOrderAllowed), the controller asks each for the versions its
+// manifests name and the versions it holds chunks of (wire.OpVersions;
+// each answer proved by the node, since the data plane is plain TCP and
+// the sweep drops by what they say), and orders each to drop the versions
+// no manifest on any of them names (wire.OpDropVersions). Those are the
 // job's only nodes that may hold a manifest: a node the job lost drops
 // what it holds of the job when it comes back, so chunks its manifests
 // named can be read through no map. A job with a dead node in its map, or
-// a node that did not drop, is swept only once every node of its final
-// map serves and has applied the job's end (sweepDeferred): the dead node
-// may come back with manifests. A sweep that failed is not retried, nor
-// one a controller's restart cut off; `pocket rm --all` still frees what
-// is left.
+// a node that did not drop, is swept only once every one serves and has
+// applied the job's end (sweepDeferred): the dead node may come back with
+// manifests. A failed sweep is tried again (maxSweepTries), and a restore
+// sweeps every ended job it enters; `pocket
+// rm --all` still frees what is left when no try succeeds.
 
 // sweepMaxBusy bounds how long a sweep waits out a node that answers busy
 // (the job's data still being dropped there, by its revocation): patient.
@@ -55,82 +56,146 @@ type sweepResult struct {
 	bytes    int64
 }
 
-// sweepAfterDrop sweeps job's unnamed chunks (sweepEnded) on the nodes of
-// its map after its drop, when res says every one dropped its data and
-// kept that some keep persisted values, and logs what it did. Every node
-// is asked, not only those that said they keep values: a drop's answer
-// changed on the way (the data plane is plain TCP) must not hide a node's
-// manifests from the sweep. When a node did not drop (dead, or failing),
-// the sweep waits until every node of the job's final map serves and has
-// applied the job's end (sweepDeferred).
-func (c *Controller) sweepAfterDrop(ctx context.Context, job string, res *wire.DropResult, kept []string, nodes []wire.MapNode) {
-	if res.Failed > 0 {
-		c.mu.Lock()
-		if c.ended.ids[job] != nil {
-			c.unswept[job] = struct{}{}
+// sweepAfterDrop sweeps job's unnamed chunks (sweepEnded) after its drop
+// to nodes, the job's map at its end, whatever the nodes said they keep
+// (that answer is not proved, and a changed one must not hide a node's
+// manifests from the sweep, nor stop it). The sweep covers those nodes and
+// the nodes of the job's final map (the map clients were handed last, so
+// the one its credential reads by): the two differ for a moment after a
+// map change, and a node in the final map alone got no drop order (a
+// hostile trial ended a job just after a dead node left its map and
+// before the change was handed out: the node came back with manifests the
+// sweep had not asked for, and their values read corrupt). It runs now
+// when every one of them dropped the job's data; otherwise, or when it
+// fails, it waits (sweepDeferred).
+func (c *Controller) sweepAfterDrop(ctx context.Context, job string, res *wire.DropResult, nodes []wire.MapNode) {
+	dropped := make(map[string]bool, len(nodes))
+	addrs := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		dropped[n.Addr] = true
+		addrs = append(addrs, n.Addr)
+	}
+	now := res.Failed == 0
+	c.mu.Lock()
+	if e := c.ended.ids[job]; e != nil {
+		for _, mn := range e.nodes {
+			if !dropped[mn.Addr] {
+				dropped[mn.Addr] = true
+				addrs = append(addrs, mn.Addr)
+				now = false
+			}
 		}
-		c.mu.Unlock()
-		return
 	}
-	if len(kept) == 0 {
-		return
+	if !now {
+		c.deferSweepLocked(job, &pendingSweep{addrs: addrs})
 	}
-	addrs := make([]string, len(nodes))
-	for i, n := range nodes {
-		addrs[i] = n.Addr
+	c.mu.Unlock()
+	if now {
+		c.runSweep(ctx, job, &pendingSweep{addrs: addrs})
 	}
-	c.runSweep(ctx, job, addrs)
 }
 
-// sweepDeferred starts the sweeps sweepAfterDrop left for later whose
-// job's final map now has every node serving and past the job's end
-// (ready); a job whose final map is no longer kept is not swept.
-func (c *Controller) sweepDeferred() {
+// pendingSweep is a sweep waiting its turn (Controller.unswept): the
+// nodes it covers (besides the final map's), the attempts it has had and
+// when it may run next.
+type pendingSweep struct {
+	addrs []string
+	tries int
+	next  time.Time
+}
+
+// Bounds of a sweep's attempts: a failed one (a node busy dropping the job
+// longer than sweepMaxBusy, an answer lost or unproved) is tried again
+// after sweepRetry times 2^(tries-1), up to maxSweepTries in all.
+const (
+	sweepRetry    = 5 * time.Second
+	maxSweepTries = 8
+)
+
+// deferSweepLocked keeps p for sweepDeferred, unless the job's final map
+// is no longer kept (nothing reads by it) or p has had its tries.
+func (c *Controller) deferSweepLocked(job string, p *pendingSweep) {
+	if c.ended.ids[job] == nil || p.tries >= maxSweepTries {
+		return
+	}
+	if p.tries > 0 {
+		p.next = time.Now().Add(sweepRetry << (p.tries - 1))
+	}
+	c.unswept[job] = p
+}
+
+// sweepDeferred starts the waiting sweeps that are due and whose nodes
+// are ready (sweepReadyLocked); one whose job's final map is no longer
+// kept is forgotten.
+func (c *Controller) sweepDeferred(now time.Time) {
 	c.mu.Lock()
-	var due map[string][]string
-	for id := range c.unswept {
+	var due map[string]*pendingSweep
+	for id, p := range c.unswept {
 		e := c.ended.ids[id]
 		if e == nil {
 			delete(c.unswept, id)
 			continue
 		}
-		if addrs, ok := c.sweepReadyLocked(e); ok {
+		if now.Before(p.next) {
+			continue
+		}
+		if addrs, ok := c.sweepReadyLocked(e, p.addrs); ok {
 			delete(c.unswept, id)
 			if due == nil {
-				due = map[string][]string{}
+				due = map[string]*pendingSweep{}
 			}
-			due[id] = addrs
+			p.addrs = addrs
+			due[id] = p
 		}
 	}
 	c.mu.Unlock()
-	for id, addrs := range due {
+	for id, p := range due {
 		c.srv.goroutine(func() {
 			ctx, cancel := c.closingContext()
 			defer cancel()
-			c.runSweep(ctx, id, addrs)
+			c.runSweep(ctx, id, p)
 		})
 	}
 }
 
-// sweepReadyLocked returns the nodes of e's final map, and whether each
-// serves (registered, not dead, heard since its restore) and has applied
-// the job's end (its job table at e.rev or later): then none takes the
-// job's puts, and none may come back with manifests the sweep did not see.
-func (c *Controller) sweepReadyLocked(e *endedJob) ([]string, bool) {
-	addrs := make([]string, 0, len(e.nodes))
-	for _, mn := range e.nodes {
-		n := c.nodes[mn.Addr]
-		if n == nil || n.state == wire.NodeDead || n.unheard || n.since < e.rev {
+// sweepReadyLocked returns the nodes a sweep of e's job covers, addrs and
+// those of its final map, leaving out nodes the registry no longer has
+// (their process left, with what it held), and whether each serves
+// (registered, not dead, heard since a restore) and has applied the job's
+// end (its job table at e.rev or later): then none takes the job's puts,
+// and none may come back with manifests the sweep did not see.
+func (c *Controller) sweepReadyLocked(e *endedJob, addrs []string) ([]string, bool) {
+	seen := map[string]bool{}
+	var out []string
+	for _, a := range slices.Concat(addrs, nodeAddrs(e.nodes)) {
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		n := c.nodes[a]
+		switch {
+		case n == nil:
+			continue
+		case n.state == wire.NodeDead || n.unheard || n.since < e.rev:
 			return nil, false
 		}
-		addrs = append(addrs, mn.Addr)
+		out = append(out, a)
 	}
-	return addrs, len(addrs) > 0
+	return out, len(out) > 0
 }
 
-// runSweep runs one sweep of job on the nodes kept, within maxSweeps and
-// sweepTimeout, and logs and counts what it did.
-func (c *Controller) runSweep(ctx context.Context, job string, kept []string) {
+// nodeAddrs lists the addresses of ns.
+func nodeAddrs(ns []wire.MapNode) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.Addr
+	}
+	return out
+}
+
+// runSweep runs sweep p of job, within maxSweeps and sweepTimeout, logs
+// and counts what it did, and keeps it for another attempt when it fails.
+func (c *Controller) runSweep(ctx context.Context, job string, p *pendingSweep) {
 	select {
 	case c.sweeps <- struct{}{}:
 		defer func() { <-c.sweeps }()
@@ -139,13 +204,22 @@ func (c *Controller) runSweep(ctx context.Context, job string, kept []string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
 	defer cancel()
-	r, err := c.sweepEnded(ctx, job, kept)
+	r, err := c.sweepEnded(ctx, job, p.addrs)
 	c.sweptVersions.Add(uint64(r.versions))
 	c.sweptBytes.Add(uint64(r.bytes))
 	switch {
 	case err != nil:
-		c.cfg.Logger.Warn("controller: sweeping an ended job's chunks that no manifest names failed; pocket rm --all with its credential frees them",
-			"job", job, "versions", r.versions, "bytes", r.bytes, "err", err)
+		p.tries++
+		c.mu.Lock()
+		c.deferSweepLocked(job, p)
+		_, again := c.unswept[job]
+		c.mu.Unlock()
+		what := "it is tried again later"
+		if !again {
+			what = "pocket rm --all with its credential frees them"
+		}
+		c.cfg.Logger.Warn("controller: sweeping an ended job's chunks that no manifest names failed; "+what,
+			"job", job, "attempt", p.tries, "versions", r.versions, "bytes", r.bytes, "err", err)
 	case r.versions > 0:
 		c.cfg.Logger.Info("controller: swept an ended job's chunks that no manifest names",
 			"job", job, "versions", r.versions, "chunks", r.chunks, "bytes", r.bytes)

@@ -89,7 +89,10 @@ func (n *Node) versionOrder(h *wire.Header, r *wire.Request) (*wire.Response, er
 	vs := n.verSnaps.get(k, after)
 	if vs == nil {
 		if k.manifests {
-			vs = n.namedVersions(r.Job, 0)
+			var err error
+			if vs, err = n.namedVersions(r.Job); err != nil {
+				return nil, err // a short list, proved, would drop named chunks
+			}
 		} else {
 			vs = n.vers.confirmedVersions(k.job, 0)
 		}
@@ -173,18 +176,22 @@ func (s *versionSnaps) put(k versionSnapKey, vs []uint64) {
 	s.m[k] = versionSnap{vs: vs, at: time.Now()}
 }
 
-// namedVersions lists the versions after `after` that the job's manifests
-// on this node's tiers name, unsorted, possibly repeated.
-func (n *Node) namedVersions(job []byte, after uint64) []uint64 {
+// namedVersions lists the versions that the job's manifests on this
+// node's tiers name, unsorted, possibly repeated; a tier whose scan fails
+// fails it.
+func (n *Node) namedVersions(job []byte) ([]uint64, error) {
 	var vs []uint64
 	for _, t := range n.Tiers() {
-		_ = scanKeys(t, job, nil, nil, func(_ []byte, info Info) {
-			if info.Flags&Manifest != 0 && info.Version > after {
+		err := scanKeys(t, job, nil, nil, func(_ []byte, info Info) {
+			if info.Flags&Manifest != 0 {
 				vs = append(vs, info.Version)
 			}
 		})
+		if err != nil {
+			return nil, err
+		}
 	}
-	return vs
+	return vs, nil
 }
 
 // confirmedVersions lists the versions after `after` of which the job has

@@ -32,8 +32,16 @@ func putUnnamed(t *testing.T, j *Job, key string, chunks int, size int) uint64 {
 			req := wire.Request{Job: []byte(m.Job), Key: wire.AppendChunkKey(nil, []byte(key), ver, i), Token: m.Token,
 				Epoch: m.Epoch, Version: ver}
 			flags := wire.FlagChunk | wire.FlagLease | wire.FlagPersist
-			if _, err := cl.Do(ctx, n.Addr, wire.OpPut, flags, &req, bytes.Repeat([]byte{byte(i)}, size), nil); err != nil {
-				t.Fatalf("chunk %d at %s: %v", i, n.Addr, err)
+			// A node that has not heard of the job yet answers a stale
+			// epoch, as the SDK's puts meet it, and is asked again.
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				_, err := cl.Do(ctx, n.Addr, wire.OpPut, flags, &req, bytes.Repeat([]byte{byte(i)}, size), nil)
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, wire.ErrStaleEpoch) || time.Now().After(deadline) {
+					t.Fatalf("chunk %d at %s: %v", i, n.Addr, err)
+				}
 			}
 			i++
 		}
