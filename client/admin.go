@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -21,6 +22,10 @@ type Dropped struct {
 	// wire.FlagPersist. A node that keeps none forgets the job
 	// wire.RevokeLinger after the order (it refuses it until then).
 	Kept int64
+	// KeptProved says the node proved Kept with the cluster secret
+	// (token.DropReplyProof over the order's nonce): an answer changed on
+	// the way, or from a node without the secret, is not.
+	KeptProved bool
 }
 
 // DropJobAt asks the node at addr, whose incarnation is incarnation
@@ -50,11 +55,12 @@ func (c *Client) DropLostJobAt(ctx context.Context, addr, job string, key []byte
 }
 
 func (c *Client) dropJobAt(ctx context.Context, addr, job string, key []byte, incarnation uint64, flags uint16) (Dropped, error) {
-	r, _, err := c.order(ctx, addr, job, key, incarnation, wire.OpDropJob, flags, nil)
+	r, nonce, err := c.order(ctx, addr, job, key, incarnation, wire.OpDropJob, flags, nil)
 	if err != nil {
 		return Dropped{}, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
 	}
-	return Dropped{Values: r.Meta.Count, Freed: r.Meta.Size, Kept: r.Meta.Capacity}, nil
+	return Dropped{Values: r.Meta.Count, Freed: r.Meta.Size, Kept: r.Meta.Capacity,
+		KeptProved: token.VerifyDropReply(key, nonce, r.Meta.Capacity, r.Meta.Proof)}, nil
 }
 
 // orderNonceLen is the length of an order's nonce in bytes.

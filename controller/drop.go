@@ -15,8 +15,10 @@ import (
 // data, in parallel, and sums the replies. Each order is made for its
 // node's address and incarnation (token.OrderProof, keyed with the job's
 // order key, which is never sent): the registry's, else the one the node
-// proves when asked (askIncarnationOnce).
-func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNode) *wire.DropResult {
+// proves when asked (askIncarnationOnce). mayKeep is whether a node may
+// keep some of the job's bytes: one said so, or did not prove it keeps
+// none (dataclient.Dropped.KeptProved), or did not answer.
+func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNode) (_ *wire.DropResult, mayKeep bool) {
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
@@ -43,8 +45,10 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 			if err != nil {
 				res.Failed++
 				errs = append(errs, err.Error()) // names the node
+				mayKeep = true
 				return
 			}
+			mayKeep = mayKeep || d.Kept != 0 || !d.KeptProved
 			res.Nodes++
 			res.Values += d.Values
 			res.Bytes += d.Freed
@@ -52,7 +56,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 	}
 	wg.Wait()
 	res.Message = strings.Join(errs, "; ")
-	return &res
+	return &res, mayKeep || res.Failed > 0
 }
 
 // dropOne asks the node at addr to drop the job's data, bounded by

@@ -1134,14 +1134,10 @@ func (c *Controller) deregisterUnlock(ctx context.Context, j *job, who string) (
 		// back and its client may deregister it again.
 		return nil, err
 	}
-	res := c.dropAll(ctx, id, targets)
+	res, mayKeep := c.dropAll(ctx, id, targets)
 	c.cfg.Logger.Info("controller: job deregistered", "job", id, "by", who, "nodes", res.Nodes, "values", res.Values,
 		"bytes", res.Bytes, "failed", res.Failed)
-	c.srv.goroutine(func() {
-		ctx, cancel := c.closingContext()
-		defer cancel()
-		c.sweepAfterDrop(ctx, id, res, targets)
-	})
+	c.sweepAfterDrop(id, res, mayKeep, targets)
 	return res, nil
 }
 
@@ -1172,15 +1168,11 @@ func (c *Controller) expireJobs(now time.Time) {
 		c.srv.goroutine(func() {
 			for i, j := range gone {
 				ctx, cancel := c.closingContext()
-				res := c.dropAll(ctx, j.id, targets[i])
+				res, mayKeep := c.dropAll(ctx, j.id, targets[i])
+				cancel()
 				c.cfg.Logger.Info("controller: job expired", "job", j.id, "expires", j.expires.UTC().Format(time.RFC3339),
 					"nodes", res.Nodes, "values", res.Values, "failed", res.Failed)
-				cancel()
-				c.srv.goroutine(func() { // a slow sweep holds up no other expiry
-					ctx, cancel := c.closingContext()
-					defer cancel()
-					c.sweepAfterDrop(ctx, j.id, res, targets[i])
-				})
+				c.sweepAfterDrop(j.id, res, mayKeep, targets[i])
 			}
 		})
 	})

@@ -42,7 +42,8 @@ import (
 const sweepMaxBusy = 5 * time.Second
 
 // maxSweeps bounds the sweeps that run at once (each with a connection
-// to each node of the job's map); the others wait their turn.
+// to each node of the job's map); the others wait their turn in
+// Controller.unswept, without a goroutine each.
 const maxSweeps = 4
 
 // sweepTimeout bounds a whole sweep: a node that stops answering holds a
@@ -56,52 +57,56 @@ type sweepResult struct {
 	bytes    int64
 }
 
-// sweepAfterDrop sweeps job's unnamed chunks (sweepEnded) after its drop
-// to nodes, the job's map at its end, whatever the nodes said they keep
-// (that answer is not proved, and a changed one must not hide a node's
-// manifests from the sweep, nor stop it). The sweep covers those nodes and
-// the nodes of the job's final map (the map clients were handed last, so
-// the one its credential reads by): the two differ for a moment after a
-// map change, and a node in the final map alone got no drop order (a
-// hostile trial ended a job just after a dead node left its map and
-// before the change was handed out: the node came back with manifests the
-// sweep had not asked for, and their values read corrupt). It runs now
-// when every one of them dropped the job's data; otherwise, or when it
-// fails, it waits (sweepDeferred).
-func (c *Controller) sweepAfterDrop(ctx context.Context, job string, res *wire.DropResult, nodes []wire.MapNode) {
-	dropped := make(map[string]bool, len(nodes))
+// sweepAfterDrop queues the sweep of job's unnamed chunks (sweepEnded)
+// after its drop to nodes, the job's map at its end. The sweep covers
+// those nodes and the nodes of the job's final map (the map clients were
+// handed last, so the one its credential reads by): the two differ for a
+// moment after a map change, and a node in the final map alone got no
+// drop order (a hostile trial ended a job just after a dead node left its
+// map and before the change was handed out: the node came back with
+// manifests the sweep had not asked for, and their values read corrupt).
+// When every one of them took the drop and proved it keeps none of the
+// job's bytes (mayKeep false: dropAll), there is nothing to sweep; an
+// answer not proved counts as keeping some, so one changed on the way
+// cannot stop a sweep. The sweep runs as soon as a slot is free when every
+// node took the drop; otherwise it waits until each serves and has
+// applied the job's end (sweepReadyLocked).
+func (c *Controller) sweepAfterDrop(job string, res *wire.DropResult, mayKeep bool, nodes []wire.MapNode) {
+	covered := make(map[string]bool, len(nodes))
 	addrs := make([]string, 0, len(nodes))
 	for _, n := range nodes {
-		dropped[n.Addr] = true
+		covered[n.Addr] = true
 		addrs = append(addrs, n.Addr)
 	}
-	now := res.Failed == 0
+	dropped := res.Failed == 0
 	c.mu.Lock()
 	if e := c.ended.ids[job]; e != nil {
 		for _, mn := range e.nodes {
-			if !dropped[mn.Addr] {
-				dropped[mn.Addr] = true
+			if !covered[mn.Addr] {
+				covered[mn.Addr] = true
 				addrs = append(addrs, mn.Addr)
-				now = false
+				dropped = false
 			}
 		}
 	}
-	if !now {
-		c.deferSweepLocked(job, &pendingSweep{addrs: addrs})
+	if dropped && !mayKeep {
+		c.mu.Unlock()
+		return
 	}
+	c.deferSweepLocked(job, &pendingSweep{addrs: addrs, dropped: dropped})
 	c.mu.Unlock()
-	if now {
-		c.runSweep(ctx, job, &pendingSweep{addrs: addrs})
-	}
+	c.sweepDeferred(time.Now())
 }
 
 // pendingSweep is a sweep waiting its turn (Controller.unswept): the
-// nodes it covers (besides the final map's), the attempts it has had and
-// when it may run next.
+// nodes it covers (besides the final map's), whether every one took the
+// job's drop order (so none takes its puts: no wait for their heartbeats),
+// the attempts it has had and when it may run next.
 type pendingSweep struct {
-	addrs []string
-	tries int
-	next  time.Time
+	addrs   []string
+	dropped bool
+	tries   int
+	next    time.Time
 }
 
 // Bounds of a sweep's attempts: a failed one (a node busy dropping the job
@@ -124,12 +129,18 @@ func (c *Controller) deferSweepLocked(job string, p *pendingSweep) {
 	c.unswept[job] = p
 }
 
-// sweepDeferred starts the waiting sweeps that are due and whose nodes
-// are ready (sweepReadyLocked); one whose job's final map is no longer
-// kept is forgotten.
+// sweepDeferred starts waiting sweeps that are due and whose nodes are
+// ready, while a slot is free (maxSweeps: goroutines are started for
+// running sweeps only, however many wait); one whose job's final map is
+// no longer kept is forgotten. The controller's tick calls it, as do a
+// job's end and a sweep's.
 func (c *Controller) sweepDeferred(now time.Time) {
+	type start struct {
+		id string
+		p  *pendingSweep
+	}
+	var starts []start
 	c.mu.Lock()
-	var due map[string]*pendingSweep
 	for id, p := range c.unswept {
 		e := c.ended.ids[id]
 		if e == nil {
@@ -139,21 +150,33 @@ func (c *Controller) sweepDeferred(now time.Time) {
 		if now.Before(p.next) {
 			continue
 		}
-		if addrs, ok := c.sweepReadyLocked(e, p.addrs); ok {
-			delete(c.unswept, id)
-			if due == nil {
-				due = map[string]*pendingSweep{}
-			}
-			p.addrs = addrs
-			due[id] = p
+		addrs, ok := p.addrs, true
+		if !p.dropped {
+			addrs, ok = c.sweepReadyLocked(e, p.addrs)
 		}
+		if !ok {
+			continue
+		}
+		select {
+		case c.sweeps <- struct{}{}:
+		default:
+			ok = false // every slot taken: the rest wait for one
+		}
+		if !ok {
+			break
+		}
+		delete(c.unswept, id)
+		p.addrs = addrs
+		starts = append(starts, start{id, p})
 	}
 	c.mu.Unlock()
-	for id, p := range due {
+	for _, st := range starts {
 		c.srv.goroutine(func() {
 			ctx, cancel := c.closingContext()
-			defer cancel()
-			c.runSweep(ctx, id, p)
+			c.runSweep(ctx, st.id, st.p)
+			cancel()
+			<-c.sweeps
+			c.sweepDeferred(time.Now())
 		})
 	}
 }
@@ -193,15 +216,10 @@ func nodeAddrs(ns []wire.MapNode) []string {
 	return out
 }
 
-// runSweep runs sweep p of job, within maxSweeps and sweepTimeout, logs
-// and counts what it did, and keeps it for another attempt when it fails.
+// runSweep runs sweep p of job within sweepTimeout (its caller holds a
+// slot), logs and counts what it did, and keeps it for another attempt
+// when it fails, then waiting for its nodes to be ready.
 func (c *Controller) runSweep(ctx context.Context, job string, p *pendingSweep) {
-	select {
-	case c.sweeps <- struct{}{}:
-		defer func() { <-c.sweeps }()
-	case <-ctx.Done():
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
 	defer cancel()
 	r, err := c.sweepEnded(ctx, job, p.addrs)
@@ -210,6 +228,7 @@ func (c *Controller) runSweep(ctx context.Context, job string, p *pendingSweep) 
 	switch {
 	case err != nil:
 		p.tries++
+		p.dropped = false
 		c.mu.Lock()
 		c.deferSweepLocked(job, p)
 		_, again := c.unswept[job]

@@ -95,9 +95,18 @@ func (g *TokenGuard) ProveIncarnation(nonce []byte, incarnation uint64) []byte {
 }
 
 // versionsProver is a Guard that proves the node's answers to the
-// controller's versions orders with the job's order key (TokenGuard).
+// controller's versions and drop orders with the job's order key
+// (TokenGuard).
 type versionsProver interface {
 	ProveVersions(job, nonce []byte, versions []uint64, more bool) []byte
+	ProveDrop(job, nonce []byte, kept int64) []byte
+}
+
+// ProveDrop returns the node's proof of its answer to a drop order about
+// job whose nonce was nonce: the job's bytes it keeps
+// (token.DropReplyProof).
+func (g *TokenGuard) ProveDrop(job, nonce []byte, kept int64) []byte {
+	return token.DropReplyProof(token.OrderKey(g.secret, job), nonce, kept)
 }
 
 // ProveVersions returns the node's proof of its answer to a versions

@@ -696,7 +696,11 @@ func (n *Node) dropJob(c *netio.Conn, cs *connState, h *wire.Header) {
 	// Capacity: the job's bytes kept here (its persistent values); a
 	// node that keeps none forgets the job after its RevokeLinger, which
 	// the controller waits for before taking the node back (controller/dead.go).
-	n.replyMeta(c, cs, h, &wire.Response{Size: freed, Count: uint64(max(before-after, 0)), Capacity: n.jobUsage(r.Job)})
+	resp := wire.Response{Size: freed, Count: uint64(max(before-after, 0)), Capacity: n.jobUsage(r.Job)}
+	if p, ok := n.cfg.Guard.(versionsProver); ok {
+		resp.Proof = p.ProveDrop(r.Job, r.Key, resp.Capacity) // the controller sweeps by it (controller/sweep.go)
+	}
+	n.replyMeta(c, cs, h, &resp)
 }
 
 // Bounds of an incarnation question's nonce (wire.OpIncarnation).

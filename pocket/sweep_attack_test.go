@@ -222,3 +222,72 @@ func TestSweepAfterControllerRestart(t *testing.T) {
 	awaitUsed(t, c, withKept, 20*time.Second, "after the controller's restart and the node's return")
 	readsWhole(t, s, cred, vals)
 }
+
+// proxiedCluster is a cluster of one node reached only through a
+// replyRewriter with rewrite.
+func proxiedCluster(t *testing.T, rewrite map[wire.Op]func(*wire.Response)) (*testCluster, *replyRewriter) {
+	c := newTestCluster(t, 0, 0)
+	nd, d := c.newNode(64 << 20)
+	p := newReplyRewriter(t, nd.Addr().String(), rewrite)
+	c.runAgent(nd, d, p.ln.Addr().String())
+	c.awaitActive(1)
+	return c, p
+}
+
+// TestSweepIsNotSilencedByAnswers (hostile round): an attacker on the path
+// rewrites every node's drop answer to say it keeps nothing of the job.
+// The sweep must still run: that answer counts only when the node proves
+// it. On e624f5b the sweep ran only for nodes whose answer said they keep
+// values, and none ran.
+func TestSweepIsNotSilencedByAnswers(t *testing.T) {
+	c, p := proxiedCluster(t, map[wire.Op]func(*wire.Response){
+		wire.OpDropJob.Reply(): func(r *wire.Response) { r.Capacity = 0 },
+	})
+	ctx := context.Background()
+	s := c.store()
+	j, err := s.RegisterJob(ctx, "sweepsilence", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := map[string][]byte{"kept": randBytes(3<<20+5, 9)}
+	if err := j.Put(ctx, "kept", vals["kept"], Persist()); err != nil {
+		t.Fatal(err)
+	}
+	withKept := c.used()
+	putUnnamed(t, j, "half-written", 2, 1<<20)
+	cred := j.Credential()
+	if err := j.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p.hits.Load() == 0 {
+		t.Fatal("the proxy rewrote no drop answer")
+	}
+	awaitUsed(t, c, withKept, 10*time.Second, "after the end, its drop answer rewritten")
+	readsWhole(t, s, cred, vals)
+}
+
+// TestNothingKeptNothingSwept: a job that persisted nothing is not swept:
+// its nodes prove they keep none of it, so no versions order goes to
+// them (an end costs its nodes the drop order alone, as before the sweep;
+// a hostile round counted three orders a node for every end, a share of
+// the 65,536 a node takes a minute).
+func TestNothingKeptNothingSwept(t *testing.T) {
+	c, p := proxiedCluster(t, map[wire.Op]func(*wire.Response){
+		wire.OpVersions.Reply(): func(*wire.Response) {}, // counted, not changed
+	})
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "sweepnone", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "temp", randBytes(3<<20, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // a sweep would have begun at once
+	if n := p.hits.Load(); n != 0 {
+		t.Fatalf("%d versions answers for a job that kept nothing; want none", n)
+	}
+}

@@ -185,3 +185,27 @@ func TestVersionsReplyProof(t *testing.T) {
 		}
 	}
 }
+
+// TestDropReplyProof: a node's proof of its drop answer passes only for
+// the bytes it said it keeps, for that order's nonce and that job, and is
+// no versions answer's.
+func TestDropReplyProof(t *testing.T) {
+	key := OrderKey(orderSecret, []byte("sort-17"))
+	nonce := []byte("0123456789abcdef")
+	proof := DropReplyProof(key, nonce, 0)
+	if !VerifyDropReply(key, nonce, 0, proof) {
+		t.Fatal("the answer as proved is refused")
+	}
+	for name, ok := range map[string]bool{
+		"other bytes kept":     VerifyDropReply(key, nonce, 4096, proof),
+		"another nonce":        VerifyDropReply(key, []byte("0123456789abcdeF"), 0, proof),
+		"another job's key":    VerifyDropReply(OrderKey(orderSecret, []byte("sort-18")), nonce, 0, proof),
+		"a versions answer's":  VerifyDropReply(key, nonce, 0, VersionsReplyProof(key, nonce, nil, false)),
+		"as a versions answer": VerifyVersionsReply(key, nonce, nil, false, proof),
+		"no proof":             VerifyDropReply(key, nonce, 0, nil),
+	} {
+		if ok {
+			t.Errorf("%s: passed", name)
+		}
+	}
+}

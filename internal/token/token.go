@@ -55,6 +55,10 @@
 //     order's nonce: the controller drops chunks by what the answer says,
 //     so an answer changed on the way (a manifest's version left out)
 //     must not pass.
+//   - KindDropReply: DropReplyProof(key, nonce, kept), a node's answer
+//     to the controller's drop order (wire.OpDropJob): the bytes of the
+//     job it keeps. A controller skips the sweep of a job whose nodes all
+//     prove they keep none, so a changed answer must not pass.
 //   - KindOrder: OrderProof(key, o), the controller's order about a job
 //     sent to one node on the data plane (wire.OpDropJob). The order key
 //     never travels: it is the key of the proof, which binds the
@@ -100,6 +104,9 @@ const (
 	// KindVersionsReply is a node's proof of its answer to the
 	// controller's versions order (VersionsReplyProof).
 	KindVersionsReply Kind = 11
+	// KindDropReply is a node's proof of its answer to the controller's
+	// drop order (DropReplyProof).
+	KindDropReply Kind = 12
 )
 
 // Layout of a token.
@@ -420,6 +427,25 @@ func versionsSubject(dst, nonce []byte, versions []uint64, more bool) []byte {
 		h.Write([]byte{0})
 	}
 	return proofSubject(dst, nonce, h.Sum(nil), "")
+}
+
+// DropReplyProof returns a node's proof of its answer to the
+// controller's drop order whose nonce is nonce, about the job whose order
+// key is key (OrderKey): kept, the job's bytes it keeps. Len bytes.
+func DropReplyProof(key, nonce []byte, kept int64) []byte {
+	var sub [maxInline]byte
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(kept))
+	return appendToken(nil, key, KindDropReply, 0, 0, proofSubject(sub[:0], nonce, b[:], ""))
+}
+
+// VerifyDropReply reports whether proof is DropReplyProof(key, nonce,
+// kept).
+func VerifyDropReply(key, nonce []byte, kept int64, proof []byte) bool {
+	var sub [maxInline]byte
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(kept))
+	return check(key, KindDropReply, proofSubject(sub[:0], nonce, b[:], ""), proof)
 }
 
 // orderSubject is op || flags (little endian) || len(nonce) || nonce ||
