@@ -49,6 +49,47 @@ func awaitUsed(t *testing.T, c *testCluster, want int64, d time.Duration, what s
 	}
 }
 
+// persistedJob registers job name on the cluster's 2 nodes and persists a
+// 3 MiB value "kept" in it; it returns the job, its store, the values and
+// the bytes the nodes hold with them.
+func persistedJob(t *testing.T, c *testCluster, name string) (*Job, *Store, map[string][]byte, int64) {
+	t.Helper()
+	ctx := context.Background()
+	s := c.store()
+	j, err := s.RegisterJob(ctx, name, Hints{})
+	if err != nil || len(j.snapshot().Nodes) != 2 {
+		t.Fatalf("job on %d nodes: %v", len(j.snapshot().Nodes), err)
+	}
+	vals := map[string][]byte{"kept": randBytes(3<<20+5, 9)}
+	if err := j.Put(ctx, "kept", vals["kept"], Persist()); err != nil {
+		t.Fatal(err)
+	}
+	return j, s, vals, c.used()
+}
+
+// cutOff stops cn's heartbeats (its data plane serves on) and waits until
+// j's map names it dead.
+func cutOff(t *testing.T, cn *clusterNode, j *Job) {
+	t.Helper()
+	cn.cancel()
+	<-cn.done
+	dead := cn.node.Addr().String()
+	for deadline := time.Now().Add(10 * time.Second); j.refresh(context.Background()) == nil && !j.Map().Dead[dead]; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node whose heartbeats stopped is not dead 10 s on")
+		}
+	}
+}
+
+// deregisterAnyway deregisters j, a *DropError (a dead node) included.
+func deregisterAnyway(t *testing.T, j *Job) {
+	t.Helper()
+	var de *DropError
+	if err := j.Deregister(context.Background()); err != nil && !errors.As(err, &de) {
+		t.Fatal(err)
+	}
+}
+
 // TestSweepCoversTheHandedOutMap (hostile round): a node D is cut off and
 // leaves the job's current map as lost, and the job ends before the live
 // nodes confirm that map, while the map clients were handed (the final
@@ -132,34 +173,15 @@ func TestDeferredSweepOutlastsASlowDrop(t *testing.T) {
 	}
 	c.runAgent(nd, dram, nd.Addr().String())
 	c.awaitActive(2)
-	ctx := context.Background()
-	s := c.store()
-	j, err := s.RegisterJob(ctx, "sweepslow", Hints{})
-	if err != nil || len(j.snapshot().Nodes) != 2 {
-		t.Fatalf("job on %d nodes: %v", len(j.snapshot().Nodes), err)
-	}
-	vals := map[string][]byte{"kept": randBytes(3<<20+5, 9)}
-	if err := j.Put(ctx, "kept", vals["kept"], Persist()); err != nil {
-		t.Fatal(err)
-	}
-	withKept := c.used()
-	if err := j.Put(ctx, "temp", randBytes(1<<20, 3)); err != nil {
+	j, s, vals, withKept := persistedJob(t, c, "sweepslow")
+	if err := j.Put(context.Background(), "temp", randBytes(1<<20, 3)); err != nil {
 		t.Fatal(err)
 	}
 	putUnnamed(t, j, "half-written", 1, 1<<20)
 	cred := j.Credential()
 	dn := c.nodes[1]
-	dn.cancel()
-	<-dn.done
-	for deadline := time.Now().Add(10 * time.Second); j.refresh(ctx) == nil && !j.Map().Dead[nd.Addr().String()]; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the node whose heartbeats stopped is not dead 10 s on")
-		}
-	}
-	var de *DropError
-	if err := j.Deregister(ctx); err != nil && !errors.As(err, &de) {
-		t.Fatal(err)
-	}
+	cutOff(t, dn, j)
+	deregisterAnyway(t, j)
 	var slowed atomic.Bool
 	f.SetHook(func(op dataplane.FaultOp, _, _ []byte) error {
 		if op == dataplane.FaultDrop && slowed.CompareAndSwap(false, true) {
@@ -183,31 +205,11 @@ func TestSweepAfterControllerRestart(t *testing.T) {
 	cfg := controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
 		DeadAfter: 500 * time.Millisecond, Store: state.NewMemory(), Logger: quietLog}
 	c := newClusterWith(t, 2, cfg)
-	ctx := context.Background()
-	s := c.store()
-	j, err := s.RegisterJob(ctx, "sweeprestart", Hints{})
-	if err != nil || len(j.snapshot().Nodes) != 2 {
-		t.Fatalf("job on %d nodes: %v", len(j.snapshot().Nodes), err)
-	}
-	vals := map[string][]byte{"kept": randBytes(3<<20+5, 9)}
-	if err := j.Put(ctx, "kept", vals["kept"], Persist()); err != nil {
-		t.Fatal(err)
-	}
-	withKept := c.used()
+	j, s, vals, withKept := persistedJob(t, c, "sweeprestart")
 	putUnnamed(t, j, "half-written", 1, 1<<20)
 	cred := j.Credential()
-	dead := c.nodes[1].node.Addr().String()
-	c.nodes[1].cancel()
-	<-c.nodes[1].done
-	for deadline := time.Now().Add(10 * time.Second); j.refresh(ctx) == nil && !j.Map().Dead[dead]; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the node whose heartbeats stopped is not dead 10 s on")
-		}
-	}
-	var de *DropError
-	if err := j.Deregister(ctx); err != nil && !errors.As(err, &de) {
-		t.Fatal(err)
-	}
+	cutOff(t, c.nodes[1], j)
+	deregisterAnyway(t, j)
 	c.ctl.Close()
 	ctl, err := controller.New(cfg)
 	if err != nil {

@@ -125,58 +125,23 @@ func TestEndedJobsUnnamedChunksAreSwept(t *testing.T) {
 // sweep ever ran (TestEndedJobsUnnamedChunksAreSwept).
 func TestSweepWaitsForADeadNode(t *testing.T) {
 	c := newTestCluster(t, 2, 64<<20)
-	ctx := context.Background()
-	s := c.store()
-	j, err := s.RegisterJob(ctx, "sweepdead", Hints{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept := randBytes(3<<20+5, 9)
-	if err := j.Put(ctx, "kept", kept, Persist()); err != nil {
-		t.Fatal(err)
-	}
-	withKept := c.used()
+	j, s, vals, withKept := persistedJob(t, c, "sweepdead")
 	putUnnamed(t, j, "half-written", 1, 1<<20)
 	cred := j.Credential()
-	c.nodes[1].cancel() // its heartbeats stop: dead to the controller
-	<-c.nodes[1].done
-	dead := c.nodes[1].node.Addr().String()
-	deadline := time.Now().Add(10 * time.Second)
-	for j.refresh(ctx) == nil && !j.Map().Dead[dead] {
-		if time.Now().After(deadline) {
-			t.Fatal("the node whose heartbeats stopped is not dead 10 s on")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	cutOff(t, c.nodes[1], j)
 	before := c.nodes[0].tier.Usage().Used
-	var de *DropError
-	if err := j.Deregister(ctx); err != nil && !errors.As(err, &de) {
-		t.Fatal(err)
-	}
+	deregisterAnyway(t, j)
 	time.Sleep(time.Second) // a sweep, had it run, ends within milliseconds here
 	if got := c.nodes[0].tier.Usage().Used; got != before || c.ctl.SweptVersions() != 0 {
 		t.Fatalf("the live node holds %d bytes after the end (%d before), %d versions swept; want all kept, none swept",
 			got, before, c.ctl.SweptVersions())
 	}
 	c.resumeAgent(c.nodes[1])
-	deadline = time.Now().Add(15 * time.Second)
-	for c.used() > withKept {
-		if time.Now().After(deadline) {
-			t.Fatalf("the nodes hold %d bytes 15 s after the dead node came back; the persisted value took %d",
-				c.used(), withKept)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	awaitUsed(t, c, withKept, 15*time.Second, "after the dead node came back")
 	if c.ctl.SweptVersions() != 2 {
 		t.Errorf("%d versions swept; want the unnamed one on each of 2 nodes", c.ctl.SweptVersions())
 	}
-	ended, err := s.OpenCredential(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := ended.Get(ctx, "kept"); err != nil || !bytes.Equal(got, kept) {
-		t.Fatalf("the persisted value after the sweep: %d bytes, %v; want %d bytes, whole", len(got), err, len(kept))
-	}
+	readsWhole(t, s, cred, vals)
 }
 
 // replyRewriter is a TCP proxy in front of a node that passes everything
