@@ -135,6 +135,9 @@ func (c *Controller) deferSweepLocked(job string, p *pendingSweep) {
 // no longer kept is forgotten. The controller's tick calls it, as do a
 // job's end and a sweep's.
 func (c *Controller) sweepDeferred(now time.Time) {
+	if c.closing() {
+		return // a new controller sweeps what it restores
+	}
 	type start struct {
 		id string
 		p  *pendingSweep
@@ -226,6 +229,9 @@ func (c *Controller) runSweep(ctx context.Context, job string, p *pendingSweep) 
 	c.sweptVersions.Add(uint64(r.versions))
 	c.sweptBytes.Add(uint64(r.bytes))
 	switch {
+	case err != nil && ctx.Err() != nil && c.closing():
+		// Cut off by the controller's Close: not a failed try, and no
+		// warning; a controller restored from the state sweeps again.
 	case err != nil:
 		p.tries++
 		p.dropped = false

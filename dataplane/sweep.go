@@ -200,6 +200,9 @@ func (v *versionTable) confirmedVersions(job string, after uint64) []uint64 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var vs []uint64
+	if !v.holdsLocked(job) {
+		return vs
+	}
 	for k, e := range v.m {
 		if k.job == job && k.ver > after && !e.leased && v.filing[k] == 0 {
 			vs = append(vs, k.ver)

@@ -392,6 +392,9 @@ func (v *versionTable) takeLeasedOf(job string) map[verKey][]string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var out map[verKey][]string
+	if !v.holdsLocked(job) {
+		return out // most jobs' ends: no walk of every job's versions under mu
+	}
 	for k, e := range v.m {
 		if k.job != job || !e.leased || v.filing[k] > 0 {
 			continue
@@ -402,6 +405,12 @@ func (v *versionTable) takeLeasedOf(job string) map[verKey][]string {
 		out[k] = v.takeLocked(k)
 	}
 	return out
+}
+
+// holdsLocked reports whether job has versions filed here, on any tier
+// (its count in v.jobs: chargeLocked keeps one while it has).
+func (v *versionTable) holdsLocked(job string) bool {
+	return v.jobs[jobTier{KindDRAM, job}] != nil || v.jobs[jobTier{KindNVMe, job}] != nil
 }
 
 // markDeadLocked records version k dead at now, forgetting another dead
