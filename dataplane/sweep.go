@@ -94,7 +94,7 @@ func (n *Node) versionOrder(h *wire.Header, r *wire.Request) (*wire.Response, er
 				return nil, err // a short list, proved, would drop named chunks
 			}
 		} else {
-			vs = n.vers.confirmedVersions(k.job, 0)
+			vs = n.vers.confirmedVersions(k.job)
 		}
 		slices.Sort(vs)
 		vs = slices.Compact(vs)
@@ -194,9 +194,9 @@ func (n *Node) namedVersions(job []byte) ([]uint64, error) {
 	return vs, nil
 }
 
-// confirmedVersions lists the versions after `after` of which the job has
-// confirmed chunks filed here, on any tier, unsorted, possibly repeated.
-func (v *versionTable) confirmedVersions(job string, after uint64) []uint64 {
+// confirmedVersions lists the versions of which the job has confirmed
+// chunks filed here, on any tier, unsorted, possibly repeated.
+func (v *versionTable) confirmedVersions(job string) []uint64 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var vs []uint64
@@ -204,7 +204,7 @@ func (v *versionTable) confirmedVersions(job string, after uint64) []uint64 {
 		return vs
 	}
 	for k, e := range v.m {
-		if k.job == job && k.ver > after && !e.leased && v.filing[k] == 0 {
+		if k.job == job && !e.leased && v.filing[k] == 0 {
 			vs = append(vs, k.ver)
 		}
 	}

@@ -76,6 +76,23 @@ func (c *testCluster) startController(listen string) {
 	c.ctl, c.addr = ctl, addr.String()
 }
 
+// restartController closes the cluster's controller and starts another
+// with cfg on its address (its state restored from cfg.Store); the
+// cluster's cleanup closes the new one.
+func (c *testCluster) restartController(cfg controller.Config) {
+	c.t.Helper()
+	c.ctl.Close()
+	ctl, err := controller.New(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := ctl.Listen(c.addr); err != nil {
+		ctl.Close()
+		c.t.Fatal(err)
+	}
+	c.ctl = ctl
+}
+
 func (c *testCluster) addNode(capacity int64) {
 	nd, d := c.newNode(capacity)
 	c.runAgent(nd, d, nd.Addr().String())

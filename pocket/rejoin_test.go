@@ -39,16 +39,7 @@ func TestResumedNodeRejoinsAfterAControllerRestart(t *testing.T) {
 	if !waitUntil(10*time.Second, func() bool { return victim.tier.Usage().Values == 0 }) {
 		t.Fatalf("the resumed node still holds %d values", victim.tier.Usage().Values)
 	}
-	c.ctl.Close()
-	ctl, err := controller.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ctl.Listen(c.addr); err != nil {
-		ctl.Close()
-		t.Fatal(err)
-	}
-	c.ctl = ctl // closed by the cluster's cleanup
+	c.restartController(cfg)
 	checkRejoined(t, c, j, addr, pre)
 }
 

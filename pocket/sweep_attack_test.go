@@ -210,16 +210,7 @@ func TestSweepAfterControllerRestart(t *testing.T) {
 	cred := j.Credential()
 	cutOff(t, c.nodes[1], j)
 	deregisterAnyway(t, j)
-	c.ctl.Close()
-	ctl, err := controller.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ctl.Listen(c.addr); err != nil {
-		ctl.Close()
-		t.Fatal(err)
-	}
-	c.ctl = ctl
+	c.restartController(cfg)
 	c.resumeAgent(c.nodes[1])
 	awaitUsed(t, c, withKept, 20*time.Second, "after the controller's restart and the node's return")
 	readsWhole(t, s, cred, vals)
