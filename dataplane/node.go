@@ -82,16 +82,18 @@ type Node struct {
 	wg     sync.WaitGroup
 	jobs   jobTable
 	vers   *versionTable // object versions and their leases (versions.go)
-	// verSnaps keeps the versions orders' snapshots between pages (sweep.go).
-	verSnaps versionSnaps
-	stats    nodeStats
-	mx       nodeMetrics // requests by op and result, latency (metrics.go)
-	closed   atomic.Bool
-	drain    atomic.Bool
+	stats  nodeStats
+	mx     nodeMetrics // requests by op and result, latency (metrics.go)
+	closed atomic.Bool
+	drain  atomic.Bool
 
 	incarnation uint64                 // Incarnation
 	advert      atomic.Pointer[string] // SetAdvertised
 	orders      orderLog               // nonces of the controller's orders taken (orders.go)
+	// verSnaps keeps the versions orders' snapshots between pages
+	// (sweep.go). Kept here, among the cold fields: placed before stats it
+	// moved the per-loop counters, and 1 MiB GETs measured 0.89-0.91x.
+	verSnaps versionSnaps
 	// unfinishedCap is MaxUnfinishedPerJob resolved for each tier
 	// (unfinishedSlot); 0: no bound.
 	unfinishedCap [2]int64
