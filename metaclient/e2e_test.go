@@ -40,18 +40,20 @@ func startController(t *testing.T, addr string) (*controller.Controller, string)
 }
 
 // fakeNode is a storage node's stand-in: a data-plane listener that answers
-// OpDropJob (checking the controller's order proof, made for its address
-// and incarnation) and a metaclient heartbeat loop.
+// OpDropJob and the sweep's OpVersions (checking the controller's order
+// proof, made for its address and incarnation, and proving its answers)
+// and a metaclient heartbeat loop.
 type fakeNode struct {
-	addr   string
-	inc    uint64
-	ln     net.Listener
-	drops  atomic.Int32
-	bad    atomic.Int32
-	acks   atomic.Int32
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
-	runErr chan error
+	addr     string
+	inc      uint64
+	ln       net.Listener
+	drops    atomic.Int32
+	versions atomic.Int32 // versions orders of the end's sweep
+	bad      atomic.Int32
+	acks     atomic.Int32
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+	runErr   chan error
 }
 
 const valuesPerNode, bytesPerNode = 5, 5000
@@ -102,35 +104,53 @@ func (n *fakeNode) serve() {
 		go func() {
 			defer n.wg.Done()
 			defer conn.Close()
-			n.answer(conn)
+			br := bufio.NewReader(conn)
+			for n.answer(conn, br) {
+			}
 		}()
 	}
 }
 
-func (n *fakeNode) answer(conn net.Conn) {
+// answer answers one frame read from br and reports whether the
+// connection stays open.
+func (n *fakeNode) answer(conn net.Conn, br *bufio.Reader) bool {
 	lim := wire.DefaultLimits()
-	h, meta, err := wire.ReadControlFrame(bufio.NewReader(conn), &lim, nil)
+	h, meta, err := wire.ReadControlFrame(br, &lim, nil)
 	if err != nil {
-		return
+		return false
 	}
 	var req wire.Request
 	enc := wire.NewEncoder()
-	if err := wire.DecodeRequest(meta, &lim, &req); err != nil || h.Op != wire.OpDropJob {
+	refuse := func() {
 		n.bad.Add(1)
 		conn.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, wire.CodeBadToken,
 			enc.ErrorResponse(wire.Errorf(wire.CodeBadToken, "refused"))))
-		return
 	}
-	o := token.Order{Addr: n.addr, Incarnation: n.inc, Op: byte(h.Op), Flags: h.Flags, Nonce: req.Key}
+	if err := wire.DecodeRequest(meta, &lim, &req); err != nil {
+		refuse()
+		return false
+	}
+	o := token.Order{Addr: n.addr, Incarnation: n.inc, Op: byte(h.Op), Flags: h.Flags, Nonce: req.Key, Carried: req.After}
 	if _, err := token.VerifyOrder(secret, req.Job, o, req.Token, time.Now()); err != nil {
-		n.bad.Add(1)
-		conn.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, wire.CodeBadToken,
-			enc.ErrorResponse(wire.Errorf(wire.CodeBadToken, "refused"))))
-		return
+		refuse()
+		return false
 	}
-	n.drops.Add(1)
-	conn.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, wire.CodeOK,
-		enc.Response(&wire.Response{Count: valuesPerNode, Size: bytesPerNode})))
+	key := token.OrderKey(secret, req.Job)
+	var resp wire.Response
+	switch h.Op {
+	case wire.OpDropJob:
+		n.drops.Add(1)
+		resp = wire.Response{Count: valuesPerNode, Size: bytesPerNode,
+			Proof: token.DropReplyProof(key, req.Key, bytesPerNode)}
+	case wire.OpVersions: // the end's sweep: this node holds no versions
+		n.versions.Add(1)
+		resp = wire.Response{Proof: token.VersionsReplyProof(key, req.Key, nil, false)}
+	default:
+		refuse()
+		return false
+	}
+	_, err = conn.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, wire.CodeOK, enc.Response(&resp)))
+	return err == nil
 }
 
 // waitActive waits until the controller lists want active nodes.
@@ -199,9 +219,17 @@ func TestEndToEnd(t *testing.T) {
 	if res.Nodes != 3 || res.Failed != 0 || res.Values != 3*valuesPerNode || res.Bytes != 3*bytesPerNode {
 		t.Fatalf("drop result %+v", res)
 	}
+	// The job kept values, so the controller sweeps its unnamed versions
+	// after the end: two versions orders (manifests, chunks) per node.
+	deadline := time.Now().Add(10 * time.Second)
 	for _, n := range nodes {
-		if n.drops.Load() != 1 || n.bad.Load() != 0 {
-			t.Fatalf("node %s: %d drops, %d refused", n.addr, n.drops.Load(), n.bad.Load())
+		for n.versions.Load() < 2 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, n := range nodes {
+		if n.drops.Load() != 1 || n.versions.Load() != 2 || n.bad.Load() != 0 {
+			t.Fatalf("node %s: %d drops, %d versions orders, %d refused", n.addr, n.drops.Load(), n.versions.Load(), n.bad.Load())
 		}
 		if n.acks.Load() == 0 {
 			t.Fatalf("node %s never got an ack", n.addr)
