@@ -333,5 +333,8 @@ func (c movingKey) deleteBoth(flags uint16, ver uint64) (client.Reply, error) {
 	if ov := oldR.Meta.Version; oldErr == nil && ov != 0 && (err != nil || r.Meta.Version != ov) {
 		c.j.dropVersion(ov)
 	}
+	if oldErr == nil && err != nil && c.x.deletedOld != nil {
+		*c.x.deletedOld = true // doReq may send it again: see reqExtra
+	}
 	return r, err
 }

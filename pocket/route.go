@@ -146,6 +146,12 @@ func (j *Job) adopt(nm Map) {
 type reqExtra struct {
 	version    uint64
 	objectSize int64
+	// deletedOld, set by doReq for a delete of one key, is set true by
+	// deleteBoth when an attempt deleted at the key's old owner and then
+	// failed at its live owner (refused, or not sent): the attempt that
+	// follows on a newer map finds nothing, and its "not found" (by
+	// version, "conflict") is not the call's answer.
+	deletedOld *bool
 }
 
 // do sends one request for (key, chunk), refreshing the map and retrying
@@ -161,6 +167,10 @@ func (j *Job) do(ctx context.Context, op wire.Op, flags uint16, key []byte, chun
 // doReq is do with extra request fields; it also returns the node that
 // answered.
 func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, chunk uint32, x reqExtra, payload, dst []byte) (client.Reply, string, error) {
+	var deletedOld bool
+	if op == wire.OpDelete && flags&wire.FlagPrefix == 0 {
+		x.deletedOld = &deletedOld
+	}
 	for attempt := 0; ; attempt++ {
 		t := j.route(key, chunk)
 		var r client.Reply
@@ -190,6 +200,11 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 		}
 		if attempt < mapRetries && (resendable(op, flags) || unexecuted(err)) && j.mapChanged(ctx, err, t.epoch, t.leaving, attempt) {
 			continue
+		}
+		if deletedOld && (errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict)) {
+			// An earlier attempt deleted the key at its old owner (and
+			// dropped the manifest it removed there: deleteBoth).
+			return client.Reply{}, t.addr, nil
 		}
 		return r, t.addr, err
 	}

@@ -1533,6 +1533,12 @@ class Job:
         fence = fenced(op, flags)
         if fence:
             self._fence_await(key)
+        # A delete whose attempt deleted at the key's old owner and was then
+        # refused (or not sent) at its owner, and so goes again on a newer
+        # map (_drain_do appends the success here): the next attempt finds
+        # nothing there, and its "not found" (or, by version, "conflict")
+        # is not the call's answer.
+        deleted: list = []
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
             if not st.addrs:
@@ -1560,7 +1566,8 @@ class Job:
                     r = self._retired_key_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
                 elif old:
                     r = self._retired_patient(lambda: self._drain_do(st, key, version, addr, old, op,
-                                                                     flags | st.tier_flags, meta, payload, dst))
+                                                                     flags | st.tier_flags, meta, payload, dst,
+                                                                     deleted))
                 elif self._retired:
                     r = self._key_answer(op, flags, addr,
                                          self._send_patient(addr, op, flags | st.tier_flags, meta, payload, dst))
@@ -1588,6 +1595,8 @@ class Job:
                 raise
             if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt):
                 continue
+            if deleted and r.code in (errors.Code.NOT_FOUND, errors.Code.CONFLICT):
+                return deleted[0], addr
             return r, addr
         raise AssertionError("unreachable")
 
@@ -1658,7 +1667,7 @@ class Job:
                             del self._fences[key]
 
     def _drain_do(self, st: _MapState, key: bytes, version: int, addr: str, old: str, op: int, flags: int,
-                  meta: bytes, payload, dst) -> Reply:
+                  meta: bytes, payload, dst, deleted: list | None = None) -> Reply:
         """A request for a key whose old owner (old: its owner under the
         prior set, a draining node or, while a node joins, the node that
         owned it before) differs from its owner (addr): reads ask the owner,
@@ -1694,17 +1703,33 @@ class Job:
                 # the request's, say): deleting at the owner alone would
                 # leave its value to be moved back.
                 return r_old
-            r = send(addr)
+            old_ver = r_old.response().version if r_old.code == 0 and r_old.meta else 0
+            # Deleted at the old owner, then failed at the owner: the old
+            # owner's manifest was dropped here, and a retry (_do) that finds
+            # nothing answers with this success, not "not found".
+            done = Reply(r_old.id, r_old.flags, 0, b"", b"")
+            try:
+                r = send(addr)
+            except errors.PocketError:
+                # The owner failed after the old owner deleted: the manifest
+                # removed there is no one else's to drop (the Go SDK's
+                # deleteBoth drops it whenever the owner failed).
+                if old_ver:
+                    self._drop_version(old_ver)
+                if r_old.code == 0 and deleted is not None:
+                    deleted.append(done)
+                raise
             if r_old.code == 0 and r.code in (errors.Code.NOT_FOUND, errors.Code.CONFLICT):
                 # Deleted at the old owner only: its reply names the
                 # version removed, whose chunks the caller drops.
                 return r_old
-            old_ver = r_old.response().version if r_old.code == 0 and r_old.meta else 0
             new_ver = r.response().version if r.code == 0 and r.meta else 0
             if old_ver and old_ver != new_ver:
                 # A second manifest, removed at the old owner while the
                 # owner held another value: no one else drops its chunks.
                 self._drop_version(old_ver)
+            if r_old.code == 0 and r.code and deleted is not None:
+                deleted.append(done)
             return r
         r = send(addr)
         if op == wire.OP_PUT and r.code == 0 and not flags & wire.FLAG_CHUNK:
