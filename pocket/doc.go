@@ -117,8 +117,12 @@
 // 5, and, when the reply to step 4 is lost, the
 // replaced version's chunks (the manifest may or may not have been
 // swapped, and which version it replaced is unknown, so nothing is
-// dropped) and the put's own chunks if its manifest was not stored. Of a
-// value put with Persist, those chunks outlive the job until the
+// dropped) and the put's own chunks if its manifest was not stored; and
+// the chunks, on the other nodes, of a value whose manifest went with a
+// node that restarted or was lost (the key answers lost, or not found,
+// and no call names that version again: a hostile trial that restarted a
+// node during map changes left 13-36 such chunks). Of a value put with
+// Persist, those chunks outlive the job until the
 // controller's sweep at its end drops every version no manifest names
 // (controller/sweep.go). Step
 // 4 is then not sent again: a second copy could republish the version
