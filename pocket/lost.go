@@ -51,7 +51,14 @@ import (
 //     node's keys, and an old owner lost while its values moved to a
 //     joining node left those values reading "not found". There is one
 //     placement per distinct set of nodes left out, at most one per lost
-//     node, made when the map is set.
+//     node, made when the map is set;
+//   - a draining node is left out of that placement too (unless every
+//     node drains): from the start of its drain its keys' writes go to
+//     their live owners, and its mover takes its values there, so a
+//     value not at the draining node was at the live owner. Without
+//     that, a live owner lost while a node drained out of the job's map
+//     (restarted as the job shrank) left the values put there reading
+//     "not found" until the drain ended.
 //
 // While a node is dead but within the grace it stays in the map, marked
 // dead: reads and writes of its keys answer ErrUnavailable at once. A
@@ -108,11 +115,27 @@ func lostSets(m Map) []lostSet {
 	}
 	slices.Sort(epochs)
 	epochs = slices.Compact(epochs)
+	// A draining node is left out as well (unless every node drains, as
+	// liveSet does): from the start of its drain every write of its keys
+	// goes to their live owners, and its mover takes what it holds there,
+	// so a key's value is at its live owner, or still at the draining node
+	// (where a read finds it: the draining node is its old owner). A
+	// "not found" then means the value, if any, was at the live owner: a
+	// lost node that was the key's live owner held it. Placing over the
+	// draining node too named it, not the lost node, for the keys it owns
+	// under the whole map: until its drain ended (the node leaving the
+	// map, which gives the same placement as leaving it out), values put
+	// at a live owner lost meanwhile (it restarted while the job shrank)
+	// read "not found" (a hostile trial: stat, delete and delete-after-read
+	// of acknowledged values). The cost: while it drains, a key it held
+	// before a loss and never wrote again may answer lost instead of "not
+	// found", as it does anyway once it has left.
+	live := slices.ContainsFunc(m.Nodes, func(n Node) bool { return !m.Draining[n.Addr] })
 	out := make([]lostSet, 0, len(epochs))
 	for _, e := range epochs {
 		var ns []placement.Node
 		for _, n := range m.Nodes {
-			if n.Since < e {
+			if n.Since < e && !(live && m.Draining[n.Addr]) {
 				ns = append(ns, placement.Node{ID: n.Addr, Weight: n.Weight})
 			}
 		}

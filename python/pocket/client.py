@@ -647,9 +647,13 @@ class _MapState:
         # before it and the lost nodes still in the map then (lost at that
         # epoch or later), with the index of the first lost one and those
         # lost nodes (the Go SDK's lostSets).
+        # A draining node is left out (unless every node drains): its keys'
+        # writes went to their live owners, where its mover takes what it
+        # holds, so a lost live owner held them (the Go SDK's lostSets).
+        drained = self.draining if any(n.addr not in self.draining for n in m.nodes) else set()
         self.lost_sets = []
         for e in sorted({n.epoch for n in m.lost}):
-            held = [(n.addr, n.weight) for n in m.nodes if n.since < e]
+            held = [(n.addr, n.weight) for n in m.nodes if n.since < e and n.addr not in drained]
             then = [n for n in m.lost if n.epoch >= e]
             self.lost_sets.append((placement.NodeSet(held + [(n.addr, n.weight) for n in then]), len(held), then))
         self.fetched = time.monotonic()

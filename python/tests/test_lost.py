@@ -255,3 +255,31 @@ def test_address_lost_twice_is_two_losses():
         second += 1
         assert (x, 9) in [(n.addr, n.epoch) for n in st.lost_owners(k, 0)], k
     assert second >= 1000
+
+
+def test_lost_sets_leave_out_draining_nodes():
+    """While node d drains and r, a live owner, is lost, every key whose
+    live owner was r (where its writes went, and d's mover took its
+    values) raises Lost on "not found"; the others do not: the answers the
+    map gives once d has left (the Go SDK's TestLostSetsLeaveOutDrainingNodes).
+    Before, the lost placement held d, and d's keys that went to r read
+    NotFound until d left the map."""
+    from pocket import client as pc, placement
+
+    d, r, x = "10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"
+    during = pc._MapState(wire.PlacementMap("j", wire.TIER_DRAM, 3,
+                                            [wire.MapNode(d, .5, state=wire.NODE_DRAINING), wire.MapNode(x, .5)], b"tok",
+                                            lost=[wire.LostNode(r, .5, 3)]))
+    after = pc._MapState(wire.PlacementMap("j", wire.TIER_DRAM, 4, [wire.MapNode(x, 1.0)], b"tok",
+                                           lost=[wire.LostNode(r, 1.0, 3)]))
+    whole = placement.NodeSet([(d, 1.0), (r, 1.0), (x, 1.0)])
+    live = placement.NodeSet([(r, 1.0), (x, 1.0)])
+    moved = 0
+    for i in range(3000):
+        k = f"key-{i}".encode()
+        want = live.ids[live.pick(k)] == r
+        if want and whole.ids[whole.pick(k)] == d:
+            moved += 1
+        assert bool(during.lost_owners(k, 0)) == want, k
+        assert bool(after.lost_owners(k, 0)) == want, k
+    assert moved >= 300, moved
