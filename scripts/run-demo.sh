@@ -21,8 +21,16 @@ up_tls=(--data-dir "$work/data") tls=()
 ports=()
 [[ -z ${POCKET_NODE_PORTS:-} ]] || ports=(--node-ports "$POCKET_NODE_PORTS")
 [[ $DEMO_TLS == 1 ]] || up_tls=(--insecure) tls=(--insecure)
+# cleanup stops the cluster and removes the data directory (its CA key,
+# cluster secret and job token among them) whatever the cluster's exit
+# status: under set -e a failing wait (the cluster killed by the same
+# signal) ended the trap before the rm, leaving the directory behind.
 cleanup() {
-	[[ -n ${up_pid:-} ]] && kill "$up_pid" 2>/dev/null && wait "$up_pid" 2>/dev/null
+	set +e
+	if [[ -n ${up_pid:-} ]]; then
+		kill "$up_pid" 2>/dev/null
+		wait "$up_pid" 2>/dev/null
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT

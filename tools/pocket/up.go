@@ -38,7 +38,7 @@ type upOptions struct {
 	nodes    int
 	dram     string
 	nvme     string   // NVMe tier of each node, a size ("": none); its file is in nvmeSubdir
-	nodeMbps float64  // DRAM bandwidth each node reports (0: the controller's default)
+	nodeMbps float64  // bandwidth each node reports for each tier (0: the controller's default)
 	quiet    bool     // log nothing: neither the controller nor the nodes
 	log      logFlags // the controller's and the nodes' log format and level
 	metrics  string   // serve the controller's /metrics here
@@ -115,7 +115,15 @@ func (o *upOptions) nodeSpec(ctl, tlsDir string) orchestrator.NodeSpec {
 		spec.Args = append(spec.Args, "--insecure")
 	}
 	if o.nodeMbps > 0 {
-		spec.Args = append(spec.Args, "--dram-mbps", strconv.FormatFloat(o.nodeMbps, 'f', -1, 64))
+		// The node's network bounds every tier it serves. Before, only the
+		// DRAM tier reported it, and placement counted an NVMe tier at
+		// the controller's default (8000 Mb/s): jobs on NVMe were
+		// allotted 6x what their nodes serve, and their maps never grew.
+		mbps := strconv.FormatFloat(o.nodeMbps, 'f', -1, 64)
+		spec.Args = append(spec.Args, "--dram-mbps", mbps)
+		if o.nvme != "" {
+			spec.Args = append(spec.Args, "--nvme-mbps", mbps)
+		}
 	}
 	spec.Args = append(spec.Args, o.nodeLimits.args()...)
 	spec.Args = append(spec.Args, o.log.args()...)
@@ -557,7 +565,7 @@ func bindScale(fs *flag.FlagSet, o *upOptions) {
 	fs.Float64Var(&o.scale.Low, "scale-low", 0.6, "with --autoscale: drain a node below this utilization")
 	fs.DurationVar(&o.scale.Cooldown, "cooldown", 10*time.Second, "with --autoscale: least time between changes")
 	fs.DurationVar(&o.scale.DrainDeadline, "drain-deadline", controller.DefaultDrainDeadline, "with --autoscale: deadline of a scale-in drain")
-	fs.Float64Var(&o.nodeMbps, "node-mbps", 0, "network bandwidth each node reports, Mb/s (default: the controller's 8000)")
+	fs.Float64Var(&o.nodeMbps, "node-mbps", 0, "network bandwidth each node reports for each of its tiers (DRAM, NVMe), Mb/s (default: the controller's 8000)")
 	fs.DurationVar(&o.scale.JobCooldown, "job-cooldown", 5*time.Second, "with --autoscale: least time between two changes of one job's map")
 	fs.BoolVar(&o.scale.NoJobScaling, "no-job-scaling", false, "with --autoscale: keep every job's map as it was sized (no growing or shrinking under a running job)")
 }

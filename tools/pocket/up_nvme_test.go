@@ -117,3 +117,30 @@ func TestUpNVMeRefusesAnOpenDataDir(t *testing.T) {
 		t.Fatalf("files made under the refused directory: %v", files)
 	}
 }
+
+// TestUpNodeMbpsCountsEveryTier: `pocket up --node-mbps N` is the node's
+// network bandwidth, which bounds every tier it serves: each node reports
+// N for its DRAM tier and, with --nvme, for its NVMe tier. Before, only
+// the DRAM tier reported it and placement counted the NVMe tier at the
+// controller's default 8000 Mb/s (a new user's trial: a job on NVMe
+// allotted 12800 Mb/s on two 1000 Mb/s nodes, 6.4x, whose map never grew
+// under 8 Gb/s of load). Fails on the old code.
+func TestUpNodeMbpsCountsEveryTier(t *testing.T) {
+	flagValue := func(args []string, name string) string {
+		if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
+			return args[i+1]
+		}
+		return ""
+	}
+	with := (&upOptions{dram: "16MiB", nvme: "64MiB", nodeMbps: 1000}).nodeSpec("127.0.0.1:1", "")
+	if d, n := flagValue(with.Args, "--dram-mbps"), flagValue(with.Args, "--nvme-mbps"); d != "1000" || n != "1000" {
+		t.Errorf("node args %q: --dram-mbps %q, --nvme-mbps %q; want 1000 for both", with.Args, d, n)
+	}
+	without := (&upOptions{dram: "16MiB", nodeMbps: 1000}).nodeSpec("127.0.0.1:1", "")
+	if flagValue(without.Args, "--dram-mbps") != "1000" || slices.Contains(without.Args, "--nvme-mbps") {
+		t.Errorf("node args without --nvme %q: want --dram-mbps 1000 and no --nvme-mbps", without.Args)
+	}
+	if def := (&upOptions{dram: "16MiB", nvme: "64MiB"}).nodeSpec("127.0.0.1:1", ""); slices.Contains(def.Args, "--dram-mbps") || slices.Contains(def.Args, "--nvme-mbps") {
+		t.Errorf("node args without --node-mbps %q: want the controller's default (no flag)", def.Args)
+	}
+}
