@@ -101,4 +101,14 @@ func TestRegistrationNotesAnOverAllotment(t *testing.T) {
 	if err != nil || !strings.Contains(m.Note, "of their 16000 Mb/s") || !strings.Contains(m.Note, "may get less than allotted") {
 		t.Fatalf("a job of 1,000 lambdas on 16,000 Mb/s: note %q, %v", m.Note, err)
 	}
+	if !strings.Contains(m.Note, "a hint is reserved as asked") {
+		t.Errorf("a hinted job's note %q: want it to say its hint is reserved as asked", m.Note)
+	}
+	// A job sized without hints, on the same nodes: its note names no
+	// hint (before, it blamed one: a new user's trial).
+	m, err = c.RegisterJob("learned", wire.JobHints{})
+	if err != nil || !strings.Contains(m.Note, "may get less than allotted") || strings.Contains(m.Note, "hint") ||
+		!strings.Contains(m.Note, "size was learned") {
+		t.Fatalf("a job without hints on over-allotted nodes: note %q, %v", m.Note, err)
+	}
 }

@@ -730,9 +730,15 @@ func (c *Controller) overAllottedNote(j *job) string {
 	if bw <= 0 || j.allocMbps <= 0 || alloc <= bw*(1+1e-9) {
 		return "" // a job allotted no bandwidth gets no less of it
 	}
+	// Only a hinted job's allotment is the user's to lower; before, the
+	// note blamed a hint for jobs sized by default or from their profile.
+	why := "the job's size was learned (its profile, else the default); add nodes"
+	if hinted(j.hints) {
+		why = "a hint is reserved as asked (add nodes, or ask for less)"
+	}
 	return fmt.Sprintf("the allotments on the job's %d node(s), its %.0f Mb/s included, come to %.0f of their %.0f Mb/s (%.1fx): "+
-		"the jobs there may get less than allotted; a hint is reserved as asked (add nodes, or ask for less)",
-		len(j.nodes), j.allocMbps, alloc, bw, alloc/bw)
+		"the jobs there may get less than allotted; %s",
+		len(j.nodes), j.allocMbps, alloc, bw, alloc/bw, why)
 }
 
 // joinNotes joins a registration's notes, leaving out the empty ones.
