@@ -197,6 +197,12 @@ class NodeConn:
                 self._sendmsg(head, memoryview(payload).cast("B"))
         except OSError as e:
             raise self._fail(e, sent=False) from None  # a frame not written whole is never executed
+        except BaseException:
+            # KeyboardInterrupt, a signal handler's timeout...: the frame may
+            # be half written, and the next request on this connection would
+            # complete it (a torn value stored). Never reuse it.
+            self.close()
+            raise
         self.used = time.monotonic()
         return rid
 
@@ -267,6 +273,9 @@ class NodeConn:
             self._fill(wire.HEADER_LEN)
         except (OSError, ValueError, errors.PocketError) as e:
             raise self._fail(e, owed=owed) from None
+        except BaseException:
+            self.close()  # a reply still owed, or half read: the stream is out of step
+            raise
         try:
             h = wire.parse_header(self._rview[self._r0:self._r0 + wire.HEADER_LEN])
             self._r0 += wire.HEADER_LEN
@@ -283,6 +292,9 @@ class NodeConn:
                 payload = bytes(buf) if n < buffer.MAP_MIN else buf
         except (OSError, ValueError, errors.PocketError) as e:
             raise self._fail(e) from None
+        except BaseException:
+            self.close()
+            raise
         return Reply(h.id, h.flags, h.code, meta, payload)
 
     def roundtrip(self, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
@@ -301,10 +313,16 @@ class NodeConn:
                                         payload if n else b"")))
         except OSError as e:
             raise self._fail(e, sent=False) from None
+        except BaseException:
+            self.close()
+            raise
         try:
             got = self.sock.recv_into(self._rview)
         except OSError as e:
             raise self._fail(e, owed=rid if fenced(op, flags) else 0) from None
+        except BaseException:
+            self.close()  # the reply is still owed: the next request would read it as its own
+            raise
         if got == 0:
             raise self._fail(ConnectionError("connection closed by the node"))
         self.used = time.monotonic()
