@@ -587,6 +587,11 @@ func tierSummary(ts []wire.TierStat) string {
 // maxNameLen leaves room in a job id for "-" and 20 digits.
 const maxNameLen = wire.DefaultMaxJobLen - 21
 
+// CheckJobName reports whether name may name a job (checkName), the
+// controller's answer to a registration of it (a wire.CodeBadKey error),
+// for a client to refuse it before asking.
+func CheckJobName(name string) error { return checkName(name) }
+
 // checkName accepts 1..maxNameLen bytes of letters, digits, '.', '_' and
 // '-', the first a letter or a digit: names become path-like prefixes, log
 // fields and command-line arguments (a job id starting with '-' reads as a

@@ -190,6 +190,7 @@ func TestBadFlagValuesAreUsageErrors(t *testing.T) {
 		{"job", "register", "--capacity", "abc", "j"},
 		{"job", "register", "--capacity", "-1GiB", "j"},
 		{"job", "register", "--peak-mbps", "-1", "j"},
+		{"job", "register", "bad name!"}, // before: the controller's refusal, exit 1
 		{"job", "profile", "--controller", "127.0.0.1:1", "--data-dir", dir, "j"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

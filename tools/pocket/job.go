@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/internal/units"
@@ -128,6 +129,11 @@ func runJobRegister(args []string) int {
 	}
 	if err == nil {
 		err = checkRegisterFlags(*ttl, *peak, *lambdas)
+	}
+	if err == nil {
+		// A usage error (exit 2), as the README says, not the
+		// controller's refusal (exit 1).
+		err = controller.CheckJobName(pos[0])
 	}
 	if err != nil {
 		return usageError("job register", err)

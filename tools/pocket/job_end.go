@@ -81,6 +81,6 @@ func printEnded(job string, res *wire.DropResult, dead []string) {
 	for _, a := range dead {
 		fmt.Printf("node %s is dead: its copy of the job's values went with it, those put with --persist too\n", a)
 	}
-	fmt.Println("values put with --persist stay on their nodes: whoever holds the job's token reads and deletes them " +
+	fmt.Println("values put with --persist, if the job put any, stay on their nodes: whoever holds the job's token reads and deletes them " +
 		"(pocket job credential); without it, pocket node drain --discard-persisted destroys them with the node they are on")
 }
