@@ -1,6 +1,6 @@
 // Package units parses and prints byte sizes written like 1KiB, 512MiB or 2GiB.
-// Binary suffixes (KiB, MiB, GiB, TiB) are powers of 1024; decimal ones (KB, MB,
-// GB, TB) powers of 1000; a bare number is bytes.
+// Binary suffixes (KiB, MiB, GiB, TiB, PiB, EiB) are powers of 1024; decimal
+// ones (KB ... EB) powers of 1000; a bare number is bytes.
 package units
 
 import (
@@ -14,8 +14,8 @@ var suffixes = []struct {
 	s string
 	m int64
 }{
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"PiB", 1 << 50}, {"EiB", 1 << 60},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"PB", 1e15}, {"EB", 1e18},
 	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
 	{"B", 1},
 }
@@ -43,7 +43,7 @@ func ParseSize(s string) (int64, error) {
 	}
 	f, err := strconv.ParseFloat(t, 64)
 	if err != nil || f < 0 || math.IsNaN(f) || f*float64(mult) >= math.MaxInt64 {
-		return 0, fmt.Errorf("size %q: want a number with an optional suffix such as KiB, MiB or GiB", s)
+		return 0, fmt.Errorf("size %q: want a number with an optional suffix (KiB, MiB, GiB, TiB, PiB, EiB; KB ... EB; B)", s)
 	}
 	b := f * float64(mult)
 	if (mult == 1 && b != math.Trunc(b)) || (b > 0 && b < 1) {

@@ -14,7 +14,13 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "KiB", "-1", "x1", "1XB", "99999999999TiB", "NaN",
+	// PiB and EiB were refused as if malformed (a new user's --capacity 1PiB).
+	for in, want := range map[string]int64{"1PiB": 1 << 50, "7EiB": 7 << 60, "2PB": 2e15, "9EB": 9e18} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "KiB", "-1", "x1", "1XB", "99999999999TiB", "NaN", "8EiB", "10EB",
 		"0.5", "1.5", "0.5B", "0.0001KiB"} { // fractions of a byte: 0.5 had parsed as 0, "none" or "no limit"
 		if n, err := ParseSize(bad); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", bad, n)
