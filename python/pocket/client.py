@@ -1965,8 +1965,8 @@ class Job:
                 return
 
     def _movers_first(self, op: int, ver: int) -> list[Reply]:
-        """Sends a version request (drop-version) to every live
-        node: to the ones that may be moving values (_MapState.movers)
+        """Sends a version request (drop-version) to every live node: to
+        the ones that may be moving values (_MapState.movers)
         first, one by one, waiting while each answers busy (a chunk of the
         version is being moved), then to the others at once, which by then
         hold every chunk that moved. A mover that cannot be reached may
@@ -1974,9 +1974,8 @@ class Job:
         retired): when _follow finds a newer map the request goes on over
         it, to the nodes that have not answered yet. One pass: a drop
         runs it again whole when the map changed meanwhile
-        (_drop_version). Returns the
-        replies that succeeded; raises the first error once every node was
-        asked."""
+        (_drop_version). Returns the replies that succeeded; raises the
+        first error once every node was asked."""
         answered: dict[str, Reply] = {}
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st
