@@ -216,9 +216,14 @@ func (d *Device) sizeUp(want int64) (int64, error) {
 		return 0, os.NewSyscallError("fstat", err)
 	}
 	if want == 0 {
-		return st.Size, nil
+		want = st.Size
 	}
-	if st.Size < want {
+	// A file already long enough but sparse (truncate -s) is preallocated
+	// too. Before, only a file shorter than want was: a hostile trial's
+	// 64 MiB sparse file on a file system with 37 MiB free was taken at
+	// its length, and puts the tier had accepted failed at the device
+	// with ENOSPC ("tier full" at 60 % used).
+	if want > 0 && (st.Size < want || st.Blocks*512 < want) {
 		if err := growFile(d.fd, &st, want); err != nil {
 			return 0, err
 		}

@@ -55,3 +55,72 @@ func TestOpenRefusesASizePastTheFreeSpace(t *testing.T) {
 	}
 	d.Close()
 }
+
+// TestOpenPreallocatesASparseFile (hostile trial): a file already long
+// enough but sparse (truncate -s) is preallocated like a short one, given
+// a size or taken at its own, and refused with ErrNoSpace when its file
+// system cannot hold it. Before, it was taken at its length as it was:
+// a 64 MiB sparse file on a file system with 37 MiB free served puts until
+// the file system filled, and then failed them at the device with ENOSPC.
+// Runs on a 16 MiB tmpfs it mounts (root only). Fails on the old code.
+func TestOpenPreallocatesASparseFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=16m"); err != nil {
+		t.Skipf("mount a 16 MiB tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, 0) })
+	if err := ProbeDirectIO(dir); err != nil {
+		t.Skipf("tmpfs here refuses O_DIRECT: %v", err)
+	}
+	sparse := func(name string, size int64) string {
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err == nil {
+			err = f.Truncate(size)
+		}
+		if err == nil {
+			err = f.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	allocated := func(p string) int64 {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Blocks * 512
+	}
+	big := sparse("big", 64<<20)
+	if d, err := Open(big, Options{Size: 64 << 20, Engine: EngineSync}); !errors.Is(err, ErrNoSpace) {
+		if err == nil {
+			d.Close()
+		}
+		t.Errorf("Open of a 64 MiB sparse file on a 16 MiB file system: %v; want ErrNoSpace", err)
+	}
+	if d, err := Open(big, Options{Engine: EngineSync}); !errors.Is(err, ErrNoSpace) {
+		if err == nil {
+			d.Close()
+		}
+		t.Errorf("Open of a 64 MiB sparse file at its own size on a 16 MiB file system: %v; want ErrNoSpace", err)
+	}
+	if err := os.Remove(big); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{4 << 20, 0} { // given, and taken from the file
+		p := sparse("fits", 4<<20)
+		d, err := Open(p, Options{Size: size, Engine: EngineSync})
+		if err != nil {
+			t.Fatalf("Open of a 4 MiB sparse file (size %d): %v", size, err)
+		}
+		d.Close()
+		if got := allocated(p); got < 4<<20 {
+			t.Errorf("a 4 MiB sparse file opened with size %d: %d bytes allocated; want it preallocated", size, got)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
