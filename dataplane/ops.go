@@ -185,7 +185,16 @@ func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 	replaced, err := p.Commit()
 	switch {
 	case err == nil && ch.ver != 0:
-		n.vers.add(n, k, ch.key, ch.lease, ch.size)
+		if !n.vers.add(n, k, ch.key, ch.lease, ch.size) {
+			// Dropped while it was committed (an NVMe write takes a
+			// while): the drop took the version's chunks filed before
+			// this one, and no drop will come for it. Before, it was
+			// filed under the dead version and stayed until the job
+			// ended (a hostile trial: 7 chunks, 1 MB, after every key
+			// was deleted).
+			_, _ = tier.Delete([]byte(ch.job), []byte(ch.key))
+			return Info{}, errDeadVersion
+		}
 	case filing:
 		n.vers.doneFiling(k)
 	}

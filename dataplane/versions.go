@@ -143,10 +143,19 @@ func (n *Node) SetChunkLease(d time.Duration) {
 // add files a committed chunk key of size bytes under its version; lease
 // (the put had wire.FlagLease: its writer's) marks the version leased if
 // it is new and marks the key as the writer's; every add renews the lease.
-func (v *versionTable) add(n *Node, k verKey, key string, lease bool, size int64) {
+// It reports false, filing nothing, when the version died (dropped, or
+// its lease ran out) while the chunk was being committed: the caller
+// deletes the chunk, which no drop will reach now (publish).
+func (v *versionTable) add(n *Node, k verKey, key string, lease bool, size int64) bool {
 	v.run(n)
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if _, dead := v.dead[jobTier{k.tier, k.job}][k.ver]; dead {
+		if lease {
+			v.doneFilingLocked(k)
+		}
+		return false
+	}
 	cost, data := int64(0), size
 	e := v.m[k]
 	if e == nil {
@@ -165,6 +174,7 @@ func (v *versionTable) add(n *Node, k verKey, key string, lease bool, size int64
 	if lease {
 		v.doneFilingLocked(k)
 	}
+	return true
 }
 
 // What the version table's entries cost, as versionTable.bytes counts

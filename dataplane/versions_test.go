@@ -232,6 +232,44 @@ func TestChunkLeasedWhileItCommits(t *testing.T) {
 	}
 }
 
+// TestChunkDroppedWhileItCommits: a writer gives up on a version (a
+// sibling chunk failed) and drops it while one of its chunks is being
+// committed here (an NVMe write takes a while). The drop takes the chunks
+// filed so far; the one committing must not be filed under the dead
+// version afterwards, where no drop would ever reach it: it is deleted,
+// and its put answers that its version was dropped. On the old code it
+// was filed and stayed until the job ended (a hostile trial: 7 chunks,
+// 1 MB, on a node after every key was deleted).
+func TestChunkDroppedWhileItCommits(t *testing.T) {
+	n, d := migrateNode(t)
+	for _, lease := range []bool{true, false} { // the writer's put, and a move's
+		ver := uint64(0x17)
+		if !lease {
+			ver = 0x18
+		}
+		chunk := wire.AppendChunkKey(nil, []byte("k"), ver, 1)
+		p, err := d.Create([]byte("job-1"), chunk, 5, Meta{Flags: Chunk, Version: ver})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(p.Buffers()[0], "chunk")
+		probe := commitProbe{Pending: p, probe: func() { n.dropVersion(d, []byte("job-1"), ver) }}
+		_, err = n.publish(d, probe, putRef{job: "job-1", key: string(chunk), ver: ver, lease: lease})
+		if !errors.Is(err, wire.ErrConflict) {
+			t.Errorf("lease %v: a chunk whose version was dropped while it committed: %v; want the dead version's conflict", lease, err)
+		}
+		if _, err := d.Stat([]byte("job-1"), chunk); !errors.Is(err, ErrNotFound) {
+			t.Errorf("lease %v: the chunk is still in the tier: %v", lease, err)
+		}
+		if n.vers.m[verKey{KindDRAM, "job-1", ver}] != nil {
+			t.Errorf("lease %v: the dead version is filed again", lease)
+		}
+	}
+	if len(n.vers.filing) != 0 || n.JobValues("job-1") != 0 {
+		t.Fatalf("filing marks %v, %d values left", n.vers.filing, n.JobValues("job-1"))
+	}
+}
+
 // TestMigrateDropsLeasedAfterDeadline: a move leaves a leased chunk where
 // its writer put it until MigrateJob.LeaseDeadline, then drops its
 // version here (dead for a lease, so its later chunks are refused).
