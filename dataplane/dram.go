@@ -315,12 +315,23 @@ func (r record) off() int64 { return r.a.Offset(r.all()) }
 func allocErr(err error) error {
 	switch {
 	case errors.Is(err, slab.ErrNoSpace):
-		return ErrNoSpace
+		return errDRAMNoSpace
 	case errors.Is(err, slab.ErrClosed):
 		return ErrClosed
 	}
 	return fmt.Errorf("dram tier: %w", err)
 }
+
+// errDRAMNoSpace is the slab arena's refusal: no free chunk of the
+// value's size class and no free page. A page stays with the size class
+// that took it until its last chunk is freed, so this can come while
+// Usage shows much of the tier free (a hostile trial: a 24 MiB tier
+// filled with 100-byte values, then 63 in 64 deleted, refused puts of
+// every other size at 1.6 % used); the message says so rather than only
+// "tier full".
+var errDRAMNoSpace = &wire.Error{Code: wire.CodeNoSpace, Msg: "dram tier full for this size: no free chunk of its size class and no free slab page " +
+	"(a page stays with the size of the values stored in it until they all go, so this can come while the tier's usage shows room); " +
+	"nothing stored was changed: delete values, or use another node"}
 
 // unref drops one reference to the record at off and destroys it at zero.
 func (d *DRAM) unref(off int64) {
