@@ -193,7 +193,7 @@ func (a *Allocator) AllocScattered(n int64, maxPieces int) ([]Extent, error) {
 			for _, e := range out {
 				_ = a.Free(e)
 			}
-			return nil, fmt.Errorf("nvme: allocate %d bytes: free space splintered past %d pieces: %w", n, maxPieces, ErrNoSpace)
+			return nil, fmt.Errorf("nvme: allocate %d bytes: the free space is split in pieces too small for it (more than %d would be needed; smaller values still fit): delete values, or use another node: %w", n, maxPieces, ErrNoSpace)
 		}
 		start, ok := a.largestStart()
 		if !ok {
