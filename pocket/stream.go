@@ -124,6 +124,7 @@ type Reader struct {
 	next  int // next chunk to fetch
 	ahead chan fetched
 	read  int64 // bytes returned
+	err   error // the first error Read returned, returned again by every later Read
 }
 
 type fetched struct {
@@ -180,6 +181,11 @@ func (r *Reader) prefetch() {
 
 // Read implements io.Reader.
 func (r *Reader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		// A stream that failed stays failed: answering io.EOF now
+		// would end a value cut short like a whole one.
+		return 0, r.err
+	}
 	for len(r.cur) == 0 {
 		if r.ahead == nil {
 			return 0, io.EOF
@@ -187,7 +193,8 @@ func (r *Reader) Read(p []byte) (int, error) {
 		f := <-r.ahead
 		if f.err != nil {
 			r.ahead = nil
-			return 0, r.j.wrap("get", r.key, r.chunkErr(f.err))
+			r.err = r.j.wrap("get", r.key, r.chunkErr(f.err))
+			return 0, r.err
 		}
 		r.cur = f.b
 		r.prefetch()
@@ -216,6 +223,11 @@ func (r *Reader) chunkErr(err error) error {
 		return fmt.Errorf("%w: deleted (or taken by another delete-after-read reader) while being read", ErrNotFound)
 	case serr == nil && st.Meta.Version != r.m.Version:
 		return fmt.Errorf("%w: replaced while being read", ErrConflict)
+	case serr != nil && !lost:
+		// The look failed (the reader's context ended, or the node could
+		// not be reached): whether the object was deleted or replaced
+		// meanwhile is not known, and nothing says it is corrupt.
+		return fmt.Errorf("chunk of version %016x: %v; looking at the object: %w", r.m.Version, err, serr)
 	}
 	if lost {
 		return err

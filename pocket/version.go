@@ -260,7 +260,10 @@ func untilNotBusyFor(ctx context.Context, limit time.Duration, send func() (clie
 		}
 		select {
 		case <-ctx.Done():
-			return r, err
+			// The caller's context ended while it waited out busy: its
+			// error says so, and keeps the node's refusal (nothing was
+			// done) for errors.Is and unexecuted.
+			return r, fmt.Errorf("%w (the node had answered: %w)", ctx.Err(), err)
 		case <-time.After(wait):
 		}
 	}

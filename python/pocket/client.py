@@ -2690,6 +2690,10 @@ class _Writer(io.BufferedIOBase):
     def write(self, b) -> int:
         if self.closed:
             raise ValueError("write to a closed stream")
+        if self._failed:
+            # close() will publish nothing: sending more chunks is waste.
+            raise errors.PocketError(f"writing {self.key!r}: an earlier write of this stream failed; "
+                                     "close it (nothing is published) and write the value again")
         view = memoryview(b).cast("B")
         self.buf += view
         while len(self.buf) > self.cs:
@@ -2774,7 +2778,7 @@ class _Reader(io.RawIOBase):
     most prefetch + 1 buffers, reused once consumed). If the object is
     replaced after bytes of it were handed out, reading on raises Conflict
     (nothing returned was torn; read again). An error fetching a chunk is
-    raised by the read that reaches it."""
+    raised by the read that reaches it, and by every read after it."""
 
     def __init__(self, job: Job, key: bytes, delete_after_read: bool, prefetch: int = PREFETCH):
         super().__init__()
@@ -2792,6 +2796,7 @@ class _Reader(io.RawIOBase):
         self.ahead: collections.deque = collections.deque()  # (future, chunk view, its buffer)
         self.free: list[memoryview] = []  # consumed chunk buffers
         self.base: memoryview | None = None  # the buffer under cur
+        self._failed: BaseException | None = None  # what every read raises once one failed
         if r.flags & wire.FLAG_MANIFEST:
             self.m = wire.decode_manifest(bytes(r.payload))
             self._size = self.m.size
@@ -2810,9 +2815,24 @@ class _Reader(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
+        if self._failed is not None:
+            raise self._failed
         out = memoryview(b).cast("B")
-        if self.off == len(self.cur) and not self._next():
-            return 0
+        if self.off == len(self.cur):
+            try:
+                more = self._next()
+            except BaseException as e:
+                # A stream that failed stays failed. Before, the next read
+                # went on with the chunk after the one that failed (its
+                # fetch had been taken off the queue), or, past the last,
+                # answered the end of the value (and a delete-after-read
+                # deleted it): a caller reading on after an error got a
+                # value with a chunk missing, or cut short.
+                self._failed = e if isinstance(e, errors.PocketError) else errors.PocketError(
+                    f"reading {self.key!r}: the stream failed earlier ({type(e).__name__}); open the value again")
+                raise
+            if not more:
+                return 0
         n = min(len(out), len(self.cur) - self.off)
         out[:n] = self.cur[self.off:self.off + n]
         self.off += n
