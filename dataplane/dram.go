@@ -97,8 +97,15 @@ type DRAM struct {
 	// live counts records not yet destroyed, plus one for the open tier.
 	// The arenas are unmapped when it reaches zero, so values still open
 	// at Close stay readable until released.
-	live   atomic.Int64
-	closed atomic.Bool
+	live atomic.Int64
+	// compaction's state (compact.go): one at a time, and none again
+	// for a while after one freed nothing.
+	compacting  atomic.Bool
+	compactAt   atomic.Int64 // Unix ns before which no compaction starts...
+	compactUsed atomic.Int64 // ...unless the arena's used bytes fall below this
+	moved       atomic.Int64 // values compaction moved
+	freedPages  atomic.Int64 // pages compaction gave back to the pool
+	closed      atomic.Bool
 
 	opened   sync.Pool // *dramValue
 	pendings sync.Pool // *dramPending
@@ -251,7 +258,11 @@ func (d *DRAM) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	}
 	p := d.pendings.Get().(*dramPending)
 	p.ifAbsent = m.Flags&IfAbsent != 0
-	if err := p.fill(key, size, m.info(size)); err != nil {
+	err := p.fill(key, size, m.info(size))
+	for try := 0; errors.Is(err, errDRAMNoSpace) && try < compactTries && d.compact(); try++ {
+		err = p.fill(key, size, m.info(size)) // a page came back to the pool
+	}
+	if err != nil {
 		p.recycle()
 		return nil, err
 	}
@@ -323,14 +334,15 @@ func allocErr(err error) error {
 }
 
 // errDRAMNoSpace is the slab arena's refusal: no free chunk of the
-// value's size class and no free page. A page stays with the size class
-// that took it until its last chunk is freed, so this can come while
-// Usage shows much of the tier free (a hostile trial: a 24 MiB tier
-// filled with 100-byte values, then 63 in 64 deleted, refused puts of
-// every other size at 1.6 % used); the message says so rather than only
-// "tier full".
-var errDRAMNoSpace = &wire.Error{Code: wire.CodeNoSpace, Msg: "dram tier full for this size: no free chunk of its size class and no free slab page " +
-	"(a page stays with the size of the values stored in it until they all go, so this can come while the tier's usage shows room); " +
+// value's size class and no free page, after compaction (dram_compact.go)
+// freed none. A page stays with the size class that took it until its
+// last chunk is freed; compaction moves values out of sparse pages, but
+// not those being read or written, nor when the other pages of their
+// class cannot take them. Before compaction a hostile trial's 24 MiB tier,
+// filled with 100-byte values and then 63 in 64 deleted, refused every
+// other size at 1.6 % used; the message says what can cause it.
+var errDRAMNoSpace = &wire.Error{Code: wire.CodeNoSpace, Msg: "dram tier full for this size: no free chunk of its size class and no free slab page, " +
+	"and no page could be emptied by moving values (values being read or written stay put); " +
 	"nothing stored was changed: delete values, or use another node"}
 
 // unref drops one reference to the record at off and destroys it at zero.
@@ -775,6 +787,10 @@ type dramPending struct {
 	rec  record
 	// ifAbsent: publish only when the key holds no value (IfAbsent).
 	ifAbsent bool
+	// moving, when not 0, is the offset of the record this put moves
+	// (compact.go): it is published only in that record's place, never
+	// over a newer value nor for a key deleted meanwhile.
+	moving int64
 	segments
 }
 
@@ -861,13 +877,21 @@ func (p *dramPending) publish() (int64, error) {
 		s.mu.Lock()
 		if j.dead.Load() {
 			s.mu.Unlock()
+			if p.moving != 0 {
+				return -1, errMoveStale // the job was dropped: nothing to move
+			}
 			if p.job = d.jobFor([]byte(j.name)); p.job == nil {
 				return -1, ErrClosed
 			}
 			continue
 		}
 		old := int64(-1)
-		if i := s.t.find(d.arena, p.hash, p.key); i >= 0 {
+		i := s.t.find(d.arena, p.hash, p.key)
+		if p.moving != 0 && (i < 0 || s.t.slots[i].off() != p.moving) {
+			s.mu.Unlock()
+			return -1, errMoveStale
+		}
+		if i >= 0 {
 			if p.ifAbsent {
 				s.mu.Unlock()
 				return -1, ErrExists
@@ -901,7 +925,7 @@ func (p *dramPending) release() {
 }
 
 func (p *dramPending) recycle() {
-	p.job, p.rec, p.ifAbsent = nil, record{}, false
+	p.job, p.rec, p.ifAbsent, p.moving = nil, record{}, false, 0
 	p.clear()
 	p.d.pendings.Put(p)
 }

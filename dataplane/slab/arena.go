@@ -59,6 +59,9 @@ type page struct {
 	used       int32        // chunks handed out
 	hint       int32        // lowest bitmap word that may have a free chunk
 	prev, next int32        // links of the class's list of non-full pages
+	// fenced: off the class's list while its chunks are moved out
+	// (Fence): Alloc hands out none of its chunks.
+	fenced bool
 }
 
 // class is one size class. Padded so two classes' locks do not share a
@@ -230,7 +233,7 @@ func (a *Arena) allocClass(ci, n int) ([]byte, error) {
 func (a *Arena) adopt(ci int, p int32) {
 	c := &a.classes[ci]
 	pg := &a.pages[p]
-	pg.used, pg.hint = 0, 0
+	pg.used, pg.hint, pg.fenced = 0, 0, false
 	pg.owner.Store(int32(ci))
 	c.pages++
 	a.pushPartial(c, p)
@@ -345,13 +348,16 @@ func (a *Arena) release(c *class, ci, p int32, r uintptr) error {
 	}
 	*w &^= mask
 	c.chunks--
-	if pg.used == c.perPage {
+	if pg.used == c.perPage && !pg.fenced {
 		a.pushPartial(c, p)
 	}
 	pg.used--
 	pg.hint = min(pg.hint, idx/64)
 	if pg.used == 0 {
-		a.unlinkPartial(c, p)
+		if !pg.fenced { // a fenced page is on no list
+			a.unlinkPartial(c, p)
+		}
+		pg.fenced = false
 		pg.owner.Store(noPage)
 		c.pages--
 		a.givePage(p)

@@ -17,7 +17,9 @@
 // Pages start out in a free pool. A class takes a page from the pool when it
 // has no page with a free chunk, and gives it back as soon as its last chunk
 // is freed, so memory moves between classes as the value sizes of the
-// workload change. All metadata (page owner, free-chunk bitmaps, free lists)
+// workload change. A page one chunk keeps goes nowhere; the arena's owner
+// can empty it by moving its chunks (compact.go: Sparsest, Fence, Chunks),
+// as the DRAM tier does when a put finds no room. All metadata (page owner, free-chunk bitmaps, free lists)
 // lives in Go slices sized once by New; nothing is written into the arena
 // itself, so a stray write into a freed chunk cannot corrupt the allocator.
 //

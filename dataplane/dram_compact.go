@@ -1,0 +1,166 @@
+package dataplane
+
+import (
+	"errors"
+	"time"
+)
+
+// Compaction. A slab page goes back to the pool only when its last chunk
+// is freed (package slab, "Moving chunks out of a page"), so a DRAM tier
+// filled with values of one size and then mostly emptied kept refusing
+// every other size while mostly free (a hostile trial: 24 MiB of 100-byte
+// values, 63 in 64 deleted, every size but 100 bytes refused at 1.6 %
+// used). When a put finds no room, compact moves the values out of the
+// sparsest page whose chunks fit in the other pages of its class, and the
+// put tries again if that page went back to the pool (compactTries times
+// at most).
+//
+// A value moves by being put again under its key, conditionally: the new
+// record replaces the one found only if the key still holds that very
+// record (dramPending.moving), so a move never overwrites a newer value
+// nor brings back a deleted key. Readers of the old record keep it until
+// they release it; its chunks, the page's last ones, are freed then, and
+// the page with them. The move finds a page's records by scanning the
+// tier's index (each job's shards under their read locks), so it costs
+// time in proportion to the tier's keys, on the put that asked for room:
+// a compaction that frees nothing keeps the next one off for
+// compactBackoff, unless values were deleted meanwhile.
+
+// compactBackoff is how long after a compaction that freed no page the
+// next one may start.
+const compactBackoff = time.Second
+
+// compactRounds bounds the pages one compaction tries; compactTries the
+// compactions one put asks for (a value of several chunks of different
+// classes may need a page for each).
+const (
+	compactRounds = 4
+	compactTries  = 4
+)
+
+// errMoveStale refuses a move whose key no longer holds the record moved.
+var errMoveStale = errors.New("dram tier: the value moved was replaced or deleted meanwhile")
+
+// compact tries to give a slab page back to the pool by moving the values
+// out of the sparsest pages (compactRounds at most) and reports whether a
+// page went back. Only one compaction runs at a time; one that freed
+// nothing keeps the next off for compactBackoff, or until the arena's
+// used bytes fall below what they were then.
+func (d *DRAM) compact() bool {
+	if time.Now().UnixNano() < d.compactAt.Load() && d.arena.Used() >= d.compactUsed.Load() ||
+		!d.compacting.CompareAndSwap(false, true) {
+		return false // nothing was freed since the last one found nothing to do
+	}
+	defer d.compacting.Store(false)
+	for range compactRounds {
+		p, _, ok := d.arena.Sparsest()
+		if !ok || !d.arena.Fence(p) {
+			break
+		}
+		d.moveOut(d.arena.Chunks(p))
+		freed := d.arena.InPool(p)
+		d.arena.Unfence(p)
+		if freed {
+			d.freedPages.Add(1)
+			return true
+		}
+	}
+	d.compactUsed.Store(d.arena.Used())
+	d.compactAt.Store(time.Now().Add(compactBackoff).UnixNano())
+	return false
+}
+
+// moveOut moves every committed value that has a chunk at one of the
+// arena offsets chunks (a fenced page's) into new chunks.
+func (d *DRAM) moveOut(chunks []int64) {
+	in := make(map[int64]bool, len(chunks))
+	for _, off := range chunks {
+		in[off] = true
+	}
+	type found struct {
+		job, key []byte
+		off      int64
+	}
+	var moves []found
+	jobs := d.jobs.Load()
+	if jobs == nil {
+		return
+	}
+	for name, j := range *jobs {
+		for i := range j.shards {
+			s := &j.shards[i]
+			s.mu.RLock()
+			s.t.each(func(off int64) {
+				r := recordAt(d.arena, off)
+				hit := in[off]
+				for k := 0; !hit && k < int(r.h.nseg); k++ {
+					hit = in[d.arena.Offset(r.seg(k))]
+				}
+				if hit {
+					moves = append(moves, found{[]byte(name), append([]byte(nil), r.key()...), off})
+				}
+			})
+			s.mu.RUnlock()
+		}
+	}
+	for _, m := range moves {
+		d.move(m.job, m.key, m.off)
+	}
+}
+
+// move puts the value of job's key again, in new chunks, if the key still
+// holds the record at off; it gives up, changing nothing, otherwise or
+// when there is no room.
+func (d *DRAM) move(job, key []byte, off int64) {
+	cur, info, err := d.lookup(job, key, true)
+	if err != nil {
+		return
+	}
+	defer d.unref(cur)
+	if cur != off {
+		return // replaced meanwhile: the old record goes with its readers
+	}
+	r := recordAt(d.arena, off)
+	p := d.pendings.Get().(*dramPending)
+	if err := p.fill(key, info.Size, info); err != nil {
+		p.recycle()
+		return
+	}
+	if p.job = d.job(job); p.job == nil { // dropped meanwhile: not made again
+		p.Abort()
+		return
+	}
+	p.moving = off
+	dst := p.Buffers()
+	if r.h.nseg == 0 {
+		copyInto(dst, [][]byte{r.inline()})
+	} else {
+		src := make([][]byte, r.h.nseg)
+		for k := range src {
+			src[k] = r.seg(k)
+		}
+		copyInto(dst, src)
+	}
+	if _, err := p.Commit(); err == nil { // errMoveStale: the key changed meanwhile; nothing moved
+		d.moved.Add(1)
+	}
+}
+
+// Compacted returns how many values compaction moved, and how many slab
+// pages it gave back to the pool, since the tier was made.
+func (d *DRAM) Compacted() (moved, pages int64) { return d.moved.Load(), d.freedPages.Load() }
+
+// copyInto copies the bytes of src, in order, into dst's buffers, which
+// hold as many.
+func copyInto(dst, src [][]byte) {
+	di, doff := 0, 0
+	for _, b := range src {
+		for len(b) > 0 {
+			n := copy(dst[di][doff:], b)
+			b, doff = b[n:], doff+n
+			if doff == len(dst[di]) {
+				di, doff = di+1, 0
+			}
+		}
+	}
+}
