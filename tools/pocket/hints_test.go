@@ -284,12 +284,12 @@ func TestRegisterHintsAgainstCluster(t *testing.T) {
 			t.Errorf("job register %v --strict: exit %d, stderr %q; want exit 1 naming the hint, not what the job gets", args, code, errOut)
 		}
 	}
-	// A hint that draws a warning, on a registration the controller
-	// refuses for another reason (a name too long): the refusal alone
-	// (before, the warning that the job gets less came first, for a job
-	// never registered; a new user's check).
+	// A hint that draws a warning, on a registration refused for another
+	// reason (a name too long: a usage error since ebdbc2f, exit 2): the
+	// refusal alone (before, the warning that the job gets less came
+	// first, for a job never registered; a new user's check).
 	long := strings.Repeat("n", 300)
-	if _, errOut, code := pocketRun(t, bin, env, "", "job", "register", "--insecure", long, "--peak-mbps", "20000"); code != 1 ||
+	if _, errOut, code := pocketRun(t, bin, env, "", "job", "register", "--insecure", long, "--peak-mbps", "20000"); code != 2 ||
 		strings.Contains(errOut, "warning") || strings.Count(errOut, "pocket: ") != 1 {
 		t.Errorf("job register of a refused name with --peak-mbps 20000: exit %d, stderr %q; want the refusal alone", code, errOut)
 	}
