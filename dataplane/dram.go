@@ -787,9 +787,10 @@ type dramPending struct {
 	rec  record
 	// ifAbsent: publish only when the key holds no value (IfAbsent).
 	ifAbsent bool
-	// moving, when not 0, is the offset of the record this put moves
-	// (compact.go): it is published only in that record's place, never
-	// over a newer value nor for a key deleted meanwhile.
+	// moving, when not 0, is one more than the offset of the record this
+	// put moves (compact.go): it is published only in that record's place,
+	// never over a newer value nor for a key deleted meanwhile. Plus one:
+	// 0 is a valid offset (the arena's first chunk).
 	moving int64
 	segments
 }
@@ -887,7 +888,7 @@ func (p *dramPending) publish() (int64, error) {
 		}
 		old := int64(-1)
 		i := s.t.find(d.arena, p.hash, p.key)
-		if p.moving != 0 && (i < 0 || s.t.slots[i].off() != p.moving) {
+		if p.moving != 0 && (i < 0 || s.t.slots[i].off() != p.moving-1) {
 			s.mu.Unlock()
 			return -1, errMoveStale
 		}

@@ -18,13 +18,19 @@ import "math/bits"
 // Sparsest returns the page with the fewest chunks handed out, among the
 // pages of every class whose other pages have as many free chunks (so its
 // chunks can move there without a page from the pool), and that count;
-// ok is false when no page qualifies. Fenced and full pages are skipped.
+// ok is false when no page qualifies. Fenced and full pages are skipped,
+// and a fenced page's free chunks do not count as room.
 func (a *Arena) Sparsest() (p int32, used int, ok bool) {
 	best, bestUsed := int32(noPage), int32(-1)
 	for ci := range a.classes {
 		c := &a.classes[ci]
 		c.mu.Lock()
-		free := c.pages*int64(c.perPage) - c.chunks
+		// Free chunks of the class in pages Alloc may use (on its list:
+		// not full, not fenced).
+		var free int64
+		for q := c.partial; q != noPage; q = a.pages[q].next {
+			free += int64(c.perPage - a.pages[q].used)
+		}
 		for q := c.partial; q != noPage; q = a.pages[q].next {
 			pg := &a.pages[q]
 			other := free - int64(c.perPage-pg.used) // free chunks in the class's other pages
