@@ -97,18 +97,20 @@ type DRAM struct {
 	// live counts records not yet destroyed, plus one for the open tier.
 	// The arenas are unmapped when it reaches zero, so values still open
 	// at Close stay readable until released.
-	live atomic.Int64
-	// compaction's state (compact.go): one at a time, and none again
-	// for a while after one freed nothing.
+	live   atomic.Int64
+	closed atomic.Bool
+
+	opened   sync.Pool // *dramValue
+	pendings sync.Pool // *dramPending
+
+	// compaction's state (dram_compact.go): one at a time, and none again
+	// for a while after one freed nothing. After the fields every request
+	// reads, so that their cache lines stay as they were.
 	compacting  atomic.Bool
 	compactAt   atomic.Int64 // Unix ns before which no compaction starts...
 	compactUsed atomic.Int64 // ...unless the arena's used bytes fall below this
 	moved       atomic.Int64 // values compaction moved
 	freedPages  atomic.Int64 // pages compaction gave back to the pool
-	closed      atomic.Bool
-
-	opened   sync.Pool // *dramValue
-	pendings sync.Pool // *dramPending
 }
 
 var _ Tier = (*DRAM)(nil)
