@@ -17,14 +17,7 @@ import (
 // anyway, so Open succeeded. The test runs on a 16 MiB tmpfs it mounts
 // (root only), so the old code fills that and nothing else.
 func TestOpenRefusesASizePastTheFreeSpace(t *testing.T) {
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=16m"); err != nil {
-		t.Skipf("mount a 16 MiB tmpfs: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dir, 0) })
-	if err := ProbeDirectIO(dir); err != nil {
-		t.Skipf("tmpfs here refuses O_DIRECT: %v", err)
-	}
+	dir := smallTmpfs(t)
 	free := func() int64 {
 		var fs unix.Statfs_t
 		if err := unix.Statfs(dir, &fs); err != nil {
@@ -64,14 +57,7 @@ func TestOpenRefusesASizePastTheFreeSpace(t *testing.T) {
 // the file system filled, and then failed them at the device with ENOSPC.
 // Runs on a 16 MiB tmpfs it mounts (root only). Fails on the old code.
 func TestOpenPreallocatesASparseFile(t *testing.T) {
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=16m"); err != nil {
-		t.Skipf("mount a 16 MiB tmpfs: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dir, 0) })
-	if err := ProbeDirectIO(dir); err != nil {
-		t.Skipf("tmpfs here refuses O_DIRECT: %v", err)
-	}
+	dir := smallTmpfs(t)
 	sparse := func(name string, size int64) string {
 		p := filepath.Join(dir, name)
 		f, err := os.Create(p)
@@ -123,4 +109,19 @@ func TestOpenPreallocatesASparseFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// smallTmpfs mounts a 16 MiB tmpfs for the test (root only; the test is
+// skipped otherwise, or where tmpfs refuses O_DIRECT) and returns it.
+func smallTmpfs(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=16m"); err != nil {
+		t.Skipf("mount a 16 MiB tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, 0) })
+	if err := ProbeDirectIO(dir); err != nil {
+		t.Skipf("tmpfs here refuses O_DIRECT: %v", err)
+	}
+	return dir
 }
