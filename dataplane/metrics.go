@@ -210,12 +210,15 @@ var (
 	descUsed        = prometheus.NewDesc(metrics.NodeTierUsed, "Bytes in use in each storage tier.", []string{"tier"}, nil)
 	descCapacity    = prometheus.NewDesc(metrics.NodeTierCapacity, "Capacity of each storage tier.", []string{"tier"}, nil)
 	descValues      = prometheus.NewDesc(metrics.NodeTierValues, "Values stored in each storage tier.", []string{"tier"}, nil)
+	descCompacted   = prometheus.NewDesc(metrics.NodeDRAMCompactedValues, "Values the DRAM tier's compaction moved out of sparse slab pages.", nil, nil)
+	descCompactedPg = prometheus.NewDesc(metrics.NodeDRAMCompactedPages, "Slab pages the DRAM tier's compaction gave back to its pool.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (nc *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descLatency, descBytesIn, descBytesOut, descConns,
-		descAccepted, descRefused, descUnread, descUnreadLimit, descPaused, descUsed, descCapacity, descValues} {
+		descAccepted, descRefused, descUnread, descUnreadLimit, descPaused, descUsed, descCapacity, descValues,
+		descCompacted, descCompactedPg} {
 		ch <- d
 	}
 }
@@ -247,6 +250,11 @@ func (nc *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descUsed, u.Used, kind)
 		gauge(descCapacity, u.Capacity, kind)
 		gauge(descValues, u.Values, kind)
+		if c, ok := t.(interface{ Compacted() (int64, int64) }); ok {
+			moved, pages := c.Compacted()
+			counter(descCompacted, uint64(moved))
+			counter(descCompactedPg, uint64(pages))
+		}
 	}
 }
 

@@ -102,6 +102,8 @@ func TestNodeMetricsCount(t *testing.T) {
 	wantMetric(t, fams, float64(u.Used), metrics.NodeTierUsed, "tier", "dram")
 	wantMetric(t, fams, float64(u.Capacity), metrics.NodeTierCapacity, "tier", "dram")
 	wantMetric(t, fams, puts, metrics.NodeTierValues, "tier", "dram")
+	wantMetric(t, fams, 0, metrics.NodeDRAMCompactedValues) // nothing filled the tier: no compaction
+	wantMetric(t, fams, 0, metrics.NodeDRAMCompactedPages)
 	if u.Used < int64(in) || u.Capacity < 64<<20 {
 		t.Errorf("tier usage %+v after %d bytes of puts", u, in)
 	}

@@ -44,6 +44,10 @@ const (
 	NodeTierCapacity = "pocket_node_tier_capacity_bytes"
 	// NodeTierValues is the number of values stored per tier.
 	NodeTierValues = "pocket_node_tier_values"
+	// NodeDRAMCompactedValues and NodeDRAMCompactedPages count the values
+	// the DRAM tier's compaction moved and the slab pages it gave back.
+	NodeDRAMCompactedValues = "pocket_node_dram_compacted_values_total"
+	NodeDRAMCompactedPages  = "pocket_node_dram_compacted_pages_total"
 
 	// Host figures of a node (package telemetry, from procfs and eBPF).
 
@@ -109,6 +113,7 @@ const (
 var Names = []string{
 	NodeRequests, NodeRequestDuration, NodeReceivedBytes, NodeSentBytes, NodeConnections,
 	NodeConnectionsAccepted, NodeConnectionsRefused, NodeTierUsed, NodeTierCapacity, NodeTierValues,
+	NodeDRAMCompactedValues, NodeDRAMCompactedPages,
 	NetReceiveBytes, NetTransmitBytes, NetReceiveBytesPerSec, NetTransmitBytesPerSec,
 	DiskReadBytes, DiskWrittenBytes, DiskReads, DiskWrites, DiskReadBytesPerSec, DiskWriteBytesPerSec,
 	DiskReadIOPS, DiskWriteIOPS, DiskBusyPercent, CPUBusyPercent, BlockProbeUp, BlockIODuration,
