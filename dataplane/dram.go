@@ -106,7 +106,7 @@ type DRAM struct {
 	// compaction's state (dram_compact.go): one at a time, and none again
 	// for a while after one freed nothing. After the fields every request
 	// reads, so that their cache lines stay as they were.
-	compacting  atomic.Bool
+	compactMu   sync.Mutex   // held by the compaction running
 	compactAt   atomic.Int64 // Unix ns before which no compaction starts...
 	compactUsed atomic.Int64 // ...unless the arena's used bytes fall below this
 	moved       atomic.Int64 // values compaction moved
@@ -261,8 +261,14 @@ func (d *DRAM) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	p := d.pendings.Get().(*dramPending)
 	p.ifAbsent = m.Flags&IfAbsent != 0
 	err := p.fill(key, size, m.info(size))
-	for try := 0; errors.Is(err, errDRAMNoSpace) && try < compactTries && d.compact(); try++ {
-		err = p.fill(key, size, m.info(size)) // a page came back to the pool
+	for try := 0; errors.Is(err, errDRAMNoSpace) && try < compactTries; try++ {
+		freed := d.compact()
+		// Again even when this one freed nothing: it may have waited for
+		// another put's compaction, which made room.
+		err = p.fill(key, size, m.info(size))
+		if !freed {
+			break
+		}
 	}
 	if err != nil {
 		p.recycle()

@@ -11,9 +11,8 @@ import (
 // every other size while mostly free (a hostile trial: 24 MiB of 100-byte
 // values, 63 in 64 deleted, every size but 100 bytes refused at 1.6 %
 // used). When a put finds no room, compact moves the values out of the
-// sparsest page whose chunks fit in the other pages of its class, and the
-// put tries again if that page went back to the pool (compactTries times
-// at most).
+// sparsest pages whose chunks fit in the other pages of their class, and
+// the put tries again (compactTries times at most while pages go back).
 //
 // A value moves by being put again under its key, conditionally: the new
 // record replaces the one found only if the key still holds that very
@@ -44,15 +43,22 @@ var errMoveStale = errors.New("dram tier: the value moved was replaced or delete
 
 // compact tries to give slab pages back to the pool by moving the values
 // out of the sparsest pages (compactBatch a scan, compactRounds scans at
-// most) and reports whether a page went back. Only one compaction runs at a time; one that freed
-// nothing keeps the next off for compactBackoff, or until the arena's
-// used bytes fall below what they were then.
+// most) and reports whether a page went back. One compaction runs at a
+// time: a put that finds no room meanwhile waits for it (and then tries
+// its own put again, as Create does). One that freed nothing keeps the
+// next off for compactBackoff, or until a page's worth of bytes is freed.
 func (d *DRAM) compact() bool {
-	if time.Now().UnixNano() < d.compactAt.Load() && d.arena.Used() > d.compactUsed.Load()-int64(d.arena.PageSize()) ||
-		!d.compacting.CompareAndSwap(false, true) {
-		return false // nothing was freed since the last one found nothing to do
+	if d.backingOff() {
+		return false
 	}
-	defer d.compacting.Store(false)
+	d.compactMu.Lock()
+	defer d.compactMu.Unlock()
+	if d.backingOff() { // the one waited for found nothing to move
+		return false
+	}
+	if d.arena.FreePages() > 0 {
+		return true // the one waited for made room: try the put again
+	}
 	for range compactRounds {
 		// The sparsest pages, each fenced before the next is chosen, so
 		// no page counts another's room: one scan of the index moves the
@@ -90,6 +96,12 @@ func (d *DRAM) compact() bool {
 	d.compactUsed.Store(d.arena.Used())
 	d.compactAt.Store(time.Now().Add(compactBackoff).UnixNano())
 	return false
+}
+
+// backingOff reports whether the last compaction freed nothing less than
+// compactBackoff ago, and less than a page's worth of bytes went since.
+func (d *DRAM) backingOff() bool {
+	return time.Now().UnixNano() < d.compactAt.Load() && d.arena.Used() > d.compactUsed.Load()-int64(d.arena.PageSize())
 }
 
 // moveOut moves every committed value that has a chunk at one of the

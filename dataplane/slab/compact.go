@@ -114,3 +114,10 @@ func (a *Arena) Chunks(p int32) []int64 {
 
 // InPool reports whether page p is back in the pool.
 func (a *Arena) InPool(p int32) bool { return a.pages[p].owner.Load() == noPage }
+
+// FreePages is the number of pages in the pool.
+func (a *Arena) FreePages() int {
+	a.poolMu.Lock()
+	defer a.poolMu.Unlock()
+	return len(a.pool)
+}
