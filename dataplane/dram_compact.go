@@ -128,7 +128,7 @@ func (d *DRAM) moveOut(chunks []int64) int {
 				r := recordAt(d.arena, off)
 				hit := in[off]
 				for k := 0; !hit && k < int(r.h.nseg); k++ {
-					hit = in[d.arena.Offset(r.seg(k))]
+					hit = in[r.segOff(k)]
 				}
 				if hit {
 					moves = append(moves, found{[]byte(name), append([]byte(nil), r.key()...), off})

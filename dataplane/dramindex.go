@@ -106,6 +106,13 @@ func (r record) seg(i int) []byte {
 	return r.a.At(off, int(n))
 }
 
+// segOff is the arena offset of the record's i-th chunk (nseg > 0), for
+// compaction's scan (seg, on the get path, reads it with the length).
+func (r record) segOff(i int) int64 {
+	p := r.all()[recBody(int(r.h.keyLen))+i*recSegLen:]
+	return *(*int64)(unsafe.Pointer(&p[0]))
+}
+
 // setSeg records chunk c as the record's i-th.
 func (r record) setSeg(i int, c []byte) {
 	p := r.all()[recBody(int(r.h.keyLen))+i*recSegLen:]

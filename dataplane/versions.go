@@ -150,7 +150,7 @@ func (v *versionTable) add(n *Node, k verKey, key string, lease bool, size int64
 	v.run(n)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if _, dead := v.dead[jobTier{k.tier, k.job}][k.ver]; dead {
+	if v.deadLocked(k) {
 		if lease {
 			v.doneFilingLocked(k)
 		}
@@ -466,6 +466,11 @@ func (v *versionTable) forgetDeadLocked(jt jobTier, vers map[uint64]int64) {
 func (v *versionTable) isDead(k verKey) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	return v.deadLocked(k)
+}
+
+// deadLocked is isDead with mu held.
+func (v *versionTable) deadLocked(k verKey) bool {
 	_, dead := v.dead[jobTier{k.tier, k.job}][k.ver]
 	return dead
 }
