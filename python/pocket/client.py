@@ -1522,15 +1522,7 @@ class Job:
         pool = self.client.pool
         c = pool.acquire(addr)
         try:
-            return c.roundtrip(op, flags, meta, payload, dst)
-        except BaseException as e:
-            if not isinstance(e, errors.PocketError):
-                # Interrupted (KeyboardInterrupt, a signal handler's
-                # exception) anywhere in the call, even while parsing a
-                # reply already read: the stream may be out of step, so
-                # the connection is never reused (test_interrupt.py).
-                c.close()
-            raise
+            return c.roundtrip(op, flags, meta, payload, dst)  # closes c when interrupted
         finally:
             pool.release(c)
 

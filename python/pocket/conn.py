@@ -302,7 +302,22 @@ class NodeConn:
 
         The fast path (a small request, nothing buffered, no destination
         buffer) writes the frame with one send and, when the whole reply
-        arrives with the first recv, as a small reply does, parses it there."""
+        arrives with the first recv, as a small reply does, parses it there.
+
+        An exception that is not the connection's own error (a
+        KeyboardInterrupt, a signal handler's timeout), wherever it comes,
+        closes the connection: a frame half written, or a reply left
+        unread, would be taken by the next request on it as its own
+        (test_interrupt.py)."""
+        try:
+            return self._exchange(op, flags, meta, payload, dst)
+        except errors.PocketError:
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def _exchange(self, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
         n = 0 if payload is None else len(payload)
         if n > _SMALL_SEND or dst is not None or self._r0 != self._r1:
             return self._roundtrip(op, flags, meta, payload, dst)
@@ -313,16 +328,10 @@ class NodeConn:
                                         payload if n else b"")))
         except OSError as e:
             raise self._fail(e, sent=False) from None
-        except BaseException:
-            self.close()
-            raise
         try:
             got = self.sock.recv_into(self._rview)
         except OSError as e:
             raise self._fail(e, owed=rid if fenced(op, flags) else 0) from None
-        except BaseException:
-            self.close()  # the reply is still owed: the next request would read it as its own
-            raise
         if got == 0:
             raise self._fail(ConnectionError("connection closed by the node"))
         self.used = time.monotonic()
