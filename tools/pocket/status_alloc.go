@@ -19,10 +19,11 @@ import (
 
 // tierAllotJSON is one tier's allotments against its capacity, in
 // statusJSON.Tiers. Nodes are the live (not dead) nodes with the tier;
-// CapacityMbps their bandwidth in Mb/s (nodeMbps: a node's whole
-// bandwidth, which its other tiers share; statusJSON.Network counts each
-// node once) and
-// CapacityBytes their capacity; AllocMbps and AllocBytes sum the listed
+// CapacityMbps the tier's bandwidth on them in Mb/s (nodeTierMbps: each
+// node's figure for the tier, as the controller places a job on it and
+// job register warns of; the tiers of a node also share its network,
+// which statusJSON.Network counts, each node once) and CapacityBytes
+// their capacity; AllocMbps and AllocBytes sum the listed
 // jobs of the tier (every job unless statusJSON.JobCount exceeds the
 // jobs listed). OversubscribedMbps and OversubscribedBytes are the
 // allotments beyond the capacity (Mb/s, bytes; 0 when within it), and
@@ -65,6 +66,22 @@ func nodeMbps(n statusNodeJSON) float64 {
 		return controller.DefaultPolicy().NodeMbps
 	}
 	return bw
+}
+
+// nodeTierMbps is node n's bandwidth in Mb/s on its tier of kind as the
+// controller counts it when placing a job there (candidatesUnderLocked):
+// the tier's reported figure, or Policy.NodeMbps when it reports none; 0
+// when n has no such tier.
+func nodeTierMbps(n statusNodeJSON, kind string) float64 {
+	for _, t := range n.Tiers {
+		if t.Kind == kind {
+			if t.Mbps > 0 {
+				return t.Mbps
+			}
+			return controller.DefaultPolicy().NodeMbps
+		}
+	}
+	return 0
 }
 
 // hasTier reports whether node n has a tier of kind.
@@ -132,7 +149,7 @@ func tierCapacity(nodes []statusNodeJSON, kind string) tierAllotJSON {
 			continue
 		}
 		t.Nodes++
-		t.CapacityMbps += nodeMbps(n)
+		t.CapacityMbps += nodeTierMbps(n, kind)
 		for _, nt := range n.Tiers {
 			if nt.Kind == kind {
 				t.CapacityBytes += nt.CapacityBytes
@@ -146,8 +163,9 @@ func tierCapacity(nodes []statusNodeJSON, kind string) tierAllotJSON {
 // and bytes its map's nodes carry of its allotment when every listed job
 // uses its whole allotment. A job's allotment falls on its nodes by
 // weight; a node asked for more than its bandwidth (nodeMbps: every
-// tier's jobs share it), or than its capacity on the job's tier, shares it
-// in proportion to what each job asks of it; a dead node carries nothing.
+// tier's jobs share it), than its bandwidth on the job's tier (nodeTierMbps)
+// or than its capacity on the job's tier, shares it in proportion to what
+// each job asks of it; a dead node carries nothing.
 // A node the status does not list (its size bound) is taken to carry its
 // share. Jobs the status does not list are not counted on the nodes, so
 // with some unlisted a job may carry less than this.
@@ -157,10 +175,12 @@ func setCarry(v *statusJSON) {
 		byAddr[n.Addr] = n
 	}
 	asked := map[string]float64{}      // Mb/s the listed jobs ask of each node
+	askedTier := map[string]float64{}  // Mb/s the listed jobs ask of each node's tier, by "tier addr"
 	askedBytes := map[string]float64{} // bytes the listed jobs ask of each node's tier, by "tier addr"
 	for _, j := range v.Jobs {
 		for addr, w := range jobWeights(j) {
 			asked[addr] += j.AllocMbps * w
+			askedTier[j.Tier+" "+addr] += j.AllocMbps * w
 			askedBytes[j.Tier+" "+addr] += float64(j.AllocBytes) * w
 		}
 	}
@@ -175,7 +195,11 @@ func setCarry(v *statusJSON) {
 				bytes += float64(j.AllocBytes) * w
 			case n.State == wire.NodeDead.String():
 			default:
-				mbps += j.AllocMbps * w * min(1, nodeMbps(n)/asked[addr])
+				share := min(1, nodeMbps(n)/asked[addr])
+				if ask := askedTier[j.Tier+" "+addr]; ask > 0 {
+					share = min(share, nodeTierMbps(n, j.Tier)/ask)
+				}
+				mbps += j.AllocMbps * w * share
 				if ask := askedBytes[j.Tier+" "+addr]; ask > 0 {
 					bytes += float64(j.AllocBytes) * w * min(1, float64(tierBytes(n, j.Tier))/ask)
 				}

@@ -233,3 +233,34 @@ func TestStatusShowsTenants(t *testing.T) {
 		t.Errorf("status without tenants shows a TENANT column:\n%s", out)
 	}
 }
+
+// TestStatusTierLineCountsTheTiersOwnMbps: on a node whose DRAM tier
+// reports 1000 Mb/s and NVMe tier 2000 (pocket node --dram-mbps 1000
+// --nvme-mbps 2000), a DRAM job allotted 1500 Mb/s is past the DRAM
+// tier: the tier's line counts the tier's 1000 Mb/s, as job register's
+// warning does and the controller's placement, and the job is said to get
+// at most 1000. Before, the line counted the node's fastest tier, "dram:
+// 1500 of 2000 Mb/s", unmarked, beside a warning of 1000 Mb/s for the
+// same tier (a new user's trial: three figures for one tier).
+func TestStatusTierLineCountsTheTiersOwnMbps(t *testing.T) {
+	n1 := "127.0.0.1:7001"
+	st := &wire.ClusterStatus{NodeCount: 1, JobCount: 1,
+		Nodes: []wire.NodeStatus{{Addr: n1, State: wire.NodeActive, Tiers: []wire.TierStat{
+			{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 1000},
+			{Kind: uint8(wire.TierNVMe), CapacityBytes: 8 << 30, Mbps: 2000}}}},
+		Jobs: []wire.JobStatus{{Job: "d-1", Name: "d", Tier: uint8(wire.TierDRAM), AllocMbps: 1500,
+			Nodes: []wire.MapNode{{Addr: n1, Weight: 1, State: wire.NodeActive}}}}}
+	v := statusView(st)
+	if len(v.Allotments) != 1 || v.Allotments[0].CapacityMbps != 1000 || v.Allotments[0].OversubscribedMbps != 500 {
+		t.Errorf("allotments %+v, want the DRAM tier's 1000 Mb/s, 500 over", v.Allotments)
+	}
+	if math.Abs(v.Jobs[0].CarryMbps-1000) > 1e-6 {
+		t.Errorf("the DRAM job carries %.0f of its 1500 Mb/s, want the tier's 1000", v.Jobs[0].CarryMbps)
+	}
+	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
+	for _, want := range []string{"dram: 1500 of 1000 Mb/s: OVERSUBSCRIBED 1.5x", "job d-1 gets at most 1000 of its 1500 Mb/s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
