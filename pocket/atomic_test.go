@@ -188,7 +188,7 @@ func TestOverwriteAndDeleteFreeEveryChunk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := j.RemoveAll(ctx, ""); err != nil {
+	if _, err := j.DeleteAll(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if u := usedBytes(nodes, "job-1"); u != 0 {

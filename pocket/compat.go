@@ -275,8 +275,9 @@ func (h *Handle) Lookup(name, jobid string) int {
 	})
 }
 
-// Delete removes name recursively; an empty name deletes the whole job
-// directory (pocket.delete).
+// Delete removes name recursively (pocket.delete). A name that is empty or
+// only slashes, which would name the whole job, fails (-1: RemoveAll's
+// ErrBadName); Job.DeleteAll deletes every value.
 func (h *Handle) Delete(name, jobid string) int {
 	return h.run(jobid, func(j *Job) error { return j.RemoveAll(context.Background(), name) })
 }

@@ -2,6 +2,7 @@ package pocket
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -247,19 +248,35 @@ func (j *Job) CountFiles(ctx context.Context, dir string) (int, error) {
 }
 
 // RemoveAll deletes name and, recursively, everything under name/ (as
-// Pocket's delete), with or without a trailing slash on name. An empty name
-// deletes every value of the job. Nodes delete at most a page of keys per
-// request, naming the chunked objects they removed; their chunks are then
-// dropped on every node. A name that holds nothing is no error (as
-// os.RemoveAll); RemoveAllCount says what was deleted.
+// Pocket's delete), with or without a trailing slash on name. Nodes delete
+// at most a page of keys per request, naming the chunked objects they
+// removed; their chunks are then dropped on every node. A name that holds
+// nothing is no error (as os.RemoveAll); RemoveAllCount says what was
+// deleted. A name that is empty or only slashes names the whole job: it
+// is refused with ErrBadName before anything is sent, as `pocket rm`
+// refuses it without --all (an empty prefix variable in a shuffle had
+// emptied the job); DeleteAll deletes every value.
 func (j *Job) RemoveAll(ctx context.Context, name string) error {
 	_, err := j.RemoveAllCount(ctx, name)
 	return err
 }
 
-// Removed is what RemoveAllCount deleted: Name is whether name itself was
+// DeleteAll deletes every value of the job (what `pocket rm --all`
+// does), as RemoveAllCount of a name would everything under it; Under
+// counts the names deleted.
+func (j *Job) DeleteAll(ctx context.Context) (Removed, error) {
+	return j.removeUnder(ctx, "")
+}
+
+// errWholeJob refuses a recursive delete of a name that names the whole
+// job (RemoveAll).
+func errWholeJob(name string) error {
+	return fmt.Errorf("%w %s: it names the whole job; DeleteAll deletes every value of the job", ErrBadName, shownName(name))
+}
+
+// Removed is what RemoveAllCount (or DeleteAll) deleted: Name is whether name itself was
 // a value, Under how many names under name/ went (values, counted once
-// however many chunks they have, and directory markers; for an empty name,
+// however many chunks they have, and directory markers; for DeleteAll,
 // every name of the job). Nodes older than the count answer 0 for Under.
 // ChunkBytes is the bytes of an ended job's chunk keys the recursive
 // delete removed under name (a live job's chunks, and those of an object
@@ -291,6 +308,14 @@ func (r Removed) Count() int64 {
 // (Dead, Lost). With an error, the Removed counts what was deleted before
 // it.
 func (j *Job) RemoveAllCount(ctx context.Context, name string) (Removed, error) {
+	if dirPrefix(name) == "" {
+		return Removed{}, errWholeJob(name)
+	}
+	return j.removeUnder(ctx, name)
+}
+
+// removeUnder is RemoveAllCount, and DeleteAll for an empty name.
+func (j *Job) removeUnder(ctx context.Context, name string) (Removed, error) {
 	var res Removed
 	var n removeCount // the pass may go on past ctx's end (finish)
 	p := dirPrefix(name)

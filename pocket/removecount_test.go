@@ -2,6 +2,7 @@ package pocket
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -41,7 +42,52 @@ func TestRemoveAllCountSaysWhatWent(t *testing.T) {
 	if res, err := j.RemoveAllCount(ctx, "a"); err != nil || res.Count() != 0 {
 		t.Errorf("RemoveAllCount(a) again = %+v, %v; want nothing deleted, no error", res, err)
 	}
-	if res, err := j.RemoveAllCount(ctx, ""); err != nil || res != (Removed{Under: 1}) {
-		t.Errorf("RemoveAllCount of the whole job = %+v, %v; want ab, 1 name", res, err)
+	// A name that is empty or only slashes names the whole job: refused,
+	// nothing deleted (it had emptied the job: a new user's trial, an
+	// empty prefix variable). DeleteAll deletes every value.
+	for _, name := range []string{"", "/", "//"} {
+		if res, err := j.RemoveAllCount(ctx, name); !errors.Is(err, ErrBadName) || res.Count() != 0 ||
+			!strings.Contains(err.Error(), "names the whole job; DeleteAll deletes every value") {
+			t.Errorf("RemoveAllCount(%q) = %+v, %v; want ErrBadName naming DeleteAll", name, res, err)
+		}
+		if err := j.RemoveAll(ctx, name); !errors.Is(err, ErrBadName) {
+			t.Errorf("RemoveAll(%q) = %v; want ErrBadName", name, err)
+		}
+	}
+	if ents, err := j.List(ctx, ""); err != nil || len(ents) != 1 {
+		t.Fatalf("left after the refused whole-job deletes: %v, %v; want ab", ents, err)
+	}
+	if res, err := j.DeleteAll(ctx); err != nil || res != (Removed{Under: 1}) {
+		t.Errorf("DeleteAll = %+v, %v; want ab, 1 name", res, err)
+	}
+}
+
+// TestCompatDeleteRefusesTheWholeJob: Pocket's delete of a name that is
+// empty or only slashes fails (-1, ErrBadName) and deletes nothing; it
+// had emptied the job.
+func TestCompatDeleteRefusesTheWholeJob(t *testing.T) {
+	c := newSteadyCluster(t, 1)
+	t.Setenv("POCKET_CONTROLLER", c.addr)
+	t.Setenv("POCKET_TLS_DIR", "")
+	t.Setenv("POCKET_CREDENTIAL", "")
+	id, err := RegisterJob("compat-rm", 1, 0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Connect("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.PutBuffer([]byte("kept"), 4, "k", id, false) != 0 {
+		t.Fatalf("put: %v", h.Err())
+	}
+	for _, name := range []string{"", "/"} {
+		if rc := h.Delete(name, id); rc != -1 || !errors.Is(h.Err(), ErrBadName) {
+			t.Errorf("Delete(%q) = %d, %v; want -1, ErrBadName", name, rc, h.Err())
+		}
+	}
+	if h.Lookup("k", id) != 0 {
+		t.Errorf("k is gone after the refused deletes: %v", h.Err())
 	}
 }

@@ -512,7 +512,12 @@ func runRm(args []string) int {
 		return fail("rm: %v", err)
 	}
 	defer done()
-	res, err := j.RemoveAllCount(ctx, pos[1])
+	var res pocket.Removed
+	if *d.all {
+		res, err = j.DeleteAll(ctx)
+	} else {
+		res, err = j.RemoveAllCount(ctx, pos[1])
+	}
 	if err != nil {
 		if n := res.Count(); n > 0 {
 			warn("rm", "deleted %s before the error", removedText(pos[1], res))
