@@ -831,7 +831,6 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	allocMbps, _ := c.allocationsLocked()
-	allocBytes := c.allocByTierLocked()
 	u := Utilization{Cap: map[string]float64{}, Blocked: Blocked{Mid: mid}}
 	var bwSum, netSum, allocSum, measSum, cpuSum float64
 	capUsed, capAll := map[uint8]float64{}, map[uint8]float64{}
@@ -869,9 +868,10 @@ func (c *Controller) utilization(smooth int, peak, useCPU bool, mid float64) (Ut
 		measSum += meas * bw
 		cpuSum += cpu
 		var used int64
-		for _, t := range n.tiers {
+		for i := range n.tiers {
+			t := &n.tiers[i]
 			used += t.UsedBytes
-			capUsed[t.Kind] += float64(max(t.UsedBytes, allocBytes[nodeKind{n.addr, t.Kind}]))
+			capUsed[t.Kind] += float64(c.heldBytesLocked(n, t))
 			capAll[t.Kind] += float64(t.CapacityBytes)
 		}
 		switch {

@@ -105,7 +105,9 @@
 //  3. Spare resources per candidate: its tier's bandwidth minus the larger
 //     of what it measured (max of rx and tx: links are full duplex, the busier
 //     direction binds) and what earlier jobs were allotted on it; its tier's
-//     capacity minus the larger of bytes used and bytes allotted. A tier that
+//     capacity minus the bytes it holds and what each job was allotted on
+//     it and has not used yet (heldBytesLocked; a node that does not
+//     count per job: the larger of bytes used and allotted). A tier that
 //     reports no bandwidth counts as NodeMbps (8 Gb/s, Pocket's node).
 //     Under an autoscaler, a job with hints or a profile counts bandwidth
 //     under the band's high (bandHigh), as its reservation counted the

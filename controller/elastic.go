@@ -455,11 +455,7 @@ func (c *Controller) spareBytesLocked(addr string, kind uint8) int64 {
 	if t == nil {
 		return 0
 	}
-	var alloc int64
-	if l := c.loads[addr]; l != nil {
-		alloc = l.bytes[kind]
-	}
-	return max(0, t.CapacityBytes-max(t.UsedBytes, alloc))
+	return max(0, t.CapacityBytes-c.heldBytesLocked(n, t))
 }
 
 func (c *Controller) shrinkJobByIDLocked(id, addr string, now time.Time) error {

@@ -65,15 +65,14 @@ func (c *Controller) nodeMbps(n *node) float64 {
 func (c *Controller) sampleLocked(n *node, now time.Time) Sample {
 	bw := c.nodeMbps(n)
 	var allocMbps float64
-	var allocBytes map[uint8]int64
 	if l := c.loads[n.addr]; l != nil {
-		allocMbps, allocBytes = l.mbps, l.bytes
+		allocMbps = l.mbps
 	}
 	s := Sample{At: now, CPU: n.cpu / 100, NetMeasured: max(n.rx, n.tx) / bw, NetAlloc: allocMbps / bw,
 		Capacity: map[uint8]float64{}, RxMbps: n.rx, TxMbps: n.tx}
-	for _, t := range n.tiers {
-		if t.CapacityBytes > 0 {
-			s.Capacity[t.Kind] = float64(max(t.UsedBytes, allocBytes[t.Kind])) / float64(t.CapacityBytes)
+	for i := range n.tiers {
+		if t := &n.tiers[i]; t.CapacityBytes > 0 {
+			s.Capacity[t.Kind] = float64(c.heldBytesLocked(n, t)) / float64(t.CapacityBytes)
 		}
 	}
 	return s
@@ -83,17 +82,6 @@ func (c *Controller) sampleLocked(n *node, now time.Time) Sample {
 type nodeKind struct {
 	addr string
 	kind uint8
-}
-
-// allocByTierLocked returns the jobs' byte allotments per node and tier.
-func (c *Controller) allocByTierLocked() map[nodeKind]int64 {
-	out := map[nodeKind]int64{}
-	for addr, l := range c.loads {
-		for k, b := range l.bytes {
-			out[nodeKind{addr, k}] = b
-		}
-	}
-	return out
 }
 
 // recordLocked appends a sample to a node's history after a heartbeat.

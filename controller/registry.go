@@ -964,12 +964,11 @@ func (c *Controller) candidatesUnderLocked(kind uint8, high float64) []candidate
 			mbps = c.cfg.Policy.NodeMbps
 		}
 		var allocMbps float64
-		var allocBytes int64
 		if l := c.loads[addr]; l != nil {
-			allocMbps, allocBytes = l.mbps, l.bytes[kind]
+			allocMbps = l.mbps
 		}
 		busy := max(n.rx, n.tx, allocMbps)
-		used := max(t.UsedBytes, allocBytes)
+		used := c.heldBytesLocked(n, t)
 		limit := t.CapacityBytes
 		if high < 1 {
 			limit = int64(high * float64(t.CapacityBytes))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -110,7 +111,7 @@ func (c *Controller) fleetLocked(high float64, smooth int) fleet {
 		f.room += max(0, high*bw-load)
 		for _, t := range n.tiers {
 			if k := f.kinds[t.Kind]; k != nil {
-				held := max(t.UsedBytes, c.allottedLocked(n.addr, t.Kind))
+				held := c.heldBytesLocked(n, &t)
 				k.capacity = wire.SatAdd(k.capacity, t.CapacityBytes)
 				k.held = wire.SatAdd(k.held, held)
 				k.room += max(0, high*float64(t.CapacityBytes)-float64(held))
@@ -121,13 +122,36 @@ func (c *Controller) fleetLocked(high float64, smooth int) fleet {
 	return f
 }
 
-// allottedLocked is the bytes of tier kind the jobs are allotted on the
-// node at addr.
-func (c *Controller) allottedLocked(addr string, kind uint8) int64 {
-	if l := c.loads[addr]; l != nil {
-		return l.bytes[kind]
+// heldBytesLocked is what node n's tier t holds or has promised, in
+// bytes: its used bytes, plus what each job placed on the tier there was
+// allotted (its share of the job's capacity, byteShares) and has not used
+// yet (its own bytes there, n's latest per-job figure). A node that does
+// not count per job (jobLoads.reports false) counts the larger of its
+// used and its allotted bytes, as every node did before: then one job
+// past its allotment hid another's unused one (a new user's trial: a
+// 64 MiB job holding 100 MiB beside an 8.8 MiB one holding nothing, and a
+// 660 MiB registration placed on the node past its 256 MiB).
+func (c *Controller) heldBytesLocked(n *node, t *wire.TierStat) int64 {
+	l := c.loads[n.addr]
+	if l == nil {
+		return t.UsedBytes
 	}
-	return 0
+	if !n.jobLoads.reports {
+		return max(t.UsedBytes, l.bytes[t.Kind])
+	}
+	held := t.UsedBytes
+	for j := range l.jobs {
+		if j.tier != t.Kind || j.allocBytes <= 0 {
+			continue
+		}
+		i := slices.IndexFunc(j.nodes, func(mn wire.MapNode) bool { return mn.Addr == n.addr })
+		if i < 0 {
+			continue
+		}
+		share := byteShares(j.allocBytes, j.nodes)[i]
+		held = wire.SatAdd(held, max(0, share-n.jobLoads.latest(j.id).Bytes))
+	}
+	return held
 }
 
 // tierMbps is a tier's bandwidth: as reported, else Policy.NodeMbps (as
