@@ -284,7 +284,7 @@ func runJobDeregister(args []string) int {
 		if errors.Is(err, wire.ErrBadToken) {
 			hint = lostTokenHint("job deregister", a.job)
 		}
-		return fail("job deregister: %v%s", ctlError(err, a.addr, a.insecure), hint)
+		return fail("job deregister: %v%s", jobIDHint(a.job, ctlError(err, a.addr, a.insecure)), hint)
 	}
 	if ended {
 		return failEnded(a.job, cred)
@@ -344,7 +344,7 @@ func lostTokenHint(cmd, job string) string {
 	if cmd != "job deregister" {
 		return ""
 	}
-	return fmt.Sprintf("; if the job's token is lost, the operator ends the job with pocket job end %s --secret-file FILE", job)
+	return fmt.Sprintf("; if %s is the job's id and its token is lost, the operator ends the job with pocket job end %s --secret-file FILE", job, job)
 }
 
 // dropJSON is what a job's end dropped, in the --json forms of `pocket
