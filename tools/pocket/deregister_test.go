@@ -139,13 +139,22 @@ func TestDeregisterSaysWhetherValuesPersist(t *testing.T) {
 		}
 		kept := strings.Contains(out, "values put with --persist stay read-only (") && strings.Contains(out, "B on the job's nodes)") &&
 			strings.Contains(out, "export POCKET_CREDENTIAL=")
-		none := strings.Contains(out, "the job kept no values (none was put with --persist)") &&
+		none := strings.Contains(out, "the job's nodes keep none of its values (none put with --persist is left)") &&
 			!strings.Contains(out, "stay read-only") && !strings.Contains(out, "POCKET_CREDENTIAL")
 		if persist && !kept || !persist && !none {
 			t.Errorf("deregister of a job that persisted %v: %q", persist, out)
 		}
 		if want := "gave back its allotment of " + mbpsText(m.AllocMbps) + " Mb/s and "; !strings.Contains(out, want) {
 			t.Errorf("deregister does not say %q: %q", want, out)
+		}
+		// Deregistered again: it has ended; the credential, a secret, is
+		// printed only when the nodes keep some of its values (it was
+		// printed for every job: a new user's trial).
+		out, errOut, code = pocketRun(t, bin, jenv, "", "job", "deregister", "--insecure", m.JobID)
+		printed := strings.Contains(errOut, "POCKET_CREDENTIAL=")
+		if code != 1 || !strings.Contains(errOut, "has ended already") || printed != persist ||
+			!persist && !strings.Contains(errOut, "nodes keep none of its values") {
+			t.Errorf("second deregister of a job that persisted %v: exit %d, stdout %q, stderr %q", persist, code, out, errOut)
 		}
 	}
 }

@@ -287,7 +287,7 @@ func runJobDeregister(args []string) int {
 		return fail("job deregister: %v%s", jobIDHint(a.job, ctlError(err, a.addr, a.insecure)), hint)
 	}
 	if ended {
-		return failEnded(a.job, cred)
+		return failEnded(ctx, a.job, cred)
 	}
 	dead, others := res.Split()
 	kept, keptErr := persistedBytes(ctx, cred)
@@ -489,8 +489,16 @@ func deregister(ctx context.Context, addr string, tc *tls.Config, job string, to
 }
 
 // failEnded is job deregister's answer for a job that has ended already:
-// its data is gone but for the values put with --persist, which cred reads.
-func failEnded(job, cred string) int {
+// its data is gone but for the values put with --persist, which cred
+// reads. When its nodes are counted and keep none, the credential, a
+// secret, is not printed: it reads nothing (a new user's trial found it
+// printed on a second deregister of a job that never persisted a value).
+func failEnded(ctx context.Context, job, cred string) int {
+	if kept, err := persistedBytes(ctx, cred); err == nil && kept == 0 {
+		warn("job deregister", "job %s is not registered: it has ended already (deregistered, or its token expired), and its "+
+			"nodes keep none of its values", job)
+		return 1
+	}
 	warn("job deregister", "job %s is not registered: it has ended already (deregistered, or its token expired), and its "+
 		"nodes dropped its data except values put with --persist, which stay read-only. To read or delete them: "+
 		"export POCKET_CREDENTIAL=%s", job, cred)
@@ -580,7 +588,9 @@ func printPersisted(cred string, c persistedCount, allDead bool) {
 	case !c.counted:
 		fmt.Println("any values put with --persist on the job's live nodes stay read-only (not counted, as the dead nodes failed the count); to read or delete them:")
 	case c.bytes == 0:
-		fmt.Println("the job kept no values (none was put with --persist)")
+		// Not "none was put": values put with --persist go with a node
+		// that restarts or dies (a new user's trial read that none was put).
+		fmt.Println("the job's nodes keep none of its values (none put with --persist is left)")
 		return
 	default:
 		fmt.Printf("values put with --persist stay read-only (%s on the job's nodes); to read or delete them:\n", units.FormatSize(c.bytes))
