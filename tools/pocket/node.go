@@ -154,15 +154,39 @@ func runNode(args []string) int {
 	}
 	if f.ctl == "" {
 		<-ctx.Done()
+		logStopping(node, id.log)
 		return 0
 	}
+	sig := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // before the deferred closes: the metrics endpoint stops first
 	agentDone, err := runAgent(ctx, &f, node, secret, tc, sampler, id.log)
 	if err != nil {
 		return fail("node: %v", err)
 	}
-	return nodeExit(ctx, cancel, agentDone, id.log)
+	code := nodeExit(ctx, cancel, agentDone, id.log)
+	if sig.Err() != nil {
+		logStopping(node, id.log)
+	}
+	return code
+}
+
+// logStopping says, when a signal stops the node, what goes with it: the
+// values its tiers hold (a new user's trial stopped a node holding two
+// jobs' values with Ctrl-C, and it exited without a word). Nothing is
+// said of an empty node.
+func logStopping(node *dataplane.Node, log *slog.Logger) {
+	var used, values int64
+	for _, t := range node.Tiers() {
+		u := t.Usage()
+		used, values = used+u.Used, values+u.Values
+	}
+	if values == 0 {
+		log.Info("node: stopping on a signal; it holds no values")
+		return
+	}
+	log.Warn("node: stopping on a signal: the values it holds go with it (drain it first to move them: pocket node drain ADDR)",
+		"values", values, "bytes", units.FormatSize(used), "jobs", len(node.PlacedJobs()))
 }
 
 // tiers names the node's tiers for its serving line: "dram 1GiB",

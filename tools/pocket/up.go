@@ -621,14 +621,20 @@ func runUp(args []string) int {
 // kept says the controller's state is kept there; with --ephemeral
 // nothing is). Nodes started by hand keep theirs: before, the note counted
 // every live job's data as going, also what hand-added nodes held and
-// kept (a new user's trial). Empty when nothing goes.
+// kept (a new user's trial). A dead node up did not start keeps nothing
+// and is not counted among them (a new user's trial: a hand-started node
+// stopped with Ctrl-C was said to keep what it held). Empty when nothing
+// goes.
 func stopNote(st *wire.ClusterStatus, kept bool, own map[string]bool) string {
 	ended := map[string]bool{}
 	var bytes int64
-	others := 0
+	hand, others := 0, 0 // nodes up did not start; those of them not dead
 	for _, n := range st.Nodes {
 		if !own[n.Addr] {
-			others++
+			hand++
+			if n.State != wire.NodeDead {
+				others++
+			}
 			continue
 		}
 		for _, h := range n.Persisted {
@@ -637,7 +643,7 @@ func stopNote(st *wire.ClusterStatus, kept bool, own map[string]bool) string {
 		}
 	}
 	live := st.JobCount
-	if others > 0 && uint64(len(st.Jobs)) == st.JobCount {
+	if hand > 0 && uint64(len(st.Jobs)) == st.JobCount {
 		live = 0
 		for _, js := range st.Jobs {
 			if slices.ContainsFunc(js.Nodes, func(mn wire.MapNode) bool { return own[mn.Addr] }) {

@@ -47,4 +47,10 @@ func TestStopNoteLeavesHandAddedNodes(t *testing.T) {
 		!strings.Contains(got, "the 1 node(s) it did not start keep what they hold") {
 		t.Errorf("stop note with a hand-added node: %q", got)
 	}
+	// A hand-added node that is dead keeps nothing: it is not said to.
+	st.Nodes[1].State = wire.NodeDead
+	if got := stopNote(st, true, map[string]bool{"n1": true}); strings.Contains(got, "did not start") ||
+		!strings.Contains(got, "the data of 1 live job(s) on its nodes") {
+		t.Errorf("stop note with a dead hand-added node: %q; want it not said to keep what it held", got)
+	}
 }
