@@ -104,11 +104,21 @@ func TestRegistrationNotesAnOverAllotment(t *testing.T) {
 	if !strings.Contains(m.Note, "a hint is reserved as asked") {
 		t.Errorf("a hinted job's note %q: want it to say its hint is reserved as asked", m.Note)
 	}
-	// A job sized without hints, on the same nodes: its note names no
-	// hint (before, it blamed one: a new user's trial).
+	// A job sized without hints, on the same nodes: its note blames no
+	// hint (before, it blamed one: a new user's trial) and names where
+	// its size came from: Pocket's default, for a name without a profile
+	// (it said "learned (its profile, else the default)" of either), or
+	// the name's profile.
 	m, err = c.RegisterJob("learned", wire.JobHints{})
-	if err != nil || !strings.Contains(m.Note, "may get less than allotted") || strings.Contains(m.Note, "hint") ||
-		!strings.Contains(m.Note, "size was learned") {
-		t.Fatalf("a job without hints on over-allotted nodes: note %q, %v", m.Note, err)
+	if err != nil || !strings.Contains(m.Note, "may get less than allotted") || strings.Contains(m.Note, "reserved as asked") ||
+		!strings.Contains(m.Note, "sized by Pocket's default (no hints, no profile of its name)") {
+		t.Fatalf("a job without hints or profile on over-allotted nodes: note %q, %v", m.Note, err)
+	}
+	if err := endJobReporting(t, c, "prof", "127.0.0.1:7001", 10, wire.JobLoad{RxMbps: 1000, Bytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	m, err = c.RegisterJob("prof", wire.JobHints{})
+	if err != nil || m.Sized != wire.SizedProfile || !strings.Contains(m.Note, "the job's size was learned from its name's profile") {
+		t.Fatalf("a job sized from its profile on over-allotted nodes: sized %v, note %q, %v", m.Sized, m.Note, err)
 	}
 }

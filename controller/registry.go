@@ -16,6 +16,7 @@ import (
 
 	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -707,7 +708,7 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 			return nil, err
 		}
 	}
-	m.Note = joinNotes(res.note(), c.overAllottedNote(j))
+	m.Note = joinNotes(res.note(), c.overAllottedNote(j, m.Sized))
 	return m, nil
 }
 
@@ -717,8 +718,9 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 // than allotted. Only pocket job register warned of it before, by a check
 // of its own that needs the operator's certificate: a new user's Python
 // job asking 1,000 lambdas (600,000 Mb/s) of a 24,000 Mb/s cluster was
-// registered without a word. "" when they fit.
-func (c *Controller) overAllottedNote(j *job) string {
+// registered without a word. "" when they fit. sized is where the job's
+// size came from, which the note names.
+func (c *Controller) overAllottedNote(j *job, sized wire.SizedFrom) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var alloc, bw float64
@@ -736,14 +738,18 @@ func (c *Controller) overAllottedNote(j *job) string {
 		return "" // a job allotted no bandwidth gets no less of it
 	}
 	// Only a hinted job's allotment is the user's to lower; before, the
-	// note blamed a hint for jobs sized by default or from their profile.
-	why := "the job's size was learned (its profile, else the default); add nodes"
-	if hinted(j.hints) {
+	// note blamed a hint for jobs sized by default or from their profile,
+	// and then said "its profile, else the default" of either.
+	why := "the job was sized by Pocket's default (no hints, no profile of its name); add nodes, or register it with hints"
+	switch {
+	case hinted(j.hints):
 		why = "a hint is reserved as asked (add nodes, or ask for less)"
+	case sized == wire.SizedProfile:
+		why = "the job's size was learned from its name's profile; add nodes"
 	}
-	return fmt.Sprintf("the allotments on the job's %d node(s), its %.0f Mb/s included, come to %.0f of their %.0f Mb/s (%.1fx): "+
+	return fmt.Sprintf("the allotments on the job's %d node(s), its %.0f Mb/s included, come to %.0f of their %.0f Mb/s (%s): "+
 		"the jobs there may get less than allotted; %s",
-		len(j.nodes), j.allocMbps, alloc, bw, alloc/bw, why)
+		len(j.nodes), j.allocMbps, alloc, bw, units.FormatFactor(alloc/bw), why)
 }
 
 // joinNotes joins a registration's notes, leaving out the empty ones.

@@ -67,3 +67,13 @@ func FormatSize(n int64) string {
 	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
 	return s + []string{"KiB", "MiB", "GiB", "TiB"}[i]
 }
+
+// FormatFactor prints a ratio such as an oversubscription: with two
+// decimals under 1.1, where one would print 16,600 of 16,000 as "1.0x",
+// else one ("2.8x").
+func FormatFactor(f float64) string {
+	if f < 1.1 {
+		return strconv.FormatFloat(f, 'f', 2, 64) + "x"
+	}
+	return strconv.FormatFloat(f, 'f', 1, 64) + "x"
+}

@@ -36,3 +36,13 @@ func TestFormatSize(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatFactor: two decimals under 1.1 (24,400 of 24,000 Mb/s read
+// "1.0x" in a registration's note beside status's "1.02x"), one above.
+func TestFormatFactor(t *testing.T) {
+	for f, want := range map[float64]string{24400.0 / 24000: "1.02x", 0.5: "0.50x", 1.1: "1.1x", 2.75: "2.8x", 6.73: "6.7x"} {
+		if got := FormatFactor(f); got != want {
+			t.Errorf("FormatFactor(%v) = %q, want %q", f, got, want)
+		}
+	}
+}

@@ -29,7 +29,7 @@ func init() {
 const statusHelp = `Nodes: USED is each tier's bytes as the node last reported them ("-" for a
 dead node, whose values went with it, and for one not heard from since the
 controller started); TIER Mb/s the tier's bandwidth as the node measured it;
-RX/TX its traffic; CPU the busy share of its host's CPUs, averaged over them
+RX/TX its traffic in its latest heartbeat (a second's); CPU the busy share of its host's CPUs, averaged over them
 (the whole host's: other processes on it count, and nodes sharing a host
 show the same figure); JOBS the jobs placed on it. Lines below the table say what
 a node keeps of ended jobs (persist-after-job values, with the jobs' ids),
@@ -37,7 +37,9 @@ how a drain goes, and the block devices' p99 latency, one line per node.
 
 Jobs: ALLOC Mb/s and ALLOC SIZE are the job's allotment, what it asked for
 (its hints, else its profile's or Pocket's default size; "-": no size
-allotted, its values use its nodes' free capacity); USED its own traffic and
+allotted, its values use its nodes' free capacity); USED its own traffic,
+averaged over its nodes' last heartbeats (the autoscaler's smoothing, 3 by
+default: it lags the nodes' RX/TX, which are the latest one's), and its
 bytes ("~": values are moving, or have moved, between its nodes and not every node has reported since; "!": more than its ALLOC
 SIZE, which reserves and does not limit); COST $/h its allotment at
 the controller's prices (its status reply carries them; for a controller

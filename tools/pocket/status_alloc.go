@@ -278,10 +278,5 @@ func overNote(over bool, alloc, capacity float64) string {
 	case capacity <= 0:
 		return ": OVERSUBSCRIBED (no capacity)"
 	}
-	// Two decimals under 1.1x, where one would print an allotment just
-	// past the capacity (16,600 of 16,000 Mb/s) as 1.0x.
-	if f := alloc / capacity; f < 1.1 {
-		return fmt.Sprintf(": OVERSUBSCRIBED %.2fx", f)
-	}
-	return fmt.Sprintf(": OVERSUBSCRIBED %.1fx", alloc/capacity)
+	return ": OVERSUBSCRIBED " + units.FormatFactor(alloc/capacity)
 }
