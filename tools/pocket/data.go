@@ -701,18 +701,19 @@ func lostList(ls []pocket.LostNode) string {
 }
 
 // removedText says what res counts: "3 key(s): a and 2 under a/", "2
-// key(s) under a/", "1 key(s): a".
+// key(s) under a/", "1 key(s): a", each name as ls prints it (lsName: a
+// key with a newline printed raw split the line, where ls quoted it).
 func removedText(name string, res pocket.Removed) string {
 	key := strings.TrimRight(name, "/")
 	switch {
 	case key == "":
 		return fmt.Sprintf("%d key(s): every key of the job", res.Count())
 	case res.Name && res.Under > 0:
-		return fmt.Sprintf("%d key(s): %s and %d under %s/", res.Count(), key, res.Under, key)
+		return fmt.Sprintf("%d key(s): %s and %d under %s", res.Count(), lsName(key), res.Under, lsName(key+"/"))
 	case res.Name:
-		return fmt.Sprintf("1 key(s): %s", key)
+		return fmt.Sprintf("1 key(s): %s", lsName(key))
 	}
-	return fmt.Sprintf("%d key(s) under %s/", res.Under, key)
+	return fmt.Sprintf("%d key(s) under %s", res.Under, lsName(key+"/"))
 }
 
 // maxKeyLen is the longest key the SDK takes: the wire's key limit less

@@ -100,3 +100,24 @@ func TestBadTokenForAJobNameHintsAtTheID(t *testing.T) {
 		t.Fatal("another error changed")
 	}
 }
+
+// TestRemovedTextQuotesAsLsDoes: rm names the keys it deleted as ls
+// prints them, Go-quoted when they hold a control character. Before,
+// rm of "a\nb" printed "deleted 1 key(s): a" and "b" on two lines while
+// ls printed "a\nb" quoted (a new user's trial).
+func TestRemovedTextQuotesAsLsDoes(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		res  pocket.Removed
+		want string
+	}{
+		{"a\nb", pocket.Removed{Name: true}, `1 key(s): "a\nb"`},
+		{"d\tx/", pocket.Removed{Name: true, Under: 2}, `3 key(s): "d\tx" and 2 under "d\tx/"`},
+		{"d\tx", pocket.Removed{Under: 2}, `2 key(s) under "d\tx/"`},
+		{"a", pocket.Removed{Name: true, Under: 2}, "3 key(s): a and 2 under a/"},
+	} {
+		if got := removedText(c.name, c.res); got != c.want || strings.Contains(got, "\n") {
+			t.Errorf("removedText(%q, %+v) = %q, want %q", c.name, c.res, got, c.want)
+		}
+	}
+}
