@@ -187,7 +187,7 @@ func parentCommand(path string, args []string) (code int, ok bool) {
 			printHelp(helpOut, path, nil)
 			return 0, true
 		}
-		return usageError(path, fmt.Errorf("unknown subcommand %q", args[0])), true
+		return usageError(path, fmt.Errorf("unknown subcommand %q%s", args[0], didYouMean(args[0], subNames(path)))), true
 	}
 	return usageError(path, errors.New("want a subcommand: "+strings.Join(subNames(path), " or "))), true
 }

@@ -100,7 +100,7 @@ func runMain(args []string) int {
 	}
 	cmd, ok := commands[args[0]]
 	if !ok || cmd.run == nil {
-		fmt.Fprintf(os.Stderr, "pocket: unknown command %q; pocket help lists the commands\n", args[0])
+		fmt.Fprintf(os.Stderr, "pocket: unknown command %q%s; pocket help lists the commands\n", args[0], didYouMean(args[0], topNames()))
 		return 2
 	}
 	if err := refuseRemovedFlags(args[1:]); err != nil {
@@ -126,7 +126,7 @@ func runHelp(args []string) int {
 	}
 	cmd, ok := commands[args[0]]
 	if !ok || cmd.run == nil {
-		fmt.Fprintf(os.Stderr, "pocket: help: unknown command %q; pocket help lists the commands\n", args[0])
+		fmt.Fprintf(os.Stderr, "pocket: help: unknown command %q%s; pocket help lists the commands\n", args[0], didYouMean(args[0], topNames()))
 		return 2
 	}
 	return cmd.run(append(args[1:len(args):len(args)], "--help"))
