@@ -2343,14 +2343,37 @@ class Job:
         return n
 
     @_notes_expiry
-    def remove_all(self, name: Name = "") -> int:
+    def remove_all(self, name: Name) -> int:
         """Deletes name and everything under name/ (Pocket's recursive
         delete; not other names that start with name, which list(name)
-        lists); an empty name deletes every value of the job. Returns the
-        number of names deleted (name itself, and the values and directory
-        markers under name/, a chunked object once: the Go SDK's
-        RemoveAllCount): 0 when nothing was there, which is no error."""
+        lists). Returns the number of names deleted (name itself, and the
+        values and directory markers under name/, a chunked object once:
+        the Go SDK's RemoveAllCount): 0 when nothing was there, which is no
+        error. A name that is empty or only slashes names the whole job: it
+        raises BadKey before anything is sent (delete_all() deletes every
+        value of the job), as ``pocket rm JOB /`` asks for --all; before,
+        it deleted every value, so an empty prefix variable wiped the
+        job."""
+        if isinstance(name, (int, float, bool)) or name is None:
+            # bytes(0) is b"": a number is no name (it named the whole job).
+            raise errors.BadKey(f"remove_all({name!r}): want str or bytes")
         p = _dir_prefix(name)
+        if not p:
+            shown = _key_text(name)
+            raise errors.BadKey(f"remove_all({shown}): {shown} names the whole job: "
+                                "call delete_all() to delete every value of the job")
+        return self._remove_prefix(p)
+
+    @_notes_expiry
+    def delete_all(self) -> int:
+        """Deletes every value of the job (and its directory markers), as
+        ``pocket rm --all JOB`` does; returns the number of names deleted,
+        as remove_all counts them (0 for an empty job). What remove_all("")
+        did before it refused a name that names the whole job."""
+        return self._remove_prefix(b"")
+
+    def _remove_prefix(self, p: bytes) -> int:
+        """remove_all of the directory prefix p (b"": the whole job)."""
         counted = [0]
         for attempt in range(_MAP_RETRIES + 1):
             st = self._st

@@ -39,7 +39,14 @@ Where Python 3 makes Pocket's exact meaning impossible:
   examples passed), it reads and checks the value as usual and leaves its
   bytes in ``handle.last_value``, as nothing can be written into a str.
 - put_buffer takes bytes-like data or a str (sent as UTF-8); ``len`` is in
-  bytes.
+  bytes. A str is stored whole: a ``len`` other than its UTF-8 length in
+  bytes (``len(s)`` of a non-ASCII str counts characters) is refused
+  (ValueError), never cut to a prefix of its bytes.
+- get_buffer's ``len`` is the value's exact size in bytes: a value of any
+  other size fails (LengthMismatch), as in Pocket.
+- delete of an empty name (or only slashes) under a job fails (BadKey):
+  it would name the whole job. Job.delete_all() of the Pythonic API, or
+  ``pocket rm --all JOB``, deletes every value of a job.
 - Overwriting a name replaces it (Pocket refused), and deregister_job
   really deletes the job's data except PERSIST_AFTER_JOB values.
 """
@@ -335,10 +342,20 @@ def put(pocket, src_filename, dst_filename, jobid, PERSIST_AFTER_JOB=False):
 
 
 def put_buffer(pocket, src, len, dst_filename, jobid, PERSIST_AFTER_JOB=False):  # noqa: A002 - Pocket's name
-    """Stores the first len bytes of src (bytes-like, or str as UTF-8) as
-    dst_filename; 0 or -1."""
+    """Stores the first len bytes of src (bytes-like) as dst_filename; a
+    str is stored whole as UTF-8, len its length in bytes (a len that is
+    not fails: -1 with a ValueError, rather than storing a cut value, as
+    len(s) of a non-ASCII str counts characters); 0 or -1."""
     def f():
-        data = memoryview(src.encode() if isinstance(src, str) else src).cast("B")
+        if isinstance(src, str):
+            data = memoryview(src.encode())
+            if len != data.nbytes:
+                raise ValueError(
+                    f"put_buffer: a str is stored whole, as UTF-8, and len must be its length in bytes: this one is "
+                    f"{src.__len__()} characters, {data.nbytes} bytes, and len is {len} (pass len(s.encode()), or "
+                    "bytes and the number of their bytes to store)")
+        else:
+            data = memoryview(src).cast("B")
         if not 0 <= len <= data.nbytes:
             raise ValueError(f"put_buffer: length {len} outside the {data.nbytes}-byte buffer")
         job, key = pocket.resolve(jobid, dst_filename)
@@ -358,6 +375,27 @@ def get(pocket, src_filename, dst_filename, jobid, DELETE_AFTER_READ=False):
             _name_key(e, "get", key)  # the call the user made, not get_file
             raise
     return _run(pocket, f)
+
+
+class LengthMismatch(errors.PocketError):
+    """get_buffer's error when the value is not ``len`` bytes (Pocket's
+    caller must know the length; DELETE_AFTER_READ then deletes nothing).
+    Its text says which way the sizes differ, as the Go compat layer's
+    "value is N bytes, want M" does, and names no wire code: before, every
+    mismatch read "too large", a value shorter than len too. ``code`` is
+    TOO_LARGE for a value longer than len, CONFLICT (the call's condition,
+    the size, did not hold) for a shorter one."""
+
+    def _text(self) -> str:
+        return "pocket: " + self.message
+
+    @classmethod
+    def of(cls, name, size: int, want: int, str_dst: bool = False) -> "LengthMismatch":
+        way = "longer" if size > want else "shorter"
+        msg = (f"get_buffer {name!r}: value is {size} bytes, {way} than len {want} "
+               "(len must be the value's exact size in bytes, as in Pocket")
+        msg += ", not a str's characters)" if str_dst else ")"
+        return cls(msg, errors.Code.TOO_LARGE if size > want else errors.Code.CONFLICT)
 
 
 def get_buffer(pocket, src_filename, dst, len, jobid, DELETE_AFTER_READ=False):  # noqa: A002
@@ -381,17 +419,22 @@ def get_buffer(pocket, src_filename, dst, len, jobid, DELETE_AFTER_READ=False): 
         if writable:
             if not 0 <= len <= view.nbytes:
                 raise ValueError(f"get_buffer: length {len} outside the {view.nbytes}-byte buffer")
-            out, ver = job._get(key.encode(), view[:len], wire.FLAG_VERSION)
+            try:
+                out, ver = job._get(key.encode(), view[:len], wire.FLAG_VERSION)
+            except errors.TooLarge as e:
+                # A chunked value longer than len: "value of N bytes does
+                # not fit the len-byte buffer", said of this call.
+                e.message = f"get_buffer {src_filename!r}: {e.message} (len must be the value's exact size in bytes)"
+                e.args = (e._text(),)
+                raise
             if out.__len__() != len:
-                raise errors.PocketError(f"get_buffer {src_filename!r}: value is {out.__len__()} bytes, want {len}",
-                                         errors.Code.TOO_LARGE)
+                raise LengthMismatch.of(src_filename, out.__len__(), len)
             if len and not (isinstance(out, memoryview) and out.obj is view.obj):
                 view[:len] = out
         else:
             data, ver = job._get(key.encode(), None, wire.FLAG_VERSION)
             if data.__len__() != len:
-                raise errors.PocketError(f"get_buffer {src_filename!r}: value is {data.__len__()} bytes, want {len}",
-                                         errors.Code.TOO_LARGE)
+                raise LengthMismatch.of(src_filename, data.__len__(), len, isinstance(dst, str))
             pocket.last_value = bytes(data)
         if DELETE_AFTER_READ:
             job._delete_version(key.encode(), ver)  # raises when another reader took it first
@@ -410,10 +453,19 @@ def lookup(pocket, src_filename, jobid):
 
 
 def delete(pocket, src_filename, jobid):
-    """Deletes src_filename recursively; an empty name deletes everything
-    under jobid (the whole job when it names one); 0 or -1."""
+    """Deletes src_filename recursively; 0 or -1. An empty name (or only
+    slashes) under a jobid that is a directory of the default job (as in
+    Pocket's examples) deletes that directory; under a job (or the
+    default job) it would name the whole job, and fails (-1, BadKey)
+    before anything is sent: Job.delete_all() of the Pythonic API deletes
+    every value of a job. Before, it did, so an empty name variable wiped
+    the job."""
     def f():
         job, key = pocket.resolve(jobid, src_filename)
+        if not key.strip("/"):
+            raise errors.BadKey(f"delete({src_filename!r}, {jobid!r}): {src_filename!r} names the whole job {job.id}: "
+                                "delete names what it deletes (a value, or a directory with what is under it); "
+                                "Job.delete_all() of pocket.Client's API deletes every value of the job")
         job.remove_all(key)
     return _run(pocket, f)
 

@@ -104,8 +104,56 @@ class Controller:
         s = socket.create_connection((host, int(port)), timeout=self.timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
-            s = self.tls.wrap_socket(s, server_hostname=host)
+            try:
+                s = self.tls.wrap_socket(s, server_hostname=host)
+            except ssl.SSLError as e:
+                s.close()
+                hint = self._not_tls_hint(e, host, int(port))
+                if hint:
+                    raise errors.PocketError(f"controller {self.addr}: {e} ({hint})", errors.Code.UNSUPPORTED) from e
+                raise
         return s
+
+    def _not_tls_hint(self, e: ssl.SSLError, host: str, port: int) -> str:
+        """What to check when the TLS handshake with addr failed (e) because
+        the server answered something that is not TLS (OpenSSL's
+        "[SSL: WRONG_VERSION_NUMBER] wrong version number"), as the Go
+        CLI's tlsHint says it: Pocket's own frames come from a storage
+        node's data port or a controller started with --insecure. The
+        handshake's answer is gone with it, so a new connection sends a
+        ClientHello again and reads the first bytes of the reply. "" when
+        the answer is TLS (a certificate or alert problem), or none."""
+        if isinstance(e, ssl.SSLCertVerificationError) or "ALERT" in (e.reason or "").upper():
+            return ""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        out = ssl.MemoryBIO()
+        try:
+            ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=host).do_handshake()
+        except ssl.SSLWantReadError:
+            pass  # the ClientHello is written: the server's answer is wanted
+        except (ssl.SSLError, ValueError):
+            return ""
+        got = b""
+        try:
+            with socket.create_connection((host, port), timeout=min(self.timeout, 5.0)) as s:
+                s.sendall(out.read())
+                while len(got) < 2:
+                    b = s.recv(2 - len(got))
+                    if not b:
+                        break
+                    got += b
+        except (OSError, ValueError):
+            pass
+        if got.startswith(wire.MAGIC):
+            return ("the server at this address speaks pocket's protocol over plain TCP: a storage node's data port "
+                    "(give the controller's address, the POCKET_CONTROLLER pocket up printed), or a controller "
+                    "started with --insecure (reach that one with insecure=True, or without POCKET_TLS_DIR)")
+        if got and not 0x14 <= got[0] <= 0x18:  # not a TLS record's content type
+            return ("the server at this address does not speak TLS, nor pocket's protocol: "
+                    "is it the controller's address?")
+        return ""
 
     def call(self, op: int, meta: bytes) -> bytes:
         """Sends one request and returns the reply's metadata. An error

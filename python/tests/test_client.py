@@ -120,11 +120,42 @@ def test_directories(job):
     assert job.list() == [] and usage(job) == 0
 
 
-def test_remove_all_empty_name_is_the_whole_job(job):
+@pytest.mark.parametrize("name", ["", "/", "//", b"", b"/", 0],
+                         ids=["empty", "slash", "slashes", "bytes-empty", "bytes-slash", "zero"])
+def test_remove_all_refuses_a_name_that_is_the_whole_job(job, monkeypatch, name):
+    """remove_all of an empty name (or only slashes) deleted every value of
+    the job, so a shuffle script with an empty prefix variable wiped it
+    (0 too: bytes(0) is b""). It raises BadKey now, before anything is
+    sent, pointing at delete_all(), as `pocket rm J /` asks for --all."""
+    job.put("f0", b"x")
+    job.put("d/f1", b"y")
+
+    def sent(*a, **k):
+        raise AssertionError("remove_all sent a prefix delete")
+    monkeypatch.setattr(job, "_delete_prefix", sent)
+    with pytest.raises(pocket.BadKey) as e:
+        job.remove_all(name)
+    assert e.value.code == pocket.Code.BAD_NAME
+    if name != 0:
+        shown = repr(name.decode() if isinstance(name, bytes) else name)  # a bytes name shown as its text
+        assert f"remove_all({shown}): {shown} names the whole job: call delete_all() to delete every value of the job" \
+            in str(e.value), str(e.value)
+    monkeypatch.undo()
+    assert [x.name for x in job.list()] == ["d/f1", "f0"]
+    with pytest.raises(TypeError):
+        job.remove_all()  # the name is required: its default was "", the whole job
+
+
+def test_delete_all_deletes_every_value_of_the_job(job):
+    """delete_all() is what remove_all("") did: every value and directory
+    marker of the job, counted as remove_all counts them."""
     for i in range(20):
         job.put(f"f{i}", b"x")
-    job.remove_all("")
-    assert job.list() == []
+    job.create_dir("d")
+    job.put("d/big", os.urandom(2 * MiB))
+    assert job.delete_all() == 22
+    assert job.list() == [] and usage(job) == 0
+    assert job.delete_all() == 0  # an empty job: nothing, no error
 
 
 def test_streams(job):
@@ -239,7 +270,7 @@ def test_remove_all_counts_what_it_deleted(job):
     assert job.remove_all("a") == 4
     assert [e.name for e in job.list()] == ["ab"]
     assert job.remove_all("a") == 0
-    assert job.remove_all("") == 1
+    assert job.delete_all() == 1
 
 
 def test_list_says_which_nodes_it_missed(job):

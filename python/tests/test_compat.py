@@ -90,8 +90,78 @@ def test_dirs_count_and_recursive_delete(registered):
     assert pocket.delete(p, "shuffle", jobid) == 0
     assert pocket.lookup(p, "shuffle/part-0", jobid) == -1
     assert pocket.put_buffer(p, b"y", 1, "top", jobid) == 0
-    assert pocket.delete(p, "", jobid) == 0  # the whole job
+    assert pocket.delete(p, "top", jobid) == 0
     assert pocket.lookup(p, "top", jobid) == -1
+
+
+@pytest.mark.parametrize("name", ["", "/", "///"])
+@pytest.mark.parametrize("default_job", [False, True])
+def test_delete_of_no_name_does_not_wipe_the_job(registered, name, default_job):
+    """delete(p, "", jobid) deleted every value of the job (an empty name
+    variable wiped it): it fails now, as the CLI's `pocket rm J /` does,
+    saying why, and deletes nothing. So under the default job (jobid "")."""
+    p, jobid = registered
+    assert pocket.put_buffer(p, b"y", 1, "top", jobid) == 0
+    assert pocket.put_buffer(p, b"z", 1, "d/under", jobid) == 0
+    assert pocket.delete(p, name, "" if default_job else jobid) == -1
+    e = pocket.last_error()
+    assert isinstance(e, pocket.BadKey) and p.err is e
+    assert f"{name!r} names the whole job {jobid}" in str(e) and "delete_all()" in str(e), str(e)
+    assert pocket.lookup(p, "top", jobid) == 0 and pocket.lookup(p, "d/under", jobid) == 0
+    # A jobid that is a directory of the default job (Pocket's examples'
+    # pattern) with an empty name still deletes that directory.
+    assert pocket.delete(p, name, "d") == 0, pocket.last_error()
+    assert pocket.lookup(p, "d/under", jobid) == -1 and pocket.lookup(p, "top", jobid) == 0
+
+
+def test_put_buffer_str_is_never_cut(registered):
+    """put_buffer(p, s, len(s), ...) of a non-ASCII str stored its first
+    len(s) UTF-8 bytes, b'h\\xc3\\xa9ll' for "héllo" (len counts bytes, the
+    user's len(s) characters), and returned 0. A str's len must be its
+    UTF-8 length: anything else fails (-1, ValueError) and stores nothing."""
+    p, jobid = registered
+    s = "héllo"
+    assert pocket.put_buffer(p, s, len(s), "s", jobid) == -1
+    e = pocket.last_error()
+    assert isinstance(e, ValueError), repr(e)
+    assert "5 characters, 6 bytes, and len is 5" in str(e) and "len(s.encode())" in str(e), str(e)
+    assert pocket.lookup(p, "s", jobid) == -1  # nothing stored
+    assert pocket.put_buffer(p, s, 3, "s", jobid) == -1  # no cut of a str's bytes either
+    assert pocket.lookup(p, "s", jobid) == -1
+    assert pocket.put_buffer(p, s, len(s.encode()), "s", jobid) == 0
+    out = bytearray(6)
+    assert pocket.get_buffer(p, "s", out, 6, jobid) == 0 and out.decode() == s
+    # bytes keep Pocket's prefix: the first len bytes.
+    assert pocket.put_buffer(p, s.encode(), 3, "b", jobid) == 0
+    assert pocket.get_buffer(p, "b", out, 3, jobid) == 0 and out[:3] == "hé".encode()
+
+
+def test_get_buffer_length_mismatch_says_which_way(registered):
+    """A value shorter than len read "pocket: too large: ... value is 0
+    bytes, want 5": it says now that the value is shorter (longer) than
+    len, as the Go compat layer's "value is N bytes, want M" does."""
+    p, jobid = registered
+    assert pocket.put_buffer(p, b"abcde", 5, "five", jobid) == 0
+    assert pocket.put_buffer(p, b"", 0, "empty", jobid) == 0
+    cases = [("five", bytearray(8), 8, "value is 5 bytes, shorter than len 8"),
+             ("empty", bytearray(5), 5, "value is 0 bytes, shorter than len 5"),
+             ("five", " " * 8, 8, "value is 5 bytes, shorter than len 8"),  # an immutable dst
+             ("five", bytearray(3), 3, "value is 5 bytes, longer than len 3"),
+             ("five", b"xyz", 3, "value is 5 bytes, longer than len 3")]
+    for key, dst, n, want in cases:
+        assert pocket.get_buffer(p, key, dst, n, jobid, DELETE_AFTER_READ=True) == -1
+        e = pocket.last_error()
+        assert isinstance(e, pocket.PocketError), repr(e)
+        assert f"get_buffer {key!r}: {want}" in str(e) and "exact size" in str(e), str(e)
+        assert "too large" not in str(e), str(e)
+        assert e.code == (pocket.Code.TOO_LARGE if "longer" in want else pocket.Code.CONFLICT)
+        assert pocket.lookup(p, key, jobid) == 0  # nothing deleted
+    big = os.urandom(2 * MiB + 1)
+    assert pocket.put_buffer(p, big, len(big), "big", jobid) == 0
+    assert pocket.get_buffer(p, "big", bytearray(MiB), MiB, jobid) == -1
+    e = pocket.last_error()
+    assert isinstance(e, pocket.TooLarge), repr(e)
+    assert f"get_buffer 'big': value of {len(big)} bytes does not fit" in str(e), str(e)
 
 
 def test_pocket_latency_example_pattern(registered):

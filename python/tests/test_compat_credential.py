@@ -40,7 +40,9 @@ def test_credential_in_another_process(cluster, cluster_env, tmp_path):
             f"assert pocket.count_files(p, 'dir', {jobid!r}) == 1, pocket.last_error()\n"
             f"assert pocket.lookup(p, 'tmp', {jobid!r}) == -1\n"
             f"assert pocket.put_buffer(p, b'x', 1, 'new', {jobid!r}) == -1\n"  # read-only
-            f"assert pocket.delete(p, '', {jobid!r}) == 0, pocket.last_error()\n"  # the persisted values go
+            f"assert pocket.delete(p, 'out', {jobid!r}) == 0, pocket.last_error()\n"  # the persisted values go
+            f"assert pocket.delete(p, 'dir', {jobid!r}) == 0, pocket.last_error()\n"
+            f"assert pocket.lookup(p, 'out', {jobid!r}) == -1\n"
             "sys.stdout.write(b.decode())\n")
     env = dict(os.environ, **cluster_env, POCKET_CREDENTIAL=cred, PYTHONPATH=str(REPO / "python"))
     env.pop("POCKET_TOKEN", None)
@@ -63,7 +65,7 @@ def test_credential_of_another_job_is_not_used(cluster, cluster_env, monkeypatch
         assert pocket.get_buffer(p, "out", b, 4, other.id) == 0, pocket.last_error()
         assert b == b"othr"
         assert pocket.get_buffer(p, "out", b, 4, jobid) == 0 and b == b"kept"
-        assert pocket.delete(p, "", jobid) == 0
+        assert pocket.delete(p, "out", jobid) == 0 and pocket.delete(p, "dir", jobid) == 0
         pocket.close(p)
         other.deregister()
 

@@ -1,13 +1,15 @@
 """What a new user met: the TLS directory found where the Go CLI finds it,
 a plain connection that the controller closes explained, a standby
-controller's address followed to the active one, and job_token for jobs of
-the Pythonic API."""
+controller's address followed to the active one, job_token for jobs of
+the Pythonic API, and a node's data port given as the controller's address
+explained."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
+import ssl
 import threading
 
 import flatbuffers
@@ -60,6 +62,56 @@ def test_plain_connection_closed_says_tls(cluster):
     assert not isinstance(e.value, pocket.OutcomeUnknown), str(e.value)
     assert "serves TLS" in str(e.value) and "did nothing" in str(e.value), str(e.value)
     assert "set POCKET_TLS_DIR" in str(e.value) and "may have registered" not in str(e.value), str(e.value)
+
+
+def test_node_data_port_given_as_the_controller_says_so(cluster, cluster_env, monkeypatch):
+    """A node's data port where the (TLS) controller is expected: the
+    handshake reads the node's plain pocket frame, and the error was
+    OpenSSL's bare "[SSL: WRONG_VERSION_NUMBER] wrong version number", an
+    Unavailable. It says now what the Go CLI says (a storage node's data
+    port, or a controller started with --insecure), keeps OpenSSL's error
+    chained, and is no Unavailable (retrying cannot cure it)."""
+    node = cluster.nodes[0]
+    with pocket.Client(node, tls_dir=cluster.tls_dir) as c:
+        with pytest.raises(pocket.PocketError) as e:
+            c.register_job("at-a-node")
+    msg = str(e.value)
+    assert f"controller {node}: [SSL: WRONG_VERSION_NUMBER]" in msg, msg
+    assert "speaks pocket's protocol over plain TCP" in msg and "a storage node's data port" in msg, msg
+    assert "give the controller's address" in msg and "--insecure" in msg, msg
+    assert isinstance(e.value.__cause__, ssl.SSLError) and not isinstance(e.value, pocket.Unavailable)
+    # The module API, with POCKET_CONTROLLER naming the node.
+    monkeypatch.setenv("POCKET_CONTROLLER", node)
+    assert pocket.register_job("at-a-node") is None
+    assert "a storage node's data port" in str(pocket.last_error()), pocket.last_error()
+
+
+def test_server_speaking_neither_tls_nor_pocket(cluster):
+    """A server answering the handshake with neither TLS nor pocket's
+    frames (here an HTTP error) is named as such, as the Go CLI does."""
+    ln = socket.create_server(("127.0.0.1", 0))
+    addr = "127.0.0.1:%d" % ln.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = ln.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with pocket.Client(addr, tls_dir=cluster.tls_dir) as c:
+            with pytest.raises(pocket.PocketError) as e:
+                c.register_job("at-http")
+    finally:
+        ln.close()
+        t.join(5)
+    assert "does not speak TLS, nor pocket's protocol: is it the controller's address?" in str(e.value), str(e.value)
+    assert isinstance(e.value.__cause__, ssl.SSLError)
 
 
 def test_job_token_of_the_pythonic_api(client):

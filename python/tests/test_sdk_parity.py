@@ -86,7 +86,7 @@ def test_deregister_reports_persisted_bytes_as_the_cli(cluster, bins):
             ended = c2.open_credential(res.credential)
             assert ended.get("out") == b"kept" and ended.get("big") == kept["big"]
             assert not ended.exists("tmp")
-            ended.remove_all("")
+            ended.delete_all()
             assert ended.usage() == 0
 
 
@@ -102,7 +102,7 @@ def test_deregister_without_persisted_values(client):
     res2 = j2.deregister(count_persisted=False)
     assert res2.persisted_bytes is None and "not asked" in res2.count_error
     assert j2.usage() == u  # asked now
-    j2.remove_all("")
+    j2.delete_all()
 
 
 def test_usage_of_an_ended_job_counts_nodes_holding_none(cluster, monkeypatch):
@@ -148,7 +148,7 @@ def test_job_credential_module_api(cluster_env, tmp_path):
             f"b = bytearray(4); assert pocket.get_buffer(p, 'out', b, 4, {jobid!r}) == 0, pocket.last_error()\n"
             f"assert pocket.lookup(p, 'tmp', {jobid!r}) == -1\n"
             f"assert pocket.job_credential({jobid!r}) == {cred!r}\n"
-            f"assert pocket.delete(p, '', {jobid!r}) == 0, pocket.last_error()\n"
+            f"assert pocket.delete(p, 'out', {jobid!r}) == 0, pocket.last_error()\n"
             "sys.stdout.write(b.decode())\n")
     env = dict(os.environ, **cluster_env, POCKET_CREDENTIAL=cred, PYTHONPATH=str(REPO / "python"))
     env.pop("POCKET_TOKEN", None)
