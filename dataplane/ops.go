@@ -646,7 +646,9 @@ const deletePrefixMax = 4096
 // deletePrefix removes the job's keys that start with r.Key, stopping
 // after deletePrefixMax manifests, except (for a live job) chunk keys:
 // those go with their version, which the SDK drops on every node for each manifest removed here
-// (the reply's Versions). The reply's Count is the names removed (chunk
+// (the reply's Versions, with the versions earlier prefix deletes of the
+// job removed whose drop has not reached the node: removed.go). The
+// reply's Count is the names removed (chunk
 // keys, a retired job's included, not counted), its Size the bytes of the
 // retired job's chunk keys removed: chunks of its large objects, and of
 // versions whose manifest was never published, which no name shows. Keys are collected first,
@@ -681,6 +683,13 @@ func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 			resp.Versions = append(resp.Versions, info.Version)
 		}
 	}
+	// Beside the versions it removed, the reply names those earlier
+	// prefix deletes removed whose drop has not reached the node (their
+	// reply may have been lost); then this one's are kept (removed.go).
+	jt := jobTier{tier.Kind(), string(r.Job)}
+	removed := len(resp.Versions)
+	resp.Versions = append(resp.Versions, n.vers.removedKept(jt, deletePrefixMax-removed)...)
+	n.vers.keepRemoved(jt, resp.Versions[:removed])
 	return resp
 }
 

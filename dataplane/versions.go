@@ -97,7 +97,12 @@ type versionTable struct {
 	// maxDead, and at most maxDeadPerJob per job.
 	dead    map[jobTier]map[uint64]int64
 	deadLen int
-	moving  map[movingKey]int // keys being moved to their owners (migrate.go)
+	// removed holds, per tier and job, the versions of manifests prefix
+	// deletes removed whose drop has not reached the node (removed.go);
+	// removedLen counts them.
+	removed    map[jobTier]map[uint64]struct{}
+	removedLen int
+	moving     map[movingKey]int // keys being moved to their owners (migrate.go)
 	// filing counts, per version, its writer's chunk puts between their
 	// commit and their add (Node.publish): the chunk is visible in its
 	// tier before it is filed, and a move scanning in between must see
@@ -119,7 +124,8 @@ type versionTable struct {
 }
 
 func newVersionTable() *versionTable {
-	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[jobTier]map[uint64]int64), jobs: make(map[jobTier]*jobCost),
+	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[jobTier]map[uint64]int64),
+		removed: make(map[jobTier]map[uint64]struct{}), jobs: make(map[jobTier]*jobCost),
 		moving: make(map[movingKey]int), filing: make(map[verKey]int), lease: DefaultChunkLease,
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
@@ -362,6 +368,7 @@ func (v *versionTable) confirm(k verKey) int {
 func (v *versionTable) take(k verKey) []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.forgetRemovedLocked(k)
 	return v.takeLocked(k)
 }
 
@@ -610,6 +617,7 @@ func (v *versionTable) dropJob(job []byte) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	n := v.node
+	v.dropRemovedLocked(string(job))
 	for jt, vers := range v.dead {
 		if jt.job == string(job) {
 			v.deadLen -= len(vers)

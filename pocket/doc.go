@@ -90,7 +90,11 @@
 //     key's record atomically and hand back the version of a manifest they
 //     replaced, whose chunks the caller then drops (step 5). Recursive
 //     deletes (RemoveAll) remove records page by page on every node and
-//     drop the chunks of the manifests each page removed.
+//     drop the chunks of the manifests each page removed. A node names
+//     those versions again in every later prefix delete of the job until
+//     their drop reaches it (dataplane/removed.go), so when a page's reply
+//     is lost after the node removed it, the pass sent again, or the
+//     caller's retry, drops its chunks all the same.
 //   - A put that fails before step 4 drops its chunks (step 5 for its own
 //     version; a node then refuses late chunks of that version for a
 //     lease, so the drop is final); one whose writer died leaves leased chunks that each node
@@ -117,7 +121,10 @@
 // 5, and, when the reply to step 4 is lost, the
 // replaced version's chunks (the manifest may or may not have been
 // swapped, and which version it replaced is unknown, so nothing is
-// dropped) and the put's own chunks if its manifest was not stored; and
+// dropped) and the put's own chunks if its manifest was not stored; so,
+// when the reply to a delete of one key, to a delete-after-read's delete
+// or to a small put over a chunked object is lost, the removed or
+// replaced version's chunks; and
 // the chunks, on the other nodes, of a value whose manifest went with a
 // node that restarted or was lost (the key answers lost, or not found,
 // and no call names that version again: a hostile trial that restarted a

@@ -267,7 +267,9 @@ func deadNodeErr(addr string) error {
 // drop-version (doAt; one version, the writer's own, so doing them twice
 // is doing them once), and the fan-outs (listings, usage, prefix deletes,
 // drop-version: each node's page is removed whole, and the reply names
-// the manifests it removed, whose chunks are then dropped) are sent again.
+// the manifests it removed, whose chunks are then dropped; a node names
+// them again in its next prefix deletes until their drop reaches it, so a
+// reply lost costs no chunks: dataplane/removed.go) are sent again.
 func resendable(op wire.Op, flags uint16) bool {
 	switch op {
 	case wire.OpGet:
