@@ -224,9 +224,11 @@ func (j *Job) keyAnswer(op wire.Op, flags uint16, addr string, err error) error 
 //
 //   - a read asks the live owner, then the old one;
 //   - a delete deletes at both (the old copy would read again);
-//   - a read that deletes reads and deletes at the live owner and then
-//     deletes the old owner's older copy, or, the live owner holding
-//     nothing, reads and deletes at the old one.
+//   - a read that deletes looks at the live owner; holding a value, it
+//     deletes the old owner's older copy and then reads and deletes at
+//     the live owner (an old owner that fails fails the call, the value
+//     untaken); the live owner holding nothing, it reads and deletes at
+//     the old one.
 //
 // Answers combine as bestAnswer says.
 func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, x reqExtra, payload, dst []byte) (client.Reply, error) {
@@ -248,19 +250,27 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 		rl, el := one(t.addr, op, flags)
 		return bestAnswer(rl, el, ro, eo)
 	case op == wire.OpGet && flags&wire.FlagDeleteAfterRead != 0:
-		rl, el := one(t.addr, op, flags)
+		// The live owner is looked at without deleting; holding a value,
+		// the old owner's copy goes first, and only then is the value read
+		// and deleted, so that an old owner that fails (refused, or its
+		// reply lost) fails the call with the value still in place, as
+		// movingKey.readDelete does. Before, the value was taken first and
+		// the old owner's failure was then the call's answer: the value
+		// gone, handed to no one (and the older copy, if its delete was
+		// refused, read by the next get).
+		sl, el := one(t.addr, wire.OpStat, flags&^wire.FlagDeleteAfterRead)
 		if el == nil {
 			_, eo := one(t.old, wire.OpDelete, flags&^wire.FlagDeleteAfterRead)
 			if eo != nil && !absent(eo) {
 				return client.Reply{}, eo
 			}
-			return rl, nil
+			return one(t.addr, op, flags)
 		}
 		if !absent(el) {
-			return rl, el
+			return sl, el
 		}
 		ro, eo := one(t.old, op, flags)
-		return bestAnswer(rl, el, ro, eo)
+		return bestAnswer(sl, el, ro, eo)
 	case op == wire.OpGet, op == wire.OpStat:
 		rl, el := one(t.addr, op, flags)
 		if !absent(el) {

@@ -1451,10 +1451,11 @@ class Job:
         """A single-key request of a retired job whose key has an old owner
         (the Go SDK's retiredKeyDo): no value of an ended job moves, so each
         owner answers on its own. A read asks the owner, then the old one; a
-        delete deletes at both; a read that deletes does so at the owner,
-        then deletes the old owner's older copy (or, the owner holding
-        nothing, reads and deletes at the old one). Answers combine as
-        _best_answer."""
+        delete deletes at both; a read that deletes looks at the owner and,
+        holding a value, deletes the old owner's older copy, then reads and
+        deletes at the owner (an old owner that fails fails the call, the
+        value untaken; the owner holding nothing, it reads and deletes at
+        the old one). Answers combine as _best_answer."""
         def one(a: str, o: int = op, f: int = flags):
             try:
                 if a in self._st.dead:
@@ -1474,14 +1475,22 @@ class Job:
             o = one(old)
             return _best_answer(one(addr), o)
         if op == wire.OP_GET and flags & wire.FLAG_DELETE_AFTER_READ:
-            live = one(addr)
+            # The owner is looked at without deleting; holding a value, the
+            # old owner's copy goes first, and only then is the value read
+            # and deleted, so that an old owner that fails (refused, or its
+            # reply lost) fails the call with the value still in place (the
+            # Go SDK's retiredKeyDo). Before, the value was taken first and
+            # the old owner's failure was then the call's answer: the value
+            # gone, handed to no one.
+            live = one(addr, wire.OP_STAT, flags & ~wire.FLAG_DELETE_AFTER_READ)
             if isinstance(live, Reply) and live.code == 0:
                 o = one(old, wire.OP_DELETE, flags & ~wire.FLAG_DELETE_AFTER_READ)
                 if not _absent(o) and not (isinstance(o, Reply) and o.code == 0):
                     if isinstance(o, BaseException):
                         raise o
                     return o
-                return live
+                r = one(addr)
+                return _best_answer(r, r)
             if not _absent(live):
                 return _best_answer(live, live)
             return _best_answer(live, one(old))

@@ -1,0 +1,69 @@
+"""A delete-after-read of an ended job whose final map was changing
+(Job._retired_key_do: the key has a live owner and an old owner, and no
+value moves any more), when the old owner fails (the Go SDK's
+TestRetiredReadDeleteOldOwnerFails). The live owner holds the key's value
+B, the old owner an older copy A, which must go too (it would read
+again). The call must not both fail and have taken B: either it returns
+B, or it fails with B still in place for a retry. Before, B was read and
+deleted at the live owner first, and the old owner's failure was then the
+call's answer: B gone, handed to no one (and, the old owner's delete
+refused, A read by the next get).
+
+The map is staged as in test_delete_refused.py, on the session's cluster:
+a second handle on the job whose map marks one node draining, retired
+(_retire) as a deregistration would leave it."""
+
+import pytest
+
+import pocket
+from pocket import client as pclient
+from pocket import errors, wire
+from pocket.conn import NodeUnavailable, Reply
+
+from test_delete_refused import _stage
+
+VAL_A = b"value A, the older copy at the old owner"
+VAL_B = b"value B, at the live owner"
+
+
+@pytest.mark.parametrize("how", ["reply-lost", "refused"])
+def test_retired_read_delete_old_owner_fails(cluster, monkeypatch, how):
+    with cluster.client() as cl:
+        job, view, key, addr, mover = _stage(cl, f"retdar-{how}")
+        try:
+            m = job.map
+            at_live = pclient.Job(cl, wire.PlacementMap(m.job, m.tier, m.epoch, [wire.MapNode(addr, 1.0)], m.token))
+            job.put(key, VAL_A)  # at the old owner (the mover)
+            at_live.put(key, VAL_B)
+            view._retire(view._st.map)
+            send = view._send
+            fired = []
+
+            def patched(a, op, flags, *args, **kw):
+                if a == mover and op == wire.OP_DELETE and not fired:
+                    fired.append(a)
+                    if how == "refused":
+                        return Reply(0, 0, errors.Code.IO, b"", b"")
+                    send(a, op, flags, *args, **kw)  # executed, then the reply is lost
+                    raise NodeUnavailable(a, f"node {a}: connection lost (the test's)", sent=True)
+                return send(a, op, flags, *args, **kw)
+            monkeypatch.setattr(view, "_send", patched)
+            try:
+                got = bytes(view.get(key, delete_after_read=True))
+            except errors.PocketError as e:
+                assert fired, f"the old owner was never asked to delete: {e!r}"
+                try:
+                    left = bytes(at_live.get(key))
+                except errors.NotFound:
+                    pytest.fail(f"the delete-after-read failed ({e!r}) and B is gone from the live owner: "
+                                "taken, handed to no one")
+                assert left == VAL_B
+                # B kept: a retry takes it.
+                assert bytes(view.get(key, delete_after_read=True)) == VAL_B
+            else:
+                assert fired
+                assert got == VAL_B
+            with pytest.raises(errors.NotFound):
+                view.get(key)  # A, the older copy, must not read again
+        finally:
+            job.deregister()
