@@ -70,6 +70,8 @@ sleep 1.2 # one heartbeat, so the status shows the bytes stored
 echo
 echo "The cluster keeps running; in another shell:"
 echo "  export POCKET_CONTROLLER=$ADDR POCKET_TOKEN=$POCKET_TOKEN${POCKET_TLS_DIR:+ POCKET_TLS_DIR=$POCKET_TLS_DIR}"
-echo "  $BIN ls $job"
+# The binary by its absolute path: the other shell may be anywhere (a
+# new user's trial ran bin/pocket from another directory).
+echo "  $(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN") ls $job"
 echo "Ctrl-C stops it."
 wait "$up_pid"
