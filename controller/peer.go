@@ -16,11 +16,16 @@ import (
 // it enters the job: a client killed during that wait never received the
 // job's token, so nobody could deregister the job, and under a quota it
 // held its tenant's allotment until its token expired (a hostile trial).
+// A peer that sent bytes before its close is gone too (sockpeek.Finished):
+// over TLS a client's Close sends a close_notify record ahead of its FIN,
+// and the peek alone saw "data", so a TLS client whose call timed out
+// during the wait was never seen gone and its job was entered (a hostile
+// trial).
 func peerGone(conn net.Conn) bool {
 	if tc, ok := conn.(*tls.Conn); ok {
 		conn = tc.NetConn()
 	}
-	return sockpeek.Peek(conn) == sockpeek.Closed
+	return sockpeek.Peek(conn) == sockpeek.Closed || sockpeek.Finished(conn)
 }
 
 // closing reports whether Close has begun.

@@ -2,6 +2,7 @@ package sockpeek
 
 import (
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -67,5 +68,46 @@ func waitFor(t *testing.T, c net.Conn, want State) {
 			t.Fatalf("peek never answered %v", want)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestFinished: a peer that wrote bytes and then closed is Finished though
+// Peek says Data (a TLS client's close_notify before its FIN); an open
+// peer with bytes waiting is not.
+func TestFinished(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Finished asks the kernel's TCP_INFO, which only Linux answers here")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cli, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := cli.Write([]byte{7}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, srv, Data)
+	if Finished(srv) {
+		t.Fatal("an open peer with a byte waiting reads as finished")
+	}
+	cli.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !Finished(srv) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a peer that wrote and closed is never finished (peek: %v)", Peek(srv))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if s := Peek(srv); s != Data {
+		t.Fatalf("peek after the close: %v; want Data (the byte waits)", s)
 	}
 }
