@@ -27,7 +27,9 @@ import (
 //     refused. Its map grows with its measured traffic as any job's does
 //     (elastic.go). A job hinting capacity alone counts one lambda's too:
 //     allotted no bandwidth, it had let a team past its Mb/s quota (two
-//     trials).
+//     trials). So does one hinting less than one lambda's bandwidth: a
+//     hostile trial registered 30 jobs at --peak-mbps 0.000001 on 188 Mb/s
+//     left, 0.00003 Mb/s of the quota in all.
 //   - A job without a bandwidth hint is refused when less than one
 //     lambda's bandwidth is left.
 //
@@ -52,10 +54,11 @@ func (c *Controller) quotaLocked(key string, need Need) (Need, error) {
 	}
 	lambda := c.cfg.Policy.PerLambdaMbps
 	bwHinted := hinted && need.Mbps > 0
+	hint := need.Mbps
 	switch {
 	case need.Source == SizeDefault:
 		need.Mbps = min(need.Mbps, lambda)
-	case hinted && need.Mbps == 0: // a capacity hint alone
+	case hinted && need.Mbps < lambda: // a capacity hint alone, or less than a lambda's
 		need.Mbps = lambda
 	}
 	if need.Mbps <= leftMbps {
@@ -63,6 +66,10 @@ func (c *Controller) quotaLocked(key string, need Need) (Need, error) {
 	}
 	limit, value := "MaxMbpsPerClient", mbpsText(c.cfg.MaxMbpsPerClient)
 	switch {
+	case bwHinted && hint < lambda:
+		return need, c.quotaError(key, limit, value,
+			fmt.Sprintf("its hint of %s Mb/s counts one lambda's %s Mb/s under the quota, and %s Mb/s is left",
+				mbpsText(hint), mbpsText(lambda), mbpsText(leftMbps)), "")
 	case bwHinted:
 		return need, c.quotaError(key, limit, value,
 			fmt.Sprintf("its hints' need of %s Mb/s is more than the %s Mb/s left", mbpsText(need.Mbps), mbpsText(leftMbps)), "hint less")

@@ -62,6 +62,19 @@ func TestClientQuota(t *testing.T) {
 	// bandwidth, it let a client past its Mb/s quota (two trials).
 	_, err = reg("10.0.0.3", wire.JobHints{CapacityBytes: 1})
 	wantLimit(t, err, "a job without a bandwidth hint counts one lambda's 600 Mb/s, and 0 Mb/s is left")
+	// So does a bandwidth hint below one lambda's: 30 jobs hinting
+	// 0.000001 Mb/s took 0.00003 Mb/s of a quota (a hostile trial).
+	if m, err := reg("10.0.0.7", wire.JobHints{PeakMbps: 0.000001}); err != nil || m.AllocMbps != 600 {
+		t.Fatalf("a job hinting 0.000001 Mb/s under a quota: %+v, %v; want allotted one lambda's 600", m, err)
+	}
+	for range 2 {
+		if _, err := reg("10.0.0.7", wire.JobHints{PeakMbps: 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = reg("10.0.0.7", wire.JobHints{PeakMbps: 1e-300})
+	wantLimit(t, err, "client 10.0.0.7 holds 3 jobs allotted 0B and 1800 Mb/s",
+		"its hint of 1e-300 Mb/s counts one lambda's 600 Mb/s under the quota, and 200 Mb/s is left")
 	_, err = reg("10.0.0.5", wire.JobHints{CapacityBytes: 700 << 20})
 	wantLimit(t, err, "client 10.0.0.5 holds 0 jobs allotted 0B and 0 Mb/s (MaxBytesPerClient 600MiB): its capacity hint of 700MiB is more than the 600MiB left; hint less")
 	if strings.Contains(err.Error(), "deregister") {
@@ -87,7 +100,7 @@ func TestClientQuota(t *testing.T) {
 		t.Errorf("in-process registrations have no quota: %v", err)
 	}
 	st := c.Status()
-	if st.QuotaBytes != 600<<20 || st.QuotaMbps != 2000 || len(st.Clients) != 4 ||
+	if st.QuotaBytes != 600<<20 || st.QuotaMbps != 2000 || len(st.Clients) != 5 ||
 		st.Clients[0] != (wire.ClientHold{Client: "client 10.0.0.1", Jobs: 1, AllocBytes: 600 << 20, AllocMbps: 600}) ||
 		st.Clients[1] != (wire.ClientHold{Client: "client 10.0.0.2", Jobs: 1, AllocBytes: 400 << 20, AllocMbps: 600}) ||
 		st.Clients[2] != (wire.ClientHold{Client: "client 10.0.0.3", Jobs: 3, AllocMbps: 2000}) {

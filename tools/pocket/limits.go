@@ -48,7 +48,7 @@ func bindCtlLimits(fs *flag.FlagSet) *ctlLimits {
 	fs.Float64Var(&l.registerRate, "register-rate", 100, "job registrations a second one client may sustain (0: no limit)")
 	fs.IntVar(&l.registerBurst, "register-burst", 100, "job registrations one client may make at once, refilled at --register-rate")
 	fs.StringVar(&l.maxBytesPerClient, "max-bytes-per-client", "0", "most bytes one client (a tenant over TLS, else an address) may have allotted to its live jobs together (1TiB, 512MiB); a registration hinting more than is left is refused, one sized from its name's profile is cut to what is left; the operator's have none (0: no limit)")
-	fs.Float64Var(&l.maxMbpsPerClient, "max-mbps-per-client", 0, "most Mb/s one client (a tenant over TLS, else an address) may have allotted to its live jobs together; a registration hinting more than is left is refused; one without a bandwidth hint counts one lambda's 600 Mb/s (a profile's need: what it asks, cut to what is left); the operator's have none (0: no limit)")
+	fs.Float64Var(&l.maxMbpsPerClient, "max-mbps-per-client", 0, "most Mb/s one client (a tenant over TLS, else an address) may have allotted to its live jobs together; a registration hinting more than is left is refused; one without a bandwidth hint, or hinting less, counts one lambda's 600 Mb/s (a profile's need: what it asks, cut to what is left); the operator's have none (0: no limit)")
 	fs.DurationVar(&l.tokenTTL, "token-ttl", 0, "lifetime of the token of a job registered without --ttl; an expired job is deregistered (0: no expiry)")
 	fs.DurationVar(&l.maxTokenTTL, "max-token-ttl", 0, "cap on a job token's lifetime, also given to jobs registered without --ttl when --token-ttl is 0 (0: no cap)")
 	return l
