@@ -101,7 +101,7 @@ func (c *Controller) noProfile(name, tenant string) error {
 	names, n := c.prof.names(profileNamesShown, tenant)
 	c.mu.Unlock()
 	list := ""
-	if n > 0 {
+	if len(names) > 0 {
 		list = ": " + strings.Join(names, ", ")
 		if n > len(names) {
 			list += ", ..."
@@ -123,17 +123,25 @@ func (b *profileBook) keys() iter.Seq[string] {
 	}
 }
 
+// profileNamesScan bounds the profiles names looks at for a tenant's
+// names: the walk holds the controller's lock, and a hostile trial's
+// lookups of names it had no profile of, each walking 10,000 profiles
+// (277 us), took registrations' p99 from 54 us to 12.6 ms.
+const profileNamesScan = 1024
+
 // names returns up to most profile names of tenant ("": of every
-// tenant), the most recently updated first, and how many there are.
+// tenant), the most recently updated first, among the profileNamesScan
+// most recently updated, and how many the tenant has (perTenant).
 func (b *profileBook) names(most int, tenant string) ([]string, int) {
-	out := make([]string, 0, min(most, b.lru.Len()))
-	n := 0
-	for e := b.lru.Front(); e != nil; e = e.Next() {
-		key := e.Value.(*state.Profile).Name
-		if tenant != "" && !strings.HasPrefix(key, tenant+tenantSep) {
-			continue
-		}
-		if n++; len(out) < most {
+	n := b.lru.Len()
+	if tenant != "" {
+		n = b.perTenant[tenant]
+	}
+	out := make([]string, 0, min(most, n))
+	scanned := 0
+	for e := b.lru.Front(); e != nil && len(out) < min(most, n) && scanned < profileNamesScan; e = e.Next() {
+		scanned++
+		if key := e.Value.(*state.Profile).Name; tenant == "" || profileTenant(key) == tenant {
 			out = append(out, key)
 		}
 	}
