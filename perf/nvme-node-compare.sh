@@ -158,7 +158,9 @@ bench_cpu() {
 	kill "$sp" 2>/dev/null
 	wait "$sp" 2>/dev/null || true
 	jq "$q" <<<"$out"
-	awk -v end="$end" -v secs="$secs" -v ops="$(jq .ops_per_sec <<<"$out")" -v tck="$clk_tck" '
+	# The measured seconds as the run reports them (duration_s: less than
+	# SECONDS when it ended early), not the seconds asked for.
+	awk -v end="$end" -v secs="$(jq .duration_s <<<"$out")" -v ops="$(jq .ops_per_sec <<<"$out")" -v tck="$clk_tck" '
 		$1 <= end - secs || n == 0 { t0 = $1; c0 = $2 }
 		{ t1 = $1; c1 = $2; n++ }
 		END { if (t1 > t0 && ops > 0) printf "%.2f\n", (c1 - c0) / tck / (t1 - t0) / ops * 1e6 }' "$samples" >&3

@@ -57,7 +57,9 @@ def main():
                 cell, build, pss = r["label"].split("|")
             except (ValueError, KeyError):
                 continue
-            if r.get("errors", 0) or not r.get("ops", 0):
+            # A run that ended before its --duration (requested_s) or had
+            # puts refused for space (no_space) is no figure either.
+            if r.get("errors", 0) or r.get("no_space", 0) or r.get("requested_s", 0) or not r.get("ops", 0):
                 bad[(cell, build)] = bad.get((cell, build), 0) + 1
                 continue
             runs.setdefault((cell, build), {})[int(pss)] = r

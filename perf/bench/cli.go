@@ -1,14 +1,17 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -65,7 +68,18 @@ type Options struct {
 	// defaultKeys is set when --keys was not given: Main sizes the key
 	// count of a run against a node to the node's free capacity.
 	defaultKeys bool
+	// ctlFromEnv is set when Controller is $POCKET_CONTROLLER (EnvController),
+	// the default of a --job run given no node.
+	ctlFromEnv bool
+	// job is the job of a --controller run, once opened (for the hints
+	// of a run refused for space: its nodes' room).
+	job *pocket.Job
 }
+
+// EnvController is the variable of the controller's address every pocket
+// command defaults --controller to (metaclient.EnvController): bench's
+// default for a --job run given neither --addr nor --target.
+const EnvController = "POCKET_CONTROLLER"
 
 // DefaultJob is the job id stamped on requests to a node without --job
 // (a standalone node serves any job).
@@ -155,18 +169,23 @@ serves anyone.
   --controller ADDR --job JOBID  drives that job through the SDK: keys are
       spread over the job's map and follow it as it grows or shrinks. The
       job stays registered after the run, without the run's keys (unless
-      --keep).
+      --keep). --job JOBID without --controller, --addr or --target takes
+      $POCKET_CONTROLLER for the controller, as the other pocket commands.
   --controller ADDR              registers a fresh job named bench with the
       hints, drives it through the SDK and deregisters it at the end.
   --addr NODE --job JOBID        sends every request to that one node, which
       need not own the keys: it measures the node, not the job. A refusal for
       a stale map epoch makes the run adopt the node's current epoch and go
       on (the refusals are counted in the report); the run does not follow
-      the job's map to other nodes (use --controller for that).
+      the job's map to other nodes (use --controller for that). A node
+      not in the job's map refuses it at its own epoch: the run stops at
+      once and says so.
 
 A run in which no request of a connection succeeds for --stall-limit (every
 reply an error or a refusal), or whose job or token a node refuses, stops
-early with an error.
+early with an error. An interrupted run (Ctrl-C, SIGTERM) stops, deletes
+the keys it wrote as any run, reports what it measured ("interrupted after
+3.0s of 30s": ops/s and MB/s are over the time measured) and exits 1.
 
 `
 
@@ -219,7 +238,8 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.StringVar(&o.Report, "report", "", "print the comparison table of a results `file` (JSON lines)")
 	tier := fs.String("tier", wire.TierDRAM.String(), "node tier for --addr runs: dram or nvme")
 	fs.StringVar(&o.EchoListen, "echo-listen", "", "serve the echo server on `HOST:PORT` until interrupted")
-	fs.StringVar(&o.Controller, "controller", "", "run through the SDK against the --job JOBID on this controller `HOST:PORT`, or a fresh job without --job")
+	fs.StringVar(&o.Controller, "controller", "", "run through the SDK against the --job JOBID on this controller `HOST:PORT`, or a fresh job without --job\n"+
+		"(default $"+EnvController+" for a --job run given neither --addr nor --target)")
 	fs.IntVar(&o.Hints.Lambdas, "lambdas", 0, "--controller: number of lambdas hint")
 	var capacity int
 	fs.Var(sizeFlag{&capacity}, "capacity", "--controller: capacity hint `SIZE`")
@@ -276,6 +296,12 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	if o.Config.Op, err = ParseOp(*op); err != nil {
 		return nil, usageError(fs, "--op %q: want get or put", *op)
 	}
+	if env := os.Getenv(EnvController); env != "" && o.Controller == "" && o.Job != "" && *addr == "" && *target == "" {
+		// A registered job and no node: through its controller, by
+		// default $POCKET_CONTROLLER, as every other pocket command.
+		o.Controller, o.ctlFromEnv = env, true
+		o.Config.Budget = SmallBudget // as any --controller run's
+	}
 	if o.Controller == "" {
 		if o.Store, o.Addr, err = parseTarget(*addr, *target); err != nil {
 			return nil, usageError(fs, "%v", err)
@@ -288,6 +314,13 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	}
 	if err := checkRunFlags(o); err != nil {
 		return nil, usageError(fs, "%v", err)
+	}
+	if o.Controller == "" && o.Store == StorePocket && o.Config.Size > wire.DefaultMaxPayload {
+		// The connection would refuse every put: one request carries
+		// at most that much (client.ConnOptions' default limits).
+		return nil, usageError(fs, "--size %s: a request to a node carries a value of at most %s; for larger values drive a job "+
+			"through the SDK, which puts them in chunks (--controller ADDR --job JOBID)",
+			units.FormatSize(int64(o.Config.Size)), units.FormatSize(wire.DefaultMaxPayload))
 	}
 	if err := o.Config.normalize(); err != nil {
 		return nil, usageError(fs, "%v", err)
@@ -306,8 +339,13 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 func checkControllerFlags(fs *flag.FlagSet, o *Options) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	env := "$" + EnvController + " (" + o.Controller + ")" // the controller when ctlFromEnv
 	for _, name := range []string{"addr", "target", "tier", "epoch"} {
 		if set[name] {
+			if o.ctlFromEnv {
+				return fmt.Errorf("--%s is for a run against one node (--addr NODE); without --addr or --target, --job %s runs through %s and follows the job's map",
+					name, o.Job, env)
+			}
 			return fmt.Errorf("--%s is for a run against one node; --controller runs follow the job's map", name)
 		}
 	}
@@ -319,7 +357,10 @@ func checkControllerFlags(fs *flag.FlagSet, o *Options) error {
 			return fmt.Errorf("--%s is a hint for a fresh job; --job %s is registered already", name, o.Job)
 		}
 	}
-	if o.Token == "" {
+	switch {
+	case o.Token == "" && o.ctlFromEnv:
+		return fmt.Errorf("--job %s through %s needs the job's token (--token-file FILE or $POCKET_TOKEN)", o.Job, env)
+	case o.Token == "":
 		return fmt.Errorf("--controller with --job %s needs the job's token (--token-file FILE or $POCKET_TOKEN)", o.Job)
 	}
 	return nil
@@ -390,7 +431,8 @@ func parseTarget(addr, target string) (store, hostport string, err error) {
 			hostport = net.JoinHostPort(u.Hostname(), p)
 		}
 	default:
-		return "", "", errors.New("give --addr HOST:PORT or --target SCHEME://HOST:PORT")
+		return "", "", errors.New("give --addr HOST:PORT or --target SCHEME://HOST:PORT for one node or server, " +
+			"or --controller HOST:PORT to drive a job (with --job JOBID, $" + EnvController + " is its default)")
 	}
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
@@ -431,7 +473,10 @@ func (o *Options) connOptions() client.ConnOptions {
 }
 
 // Main runs the bench command and returns the process exit status: 0 on
-// success, 1 when the run failed or saw wrong responses, 2 for bad usage.
+// success, 1 when the run failed, saw wrong responses or puts refused for
+// space, or was interrupted (ctx ended: its report, over the time it
+// measured, is written, as the other pocket commands exit 1 on a
+// signal), 2 for bad usage.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	usageOut := stderr
 	if wantsHelp(args) {
@@ -453,11 +498,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return status(stderr, serveEcho(ctx, o.EchoListen, stdout))
 	case ModeLoopback:
 		st, err := Loopback(ctx, o.Config.Duration, o.Config.Warmup, o.Chunk)
-		if err != nil {
+		if err != nil && !st.Interrupted {
 			return status(stderr, err)
 		}
-		r := st.Result(o.Label)
-		return status(stderr, o.write(stdout, &r))
+		r := st.Result(o.Label) // an interrupted transfer's too, over the time it measured
+		return status(stderr, cmp.Or(o.write(stdout, &r), err))
 	}
 	if o.defaultKeys && o.Store == StorePocket {
 		o.sizeKeys(ctx)
@@ -481,11 +526,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return status(stderr, err)
 		}
 		defer done()
+		o.job = j
 		dial = SDKDialer(j, o.Config.Size)
 	}
 	st, runErr := Run(ctx, o.Config, dial)
 	if st == nil {
-		return status(stderr, o.noSpaceHint(ctx, runErr, errors.Is(runErr, wire.ErrNoSpace)))
+		return status(stderr, o.noSpaceHint(ctx, runErr, RefusedForSpace(runErr)))
 	}
 	r := NewResult(o.Target(), o.Label, st)
 	switch {
@@ -500,10 +546,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if runErr == nil && r.Errors > 0 {
 		runErr = fmt.Errorf("bench: %d wrong responses; first: %s", r.Errors, r.FirstError)
 	}
+	if runErr == nil && st.NoSpace > 0 {
+		// Not wrong responses: the store's answer to puts it cannot
+		// hold, which noSpaceHint explains.
+		runErr = fmt.Errorf("bench: the store refused %d put(s) for lack of space; first: %s", st.NoSpace, st.FirstNoSpace)
+	}
 	if runErr == nil && r.Cleanup == CleanupIncomplete {
 		runErr = fmt.Errorf("bench: %s", st.CleanupNote())
 	}
-	return status(stderr, o.noSpaceHint(ctx, runErr, st.NoSpace > 0 || errors.Is(runErr, wire.ErrNoSpace)))
+	return status(stderr, o.noSpaceHint(ctx, runErr, st.NoSpace > 0 || RefusedForSpace(runErr)))
 }
 
 // sizeKeys sets the default key count of a run against a node to
@@ -532,28 +583,64 @@ func (o *Options) inFlight() int64 {
 }
 
 // noSpaceHint adds to err, when full says the store refused puts for lack
-// of space, what to do: fewer keys (a count whose values fit in half the
-// node's free capacity, as the default key count; for a job or a node
-// that does not say, SmallBudget's), fewer connections when a put run's
-// values in flight do not fit beside the keys (inFlight), or a larger
-// store. nil stays nil.
+// of space, what did not fit and what to do, with the figures the store
+// gives (storeRoom: a node's usage reply, or those of a --controller
+// job's nodes). A value that does not fit the room by itself (larger
+// than the tier, or, for a put run, not twice in its free bytes: a put
+// over a key holds the old value and the new one) asks for a smaller
+// --size. Otherwise: fewer keys (a count whose values fit in half the
+// free bytes, as the default key count; SmallBudget's when the store
+// does not say) when there are more than one, fewer connections when a
+// put run's values in flight do not fit beside the keys (inFlight), or
+// a larger store. nil stays nil.
 func (o *Options) noSpaceHint(ctx context.Context, err error, full bool) error {
 	if err == nil || !full {
 		return err
 	}
 	size := int64(o.Config.Size)
 	keys := int64(o.Config.Keys)
-	var advice []string
-	room, rerr := int64(0), errors.New("not a node")
-	if o.Store == StorePocket {
-		room, rerr = NodeRoom(ctx, o.Addr, o.connOptions())
+	held := keys // the values the run holds at once: its keys, and a put run's in flight
+	if o.Config.Op == Put {
+		held += int64(o.Config.Conns) * int64(o.Config.Pipeline)
 	}
+	capacity, room, where, rerr := o.storeRoom(ctx)
+	var advice []string
 	switch {
-	case rerr != nil:
+	case rerr != nil && keys > 1:
 		keys = min(int64(DefaultKeys(size, SmallBudget)), max(keys/2, 1))
 		advice = append(advice, fmt.Sprintf("fewer keys (--keys %d, %s of values)", keys, units.FormatSize(keys*size)))
+	case rerr != nil:
+		// One key: fewer would not help, and the store does not say
+		// how much it holds.
+		return fmt.Errorf("%w; the store had no room for the run's one key of %s (tier full): run with a smaller --size, or against %s",
+			err, units.FormatSize(size), o.largerStore())
+	case size > capacity || o.Config.Op == Put && 2*size > room || size > room:
+		// The value itself does not fit: neither fewer keys nor
+		// fewer connections help.
+		var what string
+		switch {
+		case size > capacity:
+			what = fmt.Sprintf("a value of %s is larger than %s can hold (%s in all, %s of it free)",
+				units.FormatSize(size), where, units.FormatSize(capacity), units.FormatSize(room))
+		case size > room:
+			what = fmt.Sprintf("a value of %s is larger than the room left for the job on %s (%s free of %s)",
+				units.FormatSize(size), where, units.FormatSize(room), units.FormatSize(capacity))
+		default:
+			what = fmt.Sprintf("a put of a %s value over a key holds the key's old value beside the new one, %s, more than the %s free on %s (of %s)",
+				units.FormatSize(size), units.FormatSize(2*size), units.FormatSize(room), where, units.FormatSize(capacity))
+		}
+		smaller := "a smaller --size"
+		if fit := floorPow2(room / 2 / max(held, 1)); fit > 0 {
+			more := ""
+			if held > keys+1 {
+				more = "; fewer --conns allow more"
+			}
+			smaller = fmt.Sprintf("a smaller --size (at most %s, for the run's %d key(s)%s to fit in half the %s free%s)",
+				units.FormatSize(fit), o.Config.Keys, o.inFlightWords(), units.FormatSize(room), more)
+		}
+		return fmt.Errorf("%w; %s: run with %s, or against %s", err, what, smaller, o.largerStore())
 	default:
-		if keys*size > room/2 {
+		if keys > 1 && keys*size > room/2 {
 			keys = int64(DefaultKeys(size, NodeBudget(room)))
 			advice = append(advice, fmt.Sprintf("fewer keys (--keys %d, %s of values)", keys, units.FormatSize(keys*size)))
 		}
@@ -564,11 +651,66 @@ func (o *Options) noSpaceHint(ctx context.Context, err error, full bool) error {
 				"hold %s beside the keys)", conns, o.Config.Conns*o.Config.Pipeline, o.Config.Conns, o.Config.Pipeline, units.FormatSize(o.inFlight())))
 		}
 	}
-	if len(advice) == 0 { // keys and values in flight fit what the node said: others' values took it
+	if len(advice) == 0 && keys > 1 { // keys and values in flight fit what the node said: others' values took it
 		advice = append(advice, fmt.Sprintf("fewer keys (--keys %d)", max(keys/2, 1)))
+	}
+	if len(advice) == 0 {
+		return fmt.Errorf("%w; the store had no room for the run's one key of %s (tier full), though %s said %s of its %s were free: "+
+			"other values took it since; run again, or against %s", err, units.FormatSize(size), where, units.FormatSize(room),
+			units.FormatSize(capacity), o.largerStore())
 	}
 	return fmt.Errorf("%w; the store had no room for the run's %d key(s) of %s (tier full): run with %s, or against %s",
 		err, o.Config.Keys, units.FormatSize(size), strings.Join(advice, " and "), o.largerStore())
+}
+
+// inFlightWords is " and N put(s) in flight" for a put run (N: --conns x
+// --pipeline), "" for a get run.
+func (o *Options) inFlightWords() string {
+	if o.Config.Op != Put {
+		return ""
+	}
+	return fmt.Sprintf(" and %d put(s) in flight", o.Config.Conns*o.Config.Pipeline)
+}
+
+// floorPow2 is the largest power of two not above n (0 for n < 1).
+func floorPow2(n int64) int64 {
+	if n < 1 {
+		return 0
+	}
+	return 1 << (bits.Len64(uint64(n)) - 1)
+}
+
+// storeRoom is what the store says of its room for the run: the capacity
+// of the tier and the bytes of it free to the job, of the node (--addr,
+// pocket://) or summed over the nodes of a --controller job's map, and
+// where that is ("the node's dram tier", "the dram tier of the job's 2
+// nodes"). Redis, memcached and a store that does not answer give an
+// error.
+func (o *Options) storeRoom(ctx context.Context) (capacity, room int64, where string, err error) {
+	switch {
+	case o.Controller != "" && o.job != nil:
+		m := o.job.Map()
+		opts := client.ConnOptions{Job: []byte(m.Job), Token: m.Token, Epoch: m.Epoch, NVMe: m.Tier == wire.TierNVMe}
+		n := 0
+		for _, nd := range m.Nodes {
+			if nd.Weight <= 0 {
+				continue
+			}
+			c, used, err := nodeUsage(ctx, nd.Addr, opts)
+			if err != nil {
+				return 0, 0, "", err
+			}
+			capacity, room, n = capacity+c, room+max(c-used, 0), n+1
+		}
+		if n == 0 {
+			return 0, 0, "", errors.New("bench: the job's map has no node")
+		}
+		return capacity, room, fmt.Sprintf("the %v tier of the job's %d node(s)", m.Tier, n), nil
+	case o.Controller == "" && o.Store == StorePocket:
+		c, used, err := nodeUsage(ctx, o.Addr, o.connOptions())
+		return c, max(c-used, 0), fmt.Sprintf("the node's %v tier", o.Tier), err
+	}
+	return 0, 0, "", errors.New("bench: not a node")
 }
 
 // largerStore is the advice of a run whose store is too small.

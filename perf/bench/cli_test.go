@@ -75,6 +75,7 @@ func TestParseArgsRejects(t *testing.T) {
 		"--addr a:1 --op delete",          // op
 		"--addr a:1 --size 1XB",           // size
 		"--addr a:1 --size 3GiB",          // too big for one value
+		"--addr a:1 --size 300MiB",        // over a node's request limit (64 MiB)
 		"--addr a:1 --duration soon",      // duration
 		"--addr a:1 --duration 0s",        // zero duration
 		"--addr a:1 --conns 0",            // conns
@@ -298,5 +299,61 @@ func TestErrorLineSaysPrefixesOnce(t *testing.T) {
 	err := fmt.Errorf("bench: %w", errors.New(`pocket: open job "e-1": wire: bad token: no`))
 	if got, want := errorLine(err), `pocket: bench: open job "e-1": wire: bad token: no`; got != want {
 		t.Errorf("errorLine: %q, want %q", got, want)
+	}
+}
+
+// TestJobRunDefaultsToEnvController (a new user's trial): pocket bench
+// --job J with $POCKET_CONTROLLER set and neither --addr nor --target
+// drives the job through that controller, as every other pocket command
+// defaults its controller to $POCKET_CONTROLLER; --addr still measures
+// one node. Without it, the usage error names --controller beside --addr
+// and --target. Before, it said only "give --addr HOST:PORT or --target
+// SCHEME://HOST:PORT".
+func TestJobRunDefaultsToEnvController(t *testing.T) {
+	tok := strings.Repeat("ab", token.Len)
+	t.Setenv("POCKET_CONTROLLER", "127.0.0.1:7001")
+	o, err := ParseArgs([]string{"--job", "sort-7", "--token", tok}, &bytes.Buffer{})
+	if err != nil || o.Controller != "127.0.0.1:7001" || o.Target() != "sdk://127.0.0.1:7001?job=sort-7" ||
+		o.Config.Keys != DefaultKeys(1024, SmallBudget) {
+		t.Fatalf("--job with $POCKET_CONTROLLER: %v, %+v; want a run through 127.0.0.1:7001, keys sized as a --controller run's", err, o)
+	}
+	o, err = ParseArgs([]string{"--job", "sort-7", "--token", tok, "--addr", "127.0.0.1:7100"}, &bytes.Buffer{})
+	if err != nil || o.Controller != "" || o.Target() != "pocket://127.0.0.1:7100" {
+		t.Fatalf("--job --addr with $POCKET_CONTROLLER: %v, %+v; want the node", err, o)
+	}
+	var out bytes.Buffer
+	if _, err := ParseArgs([]string{"--job", "sort-7"}, &out); err == nil || !strings.Contains(out.String(), "$POCKET_CONTROLLER") ||
+		!strings.Contains(out.String(), "token") {
+		t.Errorf("--job without its token through $POCKET_CONTROLLER: %v, printed %q", err, out.String())
+	}
+	out.Reset()
+	if _, err := ParseArgs([]string{"--job", "sort-7", "--token", tok, "--tier", "nvme"}, &out); err == nil ||
+		!strings.Contains(out.String(), "$POCKET_CONTROLLER") {
+		t.Errorf("--tier of a --job run through $POCKET_CONTROLLER: %v, printed %q", err, out.String())
+	}
+	t.Setenv("POCKET_CONTROLLER", "")
+	for _, args := range [][]string{{"--job", "sort-7"}, {}} {
+		out.Reset()
+		if _, err := ParseArgs(args, &out); err == nil || !strings.Contains(out.String(), "--controller") ||
+			!strings.Contains(out.String(), "--addr") {
+			t.Errorf("%q without $POCKET_CONTROLLER: %v, printed %q; want the usage error naming --addr and --controller", args, err, out.String())
+		}
+	}
+}
+
+// TestNoSpaceHintOneKeySaysSize: a run of one key refused for space by a
+// store that does not say its room (Redis, memcached, a node that does
+// not answer) advises a smaller --size, not "fewer keys (--keys 1)";
+// a run of more keys still advises fewer.
+func TestNoSpaceHintOneKeySaysSize(t *testing.T) {
+	full := fmt.Errorf("bench: the store refused 3 put(s) for lack of space; first: %w", wire.ErrNoSpace)
+	o := &Options{Store: StoreRedis, Addr: "127.0.0.1:1", Config: Config{Op: Put, Size: 300 << 20, Keys: 1, Conns: 1, Pipeline: 1}}
+	msg := o.noSpaceHint(context.Background(), full, true).Error()
+	if strings.Contains(msg, "fewer keys") || !strings.Contains(msg, "smaller --size") || !strings.Contains(msg, "300MiB") {
+		t.Errorf("one key of 300MiB: %q; want a smaller --size, not fewer keys", msg)
+	}
+	o.Config.Keys, o.Config.Size = 100, 1<<20
+	if msg := o.noSpaceHint(context.Background(), full, true).Error(); !strings.Contains(msg, "fewer keys (--keys ") {
+		t.Errorf("100 keys of 1MiB: %q; want fewer keys", msg)
 	}
 }

@@ -234,7 +234,7 @@ func median(m Metric, runs []*Result) *Result {
 		return nil
 	}
 	for _, r := range runs {
-		if r.Errors > 0 || r.FirstError != "" {
+		if r.failed() {
 			return r
 		}
 	}
@@ -249,10 +249,18 @@ func value(m Metric, r *Result) (string, bool) {
 	switch {
 	case r == nil:
 		return "n/a", false
-	case r.Errors > 0 || r.FirstError != "":
-		return fmt.Sprintf("%s (%d errors)", m.format(m.of(r)), r.Errors), false
+	case r.Errors > 0 || r.FirstError != "" || r.NoSpace > 0:
+		return fmt.Sprintf("%s (%d errors)", m.format(m.of(r)), r.Errors+r.NoSpace), false
+	case r.RequestedS > 0:
+		return fmt.Sprintf("%s (ended after %.1fs of %gs)", m.format(m.of(r)), r.DurationS, r.RequestedS), false
 	}
 	return m.format(m.of(r)), true
+}
+
+// failed reports whether a run is no figure to compare: it saw errors or
+// puts refused for space, or ended before its --duration (RequestedS).
+func (r *Result) failed() bool {
+	return r.Errors > 0 || r.FirstError != "" || r.NoSpace > 0 || r.RequestedS > 0
 }
 
 func compareRow(c Cell, ours, theirs *Result) string {

@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/dataplane/agent"
 	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/pocket"
@@ -188,5 +190,76 @@ func TestControllerRunDrivesTheRegisteredJob(t *testing.T) {
 		if _, err := j.Get(context.Background(), string(ks.Key(i))); !errors.Is(err, pocket.ErrNotFound) {
 			t.Fatalf("key %s after the run: %v, want not found", ks.Key(i), err)
 		}
+	}
+}
+
+// TestAddrOutsideTheJobsMapStopsAtOnce (a new user's trial): pocket
+// bench --addr NODE --job J against a node that is not in the job's
+// placement map stops at once, saying so, whether the run preloads (get)
+// or not (put). Before, it adopted the node's epoch, was refused at it
+// again and again, and stopped only at the stall limit ("no request
+// succeeded for 15s (... not in the job's placement map ...; adopted the
+// node's epoch 1)"), or, in a run shorter than that, exited 0 with every
+// request refused.
+func TestAddrOutsideTheJobsMapStopsAtOnce(t *testing.T) {
+	ctl, _, nodes := startCluster(t, 3)
+	m, err := ctl.RegisterJob("mine", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outside string
+	for addr := range nodes {
+		if !slices.ContainsFunc(m.Nodes, func(n wire.MapNode) bool { return n.Addr == addr }) {
+			outside = addr
+		}
+	}
+	if outside == "" {
+		t.Fatalf("the job's map %v holds every node", m.Nodes)
+	}
+	opts := client.ConnOptions{Job: []byte(m.Job), Token: m.Token, Epoch: m.Epoch}
+	waitUntil(t, 10*time.Second, "the node outside the map to hear of the job", func() bool {
+		_, err := NodeRoom(context.Background(), outside, opts)
+		return err != nil && strings.Contains(err.Error(), "not in the job's placement map")
+	})
+	for _, op := range []string{"put", "get"} {
+		args := []string{"--addr", outside, "--job", m.Job, "--token", token.Format(m.Token), "--op", op, "--size", "64",
+			"--keys", "50", "--conns", "2", "--pipeline", "4", "--warmup", "0", "--duration", "20s", "--stall-limit", "8s"}
+		var stdout, stderr bytes.Buffer
+		start := time.Now()
+		code := Main(context.Background(), args, &stdout, &stderr)
+		took := time.Since(start)
+		if code != 1 || took > 4*time.Second || !strings.Contains(stderr.String(), "not in the job's placement map") ||
+			!strings.Contains(stderr.String(), "--controller") || strings.Contains(stderr.String(), "no request succeeded") {
+			t.Errorf("%s run against a node outside the job's map: exit %d after %v\nstdout:\n%s\nstderr:\n%s\n"+
+				"want exit 1 at once, saying the node is not in the job's map", op, code, took, stdout.String(), stderr.String())
+		}
+		if strings.Contains(stdout.String(), "the rest are left") {
+			t.Errorf("%s run: the refused puts counted as written:\n%s", op, stdout.String())
+		}
+	}
+}
+
+// TestValueLargerThanTheJobsNodesSaysSize (a new user's trial): a put
+// run of one key whose value is larger than the job's nodes hold says so,
+// with the figures (the value, the tier's bytes over the job's nodes),
+// and advises a smaller --size; it is not "N wrong responses", nor
+// "fewer keys (--keys 1, ...)" for a run of one key already.
+func TestValueLargerThanTheJobsNodesSaysSize(t *testing.T) {
+	ctl, ctlAddr, _ := startCluster(t, 3)
+	m, err := ctl.RegisterJob("mine", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := units.FormatSize(int64(len(m.Nodes)) * 16 << 20) // startCluster's nodes have 16 MiB each
+	args := []string{"--controller", ctlAddr, "--job", m.Job, "--token", token.Format(m.Token), "--op", "put", "--size", "40MiB",
+		"--keys", "1", "--conns", "1", "--warmup", "0", "--duration", "1s"}
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), args, &stdout, &stderr)
+	msg := stderr.String()
+	if code != 1 || !strings.Contains(msg, "a value of 40MiB is larger than the dram tier of the job's") ||
+		!strings.Contains(msg, "can hold ("+hold+" in all") || !strings.Contains(msg, "smaller --size") ||
+		strings.Contains(msg, "wrong responses") || strings.Contains(msg, "fewer keys") {
+		t.Fatalf("40MiB put on the job's %d node(s) of 16MiB: exit %d\nstdout:\n%s\nstderr:\n%s\n"+
+			"want exit 1, the value larger than the %s the nodes hold, and a smaller --size", len(m.Nodes), code, stdout.String(), msg, hold)
 	}
 }

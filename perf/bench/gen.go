@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,15 +126,32 @@ func (c *Config) normalize() error {
 type Stats struct {
 	Config Config
 	Ops    uint64 // successful operations in the measured window
-	Errors uint64 // wrong responses (ErrResponse) in the window
+	Errors uint64 // wrong responses (ErrResponse) in the window, refusals for space (NoSpace) apart
+	// Elapsed is how long the measured window lasted, which the rates
+	// are over: Config.Duration for a run that went to its end, less for
+	// one that ended early (EndedEarly), 0 for one that ended in its
+	// warm-up.
+	Elapsed time.Duration
+	// EndedEarly says the run ended before its measured window closed:
+	// interrupted (Interrupted: ctx ended, as a signal ends the pocket
+	// command's), or stopped by its connections (all broken, a refused
+	// job, a stall).
+	EndedEarly  bool
+	Interrupted bool
 	// Refused counts the requests the store refused and the driver
 	// adapted to (ErrRefused: a node's stale epoch, then adopted), over
 	// the whole run, warm-up included: adoption usually happens in the
 	// first milliseconds. They are not retried, nor counted in Errors.
 	Refused uint64
-	// NoSpace counts the wrong responses, warm-up included, that refused
-	// a put for lack of space in the store (wire.ErrNoSpace: "tier full").
+	// NoSpace counts the puts the store refused for lack of space
+	// (RefusedForSpace: "tier full", or a value larger than the tier),
+	// warm-up included. They are not wrong responses (Errors): the store
+	// answered as it should, and the run says what would fit (the
+	// command's noSpaceHint).
 	NoSpace uint64
+	// FirstNoSpace is the first such refusal's message ("" when none).
+	FirstNoSpace string
+
 	Latency Histogram
 	// FirstError is the first error seen, wrong response or broken
 	// connection, for the report ("" when none).
@@ -156,9 +175,23 @@ type Stats struct {
 	CPUError          string
 }
 
-// OpsPerSec is the measured throughput.
+// Measured is the time the rates are over: Elapsed, or Config.Duration
+// for stats made by hand (Elapsed 0 and not EndedEarly).
+func (s *Stats) Measured() time.Duration {
+	if s.Elapsed == 0 && !s.EndedEarly {
+		return s.Config.Duration
+	}
+	return s.Elapsed
+}
+
+// OpsPerSec is the measured throughput: the operations over the time
+// measured (Measured), not the time asked for; 0 when none was measured.
 func (s *Stats) OpsPerSec() float64 {
-	return float64(s.Ops) / s.Config.Duration.Seconds()
+	d := s.Measured()
+	if d <= 0 {
+		return 0
+	}
+	return float64(s.Ops) / d.Seconds()
 }
 
 // MBPerSec is the value bytes moved per second, in MB (10^6 bytes).
@@ -175,6 +208,13 @@ func (s *Stats) MBPerSec() float64 {
 // every connection at once: the run ends early with that error. A run
 // that fails before its measurement returns no stats; its error says
 // what became of the keys it wrote.
+//
+// A run whose ctx ends before its window closes (a signal) is
+// interrupted: it stops, deletes what it wrote as any run, and returns
+// the stats of the time it measured (Elapsed, Interrupted) with an error
+// wrapping ErrInterrupted and ctx's error ("interrupted after 3.0s of
+// 30s"); the connections it closed to stop are not failures. The rates
+// of a run that ended early are over the time it measured.
 func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
@@ -185,12 +225,12 @@ func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 	if cfg.Op == Get {
 		pre.Preloaded = keys.Len()
 		if stored, err := preload(ctx, dial, keys, value, min(cfg.Conns, 8), cfg.StallLimit); err != nil {
-			return nil, pre.cleanupAfter(ctx, dial, keys, stored, err)
+			return nil, pre.cleanupAfter(ctx, dial, keys, stored, interruptedBefore(ctx, "the preload", err))
 		}
 	}
 	conns, err := dialAll(ctx, dial, cfg.Conns)
 	if err != nil {
-		return nil, pre.cleanupAfter(ctx, dial, keys, preloadedKeys(pre, keys), err)
+		return nil, pre.cleanupAfter(ctx, dial, keys, preloadedKeys(pre, keys), interruptedBefore(ctx, "dialing", err))
 	}
 	start := time.Now()
 	measure, end := start.Add(cfg.Warmup), start.Add(cfg.Warmup+cfg.Duration)
@@ -203,15 +243,21 @@ func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 		}
 		workers[i] = &worker{
 			conn: c, keys: keys, value: value, cfg: &cfg, halt: halt, wrote: wrote, sent: make([]int, 0, cfg.Pipeline),
-			rng: newRNG(uint64(i) + uint64(start.UnixNano())), measure: measure, end: end, lastOK: start,
+			rng: newRNG(uint64(i) + uint64(start.UnixNano())), measure: measure, end: end, lastOK: start, ctx: ctx,
 		}
 	}
 	var cpu *cpuWindow
 	if cfg.ServerPID != 0 {
 		cpu = startCPUWindow(cfg.ServerPID, measure, end)
 	}
-	runAll(ctx, workers, end.Add(cfg.Grace))
+	stopped := runAll(ctx, workers, end.Add(cfg.Grace))
 	st, err := collect(cfg, workers)
+	st.EndedEarly = stopped.Before(end)
+	st.Interrupted = st.EndedEarly && ctx.Err() != nil
+	st.Elapsed = min(max(stopped.Sub(measure), 0), cfg.Duration)
+	if st.Interrupted {
+		err = interrupted(ctx, st, err)
+	}
 	if cpu != nil {
 		var cerr error
 		if st.ServerCPU, st.GenCPU, cerr = cpu.result(); cerr != nil {
@@ -225,6 +271,56 @@ func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 	}
 	st.cleanup(ctx, dial, keys, written)
 	return st, err
+}
+
+// ErrInterrupted marks a run that its context ended (a signal, in the
+// pocket command) before its measured window closed: Run's error then
+// also wraps the context's (context.Canceled).
+var ErrInterrupted = errors.New("bench: interrupted")
+
+// interruptError is a run's interruption: msg says when, the errors are
+// ErrInterrupted, the context's, and what failed before it (nil: none).
+type interruptError struct {
+	msg    string
+	causes []error
+}
+
+func (e *interruptError) Error() string   { return e.msg }
+func (e *interruptError) Unwrap() []error { return e.causes }
+
+// interrupted is the error of a run that ctx interrupted after measuring
+// st: "bench: interrupted after 3.0s of 30s", and when connections had
+// failed before it (before, non-nil), what failed.
+func interrupted(ctx context.Context, st *Stats, before error) error {
+	msg := "bench: interrupted " + whenEnded(st.Elapsed, st.Config.Duration)
+	causes := []error{ErrInterrupted, context.Cause(ctx)}
+	if before != nil {
+		msg += "; before that: " + before.Error()
+		causes = append(causes, before)
+	}
+	return &interruptError{msg: msg, causes: causes}
+}
+
+// whenEnded says when in its measured window a run was interrupted:
+// "after 3.0s of 30s", or "in the warm-up, before the 30s measurement"
+// when nothing was measured.
+func whenEnded(elapsed, asked time.Duration) string {
+	if elapsed <= 0 {
+		return fmt.Sprintf("in the warm-up, before the %v measurement", asked)
+	}
+	return fmt.Sprintf("after %.1fs of %v", elapsed.Seconds(), asked)
+}
+
+// interruptedBefore is err, the failure of a run's step before its
+// measurement (what: "the preload"), or, when ctx ended (the step's
+// connections closed under it), the run's interruption instead: not a
+// failed preload nor a "context canceled".
+func interruptedBefore(ctx context.Context, what string, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	return &interruptError{msg: "bench: interrupted during " + what + ", before the measurement",
+		causes: []error{ErrInterrupted, context.Cause(ctx)}}
 }
 
 // preloadedKeys is the set of keys a run preloaded: all of keys for a
@@ -308,8 +404,10 @@ func closeAll(conns []Conn) {
 
 // runAll runs every worker to completion. If they are not done by the
 // deadline, or ctx ends, it closes their connections so blocked reads
-// return and the run cannot hang on a stuck server.
-func runAll(ctx context.Context, workers []*worker, deadline time.Time) {
+// return and the run cannot hang on a stuck server. It returns when the
+// run stopped: when the workers were done, or ctx ended, or the deadline
+// came.
+func runAll(ctx context.Context, workers []*worker, deadline time.Time) time.Time {
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(w.run)
@@ -323,11 +421,29 @@ func runAll(ctx context.Context, workers []*worker, deadline time.Time) {
 	case <-ctx.Done():
 	case <-timer.C:
 	}
+	stopped := time.Now()
+	if ctx.Err() != nil {
+		// Interrupted: the workers stop after the batch they are in,
+		// whose replies they read, unless the store is slow to answer:
+		// so the cleanup does not race the run's last puts (a put
+		// sent, its connection closed, stored after the delete of its
+		// key).
+		select {
+		case <-done:
+		case <-time.After(interruptGrace):
+		}
+	}
 	for _, w := range workers {
 		w.conn.Close()
 	}
 	<-done
+	return stopped
 }
+
+// interruptGrace is how long an interrupted run waits for its workers
+// to read the replies of the batches they are in before it closes their
+// connections.
+const interruptGrace = time.Second
 
 // collect merges the workers' results.
 func collect(cfg Config, workers []*worker) (*Stats, error) {
@@ -341,6 +457,9 @@ func collect(cfg Config, workers []*worker) (*Stats, error) {
 		st.Latency.Merge(&w.hist)
 		if w.firstErr != nil && st.FirstError == "" {
 			st.FirstError = w.firstErr.Error()
+		}
+		if st.FirstNoSpace == "" {
+			st.FirstNoSpace = w.firstNoSpace
 		}
 		if w.firstRefusal != nil && st.FirstRefusal == "" {
 			st.FirstRefusal = w.firstRefusal.Error()
@@ -361,10 +480,20 @@ func collect(cfg Config, workers []*worker) (*Stats, error) {
 	return st, nil
 }
 
-// persistent reports whether err ends the whole run: a refused job or a
-// stalled connection, which every other connection meets too.
+// RefusedForSpace reports whether err is the store's reply refusing a
+// put for lack of space: wire.ErrNoSpace (the tier is full), or
+// wire.ErrTooLarge (the value is larger than the tier ever holds).
+// A connection's own limits (a request over the client's payload limit)
+// are not replies: they are not refusals for space.
+func RefusedForSpace(err error) bool {
+	return errors.Is(err, ErrResponse) && (errors.Is(err, wire.ErrNoSpace) || errors.Is(err, wire.ErrTooLarge))
+}
+
+// persistent reports whether err ends the whole run: a refused job, a
+// node out of the job's map or a stalled connection, which every other
+// connection meets too.
 func persistent(err error) bool {
-	return errors.Is(err, ErrNeedsJob) || errors.Is(err, ErrStalled)
+	return errors.Is(err, ErrNeedsJob) || errors.Is(err, ErrNotInMap) || errors.Is(err, ErrStalled)
 }
 
 // worker is one connection's loop and its private results.
@@ -384,19 +513,27 @@ type worker struct {
 	ops          uint64
 	errors       uint64
 	refused      uint64
-	noSpace      uint64 // wrong responses refusing a put for lack of space (Stats.NoSpace)
+	noSpace      uint64 // puts refused for lack of space (Stats.NoSpace)
 	firstErr     error
+	firstNoSpace string // the first refusal for space, without ErrResponse's words
 	firstRefusal error
 	fatal        error
+	ctx          context.Context // the run's: when it ends, the run is interrupted
 }
 
 func (w *worker) run() {
 	for {
 		t0 := time.Now()
-		if !t0.Before(w.end) || w.halt.Load() {
+		if !t0.Before(w.end) || w.halt.Load() || w.ctx.Err() != nil {
 			return
 		}
 		if err := w.batch(t0, !t0.Before(w.measure)); err != nil {
+			if w.ctx.Err() != nil {
+				// The run was interrupted: runAll closed the
+				// connection (or the SDK's calls saw ctx end). Not
+				// a failure of the connection.
+				return
+			}
 			w.fatal = err
 			if w.firstErr == nil {
 				w.firstErr = err
@@ -433,6 +570,7 @@ func (w *worker) batch(t0 time.Time, measured bool) error {
 		w.maybeWritten(0)
 		return err
 	}
+	var stop error // a refusal that ends the run (persistent), once the batch is read
 	for k := range w.cfg.Pipeline {
 		err := w.conn.Recv()
 		now := time.Now()
@@ -453,31 +591,40 @@ func (w *worker) batch(t0 time.Time, measured bool) error {
 			if w.firstRefusal == nil {
 				w.firstRefusal = err
 			}
+		case RefusedForSpace(err):
+			// Refused for space: the store's right answer to a put
+			// it cannot hold, not a wrong response.
+			w.noSpace++
+			if w.firstNoSpace == "" {
+				w.firstNoSpace = strings.TrimPrefix(err.Error(), ErrResponse.Error()+": ")
+			}
 		case errors.Is(err, ErrResponse):
 			if measured {
 				w.errors++
 			}
-			if errors.Is(err, wire.ErrNoSpace) {
-				w.noSpace++
-			}
 			if w.firstErr == nil {
 				w.firstErr = err
 			}
-		case errors.Is(err, ErrNeedsJob):
-			// The store answered this put, refusing the job: it is
-			// not written; the rest of the batch may be.
-			w.maybeWritten(k + 1)
-			return err
+		case errors.Is(err, ErrNeedsJob), errors.Is(err, ErrNotInMap):
+			// The store answered this request, refusing the job (or
+			// this node is out of the job's map): no retry changes
+			// that, and the run stops. The stream is in step: the
+			// rest of the batch's replies are read, so a put the
+			// store refused is not taken for written.
+			if stop == nil {
+				stop = err
+			}
+			continue
 		default:
 			w.maybeWritten(k)
-			return err
+			return cmp.Or(stop, err)
 		}
-		if stalled := now.Sub(w.lastOK); stalled >= w.cfg.StallLimit {
+		if stalled := now.Sub(w.lastOK); stop == nil && stalled >= w.cfg.StallLimit {
 			w.maybeWritten(k + 1)
 			return stallError(stalled, err)
 		}
 	}
-	return nil
+	return stop
 }
 
 // maybeWritten counts the puts of the batch from its from-th on as
@@ -545,7 +692,10 @@ func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte
 		return err
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblock a stuck read
+	// Unblock a stuck read, once the batch in flight had interruptGrace
+	// to be answered: a put whose connection closed under it could be
+	// stored after the cleanup deleted its key.
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(interruptGrace, func() { c.Close() }) })
 	defer stop()
 	lastOK := time.Now()
 	for i := first; i < keys.Len(); {
@@ -590,6 +740,7 @@ func preloadBatch(c Conn, keys *Keyspace, value []byte, first, step, depth int, 
 		return i, nil, err
 	}
 	var answered error // the first error the store answered (the put not stored)
+	var stop error     // the first refusal no resend changes (a refused job, a node out of the map)
 	for k := range n {
 		err := c.Recv()
 		switch {
@@ -603,10 +754,19 @@ func preloadBatch(c Conn, keys *Keyspace, value []byte, first, step, depth int, 
 			if answered == nil {
 				answered = err
 			}
+		case errors.Is(err, ErrNeedsJob), errors.Is(err, ErrNotInMap):
+			// Answered, not stored: the rest of the batch is read
+			// (the stream is in step), then the preload stops.
+			if stop == nil {
+				stop = err
+			}
 		default:
 			unknown(k)
-			return i, nil, err
+			return i, nil, cmp.Or(stop, err)
 		}
+	}
+	if stop != nil {
+		return i, nil, stop
 	}
 	return i, refused, answered
 }

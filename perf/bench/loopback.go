@@ -16,11 +16,20 @@ import (
 type LoopbackStats struct {
 	Addr     string // the listening end
 	Bytes    int64
-	Duration time.Duration
+	Duration time.Duration // the time the bytes took, which the rate is over
+	// Requested is the window asked for when the transfer was
+	// interrupted before its end (Interrupted; Duration is then the part
+	// measured), else 0.
+	Requested   time.Duration
+	Interrupted bool
 }
 
-// MBPerSec is the measured rate in MB (10^6 bytes) per second.
+// MBPerSec is the measured rate in MB (10^6 bytes) per second: the bytes
+// over the time they took, not the time asked for.
 func (s LoopbackStats) MBPerSec() float64 {
+	if s.Duration <= 0 {
+		return 0
+	}
 	return float64(s.Bytes) / 1e6 / s.Duration.Seconds()
 }
 
@@ -28,7 +37,8 @@ func (s LoopbackStats) MBPerSec() float64 {
 // tcp://ADDR, Op "stream").
 func (s LoopbackStats) Result(label string) Result {
 	return Result{Label: label, Target: "tcp://" + s.Addr, Op: "stream", Conns: 1, Pipeline: 1,
-		DurationS: s.Duration.Seconds(), MBPerSec: s.MBPerSec()}
+		DurationS: s.Duration.Seconds(), MBPerSec: s.MBPerSec(),
+		RequestedS: s.Requested.Seconds(), Interrupted: s.Interrupted}
 }
 
 // Loopback sends chunk-sized writes over one TCP connection on 127.0.0.1
@@ -40,6 +50,10 @@ func (s LoopbackStats) Result(label string) Result {
 // goes on until the receiver has counted one (at most lateLimit past the
 // window), and the rate is that read's bytes over the time since the
 // warm-up ended, instead of a rate of zero.
+//
+// A transfer whose ctx ends before its window closes is interrupted: its
+// stats cover the part of the window before then (Interrupted,
+// Requested), and the error wraps ErrInterrupted and ctx's error.
 func Loopback(ctx context.Context, d, warmup time.Duration, chunk int) (LoopbackStats, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,7 +66,17 @@ func Loopback(ctx context.Context, d, warmup time.Duration, chunk int) (Loopback
 	done := make(chan error, 1)
 	go func() { done <- w.receive(ln, chunk) }()
 	sendErr := w.send(ctx, addr, chunk)
-	if err := errors.Join(sendErr, <-done); err != nil {
+	recvErr := <-done
+	if !w.cut.IsZero() && w.cut.Before(w.end) {
+		span := max(w.cut.Sub(w.measure), 0)
+		ierr := &interruptError{msg: "bench: loopback: interrupted " + whenEnded(span, d),
+			causes: []error{ErrInterrupted, context.Cause(ctx)}}
+		if span == 0 {
+			return LoopbackStats{}, ierr
+		}
+		return LoopbackStats{Addr: addr, Bytes: w.bytes, Duration: span, Requested: d, Interrupted: true}, ierr
+	}
+	if err := errors.Join(sendErr, recvErr); err != nil {
 		return LoopbackStats{}, fmt.Errorf("bench: loopback: %w", err)
 	}
 	if w.bytes == 0 {
@@ -73,6 +97,7 @@ type window struct {
 	counted      atomic.Bool   // the receiver counted a read
 	bytes        int64         // counted bytes; read after receive returns
 	span         time.Duration // time they took; read after receive returns
+	cut          time.Time     // when ctx ended the sending (zero: it did not); read after send returns
 }
 
 // send writes chunks until the window ends and a read was counted, then
@@ -86,15 +111,21 @@ func (w *window) send(ctx context.Context, addr string, chunk int) error {
 	defer c.Close()
 	buf := NewValue(chunk)
 	giveUp := w.end.Add(lateLimit)
+	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblock a write the receiver does not take
+	defer stop()
 	for ctx.Err() == nil {
 		now := time.Now()
 		if !now.Before(w.end) && (w.counted.Load() || !now.Before(giveUp)) {
 			return nil
 		}
 		if _, err := c.Write(buf); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
 			return err
 		}
 	}
+	w.cut = time.Now()
 	return nil
 }
 

@@ -39,10 +39,11 @@ func PocketDialer(addr string, opts client.ConnOptions, valueSize int) Dialer {
 // pending is a request awaiting its reply, or whose reply came before
 // those of earlier requests (done, with its verdict in err).
 type pending struct {
-	id   uint64
-	op   wire.Op
-	done bool
-	err  error
+	id    uint64
+	op    wire.Op
+	epoch uint64 // the map epoch stamped on the request
+	done  bool
+	err   error
 }
 
 // pocketConn drives a node. Replies are matched to requests by id, and
@@ -71,7 +72,7 @@ func newPocketConn(c *client.Conn, opts client.ConnOptions, epoch *atomic.Uint64
 func (c *pocketConn) send(op wire.Op, key, value []byte) error {
 	req := wire.Request{Job: c.job, Key: key, Token: c.token, Epoch: c.epoch.Load()}
 	id, err := c.c.Send(op, c.tier, &req, value)
-	c.sent = append(c.sent, pending{id: id, op: op})
+	c.sent = append(c.sent, pending{id: id, op: op, epoch: req.Epoch})
 	return err
 }
 
@@ -119,7 +120,7 @@ func (c *pocketConn) recvOne() error {
 	p := &c.sent[i]
 	p.done = true
 	if r.Code == wire.CodeStaleEpoch {
-		p.err = c.adopt(p.op, &r)
+		p.err = c.adopt(p.op, p.epoch, &r)
 	} else {
 		p.err = checkPocket(p.op, &r, c.valueSize)
 	}
@@ -128,12 +129,18 @@ func (c *pocketConn) recvOne() error {
 
 // adopt takes the node's current epoch from a stale-epoch refusal for
 // every connection of the dialer (never going back to an older one) and
-// returns the refusal, wrapping ErrRefused.
-func (c *pocketConn) adopt(op wire.Op, r *client.Response) error {
+// returns the refusal, wrapping ErrRefused. A refusal naming the very
+// epoch the request carried (sent) is the node out of the job's map
+// (dataplane's checkEpoch: the one stale-epoch refusal at the node's own
+// epoch): no epoch to adopt changes it, and it is returned as ErrNotInMap.
+func (c *pocketConn) adopt(op wire.Op, sent uint64, r *client.Response) error {
 	err := r.Err()
 	var we *wire.Error
 	if !errors.As(err, &we) || we.Epoch == 0 {
 		return fmt.Errorf("%w: pocket %v: %w (the node named no epoch to adopt)", ErrResponse, op, err)
+	}
+	if we.Epoch == sent {
+		return fmt.Errorf("pocket %v at the node's own epoch %d: %w: %w", op, sent, err, ErrNotInMap)
 	}
 	for {
 		cur := c.epoch.Load()
@@ -162,6 +169,13 @@ var ErrNeedsJob = errors.New("a node started by `pocket up` or with --controller
 	"pass --job JOBID with the job's token (--token-file FILE or $POCKET_TOKEN; `pocket job register` prints both) " +
 	"and --controller ADDR to drive that job through the SDK (following its map) or --addr NODE for one node of its map, " +
 	"or --controller ADDR alone to register a fresh job")
+
+// ErrNotInMap is returned when a node refuses the run's requests at its
+// own map epoch of the job (wire.CodeStaleEpoch naming the epoch the
+// request carried): the node is not in the job's placement map, and no
+// epoch the run could adopt puts it there, so the run stops at once.
+var ErrNotInMap = errors.New("no epoch the run could adopt changes that: --addr NODE measures a node of the job's map; " +
+	"give one the map names (pocket job register --json lists them), or --controller ADDR to drive the job through the SDK over its map")
 
 // needsJob reports whether a reply code refuses the job itself (its id or
 // token), which no retry changes.
@@ -199,11 +213,21 @@ func (c *pocketConn) Close() error { return c.c.Close() }
 // the connection's (bounded by ctx and 5 s) and the node's refusal (an
 // unknown job, a bad token: the run itself then says what to pass).
 func NodeRoom(ctx context.Context, addr string, opts client.ConnOptions) (int64, error) {
+	capacity, used, err := nodeUsage(ctx, addr, opts)
+	if err != nil {
+		return 0, err
+	}
+	return max(capacity-used, 0), nil
+}
+
+// nodeUsage is NodeRoom's question: the capacity of the node's tier and
+// the bytes the job holds there.
+func nodeUsage(ctx context.Context, addr string, opts client.ConnOptions) (capacity, used int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	c, err := client.DialConn(ctx, addr, opts)
 	if err != nil {
-		return 0, fmt.Errorf("bench: %w", err)
+		return 0, 0, fmt.Errorf("bench: %w", err)
 	}
 	defer c.Close()
 	if d, ok := ctx.Deadline(); ok {
@@ -222,11 +246,11 @@ func NodeRoom(ctx context.Context, addr string, opts client.ConnOptions) (int64,
 			continue
 		}
 		if err != nil {
-			return 0, fmt.Errorf("bench: usage of %s: %w", addr, err)
+			return 0, 0, fmt.Errorf("bench: usage of %s: %w", addr, err)
 		}
-		return max(u.Capacity-u.Size, 0), nil
+		return u.Capacity, u.Size, nil
 	}
-	return 0, fmt.Errorf("bench: usage of %s: the node refused epoch %d it named", addr, epoch)
+	return 0, 0, fmt.Errorf("bench: usage of %s: the node refused epoch %d it named", addr, epoch)
 }
 
 // usage sends one usage request over c and returns the node's reply: the

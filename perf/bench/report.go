@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +25,7 @@ type Result struct {
 	Conns      int     `json:"conns"`
 	Pipeline   int     `json:"pipeline"`
 	Keys       int     `json:"keys"`
-	DurationS  float64 `json:"duration_s"`
+	DurationS  float64 `json:"duration_s"` // the time measured, which the rates are over (RequestedS)
 	Ops        uint64  `json:"ops"`
 	Errors     uint64  `json:"errors"`
 	OpsPerSec  float64 `json:"ops_per_sec"`
@@ -56,6 +57,17 @@ type Result struct {
 	ServerCPUus float64 `json:"server_cpu_us_per_op,omitempty"`
 	GenCPUus    float64 `json:"gen_cpu_us_per_op,omitempty"`
 	CPUError    string  `json:"cpu_error,omitempty"`
+	// RequestedS is the --duration of a run that ended before it (0 for
+	// one that went to its end: DurationS is then the time asked for);
+	// Interrupted says its context (a signal) ended it, else its
+	// connections stopped it (the error says why).
+	RequestedS  float64 `json:"requested_s,omitempty"`
+	Interrupted bool    `json:"interrupted,omitempty"`
+	// NoSpace and FirstNoSpace are Stats.NoSpace and Stats.FirstNoSpace:
+	// puts the store refused for lack of space, warm-up included (not
+	// wrong responses: not in Errors).
+	NoSpace      uint64 `json:"no_space,omitempty"`
+	FirstNoSpace string `json:"first_no_space,omitempty"`
 }
 
 // Cleanup values of Result.
@@ -75,13 +87,17 @@ func NewResult(target, label string, st *Stats) Result {
 	r := Result{
 		Label: label, Target: target, Op: st.Config.Op.String(), Size: int64(st.Config.Size),
 		Conns: st.Config.Conns, Pipeline: st.Config.Pipeline, Keys: st.Config.Keys,
-		DurationS: st.Config.Duration.Seconds(), Ops: st.Ops, Errors: st.Errors,
+		DurationS: st.Measured().Seconds(), Ops: st.Ops, Errors: st.Errors,
 		OpsPerSec: st.OpsPerSec(), MBPerSec: st.MBPerSec(),
 		P50us: micros(h.Quantile(0.50)), P99us: micros(h.Quantile(0.99)), P999us: micros(h.Quantile(0.999)),
 		MeanUs: micros(h.Mean()), MaxUs: micros(h.Max()), FirstError: st.FirstError,
+		NoSpace: st.NoSpace, FirstNoSpace: st.FirstNoSpace,
 		Refused: st.Refused, FirstRefusal: st.FirstRefusal,
 		Preloaded: st.Preloaded, WrittenKeys: st.Written, DeletedKeys: st.Deleted, CleanupError: st.CleanupError,
 		Cleanup: CleanupDeleted,
+	}
+	if st.EndedEarly {
+		r.RequestedS, r.Interrupted = st.Config.Duration.Seconds(), st.Interrupted
 	}
 	if st.Ops > 0 && st.CPUError == "" && st.Config.ServerPID != 0 {
 		r.ServerCPUus = micros(st.ServerCPU) / float64(st.Ops)
@@ -117,13 +133,14 @@ func (r *Result) WriteJSON(w io.Writer) error {
 // WriteText writes r for a person to read.
 func (r *Result) WriteText(w io.Writer) error {
 	if r.Store() == "tcp" {
-		_, err := fmt.Fprintf(w, "%s  single-stream transfer for %.1fs: %s MB/s\n",
-			r.Target, r.DurationS, fmtFloat(r.MBPerSec, 1))
+		_, err := fmt.Fprintf(w, "%s  single-stream transfer for %.1fs: %s MB/s\n%s",
+			r.Target, r.DurationS, fmtFloat(r.MBPerSec, 1), r.endedNote())
 		return err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %s %s  conns %d  pipeline %d  keys %d  %.1fs\n",
 		r.Target, r.Op, units.FormatSize(r.Size), r.Conns, r.Pipeline, r.Keys, r.DurationS)
+	b.WriteString(r.endedNote())
 	fmt.Fprintf(&b, "  ops/s    %s\n", fmtFloat(r.OpsPerSec, 0))
 	fmt.Fprintf(&b, "  MB/s     %s\n", fmtFloat(r.MBPerSec, 1))
 	fmt.Fprintf(&b, "  latency  p50 %s  p99 %s  p99.9 %s  mean %s  max %s\n",
@@ -139,6 +156,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	if r.FirstError != "" {
 		fmt.Fprintf(&b, "  first error: %s\n", r.FirstError)
 	}
+	if r.NoSpace > 0 {
+		fmt.Fprintf(&b, "  no space %d put(s) refused, the store full (warm-up included); first: %s\n", r.NoSpace, r.FirstNoSpace)
+	}
 	if r.Refused > 0 {
 		fmt.Fprintf(&b, "  refused  %d, not retried (warm-up included); first: %s\n", r.Refused, r.FirstRefusal)
 	}
@@ -147,6 +167,26 @@ func (r *Result) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// endedNote is the report's line on a run that ended before its
+// --duration: "  interrupted after 3.0s of 30s: the rates are over the
+// 3.0s measured", or "stopped" for one its connections ended (the error
+// says why); "" for a run that went to its end.
+func (r *Result) endedNote() string {
+	if r.RequestedS <= 0 {
+		return ""
+	}
+	asked := time.Duration(math.Round(r.RequestedS*1e3)) * time.Millisecond
+	elapsed := time.Duration(math.Round(r.DurationS*1e3)) * time.Millisecond
+	how, why := "interrupted", ""
+	if !r.Interrupted {
+		how, why = "stopped", " (the error below says why)"
+	}
+	if elapsed <= 0 {
+		return fmt.Sprintf("  %s %s%s: nothing measured\n", how, whenEnded(0, asked), why)
+	}
+	return fmt.Sprintf("  %s %s%s: the rates are over the %.1fs measured\n", how, whenEnded(elapsed, asked), why, r.DurationS)
 }
 
 // keysNote says what the run wrote and what became of it: "preloaded

@@ -95,18 +95,39 @@ func benchTLSArgs(args []string) ([]string, error) {
 		os.Unsetenv(envTLSDir)
 	default:
 		defaultTLSDir()
-		if _, _, ctl, _ := takeFlag(args, "controller", true); ctl && os.Getenv(envTLSDir) == "" {
+		if _, _, ctl, _ := takeFlag(args, "controller", true); (ctl || benchEnvController(args) != "") && os.Getenv(envTLSDir) == "" {
 			return nil, errNoTLS
 		}
 	}
 	return args, nil
 }
 
+// benchEnvController is $POCKET_CONTROLLER when pocket bench (not its
+// subcommands) takes it for its --controller, as perf/bench decides: a
+// run with --job and none of --controller, --addr and --target; else "".
+func benchEnvController(args []string) string {
+	env := os.Getenv(metaclient.EnvController)
+	if env == "" || len(args) > 0 && (args[0] == "workload" || args[0] == "micro") {
+		return ""
+	}
+	for _, name := range []string{"controller", "addr", "target"} {
+		if _, _, given, _ := takeFlag(args, name, true); given {
+			return ""
+		}
+	}
+	if _, job, _, _ := takeFlag(args, "job", true); job == "" {
+		return ""
+	}
+	return env
+}
+
 // benchCtlCheck checks the --controller of pocket bench and of its
 // subcommands, whose flags perf/bench, perf/workload and perf/micro parse,
 // as parseFlags checks every other command's (checkAddrFlags); bench
 // workload, which takes $POCKET_CONTROLLER when --controller is not given,
-// has that checked too. It returns the command's path for the usage error.
+// has that checked too, and so has bench itself when a --job run given no
+// node takes it (benchEnvController). It returns the command's path for
+// the usage error.
 func benchCtlCheck(args []string) (string, error) {
 	path := "bench"
 	if len(args) > 0 && (args[0] == "workload" || args[0] == "micro") {
@@ -120,6 +141,8 @@ func benchCtlCheck(args []string) (string, error) {
 	case given && ctl != "":
 		return path, dialList.check("--controller", ctl)
 	case !given && env != "" && path == "bench workload":
+		return path, ctlEnvCheck(env)
+	case path == "bench" && benchEnvController(args) != "":
 		return path, ctlEnvCheck(env)
 	}
 	return path, nil

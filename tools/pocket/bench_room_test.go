@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -128,5 +129,49 @@ func TestBenchKeysNoteWhenNothingMeasuredSucceeded(t *testing.T) {
 		if !strings.Contains(b.String(), c.want) || strings.Contains(b.String(), c.notWant) {
 			t.Errorf("%s run, %d ops: report\n%s\nwant %q, not %q", c.r.Op, c.r.Ops, b.String(), c.want, c.notWant)
 		}
+	}
+}
+
+// TestBenchValueLargerThanTheNodeSaysSize (a new user's trial): a put
+// run of one key whose value is larger than the node's tier (20MiB on a
+// 16MiB node) says the value is larger than the tier can hold, with the
+// figures, and advises a smaller --size. Before: "N wrong responses;
+// first: unexpected response: ... no space ...; run with fewer keys
+// (--keys 1, 20MiB of values)", for a run of one key already.
+func TestBenchValueLargerThanTheNodeSaysSize(t *testing.T) {
+	addr := startSmallNode(t, 16<<20)
+	out, errOut, code := runBenchCaptured(t, "--addr", addr, "--op", "put", "--size", "20MiB", "--keys", "1", "--conns", "1",
+		"--duration", "300ms", "--warmup", "0")
+	if code != 1 || !strings.Contains(errOut, "a value of 20MiB is larger than the node's dram tier can hold (16MiB in all") ||
+		!strings.Contains(errOut, "smaller --size (at most ") || strings.Contains(errOut, "wrong responses") ||
+		strings.Contains(errOut, "fewer keys") {
+		t.Errorf("20MiB put on a 16MiB node: exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit 1, the value larger than the tier, a smaller --size",
+			code, out, errOut)
+	}
+}
+
+// TestBenchJobTakesEnvController (a new user's trial): pocket bench --job
+// J with $POCKET_CONTROLLER set and no --addr or --target runs through
+// that controller, as the other commands: its address is checked as
+// theirs, and without TLS credentials or --insecure the run is refused
+// (not sent over plain TCP). Before, bench answered "give --addr HOST:PORT
+// or --target SCHEME://HOST:PORT".
+func TestBenchJobTakesEnvController(t *testing.T) {
+	t.Setenv(envTLSDir, "")
+	os.Unsetenv(envTLSDir)
+	t.Setenv(envDataDir, t.TempDir())
+	t.Setenv("POCKET_CONTROLLER", "127.0.0.1:7001")
+	if _, err := benchTLSArgs([]string{"--job", "sort-7"}); !errors.Is(err, errNoTLS) {
+		t.Errorf("--job through $POCKET_CONTROLLER without TLS credentials or --insecure: %v, want errNoTLS", err)
+	}
+	if _, err := benchTLSArgs([]string{"--job", "sort-7", "--addr", "127.0.0.1:7100"}); err != nil {
+		t.Errorf("--job --addr (a node, no controller) without TLS credentials: %v", err)
+	}
+	t.Setenv("POCKET_CONTROLLER", "no-port")
+	if _, err := benchCtlCheck([]string{"--job", "sort-7"}); err == nil || !strings.Contains(err.Error(), "$POCKET_CONTROLLER") {
+		t.Errorf("--job through a malformed $POCKET_CONTROLLER: %v, want it named", err)
+	}
+	if _, err := benchCtlCheck([]string{"--job", "sort-7", "--addr", "127.0.0.1:7100"}); err != nil {
+		t.Errorf("--job --addr with a malformed $POCKET_CONTROLLER (not used): %v", err)
 	}
 }
