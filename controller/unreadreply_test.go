@@ -73,6 +73,9 @@ func TestUnreadRepliesHoldNoSlots(t *testing.T) {
 	var mu sync.Mutex
 	var held []net.Conn
 	var wg sync.WaitGroup
+	// No reply write of the controller blocks before start, so on the
+	// code before this fix no slot frees before start + writeTimeout.
+	start := time.Now()
 	for range maxConns {
 		wg.Add(1)
 		go func() {
@@ -90,26 +93,33 @@ func TestUnreadRepliesHoldNoSlots(t *testing.T) {
 			conn.Close()
 		}
 	}()
-	time.Sleep(3 * time.Second) // the controller works through what was sent; its replies then wait unread
 	cfg, err := pki.ClientConfig(dir, "operator")
 	if err != nil {
 		t.Fatal(err)
 	}
-	refused, tries := 0, 10
+	// The controller first works through what was sent (longer on a busy
+	// machine); then its replies wait unread, and the slots must free
+	// within evictMinIdle, well before writeTimeout (10 s) after start,
+	// when the code before this fix first freed one.
+	deadline := start.Add(writeTimeout - 500*time.Millisecond)
+	refused := 0
 	var last error
-	for range tries {
+	for {
 		mc := metaclient.New(addr, metaclient.Options{TLS: cfg, Logger: quietLog, RetryFor: -1})
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := mc.RegisterJob(ctx, "victim", wire.JobHints{PeakMbps: 100})
 		cancel()
 		mc.Close()
-		if err != nil {
-			refused++
-			last = err
+		if err == nil {
+			t.Logf("another client registered %v after the attack began (%d refusals before)", time.Since(start).Round(time.Millisecond), refused)
+			return
 		}
+		refused, last = refused+1, err
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	if refused > 0 {
-		t.Errorf("another client's registrations refused %d of %d times while a tenant holds %d connections with replies unread: %v",
-			refused, tries, len(held), last)
-	}
+	t.Errorf("another client's registrations refused %d times over %v while a tenant holds %d connections with replies unread: %v",
+		refused, time.Since(start).Round(time.Millisecond), len(held), last)
 }
