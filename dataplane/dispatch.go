@@ -108,7 +108,7 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 		if k >= 0 {
 			h = pb.hdr[k] // prefetch parsed it
 		} else {
-			h, err = wire.ParseHeader(b, &n.lim)
+			h, err = wire.ParseHeader(b, &n.reqLim)
 		}
 		if errors.Is(err, wire.ErrShortHeader) {
 			return done, nil
@@ -205,7 +205,7 @@ func (n *Node) skipPayload(c *netio.Conn, cs *connState, h *wire.Header, have []
 
 // serve runs a request without a payload.
 func (n *Node) serve(c *netio.Conn, cs *connState, h *wire.Header) {
-	tier, err := n.admit(cs, h)
+	tier, err := n.admit(c, cs, h)
 	if err != nil {
 		n.replyErr(c, cs, h, err)
 		return
@@ -235,14 +235,21 @@ func (n *Node) serve(c *netio.Conn, cs *connState, h *wire.Header) {
 }
 
 // admit checks the job, token, key and epoch of the decoded request and
-// picks its tier.
-func (n *Node) admit(cs *connState, h *wire.Header) (Tier, error) {
+// picks its tier. A request whose token or order proof passes vouches
+// for its connection (netio.Conn.Prove): a connection that only pings,
+// or fails every check, may give its slot to a new one at the node's
+// connection limit (netio.Config.EvictUnproven).
+func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error) {
 	r := &cs.req
 	switch h.Op {
 	case wire.OpPing, wire.OpIncarnation:
 		return nil, nil
 	case wire.OpDropJob, wire.OpVersions, wire.OpDropVersions:
-		return nil, n.checkOrder(h, r)
+		err := n.checkOrder(h, r)
+		if err == nil {
+			c.Prove()
+		}
+		return nil, err
 	}
 	if len(r.Job) == 0 {
 		return nil, errNoJob
@@ -250,6 +257,7 @@ func (n *Node) admit(cs *connState, h *wire.Header) (Tier, error) {
 	if err := cs.auth.check(n.cfg.Guard, r.Job, r.Token); err != nil {
 		return nil, err
 	}
+	c.Prove()
 	e, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h))
 	if err != nil {
 		return nil, err

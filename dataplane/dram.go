@@ -111,6 +111,11 @@ type DRAM struct {
 	compactUsed atomic.Int64 // ...unless the arena's used bytes fall below this
 	moved       atomic.Int64 // values compaction moved
 	freedPages  atomic.Int64 // pages compaction gave back to the pool
+	// background: Create does not compact itself, it starts a compaction
+	// on a goroutine of its own and answers errCompacting
+	// (SetBackgroundCompaction); compacting is set while one runs.
+	background atomic.Bool
+	compacting atomic.Bool
 }
 
 var _ Tier = (*DRAM)(nil)
@@ -261,7 +266,11 @@ func (d *DRAM) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	p := d.pendings.Get().(*dramPending)
 	p.ifAbsent = m.Flags&IfAbsent != 0
 	err := p.fill(key, size, m.info(size))
-	for try := 0; errors.Is(err, errDRAMNoSpace) && try < compactTries; try++ {
+	if errors.Is(err, errDRAMNoSpace) && d.background.Load() && d.compactSoon() {
+		p.recycle()
+		return nil, errCompacting
+	}
+	for try := 0; !d.background.Load() && errors.Is(err, errDRAMNoSpace) && try < compactTries; try++ {
 		freed := d.compact()
 		// Again even when this one freed nothing: it may have waited for
 		// another put's compaction, which made room.

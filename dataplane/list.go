@@ -109,7 +109,13 @@ func listPage(tier Tier, r *wire.Request, limit int) (*wire.Response, error) {
 				e = wire.Entry{Key: key[:len(r.Key)+i+1], Dir: true}
 			}
 		}
-		if e.Dir && bytes.Equal(e.Key, lastDir) {
+		if e.Dir && (bytes.Equal(e.Key, lastDir) || bytes.Compare(e.Key, r.After) <= 0) {
+			// Listed already: on this page, or on an earlier one (it sorts
+			// at or before the cursor). The SDKs resume after a directory
+			// with its name and 0xFF (pocket/dir.go nextAfter), and keys
+			// under it that begin with 0xFF sort after that cursor: before,
+			// the next page began with the same directory again, and a
+			// listing whose page ended there asked for it forever.
 			pos = snap.skip(pos, e.Key)
 			continue
 		}

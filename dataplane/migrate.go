@@ -428,7 +428,19 @@ func (n *Node) pushValue(ctx context.Context, t Tier, mj *MigrateJob, s Sender, 
 	if info.Flags&Manifest != 0 {
 		req.ObjectSize = info.ObjectSize
 	}
-	_, err = s.Do(ctx, owner, wire.OpPut, flags, &req, val, nil)
+	// A busy owner (making room in its DRAM tier, dram_compact.go, or
+	// over a job's unfinished puts) is asked again, as doPatient does.
+	deadline := time.Now().Add(dropPatience)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		_, err = s.Do(ctx, owner, wire.OpPut, flags, &req, val, nil)
+		if !errors.Is(err, wire.ErrBusy) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
 	if err == nil {
 		return true, nil
 	}

@@ -61,6 +61,11 @@ type NVMeOptions struct {
 	// MaxJobLen and MaxKeyLen bound job ids and keys (defaults: the wire
 	// protocol's limits).
 	MaxJobLen, MaxKeyLen int
+	// MaxReadStagingPerJob bounds the staging memory one job's open
+	// values and streamed gets may hold while another of its reads holds
+	// some (readShare). 0: a quarter of the buffer source's regions when
+	// it reports them, else none; negative: none.
+	MaxReadStagingPerJob int64
 	// MaxIndexBytes bounds the memory of the tier's key index, counted as
 	// each key's length plus nvmeEntryCost (DefaultNVMeIndex when 0): a put
 	// of a new key past it answers ErrNoSpace.
@@ -100,6 +105,17 @@ type NVMe struct {
 	maxIndex int64
 	closed   bool
 
+	// readShare is the most staging memory one job's reads may hold
+	// while another read of its holds some (NVMeOptions.MaxReadStagingPerJob;
+	// 0: no bound). The staging buffers are the tier's, every job's: a
+	// value read whole stays in them until its reply has been sent, and a
+	// streamed get holds up to a window of chunks. Unbounded, one job's
+	// clients that read nothing held them all: 70 connections, each with
+	// one get of a 7 MiB value, took a 64 MiB pool, and every other job's
+	// NVMe puts and gets failed "tier full" until the write timeout
+	// reset them (10 connections, with two gets each; a hostile trial).
+	readShare int64
+
 	flushClaimed atomic.Bool // a Flush is arranged (ClaimFlush)
 }
 
@@ -109,6 +125,9 @@ type nvmeJob struct {
 	keys  map[string]*nvmeVersion
 	used  int64 // allocated bytes of committed values
 	index int64 // what its keys cost the index (indexCost)
+	// staged is the staging memory its open values and streams hold
+	// (chargeRead); read and written without mu.
+	staged atomic.Int64
 }
 
 // over is what the job's keys cost the index beyond its share of their
@@ -182,6 +201,17 @@ func NewNVMe(dev *nvme.Device, opts NVMeOptions) (*NVMe, error) {
 	}
 	if t.bufs == nil {
 		t.bufs = dev.Buffers()
+	}
+	switch {
+	case opts.MaxReadStagingPerJob > 0:
+		t.readShare = opts.MaxReadStagingPerJob
+	case opts.MaxReadStagingPerJob == 0:
+		if r, ok := t.bufs.(nvme.RegionSource); ok {
+			for _, b := range r.Regions() {
+				t.readShare += int64(len(b))
+			}
+			t.readShare /= 4
+		}
 	}
 	if t.chunk%align != 0 {
 		return nil, fmt.Errorf("nvme tier: chunk size %d not a multiple of the device alignment %d", t.chunk, align)
@@ -489,18 +519,24 @@ func (t *NVMe) Open(job, key []byte) (Value, error) {
 	if err := t.checkKey(job, key); err != nil {
 		return nil, err
 	}
-	v, err := t.acquire(job, key, -1)
+	v, j, err := t.acquire(job, key, -1)
 	if err != nil {
 		return nil, err
 	}
-	val := &nvmeValue{t: t, v: v}
+	val := &nvmeValue{t: t, v: v, j: j, charged: t.padded(v.size)}
+	if err := t.chargeRead(j, val.charged); err != nil {
+		t.doneReading(v)
+		return nil, err
+	}
 	val.bufs, val.segs, err = t.buffers(v.size, val.store[0:0:1], val.store[1:1:2])
 	if err != nil {
+		j.staged.Add(-val.charged)
 		t.doneReading(v)
 		return nil, err
 	}
 	if err := t.dev.Do(t.transfers(v, val.bufs, false, val.ios[:0])); err != nil {
 		t.freeBuffers(val.bufs)
+		j.staged.Add(-val.charged)
 		t.doneReading(v)
 		return nil, ioErr("read", err)
 	}
@@ -520,20 +556,26 @@ func (t *NVMe) OpenStart(job, key []byte, submit bool, done func(Value, error)) 
 	if err := t.checkKey(job, key); err != nil {
 		return 0, false, err
 	}
-	v, err := t.acquire(job, key, -1)
+	v, j, err := t.acquire(job, key, -1)
 	if err != nil {
 		return 0, false, err
 	}
-	val := &nvmeValue{t: t, v: v}
+	val := &nvmeValue{t: t, v: v, j: j, charged: t.padded(v.size)}
+	if err := t.chargeRead(j, val.charged); err != nil {
+		t.doneReading(v)
+		return 0, false, err
+	}
 	size = v.size // v may be released by done before Start returns
 	val.bufs, val.segs, err = t.buffers(v.size, val.store[0:0:1], val.store[1:1:2])
 	if err != nil {
+		j.staged.Add(-val.charged)
 		t.doneReading(v)
 		return 0, false, nil
 	}
 	ios := t.transfers(v, val.bufs, false, val.ios[:0])
 	if !t.dev.Start(ios, false, func(err error) { val.readDone(err, done) }) {
 		t.freeBuffers(val.bufs)
+		j.staged.Add(-val.charged)
 		t.doneReading(v)
 		return 0, false, nil
 	}
@@ -562,6 +604,7 @@ func (t *NVMe) Flush() {
 func (v *nvmeValue) readDone(err error, done func(Value, error)) {
 	if err != nil {
 		v.t.freeBuffers(v.bufs)
+		v.j.staged.Add(-v.charged)
 		v.t.doneReading(v.v)
 		done(nil, ioErr("read", err))
 		return
@@ -575,21 +618,54 @@ func (v *nvmeValue) readDone(err error, done func(Value, error)) {
 // minSize bytes is left alone: acquire returns nil and no error. It takes
 // only the read lock: gets on several goroutines do not wait for each
 // other.
-func (t *NVMe) acquire(job, key []byte, minSize int64) (*nvmeVersion, error) {
+func (t *NVMe) acquire(job, key []byte, minSize int64) (*nvmeVersion, *nvmeJob, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.closed {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
-	v := t.lookup(job, key)
+	j := t.jobs[string(job)]
+	var v *nvmeVersion
+	if j != nil {
+		v = j.keys[string(key)]
+	}
 	switch {
 	case v == nil:
-		return nil, ErrNotFound
+		return nil, nil, ErrNotFound
 	case v.size <= minSize:
-		return nil, nil
+		return nil, nil, nil
 	}
 	v.readers.Add(1)
-	return v, nil
+	return v, j, nil
+}
+
+// errReadShare refuses a read that would take a job's reads past their
+// share of the staging memory (readShare).
+var errReadShare = &wire.Error{Code: wire.CodeBusy,
+	Msg: "the job's gets on this node hold more than its share of the NVMe tier's staging memory (a quarter of it) " +
+		"in replies their clients have not taken yet; read those replies, or retry"}
+
+// chargeRead counts n bytes of staging memory in j's reads, or refuses
+// them (errReadShare) when j's reads would hold more than readShare and
+// j has other reads holding some: a job's only read is never refused, so
+// one get of any size the limits allow can always be made.
+func (t *NVMe) chargeRead(j *nvmeJob, n int64) error {
+	if u := j.staged.Add(n); t.readShare > 0 && u > n && u > t.readShare {
+		j.staged.Add(-n)
+		return errReadShare
+	}
+	return nil
+}
+
+// padded is the staging memory a whole read of size bytes takes:
+// buffers of at most one chunk, each padded to the alignment.
+func (t *NVMe) padded(size int64) int64 {
+	var n int64
+	for off := int64(0); off < size; off += int64(t.chunk) {
+		c := min(int64(t.chunk), size-off)
+		n += (c + int64(t.align) - 1) &^ int64(t.align-1)
+	}
+	return n
 }
 
 // doneReading drops a reader reference from acquire. The last one of a
@@ -625,6 +701,8 @@ func (t *NVMe) lookup(job, key []byte) *nvmeVersion {
 type nvmeValue struct {
 	t        *NVMe
 	v        *nvmeVersion
+	j        *nvmeJob // whose reads it is counted in (chargeRead)
+	charged  int64
 	bufs     [][]byte
 	segs     [][]byte
 	released atomic.Bool
@@ -647,6 +725,7 @@ func (v *nvmeValue) Release() {
 		panic("nvme tier: value released twice")
 	}
 	v.t.freeBuffers(v.bufs)
+	v.j.staged.Add(-v.charged)
 	v.t.doneReading(v.v)
 }
 
@@ -817,10 +896,12 @@ func (t *NVMe) Close() error {
 // allocated (and are not rewritten) however long the stream lasts, even if
 // the value is deleted or overwritten meanwhile.
 type nvmeStream struct {
-	t      *NVMe
-	v      *nvmeVersion
-	chunk  int
-	closed atomic.Bool
+	t       *NVMe
+	v       *nvmeVersion
+	j       *nvmeJob // whose reads it is counted in (chargeRead)
+	charged int64
+	chunk   int
+	closed  atomic.Bool
 }
 
 // OpenStream opens job/key for reading in chunks of chunk bytes (a
@@ -837,11 +918,17 @@ func (t *NVMe) OpenStream(job, key []byte, chunk int, minSize int64) (*nvmeStrea
 		return nil, fmt.Errorf("nvme tier: stream chunk %d is not a positive multiple of the alignment %d", chunk, t.align)
 	}
 	chunk = min(chunk, t.chunk)
-	v, err := t.acquire(job, key, minSize)
+	v, j, err := t.acquire(job, key, minSize)
 	if v == nil {
 		return nil, err
 	}
-	return &nvmeStream{t: t, v: v, chunk: chunk}, nil
+	// A stream holds at most its window of chunk buffers (ops.go).
+	s := &nvmeStream{t: t, v: v, j: j, chunk: chunk, charged: min(t.padded(v.size), int64(streamWindow*chunk))}
+	if err := t.chargeRead(j, s.charged); err != nil {
+		t.doneReading(v)
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *nvmeStream) size() int64     { return s.v.size }
@@ -914,5 +1001,6 @@ func (s *nvmeStream) close() {
 	if s.closed.Swap(true) {
 		panic("nvme tier: stream closed twice")
 	}
+	s.j.staged.Add(-s.charged)
 	s.t.doneReading(s.v)
 }

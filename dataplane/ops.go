@@ -85,7 +85,7 @@ var (
 // put starts a put whose first payload bytes are `have`. It returns false
 // when a sink now receives the rest of the payload.
 func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bool {
-	tier, err := n.admit(cs, h)
+	tier, err := n.admit(c, cs, h)
 	if err == nil && n.drain.Load() {
 		err = errDraining
 	}

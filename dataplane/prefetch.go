@@ -84,7 +84,7 @@ func (n *Node) prefetch(c *netio.Conn, in []byte) {
 	b.n, b.use, b.conn, b.base = 0, 0, c, unsafe.SliceData(in)
 	for at := 0; len(in)-at >= wire.HeaderLen && b.n < prefetchMax; {
 		f := in[at:]
-		h, err := wire.ParseHeader(f, &n.lim)
+		h, err := wire.ParseHeader(f, &n.reqLim)
 		body := wire.HeaderLen + int(h.MetaLen)
 		if err != nil || len(f) < body || b.n == 0 && h.FrameLen()+wire.HeaderLen > int64(len(f)) {
 			break

@@ -53,7 +53,7 @@ func servedOnReserve(op wire.Op) bool {
 // serves the first complete request if servedOnReserve, else refuses it,
 // and closes the connection either way.
 func (n *Node) onReserve(c *netio.Conn, cs *connState, in []byte) (int, error) {
-	h, err := wire.ParseHeader(in, &n.lim)
+	h, err := wire.ParseHeader(in, &n.reqLim)
 	if errors.Is(err, wire.ErrShortHeader) {
 		return 0, nil
 	}

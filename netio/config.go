@@ -37,6 +37,14 @@ type Config struct {
 	// whose slots are all taken still be asked. Not counted in Open nor
 	// against MaxConns. 0 or negative: no reserve. Default 0.
 	ReserveConns int
+	// EvictUnproven lets a connection over MaxConns take the place of the
+	// loop's oldest connection that the handler has not vouched for
+	// (Conn.Prove) and that has been open for at least UnprovenGrace:
+	// that one is reset (OnClose gets ErrEvictedUnproven) and the new one
+	// opened in its slot. Without it, peers that prove nothing (a storage
+	// node's pings need no token) held every slot for as long as they
+	// pinged, and clients with valid tokens were refused. Default false.
+	EvictUnproven bool
 	// ReserveTimeout closes a reserve connection this long after it was
 	// accepted, whatever it does; OnClose gets ErrReserveTimeout.
 	// Default 1 s (DefaultReserveTimeout). Timed on its own, not by the
@@ -140,6 +148,9 @@ const (
 	DefaultIdleTimeout     = 2 * time.Minute
 	DefaultWriteTimeout    = 30 * time.Second
 	DefaultReserveTimeout  = time.Second
+	// UnprovenGrace is how long a new connection is spared from
+	// EvictUnproven: time for its client's first request.
+	UnprovenGrace = 250 * time.Millisecond
 	// The SDKs' 1 MiB chunk may take 9 s and the largest payload a node
 	// takes by default (64 MiB, wire.DefaultMaxPayload) 261 s: far slower
 	// than a live client, which sends at GB/s over loopback here and at
@@ -220,6 +231,10 @@ var (
 	// ErrReserveEvicted: a reserve connection not yet answered was closed
 	// to give its slot to a newer one (the reserve was full).
 	ErrReserveEvicted = errors.New("netio: reserve connection evicted by a newer one")
+	// ErrEvictedUnproven: the connection, never vouched for by the
+	// handler (Conn.Prove), gave its slot to a new one at MaxConns
+	// (Config.EvictUnproven).
+	ErrEvictedUnproven = errors.New("netio: unproven connection evicted at MaxConns")
 	// ErrBadAddress: Listen was given an address it cannot bind.
 	ErrBadAddress = errors.New("netio: bad listen address")
 )
@@ -266,6 +281,9 @@ type Stats struct {
 	Reserved         uint64
 	ReserveTimeouts  uint64
 	ReserveEvictions uint64
+	// UnprovenEvictions counts connections closed to give their slot to
+	// a new one at MaxConns (Config.EvictUnproven).
+	UnprovenEvictions uint64
 	// Nudges counts the times a loop found another loop parked with
 	// events waiting at two looks and readied the nudger (nudge.go).
 	Nudges uint64

@@ -65,6 +65,12 @@ type Conn struct {
 	reserved bool  // opened on the reserve (Config.ReserveConns)
 	expires  int64 // reserved: nanotime when ReserveTimeout closes it
 
+	// On the loop's unproven list (Config.EvictUnproven) until Prove:
+	// its neighbours there, and when it was opened (nanotime).
+	unPrev, unNext *Conn
+	onList         bool
+	born           int64
+
 	// Stamps on the loop's coarse clock (Loop.tick), for the timeouts.
 	rtick int64 // the handler last took input (OnData consumed, or a sink)
 	wtick int64 // the peer last took output, or output became pending
@@ -698,6 +704,7 @@ func (l *Loop) closeConn(c *Conn, err error) {
 		c.in = nil
 	}
 	c.sink = nil
+	l.unproven.remove(c)
 	// Counted closed before it stops counting as open, so a reader of
 	// Stats that sees no connection open sees every close counted.
 	l.stats.closed.Add(1)

@@ -63,6 +63,10 @@ type Loop struct {
 	ctlEv   unix.EpollEvent
 	tspec   unix.ItimerSpec
 
+	// unproven lists the loop's connections the handler has not vouched
+	// for (Conn.Prove), oldest first, when Config.EvictUnproven is set.
+	unproven connList
+
 	// The coarse clock and the timers (see timeouts.go). tick and the
 	// tick counts are in sweeps; the other times are nanotime readings.
 	tick        int64 // sweeps done: the clock connections are stamped with
@@ -112,6 +116,7 @@ type loopStats struct {
 	slowSinks                      atomic.Uint64
 	reserved, reserveTimeouts      atomic.Uint64
 	reserveEvictions               atomic.Uint64
+	unprovenEvictions              atomic.Uint64
 	_                              [64]byte // keep loops off each other's cache lines
 }
 
@@ -136,6 +141,7 @@ func (s *loopStats) addTo(st *Stats) {
 	st.Reserved += s.reserved.Load()
 	st.ReserveTimeouts += s.reserveTimeouts.Load()
 	st.ReserveEvictions += s.reserveEvictions.Load()
+	st.UnprovenEvictions += s.unprovenEvictions.Load()
 }
 
 // newLoop creates the epoll instance, eventfd and timerfd of a loop and
@@ -467,6 +473,9 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 		peer = peerKey(sa)
 	}
 	limit := l.count(peer)
+	if limit != nil && limit.name == "MaxConns" && l.evictUnproven() {
+		limit = l.count(peer)
+	}
 	switch {
 	case limit == nil:
 		if l.cfg.MaxConnsPerPeer <= 0 {
@@ -535,6 +544,10 @@ func (l *Loop) open(fd int, sa unix.Sockaddr, peer netip.Addr, reserved bool) {
 	}
 	l.conns[fd] = c
 	l.nconns++
+	if l.cfg.EvictUnproven && !reserved {
+		c.born = nanotime()
+		l.unproven.push(c)
+	}
 	if l.sweepAt == 0 && l.sweepEvery > 0 {
 		now := nanotime()
 		l.sweepAt = now + l.sweepEvery
