@@ -118,6 +118,14 @@ func runNode(args []string) int {
 		if tc, err = f.tls.config(pki.RoleNode); err != nil {
 			return fail("node: --controller needs a node certificate: %v", err)
 		}
+	} else if f.keyFile != "" {
+		// A standalone node given a secret checks job tokens with it.
+		// Before, it ignored --secret-file without a word and served
+		// every request, token or none, for any job.
+		var err error
+		if secret, err = clusterSecret(f.keyFile); err != nil {
+			return fail("node: --secret-file: %v", err)
+		}
 	}
 	id := newIdentity(h, "node")
 	slog.SetDefault(id.log)
@@ -132,6 +140,10 @@ func runNode(args []string) int {
 	defer node.Close()
 	id.set(node.Addr().String())
 	fmt.Printf("pocket node serving on %s (%s)\n", node.Addr(), f.tiers())
+	if secret == nil {
+		fmt.Fprintln(os.Stderr, "pocket node: no cluster secret (--controller, or --secret-file): job tokens are not checked, "+
+			"so any client that reaches the node can read, write and delete every job's values")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The eBPF block probe sees every block request of the host, and costs
