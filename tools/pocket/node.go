@@ -139,11 +139,12 @@ func runNode(args []string) int {
 	defer closeTiers()
 	defer node.Close()
 	id.set(node.Addr().String())
-	fmt.Printf("pocket node serving on %s (%s)\n", node.Addr(), f.tiers())
+	// Said before the serving line, which callers wait for.
 	if secret == nil {
 		fmt.Fprintln(os.Stderr, "pocket node: no cluster secret (--controller, or --secret-file): job tokens are not checked, "+
 			"so any client that reaches the node can read, write and delete every job's values")
 	}
+	fmt.Printf("pocket node serving on %s (%s)\n", node.Addr(), f.tiers())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The eBPF block probe sees every block request of the host, and costs
