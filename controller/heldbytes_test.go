@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/pocketstore/pocket/wire"
@@ -56,5 +58,69 @@ func TestSpareCountsEachJobsUnusedAllotment(t *testing.T) {
 	beat(100*mib, false)
 	if got, want := spare(), (256-100)*mib; got != want {
 		t.Errorf("spare %d MiB on a node that does not count per job; want %d MiB (the larger of used and allotted)", got/mib, want/mib)
+	}
+}
+
+// TestHeldBytesCacheMatchesASum: the held bytes kept per node between
+// heartbeats and placements (nodeLoad.unused) equal the sum made afresh
+// over the node's jobs, through registrations, heartbeats that change the
+// jobs' bytes, and deregistrations.
+func TestHeldBytesCacheMatchesASum(t *testing.T) {
+	const mib = int64(1) << 20
+	c := newTest(t, Config{FirstJobSeq: 1})
+	addrs := []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}
+	for _, a := range addrs {
+		mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	}
+	var live []*wire.PlacementMap
+	beat := func(round int) {
+		for _, a := range addrs {
+			var loads []wire.JobLoad
+			for i, m := range live {
+				loads = append(loads, wire.JobLoad{Job: m.Job, Bytes: int64((i*7+round*3)%6) * mib})
+			}
+			hb := &wire.Heartbeat{Addr: a, Incarnation: 7, Loads: loads,
+				Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 8000, UsedBytes: int64(round) * mib}}}
+			if _, err := c.Heartbeat(hb); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(step string) {
+		t.Helper()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, a := range addrs {
+			n := c.nodes[a]
+			tier := n.tier(kindDRAM)
+			got := c.heldBytesLocked(n, tier)
+			want := tier.UsedBytes
+			if l := c.loads[a]; l != nil {
+				for j := range l.jobs {
+					i := slices.IndexFunc(j.nodes, func(mn wire.MapNode) bool { return mn.Addr == a })
+					want += max(0, byteShares(j.allocBytes, j.nodes)[i]-n.jobLoads.latest(j.id).Bytes)
+				}
+			}
+			if got != want {
+				t.Fatalf("%s: node %s holds %d bytes by the kept sum, %d by a fresh one", step, a, got, want)
+			}
+		}
+	}
+	for round := range 12 {
+		m, err := c.RegisterJob(fmt.Sprintf("j%d", round), wire.JobHints{CapacityBytes: int64(10+round) * mib, PeakMbps: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		live = append(live, m)
+		check(fmt.Sprintf("round %d, registered", round))
+		beat(round)
+		check(fmt.Sprintf("round %d, heartbeats", round))
+		if round%3 == 2 {
+			if _, err := c.DeregisterJob(t.Context(), live[0].Job, live[0].Token); err != nil {
+				t.Fatal(err)
+			}
+			live = live[1:]
+			check(fmt.Sprintf("round %d, deregistered", round))
+		}
 	}
 }

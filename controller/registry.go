@@ -188,6 +188,13 @@ type nodeLoad struct {
 	jobs  map[*job]struct{}
 	mbps  float64
 	bytes map[uint8]int64 // by tier kind
+	// shares is each job's share of its byte allotment here (byteShares),
+	// as accountLocked added it; unused, by tier kind, what of those
+	// shares the jobs have not used (heldBytesLocked), valid while
+	// unusedOK: a placement or a heartbeat of the node clears it.
+	shares   map[*job]int64
+	unused   map[uint8]int64
+	unusedOK bool
 }
 
 // New returns a controller with the registries of Config.Store (empty
@@ -359,6 +366,9 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		n.rx, n.tx, n.cpu = hb.RxMbps, hb.TxMbps, hb.CPUPercent
 		n.metrics = hb.Metrics
 		n.jobLoads.add(hb.Loads, hb.Incarnation != 0)
+		if l := c.loads[n.addr]; l != nil {
+			l.unusedOK = false // the jobs' bytes there changed (heldBytesLocked)
+		}
 		c.recordLocked(n, now)
 		c.prof.observeNode(n, c.loads[n.addr], c.nodeMbps(n), now, c.dirtyJobLocked)
 	}
@@ -534,15 +544,26 @@ func (c *Controller) accountLocked(j *job, sign int) {
 			if sign < 0 {
 				continue
 			}
-			l = &nodeLoad{jobs: map[*job]struct{}{}, bytes: map[uint8]int64{}}
+			l = &nodeLoad{jobs: map[*job]struct{}{}, bytes: map[uint8]int64{}, shares: map[*job]int64{}, unused: map[uint8]int64{}}
 			c.loads[mn.Addr] = l
 		}
 		l.mbps += float64(sign) * j.allocMbps * mn.Weight
 		l.bytes[j.tier] += int64(sign) * shares[i]
+		share := shares[i]
 		if sign > 0 {
 			l.jobs[j] = struct{}{}
+			l.shares[j] = share
 		} else {
+			share = l.shares[j]
 			delete(l.jobs, j)
+			delete(l.shares, j)
+		}
+		if n := c.nodes[mn.Addr]; l.unusedOK && n != nil {
+			// The node's figures are those the sum was made with (a
+			// heartbeat clears it): the job's part is added or taken.
+			l.unused[j.tier] += int64(sign) * unusedShare(n, j, share)
+		} else {
+			l.unusedOK = false
 		}
 		if len(l.jobs) == 0 {
 			delete(c.loads, mn.Addr) // also drops float rounding left over
