@@ -688,8 +688,8 @@ func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 	// reply may have been lost); then this one's are kept (removed.go).
 	jt := jobTier{tier.Kind(), string(r.Job)}
 	removed := len(resp.Versions)
-	resp.Versions = append(resp.Versions, n.vers.removedKept(jt, deletePrefixMax-removed)...)
-	n.vers.keepRemoved(jt, resp.Versions[:removed])
+	resp.Versions = append(resp.Versions, n.vers.removedKept(jt, r.Key, deletePrefixMax-removed)...)
+	n.vers.keepRemoved(jt, r.Key, resp.Versions[:removed])
 	return resp
 }
 

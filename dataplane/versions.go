@@ -99,10 +99,12 @@ type versionTable struct {
 	deadLen int
 	// removed holds, per tier and job, the versions of manifests prefix
 	// deletes removed whose drop has not reached the node (removed.go);
-	// removedLen counts them.
-	removed    map[jobTier]map[uint64]struct{}
-	removedLen int
-	moving     map[movingKey]int // keys being moved to their owners (migrate.go)
+	// removedLen counts them, removedBytes their prefixes' bytes.
+	removed      map[jobTier]map[uint64]keptVersion
+	removedLen   int
+	removedBytes int
+	keptAlone    time.Duration     // defaultKeptAlone but in tests
+	moving       map[movingKey]int // keys being moved to their owners (migrate.go)
 	// filing counts, per version, its writer's chunk puts between their
 	// commit and their add (Node.publish): the chunk is visible in its
 	// tier before it is filed, and a move scanning in between must see
@@ -125,7 +127,7 @@ type versionTable struct {
 
 func newVersionTable() *versionTable {
 	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[jobTier]map[uint64]int64),
-		removed: make(map[jobTier]map[uint64]struct{}), jobs: make(map[jobTier]*jobCost),
+		removed: make(map[jobTier]map[uint64]keptVersion), keptAlone: defaultKeptAlone, jobs: make(map[jobTier]*jobCost),
 		moving: make(map[movingKey]int), filing: make(map[verKey]int), lease: DefaultChunkLease,
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
