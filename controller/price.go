@@ -357,7 +357,7 @@ func noSpace(need Need, elig []TierOffer) error {
 		what = "DRAM (the job is latency-sensitive)"
 	}
 	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%s) in %s; the largest, %s, has %d bytes (%s) spare, %s short "+
-		"(its capacity less the jobs' allotments, or their use where larger) on %d active node(s): add nodes or %s",
+		"(its capacity less what it holds and what its jobs were allotted and have not used) on %d active node(s): add nodes or %s",
 		need.Bytes, units.FormatSize(need.Bytes), what, big.Tier, big.SpareBytes, units.FormatSize(big.SpareBytes),
 		units.FormatSize(need.Bytes-big.SpareBytes), big.Nodes, capacityAdvice(need))
 }

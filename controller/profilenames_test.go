@@ -34,13 +34,19 @@ func TestProfileNamesScanIsBounded(t *testing.T) {
 }
 
 // BenchmarkProfileNamesOfAnotherTenant: a lookup by a tenant holding no
-// profile among 10,000 of another's (the hostile trial's flood).
+// profile among 10,000 of another's (the hostile trial's flood), and by
+// one holding one, older than the 10,000 (the longest walk left).
 func BenchmarkProfileNamesOfAnotherTenant(b *testing.B) {
 	book := newProfileBook(1, 20000, false)
+	book.add(&state.Profile{Name: "alice" + tenantSep + "old"})
 	for i := range 10000 {
 		book.add(&state.Profile{Name: fmt.Sprintf("bob%sjob%d", tenantSep, i)})
 	}
-	for b.Loop() {
-		book.names(profileNamesShown, "mallory")
+	for _, tenant := range []string{"mallory", "alice"} {
+		b.Run(tenant, func(b *testing.B) {
+			for b.Loop() {
+				book.names(profileNamesShown, tenant)
+			}
+		})
 	}
 }

@@ -268,8 +268,10 @@ func deadNodeErr(addr string) error {
 // is doing them once), and the fan-outs (listings, usage, prefix deletes,
 // drop-version: each node's page is removed whole, and the reply names
 // the manifests it removed, whose chunks are then dropped; a node names
-// them again in its next prefix deletes until their drop reaches it, so a
-// reply lost costs no chunks: dataplane/removed.go) are sent again.
+// them again in the next prefix deletes that cover their prefix (and,
+// after 15 s, in any) until their drop reaches it, so a reply lost costs
+// no chunks while the node keeps them: dataplane/removed.go bounds how
+// many, and a node that restarts forgets them) are sent again.
 func resendable(op wire.Op, flags uint16) bool {
 	switch op {
 	case wire.OpGet:
