@@ -248,6 +248,11 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 	case op == wire.OpDelete:
 		ro, eo := one(t.old, op, flags)
 		rl, el := one(t.addr, op, flags)
+		if el == nil && eo == nil {
+			// The caller drops the live owner's manifest version; an
+			// older one deleted at the old owner is no one else's.
+			j.dropOlder(ro, rl.Meta.Version)
+		}
 		return bestAnswer(rl, el, ro, eo)
 	case op == wire.OpGet && flags&wire.FlagDeleteAfterRead != 0:
 		// The live owner is looked at without deleting; holding a value,
@@ -260,9 +265,12 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 		// refused, read by the next get).
 		sl, el := one(t.addr, wire.OpStat, flags&^wire.FlagDeleteAfterRead)
 		if el == nil {
-			_, eo := one(t.old, wire.OpDelete, flags&^wire.FlagDeleteAfterRead)
+			ro, eo := one(t.old, wire.OpDelete, flags&^wire.FlagDeleteAfterRead)
 			if eo != nil && !absent(eo) {
 				return client.Reply{}, eo
+			}
+			if eo == nil {
+				j.dropOlder(ro, sl.Meta.Version)
 			}
 			return one(t.addr, op, flags)
 		}
@@ -280,6 +288,18 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 		return bestAnswer(rl, el, ro, eo)
 	}
 	return one(t.addr, op, flags) // a put: the node refuses it (read-only)
+}
+
+// dropOlder drops the chunks of the manifest an old owner's delete
+// removed (old, its reply), unless it is the live owner's version live
+// (the same object, which its own caller drops or keeps), as
+// movingKey.deleteFound does: an older manifest no writer replaced is no
+// one else's. Before, an ended job's old copy went and its chunks stayed
+// until the job's sweep (a review: 4 records, 49,632 bytes).
+func (j *Job) dropOlder(old client.Reply, live uint64) {
+	if ov := old.Meta.Version; ov != 0 && ov != live {
+		j.dropVersion(ov)
+	}
 }
 
 // absent reports whether err says a key is not there: not found, or gone

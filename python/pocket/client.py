@@ -1471,9 +1471,20 @@ class Job:
                     e.conn = None
                     owed.close()
                 return e
+        def drop_older(o, live_ver: int) -> None:
+            # An older manifest deleted at the old owner is no one else's:
+            # its chunks are dropped here (the Go SDK's dropOlder), unless
+            # it is the live owner's version (the caller's to drop or keep).
+            ov = o.response().version if isinstance(o, Reply) and o.code == 0 and o.meta else 0
+            if ov and ov != live_ver:
+                self._drop_version(ov)
+
         if op == wire.OP_DELETE:
             o = one(old)
-            return _best_answer(one(addr), o)
+            live = one(addr)
+            if isinstance(live, Reply) and live.code == 0:
+                drop_older(o, live.response().version if live.meta else 0)
+            return _best_answer(live, o)
         if op == wire.OP_GET and flags & wire.FLAG_DELETE_AFTER_READ:
             # The owner is looked at without deleting; holding a value, the
             # old owner's copy goes first, and only then is the value read
@@ -1489,6 +1500,7 @@ class Job:
                     if isinstance(o, BaseException):
                         raise o
                     return o
+                drop_older(o, live.response().version if live.meta else 0)
                 r = one(addr)
                 return _best_answer(r, r)
             if not _absent(live):

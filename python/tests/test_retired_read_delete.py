@@ -67,3 +67,28 @@ def test_retired_read_delete_old_owner_fails(cluster, monkeypatch, how):
                 view.get(key)  # A, the older copy, must not read again
         finally:
             job.deregister()
+
+
+@pytest.mark.parametrize("take", [True, False])
+def test_retired_old_chunked_copy_is_dropped(cluster, take):
+    """An ended job's key whose old owner holds an older chunked copy:
+    taking or deleting the key drops that copy's chunks (the Go SDK's
+    TestRetiredOldChunkedCopyIsDropped). Before, the old manifest went and
+    its chunks stayed until the job's sweep."""
+    with cluster.client() as cl:
+        job, view, key, addr, mover = _stage(cl, f"retold-{take}")
+        try:
+            m = job.map
+            at_live = pclient.Job(cl, wire.PlacementMap(m.job, m.tier, m.epoch, [wire.MapNode(addr, 1.0)], m.token))
+            big = bytes(range(256)) * (10 << 10)  # 2.5 MiB: chunked
+            job.put(key, big)  # at the old owner (the mover), chunks over the job's nodes
+            at_live.put(key, VAL_B)
+            assert job.usage() > len(big)
+            view._retire(view._st.map)
+            if take:
+                assert bytes(view.get(key, delete_after_read=True)) == VAL_B
+            else:
+                view.delete(key)
+            assert job.usage() == 0, "the older copy's chunks are left on the nodes"
+        finally:
+            job.deregister()
