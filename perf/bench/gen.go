@@ -250,11 +250,11 @@ func Run(ctx context.Context, cfg Config, dial Dialer) (*Stats, error) {
 	if cfg.ServerPID != 0 {
 		cpu = startCPUWindow(cfg.ServerPID, measure, end)
 	}
-	stopped := runAll(ctx, workers, end.Add(cfg.Grace))
+	stopped, counted := runAll(ctx, workers, end.Add(cfg.Grace))
 	st, err := collect(cfg, workers)
 	st.EndedEarly = stopped.Before(end)
 	st.Interrupted = st.EndedEarly && ctx.Err() != nil
-	st.Elapsed = min(max(stopped.Sub(measure), 0), cfg.Duration)
+	st.Elapsed = min(max(counted.Sub(measure), 0), cfg.Duration)
 	if st.Interrupted {
 		err = interrupted(ctx, st, err)
 	}
@@ -405,9 +405,11 @@ func closeAll(conns []Conn) {
 // runAll runs every worker to completion. If they are not done by the
 // deadline, or ctx ends, it closes their connections so blocked reads
 // return and the run cannot hang on a stuck server. It returns when the
-// run stopped: when the workers were done, or ctx ended, or the deadline
-// came.
-func runAll(ctx context.Context, workers []*worker, deadline time.Time) time.Time {
+// run stopped (the workers were done, or ctx ended, or the deadline came)
+// and the end of the time its counted replies came in: the same, but for
+// an interrupted run, whose workers read the replies of their batches in
+// flight for up to interruptGrace more.
+func runAll(ctx context.Context, workers []*worker, deadline time.Time) (stopped, counted time.Time) {
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Go(w.run)
@@ -421,7 +423,8 @@ func runAll(ctx context.Context, workers []*worker, deadline time.Time) time.Tim
 	case <-ctx.Done():
 	case <-timer.C:
 	}
-	stopped := time.Now()
+	stopped = time.Now()
+	counted = stopped
 	if ctx.Err() != nil {
 		// Interrupted: the workers stop after the batch they are in,
 		// whose replies they read, unless the store is slow to answer:
@@ -432,12 +435,17 @@ func runAll(ctx context.Context, workers []*worker, deadline time.Time) time.Tim
 		case <-done:
 		case <-time.After(interruptGrace):
 		}
+		// The replies read meanwhile are counted, so their time is too
+		// (a review: rates of an interrupted run over a slow store read
+		// high). A worker stuck past the grace counts it idle: the rate
+		// errs low, never high.
+		counted = time.Now()
 	}
 	for _, w := range workers {
 		w.conn.Close()
 	}
 	<-done
-	return stopped
+	return stopped, counted
 }
 
 // interruptGrace is how long an interrupted run waits for its workers
