@@ -269,6 +269,13 @@ func (c *Controller) errProbation(conn net.Conn) error {
 // noteRefusal records that a limit refused or evicted a connection now.
 func (s *server) noteRefusal(now time.Time) { s.lastRefusal.Store(now.UnixNano()) }
 
+// closeAside closes conn on a goroutine of its own: the evictions run
+// under the server's lock, and a TLS connection's Close sends its
+// close_notify with a 5 s deadline, which a peer that reads nothing makes
+// it wait out, every new connection waiting on the lock meanwhile (a
+// review).
+func closeAside(conn net.Conn) { go conn.Close() }
+
 // evictIdleLocked closes the connection MaxConns counts that has been idle
 // longest, if it has been idle for evictMinIdle, and reports whether it
 // did. Node connections and those on probation are never evicted here.
@@ -288,7 +295,7 @@ func (s *server) evictIdleLocked(now time.Time) bool {
 	}
 	s.noteRefusal(now)
 	s.forgetLocked(victim)
-	victim.Close()
+	closeAside(victim)
 	return true
 }
 
@@ -326,7 +333,7 @@ func (s *server) evictFreshLocked(now time.Time, peer string) bool {
 	}
 	s.noteRefusal(now)
 	s.forgetLocked(victim)
-	victim.Close()
+	closeAside(victim)
 	return true
 }
 
@@ -341,7 +348,7 @@ func (s *server) evictProbationLocked() {
 	}
 	if victim != nil {
 		s.forgetLocked(victim)
-		victim.Close()
+		closeAside(victim)
 	}
 }
 
