@@ -34,7 +34,7 @@ func TestSpareCountsAllotmentsExactly(t *testing.T) {
 	if err == nil {
 		t.Fatal("a job asking the cluster's whole capacity was placed beside another")
 	}
-	want := fmt.Sprintf("has %d bytes (1.5GiB) spare, %s short (its capacity less the jobs' allotments", total-asked,
+	want := fmt.Sprintf("has %d bytes (1.5GiB) spare, %s short (its capacity less what it holds and what its jobs were allotted", total-asked,
 		units.FormatSize(total-(total-asked)))
 	if !strings.Contains(err.Error(), want) {
 		t.Fatalf("refusal %q; want the spare %q (capacity %d less the allotment %d)", err, want, total, int64(asked))
