@@ -116,7 +116,14 @@ func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, k
 	case op == wire.OpDelete:
 		return c.deleteBoth(flags, 0)
 	}
-	r, err := j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
+	// A put goes to the live owner, sent again while it answers busy, as
+	// outside a change (keyPatient): a busy node stored nothing (its DRAM
+	// tier making room, dataplane/dram_compact.go, or the job's puts
+	// still arriving there over their bound). Before, such a put failed
+	// busy at once while the key's owner changed.
+	r, err := j.keyPatient(ctx, func() (client.Reply, error) {
+		return j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
+	})
 	if err == nil && op == wire.OpPut && flags&wire.FlagChunk == 0 {
 		c.dropOld(x.version)
 	}
@@ -162,7 +169,9 @@ func (j *Job) deadOldDo(ctx context.Context, t target, op wire.Op, flags uint16,
 		return client.Reply{}, deadNodeErr(t.oldDead)
 	}
 	c := movingKey{j: j, ctx: ctx, t: t, key: key, x: x}
-	r, err := j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
+	r, err := j.keyPatient(ctx, func() (client.Reply, error) {
+		return j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
+	})
 	if (op == wire.OpGet || op == wire.OpStat) && errors.Is(err, wire.ErrNotFound) {
 		return client.Reply{}, deadNodeErr(t.oldDead)
 	}

@@ -1757,6 +1757,11 @@ class Job:
                 deleted.append(done)
             return r
         r = send(addr)
+        if op == wire.OP_PUT and r.code == errors.Code.BUSY:
+            # A busy owner stored nothing (its DRAM tier making room, or
+            # the job's puts still arriving there over their bound): sent
+            # again, as outside a change (the Go SDK's drainDo).
+            r = _until_not_busy(lambda: send(addr), _SETTLE)
         if op == wire.OP_PUT and r.code == 0 and not flags & wire.FLAG_CHUNK:
             self._drop_old(st, key, old, version)
         return r
@@ -1774,6 +1779,8 @@ class Job:
         if op == wire.OP_DELETE or (op == wire.OP_GET and flags & wire.FLAG_DELETE_AFTER_READ):
             raise unavailable()
         r = self._send(addr, op, flags, meta, payload, dst)
+        if op == wire.OP_PUT and r.code == errors.Code.BUSY:
+            r = _until_not_busy(lambda: self._send(addr, op, flags, meta, payload, dst), _SETTLE)
         if op in (wire.OP_GET, wire.OP_STAT) and r.code == errors.Code.NOT_FOUND:
             raise unavailable()
         return r
