@@ -194,6 +194,14 @@ func checkPocket(op wire.Op, r *client.Response, size int) error {
 		return fmt.Errorf("node refused the job: %w; %w", r.Err(), ErrNeedsJob)
 	case op == wire.OpDelete && r.Code == wire.CodeNotFound:
 		return nil // gone already: what a delete wants
+	case r.Code == wire.CodeBusy:
+		// Busy stored and deleted nothing, and says to send again
+		// shortly: a node whose DRAM tier is making room answers a put
+		// busy while it compacts (dataplane/dram_compact.go). A refusal,
+		// not a wrong response: a preload sends its batch again, a run
+		// counts it in Refused. Before, a preload into a node that had to
+		// compact failed "unexpected response: busy".
+		return fmt.Errorf("%w: pocket %v: %w", ErrRefused, op, r.Err())
 	case r.Code != wire.CodeOK:
 		return fmt.Errorf("%w: pocket %v: %w", ErrResponse, op, r.Err())
 	case op == wire.OpGet && len(r.Payload) != size:
