@@ -476,6 +476,16 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 	if limit != nil && limit.name == "MaxConns" && l.evictUnproven() {
 		limit = l.count(peer)
 	}
+	if limit != nil && limit.name == "MaxConns" && l.evictElsewhere() {
+		// Another loop closes one of its unproven connections for this
+		// one (evictElsewhere): counted at once, over MaxConns meanwhile.
+		l.srv.open.Add(1)
+		if limit = nil; l.cfg.MaxConnsPerPeer > 0 && !l.srv.peers.add(peer, l.cfg.MaxConnsPerPeer) {
+			l.srv.open.Add(-1)
+			limit = &overLimit{name: "MaxConnsPerPeer", why: "peer at its connection limit", max: l.cfg.MaxConnsPerPeer,
+				refused: &l.stats.refusedPeer, note: &l.notes.perPeer}
+		}
+	}
 	switch {
 	case limit == nil:
 		if l.cfg.MaxConnsPerPeer <= 0 {
