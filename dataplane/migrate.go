@@ -505,7 +505,11 @@ func doPatient(ctx context.Context, s Sender, addr string, op wire.Op, flags uin
 // payload; the tier's reference is released before the network is used,
 // so a slow owner never pins tier memory.
 func readValue(t Tier, job, key []byte) ([]byte, Info, error) {
-	v, err := t.Open(job, key)
+	open := t.Open
+	if nt, ok := t.(*NVMe); ok {
+		open = nt.openUncharged // the node's read, not the job's (chargeRead)
+	}
+	v, err := open(job, key)
 	if err != nil {
 		return nil, Info{}, err
 	}
