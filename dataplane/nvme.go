@@ -670,14 +670,12 @@ func (t *NVMe) chargeRead(j *nvmeJob, n int64) error {
 }
 
 // padded is the staging memory a whole read of size bytes takes:
-// buffers of at most one chunk, each padded to the alignment.
+// buffers of at most one chunk, each padded to the alignment. The chunk
+// is a multiple of the alignment (NewNVMe refuses another), so only the
+// last buffer pads: size rounded up to the alignment, with no loop over
+// the chunks on a get's path.
 func (t *NVMe) padded(size int64) int64 {
-	var n int64
-	for off := int64(0); off < size; off += int64(t.chunk) {
-		c := min(int64(t.chunk), size-off)
-		n += (c + int64(t.align) - 1) &^ int64(t.align-1)
-	}
-	return n
+	return (size + int64(t.align) - 1) &^ int64(t.align-1)
 }
 
 // doneReading drops a reader reference from acquire. The last one of a
