@@ -20,22 +20,17 @@ const (
 // the socket holds data and a peek alone never sees the close. False when
 // nc has no descriptor to ask or the kernel does not say.
 func Finished(nc net.Conn) bool {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
 	var info syscall.TCPInfo
 	size := uint32(unsafe.Sizeof(info))
 	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
+	switch withFD(nc, func(fd uintptr) {
 		_, _, errno = syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
 			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0)
-	}); err != nil {
-		return true // the descriptor is closed
+	}) {
+	case noFD:
+		return false
+	case fdClosed:
+		return true
 	}
 	if errno != 0 || size < 1 {
 		return false

@@ -16,21 +16,16 @@ import (
 // nodes) read as a closed descriptor, and a client still waiting for its
 // reply was told it had left (a hostile trial).
 func Peek(nc net.Conn) State {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return Unknown
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return Unknown
-	}
 	var b [1]byte
 	var n int
 	var perr error
-	if err := rc.Control(func(fd uintptr) {
+	switch withFD(nc, func(fd uintptr) {
 		n, _, perr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	}); err != nil {
-		return Closed // the descriptor is closed
+	}) {
+	case noFD:
+		return Unknown
+	case fdClosed:
+		return Closed
 	}
 	switch {
 	case perr == nil && n > 0:

@@ -12,19 +12,11 @@ import (
 // nothing. False when nc has no descriptor to ask (a *tls.Conn, a pipe)
 // or the ioctl fails.
 func Unsent(nc net.Conn) (int, bool) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return 0, false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0, false
-	}
 	var n int32
 	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
+	if withFD(nc, func(fd uintptr) {
 		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n)))
-	}); err != nil || errno != 0 {
+	}) != fdRan || errno != 0 {
 		return 0, false
 	}
 	return int(n), true
