@@ -18,13 +18,42 @@ func TestPingFloodHoldsNoSlotFromTokens(t *testing.T) {
 	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: connfloodDRAM(t), Guard: fakeGuard{},
 		Net: netio.Config{Loops: 2, MaxConns: slots, IdleTimeout: time.Second}})
 	ping := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPing, ID: 1})
+	holdSlots(t, n, slots, func(nc net.Conn, _ *client.Conn) { nc.Write(ping) })
+	time.Sleep(2500 * time.Millisecond) // past the idle timeout, twice
+	assertPutsServed(t, n, "j", slots, "tokenless connections pinged")
+}
+
+// TestOneJobsConnectionsHoldNoSlotFromAnother: one job's connections,
+// each proven with its valid token and kept busy with stats, fill the
+// node's slots. Another job's client must still be served: a job may
+// hold at most netio.Config.MaxProvenPerOwner (half the slots) proven.
+// On the code before it, 0 of 5 puts of job j were served.
+func TestOneJobsConnectionsHoldNoSlotFromAnother(t *testing.T) {
+	const slots = 40
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: connfloodDRAM(t), Guard: fakeGuard{},
+		Net: netio.Config{Loops: 2, MaxConns: slots, IdleTimeout: time.Second}})
+	holdSlots(t, n, slots, func(_ net.Conn, c *client.Conn) {
+		c.Send(wire.OpStat, 0, &wire.Request{Job: []byte("h"), Token: []byte("ok-h"), Key: []byte("k")}, nil)
+		c.Flush()
+	})
+	time.Sleep(1500 * time.Millisecond)
+	assertPutsServed(t, n, "j", slots, "connections of job h sent stats")
+	if st := n.Stats().Net; st.OverOwner < slots/2 {
+		t.Fatalf("%d connections of job h counted over its proven share, want at least %d", st.OverOwner, slots/2)
+	}
+}
+
+// holdSlots opens slots connections to n, takes their replies, and calls
+// send on each every 200 ms until the test ends.
+func holdSlots(t *testing.T, n *Node, slots int, send func(net.Conn, *client.Conn)) {
 	var flood []net.Conn
+	var conns []*client.Conn
 	for range slots {
 		c, err := net.Dial("tcp", n.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		t.Cleanup(func() { c.Close() })
 		go func() { // take the replies
 			b := make([]byte, 512)
 			for {
@@ -34,13 +63,16 @@ func TestPingFloodHoldsNoSlotFromTokens(t *testing.T) {
 			}
 		}()
 		flood = append(flood, c)
+		conns = append(conns, client.NewConn(c, client.ConnOptions{}))
 	}
 	stop := make(chan struct{})
-	defer close(stop)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
 	go func() {
+		defer close(done)
 		for {
-			for _, c := range flood {
-				c.Write(ping)
+			for i, c := range flood {
+				send(c, conns[i])
 			}
 			select {
 			case <-stop:
@@ -49,7 +81,12 @@ func TestPingFloodHoldsNoSlotFromTokens(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(2500 * time.Millisecond) // past the idle timeout, twice
+}
+
+// assertPutsServed fails unless 5 puts of job, each on a new connection,
+// are all served.
+func assertPutsServed(t *testing.T, n *Node, job string, slots int, what string) {
+	t.Helper()
 	served := 0
 	var last error
 	for range 5 {
@@ -58,7 +95,7 @@ func TestPingFloodHoldsNoSlotFromTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		nc.SetDeadline(time.Now().Add(3 * time.Second))
-		c := client.NewConn(nc, client.ConnOptions{Job: []byte("j"), Token: []byte("ok-j")})
+		c := client.NewConn(nc, client.ConnOptions{Job: []byte(job), Token: []byte("ok-" + job)})
 		c.SendPut([]byte("k"), []byte("v"), 0)
 		c.Flush()
 		r, err := c.Recv()
@@ -74,9 +111,10 @@ func TestPingFloodHoldsNoSlotFromTokens(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	st := n.Stats().Net
-	t.Logf("net stats: open %d refused %d reserved %d idle closed %d", st.Open, st.Refused, st.Reserved, st.IdleClosed)
+	t.Logf("net stats: open %d refused %d reserved %d idle closed %d evicted %d over owner %d",
+		st.Open, st.Refused, st.Reserved, st.IdleClosed, st.UnprovenEvictions, st.OverOwner)
 	if served != 5 {
-		t.Fatalf("%d of 5 puts with a valid token served while %d tokenless connections pinged; last error: %v", served, slots, last)
+		t.Fatalf("%d of 5 puts of job %s served while %d %s; last error: %v", served, job, slots, what, last)
 	}
 }
 

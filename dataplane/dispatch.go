@@ -257,7 +257,7 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 	if err := cs.auth.check(n.cfg.Guard, r.Job, r.Token); err != nil {
 		return nil, err
 	}
-	c.Prove()
+	c.ProveFor(r.Job)
 	e, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h))
 	if err != nil {
 		return nil, err

@@ -45,6 +45,16 @@ type Config struct {
 	// node's pings need no token) held every slot for as long as they
 	// pinged, and clients with valid tokens were refused. Default false.
 	EvictUnproven bool
+	// MaxProvenPerOwner bounds the connections one owner may have proven
+	// at once (Conn.ProveFor; a storage node's owner is the job whose
+	// token a connection showed). A connection proven past it stays
+	// unproven, so at MaxConns it may give its slot to a newcomer like a
+	// connection that proved nothing: one job's connections cannot keep
+	// every other job off a shared node (a hostile trial: 40 connections
+	// that each sent one stat with a job's valid token left 5 of 5 of
+	// another job's puts refused at the limit). Only with EvictUnproven.
+	// Negative: no bound. Default half of MaxConns.
+	MaxProvenPerOwner int
 	// ReserveTimeout closes a reserve connection this long after it was
 	// accepted, whatever it does; OnClose gets ErrReserveTimeout.
 	// Default 1 s (DefaultReserveTimeout). Timed on its own, not by the
@@ -185,6 +195,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxConnsPerPeer == 0 {
 		c.MaxConnsPerPeer = DefaultMaxConnsPerPeer
 	}
+	if c.MaxProvenPerOwner == 0 {
+		c.MaxProvenPerOwner = max(c.MaxConns/2, 1)
+	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
 	}
@@ -284,6 +297,9 @@ type Stats struct {
 	// UnprovenEvictions counts connections closed to give their slot to
 	// a new one at MaxConns (Config.EvictUnproven).
 	UnprovenEvictions uint64
+	// OverOwner counts connections left unproven because their owner
+	// had MaxProvenPerOwner proven already (Conn.ProveFor), once each.
+	OverOwner uint64
 	// Nudges counts the times a loop found another loop parked with
 	// events waiting at two looks and readied the nudger (nudge.go).
 	Nudges uint64

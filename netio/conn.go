@@ -70,6 +70,13 @@ type Conn struct {
 	unPrev, unNext *Conn
 	onList         bool
 	born           int64
+	// The owner it is proven for (Conn.ProveFor), counted in the
+	// server's owners; or, when owned is false and ownerSeen is not 0,
+	// one more than the owners' release count when it was last found
+	// over MaxProvenPerOwner.
+	owner     string
+	owned     bool
+	ownerSeen uint64
 
 	// Stamps on the loop's coarse clock (Loop.tick), for the timeouts.
 	rtick int64 // the handler last took input (OnData consumed, or a sink)
@@ -705,6 +712,10 @@ func (l *Loop) closeConn(c *Conn, err error) {
 	}
 	c.sink = nil
 	l.unproven.remove(c)
+	if c.owned {
+		l.srv.owners.release(c.owner)
+		c.owned = false
+	}
 	// Counted closed before it stops counting as open, so a reader of
 	// Stats that sees no connection open sees every close counted.
 	l.stats.closed.Add(1)

@@ -116,7 +116,7 @@ type loopStats struct {
 	slowSinks                      atomic.Uint64
 	reserved, reserveTimeouts      atomic.Uint64
 	reserveEvictions               atomic.Uint64
-	unprovenEvictions              atomic.Uint64
+	unprovenEvictions, overOwner   atomic.Uint64
 	_                              [64]byte // keep loops off each other's cache lines
 }
 
@@ -142,6 +142,7 @@ func (s *loopStats) addTo(st *Stats) {
 	st.ReserveTimeouts += s.reserveTimeouts.Load()
 	st.ReserveEvictions += s.reserveEvictions.Load()
 	st.UnprovenEvictions += s.unprovenEvictions.Load()
+	st.OverOwner += s.overOwner.Load()
 }
 
 // newLoop creates the epoll instance, eventfd and timerfd of a loop and

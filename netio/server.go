@@ -21,6 +21,7 @@ type Server struct {
 	open   atomic.Int64  // connections open over all loops, for MaxConns
 	nextID atomic.Uint64 // last connection id handed out
 	peers  peerTable     // open connections by peer, for MaxConnsPerPeer
+	owners ownerTable    // proven connections by owner, for MaxProvenPerOwner
 
 	reserved atomic.Int64 // open reserve connections, for ReserveConns
 	queued   atomic.Int64 // output queued on all connections, for MaxOutboundTotal

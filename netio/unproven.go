@@ -1,6 +1,9 @@
 package netio
 
-import "sync/atomic"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Unproven connections (Config.EvictUnproven). A handler vouches for a
 // connection with Conn.Prove once its peer has shown it may use the
@@ -20,6 +23,66 @@ func (c *Conn) Prove() {
 	if c.onList {
 		c.loop.unproven.remove(c)
 	}
+}
+
+// ProveFor is Prove on behalf of owner (a storage node passes the job
+// whose token the connection showed): the connection is proven only
+// while owner has fewer than Config.MaxProvenPerOwner connections
+// proven; past it, it stays unproven and is tried again, on a later
+// call, once some owner's proven connection has closed. Cheap when
+// already proven; the first owner that proves a connection keeps it.
+func (c *Conn) ProveFor(owner []byte) {
+	if !c.onList {
+		return
+	}
+	o := &c.loop.srv.owners
+	if c.ownerSeen != 0 && c.ownerSeen == o.released.Load()+1 {
+		return
+	}
+	limit := c.loop.cfg.MaxProvenPerOwner
+	if limit > 0 && !o.add(owner, limit) {
+		if c.ownerSeen == 0 {
+			c.loop.stats.overOwner.Add(1)
+		}
+		c.ownerSeen = o.released.Load() + 1
+		return
+	}
+	if limit > 0 {
+		c.owner, c.owned = string(owner), true
+	}
+	c.loop.unproven.remove(c)
+}
+
+// ownerTable counts proven connections by owner (Conn.ProveFor). Touched
+// once when a connection is proven and once when it closes.
+type ownerTable struct {
+	mu       sync.Mutex
+	n        map[string]int
+	released atomic.Uint64 // releases so far
+}
+
+// add counts one more connection of owner unless it has limit already.
+func (t *ownerTable) add(owner []byte, limit int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == nil {
+		t.n = make(map[string]int)
+	}
+	if t.n[string(owner)] >= limit {
+		return false
+	}
+	t.n[string(owner)]++
+	return true
+}
+
+// release uncounts one connection of owner.
+func (t *ownerTable) release(owner string) {
+	t.mu.Lock()
+	if t.n[owner]--; t.n[owner] <= 0 {
+		delete(t.n, owner)
+	}
+	t.mu.Unlock()
+	t.released.Add(1)
 }
 
 // connList is a doubly linked list of connections (the unproven ones).
