@@ -211,12 +211,16 @@ func (c movingKey) req(version uint64) *wire.Request {
 
 // send sends op for the key to addr (the old or the live owner), waiting
 // while the old owner answers busy: it may be moving this very key, and a
-// delete must wait until it has, so that it is not undone.
+// delete must wait until it has, so that it is not undone. The live owner
+// is sent to again while it answers busy as outside a change
+// (keyPatient): a busy node did nothing. Before, a get, stat or delete
+// answered busy there (its device queue full, the job's NVMe staging
+// share held) failed at once while the key's owner changed.
 func (c movingKey) send(addr string, op wire.Op, flags uint16, version uint64, dst []byte) (client.Reply, error) {
 	req := c.req(version)
 	do := func() (client.Reply, error) { return c.j.s.data.Do(c.ctx, addr, op, flags|c.t.flags, req, nil, dst) }
 	if addr != c.t.old {
-		return do()
+		return c.j.keyPatient(c.ctx, do)
 	}
 	return untilNotBusy(c.ctx, do)
 }

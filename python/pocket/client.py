@@ -1703,9 +1703,12 @@ class Job:
         there (not a chunk's) deletes the old owner's older copy (_drop_old;
         see the Go SDK's drain.go)."""
         def send(a: str) -> Reply:
-            if a != old:
-                return self._send(a, op, flags, meta, payload, dst)
             # The old owner may be moving this very key: wait until it has.
+            # A busy owner did nothing (its DRAM tier making room, its
+            # device queue full, the job's puts still arriving there over
+            # their bound): sent again, as outside a change (the Go SDK's
+            # movingKey.send). Before, only puts were, and a get, stat or
+            # delete answered busy there failed at once.
             return self._send_patient(a, op, flags, meta, payload, dst)
         if op == wire.OP_GET and flags & wire.FLAG_DELETE_AFTER_READ:
             return self._read_delete(st, key, addr, old, flags, meta, dst, send)
@@ -1757,11 +1760,6 @@ class Job:
                 deleted.append(done)
             return r
         r = send(addr)
-        if op == wire.OP_PUT and r.code == errors.Code.BUSY:
-            # A busy owner stored nothing (its DRAM tier making room, or
-            # the job's puts still arriving there over their bound): sent
-            # again, as outside a change (the Go SDK's drainDo).
-            r = _until_not_busy(lambda: send(addr), _SETTLE)
         if op == wire.OP_PUT and r.code == 0 and not flags & wire.FLAG_CHUNK:
             self._drop_old(st, key, old, version)
         return r
@@ -1778,9 +1776,7 @@ class Job:
             return NodeUnavailable(dead_old, f"node {dead_old} is dead: {DEAD_NODE_ADVICE}", sent=False)
         if op == wire.OP_DELETE or (op == wire.OP_GET and flags & wire.FLAG_DELETE_AFTER_READ):
             raise unavailable()
-        r = self._send(addr, op, flags, meta, payload, dst)
-        if op == wire.OP_PUT and r.code == errors.Code.BUSY:
-            r = _until_not_busy(lambda: self._send(addr, op, flags, meta, payload, dst), _SETTLE)
+        r = self._send_patient(addr, op, flags, meta, payload, dst)
         if op in (wire.OP_GET, wire.OP_STAT) and r.code == errors.Code.NOT_FOUND:
             raise unavailable()
         return r

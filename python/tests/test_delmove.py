@@ -361,3 +361,35 @@ def test_count_files_with_a_dead_node(cluster):
                     dead.count_files(d)
         finally:
             job.deregister()
+
+
+# ---- busy answers from a key's live owner during a change ----
+
+
+@pytest.mark.parametrize("change", ["join", "drain"])
+def test_busy_live_owner_in_change_is_waited_out(change_views, change, monkeypatch):
+    """A get, stat and delete of a key whose owner changes, answered busy
+    three times each by the key's live owner, are sent again, as outside a
+    change (test_busy.py): a busy node did nothing. Before, only puts
+    were, and the get raised Busy at once (the Go SDK's
+    TestBusyAnswersInChangeAreWaitedOut)."""
+    views, moving = change_views
+    before, during = views[change]
+    key = next(k for k in (f"obj-{i}" for i in range(1000)) if during._st.route(k.encode(), 0)[1])
+    live = during._st.route(key.encode(), 0)[0]
+    during.put(key, b"value")
+    send = during._send_once
+    busy = {wire.OP_GET: 3, wire.OP_STAT: 3, wire.OP_DELETE: 3}
+
+    def busy_first(addr, op, flags, *a, **kw):
+        if addr == live and busy.get(op, 0) > 0:
+            busy[op] -= 1
+            return conn.Reply(0, 0, pocket.errors.Code.BUSY, b"", b"")
+        return send(addr, op, flags, *a, **kw)
+    monkeypatch.setattr(during, "_send_once", busy_first)
+    assert bytes(during.get(key)) == b"value"
+    assert during.stat(key).size == 5
+    during.delete(key)
+    assert busy == {wire.OP_GET: 0, wire.OP_STAT: 0, wire.OP_DELETE: 0}
+    with pytest.raises(pocket.NotFound):
+        during.get(key)
