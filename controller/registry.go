@@ -810,6 +810,20 @@ func (c *Controller) stillWanted(who registrant) error {
 	return nil
 }
 
+// endUndelivered ends a job just registered whose reply, with its token,
+// could not be written to its client (Controller.undoUndelivered): nobody
+// could use or deregister it, and it held its nodes' capacity and its
+// tenant's quota until its token expired. Before, a registration whose
+// reply waited unread for evictMinIdle at MaxConns could be evicted with
+// its job entered (a review of the eviction of unread replies).
+func (c *Controller) endUndelivered(id string, tok []byte) {
+	ctx, cancel := c.closingContext()
+	defer cancel()
+	_, err := c.DeregisterJob(ctx, id, tok)
+	c.cfg.Logger.Warn("controller: job ended: its registration's reply could not be written, so its client has no token",
+		"job", id, "err", err)
+}
+
 // withStartFailures adds to a refused registration's error why nodes the
 // autoscaler started for it did not come (the first failure, and how
 // many), keeping its code. Before, such a registration failed "no space"

@@ -560,12 +560,14 @@ func (c *Controller) serveConn(conn net.Conn) {
 		}
 		buf = wire.ReuseControlBuffer(meta)
 		c.srv.touch(conn, true)
+		sess.undelivered = nil
 		reply, err := c.handle(sess, h.Op, meta, b)
 		c.largeFrames.Add(-held) // the request is decoded: its buffer is let go
 		held = 0
 		code := wire.CodeOK
 		if err == nil && len(reply) > wire.DefaultControlMaxMeta {
 			err = wire.Errorf(wire.CodeTooLarge, "%s reply of %d bytes is over the control frame limit %d", h.Op, len(reply), wire.DefaultControlMaxMeta)
+			c.undoUndelivered(sess)
 		}
 		if err != nil {
 			code = wire.CodeOf(err)
@@ -577,6 +579,9 @@ func (c *Controller) serveConn(conn net.Conn) {
 			return
 		}
 		if _, err := conn.Write(out); err != nil {
+			if code == wire.CodeOK {
+				c.undoUndelivered(sess)
+			}
 			return
 		}
 		if sess.prob && code != wire.CodeOK {
@@ -593,6 +598,18 @@ func (c *Controller) serveConn(conn net.Conn) {
 			return
 		}
 		c.srv.touch(conn, false)
+	}
+}
+
+// undoUndelivered undoes what the request being served on sess did
+// (session.undelivered) when its successful reply cannot reach the peer:
+// the write failed (the peer gone, its connection evicted at MaxConns
+// while the reply waited unread, writeTimeout), or the reply was over the
+// frame limit and an error went instead.
+func (c *Controller) undoUndelivered(sess *session) {
+	if f := sess.undelivered; f != nil {
+		sess.undelivered = nil
+		f()
 	}
 }
 

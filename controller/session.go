@@ -26,6 +26,10 @@ type session struct {
 	nonce  []byte // set by OpChallenge; node and drain proofs cover it
 	conn   net.Conn
 	prob   bool // admitted over MaxConns on probation: served only as a node (server)
+	// undelivered, when set, is what the request being served undoes
+	// if its reply cannot be written (serveConn): a registration's job,
+	// whose token would otherwise reach nobody.
+	undelivered func()
 }
 
 var errNoChallenge = wire.Errorf(wire.CodeBadToken, "no challenge on this connection: send OpChallenge first and prove with its nonce")
@@ -169,7 +173,11 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 		}
 		who := newRegistrant(s.peer, s.tenant, s.op)
 		who.gone = func() bool { return peerGone(s.conn) }
-		return c.registerJob(who, &m)
+		pm, err := c.registerJob(who, &m)
+		if err == nil {
+			s.undelivered = func() { c.endUndelivered(pm.Job, pm.Token) }
+		}
+		return pm, err
 	case wire.OpDeregisterJob:
 		var m wire.JobRef
 		if err := m.Decode(meta); err != nil {
