@@ -31,7 +31,10 @@ import (
 //     for now, a chunk of a version still leased here (its writer has not
 //     confirmed it: see "Leased chunks stay" below);
 //  2. mark the key moving: a client's delete (or delete-after-read) of it
-//     here answers CodeBusy until step 5, and the SDK retries;
+//     here answers CodeBusy until step 5, and the SDK retries; a key
+//     under a prefix delete running here is not marked but left to it
+//     (a later pass moves it if it stays), since that delete, past its
+//     check for keys moving, would not wait (versionTable.tryMark);
 //  3. put the value at the owner with FlagIfAbsent and the value's stored
 //     flags, version and object size. A value already there is newer: a
 //     client wrote it after the drain began (clients put to the new owners
@@ -367,7 +370,11 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 			return nil // its writer's confirm fails: the put is dropped
 		}
 	}
-	defer n.vers.mark(t.Kind(), job, key)()
+	unmark, ok := n.vers.tryMark(t.Kind(), job, key)
+	if !ok {
+		return nil // a prefix delete is removing it here: a later pass moves it if it stays
+	}
+	defer unmark()
 	val, info, err := readValue(t, job, key)
 	if errors.Is(err, ErrNotFound) {
 		return nil // deleted meanwhile
@@ -409,10 +416,15 @@ func (n *Node) leasedChunk(t Tier, job string, key []byte) bool {
 
 // undoMove deletes at the owner the version of key a move put there, after
 // the local copy was deleted or replaced meanwhile (step 4). A newer value
-// at the owner stays.
+// at the owner stays. The delete (by version: sent twice, it deletes
+// once) is sent again while the owner answers busy or cannot be reached,
+// for up to dropPatience: the local copy is gone, so no later pass finds
+// the key to undo it, and the value the move put would stay at the owner
+// after whatever deleted it here. Before, one failed request left it
+// there for good.
 func undoMove(ctx context.Context, t Tier, mj *MigrateJob, s Sender, owner string, key []byte, ver uint64) error {
 	req := wire.Request{Job: []byte(mj.Job), Key: key, Token: mj.Token, Epoch: mj.Epoch, Version: ver}
-	_, err := s.Do(ctx, owner, wire.OpDelete, wire.FlagIfVersion|t.Kind().Flags(), &req, nil, nil)
+	err := doUntil(ctx, s, owner, wire.OpDelete, wire.FlagIfVersion|t.Kind().Flags(), &req, unanswered)
 	if err != nil && !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrConflict) {
 		return fmt.Errorf("migrate %q: undo at %s: %w", key, owner, err)
 	}
@@ -487,10 +499,21 @@ const dropPatience = 5 * time.Second
 // doPatient sends a payload-less request, again while the node answers
 // busy, backing off from 1 to 50 ms, for up to dropPatience.
 func doPatient(ctx context.Context, s Sender, addr string, op wire.Op, flags uint16, req *wire.Request) error {
+	return doUntil(ctx, s, addr, op, flags, req, func(err error) bool { return errors.Is(err, wire.ErrBusy) })
+}
+
+// unanswered reports whether err leaves a request to be sent again: the
+// node answered busy (it did nothing), or could not be reached.
+func unanswered(err error) bool {
+	return errors.Is(err, wire.ErrBusy) || errors.Is(err, wire.ErrUnavailable) || errors.Is(err, wire.ErrClosed)
+}
+
+// doUntil is doPatient sending again while again(err).
+func doUntil(ctx context.Context, s Sender, addr string, op wire.Op, flags uint16, req *wire.Request, again func(error) bool) error {
 	deadline := time.Now().Add(dropPatience)
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		_, err := s.Do(ctx, addr, op, flags, req, nil, nil)
-		if !errors.Is(err, wire.ErrBusy) || time.Now().After(deadline) {
+		if err == nil || !again(err) || time.Now().After(deadline) {
 			return err
 		}
 		select {

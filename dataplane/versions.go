@@ -105,6 +105,9 @@ type versionTable struct {
 	removedBytes int
 	keptAlone    time.Duration     // defaultKeptAlone but in tests
 	moving       map[movingKey]int // keys being moved to their owners (migrate.go)
+	// deleting counts the prefix deletes running (movingKey.key: the
+	// prefix): the mover marks no key under one (tryMark).
+	deleting map[movingKey]int
 	// filing counts, per version, its writer's chunk puts between their
 	// commit and their add (Node.publish): the chunk is visible in its
 	// tier before it is filed, and a move scanning in between must see
@@ -128,7 +131,7 @@ type versionTable struct {
 func newVersionTable() *versionTable {
 	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[jobTier]map[uint64]int64),
 		removed: make(map[jobTier]map[uint64]keptVersion), keptAlone: defaultKeptAlone, jobs: make(map[jobTier]*jobCost),
-		moving: make(map[movingKey]int), filing: make(map[verKey]int), lease: DefaultChunkLease,
+		moving: make(map[movingKey]int), deleting: make(map[movingKey]int), filing: make(map[verKey]int), lease: DefaultChunkLease,
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -502,11 +505,15 @@ type movingKey struct {
 
 // mark marks a key moving and returns the function that unmarks it.
 func (v *versionTable) mark(t Kind, job, key []byte) func() {
-	k := movingKey{t, string(job), string(key)}
 	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.markLocked(movingKey{t, string(job), string(key)})
+}
+
+// markLocked is mark with mu held; the function it returns takes mu.
+func (v *versionTable) markLocked(k movingKey) func() {
 	v.moving[k]++
 	v.marked.Add(1)
-	v.mu.Unlock()
 	return func() {
 		v.mu.Lock()
 		if v.moving[k]--; v.moving[k] <= 0 {
@@ -515,6 +522,45 @@ func (v *versionTable) mark(t Kind, job, key []byte) func() {
 		v.marked.Add(-1)
 		v.mu.Unlock()
 	}
+}
+
+// tryMark marks a key moving, as mark does, unless a prefix delete
+// covering it is running (beginPrefixDelete): then it marks nothing and
+// reports false. The check and the mark are one step under mu, as are
+// beginPrefixDelete's, so of a move and a prefix delete of one key either
+// the delete sees the mark and waits the move out, or the move leaves the
+// key to the delete: a move never pushes a key a running prefix delete
+// removes here (its copy at the owner would outlive the delete's reply
+// until the move's undo, or for good when the undo fails).
+func (v *versionTable) tryMark(t Kind, job, key []byte) (unmark func(), ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for d := range v.deleting {
+		if d.tier == t && d.job == string(job) && strings.HasPrefix(string(key), d.key) {
+			return nil, false
+		}
+	}
+	return v.markLocked(movingKey{t, string(job), string(key)}), true
+}
+
+// beginPrefixDelete registers a prefix delete of job's keys under prefix,
+// unless a key under it is being moved (prefixMovingLocked): then it registers
+// nothing and reports false. end unregisters it. See tryMark.
+func (v *versionTable) beginPrefixDelete(t Kind, job, prefix []byte) (end func(), ok bool) {
+	k := movingKey{t, string(job), string(prefix)}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.prefixMovingLocked(t, job, prefix) {
+		return nil, false
+	}
+	v.deleting[k]++
+	return func() {
+		v.mu.Lock()
+		if v.deleting[k]--; v.deleting[k] <= 0 {
+			delete(v.deleting, k)
+		}
+		v.mu.Unlock()
+	}, true
 }
 
 // anyMoving reports, without the lock, whether any key is being moved:
@@ -528,10 +574,9 @@ func (v *versionTable) isMoving(t Kind, job, key []byte) bool {
 	return v.moving[movingKey{t, string(job), string(key)}] > 0
 }
 
-// prefixMoving reports whether a key of job under prefix is being moved.
-func (v *versionTable) prefixMoving(t Kind, job, prefix []byte) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+// prefixMovingLocked reports whether a key of job under prefix is being
+// moved; mu is held.
+func (v *versionTable) prefixMovingLocked(t Kind, job, prefix []byte) bool {
 	for m := range v.moving {
 		if m.tier == t && m.job == string(job) && strings.HasPrefix(m.key, string(prefix)) {
 			return true
