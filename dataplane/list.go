@@ -193,6 +193,13 @@ func newListSnap(tier Tier, job, prefix, after []byte, maxBytes int) (*listSnap,
 	}
 	buf, refs := g.buf, g.refs
 	sortListRefs(buf, refs, 0)
+	if _, ok := tier.(*NVMe); ok {
+		// Its scan lets the tier's lock go now and then, so a key put
+		// again meanwhile may have come twice (NVMe.scanKeys).
+		refs = slices.CompactFunc(refs, func(a, b listRef) bool {
+			return bytes.Equal(buf[a.off:a.off+a.n], buf[b.off:b.off+b.n])
+		})
+	}
 	s := &listSnap{complete: true, seq: listSnapSeq.Add(1)}
 	size := 0
 	for i, r := range refs {

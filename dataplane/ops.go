@@ -643,8 +643,15 @@ func list(tier Tier, r *wire.Request) (*wire.Response, error) {
 // reply's versions well under the metadata limit.
 const deletePrefixMax = 4096
 
+// deletePrefixKeys is the most keys one prefix delete collects and
+// removes; the reply says More when some remain. It bounds what one
+// request holds and how long it keeps the scan lane, whose other jobs wait
+// for it: before, a prefix delete over a job's millions of small values
+// collected and deleted them all in one turn.
+const deletePrefixKeys = 65536
+
 // deletePrefix removes the job's keys that start with r.Key, stopping
-// after deletePrefixMax manifests, except (for a live job) chunk keys:
+// after deletePrefixMax manifests or deletePrefixKeys keys, except (for a live job) chunk keys:
 // those go with their version, which the SDK drops on every node for each manifest removed here
 // (the reply's Versions, with the versions earlier prefix deletes of the
 // job removed whose drop has not reached the node: removed.go). The
@@ -660,6 +667,10 @@ func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 	// (persisted ones a writer left unpublished) go too.
 	all := n.jobs.retired(r.Job)
 	_ = tier.List(r.Job, r.Key, nil, func(key []byte, _ Info) bool {
+		if len(keys) == deletePrefixKeys {
+			resp.More = true
+			return false
+		}
 		if all || !wire.IsChunkKey(key) {
 			keys = append(keys, append([]byte(nil), key...))
 		}
