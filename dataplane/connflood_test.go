@@ -7,6 +7,7 @@ import (
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -38,8 +39,16 @@ func TestOneJobsConnectionsHoldNoSlotFromAnother(t *testing.T) {
 	})
 	time.Sleep(1500 * time.Millisecond)
 	assertPutsServed(t, n, "j", slots, "connections of job h sent stats")
-	if st := n.Stats().Net; st.OverOwner < slots/2 {
-		t.Fatalf("%d connections of job h counted over its proven share, want at least %d", st.OverOwner, slots/2)
+	st := n.Stats().Net
+	if st.OverOwner < slots/2 || st.UnprovenEvictions == 0 {
+		t.Fatalf("%d connections of job h counted over its proven share (want at least %d), %d evicted (want some)",
+			st.OverOwner, slots/2, st.UnprovenEvictions)
+	}
+	fams := scrapeNode(t, n)
+	over, _ := fams.Value(metrics.NodeConnectionsOverJobShare)
+	evicted, _ := fams.Value(metrics.NodeConnectionsEvicted)
+	if over < slots/2 || evicted == 0 {
+		t.Fatalf("metrics: %v over the job's share, %v evicted", over, evicted)
 	}
 }
 

@@ -204,6 +204,8 @@ var (
 	descConns       = prometheus.NewDesc(metrics.NodeConnections, "Open client connections.", nil, nil)
 	descAccepted    = prometheus.NewDesc(metrics.NodeConnectionsAccepted, "Client connections accepted.", nil, nil)
 	descRefused     = prometheus.NewDesc(metrics.NodeConnectionsRefused, "Client connections closed at once over a limit, by limit.", []string{"limit"}, nil)
+	descEvicted     = prometheus.NewDesc(metrics.NodeConnectionsEvicted, "Client connections reset at the connection limit to give their slot to a new one: none had shown a valid token or order proof, or only past its job's share of the slots.", nil, nil)
+	descOverJob     = prometheus.NewDesc(metrics.NodeConnectionsOverJobShare, "Client connections with a valid token left evictable because their job had half the connection slots already.", nil, nil)
 	descUnread      = prometheus.NewDesc(metrics.NodeUnreadReplyBytes, "Reply bytes queued on client connections, not yet taken by their clients, or promised by device reads in flight and listings waiting.", nil, nil)
 	descUnreadLimit = prometheus.NewDesc(metrics.NodeUnreadReplyLimit, "The node's bound on unread reply bytes (--max-unread; 0: none).", nil, nil)
 	descPaused      = prometheus.NewDesc(metrics.NodeConnectionsPaused, "Times a client connection stopped being read while its replies went unread, by limit.", []string{"limit"}, nil)
@@ -217,7 +219,7 @@ var (
 // Describe implements prometheus.Collector.
 func (nc *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descLatency, descBytesIn, descBytesOut, descConns,
-		descAccepted, descRefused, descUnread, descUnreadLimit, descPaused, descUsed, descCapacity, descValues,
+		descAccepted, descRefused, descEvicted, descOverJob, descUnread, descUnreadLimit, descPaused, descUsed, descCapacity, descValues,
 		descCompacted, descCompactedPg} {
 		ch <- d
 	}
@@ -241,6 +243,8 @@ func (nc *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descAccepted, st.Net.Accepted)
 	counter(descRefused, st.Net.Refused, "MaxConns")
 	counter(descRefused, st.Net.RefusedPerPeer, "MaxConnsPerPeer")
+	counter(descEvicted, st.Net.UnprovenEvictions)
+	counter(descOverJob, st.Net.OverOwner)
 	gauge(descUnread, st.Net.Queued)
 	gauge(descUnreadLimit, st.Net.QueuedLimit)
 	counter(descPaused, st.Net.Paused, "MaxOutbound")

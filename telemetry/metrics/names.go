@@ -28,6 +28,14 @@ const (
 	// connections and those closed at once over a limit.
 	NodeConnectionsAccepted = "pocket_node_connections_accepted_total"
 	NodeConnectionsRefused  = "pocket_node_connections_refused_total"
+	// NodeConnectionsEvicted counts connections reset to give their slot
+	// to a new one at the node's connection limit: ones that had shown
+	// no valid token or order proof, or only past their job's share of
+	// the slots; NodeConnectionsOverJobShare counts connections whose
+	// token was valid but whose job had half the slots proven already
+	// (netio.Config.MaxProvenPerOwner), once each.
+	NodeConnectionsEvicted      = "pocket_node_connections_evicted_total"
+	NodeConnectionsOverJobShare = "pocket_node_connections_over_job_share_total"
 	// NodeUnreadReplyBytes is the reply bytes queued on the node's
 	// connections, unsent (their clients have not taken them);
 	// NodeConnectionsPaused counts the times a connection stopped being
@@ -112,13 +120,14 @@ const (
 // document uses only exported names.
 var Names = []string{
 	NodeRequests, NodeRequestDuration, NodeReceivedBytes, NodeSentBytes, NodeConnections,
-	NodeConnectionsAccepted, NodeConnectionsRefused, NodeTierUsed, NodeTierCapacity, NodeTierValues,
+	NodeConnectionsAccepted, NodeConnectionsRefused, NodeConnectionsEvicted, NodeConnectionsOverJobShare,
+	NodeUnreadReplyBytes, NodeUnreadReplyLimit, NodeConnectionsPaused, NodeTierUsed, NodeTierCapacity, NodeTierValues,
 	NodeDRAMCompactedValues, NodeDRAMCompactedPages,
 	NetReceiveBytes, NetTransmitBytes, NetReceiveBytesPerSec, NetTransmitBytesPerSec,
 	DiskReadBytes, DiskWrittenBytes, DiskReads, DiskWrites, DiskReadBytesPerSec, DiskWriteBytesPerSec,
 	DiskReadIOPS, DiskWriteIOPS, DiskBusyPercent, CPUBusyPercent, BlockProbeUp, BlockIODuration,
 	ControllerNodes, ControllerJobs, ControllerJobRegistrations, ControllerRegistrationsRefused,
-	ControllerOrphansDropped, ControllerOrphanBytesDropped, ControllerOrphansHeld,
+	ControllerOrphansDropped, ControllerOrphanBytesDropped, ControllerOrphansHeld, ControllerSweptVersions, ControllerSweptBytes,
 	NodeCPUUtilization, NodeNetUtilization, NodeCapacityUtilization, NodeRxMbps, NodeTxMbps,
 	AutoscalerDecisions, AutoscalerEvaluations, AutoscalerUtilization, AutoscalerStarting,
 }

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"math"
+	"os"
 	"regexp"
 	"testing"
 	"time"
@@ -115,5 +116,25 @@ func TestCodeLabels(t *testing.T) {
 	}
 	if CodeLabel(wire.CodeOK) != ResultOK || CodeLabel(wire.CodeNotFound) != "not_found" || CodeLabel(wire.CodeIO) != "io_error" {
 		t.Errorf("labels %q %q %q", CodeLabel(wire.CodeOK), CodeLabel(wire.CodeNotFound), CodeLabel(wire.CodeIO))
+	}
+}
+
+// TestNamesListsEveryName: every metric name this package declares is in
+// Names. Before, five (the unread reply bytes and limit, the paused
+// connections, the controller's swept versions and bytes) were declared
+// and exported but not listed.
+func TestNamesListsEveryName(t *testing.T) {
+	src, err := os.ReadFile("names.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, n := range Names {
+		listed[n] = true
+	}
+	for _, m := range regexp.MustCompile(`"(pocket_[a-z0-9_]+)"`).FindAllSubmatch(src, -1) {
+		if !listed[string(m[1])] {
+			t.Errorf("%s is declared but not in Names", m[1])
+		}
 	}
 }
