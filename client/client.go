@@ -425,6 +425,7 @@ func (rs *readState) mid() bool { return rs.body || rs.off > 0 }
 
 type call struct {
 	id      uint64
+	op      wire.Op // the request's: its reply must be op's reply
 	dst     []byte
 	h       wire.Header
 	meta    []byte
@@ -476,7 +477,7 @@ func (mc *muxConn) do(ctx context.Context, op wire.Op, flags uint16, req *wire.R
 		mc.unhand()
 		return Reply{}, err
 	}
-	cl := &call{dst: dst, done: make(chan struct{})}
+	cl := &call{op: op, dst: dst, done: make(chan struct{})}
 	mc.used.Store(time.Now().UnixNano())
 	mc.mu.Lock()
 	mc.inHand--
@@ -849,6 +850,13 @@ func (mc *muxConn) readFrame() error {
 			cl = nil
 		}
 		mc.mu.Unlock()
+		if cl != nil && h.Op != cl.op.Reply() {
+			// Not the reply to the request of that id: the stream is out
+			// of step. Before, a put's reply sent for a get, payload and
+			// all, was taken for the get's value (a hostile trial).
+			rs.cl = cl // failed with the connection (failRead)
+			return wire.Errorf(wire.CodeMalformed, "%v to request %d, a %v", h.Op, h.ID, cl.op)
+		}
 		rs.body, rs.off, rs.h, rs.cl = true, 0, h, cl
 		if cl != nil {
 			cl.h = h

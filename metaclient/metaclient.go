@@ -369,7 +369,17 @@ func (c *Client) EndJob(ctx context.Context, job string) (*wire.DropResult, erro
 func (c *Client) GetMap(ctx context.Context, job string, tok []byte) (*wire.PlacementMap, error) {
 	var m wire.PlacementMap
 	err := c.call(ctx, wire.OpGetMap, &wire.JobRef{Job: job, Token: tok}, &m)
-	return &m, err
+	return &m, mapOf(job, &m, err)
+}
+
+// mapOf checks that a map answered for job is job's: one of another job
+// (a broken or hostile controller) would send the job's requests, with
+// its token, to that job's nodes. Before, it was taken (a hostile trial).
+func mapOf(job string, m *wire.PlacementMap, err error) error {
+	if err == nil && m.Job != job {
+		return wire.Errorf(wire.CodeMalformed, "the controller answered the map of job %q for job %q", m.Job, job)
+	}
+	return err
 }
 
 // GetMapOrEnded is GetMap that also takes an ended job's final map
@@ -381,7 +391,7 @@ func (c *Client) GetMap(ctx context.Context, job string, tok []byte) (*wire.Plac
 func (c *Client) GetMapOrEnded(ctx context.Context, job string, tok []byte) (*wire.PlacementMap, error) {
 	var m wire.PlacementMap
 	err := c.call(ctx, wire.OpGetMap, &wire.JobRef{Job: job, Token: tok, EndedOK: true}, &m)
-	return &m, err
+	return &m, mapOf(job, &m, err)
 }
 
 // Status lists the cluster's nodes, the number of jobs and the first jobs

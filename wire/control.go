@@ -906,6 +906,7 @@ func decodeMapNodes(n int, at func(*fb.MapNode, int) bool) ([]MapNode, error) {
 		return nil, err
 	}
 	out := make([]MapNode, n)
+	seen := make(map[string]struct{}, n)
 	var m fb.MapNode
 	for i := range out {
 		at(&m, i)
@@ -914,6 +915,12 @@ func decodeMapNodes(n int, at func(*fb.MapNode, int) bool) ([]MapNode, error) {
 			return nil, err
 		}
 		out[i] = MapNode{Addr: string(addr), Weight: m.Weight(), State: NodeState(m.State()), Since: m.Since()}
+		if _, dup := seen[out[i].Addr]; dup {
+			// Rendezvous hashing over a set naming a node twice gives it
+			// two draws: a map from a broken or hostile controller.
+			return nil, Errorf(CodeMalformed, "node %q listed twice", out[i].Addr)
+		}
+		seen[out[i].Addr] = struct{}{}
 	}
 	return out, nil
 }

@@ -261,14 +261,19 @@ class NodeConn:
             self._read_into(buf[have:])
         return buf
 
-    def recv(self, dst: Callable[[int, int], memoryview | None] | memoryview | None = None, owed: int = 0) -> Reply:
+    def recv(self, dst: Callable[[int, int], memoryview | None] | memoryview | None = None, owed: int = 0,
+             expect: int = 0) -> Reply:
         """Reads the next reply. dst is where a payload goes: a memoryview
         (used when the payload fits it; the reply's payload is then its
         first bytes), or a function of (request id, payload length)
         returning such a view or None. Otherwise the payload is returned as
         bytes, or from buffer.MAP_MIN bytes as a memoryview of a fresh
         buffer.alloc buffer. owed: see _fail (a timeout before any byte of
-        the reply was taken keeps the connection)."""
+        the reply was taken keeps the connection). expect, when not 0, is
+        the reply opcode the request's answer must carry: another fails
+        the connection, Malformed, before its payload is read (before, a
+        put's reply sent for a get gave its payload as the value, a
+        hostile trial; the Go client's readFrame does the same)."""
         try:
             self._fill(wire.HEADER_LEN)
         except (OSError, ValueError, errors.PocketError) as e:
@@ -278,6 +283,8 @@ class NodeConn:
             raise
         try:
             h = wire.parse_header(self._rview[self._r0:self._r0 + wire.HEADER_LEN])
+            if expect and h.op != expect:
+                raise errors.Malformed(f"reply opcode {h.op:#x} to request {h.id}, want {expect:#x}")
             self._r0 += wire.HEADER_LEN
             meta = self._take(h.meta_len) if h.meta_len else b""
             n = h.payload_len
@@ -345,7 +352,7 @@ class NodeConn:
                 v = self._rview
                 return Reply(rid, rflags, code, bytes(v[wire.HEADER_LEN:end - plen]) if mlen else b"",
                              bytes(v[end - plen:end]) if plen else b"")
-        r = self.recv(None, owed=rid if fenced(op, flags) else 0)
+        r = self.recv(None, owed=rid if fenced(op, flags) else 0, expect=op | wire.REPLY_BIT)
         if r.id != rid:
             raise self._fail(errors.Malformed(f"reply id {r.id} to request {rid}"))
         return r
@@ -375,7 +382,7 @@ class NodeConn:
 
     def _roundtrip(self, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
         rid = self.send(op, flags, meta, payload)
-        r = self.recv(dst, owed=rid if fenced(op, flags) else 0)
+        r = self.recv(dst, owed=rid if fenced(op, flags) else 0, expect=op | wire.REPLY_BIT)
         if r.id != rid:
             raise self._fail(errors.Malformed(f"reply id {r.id} to request {rid}"))
         return r

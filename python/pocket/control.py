@@ -292,7 +292,12 @@ class Controller:
         the controller kept, marked ended, when token is the job's (expired
         or not). A controller that kept none (or predates it) raises
         UnknownJob."""
-        return wire.decode_placement_map(self.call(wire.OP_GET_MAP, wire.encode_job_ref(job, token, ended_ok=True)))
+        m = wire.decode_placement_map(self.call(wire.OP_GET_MAP, wire.encode_job_ref(job, token, ended_ok=True)))
+        if m.job != job:
+            # Another job's map would send this job's requests, with its
+            # token, to that job's nodes (the Go metaclient's mapOf).
+            raise errors.Malformed(f"the controller answered the map of job {m.job!r} for job {job!r}")
+        return m
 
     def deregister_job(self, job: str, token: bytes) -> wire.DropResult:
         """Ends a job: its nodes drop its data except persistent values."""

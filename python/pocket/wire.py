@@ -408,6 +408,7 @@ class LostNode:
 
 
 MAX_LOST_NODES = 64  # wire.MaxLostNodes
+MAX_MAP_NODES = 4096  # wire.MaxMapNodes
 
 
 @dataclass(slots=True)
@@ -467,10 +468,21 @@ def decode_placement_map(meta) -> PlacementMap:
     """Decodes a PlacementMap table. Raises Malformed."""
     try:
         t = _root(bytes(meta), _fbPlacementMap.PlacementMap)
+        if t.NodesLength() > MAX_MAP_NODES:
+            raise errors.TooLarge(f"placement map: {t.NodesLength()} nodes over limit {MAX_MAP_NODES}")
         nodes = []
+        seen = set()
         for i in range(t.NodesLength()):
             n = t.Nodes(i)
-            nodes.append(MapNode((n.Addr() or b"").decode(), n.Weight(), n.State(), n.Since()))
+            addr, w = (n.Addr() or b"").decode(), n.Weight()
+            if not (0 <= w < float("inf")):
+                raise errors.Malformed(f"placement map: node {addr} weight {w}")
+            if addr in seen:
+                # Rendezvous hashing would give a node listed twice two
+                # draws: a broken or hostile controller's map.
+                raise errors.Malformed(f"placement map: node {addr!r} listed twice")
+            seen.add(addr)
+            nodes.append(MapNode(addr, w, n.State(), n.Since()))
         if t.LostLength() > MAX_LOST_NODES:
             raise errors.TooLarge(f"placement map: {t.LostLength()} lost nodes over limit {MAX_LOST_NODES}")
         lost = []

@@ -1,0 +1,76 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// fakeNode serves each connection of a loopback listener with serve.
+func fakeNode(t *testing.T, serve func(nc net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				serve(nc, bufio.NewReader(nc))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// readRequest reads one request frame and returns its header.
+func readRequest(br *bufio.Reader) (wire.Header, error) {
+	var hb [wire.HeaderLen]byte
+	if _, err := io.ReadFull(br, hb[:]); err != nil {
+		return wire.Header{}, err
+	}
+	lim := wire.DefaultLimits()
+	h, err := wire.ParseHeader(hb[:], &lim)
+	if err != nil {
+		return h, err
+	}
+	_, err = br.Discard(int(h.MetaLen) + int(h.PayloadLen))
+	return h, err
+}
+
+// TestReplyOfAnotherOpFailsTheConn: a node whose reply carries the
+// request's id but another operation's reply (a put's, with a payload,
+// for a get) is out of step: the connection fails, malformed, rather than take
+// that payload for the value. On the code before, the get returned "xyz".
+func TestReplyOfAnotherOpFailsTheConn(t *testing.T) {
+	addr := fakeNode(t, func(nc net.Conn, br *bufio.Reader) {
+		h, err := readRequest(br)
+		if err != nil {
+			return
+		}
+		b := make([]byte, wire.HeaderLen)
+		wire.PutHeader(b, &wire.Header{Op: wire.OpPut.Reply(), ID: h.ID, PayloadLen: 3})
+		nc.Write(append(b, "xyz"...))
+		io.Copy(io.Discard, br)
+	})
+	c := New(Options{})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := c.Do(ctx, addr, wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "malformed frame: put-reply to request") {
+		t.Fatalf("get answered by a put's reply: payload %q, err %v; want the connection failed, malformed", r.Payload, err)
+	}
+}

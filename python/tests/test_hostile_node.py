@@ -1,0 +1,265 @@
+"""The Python SDK facing a hostile or broken storage node (faked on
+loopback): the cases of the Go SDK's pocket/hostile_node_test.go and
+client/hostile_reply_test.go, from a hostile trial. Each test prints its
+measured figures (run with -s to see them)."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import struct
+import threading
+import time
+
+import flatbuffers
+import pytest
+
+from pocket import errors, wire
+from pocket.client import Client, Job
+from pocket.fb import Request as fbRequest
+from pocket.fb import Response as fbResponse
+
+_HDR = struct.Struct("<2sBBHHQII")
+
+
+def _listen() -> socket.socket:
+    return socket.create_server(("127.0.0.1", 0))
+
+
+def _recv_exact(c, n):
+    b = bytearray()
+    while len(b) < n:
+        got = c.recv(min(n - len(b), 1 << 20))
+        if not got:
+            raise OSError("closed")
+        b += got
+    return bytes(b)
+
+
+def response(size=0, message="") -> bytes:
+    b = flatbuffers.Builder(64)
+    msg = b.CreateString(message) if message else 0
+    fbResponse.ResponseStart(b)
+    if msg:
+        fbResponse.ResponseAddMessage(b, msg)
+    fbResponse.ResponseAddSize(b, size)
+    fbResponse.ResponseAddCapacity(b, size)
+    b.Finish(fbResponse.ResponseEnd(b))
+    return bytes(b.Output())
+
+
+class Node:
+    """Answers each request with answer(op, rid, key) -> bytes to send
+    (None: nothing; the string "close": close the connection)."""
+
+    def __init__(self, answer, read=True):
+        self.ln = _listen()
+        self.addr = "127.0.0.1:%d" % self.ln.getsockname()[1]
+        self.answer, self.read = answer, read
+        self.conns = []
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        try:
+            while True:
+                c, _ = self.ln.accept()
+                self.conns.append(c)
+                threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+        except OSError:
+            return
+
+    def _conn(self, c):
+        try:
+            if not self.read:
+                self.stop.wait(30)
+                return
+            while True:
+                _, _, op, flags, _, rid, mlen, plen = _HDR.unpack(_recv_exact(c, 24))
+                meta = _recv_exact(c, mlen) if mlen else b""
+                if plen:
+                    _recv_exact(c, plen)
+                key = b""
+                if meta:
+                    k = fbRequest.Request.GetRootAs(meta, 0).Key()
+                    key = k or b""
+                out = self.answer(op, rid, key)
+                close = isinstance(out, tuple)
+                if close:
+                    out = out[0]
+                if out:
+                    c.sendall(out)
+                if close:
+                    c.close()
+                    return
+        except OSError:
+            return
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop.set()
+        self.ln.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+def frame(op, rid, code=0, flags=0, meta=b"", payload=b"", mlen=None, plen=None):
+    return wire.pack_header(op | wire.REPLY_BIT, flags, rid, len(meta) if mlen is None else mlen,
+                            len(payload) if plen is None else plen, code) + meta + payload
+
+
+def _job(addr, timeout=2.0):
+    cl = Client("127.0.0.1:1", insecure=True, timeout=timeout)
+    m = wire.PlacementMap(job="hostile-1", tier=0, epoch=1, nodes=[wire.MapNode(addr, 1.0)], token=b"t" * 32)
+    return Job(cl, m)
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _measure(fn):
+    rss0 = _rss_kib()
+    t0 = time.monotonic()
+    try:
+        out, err = fn(), None
+    except BaseException as e:  # noqa: BLE001 -- we report whatever it is
+        out, err = None, e
+    return out, err, time.monotonic() - t0, _rss_kib() - rss0
+
+
+def _report(name, out, err, took, rss):
+    print(f"\n[hostile] {name}: {took:.3f} s, RSS {rss:+d} KiB, "
+          f"{'-> ' + type(err).__name__ + ': ' + str(err)[:200] if err else 'returned ' + repr(out)[:80]}")
+
+
+def _manifest_node(m: wire.Manifest, usage: int = 0, chunk=None):
+    gets = [0]
+
+    def answer(op, rid, key):
+        if op == wire.OP_USAGE:
+            return frame(op, rid, meta=response(size=usage))
+        if op != wire.OP_GET:
+            return frame(op, rid, code=5)
+        if not wire.is_chunk_key(key):
+            return frame(op, rid, flags=wire.FLAG_MANIFEST, payload=m.encode())
+        gets[0] += 1
+        if chunk is not None:
+            return chunk(op, rid, key)
+        return frame(op, rid, code=5, meta=response(message="no chunk"))
+
+    return Node(answer), gets
+
+
+def test_manifest_absurd_count():
+    """A manifest of 4 MiB in 4 Mi chunks of one byte, every chunk "not
+    found": the get fails soon, holding little. Before, every chunk's entry
+    was built first: 56 s and +1.5 GiB of RSS (and the same manifest at
+    256 MiB, the size trusted without a usage check, 64 times as many)."""
+    size = 4 << 20
+    node, gets = _manifest_node(wire.Manifest(0x1234, size, 1, size))
+    job = _job(node.addr)
+    try:
+        out, err, took, rss = _measure(lambda: job.get("k"))
+        _report(f"manifest of {size} one-byte chunks", None, err, took, rss)
+        print(f"[hostile]   chunk gets sent: {gets[0]}")
+        assert isinstance(err, errors.PocketError)
+        assert took < 5, f"took {took:.1f} s"
+        assert rss < 256 << 10, f"RSS +{rss} KiB for a {size}-byte object"
+    finally:
+        job.client.close()
+        node.close()
+
+
+@pytest.mark.parametrize("size", [1 << 36, 1 << 50])
+def test_manifest_huge_with_usage(size):
+    """A manifest of 64 GiB (or 2^50 bytes) and a usage answer that the
+    job holds as much: an SDK error (TooLarge), not MemoryError, OSError or
+    OverflowError (before: a raw OSError, Errno 12)."""
+    chunk = wire.MAX_PAYLOAD
+    node, _ = _manifest_node(wire.Manifest(0x99, size, chunk, (size + chunk - 1) // chunk), usage=size)
+    job = _job(node.addr)
+    try:
+        out, err, took, rss = _measure(lambda: job.get("k"))
+        _report(f"manifest of {size} bytes, usage {size}", None, err, took, rss)
+        assert isinstance(err, errors.PocketError), f"{type(err).__name__}: {err}"
+    finally:
+        job.client.close()
+        node.close()
+
+
+def test_chunk_too_long():
+    """A 3-chunk object of 1 KiB chunks, chunk 1 answered with 1.5 KiB of
+    0xEE: Corrupt, and the caller's buffer past chunk 1 is not written."""
+    m = wire.Manifest(0x77, 3 << 10, 1 << 10, 3)
+
+    def chunk(op, rid, key):
+        i = int(key.rsplit(b"\0", 1)[1])
+        return frame(op, rid, payload=(b"\xee" * 1536 if i == 1 else bytes([0x11 * i]) * 1024))
+
+    node, _ = _manifest_node(m, chunk=chunk)
+    job = _job(node.addr)
+    try:
+        buf = bytearray(b"\xaa" * 4096)
+        out, err, took, rss = _measure(lambda: job.get_into("k", buf))
+        _report("chunk 1 of 1.5 KiB", out, err, took, rss)
+        print(f"[hostile]   0xEE bytes in the caller's buffer: {buf.count(0xEE)}")
+        assert isinstance(err, errors.Corrupt)
+        assert buf.count(0xEE) <= 1024
+    finally:
+        job.client.close()
+        node.close()
+
+
+def test_chunk_windows_whole(monkeypatch):
+    """A chunked object read over several windows of chunks (_CHUNK_WINDOW
+    3, 10 chunks of 1000 bytes and a last of 7) arrives whole and in order."""
+    from pocket import client as pc
+    monkeypatch.setattr(pc, "_CHUNK_WINDOW", 3)
+    val = bytes((i * 7 + i // 251) & 0xFF for i in range(10 * 1000 + 7))
+    m = wire.Manifest(0x55, len(val), 1000, 11)
+
+    def chunk(op, rid, key):
+        i = int(key.rsplit(b"\0", 1)[1])
+        lo, hi = m.bounds(i)
+        return frame(op, rid, payload=val[lo:hi])
+
+    node, gets = _manifest_node(m, chunk=chunk)
+    job = _job(node.addr)
+    try:
+        assert bytes(job.get("k")) == val
+        buf = bytearray(20000)
+        n = job.get_into("k", buf)
+        assert bytes(buf[:n]) == val
+        assert gets[0] == 22
+    finally:
+        job.client.close()
+        node.close()
+
+
+def test_reply_of_another_op_fails_the_connection():
+    """A put's reply, with a payload, sent for a get (the request's id):
+    Malformed, not the payload taken for the value (before: b'xyz'). The
+    Go client's TestReplyOfAnotherOpFailsTheConn."""
+    def answer(op, rid, key):
+        return frame(wire.OP_PUT, rid, payload=b"xyz")
+    node = Node(answer)
+    job = _job(node.addr)
+    try:
+        out, err, took, rss = _measure(lambda: job.get("k"))
+        _report("put reply to a get", out, err, took, rss)
+        assert isinstance(err, errors.PocketError) and "opcode" in str(err), f"{out!r} {err!r}"
+    finally:
+        job.client.close()
+        node.close()
