@@ -287,11 +287,12 @@ func (n *Node) scan(tier Tier, h *wire.Header, r *wire.Request) (*wire.Response,
 	}
 	// A key under the prefix being moved would come back at its new
 	// owner after this delete: wait the move out (CodeBusy; the SDKs
-	// retry). The check registers the delete in the same step, and the
-	// mover marks no key under it until it ends (versionTable.tryMark):
-	// checked once, a key marked after the check and deleted by the
-	// listing below was pushed to its owner and stayed there past this
-	// reply, until the mover's undo (TestPrefixDeleteRacingAMoveLeavesNothing).
+	// retry). The check registers the delete in the same step, and a
+	// mover that marks a key under it afterwards reads that key only once
+	// it has ended (versionTable.markWaiting): checked once, a key marked
+	// after the check and deleted by the listing below was pushed to its
+	// owner and stayed there past this reply, until the mover's undo
+	// (TestPrefixDeleteRacingAMoveLeavesNothing).
 	end, ok := n.vers.beginPrefixDelete(tier.Kind(), r.Job, r.Key)
 	if !ok {
 		return nil, errMoving

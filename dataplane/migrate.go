@@ -31,10 +31,10 @@ import (
 //     for now, a chunk of a version still leased here (its writer has not
 //     confirmed it: see "Leased chunks stay" below);
 //  2. mark the key moving: a client's delete (or delete-after-read) of it
-//     here answers CodeBusy until step 5, and the SDK retries; a key
-//     under a prefix delete running here is not marked but left to it
-//     (a later pass moves it if it stays), since that delete, past its
-//     check for keys moving, would not wait (versionTable.tryMark);
+//     here answers CodeBusy until step 5, and the SDK retries; then wait
+//     for the deletes of it that began before the mark (a single-key
+//     delete, a take, a prefix delete covering it) to end, since they
+//     are past their check for keys moving (versionTable.markWaiting);
 //  3. put the value at the owner with FlagIfAbsent and the value's stored
 //     flags, version and object size. A value already there is newer: a
 //     client wrote it after the drain began (clients put to the new owners
@@ -370,11 +370,10 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 			return nil // its writer's confirm fails: the put is dropped
 		}
 	}
-	unmark, ok := n.vers.tryMark(t.Kind(), job, key)
-	if !ok {
-		return nil // a prefix delete is removing it here: a later pass moves it if it stays
-	}
-	defer unmark()
+	// Marked, then once no delete of it runs (markWaiting): a delete
+	// that began before the mark ends first, and the read below finds
+	// what it left.
+	defer n.vers.markWaiting(t.Kind(), job, key)()
 	val, info, err := readValue(t, job, key)
 	if errors.Is(err, ErrNotFound) {
 		return nil // deleted meanwhile

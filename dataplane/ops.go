@@ -473,6 +473,13 @@ var errTaken = &wire.Error{Code: wire.CodeNotFound, Msg: "no value under that ke
 // once it has read the chunks (so a failed read deletes nothing), and
 // hands the object out only if that delete removed it.
 func (n *Node) takeRead(tier Tier, job, key []byte) (Value, error) {
+	// The get's check for a move (Node.get) came before the worker's
+	// queue: checked again with the take registered (beginKeyDelete).
+	d, ok := n.vers.beginKeyDelete(tier.Kind(), job, key)
+	if !ok {
+		return nil, errMoving
+	}
+	defer d.end()
 	for try := 1; ; try++ {
 		v, err := tier.Open(job, key)
 		if err != nil || v.Flags()&Manifest != 0 {
@@ -555,7 +562,10 @@ func (n *Node) meta(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 // drop its chunks.
 func (n *Node) delete(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	r := &cs.req
-	if n.moving(tier, r.Job, r.Key) {
+	// Checked and registered in one step (beginKeyDelete): the mover
+	// marks the key only after this delete has ended.
+	d, ok := n.vers.beginKeyDelete(tier.Kind(), r.Job, r.Key)
+	if !ok {
 		n.replyErr(c, cs, h, errMoving)
 		return
 	}
@@ -566,6 +576,7 @@ func (n *Node) delete(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	} else {
 		info, err = tier.Delete(r.Job, r.Key)
 	}
+	d.end()
 	if err != nil {
 		n.replyErr(c, cs, h, wire.ErrorOf(err))
 		return

@@ -76,7 +76,7 @@ func testPrefixDeleteRacingAMove(t *testing.T, size int, undoLost bool) {
 	// mover starts now, and the listing goes on once the mover has read
 	// the key and is pushing it to A (or the mover is done).
 	var once sync.Once
-	var moveDone bool
+	var moveDone, waited bool
 	var early moveResult
 	b.faulty.SetHook(func(op dataplane.FaultOp, _, prefix []byte) error {
 		if op != dataplane.FaultList || string(prefix) != "dir/" {
@@ -84,10 +84,14 @@ func testPrefixDeleteRacingAMove(t *testing.T, size int, undoLost bool) {
 		}
 		once.Do(func() {
 			startMove()
+			// With marks waiting for running deletes (markWaiting), the
+			// mover marks the key and waits for this delete to end.
 			select {
 			case <-hs.pushing:
 			case early = <-moved:
 				moveDone = true
+			case <-time.After(time.Second):
+				waited = true // the mover waits for this delete: taken below
 			case <-ctx.Done():
 			}
 		})
@@ -101,6 +105,9 @@ func testPrefixDeleteRacingAMove(t *testing.T, size int, undoLost bool) {
 	once.Do(func() { ran = true })
 	if ran {
 		t.Fatal("B's prefix delete did not list its keys: the test did not run its move")
+	}
+	if waited {
+		early, moveDone = <-moved, true
 	}
 	t.Logf("RemoveAll(dir) returned nil; mover had pushed before B's listing went on: %v", !moveDone)
 
