@@ -48,8 +48,8 @@ type Config struct {
 	// MaxProvenPerOwner bounds the connections one owner may have proven
 	// at once (Conn.ProveFor; a storage node's owner is the job whose
 	// token a connection showed). A connection proven past it stays
-	// unproven, so at MaxConns it may give its slot to a newcomer like a
-	// connection that proved nothing: one job's connections cannot keep
+	// unproven, so at MaxConns it may give its slot to a newcomer, after
+	// every connection that proved nothing: one job's connections cannot keep
 	// every other job off a shared node (a hostile trial: 40 connections
 	// that each sent one stat with a job's valid token left 5 of 5 of
 	// another job's puts refused at the limit). Only with EvictUnproven.

@@ -69,6 +69,7 @@ type Conn struct {
 	// its neighbours there, and when it was opened (nanotime).
 	unPrev, unNext *Conn
 	onList         bool
+	over           bool // on the loop's overOwner list, not its unproven one
 	born           int64
 	// The owner it is proven for (Conn.ProveFor), counted in the
 	// server's owners; or, when owned is false and ownerSeen is not 0,
@@ -711,7 +712,7 @@ func (l *Loop) closeConn(c *Conn, err error) {
 		c.in = nil
 	}
 	c.sink = nil
-	l.unproven.remove(c)
+	l.unlist(c)
 	if c.owned {
 		l.srv.owners.release(c.owner)
 		c.owned = false

@@ -1,6 +1,8 @@
 package netio
 
 import (
+	"io"
+	"net"
 	"testing"
 	"time"
 )
@@ -59,5 +61,62 @@ func TestProveForWithoutEviction(t *testing.T) {
 	}
 	if st := s.Stats(); st.OverOwner != 0 {
 		t.Fatalf("OverOwner %d without EvictUnproven", st.OverOwner)
+	}
+}
+
+// aliveFor reports whether c still answers a frame.
+func aliveFor(c net.Conn, owner string) bool {
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(frame([]byte(owner))); err != nil {
+		return false
+	}
+	got := make([]byte, 5)
+	_, err := io.ReadFull(c, got)
+	return err == nil
+}
+
+// TestTokenlessNewcomersEvictTokenlessFirst: a legitimate job holding more
+// than MaxProvenPerOwner connections (a big job: thousands of lambdas, two
+// connections each per node) has its connections past the share left
+// unproven; they were on the same list as connections that proved
+// nothing, oldest first. A peer with no token at all, connecting over MaxConns,
+// evicted the job's connections rather than its own tokenless ones.
+// Before e31e59b every connection of the job was proven (Prove) and could
+// not be evicted by a tokenless newcomer; with it, 2 of the job's 6 were
+// (the review). Connections past their owner's share now go only once no
+// connection that proved nothing can.
+func TestTokenlessNewcomersEvictTokenlessFirst(t *testing.T) {
+	s := start(t, Config{Loops: 1, MaxConns: 8, MaxProvenPerOwner: 4, EvictUnproven: true},
+		&proveHandler{newCloseLog()})
+	var job []net.Conn
+	for range 6 {
+		c := dial(t, s)
+		if !aliveFor(c, "a") {
+			t.Fatal("job connection not served")
+		}
+		job = append(job, c)
+	}
+	if st := s.Stats(); st.OverOwner != 2 {
+		t.Fatalf("OverOwner %d, want 2", st.OverOwner)
+	}
+	// Two tokenless connections fill MaxConns, then age past the grace.
+	dial(t, s)
+	dial(t, s)
+	time.Sleep(UnprovenGrace + 100*time.Millisecond)
+	// Two more tokenless newcomers: each takes the slot of the oldest
+	// unproven connection.
+	dial(t, s)
+	dial(t, s)
+	time.Sleep(300 * time.Millisecond)
+	lost := 0
+	for i, c := range job {
+		if !aliveFor(c, "a") {
+			t.Logf("job connection %d evicted", i)
+			lost++
+		}
+	}
+	t.Logf("stats: %+v", s.Stats())
+	if lost > 0 {
+		t.Fatalf("%d of the job's 6 connections evicted by tokenless newcomers while tokenless connections were open", lost)
 	}
 }

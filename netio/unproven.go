@@ -21,8 +21,18 @@ import (
 // for a new connection at MaxConns. Cheap when already proven.
 func (c *Conn) Prove() {
 	if c.onList {
-		c.loop.unproven.remove(c)
+		c.loop.unlist(c)
 	}
+}
+
+// unlist takes c off whichever list of l it is on.
+func (l *Loop) unlist(c *Conn) {
+	if c.over {
+		l.overOwner.remove(c)
+		c.over = false
+		return
+	}
+	l.unproven.remove(c)
 }
 
 // ProveFor is Prove on behalf of owner (a storage node passes the job
@@ -40,17 +50,29 @@ func (c *Conn) ProveFor(owner []byte) {
 		return
 	}
 	limit := c.loop.cfg.MaxProvenPerOwner
+	// Read before add: a release between a refused add and this read
+	// would otherwise be taken as seen, and the connection not tried
+	// again until another release.
+	rel := o.released.Load()
 	if limit > 0 && !o.add(owner, limit) {
 		if c.ownerSeen == 0 {
 			c.loop.stats.overOwner.Add(1)
 		}
-		c.ownerSeen = o.released.Load() + 1
+		if !c.over {
+			// It showed a valid proof: evicted only after every
+			// connection that proved nothing (evictUnproven), so a
+			// tokenless newcomer does not take a big job's slot.
+			c.loop.unproven.remove(c)
+			c.loop.overOwner.push(c)
+			c.over = true
+		}
+		c.ownerSeen = rel + 1
 		return
 	}
 	if limit > 0 {
 		c.owner, c.owned = string(owner), true
 	}
-	c.loop.unproven.remove(c)
+	c.loop.unlist(c)
 }
 
 // ownerTable counts proven connections by owner (Conn.ProveFor). Touched
@@ -135,8 +157,16 @@ func (q *connList) remove(c *Conn) {
 // been open for UnprovenGrace, freeing its slot; it reports whether it
 // did.
 func (l *Loop) evictUnproven() bool {
+	if !l.cfg.EvictUnproven {
+		return false
+	}
+	now := nanotime()
 	c := l.unproven.head
-	if !l.cfg.EvictUnproven || c == nil || nanotime()-c.born < int64(UnprovenGrace) {
+	if c == nil || now-c.born < int64(UnprovenGrace) {
+		// Only then a connection over its owner's share.
+		c = l.overOwner.head
+	}
+	if c == nil || now-c.born < int64(UnprovenGrace) {
 		return false
 	}
 	l.stats.unprovenEvictions.Add(1)
@@ -162,12 +192,16 @@ func (l *Loop) evictElsewhere() bool {
 		return false
 	}
 	now := nanotime()
+	old := func(q *connList) bool {
+		hb := q.headBorn.Load()
+		return hb != 0 && now-hb >= int64(UnprovenGrace)
+	}
 	for _, o := range l.srv.loops {
 		q := &o.unproven
-		if o == l || q.headBorn.Load() == 0 || now-q.headBorn.Load() < int64(UnprovenGrace) {
+		if o == l || !old(q) && !old(&o.overOwner) {
 			continue
 		}
-		if q.claims.Add(1) > q.n.Load() {
+		if q.claims.Add(1) > q.n.Load()+o.overOwner.n.Load() {
 			q.claims.Add(-1)
 			continue
 		}
