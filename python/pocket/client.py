@@ -1720,7 +1720,7 @@ class Job:
             r2 = send(old)
             return r2 if r2.code == 0 else _not_found_at_both(send(addr), r2)
         if op == wire.OP_DELETE and flags & wire.FLAG_IF_VERSION:
-            r = self._send(addr, wire.OP_STAT, st.tier_flags, st.codec.encode(key))
+            r = self._send_patient(addr, wire.OP_STAT, st.tier_flags, st.codec.encode(key))
             if r.code == 0 and r.response().version == version:
                 return self._delete_found(st, key, addr, old, version)
             if r.code not in (0, errors.Code.NOT_FOUND):
@@ -1822,7 +1822,9 @@ class Job:
         owner has nothing, the old owner reads and deletes as usual (its
         mover deletes at the owner a value it moved meanwhile), and failing
         that the owner, where it may just have moved."""
-        r = self._send(addr, wire.OP_GET, (flags & ~wire.FLAG_DELETE_AFTER_READ) | wire.FLAG_VERSION, meta, None, dst)
+        # The owner is waited out while it answers busy, as every send to
+        # it in a change (the Go SDK's movingKey.send).
+        r = self._send_patient(addr, wire.OP_GET, (flags & ~wire.FLAG_DELETE_AFTER_READ) | wire.FLAG_VERSION, meta, None, dst)
         if r.code == errors.Code.NOT_FOUND:
             r2 = send(old)
             return r2 if r2.code == 0 else _not_found_at_both(send(addr), r2)
@@ -1850,7 +1852,7 @@ class Job:
         old_ver = r_old.response().version if r_old.code == 0 and r_old.meta else 0
         if old_ver and old_ver != ver:
             self._drop_version(old_ver)
-        return self._send(addr, wire.OP_DELETE, st.tier_flags | wire.FLAG_IF_VERSION, st.codec.encode(key, ver))
+        return self._send_patient(addr, wire.OP_DELETE, st.tier_flags | wire.FLAG_IF_VERSION, st.codec.encode(key, ver))
 
     def _fan_out(self, op: int, flags: int, skip: Iterable[str] = (), **fields) -> list[Reply]:
         """Sends the same keyless or prefix request to every live node at

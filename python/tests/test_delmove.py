@@ -393,3 +393,55 @@ def test_busy_live_owner_in_change_is_waited_out(change_views, change, monkeypat
     assert busy == {wire.OP_GET: 0, wire.OP_STAT: 0, wire.OP_DELETE: 0}
     with pytest.raises(pocket.NotFound):
         during.get(key)
+
+
+# ---- busy answers from a key's live owner, the other sends (a review) ----
+#
+# The live owner's look of a delete-after-read (_read_delete), the final
+# delete by version of _delete_found, and the stat of a delete by version
+# (_drain_do) sent once; the Go SDK's movingKey.send waits them all out.
+
+
+def _busy_live(during, live, busy):
+    send = during._send_once
+
+    def busy_first(addr, op, flags, *a, **kw):
+        if addr == live and busy.get(op, 0) > 0:
+            busy[op] -= 1
+            return conn.Reply(0, 0, pocket.errors.Code.BUSY, b"", b"")
+        return send(addr, op, flags, *a, **kw)
+    return busy_first
+
+
+@pytest.mark.parametrize("change", ["join", "drain"])
+def test_busy_live_owner_delete_after_read(change_views, change, monkeypatch):
+    views, _ = change_views
+    _, during = views[change]
+    key = next(k for k in (f"dar-{i}" for i in range(1000)) if during._st.route(k.encode(), 0)[1])
+    live = during._st.route(key.encode(), 0)[0]
+    during.put(key, b"value")
+    busy = {wire.OP_GET: 3}
+    monkeypatch.setattr(during, "_send_once", _busy_live(during, live, busy))
+    # Before: Busy raised by the live owner's first look.
+    assert bytes(during.get(key, delete_after_read=True)) == b"value"
+    assert busy == {wire.OP_GET: 0}
+
+
+@pytest.mark.parametrize("change", ["join", "drain"])
+def test_busy_live_owner_delete_by_version(change_views, change, monkeypatch):
+    views, _ = change_views
+    _, during = views[change]
+    st = during._st
+    key = next(k for k in (f"dv-{i}" for i in range(1000)) if st.route(k.encode(), 0)[1])
+    live, old = st.route(key.encode(), 0)[0], st.route(key.encode(), 0)[1]
+    during.put(key, b"value")
+    ver = during._send(live, wire.OP_STAT, st.tier_flags, st.codec.encode(key.encode())).response().version
+    assert ver, "the value stored at the live owner has no version"
+    busy = {wire.OP_STAT: 3}
+    monkeypatch.setattr(during, "_send_once", _busy_live(during, live, busy))
+    # The delete by version that ends a chunked delete-after-read: its
+    # stat at the live owner. Before: the busy reply returned.
+    r = during._drain_do(st, key.encode(), ver, live, old, wire.OP_DELETE, wire.FLAG_IF_VERSION | st.tier_flags,
+                         st.codec.encode(key.encode(), ver), None, None)
+    assert r.code == 0, r.code
+    assert busy == {wire.OP_STAT: 0}
