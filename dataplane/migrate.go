@@ -46,8 +46,8 @@ import (
 //     owner too, conditionally on the version moved: the paths that
 //     delete here without waiting for the mark (a chunk's version
 //     dropped because its object was overwritten or deleted, a lease
-//     that ran out, a prefix delete, a delete-after-read) must not see
-//     the value come back at the owner, nor its chunks outlive it;
+//     that ran out) must not see the value come back at the owner, nor
+//     its chunks outlive it;
 //  5. unmark the key.
 //
 // So a move never overwrites a newer write, and a deleted key never comes

@@ -106,7 +106,8 @@ type versionTable struct {
 	keptAlone    time.Duration     // defaultKeptAlone but in tests
 	moving       map[movingKey]int // keys being moved to their owners (migrate.go)
 	// deleting counts the prefix deletes running (movingKey.key: the
-	// prefix): the mover marks no key under one (tryMark).
+	// prefix): a mover that marks a key under one waits for it to end
+	// before it reads the key (markWaiting).
 	deleting map[movingKey]int
 	// deletingKeys counts the single-key deletes (and delete-after-read
 	// takes) running past their check for a move (beginKeyDelete).

@@ -66,10 +66,10 @@ type Loop struct {
 	// unproven lists the loop's connections the handler has not vouched
 	// for (Conn.Prove), oldest first, when Config.EvictUnproven is set.
 	unproven connList
-	// overOwner lists, oldest found first, the connections that showed a
-	// valid proof for an owner already at MaxProvenPerOwner
-	// (Conn.ProveFor): evictable too, but only once no connection that
-	// proved nothing is (evictUnproven).
+	// overOwner lists, oldest opened first (insertByBorn), the
+	// connections that showed a valid proof for an owner already at
+	// MaxProvenPerOwner (Conn.ProveFor): evictable too, but only once no
+	// connection that proved nothing is (evictUnproven).
 	overOwner connList
 
 	// The coarse clock and the timers (see timeouts.go). tick and the

@@ -120,3 +120,37 @@ func TestTokenlessNewcomersEvictTokenlessFirst(t *testing.T) {
 		t.Fatalf("%d of the job's 6 connections evicted by tokenless newcomers while tokenless connections were open", lost)
 	}
 }
+
+// TestOverShareEvictsTheOldestFirst: the overOwner list is ordered by when a
+// connection was found over its owner's share, not by when it opened, and
+// evictUnproven looks only at its head. A connection open long (past
+// UnprovenGrace) that shows its token only after a younger one went over
+// the share sits behind the young head: a newcomer at MaxConns evicts
+// nothing although a connection past its grace is evictable. On the
+// single list before 87b8b97 (ordered by open time) it was evicted; with
+// 87b8b97 the newcomer was refused (a review). The list is kept in open
+// order now (insertByBorn).
+func TestOverShareEvictsTheOldestFirst(t *testing.T) {
+	s := start(t, Config{Loops: 1, MaxConns: 3, MaxProvenPerOwner: 1, EvictUnproven: true},
+		&proveHandler{newCloseLog()})
+	a1 := dial(t, s)
+	roundTrip(t, a1, frame([]byte("a")), frame([]byte("1")))
+	old := dial(t, s)
+	time.Sleep(UnprovenGrace + 100*time.Millisecond)
+	young := dial(t, s)
+	roundTrip(t, young, frame([]byte("a")), frame([]byte("0"))) // over: head of overOwner
+	roundTrip(t, old, frame([]byte("a")), frame([]byte("0")))   // over: behind it
+	_ = dial(t, s)                                              // newcomer at MaxConns
+	time.Sleep(50 * time.Millisecond)
+	st := s.Stats()
+	if st.UnprovenEvictions != 1 {
+		t.Fatalf("UnprovenEvictions %d, want 1: the connection open %v (past UnprovenGrace) was not evicted for the newcomer, since the younger head of overOwner is within its grace (stats %+v)",
+			st.UnprovenEvictions, UnprovenGrace+100*time.Millisecond, st)
+	}
+	if aliveFor(old, "a") {
+		t.Fatal("the old over-share connection is still open")
+	}
+	if !aliveFor(young, "a") {
+		t.Fatal("the young over-share connection was evicted")
+	}
+}

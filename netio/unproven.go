@@ -63,7 +63,7 @@ func (c *Conn) ProveFor(owner []byte) {
 			// connection that proved nothing (evictUnproven), so a
 			// tokenless newcomer does not take a big job's slot.
 			c.loop.unproven.remove(c)
-			c.loop.overOwner.push(c)
+			c.loop.overOwner.insertByBorn(c)
 			c.over = true
 		}
 		c.ownerSeen = rel + 1
@@ -127,6 +127,36 @@ func (q *connList) push(c *Conn) {
 		q.headBorn.Store(max(c.born, 1))
 	}
 	q.tail = c
+	q.n.Add(1)
+}
+
+// insertByBorn inserts c keeping the list ordered by open time (born),
+// oldest first, as push keeps the unproven list: evictUnproven and
+// evictElsewhere look only at the head. The overOwner list gets its
+// connections when they are found over their owner's share, which is
+// not the order they opened in; the walk starts at the tail, where a
+// connection found over at its first request belongs.
+func (q *connList) insertByBorn(c *Conn) {
+	after := q.tail
+	for after != nil && after.born > c.born {
+		after = after.unPrev
+	}
+	if after == q.tail {
+		q.push(c)
+		return
+	}
+	c.onList = true
+	c.unPrev = after
+	if after == nil {
+		c.unNext = q.head
+		q.head.unPrev = c
+		q.head = c
+		q.headBorn.Store(max(c.born, 1))
+	} else {
+		c.unNext = after.unNext
+		after.unNext.unPrev = c
+		after.unNext = c
+	}
 	q.n.Add(1)
 }
 
