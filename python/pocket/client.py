@@ -1700,7 +1700,7 @@ class Job:
         then the old one, then the owner again; deletes go to the old owner
         first (waiting while it answers busy), then the owner, a get that
         deletes and a delete by version as _read_delete and
-        _delete_version_moving; puts go to the owner, and a put stored
+        _delete_found; puts go to the owner, and a put stored
         there (not a chunk's) deletes the old owner's older copy (_drop_old;
         see the Go SDK's drain.go)."""
         def send(a: str) -> Reply:
