@@ -73,9 +73,6 @@ func TestUnreadRepliesHoldNoSlots(t *testing.T) {
 	var mu sync.Mutex
 	var held []net.Conn
 	var wg sync.WaitGroup
-	// No reply write of the controller blocks before start, so on the
-	// code before this fix no slot frees before start + writeTimeout.
-	start := time.Now()
 	for range maxConns {
 		wg.Add(1)
 		go func() {
@@ -97,11 +94,17 @@ func TestUnreadRepliesHoldNoSlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The controller first works through what was sent (longer on a busy
-	// machine); then its replies wait unread, and the slots must free
-	// within evictMinIdle, well before writeTimeout (10 s) after start,
-	// when the code before this fix first freed one.
-	deadline := start.Add(writeTimeout - 500*time.Millisecond)
+	// The controller first works through what was sent, for many
+	// seconds on a loaded machine (CI: more than writeTimeout); start
+	// once it serves none of the tenant's connections any more: each is
+	// stuck in a reply write. Then the slots must free within
+	// evictMinIdle; on the code before this fix the first freed
+	// writeTimeout (10 s) after its write blocked.
+	if !stuckInWrites(c, len(held), time.Minute) {
+		t.Fatalf("the controller still serves the %d connections after a minute", len(held))
+	}
+	start := time.Now()
+	deadline := start.Add(5 * time.Second)
 	refused := 0
 	var last error
 	for {
@@ -122,4 +125,24 @@ func TestUnreadRepliesHoldNoSlots(t *testing.T) {
 	}
 	t.Errorf("another client's registrations refused %d times over %v while a tenant holds %d connections with replies unread: %v",
 		refused, time.Since(start).Round(time.Millisecond), len(held), last)
+}
+
+// stuckInWrites waits, up to limit, until n of c's connections other than
+// nodes' have had no request start or end for 500 ms: its reply writes
+// block, and it reads no more from them.
+func stuckInWrites(c *Controller, n int, limit time.Duration) bool {
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		stuck := 0
+		c.srv.mu.Lock()
+		for _, ci := range c.srv.conns {
+			if !ci.node && time.Since(ci.last) > 500*time.Millisecond {
+				stuck++
+			}
+		}
+		c.srv.mu.Unlock()
+		if stuck >= n {
+			return true
+		}
+	}
+	return false
 }
