@@ -139,20 +139,13 @@ type versionTable struct {
 }
 
 func newVersionTable() *versionTable {
-	return &versionTable{m: make(map[verKey]*verEntry), dead: make(map[jobTier]map[uint64]int64),
+	v := &versionTable{m: make(map[verKey]*verEntry), dead: make(map[jobTier]map[uint64]int64),
 		removed: make(map[jobTier]map[uint64]keptVersion), keptAlone: defaultKeptAlone, jobs: make(map[jobTier]*jobCost),
 		moving: make(map[movingKey]int), deleting: make(map[movingKey]int), deletingKeys: make(map[movingKey]int),
 		filing: make(map[verKey]int), lease: DefaultChunkLease,
 		stop: make(chan struct{}), done: make(chan struct{})}
-}
-
-// cond is deleteEnded, made on first use (mu held): tests build tables
-// by hand.
-func (v *versionTable) condLocked() *sync.Cond {
-	if v.deleteEnded == nil {
-		v.deleteEnded = sync.NewCond(&v.mu)
-	}
-	return v.deleteEnded
+	v.deleteEnded = sync.NewCond(&v.mu)
+	return v
 }
 
 // ChunkLease is how long a leased chunk version lives without a chunk put
@@ -523,14 +516,8 @@ type movingKey struct {
 	job, key string
 }
 
-// mark marks a key moving and returns the function that unmarks it.
-func (v *versionTable) mark(t Kind, job, key []byte) func() {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.markLocked(movingKey{t, string(job), string(key)})
-}
-
-// markLocked is mark with mu held; the function it returns takes mu.
+// markLocked marks a key moving (mu held) and returns the function that
+// unmarks it, which takes mu.
 func (v *versionTable) markLocked(k movingKey) func() {
 	v.moving[k]++
 	v.marked.Add(1)
@@ -560,7 +547,7 @@ func (v *versionTable) beginPrefixDelete(t Kind, job, prefix []byte) (end func()
 		if v.deleting[k]--; v.deleting[k] <= 0 {
 			delete(v.deleting, k)
 		}
-		v.condLocked().Broadcast()
+		v.deleteEnded.Broadcast()
 		v.mu.Unlock()
 	}, true
 }
@@ -617,7 +604,7 @@ func (d keyDelete) end() {
 	if v.deletingKeys[d.k]--; v.deletingKeys[d.k] <= 0 {
 		delete(v.deletingKeys, d.k)
 	}
-	v.condLocked().Broadcast()
+	v.deleteEnded.Broadcast()
 	v.mu.Unlock()
 }
 
@@ -636,7 +623,7 @@ func (v *versionTable) markWaiting(t Kind, job, key []byte) (unmark func()) {
 	for {
 		switch {
 		case v.coveredLocked(k):
-			v.condLocked().Wait()
+			v.deleteEnded.Wait()
 		case v.unregistered.Load() > 0:
 			// Deletes begun unregistered before the mark (any key's:
 			// they are not told apart) end within one request; none

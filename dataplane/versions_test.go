@@ -142,7 +142,7 @@ func TestNodeMovingKeyRefusesDelete(t *testing.T) {
 	req := &wire.Request{Job: []byte("j"), Key: []byte("k")}
 	roundTrip(t, c, wire.OpPut, 0, req, []byte("v"))
 	n.SetDraining(true)
-	unmark := n.vers.mark(KindDRAM, []byte("j"), []byte("k"))
+	unmark := n.vers.markWaiting(KindDRAM, []byte("j"), []byte("k"))
 	if r := roundTrip(t, c, wire.OpDelete, 0, req, nil); !errors.Is(r.Err(), wire.ErrBusy) {
 		t.Fatalf("delete of a moving key: %v", r.Err())
 	}

@@ -46,7 +46,7 @@ func (c *Conn) ProveFor(owner []byte) {
 		return
 	}
 	o := &c.loop.srv.owners
-	if c.ownerSeen != 0 && c.ownerSeen == o.released.Load()+1 {
+	if c.ownerSeen == o.released.Load()+1 { // 0 (never refused) matches no count
 		return
 	}
 	limit := c.loop.cfg.MaxProvenPerOwner

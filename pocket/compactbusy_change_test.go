@@ -3,33 +3,11 @@ package pocket
 import (
 	"bytes"
 	"context"
-	"strconv"
 	"testing"
 
 	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/dataplane/dramtest"
 )
-
-// fragment fills a DRAM tier with another job's 100-byte values and
-// deletes all but one in 64: a put of another size then finds no page,
-// and the node makes room by compacting on a goroutine, answering the put
-// busy meanwhile (dataplane/dram_compact.go).
-func fragment(t *testing.T, tier dataplane.Tier) {
-	t.Helper()
-	d := tier.(*dataplane.DRAM)
-	k := 0
-	for ; ; k++ {
-		p, err := d.Create([]byte("other"), []byte("s"+strconv.Itoa(k)), 100, dataplane.Meta{})
-		if err != nil {
-			break
-		}
-		p.Commit()
-	}
-	for i := 0; i < k; i++ {
-		if i%64 != 0 {
-			d.Delete([]byte("other"), []byte("s"+strconv.Itoa(i)))
-		}
-	}
-}
 
 // TestPutInChangeWaitsOutCompaction: a put of a key whose owner changes
 // (a node joins, or the key's old owner drains) goes to its live owner;
@@ -47,7 +25,7 @@ func TestPutInChangeWaitsOutCompaction(t *testing.T) {
 		}
 		for i, a := range mk.addrs {
 			if a == r.addr {
-				fragment(t, mk.tiers[i])
+				dramtest.Fragment(mk.tiers[i].(*dataplane.DRAM))
 			}
 		}
 		v := randBytes(8<<10, 3)

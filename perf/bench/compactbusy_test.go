@@ -2,12 +2,12 @@ package bench
 
 import (
 	"context"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/dataplane/dramtest"
 	"github.com/pocketstore/pocket/netio"
 )
 
@@ -26,19 +26,7 @@ func fragmentedNode(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close(); d.Close() })
-	k := 0
-	for ; ; k++ {
-		p, err := d.Create([]byte("other"), []byte("s"+strconv.Itoa(k)), 100, dataplane.Meta{})
-		if err != nil {
-			break
-		}
-		p.Commit()
-	}
-	for i := 0; i < k; i++ {
-		if i%64 != 0 {
-			d.Delete([]byte("other"), []byte("s"+strconv.Itoa(i)))
-		}
-	}
+	dramtest.Fragment(d)
 	return n.Addr().String()
 }
 
