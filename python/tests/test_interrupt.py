@@ -10,6 +10,8 @@ executed: a put that raised, stored). Both tests fail on the old client."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import pocket
@@ -55,6 +57,13 @@ def test_reply_left_unread_is_never_read_as_another(job):
     with pytest.raises(KeyboardInterrupt):
         job.put("k", b"v2")  # written whole; its reply left unread
     assert c.broken
+    # v2 was written whole, so the node executes it, on the closed
+    # connection, in no order with puts on others: wait until it has (a
+    # CI run saw it land after v3-0; an interrupted put is not fenced, see
+    # the README's known limits).
+    deadline = time.monotonic() + 10
+    while bytes(job.get("k")) != b"v2" and time.monotonic() < deadline:
+        time.sleep(0.01)
     for i in range(8):  # before: "Malformed: reply id N to request N+1"
         job.put("k", b"v3-%d" % i)
         assert bytes(job.get("k")) == b"v3-%d" % i
