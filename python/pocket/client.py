@@ -1619,6 +1619,18 @@ class Job:
                 if attempt < _MAP_RETRIES and self._follow([e], st, op, flags, attempt=attempt):
                     continue
                 raise
+            except BaseException as e:
+                # Interrupted (KeyboardInterrupt, a signal handler's
+                # exception) while a put or delete of key was written or
+                # awaited: its connection owes the reply, and the next
+                # put or delete of key waits for it (conn._interrupted).
+                owed = getattr(e, "__dict__", {}).pop("pocket_owed_conn", None)
+                if owed is not None:
+                    if fence:
+                        self._fence_hold(key, owed)
+                    else:
+                        owed.close()
+                raise
             if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt):
                 continue
             if deleted and r.code in (errors.Code.NOT_FOUND, errors.Code.CONFLICT):
@@ -1641,7 +1653,9 @@ class Job:
     # larger of the timeout and conn.SILENCE (30 s) is given up, as the Go
     # SDK gives up a silent node's call: what it does after that is its
     # lease's to bound (a node whose controller has been away refuses
-    # requests). Calls through other Job
+    # requests). A put or delete interrupted (KeyboardInterrupt, a signal
+    # handler's exception) before its reply began is fenced the same way
+    # (conn._interrupted). Calls through other Job
     # objects, or other processes, are not ordered. Before, a request that
     # timed out closed its connection, and the known limits said the Python
     # client orders nothing after a timeout.

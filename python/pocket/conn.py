@@ -27,7 +27,10 @@ the timeout (``roundtrip``) leaves its connection open, out of the pool,
 on the error (``NodeUnavailable.conn``, its ``owed`` request id): the node
 may still execute the request, and a caller that must not be overtaken by
 it (a put or delete of the same key: ``Job``'s fences in client.py) first
-reads that reply (``settle``), then closes the connection.
+reads that reply (``settle``), then closes the connection. A put or delete
+interrupted (KeyboardInterrupt, a signal handler's exception) before its
+reply began does the same, the connection riding on the exception
+(``pocket_owed_conn``) and shut for writing first (``_interrupted``).
 
 Outcomes: a connection that fails raises ``NodeUnavailable`` (an
 ``errors.Unavailable``) naming the node and saying whether the request
@@ -143,6 +146,10 @@ class NodeConn:
         self.broken = False
         self.owed = 0  # a request whose reply timed out before it began (roundtrip), kept for settle
         self.owed_at = 0.0  # when it began to owe that reply (time.monotonic)
+        # _awaiting: the request whose frame is being written, or was, and
+        # of whose reply no byte has come (0: none); what an interrupted
+        # call leaves owing (_interrupted).
+        self._awaiting = 0
         self._poll = select.poll()
         self._poll.register(self.sock, select.POLLIN)
 
@@ -188,6 +195,7 @@ class NodeConn:
         if n > wire.MAX_PAYLOAD:
             raise errors.TooLarge(f"payload of {n} bytes over the frame limit of {wire.MAX_PAYLOAD}")
         head = wire.pack_header(op, flags, rid, len(meta), n) + meta
+        self._awaiting = rid
         try:
             if n == 0:
                 self.sock.sendall(head)
@@ -197,11 +205,11 @@ class NodeConn:
                 self._sendmsg(head, memoryview(payload).cast("B"))
         except OSError as e:
             raise self._fail(e, sent=False) from None  # a frame not written whole is never executed
-        except BaseException:
+        except BaseException as e:
             # KeyboardInterrupt, a signal handler's timeout...: the frame may
             # be half written, and the next request on this connection would
             # complete it (a torn value stored). Never reuse it.
-            self.close()
+            self._interrupted(e, rid if fenced(op, flags) else 0)
             raise
         self.used = time.monotonic()
         return rid
@@ -227,6 +235,7 @@ class NodeConn:
             if got == 0:
                 raise ConnectionError("connection closed by the node")
             self._r1 += got
+            self._awaiting = 0
 
     def _take(self, n: int) -> bytes:
         self._fill(n)
@@ -245,6 +254,7 @@ class NodeConn:
             if got == 0:
                 raise ConnectionError("connection closed by the node")
             k += got
+            self._awaiting = 0
 
     def _read_growing(self, n: int) -> memoryview:
         """Reads an n-byte payload into a buffer.alloc buffer, allocated in
@@ -278,8 +288,8 @@ class NodeConn:
             self._fill(wire.HEADER_LEN)
         except (OSError, ValueError, errors.PocketError) as e:
             raise self._fail(e, owed=owed) from None
-        except BaseException:
-            self.close()  # a reply still owed, or half read: the stream is out of step
+        except BaseException as e:
+            self._interrupted(e, owed)  # a reply still owed, or half read: the stream is out of step
             raise
         try:
             h = wire.parse_header(self._rview[self._r0:self._r0 + wire.HEADER_LEN])
@@ -313,15 +323,16 @@ class NodeConn:
 
         An exception that is not the connection's own error (a
         KeyboardInterrupt, a signal handler's timeout), wherever it comes,
-        closes the connection: a frame half written, or a reply left
-        unread, would be taken by the next request on it as its own
-        (test_interrupt.py)."""
+        takes the connection out of use: a frame half written, or a reply
+        left unread, would be taken by the next request on it as its own
+        (test_interrupt.py). A fenced request (a put or delete) whose
+        reply had not begun leaves it owing that reply (_interrupted)."""
         try:
             return self._exchange(op, flags, meta, payload, dst)
         except errors.PocketError:
             raise
-        except BaseException:
-            self.close()
+        except BaseException as e:
+            self._interrupted(e, self._awaiting if fenced(op, flags) else 0)
             raise
 
     def _exchange(self, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
@@ -330,6 +341,7 @@ class NodeConn:
             return self._roundtrip(op, flags, meta, payload, dst)
         self._next += 1
         rid = self._next
+        self._awaiting = rid
         try:
             self.sock.sendall(b"".join((_HDR.pack(wire.MAGIC, wire.VERSION, op, flags, 0, rid, len(meta), n), meta,
                                         payload if n else b"")))
@@ -341,6 +353,7 @@ class NodeConn:
             raise self._fail(e, owed=rid if fenced(op, flags) else 0) from None
         if got == 0:
             raise self._fail(ConnectionError("connection closed by the node"))
+        self._awaiting = 0
         self.used = time.monotonic()
         self._r0, self._r1 = 0, got
         if got >= wire.HEADER_LEN:
@@ -356,6 +369,32 @@ class NodeConn:
         if r.id != rid:
             raise self._fail(errors.Malformed(f"reply id {r.id} to request {rid}"))
         return r
+
+    def _interrupted(self, e: BaseException, owed: int) -> None:
+        """Takes the connection out of use after e, an exception that is
+        not its own (a KeyboardInterrupt, a signal handler's), interrupted
+        a call. When owed, a fenced request's id, is the request whose
+        reply has not begun (_awaiting), the node may still execute it: the
+        connection is left owing that reply, as after a timeout (_fail),
+        and rides on e as e.pocket_owed_conn, for Job's fences; it is
+        first shut for writing, so a frame cut short ends there and the
+        node, reading up to that end, executes it whole or not at all and
+        then closes the connection (settle waits for that, not for
+        SILENCE). Otherwise it is closed. Before, every interrupted call
+        closed its connection, and a put written whole could be executed
+        after the next put of its key (a CI run)."""
+        if self.owed:
+            return
+        if not owed or owed != self._awaiting:
+            self.close()
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            e.pocket_owed_conn = self
+        except (OSError, AttributeError, TypeError):
+            self.close()
+            return
+        self.broken, self.owed, self.owed_at = True, owed, time.monotonic()
 
     def settle(self) -> bool:
         """Waits for the reply owed on a connection left open by a timeout

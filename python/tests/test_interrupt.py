@@ -57,13 +57,9 @@ def test_reply_left_unread_is_never_read_as_another(job):
     with pytest.raises(KeyboardInterrupt):
         job.put("k", b"v2")  # written whole; its reply left unread
     assert c.broken
-    # v2 was written whole, so the node executes it, on the closed
-    # connection, in no order with puts on others: wait until it has (a
-    # CI run saw it land after v3-0; an interrupted put is not fenced, see
-    # the README's known limits).
-    deadline = time.monotonic() + 10
-    while bytes(job.get("k")) != b"v2" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # v2 was written whole, so the node executes it; its connection owes
+    # the reply, and v3-0 waits for it (a CI run saw v2 land after v3-0
+    # before interrupted puts were fenced).
     for i in range(8):  # before: "Malformed: reply id N to request N+1"
         job.put("k", b"v3-%d" % i)
         assert bytes(job.get("k")) == b"v3-%d" % i
@@ -85,3 +81,83 @@ def test_half_written_frame_is_never_completed(job):
     for i in range(4):
         job.put(f"other/{i}", b"o")
     assert [bytes(job.get(f"other/{i}")) for i in range(4)] == [b"o"] * 4
+
+
+# A put or delete interrupted before its reply began is fenced as one that
+# timed out (test_fence.py): its connection, shut for writing, owes the
+# reply, and the next put or delete of the key waits for it. The node here
+# executes puts of b"old", and deletes, 2.5 s after they arrive, as a busy
+# node might. Before, the interrupted call's connection was closed and the
+# next put went at once on another: the node executed it first, then the
+# interrupted one (these tests fail on the old client: the value read back
+# was b"old", or absent).
+
+from test_fence import DELAY, TIMEOUT, SlowNode, _job  # noqa: E402
+
+
+@pytest.fixture
+def slow_node():
+    n = SlowNode(DELAY)
+    yield n
+    n.close()
+
+
+def _whole(real, data, *_):
+    real.sendall(data)  # the frame written whole, then the interrupt
+
+
+@pytest.mark.parametrize("where", ["awaiting the reply", "after the frame was written"])
+@pytest.mark.parametrize("first", ["put", "delete"])
+def test_interrupted_write_is_not_overtaken(slow_node, first, where):
+    with pocket.Client(insecure=True, timeout=DELAY * 4) as cl:
+        job = _job(cl, slow_node)
+        if first == "delete":
+            job.put("k", b"before")
+        if where == "awaiting the reply":
+            c = _rig(job, "k", "recv_into")
+        else:
+            c = _rig(job, "k", "sendall", _whole)
+        with pytest.raises(KeyboardInterrupt):
+            if first == "put":
+                job.put("k", b"old")
+            else:
+                job.delete("k")
+        assert c.owed and c.broken and not c.sock.real._closed
+        job.put("k", b"new")  # must not be overtaken by the interrupted call
+        time.sleep(DELAY + 0.2)  # past when the node would execute it
+        assert slow_node.done[-1] == ("put", b"new"), f"the node executed {slow_node.done}"
+        assert job.get("k") == b"new"
+        assert c.sock.real._closed  # settled, then closed
+
+
+def test_interrupted_half_frame_is_settled_by_the_nodes_close(slow_node):
+    """A frame cut short: the node reads up to the connection's write end,
+    executes nothing and closes it, so the fence is down at once (not
+    after conn.SILENCE, 30 s)."""
+    with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
+        job = _job(cl, slow_node)
+        job.put("k", b"v1")
+
+        def half(real, data, *_):
+            real.send(bytes(data)[:len(data) // 2])
+        c = _rig(job, "k", "sendall", half)
+        with pytest.raises(KeyboardInterrupt):
+            job.put("k", b"x" * 2000)
+        assert c.owed
+        t0 = time.monotonic()
+        job.put("k", b"v2")
+        took = time.monotonic() - t0
+        assert took < 10, f"the next put waited {took:.1f} s for a fence the node had closed"
+        assert job.get("k") == b"v2"
+        assert ("put", b"x" * 2000) not in slow_node.done
+
+
+def test_interrupted_get_is_not_fenced(slow_node):
+    """A get owes nothing: its connection is closed, as before."""
+    with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
+        job = _job(cl, slow_node)
+        job.put("k", b"v1")
+        c = _rig(job, "k", "recv_into")
+        with pytest.raises(KeyboardInterrupt):
+            job.get("k")
+        assert not c.owed and c.sock.real._closed and not job._fences
