@@ -30,7 +30,8 @@ it (a put or delete of the same key: ``Job``'s fences in client.py) first
 reads that reply (``settle``), then closes the connection. A put or delete
 interrupted (KeyboardInterrupt, a signal handler's exception) before its
 reply began does the same, the connection riding on the exception
-(``pocket_owed_conn``) and shut for writing first (``_interrupted``).
+(``pocket_owed_conn``), shut for writing first when its frame was being
+written (``_interrupted``).
 
 Outcomes: a connection that fails raises ``NodeUnavailable`` (an
 ``errors.Unavailable``) naming the node and saying whether the request
@@ -148,8 +149,10 @@ class NodeConn:
         self.owed_at = 0.0  # when it began to owe that reply (time.monotonic)
         # _awaiting: the request whose frame is being written, or was, and
         # of whose reply no byte has come (0: none); what an interrupted
-        # call leaves owing (_interrupted).
+        # call leaves owing (_interrupted). _writing: its frame may not be
+        # written whole yet.
         self._awaiting = 0
+        self._writing = False
         self._poll = select.poll()
         self._poll.register(self.sock, select.POLLIN)
 
@@ -195,7 +198,7 @@ class NodeConn:
         if n > wire.MAX_PAYLOAD:
             raise errors.TooLarge(f"payload of {n} bytes over the frame limit of {wire.MAX_PAYLOAD}")
         head = wire.pack_header(op, flags, rid, len(meta), n) + meta
-        self._awaiting = rid
+        self._awaiting, self._writing = rid, True
         try:
             if n == 0:
                 self.sock.sendall(head)
@@ -211,6 +214,7 @@ class NodeConn:
             # complete it (a torn value stored). Never reuse it.
             self._interrupted(e, rid if fenced(op, flags) else 0)
             raise
+        self._writing = False
         self.used = time.monotonic()
         return rid
 
@@ -341,12 +345,13 @@ class NodeConn:
             return self._roundtrip(op, flags, meta, payload, dst)
         self._next += 1
         rid = self._next
-        self._awaiting = rid
+        self._awaiting, self._writing = rid, True
         try:
             self.sock.sendall(b"".join((_HDR.pack(wire.MAGIC, wire.VERSION, op, flags, 0, rid, len(meta), n), meta,
                                         payload if n else b"")))
         except OSError as e:
             raise self._fail(e, sent=False) from None
+        self._writing = False
         try:
             got = self.sock.recv_into(self._rview)
         except OSError as e:
@@ -376,20 +381,25 @@ class NodeConn:
         a call. When owed, a fenced request's id, is the request whose
         reply has not begun (_awaiting), the node may still execute it: the
         connection is left owing that reply, as after a timeout (_fail),
-        and rides on e as e.pocket_owed_conn, for Job's fences; it is
-        first shut for writing, so a frame cut short ends there and the
-        node, reading up to that end, executes it whole or not at all and
-        then closes the connection (settle waits for that, not for
-        SILENCE). Otherwise it is closed. Before, every interrupted call
-        closed its connection, and a put written whole could be executed
-        after the next put of its key (a CI run)."""
+        and rides on e as e.pocket_owed_conn, for Job's fences. One
+        interrupted while its frame was being written (_writing) is first
+        shut for writing: a frame cut short ends there, and the node,
+        reading up to that end, executes it whole or not at all and then
+        closes the connection, so settle waits for that, not for SILENCE.
+        (A frame written whole just before the interrupt and stored on the
+        NVMe tier may then be published after the node's close, its device
+        write in flight: the one case not ordered.) Otherwise it is closed.
+        Before, every interrupted call closed its connection, and a put
+        written whole could be executed after the next put of its key (a
+        CI run)."""
         if self.owed:
             return
         if not owed or owed != self._awaiting:
             self.close()
             return
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            if self._writing:
+                self.sock.shutdown(socket.SHUT_WR)
             e.pocket_owed_conn = self
         except (OSError, AttributeError, TypeError):
             self.close()
