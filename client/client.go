@@ -512,10 +512,16 @@ func (mc *muxConn) do(ctx context.Context, op wire.Op, flags uint16, req *wire.R
 	}
 	r := Reply{Flags: cl.h.Flags, Payload: cl.payload}
 	if err := wire.DecodeResponse(cl.meta, &r.Meta); err != nil {
-		return r, err
+		// Name the node: before, "wire: malformed: Response: ..." said
+		// nothing of which node sent it (a hostile trial).
+		return r, wire.Errorf(wire.CodeMalformed, "node %s: reply to request %d, a %v: %v", mc.addr, cl.id, op, err)
 	}
 	if cl.h.Code != wire.CodeOK {
-		return r, &wire.Error{Code: cl.h.Code, Msg: r.Meta.Message, Epoch: r.Meta.Epoch}
+		msg := r.Meta.Message
+		if !cl.h.Code.Known() {
+			msg = fmt.Sprintf("node %s answered request %d, a %v, with unknown code %d: %s", mc.addr, cl.id, op, cl.h.Code, msg)
+		}
+		return r, &wire.Error{Code: cl.h.Code, Msg: msg, Epoch: r.Meta.Epoch}
 	}
 	return r, nil
 }

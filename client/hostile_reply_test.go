@@ -74,3 +74,40 @@ func TestReplyOfAnotherOpFailsTheConn(t *testing.T) {
 		t.Fatalf("get answered by a put's reply: payload %q, err %v; want the connection failed, malformed", r.Payload, err)
 	}
 }
+
+// TestReplyContentErrorsNameTheNode: a reply whose metadata is no
+// Response flatbuffer, or whose code no version of the protocol has,
+// fails the call naming the node that sent it. Before, the errors read
+// "wire: malformed frame: Response: ..." and "wire: code 99" alone.
+func TestReplyContentErrorsNameTheNode(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code wire.Code
+		meta []byte
+		want string
+	}{
+		{"corrupt metadata", wire.CodeOK, []byte{0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4}, "malformed frame: node 127.0.0.1:"},
+		{"unknown code", 99, nil, "answered request 1, a get, with unknown code 99"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := fakeNode(t, func(nc net.Conn, br *bufio.Reader) {
+				h, err := readRequest(br)
+				if err != nil {
+					return
+				}
+				b := make([]byte, wire.HeaderLen)
+				wire.PutHeader(b, &wire.Header{Op: wire.OpGet.Reply(), ID: h.ID, Code: tc.code, MetaLen: uint32(len(tc.meta))})
+				nc.Write(append(b, tc.meta...))
+				io.Copy(io.Discard, br)
+			})
+			c := New(Options{})
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := c.Do(ctx, addr, wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, nil, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), addr) {
+				t.Fatalf("err %v; want it to say %q and name %s", err, tc.want, addr)
+			}
+		})
+	}
+}

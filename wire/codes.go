@@ -52,8 +52,12 @@ var codeNames = [...]string{
 	CodeConflict: "conflict", CodeNotLeader: "not leader",
 }
 
+// Known reports whether c is one of the codes above: a peer's reply
+// with another is from a newer protocol or garbage.
+func (c Code) Known() bool { return int(c) < len(codeNames) && codeNames[c] != "" }
+
 func (c Code) String() string {
-	if int(c) < len(codeNames) && codeNames[c] != "" {
+	if c.Known() {
 		return codeNames[c]
 	}
 	return "code " + strconv.Itoa(int(c))
