@@ -797,26 +797,42 @@ class _Fence:
         request is not sent (the fence is down: a later call goes)."""
         if self.after is not None:
             self.after.wait()
-        if not self.settle_now():
-            self.done.wait()
+        # Another caller settling it may be interrupted and leave the wait
+        # (settle_now): then this one takes it over.
+        while not self.settle_now() and not self.done.wait(0.1):
+            pass
         if not self.answered:
             c = self.conn
-            raise NodeUnavailable(c.addr, f"node {c.addr}: an earlier put or delete of this key timed out and the node "
+            raise NodeUnavailable(c.addr, f"node {c.addr}: an earlier put or delete of this key timed out (or was interrupted) and the node "
                                   f"has not answered it since (it may still execute it): nothing was sent; try again",
                                   sent=False)
 
     def settle_now(self, give_up: bool = False) -> bool:
         """Settles the fence here unless another caller does (False):
         reads the owed reply, or with give_up closes the connection unread."""
+        if self.done.is_set():
+            return True
         if not self.lock.acquire(blocking=False):
             return False
+        finished = False
         try:
             if give_up:
                 self.conn.close()
             else:
                 self.answered = self.conn.settle()
+            finished = True
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a signal handler's exception):
+            # the fence stays up, still owing the reply, unless the reply
+            # began meanwhile (NodeConn.settle: owed is then 0).
+            if not self.conn.owed:
+                self.answered = finished = True
+            raise
         finally:
-            self.done.set()
+            if finished:
+                self.done.set()
+            else:
+                self.lock.release()
         return True
 
 
@@ -1614,6 +1630,13 @@ class Job:
                         self._fence_hold(key, owed)
                     else:
                         owed.close()
+                owed = e.__dict__.pop("pocket_owed_conn", None)
+                if owed is not None:  # a signal handler's Unavailable (conn._interrupted)
+                    if fence:
+                        self._fence_hold(key, owed)
+                    else:
+                        owed.close()
+                    raise
                 # The node may have left the map (drained, and stopped)
                 # since it was fetched.
                 if attempt < _MAP_RETRIES and self._follow([e], st, op, flags, attempt=attempt):
@@ -1686,8 +1709,9 @@ class Job:
         try:
             f.wait()
         finally:
+            # An interrupted wait leaves the fence up (the reply still owed).
             with self._fence_lock:
-                if self._fences.get(key) is f:
+                if self._fences.get(key) is f and f.done.is_set():
                     del self._fences[key]
 
     def _fence_sweep(self, fences: list) -> None:

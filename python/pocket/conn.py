@@ -70,6 +70,22 @@ SILENCE = 30.0
 RECV_STEP = 1 << 20  # the first buffer of a payload received with no destination
 
 
+class _ClosedByNode(ConnectionError):
+    """The node closed the connection (a read returned no bytes)."""
+
+
+def _own(e: OSError) -> bool:
+    """Whether e, an OSError out of a socket call, is the socket's own: an
+    error with an errno, the socket's timeout ("timed out") or the node's
+    close; otherwise a signal handler raised it during the call (an
+    application's TimeoutError, say), and it is an interrupt
+    (NodeConn._interrupted), not a verdict on the connection. Before, such
+    an error in a put's send was taken for a frame not written whole: the
+    connection was closed, the put called not sent, and the next put of
+    the key could be overtaken (a review's trial: 1 round in 3)."""
+    return e.errno is not None or e.args == ("timed out",) or isinstance(e, _ClosedByNode)
+
+
 def fenced(op: int, flags: int) -> bool:
     """Whether a request of one key (op, flags) must not be overtaken by
     the next such request of the key when it times out (client.py's
@@ -153,6 +169,12 @@ class NodeConn:
         # written whole yet.
         self._awaiting = 0
         self._writing = False
+        # _mark: where in _rbuf the first byte of the awaited reply lands
+        # (-1: no read of it under way), zeroed before the read. A reply
+        # begins with wire.MAGIC, so a non-zero byte there says it began
+        # even when an interrupt came after recv_into returned and before
+        # _awaiting was cleared (_interrupted).
+        self._mark = -1
         self._poll = select.poll()
         self._poll.register(self.sock, select.POLLIN)
 
@@ -207,6 +229,9 @@ class NodeConn:
             else:
                 self._sendmsg(head, memoryview(payload).cast("B"))
         except OSError as e:
+            if not _own(e):
+                self._interrupted(e, rid if fenced(op, flags) else 0)
+                raise
             raise self._fail(e, sent=False) from None  # a frame not written whole is never executed
         except BaseException as e:
             # KeyboardInterrupt, a signal handler's timeout...: the frame may
@@ -235,11 +260,14 @@ class NodeConn:
             self._rview[:k] = self._rview[self._r0:self._r1]
             self._r0, self._r1 = 0, k
         while self._r1 < n:
+            if self._awaiting and self._r0 == self._r1:
+                self._rbuf[self._r1] = 0
+                self._mark = self._r1
             got = self.sock.recv_into(self._rview[self._r1:])
             if got == 0:
-                raise ConnectionError("connection closed by the node")
+                raise _ClosedByNode("connection closed by the node")
             self._r1 += got
-            self._awaiting = 0
+            self._awaiting, self._mark = 0, -1
 
     def _take(self, n: int) -> bytes:
         self._fill(n)
@@ -256,7 +284,7 @@ class NodeConn:
         while k < len(dst):
             got = self.sock.recv_into(dst[k:])
             if got == 0:
-                raise ConnectionError("connection closed by the node")
+                raise _ClosedByNode("connection closed by the node")
             k += got
             self._awaiting = 0
 
@@ -290,7 +318,10 @@ class NodeConn:
         hostile trial; the Go client's readFrame does the same)."""
         try:
             self._fill(wire.HEADER_LEN)
-        except (OSError, ValueError, errors.PocketError) as e:
+        except OSError as e:
+            if not _own(e):
+                self._interrupted(e, owed)
+                raise
             raise self._fail(e, owed=owed) from None
         except BaseException as e:
             self._interrupted(e, owed)  # a reply still owed, or half read: the stream is out of step
@@ -311,7 +342,12 @@ class NodeConn:
             else:
                 buf = self._read_growing(n)
                 payload = bytes(buf) if n < buffer.MAP_MIN else buf
-        except (OSError, ValueError, errors.PocketError) as e:
+        except OSError as e:
+            if not _own(e):
+                self.close()  # half read: the stream is out of step
+                raise
+            raise self._fail(e) from None
+        except (ValueError, errors.PocketError) as e:
             raise self._fail(e) from None
         except BaseException:
             self.close()
@@ -333,7 +369,13 @@ class NodeConn:
         reply had not begun leaves it owing that reply (_interrupted)."""
         try:
             return self._exchange(op, flags, meta, payload, dst)
-        except errors.PocketError:
+        except errors.PocketError as e:
+            # The connection's own errors (_fail) have closed it or left it
+            # owing; TooLarge is raised before anything is written. Any
+            # other (a signal handler's) leaves a request in flight.
+            if self.broken or not (self._writing or self._awaiting):
+                raise
+            self._interrupted(e, self._awaiting if fenced(op, flags) else 0)
             raise
         except BaseException as e:
             self._interrupted(e, self._awaiting if fenced(op, flags) else 0)
@@ -350,15 +392,20 @@ class NodeConn:
             self.sock.sendall(b"".join((_HDR.pack(wire.MAGIC, wire.VERSION, op, flags, 0, rid, len(meta), n), meta,
                                         payload if n else b"")))
         except OSError as e:
+            if not _own(e):
+                raise  # roundtrip: an interrupt
             raise self._fail(e, sent=False) from None
         self._writing = False
+        self._rbuf[0], self._mark = 0, 0
         try:
             got = self.sock.recv_into(self._rview)
         except OSError as e:
+            if not _own(e):
+                raise  # roundtrip: an interrupt
             raise self._fail(e, owed=rid if fenced(op, flags) else 0) from None
         if got == 0:
-            raise self._fail(ConnectionError("connection closed by the node"))
-        self._awaiting = 0
+            raise self._fail(_ClosedByNode("connection closed by the node"))
+        self._awaiting, self._mark = 0, -1
         self.used = time.monotonic()
         self._r0, self._r1 = 0, got
         if got >= wire.HEADER_LEN:
@@ -394,7 +441,8 @@ class NodeConn:
         CI run)."""
         if self.owed:
             return
-        if not owed or owed != self._awaiting:
+        began = self._mark >= 0 and self._rbuf[self._mark] != 0
+        if not owed or owed != self._awaiting or began:
             self.close()
             return
         try:
@@ -422,11 +470,22 @@ class NodeConn:
             while self.recv(None).id != self.owed:
                 pass
         except NodeUnavailable as e:
+            self.close()
             return "timed out" not in str(e)  # closed by the node: nothing more lands
         except errors.PocketError:
             pass
-        finally:
-            self.close()
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a signal handler's exception):
+            # still owing the reply, the connection is left as it was, for
+            # the next wait (Job's fences stay up). Once the reply began
+            # (recv closed the connection mid-reply, or bytes of it came),
+            # the request was executed: nothing is owed any more.
+            if self._awaiting != self.owed or (self._mark >= 0 and self._rbuf[self._mark] != 0) \
+                    or self.sock.fileno() < 0:
+                self.owed = 0
+                self.close()
+            raise
+        self.close()
         return True
 
     def _roundtrip(self, op: int, flags: int, meta: bytes, payload, dst) -> Reply:
