@@ -40,7 +40,7 @@ type connState struct {
 	versionless uint64
 	stream      *getStream  // the get streaming its value on this connection, or nil (ops.go)
 	lane        int         // requests of the connection on the scan lane (lane.go)
-	gone        atomic.Bool // set by OnClose, for the scan lane's goroutine
+	gone        atomic.Bool // set by OnEOF and OnClose, for the scan lane's goroutine
 }
 
 func (cs *connState) encoder() *wire.Encoder {
@@ -66,6 +66,18 @@ func (n *Node) OnClose(c *netio.Conn, _ error) {
 		if g := cs.stream; g != nil {
 			g.stop()
 		}
+	}
+}
+
+// OnEOF implements netio.EOFHandler: the client will send nothing more
+// (it shut its writing side, or closed, which the node cannot tell
+// apart). Requests waiting on the scan lane are dropped unrun, as at a
+// close; what is under way (device reads and writes, a streamed get,
+// queued replies) is answered before the connection closes (netio's
+// peerEOF).
+func (n *Node) OnEOF(c *netio.Conn) {
+	if cs, ok := c.Context().(*connState); ok {
+		cs.gone.Store(true)
 	}
 }
 

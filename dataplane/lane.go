@@ -227,16 +227,19 @@ func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	err := n.lane.submit(r.Job, func(run bool) {
 		var resp *wire.Response
 		var err error
+		dropped := false
 		switch {
 		case !run:
 			err = errLaneFull
 		case !cs.gone.Load():
 			resp, err = n.scan(tier, &hc, &r)
+		default:
+			dropped = true // its client closed, or sends nothing more (OnEOF)
 		}
 		c.Loop().Post(func() {
 			cs.lane--
 			c.Expect(-laneReply)
-			if cs.closed {
+			if cs.closed || dropped {
 				return
 			}
 			cs.withStart(start, func() {

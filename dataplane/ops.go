@@ -220,19 +220,34 @@ func (n *Node) replyPut(c *netio.Conn, cs *connState, h *wire.Header, replaced I
 func (n *Node) commitAsync(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch putRef) {
 	cs := c.Context().(*connState)
 	start := cs.start
+	// The reply is promised (Conn.Expect) until it is written, as a get's
+	// from a device is, so a client that shuts its writing side after the
+	// put still gets it: the connection closes once it owes nothing
+	// (netio's peerEOF). Before, it closed at the end of input, the reply
+	// was dropped and the put published after the close, after a put of
+	// the key that the client sent next on another connection (a review
+	// of the Python client's fences, with a busy device).
+	c.Expect(putReplyOwed)
 	ok := n.submit(func() {
 		replaced, err := n.publish(tier, p, ch)
 		c.Loop().Post(func() {
+			c.Expect(-putReplyOwed)
 			if !cs.closed {
 				cs.withStart(start, func() { n.replyPut(c, cs, &h, replaced, err) })
 			}
 		})
 	})
 	if !ok {
+		c.Expect(-putReplyOwed)
 		p.Abort()
 		n.replyErr(c, cs, &h, errBusy)
 	}
 }
+
+// putReplyOwed is what a put committed off the loop promises its
+// connection (Conn.Expect) until its reply is written: a header and a
+// short response.
+const putReplyOwed = wire.HeaderLen + 64
 
 var errBusy = &wire.Error{Code: wire.CodeBusy, Msg: "too many device operations in flight; retry"}
 
@@ -862,6 +877,12 @@ type getStream struct {
 	written int  // chunks handed to the connection, in order
 	failed  bool // a read failed: no more reads or writes
 	ended   bool // the stream's reference is dropped
+	// promised: the reply header is promised to the connection
+	// (Conn.Expect) until it is written or the stream ends without it,
+	// so a client that shuts its writing side after the get gets the
+	// value (netio's peerEOF); the chunks' reads in flight hold nothing
+	// of the connection's before the header takes its output.
+	promised bool
 
 	slots [streamWindow]streamSlot
 }
@@ -897,8 +918,19 @@ func (n *Node) getStream(c *netio.Conn, cs *connState, h *wire.Header, tier Tier
 		g.slots[i].g = g
 	}
 	cs.stream = g
+	c.Expect(wire.HeaderLen)
+	g.promised = true
 	g.fill()
 	return true
+}
+
+// unpromise takes back the header's promise (getStream.promised), once;
+// on the connection's loop.
+func (g *getStream) unpromise() {
+	if g.promised {
+		g.promised = false
+		g.c.Expect(-wire.HeaderLen)
+	}
 }
 
 // fill begins reads until streamReads are in flight, the window is full
@@ -1068,6 +1100,7 @@ func (g *getStream) writeHeader() bool {
 		return false
 	}
 	g.hold = hold
+	g.unpromise()
 	cs, h := g.cs, &g.h
 	rh := wire.Header{Op: h.Op.Reply(), ID: h.ID, PayloadLen: uint32(g.s.size()), Flags: uint16(g.s.flags())}
 	if h.Flags&wire.FlagVersion != 0 {
@@ -1097,6 +1130,7 @@ func (g *getStream) fail(err error) {
 	g.failed = true
 	g.stop()
 	g.dropReady()
+	g.unpromise()
 	switch {
 	case g.gone():
 	case g.hold == nil:
@@ -1137,6 +1171,7 @@ func (g *getStream) maybeEnd() {
 		return
 	}
 	g.ended = true
+	g.unpromise()
 	g.s.close()
 	if g.cs.stream == g {
 		g.cs.stream = nil

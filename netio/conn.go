@@ -36,6 +36,14 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
+// EOFHandler is a Handler told of the end of a connection's input (the
+// peer shut its writing side, or closed): OnEOF runs on c's loop before
+// the loop looks at what c still owes (see peerEOF), so the handler can
+// drop, and take back the promises of, requests it has not started.
+type EOFHandler interface {
+	OnEOF(c *Conn)
+}
+
 // Releaser is told when memory passed to Conn.WriteRef is no longer used.
 type Releaser interface{ Release() }
 
@@ -102,6 +110,7 @@ type Conn struct {
 	stalled  bool // OnData left input while Backlogged: present it again once the output drains
 	counted  int  // owed() as last added to the server's total
 	expect   int  // reply bytes the handler promised and has not written (Expect)
+	eof      bool // the peer shut its writing side: read no more, close once nothing is owed (peerEOF)
 	noFlush  bool // the socket failed: do not try to flush on close
 	closeErr error
 }
@@ -334,7 +343,7 @@ func (l *Loop) onReadable(c *Conn) {
 			return
 		}
 		if n == 0 {
-			l.closeConn(c, io.EOF)
+			l.peerEOF(c)
 			return
 		}
 		budget -= n
@@ -574,7 +583,40 @@ func (l *Loop) flush(c *Conn) {
 			break
 		}
 	}
+	if c.eof && c.answered() {
+		l.closeConn(c, io.EOF)
+		return
+	}
 	l.updateInterest(c)
+}
+
+// peerEOF handles the end of c's input (the peer shut its writing side,
+// or closed): c is read no more, the handler is told (EOFHandler), and c
+// closes once it owes nothing, its queued output written, its promised
+// replies (Expect) and its hold's written, the input it left for later
+// (stalled) served. A peer that
+// half-closes after its requests, as a client given up on a call may
+// (and the Python client does for a frame it was interrupted writing),
+// gets every reply. Before, c closed at once: output past what one
+// flush wrote was cut, and replies still to come (a device write or read
+// in flight, a listing on the scan lane) were dropped while their
+// requests were executed. A peer that does not read them is closed by
+// WriteTimeout as any other.
+func (l *Loop) peerEOF(c *Conn) {
+	c.eof = true
+	if h, ok := l.h.(EOFHandler); ok {
+		h.OnEOF(c)
+	}
+	if c.answered() {
+		l.closeConn(c, io.EOF)
+		return
+	}
+	l.markDirty(c)
+}
+
+// answered reports whether c owes its peer nothing: see peerEOF.
+func (c *Conn) answered() bool {
+	return c.owed() == 0 && c.hold == nil && !c.stalled
 }
 
 // writev writes the first cnt entries of l.iov, total bytes (raw from
@@ -658,7 +700,7 @@ func (l *Loop) updateInterest(c *Conn) {
 		l.enqueue(task{cf: l.redeliverFn, c: c})
 	}
 	var want uint32
-	if !c.paused {
+	if !c.paused && !c.eof {
 		want |= unix.EPOLLIN
 	}
 	if c.out.has() {
