@@ -95,6 +95,16 @@
 // unconsumed input reaches Config.MaxInbound is closed with
 // ErrInboundLimit.
 //
+// # End of input
+//
+// A peer that shuts its writing side (or closes: the two look alike)
+// is read no more, and its connection closes once it owes nothing: its
+// queued output written, the replies its handler promised (Conn.Expect)
+// written, its hold released (peerEOF). A handler that implements
+// EOFHandler is told first, to drop what it has not started. So a client
+// that half-closes after its requests gets every reply; WriteTimeout
+// closes one that does not read them.
+//
 // # Timeouts and per-peer limit
 //
 // Pausing bounds what a client that never reads costs, but not for how

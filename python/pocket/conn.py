@@ -432,10 +432,10 @@ class NodeConn:
         interrupted while its frame was being written (_writing) is first
         shut for writing: a frame cut short ends there, and the node,
         reading up to that end, executes it whole or not at all and then
-        closes the connection, so settle waits for that, not for SILENCE.
-        (A frame written whole just before the interrupt and stored on the
-        NVMe tier may then be published after the node's close, its device
-        write in flight: the one case not ordered.) Otherwise it is closed.
+        closes the connection, so settle waits for that, not for SILENCE;
+        a frame written whole just before the interrupt is answered first
+        (the node answers what a connection owes before it closes it at
+        the end of its input). Otherwise it is closed.
         Before, every interrupted call closed its connection, and a put
         written whole could be executed after the next put of its key (a
         CI run)."""
