@@ -38,9 +38,11 @@ type connState struct {
 	// versionless is the version the connection's last put without one
 	// got (stampVersion).
 	versionless uint64
-	stream      *getStream  // the get streaming its value on this connection, or nil (ops.go)
-	lane        int         // requests of the connection on the scan lane (lane.go)
-	gone        atomic.Bool // set by OnEOF and OnClose, for the scan lane's goroutine
+	stream      *getStream    // the get streaming its value on this connection, or nil (ops.go)
+	lane        int           // requests of the connection on the scan lane (lane.go)
+	gone        atomic.Bool   // set by OnClose, for the scan lane's goroutine
+	eof         bool          // its input ended (OnEOF): no more requests go to the lane
+	laneWait    []*laneWaiter // its requests on the lane not yet answered (lane.go)
 }
 
 func (cs *connState) encoder() *wire.Encoder {
@@ -71,13 +73,17 @@ func (n *Node) OnClose(c *netio.Conn, _ error) {
 
 // OnEOF implements netio.EOFHandler: the client will send nothing more
 // (it shut its writing side, or closed, which the node cannot tell
-// apart). Requests waiting on the scan lane are dropped unrun, as at a
-// close; what is under way (device reads and writes, a streamed get,
-// queued replies) is answered before the connection closes (netio's
-// peerEOF).
+// apart). Requests waiting on the scan lane are answered busy, unrun
+// (dropLane); what is under way (device reads and writes, a streamed
+// get, a scan the lane has begun, queued replies) is answered before
+// the connection closes (netio's peerEOF).
 func (n *Node) OnEOF(c *netio.Conn) {
 	if cs, ok := c.Context().(*connState); ok {
-		cs.gone.Store(true)
+		cs.eof = true
+		// A put cut short by the end of input cannot complete: its
+		// reservation goes back now, not at the close.
+		cs.put.abort()
+		n.dropLane(c, cs)
 	}
 }
 

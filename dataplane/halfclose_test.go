@@ -3,6 +3,7 @@ package dataplane_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -123,5 +124,64 @@ func TestHalfClosedStreamedGetIsWhole(t *testing.T) {
 	body := got[wire.HeaderLen+int(rh.MetaLen):]
 	if int(rh.PayloadLen) != len(val) || !bytes.Equal(body, val) {
 		t.Fatalf("got %d of the value's %d bytes (header says %d)", len(body), len(val), rh.PayloadLen)
+	}
+}
+
+// TestHalfCloseWithAPutCutShort: a put committed on a worker (the device
+// slowed to 1.5 s a commit), then a put announcing 1 MiB that sends 10
+// bytes, then the end of input. The cut put is dropped at once; the first
+// is answered, and stored once the node has closed the connection (what a
+// client's fence relies on). On d757ab0 the cut put's sink stayed open,
+// and the sweep closed the connection for its pace (SinkGrace, 100 ms
+// here) under the first put's commit: no reply, and a get right after the
+// close found nothing (a review).
+func TestHalfCloseWithAPutCutShort(t *testing.T) {
+	f := dataplane.NewFaulty(newNVMe(t, 64<<20, nvme.Options{}, dataplane.NVMeOptions{}))
+	f.SetHook(func(op dataplane.FaultOp, _, key []byte) error {
+		if op == dataplane.FaultCommit && string(key) == "a" {
+			time.Sleep(1500 * time.Millisecond)
+		}
+		return nil
+	})
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", NVMe: f,
+		Net: netio.Config{Loops: 1, SinkGrace: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	nc, err := net.Dial("tcp", n.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	put := func(id uint64, key string, size int, payload []byte) []byte {
+		meta := wire.NewEncoder().Request(&wire.Request{Job: []byte("j"), Key: []byte(key)})
+		h := wire.Header{Op: wire.OpPut, Flags: wire.FlagTierNVMe, ID: id, MetaLen: uint32(len(meta)), PayloadLen: uint32(size)}
+		return append(append(wire.AppendHeader(nil, &h), meta...), payload...)
+	}
+	if _, err := nc.Write(append(put(1, "a", 5, []byte("value")), put(2, "b", 1<<20, make([]byte, 10))...)); err != nil {
+		t.Fatal(err)
+	}
+	nc.(*net.TCPConn).CloseWrite()
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := wire.DefaultLimits()
+	if len(got) < wire.HeaderLen {
+		t.Fatalf("the node closed after %d bytes, without the whole put's reply", len(got))
+	}
+	if h, err := wire.ParseHeader(got[:wire.HeaderLen], &lim); err != nil || h.ID != 1 || h.Code != wire.CodeOK {
+		t.Fatalf("reply %+v, %v; want put 1's, ok", h, err)
+	}
+	c := client.New(client.Options{})
+	defer c.Close()
+	for key, want := range map[string]error{"a": nil, "b": wire.ErrNotFound} {
+		_, err := c.Do(context.Background(), n.Addr().String(), wire.OpGet, wire.FlagTierNVMe,
+			&wire.Request{Job: []byte("j"), Key: []byte(key)}, nil, nil)
+		if !errors.Is(err, want) && !(want == nil && err == nil) {
+			t.Fatalf("get %s after the close: %v, want %v", key, err, want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
@@ -50,6 +51,9 @@ var (
 		"too many listings and prefix deletes waiting on this node (%d); retry", laneQueue)}
 	errLaneJob = &wire.Error{Code: wire.CodeBusy, Msg: fmt.Sprintf(
 		"too many listings and prefix deletes of this job waiting on this node (%d); retry", lanePerJob)}
+	// errLaneEOF answers a request waiting on the lane when its
+	// connection's input ends (dropLane): nothing was done.
+	errLaneEOF  = &wire.Error{Code: wire.CodeBusy, Msg: "not run: the connection's input ended before the scan lane reached this request; send it again on another connection"}
 	errLaneConn = &wire.Error{Code: wire.CodeBusy, Msg: fmt.Sprintf(
 		"too many listings and prefix deletes waiting from this connection (%d); retry, or wait for their replies", lanePerConn)}
 )
@@ -217,14 +221,24 @@ func (l *scanLane) close() {
 // toLane queues the request h of c (decoded in cs.req) on the lane and
 // answers it from c's loop when it has run, or answers errLaneFull now.
 func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
-	if cs.lane >= lanePerConn {
+	switch {
+	case cs.lane >= lanePerConn:
 		n.replyErr(c, cs, h, errLaneConn)
+		return
+	case cs.eof: // input left stalled, served after its end (OnEOF)
+		n.replyErr(c, cs, h, errLaneEOF)
 		return
 	}
 	hc, start, r := *h, cs.start, laneRequest(&cs.req)
 	cs.lane++
-	c.Expect(laneReply) // taken back when answered
+	c.Expect(laneReply) // taken back when answered, or by OnEOF
+	w := &laneWaiter{h: hc, start: start}
+	cs.laneWait = append(cs.laneWait, w)
+	state := &w.state
 	err := n.lane.submit(r.Job, func(run bool) {
+		if !state.CompareAndSwap(laneWaiting, laneTaken) {
+			return // dropped by OnEOF, answered there
+		}
 		var resp *wire.Response
 		var err error
 		dropped := false
@@ -234,9 +248,10 @@ func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		case !cs.gone.Load():
 			resp, err = n.scan(tier, &hc, &r)
 		default:
-			dropped = true // its client closed, or sends nothing more (OnEOF)
+			dropped = true // its connection closed
 		}
 		c.Loop().Post(func() {
+			cs.forgetLane(w)
 			cs.lane--
 			c.Expect(-laneReply)
 			if cs.closed || dropped {
@@ -252,9 +267,58 @@ func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		})
 	})
 	if err != nil {
+		cs.forgetLane(w)
 		cs.lane--
 		c.Expect(-laneReply)
 		n.replyErr(c, cs, h, err)
+	}
+}
+
+// laneWaiter is a request of the connection on the lane, not yet
+// answered (connState.laneWait): its state, its header and when it came,
+// for OnEOF to answer it.
+type laneWaiter struct {
+	state atomic.Int32
+	h     wire.Header
+	start int64
+}
+
+// States of a lane request (laneWaiter.state): waiting on the lane,
+// taken by the lane (to run, or to answer busy), or dropped by OnEOF.
+const (
+	laneWaiting int32 = iota
+	laneTaken
+	laneDropped
+)
+
+// dropLane answers the connection's requests still waiting on the lane
+// errLaneEOF and takes their promises back, at the end of its input
+// (OnEOF): the connection closes without waiting for the lane to reach
+// them (a busy lane held a closed client's connection open, a review of
+// d757ab0), and a client that half-closed learns they did not run.
+// Requests the lane has taken are answered when they end.
+func (n *Node) dropLane(c *netio.Conn, cs *connState) {
+	for _, w := range cs.laneWait {
+		if w.state.CompareAndSwap(laneWaiting, laneDropped) {
+			cs.lane--
+			c.Expect(-laneReply)
+			cs.withStart(w.start, func() { n.replyErr(c, cs, &w.h, errLaneEOF) })
+		}
+	}
+	clear(cs.laneWait)
+	cs.laneWait = cs.laneWait[:0]
+}
+
+// forgetLane takes a lane request off the connection's list.
+func (cs *connState) forgetLane(lw *laneWaiter) {
+	for i, w := range cs.laneWait {
+		if w == lw {
+			last := len(cs.laneWait) - 1
+			cs.laneWait[i] = cs.laneWait[last]
+			cs.laneWait[last] = nil
+			cs.laneWait = cs.laneWait[:last]
+			return
+		}
 	}
 }
 

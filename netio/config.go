@@ -60,7 +60,8 @@ type Config struct {
 	// Default 1 s (DefaultReserveTimeout). Timed on its own, not by the
 	// idle sweep: a connection is closed within a few milliseconds of it.
 	ReserveTimeout time.Duration
-	// IdleTimeout closes a connection that has nothing queued to write and
+	// IdleTimeout closes a connection that has nothing queued to write or
+	// promised (Conn.Expect, a Hold) and
 	// has neither had a request taken by the handler (OnData consuming
 	// bytes, or bytes going into a Sink) nor had output accepted by the
 	// peer for this long. Bytes that never make up a request (a partial

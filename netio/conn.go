@@ -502,6 +502,9 @@ func (l *Loop) redeliver(c *Conn) {
 	if len(c.in) > 0 {
 		l.deliver(c, c.in, false)
 	}
+	if c.eof {
+		l.markDirty(c) // the flush closes c if it owes nothing now
+	}
 }
 
 // fillSink copies already-received bytes from the front of *data into the
@@ -604,6 +607,10 @@ func (l *Loop) flush(c *Conn) {
 // WriteTimeout as any other.
 func (l *Loop) peerEOF(c *Conn) {
 	c.eof = true
+	// A sink open at the end of input can never complete: it is dropped
+	// (OnEOF or OnClose frees it, Done is not called), so the sweep's
+	// MinSinkRate check does not close c under the replies it still owes.
+	c.sink = nil
 	if h, ok := l.h.(EOFHandler); ok {
 		h.OnEOF(c)
 	}

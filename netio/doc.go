@@ -100,10 +100,13 @@
 // A peer that shuts its writing side (or closes: the two look alike)
 // is read no more, and its connection closes once it owes nothing: its
 // queued output written, the replies its handler promised (Conn.Expect)
-// written, its hold released (peerEOF). A handler that implements
-// EOFHandler is told first, to drop what it has not started. So a client
-// that half-closes after its requests gets every reply; WriteTimeout
-// closes one that does not read them.
+// written, its hold released (peerEOF); a payload cut short by the end
+// is dropped. A handler that implements EOFHandler is told first, to
+// answer or drop what it has not started (the node answers busy the
+// listings still waiting on its scan lane). So a client that half-closes
+// after its requests gets a reply to each; WriteTimeout closes one that
+// does not read them. IdleTimeout does not close a connection with
+// replies promised.
 //
 // # Timeouts and per-peer limit
 //

@@ -184,6 +184,12 @@ func (l *Loop) sweep(now int64) {
 				l.stats.writeTimeouts.Add(1)
 				l.abort(c, ErrWriteTimeout)
 			}
+		case c.expect > 0 || c.hold != nil:
+			// Not idle: replies are promised (a device read or write in
+			// flight, a streamed get). Closing under them broke the fence
+			// a client builds on the close (nothing of the connection
+			// lands after it): with IdleTimeout 1 s a put whose commit
+			// took 3 s was published 1.75 s after the close (a review).
 		case idle > 0 && l.tick-max(c.rtick, c.wtick) >= idle:
 			nIdle++
 			idlePeer = c.RemoteAddr()
