@@ -156,11 +156,12 @@ type job struct {
 	expires    time.Time // zero: never
 	gen        uint64    // the revision that registered it (in its token)
 	token      []byte
-	client     string // the peer that registered it ("" in-process)
-	tenant     string // the tenant that registered it ("" without TLS; tenant.go)
-	revoked    bool   // deregistered or expired; still referenced by the log
-	saved      bool   // a write of the store holds its record (persist.go)
-	heapIdx    int    // position in expiryHeap, -1 when not in it
+	client     string  // the peer that registered it ("" in-process)
+	tenant     string  // the tenant that registered it ("" without TLS; tenant.go)
+	revoked    bool    // deregistered or expired
+	logged     *logJob // what the change log holds of it (changes.go)
+	saved      bool    // a write of the store holds its record (persist.go)
+	heapIdx    int     // position in expiryHeap, -1 when not in it
 
 	// Maps that change under the running job (elastic.go): the change in
 	// progress, the nodes growth added, when the map last changed, the

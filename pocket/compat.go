@@ -35,6 +35,32 @@ import (
 // persisted values stay readable (persist.go).
 var compatJobs, compatCreds sync.Map // job id -> []byte token; job id -> credential
 
+// maxCompatCreds bounds the credentials compatCreds keeps, the newest
+// (as the controller keeps at most 4096 ended jobs' final maps): a process
+// deregistering jobs for ever kept every one, about 450 bytes a job. An
+// older job's persisted values stay readable with POCKET_CREDENTIAL.
+var maxCompatCreds = 4096
+
+var (
+	credsMu    sync.Mutex
+	credsOrder []string // compatCreds' ids, oldest first
+)
+
+// keepCredential stores a deregistered job's credential, forgetting the
+// oldest past maxCompatCreds.
+func keepCredential(jobid, cred string) {
+	credsMu.Lock()
+	defer credsMu.Unlock()
+	if _, had := compatCreds.Swap(jobid, cred); !had {
+		credsOrder = append(credsOrder, jobid)
+	}
+	for len(credsOrder) > maxCompatCreds {
+		compatCreds.Delete(credsOrder[0])
+		credsOrder[0] = ""
+		credsOrder = credsOrder[1:]
+	}
+}
+
 func controllerAddr() (string, error) {
 	if a := os.Getenv("POCKET_CONTROLLER"); a != "" {
 		return a, nil
@@ -86,7 +112,7 @@ func DeregisterJob(jobid string) int {
 	err = j.Deregister(context.Background())
 	if _, ended := j.Deregistration(); ended {
 		compatJobs.Delete(jobid)
-		compatCreds.Store(jobid, j.Credential()) // with the map the deregistration fetched
+		keepCredential(jobid, j.Credential()) // with the map the deregistration fetched
 	}
 	return h.status(err)
 }

@@ -71,6 +71,11 @@ _deregistered: set[str] = set()
 # Their credentials (Job.credential), with which any handle of this process
 # opens them.
 _creds: dict[str, str] = {}
+# At most this many, the newest (the controller keeps at most 4096 ended
+# jobs' final maps): a process deregistering jobs for ever kept every one,
+# about 480 bytes a job. An older job's persisted values stay readable with
+# POCKET_CREDENTIAL.
+_MAX_CREDS = 4096
 
 
 def last_error() -> BaseException | None:
@@ -202,7 +207,12 @@ def _ended(jobid: str, cred: str) -> None:
     with _lock:
         _tokens.pop(jobid, None)
         _deregistered.add(jobid)
+        _creds.pop(jobid, None)
         _creds[jobid] = cred
+        while len(_creds) > _MAX_CREDS:
+            old = next(iter(_creds))
+            del _creds[old]
+            _deregistered.discard(old)
         if jobid in _registered:
             _registered.remove(jobid)
 
