@@ -36,11 +36,6 @@ func TestHalfClosedPutsAreAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	nc, err := net.Dial("tcp", n.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
 	var out []byte
 	for i, key := range []string{"a", "b"} {
 		req := wire.Request{Job: []byte("j"), Key: []byte(key)}
@@ -48,15 +43,7 @@ func TestHalfClosedPutsAreAnswered(t *testing.T) {
 		h := wire.Header{Op: wire.OpPut, Flags: wire.FlagTierNVMe, ID: uint64(i + 1), MetaLen: uint32(len(meta)), PayloadLen: 5}
 		out = append(append(wire.AppendHeader(out, &h), meta...), "value"...)
 	}
-	if _, err := nc.Write(out); err != nil {
-		t.Fatal(err)
-	}
-	nc.(*net.TCPConn).CloseWrite()
-	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := halfClosed(t, n, out)
 	lim := wire.DefaultLimits()
 	for i := range 2 {
 		if len(got) < wire.HeaderLen {
@@ -97,22 +84,9 @@ func TestHalfClosedStreamedGetIsWhole(t *testing.T) {
 	if _, err := c.Do(context.Background(), n.Addr().String(), wire.OpPut, wire.FlagTierNVMe, &req, val, nil); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := net.Dial("tcp", n.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
 	meta := wire.NewEncoder().Request(&req)
 	h := wire.Header{Op: wire.OpGet, Flags: wire.FlagTierNVMe, ID: 1, MetaLen: uint32(len(meta))}
-	if _, err := nc.Write(append(wire.AppendHeader(nil, &h), meta...)); err != nil {
-		t.Fatal(err)
-	}
-	nc.(*net.TCPConn).CloseWrite()
-	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := halfClosed(t, n, append(wire.AppendHeader(nil, &h), meta...))
 	lim := wire.DefaultLimits()
 	if len(got) < wire.HeaderLen {
 		t.Fatalf("the node closed after %d bytes", len(got))
@@ -149,25 +123,12 @@ func TestHalfCloseWithAPutCutShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	nc, err := net.Dial("tcp", n.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
 	put := func(id uint64, key string, size int, payload []byte) []byte {
 		meta := wire.NewEncoder().Request(&wire.Request{Job: []byte("j"), Key: []byte(key)})
 		h := wire.Header{Op: wire.OpPut, Flags: wire.FlagTierNVMe, ID: id, MetaLen: uint32(len(meta)), PayloadLen: uint32(size)}
 		return append(append(wire.AppendHeader(nil, &h), meta...), payload...)
 	}
-	if _, err := nc.Write(append(put(1, "a", 5, []byte("value")), put(2, "b", 1<<20, make([]byte, 10))...)); err != nil {
-		t.Fatal(err)
-	}
-	nc.(*net.TCPConn).CloseWrite()
-	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := halfClosed(t, n, append(put(1, "a", 5, []byte("value")), put(2, "b", 1<<20, make([]byte, 10))...))
 	lim := wire.DefaultLimits()
 	if len(got) < wire.HeaderLen {
 		t.Fatalf("the node closed after %d bytes, without the whole put's reply", len(got))
@@ -184,4 +145,25 @@ func TestHalfCloseWithAPutCutShort(t *testing.T) {
 			t.Fatalf("get %s after the close: %v, want %v", key, err, want)
 		}
 	}
+}
+
+// halfClosed writes out to a new connection to n, shuts its writing side
+// and returns what the node sends before it closes.
+func halfClosed(t *testing.T, n *dataplane.Node, out []byte) []byte {
+	t.Helper()
+	nc, err := net.Dial("tcp", n.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	nc.(*net.TCPConn).CloseWrite()
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(nc)
+	if err != nil {
+		t.Fatalf("after %d bytes: %v (want the node's close)", len(got), err)
+	}
+	return got
 }
