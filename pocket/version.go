@@ -139,7 +139,7 @@ func (w *objectWrite) confirm(ctx context.Context) error {
 			defer wg.Done()
 			r, err := w.j.doAtPatient(ctx, addr, wire.OpConfirm, reqExtra{version: w.ver})
 			if err == nil && r.Meta.Count != w.sent[addr] {
-				err = fmt.Errorf("%w: node %s holds %d of the %d chunks it took (lease expired?)", wire.ErrConflict, addr, r.Meta.Count, w.sent[addr])
+				err = fmt.Errorf("%w: node %s holds %d of the %d chunks it took (its chunk lease expired, or the node restarted or left the job's map and its chunks went with it): nothing was published, put the value again", wire.ErrConflict, addr, r.Meta.Count, w.sent[addr])
 			}
 			errs[i] = err
 		}()

@@ -2751,7 +2751,8 @@ class _ObjectWrite:
             got = r.response().count
             if got != self.sent[addr]:
                 raise errors.Conflict(f"node {addr} holds {got} of the {self.sent[addr]} chunks it took "
-                                      "(lease expired?)")
+                                      "(its chunk lease expired, or the node restarted or left the job's map "
+                                      "and its chunks went with it): nothing was published, put the value again")
         job._parallel([lambda a=a: one(a) for a in self.sent])
 
     def abort(self) -> None:
