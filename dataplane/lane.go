@@ -241,20 +241,17 @@ func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		}
 		var resp *wire.Response
 		var err error
-		dropped := false
 		switch {
 		case !run:
 			err = errLaneFull
-		case !cs.gone.Load():
+		case !cs.gone.Load(): // gone: closed, as the post below finds it
 			resp, err = n.scan(tier, &hc, &r)
-		default:
-			dropped = true // its connection closed
 		}
 		c.Loop().Post(func() {
 			cs.forgetLane(w)
 			cs.lane--
 			c.Expect(-laneReply)
-			if cs.closed || dropped {
+			if cs.closed {
 				return
 			}
 			cs.withStart(start, func() {

@@ -1626,17 +1626,9 @@ class Job:
                 owed = getattr(e, "conn", None)
                 if owed is not None:
                     e.conn = None
-                    if fence:
-                        self._fence_hold(key, owed)
-                    else:
-                        owed.close()
-                owed = e.__dict__.pop("pocket_owed_conn", None)
-                if owed is not None:  # a signal handler's Unavailable (conn._interrupted)
-                    if fence:
-                        self._fence_hold(key, owed)
-                    else:
-                        owed.close()
-                    raise
+                    self._owed(key, fence, owed)
+                if self._owed(key, fence, e.__dict__.pop("pocket_owed_conn", None)):
+                    raise  # a signal handler's Unavailable (conn._interrupted): not sent again
                 # The node may have left the map (drained, and stopped)
                 # since it was fetched.
                 if attempt < _MAP_RETRIES and self._follow([e], st, op, flags, attempt=attempt):
@@ -1647,12 +1639,7 @@ class Job:
                 # exception) while a put or delete of key was written or
                 # awaited: its connection owes the reply, and the next
                 # put or delete of key waits for it (conn._interrupted).
-                owed = getattr(e, "__dict__", {}).pop("pocket_owed_conn", None)
-                if owed is not None:
-                    if fence:
-                        self._fence_hold(key, owed)
-                    else:
-                        owed.close()
+                self._owed(key, fence, getattr(e, "__dict__", {}).pop("pocket_owed_conn", None))
                 raise
             if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt):
                 continue
@@ -1682,6 +1669,18 @@ class Job:
     # objects, or other processes, are not ordered. Before, a request that
     # timed out closed its connection, and the known limits said the Python
     # client orders nothing after a timeout.
+
+    def _owed(self, key: bytes, fence: bool, c: NodeConn | None) -> bool:
+        """Takes c, a connection owing the reply of a request of key (or
+        None): a fence on key when the request is fenced, else closed.
+        Reports whether there was one."""
+        if c is None:
+            return False
+        if fence:
+            self._fence_hold(key, c)
+        else:
+            c.close()
+        return True
 
     def _fence_hold(self, key: bytes, c: NodeConn) -> None:
         """Puts up a fence on key: c owes the reply of a put or delete of
