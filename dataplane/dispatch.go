@@ -73,18 +73,30 @@ func (n *Node) OnClose(c *netio.Conn, _ error) {
 
 // OnEOF implements netio.EOFHandler: the client will send nothing more
 // (it shut its writing side, or closed, which the node cannot tell
-// apart). Requests waiting on the scan lane are answered busy, unrun
-// (dropLane); what is under way (device reads and writes, a streamed
-// get, a scan the lane has begun, queued replies) is answered before
-// the connection closes (netio's peerEOF).
+// apart), or the node is closing the connection (c.Closed()). Requests
+// waiting on the scan lane are answered busy, unrun (dropLane); what is
+// under way (device reads and writes, a streamed get, a scan the lane
+// has begun, queued replies) is answered before the connection closes
+// (netio's peerEOF). When the node is closing it, only what changes data
+// is waited for (netio's retire): a streamed get stops and gives back
+// its promise, and a lane request taken but not begun is not run.
 func (n *Node) OnEOF(c *netio.Conn) {
-	if cs, ok := c.Context().(*connState); ok {
-		cs.eof = true
-		// A put cut short by the end of input cannot complete: its
-		// reservation goes back now, not at the close.
-		cs.put.abort()
-		n.dropLane(c, cs)
+	cs, ok := c.Context().(*connState)
+	if !ok {
+		return
 	}
+	cs.eof = true
+	// A put cut short by the end of input cannot complete: its
+	// reservation goes back now, not at the close.
+	cs.put.abort()
+	if c.Closed() {
+		cs.gone.Store(true)
+		if g := cs.stream; g != nil {
+			g.stop()
+			g.unpromise()
+		}
+	}
+	n.dropLane(c, cs)
 }
 
 // OnData implements netio.Handler: it serves every complete frame in `in`

@@ -151,6 +151,13 @@ func TestHalfCloseWithAPutCutShort(t *testing.T) {
 // and returns what the node sends before it closes.
 func halfClosed(t *testing.T, n *dataplane.Node, out []byte) []byte {
 	t.Helper()
+	return untilClosed(t, n, out, true)
+}
+
+// untilClosed writes out to a new connection to n, shuts its writing side
+// if shut says so, and returns what the node sends before it closes.
+func untilClosed(t *testing.T, n *dataplane.Node, out []byte, shut bool) []byte {
+	t.Helper()
 	nc, err := net.Dial("tcp", n.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +166,9 @@ func halfClosed(t *testing.T, n *dataplane.Node, out []byte) []byte {
 	if _, err := nc.Write(out); err != nil {
 		t.Fatal(err)
 	}
-	nc.(*net.TCPConn).CloseWrite()
+	if shut {
+		nc.(*net.TCPConn).CloseWrite()
+	}
 	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.ReadAll(nc)
 	if err != nil {

@@ -53,7 +53,7 @@ var (
 		"too many listings and prefix deletes of this job waiting on this node (%d); retry", lanePerJob)}
 	// errLaneEOF answers a request waiting on the lane when its
 	// connection's input ends (dropLane): nothing was done.
-	errLaneEOF  = &wire.Error{Code: wire.CodeBusy, Msg: "not run: the connection's input ended before the scan lane reached this request; send it again on another connection"}
+	errLaneEOF  = &wire.Error{Code: wire.CodeBusy, Msg: "not run: the connection's input ended, or the node closed it, before the scan lane reached this request; send it again on another connection"}
 	errLaneConn = &wire.Error{Code: wire.CodeBusy, Msg: fmt.Sprintf(
 		"too many listings and prefix deletes waiting from this connection (%d); retry, or wait for their replies", lanePerConn)}
 )
@@ -244,7 +244,9 @@ func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		switch {
 		case !run:
 			err = errLaneFull
-		case !cs.gone.Load(): // gone: closed, as the post below finds it
+		case cs.gone.Load(): // closed, or closing (OnEOF): not run
+			err = errLaneEOF
+		default:
 			resp, err = n.scan(tier, &hc, &r)
 		}
 		c.Loop().Post(func() {

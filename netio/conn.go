@@ -36,10 +36,12 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
-// EOFHandler is a Handler told of the end of a connection's input (the
-// peer shut its writing side, or closed): OnEOF runs on c's loop before
-// the loop looks at what c still owes (see peerEOF), so the handler can
-// drop, and take back the promises of, requests it has not started.
+// EOFHandler is a Handler told of the end of a connection's input: the
+// peer shut its writing side, or closed (see peerEOF), or the server is
+// closing c with replies promised and reads it no more (c.Closed() is
+// true; see retire). OnEOF runs on c's loop before the loop looks at what
+// c still owes, so the handler can drop, and take back the promises of,
+// requests it has not started.
 type EOFHandler interface {
 	OnEOF(c *Conn)
 }
@@ -111,6 +113,7 @@ type Conn struct {
 	counted  int  // owed() as last added to the server's total
 	expect   int  // reply bytes the handler promised and has not written (Expect)
 	eof      bool // the peer shut its writing side: read no more, close once nothing is owed (peerEOF)
+	retiring bool // closing with replies promised: out of the epoll set until they are kept (retire)
 	noFlush  bool // the socket failed: do not try to flush on close
 	closeErr error
 }
@@ -301,7 +304,9 @@ func (c *Conn) SetSink(s Sink) {
 }
 
 // Close closes c at the end of the current pass, after a best-effort flush
-// of its queued output. OnClose gets a nil error.
+// of its queued output; while replies are promised (Expect), once they
+// are kept, c read no more meanwhile (see retire). OnClose gets a nil
+// error.
 func (c *Conn) Close() {
 	if c.closed || c.closing {
 		return
@@ -619,6 +624,49 @@ func (l *Loop) peerEOF(c *Conn) {
 		return
 	}
 	l.markDirty(c)
+}
+
+// retire closes c, as the server decided (Close, OnData's error, a
+// timeout), once the replies its handler promised (Conn.Expect) are kept:
+// until then c is read no more and leaves the epoll set, a sink open on
+// it is dropped, and the handler is told (EOFHandler, with c.Closed()
+// true) so it can drop what it has not started. reset closes with a
+// reset and without the flush (WriteTimeout). Each later pass that marks
+// c looks again (Expect marks it when a promise is taken back).
+//
+// A promise is work under way for c's requests, a device write among
+// them. Before, c closed at once and such a write was published after
+// the close: a client that took the close for "nothing more of this
+// connection lands" (the fence the Python client keeps after a timeout
+// rests on it) saw a put it sent first land after one it sent next.
+// Failed sockets (the peer reset or hung up) and the server's shutdown
+// close at once; so do the reserve's and the unproven list's evictions,
+// whose connections have no request under way.
+func (l *Loop) retire(c *Conn, err error, reset bool) {
+	if reset && !c.noFlush {
+		_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		c.noFlush = true
+	}
+	if c.expect <= 0 {
+		l.closeConn(c, err)
+		return
+	}
+	if c.retiring {
+		return
+	}
+	c.retiring, c.closing, c.closeErr = true, true, err
+	c.sink = nil // as at the end of input: the handler frees it (OnEOF, OnClose)
+	// Out of the epoll set, not just without EPOLLIN: a socket reset
+	// meanwhile would be reported again on every wait.
+	if l.ctl(unix.EPOLL_CTL_DEL, c.fd, 0) == nil {
+		c.events = 0
+	}
+	if h, ok := l.h.(EOFHandler); ok {
+		h.OnEOF(c)
+	}
+	if c.expect <= 0 {
+		l.closeConn(c, err)
+	}
 }
 
 // answered reports whether c owes its peer nothing: see peerEOF.

@@ -108,6 +108,14 @@
 // does not read them. IdleTimeout does not close a connection with
 // replies promised.
 //
+// A connection the server closes (Conn.Close, an OnData error,
+// WriteTimeout, a sink below MinSinkRate) is likewise read no more and
+// closes once its promised replies are kept, their output sent as far as
+// the socket takes it (retire): so once a peer sees the close, nothing of
+// what it sent on that connection is still under way. Closes for a failed
+// socket, at shutdown, and the reserve's and the unproven list's evictions
+// are at once.
+//
 // # Timeouts and per-peer limit
 //
 // Pausing bounds what a client that never reads costs, but not for how

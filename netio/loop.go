@@ -594,7 +594,7 @@ func (l *Loop) flushDirty() {
 		switch {
 		case c.closed:
 		case c.closing:
-			l.closeConn(c, c.closeErr)
+			l.retire(c, c.closeErr, false)
 		default:
 			l.flush(c)
 		}

@@ -170,7 +170,7 @@ func (l *Loop) sweep(now int64) {
 			nSlow++
 			slowPeer = c.RemoteAddr()
 			l.stats.slowSinks.Add(1)
-			l.closeConn(c, ErrSlowSink)
+			l.retire(c, ErrSlowSink, false)
 			continue
 		}
 		switch {
@@ -182,7 +182,7 @@ func (l *Loop) sweep(now int64) {
 				nWrite++
 				writePeer = c.RemoteAddr()
 				l.stats.writeTimeouts.Add(1)
-				l.abort(c, ErrWriteTimeout)
+				l.retire(c, ErrWriteTimeout, true)
 			}
 		case c.expect > 0 || c.hold != nil:
 			// Not idle: replies are promised (a device read or write in
@@ -250,6 +250,20 @@ func (l *Loop) peerTook(c *Conn) bool {
 	took := c.sndq >= 0 && q != c.sndq
 	c.sndq = q
 	return took
+}
+
+// evict resets c to free its slot for a newcomer (abort) and reports
+// true; a c with replies promised (a proven connection over its owner's
+// share, with a device write under way) is retired instead, its slot
+// freed once they are kept, and evict reports false: the newcomer is
+// refused now, as when no connection could be evicted.
+func (l *Loop) evict(c *Conn, err error) bool {
+	if c.expect > 0 {
+		l.retire(c, err, true)
+		return false
+	}
+	l.abort(c, err)
+	return true
 }
 
 // abort closes c without trying to flush and with a reset (SO_LINGER 0),

@@ -199,9 +199,11 @@ func (l *Loop) evictUnproven() bool {
 	if c == nil || now-c.born < int64(UnprovenGrace) {
 		return false
 	}
+	if c.retiring {
+		return false // evicted already, closing once its promises are kept
+	}
 	l.stats.unprovenEvictions.Add(1)
-	l.abort(c, ErrEvictedUnproven)
-	return true
+	return l.evict(c, ErrEvictedUnproven)
 }
 
 // evictElsewhere is evictUnproven for a newcomer over MaxConns whose own
