@@ -1909,7 +1909,7 @@ class Job:
             out = [x for x in out if not isinstance(x, NodeGone)]
             errs = [x for x in out if isinstance(x, BaseException)]
             replies = [x for x in out if not isinstance(x, BaseException)]
-            errs += [wire.reply_error(r.code, r.meta) for r in replies if r.code in _REFRESH]
+            errs += [r.error() for r in replies if r.code in _REFRESH]
             if errs and attempt < _MAP_RETRIES and self._follow(errs, st, op, flags, fan_out=True, attempt=attempt):
                 if op == wire.OP_DELETE:
                     kept += [r for r in replies if r.code == 0]
@@ -2255,7 +2255,7 @@ class Job:
                     raise c._fail(errors.Malformed(f"reply to unknown request {r.id}"))
                 if r.code == errors.Code.STALE_EPOCH or r.code == errors.Code.DRAINING:
                     c.close()  # unread replies may follow; the caller retries
-                    raise wire.reply_error(r.code, r.meta)
+                    raise r.error()
                 st.check(r, ck, i)
                 if len(r.payload) != len(part) or not isinstance(r.payload, memoryview):
                     raise errors.Corrupt(f"chunk {i} is {len(r.payload)} bytes, want {len(part)}")
@@ -2501,7 +2501,7 @@ class Job:
                     elif self._holds_none(x.code, wire.OP_DELETE):
                         pass  # deregistered, and none of its persisted values there
                     elif x.code:
-                        errs.append(wire.reply_error(x.code, x.meta))
+                        errs.append(x.error())
                     else:
                         resp = x.response()
                         if counted is not None:

@@ -102,22 +102,44 @@ def fenced(op: int, flags: int) -> bool:
 class Reply:
     """One reply: header flags, code, metadata bytes and payload (bytes, a
     memoryview of the caller's buffer it was read into, or for a large
-    payload with no such buffer a memoryview from ``buffer.alloc``)."""
+    payload with no such buffer a memoryview from ``buffer.alloc``), and
+    the address of the node that sent it ("" when made up locally)."""
 
-    __slots__ = ("id", "flags", "code", "meta", "payload")
+    __slots__ = ("id", "flags", "code", "meta", "payload", "node")
 
-    def __init__(self, rid: int, flags: int, code: int, meta: bytes, payload):
+    def __init__(self, rid: int, flags: int, code: int, meta: bytes, payload, node: str = ""):
         self.id, self.flags, self.code, self.meta, self.payload = rid, flags, code, meta, payload
+        self.node = node
 
     def check(self) -> "Reply":
-        """Raises the reply's error when its code is not 0."""
+        """Raises the reply's error when its code is not 0. Metadata that
+        does not decode, or a code no version of the protocol has, raises
+        an error naming the node (errors.Malformed, or the code's)."""
         if self.code:
-            raise wire.reply_error(self.code, self.meta)
+            raise self.error()
         return self
 
+    def error(self) -> errors.PocketError:
+        """The exception of an error reply (code not 0): its code's, with
+        its message and epoch; see check."""
+        try:
+            r = self.response()
+        except errors.PocketError as e:
+            return e
+        msg = r.message
+        try:
+            errors.Code(self.code)
+        except ValueError:
+            msg = f"node {self.node} answered request {self.id} with unknown code {self.code}: {msg}"
+        return errors.error_for(self.code, msg, r.epoch)
+
     def response(self) -> wire.Response:
-        """The reply's decoded Response table."""
-        return wire.decode_response(self.meta)
+        """The reply's decoded Response table; errors.Malformed, naming
+        the node, when it does not decode."""
+        try:
+            return wire.decode_response(self.meta)
+        except errors.PocketError as e:
+            raise errors.Malformed(f"node {self.node}: reply to request {self.id}: {e.message}") from None
 
 
 class NodeUnavailable(errors.Unavailable):
@@ -352,7 +374,7 @@ class NodeConn:
         except BaseException:
             self.close()
             raise
-        return Reply(h.id, h.flags, h.code, meta, payload)
+        return Reply(h.id, h.flags, h.code, meta, payload, self.addr)
 
     def roundtrip(self, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
         """Sends one request and returns its reply.
@@ -416,7 +438,7 @@ class NodeConn:
                 self._r1 = 0
                 v = self._rview
                 return Reply(rid, rflags, code, bytes(v[wire.HEADER_LEN:end - plen]) if mlen else b"",
-                             bytes(v[end - plen:end]) if plen else b"")
+                             bytes(v[end - plen:end]) if plen else b"", self.addr)
         r = self.recv(None, owed=rid if fenced(op, flags) else 0, expect=op | wire.REPLY_BIT)
         if r.id != rid:
             raise self._fail(errors.Malformed(f"reply id {r.id} to request {rid}"))

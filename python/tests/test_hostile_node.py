@@ -263,3 +263,32 @@ def test_reply_of_another_op_fails_the_connection():
     finally:
         job.client.close()
         node.close()
+
+
+@pytest.mark.parametrize("case", ["corrupt metadata", "unknown code", "corrupt metadata, ok code"])
+def test_reply_content_errors_name_the_node(case):
+    """A reply whose metadata is no Response flatbuffer (with an error
+    code, or with ok to a call that reads the metadata), or whose code no
+    version of the protocol has: the error names the node. Before:
+    "malformed: ..." and "code 99: ..." alone. The Go client's
+    TestReplyContentErrorsNameTheNode."""
+    junk = b"\xff\xff\xff\x7f\x01\x02\x03\x04"
+
+    def answer(op, rid, key):
+        if case == "unknown code":
+            return frame(op, rid, code=99, meta=response(message="who knows"))
+        return frame(op, rid, code=0 if case.endswith("ok code") else 5, meta=junk)
+    node = Node(answer)
+    job = _job(node.addr)
+    try:
+        call = job.stat if case.endswith("ok code") else job.get
+        out, err, took, rss = _measure(lambda: call("k"))
+        _report(case, out, err, took, rss)
+        assert isinstance(err, errors.PocketError) and node.addr in str(err), f"{out!r} {err!r}"
+        if case == "unknown code":
+            assert err.code == 99 and "unknown code 99" in str(err), err
+        else:
+            assert isinstance(err, errors.Malformed), err
+    finally:
+        job.client.close()
+        node.close()
