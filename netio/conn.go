@@ -41,7 +41,9 @@ type Handler interface {
 // closing c with replies promised and reads it no more (c.Closed() is
 // true; see retire). OnEOF runs on c's loop before the loop looks at what
 // c still owes, so the handler can drop, and take back the promises of,
-// requests it has not started.
+// requests it has not started. It may come twice for one connection: at
+// the end of its input, then with c.Closed() true if the server closes c
+// (WriteTimeout) before it owes nothing.
 type EOFHandler interface {
 	OnEOF(c *Conn)
 }
@@ -114,6 +116,7 @@ type Conn struct {
 	expect   int  // reply bytes the handler promised and has not written (Expect)
 	eof      bool // the peer shut its writing side: read no more, close once nothing is owed (peerEOF)
 	retiring bool // closing with replies promised: out of the epoll set until they are kept (retire)
+	freed    bool // evicted while retiring: its slot was released then (evict), not at the close
 	noFlush  bool // the socket failed: do not try to flush on close
 	closeErr error
 }
@@ -154,6 +157,10 @@ func (c *Conn) Expect(n int) {
 	}
 }
 
+// discards reports whether output written to c is dropped at once: c is
+// closed, or retiring with a reset (nothing of it will be sent).
+func (c *Conn) discards() bool { return c.closed || c.retiring && c.noFlush }
+
 // owed is c's output queued and promised (Expect), in bytes.
 func (c *Conn) owed() int { return c.Pending() + c.expect }
 
@@ -192,9 +199,10 @@ func (c *Conn) RemoteAddr() string { return sockaddrString(c.sa) }
 
 // Write copies p to c's output. Output is sent with writev at the end of
 // the loop's pass, coalesced with everything else queued for c. p may be
-// reused as soon as Write returns. Writes to a closed connection are dropped.
+// reused as soon as Write returns. Writes to a closed connection are
+// dropped, as are those to one being reset (see retire).
 func (c *Conn) Write(p []byte) {
-	if c.closed || len(p) == 0 {
+	if c.discards() || len(p) == 0 {
 		return
 	}
 	if c.hold != nil {
@@ -210,7 +218,7 @@ func (c *Conn) Write(p []byte) {
 // nil) is released exactly once, on c's loop, after p has been fully sent
 // or when c closes; on a closed connection at once. Order with Write is kept.
 func (c *Conn) WriteRef(p []byte, r Releaser) {
-	if c.closed {
+	if c.discards() {
 		if r != nil {
 			r.Release()
 		}
@@ -255,7 +263,7 @@ type Hold struct {
 // Write copies p to the output at the hold, like Conn.Write.
 func (h *Hold) Write(p []byte) {
 	c := h.c
-	if h.done || c.closed || len(p) == 0 {
+	if h.done || c.discards() || len(p) == 0 {
 		return
 	}
 	c.out.write(p, &c.loop.pool)
@@ -266,7 +274,7 @@ func (h *Hold) Write(p []byte) {
 // released once p is sent or the connection closes, at once if it has.
 func (h *Hold) WriteRef(p []byte, r Releaser) {
 	c := h.c
-	if h.done || c.closed {
+	if h.done || c.discards() {
 		if r != nil {
 			r.Release()
 		}
@@ -639,9 +647,10 @@ func (l *Loop) peerEOF(c *Conn) {
 // the close: a client that took the close for "nothing more of this
 // connection lands" (the fence the Python client keeps after a timeout
 // rests on it) saw a put it sent first land after one it sent next.
-// Failed sockets (the peer reset or hung up) and the server's shutdown
-// close at once; so do the reserve's and the unproven list's evictions,
-// whose connections have no request under way.
+// Failed sockets (the peer reset or hung up), ReserveTimeout (a reserve
+// connection's one request is served on the loop) and the server's
+// shutdown close at once. An eviction (evict) retires its victim too, but
+// frees its slot at once.
 func (l *Loop) retire(c *Conn, err error, reset bool) {
 	if reset && !c.noFlush {
 		_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
@@ -655,7 +664,23 @@ func (l *Loop) retire(c *Conn, err error, reset bool) {
 		return
 	}
 	c.retiring, c.closing, c.closeErr = true, true, err
-	c.sink = nil // as at the end of input: the handler frees it (OnEOF, OnClose)
+	c.sink = nil     // as at the end of input: the handler frees it (OnEOF, OnClose)
+	if c.in != nil { // input not taken is never served now
+		l.pool.put(c.in)
+		c.in = nil
+	}
+	c.stalled = false
+	if c.noFlush {
+		// Reset: nothing more is sent, so what is queued, and what the
+		// promises write (Conn.discards), goes now, values held by
+		// reference with it, not when the work ends.
+		c.out.drop(&l.pool)
+		c.side.drop(&l.pool)
+		l.countQueued(c)
+	}
+	// Closing already: no eviction may pick it again, and the other
+	// loops must not count it as evictable (evictElsewhere's claims).
+	l.unlist(c)
 	// Out of the epoll set, not just without EPOLLIN: a socket reset
 	// meanwhile would be reported again on every wait.
 	if l.ctl(unix.EPOLL_CTL_DEL, c.fd, 0) == nil {
@@ -817,7 +842,9 @@ func (l *Loop) closeConn(c *Conn, err error) {
 	// Counted closed before it stops counting as open, so a reader of
 	// Stats that sees no connection open sees every close counted.
 	l.stats.closed.Add(1)
-	l.uncount(c)
+	if !c.freed {
+		l.uncount(c)
+	}
 	l.nconns--
 	l.h.OnClose(c, err)
 }

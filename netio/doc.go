@@ -111,10 +111,12 @@
 // A connection the server closes (Conn.Close, an OnData error,
 // WriteTimeout, a sink below MinSinkRate) is likewise read no more and
 // closes once its promised replies are kept, their output sent as far as
-// the socket takes it (retire): so once a peer sees the close, nothing of
-// what it sent on that connection is still under way. Closes for a failed
-// socket, at shutdown, and the reserve's and the unproven list's evictions
-// are at once.
+// the socket takes it (none after WriteTimeout, which resets): so once a
+// peer sees the close, nothing of what it sent on that connection is still
+// under way. A connection evicted for a newcomer (EvictUnproven,
+// ReserveConns) closes so too, its slot given to the newcomer at once.
+// Closes for a failed socket, at ReserveTimeout and at shutdown are at
+// once.
 //
 // # Timeouts and per-peer limit
 //

@@ -70,9 +70,8 @@ func (l *Loop) reserveOrEvict(peer netip.Addr) bool {
 		return false
 	}
 	l.stats.reserveEvictions.Add(1)
-	// Removes it from l.rsv and frees its slot, unless it has replies
-	// promised (retire): then later.
-	return l.evict(victim, ErrReserveEvicted) && l.reserve(peer)
+	l.evict(victim, ErrReserveEvicted) // removes it from l.rsv, frees its slot
+	return l.reserve(peer)
 }
 
 // oldestReserve is the loop's oldest reserve connection that may be

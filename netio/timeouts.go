@@ -252,18 +252,24 @@ func (l *Loop) peerTook(c *Conn) bool {
 	return took
 }
 
-// evict resets c to free its slot for a newcomer (abort) and reports
-// true; a c with replies promised (a proven connection over its owner's
-// share, with a device write under way) is retired instead, its slot
-// freed once they are kept, and evict reports false: the newcomer is
-// refused now, as when no connection could be evicted.
-func (l *Loop) evict(c *Conn, err error) bool {
-	if c.expect > 0 {
-		l.retire(c, err, true)
-		return false
+// evict resets c to free its slot for a newcomer (abort). A c with
+// replies promised (a proven connection over its owner's share, with a
+// device write under way) is retired with a reset instead, and its slot
+// freed now: its descriptor stays open, over MaxConns, only until the
+// work under way ends. Before (a review of retire), the newcomer was
+// refused and the victim, still listed, kept every later newcomer out,
+// or was claimed by each newcomer of another loop, which then opened
+// past MaxConns.
+func (l *Loop) evict(c *Conn, err error) {
+	if c.expect <= 0 {
+		l.abort(c, err)
+		return
 	}
-	l.abort(c, err)
-	return true
+	l.retire(c, err, true)
+	if !c.closed {
+		l.uncount(c)
+		c.freed = true
+	}
 }
 
 // abort closes c without trying to flush and with a reset (SO_LINGER 0),

@@ -199,11 +199,9 @@ func (l *Loop) evictUnproven() bool {
 	if c == nil || now-c.born < int64(UnprovenGrace) {
 		return false
 	}
-	if c.retiring {
-		return false // evicted already, closing once its promises are kept
-	}
 	l.stats.unprovenEvictions.Add(1)
-	return l.evict(c, ErrEvictedUnproven)
+	l.evict(c, ErrEvictedUnproven)
+	return true
 }
 
 // evictElsewhere is evictUnproven for a newcomer over MaxConns whose own
