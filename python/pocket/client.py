@@ -375,12 +375,16 @@ class Client:
     active one. ``timeout`` bounds each socket operation on the data
     plane in seconds (default ``conn.DEFAULT_TIMEOUT``, 60 s; None: wait
     forever): a node silent for longer raises ``Unavailable`` saying it
-    timed out.
+    timed out. ``controller_wait`` bounds how long a call to the
+    controller waits for one that is away (refusing connections, losing
+    them before the request went out, or for a map fetch at any point: a
+    restart; an election in progress) in seconds, default 15 as the Go
+    SDK's; 0 raises ``Unavailable`` at once.
     """
 
     def __init__(self, controller: str | None = None, *, tls_dir: str | None = None, insecure: bool = False,
                  chunk_size: int = DEFAULT_CHUNK_SIZE, parallel: int = 8,
-                 timeout: float | None = DEFAULT_TIMEOUT):
+                 timeout: float | None = DEFAULT_TIMEOUT, controller_wait: float = control.DEFAULT_WAIT):
         if not 0 < chunk_size <= wire.MAX_PAYLOAD:
             raise ValueError(f"chunk_size {chunk_size} outside 1..{wire.MAX_PAYLOAD}")
         self.chunk_size = chunk_size
@@ -393,7 +397,7 @@ class Client:
         if addr:
             tls_dir = None if insecure else tls_dir or control.default_tls_dir()
             ctx = control.tls_context(tls_dir) if tls_dir else None
-            self.controller = control.Controller(addr, ctx)
+            self.controller = control.Controller(addr, ctx, wait=controller_wait)
         _pools.add(self)
 
     def _reset_after_fork(self) -> None:

@@ -17,6 +17,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 
 from . import errors, wire
 
@@ -56,6 +57,20 @@ NO_LEADER_HINT = ("no active controller yet (election in progress); retry, or li
 # How many "not leader" answers naming another controller one call follows.
 _MAX_REDIRECTS = 3
 
+# How long a call waits for a controller that is away (refusing or losing
+# connections before the request went out, or answering that no leader is
+# elected) by default, and its pauses: 50 ms doubling to 1 s. The Go
+# metaclient's retries (metaclient.go, "Retries while the controller is
+# away") for a call whose context has no deadline (its CallTimeout, 15 s).
+DEFAULT_WAIT = 15.0
+_AWAY_PAUSE = 0.05
+_AWAY_PAUSE_MAX = 1.0
+
+
+class _Away(errors.Unavailable):
+    """The controller could not be reached, and sending the call again is
+    safe: nothing of its request was written, or it is idempotent."""
+
 # The ops that do the same sent twice as once (the Go metaclient's
 # idempotent): only these are sent again after their request was written.
 _IDEMPOTENT = frozenset({wire.OP_GET_MAP})
@@ -76,10 +91,12 @@ class Controller:
     """A client of the controller at addr ("host:port"). tls is an
     SSLContext (see tls_context), or None for plain TCP."""
 
-    def __init__(self, addr: str, tls: ssl.SSLContext | None = None, timeout: float = 15.0):
+    def __init__(self, addr: str, tls: ssl.SSLContext | None = None, timeout: float = 15.0,
+                 wait: float = DEFAULT_WAIT):
         self.addr = addr
         self.tls = tls
         self.timeout = timeout
+        self.wait = wait
         self._sock: socket.socket | None = None
         self._id = 0
         self._lock = threading.Lock()
@@ -161,7 +178,29 @@ class Controller:
         served before is retried once on a new one. A standby's "not
         leader" answer naming the active controller sends this call, and
         the later ones, there (as the Go client does); one naming none (an
-        election in progress) raises NotLeader with NO_LEADER_HINT."""
+        election in progress) raises NotLeader with NO_LEADER_HINT once
+        ``wait`` has passed. A controller away (refusing connections, or
+        losing them before the request went out, or, for an idempotent
+        call, at any point: a restart) is waited for, with pauses of 50 ms
+        doubling to 1 s, for up to ``wait`` seconds (0: not at all), then
+        raises Unavailable; a request that may have reached it raises
+        OutcomeUnknown at once, as before."""
+        deadline = time.monotonic() + max(self.wait, 0.0)
+        pause = _AWAY_PAUSE
+        while True:
+            try:
+                return self._call_following(op, meta)
+            except (_Away, errors.NotLeader) as e:
+                if isinstance(e, errors.NotLeader) and NO_LEADER_HINT not in e.message:
+                    raise
+                left = deadline - time.monotonic()
+                if left <= pause:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, _AWAY_PAUSE_MAX)
+
+    def _call_following(self, op: int, meta: bytes) -> bytes:
+        """call's one try, following "not leader" answers."""
         with self._lock:
             for _ in range(_MAX_REDIRECTS):
                 try:
@@ -211,7 +250,7 @@ class Controller:
                     raise errors.OutcomeUnknown(f"controller {self.addr}: the connection failed after the request "
                                                 f"was sent, so its outcome is unknown ({hint}): {e}") from None
                 if not reused or attempt:
-                    raise errors.Unavailable(f"controller {self.addr}: {e}") from None
+                    raise _Away(f"controller {self.addr}: {e}") from None
         raise AssertionError("unreachable")
 
     def _speaks_tls(self) -> bool:

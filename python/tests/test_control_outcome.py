@@ -10,6 +10,7 @@ metaclient's OutcomeUnknownError does.
 
 import socket
 import threading
+import time
 
 import pytest
 
@@ -56,6 +57,14 @@ class _ReplyKiller:
                 conn.sendall(data)
         except OSError:
             pass
+        # shutdown, not close alone: the upstream thread's recv holds the
+        # socket open, so close sent no FIN and the client waited out its
+        # 15 s timeout on each connection.
+        for s in (conn, up):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         conn.close()
         up.close()
 
@@ -98,12 +107,14 @@ def test_deregister_not_sent_again_after_its_reply_was_lost(insecure_cluster):
 
 def test_map_fetch_sent_again_after_its_reply_was_lost(insecure_cluster):
     """A map fetch is idempotent: sent again at once on a new connection
-    (here lost too), and its failure is Unavailable, not OutcomeUnknown."""
+    (here lost too), and its failure is Unavailable, not OutcomeUnknown
+    (with no wait for a controller away, which would send it again and
+    again)."""
     proxy = _ReplyKiller(insecure_cluster.addr)
     try:
         with insecure_cluster.client() as direct:
             j = direct.register_job("outcome-idempotent")
-        with pocket.Client(proxy.addr, insecure=True) as c:
+        with pocket.Client(proxy.addr, insecure=True, controller_wait=0) as c:
             c.open_job(j.id, j.token)  # the connection has served
             proxy.kill.set()
             with pytest.raises(pocket.Unavailable) as ei:
@@ -143,3 +154,75 @@ def test_registration_closed_by_a_plain_server_stays_outcome_unknown():
         assert "may have registered the job" in str(ei.value)
     finally:
         ln.close()
+
+
+class _LateProxy:
+    """A port that refuses connections until open() is called, then
+    forwards them to the controller at `to`."""
+
+    def __init__(self, to: str):
+        self.to = to
+        ln = socket.create_server(("127.0.0.1", 0))
+        self.port = ln.getsockname()[1]
+        ln.close()  # refused until open()
+        self.addr = "127.0.0.1:%d" % self.port
+        self.ln = None
+
+    def open(self):
+        self.ln = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.ln.accept()
+            except OSError:
+                return
+            host, _, port = self.to.rpartition(":")
+            up = socket.create_connection((host, int(port)))
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        if self.ln is not None:
+            self.ln.close()
+
+
+@pytest.mark.parametrize("call", ["register", "open"])
+def test_a_controller_away_is_waited_for(insecure_cluster, call):
+    """A controller that refuses connections for 1.5 s (restarting) is
+    waited for, as the Go metaclient does within its call's bound: the
+    registration (nothing of it was sent) and the map fetch succeed once
+    it listens. Before, both raised Unavailable at once; with
+    controller_wait=0 they still do."""
+    with insecure_cluster.client() as direct:
+        j = direct.register_job("away-open")
+    proxy = _LateProxy(insecure_cluster.addr)
+    try:
+        with pocket.Client(proxy.addr, insecure=True, controller_wait=0) as c:
+            with pytest.raises(pocket.Unavailable):
+                c.register_job("away-now") if call == "register" else c.open_job(j.id, j.token)
+        threading.Timer(1.5, proxy.open).start()
+        with pocket.Client(proxy.addr, insecure=True) as c:
+            t0 = time.monotonic()
+            got = c.register_job("away-later") if call == "register" else c.open_job(j.id, j.token)
+            took = time.monotonic() - t0
+            assert got.id and 1.0 <= took < 10, f"took {took:.2f} s"
+            if call == "register":
+                got.deregister()
+        j.deregister()
+    finally:
+        proxy.close()
