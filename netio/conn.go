@@ -43,7 +43,7 @@ type Handler interface {
 // c still owes, so the handler can drop, and take back the promises of,
 // requests it has not started. It may come twice for one connection: at
 // the end of its input, then with c.Closed() true if the server closes c
-// (WriteTimeout) before it owes nothing.
+// (WriteTimeout, an eviction, Close) before it owes nothing.
 type EOFHandler interface {
 	OnEOF(c *Conn)
 }
@@ -116,7 +116,6 @@ type Conn struct {
 	expect   int  // reply bytes the handler promised and has not written (Expect)
 	eof      bool // the peer shut its writing side: read no more, close once nothing is owed (peerEOF)
 	retiring bool // closing with replies promised: out of the epoll set until they are kept (retire)
-	freed    bool // evicted while retiring: its slot was released then (evict), not at the close
 	noFlush  bool // the socket failed: do not try to flush on close
 	closeErr error
 }
@@ -649,8 +648,7 @@ func (l *Loop) peerEOF(c *Conn) {
 // rests on it) saw a put it sent first land after one it sent next.
 // Failed sockets (the peer reset or hung up), ReserveTimeout (a reserve
 // connection's one request is served on the loop) and the server's
-// shutdown close at once. An eviction (evict) retires its victim too, but
-// frees its slot at once.
+// shutdown close at once. An eviction (evict) retires its victim too.
 func (l *Loop) retire(c *Conn, err error, reset bool) {
 	if reset && !c.noFlush {
 		_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
@@ -842,9 +840,7 @@ func (l *Loop) closeConn(c *Conn, err error) {
 	// Counted closed before it stops counting as open, so a reader of
 	// Stats that sees no connection open sees every close counted.
 	l.stats.closed.Add(1)
-	if !c.freed {
-		l.uncount(c)
-	}
+	l.uncount(c)
 	l.nconns--
 	l.h.OnClose(c, err)
 }

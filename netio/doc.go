@@ -114,9 +114,9 @@
 // the socket takes it (none after WriteTimeout, which resets): so once a
 // peer sees the close, nothing of what it sent on that connection is still
 // under way. A connection evicted for a newcomer (EvictUnproven,
-// ReserveConns) closes so too, its slot given to the newcomer at once.
-// Closes for a failed socket, at ReserveTimeout and at shutdown are at
-// once.
+// ReserveConns) closes so too, and its slot is free only then: the
+// newcomer is refused meanwhile, the next one evicts another. Closes for
+// a failed socket, at ReserveTimeout and at shutdown are at once.
 //
 // # Timeouts and per-peer limit
 //

@@ -479,10 +479,14 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 		peer = peerKey(sa)
 	}
 	limit := l.count(peer)
-	if limit != nil && limit.name == "MaxConns" && l.evictUnproven() {
+	// A newcomer whose peer is at MaxConnsPerPeer evicts nothing: it
+	// would be refused for its peer once the slot was free (a review).
+	evictable := limit != nil && limit.name == "MaxConns" &&
+		(l.cfg.MaxConnsPerPeer <= 0 || l.srv.peers.count(peer) < l.cfg.MaxConnsPerPeer)
+	if evictable && l.evictUnproven() {
 		limit = l.count(peer)
 	}
-	if limit != nil && limit.name == "MaxConns" && l.evictElsewhere() {
+	if evictable && limit != nil && limit.name == "MaxConns" && l.evictElsewhere() {
 		// Another loop closes one of its unproven connections for this
 		// one (evictElsewhere): counted at once, over MaxConns meanwhile.
 		l.srv.open.Add(1)

@@ -70,8 +70,9 @@ func (l *Loop) reserveOrEvict(peer netip.Addr) bool {
 		return false
 	}
 	l.stats.reserveEvictions.Add(1)
-	l.evict(victim, ErrReserveEvicted) // removes it from l.rsv, frees its slot
-	return l.reserve(peer)
+	// Removes it from l.rsv and frees its slot, unless it has replies
+	// promised: then when it closes (evict).
+	return l.evict(victim, ErrReserveEvicted) && l.reserve(peer)
 }
 
 // oldestReserve is the loop's oldest reserve connection that may be

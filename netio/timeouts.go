@@ -252,24 +252,25 @@ func (l *Loop) peerTook(c *Conn) bool {
 	return took
 }
 
-// evict resets c to free its slot for a newcomer (abort). A c with
-// replies promised (a proven connection over its owner's share, with a
-// device write under way) is retired with a reset instead, and its slot
-// freed now: its descriptor stays open, over MaxConns, only until the
-// work under way ends. Before (a review of retire), the newcomer was
-// refused and the victim, still listed, kept every later newcomer out,
-// or was claimed by each newcomer of another loop, which then opened
-// past MaxConns.
-func (l *Loop) evict(c *Conn, err error) {
+// evict resets c to free its slot for a newcomer (abort) and reports
+// whether the slot is free now. A c with replies promised (a proven
+// connection over its owner's share, with a device write under way) is
+// retired with a reset instead, off the lists at once (so the next
+// newcomer evicts another) and its slot freed when it closes, once the
+// work ends: until then the newcomer is refused (or opened on the
+// reserve), so MaxConns still bounds the descriptors held. Reviews of
+// retire found both alternatives wrong: a victim left listed kept every
+// later newcomer out, or was claimed by each newcomer of another loop,
+// which then opened past MaxConns; a victim whose slot was given away at
+// once let a peer dialling newcomers against its own busy connections
+// hold descriptors without bound (50 with MaxConns 8 after 2 s).
+func (l *Loop) evict(c *Conn, err error) bool {
 	if c.expect <= 0 {
 		l.abort(c, err)
-		return
+		return true
 	}
 	l.retire(c, err, true)
-	if !c.closed {
-		l.uncount(c)
-		c.freed = true
-	}
+	return c.closed
 }
 
 // abort closes c without trying to flush and with a reset (SO_LINGER 0),

@@ -200,8 +200,7 @@ func (l *Loop) evictUnproven() bool {
 		return false
 	}
 	l.stats.unprovenEvictions.Add(1)
-	l.evict(c, ErrEvictedUnproven)
-	return true
+	return l.evict(c, ErrEvictedUnproven)
 }
 
 // evictElsewhere is evictUnproven for a newcomer over MaxConns whose own
