@@ -109,6 +109,14 @@ func (h *revHandler) eofCount(id uint64) int32 {
 	return v.(*atomic.Int32).Load()
 }
 
+// nowConn dials s and sends "now" (proving the connection for "a").
+func nowConn(t *testing.T, s *Server) net.Conn {
+	t.Helper()
+	c := dial(t, s)
+	roundTrip(t, c, frame([]byte("now")), frame([]byte("now")))
+	return c
+}
+
 // served reports whether c answers "now" (false: the server closed it).
 func served(c net.Conn) bool {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -212,8 +220,7 @@ func TestServerCloseWithoutPromisesIsAtOnce(t *testing.T) {
 func TestEvictionWaitsForPromises(t *testing.T) {
 	h := &revHandler{echoHandler: newEcho(), wait: time.Second}
 	s := start(t, Config{Loops: 1, MaxConns: 2, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
-	a1 := dial(t, s)
-	roundTrip(t, a1, frame([]byte("now")), frame([]byte("now")))
+	_ = nowConn(t, s) // a's one proven connection
 	a2 := dial(t, s)
 	time.Sleep(UnprovenGrace + 100*time.Millisecond)
 	roundTrip(t, a2, frame([]byte("now")), frame([]byte("now"))) // over a's share
@@ -238,12 +245,9 @@ func TestEvictionWaitsForPromises(t *testing.T) {
 func TestRetiringHeadLeavesTheList(t *testing.T) {
 	h := &revHandler{echoHandler: newEcho(), wait: 3 * time.Second}
 	s := start(t, Config{Loops: 1, MaxConns: 3, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
-	a1 := dial(t, s)
-	roundTrip(t, a1, frame([]byte("now")), frame([]byte("now")))
-	o1 := dial(t, s)
-	roundTrip(t, o1, frame([]byte("now")), frame([]byte("now"))) // over a's share
-	o2 := dial(t, s)
-	roundTrip(t, o2, frame([]byte("now")), frame([]byte("now"))) // over a's share
+	_ = nowConn(t, s) // a's one proven connection
+	o1 := nowConn(t, s) // over a's share
+	o2 := nowConn(t, s) // over a's share
 	time.Sleep(UnprovenGrace + 100*time.Millisecond)
 	roundTrip(t, o1, append(frame([]byte("later")), frame([]byte("now"))...), frame([]byte("now")))
 	_ = served(dial(t, s)) // retires o1
@@ -262,8 +266,7 @@ func TestRetiringHeadLeavesTheList(t *testing.T) {
 func TestEvictionClosedAtOnceServesTheNewcomer(t *testing.T) {
 	h := &revHandler{echoHandler: newEcho(), wait: time.Hour}
 	s := start(t, Config{Loops: 1, MaxConns: 2, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
-	a1 := dial(t, s)
-	roundTrip(t, a1, frame([]byte("now")), frame([]byte("now")))
+	_ = nowConn(t, s) // a's one proven connection
 	o1 := dial(t, s)
 	roundTrip(t, o1, append(frame([]byte("now")), frame([]byte("drop"))...), frame([]byte("now")))
 	time.Sleep(UnprovenGrace + 100*time.Millisecond)
@@ -285,8 +288,7 @@ func TestEvictElsewhereStaysNearMaxConns(t *testing.T) {
 	h := &revHandler{echoHandler: newEcho(), wait: 3 * time.Second}
 	const maxConns = 2
 	s := start(t, Config{Loops: 2, MaxConns: maxConns, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
-	a1 := dial(t, s)
-	roundTrip(t, a1, frame([]byte("now")), frame([]byte("now")))
+	_ = nowConn(t, s) // a's one proven connection
 	a2 := dial(t, s)
 	time.Sleep(UnprovenGrace + 100*time.Millisecond)
 	roundTrip(t, a2, frame([]byte("now")), frame([]byte("now"))) // over a's share
@@ -366,12 +368,9 @@ func TestBusyOverShareFreesSlotsWhenItsWorkEnds(t *testing.T) {
 	h := &revHandler{echoHandler: newEcho(), wait: 2 * time.Second}
 	const maxConns = 3
 	s := start(t, Config{Loops: 1, MaxConns: maxConns, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
-	a1 := dial(t, s)
-	roundTrip(t, a1, frame([]byte("now")), frame([]byte("now")))
-	o1 := dial(t, s)
-	roundTrip(t, o1, frame([]byte("now")), frame([]byte("now")))
-	o2 := dial(t, s)
-	roundTrip(t, o2, frame([]byte("now")), frame([]byte("now")))
+	_ = nowConn(t, s) // a's one proven connection
+	o1 := nowConn(t, s)
+	o2 := nowConn(t, s)
 	time.Sleep(UnprovenGrace + 100*time.Millisecond)
 	busy := append(frame([]byte("later")), frame([]byte("now"))...)
 	roundTrip(t, o1, busy, frame([]byte("now")))
@@ -402,10 +401,8 @@ func realOpen(s *Server) int64 {
 func TestRetiringOpenIsCounted(t *testing.T) {
 	h := &revHandler{echoHandler: newEcho(), wait: 3 * time.Second}
 	s := start(t, Config{Loops: 1, MaxConns: 2, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
-	a1 := dial(t, s)
-	roundTrip(t, a1, frame([]byte("now")), frame([]byte("now")))
-	a2 := dial(t, s)
-	roundTrip(t, a2, frame([]byte("now")), frame([]byte("now"))) // over a's share
+	_ = nowConn(t, s) // a's one proven connection
+	a2 := nowConn(t, s) // over a's share
 	time.Sleep(UnprovenGrace + 100*time.Millisecond)
 	roundTrip(t, a2, append(frame([]byte("later")), frame([]byte("now"))...), frame([]byte("now")))
 	_ = served(dial(t, s))
@@ -424,8 +421,7 @@ func churn(t *testing.T, cfg Config, rounds int) (*Server, int64) {
 	h := &revHandler{echoHandler: newEcho(), wait: 10 * time.Second}
 	cfg.Loops, cfg.MaxProvenPerOwner, cfg.EvictUnproven = 1, 1, true
 	s := start(t, cfg, h)
-	a1 := dial(t, s)
-	roundTrip(t, a1, frame([]byte("now")), frame([]byte("now")))
+	_ = nowConn(t, s) // a's one proven connection
 	busy := append(frame([]byte("later")), frame([]byte("now"))...)
 	var gen []net.Conn
 	for i := 0; i < cfg.MaxConns-1; i++ {
@@ -486,8 +482,7 @@ func TestChurnHoldsMaxConns(t *testing.T) {
 func TestReserveEvictionIsCounted(t *testing.T) {
 	h := &revHandler{echoHandler: newEcho(), wait: 1500 * time.Millisecond}
 	s := start(t, Config{Loops: 1, MaxConns: 1, ReserveConns: 1, ReserveTimeout: 300 * time.Millisecond}, h)
-	c0 := dial(t, s)
-	roundTrip(t, c0, frame([]byte("now")), frame([]byte("now")))
+	_ = nowConn(t, s)
 	r1 := dial(t, s)
 	roundTrip(t, r1, append(frame([]byte("later")), frame([]byte("now"))...), frame([]byte("now")))
 	_ = served(dial(t, s))
