@@ -319,8 +319,18 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool,
 	}
 	switch {
 	case errors.Is(err, wire.ErrStaleEpoch) && nodesBehind(err, used):
-		if knowsNoEpoch(err) && j.refresh(ctx) == nil && j.snapshot().Epoch > used {
-			return true // the map moved on without the node
+		if knowsNoEpoch(err) {
+			// A fetch that fails (the controller away past
+			// ControllerWait) ends the call with the node's answer.
+			// Before, each of the call's mapRetries attempts waited
+			// for the controller again: a put to a node whose lease
+			// had lapsed blocked 59 s with a 15 s wait (a trial).
+			if j.refresh(ctx) != nil {
+				return false
+			}
+			if j.snapshot().Epoch > used {
+				return true // the map moved on without the node
+			}
 		}
 		return sleepCtx(ctx, behindWait(attempt))
 	case errors.Is(err, wire.ErrStaleEpoch):

@@ -1118,8 +1118,16 @@ class Job:
             return False
         if code == errors.Code.STALE_EPOCH and meta is not None and \
                 wire.reply_error(code, meta).epoch < used.map.epoch:
-            if wire.reply_error(code, meta).epoch == 0 and self._moved_on(used):
-                return True  # the node knows no epoch now (_moved_on)
+            if wire.reply_error(code, meta).epoch == 0:
+                # The node knows no epoch now (_moved_on). A failed fetch
+                # (the controller away past controller_wait) ends the
+                # call with the node's answer, as in Go: before, each
+                # retry waited for the controller again (59 s, a trial).
+                moved = self._moved_on(used)
+                if moved is None:
+                    return False
+                if moved:
+                    return True
             time.sleep(_behind_wait(attempt))
             return True
         if code == errors.Code.STALE_EPOCH:
@@ -1136,7 +1144,7 @@ class Job:
             return True
         return False
 
-    def _moved_on(self, used: _MapState, live: bool = False) -> bool:
+    def _moved_on(self, used: _MapState, live: bool = False) -> bool | None:
         """Fetches the map once and reports whether it is newer than used:
         after a node that knows no epoch of the job now (its lease lapsed,
         dataplane/lease.go, or it has not synced since it started: a stale
@@ -1145,12 +1153,12 @@ class Job:
         moved on without that node (the Go SDK's mapChanged and
         movedOnLive). With live, an ended job's final map is not taken
         (the node's answer stands, as before). A failed fetch answers
-        False."""
+        None (false, too)."""
         st = self._st
         try:
             m = self.client._ctl().get_map(st.map.job, st.map.token)
         except errors.PocketError:
-            return False
+            return None
         if live and m.ended:
             return False
         if m.epoch >= self._st.map.epoch:
@@ -1235,7 +1243,10 @@ class Job:
         if revoked:
             return self._moved_on(used, live=True)  # as _map_changed
         if stale and behind and not retired and not draining:
-            if knows_none and self._moved_on(used):
+            moved = self._moved_on(used) if knows_none else False
+            if moved is None:
+                return False  # the controller away (_map_changed)
+            if moved:
                 return True
             time.sleep(_behind_wait(attempt))  # the nodes lag the map (_map_changed)
             return True

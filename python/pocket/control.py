@@ -69,7 +69,21 @@ _AWAY_PAUSE_MAX = 1.0
 
 class _Away(errors.Unavailable):
     """The controller could not be reached, and sending the call again is
-    safe: nothing of its request was written, or it is idempotent."""
+    safe: nothing of its request was written (sent False), or it is
+    idempotent. Callers see it as errors.Unavailable (Controller.call)."""
+
+    def __init__(self, message: str, sent: bool):
+        super().__init__(message)
+        self.sent = sent
+
+    def public(self, waited: float) -> errors.Unavailable:
+        """The Unavailable the caller gets after waiting waited seconds,
+        saying how long and whether the request reached the controller."""
+        why = "a map fetch, safe to send again" if self.sent else \
+            "the request was not sent: the controller did not act on it"
+        if waited > 0:
+            why = f"waited {waited:.1f} s for the controller; {why}"
+        return errors.Unavailable(f"{self.message} ({why})")
 
 # The ops that do the same sent twice as once (the Go metaclient's
 # idempotent): only these are sent again after their request was written.
@@ -185,18 +199,20 @@ class Controller:
         doubling to 1 s, for up to ``wait`` seconds (0: not at all), then
         raises Unavailable; a request that may have reached it raises
         OutcomeUnknown at once, as before."""
-        deadline = time.monotonic() + max(self.wait, 0.0)
+        start = time.monotonic()
+        deadline = start + max(self.wait, 0.0)
         pause = _AWAY_PAUSE
         while True:
             try:
                 return self._call_following(op, meta)
-            except (_Away, errors.NotLeader) as e:
-                if isinstance(e, errors.NotLeader) and NO_LEADER_HINT not in e.message:
+            except _Away as e:
+                if (left := deadline - time.monotonic()) <= 0:
+                    raise e.public(time.monotonic() - start) from None
+            except errors.NotLeader as e:
+                if NO_LEADER_HINT not in e.message or (left := deadline - time.monotonic()) <= 0:
                     raise
-                left = deadline - time.monotonic()
-                if left <= pause:
-                    raise
-            time.sleep(pause)
+            # The last pause ends at the deadline, where one more try goes.
+            time.sleep(min(pause, left))
             pause = min(2 * pause, _AWAY_PAUSE_MAX)
 
     def _call_following(self, op: int, meta: bytes) -> bytes:
@@ -250,7 +266,7 @@ class Controller:
                     raise errors.OutcomeUnknown(f"controller {self.addr}: the connection failed after the request "
                                                 f"was sent, so its outcome is unknown ({hint}): {e}") from None
                 if not reused or attempt:
-                    raise _Away(f"controller {self.addr}: {e}") from None
+                    raise _Away(f"controller {self.addr}: {e}", self._sent) from None
         raise AssertionError("unreachable")
 
     def _speaks_tls(self) -> bool:

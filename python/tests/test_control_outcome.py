@@ -212,9 +212,18 @@ def test_a_controller_away_is_waited_for(insecure_cluster, call):
         j = direct.register_job("away-open")
     proxy = _LateProxy(insecure_cluster.addr)
     try:
-        with pocket.Client(proxy.addr, insecure=True, controller_wait=0) as c:
-            with pytest.raises(pocket.Unavailable):
-                c.register_job("away-now") if call == "register" else c.open_job(j.id, j.token)
+        for wait in (0, 0.4):
+            with pocket.Client(proxy.addr, insecure=True, controller_wait=wait) as c:
+                t0 = time.monotonic()
+                with pytest.raises(pocket.Unavailable) as ei:
+                    c.register_job("away-now") if call == "register" else c.open_job(j.id, j.token)
+                took = time.monotonic() - t0
+            # The public type, saying whether it waited and that nothing
+            # was sent (a trial saw pocket.control._Away and neither).
+            assert type(ei.value) is pocket.Unavailable, type(ei.value)
+            assert "the request was not sent" in str(ei.value), ei.value
+            assert ("waited 0.4 s" in str(ei.value)) == bool(wait), ei.value
+            assert wait <= took < wait + 0.5, f"controller_wait {wait}: gave up after {took:.2f} s"
         threading.Timer(1.5, proxy.open).start()
         with pocket.Client(proxy.addr, insecure=True) as c:
             t0 = time.monotonic()
