@@ -150,7 +150,17 @@ func (c *Conn) Expect(n int) {
 	if c.closed || n == 0 {
 		return
 	}
+	was := c.expect > 0
 	c.expect += n
+	if c.onList && was != (c.expect > 0) {
+		// Listed (evictable): another loop claims only victims with
+		// nothing promised (evictElsewhere), so the list counts them.
+		d := int64(1)
+		if was {
+			d = -1
+		}
+		c.loop.listOf(c).busy.Add(d)
+	}
 	if n < 0 {
 		c.loop.markDirty(c) // the flush may resume reading c
 	}

@@ -483,10 +483,17 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 	// would be refused for its peer once the slot was free (a review).
 	evictable := limit != nil && limit.name == "MaxConns" &&
 		(l.cfg.MaxConnsPerPeer <= 0 || l.srv.peers.count(peer) < l.cfg.MaxConnsPerPeer)
-	if evictable && l.evictUnproven() {
+	freed, evicted := false, false
+	if evictable {
+		freed, evicted = l.evictUnproven(false)
+	}
+	if freed {
 		limit = l.count(peer)
 	}
-	if evictable && limit != nil && limit.name == "MaxConns" && l.evictElsewhere() {
+	// A local victim that only retires (its slot is freed when its work
+	// ends) is this newcomer's eviction: it does not evict another loop's
+	// connection too.
+	if evictable && (freed || !evicted) && limit != nil && limit.name == "MaxConns" && l.evictElsewhere() {
 		// Another loop closes one of its unproven connections for this
 		// one (evictElsewhere): counted at once, over MaxConns meanwhile.
 		l.srv.open.Add(1)

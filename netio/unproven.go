@@ -25,6 +25,14 @@ func (c *Conn) Prove() {
 	}
 }
 
+// listOf is the list of l that c is on (when c.onList).
+func (l *Loop) listOf(c *Conn) *connList {
+	if c.over {
+		return &l.overOwner
+	}
+	return &l.unproven
+}
+
 // unlist takes c off whichever list of l it is on.
 func (l *Loop) unlist(c *Conn) {
 	if c.over {
@@ -116,6 +124,7 @@ type connList struct {
 	n          atomic.Int64
 	headBorn   atomic.Int64
 	claims     atomic.Int64 // evictions other loops have asked of this list, not done yet
+	busy       atomic.Int64 // listed connections with replies promised (Expect)
 }
 
 func (q *connList) push(c *Conn) {
@@ -128,6 +137,9 @@ func (q *connList) push(c *Conn) {
 	}
 	q.tail = c
 	q.n.Add(1)
+	if c.expect > 0 {
+		q.busy.Add(1)
+	}
 }
 
 // insertByBorn inserts c keeping the list ordered by open time (born),
@@ -158,6 +170,9 @@ func (q *connList) insertByBorn(c *Conn) {
 		after.unNext = c
 	}
 	q.n.Add(1)
+	if c.expect > 0 {
+		q.busy.Add(1)
+	}
 }
 
 func (q *connList) remove(c *Conn) {
@@ -176,6 +191,9 @@ func (q *connList) remove(c *Conn) {
 	}
 	c.unPrev, c.unNext, c.onList = nil, nil, false
 	q.n.Add(-1)
+	if c.expect > 0 {
+		q.busy.Add(-1)
+	}
 	if q.head == nil {
 		q.headBorn.Store(0)
 	} else {
@@ -183,24 +201,37 @@ func (q *connList) remove(c *Conn) {
 	}
 }
 
-// evictUnproven resets the loop's oldest unproven connection when it has
-// been open for UnprovenGrace, freeing its slot; it reports whether it
-// did.
-func (l *Loop) evictUnproven() bool {
+// evictUnproven evicts the loop's oldest unproven connection open for
+// UnprovenGrace (or, when it has none, the oldest over its owner's
+// share), or with idleOnly the oldest such with no replies promised. It
+// reports whether the slot is free now, and whether it evicted at all (a
+// victim with replies promised retires, its slot freed when it closes).
+func (l *Loop) evictUnproven(idleOnly bool) (freed, evicted bool) {
 	if !l.cfg.EvictUnproven {
-		return false
+		return false, false
 	}
 	now := nanotime()
-	c := l.unproven.head
-	if c == nil || now-c.born < int64(UnprovenGrace) {
+	c := oldestEvictable(&l.unproven, now, idleOnly)
+	if c == nil {
 		// Only then a connection over its owner's share.
-		c = l.overOwner.head
+		c = oldestEvictable(&l.overOwner, now, idleOnly)
 	}
-	if c == nil || now-c.born < int64(UnprovenGrace) {
-		return false
+	if c == nil {
+		return false, false
 	}
 	l.stats.unprovenEvictions.Add(1)
-	return l.evict(c, ErrEvictedUnproven)
+	return l.evict(c, ErrEvictedUnproven), true
+}
+
+// oldestEvictable is q's oldest connection open for UnprovenGrace, with
+// idleOnly its oldest such with nothing promised; nil when none.
+func oldestEvictable(q *connList, now int64, idleOnly bool) *Conn {
+	for c := q.head; c != nil && now-c.born >= int64(UnprovenGrace); c = c.unNext {
+		if !idleOnly || c.expect <= 0 {
+			return c
+		}
+	}
+	return nil
 }
 
 // evictElsewhere is evictUnproven for a newcomer over MaxConns whose own
@@ -230,13 +261,19 @@ func (l *Loop) evictElsewhere() bool {
 		if o == l || !old(q) && !old(&o.overOwner) {
 			continue
 		}
-		if q.claims.Add(1) > q.n.Load()+o.overOwner.n.Load() {
+		// Only victims with nothing promised: the newcomer is opened
+		// at once, so the slot must be free once o has run the task. A
+		// busy victim would keep it until its work ended, and each
+		// newcomer claiming another pushed the descriptors held past
+		// MaxConns (a review: 12-13 with MaxConns 8 on two loops).
+		idle := q.n.Load() - q.busy.Load() + o.overOwner.n.Load() - o.overOwner.busy.Load()
+		if q.claims.Add(1) > idle {
 			q.claims.Add(-1)
 			continue
 		}
 		o.Post(func() {
 			q.claims.Add(-1)
-			o.evictUnproven()
+			o.evictUnproven(true)
 		})
 		return true
 	}
