@@ -413,13 +413,19 @@ func (l *Loop) Post(f func()) { l.enqueue(task{f: f}) }
 
 // enqueue adds t to the task queue and wakes the loop. The eventfd write
 // happens under mu so it cannot race with the loop closing the eventfd.
-func (l *Loop) enqueue(t task) {
+func (l *Loop) enqueue(t task) { l.tryEnqueue(t) }
+
+// tryEnqueue is enqueue reporting whether t was queued (false: the loop
+// has stopped).
+func (l *Loop) tryEnqueue(t task) bool {
 	l.mu.Lock()
-	if !l.stopped {
-		l.tasks = append(l.tasks, t)
-		l.wake()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return false
 	}
-	l.mu.Unlock()
+	l.tasks = append(l.tasks, t)
+	l.wake()
+	return true
 }
 
 // runTasks runs the batch of posted tasks queued so far. Tasks posted while
@@ -483,26 +489,29 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 	// would be refused for its peer once the slot was free (a review).
 	evictable := limit != nil && limit.name == "MaxConns" &&
 		(l.cfg.MaxConnsPerPeer <= 0 || l.srv.peers.count(peer) < l.cfg.MaxConnsPerPeer)
-	freed, evicted := false, false
 	if evictable {
-		freed, evicted = l.evictUnproven(false)
-	}
-	if freed {
-		limit = l.count(peer)
-	}
-	// A local victim that only retires (its slot is freed when its work
-	// ends) is this newcomer's eviction: it does not evict another loop's
-	// connection too.
-	if evictable && (freed || !evicted) && limit != nil && limit.name == "MaxConns" && l.evictElsewhere() {
-		// Another loop closes one of its unproven connections for this
-		// one (evictElsewhere): counted at once, over MaxConns meanwhile.
-		l.srv.open.Add(1)
-		if limit = nil; l.cfg.MaxConnsPerPeer > 0 && !l.srv.peers.add(peer, l.cfg.MaxConnsPerPeer) {
-			l.srv.open.Add(-1)
-			limit = &overLimit{name: "MaxConnsPerPeer", why: "peer at its connection limit", max: l.cfg.MaxConnsPerPeer,
-				refused: &l.stats.refusedPeer, note: &l.notes.perPeer}
+		// An idle victim first, here or on another loop: its slot is
+		// free at once, and no work under way is cut for the newcomer.
+		if freed, _ := l.evictUnproven(true); freed {
+			limit = l.count(peer)
+		}
+		if limit != nil && limit.name == "MaxConns" && l.evictElsewhere(nfd, sa, peer) {
+			return // handed to the other loop, which opens it once its victim is gone
+		}
+		// None anywhere: the oldest here, busy, retires; its slot is
+		// freed when its work ends, this newcomer refused meanwhile.
+		if limit != nil && limit.name == "MaxConns" {
+			if freed, _ := l.evictUnproven(false); freed {
+				limit = l.count(peer)
+			}
 		}
 	}
+	l.admit(nfd, sa, peer, limit)
+}
+
+// admit opens an accepted socket that limit (nil: within the limits)
+// was found for, on the reserve when over a limit, or closes it.
+func (l *Loop) admit(nfd int, sa unix.Sockaddr, peer netip.Addr, limit *overLimit) {
 	switch {
 	case limit == nil:
 		if l.cfg.MaxConnsPerPeer <= 0 {

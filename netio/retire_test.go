@@ -12,7 +12,7 @@ import (
 )
 
 // revHandler: "now" proves the connection for owner "a" (ProveFor) and is
-// answered at once; "later" is work under way, answered (its promise kept)
+// answered at once; "who" is answered with the loop's index; "later" is work under way, answered (its promise kept)
 // after wait; "drop" is a promise the handler takes back in OnEOF (as the
 // node does for a streamed get's header or a lane request not begun);
 // "big" queues 16 MiB; "bye" makes OnData fail. It counts OnEOF calls,
@@ -58,6 +58,8 @@ func (h *revHandler) OnData(c *Conn, in []byte) (int, error) {
 		case "now":
 			c.ProveFor([]byte("a"))
 			c.Write(reply)
+		case "who":
+			c.Write(frame([]byte{byte(c.Loop().Index())}))
 		case "big":
 			c.Write(frame(make([]byte, 16<<20)))
 		case "bye":
@@ -236,25 +238,36 @@ func TestEvictionWaitsForPromises(t *testing.T) {
 	}
 }
 
-// TestRetiringHeadLeavesTheList: two proven connections over their
-// owner's share, o1 (oldest, with work under way for 3 s) and o2 (idle,
-// nothing promised). The first newcomer at MaxConns retires o1, refused
-// while o1's work lasts; the second evicts o2 and is served. On 78fb8a1
-// (a review) o1 stayed at the head of the overOwner list, retiring, and
-// kept the second newcomer out too.
+// TestRetiringHeadLeavesTheList: three proven connections over their
+// owner's share, o1 (oldest) and o2 with work under way for 3 s, o3 idle.
+// The first newcomer at MaxConns evicts o3 (an idle victim first: its
+// slot is free at once, no work is cut) and is served; the second retires
+// o1, the third o2, both refused while that work lasts. On 78fb8a1 (a
+// review) o1 stayed at the head of the overOwner list, retiring, and was
+// picked again by every later newcomer: o2 was never evicted.
 func TestRetiringHeadLeavesTheList(t *testing.T) {
 	h := &revHandler{echoHandler: newEcho(), wait: 3 * time.Second}
-	s := start(t, Config{Loops: 1, MaxConns: 3, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
+	s := start(t, Config{Loops: 1, MaxConns: 4, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
 	_ = nowConn(t, s)   // a's one proven connection
 	o1 := nowConn(t, s) // over a's share
 	o2 := nowConn(t, s) // over a's share
+	o3 := nowConn(t, s) // over a's share
 	time.Sleep(UnprovenGrace + 100*time.Millisecond)
-	roundTrip(t, o1, append(frame([]byte("later")), frame([]byte("now"))...), frame([]byte("now")))
-	_ = served(dial(t, s)) // retires o1
-	if n2 := dial(t, s); !served(n2) {
-		t.Fatalf("second newcomer refused while o2 (over its owner's share, nothing promised) was evictable; UnprovenEvictions %d", s.Stats().UnprovenEvictions)
+	busy := append(frame([]byte("later")), frame([]byte("now"))...)
+	roundTrip(t, o1, busy, frame([]byte("now")))
+	roundTrip(t, o2, busy, frame([]byte("now")))
+	if n1 := dial(t, s); !served(n1) {
+		t.Fatalf("first newcomer refused while o3 (over its owner's share, nothing promised) was evictable; UnprovenEvictions %d", s.Stats().UnprovenEvictions)
 	}
-	if served(o2) {
+	if served(o3) {
+		t.Fatal("o3 was not evicted")
+	}
+	_ = served(dial(t, s)) // retires o1
+	_ = served(dial(t, s)) // retires o2
+	if ev := s.Stats().UnprovenEvictions; ev != 3 {
+		t.Fatalf("UnprovenEvictions %d, want 3", ev)
+	}
+	if served(o2) { // returns once o2's work has ended and it closed
 		t.Fatal("o2 was not evicted")
 	}
 }

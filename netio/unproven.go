@@ -1,8 +1,11 @@
 package netio
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // Unproven connections (Config.EvictUnproven). A handler vouches for a
@@ -242,12 +245,12 @@ func oldestEvictable(q *connList, now int64, idleOnly bool) *Conn {
 // with a valid token refused at MaxConns while 9 to 12 tokenless
 // connections older than UnprovenGrace were open on the other loop). It
 // claims an eviction of another loop whose oldest unproven connection is
-// past UnprovenGrace (no more claims than that loop lists), posts it
-// there, and reports whether it did: the newcomer is then opened at once,
-// over MaxConns until the other loop has closed its connection (or by
-// one, for a while, if that loop's connections proved themselves
-// meanwhile).
-func (l *Loop) evictElsewhere() bool {
+// past UnprovenGrace (no more claims than that loop lists idle), and
+// hands it the newcomer (nfd): that loop evicts its oldest idle victim
+// past the grace, then opens the newcomer within the limits, or on the
+// reserve, or refuses it. It reports whether it did; the newcomer is
+// never opened over MaxConns.
+func (l *Loop) evictElsewhere(nfd int, sa unix.Sockaddr, peer netip.Addr) bool {
 	if !l.cfg.EvictUnproven {
 		return false
 	}
@@ -261,20 +264,29 @@ func (l *Loop) evictElsewhere() bool {
 		if o == l || !old(q) && !old(&o.overOwner) {
 			continue
 		}
-		// Only victims with nothing promised: the newcomer is opened
-		// at once, so the slot must be free once o has run the task. A
-		// busy victim would keep it until its work ended, and each
-		// newcomer claiming another pushed the descriptors held past
-		// MaxConns (a review: 12-13 with MaxConns 8 on two loops).
+		// Only victims with nothing promised, whose slot is free once
+		// evicted. The count is a hint (it counts connections within
+		// UnprovenGrace too, and a victim may go busy, prove itself or
+		// close before o runs the task): the newcomer is counted and
+		// opened by o after its eviction, within the limits then, never
+		// over them.
 		idle := q.n.Load() - q.busy.Load() + o.overOwner.n.Load() - o.overOwner.busy.Load()
 		if q.claims.Add(1) > idle {
 			q.claims.Add(-1)
 			continue
 		}
-		o.Post(func() {
+		if !o.tryEnqueue(task{f: func() {
 			q.claims.Add(-1)
+			if o.stopped { // shutting down: its connections are closed
+				unix.Close(nfd)
+				return
+			}
 			o.evictUnproven(true)
-		})
+			o.admit(nfd, sa, peer, o.count(peer))
+		}}) {
+			q.claims.Add(-1)
+			return false
+		}
 		return true
 	}
 	return false
