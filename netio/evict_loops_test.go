@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -227,4 +228,126 @@ func TestIdleVictimElsewhereBeforeABusyOneHere(t *testing.T) {
 	if refused > 0 {
 		t.Fatalf("%d of 6 newcomers refused while loop 1 had an idle connection past UnprovenGrace for each", refused)
 	}
+}
+
+// TestHandOffOnAHintStillRetiresHere: MaxConns 16 on two loops. Loop 0
+// holds six proven connections over their owner's share, past
+// UnprovenGrace, with work under way (one for each newcomer, wherever
+// they land); loop 1 six such (its overOwner head is old) and three
+// unproven idle connections opened just now (within the grace). No idle victim past the grace anywhere, so each
+// newcomer should retire its own loop's oldest busy victim (refused
+// meanwhile). A newcomer landing on loop 0 is instead handed to loop 1
+// (evictElsewhere counts the young idle ones), which evicts nothing and
+// refuses it: refused with no eviction anywhere, loop 0's busy victims
+// never retired (for as long as loop 1 keeps young idle connections).
+func TestHandOffOnAHintStillRetiresHere(t *testing.T) {
+	h := &revHandler{echoHandler: newEcho(), wait: 5 * time.Second}
+	s := start(t, Config{Loops: 2, MaxConns: 16, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
+	now := frame([]byte("now"))
+	roundTrip(t, dial(t, s), now, now) // a's one proven connection
+	var busy []net.Conn
+	for i := 0; i < 12; i++ {
+		loop := 0
+		if i >= 6 {
+			loop = 1
+		}
+		c := dialOn(t, s, loop)
+		roundTrip(t, c, now, now) // over a's share
+		busy = append(busy, c)
+	}
+	time.Sleep(UnprovenGrace + 50*time.Millisecond)
+	for _, c := range busy {
+		roundTrip(t, c, append(frame([]byte("later")), now...), now)
+	}
+	for i := 0; i < 3; i++ {
+		_ = dialOn(t, s, 1) // young, idle
+	}
+	ev0 := s.Stats().UnprovenEvictions
+	refused := 0
+	for i := 0; i < 6; i++ {
+		c := dial(t, s)
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		c.Write(frame([]byte("who")))
+		if _, err := io.ReadFull(c, make([]byte, 5)); err != nil {
+			refused++
+		}
+	}
+	// The retire a fruitless hand-off asks of the newcomer's loop is
+	// posted there: let it run.
+	deadline := time.Now().Add(2 * time.Second)
+	for int(s.Stats().UnprovenEvictions-ev0) < refused && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := s.Stats()
+	ev := st.UnprovenEvictions - ev0
+	t.Logf("refused %d of 6, evictions %d (loop 0: %d, loop 1: %d), loop 1 refused %d",
+		refused, ev, s.loops[0].stats.unprovenEvictions.Load(), s.loops[1].stats.unprovenEvictions.Load(),
+		s.loops[1].stats.refused.Load())
+	if int(ev) < refused {
+		t.Fatalf("%d newcomers refused at MaxConns but only %d victims evicted or retired: a hand-off on loop 1's young idle count freed nothing and loop 0 retired none of its busy victims", refused, ev)
+	}
+}
+
+// TestHandOffAcrossCloseLeaksNoDescriptor: idle unproven victims past the
+// grace on both loops at MaxConns, a burst of newcomers (hand-offs in
+// flight) and Server.Close during it: every handed socket is opened and
+// closed, refused, or closed by the stopped loop; no descriptor is left.
+func TestHandOffAcrossCloseLeaksNoDescriptor(t *testing.T) {
+	for round := 0; round < 5; round++ {
+		base := fdCount(t)
+		h := newEcho()
+		s, err := Listen("127.0.0.1:0", Config{Loops: 2, MaxConns: 8, EvictUnproven: true}, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var cs []net.Conn
+		for i := 0; i < 8; i++ {
+			c, err := net.Dial("tcp", s.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs = append(cs, c)
+		}
+		time.Sleep(UnprovenGrace + 20*time.Millisecond)
+		var wg sync.WaitGroup
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := 0; k < 30; k++ {
+					c, err := net.DialTimeout("tcp", s.Addr().String(), time.Second)
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					cs = append(cs, c)
+					mu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(time.Duration(round) * time.Millisecond)
+		s.Close()
+		wg.Wait()
+		st := s.Stats()
+		if st.Open != 0 {
+			t.Fatalf("round %d: Open %d after Close", round, st.Open)
+		}
+		for _, c := range cs {
+			c.Close()
+		}
+		time.Sleep(20 * time.Millisecond)
+		if n := fdCount(t); n > base {
+			t.Fatalf("round %d: %d descriptors after Close, %d before", round, n, base)
+		}
+		t.Logf("round %d: accepted %d refused %d closed %d evictions %d", round, st.Accepted, st.Refused, st.Closed, st.UnprovenEvictions)
+	}
+}
+
+func fdCount(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	return len(ents)
 }

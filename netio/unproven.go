@@ -278,11 +278,19 @@ func (l *Loop) evictElsewhere(nfd int, sa unix.Sockaddr, peer netip.Addr) bool {
 		if !o.tryEnqueue(task{f: func() {
 			q.claims.Add(-1)
 			if o.stopped { // shutting down: its connections are closed
+				o.stats.refused.Add(1)
 				unix.Close(nfd)
 				return
 			}
-			o.evictUnproven(true)
-			o.admit(nfd, sa, peer, o.count(peer))
+			freed, _ := o.evictUnproven(true)
+			limit := o.count(peer)
+			if !freed && limit != nil && limit.name == "MaxConns" {
+				// The claim was on a hint (young or gone busy): no idle
+				// victim after all, so the newcomer's own loop retires
+				// its oldest busy one, as with none anywhere.
+				l.Post(func() { l.evictUnproven(false) })
+			}
+			o.admit(nfd, sa, peer, limit)
 		}}) {
 			q.claims.Add(-1)
 			return false
