@@ -113,10 +113,13 @@
 // closes once its promised replies are kept, their output sent as far as
 // the socket takes it (none after WriteTimeout, which resets): so once a
 // peer sees the close, nothing of what it sent on that connection is still
-// under way. A connection evicted for a newcomer (EvictUnproven,
-// ReserveConns) closes so too, and its slot is free only then: the
-// newcomer is refused meanwhile, the next one evicts another. Closes for
-// a failed socket, at ReserveTimeout and at shutdown are at once.
+// under way. An eviction for a newcomer at MaxConns (EvictUnproven)
+// takes a connection with nothing promised first, on the newcomer's loop
+// or on another, which then opens the newcomer itself, so no claim opens
+// one past MaxConns; a connection with work under way is evicted only
+// when no loop has an idle one, and closes so too: its slot is free only
+// then, the newcomer refused meanwhile. Closes for a failed socket, at
+// ReserveTimeout and at shutdown are at once.
 //
 // # Timeouts and per-peer limit
 //
