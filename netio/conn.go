@@ -660,9 +660,8 @@ func (l *Loop) peerEOF(c *Conn) {
 // connection's one request is served on the loop) and the server's
 // shutdown close at once. An eviction (evict) retires its victim too.
 func (l *Loop) retire(c *Conn, err error, reset bool) {
-	if reset && !c.noFlush {
-		_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-		c.noFlush = true
+	if reset {
+		l.resetOnClose(c)
 	}
 	if c.expect <= 0 {
 		l.closeConn(c, err)

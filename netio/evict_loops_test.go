@@ -71,16 +71,7 @@ func TestClaimElsewhereNeverOpensOverMaxConns(t *testing.T) {
 	s := start(t, Config{Loops: 2, MaxConns: maxConns, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
 	now := frame([]byte("now"))
 	roundTrip(t, dial(t, s), now, now) // a's one proven connection
-	var busy []net.Conn
-	for i := 0; i < 10; i++ {
-		c := dialOn(t, s, 0)
-		roundTrip(t, c, now, now) // over a's share
-		busy = append(busy, c)
-	}
-	time.Sleep(UnprovenGrace + 50*time.Millisecond)
-	for _, c := range busy {
-		roundTrip(t, c, append(frame([]byte("later")), now...), now)
-	}
+	startWork(t, overShareOn(t, s, 0, 10))
 	for i := 0; i < 5; i++ {
 		_ = dialOn(t, s, 0) // young, idle
 	}
@@ -198,19 +189,11 @@ func TestIdleVictimElsewhereBeforeABusyOneHere(t *testing.T) {
 	s := start(t, Config{Loops: 2, MaxConns: 13, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
 	now := frame([]byte("now"))
 	roundTrip(t, dial(t, s), now, now) // a's one proven connection
-	var busy []net.Conn
-	for i := 0; i < 6; i++ {
-		c := dialOn(t, s, 0)
-		roundTrip(t, c, now, now) // over a's share
-		busy = append(busy, c)
-	}
+	busy := overShareOn(t, s, 0, 6)
 	for i := 0; i < 6; i++ {
 		_ = dialOn(t, s, 1) // unproven, idle
 	}
-	time.Sleep(UnprovenGrace + 50*time.Millisecond)
-	for _, c := range busy {
-		roundTrip(t, c, append(frame([]byte("later")), now...), now)
-	}
+	startWork(t, busy)
 	refused, onLoop0 := 0, 0
 	for i := 0; i < 6; i++ {
 		c := dial(t, s)
@@ -245,20 +228,7 @@ func TestHandOffOnAHintStillRetiresHere(t *testing.T) {
 	s := start(t, Config{Loops: 2, MaxConns: 16, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
 	now := frame([]byte("now"))
 	roundTrip(t, dial(t, s), now, now) // a's one proven connection
-	var busy []net.Conn
-	for i := 0; i < 12; i++ {
-		loop := 0
-		if i >= 6 {
-			loop = 1
-		}
-		c := dialOn(t, s, loop)
-		roundTrip(t, c, now, now) // over a's share
-		busy = append(busy, c)
-	}
-	time.Sleep(UnprovenGrace + 50*time.Millisecond)
-	for _, c := range busy {
-		roundTrip(t, c, append(frame([]byte("later")), now...), now)
-	}
+	startWork(t, append(overShareOn(t, s, 0, 6), overShareOn(t, s, 1, 6)...))
 	for i := 0; i < 3; i++ {
 		_ = dialOn(t, s, 1) // young, idle
 	}
@@ -350,4 +320,29 @@ func fdCount(t *testing.T) int {
 		t.Skip(err)
 	}
 	return len(ents)
+}
+
+// overShareOn dials k connections that land on loop idx and proves each
+// for owner "a", over its share once a holds one.
+func overShareOn(t *testing.T, s *Server, idx, k int) []net.Conn {
+	t.Helper()
+	now := frame([]byte("now"))
+	var cs []net.Conn
+	for range k {
+		c := dialOn(t, s, idx)
+		roundTrip(t, c, now, now)
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// startWork waits until cs are past UnprovenGrace and starts work (a
+// promise, "later") on each.
+func startWork(t *testing.T, cs []net.Conn) {
+	t.Helper()
+	time.Sleep(UnprovenGrace + 50*time.Millisecond)
+	now := frame([]byte("now"))
+	for _, c := range cs {
+		roundTrip(t, c, append(frame([]byte("later")), now...), now)
+	}
 }

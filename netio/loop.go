@@ -492,7 +492,7 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 	if evictable {
 		// An idle victim first, here or on another loop: its slot is
 		// free at once, and no work under way is cut for the newcomer.
-		if freed, _ := l.evictUnproven(true); freed {
+		if l.evictUnproven(true) {
 			limit = l.count(peer)
 		}
 		if limit != nil && limit.name == "MaxConns" && l.evictElsewhere(nfd, sa, peer) {
@@ -501,7 +501,7 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 		// None anywhere: the oldest here, busy, retires; its slot is
 		// freed when its work ends, this newcomer refused meanwhile.
 		if limit != nil && limit.name == "MaxConns" {
-			if freed, _ := l.evictUnproven(false); freed {
+			if l.evictUnproven(false) {
 				limit = l.count(peer)
 			}
 		}

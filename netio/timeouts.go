@@ -265,11 +265,7 @@ func (l *Loop) peerTook(c *Conn) bool {
 // once let a peer dialling newcomers against its own busy connections
 // hold descriptors without bound (50 with MaxConns 8 after 2 s).
 func (l *Loop) evict(c *Conn, err error) bool {
-	if c.expect <= 0 {
-		l.abort(c, err)
-		return true
-	}
-	l.retire(c, err, true)
+	l.retire(c, err, true) // with nothing promised, abort
 	return c.closed
 }
 
@@ -277,9 +273,16 @@ func (l *Loop) evict(c *Conn, err error) bool {
 // so the kernel drops the unsent bytes of its send buffer too instead of
 // retrying them to a peer that does not read.
 func (l *Loop) abort(c *Conn, err error) {
-	_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
-	c.noFlush = true
+	l.resetOnClose(c)
 	l.closeConn(c, err)
+}
+
+// resetOnClose makes c's close a reset without a flush (abort).
+func (l *Loop) resetOnClose(c *Conn) {
+	if !c.noFlush {
+		_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		c.noFlush = true
+	}
 }
 
 // peerTable counts open connections by peer over all loops of a server,

@@ -207,11 +207,11 @@ func (q *connList) remove(c *Conn) {
 // evictUnproven evicts the loop's oldest unproven connection open for
 // UnprovenGrace (or, when it has none, the oldest over its owner's
 // share), or with idleOnly the oldest such with no replies promised. It
-// reports whether the slot is free now, and whether it evicted at all (a
-// victim with replies promised retires, its slot freed when it closes).
-func (l *Loop) evictUnproven(idleOnly bool) (freed, evicted bool) {
+// reports whether the slot is free now (a victim with replies promised
+// retires, its slot freed when it closes).
+func (l *Loop) evictUnproven(idleOnly bool) bool {
 	if !l.cfg.EvictUnproven {
-		return false, false
+		return false
 	}
 	now := nanotime()
 	c := oldestEvictable(&l.unproven, now, idleOnly)
@@ -220,10 +220,10 @@ func (l *Loop) evictUnproven(idleOnly bool) (freed, evicted bool) {
 		c = oldestEvictable(&l.overOwner, now, idleOnly)
 	}
 	if c == nil {
-		return false, false
+		return false
 	}
 	l.stats.unprovenEvictions.Add(1)
-	return l.evict(c, ErrEvictedUnproven), true
+	return l.evict(c, ErrEvictedUnproven)
 }
 
 // oldestEvictable is q's oldest connection open for UnprovenGrace, with
@@ -282,7 +282,7 @@ func (l *Loop) evictElsewhere(nfd int, sa unix.Sockaddr, peer netip.Addr) bool {
 				unix.Close(nfd)
 				return
 			}
-			freed, _ := o.evictUnproven(true)
+			freed := o.evictUnproven(true)
 			limit := o.count(peer)
 			if !freed && limit != nil && limit.name == "MaxConns" {
 				// The claim was on a hint (young or gone busy): no idle

@@ -19,14 +19,23 @@ import pocket
 
 class _ReplyKiller:
     """Forwards connections to the controller at `to`; once `kill` is set,
-    the next reply is not delivered and the client's connection closes."""
+    the next reply is not delivered and the client's connection closes.
+    With listen=False its address refuses connections until open()."""
 
-    def __init__(self, to: str):
+    def __init__(self, to: str, listen: bool = True):
         self.to = to
         self.kill = threading.Event()
         self.conns = 0
-        self.ln = socket.create_server(("127.0.0.1", 0))
-        self.addr = "127.0.0.1:%d" % self.ln.getsockname()[1]
+        ln = socket.create_server(("127.0.0.1", 0))
+        self.port = ln.getsockname()[1]
+        self.addr = "127.0.0.1:%d" % self.port
+        ln.close()
+        self.ln = None
+        if listen:
+            self.open()
+
+    def open(self):
+        self.ln = socket.create_server(("127.0.0.1", self.port))
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -69,7 +78,8 @@ class _ReplyKiller:
         up.close()
 
     def close(self):
-        self.ln.close()
+        if self.ln is not None:
+            self.ln.close()
 
 
 def test_deregister_not_sent_again_after_its_reply_was_lost(insecure_cluster):
@@ -156,51 +166,6 @@ def test_registration_closed_by_a_plain_server_stays_outcome_unknown():
         ln.close()
 
 
-class _LateProxy:
-    """A port that refuses connections until open() is called, then
-    forwards them to the controller at `to`."""
-
-    def __init__(self, to: str):
-        self.to = to
-        ln = socket.create_server(("127.0.0.1", 0))
-        self.port = ln.getsockname()[1]
-        ln.close()  # refused until open()
-        self.addr = "127.0.0.1:%d" % self.port
-        self.ln = None
-
-    def open(self):
-        self.ln = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.ln.accept()
-            except OSError:
-                return
-            host, _, port = self.to.rpartition(":")
-            up = socket.create_connection((host, int(port)))
-            for a, b in ((conn, up), (up, conn)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a, b):
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        if self.ln is not None:
-            self.ln.close()
-
-
 @pytest.mark.parametrize("call", ["register", "open"])
 def test_a_controller_away_is_waited_for(insecure_cluster, call):
     """A controller that refuses connections for 1.5 s (restarting) is
@@ -210,7 +175,7 @@ def test_a_controller_away_is_waited_for(insecure_cluster, call):
     controller_wait=0 they still do."""
     with insecure_cluster.client() as direct:
         j = direct.register_job("away-open")
-    proxy = _LateProxy(insecure_cluster.addr)
+    proxy = _ReplyKiller(insecure_cluster.addr, listen=False)
     try:
         for wait in (0, 0.4):
             with pocket.Client(proxy.addr, insecure=True, controller_wait=wait) as c:
