@@ -123,6 +123,12 @@ type Conn struct {
 // ID returns the connection's id, unique within its server, from 1 up.
 func (c *Conn) ID() uint64 { return c.id }
 
+// tag is the connection's part of its epoll events' data (the low 32
+// bits of its id): an event is c's only if it carries both c's
+// descriptor and c's tag, since a descriptor closed in one pass of the
+// loop can be reused by a connection opened later in that pass.
+func (c *Conn) tag() uint32 { return uint32(c.id) }
+
 // Loop returns the loop serving c.
 func (c *Conn) Loop() *Loop { return c.loop }
 
@@ -690,7 +696,7 @@ func (l *Loop) retire(c *Conn, err error, reset bool) {
 	l.unlist(c)
 	// Out of the epoll set, not just without EPOLLIN: a socket reset
 	// meanwhile would be reported again on every wait.
-	if l.ctl(unix.EPOLL_CTL_DEL, c.fd, 0) == nil {
+	if l.ctl(unix.EPOLL_CTL_DEL, c.fd, c.tag(), 0) == nil {
 		c.events = 0
 	}
 	if h, ok := l.h.(EOFHandler); ok {
@@ -796,7 +802,7 @@ func (l *Loop) updateInterest(c *Conn) {
 	if want == c.events {
 		return
 	}
-	if err := l.ctl(unix.EPOLL_CTL_MOD, c.fd, want); err != nil {
+	if err := l.ctl(unix.EPOLL_CTL_MOD, c.fd, c.tag(), want); err != nil {
 		c.noFlush = true
 		l.closeConn(c, err)
 		return

@@ -178,7 +178,7 @@ func newLoop(s *Server, idx, lnfd int) (*Loop, error) {
 	}
 	for _, fd := range []int{l.evfd, l.tmfd, lnfd} {
 		if err == nil {
-			err = l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN)
+			err = l.ctl(unix.EPOLL_CTL_ADD, fd, 0, unix.EPOLLIN)
 		}
 	}
 	if err != nil {
@@ -212,9 +212,10 @@ func (l *Loop) parkable() error {
 	return nil
 }
 
-// ctl is epoll_ctl with fd as the event data.
-func (l *Loop) ctl(op, fd int, events uint32) error {
-	l.ctlEv = unix.EpollEvent{Events: events, Fd: int32(fd)}
+// ctl is epoll_ctl with fd and tag as the event data: tag is a
+// connection's (Conn.tag) or 0 for the loop's own descriptors.
+func (l *Loop) ctl(op, fd int, tag uint32, events uint32) error {
+	l.ctlEv = unix.EpollEvent{Events: events, Fd: int32(fd), Pad: int32(tag)}
 	if err := unix.EpollCtl(l.epfd, op, fd, &l.ctlEv); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
@@ -349,6 +350,11 @@ func (l *Loop) dispatch(ev *unix.EpollEvent) {
 		return
 	}
 	c := l.conns[fd]
+	if c.tag() != uint32(ev.Pad) {
+		// An event for a socket closed earlier in this pass whose
+		// descriptor number a newer connection took since: not its.
+		return
+	}
 	switch {
 	case ev.Events&unix.EPOLLIN != 0 && !c.paused:
 		l.onReadable(c)
@@ -569,7 +575,7 @@ func (l *Loop) open(fd int, sa unix.Sockaddr, peer netip.Addr, reserved bool) {
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	c := &Conn{loop: l, fd: fd, sa: sa, id: l.srv.nextID.Add(1), events: unix.EPOLLIN,
 		peer: peer, reserved: reserved, rtick: l.tick, wtick: l.tick, sndq: -1}
-	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
+	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, c.tag(), unix.EPOLLIN); err != nil {
 		unix.Close(fd)
 		l.uncount(c)
 		l.stats.refused.Add(1)

@@ -118,7 +118,7 @@ func (l *Loop) onTimer() {
 	if l.resumeAt != 0 && now >= l.resumeAt {
 		l.resumeAt = 0
 		if l.lnOff {
-			if err := l.ctl(unix.EPOLL_CTL_ADD, l.lnfd, unix.EPOLLIN); err != nil {
+			if err := l.ctl(unix.EPOLL_CTL_ADD, l.lnfd, 0, unix.EPOLLIN); err != nil {
 				l.pauseAccept(now, err)
 			} else {
 				l.lnOff = false
@@ -144,7 +144,7 @@ func (l *Loop) onTimer() {
 func (l *Loop) pauseAccept(now int64, err error) {
 	d := min(max(2*l.acceptPause, int64(acceptPauseMin)), int64(acceptPauseMax))
 	l.acceptPause = d
-	if !l.lnOff && l.ctl(unix.EPOLL_CTL_DEL, l.lnfd, 0) == nil {
+	if !l.lnOff && l.ctl(unix.EPOLL_CTL_DEL, l.lnfd, 0, 0) == nil {
 		l.lnOff = true
 	}
 	l.resumeAt = now + d
