@@ -92,8 +92,11 @@ func (j *Job) listOn(ctx context.Context, prefix string, delim byte) ([]Entry, M
 	for attempt := 0; ; attempt++ {
 		m := j.snapshot()
 		ents, err := j.listOnce(ctx, prefix, delim)
-		if attempt < mapRetries && j.passAgain(ctx, err, m.Epoch, attempt) {
-			continue
+		if attempt < mapRetries {
+			var again bool
+			if again, err = j.passAgain(ctx, err, m.Epoch, attempt); again {
+				continue
+			}
 		}
 		return ents, m, err
 	}
@@ -111,8 +114,9 @@ func (j *Job) listOn(ctx context.Context, prefix string, delim byte) ([]Entry, M
 // TestDropSpansMapChange). A pass that ends on the map it started with met
 // no such change: a node that moved on to a newer map refuses the older
 // one as stale.
-func (j *Job) passAgain(ctx context.Context, err error, used uint64, attempt int) bool {
-	return j.fanOutChanged(ctx, err, used, attempt) || err == nil && j.snapshot().Epoch != used
+func (j *Job) passAgain(ctx context.Context, err error, used uint64, attempt int) (bool, error) {
+	again, err := j.fanOutChanged(ctx, err, used, attempt)
+	return again || err == nil && j.snapshot().Epoch != used, err
 }
 
 // listOnce pages through every node's listing and merges the nodes'
@@ -354,8 +358,11 @@ func (j *Job) deletePrefix(ctx context.Context, prefix string, n *removeCount) e
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		err := j.deletePrefixOnce(ctx, prefix, n)
-		if attempt < mapRetries && j.passAgain(ctx, err, used, attempt) {
-			continue
+		if attempt < mapRetries {
+			var again bool
+			if again, err = j.passAgain(ctx, err, used, attempt); again {
+				continue
+			}
 		}
 		return err
 	}

@@ -336,7 +336,7 @@ func TestStaleRefetchKeepsAsking(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		_ = ctl.ShrinkJob(j.ID(), "")
 	}()
-	if !j.refreshNewer(ctx, used) {
+	if moved, _ := j.refreshNewer(ctx, used); !moved {
 		t.Fatalf("no newer map than epoch %d within %v", used, staleWait)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,8 +166,15 @@ func TestLapsedLeaseWaitsForTheControllerOnce(t *testing.T) {
 	if !errors.Is(err, wire.ErrStaleEpoch) {
 		t.Fatalf("put to a lapsed node with the controller away: %v; want stale epoch", err)
 	}
+	if !strings.Contains(err.Error(), "asked the controller for the job's map and got no answer") || errors.Is(err, wire.ErrUnavailable) {
+		t.Errorf("the error does not say the SDK fetched the map and the controller did not answer, or says unavailable: %v", err)
+	}
 	if took > 2500*time.Millisecond {
 		t.Fatalf("the put took %v with ControllerWait 1s: it waited for the controller more than once", took)
+	}
+	t.Logf("after %v: %v", took, err)
+	if _, err := j.List(ctx, ""); !errors.Is(err, wire.ErrStaleEpoch) || !strings.Contains(err.Error(), "got no answer") {
+		t.Errorf("a listing (a fan-out) with the lapsed node: %v; want stale epoch saying the controller did not answer", err)
 	}
 }
 

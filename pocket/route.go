@@ -198,8 +198,11 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 			})
 			err = j.keyAnswer(op, flags, t.addr, err)
 		}
-		if attempt < mapRetries && (resendable(op, flags) || unexecuted(err)) && j.mapChanged(ctx, err, t.epoch, t.leaving, attempt) {
-			continue
+		if attempt < mapRetries && (resendable(op, flags) || unexecuted(err)) {
+			var again bool
+			if again, err = j.mapChanged(ctx, err, t.epoch, t.leaving, attempt); again {
+				continue
+			}
 		}
 		if deletedOld && (errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict)) {
 			// An earlier attempt deleted the key at its old owner (and
@@ -313,9 +316,13 @@ func resendable(op wire.Op, flags uint16) bool {
 // being the call's retries so far, mapRetries times at most.
 //
 // A failed refresh is folded into err's caller's view by returning false.
-func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool, attempt int) bool {
+// The error returned is the one the call ends with if it is not sent
+// again: err, or, when err's node asked for the map to be fetched (a
+// stale epoch, draining) and the fetch failed, err saying so
+// (fetchFailedErr).
+func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool, attempt int) (bool, error) {
 	if j.s.ctl == nil || err == nil {
-		return false
+		return false, err
 	}
 	switch {
 	case errors.Is(err, wire.ErrStaleEpoch) && nodesBehind(err, used):
@@ -325,30 +332,46 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool,
 			// Before, each of the call's mapRetries attempts waited
 			// for the controller again: a put to a node whose lease
 			// had lapsed blocked 59 s with a 15 s wait (a trial).
-			if j.refresh(ctx) != nil {
-				return false
+			if ferr := j.refresh(ctx); ferr != nil {
+				return false, fetchFailedErr(err, ferr)
 			}
 			if j.snapshot().Epoch > used {
-				return true // the map moved on without the node
+				return true, err // the map moved on without the node
 			}
 		}
-		return sleepCtx(ctx, behindWait(attempt))
+		return sleepCtx(ctx, behindWait(attempt)), err
 	case errors.Is(err, wire.ErrStaleEpoch):
-		return j.refreshNewer(ctx, used)
+		moved, ferr := j.refreshNewer(ctx, used)
+		return moved, fetchFailedErr(err, ferr)
 	case errors.Is(err, wire.ErrDraining):
-		return j.refresh(ctx) == nil
+		ferr := j.refresh(ctx)
+		return ferr == nil, fetchFailedErr(err, ferr)
 	case errors.Is(err, wire.ErrRevoked) && !j.retired.Load():
 		// A node that dropped the job while it lives on (the node was
 		// lost and came back: controller/dead.go) answers revoked to a
 		// map from before; the controller's map says whether the job
 		// ended or moved on without the node.
-		return j.movedOnLive(ctx, used)
+		return j.movedOnLive(ctx, used), err
 	case errors.Is(err, wire.ErrUnavailable) && gone:
-		return j.refreshNewer(ctx, used)
+		moved, _ := j.refreshNewer(ctx, used)
+		return moved, err
 	case errors.Is(err, wire.ErrUnavailable):
-		return j.refreshUnavailable(ctx, used)
+		return j.refreshUnavailable(ctx, used), err
 	}
-	return false
+	return false, err
+}
+
+// fetchFailedErr is the error of a call refused by a node that asked
+// for the job's map to be fetched (err: a stale epoch, which names none
+// when the node's lease had lapsed, or draining) after the SDK's fetch
+// failed (ferr; nil: err alone): the node's advice was followed and the
+// controller did not answer. It stays the node's error (errors.Is), with
+// ferr's text only: the controller's unavailability is not the call's.
+func fetchFailedErr(err, ferr error) error {
+	if ferr == nil {
+		return err
+	}
+	return fmt.Errorf("%w (the SDK asked the controller for the job's map and got no answer, so the request was not sent again: %v)", err, ferr)
 }
 
 // fanOutChanged is mapChanged for a request sent to every node of the map
@@ -362,7 +385,7 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool,
 // (a user saw 25,867 of 45,937 list calls fail in one drain). The price:
 // a node the controller sees alive but this client cannot reach (a
 // partition) fails a fan-out only after staleWait.
-func (j *Job) fanOutChanged(ctx context.Context, err error, used uint64, attempt int) bool {
+func (j *Job) fanOutChanged(ctx context.Context, err error, used uint64, attempt int) (bool, error) {
 	return j.mapChanged(ctx, err, used, true, attempt)
 }
 
@@ -447,17 +470,17 @@ const staleWait = 5 * time.Second
 // refreshNewer fetches the map after a node said the map of epoch used is
 // stale, again and again (with growing pauses, within staleWait) while the
 // controller still hands out that epoch, and reports whether the map is
-// now newer.
+// now newer; a fetch that fails ends the wait, its error returned.
 //
 // The callers of one Job share the fetches: while a fetch is younger than
 // the pause the caller just slept, it looks at the map that fetch brought
 // instead of asking again, so a job's many goroutines cost the controller
 // a few fetches per epoch, not a few per caller.
-func (j *Job) refreshNewer(ctx context.Context, used uint64) bool {
+func (j *Job) refreshNewer(ctx context.Context, used uint64) (bool, error) {
 	deadline := time.Now().Add(staleWait)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
 		if j.snapshot().Epoch > used {
-			return true
+			return true, nil
 		}
 		j.staleMu.Lock()
 		var err error
@@ -469,14 +492,14 @@ func (j *Job) refreshNewer(ctx context.Context, used uint64) bool {
 		}
 		j.staleMu.Unlock()
 		if err != nil {
-			return false
+			return false, err
 		}
 		if j.snapshot().Epoch > used || time.Now().After(deadline) {
-			return j.snapshot().Epoch > used
+			return j.snapshot().Epoch > used, nil
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return false, nil
 		case <-time.After(wait):
 		}
 	}
@@ -547,8 +570,11 @@ func (j *Job) doAt(ctx context.Context, addr string, op wire.Op, flags uint16, x
 		t := j.targetOf(addr)
 		req := wire.Request{Job: t.job, Token: t.token, Epoch: t.epoch, Version: x.version}
 		r, err := j.s.data.Do(ctx, addr, op, flags|t.flags, &req, nil, nil)
-		if attempt < mapRetries && j.mapChanged(ctx, err, t.epoch, t.leaving, attempt) {
-			continue
+		if attempt < mapRetries {
+			var again bool
+			if again, err = j.mapChanged(ctx, err, t.epoch, t.leaving, attempt); again {
+				continue
+			}
 		}
 		return r, err
 	}
@@ -570,8 +596,11 @@ func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Req
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, flags, req)
-		if attempt < mapRetries && j.fanOutChanged(ctx, err, used, attempt) {
-			continue
+		if attempt < mapRetries {
+			var again bool
+			if again, err = j.fanOutChanged(ctx, err, used, attempt); again {
+				continue
+			}
 		}
 		return replies, err
 	}
@@ -589,8 +618,11 @@ func (j *Job) fanOutExcept(ctx context.Context, op wire.Op, req wire.Request, sk
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, 0, req, skip...)
-		if attempt < mapRetries && j.fanOutChanged(ctx, err, used, attempt) {
-			continue
+		if attempt < mapRetries {
+			var again bool
+			if again, err = j.fanOutChanged(ctx, err, used, attempt); again {
+				continue
+			}
 		}
 		return replies, err
 	}

@@ -895,6 +895,25 @@ def _behind_wait(attempt: int) -> float:
     return _BEHIND_PAUSE * (1 << min(max(attempt, 0), _MAP_RETRIES))
 
 
+def _fetch_failed_note(fetch_error: Exception) -> str:
+    """What follows the error of a node that asked for the job's map to
+    be fetched (a stale epoch, which names 0 when its lease had lapsed;
+    draining) when the client's fetch failed with fetch_error: that the
+    advice was followed and nothing was sent again (the Go SDK's
+    fetchFailedErr)."""
+    return (" (the SDK asked the controller for the job's map and got no answer, "
+            f"so the request was not sent again: {fetch_error})")
+
+
+def _note_fetch_failed(errs: list, fetch_error: Exception, code: int) -> None:
+    """Adds _fetch_failed_note(fetch_error) to the messages of the errors
+    of code in errs, which the caller raises."""
+    for e in errs:
+        if isinstance(e, errors.PocketError) and e.code == code:
+            e.message += _fetch_failed_note(fetch_error)
+            e.args = (e._text(),)
+
+
 # How long a version request (confirm, drop-version) waits out a node that
 # answers busy while it moves a chunk of that version (the Go SDK's settle).
 _SETTLE = 10.0
@@ -1105,7 +1124,7 @@ class Job:
         deletes its persisted values only."""
         return self._retired
 
-    def _map_changed(self, code: int, used: _MapState, meta=None, attempt: int = 0) -> bool:
+    def _map_changed(self, code: int, used: _MapState, meta=None, attempt: int = 0, reply=None) -> bool:
         """After a node answered code (and meta, its reply's) to a request
         routed with the map used, on the call's retry attempt (0: the
         first): whether to send it again. A stale epoch older than used's
@@ -1113,7 +1132,8 @@ class Job:
         _behind_wait(attempt); else a stale epoch fetches the map until the
         controller hands out a newer one (_refresh_newer); a node draining
         since the map was fetched fetches it once. A failed fetch answers
-        False: the caller raises the node's error. Needs a controller."""
+        False: the caller raises the node's error, which says the fetch
+        failed (reply.note, _fetch_failed_note). Needs a controller."""
         if self.client.controller is None:
             return False
         if code == errors.Code.STALE_EPOCH and meta is not None and \
@@ -1123,15 +1143,22 @@ class Job:
                 # (the controller away past controller_wait) ends the
                 # call with the node's answer, as in Go: before, each
                 # retry waited for the controller again (59 s, a trial).
-                moved = self._moved_on(used)
+                failed: list = []
+                moved = self._moved_on(used, failed=failed)
                 if moved is None:
+                    if reply is not None:
+                        reply.note = _fetch_failed_note(failed[0])
                     return False
                 if moved:
                     return True
             time.sleep(_behind_wait(attempt))
             return True
         if code == errors.Code.STALE_EPOCH:
-            return self._refresh_newer(used.map.epoch)
+            failed = []
+            moved = self._refresh_newer(used.map.epoch, failed=failed)
+            if failed and reply is not None:
+                reply.note = _fetch_failed_note(failed[0])
+            return moved
         if code == errors.Code.REVOKED:
             # A node that dropped the job while it lives on (the node was
             # lost and came back) answers revoked to a map from before.
@@ -1139,12 +1166,14 @@ class Job:
         if code == errors.Code.DRAINING:
             try:
                 self.refresh()
-            except errors.PocketError:
+            except errors.PocketError as e:
+                if reply is not None:
+                    reply.note = _fetch_failed_note(e)
                 return False
             return True
         return False
 
-    def _moved_on(self, used: _MapState, live: bool = False) -> bool | None:
+    def _moved_on(self, used: _MapState, live: bool = False, failed: list | None = None) -> bool | None:
         """Fetches the map once and reports whether it is newer than used:
         after a node that knows no epoch of the job now (its lease lapsed,
         dataplane/lease.go, or it has not synced since it started: a stale
@@ -1153,11 +1182,13 @@ class Job:
         moved on without that node (the Go SDK's mapChanged and
         movedOnLive). With live, an ended job's final map is not taken
         (the node's answer stands, as before). A failed fetch answers
-        None (false, too)."""
+        None (false, too), its error appended to failed if given."""
         st = self._st
         try:
             m = self.client._ctl().get_map(st.map.job, st.map.token)
-        except errors.PocketError:
+        except errors.PocketError as e:
+            if failed is not None:
+                failed.append(e)
             return None
         if live and m.ended:
             return False
@@ -1165,7 +1196,7 @@ class Job:
             self._adopt(m)
         return self._st.map.epoch > used.map.epoch
 
-    def _refresh_newer(self, used: int) -> bool:
+    def _refresh_newer(self, used: int, failed: list | None = None) -> bool:
         """Fetches the map after a node called the map of epoch used stale
         (or one of its draining nodes has stopped: _follow), again and
         again (pauses of _STALE_PAUSE doubling to _STALE_PAUSE_MAX, for at
@@ -1173,7 +1204,8 @@ class Job:
         epoch not newer than used; reports whether the map is now newer.
         A controller that cannot be reached (restarting, failing over) is
         asked again within the same bound, as the Go SDK's metaclient
-        waits for one; any other failure answers False at once."""
+        waits for one; any other failure answers False at once. A fetch
+        that failed last is appended to failed, if given."""
         deadline = time.monotonic() + _STALE_WAIT
         pause = _STALE_PAUSE
         while True:
@@ -1181,10 +1213,14 @@ class Job:
                 return True
             try:
                 self.refresh()
-            except (errors.Unavailable, errors.NotLeader):
+            except (errors.Unavailable, errors.NotLeader) as e:
                 if time.monotonic() >= deadline:
+                    if failed is not None:
+                        failed.append(e)
                     return False
-            except errors.PocketError:
+            except errors.PocketError as e:
+                if failed is not None:
+                    failed.append(e)
                 return False
             if self._st.map.epoch > used or time.monotonic() >= deadline:
                 return self._st.map.epoch > used
@@ -1243,17 +1279,28 @@ class Job:
         if revoked:
             return self._moved_on(used, live=True)  # as _map_changed
         if stale and behind and not retired and not draining:
-            moved = self._moved_on(used) if knows_none else False
-            if moved is None:
-                return False  # the controller away (_map_changed)
+            failed: list = []
+            moved = self._moved_on(used, failed=failed) if knows_none else False
+            if moved is None:  # the controller away (_map_changed)
+                _note_fetch_failed(errs, failed[0], errors.Code.STALE_EPOCH)
+                return False
             if moved:
                 return True
             time.sleep(_behind_wait(attempt))  # the nodes lag the map (_map_changed)
             return True
         if stale or retired:
-            return self._refresh_newer(used.map.epoch)
+            failed = []
+            moved = self._refresh_newer(used.map.epoch, failed=failed)
+            if failed:
+                _note_fetch_failed(errs, failed[0], errors.Code.STALE_EPOCH)
+            return moved
         if draining:
-            return self._map_changed(errors.Code.DRAINING, used)
+            try:
+                self.refresh()
+            except errors.PocketError as e:
+                _note_fetch_failed(errs, e, errors.Code.DRAINING)
+                return False
+            return True
         return self._map_moved(used)
 
     def _pass_again(self, errs: list, used: _MapState, op: int, flags: int, attempt: int) -> bool:
@@ -1656,7 +1703,7 @@ class Job:
                 # put or delete of key waits for it (conn._interrupted).
                 self._owed(key, fence, getattr(e, "__dict__", {}).pop("pocket_owed_conn", None))
                 raise
-            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt):
+            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt, reply=r):
                 continue
             if deleted and r.code in (errors.Code.NOT_FOUND, errors.Code.CONFLICT):
                 return deleted[0], addr
@@ -2098,7 +2145,7 @@ class Job:
                 if attempt < _MAP_RETRIES and self._follow([e], st, op, 0, attempt=attempt) and addr in self._st.addrs:
                     continue
                 raise
-            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt):
+            if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt, reply=r):
                 continue
             return r
         raise AssertionError("unreachable")

@@ -103,13 +103,16 @@ class Reply:
     """One reply: header flags, code, metadata bytes and payload (bytes, a
     memoryview of the caller's buffer it was read into, or for a large
     payload with no such buffer a memoryview from ``buffer.alloc``), and
-    the address of the node that sent it ("" when made up locally)."""
+    the address of the node that sent it ("" when made up locally).
+    ``note``, when not empty, is what the client did about an error reply,
+    added to its error's message (error)."""
 
-    __slots__ = ("id", "flags", "code", "meta", "payload", "node")
+    __slots__ = ("id", "flags", "code", "meta", "payload", "node", "note")
 
     def __init__(self, rid: int, flags: int, code: int, meta: bytes, payload, node: str = ""):
         self.id, self.flags, self.code, self.meta, self.payload = rid, flags, code, meta, payload
         self.node = node
+        self.note = ""
 
     def check(self) -> "Reply":
         """Raises the reply's error when its code is not 0. Metadata that
@@ -131,7 +134,7 @@ class Reply:
             errors.Code(self.code)
         except ValueError:
             msg = f"node {self.node} answered request {self.id} with unknown code {self.code}: {msg}"
-        return errors.error_for(self.code, msg, r.epoch)
+        return errors.error_for(self.code, msg + self.note, r.epoch)
 
     def response(self) -> wire.Response:
         """The reply's decoded Response table; errors.Malformed, naming

@@ -102,9 +102,14 @@ def test_lapsed_lease_waits_for_the_controller_once(helper_cluster):
                 return False
             assert wait_for(lapsed, 20), "the node's lease did not lapse"
             t0 = time.monotonic()
-            with pytest.raises(pocket.StaleEpoch):
+            with pytest.raises(pocket.StaleEpoch) as info:
                 job.put(key, b"v")
             took = time.monotonic() - t0
+            assert "asked the controller for the job's map and got no answer" in str(info.value), info.value
+            assert "not sent again" in str(info.value), info.value
             assert took < 2.5, f"the put took {took:.2f} s with controller_wait 1 s: it waited more than once"
+            with pytest.raises(pocket.StaleEpoch) as info:  # a fan-out (_follow)
+                job.list()
+            assert "asked the controller for the job's map and got no answer" in str(info.value), info.value
         c.command(f"unmute {victim}")
         reg.deregister()
