@@ -89,3 +89,36 @@ func TestIfAbsentPutDuringMapChange(t *testing.T) {
 		}
 	}
 }
+
+// TestIfAbsentPutSeesTheOldOwner: with a key's value at its old owner
+// only (a map set by hand in the middle of a join and of a drain, no
+// mover), a put-if-absent answers exists and the value stays; a key
+// that holds none anywhere takes it. Before, it stored over the value.
+func TestIfAbsentPutSeesTheOldOwner(t *testing.T) {
+	for _, join := range []bool{true, false} {
+		t.Run(fmt.Sprint("join=", join), func(t *testing.T) {
+			mk := newOwnerChange(t, join, 1<<20)
+			j, key, ctx := mk.j, mk.key, context.Background()
+			if err := j.Put(ctx, key, []byte("v1")); err != nil {
+				t.Fatal(err)
+			}
+			mk.change()
+			if r := j.route([]byte(key), 0); r.old == "" {
+				t.Fatalf("key %q: its owner does not change", key)
+			}
+			put := func(k string) error {
+				_, _, err := j.doReq(ctx, wire.OpPut, wire.FlagIfAbsent, []byte(k), 0, reqExtra{version: newVersion()}, []byte("v2"), nil)
+				return err
+			}
+			if err := put(key); !errors.Is(err, wire.ErrExists) {
+				t.Errorf("if-absent put of a key held by its old owner: %v; want exists", err)
+			}
+			if v, err := j.Get(ctx, key); err != nil || string(v) != "v1" {
+				t.Errorf("get after it: %q, %v; want v1", v, err)
+			}
+			if err := put(key + "-new"); err != nil {
+				t.Errorf("if-absent put of a new key: %v", err)
+			}
+		})
+	}
+}
