@@ -83,11 +83,15 @@ import (
 // nodes have not heard of, and a node that has heard refuses the older
 // epoch (a client refetches until the new map is out, pocket/route.go):
 // a write can never land at an old owner after a reader was told to look
-// at the new one.
+// at the new one. A node that heartbeats without catching up holds the
+// epoch back for confirmWait at most; one that a change takes keys from
+// and that has gone silent (dead or not) holds it back until its lease
+// ends (ownerBehindLocked), since it serves the older map until then.
 
 // move is a change of a job's map in progress.
 type move struct {
 	epoch  uint64 // the epoch the change started at
+	rev    uint64 // the revision that logged that epoch (ownerBehindLocked)
 	addr   string // the node joining or leaving
 	role   wire.NodeState
 	start  time.Time
@@ -112,10 +116,12 @@ func restoredMove(j *job) *move {
 	return nil
 }
 
-// startMoveLocked records j's change in progress.
+// startMoveLocked records j's change in progress, which began with j's
+// last epoch bump.
 func (c *Controller) startMoveLocked(j *job, mv *move) {
 	j.move = mv
 	if mv != nil {
+		mv.rev = j.epochRev
 		c.moving[j] = struct{}{}
 	}
 }
@@ -179,9 +185,56 @@ func (c *Controller) publishedLocked(j *job) *wire.PlacementMap {
 	return j.pub
 }
 
-// publishableLocked reports whether j's current map may be handed out.
+// publishableLocked reports whether j's current map may be handed out:
+// once its live nodes have confirmed it, or confirmWait after the bump,
+// and in either case not while a node the change in progress takes keys
+// from may still serve clients of the map before (ownerBehindLocked).
 func (c *Controller) publishableLocked(j *job) bool {
-	return (j.pub != nil && j.pub.Epoch == j.epoch) || c.confirmedLocked(j) || time.Since(j.bumped) > c.confirmWait()
+	if j.pub != nil && j.pub.Epoch == j.epoch {
+		return true
+	}
+	if !c.confirmedLocked(j) && time.Since(j.bumped) <= c.confirmWait() {
+		return false
+	}
+	return c.ownerBehindLocked(j, time.Now()) == ""
+}
+
+// ownerBehindLocked names a node that j's change in progress takes keys
+// from (every member but a joining node; a leaving node alone) which has
+// not confirmed the change's epoch, has not been heard from since the
+// change began, and may still serve its jobs within the lease it was given
+// (dataplane/lease.go); "" when none. Such a node is cut off from the
+// controller, or frozen, but maybe not from its clients: it serves the
+// older map to clients that hold it, so handing out the change's map
+// would let a client put a key at its new owner while another reads the
+// older value at that node. Dead nodes count: a node dead of silence is
+// not waited for by confirmedLocked but serves until its lease ends.
+// Before, the change's map was handed out confirmWait after the bump
+// whatever such a node did (a hostile trial: puts acknowledged at the
+// joining node read back stale at a muted node, 13 of 13). A node heard
+// since the change began has been told the new epoch in its ack and
+// catches up (the confirmWait bound is for it); a node without a lease
+// (DeadNodeGrace negative) is not waited for. A node that has reported
+// no job table yet is (confirmedLocked does not wait for it): it takes
+// any epoch of a job it has not heard of.
+func (c *Controller) ownerBehindLocked(j *job, now time.Time) string {
+	mv := j.move
+	if mv == nil {
+		return ""
+	}
+	for _, mn := range j.nodes {
+		if (mv.role == wire.NodeJoining) == (mn.Addr == mv.addr) {
+			continue // the joining node, or a member a leaving node's change leaves be
+		}
+		n, ok := c.nodes[mn.Addr]
+		switch {
+		case !ok, n.since >= mv.rev:
+		case !now.Before(n.leaseEnd), n.lastSeen.After(j.bumped) && n.state != wire.NodeDead:
+		default:
+			return mn.Addr
+		}
+	}
+	return ""
 }
 
 // confirmWait bounds how long the nodes of a map may hold a new epoch

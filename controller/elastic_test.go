@@ -279,6 +279,7 @@ func TestAutoscalerGrowsAndShrinksAJob(t *testing.T) {
 	r.c.jobs[m0.Job].created = r.clock.now().Add(-time.Minute)
 	r.c.mu.Unlock()
 	r.a.Step()
+	load(950) // the nodes hear of the grown map: it is handed out
 	if nodes() != 2 {
 		t.Fatalf("job on %d node(s) after its node ran at 95%%: %s", nodes(), r.logs.msgs())
 	}
