@@ -115,7 +115,8 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("state: controller state in %s is corrupted (%s): move it aside to start empty, or restore it from a copy",
+	return fmt.Sprintf("state: controller state in %s is corrupted (%s): move it aside to start empty, "+
+		"or restore it from a copy (an older copy than the nodes ran on brings back ended jobs and older maps: README, Known limits)",
 		e.Path, e.Reason)
 }
 
@@ -359,7 +360,7 @@ func (b *Bolt) loadTx(s *Snapshot) func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
 			var j Job
 			if err := json.Unmarshal(v, &j); err != nil {
-				return fmt.Errorf("state: %s: job %q: %w", b.path, k, err)
+				return b.undecodable(fmt.Sprintf("job %q", k), err)
 			}
 			s.Jobs = append(s.Jobs, j)
 			return nil
@@ -369,7 +370,7 @@ func (b *Bolt) loadTx(s *Snapshot) func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
 			var n Node
 			if err := json.Unmarshal(v, &n); err != nil {
-				return fmt.Errorf("state: %s: node %q: %w", b.path, k, err)
+				return b.undecodable(fmt.Sprintf("node %q", k), err)
 			}
 			s.Nodes = append(s.Nodes, n)
 			return nil
@@ -379,7 +380,7 @@ func (b *Bolt) loadTx(s *Snapshot) func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketProfiles).ForEach(func(k, v []byte) error {
 			var p Profile
 			if err := json.Unmarshal(v, &p); err != nil {
-				return fmt.Errorf("state: %s: profile %q: %w", b.path, k, err)
+				return b.undecodable(fmt.Sprintf("profile %q", k), err)
 			}
 			s.Profiles = append(s.Profiles, p)
 			return nil
@@ -392,10 +393,18 @@ func (b *Bolt) loadTx(s *Snapshot) func(tx *bolt.Tx) error {
 			return nil
 		}
 		if err := json.Unmarshal(v, &s.Meta); err != nil {
-			return fmt.Errorf("state: %s: meta: %w", b.path, err)
+			return b.undecodable("meta", err)
 		}
 		return nil
 	}
+}
+
+// undecodable is the CorruptError of a record (what) whose bytes do not
+// decode (err): bbolt's checks pass, but its value is damaged. Before, it
+// was reported as a plain error, without the corruption's advice (a
+// hostile trial's garbage in a job record).
+func (b *Bolt) undecodable(what string, err error) error {
+	return &CorruptError{Path: b.path, Reason: what + " does not decode: " + err.Error()}
 }
 
 // Apply implements Store: one transaction, synced to disk before it

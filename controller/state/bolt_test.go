@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // nobody is the uid tests give files of "another user" (as root only).
@@ -88,6 +90,31 @@ func TestBoltGarbage(t *testing.T) {
 		f.Close()
 		openCorrupt(t, dir, path)
 	})
+}
+
+// TestBoltUndecodableRecord: a record whose value is damaged (bbolt's own
+// checks pass) gives a CorruptError naming it, with the corruption's
+// advice. Before, a plain error without it.
+func TestBoltUndecodableRecord(t *testing.T) {
+	for _, bucket := range [][]byte{bucketJobs, bucketNodes, bucketProfiles, bucketMeta} {
+		dir, path := newBoltFile(t)
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := []byte("jk-681892611")
+		if string(bucket) == string(bucketMeta) {
+			key = keyMeta
+		}
+		err = db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucket).Put(key, []byte("{\"id\": \"\x16"))
+		})
+		db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		openCorrupt(t, dir, path)
+	}
 }
 
 // TestBoltEmptyFileIsNew: an empty file is a new store, not a corrupt one.

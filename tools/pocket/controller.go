@@ -153,11 +153,12 @@ func (f *ctlFlags) run(serve *ctlServe, id identity) int {
 		ln.Close()
 		return fail("controller: %v", err)
 	}
-	f.printServing(serve, secret, addr, tlsDir)
+	banner := func() { f.printServing(serve, secret, addr, tlsDir) }
 	if f.ha.on() {
+		banner()
 		return f.runHA(ctx, ln, addr, cfg, scale, id)
 	}
-	return f.runOne(ctx, ln, cfg, scale, id)
+	return f.runOne(ctx, ln, cfg, scale, id, banner)
 }
 
 // printServing prints where the controller serves and how to reach it.
@@ -185,12 +186,15 @@ func (f *ctlFlags) stateLine(serve *ctlServe) string {
 }
 
 // runOne serves as the only controller until ctx ends.
-func (f *ctlFlags) runOne(ctx context.Context, ln net.Listener, cfg controller.Config, scale *controller.AutoscaleConfig, id identity) int {
+func (f *ctlFlags) runOne(ctx context.Context, ln net.Listener, cfg controller.Config, scale *controller.AutoscaleConfig, id identity, banner func()) int {
 	c, err := controller.New(cfg)
 	if err != nil {
 		ln.Close()
 		return fail("controller: %v", err)
 	}
+	// The banner once the state has loaded: before, a store that did not
+	// load was refused after "serving on" (a hostile trial).
+	banner()
 	defer c.Close() // does not stop the orchestrator's nodes: a restart keeps them
 	go func() {
 		if err := c.Serve(ln); err != nil && !errors.Is(err, controller.ErrClosed) {

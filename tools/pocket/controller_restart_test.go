@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 var ctlReady = regexp.MustCompile(`pocket controller serving on (\S+)`)
@@ -122,4 +124,36 @@ func registerInsecure(t *testing.T, bin string, env []string, name string) (stri
 		t.Fatalf("job register %s: exit %d: %s %s", name, code, out, errOut)
 	}
 	return reg.JobID, reg.Token
+}
+
+// TestControllerOnCorruptStateSaysSoBeforeServing: a controller whose
+// state file is damaged exits 1 saying so, and never prints "serving on"
+// (scripts wait for that line). Before, it printed the line and then
+// exited (a hostile trial).
+func TestControllerOnCorruptStateSaysSoBeforeServing(t *testing.T) {
+	bin := buildPocketBinary(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	base := cleanEnv("HOME=" + filepath.Join(dir, "home"))
+	ctl, _, _ := startController(t, bin, base, data, "127.0.0.1:0")
+	if err := ctl.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = ctl.Process.Wait()
+	// A job record that does not decode: the file opens, its load fails.
+	db, err := bolt.Open(filepath.Join(data, stateSubdir, "controller.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("jobs")).Put([]byte("jk-1"), []byte("{\"id\": \"\x16"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := pocketRun(t, bin, base, "", "controller", "--insecure", "--listen", "127.0.0.1:0", "--data-dir", data)
+	if code != 1 || !strings.Contains(errOut, "corrupted") || ctlReady.MatchString(out) {
+		t.Fatalf("exit %d; stdout %q; stderr %q: want exit 1, the corruption named, no \"serving on\"", code, out, errOut)
+	}
 }
