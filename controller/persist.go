@@ -120,6 +120,28 @@ func (c *Controller) save(undo func()) error {
 	return err
 }
 
+// flushJob is flush for a call that answers about job id alone (GetMap):
+// it writes what changed only when the job's own record has changes not
+// saved, after any write under way. So a store that cannot be written (a
+// full disk) still lets clients fetch the maps it holds; before, every
+// map fetch of every job answered "state not saved" while any change
+// (a node's heartbeat figures) waited (a hostile trial).
+func (c *Controller) flushJob(id string) error {
+	p := &c.st
+	if p.store == nil {
+		return c.flush()
+	}
+	p.wmu.Lock() // a write under way may hold the job's change
+	c.mu.Lock()
+	_, dirty := p.jobs[id]
+	c.mu.Unlock()
+	p.wmu.Unlock()
+	if !dirty {
+		return nil
+	}
+	return c.flush()
+}
+
 // saveHeld is save's write, under p.wmu. It returns what waited for the
 // changes it saved; on failure that waits on, for the next write.
 func (c *Controller) saveHeld(undo func()) (afterSave, error) {

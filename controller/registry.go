@@ -1117,8 +1117,8 @@ func (c *Controller) GetMap(id string, tok []byte) (*wire.PlacementMap, error) {
 	// The epoch may come from a change not saved yet (a node died), and so
 	// may the job's absence (its deregistration or expiry, whose write
 	// failed: a restart would have it live), which tells the client the
-	// job ended.
-	if err := c.flush(); err != nil {
+	// job ended. Both mark the job's record (dirtyJobLocked).
+	if err := c.flushJob(id); err != nil {
 		return nil, err
 	}
 	return m, err
