@@ -106,6 +106,7 @@ type scaleRig struct {
 	clock *fakeClock
 	a     *Autoscaler
 	logs  *logSink
+	since map[string]uint64 // each node's job table revision, from its last ack (beatOnce)
 }
 
 // logSink keeps what a controller logs, one text line a record.
@@ -156,7 +157,8 @@ func newScaleRigWith(t *testing.T, started int, cfg AutoscaleConfig, before func
 	t.Helper()
 	logs := &logSink{}
 	c := newTest(t, Config{Logger: logs.logger(), DeadAfter: scaleRigDeadAfter})
-	r := &scaleRig{t: t, c: c, orch: &fakeOrch{c: c, mbps: 1000}, clock: &fakeClock{t: time.Unix(1_000_000, 0)}, logs: logs}
+	r := &scaleRig{t: t, c: c, orch: &fakeOrch{c: c, mbps: 1000}, clock: &fakeClock{t: time.Unix(1_000_000, 0)}, logs: logs,
+		since: map[string]uint64{}}
 	for i := 0; i < started; i++ {
 		if _, err := r.orch.Start(context.Background(), orchestrator.NodeSpec{}); err != nil {
 			t.Fatal(err)
@@ -197,19 +199,26 @@ func (r *scaleRig) heartbeat(addr string, rx float64, used int64, metrics []wire
 	hurried := ok && n.hurried
 	r.c.mu.Unlock()
 	if hurried {
-		if _, err := r.c.Heartbeat(hb); err != nil {
-			r.t.Fatal(err)
-		}
+		r.beatOnce(hb)
 	}
 	for i := 0; i < 10; i++ {
-		ack, err := r.c.Heartbeat(hb)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if !ack.More {
+		if !r.beatOnce(hb).More {
 			break
 		}
 	}
+}
+
+// beatOnce sends hb with the node's job table revision, which it takes
+// from the ack as an agent does (nodes confirm epochs by it).
+func (r *scaleRig) beatOnce(hb *wire.Heartbeat) *wire.NodeAck {
+	r.t.Helper()
+	hb.Since = r.since[hb.Addr]
+	ack, err := r.c.Heartbeat(hb)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.since[hb.Addr] = ack.Rev
+	return ack
 }
 
 func (r *scaleRig) active() int { return countNodes(r.c, wire.NodeActive) }

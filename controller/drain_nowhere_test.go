@@ -88,6 +88,7 @@ func TestDrainGoesToALostNodeThatRestarted(t *testing.T) {
 	if _, err := c.Drain(a.Addr, time.Minute); err != nil {
 		t.Fatalf("drain of a with b restarted and empty: %v", err)
 	}
+	heardAll(t, c)
 	m3, _ := c.GetMap(m.Job, m.Token)
 	if _, in := mapState(m3, b.Addr); !in {
 		t.Fatalf("map after the drain began: %+v; want b taking a's data", m3)

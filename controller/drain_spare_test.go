@@ -25,6 +25,7 @@ func TestDrainAdoptsANodeThatHoldsTheShare(t *testing.T) {
 	if _, err := c.Drain(a, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	heardAll(t, c)
 	m2, err := c.GetMap(m.Job, m.Token)
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,7 @@ func TestDrainProtocol(t *testing.T) {
 	if _, err := c.Drain(a, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	heardAll(t, c)
 	m2, _ := c.GetMap(m.Job, m.Token)
 	if st, _ := mapState(m2, a); st != wire.NodeDraining || m2.Epoch <= m.Epoch {
 		t.Fatalf("map after drain: %+v", m2)
@@ -146,6 +147,7 @@ func TestDrainGivesOrphanedJobsANode(t *testing.T) {
 	if _, err := c.Drain(a, 0); err != nil {
 		t.Fatal(err)
 	}
+	heardAll(t, c)
 	m2, _ := c.GetMap(m.Job, m.Token)
 	if st, ok := mapState(m2, b); !ok || st != wire.NodeActive {
 		t.Fatalf("the job got no node for its data: %+v", m2)

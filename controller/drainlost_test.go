@@ -27,6 +27,7 @@ func TestDrainSkipsLostNodes(t *testing.T) {
 	if _, err := c.Drain(a.Addr, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	heardAll(t, c)
 	m3, _ := c.GetMap(m.Job, m.Token)
 	if _, ok := mapState(m3, b.Addr); ok {
 		t.Fatalf("the job took back the node it lost: %+v", m3)

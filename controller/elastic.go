@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -91,7 +92,6 @@ import (
 // move is a change of a job's map in progress.
 type move struct {
 	epoch  uint64 // the epoch the change started at
-	rev    uint64 // the revision that logged that epoch (ownerBehindLocked)
 	addr   string // the node joining or leaving
 	role   wire.NodeState
 	start  time.Time
@@ -116,12 +116,10 @@ func restoredMove(j *job) *move {
 	return nil
 }
 
-// startMoveLocked records j's change in progress, which began with j's
-// last epoch bump.
+// startMoveLocked records j's change in progress.
 func (c *Controller) startMoveLocked(j *job, mv *move) {
 	j.move = mv
 	if mv != nil {
-		mv.rev = j.epochRev
 		c.moving[j] = struct{}{}
 	}
 }
@@ -187,8 +185,8 @@ func (c *Controller) publishedLocked(j *job) *wire.PlacementMap {
 
 // publishableLocked reports whether j's current map may be handed out:
 // once its live nodes have confirmed it, or confirmWait after the bump,
-// and in either case not while a node the change in progress takes keys
-// from may still serve clients of the map before (ownerBehindLocked).
+// and in either case not while a node the map takes keys from may still
+// serve clients of the map before (ownerBehindLocked).
 func (c *Controller) publishableLocked(j *job) bool {
 	if j.pub != nil && j.pub.Epoch == j.epoch {
 		return true
@@ -199,39 +197,65 @@ func (c *Controller) publishableLocked(j *job) bool {
 	return c.ownerBehindLocked(j, time.Now()) == ""
 }
 
-// ownerBehindLocked names a node that j's change in progress takes keys
-// from (every member but a joining node; a leaving node alone) which has
-// not confirmed the change's epoch, has not been heard from since the
-// change began, and may still serve its jobs within the lease it was given
-// (dataplane/lease.go); "" when none. Such a node is cut off from the
-// controller, or frozen, but maybe not from its clients: it serves the
-// older map to clients that hold it, so handing out the change's map
-// would let a client put a key at its new owner while another reads the
-// older value at that node. Dead nodes count: a node dead of silence is
-// not waited for by confirmedLocked but serves until its lease ends.
-// Before, the change's map was handed out confirmWait after the bump
-// whatever such a node did (a hostile trial: puts acknowledged at the
-// joining node read back stale at a muted node, 13 of 13). A node heard
-// since the change began has been told the new epoch in its ack and
-// catches up (the confirmWait bound is for it); a node without a lease
-// (DeadNodeGrace negative) is not waited for. A node that has reported
-// no job table yet is (confirmedLocked does not wait for it): it takes
-// any epoch of a job it has not heard of.
-func (c *Controller) ownerBehindLocked(j *job, now time.Time) string {
-	mv := j.move
-	if mv == nil {
-		return ""
-	}
+// loss is a node's part in a map that takes keys from it: since rev, the
+// revision of the epoch that began it, holding a lease that ends at
+// leaseEnd (its lease then: the acks after the bump carry the new epoch).
+type loss struct {
+	rev      uint64
+	leaseEnd time.Time
+}
+
+// noteLosingLocked records, after a bump of j's map, the nodes it takes
+// keys from: while a node joins, every other member (its keys that the
+// joining node owns now move); a node leaving the map, or draining from
+// the cluster. A node that was losing keys already keeps its mark.
+func (c *Controller) noteLosingLocked(j *job) {
+	joining := slices.ContainsFunc(j.nodes, func(mn wire.MapNode) bool { return mn.State == wire.NodeJoining })
+	losing := map[string]loss{}
 	for _, mn := range j.nodes {
-		if (mv.role == wire.NodeJoining) == (mn.Addr == mv.addr) {
-			continue // the joining node, or a member a leaving node's change leaves be
-		}
 		n, ok := c.nodes[mn.Addr]
+		leaves := mn.State == wire.NodeDraining || ok && n.state == wire.NodeDraining
+		if !(leaves || joining && mn.State != wire.NodeJoining) {
+			continue
+		}
+		if l, was := j.losing[mn.Addr]; was {
+			losing[mn.Addr] = l
+		} else if ok {
+			losing[mn.Addr] = loss{rev: j.epochRev, leaseEnd: n.leaseEnd}
+		}
+	}
+	j.losing = losing
+}
+
+// ownerBehindLocked names a node that j's map takes keys from (a member
+// while a node joins, a node leaving the map or draining from the
+// cluster: noteLosingLocked) which has not confirmed the epoch that began
+// it and may still serve its jobs within the lease it held then
+// (dataplane/lease.go); "" when none. Such a node is behind, cut off from
+// the controller or frozen, but maybe not from its clients: it serves the
+// older map to clients that hold it, so handing out the newer one would
+// let a client put a key at its new owner while another reads the older
+// value at that node. Dead nodes count (confirmedLocked does not wait for
+// them), and so do nodes that have reported no job table (a node takes
+// any epoch of a job it has not heard of). The wait ends with the lease
+// the node held at the bump, or once the node is heard from after the
+// latest bump (not restored and unheard in this run): its ack carried
+// the new epoch, and a node that heartbeats without catching up holds
+// the map back for confirmWait at most (TestLaggingNodeHoldsTheMapBack-
+// Briefly); so one whose ack was lost, or that does not apply it, may
+// still serve the older map within its lease. Before, any node was
+// waited for confirmWait at most (hostile trials: puts acknowledged at a
+// joining node read back stale at a muted node, 13 of 13; a drain of a
+// muted node, 60 of 60). A node without a lease (DeadNodeGrace negative)
+// serves on with no end and is not waited for.
+func (c *Controller) ownerBehindLocked(j *job, now time.Time) string {
+	for addr, l := range j.losing {
+		n, ok := c.nodes[addr]
 		switch {
-		case !ok, n.since >= mv.rev:
-		case !now.Before(n.leaseEnd), n.lastSeen.After(j.bumped) && n.state != wire.NodeDead:
+		case !ok, n.since >= l.rev, !now.Before(l.leaseEnd):
+		case n.lastSeen.After(j.bumped) && !n.unheard && n.state != wire.NodeDead:
 		default:
-			return mn.Addr
+			return addr
 		}
 	}
 	return ""
@@ -263,6 +287,13 @@ func (c *Controller) publishedMap(id string, tok []byte) (*wire.PlacementMap, er
 			m := *c.publishedLocked(j)
 			m.AllocMbps, m.AllocBytes = j.allocMbps, j.allocBytes
 			return &m, true, nil
+		}
+		if addr := c.ownerBehindLocked(j, time.Now()); addr != "" && time.Since(j.bumped) > c.confirmWait() {
+			// A restored job has no map handed out before to answer
+			// with: say why, rather than hold the call for the lease.
+			return nil, true, wire.Errorf(wire.CodeUnavailable, "job %s's map is held back: node %s, which it takes keys from, "+
+				"has not confirmed it and may serve the map before until its lease ends in %v; fetch it again then",
+				j.id, addr, time.Until(j.losing[addr].leaseEnd).Round(time.Second))
 		}
 		return nil, false, nil
 	})

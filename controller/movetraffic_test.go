@@ -19,11 +19,7 @@ func (r *scaleRig) beatTraffic(addr string, rx, tx float64, loads []wire.JobLoad
 	hurried := ok && n.hurried
 	r.c.mu.Unlock()
 	for i := 0; i < 10; i++ {
-		ack, err := r.c.Heartbeat(hb)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		if !ack.More && !hurried {
+		if ack := r.beatOnce(hb); !ack.More && !hurried {
 			break
 		}
 		hurried = false

@@ -120,12 +120,13 @@ func (c *Controller) save(undo func()) error {
 	return err
 }
 
-// flushJob is flush for a call that answers about job id alone (GetMap):
-// it writes what changed only when the job's own record has changes not
-// saved, after any write under way. So a store that cannot be written (a
-// full disk) still lets clients fetch the maps it holds; before, every
-// map fetch of every job answered "state not saved" while any change
-// (a node's heartbeat figures) waited (a hostile trial).
+// flushJob is flush for a call that answers about job id's map alone
+// (GetMap): after any write under way, it writes what changed only when
+// the store does not hold the job's epoch (savedEpoch), or, for a job no
+// longer live, its end. So a store that cannot be written (a full disk)
+// still lets clients fetch the maps it holds; before, every map fetch of
+// every job answered "state not saved" while any change (a node's
+// heartbeat figures, a job's traffic profile) waited (a hostile trial).
 func (c *Controller) flushJob(id string) error {
 	p := &c.st
 	if p.store == nil {
@@ -133,9 +134,17 @@ func (c *Controller) flushJob(id string) error {
 	}
 	p.wmu.Lock() // a write under way may hold the job's change
 	c.mu.Lock()
-	_, dirty := p.jobs[id]
+	var dirty bool
+	if j, ok := c.jobs[id]; ok {
+		dirty = j.epoch != j.savedEpoch
+	} else {
+		_, dirty = p.jobs[id]
+	}
 	c.mu.Unlock()
 	p.wmu.Unlock()
+	if err := c.notLeader(); err != nil {
+		return err // deposed by a write under way, whose changes are not saved
+	}
 	if !dirty {
 		return nil
 	}
@@ -198,6 +207,11 @@ func (c *Controller) saveHeld(undo func()) (afterSave, error) {
 	for id := range jobs {
 		if j := c.jobs[id]; j != nil {
 			j.saved = true
+		}
+	}
+	for _, r := range b.PutJobs {
+		if j := c.jobs[r.ID]; j != nil && r.State == state.JobLive {
+			j.savedEpoch = r.Epoch // the record as written, not as it may be now
 		}
 	}
 	c.mu.Unlock()
@@ -446,7 +460,12 @@ func (c *Controller) restore(now time.Time) error {
 	// No node of this run has confirmed any epoch: a restored job's map is
 	// handed out once its nodes have synced (publishedLocked).
 	for _, j := range c.jobs {
-		j.epochRev, j.bumped = c.rev, now
+		j.epochRev, j.bumped, j.savedEpoch = c.rev, now, j.epoch
+		// Its nodes' confirmations and leases are this run's: a node
+		// that a change in progress takes keys from is waited for
+		// until it has synced, or the longest lease it may hold ends.
+		j.losing = nil
+		c.noteLosingLocked(j)
 	}
 	if len(snap.Jobs)+len(snap.Nodes) > 0 {
 		c.cfg.Logger.Info("controller: state restored", "jobs", len(c.jobs), "nodes", len(c.nodes),

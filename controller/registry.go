@@ -174,6 +174,12 @@ type job struct {
 	epochRev   uint64
 	bumped     time.Time
 	pub        *wire.PlacementMap
+	// losing are the nodes of its map that the map takes keys from
+	// (ownerBehindLocked), each with the revision that began it and the
+	// lease the node held then; savedEpoch is the epoch of its record
+	// as last saved (flushJob).
+	losing     map[string]loss
+	savedEpoch uint64
 	// lostClean are the lost nodes known to hold none of the job's data
 	// (restarted since, or dropped it by order and forgot the job:
 	// dead.go), which the job may adopt again when no
@@ -972,6 +978,7 @@ func (c *Controller) bumpLocked(j *job) {
 	c.dirtyJobLocked(j.id)
 	j.epoch++
 	j.epochRev, j.bumped = c.logLocked(chEpoch, j), time.Now()
+	c.noteLosingLocked(j)
 }
 
 func (n *node) tier(kind uint8) *wire.TierStat {

@@ -309,6 +309,7 @@ func TestSetNodeState(t *testing.T) {
 	if err := c.SetNodeState("127.0.0.1:9", wire.NodeDraining); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("unknown node: %v", err)
 	}
+	heardAll(t, c)
 	m2, _ := c.GetMap(m.Job, m.Token)
 	if m2.Epoch != 2 {
 		t.Fatalf("epoch %d after a drain, want 2", m2.Epoch)

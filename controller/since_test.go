@@ -150,6 +150,7 @@ func TestSinceOfANodeTakingADrainingNodesShare(t *testing.T) {
 	if _, err := c.Drain(a.Addr, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	heardAll(t, c)
 	m1, _ := c.GetMap(m.Job, m.Token)
 	if s := sinceOf(t, m1, b.Addr); s != wire.SinceNotYet {
 		t.Fatalf("the node taking the draining node's share: Since %d, want SinceNotYet", s)
