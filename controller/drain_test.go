@@ -65,6 +65,7 @@ func TestDrainProtocol(t *testing.T) {
 		Tiers:   []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: 1 << 20}},
 		Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}}})
 	c.drainTick(time.Now())
+	heardAll(t, c)
 	m3, _ := c.GetMap(m.Job, m.Token)
 	if _, ok := mapState(m3, a); ok || len(m3.Nodes) != 1 || m3.Epoch <= m2.Epoch || math.Abs(m3.Nodes[0].Weight-1) > 1e-9 {
 		t.Fatalf("map after the node left: %+v", m3)

@@ -85,9 +85,9 @@ import (
 // epoch (a client refetches until the new map is out, pocket/route.go):
 // a write can never land at an old owner after a reader was told to look
 // at the new one. A node that heartbeats without catching up holds the
-// epoch back for confirmWait at most; one that a change takes keys from
-// and that has gone silent (dead or not) holds it back until its lease
-// ends (ownerBehindLocked), since it serves the older map until then.
+// epoch back for confirmWait at most; one that the map takes keys from
+// holds it back until it confirms it or the lease it held at the change
+// ends (ownerBehindLocked), since it may serve the older map until then.
 
 // move is a change of a job's map in progress.
 type move struct {
@@ -173,9 +173,9 @@ func roleOf(mn wire.MapNode) uint8 {
 // out.
 //
 // A node that stays behind (its table's revision does not reach the
-// change's) holds the map back for at most confirmWait from the change: a
-// node that heartbeats without catching up must not keep every client of
-// its jobs on a map the other nodes refuse.
+// change's) holds the map back for at most confirmWait from the change,
+// unless the map takes keys from it (ownerBehindLocked): then for the
+// lease it held at the change.
 func (c *Controller) publishedLocked(j *job) *wire.PlacementMap {
 	if c.publishableLocked(j) {
 		j.pub = c.mapLocked(j)
@@ -238,23 +238,20 @@ func (c *Controller) noteLosingLocked(j *job) {
 // value at that node. Dead nodes count (confirmedLocked does not wait for
 // them), and so do nodes that have reported no job table (a node takes
 // any epoch of a job it has not heard of). The wait ends with the lease
-// the node held at the bump, or once the node is heard from after the
-// latest bump (not restored and unheard in this run): its ack carried
-// the new epoch, and a node that heartbeats without catching up holds
-// the map back for confirmWait at most (TestLaggingNodeHoldsTheMapBack-
-// Briefly); so one whose ack was lost, or that does not apply it, may
-// still serve the older map within its lease. Before, any node was
-// waited for confirmWait at most (hostile trials: puts acknowledged at a
-// joining node read back stale at a muted node, 13 of 13; a drain of a
-// muted node, 60 of 60). A node without a lease (DeadNodeGrace negative)
-// serves on with no end and is not waited for.
+// the node held at the bump: an ack after it carried the new epoch, so a
+// node still serving past that lease has learned it. A node heard from
+// since is waited for too: a heartbeat that reached the controller says
+// nothing of its ack reaching the node (a trial's proxy dropped it, and
+// the node served the older map), nor does one from a node whose table
+// does not catch up. Before, any node was waited for confirmWait at
+// most (hostile trials: puts acknowledged at a joining node read back
+// stale at a muted node, 13 of 13; a drain of a muted node, 60 of 60),
+// then, for a while, a node heard since the bump was not. A node
+// without a lease (DeadNodeGrace negative) serves on with no end and is
+// not waited for.
 func (c *Controller) ownerBehindLocked(j *job, now time.Time) string {
 	for addr, l := range j.losing {
-		n, ok := c.nodes[addr]
-		switch {
-		case !ok, n.since >= l.rev, !now.Before(l.leaseEnd):
-		case n.lastSeen.After(j.bumped) && !n.unheard && n.state != wire.NodeDead:
-		default:
+		if n, ok := c.nodes[addr]; ok && n.since < l.rev && now.Before(l.leaseEnd) {
 			return addr
 		}
 	}

@@ -159,6 +159,7 @@ func TestSinceOfANodeTakingADrainingNodesShare(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.drainTick(time.Now())
+	heardAll(t, c)
 	m2, _ := c.GetMap(m.Job, m.Token)
 	if len(m2.Lost) != 1 || m2.Lost[0].Addr != a.Addr {
 		t.Fatalf("lost nodes %+v, want %s", m2.Lost, a.Addr)

@@ -56,10 +56,11 @@ func TestMapFetchWhileTheStoreFails(t *testing.T) {
 	}
 }
 
-// heardAll has every registered node that is not dead heartbeat once,
-// with the tiers it has, as agents do within a heartbeat of a change: the
-// controller hands out a map that takes keys from a node once that node
-// has been heard from after it (ownerBehindLocked).
+// heardAll has every registered node that is not dead heartbeat as an
+// agent does after a change, with the tiers it has: once to take its job
+// table, once more to report the table's revision, which confirms the
+// change's epoch (a map that takes keys from a node is handed out once
+// the node has: ownerBehindLocked).
 func heardAll(t *testing.T, c *Controller) {
 	t.Helper()
 	c.mu.Lock()
@@ -71,8 +72,12 @@ func heardAll(t *testing.T, c *Controller) {
 	}
 	c.mu.Unlock()
 	for _, hb := range hbs {
-		if _, err := c.Heartbeat(hb); err != nil {
-			t.Fatal(err)
+		for range 2 {
+			ack, err := c.Heartbeat(hb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hb.Since = ack.Rev
 		}
 	}
 }
