@@ -80,7 +80,9 @@ func TestRetiredDrainLosesUnmovedData(t *testing.T) {
 			if _, err := c.Drain(gone, time.Minute); err != nil {
 				t.Fatal(err)
 			}
+			heardAll(t, c) // every node, the draining one too, learns the drain
 			c.drainTick(tc.end(c, gone))
+			heardAll(t, c)
 			m2, err := c.GetMap(m.Job, m.Token)
 			if err != nil {
 				t.Fatal(err)

@@ -199,16 +199,26 @@ func (c *Controller) publishableLocked(j *job) bool {
 
 // loss is a node's part in a map that takes keys from it: since rev, the
 // revision of the epoch that began it, holding a lease that ends at
-// leaseEnd (its lease then: the acks after the bump carry the new epoch).
+// leaseEnd (its lease then: the acks after the bump carry the new epoch,
+// extendLossesLocked), as a node leaving the map (leaves) or as a member
+// while another joins.
 type loss struct {
 	rev      uint64
 	leaseEnd time.Time
+	leaves   bool
 }
 
 // noteLosingLocked records, after a bump of j's map, the nodes it takes
 // keys from: while a node joins, every other member (its keys that the
 // joining node owns now move); a node leaving the map, or draining from
-// the cluster. A node that was losing keys already keeps its mark.
+// the cluster. A node whose part is the same keeps its mark (its first
+// bump's); one whose part changes (a member of a grow that starts
+// draining: a review found the drain's map handed out on the grow's
+// confirmation) gets a new one. A node that left the map (retired at a
+// drain's deadline, or lost) keeps its mark while it has not confirmed it
+// and its lease runs: it may serve the map before (a review: a drain's
+// deadline retired a silent node, and the map without it went out at
+// once).
 func (c *Controller) noteLosingLocked(j *job) {
 	joining := slices.ContainsFunc(j.nodes, func(mn wire.MapNode) bool { return mn.State == wire.NodeJoining })
 	losing := map[string]loss{}
@@ -218,13 +228,55 @@ func (c *Controller) noteLosingLocked(j *job) {
 		if !(leaves || joining && mn.State != wire.NodeJoining) {
 			continue
 		}
-		if l, was := j.losing[mn.Addr]; was {
-			losing[mn.Addr] = l
-		} else if ok {
-			losing[mn.Addr] = loss{rev: j.epochRev, leaseEnd: n.leaseEnd}
+		l, was := j.losing[mn.Addr]
+		switch {
+		case was && l.leaves == leaves:
+		case ok:
+			l = loss{rev: j.epochRev, leaseEnd: later(l.leaseEnd, n.leaseEnd), leaves: leaves}
+		default:
+			continue
+		}
+		losing[mn.Addr] = l
+	}
+	now := time.Now()
+	for addr, l := range j.losing {
+		if _, kept := losing[addr]; kept || j.has(addr) {
+			continue
+		}
+		if n, ok := c.nodes[addr]; ok && n.since < l.rev && now.Before(l.leaseEnd) {
+			losing[addr] = l
 		}
 	}
 	j.losing = losing
+}
+
+// later is the later of two times.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// extendLossesLocked makes the marks of the maps that take keys from n
+// (noteLosingLocked) last as long as the lease ack gives it when ack
+// does not bring its job table to their revision: a delta capped at
+// maxAckJobs or maxAckBytes, or a page of a snapshot before its last.
+// The node serves its older table under the new lease. Before, the mark
+// kept the lease of the bump, and the map went out while the node, never
+// told it, served the older one (a review: 4,106 jobs registered after
+// the node's table, then a grow).
+func (c *Controller) extendLossesLocked(n *node, ack *wire.NodeAck) {
+	l := c.loads[n.addr]
+	if l == nil {
+		return
+	}
+	for j := range l.jobs {
+		if m, ok := j.losing[n.addr]; ok && (ack.Rev < m.rev || ack.Full && ack.More) && n.leaseEnd.After(m.leaseEnd) {
+			m.leaseEnd = n.leaseEnd
+			j.losing[n.addr] = m
+		}
+	}
 }
 
 // ownerBehindLocked names a node that j's map takes keys from (a member
@@ -249,9 +301,13 @@ func (c *Controller) noteLosingLocked(j *job) {
 // then, for a while, a node heard since the bump was not. A node
 // without a lease (DeadNodeGrace negative) serves on with no end and is
 // not waited for.
+//
+// A node that has left the registry since (retired) is taken as not
+// having confirmed: noteLosingLocked kept its mark only if it had not.
 func (c *Controller) ownerBehindLocked(j *job, now time.Time) string {
 	for addr, l := range j.losing {
-		if n, ok := c.nodes[addr]; ok && n.since < l.rev && now.Before(l.leaseEnd) {
+		n, ok := c.nodes[addr]
+		if (!ok || n.since < l.rev) && now.Before(l.leaseEnd) {
 			return addr
 		}
 	}

@@ -325,6 +325,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 	// More asks for the rest at once.
 	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval, Lease: c.grantLeaseLocked(n)}
 	c.snapshotLocked(reg.Addr, 0, 0, ack)
+	c.extendLossesLocked(n, ack)
 	return ack, nil
 }
 
@@ -399,6 +400,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	c.moveReportsLocked(n, hb.Moves)
 	ack := &wire.NodeAck{Known: true, State: n.state, Heartbeat: c.cfg.HeartbeatInterval, Lease: c.grantLeaseLocked(n)}
 	c.jobTableLocked(n.addr, hb, ack)
+	c.extendLossesLocked(n, ack)
 	for _, e := range ack.Jobs {
 		if delta && e.Epoch > 0 {
 			// A map with this node changed: confirm at once, so the

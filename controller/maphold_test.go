@@ -1,0 +1,158 @@
+package controller
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestDrainDuringGrowHoldsForTheDrainedNode: a member that confirmed a
+// grow's epoch goes silent and is drained while the grow runs; the
+// drain's map waits for it (a review: the mark kept from the grow let the
+// drain's map out on the grow's confirmation).
+func TestDrainDuringGrowHoldsForTheDrainedNode(t *testing.T) {
+	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 2 * time.Second, DeadNodeGrace: 30 * time.Second})
+	a, b, x, y := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7004"
+	rig := newElasticRig(t, c, a, b, x, y)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != b {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	for _, n := range []string{a, b, x, y} {
+		rig.beat(n, nil)
+	}
+	if err := c.GrowJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{a, b, x, y} {
+		rig.beat(n, nil) // b confirms the grow's epoch
+	}
+	m1 := rig.mapOf(m0)
+	if m1.Epoch == m0.Epoch || stateIn(m1, x) != wire.NodeJoining {
+		t.Fatalf("grown map not out: %+v", m1)
+	}
+	// b goes silent now (cut off from the controller, not its clients); an operator drains it.
+	if _, err := c.Drain(b, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	j := c.jobs[m0.Job]
+	c.mu.Unlock()
+	for i := 0; i < 8; i++ {
+		rig.beat(a, nil)
+		rig.beat(x, nil)
+		rig.beat(y, nil)
+		time.Sleep(100 * time.Millisecond)
+	}
+	m := rig.mapOf(m0)
+	c.mu.Lock()
+	lease := time.Until(c.nodes[b].leaseEnd)
+	since, rev := c.nodes[b].since, j.epochRev
+	c.mu.Unlock()
+	if m.Epoch > m1.Epoch && stateIn(m, b) == wire.NodeDraining {
+		t.Errorf("drain map (epoch %d, b %v) handed out; silent b's table at rev %d < drain's %d, its lease runs %v more",
+			m.Epoch, stateIn(m, b), since, rev, lease.Round(time.Millisecond))
+	}
+}
+
+// TestDrainDeadlineHoldsForASilentNode: a silent (not dead) drained node
+// whose drain deadline passes is retired as lost; the map without it waits
+// for its lease (a review: its mark went with it, and the map went out
+// 30.8 s before the lease ended).
+func TestDrainDeadlineHoldsForASilentNode(t *testing.T) {
+	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 2 * time.Second, DeadNodeGrace: 30 * time.Second})
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	rig := newElasticRig(t, c, a, b, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != b {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	for _, n := range []string{a, b, x} {
+		rig.beat(n, nil)
+	}
+	// b goes silent now; an operator drains it with a short deadline.
+	if _, err := c.Drain(b, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	leaseEnd := c.nodes[b].leaseEnd
+	c.mu.Unlock()
+	for i := 0; i < 12; i++ {
+		rig.beat(a, nil)
+		rig.beat(x, nil)
+		time.Sleep(100 * time.Millisecond)
+	}
+	m := rig.mapOf(m0)
+	c.mu.Lock()
+	_, still := c.nodes[b]
+	c.mu.Unlock()
+	if m.Epoch > m0.Epoch && time.Now().Before(leaseEnd) {
+		t.Errorf("map epoch %d (b in map: %v, lost %+v, b registered %v) handed out %v before silent b's lease ends; b never confirmed any later epoch",
+			m.Epoch, stateIn(m, b), m.Lost, still, time.Until(leaseEnd).Round(time.Millisecond))
+	}
+}
+
+// TestPagedAckExtendsTheHold: an ack paged by maxAckJobs renews a node's
+// lease without carrying its job's new epoch; the grown map waits for that
+// lease (a review: the hold kept the lease of the bump, and the map went
+// out while the node served the older one).
+func TestPagedAckExtendsTheHold(t *testing.T) {
+	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 3 * time.Second, DeadNodeGrace: 3 * time.Second, MaxJobs: 10000})
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	rig := newElasticRig(t, c, a, b, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != b {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	for _, n := range []string{a, b, x} {
+		rig.beat(n, nil)
+	}
+	tb := time.Now() // b's last full ack
+	for i := 0; i < maxAckJobs+10; i++ {
+		if _, err := c.RegisterJob(fmt.Sprintf("j%d", i), wire.JobHints{PeakMbps: 0.001}); err != nil {
+			t.Fatalf("register %d: %v", i, err)
+		}
+	}
+	rig.beat(a, nil)
+	rig.beat(x, nil)
+	if err := c.GrowJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	j := c.jobs[m0.Job]
+	l := j.losing[b]
+	c.mu.Unlock()
+	for time.Since(tb) < 2500*time.Millisecond {
+		rig.beat(a, nil)
+		rig.beat(x, nil)
+		time.Sleep(100 * time.Millisecond)
+	}
+	// b's one heartbeat that gets through; its ack is paged (More) and b is cut off after it.
+	sent := time.Now()
+	ack, err := c.Heartbeat(&wire.Heartbeat{Addr: b, Since: rig.since[b], Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 1000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasJob := false
+	for _, e := range ack.Jobs {
+		if e.Job == m0.Job {
+			hasJob = true
+		}
+	}
+	nodeServesUntil := sent.Add(time.Duration(float64(ack.Lease) * 0.75))
+	if hasJob || !ack.More {
+		t.Fatalf("the ack carries the job (%v) or is not paged (More %v): nothing tested", hasJob, ack.More)
+	}
+	for time.Now().Before(l.leaseEnd.Add(300 * time.Millisecond)) {
+		rig.beat(a, nil)
+		rig.beat(x, nil)
+		time.Sleep(100 * time.Millisecond)
+	}
+	m := rig.mapOf(m0)
+	if m.Epoch > m0.Epoch && !hasJob && time.Now().Before(nodeServesUntil) {
+		t.Errorf("grown map epoch %d handed out at +%v while b, never told it (paged ack), serves epoch %d until +%v",
+			m.Epoch, time.Since(tb).Round(time.Millisecond), m0.Epoch, nodeServesUntil.Sub(tb).Round(time.Millisecond))
+	}
+}
