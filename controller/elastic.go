@@ -224,7 +224,8 @@ func (c *Controller) noteLosingLocked(j *job) {
 	losing := map[string]loss{}
 	for _, mn := range j.nodes {
 		n, ok := c.nodes[mn.Addr]
-		leaves := mn.State == wire.NodeDraining || ok && n.state == wire.NodeDraining
+		// A drain's node that turned dead drains still (n.drain).
+		leaves := mn.State == wire.NodeDraining || ok && (n.state == wire.NodeDraining || n.drain != nil)
 		if !(leaves || joining && mn.State != wire.NodeJoining) {
 			continue
 		}
@@ -243,7 +244,9 @@ func (c *Controller) noteLosingLocked(j *job) {
 		if _, kept := losing[addr]; kept || j.has(addr) {
 			continue
 		}
-		if n, ok := c.nodes[addr]; ok && n.since < l.rev && now.Before(l.leaseEnd) {
+		// One gone from the registry since (retired) had not confirmed
+		// when its mark was kept.
+		if n, ok := c.nodes[addr]; (!ok || n.since < l.rev) && now.Before(l.leaseEnd) {
 			losing[addr] = l
 		}
 	}
@@ -268,8 +271,8 @@ func later(a, b time.Time) time.Time {
 // the node's table, then a grow).
 func (c *Controller) extendLossesLocked(n *node, ack *wire.NodeAck) {
 	l := c.loads[n.addr]
-	if l == nil {
-		return
+	if l == nil || ack.Rev >= c.rev && !(ack.Full && ack.More) {
+		return // a whole table: no mark is past it (most acks)
 	}
 	for j := range l.jobs {
 		if m, ok := j.losing[n.addr]; ok && (ack.Rev < m.rev || ack.Full && ack.More) && n.leaseEnd.After(m.leaseEnd) {

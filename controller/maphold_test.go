@@ -156,3 +156,93 @@ func TestPagedAckExtendsTheHold(t *testing.T) {
 			m.Epoch, time.Since(tb).Round(time.Millisecond), m0.Epoch, nodeServesUntil.Sub(tb).Round(time.Millisecond))
 	}
 }
+
+// TestRetiredNodesHoldOutlivesTheNextBump: a silent drained node retired
+// as lost at its deadline keeps holding the job's maps through the job's
+// next bump (here a grow) while its lease runs. Before (a review), that
+// bump dropped its mark (the node had left the registry).
+func TestRetiredNodesHoldOutlivesTheNextBump(t *testing.T) {
+	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 2 * time.Second, DeadNodeGrace: 30 * time.Second})
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	rig := newElasticRig(t, c, a, b, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != b {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	for _, n := range []string{a, b, x} {
+		rig.beat(n, nil)
+	}
+	if _, err := c.Drain(b, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	leaseEnd := c.nodes[b].leaseEnd
+	c.mu.Unlock()
+	for i := 0; i < 12; i++ {
+		rig.beat(a, nil)
+		rig.beat(x, nil)
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.mu.Lock()
+	_, still := c.nodes[b]
+	held := c.ownerBehindLocked(c.jobs[m0.Job], time.Now())
+	c.mu.Unlock()
+	if still || held != b {
+		t.Fatalf("setup: b registered %v, held by %q", still, held)
+	}
+	if err := c.GrowJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 8; i++ {
+		rig.beat(a, nil)
+		rig.beat(x, nil)
+		time.Sleep(100 * time.Millisecond)
+	}
+	m := rig.mapOf(m0)
+	if m.Epoch > m0.Epoch && time.Now().Before(leaseEnd) {
+		t.Errorf("map epoch %d (lost %+v) handed out %v before silent, retired b's lease ends: the grow's bump dropped b's mark",
+			m.Epoch, m.Lost, time.Until(leaseEnd).Round(time.Millisecond))
+	}
+}
+
+// TestDeadDrainerKeepsItsHold: a node draining from the cluster that turns
+// dead (silent for DeadAfter) keeps holding the job's maps for its lease:
+// a one-node job whose node drains got an adopted node that owns half the
+// keys in the dead map. Before (a review), the dead bump read the node as
+// not leaving (its state dead, not draining) and dropped its mark.
+func TestDeadDrainerKeepsItsHold(t *testing.T) {
+	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 2 * time.Second, DeadNodeGrace: 30 * time.Second})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	rig := newElasticRig(t, c, a, b)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 100})
+	if err != nil || len(m0.Nodes) != 1 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	x := m0.Nodes[0].Addr
+	other := a
+	if x == a {
+		other = b
+	}
+	rig.beat(a, nil)
+	rig.beat(b, nil)
+	// x goes silent now; an operator drains it.
+	if _, err := c.Drain(x, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	leaseEnd := c.nodes[x].leaseEnd
+	c.mu.Unlock()
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		rig.beat(other, nil)
+		time.Sleep(100 * time.Millisecond)
+	}
+	m := rig.mapOf(m0)
+	c.mu.Lock()
+	st := c.nodes[x].state
+	c.mu.Unlock()
+	if m.Epoch > m0.Epoch && time.Now().Before(leaseEnd) {
+		t.Errorf("map epoch %d (nodes %+v; x %v) handed out %v before silent x's lease ends; x never confirmed",
+			m.Epoch, m.Nodes, st, time.Until(leaseEnd).Round(time.Millisecond))
+	}
+}
