@@ -8,21 +8,59 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
+// holdConfig is the map-hold tests' controller: 100 ms heartbeats, a
+// node dead after 2 s of silence, a lease of 32 s.
+var holdConfig = Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 2 * time.Second, DeadNodeGrace: 30 * time.Second}
+
+// holdRig starts an elasticRig of nodes on c, registers a job on the
+// first two (b, the second, is the one the tests silence) and has every
+// node heartbeat once.
+func holdRig(t *testing.T, c *Controller, nodes ...string) (*elasticRig, *wire.PlacementMap) {
+	t.Helper()
+	rig := newElasticRig(t, c, nodes...)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != nodes[1] {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	for _, n := range nodes {
+		rig.beat(n, nil)
+	}
+	return rig, m0
+}
+
+// drainPastDeadline drains the silent node b with a 300 ms deadline while
+// the nodes others heartbeat for 1.2 s (the drain's tick retires b as
+// lost), and returns the end of the lease b holds.
+func drainPastDeadline(t *testing.T, c *Controller, rig *elasticRig, b string, others ...string) time.Time {
+	t.Helper()
+	if _, err := c.Drain(b, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	leaseEnd := c.nodes[b].leaseEnd
+	c.mu.Unlock()
+	rig.beatFor(12, others...)
+	return leaseEnd
+}
+
+// beatFor has the nodes addrs heartbeat every 100 ms, n times.
+func (r *elasticRig) beatFor(n int, addrs ...string) {
+	for range n {
+		for _, a := range addrs {
+			r.beat(a, nil)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestDrainDuringGrowHoldsForTheDrainedNode: a member that confirmed a
 // grow's epoch goes silent and is drained while the grow runs; the
 // drain's map waits for it (a review: the mark kept from the grow let the
 // drain's map out on the grow's confirmation).
 func TestDrainDuringGrowHoldsForTheDrainedNode(t *testing.T) {
-	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 2 * time.Second, DeadNodeGrace: 30 * time.Second})
+	c := newTest(t, holdConfig)
 	a, b, x, y := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7004"
-	rig := newElasticRig(t, c, a, b, x, y)
-	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != b {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
-	for _, n := range []string{a, b, x, y} {
-		rig.beat(n, nil)
-	}
+	rig, m0 := holdRig(t, c, a, b, x, y)
 	if err := c.GrowJob(m0.Job, x); err != nil {
 		t.Fatal(err)
 	}
@@ -40,12 +78,7 @@ func TestDrainDuringGrowHoldsForTheDrainedNode(t *testing.T) {
 	c.mu.Lock()
 	j := c.jobs[m0.Job]
 	c.mu.Unlock()
-	for i := 0; i < 8; i++ {
-		rig.beat(a, nil)
-		rig.beat(x, nil)
-		rig.beat(y, nil)
-		time.Sleep(100 * time.Millisecond)
-	}
+	rig.beatFor(8, a, x, y)
 	m := rig.mapOf(m0)
 	c.mu.Lock()
 	lease := time.Until(c.nodes[b].leaseEnd)
@@ -62,28 +95,10 @@ func TestDrainDuringGrowHoldsForTheDrainedNode(t *testing.T) {
 // for its lease (a review: its mark went with it, and the map went out
 // 30.8 s before the lease ended).
 func TestDrainDeadlineHoldsForASilentNode(t *testing.T) {
-	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 2 * time.Second, DeadNodeGrace: 30 * time.Second})
+	c := newTest(t, holdConfig)
 	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-	rig := newElasticRig(t, c, a, b, x)
-	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != b {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
-	for _, n := range []string{a, b, x} {
-		rig.beat(n, nil)
-	}
-	// b goes silent now; an operator drains it with a short deadline.
-	if _, err := c.Drain(b, 300*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	c.mu.Lock()
-	leaseEnd := c.nodes[b].leaseEnd
-	c.mu.Unlock()
-	for i := 0; i < 12; i++ {
-		rig.beat(a, nil)
-		rig.beat(x, nil)
-		time.Sleep(100 * time.Millisecond)
-	}
+	rig, m0 := holdRig(t, c, a, b, x)
+	leaseEnd := drainPastDeadline(t, c, rig, b, a, x)
 	m := rig.mapOf(m0)
 	c.mu.Lock()
 	_, still := c.nodes[b]
@@ -101,14 +116,7 @@ func TestDrainDeadlineHoldsForASilentNode(t *testing.T) {
 func TestPagedAckExtendsTheHold(t *testing.T) {
 	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 3 * time.Second, DeadNodeGrace: 3 * time.Second, MaxJobs: 10000})
 	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-	rig := newElasticRig(t, c, a, b, x)
-	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != b {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
-	for _, n := range []string{a, b, x} {
-		rig.beat(n, nil)
-	}
+	rig, m0 := holdRig(t, c, a, b, x)
 	tb := time.Now() // b's last full ack
 	for i := 0; i < maxAckJobs+10; i++ {
 		if _, err := c.RegisterJob(fmt.Sprintf("j%d", i), wire.JobHints{PeakMbps: 0.001}); err != nil {
@@ -162,27 +170,10 @@ func TestPagedAckExtendsTheHold(t *testing.T) {
 // next bump (here a grow) while its lease runs. Before (a review), that
 // bump dropped its mark (the node had left the registry).
 func TestRetiredNodesHoldOutlivesTheNextBump(t *testing.T) {
-	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 2 * time.Second, DeadNodeGrace: 30 * time.Second})
+	c := newTest(t, holdConfig)
 	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-	rig := newElasticRig(t, c, a, b, x)
-	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != b {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
-	for _, n := range []string{a, b, x} {
-		rig.beat(n, nil)
-	}
-	if _, err := c.Drain(b, 300*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	c.mu.Lock()
-	leaseEnd := c.nodes[b].leaseEnd
-	c.mu.Unlock()
-	for i := 0; i < 12; i++ {
-		rig.beat(a, nil)
-		rig.beat(x, nil)
-		time.Sleep(100 * time.Millisecond)
-	}
+	rig, m0 := holdRig(t, c, a, b, x)
+	leaseEnd := drainPastDeadline(t, c, rig, b, a, x)
 	c.mu.Lock()
 	_, still := c.nodes[b]
 	held := c.ownerBehindLocked(c.jobs[m0.Job], time.Now())
@@ -193,11 +184,7 @@ func TestRetiredNodesHoldOutlivesTheNextBump(t *testing.T) {
 	if err := c.GrowJob(m0.Job, x); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 8; i++ {
-		rig.beat(a, nil)
-		rig.beat(x, nil)
-		time.Sleep(100 * time.Millisecond)
-	}
+	rig.beatFor(8, a, x)
 	m := rig.mapOf(m0)
 	if m.Epoch > m0.Epoch && time.Now().Before(leaseEnd) {
 		t.Errorf("map epoch %d (lost %+v) handed out %v before silent, retired b's lease ends: the grow's bump dropped b's mark",
@@ -211,7 +198,7 @@ func TestRetiredNodesHoldOutlivesTheNextBump(t *testing.T) {
 // keys in the dead map. Before (a review), the dead bump read the node as
 // not leaving (its state dead, not draining) and dropped its mark.
 func TestDeadDrainerKeepsItsHold(t *testing.T) {
-	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 2 * time.Second, DeadNodeGrace: 30 * time.Second})
+	c := newTest(t, holdConfig)
 	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
 	rig := newElasticRig(t, c, a, b)
 	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 100})

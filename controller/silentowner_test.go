@@ -38,14 +38,7 @@ func TestRestartHoldsAGrowForASilentOwner(t *testing.T) {
 		DeadNodeGrace: 30 * time.Second}, false)
 	c := r.ctl
 	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-	rig := newElasticRig(t, c, a, b, x)
-	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != b {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
-	for _, n := range []string{a, b, x} {
-		rig.beat(n, nil)
-	}
+	rig, m0 := holdRig(t, c, a, b, x)
 	// b goes silent from here (cut off from the controller, not from clients).
 	if err := c.GrowJob(m0.Job, x); err != nil {
 		t.Fatal(err)
@@ -78,25 +71,14 @@ func TestRestartHoldsAGrowForASilentOwner(t *testing.T) {
 // while the node may serve the older one within its lease. Before (a
 // review), it was handed out confirmWait later.
 func TestDrainHoldsItsMapForASilentNode(t *testing.T) {
-	c := newTest(t, Config{HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 2 * time.Second, DeadNodeGrace: 30 * time.Second})
+	c := newTest(t, holdConfig)
 	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-	rig := newElasticRig(t, c, a, b, x)
-	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil || len(m0.Nodes) != 2 || m0.Nodes[1].Addr != b {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
-	for _, n := range []string{a, b, x} {
-		rig.beat(n, nil)
-	}
+	rig, m0 := holdRig(t, c, a, b, x)
 	// b goes silent now; an operator drains it.
 	if _, err := c.Drain(b, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 8; i++ {
-		rig.beat(a, nil)
-		rig.beat(x, nil)
-		time.Sleep(100 * time.Millisecond)
-	}
+	rig.beatFor(8, a, x)
 	m := rig.mapOf(m0)
 	c.mu.Lock()
 	lease := time.Until(c.nodes[b].leaseEnd)
