@@ -92,11 +92,9 @@ func (j *Job) listOn(ctx context.Context, prefix string, delim byte) ([]Entry, M
 	for attempt := 0; ; attempt++ {
 		m := j.snapshot()
 		ents, err := j.listOnce(ctx, prefix, delim)
-		if attempt < mapRetries {
-			var again bool
-			if again, err = j.passAgain(ctx, err, m.Epoch, attempt); again {
-				continue
-			}
+		var again bool
+		if again, err = j.passAgain(ctx, err, m.Epoch, attempt); again {
+			continue
 		}
 		return ents, m, err
 	}
@@ -113,8 +111,11 @@ func (j *Job) listOn(ctx context.Context, prefix string, delim byte) ([]Entry, M
 // prefix delete left them (TestListingSpansMapChange,
 // TestDropSpansMapChange). A pass that ends on the map it started with met
 // no such change: a node that moved on to a newer map refuses the older
-// one as stale.
+// one as stale. From mapRetries on it answers false.
 func (j *Job) passAgain(ctx context.Context, err error, used uint64, attempt int) (bool, error) {
+	if attempt >= mapRetries {
+		return false, err
+	}
 	again, err := j.fanOutChanged(ctx, err, used, attempt)
 	return again || err == nil && j.snapshot().Epoch != used, err
 }
@@ -358,11 +359,9 @@ func (j *Job) deletePrefix(ctx context.Context, prefix string, n *removeCount) e
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		err := j.deletePrefixOnce(ctx, prefix, n)
-		if attempt < mapRetries {
-			var again bool
-			if again, err = j.passAgain(ctx, err, used, attempt); again {
-				continue
-			}
+		var again bool
+		if again, err = j.passAgain(ctx, err, used, attempt); again {
+			continue
 		}
 		return err
 	}

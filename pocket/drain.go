@@ -115,7 +115,7 @@ func (j *Job) drainDo(ctx context.Context, t target, op wire.Op, flags uint16, k
 		return c.deleteVersion(flags, x.version)
 	case op == wire.OpDelete:
 		return c.deleteBoth(flags, 0)
-	case op == wire.OpPut && flags&(wire.FlagIfAbsent|wire.FlagChunk) == wire.FlagIfAbsent:
+	case ifAbsentPut(op, flags):
 		return c.putIfAbsent(flags, payload, dst)
 	}
 	// A put goes to the live owner, sent again while it answers busy, as
@@ -168,7 +168,7 @@ func answered(err error) bool {
 func (j *Job) deadOldDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, x reqExtra, payload, dst []byte) (client.Reply, error) {
 	switch {
 	case op == wire.OpDelete, op == wire.OpGet && flags&wire.FlagDeleteAfterRead != 0,
-		op == wire.OpPut && flags&(wire.FlagIfAbsent|wire.FlagChunk) == wire.FlagIfAbsent:
+		ifAbsentPut(op, flags):
 		// Nor a put if absent: the dead node may hold the key.
 		return client.Reply{}, deadNodeErr(t.oldDead)
 	}
@@ -197,6 +197,12 @@ func (c movingKey) dropOld(ver uint64) {
 	if ov := r.Meta.Version; err == nil && ov != 0 && ov != ver {
 		c.j.dropVersion(ov) // no writer replaced it at the live owner: its chunks are no one else's
 	}
+}
+
+// ifAbsentPut reports whether (op, flags) is a put with FlagIfAbsent of
+// a key (not a chunk put: a chunk names its writer's own version).
+func ifAbsentPut(op wire.Op, flags uint16) bool {
+	return op == wire.OpPut && flags&(wire.FlagIfAbsent|wire.FlagChunk) == wire.FlagIfAbsent
 }
 
 // putIfAbsent is a put with FlagIfAbsent (stored only where the key holds

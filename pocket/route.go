@@ -198,7 +198,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 			})
 			err = j.keyAnswer(op, flags, t.addr, err)
 		}
-		if attempt < mapRetries && (resendable(op, flags) || unexecuted(err)) {
+		if resendable(op, flags) || unexecuted(err) {
 			var again bool
 			if again, err = j.mapChanged(ctx, err, t.epoch, t.leaving, attempt); again {
 				continue
@@ -313,7 +313,8 @@ func resendable(op wire.Op, flags uint16) bool {
 // (nodesBehind) is behind, not the map: it restarted and has not synced
 // its job table yet, or its table missed the epoch (it is catching up
 // now); the same map is sent again after behindWait(attempt), attempt
-// being the call's retries so far, mapRetries times at most.
+// being the call's retries so far, mapRetries times at most: from
+// mapRetries on, mapChanged answers false.
 //
 // A failed refresh is folded into err's caller's view by returning false.
 // The error returned is the one the call ends with if it is not sent
@@ -321,7 +322,7 @@ func resendable(op wire.Op, flags uint16) bool {
 // stale epoch, draining) and the fetch failed, err saying so
 // (fetchFailedErr).
 func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool, attempt int) (bool, error) {
-	if j.s.ctl == nil || err == nil {
+	if j.s.ctl == nil || err == nil || attempt >= mapRetries {
 		return false, err
 	}
 	switch {
@@ -570,11 +571,9 @@ func (j *Job) doAt(ctx context.Context, addr string, op wire.Op, flags uint16, x
 		t := j.targetOf(addr)
 		req := wire.Request{Job: t.job, Token: t.token, Epoch: t.epoch, Version: x.version}
 		r, err := j.s.data.Do(ctx, addr, op, flags|t.flags, &req, nil, nil)
-		if attempt < mapRetries {
-			var again bool
-			if again, err = j.mapChanged(ctx, err, t.epoch, t.leaving, attempt); again {
-				continue
-			}
+		var again bool
+		if again, err = j.mapChanged(ctx, err, t.epoch, t.leaving, attempt); again {
+			continue
 		}
 		return r, err
 	}
@@ -596,11 +595,9 @@ func (j *Job) fanOut(ctx context.Context, op wire.Op, flags uint16, req wire.Req
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, flags, req)
-		if attempt < mapRetries {
-			var again bool
-			if again, err = j.fanOutChanged(ctx, err, used, attempt); again {
-				continue
-			}
+		var again bool
+		if again, err = j.fanOutChanged(ctx, err, used, attempt); again {
+			continue
 		}
 		return replies, err
 	}
@@ -618,11 +615,9 @@ func (j *Job) fanOutExcept(ctx context.Context, op wire.Op, req wire.Request, sk
 	for attempt := 0; ; attempt++ {
 		used := j.snapshot().Epoch
 		replies, err := j.fanOutOnce(ctx, op, 0, req, skip...)
-		if attempt < mapRetries {
-			var again bool
-			if again, err = j.fanOutChanged(ctx, err, used, attempt); again {
-				continue
-			}
+		var again bool
+		if again, err = j.fanOutChanged(ctx, err, used, attempt); again {
+			continue
 		}
 		return replies, err
 	}
