@@ -17,6 +17,7 @@ import (
 // kernel still accepts and buffers.
 type freezeProxy struct {
 	addr   string
+	ln     net.Listener
 	frozen atomic.Bool
 	mu     sync.Mutex
 	open   []net.Conn
@@ -27,15 +28,8 @@ func newFreezeProxy(t *testing.T, to string) *freezeProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &freezeProxy{addr: ln.Addr().String()}
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, c := range p.open {
-			c.Close()
-		}
-	})
+	p := &freezeProxy{addr: ln.Addr().String(), ln: ln}
+	t.Cleanup(p.close)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -55,6 +49,17 @@ func newFreezeProxy(t *testing.T, to string) *freezeProxy {
 		}
 	}()
 	return p
+}
+
+// close closes the listener and every connection: the address then
+// refuses, as a process that has exited.
+func (p *freezeProxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.open {
+		c.Close()
+	}
 }
 
 // copy passes src's bytes to dst while not frozen, and swallows them once

@@ -5,10 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -132,8 +129,8 @@ func TestLiveHandleOfAnEndedJobAnswersRevoked(t *testing.T) {
 func TestLapsedLeaseWaitsForTheControllerOnce(t *testing.T) {
 	c := newGraceCluster(t, 2, 300*time.Millisecond) // lease: DeadAfter and the grace, 0.8 s
 	ctx := context.Background()
-	ctl, closeCtl := forwarder(t, c.addr)
-	s, err := Dial(ctx, ctl, Config{ControllerWait: time.Second})
+	ctl := newFreezeProxy(t, c.addr) // closed below: the controller then refuses
+	s, err := Dial(ctx, ctl.addr, Config{ControllerWait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +147,7 @@ func TestLapsedLeaseWaitsForTheControllerOnce(t *testing.T) {
 			key = k
 		}
 	}
-	closeCtl()
+	ctl.close()
 	victim.cancel() // its agent stops: its lease lapses; the node serves on
 	<-victim.done
 	if !waitUntil(10*time.Second, func() bool {
@@ -176,45 +173,4 @@ func TestLapsedLeaseWaitsForTheControllerOnce(t *testing.T) {
 	if _, err := j.List(ctx, ""); !errors.Is(err, wire.ErrStaleEpoch) || !strings.Contains(err.Error(), "got no answer") {
 		t.Errorf("a listing (a fan-out) with the lapsed node: %v; want stale epoch saying the controller did not answer", err)
 	}
-}
-
-// forwarder passes connections on to addr until its close function is
-// called, which closes the listener and every connection: the address
-// then refuses.
-func forwarder(t *testing.T, addr string) (string, func()) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var open []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			open = append(open, c, up)
-			mu.Unlock()
-			go func() { io.Copy(up, c); up.Close() }()
-			go func() { io.Copy(c, up); c.Close() }()
-		}
-	}()
-	closeAll := func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range open {
-			c.Close()
-		}
-	}
-	t.Cleanup(closeAll)
-	return ln.Addr().String(), closeAll
 }
