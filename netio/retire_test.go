@@ -557,7 +557,10 @@ func TestNoLeakAfterEvictionsResetsAndShutdown(t *testing.T) {
 		for i := 0; i < 8; i++ {
 			c, err := net.Dial("tcp", s.Addr().String())
 			if err != nil {
-				t.Fatal(err)
+				// The churn refuses newcomers at MaxConns with a reset,
+				// which may reach the dial itself (a CI run): a refused
+				// connection is one outcome the counts below must hold for.
+				continue
 			}
 			all = append(all, c)
 			c.SetDeadline(time.Now().Add(time.Second))
