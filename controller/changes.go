@@ -160,6 +160,12 @@ func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
 	e.Epoch = j.epoch
 	if l := c.loads[addr]; l != nil {
 		if _, ok := l.jobs[j]; ok {
+			if j.pub != nil && j.pub.Epoch < j.epoch {
+				e.Keep = keepNodes(j.pub.Nodes, c.mapLocked(j).Nodes, addr)
+			}
+			if e.Keep != nil {
+				e.KeepEpoch = j.pub.Epoch
+			}
 			return e
 		}
 	}
@@ -190,13 +196,19 @@ func (c *Controller) deltaLocked(addr string, since uint64, ack *wire.NodeAck) {
 		} else {
 			ack.Jobs = append(ack.Jobs, wire.JobEpoch{Job: ch.j.id, Gen: ch.j.gen, Expires: ch.j.expires, Revoked: true})
 		}
-		size += len(ch.j.id) + 64
+		size += entrySize(&ack.Jobs[len(ack.Jobs)-1])
 	}
 	ack.Rev = rev
 }
 
 // entrySize estimates a JobEpoch's encoded bytes.
-func entrySize(j *job) int { return len(j.id) + 64 }
+func entrySize(e *wire.JobEpoch) int {
+	size := len(e.Job) + 64
+	for _, n := range e.Keep {
+		size += len(n.Addr) + 32
+	}
+	return size
+}
 
 // snapshotLocked sends the page of live jobs after the gen `after` of the
 // snapshot that started at snapRev; a snapshot whose revision the log no
@@ -217,7 +229,7 @@ func (c *Controller) snapshotLocked(addr string, snapRev, after uint64, ack *wir
 			break
 		}
 		ack.Jobs = append(ack.Jobs, c.entryLocked(j, addr))
-		size += entrySize(j)
+		size += entrySize(&ack.Jobs[len(ack.Jobs)-1])
 		after = j.gen
 	}
 	ack.After = after

@@ -288,7 +288,7 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		return nil, err
 	}
 	c.ProveFor(r.Job)
-	e, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h))
+	e, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h), oneKey(h, r.Key))
 	if err != nil {
 		return nil, err
 	}
@@ -297,6 +297,15 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		return nil, errNoKey
 	}
 	return n.tierFor(h.Flags)
+}
+
+// oneKey is the key of a request for one key (jobTable.checkEntryVia),
+// nil for one of many: a listing, a usage, a prefix delete.
+func oneKey(h *wire.Header, key []byte) []byte {
+	if h.Op == wire.OpList || h.Op == wire.OpUsage || h.Flags&wire.FlagPrefix != 0 {
+		return nil
+	}
+	return key
 }
 
 // classOf says what a request does to the job's values.

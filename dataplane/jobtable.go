@@ -35,6 +35,9 @@ import (
 //     pending entry, which the next heartbeats confirm or revoke;
 //   - a client's epoch is refused when older than the entry's (epoch 0
 //     included), and never stored: a client cannot move a node's epoch;
+//     except that a request for one key at the epoch of the map handed
+//     out before the entry's, for a key this node owns under both, is
+//     taken while the controller says so (keptKeys, kept.go);
 //   - a client's epoch newer than the entry's is refused too, naming the
 //     entry's (CodeStaleEpoch, an epoch older than the client's, which the
 //     SDKs take as "the node is behind" and send the same map again after
@@ -135,6 +138,7 @@ type jobEntry struct {
 	used       atomic.Bool                     // a request of the job was admitted here
 	tok        atomic.Pointer[[token.Len]byte] // a token that passed the full check
 	traffic    atomic.Pointer[jobTraffic]      // its value bytes here (jobtraffic.go); nil until counted
+	kept       atomic.Pointer[keptKeys]        // the older map's requests it still takes (keptKeys); nil: none
 	// unfinished is the bytes of its puts here whose payload is still
 	// arriving, by tier (unfinished.go: unfinishedSlot).
 	unfinished [2]atomic.Int64
@@ -340,18 +344,23 @@ func (j *jobTable) checkOp(job []byte, epoch uint64, op opClass) error {
 
 // checkEntryVia is checkEntry looking the job up through cache c
 // (lookupVia).
-func (j *jobTable) checkEntryVia(c *entryCache, job []byte, epoch uint64, op opClass) (*jobEntry, error) {
-	return j.checkFound(j.lookupVia(c, job), epoch, op)
+// key is the request's one key (a get, stat, put, delete or
+// delete-after-read), nil for a request of many (a listing, a usage, a
+// prefix delete): a request for one key is also taken at the epoch of the
+// map handed out before the entry's when the key is the node's under
+// both (keptKeys).
+func (j *jobTable) checkEntryVia(c *entryCache, job []byte, epoch uint64, op opClass, key []byte) (*jobEntry, error) {
+	return j.checkFound(j.lookupVia(c, job), epoch, op, key)
 }
 
 // checkEntry is checkOp that also returns the job's entry (nil when the
 // table has none), for a put to check again at commit (stored).
 func (j *jobTable) checkEntry(job []byte, epoch uint64, op opClass) (*jobEntry, error) {
-	return j.checkFound(j.lookup(job), epoch, op)
+	return j.checkFound(j.lookup(job), epoch, op, nil)
 }
 
 // checkFound is checkEntry of the job whose entry is e (nil: none).
-func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass) (*jobEntry, error) {
+func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass, key []byte) (*jobEntry, error) {
 	if e == nil {
 		switch {
 		case j.synced.Load():
@@ -407,14 +416,15 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass) (*jobEntry,
 	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
 		return e, expiredErr(exp)
 	}
-	return e, j.checkEpoch(e, epoch, op)
+	return e, j.checkEpoch(e, epoch, op, key)
 }
 
 // checkEpoch checks a request's map epoch against the job's entry (see the
-// table's doc): older (or equal, out of the map) is stale; newer is the
-// node behind, refused naming the entry's epoch, and the agent is woken to
+// table's doc): older (or equal, out of the map) is stale, unless the
+// request is one the entry keeps taking (keptKeys); newer is the node
+// behind, refused naming the entry's epoch, and the agent is woken to
 // catch up. An entry without an epoch (pending) takes any.
-func (j *jobTable) checkEpoch(e *jobEntry, epoch uint64, op opClass) error {
+func (j *jobTable) checkEpoch(e *jobEntry, epoch uint64, op opClass, key []byte) error {
 	cur := e.epoch.Load()
 	if cur == 0 {
 		return nil
@@ -433,6 +443,8 @@ func (j *jobTable) checkEpoch(e *jobEntry, epoch uint64, op opClass) error {
 	case out:
 		return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur,
 			Msg: "this node is not in the job's placement map; fetch the job's map again"}
+	case e.kept.Load() != nil && e.keeps(cur, epoch, op, key):
+		return nil
 	}
 	return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur, Msg: "placement map is stale; fetch the job's map again"}
 }
@@ -650,6 +662,9 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (
 	}
 	e.gen.Store(je.Gen)
 	e.expires.Store(unixMs(je.Expires))
+	// Before the epoch moves: a loop that reads the older epoch finds
+	// keptKeys for another one, and takes nothing by it.
+	e.keep(je)
 	e.setEpoch(je.Epoch, je.Out)
 	e.state.Store(stateLive)
 	e.seen = snap

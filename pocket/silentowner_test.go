@@ -3,6 +3,7 @@ package pocket
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,5 +90,95 @@ func TestGrowWaitsForASilentOwnersLease(t *testing.T) {
 		if v, err := ja.Get(ctx, k); err == nil && string(v) != "v2" {
 			t.Errorf("get %s after the change's map was handed out: %q", k, v)
 		}
+	}
+}
+
+// TestHeldMapKeepsKeysThatStay: while a grow's map is held back for a
+// silent member (as above), the job's clients hold the map before it, and
+// the member that confirmed the grow still reads and writes, by that map,
+// every key it owns under both; only the keys moving to the joining node
+// wait for the map. Before, that member refused every request of the map
+// before as stale, and the SDK, which could fetch no newer map, failed
+// them all: the whole job was unavailable for the silent node's lease.
+func TestHeldMapKeepsKeysThatStay(t *testing.T) {
+	c := newClusterWith(t, 3, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: 4 * time.Second, Logger: quietLog})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Dial(ctx, c.addr, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	j, err := s.RegisterJob(ctx, "held", Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) != 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	silent, other := j.Map().Nodes[0].Addr, j.Map().Nodes[1].Addr
+	var keys []string // the other member's
+	for i := 0; len(keys) < 60; i++ {
+		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == other {
+			keys = append(keys, k)
+			if err := j.Put(ctx, k, []byte("v1")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	victim := c.nodeAt(silent)
+	victim.cancel() // cut off from the controller; serves on within its lease
+	<-victim.done
+	old := j.Map().Epoch
+	if err := c.ctl.GrowJob(j.ID(), outside(c.ctl, j.ID())); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the other member has the grow's epoch; the map is held back
+
+	start := time.Now()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	served := map[string]bool{}
+	for _, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			octx, ocancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer ocancel()
+			v, err := j.Get(octx, k)
+			if err == nil && string(v) == "v1" && j.Put(octx, k, []byte("v2")) == nil {
+				mu.Lock()
+				served[k] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	held := time.Since(start)
+	if j.Map().Epoch != old {
+		t.Fatalf("the client fetched epoch %d while the map was to be held back (epoch %d before)", j.Map().Epoch, old)
+	}
+	waitFor(t, 20*time.Second, "the grown map to be handed out", func() bool {
+		return j.refresh(ctx) == nil && j.Map().Epoch > old
+	})
+	stay, moved := 0, 0
+	for _, k := range keys {
+		v, err := j.Get(ctx, k)
+		switch {
+		case j.route([]byte(k), 0).addr != other:
+			moved++
+			if served[k] {
+				t.Errorf("key %s, moving to the joining node, was served by the map before while the map was held back", k)
+			}
+		case !served[k]:
+			t.Errorf("key %s, its node's under both maps, was refused by the map before while the map was held back", k)
+		default:
+			stay++
+			if err != nil || string(v) != "v2" {
+				t.Errorf("get %s after the change: %q, %v; want v2, put while the map was held back", k, v, err)
+			}
+		}
+	}
+	t.Logf("while held (%v): %d of %d keys that stay served, %d moving refused", held.Round(time.Millisecond), stay, len(keys)-moved, moved)
+	if stay == 0 || moved == 0 {
+		t.Fatalf("%d keys stay and %d move: the test needs both", stay, moved)
 	}
 }

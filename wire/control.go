@@ -150,6 +150,20 @@ type JobEpoch struct {
 	Expires time.Time // zero: never; millisecond resolution on the wire
 	Revoked bool
 	Out     bool // not in the job's map at Epoch (see above)
+	// KeepEpoch and Keep let a node in the job's map go on serving the
+	// clients of the map last handed out (epoch KeepEpoch, older than
+	// Epoch) for the keys that do not move: a request at KeepEpoch for a
+	// (key, chunk) whose rendezvous winner over Keep is Keep[0], this
+	// node, is taken as one at Epoch. Keep holds the nodes of both maps,
+	// each with the larger of its weights (the maps' weights scaled so
+	// this node's are equal) and this node with its smaller, so a key
+	// Keep[0] wins is its own under both maps and under every set a
+	// client places over (live, prior: pocket/drain.go). The controller
+	// sends them while the map at Epoch is not handed out yet and the
+	// node is active in both maps (controller/changes.go); KeepEpoch 0:
+	// none.
+	KeepEpoch uint64
+	Keep      []MapNode
 }
 
 // DrainNode asks the controller to drain a node, and is its reply with
@@ -600,7 +614,7 @@ var (
 	}}
 	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
 	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes},
-		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}}}
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}}}
 	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}, {Kind: Scalar1}, {Kind: Scalar1}}}
 	helloSpec   = TableSpec{Name: "NodeHello", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
 	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
@@ -1140,6 +1154,7 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 		offs := make([]flatbuffers.UOffsetT, len(m.Jobs))
 		for i, j := range m.Jobs {
 			name, tok := b.CreateString(j.Job), bytesVec(b, j.Token)
+			keep := encodeMapNodes(b, j.Keep, fb.JobEpochStartKeepVector)
 			fb.JobEpochStart(b)
 			fb.JobEpochAddJob(b, name)
 			fb.JobEpochAddEpoch(b, j.Epoch)
@@ -1148,6 +1163,8 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 			fb.JobEpochAddExpiresMs(b, unixMs(j.Expires))
 			fb.JobEpochAddRevoked(b, j.Revoked)
 			fb.JobEpochAddOut(b, j.Out)
+			fb.JobEpochAddKeepEpoch(b, j.KeepEpoch)
+			addOff(b, keep, fb.JobEpochAddKeep)
 			offs[i] = fb.JobEpochEnd(b)
 		}
 		jobs = endVector(b, offs, fb.NodeAckStartJobsVector)
@@ -1191,8 +1208,13 @@ func (m *NodeAck) Decode(meta []byte) error {
 				checkSize("job expiry", j.ExpiresMs())); err != nil {
 				return err
 			}
+			keep, err := decodeMapNodes(j.KeepLength(), j.Keep)
+			if err != nil {
+				return err
+			}
 			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch(), Token: cloneBytes(j.TokenBytes()),
-				Gen: j.Gen(), Expires: fromUnixMs(j.ExpiresMs()), Revoked: j.Revoked(), Out: j.Out()}
+				Gen: j.Gen(), Expires: fromUnixMs(j.ExpiresMs()), Revoked: j.Revoked(), Out: j.Out(),
+				KeepEpoch: j.KeepEpoch(), Keep: keep}
 		}
 	}
 	drop, err := decodeHeld(t.DropLength(), t.Drop)

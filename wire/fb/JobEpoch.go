@@ -135,8 +135,40 @@ func (rcv *JobEpoch) MutateOut(n bool) bool {
 	return rcv._tab.MutateBoolSlot(16, n)
 }
 
+func (rcv *JobEpoch) KeepEpoch() uint64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(18))
+	if o != 0 {
+		return rcv._tab.GetUint64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *JobEpoch) MutateKeepEpoch(n uint64) bool {
+	return rcv._tab.MutateUint64Slot(18, n)
+}
+
+func (rcv *JobEpoch) Keep(obj *MapNode, j int) bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		x := rcv._tab.Vector(o)
+		x += flatbuffers.UOffsetT(j) * 4
+		x = rcv._tab.Indirect(x)
+		obj.Init(rcv._tab.Bytes, x)
+		return true
+	}
+	return false
+}
+
+func (rcv *JobEpoch) KeepLength() int {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.VectorLen(o)
+	}
+	return 0
+}
+
 func JobEpochStart(builder *flatbuffers.Builder) {
-	builder.StartObject(7)
+	builder.StartObject(9)
 }
 func JobEpochAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -161,6 +193,15 @@ func JobEpochAddRevoked(builder *flatbuffers.Builder, revoked bool) {
 }
 func JobEpochAddOut(builder *flatbuffers.Builder, out bool) {
 	builder.PrependBoolSlot(6, out, false)
+}
+func JobEpochAddKeepEpoch(builder *flatbuffers.Builder, keepEpoch uint64) {
+	builder.PrependUint64Slot(7, keepEpoch, 0)
+}
+func JobEpochAddKeep(builder *flatbuffers.Builder, keep flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(8, flatbuffers.UOffsetT(keep), 0)
+}
+func JobEpochStartKeepVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
+	return builder.StartVector(4, numElems, 4)
 }
 func JobEpochEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -93,7 +93,39 @@ class JobEpoch(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
-def JobEpochStart(builder): builder.StartObject(7)
+    # JobEpoch
+    def KeepEpoch(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+    # JobEpoch
+    def Keep(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            from .MapNode import MapNode
+            obj = MapNode()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # JobEpoch
+    def KeepLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # JobEpoch
+    def KeepIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        return o == 0
+
+def JobEpochStart(builder): builder.StartObject(9)
 def Start(builder):
     return JobEpochStart(builder)
 def JobEpochAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -120,6 +152,15 @@ def AddRevoked(builder, revoked):
 def JobEpochAddOut(builder, out): builder.PrependBoolSlot(6, out, 0)
 def AddOut(builder, out):
     return JobEpochAddOut(builder, out)
+def JobEpochAddKeepEpoch(builder, keepEpoch): builder.PrependUint64Slot(7, keepEpoch, 0)
+def AddKeepEpoch(builder, keepEpoch):
+    return JobEpochAddKeepEpoch(builder, keepEpoch)
+def JobEpochAddKeep(builder, keep): builder.PrependUOffsetTRelativeSlot(8, flatbuffers.number_types.UOffsetTFlags.py_type(keep), 0)
+def AddKeep(builder, keep):
+    return JobEpochAddKeep(builder, keep)
+def JobEpochStartKeepVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartKeepVector(builder, numElems):
+    return JobEpochStartKeepVector(builder, numElems)
 def JobEpochEnd(builder): return builder.EndObject()
 def End(builder):
     return JobEpochEnd(builder)

@@ -1,0 +1,57 @@
+package dataplane
+
+import (
+	"github.com/pocketstore/pocket/internal/placement"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// keptKeys is what a node in a job's map takes of the map handed out
+// before its entry's epoch: the requests of one key, at epoch from, for
+// the keys it wins over set (set.Node(0) is this node), which are its own
+// under both maps (controller/keep.go says why that is safe, and how the
+// controller builds the set). So while the controller holds the newer map
+// back for a node that has not confirmed it (up to that node's lease), the
+// job's clients, who hold the older map, read and write every key that
+// does not move; before, every request of theirs answered stale epoch at
+// every node that had the newer one, and the SDKs, who could fetch no
+// newer map, failed them all.
+type keptKeys struct {
+	at   uint64 // the entry's epoch the controller sent them with
+	from uint64 // the older map's epoch (wire.JobEpoch.KeepEpoch)
+	set  *placement.Set
+}
+
+// keep records the kept keys je brings (wire.JobEpoch.KeepEpoch, Keep);
+// an entry that brings none at another epoch clears them. One that brings
+// none at the same epoch leaves them: the map at it has been handed out
+// since, and the older map's clients' requests for those keys are as safe
+// as before.
+func (e *jobEntry) keep(je *wire.JobEpoch) {
+	switch {
+	case je.KeepEpoch != 0 && je.KeepEpoch < je.Epoch && len(je.Keep) > 0 && !je.Out:
+		ns := make([]placement.Node, len(je.Keep))
+		for i, n := range je.Keep {
+			ns[i] = placement.Node{ID: n.Addr, Weight: n.Weight}
+		}
+		e.kept.Store(&keptKeys{at: je.Epoch, from: je.KeepEpoch, set: placement.NewSet(ns)})
+	case e.kept.Load() != nil && e.kept.Load().at != je.Epoch:
+		e.kept.Store(nil)
+	}
+}
+
+// keeps reports whether a request of class op at epoch, for key (nil: a
+// request of many keys), is one the entry at epoch cur keeps taking: at
+// the kept map's epoch, for a key this node wins (a chunk key is placed
+// by its chunk number, ChunkOf), or a chunked put's confirm or a
+// version's drop (opConfirm), which touch only what their writer put
+// here.
+func (e *jobEntry) keeps(cur, epoch uint64, op opClass, key []byte) bool {
+	k := e.kept.Load()
+	if k == nil || k.at != cur || k.from != epoch {
+		return false
+	}
+	if op == opConfirm || op == opDropVersion {
+		return true
+	}
+	return len(key) > 0 && k.set.Pick(key, ChunkOf(key)) == 0
+}
