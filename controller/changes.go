@@ -161,7 +161,7 @@ func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
 	if l := c.loads[addr]; l != nil {
 		if _, ok := l.jobs[j]; ok {
 			if j.pub != nil && j.pub.Epoch < j.epoch {
-				e.Keep = keepNodes(j.pub.Nodes, c.mapLocked(j).Nodes, addr)
+				e.Keep = keepNodes(j.pub, c.mapLocked(j), addr)
 			}
 			if e.Keep != nil {
 				e.KeepEpoch = j.pub.Epoch

@@ -35,13 +35,17 @@ import (
 // it wins under both maps and under every subset holding self (the live
 // and prior sets clients place over): its score only grows from the
 // result's to either map's, the others' only shrink. Nil when self is not
-// active with its whole share in both maps (joining, draining, dead,
-// adopted and not yet filled: wire.SinceNotYet), or the result would pass
+// active in both maps holding its whole share since the map before or
+// earlier (joining, draining, dead, adopted and not yet filled:
+// wire.SinceNotYet; restarted empty and taken back, lost at a later
+// epoch: a review found a job's only node, restarted, answering "not
+// found" for its lost values to clients of the map before, which read
+// them as lost by the newer map), or the result would pass
 // wire.MaxMapNodes: the node then takes no request of the map before.
-func keepNodes(before, now []wire.MapNode, self string) []wire.MapNode {
-	wb, okB := keptWeight(before, self)
-	wn, okN := keptWeight(now, self)
-	if !okB || !okN {
+func keepNodes(before, now *wire.PlacementMap, self string) []wire.MapNode {
+	wb, okB := keptWeight(before.Nodes, self, before.Epoch)
+	wn, okN := keptWeight(now.Nodes, self, before.Epoch)
+	if !okB || !okN || slices.ContainsFunc(now.Lost, func(l wire.LostNode) bool { return l.Addr == self && l.Epoch > before.Epoch }) {
 		return nil
 	}
 	scale := wn / wb
@@ -53,8 +57,8 @@ func keepNodes(before, now []wire.MapNode, self string) []wire.MapNode {
 			}
 		}
 	}
-	add(before, scale)
-	add(now, 1)
+	add(before.Nodes, scale)
+	add(now.Nodes, 1)
 	if len(weights)+1 > wire.MaxMapNodes {
 		return nil
 	}
@@ -67,14 +71,14 @@ func keepNodes(before, now []wire.MapNode, self string) []wire.MapNode {
 	return out
 }
 
-// keptWeight is self's weight in ns, ok when self is there active with its
-// whole share and a positive, finite weight.
-func keptWeight(ns []wire.MapNode, self string) (float64, bool) {
+// keptWeight is self's weight in ns, ok when self is there active with a
+// positive, finite weight, holding its whole share since epoch or before.
+func keptWeight(ns []wire.MapNode, self string, epoch uint64) (float64, bool) {
 	i := slices.IndexFunc(ns, func(n wire.MapNode) bool { return n.Addr == self })
 	if i < 0 {
 		return 0, false
 	}
 	n := ns[i]
-	ok := n.State == wire.NodeActive && n.Since != wire.SinceNotYet && n.Weight > 0 && !math.IsInf(n.Weight, 0)
+	ok := n.State == wire.NodeActive && n.Since <= epoch && n.Weight > 0 && !math.IsInf(n.Weight, 0)
 	return n.Weight, ok
 }

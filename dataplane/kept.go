@@ -42,16 +42,16 @@ func (e *jobEntry) keep(je *wire.JobEpoch) {
 // keeps reports whether a request of class op at epoch, for key (nil: a
 // request of many keys), is one the entry at epoch cur keeps taking: at
 // the kept map's epoch, for a key this node wins (a chunk key is placed
-// by its chunk number, ChunkOf), or a chunked put's confirm or a
-// version's drop (opConfirm), which touch only what their writer put
-// here.
+// by its chunk number, ChunkOf). A chunked put's confirm and a version's
+// drop (opConfirm, opDropVersion) are not: the SDK sends a version's drop
+// to every node of its map and counts on a node that moved on refusing
+// it, so that it fetches the newer map and reaches the nodes a move may
+// have taken chunks to (pocket/version.go, drainingFirst; a review found
+// them left behind).
 func (e *jobEntry) keeps(cur, epoch uint64, op opClass, key []byte) bool {
 	k := e.kept.Load()
-	if k == nil || k.at != cur || k.from != epoch {
+	if k == nil || k.at != cur || k.from != epoch || op == opConfirm || op == opDropVersion {
 		return false
-	}
-	if op == opConfirm || op == opDropVersion {
-		return true
 	}
 	return len(key) > 0 && k.set.Pick(key, ChunkOf(key)) == 0
 }

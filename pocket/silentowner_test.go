@@ -2,6 +2,7 @@ package pocket
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -180,5 +181,41 @@ func TestHeldMapKeepsKeysThatStay(t *testing.T) {
 	t.Logf("while held (%v): %d of %d keys that stay served, %d moving refused", held.Round(time.Millisecond), stay, len(keys)-moved, moved)
 	if stay == 0 || moved == 0 {
 		t.Fatalf("%d keys stay and %d move: the test needs both", stay, moved)
+	}
+}
+
+// TestRestartedOnlyNodeRefusesTheMapBefore: a job's only node restarts
+// empty at its address; the controller loses it from the job and takes it
+// back (its share Since the loss's epoch, and listed lost). A client still
+// on the map before must learn of the loss: a get of its acknowledged value
+// answers ErrLost, not "not found". A review found the first version of
+// kept keys (controller/keep.go) telling the restarted node to take the
+// map before's requests, as it was active in both maps: the get answered
+// "not found", and the client never fetched the map that says lost.
+func TestRestartedOnlyNodeRefusesTheMapBefore(t *testing.T) {
+	c := newClusterWith(t, 1, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: 3 * time.Second, Logger: quietLog})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Dial(ctx, c.addr, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	j, err := s.RegisterJob(ctx, "only", Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Put(ctx, "k", []byte("acknowledged")); err != nil {
+		t.Fatal(err)
+	}
+	addr := c.nodes[0].node.Addr().String()
+	c.nodes[0].stop()
+	c.addNodeAt(addr)           // an empty process at the same address
+	time.Sleep(2 * time.Second) // no client fetches the map meanwhile: the node syncs first
+	for range 2 {
+		if _, err := j.Get(ctx, "k"); !errors.Is(err, ErrLost) {
+			t.Fatalf("get of a value lost with its node's restart, by a client of the map before: %v; want ErrLost", err)
+		}
 	}
 }
