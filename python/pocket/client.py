@@ -1926,7 +1926,14 @@ class Job:
         r = self._send_patient(addr, wire.OP_GET, (flags & ~wire.FLAG_DELETE_AFTER_READ) | wire.FLAG_VERSION, meta, None, dst)
         if r.code == errors.Code.NOT_FOUND:
             r2 = send(old)
-            return r2 if r2.code == 0 else _not_found_at_both(send(addr), r2)
+            if r2.code in (0, errors.Code.UNAVAILABLE, errors.Code.CLOSED):
+                # A reply of unavailable or closed may follow a read and
+                # delete that was done (outcome unknown, as the Go SDK's
+                # unexecuted): the call ends there. Before, it went on to
+                # the owner, whose read and delete consumed a value written
+                # there meanwhile as well.
+                return r2
+            return _not_found_at_both(send(addr), r2)
         if r.code or r.flags & wire.FLAG_MANIFEST:
             return r
         seen = r.response().version if r.meta else 0

@@ -445,3 +445,35 @@ def test_busy_live_owner_delete_by_version(change_views, change, monkeypatch):
                          st.codec.encode(key.encode(), ver), None, None)
     assert r.code == 0, r.code
     assert busy == {wire.OP_STAT: 0}
+
+
+@pytest.mark.parametrize("code", [pocket.errors.Code.CLOSED, pocket.errors.Code.UNAVAILABLE])
+def test_delete_after_read_stops_at_an_old_owners_unknown_outcome(change_views, code, monkeypatch):
+    """A get that deletes a key whose owner changes, found nowhere at its
+    live owner, reads and deletes at the old owner: a reply there of closed
+    or unavailable may follow a read and delete that was done, so the call
+    ends with it, as the Go SDK's readDelete (unexecuted). Before, it went
+    on to read and delete at the live owner, consuming a value written
+    there meanwhile: two values consumed, the older one by no caller."""
+    views, _ = change_views
+    before, during = views["join"]
+    st = during._st
+    key = next(k for k in (f"dar-unknown-{i}" for i in range(1000)) if st.route(k.encode(), 0)[1])
+    old = st.route(key.encode(), 0)[1]
+    before.put(key, b"v1")  # at the old owner
+    send = during._send_once
+    fired = []
+
+    def consumed_then_closed(addr, op, flags, *a, **kw):
+        r = send(addr, op, flags, *a, **kw)
+        if addr == old and op == wire.OP_GET and flags & wire.FLAG_DELETE_AFTER_READ and not fired:
+            fired.append(bytes(r.payload))
+            during.put(key, b"v2")  # a writer on the new map, meanwhile
+            return conn.Reply(r.id, 0, code, b"", b"")
+        return r
+    monkeypatch.setattr(during, "_send_once", consumed_then_closed)
+    with pytest.raises(pocket.errors.PocketError):
+        during.get(key, delete_after_read=True)
+    monkeypatch.undo()
+    assert fired == [b"v1"], fired
+    assert bytes(during.get(key)) == b"v2", "the value written meanwhile was consumed too"
