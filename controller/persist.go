@@ -466,12 +466,38 @@ func (c *Controller) restore(now time.Time) error {
 		// until it has synced, or the longest lease it may hold ends.
 		j.losing = nil
 		c.noteLosingLocked(j)
+		c.holdForRetiredLocked(j, now)
 	}
 	if len(snap.Jobs)+len(snap.Nodes) > 0 {
 		c.cfg.Logger.Info("controller: state restored", "jobs", len(c.jobs), "nodes", len(c.nodes),
 			"tombstones", len(c.tombs.ids), "next_job", c.seq)
 	}
 	return nil
+}
+
+// holdForRetiredLocked marks, on a restore, the nodes j lost that the
+// earlier run retired within the longest lease it gives (DeadAfter plus
+// the grace) before now: one retired at its drain's deadline while silent
+// may still serve the map before until its lease ends, which is not
+// saved, so the map without it waits as long (ownerBehindLocked), as it
+// did in the earlier run (noteLosingLocked keeps a retired node's mark
+// while its lease runs). Before, the marks were rebuilt from the maps
+// alone, which no longer name it: a review's restart handed the map out
+// 30.8 s before the lease ended. A node retired as lost after its lease
+// had ended (it died while draining) is waited for too, up to the same
+// bound from its retirement: the reason is not told apart.
+func (c *Controller) holdForRetiredLocked(j *job, now time.Time) {
+	lease := c.cfg.DeadAfter + max(c.cfg.DeadNodeGrace, 0)
+	for _, l := range j.lost {
+		g, ok := c.gone[l.Addr]
+		if !ok || !g.lost || !now.Before(g.at.Add(lease)) {
+			continue
+		}
+		if j.losing == nil {
+			j.losing = map[string]loss{}
+		}
+		j.losing[l.Addr] = loss{rev: c.rev, leaseEnd: g.at.Add(lease), leaves: true}
+	}
 }
 
 // restoreNodes enters the stored nodes. They count as heard from

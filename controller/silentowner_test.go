@@ -88,3 +88,33 @@ func TestDrainHoldsItsMapForASilentNode(t *testing.T) {
 			m.Epoch, stateIn(m, b), lease.Round(time.Millisecond))
 	}
 }
+
+// TestRestartHoldsForANodeRetiredAtItsDeadline: a silent node drained past
+// its deadline is retired as lost; the map without it waits for its lease,
+// and still after the controller restarts. Before, the restore rebuilt the
+// hold from the maps, which no longer name the node: the map went out at
+// once (a review: 30.8 s before the lease ended).
+func TestRestartHoldsForANodeRetiredAtItsDeadline(t *testing.T) {
+	r := newRestartable(t, holdConfig, false)
+	c := r.ctl
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	rig, m0 := holdRig(t, c, a, b, x)
+	leaseEnd := drainPastDeadline(t, c, rig, b, a, x)
+	c.mu.Lock()
+	_, registered := c.nodes[b]
+	c.mu.Unlock()
+	if registered {
+		t.Fatal("b not retired at its drain's deadline")
+	}
+	c = r.restart()
+	syncNode(t, c, a)
+	syncNode(t, c, x)
+	m, err, answered := getMapWithin(c, m0, 3*time.Second)
+	if answered && err == nil && m.Epoch > m0.Epoch && time.Now().Before(leaseEnd) {
+		t.Errorf("restarted controller handed out epoch %d (lost %+v) %v before retired b's lease ends",
+			m.Epoch, m.Lost, time.Until(leaseEnd).Round(time.Millisecond))
+	}
+	if answered && err != nil && !strings.Contains(err.Error(), "held back") {
+		t.Errorf("map fetch after the restart: %v; want the map held back", err)
+	}
+}
