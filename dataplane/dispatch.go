@@ -289,14 +289,19 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 	}
 	c.ProveFor(r.Job)
 	e, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h), oneKey(h, r.Key))
-	if err != nil {
+	kept := err == errKept
+	if err != nil && !kept {
 		return nil, err
 	}
 	cs.entry = e
 	if len(r.Key) == 0 && h.Flags&wire.FlagPrefix == 0 && (h.Op == wire.OpPut || h.Op == wire.OpGet || h.Op == wire.OpStat || h.Op == wire.OpDelete) {
 		return nil, errNoKey
 	}
-	return n.tierFor(h.Flags)
+	t, err := n.tierFor(h.Flags)
+	if err == nil && kept {
+		err = keptChange(t, h, r, e)
+	}
+	return t, err
 }
 
 // oneKey is the key of a request for one key (jobTable.checkEntryVia),

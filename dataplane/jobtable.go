@@ -421,7 +421,8 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass, key []byte)
 
 // checkEpoch checks a request's map epoch against the job's entry (see the
 // table's doc): older (or equal, out of the map) is stale, unless the
-// request is one the entry keeps taking (keptKeys); newer is the node
+// request is one the entry keeps taking (keptKeys: errKept, which the
+// caller takes for a pass once the key holds no manifest); newer is the node
 // behind, refused naming the entry's epoch, and the agent is woken to
 // catch up. An entry without an epoch (pending) takes any.
 func (j *jobTable) checkEpoch(e *jobEntry, epoch uint64, op opClass, key []byte) error {
@@ -444,7 +445,7 @@ func (j *jobTable) checkEpoch(e *jobEntry, epoch uint64, op opClass, key []byte)
 		return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur,
 			Msg: "this node is not in the job's placement map; fetch the job's map again"}
 	case e.kept.Load() != nil && e.keeps(cur, epoch, op, key):
-		return nil
+		return errKept
 	}
 	return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur, Msg: "placement map is stale; fetch the job's map again"}
 }

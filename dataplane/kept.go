@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"errors"
+
 	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -54,4 +56,35 @@ func (e *jobEntry) keeps(cur, epoch uint64, op opClass, key []byte) bool {
 		return false
 	}
 	return len(key) > 0 && k.set.Pick(key, ChunkOf(key)) == 0
+}
+
+// errKept is checkEpoch's answer to a request it keeps taking (keeps):
+// admitted once keptChange finds it changes no manifest.
+var errKept = errors.New("dataplane: a request of the map before, for a kept key")
+
+// keptChange refuses, as stale (naming the entry's epoch), a request of
+// the map before that would write a manifest, or replace or remove one
+// (a put, a delete, a get that deletes, of a key holding one): the SDKs
+// drop the chunks of the version so replaced with a version's drop, which
+// every node that moved on refuses at the older epoch, and, with the newer
+// map held back, they give up on it (a review: 24 chunks of 11 objects
+// deleted by the map before left on the job's nodes for good). Refused,
+// the SDK fetches the newer map and runs the call on it, as before kept
+// keys. Reads, and writes of plain values, pass. While the newer map is
+// held back no client holds it, so no manifest is written at a kept key
+// between the look at the tier and the request (kept-key manifest puts
+// are refused); once it is out, a drop that a node refuses at the older
+// epoch finds it and goes on there.
+func keptChange(t Tier, h *wire.Header, r *wire.Request, e *jobEntry) error {
+	stale := &wire.Error{Code: wire.CodeStaleEpoch, Epoch: e.epoch.Load(),
+		Msg: "placement map is stale, and the request would replace or remove a chunked object; fetch the job's map again"}
+	switch {
+	case h.Op == wire.OpPut && h.Flags&wire.FlagManifest != 0:
+		return stale
+	case h.Op == wire.OpPut, h.Op == wire.OpDelete, h.Op == wire.OpGet && h.Flags&wire.FlagDeleteAfterRead != 0:
+		if info, err := t.Stat(r.Job, r.Key); err == nil && info.Flags&Manifest != 0 {
+			return stale
+		}
+	}
+	return nil
 }

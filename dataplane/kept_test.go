@@ -109,3 +109,55 @@ func TestKeptKeysServeTheMapBefore(t *testing.T) {
 		t.Fatalf("get at the map before on a node out of the map: %v, want stale", err)
 	}
 }
+
+// TestKeptKeysLeaveManifestsAlone: a request of the map before that would
+// write a manifest at a kept key, or replace or remove one, is refused as
+// stale: the SDK drops a replaced version's chunks by a request every node
+// that moved on refuses at that epoch, and with the newer map held back it
+// gave up, leaving the chunks for good (a review: 24 chunks of 11 objects).
+// Reads of the manifest, and writes of plain values, pass.
+func TestKeptKeysLeaveManifestsAlone(t *testing.T) {
+	n := tokenNode(t)
+	tok := jobTok("j-1", 90)
+	keep := []wire.MapNode{{Addr: "self:1", Weight: 1}, {Addr: "a:1", Weight: 1}}
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "j-1", Gen: 90, Epoch: 5, KeepEpoch: 4, Keep: keep}))
+	kept, _ := keptKeysOf(keep, 2)
+	obj, plain := kept[0], kept[1]
+	c := dial(t, n, "j-1")
+	send := func(op wire.Op, flags uint16, key string, epoch, ver uint64, payload []byte) error {
+		r := roundTrip(t, c, op, flags, &wire.Request{Job: []byte("j-1"), Key: []byte(key), Token: tok, Epoch: epoch,
+			Version: ver, ObjectSize: 10}, payload)
+		return r.Err()
+	}
+	man := func(ver uint64) []byte {
+		return wire.AppendManifest(nil, wire.Manifest{Version: ver, Size: 10, Chunk: 10, Count: 1})
+	}
+	if err := send(wire.OpPut, wire.FlagManifest, obj, 5, 77, man(77)); err != nil {
+		t.Fatalf("manifest put at the entry's epoch: %v", err)
+	}
+	stale := func(what string, err error) {
+		t.Helper()
+		var we *wire.Error
+		if !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 5 {
+			t.Fatalf("%s at the map before: %v, want stale naming epoch 5", what, err)
+		}
+	}
+	stale("put over a manifest", send(wire.OpPut, 0, obj, 4, 0, []byte("v")))
+	stale("delete of a manifest", send(wire.OpDelete, 0, obj, 4, 0, nil))
+	stale("delete-after-read of a manifest", send(wire.OpGet, wire.FlagDeleteAfterRead, obj, 4, 0, nil))
+	stale("manifest put", send(wire.OpPut, wire.FlagManifest, plain, 4, 78, man(78)))
+	for _, op := range []wire.Op{wire.OpGet, wire.OpStat} {
+		if err := send(op, 0, obj, 4, 0, nil); err != nil {
+			t.Fatalf("%v of a manifest at the map before: %v", op, err)
+		}
+	}
+	if err := send(wire.OpPut, 0, plain, 4, 0, []byte("v")); err != nil {
+		t.Fatalf("put of a plain value at the map before: %v", err)
+	}
+	if err := send(wire.OpGet, wire.FlagDeleteAfterRead, plain, 4, 0, nil); err != nil {
+		t.Fatalf("delete-after-read of a plain value at the map before: %v", err)
+	}
+	if err := send(wire.OpDelete, 0, obj, 5, 0, nil); err != nil {
+		t.Fatalf("delete of the manifest at the entry's epoch: %v", err)
+	}
+}

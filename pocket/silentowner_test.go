@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // TestGrowWaitsForASilentOwnersLease: a node of a job's map is cut off
@@ -217,5 +218,97 @@ func TestRestartedOnlyNodeRefusesTheMapBefore(t *testing.T) {
 		if _, err := j.Get(ctx, "k"); !errors.Is(err, ErrLost) {
 			t.Fatalf("get of a value lost with its node's restart, by a client of the map before: %v; want ErrLost", err)
 		}
+	}
+}
+
+// TestHeldMapLeavesNoChunks: while a grow's map is held back for a silent
+// member, a client of the map before deletes, overwrites and consumes
+// chunked objects whose manifests the other member keeps. None of their
+// chunks may be left once the map is out. A review found the first
+// version of kept keys taking those calls at the older epoch while every
+// node that moved on refused the drop of the replaced version's chunks,
+// which the SDK gave up on with the newer map held back: 24 chunks of 11
+// deleted objects left for good. Now the node refuses such a call as
+// stale, and the SDK runs it on the newer map.
+func TestHeldMapLeavesNoChunks(t *testing.T) {
+	c := newClusterWith(t, 3, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: 6 * time.Second, Logger: quietLog})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const cs = 4 << 10
+	s, err := Dial(ctx, c.addr, Config{ChunkSize: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	j, err := s.RegisterJob(ctx, "keepdrop", Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) != 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	silent, other := j.Map().Nodes[0].Addr, j.Map().Nodes[1].Addr
+	vers := map[string]uint64{}
+	var keys []string
+	for i := 0; len(keys) < 9; i++ {
+		if k := fmt.Sprint("obj", i); j.route([]byte(k), 0).addr == other {
+			keys = append(keys, k)
+			if err := j.Put(ctx, k, randBytes(3*cs+10, uint64(i))); err != nil {
+				t.Fatal(err)
+			}
+			info, err := c.nodeAt(other).tier.Stat([]byte(j.ID()), []byte(k))
+			if err != nil {
+				t.Fatal(err)
+			}
+			vers[k] = info.Version
+		}
+	}
+	victim := c.nodeAt(silent)
+	victim.cancel()
+	<-victim.done
+	old := j.Map().Epoch
+	if err := c.ctl.GrowJob(j.ID(), outside(c.ctl, j.ID())); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the other member has the grow's epoch; the map is held back
+	var mu sync.Mutex
+	done := map[string]bool{}
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			switch i % 3 {
+			case 0:
+				err = j.Delete(ctx, k)
+			case 1:
+				err = j.Put(ctx, k, []byte("small"))
+			default:
+				_, err = j.Get(ctx, k, DeleteAfterRead())
+			}
+			if err == nil {
+				mu.Lock()
+				done[k] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, 30*time.Second, "the grown map to be handed out", func() bool {
+		return j.refresh(ctx) == nil && j.Map().Epoch > old
+	})
+	time.Sleep(500 * time.Millisecond)
+	left := 0
+	for k := range done {
+		for _, n := range c.nodes {
+			for i := 1; n != victim && i <= 4; i++ {
+				if holds(n.tier, j.ID(), wire.AppendChunkKey(nil, []byte(k), vers[k], i)) {
+					left++
+				}
+			}
+		}
+	}
+	t.Logf("%d of %d calls on chunked objects at kept keys done", len(done), len(keys))
+	if left > 0 {
+		t.Errorf("%d chunks of %d objects deleted or replaced by the map before are left on the job's live nodes", left, len(done))
 	}
 }
