@@ -11,7 +11,9 @@ import (
 //
 // A put or delete whose caller's context ends goes on to its end on a
 // context of its own (finish: up to settle after the caller's), so that its cleanup (the
-// replaced object's chunks) is done. Before, the caller's next put or
+// replaced object's chunks) is done. It sends nothing it had not sent
+// when the caller gave up (givenUp): a request refused (stale, busy) is
+// not sent again, one waiting for a map is not sent at all. Before, the caller's next put or
 // delete of the same key could complete first and be overwritten by the
 // call it gave up: a hostile trial saw an acknowledged put replaced by an
 // earlier, failed one up to 6 ms after its acknowledgement, and an

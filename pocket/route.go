@@ -172,6 +172,13 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 		x.deletedOld = &deletedOld
 	}
 	for attempt := 0; ; attempt++ {
+		if err := givenUp(ctx); err != nil && !deletedOld {
+			// Nothing of it reached a node, or what did certainly
+			// changed nothing or is to be sent again: the call ends
+			// unsent. A delete that removed the key's older copy at its
+			// old owner goes on to its owner.
+			return client.Reply{}, "", err
+		}
 		t := j.route(key, chunk)
 		var r client.Reply
 		var err error

@@ -312,3 +312,77 @@ func TestHeldMapLeavesNoChunks(t *testing.T) {
 		t.Errorf("%d chunks of %d objects deleted or replaced by the map before are left on the job's live nodes", left, len(done))
 	}
 }
+
+// TestGivenUpPutIsNotSentLater: a put whose caller gives up while it waits
+// for a newer map (held back for a silent member) is not sent once the
+// map is out. Before, the SDK saw it through on a context of its own
+// (settle, 10 s) and sent it then: the value read back was the given-up
+// put's, which another client's acknowledged put could have preceded (a
+// trial: an acknowledged 41 read back as the given-up 40).
+func TestGivenUpPutIsNotSentLater(t *testing.T) {
+	c := newClusterWith(t, 3, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: 3 * time.Second, Logger: quietLog})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Dial(ctx, c.addr, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	j, err := s.RegisterJob(ctx, "givenup", Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) != 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	silent, other := j.Map().Nodes[0].Addr, j.Map().Nodes[1].Addr
+	var keys []string
+	for i := 0; len(keys) < 30; i++ {
+		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == other {
+			keys = append(keys, k)
+			if err := j.Put(ctx, k, []byte("v1")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	victim := c.nodeAt(silent)
+	victim.cancel()
+	<-victim.done
+	old := j.Map().Epoch
+	if err := c.ctl.GrowJob(j.ID(), outside(c.ctl, j.ID())); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the other member has the grow's epoch; the map is held back
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	refused := map[string]bool{}
+	for _, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer pcancel()
+			if err := j.Put(pctx, k, []byte("given up")); err != nil {
+				mu.Lock()
+				refused[k] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, 20*time.Second, "the grown map to be handed out", func() bool {
+		return j.refresh(ctx) == nil && j.Map().Epoch > old
+	})
+	time.Sleep(time.Second)
+	landed := 0
+	for k := range refused {
+		if v, err := j.Get(ctx, k); err == nil && string(v) == "given up" {
+			landed++
+		}
+	}
+	t.Logf("%d of %d puts given up (keys moving to the joining node); %d landed later", len(refused), len(keys), landed)
+	if len(refused) == 0 {
+		t.Fatal("no put was given up: the test needs keys that move")
+	}
+	if landed > 0 {
+		t.Errorf("%d puts whose callers had given up before they were sent landed once the map was out", landed)
+	}
+}

@@ -62,7 +62,7 @@ var settle = 10 * time.Second
 // (a new user's trial: a small put and a delete, which both took effect
 // when the node resumed).
 func outlive(ctx context.Context) (context.Context, context.CancelFunc) {
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sctx, cancel := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), callerKey{}, ctx))
 	d := settle
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(d, cancel) })
 	return sctx, func() {
@@ -70,6 +70,32 @@ func outlive(ctx context.Context) (context.Context, context.CancelFunc) {
 		cancel()
 	}
 }
+
+// callerKey is the context value outlive sets: the caller's context,
+// which givenUp reads.
+type callerKey struct{}
+
+// givenUp returns, for a call running on after its caller gave up
+// (outlive), an error marked not sent when that caller's context has
+// ended: such a call sends no request it has not sent yet (doReq), only
+// sees the ones it sent to their end, and its cleanup, which runs on
+// contexts of its own. Before, a put given up while it waited for a newer
+// map (a map held back for a silent node) was sent once the map was out,
+// up to settle later, and replaced values other clients had put and been
+// told stored meanwhile (a trial: an acknowledged 41 read back as the
+// given-up 40, 1 s after the caller's error).
+func givenUp(ctx context.Context) error {
+	caller, _ := ctx.Value(callerKey{}).(context.Context)
+	if caller == nil || caller.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("%w (%w)", caller.Err(), errGivenUp)
+}
+
+// errGivenUp is givenUp's error beside the caller's: marked not sent, so
+// that unexecuted reports it (a chunked put then drops its chunks).
+var errGivenUp = client.MarkNotSent(&wire.Error{Code: wire.CodeUnavailable,
+	Msg: "not sent: the caller gave up before the request was sent"})
 
 // commit confirms every chunk (a node that lost some, or let their lease
 // run out, fails the put), then publishes the manifest, the put's one
@@ -265,6 +291,9 @@ func untilNotBusyFor(ctx context.Context, limit time.Duration, send func() (clie
 			// done) for errors.Is and unexecuted.
 			return r, fmt.Errorf("%w (the node had answered: %w)", ctx.Err(), err)
 		case <-time.After(wait):
+		}
+		if gerr := givenUp(ctx); gerr != nil {
+			return r, fmt.Errorf("%w (the node had answered: %w)", gerr, err)
 		}
 	}
 }
