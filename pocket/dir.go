@@ -357,6 +357,9 @@ func (j *Job) removeUnder(ctx context.Context, name string) (Removed, error) {
 // to *n.
 func (j *Job) deletePrefix(ctx context.Context, prefix string, n *removeCount) error {
 	for attempt := 0; ; attempt++ {
+		if err := givenUp(ctx); err != nil {
+			return err // no pass starts once the caller has gone
+		}
 		used := j.snapshot().Epoch
 		err := j.deletePrefixOnce(ctx, prefix, n)
 		var again bool
@@ -383,6 +386,9 @@ func (j *Job) deletePrefixOnce(ctx context.Context, prefix string, n *removeCoun
 	req := wire.Request{Key: []byte(prefix)}
 	for _, ts := range j.movePhases() {
 		for len(ts) > 0 {
+			if err := givenUp(ctx); err != nil {
+				return err // nor a group, nor a page
+			}
 			replies, err := j.sendAll(ctx, ts, wire.OpDelete, wire.FlagPrefix, req)
 			var more []target
 			for i, r := range replies {

@@ -247,6 +247,9 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 	switch {
 	case op == wire.OpDelete:
 		ro, eo := one(t.old, op, flags)
+		if errors.Is(eo, errGivenUp) {
+			return ro, eo // the older copy stays: so does the live owner's value
+		}
 		rl, el := one(t.addr, op, flags)
 		if el == nil && eo == nil {
 			// The caller drops the live owner's manifest version; an

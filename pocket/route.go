@@ -205,6 +205,9 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 			})
 			err = j.keyAnswer(op, flags, t.addr, err)
 		}
+		if errors.Is(err, errGivenUp) {
+			return r, t.addr, err
+		}
 		if resendable(op, flags) || unexecuted(err) {
 			var again bool
 			if again, err = j.mapChanged(ctx, err, t.epoch, t.leaving, attempt); again {

@@ -92,10 +92,15 @@ func givenUp(ctx context.Context) error {
 	return fmt.Errorf("%w (%w)", caller.Err(), errGivenUp)
 }
 
-// errGivenUp is givenUp's error beside the caller's: marked not sent, so
-// that unexecuted reports it (a chunked put then drops its chunks).
-var errGivenUp = client.MarkNotSent(&wire.Error{Code: wire.CodeUnavailable,
-	Msg: "not sent: the caller gave up before the request was sent"})
+// errGivenUp is givenUp's error beside the caller's. It is no node's
+// answer: no code, not marked not sent, so no step that goes on after a
+// request that certainly did nothing (unexecuted: a read-and-delete going
+// on to the live owner, goneCheck sending again) takes it for one; a
+// review found a first version, marked unavailable and not sent, making
+// a given-up consuming get take another client's newer value, and a
+// retired job's given-up delete send to the live owner after its old
+// owner's was cut short. A chunked put's commit drops its chunks on it.
+var errGivenUp = errors.New("pocket: not sent: the caller gave up before the request was sent")
 
 // commit confirms every chunk (a node that lost some, or let their lease
 // run out, fails the put), then publishes the manifest, the put's one
@@ -123,7 +128,7 @@ func (w *objectWrite) commit(ctx context.Context, m wire.Manifest) error {
 	x := reqExtra{version: w.ver, objectSize: m.Size}
 	r, _, err := w.j.doReq(sctx, wire.OpPut, w.flags|wire.FlagManifest, []byte(w.key), 0, x, wire.AppendManifest(nil, m), nil)
 	switch {
-	case err != nil && unexecuted(err):
+	case err != nil && (unexecuted(err) || errors.Is(err, errGivenUp)):
 		w.abort()
 		return err
 	case err != nil:
@@ -141,10 +146,14 @@ func (w *objectWrite) commit(ctx context.Context, m wire.Manifest) error {
 // unexecuted reports whether err says the request certainly changed
 // nothing: a node answered it with a refusal, or it never reached the node
 // (client.NotSent). A connection lost after it was written, or a context
-// that ended meanwhile, leaves that open.
+// that ended meanwhile, leaves that open. A call given up (errGivenUp,
+// which may wrap the node's busy refusal) is not reported: the callers
+// that go on after an unexecuted request (to another owner, another map)
+// must stop there.
 func unexecuted(err error) bool {
 	var we *wire.Error
-	return client.NotSent(err) || errors.As(err, &we) && we.Code != wire.CodeUnavailable && we.Code != wire.CodeClosed
+	return !errors.Is(err, errGivenUp) &&
+		(client.NotSent(err) || errors.As(err, &we) && we.Code != wire.CodeUnavailable && we.Code != wire.CodeClosed)
 }
 
 // confirm ends the chunks' leases, one request per node that took chunks,
