@@ -193,6 +193,12 @@ func (j *Job) deadOldDo(ctx context.Context, t target, op wire.Op, flags uint16,
 // delete in a change. It is best effort: an old owner that cannot be
 // reached leaves the put acknowledged (it was stored), its copy in place.
 func (c movingKey) dropOld(ver uint64) {
+	// Cleanup: on a context of its own, as dropVersion, so that a caller
+	// gone (givenUp) does not cut it short and leave the older copy to
+	// read again should the live owner be lost.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), settle)
+	defer cancel()
+	c.ctx = ctx
 	r, err := c.send(c.t.old, wire.OpDelete, 0, 0, nil)
 	if ov := r.Meta.Version; err == nil && ov != 0 && ov != ver {
 		c.j.dropVersion(ov) // no writer replaced it at the live owner: its chunks are no one else's
@@ -258,6 +264,25 @@ func (c movingKey) send(addr string, op wire.Op, flags uint16, version uint64, d
 		return c.j.keyPatient(c.ctx, do)
 	}
 	return untilNotBusy(c.ctx, do)
+}
+
+// liveMayHold reports whether the key's live owner may hold version ver,
+// after its delete failed: the old owner's copy of ver (a mover's, put at
+// the live owner and not yet deleted here) is then the live value's too,
+// whose chunks must stay. A stat that answers another version or none
+// says no; any other answer, yes (chunks kept rather than a value torn).
+// Before, a live owner's failed delete dropped ver: a review's delete cut
+// short by its caller's end (givenUp) at a busy live owner holding the
+// same version left the key reading "corrupt object".
+func (c movingKey) liveMayHold(ver uint64) bool {
+	r, err := c.j.s.data.Do(c.ctx, c.t.addr, wire.OpStat, c.t.flags, c.req(0), nil, nil)
+	switch {
+	case errors.Is(err, wire.ErrNotFound):
+		return false
+	case err != nil:
+		return true
+	}
+	return r.Meta.Version == ver
 }
 
 // Deletes while the key's owner changes
@@ -378,7 +403,7 @@ func (c movingKey) deleteBoth(flags uint16, ver uint64) (client.Reply, error) {
 		// deleted, whose chunks the caller drops (object.go).
 		return oldR, nil
 	}
-	if ov := oldR.Meta.Version; oldErr == nil && ov != 0 && (err != nil || r.Meta.Version != ov) {
+	if ov := oldR.Meta.Version; oldErr == nil && ov != 0 && (err != nil || r.Meta.Version != ov) && (err == nil || !c.liveMayHold(ov)) {
 		c.j.dropVersion(ov)
 	}
 	if oldErr == nil && err != nil && c.x.deletedOld != nil {

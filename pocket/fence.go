@@ -11,9 +11,14 @@ import (
 //
 // A put or delete whose caller's context ends goes on to its end on a
 // context of its own (finish: up to settle after the caller's), so that its cleanup (the
-// replaced object's chunks) is done. It sends nothing it had not sent
-// when the caller gave up (givenUp): a request refused (stale, busy) is
-// not sent again, one waiting for a map is not sent at all. Before, the caller's next put or
+// replaced object's chunks) is done. Once the caller has gone it starts
+// nothing new (givenUp): no attempt (one waiting for a map is not sent at
+// all), no pass or page of a recursive delete, no request refused busy or
+// lost unsent sent again; an attempt under way (a key whose owner
+// changes: its old owner, then its live owner) sends each of its steps at
+// most once and stops at the first cut short, leaving what an order of
+// the calls explains; cleanup (chunk drops, the old owner's older copy)
+// runs on contexts of its own. Before, the caller's next put or
 // delete of the same key could complete first and be overwritten by the
 // call it gave up: a hostile trial saw an acknowledged put replaced by an
 // earlier, failed one up to 6 ms after its acknowledgement, and an

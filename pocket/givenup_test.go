@@ -5,6 +5,7 @@ package pocket
 // past a step the gate had cut short. Each test failed on that version.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -297,5 +298,148 @@ func TestGivenUpRemoveAllStartsNoPass(t *testing.T) {
 	t.Logf("after the given-up RemoveAll: d/new = %q, %v", v, gerr)
 	if gerr != nil {
 		t.Errorf("a value put and acknowledged after the caller of RemoveAll gave up was deleted by it: %v", gerr)
+	}
+}
+
+// sameVersionAtBoth puts a chunked object under a key that, once b joins
+// the map, has b as live owner and a as old owner; the object's manifest
+// is at b (put with the map before the join) and the same manifest
+// (version) is copied to a: the state a mover leaves between its put at
+// the owner and its delete of the local copy (dataplane/migrate.go,
+// "moved by an earlier attempt"), or a move the job's end interrupted.
+func sameVersionAtBoth(t *testing.T, j *Job, persist bool) (key string, val []byte, grown Map) {
+	ctx := context.Background()
+	orig := j.Map()
+	a, b := orig.Nodes[0].Addr, orig.Nodes[1].Addr
+	grown = orig
+	grown.Joining = map[string]bool{b: true}
+	j.setMap(grown)
+	for i := 0; key == ""; i++ {
+		k := fmt.Sprint("k", i)
+		if t := j.route([]byte(k), 0); t.addr == b && t.old == a {
+			key = k
+		}
+	}
+	j.setMap(orig)
+	val = bytes.Repeat([]byte("0123456789abcdef"), 3<<16) // 3 MiB: 3 chunks
+	var opts []PutOption
+	var pf uint16
+	if persist {
+		opts, pf = []PutOption{Persist()}, wire.FlagPersist
+	}
+	if err := j.Put(ctx, key, val, opts...); err != nil {
+		t.Fatal(err)
+	}
+	tb := j.targetOf(b)
+	req := wire.Request{Job: tb.job, Key: []byte(key), Token: tb.token, Epoch: tb.epoch}
+	r, err := j.s.data.Do(ctx, b, wire.OpGet, tb.flags|wire.FlagVersion, &req, nil, nil)
+	if err != nil || r.Flags&wire.FlagManifest == 0 {
+		t.Fatalf("manifest at b: %v (flags %x)", err, r.Flags)
+	}
+	m, err := wire.DecodeManifest(r.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta := j.targetOf(a)
+	req = wire.Request{Job: ta.job, Key: []byte(key), Token: ta.token, Epoch: ta.epoch, Version: m.Version, ObjectSize: m.Size}
+	if _, err := j.s.data.Do(ctx, a, wire.OpPut, ta.flags|wire.FlagManifest|pf, &req, r.Payload, nil); err != nil {
+		t.Fatal(err)
+	}
+	return key, val, grown
+}
+
+// busyDeletesAt makes the node addr answer busy to deletes of key while
+// busy is set.
+func busyDeletesAt(c *testCluster, tiers []*dataplane.Faulty, addr, key string, busy *atomic.Bool, hits *atomic.Int32) {
+	for i, f := range tiers {
+		if c.nodes[i].node.Addr().String() == addr {
+			f.SetHook(func(op dataplane.FaultOp, _, k []byte) error {
+				if op == dataplane.FaultDelete && string(k) == key && busy.Load() {
+					hits.Add(1)
+					return &wire.Error{Code: wire.CodeBusy, Msg: "injected"}
+				}
+				return nil
+			})
+		}
+	}
+}
+
+// TestGivenUpDeleteKeepsTheLiveValuesChunks: a live job's delete while
+// the key's owner changes deletes at the old owner (version V), then is
+// cut short by the gate at the live owner (busy). deleteBoth dropped V's
+// chunks because the live delete failed, though the live owner still held
+// V's manifest: the key read corrupt, neither deleted nor left as it was.
+func TestGivenUpDeleteKeepsTheLiveValuesChunks(t *testing.T) {
+	c, tiers := newFaultyCluster(t, 3)
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "givenup-both", Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) < 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	awaitListed(t, j)
+	key, val, grown := sameVersionAtBoth(t, j, false)
+	j.setMap(grown)
+	var busy atomic.Bool
+	var hits atomic.Int32
+	busy.Store(true)
+	busyDeletesAt(c, tiers, grown.Nodes[1].Addr, key, &busy, &hits)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err = j.Delete(short, key)
+	cancel()
+	t.Logf("delete: %v (deadline: %v)", err, errors.Is(err, context.DeadlineExceeded))
+	time.Sleep(time.Second)
+	busy.Store(false)
+	time.Sleep(500 * time.Millisecond)
+	v, err := j.Get(ctx, key)
+	t.Logf("after: %d bytes (same: %v), %v; busy answers %d", len(v), bytes.Equal(v, val), err, hits.Load())
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		t.Errorf("the key reads %v: neither deleted nor left as it was", err)
+	}
+}
+
+// TestGivenUpRetiredDeleteKeepsTheLiveValuesChunks: the same for a retired
+// job (retiredKeyDo): the old owner's delete succeeds, the live owner's is
+// cut short; bestAnswer took the old owner's success for the call's, and
+// deleteKey dropped the version it names, which the live owner still held.
+func TestGivenUpRetiredDeleteKeepsTheLiveValuesChunks(t *testing.T) {
+	c, tiers := newFaultyCluster(t, 3)
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "givenup-retired", Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) < 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	awaitListed(t, j)
+	key, val, _ := sameVersionAtBoth(t, j, true)
+	cred := j.Credential()
+	if err := j.Deregister(ctx); err != nil {
+		t.Logf("deregister: %v", err)
+	}
+	left, err := c.store().OpenCredential(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	left.retired.Store(true)
+	g := left.Map()
+	g.Joining = map[string]bool{g.Nodes[1].Addr: true}
+	left.setMap(g)
+	if v, err := left.Get(ctx, key); err != nil || !bytes.Equal(v, val) {
+		t.Fatalf("before: %d bytes, %v", len(v), err)
+	}
+	var busy atomic.Bool
+	var hits atomic.Int32
+	busy.Store(true)
+	busyDeletesAt(c, tiers, g.Nodes[1].Addr, key, &busy, &hits)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err = left.Delete(short, key)
+	cancel()
+	t.Logf("delete: %v", err)
+	time.Sleep(time.Second)
+	busy.Store(false)
+	time.Sleep(500 * time.Millisecond)
+	v, err := left.Get(ctx, key)
+	t.Logf("after: %d bytes (same: %v), %v; busy answers %d", len(v), bytes.Equal(v, val), err, hits.Load())
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		t.Errorf("the key reads %v: neither deleted nor left as it was", err)
 	}
 }

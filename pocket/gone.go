@@ -102,7 +102,18 @@ func (j *Job) goneCheck(ctx context.Context, addr string, resend bool, send func
 	}
 	// A connection lost (each pooled one may be) is tried again, a few
 	// times, so that a new dial tells whether the node is there.
+	// A call whose caller has gone sends its request no more (givenUp);
+	// probes are no requests of its own.
+	gone := func() error {
+		if g := givenUp(ctx); g != nil && !probing {
+			return fmt.Errorf("%w (%w)", g, err)
+		}
+		return nil
+	}
 	for i := 0; i < max(lostTries, j.s.cfg.ConnsPerNode+1) && errors.Is(err, wire.ErrUnavailable) && !client.Refused(err); i++ {
+		if g := gone(); g != nil {
+			return r, g
+		}
 		r, err = try()
 	}
 	wait := goneWait
@@ -119,6 +130,9 @@ func (j *Job) goneCheck(ctx context.Context, addr string, resend bool, send func
 		case <-ctx.Done():
 			return first, firstErr
 		case <-time.After(min(wait, time.Until(deadline))):
+		}
+		if g := gone(); g != nil {
+			return r, g
 		}
 		r, err = try()
 	}
@@ -255,6 +269,20 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 			// The caller drops the live owner's manifest version; an
 			// older one deleted at the old owner is no one else's.
 			j.dropOlder(ro, rl.Meta.Version)
+		}
+		if eo == nil && el != nil && !absent(el) {
+			// Deleted at the old owner only: the live owner's value
+			// stays, and reads. The call fails with the live owner's
+			// error, and the version deleted at the old owner is
+			// dropped only when the live owner holds another (it may be
+			// the same: a move the job's end cut short). Before, the old
+			// owner's success was the answer, and the caller dropped its
+			// version: a review's given-up delete left the live value
+			// reading "corrupt object".
+			if sl, serr := one(t.addr, wire.OpStat, 0); (serr == nil && sl.Meta.Version != ro.Meta.Version) || absent(serr) {
+				j.dropOlder(ro, 0)
+			}
+			return rl, el
 		}
 		return bestAnswer(rl, el, ro, eo)
 	case op == wire.OpGet && flags&wire.FlagDeleteAfterRead != 0:
