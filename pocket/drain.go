@@ -196,7 +196,7 @@ func (c movingKey) dropOld(ver uint64) {
 	// Cleanup: on a context of its own, as dropVersion, so that a caller
 	// gone (givenUp) does not cut it short and leave the older copy to
 	// read again should the live owner be lost.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), settle)
+	ctx, cancel := context.WithTimeout(context.Background(), settle) // no caller: givenUp never cuts it short
 	defer cancel()
 	c.ctx = ctx
 	r, err := c.send(c.t.old, wire.OpDelete, 0, 0, nil)
@@ -275,7 +275,14 @@ func (c movingKey) send(addr string, op wire.Op, flags uint16, version uint64, d
 // short by its caller's end (givenUp) at a busy live owner holding the
 // same version left the key reading "corrupt object".
 func (c movingKey) liveMayHold(ver uint64) bool {
-	r, err := c.j.s.data.Do(c.ctx, c.t.addr, wire.OpStat, c.t.flags, c.req(0), nil, nil)
+	// A read, waited out while busy on a context of its own: a stat cut
+	// short (the caller gone, a busy live owner) kept a dead version's
+	// chunks for good (a third review).
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	defer cancel()
+	r, err := untilNotBusyFor(ctx, settle, func() (client.Reply, error) {
+		return c.j.s.data.Do(ctx, c.t.addr, wire.OpStat, c.t.flags, c.req(0), nil, nil)
+	})
 	switch {
 	case errors.Is(err, wire.ErrNotFound):
 		return false

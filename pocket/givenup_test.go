@@ -443,3 +443,224 @@ func TestGivenUpRetiredDeleteKeepsTheLiveValuesChunks(t *testing.T) {
 		t.Errorf("the key reads %v: neither deleted nor left as it was", err)
 	}
 }
+
+// rawAt sends op for key straight to addr (no routing).
+func rawAt(t *testing.T, j *Job, addr string, op wire.Op, flags uint16, key string, payload []byte) (wire.Response, error) {
+	t.Helper()
+	tg := j.targetOf(addr)
+	req := wire.Request{Job: tg.job, Key: []byte(key), Token: tg.token, Epoch: tg.epoch, Version: newVersion()}
+	r, err := j.s.data.Do(context.Background(), addr, op, tg.flags|flags, &req, payload, nil)
+	return r.Meta, err
+}
+
+// chunkBytes sums the bytes of chunk keys (keys holding 0x00) of job on
+// every tier.
+func chunkBytes(tiers []*dataplane.Faulty, job string) (n int64, keys int) {
+	for _, f := range tiers {
+		tier := f.Inner()
+		_ = tier.List([]byte(job), nil, nil, func(key []byte, info dataplane.Info) bool {
+			if bytes.IndexByte(key, 0) >= 0 {
+				n += info.Size
+				keys++
+			}
+			return true
+		})
+	}
+	return n, keys
+}
+
+func hookAt(c *testCluster, tiers []*dataplane.Faulty, addr string, h dataplane.FaultHook) {
+	for i, f := range tiers {
+		if c.nodes[i].node.Addr().String() == addr {
+			f.SetHook(h)
+		}
+	}
+}
+
+// TestGivenUpPutStillDropsTheOlderCopy: a put that lands at the live owner
+// after its caller gave up still deletes the key's older copy at its old
+// owner (dropOld), waiting out that owner's busy answers: cleanup runs on a
+// context of its own. A first version kept the caller's context values,
+// and the old owner's first busy answer ended it: the older copy read
+// again once the live owner was emptied.
+func TestGivenUpPutStillDropsTheOlderCopy(t *testing.T) {
+	c, tiers := newFaultyCluster(t, 3)
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "givenup-dropold", Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) < 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	awaitListed(t, j)
+	orig := j.Map()
+	a, b := orig.Nodes[0].Addr, orig.Nodes[1].Addr
+	grown := orig
+	grown.Joining = map[string]bool{b: true}
+	j.setMap(grown)
+	var key string
+	for i := 0; key == ""; i++ {
+		k := fmt.Sprint("k", i)
+		if t := j.route([]byte(k), 0); t.addr == b && t.old == a {
+			key = k
+		}
+	}
+	if _, err := rawAt(t, j, a, wire.OpPut, 0, key, []byte("v1 (older copy)")); err != nil {
+		t.Fatal(err)
+	}
+	var busy atomic.Bool
+	var busyHits atomic.Int32
+	busy.Store(true)
+	hookAt(c, tiers, a, func(op dataplane.FaultOp, _, k []byte) error {
+		if op == dataplane.FaultDelete && string(k) == key && busy.Load() {
+			busyHits.Add(1)
+			return &wire.Error{Code: wire.CodeBusy, Msg: "injected"}
+		}
+		return nil
+	})
+	hookAt(c, tiers, b, func(op dataplane.FaultOp, _, k []byte) error {
+		if (op == dataplane.FaultCreate) && string(k) == key {
+			time.Sleep(300 * time.Millisecond) // the put is in flight when its caller gives up
+		}
+		return nil
+	})
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	err = j.Put(short, key, []byte("v2"))
+	cancel()
+	t.Logf("put: %v", err)
+	time.Sleep(time.Second) // the put lands at b; dropOld meets a busy old owner
+	busy.Store(false)
+	time.Sleep(2 * time.Second)
+	if v, err := j.Get(ctx, key); err != nil || string(v) != "v2" {
+		t.Fatalf("the put did not land: %q %v", v, err)
+	}
+	_, serr := rawAt(t, j, a, wire.OpStat, 0, key, nil)
+	t.Logf("old owner after: %v; busy answers %d", serr, busyHits.Load())
+	if !errors.Is(serr, wire.ErrNotFound) {
+		t.Errorf("dropOld was cut short by the gate (busy answers %d): the older copy stays at the old owner (stat: %v)", busyHits.Load(), serr)
+		// The harm dropOld names: the live owner loses the key (restarted
+		// empty), and the older value reads again.
+		if _, err := rawAt(t, j, b, wire.OpDelete, 0, key, nil); err == nil {
+			v, err := j.Get(ctx, key)
+			t.Logf("live owner emptied: get reads %q, %v", v, err)
+		}
+	}
+}
+
+// versionAtOnly puts a chunked object V whose manifest is at the old owner
+// a only (under the grown map), and a small value at the live owner b
+// (liveVal, or nothing when empty).
+func versionAtOnly(t *testing.T, j *Job, persist bool, liveVal string) (key string, grown Map) {
+	key, _, grown = sameVersionAtBoth(t, j, persist)
+	b := grown.Nodes[1].Addr
+	var pf uint16
+	if persist {
+		pf = wire.FlagPersist
+	}
+	if liveVal == "" {
+		if _, err := rawAt(t, j, b, wire.OpDelete, 0, key, nil); err != nil {
+			t.Fatal(err)
+		}
+	} else if _, err := rawAt(t, j, b, wire.OpPut, pf, key, []byte(liveVal)); err != nil {
+		t.Fatal(err)
+	}
+	return key, grown
+}
+
+// TestGivenUpDeleteLeavesNoDeadChunks: a live job's delete of a moving key
+// whose old owner holds V (chunked) and whose live owner holds another
+// value W: the old owner deletes V, the live owner answers busy and the
+// caller gives up; the stat that decides whether the live owner holds V
+// (liveMayHold) waits out busy on a context of its own, so V's chunks,
+// named by no manifest, are dropped. A first version sent it once, was
+// refused busy too, and kept them for good.
+func TestGivenUpDeleteLeavesNoDeadChunks(t *testing.T) {
+	c, tiers := newFaultyCluster(t, 3)
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "givenup-leak", Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) < 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	awaitListed(t, j)
+	key, grown := versionAtOnly(t, j, false, "W")
+	j.setMap(grown)
+	before, nk := chunkBytes(tiers, j.ID())
+	t.Logf("chunks before: %d bytes, %d keys", before, nk)
+	var busy atomic.Bool
+	var hits atomic.Int32
+	busy.Store(true)
+	hookAt(c, tiers, grown.Nodes[1].Addr, func(op dataplane.FaultOp, _, k []byte) error {
+		if (op == dataplane.FaultDelete || op == dataplane.FaultStat) && string(k) == key && busy.Load() {
+			hits.Add(1)
+			return &wire.Error{Code: wire.CodeBusy, Msg: "injected"}
+		}
+		return nil
+	})
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err = j.Delete(short, key)
+	cancel()
+	t.Logf("delete: %v", err)
+	time.Sleep(time.Second)
+	busy.Store(false)
+	time.Sleep(500 * time.Millisecond)
+	v, gerr := j.Get(ctx, key)
+	after, nk := chunkBytes(tiers, j.ID())
+	t.Logf("after: key reads %q, %v; chunks %d bytes, %d keys; busy answers %d", v, gerr, after, nk, hits.Load())
+	if gerr != nil || string(v) != "W" {
+		t.Fatalf("key reads %q %v", v, gerr)
+	}
+	if after > 0 {
+		t.Errorf("V's chunks (%d bytes) are kept though no manifest names V: the key reads W", after)
+	}
+}
+
+// TestGivenUpRetiredDeleteLeavesNoDeadChunks: the same for a retired job
+// (retiredKeyDo): the old owner deletes V, the live owner (holding W) is
+// busy, the caller gone; the stat runs on a context of its own and V's
+// chunks go (the job's sweep has run: nothing else would take them).
+func TestGivenUpRetiredDeleteLeavesNoDeadChunks(t *testing.T) {
+	c, tiers := newFaultyCluster(t, 3)
+	ctx := context.Background()
+	j, err := c.store().RegisterJob(ctx, "givenup-retleak", Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) < 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	awaitListed(t, j)
+	key, _ := versionAtOnly(t, j, true, "W")
+	cred := j.Credential()
+	if err := j.Deregister(ctx); err != nil {
+		t.Logf("deregister: %v", err)
+	}
+	left, err := c.store().OpenCredential(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	left.retired.Store(true)
+	g := left.Map()
+	g.Joining = map[string]bool{g.Nodes[1].Addr: true}
+	left.setMap(g)
+	before, nk := chunkBytes(tiers, j.ID())
+	t.Logf("chunks before: %d bytes, %d keys", before, nk)
+	var busy atomic.Bool
+	var hits atomic.Int32
+	busy.Store(true)
+	hookAt(c, tiers, g.Nodes[1].Addr, func(op dataplane.FaultOp, _, k []byte) error {
+		if (op == dataplane.FaultDelete || op == dataplane.FaultStat) && string(k) == key && busy.Load() {
+			hits.Add(1)
+			return &wire.Error{Code: wire.CodeBusy, Msg: "injected"}
+		}
+		return nil
+	})
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err = left.Delete(short, key)
+	cancel()
+	t.Logf("delete: %v", err)
+	time.Sleep(time.Second)
+	busy.Store(false)
+	time.Sleep(500 * time.Millisecond)
+	v, gerr := left.Get(ctx, key)
+	after, nk := chunkBytes(tiers, j.ID())
+	t.Logf("after: key reads %q, %v; chunks %d bytes, %d keys; busy answers %d", v, gerr, after, nk, hits.Load())
+	if after > 0 {
+		t.Errorf("V's chunks (%d bytes) are kept though no manifest names V", after)
+	}
+}

@@ -246,7 +246,7 @@ func (j *Job) keyAnswer(op wire.Op, flags uint16, addr string, err error) error 
 //
 // Answers combine as bestAnswer says.
 func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, x reqExtra, payload, dst []byte) (client.Reply, error) {
-	one := func(addr string, op wire.Op, flags uint16) (client.Reply, error) {
+	oneOn := func(ctx context.Context, addr string, op wire.Op, flags uint16) (client.Reply, error) {
 		if j.snapshot().Dead[addr] {
 			return client.Reply{}, goneErr(addr)
 		}
@@ -258,6 +258,7 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 		})
 		return r, j.keyAnswer(op, flags, addr, err)
 	}
+	one := func(addr string, op wire.Op, flags uint16) (client.Reply, error) { return oneOn(ctx, addr, op, flags) }
 	switch {
 	case op == wire.OpDelete:
 		ro, eo := one(t.old, op, flags)
@@ -279,7 +280,12 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 			// owner's success was the answer, and the caller dropped its
 			// version: a review's given-up delete left the live value
 			// reading "corrupt object".
-			if sl, serr := one(t.addr, wire.OpStat, 0); (serr == nil && sl.Meta.Version != ro.Meta.Version) || absent(serr) {
+			// The stat, a read, on a context of its own: one cut short
+			// (the caller gone) kept the chunks for good (a third review).
+			sctx, cancel := context.WithTimeout(context.Background(), settle)
+			sl, serr := oneOn(sctx, t.addr, wire.OpStat, 0)
+			cancel()
+			if (serr == nil && sl.Meta.Version != ro.Meta.Version) || absent(serr) {
 				j.dropOlder(ro, 0)
 			}
 			return rl, el
