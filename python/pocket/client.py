@@ -1563,6 +1563,21 @@ class Job:
             live = one(addr)
             if isinstance(live, Reply) and live.code == 0:
                 drop_older(o, live.response().version if live.meta else 0)
+            elif isinstance(o, Reply) and o.code == 0 and not _absent(live):
+                # Deleted at the old owner only: the owner's value stays and
+                # reads, so the call fails with the owner's answer, and the
+                # version deleted at the old owner is dropped only when a
+                # stat says the owner holds another (the Go SDK's
+                # retiredKeyDo). Before, the old owner's success was the
+                # answer and the caller dropped its version, which may be
+                # the owner's too.
+                s = one(addr, wire.OP_STAT, flags)
+                if (isinstance(s, Reply) and s.code == 0 and (s.response().version if s.meta else 0)
+                        != (o.response().version if o.meta else 0)) or _absent(s):
+                    drop_older(o, 0)
+                if isinstance(live, BaseException):
+                    raise live
+                return live
             return _best_answer(live, o)
         if op == wire.OP_GET and flags & wire.FLAG_DELETE_AFTER_READ:
             # The owner is looked at without deleting; holding a value, the
@@ -1840,9 +1855,9 @@ class Job:
                 r = send(addr)
             except errors.PocketError:
                 # The owner failed after the old owner deleted: the manifest
-                # removed there is no one else's to drop (the Go SDK's
-                # deleteBoth drops it whenever the owner failed).
-                if old_ver:
+                # removed there is no one else's to drop, unless the owner
+                # holds the same version (the Go SDK's deleteBoth).
+                if old_ver and not self._live_may_hold(st, key, addr, old_ver):
                     self._drop_version(old_ver)
                 if r_old.code == 0 and deleted is not None:
                     deleted.append(done)
@@ -1852,9 +1867,13 @@ class Job:
                 # version removed, whose chunks the caller drops.
                 return r_old
             new_ver = r.response().version if r.code == 0 and r.meta else 0
-            if old_ver and old_ver != new_ver:
+            if old_ver and old_ver != new_ver and (r.code == 0 or not self._live_may_hold(st, key, addr, old_ver)):
                 # A second manifest, removed at the old owner while the
                 # owner held another value: no one else drops its chunks.
+                # After the owner failed, only when it holds another (a
+                # mover's copy of the same version, put there and not yet
+                # deleted at home, is the owner's value: before, its chunks
+                # went and the key read corrupt).
                 self._drop_version(old_ver)
             if r_old.code == 0 and r.code and deleted is not None:
                 deleted.append(done)
@@ -1944,6 +1963,19 @@ class Job:
         if old_ver and old_ver != seen:
             self._drop_version(old_ver)  # an older manifest no writer replaced
         return send(addr)
+
+    def _live_may_hold(self, st: _MapState, key: bytes, addr: str, ver: int) -> bool:
+        """Whether the key's owner may hold version ver after its delete
+        failed (the Go SDK's liveMayHold): a stat answering another version
+        or none says no; any other answer, yes (chunks kept rather than a
+        value torn)."""
+        try:
+            r = self._send_patient(addr, wire.OP_STAT, st.tier_flags, st.codec.encode(key))
+        except errors.PocketError:
+            return True
+        if r.code == errors.Code.NOT_FOUND:
+            return False
+        return r.code != 0 or (r.response().version if r.meta else 0) == ver
 
     def _delete_found(self, st: _MapState, key: bytes, addr: str, old: str, ver: int) -> Reply:
         """Deletes key at its old owner, whatever it holds there (waiting

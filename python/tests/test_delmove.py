@@ -477,3 +477,36 @@ def test_delete_after_read_stops_at_an_old_owners_unknown_outcome(change_views, 
     monkeypatch.undo()
     assert fired == [b"v1"], fired
     assert bytes(during.get(key)) == b"v2", "the value written meanwhile was consumed too"
+
+
+def test_failed_delete_keeps_the_owners_copy_of_the_same_version(change_views, monkeypatch):
+    """A delete of a moving key whose old owner and owner hold the same
+    version of a chunked object (a mover's copy, put at the owner and not
+    yet deleted at home): the old owner deletes it, the owner fails. The
+    version's chunks are the owner's value's and stay (the Go SDK's
+    deleteBoth, liveMayHold). Before, they were dropped whenever the
+    owner failed, and the key read corrupt."""
+    views, _ = change_views
+    before, during = views["join"]
+    st = during._st
+    key = next(k for k in (f"same-{i}" for i in range(1000)) if st.route(k.encode(), 0)[1])
+    live, old = st.route(key.encode(), 0)
+    value = os.urandom(3 * CHUNK + 100)
+    before.put(key, value)  # the manifest at the old owner
+    r = during._send(old, wire.OP_GET, st.tier_flags | wire.FLAG_VERSION, st.codec.encode(key.encode()))
+    ver = r.response().version
+    assert r.flags & wire.FLAG_MANIFEST and ver, "no manifest at the old owner"
+    r = during._send(live, wire.OP_PUT, st.tier_flags | wire.FLAG_MANIFEST,
+                     st.codec.encode(key.encode(), ver, len(value)), bytes(r.payload))
+    assert r.code == 0, r.code  # the mover's copy at the owner
+    send = during._send_once
+
+    def owner_fails(addr, op, flags, *a, **kw):
+        if addr == live and op == wire.OP_DELETE:
+            return conn.Reply(0, 0, pocket.errors.Code.IO, b"", b"")
+        return send(addr, op, flags, *a, **kw)
+    monkeypatch.setattr(during, "_send_once", owner_fails)
+    with pytest.raises(pocket.errors.PocketError):
+        during.delete(key)
+    monkeypatch.undo()
+    assert bytes(during.get(key)) == value, "the owner's value lost its chunks"

@@ -20,7 +20,7 @@ from pocket import client as pclient
 from pocket import errors, wire
 from pocket.conn import NodeUnavailable, Reply
 
-from test_delete_refused import _stage
+from test_delete_refused import _refuse_live_delete_once, _stage
 
 VAL_A = b"value A, the older copy at the old owner"
 VAL_B = b"value B, at the live owner"
@@ -90,5 +90,34 @@ def test_retired_old_chunked_copy_is_dropped(cluster, take):
             else:
                 view.delete(key)
             assert job.usage() == 0, "the older copy's chunks are left on the nodes"
+        finally:
+            job.deregister()
+
+
+def test_retired_delete_failing_at_the_owner_keeps_its_copy(cluster, monkeypatch):
+    """An ended job's key whose old owner and owner hold the same version
+    of a chunked object (a move the job's end cut short): a delete removes
+    it at the old owner, the owner fails. The call fails with the owner's
+    answer, and the version's chunks, the owner's value's, stay (the Go
+    SDK's retiredKeyDo). Before, the old owner's success was the answer and
+    the version's chunks were dropped: the key read corrupt."""
+    with cluster.client(chunk_size=64 << 10) as cl:
+        job, view, key, addr, mover = _stage(cl, "retsame")
+        try:
+            value = bytes(range(256)) * (3 * 256 + 1)  # 4 chunks
+            job.put(key, value)  # manifest at the old owner (the mover)
+            st = job._st
+            r = job._send(mover, wire.OP_GET, st.tier_flags | wire.FLAG_VERSION, st.codec.encode(key.encode()))
+            ver = r.response().version
+            assert r.flags & wire.FLAG_MANIFEST and ver
+            r = job._send(addr, wire.OP_PUT, st.tier_flags | wire.FLAG_MANIFEST,
+                          st.codec.encode(key.encode(), ver, len(value)), bytes(r.payload))
+            assert r.code == 0, r.code  # the same version at the owner
+            view._retire(view._st.map)
+            _refuse_live_delete_once(monkeypatch, view, addr, reply=Reply(0, 0, errors.Code.IO, b"", b""))
+            with pytest.raises(errors.PocketError):
+                view.delete(key)
+            monkeypatch.undo()
+            assert bytes(view.get(key)) == value, "the owner's value lost its chunks"
         finally:
             job.deregister()
