@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -31,11 +32,7 @@ import (
 func TestGivenUpReadDeleteTakesNoNewerValue(t *testing.T) {
 	c, tiers := newFaultyCluster(t, 3)
 	ctx := context.Background()
-	j, err := c.store().RegisterJob(ctx, "givenup-rd", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) < 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
-	awaitListed(t, j)
+	j := spreadJob(t, c, "givenup-rd")
 	orig := j.Map()
 	a, b := orig.Nodes[0].Addr, orig.Nodes[1].Addr
 	grown := orig
@@ -107,11 +104,7 @@ func TestGivenUpReadDeleteTakesNoNewerValue(t *testing.T) {
 func TestGivenUpRetiredDeleteStopsAtTheOldOwner(t *testing.T) {
 	c, tiers := newFaultyCluster(t, 3)
 	ctx := context.Background()
-	j, err := c.store().RegisterJob(ctx, "givenup-retold", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) < 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
-	awaitListed(t, j)
+	j := spreadJob(t, c, "givenup-retold")
 	orig := j.Map()
 	a, b := orig.Nodes[0].Addr, orig.Nodes[1].Addr
 	grown := func(m Map) Map {
@@ -136,16 +129,7 @@ func TestGivenUpRetiredDeleteStopsAtTheOldOwner(t *testing.T) {
 	}
 	put(a, "v1 (replaced)") // the old owner's older copy
 	put(b, "v2")            // the value written at the live owner since
-	cred := j.Credential()
-	if err := j.Deregister(ctx); err != nil {
-		t.Logf("deregister: %v", err)
-	}
-	left, err := c.store().OpenCredential(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
-	left.retired.Store(true)
+	left := retiredHandle(t, c, j)
 	left.setMap(grown(left.Map()))
 	if v, err := left.Get(ctx, key); err != nil || string(v) != "v2" {
 		t.Fatalf("before: %q %v", v, err)
@@ -164,7 +148,7 @@ func TestGivenUpRetiredDeleteStopsAtTheOldOwner(t *testing.T) {
 		})
 	}
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	err = left.Delete(short, key)
+	err := left.Delete(short, key)
 	cancel()
 	t.Logf("delete: %v", err)
 	time.Sleep(time.Second)
@@ -348,20 +332,44 @@ func sameVersionAtBoth(t *testing.T, j *Job, persist bool) (key string, val []by
 	return key, val, grown
 }
 
-// busyDeletesAt makes the node addr answer busy to deletes of key while
-// busy is set.
-func busyDeletesAt(c *testCluster, tiers []*dataplane.Faulty, addr, key string, busy *atomic.Bool, hits *atomic.Int32) {
-	for i, f := range tiers {
-		if c.nodes[i].node.Addr().String() == addr {
-			f.SetHook(func(op dataplane.FaultOp, _, k []byte) error {
-				if op == dataplane.FaultDelete && string(k) == key && busy.Load() {
-					hits.Add(1)
-					return &wire.Error{Code: wire.CodeBusy, Msg: "injected"}
-				}
-				return nil
-			})
+// busyAt makes the node addr answer busy to ops on key while busy is set,
+// counting them in hits.
+func busyAt(c *testCluster, tiers []*dataplane.Faulty, addr, key string, busy *atomic.Bool, hits *atomic.Int32, ops ...dataplane.FaultOp) {
+	hookAt(c, tiers, addr, func(op dataplane.FaultOp, _, k []byte) error {
+		if slices.Contains(ops, op) && string(k) == key && busy.Load() {
+			hits.Add(1)
+			return &wire.Error{Code: wire.CodeBusy, Msg: "injected"}
 		}
+		return nil
+	})
+}
+
+// spreadJob registers a job on c over two nodes or more, listed by them.
+func spreadJob(t *testing.T, c *testCluster, name string) *Job {
+	t.Helper()
+	j, err := c.store().RegisterJob(context.Background(), name, Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) < 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
 	}
+	awaitListed(t, j)
+	return j
+}
+
+// retiredHandle deregisters j and opens it again from its credential,
+// retired, as a deregistration leaves a handle, once the nodes have heard.
+func retiredHandle(t *testing.T, c *testCluster, j *Job) *Job {
+	t.Helper()
+	cred := j.Credential()
+	if err := j.Deregister(context.Background()); err != nil {
+		t.Logf("deregister: %v", err)
+	}
+	left, err := c.store().OpenCredential(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	left.retired.Store(true)
+	return left
 }
 
 // TestGivenUpDeleteKeepsTheLiveValuesChunks: a live job's delete while
@@ -372,26 +380,12 @@ func busyDeletesAt(c *testCluster, tiers []*dataplane.Faulty, addr, key string, 
 func TestGivenUpDeleteKeepsTheLiveValuesChunks(t *testing.T) {
 	c, tiers := newFaultyCluster(t, 3)
 	ctx := context.Background()
-	j, err := c.store().RegisterJob(ctx, "givenup-both", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) < 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
-	awaitListed(t, j)
+	j := spreadJob(t, c, "givenup-both")
 	key, val, grown := sameVersionAtBoth(t, j, false)
 	j.setMap(grown)
-	var busy atomic.Bool
-	var hits atomic.Int32
-	busy.Store(true)
-	busyDeletesAt(c, tiers, grown.Nodes[1].Addr, key, &busy, &hits)
-	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	err = j.Delete(short, key)
-	cancel()
-	t.Logf("delete: %v (deadline: %v)", err, errors.Is(err, context.DeadlineExceeded))
-	time.Sleep(time.Second)
-	busy.Store(false)
-	time.Sleep(500 * time.Millisecond)
+	hits := deleteWhileBusy(t, c, tiers, j, grown.Nodes[1].Addr, key, dataplane.FaultDelete)
 	v, err := j.Get(ctx, key)
-	t.Logf("after: %d bytes (same: %v), %v; busy answers %d", len(v), bytes.Equal(v, val), err, hits.Load())
+	t.Logf("after: %d bytes (same: %v), %v; busy answers %d", len(v), bytes.Equal(v, val), err, hits)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		t.Errorf("the key reads %v: neither deleted nor left as it was", err)
 	}
@@ -404,41 +398,18 @@ func TestGivenUpDeleteKeepsTheLiveValuesChunks(t *testing.T) {
 func TestGivenUpRetiredDeleteKeepsTheLiveValuesChunks(t *testing.T) {
 	c, tiers := newFaultyCluster(t, 3)
 	ctx := context.Background()
-	j, err := c.store().RegisterJob(ctx, "givenup-retired", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) < 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
-	awaitListed(t, j)
+	j := spreadJob(t, c, "givenup-retired")
 	key, val, _ := sameVersionAtBoth(t, j, true)
-	cred := j.Credential()
-	if err := j.Deregister(ctx); err != nil {
-		t.Logf("deregister: %v", err)
-	}
-	left, err := c.store().OpenCredential(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
-	left.retired.Store(true)
+	left := retiredHandle(t, c, j)
 	g := left.Map()
 	g.Joining = map[string]bool{g.Nodes[1].Addr: true}
 	left.setMap(g)
 	if v, err := left.Get(ctx, key); err != nil || !bytes.Equal(v, val) {
 		t.Fatalf("before: %d bytes, %v", len(v), err)
 	}
-	var busy atomic.Bool
-	var hits atomic.Int32
-	busy.Store(true)
-	busyDeletesAt(c, tiers, g.Nodes[1].Addr, key, &busy, &hits)
-	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	err = left.Delete(short, key)
-	cancel()
-	t.Logf("delete: %v", err)
-	time.Sleep(time.Second)
-	busy.Store(false)
-	time.Sleep(500 * time.Millisecond)
+	hits := deleteWhileBusy(t, c, tiers, left, g.Nodes[1].Addr, key, dataplane.FaultDelete)
 	v, err := left.Get(ctx, key)
-	t.Logf("after: %d bytes (same: %v), %v; busy answers %d", len(v), bytes.Equal(v, val), err, hits.Load())
+	t.Logf("after: %d bytes (same: %v), %v; busy answers %d", len(v), bytes.Equal(v, val), err, hits)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		t.Errorf("the key reads %v: neither deleted nor left as it was", err)
 	}
@@ -486,11 +457,7 @@ func hookAt(c *testCluster, tiers []*dataplane.Faulty, addr string, h dataplane.
 func TestGivenUpPutStillDropsTheOlderCopy(t *testing.T) {
 	c, tiers := newFaultyCluster(t, 3)
 	ctx := context.Background()
-	j, err := c.store().RegisterJob(ctx, "givenup-dropold", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) < 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
-	awaitListed(t, j)
+	j := spreadJob(t, c, "givenup-dropold")
 	orig := j.Map()
 	a, b := orig.Nodes[0].Addr, orig.Nodes[1].Addr
 	grown := orig
@@ -523,7 +490,7 @@ func TestGivenUpPutStillDropsTheOlderCopy(t *testing.T) {
 		return nil
 	})
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	err = j.Put(short, key, []byte("v2"))
+	err := j.Put(short, key, []byte("v2"))
 	cancel()
 	t.Logf("put: %v", err)
 	time.Sleep(time.Second) // the put lands at b; dropOld meets a busy old owner
@@ -575,35 +542,15 @@ func versionAtOnly(t *testing.T, j *Job, persist bool, liveVal string) (key stri
 func TestGivenUpDeleteLeavesNoDeadChunks(t *testing.T) {
 	c, tiers := newFaultyCluster(t, 3)
 	ctx := context.Background()
-	j, err := c.store().RegisterJob(ctx, "givenup-leak", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) < 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
-	awaitListed(t, j)
+	j := spreadJob(t, c, "givenup-leak")
 	key, grown := versionAtOnly(t, j, false, "W")
 	j.setMap(grown)
 	before, nk := chunkBytes(tiers, j.ID())
 	t.Logf("chunks before: %d bytes, %d keys", before, nk)
-	var busy atomic.Bool
-	var hits atomic.Int32
-	busy.Store(true)
-	hookAt(c, tiers, grown.Nodes[1].Addr, func(op dataplane.FaultOp, _, k []byte) error {
-		if (op == dataplane.FaultDelete || op == dataplane.FaultStat) && string(k) == key && busy.Load() {
-			hits.Add(1)
-			return &wire.Error{Code: wire.CodeBusy, Msg: "injected"}
-		}
-		return nil
-	})
-	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	err = j.Delete(short, key)
-	cancel()
-	t.Logf("delete: %v", err)
-	time.Sleep(time.Second)
-	busy.Store(false)
-	time.Sleep(500 * time.Millisecond)
+	hits := deleteWhileBusy(t, c, tiers, j, grown.Nodes[1].Addr, key, dataplane.FaultDelete, dataplane.FaultStat)
 	v, gerr := j.Get(ctx, key)
 	after, nk := chunkBytes(tiers, j.ID())
-	t.Logf("after: key reads %q, %v; chunks %d bytes, %d keys; busy answers %d", v, gerr, after, nk, hits.Load())
+	t.Logf("after: key reads %q, %v; chunks %d bytes, %d keys; busy answers %d", v, gerr, after, nk, hits)
 	if gerr != nil || string(v) != "W" {
 		t.Fatalf("key reads %q %v", v, gerr)
 	}
@@ -619,48 +566,38 @@ func TestGivenUpDeleteLeavesNoDeadChunks(t *testing.T) {
 func TestGivenUpRetiredDeleteLeavesNoDeadChunks(t *testing.T) {
 	c, tiers := newFaultyCluster(t, 3)
 	ctx := context.Background()
-	j, err := c.store().RegisterJob(ctx, "givenup-retleak", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) < 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
-	awaitListed(t, j)
+	j := spreadJob(t, c, "givenup-retleak")
 	key, _ := versionAtOnly(t, j, true, "W")
-	cred := j.Credential()
-	if err := j.Deregister(ctx); err != nil {
-		t.Logf("deregister: %v", err)
-	}
-	left, err := c.store().OpenCredential(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
-	left.retired.Store(true)
+	left := retiredHandle(t, c, j)
 	g := left.Map()
 	g.Joining = map[string]bool{g.Nodes[1].Addr: true}
 	left.setMap(g)
 	before, nk := chunkBytes(tiers, j.ID())
 	t.Logf("chunks before: %d bytes, %d keys", before, nk)
-	var busy atomic.Bool
-	var hits atomic.Int32
-	busy.Store(true)
-	hookAt(c, tiers, g.Nodes[1].Addr, func(op dataplane.FaultOp, _, k []byte) error {
-		if (op == dataplane.FaultDelete || op == dataplane.FaultStat) && string(k) == key && busy.Load() {
-			hits.Add(1)
-			return &wire.Error{Code: wire.CodeBusy, Msg: "injected"}
-		}
-		return nil
-	})
-	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	err = left.Delete(short, key)
-	cancel()
-	t.Logf("delete: %v", err)
-	time.Sleep(time.Second)
-	busy.Store(false)
-	time.Sleep(500 * time.Millisecond)
+	hits := deleteWhileBusy(t, c, tiers, left, g.Nodes[1].Addr, key, dataplane.FaultDelete, dataplane.FaultStat)
 	v, gerr := left.Get(ctx, key)
 	after, nk := chunkBytes(tiers, j.ID())
-	t.Logf("after: key reads %q, %v; chunks %d bytes, %d keys; busy answers %d", v, gerr, after, nk, hits.Load())
+	t.Logf("after: key reads %q, %v; chunks %d bytes, %d keys; busy answers %d", v, gerr, after, nk, hits)
 	if after > 0 {
 		t.Errorf("V's chunks (%d bytes) are kept though no manifest names V", after)
 	}
+}
+
+// deleteWhileBusy deletes key through j with a context of 200 ms while the
+// node addr answers busy to ops on it, for a second after that; it returns
+// how many busy answers the node gave.
+func deleteWhileBusy(t *testing.T, c *testCluster, tiers []*dataplane.Faulty, j *Job, addr, key string, ops ...dataplane.FaultOp) int32 {
+	t.Helper()
+	var busy atomic.Bool
+	var hits atomic.Int32
+	busy.Store(true)
+	busyAt(c, tiers, addr, key, &busy, &hits, ops...)
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err := j.Delete(short, key)
+	cancel()
+	t.Logf("delete: %v (deadline: %v)", err, errors.Is(err, context.DeadlineExceeded))
+	time.Sleep(time.Second)
+	busy.Store(false)
+	time.Sleep(500 * time.Millisecond)
+	return hits.Load()
 }

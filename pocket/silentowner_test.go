@@ -103,20 +103,9 @@ func TestGrowWaitsForASilentOwnersLease(t *testing.T) {
 // before as stale, and the SDK, which could fetch no newer map, failed
 // them all: the whole job was unavailable for the silent node's lease.
 func TestHeldMapKeepsKeysThatStay(t *testing.T) {
-	c := newClusterWith(t, 3, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: 4 * time.Second, Logger: quietLog})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := Dial(ctx, c.addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.RegisterJob(ctx, "held", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) != 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
-	silent, other := j.Map().Nodes[0].Addr, j.Map().Nodes[1].Addr
+	c, j, silent, other := heldJob(t, ctx, 4*time.Second, Config{}, "held")
 	var keys []string // the other member's
 	for i := 0; len(keys) < 60; i++ {
 		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == other {
@@ -126,14 +115,7 @@ func TestHeldMapKeepsKeysThatStay(t *testing.T) {
 			}
 		}
 	}
-	victim := c.nodeAt(silent)
-	victim.cancel() // cut off from the controller; serves on within its lease
-	<-victim.done
-	old := j.Map().Epoch
-	if err := c.ctl.GrowJob(j.ID(), outside(c.ctl, j.ID())); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second) // the other member has the grow's epoch; the map is held back
+	old, _ := growHeld(t, c, j, silent)
 
 	start := time.Now()
 	var mu sync.Mutex
@@ -231,21 +213,10 @@ func TestRestartedOnlyNodeRefusesTheMapBefore(t *testing.T) {
 // deleted objects left for good. Now the node refuses such a call as
 // stale, and the SDK runs it on the newer map.
 func TestHeldMapLeavesNoChunks(t *testing.T) {
-	c := newClusterWith(t, 3, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: 6 * time.Second, Logger: quietLog})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const cs = 4 << 10
-	s, err := Dial(ctx, c.addr, Config{ChunkSize: cs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.RegisterJob(ctx, "keepdrop", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) != 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
-	silent, other := j.Map().Nodes[0].Addr, j.Map().Nodes[1].Addr
+	c, j, silent, other := heldJob(t, ctx, 6*time.Second, Config{ChunkSize: cs}, "keepdrop")
 	vers := map[string]uint64{}
 	var keys []string
 	for i := 0; len(keys) < 9; i++ {
@@ -261,14 +232,7 @@ func TestHeldMapLeavesNoChunks(t *testing.T) {
 			vers[k] = info.Version
 		}
 	}
-	victim := c.nodeAt(silent)
-	victim.cancel()
-	<-victim.done
-	old := j.Map().Epoch
-	if err := c.ctl.GrowJob(j.ID(), outside(c.ctl, j.ID())); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second) // the other member has the grow's epoch; the map is held back
+	old, victim := growHeld(t, c, j, silent)
 	var mu sync.Mutex
 	done := map[string]bool{}
 	var wg sync.WaitGroup
@@ -320,20 +284,9 @@ func TestHeldMapLeavesNoChunks(t *testing.T) {
 // put's, which another client's acknowledged put could have preceded (a
 // trial: an acknowledged 41 read back as the given-up 40).
 func TestGivenUpPutIsNotSentLater(t *testing.T) {
-	c := newClusterWith(t, 3, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: 3 * time.Second, Logger: quietLog})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := Dial(ctx, c.addr, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	j, err := s.RegisterJob(ctx, "givenup", Hints{Lambdas: 20})
-	if err != nil || len(j.Map().Nodes) != 2 {
-		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
-	}
-	silent, other := j.Map().Nodes[0].Addr, j.Map().Nodes[1].Addr
+	c, j, silent, other := heldJob(t, ctx, 3*time.Second, Config{}, "givenup")
 	var keys []string
 	for i := 0; len(keys) < 30; i++ {
 		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == other {
@@ -343,14 +296,7 @@ func TestGivenUpPutIsNotSentLater(t *testing.T) {
 			}
 		}
 	}
-	victim := c.nodeAt(silent)
-	victim.cancel()
-	<-victim.done
-	old := j.Map().Epoch
-	if err := c.ctl.GrowJob(j.ID(), outside(c.ctl, j.ID())); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second) // the other member has the grow's epoch; the map is held back
+	old, _ := growHeld(t, c, j, silent)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	refused := map[string]bool{}
@@ -385,4 +331,41 @@ func TestGivenUpPutIsNotSentLater(t *testing.T) {
 	if landed > 0 {
 		t.Errorf("%d puts whose callers had given up before they were sent landed once the map was out", landed)
 	}
+}
+
+// heldJob starts a cluster of three nodes (100 ms heartbeats, dead after
+// 0.5 s, lost after grace more: a lease of 0.5 s plus grace), and registers
+// a job of name over two of them through a client with cfg: silent, the
+// one growHeld cuts off, and other.
+func heldJob(t *testing.T, ctx context.Context, grace time.Duration, cfg Config, name string) (c *testCluster, j *Job, silent, other string) {
+	t.Helper()
+	c = newClusterWith(t, 3, controller.Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 500 * time.Millisecond, DeadNodeGrace: grace, Logger: quietLog})
+	s, err := Dial(ctx, c.addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	j, err = s.RegisterJob(ctx, name, Hints{Lambdas: 20})
+	if err != nil || len(j.Map().Nodes) != 2 {
+		t.Fatalf("job on %d node(s): %v", len(j.Map().Nodes), err)
+	}
+	return c, j, j.Map().Nodes[0].Addr, j.Map().Nodes[1].Addr
+}
+
+// growHeld cuts the node silent off from the controller (it serves on
+// within its lease) and grows j onto the third node; a second later the
+// other member has the grow's epoch and the map is held back for silent.
+// It returns j's epoch before the grow, and silent's node.
+func growHeld(t *testing.T, c *testCluster, j *Job, silent string) (uint64, *clusterNode) {
+	t.Helper()
+	victim := c.nodeAt(silent)
+	victim.cancel()
+	<-victim.done
+	old := j.Map().Epoch
+	if err := c.ctl.GrowJob(j.ID(), outside(c.ctl, j.ID())); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	return old, victim
 }
