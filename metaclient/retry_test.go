@@ -18,11 +18,13 @@ import (
 // controller's address (a restart) waits for it, for any op, instead of
 // failing with "connection refused"; fails on the code before the retry.
 func TestRetryWhileRefused(t *testing.T) {
-	addr := deadAddr(t)
+	addr, release := reserveAddr(t)
+	t.Cleanup(release)
 	mc := metaclient.New(addr, metaclient.Options{Logger: quiet})
 	defer mc.Close()
 	go func() {
 		time.Sleep(300 * time.Millisecond)
+		release()
 		c, _ := startController(t, addr)
 		t.Cleanup(func() { c.Close() })
 	}()
