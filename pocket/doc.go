@@ -124,7 +124,11 @@
 // dropped) and the put's own chunks if its manifest was not stored; so,
 // when the reply to a delete of one key, to a delete-after-read's delete
 // or to a small put over a chunked object is lost, the removed or
-// replaced version's chunks; and
+// replaced version's chunks; while a key's owner changes, when a
+// delete removed a chunked version at the old owner and the live owner
+// then failed without saying what it holds (refused as stale, a stat
+// that fails too), that version's chunks (kept rather than risk the live
+// owner's copy of the same version: drain.go, liveMayHold); and
 // the chunks, on the other nodes, of a value whose manifest went with a
 // node that restarted or was lost (the key answers lost, or not found,
 // and no call names that version again: a hostile trial that restarted a
