@@ -36,8 +36,10 @@ func (e *jobEntry) keep(je *wire.JobEpoch) {
 			ns[i] = placement.Node{ID: n.Addr, Weight: n.Weight}
 		}
 		e.kept.Store(&keptKeys{at: je.Epoch, from: je.KeepEpoch, set: placement.NewSet(ns)})
-	case e.kept.Load() != nil && e.kept.Load().at != je.Epoch:
-		e.kept.Store(nil)
+	default:
+		if k := e.kept.Load(); k != nil && k.at != je.Epoch {
+			e.kept.Store(nil)
+		}
 	}
 }
 

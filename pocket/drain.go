@@ -266,25 +266,27 @@ func (c movingKey) send(addr string, op wire.Op, flags uint16, version uint64, d
 	return untilNotBusy(c.ctx, do)
 }
 
-// liveMayHold reports whether the key's live owner may hold version ver,
-// after its delete failed: the old owner's copy of ver (a mover's, put at
-// the live owner and not yet deleted here) is then the live value's too,
-// whose chunks must stay. A stat that answers another version or none
-// says no; any other answer, yes (chunks kept rather than a value torn).
-// Before, a live owner's failed delete dropped ver: a review's delete cut
-// short by its caller's end (givenUp) at a busy live owner holding the
-// same version left the key reading "corrupt object".
-func (c movingKey) liveMayHold(ver uint64) bool {
-	// A read, waited out while busy on a context of its own: a stat cut
-	// short (the caller gone, a busy live owner) kept a dead version's
-	// chunks for good (a third review).
+// liveMayHold reports whether the key's live owner (t.addr) may hold
+// version ver after its delete failed, a delete at the old owner having
+// removed ver there: the old owner's copy of ver (a mover's, put at the
+// live owner and not yet deleted at home, or a move a job's end cut
+// short) is then the live value's too, whose chunks must stay. A stat
+// that answers another version or none says no; any other answer, yes
+// (chunks kept rather than a value torn). Before, such a failed delete
+// dropped ver: a review's delete cut short by its caller's end (givenUp)
+// at a busy live owner holding the same version left the key reading
+// "corrupt object" (live jobs: deleteBoth; retired ones: retiredKeyDo).
+// The stat, a read, waits out busy on a context of its own: one cut short
+// with the call kept a dead version's chunks for good (a third review).
+func (j *Job) liveMayHold(t target, key []byte, ver uint64) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), settle)
 	defer cancel()
+	req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch}
 	r, err := untilNotBusyFor(ctx, settle, func() (client.Reply, error) {
-		return c.j.s.data.Do(ctx, c.t.addr, wire.OpStat, c.t.flags, c.req(0), nil, nil)
+		return j.s.data.Do(ctx, t.addr, wire.OpStat, t.flags, &req, nil, nil)
 	})
-	switch {
-	case errors.Is(err, wire.ErrNotFound):
+	switch err = j.keyAnswer(wire.OpStat, 0, t.addr, err); {
+	case absent(err):
 		return false
 	case err != nil:
 		return true
@@ -410,7 +412,7 @@ func (c movingKey) deleteBoth(flags uint16, ver uint64) (client.Reply, error) {
 		// deleted, whose chunks the caller drops (object.go).
 		return oldR, nil
 	}
-	if ov := oldR.Meta.Version; oldErr == nil && ov != 0 && (err != nil || r.Meta.Version != ov) && (err == nil || !c.liveMayHold(ov)) {
+	if ov := oldR.Meta.Version; oldErr == nil && ov != 0 && (err != nil || r.Meta.Version != ov) && (err == nil || !c.j.liveMayHold(c.t, c.key, ov)) {
 		c.j.dropVersion(ov)
 	}
 	if oldErr == nil && err != nil && c.x.deletedOld != nil {

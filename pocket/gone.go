@@ -246,7 +246,7 @@ func (j *Job) keyAnswer(op wire.Op, flags uint16, addr string, err error) error 
 //
 // Answers combine as bestAnswer says.
 func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint16, key []byte, x reqExtra, payload, dst []byte) (client.Reply, error) {
-	oneOn := func(ctx context.Context, addr string, op wire.Op, flags uint16) (client.Reply, error) {
+	one := func(addr string, op wire.Op, flags uint16) (client.Reply, error) {
 		if j.snapshot().Dead[addr] {
 			return client.Reply{}, goneErr(addr)
 		}
@@ -258,7 +258,6 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 		})
 		return r, j.keyAnswer(op, flags, addr, err)
 	}
-	one := func(addr string, op wire.Op, flags uint16) (client.Reply, error) { return oneOn(ctx, addr, op, flags) }
 	switch {
 	case op == wire.OpDelete:
 		ro, eo := one(t.old, op, flags)
@@ -275,18 +274,11 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 			// Deleted at the old owner only: the live owner's value
 			// stays, and reads. The call fails with the live owner's
 			// error, and the version deleted at the old owner is
-			// dropped only when the live owner holds another (it may be
-			// the same: a move the job's end cut short). Before, the old
-			// owner's success was the answer, and the caller dropped its
-			// version: a review's given-up delete left the live value
-			// reading "corrupt object".
-			// The stat, a read, on a context of its own: one cut short
-			// (the caller gone) kept the chunks for good (a third review).
-			sctx, cancel := context.WithTimeout(context.Background(), settle)
-			sl, serr := oneOn(sctx, t.addr, wire.OpStat, 0)
-			cancel()
-			if (serr == nil && sl.Meta.Version != ro.Meta.Version) || absent(serr) {
-				j.dropOlder(ro, 0)
+			// dropped only when the live owner holds another
+			// (liveMayHold). Before, the old owner's success was the
+			// answer, and the caller dropped its version.
+			if ov := ro.Meta.Version; ov != 0 && !j.liveMayHold(t, key, ov) {
+				j.dropVersion(ov)
 			}
 			return rl, el
 		}
