@@ -412,8 +412,12 @@ func (c movingKey) deleteBoth(flags uint16, ver uint64) (client.Reply, error) {
 		// deleted, whose chunks the caller drops (object.go).
 		return oldR, nil
 	}
-	if ov := oldR.Meta.Version; oldErr == nil && ov != 0 && (err != nil || r.Meta.Version != ov) && (err == nil || !c.j.liveMayHold(c.t, c.key, ov)) {
-		c.j.dropVersion(ov)
+	if ov := oldR.Meta.Version; oldErr == nil && ov != 0 && (err != nil || r.Meta.Version != ov) {
+		if err == nil || !c.j.liveMayHold(c.t, c.key, ov) {
+			c.j.dropVersion(ov)
+		} else {
+			c.j.undropped.add(c.key, ov) // dropped once the key is known deleted (undropped.go)
+		}
 	}
 	if oldErr == nil && err != nil && c.x.deletedOld != nil {
 		*c.x.deletedOld = true // doReq may send it again: see reqExtra

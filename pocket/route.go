@@ -214,9 +214,13 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 				continue
 			}
 		}
+		if x.deletedOld != nil {
+			j.undropped.settle(j, key, flags, x.version, r, err)
+		}
 		if deletedOld && (errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict)) {
 			// An earlier attempt deleted the key at its old owner (and
-			// dropped the manifest it removed there: deleteBoth).
+			// dropped the manifest it removed there, or left it to
+			// undropped).
 			return client.Reply{}, t.addr, nil
 		}
 		return r, t.addr, err

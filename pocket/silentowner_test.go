@@ -277,6 +277,123 @@ func TestHeldMapLeavesNoChunks(t *testing.T) {
 	}
 }
 
+// TestStaleLiveOwnerLeavesNoDeadChunks: a client whose map is mid-change
+// (the key moving from the silent node a to b) deletes a key whose old
+// owner a holds a chunked version and whose live owner b holds a newer
+// plain value. a deletes the chunked version; b, which has moved on to a
+// grow held back for a, refuses the delete as stale (the key moves on to
+// the joining node), and its stat too, so whether b holds the same version
+// is unknown and its chunks are kept. The delete is sent again once the
+// grown map is out (by the call, or by its caller when the call gave up
+// waiting for the map) and deletes b's value. Before, the chunked
+// version's chunks stayed until the job ended: that delete's answer named
+// b's value only. Now they are dropped once a later delete through the
+// Job has deleted the key (undropped.go).
+func TestStaleLiveOwnerLeavesNoDeadChunks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const cs = 4 << 10
+	c, j, a, b := heldJob(t, ctx, 6*time.Second, Config{ChunkSize: cs}, "stalelive")
+	orig := j.Map()
+	moving := orig
+	moving.Joining = map[string]bool{b: true} // a key b owns is still at a
+	vers := map[string]uint64{}
+	for i := 0; len(vers) < 24; i++ {
+		k := fmt.Sprint("obj", i)
+		j.setMap(moving)
+		if tg := j.route([]byte(k), 0); tg.addr != b || tg.old != a {
+			continue
+		}
+		j.setMap(orig)
+		if err := j.Put(ctx, k, randBytes(3*cs+10, uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.nodeAt(b).tier.Stat([]byte(j.ID()), []byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vers[k] = info.Version
+		copyManifest(t, j, b, a, k) // the older, chunked copy at the old owner
+		if _, err := rawAt(t, j, b, wire.OpPut, 0, k, []byte("newer")); err != nil {
+			t.Fatal(err) // the live owner's newer value, replacing nothing it drops
+		}
+	}
+	old, victim := growHeld(t, c, j, a)
+	var keys []string
+	for k := range vers {
+		if _, err := rawAt(t, j, b, wire.OpStat, 0, k, nil); errors.Is(err, wire.ErrStaleEpoch) {
+			keys = append(keys, k) // moves on to the joining node: b refuses it
+		}
+	}
+	if len(keys) == 0 {
+		t.Fatal("no key moves on to the joining node")
+	}
+	j.setMap(moving)
+	var mu sync.Mutex
+	var again []string
+	var wg sync.WaitGroup
+	for _, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := j.Delete(ctx, k); err != nil {
+				mu.Lock()
+				again = append(again, k)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, 30*time.Second, "the grown map to be handed out", func() bool {
+		return j.refresh(ctx) == nil && j.Map().Epoch > old
+	})
+	for _, k := range again {
+		if err := j.Delete(ctx, k); err != nil {
+			t.Fatalf("delete %s again on the grown map: %v", k, err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	left := 0
+	for _, k := range keys {
+		if _, err := j.Get(ctx, k); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s after its delete: %v", k, err)
+		}
+		for _, n := range c.nodes {
+			for i := 1; n != victim && i <= 4; i++ {
+				if holds(n.tier, j.ID(), wire.AppendChunkKey(nil, []byte(k), vers[k], i)) {
+					left++
+				}
+			}
+		}
+	}
+	t.Logf("%d deletes refused by the live owner, %d of them done again by the caller", len(keys), len(again))
+	if left > 0 {
+		t.Errorf("%d chunks of %d deleted objects are left on the job's live nodes", left, len(keys))
+	}
+}
+
+// copyManifest puts the manifest key holds at from at to too, with its
+// version, as a mover's copy would be.
+func copyManifest(t *testing.T, j *Job, from, to, key string) {
+	t.Helper()
+	ctx := context.Background()
+	tf := j.targetOf(from)
+	req := wire.Request{Job: tf.job, Key: []byte(key), Token: tf.token, Epoch: tf.epoch}
+	r, err := j.s.data.Do(ctx, from, wire.OpGet, tf.flags|wire.FlagVersion, &req, nil, nil)
+	if err != nil || r.Flags&wire.FlagManifest == 0 {
+		t.Fatalf("manifest at %s: %v (flags %x)", from, err, r.Flags)
+	}
+	m, err := wire.DecodeManifest(r.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt := j.targetOf(to)
+	req = wire.Request{Job: tt.job, Key: []byte(key), Token: tt.token, Epoch: tt.epoch, Version: m.Version, ObjectSize: m.Size}
+	if _, err := j.s.data.Do(ctx, to, wire.OpPut, tt.flags|wire.FlagManifest, &req, r.Payload, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestGivenUpPutIsNotSentLater: a put whose caller gives up while it waits
 // for a newer map (held back for a silent member) is not sent once the
 // map is out. Before, the SDK saw it through on a context of its own

@@ -334,6 +334,9 @@ type Job struct {
 	gone   []string   // nodes of a retired job's map found gone (gone.go)
 
 	fences fences // calls given up and still running (fence.go)
+	// undropped: versions deletes removed at a key's old owner and could
+	// not drop yet (undropped.go).
+	undropped undropped
 }
 
 func (j *Job) setMap(m Map) {

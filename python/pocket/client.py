@@ -929,6 +929,10 @@ _DROP_WAIT = 60.0
 # Go SDK's mapRetries). A node drained from the cluster is a change too:
 # its retirement removes it from the map, and scale-in stops it at once.
 _MAP_RETRIES = 4
+# How many keys a Job holds undropped versions for (_drop_or_hold); past
+# it a version's chunks stay until the job ends (the Go SDK's
+# maxUndroppedKeys).
+_MAX_UNDROPPED_KEYS = 4096
 # The least time between two map fetches a job makes because a node was
 # unavailable, so that many calls to a dead node do not each ask the
 # controller.
@@ -1034,6 +1038,10 @@ class Job:
         # of it that timed out once sent, owing its reply.
         self._fences: dict[bytes, _Fence] = {}
         self._fence_lock = threading.Lock()
+        # Per key, manifest versions deletes removed at its old owner and
+        # could not drop yet (_hold_undropped).
+        self._undropped: dict[bytes, list[int]] = {}
+        self._undropped_lock = threading.Lock()
 
     # ---- identity ----
 
@@ -1720,6 +1728,8 @@ class Job:
                 raise
             if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt, reply=r):
                 continue
+            if op == wire.OP_DELETE and not flags & wire.FLAG_PREFIX:
+                self._settle_undropped(key, flags, version, r)
             if deleted and r.code in (errors.Code.NOT_FOUND, errors.Code.CONFLICT):
                 return deleted[0], addr
             return r, addr
@@ -1857,8 +1867,8 @@ class Job:
                 # The owner failed after the old owner deleted: the manifest
                 # removed there is no one else's to drop, unless the owner
                 # holds the same version (the Go SDK's deleteBoth).
-                if old_ver and not self._live_may_hold(st, key, addr, old_ver):
-                    self._drop_version(old_ver)
+                if old_ver:
+                    self._drop_or_hold(st, key, addr, old_ver)
                 if r_old.code == 0 and deleted is not None:
                     deleted.append(done)
                 raise
@@ -1867,14 +1877,17 @@ class Job:
                 # version removed, whose chunks the caller drops.
                 return r_old
             new_ver = r.response().version if r.code == 0 and r.meta else 0
-            if old_ver and old_ver != new_ver and (r.code == 0 or not self._live_may_hold(st, key, addr, old_ver)):
+            if old_ver and old_ver != new_ver:
                 # A second manifest, removed at the old owner while the
                 # owner held another value: no one else drops its chunks.
                 # After the owner failed, only when it holds another (a
                 # mover's copy of the same version, put there and not yet
                 # deleted at home, is the owner's value: before, its chunks
                 # went and the key read corrupt).
-                self._drop_version(old_ver)
+                if r.code == 0:
+                    self._drop_version(old_ver)
+                else:
+                    self._drop_or_hold(st, key, addr, old_ver)
             if r_old.code == 0 and r.code and deleted is not None:
                 deleted.append(done)
             return r
@@ -1963,6 +1976,45 @@ class Job:
         if old_ver and old_ver != seen:
             self._drop_version(old_ver)  # an older manifest no writer replaced
         return send(addr)
+
+    def _drop_or_hold(self, st: _MapState, key: bytes, addr: str, ver: int) -> None:
+        """Drops version ver, removed at key's old owner after its owner
+        (addr) failed, when the owner holds another version or none; else
+        holds it until a later delete of key shows it dead
+        (_settle_undropped)."""
+        if not self._live_may_hold(st, key, addr, ver):
+            self._drop_version(ver)
+            return
+        with self._undropped_lock:
+            if key in self._undropped or len(self._undropped) < _MAX_UNDROPPED_KEYS:
+                self._undropped.setdefault(key, []).append(ver)
+
+    def _settle_undropped(self, key: bytes, flags: int, ver: int, r: Reply) -> None:
+        """Drops the versions held for key (_drop_or_hold) that the reply r
+        of a delete of it (by version ver with FLAG_IF_VERSION) shows dead:
+        "not found", every one; a success, every one but the version it
+        names, which its caller drops; a conflict of a delete by version,
+        that version. The Go SDK's undropped (pocket/undropped.go): before,
+        a delete refused stale by a live owner that had moved on kept the
+        chunks of the version it removed at the old owner until the job
+        ended."""
+        if r.code == 0:
+            named = r.response().version if r.meta else 0
+            dead = lambda v: v != named  # noqa: E731
+        elif r.code == errors.Code.NOT_FOUND:
+            dead = lambda v: True  # noqa: E731
+        elif r.code == errors.Code.CONFLICT and flags & wire.FLAG_IF_VERSION:
+            dead = lambda v: v == ver  # noqa: E731
+        else:
+            return
+        with self._undropped_lock:
+            held = self._undropped.pop(key, [])
+            keep = [v for v in held if not dead(v)]
+            if keep:
+                self._undropped[key] = keep
+        for v in held:
+            if dead(v):
+                self._drop_version(v)
 
     def _live_may_hold(self, st: _MapState, key: bytes, addr: str, ver: int) -> bool:
         """Whether the key's owner may hold version ver after its delete

@@ -25,7 +25,7 @@ import pocket
 from pocket import client as pclient
 from pocket import conn, wire
 
-from conftest import HelperCluster, MapController, wait_for
+from conftest import HelperCluster, MapController, usage, wait_for
 
 KiB = 1 << 10
 CHUNK = 64 * KiB
@@ -510,3 +510,39 @@ def test_failed_delete_keeps_the_owners_copy_of_the_same_version(change_views, m
         during.delete(key)
     monkeypatch.undo()
     assert bytes(during.get(key)) == value, "the owner's value lost its chunks"
+
+
+def test_delete_refused_stale_by_the_owner_drops_the_old_owners_version(change_views, monkeypatch):
+    """A delete of a moving key whose old owner holds a chunked version
+    and whose owner a newer plain value: the old owner deletes the
+    version, the owner refuses the delete as stale (it moved on to a newer
+    map), and its stat too, so whether it holds the same version is
+    unknown and the chunks stay. The next delete of the key deletes the
+    owner's value: the version removed at the old owner is dead, and its
+    chunks go then (the Go SDK's undropped). Before, they stayed until the
+    job ended."""
+    views, _ = change_views
+    before, during = views["join"]
+    st = during._st
+    key = next(k for k in (f"stale-{i}" for i in range(1000)) if st.route(k.encode(), 0)[1])
+    live, old = st.route(key.encode(), 0)
+    before.put(key, os.urandom(3 * CHUNK + 100))  # the manifest at the old owner
+    r = during._send(live, wire.OP_PUT, st.tier_flags, st.codec.encode(key.encode(), pclient._new_version()), b"newer")
+    assert r.code == 0, r.code  # the owner's newer value, replacing nothing
+    assert usage(during) > 3 * CHUNK
+    send = during._send_once
+
+    def owner_moved_on(addr, op, flags, *a, **kw):
+        if addr == live and op in (wire.OP_DELETE, wire.OP_STAT):
+            return conn.Reply(0, 0, pocket.errors.Code.STALE_EPOCH, b"", b"")
+        return send(addr, op, flags, *a, **kw)
+    monkeypatch.setattr(during, "_send_once", owner_moved_on)
+    monkeypatch.setattr(during, "_map_changed", lambda *a, **kw: False)  # no newer map (yet)
+    with pytest.raises(pocket.errors.PocketError):
+        during.delete(key)
+    monkeypatch.undo()
+    assert usage(during) > 3 * CHUNK, "the chunks went while the owner's value was unknown"
+    during.delete(key)  # the caller's next try, on a map the owner takes
+    with pytest.raises(pocket.errors.NotFound):
+        during.get(key)
+    assert wait_for(lambda: usage(during) == 0), f"{usage(during)} bytes left after the key was deleted"
