@@ -279,6 +279,8 @@ func (j *Job) retiredKeyDo(ctx context.Context, t target, op wire.Op, flags uint
 			// answer, and the caller dropped its version.
 			if ov := ro.Meta.Version; ov != 0 && !j.liveMayHold(t, key, ov) {
 				j.dropVersion(ov)
+			} else if ov != 0 {
+				j.undropped.add(key, ov) // settled later (undropped.go)
 			}
 			return rl, el
 		}

@@ -214,8 +214,12 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 				continue
 			}
 		}
-		if x.deletedOld != nil {
-			j.undropped.settle(j, key, flags, x.version, r, err)
+		if chunk == 0 && settles(op, flags) {
+			var named uint64
+			if op == wire.OpDelete && err == nil {
+				named = r.Meta.Version // its caller drops it
+			}
+			j.settleUndropped(key, named)
 		}
 		if deletedOld && (errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict)) {
 			// An earlier attempt deleted the key at its old owner (and

@@ -1,8 +1,11 @@
 package pocket
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/wire"
@@ -11,21 +14,26 @@ import (
 // undropped holds, per key, the manifest versions that deletes removed at
 // the key's old owner during a change and could not drop: the live owner
 // then failed without saying whether it holds the same version (refused
-// as stale, and its stat too: deleteBoth, liveMayHold), and dropping the
-// chunks of the live value would tear it. A later delete of the key
-// through the Job (the same call's attempt on a newer map, or the
-// caller's next try) settles them once its answer shows the key deleted
-// everywhere it could be: "not found" makes every one dead; a success
-// every one but the version it names, which its caller drops; a conflict
-// of a delete by version, that version. Before, their chunks stayed until
-// the job ended (the retry on the newer map deleted the live value, and
-// its answer named that value only): in a test of deletes refused stale by
-// a live owner that had moved on to a held-back grow, 4 chunks of each
-// deleted object.
+// as stale, and its stat too: deleteBoth, liveMayHold; a retired job's
+// retiredKeyDo), and dropping the chunks of the live value would tear it.
+// Before, their chunks stayed until the job ended: the delete sent again
+// on the newer map deleted the live value only, and its answer named that
+// value (a test of deletes refused stale by a live owner that had moved
+// on to a held-back grow left 4 chunks of each deleted object).
+//
+// The next put, delete or consuming get of the key through the Job (the
+// same call's last attempt, or a later call) settles them
+// (settleUndropped): a version that neither of the key's owners holds
+// now, asked in the order a mover empties them, is dropped; others wait
+// for the next such call. No answer of the call itself is taken as proof:
+// a review found a delete by another version answering "not found" while
+// the old owner still held the kept version, whose chunks a first version
+// of this code dropped (the key read corrupt).
 //
 // At most maxUndroppedKeys keys are held; past it a version is not held,
 // and its chunks stay until the job ends, as before.
 type undropped struct {
+	n    atomic.Int32 // keys held: doReq's test without the lock
 	mu   sync.Mutex
 	keys map[string][]uint64
 }
@@ -33,50 +41,93 @@ type undropped struct {
 // maxUndroppedKeys bounds undropped: a few dozen bytes a key.
 const maxUndroppedKeys = 4096
 
-// add holds ver, removed at key's old owner, until a delete settles it.
+// add holds ver, removed at key's old owner, until it is settled.
 func (u *undropped) add(key []byte, ver uint64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.keys == nil {
 		u.keys = map[string][]uint64{}
 	}
-	if _, ok := u.keys[string(key)]; !ok && len(u.keys) >= maxUndroppedKeys {
+	held, ok := u.keys[string(key)]
+	switch {
+	case !ok && len(u.keys) >= maxUndroppedKeys, slices.Contains(held, ver):
 		return
+	case !ok:
+		u.n.Add(1)
 	}
-	u.keys[string(key)] = append(u.keys[string(key)], ver)
+	u.keys[string(key)] = append(held, ver)
 }
 
-// settle drops the versions held for key that the answer (r, err) of a
-// delete of it (flags, by version ver with FlagIfVersion) shows dead.
-func (u *undropped) settle(j *Job, key []byte, flags uint16, ver uint64, r client.Reply, err error) {
-	var dead func(uint64) bool
-	switch {
-	case err == nil:
-		dead = func(v uint64) bool { return v != r.Meta.Version }
-	case errors.Is(err, wire.ErrNotFound):
-		dead = func(uint64) bool { return true }
-	case errors.Is(err, wire.ErrConflict) && flags&wire.FlagIfVersion != 0:
-		dead = func(v uint64) bool { return v == ver }
-	default:
+// take removes and returns the versions held for key.
+func (u *undropped) take(key []byte) []uint64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	held, ok := u.keys[string(key)]
+	if ok {
+		delete(u.keys, string(key))
+		u.n.Add(-1)
+	}
+	return held
+}
+
+// settleUndropped drops the versions held for key (undropped) that
+// neither of its owners holds now, but for named, the version the call's
+// answer names and its caller drops; it holds the others again. doReq
+// calls it after a put, delete or consuming get of key, whatever its
+// answer. It costs one atomic load while nothing is held.
+func (j *Job) settleUndropped(key []byte, named uint64) {
+	if j.undropped.n.Load() == 0 {
 		return
 	}
-	u.mu.Lock()
-	held := u.keys[string(key)]
-	var drop, keep []uint64
-	for _, v := range held {
-		if dead(v) {
-			drop = append(drop, v)
-		} else {
-			keep = append(keep, v)
+	for _, v := range j.undropped.take(key) {
+		switch {
+		case v == named:
+		case j.versionGone(key, v):
+			j.dropVersion(v)
+		default:
+			j.undropped.add(key, v)
 		}
 	}
-	if len(keep) == 0 {
-		delete(u.keys, string(key))
-	} else {
-		u.keys[string(key)] = keep
+}
+
+// versionGone reports whether neither owner of key under the job's map
+// holds version ver of it: both answered, with another version or none.
+// The old owner is asked first: a mover puts the key at the live owner
+// before it deletes its own copy, so a copy on its way is seen at one of
+// them. A dead owner, or one that does not answer, says nothing.
+func (j *Job) versionGone(key []byte, ver uint64) bool {
+	t := j.route(key, 0)
+	if t.none || t.dead || t.oldDead != "" {
+		return false
 	}
-	u.mu.Unlock()
-	for _, v := range drop {
-		j.dropVersion(v)
+	ctx, cancel := context.WithTimeout(context.Background(), settle)
+	defer cancel()
+	req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch}
+	for _, addr := range []string{t.old, t.addr} {
+		if addr == "" {
+			continue
+		}
+		r, err := untilNotBusyFor(ctx, settle, func() (client.Reply, error) {
+			return j.s.data.Do(ctx, addr, wire.OpStat, t.flags, &req, nil, nil)
+		})
+		if err != nil && !errors.Is(err, wire.ErrNotFound) || err == nil && r.Meta.Version == ver {
+			return false
+		}
 	}
+	return true
+}
+
+// settles reports whether a request (op, flags) for a key's value is one
+// after which doReq settles the key's undropped versions: a put of it, a
+// delete of it, a consuming get.
+func settles(op wire.Op, flags uint16) bool {
+	switch op {
+	case wire.OpDelete:
+		return flags&wire.FlagPrefix == 0
+	case wire.OpPut:
+		return flags&wire.FlagChunk == 0
+	case wire.OpGet:
+		return flags&wire.FlagDeleteAfterRead != 0
+	}
+	return false
 }

@@ -933,6 +933,17 @@ _MAP_RETRIES = 4
 # it a version's chunks stay until the job ends (the Go SDK's
 # maxUndroppedKeys).
 _MAX_UNDROPPED_KEYS = 4096
+
+
+def _settles(op: int, flags: int) -> bool:
+    """Whether _do settles a key's undropped versions after a request
+    (op, flags) for its value: a put (not of a chunk), a delete of one
+    key, a consuming get (the Go SDK's settles)."""
+    if op == wire.OP_DELETE:
+        return not flags & wire.FLAG_PREFIX
+    if op == wire.OP_PUT:
+        return not flags & wire.FLAG_CHUNK
+    return op == wire.OP_GET and bool(flags & wire.FLAG_DELETE_AFTER_READ)
 # The least time between two map fetches a job makes because a node was
 # unavailable, so that many calls to a dead node do not each ask the
 # controller.
@@ -1533,7 +1544,7 @@ class Job:
             return _Answer(errors.Code.NOT_FOUND, errors.NotFound(f"the job has ended, and only its persist-after-job values remain: node {addr} keeps none of them"))
         return r
 
-    def _retired_key_do(self, st: _MapState, addr: str, old: str, op: int, flags: int, meta: bytes,
+    def _retired_key_do(self, st: _MapState, key: bytes, addr: str, old: str, op: int, flags: int, meta: bytes,
                         payload, dst) -> Reply:
         """A single-key request of a retired job whose key has an old owner
         (the Go SDK's retiredKeyDo): no value of an ended job moves, so each
@@ -1583,6 +1594,8 @@ class Job:
                 if (isinstance(s, Reply) and s.code == 0 and (s.response().version if s.meta else 0)
                         != (o.response().version if o.meta else 0)) or _absent(s):
                     drop_older(o, 0)
+                elif o.meta and o.response().version:
+                    self._hold_undropped(key, o.response().version)
                 if isinstance(live, BaseException):
                     raise live
                 return live
@@ -1690,7 +1703,7 @@ class Job:
                     r = self._dead_old_do(addr, dead_old, op, flags | st.tier_flags, meta, payload, dst)
                 elif old and self._retired:
                     # Either owner may hold it; either may be gone.
-                    r = self._retired_key_do(st, addr, old, op, flags | st.tier_flags, meta, payload, dst)
+                    r = self._retired_key_do(st, key, addr, old, op, flags | st.tier_flags, meta, payload, dst)
                 elif old:
                     r = self._retired_patient(lambda: self._drain_do(st, key, version, addr, old, op,
                                                                      flags | st.tier_flags, meta, payload, dst,
@@ -1728,8 +1741,8 @@ class Job:
                 raise
             if r.code in _REFRESH and attempt < _MAP_RETRIES and self._map_changed(r.code, st, r.meta, attempt, reply=r):
                 continue
-            if op == wire.OP_DELETE and not flags & wire.FLAG_PREFIX:
-                self._settle_undropped(key, flags, version, r)
+            if not chunk and _settles(op, flags):
+                self._settle_undropped(key, r.response().version if op == wire.OP_DELETE and r.code == 0 and r.meta else 0)
             if deleted and r.code in (errors.Code.NOT_FOUND, errors.Code.CONFLICT):
                 return deleted[0], addr
             return r, addr
@@ -1984,37 +1997,72 @@ class Job:
         (_settle_undropped)."""
         if not self._live_may_hold(st, key, addr, ver):
             self._drop_version(ver)
-            return
-        with self._undropped_lock:
-            if key in self._undropped or len(self._undropped) < _MAX_UNDROPPED_KEYS:
-                self._undropped.setdefault(key, []).append(ver)
-
-    def _settle_undropped(self, key: bytes, flags: int, ver: int, r: Reply) -> None:
-        """Drops the versions held for key (_drop_or_hold) that the reply r
-        of a delete of it (by version ver with FLAG_IF_VERSION) shows dead:
-        "not found", every one; a success, every one but the version it
-        names, which its caller drops; a conflict of a delete by version,
-        that version. The Go SDK's undropped (pocket/undropped.go): before,
-        a delete refused stale by a live owner that had moved on kept the
-        chunks of the version it removed at the old owner until the job
-        ended."""
-        if r.code == 0:
-            named = r.response().version if r.meta else 0
-            dead = lambda v: v != named  # noqa: E731
-        elif r.code == errors.Code.NOT_FOUND:
-            dead = lambda v: True  # noqa: E731
-        elif r.code == errors.Code.CONFLICT and flags & wire.FLAG_IF_VERSION:
-            dead = lambda v: v == ver  # noqa: E731
         else:
+            self._hold_undropped(key, ver)
+
+    def _hold_undropped(self, key: bytes, ver: int) -> None:
+        """Holds version ver, removed at key's old owner while whether its
+        owner holds the same version is unknown, until the next put, delete
+        or consuming get of key settles it (_settle_undropped); at most
+        _MAX_UNDROPPED_KEYS keys (the Go SDK's undropped)."""
+        with self._undropped_lock:
+            held = self._undropped.get(key)
+            if held is None and len(self._undropped) >= _MAX_UNDROPPED_KEYS:
+                return
+            if held is None:
+                held = self._undropped[key] = []
+            if ver not in held:
+                held.append(ver)
+
+    def _settle_undropped(self, key: bytes, named: int) -> None:
+        """Drops the versions held for key (_hold_undropped) that neither of
+        its owners holds now (_version_gone), but for named, the version
+        the call's answer names and its caller drops; holds the others
+        again. _do calls it after a put, delete or consuming get of key,
+        whatever its answer: no answer of the call is taken as proof (a
+        delete by another version answers "not found" while the old owner
+        may still hold the kept version). The Go SDK's settleUndropped:
+        before, a delete refused stale by an owner that had moved on kept
+        the chunks of the version it removed at the old owner until the
+        job ended."""
+        if not self._undropped:
             return
         with self._undropped_lock:
             held = self._undropped.pop(key, [])
-            keep = [v for v in held if not dead(v)]
-            if keep:
-                self._undropped[key] = keep
         for v in held:
-            if dead(v):
+            if v == named:
+                continue
+            if self._version_gone(key, v):
                 self._drop_version(v)
+            else:
+                self._hold_undropped(key, v)
+
+    def _version_gone(self, key: bytes, ver: int) -> bool:
+        """Whether neither owner of key under the job's map holds version
+        ver of it: both answered, with another version or none; the old
+        owner first (a mover puts at the owner before it deletes its own
+        copy). A dead owner, or one that does not answer, says nothing."""
+        st = self._st
+        if not st.addrs:
+            return False
+        if st.settled:
+            addr, old = st.addrs[st.set.pick(key, 0)], ""
+        else:
+            addr, old = st.route(key, 0, keep_dead=self._retired)
+        if (st.dead and (addr in st.dead or old in st.dead)) or (not old and not self._retired and st.dead_old(key, 0)):
+            return False
+        for a in (old, addr):
+            if not a:
+                continue
+            try:
+                r = self._send_patient(a, wire.OP_STAT, st.tier_flags, st.codec.encode(key))
+            except errors.PocketError:
+                return False
+            if r.code == errors.Code.NOT_FOUND:
+                continue
+            if r.code != 0 or (r.response().version if r.meta else 0) == ver:
+                return False
+        return True
 
     def _live_may_hold(self, st: _MapState, key: bytes, addr: str, ver: int) -> bool:
         """Whether the key's owner may hold version ver after its delete

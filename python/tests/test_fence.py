@@ -222,8 +222,8 @@ def test_retired_key_request_closes_the_timed_out_connection():
     j._st = SimpleNamespace(dead=set())
     j._send_patient = timed_out
     with pytest.raises(pconn.NodeUnavailable) as ei:
-        j._retired_key_do(None, "127.0.0.1:1", "127.0.0.1:2", wire.OP_GET, 0, b"", None, None)
+        j._retired_key_do(None, b"k", "127.0.0.1:1", "127.0.0.1:2", wire.OP_GET, 0, b"", None, None)
     assert len(closed) == 1 and ei.value.conn is None  # the live owner answered: not absent
     with pytest.raises(pconn.NodeUnavailable) as ei:
-        j._retired_key_do(None, "127.0.0.1:1", "127.0.0.1:2", wire.OP_DELETE, 0, b"", None, None)
+        j._retired_key_do(None, b"k", "127.0.0.1:1", "127.0.0.1:2", wire.OP_DELETE, 0, b"", None, None)
     assert len(closed) == 3 and ei.value.conn is None  # a delete asks both owners
