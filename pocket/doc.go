@@ -128,9 +128,10 @@
 // delete removed a chunked version at the old owner and the live owner
 // then failed without saying what it holds (refused as stale, a stat
 // that fails too), that version's chunks (kept rather than risk the live
-// owner's copy of the same version: drain.go, liveMayHold) unless a later
-// delete of the key through the same Job, the call's own attempt on a
-// newer map or the caller's next try, shows it deleted (undropped.go); and
+// owner's copy of the same version: drain.go, liveMayHold) until a later
+// put, delete or consuming get of the key through the same Job (the
+// call's own last attempt, or the caller's next call) finds that version
+// at neither of the key's owners (undropped.go); and
 // the chunks, on the other nodes, of a value whose manifest went with a
 // node that restarted or was lost (the key answers lost, or not found,
 // and no call names that version again: a hostile trial that restarted a
