@@ -366,6 +366,7 @@ func (j *Job) deletePrefix(ctx context.Context, prefix string, n *removeCount) e
 		if again, err = j.passAgain(ctx, err, used, attempt); again {
 			continue
 		}
+		j.settleUnder(ctx, prefix) // undropped.go
 		return err
 	}
 }

@@ -219,7 +219,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 			if op == wire.OpDelete && err == nil {
 				named = r.Meta.Version // its caller drops it
 			}
-			j.settleUndropped(key, named)
+			j.settleUndropped(ctx, key, named)
 		}
 		if deletedOld && (errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict)) {
 			// An earlier attempt deleted the key at its old owner (and

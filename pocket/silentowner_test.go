@@ -263,13 +263,7 @@ func TestHeldMapLeavesNoChunks(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	left := 0
 	for k := range done {
-		for _, n := range c.nodes {
-			for i := 1; n != victim && i <= 4; i++ {
-				if holds(n.tier, j.ID(), wire.AppendChunkKey(nil, []byte(k), vers[k], i)) {
-					left++
-				}
-			}
-		}
+		left += chunksLeft(c, j, victim, k, vers[k])
 	}
 	t.Logf("%d of %d calls on chunked objects at kept keys done", len(done), len(keys))
 	if left > 0 {
@@ -328,7 +322,18 @@ func TestStaleLiveOwnerLeavesNoDeadChunks(t *testing.T) {
 	if len(keys) == 0 {
 		t.Fatal("no key moves on to the joining node")
 	}
-	j.setMap(moving)
+	// A handle per key, so that one call's fetch of the map (the
+	// controller's, without the change) does not route another's first
+	// attempt past the old owner.
+	handles := map[string]*Job{}
+	for _, k := range keys {
+		h, err := c.store().OpenCredential(j.Credential())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.setMap(moving)
+		handles[k] = h
+	}
 	var mu sync.Mutex
 	var again []string
 	var wg sync.WaitGroup
@@ -336,7 +341,7 @@ func TestStaleLiveOwnerLeavesNoDeadChunks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := j.Delete(ctx, k); err != nil {
+			if err := handles[k].Delete(ctx, k); err != nil {
 				mu.Lock()
 				again = append(again, k)
 				mu.Unlock()
@@ -344,11 +349,16 @@ func TestStaleLiveOwnerLeavesNoDeadChunks(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	for _, k := range keys {
+		if holds(c.nodeAt(a).tier, j.ID(), []byte(k)) {
+			t.Fatalf("%s: the delete did not remove the old owner's copy", k)
+		}
+	}
 	waitFor(t, 30*time.Second, "the grown map to be handed out", func() bool {
 		return j.refresh(ctx) == nil && j.Map().Epoch > old
 	})
 	for _, k := range again {
-		if err := j.Delete(ctx, k); err != nil {
+		if err := handles[k].Delete(ctx, k); err != nil {
 			t.Fatalf("delete %s again on the grown map: %v", k, err)
 		}
 	}
@@ -358,18 +368,25 @@ func TestStaleLiveOwnerLeavesNoDeadChunks(t *testing.T) {
 		if _, err := j.Get(ctx, k); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s after its delete: %v", k, err)
 		}
-		for _, n := range c.nodes {
-			for i := 1; n != victim && i <= 4; i++ {
-				if holds(n.tier, j.ID(), wire.AppendChunkKey(nil, []byte(k), vers[k], i)) {
-					left++
-				}
-			}
-		}
+		left += chunksLeft(c, j, victim, k, vers[k])
 	}
 	t.Logf("%d deletes refused by the live owner, %d of them done again by the caller", len(keys), len(again))
 	if left > 0 {
 		t.Errorf("%d chunks of %d deleted objects are left on the job's live nodes", left, len(keys))
 	}
+}
+
+// chunksLeft counts the chunks 1 to 4 of key's version ver on c's nodes
+// but skip.
+func chunksLeft(c *testCluster, j *Job, skip *clusterNode, key string, ver uint64) (n int) {
+	for _, nd := range c.nodes {
+		for i := 1; nd != skip && i <= 4; i++ {
+			if holds(nd.tier, j.ID(), wire.AppendChunkKey(nil, []byte(key), ver, i)) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // copyManifest puts the manifest key holds at from at to too, with its

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
-	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -22,8 +22,8 @@ import (
 // on to a held-back grow left 4 chunks of each deleted object).
 //
 // The next put, delete or consuming get of the key through the Job (the
-// same call's last attempt, or a later call) settles them
-// (settleUndropped): a version that neither of the key's owners holds
+// same call's last attempt, or a later call), or a prefix delete over it,
+// settles them (settleUndropped, settleUnder): a version that neither of the key's owners holds
 // now, asked in the order a mover empties them, is dropped; others wait
 // for the next such call. No answer of the call itself is taken as proof:
 // a review found a delete by another version answering "not found" while
@@ -58,6 +58,21 @@ func (u *undropped) add(key []byte, ver uint64) {
 	u.keys[string(key)] = append(held, ver)
 }
 
+// takeUnder removes and returns the versions held for keys under prefix.
+func (u *undropped) takeUnder(prefix string) map[string][]uint64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := map[string][]uint64{}
+	for k, vers := range u.keys {
+		if strings.HasPrefix(k, prefix) {
+			out[k] = vers
+			delete(u.keys, k)
+			u.n.Add(-1)
+		}
+	}
+	return out
+}
+
 // take removes and returns the versions held for key.
 func (u *undropped) take(key []byte) []uint64 {
 	u.mu.Lock()
@@ -74,15 +89,34 @@ func (u *undropped) take(key []byte) []uint64 {
 // neither of its owners holds now, but for named, the version the call's
 // answer names and its caller drops; it holds the others again. doReq
 // calls it after a put, delete or consuming get of key, whatever its
-// answer. It costs one atomic load while nothing is held.
-func (j *Job) settleUndropped(key []byte, named uint64) {
+// answer, within the caller's context: a review found a first version
+// waiting out a busy stat for 10 s past the caller's deadline, on every
+// later call of the key. It costs one atomic load while nothing is held.
+func (j *Job) settleUndropped(ctx context.Context, key []byte, named uint64) {
 	if j.undropped.n.Load() == 0 {
 		return
 	}
-	for _, v := range j.undropped.take(key) {
+	j.settleVersions(ctx, key, j.undropped.take(key), named)
+}
+
+// settleUnder settles every key under prefix that holds undropped
+// versions: RemoveAll's keys are deleted by the prefix, not one by one.
+func (j *Job) settleUnder(ctx context.Context, prefix string) {
+	if j.undropped.n.Load() == 0 {
+		return
+	}
+	for key, vers := range j.undropped.takeUnder(prefix) {
+		j.settleVersions(ctx, []byte(key), vers, 0)
+	}
+}
+
+// settleVersions drops each of vers (held for key) that neither owner of
+// key holds, but named, and holds the others again.
+func (j *Job) settleVersions(ctx context.Context, key []byte, vers []uint64, named uint64) {
+	for _, v := range vers {
 		switch {
 		case v == named:
-		case j.versionGone(key, v):
+		case j.versionGone(ctx, key, v):
 			j.dropVersion(v)
 		default:
 			j.undropped.add(key, v)
@@ -94,22 +128,19 @@ func (j *Job) settleUndropped(key []byte, named uint64) {
 // holds version ver of it: both answered, with another version or none.
 // The old owner is asked first: a mover puts the key at the live owner
 // before it deletes its own copy, so a copy on its way is seen at one of
-// them. A dead owner, or one that does not answer, says nothing.
-func (j *Job) versionGone(key []byte, ver uint64) bool {
+// them. A dead owner, one that does not answer or answers busy, and a
+// caller gone say nothing.
+func (j *Job) versionGone(ctx context.Context, key []byte, ver uint64) bool {
 	t := j.route(key, 0)
-	if t.none || t.dead || t.oldDead != "" {
+	if t.none || t.dead || t.oldDead != "" || givenUp(ctx) != nil {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), settle)
-	defer cancel()
 	req := wire.Request{Job: t.job, Key: key, Token: t.token, Epoch: t.epoch}
 	for _, addr := range []string{t.old, t.addr} {
 		if addr == "" {
 			continue
 		}
-		r, err := untilNotBusyFor(ctx, settle, func() (client.Reply, error) {
-			return j.s.data.Do(ctx, addr, wire.OpStat, t.flags, &req, nil, nil)
-		})
+		r, err := j.s.data.Do(ctx, addr, wire.OpStat, t.flags, &req, nil, nil)
 		if err != nil && !errors.Is(err, wire.ErrNotFound) || err == nil && r.Meta.Version == ver {
 			return false
 		}

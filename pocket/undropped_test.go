@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/internal/placement"
@@ -148,5 +149,101 @@ func TestUndroppedVersionGoesWhenTheKeyIsConsumed(t *testing.T) {
 	t.Logf("after the key was consumed: %d chunks (%d bytes) of its dead version left; held %v", k, n, j.undropped.keys[key])
 	if k > 0 {
 		t.Errorf("%d chunks of a dead version left after the key was consumed", k)
+	}
+}
+
+// heldAt builds the state of TestUndroppedVersionGoesWhenTheKeyIsConsumed
+// for a key under prefix: old owner a holds a chunked V, live owner b a
+// newer plain value; b fails the delete and the stat, so V is held.
+func heldAt(t *testing.T, prefix string) (*Job, *dropMoveNode, *dropMoveNode, string) {
+	const cs = 4 << 10
+	ctx := context.Background()
+	ns := dropMoveCluster(t, 2)
+	a, b := ns[0], ns[1]
+	nodes := []Node{{Addr: a.addr, Weight: 1}, {Addr: b.addr, Weight: 1}}
+	s := placement.NewSet(placementNodes(nodes))
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprint(prefix, "obj", i); s.Node(s.Pick([]byte(k), 0)).ID == b.addr {
+			key = k
+		}
+	}
+	j := staticJob(t, Config{ChunkSize: cs}, []string{b.addr})
+	if err := j.Put(ctx, key, randBytes(3*cs+10, 7)); err != nil {
+		t.Fatal(err)
+	}
+	m1 := j.Map()
+	m1.Epoch, m1.Nodes, m1.Joining = 1, nodes, map[string]bool{b.addr: true}
+	j.setMap(m1)
+	copyManifest(t, j, b.addr, a.addr, key)
+	if _, err := rawAt(t, j, b.addr, wire.OpPut, 0, key, []byte("newer")); err != nil {
+		t.Fatal(err)
+	}
+	b.faulty.SetHook(func(op dataplane.FaultOp, _, k []byte) error {
+		if (op == dataplane.FaultDelete || op == dataplane.FaultStat) && string(k) == key {
+			return errors.New("injected: refused")
+		}
+		return nil
+	})
+	if err := j.Delete(ctx, key); err == nil {
+		t.Fatal("delete succeeded")
+	}
+	b.faulty.SetHook(nil)
+	if j.undropped.n.Load() != 1 {
+		t.Fatalf("nothing held")
+	}
+	return j, a, b, key
+}
+
+// TestUndroppedVersionGoesWithItsDirectory: the key is then removed by
+// RemoveAll of its directory (a prefix delete, which skips chunk keys).
+// A review found the first version of settling leaving prefix deletes
+// out: V's chunks stayed until the job ended.
+func TestUndroppedVersionGoesWithItsDirectory(t *testing.T) {
+	ctx := context.Background()
+	j, a, b, key := heldAt(t, "d/")
+	if err := j.RemoveAll(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Get(ctx, key); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get after RemoveAll: %v", err)
+	}
+	n, k := chunkBytes([]*dataplane.Faulty{a.faulty, b.faulty}, j.ID())
+	t.Logf("after RemoveAll: %d chunks (%d bytes) of the dead version, %d keys still held", k, n, j.undropped.n.Load())
+	if k > 0 {
+		t.Errorf("%d chunks of a dead version left after its directory was removed", k)
+	}
+}
+
+// TestUndroppedSettleKeepsTheCallersDeadline: with V held and the old
+// owner answering its stat busy (moving, or its tier making room), a put
+// of the key with a 200 ms context held the key's fence for 10 s (the
+// settle waited busy out on a context of its own), and every later call
+// of the key paid the wait again (a review: a delete took 19.5 s). Now
+// the settle runs within the caller's context and takes busy for "not
+// known".
+func TestUndroppedSettleKeepsTheCallersDeadline(t *testing.T) {
+	j, a, _, key := heldAt(t, "")
+	a.faulty.SetHook(func(op dataplane.FaultOp, _, k []byte) error {
+		if op == dataplane.FaultStat && string(k) == key {
+			return &wire.Error{Code: wire.CodeBusy, Msg: "injected busy"}
+		}
+		return nil
+	})
+	defer a.faulty.SetHook(nil)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err := j.Put(ctx, key, []byte("x"))
+	cancel()
+	t.Logf("put: %v after %v", err, time.Since(start).Round(time.Millisecond))
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	err = j.Delete(ctx, key)
+	cancel()
+	t.Logf("next delete (200 ms context): %v after %v", err, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	err = j.Delete(context.Background(), key)
+	t.Logf("delete without deadline: %v, took %v", err, time.Since(start).Round(time.Millisecond))
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("a delete of the key took %v inside settle", time.Since(start))
 	}
 }

@@ -2029,12 +2029,33 @@ class Job:
             return
         with self._undropped_lock:
             held = self._undropped.pop(key, [])
-        for v in held:
-            if v == named:
-                continue
-            if self._version_gone(key, v):
+        self._settle_versions(key, held, named)
+
+    def _settle_under(self, p: bytes) -> None:
+        """Settles every key under prefix p holding undropped versions: a
+        prefix delete removes them, not one by one (the Go SDK's
+        settleUnder; a review found their chunks left after remove_all)."""
+        if not self._undropped:
+            return
+        with self._undropped_lock:
+            under = {k: self._undropped.pop(k) for k in list(self._undropped) if k.startswith(p)}
+        for k, held in under.items():
+            self._settle_versions(k, held, 0)
+
+    def _settle_versions(self, key: bytes, held: list, named: int) -> None:
+        """Drops each of held (versions of key) that neither owner holds,
+        but named; holds the others again, and, interrupted, the ones not
+        yet decided."""
+        for i, v in enumerate(held):
+            try:
+                gone = v != named and self._version_gone(key, v)
+            except BaseException:
+                for w in held[i:]:
+                    self._hold_undropped(key, w)
+                raise
+            if gone:
                 self._drop_version(v)
-            else:
+            elif v != named:
                 self._hold_undropped(key, v)
 
     def _version_gone(self, key: bytes, ver: int) -> bool:
@@ -2055,7 +2076,10 @@ class Job:
             if not a:
                 continue
             try:
-                r = self._send_patient(a, wire.OP_STAT, st.tier_flags, st.codec.encode(key))
+                # One attempt: busy says nothing, and a call of the key
+                # does not wait on it (a review: the Go SDK's settle
+                # waited busy out for 10 s, on every later call).
+                r = self._send_once(a, wire.OP_STAT, st.tier_flags, st.codec.encode(key))
             except errors.PocketError:
                 return False
             if r.code == errors.Code.NOT_FOUND:
@@ -2663,6 +2687,7 @@ class Job:
             if errs:
                 raise errs[0]
             break
+        self._settle_under(p)
         if p:
             try:
                 self.delete(p[:-1])

@@ -577,3 +577,36 @@ def test_a_held_version_the_old_owner_serves_stays(change_views):
         during._delete_version(key.encode(), ver ^ 1)  # a delete-after-read's, of a replaced version
     assert bytes(during.get(key)) == val, "the value the old owner serves lost its chunks"
     assert during._undropped == {key.encode(): [ver]}
+
+
+def test_a_held_version_goes_with_its_directory(change_views, monkeypatch):
+    """A held version (as in the stale-refusal test) whose key is then
+    removed by remove_all of its directory: a prefix delete skips chunk
+    keys, and a review found the first version of settling leaving prefix
+    deletes out, so the version's chunks stayed (the Go SDK's
+    TestUndroppedVersionGoesWithItsDirectory)."""
+    views, _ = change_views
+    before, during = views["join"]
+    st = during._st
+    key = next(k for k in (f"d/held-{i}" for i in range(1000)) if st.route(k.encode(), 0)[1])
+    live, _ = st.route(key.encode(), 0)
+    before.put(key, os.urandom(3 * CHUNK + 100))  # the manifest at the old owner
+    r = during._send(live, wire.OP_PUT, st.tier_flags, st.codec.encode(key.encode(), pclient._new_version()), b"newer")
+    assert r.code == 0, r.code
+    send = during._send_once
+
+    def owner_moved_on(addr, op, flags, *a, **kw):
+        if addr == live and op in (wire.OP_DELETE, wire.OP_STAT):
+            return conn.Reply(0, 0, pocket.errors.Code.STALE_EPOCH, b"", b"")
+        return send(addr, op, flags, *a, **kw)
+    monkeypatch.setattr(during, "_send_once", owner_moved_on)
+    monkeypatch.setattr(during, "_map_changed", lambda *a, **kw: False)
+    with pytest.raises(pocket.errors.PocketError):
+        during.delete(key)
+    monkeypatch.undo()
+    assert during._undropped
+    during.remove_all("d")
+    with pytest.raises(pocket.errors.NotFound):
+        during.get(key)
+    assert wait_for(lambda: usage(during) == 0), f"{usage(during)} bytes left after remove_all"
+    assert not during._undropped
