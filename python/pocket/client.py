@@ -792,28 +792,48 @@ class _Fence:
         self.done = threading.Event()
         self.answered = False  # the owed reply came, or the node closed the connection
 
-    def wait(self) -> None:
+    def wait(self, bound: float | None = None) -> None:
         """Returns once the owed reply has come or been given up: the first
         caller reads it (NodeConn.settle), the others wait for that. Raises
         NodeUnavailable (not sent) when it was given up: the node has been
         silent for the larger of the timeout and conn.SILENCE, and the
         request it owes a reply for may still be executed; the caller's
-        request is not sent (the fence is down: a later call goes)."""
+        request is not sent (the fence is down: a later call goes). A
+        caller waits at most bound seconds (the client's timeout; None: no
+        bound): past it, it raises NodeUnavailable (not sent) and the fence
+        stays up, as a Go call ends at its context's deadline. Before, a
+        put with a 1 s timeout waited 30 s at the fence of a frozen node (a
+        trial)."""
+        end = None if bound is None else time.monotonic() + bound
+        left = lambda: None if end is None else end - time.monotonic()  # noqa: E731
         if self.after is not None:
-            self.after.wait()
+            self.after.wait(left())
         # Another caller settling it may be interrupted and leave the wait
         # (settle_now): then this one takes it over.
-        while not self.settle_now() and not self.done.wait(0.1):
-            pass
+        while True:
+            settled = self.settle_now(limit=left())
+            if settled:
+                break
+            rest = left()
+            if settled is None or (rest is not None and rest <= 0):
+                c = self.conn
+                raise NodeUnavailable(c.addr, f"node {c.addr}: an earlier put or delete of this key timed out (or was interrupted) and the node "
+                                      f"has not answered it within the client's timeout ({bound} s; it may still execute it, and the key's "
+                                      f"next put or delete waits for it again, until the node has been silent for {max(bound, pconn.SILENCE)} s): "
+                                      f"nothing was sent; try again", sent=False)
+            if self.done.wait(0.1 if rest is None else min(0.1, rest)):
+                break
         if not self.answered:
             c = self.conn
             raise NodeUnavailable(c.addr, f"node {c.addr}: an earlier put or delete of this key timed out (or was interrupted) and the node "
                                   f"has not answered it since (it may still execute it): nothing was sent; try again",
                                   sent=False)
 
-    def settle_now(self, give_up: bool = False) -> bool:
+    def settle_now(self, give_up: bool = False, limit: float | None = None) -> bool | None:
         """Settles the fence here unless another caller does (False):
-        reads the owed reply, or with give_up closes the connection unread."""
+        reads the owed reply, within limit seconds (None when they pass
+        first: the fence stays up), or with give_up closes the connection
+        unread."""
         if self.done.is_set():
             return True
         if not self.lock.acquire(blocking=False):
@@ -823,7 +843,10 @@ class _Fence:
             if give_up:
                 self.conn.close()
             else:
-                self.answered = self.conn.settle()
+                answered = self.conn.settle(limit)
+                if answered is None:
+                    return None
+                self.answered = answered
             finished = True
         except BaseException:
             # Interrupted (KeyboardInterrupt, a signal handler's exception):
@@ -1806,7 +1829,7 @@ class Job:
         if f is None:
             return
         try:
-            f.wait()
+            f.wait(self.client.pool.timeout)
         finally:
             # An interrupted wait leaves the fence up (the reply still owed).
             with self._fence_lock:

@@ -479,22 +479,35 @@ class NodeConn:
             return
         self.broken, self.owed, self.owed_at = True, owed, time.monotonic()
 
-    def settle(self) -> bool:
+    def settle(self, limit: float | None = None) -> bool | None:
         """Waits for the reply owed on a connection left open by a timeout
         (owed), discarding it, then closes the connection: from then on
         the request it answers, if the node ever executes it, has been
         executed. Any failure ends the wait too: a connection the node
         closed executes nothing more, and one silent for the larger of the
-        timeout and SILENCE is given up, as the Go SDK gives up a silent
-        node's call (client/silence.go); with no timeout (None) it waits
-        for ever. Returns False when it gave up: the request may still
-        be executed."""
+        timeout and SILENCE since it began to owe the reply is given up,
+        as the Go SDK gives up a silent node's call (client/silence.go);
+        with no timeout (None) it waits for ever. Returns False when it
+        gave up (the request may still be executed), and None when limit
+        seconds passed first, before any byte of the reply: the connection
+        is left owing it, for the next wait."""
+        wait = None
         if self.timeout is not None:
-            self.sock.settimeout(max(self.timeout, SILENCE))
+            wait = max(0.0, self.owed_at + max(self.timeout, SILENCE) - time.monotonic())
+        if limit is not None and (wait is None or limit < wait):
+            wait = max(limit, 0.001)
+        else:
+            limit = None  # the silence bound comes first: a timeout gives up
+        if wait is not None:
+            self.sock.settimeout(wait)
+        since = self.owed_at
         try:
-            while self.recv(None).id != self.owed:
+            while self.recv(None, owed=self.owed if limit is not None else 0).id != self.owed:
                 pass
         except NodeUnavailable as e:
+            if limit is not None and getattr(e, "conn", None) is self:
+                e.conn, self.owed_at = None, since  # silent since then still
+                return None  # not yet: still owing, untouched
             self.close()
             return "timed out" not in str(e)  # closed by the node: nothing more lands
         except errors.PocketError:
