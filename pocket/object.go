@@ -122,7 +122,7 @@ func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOpti
 	if err == nil {
 		err = w.commit(ctx, wire.Manifest{Version: w.ver, Size: int64(len(value)), Chunk: cs, Count: n})
 	} else {
-		w.abort()
+		w.abortUnconfirmed()
 	}
 	return j.wrap("put", key, err)
 }

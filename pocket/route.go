@@ -340,8 +340,8 @@ func resendable(op wire.Op, flags uint16) bool {
 // stale epoch, draining) and the fetch failed, err saying so
 // (fetchFailedErr).
 func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool, attempt int) (bool, error) {
-	if j.s.ctl == nil || err == nil || attempt >= mapRetries {
-		return false, err
+	if j.s.ctl == nil || err == nil || attempt >= mapRetries || ctx.Value(noControllerWait{}) != nil {
+		return false, err // the last: a leased chunks' drop (abortUnconfirmed)
 	}
 	switch {
 	case errors.Is(err, wire.ErrStaleEpoch) && nodesBehind(err, used):

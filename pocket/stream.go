@@ -92,7 +92,7 @@ func (w *Writer) Close() error {
 		w.flushChunk()
 	}
 	if err := w.g.Wait(); err != nil {
-		w.obj.abort()
+		w.obj.abortUnconfirmed()
 		return w.j.wrap("put", w.key, err)
 	}
 	m := wire.Manifest{Version: w.obj.ver, Size: w.size, Chunk: w.j.s.cfg.ChunkSize, Count: w.n}
@@ -107,7 +107,7 @@ func (w *Writer) Abort() {
 	w.err = errors.New("pocket: writer aborted")
 	_ = w.g.Wait()
 	if w.n > 0 {
-		w.obj.abort()
+		w.obj.abortUnconfirmed()
 	}
 }
 
