@@ -107,39 +107,8 @@ func TestUndroppedVersionLiveAtTheOldOwnerStays(t *testing.T) {
 // instead of deleted again. The first version of undropped settled held
 // versions on deletes only: V's chunks stayed until the job ended.
 func TestUndroppedVersionGoesWhenTheKeyIsConsumed(t *testing.T) {
-	const cs = 4 << 10
 	ctx := context.Background()
-	ns := dropMoveCluster(t, 2)
-	a, b := ns[0], ns[1]
-	nodes := []Node{{Addr: a.addr, Weight: 1}, {Addr: b.addr, Weight: 1}}
-	s := placement.NewSet(placementNodes(nodes))
-	key := ""
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprint("obj", i); s.Node(s.Pick([]byte(k), 0)).ID == b.addr {
-			key = k
-		}
-	}
-	j := staticJob(t, Config{ChunkSize: cs}, []string{b.addr})
-	if err := j.Put(ctx, key, randBytes(3*cs+10, 7)); err != nil {
-		t.Fatal(err)
-	}
-	m1 := j.Map()
-	m1.Epoch, m1.Nodes, m1.Joining = 1, nodes, map[string]bool{b.addr: true}
-	j.setMap(m1)
-	copyManifest(t, j, b.addr, a.addr, key) // the older chunked copy at the old owner
-	if _, err := rawAt(t, j, b.addr, wire.OpPut, 0, key, []byte("newer")); err != nil {
-		t.Fatal(err)
-	}
-	b.faulty.SetHook(func(op dataplane.FaultOp, _, k []byte) error {
-		if (op == dataplane.FaultDelete || op == dataplane.FaultStat) && string(k) == key {
-			return errors.New("injected: refused")
-		}
-		return nil
-	})
-	if err := j.Delete(ctx, key); err == nil {
-		t.Fatal("delete succeeded")
-	}
-	b.faulty.SetHook(nil)
+	j, a, b, key := heldAt(t, "")
 	t.Logf("held: %v", j.undropped.keys[key])
 	got, err := j.Get(ctx, key, DeleteAfterRead())
 	if err != nil || string(got) != "newer" {

@@ -512,24 +512,19 @@ def test_failed_delete_keeps_the_owners_copy_of_the_same_version(change_views, m
     assert bytes(during.get(key)) == value, "the owner's value lost its chunks"
 
 
-@pytest.mark.parametrize("then", ["delete", "consume", "put"])
-def test_delete_refused_stale_by_the_owner_drops_the_old_owners_version(change_views, then, monkeypatch):
-    """A delete of a moving key whose old owner holds a chunked version
-    and whose owner a newer plain value: the old owner deletes the
-    version, the owner refuses the delete as stale (it moved on to a newer
-    map), and its stat too, so whether it holds the same version is
-    unknown and the chunks stay. The next delete, consuming get or put of
-    the key finds the version at neither owner, and its chunks go then
-    (the Go SDK's undropped). Before, they stayed until the job ended."""
+def _held_by_a_stale_refusal(change_views, prefix: str, monkeypatch):
+    """A key (named prefix and a number) moving in the "join" view, whose
+    old owner holds a chunked version and whose owner a newer plain value,
+    deleted while the owner refuses the delete and the stat as stale: the
+    version is held undropped. Returns the view and the key."""
     views, _ = change_views
     before, during = views["join"]
     st = during._st
-    key = next(k for k in (f"stale-{i}" for i in range(1000)) if st.route(k.encode(), 0)[1])
-    live, old = st.route(key.encode(), 0)
+    key = next(k for k in (f"{prefix}{i}" for i in range(1000)) if st.route(k.encode(), 0)[1])
+    live, _ = st.route(key.encode(), 0)
     before.put(key, os.urandom(3 * CHUNK + 100))  # the manifest at the old owner
     r = during._send(live, wire.OP_PUT, st.tier_flags, st.codec.encode(key.encode(), pclient._new_version()), b"newer")
     assert r.code == 0, r.code  # the owner's newer value, replacing nothing
-    assert usage(during) > 3 * CHUNK
     send = during._send_once
 
     def owner_moved_on(addr, op, flags, *a, **kw):
@@ -541,6 +536,20 @@ def test_delete_refused_stale_by_the_owner_drops_the_old_owners_version(change_v
     with pytest.raises(pocket.errors.PocketError):
         during.delete(key)
     monkeypatch.undo()
+    assert during._undropped
+    return during, key
+
+
+@pytest.mark.parametrize("then", ["delete", "consume", "put"])
+def test_delete_refused_stale_by_the_owner_drops_the_old_owners_version(change_views, then, monkeypatch):
+    """A delete of a moving key whose old owner holds a chunked version
+    and whose owner a newer plain value: the old owner deletes the
+    version, the owner refuses the delete as stale (it moved on to a newer
+    map), and its stat too, so whether it holds the same version is
+    unknown and the chunks stay. The next delete, consuming get or put of
+    the key finds the version at neither owner, and its chunks go then
+    (the Go SDK's undropped). Before, they stayed until the job ended."""
+    during, key = _held_by_a_stale_refusal(change_views, "stale-", monkeypatch)
     assert usage(during) > 3 * CHUNK, "the chunks went while the owner's value was unknown"
     if then == "delete":
         during.delete(key)  # the caller's next try, on a map the owner takes
@@ -585,25 +594,7 @@ def test_a_held_version_goes_with_its_directory(change_views, monkeypatch):
     keys, and a review found the first version of settling leaving prefix
     deletes out, so the version's chunks stayed (the Go SDK's
     TestUndroppedVersionGoesWithItsDirectory)."""
-    views, _ = change_views
-    before, during = views["join"]
-    st = during._st
-    key = next(k for k in (f"d/held-{i}" for i in range(1000)) if st.route(k.encode(), 0)[1])
-    live, _ = st.route(key.encode(), 0)
-    before.put(key, os.urandom(3 * CHUNK + 100))  # the manifest at the old owner
-    r = during._send(live, wire.OP_PUT, st.tier_flags, st.codec.encode(key.encode(), pclient._new_version()), b"newer")
-    assert r.code == 0, r.code
-    send = during._send_once
-
-    def owner_moved_on(addr, op, flags, *a, **kw):
-        if addr == live and op in (wire.OP_DELETE, wire.OP_STAT):
-            return conn.Reply(0, 0, pocket.errors.Code.STALE_EPOCH, b"", b"")
-        return send(addr, op, flags, *a, **kw)
-    monkeypatch.setattr(during, "_send_once", owner_moved_on)
-    monkeypatch.setattr(during, "_map_changed", lambda *a, **kw: False)
-    with pytest.raises(pocket.errors.PocketError):
-        during.delete(key)
-    monkeypatch.undo()
+    during, key = _held_by_a_stale_refusal(change_views, "d/held-", monkeypatch)
     assert during._undropped
     during.remove_all("d")
     with pytest.raises(pocket.errors.NotFound):
