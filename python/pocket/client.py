@@ -88,6 +88,11 @@ def _name(key: Name) -> bytes:
         k = _bytes(key)
     except UnicodeEncodeError as e:
         raise errors.BadKey(f"key {_shown(key)}: not encodable as UTF-8: {e.reason}") from None
+    except TypeError:
+        # An object that is no name, such as a listing's Entry (a trial's
+        # stat(entry) raised "cannot convert 'Entry' object to bytes").
+        hint = ": a listing's Entry: pass its .name" if isinstance(key, Entry) else ""
+        raise errors.BadKey(f"key {key!r}: want str or bytes{hint}") from None
     if not k or len(k) > MAX_NAME or b"\x00" in k:
         raise errors.BadKey(f"key {_shown(key)} ({len(k)} bytes): want 1 to {MAX_NAME} bytes, no 0x00")
     return k

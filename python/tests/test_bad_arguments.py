@@ -30,6 +30,17 @@ def test_a_number_is_no_key(key):
         _name(key)
 
 
+def test_an_object_that_is_no_name_is_no_key():
+    """A listing's Entry (a trial's stat(entry) raised a raw TypeError)
+    and other objects bytes() refuses are BadKey, the Entry's saying to
+    pass its name."""
+    from pocket.client import Entry
+    with pytest.raises(pocket.BadKey, match=r"pass its \.name"):
+        _name(Entry("a/b", 1, False))
+    with pytest.raises(pocket.BadKey, match="want str or bytes"):
+        _name(object())
+
+
 def test_a_token_not_hex_is_bad_token():
     c = pocket.Client("127.0.0.1:1")  # never reached: the token is checked first
     try:
