@@ -12,12 +12,14 @@ the job lives on. The Go SDK's TestNodeCutOffFromItsControllerAcksNothingLost.""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
 import pytest
 
 import pocket
+from pocket import wire
 
 from conftest import HelperCluster, wait_for
 
@@ -111,5 +113,32 @@ def test_lapsed_lease_waits_for_the_controller_once(helper_cluster):
             with pytest.raises(pocket.StaleEpoch) as info:  # a fan-out (_follow)
                 job.list()
             assert "asked the controller for the job's map and got no answer" in str(info.value), info.value
+        # A chunked put to nodes whose leases have all lapsed: its chunk
+        # puts fail after one wait, and the drop of its unconfirmed chunks
+        # waited a second time before (a trial: 6 s with a 3 s wait; the Go
+        # SDK's TestLapsedLeaseChunkedPutWaitsOnce).
+        others = [n.addr for n in reg.map.nodes if n.addr != victim]
+        for a in others:
+            c.command(f"mute {a}")
+        with pocket.Client(away, insecure=True, controller_wait=2.0, chunk_size=4096) as cl:
+            job = pocket.Job(cl, reg.map)
+            keys = {_owner(job, k): k for k in (f"c{i}".encode() for i in range(200))}
+
+            def lapsed_at(a: str, k: bytes) -> bool:
+                try:
+                    job._send(a, wire.OP_STAT, 0, job._st.codec.encode(k)).check()
+                except pocket.StaleEpoch as e:
+                    return e.epoch == 0  # its lease lapsed: it names no epoch
+                except pocket.PocketError:
+                    pass
+                return False
+            assert wait_for(lambda: all(lapsed_at(a, k) for a, k in keys.items()), 30), "the nodes' leases did not lapse"
+            t0 = time.monotonic()
+            with pytest.raises(pocket.StaleEpoch):
+                job.put(key, os.urandom(64 << 10))
+            took = time.monotonic() - t0
+            assert took < 3.5, f"the chunked put took {took:.2f} s with controller_wait 2 s: it waited more than once"
+        for a in others:
+            c.command(f"unmute {a}")
         c.command(f"unmute {victim}")
         reg.deregister()
