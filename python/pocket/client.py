@@ -811,8 +811,13 @@ class _Fence:
         trial)."""
         end = None if bound is None else time.monotonic() + bound
         left = lambda: None if end is None else end - time.monotonic()  # noqa: E731
-        if self.after is not None:
-            self.after.wait(left())
+        a = self.after
+        if a is not None and not a.done.is_set():
+            a.wait(left())  # raises past bound, or once when a is given up
+        # a settled or given up: this fence's own reply is what is owed now.
+        # Before, a fence behind one given up raised that one's error to
+        # every caller for good (a review: the key never writable again).
+        self.after = None
         # Another caller settling it may be interrupted and leave the wait
         # (settle_now): then this one takes it over.
         while True:
@@ -1853,7 +1858,7 @@ class Job:
         give_up = max(self.client.pool.timeout or 0.0, pconn.SILENCE)
         now = time.monotonic()
         for key, f in fences:
-            if f.after is not None or f.done.is_set():
+            if (f.after is not None and not f.after.done.is_set()) or f.done.is_set():
                 continue
             if f.conn.closed_by_node() or now - f.conn.owed_at > give_up:
                 if f.settle_now(give_up=now - f.conn.owed_at > give_up):

@@ -493,7 +493,14 @@ class NodeConn:
         is left owing it, for the next wait."""
         wait = None
         if self.timeout is not None:
-            wait = max(0.0, self.owed_at + max(self.timeout, SILENCE) - time.monotonic())
+            wait = self.owed_at + max(self.timeout, SILENCE) - time.monotonic()
+            if wait <= 0:
+                # Silent past the bound already: given up without a read
+                # (a timeout of 0 would make the socket non-blocking, and
+                # its "would block" read as the node's close: a review saw
+                # the next put sent, then the earlier one executed).
+                self.close()
+                return False
         if limit is not None and (wait is None or limit < wait):
             wait = max(limit, 0.001)
         else:

@@ -264,3 +264,58 @@ def test_retired_key_request_closes_the_timed_out_connection():
     with pytest.raises(pconn.NodeUnavailable) as ei:
         j._retired_key_do(None, b"k", "127.0.0.1:1", "127.0.0.1:2", wire.OP_DELETE, 0, b"", None, None)
     assert len(closed) == 3 and ei.value.conn is None  # a delete asks both owners
+
+
+def test_fence_past_silence_bound_is_given_up_not_answered(monkeypatch):
+    """The key's next put comes after the node has been silent past the
+    bound: it raises (given up, not sent). A review found the bounded
+    wait reading with a timeout of 0 there (a non-blocking socket), its
+    "would block" taken for the node's close: the put was sent, then the
+    timed-out one executed over it."""
+    monkeypatch.setattr(pconn, "SILENCE", 1.5)
+    node = SlowNode(5.0)
+    try:
+        with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
+            job = _job(cl, node)
+            _timed_out(job, "k")          # put b"old": executed ~5 s after it arrived
+            time.sleep(2.0)               # past owed_at + max(TIMEOUT, SILENCE)
+            try:
+                job.put("k", b"new")
+                outcome = "sent"
+            except pocket.Unavailable as e:
+                outcome = f"raised sent={e.sent}: {e}"
+            time.sleep(4.0)               # the old put lands now
+            assert outcome.startswith("raised"), f"put sent while the earlier put was unanswered; node executed {node.done}"
+    finally:
+        node.close()
+
+
+def test_chained_fence_given_up_leaves_the_key_writable(monkeypatch):
+    """Two puts of a key time out at once (fence B after A). Once A was
+    given up, every later put of the key raised A's error and B was never
+    settled: the key could not be written through the Job again (a
+    review; older than the bounded wait). Now B is waited for, then given
+    up in turn."""
+    monkeypatch.setattr(pconn, "SILENCE", 1.5)
+    node = SlowNode(30.0)
+    try:
+        with pocket.Client(insecure=True, timeout=TIMEOUT) as cl:
+            job = _job(cl, node)
+            ts = [threading.Thread(target=lambda: pytest.raises(pocket.Unavailable, job.put, "k", b"old")) for _ in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            assert job._fences[b"k"].after is not None
+            msgs = []
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 8:
+                try:
+                    job.put("k", b"new")
+                    msgs.append("sent")
+                    break
+                except pocket.Unavailable as e:
+                    msgs.append(str(e)[60:130])
+            assert msgs[-1] == "sent", f"key never writable again: {msgs[-1]}"
+    finally:
+        node.close()
