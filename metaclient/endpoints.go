@@ -160,6 +160,9 @@ func (cs *Controllers) pass(ctx context.Context, f func(c *Client) error, moved 
 		c, i := cs.client(next)
 		tried++
 		last = f(c)
+		if errors.Is(last, ErrUnresponsive) {
+			cs.passOver(i) // the next call tries another first
+		}
 		if last == nil || !movesOn(last) {
 			cs.setLeader(i, last)
 			return last
@@ -216,10 +219,21 @@ func (cs *Controllers) after(addr string) string {
 	return cs.addrs[(indexOf(cs.addrs, addr)+1)%len(cs.addrs)]
 }
 
+// passOver makes the controller after the one at i the first to try,
+// when the one at i still is: it answered nothing (ErrUnresponsive).
+func (cs *Controllers) passOver(i int) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.cur == i {
+		cs.cur = (i + 1) % len(cs.addrs)
+	}
+}
+
 // setLeader remembers the controller at i after it answered err: nil, or
-// an answer of its own (not the end of the call's context).
+// an answer of its own (not the end of the call's context, nor
+// ErrUnresponsive).
 func (cs *Controllers) setLeader(i int, err error) {
-	if isCtxErr(err) {
+	if isCtxErr(err) || errors.Is(err, ErrUnresponsive) {
 		return
 	}
 	cs.mu.Lock()

@@ -279,3 +279,26 @@ func waitNoReadErrors(t *testing.T, h *holder) {
 		t.Fatalf("the controller read errors: %v", errs)
 	}
 }
+
+// TestHeldCallIsNotTakenForAStall: a map fetch the controller holds for
+// longer than the stall probes wait (stallAfter, stallWait) is answered,
+// not cut short as ErrUnresponsive: the controller answers the probes'
+// challenges on new connections meanwhile.
+func TestHeldCallIsNotTakenForAStall(t *testing.T) {
+	const hold = 3 * time.Second
+	h := startHolder(t, hold)
+	c := h.newClient()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	m, err := c.GetMap(ctx, "j-1", []byte("tok"))
+	if err != nil || m.Epoch != 2 {
+		t.Fatalf("GetMap held %v: %v %+v", hold, err, m)
+	}
+	if took := time.Since(start); took < hold {
+		t.Fatalf("the map fetch returned after %v, before the holder answered it (%v)", took, hold)
+	}
+	c.Close()
+	waitNoReadErrors(t, h)
+}

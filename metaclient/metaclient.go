@@ -49,6 +49,17 @@
 // and the call's error then gives NoLeaderHint (not with a negative
 // Options.RetryFor: the answer is returned as it is).
 //
+// # A stopped controller
+//
+// A controller process that is stopped or cut off answers nothing while
+// its kernel still accepts connections. A call that has waited for its
+// reply asks the controller for a challenge on a new connection, and ends
+// with ErrUnresponsive when none comes (see ErrUnresponsive); so does a
+// TLS handshake that does not finish. A request that is not idempotent is
+// written only on a connection the controller has answered on (else it
+// asks for a challenge first), so a stopped controller fails it unsent,
+// and Controllers moves on to the next controller.
+//
 // Node and drain messages prove the cluster secret for the connection
 // they travel on: the client asks the controller for a challenge nonce
 // (wire.OpChallenge) on each new connection and sends token.NodeProof or
@@ -212,6 +223,7 @@ type Client struct {
 	r      *bufio.Reader
 	nonce  []byte // the connection's challenge, once asked for
 	hello  bool   // the connection proved the node role (helloNode)
+	heard  bool   // the controller has answered on the connection
 	b      *flatbuffers.Builder
 	id     uint64
 	buf    []byte
@@ -326,7 +338,7 @@ func (c *Client) dropConn() {
 	} else {
 		c.conn.Close()
 	}
-	c.conn, c.r, c.nonce, c.hello, c.broken = nil, nil, nil, false, false
+	c.conn, c.r, c.nonce, c.hello, c.broken, c.heard = nil, nil, nil, false, false, false
 }
 
 // RegisterJob registers a job with its hints and returns its map, which
@@ -572,10 +584,11 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 		if err == nil || !isTransport(err) {
 			return err
 		}
+		if !idempotent(op) && c.plainToTLS(ctx, reused, err) {
+			// Sent, or its challenge was (a fresh connection's).
+			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, ErrControllerTLS)
+		}
 		if sent && !idempotent(op) {
-			if c.plainToTLS(ctx, reused, err) {
-				return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, ErrControllerTLS)
-			}
 			return &OutcomeUnknownError{Op: op, Addr: c.addr, Err: err}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
@@ -590,7 +603,7 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 			return c.transportErr(op, err)
 		}
 		why = err
-		if reused && attempt == 0 {
+		if reused && attempt == 0 && !errors.Is(err, ErrUnresponsive) {
 			continue // the connection had served: retry at once on a new one
 		}
 		if !retrySafe(op, sent, err) || !c.pause(ctx, wait, until) {
@@ -791,7 +804,12 @@ func (c *Client) exchange(ctx context.Context, op wire.Op, proved bool, build fu
 	if err := c.helloNode(ctx); err != nil {
 		return nil, false, err
 	}
-	if proved {
+	if proved || !idempotent(op) && !c.heard {
+		// A request that must not be sent twice goes out on a connection
+		// the controller has answered on (here, its challenge): one that
+		// accepts connections but answers nothing (a stopped process)
+		// fails it unsent (ErrUnresponsive), not with its outcome
+		// unknown, so it moves on to another controller.
 		if err := c.challenge(ctx); err != nil {
 			return nil, false, err
 		}
@@ -849,24 +867,18 @@ func (c *Client) helloNode(ctx context.Context) error {
 	return nil
 }
 
-// dial connects when there is no connection, over TLS with Options.TLS.
+// dial connects when there is no connection, over TLS with Options.TLS
+// (its handshake bounded as handshake says).
 func (c *Client) dial(ctx context.Context) error {
 	if c.conn != nil {
 		return nil
 	}
-	d := net.Dialer{Timeout: c.opt.DialTimeout}
-	if c.opt.LocalIP != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.opt.LocalIP)}
-	}
-	var conn net.Conn
-	var err error
-	if c.opt.TLS != nil {
-		td := tls.Dialer{NetDialer: &d, Config: c.opt.TLS}
-		conn, err = td.DialContext(ctx, "tcp", c.addr)
-	} else {
-		conn, err = d.DialContext(ctx, "tcp", c.addr)
-	}
+	conn, err := c.dialRaw(ctx)
 	if err != nil {
+		return err
+	}
+	if err := handshake(ctx, conn); err != nil {
+		conn.Close()
 		return err
 	}
 	c.conn, c.r, c.nonce, c.hello = conn, bufio.NewReader(conn), nil, false
@@ -884,16 +896,23 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 	// Cancelling ctx interrupts a blocked read or write.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	w := c.watch(ctx, conn)
 	c.id++
 	c.out = wire.AppendControlFrame(c.out[:0], op, c.id, wire.CodeOK, meta)
 	n, err := conn.Write(c.out)
 	c.wrote = n > 0
 	if err != nil {
 		c.broken = true
+		if w.stop() {
+			return nil, fmt.Errorf("%w (%v)", ErrUnresponsive, err)
+		}
 		return nil, ctxErr(ctx, err)
 	}
 	lim := wire.ControlLimits()
 	h, rmeta, err := wire.ReadControlFrame(c.r, &lim, c.buf)
+	if w.stop() && err != nil {
+		return nil, fmt.Errorf("%w (%v)", ErrUnresponsive, err)
+	}
 	if err != nil {
 		var we *wire.Error
 		if errors.As(err, &we) {
@@ -904,6 +923,7 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 		return nil, ctxErr(ctx, err)
 	}
 	c.buf = wire.ReuseControlBuffer(rmeta)
+	c.heard = true
 	if h.ID == 0 && h.Op == wire.OpGoAway.Reply() {
 		// The controller refused the connection (a limit) and closed it.
 		err := wire.ReplyError(&h, rmeta)

@@ -60,7 +60,7 @@ func TestPlainCallToATLSControllerIsDefinite(t *testing.T) {
 			if err != nil {
 				return
 			}
-			conn.Read(make([]byte, 4096))
+			readRequest(conn) // the registration arrives, and the server dies
 			conn.Close()
 		}
 	}()

@@ -1,6 +1,7 @@
 package metaclient_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	flatbuffers "github.com/google/flatbuffers/go"
 
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
@@ -159,14 +162,14 @@ func TestRetryIdempotent(t *testing.T) {
 		t.Fatalf("%d connections, want 4 (3 dropped, then the answer)", got)
 	}
 
-	// The connections that carried a request (a frame, "PK..."): after
-	// the first is dropped the client also asks, on a connection of its
-	// own, whether a TLS server listens (a ClientHello, no request:
+	// The connections that carried the request (after the challenge a
+	// fresh connection's registration asks for first): after the first
+	// is dropped the client also asks, on a connection of its own,
+	// whether a TLS server listens (a ClientHello, no request:
 	// metaclient.ErrControllerTLS), which the dropper drops too.
 	var reqs atomic.Int32
 	addr, _ = interposer(t, ctl, 3, func(conn net.Conn) {
-		buf := make([]byte, 64)
-		if n, _ := conn.Read(buf); n >= 2 && buf[0] == wire.Magic0 && buf[1] == wire.Magic1 {
+		if op, ok := readRequest(conn); ok && op == wire.OpRegisterJob {
 			reqs.Add(1)
 		}
 		conn.Close()
@@ -226,5 +229,25 @@ func TestNewList(t *testing.T) {
 	bad := metaclient.New("127.0.0.1:1,,127.0.0.1:2", metaclient.Options{Logger: quiet})
 	if _, err := bad.Status(ctx); err == nil || isAnswer(err) {
 		t.Fatalf("bad list: %v, want the parse error", err)
+	}
+}
+
+// readRequest reads conn's control frames, answering challenges (with a
+// made-up nonce), and returns the op of the first other one.
+func readRequest(conn net.Conn) (wire.Op, bool) {
+	r := bufio.NewReader(conn)
+	lim := wire.ControlLimits()
+	for {
+		h, _, err := wire.ReadControlFrame(r, &lim, nil)
+		if err != nil {
+			return 0, false
+		}
+		if h.Op != wire.OpChallenge {
+			return h.Op, true
+		}
+		reply := (&wire.Challenge{Nonce: make([]byte, 16)}).Encode(flatbuffers.NewBuilder(64))
+		if _, err := conn.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, wire.CodeOK, reply)); err != nil {
+			return 0, false
+		}
 	}
 }

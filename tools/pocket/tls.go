@@ -174,6 +174,8 @@ func tlsHint(err error, insecure bool) error {
 		return err
 	case errors.Is(err, syscall.ECONNREFUSED): // not TLS's doing: ctlHint says what to do
 		return err
+	case errors.Is(err, metaclient.ErrUnresponsive): // no transport mix-up: a stopped or cut-off controller
+		return fmt.Errorf("%w (with several controllers, list them all in --controller or $%s: calls move on to the active one)", err, metaclient.EnvController)
 	case insecure:
 		return fmt.Errorf("%w (with --insecure: is the controller serving TLS? then drop --insecure and use its certificates)", err)
 	case errors.As(err, &header) && header.RecordHeader[0] == wire.Magic0 && header.RecordHeader[1] == wire.Magic1:

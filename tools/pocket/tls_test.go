@@ -19,6 +19,7 @@ import (
 
 	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/internal/pki"
+	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
 )
 
@@ -313,6 +314,9 @@ func TestTLSHint(t *testing.T) {
 		{wrap(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), false, "not from the CA"},
 		{wrap(&net.OpError{Op: "remote error", Err: errors.New("tls: bad certificate")}), false, "refused this certificate"},
 		{wrap(io.EOF), false, ""},
+		// A stopped controller is no TLS mix-up (a trial was asked "is
+		// the controller serving TLS?").
+		{wrap(fmt.Errorf("%w (i/o timeout)", metaclient.ErrUnresponsive)), true, "list them all in --controller"},
 	} {
 		got := tlsHint(c.err, c.insecure)
 		if !errors.Is(got, c.err) || (c.want == "") != (got.Error() == c.err.Error()) || !strings.Contains(got.Error(), c.want) {
