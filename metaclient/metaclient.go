@@ -903,15 +903,15 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 	c.wrote = n > 0
 	if err != nil {
 		c.broken = true
-		if w.stop() {
-			return nil, fmt.Errorf("%w (%v)", ErrUnresponsive, err)
+		if w.stop() && errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, ErrUnresponsive // the probe's cut
 		}
 		return nil, ctxErr(ctx, err)
 	}
 	lim := wire.ControlLimits()
 	h, rmeta, err := wire.ReadControlFrame(c.r, &lim, c.buf)
-	if w.stop() && err != nil {
-		return nil, fmt.Errorf("%w (%v)", ErrUnresponsive, err)
+	if w.stop() && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, ErrUnresponsive // the probe's cut
 	}
 	if err != nil {
 		var we *wire.Error
