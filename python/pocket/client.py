@@ -370,7 +370,9 @@ class Client:
     Safe for use from many threads. In a process forked from one that used
     it, its connections start afresh.
 
-    controller is "host:port" (default $POCKET_CONTROLLER). The controller
+    controller is "host:port", or a comma-separated list of them (several
+    controllers on etcd: calls go to the active one and move on past one
+    that is unreachable or stopped), default $POCKET_CONTROLLER. The controller
     is reached over mutual TLS with the client certificate in tls_dir
     (default, as for the Go CLI: $POCKET_TLS_DIR, the directory ``pocket
     up`` prints, else DATA/tls when it holds ca.pem, DATA being

@@ -101,13 +101,53 @@ def _is_host_port(a: str) -> bool:
     return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
+def parse_controllers(addrs: str) -> list[str]:
+    """The controllers of a comma-separated list of host:port entries, as
+    in POCKET_CONTROLLER ("10.0.0.1:7070,10.0.0.2:7070"): spaces around
+    entries ignored, repeats dropped, the Go metaclient's
+    ParseControllers. An empty entry, or one without a valid port, raises
+    PocketError naming it."""
+    out: list[str] = []
+    for i, a in enumerate(addrs.split(",")):
+        a = a.strip()
+        if not _is_host_port(a):
+            raise errors.PocketError(f"controller list {addrs!r}: entry {i + 1} ({a!r}) is not host:port "
+                                     "(want host:port,host:port,...)", errors.Code.UNSUPPORTED)
+        if a not in out:
+            out.append(a)
+    return out
+
+
+# A call that has waited STALL_AFTER seconds for the controller's reply
+# asks it for a challenge on a new connection (answered at once by any
+# running controller, leader or not, busy or not), again every STALL_EVERY
+# seconds while the wait goes on; a probe unanswered within STALL_WAIT
+# seconds ends the call as _Stalled. A TLS handshake not done within
+# STALL_AFTER + STALL_WAIT is one too. The kernel of a stopped controller
+# process (SIGSTOP, a stalled host) still accepts connections and their
+# bytes: without the probe a call waited its whole timeout on it and never
+# moved on to the controller elected in its place. The Go metaclient's
+# stallAfter, stallEvery, stallWait (ErrUnresponsive).
+STALL_AFTER = 0.5
+STALL_EVERY = 1.0
+STALL_WAIT = 1.0
+
+
+class _Stalled(OSError):
+    """The controller answered nothing, not even a challenge on a new
+    connection: presumed stopped (or cut off)."""
+
+
 class Controller:
     """A client of the controller at addr ("host:port"). tls is an
     SSLContext (see tls_context), or None for plain TCP."""
 
     def __init__(self, addr: str, tls: ssl.SSLContext | None = None, timeout: float = 15.0,
                  wait: float = DEFAULT_WAIT):
-        self.addr = addr
+        # The list, then leaders learned from "not leader" answers; calls
+        # go to self.addr first: the one that last answered as the leader.
+        self.addrs = parse_controllers(addr)
+        self.addr = self.addrs[0]
         self.tls = tls
         self.timeout = timeout
         self.wait = wait
@@ -115,6 +155,7 @@ class Controller:
         self._id = 0
         self._lock = threading.Lock()
         self._sent = False  # the current call's request was written whole
+        self._heard = False  # the controller has answered on this connection
         self._got = 0  # bytes of the current call's reply received
 
     def close(self) -> None:
@@ -128,22 +169,68 @@ class Controller:
             except OSError:
                 pass
             self._sock = None
+        self._heard = False
 
-    def _dial(self) -> socket.socket:
+    def _dial(self, timeout: float | None = None) -> socket.socket:
+        """A new connection to self.addr (its TLS handshake bounded by
+        STALL_AFTER + STALL_WAIT: a stopped controller raises _Stalled)."""
         host, _, port = self.addr.rpartition(":")
         host = host.strip("[]")
-        s = socket.create_connection((host, int(port)), timeout=self.timeout)
+        s = socket.create_connection((host, int(port)), timeout=timeout or self.timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
+            bound = timeout or STALL_AFTER + STALL_WAIT
+            s.settimeout(bound)
             try:
                 s = self.tls.wrap_socket(s, server_hostname=host)
+            except socket.timeout:
+                s.close()
+                raise _Stalled(f"no TLS handshake within {bound:.1f} s: the controller answers nothing "
+                               "(stopped, or cut off)") from None
             except ssl.SSLError as e:
                 s.close()
                 hint = self._not_tls_hint(e, host, int(port))
                 if hint:
                     raise errors.PocketError(f"controller {self.addr}: {e} ({hint})", errors.Code.UNSUPPORTED) from e
                 raise
+            s.settimeout(self.timeout)
         return s
+
+    def _probe(self) -> bool:
+        """Whether the controller at self.addr answers a challenge asked
+        for on a new connection within STALL_WAIT (any byte back: a refusal
+        or "not leader" is an answer too)."""
+        try:
+            with self._dial(STALL_WAIT) as s:
+                s.settimeout(STALL_WAIT)
+                s.sendall(wire.pack_header(wire.OP_CHALLENGE, 0, 1, 0, 0))
+                return s.recv(1) != b""
+        except (OSError, ValueError):
+            return False
+
+    def _await_reply(self) -> None:
+        """Waits until the connection has something to read, probing the
+        controller from STALL_AFTER on (see STALL_AFTER); raises _Stalled
+        when a probe goes unanswered. The socket's timeout still bounds
+        the whole wait."""
+        s = self._sock
+        if isinstance(s, ssl.SSLSocket) and s.pending():
+            return
+        start = time.monotonic()
+        step = STALL_AFTER
+        while True:
+            left = None if self.timeout is None else self.timeout - (time.monotonic() - start)
+            if left is not None and left <= 0:
+                return  # the recv raises the timeout
+            wait = step if left is None else min(step, left)
+            readable, _, _ = select.select([s], [], [], wait)
+            if readable:
+                return
+            if (left is None or wait < left) and not self._probe():
+                raise _Stalled(f"waited {time.monotonic() - start:.1f} s for the reply and a challenge on a new "
+                               f"connection went unanswered for {STALL_WAIT:.1f} s: the controller answers nothing "
+                               "(stopped, or cut off)")
+            step = STALL_EVERY
 
     def _not_tls_hint(self, e: ssl.SSLError, host: str, port: int) -> str:
         """What to check when the TLS handshake with addr failed (e) because
@@ -216,19 +303,49 @@ class Controller:
             pause = min(2 * pause, _AWAY_PAUSE_MAX)
 
     def _call_following(self, op: int, meta: bytes) -> bytes:
-        """call's one try, following "not leader" answers."""
+        """call's one pass over the controllers, as the Go metaclient's
+        Controllers: the one that last answered as the leader first,
+        following "not leader" answers that name another (remembered even
+        when not in the list), and moving on to the next of the list when
+        one cannot be reached (_Away: nothing sent, or an idempotent call)
+        or answers "not leader" naming none. A stopped controller's
+        OutcomeUnknown is raised, the next call trying another first."""
         with self._lock:
-            for _ in range(_MAX_REDIRECTS):
+            last: errors.PocketError | None = None
+            for _ in range(len(self.addrs) + _MAX_REDIRECTS):
                 try:
                     return self._call(op, meta)
                 except errors.NotLeader as e:
-                    if not _is_host_port(e.message):
-                        raise errors.NotLeader(f"{self.addr}: {NO_LEADER_HINT}") from None
-                    if e.message == self.addr:
+                    named = e.message if _is_host_port(e.message) else ""
+                    if named == self.addr:
                         raise
-                    self._drop()
-                    self.addr = e.message
-            return self._call(op, meta)
+                    if not named:
+                        last = errors.NotLeader(f"{self.addr}: {NO_LEADER_HINT}")
+                        if len(self.addrs) == 1:
+                            raise last from None
+                    self._switch(named or self._after())
+                except _Away as e:
+                    last = e
+                    if len(self.addrs) == 1:
+                        raise
+                    self._switch(self._after())
+                except errors.OutcomeUnknown as e:
+                    if isinstance(e.__cause__, _Stalled) and len(self.addrs) > 1:
+                        self._switch(self._after())
+                    raise
+            raise last
+
+    def _after(self) -> str:
+        """The controller after self.addr in the list, wrapping around."""
+        return self.addrs[(self.addrs.index(self.addr) + 1) % len(self.addrs)]
+
+    def _switch(self, addr: str) -> None:
+        """Sends the calls from now on to addr first (added to the list
+        when a "not leader" answer named it)."""
+        self._drop()
+        if addr not in self.addrs:
+            self.addrs.append(addr)
+        self.addr = addr
 
     def _call(self, op: int, meta: bytes) -> bytes:
         """One call, sent again at once on a new connection when one that
@@ -247,25 +364,38 @@ class Controller:
                 self._drop_if_closed()
             reused = self._sock is not None
             self._sent, self._got = False, 0
+            wrote = False  # a challenge or the request went out
             try:
                 if self._sock is None:
                     self._sock = self._dial()
+                if not idempotent and not self._heard:
+                    # A request that must not be sent twice goes out on a
+                    # connection the controller has answered on (here its
+                    # challenge): a stopped one fails it unsent (_Stalled),
+                    # not with its outcome unknown, and the call moves on.
+                    try:
+                        self._roundtrip(wire.OP_CHALLENGE, b"")
+                    finally:
+                        wrote, self._sent, self._got = self._sent, False, 0
                 return self._roundtrip(op, meta)
             except errors.PocketError:
                 raise
             except (OSError, ValueError) as e:
                 self._drop()
+                wrote = wrote or self._sent
+                if wrote and not idempotent and self.tls is None and not reused and not self._got \
+                        and not isinstance(e, _Stalled) and self._speaks_tls():
+                    raise errors.PocketError(
+                        f"controller {self.addr} serves TLS and closed this plain TCP connection without reading "
+                        "the request, so it did nothing (no job was registered or deregistered): set "
+                        "POCKET_TLS_DIR to the cluster's TLS directory (the one pocket up printed), or give tls_dir",
+                        errors.Code.UNSUPPORTED) from None
                 if self._sent and not idempotent:
-                    if self.tls is None and not reused and not self._got and self._speaks_tls():
-                        raise errors.PocketError(
-                            f"controller {self.addr} serves TLS and closed this plain TCP connection without reading "
-                            "the request, so it did nothing (no job was registered or deregistered): set "
-                            "POCKET_TLS_DIR to the cluster's TLS directory (the one pocket up printed), or give tls_dir",
-                            errors.Code.UNSUPPORTED) from None
                     hint = _OUTCOME_HINT.get(op, "the controller may have acted on it")
-                    raise errors.OutcomeUnknown(f"controller {self.addr}: the connection failed after the request "
-                                                f"was sent, so its outcome is unknown ({hint}): {e}") from None
-                if not reused or attempt:
+                    what = "it stopped answering" if isinstance(e, _Stalled) else "the connection failed"
+                    raise errors.OutcomeUnknown(f"controller {self.addr}: {what} after the request was sent, so "
+                                                f"its outcome is unknown ({hint}): {e}") from e
+                if not reused or attempt or isinstance(e, _Stalled):
                     raise _Away(f"controller {self.addr}: {e}", self._sent) from None
         raise AssertionError("unreachable")
 
@@ -323,8 +453,10 @@ class Controller:
         # returns.
         self._sock.sendall(wire.pack_header(op, 0, self._id, len(meta), 0) + meta)
         self._sent = True
+        self._await_reply()
         h = wire.parse_header(self._recv_exact(wire.HEADER_LEN), wire.CONTROL_MAX_META, 0)
         rmeta = self._recv_exact(h.meta_len) if h.meta_len else b""
+        self._heard = True
         if h.id == 0 and h.op == wire.OP_GO_AWAY | wire.REPLY_BIT:
             self._drop()
             raise wire.reply_error(h.code or errors.Code.CLOSED, rmeta)

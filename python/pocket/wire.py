@@ -54,6 +54,7 @@ OP_DROP_VERSION = 0x0A
 OP_REGISTER_JOB = 0x42
 OP_DEREGISTER_JOB = 0x43
 OP_GET_MAP = 0x44
+OP_CHALLENGE = 0x48  # any controller answers it at once (its stall probe)
 OP_GO_AWAY = 0x49
 
 # Header flags (wire/header.go).
