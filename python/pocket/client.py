@@ -3105,7 +3105,13 @@ class _Writer(io.BufferedIOBase):
             else:
                 if self.buf:
                     self._take_chunk(len(self.buf))
-                self._send_pending()
+                try:
+                    self._send_pending()
+                except BaseException:
+                    # The chunks written go, as after a write's failure
+                    # (before, these stayed until their lease ended).
+                    self.obj.abort_unconfirmed()
+                    raise
                 self.obj.commit(wire.Manifest(self.obj.ver, self.size, self.cs, self.n))
         finally:
             super().close()

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import wait_for
+from conftest import usage, wait_for
 
 import pocket
 from pocket import buffer
@@ -207,3 +207,26 @@ def test_write_stream_dropped_unclosed_publishes_nothing(small_chunks):
             upload()
         gc.collect()
         assert job.get("w") == b"older value", f"a dropped stream of {len(part)} bytes"
+
+
+def test_write_stream_whose_last_chunks_fail_at_close_drops_them(small_chunks, monkeypatch):
+    """A write stream whose chunks sent by close() fail publishes nothing
+    and drops the chunks stored, as when a write's chunks fail (the Go
+    SDK's Writer). Before, close() raised and left them stored until their
+    lease ended."""
+    job = small_chunks
+    before = usage(job)
+    put_chunks = pocket.client._ObjectWrite.put_chunks
+
+    def last_fails(self, chunks):
+        put_chunks(self, chunks[:-1])
+        raise pocket.Unavailable("the last chunk's node went away")
+    monkeypatch.setattr(pocket.client._ObjectWrite, "put_chunks", last_fails)
+    w = job.open("wc", "wb")
+    w.write(os.urandom(3 * CHUNK + 5))
+    with pytest.raises(pocket.Unavailable):
+        w.close()
+    assert w.closed
+    assert usage(job) == before, "the chunks close() stored stayed"
+    with pytest.raises(pocket.NotFound):
+        job.get("wc")
