@@ -515,8 +515,13 @@ class NodeConn:
             if limit is not None and getattr(e, "conn", None) is self:
                 e.conn, self.owed_at = None, since  # silent since then still
                 return None  # not yet: still owing, untouched
+            # Closed by the node: nothing more lands. A reply that began
+            # (bytes of it came before a timeout cut it) says the request
+            # was executed: before, that was reported as given up ("it may
+            # still execute it", a review).
+            began = self._awaiting != self.owed
             self.close()
-            return "timed out" not in str(e)  # closed by the node: nothing more lands
+            return began or "timed out" not in str(e)
         except errors.PocketError:
             pass
         except BaseException:
