@@ -33,18 +33,7 @@ func TestGivenUpReadDeleteTakesNoNewerValue(t *testing.T) {
 	c, tiers := newFaultyCluster(t, 3)
 	ctx := context.Background()
 	j := spreadJob(t, c, "givenup-rd")
-	orig := j.Map()
-	a, b := orig.Nodes[0].Addr, orig.Nodes[1].Addr
-	grown := orig
-	grown.Joining = map[string]bool{b: true} // b joins: a key it owns is still at a
-	j.setMap(grown)
-	var key string
-	for i := 0; key == ""; i++ {
-		k := fmt.Sprint("k", i)
-		if t := j.route([]byte(k), 0); t.addr == b && t.old == a {
-			key = k
-		}
-	}
+	key, a, b, _, _ := joiningKey(j)
 	other, err := c.store().OpenCredential(j.Credential()) // another client, routing to b
 	if err != nil {
 		t.Fatal(err)
@@ -105,20 +94,7 @@ func TestGivenUpRetiredDeleteStopsAtTheOldOwner(t *testing.T) {
 	c, tiers := newFaultyCluster(t, 3)
 	ctx := context.Background()
 	j := spreadJob(t, c, "givenup-retold")
-	orig := j.Map()
-	a, b := orig.Nodes[0].Addr, orig.Nodes[1].Addr
-	grown := func(m Map) Map {
-		m.Joining = map[string]bool{b: true}
-		return m
-	}
-	j.setMap(grown(orig))
-	var key string
-	for i := 0; key == ""; i++ {
-		k := fmt.Sprint("k", i)
-		if t := j.route([]byte(k), 0); t.addr == b && t.old == a {
-			key = k
-		}
-	}
+	key, a, b, orig, _ := joiningKey(j)
 	j.setMap(orig)
 	put := func(addr, v string) {
 		tg := j.targetOf(addr)
@@ -130,7 +106,7 @@ func TestGivenUpRetiredDeleteStopsAtTheOldOwner(t *testing.T) {
 	put(a, "v1 (replaced)") // the old owner's older copy
 	put(b, "v2")            // the value written at the live owner since
 	left := retiredHandle(t, c, j)
-	left.setMap(grown(left.Map()))
+	left.setMap(withJoining(left.Map(), b))
 	if v, err := left.Get(ctx, key); err != nil || string(v) != "v2" {
 		t.Fatalf("before: %q %v", v, err)
 	}
@@ -285,6 +261,29 @@ func TestGivenUpRemoveAllStartsNoPass(t *testing.T) {
 	}
 }
 
+// joiningKey sets j's map to one where its second node b joins (grown:
+// a key b owns is still at its first node a until a mover empties a) and
+// returns a key b owns there that a owned before, with both maps.
+func joiningKey(j *Job) (key, a, b string, orig, grown Map) {
+	orig = j.Map()
+	a, b = orig.Nodes[0].Addr, orig.Nodes[1].Addr
+	grown = withJoining(orig, b)
+	j.setMap(grown)
+	for i := 0; key == ""; i++ {
+		k := fmt.Sprint("k", i)
+		if t := j.route([]byte(k), 0); t.addr == b && t.old == a {
+			key = k
+		}
+	}
+	return key, a, b, orig, grown
+}
+
+// withJoining returns m with b joining it.
+func withJoining(m Map, b string) Map {
+	m.Joining = map[string]bool{b: true}
+	return m
+}
+
 // sameVersionAtBoth puts a chunked object under a key that, once b joins
 // the map, has b as live owner and a as old owner; the object's manifest
 // is at b (put with the map before the join) and the same manifest
@@ -293,17 +292,7 @@ func TestGivenUpRemoveAllStartsNoPass(t *testing.T) {
 // "moved by an earlier attempt"), or a move the job's end interrupted.
 func sameVersionAtBoth(t *testing.T, j *Job, persist bool) (key string, val []byte, grown Map) {
 	ctx := context.Background()
-	orig := j.Map()
-	a, b := orig.Nodes[0].Addr, orig.Nodes[1].Addr
-	grown = orig
-	grown.Joining = map[string]bool{b: true}
-	j.setMap(grown)
-	for i := 0; key == ""; i++ {
-		k := fmt.Sprint("k", i)
-		if t := j.route([]byte(k), 0); t.addr == b && t.old == a {
-			key = k
-		}
-	}
+	key, a, b, orig, grown := joiningKey(j)
 	j.setMap(orig)
 	val = bytes.Repeat([]byte("0123456789abcdef"), 3<<16) // 3 MiB: 3 chunks
 	var opts []PutOption
@@ -458,18 +447,7 @@ func TestGivenUpPutStillDropsTheOlderCopy(t *testing.T) {
 	c, tiers := newFaultyCluster(t, 3)
 	ctx := context.Background()
 	j := spreadJob(t, c, "givenup-dropold")
-	orig := j.Map()
-	a, b := orig.Nodes[0].Addr, orig.Nodes[1].Addr
-	grown := orig
-	grown.Joining = map[string]bool{b: true}
-	j.setMap(grown)
-	var key string
-	for i := 0; key == ""; i++ {
-		k := fmt.Sprint("k", i)
-		if t := j.route([]byte(k), 0); t.addr == b && t.old == a {
-			key = k
-		}
-	}
+	key, a, b, _, _ := joiningKey(j)
 	if _, err := rawAt(t, j, a, wire.OpPut, 0, key, []byte("v1 (older copy)")); err != nil {
 		t.Fatal(err)
 	}
