@@ -1727,10 +1727,7 @@ class Job:
                 if op == wire.OP_PUT:
                     raise _ended_no_node()
                 return Reply(0, 0, errors.Code.NOT_FOUND, b"", None), ""
-            if st.settled:
-                addr, old = st.addrs[st.set.pick(key, chunk)], ""
-            else:
-                addr, old = st.route(key, chunk, keep_dead=self._retired)
+            addr, old = self._owners(st, key, chunk)
             try:
                 if st.dead and addr in st.dead and not (old and self._retired):
                     if self._retired:
@@ -2097,6 +2094,13 @@ class Job:
             elif v != named:
                 self._hold_undropped(key, v)
 
+    def _owners(self, st: _MapState, key: bytes, chunk: int) -> tuple[str, str]:
+        """The live owner of key's chunk (0: the key's record) under st
+        and its old owner while it moves ("" when none)."""
+        if st.settled:
+            return st.addrs[st.set.pick(key, chunk)], ""
+        return st.route(key, chunk, keep_dead=self._retired)
+
     def _version_gone(self, key: bytes, ver: int) -> bool:
         """Whether neither owner of key under the job's map holds version
         ver of it: both answered, with another version or none; the old
@@ -2105,10 +2109,7 @@ class Job:
         st = self._st
         if not st.addrs:
             return False
-        if st.settled:
-            addr, old = st.addrs[st.set.pick(key, 0)], ""
-        else:
-            addr, old = st.route(key, 0, keep_dead=self._retired)
+        addr, old = self._owners(st, key, 0)
         if (st.dead and (addr in st.dead or old in st.dead)) or (not old and not self._retired and st.dead_old(key, 0)):
             return False
         for a in (old, addr):
