@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -37,12 +38,19 @@ type holder struct {
 	ln     net.Listener
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	open    int // connections being served
-	beats   int
-	beat    chan struct{} // closed and replaced at each heartbeat
-	fetched chan struct{} // receives each map fetch as it starts waiting
-	errs    []string
+	// closeNew: every connection after the first is closed unanswered,
+	// as a controller at its connection limits closes a probe; heldNew:
+	// held open unanswered, as by a controller too loaded to serve it.
+	closeNew, heldNew bool
+
+	mu       sync.Mutex
+	accepted int
+	held     []net.Conn // heldNew's
+	open     int        // connections being served
+	beats    int
+	beat     chan struct{} // closed and replaced at each heartbeat
+	fetched  chan struct{} // receives each map fetch as it starts waiting
+	errs     []string
 }
 
 func startHolder(t *testing.T, hold time.Duration) *holder {
@@ -67,7 +75,15 @@ func startHolder(t *testing.T, hold time.Duration) *holder {
 		beat: make(chan struct{}), fetched: make(chan struct{}, 16)}
 	h.wg.Add(1)
 	go h.serve()
-	t.Cleanup(func() { ln.Close(); h.wg.Wait() })
+	t.Cleanup(func() {
+		ln.Close()
+		h.mu.Lock()
+		for _, c := range h.held {
+			c.Close()
+		}
+		h.mu.Unlock()
+		h.wg.Wait()
+	})
 	return h
 }
 
@@ -80,6 +96,18 @@ func (h *holder) serve() {
 			return
 		}
 		h.mu.Lock()
+		h.accepted++
+		if (h.closeNew || h.heldNew) && h.accepted > 1 {
+			h.mu.Unlock()
+			if h.closeNew {
+				conn.Close()
+			} else {
+				h.mu.Lock()
+				h.held = append(h.held, conn) // closed with the holder
+				h.mu.Unlock()
+			}
+			continue
+		}
 		h.open++
 		h.mu.Unlock()
 		h.wg.Add(1)
@@ -121,6 +149,9 @@ func (h *holder) answer(conn net.Conn) {
 			h.beat = make(chan struct{})
 			h.mu.Unlock()
 			reply = &wire.NodeAck{Known: true}
+		case wire.OpRegisterJob:
+			time.Sleep(h.hold)
+			reply = &wire.PlacementMap{Job: "j-9", Epoch: 1}
 		case wire.OpGetMap:
 			h.mu.Lock()
 			next := h.beat
@@ -283,10 +314,23 @@ func waitNoReadErrors(t *testing.T, h *holder) {
 // TestHeldCallIsNotTakenForAStall: a map fetch the controller holds for
 // longer than the stall probes wait (stallAfter, stallWait) is answered,
 // not cut short as ErrUnresponsive: the controller answers the probes'
-// challenges on new connections meanwhile.
+// new connections meanwhile, or closes them (an answer too).
 func TestHeldCallIsNotTakenForAStall(t *testing.T) {
+	for _, closeNew := range []bool{false, true} {
+		t.Run(fmt.Sprint("closeNew=", closeNew), func(t *testing.T) { heldNotStalled(t, closeNew) })
+	}
+}
+
+// heldNotStalled is TestHeldCallIsNotTakenForAStall's run; with closeNew
+// the holder closes the probes' connections unanswered (a hostile review:
+// a controller at its connection limits does; the probe took that for
+// silence and cut the call).
+func heldNotStalled(t *testing.T, closeNew bool) {
 	const hold = 3 * time.Second
 	h := startHolder(t, hold)
+	h.mu.Lock()
+	h.closeNew = closeNew
+	h.mu.Unlock()
 	c := h.newClient()
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -301,4 +345,26 @@ func TestHeldCallIsNotTakenForAStall(t *testing.T) {
 	}
 	c.Close()
 	waitNoReadErrors(t, h)
+}
+
+// TestWrittenRegistrationIsNotCut: a job registration written to a
+// controller that takes 3 s to answer it, and is too loaded to answer
+// anything new meanwhile (the stall probes meet silence), is answered:
+// only waits that are safe to cut are (cuttable). Before, the probe cut
+// it, and the registration the controller made was reported with its
+// outcome unknown (a hostile review: 239 of 300 clients under load).
+func TestWrittenRegistrationIsNotCut(t *testing.T) {
+	const hold = 3 * time.Second
+	h := startHolder(t, hold)
+	h.mu.Lock()
+	h.heldNew = true
+	h.mu.Unlock()
+	c := New(h.addr, Options{TLS: h.client, Logger: holdLog})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m, err := c.RegisterJob(ctx, "slow", wire.JobHints{})
+	if err != nil || m.Job != "j-9" {
+		t.Fatalf("registration held %v by a loaded controller: %v %+v", hold, err, m)
+	}
 }

@@ -53,12 +53,12 @@
 //
 // A controller process that is stopped or cut off answers nothing while
 // its kernel still accepts connections. A call that has waited for its
-// reply asks the controller for a challenge on a new connection, and ends
-// with ErrUnresponsive when none comes (see ErrUnresponsive); so does a
-// TLS handshake that does not finish. A request that is not idempotent is
-// written only on a connection the controller has answered on (else it
-// asks for a challenge first), so a stopped controller fails it unsent,
-// and Controllers moves on to the next controller.
+// reply probes the controller with a new connection, and ends with
+// ErrUnresponsive when that meets silence, if its wait is safe to cut
+// (see ErrUnresponsive); so does a TLS handshake that does not finish. A
+// job's registration or deregistration, or a drain, asks for a challenge
+// first, so a controller stopped before fails it unsent, and Controllers
+// moves on to the next controller.
 //
 // Node and drain messages prove the cluster secret for the connection
 // they travel on: the client asks the controller for a challenge nonce
@@ -223,7 +223,6 @@ type Client struct {
 	r      *bufio.Reader
 	nonce  []byte // the connection's challenge, once asked for
 	hello  bool   // the connection proved the node role (helloNode)
-	heard  bool   // the controller has answered on the connection
 	b      *flatbuffers.Builder
 	id     uint64
 	buf    []byte
@@ -338,7 +337,7 @@ func (c *Client) dropConn() {
 	} else {
 		c.conn.Close()
 	}
-	c.conn, c.r, c.nonce, c.hello, c.broken, c.heard = nil, nil, nil, false, false, false
+	c.conn, c.r, c.nonce, c.hello, c.broken = nil, nil, nil, false, false
 }
 
 // RegisterJob registers a job with its hints and returns its map, which
@@ -804,12 +803,18 @@ func (c *Client) exchange(ctx context.Context, op wire.Op, proved bool, build fu
 	if err := c.helloNode(ctx); err != nil {
 		return nil, false, err
 	}
-	if proved || !idempotent(op) && !c.heard {
-		// A request that must not be sent twice goes out on a connection
-		// the controller has answered on (here, its challenge): one that
-		// accepts connections but answers nothing (a stopped process)
-		// fails it unsent (ErrUnresponsive), not with its outcome
-		// unknown, so it moves on to another controller.
+	if !cuttable(op) {
+		// A request whose wait is not cut once written (a job's
+		// registration or deregistration, a drain) goes out just after
+		// the controller answered on the connection (a fresh challenge,
+		// whose wait is cut): a controller that answers nothing (a
+		// stopped process) fails it unsent (ErrUnresponsive), so it moves
+		// on to another controller. Before, one written on a pooled
+		// connection to a stopped leader ended with its outcome unknown
+		// (an HA trial).
+		c.nonce = nil
+	}
+	if proved || c.nonce == nil && !cuttable(op) {
 		if err := c.challenge(ctx); err != nil {
 			return nil, false, err
 		}
@@ -873,7 +878,7 @@ func (c *Client) dial(ctx context.Context) error {
 	if c.conn != nil {
 		return nil
 	}
-	conn, err := c.dialRaw(ctx)
+	conn, err := c.dialRaw(ctx, c.addr)
 	if err != nil {
 		return err
 	}
@@ -896,7 +901,10 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 	// Cancelling ctx interrupts a blocked read or write.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	w := c.watch(ctx, conn)
+	var w *watch
+	if cuttable(op) {
+		w = c.watch(ctx, conn)
+	}
 	c.id++
 	c.out = wire.AppendControlFrame(c.out[:0], op, c.id, wire.CodeOK, meta)
 	n, err := conn.Write(c.out)
@@ -923,7 +931,6 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 		return nil, ctxErr(ctx, err)
 	}
 	c.buf = wire.ReuseControlBuffer(rmeta)
-	c.heard = true
 	if h.ID == 0 && h.Op == wire.OpGoAway.Reply() {
 		// The controller refused the connection (a limit) and closed it.
 		err := wire.ReplyError(&h, rmeta)

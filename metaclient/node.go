@@ -163,12 +163,6 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 				return final
 			}
 			failed(err)
-			if errors.Is(err, ErrUnresponsive) {
-				// A stopped controller took this heartbeat's time: the
-				// next goes at once (to another controller first, with a
-				// list), so the node is heard before it counts as dead.
-				next = 0
-			}
 		case !ack.Known:
 			registered, next = false, 0 // the controller forgot us: register now
 		default:

@@ -1,6 +1,7 @@
 package metaclient_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -14,9 +15,9 @@ import (
 )
 
 // replyKiller forwards connections to the controller at to; once kill is
-// set, the next reply the controller sends is not delivered: the client's
-// connection is closed instead (a proxy or network that dies after the
-// request was received and processed).
+// set, the next reply to a job registration the controller sends is not
+// delivered: the client's connection is closed instead (a proxy or network
+// that dies after the request was received and processed).
 func replyKiller(t *testing.T, to string) (addr string, kill *atomic.Bool, conns *atomic.Int32) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -37,6 +38,8 @@ func replyKiller(t *testing.T, to string) (addr string, kill *atomic.Bool, conns
 	return ln.Addr().String(), kill, conns
 }
 
+// killReplies passes the controller's replies on frame by frame, until
+// kill is set and a registration's reply comes.
 func killReplies(conn net.Conn, to string, kill *atomic.Bool) {
 	defer conn.Close()
 	up, err := net.Dial("tcp", to)
@@ -45,18 +48,17 @@ func killReplies(conn net.Conn, to string, kill *atomic.Bool) {
 	}
 	defer up.Close()
 	go func() { copyAll(up, conn); up.Close() }()
-	buf := make([]byte, 4096)
+	br := bufio.NewReader(up)
+	lim := wire.ControlLimits()
 	for {
-		n, err := up.Read(buf)
-		if n > 0 && kill.Load() {
+		h, meta, err := wire.ReadControlFrame(br, &lim, nil)
+		if err != nil {
+			return
+		}
+		if kill.Load() && h.Op == wire.OpRegisterJob.Reply() {
 			return // the reply is dropped and the connection closed
 		}
-		if n > 0 {
-			if _, werr := conn.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
+		if _, err := conn.Write(wire.AppendControlFrame(nil, h.Op, h.ID, h.Code, meta)); err != nil {
 			return
 		}
 	}

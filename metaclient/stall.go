@@ -1,13 +1,15 @@
 package metaclient
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	flatbuffers "github.com/google/flatbuffers/go"
@@ -16,33 +18,55 @@ import (
 )
 
 // ErrUnresponsive is the transport error of a call whose controller
-// answered nothing while it waited, not even a challenge asked for on a
-// new connection (stallAfter, stallWait), nor finished a TLS handshake
-// within stallAfter+stallWait: a controller process that is stopped
-// (SIGSTOP, a stall of its host) or cut off. The kernel of a stopped
-// process still accepts connections and their bytes, so without it a call
-// waited for its whole context on such a controller, and Controllers
-// never moved on to the one elected in its place. It moves a call on
-// like any transport error; for a request that was written and is not
-// idempotent it is wrapped in an *OutcomeUnknownError, and Controllers
-// tries another controller first on the next call.
-var ErrUnresponsive = errors.New("the controller answered nothing, not even a challenge on a new connection: presumed stopped")
+// answered nothing while it waited, not even a new connection (stallAfter,
+// stallWait), nor finished a TLS handshake within stallAfter+stallWait: a
+// controller process that is stopped (SIGSTOP, a stall of its host) or cut
+// off. The kernel of a stopped process still accepts connections and their
+// bytes, so without it a call waited for its whole context on such a
+// controller, and Controllers never moved on to the one elected in its
+// place. It moves a call on like any transport error. Only waits that are
+// safe to cut are cut (cuttable): a request that is not idempotent and was
+// written waits on, except a node's heartbeat or registration, which the
+// node loop sends again anyway; cut after it was written, such a request's
+// error is an *OutcomeUnknownError, and Controllers tries another
+// controller first on the next call.
+var ErrUnresponsive = errors.New("the controller answered nothing, not even a new connection: presumed stopped")
 
-// A call that has waited stallAfter for its reply asks the controller for
-// a challenge on a new connection (wire.OpChallenge, answered at once by
-// any running controller, leader or not, busy or not: it takes no lock),
-// and again every stallEvery while the wait goes on; a probe unanswered
-// within stallWait ends the call with ErrUnresponsive. A controller
-// holding a call (a map fetch held for its nodes, a registration waiting
-// for nodes to start) answers the probes, so such calls wait on.
+// A call that has waited stallAfter for its reply probes the controller
+// with a new connection to the same address (probe: a challenge,
+// wire.OpChallenge, after the TLS handshake if any, which any running
+// controller answers at once, leader or not, without its lock), and again
+// every stallEvery while the wait goes on; a probe that meets silence for
+// stallWait (a timeout: a controller that closes or refuses the probe has
+// answered, by its kernel or itself) ends the wait with ErrUnresponsive. A
+// controller holding a call (a map fetch held for its nodes, a
+// registration waiting for nodes to start) answers the probes, so such
+// calls wait on. stallWait is wide for a loaded controller: a hostile
+// review's 500 clients at once under -race took more than 1 s for a
+// handshake and a challenge.
 const (
 	stallAfter = 500 * time.Millisecond
 	stallEvery = time.Second
-	stallWait  = time.Second
+	stallWait  = 2 * time.Second
 )
 
+// cuttable reports whether a wait for op's reply may be cut by a probe
+// (ErrUnresponsive): op is not yet written (c.wrote false: a challenge or
+// hello before it), idempotent, or a node's heartbeat or registration,
+// whose unknown outcome the node loop mends by sending the next one.
+// A job's registration or deregistration, or a drain, once written waits
+// for its context: cut, its outcome would be unknown on a controller that
+// may only be slow.
+func cuttable(op wire.Op) bool {
+	switch op {
+	case wire.OpChallenge, wire.OpNodeHello, wire.OpHeartbeat, wire.OpRegisterNode:
+		return true
+	}
+	return idempotent(op)
+}
+
 // watch is a probe of the controller that runs while a call waits for its
-// reply on conn.
+// reply.
 type watch struct {
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -52,9 +76,9 @@ type watch struct {
 	stalled bool
 }
 
-// watch starts probing c's controller while a reply is awaited on conn
-// (until stop, or ctx ends). A probe that goes unanswered cuts the wait
-// short by moving conn's deadline to the past.
+// watch starts probing the controller at conn's remote address while a
+// reply is awaited on conn (until stop, or ctx ends). A probe that meets
+// silence cuts the wait short by moving conn's deadline to the past.
 func (c *Client) watch(ctx context.Context, conn net.Conn) *watch {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &watch{cancel: cancel, done: make(chan struct{})}
@@ -68,7 +92,7 @@ func (c *Client) watch(ctx context.Context, conn net.Conn) *watch {
 				return
 			case <-t.C:
 			}
-			if err := c.probe(ctx); err != nil && ctx.Err() == nil {
+			if err := c.probe(ctx, conn.RemoteAddr().String()); silent(err) && ctx.Err() == nil {
 				w.mu.Lock()
 				if !w.stopped {
 					w.stalled = true
@@ -83,10 +107,13 @@ func (c *Client) watch(ctx context.Context, conn net.Conn) *watch {
 	return w
 }
 
-// stop ends the probing and reports whether a probe went unanswered (the
-// wait was cut short). Once it returns, the probe no longer touches the
-// connection.
+// stop ends the probing and reports whether a probe met silence (the wait
+// was cut short). Once it returns, the probe no longer touches the
+// connection. A nil watch (no probing) reports false.
 func (w *watch) stop() bool {
+	if w == nil {
+		return false
+	}
 	w.mu.Lock()
 	w.stopped = true
 	stalled := w.stalled
@@ -96,14 +123,23 @@ func (w *watch) stop() bool {
 	return stalled
 }
 
-// probe asks c's controller for a challenge on a new connection and
-// returns nil once any byte of an answer arrives (a refusal, a "not
-// leader" or a limit's refusal are answers too), or why none did within
-// stallWait.
-func (c *Client) probe(ctx context.Context) error {
+// silent reports whether err, a probe's, is silence: a timeout, or a
+// refusal (nothing listens: the process is gone). An end of the
+// connection or a reset is an answer (a controller at a connection limit
+// closes a new one unanswered; a stopped one closes nothing).
+func silent(err error) bool {
+	return err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH))
+}
+
+// probe opens a new connection to the controller at addr (the address the
+// call's connection reached: no name is resolved again) and returns nil
+// once it answers a challenge on it within stallWait (after the TLS
+// handshake, with Options.TLS).
+func (c *Client) probe(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, stallWait)
 	defer cancel()
-	conn, err := c.dialRaw(ctx)
+	conn, err := c.dialRaw(ctx, addr)
 	if err != nil {
 		return err
 	}
@@ -119,19 +155,28 @@ func (c *Client) probe(ctx context.Context) error {
 	if _, err := conn.Write(wire.AppendControlFrame(nil, wire.OpChallenge, 1, wire.CodeOK, req)); err != nil {
 		return err
 	}
-	var one [1]byte
-	_, err = io.ReadFull(conn, one[:])
+	// The whole reply is read (and over TLS the session tickets before
+	// it), so the close sends no reset: the controller logged each probe
+	// closed with its reply unread as a warning (an HA trial: 97 in 8
+	// minutes).
+	lim := wire.ControlLimits()
+	_, _, err = wire.ReadControlFrame(bufio.NewReader(conn), &lim, nil)
+	var we *wire.Error
+	if errors.As(err, &we) {
+		return nil // a reply that is not a challenge's: an answer still
+	}
 	return err
 }
 
-// dialRaw connects to c's controller, over TLS with Options.TLS, without
-// the TLS handshake (the caller makes it, bounded).
-func (c *Client) dialRaw(ctx context.Context) (net.Conn, error) {
+// dialRaw connects to addr (c's controller, or the address a connection
+// to it reached), over TLS with Options.TLS (verified as c's address's
+// host), without the TLS handshake (the caller makes it, bounded).
+func (c *Client) dialRaw(ctx context.Context, addr string) (net.Conn, error) {
 	d := net.Dialer{Timeout: c.opt.DialTimeout}
 	if c.opt.LocalIP != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.opt.LocalIP)}
 	}
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil || c.opt.TLS == nil {
 		return conn, err
 	}

@@ -207,3 +207,33 @@ func TestNodeHeartbeatsPassAStoppedLeader(t *testing.T) {
 		}
 	}
 }
+
+// TestPooledRegistrationPassesAStoppedLeader: a client whose connection
+// to the leader has served registers again after that leader stopped: the
+// registration asks for a challenge first, which goes unanswered, so it
+// is registered at the next controller rather than written to the stopped
+// one. Before, it failed with its outcome unknown (an HA trial, once per
+// freeze for every client with a pooled connection).
+func TestPooledRegistrationPassesAStoppedLeader(t *testing.T) {
+	ctl, live := startController(t, "127.0.0.1:0")
+	defer ctl.Close()
+	startNode(t, live)
+	mc := metaclient.New(live, metaclient.Options{Secret: secret, Logger: quiet})
+	defer mc.Close()
+	waitActive(t, mc, 1)
+	f := startFreezer(t, live)
+	jc := metaclient.New(f.addr+","+live, metaclient.Options{Logger: quiet})
+	defer jc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := jc.RegisterJob(ctx, "pooled-1", wire.JobHints{}); err != nil || jc.Leader() != f.addr {
+		t.Fatalf("first registration: %v (through %s, want %s)", err, jc.Leader(), f.addr)
+	}
+	f.freeze()
+	if _, err := jc.RegisterJob(ctx, "pooled-2", wire.JobHints{}); err != nil {
+		t.Fatalf("registration on a pooled connection to a stopped leader: %v", err)
+	}
+	if jc.Leader() != live {
+		t.Fatalf("calls go first to %s, want %s", jc.Leader(), live)
+	}
+}
