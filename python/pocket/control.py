@@ -119,18 +119,23 @@ def parse_controllers(addrs: str) -> list[str]:
 
 
 # A call that has waited STALL_AFTER seconds for the controller's reply
-# asks it for a challenge on a new connection (answered at once by any
-# running controller, leader or not, busy or not), again every STALL_EVERY
-# seconds while the wait goes on; a probe unanswered within STALL_WAIT
-# seconds ends the call as _Stalled. A TLS handshake not done within
-# STALL_AFTER + STALL_WAIT is one too. The kernel of a stopped controller
-# process (SIGSTOP, a stalled host) still accepts connections and their
-# bytes: without the probe a call waited its whole timeout on it and never
-# moved on to the controller elected in its place. The Go metaclient's
-# stallAfter, stallEvery, stallWait (ErrUnresponsive).
+# probes it with a new connection to the same address (a challenge, after
+# the TLS handshake, which any running controller answers at once), again
+# every STALL_EVERY seconds while the wait goes on; a probe that meets
+# STALL_WAIT seconds of silence ends the wait as _Stalled (a controller
+# that closes the probe has answered). A TLS handshake not done within
+# STALL_AFTER + STALL_WAIT is one too. Only waits that are safe to cut are
+# cut: a map fetch, and the challenge every registration or
+# deregistration asks for first; one of those, once written, waits for
+# the timeout (a controller that may only be slow may
+# have acted on it). The kernel of a stopped controller process (SIGSTOP,
+# a stalled host) still accepts connections and their bytes: without the
+# probe a call waited its whole timeout on it and never moved on to the
+# controller elected in its place. The Go metaclient's stallAfter,
+# stallEvery, stallWait (ErrUnresponsive, cuttable).
 STALL_AFTER = 0.5
 STALL_EVERY = 1.0
-STALL_WAIT = 1.0
+STALL_WAIT = 2.0
 
 
 class _Stalled(OSError):
@@ -155,7 +160,6 @@ class Controller:
         self._id = 0
         self._lock = threading.Lock()
         self._sent = False  # the current call's request was written whole
-        self._heard = False  # the controller has answered on this connection
         self._got = 0  # bytes of the current call's reply received
 
     def close(self) -> None:
@@ -169,17 +173,16 @@ class Controller:
             except OSError:
                 pass
             self._sock = None
-        self._heard = False
 
-    def _dial(self, timeout: float | None = None) -> socket.socket:
+    def _dial(self) -> socket.socket:
         """A new connection to self.addr (its TLS handshake bounded by
         STALL_AFTER + STALL_WAIT: a stopped controller raises _Stalled)."""
         host, _, port = self.addr.rpartition(":")
         host = host.strip("[]")
-        s = socket.create_connection((host, int(port)), timeout=timeout or self.timeout)
+        s = socket.create_connection((host, int(port)), timeout=self.timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is not None:
-            bound = timeout or STALL_AFTER + STALL_WAIT
+            bound = STALL_AFTER + STALL_WAIT
             s.settimeout(bound)
             try:
                 s = self.tls.wrap_socket(s, server_hostname=host)
@@ -196,41 +199,42 @@ class Controller:
             s.settimeout(self.timeout)
         return s
 
-    def _probe(self) -> bool:
-        """Whether the controller at self.addr answers a challenge asked
-        for on a new connection within STALL_WAIT (any byte back: a refusal
-        or "not leader" is an answer too)."""
+    def _probe(self, peer) -> bool:
+        """Whether the controller answers a challenge on a new connection
+        to peer (the address the call's connection reached: no name
+        resolved again; after the TLS handshake) within STALL_WAIT in all.
+        A close or a reset is an answer too (a controller at its
+        connection limits closes new connections unanswered); silence (a
+        timeout) and a refusal (nothing listens) are not."""
+        end = time.monotonic() + STALL_WAIT
+        left = lambda: max(end - time.monotonic(), 0.001)  # noqa: E731
+        s = None
         try:
-            with self._dial(STALL_WAIT) as s:
-                s.settimeout(STALL_WAIT)
-                s.sendall(wire.pack_header(wire.OP_CHALLENGE, 0, 1, 0, 0))
-                return s.recv(1) != b""
-        except (OSError, ValueError):
+            s = socket.create_connection(peer[:2], timeout=left())
+            if self.tls is not None:
+                s.settimeout(left())
+                s = self.tls.wrap_socket(s, server_hostname=self.addr.rpartition(":")[0].strip("[]"))
+            s.settimeout(left())
+            s.sendall(wire.pack_header(wire.OP_CHALLENGE, 0, 1, 0, 0))
+            # The whole reply is read, so the close sends no reset (the
+            # controller logs one as a warning: an HA trial).
+            want, got = wire.HEADER_LEN, b""
+            while len(got) < want:
+                s.settimeout(left())
+                b = s.recv(want - len(got))
+                if not b:
+                    break
+                got += b
+                if len(got) == wire.HEADER_LEN:
+                    want += wire.parse_header(got, wire.CONTROL_MAX_META, 0).meta_len
+            return True
+        except (socket.timeout, ConnectionRefusedError):
             return False
-
-    def _await_reply(self) -> None:
-        """Waits until the connection has something to read, probing the
-        controller from STALL_AFTER on (see STALL_AFTER); raises _Stalled
-        when a probe goes unanswered. The socket's timeout still bounds
-        the whole wait."""
-        s = self._sock
-        if isinstance(s, ssl.SSLSocket) and s.pending():
-            return
-        start = time.monotonic()
-        step = STALL_AFTER
-        while True:
-            left = None if self.timeout is None else self.timeout - (time.monotonic() - start)
-            if left is not None and left <= 0:
-                return  # the recv raises the timeout
-            wait = step if left is None else min(step, left)
-            readable, _, _ = select.select([s], [], [], wait)
-            if readable:
-                return
-            if (left is None or wait < left) and not self._probe():
-                raise _Stalled(f"waited {time.monotonic() - start:.1f} s for the reply and a challenge on a new "
-                               f"connection went unanswered for {STALL_WAIT:.1f} s: the controller answers nothing "
-                               "(stopped, or cut off)")
-            step = STALL_EVERY
+        except (OSError, ValueError, errors.PocketError):
+            return True
+        finally:
+            if s is not None:
+                s.close()
 
     def _not_tls_hint(self, e: ssl.SSLError, host: str, port: int) -> str:
         """What to check when the TLS handshake with addr failed (e) because
@@ -312,7 +316,9 @@ class Controller:
         OutcomeUnknown is raised, the next call trying another first."""
         with self._lock:
             last: errors.PocketError | None = None
-            for _ in range(len(self.addrs) + _MAX_REDIRECTS):
+            tried: set[str] = set()  # each controller once a pass
+            while self.addr not in tried:
+                tried.add(self.addr)
                 try:
                     return self._call(op, meta)
                 except errors.NotLeader as e:
@@ -323,6 +329,9 @@ class Controller:
                         last = errors.NotLeader(f"{self.addr}: {NO_LEADER_HINT}")
                         if len(self.addrs) == 1:
                             raise last from None
+                    else:
+                        last = errors.NotLeader(f"{self.addr} names {named} the leader, which did not answer as it "
+                                                f"(controllers tried: {', '.join(sorted(tried))})")
                     self._switch(named or self._after())
                 except _Away as e:
                     last = e
@@ -368,11 +377,13 @@ class Controller:
             try:
                 if self._sock is None:
                     self._sock = self._dial()
-                if not idempotent and not self._heard:
-                    # A request that must not be sent twice goes out on a
-                    # connection the controller has answered on (here its
-                    # challenge): a stopped one fails it unsent (_Stalled),
-                    # not with its outcome unknown, and the call moves on.
+                if not idempotent:
+                    # A request that must not be sent twice, whose wait is
+                    # not cut once written, goes out just after the
+                    # controller answered (a challenge, whose wait is cut):
+                    # a stopped one fails it unsent (_Stalled), and the
+                    # call moves on. Before, one on a pooled connection to a
+                    # stopped leader raised OutcomeUnknown (an HA trial).
                     try:
                         self._roundtrip(wire.OP_CHALLENGE, b"")
                     finally:
@@ -426,24 +437,57 @@ class Controller:
         if self._sock is None:
             return
         try:
-            readable, _, _ = select.select([self._sock], [], [], 0)
+            p = select.poll()  # not select: it fails on a descriptor past 1023
+            p.register(self._sock, select.POLLIN)
+            readable = p.poll(0)
         except (OSError, ValueError):
             readable = [self._sock]
         if readable:
             self._drop()
 
-    def _recv_exact(self, n: int) -> bytes:
+    def _recv_exact(self, n: int, cut: bool = False) -> bytes:
+        """Reads n bytes of a reply. With cut, a wait that goes on probes
+        the controller (STALL_AFTER) and raises _Stalled when a probe meets
+        silence; the timeout still bounds the wait for each byte. Timeouts
+        on the socket, not select, wait: a TLS 1.3 session ticket makes
+        the socket readable with no reply to read (a review: no probe ran),
+        and select fails on a descriptor past 1023."""
         buf = bytearray(n)
         view, k = memoryview(buf), 0
-        while k < n:
-            got = self._sock.recv_into(view[k:])
-            self._got += got
-            if got == 0:
-                if self.tls is None:
-                    raise ConnectionError("connection closed by the controller; the controller may require TLS: "
-                                          "set POCKET_TLS_DIR to the directory pocket up printed")
-                raise ConnectionError("connection closed by the controller")
-            k += got
+        s = self._sock
+        last = time.monotonic()  # when the last byte came
+        probe_at = last + STALL_AFTER
+        try:
+            while k < n:
+                if cut:
+                    until = probe_at if self.timeout is None else min(probe_at, last + self.timeout)
+                    s.settimeout(max(until - time.monotonic(), 0.001))
+                try:
+                    got = s.recv_into(view[k:])
+                except socket.timeout:
+                    now = time.monotonic()
+                    if not cut or (self.timeout is not None and now >= last + self.timeout):
+                        raise
+                    if now < probe_at:
+                        continue
+                    if not self._probe(s.getpeername()):
+                        raise _Stalled(f"waited {now - last:.1f} s for the reply and a new connection met "
+                                       f"{STALL_WAIT:.1f} s of silence: the controller answers nothing "
+                                       "(stopped, or cut off)") from None
+                    probe_at = time.monotonic() + STALL_EVERY
+                    continue
+                self._got += got
+                if got == 0:
+                    if self.tls is None:
+                        raise ConnectionError("connection closed by the controller; the controller may require TLS: "
+                                              "set POCKET_TLS_DIR to the directory pocket up printed")
+                    raise ConnectionError("connection closed by the controller")
+                k += got
+                last = time.monotonic()
+                probe_at = last + STALL_AFTER
+        finally:
+            if cut and self._sock is s:
+                s.settimeout(self.timeout)
         return bytes(buf)
 
     def _roundtrip(self, op: int, meta: bytes) -> bytes:
@@ -453,10 +497,9 @@ class Controller:
         # returns.
         self._sock.sendall(wire.pack_header(op, 0, self._id, len(meta), 0) + meta)
         self._sent = True
-        self._await_reply()
-        h = wire.parse_header(self._recv_exact(wire.HEADER_LEN), wire.CONTROL_MAX_META, 0)
-        rmeta = self._recv_exact(h.meta_len) if h.meta_len else b""
-        self._heard = True
+        cut = op in _IDEMPOTENT or op == wire.OP_CHALLENGE  # see STALL_AFTER
+        h = wire.parse_header(self._recv_exact(wire.HEADER_LEN, cut), wire.CONTROL_MAX_META, 0)
+        rmeta = self._recv_exact(h.meta_len, cut) if h.meta_len else b""
         if h.id == 0 and h.op == wire.OP_GO_AWAY | wire.REPLY_BIT:
             self._drop()
             raise wire.reply_error(h.code or errors.Code.CLOSED, rmeta)

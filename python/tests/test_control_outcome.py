@@ -21,7 +21,8 @@ from pocket import wire
 
 class _ReplyKiller:
     """Forwards connections to the controller at `to`; once `kill` is set,
-    the next reply is not delivered and the client's connection closes.
+    the next reply but a challenge's is not delivered and the client's
+    connection closes.
     With listen=False its address refuses connections until open()."""
 
     def __init__(self, to: str, listen: bool = True):
@@ -62,11 +63,14 @@ class _ReplyKiller:
             up.close()
         threading.Thread(target=upstream, daemon=True).start()
         try:
-            while data := up.recv(65536):
-                if self.kill.is_set():
-                    break  # the reply is dropped
-                conn.sendall(data)
-        except OSError:
+            f = up.makefile("rb")
+            while len(hb := f.read(wire.HEADER_LEN)) == wire.HEADER_LEN:
+                _, _, op, _, _, _, meta_len, _ = wire._HEADER.unpack(hb)
+                frame = hb + f.read(meta_len)
+                if self.kill.is_set() and op != wire.OP_CHALLENGE | wire.REPLY_BIT:
+                    break  # the reply is dropped (a challenge's, asked before a registration, passes)
+                conn.sendall(frame)
+        except (OSError, ValueError):
             pass
         # shutdown, not close alone: the upstream thread's recv holds the
         # socket open, so close sent no FIN and the client waited out its
