@@ -412,6 +412,23 @@ func (mc *muxConn) retireLocked(why error) bool {
 	return true
 }
 
+// eagerPayload is the most of a reply's payload allocated before its
+// bytes arrive, when the caller gave no buffer that fits (4 MiB: a value
+// up to it is read with no copy). A larger payload's buffer grows fourfold
+// as the bytes come (growPayload), so a node that claims 64 MiB and sends
+// less costs at most about four times what it sent: before, each such
+// reply allocated all it claimed (conn.py's RECV_STEP does the same in
+// Python).
+const eagerPayload = 4 << 20
+
+// growPayload returns b, full, grown fourfold (to at most n bytes) with
+// its bytes kept.
+func growPayload(b []byte, n int) []byte {
+	nb := make([]byte, min(n, 4*len(b)))
+	copy(nb, b)
+	return nb
+}
+
 // readState is how far the reading of the current frame has got.
 type readState struct {
 	hdr  [wire.HeaderLen]byte
@@ -867,10 +884,11 @@ func (mc *muxConn) readFrame() error {
 		if cl != nil {
 			cl.h = h
 			cl.meta = make([]byte, h.MetaLen)
-			if int(h.PayloadLen) <= cap(cl.dst) {
-				cl.payload = cl.dst[:h.PayloadLen]
-			} else {
-				cl.payload = make([]byte, h.PayloadLen)
+			switch n := int(h.PayloadLen); {
+			case n <= cap(cl.dst):
+				cl.payload = cl.dst[:n]
+			default:
+				cl.payload = make([]byte, min(n, eagerPayload)) // grown as it arrives
 			}
 		}
 	}
@@ -885,7 +903,11 @@ func (mc *muxConn) readFrame() error {
 		case rs.off < metaLen:
 			n, err = mc.br.Read(rs.cl.meta[rs.off:])
 		default:
-			n, err = mc.br.Read(rs.cl.payload[rs.off-metaLen:])
+			p := rs.off - metaLen
+			if p == len(rs.cl.payload) {
+				rs.cl.payload = growPayload(rs.cl.payload, int(rs.h.PayloadLen))
+			}
+			n, err = mc.br.Read(rs.cl.payload[p:])
 		}
 		rs.off += n
 		if err != nil {

@@ -2,9 +2,11 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +111,52 @@ func TestReplyContentErrorsNameTheNode(t *testing.T) {
 				t.Fatalf("err %v; want it to say %q and name %s", err, tc.want, addr)
 			}
 		})
+	}
+}
+
+// TestClaimedPayloadIsNotAllocatedAhead: a node whose get reply claims the
+// largest payload (wire.DefaultMaxPayload, 64 MiB) and sends 1 MiB of it
+// costs the client a few MiB, not what it claimed; a payload larger than
+// eagerPayload that does come whole reads back intact. Before, each such
+// reply allocated all it claimed before any byte came.
+func TestClaimedPayloadIsNotAllocatedAhead(t *testing.T) {
+	reply := func(payload []byte, claim int) func(nc net.Conn, br *bufio.Reader) {
+		return func(nc net.Conn, br *bufio.Reader) {
+			h, err := readRequest(br)
+			if err != nil {
+				return
+			}
+			b := make([]byte, wire.HeaderLen)
+			wire.PutHeader(b, &wire.Header{Op: wire.OpGet.Reply(), ID: h.ID, PayloadLen: uint32(claim)})
+			nc.Write(append(b, payload...))
+			io.Copy(io.Discard, br) // and nothing more
+		}
+	}
+	part := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	stalls := fakeNode(t, reply(part, wire.DefaultMaxPayload))
+	full := bytes.Repeat([]byte("fedcba9876543210"), 6<<16) // 6 MiB
+	whole := fakeNode(t, reply(full, len(full)))
+	req := &wire.Request{Job: []byte("j"), Key: []byte("k")}
+
+	c := New(Options{})
+	defer c.Close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	_, err := c.Do(ctx, stalls, wire.OpGet, 0, req, nil, nil)
+	cancel()
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a reply that never came whole was answered")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+		t.Fatalf("a reply claiming %d MiB that sent 1 MiB made the client allocate %d MiB", wire.DefaultMaxPayload>>20, grew>>20)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := c.Do(ctx, whole, wire.OpGet, 0, req, nil, nil)
+	if err != nil || !bytes.Equal(r.Payload, full) {
+		t.Fatalf("a 6 MiB payload read back %d bytes (equal %v), %v", len(r.Payload), bytes.Equal(r.Payload, full), err)
 	}
 }
