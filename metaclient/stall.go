@@ -37,8 +37,9 @@ var ErrUnresponsive = errors.New("the controller answered nothing, not even a ne
 // wire.OpChallenge, after the TLS handshake if any, which any running
 // controller answers at once, leader or not, without its lock), and again
 // every stallEvery while the wait goes on; a probe that meets silence for
-// stallWait (a timeout: a controller that closes or refuses the probe has
-// answered, by its kernel or itself) ends the wait with ErrUnresponsive. A
+// stallWait, or a refusal (nothing listens there any more), ends the wait
+// with ErrUnresponsive (a controller that closes or resets the probe has
+// answered). A
 // controller holding a call (a map fetch held for its nodes, a
 // registration waiting for nodes to start) answers the probes, so such
 // calls wait on. stallWait is wide for a loaded controller: a hostile

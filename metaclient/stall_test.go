@@ -237,3 +237,40 @@ func TestPooledRegistrationPassesAStoppedLeader(t *testing.T) {
 		t.Fatalf("calls go first to %s, want %s", jc.Leader(), live)
 	}
 }
+
+// TestOneControllerPausedIsWaitedFor: a client of one controller that
+// pauses (its connections accepted by the kernel, unanswered) for 4 s
+// registers once it resumes, within the call's context: with nowhere
+// else to go, a registration whose challenge went unanswered (unsent) is
+// tried again, as one refused while the controller restarts. Before, it
+// failed at 2.5 s (a review).
+func TestOneControllerPausedIsWaitedFor(t *testing.T) {
+	ctl, live := startController(t, "127.0.0.1:0")
+	defer ctl.Close()
+	startNode(t, live)
+	mc := metaclient.New(live, metaclient.Options{Secret: secret, Logger: quiet})
+	defer mc.Close()
+	waitActive(t, mc, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		time.Sleep(4 * time.Second) // paused: the kernel accepts, nothing answers
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go forward(conn, live)
+		}
+	}()
+	jc := metaclient.New(ln.Addr().String(), metaclient.Options{Logger: quiet})
+	defer jc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := jc.RegisterJob(ctx, "paused", wire.JobHints{}); err != nil {
+		t.Fatalf("registration through a 4 s pause of the only controller: %v", err)
+	}
+}
