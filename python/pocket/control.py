@@ -12,6 +12,7 @@ few messages per job, never data).
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import socket
@@ -199,14 +200,15 @@ class Controller:
             s.settimeout(self.timeout)
         return s
 
-    def _probe(self, peer) -> bool:
+    def _probe(self, peer, bound: float = STALL_WAIT) -> bool:
         """Whether the controller answers a challenge on a new connection
         to peer (the address the call's connection reached: no name
-        resolved again; after the TLS handshake) within STALL_WAIT in all.
+        resolved again; after the TLS handshake) within bound seconds in all
+        (STALL_WAIT, or what is left of the timeout).
         A close or a reset is an answer too (a controller at its
         connection limits closes new connections unanswered); silence (a
         timeout) and a refusal (nothing listens) are not."""
-        end = time.monotonic() + STALL_WAIT
+        end = time.monotonic() + max(bound, 0.001)
         left = lambda: max(end - time.monotonic(), 0.001)  # noqa: E731
         s = None
         try:
@@ -230,7 +232,9 @@ class Controller:
             return True
         except (socket.timeout, ConnectionRefusedError):
             return False
-        except (OSError, ValueError, errors.PocketError):
+        except OSError as e:
+            return e.errno != errno.EHOSTUNREACH  # unreachable: silence, as the Go client's
+        except (ValueError, errors.PocketError):
             return True
         finally:
             if s is not None:
@@ -330,8 +334,11 @@ class Controller:
                         if len(self.addrs) == 1:
                             raise last from None
                     else:
+                        # Waited for (call): a standby names a stopped
+                        # leader until its lease ends and another is
+                        # elected (a review: raised at 2.5 s before).
                         last = errors.NotLeader(f"{self.addr} names {named} the leader, which did not answer as it "
-                                                f"(controllers tried: {', '.join(sorted(tried))})")
+                                                f"(controllers tried: {', '.join(sorted(tried))}); {NO_LEADER_HINT}")
                     self._switch(named or self._after())
                 except _Away as e:
                     last = e
@@ -470,10 +477,11 @@ class Controller:
                         raise
                     if now < probe_at:
                         continue
-                    if not self._probe(s.getpeername()):
+                    bound = STALL_WAIT if self.timeout is None else min(STALL_WAIT, last + self.timeout - now)
+                    if not self._probe(s.getpeername(), bound):
                         raise _Stalled(f"waited {now - last:.1f} s for the reply and a new connection met "
-                                       f"{STALL_WAIT:.1f} s of silence: the controller answers nothing "
-                                       "(stopped, or cut off)") from None
+                                       f"{bound:.1f} s of silence, or a refusal: the controller answers nothing "
+                                       "(stopped, cut off, or gone)") from None
                     probe_at = time.monotonic() + STALL_EVERY
                     continue
                 self._got += got

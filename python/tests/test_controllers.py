@@ -224,3 +224,20 @@ def test_a_controller_stopped_after_the_handshake_is_passed_over(cluster):
         ln.close()
         for s in held:
             s.close()
+
+
+def test_a_standby_naming_the_stopped_leader_is_waited_out(insecure_cluster, stopped):
+    """The stopped leader listed first, and the standby still naming it (its
+    lease has not ended): the call waits, within controller_wait, until the
+    standby names the controller elected in its place. Before, the pass
+    ended at 2.5 s raising NotLeader (a review; Go waited)."""
+    s = Standby(stopped)
+    try:
+        threading.Timer(4.0, lambda: setattr(s, "leader", insecure_cluster.addr)).start()
+        with pocket.Client(f"{stopped},{s.addr}", insecure=True) as c:
+            t0 = time.monotonic()
+            with c.register_job("after-election") as j:
+                assert j.id and c.controller.addr == insecure_cluster.addr
+            assert time.monotonic() - t0 < 14
+    finally:
+        s.close()
