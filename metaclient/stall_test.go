@@ -215,12 +215,7 @@ func TestNodeHeartbeatsPassAStoppedLeader(t *testing.T) {
 // one. Before, it failed with its outcome unknown (an HA trial, once per
 // freeze for every client with a pooled connection).
 func TestPooledRegistrationPassesAStoppedLeader(t *testing.T) {
-	ctl, live := startController(t, "127.0.0.1:0")
-	defer ctl.Close()
-	startNode(t, live)
-	mc := metaclient.New(live, metaclient.Options{Secret: secret, Logger: quiet})
-	defer mc.Close()
-	waitActive(t, mc, 1)
+	live := controllerWithANode(t)
 	f := startFreezer(t, live)
 	jc := metaclient.New(f.addr+","+live, metaclient.Options{Logger: quiet})
 	defer jc.Close()
@@ -245,12 +240,7 @@ func TestPooledRegistrationPassesAStoppedLeader(t *testing.T) {
 // tried again, as one refused while the controller restarts. Before, it
 // failed at 2.5 s (a review).
 func TestOneControllerPausedIsWaitedFor(t *testing.T) {
-	ctl, live := startController(t, "127.0.0.1:0")
-	defer ctl.Close()
-	startNode(t, live)
-	mc := metaclient.New(live, metaclient.Options{Secret: secret, Logger: quiet})
-	defer mc.Close()
-	waitActive(t, mc, 1)
+	live := controllerWithANode(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -273,4 +263,17 @@ func TestOneControllerPausedIsWaitedFor(t *testing.T) {
 	if _, err := jc.RegisterJob(ctx, "paused", wire.JobHints{}); err != nil {
 		t.Fatalf("registration through a 4 s pause of the only controller: %v", err)
 	}
+}
+
+// controllerWithANode starts a controller with one active node, both
+// stopped with the test, and returns the controller's address.
+func controllerWithANode(t *testing.T) string {
+	t.Helper()
+	ctl, live := startController(t, "127.0.0.1:0")
+	t.Cleanup(func() { ctl.Close() })
+	startNode(t, live)
+	mc := metaclient.New(live, metaclient.Options{Secret: secret, Logger: quiet})
+	defer mc.Close()
+	waitActive(t, mc, 1)
+	return live
 }
