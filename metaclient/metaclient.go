@@ -817,7 +817,7 @@ func (c *Client) exchange(ctx context.Context, op wire.Op, proved bool, build fu
 		// (an HA trial).
 		c.nonce = nil
 	}
-	if proved || c.nonce == nil && !cuttable(op) {
+	if proved || !cuttable(op) {
 		if err := c.challenge(ctx); err != nil {
 			return nil, false, err
 		}

@@ -109,27 +109,19 @@ def test_standbys_naming_each_other_raise_not_leader():
 
 
 class _Freezer(_ReplyKiller):
-    """Forwards connections to `to` until freeze(): then what is in flight
-    goes unanswered and new connections are accepted and never read, as
-    when the controller's process is stopped."""
+    """Forwards connections to `to` until `frozen` is set: then what is in
+    flight goes unanswered and new connections are accepted and never
+    read, as when the controller's process is stopped."""
 
     def __init__(self, to: str):
         self.frozen = False
+        self.held = []
         super().__init__(to)
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.ln.accept()
-            except OSError:
-                return
-            self.conns += 1
-            if self.frozen:
-                self.held = getattr(self, "held", []) + [conn]
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
     def _serve(self, conn):
+        if self.frozen:
+            self.held.append(conn)  # never read, never closed
+            return
         host, _, port = self.to.rpartition(":")
         up = socket.create_connection((host, int(port)))
 
