@@ -636,6 +636,10 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 			continue
 		case n.state == wire.NodeDead:
 			why, lost = "died while draining", true
+		case (d.done || d.empty) && c.leavingUnconfirmedLocked(n, now):
+			// Not before it has confirmed the maps it leaves: retired
+			// now, its mark would hold them back for its lease.
+			continue
 		case d.done:
 			why = fmt.Sprintf("moved all its data in %v", now.Sub(d.start).Round(time.Millisecond))
 		case d.empty:
@@ -665,6 +669,29 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 		out[addr] = why
 	}
 	return out
+}
+
+// leavingUnconfirmedLocked reports whether a map n leaves still waits
+// for n to confirm the epoch that began it (ownerBehindLocked). A node
+// retired so keeps its mark until its lease ends (noteLosingLocked), and
+// the map without it is held back that long: after a controller restart
+// in the middle of a drain (whose marks begin with the restore), a node
+// that reported its drain done in its first heartbeat, its job table
+// still the earlier run's, was retired at once and its jobs' maps held
+// back about 30 s, while their other nodes refused the map before as
+// stale (an HA trial: kill -9 of the active controller 1 s into a drain).
+// Its next heartbeat or two confirm.
+func (c *Controller) leavingUnconfirmedLocked(n *node, now time.Time) bool {
+	l := c.loads[n.addr]
+	if l == nil {
+		return false
+	}
+	for j := range l.jobs {
+		if m, ok := j.losing[n.addr]; ok && n.since < m.rev && now.Before(m.leaseEnd) {
+			return true
+		}
+	}
+	return false
 }
 
 // holdDrainLocked reports whether a drain that would end waits for the

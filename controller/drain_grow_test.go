@@ -65,7 +65,9 @@ func TestDrainGrowsAJobOntoANodeWithRoom(t *testing.T) {
 		}
 	}
 
-	// The drained node leaves; the node kept reports its move done.
+	// The drained node, its table synced, leaves; the node kept reports
+	// its move done.
+	syncNode(t, c, a)
 	c.heartbeat(&wire.Heartbeat{Addr: a, Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}}})
 	c.drainTick(time.Now())
 	if _, nodes = theJob(t, c); len(nodes.Nodes) != 2 || stateIn(nodes, x) != wire.NodeJoining {
@@ -190,6 +192,7 @@ func TestDrainGrowthSurvivesRestart(t *testing.T) {
 	for _, addr := range []string{a, b, x} {
 		usedBeat(c, addr, 0)
 	}
+	syncNode(t, c, a)
 	c.heartbeat(&wire.Heartbeat{Addr: a, Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}}})
 	c.drainTick(time.Now())
 	c.mu.Lock()

@@ -128,6 +128,7 @@ func TestDrainWaitsForPersistedAtItsEnd(t *testing.T) {
 			if _, err := c.Drain(a, time.Minute); err != nil {
 				t.Fatal(err)
 			}
+			syncNode(t, c, a)
 			// The job's values moved; another job ended meanwhile and
 			// left its persisted values here.
 			done := []wire.Metric{{Name: MetricDrainDone, Value: 1}}

@@ -220,6 +220,7 @@ func TestDrainedJobGetsANodeForItsAllotment(t *testing.T) {
 	if _, err := c.Drain(gone, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	syncNode(t, c, gone)
 	c.heartbeat(&wire.Heartbeat{Addr: gone, Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}, {Name: MetricDrainLeft, Value: 0}}})
 	c.drainTick(time.Now())
 	if r := c.Status().Retired; len(r) != 1 || r[0].Addr != gone || r[0].Lost {
@@ -264,6 +265,7 @@ func TestDrainedJobRefillsAfterRestart(t *testing.T) {
 	if _, err := r.ctl.Drain(gone, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	syncNode(t, r.ctl, gone)
 	r.ctl.heartbeat(&wire.Heartbeat{Addr: gone, Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}, {Name: MetricDrainLeft, Value: 0}}})
 	r.ctl.drainTick(time.Now())
 	c := r.restart()

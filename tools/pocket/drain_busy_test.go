@@ -45,8 +45,16 @@ func TestDrainRetryBusy(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(1500 * time.Millisecond)
-		// The first node reports everything moved: the controller retires it.
-		_, _ = ctl.Heartbeat(&wire.Heartbeat{Addr: first, Metrics: []wire.Metric{{Name: controller.MetricDrainDone, Value: 1}}})
+		// The first node, its job table synced as an agent's is, reports
+		// everything moved: the controller retires it.
+		var since uint64
+		for i := 0; i < 10; i++ {
+			ack, err := ctl.Heartbeat(&wire.Heartbeat{Addr: first, Since: since, Metrics: []wire.Metric{{Name: controller.MetricDrainDone, Value: 1}}})
+			if err != nil || ack.Rev == since && !ack.More {
+				break
+			}
+			since = ack.Rev
+		}
 	}()
 	t0 := time.Now()
 	out, code := drain("--deadline", "1m", "--retry-busy", second)
