@@ -142,13 +142,20 @@ func (c *Controller) evictDeadLocked(now time.Time) {
 	if g < 0 {
 		return
 	}
+	alive := c.anyAliveLocked()
 	refused := time.Unix(0, c.srv.lastRefusal.Load())
 	for addr, n := range c.nodes {
 		if n.state != wire.NodeDead || now.Sub(n.deadSince) <= g || !c.inAnyJobLocked(addr) {
 			continue
 		}
+		if !alive {
+			c.postponedLossLocked(addr, now, time.Minute, "controller: dead node kept in the maps: every node is dead, and a controller that hears from none "+
+				"is more likely cut off itself (a partition, an --advertise address the nodes cannot reach, another cluster's CA) than the only one left")
+			continue
+		}
 		if refused.After(n.lastSeen) && now.Sub(refused) <= g {
-			c.postponedLossLocked(addr, now, refused)
+			c.postponedLossLocked(addr, now, time.Second, "controller: dead node kept in the maps: connections were refused since it was last heard, its heartbeats may have been among them",
+				"last_refusal_ago", now.Sub(refused).Round(time.Millisecond))
 			continue
 		}
 		var jobs []*job
@@ -168,15 +175,42 @@ func (c *Controller) evictDeadLocked(now time.Time) {
 	}
 }
 
-// postponedLossLocked logs, at most once a second, that a dead node keeps
-// its place because the controller has been refusing connections.
-func (c *Controller) postponedLossLocked(addr string, now, refused time.Time) {
+// postponedLossLocked logs msg, that the dead node addr keeps its place,
+// unless a log of a postponed loss was made within every.
+func (c *Controller) postponedLossLocked(addr string, now time.Time, every time.Duration, msg string, attrs ...any) {
 	last := c.srv.lossLog.Load()
-	if now.UnixNano()-last < int64(time.Second) || !c.srv.lossLog.CompareAndSwap(last, now.UnixNano()) {
+	if now.UnixNano()-last < int64(every) || !c.srv.lossLog.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	c.cfg.Logger.Warn("controller: dead node kept in the maps: connections were refused since it was last heard, its heartbeats may have been among them",
-		"node", addr, "last_refusal_ago", now.Sub(refused).Round(time.Millisecond))
+	c.cfg.Logger.Warn(msg, append([]any{"node", addr}, attrs...)...)
+}
+
+// anyAliveLocked reports whether any registered node is not dead. While
+// none is, no dead node leaves the maps (evictDeadLocked): with a node
+// to hear from, the controller can tell its own silence from theirs.
+// Before, a controller elected with an --advertise address the nodes could
+// not reach (or another cluster's CA) marked all three healthy nodes dead,
+// then lost two of them: 553 of 825 acknowledged values (a new user's
+// trial). When every node died in fact, their keys answer "unavailable"
+// instead of "lost" until a node is heard again.
+func (c *Controller) anyAliveLocked() bool {
+	for _, n := range c.nodes {
+		if n.state != wire.NodeDead {
+			return true
+		}
+	}
+	return false
+}
+
+// Deaf reports whether the controller was restored with nodes and has
+// heard from none of them, nor any other, since, while all are dead by
+// now (restoreGrace and DeadAfter past): its address or certificate is
+// likely wrong for them, or it is cut off. HA.Run resigns such a term so
+// that another controller can lead.
+func (c *Controller) Deaf() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes) > 0 && !c.heard && !c.anyAliveLocked()
 }
 
 // loseNodeLocked takes addr out of j's map and records it as lost. It

@@ -19,13 +19,7 @@ import (
 // operations failed "stale map epoch"). This test fails on that code.
 func TestRestoredDrainRetiresItsNodeOnceSynced(t *testing.T) {
 	r := newRestartable(t, Config{DeadAfter: time.Hour, ForgetAfter: time.Hour, DeadNodeGrace: time.Minute}, false)
-	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
-	mustRegister(t, r.ctl, dramNode(a, 1<<30, 1000))
-	mustRegister(t, r.ctl, dramNode(b, 1<<30, 1000))
-	m, err := r.ctl.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil || len(m.Nodes) != 2 {
-		t.Fatalf("register: %+v %v", m, err)
-	}
+	a, b, m := twoNodeJob(t, r.ctl)
 	syncNode(t, r.ctl, a)
 	syncNode(t, r.ctl, b)
 	if _, err := r.ctl.Drain(a, time.Minute); err != nil {
@@ -66,4 +60,18 @@ func TestRestoredDrainRetiresItsNodeOnceSynced(t *testing.T) {
 	if behind != "" || nodes != 1 {
 		t.Fatalf("job's map after the drain: %d nodes, held back for %q; want 1 node, not held", nodes, behind)
 	}
+}
+
+// twoNodeJob registers two nodes of 1 GiB and 1,000 Mb/s with c and a job
+// that takes both.
+func twoNodeJob(t *testing.T, c *Controller) (a, b string, m *wire.PlacementMap) {
+	t.Helper()
+	a, b = "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	m, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	return a, b, m
 }

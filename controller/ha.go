@@ -238,6 +238,14 @@ func (h *HA) Run(ctx context.Context) error {
 		select {
 		case <-term.Done():
 			h.stepDown(c, context.Cause(term.Context()))
+		case <-deaf(term, c):
+			log.Error("controller: heard from none of the cluster's nodes since taking over, and all are dead by now: resigning, so that "+
+				"another controller can lead (is this controller's --advertise address one the nodes reach, and its CA the cluster's?)",
+				"addr", h.cfg.Candidate.Addr())
+			h.stepDown(c, errDeaf)
+			if err := term.Resign(); err != nil {
+				log.Warn("controller: resign", "err", err)
+			}
 		case <-ctx.Done():
 			h.stepDown(c, errors.New("shutting down"))
 			if err := term.Resign(); err != nil {
@@ -246,6 +254,39 @@ func (h *HA) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// errDeaf is why a term that heard from no node ended (Controller.Deaf).
+var errDeaf = errors.New("heard from no node")
+
+// deafPoll is how often a term's controller is asked whether it is deaf.
+const deafPoll = time.Second
+
+// deaf is closed once c is deaf (Controller.Deaf), checked every
+// deafPoll until term ends. Before, a controller elected with an
+// --advertise address the nodes could not reach kept its term while every
+// node's lease lapsed and the cluster refused every request (a new user's
+// trial; the other controllers stayed standbys). Resigned, it campaigns
+// again behind them: etcd's election takes the candidates in the order
+// they campaigned.
+func deaf(term *leader.Term, c *Controller) <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		t := time.NewTicker(deafPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-term.Done():
+				return
+			case <-t.C:
+				if c.Deaf() {
+					close(out)
+					return
+				}
+			}
+		}
+	}()
+	return out
 }
 
 // lead opens the state fenced by term, builds its controller from it and

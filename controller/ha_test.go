@@ -43,6 +43,13 @@ func startHA(t *testing.T, srv *etcdtest.Server, addr string) *haMember {
 // startHAWith is startHA serving TLS with tc (nil: plain TCP).
 func startHAWith(t *testing.T, srv *etcdtest.Server, addr string, tc *tls.Config) *haMember {
 	t.Helper()
+	return startHAConfig(t, srv, addr, Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 10 * time.Second, TLS: tc, Logger: quietLog})
+}
+
+// startHAConfig is startHA with cfg as each term's configuration.
+func startHAConfig(t *testing.T, srv *etcdtest.Server, addr string, cfg Config) *haMember {
+	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -57,8 +64,7 @@ func startHAWith(t *testing.T, srv *etcdtest.Server, addr string, tc *tls.Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.ha, err = NewHA(HAConfig{Config: Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
-		DeadAfter: 10 * time.Second, TLS: tc, Logger: quietLog}, Candidate: m.cand, Etcd: m.cli})
+	m.ha, err = NewHA(HAConfig{Config: cfg, Candidate: m.cand, Etcd: m.cli})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,10 @@ type Controller struct {
 
 	mu    sync.Mutex // guards everything below but auto and srv
 	nodes map[string]*node
+	// heard says a node has registered or heartbeated since New: a
+	// controller restored with nodes that hears from none may be the one
+	// cut off (HA.Run resigns it: Deaf).
+	heard bool
 	jobs  map[string]*job
 	seq   uint64
 	// gone holds the nodes that finished a drain and left, with the time
@@ -319,7 +323,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 	}
 	n.tiers = append([]wire.TierStat(nil), reg.Tiers...)
 	n.cores = reg.Cores
-	n.lastSeen, n.unheard = time.Now(), false
+	n.lastSeen, n.unheard, c.heard = time.Now(), false, true
 	// The job table's first page comes with the registration (the node
 	// serves no job it has not heard of before: dataplane.Node.AwaitSync);
 	// More asks for the rest at once.
@@ -380,7 +384,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		c.recordLocked(n, now)
 		c.prof.observeNode(n, c.loads[n.addr], c.nodeMbps(n), now, c.dirtyJobLocked)
 	}
-	n.lastSeen, n.unheard = now, false
+	n.lastSeen, n.unheard, c.heard = now, false, true
 	if n.incarnation == 0 && hb.Incarnation != 0 {
 		// A node whose incarnation the registry does not know (restored
 		// from a state written before incarnations were stored) teaches it

@@ -1,0 +1,115 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/etcdtest"
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestNoNodeLostWhileAllAreDead: a controller restored with nodes that
+// hears from none of them marks them dead but takes none out of the
+// maps, however long they stay silent: it may be the one cut off (an
+// --advertise address the nodes cannot reach). Once a node is heard, the
+// others are lost as before. On the old code the restored controller lost
+// one of the job's two healthy nodes past the grace (a new user's trial,
+// three controllers on etcd: 553 of 825 acknowledged values).
+func TestNoNodeLostWhileAllAreDead(t *testing.T) {
+	grace := 500 * time.Millisecond
+	r := newRestartable(t, Config{DeadAfter: 2 * time.Second, DeadNodeGrace: grace, ForgetAfter: time.Hour}, false)
+	a, b, m := twoNodeJob(t, r.ctl)
+	c := r.restart()
+	dead := time.Now().Add(restoreGrace + 3*time.Second)
+	c.sweep(dead)
+	for _, addr := range []string{a, b} {
+		if st, _ := nodeState(c, addr); st != wire.NodeDead {
+			t.Fatalf("node %s unheard past the restore grace: %v; want dead", addr, st)
+		}
+	}
+	if !c.Deaf() {
+		t.Fatal("a restored controller that heard from none of its nodes, all dead: not deaf")
+	}
+	c.sweep(dead.Add(time.Minute))
+	if nodes, lost := mapCounts(c, m.Job); nodes != 2 || lost != 0 {
+		t.Fatalf("job's map a minute past the grace with every node dead: %d nodes, %d lost; want 2 and none", nodes, lost)
+	}
+	syncNode(t, c, a)
+	if c.Deaf() {
+		t.Fatal("deaf after a node's heartbeat")
+	}
+	c.sweep(time.Now().Add(2 * grace)) // within DeadAfter of a's heartbeat
+	if nodes, lost := mapCounts(c, m.Job); nodes != 1 || lost != 1 {
+		t.Fatalf("job's map past the grace with one node heard: %d nodes, %d lost; want 1 and 1", nodes, lost)
+	}
+}
+
+// mapCounts counts the nodes and the lost nodes of job id's map.
+func mapCounts(c *Controller, id string) (nodes, lost int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j := c.jobs[id]
+	return len(j.nodes), len(j.lost)
+}
+
+// TestDeafLeaderResigns: a controller elected after the leader's death
+// that hears from none of the nodes it restored resigns once they are all
+// dead, and another controller leads; the nodes stay in the job's map.
+// Before, it kept its term while the nodes' leases lapsed (a new user's
+// trial: a controller with a wrong --advertise address, elected, kept the
+// cluster down and, past the grace, lost its values).
+func TestDeafLeaderResigns(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	cfg := Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 300 * time.Millisecond,
+		DeadNodeGrace: 500 * time.Millisecond, Logger: quietLog}
+	a := startHAConfig(t, srv, "127.0.0.1:0", cfg)
+	for a.ha.Leading() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	b := startHAConfig(t, srv, "127.0.0.1:0", cfg)
+	c := startHAConfig(t, srv, "127.0.0.1:0", cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mc := metaclient.New(a.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
+	defer mc.Close()
+	for _, addr := range []string{"127.0.0.1:1", "127.0.0.1:2"} {
+		if _, err := mc.RegisterNode(ctx, wire.NodeRegister{Addr: addr, Tiers: []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30, Mbps: 1000}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := mc.RegisterJob(ctx, "deaf", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	a.kill()
+	var first *haMember
+	for first == nil {
+		for _, x := range []*haMember{b, c} {
+			if x.ha.Leading() != nil {
+				first = x
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no controller took over")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	other := b
+	if first == b {
+		other = c
+	}
+	for other.ha.Leading() == nil {
+		if ctx.Err() != nil {
+			t.Fatalf("the controller that took over and heard from no node kept its term (leading %v)", first.ha.Leading() != nil)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	lc := metaclient.New(other.addr, metaclient.Options{Logger: quietLog})
+	defer lc.Close()
+	got, err := lc.GetMap(ctx, m.Job, m.Token)
+	if err != nil || len(got.Nodes) != 2 || len(got.Lost) != 0 {
+		t.Fatalf("job's map after the deaf term: %+v, %v; want both nodes, none lost", got, err)
+	}
+}
