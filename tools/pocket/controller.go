@@ -153,7 +153,7 @@ func (f *ctlFlags) run(serve *ctlServe, id identity) int {
 		ln.Close()
 		return fail("controller: %v", err)
 	}
-	banner := func() { f.printServing(serve, secret, addr, tlsDir) }
+	banner := func() { f.printServing(serve, secret, ln.Addr().String(), addr, tlsDir) }
 	if f.ha.on() {
 		banner()
 		return f.runHA(ctx, ln, addr, cfg, scale, id)
@@ -161,20 +161,28 @@ func (f *ctlFlags) run(serve *ctlServe, id identity) int {
 	return f.runOne(ctx, ln, cfg, scale, id, banner)
 }
 
-// printServing prints where the controller serves and how to reach it.
-func (f *ctlFlags) printServing(serve *ctlServe, secret *ownSecret, addr, tlsDir string) {
+// printServing prints where the controller serves (bound, the listener's
+// address) and how to reach it (addr, the advertised one).
+func (f *ctlFlags) printServing(serve *ctlServe, secret *ownSecret, bound, addr, tlsDir string) {
 	secretArg, note := secret.usage()
+	nodeCtl := addr
 	if f.ha.on() {
 		// Not yet elected: one of several, it may stay a standby.
-		fmt.Printf("pocket controller serving on %s%s as a standby in the election (it logs \"now active\" when it wins; meanwhile it answers with the active controller's address)\n%s\n", addr, serve.mode(), f.stateLine(serve))
+		at := addr
+		if bound != addr {
+			at = fmt.Sprintf("%s (advertised to clients and nodes as %s)", bound, addr)
+		}
+		fmt.Printf("pocket controller serving on %s%s as a standby in the election (it logs \"now active\" when it wins; meanwhile it answers with the active controller's address)\n%s\n", at, serve.mode(), f.stateLine(serve))
 		fmt.Printf("export %s=%s  # better: list every controller, %s=a:PORT,b:PORT,c:PORT\n", metaclient.EnvController, addr, metaclient.EnvController)
+		// A node given one controller cannot find the others once it stops.
+		nodeCtl, note = addr+",OTHER:PORT,...", note+"; list every controller"
 	} else {
 		fmt.Printf("pocket controller serving on %s%s\n%s\nexport %s=%s\n", addr, serve.mode(), f.stateLine(serve), metaclient.EnvController, addr)
 	}
 	if tlsDir != "" {
 		fmt.Printf("export %s=%s\n", envTLSDir, tlsDir)
 	}
-	fmt.Printf("start nodes with (%s):\n  pocket node --controller %s%s%s%s\n%s", note, addr, nodeListenArg(hostOf(addr)), secretArg, nodeTLSArg(tlsDir), nodePortNote)
+	fmt.Printf("start nodes with (%s):\n  pocket node --controller %s%s%s%s\n%s", note, nodeCtl, nodeListenArg(hostOf(addr)), secretArg, nodeTLSArg(tlsDir), nodePortNote)
 }
 
 func (f *ctlFlags) stateLine(serve *ctlServe) string {
@@ -612,12 +620,29 @@ func (f *ctlFlags) runHA(ctx context.Context, ln net.Listener, addr string, cfg 
 			id.log.Error("controller: serve", "err", err)
 		}
 	}()
+	go checkAdvertised(addr, id.log)
 	stopMetrics := serveCtlMetrics(f.metrics, haMetrics{h}, id)
 	defer stopMetrics()
 	if err := h.Run(ctx); err != nil {
 		return fail("controller: %v", err)
 	}
 	return 0
+}
+
+// checkAdvertised warns when the address this controller hands out while
+// it leads cannot be dialled from here: clients and nodes would be sent
+// where nothing answers (a new user's trial: --advertise with another
+// port started silently, was elected, and its nodes were declared dead).
+// Only a warning: a supervisor may route the address once the process
+// is up, and HA.Run resigns a term that hears from no node.
+func checkAdvertised(addr string, log *slog.Logger) {
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		log.Warn("controller: the address this controller hands out while active does not reach it from here: clients and nodes "+
+			"sent there would find nothing (is --advertise right?)", "advertise", addr, "err", err)
+		return
+	}
+	conn.Close()
 }
 
 // haMetrics serves the metrics of the active term's controller, or of the

@@ -331,3 +331,20 @@ func TestPutNoSpaceSaysWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaderFirst: job register asks the controller that answered its
+// hint check first; a list without it, or with it first, is kept.
+func TestLeaderFirst(t *testing.T) {
+	for _, c := range []struct{ list, leader, want string }{
+		{"a:1,b:2,c:3", "b:2", "b:2,a:1,c:3"},
+		{"a:1,b:2,c:3", "c:3", "c:3,a:1,b:2"},
+		{"a:1,b:2,c:3", "a:1", "a:1,b:2,c:3"},
+		{"a:1,b:2", "d:4", "a:1,b:2"},
+		{"a:1,b:2", "", "a:1,b:2"},
+		{"a:1", "a:1", "a:1"},
+	} {
+		if got := leaderFirst(c.list, c.leader); got != c.want {
+			t.Errorf("leaderFirst(%q, %q) = %q, want %q", c.list, c.leader, got, c.want)
+		}
+	}
+}

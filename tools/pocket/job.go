@@ -145,13 +145,17 @@ func runJobRegister(args []string) int {
 	}
 	mc, ctx, done := ctlClient(*addr, tc)
 	defer done()
-	excess, err := checkHints(ctx, *addr, &tf, hints, prices)
+	excess, leader, err := checkHints(ctx, *addr, &tf, hints, prices)
 	if unreachable(err) {
 		return fail("job register: %v", err)
 	}
 	code, ok, later := reportHints(excess, err, *strict)
 	if !ok {
 		return code
+	}
+	if list := ctlAddr(*addr); leaderFirst(list, leader) != list {
+		mc = metaclient.New(leaderFirst(list, leader), metaclient.Options{TLS: tc, RetryFor: ctlRetryFor(list)})
+		defer mc.Close()
 	}
 	m, err := registerJob(ctx, mc, &wire.JobRegister{Name: pos[0], TTL: *ttl, Hints: hints})
 	if we := (*wire.Error)(nil); errors.As(err, &we) && we.Code == wire.CodeMalformed && we.Msg != "" {

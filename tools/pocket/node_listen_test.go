@@ -28,11 +28,27 @@ func TestPrintedNodeCommandsGiveListen(t *testing.T) {
 		{"[::]:7400", "--listen HOST:7100"},
 	} {
 		out, _ := stdoutOf(t, func() int {
-			(&ctlFlags{}).printServing(&ctlServe{insecure: true}, &ownSecret{path: "/s/secret"}, c.ctl, "")
+			(&ctlFlags{}).printServing(&ctlServe{insecure: true}, &ownSecret{path: "/s/secret"}, c.ctl, c.ctl, "")
 			return 0
 		})
 		if !strings.Contains(out, c.want) || !strings.Contains(out, "each node on one host needs its own --listen port") {
 			t.Errorf("controller on %s prints\n%s\nwant %q and the note on ports", c.ctl, out, c.want)
+		}
+	}
+	// One of several controllers, advertising another address than the
+	// one it listens on: the banner names both, and the node command asks
+	// for every controller. Before, it said "serving on" the advertised
+	// address alone and gave nodes that one controller (a new user's
+	// trial: such a node was dead once that controller stopped).
+	out, _ := stdoutOf(t, func() int {
+		(&ctlFlags{ha: haFlags{etcd: "http://127.0.0.1:2379"}}).printServing(&ctlServe{insecure: true}, &ownSecret{path: "/s/secret"},
+			"0.0.0.0:7000", "10.0.0.1:7000", "")
+		return 0
+	})
+	for _, want := range []string{"serving on 0.0.0.0:7000 (advertised to clients and nodes as 10.0.0.1:7000)",
+		"pocket node --controller 10.0.0.1:7000,OTHER:PORT,...", "list every controller"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("one of several controllers prints\n%s\nwant %q", out, want)
 		}
 	}
 
