@@ -392,8 +392,8 @@ func (j *Job) snapshot() Map {
 // fetch failing (a controller that does not answer, within the context);
 // the controller's refusal (wire.ErrBadToken, wire.ErrUnknownJob for a job
 // it does not know, deregistered already say); a *metaclient.OutcomeUnknownError when the connection failed after
-// the request was sent (the controller may have deregistered the job:
-// pocket status says).
+// the request was sent and asking again (deregisterJob) did not settle it
+// (the controller may have deregistered the job: pocket status says).
 func (j *Job) Deregister(ctx context.Context) error {
 	if j.s.ctl == nil {
 		return ErrNoController
@@ -402,7 +402,7 @@ func (j *Job) Deregister(ctx context.Context) error {
 		return fmt.Errorf("pocket: deregister %s: fetching the job's map: %w", j.snapshot().Job, err)
 	}
 	m := j.snapshot()
-	res, err := j.s.ctl.DeregisterJob(ctx, m.Job, m.Token)
+	res, err := deregisterJob(ctx, j.s.ctl, m.Job, m.Token)
 	if err != nil {
 		return err
 	}

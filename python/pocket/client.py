@@ -1058,6 +1058,32 @@ def _best_answer(live, old):
     raise AssertionError("unreachable")
 
 
+
+def _deregister_job(ctl, job: str, token: bytes) -> wire.DropResult:
+    """Asks ctl to deregister job. A request whose reply was lost after it
+    was sent (OutcomeUnknown: the controller stopped or failed over
+    meanwhile) is sent again, up to twice: deregistering is safe to
+    repeat. A job found ended then (by the lost request, another client's,
+    or its token's expiry) counts as deregistered, its result
+    ``unreported``. Before, the call raised OutcomeUnknown and, when the
+    lost request had not been applied, the job held its allotment until
+    its token expired (a new user's trial; the Go SDK's deregisterJob)."""
+    try:
+        return ctl.deregister_job(job, token)
+    except errors.OutcomeUnknown as lost:
+        first = lost
+    for _ in range(2):
+        try:
+            return ctl.deregister_job(job, token)
+        except errors.UnknownJob:
+            return wire.DropResult(nodes=0, failed=0, values=0, bytes=0, message="", unreported=True)
+        except errors.OutcomeUnknown:
+            continue
+        except errors.PocketError as e:
+            # Not settled: the first request's outcome is still unknown.
+            raise first from e
+    raise first
+
 class Job:
     """A registered job: its placement map and the operations on its keys.
     Safe for use from many threads."""
@@ -1418,7 +1444,10 @@ class Job:
         and the Job stays live: the controller's refusal (BadToken,
         UnknownJob for a job it does not know), Unavailable when it cannot
         be reached, OutcomeUnknown when the connection failed after the
-        request was sent (the controller may have deregistered the job).
+        request was sent and asking again did not settle it (the controller
+        may have deregistered the job): such a request is sent again, up to
+        twice, and a job found ended then counts as deregistered by it
+        (``result.unreported``).
 
         It fetches the job's map first: the persisted values stay where
         that map put them, and this Job and its credential find them by it
@@ -1436,7 +1465,7 @@ class Job:
             raise errors.error_for(e.code, f"deregister {self.id}: fetching the job's map: {e.message}",
                                    e.epoch) from e
         st = self._st
-        res = ctl.deregister_job(st.map.job, st.map.token)
+        res = _deregister_job(ctl, st.map.job, st.map.token)
         self._ended(res)
         res.credential = self.credential()
         if count_persisted:

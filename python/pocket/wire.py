@@ -517,13 +517,19 @@ class DropResult:
     (Job.usage of the ended job, within 3 s); None when not counted (a
     node could not be asked: ``count_error`` says why); and ``credential``,
     the string that reads and deletes those values (Job.credential; left
-    out of the repr, as it is a secret)."""
+    out of the repr, as it is a secret).
+
+    ``unreported``: the reply of the request that ended the job was lost
+    (the connection failed after it was sent) and the request sent again
+    found the job ended (Job.deregister): what its nodes dropped is not
+    known, and the figures are zero (the Go SDK's DropResult.Unreported)."""
 
     nodes: int
     failed: int
     values: int
     bytes: int
     message: str
+    unreported: bool = False
     persisted_bytes: int | None = None
     count_error: str = ""
     credential: str = field(default="", repr=False)  # a secret: kept out of logs and tracebacks

@@ -28,6 +28,7 @@ class _ReplyKiller:
     def __init__(self, to: str, listen: bool = True):
         self.to = to
         self.kill = threading.Event()
+        self.once = False  # set: kill drops one reply, then clears
         self.conns = 0
         ln = socket.create_server(("127.0.0.1", 0))
         self.port = ln.getsockname()[1]
@@ -68,6 +69,8 @@ class _ReplyKiller:
                 _, _, op, _, _, _, meta_len, _ = wire._HEADER.unpack(hb)
                 frame = hb + f.read(meta_len)
                 if self.kill.is_set() and op != wire.OP_CHALLENGE | wire.REPLY_BIT:
+                    if self.once:
+                        self.kill.clear()
                     break  # the reply is dropped (a challenge's, asked before a registration, passes)
                 conn.sendall(frame)
         except (OSError, ValueError):
@@ -89,20 +92,15 @@ class _ReplyKiller:
 
 
 def test_deregister_not_sent_again_after_its_reply_was_lost(insecure_cluster):
+    """The controller client sends a deregistration once: its reply lost,
+    it raises OutcomeUnknown (Job.deregister asks again itself: below)."""
     proxy = _ReplyKiller(insecure_cluster.addr)
     try:
         with pocket.Client(proxy.addr, insecure=True) as c:
             j = c.register_job("outcome-unknown")  # the connection has served
-            fetch = j.refresh
-
-            def fetch_then_kill():
-                # deregister fetches the job's map first: the reply lost is
-                # the deregistration's.
-                fetch()
-                proxy.kill.set()
-            j.refresh = fetch_then_kill
+            proxy.kill.set()
             with pytest.raises(pocket.OutcomeUnknown) as ei:
-                j.deregister()
+                c._ctl().deregister_job(j.id, j.token)
             assert "may have deregistered the job" in str(ei.value)
             assert isinstance(ei.value, pocket.Unavailable)  # what callers caught before
         assert proxy.conns == 1, "the deregistration was sent again on a new connection"
@@ -117,6 +115,33 @@ def test_deregister_not_sent_again_after_its_reply_was_lost(insecure_cluster):
                 pass
             else:
                 assert ended.ended, "the job is still live after its deregistration"
+    finally:
+        proxy.close()
+
+
+def test_a_deregistration_whose_reply_was_lost_is_asked_again(insecure_cluster):
+    """Job.deregister sends a deregistration whose reply was lost again:
+    the job found ended, it returns a result marked unreported, and the Job
+    is an ended job's. Before, it raised OutcomeUnknown, and a request the
+    controller had not applied left the job holding its allotment until its
+    token expired (a new user's trial)."""
+    proxy = _ReplyKiller(insecure_cluster.addr)
+    proxy.once = True
+    try:
+        with pocket.Client(proxy.addr, insecure=True) as c:
+            j = c.register_job("outcome-asked-again")
+            fetch = j.refresh
+
+            def fetch_then_kill():
+                # deregister fetches the job's map first: the reply lost is
+                # the deregistration's.
+                fetch()
+                proxy.kill.set()
+            j.refresh = fetch_then_kill
+            res = j.deregister(count_persisted=False)
+            assert res.unreported and res.nodes == 0, res
+            assert j.ended
+        assert proxy.conns == 2, "the deregistration was not asked again on a new connection"
     finally:
         proxy.close()
 

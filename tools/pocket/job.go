@@ -489,6 +489,10 @@ func deregister(ctx context.Context, addr string, tc *tls.Config, job string, to
 		return nil, "", false, err
 	}
 	r, _ := j.Deregistration()
+	if r.Unreported {
+		warn("job deregister", "the controller's reply was lost after the request was sent; asked again, it found job %s ended: "+
+			"what its nodes dropped is not known (they drop its data when they hear of its end)", job)
+	}
 	return &wire.DropResult{Nodes: uint32(r.Nodes), Failed: uint32(r.Failed), Values: r.Values, Bytes: r.Bytes, Message: r.Message}, j.Credential(), false, nil
 }
 
