@@ -109,9 +109,10 @@ func (cs *Controllers) Do(ctx context.Context, f func(c *Client) error) error {
 	if cs.opt.RetryFor > 0 {
 		until = time.Now().Add(cs.opt.RetryFor)
 	}
-	var moved error // the last error that moved the call on
+	var moved error           // the last error that moved the call on
+	own := map[string]error{} // each controller's latest failure that moved the call on
 	for {
-		err := cs.pass(ctx, f, &moved)
+		err := cs.pass(ctx, f, &moved, own)
 		if err == nil || errors.Is(err, ErrOutcomeUnknown) || !movesOn(err) && (!isCtxErr(err) || moved == nil) {
 			return err
 		}
@@ -148,8 +149,8 @@ func (cs *Controllers) noLeader(moved error) string {
 // pass tries each controller once, starting with the remembered leader
 // and following "not leader" answers that name another, and returns the
 // first answer that does not move on, or the last error. moved is set to
-// each error that moves on.
-func (cs *Controllers) pass(ctx context.Context, f func(c *Client) error, moved *error) error {
+// each error that moves on, and own[addr] to the controller at addr's.
+func (cs *Controllers) pass(ctx context.Context, f func(c *Client) error, moved *error, own map[string]error) error {
 	start, n, err := cs.start()
 	if err != nil {
 		return err
@@ -167,7 +168,8 @@ func (cs *Controllers) pass(ctx context.Context, f func(c *Client) error, moved 
 			cs.setLeader(i, last)
 			return last
 		}
-		*moved = last
+		own[next] = last
+		*moved = withLeaderFailure(last, own)
 		if named := leaderNamed(last); named != "" && named != next {
 			next = named
 			continue
@@ -178,6 +180,22 @@ func (cs *Controllers) pass(ctx context.Context, f func(c *Client) error, moved 
 		last = ctx.Err()
 	}
 	return last
+}
+
+// withLeaderFailure is err, a controller's answer, with the failure of
+// the leader it names when that one failed otherwise than naming another
+// (own: each controller's latest). Before, a call whose standbys named a
+// leader it could not reach (another cluster's CA, an --advertise address
+// nothing listens on) ended "no controller answered as the leader: not
+// leader: ADDR", the x509 or dial error that explained it left out (a new
+// user's trial).
+func withLeaderFailure(err error, own map[string]error) error {
+	named := leaderNamed(err)
+	ferr := own[named]
+	if named == "" || ferr == nil || isNotLeader(ferr) {
+		return err
+	}
+	return fmt.Errorf("%w (%s itself: %v)", err, named, ferr)
 }
 
 // start returns the address to try first and how many are known.
