@@ -3,8 +3,11 @@ package controller
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pocketstore/pocket/wire"
@@ -30,6 +33,21 @@ func TestHandshakeErrorNamesAPlainClient(t *testing.T) {
 		var we *wire.Error
 		if !errors.As(err, &we) || limitName(we.Msg) != "handshake" {
 			t.Errorf("%v: rate-limit key %q, want handshake", err, limitName(we.Msg))
+		}
+	}
+}
+
+// TestHandshakeClosedByThePeerIsNoWarning: a peer that closed the
+// connection during the handshake (EOF, a reset) is not logged as a
+// refusal (handshakeError nil: newSession logs it at debug level). A new
+// user's trial read "wire: bad token: TLS handshake ... EOF" for each
+// stalled-controller probe that had given up while the controller was
+// stopped.
+func TestHandshakeClosedByThePeerIsNoWarning(t *testing.T) {
+	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4242}
+	for _, err := range []error{io.EOF, fmt.Errorf("read tcp: %w", syscall.ECONNRESET)} {
+		if got := handshakeError(addr, err); got != nil {
+			t.Errorf("peer closed (%v): %v; want nil", err, got)
 		}
 	}
 }

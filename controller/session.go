@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
+	"syscall"
 	"time"
 
 	flatbuffers "github.com/google/flatbuffers/go"
@@ -54,7 +56,11 @@ func (c *Controller) newSession(conn net.Conn) *session {
 		}
 	}
 	if err := tc.Handshake(); err != nil {
-		c.srv.logLimited(handshakeError(conn.RemoteAddr(), err))
+		if herr := handshakeError(conn.RemoteAddr(), err); herr != nil {
+			c.srv.logLimited(herr)
+		} else {
+			c.cfg.Logger.Debug("controller: the peer closed the connection during the TLS handshake", "peer", conn.RemoteAddr(), "err", err)
+		}
 		return nil
 	}
 	if err := conn.SetDeadline(time.Time{}); err != nil {
@@ -73,7 +79,14 @@ func (c *Controller) newSession(conn net.Conn) *session {
 // run with --insecure) is CodeMalformed and named so; any other failure
 // (no certificate, one from another CA, a timeout) CodeBadToken, as a
 // failed proof. Both end with "(handshake)", the log's rate-limit key.
+// A peer that closed the connection (EOF, a reset) is nil: nothing to
+// warn of (a client that gave up, such as a stalled-controller probe
+// past its bound, which a controller resumed from SIGSTOP met in its
+// backlog; a new user's trial read a "bad token" warning for each).
 func handshakeError(addr net.Addr, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		return nil
+	}
 	var rh tls.RecordHeaderError
 	if errors.As(err, &rh) {
 		return wire.Errorf(wire.CodeMalformed, "TLS handshake with %s: the peer does not speak TLS (a plain-TCP client, such as one given --insecure?): %v (handshake)", addr, err)

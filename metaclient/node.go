@@ -114,7 +114,7 @@ func (c *Client) RunNode(ctx context.Context, loop NodeLoop) error {
 	failed := func(err error) {
 		if msg := err.Error(); msg != lastErr {
 			if registered {
-				c.opt.Logger.Warn("metaclient: controller unreachable; the node keeps serving and retries", "controller", c.addr, "err", err)
+				c.opt.Logger.Warn("metaclient: controller unreachable; the node serves its jobs within its lease (then refuses them: agent logs \"lease lapsed\") and retries", "controller", c.addr, "err", err)
 			} else {
 				c.opt.Logger.Warn("metaclient: node not registered", "controller", c.addr, "err", err)
 			}
