@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -111,5 +112,43 @@ func TestDeafLeaderResigns(t *testing.T) {
 	got, err := lc.GetMap(ctx, m.Job, m.Token)
 	if err != nil || len(got.Nodes) != 2 || len(got.Lost) != 0 {
 		t.Fatalf("job's map after the deaf term: %+v, %v; want both nodes, none lost", got, err)
+	}
+}
+
+// TestStandbyWithAnotherSecretStopsBeforeCampaigning: a controller
+// started with another cluster secret than the one the state in etcd was
+// saved with returns ErrOtherSecretHA from Run before it campaigns, while
+// the leader goes on. Before, it waited as a standby until it was
+// elected, and only then exited (a new user's trial).
+func TestStandbyWithAnotherSecretStopsBeforeCampaigning(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	a := startHA(t, srv, "127.0.0.1:0")
+	for a.ha.Leading() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mc := metaclient.New(a.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
+	defer mc.Close()
+	if _, err := mc.RegisterNode(ctx, wire.NodeRegister{Addr: "127.0.0.1:1", Tiers: []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30, Mbps: 1000}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.RegisterJob(ctx, "saved", wire.JobHints{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Secret: []byte("another-cluster-secret-of-32-bytes!"), HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 10 * time.Second, Logger: quietLog}
+	b := startHAConfig(t, srv, "127.0.0.1:0", cfg)
+	select {
+	case err := <-b.ran:
+		b.ran <- err // for its cleanup
+		if !errors.Is(err, ErrOtherSecretHA) {
+			t.Fatalf("Run with another secret: %v; want ErrOtherSecretHA", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("a controller with another cluster secret is still running as a standby")
+	}
+	if a.ha.Leading() == nil {
+		t.Fatal("the leader stopped leading")
 	}
 }

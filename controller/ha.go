@@ -218,6 +218,9 @@ func (h *HA) Follower() *Controller { return h.follower }
 // term's state cannot be loaded (after resigning).
 func (h *HA) Run(ctx context.Context) error {
 	log := h.cfg.Config.Logger
+	if err := h.checkSecret(ctx); err != nil {
+		return err
+	}
 	for {
 		term, err := h.cfg.Candidate.Campaign(ctx)
 		if err != nil {
@@ -254,6 +257,31 @@ func (h *HA) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// ErrOtherSecretHA is Run's error, before it campaigns, when the state in
+// etcd names another cluster secret than this controller's.
+var ErrOtherSecretHA = errors.New("the cluster's state in etcd was saved with another cluster secret than this controller's: " +
+	"start it with the secret the other controllers use (--secret-file or $POCKET_SECRET)")
+
+// checkSecret refuses, before the first campaign, a state in etcd whose
+// Meta names another cluster secret (secretID). Before, such a standby ran
+// silently until it was elected and only then exited on ErrOtherSecret
+// (a new user's trial), after taking the leadership from a working
+// controller. A store without a Meta yet (a new cluster) passes; an etcd
+// that cannot be read now is left to the campaign, which waits for it.
+func (h *HA) checkSecret(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, ok, err := state.EtcdMeta(rctx, h.cfg.Etcd, h.cfg.State)
+	if err != nil {
+		h.cfg.Config.Logger.Warn("controller: could not read the cluster's state to check the secret; campaigning anyway", "err", err)
+		return nil
+	}
+	if ok && m.SecretID != "" && m.SecretID != secretID(h.cfg.Config.Secret) {
+		return ErrOtherSecretHA
+	}
+	return nil
 }
 
 // errDeaf is why a term that heard from no node ended (Controller.Deaf).

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -165,3 +166,31 @@ func (r *etcdRecords) snapshot(where string) (*Snapshot, error) {
 	}
 	return s, nil
 }
+
+// EtcdMeta reads the Meta record of the store under opt.Prefix without
+// opening it (no format stamp, no fence): what a standby checks before it
+// campaigns. ok is false when there is none (a new store), or when it is
+// held in a committed journal only (Load applies it).
+func EtcdMeta(ctx context.Context, cli *clientv3.Client, opt EtcdOptions) (m Meta, ok bool, err error) {
+	opt.Fence = noFence{} // only read
+	if err := opt.defaults(); err != nil {
+		return Meta{}, false, err
+	}
+	r, err := cli.Get(ctx, opt.Prefix+etcdMetaKey)
+	if err != nil {
+		return Meta{}, false, fmt.Errorf("state: etcd prefix %s: %w", opt.Prefix, err)
+	}
+	if len(r.Kvs) == 0 {
+		return Meta{}, false, nil
+	}
+	if err := json.Unmarshal(r.Kvs[0].Value, &m); err != nil {
+		return Meta{}, false, fmt.Errorf("state: etcd prefix %s: meta record: %w", opt.Prefix, err)
+	}
+	return m, true, nil
+}
+
+// noFence is the Fence of a read that writes nothing (EtcdMeta).
+type noFence struct{}
+
+func (noFence) Key() string { return "" }
+func (noFence) Rev() int64  { return 0 }

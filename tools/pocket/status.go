@@ -73,10 +73,13 @@ exits 1.
 // JobCount and NodeCount are the cluster's; Jobs lists the first jobs
 // only (the controller's StatusJobs, 100) unless --jobs pages through all.
 type statusJSON struct {
-	NodeCount uint32           `json:"node_count"`
-	JobCount  uint64           `json:"job_count"`
-	Nodes     []statusNodeJSON `json:"nodes"`
-	Jobs      []statusJobJSON  `json:"jobs"`
+	// Controller is the address of the controller that answered: the
+	// active one, among several on etcd.
+	Controller string           `json:"controller"`
+	NodeCount  uint32           `json:"node_count"`
+	JobCount   uint64           `json:"job_count"`
+	Nodes      []statusNodeJSON `json:"nodes"`
+	Jobs       []statusJobJSON  `json:"jobs"`
 	// AutoscaleMaxNodes is the controller's autoscaler's largest node
 	// count; 0: the controller does not autoscale.
 	AutoscaleMaxNodes uint32 `json:"autoscale_max_nodes"`
@@ -375,6 +378,7 @@ func runStatus(args []string) int {
 		warn("status", "%s: %s", kind, note)
 	}
 	v := statusViewFrom(st, prices, source)
+	v.Controller = mc.Leader()
 	if *asJSON {
 		return printJSON(v)
 	}
@@ -423,6 +427,11 @@ func usedCell(n statusNodeJSON, t statusTierJSON) string {
 }
 
 func printStatus(v statusJSON) {
+	if v.Controller != "" {
+		// Among several controllers, which one leads (a new user's trial
+		// had to read the logs to tell).
+		fmt.Printf("controller %s (the one that answered: the active one)\n", v.Controller)
+	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tSTATE\tTIER\tUSED\tCAPACITY\tTIER Mb/s\tRX/TX Mb/s\tCPU\tJOBS")
 	unmeasured := false

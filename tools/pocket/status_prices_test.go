@@ -29,13 +29,22 @@ func TestStatusCostsAtTheControllersPrices(t *testing.T) {
 		t.Fatalf("status --json: exit %d", code)
 	}
 	var v struct {
-		Jobs []struct {
+		Controller string `json:"controller"`
+		Jobs       []struct {
 			CostPerHour float64 `json:"cost_per_hour"`
 		} `json:"jobs"`
 		Prices map[string]any `json:"prices"`
 	}
 	if err := json.Unmarshal([]byte(out), &v); err != nil || len(v.Jobs) != 1 {
 		t.Fatalf("status --json: %v, %d jobs: %s", err, len(v.Jobs), out)
+	}
+	// The controller that answered is named (which one leads, among
+	// several, was in the logs only: a new user's trial).
+	if v.Controller != addr {
+		t.Errorf("status --json names controller %q; want %q", v.Controller, addr)
+	}
+	if out, _ := stdoutOf(t, func() int { return runStatus([]string{"--controller", addr, "--insecure"}) }); !strings.HasPrefix(out, "controller "+addr+" ") {
+		t.Errorf("status begins %q; want the controller that answered", strings.SplitN(out, "\n", 2)[0])
 	}
 	want := 100.0/1024 + 1
 	if got := v.Jobs[0].CostPerHour; math.Abs(got-want) > 1e-9 {
