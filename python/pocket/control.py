@@ -321,6 +321,7 @@ class Controller:
         with self._lock:
             last: errors.PocketError | None = None
             tried: set[str] = set()  # each controller once a pass
+            failed: dict[str, str] = {}  # why each controller of the pass did not answer
             while self.addr not in tried:
                 tried.add(self.addr)
                 try:
@@ -337,11 +338,15 @@ class Controller:
                         # Waited for (call): a standby names a stopped
                         # leader until its lease ends and another is
                         # elected (a review: raised at 2.5 s before).
-                        last = errors.NotLeader(f"{self.addr} names {named} the leader, which did not answer as it "
+                        # Its own failure said (a leader with another CA: its
+                        # TLS error; a new user's trial saw only "not leader").
+                        own = f" ({named} itself: {failed[named]})" if named in failed else ""
+                        last = errors.NotLeader(f"{self.addr} names {named} the leader, which did not answer as it{own} "
                                                 f"(controllers tried: {', '.join(sorted(tried))}); {NO_LEADER_HINT}")
                     self._switch(named or self._after())
                 except _Away as e:
                     last = e
+                    failed[self.addr] = str(e)
                     if len(self.addrs) == 1:
                         raise
                     self._switch(self._after())

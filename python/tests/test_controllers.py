@@ -233,3 +233,25 @@ def test_a_standby_naming_the_stopped_leader_is_waited_out(insecure_cluster, sto
             assert time.monotonic() - t0 < 14
     finally:
         s.close()
+
+
+def test_a_standby_naming_an_unreachable_leader_says_why_it_failed():
+    """A standby names a leader nothing listens at (a wrong --advertise):
+    the NotLeader raised says what that leader itself failed with, beside
+    the standby's answer. Before, it said only that it did not answer as
+    the leader (a new user's trial: the TLS error behind it was seen only
+    by asking it directly)."""
+    ln = socket.create_server(("127.0.0.1", 0))
+    gone = "127.0.0.1:%d" % ln.getsockname()[1]
+    ln.close()  # refused from now on
+    s = Standby(gone)
+    try:
+        # Listed first, it is tried first: the standby's answer comes
+        # last, and the pass ends on it.
+        with pocket.Client(f"{gone},{s.addr}", insecure=True, controller_wait=0) as c:
+            with pytest.raises(pocket.NotLeader) as e:
+                c.register_job("unreachable-leader")
+        msg = str(e.value)
+        assert f"{gone} itself:" in msg and "refused" in msg.lower(), msg
+    finally:
+        s.close()
