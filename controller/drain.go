@@ -634,6 +634,17 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 			// resumed, all then lost (a hostile trial). A node marked
 			// dead by request is taken at its operator's word.
 			continue
+		case n.state == wire.NodeDead && c.lossHeldLocked(now, c.cfg.DeadAfter):
+			// Every node dead, or the first just heard again: the
+			// controller may be the one cut off (lossHeldLocked). Before,
+			// a drain ordered as every node went silent retired its node
+			// as lost 32 s later (a hostile trial: 259 values).
+			continue
+		case n.state == wire.NodeDead && (d.done || d.empty):
+			// It reported its data moved, then went silent before it had
+			// confirmed the maps it leaves (below): nothing of it is lost.
+			// (A review: retired "died while draining" since that wait.)
+			why = fmt.Sprintf("moved all its data in %v, then went silent", now.Sub(d.start).Round(time.Millisecond))
 		case n.state == wire.NodeDead:
 			why, lost = "died while draining", true
 		case (d.done || d.empty) && c.leavingUnconfirmedLocked(n, now):

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -74,4 +75,39 @@ func twoNodeJob(t *testing.T, c *Controller) (a, b string, m *wire.PlacementMap)
 		t.Fatalf("register: %+v %v", m, err)
 	}
 	return a, b, m
+}
+
+// TestDrainDoneThenSilentIsNotLost: a draining node that reported its
+// data moved before it had confirmed the maps it leaves, and then went
+// silent, is retired once its lease has ended as having moved its data,
+// not as lost. (A review: since the wait for that confirmation, it was
+// retired "died while draining", and its jobs listed it lost.)
+func TestDrainDoneThenSilentIsNotLost(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: time.Second, DeadNodeGrace: time.Second, ForgetAfter: time.Hour})
+	a, b, m := twoNodeJob(t, c)
+	if _, err := c.Drain(a, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Its report from a table it has not brought up to date (Since 0).
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: a, Metrics: []wire.Metric{{Name: wire.MetricDrainDone, Value: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	c.drainTick(time.Now())
+	if _, ok := nodeState(c, a); !ok {
+		t.Fatal("retired before it confirmed the maps it leaves")
+	}
+	later := time.Now().Add(time.Minute) // past its lease
+	c.sweep(later)
+	syncNode(t, c, b) // another node is heard: not every node is dead
+	c.drainTick(time.Now().Add(2 * time.Minute))
+	if _, ok := nodeState(c, a); ok {
+		t.Fatal("a silent node that reported its data moved is not retired once its lease ended")
+	}
+	st := c.Status().Retired
+	if len(st) != 1 || st[0].Addr != a || st[0].Lost || !strings.Contains(st[0].Why, "moved all its data") {
+		t.Fatalf("drain ends %+v; want %s, its data moved, not lost", st, a)
+	}
+	if _, lost := mapCounts(c, m.Job); lost != 0 {
+		t.Fatalf("job lists %d lost node(s); want none", lost)
+	}
 }

@@ -221,6 +221,7 @@ func (h *HA) Run(ctx context.Context) error {
 	if err := h.checkSecret(ctx); err != nil {
 		return err
 	}
+	var backoff time.Duration // the pause after a term resigned as deaf
 	for {
 		term, err := h.cfg.Candidate.Campaign(ctx)
 		if err != nil {
@@ -241,13 +242,19 @@ func (h *HA) Run(ctx context.Context) error {
 		select {
 		case <-term.Done():
 			h.stepDown(c, context.Cause(term.Context()))
+			backoff = 0
 		case <-deaf(term, c):
-			log.Error("controller: heard from none of the cluster's nodes since taking over, and all are dead by now: resigning, so that "+
-				"another controller can lead (is this controller's --advertise address one the nodes reach, and its CA the cluster's?)",
-				"addr", h.cfg.Candidate.Addr())
+			backoff = min(max(2*backoff, deafBackoff), deafBackoffMax)
+			log.Error("controller: heard from none of the nodes in the cluster's state since taking over, and all are dead by now: "+
+				"resigning, so that another controller can lead (is this controller's --advertise address one the nodes reach, "+
+				"and its CA the cluster's? or are the nodes all down?); campaigning again after a pause",
+				"addr", h.cfg.Candidate.Addr(), "pause", backoff)
 			h.stepDown(c, errDeaf)
 			if err := term.Resign(); err != nil {
 				log.Warn("controller: resign", "err", err)
+			}
+			if !sleepCtx(ctx, backoff) {
+				return nil
 			}
 		case <-ctx.Done():
 			h.stepDown(c, errors.New("shutting down"))
@@ -289,6 +296,18 @@ var errDeaf = errors.New("heard from no node")
 
 // deafPoll is how often a term's controller is asked whether it is deaf.
 const deafPoll = time.Second
+
+// deafBackoff is the pause before a controller that resigned as deaf
+// campaigns again, doubling at each such term in a row up to
+// deafBackoffMax: the others, campaigning meanwhile, lead first. When
+// every node is down in fact, every controller is deaf, and without it
+// the leadership went round them every few seconds (a hostile trial: 42
+// terms in 43 s); with it there may be no leader for a while, and none is
+// of use until a node is back.
+const (
+	deafBackoff    = 10 * time.Second
+	deafBackoffMax = 2 * time.Minute
+)
 
 // deaf is closed once c is deaf (Controller.Deaf), checked every
 // deafPoll until term ends. Before, a controller elected with an

@@ -66,6 +66,9 @@ func TestFrozenDrainingNodeIsNotLostWithinItsLease(t *testing.T) {
 	if !dead {
 		t.Fatal("the silent node is not dead")
 	}
+	// The other node is heard (while every node is dead, none is lost:
+	// TestDrainOfADeadNodeWaitsWhileAllAreDead).
+	syncNode(t, c, "127.0.0.1:7002")
 	gone := func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -130,6 +133,9 @@ func TestRestoredDrainingNodeIsNotLostWithinALease(t *testing.T) {
 	c2 := newTest(t, cfg)
 	start := time.Now()
 	c2.sweep(start.Add(restoreGrace + 4*time.Second)) // not heard from since: dead
+	// The other node is heard (while every node is dead, none is lost:
+	// TestDrainOfADeadNodeWaitsWhileAllAreDead).
+	syncNode(t, c2, "127.0.0.1:7002")
 	retired := func() bool {
 		c2.mu.Lock()
 		defer c2.mu.Unlock()

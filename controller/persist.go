@@ -541,6 +541,7 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 			n.state = wire.NodeActive
 		}
 		c.nodes[r.Addr] = n
+		c.contact.restoredLocked(r.Addr)
 	}
 }
 

@@ -42,12 +42,11 @@ type Controller struct {
 
 	mu    sync.Mutex // guards everything below but auto and srv
 	nodes map[string]*node
-	// heard says a node has registered or heartbeated since New: a
-	// controller restored with nodes that hears from none may be the one
-	// cut off (HA.Run resigns it: Deaf).
-	heard bool
-	jobs  map[string]*job
-	seq   uint64
+	// contact is what the controller has heard of its nodes since New
+	// (dead.go: Deaf, lossHeldLocked).
+	contact contact
+	jobs    map[string]*job
+	seq     uint64
 	// gone holds the nodes that finished a drain and left, with the time
 	// they left and their incarnation: one still running (not stopped by
 	// an orchestrator) is told to stop when it registers again, so a
@@ -226,6 +225,7 @@ func New(cfg Config) (*Controller, error) {
 		ctl.seq = randomSeq()
 	}
 	now := time.Now()
+	ctl.contact.started = now
 	ctl.initRevisions(now)
 	ctl.prof = newProfileBook(c.ProfileRuns, c.MaxProfiles, c.Store != nil)
 	if c.Store != nil {
@@ -294,6 +294,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 	if restarted && !confirmed {
 		return nil, &restartClaim{old: n.incarnation}
 	}
+	c.heardLocked(reg.Addr, !ok || n.state == wire.NodeDead, time.Now())
 	c.dirtyNodesLocked()
 	switch {
 	case !ok:
@@ -323,7 +324,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 	}
 	n.tiers = append([]wire.TierStat(nil), reg.Tiers...)
 	n.cores = reg.Cores
-	n.lastSeen, n.unheard, c.heard = time.Now(), false, true
+	n.lastSeen, n.unheard = time.Now(), false
 	// The job table's first page comes with the registration (the node
 	// serves no job it has not heard of before: dataplane.Node.AwaitSync);
 	// More asks for the rest at once.
@@ -353,6 +354,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	if !ok {
 		return &wire.NodeAck{Known: false, Heartbeat: c.cfg.HeartbeatInterval}
 	}
+	c.heardLocked(n.addr, n.state == wire.NodeDead, time.Now())
 	switch {
 	case n.state == wire.NodeDead:
 		c.aliveLocked(n, "heartbeat resumed")
@@ -384,7 +386,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		c.recordLocked(n, now)
 		c.prof.observeNode(n, c.loads[n.addr], c.nodeMbps(n), now, c.dirtyJobLocked)
 	}
-	n.lastSeen, n.unheard, c.heard = now, false, true
+	n.lastSeen, n.unheard = now, false
 	if n.incarnation == 0 && hb.Incarnation != 0 {
 		// A node whose incarnation the registry does not know (restored
 		// from a state written before incarnations were stored) teaches it

@@ -239,7 +239,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 // and takes it out of the map (lost.go). The map does not carry the
 // grace, so the advice gives the default.
 const deadNodeAdvice = "its keys are unavailable until the controller declares it lost (once it has been dead for " +
-	"the controller's --dead-node-grace, 30 s by default) and takes it out of the job's map; retry then: " +
+	"the controller's --dead-node-grace, 30 s by default, while another node of the cluster is alive) and takes it out of the job's map; retry then: " +
 	"puts go to the job's other nodes, and gets of the values it held answer lost"
 
 // deadNodeErr is the error of a request for a key of the dead node addr.

@@ -65,7 +65,7 @@ PREFETCH = 2  # chunks a stream read fetches ahead of the one being consumed
 # dead for its --dead-node-grace and takes it out of the map. The map does
 # not carry the grace, so the advice gives the default.
 DEAD_NODE_ADVICE = ("its keys are unavailable until the controller declares it lost (once it has been dead for "
-                    "the controller's --dead-node-grace, 30 s by default) and takes it out of the job's map; retry "
+                    "the controller's --dead-node-grace, 30 s by default, while another node of the cluster is alive) and takes it out of the job's map; retry "
                     "then: puts go to the job's other nodes, and gets of the values it held answer lost")
 
 Buffer = bytes | bytearray | memoryview
