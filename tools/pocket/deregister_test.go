@@ -204,13 +204,13 @@ func TestDeregisterJSONIsStable(t *testing.T) {
 	}
 	obj := jsonObject(t, "deregister --json", []byte(out))
 	wantKeys(t, "deregister --json", obj, "job_id", "nodes", "failed", "values", "bytes", "dead_nodes", "failures", "message",
-		"credential", "persisted_counted", "persisted_bytes", "persisted_count_failures", "returned")
+		"credential", "unreported", "persisted_counted", "persisted_bytes", "persisted_count_failures", "returned")
 	var v deregisterJSON
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatal(err)
 	}
 	if v.DeadNodes == nil || len(v.DeadNodes) != 0 || v.Failures == nil || len(v.Failures) != 0 || !v.PersistedCounted ||
-		v.PersistedBytes <= 0 || v.Message != "" || v.Credential == "" {
+		v.PersistedBytes <= 0 || v.Message != "" || v.Credential == "" || v.Unreported {
 		t.Errorf("deregister --json of a job that kept a value: %+v", v)
 	}
 	// It says what allotment it gave back (a new user's check found it

@@ -282,7 +282,7 @@ func runJobDeregister(args []string) int {
 	if heldErr != nil {
 		held = nil
 	}
-	res, cred, ended, err := deregister(ctx, a.addr, a.tc, a.job, a.token)
+	res, unreported, cred, ended, err := deregister(ctx, a.addr, a.tc, a.job, a.token)
 	if err != nil {
 		hint := ""
 		if errors.Is(err, wire.ErrBadToken) {
@@ -299,10 +299,15 @@ func runJobDeregister(args []string) int {
 	allDead := res.Nodes == 0 && len(others) == 0 && len(dead) > 0
 	if a.json {
 		v := deregisterView(a.job, res, cred, count, allDead)
-		v.Returned = returnedView(held)
+		v.Returned, v.Unreported = returnedView(held), unreported
+
 		if code := printJSON(v); code != 0 {
 			return code
 		}
+	} else if unreported {
+		fmt.Printf("job %s deregistered: the controller's reply was lost after the request was sent; asked again, it found the job "+
+			"ended. What its nodes dropped is not known (they drop its data when they hear of its end)\n", a.job)
+		printPersisted(cred, count, allDead)
 	} else {
 		fmt.Printf("job %s deregistered: %d node(s) dropped %d stored record(s) (values and the chunks of large ones), %s\n", a.job, res.Nodes, res.Values, units.FormatSize(res.Bytes))
 		if line := returnedLine(held); line != "" {
@@ -327,6 +332,10 @@ type deregisterJSON struct {
 	// Credential reads and deletes the values put with --persist that the
 	// job's nodes keep (POCKET_CREDENTIAL).
 	Credential string `json:"credential"`
+	// Unreported: the reply of the request that ended the job was lost
+	// and the request sent again found it ended (pocket.DropResult's
+	// Unreported): the drop figures are zero and mean nothing.
+	Unreported bool `json:"unreported"`
 	// PersistedCounted: the job's live nodes were asked what they keep of
 	// it; PersistedBytes is then their bytes (0 when every node of the map
 	// is dead). When not counted, PersistedBytes is 0 and means nothing,
@@ -474,26 +483,25 @@ func openJob(ctx context.Context, addr string, tc *tls.Config, job string, tok [
 // once). A *pocket.DropError (nodes that did not drop the job's data) is
 // no error here: the job is deregistered, and res says which nodes. A job
 // that has ended already is not deregistered again: ended is true and
-// cred its credential.
-func deregister(ctx context.Context, addr string, tc *tls.Config, job string, tok []byte) (res *wire.DropResult, cred string, ended bool, err error) {
+// cred its credential. unreported: the deregistration's reply was lost and
+// asking again found the job ended (pocket.DropResult.Unreported): res's
+// figures are zero and mean nothing.
+func deregister(ctx context.Context, addr string, tc *tls.Config, job string, tok []byte) (res *wire.DropResult, unreported bool, cred string, ended bool, err error) {
 	s, j, err := openJob(ctx, addr, tc, job, tok)
 	if err != nil {
-		return nil, "", false, err
+		return nil, false, "", false, err
 	}
 	defer s.Close()
 	if j.Ended() {
-		return nil, j.Credential(), true, nil
+		return nil, false, j.Credential(), true, nil
 	}
 	var de *pocket.DropError
 	if err := j.Deregister(ctx); err != nil && !errors.As(err, &de) {
-		return nil, "", false, err
+		return nil, false, "", false, err
 	}
 	r, _ := j.Deregistration()
-	if r.Unreported {
-		warn("job deregister", "the controller's reply was lost after the request was sent; asked again, it found job %s ended: "+
-			"what its nodes dropped is not known (they drop its data when they hear of its end)", job)
-	}
-	return &wire.DropResult{Nodes: uint32(r.Nodes), Failed: uint32(r.Failed), Values: r.Values, Bytes: r.Bytes, Message: r.Message}, j.Credential(), false, nil
+	return &wire.DropResult{Nodes: uint32(r.Nodes), Failed: uint32(r.Failed), Values: r.Values, Bytes: r.Bytes, Message: r.Message},
+		r.Unreported, j.Credential(), false, nil
 }
 
 // failEnded is job deregister's answer for a job that has ended already:

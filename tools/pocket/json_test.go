@@ -168,7 +168,7 @@ func TestProbeJSONHasNoNull(t *testing.T) {
 // not be asked; with every node dead nothing is left, counted.
 func TestDeregisterViewLists(t *testing.T) {
 	keys := []string{"job_id", "nodes", "failed", "values", "bytes", "dead_nodes", "failures", "message", "credential",
-		"persisted_counted", "persisted_bytes", "persisted_count_failures", "returned"}
+		"unreported", "persisted_counted", "persisted_bytes", "persisted_count_failures", "returned"}
 	for _, c := range []struct {
 		name           string
 		res            wire.DropResult
