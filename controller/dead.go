@@ -187,12 +187,12 @@ func (c *Controller) postponedLossLocked(addr string, now time.Time, every time.
 }
 
 // contact is what a controller has heard of its nodes since New: the
-// nodes it restored from the state and whether any of them has been heard
-// from, and when the first node was heard again after a time when every
-// node was dead.
+// nodes it restored from the state that were alive there and held jobs'
+// data, whether any of them has been heard from, and when the first node
+// was heard again after a time when every node was dead.
 type contact struct {
 	started       time.Time           // New
-	restored      map[string]struct{} // the nodes restored from the state
+	restored      map[string]struct{} // the restored nodes saved alive and in a job's map
 	heardRestored bool                // one of them has registered or heartbeated since
 	regained      time.Time           // the first node heard while every node was dead, latest
 }
@@ -243,14 +243,19 @@ func (c *Controller) lossHeldLocked(now time.Time, wait time.Duration) bool {
 	return !c.anyAliveLocked() || now.Sub(c.contact.regained) <= wait
 }
 
-// Deaf reports whether the controller restored nodes from the state and
-// has heard from none of them since, while all of them are dead (or gone)
-// once the restore grace and DeadAfter have passed: the nodes cannot reach
-// it (its --advertise address or its CA are not theirs), it is cut off
-// from them, or they are all down. HA.Run resigns such a term so that
-// another controller can lead. Nodes that registered with it anew do not
-// count: a hostile trial's controller with another CA, given a node of
-// its own, kept its term and lost every value of the cluster's nodes.
+// Deaf reports whether the controller restored nodes from the state that
+// were alive there and held jobs' data, and has heard from none of them
+// since, while all of them are dead (or gone) once the restore grace and
+// DeadAfter have passed: the nodes cannot reach it (its --advertise
+// address or its CA are not theirs), it is cut off from them, or they all
+// died since the last term's save. HA.Run resigns such a term so that
+// another controller can lead. Other nodes do not count: a hostile
+// trial's controller with another CA, given a node of its own, kept its
+// term and lost every value of the cluster's nodes (that node, new, or
+// restored in its next term). Nodes saved dead do not either: the term
+// before could not hear them, so the silence is theirs, and a controller
+// that takes replacement nodes keeps its term (a second trial: a lone
+// controller resigned at every term, no leader for minutes).
 func (c *Controller) Deaf() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -68,6 +68,45 @@ func TestNoNodeLostWhileAllAreDead(t *testing.T) {
 	}
 }
 
+// TestDeafCountsOnlyNodesSavedAliveWithData: the nodes that make a
+// controller deaf are those restored alive and in a job's map. One in no
+// job's map heard (a hostile re-check: the bad controller's own node,
+// saved by its first term, kept its second) does not make it hear; nodes
+// saved dead by the term before (it could not hear them either: they
+// died, and replacement nodes come) do not make it deaf (a lone
+// controller resigned at every term, no leader for minutes).
+func TestDeafCountsOnlyNodesSavedAliveWithData(t *testing.T) {
+	r := newRestartable(t, Config{DeadAfter: 2 * time.Second, DeadNodeGrace: time.Hour, ForgetAfter: time.Hour}, false)
+	a, b, _ := twoNodeJob(t, r.ctl)
+	idle := "127.0.0.1:7003" // in no job's map
+	mustRegister(t, r.ctl, dramNode(idle, 1<<30, 1000))
+	c := r.restart()
+	c.mu.Lock()
+	c.contact.started = time.Now().Add(-time.Minute) // restoreGrace and DeadAfter long past
+	c.mu.Unlock()
+	syncNode(t, c, idle)
+	c.sweep(time.Now().Add(restoreGrace + 3*time.Second)) // a, b dead; idle heard just now
+	if !c.Deaf() {
+		t.Fatal("not deaf: only a node holding no job's data was heard")
+	}
+	if err := c.SetNodeState(idle, wire.NodeDead); err != nil { // saved: every node dead
+		t.Fatal(err)
+	}
+	c = r.restart()
+	c.mu.Lock()
+	c.contact.started = time.Now().Add(-time.Minute)
+	c.mu.Unlock()
+	c.sweep(time.Now().Add(restoreGrace + 3*time.Second))
+	for _, addr := range []string{a, b} {
+		if st, _ := nodeState(c, addr); st != wire.NodeDead {
+			t.Fatalf("node %s: %v; want dead", addr, st)
+		}
+	}
+	if c.Deaf() {
+		t.Fatal("deaf with the nodes holding data saved dead by the term before")
+	}
+}
+
 // TestDrainOfADeadNodeWaitsWhileAllAreDead: a draining node that goes
 // silent with every other node is not retired as lost ("died while
 // draining") while every node is dead; it is once another node is heard

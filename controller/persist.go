@@ -468,6 +468,11 @@ func (c *Controller) restore(now time.Time) error {
 		c.noteLosingLocked(j)
 		c.holdForRetiredLocked(j, now)
 	}
+	for addr, n := range c.nodes {
+		if n.state != wire.NodeDead && c.inAnyJobLocked(addr) {
+			c.contact.restoredLocked(addr) // Deaf's witnesses
+		}
+	}
 	if len(snap.Jobs)+len(snap.Nodes) > 0 {
 		c.cfg.Logger.Info("controller: state restored", "jobs", len(c.jobs), "nodes", len(c.nodes),
 			"tombstones", len(c.tombs.ids), "next_job", c.seq)
@@ -541,7 +546,6 @@ func (c *Controller) restoreNodes(recs []state.Node, now time.Time) {
 			n.state = wire.NodeActive
 		}
 		c.nodes[r.Addr] = n
-		c.contact.restoredLocked(r.Addr)
 	}
 }
 
