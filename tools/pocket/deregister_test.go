@@ -4,10 +4,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,15 +17,27 @@ import (
 )
 
 // closedAddr is a loopback address nothing listens on.
+//
+// The port is held until the test ends by a socket bound there, not
+// listening: a dial is refused, and no other socket can take the port.
+// Before, the address was a closed listener's, and a test package running
+// alongside took the port for a node of its own, whose "bad token" answer
+// failed TestDeregisterDeadNodes (a CI run).
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 // TestDeregisterDeadNodes: `pocket job deregister` exits 0 when the only
