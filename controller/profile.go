@@ -64,7 +64,9 @@ import (
 // seen at most once, often before it did anything, and a run none or one
 // of whose heartbeats counted (its life within a drain, a map change or
 // the settling after a restart) would be recorded as ~0 Mb/s and size the
-// next job of its name at ~0. Sizing also never gives a
+// next job of its name at ~0. Nor is a run recorded whose nodes saw it
+// move and hold no value bytes at all (registered and ended unused, as a
+// launch that failed is). Sizing also never gives a
 // learned job less bandwidth than one lambda's (Policy.PerLambdaMbps, the
 // smallest hinted size; see Policy.needFor).
 //
@@ -451,19 +453,27 @@ func (t *jobTrace) phases(end time.Time) []state.Phase {
 	return out
 }
 
-// end records a finished job's run under its name (nothing when fewer
-// than ProfileMinSamples heartbeats of one node had figures that counted)
-// and forgets its trace.
+// end records a finished job's run under its name and forgets its
+// trace. It records nothing when fewer than ProfileMinSamples heartbeats
+// of one node had figures that counted, or when the run moved and held
+// no value bytes its nodes saw (unused): a job registered and ended
+// without use, such as a launch that failed, says nothing of the next
+// run's size, and recorded at 0 it would pull the estimate down by half
+// (a new user's trial: 1,894 to 812 Mb/s after one such run).
 func (b *profileBook) end(j *job, now time.Time) {
 	t := b.traces[j.id]
 	delete(b.traces, j.id)
-	if t == nil || t.samples < ProfileMinSamples {
+	if t == nil || t.samples < ProfileMinSamples || t.unused() {
 		return
 	}
 	run := state.Run{Job: j.id, Ended: now.UTC(), Duration: now.Sub(t.start), PeakMbps: t.peak.PeakMbps,
 		PeakBytes: t.peak.PeakBytes, Tier: j.tier, AllocMbps: j.allocMbps, AllocBytes: j.allocBytes, Phases: t.phases(now)}
 	b.record(ProfileKey(j.tenant, j.name), run)
 }
+
+// unused reports whether the run's nodes saw it move and hold no value
+// bytes at all.
+func (t *jobTrace) unused() bool { return t.peak.PeakMbps == 0 && t.peak.PeakBytes == 0 }
 
 // record puts run first in name's profile, keeps the newest b.keep runs,
 // and evicts the profile updated longest ago beyond b.max names. The

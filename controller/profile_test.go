@@ -308,6 +308,59 @@ func TestProfileShortRunNotRecorded(t *testing.T) {
 	}
 }
 
+// TestProfileUnusedRunNotRecorded: a job registered and ended without
+// moving or holding a byte (a launch that failed) leaves no run, so the
+// next job of its name is sized from the earlier runs as before. Before,
+// it was recorded at 0 and the estimate fell by about half (a new user's
+// trial: 1,894 to 812 Mb/s).
+func TestProfileUnusedRunNotRecorded(t *testing.T) {
+	c := newTest(t, Config{FirstJobSeq: 1})
+	const addr, capacity = "127.0.0.1:7001", 100e9
+	mustRegister(t, c, dramNode(addr, capacity, 8000))
+	book := newProfileBook(0, 0, false)
+	run := func(rx float64, used int64) {
+		t.Helper()
+		m, err := c.RegisterJob("etl", wire.JobHints{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for s := 0; s < 6; s++ {
+			beat(t, c, book, addr, capacity, rx, used, start.Add(time.Duration(s)*time.Second))
+		}
+		c.mu.Lock()
+		book.end(c.jobs[m.Job], start.Add(6*time.Second))
+		c.mu.Unlock()
+		if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size := func() plan {
+		t.Helper()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		pl, _, source, err := c.sizeJobLocked(book, "etl", &wire.JobRegister{Name: "etl"})
+		if err != nil || source != SizeProfile {
+			t.Fatalf("sizing: %v, %q; want from its profile", err, source)
+		}
+		return pl
+	}
+	run(1500, 2e9)
+	before := size()
+	run(0, 0)
+	if p, _ := book.profile("etl"); len(p.Runs) != 1 {
+		t.Fatalf("profile after an unused run: %d runs %+v; want the one used run", len(p.Runs), p.Runs)
+	}
+	if after := size(); after.mbps != before.mbps || after.bytes != before.bytes {
+		t.Fatalf("an unused run moved the estimate from %.0f Mb/s, %d bytes to %.0f Mb/s, %d bytes",
+			before.mbps, before.bytes, after.mbps, after.bytes)
+	}
+	run(200, 1e8) // a small run that did something is recorded
+	if p, _ := book.profile("etl"); len(p.Runs) != 2 {
+		t.Fatalf("profile after a small used run: %d runs; want 2", len(p.Runs))
+	}
+}
+
 // TestProfileIgnoresABurst: a job's profile peak is its own traffic
 // averaged over profileSmooth heartbeats: one heartbeat's burst of 3,100
 // Mb/s between beats of 100 records 1,100 (the mean of the three beats
