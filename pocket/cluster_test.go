@@ -454,7 +454,9 @@ func TestOpenJobTakesPrintedToken(t *testing.T) {
 // allotted at registration (bandwidth, bytes, where the size came from),
 // as pocket job register prints it; before, only the CLI showed it (a new
 // user's trial: a Go registration of 250 lambdas on a small cluster
-// returned silently). A job opened by id and token has none.
+// returned silently). A job opened by id and token has its map's
+// bandwidth and bytes (before, none: a lambda that opened the job read
+// zeros, a new user's trial).
 func TestRegisterJobGivesAllotment(t *testing.T) {
 	c := newTestCluster(t, 2, 64<<20)
 	ctx := context.Background()
@@ -484,7 +486,7 @@ func TestRegisterJobGivesAllotment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Allotment() != (Allotment{}) {
-		t.Fatalf("allotment of an opened job: %+v; want none", o.Allotment())
+	if got, want := o.Allotment(), (Allotment{Mbps: 1200, Bytes: 8 << 20}); got != want {
+		t.Fatalf("allotment of an opened job: %+v; want its map's %+v", got, want)
 	}
 }

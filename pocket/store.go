@@ -350,9 +350,16 @@ func (j *Job) setMap(m Map) {
 }
 
 // Allotment is what the controller allotted the job when it was
-// registered through this handle; the zero Allotment for a job opened
-// (OpenJob, a credential) or on static nodes.
-func (j *Job) Allotment() Allotment { return j.alloc }
+// registered through this handle. For a job opened (OpenJob) it is what
+// the latest map fetched says: Mbps and Bytes only (a map carries no
+// SizedFrom, Note or quotas). Zero for a credential's job or on static
+// nodes.
+func (j *Job) Allotment() Allotment {
+	if j.alloc != (Allotment{}) {
+		return j.alloc
+	}
+	return j.snapshot().Alloc
+}
 
 // ID is the job id, like "sort-3".
 func (j *Job) ID() string { return j.snapshot().Job }

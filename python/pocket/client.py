@@ -463,6 +463,7 @@ class Client:
             raise errors.BadToken(f"token {_shown(token)} for job {job_id}: not hex (Job.token_hex, POCKET_TOKEN)") from None
         m = self._ctl().get_map(job_id, tok)
         job = Job(self, m)
+        job.allotment = m.allotment
         job._retired = m.ended
         if m.ended:
             _unlive(job_id)
@@ -1094,9 +1095,9 @@ class Job:
         self.client = client
         self._st = _MapState(m)
         self._owner = owner
-        # What the controller allotted, when registered through this Job
-        # (wire.Allotment, set by register_job; None when opened or on
-        # static nodes).
+        # What the controller allotted (wire.Allotment): set by
+        # register_job; for a job opened by id and token, the bandwidth and
+        # bytes its map says; None on static nodes or from a credential.
         self.allotment: wire.Allotment | None = None
         self._retired = False  # deregistered through it, or opened from a credential
         self._gone: list[str] = []  # nodes of a retired job's map found gone
