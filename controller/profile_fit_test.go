@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/pocketstore/pocket/controller/state"
@@ -34,12 +35,17 @@ func TestProfileSizeOverTheSpareRegisters(t *testing.T) {
 	if b := allocBytes(c, m.Job); b != 0 {
 		t.Errorf("the job whose profile does not fit reserves %d bytes; want none", b)
 	}
+	// Its reply says so (before, "sized from profile" with 0 bytes and no
+	// note, a new user's trial).
+	if !strings.Contains(m.Note, "profile asked for 990MiB") || !strings.Contains(m.Note, "reserves no capacity") {
+		t.Errorf("note %q; want it to say the profile's 990MiB was not reserved", m.Note)
+	}
 	if _, err := c.RegisterJob("hinted", wire.JobHints{CapacityBytes: 300 << 20}); err != nil {
 		t.Errorf("a 300 MiB hint beside it: %v; want it registered", err)
 	}
 	s, err := c.RegisterJob("small", wire.JobHints{})
-	if err != nil || allocBytes(c, s.Job) != 110<<20 {
-		t.Errorf("a hintless job whose profile fits: %v, %d bytes; want its 110 MiB", err, allocBytes(c, s.Job))
+	if err != nil || allocBytes(c, s.Job) != 110<<20 || strings.Contains(s.Note, "profile asked") {
+		t.Errorf("a hintless job whose profile fits: %v, %d bytes, note %q; want its 110 MiB", err, allocBytes(c, s.Job), s.Note)
 	}
 	if _, err := c.RegisterJob("big", wire.JobHints{CapacityBytes: 200 << 20}); !errors.Is(err, wire.ErrNoSpace) {
 		t.Errorf("a 200 MiB hint with 102 MiB spare: %v; want no space", err)

@@ -744,7 +744,7 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 			return nil, err
 		}
 	}
-	m.Note = joinNotes(res.note(), c.overAllottedNote(j, m.Sized))
+	m.Note = joinNotes(m.Note, res.note(), c.overAllottedNote(j, m.Sized))
 	return m, nil
 }
 
@@ -905,6 +905,7 @@ func (c *Controller) enterJob(who registrant, req *wire.JobRegister, hold *pend)
 	reply := *j.pub
 	reply.AllocMbps, reply.AllocBytes, reply.Sized = j.allocMbps, j.allocBytes, sizedFrom(source)
 	reply.Quota = c.quotaReplyLocked(who.quota)
+	reply.Note = unreservedNote(p)
 	return &reply, j, nil
 }
 

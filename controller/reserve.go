@@ -363,6 +363,21 @@ func (r reserved) note() string {
 	return joinNotes(failed, r.capped)
 }
 
+// cappedNote is the reply's note for a job whose need wanted more nodes
+// than the active ones (nodes) and MaxNodes (most) allow. It says nothing
+// of the band: a hint is allotted past it, a profile or the default within
+// it. Before, a cluster of 1 node that started 3 for a profiled job was
+// said to be "at the autoscaler's maximum of 4 nodes" and the job placed
+// "past the band's high" at exactly the band (a new user's trial).
+func cappedNote(nodes, want, most int, reason string) string {
+	if can := most - nodes; can > 0 {
+		return fmt.Sprintf("its need wanted %d more nodes than the %d active (%s), and the autoscaler's maximum of %d nodes (--max-nodes) "+
+			"lets it start %d: it is placed over at most %d nodes and may carry less than it asked for", want, nodes, reason, most, can, most)
+	}
+	return fmt.Sprintf("the cluster is at the autoscaler's maximum of %d nodes (--max-nodes) and its need wanted %d more (%s): "+
+		"it is placed over the nodes there are and may carry less than it asked for", most, want, reason)
+}
+
 // reserve refuses a job that the cluster could not serve at MaxNodes, and
 // otherwise starts the nodes its need calls for before it is placed and
 // waits for them (see the top of the file). It returns the refusal; a
@@ -377,9 +392,7 @@ func (a *Autoscaler) reserve(name, client, key string, h wire.JobHints) (reserve
 		return out, err
 	}
 	if r.nodes+r.want > a.cfg.MaxNodes {
-		out.capped = fmt.Sprintf("the cluster is at the autoscaler's maximum of %d nodes (--max-nodes) and its need wanted %d more (%s): "+
-			"it is placed over the nodes there are, past the band's high of %.0f%%, and may carry less than it asked for",
-			a.cfg.MaxNodes, r.want, r.reason, 100*a.cfg.High)
+		out.capped = cappedNote(r.nodes, r.want, a.cfg.MaxNodes, r.reason)
 	}
 	now := a.cfg.Now()
 	a.mu.Lock()

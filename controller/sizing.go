@@ -2,9 +2,11 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"sort"
 
+	"github.com/pocketstore/pocket/internal/units"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -34,6 +36,9 @@ type plan struct {
 	mbps       float64
 	bytes      int64
 	throughput bool // throughput-bound (else capacity-bound)
+	// unreserved is the capacity the job's name's profile asked that no
+	// tier had spare (fitProfile), bytes: the job reserves none.
+	unreserved int64
 }
 
 // demand turns hints into bandwidth and capacity needs (step 2). noHints
@@ -185,13 +190,28 @@ func (c *Controller) sizeJobForLocked(book *profileBook, client, key string, req
 		high = c.bandHigh()
 	}
 	offers := c.tierOffersUnderLocked(high)
+	asked := need.Bytes
 	need = fitProfile(need, offers, c.cfg.Prices)
 	tier, err := TierFor(need, offers, c.cfg.Prices)
 	if err != nil {
 		return plan{}, 0, source, err
 	}
 	kind := uint8(tier)
-	return pol.sizeNeed(c.candidatesUnderLocked(kind, high), need, minNodes), kind, source, nil
+	p := pol.sizeNeed(c.candidatesUnderLocked(kind, high), need, minNodes)
+	p.unreserved = asked - need.Bytes
+	return p, kind, source, nil
+}
+
+// unreservedNote is a registration's note when the job's name's profile
+// asked for capacity no tier had spare (plan.unreserved bytes): the reply
+// said "sized from profile" with 0 bytes allotted and nothing else (a new
+// user's trial). "" when the profile's capacity was reserved.
+func unreservedNote(p plan) string {
+	if p.unreserved <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("its name's profile asked for %s, more than any tier has spare: it reserves no capacity, "+
+		"and its puts use the free capacity while there is some", units.FormatSize(p.unreserved))
 }
 
 // fitProfile is need, but with no capacity when the need comes from the

@@ -73,6 +73,34 @@ func TestRegistrationAtMaxNodesSaysSo(t *testing.T) {
 	}
 }
 
+// TestRegistrationBelowMaxNodesSaysHowManyStart: a job wanting more nodes
+// than --max-nodes allows on a cluster below it starts what the maximum
+// allows, and its note says so, not that the cluster was at its maximum
+// (it said so of a 1-node cluster that started 3, a new user's trial).
+func TestRegistrationBelowMaxNodesSaysHowManyStart(t *testing.T) {
+	r := newScaleRig(t, 1, AutoscaleConfig{MaxNodes: 3})
+	if _, err := r.c.RegisterJob("a", wire.JobHints{PeakMbps: 700}); err != nil {
+		t.Fatal(err)
+	}
+	// 2,000 Mb/s: within 3 nodes at the band (2,400), but with 100 left
+	// on the active node it wants 3 more.
+	m, err := r.c.RegisterJob("big", wire.JobHints{PeakMbps: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"wanted 3 more nodes than the 1 active", "maximum of 3 nodes (--max-nodes) lets it start 2", "may carry less"} {
+		if !strings.Contains(m.Note, s) {
+			t.Errorf("note %q does not say %q", m.Note, s)
+		}
+	}
+	if strings.Contains(m.Note, "is at the autoscaler's maximum") {
+		t.Errorf("note %q: the cluster was below its maximum", m.Note)
+	}
+	if r.active() != 3 {
+		t.Errorf("%d active nodes; want the maximum, 3", r.active())
+	}
+}
+
 // TestDefaultJobLeavesTheRoomOthersCounted: a job Pocket's default sizes,
 // registered while the node started for a hinted job is still starting,
 // is allotted the room under the band less what the hinted job holds, so
