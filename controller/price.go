@@ -151,7 +151,7 @@ const maxPricesFile = 64 << 10
 // dram_gib_hour, nvme_gib_hour and gbps_hour (USD, see Prices). The table
 // it returns is exact: a price the file gives is kept as given, 0
 // included, and one it does not give is DefaultPrices'. Unknown fields,
-// anything after the object, a file over 64 KiB (read no further) and bad
+// a field given twice, anything after the object, a file over 64 KiB (read no further) and bad
 // prices (Check) are errors naming the file.
 func LoadPrices(path string) (Prices, error) {
 	p := DefaultPrices()
@@ -171,6 +171,9 @@ func LoadPrices(path string) (Prices, error) {
 		}
 	}
 	if err == nil {
+		err = onceEach(b)
+	}
+	if err == nil {
 		err = p.set(fields)
 	}
 	if err != nil {
@@ -181,6 +184,34 @@ func LoadPrices(path string) (Prices, error) {
 	}
 	p.exact = true
 	return p, nil
+}
+
+// onceEach refuses a JSON object (b, which has decoded as one) that gives
+// a field twice: the decoder keeps the last, so a file's first price
+// would be silently dropped (a new user's trial: {"dram_gib_hour":1,
+// "dram_gib_hour":2} read as 2).
+func onceEach(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil { // {
+		return err
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		if seen[key] {
+			return fmt.Errorf("%q given twice", key)
+		}
+		seen[key] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // GiBHour is the price of a GiB-hour of tier t (0 for an unknown tier).

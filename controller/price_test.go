@@ -74,6 +74,8 @@ func TestLoadPrices(t *testing.T) {
 		"null.json": `{"dram_gib_hour": null}`,
 		// Found by a hostile trial: a bare null read as an empty object.
 		"bare-null.json": `null`,
+		// Found by a new-user trial: the last of two was taken.
+		"twice.json": `{"dram_gib_hour": 1, "nvme_gib_hour": 0.1, "dram_gib_hour": 2}`,
 	} {
 		if _, err := LoadPrices(write(name, body)); err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: %v; want an error naming the file", name, err)
