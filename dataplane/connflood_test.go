@@ -24,6 +24,22 @@ func TestPingFloodHoldsNoSlotFromTokens(t *testing.T) {
 	assertPutsServed(t, n, "j", slots, "tokenless connections pinged")
 }
 
+// TestPingFloodFromOneAddressHoldsNoSlotFromTokens: the same flood from
+// the clients' own address, at the node's per-address limit: a client
+// with a valid token from that address must still be served. Before
+// netio's peerevict.go, 0 of 5 puts were (a hostile trial: 4,096
+// tokenless connections from one address kept every other client of it,
+// and the controller's drop orders, off the node).
+func TestPingFloodFromOneAddressHoldsNoSlotFromTokens(t *testing.T) {
+	const slots = 40
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: connfloodDRAM(t), Guard: fakeGuard{},
+		Net: netio.Config{Loops: 2, MaxConns: 1000, MaxConnsPerPeer: slots, IdleTimeout: time.Second}})
+	ping := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPing, ID: 1})
+	holdSlots(t, n, slots, func(nc net.Conn, _ *client.Conn) { nc.Write(ping) })
+	time.Sleep(2500 * time.Millisecond)
+	assertPutsServed(t, n, "j", slots, "tokenless connections from its address pinged")
+}
+
 // TestOneJobsConnectionsHoldNoSlotFromAnother: one job's connections,
 // each proven with its valid token and kept busy with stats, fill the
 // node's slots. Another job's client must still be served: a job may

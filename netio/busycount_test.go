@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,6 +44,35 @@ func (l *Loop) listFault() string {
 		}
 		if hb := x.q.headBorn.Load(); (x.q.head == nil) != (hb == 0) || x.q.head != nil && hb != max(x.q.head.born, 1) {
 			return fmt.Sprintf("loop %d %s: headBorn", l.idx, x.name)
+		}
+	}
+	return l.peerListFault()
+}
+
+// peerListFault checks the loop's lists by peer (peerevict.go): each holds
+// exactly the unproven list's connections of its peer, in its order.
+func (l *Loop) peerListFault() string {
+	want := map[netip.Addr][]*Conn{}
+	for c := l.unproven.head; c != nil; c = c.unNext {
+		if c.peer.IsValid() {
+			want[c.peer] = append(want[c.peer], c)
+		}
+	}
+	if len(want) != len(l.byPeer) {
+		return fmt.Sprintf("loop %d: %d peers listed, %d with unproven connections", l.idx, len(l.byPeer), len(want))
+	}
+	for peer, q := range l.byPeer {
+		var prev *Conn
+		i := 0
+		for c := q.head; c != nil; c = c.pNext {
+			if i >= len(want[peer]) || c != want[peer][i] || !c.onPeer || c.pPrev != prev {
+				return fmt.Sprintf("loop %d peer %v: entry %d is not the unproven list's", l.idx, peer, i)
+			}
+			prev = c
+			i++
+		}
+		if i != len(want[peer]) || q.tail != prev {
+			return fmt.Sprintf("loop %d peer %v: %d listed, %d unproven", l.idx, peer, i, len(want[peer]))
 		}
 	}
 	return ""
@@ -146,8 +176,17 @@ func (h *fuzzH) OnData(c *Conn, in []byte) (int, error) {
 // others). After every callback, and at the end, each loop's lists count
 // their members and busy members exactly.
 func TestBusyCountMatchesList(t *testing.T) {
+	for _, perPeer := range []int{0, 12} {
+		t.Run(fmt.Sprintf("MaxConnsPerPeer=%d", perPeer), func(t *testing.T) { busyCountMatchesList(t, perPeer) })
+	}
+}
+
+// busyCountMatchesList is TestBusyCountMatchesList with a per-peer limit
+// (0: the default, far above MaxConns; 12: below it, so newcomers evict
+// their peer's connections, peerevict.go).
+func busyCountMatchesList(t *testing.T, perPeer int) {
 	h := &fuzzH{}
-	s := start(t, Config{Loops: 4, MaxConns: 24, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
+	s := start(t, Config{Loops: 4, MaxConns: 24, MaxConnsPerPeer: perPeer, MaxProvenPerOwner: 1, EvictUnproven: true}, h)
 	const cmds = "eeppkkdnabcvwwwwwwwwxyabcabcpppeee"
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(4 * time.Second)

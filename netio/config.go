@@ -25,6 +25,8 @@ type Config struct {
 	// other. Negative: no per-peer limit. Default 4096
 	// (DefaultMaxConnsPerPeer): see the package doc for why it is high.
 	// A connection over it may be opened on the reserve (ReserveConns).
+	// With EvictUnproven, one over it first takes the place of its peer's
+	// oldest unproven connection (peerevict.go).
 	MaxConnsPerPeer int
 	// ReserveConns is how many connections over MaxConns or
 	// MaxConnsPerPeer may be open at once, over all loops, as reserve
@@ -43,7 +45,9 @@ type Config struct {
 	// that one is reset (OnClose gets ErrEvictedUnproven) and the new one
 	// opened in its slot. Without it, peers that prove nothing (a storage
 	// node's pings need no token) held every slot for as long as they
-	// pinged, and clients with valid tokens were refused. Default false.
+	// pinged, and clients with valid tokens were refused. Likewise a
+	// connection over MaxConnsPerPeer takes the place of its own peer's
+	// oldest such connection (peerevict.go). Default false.
 	EvictUnproven bool
 	// MaxProvenPerOwner bounds the connections one owner may have proven
 	// at once (Conn.ProveFor; a storage node's owner is the job whose

@@ -83,6 +83,10 @@ type Conn struct {
 	onList         bool
 	over           bool // on the loop's overOwner list, not its unproven one
 	born           int64
+	// On its loop's list of its peer's unproven connections (byPeer,
+	// peerevict.go): its neighbours there.
+	pPrev, pNext *Conn
+	onPeer       bool
 	// The owner it is proven for (Conn.ProveFor), counted in the
 	// server's owners; or, when owned is false and ownerSeen is not 0,
 	// one more than the owners' release count when it was last found

@@ -71,6 +71,9 @@ type Loop struct {
 	// MaxProvenPerOwner (Conn.ProveFor): evictable too, but only once no
 	// connection that proved nothing is (evictUnproven).
 	overOwner connList
+	// byPeer lists the unproven connections by peer, oldest first
+	// (peerevict.go).
+	byPeer map[netip.Addr]*peerList
 
 	// The coarse clock and the timers (see timeouts.go). tick and the
 	// tick counts are in sweeps; the other times are nanotime readings.
@@ -491,8 +494,13 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 		peer = peerKey(sa)
 	}
 	limit := l.count(peer)
-	// A newcomer whose peer is at MaxConnsPerPeer evicts nothing: it
+	limit, handed := l.placeOverPeer(nfd, sa, peer, limit)
+	if handed {
+		return // another loop opens it, or refuses it (peerevict.go)
+	}
+	// A newcomer whose peer is at MaxConnsPerPeer evicts nothing here: it
 	// would be refused for its peer once the slot was free (a review).
+	// Its peer's own unproven connections were tried above.
 	evictable := limit != nil && limit.name == "MaxConns" &&
 		(l.cfg.MaxConnsPerPeer <= 0 || l.srv.peers.count(peer) < l.cfg.MaxConnsPerPeer)
 	if evictable {
@@ -589,6 +597,7 @@ func (l *Loop) open(fd int, sa unix.Sockaddr, peer netip.Addr, reserved bool) {
 	if l.cfg.EvictUnproven && !reserved {
 		c.born = nanotime()
 		l.unproven.push(c)
+		l.listPeer(c)
 	}
 	if l.sweepAt == 0 && l.sweepEvery > 0 {
 		now := nanotime()

@@ -38,6 +38,7 @@ func (l *Loop) listOf(c *Conn) *connList {
 
 // unlist takes c off whichever list of l it is on.
 func (l *Loop) unlist(c *Conn) {
+	l.unpeer(c)
 	if c.over {
 		l.overOwner.remove(c)
 		c.over = false
@@ -74,6 +75,7 @@ func (c *Conn) ProveFor(owner []byte) {
 			// connection that proved nothing (evictUnproven), so a
 			// tokenless newcomer does not take a big job's slot.
 			c.loop.unproven.remove(c)
+			c.loop.unpeer(c)
 			c.loop.overOwner.insertByBorn(c)
 			c.over = true
 		}

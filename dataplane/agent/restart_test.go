@@ -127,7 +127,14 @@ func TestControllerRestartKeepsNodeJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := op(t, r.node, wire.OpPut, pm.Job, pm.Token, pm.Epoch, "k"); err != nil {
+	// The node learns of the job at its next heartbeat: until then a put
+	// is refused as of an epoch it has not heard of (under load, CI once
+	// put before it).
+	r.waitFor("the node to know the job", func() bool {
+		err = op(t, r.node, wire.OpPut, pm.Job, pm.Token, pm.Epoch, "k")
+		return !errors.Is(err, wire.ErrStaleEpoch)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	since, _, _ := r.node.JobSync()
@@ -166,7 +173,14 @@ func TestControllerLostStateOrphans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := op(t, r.node, wire.OpPut, pm.Job, pm.Token, pm.Epoch, "k"); err != nil {
+	// The node learns of the job at its next heartbeat: until then a put
+	// is refused as of an epoch it has not heard of (under load, CI once
+	// put before it).
+	r.waitFor("the node to know the job", func() bool {
+		err = op(t, r.node, wire.OpPut, pm.Job, pm.Token, pm.Epoch, "k")
+		return !errors.Is(err, wire.ErrStaleEpoch)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	since, _, _ := r.node.JobSync()
