@@ -109,6 +109,13 @@ type Config struct {
 	// ServerConfig does): each message type then needs its role in the
 	// peer's certificate (see roles.go).
 	TLS *tls.Config
+	// CAID names the CA of TLS's certificates (pki.CAID; "" without
+	// TLS). It is saved in the state's Meta; a controller on etcd whose
+	// CAID is not the one saved there refuses to campaign (HA.Run,
+	// ErrOtherCAHA) unless ReplaceCA is set, as when the cluster's CA is
+	// renewed.
+	CAID      string
+	ReplaceCA bool
 
 	// Store keeps the registries across restarts (package
 	// controller/state: state.OpenBolt for --data-dir). nil: in memory

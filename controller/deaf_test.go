@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/etcdtest"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
@@ -239,6 +240,61 @@ func TestStandbyWithAnotherSecretStopsBeforeCampaigning(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("a controller with another cluster secret is still running as a standby")
+	}
+	if a.ha.Leading() == nil {
+		t.Fatal("the leader stopped leading")
+	}
+}
+
+// TestStandbyWithAnotherCAStopsBeforeCampaigning: the state in etcd keeps
+// the CA of the controllers that saved it; a controller of another CA
+// returns ErrOtherCAHA from Run before it campaigns, unless ReplaceCA is
+// set. Before, it campaigned (a controller started on a fresh data
+// directory makes a CA of its own), and a hostile trial's such
+// controller, elected with a node of its own, lost 300 of 300 values in
+// its second term, or without one held the leadership with no node able
+// to reach it.
+func TestStandbyWithAnotherCAStopsBeforeCampaigning(t *testing.T) {
+	srv := etcdtest.Start(t, etcdtest.Options{})
+	cfg := func(ca string, replace bool) Config {
+		return Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 10 * time.Second,
+			Logger: quietLog, CAID: ca, ReplaceCA: replace}
+	}
+	a := startHAConfig(t, srv, "127.0.0.1:0", cfg("aaaa", false))
+	for a.ha.Leading() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mc := metaclient.New(a.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
+	defer mc.Close()
+	if _, err := mc.RegisterNode(ctx, wire.NodeRegister{Addr: "127.0.0.1:1", Tiers: []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30, Mbps: 1000}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.RegisterJob(ctx, "saved", wire.JobHints{}); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok, err := state.EtcdMeta(ctx, srv.Client(t), state.EtcdOptions{}); err != nil || !ok || m.CAID != "aaaa" {
+		t.Fatalf("saved Meta %+v, %v, %v; want CA aaaa", m, ok, err)
+	}
+	b := startHAConfig(t, srv, "127.0.0.1:0", cfg("bbbb", false))
+	select {
+	case err := <-b.ran:
+		b.ran <- err // for its cleanup
+		if !errors.Is(err, ErrOtherCAHA) {
+			t.Fatalf("Run with another CA: %v; want ErrOtherCAHA", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("a controller of another CA is still running as a standby")
+	}
+	for _, c := range []Config{cfg("bbbb", true), cfg("", false)} {
+		m := startHAConfig(t, srv, "127.0.0.1:0", c)
+		select {
+		case err := <-m.ran:
+			m.ran <- err
+			t.Fatalf("Run with CA %q, replace %v: %v; want it a standby", c.CAID, c.ReplaceCA, err)
+		case <-time.After(time.Second):
+		}
 	}
 	if a.ha.Leading() == nil {
 		t.Fatal("the leader stopped leading")

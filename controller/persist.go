@@ -312,7 +312,7 @@ func (c *Controller) batchLocked() (*state.Batch, map[string]state.Node, map[str
 			nodes = nil
 		}
 	}
-	meta := state.Meta{Seq: c.seq, Rev: c.rev, SecretID: secretID(c.cfg.Secret)}
+	meta := state.Meta{Seq: c.seq, Rev: c.rev, SecretID: secretID(c.cfg.Secret), CAID: c.caID}
 	if meta != p.meta {
 		b.Meta = &meta
 	}
@@ -440,6 +440,9 @@ func (c *Controller) restore(now time.Time) error {
 	}
 	if !snap.Empty {
 		c.seq = max(snap.Meta.Seq, 1)
+	}
+	if c.caID == "" {
+		c.caID = snap.Meta.CAID
 	}
 	c.restoreNodes(snap.Nodes, now)
 	c.restoreJobs(snap.Jobs)

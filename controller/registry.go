@@ -36,6 +36,9 @@ func kindName(k uint8) string { return wire.Tier(k).String() }
 // peer, and may be called in-process (where the caller is trusted).
 type Controller struct {
 	cfg Config
+	// caID is the CA saved in the state's Meta: Config.CAID, else the
+	// one restored (a controller without TLS keeps it).
+	caID string
 	// largeFrames is the metadata bytes of the large requests all
 	// connections hold under way (admitLarge).
 	largeFrames atomic.Int64
@@ -216,7 +219,7 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctl := &Controller{cfg: c, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
+	ctl := &Controller{cfg: c, caID: c.CAID, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
 		gone: map[string]retiredNode{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
 		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}, moving: map[*job]struct{}{},
 		probes: make(chan struct{}, maxProbes), sweeps: make(chan struct{}, maxSweeps), unswept: map[string]*pendingSweep{}}

@@ -245,6 +245,11 @@ type Meta struct {
 	// (a keyed hash of it, not the secret), so a controller started with
 	// another secret refuses the store instead of every token.
 	SecretID string `json:"secret_id,omitempty"`
+	// CAID names the CA whose certificates the cluster's controllers,
+	// nodes and clients present (pki.CAID; "" without TLS or before it
+	// was kept), so a controller of another CA on etcd stops before it
+	// campaigns (controller.HA).
+	CAID string `json:"ca_id,omitempty"`
 }
 
 // Snapshot is everything a Store holds.

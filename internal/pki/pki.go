@@ -26,9 +26,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -218,6 +220,18 @@ func CheckMemberName(name string) error {
 		return fmt.Errorf("pki: %q is not a member name", name)
 	}
 	return nil
+}
+
+// CAID names dir's CA certificate: the first 8 bytes of the SHA-256 of
+// its DER encoding, in hex. Controllers of one cluster on etcd must share
+// their CA (controller.Config.CAID).
+func CAID(dir string) (string, error) {
+	_, cert, err := loadCACert(dir)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(sum[:8]), nil
 }
 
 // LoadCA reads the CA (certificate and key) from dir.
