@@ -26,10 +26,16 @@ func TestHandshakeErrorNamesAPlainClient(t *testing.T) {
 		t.Errorf("plain-TCP peer: %v (code %v); want CodeMalformed saying it does not speak TLS", plain, wire.CodeOf(plain))
 	}
 	cert := handshakeError(addr, errors.New("tls: client didn't provide a certificate"))
-	if wire.CodeOf(cert) != wire.CodeBadToken {
-		t.Errorf("certificate failure: %v (code %v); want CodeBadToken", cert, wire.CodeOf(cert))
+	if wire.CodeOf(cert) != wire.CodeBadToken || !strings.Contains(cert.Error(), "the peer's certificate was not accepted") {
+		t.Errorf("certificate failure: %v (code %v); want CodeBadToken naming the peer's certificate", cert, wire.CodeOf(cert))
 	}
-	for _, err := range []error{plain, cert} {
+	// The peer refused this controller's certificate (a hostile trial's
+	// controller of another CA read each node's refusal as a bad token).
+	ours := handshakeError(addr, &net.OpError{Op: "remote error", Err: errors.New("tls: unknown certificate authority")})
+	if !strings.Contains(ours.Error(), "the peer refused this controller's certificate") {
+		t.Errorf("the peer's alert: %v; want it to say this controller's certificate was refused", ours)
+	}
+	for _, err := range []error{plain, cert, ours} {
 		var we *wire.Error
 		if !errors.As(err, &we) || limitName(we.Msg) != "handshake" {
 			t.Errorf("%v: rate-limit key %q, want handshake", err, limitName(we.Msg))
