@@ -357,10 +357,14 @@ func allocErr(err error) error {
 // not those being read or written, nor when the other pages of their
 // class cannot take them. Before compaction a hostile trial's 24 MiB tier,
 // filled with 100-byte values and then 63 in 64 deleted, refused every
-// other size at 1.6 % used; the message says what can cause it.
+// other size at 1.6 % used; the message says what can cause it, and that
+// other jobs' values count (a hostile trial's job, at 9 of its 61 MiB
+// allotted, was refused on a node another job had filled, and the
+// message spoke only of its own values).
 var errDRAMNoSpace = &wire.Error{Code: wire.CodeNoSpace, Msg: "dram tier full for this size: no free chunk of its size class and no free slab page, " +
 	"and no page could be emptied by moving values (values being read or written stay put); " +
-	"nothing stored was changed: delete values, or use another node"}
+	"nothing stored was changed: the tier holds the values of every job on this node (a job's capacity allotment does not keep others from filling it); " +
+	"delete values, or use another node"}
 
 // unref drops one reference to the record at off and destroys it at zero.
 func (d *DRAM) unref(off int64) {
