@@ -638,6 +638,40 @@ func TestRestoredUnheardNodeNotAdopted(t *testing.T) {
 	}
 }
 
+// TestNewJobAvoidsRestoredUnheardNodes: after a controller restart whose
+// two earlier nodes have not been heard from (they may be dead) and a new
+// node has registered, a new job is placed on the new node only. Before,
+// Pocket's default (16 Gb/s on 8 Gb/s nodes: two) took an unheard node
+// too (a hostile trial: jobs registered in a lone controller's first 7 s
+// went over six nodes, three of them dead, and their puts failed
+// "unavailable").
+func TestNewJobAvoidsRestoredUnheardNodes(t *testing.T) {
+	r := newRestartable(t, Config{DeadNodeGrace: time.Minute}, false)
+	mustRegister(t, r.ctl, dramNode("127.0.0.1:7001", 4<<30, 8000))
+	mustRegister(t, r.ctl, dramNode("127.0.0.1:7002", 4<<30, 8000))
+	c := r.restart()
+	fresh := dramNode("127.0.0.1:7003", 4<<30, 8000)
+	mustRegister(t, c, fresh)
+	m, err := c.RegisterJob("fresh", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Nodes) != 1 || m.Nodes[0].Addr != fresh.Addr {
+		t.Fatalf("new job placed over %+v; want the heard node %s alone", m.Nodes, fresh.Addr)
+	}
+	// A hint the heard node cannot hold goes over the unheard ones too
+	// (they may well be up, a heartbeat away).
+	if m, err := c.RegisterJob("big", wire.JobHints{CapacityBytes: 6 << 30}); err != nil || len(m.Nodes) < 2 {
+		t.Fatalf("a 6 GiB hint beside one heard 4 GiB node: %+v, %v; want it placed over the unheard ones too", m, err)
+	}
+	// With every node unheard (none has sent its first heartbeat yet)
+	// they are all there is.
+	c2 := r.restart()
+	if m, err := c2.RegisterJob("early", wire.JobHints{}); err != nil || len(m.Nodes) == 0 {
+		t.Fatalf("a job registered before any heartbeat: %+v, %v; want it placed on the restored nodes", m, err)
+	}
+}
+
 // TestJobLosingEveryNodeGetsAsManyAsItNeeds: a job of three nodes whose
 // nodes all restart (a `pocket up` restarted on its data directory: its
 // nodes come back at their addresses as new processes) is placed again

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/pocketstore/pocket/internal/units"
@@ -197,9 +198,39 @@ func (c *Controller) sizeJobForLocked(book *profileBook, client, key string, req
 		return plan{}, 0, source, err
 	}
 	kind := uint8(tier)
-	p := pol.sizeNeed(c.candidatesUnderLocked(kind, high), need, minNodes)
+	p := pol.sizeNeed(heardFor(c.candidatesUnderLocked(kind, high), need), need, minNodes)
 	p.unreserved = asked - need.Bytes
 	return p, kind, source, nil
+}
+
+// heardFor is cands without the nodes restored from the state and not
+// heard from since (candidate.unheard), when the others hold need (a
+// hint's or profile's bandwidth and bytes within their spare; Pocket's
+// default, which takes what room there is, when any is left): an unheard
+// node may be dead, its grace not yet run out. A hostile trial's lone
+// controller, restarted with its three nodes dead and three new ones up,
+// placed jobs registered in its first 7 s over all six, and their puts to
+// the dead ones failed "unavailable". A need only the unheard nodes'
+// room holds (every node's first heartbeat still to come, just after a
+// restart) keeps them all.
+func heardFor(cands []candidate, need Need) []candidate {
+	heard := slices.DeleteFunc(slices.Clone(cands), func(cd candidate) bool { return cd.unheard })
+	if len(heard) == 0 || len(heard) == len(cands) {
+		return cands
+	}
+	if need.Source == SizeDefault {
+		return heard
+	}
+	var mbps float64
+	var bytes int64
+	for _, cd := range heard {
+		mbps += cd.spareMbps
+		bytes = wire.SatAdd(bytes, cd.spareBytes)
+	}
+	if mbps >= need.Mbps && bytes >= need.Bytes {
+		return heard
+	}
+	return cands
 }
 
 // unreservedNote is a registration's note when the job's name's profile
