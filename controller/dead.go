@@ -243,8 +243,34 @@ func (c *Controller) lossHeldLocked(now time.Time, wait time.Duration) bool {
 	return !c.anyAliveLocked() || now.Sub(c.contact.regained) <= wait
 }
 
+// restoreWitnessesLocked notes the restored nodes whose silence makes the
+// controller deaf (Deaf): those saved alive that hold a job's data, or,
+// when no job's map names an alive node (no job yet), every node saved
+// alive. Before, a cluster without jobs gave none, and a hostile trial's
+// controller that no node could reach kept the leadership with a healthy
+// standby idle (161 s observed, no end).
+func (c *Controller) restoreWitnessesLocked() {
+	var alive []string
+	for addr, n := range c.nodes {
+		if n.state == wire.NodeDead {
+			continue
+		}
+		alive = append(alive, addr)
+		if c.inAnyJobLocked(addr) {
+			c.contact.restoredLocked(addr)
+		}
+	}
+	if len(c.contact.restored) > 0 {
+		return
+	}
+	for _, addr := range alive {
+		c.contact.restoredLocked(addr)
+	}
+}
+
 // Deaf reports whether the controller restored nodes from the state that
-// were alive there and held jobs' data, and has heard from none of them
+// were alive there and held jobs' data (with no job, alive:
+// restoreWitnessesLocked), and has heard from none of them
 // since, while all of them are dead (or gone) once the restore grace and
 // DeadAfter have passed: the nodes cannot reach it (its --advertise
 // address or its CA are not theirs), it is cut off from them, or they all

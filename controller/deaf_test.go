@@ -300,3 +300,31 @@ func TestStandbyWithAnotherCAStopsBeforeCampaigning(t *testing.T) {
 		t.Fatal("the leader stopped leading")
 	}
 }
+
+// TestDeafWithoutJobsCountsEveryNodeSavedAlive: with no job yet, the
+// nodes that make a controller deaf are every node restored alive. Before,
+// there were none, and a hostile re-check's controller that no node could
+// reach kept the leadership while a healthy standby waited (161 s, no
+// end). Saved dead by that term, they no longer count in the next.
+func TestDeafWithoutJobsCountsEveryNodeSavedAlive(t *testing.T) {
+	r := newRestartable(t, Config{DeadAfter: 2 * time.Second, DeadNodeGrace: time.Hour, ForgetAfter: time.Hour}, false)
+	mustRegister(t, r.ctl, dramNode("127.0.0.1:7001", 1<<30, 1000))
+	mustRegister(t, r.ctl, dramNode("127.0.0.1:7002", 1<<30, 1000))
+	deafAfterSweep := func(c *Controller) bool {
+		c.mu.Lock()
+		c.contact.started = time.Now().Add(-time.Minute) // restoreGrace and DeadAfter long past
+		c.mu.Unlock()
+		c.sweep(time.Now().Add(restoreGrace + 3*time.Second))
+		return c.Deaf()
+	}
+	c := r.restart()
+	if !deafAfterSweep(c) {
+		t.Fatal("not deaf: no job, and neither restored node heard")
+	}
+	if err := c.SetNodeState("127.0.0.1:7001", wire.NodeDead); err != nil { // a write, which saves both dead
+		t.Fatal(err)
+	}
+	if deafAfterSweep(r.restart()) {
+		t.Fatal("deaf with every node saved dead by the term before")
+	}
+}

@@ -471,11 +471,7 @@ func (c *Controller) restore(now time.Time) error {
 		c.noteLosingLocked(j)
 		c.holdForRetiredLocked(j, now)
 	}
-	for addr, n := range c.nodes {
-		if n.state != wire.NodeDead && c.inAnyJobLocked(addr) {
-			c.contact.restoredLocked(addr) // Deaf's witnesses
-		}
-	}
+	c.restoreWitnessesLocked()
 	if len(snap.Jobs)+len(snap.Nodes) > 0 {
 		c.cfg.Logger.Info("controller: state restored", "jobs", len(c.jobs), "nodes", len(c.nodes),
 			"tombstones", len(c.tombs.ids), "next_job", c.seq)
