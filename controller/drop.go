@@ -2,9 +2,11 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	dataclient "github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/token"
@@ -75,11 +77,28 @@ func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, j
 	if err != nil {
 		return dataclient.Dropped{}, fmt.Errorf("drop job %s at %s: %w", job, addr, err)
 	}
-	if lost {
-		return cl.DropLostJobAt(ctx, addr, job, key, inc)
+	for attempt := 0; ; attempt++ {
+		var d dataclient.Dropped
+		if lost {
+			d, err = cl.DropLostJobAt(ctx, addr, job, key, inc)
+		} else {
+			d, err = cl.DropJobAt(ctx, addr, job, key, inc)
+		}
+		if err == nil || attempt >= len(dropRetry) || !errors.Is(err, wire.ErrUnavailable) || !sleepCtx(ctx, dropRetry[attempt]) {
+			return d, err
+		}
 	}
-	return cl.DropJobAt(ctx, addr, job, key, inc)
 }
+
+// dropRetry is the pause before each new try (two at most) of a drop order whose
+// connection failed (wire.ErrUnavailable: refused at the node's limits, or
+// lost). Each try is a new order (its own nonce), and a drop is idempotent:
+// one the node took before its reply was lost leaves the next nothing to
+// drop (its figures then count 0). A hostile trial flooding a node from
+// the controller's own address had 3 of 6 deregistrations report "did not
+// drop" ("connection reset by peer"), though the node took the order's
+// place at its next heartbeat.
+var dropRetry = []time.Duration{100 * time.Millisecond, 300 * time.Millisecond}
 
 // orderIncarnation is the incarnation the controller's orders to the node
 // at addr are made for: the registry's, else the one the node proves when

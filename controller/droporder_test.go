@@ -69,3 +69,57 @@ func TestDropOrderReachesRealNodes(t *testing.T) {
 		})
 	}
 }
+
+// TestDropOrderTriedAgainAfterItsConnectionFailed: the node's one slot is
+// held by a proven client and it has no reserve, so the controller's
+// first drop order is refused at accept; the slot is then freed, and the
+// order's next try is taken. Before, the deregistration reported the node
+// "did not drop" (a hostile trial flooding a node from the controller's
+// address: 3 of 6).
+func TestDropOrderTriedAgainAfterItsConnectionFailed(t *testing.T) {
+	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1, MaxConns: 1, ReserveConns: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	addr := n.Addr().String()
+	c, err := New(Config{Secret: testSecret, Logger: quietLog, DropTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reg := dramNode(addr, 1<<30, 8000)
+	reg.Incarnation = n.Incarnation()
+	mustRegister(t, c, reg)
+	m, err := c.RegisterJob("drop", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := dataclient.New(dataclient.Options{ConnsPerNode: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := wire.Request{Job: []byte(m.Job), Key: []byte("k"), Token: m.Token, Epoch: m.Epoch}
+	if _, err := holder.Do(ctx, addr, wire.OpPut, 0, &req, []byte("value"), nil); err != nil { // proven: not evicted
+		t.Fatalf("put: %v", err)
+	}
+	go func() { // free the slot once the controller's connection was refused
+		for n.Stats().Net.Refused == 0 && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		holder.Close()
+	}()
+	res, err := c.DeregisterJob(ctx, m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Nodes != 1 || res.Failed != 0 || res.Values != 1 {
+		t.Fatalf("deregistration dropped %d values on %d nodes, %d failed (%s); want 1 value on 1 node after a second try",
+			res.Values, res.Nodes, res.Failed, res.Message)
+	}
+}
