@@ -215,20 +215,10 @@ func TestDeafLeaderResigns(t *testing.T) {
 // elected, and only then exited (a new user's trial).
 func TestStandbyWithAnotherSecretStopsBeforeCampaigning(t *testing.T) {
 	srv := etcdtest.Start(t, etcdtest.Options{})
-	a := startHA(t, srv, "127.0.0.1:0")
-	for a.ha.Leading() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
+	a := savedCluster(t, srv, Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond,
+		DeadAfter: 10 * time.Second, Logger: quietLog})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	mc := metaclient.New(a.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
-	defer mc.Close()
-	if _, err := mc.RegisterNode(ctx, wire.NodeRegister{Addr: "127.0.0.1:1", Tiers: []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30, Mbps: 1000}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.RegisterJob(ctx, "saved", wire.JobHints{}); err != nil {
-		t.Fatal(err)
-	}
 	cfg := Config{Secret: []byte("another-cluster-secret-of-32-bytes!"), HeartbeatInterval: 100 * time.Millisecond,
 		DeadAfter: 10 * time.Second, Logger: quietLog}
 	b := startHAConfig(t, srv, "127.0.0.1:0", cfg)
@@ -260,20 +250,9 @@ func TestStandbyWithAnotherCAStopsBeforeCampaigning(t *testing.T) {
 		return Config{Secret: testSecret, HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 10 * time.Second,
 			Logger: quietLog, CAID: ca, ReplaceCA: replace}
 	}
-	a := startHAConfig(t, srv, "127.0.0.1:0", cfg("aaaa", false))
-	for a.ha.Leading() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
+	a := savedCluster(t, srv, cfg("aaaa", false))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	mc := metaclient.New(a.addr, metaclient.Options{Secret: testSecret, Logger: quietLog})
-	defer mc.Close()
-	if _, err := mc.RegisterNode(ctx, wire.NodeRegister{Addr: "127.0.0.1:1", Tiers: []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30, Mbps: 1000}}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mc.RegisterJob(ctx, "saved", wire.JobHints{}); err != nil {
-		t.Fatal(err)
-	}
 	if m, ok, err := state.EtcdMeta(ctx, srv.Client(t), state.EtcdOptions{}); err != nil || !ok || m.CAID != "aaaa" {
 		t.Fatalf("saved Meta %+v, %v, %v; want CA aaaa", m, ok, err)
 	}
@@ -327,4 +306,26 @@ func TestDeafWithoutJobsCountsEveryNodeSavedAlive(t *testing.T) {
 	if deafAfterSweep(r.restart()) {
 		t.Fatal("deaf with every node saved dead by the term before")
 	}
+}
+
+// savedCluster starts a controller on srv with cfg, waits until it leads,
+// and registers a node and a job through it, so the state in etcd holds
+// them and its Meta.
+func savedCluster(t *testing.T, srv *etcdtest.Server, cfg Config) *haMember {
+	t.Helper()
+	a := startHAConfig(t, srv, "127.0.0.1:0", cfg)
+	for a.ha.Leading() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mc := metaclient.New(a.addr, metaclient.Options{Secret: cfg.Secret, Logger: quietLog})
+	defer mc.Close()
+	if _, err := mc.RegisterNode(ctx, wire.NodeRegister{Addr: "127.0.0.1:1", Tiers: []wire.TierStat{{Kind: 1, CapacityBytes: 1 << 30, Mbps: 1000}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.RegisterJob(ctx, "saved", wire.JobHints{}); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -22,23 +22,9 @@ func TestDropOrderReachesRealNodes(t *testing.T) {
 		incarnation bool
 	}{{"registered incarnation", true}, {"incarnation asked", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer d.Close()
-			n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
-				Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer n.Close()
+			n := guardedNode(t, netio.Config{Loops: 1})
 			addr := n.Addr().String()
-			c, err := New(Config{Secret: testSecret, Logger: quietLog, DropTimeout: 2 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := newTest(t, Config{Secret: testSecret, Logger: quietLog, DropTimeout: 2 * time.Second})
 			reg := dramNode(addr, 1<<30, 8000)
 			if tc.incarnation {
 				reg.Incarnation = n.Incarnation()
@@ -77,23 +63,9 @@ func TestDropOrderReachesRealNodes(t *testing.T) {
 // "did not drop" (a hostile trial flooding a node from the controller's
 // address: 3 of 6).
 func TestDropOrderTriedAgainAfterItsConnectionFailed(t *testing.T) {
-	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
-		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: 1, MaxConns: 1, ReserveConns: -1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := guardedNode(t, netio.Config{Loops: 1, MaxConns: 1, ReserveConns: -1})
 	addr := n.Addr().String()
-	c, err := New(Config{Secret: testSecret, Logger: quietLog, DropTimeout: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newTest(t, Config{Secret: testSecret, Logger: quietLog, DropTimeout: 3 * time.Second})
 	reg := dramNode(addr, 1<<30, 8000)
 	reg.Incarnation = n.Incarnation()
 	mustRegister(t, c, reg)
@@ -122,4 +94,21 @@ func TestDropOrderTriedAgainAfterItsConnectionFailed(t *testing.T) {
 		t.Fatalf("deregistration dropped %d values on %d nodes, %d failed (%s); want 1 value on 1 node after a second try",
 			res.Values, res.Nodes, res.Failed, res.Message)
 	}
+}
+
+// guardedNode starts a storage node with a 64 MiB DRAM tier that checks
+// tokens and orders with testSecret, on net, closed when the test ends.
+func guardedNode(t *testing.T, net netio.Config) *dataplane.Node {
+	t.Helper()
+	d, err := dataplane.NewDRAM(64<<20, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: dataplane.NewTokenGuard(testSecret), Net: net})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
 }
