@@ -60,7 +60,7 @@ func TestFailedRegistrationFreesItsAllotment(t *testing.T) {
 
 // dropOrders accepts data-plane connections on 127.0.0.1 and sends the op
 // of each one's first frame, when it is a drop order (wire.OpDropJob), to
-// the returned channel, until the test ends.
+// the returned channel, until the test ends. It answers nothing.
 func dropOrders(t *testing.T) (string, <-chan wire.Op) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -89,6 +89,10 @@ func dropOrders(t *testing.T) (string, <-chan wire.Op) {
 				if h, err := wire.ParseHeader(hb[:], &lim); err == nil && h.Op == wire.OpDropJob {
 					ops <- h.Op
 				}
+				// Unanswered, held open until the controller gives up
+				// (its DropTimeout): a connection closed under the order
+				// would have it tried again (dropRetry).
+				io.Copy(io.Discard, conn)
 			}()
 		}
 	}()
