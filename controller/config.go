@@ -112,10 +112,9 @@ type Config struct {
 	// CAID names the CA of TLS's certificates (pki.CAID; "" without
 	// TLS). It is saved in the state's Meta; a controller on etcd whose
 	// CAID is not the one saved there refuses to campaign (HA.Run,
-	// ErrOtherCAHA) unless ReplaceCA is set, as when the cluster's CA is
-	// renewed.
-	CAID      string
-	ReplaceCA bool
+	// ErrOtherCAHA). A cluster's CA is fixed for the life of its state:
+	// its nodes trust one CA from their start.
+	CAID string
 
 	// Store keeps the registries across restarts (package
 	// controller/state: state.OpenBolt for --data-dir). nil: in memory

@@ -272,11 +272,9 @@ var ErrOtherSecretHA = errors.New("the cluster's state in etcd was saved with an
 	"start it with the secret the other controllers use (--secret-file or $POCKET_SECRET)")
 
 // ErrOtherCAHA is Run's error, before it campaigns, when the state in etcd
-// names another CA than this controller's (Config.CAID) and
-// Config.ReplaceCA is not set.
+// names another CA than this controller's (Config.CAID).
 var ErrOtherCAHA = errors.New("the cluster's state in etcd was saved by controllers of another CA than this controller's: " +
-	"its nodes and clients could not reach it if it led. Give it a copy of the other controllers' TLS directory " +
-	"(DATA/tls), or, when the cluster's CA is being replaced, --replace-ca")
+	"its nodes and clients could not reach it if it led. Give it a copy of the other controllers' TLS directory (DATA/tls)")
 
 // checkSecret refuses, before the first campaign, a state in etcd whose
 // Meta names another cluster secret (secretID). Before, such a standby ran
@@ -285,8 +283,7 @@ var ErrOtherCAHA = errors.New("the cluster's state in etcd was saved by controll
 // controller. A store without a Meta yet (a new cluster) passes; an etcd
 // that cannot be read now is left to the campaign, which waits for it.
 //
-// It refuses likewise a Meta naming another CA than Config.CAID (unless
-// Config.ReplaceCA): a controller started on a fresh data directory makes
+// It refuses likewise a Meta naming another CA than Config.CAID: a controller started on a fresh data directory makes
 // a CA of its own, and elected, no node or client could reach it. A
 // hostile trial's such controller, given a node of its own, was deaf in
 // its first term, saved the cluster's nodes dead, heard its own node in
@@ -303,7 +300,7 @@ func (h *HA) checkSecret(ctx context.Context) error {
 	if ok && m.SecretID != "" && m.SecretID != secretID(h.cfg.Config.Secret) {
 		return ErrOtherSecretHA
 	}
-	if ca := h.cfg.Config.CAID; ok && m.CAID != "" && ca != "" && m.CAID != ca && !h.cfg.Config.ReplaceCA {
+	if ca := h.cfg.Config.CAID; ok && m.CAID != "" && ca != "" && m.CAID != ca {
 		return fmt.Errorf("%w (saved: CA %s; this controller's: %s)", ErrOtherCAHA, m.CAID, ca)
 	}
 	return nil

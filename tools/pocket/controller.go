@@ -533,7 +533,6 @@ type haFlags struct {
 	etcd      string
 	ttl       time.Duration
 	advertise string
-	replaceCA bool
 }
 
 func (h *haFlags) bind(fs *flag.FlagSet) {
@@ -541,7 +540,6 @@ func (h *haFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&h.etcd, "etcd", "", "keep the state in etcd at these endpoints (comma-separated http://HOST:PORT or HOST:PORT) and run as one of several controllers,\none elected active; the others answer clients and nodes with its address. Every controller needs the same cluster secret\n($"+token.EnvSecret+" or --secret-file) and, over TLS, certificates of the same CA (copy DATA/tls)")
 	fs.DurationVar(&h.ttl, "election-ttl", leader.DefaultTTL, "with --etcd: lease of the active controller; another takes over within about this long after it dies (whole seconds)")
 	fs.StringVar(&h.advertise, "advertise", "", "with --etcd: the HOST:PORT clients and nodes reach this controller at, handed out while it is active\n(default the --listen address when it names a host)")
-	fs.BoolVar(&h.replaceCA, "replace-ca", false, "with --etcd: campaign even though the cluster's state was saved by controllers of another CA, and save this one's\n(the cluster's CA is being replaced: give every controller, node and client the new one). Without it such a controller exits")
 }
 
 func (h *haFlags) on() bool { return h.etcd != "" }
@@ -551,7 +549,7 @@ func (h *haFlags) on() bool { return h.etcd != "" }
 func (h *haFlags) checkOff() error {
 	var err error
 	h.fs.Visit(func(f *flag.Flag) {
-		if err == nil && (f.Name == "advertise" || f.Name == "election-ttl" || f.Name == "replace-ca") {
+		if err == nil && (f.Name == "advertise" || f.Name == "election-ttl") {
 			err = fmt.Errorf("--%s %s is for one of several controllers: give --etcd too", f.Name, f.Value)
 		}
 	})
@@ -615,7 +613,6 @@ func (f *ctlFlags) runHA(ctx context.Context, ln net.Listener, addr string, cfg 
 		_, err := c.StartAutoscaler(*scale)
 		return err
 	}
-	cfg.ReplaceCA = f.ha.replaceCA
 	h, err := controller.NewHA(controller.HAConfig{Config: cfg, Candidate: cand, Etcd: cli, OnLead: onLead})
 	if err != nil {
 		ln.Close()
