@@ -661,8 +661,8 @@ func TestNewJobAvoidsRestoredUnheardNodes(t *testing.T) {
 	}
 	// A hint the heard node cannot hold goes over the unheard ones too
 	// (they may well be up, a heartbeat away).
-	if m, err := c.RegisterJob("big", wire.JobHints{CapacityBytes: 6 << 30}); err != nil || len(m.Nodes) < 2 {
-		t.Fatalf("a 6 GiB hint beside one heard 4 GiB node: %+v, %v; want it placed over the unheard ones too", m, err)
+	if m, err := c.RegisterJob("big", wire.JobHints{CapacityBytes: 6 << 30}); err != nil || len(m.Nodes) != 2 || m.Nodes[0].Addr != fresh.Addr && m.Nodes[1].Addr != fresh.Addr {
+		t.Fatalf("a 6 GiB hint beside one heard 4 GiB node: %+v, %v; want it on the heard node and one unheard node", m, err)
 	}
 	// With every node unheard (none has sent its first heartbeat yet)
 	// they are all there is.

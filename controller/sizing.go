@@ -210,9 +210,11 @@ func (c *Controller) sizeJobForLocked(book *profileBook, client, key string, req
 // node may be dead, its grace not yet run out. A hostile trial's lone
 // controller, restarted with its three nodes dead and three new ones up,
 // placed jobs registered in its first 7 s over all six, and their puts to
-// the dead ones failed "unavailable". A need only the unheard nodes'
-// room holds (every node's first heartbeat still to come, just after a
-// restart) keeps them all.
+// the dead ones failed "unavailable". A need the heard nodes' room does
+// not hold keeps them all, and sizing takes the heard ones first (better),
+// so only the unheard nodes the need wants beyond them (a re-check: a
+// 100 MiB job went over all five nodes, two of them dead, and 39 of its
+// 100 puts failed).
 func heardFor(cands []candidate, need Need) []candidate {
 	heard := slices.DeleteFunc(slices.Clone(cands), func(cd candidate) bool { return cd.unheard })
 	if len(heard) == 0 || len(heard) == len(cands) {
@@ -365,9 +367,14 @@ func ratio(need, have float64) float64 {
 	return need / have
 }
 
-// better orders candidates by spare on the binding dimension, then on the
-// other one, then by address so equal nodes are chosen deterministically.
+// better orders candidates heard from since the controller started before
+// unheard ones (candidate.unheard), then by spare on the binding
+// dimension, then on the other one, then by address so equal nodes are
+// chosen deterministically.
 func better(a, b *candidate, tput bool) bool {
+	if a.unheard != b.unheard {
+		return b.unheard // a node heard since the restart first (heardFor)
+	}
 	if tput && a.spareMbps != b.spareMbps {
 		return a.spareMbps > b.spareMbps
 	}
