@@ -90,11 +90,11 @@ func (c *Controller) dropOne(ctx context.Context, cl *dataclient.Client, addr, j
 	}
 }
 
-// dropRetry is the pause before each new try (two at most) of a drop order whose
-// connection failed (wire.ErrUnavailable: refused at the node's limits, or
-// lost). Each try is a new order (its own nonce), and a drop is idempotent:
-// one the node took before its reply was lost leaves the next nothing to
-// drop (its figures then count 0). A hostile trial flooding a node from
+// dropRetry is the pause before each new try (two at most) of a drop
+// order whose connection failed (wire.ErrUnavailable: refused at the
+// node's limits, or lost). Each try is a new order (its own nonce), and a
+// drop is idempotent: one the node took before its reply was lost leaves
+// the next nothing to drop (its figures then count 0). A hostile trial flooding a node from
 // the controller's own address had 3 of 6 deregistrations report "did not
 // drop" ("connection reset by peer"), though the node took the order's
 // place at its next heartbeat.

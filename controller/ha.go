@@ -218,7 +218,7 @@ func (h *HA) Follower() *Controller { return h.follower }
 // term's state cannot be loaded (after resigning).
 func (h *HA) Run(ctx context.Context) error {
 	log := h.cfg.Config.Logger
-	if err := h.checkSecret(ctx); err != nil {
+	if err := h.checkState(ctx); err != nil {
 		return err
 	}
 	var backoff time.Duration // the pause after a term resigned as deaf
@@ -276,20 +276,21 @@ var ErrOtherSecretHA = errors.New("the cluster's state in etcd was saved with an
 var ErrOtherCAHA = errors.New("the cluster's state in etcd was saved by controllers of another CA than this controller's: " +
 	"its nodes and clients could not reach it if it led. Give it a copy of the other controllers' TLS directory (DATA/tls)")
 
-// checkSecret refuses, before the first campaign, a state in etcd whose
+// checkState refuses, before the first campaign, a state in etcd whose
 // Meta names another cluster secret (secretID). Before, such a standby ran
 // silently until it was elected and only then exited on ErrOtherSecret
 // (a new user's trial), after taking the leadership from a working
 // controller. A store without a Meta yet (a new cluster) passes; an etcd
 // that cannot be read now is left to the campaign, which waits for it.
 //
-// It refuses likewise a Meta naming another CA than Config.CAID: a controller started on a fresh data directory makes
-// a CA of its own, and elected, no node or client could reach it. A
+// It refuses likewise a Meta naming another CA than Config.CAID: a
+// controller started on a fresh data directory makes a CA of its own, and
+// elected, no node or client could reach it. A
 // hostile trial's such controller, given a node of its own, was deaf in
 // its first term, saved the cluster's nodes dead, heard its own node in
 // its second term and lost every value (300 of 300); without a node, or
 // with no job yet, it kept the leadership and the cluster unusable.
-func (h *HA) checkSecret(ctx context.Context) error {
+func (h *HA) checkState(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	m, ok, err := state.EtcdMeta(rctx, h.cfg.Etcd, h.cfg.State)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"syscall"
 	"time"
 
@@ -80,7 +79,8 @@ func (c *Controller) newSession(conn net.Conn) *session {
 // run with --insecure) is CodeMalformed and named so; any other failure
 // (no certificate, one from another CA, a timeout) CodeBadToken, as a
 // failed proof, saying whose certificate was refused: the peer's, or,
-// when the peer sent the alert, this controller's. Both end with "(handshake)", the log's rate-limit key.
+// when the peer sent the alert, this controller's. Both end with
+// "(handshake)", the log's rate-limit key.
 // A peer that closed the connection (EOF, a reset) is nil: nothing to
 // warn of (a client that gave up, such as a stalled-controller probe
 // past its bound, which a controller resumed from SIGSTOP met in its
@@ -93,7 +93,7 @@ func handshakeError(addr net.Addr, err error) error {
 	if errors.As(err, &rh) {
 		return wire.Errorf(wire.CodeMalformed, "TLS handshake with %s: the peer does not speak TLS (a plain-TCP client, such as one given --insecure?): %v (handshake)", addr, err)
 	}
-	if strings.Contains(err.Error(), "remote error") {
+	if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "remote error" {
 		// The peer sent the alert: it refused this controller's
 		// certificate. A hostile trial's controller of another CA logged
 		// the nodes' refusals as a bad token of theirs.
