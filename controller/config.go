@@ -46,6 +46,13 @@ type Config struct {
 	// that a registration says restarted (DefaultProbeTimeout, 1 s;
 	// incarnation.go).
 	ProbeTimeout time.Duration
+	// RestoreSettle is how long after its restore from the state a
+	// controller's job registrations wait for the nodes the state holds
+	// alive to be heard from (their first registration or heartbeat), so
+	// that a job is not placed on a node that died while no controller
+	// ran (restoreGrace plus HeartbeatInterval, 4 s by default; negative:
+	// no wait). A registration waits only while such a node is unheard.
+	RestoreSettle time.Duration
 
 	// MaxConns bounds concurrent control connections (1024). At the
 	// limit a new connection replaces the one idle longest (idle for at
@@ -225,6 +232,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.DropTimeout <= 0 {
 		cfg.DropTimeout = 10 * time.Second
+	}
+	if cfg.RestoreSettle == 0 {
+		cfg.RestoreSettle = restoreGrace + cfg.HeartbeatInterval
 	}
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = DefaultProbeTimeout

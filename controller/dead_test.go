@@ -646,7 +646,7 @@ func TestRestoredUnheardNodeNotAdopted(t *testing.T) {
 // went over six nodes, three of them dead, and their puts failed
 // "unavailable").
 func TestNewJobAvoidsRestoredUnheardNodes(t *testing.T) {
-	r := newRestartable(t, Config{DeadNodeGrace: time.Minute}, false)
+	r := newRestartable(t, Config{DeadNodeGrace: time.Minute, RestoreSettle: 200 * time.Millisecond}, false)
 	mustRegister(t, r.ctl, dramNode("127.0.0.1:7001", 4<<30, 8000))
 	mustRegister(t, r.ctl, dramNode("127.0.0.1:7002", 4<<30, 8000))
 	c := r.restart()
@@ -665,10 +665,70 @@ func TestNewJobAvoidsRestoredUnheardNodes(t *testing.T) {
 		t.Fatalf("a 6 GiB hint beside one heard 4 GiB node: %+v, %v; want it on the heard node and one unheard node", m, err)
 	}
 	// With every node unheard (none has sent its first heartbeat yet)
-	// they are all there is.
+	// they are all there is, once RestoreSettle has run out
+	// (TestRegistrationWaitsForRestoredNodes).
 	c2 := r.restart()
 	if m, err := c2.RegisterJob("early", wire.JobHints{}); err != nil || len(m.Nodes) == 0 {
 		t.Fatalf("a job registered before any heartbeat: %+v, %v; want it placed on the restored nodes", m, err)
+	}
+}
+
+// TestRegistrationWaitsForRestoredNodes: a job registered before any
+// restored node has been heard from waits for them (Config.RestoreSettle)
+// and is placed on the one that answers, not on the one that died while
+// no controller ran. Before (no wait), it went over both: a hostile
+// re-check's puts to the dead one failed "unavailable". Once every
+// restored node is heard from, registrations go on at once.
+func TestRegistrationWaitsForRestoredNodes(t *testing.T) {
+	const wait = 30 * time.Second
+	r := newRestartable(t, Config{DeadNodeGrace: time.Minute, RestoreSettle: wait}, false)
+	dead := dramNode("127.0.0.1:7001", 4<<30, 8000)
+	up := dramNode("127.0.0.1:7002", 4<<30, 8000)
+	mustRegister(t, r.ctl, dead)
+	mustRegister(t, r.ctl, up)
+	c := r.restart()
+	reply := make(chan error, 1)
+	var m *wire.PlacementMap
+	go func() {
+		var err error
+		m, err = c.RegisterJob("early", wire.JobHints{})
+		reply <- err
+	}()
+	select {
+	case err := <-reply:
+		t.Fatalf("registered before any restored node was heard from: %+v, %v", m, err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	mustRegister(t, c, up)
+	// The other restored node stays silent: the registration waits out
+	// the settle, then sizing takes the heard node (heardFor).
+	c.mu.Lock()
+	close(c.settle.done) // as RestoreSettle running out would, not in 30 s
+	c.settle = settle{}
+	c.mu.Unlock()
+	if err := <-reply; err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Nodes) != 1 || m.Nodes[0].Addr != up.Addr {
+		t.Fatalf("early job placed over %+v; want the node heard from, %s, alone", m.Nodes, up.Addr)
+	}
+
+	// Every restored node heard from: no wait.
+	c = r.restart()
+	mustRegister(t, c, up)
+	mustRegister(t, c, dead)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.RegisterJob("later", wire.JobHints{})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait / 2):
+		t.Fatal("a registration waited with every restored node heard from")
 	}
 }
 

@@ -65,6 +65,7 @@ func TestEndedBoundAfterRestartForgetsTheOldestEnd(t *testing.T) {
 		time.Sleep(2 * time.Millisecond) // distinct end times
 	}
 	c = r.restart()
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000)) // heard again: no RestoreSettle wait
 	m, err := c.RegisterJob("c", wire.JobHints{})
 	if err != nil {
 		t.Fatal(err)

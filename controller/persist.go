@@ -445,6 +445,7 @@ func (c *Controller) restore(now time.Time) error {
 		c.caID = snap.Meta.CAID
 	}
 	c.restoreNodes(snap.Nodes, now)
+	c.startSettleLocked(now)
 	c.restoreJobs(snap.Jobs)
 	if n := c.prof.load(snap.Profiles); n > 0 {
 		c.cfg.Logger.Warn("controller: stored profile figures out of bounds clamped", "figures", n,

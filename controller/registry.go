@@ -48,8 +48,11 @@ type Controller struct {
 	// contact is what the controller has heard of its nodes since New
 	// (dead.go: Deaf, lossHeldLocked).
 	contact contact
-	jobs    map[string]*job
-	seq     uint64
+	// settle is the wait of registrations for the nodes restored alive
+	// (awaitRestored).
+	settle settle
+	jobs   map[string]*job
+	seq    uint64
 	// gone holds the nodes that finished a drain and left, with the time
 	// they left and their incarnation: one still running (not stopped by
 	// an orchestrator) is told to stop when it registers again, so a
@@ -327,7 +330,7 @@ func (c *Controller) registerNode(reg *wire.NodeRegister, confirmed bool) (*wire
 	}
 	n.tiers = append([]wire.TierStat(nil), reg.Tiers...)
 	n.cores = reg.Cores
-	n.lastSeen, n.unheard = time.Now(), false
+	c.heardNodeLocked(n, time.Now())
 	// The job table's first page comes with the registration (the node
 	// serves no job it has not heard of before: dataplane.Node.AwaitSync);
 	// More asks for the rest at once.
@@ -389,7 +392,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 		c.recordLocked(n, now)
 		c.prof.observeNode(n, c.loads[n.addr], c.nodeMbps(n), now, c.dirtyJobLocked)
 	}
-	n.lastSeen, n.unheard = now, false
+	c.heardNodeLocked(n, now)
 	if n.incarnation == 0 && hb.Incarnation != 0 {
 		// A node whose incarnation the registry does not know (restored
 		// from a state written before incarnations were stored) teaches it
@@ -710,6 +713,9 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 	err = c.admitLocked(who.client, time.Now())
 	c.mu.Unlock()
 	if err != nil {
+		return nil, err
+	}
+	if err := c.awaitRestored(who); err != nil {
 		return nil, err
 	}
 	if a := c.scaler(); a != nil {
