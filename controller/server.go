@@ -92,6 +92,7 @@ type server struct {
 // connInfo is one tracked connection; its fields are guarded by server.mu.
 type connInfo struct {
 	peer  string
+	owner string    // the client of the limits (limitKey), for fair shares of MaxConns (fairshare.go)
 	last  time.Time // start or end of the latest request, or the accept
 	busy  bool      // a request is being served: never evicted then
 	node  bool      // proved the node role: outside MaxConns, never evicted
@@ -241,7 +242,7 @@ func (c *Controller) track(conn net.Conn) (prob bool, err error) {
 		}
 		prob = true
 	}
-	s.conns[conn] = &connInfo{peer: peer, last: now, prob: prob, fresh: !prob}
+	s.conns[conn] = &connInfo{peer: peer, owner: peer, last: now, prob: prob, fresh: !prob}
 	s.peers[peer]++
 	if prob {
 		s.onProb++

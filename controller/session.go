@@ -71,6 +71,7 @@ func (c *Controller) newSession(conn net.Conn) *session {
 	if !s.op {
 		s.tenant = TenantOf(tc.ConnectionState()) // the operator's jobs are the cluster's (tenant.go)
 	}
+	c.srv.ownerOf(conn, limitKey(s.peer, s.tenant))
 	return s
 }
 
@@ -130,7 +131,10 @@ func (c *Controller) handle(s *session, op wire.Op, meta []byte, b *flatbuffers.
 		return nil, err
 	}
 	if s.prob && !nodeOp(op, s.nonce != nil) {
-		return nil, c.errProbation(s.conn)
+		if !c.admitFair(s.conn) {
+			return nil, c.errProbation(s.conn)
+		}
+		s.prob = false
 	}
 	reply, err := c.dispatch(s, op, meta)
 	if err != nil {

@@ -36,7 +36,11 @@ type tenantRig struct {
 
 const tenantNode = "127.0.0.1:7001"
 
-func newTenantRig(t *testing.T) *tenantRig {
+func newTenantRig(t *testing.T) *tenantRig { return newTenantRigWith(t, nil) }
+
+// newTenantRigWith is newTenantRig with tune changing the controller's
+// Config (tenantRig.tune).
+func newTenantRigWith(t *testing.T, tune func(*Config)) *tenantRig {
 	dir := testPKI(t)
 	ca, err := pki.LoadCA(dir)
 	if err != nil {
@@ -47,7 +51,7 @@ func newTenantRig(t *testing.T) *tenantRig {
 			t.Fatal(err)
 		}
 	}
-	r := &tenantRig{t: t, dir: dir, st: state.NewMemory()}
+	r := &tenantRig{t: t, dir: dir, st: state.NewMemory(), tune: tune}
 	r.start()
 	return r
 }

@@ -1,0 +1,92 @@
+package controller
+
+import (
+	"net"
+	"time"
+)
+
+// Fair shares of Config.MaxConns. The evictions at MaxConns take a
+// connection that is idle (evictIdleLocked) or has said nothing yet
+// (evictFreshLocked); a client whose connections all keep asking is
+// neither. A hostile trial's tenant held 1,100 TLS connections from five
+// addresses (each under MaxConnsPerPeer), each sending a cheap request
+// every 400 ms, and another tenant's client was refused 62 times of 62
+// over 32 s: it could neither register nor open its jobs. So a connection
+// on probation that asks for more than a node's requests is admitted in
+// place of a connection of the owner holding the most, when its own owner
+// holds fewer even with it (admitFairLocked). An owner is the client of
+// the limits (limitKey): the tenant a certificate names, else the peer
+// key. A flooder then keeps at most the slots no other owner wants.
+
+// ownerOf records the owner of conn once its peer is known (the TLS
+// handshake done): the tenant its certificate names, else its peer key.
+func (s *server) ownerOf(conn net.Conn, owner string) {
+	s.mu.Lock()
+	if ci, ok := s.conns[conn]; ok {
+		ci.owner = owner
+	}
+	s.mu.Unlock()
+}
+
+// admitFair takes conn off probation in place of a connection of the
+// owner holding the most of those MaxConns counts, when conn's owner
+// holds fewer by two or more (so it holds no more than that owner after
+// the swap), and reports whether it did. The one closed is the longest
+// unasked of that owner's connections that no request is being served
+// on. A connection over its peer's MaxConnsPerPeer is never admitted.
+func (c *Controller) admitFair(conn net.Conn) bool {
+	s := &c.srv
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ci, ok := s.conns[conn]
+	if !ok || !ci.prob {
+		return false
+	}
+	if lim := c.cfg.MaxConnsPerPeer; lim > 0 && s.peers[ci.peer] > lim {
+		return false
+	}
+	held := map[string]int{}
+	for _, o := range s.conns {
+		if !o.node && !o.prob {
+			held[o.owner]++
+		}
+	}
+	top, most := "", 0
+	for owner, n := range held {
+		if n > most || n == most && owner < top {
+			top, most = owner, n
+		}
+	}
+	if held[ci.owner]+1 >= most {
+		return false
+	}
+	victim := s.oldestOfLocked(top)
+	if victim == nil {
+		return false
+	}
+	now := time.Now()
+	s.noteRefusal(now)
+	s.forgetLocked(victim)
+	closeAside(victim)
+	s.onProb--
+	s.plain++
+	ci.prob, ci.last = false, now
+	return true
+}
+
+// oldestOfLocked is owner's connection MaxConns counts, with no request
+// being served on it, that has waited longest since its latest request;
+// nil if there is none.
+func (s *server) oldestOfLocked(owner string) net.Conn {
+	var victim net.Conn
+	var vi *connInfo
+	for conn, o := range s.conns {
+		if o.owner != owner || o.busy || o.node || o.prob {
+			continue
+		}
+		if vi == nil || o.last.Before(vi.last) {
+			victim, vi = conn, o
+		}
+	}
+	return victim
+}

@@ -1,0 +1,85 @@
+package controller
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/internal/pki"
+	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestBusyTenantLeavesOthersTheirShare (hostile trial, 2026-12-06): a
+// tenant whose connections fill MaxConns and keep asking (none idle, none
+// silent) no longer keeps another tenant off the controller: the other's
+// new connection takes the place of one of the flooder's, and the
+// flooder's next one is refused. Before, alice was refused "N
+// connections, none idle" 62 times of 62 while mallory's 1,100
+// connections each asked for a profile every 400 ms.
+func TestBusyTenantLeavesOthersTheirShare(t *testing.T) {
+	const slots = 6
+	r := newTenantRigWith(t, func(c *Config) { c.MaxConns, c.MaxConnsPerPeer = slots, -1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for range slots {
+		mc := r.client("mallory")
+		if _, err := mc.JobProfile(ctx, "nothing"); wire.CodeOf(err) == wire.CodeLimit {
+			t.Fatalf("mallory's connections below MaxConns: %v", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				_, _ = mc.JobProfile(ctx, "nothing")
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	waitPlain(t, r.c, slots)
+
+	rc, done := context.WithTimeout(ctx, 10*time.Second)
+	defer done()
+	alice := r.clientOnce("alice")
+	m, err := alice.RegisterJob(rc, "sort", wire.JobHints{})
+	if err != nil {
+		t.Fatalf("alice's registration beside mallory's busy connections: %v; want it served", err)
+	}
+	if _, err := alice.DeregisterJob(rc, m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	more := r.clientOnce("mallory")
+	if _, err := more.JobProfile(rc, "nothing"); wire.CodeOf(err) != wire.CodeLimit {
+		t.Fatalf("another connection of mallory's, who holds the most: %v; want CodeLimit", err)
+	}
+}
+
+// clientOnce is r.client, but its calls are not tried again when the
+// controller refuses its connection.
+func (r *tenantRig) clientOnce(member string) *metaclient.Client {
+	cfg, err := pki.ClientConfig(r.dir, member)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	mc := metaclient.New(r.addr, metaclient.Options{TLS: cfg, Logger: quietLog, RetryFor: -1})
+	r.t.Cleanup(func() { mc.Close() })
+	return mc
+}
+
+// waitPlain waits until c's server counts n connections against MaxConns.
+func waitPlain(t *testing.T, c *Controller, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c.srv.mu.Lock()
+		plain := c.srv.plain
+		c.srv.mu.Unlock()
+		if plain == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections counted by MaxConns, want %d", plain, n)
+		}
+	}
+}
