@@ -48,3 +48,44 @@ func TestChangeLogLetsGoOfEndedJobs(t *testing.T) {
 		}
 	}
 }
+
+// TestTableEntriesSayTheOwner: the nodes' table names who registered each
+// job (wire.JobEpoch.Owner: the tenant, else the client's address), live
+// and revoked, so that a node bounds the connections of all of one
+// tenant's jobs together (dataplane's proveFor). Before, a node knew only
+// the job, and a tenant's two jobs held every connection slot of a node.
+func TestTableEntriesSayTheOwner(t *testing.T) {
+	c := newTest(t, Config{})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	since := c.heartbeat(&wire.Heartbeat{Addr: "127.0.0.1:7001"}).Rev
+	a, err := c.RegisterJobFor("10.0.0.9", "alice", &wire.JobRegister{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.RegisterJobFor("10.0.0.7", "", &wire.JobRegister{Name: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := func(ack *wire.NodeAck) map[string]string {
+		got := map[string]string{}
+		for _, je := range ack.Jobs {
+			got[je.Job] = je.Owner
+		}
+		return got
+	}
+	want := map[string]string{a.Job: "tenant alice", b.Job: "10.0.0.7"}
+	for name, ack := range map[string]*wire.NodeAck{"snapshot": c.heartbeat(&wire.Heartbeat{Addr: "127.0.0.1:7001"}),
+		"delta": c.heartbeat(&wire.Heartbeat{Addr: "127.0.0.1:7001", Since: since})} {
+		if got := owners(ack); got[a.Job] != want[a.Job] || got[b.Job] != want[b.Job] {
+			t.Errorf("%s entries' owners %v, want %v", name, got, want)
+		}
+	}
+	since = c.heartbeat(&wire.Heartbeat{Addr: "127.0.0.1:7001", Since: since}).Rev
+	if _, err := c.DeregisterJob(context.Background(), a.Job, a.Token); err != nil {
+		t.Fatal(err)
+	}
+	ack := c.heartbeat(&wire.Heartbeat{Addr: "127.0.0.1:7001", Since: since})
+	if got := owners(ack); got[a.Job] != "tenant alice" {
+		t.Errorf("revoked entry's owner %q, want %q", got[a.Job], "tenant alice")
+	}
+}

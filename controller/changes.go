@@ -67,6 +67,7 @@ type logJob struct {
 	id      string
 	gen     uint64
 	expires time.Time
+	owner   string // job.client, once revoked (wire.JobEpoch.Owner)
 }
 
 // changeLogLen is how many changes the ring keeps: a node further behind
@@ -122,7 +123,7 @@ func (c *Controller) logLocked(kind changeKind, j *job) uint64 {
 	lj := j.logged
 	if kind == chRevoke {
 		// Its last change: the log lets go of the job itself.
-		lj.gen, lj.expires, lj.j = j.gen, j.expires, nil
+		lj.gen, lj.expires, lj.owner, lj.j = j.gen, j.expires, j.client, nil
 	}
 	c.log.add(c.rev, change{kind: kind, j: lj})
 	return c.rev
@@ -153,7 +154,7 @@ func (c *Controller) jobTableLocked(addr string, hb *wire.Heartbeat, ack *wire.N
 // clients still routing by a map from before the loss, and its mover
 // keeps checking the job.
 func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
-	e := wire.JobEpoch{Job: j.id, Gen: j.gen, Expires: j.expires, Revoked: j.revoked}
+	e := wire.JobEpoch{Job: j.id, Gen: j.gen, Expires: j.expires, Revoked: j.revoked, Owner: ownerOf(j.client)}
 	if j.revoked {
 		return e
 	}
@@ -194,16 +195,26 @@ func (c *Controller) deltaLocked(addr string, since uint64, ack *wire.NodeAck) {
 		if j := ch.j.j; j != nil {
 			ack.Jobs = append(ack.Jobs, c.entryLocked(j, addr))
 		} else {
-			ack.Jobs = append(ack.Jobs, wire.JobEpoch{Job: ch.j.id, Gen: ch.j.gen, Expires: ch.j.expires, Revoked: true})
+			ack.Jobs = append(ack.Jobs, wire.JobEpoch{Job: ch.j.id, Gen: ch.j.gen, Expires: ch.j.expires, Revoked: true, Owner: ownerOf(ch.j.owner)})
 		}
 		size += entrySize(&ack.Jobs[len(ack.Jobs)-1])
 	}
 	ack.Rev = rev
 }
 
+// ownerOf is the owner a node's table says of a job registered by client
+// (job.client): the client, or "" when it is longer than the wire allows
+// (the node then counts the job as its own owner).
+func ownerOf(client string) string {
+	if len(client) > wire.MaxOwnerLen {
+		return ""
+	}
+	return client
+}
+
 // entrySize estimates a JobEpoch's encoded bytes.
 func entrySize(e *wire.JobEpoch) int {
-	size := len(e.Job) + 64
+	size := len(e.Job) + len(e.Owner) + 64
 	for _, n := range e.Keep {
 		size += len(n.Addr) + 32
 	}

@@ -68,6 +68,29 @@ func TestOneJobsConnectionsHoldNoSlotFromAnother(t *testing.T) {
 	}
 }
 
+// TestOneOwnersJobsHoldNoSlotFromAnother (hostile trial, 2026-12-06): the
+// share of proven slots is the owner's (wire.JobEpoch.Owner: the tenant
+// that registered the job), not the job's. A tenant's two jobs, each
+// with half the slots proven and kept busy, filled the node, and another
+// tenant's job had 10 of 10 gets refused at the limit. Fails on the code
+// before (the share was keyed by job: 0 of 5 puts served).
+func TestOneOwnersJobsHoldNoSlotFromAnother(t *testing.T) {
+	const slots = 40
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: connfloodDRAM(t), Guard: fakeGuard{},
+		Net: netio.Config{Loops: 2, MaxConns: slots, IdleTimeout: time.Second}})
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "h1", Owner: "tenant mallory"}, wire.JobEpoch{Job: "h2", Owner: "tenant mallory"},
+		wire.JobEpoch{Job: "j", Owner: "tenant alice"}))
+	var i int
+	holdSlots(t, n, slots, func(_ net.Conn, c *client.Conn) {
+		job := []string{"h1", "h2"}[i%2]
+		i++
+		c.Send(wire.OpStat, 0, &wire.Request{Job: []byte(job), Token: []byte("ok-" + job), Key: []byte("k")}, nil)
+		c.Flush()
+	})
+	time.Sleep(1500 * time.Millisecond)
+	assertPutsServed(t, n, "j", slots, "connections of two jobs of one tenant sent stats")
+}
+
 // holdSlots opens slots connections to n, takes their replies, and calls
 // send on each every 200 ms until the test ends.
 func holdSlots(t *testing.T, n *Node, slots int, send func(net.Conn, *client.Conn)) {

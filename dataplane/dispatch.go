@@ -287,7 +287,7 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 	if err := cs.auth.check(n.cfg.Guard, r.Job, r.Token); err != nil {
 		return nil, err
 	}
-	c.ProveFor(r.Job)
+	n.proveFor(c, r.Job)
 	e, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h), oneKey(h, r.Key))
 	kept := err == errKept
 	if err != nil && !kept {

@@ -139,6 +139,10 @@ type jobEntry struct {
 	tok        atomic.Pointer[[token.Len]byte] // a token that passed the full check
 	traffic    atomic.Pointer[jobTraffic]      // its value bytes here (jobtraffic.go); nil until counted
 	kept       atomic.Pointer[keptKeys]        // the older map's requests it still takes (keptKeys); nil: none
+	// owner is who registered the job (wire.JobEpoch.Owner), prefixed
+	// ownerPrefix: what its tokens' proven connections count against
+	// (proofOwner); nil: not said.
+	owner atomic.Pointer[[]byte]
 	// unfinished is the bytes of its puts here whose payload is still
 	// arriving, by tier (unfinished.go: unfinishedSlot).
 	unfinished [2]atomic.Int64
@@ -663,6 +667,7 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (
 	}
 	e.gen.Store(je.Gen)
 	e.expires.Store(unixMs(je.Expires))
+	e.setOwner(je.Owner)
 	// Before the epoch moves: a loop that reads the older epoch finds
 	// keptKeys for another one, and takes nothing by it.
 	e.keep(je)
@@ -707,6 +712,9 @@ func (j *jobTable) apply(ack *wire.NodeAck, now time.Time) []string {
 		for i := range ack.Jobs {
 			je := &ack.Jobs[i]
 			if je.Revoked {
+				if e := ed.get(je.Job); e != nil {
+					e.setOwner(je.Owner) // its tokens still read persisted values
+				}
 				if j.revokeLocked(ed, je.Job, now) {
 					drops = append(drops, je.Job)
 				}

@@ -205,7 +205,7 @@ var (
 	descAccepted    = prometheus.NewDesc(metrics.NodeConnectionsAccepted, "Client connections accepted.", nil, nil)
 	descRefused     = prometheus.NewDesc(metrics.NodeConnectionsRefused, "Client connections closed at once over a limit, by limit.", []string{"limit"}, nil)
 	descEvicted     = prometheus.NewDesc(metrics.NodeConnectionsEvicted, "Client connections reset at the connection limit to give their slot to a new one: none had shown a valid token or order proof, or only past its job's share of the slots.", nil, nil)
-	descOverJob     = prometheus.NewDesc(metrics.NodeConnectionsOverJobShare, "Client connections with a valid token left evictable because their job had half the connection slots already.", nil, nil)
+	descOverJob     = prometheus.NewDesc(metrics.NodeConnectionsOverJobShare, "Client connections with a valid token left evictable because their job's owner (its tenant, else its registering client's address) had half the connection slots already.", nil, nil)
 	descUnread      = prometheus.NewDesc(metrics.NodeUnreadReplyBytes, "Reply bytes queued on client connections, not yet taken by their clients, or promised by device reads in flight and listings waiting.", nil, nil)
 	descUnreadLimit = prometheus.NewDesc(metrics.NodeUnreadReplyLimit, "The node's bound on unread reply bytes (--max-unread; 0: none).", nil, nil)
 	descPaused      = prometheus.NewDesc(metrics.NodeConnectionsPaused, "Times a client connection stopped being read while its replies went unread, by limit.", []string{"limit"}, nil)

@@ -50,8 +50,9 @@ type Config struct {
 	// oldest such connection (peerevict.go). Default false.
 	EvictUnproven bool
 	// MaxProvenPerOwner bounds the connections one owner may have proven
-	// at once (Conn.ProveFor; a storage node's owner is the job whose
-	// token a connection showed). A connection proven past it stays
+	// at once (Conn.ProveFor; a storage node's owner is whoever
+	// registered the job whose token a connection showed: dataplane's
+	// proveFor). A connection proven past it stays
 	// unproven, so at MaxConns it may give its slot to a newcomer, after
 	// every connection that proved nothing: one job's connections cannot keep
 	// every other job off a shared node (a hostile trial: 40 connections

@@ -47,6 +47,11 @@ func (l *Loop) unlist(c *Conn) {
 	l.unproven.remove(c)
 }
 
+// NeedsProof reports whether Prove or ProveFor would change anything:
+// the connection is on the list of those that may give their slot
+// (Config.EvictUnproven) and has not been proven.
+func (c *Conn) NeedsProof() bool { return c.onList }
+
 // ProveFor is Prove on behalf of owner (a storage node passes the job
 // whose token the connection showed): the connection is proven only
 // while owner has fewer than Config.MaxProvenPerOwner connections

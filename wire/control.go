@@ -164,7 +164,16 @@ type JobEpoch struct {
 	// none.
 	KeepEpoch uint64
 	Keep      []MapNode
+	// Owner is who registered the job (at most MaxOwnerLen bytes): the
+	// tenant its certificate names, else its client's address ("": not
+	// said, as by a controller from before Owner). A node bounds the
+	// connections one owner's tokens vouch for by it
+	// (netio.Config.MaxProvenPerOwner), the job id when it is "".
+	Owner string
 }
+
+// MaxOwnerLen bounds JobEpoch.Owner.
+const MaxOwnerLen = 96
 
 // DrainNode asks the controller to drain a node, and is its reply with
 // the deadline it applied. Proof is token.DrainOrderProof over the
@@ -614,7 +623,8 @@ var (
 	}}
 	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
 	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes},
-		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec}}}
+		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec},
+		{Kind: String}}}
 	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}, {Kind: Scalar1}, {Kind: Scalar1}}}
 	helloSpec   = TableSpec{Name: "NodeHello", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
 	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
@@ -1155,6 +1165,10 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 		for i, j := range m.Jobs {
 			name, tok := b.CreateString(j.Job), bytesVec(b, j.Token)
 			keep := encodeMapNodes(b, j.Keep, fb.JobEpochStartKeepVector)
+			var owner flatbuffers.UOffsetT
+			if j.Owner != "" {
+				owner = b.CreateString(j.Owner)
+			}
 			fb.JobEpochStart(b)
 			fb.JobEpochAddJob(b, name)
 			fb.JobEpochAddEpoch(b, j.Epoch)
@@ -1165,6 +1179,7 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 			fb.JobEpochAddOut(b, j.Out)
 			fb.JobEpochAddKeepEpoch(b, j.KeepEpoch)
 			addOff(b, keep, fb.JobEpochAddKeep)
+			addOff(b, owner, fb.JobEpochAddOwner)
 			offs[i] = fb.JobEpochEnd(b)
 		}
 		jobs = endVector(b, offs, fb.NodeAckStartJobsVector)
@@ -1205,7 +1220,7 @@ func (m *NodeAck) Decode(meta []byte) error {
 		for i := range jobs {
 			t.Jobs(&j, i)
 			if err := firstErr(checkJob(j.Job()), checkLen("token", len(j.TokenBytes()), DefaultMaxToken),
-				checkSize("job expiry", j.ExpiresMs())); err != nil {
+				checkSize("job expiry", j.ExpiresMs()), checkLen("owner", len(j.Owner()), MaxOwnerLen)); err != nil {
 				return err
 			}
 			keep, err := decodeMapNodes(j.KeepLength(), j.Keep)
@@ -1214,7 +1229,7 @@ func (m *NodeAck) Decode(meta []byte) error {
 			}
 			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch(), Token: cloneBytes(j.TokenBytes()),
 				Gen: j.Gen(), Expires: fromUnixMs(j.ExpiresMs()), Revoked: j.Revoked(), Out: j.Out(),
-				KeepEpoch: j.KeepEpoch(), Keep: keep}
+				KeepEpoch: j.KeepEpoch(), Keep: keep, Owner: string(j.Owner())}
 		}
 	}
 	drop, err := decodeHeld(t.DropLength(), t.Drop)

@@ -34,7 +34,7 @@ func sampleControl() []ControlMessage {
 		&NodeAck{Known: true, State: NodeDraining, Heartbeat: time.Second,
 			Jobs: []JobEpoch{{Job: "sort-1", Epoch: 3, Gen: 99, Expires: time.UnixMilli(1_800_000_000_123)},
 				{Job: "video-2", Epoch: 1, Revoked: true}, {Job: "grep-2", Epoch: 12, Gen: 7, Out: true},
-				{Job: "scan-5", Epoch: 6, Gen: 8, KeepEpoch: 4, Keep: []MapNode{{Addr: "10.0.0.2:7000", Weight: 0.25}, {Addr: "10.0.0.1:7000", Weight: 0.5}}}},
+				{Job: "scan-5", Epoch: 6, Gen: 8, KeepEpoch: 4, Keep: []MapNode{{Addr: "10.0.0.2:7000", Weight: 0.25}, {Addr: "10.0.0.1:7000", Weight: 0.5}}, Owner: "tenant alice"}},
 			Rev: 1<<60 + 5, Full: true, More: true, After: 99, Drop: []HeldJob{{Job: "old-7", Bytes: 650 << 20}}, Lease: 33 * time.Second},
 		&JobRegister{Name: "sort", Hints: JobHints{Lambdas: 250, CapacityBytes: 100e9, PeakMbps: 16000, LatencySensitive: true},
 			TTL: 90 * time.Minute},

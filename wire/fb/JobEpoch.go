@@ -167,8 +167,16 @@ func (rcv *JobEpoch) KeepLength() int {
 	return 0
 }
 
+func (rcv *JobEpoch) Owner() []byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		return rcv._tab.ByteVector(o + rcv._tab.Pos)
+	}
+	return nil
+}
+
 func JobEpochStart(builder *flatbuffers.Builder) {
-	builder.StartObject(9)
+	builder.StartObject(10)
 }
 func JobEpochAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -202,6 +210,9 @@ func JobEpochAddKeep(builder *flatbuffers.Builder, keep flatbuffers.UOffsetT) {
 }
 func JobEpochStartKeepVector(builder *flatbuffers.Builder, numElems int) flatbuffers.UOffsetT {
 	return builder.StartVector(4, numElems, 4)
+}
+func JobEpochAddOwner(builder *flatbuffers.Builder, owner flatbuffers.UOffsetT) {
+	builder.PrependUOffsetTSlot(9, flatbuffers.UOffsetT(owner), 0)
 }
 func JobEpochEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

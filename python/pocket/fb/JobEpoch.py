@@ -125,7 +125,14 @@ class JobEpoch(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
         return o == 0
 
-def JobEpochStart(builder): builder.StartObject(9)
+    # JobEpoch
+    def Owner(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+def JobEpochStart(builder): builder.StartObject(10)
 def Start(builder):
     return JobEpochStart(builder)
 def JobEpochAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -161,6 +168,9 @@ def AddKeep(builder, keep):
 def JobEpochStartKeepVector(builder, numElems): return builder.StartVector(4, numElems, 4)
 def StartKeepVector(builder, numElems):
     return JobEpochStartKeepVector(builder, numElems)
+def JobEpochAddOwner(builder, owner): builder.PrependUOffsetTRelativeSlot(9, flatbuffers.number_types.UOffsetTFlags.py_type(owner), 0)
+def AddOwner(builder, owner):
+    return JobEpochAddOwner(builder, owner)
 def JobEpochEnd(builder): return builder.EndObject()
 def End(builder):
     return JobEpochEnd(builder)
