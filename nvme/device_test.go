@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestDeviceReadWrite(t *testing.T) {
@@ -305,6 +307,28 @@ func TestLoopDevice(t *testing.T) {
 			for i := range 20 {
 				roundTrip(t, d, rng, int64(i)*int64(d.Align())*7, (1+i)*d.Align())
 			}
+			// Held: a second opener (a second node on the device) is
+			// refused, O_EXCL or flock.
+			if d2, err := Open(dev, Options{Engine: eng}); !errors.Is(err, ErrInUse) {
+				if err == nil {
+					d2.Close()
+				}
+				t.Fatalf("second Open of %s while held: %v; want ErrInUse", dev, err)
+			}
+			d.Close()
+			// An O_EXCL holder that takes no flock (mkfs, a mount) is
+			// seen too.
+			fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d2, err := Open(dev, Options{Engine: eng}); !errors.Is(err, ErrInUse) {
+				if err == nil {
+					d2.Close()
+				}
+				t.Fatalf("Open of %s held O_EXCL: %v; want ErrInUse", dev, err)
+			}
+			unix.Close(fd)
 			if _, err := Open(dev, Options{Size: 16 << 20, Engine: eng}); !errors.Is(err, ErrRange) {
 				t.Fatalf("size past the device: %v", err)
 			}

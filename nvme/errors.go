@@ -32,6 +32,9 @@ var (
 	// ErrNoSpace: an allocator has no room for the request, or Open was
 	// asked for a file larger than its file system's free space.
 	ErrNoSpace = errors.New("nvme: no space")
+	// ErrInUse: Open found the device or file held by another opener
+	// (another node on the same path), or, for a block device, mounted.
+	ErrInUse = errors.New("nvme: device or file in use")
 	// ErrForeign: a buffer given back to a BufferSource was not one of
 	// its own.
 	ErrForeign = errors.New("nvme: foreign buffer")
