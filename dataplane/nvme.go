@@ -102,7 +102,7 @@ type NVMe struct {
 	jobs     map[string]*nvmeJob
 	values   int64
 	index    int64 // the key index's bytes (indexCost of each key)
-	over     int64 // the jobs' index costs beyond their shares (nvmeJob.over)
+	over     int64 // the jobs' index costs beyond their shares, each at most its slack (pooled)
 	maxIndex int64
 	closed   bool
 
@@ -131,27 +131,54 @@ type nvmeJob struct {
 	staged atomic.Int64
 }
 
-// over is what the job's keys cost the index beyond its share of their
-// values' bytes (nvmeIndexShare): the part of the index's slack it uses.
-func (j *nvmeJob) over() int64 { return max(0, j.index-j.used/nvmeIndexShare) }
+// beyond is what keys costing the index index bytes, for values of used
+// allocated bytes, cost it beyond their job's share (share).
+func (t *NVMe) beyond(index, used int64) int64 { return max(0, index-t.share(used)) }
+
+// share is a job's share of the index for values of used allocated bytes:
+// 1/nvmeIndexShare of them, at most half the index (nvmeIndexShare).
+func (t *NVMe) share(used int64) int64 { return min(used/nvmeIndexShare, t.maxIndex/2) }
+
+// slack is what one job's keys may cost the index beyond its share.
+func (t *NVMe) slack() int64 { return t.maxIndex / 16 }
+
+// pooled is what j takes of the quarter of the index all jobs' costs
+// beyond their shares share (NVMe.over): its cost beyond its share, at
+// most its slack.
+func (t *NVMe) pooled(j *nvmeJob) int64 { return min(t.beyond(j.index, j.used), t.slack()) }
 
 // A job's keys may cost the NVMe tier's index at most their share, a
-// 1/nvmeIndexShare of their values' allocated bytes, plus a slack of a
-// sixteenth of the index; all jobs' costs beyond their shares (NVMe.over)
-// may take at most a quarter of it. So keys whose values are small next
-// to their entry (a one-block value of 4 KiB has a share of 64 bytes, its
-// entry costs 256 plus the key) cannot fill the index that every other
-// job's new keys need; a value of 16 KiB plus 64 bytes per byte of its
-// key is within its share (22.25 KiB for a key of 100 bytes). Before, the
-// bound was the node's alone: a hostile trial's tenant filled a 64 KiB
-// index with 250 one-byte persisted keys, and another tenant's first key
-// was refused for as long as they were kept, after their job ended too.
+// 1/nvmeIndexShare of their values' allocated bytes but at most half the
+// index, plus a slack of a sixteenth of it; all jobs' costs beyond their
+// shares (NVMe.over) may take at most a quarter of it. So keys whose
+// values are small next to their entry (a one-block value of 4 KiB has a
+// share of 64 bytes, its entry costs 256 plus the key) cannot fill the
+// index that every other job's new keys need; a value of 16 KiB plus 64
+// bytes per byte of its key is within its share (22.25 KiB for a key of
+// 100 bytes). Before, the bound was the node's alone: a hostile trial's
+// tenant filled a 64 KiB index with 250 one-byte persisted keys, and
+// another tenant's first key was refused for as long as they were kept,
+// after their job ended too.
+//
+// The share is capped at half the index, and a job counts in the shared
+// quarter (NVMe.over) for at most its slack. Before, a share grew with its
+// values' bytes without bound: a second hostile trial's job with 12 values
+// of 8 MiB had a share above a whole 1 MiB index, filled it with 3,543
+// one-byte keys, and a new job's 20 one-byte puts were refused 20/20 (the
+// index full). Once that job deleted its large values its keys were all
+// beyond its smaller share, and counted in the shared quarter they took
+// more than all of it: the new job, which held no keys, was still refused
+// ("... beyond their jobs' shares ... (a quarter of it)"). Now one job
+// holds at most half the index plus its slack, and a job whose share
+// shrank under keys it already has is refused new keys itself (they are
+// beyond its share and slack) without taking the quarter other jobs'
+// slack is in.
 const nvmeIndexShare = 64
 
 // ErrJobIndexFull: the job's keys cost the NVMe tier's index their share
 // and its slack (nvmeIndexShare). It wraps ErrNoSpace.
 var ErrJobIndexFull = fmt.Errorf("%w: the job's keys on this node's NVMe tier are at its share of the key index "+
-	"(a sixteenth of it, plus 1/64 of their values' bytes): store fewer, larger values", ErrNoSpace)
+	"(a sixteenth of it, plus 1/64 of their values' bytes up to half of it): store fewer, larger values", ErrNoSpace)
 
 // ErrIndexSlackFull: the jobs' keys beyond their shares take a quarter of
 // the NVMe tier's index. It wraps ErrNoSpace.
@@ -461,11 +488,11 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 		t.values++
 	}
 	j.keys[key] = v
-	t.over -= j.over()
+	t.over -= t.pooled(j)
 	t.index += cost
 	j.index += cost
 	j.used += v.alloc
-	t.over += j.over()
+	t.over += t.pooled(j)
 	return replaced, nil
 }
 
@@ -477,13 +504,13 @@ func (t *NVMe) admitKey(j *nvmeJob, cost, alloc int64) error {
 	if t.index+cost > t.maxIndex {
 		return ErrIndexFull
 	}
-	before := j.over()
-	after := max(0, j.index+cost-(j.used+alloc)/nvmeIndexShare)
+	before := t.beyond(j.index, j.used)
+	after := t.beyond(j.index+cost, j.used+alloc)
 	switch {
 	case after <= before:
-	case after > t.maxIndex/16:
+	case after > t.slack():
 		return ErrJobIndexFull
-	case t.over-before+after > t.maxIndex/4:
+	case t.over-t.pooled(j)+after > t.maxIndex/4:
 		return ErrIndexSlackFull
 	}
 	return nil
@@ -496,19 +523,19 @@ func indexCost(key string) int64 { return int64(len(key)) + nvmeEntryCost }
 func (t *NVMe) unindex(j *nvmeJob, key string) {
 	delete(j.keys, key)
 	t.values--
-	t.over -= j.over()
+	t.over -= t.pooled(j)
 	t.index -= indexCost(key)
 	j.index -= indexCost(key)
-	t.over += j.over()
+	t.over += t.pooled(j)
 }
 
 // retire unpublishes v's accounting and frees its extents unless an Open is
 // still reading them; mu is held and the caller removes or replaces the map
 // entry.
 func (t *NVMe) retire(j *nvmeJob, v *nvmeVersion) {
-	t.over -= j.over()
+	t.over -= t.pooled(j)
 	j.used -= v.alloc
-	t.over += j.over()
+	t.over += t.pooled(j)
 	v.retired.Store(true)
 	if v.readers.Load() == 0 {
 		t.freeExtents(v)

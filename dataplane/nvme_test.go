@@ -261,13 +261,16 @@ func TestNVMeFragmentedSpace(t *testing.T) {
 // for 481 MiB of a 512 MiB tier.
 func TestNVMeIndexBounded(t *testing.T) {
 	// Values of 128 KiB: within their share of the index for 900-byte
-	// keys (TestNVMeIndexShares), so only the bound stops them.
+	// keys (TestNVMeIndexShares), so only the bound stops them. A job's
+	// share is at most half the index (TestNVMeIndexShareCapped): two
+	// jobs, one key each in turn, fill it.
 	const keyLen, bound, size = 900, 64 << 10, 128 << 10
 	tier := newNVMe(t, 64<<20, nvme.Options{}, dataplane.NVMeOptions{MaxIndexBytes: bound})
 	key := func(i int) string { return fmt.Sprintf("%0*d", keyLen, i) }
+	job := func(i int) string { return fmt.Sprintf("j%d", i%2) }
 	n := 0
 	for ; n < 1000; n++ {
-		err := putValue(tier, "j", key(n), value(size, 1))
+		err := putValue(tier, job(n), key(n), value(size, 1))
 		if errors.Is(err, dataplane.ErrIndexFull) && errors.Is(err, dataplane.ErrNoSpace) {
 			break
 		}
@@ -278,18 +281,19 @@ func TestNVMeIndexBounded(t *testing.T) {
 	if want := bound / (keyLen + 256); n < want-1 || n > want {
 		t.Fatalf("%d keys of %d bytes indexed under a %d-byte bound, want about %d", n, keyLen, bound, want)
 	}
-	if err := putValue(tier, "j", key(0), value(size, 2)); err != nil {
+	if err := putValue(tier, job(0), key(0), value(size, 2)); err != nil {
 		t.Fatalf("replacing a key at the bound: %v", err)
 	}
-	if _, err := tier.Delete([]byte("j"), []byte(key(1))); err != nil {
+	if _, err := tier.Delete([]byte(job(1)), []byte(key(1))); err != nil {
 		t.Fatal(err)
 	}
-	if err := putValue(tier, "j", key(n), value(size, 1)); err != nil {
+	if err := putValue(tier, job(1), key(n), value(size, 1)); err != nil {
 		t.Fatalf("a new key after a delete: %v", err)
 	}
-	tier.DropJob([]byte("j"), false)
+	tier.DropJob([]byte(job(0)), false)
+	tier.DropJob([]byte(job(1)), false)
 	for i := range n {
-		if err := putValue(tier, "k", key(i), value(size, 1)); err != nil {
+		if err := putValue(tier, job(i+1), key(i), value(size, 1)); err != nil {
 			t.Fatalf("key %d after the job drop: %v", i, err)
 		}
 	}
@@ -349,6 +353,64 @@ func TestNVMeIndexShares(t *testing.T) {
 	}
 	if err := putValue(tier, "a", "again", value(1, 1)); err != nil {
 		t.Fatalf("a key after its job deleted one: %v", err)
+	}
+}
+
+// TestNVMeIndexShareCapped: a job's share of the index is at most half of
+// it, so a job whose large values give it a share past the whole index
+// still leaves other jobs room for their keys; and once it deletes those
+// values its keys beyond its smaller share refuse its own new keys, not
+// every other job's. Before, a hostile trial's job with 12 values of
+// 8 MiB filled a 1 MiB index with 3,543 one-byte keys, and a new job's 20
+// one-byte puts were refused 20/20, the index full; after the large
+// values were deleted they were still refused, the keys beyond their
+// shares taking more than the quarter all jobs share.
+func TestNVMeIndexShareCapped(t *testing.T) {
+	const bound = 64 << 10
+	tier := newNVMe(t, 64<<20, nvme.Options{}, dataplane.NVMeOptions{MaxIndexBytes: bound})
+	// 6 MiB of values: a share of 96 KiB uncapped, past the 64 KiB index.
+	big := value(1<<20, 3)
+	for i := range 6 {
+		if err := putValue(tier, "hog", fmt.Sprintf("big%d", i), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for ; n < 1000; n++ {
+		if err := putValue(tier, "hog", fmt.Sprintf("k%04d", n), value(1, 1)); err != nil {
+			if err.Error() != dataplane.ErrJobIndexFull.Error() {
+				t.Fatalf("the hog's key %d: %v; want its share full", n, err)
+			}
+			break
+		}
+	}
+	// Half the index plus its slack, at 261 bytes a key (big0..5: 260).
+	if most := (bound/2 + bound/16) / 260; n > most {
+		t.Fatalf("one job indexed %d one-byte keys beside its large values, want at most %d", n, most)
+	}
+	// Each of a new job's 20 one-byte keys costs 197 bytes beyond its
+	// share: 3,940 of the 4,096 of its slack.
+	victim := func(job string) {
+		t.Helper()
+		for i := range 20 {
+			if err := putValue(tier, job, fmt.Sprintf("v%02d", i), value(1, 1)); err != nil {
+				t.Fatalf("%s's one-byte key %d beside the hog's %d: %v", job, i, n, err)
+			}
+		}
+	}
+	victim("victim1")
+	for i := range 6 {
+		if _, err := tier.Delete([]byte("hog"), []byte(fmt.Sprintf("big%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim("victim2")
+	if err := putValue(tier, "hog", "more", value(1, 1)); err == nil || err.Error() != dataplane.ErrJobIndexFull.Error() {
+		t.Fatalf("the hog's new key after its large values went: %v; want its share full", err)
+	}
+	tier.DropJob([]byte("hog"), false)
+	if err := putValue(tier, "hog", "again", value(1, 1)); err != nil {
+		t.Fatalf("the hog's key after its job was dropped: %v", err)
 	}
 }
 
