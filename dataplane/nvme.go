@@ -116,6 +116,9 @@ type NVMe struct {
 	// NVMe puts and gets failed "tier full" until the write timeout
 	// reset them (10 connections, with two gets each; a hostile trial).
 	readShare int64
+	// staging is the buffer source's bytes when it reports them (its
+	// regions), else 0: a value needs that much of it at once.
+	staging int64
 
 	flushClaimed atomic.Bool // a Flush is arranged (ClaimFlush)
 }
@@ -230,16 +233,16 @@ func NewNVMe(dev *nvme.Device, opts NVMeOptions) (*NVMe, error) {
 	if t.bufs == nil {
 		t.bufs = dev.Buffers()
 	}
+	if r, ok := t.bufs.(nvme.RegionSource); ok {
+		for _, b := range r.Regions() {
+			t.staging += int64(len(b))
+		}
+	}
 	switch {
 	case opts.MaxReadStagingPerJob > 0:
 		t.readShare = opts.MaxReadStagingPerJob
 	case opts.MaxReadStagingPerJob == 0:
-		if r, ok := t.bufs.(nvme.RegionSource); ok {
-			for _, b := range r.Regions() {
-				t.readShare += int64(len(b))
-			}
-			t.readShare /= 4
-		}
+		t.readShare = t.staging / 4
 	}
 	if t.chunk%align != 0 {
 		return nil, fmt.Errorf("nvme tier: chunk size %d not a multiple of the device alignment %d", t.chunk, align)
@@ -281,13 +284,59 @@ func (t *NVMe) checkKey(job, key []byte) error {
 	return nil
 }
 
-// ioErr classifies a device error for the client: ENOSPC (a file system
-// under a file-backed device filling up) is ErrNoSpace, the rest ErrIO.
-func ioErr(op string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) {
-		return fmt.Errorf("nvme tier %s: %w: %w", op, ErrNoSpace, err)
+// errOverStaging: a put of a value larger than the tier's staging memory,
+// which holds a value whole while it is written, so it can never be
+// stored there: wire.CodeTooLarge, which the SDKs return at once. Before,
+// it was refused as ErrNoSpace, "tier full", on a tier mostly empty (a
+// hostile trial).
+func errOverStaging(staging int64) error {
+	return &wire.Error{Code: wire.CodeTooLarge, Msg: fmt.Sprintf(
+		"value larger than the NVMe tier's staging memory of %d bytes (--nvme-staging), which holds a value whole while it is written", staging)}
+}
+
+// errStagingBusy: the staging memory is taken by other transfers now. It
+// keeps ErrNoSpace's code (a stream's later chunk waits it out:
+// readPatient), but says which memory is short: the tier's device may be
+// mostly empty.
+var errStagingBusy error = &wire.Error{Code: wire.CodeNoSpace,
+	Msg: "the NVMe tier's staging memory (--nvme-staging) is taken by other transfers; nothing stored was changed"}
+
+// errReadIO: the device failed a read. The value is still stored (a
+// read changes nothing); this read of it failed. Before, a read's EIO
+// answered ErrIO's "device I/O error; the value is not stored", which a
+// hostile trial's client took for a lost value.
+var errReadIO error = &wire.Error{Code: wire.CodeIO, Msg: "device I/O error reading the value: it is still stored, but could not be read"}
+
+// errShrunk: a transfer failed on a device now smaller than the tier.
+var errShrunk error = &wire.Error{Code: wire.CodeIO, Msg: "device I/O error: the NVMe device shrank under the node"}
+
+// ioErr classifies a device error of a write (write) or a read for the
+// client, all with wire.CodeIO but the first: ENOSPC from a device still
+// its size (a file system under a file-backed device filling up) is
+// ErrNoSpace; a transfer failing on a device that shrank under the tier
+// says so; the rest is ErrIO (writes: nothing stored) or errReadIO.
+// Before, a write past the end of a shrunk loop device (its ENOSPC) said
+// "tier full" on a tier mostly empty, as a hostile trial found.
+func (t *NVMe) ioErr(write bool, err error) error {
+	op := "read"
+	if write {
+		op = "write"
 	}
-	return fmt.Errorf("nvme tier %s: %w: %w", op, ErrIO, err)
+	if cur, cerr := t.dev.CurrentSize(); cerr == nil && cur < t.dev.Size() {
+		what := "it could not be read (it is still indexed)"
+		if write {
+			what = "the value is not stored"
+		}
+		return fmt.Errorf("nvme tier %s: %w: %s is now %d bytes, smaller than the tier's %d, and %s: %w",
+			op, errShrunk, t.dev.Path(), cur, t.dev.Size(), what, err)
+	}
+	switch {
+	case write && errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("nvme tier %s: %w: %w", op, ErrNoSpace, err)
+	case write:
+		return fmt.Errorf("nvme tier %s: %w: %w", op, ErrIO, err)
+	}
+	return fmt.Errorf("nvme tier %s: %w: %w", op, errReadIO, err)
 }
 
 // Create implements Tier: it reserves extents and staging buffers.
@@ -297,6 +346,9 @@ func (t *NVMe) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	}
 	if size < 0 || t.alloc.Round(size) > t.alloc.Capacity() {
 		return nil, ErrTooLarge
+	}
+	if padded := (size + int64(t.align) - 1) &^ int64(t.align-1); t.staging > 0 && padded > t.staging {
+		return nil, fmt.Errorf("nvme tier: %d-byte value: %w", size, errOverStaging(t.staging))
 	}
 	info := m.info(size)
 	v := &nvmeVersion{size: size, flags: info.Flags, ver: info.Version, object: info.ObjectSize}
@@ -360,7 +412,7 @@ func (t *NVMe) buffers(size int64, bufs, segs [][]byte) ([][]byte, [][]byte, err
 		b, err := t.bufs.AllocAligned(padded, t.align)
 		if err != nil {
 			t.freeBuffers(bufs)
-			return nil, nil, fmt.Errorf("nvme tier: buffer of %d bytes: %w: %w", padded, ErrNoSpace, err)
+			return nil, nil, fmt.Errorf("nvme tier: buffer of %d bytes: %w: %w", padded, errStagingBusy, err)
 		}
 		bufs = append(bufs, b[:padded])
 		segs = append(segs, b[:n])
@@ -437,7 +489,7 @@ func (p *nvmePending) Commit() (Info, error) {
 	}
 	if err := p.t.dev.Do(p.t.transfers(p.v, p.bufs, true, make([]nvme.IO, 0, len(p.bufs)+len(p.v.ext)))); err != nil {
 		p.t.unreserve(p.v)
-		return Info{}, ioErr("write", err)
+		return Info{}, p.t.ioErr(true, err)
 	}
 	return p.t.publish(p.job, p.key, p.v, p.ifAbsent)
 }
@@ -578,7 +630,7 @@ func (t *NVMe) open(job, key []byte, charge bool) (Value, error) {
 		t.freeBuffers(val.bufs)
 		j.staged.Add(-val.charged)
 		t.doneReading(v)
-		return nil, ioErr("read", err)
+		return nil, t.ioErr(false, err)
 	}
 	return val, nil
 }
@@ -646,7 +698,7 @@ func (v *nvmeValue) readDone(err error, done func(Value, error)) {
 		v.t.freeBuffers(v.bufs)
 		v.j.staged.Add(-v.charged)
 		v.t.doneReading(v.v)
-		done(nil, ioErr("read", err))
+		done(nil, v.t.ioErr(false, err))
 		return
 	}
 	done(v, nil)
@@ -1036,7 +1088,7 @@ func (s *nvmeStream) start(k int, submit bool, done func(buf, seg []byte, err er
 	ok := s.t.dev.Start(ios, submit, func(err error) {
 		if err != nil {
 			s.t.bufs.Free(buf)
-			done(nil, nil, ioErr("read", err))
+			done(nil, nil, s.t.ioErr(false, err))
 			return
 		}
 		done(buf, seg, nil)
@@ -1056,7 +1108,7 @@ func (s *nvmeStream) readWait(k int) (buf, seg []byte, err error) {
 	}
 	if err := s.t.dev.Do(ios); err != nil {
 		s.t.bufs.Free(buf)
-		return nil, nil, ioErr("read", err)
+		return nil, nil, s.t.ioErr(false, err)
 	}
 	return buf, seg, nil
 }

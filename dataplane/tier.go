@@ -21,7 +21,9 @@ var (
 	ErrTooLarge error = &wire.Error{Code: wire.CodeTooLarge, Msg: "value too large for this tier"}
 	// ErrClosed: the tier was closed (the node is shutting down).
 	ErrClosed error = &wire.Error{Code: wire.CodeClosed, Msg: "tier closed"}
-	// ErrIO: the device failed the transfer; the value is not stored.
+	// ErrIO: the device failed a write; the value is not stored. A
+	// failed read is an error of the same code saying the value is still
+	// stored (the NVMe tier's errReadIO); errors.Is matches it too.
 	ErrIO error = &wire.Error{Code: wire.CodeIO, Msg: "device I/O error; the value is not stored"}
 	// ErrBadKey: the key or job id is empty or longer than wire.MaxKeyLen.
 	ErrBadKey error = &wire.Error{Code: wire.CodeBadKey, Msg: "bad job id or key"}

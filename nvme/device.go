@@ -310,6 +310,31 @@ func (d *Device) Path() string { return d.path }
 // Size is the usable size in bytes, a multiple of Align.
 func (d *Device) Size() int64 { return d.size }
 
+// CurrentSize is the device's or file's size now, which is Size or more
+// unless it shrank under the Device: a loop device whose backing file was
+// truncated (losetup -c), a file truncated by hand. Transfers past the new
+// end fail (a block device refuses writes with ENOSPC; reads move
+// nothing), and callers ask on such a failure to say why.
+func (d *Device) CurrentSize() (int64, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return 0, ErrClosed
+	}
+	if d.block {
+		n, err := unix.IoctlGetUint64(d.fd, unix.BLKGETSIZE64)
+		if err != nil {
+			return 0, os.NewSyscallError("ioctl BLKGETSIZE64", err)
+		}
+		return int64(n), nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil {
+		return 0, os.NewSyscallError("fstat", err)
+	}
+	return st.Size, nil
+}
+
 // Align is the required alignment of offsets and lengths.
 func (d *Device) Align() int { return d.align }
 
