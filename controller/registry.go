@@ -1008,6 +1008,21 @@ func (n *node) tier(kind uint8) *wire.TierStat {
 	return nil
 }
 
+// deviceFailing reports whether the node's last heartbeat said its tier of
+// kind has a failing device (wire.MetricDeviceFailingPrefix): no job is
+// placed there while it does. Before, a hostile trial's node whose NVMe
+// device had turned read-only (every put failed) or shrunk (741 of 1,696
+// gets failed) kept getting new jobs.
+func (n *node) deviceFailing(kind uint8) bool {
+	name := wire.MetricDeviceFailingPrefix + wire.Tier(kind).String()
+	for _, m := range n.metrics {
+		if m.Name == name && m.Value >= 1 {
+			return true
+		}
+	}
+	return false
+}
+
 // candidatesLocked lists the active nodes with a tier of kind and their
 // spare resources (step 3 of the policy).
 func (c *Controller) candidatesLocked(kind uint8) []candidate {
@@ -1023,7 +1038,7 @@ func (c *Controller) candidatesUnderLocked(kind uint8, high float64) []candidate
 	var out []candidate
 	for addr, n := range c.nodes {
 		t := n.tier(kind)
-		if n.state != wire.NodeActive || t == nil {
+		if n.state != wire.NodeActive || t == nil || n.deviceFailing(kind) {
 			continue
 		}
 		mbps := t.Mbps

@@ -214,13 +214,14 @@ var (
 	descValues      = prometheus.NewDesc(metrics.NodeTierValues, "Values stored in each storage tier.", []string{"tier"}, nil)
 	descCompacted   = prometheus.NewDesc(metrics.NodeDRAMCompactedValues, "Values the DRAM tier's compaction moved out of sparse slab pages.", nil, nil)
 	descCompactedPg = prometheus.NewDesc(metrics.NodeDRAMCompactedPages, "Slab pages the DRAM tier's compaction gave back to its pool.", nil, nil)
+	descDevErrors   = prometheus.NewDesc(metrics.NodeTierDeviceErrors, "Transfers the tier's device failed (I/O errors, a read-only or shrunk device), by tier and op (read, write).", []string{"tier", "op"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (nc *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descLatency, descBytesIn, descBytesOut, descConns,
 		descAccepted, descRefused, descEvicted, descOverJob, descUnread, descUnreadLimit, descPaused, descUsed, descCapacity, descValues,
-		descCompacted, descCompactedPg} {
+		descCompacted, descCompactedPg, descDevErrors} {
 		ch <- d
 	}
 }
@@ -258,6 +259,11 @@ func (nc *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			moved, pages := c.Compacted()
 			counter(descCompacted, uint64(moved))
 			counter(descCompactedPg, uint64(pages))
+		}
+		if de, ok := t.(interface{ DeviceErrors() DeviceErrors }); ok {
+			e := de.DeviceErrors()
+			counter(descDevErrors, e.Reads, kind, "read")
+			counter(descDevErrors, e.Writes, kind, "write")
 		}
 	}
 }

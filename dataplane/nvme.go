@@ -3,12 +3,14 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/pocketstore/pocket/dataplane/slab"
@@ -67,6 +69,9 @@ type NVMeOptions struct {
 	// some (readShare). 0: a quarter of the buffer source's regions when
 	// it reports them, else none; negative: none.
 	MaxReadStagingPerJob int64
+	// Logger takes the tier's warnings of device errors (nil:
+	// slog.Default() when one is logged).
+	Logger *slog.Logger
 	// MaxIndexBytes bounds the memory of the tier's key index, counted as
 	// each key's length plus nvmeEntryCost (DefaultNVMeIndex when 0): a put
 	// of a new key past it answers ErrNoSpace.
@@ -121,6 +126,14 @@ type NVMe struct {
 	staging int64
 
 	flushClaimed atomic.Bool // a Flush is arranged (ClaimFlush)
+
+	// Device errors (ioErr): counted by direction, the last one's time
+	// (monoNow), and logged at most once a second (logDeviceError).
+	log       *slog.Logger
+	devErrs   [2]atomic.Uint64 // reads, writes
+	lastErrAt atomic.Int64     // monoNow of the last; 0: none
+	loggedAt  atomic.Int64     // monoNow of the last log line
+	logged    atomic.Uint64    // errors counted by the log lines so far
 }
 
 var _ Tier = (*NVMe)(nil)
@@ -229,7 +242,9 @@ func NewNVMe(dev *nvme.Device, opts NVMeOptions) (*NVMe, error) {
 		alloc:    a,
 		jobs:     make(map[string]*nvmeJob),
 		maxIndex: cmpOr(opts.MaxIndexBytes, DefaultNVMeIndex),
+		log:      opts.Logger,
 	}
+	t.loggedAt.Store(monoNow() - int64(time.Hour)) // the first error logs at once
 	if t.bufs == nil {
 		t.bufs = dev.Buffers()
 	}
@@ -284,6 +299,59 @@ func (t *NVMe) checkKey(job, key []byte) error {
 	return nil
 }
 
+// DeviceFailingFor is how long after its last device error a tier is
+// reported failing in the node's heartbeats (wire.MetricDeviceFailingPrefix),
+// so that the controller places no new job there.
+const DeviceFailingFor = 5 * time.Minute
+
+// DeviceErrors are a tier's device I/O errors since it opened.
+type DeviceErrors struct {
+	Reads, Writes uint64
+	Last          time.Time // the last one's time; zero: none
+}
+
+// DeviceErrors reports the tier's device I/O errors (reads and writes the
+// device failed: EIO, a read-only or shrunk device, short transfers).
+// The node exports them (pocket_node_tier_device_errors_total) and its
+// agent reports them in its heartbeats, so that the controller places no
+// new job on a tier whose device is failing (wire.MetricDeviceFailingPrefix).
+func (t *NVMe) DeviceErrors() DeviceErrors {
+	d := DeviceErrors{Reads: t.devErrs[0].Load(), Writes: t.devErrs[1].Load()}
+	if at := t.lastErrAt.Load(); at != 0 {
+		d.Last = monoBase.Add(time.Duration(at))
+	}
+	return d
+}
+
+// deviceError counts a device error and logs, at most once a second, how
+// many came since the last such line. Before, a failing device went
+// unnoticed: a hostile trial's read-only device (blockdev --setro: every
+// put failed "operation not permitted") and shrunk loop device (741 of
+// 1,696 gets failed EIO) left no line in the node's log and no figure,
+// and the controller went on placing new jobs there.
+func (t *NVMe) deviceError(write bool, err error) {
+	i := 0
+	if write {
+		i = 1
+	}
+	t.devErrs[i].Add(1)
+	now := monoNow()
+	t.lastErrAt.Store(max(now, 1))
+	last := t.loggedAt.Load()
+	if now-last < int64(time.Second) || !t.loggedAt.CompareAndSwap(last, now) {
+		return
+	}
+	reads, writes := t.devErrs[0].Load(), t.devErrs[1].Load()
+	n := reads + writes - t.logged.Swap(reads+writes)
+	log := t.log
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("nvme tier: device I/O errors: the device may be failing; a controller places no new job on this tier until "+
+		DeviceFailingFor.String()+" pass without one",
+		"path", t.dev.Path(), "errors", n, "reads", reads, "writes", writes, "last", err)
+}
+
 // errOverStaging: a put of a value larger than the tier's staging memory,
 // which holds a value whole while it is written, so it can never be
 // stored there: wire.CodeTooLarge, which the SDKs return at once. Before,
@@ -321,6 +389,9 @@ func (t *NVMe) ioErr(write bool, err error) error {
 	op := "read"
 	if write {
 		op = "write"
+	}
+	if !errors.Is(err, nvme.ErrClosed) {
+		t.deviceError(write, err)
 	}
 	if cur, cerr := t.dev.CurrentSize(); cerr == nil && cur < t.dev.Size() {
 		what := "it could not be read (it is still indexed)"

@@ -48,6 +48,19 @@ const (
 	// MetricBlockRatePrefix begins the name of a block device's I/Os per
 	// second over the last interval: MetricBlockRatePrefix + "DEV:OP".
 	MetricBlockRatePrefix = "blk_per_sec:"
+
+	// MetricDeviceErrorsPrefix begins the name of the number of transfers
+	// a tier's device has failed since the node started:
+	// MetricDeviceErrorsPrefix + the tier's name ("device_errors:nvme").
+	// Sent once there is one.
+	MetricDeviceErrorsPrefix = "device_errors:"
+	// MetricDeviceFailingPrefix begins the name of a tier's failing flag:
+	// MetricDeviceFailingPrefix + the tier's name ("device_failing:nvme"),
+	// 1 while its device failed a transfer within the last 5 minutes
+	// (dataplane.DeviceFailingFor); sent only then. The controller places
+	// no job on that tier of the node meanwhile: its candidates leave it
+	// out (new jobs, refills, moves off drained or dead nodes).
+	MetricDeviceFailingPrefix = "device_failing:"
 )
 
 // BlockMetric returns the name of a per-device block metric: prefix (one

@@ -127,6 +127,29 @@ func (a *agent) tiers() []wire.TierStat {
 	return ts
 }
 
+// deviceErrors appends each tier's device errors, once there are any, and
+// its failing flag while the last is recent (wire.MetricDeviceFailingPrefix),
+// so that the controller places no new job on a failing device. Before, a
+// hostile trial's read-only and shrunk devices failed puts and gets, and
+// the controller went on placing new jobs on them.
+func (a *agent) deviceErrors(ms []wire.Metric, now time.Time) []wire.Metric {
+	for _, t := range a.cfg.Node.Tiers() {
+		de, ok := t.(interface{ DeviceErrors() dataplane.DeviceErrors })
+		if !ok {
+			continue
+		}
+		e, name := de.DeviceErrors(), t.Kind().String()
+		if e.Reads+e.Writes == 0 {
+			continue
+		}
+		ms = append(ms, wire.Metric{Name: wire.MetricDeviceErrorsPrefix + name, Value: float64(e.Reads + e.Writes)})
+		if now.Sub(e.Last) < dataplane.DeviceFailingFor {
+			ms = append(ms, wire.Metric{Name: wire.MetricDeviceFailingPrefix + name, Value: 1})
+		}
+	}
+	return ms
+}
+
 // report fills a heartbeat. Rates are the node's own payload bytes over
 // the interval, not the interface's: nodes that share a host (or loopback)
 // would otherwise all report the host's total. So are each job's
@@ -158,6 +181,7 @@ func (a *agent) report(hb *wire.Heartbeat) {
 	hb.Since, hb.SnapRev, hb.SnapAfter = a.cfg.Node.JobSync()
 	hb.Held = a.cfg.Node.HeldJobs(wire.MaxHeldJobs)
 	hb.Tiers = a.tiers()
+	hb.Metrics = a.deviceErrors(hb.Metrics, now)
 	if a.drain != nil {
 		hb.Metrics = append(hb.Metrics, a.drain.metrics()...)
 	}

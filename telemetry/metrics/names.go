@@ -56,6 +56,9 @@ const (
 	// the DRAM tier's compaction moved and the slab pages it gave back.
 	NodeDRAMCompactedValues = "pocket_node_dram_compacted_values_total"
 	NodeDRAMCompactedPages  = "pocket_node_dram_compacted_pages_total"
+	// NodeTierDeviceErrors counts the transfers a tier's device failed,
+	// by tier and op ("read", "write").
+	NodeTierDeviceErrors = "pocket_node_tier_device_errors_total"
 
 	// Host figures of a node (package telemetry, from procfs and eBPF).
 
@@ -122,7 +125,7 @@ var Names = []string{
 	NodeRequests, NodeRequestDuration, NodeReceivedBytes, NodeSentBytes, NodeConnections,
 	NodeConnectionsAccepted, NodeConnectionsRefused, NodeConnectionsEvicted, NodeConnectionsOverJobShare,
 	NodeUnreadReplyBytes, NodeUnreadReplyLimit, NodeConnectionsPaused, NodeTierUsed, NodeTierCapacity, NodeTierValues,
-	NodeDRAMCompactedValues, NodeDRAMCompactedPages,
+	NodeDRAMCompactedValues, NodeDRAMCompactedPages, NodeTierDeviceErrors,
 	NetReceiveBytes, NetTransmitBytes, NetReceiveBytesPerSec, NetTransmitBytesPerSec,
 	DiskReadBytes, DiskWrittenBytes, DiskReads, DiskWrites, DiskReadBytesPerSec, DiskWriteBytesPerSec,
 	DiskReadIOPS, DiskWriteIOPS, DiskBusyPercent, CPUBusyPercent, BlockProbeUp, BlockIODuration,
