@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -29,7 +30,9 @@ import (
 // Space: an nvme.Allocator over the device in blocks of max(alignment, 4 KiB).
 // Create reserves a value's extents at once (so a full tier answers
 // ErrNoSpace before any payload is received); a value whose size no single
-// free extent holds is scattered over up to MaxExtents pieces. Usage.Used
+// free extent holds is scattered over as many pieces as it needs (at most
+// one a block; MaxExtents caps them when set), each beyond the first
+// counted in the key index (extCost). Usage.Used
 // counts allocated blocks, reservations and retired versions still being
 // read included.
 //
@@ -59,7 +62,9 @@ type NVMeOptions struct {
 	ChunkSize int
 	// Capacity limits the bytes used on the device (default its size).
 	Capacity int64
-	// MaxExtents bounds the pieces of one scattered value (default 64).
+	// MaxExtents bounds the pieces of one scattered value (default: one
+	// a block of it, each beyond the first counted in the key index:
+	// extCost).
 	MaxExtents int
 	// MaxJobLen and MaxKeyLen bound job ids and keys (defaults: the wire
 	// protocol's limits).
@@ -236,7 +241,7 @@ func NewNVMe(dev *nvme.Device, opts NVMeOptions) (*NVMe, error) {
 		bufs:     opts.Buffers,
 		chunk:    cmpOr(opts.ChunkSize, 1<<20),
 		align:    max(align, dev.MemAlign()),
-		maxExt:   cmpOr(opts.MaxExtents, 64),
+		maxExt:   opts.MaxExtents,
 		maxJob:   cmpOr(opts.MaxJobLen, wire.DefaultMaxJobLen),
 		maxKey:   cmpOr(opts.MaxKeyLen, wire.DefaultMaxKeyLen),
 		alloc:    a,
@@ -435,6 +440,19 @@ func (t *NVMe) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	return p, nil
 }
 
+// pieces is the most extents a value of size bytes may be scattered over:
+// NVMeOptions.MaxExtents when set, else one a block. Before, it was 64, so
+// a hostile trial's tier of 65,536 values of 100 bytes with every other
+// one deleted, half free in 32,768 one-block holes, refused all 20 puts of
+// 266,240 bytes (65 blocks) and of 1 MiB ("the free space is split in
+// pieces too small").
+func (t *NVMe) pieces(size int64) int {
+	if t.maxExt > 0 {
+		return t.maxExt
+	}
+	return int(min(t.alloc.Round(size)/t.alloc.Block(), math.MaxInt32))
+}
+
 func (t *NVMe) reserve(v *nvmeVersion) error {
 	if v.size == 0 {
 		return nil
@@ -444,7 +462,7 @@ func (t *NVMe) reserve(v *nvmeVersion) error {
 	if t.closed {
 		return ErrClosed
 	}
-	ext, err := t.alloc.AllocScattered(v.size, t.maxExt)
+	ext, err := t.alloc.AllocScattered(v.size, t.pieces(v.size))
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
@@ -591,23 +609,33 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 		t.jobs[job] = j
 	}
 	var replaced Info
-	var cost int64 // a new key's cost to the index
-	if old := j.keys[key]; old != nil {
-		if ifAbsent {
-			t.freeExtents(v)
-			return Info{}, ErrExists
+	cost := extCost(v) // v's cost to the index: its extents, and a new key's entry
+	old := j.keys[key]
+	if old != nil && ifAbsent {
+		t.freeExtents(v)
+		return Info{}, ErrExists
+	}
+	if old == nil {
+		cost += indexCost(key)
+	}
+	// A new key is admitted, and a replacement whose extents cost more
+	// than its old version's (it is more scattered).
+	if grow, alloc := cost, v.alloc; old == nil || grow > extCost(old) {
+		if old != nil {
+			grow, alloc = grow-extCost(old), alloc-old.alloc
 		}
-		replaced = old.info()
-		t.retire(j, old)
-	} else {
-		cost = indexCost(key)
-		if err := t.admitKey(j, cost, v.alloc); err != nil {
+		if err := t.admitKey(j, grow, alloc); err != nil {
 			t.freeExtents(v)
 			if len(j.keys) == 0 {
 				delete(t.jobs, job)
 			}
 			return Info{}, err
 		}
+	}
+	if old != nil {
+		replaced = old.info()
+		t.retire(j, old)
+	} else {
 		t.values++
 	}
 	j.keys[key] = v
@@ -642,6 +670,17 @@ func (t *NVMe) admitKey(j *nvmeJob, cost, alloc int64) error {
 // indexCost is what key costs the index (NVMeOptions.MaxIndexBytes).
 func indexCost(key string) int64 { return int64(len(key)) + nvmeEntryCost }
 
+// nvmeExtentCost is what each extent of a scattered value beyond its first
+// costs the index: an nvme.Extent in the version's slice.
+const nvmeExtentCost = int64(unsafe.Sizeof(nvme.Extent{}))
+
+// extCost is what v's extents beyond the first cost the index. A value
+// may be scattered over as many pieces as it has blocks (NVMeOptions.
+// MaxExtents), 16 bytes of index a 4 KiB block, within the share its
+// bytes give its job (1/64 of them), and counted so that the index bound
+// holds the memory of the node however the device splinters.
+func extCost(v *nvmeVersion) int64 { return nvmeExtentCost * int64(max(len(v.ext)-1, 0)) }
+
 // unindex removes key from j's index; mu is held.
 func (t *NVMe) unindex(j *nvmeJob, key string) {
 	delete(j.keys, key)
@@ -658,6 +697,8 @@ func (t *NVMe) unindex(j *nvmeJob, key string) {
 func (t *NVMe) retire(j *nvmeJob, v *nvmeVersion) {
 	t.over -= t.pooled(j)
 	j.used -= v.alloc
+	t.index -= extCost(v)
+	j.index -= extCost(v)
 	t.over += t.pooled(j)
 	v.retired.Store(true)
 	if v.readers.Load() == 0 {
