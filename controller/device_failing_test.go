@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/pocketstore/pocket/wire"
@@ -38,6 +39,12 @@ func TestJobsAvoidAFailingDevice(t *testing.T) {
 			}
 		}
 	}
+	// With every node failing a registration is refused, saying why.
+	beat(sound, []wire.Metric{{Name: wire.MetricDeviceFailingPrefix + "nvme", Value: 1}})
+	if _, err := c.RegisterJob("all-failing", wire.JobHints{CapacityBytes: 1 << 30}); err == nil || !strings.Contains(err.Error(), "device_failing") {
+		t.Errorf("a job with every node's device failing: %v; want refused naming device_failing", err)
+	}
+	beat(sound, nil)
 	beat(failing, []wire.Metric{{Name: wire.MetricDeviceErrorsPrefix + "nvme", Value: 741}}) // errors, none recent
 	on := false
 	for range 8 {

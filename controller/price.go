@@ -369,7 +369,7 @@ func noTier(need Need) error {
 	if need.LatencySensitive {
 		return wire.Errorf(wire.CodeUnavailable, "no tier for the job: it is latency-sensitive and no active node has a DRAM tier")
 	}
-	return wire.Errorf(wire.CodeUnavailable, "no tier for the job: no active node")
+	return wire.Errorf(wire.CodeUnavailable, "no tier for the job: no active node, or none whose tier's device is sound (a node reporting device_failing:TIER takes no new job there)")
 }
 
 // noSpace names the need and the eligible tier with the most spare
