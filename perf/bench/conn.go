@@ -63,6 +63,14 @@ var ErrResponse = errors.New("bench: unexpected response")
 // generator counts refusals apart from wrong responses (Stats.Refused).
 var ErrRefused = errors.New("bench: refused")
 
+// ErrNotAtNode marks a cleanup's delete of a key the run wrote that the
+// node no longer holds. With --addr NODE that is most often a change of
+// the job's map during the run: a new user's trial had the autoscaler
+// move 114 of a get run's 256 keys to another node, and the cleanup
+// counted their "not found" as deleted, reporting "deleted the 256
+// key(s) the run wrote" while `pocket ls` still listed the 114.
+var ErrNotAtNode = errors.New("bench: not found at the node")
+
 // ErrStalled ends a run (or its preload) in which no request of a
 // connection succeeded for Config.StallLimit: every reply was a wrong
 // response or a refusal, so the rest of the run would only repeat them.

@@ -342,11 +342,21 @@ func (st *Stats) cleanup(ctx context.Context, dial Dialer, keys *Keyspace, writt
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupLimit)
 	defer cancel()
-	n, err := Cleanup(ctx, dial, keys, written, min(st.Config.Conns, 8), st.Config.StallLimit)
+	n, missing, err := Cleanup(ctx, dial, keys, written, min(st.Config.Conns, 8), st.Config.StallLimit)
 	st.Deleted = n
-	if err != nil {
+	switch {
+	case err != nil:
 		st.CleanupError = err.Error()
+	case missing > 0:
+		st.CleanupError = notAtNodeNote(missing)
 	}
+}
+
+// notAtNodeNote is the cleanup's error for missing keys the node did not
+// hold (ErrNotAtNode): where they probably went and how to reach them.
+func notAtNodeNote(missing int) string {
+	return fmt.Sprintf("%d not found at the node (the job's map has probably changed during the run and moved them to another node: "+
+		"`pocket ls` lists them; --controller ADDR follows the job's map)", missing)
 }
 
 // cleanupAfter cleans up after a run that failed with err before its
@@ -808,12 +818,14 @@ func (s keySet) count() (n int) {
 }
 
 // Cleanup deletes the keys of set, pipelined over conns connections (each
-// a Deleter; ErrNoDelete otherwise), and returns how many it deleted (a
-// key not there counts as deleted). A refused batch is sent again, and a
+// a Deleter; ErrNoDelete otherwise), and returns how many it deleted and,
+// apart, how many the store answered were not there (ErrNotAtNode: a
+// pocket node the job's map moved them off; not deleted, and not a
+// failure of the cleanup's own). A refused batch is sent again, and a
 // batch unanswered is given up, after stall without a success
 // (ErrStalled); a wrong response or a broken connection ends the
 // connection's share.
-func Cleanup(ctx context.Context, dial Dialer, keys *Keyspace, set keySet, conns int, stall time.Duration) (int, error) {
+func Cleanup(ctx context.Context, dial Dialer, keys *Keyspace, set keySet, conns int, stall time.Duration) (deleted, missing int, err error) {
 	var idx []int
 	for i := range keys.Len() {
 		if set.has(i) {
@@ -822,43 +834,49 @@ func Cleanup(ctx context.Context, dial Dialer, keys *Keyspace, set keySet, conns
 	}
 	conns = max(1, min(conns, len(idx)))
 	var wg sync.WaitGroup
-	done := make([]int, conns)
+	done := make([]cleanupCount, conns)
 	errs := make([]error, conns)
 	for c := range conns {
 		wg.Go(func() { done[c], errs[c] = cleanupShare(ctx, dial, keys, idx, c, conns, stall) })
 	}
 	wg.Wait()
-	n := 0
 	for _, d := range done {
-		n += d
+		deleted += d.deleted
+		missing += d.missing
 	}
 	for _, err := range errs {
 		if err != nil {
-			return n, fmt.Errorf("bench: cleanup: %w", err)
+			return deleted, missing, fmt.Errorf("bench: cleanup: %w", err)
 		}
 	}
-	return n, nil
+	return deleted, missing, nil
 }
+
+// cleanupCount is what one connection's cleanup did: the keys it deleted,
+// and those the store said were not there (ErrNotAtNode).
+type cleanupCount struct{ deleted, missing int }
 
 // ErrNoDelete is Cleanup's error for a driver that cannot delete.
 var ErrNoDelete = errors.New("the store's driver cannot delete keys")
 
 // cleanupShare deletes keys idx[first], idx[first+step], ... over one
-// connection, a batch of 32 at a time, and returns how many it deleted.
-func cleanupShare(ctx context.Context, dial Dialer, keys *Keyspace, idx []int, first, step int, stall time.Duration) (int, error) {
+// connection, a batch of 32 at a time, and returns how many it deleted
+// and how many the store said were not there.
+func cleanupShare(ctx context.Context, dial Dialer, keys *Keyspace, idx []int, first, step int, stall time.Duration) (cleanupCount, error) {
 	const depth = 32
+	var n cleanupCount
 	c, err := dial(ctx)
 	if err != nil {
-		return 0, err
+		return n, err
 	}
 	defer c.Close()
 	d, ok := c.(Deleter)
 	if !ok {
-		return 0, ErrNoDelete
+		return n, ErrNoDelete
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	n, lastOK := 0, time.Now()
+	lastOK := time.Now()
 	for i := first; i < len(idx); {
 		if err := ctx.Err(); err != nil {
 			return n, err
@@ -873,13 +891,17 @@ func cleanupShare(ctx context.Context, dial Dialer, keys *Keyspace, idx []int, f
 		if err := c.Flush(); err != nil {
 			return n, err
 		}
-		refused, err := recvBatch(c, sent, stall)
+		missing, refused, err := recvBatch(c, sent, stall)
 		if err != nil {
 			return n, err
 		}
 		switch {
 		case refused == nil:
-			n, i, lastOK = n+sent, j, time.Now()
+			// A refused batch is sent again whole, so its missing keys
+			// are counted only once the batch goes through.
+			n.deleted += sent - missing
+			n.missing += missing
+			i, lastOK = j, time.Now()
 		case time.Since(lastOK) >= stall:
 			return n, stallError(time.Since(lastOK), refused)
 		}
@@ -887,25 +909,28 @@ func cleanupShare(ctx context.Context, dial Dialer, keys *Keyspace, idx []int, f
 	return n, nil
 }
 
-// recvBatch reads the replies of n deletes and returns the first refusal
-// among them, if any; other failures are returned as err. A store silent
-// for stall gets its connection closed (ErrStalled): a stuck server does
-// not hold the run's end for the cleanup's whole limit.
-func recvBatch(c Conn, n int, stall time.Duration) (refused, err error) {
+// recvBatch reads the replies of n deletes and returns how many keys were
+// not there (ErrNotAtNode) and the first refusal among them, if any;
+// other failures are returned as err. A store silent for stall gets its
+// connection closed (ErrStalled): a stuck server does not hold the run's
+// end for the cleanup's whole limit.
+func recvBatch(c Conn, n int, stall time.Duration) (missing int, refused, err error) {
 	var timedOut atomic.Bool
 	t := time.AfterFunc(stall, func() { timedOut.Store(true); c.Close() })
 	defer t.Stop()
 	for range n {
 		switch err := c.Recv(); {
 		case timedOut.Load():
-			return nil, fmt.Errorf("%w for %v (no reply to the deletes)", ErrStalled, stall)
+			return 0, nil, fmt.Errorf("%w for %v (no reply to the deletes)", ErrStalled, stall)
+		case errors.Is(err, ErrNotAtNode):
+			missing++
 		case errors.Is(err, ErrRefused):
 			if refused == nil {
 				refused = err
 			}
 		case err != nil:
-			return nil, err
+			return 0, nil, err
 		}
 	}
-	return refused, nil
+	return missing, refused, nil
 }

@@ -175,7 +175,8 @@ var ErrNeedsJob = errors.New("a node started by `pocket up` or with --controller
 // request carried): the node is not in the job's placement map, and no
 // epoch the run could adopt puts it there, so the run stops at once.
 var ErrNotInMap = errors.New("no epoch the run could adopt changes that: --addr NODE measures a node of the job's map; " +
-	"give one the map names (pocket job register --json lists them), or --controller ADDR to drive the job through the SDK over its map")
+	"give one its current map names (`pocket status --json` lists them under jobs[].nodes; the list `pocket job register --json` printed " +
+	"is stale once the map changes), or --controller ADDR to drive the job through the SDK over its map")
 
 // needsJob reports whether a reply code refuses the job itself (its id or
 // token), which no retry changes.
@@ -193,7 +194,11 @@ func checkPocket(op wire.Op, r *client.Response, size int) error {
 	case needsJob(r.Code):
 		return fmt.Errorf("node refused the job: %w; %w", r.Err(), ErrNeedsJob)
 	case op == wire.OpDelete && r.Code == wire.CodeNotFound:
-		return nil // gone already: what a delete wants
+		// Not deleted: a key the run wrote to this node is no longer
+		// there, most often because the job's map changed and the
+		// controller moved it to another node. Counted apart (ErrNotAtNode)
+		// so the report does not claim it deleted the key.
+		return fmt.Errorf("%w: pocket delete: %w", ErrNotAtNode, r.Err())
 	case r.Code == wire.CodeBusy:
 		// Busy stored and deleted nothing, and says to send again
 		// shortly: a node whose DRAM tier is making room answers a put
