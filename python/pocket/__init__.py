@@ -24,7 +24,7 @@ from .client import (DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, Listing, Live
 from .conn import NodeUnavailable
 from .compat import (Handle, close, connect, count_files, create_dir, delete, deregister_job, get, get_buffer,
                      job_credential, job_token, last_error, lookup, put, put_buffer, register_job)
-from .errors import (BadKey, BadToken, Busy, Code, Conflict, Corrupt, Draining, DropError, Exists, Limit, Lost, Malformed,
+from .errors import (BadKey, BadToken, Busy, Closed, Code, Conflict, Corrupt, Draining, DropError, Exists, Limit, Lost, Malformed,
                      NoSpace, NotFound, NotLeader, OutcomeUnknown, PocketError, Revoked, StaleEpoch, TooLarge, Unavailable,
                      UnknownJob)
 from .wire import Allotment, DropResult
@@ -34,7 +34,7 @@ __all__ = [
     "register_job", "deregister_job", "connect", "put", "put_buffer", "get", "get_buffer", "lookup", "delete",
     "create_dir", "count_files", "close", "Handle", "last_error", "job_token", "job_credential", "credential_job",
     "DropResult", "Allotment", "RegistrationNote", "LiveJobsAtExit",
-    "PocketError", "Code", "BadKey", "BadToken", "Busy", "Conflict", "Corrupt", "Draining", "DropError", "Exists", "Limit",
+    "PocketError", "Code", "BadKey", "BadToken", "Busy", "Closed", "Conflict", "Corrupt", "Draining", "DropError", "Exists", "Limit",
     "Lost", "Malformed", "NoSpace", "NotFound", "NotLeader", "OutcomeUnknown", "Revoked", "StaleEpoch", "TooLarge",
     "Unavailable", "UnknownJob", "NodeUnavailable",
 ]

@@ -397,6 +397,7 @@ class Client:
         self.chunk_size = chunk_size
         self.parallel = max(1, parallel)
         self.pool = Pool(timeout)
+        self._closed = False
         self._exec: ThreadPoolExecutor | None = None
         self._exec_lock = threading.Lock()
         addr = controller or os.environ.get("POCKET_CONTROLLER", "")
@@ -422,7 +423,15 @@ class Client:
                     self._exec = ThreadPoolExecutor(self.parallel, thread_name_prefix="pocket")
         return self._exec
 
+    def _check_open(self) -> None:
+        """Raises errors.Closed once close() was called. A new user's trial:
+        register_job on a closed Client registered a live job, whose put and
+        get then failed with a bare PocketError "closed: client closed"."""
+        if self._closed:
+            raise errors.Closed(pconn.CLOSED_TEXT)
+
     def _ctl(self) -> control.Controller:
+        self._check_open()
         if self.controller is None:
             raise errors.PocketError("no controller configured (give one or set POCKET_CONTROLLER)",
                                      errors.Code.UNSUPPORTED)
@@ -472,6 +481,7 @@ class Client:
     def open_static(self, job_id: str, addrs: Iterable[str]) -> "Job":
         """Opens a job on fixed nodes with equal weights and no token (nodes
         started without a controller)."""
+        self._check_open()
         nodes = [wire.MapNode(a, 1.0) for a in addrs]
         return Job(self, wire.PlacementMap(job_id, wire.TIER_DRAM, 0, nodes, b""))
 
@@ -488,6 +498,7 @@ class Client:
         node that answers Revoked holds none of its values. Other controller
         errors raise (a client without a controller opens a deregistered
         job's credential while the controller is down)."""
+        self._check_open()
         m, suspect = _decode_credential(cred)
         job = Job(self, m)
         job._suspect = suspect
@@ -516,7 +527,10 @@ class Client:
         return job
 
     def close(self) -> None:
-        """Closes every connection and the worker threads."""
+        """Closes every connection and the worker threads. From then on
+        the Client and every Job opened through it refuse every call,
+        registration and deregistration included, with errors.Closed."""
+        self._closed = True
         self.pool.close()
         if self._exec is not None:
             self._exec.shutdown(wait=False)

@@ -70,6 +70,10 @@ SILENCE = 30.0
 RECV_STEP = 1 << 20  # the first buffer of a payload received with no destination
 
 
+# The text of errors.Closed for a call on a closed Client.
+CLOSED_TEXT = "client closed: Client.close() was called (or its with block ended); open a new pocket.Client"
+
+
 class _ClosedByNode(ConnectionError):
     """The node closed the connection (a read returned no bytes)."""
 
@@ -569,7 +573,7 @@ class Pool:
         and so is one the node has closed (NodeConn.closed_by_node): a
         request is never written to a connection known to be dead."""
         if self._closed:
-            raise errors.PocketError("client closed", errors.Code.CLOSED)
+            raise errors.Closed(CLOSED_TEXT)
         idle = self._idle.get(addr)
         while idle:
             try:

@@ -91,6 +91,10 @@ Lost = _sub("Lost", Code.LOST, "The value's node left the job's map dead: the va
 NotLeader = _sub("NotLeader", Code.NOT_LEADER,
                  "This controller is a standby: the message is the active one's address (empty during an election).")
 Corrupt = _sub("Corrupt", Code.MALFORMED, "A manifest or chunk does not match what was written.")
+Closed = _sub("Closed", Code.CLOSED,
+              "The Client was closed (Client.close, or its with block ended): it and every Job opened through it "
+              "refuse every call, registration included; open a new Client. Also a node's or the controller's "
+              "answer that it is closing.")
 
 
 class OutcomeUnknown(Unavailable):
@@ -120,7 +124,7 @@ class DropError(Unavailable):
 _BY_CODE: dict[int, type[PocketError]] = {
     c.default_code: c
     for c in (Malformed, TooLarge, NotFound, NoSpace, UnknownJob, BadToken, StaleEpoch, Exists,
-              Draining, Busy, BadKey, Unavailable, Revoked, Limit, Conflict, Lost, NotLeader)
+              Draining, Busy, BadKey, Unavailable, Revoked, Limit, Conflict, Lost, NotLeader, Closed)
 }
 
 
