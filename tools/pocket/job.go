@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -645,10 +644,10 @@ func registerJob(ctx context.Context, mc *metaclient.Client, req *wire.JobRegist
 // tierName names a PlacementMap.Tier or TierStat.Kind number (wire.Tier).
 func tierName(kind uint8) string { return wire.Tier(kind).String() }
 
+// printJSON writes v to stdout as writeJSON does: every --json output of
+// the CLI but probe's goes through it.
 func printJSON(v any) int {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
+	if err := writeJSON(os.Stdout, v); err != nil {
 		return fail("json: %v", err)
 	}
 	return 0
