@@ -196,12 +196,21 @@ func (c *Controller) Listen(addr string) (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
+	return c.ServeBackground(ln), nil
+}
+
+// ServeBackground serves ln as Listen does, in the background until Close,
+// and returns its address. A process that binds its port before New can
+// name itself in every log line, New's included ("controller: state
+// restored", which a new user's trial of pocket up read without its
+// controller= attribute).
+func (c *Controller) ServeBackground(ln net.Listener) net.Addr {
 	c.srv.goroutine(func() {
 		if err := c.Serve(ln); err != nil && !errors.Is(err, ErrClosed) {
 			c.cfg.Logger.Error("controller: serve", "err", err)
 		}
 	})
-	return ln.Addr(), nil
+	return ln.Addr()
 }
 
 // peerKey is what MaxConnsPerPeer counts by: the remote IP, or for IPv6

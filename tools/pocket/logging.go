@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync/atomic"
 )
 
@@ -71,6 +72,22 @@ type identity struct {
 func newIdentity(h slog.Handler, key string) identity {
 	addr := new(atomic.Pointer[string])
 	return identity{log: slog.New(&lateAttr{base: h, key: key, addr: addr, built: new(atomic.Pointer[slog.Handler])}), addr: addr}
+}
+
+// boundAs is the address a listener on listen will have when that is
+// known before it binds (a host that is not a wildcard and a port that is
+// not 0), else "": a server can then name itself in the lines it logs
+// while it starts (a node reading its tiers back), before its port is
+// bound.
+func boundAs(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || host == "" || port == "0" {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return "" // a name resolves to an address; a wildcard binds as [::]
+	}
+	return listen
 }
 
 // set names the process; the first call wins.

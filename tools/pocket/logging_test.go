@@ -55,3 +55,16 @@ func TestLogFlags(t *testing.T) {
 		t.Errorf("default args %q", got)
 	}
 }
+
+// TestBoundAs: a node names itself before it binds only when its --listen
+// says the address it will have.
+func TestBoundAs(t *testing.T) {
+	for listen, want := range map[string]string{
+		"127.0.0.1:7100": "127.0.0.1:7100", "[::1]:7100": "[::1]:7100",
+		"127.0.0.1:0": "", "0.0.0.0:7100": "", ":7100": "", "localhost:7100": "", "bad": "",
+	} {
+		if got := boundAs(listen); got != want {
+			t.Errorf("boundAs(%q) = %q, want %q", listen, got, want)
+		}
+	}
+}

@@ -131,6 +131,8 @@ func runNode(args []string) int {
 	slog.SetDefault(id.log)
 	if f.advert != "" {
 		id.set(f.advert)
+	} else if a := boundAs(f.listen); a != "" {
+		id.set(a) // before startNode, whose tiers may log
 	}
 	node, closeTiers, err := startNode(&f, secret, id.log)
 	if err != nil {
@@ -141,8 +143,8 @@ func runNode(args []string) int {
 	id.set(node.Addr().String())
 	// Said before the serving line, which callers wait for.
 	if secret == nil {
-		fmt.Fprintln(os.Stderr, "pocket node: no cluster secret (--controller, or --secret-file): job tokens are not checked, "+
-			"so any client that reaches the node can read, write and delete every job's values")
+		fmt.Fprintf(os.Stderr, "pocket node %s: no cluster secret (--controller, or --secret-file): job tokens are not checked, "+
+			"so any client that reaches the node can read, write and delete every job's values\n", node.Addr())
 	}
 	fmt.Printf("pocket node serving on %s (%s)\n", node.Addr(), f.tiers())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -160,7 +162,10 @@ func runNode(args []string) int {
 		if err != nil {
 			return fail("node: --metrics: %v", err)
 		}
-		fmt.Printf("metrics on http://%s/metrics\n", maddr)
+		// The node named: under pocket up this line goes to up's stderr
+		// among every node's (a new user's trial read three bare
+		// "metrics on http://..." lines there).
+		fmt.Printf("node %s metrics on http://%s/metrics\n", node.Addr(), maddr)
 		if f.ctl == "" { // no agent samples the host: sample it here
 			go func() { _ = sampler.Run(ctx, time.Second, func(telemetry.Snapshot, error) {}) }()
 		}

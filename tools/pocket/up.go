@@ -159,20 +159,24 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The port is bound before the controller starts, so that its
+	// restore's lines name it: a new user's trial read "controller: state
+	// restored" with no controller= attribute (README "Logs").
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		o.serve.close()
+		secret.close()
+		return nil, listenTaken(fmt.Errorf("controller: %w", err), o.listen, ctlListenAdvice)
+	}
+	id.set(ln.Addr().String())
 	ctl, tlsDir, err := startCtl(o, secret, id.log)
 	if err != nil {
+		ln.Close()
 		o.serve.close()
 		secret.close()
 		return nil, err
 	}
-	addr, err := ctl.Listen(o.listen)
-	if err != nil {
-		ctl.Close()
-		o.serve.close()
-		secret.close()
-		return nil, listenTaken(err, o.listen, ctlListenAdvice)
-	}
-	id.set(addr.String())
+	addr := ctl.ServeBackground(ln)
 	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret, serve: o.serve, tlsDir: tlsDir,
 		started: time.Now(), restored: ctl.Status().JobCount,
 		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}, Logger: id.log, Ports: o.ports}}
