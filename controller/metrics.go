@@ -216,10 +216,24 @@ func refusalReason(err error) string {
 	return metrics.CodeLabel(we.Code)
 }
 
+// refusalLimits are the limits a registration is refused for
+// (limits.go), whose refusal series are exported from the start, at 0
+// until one is counted: a series that appears only at the first refusal
+// has no rate and no increase() before it, and a new user's trial found
+// pocket_controller_job_registrations_refused_total, listed in README's
+// Names table, missing from /metrics. Refusals for an error code are
+// exported once counted: there are too many codes to list each at 0.
+var refusalLimits = []string{"MaxJobs", "MaxJobsPerClient", "RegisterRate"}
+
 func (r *regCounts) collect(ch chan<- prometheus.Metric) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descRegs, prometheus.CounterValue, float64(r.accepted))
+	for _, reason := range refusalLimits {
+		if _, ok := r.refused[reason]; !ok {
+			ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, 0, reason)
+		}
+	}
 	for reason, n := range r.refused {
 		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), reason)
 	}

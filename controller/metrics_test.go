@@ -178,7 +178,25 @@ func TestRegistrationCountsPerController(t *testing.T) {
 	wantValue(t, scrape(t, a), 1, metrics.ControllerJobRegistrations)
 	fams := scrape(t, b)
 	wantValue(t, fams, 0, metrics.ControllerJobRegistrations)
-	if fams[metrics.ControllerRegistrationsRefused] != nil {
-		t.Errorf("a controller with no refusal reports refusals: %v", fams[metrics.ControllerRegistrationsRefused])
+	wantValue(t, fams, 0, metrics.ControllerRegistrationsRefused, "reason", "MaxJobs")
+	if fams.Find(metrics.ControllerRegistrationsRefused, "reason", "bad_key") != nil {
+		t.Errorf("a controller with no refusal reports a's refusal: %v", fams[metrics.ControllerRegistrationsRefused])
 	}
+}
+
+// TestRefusalSeriesFromTheStart: a new user's trial found
+// pocket_controller_job_registrations_refused_total, listed in README's
+// Names table, missing from /metrics until the first refusal (no rate or
+// increase() before it). A fresh controller exports each limit's series at
+// 0, and each limit's refusal is counted under its own series.
+func TestRefusalSeriesFromTheStart(t *testing.T) {
+	c := newTest(t, Config{})
+	fams := scrape(t, c)
+	for _, reason := range []string{"MaxJobs", "MaxJobsPerClient", "RegisterRate"} {
+		wantValue(t, fams, 0, metrics.ControllerRegistrationsRefused, "reason", reason)
+	}
+	c.countRegistration(wire.Errorf(wire.CodeLimit, "client x holds 3 jobs (MaxJobsPerClient 3): deregister some first"))
+	fams = scrape(t, c)
+	wantValue(t, fams, 1, metrics.ControllerRegistrationsRefused, "reason", "MaxJobsPerClient")
+	wantValue(t, fams, 0, metrics.ControllerRegistrationsRefused, "reason", "MaxJobs")
 }
