@@ -133,7 +133,7 @@ func (d *drainer) pass(ctx context.Context, jobs []string) (left, noRoom int64, 
 			// once every node has heard of it: a pass or two.
 			d.log.Debug("drain: job's map not out yet", "job", job, "err", err)
 		case err != nil && ctx.Err() == nil:
-			d.log.Warn("drain: job not fully moved yet", "job", job, "err", err)
+			noteUnfinished(d.log, "drain", job, 0, d.node.JobValues(job), err)
 		}
 		left += d.node.JobValues(job)
 	}

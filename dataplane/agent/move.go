@@ -389,12 +389,35 @@ func (m *mover) check(ctx context.Context, job string, epoch uint64) time.Durati
 	}
 	m.record(rep)
 	if err != nil && ctx.Err() == nil {
-		m.log.Warn("move: job not fully moved yet", "job", job, "epoch", mp.Epoch, "left", rep.Left, "err", err)
+		noteUnfinished(m.log, "move", job, mp.Epoch, rep.Left, err)
 	}
 	if rep.Left > 0 {
 		return moveRetry
 	}
 	return 0
+}
+
+// noteUnfinished logs a move (what: "move", "drain") of job by epoch
+// that ended with err and left values still to move. It warns "not fully
+// moved yet" only when that is so. A new user's trial read, at a
+// deregistration, `WARN msg="move: job not fully moved yet" left=0
+// err="... token revoked: the job was deregistered during the put"`: the
+// job had ended while its values moved, the node had dropped them, and
+// nothing was left, yet the line warned that the move was unfinished.
+func noteUnfinished(log *slog.Logger, what, job string, epoch uint64, left int64, err error) {
+	attrs := []any{"job", job}
+	if epoch != 0 { // a drain moves by the map of the moment, whichever its epoch
+		attrs = append(attrs, "epoch", epoch)
+	}
+	attrs = append(attrs, "left", left, "err", err)
+	switch {
+	case errors.Is(err, wire.ErrRevoked) || errors.Is(err, wire.ErrUnknownJob):
+		log.Info(what+": stopped: the job ended during its move (deregistered, or its token expired); its values go with it", attrs...)
+	case left == 0:
+		log.Info(what+": nothing of the job is left to move; a value failed on the way and is gone from this node since", attrs...)
+	default:
+		log.Warn(what+": job not fully moved yet", attrs...)
+	}
 }
 
 // leaseDeadline is when the move of job by epoch stops waiting for leased
