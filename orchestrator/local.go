@@ -53,6 +53,14 @@ type Local struct {
 	// another program holds is passed over). Start fails with ErrNoPort
 	// when none is left. Zero: ports the kernel picks.
 	Ports PortRange
+	// MetricsFor, when set, is the --metrics address of the node that
+	// listens on port (a port of Ports; "": none), added to its
+	// arguments. A node started at a port serves its /metrics where any
+	// earlier node of that port did: a new user's trial of pocket up
+	// --metrics-base had the autoscaler drain two of the first nodes and
+	// start nodes again at their addresses, which served no /metrics,
+	// while up's banner still listed the endpoints of the nodes gone.
+	MetricsFor func(port int) string
 
 	mu    sync.Mutex
 	procs map[string]*localProc
@@ -108,7 +116,7 @@ func (l *Local) Start(ctx context.Context, spec NodeSpec) (Node, error) {
 		if l.beforeRun != nil {
 			l.beforeRun(port)
 		}
-		cmd, addr, err := l.run(ctx, bin, l.nodeArgs(net.JoinHostPort(host, strconv.Itoa(port)), nvme, spec))
+		cmd, addr, err := l.run(ctx, bin, l.nodeArgs(net.JoinHostPort(host, strconv.Itoa(port)), nvme, spec, port))
 		if err == nil {
 			return l.track(cmd, Node{ID: id, Addr: addr}, file, port), nil
 		}
@@ -170,8 +178,13 @@ func (l *Local) releasePort(p int) {
 
 // nodeArgs is the command line of a node of spec listening on listen
 // (HOST:PORT), with the NVMe tier nvme (PATH:SIZE, or "").
-func (l *Local) nodeArgs(listen, nvme string, spec NodeSpec) []string {
+func (l *Local) nodeArgs(listen, nvme string, spec NodeSpec, port int) []string {
 	args := []string{"node", "--listen", listen, "--dram", spec.DRAM}
+	if l.MetricsFor != nil && port != 0 {
+		if m := l.MetricsFor(port); m != "" {
+			args = append(args, "--metrics", m)
+		}
+	}
 	if nvme != "" {
 		args = append(args, "--nvme", nvme)
 	}

@@ -117,7 +117,7 @@ func TestTrialFlagValuesAreUsageErrors(t *testing.T) {
 		// metrics (a hostile trial's nodes took their own metrics ports).
 		{args: []string{"up", "--insecure", "--listen", "127.0.0.1:7700", "--nodes", "2", "--node-ports", "7700-7702"},
 			lead: `--node-ports "7700-7702" holds --listen's port 7700`},
-		{args: append(up, "--metrics-base", "7710", "--node-ports", "7711-7715"), lead: `--node-ports "7711-7715" overlaps --metrics-base 7710's ports (7710 to 7711)`},
+		{args: append(up, "--metrics-base", "7710", "--node-ports", "7711-7715"), lead: `--node-ports "7711-7715" overlaps --metrics-base 7710's ports (7710 to 7715)`},
 		{args: append(up, "--metrics", "127.0.0.1:7720", "--node-ports", "7720-7722"), lead: `--node-ports "7720-7722" holds --metrics's port 7720`},
 		// 8a. cert issue --tenant: a name only a client certificate has,
 		// given (exit 1 before, or taken empty).

@@ -179,7 +179,8 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	addr := ctl.ServeBackground(ln)
 	u := &upCluster{ctl: ctl, addr: addr.String(), secret: secret, serve: o.serve, tlsDir: tlsDir,
 		started: time.Now(), restored: ctl.Status().JobCount,
-		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}, Logger: id.log, Ports: o.ports}}
+		orch: &orchestrator.Local{Env: []string{token.EnvSecret + "=" + string(secret.key)}, Logger: id.log, Ports: o.ports,
+			MetricsFor: o.metricsByPort()}}
 	if !o.quiet {
 		u.orch.Log = os.Stderr
 	}
@@ -205,12 +206,15 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 	for i := 0; i < o.nodes; i++ {
 		spec := o.nodeSpec(u.addr, tlsDir)
 		maddr := o.nodeMetricsAddr(i)
-		if maddr != "" {
+		if maddr != "" && u.orch.MetricsFor == nil {
 			spec.Args = append(spec.Args, "--metrics", maddr)
 		}
 		n, err := u.orch.Start(ctx, spec)
 		if err != nil {
 			return u, err
+		}
+		if u.orch.MetricsFor != nil { // by the port the node took
+			maddr = u.orch.MetricsFor(portOf(n.Addr))
 		}
 		// A node an earlier run drained at this address died with that
 		// run (its nodes were its children): this one may register.
@@ -255,6 +259,42 @@ func (o *upOptions) ctlMetricsAddr() string {
 		return "127.0.0.1:" + strconv.Itoa(o.metricsBase)
 	}
 	return o.metrics
+}
+
+// metricsSlots is how many node /metrics ports --metrics-base takes
+// after the controller's: one a port of --node-ports when given (every
+// node, the autoscaler's included, serves on the one of its port:
+// metricsByPort), else one for each of the --nodes.
+func (o *upOptions) metricsSlots() int {
+	if o.ports.Last > 0 {
+		return o.ports.Last - o.ports.First + 1
+	}
+	return o.nodes
+}
+
+// metricsByPort is orchestrator.Local.MetricsFor with --metrics-base and
+// --node-ports: the node on port P of the range serves /metrics on
+// 127.0.0.1:PORT+1+(P-FIRST), so a node the autoscaler starts, or starts
+// again at a drained node's address, has an endpoint, the one that
+// address had. nil without both flags: the nodes' ports are not known in
+// advance, and only the first --nodes get an endpoint (nodeMetricsAddr).
+func (o *upOptions) metricsByPort() func(port int) string {
+	if o.metricsBase <= 0 || o.ports.Last == 0 {
+		return nil
+	}
+	return func(port int) string {
+		if port < o.ports.First || port > o.ports.Last {
+			return ""
+		}
+		return "127.0.0.1:" + strconv.Itoa(o.metricsBase+1+port-o.ports.First)
+	}
+}
+
+// portOf is the port of a host:port address, 0 when it has none.
+func portOf(addr string) int {
+	_, ps, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(ps)
+	return p
 }
 
 // nodeMetricsAddr is where the i-th node started with the cluster serves
@@ -411,9 +451,9 @@ func (o *upOptions) checkPortsApart() error {
 			}
 		}
 	}
-	if o.metricsBase > 0 && o.metricsBase <= o.ports.Last && o.metricsBase+o.nodes >= o.ports.First {
+	if o.metricsBase > 0 && o.metricsBase <= o.ports.Last && o.metricsBase+o.metricsSlots() >= o.ports.First {
 		return fmt.Errorf("--node-ports %q overlaps --metrics-base %d's ports (%d to %d): give the nodes other ports",
-			o.nodePorts, o.metricsBase, o.metricsBase, o.metricsBase+o.nodes)
+			o.nodePorts, o.metricsBase, o.metricsBase, o.metricsBase+o.metricsSlots())
 	}
 	return nil
 }
@@ -428,9 +468,9 @@ func (o *upOptions) checkMetricsBase() error {
 		return errors.New("--metrics-base places the controller's /metrics too: give --metrics or --metrics-base, not both")
 	case o.metricsBase < 0 || o.metricsBase > 65535:
 		return fmt.Errorf("--metrics-base %d: want a port from 1 to 65535 (the controller's; node i gets PORT+1+i), or 0 for none", o.metricsBase)
-	case o.metricsBase+o.nodes > 65535:
+	case o.metricsBase+o.metricsSlots() > 65535:
 		return fmt.Errorf("--metrics-base %d: the controller and %d nodes need ports %d to %d, past 65535",
-			o.metricsBase, o.nodes, o.metricsBase, o.metricsBase+o.nodes)
+			o.metricsBase, o.metricsSlots(), o.metricsBase, o.metricsBase+o.metricsSlots())
 	}
 	return nil
 }
@@ -473,7 +513,7 @@ func (u *upCluster) awaitNodes(ctx context.Context, n int) error {
 // once, and before, up then waited 15 s and said "0 of 2 nodes
 // registered", naming no flag (a new user's trial).
 func (o upOptions) nodeMetricsFree() error {
-	for i := 0; i < o.nodes; i++ {
+	for i := 0; i < o.metricsSlots(); i++ {
 		maddr := o.nodeMetricsAddr(i)
 		if maddr == "" {
 			return nil
@@ -482,7 +522,7 @@ func (o upOptions) nodeMetricsFree() error {
 		if err != nil {
 			return listenTaken(fmt.Errorf("node %d's metrics: %w", i, err), maddr,
 				fmt.Sprintf("give --metrics-base another port (the controller's; node i gets PORT+1+i, here %d to %d), or stop the process that listens there",
-					o.metricsBase+1, o.metricsBase+o.nodes))
+					o.metricsBase+1, o.metricsBase+o.metricsSlots()))
 		}
 		ln.Close()
 	}
@@ -697,8 +737,13 @@ func printMetrics(u *upCluster, o upOptions) {
 	for _, e := range u.endpoints {
 		fmt.Printf("  node %s metrics on http://%s/metrics\n", e.node, e.metrics)
 	}
-	if len(u.endpoints) > 0 && o.autoscale {
-		fmt.Println("  (nodes the autoscaler starts later serve no /metrics)")
+	switch {
+	case len(u.endpoints) == 0 || !o.autoscale:
+	case u.orch.MetricsFor != nil:
+		fmt.Printf("  (a node the autoscaler starts serves /metrics on %d+1+(its port-%d): at its address, where the node it replaces did)\n",
+			o.metricsBase, o.ports.First)
+	default:
+		fmt.Println("  (nodes the autoscaler starts later serve no /metrics: give --node-ports for them to)")
 	}
 }
 
