@@ -431,7 +431,6 @@ class Client:
             raise errors.Closed(pconn.CLOSED_TEXT)
 
     def _ctl(self) -> control.Controller:
-        self._check_open()
         if self.controller is None:
             raise errors.PocketError("no controller configured (give one or set POCKET_CONTROLLER)",
                                      errors.Code.UNSUPPORTED)
@@ -449,6 +448,7 @@ class Client:
         Hints beyond the cluster are reserved as asked (``pocket status``
         shows what each job gets). Used as a context manager, the job is
         deregistered at the end of the block."""
+        self._check_open()
         m = self._ctl().register_job(name, lambdas, capacity_bytes, peak_mbps, latency_sensitive, _ttl_ms(ttl))
         with _tokens_lock:
             _tokens[m.job] = m.token
@@ -470,6 +470,7 @@ class Client:
             tok = bytes.fromhex(token) if isinstance(token, str) else bytes(token)
         except ValueError:
             raise errors.BadToken(f"token {_shown(token)} for job {job_id}: not hex (Job.token_hex, POCKET_TOKEN)") from None
+        self._check_open()
         m = self._ctl().get_map(job_id, tok)
         job = Job(self, m)
         job.allotment = m.allotment
@@ -528,8 +529,9 @@ class Client:
 
     def close(self) -> None:
         """Closes every connection and the worker threads. From then on
-        the Client and every Job opened through it refuse every call,
-        registration and deregistration included, with errors.Closed."""
+        the Client refuses every call (register_job, open_*) and its Jobs
+        every data call, with errors.Closed; a Job's deregister still goes
+        to the controller, so that a job can always be ended."""
         self._closed = True
         self.pool.close()
         if self._exec is not None:

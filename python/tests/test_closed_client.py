@@ -1,9 +1,11 @@
-"""A closed Client refuses every call with pocket.Closed.
+"""A closed Client refuses every call with pocket.Closed; its jobs refuse
+their data calls (deregister still goes to the controller, so that a job
+can always be ended).
 
 A new user's trial (closed.py): after Client.close(), register_job still
 registered a live job, whose put and get then failed with a bare
 PocketError "closed: client closed"; a job opened before the close failed
-the same way, and its deregister still went to the controller.
+the same way.
 """
 
 import socket
@@ -38,7 +40,7 @@ def test_job_of_closed_client_refuses_calls():
     c = pocket.Client(_closed_port(), insecure=True, controller_wait=0)
     j = c.open_static("j", ["127.0.0.1:1"])
     c.close()
-    for call in (lambda: j.put("k", b"v"), lambda: j.get("k"), lambda: j.refresh()):
+    for call in (lambda: j.put("k", b"v"), lambda: j.get("k"), lambda: j.delete("k")):
         with pytest.raises(pocket.Closed) as e:
             call()
         assert e.value.code == pocket.Code.CLOSED
