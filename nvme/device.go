@@ -66,6 +66,7 @@ type Device struct {
 	bufs     BufferSource
 	ownBufs  *MmapBuffers
 	fault    FaultFunc
+	backing  int // a loop device's backing file, flocked (lockBacking); -1: none
 
 	mu     sync.RWMutex // held shared by transfers, exclusively by Close
 	closed bool
@@ -85,11 +86,11 @@ func Open(path string, opts Options) (*Device, error) {
 	if opts.BufferPool <= 0 {
 		opts.BufferPool = 64 << 20
 	}
-	fd, isBlock, created, err := openDirect(path, opts.Size > 0)
+	fd, isBlock, created, backing, err := openDirect(path, opts.Size > 0)
 	if err != nil {
 		return nil, err
 	}
-	d := &Device{path: path, fd: fd, block: isBlock, fault: opts.Fault}
+	d := &Device{path: path, fd: fd, block: isBlock, fault: opts.Fault, backing: backing}
 	if err := d.setup(opts); err != nil {
 		d.release()
 		if created {
@@ -108,12 +109,14 @@ func Open(path string, opts Options) (*Device, error) {
 // another Open in this one) holds is refused with ErrInUse: a block device
 // is opened O_EXCL, which Linux makes exclusive against every other O_EXCL
 // opener and against mounts, and every path, file or device, is locked
-// with flock(LOCK_EX|LOCK_NB) on the open file description. Before, a
+// with flock(LOCK_EX|LOCK_NB) on the open file description, as is a loop
+// device's backing file (lockBacking, returned as backing). Before, a
 // hostile trial started a second `pocket node --nvme /dev/loop0:256MiB`
 // while another node used that device (and two nodes on one file); both
 // allocated from the same empty device, and a control job then read 87 of
 // its 100 values back with wrong bytes and no error.
-func openDirect(path string, create bool) (fd int, isBlock, created bool, err error) {
+func openDirect(path string, create bool) (fd int, isBlock, created bool, backing int, err error) {
+	backing = -1
 	flags := unix.O_RDWR | unix.O_DIRECT | unix.O_CLOEXEC
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err == nil {
@@ -128,18 +131,24 @@ func openDirect(path string, create bool) (fd int, isBlock, created bool, err er
 	fd, err = unix.Open(path, flags, 0o600)
 	if err != nil {
 		if isBlock && errors.Is(err, unix.EBUSY) {
-			return -1, false, false, inUse(path, os.NewSyscallError("open O_EXCL", err))
+			return -1, false, false, -1, inUse(path, os.NewSyscallError("open O_EXCL", err))
 		}
-		return -1, false, false, classifyOpenErr(path, err)
+		return -1, false, false, -1, classifyOpenErr(path, err)
 	}
 	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		_ = unix.Close(fd) // a file we created and another took meanwhile is theirs: kept
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return -1, false, false, inUse(path, os.NewSyscallError("flock", err))
+			return -1, false, false, -1, inUse(path, os.NewSyscallError("flock", err))
 		}
-		return -1, false, false, fmt.Errorf("nvme: %s: %w", path, os.NewSyscallError("flock", err))
+		return -1, false, false, -1, fmt.Errorf("nvme: %s: %w", path, os.NewSyscallError("flock", err))
 	}
-	return fd, isBlock, created, nil
+	if isBlock {
+		if backing, err = lockBacking(path, st.Rdev); err != nil {
+			_ = unix.Close(fd)
+			return -1, false, false, -1, err
+		}
+	}
+	return fd, isBlock, created, backing, nil
 }
 
 // inUse is the error for a path another opener holds.
@@ -301,6 +310,10 @@ func (d *Device) release() {
 	}
 	if d.ownBufs != nil {
 		_ = d.ownBufs.Close()
+	}
+	if d.backing >= 0 {
+		_ = unix.Close(d.backing)
+		d.backing = -1
 	}
 }
 

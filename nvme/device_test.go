@@ -265,33 +265,8 @@ func TestProbeDirectIOCached(t *testing.T) {
 // TestLoopDevice runs the round trip on a real block device: a loop device
 // over a file, when running as root with loop devices available.
 func TestLoopDevice(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("loop device test skipped: not root")
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		t.Skipf("loop device test skipped: %v", err)
-	}
-	losetup, err := exec.LookPath("losetup")
-	if err != nil {
-		t.Skipf("loop device test skipped: %v", err)
-	}
-	backing := filepath.Join(testDir(t), "backing")
-	if err := os.WriteFile(backing, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(backing, 8<<20); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(losetup, "--find", "--show", backing).Output()
-	if err != nil {
-		t.Skipf("loop device test skipped: losetup: %v", err)
-	}
-	dev := string(bytes.TrimSpace(out))
-	t.Cleanup(func() {
-		if err := exec.Command(losetup, "--detach", dev).Run(); err != nil {
-			t.Errorf("losetup --detach %s: %v", dev, err)
-		}
-	})
+	backing := loopBacking(t)
+	dev := attachLoop(t, backing)
 	for _, eng := range engines(t) {
 		t.Run(eng.String(), func(t *testing.T) {
 			d, err := Open(dev, Options{Engine: eng})
@@ -472,4 +447,46 @@ func TestDeviceDoEmpty(t *testing.T) {
 			t.Fatalf("%v: Do(nil) did not return", eng)
 		}
 	}
+}
+
+// loopBacking is an 8 MiB file for loop devices (attachLoop), or skips
+// the test when loop devices cannot be made here (not root, no
+// /dev/loop-control).
+func loopBacking(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("loop device test skipped: not root")
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		t.Skipf("loop device test skipped: %v", err)
+	}
+	backing := filepath.Join(testDir(t), "backing")
+	if err := os.WriteFile(backing, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(backing, 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	return backing
+}
+
+// attachLoop attaches a loop device over backing, detached when the test
+// ends, and returns its path; it skips the test when losetup cannot.
+func attachLoop(t *testing.T, backing string) string {
+	t.Helper()
+	losetup, err := exec.LookPath("losetup")
+	if err != nil {
+		t.Skipf("loop device test skipped: %v", err)
+	}
+	out, err := exec.Command(losetup, "--find", "--show", backing).Output()
+	if err != nil {
+		t.Skipf("loop device test skipped: losetup: %v", err)
+	}
+	dev := string(bytes.TrimSpace(out))
+	t.Cleanup(func() {
+		if err := exec.Command(losetup, "--detach", dev).Run(); err != nil {
+			t.Errorf("losetup --detach %s: %v", dev, err)
+		}
+	})
+	return dev
 }
