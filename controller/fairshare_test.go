@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -81,5 +82,38 @@ func waitPlain(t *testing.T, c *Controller, n int) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d connections counted by MaxConns, want %d", plain, n)
 		}
+	}
+}
+
+// TestProbationEvictsThePeerHoldingMost: with every probation slot taken,
+// a newcomer takes the place of the oldest probation connection of the
+// address holding the most of them, not of the oldest of all. Before, a
+// hostile re-check's churn of silent connections from three addresses
+// closed another tenant's connections during their TLS handshake (6 of
+// 39 registrations went through): the victim's was the oldest.
+func TestProbationEvictsThePeerHoldingMost(t *testing.T) {
+	var s server
+	s.init(quietLog)
+	now := time.Now()
+	add := func(peer string, at time.Time) net.Conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		s.conns[a] = &connInfo{peer: peer, owner: peer, last: at, prob: true}
+		s.peers[peer]++
+		s.onProb++
+		return a
+	}
+	victim := add("10.0.0.1", now.Add(-time.Second))
+	for i := range nodeProbation - 1 {
+		add("10.0.0.2", now.Add(time.Duration(i)*time.Millisecond))
+	}
+	s.mu.Lock()
+	s.evictProbationLocked()
+	s.mu.Unlock()
+	if _, ok := s.conns[victim]; !ok {
+		t.Fatal("the lone probation connection of 10.0.0.1, the oldest, was evicted; want one of 10.0.0.2's")
+	}
+	if s.peers["10.0.0.2"] != nodeProbation-2 || s.onProb != nodeProbation-1 {
+		t.Fatalf("10.0.0.2 holds %d, %d on probation; want %d and %d", s.peers["10.0.0.2"], s.onProb, nodeProbation-2, nodeProbation-1)
 	}
 }
