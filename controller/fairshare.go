@@ -70,7 +70,10 @@ func (c *Controller) admitFair(conn net.Conn) bool {
 	closeAside(victim)
 	s.onProb--
 	s.plain++
-	ci.prob, ci.last = false, now
+	// Its first request is being served: busy, as touch would have
+	// marked it had it not been on probation, so no eviction takes it
+	// before its reply (a registration can take seconds).
+	ci.prob, ci.last, ci.busy = false, now, true
 	return true
 }
 

@@ -117,3 +117,46 @@ func TestProbationEvictsThePeerHoldingMost(t *testing.T) {
 		t.Fatalf("10.0.0.2 holds %d, %d on probation; want %d and %d", s.peers["10.0.0.2"], s.onProb, nodeProbation-2, nodeProbation-1)
 	}
 }
+
+// TestAdmittedOnFairShareIsBusy: a connection admitted off probation by
+// its first request (admitFair) counts as busy until that request's reply,
+// so that no eviction at MaxConns closes it meanwhile. Before, it counted
+// as idle from its admission: a registration that took over a second
+// (the re-check's ran up to 3.4 s under a flood) could be closed by the
+// next newcomer, and its client read "outcome unknown: EOF".
+func TestAdmittedOnFairShareIsBusy(t *testing.T) {
+	c := newTest(t, Config{MaxConns: 3, MaxConnsPerPeer: -1})
+	s := &c.srv
+	add := func(owner string, prob bool) net.Conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		s.mu.Lock()
+		s.conns[a] = &connInfo{peer: owner, owner: owner, last: time.Now(), prob: prob}
+		s.peers[owner]++
+		if prob {
+			s.onProb++
+		} else {
+			s.plain++
+		}
+		s.mu.Unlock()
+		return a
+	}
+	for range 3 {
+		add("10.0.0.2", false)
+	}
+	newcomer := add("10.0.0.1", true)
+	if !c.admitFair(newcomer) {
+		t.Fatal("a probation connection of an owner with none was not admitted beside an owner with 3")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.conns[newcomer].busy {
+		t.Fatal("admitted connection not busy while its first request is served")
+	}
+	if !s.evictIdleLocked(time.Now().Add(time.Minute)) {
+		t.Fatal("no idle connection evicted a minute on")
+	}
+	if _, ok := s.conns[newcomer]; !ok {
+		t.Fatal("the admitted connection, its first request under way, was evicted as idle")
+	}
+}
