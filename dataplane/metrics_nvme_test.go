@@ -49,16 +49,7 @@ func TestNodeMetricsNVMe(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	reg, err := metrics.NewRegistry(n.MetricsCollector())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(metrics.Handler(reg, nil))
-	defer srv.Close()
-	fams, err := metrics.Scrape(srv.Client(), srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := scrapeOf(t, n)
 	for _, op := range []string{"put", "get"} {
 		if v, _ := fams.Value(metrics.NodeRequests, "op", op, "result", "ok"); v != workers*each {
 			t.Errorf("%s ok = %v, want %d", op, v, workers*each)
@@ -73,4 +64,20 @@ func TestNodeMetricsNVMe(t *testing.T) {
 	if v, _ := fams.Value(metrics.NodeTierUsed, "tier", "nvme"); v < workers*each*4096 {
 		t.Errorf("nvme used %v bytes, want at least %d", v, workers*each*4096)
 	}
+}
+
+// scrapeOf scrapes n's metrics through the handler a node serves them with.
+func scrapeOf(t *testing.T, n *dataplane.Node) metrics.Families {
+	t.Helper()
+	reg, err := metrics.NewRegistry(n.MetricsCollector())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(metrics.Handler(reg, nil))
+	defer srv.Close()
+	fams, err := metrics.Scrape(srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
 }

@@ -3,7 +3,6 @@ package dataplane_test
 import (
 	"bytes"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -92,16 +91,7 @@ func TestNVMeDeviceErrorsSeen(t *testing.T) {
 		t.Errorf("log after a second and one more error: %q; want a second line of errors=5", logs.String())
 	}
 
-	reg, err := metrics.NewRegistry(n.MetricsCollector())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(metrics.Handler(reg, nil))
-	defer srv.Close()
-	fams, err := metrics.Scrape(srv.Client(), srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := scrapeOf(t, n)
 	for op, want := range map[string]float64{"read": 3, "write": 3} {
 		if v, _ := fams.Value(metrics.NodeTierDeviceErrors, "tier", "nvme", "op", op); v != want {
 			t.Errorf("%s{op=%s} = %v, want %v", metrics.NodeTierDeviceErrors, op, v, want)
