@@ -417,6 +417,7 @@ class Client:
             self.controller._lock = threading.Lock()
 
     def executor(self) -> ThreadPoolExecutor:
+        self._check_open()  # a shut executor would raise a bare RuntimeError
         if self._exec is None:
             with self._exec_lock:
                 if self._exec is None:
@@ -3241,6 +3242,10 @@ class _Reader(io.RawIOBase):
     def readinto(self, b) -> int:
         if self._failed is not None:
             raise self._failed
+        # A stream of a closed Client refuses, as its job's calls do. A new
+        # user's trial read on after Client.close() and got a bare
+        # RuntimeError from the shut workers (a value of one chunk read on).
+        self.job.client._check_open()
         out = memoryview(b).cast("B")
         if self.off == len(self.cur):
             try:

@@ -230,3 +230,18 @@ def test_write_stream_whose_last_chunks_fail_at_close_drops_them(small_chunks, m
     assert usage(job) == before, "the chunks close() stored stayed"
     with pytest.raises(pocket.NotFound):
         job.get("wc")
+
+
+def test_stream_of_closed_client_raises_closed(cluster, job):
+    """A stream opened before Client.close() raises pocket.Closed when read
+    on after it. Before, a new user's trial got a bare RuntimeError
+    ("cannot schedule new futures after shutdown") from the shut workers."""
+    v = os.urandom(10 * CHUNK + 5)
+    c = cluster.client(chunk_size=CHUNK)
+    j = c.open_job(job.id, job.token)
+    j.put("big", v)
+    r = j.open("big", prefetch=2)
+    assert r.read(CHUNK) == v[:CHUNK]
+    c.close()
+    with pytest.raises(pocket.Closed):
+        r.read()
