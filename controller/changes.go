@@ -154,7 +154,7 @@ func (c *Controller) jobTableLocked(addr string, hb *wire.Heartbeat, ack *wire.N
 // clients still routing by a map from before the loss, and its mover
 // keeps checking the job.
 func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
-	e := wire.JobEpoch{Job: j.id, Gen: j.gen, Expires: j.expires, Revoked: j.revoked, Owner: ownerOf(j.client)}
+	e := wire.JobEpoch{Job: j.id, Gen: j.gen, Expires: j.expires, Revoked: j.revoked, Owner: tableOwner(j.client)}
 	if j.revoked {
 		return e
 	}
@@ -195,17 +195,17 @@ func (c *Controller) deltaLocked(addr string, since uint64, ack *wire.NodeAck) {
 		if j := ch.j.j; j != nil {
 			ack.Jobs = append(ack.Jobs, c.entryLocked(j, addr))
 		} else {
-			ack.Jobs = append(ack.Jobs, wire.JobEpoch{Job: ch.j.id, Gen: ch.j.gen, Expires: ch.j.expires, Revoked: true, Owner: ownerOf(ch.j.owner)})
+			ack.Jobs = append(ack.Jobs, wire.JobEpoch{Job: ch.j.id, Gen: ch.j.gen, Expires: ch.j.expires, Revoked: true, Owner: tableOwner(ch.j.owner)})
 		}
 		size += entrySize(&ack.Jobs[len(ack.Jobs)-1])
 	}
 	ack.Rev = rev
 }
 
-// ownerOf is the owner a node's table says of a job registered by client
-// (job.client): the client, or "" when it is longer than the wire allows
-// (the node then counts the job as its own owner).
-func ownerOf(client string) string {
+// tableOwner is the owner a node's table says of a job registered by
+// client (job.client): the client, or "" when it is longer than the wire
+// allows (the node then counts the job as its own owner).
+func tableOwner(client string) string {
 	if len(client) > wire.MaxOwnerLen {
 		return ""
 	}

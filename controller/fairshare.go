@@ -14,13 +14,13 @@ import (
 // over 32 s: it could neither register nor open its jobs. So a connection
 // on probation that asks for more than a node's requests is admitted in
 // place of a connection of the owner holding the most, when its own owner
-// holds fewer even with it (admitFairLocked). An owner is the client of
+// holds fewer even with it (admitFair). An owner is the client of
 // the limits (limitKey): the tenant a certificate names, else the peer
 // key. A flooder then keeps at most the slots no other owner wants.
 
-// ownerOf records the owner of conn once its peer is known (the TLS
+// setOwner records the owner of conn once its peer is known (the TLS
 // handshake done): the tenant its certificate names, else its peer key.
-func (s *server) ownerOf(conn net.Conn, owner string) {
+func (s *server) setOwner(conn net.Conn, owner string) {
 	s.mu.Lock()
 	if ci, ok := s.conns[conn]; ok {
 		ci.owner = owner

@@ -71,7 +71,7 @@ func (c *Controller) newSession(conn net.Conn) *session {
 	if !s.op {
 		s.tenant = TenantOf(tc.ConnectionState()) // the operator's jobs are the cluster's (tenant.go)
 	}
-	c.srv.ownerOf(conn, limitKey(s.peer, s.tenant))
+	c.srv.setOwner(conn, limitKey(s.peer, s.tenant))
 	return s
 }
 

@@ -141,7 +141,7 @@ type jobEntry struct {
 	kept       atomic.Pointer[keptKeys]        // the older map's requests it still takes (keptKeys); nil: none
 	// owner is who registered the job (wire.JobEpoch.Owner), prefixed
 	// ownerPrefix: what its tokens' proven connections count against
-	// (proofOwner); nil: not said.
+	// (proveFor); nil: not said.
 	owner atomic.Pointer[[]byte]
 	// unfinished is the bytes of its puts here whose payload is still
 	// arriving, by tier (unfinished.go: unfinishedSlot).
