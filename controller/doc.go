@@ -132,11 +132,12 @@
 //
 // # Jobs, epochs and tokens
 //
-// Job ids are "name-N" with N unique within the controller's state: with
-// a Config.Store, N continues where the stored counter left it; without
-// one, N starts at a random point (as Pocket's random job numbers did) so
-// that ids of a restarted controller are unlikely to repeat those of an
-// earlier run. Config.FirstJobSeq fixes the start of a new state for tests. Each job has a capability
+// Job ids are "name-N" with N drawn at random in [1, 1e12) (as Pocket's
+// job numbers were random) and unlike any job the controller holds, live,
+// ended or a tombstone: a tenant learns nothing of other tenants' jobs
+// from its own ids, and a controller restarted from an older copy of its
+// state is unlikely to repeat the ids it gave since.
+// Config.FirstJobSeq numbers jobs in sequence from it instead, for tests. Each job has a capability
 // token (token.SignJob over the id, with the revision that registered the
 // job and an optional expiry: the registration's TTL, else
 // Config.TokenTTL, capped by Config.MaxTokenTTL); GetMap and DeregisterJob

@@ -372,6 +372,21 @@ func noTier(need Need) error {
 	return wire.Errorf(wire.CodeUnavailable, "no tier for the job: no active node, or none whose tier's device is sound (a node reporting device_failing:TIER takes no new job there)")
 }
 
+// noSpaceTenant is noSpace for a client held to a quota (a tenant over
+// TLS): it names the need and no figure of the cluster's. noSpace's spare
+// bytes, exact, let a tenant follow between its registrations what other
+// tenants store and are allotted (a hostile trial); the operator reads
+// them in the status.
+func noSpaceTenant(need Need) error {
+	what := "any tier"
+	if need.LatencySensitive {
+		what = "DRAM (the job is latency-sensitive)"
+	}
+	return wire.Errorf(wire.CodeNoSpace, "no tier fits the job: it needs %d bytes (%s) in %s, more than the cluster has spare "+
+		"(what it has spare is shown to its operator: pocket status): %s, or ask the operator for room",
+		need.Bytes, units.FormatSize(need.Bytes), what, capacityAdvice(need))
+}
+
 // noSpace names the need and the eligible tier with the most spare
 // capacity: its nodes' capacity less, on each, the larger of the bytes
 // the jobs there are allotted and the bytes used (the sizing's spare,

@@ -251,11 +251,47 @@ func New(cfg Config) (*Controller, error) {
 
 // randomSeq returns a start for job numbers in [1, 1e9).
 func randomSeq() uint64 {
+	return 1 + randomUint64()%999_999_999
+}
+
+// randomUint64 is 8 bytes of crypto/rand (1 if it fails).
+func randomUint64() uint64 {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return 1
 	}
-	return 1 + binary.LittleEndian.Uint64(b[:])%999_999_999
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// maxJobNumber bounds a random job number: [1, 1e12), 12 digits at most.
+const maxJobNumber = 999_999_999_999
+
+// newJobIDLocked is the id of a new job of name: "name-N". N is drawn at
+// random in [1, 1e12) and is not the number of any job the controller
+// holds (live, ended, or a tombstone); with Config.FirstJobSeq it is the
+// next of the counter instead, for tests. Before, N was always the
+// counter's next, from a random start: a tenant could count the jobs
+// every other tenant registered between two of its own (a hostile trial),
+// and a controller restored from an older copy of its state handed out
+// again the ids it had given since.
+func (c *Controller) newJobIDLocked(name string) string {
+	if c.cfg.FirstJobSeq != 0 {
+		id := name + "-" + strconv.FormatUint(c.seq, 10)
+		c.seq++
+		return id
+	}
+	for {
+		id := name + "-" + strconv.FormatUint(1+randomUint64()%maxJobNumber, 10)
+		if !c.jobIDHeldLocked(id) {
+			return id
+		}
+	}
+}
+
+// jobIDHeldLocked reports whether id names a job the controller holds:
+// registered, ended with a final map kept, or a tombstone.
+func (c *Controller) jobIDHeldLocked(id string) bool {
+	return c.jobs[id] != nil || c.ended.ids[id] != nil || c.tombs.ids[id] != nil
 }
 
 // ---- nodes ----
@@ -698,6 +734,7 @@ func newRegistrant(peer, tenant string, operator bool) registrant {
 
 func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire.PlacementMap, err error) {
 	defer func() { c.countRegistration(err) }()
+	defer func() { err = privateTo(who, req, err) }()
 	if err := checkName(req.Name); err != nil {
 		return nil, err
 	}
@@ -753,8 +790,21 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 			return nil, err
 		}
 	}
-	m.Note = joinNotes(m.Note, res.note(), c.overAllottedNote(j, m.Sized))
+	m.Note = joinNotes(m.Note, res.note(), c.overAllottedNote(j, m.Sized, who.tenant == ""))
 	return m, nil
+}
+
+// privateTo is a registration's error as who may read it: a tenant's
+// "no space" names its need and no figure of the cluster's. The sizing's
+// and the autoscaler's refusals name the largest tier's spare bytes,
+// exactly: a hostile trial's tenant followed between its registrations,
+// to the byte, what other tenants stored and were allotted. The operator
+// reads the figures in the status.
+func privateTo(who registrant, req *wire.JobRegister, err error) error {
+	if who.tenant == "" || !errors.Is(err, wire.ErrNoSpace) {
+		return err
+	}
+	return noSpaceTenant(Need{Bytes: req.Hints.CapacityBytes, LatencySensitive: req.Hints.LatencySensitive, Source: SizeHints})
 }
 
 // overAllottedNote is a registration's note when the allotments on job
@@ -764,8 +814,9 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 // of its own that needs the operator's certificate: a new user's Python
 // job asking 1,000 lambdas (600,000 Mb/s) of a 24,000 Mb/s cluster was
 // registered without a word. "" when they fit. sized is where the job's
-// size came from, which the note names.
-func (c *Controller) overAllottedNote(j *job, sized wire.SizedFrom) string {
+// size came from, which the note names. Without figures (a tenant's
+// registration), the note gives no sum of other jobs' allotments.
+func (c *Controller) overAllottedNote(j *job, sized wire.SizedFrom, figures bool) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var alloc, bw float64
@@ -791,6 +842,10 @@ func (c *Controller) overAllottedNote(j *job, sized wire.SizedFrom) string {
 		why = "a hint is reserved as asked (add nodes, or ask for less)"
 	case sized == wire.SizedProfile:
 		why = "the job's size was learned from its name's profile; add nodes"
+	}
+	if !figures {
+		return fmt.Sprintf("the allotments on the job's %d node(s), its %.0f Mb/s included, come to more than their bandwidth: "+
+			"the jobs there may get less than allotted; %s", len(j.nodes), j.allocMbps, why)
 	}
 	return fmt.Sprintf("the allotments on the job's %d node(s), its %.0f Mb/s included, come to %.0f of their %.0f Mb/s (%s): "+
 		"the jobs there may get less than allotted; %s",
@@ -900,8 +955,7 @@ func (c *Controller) enterJob(who registrant, req *wire.JobRegister, hold *pend)
 	if source == SizeDefault || source == SizeProfile {
 		p.mbps = c.allotLearnedLocked(p, kind)
 	}
-	id := req.Name + "-" + strconv.FormatUint(c.seq, 10)
-	c.seq++
+	id := c.newJobIDLocked(req.Name)
 	now := time.Now()
 	j := &job{id: id, name: req.Name, hints: req.Hints, tier: kind, epoch: 1, allocMbps: p.mbps, allocBytes: p.bytes,
 		created: now, expires: c.expiryFor(now, req.TTL), client: who.client, tenant: who.tenant, heapIdx: -1}

@@ -126,8 +126,8 @@ func TestJobIDsAndTokens(t *testing.T) {
 	}
 }
 
-// TestRandomJobSeq: without FirstJobSeq, ids are name-N with a random N,
-// and the next job gets N+1.
+// TestRandomJobSeq: without FirstJobSeq, ids are name-N with a random N
+// (TestJobNumbersTellNothing), one for each job.
 func TestRandomJobSeq(t *testing.T) {
 	c := newTest(t, Config{})
 	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
@@ -143,8 +143,8 @@ func TestRandomJobSeq(t *testing.T) {
 	}
 	na, _ := strconv.ParseUint(a[1], 10, 64)
 	nb, _ := strconv.ParseUint(b[1], 10, 64)
-	if nb != na+1 {
-		t.Fatalf("sequence %d then %d", na, nb)
+	if na == nb || na == 0 || nb == 0 {
+		t.Fatalf("numbers %d then %d", na, nb)
 	}
 }
 

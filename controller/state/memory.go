@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"maps"
 	"sort"
 	"sync"
 )
@@ -96,6 +97,15 @@ func (m *Memory) Apply(b *Batch) error {
 	}
 	m.used = true
 	return nil
+}
+
+// Copy returns a store holding what m holds now, sharing nothing with it:
+// a copy of a state directory taken while the controller ran, for tests
+// of a controller restored from an older copy.
+func (m *Memory) Copy() *Memory {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return &Memory{jobs: maps.Clone(m.jobs), nodes: maps.Clone(m.nodes), profs: maps.Clone(m.profs), meta: m.meta, used: m.used}
 }
 
 // Close implements Store; a Memory keeps its records for the next user.
