@@ -254,6 +254,10 @@ var (
 	// handler (Conn.Prove), gave its slot to a new one at MaxConns
 	// (Config.EvictUnproven).
 	ErrEvictedUnproven = errors.New("netio: unproven connection evicted at MaxConns")
+	// ErrEvictedOverFairShare: the connection, proven for an owner holding
+	// more than its fair share of MaxConns (fairshare.go), gave its slot to
+	// a new one at MaxConns (Config.EvictUnproven).
+	ErrEvictedOverFairShare = errors.New("netio: connection of an owner over its fair share evicted at MaxConns")
 	// ErrBadAddress: Listen was given an address it cannot bind.
 	ErrBadAddress = errors.New("netio: bad listen address")
 )
@@ -301,8 +305,11 @@ type Stats struct {
 	ReserveTimeouts  uint64
 	ReserveEvictions uint64
 	// UnprovenEvictions counts connections closed to give their slot to
-	// a new one at MaxConns (Config.EvictUnproven).
-	UnprovenEvictions uint64
+	// a new one at MaxConns (Config.EvictUnproven); FairShareEvictions
+	// those of them that were proven for an owner over its fair share
+	// (fairshare.go).
+	UnprovenEvictions  uint64
+	FairShareEvictions uint64
 	// OverOwner counts connections left unproven because their owner
 	// had MaxProvenPerOwner proven already (Conn.ProveFor), once each.
 	OverOwner uint64

@@ -94,6 +94,10 @@ type Conn struct {
 	owner     string
 	owned     bool
 	ownerSeen uint64
+	// On its loop's list of its owner's proven connections (fairshare.go):
+	// the list and its neighbours there.
+	ownList      *ownedList
+	oPrev, oNext *Conn
 
 	// Stamps on the loop's coarse clock (Loop.tick), for the timeouts.
 	rtick int64 // the handler last took input (OnData consumed, or a sink)

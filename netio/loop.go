@@ -74,6 +74,9 @@ type Loop struct {
 	// byPeer lists the unproven connections by peer, oldest first
 	// (peerevict.go).
 	byPeer map[netip.Addr]*peerList
+	// owned lists the proven connections by owner, oldest proven first
+	// (fairshare.go).
+	owned map[string]*ownedList
 
 	// The coarse clock and the timers (see timeouts.go). tick and the
 	// tick counts are in sweeps; the other times are nanotime readings.
@@ -125,6 +128,7 @@ type loopStats struct {
 	reserved, reserveTimeouts      atomic.Uint64
 	reserveEvictions               atomic.Uint64
 	unprovenEvictions, overOwner   atomic.Uint64
+	fairShare                      atomic.Uint64
 	_                              [64]byte // keep loops off each other's cache lines
 }
 
@@ -151,6 +155,7 @@ func (s *loopStats) addTo(st *Stats) {
 	st.ReserveEvictions += s.reserveEvictions.Load()
 	st.UnprovenEvictions += s.unprovenEvictions.Load()
 	st.OverOwner += s.overOwner.Load()
+	st.FairShareEvictions += s.fairShare.Load()
 }
 
 // newLoop creates the epoll instance, eventfd and timerfd of a loop and

@@ -36,8 +36,10 @@ func (l *Loop) listOf(c *Conn) *connList {
 	return &l.unproven
 }
 
-// unlist takes c off whichever list of l it is on.
+// unlist takes c off whichever list of l it is on, its owner's (fairshare.go)
+// included.
 func (l *Loop) unlist(c *Conn) {
+	l.disown(c)
 	l.unpeer(c)
 	if c.over {
 		l.overOwner.remove(c)
@@ -87,10 +89,11 @@ func (c *Conn) ProveFor(owner []byte) {
 		c.ownerSeen = rel + 1
 		return
 	}
+	c.loop.unlist(c)
 	if limit > 0 {
 		c.owner, c.owned = string(owner), true
+		c.loop.own(c)
 	}
-	c.loop.unlist(c)
 }
 
 // ownerTable counts proven connections by owner (Conn.ProveFor). Touched
@@ -99,6 +102,11 @@ type ownerTable struct {
 	mu       sync.Mutex
 	n        map[string]int
 	released atomic.Uint64 // releases so far
+	// The fair share of slots last computed (fairshare.go), when (nanotime;
+	// 0: never), and the counts it was computed from.
+	share   int
+	shareAt int64
+	counts  []int
 }
 
 // add counts one more connection of owner unless it has limit already.
@@ -223,11 +231,17 @@ func (l *Loop) evictUnproven(idleOnly bool) bool {
 	now := nanotime()
 	c := oldestEvictable(&l.unproven, now, idleOnly)
 	if c == nil {
-		// Only then a connection over its owner's share.
+		// Only then a connection over its owner's bound.
 		c = oldestEvictable(&l.overOwner, now, idleOnly)
 	}
 	if c == nil {
-		return false
+		// Last, a proven one whose owner holds more than its fair share.
+		if c = l.overFairShare(idleOnly); c == nil {
+			return false
+		}
+		l.stats.unprovenEvictions.Add(1)
+		l.stats.fairShare.Add(1)
+		return l.evict(c, ErrEvictedOverFairShare)
 	}
 	l.stats.unprovenEvictions.Add(1)
 	return l.evict(c, ErrEvictedUnproven)

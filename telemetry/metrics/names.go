@@ -36,6 +36,11 @@ const (
 	// (netio.Config.MaxProvenPerOwner), once each.
 	NodeConnectionsEvicted      = "pocket_node_connections_evicted_total"
 	NodeConnectionsOverJobShare = "pocket_node_connections_over_job_share_total"
+	// NodeConnectionsFairShareEvicted counts those of
+	// NodeConnectionsEvicted that had shown a valid token for an owner
+	// holding more than its fair share of the slots (netio's
+	// fairshare.go).
+	NodeConnectionsFairShareEvicted = "pocket_node_connections_fair_share_evicted_total"
 	// NodeUnreadReplyBytes is the reply bytes queued on the node's
 	// connections, unsent (their clients have not taken them);
 	// NodeConnectionsPaused counts the times a connection stopped being
@@ -124,6 +129,7 @@ const (
 var Names = []string{
 	NodeRequests, NodeRequestDuration, NodeReceivedBytes, NodeSentBytes, NodeConnections,
 	NodeConnectionsAccepted, NodeConnectionsRefused, NodeConnectionsEvicted, NodeConnectionsOverJobShare,
+	NodeConnectionsFairShareEvicted,
 	NodeUnreadReplyBytes, NodeUnreadReplyLimit, NodeConnectionsPaused, NodeTierUsed, NodeTierCapacity, NodeTierValues,
 	NodeDRAMCompactedValues, NodeDRAMCompactedPages, NodeTierDeviceErrors,
 	NetReceiveBytes, NetTransmitBytes, NetReceiveBytesPerSec, NetTransmitBytesPerSec,

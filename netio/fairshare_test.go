@@ -1,0 +1,126 @@
+package netio
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestTwoOwnersLeaveAThirdItsFairShare: two owners, each at its bound
+// (MaxProvenPerOwner, half of MaxConns), held every slot, and a third
+// owner's connections were refused at MaxConns: nothing was unproven or
+// over its owner's bound to evict (a hostile re-check: one client's jobs
+// registered from two addresses, 5,000 connections each, and another
+// job's gets refused 10 of 10). Now a newcomer takes the slot of an
+// owner over its fair share (fairshare.go). Fails on the old code: the
+// third owner's first connection is closed at once.
+func TestTwoOwnersLeaveAThirdItsFairShare(t *testing.T) {
+	log := newCloseLog()
+	s := start(t, Config{Loops: 1, MaxConns: 8, EvictUnproven: true}, &proveHandler{log})
+	held := map[string][]net.Conn{}
+	for _, o := range []string{"a", "b"} {
+		for range 4 {
+			c := dial(t, s)
+			roundTrip(t, c, frame([]byte(o)), frame([]byte("1")))
+			held[o] = append(held[o], c)
+		}
+	}
+	for i := range 2 {
+		c := dial(t, s)
+		if !aliveFor(c, "c") {
+			t.Fatalf("owner c's connection %d was refused with a and b holding 4 of 8 slots each (stats %+v)", i, s.Stats())
+		}
+		held["c"] = append(held["c"], c)
+		time.Sleep(2 * shareEvery) // the next newcomer sees c's count
+	}
+	alive := map[string]int{}
+	for o, cs := range held {
+		for _, c := range cs {
+			if aliveFor(c, o) {
+				alive[o]++
+			}
+		}
+	}
+	// With c's two, the fair share of 8 among three owners and one more
+	// is 2: a and b lost one each, or one of them two.
+	if alive["c"] != 2 || alive["a"] < 2 || alive["b"] < 2 || alive["a"]+alive["b"] != 6 {
+		t.Fatalf("alive: %v; want c 2, a and b 6 together, at least 2 each (stats %+v)", alive, s.Stats())
+	}
+	st := s.Stats()
+	if st.FairShareEvictions != 2 || st.UnprovenEvictions != 2 {
+		t.Fatalf("FairShareEvictions %d, UnprovenEvictions %d; want 2 each", st.FairShareEvictions, st.UnprovenEvictions)
+	}
+	if n := closesWith(log, ErrEvictedOverFairShare); n != 2 {
+		t.Fatalf("%d closes with ErrEvictedOverFairShare, want 2", n)
+	}
+}
+
+// TestAnOwnerAloneKeepsItsBound: an owner alone holding its bound (half
+// of MaxConns) is within its fair share, so newcomers that prove nothing
+// evict none of its connections; with its other slots held by young
+// unproven connections, a newcomer is refused.
+func TestAnOwnerAloneKeepsItsBound(t *testing.T) {
+	s := start(t, Config{Loops: 1, MaxConns: 8, EvictUnproven: true}, &proveHandler{newCloseLog()})
+	var job []net.Conn
+	for range 4 {
+		c := dial(t, s)
+		roundTrip(t, c, frame([]byte("a")), frame([]byte("1")))
+		job = append(job, c)
+	}
+	for range 4 {
+		dial(t, s) // unproven, within UnprovenGrace
+	}
+	for range 3 {
+		dial(t, s)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for i, c := range job {
+		if !aliveFor(c, "a") {
+			t.Fatalf("the lone owner's connection %d was evicted (stats %+v)", i, s.Stats())
+		}
+	}
+	if st := s.Stats(); st.FairShareEvictions != 0 || st.Refused != 3 {
+		t.Fatalf("FairShareEvictions %d, Refused %d; want 0 and 3", st.FairShareEvictions, st.Refused)
+	}
+}
+
+// TestFairShare checks the max-min fair share with one owner more.
+func TestFairShare(t *testing.T) {
+	for _, tc := range []struct {
+		counts []int
+		slots  int
+		want   int
+	}{
+		{nil, 10000, 10000},
+		{[]int{5000}, 10000, 5000},
+		{[]int{5000, 5000}, 10000, 3333},
+		{[]int{1, 1, 1, 8000}, 10000, 4998},
+		{[]int{100, 200}, 10000, 9700},
+		{[]int{2, 3, 3}, 8, 2},
+	} {
+		var tb ownerTable
+		tb.n = map[string]int{}
+		for i, n := range tc.counts {
+			tb.n[string(rune('a'+i))] = n
+		}
+		if got := tb.fairShareLocked(tc.slots); got != tc.want {
+			t.Errorf("fair share of %d among %v and one more: %d, want %d", tc.slots, tc.counts, got, tc.want)
+		}
+	}
+}
+
+// closesWith is how many closes log saw with err.
+func closesWith(log *closeLog, err error) int {
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	n := 0
+	for _, errs := range log.errs {
+		for _, e := range errs {
+			if errors.Is(e, err) {
+				n++
+			}
+		}
+	}
+	return n
+}
