@@ -70,6 +70,25 @@ func (l *Loop) disown(c *Conn) {
 	}
 }
 
+// evictFairShare evicts the loop's oldest proven connection of the owner
+// holding the most over its fair share (overFairShare), with idleOnly
+// the oldest with nothing promised. It reports whether the slot is free
+// now (a victim with replies promised retires, its slot freed when it
+// closes). place calls it only once no connection that proved nothing,
+// nor one over its owner's bound, can be evicted on any loop.
+func (l *Loop) evictFairShare(idleOnly bool) bool {
+	if !l.cfg.EvictUnproven {
+		return false
+	}
+	c := l.overFairShare(idleOnly)
+	if c == nil {
+		return false
+	}
+	l.stats.unprovenEvictions.Add(1)
+	l.stats.fairShare.Add(1)
+	return l.evict(c, ErrEvictedOverFairShare)
+}
+
 // overFairShare is the loop's oldest proven connection (with idleOnly, the
 // oldest with nothing promised) of the owner, among those with proven
 // connections on the loop, that holds the most over all loops, when it

@@ -85,6 +85,39 @@ func TestAnOwnerAloneKeepsItsBound(t *testing.T) {
 	}
 }
 
+// TestTokenlessElsewhereGoesFirst: a newcomer at MaxConns evicts a
+// connection that proved nothing, on any loop, before a proven one over
+// its owner's fair share. Two owners hold 4 proven connections each on
+// loop 0, a tokenless one past UnprovenGrace is open on loop 1; each of 4
+// rounds dials a newcomer, which lands on either loop. Fails (in 15 runs
+// of 16) on a first version that tried the fair share on the newcomer's
+// loop before the other loops' tokenless connections.
+func TestTokenlessElsewhereGoesFirst(t *testing.T) {
+	for round := range 4 {
+		s := start(t, Config{Loops: 2, MaxConns: 9, EvictUnproven: true}, &proveHandler{newCloseLog()})
+		dialOn(t, s, 1) // tokenless
+		var proven []net.Conn
+		for i := range 8 {
+			c := dialOn(t, s, 0)
+			roundTrip(t, c, frame([]byte{"ab"[i%2]}), frame([]byte("1")))
+			proven = append(proven, c)
+		}
+		time.Sleep(UnprovenGrace + 100*time.Millisecond)
+		if !aliveFor(dial(t, s), "who") {
+			t.Fatalf("round %d: the newcomer was refused (stats %+v)", round, s.Stats())
+		}
+		for i, c := range proven {
+			if !aliveFor(c, string("ab"[i%2])) {
+				t.Fatalf("round %d: proven connection %d evicted while a tokenless one was open (stats %+v)", round, i, s.Stats())
+			}
+		}
+		if st := s.Stats(); st.FairShareEvictions != 0 || st.UnprovenEvictions != 1 {
+			t.Fatalf("round %d: FairShareEvictions %d, UnprovenEvictions %d; want 0 and 1", round, st.FairShareEvictions, st.UnprovenEvictions)
+		}
+		s.Close()
+	}
+}
+
 // TestFairShare checks the max-min fair share with one owner more.
 func TestFairShare(t *testing.T) {
 	for _, tc := range []struct {

@@ -517,10 +517,15 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 		if limit != nil && limit.name == "MaxConns" && l.evictElsewhere(nfd, sa, peer) {
 			return // handed to the other loop, which opens it once its victim is gone
 		}
-		// None anywhere: the oldest here, busy, retires; its slot is
-		// freed when its work ends, this newcomer refused meanwhile.
+		// None anywhere: a proven one here whose owner holds more than
+		// its fair share (fairshare.go), idle first.
+		if limit != nil && limit.name == "MaxConns" && l.evictFairShare(true) {
+			limit = l.count(peer)
+		}
+		// Else the oldest here, busy, retires; its slot is freed when
+		// its work ends, this newcomer refused meanwhile.
 		if limit != nil && limit.name == "MaxConns" {
-			if l.evictUnproven(false) {
+			if l.evictUnproven(false) || l.evictFairShare(false) {
 				limit = l.count(peer)
 			}
 		}

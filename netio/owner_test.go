@@ -9,12 +9,18 @@ import (
 
 // proveHandler proves each connection for the owner named by each frame
 // (Conn.ProveFor) and answers the frame with "1" when the connection is
-// proven then, "0" when it is still unproven.
+// proven then, "0" when it is still unproven; "who" it answers with the
+// loop's index, proving nothing.
 type proveHandler struct{ *closeLog }
 
 func (h *proveHandler) OnData(c *Conn, in []byte) (int, error) {
 	used := 0
 	for n := frameLen(in); n > 0; n = frameLen(in[used:]) {
+		if string(in[used+4:used+n]) == "who" {
+			c.Write(frame([]byte{byte(c.Loop().Index())}))
+			used += n
+			continue
+		}
 		c.ProveFor(in[used+4 : used+n])
 		if c.onList {
 			c.Write(frame([]byte("0")))

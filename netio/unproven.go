@@ -235,13 +235,7 @@ func (l *Loop) evictUnproven(idleOnly bool) bool {
 		c = oldestEvictable(&l.overOwner, now, idleOnly)
 	}
 	if c == nil {
-		// Last, a proven one whose owner holds more than its fair share.
-		if c = l.overFairShare(idleOnly); c == nil {
-			return false
-		}
-		l.stats.unprovenEvictions.Add(1)
-		l.stats.fairShare.Add(1)
-		return l.evict(c, ErrEvictedOverFairShare)
+		return false
 	}
 	l.stats.unprovenEvictions.Add(1)
 	return l.evict(c, ErrEvictedUnproven)
@@ -309,7 +303,7 @@ func (l *Loop) evictElsewhere(nfd int, sa unix.Sockaddr, peer netip.Addr) bool {
 				// The claim was on a hint (young or gone busy): no idle
 				// victim after all, so the newcomer's own loop retires
 				// its oldest busy one, as with none anywhere.
-				l.Post(func() { l.evictUnproven(false) })
+				l.Post(func() { _ = l.evictUnproven(false) || l.evictFairShare(false) })
 			}
 			o.admit(nfd, sa, peer, limit)
 		}}) {
