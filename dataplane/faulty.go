@@ -157,6 +157,21 @@ func (f *Faulty) Kind() Kind { return f.inner.Kind() }
 // Blocking implements Tier.
 func (f *Faulty) Blocking() bool { return f.inner.Blocking() }
 
+// setOwners passes the node's owners on to an inner tier that counts
+// shares per owner (ownedTier).
+func (f *Faulty) setOwners(ownerOf func(job []byte) []byte) {
+	if o, ok := f.inner.(ownedTier); ok {
+		o.setOwners(ownerOf)
+	}
+}
+
+// rebind passes a job's new owner on to an inner ownedTier.
+func (f *Faulty) rebind(job string) {
+	if o, ok := f.inner.(ownedTier); ok {
+		o.rebind(job)
+	}
+}
+
 // Create implements Tier.
 func (f *Faulty) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	if err := f.check(FaultCreate, job, key); err != nil {

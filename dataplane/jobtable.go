@@ -179,6 +179,9 @@ type jobTable struct {
 	revoked   map[string]*jobEntry // revoked or retired, not yet removed
 	retiredAt []string             // retired jobs, checked in turn
 	orphans   map[string]*jobEntry // orphaned jobs (see above)
+	// learned lists the jobs whose owner the table named or changed
+	// since takeLearned (owner.go: Node.ownerLearned).
+	learned []string
 
 	// linger is how long a revoked entry stays (refusing) before its job
 	// is dropped a second time and the entry removed
@@ -667,7 +670,7 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (
 	}
 	e.gen.Store(je.Gen)
 	e.expires.Store(unixMs(je.Expires))
-	e.setOwner(je.Owner)
+	j.setOwnerLocked(je.Job, e, je.Owner)
 	// Before the epoch moves: a loop that reads the older epoch finds
 	// keptKeys for another one, and takes nothing by it.
 	e.keep(je)
@@ -676,6 +679,23 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (
 	e.seen = snap
 	delete(j.pending, je.Job)
 	return dropOld
+}
+
+// setOwnerLocked records e's owner (jobEntry.setOwner), and job in
+// learned when it changed; mu is held.
+func (j *jobTable) setOwnerLocked(job string, e *jobEntry, owner string) {
+	if e.setOwner(owner) {
+		j.learned = append(j.learned, job)
+	}
+}
+
+// takeLearned returns the jobs whose owner changed since its last call.
+func (j *jobTable) takeLearned() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := j.learned
+	j.learned = nil
+	return out
 }
 
 func unixMs(t time.Time) int64 {
@@ -713,7 +733,7 @@ func (j *jobTable) apply(ack *wire.NodeAck, now time.Time) []string {
 			je := &ack.Jobs[i]
 			if je.Revoked {
 				if e := ed.get(je.Job); e != nil {
-					e.setOwner(je.Owner) // its tokens still read persisted values
+					j.setOwnerLocked(je.Job, e, je.Owner) // its tokens still read persisted values
 				}
 				if j.revokeLocked(ed, je.Job, now) {
 					drops = append(drops, je.Job)

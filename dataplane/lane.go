@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -17,6 +18,12 @@ import (
 // of 200,000 keys from one connection, one after another: each took the
 // snapshot on the event loop, and another job's 1 KiB put and get on the
 // same node went from 0.16 ms to 81 ms p50 (four connections: 585 ms).
+//
+// The lane's turns and its bound of lanePerJob count per owner (the
+// job's owner key, owner.go), so one owner's jobs together get one turn
+// and one share of the queue: counted per job, a tenant that registered
+// two jobs got two of each (before 2026-12-06). Below, "a job" in the
+// lane's rules is such an owner.
 //
 // The lane is one goroutine, so listings take at most one core whatever
 // their number, and the loops keep serving puts and gets meanwhile. It
@@ -50,7 +57,7 @@ var (
 	errLaneFull = &wire.Error{Code: wire.CodeBusy, Msg: fmt.Sprintf(
 		"too many listings and prefix deletes waiting on this node (%d); retry", laneQueue)}
 	errLaneJob = &wire.Error{Code: wire.CodeBusy, Msg: fmt.Sprintf(
-		"too many listings and prefix deletes of this job waiting on this node (%d); retry", lanePerJob)}
+		"too many listings and prefix deletes of this job's owner (its jobs together) waiting on this node (%d); retry", lanePerJob)}
 	// errLaneEOF answers a request waiting on the lane when its
 	// connection's input ends (dropLane): nothing was done.
 	errLaneEOF  = &wire.Error{Code: wire.CodeBusy, Msg: "not run: the connection's input ended, or the node closed it, before the scan lane reached this request; send it again on another connection"}
@@ -63,13 +70,13 @@ func onLane(h *wire.Header) bool {
 	return h.Op == wire.OpList || h.Op == wire.OpDelete && h.Flags&wire.FlagPrefix != 0
 }
 
-// scanLane is the lane's queue: a queue per job, and the jobs with
-// requests waiting in turn order.
+// scanLane is the lane's queue: a queue per owner (owner key), and the
+// owners with requests waiting in turn order.
 type scanLane struct {
-	mu   sync.Mutex
-	jobs map[string]*laneJob
-	ring []*laneJob // jobs with requests waiting; the head runs next
-	// cur is the job whose request runs now; it goes to the back of the
+	mu     sync.Mutex
+	owners map[string]*laneJob
+	ring   []*laneJob // owners with requests waiting; the head runs next
+	// cur is the owner whose request runs now; it goes to the back of the
 	// turn when that request ends (next), behind the jobs that came
 	// meanwhile. Put back when its request began, it went ahead of them:
 	// another job's listing, sent while a job with 2 million keys kept the
@@ -81,9 +88,10 @@ type scanLane struct {
 	wake   chan struct{} // one buffered wake-up for the goroutine
 }
 
+// laneJob is the queue of one owner's jobs (owner: its owner key).
 type laneJob struct {
-	job  string
-	work []laneWork
+	owner string
+	work  []laneWork
 }
 
 // laneWork is a queued request: run(true) serves it, run(false) answers
@@ -92,7 +100,7 @@ type laneWork func(run bool)
 
 // startLane starts the lane's goroutine; stopWorkers ends it.
 func (n *Node) startLane() {
-	n.lane = &scanLane{jobs: map[string]*laneJob{}, wake: make(chan struct{}, 1)}
+	n.lane = &scanLane{owners: map[string]*laneJob{}, wake: make(chan struct{}, 1)}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -106,24 +114,24 @@ func (n *Node) startLane() {
 	}()
 }
 
-// submit queues f for job without blocking; an error means a bound is
-// reached or the lane has closed. A request that made room for f is
-// answered busy (run(false)) before submit returns.
-func (l *scanLane) submit(job []byte, f laneWork) error {
-	evicted, err := l.queue(job, f)
+// submit queues f for the owner key owner without blocking; an error
+// means a bound is reached or the lane has closed. A request that made
+// room for f is answered busy (run(false)) before submit returns.
+func (l *scanLane) submit(owner string, f laneWork) error {
+	evicted, err := l.queue(owner, f)
 	if evicted != nil {
 		evicted(false)
 	}
 	return err
 }
 
-func (l *scanLane) queue(job []byte, f laneWork) (evicted laneWork, err error) {
+func (l *scanLane) queue(owner string, f laneWork) (evicted laneWork, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return nil, errLaneFull
 	}
-	q := l.jobs[string(job)]
+	q := l.owners[owner]
 	waiting := 0
 	if q != nil {
 		waiting = len(q.work)
@@ -137,8 +145,8 @@ func (l *scanLane) queue(job []byte, f laneWork) (evicted laneWork, err error) {
 		}
 	}
 	if q == nil {
-		q = &laneJob{job: string(job)}
-		l.jobs[q.job] = q
+		q = &laneJob{owner: owner}
+		l.owners[owner] = q
 		l.ring = append(l.ring, q)
 	}
 	q.work = append(q.work, f)
@@ -181,8 +189,8 @@ func (l *scanLane) next() (laneWork, bool) {
 		l.cur = nil
 		if len(q.work) > 0 {
 			l.ring = append(l.ring, q)
-		} else {
-			delete(l.jobs, q.job)
+		} else if l.owners[q.owner] == q {
+			delete(l.owners, q.owner)
 		}
 	}
 	for len(l.ring) == 0 {
@@ -206,11 +214,39 @@ func (l *scanLane) next() (laneWork, bool) {
 	return f, true
 }
 
+// rekey moves the requests waiting under the owner key from to the
+// queue of to, behind those waiting there (a job's owner learned:
+// Node.ownerLearned), so the owner's jobs share one turn and one bound
+// from then on.
+func (l *scanLane) rekey(from, to string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	q := l.owners[from]
+	if q == nil || from == to {
+		return
+	}
+	delete(l.owners, from)
+	o := l.owners[to]
+	if o == nil {
+		q.owner = to
+		l.owners[to] = q
+		return
+	}
+	// o is in the ring, or is cur and goes back to it when its request
+	// ends (next): either way the moved requests get their turns.
+	o.work = append(o.work, q.work...)
+	clear(q.work)
+	q.work = q.work[:0]
+	if i := slices.Index(l.ring, q); i >= 0 {
+		l.ring = slices.Delete(l.ring, i, i+1)
+	}
+}
+
 // close drops what waits and ends the goroutine.
 func (l *scanLane) close() {
 	l.mu.Lock()
 	l.closed = true
-	l.jobs, l.ring, l.cur, l.n = nil, nil, nil, 0
+	l.owners, l.ring, l.cur, l.n = nil, nil, nil, 0
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
@@ -235,7 +271,8 @@ func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	w := &laneWaiter{h: hc, start: start}
 	cs.laneWait = append(cs.laneWait, w)
 	state := &w.state
-	err := n.lane.submit(r.Job, func(run bool) {
+	owner := ownerKey(n.ownerOf(r.Job), string(r.Job))
+	err := n.lane.submit(owner, func(run bool) {
 		if !state.CompareAndSwap(laneWaiting, laneTaken) {
 			return // dropped by OnEOF, answered there
 		}

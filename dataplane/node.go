@@ -159,6 +159,11 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		d.SetBackgroundCompaction(true)
 	}
 	n.pf, _ = cfg.DRAM.(prefetcher)
+	for _, t := range []Tier{cfg.DRAM, cfg.NVMe} {
+		if o, ok := t.(ownedTier); ok {
+			o.setOwners(n.ownerOf)
+		}
+	}
 	n.unfinishedCap = unfinishedCaps(cfg)
 	n.jobs.init()
 	if cfg.RevokeLinger > 0 {
@@ -407,6 +412,9 @@ func (n *Node) ApplyAck(ack *wire.NodeAck) {
 	n.sweepRevoked(now)
 	for _, job := range n.jobs.apply(ack, now) {
 		n.dropRevoked(job)
+	}
+	for _, job := range n.jobs.takeLearned() {
+		n.ownerLearned(job)
 	}
 }
 

@@ -25,16 +25,18 @@ var (
 )
 
 // setOwner records the job's owner from the controller's table; "" (an
-// older controller's entry) leaves what is known.
-func (e *jobEntry) setOwner(owner string) {
+// older controller's entry) leaves what is known. It reports whether the
+// owner changed (was unknown, or another).
+func (e *jobEntry) setOwner(owner string) bool {
 	if owner == "" {
-		return
+		return false
 	}
 	if p := e.owner.Load(); p != nil && string((*p)[len(ownerPrefix):]) == owner {
-		return
+		return false
 	}
 	key := append(bytes.Clone(ownerPrefix), owner...)
 	e.owner.Store(&key)
+	return true
 }
 
 // proveFor vouches for c by a valid token of job (netio.Conn.ProveFor) on
@@ -51,4 +53,72 @@ func (n *Node) proveFor(c *netio.Conn, job []byte) {
 		}
 	}
 	c.ProveFor(append(bytes.Clone(jobPrefix), job...))
+}
+
+// A node's other shares count per owner too, so that one owner's jobs
+// together get one share, not one a job: the scan lane's turns and queue
+// room (lane.go), the bound on unfinished puts (unfinished.go), and the
+// NVMe tier's key index and read staging shares (nvme.go). Each counts
+// against the key proveFor proves for (ownerKey): the owner the table
+// names, else the job. Before (2026-12-06) they counted per job: a
+// re-check filled a 1 MiB NVMe key index with two jobs of one client. A
+// job's owner may become known after its first requests (the table
+// comes with heartbeats); what was counted against its job key moves to
+// its owner's (Node.ownerLearned), or, where it is held only while a
+// request runs, is given back to the key it was counted against.
+
+// ownerOf returns the owner key of job (ownerPrefix and the owner the
+// table names), or nil when the table names none. It does not allocate.
+func (n *Node) ownerOf(job []byte) []byte {
+	if e := n.jobs.lookup(job); e != nil {
+		if p := e.owner.Load(); p != nil {
+			return *p
+		}
+	}
+	return nil
+}
+
+// ownerKey is the key a job's per-owner shares count against: owner (an
+// owner key from ownerOf) when not nil, else jobPrefix and job.
+func ownerKey(owner []byte, job string) string {
+	if owner != nil {
+		return string(owner)
+	}
+	return string(jobPrefix) + job
+}
+
+// isOwnerKey reports whether key is ownerKey(owner, job), without
+// allocating.
+func isOwnerKey(key string, owner []byte, job string) bool {
+	if owner != nil {
+		return key == string(owner)
+	}
+	return len(key) == len(jobPrefix)+len(job) && key[:len(jobPrefix)] == string(jobPrefix) && key[len(jobPrefix):] == job
+}
+
+// ownerLearned moves what the shares counted against job's job key to
+// its owner's key, once the table names the owner (jobTable.takeLearned):
+// the scan lane's waiting requests, and the NVMe tier's index and
+// allocated bytes of the job's keys.
+func (n *Node) ownerLearned(job string) {
+	owner := n.ownerOf([]byte(job))
+	if owner == nil {
+		return
+	}
+	if n.lane != nil {
+		n.lane.rekey(ownerKey(nil, job), string(owner))
+	}
+	for _, t := range []Tier{n.cfg.DRAM, n.cfg.NVMe} {
+		if o, ok := t.(ownedTier); ok {
+			o.rebind(job)
+		}
+	}
+}
+
+// ownedTier is a tier that counts shares per owner (NVMe): the node
+// tells it whose each job is (setOwners) and when a job's owner changes
+// (rebind).
+type ownedTier interface {
+	setOwners(ownerOf func(job []byte) []byte)
+	rebind(job string)
 }

@@ -17,17 +17,17 @@ import (
 // million keys listing over and over, another job's listing of 10 keys
 // waited 181-186 ms p50 for 90 ms scans, a hostile trial).
 func TestLaneTurnAfterRequestEnds(t *testing.T) {
-	l := &scanLane{jobs: map[string]*laneJob{}, wake: make(chan struct{}, 1)}
+	l := &scanLane{owners: map[string]*laneJob{}, wake: make(chan struct{}, 1)}
 	var order []string
 	work := func(name string) laneWork { return func(bool) { order = append(order, name) } }
 	for _, w := range []struct{ job, name string }{{"a", "a1"}, {"a", "a2"}} {
-		if err := l.submit([]byte(w.job), work(w.name)); err != nil {
+		if err := l.submit(w.job, work(w.name)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	f, _ := l.next() // a1 runs
 	f(true)
-	if err := l.submit([]byte("b"), work("b1")); err != nil { // b comes while a1 runs
+	if err := l.submit("b", work("b1")); err != nil { // b comes while a1 runs
 		t.Fatal(err)
 	}
 	for range 2 {
