@@ -143,9 +143,6 @@ type jobEntry struct {
 	// ownerPrefix: what its tokens' proven connections count against
 	// (proveFor); nil: not said.
 	owner atomic.Pointer[[]byte]
-	// unfinished is the bytes of its puts here whose payload is still
-	// arriving, by tier (unfinished.go: unfinishedSlot).
-	unfinished [2]atomic.Int64
 	// commits counts its puts past their check at commit (stored) whose
 	// commit has not ended: a drop waits for them (awaitCommits).
 	commits atomic.Int32

@@ -46,9 +46,10 @@ type NodeConfig struct {
 	// Net.Logger is set. The process gives it the node's identity, e.g.
 	// logger.With("node", addr).
 	Logger *slog.Logger
-	// MaxUnfinishedPerJob bounds the bytes of one job's puts whose
-	// payload is still arriving on this node, in each tier
-	// (unfinished.go). 0: a quarter of the DRAM tier's capacity, and a
+	// MaxUnfinishedPerJob bounds the bytes of one owner's puts whose
+	// payload is still arriving on this node, in each tier: its jobs'
+	// together (the owner the controller's table names, else the job;
+	// the name is from when the bound was per job; unfinished.go). 0: a quarter of the DRAM tier's capacity, and a
 	// quarter of the NVMe tier's staging memory (its buffer source's
 	// regions); negative: no bound.
 	MaxUnfinishedPerJob int64
@@ -98,6 +99,9 @@ type Node struct {
 	// unfinishedCap is MaxUnfinishedPerJob resolved for each tier
 	// (unfinishedSlot); 0: no bound.
 	unfinishedCap [2]int64
+	// unfinished is the bytes of unfinished puts per owner
+	// (unfinished.go).
+	unfinished unfinishedShares
 	// inflight counts blocking tier calls queued or running on workers.
 	inflight atomic.Int64
 	// pf is the DRAM tier when it can prefetch, else nil; batches are the

@@ -100,16 +100,16 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	if err == nil && h.Flags&wire.FlagChunk != 0 && n.vers.isDead(verKey{tier.Kind(), string(cs.req.Job), m.Version}) {
 		err = errDeadVersion
 	}
-	var held int64
+	var held unfinishedHold
 	if err == nil && len(have) < int(h.PayloadLen) {
-		held, err = n.holdUnfinished(cs.entry, tier, int64(h.PayloadLen))
+		held, err = n.holdUnfinished(cs.entry, cs.req.Job, tier, int64(h.PayloadLen))
 	}
 	var p Pending
 	if err == nil {
 		p, err = tier.Create(cs.req.Job, cs.req.Key, int64(h.PayloadLen), m)
 	}
 	if err != nil {
-		releaseUnfinished(cs.entry, tier, held)
+		n.releaseUnfinished(held)
 		return n.skipPayload(c, cs, h, have, wire.ErrorOf(err))
 	}
 	n.countBytes(c, cs, n.jobs.traffic(cs.entry, cs.req.Job), dirIn, uint64(h.PayloadLen))

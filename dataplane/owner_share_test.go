@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -87,5 +88,61 @@ func TestLaneRekeyMergesIntoOwner(t *testing.T) {
 	defer l.mu.Unlock()
 	if l.n != 0 || len(l.ring) != 0 {
 		t.Fatalf("%d waiting, %d in turn once all ran", l.n, len(l.ring))
+	}
+}
+
+// unfinishedCount is how many owners' unfinished shares n keeps.
+func unfinishedCount(n *Node) int {
+	n.unfinished.mu.Lock()
+	defer n.unfinished.mu.Unlock()
+	return len(n.unfinished.m)
+}
+
+// One owner's jobs together hold the bound on unfinished puts one job
+// could (a quarter of a 64 MiB DRAM tier, past half full): job t-1's two
+// announced 12 MiB puts hold 24 MiB, and a 12 MiB put of t-2, of the same
+// owner, is refused busy, while another owner's job puts as much. A put
+// held under its job key before the table named its owner is given back
+// there when it ends, leaving no share behind. On the old code (per job)
+// t-2's put was taken, its job's only unfinished one: 36 MiB held.
+func TestUnfinishedBoundPerOwner(t *testing.T) {
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret),
+		Net: netio.Config{Loops: 1, MinSinkRate: -1}}, d)
+	jobs := []wire.JobEpoch{{Job: "t-1", Gen: 90, Owner: "tenant-t"}, {Job: "t-2", Gen: 91, Owner: "tenant-t"},
+		{Job: "u-1", Gen: 92, Owner: "tenant-u"}, {Job: "p-1", Gen: 93}}
+	n.ApplyAck(syncAck(100, jobs...))
+	late := announcePut(t, n, "p-1", "late", jobTok("p-1", 93), 4<<20) // owner not named yet
+	for i := 0; i < 2; i++ {
+		announcePut(t, n, "t-1", "big", jobTok("t-1", 90), 12<<20)
+	}
+	for deadline := time.Now().Add(5 * time.Second); d.Usage().Used < 28<<20; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the announced puts reserved %d bytes, want 28 MiB", d.Usage().Used)
+		}
+	}
+	jobs[3].Owner = "tenant-t"
+	n.ApplyAck(syncAck(101, jobs...))
+
+	whole := make([]byte, 12<<20)
+	r := roundTrip(t, dial(t, n, "t-2"), wire.OpPut, 0, &wire.Request{Job: []byte("t-2"), Key: []byte("k"), Token: jobTok("t-2", 91)}, whole)
+	if !errors.Is(r.Err(), wire.ErrBusy) || !strings.Contains(r.Err().Error(), "still arriving") {
+		t.Fatalf("a 12 MiB put of the owner's second job beside its first job's 24 MiB unfinished: %v, want busy", r.Err())
+	}
+	r = roundTrip(t, dial(t, n, "u-1"), wire.OpPut, 0, &wire.Request{Job: []byte("u-1"), Key: []byte("k"), Token: jobTok("u-1", 92)}, whole)
+	if r.Err() != nil {
+		t.Fatalf("another owner's 12 MiB put: %v", r.Err())
+	}
+	if got := n.unfinished.held("o tenant-t", 0); got != 24<<20 {
+		t.Fatalf("the owner holds %d unfinished bytes, want its first job's 24 MiB", got)
+	}
+	late.Close()
+	for deadline := time.Now().Add(5 * time.Second); n.unfinished.held("j p-1", 0) != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes still held under the job key once its put was dropped", n.unfinished.held("j p-1", 0))
+		}
+	}
+	if got, shares := n.unfinished.held("o tenant-t", 0), unfinishedCount(n); got != 24<<20 || shares != 1 {
+		t.Fatalf("after the early put ended: the owner holds %d unfinished bytes in %d shares, want 24 MiB in 1", got, shares)
 	}
 }

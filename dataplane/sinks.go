@@ -19,9 +19,9 @@ type putSink struct {
 	off  int // bytes filled in bufs[idx]
 	// ref is set by the node after start (ops.go).
 	ref putRef
-	// held is the bytes counted in ref.entry's unfinished puts until the
+	// held is what is counted in its owner's unfinished puts until the
 	// payload is complete or the put is dropped (unfinished.go).
-	held int64
+	held unfinishedHold
 }
 
 func (s *putSink) start(c *netio.Conn, h wire.Header, tier Tier, p Pending) {
@@ -56,7 +56,7 @@ func (s *putSink) Advance(n int) { s.off += n }
 // Done implements netio.Sink: the payload is complete.
 func (s *putSink) Done() {
 	p, tier, c, h, ch := s.p, s.tier, s.c, s.h, s.ref
-	releaseUnfinished(ch.entry, tier, s.held)
+	s.node.releaseUnfinished(s.held)
 	s.reset()
 	s.node.commit(c, h, tier, p, ch)
 }
@@ -65,13 +65,13 @@ func (s *putSink) Done() {
 func (s *putSink) abort() {
 	if s.p != nil {
 		s.p.Abort()
-		releaseUnfinished(s.ref.entry, s.tier, s.held)
+		s.node.releaseUnfinished(s.held)
 		s.reset()
 	}
 }
 
 func (s *putSink) reset() {
-	s.c, s.tier, s.p, s.bufs, s.ref, s.held = nil, nil, nil, nil, putRef{}, 0
+	s.c, s.tier, s.p, s.bufs, s.ref, s.held = nil, nil, nil, nil, putRef{}, unfinishedHold{}
 }
 
 // discardSink reads and drops the payload of a refused request, so the

@@ -148,17 +148,17 @@ func TestUnfinishedPutsBoundedPerJob(t *testing.T) {
 	for _, nc := range conns {
 		nc.Close()
 	}
-	e := n.jobs.lookup([]byte("sq-1"))
-	for deadline := time.Now().Add(5 * time.Second); e.unfinished[0].Load() != 0; time.Sleep(5 * time.Millisecond) {
+	key := ownerKey(nil, "sq-1")
+	for deadline := time.Now().Add(5 * time.Second); n.unfinished.held(key, 0) != 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d unfinished bytes counted once every announcing connection closed", e.unfinished[0].Load())
+			t.Fatalf("%d unfinished bytes counted once every announcing connection closed", n.unfinished.held(key, 0))
 		}
 	}
 	if r := roundTrip(t, sqc, wire.OpPut, 0, &wire.Request{Job: []byte("sq-1"), Key: []byte("k2"), Token: sq}, whole); r.Err() != nil {
 		t.Fatalf("the job's put once its unfinished ones were dropped: %v", r.Err())
 	}
-	if e.unfinished[0].Load() != 0 {
-		t.Fatalf("%d unfinished bytes counted after a finished put", e.unfinished[0].Load())
+	if held, shares := n.unfinished.held(key, 0), unfinishedCount(n); held != 0 || shares != 0 {
+		t.Fatalf("%d unfinished bytes counted, %d owners' shares kept, after a finished put", held, shares)
 	}
 }
 

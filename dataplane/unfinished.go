@@ -1,6 +1,9 @@
 package dataplane
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"github.com/pocketstore/pocket/nvme"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -12,10 +15,11 @@ import (
 // holds that memory meanwhile: netio's minimum pace (Config.MinSinkRate,
 // after a 5 s grace) cuts a trickle, but a client that reconnects and
 // announces again holds a put's size for each grace at almost no cost. So
-// the bytes of one job's puts still arriving on a node are bounded in each
-// tier (NodeConfig.MaxUnfinishedPerJob; by default a quarter of the DRAM
-// tier, and a quarter of the NVMe tier's staging memory): past the bound a
-// put is refused busy, and the memory the job's other puts hold stays
+// the bytes of one owner's puts still arriving on a node (its jobs'
+// together: unfinishedShares) are bounded in each tier
+// (NodeConfig.MaxUnfinishedPerJob; by default a quarter of the DRAM tier,
+// and a quarter of the NVMe tier's staging memory): past the bound a put
+// is refused busy, and the memory the owner's other puts hold stays
 // theirs. In the DRAM tier the bound applies only once the tier would be
 // more than half full: a job putting many large values at once into a
 // roomy node goes at full speed (a new user's 16 parallel puts of 48 MiB
@@ -23,13 +27,13 @@ import (
 // holding puts open takes at most about half of the tier before it. An
 // NVMe tier's staging memory does not report its use, so its bound always
 // applies. A put that arrives with its whole payload in the header's read,
-// or is the job's only unfinished one in its tier, is never refused: one
+// or is its owner's only unfinished one in its tier, is never refused: one
 // put of any size the limits allow can always be made. The jobs a
 // controller placed here are bounded; a node without one (standalone)
 // serves anyone and bounds nothing.
 
 var errUnfinished = &wire.Error{Code: wire.CodeBusy,
-	Msg: "the job's puts still arriving on this node hold more than its bound (a quarter of the tier's memory by default); retry once they end"}
+	Msg: "the job's puts still arriving on this node, with those of its owner's other jobs, hold more than its bound (a quarter of the tier's memory by default); retry once they end"}
 
 // unfinishedSlot is a tier's index in jobEntry.unfinished and
 // Node.unfinishedCap.
@@ -75,21 +79,90 @@ func putMemory(t Tier) int64 {
 	return t.Usage().Capacity
 }
 
-// holdUnfinished counts size bytes of a put to tier whose payload is
-// still to come in e's unfinished puts and returns what it counted, or
-// errUnfinished when they would pass the node's bound and e has other
-// unfinished puts in that tier. A nil e (a job the node has no entry for)
-// counts nothing.
-func (n *Node) holdUnfinished(e *jobEntry, tier Tier, size int64) (int64, error) {
+// unfinishedShares counts the bytes of unfinished puts per owner (the
+// owner key, owner.go), so that one owner's jobs together hold at most
+// the bound one job could: counted per job, a tenant with two jobs held
+// twice it (before 2026-12-06). A share lives while a put holds it.
+type unfinishedShares struct {
+	mu sync.Mutex
+	m  map[string]*unfinishedShare
+}
+
+// unfinishedShare is one owner's unfinished puts: their bytes by tier
+// (unfinishedSlot), and how many puts hold it (refs, under
+// unfinishedShares.mu).
+type unfinishedShare struct {
+	key   string
+	bytes [2]atomic.Int64
+	refs  int
+}
+
+// get returns key's share, counting one more put on it.
+func (u *unfinishedShares) get(key string) *unfinishedShare {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m == nil {
+		u.m = map[string]*unfinishedShare{}
+	}
+	s := u.m[key]
+	if s == nil {
+		s = &unfinishedShare{key: key}
+		u.m[key] = s
+	}
+	s.refs++
+	return s
+}
+
+// put counts one put fewer on s, forgetting it with the last.
+func (u *unfinishedShares) put(s *unfinishedShare) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if s.refs--; s.refs == 0 && u.m[s.key] == s {
+		delete(u.m, s.key)
+	}
+}
+
+// held is the bytes of key's unfinished puts in tier slot i.
+func (u *unfinishedShares) held(key string, i int) int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if s := u.m[key]; s != nil {
+		return s.bytes[i].Load()
+	}
+	return 0
+}
+
+// unfinishedHold is what holdUnfinished counted: size bytes in tier slot
+// i of share s; zero when nothing.
+type unfinishedHold struct {
+	s    *unfinishedShare
+	i    int
+	size int64
+}
+
+// holdUnfinished counts size bytes of a put of job (entry e) to tier
+// whose payload is still to come in its owner's unfinished puts
+// (ownerKey) and returns what it counted, or errUnfinished when they
+// would pass the node's bound and the owner has other unfinished puts in
+// that tier. A nil e (a job the node has no entry for) counts nothing.
+// The put gives it back with releaseUnfinished, to the share it was
+// counted in, whatever the job's owner is by then.
+func (n *Node) holdUnfinished(e *jobEntry, job []byte, tier Tier, size int64) (unfinishedHold, error) {
 	i := unfinishedSlot(tier)
 	if e == nil || n.unfinishedCap[i] == 0 {
-		return 0, nil
+		return unfinishedHold{}, nil
 	}
-	if u := e.unfinished[i].Add(size); u > size && u > n.unfinishedCap[i] && crowded(tier, size) {
-		e.unfinished[i].Add(-size)
-		return 0, errUnfinished
+	var owner []byte
+	if p := e.owner.Load(); p != nil {
+		owner = *p
 	}
-	return size, nil
+	s := n.unfinished.get(ownerKey(owner, string(job)))
+	if u := s.bytes[i].Add(size); u > size && u > n.unfinishedCap[i] && crowded(tier, size) {
+		s.bytes[i].Add(-size)
+		n.unfinished.put(s)
+		return unfinishedHold{}, errUnfinished
+	}
+	return unfinishedHold{s: s, i: i, size: size}, nil
 }
 
 // crowded reports whether a put of size more would leave tier more than
@@ -104,8 +177,9 @@ func crowded(tier Tier, size int64) bool {
 }
 
 // releaseUnfinished uncounts what holdUnfinished counted.
-func releaseUnfinished(e *jobEntry, tier Tier, held int64) {
-	if held != 0 {
-		e.unfinished[unfinishedSlot(tier)].Add(-held)
+func (n *Node) releaseUnfinished(h unfinishedHold) {
+	if h.s != nil {
+		h.s.bytes[h.i].Add(-h.size)
+		n.unfinished.put(h.s)
 	}
 }
