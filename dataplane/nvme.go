@@ -69,9 +69,10 @@ type NVMeOptions struct {
 	// MaxJobLen and MaxKeyLen bound job ids and keys (defaults: the wire
 	// protocol's limits).
 	MaxJobLen, MaxKeyLen int
-	// MaxReadStagingPerJob bounds the staging memory one job's open
-	// values and streamed gets may hold while another of its reads holds
-	// some (readShare). 0: a quarter of the buffer source's regions when
+	// MaxReadStagingPerJob bounds the staging memory one owner's open
+	// values and streamed gets (its jobs' together, as the node names
+	// owners: owner.go; the name is from when it was per job) may hold
+	// while another of their reads holds some (readShare). 0: a quarter of the buffer source's regions when
 	// it reports them, else none; negative: none.
 	MaxReadStagingPerJob int64
 	// Logger takes the tier's warnings of device errors (nil:
@@ -110,14 +111,18 @@ type NVMe struct {
 	mu       sync.RWMutex
 	alloc    *nvme.Allocator
 	jobs     map[string]*nvmeJob
+	shares   map[string]*nvmeShare // by owner key (owner.go), while a job is bound to one
 	values   int64
 	index    int64 // the key index's bytes (indexCost of each key)
-	over     int64 // the jobs' index costs beyond their shares, each at most its slack (pooled)
+	over     int64 // the owners' index costs beyond their shares, each at most its slack (pooled)
 	maxIndex int64
 	closed   bool
+	// ownerOf names a job's owner (Node.ownerOf; nil: none, every job its
+	// own owner). Set before the tier serves (setOwners).
+	ownerOf func(job []byte) []byte
 
-	// readShare is the most staging memory one job's reads may hold
-	// while another read of its holds some (NVMeOptions.MaxReadStagingPerJob;
+	// readShare is the most staging memory one owner's reads (its jobs'
+	// together, nvmeShare) may hold while another read of theirs holds some (NVMeOptions.MaxReadStagingPerJob;
 	// 0: no bound). The staging buffers are the tier's, every job's: a
 	// value read whole stays in them until its reply has been sent, and a
 	// streamed get holds up to a window of chunks. Unbounded, one job's
@@ -143,35 +148,57 @@ type NVMe struct {
 
 var _ Tier = (*NVMe)(nil)
 
+// nvmeJob is one job's keys and what they count; mu guards all of it.
 type nvmeJob struct {
 	keys  map[string]*nvmeVersion
 	used  int64 // allocated bytes of committed values
 	index int64 // what its keys cost the index (indexCost)
-	// staged is the staging memory its open values and streams hold
-	// (chargeRead); read and written without mu.
+	share *nvmeShare
+}
+
+// nvmeShare is what the jobs of one owner (key: its owner key, owner.go)
+// count against the tier's per-owner bounds: their keys' index cost and
+// their values' allocated bytes, summed over its jobs (the index share,
+// nvmeIndexShare), and the staging memory their reads hold (readShare).
+// Counted per job, one tenant's jobs each had a share: a re-check filled
+// a 1 MiB index with two jobs of one client (before 2026-12-06). index,
+// used and jobs are guarded by mu.
+type nvmeShare struct {
+	key   string
+	jobs  int // jobs bound to it; it is forgotten with the last
+	used  int64
+	index int64
+	// staged is the staging memory its jobs' open values and streams
+	// hold (chargeRead); read and written without mu.
 	staged atomic.Int64
 }
 
 // beyond is what keys costing the index index bytes, for values of used
-// allocated bytes, cost it beyond their job's share (share).
+// allocated bytes, cost it beyond their owner's share (share).
 func (t *NVMe) beyond(index, used int64) int64 { return max(0, index-t.share(used)) }
 
-// share is a job's share of the index for values of used allocated bytes:
+// share is an owner's share of the index for values of used allocated bytes:
 // 1/nvmeIndexShare of them, at most half the index (nvmeIndexShare).
 func (t *NVMe) share(used int64) int64 { return min(used/nvmeIndexShare, t.maxIndex/2) }
 
-// slack is what one job's keys may cost the index beyond its share.
+// slack is what one owner's keys may cost the index beyond its share.
 func (t *NVMe) slack() int64 { return t.maxIndex / 16 }
 
-// pooled is what j takes of the quarter of the index all jobs' costs
+// pooled is what s takes of the quarter of the index all owners' costs
 // beyond their shares share (NVMe.over): its cost beyond its share, at
 // most its slack.
-func (t *NVMe) pooled(j *nvmeJob) int64 { return min(t.beyond(j.index, j.used), t.slack()) }
+func (t *NVMe) pooled(s *nvmeShare) int64 { return min(t.beyond(s.index, s.used), t.slack()) }
 
-// A job's keys may cost the NVMe tier's index at most their share, a
-// 1/nvmeIndexShare of their values' allocated bytes but at most half the
-// index, plus a slack of a sixteenth of it; all jobs' costs beyond their
-// shares (NVMe.over) may take at most a quarter of it. So keys whose
+// An owner's keys (its jobs' together: nvmeShare) may cost the NVMe
+// tier's index at most their share, a 1/nvmeIndexShare of their values'
+// allocated bytes but at most half the index, plus a slack of a sixteenth
+// of it; all owners' costs beyond their shares (NVMe.over) may take at
+// most a quarter of it. The share stays derived from values' bytes, now
+// the owner's jobs' together: a job's values give its owner's keys the
+// room they would give one job holding them all, and registering more
+// jobs gives an owner no more of the cap, the slack or the quarter.
+// Below, "a job" is such an owner; before 2026-12-06 it was each job, and
+// a re-check filled a 1 MiB index with two jobs of one client. So keys whose
 // values are small next to their entry (a one-block value of 4 KiB has a
 // share of 64 bytes, its entry costs 256 plus the key) cannot fill the
 // index that every other job's new keys need; a value of 16 KiB plus 64
@@ -196,14 +223,15 @@ func (t *NVMe) pooled(j *nvmeJob) int64 { return min(t.beyond(j.index, j.used), 
 // slack is in.
 const nvmeIndexShare = 64
 
-// ErrJobIndexFull: the job's keys cost the NVMe tier's index their share
-// and its slack (nvmeIndexShare). It wraps ErrNoSpace.
-var ErrJobIndexFull = fmt.Errorf("%w: the job's keys on this node's NVMe tier are at its share of the key index "+
+// ErrJobIndexFull: the keys of the job's owner (its jobs together) cost
+// the NVMe tier's index their share and its slack (nvmeIndexShare). It
+// wraps ErrNoSpace.
+var ErrJobIndexFull = fmt.Errorf("%w: the keys of the job's owner (its jobs together) on this node's NVMe tier are at its share of the key index "+
 	"(a sixteenth of it, plus 1/64 of their values' bytes up to half of it): store fewer, larger values", ErrNoSpace)
 
-// ErrIndexSlackFull: the jobs' keys beyond their shares take a quarter of
-// the NVMe tier's index. It wraps ErrNoSpace.
-var ErrIndexSlackFull = fmt.Errorf("%w: the NVMe tier's key index holds as many keys beyond their jobs' shares as it takes "+
+// ErrIndexSlackFull: the owners' keys beyond their shares take a quarter
+// of the NVMe tier's index. It wraps ErrNoSpace.
+var ErrIndexSlackFull = fmt.Errorf("%w: the NVMe tier's key index holds as many keys beyond their owners' shares as it takes "+
 	"(a quarter of it): store fewer, larger values", ErrNoSpace)
 
 type nvmeVersion struct {
@@ -246,6 +274,7 @@ func NewNVMe(dev *nvme.Device, opts NVMeOptions) (*NVMe, error) {
 		maxKey:   cmpOr(opts.MaxKeyLen, wire.DefaultMaxKeyLen),
 		alloc:    a,
 		jobs:     make(map[string]*nvmeJob),
+		shares:   make(map[string]*nvmeShare),
 		maxIndex: cmpOr(opts.MaxIndexBytes, DefaultNVMeIndex),
 		log:      opts.Logger,
 	}
@@ -603,11 +632,7 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 		t.freeExtents(v)
 		return Info{}, ErrClosed
 	}
-	j := t.jobs[job]
-	if j == nil {
-		j = &nvmeJob{keys: make(map[string]*nvmeVersion)}
-		t.jobs[job] = j
-	}
+	j := t.jobOf(job)
 	var replaced Info
 	cost := extCost(v) // v's cost to the index: its extents, and a new key's entry
 	old := j.keys[key]
@@ -624,11 +649,9 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 		if old != nil {
 			grow, alloc = grow-extCost(old), alloc-old.alloc
 		}
-		if err := t.admitKey(j, grow, alloc); err != nil {
+		if err := t.admitKey(j.share, grow, alloc); err != nil {
 			t.freeExtents(v)
-			if len(j.keys) == 0 {
-				delete(t.jobs, job)
-			}
+			t.forgetEmpty(job, j)
 			return Info{}, err
 		}
 	}
@@ -639,29 +662,26 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 		t.values++
 	}
 	j.keys[key] = v
-	t.over -= t.pooled(j)
-	t.index += cost
-	j.index += cost
-	j.used += v.alloc
-	t.over += t.pooled(j)
+	t.count(j, cost, v.alloc)
 	return replaced, nil
 }
 
-// admitKey answers whether a new key of j costing the index cost, its
-// value alloc bytes, keeps the index within its bound (ErrIndexFull), j
-// within its share and slack (ErrJobIndexFull) and the jobs' costs beyond
-// their shares within a quarter of it (ErrIndexSlackFull); mu is held.
-func (t *NVMe) admitKey(j *nvmeJob, cost, alloc int64) error {
+// admitKey answers whether a new key of an owner's job (its share s)
+// costing the index cost, its value alloc bytes, keeps the index within
+// its bound (ErrIndexFull), the owner within its share and slack
+// (ErrJobIndexFull) and the owners' costs beyond their shares within a
+// quarter of it (ErrIndexSlackFull); mu is held.
+func (t *NVMe) admitKey(s *nvmeShare, cost, alloc int64) error {
 	if t.index+cost > t.maxIndex {
 		return ErrIndexFull
 	}
-	before := t.beyond(j.index, j.used)
-	after := t.beyond(j.index+cost, j.used+alloc)
+	before := t.beyond(s.index, s.used)
+	after := t.beyond(s.index+cost, s.used+alloc)
 	switch {
 	case after <= before:
 	case after > t.slack():
 		return ErrJobIndexFull
-	case t.over-t.pooled(j)+after > t.maxIndex/4:
+	case t.over-t.pooled(s)+after > t.maxIndex/4:
 		return ErrIndexSlackFull
 	}
 	return nil
@@ -685,21 +705,14 @@ func extCost(v *nvmeVersion) int64 { return nvmeExtentCost * int64(max(len(v.ext
 func (t *NVMe) unindex(j *nvmeJob, key string) {
 	delete(j.keys, key)
 	t.values--
-	t.over -= t.pooled(j)
-	t.index -= indexCost(key)
-	j.index -= indexCost(key)
-	t.over += t.pooled(j)
+	t.count(j, -indexCost(key), 0)
 }
 
 // retire unpublishes v's accounting and frees its extents unless an Open is
 // still reading them; mu is held and the caller removes or replaces the map
 // entry.
 func (t *NVMe) retire(j *nvmeJob, v *nvmeVersion) {
-	t.over -= t.pooled(j)
-	j.used -= v.alloc
-	t.index -= extCost(v)
-	j.index -= extCost(v)
-	t.over += t.pooled(j)
+	t.count(j, -extCost(v), -v.alloc)
 	v.retired.Store(true)
 	if v.readers.Load() == 0 {
 		t.freeExtents(v)
@@ -720,27 +733,27 @@ func (t *NVMe) open(job, key []byte, charge bool) (Value, error) {
 	if err := t.checkKey(job, key); err != nil {
 		return nil, err
 	}
-	v, j, err := t.acquire(job, key, -1)
+	v, sh, err := t.acquire(job, key, -1)
 	if err != nil {
 		return nil, err
 	}
-	val := &nvmeValue{t: t, v: v, j: j}
+	val := &nvmeValue{t: t, v: v, sh: sh}
 	if charge {
 		val.charged = t.padded(v.size)
-		if err := t.chargeRead(j, val.charged); err != nil {
+		if err := t.chargeRead(sh, val.charged); err != nil {
 			t.doneReading(v)
 			return nil, err
 		}
 	}
 	val.bufs, val.segs, err = t.buffers(v.size, val.store[0:0:1], val.store[1:1:2])
 	if err != nil {
-		j.staged.Add(-val.charged)
+		sh.staged.Add(-val.charged)
 		t.doneReading(v)
 		return nil, err
 	}
 	if err := t.dev.Do(t.transfers(v, val.bufs, false, val.ios[:0])); err != nil {
 		t.freeBuffers(val.bufs)
-		j.staged.Add(-val.charged)
+		sh.staged.Add(-val.charged)
 		t.doneReading(v)
 		return nil, t.ioErr(false, err)
 	}
@@ -760,26 +773,26 @@ func (t *NVMe) OpenStart(job, key []byte, submit bool, done func(Value, error)) 
 	if err := t.checkKey(job, key); err != nil {
 		return 0, false, err
 	}
-	v, j, err := t.acquire(job, key, -1)
+	v, sh, err := t.acquire(job, key, -1)
 	if err != nil {
 		return 0, false, err
 	}
-	val := &nvmeValue{t: t, v: v, j: j, charged: t.padded(v.size)}
-	if err := t.chargeRead(j, val.charged); err != nil {
+	val := &nvmeValue{t: t, v: v, sh: sh, charged: t.padded(v.size)}
+	if err := t.chargeRead(sh, val.charged); err != nil {
 		t.doneReading(v)
 		return 0, false, err
 	}
 	size = v.size // v may be released by done before Start returns
 	val.bufs, val.segs, err = t.buffers(v.size, val.store[0:0:1], val.store[1:1:2])
 	if err != nil {
-		j.staged.Add(-val.charged)
+		sh.staged.Add(-val.charged)
 		t.doneReading(v)
 		return 0, false, nil
 	}
 	ios := t.transfers(v, val.bufs, false, val.ios[:0])
 	if !t.dev.Start(ios, false, func(err error) { val.readDone(err, done) }) {
 		t.freeBuffers(val.bufs)
-		j.staged.Add(-val.charged)
+		sh.staged.Add(-val.charged)
 		t.doneReading(v)
 		return 0, false, nil
 	}
@@ -808,7 +821,7 @@ func (t *NVMe) Flush() {
 func (v *nvmeValue) readDone(err error, done func(Value, error)) {
 	if err != nil {
 		v.t.freeBuffers(v.bufs)
-		v.j.staged.Add(-v.charged)
+		v.sh.staged.Add(-v.charged)
 		v.t.doneReading(v.v)
 		done(nil, v.t.ioErr(false, err))
 		return
@@ -822,7 +835,7 @@ func (v *nvmeValue) readDone(err error, done func(Value, error)) {
 // minSize bytes is left alone: acquire returns nil and no error. It takes
 // only the read lock: gets on several goroutines do not wait for each
 // other.
-func (t *NVMe) acquire(job, key []byte, minSize int64) (*nvmeVersion, *nvmeJob, error) {
+func (t *NVMe) acquire(job, key []byte, minSize int64) (*nvmeVersion, *nvmeShare, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.closed {
@@ -840,22 +853,24 @@ func (t *NVMe) acquire(job, key []byte, minSize int64) (*nvmeVersion, *nvmeJob, 
 		return nil, nil, nil
 	}
 	v.readers.Add(1)
-	return v, j, nil
+	return v, j.share, nil
 }
 
-// errReadShare refuses a read that would take a job's reads past their
+// errReadShare refuses a read that would take an owner's reads past their
 // share of the staging memory (readShare).
 var errReadShare = &wire.Error{Code: wire.CodeBusy,
-	Msg: "the job's gets on this node hold more than its share of the NVMe tier's staging memory (a quarter of it) " +
+	Msg: "the gets of the job's owner (its jobs together) on this node hold more than its share of the NVMe tier's staging memory (a quarter of it) " +
 		"in replies their clients have not taken yet; read those replies, or retry"}
 
-// chargeRead counts n bytes of staging memory in j's reads, or refuses
-// them (errReadShare) when j's reads would hold more than readShare and
-// j has other reads holding some: a job's only read is never refused, so
-// one get of any size the limits allow can always be made.
-func (t *NVMe) chargeRead(j *nvmeJob, n int64) error {
-	if u := j.staged.Add(n); t.readShare > 0 && u > n && u > t.readShare {
-		j.staged.Add(-n)
+// chargeRead counts n bytes of staging memory in the reads of s's jobs,
+// or refuses them (errReadShare) when they would hold more than
+// readShare and other reads of theirs hold some: an owner's only read is
+// never refused, so one get of any size the limits allow can always be
+// made. The read gives them back to s, whatever its job's owner is by
+// then.
+func (t *NVMe) chargeRead(s *nvmeShare, n int64) error {
+	if u := s.staged.Add(n); t.readShare > 0 && u > n && u > t.readShare {
+		s.staged.Add(-n)
 		return errReadShare
 	}
 	return nil
@@ -903,7 +918,7 @@ func (t *NVMe) lookup(job, key []byte) *nvmeVersion {
 type nvmeValue struct {
 	t        *NVMe
 	v        *nvmeVersion
-	j        *nvmeJob // whose reads it is counted in (chargeRead)
+	sh       *nvmeShare // whose reads it is counted in (chargeRead)
 	charged  int64
 	bufs     [][]byte
 	segs     [][]byte
@@ -927,7 +942,7 @@ func (v *nvmeValue) Release() {
 		panic("nvme tier: value released twice")
 	}
 	v.t.freeBuffers(v.bufs)
-	v.j.staged.Add(-v.charged)
+	v.sh.staged.Add(-v.charged)
 	v.t.doneReading(v.v)
 }
 
@@ -977,9 +992,7 @@ func (t *NVMe) remove(job, key []byte, cond bool, ver uint64) (Info, error) {
 	}
 	t.retire(j, v)
 	t.unindex(j, string(key))
-	if len(j.keys) == 0 {
-		delete(t.jobs, string(job))
-	}
+	t.forgetEmpty(string(job), j)
 	return v.info(), nil
 }
 
@@ -1085,9 +1098,7 @@ func (t *NVMe) DropJob(job []byte, keepPersistent bool) int64 {
 		t.retire(j, v)
 		t.unindex(j, k)
 	}
-	if len(j.keys) == 0 {
-		delete(t.jobs, string(job))
-	}
+	t.forgetEmpty(string(job), j)
 	return freed
 }
 
@@ -1121,7 +1132,7 @@ func (t *NVMe) Close() error {
 		return nil
 	}
 	t.closed = true
-	t.jobs = nil
+	t.jobs, t.shares = nil, nil
 	return nil
 }
 
@@ -1135,7 +1146,7 @@ func (t *NVMe) Close() error {
 type nvmeStream struct {
 	t       *NVMe
 	v       *nvmeVersion
-	j       *nvmeJob // whose reads it is counted in (chargeRead)
+	sh      *nvmeShare // whose reads it is counted in (chargeRead)
 	charged int64
 	chunk   int
 	closed  atomic.Bool
@@ -1155,13 +1166,13 @@ func (t *NVMe) OpenStream(job, key []byte, chunk int, minSize int64) (*nvmeStrea
 		return nil, fmt.Errorf("nvme tier: stream chunk %d is not a positive multiple of the alignment %d", chunk, t.align)
 	}
 	chunk = min(chunk, t.chunk)
-	v, j, err := t.acquire(job, key, minSize)
+	v, sh, err := t.acquire(job, key, minSize)
 	if v == nil {
 		return nil, err
 	}
 	// A stream holds at most its window of chunk buffers (ops.go).
-	s := &nvmeStream{t: t, v: v, j: j, chunk: chunk, charged: min(t.padded(v.size), int64(streamWindow*chunk))}
-	if err := t.chargeRead(j, s.charged); err != nil {
+	s := &nvmeStream{t: t, v: v, sh: sh, chunk: chunk, charged: min(t.padded(v.size), int64(streamWindow*chunk))}
+	if err := t.chargeRead(sh, s.charged); err != nil {
 		t.doneReading(v)
 		return nil, err
 	}
@@ -1238,6 +1249,6 @@ func (s *nvmeStream) close() {
 	if s.closed.Swap(true) {
 		panic("nvme tier: stream closed twice")
 	}
-	s.j.staged.Add(-s.charged)
+	s.sh.staged.Add(-s.charged)
 	s.t.doneReading(s.v)
 }

@@ -2,11 +2,13 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/nvme"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -144,5 +146,152 @@ func TestUnfinishedBoundPerOwner(t *testing.T) {
 	}
 	if got, shares := n.unfinished.held("o tenant-t", 0), unfinishedCount(n); got != 24<<20 || shares != 1 {
 		t.Fatalf("after the early put ended: the owner holds %d unfinished bytes in %d shares, want 24 MiB in 1", got, shares)
+	}
+}
+
+// putTo stores size bytes under job/key in tier.
+func putTo(tier Tier, job, key string, size int) error {
+	p, err := tier.Create([]byte(job), []byte(key), int64(size), Meta{})
+	if err != nil {
+		return err
+	}
+	_, err = p.Commit()
+	return err
+}
+
+// ownedNVMe is an NVMe tier of 64 MiB with a 64 KiB key index whose
+// jobs' owners are owners' (job -> owner; a job not there is its own).
+func ownedNVMe(t *testing.T, owners map[string]string, topts NVMeOptions) *NVMe {
+	topts.MaxIndexBytes = 64 << 10
+	tier := fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 16 << 20, Engine: nvme.EngineSync}, topts)
+	tier.setOwners(func(job []byte) []byte {
+		if o, ok := owners[string(job)]; ok {
+			return []byte("o " + o)
+		}
+		return nil
+	})
+	return tier
+}
+
+// fillKeys puts one-byte values of job until one is refused, and returns
+// how many were stored and the refusal.
+func fillKeys(tier Tier, job string) (int, error) {
+	for n := 0; ; n++ {
+		if err := putTo(tier, job, fmt.Sprintf("k%04d", n), 1); err != nil {
+			return n, err
+		}
+	}
+}
+
+// One owner's jobs together get one share of the NVMe key index, and one
+// slack: job t-1's one-byte keys fill the owner's (20 of them in a 64 KiB
+// index, TestNVMeIndexShares), and t-2's first key is refused as at its
+// share, while another owner's job still gets its own 20. On the old
+// code (shares per job) t-2 took another 20: a re-check filled a 1 MiB
+// index with two jobs of one client.
+func TestNVMeIndexSharePerOwner(t *testing.T) {
+	tier := ownedNVMe(t, map[string]string{"t-1": "tenant-t", "t-2": "tenant-t"}, NVMeOptions{})
+	n, err := fillKeys(tier, "t-1")
+	if !errors.Is(err, ErrJobIndexFull) || n != 20 {
+		t.Fatalf("the owner's first job: %d keys, then %v; want 20, then its share full", n, err)
+	}
+	if n, err := fillKeys(tier, "t-2"); n != 0 || !errors.Is(err, ErrJobIndexFull) {
+		t.Fatalf("the owner's second job: %d keys, then %v; want 0, its owner's share full", n, err)
+	}
+	if n, err := fillKeys(tier, "u-1"); n != 20 || !errors.Is(err, ErrJobIndexFull) {
+		t.Fatalf("another owner's job: %d keys, then %v; want 20", n, err)
+	}
+}
+
+// A job's keys counted against its job key before its owner is known
+// move, exactly, into its owner's share when the node says so (rebind):
+// p-1's 8 keys leave the owner's first job 12 of the 20, and dropping p-1
+// gives back its 8. With every job dropped nothing stays counted. On the
+// old code t-1 got 20 beside p-1's 8.
+func TestNVMeIndexShareMovesToOwner(t *testing.T) {
+	owners := map[string]string{"t-1": "tenant-t"}
+	tier := ownedNVMe(t, owners, NVMeOptions{})
+	for i := 0; i < 8; i++ {
+		if err := putTo(tier, "p-1", fmt.Sprintf("p%d", i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owners["p-1"] = "tenant-t"
+	tier.rebind("p-1")
+	if n, err := fillKeys(tier, "t-1"); n != 12 || !errors.Is(err, ErrJobIndexFull) {
+		t.Fatalf("the owner's job beside its other job's 8 keys: %d keys, then %v; want 12", n, err)
+	}
+	tier.DropJob([]byte("p-1"), false)
+	if err := putTo(tier, "t-1", "after", 1); err != nil {
+		t.Fatalf("a key once the owner's other job was dropped: %v", err)
+	}
+	tier.DropJob([]byte("t-1"), false)
+	tier.mu.RLock()
+	defer tier.mu.RUnlock()
+	if len(tier.shares) != 0 || tier.index != 0 || tier.over != 0 {
+		t.Fatalf("every job dropped: %d shares, index %d, %d beyond shares; want none", len(tier.shares), tier.index, tier.over)
+	}
+}
+
+// One owner's jobs' gets together hold the read staging share one job's
+// could (MaxReadStagingPerJob, 2 MiB here): with t-1's two open 1 MiB
+// values, a get of t-2, of the same owner, is refused busy, and another
+// owner's is served. On the old code (per job) t-2's get was served.
+func TestNVMeReadSharePerOwner(t *testing.T) {
+	tier := ownedNVMe(t, map[string]string{"t-1": "tenant-t", "t-2": "tenant-t"}, NVMeOptions{MaxReadStagingPerJob: 2 << 20})
+	for _, job := range []string{"t-1", "t-2", "u-1"} {
+		if err := putTo(tier, job, "v", 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		v, err := tier.Open([]byte("t-1"), []byte("v"))
+		if err != nil {
+			t.Fatalf("the owner's open %d: %v", i, err)
+		}
+		defer v.Release()
+	}
+	if v, err := tier.Open([]byte("t-2"), []byte("v")); !errors.Is(err, errReadShare) {
+		if err == nil {
+			v.Release()
+		}
+		t.Fatalf("a get of the owner's second job beside 2 MiB of its first's: %v, want %v", err, errReadShare)
+	}
+	v, err := tier.Open([]byte("u-1"), []byte("v"))
+	if err != nil {
+		t.Fatalf("another owner's get: %v", err)
+	}
+	v.Release()
+}
+
+// shareKeys lists the owner keys of tier's shares.
+func shareKeys(tier *NVMe) []string {
+	tier.mu.RLock()
+	defer tier.mu.RUnlock()
+	var keys []string
+	for k := range tier.shares {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// A node tells its NVMe tier whose each job is (setOwners), and moves a
+// job's keys to its owner's share when a heartbeat's table names the
+// owner (ApplyAck, ownerLearned): the key p-1 put under its job key is
+// then counted in the owner's share alone.
+func TestNodeMovesNVMeKeysToTheOwner(t *testing.T) {
+	nv := fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 16 << 20, Engine: nvme.EngineSync}, NVMeOptions{})
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", NVMe: nv, Guard: NewTokenGuard(jtSecret),
+		Net: netio.Config{Loops: 1}}, nv)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "p-1", Gen: 90}))
+	if err := putTo(nv, "p-1", "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(shareKeys(nv)); got != "[j p-1]" {
+		t.Fatalf("shares %s before the owner is known, want [j p-1]", got)
+	}
+	n.ApplyAck(syncAck(101, wire.JobEpoch{Job: "p-1", Gen: 90, Owner: "tenant-t"}))
+	if got := fmt.Sprint(shareKeys(nv)); got != "[o tenant-t]" {
+		t.Fatalf("shares %s once the table names the owner, want [o tenant-t]", got)
 	}
 }
