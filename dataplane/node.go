@@ -183,6 +183,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		n.cfg.Guard = g.bind(&n.jobs)
 	}
 	n.vers = newVersionTable()
+	n.vers.ownerOf = n.ownerOf
 	n.vers.max = versionBudget(cfg)
 	n.mx.init(cfg.Net.Loops)
 	n.startWorkers(cfg.Workers)

@@ -57,8 +57,9 @@ func (n *Node) proveFor(c *netio.Conn, job []byte) {
 
 // A node's other shares count per owner too, so that one owner's jobs
 // together get one share, not one a job: the scan lane's turns and queue
-// room (lane.go), the bound on unfinished puts (unfinished.go), and the
-// NVMe tier's key index and read staging shares (nvme.go). Each counts
+// room (lane.go), the bound on unfinished puts (unfinished.go), the
+// version table's shares (versionowners.go), and the NVMe tier's key
+// index and read staging shares (nvme.go, nvmeshare.go). Each counts
 // against the key proveFor proves for (ownerKey): the owner the table
 // names, else the job. Before (2026-12-06) they counted per job: a
 // re-check filled a 1 MiB NVMe key index with two jobs of one client. A
@@ -98,8 +99,9 @@ func isOwnerKey(key string, owner []byte, job string) bool {
 
 // ownerLearned moves what the shares counted against job's job key to
 // its owner's key, once the table names the owner (jobTable.takeLearned):
-// the scan lane's waiting requests, and the NVMe tier's index and
-// allocated bytes of the job's keys.
+// the scan lane's waiting requests, the version table's counts of the
+// job's versions, and the NVMe tier's index and allocated bytes of the
+// job's keys.
 func (n *Node) ownerLearned(job string) {
 	owner := n.ownerOf([]byte(job))
 	if owner == nil {
@@ -108,6 +110,7 @@ func (n *Node) ownerLearned(job string) {
 	if n.lane != nil {
 		n.lane.rekey(ownerKey(nil, job), string(owner))
 	}
+	n.vers.rebind(job)
 	for _, t := range []Tier{n.cfg.DRAM, n.cfg.NVMe} {
 		if o, ok := t.(ownedTier); ok {
 			o.rebind(job)

@@ -295,3 +295,72 @@ func TestNodeMovesNVMeKeysToTheOwner(t *testing.T) {
 		t.Fatalf("shares %s once the table names the owner, want [o tenant-t]", got)
 	}
 }
+
+// fillVersions puts one-byte chunks of job, each of its own version, on
+// c until one is refused, and returns how many were stored and the
+// refusal.
+func fillVersions(t *testing.T, n *Node, job string) (int, error) {
+	c := dial(t, n, job)
+	for ver := uint64(1); ; ver++ {
+		r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, jobChunkReq(job, "o", ver, 1), []byte("x"))
+		if r.Err() != nil {
+			return int(ver - 1), r.Err()
+		}
+	}
+}
+
+// One owner's jobs together get one share of the node's table of object
+// versions (jobVersionSlack beyond a quarter of their chunks' bytes): job
+// t-1's one-byte chunks, each of its own version, fill the owner's, and
+// t-2's first chunk is refused as at its share, while another owner's
+// job still gets its own. On the old code (per job) t-2 took as many as
+// t-1: a re-check filled the shared quarter with 225 jobs of one client.
+func TestVersionSharePerOwner(t *testing.T) {
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}, MaxVersionBytes: 64 << 20}, d)
+	n.ApplyAck(syncAck(100,
+		wire.JobEpoch{Job: "t-1", Gen: 90, Owner: "tenant-t"},
+		wire.JobEpoch{Job: "t-2", Gen: 91, Owner: "tenant-t"},
+		wire.JobEpoch{Job: "u-1", Gen: 92, Owner: "tenant-u"}))
+	first, err := fillVersions(t, n, "t-1")
+	if !errors.Is(err, ErrJobVersionsFull) || first == 0 {
+		t.Fatalf("the owner's first job: %d versions, then %v; want its share full", first, err)
+	}
+	if k, err := fillVersions(t, n, "t-2"); k != 0 || !errors.Is(err, ErrJobVersionsFull) {
+		t.Fatalf("the owner's second job beside its first's %d versions: %d, then %v; want 0, the owner's share full", first, k, err)
+	}
+	if k, err := fillVersions(t, n, "u-1"); k != first || !errors.Is(err, ErrJobVersionsFull) {
+		t.Fatalf("another owner's job: %d versions, then %v; want %d", k, err, first)
+	}
+}
+
+// A job's versions counted against its job key before its owner is known
+// move, exactly, into its owner's count when the node learns the owner
+// (rebind), and are taken back from there when they go: the owner's
+// other job then gets what is left of one share, and with every version
+// dropped no count stays.
+func TestVersionShareMovesToOwner(t *testing.T) {
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}, MaxVersionBytes: 64 << 20}, d)
+	k := verKey{KindDRAM, "p-1", 1}
+	n.vers.mu.Lock()
+	n.vers.chargeLocked(k, jobVersionSlack/2, 0)
+	n.vers.mu.Unlock()
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "p-1", Gen: 90, Owner: "tenant-t"}, wire.JobEpoch{Job: "t-1", Gen: 91, Owner: "tenant-t"}))
+	if err := n.vers.admit(verKey{KindDRAM, "t-1", 1}, "x", 0); err != nil {
+		t.Fatalf("a chunk of the owner's other job within what is left: %v", err)
+	}
+	n.vers.mu.Lock()
+	n.vers.chargeLocked(verKey{KindDRAM, "t-1", 1}, jobVersionSlack/2, 0)
+	n.vers.mu.Unlock()
+	if err := n.vers.admit(verKey{KindDRAM, "t-1", 2}, "x", 0); !errors.Is(err, ErrJobVersionsFull) {
+		t.Fatalf("a chunk of the owner's job past one share over its two jobs: %v, want %v", err, ErrJobVersionsFull)
+	}
+	n.vers.mu.Lock()
+	defer n.vers.mu.Unlock()
+	n.vers.chargeLocked(k, -jobVersionSlack/2, 0)
+	n.vers.chargeLocked(verKey{KindDRAM, "t-1", 1}, -jobVersionSlack/2, 0)
+	if len(n.vers.owners) != 0 || len(n.vers.jobs) != 0 || n.vers.over != 0 {
+		t.Fatalf("every count taken back: %d owners, %d jobs, %d beyond shares; want none", len(n.vers.owners), len(n.vers.jobs), n.vers.over)
+	}
+}

@@ -126,21 +126,27 @@ type versionTable struct {
 	unregistered atomic.Int64
 	// bytes is what m holds, counted by versionCost and chunkCost; max
 	// bounds it (NodeConfig.MaxVersionBytes; <= 0: no bound). jobs splits
-	// bytes by job and tier, beside their chunks' bytes: each job's share
-	// is bounded too (admit).
+	// bytes by job and tier, beside their chunks' bytes, and owners by
+	// owner (owner key) and tier: each owner's share is bounded too
+	// (admit).
 	bytes, max int64
-	jobs       map[jobTier]*jobCost
-	over       int64 // the jobs' costs beyond their shares, summed (jobCost.over)
-	lease      time.Duration
-	node       *Node // set on the first chunk put; the sweeper's tiers
-	start      sync.Once
-	stop       chan struct{}
-	done       chan struct{}
+	jobs       map[jobTier]*jobVersions
+	owners     map[jobTier]*ownerVersions // jobTier.job is the owner key
+	over       int64                      // the owners' costs beyond their shares, summed (jobCost.over)
+	// ownerOf names a job's owner key (Node.ownerOf; nil: none, every
+	// job its own owner). Set before the node serves.
+	ownerOf func(job []byte) []byte
+	lease   time.Duration
+	node    *Node // set on the first chunk put; the sweeper's tiers
+	start   sync.Once
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 func newVersionTable() *versionTable {
 	v := &versionTable{m: make(map[verKey]*verEntry), dead: make(map[jobTier]map[uint64]int64),
-		removed: make(map[jobTier]map[uint64]keptVersion), keptAlone: defaultKeptAlone, jobs: make(map[jobTier]*jobCost),
+		removed: make(map[jobTier]map[uint64]keptVersion), keptAlone: defaultKeptAlone, jobs: make(map[jobTier]*jobVersions),
+		owners: make(map[jobTier]*ownerVersions),
 		moving: make(map[movingKey]int), deleting: make(map[movingKey]int), deletingKeys: make(map[movingKey]int),
 		filing: make(map[verKey]int), lease: DefaultChunkLease,
 		stop: make(chan struct{}), done: make(chan struct{})}
@@ -215,20 +221,26 @@ const (
 func keyCost(key string) int64 { return int64(len(key) + chunkCost) }
 
 // chargeLocked adds cost (table bytes) and data (chunk bytes) to the
-// table's count and to k's job's; a job's count goes at zero.
+// table's count, to k's job's and to its owner's (versionowners.go); a
+// job's count goes at zero.
 func (v *versionTable) chargeLocked(k verKey, cost, data int64) {
 	v.bytes += cost
 	jt := jobTier{k.tier, k.job}
-	jc := v.jobs[jt]
-	if jc == nil {
-		jc = &jobCost{}
-		v.jobs[jt] = jc
+	jv := v.jobs[jt]
+	if jv == nil {
+		jv = &jobVersions{}
+		v.jobs[jt] = jv
 	}
-	v.over -= jc.over()
-	jc.cost += cost
-	jc.data += data
-	v.over += jc.over()
-	if jc.cost <= 0 && jc.data <= 0 {
+	v.bindLocked(jt, jv)
+	o := jv.owner
+	v.over -= o.over()
+	jv.cost += cost
+	jv.data += data
+	o.cost += cost
+	o.data += data
+	v.over += o.over()
+	if jv.cost <= 0 && jv.data <= 0 {
+		v.unbindLocked(jv)
 		delete(v.jobs, jt)
 	}
 }
@@ -237,9 +249,10 @@ func (v *versionTable) chargeLocked(k verKey, cost, data int64) {
 // chunks' bytes: the part of the slack they use.
 func (jc jobCost) over() int64 { return max(0, jc.cost-jc.data/jobVersionShare) }
 
-// A job's versions on a tier may cost the table at most jobVersionSlack
-// plus a 1/jobVersionShare of their chunks' bytes, and all jobs together
-// at most a quarter of the table beyond their shares (versionTable.over),
+// An owner's versions on a tier (its jobs' together, versionowners.go)
+// may cost the table at most jobVersionSlack plus a 1/jobVersionShare of
+// their chunks' bytes, and all owners together at most a quarter of the
+// table beyond their shares (versionTable.over),
 // so no job, nor many, fill the
 // table that every job's large puts need with chunks that hold next to
 // nothing. Before, one job's 143,395 one-byte chunks, each of its own
@@ -249,7 +262,8 @@ func (jc jobCost) over() int64 { return max(0, jc.cost-jc.data/jobVersionShare) 
 // The re-check found one client's 225 jobs, each in its slack, filling
 // the tables and, with persist, keeping them full after they ended: the
 // shared bound on the slacks leaves the table's other three quarters to
-// versions within their share. An object's chunks of 16 KiB cost the table
+// versions within their share, and since 2026-12-06 those jobs count as
+// one owner, with one slack. An object's chunks of 16 KiB cost the table
 // about 3 % of their bytes (1 MiB chunks well under 1 %), and the slack
 // covers a node holding only the small last chunks of some objects.
 const (
@@ -257,16 +271,17 @@ const (
 	jobVersionShare = 4
 )
 
-// ErrJobVersionsFull: one job's share of the node's table of chunk versions
-// is used (jobVersionSlack and jobVersionShare). It carries CodeNoSpace.
+// ErrJobVersionsFull: the share of the job's owner (its jobs together) of
+// the node's table of chunk versions is used (jobVersionSlack and
+// jobVersionShare). It carries CodeNoSpace.
 var ErrJobVersionsFull error = &wire.Error{Code: wire.CodeNoSpace,
-	Msg: "the job's object versions on this node are at its share of the node's table (1 MiB plus a quarter of their chunks' bytes): nothing was stored; use larger chunks or fewer objects in flight"}
+	Msg: "the object versions of the job's owner (its jobs together) on this node are at its share of the node's table (1 MiB plus a quarter of their chunks' bytes): nothing was stored; use larger chunks or fewer objects in flight"}
 
-// ErrSlackFull: the jobs' versions beyond their shares of their chunks'
+// ErrSlackFull: the owners' versions beyond their shares of their chunks'
 // bytes take a quarter of the node's table of chunk versions. It carries
 // CodeNoSpace.
 var ErrSlackFull error = &wire.Error{Code: wire.CodeNoSpace,
-	Msg: "the node's table of object versions holds as many versions beyond their jobs' shares as it takes (a quarter of it): nothing was stored; a chunk within the job's share (a quarter of its chunks' bytes) still fits"}
+	Msg: "the node's table of object versions holds as many versions beyond their owners' shares as it takes (a quarter of it): nothing was stored; a chunk within the share of the job's owner (a quarter of its chunks' bytes) still fits"}
 
 // ErrVersionsFull: the node's table of chunk versions is at its bound
 // (NodeConfig.MaxVersionBytes). It carries CodeNoSpace.
@@ -309,10 +324,7 @@ func (v *versionTable) admit(k verKey, key string, size int64) error {
 	if v.bytes+cost > v.max {
 		return ErrVersionsFull
 	}
-	var jc jobCost
-	if p := v.jobs[jobTier{k.tier, k.job}]; p != nil {
-		jc = *p
-	}
+	jc := v.ownerCostLocked(jobTier{k.tier, k.job})
 	after := jobCost{cost: jc.cost + cost, data: jc.data + size}
 	switch {
 	case cost == 0:
