@@ -15,6 +15,16 @@
 // with the job's keys, run on the node's scan lane (lane.go), one
 // goroutine apart from the loops, and answer from the loop when done.
 //
+// # Shares
+//
+// What one client may hold of a node is counted per owner (owner.go):
+// the tenant or client address the controller's table names as the job's
+// owner, else the job. Proven connection slots, the scan lane's turns and
+// queue room, the bound on unfinished puts, the version table's shares
+// and the NVMe tier's key index and read staging shares all count an
+// owner's jobs together, so registering more jobs gets an owner no more
+// of them. Each job's own usage is still counted, for its drop.
+//
 // # Tiers
 //
 // A Tier (tier.go) stores values by job and key. One test suite
