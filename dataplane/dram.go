@@ -593,12 +593,12 @@ func (h *listHeap) Pop() any {
 // The walk holds a live count, so a Close meanwhile cannot unmap the
 // arenas under it: once unlinked, the job is no longer in the map Close
 // drops, and its tables are this call's to free.
-func (d *DRAM) DropJob(job []byte, keepPersistent bool) int64 {
+func (d *DRAM) DropJob(job []byte, keepPersistent bool) Dropped {
 	d.live.Add(1)
 	defer d.unlive()
 	j := d.job(job)
 	if j == nil {
-		return 0
+		return Dropped{}
 	}
 	if !keepPersistent {
 		d.unlinkJob(j)
@@ -606,9 +606,9 @@ func (d *DRAM) DropJob(job []byte, keepPersistent bool) int64 {
 			testHookDropUnlinked()
 		}
 	}
-	var freed int64
+	var freed Dropped
 	for i := range j.shards {
-		freed += d.dropShard(j, &j.shards[i], keepPersistent)
+		freed = freed.add(d.dropShard(j, &j.shards[i], keepPersistent))
 	}
 	if keepPersistent {
 		d.unlinkIfEmpty(j)
@@ -621,9 +621,9 @@ func (d *DRAM) DropJob(job []byte, keepPersistent bool) int64 {
 var testHookDropUnlinked func()
 
 // dropShard removes the shard's values (but those stored with Persist when
-// keepPersistent) and returns their bytes. Removing everything also gives
-// the table's memory back.
-func (d *DRAM) dropShard(j *dramJob, s *dramShard, keepPersistent bool) int64 {
+// keepPersistent) and returns their count and bytes. Removing everything
+// also gives the table's memory back.
+func (d *DRAM) dropShard(j *dramJob, s *dramShard, keepPersistent bool) Dropped {
 	var victims []int64
 	s.mu.Lock()
 	if !keepPersistent {
@@ -642,10 +642,10 @@ func (d *DRAM) dropShard(j *dramJob, s *dramShard, keepPersistent bool) int64 {
 		}
 	}
 	s.mu.Unlock()
-	var freed int64
+	freed := Dropped{Values: int64(len(victims))}
 	for _, off := range victims {
 		b := recordAt(d.arena, off).h.bytes
-		freed += b
+		freed.Bytes += b
 		j.used.Add(-b)
 		d.values.Add(-1)
 		d.unref(off)

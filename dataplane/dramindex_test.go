@@ -214,8 +214,8 @@ func TestDRAMDropJobRacingClose(t *testing.T) {
 		}
 	}
 	defer func() { testHookDropUnlinked = nil }()
-	if freed := d.DropJob(job, false); freed <= 0 {
-		t.Errorf("DropJob freed %d bytes, want the last value's", freed)
+	if freed := d.DropJob(job, false); freed.Bytes <= 0 {
+		t.Errorf("DropJob freed %+v, want the last value's", freed)
 	}
 	if got := d.live.Load(); got != 0 {
 		t.Errorf("live = %d after Close and DropJob, want 0 (arenas unmapped)", got)

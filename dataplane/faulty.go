@@ -228,11 +228,10 @@ func (f *Faulty) List(job, prefix, after []byte, fn func(key []byte, info Info) 
 	return f.inner.List(job, prefix, after, fn)
 }
 
-// DropJob implements Tier. A failure (FaultDrop) drops nothing and
-// frees 0 bytes.
-func (f *Faulty) DropJob(job []byte, keepPersistent bool) int64 {
+// DropJob implements Tier. A failure (FaultDrop) drops nothing.
+func (f *Faulty) DropJob(job []byte, keepPersistent bool) Dropped {
 	if f.check(FaultDrop, job, nil) != nil {
-		return 0
+		return Dropped{}
 	}
 	return f.inner.DropJob(job, keepPersistent)
 }

@@ -39,7 +39,7 @@ func (n *Node) DropHeld(drop []wire.HeldJob) {
 			continue
 		}
 		freed := n.DropJob([]byte(h.Job), true)
-		n.log.Info("dropped an orphaned job's data on the controller's order", "job", h.Job, "bytes", freed)
+		n.log.Info("dropped an orphaned job's data on the controller's order", "job", h.Job, "values", freed.Values, "bytes", freed.Bytes)
 	}
 }
 

@@ -146,6 +146,11 @@ type jobEntry struct {
 	// commits counts its puts past their check at commit (stored) whose
 	// commit has not ended: a drop waits for them (awaitCommits).
 	commits atomic.Int32
+	// unreported is what the node's own drops of the job, once revoked,
+	// freed since the controller's last drop order (Node.dropRevokedData),
+	// under dropMu.
+	dropMu     sync.Mutex
+	unreported Dropped
 
 	pendingAt time.Time // when it was entered pending (addPending)
 	seen      uint64    // the snapshot that last listed it

@@ -329,33 +329,55 @@ func (n *Node) JobTraffic() []JobTraffic {
 }
 
 // DropJob deletes a job's values from every tier (keeping persistent ones
-// when asked); it returns values' bytes freed. On a node with a guard it is
-// the controller's order for a deregistered job: the job is revoked first,
-// so its requests are refused (its reads answer busy) while its data goes,
-// and is revoked or retired when the drop ends (jobtable.go); a
-// standalone node forgets the job.
-func (n *Node) DropJob(job []byte, keepPersistent bool) int64 {
+// when asked); it returns the values and bytes freed. On a node with a
+// guard it is the controller's order for a deregistered job: the job is
+// revoked first, so its requests are refused (its reads answer busy)
+// while its data goes, and is revoked or retired when the drop ends
+// (jobtable.go), and it returns what it freed with what the node's own
+// drops of the job freed before it (dropRevokedData); a standalone node
+// forgets the job.
+func (n *Node) DropJob(job []byte, keepPersistent bool) Dropped {
 	if n.cfg.Guard == nil {
-		freed := n.dropTiers(job, keepPersistent) + n.dropLeased(job)
+		freed := n.dropTiers(job, keepPersistent).add(n.dropLeased(job))
 		n.jobs.forget(string(job))
 		n.vers.dropJob(job)
 		return freed
 	}
 	n.jobs.revokeOrder(string(job), time.Now(), !keepPersistent)
-	return n.dropRevokedData(job, keepPersistent)
+	return n.dropRevokedData(job, keepPersistent, true)
 }
 
 // dropRevokedData drops a revoked job's data (keeping persistent values
 // when asked) and its versions, then ends its dropping state (dropped):
-// deferred, so that no drop leaves the job dropping.
-func (n *Node) dropRevokedData(job []byte, keepPersistent bool) (freed int64) {
+// deferred, so that no drop leaves the job dropping. The node's own drop
+// (order false: a heartbeat said the job was revoked) keeps what it freed
+// for the controller's next order (jobEntry.unreported), whose drop
+// returns it with its own: a node that heard of a deregistration from a
+// heartbeat dropped the job at once, and the order that followed found
+// nothing left, so the deregistration reported the values short (a new
+// user's trial: a 200 KB put, then deregister, reported 0 dropped, 3
+// times of several). A drop of the node's own still under way when the
+// order's ends is reported by the next order, if any: the drops run side
+// by side (an order is not kept waiting on a slow device).
+func (n *Node) dropRevokedData(job []byte, keepPersistent, order bool) Dropped {
+	e := n.jobs.lookup(job)
 	if !n.jobs.awaitCommits(string(job), commitWait) {
 		n.log.Warn("a revoked job's puts were still committing when its drop began; what they store is dropped or kept at the next check",
 			"job", string(job), "waited", commitWait)
 	}
 	defer func() { n.jobs.dropped(string(job), n.jobUsage(job)) }()
-	freed = n.dropTiers(job, keepPersistent) + n.dropLeased(job)
+	freed := n.dropTiers(job, keepPersistent).add(n.dropLeased(job))
 	n.vers.dropJob(job)
+	if e == nil {
+		return freed
+	}
+	e.dropMu.Lock()
+	defer e.dropMu.Unlock()
+	if !order {
+		e.unreported = e.unreported.add(freed)
+		return freed
+	}
+	freed, e.unreported = freed.add(e.unreported), Dropped{}
 	return freed
 }
 
@@ -367,20 +389,21 @@ func (n *Node) dropRevokedData(job []byte, keepPersistent bool) (freed int64) {
 // the job's persisted bytes (deregistration's and status's figures) for a
 // chunk lease, 60 s, though no listing showed them (a new user's trial:
 // 38-180 MiB a run).
-func (n *Node) dropLeased(job []byte) int64 {
+func (n *Node) dropLeased(job []byte) Dropped {
 	before := n.jobUsage(job)
+	var values int
 	for k, keys := range n.vers.takeLeasedOf(string(job)) {
 		if t := n.tierOf(k.tier); t != nil {
-			deleteKeys(t, job, keys)
+			values += deleteKeys(t, job, keys)
 		}
 	}
-	return max(before-n.jobUsage(job), 0)
+	return Dropped{Values: int64(values), Bytes: max(before-n.jobUsage(job), 0)}
 }
 
-func (n *Node) dropTiers(job []byte, keepPersistent bool) int64 {
-	var freed int64
+func (n *Node) dropTiers(job []byte, keepPersistent bool) Dropped {
+	var freed Dropped
 	for _, t := range n.Tiers() {
-		freed += t.DropJob(job, keepPersistent)
+		freed = freed.add(t.DropJob(job, keepPersistent))
 	}
 	return freed
 }
@@ -425,9 +448,9 @@ func (n *Node) ApplyAck(ack *wire.NodeAck) {
 
 // dropRevoked drops a revoked job's data, keeping persistent values.
 func (n *Node) dropRevoked(job string) {
-	freed := n.dropRevokedData([]byte(job), true)
-	if freed > 0 {
-		n.log.Info("dropped a revoked job's data", "job", job, "bytes", freed)
+	freed := n.dropRevokedData([]byte(job), true, false)
+	if freed.Bytes > 0 {
+		n.log.Info("dropped a revoked job's data", "job", job, "values", freed.Values, "bytes", freed.Bytes)
 	}
 }
 

@@ -1082,19 +1082,20 @@ func (t *NVMe) scanKeys(job, prefix, after []byte, fn func(key string, info Info
 }
 
 // DropJob implements Tier.
-func (t *NVMe) DropJob(job []byte, keepPersistent bool) int64 {
+func (t *NVMe) DropJob(job []byte, keepPersistent bool) Dropped {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	j := t.jobs[string(job)]
 	if j == nil {
-		return 0
+		return Dropped{}
 	}
-	var freed int64
+	var freed Dropped
 	for k, v := range j.keys {
 		if keepPersistent && v.flags&Persist != 0 {
 			continue
 		}
-		freed += v.alloc
+		freed.Values++
+		freed.Bytes += v.alloc
 		t.retire(j, v)
 		t.unindex(j, k)
 	}

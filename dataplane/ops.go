@@ -737,21 +737,16 @@ func (n *Node) dropJob(c *netio.Conn, cs *connState, h *wire.Header) {
 		n.replyErr(c, cs, h, errNoJob)
 		return
 	}
-	var before int64
-	for _, t := range n.Tiers() {
-		before += int64(t.Usage().Values)
-	}
 	// Values put with FlagPersist outlive their job (Pocket's
 	// PERSIST_AFTER_JOB) unless the order says FlagPrefix: drop all.
+	// The count is the job's own: before, the tiers' value counts before
+	// and after the drop, which other jobs' puts and deletes meanwhile
+	// moved too.
 	freed := n.DropJob(r.Job, h.Flags&wire.FlagPrefix == 0)
-	var after int64
-	for _, t := range n.Tiers() {
-		after += int64(t.Usage().Values)
-	}
 	// Capacity: the job's bytes kept here (its persistent values); a
 	// node that keeps none forgets the job after its RevokeLinger, which
 	// the controller waits for before taking the node back (controller/dead.go).
-	resp := wire.Response{Size: freed, Count: uint64(max(before-after, 0)), Capacity: n.jobUsage(r.Job)}
+	resp := wire.Response{Size: freed.Bytes, Count: uint64(max(freed.Values, 0)), Capacity: n.jobUsage(r.Job)}
 	if p, ok := n.cfg.Guard.(versionsProver); ok {
 		resp.Proof = p.ProveDrop(r.Job, r.Key, resp.Capacity) // the controller sweeps by it (controller/sweep.go)
 	}

@@ -286,8 +286,8 @@ func TestDropOrderedJobServedOnceBackInTheMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 101, Jobs: []wire.JobEpoch{{Job: job, Gen: 90, Epoch: 4, Out: true}}})
-	if freed := n.DropJob([]byte(job), true); freed <= 0 {
-		t.Fatalf("the order freed %d bytes", freed)
+	if freed := n.DropJob([]byte(job), true); freed.Bytes <= 0 {
+		t.Fatalf("the order freed %+v", freed)
 	}
 	if err := jobOp(t, n, wire.OpGet, job, "stale", tok, 4, 0); !errors.Is(err, wire.ErrRevoked) {
 		t.Fatalf("get while the revocation lingers: %v, want revoked", err)
@@ -333,5 +333,42 @@ func TestLostJobDropOrderTakesLatePersistentValues(t *testing.T) {
 	n.sweepRevoked(time.Now().Add(time.Second))
 	if u := n.jobUsage([]byte(job)); u != 0 {
 		t.Fatalf("the late persistent value outlived the revocation's linger: %d bytes", u)
+	}
+}
+
+// TestDropOrderCountsWhatTheNodeDroppedFirst: a node that hears of a
+// job's revocation from a heartbeat drops the job's values at once; the
+// controller's drop order that follows (a deregistration's) reports what
+// that drop freed with its own. Before, it reported only its own: nothing
+// was left, so a new user's deregistration right after a 200 KB put
+// reported 0 values dropped, 3 times of several. Fails on the old code:
+// the order's reply said 0 values, 0 bytes.
+func TestDropOrderCountsWhatTheNodeDroppedFirst(t *testing.T) {
+	const job = "etl-31"
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: job, Gen: 90, Epoch: 1}))
+	tok := jobTok(job, 90)
+	for _, k := range []string{"a", "b"} {
+		if err := jobOp(t, n, wire.OpPut, job, k, tok, 1, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := jobOp(t, n, wire.OpPut, job, "kept", tok, 1, wire.FlagPersist); err != nil {
+		t.Fatal(err)
+	}
+	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 101, Jobs: []wire.JobEpoch{{Job: job, Gen: 90, Revoked: true}}})
+	cl := client.New(client.Options{ConnsPerNode: 1, DialTimeout: time.Second})
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	admin := token.OrderKey(jtSecret, []byte(job))
+	d, err := cl.DropJobAt(ctx, n.Addr().String(), job, admin, n.Incarnation())
+	if err != nil || d.Values != 2 || d.Freed <= 0 || d.Kept <= 0 {
+		t.Fatalf("the order after the node's own drop: %+v, %v; want the 2 values that drop freed, and their bytes", d, err)
+	}
+	// Told once: the next order reports only what it drops itself.
+	d, err = cl.DropJobAt(ctx, n.Addr().String(), job, admin, n.Incarnation())
+	if err != nil || d.Values != 0 || d.Freed != 0 {
+		t.Fatalf("a second order: %+v, %v; want nothing dropped", d, err)
 	}
 }

@@ -149,8 +149,9 @@ type Tier interface {
 	List(job, prefix, after []byte, fn func(key []byte, info Info) bool) error
 
 	// DropJob deletes every value of the job, except those stored with
-	// Persist when keepPersistent is true, and returns the bytes freed.
-	DropJob(job []byte, keepPersistent bool) int64
+	// Persist when keepPersistent is true, and returns how many values it
+	// deleted and the bytes freed.
+	DropJob(job []byte, keepPersistent bool) Dropped
 
 	// Usage reports the whole tier; JobUsage one job's bytes stored.
 	Usage() Usage
@@ -214,4 +215,16 @@ func scanKeys(t Tier, job, prefix, after []byte, fn func(key []byte, info Info))
 		return s.listScan(job, prefix, after, fn)
 	}
 	return t.List(job, prefix, after, func(key []byte, info Info) bool { fn(key, info); return true })
+}
+
+// Dropped is what a drop of a job's values deleted: the values, and the
+// bytes they held in their tier (allocated bytes: DRAM records, NVMe
+// blocks).
+type Dropped struct {
+	Values, Bytes int64
+}
+
+// add is d plus o.
+func (d Dropped) add(o Dropped) Dropped {
+	return Dropped{Values: d.Values + o.Values, Bytes: d.Bytes + o.Bytes}
 }

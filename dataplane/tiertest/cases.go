@@ -249,8 +249,8 @@ func testDropJob(t *testing.T, newTier NewTier) {
 	mustPut(t, tier, "other", "tmp1", pattern(100, 4), 0)
 	before := tier.JobUsage([]byte("j"))
 	freed := tier.DropJob([]byte("j"), true)
-	if freed <= 0 || tier.JobUsage([]byte("j")) != before-freed {
-		t.Fatalf("DropJob(keep) freed %d; job usage %d, was %d", freed, tier.JobUsage([]byte("j")), before)
+	if freed.Bytes <= 0 || freed.Values != 2 || tier.JobUsage([]byte("j")) != before-freed.Bytes {
+		t.Fatalf("DropJob(keep) freed %+v (want 2 values); job usage %d, was %d", freed, tier.JobUsage([]byte("j")), before)
 	}
 	mustGet(t, tier, "j", "keep", pattern(5000, 3))
 	for _, k := range []string{"tmp1", "tmp2"} {
@@ -258,8 +258,8 @@ func testDropJob(t *testing.T, newTier NewTier) {
 		wantErr(t, "Open dropped "+k, err, dataplane.ErrNotFound)
 	}
 	rest := tier.JobUsage([]byte("j"))
-	if got := tier.DropJob([]byte("j"), false); got != rest {
-		t.Fatalf("DropJob(all) freed %d, job held %d", got, rest)
+	if got := tier.DropJob([]byte("j"), false); got.Bytes != rest || got.Values != 1 {
+		t.Fatalf("DropJob(all) freed %+v, job held %d bytes in 1 value", got, rest)
 	}
 	_, err := tier.Open([]byte("j"), []byte("keep"))
 	wantErr(t, "Open after DropJob", err, dataplane.ErrNotFound)

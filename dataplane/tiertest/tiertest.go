@@ -245,8 +245,8 @@ func testNotFound(t *testing.T, newTier NewTier) {
 		wantErr(t, "Stat "+jk[0]+"/"+jk[1], err, dataplane.ErrNotFound)
 		wantErr(t, "Delete "+jk[0]+"/"+jk[1], delErr(tier.Delete([]byte(jk[0]), []byte(jk[1]))), dataplane.ErrNotFound)
 	}
-	if n := tier.DropJob([]byte("nojob"), false); n != 0 {
-		t.Fatalf("DropJob of an unknown job freed %d bytes", n)
+	if n := tier.DropJob([]byte("nojob"), false); n != (dataplane.Dropped{}) {
+		t.Fatalf("DropJob of an unknown job freed %+v", n)
 	}
 	if n := tier.JobUsage([]byte("nojob")); n != 0 {
 		t.Fatalf("JobUsage of an unknown job: %d", n)
