@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"net"
 	"slices"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/pocketstore/pocket/controller/leader"
 	"github.com/pocketstore/pocket/internal/etcdtest"
+	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -104,9 +104,12 @@ func TestHARevokedTokenStaysRevoked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen := func(tok []byte) uint64 { return binary.LittleEndian.Uint64(tok[1:]) }
-	if slices.Contains([]string{gone.Job, other.Job}, next.Job) || gen(next.Token) <= gen(other.Token) {
+	gen := func(job string, tok []byte) uint64 {
+		c, _ := token.ParseJob(testSecret, []byte(job), tok)
+		return c.Gen
+	}
+	if slices.Contains([]string{gone.Job, other.Job}, next.Job) || gen(next.Job, next.Token) <= gen(other.Job, other.Token) {
 		t.Errorf("job registered after the failover: %s gen %d; earlier %s gen %d, %s gen %d",
-			next.Job, gen(next.Token), gone.Job, gen(gone.Token), other.Job, gen(other.Token))
+			next.Job, gen(next.Job, next.Token), gone.Job, gen(gone.Job, gone.Token), other.Job, gen(other.Job, other.Token))
 	}
 }

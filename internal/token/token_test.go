@@ -29,10 +29,35 @@ func TestMatchesCryptoHMAC(t *testing.T) {
 			h.Write(head[:])
 			h.Write(s)
 			want := append(head[:], h.Sum(nil)...)
-			if got := SignJob(k, s, c); !bytes.Equal(got, want) {
+			if got := appendToken(nil, k, KindJob, c.Gen, c.ExpiresMs(), s); !bytes.Equal(got, want) {
 				t.Fatalf("key %d bytes, subject %d bytes: tag differs from crypto/hmac", len(k), len(s))
 			}
 		}
+	}
+}
+
+// TestGenIsMasked: a job token's bearer cannot read its gen. In plain, a
+// tenant's two tokens told it how many state changes every other tenant
+// made between its two registrations (a hostile trial: another tenant's 7
+// registrations read as a difference of 8). Fails on the old code: the
+// raw field was the gen.
+func TestGenIsMasked(t *testing.T) {
+	a, b := []byte("etl-771204"), []byte("etl-90311")
+	ta, tb := SignJob(secret, a, Claims{Gen: 100}), SignJob(secret, b, Claims{Gen: 101})
+	ra, rb := binary.LittleEndian.Uint64(ta[1:]), binary.LittleEndian.Uint64(tb[1:])
+	if ra == 100 || rb == 101 || rb-ra == 1 {
+		t.Fatalf("raw gen fields %d and %d: the bearer reads the gens 100 and 101", ra, rb)
+	}
+	ca, oka := ParseJob(secret, a, ta)
+	cb, okb := ParseJob(secret, b, tb)
+	if !oka || !okb || ca.Gen != 100 || cb.Gen != 101 {
+		t.Fatalf("parsed gens %d %v, %d %v; want 100 and 101", ca.Gen, oka, cb.Gen, okb)
+	}
+	// The mask is inside the MAC like the rest: a changed field fails.
+	bad := bytes.Clone(ta)
+	bad[1] ^= 1
+	if Verify(secret, a, bad) {
+		t.Fatal("a token with its gen field changed verifies")
 	}
 }
 
