@@ -58,7 +58,10 @@ type Config struct {
 	// every other job off a shared node (a hostile trial: 40 connections
 	// that each sent one stat with a job's valid token left 5 of 5 of
 	// another job's puts refused at the limit). Only with EvictUnproven.
-	// Negative: no bound. Default half of MaxConns.
+	// Below the bound, an owner's connections are proven only up to its
+	// fair share of MaxConns, and a newcomer finding nothing else to evict
+	// takes the slot of an owner over it (fairshare.go). Negative: no
+	// bound and no fair share. Default half of MaxConns.
 	MaxProvenPerOwner int
 	// ReserveTimeout closes a reserve connection this long after it was
 	// accepted, whatever it does; OnClose gets ErrReserveTimeout.

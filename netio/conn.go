@@ -857,7 +857,7 @@ func (l *Loop) closeConn(c *Conn, err error) {
 	c.sink = nil
 	l.unlist(c)
 	if c.owned {
-		l.srv.owners.release(c.owner)
+		l.srv.owners.release(c.owner, l.idx)
 		c.owned = false
 	}
 	// Counted closed before it stops counting as open, so a reader of

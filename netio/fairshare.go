@@ -1,8 +1,11 @@
 package netio
 
 import (
+	"net/netip"
 	"slices"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Fair shares of proven slots. MaxProvenPerOwner bounds one owner (half
@@ -11,16 +14,28 @@ import (
 // client register jobs from two addresses, open 5,000 connections for
 // each, and another job's gets were refused 10 of 10, since a newcomer
 // evicts only connections that proved nothing or are over their
-// owner's bound. Now a newcomer at MaxConns that finds neither also
-// takes the slot of a proven connection whose owner holds more than its
-// fair share: the max-min fair share of MaxConns among the owners that
-// hold proven connections and one owner more (the newcomer's, unknown
-// until it shows a token). Two owners of 5,000 each then keep 3,333 each,
-// and a third gets the rest; an owner alone keeps MaxConns/2, as its
-// bound gives it already. The victim is the oldest connection, on the
-// newcomer's loop, of the owner there that holds the most over all
-// loops; a loop where no such owner has a connection evicts none
-// (evictElsewhere looks at the other loops' unproven ones only).
+// owner's bound. The fair share is the max-min fair share of MaxConns
+// among the owners that hold proven connections and one owner more (a
+// newcomer's, unknown until it shows a token): two owners of 5,000 each
+// have 3,333 each, and an owner alone MaxConns/2, as its bound gives it.
+//
+//   - A connection is proven for its owner only while the owner holds
+//     fewer than its fair share (ProveFor): past it the connection is
+//     over, like one past the bound, and gives its slot before any
+//     proven one. Without that, a job over its share that reconnected
+//     what it lost had its own oldest connections evicted in turn (a
+//     hostile trial: 11,295 of 30,423 requests failed under a tokenless
+//     flood, where the job was to be trimmed once).
+//   - A newcomer at MaxConns that finds no connection that proved nothing
+//     or is over, on any loop, takes the slot of the newest proven
+//     connection of the owner holding the most over its share (an owner
+//     that held its connections before others came): on its own loop
+//     when the owner has connections there, else on the loop with the
+//     most of them, which is handed the newcomer (as evictElsewhere
+//     does). Before, only the newcomer's loop was looked at: a trial
+//     kept an over-share owner's connections on one loop and owners at
+//     their share on the other, and 7 of 7 newcomers landing there were
+//     refused.
 
 // ownedList is one owner's proven connections on one loop, oldest proven
 // first. Only its loop changes it.
@@ -70,74 +85,119 @@ func (l *Loop) disown(c *Conn) {
 	}
 }
 
-// evictFairShare evicts the loop's oldest proven connection of the owner
-// holding the most over its fair share (overFairShare), with idleOnly
-// the oldest with nothing promised. It reports whether the slot is free
+// evictFairShare frees a slot for a newcomer (nfd) at MaxConns by
+// evicting the newest proven connection of the owner holding the most
+// over its fair share, idle first: here, or on the loop holding the most
+// of the owner's connections, which is then handed the newcomer. It
+// reports whether it handed the newcomer over (it is the other loop's to
+// open or refuse) and whether a slot is free here now. place calls it only
+// once no connection that proved nothing, nor one over, can be evicted on
+// any loop.
+func (l *Loop) evictFairShare(nfd int, sa unix.Sockaddr, peer netip.Addr) (handed, freed bool) {
+	if !l.cfg.EvictUnproven || l.cfg.MaxProvenPerOwner < 0 {
+		return false, false
+	}
+	owner, at, ok := l.srv.owners.overFairShare(l.idx)
+	if !ok {
+		return false, false
+	}
+	if at == l.idx {
+		return false, l.evictOwned(owner)
+	}
+	o := l.srv.loops[at]
+	if !o.tryEnqueue(task{f: func() {
+		if o.stopped { // shutting down: its connections are closed
+			o.stats.refused.Add(1)
+			unix.Close(nfd)
+			return
+		}
+		o.evictOwned(owner)
+		o.admit(nfd, sa, peer, o.count(peer))
+	}}) {
+		return false, false
+	}
+	return true, false
+}
+
+// evictOwned evicts the loop's newest proven connection of owner with
+// nothing promised, else its newest. It reports whether the slot is free
 // now (a victim with replies promised retires, its slot freed when it
-// closes). place calls it only once no connection that proved nothing,
-// nor one over its owner's bound, can be evicted on any loop.
-func (l *Loop) evictFairShare(idleOnly bool) bool {
-	if !l.cfg.EvictUnproven {
+// closes).
+func (l *Loop) evictOwned(owner string) bool {
+	q := l.owned[owner]
+	if q == nil {
 		return false
 	}
-	c := l.overFairShare(idleOnly)
-	if c == nil {
-		return false
+	c := q.tail
+	for v := q.tail; v != nil; v = v.oPrev {
+		if v.expect <= 0 {
+			c = v
+			break
+		}
 	}
 	l.stats.unprovenEvictions.Add(1)
 	l.stats.fairShare.Add(1)
 	return l.evict(c, ErrEvictedOverFairShare)
 }
 
-// overFairShare is the loop's oldest proven connection (with idleOnly, the
-// oldest with nothing promised) of the owner, among those with proven
-// connections on the loop, that holds the most over all loops, when it
-// holds more than the fair share (fairShare); nil when none does.
-func (l *Loop) overFairShare(idleOnly bool) *Conn {
-	if len(l.owned) == 0 {
-		return nil
-	}
-	q := l.srv.owners.largestOver(l.owned, l.cfg.MaxConns)
-	if q == nil {
-		return nil
-	}
-	for c := q.head; c != nil; c = c.oNext {
-		if !idleOnly || c.expect <= 0 {
-			return c
-		}
-	}
-	return nil
-}
+// The fair share is computed again when the counts have moved since (a
+// sort of the owners' counts); with more than exactOwners owners, at most
+// every shareEvery: a flood of newcomers at MaxConns asks for it at each
+// accept, and a node's owners are its tenants, or its clients' addresses.
+const (
+	exactOwners = 256
+	shareEvery  = time.Millisecond
+)
 
-// shareEvery is how long a computed fair share is used before it is
-// computed again from the counts: a flood of newcomers at MaxConns asks
-// for it at each accept.
-const shareEvery = time.Millisecond
-
-// largestOver is, of the lists in owned, the one whose owner holds the
-// most proven connections, if that is more than the fair share of
-// maxConns; nil otherwise.
-func (t *ownerTable) largestOver(owned map[string]*ownedList, maxConns int) *ownedList {
+// overFairShare names the owner holding the most proven connections, if
+// that is more than the fair share, and the loop to evict one on: prefer
+// when the owner has connections there, else the loop with the most.
+func (t *ownerTable) overFairShare(prefer int) (owner string, loop int, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := nanotime()
-	if t.shareAt == 0 || now-t.shareAt >= int64(shareEvery) {
-		t.share, t.shareAt = t.fairShareLocked(maxConns), now
+	most := t.shareLocked()
+	for o, n := range t.n {
+		if n > most {
+			owner, most, ok = o, n, true
+		}
 	}
-	var best *ownedList
-	most := t.share
-	for o, q := range owned {
-		if n := t.n[o]; n > most {
-			best, most = q, n
+	if !ok {
+		return "", 0, false
+	}
+	at := t.byLoop[owner]
+	if prefer < len(at) && at[prefer] > 0 {
+		return owner, prefer, true
+	}
+	return owner, indexOfMax(at), true
+}
+
+// indexOfMax is the index of the largest of xs (0 when empty).
+func indexOfMax(xs []int32) int {
+	best := 0
+	for i, x := range xs {
+		if x > xs[best] {
+			best = i
 		}
 	}
 	return best
 }
 
-// fairShareLocked is the max-min fair share of slots proven
-// connections may hold, counting one owner more than those holding some:
-// the largest s with sum over owners of min(n, s), plus s, at most
-// slots. An owner holding more than s holds more than its share.
+// shareLocked is the fair share (see exactOwners); mu is held.
+func (t *ownerTable) shareLocked() int {
+	if !t.moved && t.shareAt != 0 {
+		return t.share
+	}
+	now := nanotime()
+	if len(t.n) <= exactOwners || t.shareAt == 0 || now-t.shareAt >= int64(shareEvery) {
+		t.share, t.shareAt, t.moved = t.fairShareLocked(t.slots), now, false
+	}
+	return t.share
+}
+
+// fairShareLocked is the max-min fair share of slots proven connections
+// may hold, counting one owner more than those holding some: the largest
+// s with sum over owners of min(n, s), plus s, at most slots; at least 1.
+// An owner holding more than s holds more than its share.
 func (t *ownerTable) fairShareLocked(slots int) int {
 	t.counts = t.counts[:0]
 	for _, n := range t.n {
@@ -148,9 +208,9 @@ func (t *ownerTable) fairShareLocked(slots int) int {
 	for i, n := range t.counts {
 		s := left / (len(t.counts) - i + 1) // the owners from i on, and one more
 		if n > s {
-			return s
+			return max(s, 1)
 		}
 		left -= n
 	}
-	return left
+	return max(left, 1)
 }

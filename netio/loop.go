@@ -517,15 +517,18 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 		if limit != nil && limit.name == "MaxConns" && l.evictElsewhere(nfd, sa, peer) {
 			return // handed to the other loop, which opens it once its victim is gone
 		}
-		// None anywhere: a proven one here whose owner holds more than
-		// its fair share (fairshare.go), idle first.
-		if limit != nil && limit.name == "MaxConns" && l.evictFairShare(true) {
-			limit = l.count(peer)
-		}
-		// Else the oldest here, busy, retires; its slot is freed when
-		// its work ends, this newcomer refused meanwhile.
+		// None idle anywhere: the oldest here, busy, retires; its slot
+		// is freed when its work ends, this newcomer refused meanwhile.
+		// None at all: a proven one of an owner over its fair share
+		// (fairshare.go), here or on another loop.
 		if limit != nil && limit.name == "MaxConns" {
-			if l.evictUnproven(false) || l.evictFairShare(false) {
+			if l.evictableHere() {
+				if l.evictUnproven(false) {
+					limit = l.count(peer)
+				}
+			} else if handed, freed := l.evictFairShare(nfd, sa, peer); handed {
+				return
+			} else if freed {
 				limit = l.count(peer)
 			}
 		}

@@ -73,6 +73,7 @@ func Listen(addr string, cfg Config, h Handler) (*Server, error) {
 		s.loops = append(s.loops, l)
 	}
 	s.addr = tcpAddr(sa)
+	s.owners.slots, s.owners.loops = cfg.MaxConns, len(s.loops)
 	s.startNudger()
 	for _, l := range s.loops {
 		s.wg.Add(1)

@@ -73,7 +73,7 @@ func (c *Conn) ProveFor(owner []byte) {
 	// would otherwise be taken as seen, and the connection not tried
 	// again until another release.
 	rel := o.released.Load()
-	if limit > 0 && !o.add(owner, limit) {
+	if limit > 0 && !o.add(owner, limit, c.loop.idx) {
 		if c.ownerSeen == 0 {
 			c.loop.stats.overOwner.Add(1)
 		}
@@ -96,39 +96,59 @@ func (c *Conn) ProveFor(owner []byte) {
 	}
 }
 
-// ownerTable counts proven connections by owner (Conn.ProveFor). Touched
-// once when a connection is proven and once when it closes.
+// ownerTable counts proven connections by owner (Conn.ProveFor), over
+// all loops and on each. Touched once when a connection is proven and
+// once when it closes.
 type ownerTable struct {
 	mu       sync.Mutex
 	n        map[string]int
-	released atomic.Uint64 // releases so far
+	byLoop   map[string][]int32 // the owner's on each loop, by loop index
+	released atomic.Uint64      // releases so far
+	// slots is MaxConns, loops the number of loops (set by Listen).
+	slots, loops int
 	// The fair share of slots last computed (fairshare.go), when (nanotime;
-	// 0: never), and the counts it was computed from.
+	// 0: never), whether the counts moved since, and the counts it was
+	// computed from.
 	share   int
 	shareAt int64
+	moved   bool
 	counts  []int
 }
 
-// add counts one more connection of owner unless it has limit already.
-func (t *ownerTable) add(owner []byte, limit int) bool {
+// add counts one more connection of owner on loop unless the owner has
+// limit already, or its fair share (fairshare.go).
+func (t *ownerTable) add(owner []byte, limit, loop int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.n == nil {
 		t.n = make(map[string]int)
+		t.byLoop = make(map[string][]int32)
 	}
-	if t.n[string(owner)] >= limit {
+	n := t.n[string(owner)]
+	if n >= limit || n >= t.shareLocked() {
 		return false
 	}
-	t.n[string(owner)]++
+	t.n[string(owner)] = n + 1
+	at := t.byLoop[string(owner)]
+	if at == nil {
+		at = make([]int32, max(t.loops, loop+1))
+		t.byLoop[string(owner)] = at
+	}
+	at[loop]++
+	t.moved = true
 	return true
 }
 
-// release uncounts one connection of owner.
-func (t *ownerTable) release(owner string) {
+// release uncounts one connection of owner on loop.
+func (t *ownerTable) release(owner string, loop int) {
 	t.mu.Lock()
 	if t.n[owner]--; t.n[owner] <= 0 {
 		delete(t.n, owner)
+		delete(t.byLoop, owner)
+	} else if at := t.byLoop[owner]; loop < len(at) {
+		at[loop]--
 	}
+	t.moved = true
 	t.mu.Unlock()
 	t.released.Add(1)
 }
@@ -241,6 +261,13 @@ func (l *Loop) evictUnproven(idleOnly bool) bool {
 	return l.evict(c, ErrEvictedUnproven)
 }
 
+// evictableHere reports whether evictUnproven(false) would find a victim
+// on the loop.
+func (l *Loop) evictableHere() bool {
+	now := nanotime()
+	return l.cfg.EvictUnproven && (oldestEvictable(&l.unproven, now, false) != nil || oldestEvictable(&l.overOwner, now, false) != nil)
+}
+
 // oldestEvictable is q's oldest connection open for UnprovenGrace, with
 // idleOnly its oldest such with nothing promised; nil when none.
 func oldestEvictable(q *connList, now int64, idleOnly bool) *Conn {
@@ -303,7 +330,7 @@ func (l *Loop) evictElsewhere(nfd int, sa unix.Sockaddr, peer netip.Addr) bool {
 				// The claim was on a hint (young or gone busy): no idle
 				// victim after all, so the newcomer's own loop retires
 				// its oldest busy one, as with none anywhere.
-				l.Post(func() { _ = l.evictUnproven(false) || l.evictFairShare(false) })
+				l.Post(func() { l.evictUnproven(false) })
 			}
 			o.admit(nfd, sa, peer, limit)
 		}}) {
