@@ -815,7 +815,11 @@ func privateTo(who registrant, req *wire.JobRegister, err error) error {
 // job asking 1,000 lambdas (600,000 Mb/s) of a 24,000 Mb/s cluster was
 // registered without a word. "" when they fit. sized is where the job's
 // size came from, which the note names. Without figures (a tenant's
-// registration), the note gives no sum of other jobs' allotments.
+// registration) the note weighs the job's own allotment alone: whether
+// others' allotments with it passed the bandwidth was a yes or no a
+// tenant bisected, registering and ending jobs of a changing hint, to
+// read another tenant's allotment exactly (a hostile trial: 15
+// registrations).
 func (c *Controller) overAllottedNote(j *job, sized wire.SizedFrom, figures bool) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -826,9 +830,12 @@ func (c *Controller) overAllottedNote(j *job, sized wire.SizedFrom, figures bool
 			continue
 		}
 		bw += c.nodeMbps(n)
-		if l := c.loads[mn.Addr]; l != nil {
+		if l := c.loads[mn.Addr]; l != nil && figures {
 			alloc += l.mbps
 		}
+	}
+	if !figures {
+		alloc = j.allocMbps
 	}
 	if bw <= 0 || j.allocMbps <= 0 || alloc <= bw*(1+1e-9) {
 		return "" // a job allotted no bandwidth gets no less of it
@@ -844,8 +851,8 @@ func (c *Controller) overAllottedNote(j *job, sized wire.SizedFrom, figures bool
 		why = "the job's size was learned from its name's profile; add nodes"
 	}
 	if !figures {
-		return fmt.Sprintf("the allotments on the job's %d node(s), its %.0f Mb/s included, come to more than their bandwidth: "+
-			"the jobs there may get less than allotted; %s", len(j.nodes), j.allocMbps, why)
+		return fmt.Sprintf("the job's allotment of %.0f Mb/s is more than its %d node(s) carry: it may get less than allotted; %s",
+			j.allocMbps, len(j.nodes), why)
 	}
 	return fmt.Sprintf("the allotments on the job's %d node(s), its %.0f Mb/s included, come to %.0f of their %.0f Mb/s (%s): "+
 		"the jobs there may get less than allotted; %s",
@@ -948,7 +955,7 @@ func (c *Controller) enterJob(who registrant, req *wire.JobRegister, hold *pend)
 	if err := c.countLocked(who.client); err != nil { // others may have registered meanwhile
 		return nil, nil, err
 	}
-	p, kind, source, err := c.sizeJobForLocked(c.prof, who.quota, ProfileKey(who.tenant, req.Name), req)
+	p, kind, source, err := c.sizeJobForLocked(c.prof, who.quota, ProfileKey(who.tenant, req.Name), req, who.tenant != "")
 	if err != nil {
 		return nil, nil, err
 	}
