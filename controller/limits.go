@@ -88,10 +88,14 @@ func (c *Controller) admitLocked(key string, now time.Time) error {
 	return nil
 }
 
+// clusterFull begins the refusal at MaxJobs (countLocked); privateTo
+// gives a tenant the refusal without its figures.
+const clusterFull = "the cluster holds "
+
 // countLocked checks the job counts, the cluster's and the client's.
 func (c *Controller) countLocked(key string) error {
 	if n := len(c.jobs); n >= c.cfg.MaxJobs {
-		return wire.Errorf(wire.CodeLimit, "the cluster holds %d jobs (MaxJobs %d): deregister some first", n, c.cfg.MaxJobs)
+		return wire.Errorf(wire.CodeLimit, clusterFull+"%d jobs (MaxJobs %d): deregister some first", n, c.cfg.MaxJobs)
 	}
 	if key == "" || c.cfg.MaxJobsPerClient < 0 {
 		return nil

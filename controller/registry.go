@@ -795,16 +795,22 @@ func (c *Controller) registerJob(who registrant, req *wire.JobRegister) (m *wire
 }
 
 // privateTo is a registration's error as who may read it: a tenant's
-// "no space" names its need and no figure of the cluster's. The sizing's
-// and the autoscaler's refusals name the largest tier's spare bytes,
-// exactly: a hostile trial's tenant followed between its registrations,
-// to the byte, what other tenants stored and were allotted. The operator
-// reads the figures in the status.
+// "no space" names its need and no figure of the cluster's, nor does its
+// refusal at MaxJobs. The sizing's and the autoscaler's refusals name the
+// largest tier's spare bytes, exactly: a hostile trial's tenant followed
+// between its registrations, to the byte, what other tenants stored and
+// were allotted; the MaxJobs refusal told it how many jobs the others
+// held. The operator reads the figures in the status.
 func privateTo(who registrant, req *wire.JobRegister, err error) error {
-	if who.tenant == "" || !errors.Is(err, wire.ErrNoSpace) {
+	switch {
+	case who.tenant == "":
 		return err
+	case errors.Is(err, wire.ErrNoSpace):
+		return noSpaceTenant(Need{Bytes: req.Hints.CapacityBytes, LatencySensitive: req.Hints.LatencySensitive, Source: SizeHints})
+	case errors.Is(err, wire.ErrLimit) && strings.HasPrefix(wire.ErrorOf(err).Msg, clusterFull):
+		return wire.Errorf(wire.CodeLimit, clusterFull+"as many jobs as it takes: retry once some have ended")
 	}
-	return noSpaceTenant(Need{Bytes: req.Hints.CapacityBytes, LatencySensitive: req.Hints.LatencySensitive, Source: SizeHints})
+	return err
 }
 
 // overAllottedNote is a registration's note when the allotments on job

@@ -112,3 +112,24 @@ func TestTenantSpareIsCoarse(t *testing.T) {
 		t.Fatalf("the operator's hint of the exact spare: %v", err)
 	}
 }
+
+// TestTenantMaxJobsRefusalNamesNoCount: a tenant refused at the cluster's
+// MaxJobs is not told how many jobs the cluster holds; the operator is.
+// Before, the tenant read MaxJobs and the count, and so what the other
+// tenants held (a re-check: 12 jobs, its own 7). Fails on the old code.
+func TestTenantMaxJobsRefusalNamesNoCount(t *testing.T) {
+	c := newTest(t, Config{FirstJobSeq: 1, MaxJobs: 2})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
+	for range 2 {
+		if _, err := c.RegisterJobFor("10.0.0.6", "bob", &wire.JobRegister{Name: "held"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.RegisterJobFor("10.0.0.5", "alice", &wire.JobRegister{Name: "one"})
+	if !errors.Is(err, wire.ErrLimit) || strings.ContainsAny(err.Error(), "0123456789") {
+		t.Fatalf("tenant's refusal at MaxJobs: %v; want a limit naming no figure", err)
+	}
+	if _, err := c.RegisterJob("one", wire.JobHints{}); !errors.Is(err, wire.ErrLimit) || !strings.Contains(err.Error(), "MaxJobs 2") {
+		t.Fatalf("operator's refusal at MaxJobs: %v; want its figures", err)
+	}
+}
