@@ -808,7 +808,7 @@ func privateTo(who registrant, req *wire.JobRegister, err error) error {
 	case errors.Is(err, wire.ErrNoSpace):
 		return noSpaceTenant(Need{Bytes: req.Hints.CapacityBytes, LatencySensitive: req.Hints.LatencySensitive, Source: SizeHints})
 	case errors.Is(err, wire.ErrLimit) && strings.HasPrefix(wire.ErrorOf(err).Msg, clusterFull):
-		return wire.Errorf(wire.CodeLimit, clusterFull+"as many jobs as it takes: retry once some have ended")
+		return wire.Errorf(wire.CodeLimit, clusterFull+"as many jobs as it takes (MaxJobs, --max-jobs): retry once some have ended")
 	}
 	return err
 }
