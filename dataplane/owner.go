@@ -73,8 +73,9 @@ func (n *Node) proveFor(c *netio.Conn, job []byte) {
 // re-check filled a 1 MiB NVMe key index with two jobs of one client. A
 // job's owner may become known after its first requests (the table
 // comes with heartbeats); what was counted against its job key moves to
-// its owner's (Node.ownerLearned), or, where it is held only while a
-// request runs, is given back to the key it was counted against.
+// its owner's (Node.ownerLearned), puts still arriving included; NVMe
+// reads in flight, held only while they run, give theirs back to the
+// key they were counted against.
 
 // ownerOf returns the owner key of job (ownerPrefix and the owner the
 // table names), or nil when the table names none. It does not allocate.
@@ -107,9 +108,9 @@ func isOwnerKey(key string, owner []byte, job string) bool {
 
 // ownerLearned moves what the shares counted against job's job key to
 // its owner's key, once the table names the owner (jobTable.takeLearned):
-// the scan lane's waiting requests, the version table's counts of the
-// job's versions, and the NVMe tier's index and allocated bytes of the
-// job's keys.
+// the scan lane's waiting requests, the bytes of its puts still
+// arriving, the version table's counts of the job's versions, and the
+// NVMe tier's index and allocated bytes of the job's keys.
 func (n *Node) ownerLearned(job string) {
 	owner := n.ownerOf([]byte(job))
 	if owner == nil {
@@ -118,6 +119,7 @@ func (n *Node) ownerLearned(job string) {
 	if n.lane != nil {
 		n.lane.rekey(ownerKey(nil, job), string(owner))
 	}
+	n.unfinished.rebind(ownerKey(nil, job), string(owner))
 	n.vers.rebind(job)
 	for _, t := range []Tier{n.cfg.DRAM, n.cfg.NVMe} {
 		if o, ok := t.(ownedTier); ok {

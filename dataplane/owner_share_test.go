@@ -104,9 +104,12 @@ func unfinishedCount(n *Node) int {
 // could (a quarter of a 64 MiB DRAM tier, past half full): job t-1's two
 // announced 12 MiB puts hold 24 MiB, and a 12 MiB put of t-2, of the same
 // owner, is refused busy, while another owner's job puts as much. A put
-// held under its job key before the table named its owner is given back
-// there when it ends, leaving no share behind. On the old code (per job)
-// t-2's put was taken, its job's only unfinished one: 36 MiB held.
+// held under its job key before the table named its owner moves into the
+// owner's share then, and gives its bytes back there when it ends,
+// leaving no share behind. On the old code (per job) t-2's put was taken,
+// its job's only unfinished one: 36 MiB held. Before the move, the early
+// put stayed a share of its own, and a Python test's job held 40 MiB
+// announced that way while its next puts went unrefused.
 func TestUnfinishedBoundPerOwner(t *testing.T) {
 	d := newDRAMTier(t, 64<<20)
 	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret),
@@ -135,13 +138,13 @@ func TestUnfinishedBoundPerOwner(t *testing.T) {
 	if r.Err() != nil {
 		t.Fatalf("another owner's 12 MiB put: %v", r.Err())
 	}
-	if got := n.unfinished.held("o tenant-t", 0); got != 24<<20 {
-		t.Fatalf("the owner holds %d unfinished bytes, want its first job's 24 MiB", got)
+	if got, early := n.unfinished.held("o tenant-t", 0), n.unfinished.held("j p-1", 0); got != 28<<20 || early != 0 {
+		t.Fatalf("the owner holds %d unfinished bytes and p-1's job key %d; want 28 MiB (its first job's 24 and p-1's early 4) and 0", got, early)
 	}
 	late.Close()
-	for deadline := time.Now().Add(5 * time.Second); n.unfinished.held("j p-1", 0) != 0; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); n.unfinished.held("o tenant-t", 0) != 24<<20; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d bytes still held under the job key once its put was dropped", n.unfinished.held("j p-1", 0))
+			t.Fatalf("the owner holds %d bytes once p-1's early put was dropped, want 24 MiB", n.unfinished.held("o tenant-t", 0))
 		}
 	}
 	if got, shares := n.unfinished.held("o tenant-t", 0), unfinishedCount(n); got != 24<<20 || shares != 1 {
