@@ -16,9 +16,10 @@ import (
 // owner at its bound of half the slots with busy proven connections,
 // held every slot of a node, and a third owner's puts were refused at
 // the limit (a hostile re-check, 2026-12-06: 5,000 connections per owner,
-// 10 of 10 gets refused). An owner's connections past its fair share
-// are now left over, and give their slots (netio's fairshare.go). Fails
-// on the code before 6c30ed2: 0 of 5 puts served.
+// 10 of 10 gets refused). A put on the node's reserve showing a valid
+// token of an owner below its fair share now takes the slot of an owner
+// over it (netio's fairshare.go, dataplane's promote). Fails on the code
+// before 6c30ed2: 0 of 5 puts served.
 func TestTwoOwnersHoldNoNodeFromAThird(t *testing.T) {
 	const slots = 40
 	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: connfloodDRAM(t), Guard: fakeGuard{},
@@ -34,10 +35,11 @@ func TestTwoOwnersHoldNoNodeFromAThird(t *testing.T) {
 	})
 	time.Sleep(1500 * time.Millisecond)
 	assertPutsServed(t, n, "j", slots, "connections of two owners' jobs sent stats")
-	// The second owner's connections past its fair share were left over
-	// (netio's fairshare.go), and gave their slots.
-	if st := n.Stats(); st.Net.OverOwner == 0 || st.Net.UnprovenEvictions == 0 {
-		t.Fatalf("no connection left over its owner's fair share, or none evicted: %+v", st.Net)
+	// The third owner's first put came on the reserve, showed its token
+	// and was promoted in place of a connection of an owner over its fair
+	// share (netio's fairshare.go).
+	if st := n.Stats(); st.Net.Promoted == 0 || st.Net.FairShareEvictions == 0 {
+		t.Fatalf("no connection promoted, or none evicted over its owner's fair share: %+v", st.Net)
 	}
 }
 

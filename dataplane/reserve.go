@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"errors"
 
 	"github.com/pocketstore/pocket/netio"
@@ -20,9 +21,14 @@ import (
 //
 //   - wire.OpIncarnation, wire.OpDropJob (the controller's order proof is
 //     checked as everywhere, orders.go) and wire.OpPing are served;
-//   - any other request (every data request) is refused with
-//     wire.CodeLimit naming the limit, without being decoded, and its
-//     payload is not read.
+//   - a data request with a valid token of a job the controller has
+//     listed (its owner known) promotes the connection when its owner
+//     holds fewer than its fair share of the slots and another owner
+//     holds more (netio.Conn.Promote: that owner's newest connection
+//     gives its slot): it is then an ordinary connection and the request
+//     is served, with those after it;
+//   - any other request (every other data request) is refused with
+//     wire.CodeLimit naming the limit, and its payload is not read.
 //
 // A flood of ordinary clients cannot keep the controller out: a client
 // refused there holds its slot for one round trip, one that sends nothing
@@ -61,11 +67,17 @@ func (n *Node) onReserve(c *netio.Conn, cs *connState, in []byte) (int, error) {
 		n.replyErr(c, cs, &wire.Header{Op: wire.Op(at(in, 3)), ID: rawID(in)}, err)
 		return 0, err
 	}
+	body := wire.HeaderLen + int(h.MetaLen)
 	if !servedOnReserve(h.Op) || h.PayloadLen != 0 {
+		if len(in) < body {
+			return 0, nil // its token, to promote it
+		}
+		if n.promote(c, cs, in[wire.HeaderLen:body]) {
+			return n.onData(c, cs, in)
+		}
 		n.replyErr(c, cs, &h, errReserveOnly)
 		return len(in), errReserveOnly
 	}
-	body := wire.HeaderLen + int(h.MetaLen)
 	if len(in) < body {
 		return 0, nil
 	}
@@ -77,4 +89,28 @@ func (n *Node) onReserve(c *netio.Conn, cs *connState, in []byte) (int, error) {
 	}
 	n.serve(c, cs, &h)
 	return body, errReserveAnswered
+}
+
+// promote moves reserve connection c into an ordinary slot for the owner
+// of the job whose valid token its request (meta) shows, when that owner
+// is below its fair share and another is over it (netio.Conn.Promote).
+// A job the controller has not listed yet (pending) promotes nothing: its
+// owner is not known (proveFor).
+func (n *Node) promote(c *netio.Conn, cs *connState, meta []byte) bool {
+	if n.cfg.Guard == nil {
+		return false
+	}
+	var r wire.Request
+	if wire.DecodeRequest(meta, &n.lim, &r) != nil || len(r.Job) == 0 || cs.auth.check(n.cfg.Guard, r.Job, r.Token) != nil {
+		return false
+	}
+	e := n.jobs.lookup(r.Job)
+	if e == nil || e.state.Load() == statePending {
+		return false
+	}
+	key := append(bytes.Clone(jobPrefix), r.Job...)
+	if p := e.owner.Load(); p != nil {
+		key = *p
+	}
+	return c.Promote(key)
 }

@@ -58,10 +58,10 @@ type Config struct {
 	// every other job off a shared node (a hostile trial: 40 connections
 	// that each sent one stat with a job's valid token left 5 of 5 of
 	// another job's puts refused at the limit). Only with EvictUnproven.
-	// Below the bound, an owner's connections are proven only up to its
-	// fair share of MaxConns, and a newcomer finding nothing else to evict
-	// takes the slot of an owner over it (fairshare.go). Negative: no
-	// bound and no fair share. Default half of MaxConns.
+	// A reserve connection whose owner holds less than its fair share of
+	// MaxConns may take the slot of an owner over it (Conn.Promote,
+	// fairshare.go). Negative: no bound and no promotion. Default half
+	// of MaxConns.
 	MaxProvenPerOwner int
 	// ReserveTimeout closes a reserve connection this long after it was
 	// accepted, whatever it does; OnClose gets ErrReserveTimeout.
@@ -259,7 +259,7 @@ var (
 	ErrEvictedUnproven = errors.New("netio: unproven connection evicted at MaxConns")
 	// ErrEvictedOverFairShare: the connection, proven for an owner holding
 	// more than its fair share of MaxConns (fairshare.go), gave its slot to
-	// a new one at MaxConns (Config.EvictUnproven).
+	// a reserve connection promoted (Conn.Promote).
 	ErrEvictedOverFairShare = errors.New("netio: connection of an owner over its fair share evicted at MaxConns")
 	// ErrBadAddress: Listen was given an address it cannot bind.
 	ErrBadAddress = errors.New("netio: bad listen address")
@@ -309,10 +309,12 @@ type Stats struct {
 	ReserveEvictions uint64
 	// UnprovenEvictions counts connections closed to give their slot to
 	// a new one at MaxConns (Config.EvictUnproven); FairShareEvictions
-	// those of them that were proven for an owner over its fair share
-	// (fairshare.go).
+	// those of them that were proven for an owner over its fair share,
+	// for a reserve connection promoted (Conn.Promote; fairshare.go), and
+	// Promoted those promotions.
 	UnprovenEvictions  uint64
 	FairShareEvictions uint64
+	Promoted           uint64
 	// OverOwner counts connections left unproven because their owner
 	// had MaxProvenPerOwner proven already (Conn.ProveFor), once each.
 	OverOwner uint64

@@ -4,8 +4,6 @@ import (
 	"net/netip"
 	"slices"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Fair shares of proven slots. MaxProvenPerOwner bounds one owner (half
@@ -15,27 +13,23 @@ import (
 // each, and another job's gets were refused 10 of 10, since a newcomer
 // evicts only connections that proved nothing or are over their
 // owner's bound. The fair share is the max-min fair share of MaxConns
-// among the owners that hold proven connections and one owner more (a
-// newcomer's, unknown until it shows a token): two owners of 5,000 each
-// have 3,333 each, and an owner alone MaxConns/2, as its bound gives it.
+// among the owners that hold proven connections and one owner more: two
+// owners of 5,000 each have 3,333 each, an owner alone MaxConns/2, as
+// its bound gives it.
 //
-//   - A connection is proven for its owner only while the owner holds
-//     fewer than its fair share (ProveFor): past it the connection is
-//     over, like one past the bound, and gives its slot before any
-//     proven one. Without that, a job over its share that reconnected
-//     what it lost had its own oldest connections evicted in turn (a
-//     hostile trial: 11,295 of 30,423 requests failed under a tokenless
-//     flood, where the job was to be trimmed once).
-//   - A newcomer at MaxConns that finds no connection that proved nothing
-//     or is over, on any loop, takes the slot of the newest proven
-//     connection of the owner holding the most over its share (an owner
-//     that held its connections before others came): on its own loop
-//     when the owner has connections there, else on the loop with the
-//     most of them, which is handed the newcomer (as evictElsewhere
-//     does). Before, only the newcomer's loop was looked at: a trial
-//     kept an over-share owner's connections on one loop and owners at
-//     their share on the other, and 7 of 7 newcomers landing there were
-//     refused.
+// A newcomer at MaxConns that finds nothing to evict is opened on the
+// reserve (Config.ReserveConns). There the handler may show what it
+// proved (a storage node: a request with a valid token of a job whose
+// owner is known) and promote it (Conn.Promote): when its owner holds
+// fewer than its fair share and another holds more, that owner's newest
+// proven connection is evicted, on whichever loop holds it, and the
+// newcomer takes an ordinary slot, proven. Only a shown token moves a
+// proven connection out, so floods of connections that show none
+// cannot churn a job's proven ones. Two earlier forms let any newcomer
+// at the limit evict one (6c30ed2, ca15060): a re-check's job of 150
+// connections beside an owner holding 100 of 300 slots lost 8,001 to
+// 13,251 of about 30,000 requests while 400 tokenless connections a
+// second came, where it lost none with no other owner there.
 
 // ownedList is one owner's proven connections on one loop, oldest proven
 // first. Only its loop changes it.
@@ -85,38 +79,50 @@ func (l *Loop) disown(c *Conn) {
 	}
 }
 
-// evictFairShare frees a slot for a newcomer (nfd) at MaxConns by
-// evicting the newest proven connection of the owner holding the most
-// over its fair share, idle first: here, or on the loop holding the most
-// of the owner's connections, which is then handed the newcomer. It
-// reports whether it handed the newcomer over (it is the other loop's to
-// open or refuse) and whether a slot is free here now. place calls it only
-// once no connection that proved nothing, nor one over, can be evicted on
-// any loop.
-func (l *Loop) evictFairShare(nfd int, sa unix.Sockaddr, peer netip.Addr) (handed, freed bool) {
-	if !l.cfg.EvictUnproven || l.cfg.MaxProvenPerOwner < 0 {
-		return false, false
+// Promote moves c, a reserve connection (Reserved) whose peer has shown
+// it may use the server on behalf of owner, into an ordinary slot, proven
+// for owner (ProveFor), in place of the newest proven connection of the
+// owner holding the most over its fair share (see the top of the file),
+// evicted on the loop that holds most of them. It does so only when
+// owner holds fewer than its fair share and its bound, and c's peer is
+// within MaxConnsPerPeer; it reports whether it did. The victim's slot
+// is freed when it closes: until then MaxConns is passed by one. Only
+// with EvictUnproven and a MaxProvenPerOwner bound.
+func (c *Conn) Promote(owner []byte) bool {
+	l := c.loop
+	if !c.reserved || c.closing || c.closed || !l.cfg.EvictUnproven || l.cfg.MaxProvenPerOwner < 0 {
+		return false
 	}
-	owner, at, ok := l.srv.owners.overFairShare(l.idx)
+	victim, at, ok := l.srv.owners.displace(owner, l.cfg.MaxProvenPerOwner, l.idx)
 	if !ok {
-		return false, false
+		return false
+	}
+	peer := c.peer
+	if l.cfg.MaxConnsPerPeer > 0 {
+		if !l.srv.peers.add(peer, l.cfg.MaxConnsPerPeer) {
+			return false
+		}
 	}
 	if at == l.idx {
-		return false, l.evictOwned(owner)
-	}
-	o := l.srv.loops[at]
-	if !o.tryEnqueue(task{f: func() {
-		if o.stopped { // shutting down: its connections are closed
-			o.stats.refused.Add(1)
-			unix.Close(nfd)
-			return
+		l.evictOwned(victim)
+	} else if o := l.srv.loops[at]; !o.tryEnqueue(task{f: func() { o.evictOwned(victim) }}) {
+		if l.cfg.MaxConnsPerPeer > 0 {
+			l.srv.peers.remove(peer)
 		}
-		o.evictOwned(owner)
-		o.admit(nfd, sa, peer, o.count(peer))
-	}}) {
-		return false, false
+		return false
 	}
-	return true, false
+	l.uncount(c) // off the reserve
+	c.reserved, c.expires = false, 0
+	if l.cfg.MaxConnsPerPeer <= 0 {
+		c.peer = netip.Addr{} // uncounted, as admit opens it
+	}
+	l.srv.open.Add(1)
+	l.stats.promoted.Add(1)
+	c.born = nanotime()
+	l.unproven.push(c)
+	l.listPeer(c)
+	c.ProveFor(owner)
+	return true
 }
 
 // evictOwned evicts the loop's newest proven connection of owner with
@@ -142,33 +148,37 @@ func (l *Loop) evictOwned(owner string) bool {
 
 // The fair share is computed again when the counts have moved since (a
 // sort of the owners' counts); with more than exactOwners owners, at most
-// every shareEvery: a flood of newcomers at MaxConns asks for it at each
-// accept, and a node's owners are its tenants, or its clients' addresses.
+// every shareEvery: a node's owners are its tenants, or its clients'
+// addresses, and each promotion asks for it.
 const (
 	exactOwners = 256
 	shareEvery  = time.Millisecond
 )
 
-// overFairShare names the owner holding the most proven connections, if
-// that is more than the fair share, and the loop to evict one on: prefer
-// when the owner has connections there, else the loop with the most.
-func (t *ownerTable) overFairShare(prefer int) (owner string, loop int, ok bool) {
+// displace names the owner holding the most proven connections, if that
+// is more than the fair share while owner holds fewer (and fewer than
+// limit), and the loop to evict one on: prefer when the owner has
+// connections there, else the loop with the most.
+func (t *ownerTable) displace(owner []byte, limit, prefer int) (victim string, loop int, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	most := t.shareLocked()
+	if n := t.n[string(owner)]; n >= most || n >= limit {
+		return "", 0, false
+	}
 	for o, n := range t.n {
 		if n > most {
-			owner, most, ok = o, n, true
+			victim, most, ok = o, n, true
 		}
 	}
 	if !ok {
 		return "", 0, false
 	}
-	at := t.byLoop[owner]
+	at := t.byLoop[victim]
 	if prefer < len(at) && at[prefer] > 0 {
-		return owner, prefer, true
+		return victim, prefer, true
 	}
-	return owner, indexOfMax(at), true
+	return victim, indexOfMax(at), true
 }
 
 // indexOfMax is the index of the largest of xs (0 when empty).

@@ -128,7 +128,7 @@ type loopStats struct {
 	reserved, reserveTimeouts      atomic.Uint64
 	reserveEvictions               atomic.Uint64
 	unprovenEvictions, overOwner   atomic.Uint64
-	fairShare                      atomic.Uint64
+	fairShare, promoted            atomic.Uint64
 	_                              [64]byte // keep loops off each other's cache lines
 }
 
@@ -156,6 +156,7 @@ func (s *loopStats) addTo(st *Stats) {
 	st.UnprovenEvictions += s.unprovenEvictions.Load()
 	st.OverOwner += s.overOwner.Load()
 	st.FairShareEvictions += s.fairShare.Load()
+	st.Promoted += s.promoted.Load()
 }
 
 // newLoop creates the epoll instance, eventfd and timerfd of a loop and
@@ -518,19 +519,11 @@ func (l *Loop) place(nfd int, sa unix.Sockaddr) {
 			return // handed to the other loop, which opens it once its victim is gone
 		}
 		// None idle anywhere: the oldest here, busy, retires; its slot
-		// is freed when its work ends, this newcomer refused meanwhile.
-		// None at all: a proven one of an owner over its fair share
-		// (fairshare.go), here or on another loop.
-		if limit != nil && limit.name == "MaxConns" {
-			if l.evictableHere() {
-				if l.evictUnproven(false) {
-					limit = l.count(peer)
-				}
-			} else if handed, freed := l.evictFairShare(nfd, sa, peer); handed {
-				return
-			} else if freed {
-				limit = l.count(peer)
-			}
+		// is freed when its work ends, this newcomer refused meanwhile
+		// (or opened on the reserve, where a valid token may take the
+		// slot of an owner over its fair share: Conn.Promote).
+		if limit != nil && limit.name == "MaxConns" && l.evictUnproven(false) {
+			limit = l.count(peer)
 		}
 	}
 	l.admit(nfd, sa, peer, limit)

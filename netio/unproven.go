@@ -116,7 +116,7 @@ type ownerTable struct {
 }
 
 // add counts one more connection of owner on loop unless the owner has
-// limit already, or its fair share (fairshare.go).
+// limit already.
 func (t *ownerTable) add(owner []byte, limit, loop int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -125,7 +125,7 @@ func (t *ownerTable) add(owner []byte, limit, loop int) bool {
 		t.byLoop = make(map[string][]int32)
 	}
 	n := t.n[string(owner)]
-	if n >= limit || n >= t.shareLocked() {
+	if n >= limit {
 		return false
 	}
 	t.n[string(owner)] = n + 1
@@ -259,13 +259,6 @@ func (l *Loop) evictUnproven(idleOnly bool) bool {
 	}
 	l.stats.unprovenEvictions.Add(1)
 	return l.evict(c, ErrEvictedUnproven)
-}
-
-// evictableHere reports whether evictUnproven(false) would find a victim
-// on the loop.
-func (l *Loop) evictableHere() bool {
-	now := nanotime()
-	return l.cfg.EvictUnproven && (oldestEvictable(&l.unproven, now, false) != nil || oldestEvictable(&l.overOwner, now, false) != nil)
 }
 
 // oldestEvictable is q's oldest connection open for UnprovenGrace, with
