@@ -206,7 +206,8 @@ var (
 	descRefused     = prometheus.NewDesc(metrics.NodeConnectionsRefused, "Client connections closed at once over a limit, by limit.", []string{"limit"}, nil)
 	descEvicted     = prometheus.NewDesc(metrics.NodeConnectionsEvicted, "Client connections reset at the connection limit to give their slot to a new one: none had shown a valid token or order proof, or only past its job's owner's share of the slots, or its owner held more than its fair share of them (then counted too in the fair-share series).", nil, nil)
 	descOverJob     = prometheus.NewDesc(metrics.NodeConnectionsOverJobShare, "Client connections with a valid token left evictable because their job's owner (its tenant, else its registering client's address) had half the connection slots already.", nil, nil)
-	descFairShare   = prometheus.NewDesc(metrics.NodeConnectionsFairShareEvicted, "Client connections with a valid token reset at the connection limit because their job's owner held more than its fair share of the slots: the max-min share among the owners holding some and one more.", nil, nil)
+	descFairShare   = prometheus.NewDesc(metrics.NodeConnectionsFairShareEvicted, "Client connections with a valid token reset for a promoted one because their job's owner held more than its fair share of the slots: the max-min share among the owners holding some and one more.", nil, nil)
+	descPromoted    = prometheus.NewDesc(metrics.NodeConnectionsPromoted, "Connections over the limit, on the reserve, that showed a valid token for an owner below its fair share of the slots and took the slot of an owner over it.", nil, nil)
 	descUnread      = prometheus.NewDesc(metrics.NodeUnreadReplyBytes, "Reply bytes queued on client connections, not yet taken by their clients, or promised by device reads in flight and listings waiting.", nil, nil)
 	descUnreadLimit = prometheus.NewDesc(metrics.NodeUnreadReplyLimit, "The node's bound on unread reply bytes (--max-unread; 0: none).", nil, nil)
 	descPaused      = prometheus.NewDesc(metrics.NodeConnectionsPaused, "Times a client connection stopped being read while its replies went unread, by limit.", []string{"limit"}, nil)
@@ -221,7 +222,7 @@ var (
 // Describe implements prometheus.Collector.
 func (nc *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRequests, descLatency, descBytesIn, descBytesOut, descConns,
-		descAccepted, descRefused, descEvicted, descOverJob, descFairShare, descUnread, descUnreadLimit, descPaused, descUsed, descCapacity, descValues,
+		descAccepted, descRefused, descEvicted, descOverJob, descFairShare, descPromoted, descUnread, descUnreadLimit, descPaused, descUsed, descCapacity, descValues,
 		descCompacted, descCompactedPg, descDevErrors} {
 		ch <- d
 	}
@@ -248,6 +249,7 @@ func (nc *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEvicted, st.Net.UnprovenEvictions)
 	counter(descOverJob, st.Net.OverOwner)
 	counter(descFairShare, st.Net.FairShareEvictions)
+	counter(descPromoted, st.Net.Promoted)
 	gauge(descUnread, st.Net.Queued)
 	gauge(descUnreadLimit, st.Net.QueuedLimit)
 	counter(descPaused, st.Net.Paused, "MaxOutbound")

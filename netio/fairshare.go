@@ -93,19 +93,20 @@ func (c *Conn) Promote(owner []byte) bool {
 	if !c.reserved || c.closing || c.closed || !l.cfg.EvictUnproven || l.cfg.MaxProvenPerOwner < 0 {
 		return false
 	}
-	victim, at, ok := l.srv.owners.displace(owner, l.cfg.MaxProvenPerOwner, l.idx)
-	if !ok {
+	peer := c.peer
+	if l.cfg.MaxConnsPerPeer > 0 && !l.srv.peers.add(peer, l.cfg.MaxConnsPerPeer) {
 		return false
 	}
-	peer := c.peer
-	if l.cfg.MaxConnsPerPeer > 0 {
-		if !l.srv.peers.add(peer, l.cfg.MaxConnsPerPeer) {
-			return false
+	victim, at, ok := l.srv.owners.displace(owner, l.cfg.MaxProvenPerOwner, l.idx)
+	if ok && at != l.idx {
+		o := l.srv.loops[at]
+		if ok = o.tryEnqueue(task{f: func() { o.evictOwned(victim) }}); !ok {
+			l.srv.owners.unclaim(victim, at) // its loop has stopped
 		}
-	}
-	if at == l.idx {
+	} else if ok {
 		l.evictOwned(victim)
-	} else if o := l.srv.loops[at]; !o.tryEnqueue(task{f: func() { o.evictOwned(victim) }}) {
+	}
+	if !ok {
 		if l.cfg.MaxConnsPerPeer > 0 {
 			l.srv.peers.remove(peer)
 		}
@@ -132,6 +133,10 @@ func (c *Conn) Promote(owner []byte) bool {
 func (l *Loop) evictOwned(owner string) bool {
 	q := l.owned[owner]
 	if q == nil {
+		// Its connections here closed since displace counted one: the
+		// promotion stands, and MaxConns stays passed by one until a
+		// connection closes.
+		l.srv.owners.unclaim(owner, l.idx)
 		return false
 	}
 	c := q.tail
@@ -141,6 +146,8 @@ func (l *Loop) evictOwned(owner string) bool {
 			break
 		}
 	}
+	c.owned = false // displace counted it gone (claimLocked)
+	l.disown(c)
 	l.stats.unprovenEvictions.Add(1)
 	l.stats.fairShare.Add(1)
 	return l.evict(c, ErrEvictedOverFairShare)
@@ -175,10 +182,43 @@ func (t *ownerTable) displace(owner []byte, limit, prefer int) (victim string, l
 		return "", 0, false
 	}
 	at := t.byLoop[victim]
+	loop = indexOfMax(at)
 	if prefer < len(at) && at[prefer] > 0 {
-		return victim, prefer, true
+		loop = prefer
 	}
-	return victim, indexOfMax(at), true
+	t.claimLocked(victim, loop)
+	return victim, loop, true
+}
+
+// claimLocked counts one of owner's connections on loop gone now, for
+// the eviction displace chose it for: promotions at once on both loops
+// see the count it will have, and do not displace past the share (a
+// re-check saw MaxConns passed by up to 6). evictOwned clears the
+// victim's owned mark, so its close releases nothing more; a claim whose
+// victim had closed meanwhile is given back (unclaim). mu is held.
+func (t *ownerTable) claimLocked(owner string, loop int) {
+	if t.n[owner]--; t.n[owner] <= 0 {
+		delete(t.n, owner)
+		delete(t.byLoop, owner)
+	} else if at := t.byLoop[owner]; loop < len(at) {
+		at[loop]--
+	}
+	t.moved = true
+	t.released.Add(1)
+}
+
+// unclaim gives back a claim (claimLocked) whose victim was gone.
+func (t *ownerTable) unclaim(owner string, loop int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.n[owner]++
+	at := t.byLoop[owner]
+	if at == nil {
+		at = make([]int32, max(t.loops, loop+1))
+		t.byLoop[owner] = at
+	}
+	at[loop]++
+	t.moved = true
 }
 
 // indexOfMax is the index of the largest of xs (0 when empty).

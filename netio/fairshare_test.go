@@ -214,3 +214,31 @@ func TestFairShareEvictsTheNewest(t *testing.T) {
 		}
 	}
 }
+
+// TestDisplaceClaimsTheVictim: displace counts the connection it chose
+// gone at once, so a promotion on another loop before the victim closes
+// sees the count it will have: without the claim, a re-check's
+// promotions on both loops passed MaxConns 300 by up to 6. A claim whose
+// victim is gone is given back. Fails without the claim: a still 4.
+func TestDisplaceClaimsTheVictim(t *testing.T) {
+	tb := ownerTable{slots: 8, loops: 2}
+	for _, o := range []struct {
+		owner string
+		loop  int
+	}{{"a", 0}, {"a", 0}, {"a", 1}, {"a", 1}, {"b", 0}, {"b", 1}, {"c", 0}, {"c", 1}} {
+		if !tb.add([]byte(o.owner), 4, o.loop) {
+			t.Fatalf("add %s", o.owner)
+		}
+	}
+	victim, loop, ok := tb.displace([]byte("d"), 4, 1)
+	if !ok || victim != "a" || loop != 1 {
+		t.Fatalf("displace: %q on loop %d, %v; want a on loop 1", victim, loop, ok)
+	}
+	if tb.n["a"] != 3 || tb.byLoop["a"][1] != 1 {
+		t.Fatalf("after displace a counts %d (%v); want 3, one on loop 1", tb.n["a"], tb.byLoop["a"])
+	}
+	tb.unclaim("a", 1)
+	if tb.n["a"] != 4 || tb.byLoop["a"][1] != 2 {
+		t.Fatalf("after unclaim a counts %d (%v); want 4 again", tb.n["a"], tb.byLoop["a"])
+	}
+}

@@ -41,6 +41,10 @@ const (
 	// holding more than its fair share of the slots (netio's
 	// fairshare.go).
 	NodeConnectionsFairShareEvicted = "pocket_node_connections_fair_share_evicted_total"
+	// NodeConnectionsPromoted counts reserve connections that showed a
+	// valid token for an owner below its fair share and took an ordinary
+	// slot (netio's Conn.Promote).
+	NodeConnectionsPromoted = "pocket_node_connections_promoted_total"
 	// NodeUnreadReplyBytes is the reply bytes queued on the node's
 	// connections, unsent (their clients have not taken them);
 	// NodeConnectionsPaused counts the times a connection stopped being
@@ -129,7 +133,7 @@ const (
 var Names = []string{
 	NodeRequests, NodeRequestDuration, NodeReceivedBytes, NodeSentBytes, NodeConnections,
 	NodeConnectionsAccepted, NodeConnectionsRefused, NodeConnectionsEvicted, NodeConnectionsOverJobShare,
-	NodeConnectionsFairShareEvicted,
+	NodeConnectionsFairShareEvicted, NodeConnectionsPromoted,
 	NodeUnreadReplyBytes, NodeUnreadReplyLimit, NodeConnectionsPaused, NodeTierUsed, NodeTierCapacity, NodeTierValues,
 	NodeDRAMCompactedValues, NodeDRAMCompactedPages, NodeTierDeviceErrors,
 	NetReceiveBytes, NetTransmitBytes, NetReceiveBytesPerSec, NetTransmitBytesPerSec,
