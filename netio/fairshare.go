@@ -102,6 +102,7 @@ func (c *Conn) Promote(owner []byte) bool {
 		o := l.srv.loops[at]
 		if ok = o.tryEnqueue(task{f: func() { o.evictOwned(victim) }}); !ok {
 			l.srv.owners.unclaim(victim, at) // its loop has stopped
+			l.srv.owners.release(string(owner), l.idx)
 		}
 	} else if ok {
 		l.evictOwned(victim)
@@ -120,9 +121,8 @@ func (c *Conn) Promote(owner []byte) bool {
 	l.srv.open.Add(1)
 	l.stats.promoted.Add(1)
 	c.born = nanotime()
-	l.unproven.push(c)
-	l.listPeer(c)
-	c.ProveFor(owner)
+	c.owner, c.owned = string(owner), true // counted by displace
+	l.own(c)
 	return true
 }
 
@@ -165,7 +165,11 @@ const (
 // displace names the owner holding the most proven connections, if that
 // is more than the fair share while owner holds fewer (and fewer than
 // limit), and the loop to evict one on: prefer when the owner has
-// connections there, else the loop with the most.
+// connections there, else the loop with the most. It counts the
+// promoted connection for owner on prefer at once, in the same hold of
+// the lock as the check: a re-check's owners promoting 4 at a time each
+// reached 26-30 connections against a share of 25, and left the job
+// they displaced below its share (13-16).
 func (t *ownerTable) displace(owner []byte, limit, prefer int) (victim string, loop int, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -187,6 +191,7 @@ func (t *ownerTable) displace(owner []byte, limit, prefer int) (victim string, l
 		loop = prefer
 	}
 	t.claimLocked(victim, loop)
+	t.addLocked(string(owner), prefer)
 	return victim, loop, true
 }
 

@@ -219,7 +219,8 @@ func TestFairShareEvictsTheNewest(t *testing.T) {
 // gone at once, so a promotion on another loop before the victim closes
 // sees the count it will have: without the claim, a re-check's
 // promotions on both loops passed MaxConns 300 by up to 6. A claim whose
-// victim is gone is given back. Fails without the claim: a still 4.
+// victim is gone is given back. Fails without the claim: a still 4; and
+// without counting the promoted connection in displace (dcbccba): d 0.
 func TestDisplaceClaimsTheVictim(t *testing.T) {
 	tb := ownerTable{slots: 8, loops: 2}
 	for _, o := range []struct {
@@ -236,6 +237,11 @@ func TestDisplaceClaimsTheVictim(t *testing.T) {
 	}
 	if tb.n["a"] != 3 || tb.byLoop["a"][1] != 1 {
 		t.Fatalf("after displace a counts %d (%v); want 3, one on loop 1", tb.n["a"], tb.byLoop["a"])
+	}
+	// The promoted connection counts for d at once, in the same check:
+	// before, owners promoting several at a time passed their share.
+	if tb.n["d"] != 1 || tb.byLoop["d"][1] != 1 {
+		t.Fatalf("after displace d counts %d (%v); want 1 on loop 1", tb.n["d"], tb.byLoop["d"])
 	}
 	tb.unclaim("a", 1)
 	if tb.n["a"] != 4 || tb.byLoop["a"][1] != 2 {

@@ -124,19 +124,27 @@ func (t *ownerTable) add(owner []byte, limit, loop int) bool {
 		t.n = make(map[string]int)
 		t.byLoop = make(map[string][]int32)
 	}
-	n := t.n[string(owner)]
-	if n >= limit {
+	if t.n[string(owner)] >= limit {
 		return false
 	}
-	t.n[string(owner)] = n + 1
-	at := t.byLoop[string(owner)]
+	t.addLocked(string(owner), loop)
+	return true
+}
+
+// addLocked counts one more connection of owner on loop; mu is held.
+func (t *ownerTable) addLocked(owner string, loop int) {
+	if t.n == nil {
+		t.n = make(map[string]int)
+		t.byLoop = make(map[string][]int32)
+	}
+	t.n[owner]++
+	at := t.byLoop[owner]
 	if at == nil {
 		at = make([]int32, max(t.loops, loop+1))
-		t.byLoop[string(owner)] = at
+		t.byLoop[owner] = at
 	}
 	at[loop]++
 	t.moved = true
-	return true
 }
 
 // release uncounts one connection of owner on loop.
