@@ -69,6 +69,9 @@ type Config struct {
 	// HandshakeTimeout bounds a new connection's TLS handshake and its
 	// first request (10 s; negative: none).
 	HandshakeTimeout time.Duration
+	// WriteTimeout bounds writing one reply (10 s): a peer that stops
+	// reading is dropped instead of holding a goroutine.
+	WriteTimeout time.Duration
 	// MaxLargeFrameBytes bounds the metadata bytes of the requests over
 	// wire.ReadGrowStep (64 KiB) all connections hold under way at once
 	// (DefaultMaxLargeFrameBytes): only a node's heartbeats and
@@ -266,6 +269,9 @@ func (cfg *Config) connDefaults() {
 	}
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
 	}
 }
 

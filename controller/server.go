@@ -18,10 +18,6 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// writeTimeout bounds writing one reply: a peer that stops reading is
-// dropped instead of holding a goroutine.
-const writeTimeout = 10 * time.Second
-
 // evictMinIdle is how long a connection must have been idle before a new
 // connection may take its place when the server is at Config.MaxConns.
 const evictMinIdle = time.Second
@@ -442,7 +438,7 @@ func (s *server) touch(conn net.Conn, busy bool) {
 // request is served, and the connection is no longer busy, so a peer that
 // does not take its reply for evictMinIdle counts as idle that long and
 // may be evicted at MaxConns. Before, a connection stayed busy through
-// its reply write (up to writeTimeout, 10 s): a hostile tenant's 1,024
+// its reply write (up to Config.WriteTimeout, 10 s): a hostile tenant's 1,024
 // connections, each sending requests and reading none of the replies,
 // were all blocked in that write within 2.5 s, none could be evicted,
 // and every other client was refused for the next 9 s, again after each
@@ -601,7 +597,7 @@ func (c *Controller) serveConn(conn net.Conn) {
 		}
 		out = wire.AppendControlFrame(out[:0], h.Op.Reply(), h.ID, code, reply)
 		c.srv.writing(conn)
-		if err := conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		if err := conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout)); err != nil {
 			return
 		}
 		if _, err := conn.Write(out); err != nil {
@@ -630,7 +626,7 @@ func (c *Controller) serveConn(conn net.Conn) {
 // undoUndelivered undoes what the request being served on sess did
 // (session.undelivered) when its successful reply cannot reach the peer:
 // the write failed (the peer gone, its connection evicted at MaxConns
-// while the reply waited unread, writeTimeout), or the reply was over the
+// while the reply waited unread, Config.WriteTimeout), or the reply was over the
 // frame limit and an error went instead.
 func (c *Controller) undoUndelivered(sess *session) {
 	if f := sess.undelivered; f != nil {
@@ -647,7 +643,7 @@ func (c *Controller) readFailed(conn net.Conn, h *wire.Header, err error, out []
 	switch {
 	case errors.As(err, &we):
 		out = wire.AppendControlFrame(out[:0], h.Op.Reply(), h.ID, we.Code, wire.NewEncoder().ErrorResponse(err))
-		_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		_ = conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
 		conn.Write(out)
 	case errors.As(err, &ne) && ne.Timeout():
 		// Idle (IdleTimeout) or silent from the start (HandshakeTimeout):
