@@ -110,18 +110,31 @@ func (c *Client) Do(ctx context.Context, addr string, op wire.Op, flags uint16, 
 }
 
 // doFrom makes a call on mc, a connection p handed out, and on another of
-// p's connections when the pool retired mc before the call was put on it
-// (errRetired), up to retiredTries times.
+// p's connections, up to retiredTries times, when the call never reached
+// the node: the pool retired mc before the call was put on it
+// (errRetired), mc failed before the call's frame went whole (lostUnsent),
+// or the node refused mc at its connection limit, serving none of its
+// calls (limited.go).
 func (p *pool) doFrom(ctx context.Context, mc *muxConn, op wire.Op, flags uint16, req *wire.Request, payload, dst []byte) (Reply, error) {
 	for tries := 0; ; tries++ {
 		r, err := mc.do(ctx, op, flags, req, payload, dst)
-		if err != errRetired {
+		limited := atLimit(err)
+		switch {
+		case limited:
+			p.refused()
+		case servedBy(err):
+			p.served(mc)
+		}
+		if err != errRetired && !limited && !lostUnsent(err) {
 			return r, err
 		}
 		if tries == retiredTries {
+			if err != errRetired {
+				return r, notSent(err)
+			}
 			return Reply{}, notSent(&wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: %v, %d times", p.addr, err, tries+1)})
 		}
-		if mc, err = p.conn(ctx); err != nil {
+		if mc, err = p.resendConn(ctx); err != nil {
 			return Reply{}, notSent(err)
 		}
 	}
@@ -180,6 +193,13 @@ type pool struct {
 	mu     sync.Mutex
 	slots  []slot
 	closed bool
+	// After a refusal at the node's connection limit (limited.go): until
+	// limited, callers whose slot has no connection borrow another's;
+	// backoff is the while's length, limitGen counts refusals.
+	limited  time.Time
+	backoff  time.Duration
+	limitGen uint64
+	dials    int // dials under way
 }
 
 type slot struct {
@@ -196,42 +216,79 @@ type dialing struct {
 
 func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 	i := int(p.next.Add(1)) % len(p.slots)
-	p.mu.Lock()
-	s := &p.slots[i]
-	if mc := s.mc; mc != nil && !mc.dead() {
-		switch {
-		case p.stale(mc):
-			mc.fail(errIdleRedial)
-			s.mc = nil
-		case mc.closedByPeer():
-			mc.fail(errPeerClosed)
-			s.mc = nil
-		default:
+	for {
+		p.mu.Lock()
+		s := &p.slots[i]
+		mc := p.usableLocked(s)
+		var wait chan struct{}
+		if mc != nil && mc.untried() {
+			// A connection's first call goes alone (limited.go): this
+			// call goes on another, or waits for that first reply.
+			if other := p.borrowLocked(i); other != nil {
+				mc = other
+			} else {
+				mc, wait = nil, mc.tried
+			}
+		}
+		if mc == nil && wait == nil && !p.closed {
+			mc = p.borrowLocked(i) // slot i is dialled meanwhile
+		}
+		if mc != nil {
 			mc.hand()
 			p.mu.Unlock()
 			return mc, nil
 		}
-	}
-	if p.closed {
-		p.mu.Unlock()
-		return nil, ErrClosed
-	}
-	d := s.dial
-	if d == nil {
-		d = &dialing{done: make(chan struct{})}
-		s.dial = d
-		go p.dial(i, d)
-	}
-	p.mu.Unlock()
-	select {
-	case <-d.done:
-		if d.mc != nil {
-			d.mc.hand()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrClosed
 		}
-		return d.mc, d.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		if wait == nil {
+			d := s.dial
+			if d == nil {
+				d = &dialing{done: make(chan struct{})}
+				s.dial = d
+				p.dials++
+				go p.dial(i, d)
+			}
+			p.mu.Unlock()
+			select {
+			case <-d.done:
+				if d.err != nil {
+					return nil, d.err
+				}
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		p.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+}
+
+// usableLocked returns s's connection if it is live, neither idle past
+// MaxIdle nor closed by the node while idle; such a one is closed and s
+// emptied. p.mu is held.
+func (p *pool) usableLocked(s *slot) *muxConn {
+	mc := s.mc
+	if mc == nil || mc.dead() {
+		return nil
+	}
+	switch {
+	case p.stale(mc):
+		mc.fail(errIdleRedial)
+		s.mc = nil
+	case mc.closedByPeer():
+		mc.fail(errPeerClosed)
+		s.mc = nil
+	default:
+		return mc
+	}
+	return nil
 }
 
 // errIdleRedial closes a pooled connection left unused past MaxIdle.
@@ -256,6 +313,7 @@ func (p *pool) dial(i int, d *dialing) {
 	nc, err := dl.Dial("tcp", p.addr)
 	p.mu.Lock()
 	p.slots[i].dial = nil
+	p.dials--
 	switch {
 	case err != nil:
 		d.err = dialErr(p.addr, err)
@@ -267,6 +325,7 @@ func (p *pool) dial(i int, d *dialing) {
 			_ = tc.SetNoDelay(true)
 		}
 		d.mc = newMuxConn(nc, p.addr, &p.c.lim)
+		d.mc.limitGen = p.limitGen
 		if p.c.opts.Silence > 0 {
 			go d.mc.watch(p.c.opts.Silence)
 		}
@@ -371,6 +430,14 @@ type muxConn struct {
 	// have not yet been put on it (do): the pool does not retire it
 	// meanwhile.
 	inHand int
+	// limitGen is the pool's count of refusals at the node's connection
+	// limit when the connection was dialled (limited.go).
+	limitGen uint64
+	// answered is set once a reply has come on the connection: the node
+	// took it (limited.go); tried is closed then, or when it fails.
+	answered  atomic.Bool
+	tried     chan struct{}
+	triedOnce sync.Once
 }
 
 // hand notes that the pool hands mc to a call (do undoes it).
@@ -474,7 +541,7 @@ func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 func newMuxConn(nc net.Conn, addr string, lim *wire.Limits) *muxConn {
 	mc := &muxConn{nc: nc, addr: addr, lim: lim, enc: wire.NewEncoder(), pending: make(map[uint64]*call),
 		br: bufio.NewReaderSize(nc, 64<<10), wake: make(chan struct{}, 1), wsem: make(chan struct{}, 1),
-		gone: make(chan struct{})}
+		gone: make(chan struct{}), tried: make(chan struct{})}
 	mc.used.Store(time.Now().UnixNano())
 	return mc
 }
@@ -865,6 +932,10 @@ func (mc *muxConn) readFrame() error {
 		if err != nil {
 			return err
 		}
+		if h.Code != wire.CodeLimit && !mc.answered.Load() {
+			mc.answered.Store(true)
+			mc.triedOnce.Do(func() { close(mc.tried) })
+		}
 		mc.mu.Lock()
 		cl := mc.pending[h.ID]
 		delete(mc.pending, h.ID)
@@ -915,10 +986,13 @@ func (mc *muxConn) readFrame() error {
 		}
 		mc.heard.Add(1)
 	}
-	cl := rs.cl
+	cl, code := rs.cl, rs.h.Code
 	rs.body, rs.off, rs.cl = false, 0, nil
 	if cl != nil {
 		close(cl.done)
+	}
+	if code == wire.CodeLimit {
+		mc.failLimited() // refused at the node's limit: it serves none of the others
 	}
 	return nil
 }
@@ -949,6 +1023,7 @@ func (mc *muxConn) fail(err error) error {
 	ferr := mc.err
 	mc.mu.Unlock()
 	mc.goneOnce.Do(func() { close(mc.gone) })
+	mc.triedOnce.Do(func() { close(mc.tried) })
 	_ = mc.nc.Close()
 	for _, cl := range pending {
 		cl.err = ferr

@@ -1,0 +1,216 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// limitedNode starts a DRAM node that takes maxConns connections; those
+// over it go to its reserve, which refuses data requests (CodeLimit).
+func limitedNode(t *testing.T, maxConns int) *dataplane.Node {
+	t.Helper()
+	d, err := dataplane.NewDRAM(16<<20, dataplane.DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+		Net: netio.Config{Loops: 1, MaxConns: maxConns}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); d.Close() })
+	return n
+}
+
+// TestRefusedAtLimitGoesOnLiveConnections (hostile trial): a pool holds
+// more slots than the node takes connections. Its calls go on the
+// connections the node took, and none fails. Before, a call whose slot
+// had no connection dialled one, the node's reserve refused its request
+// (CodeLimit, "node at its connection limit"), and the call failed: a
+// trial's job failed 80 % of its gets while it held 31 connections that
+// worked. Here, on that code, 300 of 400 calls failed.
+func TestRefusedAtLimitGoesOnLiveConnections(t *testing.T) {
+	n := limitedNode(t, 2)
+	addr := n.Addr().String()
+	c := client.New(client.Options{ConnsPerNode: 8})
+	defer c.Close()
+	ctx := context.Background()
+	req := wire.Request{Job: []byte("j"), Key: []byte("k")}
+	// Two callers at once: each dials its slot and is taken.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Do(ctx, addr, wire.OpPut, 0, &req, []byte("v"), nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	const callers, each = 4, 100
+	errs := make(chan error, callers*each)
+	for g := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				r, err := c.Do(ctx, addr, wire.OpGet, 0, &req, nil, nil)
+				if err == nil && string(r.Payload) != "v" {
+					err = fmt.Errorf("got %q", r.Payload)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("caller %d, get %d: %w", g, i, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	failed, first := 0, error(nil)
+	for err := range errs {
+		if failed++; first == nil {
+			first = err
+		}
+	}
+	st := n.Stats().Net
+	t.Logf("%d of %d gets failed; the node opened %d connections on its reserve, refused %d at accept",
+		failed, callers*each, st.Reserved, st.Refused)
+	if failed > 0 {
+		t.Fatalf("%d of %d gets failed on a pool whose node took 2 of its 8 connections; the first: %v", failed, callers*each, first)
+	}
+	if st.Reserved == 0 {
+		t.Fatal("the node refused no connection: the test tested nothing")
+	}
+	if st.Refused > 0 {
+		t.Errorf("the node closed %d of the pool's connections at accept: its reserve was full (the pool dialled in a burst)", st.Refused)
+	}
+}
+
+// TestPoolGrowsBackWhenTheNodeTakesConnections: after refusals at the
+// limit the pool stops dialling for a while, not for good: once the node
+// has a slot again, the pool's next dial after the while takes it.
+func TestPoolGrowsBackWhenTheNodeTakesConnections(t *testing.T) {
+	n := limitedNode(t, 2)
+	addr := n.Addr().String()
+	ctx := context.Background()
+	req := wire.Request{Job: []byte("j"), Key: []byte("k")}
+	hold := client.New(client.Options{ConnsPerNode: 1})
+	if _, err := hold.Do(ctx, addr, wire.OpPut, 0, &req, []byte("v"), nil); err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(client.Options{ConnsPerNode: 4})
+	defer c.Close()
+	get := func() {
+		t.Helper()
+		if _, err := c.Do(ctx, addr, wire.OpGet, 0, &req, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for end := time.Now().Add(5 * time.Second); n.Stats().Net.Reserved < 2 && time.Now().Before(end); time.Sleep(time.Millisecond) {
+		get()
+	}
+	if n.Stats().Net.Reserved < 2 {
+		t.Fatalf("the node refused %d connections, want 2 or more", n.Stats().Net.Reserved)
+	}
+	hold.Close()
+	for end := time.Now().Add(10 * time.Second); n.Stats().Net.Open < 2 && time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		get()
+	}
+	if st := n.Stats().Net; st.Open < 2 {
+		t.Fatalf("the node holds %d of the pool's connections 10 s after it had room for 2 (%d refused on its reserve)", st.Open, st.Reserved)
+	}
+}
+
+// TestRefusalAtLimitFailsNoneOfItsCalls: 16 callers at once whose slot has
+// no connection, on a node that takes one: they go on the pool's live
+// connection while the slot is dialled, and none fails. Before, all 16
+// waited for the slot's dial and went on the connection the node
+// refused: the first failed with the refusal, the others with "connection
+// lost", an outcome the caller cannot know, though the node served none.
+func TestRefusalAtLimitFailsNoneOfItsCalls(t *testing.T) {
+	n := limitedNode(t, 1)
+	addr := n.Addr().String()
+	c := client.New(client.Options{ConnsPerNode: 2})
+	defer c.Close()
+	ctx := context.Background()
+	req := wire.Request{Job: []byte("j"), Key: []byte("k")}
+	if _, err := c.Do(ctx, addr, wire.OpPut, 0, &req, []byte("v"), nil); err != nil {
+		t.Fatal(err) // slot 1: taken
+	}
+	// Slot 0's callers: 16 at once on one connection the node refuses.
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Do(ctx, addr, wire.OpGet, 0, &req, nil, nil); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a get beside a connection the node refused: %v (not sent: %v)", err, client.NotSent(err))
+	}
+	// Slot 0 was dialled meanwhile: its next caller is refused there,
+	// and sent again on slot 1's connection.
+	for i, end := 0, time.Now().Add(5*time.Second); n.Stats().Net.Reserved == 0 && time.Now().Before(end); i++ {
+		if _, err := c.Do(ctx, addr, wire.OpGet, 0, &req, nil, nil); err != nil {
+			t.Errorf("get %d after them: %v", i, err)
+		}
+		time.Sleep(time.Millisecond) // for the dial's goroutine on a busy machine
+	}
+	if n.Stats().Net.Reserved == 0 {
+		t.Fatalf("the node refused no connection: the test tested nothing: %+v", n.Stats().Net)
+	}
+}
+
+// TestRefusedWithNoLiveConnection: callers of a pool with no connection
+// the node took, all on the one connection the node refuses at its limit,
+// are answered the refusal, marked not sent (the node served none of
+// them), after the pool tried a few times. Before, the first was answered
+// the refusal unmarked and the others "connection lost".
+func TestRefusedWithNoLiveConnection(t *testing.T) {
+	n := limitedNode(t, 1)
+	addr := n.Addr().String()
+	hold := client.New(client.Options{ConnsPerNode: 1})
+	defer hold.Close()
+	ctx := context.Background()
+	req := wire.Request{Job: []byte("j"), Key: []byte("k")}
+	if _, err := hold.Do(ctx, addr, wire.OpPut, 0, &req, []byte("v"), nil); err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(client.Options{ConnsPerNode: 1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Do(ctx, addr, wire.OpGet, 0, &req, nil, nil)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, wire.ErrLimit) || !client.NotSent(err) {
+			t.Errorf("a get on a full node with no connection of its own: %v (not sent: %v), want a refusal at the limit marked not sent", err, client.NotSent(err))
+		}
+	}
+}
