@@ -25,6 +25,7 @@ type connState struct {
 	discard discardSink
 	auth    authCache
 	entry   *jobEntry      // the job of the request admitted last (jobtable.go), or nil
+	awaits  *jobEntry      // the pending job whose owner c waits for, to be proven (owner.go)
 	jobs    entryCache     // its lookup, for the next request's (jobtable.go)
 	closed  bool           // set by OnClose; read by tasks posted to the same loop
 	last    bool           // the request being served is the last complete one in the input
@@ -292,6 +293,9 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 	kept := err == errKept
 	if err != nil && !kept {
 		return nil, err
+	}
+	if e != nil && c.NeedsProof() && e.state.Load() == statePending && !e.awaitOwner(c, cs) {
+		n.proveFor(c, r.Job) // the owner came meanwhile
 	}
 	cs.entry = e
 	if len(r.Key) == 0 && h.Flags&wire.FlagPrefix == 0 && (h.Op == wire.OpPut || h.Op == wire.OpGet || h.Op == wire.OpStat || h.Op == wire.OpDelete) {

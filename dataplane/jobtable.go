@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -151,6 +152,13 @@ type jobEntry struct {
 	// under dropMu.
 	dropMu     sync.Mutex
 	unreported Dropped
+
+	// waiters are the connections that showed a valid token while the
+	// job was pending, to prove for its owner once the table names it
+	// (owner.go: awaitOwner); under waitMu.
+	waitMu  sync.Mutex
+	waiters []*netio.Conn
+	waited  bool // the owner came: no more waiters are kept
 
 	pendingAt time.Time // when it was entered pending (addPending)
 	seen      uint64    // the snapshot that last listed it
@@ -652,6 +660,11 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (
 		e = &jobEntry{}
 		ed.put(je.Job, e)
 	}
+	if e.state.Load() == statePending && je.Owner == "" {
+		// Listed with no owner (an older controller): its waiting
+		// connections are proven for the job (Node.proveWaiters).
+		j.learned = append(j.learned, je.Job)
+	}
 	switch e.state.Load() {
 	case stateOrphan:
 		delete(j.orphans, je.Job)
@@ -691,7 +704,8 @@ func (j *jobTable) setOwnerLocked(job string, e *jobEntry, owner string) {
 	}
 }
 
-// takeLearned returns the jobs whose owner changed since its last call.
+// takeLearned returns the jobs whose owner changed since its last call,
+// and those listed with no owner while pending.
 func (j *jobTable) takeLearned() []string {
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -63,6 +63,52 @@ func (n *Node) proveFor(c *netio.Conn, job []byte) {
 	c.ProveFor(append(bytes.Clone(jobPrefix), job...))
 }
 
+// maxOwnerWaiters bounds the connections a pending job keeps to prove
+// once the table names its owner (awaitOwner); those past it are proven
+// by their next request, as before.
+const maxOwnerWaiters = 1024
+
+// awaitOwner keeps c, which showed a valid token of e's job while the job
+// was pending, to be proven for the job's owner once the table names it
+// (ownerLearned). It reports false when the table lists the job by now
+// (the caller proves c itself), else true (c is kept, or was already).
+// Before, such a connection
+// stayed unproven until its next request: a re-check's job that opened
+// 100 connections in its first milliseconds and then let them idle had
+// 91 of them taken by a flood of connections at the node's limit.
+func (e *jobEntry) awaitOwner(c *netio.Conn, cs *connState) bool {
+	if cs.awaits == e {
+		return true
+	}
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	if e.waited || e.owner.Load() != nil || e.state.Load() != statePending {
+		return false
+	}
+	cs.awaits = e
+	if len(e.waiters) < maxOwnerWaiters {
+		e.waiters = append(e.waiters, c)
+	}
+	return true
+}
+
+// proveWaiters proves, each on its own loop, the connections kept by
+// awaitOwner for job, which the table now lists: for the owner it names,
+// or for the job when it names none (an older controller).
+func (n *Node) proveWaiters(job string) {
+	e := n.jobs.lookup([]byte(job))
+	if e == nil {
+		return
+	}
+	e.waitMu.Lock()
+	ws := e.waiters
+	e.waiters, e.waited = nil, true
+	e.waitMu.Unlock()
+	for _, c := range ws {
+		c.Post(func(c *netio.Conn) { n.proveFor(c, []byte(job)) }) // not run if c has closed
+	}
+}
+
 // A node's other shares count per owner too, so that one owner's jobs
 // together get one share, not one a job: the scan lane's turns and queue
 // room (lane.go), the bound on unfinished puts (unfinished.go), the
@@ -112,6 +158,7 @@ func isOwnerKey(key string, owner []byte, job string) bool {
 // arriving, the version table's counts of the job's versions, and the
 // NVMe tier's index and allocated bytes of the job's keys.
 func (n *Node) ownerLearned(job string) {
+	n.proveWaiters(job)
 	owner := n.ownerOf([]byte(job))
 	if owner == nil {
 		return
