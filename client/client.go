@@ -103,7 +103,10 @@ func (c *Client) Do(ctx context.Context, addr string, op wire.Op, flags uint16, 
 		return Reply{}, notSent(err)
 	}
 	mc, err := p.conn(ctx)
-	if err != nil {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+		mc = p.answeredConn() // a dial failed: a connection the node took serves
+	}
+	if mc == nil {
 		return Reply{}, notSent(err)
 	}
 	return p.doFrom(ctx, mc, op, flags, req, payload, dst)
@@ -118,7 +121,7 @@ func (c *Client) Do(ctx context.Context, addr string, op wire.Op, flags uint16, 
 func (p *pool) doFrom(ctx context.Context, mc *muxConn, op wire.Op, flags uint16, req *wire.Request, payload, dst []byte) (Reply, error) {
 	for tries := 0; ; tries++ {
 		r, err := mc.do(ctx, op, flags, req, payload, dst)
-		limited := atLimit(err)
+		limited := atLimit(err) && !mc.answered.Load() // answered, it is the call's error
 		switch {
 		case limited:
 			p.refused()
@@ -134,7 +137,13 @@ func (p *pool) doFrom(ctx context.Context, mc *muxConn, op wire.Op, flags uint16
 			}
 			return Reply{}, notSent(&wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: %v, %d times", p.addr, err, tries+1)})
 		}
-		if mc, err = p.resendConn(ctx); err != nil {
+		if err != errRetired {
+			if mc = p.answeredConn(); mc == nil {
+				return r, notSent(err) // no connection the node took: the refusal, or the loss, stands
+			}
+			continue
+		}
+		if mc, err = p.conn(ctx); err != nil {
 			return Reply{}, notSent(err)
 		}
 	}
@@ -216,14 +225,15 @@ type dialing struct {
 
 func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 	i := int(p.next.Add(1)) % len(p.slots)
+	patient := true // wait, a little, for a new connection's first reply
 	for {
 		p.mu.Lock()
 		s := &p.slots[i]
 		mc := p.usableLocked(s)
-		var wait chan struct{}
-		if mc != nil && mc.untried() {
+		var wait <-chan struct{}
+		if mc != nil && patient && mc.untried() {
 			// A connection's first call goes alone (limited.go): this
-			// call goes on another, or waits for that first reply.
+			// call goes on another, or waits a little for that reply.
 			if other := p.borrowLocked(i); other != nil {
 				mc = other
 			} else {
@@ -244,29 +254,33 @@ func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 		}
 		if wait == nil {
 			d := s.dial
-			if d == nil {
+			if d == nil && p.dials >= maxGrowing {
+				wait = p.anyDialLocked() // a burst: wait for one under way
+			} else if d == nil {
 				d = &dialing{done: make(chan struct{})}
 				s.dial = d
 				p.dials++
 				go p.dial(i, d)
 			}
-			p.mu.Unlock()
-			select {
-			case <-d.done:
-				if d.err != nil {
-					return nil, d.err
+			if d != nil {
+				p.mu.Unlock()
+				select {
+				case <-d.done:
+					if d.err != nil {
+						return nil, d.err
+					}
+				case <-ctx.Done():
+					return nil, ctx.Err()
 				}
-			case <-ctx.Done():
-				return nil, ctx.Err()
+				continue
 			}
-			continue
 		}
 		p.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		answered, err := waitFirst(ctx, wait)
+		if err != nil {
+			return nil, err
 		}
+		patient = answered
 	}
 }
 
@@ -991,7 +1005,7 @@ func (mc *muxConn) readFrame() error {
 	if cl != nil {
 		close(cl.done)
 	}
-	if code == wire.CodeLimit {
+	if code == wire.CodeLimit && !mc.answered.Load() {
 		mc.failLimited() // refused at the node's limit: it serves none of the others
 	}
 	return nil

@@ -430,21 +430,9 @@ func (f *fakeNode) serve(nc net.Conn) {
 	var wmu sync.Mutex
 	var replies sync.WaitGroup
 	defer replies.Wait()
-	hdr := make([]byte, wire.HeaderLen)
 	for {
-		if _, err := io.ReadFull(nc, hdr); err != nil {
-			return
-		}
-		h, err := wire.ParseHeader(hdr, &lim)
+		h, req, body, err := readRequest(nc, &lim)
 		if err != nil {
-			return
-		}
-		body := make([]byte, int(h.MetaLen)+int(h.PayloadLen))
-		if _, err := io.ReadFull(nc, body); err != nil {
-			return
-		}
-		var req wire.Request
-		if err := wire.DecodeRequest(body[:h.MetaLen], &lim, &req); err != nil {
 			return
 		}
 		key := string(req.Key)
@@ -488,6 +476,25 @@ func (f *fakeNode) serve(nc net.Conn) {
 			<-f.resume
 		}
 	}
+}
+
+// readRequest reads one request frame from r: its header, request and
+// body (metadata, then payload).
+func readRequest(r io.Reader, lim *wire.Limits) (wire.Header, wire.Request, []byte, error) {
+	var hdr [wire.HeaderLen]byte
+	var req wire.Request
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return wire.Header{}, req, nil, err
+	}
+	h, err := wire.ParseHeader(hdr[:], lim)
+	if err != nil {
+		return h, req, nil, err
+	}
+	body := make([]byte, int(h.MetaLen)+int(h.PayloadLen))
+	if _, err := io.ReadFull(r, body); err != nil {
+		return h, req, nil, err
+	}
+	return h, req, body, wire.DecodeRequest(body[:h.MetaLen], lim, &req)
 }
 
 func (f *fakeNode) get(ctx context.Context, c *client.Client, key string, dst []byte) error {

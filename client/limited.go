@@ -23,17 +23,24 @@ import (
 //
 // So a refusal at the limit is not the request's end: the node served
 // none of the refused connection's calls, and the pool sends each again
-// on one of the connections it holds. A new connection's first call goes
-// on it alone while the pool has others (untried): were the node to
-// refuse it, the calls written after the refusal would meet the node's
-// close, lost with an outcome unknown. A caller whose slot has no
-// connection borrows a live one of another slot while the slot is
-// dialled in the background, one dial at a time (borrowLocked); after a
-// refusal, for a while (limitBackoff, doubling to limitBackoffMax while
-// refusals go on) the pool does not dial at all. Once the while is over
-// one dial finds out, and a connection dialled since the last refusal
-// that is served ends the while. A pool with no live connection dials,
-// and its callers wait, as before.
+// on a connection the node has answered on (answeredConn; with none, the
+// refusal is the call's answer, marked not sent). A refusal is believed
+// only on a connection not yet answered on: the reserve refuses a
+// connection's first request, and a node that answers CodeLimit later
+// refuses that call alone (a hostile check's fake node had 8 puts under
+// way executed twice when every call on the connection was sent again).
+// A new connection's first call goes on it alone, the others borrowing
+// another connection or waiting for its reply up to firstReplyWait:
+// were the node to refuse it, the calls written after the refusal would
+// meet the node's close, lost with an outcome unknown. A caller whose slot
+// has no connection borrows a live one of another slot while the slot is
+// dialled in the background, at most maxGrowing at a time
+// (borrowLocked); after a refusal, for a while (limitBackoff, doubling to
+// limitBackoffMax while refusals go on) the pool does not dial at all.
+// Once the while is over one dial finds out, and a connection dialled
+// since the last refusal that is served ends the while. A pool with no
+// live connection dials, at most maxGrowing at a time, and its callers
+// wait.
 
 // limitBackoff is how long a pool borrows its live connections after its
 // first refusal at a node's connection limit; limitBackoffMax bounds the
@@ -100,28 +107,27 @@ func (p *pool) served(mc *muxConn) {
 // caller whose slot i has none, when the pool has one: the call goes on it
 // rather than waiting for a dial. A connection dialled in the background
 // that no call has gone on yet is taken first: the node takes or refuses
-// it on this call, and the pool grows by a connection a round trip. Slot i is dialled meanwhile, in the
-// background, when no other dial is under way and the pool is not within
-// a while after a refusal at the node's connection limit (when the while
-// is over, this dial finds out whether the node takes connections again;
-// the others go on borrowing), nor holds a connection the node has not
-// answered on. So a pool that lost many connections at once (a node
-// evicting them at its fair share) redials them one at a time, each
-// proven before the next, never in a burst the node's reserve would
-// refuse at accept (4 a peer address: a test's pool, dialling each
-// empty slot as soon as the last dial ended, had a fifth closed at
-// accept, and its call lost with an outcome unknown). Nil:
-// the pool has no live connection, and the caller dials and waits. p.mu
-// is held.
+// it on this call. Slot i is dialled meanwhile, in the background, while
+// fewer than maxGrowing connections are being dialled or not yet answered
+// on, and the pool is not within a while after a refusal at the node's
+// connection limit (when the while is over, this dial finds out whether
+// the node takes connections again; the others go on borrowing). So a
+// pool that lost many connections at once (a node evicting them at its
+// fair share) redials them a few at a time, never in a burst the node's
+// reserve would refuse at accept (4 a peer address: a test's pool,
+// dialling every empty slot at once, had a fifth closed at accept, and
+// its call lost with an outcome unknown). Nil: the pool has no
+// connection to lend, and the caller dials (or waits for a dial). p.mu is
+// held.
 func (p *pool) borrowLocked(i int) *muxConn {
 	var other, fresh *muxConn
-	unanswered := false // a connection the node may yet refuse
+	growing := p.dials // dials under way, and connections not yet answered on
 	for k := 1; k < len(p.slots); k++ {
 		s := &p.slots[(i+k)%len(p.slots)]
 		switch {
 		case s.mc == nil || s.mc.dead():
 		case !s.mc.answered.Load():
-			unanswered = true
+			growing++
 			if fresh == nil && !s.mc.untried() {
 				fresh = p.usableLocked(s)
 			}
@@ -129,14 +135,14 @@ func (p *pool) borrowLocked(i int) *muxConn {
 			other = p.usableLocked(s) // one look at the socket at most, for the one chosen
 		}
 	}
-	if other == nil {
-		return nil
-	}
 	if fresh != nil {
 		return fresh // its first call: alone on it, sent again if refused
 	}
+	if other == nil {
+		return nil
+	}
 	now := time.Now()
-	if p.dials > 0 || unanswered || p.slots[i].dial != nil || p.slots[i].mc != nil && !p.slots[i].mc.dead() || now.Before(p.limited) {
+	if growing >= maxGrowing || p.slots[i].dial != nil || p.slots[i].mc != nil && !p.slots[i].mc.dead() || now.Before(p.limited) {
 		return other
 	}
 	if !p.limited.IsZero() {
@@ -147,6 +153,45 @@ func (p *pool) borrowLocked(i int) *muxConn {
 	p.dials++
 	go p.dial(i, d)
 	return other
+}
+
+// maxGrowing bounds a pool's connections being dialled or not yet answered
+// on: the node's reserve takes 4 a peer address (dataplane's
+// DefaultReserveConns / 4).
+const maxGrowing = 4
+
+// firstReplyWait bounds how long a call waits for the first reply on a
+// new connection before it goes on the connection too (the node's reserve
+// answers in a round trip): a slow first call (a large value, a node
+// busy) does not hold the others for longer. A hostile check saw 8 fast
+// gets wait 950 ms behind a slow first get on a pool of one connection,
+// when they waited for its reply unbounded.
+const firstReplyWait = 5 * time.Millisecond
+
+// waitFirst waits for tried (a new connection's first reply, or its
+// failure) at most firstReplyWait, reporting whether it came, or for ctx.
+func waitFirst(ctx context.Context, tried <-chan struct{}) (bool, error) {
+	t := time.NewTimer(firstReplyWait)
+	defer t.Stop()
+	select {
+	case <-tried:
+		return true, nil
+	case <-t.C:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// anyDialLocked returns the done channel of a dial under way (p.dials is
+// not 0). p.mu is held.
+func (p *pool) anyDialLocked() <-chan struct{} {
+	for k := range p.slots {
+		if d := p.slots[k].dial; d != nil {
+			return d.done
+		}
+	}
+	return nil
 }
 
 // servedBy reports whether err, a call's outcome, is an answer of the node
@@ -179,22 +224,23 @@ func (mc *muxConn) untried() bool {
 	return mc.inHand > 0 || len(mc.pending) > 0
 }
 
-// resendConn returns a connection for a call sent again: one the node has
-// answered on, if the pool has one, else whatever conn gives. A call
-// refused at the limit went, before, to the next slot's connection, which
-// could be another the node had not yet refused: a test saw 4 refusals in
-// a row for one call.
-func (p *pool) resendConn(ctx context.Context) (*muxConn, error) {
+// answeredConn returns a live connection the node has answered on, or
+// nil, for a call sent again (refused at the limit, or lost before its
+// frame went whole) or whose dial failed. Only such a one: a call refused
+// at the limit went, before, to the next slot's connection, which could
+// be another the node had not yet refused (a test saw 4 refusals in a row
+// for one call), and a pool with none dialled again for each try (a
+// hostile check: 4 connections a call to a full node).
+func (p *pool) answeredConn() *muxConn {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	start := int(p.next.Add(1))
 	for k := range len(p.slots) {
 		s := &p.slots[(start+k)%len(p.slots)]
 		if mc := s.mc; mc != nil && mc.answered.Load() && p.usableLocked(s) != nil {
 			mc.hand()
-			p.mu.Unlock()
-			return mc, nil
+			return mc
 		}
 	}
-	p.mu.Unlock()
-	return p.conn(ctx)
+	return nil
 }

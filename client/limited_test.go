@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -178,10 +179,11 @@ func TestRefusalAtLimitFailsNoneOfItsCalls(t *testing.T) {
 }
 
 // TestRefusedWithNoLiveConnection: callers of a pool with no connection
-// the node took, all on the one connection the node refuses at its limit,
-// are answered the refusal, marked not sent (the node served none of
-// them), after the pool tried a few times. Before, the first was answered
-// the refusal unmarked and the others "connection lost".
+// the node took, on the connection the node refuses at its limit, are
+// answered the refusal, marked not sent (the node served none of them).
+// Before, the first was answered the refusal unmarked and the others
+// "connection lost". Each call dials at most once: a hostile check saw
+// the pool dial 4 connections a call when it tried again on new ones.
 func TestRefusedWithNoLiveConnection(t *testing.T) {
 	n := limitedNode(t, 1)
 	addr := n.Addr().String()
@@ -211,6 +213,149 @@ func TestRefusedWithNoLiveConnection(t *testing.T) {
 	for err := range errs {
 		if !errors.Is(err, wire.ErrLimit) || !client.NotSent(err) {
 			t.Errorf("a get on a full node with no connection of its own: %v (not sent: %v), want a refusal at the limit marked not sent", err, client.NotSent(err))
+		}
+	}
+	before := n.Stats().Net.Accepted
+	const calls = 20
+	for range calls {
+		if _, err := c.Do(ctx, addr, wire.OpGet, 0, &req, nil, nil); !errors.Is(err, wire.ErrLimit) {
+			t.Fatalf("a get on a full node: %v, want a refusal at the limit", err)
+		}
+	}
+	if dials := n.Stats().Net.Accepted - before; dials > calls {
+		t.Errorf("%d calls to a full node dialled %d connections, want at most one a call", calls, dials)
+	}
+}
+
+// TestSlowFirstCallHoldsNoOther (hostile check): a new connection's first
+// call goes alone for a moment, not until its reply: on a pool of one
+// connection, gets after a slow first one are answered while it waits.
+// When they waited for its reply, 8 fast gets took 950 ms behind a slow
+// one of a second.
+func TestSlowFirstCallHoldsNoOther(t *testing.T) {
+	f := newFakeNode(t)
+	c := client.New(client.Options{ConnsPerNode: 1})
+	defer c.Close()
+	ctx := context.Background()
+	slow := make(chan error, 1)
+	go func() { slow <- f.get(ctx, c, "slow", nil) }()
+	f.waitKey(t, "slow")
+	fast, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for i := range 8 {
+		if err := f.get(fast, c, fmt.Sprint("k", i), nil); err != nil {
+			t.Fatalf("get %d behind a slow first get: %v", i, err)
+		}
+	}
+	close(f.slow)
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// limitLiar is a node that serves puts, counting each key's executions,
+// and answers a get of "limit" with CodeLimit, after which it sends the
+// replies of the puts it has executed meanwhile.
+type limitLiar struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	runs map[string]int
+	got  chan string
+}
+
+func newLimitLiar(t *testing.T) *limitLiar {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &limitLiar{ln: ln, runs: map[string]int{}, got: make(chan string, 64)}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go l.serve(nc)
+		}
+	}()
+	return l
+}
+
+func (l *limitLiar) serve(nc net.Conn) {
+	defer nc.Close()
+	lim := wire.DefaultLimits()
+	var held []byte // replies of puts executed since the last get
+	for {
+		h, req, _, err := readRequest(nc, &lim)
+		if err != nil {
+			return
+		}
+		key := string(req.Key)
+		reply := wire.AppendHeader(nil, &wire.Header{Op: h.Op.Reply(), ID: h.ID})
+		switch {
+		case h.Op == wire.OpPut:
+			l.mu.Lock()
+			l.runs[key]++
+			l.mu.Unlock()
+			held = append(held, reply...)
+			if key == "warm" {
+				nc.Write(held)
+				held = nil
+			}
+		case key == "limit":
+			reply = wire.AppendHeader(nil, &wire.Header{Op: h.Op.Reply(), ID: h.ID, Code: wire.CodeLimit})
+			nc.Write(append(reply, held...))
+			held = nil
+		default:
+			nc.Write(reply)
+		}
+		l.got <- key
+	}
+}
+
+// TestLimitOnAnAnsweredConnectionRefusesThatCallAlone (hostile check): a
+// node that answers CodeLimit on a connection it has answered on before
+// refuses that call, not the connection: the calls under way on it get
+// their own replies and are not sent again. Before, all were sent again,
+// and the fake node executed 8 of 8 puts twice.
+func TestLimitOnAnAnsweredConnectionRefusesThatCallAlone(t *testing.T) {
+	l := newLimitLiar(t)
+	addr := l.ln.Addr().String()
+	c := client.New(client.Options{ConnsPerNode: 1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	do := func(op wire.Op, key string) error {
+		_, err := c.Do(ctx, addr, op, 0, &wire.Request{Job: []byte("j"), Key: []byte(key)}, nil, nil)
+		return err
+	}
+	if err := do(wire.OpPut, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	<-l.got
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := do(wire.OpPut, fmt.Sprint("p", i)); err != nil {
+				t.Errorf("put p%d: %v", i, err)
+			}
+		}()
+	}
+	for range 8 {
+		<-l.got
+	}
+	if err := do(wire.OpGet, "limit"); !errors.Is(err, wire.ErrLimit) {
+		t.Errorf("the get the node refused: %v, want its refusal", err)
+	}
+	wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, n := range l.runs {
+		if n != 1 {
+			t.Errorf("put %s executed %d times", k, n)
 		}
 	}
 }
