@@ -124,7 +124,7 @@ func (p *pool) doFrom(ctx context.Context, mc *muxConn, op wire.Op, flags uint16
 		limited := atLimit(err) && !mc.answered.Load() // answered, it is the call's error
 		switch {
 		case limited:
-			p.refused()
+			p.refused(mc)
 		case servedBy(err):
 			p.served(mc)
 		}
@@ -138,7 +138,7 @@ func (p *pool) doFrom(ctx context.Context, mc *muxConn, op wire.Op, flags uint16
 			return Reply{}, notSent(&wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: %v, %d times", p.addr, err, tries+1)})
 		}
 		if err != errRetired {
-			if mc = p.answeredConn(); mc == nil {
+			if mc = p.awaitAnswered(ctx); mc == nil {
 				return r, notSent(err) // no connection the node took: the refusal, or the loss, stands
 			}
 			continue
@@ -231,13 +231,14 @@ func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 		s := &p.slots[i]
 		mc := p.usableLocked(s)
 		var wait <-chan struct{}
+		own := false // waiting for the first reply on slot i's connection
 		if mc != nil && patient && mc.untried() {
 			// A connection's first call goes alone (limited.go): this
 			// call goes on another, or waits a little for that reply.
 			if other := p.borrowLocked(i); other != nil {
 				mc = other
 			} else {
-				mc, wait = nil, mc.tried
+				mc, wait, own = nil, mc.tried, true
 			}
 		}
 		if mc == nil && wait == nil && !p.closed {
@@ -254,8 +255,8 @@ func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 		}
 		if wait == nil {
 			d := s.dial
-			if d == nil && p.dials >= maxGrowing {
-				wait = p.anyDialLocked() // a burst: wait for one under way
+			if n, w := p.growingLocked(); d == nil && n >= maxGrowing {
+				wait = w // a burst: wait for a dial or a first reply
 			} else if d == nil {
 				d = &dialing{done: make(chan struct{})}
 				s.dial = d
@@ -280,7 +281,9 @@ func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 		if err != nil {
 			return nil, err
 		}
-		patient = answered
+		if own && !answered {
+			patient = false // slot i's first call is slow: go on its connection too
+		}
 	}
 }
 

@@ -72,20 +72,24 @@ func (mc *muxConn) failLimited() {
 	mc.fail(nil)
 }
 
-// refused records a refusal at the node's connection limit: the pool
-// borrows its live connections for the next while, twice the last one if
-// the last refusal was within it.
-func (p *pool) refused() {
+// refused records a refusal at the node's connection limit of mc: the
+// pool borrows its live connections for the next while. A connection
+// dialled since the last refusal (the dial that found out) doubles the
+// while; one dialled before it, in the same burst, leaves it as it is.
+// Before, each refused connection of one burst doubled it: a hostile
+// check's 4 refusals at once made it 2 s, not 250 ms.
+func (p *pool) refused(mc *muxConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := time.Now()
-	switch {
-	case p.backoff == 0:
+	if mc.limitGen < p.limitGen {
+		return
+	}
+	if p.backoff == 0 {
 		p.backoff = limitBackoff
-	case now.Before(p.limited.Add(p.backoff)):
+	} else {
 		p.backoff = min(2*p.backoff, limitBackoffMax)
 	}
-	p.limited = now.Add(p.backoff)
+	p.limited = time.Now().Add(p.backoff)
 	p.limitGen++
 }
 
@@ -183,15 +187,54 @@ func waitFirst(ctx context.Context, tried <-chan struct{}) (bool, error) {
 	}
 }
 
-// anyDialLocked returns the done channel of a dial under way (p.dials is
-// not 0). p.mu is held.
-func (p *pool) anyDialLocked() <-chan struct{} {
+// growingLocked returns how many of the pool's connections are being
+// dialled or not yet answered on, and a channel that closes when one of
+// them is done (a dial's, or a connection's first reply or failure); nil
+// when none. p.mu is held.
+func (p *pool) growingLocked() (int, <-chan struct{}) {
+	n, wait := 0, (<-chan struct{})(nil)
 	for k := range p.slots {
-		if d := p.slots[k].dial; d != nil {
-			return d.done
+		s := &p.slots[k]
+		switch {
+		case s.dial != nil:
+			n, wait = n+1, s.dial.done
+		case s.mc != nil && !s.mc.answered.Load() && !s.mc.dead():
+			n, wait = n+1, s.mc.tried
 		}
 	}
-	return nil
+	return n, wait
+}
+
+// awaitAnswered returns a connection the node has answered on, waiting,
+// up to the client's DialTimeout, while the pool has connections being
+// dialled or not yet answered on; nil when none comes. A refused call
+// whose pool had no answered connection yet (a cold start at a full
+// node) was answered the refusal, though the pool's other new
+// connections were taken milliseconds later (a hostile check: 1-3 of 400
+// calls a run).
+func (p *pool) awaitAnswered(ctx context.Context) *muxConn {
+	deadline := time.Now().Add(p.c.opts.DialTimeout)
+	for {
+		if mc := p.answeredConn(); mc != nil {
+			return mc
+		}
+		p.mu.Lock()
+		n, wait := p.growingLocked()
+		p.mu.Unlock()
+		left := time.Until(deadline)
+		if n == 0 || left <= 0 {
+			return nil
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-wait:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+		t.Stop()
+	}
 }
 
 // servedBy reports whether err, a call's outcome, is an answer of the node

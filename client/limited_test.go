@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,5 +358,115 @@ func TestLimitOnAnAnsweredConnectionRefusesThatCallAlone(t *testing.T) {
 		if n != 1 {
 			t.Errorf("put %s executed %d times", k, n)
 		}
+	}
+}
+
+// TestColdBurstDialsAFewAtATime (hostile check): a cold pool's burst of
+// callers dials at most maxGrowing (4) connections the node has not yet
+// answered on at once, the node's reserve's share of one address. Before,
+// a pool of 16 had 14 open and unanswered at once, and at a full node
+// those past the reserve were closed at accept, their calls lost with an
+// outcome unknown.
+func TestColdBurstDialsAFewAtATime(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var unanswered, most atomic.Int32
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if n := unanswered.Add(1); n > most.Load() {
+				most.Store(n) // one accept loop: no other writer
+			}
+			go func() {
+				defer nc.Close()
+				lim := wire.DefaultLimits()
+				for first := true; ; first = false {
+					h, _, _, err := readRequest(nc, &lim)
+					if err != nil {
+						return
+					}
+					if first {
+						time.Sleep(30 * time.Millisecond)
+					}
+					if _, err := nc.Write(wire.AppendHeader(nil, &wire.Header{Op: h.Op.Reply(), ID: h.ID})); err != nil {
+						return
+					}
+					if first {
+						unanswered.Add(-1)
+					}
+				}
+			}()
+		}
+	}()
+	const callers = 16
+	c := client.New(client.Options{ConnsPerNode: callers})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Do(ctx, ln.Addr().String(), wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("k")}, nil, nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if m := most.Load(); m > 4 {
+		t.Errorf("a cold pool of %d callers had %d connections open and not yet answered at once, want at most 4", callers, m)
+	}
+}
+
+// TestColdStartRefusalWaitsForTheOthers (hostile check): a cold pool at a
+// node with room for one of its connections: the calls the node refuses
+// go on the connection it takes, once it answers, and none fails. Before,
+// a refusal that came back before any connection had answered was the
+// call's answer (1-4 of 16 calls in half of the runs).
+func TestColdStartRefusalWaitsForTheOthers(t *testing.T) {
+	n := limitedNode(t, 2)
+	addr := n.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req := wire.Request{Job: []byte("j"), Key: []byte("k")}
+	hold := client.New(client.Options{ConnsPerNode: 1})
+	defer hold.Close()
+	if _, err := hold.Do(ctx, addr, wire.OpPut, 0, &req, []byte("v"), nil); err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for round := range 10 {
+		c := client.New(client.Options{ConnsPerNode: 4})
+		var wg sync.WaitGroup
+		var bad atomic.Int32
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := c.Do(ctx, addr, wire.OpGet, 0, &req, nil, nil); err != nil {
+					bad.Add(1)
+					t.Logf("round %d: %v (not sent: %v)", round, err, client.NotSent(err))
+				}
+			}()
+		}
+		wg.Wait()
+		c.Close()
+		failed += int(bad.Load())
+		for end := time.Now().Add(2 * time.Second); n.Stats().Net.Open > 1 && time.Now().Before(end); {
+			time.Sleep(5 * time.Millisecond) // the round's connection gone
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of 40 calls of cold pools failed beside a connection the node took", failed)
+	}
+	if n.Stats().Net.Reserved == 0 {
+		t.Fatal("the node refused no connection: the test tested nothing")
 	}
 }
