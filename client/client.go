@@ -221,17 +221,20 @@ type dialing struct {
 	done chan struct{}
 	mc   *muxConn
 	err  error
+	gen  uint64 // the pool's limitGen when the dial began (limited.go)
 }
 
 func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 	i := int(p.next.Add(1)) % len(p.slots)
 	patient := true // wait, a little, for a new connection's first reply
+	bounded := true // wait, a little, while maxGrowing connections grow
 	for {
 		p.mu.Lock()
 		s := &p.slots[i]
 		mc := p.usableLocked(s)
 		var wait <-chan struct{}
-		own := false // waiting for the first reply on slot i's connection
+		own := false   // waiting for the first reply on slot i's connection
+		burst := false // waiting while maxGrowing connections grow
 		if mc != nil && patient && mc.untried() {
 			// A connection's first call goes alone (limited.go): this
 			// call goes on another, or waits a little for that reply.
@@ -255,10 +258,10 @@ func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 		}
 		if wait == nil {
 			d := s.dial
-			if n, w := p.growingLocked(); d == nil && n >= maxGrowing {
-				wait = w // a burst: wait for a dial or a first reply
+			if n, w := p.growingLocked(); d == nil && n >= maxGrowing && bounded && w != nil {
+				wait, burst = w, true // wait a little for a dial or a first reply
 			} else if d == nil {
-				d = &dialing{done: make(chan struct{})}
+				d = &dialing{done: make(chan struct{}), gen: p.limitGen}
 				s.dial = d
 				p.dials++
 				go p.dial(i, d)
@@ -281,8 +284,11 @@ func (p *pool) conn(ctx context.Context) (*muxConn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if own && !answered {
+		switch {
+		case own && !answered:
 			patient = false // slot i's first call is slow: go on its connection too
+		case burst && !answered:
+			bounded = false // the growing connections are slow: dial too
 		}
 	}
 }
@@ -342,7 +348,7 @@ func (p *pool) dial(i int, d *dialing) {
 			_ = tc.SetNoDelay(true)
 		}
 		d.mc = newMuxConn(nc, p.addr, &p.c.lim)
-		d.mc.limitGen = p.limitGen
+		d.mc.limitGen = d.gen
 		if p.c.opts.Silence > 0 {
 			go d.mc.watch(p.c.opts.Silence)
 		}

@@ -152,7 +152,7 @@ func (p *pool) borrowLocked(i int) *muxConn {
 	if !p.limited.IsZero() {
 		p.limited = now.Add(p.backoff) // this dial finds out; the others borrow
 	}
-	d := &dialing{done: make(chan struct{})}
+	d := &dialing{done: make(chan struct{}), gen: p.limitGen}
 	p.slots[i].dial = d
 	p.dials++
 	go p.dial(i, d)
@@ -190,7 +190,8 @@ func waitFirst(ctx context.Context, tried <-chan struct{}) (bool, error) {
 // growingLocked returns how many of the pool's connections are being
 // dialled or not yet answered on, and a channel that closes when one of
 // them is done (a dial's, or a connection's first reply or failure); nil
-// when none. p.mu is held.
+// when none. A connection no call has gone on yet is not growing: nothing
+// will answer on it until one does. p.mu is held.
 func (p *pool) growingLocked() (int, <-chan struct{}) {
 	n, wait := 0, (<-chan struct{})(nil)
 	for k := range p.slots {
@@ -198,43 +199,60 @@ func (p *pool) growingLocked() (int, <-chan struct{}) {
 		switch {
 		case s.dial != nil:
 			n, wait = n+1, s.dial.done
-		case s.mc != nil && !s.mc.answered.Load() && !s.mc.dead():
+		case s.mc != nil && !s.mc.answered.Load() && !s.mc.dead() && s.mc.untried():
 			n, wait = n+1, s.mc.tried
 		}
 	}
 	return n, wait
 }
 
-// awaitAnswered returns a connection the node has answered on, waiting,
-// up to the client's DialTimeout, while the pool has connections being
-// dialled or not yet answered on; nil when none comes. A refused call
-// whose pool had no answered connection yet (a cold start at a full
-// node) was answered the refusal, though the pool's other new
-// connections were taken milliseconds later (a hostile check: 1-3 of 400
-// calls a run).
+// awaitAnswered returns a connection the node has answered on, or, when
+// there is none, one no call has gone on yet, waiting, up to the client's
+// DialTimeout, while the pool has connections being dialled or not yet
+// answered on; nil when none comes. A refused call whose pool had no
+// answered connection yet (a cold start at a full node) was answered the
+// refusal, though the pool's other new connections were taken
+// milliseconds later (a hostile check: 1-3 of 400 calls a run). It looks
+// every millisecond or so, not at one connection's end: another may be
+// answered first (a hostile check's call waited 2 s on a slow one).
 func (p *pool) awaitAnswered(ctx context.Context) *muxConn {
 	deadline := time.Now().Add(p.c.opts.DialTimeout)
-	for {
+	for look := time.Millisecond; ; look = min(2*look, 20*time.Millisecond) {
 		if mc := p.answeredConn(); mc != nil {
 			return mc
 		}
 		p.mu.Lock()
-		n, wait := p.growingLocked()
+		n, _ := p.growingLocked()
+		var fresh *muxConn
+		if n == 0 {
+			fresh = p.freshLocked()
+		}
 		p.mu.Unlock()
 		left := time.Until(deadline)
 		if n == 0 || left <= 0 {
-			return nil
+			return fresh
 		}
-		t := time.NewTimer(left)
+		t := time.NewTimer(min(look, left))
 		select {
-		case <-wait:
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 			return nil
 		}
-		t.Stop()
 	}
+}
+
+// freshLocked returns, handed out, a live connection no call has gone on
+// yet, or nil. p.mu is held.
+func (p *pool) freshLocked() *muxConn {
+	for k := range p.slots {
+		s := &p.slots[k]
+		if mc := s.mc; mc != nil && !mc.answered.Load() && !mc.untried() && p.usableLocked(s) != nil {
+			mc.hand()
+			return mc
+		}
+	}
+	return nil
 }
 
 // servedBy reports whether err, a call's outcome, is an answer of the node
