@@ -216,14 +216,7 @@ func (t *ownerTable) claimLocked(owner string, loop int) {
 func (t *ownerTable) unclaim(owner string, loop int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.n[owner]++
-	at := t.byLoop[owner]
-	if at == nil {
-		at = make([]int32, max(t.loops, loop+1))
-		t.byLoop[owner] = at
-	}
-	at[loop]++
-	t.moved = true
+	t.addLocked(owner, loop)
 }
 
 // indexOfMax is the index of the largest of xs (0 when empty).
