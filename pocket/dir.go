@@ -465,11 +465,13 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 			ents, inOrder := []Entry(nil), true
 			for {
 				req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim, Limit: pageLimit}
-				r, err := j.goneCheck(ctx, t.addr, true, func() (client.Reply, error) {
+				send := func() (client.Reply, error) {
 					return j.listPatient(ctx, func() (client.Reply, error) {
 						return j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
 					})
-				})
+				}
+				r, err := j.goneCheck(ctx, t.addr, true, send)
+				r, err = j.resendLost(ctx, wire.OpList, 0, send, r, err)
 				if j.holdsNone(err) {
 					break // deregistered, and none of its persisted values here (or the node is gone)
 				}

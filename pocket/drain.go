@@ -173,9 +173,13 @@ func (j *Job) deadOldDo(ctx context.Context, t target, op wire.Op, flags uint16,
 		return client.Reply{}, deadNodeErr(t.oldDead)
 	}
 	c := movingKey{j: j, ctx: ctx, t: t, key: key, x: x}
-	r, err := j.keyPatient(ctx, func() (client.Reply, error) {
-		return j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
-	})
+	send := func() (client.Reply, error) {
+		return j.keyPatient(ctx, func() (client.Reply, error) {
+			return j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
+		})
+	}
+	r, err := send()
+	r, err = j.resendLost(ctx, op, flags, send, r, err)
 	if (op == wire.OpGet || op == wire.OpStat) && errors.Is(err, wire.ErrNotFound) {
 		return client.Reply{}, deadNodeErr(t.oldDead)
 	}
@@ -260,10 +264,12 @@ func (c movingKey) req(version uint64) *wire.Request {
 func (c movingKey) send(addr string, op wire.Op, flags uint16, version uint64, dst []byte) (client.Reply, error) {
 	req := c.req(version)
 	do := func() (client.Reply, error) { return c.j.s.data.Do(c.ctx, addr, op, flags|c.t.flags, req, nil, dst) }
-	if addr != c.t.old {
-		return c.j.keyPatient(c.ctx, do)
+	send := func() (client.Reply, error) { return c.j.keyPatient(c.ctx, do) }
+	if addr == c.t.old {
+		send = func() (client.Reply, error) { return untilNotBusy(c.ctx, do) }
 	}
-	return untilNotBusy(c.ctx, do)
+	r, err := send()
+	return c.j.resendLost(c.ctx, op, flags, send, r, err) // a read whose connection was cut
 }
 
 // liveMayHold reports whether the key's live owner (t.addr) may hold

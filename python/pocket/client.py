@@ -982,6 +982,20 @@ _DROP_WAIT = 60.0
 # Go SDK's mapRetries). A node drained from the cluster is a change too:
 # its retirement removes it from the map, and scale-in stops it at once.
 _MAP_RETRIES = 4
+
+# _LOST_RESENDS bounds how often a read whose connection was lost goes
+# again on another (Job._send_once).
+_LOST_RESENDS = 2
+
+
+def _read_only(op: int, flags: int) -> bool:
+    """Whether a request (op, flags) changes nothing at its node, so that
+    sending it twice is sending it once."""
+    if op == wire.OP_GET:
+        return not flags & wire.FLAG_DELETE_AFTER_READ
+    return op in (wire.OP_STAT, wire.OP_LIST, wire.OP_USAGE)
+
+
 # How many keys a Job holds undropped versions for (_drop_or_hold); past
 # it a version's chunks stay until the job ends (the Go SDK's
 # maxUndroppedKeys).
@@ -1741,12 +1755,25 @@ class Job:
         return r
 
     def _send_once(self, addr: str, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
+        """Sends one request to addr on a pooled connection. A read
+        (_read_only) whose connection was closed or reset once it may
+        have been written (NodeUnavailable.lost) goes again on another,
+        up to _LOST_RESENDS times: the node was there a moment before, and
+        one that cut a connection (evicting it at its connection limit)
+        most likely serves the next; one that is gone refuses the dial,
+        and that error is raised. Before, such a get failed "connection
+        closed by the node" (the Go SDK's resendLost)."""
         pool = self.client.pool
-        c = pool.acquire(addr)
-        try:
-            return c.roundtrip(op, flags, meta, payload, dst)  # closes c when interrupted
-        finally:
-            pool.release(c)
+        for i in range(_LOST_RESENDS + 1):
+            c = pool.acquire(addr)
+            try:
+                return c.roundtrip(op, flags, meta, payload, dst)  # closes c when interrupted
+            except NodeUnavailable as e:
+                if i == _LOST_RESENDS or not e.lost or not _read_only(op, flags):
+                    raise
+            finally:
+                pool.release(c)
+        raise AssertionError("unreachable")
 
     def _do(self, op: int, flags: int, key: bytes, chunk: int = 0, version: int = 0, object_size: int = 0,
             payload=None, dst=None) -> tuple[Reply, str]:

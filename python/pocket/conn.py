@@ -157,13 +157,17 @@ class NodeUnavailable(errors.Unavailable):
     out, before the reply came): then whether the node executed it is
     unknown. ``refused`` is True when the node's host refused the
     connection: nothing listens at the address, so the node is not
-    running there (the Go client's Refused)."""
+    running there (the Go client's Refused). ``lost`` is True when the
+    connection was closed or reset after the request may have been
+    written (not a timeout): the node was there a moment before, and a read
+    may go again on another connection (Job._send_once)."""
 
-    def __init__(self, addr: str, message: str, sent: bool, refused: bool = False):
+    def __init__(self, addr: str, message: str, sent: bool, refused: bool = False, lost: bool = False):
         super().__init__(message)
         self.addr = addr
         self.sent = sent
         self.refused = refused
+        self.lost = lost
         # conn: the connection left open for a reply still owed (a request
         # that timed out before its reply began: NodeConn.owed), or None.
         self.conn: NodeConn | None = None
@@ -239,7 +243,7 @@ class NodeConn:
         if isinstance(e, TimeoutError):
             return NodeUnavailable(self.addr, f"node {self.addr}: timed out: no reply within {self.timeout} s "
                                    f"(the client's timeout; Client(timeout=...) sets it, None waits forever)", sent)
-        return NodeUnavailable(self.addr, f"node {self.addr}: {e}", sent)
+        return NodeUnavailable(self.addr, f"node {self.addr}: {e}", sent, lost=sent)
 
     def send(self, op: int, flags: int, meta: bytes, payload=None) -> int:
         """Writes one request frame and returns its request id."""

@@ -1,0 +1,87 @@
+"""A read whose connection is closed or reset once its request may have
+been written goes again on another connection, on the same map (the Go
+SDK's pocket/resend_lost_test.go): a node that cut one connection (an
+eviction at its connection limit) serves the next. Before, the read
+raised "connection reset" (Unavailable, outcome unknown). A get that
+deletes what it read is not sent again: its value is consumed once.
+
+The loss is made at the client: the request goes to the node, which
+answers; then the connection fails through NodeConn's own error path
+(_fail with a reset), as it fails one the node closed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+import pocket
+from pocket import conn as pconn
+from pocket import errors, wire
+
+from test_spans_change import StaticNodes
+
+KiB = 1 << 10
+CS = 16 * KiB
+JOB = "job-1"
+
+
+@pytest.fixture
+def job(bins, monkeypatch):
+    monkeypatch.delenv("POCKET_CONTROLLER", raising=False)
+    nodes = StaticNodes(bins["gohelper"], 1)
+    with pocket.Client(insecure=True, chunk_size=CS) as cl:
+        try:
+            yield cl.open_static(JOB, nodes.addrs)
+        finally:
+            nodes.stop()
+
+
+def reset_once(monkeypatch, op_wanted: int) -> dict:
+    """Makes the first request with op op_wanted execute at the node and
+    then lose its connection to a reset. Returns counts of such requests."""
+    seen = {"sent": 0}
+    orig = pconn.NodeConn.roundtrip
+
+    def roundtrip(c, op, flags, meta, payload=None, dst=None):
+        if op != op_wanted:
+            return orig(c, op, flags, meta, payload, dst)
+        seen["sent"] += 1
+        r = orig(c, op, flags, meta, payload, dst)
+        if seen["sent"] > 1:
+            return r
+        raise c._fail(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"))
+
+    monkeypatch.setattr(pconn.NodeConn, "roundtrip", roundtrip)
+    return seen
+
+
+SMALL = b"value A"
+BIG = os.urandom(3 * CS + 100)
+
+
+@pytest.mark.parametrize("name, op, value, call, want", [
+    ("get", wire.OP_GET, SMALL, lambda j: bytes(j.get("k")), SMALL),
+    ("chunked get", wire.OP_GET, BIG, lambda j: bytes(j.get("k")), BIG),
+    ("exists", wire.OP_STAT, SMALL, lambda j: j.exists("k"), True),
+    ("list", wire.OP_LIST, SMALL, lambda j: [e.name for e in j.list("")], ["k"]),
+    ("usage", wire.OP_USAGE, SMALL, lambda j: j.usage() >= len(SMALL), True),
+], ids=["get", "chunked get", "exists", "list", "usage"])
+def test_lost_read_sent_again(job, monkeypatch, name, op, value, call, want):
+    job.put("k", value)
+    seen = reset_once(monkeypatch, op)
+    assert call(job) == want
+    assert seen["sent"] == 2, f"{name}: sent {seen['sent']} times, want once more after the reset"
+
+
+def test_lost_consuming_get_not_sent_again(job, monkeypatch):
+    job.put("k", SMALL)
+    seen = reset_once(monkeypatch, wire.OP_GET)
+    with pytest.raises(errors.Unavailable):
+        job.get("k", delete_after_read=True)
+    assert seen["sent"] == 1
+    monkeypatch.undo()
+    with pytest.raises(errors.NotFound):
+        job.get("k")
