@@ -498,7 +498,7 @@ func (mc *muxConn) retireLocked(why error) bool {
 		return false
 	}
 	mc.retired = true
-	mc.err = &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: connection lost: %v", mc.addr, why)}
+	mc.err = connErr(mc.addr, why)
 	return true
 }
 
@@ -1038,7 +1038,7 @@ func (mc *muxConn) failRead(err error) error {
 func (mc *muxConn) fail(err error) error {
 	mc.mu.Lock()
 	if mc.err == nil {
-		mc.err = &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: connection lost: %v", mc.addr, err)}
+		mc.err = connErr(mc.addr, err)
 	}
 	pending := mc.pending
 	mc.pending = make(map[uint64]*call)

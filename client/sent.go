@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"io"
 	"syscall"
 
 	"github.com/pocketstore/pocket/wire"
@@ -83,6 +84,37 @@ func dialErr(addr string, err error) error {
 		return &refusedError{err: we}
 	}
 	return we
+}
+
+// closedError is the error of a connection its node closed or reset
+// (the end of its input, ECONNRESET, EPIPE) while a call was on it. It
+// unwraps to its wire.ErrUnavailable.
+type closedError struct{ err *wire.Error }
+
+func (e *closedError) Error() string { return e.err.Error() }
+func (e *closedError) Unwrap() error { return e.err }
+
+// connErr is the wire.ErrUnavailable of mc's connection lost for why,
+// marked closed (ClosedByNode) when the node closed or reset it.
+func connErr(addr string, why error) error {
+	we := &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: connection lost: %v", addr, why)}
+	if errors.Is(why, io.EOF) || errors.Is(why, io.ErrUnexpectedEOF) ||
+		errors.Is(why, syscall.ECONNRESET) || errors.Is(why, syscall.EPIPE) {
+		return &closedError{err: we}
+	}
+	return we
+}
+
+// ClosedByNode reports whether err (from Client.Do, possibly wrapped) is
+// the loss of a connection its node closed or reset: the node was there
+// and ended the connection (an eviction at its connection limit, its
+// shutdown, a proxy's reset), so a new connection may well be served. A
+// connection failed on silence (Options.Silence: the node frozen or cut
+// off), a malformed reply, a dial that failed or the client's own close
+// is not.
+func ClosedByNode(err error) bool {
+	var c *closedError
+	return errors.As(err, &c)
 }
 
 // Refused reports whether err (from Client.Do, possibly wrapped) is the

@@ -167,3 +167,81 @@ func oneReplyNode(t *testing.T) (string, *atomic.Int32) {
 	}()
 	return ln.Addr().String(), &conns
 }
+
+// TestClosedByNodeOnlyForACloseOrReset: ClosedByNode is true for a
+// connection its node closed after reading the request, and false for
+// one failed on silence, for a reply that is not a frame, and for a dial
+// the host refused: the SDKs send a read again only for the first
+// (pocket's resendLost). Before ClosedByNode they told them apart by
+// wire.ErrUnavailable alone, and a frozen node's get was sent twice more,
+// waiting out the silence each time.
+func TestClosedByNodeOnlyForACloseOrReset(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := client.New(client.Options{DialTimeout: time.Second, Silence: 200 * time.Millisecond})
+	defer c.Close()
+	get := func(addr string) error {
+		_, err := c.Do(ctx, addr, wire.OpGet, 0, &wire.Request{Key: []byte("k")}, nil, nil)
+		return err
+	}
+
+	closed := swallower(t, make(chan struct{}, 1))
+	lim := wire.DefaultLimits()
+	silent := serveEach(t, func(nc net.Conn) {
+		_, _, _, _ = readRequest(nc, &lim)
+		<-ctx.Done()
+	})
+	garbage := serveEach(t, func(nc net.Conn) {
+		_, _, _, _ = readRequest(nc, &lim)
+		_, _ = nc.Write(make([]byte, wire.HeaderLen)) // no frame's header
+		<-ctx.Done()
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close()
+
+	for _, tc := range []struct {
+		what, addr string
+		want       bool
+	}{
+		{"closed after the request", closed, true},
+		{"silent", silent, false},
+		{"not a frame", garbage, false},
+		{"refused", refused, false},
+	} {
+		err := get(tc.addr)
+		if !errors.Is(err, wire.ErrUnavailable) && tc.what != "not a frame" {
+			t.Errorf("%s: %v, want unavailable", tc.what, err)
+		}
+		if err == nil || client.ClosedByNode(err) != tc.want {
+			t.Errorf("%s: ClosedByNode(%v) = %v, want %v", tc.what, err, !tc.want, tc.want)
+		}
+	}
+}
+
+// serveEach serves each connection of a loopback listener with serve, on
+// a goroutine of its own, and closes it after.
+func serveEach(t *testing.T, serve func(nc net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				serve(nc)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}

@@ -115,3 +115,37 @@ func TestLostReadSentAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestSilentNodeReadNotSentAgain: a read whose connection failed on
+// silence (Config.Silence: the node frozen or cut off, not a close) is not
+// sent again: it would wait out another silence on a new connection. The
+// first version of resendLost sent it twice more: a frozen node's get took
+// 3x the silence and dialled 2 more connections.
+func TestSilentNodeReadNotSentAgain(t *testing.T) {
+	n := dropMoveCluster(t, 1)[0]
+	px := newHoldProxy(t, n.addr)
+	s := NewStore(nil, Config{Silence: 300 * time.Millisecond, ConnsPerNode: 1})
+	t.Cleanup(func() { s.Close() })
+	j, err := s.OpenStatic("job-1", px.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := j.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	px.mu.Lock()
+	before := len(px.open)
+	px.mu.Unlock()
+	px.hold() // the get's reply is kept back, and its connection never cut
+	if _, err := j.Get(ctx, "k"); !errors.Is(err, wire.ErrUnavailable) {
+		t.Fatalf("get from a silent node: %v; want unavailable", err)
+	}
+	px.mu.Lock()
+	dialled := (len(px.open) - before) / 2 // each proxied connection is two
+	px.mu.Unlock()
+	if dialled != 0 {
+		t.Fatalf("the get dialled %d more connection(s) after its connection fell silent; want none", dialled)
+	}
+}

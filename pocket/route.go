@@ -238,20 +238,24 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 const lostResends = 2
 
 // resendLost sends a read (readOnly: a get that deletes nothing, a stat,
-// a listing's page, a usage request) again, up to lostResends times, while its connection is lost after the request
-// may have been written (wire.ErrUnavailable, neither refused nor marked
-// not sent) and the caller has not given up: the node was there a moment
-// ago, and a node that cut one connection (evicting it at its connection
-// limit, or a proxy's reset) most likely serves the next. Before, such a
-// get failed with "connection lost" unless the job's map had changed
-// meanwhile (mapChanged): a flood that made a node evict a job's idle
-// connections failed 0-11 of about 19,000 gets in a trial. A node that is
-// gone refuses the new connection (client.Refused), which ends the
-// resends at once and leaves the call to mapChanged. A retired job's
-// requests are sent again by goneCheck already. A chunk put, which
-// resendable also allows on a new map, is not sent again here: its second
-// copy would answer "exists" from the same node and fail the put, where
-// the lost one fails it unavailable. r and err are the first send's.
+// a listing's page, a usage request) again, up to lostResends times,
+// while its node closed or reset its connection after the request may
+// have been written (lostAfterSend) and the caller has not given up: the
+// node was there a moment ago, and a node that cut one connection
+// (evicting it at its connection limit, or a proxy's reset) most likely
+// serves the next. Before, such a get failed with "connection lost"
+// unless the job's map had changed meanwhile (mapChanged): a flood that
+// made a node evict a job's connections failed 0-11 of about 19,000 gets
+// in a trial. A node that is gone refuses the new connection
+// (client.Refused), which ends the resends at once and leaves the call to
+// mapChanged. A connection failed on silence (the node frozen or cut
+// off) is not such a loss: a read sent again would wait out another
+// silence (a hostile check: a frozen node's get took 3x Config.Silence).
+// A retired job's requests are sent again by goneCheck already. A chunk
+// put, which resendable also allows on a new map, is not sent again
+// here: its second copy would answer "exists" from the same node and fail
+// the put, where the lost one fails it unavailable. r and err are the
+// first send's.
 func (j *Job) resendLost(ctx context.Context, op wire.Op, flags uint16, send func() (client.Reply, error), r client.Reply, err error) (client.Reply, error) {
 	if !readOnly(op, flags) || j.retired.Load() {
 		return r, err
@@ -277,10 +281,11 @@ func readOnly(op wire.Op, flags uint16) bool {
 	return false
 }
 
-// lostAfterSend reports whether err is a connection lost once the request
-// may have been written: its outcome unknown, the node not known gone.
+// lostAfterSend reports whether err is a connection its node closed or
+// reset once the request may have been written (client.ClosedByNode, not
+// marked not sent): its outcome unknown, the node there a moment ago.
 func lostAfterSend(err error) bool {
-	return errors.Is(err, wire.ErrUnavailable) && !client.Refused(err) && !client.NotSent(err)
+	return client.ClosedByNode(err) && !client.NotSent(err)
 }
 
 // deadNodeAdvice follows "node ADDR is dead" in the error of a request

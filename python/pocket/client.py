@@ -1762,14 +1762,18 @@ class Job:
         one that cut a connection (evicting it at its connection limit)
         most likely serves the next; one that is gone refuses the dial,
         and that error is raised. Before, such a get failed "connection
-        closed by the node" (the Go SDK's resendLost)."""
+        closed by the node" (the Go SDK's resendLost). A retired job's
+        requests are left to _gone_check, which sends them again itself (a
+        hostile check: each of its probes went up to three times, 14
+        connections for one get)."""
         pool = self.client.pool
+        resend = _read_only(op, flags) and not self._retired
         for i in range(_LOST_RESENDS + 1):
             c = pool.acquire(addr)
             try:
                 return c.roundtrip(op, flags, meta, payload, dst)  # closes c when interrupted
             except NodeUnavailable as e:
-                if i == _LOST_RESENDS or not e.lost or not _read_only(op, flags):
+                if i == _LOST_RESENDS or not e.lost or not resend:
                     raise
             finally:
                 pool.release(c)

@@ -243,7 +243,9 @@ class NodeConn:
         if isinstance(e, TimeoutError):
             return NodeUnavailable(self.addr, f"node {self.addr}: timed out: no reply within {self.timeout} s "
                                    f"(the client's timeout; Client(timeout=...) sets it, None waits forever)", sent)
-        return NodeUnavailable(self.addr, f"node {self.addr}: {e}", sent, lost=sent)
+        # Lost: the node closed or reset the connection (not a reply that
+        # failed to parse, which is no loss of the node).
+        return NodeUnavailable(self.addr, f"node {self.addr}: {e}", sent, lost=sent and isinstance(e, ConnectionError))
 
     def send(self, op: int, flags: int, meta: bytes, payload=None) -> int:
         """Writes one request frame and returns its request id."""

@@ -85,3 +85,28 @@ def test_lost_consuming_get_not_sent_again(job, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(errors.NotFound):
         job.get("k")
+
+
+def test_lost_read_of_retired_job_left_to_gone_check(job, monkeypatch):
+    """A retired job's read is not sent again by _send_once: _gone_check
+    probes the node itself. The first version sent each such read, and
+    each of _gone_check's probes, up to three times."""
+    job.put("k", SMALL)
+    job._retired = True
+    seen = reset_once(monkeypatch, wire.OP_GET)
+    try:
+        job.get("k")
+    except errors.Unavailable:
+        pass  # the gone check's verdict; what matters is the count
+    assert seen["sent"] == 1
+
+
+def test_unparsable_reply_not_lost(monkeypatch):
+    """A reply that fails to parse is no loss of the node: not marked lost,
+    so a read is not sent again for it."""
+    c = pconn.NodeConn.__new__(pconn.NodeConn)
+    c.addr, c.timeout, c.broken, c.sock = "127.0.0.1:1", 1.0, False, None
+    monkeypatch.setattr(pconn.NodeConn, "close", lambda self: None)
+    assert not c._fail(ValueError("bad reply")).lost
+    assert c._fail(ConnectionResetError(errno.ECONNRESET, "reset")).lost
+    assert not c._fail(ConnectionResetError(errno.ECONNRESET, "reset"), sent=False).lost
