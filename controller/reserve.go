@@ -254,7 +254,7 @@ func (c *Controller) reservationLocked(name string, need Need, source string, p 
 		why = append(why, fmt.Sprintf("%.0f Mb/s; the %d active node(s) have %.0f Mb/s of room under %.0f%%%s",
 			need.Mbps, f.nodes, f.room, 100*p.High, heldText(f.held.Mbps, "%.0f Mb/s")))
 	}
-	if k, kind := f.forBytes(need, p.High); k > 0 {
+	if k, kind := f.forBytes(need, p.High, c.cfg.Prices); k > 0 {
 		why = append(why, fmt.Sprintf("%d bytes; the %d active node(s) have %.0f bytes of %s room under %.0f%%%s",
 			need.Bytes, f.nodes, f.kinds[kind].room, kindName(kind), 100*p.High, heldText(float64(f.held.Bytes), "%.0f bytes")))
 		if k > r.want {
@@ -280,9 +280,11 @@ func heldText(x float64, f string) string {
 
 // forBytes is how many nodes like the active ones it takes for a tier
 // kind need may use to hold need.Bytes under high, and that kind, for the
-// kind that takes the fewest; 0 when a kind holds it already, or when no
+// kind that takes the fewest (on a tie, the cheaper per GiB-hour of
+// prices, as the placement picks: a new user's trial read "dram room" for
+// a job then placed on NVMe); 0 when a kind holds it already, or when no
 // new node would add any (sizing answers).
-func (f *fleet) forBytes(need Need, high float64) (int, uint8) {
+func (f *fleet) forBytes(need Need, high float64, prices Prices) (int, uint8) {
 	if need.Bytes <= 0 {
 		return 0, 0
 	}
@@ -300,7 +302,8 @@ func (f *fleet) forBytes(need Need, high float64) (int, uint8) {
 		if per <= 0 {
 			continue
 		}
-		if k := int(math.Ceil((want - kf.room) / per)); best == 0 || k < best {
+		k := int(math.Ceil((want - kf.room) / per))
+		if best == 0 || k < best || k == best && prices.GiBHour(wire.Tier(kind)) < prices.GiBHour(wire.Tier(bestKind)) {
 			best, bestKind = k, kind
 		}
 	}

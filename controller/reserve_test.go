@@ -312,3 +312,32 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestForBytesTieGoesToTheCheaperTier (a new user's trial): when DRAM and
+// NVMe need as many new nodes for a capacity, the nodes are started for
+// the tier the placement picks, the cheaper per GiB-hour, and the reason
+// names it. Before, a tie went to DRAM: the reason said "dram room" for a
+// job then placed on NVMe.
+func TestForBytesTieGoesToTheCheaperTier(t *testing.T) {
+	const node = 256 << 20
+	f := &fleet{nodes: 1, kinds: map[uint8]*kindFleet{
+		kindDRAM: {capacity: node, room: 0.8 * node},
+		kindNVMe: {capacity: node, room: 0.8 * node},
+	}}
+	need := Need{Bytes: 900 << 20}
+	p := DefaultPrices()
+	k, kind := f.forBytes(need, 0.8, p)
+	if k != 4 || kind != kindNVMe {
+		t.Fatalf("forBytes = %d nodes of %s; want 4 of nvme (cheaper: %g against %g $ per GiB-hour)",
+			k, kindName(kind), p.GiBHour(wire.TierNVMe), p.GiBHour(wire.TierDRAM))
+	}
+	p.DRAMGiBHour, p.NVMeGiBHour = 0.001, 0.01 // DRAM cheaper
+	if k, kind := f.forBytes(need, 0.8, p); k != 4 || kind != kindDRAM {
+		t.Fatalf("with DRAM cheaper, forBytes = %d nodes of %s; want 4 of dram", k, kindName(kind))
+	}
+	// A latency-sensitive job needs DRAM, whatever it costs.
+	need.LatencySensitive = true
+	if _, kind := f.forBytes(need, 0.8, DefaultPrices()); kind != kindDRAM {
+		t.Fatalf("latency-sensitive: %s; want dram", kindName(kind))
+	}
+}

@@ -93,3 +93,15 @@ func TestUpBannerNodeCommandGivesDRAM(t *testing.T) {
 		}
 	}
 }
+
+// TestUpBannerNodeRecipeHasNVMe (a new user's trial): on a cluster whose
+// nodes have an NVMe tier, the banner's recipe for a node added by hand
+// asks for one, with a file of the user's; before, it left --nvme out.
+func TestUpBannerNodeRecipeHasNVMe(t *testing.T) {
+	if got := upNVMeArg("8GiB"); got != " --nvme FILE:8GiB" {
+		t.Fatalf("upNVMeArg(8GiB) = %q", got)
+	}
+	if got := upNVMeArg(""); got != "" {
+		t.Fatalf("upNVMeArg() = %q for nodes without NVMe", got)
+	}
+}

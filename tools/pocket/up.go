@@ -813,8 +813,8 @@ func printUp(u *upCluster, o upOptions) {
 	}
 	secretArg, note := u.secret.usage()
 	listen, portNote := handNodePort(hostOf(u.addr), o)
-	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s%s%s\n%s  pocket node drain --controller %s ADDR%s%s\n",
-		note, u.addr, listen, upDRAMArg(o.dram), secretArg, nodeTLSArg(u.tlsDir), portNote, u.addr, secretArg, tlsArg)
+	fmt.Printf("to add a node on this host or drain one (%s):\n  pocket node --controller %s%s%s%s%s%s\n%s  pocket node drain --controller %s ADDR%s%s\n",
+		note, u.addr, listen, upDRAMArg(o.dram), upNVMeArg(o.nvme), secretArg, nodeTLSArg(u.tlsDir), portNote, u.addr, secretArg, tlsArg)
 	if o.autoscale {
 		// Scale-in drains the nodes the orchestrator started first
 		// (pickVictims), so a node added by hand outlives them. Before,
@@ -837,6 +837,18 @@ func printUp(u *upCluster, o upOptions) {
 // size of up's own nodes, so a node added by hand matches them (a new
 // user's trial: the command had none, and pocket node's default, 1GiB,
 // beside 256MiB nodes). "" when up's nodes have no DRAM tier.
+// upNVMeArg is the banner's --nvme for a node added by hand beside
+// nodes with an NVMe tier of size nvme ("": none). The file is the
+// user's to name: each node needs one of its own. Before, the banner left
+// it out, and a node added by its recipe had no NVMe tier (a new user's
+// trial).
+func upNVMeArg(nvme string) string {
+	if nvme == "" {
+		return ""
+	}
+	return " --nvme FILE:" + nvme
+}
+
 func upDRAMArg(dram string) string {
 	if n, err := units.ParseSize(dram); err != nil || n <= 0 {
 		return ""
