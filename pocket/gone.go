@@ -101,7 +101,11 @@ func (j *Job) goneCheck(ctx context.Context, addr string, resend bool, send func
 		try = func() (client.Reply, error) { return j.probe(ctx, addr) }
 	}
 	// A connection lost (each pooled one may be) is tried again, a few
-	// times, so that a new dial tells whether the node is there.
+	// times, so that a new dial tells whether the node is there: one the
+	// node closed or reset, or one that failed before the request went
+	// whole. One failed on silence is not: a frozen node takes the dial
+	// and answers nothing, and each try would wait out the silence again
+	// (a hostile check: 5 silences a call); its error stands.
 	// A call whose caller has gone sends its request no more (givenUp);
 	// probes are no requests of its own.
 	gone := func() error {
@@ -110,7 +114,7 @@ func (j *Job) goneCheck(ctx context.Context, addr string, resend bool, send func
 		}
 		return nil
 	}
-	for i := 0; i < max(lostTries, j.s.cfg.ConnsPerNode+1) && errors.Is(err, wire.ErrUnavailable) && !client.Refused(err); i++ {
+	for i := 0; i < max(lostTries, j.s.cfg.ConnsPerNode+1) && tryAgain(err); i++ {
 		if g := gone(); g != nil {
 			return r, g
 		}
@@ -163,6 +167,13 @@ func (j *Job) answered(addr string, err error) {
 	m.Suspect = maps.Clone(m.Suspect)
 	delete(m.Suspect, addr)
 	j.setMap(m)
+}
+
+// tryAgain reports whether goneCheck tries a node again after err: its
+// connection was lost, closed or reset by the node or before the request
+// went whole, and the dial was not refused (refusals wait, goneWait).
+func tryAgain(err error) bool {
+	return errors.Is(err, wire.ErrUnavailable) && !client.Refused(err) && (client.ClosedByNode(err) || client.NotSent(err))
 }
 
 // lostTries bounds how many times goneCheck tries a node again whose

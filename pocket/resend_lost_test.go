@@ -122,6 +122,14 @@ func TestLostReadSentAgain(t *testing.T) {
 // first version of resendLost sent it twice more: a frozen node's get took
 // 3x the silence and dialled 2 more connections.
 func TestSilentNodeReadNotSentAgain(t *testing.T) {
+	t.Run("live job", func(t *testing.T) { silentNodeRead(t, false) })
+	// A retired job's goneCheck tried a node again on any unavailable
+	// error, silence included: 4 more connections and 5 silences a call
+	// on a frozen node (a hostile re-check).
+	t.Run("retired job", func(t *testing.T) { silentNodeRead(t, true) })
+}
+
+func silentNodeRead(t *testing.T, retired bool) {
 	n := dropMoveCluster(t, 1)[0]
 	px := newHoldProxy(t, n.addr)
 	s := NewStore(nil, Config{Silence: 300 * time.Millisecond, ConnsPerNode: 1})
@@ -138,6 +146,7 @@ func TestSilentNodeReadNotSentAgain(t *testing.T) {
 	px.mu.Lock()
 	before := len(px.open)
 	px.mu.Unlock()
+	j.retired.Store(retired)
 	px.hold() // the get's reply is kept back, and its connection never cut
 	if _, err := j.Get(ctx, "k"); !errors.Is(err, wire.ErrUnavailable) {
 		t.Fatalf("get from a silent node: %v; want unavailable", err)

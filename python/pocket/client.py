@@ -1603,7 +1603,11 @@ class Job:
         request itself."""
         err = e
         for _ in range(_LOST_TRIES):
-            if err.refused:
+            if err.refused or err.sent and not err.lost:
+                # Refused: wait below. Timed out (a frozen node accepts
+                # dials and answers nothing): each probe would wait out the
+                # timeout again (a hostile check: 5 timeouts a call), so
+                # the request's error stands.
                 break
             try:
                 self._probe(addr)
@@ -2577,7 +2581,22 @@ class Job:
 
     def _get_chunk_batch(self, addr: str, items: list) -> None:
         """Gets a node's chunks over one connection, _WINDOW in flight, each
-        reply's payload received straight into its part of the output."""
+        reply's payload received straight into its part of the output. The
+        chunks not yet received whole go again on another connection, up to
+        _LOST_RESENDS times, when the node closed or reset the connection
+        (NodeUnavailable.lost), as _send_once sends a read again; before, a
+        chunked get cut mid-chunk failed (a hostile check: 6 of 6)."""
+        got: set[int] = set()
+        for attempt in range(_LOST_RESENDS + 1):
+            try:
+                return self._get_chunk_batch_once(addr, [it for it in items if it[0] not in got], got)
+            except NodeUnavailable as e:
+                if attempt == _LOST_RESENDS or not e.lost or self._retired:
+                    raise
+
+    def _get_chunk_batch_once(self, addr: str, items: list, got: set) -> None:
+        """_get_chunk_batch's one connection: adds each chunk's index to got
+        once its part is received whole."""
         st = self._st
         if addr in st.dead:
             raise NodeUnavailable(addr, f"node {addr} is dead: {DEAD_NODE_ADVICE}", sent=False)
@@ -2602,6 +2621,7 @@ class Job:
                 st.check(r, ck, i)
                 if len(r.payload) != len(part) or not isinstance(r.payload, memoryview):
                     raise errors.Corrupt(f"chunk {i} is {len(r.payload)} bytes, want {len(part)}")
+                got.add(i)
         except BaseException:
             c.close()
             raise

@@ -110,3 +110,46 @@ def test_unparsable_reply_not_lost(monkeypatch):
     assert not c._fail(ValueError("bad reply")).lost
     assert c._fail(ConnectionResetError(errno.ECONNRESET, "reset")).lost
     assert not c._fail(ConnectionResetError(errno.ECONNRESET, "reset"), sent=False).lost
+
+
+def test_chunked_get_cut_mid_batch_sent_again(job, monkeypatch):
+    """A chunked get whose batch connection the node resets after a reply
+    sends the chunks not yet received again on another connection
+    (_get_chunk_batch). Before, it failed "connection reset" (a hostile
+    check: 6 of 6 cut mid-chunk)."""
+    job.put("k", BIG)
+    cut = {"n": 0}
+    orig = pconn.NodeConn.recv
+
+    def recv(c, *a, **kw):
+        r = orig(c, *a, **kw)
+        if kw.get("expect") == wire.OP_GET | wire.REPLY_BIT and cut["n"] == 0:
+            cut["n"] += 1
+            raise c._fail(ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"))
+        return r
+
+    monkeypatch.setattr(pconn.NodeConn, "recv", recv)
+    assert bytes(job.get("k")) == BIG
+    assert cut["n"] == 1, "the batch was never cut"
+
+
+def test_retired_job_timeout_not_probed(job, monkeypatch):
+    """A retired job's request that timed out (a frozen node takes dials
+    and answers nothing) is not followed by probes, each of which would
+    wait out the timeout again (a hostile check: 5 timeouts a call)."""
+    job.put("k", SMALL)
+    job._retired = True
+    lists = {"n": 0}
+    orig = pconn.NodeConn.roundtrip
+
+    def roundtrip(c, op, flags, meta, payload=None, dst=None):
+        if op == wire.OP_LIST:
+            lists["n"] += 1
+        if op == wire.OP_GET:
+            raise c._fail(TimeoutError("timed out"))
+        return orig(c, op, flags, meta, payload, dst)
+
+    monkeypatch.setattr(pconn.NodeConn, "roundtrip", roundtrip)
+    with pytest.raises(errors.Unavailable):
+        job.get("k")
+    assert lists["n"] == 0, f"{lists['n']} probe(s) after a timeout"
