@@ -1760,8 +1760,8 @@ class Job:
 
     def _send_once(self, addr: str, op: int, flags: int, meta: bytes, payload=None, dst=None) -> Reply:
         """Sends one request to addr on a pooled connection. A read
-        (_read_only) whose connection was closed or reset once it may
-        have been written (NodeUnavailable.lost) goes again on another,
+        (_read_only) whose connection the node closed or reset, while it
+        was written or after (NodeUnavailable.lost), goes again on another,
         up to _LOST_RESENDS times: the node was there a moment before, and
         one that cut a connection (evicting it at its connection limit)
         most likely serves the next; one that is gone refuses the dial,

@@ -158,9 +158,10 @@ class NodeUnavailable(errors.Unavailable):
     unknown. ``refused`` is True when the node's host refused the
     connection: nothing listens at the address, so the node is not
     running there (the Go client's Refused). ``lost`` is True when the
-    connection was closed or reset after the request may have been
-    written (not a timeout): the node was there a moment before, and a read
-    may go again on another connection (Job._send_once)."""
+    node closed or reset an open connection, while the request was being
+    written or after (not a timeout, not a failed dial): the node was there
+    a moment before, and a read may go again on another connection
+    (Job._send_once)."""
 
     def __init__(self, addr: str, message: str, sent: bool, refused: bool = False, lost: bool = False):
         super().__init__(message)
@@ -243,9 +244,10 @@ class NodeConn:
         if isinstance(e, TimeoutError):
             return NodeUnavailable(self.addr, f"node {self.addr}: timed out: no reply within {self.timeout} s "
                                    f"(the client's timeout; Client(timeout=...) sets it, None waits forever)", sent)
-        # Lost: the node closed or reset the connection (not a reply that
-        # failed to parse, which is no loss of the node).
-        return NodeUnavailable(self.addr, f"node {self.addr}: {e}", sent, lost=sent and isinstance(e, ConnectionError))
+        # Lost: the node closed or reset the connection, while the request
+        # was written or after (not a reply that failed to parse, which is
+        # no loss of the node).
+        return NodeUnavailable(self.addr, f"node {self.addr}: {e}", sent, lost=isinstance(e, ConnectionError))
 
     def send(self, op: int, flags: int, meta: bytes, payload=None) -> int:
         """Writes one request frame and returns its request id."""

@@ -109,7 +109,8 @@ def test_unparsable_reply_not_lost(monkeypatch):
     monkeypatch.setattr(pconn.NodeConn, "close", lambda self: None)
     assert not c._fail(ValueError("bad reply")).lost
     assert c._fail(ConnectionResetError(errno.ECONNRESET, "reset")).lost
-    assert not c._fail(ConnectionResetError(errno.ECONNRESET, "reset"), sent=False).lost
+    # A reset while the request was written is a loss too (not sent).
+    assert c._fail(ConnectionResetError(errno.ECONNRESET, "reset"), sent=False).lost
 
 
 def test_chunked_get_cut_mid_batch_sent_again(job, monkeypatch):
@@ -153,3 +154,24 @@ def test_retired_job_timeout_not_probed(job, monkeypatch):
     with pytest.raises(errors.Unavailable):
         job.get("k")
     assert lists["n"] == 0, f"{lists['n']} probe(s) after a timeout"
+
+
+def test_chunked_get_reset_on_send_sent_again(job, monkeypatch):
+    """A chunked get whose batch meets the node's reset on a send (the
+    reset came while earlier replies were read) sends the chunks not yet
+    received again. Before, that send's error (not sent, not lost) failed
+    the get: a re-check, 10 of 35 cuts of 8 MiB gets."""
+    job.put("k", BIG)
+    sends = {"n": 0}
+    orig = pconn.NodeConn.send
+
+    def send(c, op, flags, meta, payload=None):
+        if op == wire.OP_GET:
+            sends["n"] += 1
+            if sends["n"] == 3:  # the manifest's get, then the batch's first chunk
+                raise c._fail(BrokenPipeError(errno.EPIPE, "Broken pipe"), sent=False)
+        return orig(c, op, flags, meta, payload)
+
+    monkeypatch.setattr(pconn.NodeConn, "send", send)
+    assert bytes(job.get("k")) == BIG
+    assert sends["n"] > 3, "the batch never sent"
