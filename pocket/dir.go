@@ -470,8 +470,7 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 						return j.s.data.Do(ctx, t.addr, wire.OpList, t.flags, &req, nil, nil)
 					})
 				}
-				r, err := j.goneCheck(ctx, t.addr, true, send)
-				r, err = j.resendLost(ctx, wire.OpList, 0, send, r, err)
+				r, err := j.goneCheck(ctx, t.addr, true, func() (client.Reply, error) { return j.resendLost(ctx, wire.OpList, 0, send) })
 				if j.holdsNone(err) {
 					break // deregistered, and none of its persisted values here (or the node is gone)
 				}

@@ -178,8 +178,7 @@ func (j *Job) deadOldDo(ctx context.Context, t target, op wire.Op, flags uint16,
 			return j.s.data.Do(ctx, t.addr, op, flags|t.flags, c.req(x.version), payload, dst)
 		})
 	}
-	r, err := send()
-	r, err = j.resendLost(ctx, op, flags, send, r, err)
+	r, err := j.resendLost(ctx, op, flags, send)
 	if (op == wire.OpGet || op == wire.OpStat) && errors.Is(err, wire.ErrNotFound) {
 		return client.Reply{}, deadNodeErr(t.oldDead)
 	}
@@ -268,8 +267,7 @@ func (c movingKey) send(addr string, op wire.Op, flags uint16, version uint64, d
 	if addr == c.t.old {
 		send = func() (client.Reply, error) { return untilNotBusy(c.ctx, do) }
 	}
-	r, err := send()
-	return c.j.resendLost(c.ctx, op, flags, send, r, err) // a read whose connection was cut
+	return c.j.resendLost(c.ctx, op, flags, send) // a read whose connection was cut goes again
 }
 
 // liveMayHold reports whether the key's live owner (t.addr) may hold

@@ -203,8 +203,7 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 					return j.s.data.Do(ctx, t.addr, op, flags|t.flags, &req, payload, dst)
 				})
 			}
-			r, err = j.goneCheck(ctx, t.addr, resendable(op, flags), send)
-			r, err = j.resendLost(ctx, op, flags, send, r, err)
+			r, err = j.goneCheck(ctx, t.addr, resendable(op, flags), func() (client.Reply, error) { return j.resendLost(ctx, op, flags, send) })
 			err = j.keyAnswer(op, flags, t.addr, err)
 		}
 		if errors.Is(err, errGivenUp) {
@@ -237,10 +236,11 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 // same map after its connection was lost.
 const lostResends = 2
 
-// resendLost sends a read (readOnly: a get that deletes nothing, a stat,
-// a listing's page, a usage request) again, up to lostResends times,
-// while its node closed or reset its connection after the request may
-// have been written (lostAfterSend) and the caller has not given up: the
+// resendLost calls send, and sends a read (readOnly: a get that deletes
+// nothing, a stat, a listing's page, a usage request) again, up to
+// lostResends times, while its node closed or reset its connection after
+// the request may have been written (lostAfterSend) and the caller has not
+// given up: the
 // node was there a moment ago, and a node that cut one connection
 // (evicting it at its connection limit, or a proxy's reset) most likely
 // serves the next. Before, such a get failed with "connection lost"
@@ -254,13 +254,13 @@ const lostResends = 2
 // A retired job's requests are sent again by goneCheck already. A chunk
 // put, which resendable also allows on a new map, is not sent again
 // here: its second copy would answer "exists" from the same node and fail
-// the put, where the lost one fails it unavailable. r and err are the
-// first send's.
-func (j *Job) resendLost(ctx context.Context, op wire.Op, flags uint16, send func() (client.Reply, error), r client.Reply, err error) (client.Reply, error) {
-	if !readOnly(op, flags) || j.retired.Load() {
+// the put, where the lost one fails it unavailable.
+func (j *Job) resendLost(ctx context.Context, op wire.Op, flags uint16, send func() (client.Reply, error)) (client.Reply, error) {
+	r, err := send()
+	if !readOnly(op, flags) {
 		return r, err
 	}
-	for i := 0; i < lostResends && lostAfterSend(err); i++ {
+	for i := 0; i < lostResends && lostAfterSend(err) && !j.retired.Load(); i++ {
 		if givenUp(ctx) != nil || ctx.Err() != nil {
 			break
 		}
@@ -731,8 +731,7 @@ func (j *Job) sendAll(ctx context.Context, ts []target, op wire.Op, flags uint16
 				replies[i], errs[i] = j.goneCheck(ctx, t.addr, false, func() (client.Reply, error) { return untilNotBusy(ctx, do) })
 			} else {
 				send := func() (client.Reply, error) { return j.retiredPatient(ctx, do) }
-				replies[i], errs[i] = j.goneCheck(ctx, t.addr, true, send)
-				replies[i], errs[i] = j.resendLost(ctx, op, flags, send, replies[i], errs[i])
+				replies[i], errs[i] = j.goneCheck(ctx, t.addr, true, func() (client.Reply, error) { return j.resendLost(ctx, op, flags, send) })
 			}
 			if j.holdsNone(errs[i]) {
 				replies[i], errs[i] = client.Reply{}, nil

@@ -1771,16 +1771,28 @@ class Job:
         hostile check: each of its probes went up to three times, 14
         connections for one get)."""
         pool = self.client.pool
-        resend = _read_only(op, flags) and not self._retired
-        for i in range(_LOST_RESENDS + 1):
+
+        def once() -> Reply:
             c = pool.acquire(addr)
             try:
                 return c.roundtrip(op, flags, meta, payload, dst)  # closes c when interrupted
-            except NodeUnavailable as e:
-                if i == _LOST_RESENDS or not e.lost or not resend:
-                    raise
             finally:
                 pool.release(c)
+
+        if not _read_only(op, flags):
+            return once()
+        return self._again_while_lost(once)
+
+    def _again_while_lost(self, attempt):
+        """attempt() for a read, again up to _LOST_RESENDS times while it
+        raises NodeUnavailable with lost set (the node closed or reset the
+        connection), unless the job is retired (_gone_check's to retry)."""
+        for i in range(_LOST_RESENDS + 1):
+            try:
+                return attempt()
+            except NodeUnavailable as e:
+                if i == _LOST_RESENDS or not e.lost or self._retired:
+                    raise
         raise AssertionError("unreachable")
 
     def _do(self, op: int, flags: int, key: bytes, chunk: int = 0, version: int = 0, object_size: int = 0,
@@ -2587,12 +2599,7 @@ class Job:
         (NodeUnavailable.lost), as _send_once sends a read again; before, a
         chunked get cut mid-chunk failed (a hostile check: 6 of 6)."""
         got: set[int] = set()
-        for attempt in range(_LOST_RESENDS + 1):
-            try:
-                return self._get_chunk_batch_once(addr, [it for it in items if it[0] not in got], got)
-            except NodeUnavailable as e:
-                if attempt == _LOST_RESENDS or not e.lost or self._retired:
-                    raise
+        self._again_while_lost(lambda: self._get_chunk_batch_once(addr, [it for it in items if it[0] not in got], got))
 
     def _get_chunk_batch_once(self, addr: str, items: list, got: set) -> None:
         """_get_chunk_batch's one connection: adds each chunk's index to got
