@@ -56,6 +56,25 @@ func TestStatusCost(t *testing.T) {
 	}
 }
 
+// TestStatusCostCountsUseBeyondAllotment: a job whose use passes its
+// allotment (its map grown for load beyond it, or values stored with no
+// size allotted) costs what it uses. Before, status priced the allotment
+// alone: the grown job below read 0.21 $/h, the unsized one 0.1.
+func TestStatusCostCountsUseBeyondAllotment(t *testing.T) {
+	p := controller.Prices{DRAMGiBHour: 0.01, NVMeGiBHour: 0.001, GbpsHour: 0.1}
+	st := &wire.ClusterStatus{JobCount: 3, Jobs: []wire.JobStatus{
+		{Job: "grown-1", Tier: uint8(wire.TierDRAM), AllocMbps: 2000, UsedMbps: 5000, AllocBytes: 1 << 30, UsedBytes: 512 << 20},
+		{Job: "unsized-2", Tier: uint8(wire.TierDRAM), AllocMbps: 1000, UsedMbps: 400, UsedBytes: 10 << 30},
+		{Job: "idle-3", Tier: uint8(wire.TierNVMe), AllocMbps: 1000, AllocBytes: 4 << 30},
+	}}
+	v := statusViewAt(st, p)
+	for i, want := range []float64{5*0.1 + 1*0.01, 1*0.1 + 10*0.01, 1*0.1 + 4*0.001} {
+		if got := v.Jobs[i].CostPerHour; math.Abs(got-want) > 1e-12 {
+			t.Errorf("%s: %v $/h; want %v (the larger of allotment and use, each)", v.Jobs[i].JobID, got, want)
+		}
+	}
+}
+
 // TestCheckHintsTierRule: the CLI picks the tier with controller.TierFor
 // over the status's spare figures, and names the controller's refusal of
 // a job that fits no tier.

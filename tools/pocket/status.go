@@ -185,8 +185,12 @@ type statusJobJSON struct {
 	// over 3 heartbeats) and bytes on its nodes, as its nodes report them.
 	UsedMbps  float64 `json:"used_mbps"`
 	UsedBytes int64   `json:"used_bytes"`
-	// CostPerHour is the job's allotment at the price table, US dollars an
-	// hour (controller.Prices.Cost).
+	// CostPerHour is what the job holds at the price table, US dollars an
+	// hour (controller.Prices.Cost, jobCost): its allotment, or its use
+	// where that is larger (UsedMbps, UsedBytes), for bandwidth and bytes
+	// each. Before, only the allotment was priced, so a job grown beyond
+	// it onto more nodes, or one with no size allotted that held 10 GiB
+	// of DRAM, cost what it had asked for (a new user's trial).
 	CostPerHour float64 `json:"cost_per_hour"`
 	// Moving: values are moving between the nodes of the job's map (a node
 	// of it drains or joins), or have moved and not every node has
@@ -331,7 +335,7 @@ func statusViewFrom(st *wire.ClusterStatus, prices controller.Prices, source str
 			Nodes: mapNodesJSON(j.Nodes), Lambdas: j.Hints.Lambdas, CapacityBytes: j.Hints.CapacityBytes,
 			PeakMbps: j.Hints.PeakMbps, LatencySensitive: j.Hints.LatencySensitive, AllocMbps: j.AllocMbps,
 			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds(), UsedMbps: j.UsedMbps, UsedBytes: j.UsedBytes,
-			CostPerHour: prices.Cost(wire.Tier(j.Tier), j.AllocMbps, j.AllocBytes), Moving: moving(j.Nodes) || j.Settling, Tenant: j.Tenant})
+			CostPerHour: jobCost(prices, j), Moving: moving(j.Nodes) || j.Settling, Tenant: j.Tenant})
 	}
 	out.Allotments = tierAllotments(&out)
 	out.Network = networkAllotment(&out)
@@ -489,7 +493,8 @@ func printStatus(v statusJSON) {
 		fmt.Println("ALLOC SIZE -: no size allotted (no capacity hint, and no size learned for the job's name, or one no tier had room for when it registered): " +
 			"its values use its nodes' free capacity, none of it reserved for the job")
 	}
-	fmt.Printf("COST $/h: the jobs' allotments at %s, %s $/h for those listed\n", pricesPhrase(v.Prices), costCell(total))
+	fmt.Printf("COST $/h: each job's allotment, or its use where larger (USED Mb/s, USED SIZE), at %s; %s $/h for those listed\n",
+		pricesPhrase(v.Prices), costCell(total))
 	printAllotments(v)
 	if over {
 		fmt.Println("USED SIZE !: the job holds more than its ALLOC SIZE: a size (a capacity hint's, or one learned from the job's name) reserves space, it does not limit the job; " +
@@ -634,6 +639,14 @@ func usedSizeCell(j statusJobJSON) string {
 
 // overAllotment reports whether a job holds more bytes than it was
 // allotted: a capacity hint reserves, it does not limit.
+// jobCost is the cost an hour of what job j holds at prices: the larger
+// of its allotment and its use, for its bandwidth and its bytes each (a
+// job's use can pass its allotment: its map grows for load beyond it, and
+// a size reserves space without limiting the job).
+func jobCost(prices controller.Prices, j wire.JobStatus) float64 {
+	return prices.Cost(wire.Tier(j.Tier), max(j.AllocMbps, j.UsedMbps), max(j.AllocBytes, j.UsedBytes))
+}
+
 func overAllotment(j statusJobJSON) bool { return j.AllocBytes > 0 && j.UsedBytes > j.AllocBytes }
 
 // mapNotes names the nodes of a job's map that are not plain active
