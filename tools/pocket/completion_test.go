@@ -66,7 +66,7 @@ func TestCompletionSpecsFollowTheCommandTable(t *testing.T) {
 	if slices.Contains(root.names(), "worker") {
 		t.Error("the hidden worker command is completed")
 	}
-	if subs := specOf(t, specs, "job").names(); !slices.Equal(subs, []string{"credential", "deregister", "end", "profile", "register"}) {
+	if subs := specOf(t, specs, "job").names(); !slices.Equal(subs, []string{"credential", "deregister", "end", "profile", "register", "show"}) {
 		t.Errorf("job subcommands %q", subs)
 	}
 	reg := specOf(t, specs, "job register")
@@ -166,11 +166,12 @@ func bashCompletes(t *testing.T, script string) {
 	}
 	cases := []struct{ line, want string }{
 		{"pocket j", "job"},
-		{"pocket job ", "credential deregister end profile register"},
+		{"pocket job ", "credential deregister end profile register show"},
+		{"pocket job show --j", "--json"},
 		{"pocket job register --c", "--capacity --controller"},
 		{"pocket job register --controller ", ""}, // its value: file names
 		{"pocket job register --controller h:1 --la", "--lambdas --latency-sensitive"},
-		{"pocket help job ", "credential deregister end profile register"},
+		{"pocket help job ", "credential deregister end profile register show"},
 		{"pocket help ve", "version"},
 		{"pocket completion ", "bash zsh fish"},
 		{"pocket node d", "drain"},

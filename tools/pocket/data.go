@@ -38,6 +38,7 @@ type dataCmd struct {
 	persist    *bool
 	once       *bool
 	all        *bool
+	json       *bool
 	tls        tlsFlags
 }
 
@@ -57,6 +58,8 @@ func newDataCmd(name string) *dataCmd {
 		d.once = fs.Bool("delete-after-read", false, "delete the value once read")
 	case "rm":
 		d.all = fs.Bool("all", false, "delete every key of the job (give no KEY, or an empty one)")
+	case "job show":
+		d.json = fs.Bool("json", false, "print a JSON object: job_id, tier, epoch, ended, expires, nodes, lost, used_known, used_bytes, used_uncounted")
 	}
 	d.tls.bind(fs)
 	return d

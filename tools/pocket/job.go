@@ -26,7 +26,7 @@ import (
 const envToken = "POCKET_TOKEN"
 
 func init() {
-	register("job", "SUBCOMMAND", "register or deregister a job, print its credential, show what earlier jobs of a name used", runJob)
+	register("job", "SUBCOMMAND", "register or deregister a job, show its map and use, print its credential, show what earlier jobs of a name used", runJob)
 	registerSub("job register", "NAME", "register a job, with hints of what it needs; prints its id and token")
 	registerSub("job deregister", "JOBID", "deregister a job: its nodes drop its data (but values put with --persist); a job whose token was lost: pocket job end")
 	registerSub("job credential", "JOBID", "print a job's credential (POCKET_CREDENTIAL), live or ended (deregistered, or its token expired), from its token")
@@ -46,6 +46,8 @@ func runJob(args []string) int {
 		return runJobCredential(args[1:])
 	case "end":
 		return runJobEnd(args[1:])
+	case "show":
+		return runJobShow(args[1:])
 	}
 	return runJobDeregister(args[1:])
 }

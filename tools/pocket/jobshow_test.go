@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/internal/units"
+	"github.com/pocketstore/pocket/pocket"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// jobShowKeys are the keys of pocket job show --json, every one always
+// present.
+var jobShowKeys = []string{"job_id", "tier", "epoch", "ended", "expires", "nodes", "lost", "used_known", "used_bytes", "used_uncounted"}
+
+// showJSON runs pocket job show --json --insecure JOB with env and returns
+// its decoded output (failing the test on a null or a missing key), its
+// stderr and its exit status; tok must appear in neither output.
+func showJSON(t *testing.T, bin string, env []string, job, tok string) (jobShowJSON, string, int) {
+	t.Helper()
+	out, errOut, code := pocketRun(t, bin, env, "", "job", "show", "--insecure", "--json", job)
+	if strings.Contains(out+errOut, tok) {
+		t.Fatalf("job show --json printed the token: stdout %q, stderr %q", out, errOut)
+	}
+	if code != 0 && code != exitPartial {
+		t.Fatalf("job show --json %s: exit %d, stdout %q, stderr %q", job, code, out, errOut)
+	}
+	wantKeys(t, "job show --json", jsonObject(t, "job show --json", []byte(out)), jobShowKeys...)
+	var v jobShowJSON
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v, errOut, code
+}
+
+// TestJobShowMapAndUse (issue 15): a tenant holding a job's id and token
+// sees the job's map and use with pocket job show: its id, tier, epoch,
+// nodes (those registration gave, active) and used bytes (0 before a put,
+// the SDK's Job.Usage after it), in text and in --json; another job's
+// token and an unknown id get a one-line "bad token" error, exit 1 and
+// nothing on stdout; a deregistered job shows as ended, with the bytes of
+// its persisted value. The token is
+// printed by none of it.
+func TestJobShowMapAndUse(t *testing.T) {
+	bin := buildPocketBinary(t)
+	_, addr := startHintCluster(t)
+	base := cleanEnv("POCKET_CONTROLLER=" + addr)
+	register := func(name string) jobMapJSON {
+		t.Helper()
+		out, errOut, code := pocketRun(t, bin, base, "", "job", "register", "--insecure", "--json", "--lambdas", "1", name)
+		var m jobMapJSON
+		if code != 0 || json.Unmarshal([]byte(out), &m) != nil || m.Token == "" {
+			t.Fatalf("job register %s: exit %d, stdout %q, stderr %q", name, code, out, errOut)
+		}
+		return m
+	}
+	reg, other := register("shown"), register("other")
+	env := append(base[:len(base):len(base)], "POCKET_TOKEN="+reg.Token)
+
+	v, _, code := showJSON(t, bin, env, reg.JobID, reg.Token)
+	if code != 0 || v.JobID != reg.JobID || v.Tier != reg.Tier || v.Epoch != reg.Epoch || v.Ended || !v.UsedKnown || v.UsedBytes != 0 ||
+		len(v.Lost) != 0 || len(v.UsedUncounted) != 0 {
+		t.Fatalf("job show --json of a fresh job: exit %d, %+v; want registration's map (%+v), live, 0 bytes used", code, v, reg)
+	}
+	if len(v.Nodes) != len(reg.Nodes) || len(v.Nodes) == 0 {
+		t.Fatalf("job show nodes %+v, registration's %+v", v.Nodes, reg.Nodes)
+	}
+	for i, n := range v.Nodes {
+		if n.Addr != reg.Nodes[i].Addr || n.State != "active" || n.Weight != reg.Nodes[i].Weight {
+			t.Errorf("job show node %d: %+v, want %+v active", i, n, reg.Nodes[i])
+		}
+	}
+
+	value := strings.Repeat("v", 200<<10)
+	if out, errOut, code := pocketRun(t, bin, env, value, "put", "--insecure", reg.JobID, "a/b", "-"); code != 0 {
+		t.Fatalf("put: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// A persisted value keeps the job's final map at the controller once
+	// it is deregistered (controller/ended.go); without one the map may
+	// be dropped at the nodes' next heartbeat, and the job is unknown.
+	if out, errOut, code := pocketRun(t, bin, env, "kept", "put", "--insecure", "--persist", reg.JobID, "p/kept", "-"); code != 0 {
+		t.Fatalf("put --persist: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	want := sdkUsage(t, addr, reg)
+	if want < int64(len(value)) {
+		t.Fatalf("the SDK's Usage is %d after a put of %d bytes", want, len(value))
+	}
+	if v, _, code = showJSON(t, bin, env, reg.JobID, reg.Token); code != 0 || !v.UsedKnown || v.UsedBytes != want {
+		t.Errorf("job show --json after the put: exit %d, used_known %v, used_bytes %d; want %d (Job.Usage)", code, v.UsedKnown, v.UsedBytes, want)
+	}
+
+	out, errOut, code := pocketRun(t, bin, env, "", "job", "show", "--insecure", reg.JobID)
+	head := "job " + reg.JobID + ": live, map epoch " + itoa(reg.Epoch) + ", " + itoa(uint64(len(reg.Nodes))) + " dram node(s)\n"
+	if code != 0 || errOut != "" || !strings.HasPrefix(out, head) || !strings.Contains(out, "\nused "+units.FormatSize(want)+"\n") {
+		t.Errorf("job show: exit %d, stdout %q, stderr %q; want it to start %q and say used %s", code, out, errOut, head, units.FormatSize(want))
+	}
+	for _, n := range reg.Nodes {
+		if !strings.Contains(out, n.Addr) || strings.Contains(out, "dead") {
+			t.Errorf("job show does not list node %s active: %q", n.Addr, out)
+		}
+	}
+	if strings.Contains(out+errOut, reg.Token) {
+		t.Errorf("job show printed the token: %q %q", out, errOut)
+	}
+
+	wrong := append(base[:len(base):len(base)], "POCKET_TOKEN="+other.Token)
+	for _, job := range []string{reg.JobID, "shown-1"} {
+		out, errOut, code := pocketRun(t, bin, wrong, "", "job", "show", "--insecure", job)
+		if code != 1 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "pocket: job show: ") ||
+			!strings.Contains(errOut, "bad token") || strings.Contains(errOut, other.Token) {
+			t.Errorf("job show %s with another job's token: exit %d, stdout %q, stderr %q; want exit 1, one line saying bad token", job, code, out, errOut)
+		}
+	}
+
+	if out, errOut, code := pocketRun(t, bin, env, "", "job", "deregister", "--insecure", reg.JobID); code != 0 {
+		t.Fatalf("job deregister: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if v, _, code = showJSON(t, bin, env, reg.JobID, reg.Token); code != 0 || !v.Ended || v.JobID != reg.JobID || !v.UsedKnown ||
+		v.UsedBytes <= 0 || v.UsedBytes >= want {
+		t.Errorf("job show --json of the deregistered job: exit %d, %+v; want ended, its persisted value's bytes (more than 0, less than the %d of the live job)", code, v, want)
+	}
+}
+
+// sdkUsage is the job's used bytes as the SDK counts them.
+func sdkUsage(t *testing.T, addr string, reg jobMapJSON) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tok, err := token.Parse(reg.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := pocket.Dial(ctx, addr, pocket.Config{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	j, err := s.OpenJob(ctx, reg.JobID, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := j.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestJobShowDeadAndLostNode: a node of a job's two-node map stops. pocket
+// job show marks it dead, leaves its bytes out of used_bytes (naming it in
+// used_uncounted) and exits 3 with a note on stderr; once the
+// controller's dead-node grace has passed it shows the node lost, at the
+// epoch of the map without it, and the map's remaining node active.
+func TestJobShowDeadAndLostNode(t *testing.T) {
+	bin := buildPocketBinary(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctl, err := controller.New(controller.Config{Secret: hintSecret, HeartbeatInterval: 100 * time.Millisecond, DeadNodeGrace: 3 * time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	la, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := la.String()
+	stops := map[string]func(){}
+	for range 2 {
+		a, stop := startHintNode(t, addr, 1000, quiet)
+		stops[a] = stop
+	}
+	for deadline := time.Now().Add(10 * time.Second); activeNodes(ctl) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 nodes active", activeNodes(ctl))
+		}
+	}
+	m, err := ctl.RegisterJob("spread", wire.JobHints{CapacityBytes: 20 << 20}) // more than one 16 MiB node holds
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v; want two nodes", m, err)
+	}
+	tok := token.Format(m.Token)
+	env := cleanEnv("POCKET_CONTROLLER="+addr, "POCKET_TOKEN="+tok)
+	gone, kept := m.Nodes[0].Addr, m.Nodes[1].Addr
+	stops[gone]()
+
+	v, errOut := awaitShow(t, bin, env, m.Job, tok, func(v jobShowJSON) bool { return len(v.Nodes) == 2 && v.Nodes[0].State == "dead" })
+	if len(v.UsedUncounted) != 1 || v.UsedUncounted[0] != gone || !strings.Contains(errOut, "dead ("+gone+")") {
+		t.Errorf("job show with node %s dead: %+v, stderr %q; want it in used_uncounted, and named on stderr", gone, v, errOut)
+	}
+	v, _ = awaitShow(t, bin, env, m.Job, tok, func(v jobShowJSON) bool { return len(v.Lost) > 0 })
+	if len(v.Lost) != 1 || v.Lost[0].Addr != gone || v.Lost[0].Epoch == 0 || v.Lost[0].Epoch > v.Epoch ||
+		len(v.Nodes) != 1 || v.Nodes[0].Addr != kept || v.Nodes[0].State != "active" {
+		t.Errorf("job show once %s is lost: %+v; want it lost, and %s the one active node", gone, v, kept)
+	}
+	out, _, code := pocketRun(t, bin, env, "", "job", "show", "--insecure", m.Job)
+	if code != 0 || !strings.Contains(out, "lost "+gone+" at epoch "+itoa(v.Lost[0].Epoch)) {
+		t.Errorf("job show once %s is lost: exit %d, stdout %q; want exit 0 and a line naming it lost", gone, code, out)
+	}
+}
+
+// awaitShow runs job show --json until done holds for its output (20 s
+// at most), and returns that output and its stderr. An output in which a
+// node of the map is dead must come with exit 3.
+func awaitShow(t *testing.T, bin string, env []string, job, tok string, done func(jobShowJSON) bool) (jobShowJSON, string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v, errOut, code := showJSON(t, bin, env, job, tok)
+		if dead := len(v.UsedUncounted) > 0; dead != (code == exitPartial) {
+			t.Fatalf("job show: exit %d with used_uncounted %v; want 3 exactly when a node is dead", code, v.UsedUncounted)
+		}
+		if done(v) {
+			return v, errOut
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job show 20 s on: %+v", v)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
