@@ -108,6 +108,11 @@ type drainState struct {
 	// a drain past its deadline with values that have no room waits.
 	loseOverflow bool
 	roomHeld     bool // it waits for room (logged once)
+	// knows: the per-job figures the node's latest kept heartbeat brought
+	// (node.jobLoads) came from a node that knows it drains, which has
+	// refused every put since: a job they list as holding no bytes has
+	// nothing left there (leftNothingLocked).
+	knows bool
 }
 
 // holdForRoomLocked reports whether the draining node n, past its
@@ -580,8 +585,9 @@ func (c *Controller) otherActiveLocked(j *job, addr string) bool {
 	return false
 }
 
-// drainReportLocked records a draining node's progress from a heartbeat.
-func (c *Controller) drainReportLocked(n *node, hb *wire.Heartbeat) {
+// drainReportLocked records a draining node's progress from a heartbeat;
+// kept says the heartbeat's per-job figures were kept (node.jobLoads).
+func (c *Controller) drainReportLocked(n *node, hb *wire.Heartbeat, kept bool) {
 	d := n.drain
 	if d == nil || n.state != wire.NodeDraining {
 		return
@@ -609,6 +615,19 @@ func (c *Controller) drainReportLocked(n *node, hb *wire.Heartbeat) {
 		}
 	}
 	d.empty = draining && len(hb.Tiers) > 0 && used == 0
+	if kept {
+		d.knows = draining
+	}
+}
+
+// leftNothingLocked reports whether job j has nothing left on the
+// draining node n: the node's latest per-job figures, from a heartbeat
+// made once it knew it drains (so it has taken no put since), list j as
+// holding no bytes there. A job they do not list (a node with more jobs
+// than wire.MaxJobLoads lists the busiest; values put before the node
+// heard of the job are not counted per job) may hold some.
+func (c *Controller) leftNothingLocked(n *node, j *job) bool {
+	return n.drain != nil && n.drain.knows && n.jobLoads.heldNone(j.id)
 }
 
 // RetireHook is told that a drained node has left the cluster.
@@ -734,8 +753,14 @@ func (c *Controller) latchLocked(held *bool, hold bool, begins, ends string, att
 // retireLocked removes a node from every job's map and from the registry.
 // With lost (the node may still have owned values: it died, or its
 // deadline passed) each job records it as lost (loseNodeLocked), so its
-// keys answer "lost"; a job that has nowhere else to go (loseNodeLocked
-// refuses) loses it from its map all the same.
+// keys answer "lost", but for a job the node's figures show had nothing
+// left there (leftNothingLocked), which leaves it as from a drain that
+// ended; a job that has nowhere else to go (loseNodeLocked refuses)
+// loses it from its map all the same. Before, every job on the node
+// recorded it lost: a hostile trial's tenant left one unconfirmed chunk
+// on a node drained with a 20 s deadline, and every other job there,
+// whose values had all moved, answered "lost" for keys it never wrote
+// and listed partially for the rest of its life.
 func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool) {
 	var jobs []*job
 	if l := c.loads[n.addr]; l != nil {
@@ -744,10 +769,11 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 		}
 	}
 	for _, j := range jobs {
-		if lost && c.loseNodeLocked(j, n.addr, false) {
+		lostHere := lost && !c.leftNothingLocked(n, j)
+		if lostHere && c.loseNodeLocked(j, n.addr, false) {
 			continue
 		}
-		if !lost {
+		if !lostHere {
 			j.drainedAt = now // its nodes left may not carry its allotment (refill.go)
 		}
 		j.lostOne()

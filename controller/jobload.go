@@ -87,6 +87,16 @@ func (l *jobLoads) latest(job string) wire.JobLoad {
 	return l.beat(1).figs[job]
 }
 
+// heldNone reports whether the latest heartbeat kept lists job as
+// holding no bytes on the node (not listed: not known).
+func (l *jobLoads) heldNone(job string) bool {
+	if l.n == 0 {
+		return false
+	}
+	jl, ok := l.beat(1).figs[job]
+	return ok && jl.Bytes == 0
+}
+
 // window is how many heartbeats an average over smooth takes: smooth (at
 // least 1, at most jobLoadLen), or fewer when fewer were kept.
 func (l *jobLoads) window(smooth int) int {

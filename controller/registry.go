@@ -418,7 +418,8 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	// table behind), always: clients can cause them, up to one per
 	// metaclient.DefaultWakeGap, and the node's next heartbeat covers its
 	// interval.
-	if !hb.Early && (!n.hurried || n.hist.n == 0) {
+	kept := !hb.Early && (!n.hurried || n.hist.n == 0)
+	if kept {
 		n.rx, n.tx, n.cpu = hb.RxMbps, hb.TxMbps, hb.CPUPercent
 		n.metrics = hb.Metrics
 		n.jobLoads.add(hb.Loads, hb.Incarnation != 0)
@@ -439,7 +440,7 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	}
 	n.persisted = persistedOf(hb)
 	c.endedLostDropsLocked(n, now)
-	c.drainReportLocked(n, hb)
+	c.drainReportLocked(n, hb, kept)
 	// A delta ack (not a snapshot) follows from a revision this run logged.
 	delta := hb.SnapRev == 0 && c.coversLocked(hb.Since)
 	if delta {
