@@ -5,7 +5,9 @@ package main
 // run). pocket status is the operator's view of the whole cluster.
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,16 +34,20 @@ the map, its values moving to the job's other nodes) or "dead" (not
 answering; its values are lost if it stays dead past the controller's
 grace). Lost nodes left the map dead at the epoch shown: their values are
 gone. An ended job (deregistered, or its token expired) shows the map it
-ended with, and its used bytes are those of its values put with --persist.
+ended with, and its used bytes are those of its values put with --persist;
+its nodes that are dead or were found gone are "gone" (retired or dead
+since the job ended: nothing listens there, what they held is lost).
 
 Used: the bytes the job's values take on its nodes (values, chunks and
-manifests), asked of each live node.
+manifests), asked of each live node within 5 s in all (a frozen node would
+otherwise hold the count for the client's 30 s silence bound).
 
 --json prints one object with every field always present: job_id, tier,
 epoch, ended, expires (RFC 3339, "" when the token never expires), nodes
-[{addr, weight, state}], lost [{addr, epoch}], used_known, used_bytes and
-used_uncounted (the dead nodes, not asked: their values are not in
-used_bytes). Exit 0; 3 when the map is printed but used_bytes is not the
+[{addr, weight, state}], lost [{addr, epoch}], used_known (false: the
+count failed, a node did not answer within 5 s, say; used_bytes is then 0
+and a note on stderr says why), used_bytes and used_uncounted (the dead or
+gone nodes, not asked: their values are not in used_bytes). Exit 0; 3 when the map is printed but used_bytes is not the
 whole job's (a dead node, or a node that could not be asked: a note on
 stderr says which); 1 when the job cannot be opened (bad token, which an
 unknown JOBID also gets; an unreachable controller), with nothing on
@@ -89,12 +95,18 @@ func runJobShow(args []string) int {
 		return fail("job show: %v", err)
 	}
 	defer done()
-	used, err := j.Usage(ctx)
+	uctx, cancel := context.WithTimeout(ctx, usageWait)
+	used, err := j.Usage(uctx)
+	cancel()
 	if err != nil && ctx.Err() != nil {
 		return fail("job show: %v", interruptNote(ctx, "nothing was shown", err))
 	}
+	if err != nil && uctx.Err() != nil {
+		err = fmt.Errorf("not every node of the job's map answered within %v (a node frozen or overloaded; the controller marks a silent node dead within seconds): %w",
+			usageWait, err)
+	}
 	// The map after the count: a count that met a newer epoch fetched it.
-	v := jobShowView(j.Map())
+	v := jobShowView(j.Map(), j.Ended(), j.GoneNodes())
 	v.UsedKnown, v.UsedBytes = err == nil, used
 	if *d.json {
 		code = printJSON(v)
@@ -107,22 +119,41 @@ func runJobShow(args []string) int {
 	return noteUncounted(v, err)
 }
 
-// jobShowView is the --json form of m, the job's map; its used bytes are
-// for the caller to fill in.
-func jobShowView(m pocket.Map) jobShowJSON {
-	v := jobShowJSON{JobID: m.Job, Tier: m.Tier.String(), Epoch: m.Epoch, Ended: m.Ended,
+// usageWait bounds job show's count of the job's bytes: a frozen node
+// holds a request for the client's silence bound (client.DefaultSilence,
+// 30 s), while the controller marks it dead within seconds, after which
+// it is not asked. Before, job show printed nothing for up to 30 s (a new
+// user's trial).
+const usageWait = 5 * time.Second
+
+// jobShowView is the --json form of m, the job's map (ended: the job has
+// ended, as the handle knows, Job.Ended; gone: the nodes a call found
+// gone, Job.GoneNodes); its used bytes are for the caller to fill in.
+// Before, an ended job opened from a credential showed as live: the map
+// a credential carries is not marked ended (a new user's trial).
+func jobShowView(m pocket.Map, ended bool, gone []string) jobShowJSON {
+	v := jobShowJSON{JobID: m.Job, Tier: m.Tier.String(), Epoch: m.Epoch, Ended: m.Ended || ended,
 		Nodes: make([]mapNodeJSON, len(m.Nodes)), Lost: make([]lostJSON, len(m.Lost)), UsedUncounted: nonNil(deadNodes(m))}
 	if !m.Expires.IsZero() {
 		v.Expires = m.Expires.UTC().Format(time.RFC3339)
 	}
 	for i, n := range m.Nodes {
-		v.Nodes[i] = mapNodeJSON{Addr: n.Addr, Weight: n.Weight, State: nodeStateIn(m, n.Addr).String()}
+		state := nodeStateIn(m, n.Addr).String()
+		if v.Ended && (state == wire.NodeDead.String() || slices.Contains(gone, n.Addr)) {
+			state = stateGone
+		}
+		v.Nodes[i] = mapNodeJSON{Addr: n.Addr, Weight: n.Weight, State: state}
 	}
 	for i, l := range m.Lost {
 		v.Lost[i] = lostJSON{Addr: l.Addr, Epoch: l.Epoch}
 	}
 	return v
 }
+
+// stateGone is the state job show gives a node of an ended job's map that
+// is dead or was found gone: retired or dead since the job ended, nothing
+// listens there (as pocket ls says), and what it held is lost.
+const stateGone = "gone"
 
 // nodeStateIn is the state of the node at addr in m: dead before
 // draining before joining, else active.
@@ -147,7 +178,7 @@ func printJobShow(v jobShowJSON) {
 	}
 	fmt.Printf("job %s: %s, map epoch %d, %d %s node(s)\n", v.JobID, life, v.Epoch, len(v.Nodes), v.Tier)
 	if v.Expires != "" {
-		fmt.Printf("token expires at %s\n", v.Expires)
+		fmt.Printf("token %s at %s\n", expiresVerb(v.Expires), v.Expires)
 	}
 	fmt.Printf("  %-22s %-8s %s\n", "NODE", "WEIGHT", "STATE")
 	for _, n := range v.Nodes {
@@ -157,6 +188,15 @@ func printJobShow(v jobShowJSON) {
 		fmt.Printf("lost %s at epoch %d: it left the map dead, its values are gone\n", l.Addr, l.Epoch)
 	}
 	fmt.Println(usedLine(v))
+}
+
+// expiresVerb is "expired" for an RFC 3339 time in the past, else
+// "expires".
+func expiresVerb(at string) string {
+	if t, err := time.Parse(time.RFC3339, at); err == nil && t.Before(time.Now()) {
+		return "expired"
+	}
+	return "expires"
 }
 
 // usedLine says what the job's values take: "used 1.5MiB", with the
@@ -171,7 +211,7 @@ func usedLine(v jobShowJSON) string {
 	}
 	line := what + " " + units.FormatSize(v.UsedBytes)
 	if len(v.UsedUncounted) > 0 {
-		line += " on its live nodes (not counted: dead node(s) " + strings.Join(v.UsedUncounted, ", ") + ")"
+		line += " on its live nodes (not counted: " + uncountedWhat(v) + " " + strings.Join(v.UsedUncounted, ", ") + ")"
 	}
 	return line
 }
@@ -188,10 +228,24 @@ func noteUncounted(v jobShowJSON, err error) int {
 		warn("job show", "note: the job's used bytes could not be counted: %s", why)
 		return exitPartial
 	}
+	if len(v.UsedUncounted) > 0 && v.Ended {
+		warn("job show", "note: %d node(s) of ended job %s's map are gone (%s: retired or dead, nothing listens there since the job ended): "+
+			"what they held, if anything, is lost and not counted", len(v.UsedUncounted), v.JobID, strings.Join(v.UsedUncounted, ", "))
+		return exitPartial
+	}
 	if len(v.UsedUncounted) > 0 {
 		warn("job show", "note: %d node(s) of job %s's map are dead (%s): the bytes they hold are not counted", len(v.UsedUncounted), v.JobID,
 			strings.Join(v.UsedUncounted, ", "))
 		return exitPartial
 	}
 	return 0
+}
+
+// uncountedWhat names the nodes whose bytes v leaves out: dead ones, or
+// for an ended job gone ones.
+func uncountedWhat(v jobShowJSON) string {
+	if v.Ended {
+		return "gone node(s)"
+	}
+	return "dead node(s)"
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,12 +122,21 @@ func TestJobShowMapAndUse(t *testing.T) {
 		}
 	}
 
-	if out, errOut, code := pocketRun(t, bin, env, "", "job", "deregister", "--insecure", reg.JobID); code != 0 {
-		t.Fatalf("job deregister: exit %d, stdout %q, stderr %q", code, out, errOut)
+	out, errOut, code = pocketRun(t, bin, env, "", "job", "deregister", "--insecure", "--json", reg.JobID)
+	var dereg deregisterJSON
+	if code != 0 || json.Unmarshal([]byte(out), &dereg) != nil || dereg.Credential == "" {
+		t.Fatalf("job deregister --json: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if v, _, code = showJSON(t, bin, env, reg.JobID, reg.Token); code != 0 || !v.Ended || v.JobID != reg.JobID || !v.UsedKnown ||
-		v.UsedBytes <= 0 || v.UsedBytes >= want {
-		t.Errorf("job show --json of the deregistered job: exit %d, %+v; want ended, its persisted value's bytes (more than 0, less than the %d of the live job)", code, v, want)
+	// By its token, and by the credential its deregistration printed.
+	// Before, the credential's job showed as live: the map a credential
+	// carries is not marked ended (a new user's trial).
+	byCred := append(base[:len(base):len(base)], "POCKET_CREDENTIAL="+dereg.Credential)
+	for how, env := range map[string][]string{"token": env, "credential": byCred} {
+		if v, _, code = showJSON(t, bin, env, reg.JobID, reg.Token); code != 0 || !v.Ended || v.JobID != reg.JobID || !v.UsedKnown ||
+			v.UsedBytes <= 0 || v.UsedBytes >= want {
+			t.Errorf("job show --json of the deregistered job by its %s: exit %d, %+v; want ended, its persisted value's bytes (more than 0, less than the %d of the live job)",
+				how, code, v, want)
+		}
 	}
 }
 
@@ -228,3 +239,113 @@ func awaitShow(t *testing.T, bin string, env []string, job, tok string, done fun
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// TestJobShowFrozenNodeBounded: a node of the job's map that takes the
+// count's request and never answers (a frozen process) holds job show
+// usageWait, not the client's 30 s silence bound: the map prints with
+// used_known false, exit 3 and a note naming the wait. Before, job show
+// printed nothing for 22-30 s (a new user's trial, kill -STOP of a node).
+func TestJobShowFrozenNodeBounded(t *testing.T) {
+	bin := buildPocketBinary(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctl, err := controller.New(controller.Config{Secret: hintSecret, HeartbeatInterval: 100 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	la, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := la.String()
+	startHintNode(t, addr, 1000, quiet)
+	frozen := frozenNode(t, ctl)
+	for deadline := time.Now().Add(10 * time.Second); activeNodes(ctl) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 nodes active", activeNodes(ctl))
+		}
+	}
+	m, err := ctl.RegisterJob("frozen", wire.JobHints{CapacityBytes: 20 << 20}) // more than one 16 MiB node holds
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v; want two nodes", m, err)
+	}
+	tok := token.Format(m.Token)
+	env := cleanEnv("POCKET_CONTROLLER="+addr, "POCKET_TOKEN="+tok)
+	start := time.Now()
+	v, errOut, code := showJSON(t, bin, env, m.Job, tok)
+	took := time.Since(start)
+	if code != exitPartial || v.UsedKnown || len(v.Nodes) != 2 || !strings.Contains(errOut, "within "+usageWait.String()) ||
+		took > usageWait+10*time.Second {
+		t.Errorf("job show with node %s frozen: exit %d after %v, %+v, stderr %q; want exit 3, used_known false and a note within about %v",
+			frozen, code, took.Round(time.Millisecond), v, errOut, usageWait)
+	}
+}
+
+// frozenNode registers with ctl a DRAM node of 16 MiB whose address
+// accepts connections and reads them but never answers, and keeps it
+// active with heartbeats until the test ends; it returns its address.
+func frozenNode(t *testing.T, ctl *controller.Controller) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	a := ln.Addr().String()
+	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 16 << 20, Mbps: 1000}}
+	if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: a, Cores: 2, Tiers: tiers}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				_, _ = ctl.Heartbeat(&wire.Heartbeat{Addr: a, Tiers: tiers})
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return a
+}
+
+// TestJobShowEndedJobsDeadNodeIsGone: a node of an ended job's map that
+// is dead or was found gone shows as "gone", with the used line and the
+// note saying so, where a live job's dead node shows as "dead". Before,
+// an ended job's node retired empty by the autoscaler showed as dead,
+// its bytes "not counted" (a new user's trial).
+func TestJobShowEndedJobsDeadNodeIsGone(t *testing.T) {
+	m := pocket.Map{Job: "e-1", Epoch: 3, Nodes: []pocket.Node{{Addr: "a:1", Weight: 1}, {Addr: "b:1", Weight: 1}, {Addr: "c:1", Weight: 1}},
+		Dead: map[string]bool{"a:1": true}}
+	for _, c := range []struct {
+		ended bool
+		want  []string
+		used  string
+	}{
+		{false, []string{"dead", "active", "active"}, "not counted: dead node(s) a:1"},
+		{true, []string{"gone", "gone", "active"}, "not counted: gone node(s) a:1"},
+	} {
+		v := jobShowView(m, c.ended, []string{"b:1"})
+		v.UsedKnown = true
+		var got []string
+		for _, n := range v.Nodes {
+			got = append(got, n.State)
+		}
+		if !slices.Equal(got, c.want) || v.Ended != c.ended || !strings.Contains(usedLine(v), c.used) {
+			t.Errorf("ended %v: states %v, used line %q; want %v and %q", c.ended, got, usedLine(v), c.want, c.used)
+		}
+	}
+}

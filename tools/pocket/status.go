@@ -41,7 +41,8 @@ allotted, its values use its nodes' free capacity); USED its own traffic,
 averaged over its nodes' last heartbeats (the autoscaler's smoothing, 3 by
 default: it lags the nodes' RX/TX, which are the latest one's), and its
 bytes ("~": values are moving, or have moved, between its nodes and not every node has reported since; "!": more than its ALLOC
-SIZE, which reserves and does not limit); COST $/h its allotment at
+SIZE, which reserves and does not limit); COST $/h its allotment, or its
+use where larger (USED Mb/s, USED SIZE; bandwidth and bytes each), at
 the controller's prices (its status reply carries them; for a controller
 that does not send them, at --prices and --price-*, else the default
 table, with a note on stderr; price flags given to a controller that sends
