@@ -686,6 +686,9 @@ func (c *Controller) checkDrainsLocked(now time.Time) map[string]string {
 		}
 		// A dead node is not held: what it keeps is out of reach.
 		if n.state != wire.NodeDead && c.holdDrainLocked(n) {
+			if !lost {
+				c.releaseHeldLocked(n, now)
+			}
 			continue
 		}
 		if n.persisted.keeps() {
@@ -769,23 +772,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 		}
 	}
 	for _, j := range jobs {
-		lostHere := lost && !c.leftNothingLocked(n, j)
-		if lostHere && c.loseNodeLocked(j, n.addr, false) {
-			continue
-		}
-		if !lostHere {
-			j.drainedAt = now // its nodes left may not carry its allotment (refill.go)
-		}
-		j.lostOne()
-		kept := make([]wire.MapNode, 0, len(j.nodes))
-		for _, mn := range j.nodes {
-			if mn.Addr != n.addr {
-				kept = append(kept, mn)
-			}
-		}
-		c.settleDrainedLocked(j, kept, j.epoch+1) // the epoch bumpLocked publishes below
-		c.renormalizeLocked(j, kept)
-		c.bumpLocked(j)
+		c.leaveMapLocked(j, n.addr, now, lost && !c.leftNothingLocked(n, j))
 	}
 	c.endedLoseLocked(n.addr, "the node was retired: "+why)
 	delete(c.nodes, n.addr)
@@ -793,6 +780,52 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 	c.drainEndedLocked(wire.RetiredNode{Addr: n.addr, At: now, Why: why, Lost: lost})
 	c.dirtyNodesLocked()
 	c.cfg.Logger.Info("controller: node retired", "node", n.addr, "why", why)
+}
+
+// leaveMapLocked takes the node at addr out of j's map as it leaves the
+// cluster, or a held drain releases the job (releaseHeldLocked): with
+// lost the job records it lost (loseNodeLocked), unless the job has
+// nowhere else to go; without, as from a drain that moved the job's
+// values.
+func (c *Controller) leaveMapLocked(j *job, addr string, now time.Time, lost bool) {
+	if lost && c.loseNodeLocked(j, addr, false) {
+		return
+	}
+	if !lost {
+		j.drainedAt = now // its nodes left may not carry its allotment (refill.go)
+	}
+	j.lostOne()
+	kept := make([]wire.MapNode, 0, len(j.nodes))
+	for _, mn := range j.nodes {
+		if mn.Addr != addr {
+			kept = append(kept, mn)
+		}
+	}
+	c.settleDrainedLocked(j, kept, j.epoch+1) // the epoch bumpLocked publishes below
+	c.renormalizeLocked(j, kept)
+	c.bumpLocked(j)
+}
+
+// releaseHeldLocked takes a drained node whose drain is held for the
+// persisted values of ended jobs (holdDrainLocked) out of the maps of the
+// live jobs it is still in, whose values it has moved: each as its
+// retirement would. Before, their maps kept it draining for as long as
+// the hold lasted, and a job whose map has a draining node neither grows
+// nor shrinks: a hostile trial's tenant, deregistering a job with
+// persisted values as soon as its map showed a node draining, froze
+// another tenant's job at one node under a load that had grown it within
+// 5 s before. A job with no other node keeps it (its retirement gives
+// the job another).
+func (c *Controller) releaseHeldLocked(n *node, now time.Time) {
+	l := c.loads[n.addr]
+	if l == nil {
+		return
+	}
+	for j := range l.jobs {
+		if len(j.nodes) > 1 && c.otherActiveLocked(j, n.addr) {
+			c.leaveMapLocked(j, n.addr, now, false)
+		}
+	}
 }
 
 // settleDrainedLocked gives the nodes of j's map nodes (the map being

@@ -210,3 +210,42 @@ func TestScaleInPassesOverNodesKeepingPersisted(t *testing.T) {
 		t.Fatalf("passing over logged %d times, want once:\n%s", k, r2.logs.msgs())
 	}
 }
+
+// TestHeldDrainReleasesLiveJobsMaps: a drain held at its end for the
+// persisted values of an ended job takes its node out of the live jobs'
+// maps (their values moved), so they can grow and shrink again; the node
+// stays, draining, until the values go. Before, the jobs' maps kept the
+// node draining for as long as the hold lasted: a hostile trial's tenant
+// froze another tenant's map that way.
+func TestHeldDrainReleasesLiveJobsMaps(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	m, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m, err)
+	}
+	if _, err := c.Drain(a, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	syncNode(t, c, a)
+	done := []wire.Metric{{Name: MetricDrainDone, Value: 1}}
+	keep := []wire.HeldJob{{Job: "old-3", Bytes: 2 << 20}}
+	keepBeat(t, c, a, 2<<20, done, keep)
+	for range 3 { // the release, then each node's confirmation of the map without a
+		c.drainTick(time.Now())
+		keepBeat(t, c, a, 2<<20, done, keep)
+		syncNode(t, c, b)
+	}
+	if st, ok := nodeState(c, a); !ok || st != wire.NodeDraining {
+		t.Fatalf("node %v %v; want it draining, held for the persisted values", st, ok)
+	}
+	got, err := c.GetMap(m.Job, m.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, in := mapState(got, a); in || len(got.Nodes) != 1 || got.Nodes[0].Addr != b || len(got.Lost) != 0 {
+		t.Fatalf("the live job's map during the held drain: %+v; want %s alone, %s gone from it and not lost", got, b, a)
+	}
+}
