@@ -66,9 +66,9 @@ func TestPendingJobProvesNothing(t *testing.T) {
 		put(dial(t, n, "h1"), "h1", 90, fmt.Sprint("k", i))
 	}
 	var h2 []*client.Conn
-	for i := range 3 { // a job registered since the table came: pending
+	for i := range 3 { // a job registered since the table came: pending (its puts wait)
 		c := dial(t, n, "h2")
-		put(c, "h2", 120, fmt.Sprint("k", i))
+		pendingRead(t, c, "h2", 120, fmt.Sprint("k", i))
 		h2 = append(h2, c)
 	}
 	if st := n.Stats().Net; st.OverOwner != 0 {

@@ -54,15 +54,14 @@ import (
 //     not older than the entry's (they touch only what the writer put
 //     there, see opConfirm);
 //   - a pending entry (a job the controller has not listed yet) has no
-//     epoch and takes any: its requests wake the agent too, so the window
-//     in which a new job's client can write to a node outside its map
-//     lasts one early heartbeat (milliseconds), not an interval. What it
-//     wrote there stays until the job ends (counted as the job's bytes
-//     here, dropped with the job): nothing refuses a new job's first
-//     requests before its node has heard of it, but a put of a value that
-//     outlives the job (wire.FlagPersist), which the job's end would not
-//     drop, is refused as by a node behind (errPendingPersist) until the
-//     controller has listed the job, for up to pendingPersistHold;
+//     epoch and takes any read: its requests wake the agent too, so the
+//     node learns within one early heartbeat (milliseconds) whether it is
+//     in the job's map. Its puts are refused as by a node behind
+//     (errPendingStore) until the controller has listed the job, for up
+//     to pendingStoreHold: a value stored on a node outside the job's map
+//     would be where no reader looks, counted nowhere and moved by no
+//     drain (before, only persisted puts were refused so; a hostile
+//     trial's fresh jobs filled a node outside their maps);
 //   - on a node whose lease has lapsed (lease.go) every live job's
 //     request is refused as if the node were behind (errLapsed: a stale
 //     epoch naming 0), and the agent is woken;
@@ -413,22 +412,27 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass, key []byte)
 		j.wantSync()
 		return e, errLapsed
 	}
-	if op == opStorePersist && e.state.Load() == statePending && (j.synced.Load() || j.await.Load()) &&
-		time.Since(e.pendingAt) < pendingPersistHold {
+	if (op == opStore || op == opStorePersist) && e.state.Load() == statePending && (j.synced.Load() || j.await.Load()) &&
+		time.Since(e.pendingAt) < pendingStoreHold {
 		// A job the controller has not listed here yet may not be in
-		// this node's map: a value that outlives the job, stored here,
-		// would stay where its final map does not look (a hostile trial
-		// left 28.6 MiB so on a node outside a new job's map, holding
-		// its drains for good). The node asks now (addPending woke the
-		// agent) and the client sends it again after a pause, as to a
-		// node behind: a new job's persisted puts wait a heartbeat's
-		// round trip at most, others none. A node without a controller
-		// (never synced, not awaiting) has no one to ask: it takes them;
-		// so does one whose controller has not answered within
-		// pendingPersistHold (cut off from it, the node serves until its
-		// lease lapses: lease.go), as before.
+		// this node's map: a value stored here would stay where the
+		// job's map does not look, counted nowhere, and a drain of the
+		// node would not move it. A hostile trial's fresh jobs put 96
+		// MiB so on a node serving another tenant's job alone, whose
+		// puts then failed "no space", and a scale-in retired a node as
+		// having "moved all its data" with 80 MiB of them on it (before,
+		// only persisted values were held back here: one left 28.6 MiB
+		// on a node outside its new job's map, holding its drains for
+		// good). The node asks now (addPending woke the agent) and the
+		// client sends it again after a pause, as to a node behind: a
+		// new job's first puts on a node wait a heartbeat's round trip
+		// to the controller and the client's pause. A node without a
+		// controller (never synced, not awaiting) has no one to ask: it
+		// takes them; so does one whose controller has not answered
+		// within pendingStoreHold (cut off from it, the node serves
+		// until its lease lapses: lease.go), as before.
 		j.wantSync()
-		return e, errPendingPersist
+		return e, errPendingStore
 	}
 	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
 		return e, expiredErr(exp)
@@ -467,17 +471,17 @@ func (j *jobTable) checkEpoch(e *jobEntry, epoch uint64, op opClass, key []byte)
 	return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur, Msg: "placement map is stale; fetch the job's map again"}
 }
 
-// pendingPersistHold is how long a pending entry refuses persist-after-job
-// puts (errPendingPersist): well past a heartbeat's round trip to a
+// pendingStoreHold is how long a pending entry refuses puts
+// (errPendingStore): well past a heartbeat's round trip to a
 // responsive controller (an early heartbeat; milliseconds), and within
 // the SDKs' resends to a node behind (60, 120, 240 ms pauses, so the
 // third goes 420 ms on).
-const pendingPersistHold = 300 * time.Millisecond
+const pendingStoreHold = 300 * time.Millisecond
 
-// errPendingPersist refuses a persist-after-job put of a job the node has
-// not heard of from its controller yet (a pending entry): as a node
-// behind (a stale epoch naming 0), which the SDKs send again shortly.
-var errPendingPersist = &wire.Error{Code: wire.CodeStaleEpoch,
+// errPendingStore refuses a put of a job the node has not heard of from
+// its controller yet (a pending entry): as a node behind (a stale epoch
+// naming 0), which the SDKs send again shortly.
+var errPendingStore = &wire.Error{Code: wire.CodeStaleEpoch,
 	Msg: "this node has not heard of the job from its controller yet (it is asking now); send the request again shortly"}
 
 // wantSync wakes the agent to heartbeat now (SyncWanted), without blocking:

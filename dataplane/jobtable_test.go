@@ -132,16 +132,22 @@ func TestUnknownJobs(t *testing.T) {
 	if err := jobOp(t, n, wire.OpPut, "gone-1", "k", jobTok("gone-1", 60), 0, 0); !errors.Is(err, wire.ErrRevoked) {
 		t.Fatalf("a job older than the table's revision that it does not hold: %v", err)
 	}
-	if err := jobOp(t, n, wire.OpPut, "new-1", "k", jobTok("new-1", 120), 0, 0); err != nil {
+	// A job newer than the table (the node is behind) is pending: it
+	// takes reads; its puts wait until the controller lists it
+	// (TestPendingJobRefusesPuts).
+	if err := jobOp(t, n, wire.OpGet, "new-1", "k", jobTok("new-1", 120), 0, 0); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("a job newer than the table (the node is behind): %v", err)
 	}
-	if err := jobOp(t, n, wire.OpPut, "new-2", "k", jobTok("new-2", 130), 0, 0); err != nil {
+	if err := jobOp(t, n, wire.OpGet, "new-2", "k", jobTok("new-2", 130), 0, 0); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatal(err)
 	}
 	// The next ack reaches revision 125 and lists new-1 only: new-2 (gen
 	// 130) stays pending, new-1 is live.
 	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 125, Jobs: []wire.JobEpoch{{Job: "new-1", Gen: 120, Epoch: 1}}})
-	if err := jobOp(t, n, wire.OpGet, "new-2", "k", jobTok("new-2", 130), 0, 0); err != nil {
+	if err := jobOp(t, n, wire.OpPut, "new-1", "k", jobTok("new-1", 120), 1, 0); err != nil {
+		t.Fatalf("listed job's put: %v", err)
+	}
+	if err := jobOp(t, n, wire.OpGet, "new-2", "k", jobTok("new-2", 130), 0, 0); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("pending job refused early: %v", err)
 	}
 	// Revision 140 without new-2: it was never live (or is gone) and its
@@ -531,13 +537,13 @@ func TestPendingJobWakesTheAgent(t *testing.T) {
 	n := tokenNode(t)
 	n.ApplyAck(syncAck(100))
 	drained(n)
-	if err := jobOp(t, n, wire.OpPut, "new-1", "k", jobTok("new-1", 120), 1, 0); err != nil {
+	if err := jobOp(t, n, wire.OpGet, "new-1", "k", jobTok("new-1", 120), 1, 0); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("a job newer than the table: %v", err)
 	}
 	if !drained(n) {
 		t.Fatal("a pending job's first request did not wake the agent")
 	}
-	if err := jobOp(t, n, wire.OpPut, "new-1", "k2", jobTok("new-1", 120), 1, 0); err != nil {
+	if err := jobOp(t, n, wire.OpGet, "new-1", "k2", jobTok("new-1", 120), 1, 0); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("a pending job's second request: %v", err)
 	}
 	if drained(n) {
@@ -545,15 +551,17 @@ func TestPendingJobWakesTheAgent(t *testing.T) {
 	}
 }
 
-// TestPendingJobRefusesPersistedPuts: a job the node has not heard of
-// from its controller yet (pending) may not be in its map, so a put of a
-// value that outlives the job is refused as by a node behind (stale epoch
-// naming 0, which the SDKs send again shortly), waking the agent; a plain
-// put is taken, and once the controller lists the job, in the map, the
-// persisted put is taken too. On the old code a hostile trial's client
-// left persisted values on a node outside its new job's map in that
-// window (28.6 MiB in one put), where the job's final map never looked.
-func TestPendingJobRefusesPersistedPuts(t *testing.T) {
+// TestPendingJobRefusesPuts: a job the node has not heard of from its
+// controller yet (pending) may not be in its map, so its puts, plain or
+// of a value that outlives the job, are refused as by a node behind
+// (stale epoch naming 0, which the SDKs send again shortly), waking the
+// agent; once the controller lists the job, in the map, they are taken.
+// A hostile trial's client left persisted values on a node outside its
+// new job's map in that window (28.6 MiB in one put), where the job's
+// final map never looked; a later one's fresh jobs put 96 MiB of plain
+// values on a node outside their maps, counted nowhere and moved by no
+// drain (a plain put was taken here before).
+func TestPendingJobRefusesPuts(t *testing.T) {
 	n := tokenNode(t)
 	n.ApplyAck(syncAck(100))
 	drained(n)
@@ -565,8 +573,8 @@ func TestPendingJobRefusesPersistedPuts(t *testing.T) {
 	if !drained(n) {
 		t.Fatal("the refused persisted put did not wake the agent")
 	}
-	if err := jobOp(t, n, wire.OpPut, "new-1", "k", jobTok("new-1", 120), 1, 0); err != nil {
-		t.Fatalf("a pending job's plain put: %v", err)
+	if err := jobOp(t, n, wire.OpPut, "new-1", "k", jobTok("new-1", 120), 1, 0); !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 0 {
+		t.Fatalf("a pending job's plain put: %v, want stale naming 0", err)
 	}
 	if err := jobOp(t, n, wire.OpGet, "new-1", "p", jobTok("new-1", 120), 1, 0); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("get of the refused persisted put: %v, want not found", err)
@@ -575,13 +583,16 @@ func TestPendingJobRefusesPersistedPuts(t *testing.T) {
 	if err := jobOp(t, n, wire.OpPut, "new-1", "p", jobTok("new-1", 120), 1, wire.FlagPersist); err != nil {
 		t.Fatalf("the persisted put once the controller listed the job: %v", err)
 	}
-	// A controller that does not answer within pendingPersistHold (the
+	if err := jobOp(t, n, wire.OpPut, "new-1", "k", jobTok("new-1", 120), 1, 0); err != nil {
+		t.Fatalf("the plain put once the controller listed the job: %v", err)
+	}
+	// A controller that does not answer within pendingStoreHold (the
 	// node cut off from it) leaves the node taking them, as before.
 	if err := jobOp(t, n, wire.OpPut, "new-2", "p", jobTok("new-2", 130), 1, wire.FlagPersist); err == nil {
 		t.Fatal("a second pending job's persisted put was taken at once")
 	}
-	time.Sleep(pendingPersistHold + 50*time.Millisecond)
+	time.Sleep(pendingStoreHold + 50*time.Millisecond)
 	if err := jobOp(t, n, wire.OpPut, "new-2", "p", jobTok("new-2", 130), 1, wire.FlagPersist); err != nil {
-		t.Fatalf("a pending job's persisted put past pendingPersistHold with no word from the controller: %v", err)
+		t.Fatalf("a pending job's persisted put past pendingStoreHold with no word from the controller: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -45,11 +46,9 @@ func pendingProven(t *testing.T, owner string) {
 		return r.Err()
 	}
 	var job []*client.Conn
-	for i := range slots / 2 { // a job registered since the table came: pending
+	for i := range slots / 2 { // a job registered since the table came: pending (its puts wait)
 		c := dial(t, n, "h2")
-		if err := put(c, fmt.Sprint("k", i)); err != nil {
-			t.Fatal(err)
-		}
+		pendingRead(t, c, "h2", 120, fmt.Sprint("k", i))
 		job = append(job, c)
 	}
 	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 125,
@@ -82,5 +81,16 @@ func pendingProven(t *testing.T, owner string) {
 	}
 	if st.UnprovenEvictions == 0 {
 		t.Fatal("the flood evicted nothing: the test tested nothing")
+	}
+}
+
+// pendingRead sends a get of key for job (gen) on c, a job the node has
+// not heard of from its controller (pending: it takes reads, and refuses
+// puts until the controller lists it), and wants not found.
+func pendingRead(t *testing.T, c *client.Conn, job string, gen uint64, key string) {
+	t.Helper()
+	r := roundTrip(t, c, wire.OpGet, 0, &wire.Request{Job: []byte(job), Key: []byte(key), Token: jobTok(job, gen), Epoch: 1}, nil)
+	if err := r.Err(); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("get %s/%s of a pending job: %v, want not found", job, key, err)
 	}
 }

@@ -414,6 +414,7 @@ func (j *Job) mapChanged(ctx context.Context, err error, used uint64, gone bool,
 			if j.snapshot().Epoch > used {
 				return true, err // the map moved on without the node
 			}
+			return sleepCtx(ctx, noEpochWait(attempt)), err
 		}
 		return sleepCtx(ctx, behindWait(attempt)), err
 	case errors.Is(err, wire.ErrStaleEpoch):
@@ -478,6 +479,26 @@ const behindPause = 60 * time.Millisecond
 // behindWait is the pause before the retry that follows attempt earlier
 // ones (0: the first).
 func behindWait(attempt int) time.Duration { return behindPause << min(max(attempt, 0), mapRetries) }
+
+// noEpochPause is the first pause before a request goes again to a node
+// that knows no epoch of the job (knowsNoEpoch), after the map was
+// fetched: most often a node that has not heard of a new job from its
+// controller yet, which refuses its puts until it has (dataplane's
+// errPendingStore) and heartbeats at once, so it knows the job about one
+// round trip to the controller later, which the fetch took too. Later
+// pauses are behindWait's. With behindPause first, a new job's first puts
+// took 62 ms (median of 20 jobs, 8 puts each over 2 nodes) against 1 ms
+// before nodes refused them.
+const noEpochPause = 5 * time.Millisecond
+
+// noEpochWait is the pause before the retry that follows attempt earlier
+// ones (0: the first) to a node that knows no epoch of the job.
+func noEpochWait(attempt int) time.Duration {
+	if attempt <= 0 {
+		return noEpochPause
+	}
+	return behindWait(attempt)
+}
 
 // nodesBehind reports whether err is a stale-epoch refusal naming an
 // epoch older than used, or (a fan-out's joined errors) only such

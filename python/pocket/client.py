@@ -948,6 +948,20 @@ def _behind_wait(attempt: int) -> float:
     return _BEHIND_PAUSE * (1 << min(max(attempt, 0), _MAP_RETRIES))
 
 
+# The first pause before a request goes again to a node that knows no
+# epoch of the job, after the map was fetched: most often a node that has
+# not heard of a new job from its controller yet, which refuses its puts
+# until it has and heartbeats at once (the Go SDK's noEpochPause).
+_NO_EPOCH_PAUSE = 0.005
+
+
+def _no_epoch_wait(attempt: int) -> float:
+    """The pause before the retry that follows attempt earlier ones of a
+    call to a node that knows no epoch of the job (the Go SDK's
+    noEpochWait)."""
+    return _NO_EPOCH_PAUSE if attempt <= 0 else _behind_wait(attempt)
+
+
 def _fetch_failed_note(fetch_error: Exception) -> str:
     """What follows the error of a node that asked for the job's map to
     be fetched (a stale epoch, which names 0 when its lease had lapsed;
@@ -1267,6 +1281,8 @@ class Job:
                     return False
                 if moved:
                     return True
+                time.sleep(_no_epoch_wait(attempt))
+                return True
             time.sleep(_behind_wait(attempt))
             return True
         if code == errors.Code.STALE_EPOCH:

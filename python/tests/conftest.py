@@ -220,3 +220,23 @@ def pytest_sessionfinish(session, exitstatus):
     from pocket import client as _client
     with _client._tokens_lock:
         _client._live.clear()
+
+
+def heard(job) -> None:
+    """Makes every node of job's map hear of the job from its controller.
+    A node that has not yet refuses the job's puts as a node behind would
+    (for at most 300 ms, while it asks: dataplane's errPendingStore), and
+    the client answers that by fetching the job's map, which replaces the
+    crafted maps of the Jobs some tests build over the same job. A put and
+    a delete of a key each node owns, through the job's own map, do it."""
+    want = {n.addr for n in job.map.nodes}
+    for i in range(100000):
+        if not want:
+            return
+        key = f"heard-{i}"
+        addr = job._st.route(key.encode(), 0)[0]
+        if addr in want:
+            job.put(key, b"x")
+            job.delete(key)
+            want.discard(addr)
+    raise AssertionError(f"no key routes to {sorted(want)}")

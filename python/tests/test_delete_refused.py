@@ -14,12 +14,14 @@ import pocket
 from pocket import client as pclient
 from pocket import placement, wire
 from pocket.conn import NodeUnavailable, Reply
+from conftest import heard
 
 KiB = 1 << 10
 
 
 def _stage(cl, name):
     job = cl.register_job(name, peak_mbps=24000)
+    heard(job)
     m = job.map
     assert len(m.nodes) == 3, m
     nodes = [wire.MapNode(n.addr, n.weight) for n in m.nodes]

@@ -25,7 +25,7 @@ import pocket
 from pocket import client as pclient
 from pocket import conn, wire
 
-from conftest import HelperCluster, MapController, usage, wait_for
+from conftest import HelperCluster, MapController, heard, usage, wait_for
 
 KiB = 1 << 10
 CHUNK = 64 * KiB
@@ -42,6 +42,7 @@ def change_views(cluster):
     with the last node, the one a key's owner changes to or from."""
     with cluster.client(chunk_size=CHUNK) as cl:
         job = cl.register_job("delmove", lambdas=40)
+        heard(job)
         try:
             m = job.map
             assert len(m.nodes) >= 3, m

@@ -23,7 +23,7 @@ import pytest
 
 from pocket.conn import Reply
 
-from conftest import REPO, MapController, usage, wait_for
+from conftest import REPO, MapController, heard, usage, wait_for
 
 import pocket
 from pocket import client as pclient
@@ -178,6 +178,7 @@ def views(cluster):
     chunked."""
     with cluster.client(chunk_size=64 * KiB) as cl:
         job = cl.register_job("join", lambdas=40)
+        heard(job)
         try:
             m = job.map
             assert len(m.nodes) >= 2, m
@@ -264,6 +265,7 @@ def test_confirm_asks_each_node_once(cluster, monkeypatch):
     job's nodes hold 23 of the 24 chunks sent")."""
     with cluster.client(chunk_size=64 * KiB) as cl:
         job = cl.register_job("confirm-once", peak_mbps=24000)
+        heard(job)
         try:
             m = job.map
             assert len(m.nodes) == 3, m

@@ -15,7 +15,7 @@ import pytest
 import pocket
 from pocket import errors, wire
 
-from conftest import HelperCluster, wait_for
+from conftest import HelperCluster, heard, wait_for
 
 GRACE = "300ms"
 
@@ -191,6 +191,7 @@ def test_puts_wait_out_a_nodes_bound_on_unfinished_puts(helper_cluster):
     c = helper_cluster
     with pocket.Client(c.addr, insecure=True, chunk_size=256 << 10) as cl:
         job = cl.register_job("unfinished", lambdas=40)
+        heard(job)
         st = job._st
         socks = []
         for n in st.map.nodes:
