@@ -108,3 +108,46 @@ func assertWoken(t *testing.T, n *Node, what string) {
 		t.Errorf("%s did not wake the agent", what)
 	}
 }
+
+// TestPutAcrossDrainStoresNothing: a put admitted before its node began
+// draining, whose payload arrives after, is refused (CodeDraining) and
+// stores nothing: the node's drainer may have moved the job's values and
+// ended before it would be stored. Before, it was stored and
+// acknowledged: a hostile re-check's slow 8 MiB put was acknowledged after
+// its node was retired, and its key then read "not found".
+func TestPutAcrossDrainStoresNothing(t *testing.T) {
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}}, d)
+	const size = 1 << 20
+	meta := wire.NewEncoder().Request(&wire.Request{Job: []byte("j"), Key: []byte("across")})
+	frame := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPut, ID: 1, MetaLen: uint32(len(meta)), PayloadLen: size})
+	nc, err := net.Dial("tcp", n.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Write(append(append(frame, meta...), 0)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); d.Usage().Used < size; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the announced put reserved %d bytes, want %d", d.Usage().Used, size)
+		}
+	}
+	n.SetDraining(true)
+	if _, err := nc.Write(bytes.Repeat([]byte{7}, size-1)); err != nil {
+		t.Fatal(err)
+	}
+	h, err := readHeader(nc)
+	if err != nil || h.Code != wire.CodeDraining {
+		t.Fatalf("a put whose payload arrived after the drain began: header %+v, %v; want a draining refusal", h, err)
+	}
+	c := dial(t, n, "j")
+	if r := roundTrip(t, c, wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("across")}, nil); !errors.Is(r.Err(), wire.ErrNotFound) {
+		t.Fatalf("get of the refused put: %v, want not found", r.Err())
+	}
+	if u := d.Usage().Used; u != 0 {
+		t.Fatalf("the refused put left %d bytes", u)
+	}
+}

@@ -80,6 +80,14 @@ var (
 		Msg: "a manifest put must carry a whole manifest (wire/objects.go) of its version and object size"}
 	errRevokedLate = &wire.Error{Code: wire.CodeRevoked, Msg: "the job was deregistered during the put: nothing was stored"}
 	errDeadVersion = &wire.Error{Code: wire.CodeConflict, Msg: "the chunk's object version was dropped or its lease expired: nothing was stored"}
+	// errDrainingLate refuses a put admitted before the node began
+	// draining whose payload arrived after: the node's drainer may have
+	// moved the job's values and ended (or its controller retired it,
+	// or took it out of the job's map) before the value was stored, so
+	// it would stay where no reader looks. Before, a hostile re-check's
+	// 8 MiB put, its payload sent slowly, was acknowledged 0.3-0.7 s after
+	// its node was retired, and the key then read "not found".
+	errDrainingLate = &wire.Error{Code: wire.CodeDraining, Msg: "the node began draining during the put: nothing was stored; put elsewhere"}
 )
 
 // put starts a put whose first payload bytes are `have`. It returns false
@@ -166,6 +174,10 @@ func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 		n.jobs.wantSync()
 		p.Abort()
 		return Info{}, errLapsed
+	}
+	if n.drain.Load() { // its payload arrived after the node began draining
+		p.Abort()
+		return Info{}, errDrainingLate
 	}
 	if ch.ver != 0 && n.vers.isDead(verKey{tier.Kind(), ch.job, ch.ver}) {
 		p.Abort()

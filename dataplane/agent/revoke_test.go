@@ -104,6 +104,21 @@ func newClusterTLS(t *testing.T, nodes int, tlsDir string) *cluster {
 }
 
 // op sends one request to a node and returns its error.
+// putWhenKnown puts key as op does, sending it again while the node
+// answers that it has not heard of the job from its controller yet (it
+// refuses a new job's puts until then, as by a node behind: a stale epoch
+// naming 0), for up to 2 s, as the SDKs do.
+func putWhenKnown(t *testing.T, n *dataplane.Node, job string, tok []byte, epoch uint64, key string) error {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		err := op(t, n, wire.OpPut, job, tok, epoch, key)
+		var we *wire.Error
+		if !errors.As(err, &we) || we.Code != wire.CodeStaleEpoch || we.Epoch != 0 || time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
 func op(t *testing.T, n *dataplane.Node, o wire.Op, job string, tok []byte, epoch uint64, key string) error {
 	t.Helper()
 	c, err := client.DialConn(context.Background(), n.Addr().String(), client.ConnOptions{Job: []byte(job)})
@@ -291,7 +306,7 @@ func TestClusterOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := c.nodes[0]
-	if err := op(t, n, wire.OpPut, m.Job, m.Token, m.Epoch, "k"); err != nil {
+	if err := putWhenKnown(t, n, m.Job, m.Token, m.Epoch, "k"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := mc.DeregisterJob(ctx, m.Job, m.Token); err != nil {
