@@ -822,7 +822,7 @@ func (c *Controller) releaseHeldLocked(n *node, now time.Time) {
 		return
 	}
 	for j := range l.jobs {
-		if len(j.nodes) > 1 && c.otherActiveLocked(j, n.addr) {
+		if c.otherActiveLocked(j, n.addr) {
 			c.leaveMapLocked(j, n.addr, now, false)
 		}
 	}

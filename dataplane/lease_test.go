@@ -47,11 +47,7 @@ func TestLapsedLeaseRefusesJobs(t *testing.T) {
 	if _, err := nc.Write(append(append(frame, meta...), 0)); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); d.Usage().Used < size; time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the announced put reserved %d bytes, want %d", d.Usage().Used, size)
-		}
-	}
+	awaitReserved(t, d, size)
 	drainWake(n)
 	n.RenewLease(time.Now().Add(-2*time.Second), time.Second) // lapsed half a second ago
 	if _, err := nc.Write(bytes.Repeat([]byte{7}, size-1)); err != nil {
@@ -119,22 +115,9 @@ func TestPutAcrossDrainStoresNothing(t *testing.T) {
 	d := newDRAMTier(t, 64<<20)
 	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Net: netio.Config{Loops: 1}}, d)
 	const size = 1 << 20
-	meta := wire.NewEncoder().Request(&wire.Request{Job: []byte("j"), Key: []byte("across")})
-	frame := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPut, ID: 1, MetaLen: uint32(len(meta)), PayloadLen: size})
-	nc, err := net.Dial("tcp", n.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := announcePut(t, n, "j", "across", nil, size)
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := nc.Write(append(append(frame, meta...), 0)); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(5 * time.Second); d.Usage().Used < size; time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the announced put reserved %d bytes, want %d", d.Usage().Used, size)
-		}
-	}
+	awaitReserved(t, d, size)
 	n.SetDraining(true)
 	if _, err := nc.Write(bytes.Repeat([]byte{7}, size-1)); err != nil {
 		t.Fatal(err)
@@ -149,5 +132,16 @@ func TestPutAcrossDrainStoresNothing(t *testing.T) {
 	}
 	if u := d.Usage().Used; u != 0 {
 		t.Fatalf("the refused put left %d bytes", u)
+	}
+}
+
+// awaitReserved waits until d has reserved the size bytes of a put whose
+// header has come (announcePut).
+func awaitReserved(t *testing.T, d *DRAM, size int64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); d.Usage().Used < size; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the announced put reserved %d bytes, want %d", d.Usage().Used, size)
+		}
 	}
 }

@@ -172,32 +172,13 @@ func sdkUsage(t *testing.T, addr string, reg jobMapJSON) int64 {
 // epoch of the map without it, and the map's remaining node active.
 func TestJobShowDeadAndLostNode(t *testing.T) {
 	bin := buildPocketBinary(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctl, err := controller.New(controller.Config{Secret: hintSecret, HeartbeatInterval: 100 * time.Millisecond, DeadNodeGrace: 3 * time.Second, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
-	la, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := la.String()
+	ctl, addr, quiet := showController(t, 3*time.Second)
 	stops := map[string]func(){}
 	for range 2 {
 		a, stop := startHintNode(t, addr, 1000, quiet)
 		stops[a] = stop
 	}
-	for deadline := time.Now().Add(10 * time.Second); activeNodes(ctl) < 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 2 nodes active", activeNodes(ctl))
-		}
-	}
-	m, err := ctl.RegisterJob("spread", wire.JobHints{CapacityBytes: 20 << 20}) // more than one 16 MiB node holds
-	if err != nil || len(m.Nodes) != 2 {
-		t.Fatalf("register: %+v %v; want two nodes", m, err)
-	}
-	tok := token.Format(m.Token)
+	m, tok := twoNodeJob(t, ctl, "spread")
 	env := cleanEnv("POCKET_CONTROLLER="+addr, "POCKET_TOKEN="+tok)
 	gone, kept := m.Nodes[0].Addr, m.Nodes[1].Addr
 	stops[gone]()
@@ -247,29 +228,10 @@ func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 // printed nothing for 22-30 s (a new user's trial, kill -STOP of a node).
 func TestJobShowFrozenNodeBounded(t *testing.T) {
 	bin := buildPocketBinary(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctl, err := controller.New(controller.Config{Secret: hintSecret, HeartbeatInterval: 100 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
-	la, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := la.String()
+	ctl, addr, quiet := showController(t, 0)
 	startHintNode(t, addr, 1000, quiet)
 	frozen := frozenNode(t, ctl)
-	for deadline := time.Now().Add(10 * time.Second); activeNodes(ctl) < 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 2 nodes active", activeNodes(ctl))
-		}
-	}
-	m, err := ctl.RegisterJob("frozen", wire.JobHints{CapacityBytes: 20 << 20}) // more than one 16 MiB node holds
-	if err != nil || len(m.Nodes) != 2 {
-		t.Fatalf("register: %+v %v; want two nodes", m, err)
-	}
-	tok := token.Format(m.Token)
+	m, tok := twoNodeJob(t, ctl, "frozen")
 	env := cleanEnv("POCKET_CONTROLLER="+addr, "POCKET_TOKEN="+tok)
 	start := time.Now()
 	v, errOut, code := showJSON(t, bin, env, m.Job, tok)
@@ -279,6 +241,41 @@ func TestJobShowFrozenNodeBounded(t *testing.T) {
 		t.Errorf("job show with node %s frozen: exit %d after %v, %+v, stderr %q; want exit 3, used_known false and a note within about %v",
 			frozen, code, took.Round(time.Millisecond), v, errOut, usageWait)
 	}
+}
+
+// showController starts a controller on a loopback port with 100 ms
+// heartbeats and the dead-node grace grace (0: the default), and returns
+// it, its address and a logger that discards.
+func showController(t *testing.T, grace time.Duration) (*controller.Controller, string, *slog.Logger) {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctl, err := controller.New(controller.Config{Secret: hintSecret, HeartbeatInterval: 100 * time.Millisecond, DeadNodeGrace: grace, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	la, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctl, la.String(), quiet
+}
+
+// twoNodeJob waits until ctl has 2 active 16 MiB nodes and registers job
+// name over both (a capacity hint more than one holds); it returns the
+// map and the token as the CLI takes it.
+func twoNodeJob(t *testing.T, ctl *controller.Controller, name string) (*wire.PlacementMap, string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); activeNodes(ctl) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 nodes active", activeNodes(ctl))
+		}
+	}
+	m, err := ctl.RegisterJob(name, wire.JobHints{CapacityBytes: 20 << 20})
+	if err != nil || len(m.Nodes) != 2 {
+		t.Fatalf("register: %+v %v; want two nodes", m, err)
+	}
+	return m, token.Format(m.Token)
 }
 
 // frozenNode registers with ctl a DRAM node of 16 MiB whose address
