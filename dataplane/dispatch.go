@@ -24,18 +24,21 @@ type connState struct {
 	put     putSink
 	discard discardSink
 	auth    authCache
-	entry   *jobEntry      // the job of the request admitted last (jobtable.go), or nil
-	awaits  *jobEntry      // the pending job whose owner c waits for, to be proven (owner.go)
-	jobs    entryCache     // its lookup, for the next request's (jobtable.go)
-	closed  bool           // set by OnClose; read by tasks posted to the same loop
-	last    bool           // the request being served is the last complete one in the input
-	pre     int            // its entry in pb, or -1
-	pb      *prefetchBatch // the frames of the read being served that prefetch decoded, or nil
-	start   int64          // monoNow when the read that completed the request's header returned (metrics.go)
-	inData  bool           // OnData is running: replies it queues are timed at its end (metrics.go)
-	pend    uint32         // op slots with latencies pending, a bit each (metrics.go)
-	pendN   [opSlots]uint32
-	tally   tally // counters of the OnData call running, added at its end (tally.go)
+	entry   *jobEntry // the job of the request admitted last (jobtable.go), or nil
+	// entryEpoch is entry's map epoch that request was checked against
+	// (0: none; any was taken), for a put's check at commit (putRef).
+	entryEpoch uint64
+	awaits     *jobEntry      // the pending job whose owner c waits for, to be proven (owner.go)
+	jobs       entryCache     // its lookup, for the next request's (jobtable.go)
+	closed     bool           // set by OnClose; read by tasks posted to the same loop
+	last       bool           // the request being served is the last complete one in the input
+	pre        int            // its entry in pb, or -1
+	pb         *prefetchBatch // the frames of the read being served that prefetch decoded, or nil
+	start      int64          // monoNow when the read that completed the request's header returned (metrics.go)
+	inData     bool           // OnData is running: replies it queues are timed at its end (metrics.go)
+	pend       uint32         // op slots with latencies pending, a bit each (metrics.go)
+	pendN      [opSlots]uint32
+	tally      tally // counters of the OnData call running, added at its end (tally.go)
 	// versionless is the version the connection's last put without one
 	// got (stampVersion).
 	versionless uint64
@@ -289,7 +292,7 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		return nil, err
 	}
 	n.proveFor(c, r.Job)
-	e, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h), oneKey(h, r.Key))
+	e, epoch, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h), oneKey(h, r.Key))
 	kept := err == errKept
 	if err != nil && !kept {
 		return nil, err
@@ -297,7 +300,7 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 	if e != nil && c.NeedsProof() && e.state.Load() == statePending && !e.awaitOwner(c, cs) {
 		n.proveFor(c, r.Job) // the owner came meanwhile
 	}
-	cs.entry = e
+	cs.entry, cs.entryEpoch = e, epoch
 	if len(r.Key) == 0 && h.Flags&wire.FlagPrefix == 0 && (h.Op == wire.OpPut || h.Op == wire.OpGet || h.Op == wire.OpStat || h.Op == wire.OpDelete) {
 		return nil, errNoKey
 	}

@@ -146,6 +146,11 @@ type jobEntry struct {
 	// commits counts its puts past their check at commit (stored) whose
 	// commit has not ended: a drop waits for them (awaitCommits).
 	commits atomic.Int32
+	// atEpoch counts the same puts by the map epoch they were admitted
+	// at, modulo epochSlots (admittedAt): a move by a newer map waits for
+	// those of older epochs (Node.AwaitMoveCommits) while the new map's
+	// puts go on.
+	atEpoch [epochSlots]atomic.Int32
 	// unreported is what the node's own drops of the job, once revoked,
 	// freed since the controller's last drop order (Node.dropRevokedData),
 	// under dropMu.
@@ -354,37 +359,33 @@ func (j *jobTable) check(job []byte, epoch uint64) error { return j.checkOp(job,
 // dropping job's stores are refused as a revoked job's, its other
 // requests answer busy until the drop ends (errDropping).
 func (j *jobTable) checkOp(job []byte, epoch uint64, op opClass) error {
-	_, err := j.checkEntry(job, epoch, op)
+	_, _, err := j.checkFound(j.lookup(job), epoch, op, nil)
 	return err
 }
 
-// checkEntryVia is checkEntry looking the job up through cache c
-// (lookupVia).
+// checkEntryVia is checkOp looking the job up through cache c
+// (lookupVia), returning the job's entry (nil when the table has none,
+// for a put to check again at commit: stored) and the entry's map epoch
+// the request was checked against (0: none, any taken).
 // key is the request's one key (a get, stat, put, delete or
 // delete-after-read), nil for a request of many (a listing, a usage, a
 // prefix delete): a request for one key is also taken at the epoch of the
 // map handed out before the entry's when the key is the node's under
 // both (keptKeys).
-func (j *jobTable) checkEntryVia(c *entryCache, job []byte, epoch uint64, op opClass, key []byte) (*jobEntry, error) {
+func (j *jobTable) checkEntryVia(c *entryCache, job []byte, epoch uint64, op opClass, key []byte) (*jobEntry, uint64, error) {
 	return j.checkFound(j.lookupVia(c, job), epoch, op, key)
 }
 
-// checkEntry is checkOp that also returns the job's entry (nil when the
-// table has none), for a put to check again at commit (stored).
-func (j *jobTable) checkEntry(job []byte, epoch uint64, op opClass) (*jobEntry, error) {
-	return j.checkFound(j.lookup(job), epoch, op, nil)
-}
-
-// checkFound is checkEntry of the job whose entry is e (nil: none).
-func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass, key []byte) (*jobEntry, error) {
+// checkFound is checkEntryVia of the job whose entry is e (nil: none).
+func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass, key []byte) (*jobEntry, uint64, error) {
 	if e == nil {
 		switch {
 		case j.synced.Load():
-			return e, errJobGone
+			return e, 0, errJobGone
 		case j.await.Load():
-			return e, errUnsynced
+			return e, 0, errUnsynced
 		}
-		return e, nil
+		return e, 0, nil
 	}
 	// used before state: a revocation stores the state, then reads used,
 	// so either this request sees the revocation or the revocation sees
@@ -394,23 +395,23 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass, key []byte)
 	}
 	switch e.state.Load() {
 	case stateRevoked:
-		return e, e.endedErr(errRevoked)
+		return e, 0, e.endedErr(errRevoked)
 	case stateOrphan:
-		return e, errJobGone
+		return e, 0, errJobGone
 	case stateDropping:
 		if op == opStore || op == opStorePersist || op == opConfirm {
-			return e, e.endedErr(errRevoked)
+			return e, 0, e.endedErr(errRevoked)
 		}
-		return e, e.endedErr(errDropping)
+		return e, 0, e.endedErr(errDropping)
 	case stateRetired:
 		if op == opStore || op == opStorePersist || op == opConfirm {
-			return e, e.endedErr(errRetired)
+			return e, 0, e.endedErr(errRetired)
 		}
-		return e, nil
+		return e, 0, nil
 	}
 	if j.lease.lapsed() {
 		j.wantSync()
-		return e, errLapsed
+		return e, 0, errLapsed
 	}
 	if (op == opStore || op == opStorePersist) && e.state.Load() == statePending && (j.synced.Load() || j.await.Load()) &&
 		time.Since(e.pendingAt) < pendingStoreHold {
@@ -432,12 +433,13 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass, key []byte)
 		// within pendingStoreHold (cut off from it, the node serves
 		// until its lease lapses: lease.go), as before.
 		j.wantSync()
-		return e, errPendingStore
+		return e, 0, errPendingStore
 	}
 	if exp := e.expires.Load(); exp != 0 && time.Now().UnixMilli() >= exp {
-		return e, expiredErr(exp)
+		return e, 0, expiredErr(exp)
 	}
-	return e, j.checkEpoch(e, epoch, op, key)
+	cur := e.epoch.Load()
+	return e, cur, j.checkEpoch(e, cur, epoch, op, key)
 }
 
 // checkEpoch checks a request's map epoch against the job's entry (see the
@@ -445,9 +447,10 @@ func (j *jobTable) checkFound(e *jobEntry, epoch uint64, op opClass, key []byte)
 // request is one the entry keeps taking (keptKeys: errKept, which the
 // caller takes for a pass once the key holds no manifest); newer is the node
 // behind, refused naming the entry's epoch, and the agent is woken to
-// catch up. An entry without an epoch (pending) takes any.
-func (j *jobTable) checkEpoch(e *jobEntry, epoch uint64, op opClass, key []byte) error {
-	cur := e.epoch.Load()
+// catch up. cur is the entry's epoch, loaded once by the caller, which
+// keeps it for the put's check at commit (putRef.epoch). An entry without
+// an epoch (pending) takes any.
+func (j *jobTable) checkEpoch(e *jobEntry, cur, epoch uint64, op opClass, key []byte) error {
 	if cur == 0 {
 		return nil
 	}
@@ -921,6 +924,39 @@ func (j *jobTable) awaitCommits(job string, d time.Duration) bool {
 		time.Sleep(pause)
 	}
 	return true
+}
+
+// epochSlots is how many map epochs of a job jobEntry.atEpoch tells
+// apart: a put still committing after its job's map changed this many
+// times since its admission is counted with the newest's puts.
+const epochSlots = 8
+
+// admittedAt is the counter of puts admitted at map epoch epoch.
+func (e *jobEntry) admittedAt(epoch uint64) *atomic.Int32 { return &e.atEpoch[epoch%epochSlots] }
+
+// committingBefore reports whether a put of e admitted at a map epoch
+// other than epoch (modulo epochSlots) is between its check at commit
+// and the commit's end.
+func (e *jobEntry) committingBefore(epoch uint64) bool {
+	for i := range e.atEpoch {
+		if uint64(i) != epoch%epochSlots && e.atEpoch[i].Load() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// committing is how many puts of the listed jobs are between their
+// check at commit and the commit's end (jobEntry.commits), refused ones
+// among them for the instant of their check.
+func (j *jobTable) committing() int32 {
+	var n int32
+	for i := range j.shards {
+		for _, e := range *j.shards[i].Load() {
+			n += e.commits.Load()
+		}
+	}
+	return n
 }
 
 // expiredRevocations removes the revoked (not retired) entries older than

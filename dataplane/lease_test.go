@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -129,6 +130,42 @@ func TestPutAcrossDrainStoresNothing(t *testing.T) {
 	c := dial(t, n, "j")
 	if r := roundTrip(t, c, wire.OpGet, 0, &wire.Request{Job: []byte("j"), Key: []byte("across")}, nil); !errors.Is(r.Err(), wire.ErrNotFound) {
 		t.Fatalf("get of the refused put: %v, want not found", r.Err())
+	}
+	if u := d.Usage().Used; u != 0 {
+		t.Fatalf("the refused put left %d bytes", u)
+	}
+}
+
+// TestPutAcrossMapChangeStoresNothing: a put admitted by its job's map
+// whose payload arrives after the map changed (the node's ack moved the
+// job to a newer epoch) stores nothing and answers a stale epoch naming
+// the new one, so the SDK fetches the new map and puts it at its owner.
+// On the code before, the put was acknowledged: stored where the node's
+// mover, done moving by the new map, would never look again.
+func TestPutAcrossMapChangeStoresNothing(t *testing.T) {
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret), Net: netio.Config{Loops: 1}}, d)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "j-1", Gen: 90, Epoch: 1}))
+	tok := jobTok("j-1", 90)
+	const size = 1 << 20
+	nc := announcePutAt(t, n, "j-1", "across", tok, 1, size)
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	awaitReserved(t, d, size)
+	n.ApplyAck(syncAck(101, wire.JobEpoch{Job: "j-1", Gen: 90, Epoch: 2}))
+	if _, err := nc.Write(bytes.Repeat([]byte{7}, size-1)); err != nil {
+		t.Fatal(err)
+	}
+	h, err := readHeader(nc)
+	if err != nil || h.Code != wire.CodeStaleEpoch {
+		t.Fatalf("a put whose payload arrived after its job's map changed: header %+v, %v; want a stale epoch", h, err)
+	}
+	meta := make([]byte, h.MetaLen)
+	if _, err := io.ReadFull(nc, meta); err != nil {
+		t.Fatal(err)
+	}
+	var r wire.Response
+	if err := wire.DecodeResponse(meta, &r); err != nil || r.Epoch != 2 {
+		t.Fatalf("the refusal %+v (%v) names epoch %d, want 2", r, err, r.Epoch)
 	}
 	if u := d.Usage().Used; u != 0 {
 		t.Fatalf("the refused put left %d bytes", u)

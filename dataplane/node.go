@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -243,6 +244,53 @@ func (n *Node) Close() error {
 // SetDraining makes the node refuse new puts with wire.CodeDraining while
 // still serving reads and deletes.
 func (n *Node) SetDraining(on bool) { n.drain.Store(on) }
+
+// AwaitCommits returns once no put that passed its checks at commit
+// before the call is still committing, or with ctx's error. Called after
+// SetDraining(true), it returns when every put admitted before the drain
+// has stored its value or failed, so a count of the node's values taken
+// after it misses none of them: a put counts itself (jobEntry.commits)
+// before it reads the drain flag. Before, a draining node's drainer could
+// count no values left while an NVMe write admitted before the drain was
+// still under way, call the drain done, and the value was lost with the
+// node. Puts refused meanwhile count for the instant of their check, so
+// a flood of them delays the return by microseconds, not indefinitely.
+// Only a node with a TokenGuard counts its puts (they have job entries).
+func (n *Node) AwaitCommits(ctx context.Context) error {
+	return awaitNone(ctx, func() bool { return n.jobs.committing() > 0 })
+}
+
+// AwaitMoveCommits returns once no put of job admitted at a map epoch
+// older than epoch (the map a move goes by) is still committing, or with
+// ctx's error. A put checks at commit that its job's epoch is still the
+// one it was admitted at (Node.publish: refused, the SDK puts it again by
+// the new map), so once this returns, no put of an older map stores a
+// value: a count of the job's misplaced values taken after it misses
+// none. Before, a put admitted by the older map and still being written
+// when the node's mover counted nothing left was stored after the move
+// was reported done, where the new map's readers do not look. The new
+// map's puts are not waited for; those admitted epochSlots map changes or
+// more before epoch are counted with them and not waited for either.
+func (n *Node) AwaitMoveCommits(ctx context.Context, job string, epoch uint64) error {
+	e := n.jobs.lookup([]byte(job))
+	if e == nil {
+		return nil
+	}
+	return awaitNone(ctx, func() bool { return e.committingBefore(epoch) })
+}
+
+// awaitNone polls busy, 50 us apart at first and 5 ms at most, until it
+// reports false or ctx ends.
+func awaitNone(ctx context.Context, busy func() bool) error {
+	for pause := 50 * time.Microsecond; busy(); pause = min(2*pause, 5*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+	return nil
+}
 
 // SetEpoch records the current placement-map epoch of a job as the
 // controller gives it; requests routed with an older epoch are refused with

@@ -90,6 +90,13 @@ var (
 	errDrainingLate = &wire.Error{Code: wire.CodeDraining, Msg: "the node began draining during the put: nothing was stored; put elsewhere"}
 )
 
+// movedLate refuses a put admitted at a map epoch of its job older than
+// cur, the entry's epoch when its payload had come (Node.publish).
+func movedLate(cur uint64) error {
+	return &wire.Error{Code: wire.CodeStaleEpoch, Epoch: cur,
+		Msg: "the job's placement map changed during the put: nothing was stored; fetch the job's map again"}
+}
+
 // put starts a put whose first payload bytes are `have`. It returns false
 // when a sink now receives the rest of the payload.
 func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bool {
@@ -123,7 +130,7 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	n.countBytes(c, cs, n.jobs.traffic(cs.entry, cs.req.Job), dirIn, uint64(h.PayloadLen))
 	s := &cs.put
 	s.start(c, *h, tier, p)
-	s.ref.entry, s.held = cs.entry, held
+	s.ref.entry, s.ref.epoch, s.held = cs.entry, cs.entryEpoch, held
 	if h.Flags&wire.FlagChunk != 0 {
 		s.ref.job, s.ref.key, s.ref.ver = string(cs.req.Job), string(cs.req.Key), m.Version
 		s.ref.lease, s.ref.size = h.Flags&wire.FlagLease != 0, int64(h.PayloadLen)
@@ -137,11 +144,13 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	return false
 }
 
-// putRef is what a put's commit needs besides the Pending: the job's entry,
-// checked again at commit, and for a chunk its job, key and version, to
-// file it under its version (ver 0: not a chunk).
+// putRef is what a put's commit needs besides the Pending: the job's entry
+// and its map epoch at admission, checked again at commit, and for a
+// chunk its job, key and version, to file it under its version (ver 0:
+// not a chunk).
 type putRef struct {
 	entry    *jobEntry
+	epoch    uint64 // entry's epoch the put was checked against; 0: none
 	job, key string
 	ver      uint64
 	lease    bool
@@ -160,15 +169,28 @@ func (n *Node) commit(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch put
 }
 
 // publish commits p and files a chunk under its version. A put whose job
-// was revoked since it was admitted stores nothing.
+// was revoked, or whose job's map changed, since it was admitted stores
+// nothing.
 func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
-	if e := ch.entry; e != nil { // before the check: a drop waits for it (awaitCommits)
+	if e := ch.entry; e != nil { // before the checks: a drop, a drain and a move wait for it (awaitCommits, AwaitCommits, AwaitMoveCommits)
 		e.commits.Add(1)
 		defer e.commits.Add(-1)
+		at := e.admittedAt(ch.epoch)
+		at.Add(1)
+		defer at.Add(-1)
 	}
 	if !ch.entry.stored() {
 		p.Abort()
 		return Info{}, errRevokedLate
+	}
+	if ch.epoch != 0 && ch.entry.epoch.Load() != ch.epoch {
+		// Its job's map changed while its payload came: the node's mover
+		// may have moved the job's values by the new map and reported
+		// none left before this one is stored, which would stay where
+		// the new map's readers do not look. Refused, the SDK fetches
+		// the new map and puts it at its owner.
+		p.Abort()
+		return Info{}, movedLate(ch.entry.epoch.Load())
 	}
 	if n.jobs.lease.lapsed() { // its payload arrived across the lapse (lease.go)
 		n.jobs.wantSync()

@@ -86,7 +86,13 @@ func TestTricklingPutReleasesItsReservation(t *testing.T) {
 // of size bytes of job with tok, and one byte of its payload.
 func announcePut(t *testing.T, n *Node, job, key string, tok []byte, size uint32) net.Conn {
 	t.Helper()
-	meta := wire.NewEncoder().Request(&wire.Request{Job: []byte(job), Key: []byte(key), Token: tok})
+	return announcePutAt(t, n, job, key, tok, 0, size)
+}
+
+// announcePutAt is announcePut by the job's map of the given epoch.
+func announcePutAt(t *testing.T, n *Node, job, key string, tok []byte, epoch uint64, size uint32) net.Conn {
+	t.Helper()
+	meta := wire.NewEncoder().Request(&wire.Request{Job: []byte(job), Key: []byte(key), Token: tok, Epoch: epoch})
 	frame := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPut, ID: 1, MetaLen: uint32(len(meta)), PayloadLen: size})
 	nc, err := net.Dial("tcp", n.Addr().String())
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/dataplane"
 	"github.com/pocketstore/pocket/internal/placement"
-	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -30,7 +29,7 @@ const migrateParallel = 8
 type drainer struct {
 	self string // this node's address: never an owner of what it moves
 	node *dataplane.Node
-	ctl  *metaclient.Client
+	ctl  mapSource
 	data *client.Client
 	log  *slog.Logger
 
@@ -47,7 +46,7 @@ type drainer struct {
 	wg     sync.WaitGroup
 }
 
-func startDrainer(ctx context.Context, n *dataplane.Node, ctl *metaclient.Client, self string, log *slog.Logger) *drainer {
+func startDrainer(ctx context.Context, n *dataplane.Node, ctl mapSource, self string, log *slog.Logger) *drainer {
 	ctx, cancel := context.WithCancel(ctx)
 	d := &drainer{self: self, node: n, ctl: ctl, data: client.New(client.Options{ConnsPerNode: 2}), log: log, cancel: cancel, left: -1,
 		leaseDeadline: time.Now().Add(n.ChunkLease())}
@@ -79,8 +78,16 @@ func (d *drainer) metrics() []wire.Metric {
 	return ms
 }
 
+// run passes over the jobs until none of their values is left. It first
+// waits for the puts admitted before the drain to end (the node set
+// draining before the drainer started): a pass that counted no values
+// while one of them was still being written would end the drain with
+// that value left here (Node.AwaitCommits).
 func (d *drainer) run(ctx context.Context) {
 	defer d.wg.Done()
+	if d.node.AwaitCommits(ctx) != nil {
+		return
+	}
 	for ctx.Err() == nil {
 		left, noRoom, whole := d.pass(ctx, d.node.PlacedJobs())
 		d.mu.Lock()

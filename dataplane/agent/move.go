@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -20,7 +21,10 @@ import (
 // stays active for its other jobs); either bumps the job's epoch, which
 // reaches each node of the map in its heartbeat ack (the job table). The
 // mover checks every job whose epoch changed: it fetches the job's map
-// and, when the map has a joining or draining node, moves the job's values
+// and, when the map has a joining or draining node, waits for the puts
+// admitted by older maps still being written (a put whose payload came
+// after the epoch changed is refused: dataplane.Node.AwaitMoveCommits),
+// then moves the job's values
 // whose owner changed to their owner under the live set (the map without
 // its draining nodes, as clients place puts: pocket/drain.go), keeping
 // those this node still owns (dataplane.MigrateJob.Self). A node draining
@@ -52,6 +56,10 @@ const (
 	// moveUnpublished is the pause before fetching a map again when the
 	// controller hands out an epoch older than the node's.
 	moveUnpublished = 200 * time.Millisecond
+	// moveCommitWait bounds a move's wait for the older maps' puts still
+	// being written (dataplane.Node.AwaitMoveCommits); past it, the move
+	// reports values left and tries again after moveRetry.
+	moveCommitWait = 2 * time.Second
 )
 
 // mapSource fetches a job's current placement map; *metaclient.Client is
@@ -449,6 +457,15 @@ func moveByMap(ctx context.Context, n *dataplane.Node, mp *wire.PlacementMap, s 
 		return wire.MoveReport{}, false, nil
 	}
 	live := owners(mp)
+	// The older maps' puts still being written are stored or refused
+	// first, so the count below misses none of them.
+	wctx, cancel := context.WithTimeout(ctx, moveCommitWait)
+	err = n.AwaitMoveCommits(wctx, mp.Job, mp.Epoch)
+	cancel()
+	if err != nil {
+		rep = wire.MoveReport{Job: mp.Job, Epoch: mp.Epoch, Left: max(1, n.Misplaced(mp.Job, live, self))}
+		return rep, true, fmt.Errorf("puts admitted by an older map are still being written: %w", err)
+	}
 	mj := dataplane.MigrateJob{Job: mp.Job, Token: mp.Token, Epoch: mp.Epoch, Nodes: live, Self: self, LeaseDeadline: leaseDeadline}
 	st, err := n.Migrate(ctx, mj, s, migrateParallel)
 	if st.Moved+st.Skipped+st.Failed+st.Dropped > 0 {

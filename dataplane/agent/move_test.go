@@ -67,17 +67,21 @@ func guardedNode(t *testing.T, dram int64, loops int) (*dataplane.Node, *datapla
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: d,
+	t.Cleanup(func() { d.Close() })
+	return guardedTierNode(t, d, loops), d
+}
+
+// guardedTierNode is guardedNode over a given tier, which the caller
+// closes (after the node: register its cleanup first).
+func guardedTierNode(t *testing.T, tier dataplane.Tier, loops int) *dataplane.Node {
+	t.Helper()
+	n, err := dataplane.NewNode(dataplane.NodeConfig{Listen: "127.0.0.1:0", DRAM: tier,
 		Guard: dataplane.NewTokenGuard(testSecret), Net: netio.Config{Loops: loops}})
 	if err != nil {
-		d.Close()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		n.Close()
-		d.Close()
-	})
-	return n, d
+	t.Cleanup(func() { n.Close() })
+	return n
 }
 
 func newMoveNodes(t *testing.T, k int, src mapSource) []*moveNode {
