@@ -481,31 +481,77 @@ func metricsMux(ctl *controller.Controller) http.Handler {
 	return mux
 }
 
-// awaitNodes waits until n of the nodes this process started are active,
-// and no node restored from an earlier run counts as active without
-// having been heard from since (wire.NodeStatus.Restored; so no job is
-// placed on a node that died with that run: the controller marks those
-// dead after DeadAfter and its restore grace, about 6 s).
+// awaitNodes waits until n of the nodes this process started have
+// registered (been seen active), and no node restored from an earlier
+// run counts as active without having been heard from since
+// (wire.NodeStatus.Restored; so no job is placed on a node that died
+// with that run: the controller marks those dead after DeadAfter and its
+// restore grace, about 6 s). A node that registered and left since (an
+// operator drained it, or it died) counts as registered: before, a node
+// drained in up's first second stopped the whole cluster, "exited before
+// registering" (a hostile trial). One that exited before registering
+// fails the start.
 func (u *upCluster) awaitNodes(ctx context.Context, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	r := registration{want: n, registered: map[string]bool{}}
 	for {
-		active, unheard := u.nodeCounts()
-		if active >= n && unheard == 0 {
-			return nil
+		running := map[string]bool{}
+		for _, nd := range u.orch.Nodes() {
+			running[nd.Addr] = true
 		}
-		if running := len(u.orch.Nodes()); running < n {
-			return fmt.Errorf("up: %d of the %d nodes started exited before registering (each one's error is above)", n-running, n)
+		done, err := r.observe(running, u.ctl.Status().Nodes, time.Since(u.started))
+		if done || err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			if active >= n {
-				return fmt.Errorf("up: %d nodes of an earlier run neither heard from nor marked dead: %w", unheard, ctx.Err())
+			if len(r.registered) >= n {
+				return fmt.Errorf("up: %d nodes of an earlier run neither heard from nor marked dead: %w", r.unheard, ctx.Err())
 			}
-			return fmt.Errorf("up: %d of %d nodes registered: %w", active, n, ctx.Err())
+			return fmt.Errorf("up: %d of %d nodes registered: %w", len(r.registered), n, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// registration is what awaitNodes has seen of up's nodes: those that
+// registered, and how many other nodes were active unheard at the last
+// look.
+type registration struct {
+	want       int             // up's nodes
+	registered map[string]bool // by address: seen active or draining
+	unheard    int
+}
+
+// observe takes one look: running are the addresses of up's nodes whose
+// processes run, nodes the controller's, since the time since the
+// controller started. Done: want nodes registered and no node restored
+// from an earlier run is active unheard since (no heartbeat since the
+// controller started). An error: a node exited before registering.
+func (r *registration) observe(running map[string]bool, nodes []wire.NodeStatus, since time.Duration) (bool, error) {
+	r.unheard = 0
+	for _, ns := range nodes {
+		switch {
+		case running[ns.Addr] && (ns.State == wire.NodeActive || ns.State == wire.NodeDraining):
+			r.registered[ns.Addr] = true
+		case ns.State == wire.NodeActive && !running[ns.Addr] && (ns.Restored || ns.LastSeen+heardMargin >= since):
+			r.unheard++
+		}
+	}
+	if len(r.registered) >= r.want {
+		return r.unheard == 0, nil
+	}
+	left := 0 // registered, not running now
+	for addr := range r.registered {
+		if !running[addr] {
+			left++
+		}
+	}
+	if exited := r.want - len(running) - left; exited > 0 {
+		return false, fmt.Errorf("up: %d of the %d nodes started exited before registering (each one's error is above)", exited, r.want)
+	}
+	return false, nil
 }
 
 // nodeMetricsFree checks that the nodes' /metrics ports (--metrics-base)
@@ -531,27 +577,6 @@ func (o upOptions) nodeMetricsFree() error {
 
 // heardMargin covers the millisecond resolution of a node's LastSeen.
 const heardMargin = 10 * time.Millisecond
-
-// nodeCounts returns how many of the nodes this process started are
-// active, and how many other nodes are active without a heartbeat since
-// the controller started (nodes restored from its state).
-func (u *upCluster) nodeCounts() (active, unheard int) {
-	own := map[string]bool{}
-	for _, n := range u.orch.Nodes() {
-		own[n.Addr] = true
-	}
-	since := time.Since(u.started)
-	for _, ns := range u.ctl.Status().Nodes {
-		switch {
-		case ns.State != wire.NodeActive:
-		case own[ns.Addr]:
-			active++
-		case ns.Restored || ns.LastSeen+heardMargin >= since:
-			unheard++
-		}
-	}
-	return active, unheard
-}
 
 // nodesAsMin takes --nodes, given with --autoscale, as the autoscaler's
 // --min-nodes (the nodes it starts); both given must agree. checkScale has
