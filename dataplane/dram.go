@@ -935,6 +935,9 @@ func (p *dramPending) publish() (int64, error) {
 }
 
 // Abort implements Pending.
+// Key implements Pending.
+func (p *dramPending) Key() (job, key []byte) { return []byte(p.job.name), p.key }
+
 func (p *dramPending) Abort() {
 	p.release()
 	p.recycle()

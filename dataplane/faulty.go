@@ -268,6 +268,8 @@ func (p *faultyPending) Commit() (Info, error) {
 
 func (p *faultyPending) Abort() { p.inner.Abort() }
 
+func (p *faultyPending) Key() (job, key []byte) { return p.inner.Key() }
+
 // shortValue is a Value whose segments stop one byte before its Size.
 type shortValue struct {
 	Value

@@ -613,6 +613,9 @@ func (p *nvmePending) Commit() (Info, error) {
 }
 
 // Abort implements Pending.
+// Key implements Pending.
+func (p *nvmePending) Key() (job, key []byte) { return []byte(p.job), []byte(p.key) }
+
 func (p *nvmePending) Abort() {
 	if p.done {
 		return

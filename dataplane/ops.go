@@ -90,6 +90,37 @@ var (
 	errDrainingLate = &wire.Error{Code: wire.CodeDraining, Msg: "the node began draining during the put: nothing was stored; put elsewhere"}
 )
 
+// stillTaken checks at commit a put whose job's map changed while its
+// payload came (the entry's epoch is no longer the one it was admitted
+// at): the node's mover may have moved the job's values by the new map
+// and reported none left before this one is stored, which would stay
+// where the new map's readers do not look. It is refused (movedLate: the
+// SDK fetches the new map and puts it at its owner) unless the node
+// takes it now as a put arriving now would be taken: a key this node
+// owns under both the request's map and the current one, while the
+// controller holds the current one back (keptKeys), which no move takes
+// away; a manifest written or replaced so is refused, as keptChange
+// refuses it. Before the kept keys were taken here, a put in flight
+// while a frozen node held a map change back failed in both SDKs (a
+// hostile re-check: they waited for a newer map that did not come).
+func (n *Node) stillTaken(tier Tier, p Pending, ch putRef) error {
+	if ch.epoch == 0 {
+		return nil // a pending job's put: any epoch
+	}
+	cur := ch.entry.epoch.Load()
+	if cur == ch.epoch {
+		return nil
+	}
+	job, key := p.Key()
+	if ch.manifest || n.jobs.checkEpoch(ch.entry, cur, ch.sent, opStore, key) != errKept {
+		return movedLate(cur)
+	}
+	if info, err := tier.Stat(job, key); err == nil && info.Flags&Manifest != 0 {
+		return movedLate(cur)
+	}
+	return nil
+}
+
 // movedLate refuses a put admitted at a map epoch of its job older than
 // cur, the entry's epoch when its payload had come (Node.publish).
 func movedLate(cur uint64) error {
@@ -130,7 +161,8 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	n.countBytes(c, cs, n.jobs.traffic(cs.entry, cs.req.Job), dirIn, uint64(h.PayloadLen))
 	s := &cs.put
 	s.start(c, *h, tier, p)
-	s.ref.entry, s.ref.epoch, s.held = cs.entry, cs.entryEpoch, held
+	s.ref.entry, s.ref.epoch, s.ref.sent, s.held = cs.entry, cs.entryEpoch, cs.req.Epoch, held
+	s.ref.manifest = h.Flags&wire.FlagManifest != 0
 	if h.Flags&wire.FlagChunk != 0 {
 		s.ref.job, s.ref.key, s.ref.ver = string(cs.req.Job), string(cs.req.Key), m.Version
 		s.ref.lease, s.ref.size = h.Flags&wire.FlagLease != 0, int64(h.PayloadLen)
@@ -151,6 +183,8 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 type putRef struct {
 	entry    *jobEntry
 	epoch    uint64 // entry's epoch the put was checked against; 0: none
+	sent     uint64 // the request's epoch (older than epoch for a kept key)
+	manifest bool   // the put writes a manifest
 	job, key string
 	ver      uint64
 	lease    bool
@@ -183,14 +217,9 @@ func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 		p.Abort()
 		return Info{}, errRevokedLate
 	}
-	if ch.epoch != 0 && ch.entry.epoch.Load() != ch.epoch {
-		// Its job's map changed while its payload came: the node's mover
-		// may have moved the job's values by the new map and reported
-		// none left before this one is stored, which would stay where
-		// the new map's readers do not look. Refused, the SDK fetches
-		// the new map and puts it at its owner.
+	if err := n.stillTaken(tier, p, ch); err != nil {
 		p.Abort()
-		return Info{}, movedLate(ch.entry.epoch.Load())
+		return Info{}, err
 	}
 	if n.jobs.lease.lapsed() { // its payload arrived across the lapse (lease.go)
 		n.jobs.wantSync()

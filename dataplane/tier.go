@@ -176,6 +176,9 @@ type Pending interface {
 	Commit() (Info, error)
 	// Abort frees the reservation; nothing becomes visible.
 	Abort()
+	// Key returns the job and key given to Create, valid until Commit or
+	// Abort returns.
+	Key() (job, key []byte)
 }
 
 // Value is a reference to a committed value. Segments returns its bytes in
