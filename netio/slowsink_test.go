@@ -93,3 +93,40 @@ func TestSlowSinkPausedByItsPeer(t *testing.T) {
 		t.Fatal("a sink paused by its unread replies still open after 10 s")
 	}
 }
+
+// A peer is not blamed for the loop's own stall: the loop does not run
+// for 1.5 s (here a task that sleeps; a stopped process, or one not
+// scheduled, alike) while a peer that has sent part of an announced
+// payload waits, then sends the rest at a good pace. Its put completes.
+// On the old code the first sweep after the stall counted the stall
+// against the peer's pace and closed it with ErrSlowSink.
+func TestSlowSinkExcusesTheLoopsOwnStall(t *testing.T) {
+	h := &sinkHandler{closeLog: newCloseLog()}
+	cfg := Config{Loops: 1, IdleTimeout: 400 * time.Millisecond, MinSinkRate: 64 << 10, SinkGrace: 300 * time.Millisecond}
+	s := start(t, cfg, h)
+	h.srv.Store(s)
+	c := dial(t, s)
+	payload := pattern(256<<10, 3)
+	if _, err := c.Write(append(sinkReq(len(payload)), payload[:32<<10]...)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	stalled := make(chan struct{})
+	s.loops[0].Post(func() {
+		close(stalled)
+		time.Sleep(1500 * time.Millisecond)
+	})
+	<-stalled
+	time.Sleep(1600 * time.Millisecond)
+	for off := 32 << 10; off < len(payload); off += 32 << 10 {
+		if _, err := c.Write(payload[off : off+32<<10]); err != nil {
+			t.Fatalf("the peer's payload after the loop's stall: %v (slow sinks closed: %d)", err, s.Stats().SlowSinks)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	buf := make([]byte, 6)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(buf); err != nil || string(buf) != "SINKOK" {
+		t.Fatalf("the sink after the loop's stall: %q %v, want SINKOK (slow sinks closed: %d)", buf, err, s.Stats().SlowSinks)
+	}
+}

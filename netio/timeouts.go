@@ -128,6 +128,7 @@ func (l *Loop) onTimer() {
 	l.expireReserve(now)
 	if l.sweepAt != 0 && now >= l.sweepAt {
 		l.tick++
+		l.excuseStall(now, now-l.sweepAt)
 		l.sweep(now)
 		l.sweepAt = 0
 		if l.nconns > 0 {
@@ -208,6 +209,29 @@ func (l *Loop) sweep(now int64) {
 	if n := l.notes.idle.due(now, nIdle); n > 0 {
 		l.log.Info("netio: closed idle connections",
 			"limit", "IdleTimeout", "timeout", l.cfg.IdleTimeout, "peer", idlePeer, "count", n)
+	}
+}
+
+// stallExcused is the least lateness of a sweep that excuseStall takes
+// for the loop's own stall rather than the timer's latency.
+const stallExcused = 10 * time.Millisecond
+
+// excuseStall starts the pace of every sink (MinSinkRate) late nanoseconds
+// later, at most at now: late is how long after its due time this sweep
+// came, time the loop itself did not run (its process stopped or not
+// scheduled, a handler that took that long), which no peer is to blame
+// for. The idle and write timeouts count sweeps, not time, and need no
+// such excuse. Before, a node stopped 30 s (SIGSTOP) closed, on resuming,
+// a put's connection as sending its payload too slowly, and the client's
+// put failed (a hostile re-check).
+func (l *Loop) excuseStall(now, late int64) {
+	if late < int64(stallExcused) {
+		return
+	}
+	for _, c := range l.conns {
+		if c != nil && c.sink != nil {
+			c.sinkAt = min(c.sinkAt+late, now)
+		}
 	}
 }
 
