@@ -75,6 +75,35 @@ func TestStatusCostCountsUseBeyondAllotment(t *testing.T) {
 	}
 }
 
+// TestStatusCostCapsUseAtTheNodesRating: a job's traffic beyond what its
+// map's nodes are rated for (loopback allows it) is priced at their
+// rating, as its profile counts it; a node reporting no rating counts the
+// placement default. Before, a trial's job reading 4,595 Mb/s on 4 nodes
+// rated 200 was priced at 4,595.
+func TestStatusCostCapsUseAtTheNodesRating(t *testing.T) {
+	p := controller.Prices{DRAMGiBHour: 0.01, GbpsHour: 0.1}
+	rated := func(addr string, mbps float64) wire.NodeStatus {
+		return wire.NodeStatus{Addr: addr, State: wire.NodeActive, Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 8 << 30, Mbps: mbps}}}
+	}
+	on := func(addrs ...string) []wire.MapNode {
+		var ns []wire.MapNode
+		for _, a := range addrs {
+			ns = append(ns, wire.MapNode{Addr: a, Weight: 1})
+		}
+		return ns
+	}
+	st := &wire.ClusterStatus{NodeCount: 3, Nodes: []wire.NodeStatus{rated("a", 200), rated("b", 200), rated("c", 0)}, JobCount: 2, Jobs: []wire.JobStatus{
+		{Job: "loud-1", Tier: uint8(wire.TierDRAM), AllocMbps: 100, UsedMbps: 4595, Nodes: on("a", "b")},
+		{Job: "unrated-2", Tier: uint8(wire.TierDRAM), AllocMbps: 100, UsedMbps: 1e6, Nodes: on("c")},
+	}}
+	v := statusViewAt(st, p)
+	for i, want := range []float64{0.4 * 0.1, controller.DefaultPolicy().NodeMbps / 1000 * 0.1} {
+		if got := v.Jobs[i].CostPerHour; math.Abs(got-want) > 1e-12 {
+			t.Errorf("%s: %v $/h; want %v (use priced up to its nodes' rating)", v.Jobs[i].JobID, got, want)
+		}
+	}
+}
+
 // TestCheckHintsTierRule: the CLI picks the tier with controller.TierFor
 // over the status's spare figures, and names the controller's refusal of
 // a job that fits no tier.

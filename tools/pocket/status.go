@@ -42,7 +42,8 @@ averaged over its nodes' last heartbeats (the autoscaler's smoothing, 3 by
 default: it lags the nodes' RX/TX, which are the latest one's), and its
 bytes ("~": values are moving, or have moved, between its nodes and not every node has reported since; "!": more than its ALLOC
 SIZE, which reserves and does not limit); COST $/h its allotment, or its
-use where larger (USED Mb/s, USED SIZE; bandwidth and bytes each), at
+use where larger (USED Mb/s up to what its nodes are rated for, USED
+SIZE; bandwidth and bytes each), at
 the controller's prices (its status reply carries them; for a controller
 that does not send them, at --prices and --price-*, else the default
 table, with a note on stderr; price flags given to a controller that sends
@@ -336,7 +337,7 @@ func statusViewFrom(st *wire.ClusterStatus, prices controller.Prices, source str
 			Nodes: mapNodesJSON(j.Nodes), Lambdas: j.Hints.Lambdas, CapacityBytes: j.Hints.CapacityBytes,
 			PeakMbps: j.Hints.PeakMbps, LatencySensitive: j.Hints.LatencySensitive, AllocMbps: j.AllocMbps,
 			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds(), UsedMbps: j.UsedMbps, UsedBytes: j.UsedBytes,
-			CostPerHour: jobCost(prices, j), Moving: moving(j.Nodes) || j.Settling, Tenant: j.Tenant})
+			CostPerHour: jobCost(prices, j, ratedMbps(st, j)), Moving: moving(j.Nodes) || j.Settling, Tenant: j.Tenant})
 	}
 	out.Allotments = tierAllotments(&out)
 	out.Network = networkAllotment(&out)
@@ -494,7 +495,7 @@ func printStatus(v statusJSON) {
 		fmt.Println("ALLOC SIZE -: no size allotted (no capacity hint, and no size learned for the job's name, or one no tier had room for when it registered): " +
 			"its values use its nodes' free capacity, none of it reserved for the job")
 	}
-	fmt.Printf("COST $/h: each job's allotment, or its use where larger (USED Mb/s, USED SIZE), at %s; %s $/h for those listed\n",
+	fmt.Printf("COST $/h: each job's allotment, or its use where larger (USED Mb/s up to its nodes' rating, USED SIZE), at %s; %s $/h for those listed\n",
 		pricesPhrase(v.Prices), costCell(total))
 	printAllotments(v)
 	if over {
@@ -638,16 +639,48 @@ func usedSizeCell(j statusJobJSON) string {
 	return cell
 }
 
-// overAllotment reports whether a job holds more bytes than it was
-// allotted: a capacity hint reserves, it does not limit.
 // jobCost is the cost an hour of what job j holds at prices: the larger
 // of its allotment and its use, for its bandwidth and its bytes each (a
 // job's use can pass its allotment: its map grows for load beyond it, and
-// a size reserves space without limiting the job).
-func jobCost(prices controller.Prices, j wire.JobStatus) float64 {
-	return prices.Cost(wire.Tier(j.Tier), max(j.AllocMbps, j.UsedMbps), max(j.AllocBytes, j.UsedBytes))
+// a size reserves space without limiting the job). Its use of bandwidth
+// counts up to rated, what its map's nodes are rated for (ratedMbps; 0:
+// not known), as a job's profile counts it: traffic beyond the nodes'
+// rating, which loopback allows, is no bandwidth one could provision
+// (before, a trial's job read 4,595 Mb/s on 4 nodes rated 200, and was
+// priced at that).
+func jobCost(prices controller.Prices, j wire.JobStatus, rated float64) float64 {
+	used := j.UsedMbps
+	if rated > 0 {
+		used = min(used, rated)
+	}
+	return prices.Cost(wire.Tier(j.Tier), max(j.AllocMbps, used), max(j.AllocBytes, j.UsedBytes))
 }
 
+// ratedMbps is the bandwidth of job j's tier that the nodes of its map
+// are rated for together, by the nodes st lists (a node that reports none
+// counts the placement default, as placement does); 0 when st lists none
+// of them.
+func ratedMbps(st *wire.ClusterStatus, j wire.JobStatus) float64 {
+	rating := map[string]float64{}
+	for _, n := range st.Nodes {
+		for _, t := range n.Tiers {
+			if t.Kind == j.Tier {
+				rating[n.Addr] = t.Mbps
+				if t.Mbps <= 0 {
+					rating[n.Addr] = controller.DefaultPolicy().NodeMbps
+				}
+			}
+		}
+	}
+	sum := 0.0
+	for _, mn := range j.Nodes {
+		sum += rating[mn.Addr]
+	}
+	return sum
+}
+
+// overAllotment reports whether a job holds more bytes than it was
+// allotted: a capacity hint reserves, it does not limit.
 func overAllotment(j statusJobJSON) bool { return j.AllocBytes > 0 && j.UsedBytes > j.AllocBytes }
 
 // mapNotes names the nodes of a job's map that are not plain active
