@@ -502,25 +502,66 @@ func (c *Controller) SetNodeState(addr string, s wire.NodeState) error {
 // sweepLoop marks silent nodes dead, forgets long-dead ones and expires
 // jobs until the controller closes.
 func (c *Controller) sweepLoop() {
-	t := time.NewTicker(min(c.cfg.HeartbeatInterval, c.cfg.DeadAfter/4))
+	every := min(c.cfg.HeartbeatInterval, c.cfg.DeadAfter/4)
+	t := time.NewTicker(every)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-c.srv.done:
 			return
-		case now := <-t.C:
-			c.sweep(now)
-			c.drainTick(now)
-			c.movesTick(now)
-			c.expireJobs(now)
-			c.sweepDeferred(now)
-			c.mu.Lock()
-			c.dirtyNodesLocked() // a drain may have retired a node
-			c.mu.Unlock()
-			_ = c.flush() // logged; retried at the next tick
-
+		case <-t.C:
+			now := time.Now()
+			c.sweepTick(now, last, every)
+			last = now
 		}
 	}
+}
+
+// sweepTick is the sweep loop's work at a tick at now, the last one at
+// last, ticks every apart: a tick a whole period late or more is a stall
+// of the controller's, excused first (excuseStall).
+func (c *Controller) sweepTick(now, last time.Time, every time.Duration) {
+	if late := now.Sub(last) - every; late >= every {
+		c.excuseStall(now, late)
+	}
+	c.sweep(now)
+	c.drainTick(now)
+	c.movesTick(now)
+	c.expireJobs(now)
+	c.sweepDeferred(now)
+	c.mu.Lock()
+	c.dirtyNodesLocked() // a drain may have retired a node
+	c.mu.Unlock()
+	_ = c.flush() // logged; retried at the next tick
+}
+
+// excuseStall moves what the sweep judges nodes by (their last
+// heartbeat, their drain's deadline) late later, their last heartbeat at
+// most to now: late is how long past its due time the sweep loop's tick
+// came, time the controller did not run (its process stopped, or not
+// scheduled), in which the heartbeats it could have heard wait in its
+// sockets and no drain could move on. Before, a controller that had not
+// run for longer than DeadAfter could mark every node dead at its first
+// sweep, before it read their heartbeats, and retire a draining node as
+// lost at a deadline that passed while it was stopped.
+func (c *Controller) excuseStall(now time.Time, late time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		if n.state != wire.NodeDead {
+			if seen := n.lastSeen.Add(late); seen.Before(now) {
+				n.lastSeen = seen
+			} else {
+				n.lastSeen = now
+			}
+		}
+		if n.drain != nil {
+			n.drain.deadline = n.drain.deadline.Add(late)
+		}
+	}
+	c.cfg.Logger.Warn("controller: its sweep ran late: it did not run meanwhile (stopped, or not scheduled); nodes are judged from its return, their drains' deadlines moved as much",
+		"late", late.Round(time.Millisecond))
 }
 
 func (c *Controller) sweep(now time.Time) {
