@@ -519,10 +519,13 @@ func (c *Controller) sweepLoop() {
 }
 
 // sweepTick is the sweep loop's work at a tick at now, the last one at
-// last, ticks every apart: a tick a whole period late or more is a stall
-// of the controller's, excused first (excuseStall).
+// last, ticks every apart: a tick late by a period and half of DeadAfter
+// or more is a stall of the controller's, excused first (excuseStall); a
+// shorter lateness (a slow flush, a busy machine) cannot mark a node dead
+// that heartbeats, and is not excused, so it does not put off marking
+// dead one that does not.
 func (c *Controller) sweepTick(now, last time.Time, every time.Duration) {
-	if late := now.Sub(last) - every; late >= every {
+	if late := now.Sub(last) - every; late >= max(every, c.cfg.DeadAfter/2) {
 		c.excuseStall(now, late)
 	}
 	c.sweep(now)
