@@ -68,16 +68,16 @@ func (e errSilent) Error() string {
 // watch fails mc once nothing has moved on it for silence while it owes a
 // caller something (see the top of this file); it returns when mc fails.
 func (mc *muxConn) watch(silence time.Duration) {
-	tick := time.NewTicker(silence / 8)
+	period := silence / 8
+	tick := time.NewTicker(period)
 	defer tick.Stop()
-	heard := mc.heard.Load()
-	unsent, quietSince := -1, time.Now()
+	q := quiet{period: period, silence: silence, heard: mc.heard.Load(), unsent: -1, since: time.Now()}
+	q.last = q.since
 	for {
-		var now time.Time
 		select {
 		case <-mc.gone:
 			return
-		case now = <-tick.C:
+		case <-tick.C:
 		}
 		h := mc.heard.Load()
 		writing := len(mc.wsem) > 0
@@ -88,20 +88,48 @@ func (mc *muxConn) watch(silence time.Duration) {
 		if owed {
 			out, known = sockpeek.Unsent(mc.nc)
 		}
-		// Bytes written and not yet taken by the node falling is
-		// movement whether or not a frame is being written: a frame
-		// that fits the socket's buffer (up to 4 MiB) is done writing
-		// long before a slow link has carried it (a hostile trial
-		// failed a 6 MiB put over a 400 KB/s link that way).
-		moved := h != heard || known && unsent >= 0 && out != unsent || writing && (!known || out == 0)
-		heard, unsent = h, out
-		if !owed || moved {
-			quietSince = now
-			continue
-		}
-		if now.Sub(quietSince) >= silence {
+		if q.silent(time.Now(), h, owed, writing, out, known) {
 			mc.fail(errSilent{silence: silence, writing: writing})
 			return
 		}
 	}
+}
+
+// quiet is what watch knows of a connection between its looks, a period
+// apart: what was heard and left unsent at the last, when it last saw
+// something move, and when it last looked.
+type quiet struct {
+	period, silence time.Duration
+	heard           uint64
+	unsent          int
+	since, last     time.Time
+}
+
+// silent takes a look at now: h is the connection's count of bytes
+// heard, owed whether a caller is owed something, writing whether a frame
+// is being written, out the socket's unsent bytes (known: readable). It
+// reports whether nothing has moved for silence while something was owed.
+// A look a whole period late or more comes after time this process did
+// not run (stopped, or not scheduled: a serverless function's sandbox
+// frozen between invocations), in which the node's replies wait unread in
+// its socket: that time is not counted as the node's silence. Before, a
+// client stopped for longer than Silence failed its calls in flight at
+// its first look, their replies unread.
+func (q *quiet) silent(now time.Time, h uint64, owed, writing bool, out int, known bool) bool {
+	if late := now.Sub(q.last) - q.period; late >= q.period {
+		q.since = q.since.Add(late)
+	}
+	q.last = now
+	// Bytes written and not yet taken by the node falling is
+	// movement whether or not a frame is being written: a frame
+	// that fits the socket's buffer (up to 4 MiB) is done writing
+	// long before a slow link has carried it (a hostile trial
+	// failed a 6 MiB put over a 400 KB/s link that way).
+	moved := h != q.heard || known && q.unsent >= 0 && out != q.unsent || writing && (!known || out == 0)
+	q.heard, q.unsent = h, out
+	if !owed || moved {
+		q.since = now
+		return false
+	}
+	return now.Sub(q.since) >= q.silence
 }
