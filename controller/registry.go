@@ -505,27 +505,26 @@ func (c *Controller) sweepLoop() {
 	every := min(c.cfg.HeartbeatInterval, c.cfg.DeadAfter/4)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	last := time.Now()
+	done := time.Now()
 	for {
 		select {
 		case <-c.srv.done:
 			return
 		case <-t.C:
-			now := time.Now()
-			c.sweepTick(now, last, every)
-			last = now
+			c.sweepTick(time.Now(), done, every)
+			done = time.Now()
 		}
 	}
 }
 
-// sweepTick is the sweep loop's work at a tick at now, the last one at
-// last, ticks every apart: a tick late by a period and half of DeadAfter
-// or more is a stall of the controller's, excused first (excuseStall); a
-// shorter lateness (a slow flush, a busy machine) cannot mark a node dead
-// that heartbeats, and is not excused, so it does not put off marking
-// dead one that does not.
-func (c *Controller) sweepTick(now, last time.Time, every time.Duration) {
-	if late := now.Sub(last) - every; late >= max(every, c.cfg.DeadAfter/2) {
+// sweepTick is the sweep loop's work at a tick at now, the loop's work at
+// the one before having ended at done, ticks every apart: a tick a
+// period late or more is a stall of the controller's, excused first
+// (excuseStall). The work's own time is not counted (a slow flush, which
+// heartbeats go on beside): excusing it would put off marking dead a node
+// that stopped heartbeating while the controller kept running slowly.
+func (c *Controller) sweepTick(now, done time.Time, every time.Duration) {
+	if late := now.Sub(done) - every; late >= every {
 		c.excuseStall(now, late)
 	}
 	c.sweep(now)
@@ -539,31 +538,39 @@ func (c *Controller) sweepTick(now, last time.Time, every time.Duration) {
 	_ = c.flush() // logged; retried at the next tick
 }
 
-// excuseStall moves what the sweep judges nodes by (their last
-// heartbeat, their drain's deadline) late later, their last heartbeat at
-// most to now: late is how long past its due time the sweep loop's tick
-// came, time the controller did not run (its process stopped, or not
-// scheduled), in which the heartbeats it could have heard wait in its
-// sockets and no drain could move on. Before, a controller that had not
-// run for longer than DeadAfter could mark every node dead at its first
-// sweep, before it read their heartbeats, and retire a draining node as
-// lost at a deadline that passed while it was stopped.
+// excuseStall keeps the sweep from judging nodes by late, how long past
+// its due time the sweep loop's tick came: time the controller did not
+// run (its process stopped, or not scheduled), in which the heartbeats it
+// could have heard wait in its sockets. A live node's last heartbeat
+// moves late later, at most to now and never back; a dead node's death
+// moves as much, so its grace (DeadNodeGrace) and ForgetAfter do not run
+// out on the stall; a drain's deadline is kept but for at least two
+// heartbeats from now, so that the node is heard before it is judged.
+// Before, a controller that had not run for longer than DeadAfter could
+// mark every node dead at its first sweep, before it read their
+// heartbeats, and retire a draining node as lost at a deadline that
+// passed while it was stopped; excusing live nodes alone would have let
+// it lose a dead node that came back during the stall (a review).
 func (c *Controller) excuseStall(now time.Time, late time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, n := range c.nodes {
-		if n.state != wire.NodeDead {
-			if seen := n.lastSeen.Add(late); seen.Before(now) {
-				n.lastSeen = seen
-			} else {
-				n.lastSeen = now
-			}
+	shift := func(t time.Time) time.Time { // late later, at most to now, never back
+		if s := t.Add(late); s.Before(now) {
+			return s
 		}
-		if n.drain != nil {
-			n.drain.deadline = n.drain.deadline.Add(late)
+		return later(t, now)
+	}
+	for _, n := range c.nodes {
+		if n.state == wire.NodeDead {
+			n.deadSince = shift(n.deadSince)
+		} else {
+			n.lastSeen = shift(n.lastSeen)
+		}
+		if d := n.drain; d != nil {
+			d.deadline = later(d.deadline, now.Add(2*c.cfg.HeartbeatInterval))
 		}
 	}
-	c.cfg.Logger.Warn("controller: its sweep ran late: it did not run meanwhile (stopped, or not scheduled); nodes are judged from its return, their drains' deadlines moved as much",
+	c.cfg.Logger.Warn("controller: its sweep ran late: it did not run meanwhile (stopped, or not scheduled); nodes are judged from its return",
 		"late", late.Round(time.Millisecond))
 }
 

@@ -10,40 +10,53 @@ import (
 // TestStalledControllerJudgesNodesFromItsReturn: the sweep loop's tick
 // comes two hours late (the controller's process was stopped; the
 // nodes' heartbeats wait in its sockets). Its first sweep marks no node
-// dead for the silence, and a drain's deadline moves by the stall; a node
-// still silent DeadAfter after the controller's return is marked dead.
-// On the code before, the loop swept at once: the node, silent for two
-// hours by the controller's clock, was marked dead, and the deadline
-// stayed.
+// dead for the silence, loses no node that was dead within its grace
+// when the stall began (it may have come back meanwhile), and gives a
+// drain whose deadline passed two heartbeats from the return. A node
+// still silent DeadAfter after the return is marked dead. On the code
+// before, the loop swept at once: the live node read dead, the dead one
+// left its job's map as lost, and the drain's deadline had passed.
 func TestStalledControllerJudgesNodesFromItsReturn(t *testing.T) {
-	c := newTest(t, Config{DeadAfter: time.Hour, ForgetAfter: 24 * time.Hour})
-	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
-	mustRegister(t, c, dramNode("127.0.0.1:7002", 1<<30, 8000))
-	if _, err := c.Drain("127.0.0.1:7002", 10*time.Minute); err != nil {
+	c := newTest(t, Config{DeadAfter: time.Hour, ForgetAfter: 24 * time.Hour, DeadNodeGrace: time.Minute})
+	const live, died, draining = "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	for _, a := range []string{live, died, draining} {
+		mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	}
+	m, err := c.RegisterJob("j", wire.JobHints{PeakMbps: 24000})
+	if err != nil || len(m.Nodes) != 3 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	if err := c.SetNodeState(died, wire.NodeDead); err != nil {
 		t.Fatal(err)
 	}
-	c.mu.Lock()
-	deadline := c.nodes["127.0.0.1:7002"].drain.deadline
-	c.mu.Unlock()
+	if _, err := c.Drain(draining, 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	state := func(addr string) wire.NodeState {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return c.nodes[addr].state
 	}
-	last, every := time.Now(), time.Second
-	back := last.Add(2 * time.Hour)
-	c.sweepTick(back, last, every)
-	if s := state("127.0.0.1:7001"); s != wire.NodeActive {
-		t.Fatalf("after the controller's own 2 h stall the node is %v; want active", s)
+	done, every := time.Now(), time.Second
+	back := done.Add(2 * time.Hour)
+	c.sweepTick(back, done, every)
+	if s := state(live); s != wire.NodeActive {
+		t.Fatalf("after the controller's own 2 h stall the live node is %v; want active", s)
 	}
 	c.mu.Lock()
-	moved := c.nodes["127.0.0.1:7002"].drain.deadline.Sub(deadline)
+	lost := append([]wire.LostNode(nil), c.jobs[m.Job].lost...)
 	c.mu.Unlock()
-	if moved < 2*time.Hour-2*every {
-		t.Fatalf("the drain's deadline moved %v; want the stall's 2 h", moved)
+	if len(lost) != 0 {
+		t.Fatalf("after the stall the job lost %+v; want the node dead within its grace kept", lost)
+	}
+	c.mu.Lock()
+	deadline := c.nodes[draining].drain.deadline
+	c.mu.Unlock()
+	if left := deadline.Sub(back); left < 2*c.cfg.HeartbeatInterval {
+		t.Fatalf("the drain's deadline is %v after the return; want at least two heartbeats", left)
 	}
 	c.sweepTick(back.Add(time.Hour+2*every), back, time.Hour+every)
-	if s := state("127.0.0.1:7001"); s != wire.NodeDead {
+	if s := state(live); s != wire.NodeDead {
 		t.Fatalf("a node silent past DeadAfter after the controller's return is %v; want dead", s)
 	}
 }

@@ -113,8 +113,12 @@ func (l *Loop) armTimer(now int64) {
 // runs a sweep, whichever is due.
 func (l *Loop) onTimer() {
 	unix.Read(l.tmfd, l.evbuf[:]) // resets the expiry count; EAGAIN is harmless
+	armed := l.timerAt
 	l.timerAt = 0
 	now := nanotime()
+	if armed != 0 {
+		l.excuseStall(now, now-armed)
+	}
 	if l.resumeAt != 0 && now >= l.resumeAt {
 		l.resumeAt = 0
 		if l.lnOff {
@@ -128,7 +132,6 @@ func (l *Loop) onTimer() {
 	l.expireReserve(now)
 	if l.sweepAt != 0 && now >= l.sweepAt {
 		l.tick++
-		l.excuseStall(now, now-l.sweepAt)
 		l.sweep(now)
 		l.sweepAt = 0
 		if l.nconns > 0 {
@@ -217,13 +220,16 @@ func (l *Loop) sweep(now int64) {
 const stallExcused = 10 * time.Millisecond
 
 // excuseStall starts the pace of every sink (MinSinkRate) late nanoseconds
-// later, at most at now: late is how long after its due time this sweep
-// came, time the loop itself did not run (its process stopped or not
-// scheduled, a handler that took that long), which no peer is to blame
-// for. The idle and write timeouts count sweeps, not time, and need no
-// such excuse. Before, a node stopped 30 s (SIGSTOP) closed, on resuming,
-// a put's connection as sending its payload too slowly, and the client's
-// put failed (a hostile re-check).
+// later, at most at now, and ends every reserve connection's time
+// (ReserveTimeout) late later: late is how long after its due time the
+// loop's timer was served, time the loop itself did not run (its process
+// stopped or not scheduled, a handler that took that long), which no peer
+// is to blame for. The idle and write timeouts count sweeps, not time,
+// and need no such excuse. Before, a node stopped 30 s (SIGSTOP) closed,
+// on resuming, a put's connection as sending its payload too slowly, and
+// the client's put failed (a hostile re-check). Not excused: the age by
+// which an unproven connection may be evicted at MaxConns (UnprovenGrace,
+// 250 ms).
 func (l *Loop) excuseStall(now, late int64) {
 	if late < int64(stallExcused) {
 		return
@@ -232,6 +238,9 @@ func (l *Loop) excuseStall(now, late int64) {
 		if c != nil && c.sink != nil {
 			c.sinkAt = min(c.sinkAt+late, now)
 		}
+	}
+	for _, c := range l.rsv { // the same shift keeps them in order of expiry
+		c.expires += late
 	}
 }
 
