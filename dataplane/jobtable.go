@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"crypto/subtle"
 	"hash/maphash"
 	"sync"
@@ -916,14 +917,9 @@ func (j *jobTable) awaitCommits(job string, d time.Duration) bool {
 	if e == nil {
 		return true
 	}
-	pause := 50 * time.Microsecond
-	for deadline := time.Now().Add(d); e.commits.Load() > 0; pause = min(2*pause, 5*time.Millisecond) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(pause)
-	}
-	return true
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return awaitNone(ctx, func() bool { return e.commits.Load() > 0 }) == nil
 }
 
 // epochSlots is how many map epochs of a job jobEntry.atEpoch tells

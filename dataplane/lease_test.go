@@ -143,10 +143,7 @@ func TestPutAcrossDrainStoresNothing(t *testing.T) {
 // On the code before, the put was acknowledged: stored where the node's
 // mover, done moving by the new map, would never look again.
 func TestPutAcrossMapChangeStoresNothing(t *testing.T) {
-	d := newDRAMTier(t, 64<<20)
-	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret), Net: netio.Config{Loops: 1}}, d)
-	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "j-1", Gen: 90, Epoch: 1}))
-	tok := jobTok("j-1", 90)
+	n, d, tok := epochOneNode(t)
 	const size = 1 << 20
 	nc := announcePutAt(t, n, "j-1", "across", tok, 1, size)
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
@@ -182,10 +179,7 @@ func TestPutAcrossMapChangeStoresNothing(t *testing.T) {
 // hostile re-check: one put of about 2,500 in each run with a frozen
 // node, Go and Python).
 func TestPutAcrossHeldMapChangeKeepsKeptKeys(t *testing.T) {
-	d := newDRAMTier(t, 64<<20)
-	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret), Net: netio.Config{Loops: 1}}, d)
-	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "j-1", Gen: 90, Epoch: 1}))
-	tok := jobTok("j-1", 90)
+	n, d, tok := epochOneNode(t)
 	keep := []wire.MapNode{{Addr: "self:1", Weight: 1}, {Addr: "a:1", Weight: 1}}
 	kept, moving := keptKeysOf(keep, 1)
 	const size = 256 << 10
@@ -214,6 +208,16 @@ func TestPutAcrossHeldMapChangeKeepsKeptKeys(t *testing.T) {
 	if u := d.Usage().Used; u < size || u >= 2*size {
 		t.Fatalf("%d bytes stored, want the kept key's %d (and its record)", u, size)
 	}
+}
+
+// epochOneNode is a token-checking node on one loop whose job j-1 (gen
+// 90) is at map epoch 1, its DRAM tier, and the job's token.
+func epochOneNode(t *testing.T) (*Node, *DRAM, []byte) {
+	t.Helper()
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret), Net: netio.Config{Loops: 1}}, d)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "j-1", Gen: 90, Epoch: 1}))
+	return n, d, jobTok("j-1", 90)
 }
 
 // awaitReserved waits until d has reserved the size bytes of a put whose

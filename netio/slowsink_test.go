@@ -12,10 +12,7 @@ import (
 // sends at a pace above the rate finishes, even past the grace. On the
 // old code the trickling connection stayed open, holding its sink.
 func TestSlowSinkClosed(t *testing.T) {
-	h := &sinkHandler{closeLog: newCloseLog()}
-	cfg := Config{Loops: 1, IdleTimeout: 400 * time.Millisecond, MinSinkRate: 64 << 10, SinkGrace: 300 * time.Millisecond}
-	s := start(t, cfg, h)
-	h.srv.Store(s)
+	s, h := startSinkServer(t, paceConfig)
 
 	slow := dial(t, s)
 	if _, err := slow.Write(sinkReq(1 << 20)); err != nil {
@@ -72,11 +69,8 @@ func TestSlowSinkClosed(t *testing.T) {
 // read a little at a time within WriteTimeout) while the pace started
 // over at every pause, and held most of a node's space for a minute.
 func TestSlowSinkPausedByItsPeer(t *testing.T) {
-	h := &sinkHandler{closeLog: newCloseLog()}
-	cfg := Config{Loops: 1, MaxInbound: 32 << 20, MaxOutbound: 64 << 10,
-		MinSinkRate: 64 << 10, SinkGrace: 300 * time.Millisecond}
-	s := start(t, cfg, h)
-	h.srv.Store(s)
+	s, h := startSinkServer(t, Config{Loops: 1, MaxInbound: 32 << 20, MaxOutbound: 64 << 10,
+		MinSinkRate: 64 << 10, SinkGrace: 300 * time.Millisecond})
 	c := dial(t, s)
 	// A 16 MiB frame the handler echoes, far past the socket buffers and
 	// MaxOutbound, then a sink's header and one byte of its payload.
@@ -101,10 +95,7 @@ func TestSlowSinkPausedByItsPeer(t *testing.T) {
 // On the old code the first sweep after the stall counted the stall
 // against the peer's pace and closed it with ErrSlowSink.
 func TestSlowSinkExcusesTheLoopsOwnStall(t *testing.T) {
-	h := &sinkHandler{closeLog: newCloseLog()}
-	cfg := Config{Loops: 1, IdleTimeout: 400 * time.Millisecond, MinSinkRate: 64 << 10, SinkGrace: 300 * time.Millisecond}
-	s := start(t, cfg, h)
-	h.srv.Store(s)
+	s, _ := startSinkServer(t, paceConfig)
 	c := dial(t, s)
 	payload := pattern(256<<10, 3)
 	if _, err := c.Write(append(sinkReq(len(payload)), payload[:32<<10]...)); err != nil {
@@ -129,4 +120,18 @@ func TestSlowSinkExcusesTheLoopsOwnStall(t *testing.T) {
 	if _, err := c.Read(buf); err != nil || string(buf) != "SINKOK" {
 		t.Fatalf("the sink after the loop's stall: %q %v, want SINKOK (slow sinks closed: %d)", buf, err, s.Stats().SlowSinks)
 	}
+}
+
+// paceConfig enforces a pace of 64 KiB/s after a 300 ms grace, sweeping
+// every 100 ms.
+var paceConfig = Config{Loops: 1, IdleTimeout: 400 * time.Millisecond, MinSinkRate: 64 << 10, SinkGrace: 300 * time.Millisecond}
+
+// startSinkServer starts a server with cfg whose handler opens a sink on
+// each sink request (sinkHandler).
+func startSinkServer(t *testing.T, cfg Config) (*Server, *sinkHandler) {
+	t.Helper()
+	h := &sinkHandler{closeLog: newCloseLog()}
+	s := start(t, cfg, h)
+	h.srv.Store(s)
+	return s, h
 }
