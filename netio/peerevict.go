@@ -88,8 +88,9 @@ func (l *Loop) evictPeerUnproven(peer netip.Addr, idleOnly bool) bool {
 		return false
 	}
 	now := nanotime()
+	l.excuseOverdue(now)
 	for c := q.head; c != nil && now-c.born >= int64(UnprovenGrace); c = c.pNext {
-		if !idleOnly || c.expect <= 0 {
+		if (!idleOnly || c.expect <= 0) && !unread(c) {
 			l.stats.unprovenEvictions.Add(1)
 			return l.evict(c, ErrEvictedUnproven)
 		}

@@ -220,27 +220,53 @@ func (l *Loop) sweep(now int64) {
 const stallExcused = 10 * time.Millisecond
 
 // excuseStall starts the pace of every sink (MinSinkRate) late nanoseconds
-// later, at most at now, and ends every reserve connection's time
+// later, counts every connection opened late later (the age UnprovenGrace
+// weighs), both at most at now, and ends every reserve connection's time
 // (ReserveTimeout) late later: late is how long after its due time the
 // loop's timer was served, time the loop itself did not run (its process
 // stopped or not scheduled, a handler that took that long), which no peer
 // is to blame for. The idle and write timeouts count sweeps, not time,
 // and need no such excuse. Before, a node stopped 30 s (SIGSTOP) closed,
 // on resuming, a put's connection as sending its payload too slowly, and
-// the client's put failed (a hostile re-check). Not excused: the age by
-// which an unproven connection may be evicted at MaxConns (UnprovenGrace,
-// 250 ms).
+// the client's put failed (a hostile re-check); and a newcomer at
+// MaxConns could evict a client's connection opened just before the
+// stall (a review). The same shift for every connection keeps the
+// unproven lists in the order they opened in. A stall is seen from the
+// time the timer was due: up to a sweep period of it (at most 1 s) is
+// not excused. A connection whose first request waits unread is spared
+// anyway (unread).
 func (l *Loop) excuseStall(now, late int64) {
 	if late < int64(stallExcused) {
 		return
 	}
 	for _, c := range l.conns {
-		if c != nil && c.sink != nil {
+		if c == nil {
+			continue
+		}
+		c.born = min(c.born+late, now)
+		if c.sink != nil {
 			c.sinkAt = min(c.sinkAt+late, now)
+		}
+	}
+	for _, q := range [...]*connList{&l.unproven, &l.overOwner} {
+		if q.head != nil {
+			q.headBorn.Store(max(q.head.born, 1))
 		}
 	}
 	for _, c := range l.rsv { // the same shift keeps them in order of expiry
 		c.expires += late
+	}
+}
+
+// excuseOverdue excuses (excuseStall) the lateness of a timer due more
+// than stallExcused ago whose event the loop has not served yet, before
+// it judges a connection's age: after a stall, the listener's event may
+// come before the timer's in the loop's first pass. The timer's event,
+// served later, counts its lateness from now.
+func (l *Loop) excuseOverdue(now int64) {
+	if l.timerAt != 0 && now-l.timerAt >= int64(stallExcused) {
+		l.excuseStall(now, now-l.timerAt)
+		l.timerAt = now
 	}
 }
 

@@ -257,6 +257,7 @@ func (l *Loop) evictUnproven(idleOnly bool) bool {
 		return false
 	}
 	now := nanotime()
+	l.excuseOverdue(now)
 	c := oldestEvictable(&l.unproven, now, idleOnly)
 	if c == nil {
 		// Only then a connection over its owner's bound.
@@ -270,14 +271,27 @@ func (l *Loop) evictUnproven(idleOnly bool) bool {
 }
 
 // oldestEvictable is q's oldest connection open for UnprovenGrace, with
-// idleOnly its oldest such with nothing promised; nil when none.
+// idleOnly its oldest such with nothing promised; nil when none. A
+// connection with input unread (unread) is spared.
 func oldestEvictable(q *connList, now int64, idleOnly bool) *Conn {
 	for c := q.head; c != nil && now-c.born >= int64(UnprovenGrace); c = c.unNext {
-		if !idleOnly || c.expect <= 0 {
+		if (!idleOnly || c.expect <= 0) && !unread(c) {
 			return c
 		}
 	}
 	return nil
+}
+
+// unread reports whether c's socket holds input the loop has not read
+// though it reads c (not paused by its unread replies, not at its end):
+// the loop has yet to serve c's event in this pass, or was stalled, and
+// the input may be c's proof. Such a connection is not evicted: before,
+// after a stall shorter than a sweep period (which excuseStall cannot
+// see), a newcomer whose event came first in the pass evicted a client
+// whose first request waited unread. A paused connection is not spared,
+// so a peer cannot hold its slot by leaving its replies unread.
+func unread(c *Conn) bool {
+	return !c.paused && !c.stalled && !c.eof && pending(c.fd)
 }
 
 // evictElsewhere is evictUnproven for a newcomer over MaxConns whose own
