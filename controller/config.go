@@ -155,6 +155,11 @@ type Config struct {
 	// marked dead).
 	DeadNodeGrace time.Duration
 
+	// StuckMove is how long a change of a job's map may make no progress
+	// before it is undone (undo.go; DefaultStuckMove); the node it
+	// changed is then passed over for that job for 5 times as long.
+	StuckMove time.Duration
+
 	// Prices are the prices per tier the controller picks a job's tier by
 	// (TierFor) and estimates its cost with (price.go): an exact table
 	// (ExactPrices, LoadPrices) is taken as it is, a price of 0 included;
@@ -229,6 +234,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.DeadNodeGrace == 0 {
 		cfg.DeadNodeGrace = DefaultDeadNodeGrace
+	}
+	if cfg.StuckMove <= 0 {
+		cfg.StuckMove = DefaultStuckMove
 	}
 	if cfg.RevokeLinger <= 0 {
 		cfg.RevokeLinger = wire.RevokeLinger

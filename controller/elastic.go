@@ -97,6 +97,11 @@ type move struct {
 	start  time.Time
 	done   map[string]uint64 // nodes that reported nothing left, and at which epoch
 	warned bool              // its slowness was logged
+	// Its progress (undo.go): each node's latest count of values left,
+	// when one last went down, and whether it undoes an earlier change.
+	left     map[string]int64
+	progress time.Time
+	undone   bool
 }
 
 // slowMove is how long a change may run before the controller warns (once)
@@ -135,7 +140,14 @@ func (c *Controller) movesTick(now time.Time) {
 			delete(c.moving, j)
 			continue
 		}
-		if !c.finishMoveLocked(j, now) && !j.move.warned && now.Sub(j.move.start) > slowMove {
+		if c.finishMoveLocked(j, now) {
+			continue
+		}
+		if c.stuckLocked(j, now) {
+			c.undoMoveLocked(j, now)
+			continue
+		}
+		if !j.move.warned && now.Sub(j.move.start) > slowMove {
 			j.move.warned = true
 			c.cfg.Logger.Warn("controller: a job's map change is still waiting", "job", j.id, "node", j.move.addr,
 				"for", now.Sub(j.move.start).Round(time.Second), "waiting_on", c.waitingOnLocked(j))
@@ -405,12 +417,14 @@ func (c *Controller) moveReportsLocked(n *node, rs []wire.MoveReport) {
 		if !ok || j.move == nil || r.Epoch < j.move.epoch || !j.has(n.addr) {
 			continue
 		}
+		now := time.Now()
+		j.move.progressLocked(n.addr, r.Left, now)
 		if r.Left == 0 {
 			j.move.done[n.addr] = r.Epoch
 		} else {
 			delete(j.move.done, n.addr)
 		}
-		c.finishMoveLocked(j, time.Now())
+		c.finishMoveLocked(j, now)
 	}
 }
 
@@ -461,6 +475,9 @@ func (c *Controller) finishMoveLocked(j *job, now time.Time) bool {
 	j.move, j.lastChange = nil, now
 	delete(c.moving, j)
 	what := map[wire.NodeState]string{wire.NodeJoining: "joined", wire.NodeDraining: "left"}[mv.role]
+	if mv.undone {
+		what += " (undoing a change that made no progress)"
+	}
 	if abort {
 		what = "stopped changing (drains from the cluster, or left the map)"
 	} else if mv.role == wire.NodeDraining {
@@ -660,12 +677,12 @@ func (c *Controller) deadMemberLocked(j *job) string {
 }
 
 // shrinkVictimLocked picks the active member of j's map holding the least
-// bytes of j's tier ("" when none is active).
+// bytes of j's tier, not held back (heldBackLocked); "" when none is.
 func (c *Controller) shrinkVictimLocked(j *job) string {
 	best, bestUsed := "", int64(-1)
 	for _, mn := range j.nodes {
 		n, ok := c.nodes[mn.Addr]
-		if !ok || n.state != wire.NodeActive {
+		if !ok || n.state != wire.NodeActive || c.heldBackLocked(j, mn.Addr) {
 			continue
 		}
 		var used int64
@@ -679,15 +696,15 @@ func (c *Controller) shrinkVictimLocked(j *job) string {
 	return best
 }
 
-// growCandidatesLocked lists the active nodes of j's tier outside its map
-// and not lost by it with a spare byte whose utilization is under
-// maxUtil, the most spare bandwidth first. A node with no spare byte could
+// growCandidatesLocked lists the active nodes of j's tier outside its
+// map, not lost by it nor held back (heldBackLocked), with a spare byte
+// whose utilization is under maxUtil, the most spare bandwidth first. A node with no spare byte could
 // hold none of the job's values (growJobLocked gives a node no more of
 // the job's bytes than it has spare).
 func (c *Controller) growCandidatesLocked(j *job, maxUtil float64) []candidate {
 	var out []candidate
 	for _, cd := range c.candidatesLocked(j.tier) {
-		if j.has(cd.addr) || c.lostByLocked(j, cd.addr) || cd.spareBytes <= 0 {
+		if j.has(cd.addr) || c.lostByLocked(j, cd.addr) || cd.spareBytes <= 0 || c.heldBackLocked(j, cd.addr) {
 			continue
 		}
 		if c.nodeUtilLocked(c.nodes[cd.addr], j.tier, 1) >= maxUtil {

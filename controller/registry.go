@@ -180,6 +180,7 @@ type job struct {
 	lostAt     time.Time // its latest loss of a node in this run (refill.go waits refillDelay after it)
 	drainedAt  time.Time // its latest node retired by a drain that moved everything (refill.go; stored)
 	lastChange time.Time
+	undone     map[string]time.Time // nodes whose change of its map was undone, and when (undo.go)
 	epochRev   uint64
 	bumped     time.Time
 	pub        *wire.PlacementMap

@@ -1,0 +1,119 @@
+package controller
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestStuckJoinIsUndone: a node joins a job's map and the movers make no
+// progress (their counts of values left stay up: the joining node's tier
+// is full). Before undo.go the change never ended. Now, c.cfg.StuckMove after
+// the last progress, the joining node is marked leaving at a new epoch
+// (clients find the values moved to it there: Since set), the change
+// ends once the nodes moved them back, and the node is not chosen to
+// grow the job again for undoneHold.
+func TestStuckJoinIsUndone(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	r := newElasticRig(t, c, a, b, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m0.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	if err := c.GrowJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	r.beatAll(a, b, x)
+	m1 := r.mapOf(m0)
+	j := c.jobs[m0.Job]
+	start := j.move.start
+	r.beat(a, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch, Left: 5}})
+	r.beat(b, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch, Left: 3}})
+	// Progress (b's count went down) moves the time the change is judged from.
+	r.beat(b, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch, Left: 2}})
+	progress := j.move.progress
+	c.movesTick(progress.Add(c.cfg.StuckMove - time.Second))
+	if j.move == nil || j.move.undone || j.epoch != m1.Epoch {
+		t.Fatalf("a change that made progress %v ago was undone", c.cfg.StuckMove-time.Second)
+	}
+	r.beat(b, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch, Left: 2}}) // no progress
+	c.movesTick(progress.Add(c.cfg.StuckMove + time.Second))
+	if j.move == nil || !j.move.undone || j.move.role != wire.NodeDraining || j.epoch != m1.Epoch+1 {
+		t.Fatalf("a change with no progress for %v (since %v) not undone: move %+v epoch %d", c.cfg.StuckMove, start, j.move, j.epoch)
+	}
+	r.beatAll(a, b, x)
+	m2 := r.mapOf(m0)
+	if st, _ := mapState(m2, x); st != wire.NodeDraining || sinceOf(t, m2, x) != m2.Epoch {
+		t.Fatalf("map undoing the join: %+v", m2)
+	}
+	// Undone once only: stuck again, it waits.
+	c.movesTick(time.Now().Add(3 * c.cfg.StuckMove))
+	if j.move == nil || j.move.role != wire.NodeDraining || j.epoch != m2.Epoch {
+		t.Fatalf("the undoing change was undone in turn: move %+v epoch %d", j.move, j.epoch)
+	}
+	for _, n := range []string{a, b, x} {
+		r.beat(n, []wire.MoveReport{{Job: m0.Job, Epoch: m2.Epoch}})
+	}
+	r.beatAll(a, b, x)
+	m3 := r.mapOf(m0)
+	if _, in := mapState(m3, x); in || len(m3.Nodes) != 2 || j.move != nil || j.grown != 0 {
+		t.Fatalf("map after the undo: %+v (move %+v, grown %d)", m3, j.move, j.grown)
+	}
+	if err := c.GrowJob(m0.Job, ""); !errors.Is(err, wire.ErrNoSpace) {
+		t.Fatalf("growth chose the node whose join was undone: %v", err)
+	}
+}
+
+// TestStuckLeaveIsUndone: a node leaves a job's map and its values find
+// no room on the others; the undo marks it joining again (not holding
+// its share until the values come back: Since SinceNotYet), and once the
+// other nodes moved them back it is an ordinary member again.
+func TestStuckLeaveIsUndone(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	r := newElasticRig(t, c, a, b, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 3000})
+	if err != nil || len(m0.Nodes) != 3 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	if err := c.ShrinkJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	r.beatAll(a, b, x)
+	m1 := r.mapOf(m0)
+	j := c.jobs[m0.Job]
+	for _, n := range []string{a, b} {
+		r.beat(n, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch}})
+	}
+	r.beat(x, []wire.MoveReport{{Job: m0.Job, Epoch: m1.Epoch, Left: 9}})
+	c.movesTick(time.Now().Add(c.cfg.StuckMove + time.Second))
+	if j.move == nil || !j.move.undone || j.move.role != wire.NodeJoining {
+		t.Fatalf("a stuck leave not undone: move %+v", j.move)
+	}
+	r.beatAll(a, b, x)
+	m2 := r.mapOf(m0)
+	if st, _ := mapState(m2, x); st != wire.NodeJoining || sinceOf(t, m2, x) != wire.SinceNotYet {
+		t.Fatalf("map undoing the leave: %+v", m2)
+	}
+	for _, n := range []string{a, b} {
+		r.beat(n, []wire.MoveReport{{Job: m0.Job, Epoch: m2.Epoch}})
+	}
+	r.beatAll(a, b, x)
+	m3 := r.mapOf(m0)
+	if st, _ := mapState(m3, x); st != wire.NodeActive || len(m3.Nodes) != 3 || j.move != nil || sinceOf(t, m3, x) == wire.SinceNotYet {
+		t.Fatalf("map after the undo: %+v (move %+v)", m3, j.move)
+	}
+	if v := c.shrinkVictimLocked(j); v == x || v == "" {
+		t.Fatalf("shrink chose %q, want a node other than %s (its leave was undone)", v, x)
+	}
+}
+
+// beatAll heartbeats each node once with no reports.
+func (r *elasticRig) beatAll(addrs ...string) {
+	for _, n := range addrs {
+		r.beat(n, nil)
+	}
+}
