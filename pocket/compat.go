@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -22,6 +23,11 @@ import (
 //     it never did), keeping values put with PERSIST_AFTER_JOB.
 //   - Put over an existing name replaces it (Pocket returned an error).
 //
+// Pocket named a value /jobid/name, so "x" and "/x" were one file: the
+// Handle's calls drop a name's leading slashes (compatName), as the
+// Python layer does (python/pocket/compat.py), and a value put through
+// one layer is found by the same name through the other. The Go API, the
+// CLI and Python's Job keep a key as it is given.
 // The controller is found as Pocket's lambdas found it, from the
 // environment: POCKET_CONTROLLER=host:port. A job registered in this
 // process remembers its token; a job registered elsewhere takes it from
@@ -223,6 +229,10 @@ func (h *Handle) status(err error) int {
 	return 0
 }
 
+// compatName is a name of Pocket's calls as a key: without its leading
+// slashes (see the top of the file).
+func compatName(name string) string { return strings.TrimLeft(name, "/") }
+
 func (h *Handle) run(jobid string, f func(*Job) error) int {
 	j, err := h.job(jobid)
 	if err != nil {
@@ -234,7 +244,7 @@ func (h *Handle) run(jobid string, f func(*Job) error) int {
 // Put uploads a local file to dst_filename (pocket.put).
 func (h *Handle) Put(srcFilename, dstFilename, jobid string, persistAfterJob bool) int {
 	return h.run(jobid, func(j *Job) error {
-		return j.PutFile(context.Background(), srcFilename, dstFilename, persistOpt(persistAfterJob)...)
+		return j.PutFile(context.Background(), srcFilename, compatName(dstFilename), persistOpt(persistAfterJob)...)
 	})
 }
 
@@ -244,14 +254,14 @@ func (h *Handle) PutBuffer(src []byte, length int, dstFilename, jobid string, pe
 		return h.status(fmt.Errorf("pocket: put_buffer: length %d outside the %d-byte buffer", length, len(src)))
 	}
 	return h.run(jobid, func(j *Job) error {
-		return j.Put(context.Background(), dstFilename, src[:length], persistOpt(persistAfterJob)...)
+		return j.Put(context.Background(), compatName(dstFilename), src[:length], persistOpt(persistAfterJob)...)
 	})
 }
 
 // Get downloads src_filename into a local file (pocket.get).
 func (h *Handle) Get(srcFilename, dstFilename, jobid string, deleteAfterRead bool) int {
 	return h.run(jobid, func(j *Job) error {
-		return j.GetFile(context.Background(), srcFilename, dstFilename, deleteOpt(deleteAfterRead)...)
+		return j.GetFile(context.Background(), compatName(srcFilename), dstFilename, deleteOpt(deleteAfterRead)...)
 	})
 }
 
@@ -262,6 +272,7 @@ func (h *Handle) GetBuffer(srcFilename string, dst []byte, length int, jobid str
 	if length < 0 || length > len(dst) {
 		return h.status(fmt.Errorf("pocket: get_buffer: length %d outside the %d-byte buffer", length, len(dst)))
 	}
+	srcFilename = compatName(srcFilename)
 	return h.run(jobid, func(j *Job) error {
 		ctx := context.Background()
 		if err := checkName(srcFilename); err != nil {
@@ -288,6 +299,7 @@ func (h *Handle) GetBuffer(srcFilename string, dst []byte, length int, jobid str
 
 // Lookup returns 0 if name exists as a value or a directory (pocket.lookup).
 func (h *Handle) Lookup(name, jobid string) int {
+	name = compatName(name)
 	return h.run(jobid, func(j *Job) error {
 		ctx := context.Background()
 		ok, err := j.Exists(ctx, name)
@@ -305,12 +317,12 @@ func (h *Handle) Lookup(name, jobid string) int {
 // only slashes, which would name the whole job, fails (-1: RemoveAll's
 // ErrBadName); Job.DeleteAll deletes every value.
 func (h *Handle) Delete(name, jobid string) int {
-	return h.run(jobid, func(j *Job) error { return j.RemoveAll(context.Background(), name) })
+	return h.run(jobid, func(j *Job) error { return j.RemoveAll(context.Background(), compatName(name)) })
 }
 
 // CreateDir makes a directory (pocket.create_dir).
 func (h *Handle) CreateDir(name, jobid string) int {
-	return h.run(jobid, func(j *Job) error { return j.CreateDir(context.Background(), name) })
+	return h.run(jobid, func(j *Job) error { return j.CreateDir(context.Background(), compatName(name)) })
 }
 
 // CountFiles returns the number of direct children of dirname, or -1
@@ -318,7 +330,7 @@ func (h *Handle) CreateDir(name, jobid string) int {
 func (h *Handle) CountFiles(dirname, jobid string) int {
 	n := -1
 	st := h.run(jobid, func(j *Job) error {
-		c, err := j.CountFiles(context.Background(), dirname)
+		c, err := j.CountFiles(context.Background(), compatName(dirname))
 		n = c
 		return err
 	})

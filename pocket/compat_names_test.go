@@ -1,0 +1,60 @@
+package pocket
+
+import (
+	"context"
+	"testing"
+)
+
+// TestCompatNamesDropLeadingSlashes: Pocket named a value /jobid/name, so
+// "x" and "/x" were one file. The Python layer drops leading slashes; the
+// Go Handle kept them, so a value put as "/p" through one layer was not
+// found by the same name through the other (a new user's trial: Go
+// PutBuffer "/p", Python get_buffer "/p" answered -1). Every Handle call
+// now names the key without them.
+func TestCompatNamesDropLeadingSlashes(t *testing.T) {
+	c := newSteadyCluster(t, 1)
+	t.Setenv("POCKET_CONTROLLER", c.addr)
+	t.Setenv("POCKET_TLS_DIR", "")
+	t.Setenv("POCKET_CREDENTIAL", "")
+	id, err := RegisterJob("compat-names", 1, 0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Connect("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.PutBuffer([]byte("abc"), 3, "/p", id, false) != 0 {
+		t.Fatalf("put /p: %v", h.Err())
+	}
+	j, err := h.job(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if ok, err := j.Exists(ctx, "p"); !ok || err != nil {
+		t.Fatalf("the value put as /p is not the key p (the Python layer's name for it): %v %v", ok, err)
+	}
+	if ok, _ := j.Exists(ctx, "/p"); ok {
+		t.Fatal("the value put as /p is stored under /p")
+	}
+	buf := make([]byte, 3)
+	for _, name := range []string{"p", "/p", "//p"} {
+		if h.GetBuffer(name, buf, 3, id, false) != 0 || string(buf) != "abc" {
+			t.Errorf("get_buffer %q: %v %q", name, h.Err(), buf)
+		}
+		if h.Lookup(name, id) != 0 {
+			t.Errorf("lookup %q: %v", name, h.Err())
+		}
+	}
+	if h.CreateDir("/d", id) != 0 || h.Lookup("d", id) != 0 {
+		t.Errorf("create_dir /d, lookup d: %v", h.Err())
+	}
+	if n := h.CountFiles("/", id); n != 2 {
+		t.Errorf("count_files / = %d (%v), want 2 (p and d)", n, h.Err())
+	}
+	if h.Delete("/p", id) != 0 || h.Lookup("p", id) != -1 {
+		t.Errorf("delete /p left p: %v", h.Err())
+	}
+}
