@@ -578,14 +578,16 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 	until := c.retryUntil(ctx)
 	wait := retryFirst
 	var why error // the last failure that was not the deadline's
+	probed := false
 	for attempt := 0; ; attempt++ {
 		reused, sent, err := c.attempt(ctx, op, proved, build, resp)
 		if err == nil || !isTransport(err) {
 			return err
 		}
-		if !idempotent(op) && c.plainToTLS(ctx, reused, err) {
-			// Sent, or its challenge was (a fresh connection's).
-			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, ErrControllerTLS)
+		if mis := c.mismatch(ctx, reused, err, &probed); mis != nil {
+			// Nothing done, whether sent (a TLS controller read the
+			// plain request as a bad handshake) or not.
+			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, mis)
 		}
 		if sent && !idempotent(op) {
 			return &OutcomeUnknownError{Op: op, Addr: c.addr, Err: err}

@@ -23,16 +23,43 @@ var ErrControllerTLS = errors.New("the controller serves TLS and closed this pla
 // tlsProbeWait bounds servesTLS.
 const tlsProbeWait = 3 * time.Second
 
-// plainToTLS reports whether err, the transport error of a call written
-// on a fresh plain TCP connection (not reused), is a TLS controller's
-// refusal of it: the connection ended before any byte of the reply (EOF,
-// or a reset: the controller closed it with the request unread) and the
-// controller answers a TLS handshake.
-func (c *Client) plainToTLS(ctx context.Context, reused bool, err error) bool {
-	if c.opt.TLS != nil || reused || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
-		return false
+// ErrControllerPlain is a call's error (wrapped, with the op and the
+// address) when the client speaks TLS (Options.TLS) to a controller that
+// serves plain TCP: the handshake fails on the controller's first bytes,
+// which are not a TLS record, and nothing of the call was sent.
+var ErrControllerPlain = errors.New("the controller serves plain TCP, not TLS (it was started with --insecure), " +
+	"and nothing was sent: give the client no TLS directory (unset POCKET_TLS_DIR; the CLI's --insecure)")
+
+// mismatch is the error of a call that failed on err because the client
+// and the controller disagree on TLS, which trying again does not mend:
+// ErrControllerTLS (a plain client, a controller serving TLS: asked of
+// the controller once a call, *probed, when a fresh connection ended
+// before any byte of the reply, an EOF or a reset), ErrControllerPlain
+// (a TLS client, a plain controller), or err itself when it is a TLS
+// certificate the client does not trust. nil for any other failure.
+// Before, a call that may be sent again (get-map, status) retried such a
+// failure until its context ended: a new user's OpenJob without the TLS
+// directory took 19.6 s to fail with "EOF".
+func (c *Client) mismatch(ctx context.Context, reused bool, err error, probed *bool) error {
+	if c.opt.TLS != nil {
+		var rh tls.RecordHeaderError
+		var cv *tls.CertificateVerificationError
+		switch {
+		case errors.As(err, &rh):
+			return ErrControllerPlain
+		case errors.As(err, &cv):
+			return err
+		}
+		return nil
 	}
-	return c.servesTLS(ctx)
+	if *probed || reused || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		return nil
+	}
+	*probed = true
+	if c.servesTLS(ctx) {
+		return ErrControllerTLS
+	}
+	return nil
 }
 
 // servesTLS reports whether the controller answers a TLS handshake on a

@@ -372,11 +372,11 @@ class Controller:
         """One call, sent again at once on a new connection when one that
         had served fails, unless op is not idempotent and its request was
         written whole: that raises OutcomeUnknown (the controller may have
-        acted on it: a job is never registered twice), except on a fresh
-        plain TCP connection to a controller that serves TLS (it answers a
-        TLS handshake: _speaks_tls), which never read the request: that
-        raises PocketError (code UNSUPPORTED) naming POCKET_TLS_DIR, as the
-        Go metaclient's ErrControllerTLS. Before such a
+        acted on it: a job is never registered twice). Any call whose
+        request went out on a fresh plain TCP connection to a controller
+        that serves TLS (it answers a TLS handshake: _speaks_tls), which
+        never read the request, raises PocketError (code UNSUPPORTED)
+        naming POCKET_TLS_DIR, as the Go metaclient's ErrControllerTLS. Before such a
         request goes out on a connection that had served, a connection the
         controller closed meanwhile (a restart) is dropped."""
         idempotent = op in _IDEMPOTENT
@@ -406,12 +406,15 @@ class Controller:
             except (OSError, ValueError) as e:
                 self._drop()
                 wrote = wrote or self._sent
-                if wrote and not idempotent and self.tls is None and not reused and not self._got \
+                if wrote and self.tls is None and not reused and not self._got \
                         and not isinstance(e, _Stalled) and self._speaks_tls():
+                    # Any call: before 2026-12-07 an idempotent one (a map
+                    # fetch) was waited for until ``wait`` (15 s), though
+                    # no try could succeed.
                     raise errors.PocketError(
                         f"controller {self.addr} serves TLS and closed this plain TCP connection without reading "
-                        "the request, so it did nothing (no job was registered or deregistered): set "
-                        "POCKET_TLS_DIR to the cluster's TLS directory (the one pocket up printed), or give tls_dir",
+                        "the request, so it did nothing: set POCKET_TLS_DIR to the cluster's TLS directory "
+                        "(the one pocket up printed), or give tls_dir",
                         errors.Code.UNSUPPORTED) from None
                 if self._sent and not idempotent:
                     hint = _OUTCOME_HINT.get(op, "the controller may have acted on it")

@@ -64,6 +64,18 @@ def test_plain_connection_closed_says_tls(cluster):
     assert "set POCKET_TLS_DIR" in str(e.value) and "may have registered" not in str(e.value), str(e.value)
 
 
+def test_plain_map_fetch_says_tls_at_once(cluster):
+    """A map fetch (idempotent, so waited for while the controller is
+    away) over plain TCP to the TLS controller fails at once, naming
+    POCKET_TLS_DIR; before, it was waited for until ``wait`` (15 s) and
+    raised Unavailable (a new user's trial)."""
+    with pocket.Client(cluster.addr, insecure=True, controller_wait=60.0) as c:
+        with pytest.raises(pocket.PocketError) as e:
+            c.open_job("job-1", b"x" * 16)
+    assert not isinstance(e.value, pocket.Unavailable), str(e.value)
+    assert "serves TLS" in str(e.value) and "set POCKET_TLS_DIR" in str(e.value), str(e.value)
+
+
 def test_node_data_port_given_as_the_controller_says_so(cluster, cluster_env, monkeypatch):
     """A node's data port where the (TLS) controller is expected: the
     handshake reads the node's plain pocket frame, and the error was
