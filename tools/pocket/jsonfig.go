@@ -14,7 +14,8 @@ import (
 const figureDigits = 6
 
 // writeJSON writes v as indented JSON with its fractional figures rounded
-// (roundFigures). Every --json output of the CLI goes through it, so no
+// (roundFigures). Every --json output of the CLI goes through it (or,
+// one object a line, writeJSONLine), so no
 // float field of any of them prints binary noise: a new user's trial read
 // "alloc_mbps": 6400.000000000002 from `pocket job register --json`, a sum
 // of per-node shares, and status --json's mbps, cost and rate fields are
@@ -30,6 +31,19 @@ func writeJSON(w io.Writer, v any) error {
 	}
 	out.WriteByte('\n')
 	_, err = w.Write(out.Bytes())
+	return err
+}
+
+// writeJSONLine writes v as one line of JSON with its fractional figures
+// rounded (roundFigures), for outputs of one object per line (probe).
+// Before, `pocket probe --json` printed its rates unrounded
+// ("busy_percent":9.090909091243157: a new user's trial).
+func writeJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(roundFigures(b), '\n'))
 	return err
 }
 

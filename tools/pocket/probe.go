@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -50,7 +49,6 @@ func runProbe(args []string) int {
 
 // probeLoop prints count samples (forever when count is 0) until ctx ends.
 func probeLoop(ctx context.Context, s *telemetry.Sampler, every time.Duration, count int, asJSON bool, out io.Writer) error {
-	enc := json.NewEncoder(out)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for i := 0; count == 0 || i < count; i++ {
@@ -63,16 +61,19 @@ func probeLoop(ctx context.Context, s *telemetry.Sampler, every time.Duration, c
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "pocket: probe: %v\n", err) // partial snapshot still printed
 		}
-		if asJSON {
-			err = enc.Encode(probeView(&snap))
-		} else {
-			err = telemetry.WriteText(out, &snap)
-		}
-		if err != nil {
+		if err = printSample(out, &snap, asJSON); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// printSample prints one sample: a line of JSON (probeView) or text.
+func printSample(out io.Writer, snap *telemetry.Snapshot, asJSON bool) error {
+	if asJSON {
+		return writeJSONLine(out, probeView(snap))
+	}
+	return telemetry.WriteText(out, snap)
 }
 
 // probeJSON is telemetry.Snapshot as `pocket probe --json` prints it:
