@@ -161,7 +161,10 @@ def test_map_fetch_sent_again_after_its_reply_was_lost(insecure_cluster):
             with pytest.raises(pocket.Unavailable) as ei:
                 c.open_job(j.id, j.token)
             assert not isinstance(ei.value, pocket.OutcomeUnknown)
-        assert proxy.conns == 2, "the map fetch was not sent again on a new connection"
+        # Its second connection, and after that one failed fresh, the
+        # client's TLS probe (a handshake this plain controller does not
+        # answer: the failure is no TLS mismatch).
+        assert proxy.conns == 3, "the map fetch was not sent again on a new connection"
         j.deregister()
     finally:
         proxy.close()
