@@ -36,7 +36,8 @@ type drainer struct {
 	mu     sync.Mutex
 	done   bool
 	left   int64
-	noRoom int64 // values the last pass could not move for lack of room
+	noRoom int64   // values the last pass could not move for lack of room
+	notes  repeats // its repeated warnings (repeatEvery)
 
 	// leaseDeadline ends the wait for leased chunks (one chunk lease
 	// after the drain began; dataplane.MigrateJob.LeaseDeadline).
@@ -140,7 +141,7 @@ func (d *drainer) pass(ctx context.Context, jobs []string) (left, noRoom int64, 
 			// once every node has heard of it: a pass or two.
 			d.log.Debug("drain: job's map not out yet", "job", job, "err", err)
 		case err != nil && ctx.Err() == nil:
-			noteUnfinished(d.log, "drain", job, 0, d.node.JobValues(job), err)
+			noteUnfinished(d.log, &d.notes, "drain", job, 0, d.node.JobValues(job), err)
 		}
 		left += d.node.JobValues(job)
 	}

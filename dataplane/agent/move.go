@@ -86,6 +86,7 @@ type mover struct {
 	queued   map[string]bool        // jobs in queue
 	retries  map[string]*time.Timer // jobs to queue again later
 	reports  map[string]moveEntry   // the latest report of each job moving
+	notes    repeats                // its repeated warnings (repeatEvery)
 	seq      uint64                 // reports recorded so far
 	wake     chan struct{}          // a job was queued
 
@@ -383,8 +384,8 @@ func (m *mover) check(ctx context.Context, job string, epoch uint64) time.Durati
 		m.forget(job)
 		return 0
 	case err != nil:
-		if ctx.Err() == nil {
-			m.log.Warn("move: cannot fetch the job's map", "job", job, "err", err)
+		if ok, held := m.notes.due("fetch/"+job, time.Now()); ok && ctx.Err() == nil {
+			m.log.Warn("move: cannot fetch the job's map", "job", job, "err", err, "repeated", held)
 		}
 		return moveRetry
 	case mp.Epoch < epoch:
@@ -397,7 +398,7 @@ func (m *mover) check(ctx context.Context, job string, epoch uint64) time.Durati
 	}
 	m.record(rep)
 	if err != nil && ctx.Err() == nil {
-		noteUnfinished(m.log, "move", job, mp.Epoch, rep.Left, err)
+		noteUnfinished(m.log, &m.notes, "move", job, mp.Epoch, rep.Left, err)
 	}
 	if rep.Left > 0 {
 		return moveRetry
@@ -412,7 +413,7 @@ func (m *mover) check(ctx context.Context, job string, epoch uint64) time.Durati
 // err="... token revoked: the job was deregistered during the put"`: the
 // job had ended while its values moved, the node had dropped them, and
 // nothing was left, yet the line warned that the move was unfinished.
-func noteUnfinished(log *slog.Logger, what, job string, epoch uint64, left int64, err error) {
+func noteUnfinished(log *slog.Logger, notes *repeats, what, job string, epoch uint64, left int64, err error) {
 	attrs := []any{"job", job}
 	if epoch != 0 { // a drain moves by the map of the moment, whichever its epoch
 		attrs = append(attrs, "epoch", epoch)
@@ -424,7 +425,9 @@ func noteUnfinished(log *slog.Logger, what, job string, epoch uint64, left int64
 	case left == 0:
 		log.Info(what+": nothing of the job is left to move; a value failed on the way and is gone from this node since", attrs...)
 	default:
-		log.Warn(what+": job not fully moved yet", attrs...)
+		if ok, held := notes.due(what+"/"+job, time.Now()); ok {
+			log.Warn(what+": job not fully moved yet", append(attrs, "repeated", held)...)
+		}
 	}
 }
 
@@ -468,7 +471,7 @@ func moveByMap(ctx context.Context, n *dataplane.Node, mp *wire.PlacementMap, s 
 	}
 	mj := dataplane.MigrateJob{Job: mp.Job, Token: mp.Token, Epoch: mp.Epoch, Nodes: live, Self: self, LeaseDeadline: leaseDeadline}
 	st, err := n.Migrate(ctx, mj, s, migrateParallel)
-	if st.Moved+st.Skipped+st.Failed+st.Dropped > 0 {
+	if st.Moved+st.Skipped+st.Dropped > 0 { // failures alone: noteUnfinished says so
 		log.Info("move: moved job data after its map changed", "job", mp.Job, "epoch", mp.Epoch,
 			"moved", st.Moved, "bytes", st.Bytes, "already_there", st.Skipped, "failed", st.Failed,
 			"leased", st.Leased, "dropped_unconfirmed", st.Dropped)

@@ -31,10 +31,36 @@ func TestUnfinishedMoveSaysWhatHappened(t *testing.T) {
 		{12, errors.New("migrate: connection reset"), "level=WARN", "job not fully moved yet", "ended"},
 	} {
 		var buf bytes.Buffer
-		noteUnfinished(slog.New(slog.NewTextHandler(&buf, nil)), "move", "j-1", 2, c.left, c.err)
+		noteUnfinished(slog.New(slog.NewTextHandler(&buf, nil)), &repeats{}, "move", "j-1", 2, c.left, c.err)
 		line := buf.String()
 		if !strings.Contains(line, c.level) || !strings.Contains(line, c.want) || strings.Contains(line, c.not) {
 			t.Errorf("left %d, err %v: logged %q; want %s saying %q", c.left, c.err, line, c.level, c.want)
 		}
+	}
+}
+
+// TestUnfinishedMoveWarnsOncePerInterval: a move retried every moveRetry
+// that cannot finish warns for its job once, then once a repeatEvery
+// saying how many it held back; another job's warning is its own. Before,
+// every retry warned (a hostile trial: 418 warnings in 110 s).
+func TestUnfinishedMoveWarnsOncePerInterval(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	notes := &repeats{}
+	full := errors.New("migrate: no space")
+	for range 10 { // 5 s of retries
+		noteUnfinished(log, notes, "move", "j-1", 2, 7, full)
+	}
+	noteUnfinished(log, notes, "move", "j-2", 2, 7, full)
+	if n := strings.Count(buf.String(), "job not fully moved yet"); n != 2 {
+		t.Fatalf("%d warnings for 10 retries of one job and 1 of another, want 2:\n%s", n, buf.String())
+	}
+	buf.Reset()
+	e := notes.seen["move/j-1"]
+	e.at = e.at.Add(-repeatEvery)
+	notes.seen["move/j-1"] = e
+	noteUnfinished(log, notes, "move", "j-1", 2, 7, full)
+	if !strings.Contains(buf.String(), "repeated=9") {
+		t.Fatalf("the warning after repeatEvery does not count the 9 held back: %q", buf.String())
 	}
 }
