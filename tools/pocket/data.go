@@ -118,13 +118,15 @@ func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, fu
 // user's trial gave the job's name and was told only that the token does
 // not grant it. For an id, that a mistyped one is refused the same way
 // (the controller answers alike whether or not the id is registered): a
-// new user's trial dropped a digit and looked for a token fault.
+// new user's trial dropped a digit and looked for a token fault; or that
+// the token itself was altered (another trial flipped one of its hex
+// digits and was pointed at the id alone).
 func jobIDHint(job string, err error) error {
 	if !errors.Is(err, wire.ErrBadToken) {
 		return err
 	}
 	if i := strings.LastIndexByte(job, '-'); i >= 0 && i < len(job)-1 && strings.Trim(job[i+1:], "0123456789") == "" {
-		return fmt.Errorf("%w (the token is another job's, or JOBID is mistyped: check it against the id pocket job register printed with the token)", err)
+		return fmt.Errorf("%w (the token is another job's, or was changed or cut short in copying, or JOBID is mistyped: check both against what pocket job register printed)", err)
 	}
 	return fmt.Errorf("%w (JOBID is the job's id, which pocket job register printed: its name and a number, such as %s-442118936)", err, job)
 }

@@ -93,7 +93,8 @@ func TestBadTokenForAJobNameHintsAtTheID(t *testing.T) {
 	if err := jobIDHint("sort", bad); !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "such as sort-442118936") {
 		t.Fatalf("bad token for a name: %v", err)
 	}
-	if err := jobIDHint("sort-7", bad); !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "or JOBID is mistyped") {
+	if err := jobIDHint("sort-7", bad); !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "or JOBID is mistyped") ||
+		!strings.Contains(err.Error(), "changed or cut short") {
 		t.Fatalf("bad token for an id: %v; want the note that a mistyped id reads alike", err)
 	}
 	if other := errors.New("no controller"); jobIDHint("sort", other) != other {
