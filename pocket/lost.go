@@ -182,19 +182,28 @@ func (j *Job) lostErr(key []byte, chunk uint32, err error) error {
 		return err
 	}
 	ls := j.lostOwners(key, chunk)
-	switch len(ls) {
-	case 0:
+	if len(ls) == 0 {
 		return err
-	case 1:
+	}
+	// A chunk's loss: the value's manifest and its other chunks are on
+	// other nodes, and stay (counted in the job's bytes) until the value
+	// is deleted or put again. Before, it read as the whole value's
+	// loss on the chunk's node (a trial's finding).
+	what, gone := "the value (if it was written)", "it is gone, recompute it"
+	if chunk > 0 {
+		what = fmt.Sprintf("chunk %d of the value", chunk)
+		gone = "the value is gone; its manifest and other chunks are on other nodes until it is deleted or put again"
+	}
+	if len(ls) == 1 {
 		return &wire.Error{Code: wire.CodeLost, Msg: fmt.Sprintf(
-			"the value (if it was written) was on node %s, which left the job's map at epoch %d without handing its values over (it died or restarted, or its drain ran out of time): it is gone, recompute it",
-			ls[0].Addr, ls[0].Epoch)}
+			"%s was on node %s, which left the job's map at epoch %d without handing its values over (it died or restarted, or its drain ran out of time): %s",
+			what, ls[0].Addr, ls[0].Epoch, gone)}
 	}
 	names := make([]string, len(ls))
 	for i, l := range ls {
 		names[i] = fmt.Sprintf("%s (at epoch %d)", l.Addr, l.Epoch)
 	}
 	return &wire.Error{Code: wire.CodeLost, Msg: fmt.Sprintf(
-		"the value (if it was written) was on one of the nodes %s, which left the job's map without handing their values over, depending on when it was written: it is gone, recompute it",
-		strings.Join(names, ", "))}
+		"%s was on one of the nodes %s, which left the job's map without handing their values over, depending on when it was written: %s",
+		what, strings.Join(names, ", "), gone)}
 }

@@ -160,3 +160,27 @@ func TestAddressLostTwiceIsTwoLosses(t *testing.T) {
 		t.Fatalf("%d keys x's after it came back: the test proves nothing", second)
 	}
 }
+
+// TestLostChunkSaysItIsAChunk: a chunk whose owner was lost is the
+// value's loss, its manifest and other chunks left on other nodes. Before,
+// it read as the whole value on the chunk's node ("the value (if it was
+// written) was on node X"), which a trial took for the manifest's node.
+func TestLostChunkSaysItIsAChunk(t *testing.T) {
+	a, c := "10.0.0.1:1", "10.0.0.3:1"
+	m := Map{Job: "j", Epoch: 3, Nodes: []Node{{Addr: c, Weight: 1}}, Lost: []LostNode{{Addr: a, Weight: 1, Epoch: 2}}}
+	j := &Job{}
+	j.setMap(m)
+	for i := 0; i < 200; i++ {
+		ck := wire.AppendChunkKey(nil, []byte("big"), 7, i+1)
+		if len(j.lostOwners(ck, uint32(i+1))) == 0 {
+			continue
+		}
+		err := j.lostErr(ck, uint32(i+1), wire.ErrNotFound)
+		want := fmt.Sprintf("chunk %d of the value was on node %s", i+1, a)
+		if !errors.Is(err, wire.ErrLost) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "manifest and other chunks") {
+			t.Fatalf("chunk %d's loss: %v; want %q", i+1, err, want)
+		}
+		return
+	}
+	t.Fatal("no chunk of 200 was the lost node's: the test proves nothing")
+}

@@ -710,15 +710,21 @@ class _MapState:
         map dead raises Lost."""
         if r.code == errors.Code.NOT_FOUND:
             ls = self.lost_owners(key, chunk)
+            # A chunk's loss is the value's, its manifest and other chunks
+            # left on other nodes (as the Go SDK's lostErr says).
+            what, gone = "the value (if it was written)", "it is gone, recompute it"
+            if chunk > 0:
+                what = f"chunk {chunk} of the value"
+                gone = "the value is gone; its manifest and other chunks are on other nodes until it is deleted or put again"
             if len(ls) == 1:
-                raise errors.Lost(f"the value (if it was written) was on node {ls[0].addr}, which left the job's map "
+                raise errors.Lost(f"{what} was on node {ls[0].addr}, which left the job's map "
                                   f"at epoch {ls[0].epoch} without handing its values over (it died or restarted, "
-                                  f"or its drain ran out of time): it is gone, recompute it")
+                                  f"or its drain ran out of time): {gone}")
             if ls:
                 names = ", ".join(f"{n.addr} (at epoch {n.epoch})" for n in ls)
-                raise errors.Lost(f"the value (if it was written) was on one of the nodes {names}, which left the "
+                raise errors.Lost(f"{what} was on one of the nodes {names}, which left the "
                                   f"job's map without handing their values over, depending on when it was written: "
-                                  f"it is gone, recompute it")
+                                  f"{gone}")
         return r.check()
 
     def route(self, key: bytes, chunk: int, keep_dead: bool = False) -> tuple[str, str]:

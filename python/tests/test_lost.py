@@ -284,3 +284,26 @@ def test_lost_sets_leave_out_draining_nodes():
         assert bool(during.lost_owners(k, 0)) == want, k
         assert bool(after.lost_owners(k, 0)) == want, k
     assert moved >= 300, moved
+
+
+def test_lost_chunk_says_it_is_a_chunk():
+    """A chunk whose owner was lost is the value's loss, its manifest and
+    other chunks left on other nodes (the Go SDK's
+    TestLostChunkSaysItIsAChunk). Before, it read "the value (if it was
+    written) was on node X", X the chunk's node."""
+    from pocket import client as pc
+    from pocket.conn import Reply
+
+    a, c = "10.0.0.1:1", "10.0.0.3:1"
+    m = wire.PlacementMap("j", wire.TIER_DRAM, 3, [wire.MapNode(c, 1.0)], b"tok", lost=[wire.LostNode(a, 1.0, 2)])
+    st = pc._MapState(m)
+    for i in range(1, 200):
+        ck = wire.chunk_key(b"big", 7, i)
+        if not st.lost_owners(ck, i):
+            continue
+        with pytest.raises(errors.Lost) as e:
+            st.check(Reply(1, 0, errors.Code.NOT_FOUND, b"", b""), ck, i)
+        assert f"chunk {i} of the value was on node {a}" in str(e.value), str(e.value)
+        assert "manifest and other chunks" in str(e.value), str(e.value)
+        return
+    pytest.fail("no chunk of 199 was the lost node's: the test proves nothing")
