@@ -3,6 +3,8 @@ package controller
 import (
 	"slices"
 	"time"
+
+	"github.com/pocketstore/pocket/wire"
 )
 
 // A job that lost a node gets another.
@@ -34,6 +36,10 @@ import (
 // after it refills as well. Before, a new user's 96 MiB reservation on two 64 MiB nodes, one of
 // them drained, kept one node and answered "tier full" to 27 of 70 puts
 // beside an empty node.
+// A job that lost a node whose nodes carry its allotment but are
+// oversubscribed, allotted to other jobs beside it (a job that lost every
+// node is adopted by the nodes there are: dead.go), is refilled the same
+// way, onto a node with bandwidth to spare (oversubscribedLocked).
 // The node replaces one the job was sized with, so it does not count as
 // growth the per-job policy may shed (job.grown). When no running node
 // can join, the autoscaler (when it runs) starts one (refillStarved),
@@ -70,7 +76,9 @@ func (c *Controller) refillLocked(now time.Time) {
 // refillDueLocked reports whether j waits for a node to refill its map:
 // live, it lost a node or had one drained, refillDelay ago or more, its
 // map is not changing, no node of it is dead, and its nodes do not carry
-// its allotment.
+// its allotment, or, for one that lost a node (not one drained: scale-in
+// drains by the nodes' measured load, and leaves allotments as they
+// fall), a node of them is oversubscribed.
 func (c *Controller) refillDueLocked(j *job, now time.Time) bool {
 	var since time.Time
 	switch {
@@ -85,7 +93,37 @@ func (c *Controller) refillDueLocked(j *job, now time.Time) bool {
 		return false
 	}
 	return !j.revoked && now.Sub(since) >= refillDelay && !c.changingLocked(j) &&
-		c.deadMemberLocked(j) == "" && !c.holdsAllotLocked(j, "")
+		c.deadMemberLocked(j) == "" && (!c.holdsAllotLocked(j, "") || len(j.lost) > 0 && c.oversubscribedLocked(j) != "")
+}
+
+// oversubscribedLocked names a node of j's map whose jobs together are
+// allotted more than it has on j's tier (bandwidth, or bytes); "" when
+// none is. A job that lost its nodes is adopted by the nodes there are
+// (adoptLostLocked), which may be allotted to other jobs already; its
+// nodes then carry its own allotment as on idle nodes
+// (holdsAllotLocked) but not beside theirs. Before, such a job stayed
+// there: a restarted controller's trial saw three jobs at 1.3x on one
+// node with --max-nodes allowing 4.
+func (c *Controller) oversubscribedLocked(j *job) string {
+	for _, mn := range j.nodes {
+		n, ok := c.nodes[mn.Addr]
+		l := c.loads[mn.Addr]
+		if !ok || l == nil || n.state != wire.NodeActive {
+			continue
+		}
+		t := n.tier(j.tier)
+		if t == nil {
+			continue
+		}
+		bw := t.Mbps
+		if bw <= 0 {
+			bw = c.cfg.Policy.NodeMbps
+		}
+		if l.mbps > bw*(1+1e-9) || l.bytes[j.tier] > t.CapacityBytes {
+			return mn.Addr
+		}
+	}
+	return ""
 }
 
 // refillStarved reports whether a job waits for a node to refill its map
@@ -109,12 +147,16 @@ func (c *Controller) refillStarved(now time.Time) bool {
 // refillCandidateLocked is the node refillLocked adds to j's map.
 func (c *Controller) refillCandidateLocked(j *job) (string, bool) {
 	cands := c.growCandidatesLocked(j, 1)
-	if i := slices.IndexFunc(cands, func(cd candidate) bool { return !cd.unheard }); i >= 0 {
+	// A job whose nodes carry its allotment is due for being on an
+	// oversubscribed node: only onto one with bandwidth to spare, or it
+	// would move the oversubscription there.
+	over := c.holdsAllotLocked(j, "")
+	if i := slices.IndexFunc(cands, func(cd candidate) bool { return !cd.unheard && (!over || cd.spareMbps > 0) }); i >= 0 {
 		return cands[i].addr, true
 	}
 	var best *candidate
 	for _, cd := range c.candidatesLocked(j.tier) {
-		if cd.unheard || !j.lostClean[cd.addr] || j.has(cd.addr) || cd.spareBytes <= 0 {
+		if cd.unheard || !j.lostClean[cd.addr] || j.has(cd.addr) || cd.spareBytes <= 0 || over && cd.spareMbps <= 0 {
 			continue
 		}
 		if best == nil || better(&cd, best, true) {
