@@ -62,3 +62,30 @@ func TestStalledControllerJudgesNodesFromItsReturn(t *testing.T) {
 		t.Fatalf("a node silent past DeadAfter after the controller's return is %v; want dead", s)
 	}
 }
+
+// TestStallInsideTheSweepIsExcused: the controller stops inside a sweep
+// tick's work (a debugger held it 10 s in drainTick in a hostile trial),
+// no heartbeat heard meanwhile; the next tick, due at once, judges the
+// nodes from the return (sweepDone gives it the tick's start as the
+// previous work's end). Before, the work's end was taken: the tick was
+// not late, and a heartbeating node read dead. A tick as slow whose
+// heartbeats went on beside it (a slow flush) counts from its end.
+func TestStallInsideTheSweepIsExcused(t *testing.T) {
+	c := newTest(t, Config{DeadAfter: 3 * time.Second, ForgetAfter: time.Hour})
+	const live = "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(live, 1<<30, 1000))
+	every := time.Second
+	start := time.Now()
+	end := start.Add(10 * time.Second) // the work, stopped inside
+	if got := sweepDone(start, end, every, true); !got.Equal(end) {
+		t.Fatalf("a slow tick with heartbeats beside it counts as done at %v, want its end", got.Sub(start))
+	}
+	done := sweepDone(start, end, every, false)
+	c.sweepTick(end.Add(time.Millisecond), done, every)
+	c.mu.Lock()
+	st := c.nodes[live].state
+	c.mu.Unlock()
+	if st != wire.NodeActive {
+		t.Fatalf("after a 10 s stop inside the sweep the heartbeating node is %v; want active", st)
+	}
+}
