@@ -102,6 +102,10 @@ type move struct {
 	left     map[string]int64
 	progress time.Time
 	undone   bool
+	// The changed node's bytes of the job, the most (joining) or least
+	// (leaving) its heartbeats showed, once seen (bytesProgressLocked).
+	bytesBest int64
+	bytesSeen bool
 }
 
 // slowMove is how long a change may run before the controller warns (once)
@@ -143,6 +147,7 @@ func (c *Controller) movesTick(now time.Time) {
 		if c.finishMoveLocked(j, now) {
 			continue
 		}
+		c.bytesProgressLocked(j, now)
 		if c.stuckLocked(j, now) {
 			c.undoMoveLocked(j, now)
 			continue

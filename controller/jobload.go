@@ -87,6 +87,16 @@ func (l *jobLoads) latest(job string) wire.JobLoad {
 	return l.beat(1).figs[job]
 }
 
+// held is job's bytes on the node in the latest heartbeat kept, and
+// whether it listed the job.
+func (l *jobLoads) held(job string) (int64, bool) {
+	if l.n == 0 {
+		return 0, false
+	}
+	jl, ok := l.beat(1).figs[job]
+	return jl.Bytes, ok
+}
+
 // heldNone reports whether the latest heartbeat kept lists job as
 // holding no bytes on the node (not listed: not known).
 func (l *jobLoads) heldNone(job string) bool {

@@ -333,6 +333,12 @@ func jobRecord(j *job) state.Job {
 	if !j.drainedAt.IsZero() {
 		r.Drained = j.drainedAt.UTC()
 	}
+	for addr, at := range j.undone {
+		if r.Undone == nil {
+			r.Undone = map[string]time.Time{}
+		}
+		r.Undone[addr] = at.UTC()
+	}
 	r.Nodes = make([]state.MapWeight, len(j.nodes))
 	for i, mn := range j.nodes {
 		r.Nodes[i] = state.MapWeight{Addr: mn.Addr, Weight: mn.Weight, Role: roleOf(mn), Since: mn.Since}
@@ -589,7 +595,19 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 		c.prof.restoreTrace(j, r.Trace, time.Now())
 		c.order.add(j)
 		c.placeLocked(j, nodes)
+		for addr, at := range r.Undone {
+			if j.undone == nil {
+				j.undone = map[string]time.Time{}
+			}
+			j.undone[addr] = at.Local()
+		}
 		c.startMoveLocked(j, restoredMove(j))
+		if j.move != nil && c.heldBackLocked(j, j.move.addr) {
+			// Its change is an undo, or was undone: not undone again
+			// (a hostile re-check's restarts flipped a stuck change
+			// at each restart).
+			j.move.undone = true
+		}
 		if len(r.Lost) > 0 {
 			lost := make([]wire.LostNode, len(r.Lost))
 			for k, l := range r.Lost {

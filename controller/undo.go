@@ -51,6 +51,32 @@ func (mv *move) progressLocked(addr string, left int64, now time.Time) {
 	mv.left[addr] = left
 }
 
+// bytesProgressLocked counts as progress of j's change its changed
+// node's bytes of j moving the change's way in that node's latest
+// heartbeat: above the most seen while it joins, below the least while
+// it leaves. The nodes report their counts of values left only at the
+// end of a pass over the job (dataplane/agent/move.go), and a first pass
+// may run longer than StuckMove: a hostile re-check's join through a
+// slow link took 303 values in 2 minutes and was undone as making no
+// progress. A full node's bytes do not grow, however the job writes.
+func (c *Controller) bytesProgressLocked(j *job, now time.Time) {
+	mv := j.move
+	n, ok := c.nodes[mv.addr]
+	if !ok {
+		return
+	}
+	b, listed := n.jobLoads.held(j.id)
+	if !listed {
+		return
+	}
+	switch {
+	case !mv.bytesSeen:
+		mv.bytesSeen, mv.bytesBest = true, b
+	case mv.role == wire.NodeJoining && b > mv.bytesBest, mv.role == wire.NodeDraining && b < mv.bytesBest:
+		mv.bytesBest, mv.progress = b, now
+	}
+}
+
 // stuckLocked reports whether j's change has made no progress for
 // Config.StuckMove and may be undone (see the top of the file).
 func (c *Controller) stuckLocked(j *job, now time.Time) bool {
@@ -71,6 +97,7 @@ func (c *Controller) stuckLocked(j *job, now time.Time) bool {
 // file): the changed node takes the opposite role at a new epoch.
 func (c *Controller) undoMoveLocked(j *job, now time.Time) {
 	mv := j.move
+	waiting := c.waitingOnLocked(j) // the stuck change's, before it turns
 	role := wire.NodeDraining
 	if mv.role == wire.NodeDraining {
 		role = wire.NodeJoining
@@ -97,10 +124,15 @@ func (c *Controller) undoMoveLocked(j *job, now time.Time) {
 	if j.undone == nil {
 		j.undone = map[string]time.Time{}
 	}
+	for addr, at := range j.undone { // saved with the job: keep what holds
+		if now.Sub(at) >= undoneHold*c.cfg.StuckMove {
+			delete(j.undone, addr)
+		}
+	}
 	j.undone[mv.addr] = now
 	c.cfg.Logger.Warn("controller: a job's map change made no progress; undoing it", "job", j.id, "node", mv.addr,
 		"change", map[wire.NodeState]string{wire.NodeJoining: "join", wire.NodeDraining: "leave"}[mv.role],
-		"ran", now.Sub(mv.start).Round(time.Second), "waiting_on", c.waitingOnLocked(j), "epoch", j.epoch)
+		"ran", now.Sub(mv.start).Round(time.Second), "waiting_on", waiting, "epoch", j.epoch)
 }
 
 // heldBackLocked reports whether addr's change of j's map was undone

@@ -117,3 +117,89 @@ func (r *elasticRig) beatAll(addrs ...string) {
 		r.beat(n, nil)
 	}
 }
+
+// TestJoinTakingValuesIsNotUndone: the movers report nothing within
+// StuckMove (their first pass over a large job through a slow link), but
+// the joining node's heartbeats show it holding more of the job: that is
+// progress, and the change is not undone. Once its bytes stop growing
+// for StuckMove, it is. Before (b77e676), a hostile re-check's join that
+// had taken 303 values in 2 minutes was undone.
+func TestJoinTakingValuesIsNotUndone(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	r := newElasticRig(t, c, a, b, x)
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m0.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	if err := c.GrowJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	r.beatAll(a, b, x)
+	j := c.jobs[m0.Job]
+	held := func(bytes int64) {
+		t.Helper()
+		if _, err := c.Heartbeat(&wire.Heartbeat{Addr: x, Since: r.since[x], Loads: []wire.JobLoad{{Job: m0.Job, Bytes: bytes}},
+			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 1000}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := j.move.start
+	step := c.cfg.StuckMove / 2
+	for i := int64(1); i <= 6; i++ { // 3 StuckMoves, its bytes growing
+		held(i << 20)
+		c.movesTick(start.Add(time.Duration(i) * step))
+		if j.move == nil || j.move.undone {
+			t.Fatalf("a join whose node's bytes grew undone after %v (move %+v)", time.Duration(i)*step, j.move)
+		}
+	}
+	held(6 << 20) // no more
+	c.movesTick(start.Add(6*step + c.cfg.StuckMove + time.Second))
+	if j.move == nil || !j.move.undone {
+		t.Fatalf("a join whose node's bytes stopped growing for StuckMove not undone: %+v", j.move)
+	}
+}
+
+// TestUndoneMarkSurvivesRestart: a controller restarted during an undo
+// does not undo it back, and still passes the node over for the job's
+// growth. Before, neither was saved: a hostile re-check's stuck change
+// flipped at each of 3 restarts, and growth took the node back at once.
+func TestUndoneMarkSurvivesRestart(t *testing.T) {
+	for _, bolt := range []bool{false, true} {
+		rs := newRestartable(t, Config{}, bolt)
+		a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+		newElasticRig(t, rs.ctl, a, b, x)
+		m0, err := rs.ctl.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.ctl.GrowJob(m0.Job, x); err != nil {
+			t.Fatal(err)
+		}
+		rs.ctl.movesTick(time.Now().Add(rs.ctl.cfg.StuckMove + time.Second))
+		if mv := rs.ctl.jobs[m0.Job].move; mv == nil || !mv.undone {
+			t.Fatalf("bolt %v: the stuck join was not undone: %+v", bolt, mv)
+		}
+		if err := rs.ctl.flush(); err != nil {
+			t.Fatal(err)
+		}
+		c := rs.restart()
+		for _, n := range []string{a, b, x} {
+			mustRegister(t, c, dramNode(n, 1<<30, 1000))
+		}
+		j := c.jobs[m0.Job]
+		if j == nil || j.move == nil || j.move.role != wire.NodeDraining || !j.move.undone {
+			t.Fatalf("bolt %v: the undo was not restored as one: %+v", bolt, j)
+		}
+		c.movesTick(time.Now().Add(3 * c.cfg.StuckMove))
+		if j.move == nil || j.move.role != wire.NodeDraining {
+			t.Fatalf("bolt %v: the restored undo was undone back: %+v", bolt, j.move)
+		}
+		c.mu.Lock()
+		held := c.heldBackLocked(j, x)
+		c.mu.Unlock()
+		if !held {
+			t.Fatalf("bolt %v: the node whose join was undone is not held back after the restart", bolt)
+		}
+	}
+}

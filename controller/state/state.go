@@ -161,6 +161,11 @@ type Job struct {
 	// kept): the job's nodes left may not carry its allotment, and
 	// another node joins (package controller, refill.go).
 	Drained time.Time `json:"drained,omitzero"`
+	// Undone are the nodes whose change of the job's map was undone (it
+	// made no progress), and when (package controller, undo.go): such a
+	// node is passed over for the job for a while, and its change in
+	// progress is not undone again; absent in records written before.
+	Undone map[string]time.Time `json:"undone,omitempty"`
 	// Trace is a live job's use so far, for its profile (profile.go); nil
 	// in tombstones, in records written before traces were stored, and
 	// before the job's first heartbeat figures.
