@@ -809,6 +809,7 @@ func (n *Node) tierOf(k Kind) Tier {
 // sweep drops expired leased versions until close.
 func (v *versionTable) sweep() {
 	defer close(v.done)
+	done := time.Now()
 	for {
 		v.mu.Lock()
 		every := min(max(v.lease/4, time.Millisecond), time.Second)
@@ -819,11 +820,58 @@ func (v *versionTable) sweep() {
 		case <-time.After(every):
 		}
 		now := time.Now()
-		for _, k := range v.expired(now) {
-			t := v.node.tierOf(k.tier)
-			for _, key := range v.takeExpired(k, now) {
-				_, _ = t.Delete([]byte(k.job), []byte(key))
-			}
+		if late := now.Sub(done) - every; late >= every {
+			v.excuseStall(now, late)
+		}
+		v.sweepAt(now)
+		done = time.Now()
+	}
+}
+
+// excuseStall keeps the sweep from counting late, how long past its due
+// time the sweep woke, against the leases: time the node did not run
+// (its process stopped, or not scheduled), in which a writer's chunk
+// puts and confirms wait unread in its sockets. A leased version's last
+// touch, and a dead version's death, move late later, at most to now,
+// never back. Before, a node stopped past a lease (60 s) dropped, on its
+// return, the chunks of an object whose confirm waited in its socket (a
+// hostile trial's reading of the code; the same class as the sink pace
+// and the controller's stalls).
+func (v *versionTable) excuseStall(now time.Time, late time.Duration) {
+	shift := func(t time.Time) time.Time {
+		if s := t.Add(late); s.Before(now) {
+			return s
+		}
+		return later(t, now)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, e := range v.m {
+		if e.leased {
+			e.touched = shift(e.touched)
+		}
+	}
+	for _, vers := range v.dead {
+		for ver, at := range vers {
+			vers[ver] = shift(time.Unix(0, at)).UnixNano()
+		}
+	}
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// sweepAt drops the leased versions expired at now.
+func (v *versionTable) sweepAt(now time.Time) {
+	for _, k := range v.expired(now) {
+		t := v.node.tierOf(k.tier)
+		for _, key := range v.takeExpired(k, now) {
+			_, _ = t.Delete([]byte(k.job), []byte(key))
 		}
 	}
 }

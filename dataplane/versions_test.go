@@ -579,3 +579,31 @@ func TestManyJobsCannotFillTheVersionTable(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkLeaseExcusesTheNodesOwnStall: the lease sweep wakes late by
+// the time the node did not run (its process stopped): a leased version
+// touched before the stop keeps the lease time it had left, counted from
+// the return, as its writer's confirm may be waiting in the socket.
+// Before, the first sweep after a stop longer than the lease dropped its
+// chunks (a hostile trial's reading of the code). A version untouched
+// for a whole lease after the return still expires.
+func TestChunkLeaseExcusesTheNodesOwnStall(t *testing.T) {
+	n := startNode(t, 16<<20, nil)
+	n.SetChunkLease(10 * time.Second)
+	c := dial(t, n, "j")
+	if r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, chunkReq("o", 1, 1), []byte("abc")); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	stopped := time.Now().Add(time.Second) // the node stops 1 s after the put
+	back := stopped.Add(30 * time.Second)  // and runs again 30 s later
+	if len(n.vers.expired(back)) != 1 {
+		t.Fatal("the test needs the leased version expired by the clock at the return")
+	}
+	n.vers.excuseStall(back, back.Sub(stopped))
+	if ks := n.vers.expired(back); len(ks) != 0 {
+		t.Fatalf("after the node's own 30 s stop, %d leased version(s) expired at its return", len(ks))
+	}
+	if ks := n.vers.expired(back.Add(10 * time.Second)); len(ks) != 1 {
+		t.Fatalf("a lease past its time after the return: %d expired, want 1", len(ks))
+	}
+}
