@@ -144,13 +144,11 @@ type jobEntry struct {
 	// ownerPrefix: what its tokens' proven connections count against
 	// (proveFor); nil: not said.
 	owner atomic.Pointer[[]byte]
-	// commits counts its puts past their check at commit (stored) whose
-	// commit has not ended: a drop waits for them (awaitCommits).
-	commits atomic.Int32
-	// atEpoch counts the same puts by the map epoch they were admitted
-	// at, modulo epochSlots (admittedAt): a move by a newer map waits for
-	// those of older epochs (Node.AwaitMoveCommits) while the new map's
-	// puts go on.
+	// atEpoch counts its puts past their check at commit (stored) whose
+	// commit has not ended, by the map epoch they were admitted at,
+	// modulo epochSlots (admittedAt): a drop waits for them all
+	// (awaitCommits, inCommit), a move by a newer map for those of older
+	// epochs (Node.AwaitMoveCommits) while the new map's puts go on.
 	atEpoch [epochSlots]atomic.Int32
 	// unreported is what the node's own drops of the job, once revoked,
 	// freed since the controller's last drop order (Node.dropRevokedData),
@@ -902,7 +900,7 @@ func (j *jobTable) dropped(job string, held int64) {
 
 // awaitCommits waits, at most d, until no put of job (revoked: its state
 // stored before this is called) is between its check at commit and the
-// commit's end (jobEntry.commits), and reports whether none is. A put
+// commit's end (jobEntry.inCommit), and reports whether none is. A put
 // counts itself before it reads the state, and the revocation stores the
 // state before this reads the count, so a put either sees the revocation
 // (and stores nothing) or is waited for: the drop that follows then
@@ -919,7 +917,21 @@ func (j *jobTable) awaitCommits(job string, d time.Duration) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	return awaitNone(ctx, func() bool { return e.commits.Load() > 0 }) == nil
+	return awaitNone(ctx, func() bool { return e.inCommit() > 0 }) == nil
+}
+
+// inCommit is how many puts of e are between their check at commit and
+// the commit's end, whatever their epoch. A put raises its slot before
+// it reads the job's state, so a reader that stored the state before it
+// sums the slots misses no put that did not see the state (Go's atomics
+// are sequentially consistent). One count per put: before, a put also
+// raised and lowered a job-wide counter beside its epoch's.
+func (e *jobEntry) inCommit() int32 {
+	var n int32
+	for i := range e.atEpoch {
+		n += e.atEpoch[i].Load()
+	}
+	return n
 }
 
 // epochSlots is how many map epochs of a job jobEntry.atEpoch tells
@@ -943,13 +955,13 @@ func (e *jobEntry) committingBefore(epoch uint64) bool {
 }
 
 // committing is how many puts of the listed jobs are between their
-// check at commit and the commit's end (jobEntry.commits), refused ones
+// check at commit and the commit's end (jobEntry.inCommit), refused ones
 // among them for the instant of their check.
 func (j *jobTable) committing() int32 {
 	var n int32
 	for i := range j.shards {
 		for _, e := range *j.shards[i].Load() {
-			n += e.commits.Load()
+			n += e.inCommit()
 		}
 	}
 	return n

@@ -249,7 +249,7 @@ func (n *Node) SetDraining(on bool) { n.drain.Store(on) }
 // before the call is still committing, or with ctx's error. Called after
 // SetDraining(true), it returns when every put admitted before the drain
 // has stored its value or failed, so a count of the node's values taken
-// after it misses none of them: a put counts itself (jobEntry.commits)
+// after it misses none of them: a put counts itself (jobEntry.inCommit)
 // before it reads the drain flag. Before, a draining node's drainer could
 // count no values left while an NVMe write admitted before the drain was
 // still under way, call the drain done, and the value was lost with the

@@ -207,8 +207,6 @@ func (n *Node) commit(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch put
 // nothing.
 func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
 	if e := ch.entry; e != nil { // before the checks: a drop, a drain and a move wait for it (awaitCommits, AwaitCommits, AwaitMoveCommits)
-		e.commits.Add(1)
-		defer e.commits.Add(-1)
 		at := e.admittedAt(ch.epoch)
 		at.Add(1)
 		defer at.Add(-1)

@@ -59,7 +59,7 @@ func (j *jobTable) versionOrderAllowed(job []byte) error {
 	default:
 		return errVersionsLive
 	}
-	if e.commits.Load() > 0 {
+	if e.inCommit() > 0 {
 		return errVersionsBusy
 	}
 	return nil
