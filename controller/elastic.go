@@ -586,6 +586,7 @@ func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 	c.bumpLocked(j)
 	j.grown++
 	c.startMoveLocked(j, &move{epoch: j.epoch, addr: addr, role: wire.NodeJoining, start: now, done: map[string]uint64{}})
+	delete(j.undone, addr) // a new change of it: undoable again (undo.go)
 	j.lastChange = now
 	c.cfg.Logger.Info("controller: job map grows", "job", j.id, "node", addr, "nodes", len(nodes), "epoch", j.epoch)
 }
@@ -652,6 +653,7 @@ func (c *Controller) shrinkJobLocked(j *job, addr string, now time.Time) {
 	c.placeLocked(j, nodes)
 	c.bumpLocked(j)
 	c.startMoveLocked(j, &move{epoch: j.epoch, addr: addr, role: wire.NodeDraining, start: now, done: map[string]uint64{}})
+	delete(j.undone, addr) // a new change of it: undoable again (undo.go)
 	j.lastChange = now
 	c.cfg.Logger.Info("controller: job map shrinks", "job", j.id, "node", addr, "nodes", len(nodes)-1, "epoch", j.epoch)
 }

@@ -602,10 +602,13 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 			j.undone[addr] = at.Local()
 		}
 		c.startMoveLocked(j, restoredMove(j))
-		if j.move != nil && c.heldBackLocked(j, j.move.addr) {
-			// Its change is an undo, or was undone: not undone again
-			// (a hostile re-check's restarts flipped a stuck change
-			// at each restart).
+		if _, ok := j.undone[moveAddr(j.move)]; ok {
+			// Its change is an undo: a later change of the node clears
+			// the mark (growJobLocked, shrinkJobLocked). Not undone
+			// again, however long it has waited (a hostile re-check's
+			// restarts flipped a stuck change at each restart; then,
+			// with the mark kept for the hold alone, at a restart past
+			// it).
 			j.move.undone = true
 		}
 		if len(r.Lost) > 0 {

@@ -135,6 +135,14 @@ func (c *Controller) undoMoveLocked(j *job, now time.Time) {
 		"ran", now.Sub(mv.start).Round(time.Second), "waiting_on", waiting, "epoch", j.epoch)
 }
 
+// moveAddr is mv's changed node ("" for no change).
+func moveAddr(mv *move) string {
+	if mv == nil {
+		return ""
+	}
+	return mv.addr
+}
+
 // heldBackLocked reports whether addr's change of j's map was undone
 // within undoneHold StuckMoves (by the clock now): the choices of a node
 // to add or shed (growCandidatesLocked, shrinkVictimLocked) pass it

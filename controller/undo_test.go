@@ -203,3 +203,42 @@ func TestUndoneMarkSurvivesRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestStuckUndoRestoredPastItsHold: an undo that is stuck too waits; a
+// controller restarted after it has waited past the hold still restores
+// it as an undo, not undone back. On fd7fe6c the mark was read as the
+// hold, and the restored undo flipped (a hostile re-check). A later
+// change of the node is undoable again.
+func TestStuckUndoRestoredPastItsHold(t *testing.T) {
+	rs := newRestartable(t, Config{}, true)
+	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
+	newElasticRig(t, rs.ctl, a, b, x)
+	m0, err := rs.ctl.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.ctl.GrowJob(m0.Job, x); err != nil {
+		t.Fatal(err)
+	}
+	rs.ctl.movesTick(time.Now().Add(rs.ctl.cfg.StuckMove + time.Second))
+	j := rs.ctl.jobs[m0.Job]
+	rs.ctl.mu.Lock()
+	j.undone[x] = time.Now().Add(-(undoneHold + 1) * rs.ctl.cfg.StuckMove) // it has waited past the hold
+	rs.ctl.dirtyJobLocked(j.id)
+	rs.ctl.mu.Unlock()
+	if err := rs.ctl.flush(); err != nil {
+		t.Fatal(err)
+	}
+	c := rs.restart()
+	for _, n := range []string{a, b, x} {
+		mustRegister(t, c, dramNode(n, 1<<30, 1000))
+	}
+	j = c.jobs[m0.Job]
+	if j.move == nil || j.move.role != wire.NodeDraining || !j.move.undone {
+		t.Fatalf("the stuck undo, restored past its hold: %+v", j.move)
+	}
+	c.movesTick(time.Now().Add(3 * c.cfg.StuckMove))
+	if j.move == nil || j.move.role != wire.NodeDraining {
+		t.Fatalf("the restored undo was undone back: %+v", j.move)
+	}
+}
