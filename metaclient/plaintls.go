@@ -36,7 +36,8 @@ var ErrControllerPlain = errors.New("the controller serves plain TCP, not TLS (i
 // the controller once a call, *probed, when a fresh connection ended
 // before any byte of the reply, an EOF or a reset), ErrControllerPlain
 // (a TLS client, a plain controller), or err itself when it is a TLS
-// certificate the client does not trust. nil for any other failure.
+// certificate the client does not trust or the controller's TLS alert
+// (it refuses the client's). nil for any other failure.
 // Before, a call that may be sent again (get-map, status) retried such a
 // failure until its context ended: a new user's OpenJob without the TLS
 // directory took 19.6 s to fail with "EOF".
@@ -44,10 +45,16 @@ func (c *Client) mismatch(ctx context.Context, reused bool, err error, probed *b
 	if c.opt.TLS != nil {
 		var rh tls.RecordHeaderError
 		var cv *tls.CertificateVerificationError
+		var oe *net.OpError
 		switch {
 		case errors.As(err, &rh):
 			return ErrControllerPlain
 		case errors.As(err, &cv):
+			return err
+		case errors.As(err, &oe) && oe.Op == "remote error":
+			// The controller's TLS alert: it refuses the client's
+			// certificate (another cluster's CA, a role it does not
+			// take). A hostile re-check's OpenJob waited its whole 60 s.
 			return err
 		}
 		return nil

@@ -94,7 +94,10 @@ func TestTLSMismatchFailsAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mixed := cli.Clone() // trusts the controller, shows another cluster's certificate
+	mixed.Certificates = stranger.Certificates
 	var cv *tls.CertificateVerificationError
+	var oe *net.OpError
 	for _, c := range []struct {
 		name string
 		addr string
@@ -108,6 +111,9 @@ func TestTLSMismatchFailsAtOnce(t *testing.T) {
 			return errors.Is(err, metaclient.ErrControllerPlain) && strings.Contains(err.Error(), "--insecure")
 		}},
 		{"TLS client of another CA", tlsCtl, stranger, func(err error) bool { return errors.As(err, &cv) }},
+		{"client certificate of another CA", tlsCtl, mixed, func(err error) bool {
+			return errors.As(err, &oe) && oe.Op == "remote error"
+		}},
 	} {
 		mc := metaclient.New(c.addr, metaclient.Options{Logger: quiet, TLS: c.tls})
 		for _, call := range []struct {

@@ -234,7 +234,10 @@ func (h *Handle) status(err error) int {
 func compatName(name string) string { return strings.TrimLeft(name, "/") }
 
 func (h *Handle) run(jobid string, f func(*Job) error) int {
-	j, err := h.job(jobid)
+	// A job id's slashes go too, as Pocket's /jobid/name and the Python
+	// layer have them (a hostile re-check: "/sort-1" answered bad token
+	// here, the value in Python).
+	j, err := h.job(strings.Trim(jobid, "/"))
 	if err != nil {
 		return h.status(err)
 	}

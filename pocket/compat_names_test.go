@@ -54,6 +54,11 @@ func TestCompatNamesDropLeadingSlashes(t *testing.T) {
 	if n := h.CountFiles("/", id); n != 2 {
 		t.Errorf("count_files / = %d (%v), want 2 (p and d)", n, h.Err())
 	}
+	for _, jobid := range []string{"/" + id, id + "/", "/" + id + "/"} {
+		if h.GetBuffer("p", buf, 3, jobid, false) != 0 || string(buf) != "abc" {
+			t.Errorf("get_buffer p of job %q: %v %q", jobid, h.Err(), buf)
+		}
+	}
 	if h.Delete("/p", id) != 0 || h.Lookup("p", id) != -1 {
 		t.Errorf("delete /p left p: %v", h.Err())
 	}
