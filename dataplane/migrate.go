@@ -116,6 +116,8 @@ type MigrateJob struct {
 	// LeaseDeadline, when not zero, ends the wait for leased chunks: after
 	// it, a leased chunk that would move is dropped with its version here
 	// (see "Leased chunks stay").
+	// It moves by the time the node did not run since the move began
+	// (Node.leaseWaitOver).
 	LeaseDeadline time.Time
 }
 
@@ -357,7 +359,7 @@ func (n *Node) moveOne(ctx context.Context, t Tier, set *placement.Set, mj *Migr
 		return nil // ours under the map: stays
 	}
 	if n.leasedChunk(t, mj.Job, key) {
-		if mj.LeaseDeadline.IsZero() || time.Now().Before(mj.LeaseDeadline) {
+		if !n.leaseWaitOver(mj.LeaseDeadline, time.Now()) {
 			st.leased.Add(1)
 			return nil // its writer confirms it here first: a later pass moves it
 		}

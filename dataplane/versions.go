@@ -96,6 +96,7 @@ type versionTable struct {
 	// per tier and job, with when (Unix ns); deadLen counts them, at most
 	// maxDead, and at most maxDeadPerJob per job.
 	dead    map[jobTier]map[uint64]int64
+	stalls  []stall // the latest stalls excused (excuseStall), oldest first
 	deadLen int
 	// removed holds, per tier and job, the versions of manifests prefix
 	// deletes removed whose drop has not reached the node (removed.go);
@@ -846,6 +847,10 @@ func (v *versionTable) excuseStall(now time.Time, late time.Duration) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if len(v.stalls) == maxStalls {
+		v.stalls = append(v.stalls[:0], v.stalls[1:]...)
+	}
+	v.stalls = append(v.stalls, stall{at: now, late: late})
 	for _, e := range v.m {
 		if e.leased {
 			e.touched = shift(e.touched)
@@ -856,6 +861,44 @@ func (v *versionTable) excuseStall(now time.Time, late time.Duration) {
 			vers[ver] = shift(time.Unix(0, at)).UnixNano()
 		}
 	}
+}
+
+// stall is one stall excuseStall excused: when the node ran again, and
+// for how long it had not.
+type stall struct {
+	at   time.Time
+	late time.Duration
+}
+
+// maxStalls is how many of the latest stalls the table remembers.
+const maxStalls = 32
+
+// stalledSince is how long the node did not run since t, as far as the
+// sweep saw (a stall that ended after t counts whole).
+func (v *versionTable) stalledSince(t time.Time) time.Duration {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var d time.Duration
+	for _, s := range v.stalls {
+		if s.at.After(t) {
+			d += s.late
+		}
+	}
+	return d
+}
+
+// leaseWaitOver reports whether a move's wait for leased chunks, ending
+// at deadline (zero: never), is over at now. The deadline is one chunk
+// lease after the move began (the mover's and the drainer's), and moves
+// by the time the node did not run since (stalledSince): a writer's
+// confirm may wait unread in its socket. Before, a node stopped 66 s
+// during a drain dropped a writer's 3 leased chunks on its return, and
+// the writer's close failed (a hostile re-check).
+func (n *Node) leaseWaitOver(deadline, now time.Time) bool {
+	if deadline.IsZero() {
+		return false
+	}
+	return !now.Before(deadline.Add(n.vers.stalledSince(deadline.Add(-n.ChunkLease()))))
 }
 
 // later is the later of a and b.

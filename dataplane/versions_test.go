@@ -607,3 +607,31 @@ func TestChunkLeaseExcusesTheNodesOwnStall(t *testing.T) {
 		t.Fatalf("a lease past its time after the return: %d expired, want 1", len(ks))
 	}
 }
+
+// TestMoveLeaseWaitExcusesTheNodesOwnStall: a move's (or a drain's) wait
+// for leased chunks ends one chunk lease after it began, moved by the
+// time the node did not run since: a node stopped 66 s in a drain's
+// first seconds must not drop, on its return, the chunks whose confirm
+// waits in its socket. Before (5542965), it did: a hostile re-check's
+// writer's close failed, its 3 chunks dropped.
+func TestMoveLeaseWaitExcusesTheNodesOwnStall(t *testing.T) {
+	n := startNode(t, 16<<20, nil)
+	n.SetChunkLease(10 * time.Second)
+	began := time.Now()
+	deadline := began.Add(n.ChunkLease())
+	stopped := began.Add(2 * time.Second)
+	back := stopped.Add(66 * time.Second)
+	if !n.leaseWaitOver(deadline, back) {
+		t.Fatal("the test needs the wait over by the clock at the return")
+	}
+	n.vers.excuseStall(back, back.Sub(stopped))
+	if n.leaseWaitOver(deadline, back.Add(time.Second)) {
+		t.Fatal("after the node's own 66 s stop, the move's wait for leased chunks was over 1 s after its return")
+	}
+	if !n.leaseWaitOver(deadline, back.Add(9*time.Second)) {
+		t.Fatal("the wait goes on past its lease after the return")
+	}
+	if n.leaseWaitOver(time.Time{}, back) {
+		t.Fatal("a move without a deadline ended its wait")
+	}
+}
