@@ -144,6 +144,12 @@ class _Stalled(OSError):
     connection: presumed stopped (or cut off)."""
 
 
+def _tls_alert(e: BaseException) -> bool:
+    """Whether e is a TLS alert the controller sent (it refuses the
+    client's certificate: of another CA, or without a role it takes)."""
+    return isinstance(e, ssl.SSLError) and "ALERT" in (e.reason or "").upper()
+
+
 class Controller:
     """A client of the controller at addr ("host:port"). tls is an
     SSLContext (see tls_context), or None for plain TCP."""
@@ -193,6 +199,11 @@ class Controller:
                                "(stopped, or cut off)") from None
             except ssl.SSLError as e:
                 s.close()
+                if _tls_alert(e):
+                    raise errors.PocketError(
+                        f"controller {self.addr} refused this client's TLS certificate ({e}): give the cluster's "
+                        "TLS directory (the one pocket up printed), or certificates pocket cert issue made from "
+                        "its CA", errors.Code.UNSUPPORTED) from e
                 hint = self._not_tls_hint(e, host, int(port))
                 if hint:
                     raise errors.PocketError(f"controller {self.addr}: {e} ({hint})", errors.Code.UNSUPPORTED) from e
@@ -406,6 +417,15 @@ class Controller:
             except (OSError, ValueError) as e:
                 self._drop()
                 wrote = wrote or self._sent
+                if self.tls is not None and _tls_alert(e):
+                    # The controller refuses this client's certificate
+                    # (TLS 1.3 says so at the first read). No retry mends
+                    # it: before, a call waited ``wait`` (15 s) for it
+                    # (a hostile re-check), as the Go metaclient did.
+                    raise errors.PocketError(
+                        f"controller {self.addr} refused this client's TLS certificate ({e}): give the cluster's "
+                        "TLS directory (the one pocket up printed), or certificates pocket cert issue made from "
+                        "its CA", errors.Code.UNSUPPORTED) from e
                 if wrote and self.tls is None and not reused and not self._got \
                         and not isinstance(e, _Stalled) and self._speaks_tls():
                     # Any call: before 2026-12-07 an idempotent one (a map

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import ssl
 import threading
+from pathlib import Path
 
 import flatbuffers
 import pytest
@@ -18,6 +21,7 @@ import pytest
 import pocket
 from pocket import control, wire
 from pocket.fb import Response as fbResponse
+from conftest import wait_for
 
 
 def test_default_tls_dir_order(tmp_path, monkeypatch):
@@ -206,3 +210,29 @@ def test_standby_without_leader_says_election(standby):
             c.register_job("no-leader")
     assert e.value.code == pocket.Code.NOT_LEADER == 24
     assert control.NO_LEADER_HINT in str(e.value)
+
+
+def test_refused_client_certificate_fails_at_once(cluster, bins, tmp_path):
+    """A client whose certificate the controller refuses (another
+    cluster's CA) fails at once, saying so; before, open_job and
+    register_job each waited the client's 15 s and raised Unavailable
+    (a hostile re-check)."""
+    other = tmp_path / "other"
+    proc = subprocess.Popen([bins["pocket"], "controller", "--data-dir", str(other), "--listen", "127.0.0.1:0",
+                             "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        assert wait_for(lambda: (other / "tls" / "client-key.pem").exists(), 20), "no second CA made"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(Path(cluster.tls_dir) / "ca.pem", mixed / "ca.pem")
+    for f in ("client.pem", "client-key.pem"):
+        shutil.copy(other / "tls" / f, mixed / f)
+    with pocket.Client(cluster.addr, tls_dir=str(mixed), controller_wait=60.0) as c:
+        with pytest.raises(pocket.PocketError) as e:
+            c.register_job("stranger")
+    assert not isinstance(e.value, pocket.Unavailable), str(e.value)
+    assert "refused this client's TLS certificate" in str(e.value), str(e.value)
