@@ -16,17 +16,8 @@ import (
 // ends once the nodes moved them back, and the node is not chosen to
 // grow the job again for undoneHold.
 func TestStuckJoinIsUndone(t *testing.T) {
-	c := newTest(t, Config{})
-	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-	r := newElasticRig(t, c, a, b, x)
-	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil || len(m0.Nodes) != 2 {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
-	if err := c.GrowJob(m0.Job, x); err != nil {
-		t.Fatal(err)
-	}
-	r.beatAll(a, b, x)
+	c, r, m0 := joining(t)
+	a, b, x := r.addrs[0], r.addrs[1], r.addrs[2]
 	m1 := r.mapOf(m0)
 	j := c.jobs[m0.Job]
 	start := j.move.start
@@ -125,17 +116,8 @@ func (r *elasticRig) beatAll(addrs ...string) {
 // for StuckMove, it is. Before (b77e676), a hostile re-check's join that
 // had taken 303 values in 2 minutes was undone.
 func TestJoinTakingValuesIsNotUndone(t *testing.T) {
-	c := newTest(t, Config{})
-	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-	r := newElasticRig(t, c, a, b, x)
-	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil || len(m0.Nodes) != 2 {
-		t.Fatalf("register: %+v %v", m0, err)
-	}
-	if err := c.GrowJob(m0.Job, x); err != nil {
-		t.Fatal(err)
-	}
-	r.beatAll(a, b, x)
+	c, r, m0 := joining(t)
+	x := r.addrs[2]
 	j := c.jobs[m0.Job]
 	held := func(bytes int64) {
 		t.Helper()
@@ -241,4 +223,28 @@ func TestStuckUndoRestoredPastItsHold(t *testing.T) {
 	if j.move == nil || j.move.role != wire.NodeDraining {
 		t.Fatalf("the restored undo was undone back: %+v", j.move)
 	}
+}
+
+// joining is a controller with DRAM nodes 7001-7003, a job on the first
+// two, and the third joining its map, the epoch confirmed by all.
+func joining(t *testing.T) (*Controller, *joinRig, *wire.PlacementMap) {
+	t.Helper()
+	c := newTest(t, Config{})
+	addrs := []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}
+	r := &joinRig{elasticRig: newElasticRig(t, c, addrs...), addrs: addrs}
+	m0, err := c.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil || len(m0.Nodes) != 2 {
+		t.Fatalf("register: %+v %v", m0, err)
+	}
+	if err := c.GrowJob(m0.Job, addrs[2]); err != nil {
+		t.Fatal(err)
+	}
+	r.beatAll(addrs...)
+	return c, r, m0
+}
+
+// joinRig is joining's rig and its nodes' addresses.
+type joinRig struct {
+	*elasticRig
+	addrs []string
 }
