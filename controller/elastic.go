@@ -1152,11 +1152,7 @@ func (c *Controller) holdsAllotLocked(j *job, x string) bool {
 		if t == nil {
 			continue
 		}
-		bw := t.Mbps
-		if bw <= 0 {
-			bw = c.cfg.Policy.NodeMbps
-		}
-		mbps += bw
+		mbps += c.tierMbps(*t)
 		bytes = wire.SatAdd(bytes, t.CapacityBytes)
 	}
 	return mbps >= j.allocMbps && bytes >= j.allocBytes

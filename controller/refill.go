@@ -115,11 +115,7 @@ func (c *Controller) oversubscribedLocked(j *job) string {
 		if t == nil {
 			continue
 		}
-		bw := t.Mbps
-		if bw <= 0 {
-			bw = c.cfg.Policy.NodeMbps
-		}
-		if l.mbps > bw*(1+1e-9) || l.bytes[j.tier] > t.CapacityBytes {
+		if l.mbps > c.tierMbps(*t)*(1+1e-9) || l.bytes[j.tier] > t.CapacityBytes {
 			return mn.Addr
 		}
 	}

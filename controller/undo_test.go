@@ -148,28 +148,7 @@ func TestJoinTakingValuesIsNotUndone(t *testing.T) {
 // flipped at each of 3 restarts, and growth took the node back at once.
 func TestUndoneMarkSurvivesRestart(t *testing.T) {
 	for _, bolt := range []bool{false, true} {
-		rs := newRestartable(t, Config{}, bolt)
-		a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-		newElasticRig(t, rs.ctl, a, b, x)
-		m0, err := rs.ctl.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rs.ctl.GrowJob(m0.Job, x); err != nil {
-			t.Fatal(err)
-		}
-		rs.ctl.movesTick(time.Now().Add(rs.ctl.cfg.StuckMove + time.Second))
-		if mv := rs.ctl.jobs[m0.Job].move; mv == nil || !mv.undone {
-			t.Fatalf("bolt %v: the stuck join was not undone: %+v", bolt, mv)
-		}
-		if err := rs.ctl.flush(); err != nil {
-			t.Fatal(err)
-		}
-		c := rs.restart()
-		for _, n := range []string{a, b, x} {
-			mustRegister(t, c, dramNode(n, 1<<30, 1000))
-		}
-		j := c.jobs[m0.Job]
+		c, j, x := undoneAcrossRestart(t, bolt, nil)
 		if j == nil || j.move == nil || j.move.role != wire.NodeDraining || !j.move.undone {
 			t.Fatalf("bolt %v: the undo was not restored as one: %+v", bolt, j)
 		}
@@ -192,7 +171,26 @@ func TestUndoneMarkSurvivesRestart(t *testing.T) {
 // hold, and the restored undo flipped (a hostile re-check). A later
 // change of the node is undoable again.
 func TestStuckUndoRestoredPastItsHold(t *testing.T) {
-	rs := newRestartable(t, Config{}, true)
+	c, j, _ := undoneAcrossRestart(t, true, func(c *Controller, j *job, x string) {
+		j.undone[x] = time.Now().Add(-(undoneHold + 1) * c.cfg.StuckMove) // it has waited past the hold
+	})
+	if j.move == nil || j.move.role != wire.NodeDraining || !j.move.undone {
+		t.Fatalf("the stuck undo, restored past its hold: %+v", j.move)
+	}
+	c.movesTick(time.Now().Add(3 * c.cfg.StuckMove))
+	if j.move == nil || j.move.role != wire.NodeDraining {
+		t.Fatalf("the restored undo was undone back: %+v", j.move)
+	}
+}
+
+// undoneAcrossRestart grows a job of a restartable controller (bolt or
+// memory store) onto 7003, lets the join be undone as stuck, runs before
+// (when not nil) under the lock, saves, restarts the controller and has
+// the nodes register again. It returns the restarted controller, the
+// job there and the node whose join was undone.
+func undoneAcrossRestart(t *testing.T, bolt bool, before func(c *Controller, j *job, x string)) (*Controller, *job, string) {
+	t.Helper()
+	rs := newRestartable(t, Config{}, bolt)
 	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
 	newElasticRig(t, rs.ctl, a, b, x)
 	m0, err := rs.ctl.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
@@ -204,10 +202,15 @@ func TestStuckUndoRestoredPastItsHold(t *testing.T) {
 	}
 	rs.ctl.movesTick(time.Now().Add(rs.ctl.cfg.StuckMove + time.Second))
 	j := rs.ctl.jobs[m0.Job]
-	rs.ctl.mu.Lock()
-	j.undone[x] = time.Now().Add(-(undoneHold + 1) * rs.ctl.cfg.StuckMove) // it has waited past the hold
-	rs.ctl.dirtyJobLocked(j.id)
-	rs.ctl.mu.Unlock()
+	if mv := j.move; mv == nil || !mv.undone {
+		t.Fatalf("bolt %v: the stuck join was not undone: %+v", bolt, mv)
+	}
+	if before != nil {
+		rs.ctl.mu.Lock()
+		before(rs.ctl, j, x)
+		rs.ctl.dirtyJobLocked(j.id)
+		rs.ctl.mu.Unlock()
+	}
 	if err := rs.ctl.flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -215,14 +218,7 @@ func TestStuckUndoRestoredPastItsHold(t *testing.T) {
 	for _, n := range []string{a, b, x} {
 		mustRegister(t, c, dramNode(n, 1<<30, 1000))
 	}
-	j = c.jobs[m0.Job]
-	if j.move == nil || j.move.role != wire.NodeDraining || !j.move.undone {
-		t.Fatalf("the stuck undo, restored past its hold: %+v", j.move)
-	}
-	c.movesTick(time.Now().Add(3 * c.cfg.StuckMove))
-	if j.move == nil || j.move.role != wire.NodeDraining {
-		t.Fatalf("the restored undo was undone back: %+v", j.move)
-	}
+	return c, c.jobs[m0.Job], x
 }
 
 // joining is a controller with DRAM nodes 7001-7003, a job on the first

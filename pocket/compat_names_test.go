@@ -12,19 +12,7 @@ import (
 // PutBuffer "/p", Python get_buffer "/p" answered -1). Every Handle call
 // now names the key without them.
 func TestCompatNamesDropLeadingSlashes(t *testing.T) {
-	c := newSteadyCluster(t, 1)
-	t.Setenv("POCKET_CONTROLLER", c.addr)
-	t.Setenv("POCKET_TLS_DIR", "")
-	t.Setenv("POCKET_CREDENTIAL", "")
-	id, err := RegisterJob("compat-names", 1, 0, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := Connect("", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h, id := compatJob(t, newSteadyCluster(t, 1).addr, "compat-names", 1)
 	if h.PutBuffer([]byte("abc"), 3, "/p", id, false) != 0 {
 		t.Fatalf("put /p: %v", h.Err())
 	}
@@ -62,4 +50,24 @@ func TestCompatNamesDropLeadingSlashes(t *testing.T) {
 	if h.Delete("/p", id) != 0 || h.Lookup("p", id) != -1 {
 		t.Errorf("delete /p left p: %v", h.Err())
 	}
+}
+
+// compatJob points the compat layer at the controller at addr (plain
+// TCP, no credential), registers a job of name and lambdas through it and
+// returns a Handle, closed when the test ends, and the job's id.
+func compatJob(t *testing.T, addr, name string, lambdas int) (*Handle, string) {
+	t.Helper()
+	t.Setenv("POCKET_CONTROLLER", addr)
+	t.Setenv("POCKET_TLS_DIR", "")
+	t.Setenv("POCKET_CREDENTIAL", "")
+	id, err := RegisterJob(name, lambdas, 0, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Connect("", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h, id
 }

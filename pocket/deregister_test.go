@@ -276,18 +276,7 @@ func TestDeregisterRefusedStaysLive(t *testing.T) {
 // it and a new one. Before, it returned -1 and kept the job's token.
 func TestCompatDeregisterDeadNode(t *testing.T) {
 	c := newSteadyCluster(t, 3)
-	t.Setenv("POCKET_CONTROLLER", c.addr)
-	t.Setenv("POCKET_TLS_DIR", "")
-	t.Setenv("POCKET_CREDENTIAL", "")
-	id, err := RegisterJob("compat-dead", 40, 0, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := Connect("", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h, id := compatJob(t, c.addr, "compat-dead", 40)
 	var names []string
 	for i := range 12 {
 		n := fmt.Sprintf("out%02d", i)

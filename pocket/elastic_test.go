@@ -95,24 +95,7 @@ func TestGrowShrinkMovesOwnedValues(t *testing.T) {
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		keys := make([]string, 0, len(vals))
-		for k := range vals {
-			keys = append(keys, k)
-		}
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			k := keys[i%len(keys)]
-			got, err := j.Get(ctx, k)
-			reads.Add(1)
-			if err != nil || !bytes.Equal(got, content(k, vals[k])) {
-				bad.Add(1)
-				t.Errorf("get %s during the change: %d bytes, %v", k, len(got), err)
-			}
-		}
+		readLoop(ctx, t, j, vals, stop, &reads, &bad)
 	}()
 	if err := ctl.GrowJob(j.ID(), newcomer); err != nil {
 		t.Fatal(err)
@@ -338,5 +321,29 @@ func TestStaleRefetchKeepsAsking(t *testing.T) {
 	}()
 	if moved, _ := j.refreshNewer(ctx, used); !moved {
 		t.Fatalf("no newer map than epoch %d within %v", used, staleWait)
+	}
+}
+
+// readLoop gets the keys of vals from j in turn until stop is closed,
+// failing t on an error or a value other than content(key, size); it
+// counts the reads and the bad ones.
+func readLoop(ctx context.Context, t *testing.T, j *Job, vals map[string]int, stop <-chan struct{}, reads, bad *atomic.Int64) {
+	keys := make([]string, 0, len(vals))
+	for k := range vals {
+		keys = append(keys, k)
+	}
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		k := keys[i%len(keys)]
+		got, err := j.Get(ctx, k)
+		reads.Add(1)
+		if err != nil || !bytes.Equal(got, content(k, vals[k])) {
+			bad.Add(1)
+			t.Errorf("get %s during the change: %d bytes, %v", k, len(got), err)
+		}
 	}
 }

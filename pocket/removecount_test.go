@@ -66,19 +66,7 @@ func TestRemoveAllCountSaysWhatWent(t *testing.T) {
 // empty or only slashes fails (-1, ErrBadName) and deletes nothing; it
 // had emptied the job.
 func TestCompatDeleteRefusesTheWholeJob(t *testing.T) {
-	c := newSteadyCluster(t, 1)
-	t.Setenv("POCKET_CONTROLLER", c.addr)
-	t.Setenv("POCKET_TLS_DIR", "")
-	t.Setenv("POCKET_CREDENTIAL", "")
-	id, err := RegisterJob("compat-rm", 1, 0, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := Connect("", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h, id := compatJob(t, newSteadyCluster(t, 1).addr, "compat-rm", 1)
 	if h.PutBuffer([]byte("kept"), 4, "k", id, false) != 0 {
 		t.Fatalf("put: %v", h.Err())
 	}

@@ -69,17 +69,7 @@ func TestRetiredJobListsItsPersistedValues(t *testing.T) {
 // with that answer (-1).
 func TestCompatDeletesPersistedAfterDeregister(t *testing.T) {
 	c := newTestCluster(t, 3, 64<<20)
-	t.Setenv("POCKET_CONTROLLER", c.addr)
-	t.Setenv("POCKET_TLS_DIR", "")
-	id, err := RegisterJob("compat-persist", 40, 0, 0, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := Connect("", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h, id := compatJob(t, c.addr, "compat-persist", 40)
 	if h.PutBuffer([]byte("kept"), 4, "out", id, true) != 0 || h.PutBuffer([]byte("gone"), 4, "tmp", id, false) != 0 {
 		t.Fatalf("puts: %v", h.Err())
 	}

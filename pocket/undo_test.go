@@ -64,24 +64,7 @@ func TestStuckGrowIsUndone(t *testing.T) {
 	wg.Add(1)
 	go func() { // readers of the job's values
 		defer wg.Done()
-		keys := make([]string, 0, len(vals))
-		for k := range vals {
-			keys = append(keys, k)
-		}
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			k := keys[i%len(keys)]
-			got, err := j.Get(ctx, k)
-			reads.Add(1)
-			if err != nil || !bytes.Equal(got, content(k, vals[k])) {
-				bad.Add(1)
-				t.Errorf("get %s during the change: %d bytes, %v", k, len(got), err)
-			}
-		}
+		readLoop(ctx, t, j, vals, stop, &reads, &bad)
 	}()
 	acked := map[string]int{} // a writer's acknowledged puts: key -> size
 	var refused int
