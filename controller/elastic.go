@@ -499,8 +499,9 @@ func (c *Controller) finishMoveLocked(j *job, now time.Time) bool {
 // CodeUnknownJob, CodeNotFound for a node that is not active or lacks the
 // job's tier, CodeExists when addr is in the map, CodeBusy while the map
 // is changing, CodeNoSpace when no node can be added or addr has no spare
-// byte of the tier. The node gets no more of the job's allotted bytes
-// than it has spare (growJobLocked).
+// byte of the tier. The node gets no more of the job's bytes (its
+// allotment, or what it holds when more) than it has spare
+// (growJobLocked).
 func (c *Controller) GrowJob(id, addr string) error {
 	c.mu.Lock()
 	err := c.growJobByIDLocked(id, addr, time.Now())
@@ -570,7 +571,8 @@ func (c *Controller) growJobByIDLocked(id, addr string, now time.Time) error {
 
 // growJobLocked adds addr to j's map as joining, with the mean weight of
 // the map's nodes (so its share of the keys is 1/(n+1)), or less: no more
-// of the job's allotted bytes than the node has spare (growWeight).
+// of the job's bytes, the larger of its allotment and what its nodes say
+// it holds, than the node has spare (growWeight).
 func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 	w := 1.0
 	if len(j.nodes) > 0 {
@@ -579,7 +581,11 @@ func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 			w += mn.Weight
 		}
 		w /= float64(len(j.nodes))
-		w = growWeight(w, c.spareBytesLocked(addr, j.tier), j.allocBytes, j.nodes)
+		// The bytes the job holds when beyond its allotment (puts beyond a
+		// hint are taken while its nodes have room): the joining node is
+		// sent its share of those.
+		held := int64(min(c.jobUtilLocked(j, 1).Bytes, float64(wire.MaxNodeBytes)))
+		w = growWeight(w, c.spareBytesLocked(addr, j.tier), max(j.allocBytes, held), j.nodes)
 	}
 	nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: addr, Weight: w, State: wire.NodeJoining, Since: wire.SinceNotYet})
 	c.renormalizeLocked(j, nodes)

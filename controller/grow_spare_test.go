@@ -43,3 +43,40 @@ func TestGrowthHoldsWithinTheNodesSpare(t *testing.T) {
 		t.Errorf("grow onto %s, whose 1 GiB is all used: %v; want a no-space refusal", full, err)
 	}
 }
+
+// TestGrowthHoldsTheJobsHeldBytesWithinTheSpare: a job holding more than
+// its allotment (puts beyond a hint are taken while a node has room) grown
+// onto a node gives it no more of the bytes it holds than the node has
+// spare. Before, the weight was cut by the allotment alone: a job allotted
+// 1 GiB holding 8 GiB, grown onto a node with 1 GiB spare, sent it half
+// its keys (4 GiB), and the move stuck on the full node until undone.
+func TestGrowthHoldsTheJobsHeldBytesWithinTheSpare(t *testing.T) {
+	c := newTest(t, Config{FirstJobSeq: 1})
+	big, small := "127.0.0.1:7001", "127.0.0.1:7002"
+	tiers := []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 16 << 30, UsedBytes: 8 << 30, Mbps: 8000}}
+	mustRegister(t, c, &wire.NodeRegister{Addr: big, Tiers: tiers})
+	m, err := c.RegisterJob("j", wire.JobHints{CapacityBytes: 1 << 30, PeakMbps: 1000})
+	if err != nil || len(m.Nodes) != 1 {
+		t.Fatalf("register: %+v, %v", m, err)
+	}
+	if _, err := c.Heartbeat(&wire.Heartbeat{Addr: big, Tiers: tiers,
+		Loads: []wire.JobLoad{{Job: m.Job, Bytes: 8 << 30}}}); err != nil {
+		t.Fatal(err)
+	}
+	mustRegister(t, c, &wire.NodeRegister{Addr: small, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, Mbps: 8000}}})
+	if err := c.GrowJob(m.Job, small); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	var sum, w float64
+	for _, mn := range c.jobs[m.Job].nodes {
+		sum += mn.Weight
+		if mn.Addr == small {
+			w = mn.Weight
+		}
+	}
+	c.mu.Unlock()
+	if got := w / sum * float64(8<<30); got > 1<<30+1 {
+		t.Errorf("node %s (1 GiB spare) gets %.2f GiB of the 8 GiB the job holds: more than it can hold", small, got/(1<<30))
+	}
+}
