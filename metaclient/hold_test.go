@@ -368,3 +368,33 @@ func TestWrittenRegistrationIsNotCut(t *testing.T) {
 		t.Fatalf("registration held %v by a loaded controller: %v %+v", hold, err, m)
 	}
 }
+
+// TestProbeExcusesTheClientsOwnStall: a stall probe whose client was
+// stopped past the probe's bound (here a sleep between its challenge and
+// the read of the answer) took the answer that came meanwhile for silence
+// and cut a held map fetch as ErrUnresponsive; the probe is now made again
+// (ownStall), and the fetch is answered.
+func TestProbeExcusesTheClientsOwnStall(t *testing.T) {
+	const hold = 6 * time.Second
+	h := startHolder(t, hold)
+	var once sync.Once
+	probeWritten = func() { once.Do(func() { time.Sleep(stallWait + stallWait/2 + 500*time.Millisecond) }) }
+	t.Cleanup(func() { probeWritten = nil })
+	c := h.newClient()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	m, err := c.GetMap(ctx, "j-1", []byte("tok"))
+	if err != nil || m.Epoch != 2 {
+		t.Fatalf("GetMap held %v, its first probe's client stalled: %v %+v", hold, err, m)
+	}
+	if took := time.Since(start); took < hold {
+		t.Fatalf("the map fetch returned after %v, before the holder answered it (%v)", took, hold)
+	}
+	if n := len(h.fetched); n != 1 {
+		t.Fatalf("the holder saw %d map fetches, want 1: the wait was cut and the fetch sent again", n)
+	}
+	c.Close()
+	waitNoReadErrors(t, h)
+}

@@ -93,7 +93,13 @@ func (c *Client) watch(ctx context.Context, conn net.Conn) *watch {
 				return
 			case <-t.C:
 			}
-			if err := c.probe(ctx, conn.RemoteAddr().String()); silent(err) && ctx.Err() == nil {
+			start := time.Now()
+			err := c.probe(ctx, conn.RemoteAddr().String())
+			if silent(err) && ctx.Err() == nil && ownStall(time.Since(start)) {
+				t.Reset(0) // the client's own stall, not the controller's silence: probe again
+				continue
+			}
+			if silent(err) && ctx.Err() == nil {
 				w.mu.Lock()
 				if !w.stopped {
 					w.stalled = true
@@ -123,6 +129,14 @@ func (w *watch) stop() bool {
 	<-w.done
 	return stalled
 }
+
+// ownStall reports whether a probe that met silence took so much longer
+// than its bound (stallWait) that the client itself did not run meanwhile
+// (a stop, a stall of its host): the probe's deadline then passed with the
+// controller's answer unread, perhaps in the socket. Such a probe is made
+// again at once. A controller that is silent ends a probe at stallWait,
+// give or take the client's scheduling, well within stallWait/2.
+func ownStall(took time.Duration) bool { return took > stallWait+stallWait/2 }
 
 // silent reports whether err, a probe's, is silence: a timeout, or a
 // refusal (nothing listens: the process is gone). An end of the
@@ -156,6 +170,9 @@ func (c *Client) probe(ctx context.Context, addr string) error {
 	if _, err := conn.Write(wire.AppendControlFrame(nil, wire.OpChallenge, 1, wire.CodeOK, req)); err != nil {
 		return err
 	}
+	if probeWritten != nil {
+		probeWritten()
+	}
 	// The whole reply is read (and over TLS the session tickets before
 	// it), so the close sends no reset: the controller logged each probe
 	// closed with its reply unread as a warning (an HA trial: 97 in 8
@@ -168,6 +185,10 @@ func (c *Client) probe(ctx context.Context, addr string) error {
 	}
 	return err
 }
+
+// probeWritten, when not nil, runs between a probe's challenge and the
+// read of its answer (a test's stall of the client).
+var probeWritten func()
 
 // dialRaw connects to addr (c's controller, or the address a connection
 // to it reached), over TLS with Options.TLS (verified as c's address's
