@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"syscall"
+	"time"
 
 	"github.com/pocketstore/pocket/wire"
 )
@@ -98,11 +99,41 @@ func (e *closedError) Unwrap() error { return e.err }
 // marked closed (ClosedByNode) when the node closed or reset it.
 func connErr(addr string, why error) error {
 	we := &wire.Error{Code: wire.CodeUnavailable, Msg: fmt.Sprintf("node %s: connection lost: %v", addr, why)}
+	var es errSilent
+	if errors.As(why, &es) && !es.writing {
+		return &silentError{err: we, silence: es.silence}
+	}
 	if errors.Is(why, io.EOF) || errors.Is(why, io.ErrUnexpectedEOF) ||
 		errors.Is(why, syscall.ECONNRESET) || errors.Is(why, syscall.EPIPE) {
 		return &closedError{err: we}
 	}
 	return we
+}
+
+// silentError is the error of a connection failed on silence
+// (Options.Silence) with no frame being written: the requests on it were
+// written whole, and the node may execute them when it resumes. It
+// unwraps to its wire.ErrUnavailable.
+type silentError struct {
+	err     *wire.Error
+	silence time.Duration
+}
+
+func (e *silentError) Error() string { return e.err.Error() }
+func (e *silentError) Unwrap() error { return e.err }
+
+// FailedOnSilence reports whether err (from Client.Do, possibly wrapped)
+// is the loss of a connection on which the node sent nothing for silence
+// (Options.Silence, returned) after the request was written whole: the
+// node (frozen, stalled or cut off) may still execute it when it resumes.
+// A connection failed while a frame was being written is not (the node
+// drops a frame cut short).
+func FailedOnSilence(err error) (silence time.Duration, ok bool) {
+	var s *silentError
+	if errors.As(err, &s) {
+		return s.silence, true
+	}
+	return 0, false
 }
 
 // ClosedByNode reports whether err (from Client.Do, possibly wrapped) is

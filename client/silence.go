@@ -33,7 +33,9 @@ import (
 // node silent for 30 s dead. A smaller Silence, or a node without a
 // controller, leaves the outcome open: a hostile trial with Silence 1 s
 // and a standalone node saw a put failed on silence land after the next,
-// acknowledged, put of its key when the node resumed (5 of 12 rounds). The SDK
+// acknowledged, put of its key when the node resumed (5 of 12 rounds).
+// Such an error is FailedOnSilence, and the SDK fences the key until the
+// node has been silent for 30 s in all (pocket/fence.go). The SDK
 // then fetches the job's map and answers as for any node that cannot be
 // reached: the node's dead-node error once the controller marks it dead,
 // or the same request again. A write whose unsent bytes cannot be read

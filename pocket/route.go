@@ -206,6 +206,9 @@ func (j *Job) doReq(ctx context.Context, op wire.Op, flags uint16, key []byte, c
 			r, err = j.goneCheck(ctx, t.addr, resendable(op, flags), func() (client.Reply, error) { return j.resendLost(ctx, op, flags, send) })
 			err = j.keyAnswer(op, flags, t.addr, err)
 		}
+		if chunk == 0 && !readOnly(op, flags) {
+			j.fenceSilent(string(key), flags&wire.FlagPrefix != 0, err)
+		}
 		if errors.Is(err, errGivenUp) {
 			return r, t.addr, err
 		}
