@@ -76,6 +76,8 @@ func TestAddressAndFileFlagsAreUsageErrors(t *testing.T) {
 		{args: append(ctl, "--etcd", "127.0.0.1:1", "--secret-file", missing), lead: `--secret-file "` + missing + `"`},
 		// Each range check names its own flag.
 		{args: append(node, "--loops", "-2"), lead: "--loops -2:", not: "--max-conns"},
+		// Was flag's "parse error" (a new user's trial).
+		{args: []string{"job", "register", "j", "--insecure", "--lambdas", "-1"}, lead: "--lambdas -1:", also: "0 or more"},
 		{args: append(node, "--max-conns", "-1"), lead: "--max-conns -1:", not: "--loops"},
 		{args: append(up, "--autoscale", "--nodes", "9"), lead: "--nodes 9:", not: "--min-nodes 9"},
 		{args: append(up, "--autoscale", "--nodes", "0"), lead: "--nodes 0:", not: "--min-nodes 0"},

@@ -236,38 +236,42 @@ const hintNext = "add nodes (pocket node --controller ADDR, or pocket up --nodes
 // operator's certificate), the tier chosen as the controller chooses it:
 // at the controller's prices, which its status reply carries, else (a
 // controller that does not send them) at prices. It returns the
-// excesses, or the error that kept it from checking, and the controller
-// that answered as the leader ("" when none was asked). Without capacity
-// or bandwidth hints it asks nothing.
-func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints, prices controller.Prices) (excess []hintExcess, leader string, err error) {
-	if h.CapacityBytes == 0 && h.PeakMbps == 0 && h.Lambdas == 0 {
-		return nil, "", nil
+// excesses, or the error that kept it from checking, the controller
+// that answered as the leader ("" when none was asked), and whether the
+// controller's prices were used (ctlPrices). Without capacity or
+// bandwidth hints it asks nothing.
+func checkHints(ctx context.Context, addr string, tf *tlsFlags, h wire.JobHints, prices controller.Prices) (excess []hintExcess, leader string, ctlPrices bool, err error) {
+	if !hinted(h) {
+		return nil, "", false, nil
 	}
 	tc, err := tf.config(pki.RoleOperator)
 	var none *noMemberError
 	if errors.As(err, &none) {
 		// A tenant's directory: its client certificate may not read the
 		// cluster's status, and should not be told to get an operator's.
-		return nil, "", errors.New("that needs the cluster's status, which an operator's certificate reads and a client's may not")
+		return nil, "", false, errors.New("that needs the cluster's status, which an operator's certificate reads and a client's may not")
 	}
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	mc := metaclient.New(ctlAddr(addr), metaclient.Options{TLS: tc, RetryFor: ctlRetryFor(ctlAddr(addr))})
 	defer mc.Close()
 	st, err := mc.Status(ctx)
 	if err != nil {
-		return nil, "", ctlError(err, addr, tf.insecure)
+		return nil, "", false, ctlError(err, addr, tf.insecure)
 	}
 	if p, ok, _ := replyPrices(st); ok {
-		prices = p
+		prices, ctlPrices = p, true
 	}
 	f, err := clusterTierFor(st, hintsNeed(h), prices)
 	if err != nil {
-		return nil, mc.Leader(), err
+		return nil, mc.Leader(), ctlPrices, err
 	}
-	return hintExcesses(h, f), mc.Leader(), nil
+	return hintExcesses(h, f), mc.Leader(), ctlPrices, nil
 }
+
+// hinted reports whether h gives a hint checkHints checks.
+func hinted(h wire.JobHints) bool { return h.CapacityBytes != 0 || h.PeakMbps != 0 || h.Lambdas != 0 }
 
 // leaderFirst is the controller list (comma-separated) with leader, when
 // it is one of them, moved first: a command that asked the list once

@@ -105,7 +105,7 @@ func mapNodesJSON(ns []wire.MapNode) []mapNodeJSON {
 func runJobRegister(args []string) int {
 	fs := newFlagSet("job register")
 	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $POCKET_CONTROLLER or "+ctlDefaultAddr+")")
-	lambdas := fs.Uint("lambdas", 0, "hint: number of concurrent lambdas (0: not given)")
+	lambdas := fs.Int64("lambdas", 0, "hint: number of concurrent lambdas (0: not given)")
 	capacity := fs.String("capacity", "0", "hint: capacity the job needs, like 10GiB (0: not given)")
 	peak := fs.Float64("peak-mbps", 0, "hint: peak bandwidth in Mb/s (0: not given)")
 	latency := fs.Bool("latency-sensitive", false, "hint: keep the job's data in DRAM")
@@ -146,13 +146,16 @@ func runJobRegister(args []string) int {
 	}
 	mc, ctx, done := ctlClient(*addr, tc)
 	defer done()
-	excess, leader, err := checkHints(ctx, *addr, &tf, hints, prices)
+	excess, leader, ctlPrices, err := checkHints(ctx, *addr, &tf, hints, prices)
 	if unreachable(err) {
 		return fail("job register: %v", err)
 	}
 	code, ok, later := reportHints(excess, err, *strict)
 	if !ok {
 		return code
+	}
+	if note := unusedPrices(&pf, hinted(hints), ctlPrices); note != "" {
+		later = append(later, note)
 	}
 	if list := ctlAddr(*addr); leaderFirst(list, leader) != list {
 		mc = metaclient.New(leaderFirst(list, leader), metaclient.Options{TLS: tc, RetryFor: ctlRetryFor(list)})
@@ -215,18 +218,38 @@ func expiryLine(expires time.Time, asked time.Duration, now time.Time) string {
 	return line
 }
 
+// unusedPrices is job register's warning when price flags were given and
+// not used: no hint was checked (hinted false), or the controller sent
+// its own prices (ctlPrices). "" when none was given or they were used.
+// Before, they were passed over silently (a new user's trial).
+func unusedPrices(pf *priceFlags, hinted, ctlPrices bool) string {
+	switch {
+	case !pf.given():
+		return ""
+	case !hinted:
+		return pf.givenText() + " not used: they price only the check of capacity and bandwidth hints, and none was given; " +
+			"the controller places the job at its own prices"
+	case ctlPrices:
+		return pf.givenText() + " not used: the controller sends its own prices, and the hints were checked at those; " +
+			"it places the job at them too (pocket controller --prices FILE or --price-* sets them)"
+	}
+	return ""
+}
+
 // maxLambdas is the largest --lambdas hint taken.
 const maxLambdas = 1 << 31
 
 // checkRegisterFlags checks the flags of job register that have limits.
-func checkRegisterFlags(ttl time.Duration, peakMbps float64, lambdas uint) error {
+func checkRegisterFlags(ttl time.Duration, peakMbps float64, lambdas int64) error {
 	switch {
 	case ttl < 0:
 		return fmt.Errorf("--ttl %v must not be negative (0: the controller's --token-ttl)", ttl)
 	case peakMbps < 0 || math.IsNaN(peakMbps) || math.IsInf(peakMbps, 0):
 		return fmt.Errorf("--peak-mbps %v: want a bandwidth in Mb/s, 0 or more (0: not given)", peakMbps)
+	case lambdas < 0:
+		return fmt.Errorf("--lambdas %d: want a number of lambdas, 0 or more (0: not given)", lambdas)
 	case lambdas > maxLambdas:
-		return fmt.Errorf("--lambdas %d is more than the limit of %d", lambdas, uint(maxLambdas))
+		return fmt.Errorf("--lambdas %d is more than the limit of %d", lambdas, int64(maxLambdas))
 	}
 	return nil
 }

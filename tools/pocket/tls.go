@@ -131,6 +131,15 @@ func (f *tlsFlags) config(roles ...pki.Role) (*tls.Config, error) {
 
 // memberConfig loads the first member of dir named after one of roles.
 func memberConfig(dir string, roles ...pki.Role) (*tls.Config, error) {
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		// Not "run pocket cert issue --out FILE" (a new user's trial).
+		why := "not a directory"
+		if err != nil {
+			why = "no such directory"
+		}
+		return nil, fmt.Errorf("TLS directory %s: %s: give the directory pocket up printed (--tls-dir or $%s), "+
+			"holding the cluster CA (ca.pem) and this command's certificate", dir, why, envTLSDir)
+	}
 	var names []string
 	for _, r := range roles {
 		name := pki.Members[r]

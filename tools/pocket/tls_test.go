@@ -91,6 +91,14 @@ func TestTLSDirResolution(t *testing.T) {
 	if _, err := memberConfig(empty, pki.RoleOperator); err == nil || !strings.Contains(err.Error(), "pocket cert issue --role operator") {
 		t.Errorf("status with an empty directory: %v; want a pointer to pocket cert issue", err)
 	}
+	// A file is not a directory: not "pocket cert issue --out FILE" (a
+	// new user's trial).
+	file := filepath.Join(empty, "hostname")
+	writeMode(t, file, "x", 0o600)
+	if _, err := memberConfig(file, pki.RoleOperator); err == nil || !strings.Contains(err.Error(), file+": not a directory") ||
+		strings.Contains(err.Error(), "cert issue") {
+		t.Errorf("status with a file as its TLS directory: %v; want it named not a directory", err)
+	}
 }
 
 func TestCertHosts(t *testing.T) {
