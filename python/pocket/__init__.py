@@ -22,8 +22,8 @@ end``). Nothing is deregistered automatically.
 from .client import (DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, Listing, LiveJobsAtExit, RegistrationNote,
                      credential_job)
 from .conn import NodeUnavailable
-from .compat import (Handle, close, connect, count_files, create_dir, delete, deregister_job, get, get_buffer,
-                     job_credential, job_token, last_error, lookup, put, put_buffer, register_job)
+from .compat import (Handle, LengthMismatch, close, connect, count_files, create_dir, delete, deregister_job, get,
+                     get_buffer, job_credential, job_token, last_error, lookup, put, put_buffer, register_job)
 from .errors import (BadKey, BadToken, Busy, Closed, Code, Conflict, Corrupt, Draining, DropError, Exists, Limit, Lost, Malformed,
                      NoSpace, NotFound, NotLeader, OutcomeUnknown, PocketError, Revoked, StaleEpoch, TooLarge, Unavailable,
                      UnknownJob)
@@ -32,7 +32,8 @@ from .wire import Allotment, DropResult
 __all__ = [
     "Client", "Job", "Info", "Entry", "Listing", "DEFAULT_CHUNK_SIZE",
     "register_job", "deregister_job", "connect", "put", "put_buffer", "get", "get_buffer", "lookup", "delete",
-    "create_dir", "count_files", "close", "Handle", "last_error", "job_token", "job_credential", "credential_job",
+    "create_dir", "count_files", "close", "Handle", "LengthMismatch", "last_error", "job_token", "job_credential",
+    "credential_job",
     "DropResult", "Allotment", "RegistrationNote", "LiveJobsAtExit",
     "PocketError", "Code", "BadKey", "BadToken", "Busy", "Closed", "Conflict", "Corrupt", "Draining", "DropError", "Exists", "Limit",
     "Lost", "Malformed", "NoSpace", "NotFound", "NotLeader", "OutcomeUnknown", "Revoked", "StaleEpoch", "TooLarge",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import base64
 import collections
+import errno
 import io
 import json
 import math
@@ -2953,6 +2954,10 @@ class Job:
         fails after the delete leaves the temporary file, the value's only
         copy, in place, and the OSError raised names it."""
         d, base = os.path.split(os.fspath(dst))
+        if not os.path.isdir(d or "."):
+            # Named as dst, not as the temporary file (a new user's trial
+            # read ".x.part-19831-..." in a FileNotFoundError).
+            raise FileNotFoundError(errno.ENOENT, f"no directory {d!r} to download {key!r} into", os.fspath(dst))
         tmp = os.path.join(d, f".{base}.part-{os.getpid()}-{threading.get_ident()}-{random.getrandbits(32):08x}")
         try:
             with self.open(key, "rb") as src, open(tmp, "xb") as out:

@@ -31,11 +31,20 @@ def tls_context(tls_dir: str, member: str = CLIENT_MEMBER) -> ssl.SSLContext:
     (ca.pem) to verify the controller by, TLS 1.3 only."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    files = ("ca.pem", member + ".pem", member + "-key.pem")
+    missing = [f for f in files if not os.path.isfile(os.path.join(tls_dir, f))]
+    if missing:
+        # As the Go CLI says it; before, a directory with the CA alone
+        # raised a bare "[Errno 2]" as a bad token (a new user's trial).
+        raise errors.PocketError(
+            f"TLS directory {tls_dir} holds no {' or '.join(missing)} (a job client needs {', '.join(files)}): "
+            "give the cluster's TLS directory (the one pocket up printed), or certificates pocket cert issue "
+            "made from its CA", errors.Code.UNSUPPORTED)
     try:
-        ctx.load_verify_locations(os.path.join(tls_dir, "ca.pem"))
-        ctx.load_cert_chain(os.path.join(tls_dir, member + ".pem"), os.path.join(tls_dir, member + "-key.pem"))
+        ctx.load_verify_locations(os.path.join(tls_dir, files[0]))
+        ctx.load_cert_chain(os.path.join(tls_dir, files[1]), os.path.join(tls_dir, files[2]))
     except (OSError, ssl.SSLError) as e:
-        raise errors.PocketError(f"TLS directory {tls_dir}: {e}", errors.Code.BAD_TOKEN) from None
+        raise errors.PocketError(f"TLS directory {tls_dir}: {e}", errors.Code.UNSUPPORTED) from None
     return ctx
 
 

@@ -49,7 +49,11 @@ class PocketError(Exception):
     default_code = Code.INTERNAL
 
     def __init__(self, message: str = "", code: int | None = None, epoch: int = 0):
-        self.code = int(self.default_code if code is None else code)
+        code = int(self.default_code if code is None else code)
+        try:
+            self.code: int = Code(code)  # a pocket.Code, equal to its number
+        except ValueError:
+            self.code = code  # a code of a newer peer: its number
         self.message = message
         self.epoch = epoch
         super().__init__(self._text())

@@ -4,6 +4,8 @@ never in neither."""
 
 import os
 
+import pytest
+
 import pocket
 
 KiB = 1 << 10
@@ -47,3 +49,17 @@ def test_get_file_keeps_the_files_mode(cluster, tmp_path):
         new = tmp_path / "new"
         j.get_file("f", new)
         assert os.stat(new).st_mode & 0o777 == os.stat(probe).st_mode & 0o777
+
+
+def test_get_file_into_a_missing_directory_names_it(job, tmp_path):
+    """A download into a directory that does not exist names it and dst,
+    and reads nothing; before, the FileNotFoundError named the temporary
+    file (".x.part-19831-..."), and the module API's get none at all (a new
+    user's trial)."""
+    job.put("f", b"abc")
+    dst = tmp_path / "nodir" / "x"
+    with pytest.raises(FileNotFoundError) as e:
+        job.get_file("f", dst)
+    assert str(tmp_path / "nodir") in str(e.value) and e.value.filename == str(dst), str(e.value)
+    assert ".part-" not in str(e.value), str(e.value)
+    assert not (tmp_path / "nodir").exists()

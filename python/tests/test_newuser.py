@@ -236,3 +236,23 @@ def test_refused_client_certificate_fails_at_once(cluster, bins, tmp_path):
             c.register_job("stranger")
     assert not isinstance(e.value, pocket.Unavailable), str(e.value)
     assert "refused this client's TLS certificate" in str(e.value), str(e.value)
+
+
+def test_tls_dir_without_the_client_certificate_names_it(tmp_path):
+    """A TLS directory holding the CA alone names the files it lacks; before,
+    a bare "[Errno 2]" raised as a bad token (a new user's trial), which an
+    ``except pocket.BadToken`` missed."""
+    (tmp_path / "ca.pem").write_text("x")
+    with pytest.raises(pocket.PocketError) as e:
+        control.tls_context(str(tmp_path))
+    assert not isinstance(e.value, pocket.BadToken), str(e.value)
+    assert e.value.code == pocket.Code.UNSUPPORTED, str(e.value)
+    assert "client.pem or client-key.pem" in str(e.value), str(e.value)
+
+
+def test_error_code_is_a_code():
+    """``.code`` is a pocket.Code, as the README says (it was an int), and a
+    code this client does not know stays its number."""
+    e = pocket.NotFound("x")
+    assert isinstance(e.code, pocket.Code) and e.code is pocket.Code.NOT_FOUND and e.code == 5
+    assert pocket.PocketError("y", 99).code == 99
