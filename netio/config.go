@@ -101,6 +101,22 @@ type Config struct {
 	// SinkGrace is how long a sink may take before MinSinkRate applies.
 	// Default 5 s (DefaultSinkGrace).
 	SinkGrace time.Duration
+	// MinDrainRate is the slowest a peer may take the connection's queued
+	// output while DrainFloor (1 MiB) or more of it waits, in bytes per
+	// second, after DrainGrace: a connection whose peer has taken fewer
+	// than MinDrainRate bytes a second since its output began to wait
+	// (past the grace) is closed, and OnClose gets ErrSlowDrain. Queued
+	// output may hold the caller's memory (Conn.WriteRef: a GET's value,
+	// kept allocated after a delete until its reply is sent), and a peer
+	// taking a few bytes now and then is progress against WriteTimeout:
+	// a hostile trial's three connections reading 17 KB/s held 180 MiB
+	// of a 256 MiB node's deleted values for as long as they read.
+	// Negative: never. Default 256 KiB/s (DefaultMinDrainRate), as
+	// MinSinkRate.
+	MinDrainRate int64
+	// DrainGrace is how long queued output may wait before MinDrainRate
+	// applies. Default 10 s (DefaultDrainGrace).
+	DrainGrace time.Duration
 	// ReadBuffer is the size of one read(2), into a buffer shared by all
 	// connections of a loop. Default 64 KiB.
 	ReadBuffer int
@@ -176,7 +192,15 @@ const (
 	// tens of MB/s from a small Lambda.
 	DefaultMinSinkRate = 256 << 10
 	DefaultSinkGrace   = 5 * time.Second
+	// DefaultMinDrainRate and DefaultDrainGrace are MinDrainRate's and
+	// DrainGrace's defaults: a 64 MiB reply may take 266 s.
+	DefaultMinDrainRate = 256 << 10
+	DefaultDrainGrace   = 10 * time.Second
 )
+
+// DrainFloor is the least queued output MinDrainRate applies to: below
+// it a slow peer holds little (a socket buffer's worth).
+const DrainFloor = 1 << 20
 
 // withDefaults returns c with zero fields set to their defaults.
 func (c Config) withDefaults() Config {
@@ -219,6 +243,12 @@ func (c Config) withDefaults() Config {
 	if c.SinkGrace <= 0 {
 		c.SinkGrace = DefaultSinkGrace
 	}
+	if c.MinDrainRate == 0 {
+		c.MinDrainRate = DefaultMinDrainRate
+	}
+	if c.DrainGrace <= 0 {
+		c.DrainGrace = DefaultDrainGrace
+	}
 	if c.ReserveTimeout <= 0 {
 		c.ReserveTimeout = DefaultReserveTimeout
 	}
@@ -247,6 +277,9 @@ var (
 	// ErrSlowSink: the peer sent a payload it announced slower than
 	// Config.MinSinkRate.
 	ErrSlowSink = errors.New("netio: payload sent slower than the minimum rate")
+	// ErrSlowDrain: the peer took the connection's queued output slower
+	// than Config.MinDrainRate.
+	ErrSlowDrain = errors.New("netio: queued output taken slower than the minimum rate")
 	// ErrReserveTimeout: a reserve connection (Config.ReserveConns) was
 	// open for Config.ReserveTimeout.
 	ErrReserveTimeout = errors.New("netio: reserve connection timeout")
@@ -276,6 +309,7 @@ type Stats struct {
 	IdleClosed     uint64 // connections closed by IdleTimeout
 	WriteTimeouts  uint64 // connections closed by WriteTimeout
 	SlowSinks      uint64 // connections closed by MinSinkRate
+	SlowDrains     uint64 // connections closed by MinDrainRate
 	// AcceptBackoffs counts the times accept failed for lack of
 	// descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) and the loop
 	// stopped polling its listener for a while (10 ms, doubling to 1 s).

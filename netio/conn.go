@@ -126,6 +126,12 @@ type Conn struct {
 	retiring bool // closing with replies promised: out of the epoll set until they are kept (retire)
 	noFlush  bool // the socket failed: do not try to flush on close
 	closeErr error
+
+	// The output's pace (Config.MinDrainRate): since drainAt (nanotime;
+	// 0 while none waits), the peer has taken drainGot bytes. Last, so
+	// the fields the data path reads keep their places.
+	drainAt  int64
+	drainGot int64
 }
 
 // ID returns the connection's id, unique within its server, from 1 up.
@@ -616,11 +622,20 @@ func (l *Loop) flush(c *Conn) {
 		}
 		if n > 0 {
 			c.wtick, c.sndq = l.tick, -1
+			c.drainGot += int64(n)
 		}
 		c.out.consume(n, &l.pool)
 		if n < total {
 			break
 		}
+	}
+	switch {
+	case !c.out.has():
+		c.drainAt = 0
+	case c.drainAt == 0:
+		// Output waits for the peer: its pace runs from now (a clock
+		// read only when the socket is full).
+		c.drainAt, c.drainGot = nanotime(), 0
 	}
 	if c.eof && c.answered() {
 		l.closeConn(c, io.EOF)

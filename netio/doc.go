@@ -129,11 +129,16 @@
 // memory until its reference is released), would be held as long as the
 // client kept the socket open. Config.WriteTimeout (default 30 s) resets a
 // connection whose peer has taken no byte of its queued output for that
-// long, which releases everything it held; OnClose gets ErrWriteTimeout. A
-// client that reads at all, however slowly, is not affected: each byte the
-// peer takes restarts the clock. 30 s of a zero TCP window is far beyond
-// any pause of a working reader, and is the typical case of a frozen
-// Lambda (its invocation ended mid-read) or a dead host.
+// long, which releases everything it held; OnClose gets ErrWriteTimeout.
+// Each byte the peer takes restarts that clock. 30 s of a zero TCP window
+// is far beyond any pause of a working reader, and is the typical case of
+// a frozen Lambda (its invocation ended mid-read) or a dead host. A client
+// that reads, but slowly, is held to Config.MinDrainRate (default 256
+// KiB/s, after Config.DrainGrace, 10 s) while DrainFloor (1 MiB) or more
+// of its output waits: a slower one is reset, OnClose gets ErrSlowDrain.
+// Before, one taking a few bytes now and then held what its replies
+// referenced for as long as it read (a hostile trial: 180 MiB of a node's
+// deleted values, three connections at 17 KB/s).
 //
 // Config.IdleTimeout (default 2 min) closes a connection with nothing
 // queued on which the handler has taken no input (OnData consuming bytes,

@@ -92,7 +92,7 @@ type Loop struct {
 	lnOff       bool  // listener removed from epoll for the pause
 	busyPass    bool  // this pass has two events or more: its reads and writevs are raw
 	log         *slog.Logger
-	notes       struct{ maxConns, perPeer, idle, write, slow, accept, reserve limitNote }
+	notes       struct{ maxConns, perPeer, idle, write, slow, drain, accept, reserve limitNote }
 	rsv         []*Conn // open reserve connections, in accept (= expiry) order (reserve.go)
 
 	// The watch on the other loops (nudge.go). The other loops read
@@ -124,7 +124,7 @@ type loopStats struct {
 	pausedTotal                    atomic.Uint64
 	refusedPeer, idleClosed        atomic.Uint64
 	writeTimeouts, acceptBackoffs  atomic.Uint64
-	slowSinks                      atomic.Uint64
+	slowSinks, slowDrains          atomic.Uint64
 	reserved, reserveTimeouts      atomic.Uint64
 	reserveEvictions               atomic.Uint64
 	unprovenEvictions, overOwner   atomic.Uint64
@@ -149,6 +149,7 @@ func (s *loopStats) addTo(st *Stats) {
 	st.IdleClosed += s.idleClosed.Load()
 	st.WriteTimeouts += s.writeTimeouts.Load()
 	st.SlowSinks += s.slowSinks.Load()
+	st.SlowDrains += s.slowDrains.Load()
 	st.AcceptBackoffs += s.acceptBackoffs.Load()
 	st.Reserved += s.reserved.Load()
 	st.ReserveTimeouts += s.reserveTimeouts.Load()

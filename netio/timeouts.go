@@ -164,8 +164,8 @@ func (l *Loop) pauseAccept(now int64, err error) {
 // WriteTimeout. now is the time of the sweep, for the log lines.
 func (l *Loop) sweep(now int64) {
 	idle, write := l.idleTicks, l.writeTicks
-	var nIdle, nWrite, nSlow int
-	var idlePeer, writePeer, slowPeer string
+	var nIdle, nWrite, nSlow, nDrain int
+	var idlePeer, writePeer, slowPeer, drainPeer string
 	for _, c := range l.conns {
 		if c == nil || c.closed || c.closing {
 			continue
@@ -175,6 +175,13 @@ func (l *Loop) sweep(now int64) {
 			slowPeer = c.RemoteAddr()
 			l.stats.slowSinks.Add(1)
 			l.retire(c, ErrSlowSink, false)
+			continue
+		}
+		if l.slowDrain(c, now) {
+			nDrain++
+			drainPeer = c.RemoteAddr()
+			l.stats.slowDrains.Add(1)
+			l.retire(c, ErrSlowDrain, true)
 			continue
 		}
 		switch {
@@ -209,6 +216,10 @@ func (l *Loop) sweep(now int64) {
 		l.log.Warn("netio: closed connections sending an announced payload too slowly",
 			"limit", "MinSinkRate", "rate", l.cfg.MinSinkRate, "grace", l.cfg.SinkGrace, "peer", slowPeer, "count", n)
 	}
+	if n := l.notes.drain.due(now, nDrain); n > 0 {
+		l.log.Warn("netio: closed connections whose peer took queued output too slowly",
+			"limit", "MinDrainRate", "rate", l.cfg.MinDrainRate, "grace", l.cfg.DrainGrace, "peer", drainPeer, "count", n)
+	}
 	if n := l.notes.idle.due(now, nIdle); n > 0 {
 		l.log.Info("netio: closed idle connections",
 			"limit", "IdleTimeout", "timeout", l.cfg.IdleTimeout, "peer", idlePeer, "count", n)
@@ -219,8 +230,8 @@ func (l *Loop) sweep(now int64) {
 // for the loop's own stall rather than the timer's latency.
 const stallExcused = 10 * time.Millisecond
 
-// excuseStall starts the pace of every sink (MinSinkRate) late nanoseconds
-// later, counts every connection opened late later (the age UnprovenGrace
+// excuseStall starts the pace of every sink (MinSinkRate) and of every
+// connection's waiting output (MinDrainRate) late nanoseconds later, counts every connection opened late later (the age UnprovenGrace
 // weighs), both at most at now, and ends every reserve connection's time
 // (ReserveTimeout) late later: late is how long after its due time the
 // loop's timer was served, time the loop itself did not run (its process
@@ -246,6 +257,9 @@ func (l *Loop) excuseStall(now, late int64) {
 		c.born = min(c.born+late, now)
 		if c.sink != nil {
 			c.sinkAt = min(c.sinkAt+late, now)
+		}
+		if c.drainAt != 0 {
+			c.drainAt = min(c.drainAt+late, now)
 		}
 	}
 	for _, q := range [...]*connList{&l.unproven, &l.overOwner} {
@@ -292,6 +306,26 @@ func (l *Loop) slowSink(c *Conn, now int64) bool {
 	// 2^63 / rate nanoseconds (about 10 hours at 256 KiB/s).
 	due := float64(l.cfg.MinSinkRate) * float64(late) / float64(time.Second)
 	return float64(c.sinkGot) < due
+}
+
+// slowDrain reports whether c's peer has taken its queued output slower
+// than Config.MinDrainRate allows since the output began to wait, past
+// Config.DrainGrace, while DrainFloor or more of it waits (see
+// MinDrainRate). Bytes taken are those the socket accepted: its buffer
+// (a few MiB at most) is taken at once, and then only what the peer
+// reads makes room. The pace runs while c's reading is paused (the
+// peer holds the pause). A stall of the loop itself moves it
+// (excuseStall).
+func (l *Loop) slowDrain(c *Conn, now int64) bool {
+	if l.cfg.MinDrainRate < 0 || c.drainAt == 0 || c.out.pending < DrainFloor {
+		return false
+	}
+	late := now - c.drainAt - int64(l.cfg.DrainGrace)
+	if late <= 0 {
+		return false
+	}
+	due := float64(l.cfg.MinDrainRate) * float64(late) / float64(time.Second)
+	return float64(c.drainGot) < due
 }
 
 // peerTook reports whether the peer has taken bytes from c's socket send

@@ -108,6 +108,7 @@ type nodeLimits struct {
 	writeTimeout    time.Duration
 	maxConnsPerPeer int
 	minPutRate      string          // bytes a second, with units (units.ParseSize), "/s" allowed
+	minGetRate      string          // the same, for replies taken (netio.Config.MinDrainRate)
 	maxUnread       string          // bytes, with units
 	set             map[string]bool // the flags given
 	prefix          string          // the flags' names after it (bind)
@@ -115,7 +116,7 @@ type nodeLimits struct {
 
 // nodeLimitFlags names each node limit flag; `pocket up` adds prefix to
 // them and hands them to its nodes under these names.
-var nodeLimitFlags = []string{"idle-timeout", "write-timeout", "max-conns-per-peer", "min-put-rate", "max-unread"}
+var nodeLimitFlags = []string{"idle-timeout", "write-timeout", "max-conns-per-peer", "min-put-rate", "min-get-rate", "max-unread"}
 
 // bind adds the node's limit flags to fs, their names after prefix.
 func (l *nodeLimits) bind(fs *flag.FlagSet, prefix, who string) {
@@ -124,6 +125,7 @@ func (l *nodeLimits) bind(fs *flag.FlagSet, prefix, who string) {
 	fs.DurationVar(&l.writeTimeout, prefix+"write-timeout", netio.DefaultWriteTimeout, who+"reset a data connection whose peer takes none of its replies for this long (0: never)")
 	fs.IntVar(&l.maxConnsPerPeer, prefix+"max-conns-per-peer", netio.DefaultMaxConnsPerPeer, who+"most data connections from one IPv4 address or IPv6 /64; more are closed at accept (0: no limit)")
 	fs.StringVar(&l.minPutRate, prefix+"min-put-rate", "256KiB/s", who+"slowest a put's payload may arrive, in bytes a second (256KiB or 256KiB/s), once its first 5 s have passed; a slower connection is closed and its put's reserved space freed (0: no minimum)")
+	fs.StringVar(&l.minGetRate, prefix+"min-get-rate", "256KiB/s", who+"slowest a client may take replies while 1MiB or more of them wait, in bytes a second (256KiB or 256KiB/s), once they have waited 10 s; a slower connection is closed and the values its replies held (deleted ones too) freed (0: no minimum)")
 	fs.StringVar(&l.maxUnread, prefix+"max-unread", "64MiB", who+"most reply bytes all data connections together may leave queued unread, at most 2GiB; past it a connection holding over 64KiB of them is not read until it takes its replies (down to 64KiB) or the total falls to half; its requests wait, with no error (0: no bound; each connection is still bounded at 4MiB)")
 }
 
@@ -160,6 +162,12 @@ func (l *nodeLimits) apply(cfg *netio.Config) error {
 				break
 			}
 			err = orOff(name, rate, &cfg.MinSinkRate)
+		case "min-get-rate":
+			var rate int64
+			if rate, err = sizeFlag(name, l.minGetRate, strings.TrimSuffix(l.minGetRate, "/s"), offZero); err != nil {
+				break
+			}
+			err = orOff(name, rate, &cfg.MinDrainRate)
 		case "max-unread":
 			var size int64
 			if size, err = sizeFlag(name, l.maxUnread, l.maxUnread, offZero); err != nil {
@@ -195,6 +203,8 @@ func (l *nodeLimits) args() []string {
 			v = strconv.Itoa(l.maxConnsPerPeer)
 		case "min-put-rate":
 			v = l.minPutRate
+		case "min-get-rate":
+			v = l.minGetRate
 		case "max-unread":
 			v = l.maxUnread
 		}

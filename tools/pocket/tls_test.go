@@ -272,9 +272,9 @@ func TestNodeLimitFlags(t *testing.T) {
 	if cfg.IdleTimeout != 3*time.Minute || cfg.MaxConnsPerPeer != -1 || cfg.WriteTimeout != 0 || cfg.MinSinkRate != 1<<20 || cfg.MaxOutboundTotal != 16<<20 {
 		t.Errorf("node config %+v", cfg)
 	}
-	for _, flagName := range []string{"node-min-put-rate", "node-max-unread"} {
+	for _, flagName := range []string{"node-min-put-rate", "node-min-get-rate", "node-max-unread"} {
 		for _, bad := range []string{"fast", "-1", "3GiB"} {
-			if bad == "3GiB" && flagName == "node-min-put-rate" {
+			if bad == "3GiB" && flagName != "node-max-unread" {
 				continue // a rate may be that high
 			}
 			var b nodeLimits
@@ -295,13 +295,13 @@ func TestNodeLimitFlags(t *testing.T) {
 	var r nodeLimits
 	rfs := flag.NewFlagSet("node", flag.ContinueOnError)
 	r.bind(rfs, "", "")
-	if err := rfs.Parse([]string{"--min-put-rate", "2MiB/s"}); err != nil {
+	if err := rfs.Parse([]string{"--min-put-rate", "2MiB/s", "--min-get-rate", "0"}); err != nil {
 		t.Fatal(err)
 	}
 	r.visited(rfs, "")
 	var rc netio.Config
-	if err := r.apply(&rc); err != nil || rc.MinSinkRate != 2<<20 {
-		t.Errorf("--min-put-rate 2MiB/s: %d %v", rc.MinSinkRate, err)
+	if err := r.apply(&rc); err != nil || rc.MinSinkRate != 2<<20 || rc.MinDrainRate != -1 {
+		t.Errorf("--min-put-rate 2MiB/s --min-get-rate 0: %d %d %v", rc.MinSinkRate, rc.MinDrainRate, err)
 	}
 }
 
