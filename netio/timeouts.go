@@ -295,17 +295,18 @@ func (l *Loop) excuseOverdue(now int64) {
 // WriteTimeout) while the pace started over at every pause, and held 249
 // MiB of a 256 MiB node's space for a minute.
 func (l *Loop) slowSink(c *Conn, now int64) bool {
-	if l.cfg.MinSinkRate < 0 {
-		return false
-	}
-	late := now - c.sinkAt - int64(l.cfg.SinkGrace)
+	return l.cfg.MinSinkRate >= 0 && behindPace(l.cfg.MinSinkRate, now-c.sinkAt-int64(l.cfg.SinkGrace), c.sinkGot)
+}
+
+// behindPace reports whether got bytes are fewer than rate bytes a second
+// allows over late nanoseconds (none while late <= 0). The bytes due are
+// a float64: an int64 product overflows past 2^63 / rate nanoseconds
+// (about 10 hours at 256 KiB/s).
+func behindPace(rate, late, got int64) bool {
 	if late <= 0 {
 		return false
 	}
-	// Bytes due by now, in float64: an int64 product overflows past
-	// 2^63 / rate nanoseconds (about 10 hours at 256 KiB/s).
-	due := float64(l.cfg.MinSinkRate) * float64(late) / float64(time.Second)
-	return float64(c.sinkGot) < due
+	return float64(got) < float64(rate)*float64(late)/float64(time.Second)
 }
 
 // slowDrain reports whether c's peer has taken its queued output slower
@@ -317,15 +318,8 @@ func (l *Loop) slowSink(c *Conn, now int64) bool {
 // peer holds the pause). A stall of the loop itself moves it
 // (excuseStall).
 func (l *Loop) slowDrain(c *Conn, now int64) bool {
-	if l.cfg.MinDrainRate < 0 || c.drainAt == 0 || c.out.pending < DrainFloor {
-		return false
-	}
-	late := now - c.drainAt - int64(l.cfg.DrainGrace)
-	if late <= 0 {
-		return false
-	}
-	due := float64(l.cfg.MinDrainRate) * float64(late) / float64(time.Second)
-	return float64(c.drainGot) < due
+	return l.cfg.MinDrainRate >= 0 && c.drainAt != 0 && c.out.pending >= DrainFloor &&
+		behindPace(l.cfg.MinDrainRate, now-c.drainAt-int64(l.cfg.DrainGrace), c.drainGot)
 }
 
 // peerTook reports whether the peer has taken bytes from c's socket send

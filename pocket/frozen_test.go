@@ -85,27 +85,38 @@ func (p *freezeProxy) copy(dst, src net.Conn) {
 // the job and the key.
 func frozenKey(t *testing.T, c *testCluster, s *Store) (*Job, string) {
 	t.Helper()
-	nd, d := c.newNode(64 << 20)
-	p := newFreezeProxy(t, nd.Addr().String())
-	c.runAgent(nd, d, p.addr)
-	c.awaitActive(len(c.nodes))
-	ctx := context.Background()
-	j, err := s.RegisterJob(ctx, "frozen", Hints{Lambdas: 40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := ""
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == p.addr {
-			key = k
-		}
-	}
-	if err := j.Put(ctx, key, []byte("v")); err != nil {
+	var p *freezeProxy
+	j, key := proxiedKey(t, c, s, "frozen", func(to string) string {
+		p = newFreezeProxy(t, to)
+		return p.addr
+	})
+	if err := j.Put(context.Background(), key, []byte("v")); err != nil {
 		t.Fatal(err)
 	}
 	p.frozen.Store(true)
 	c.nodes[len(c.nodes)-1].cancel()
 	return j, key
+}
+
+// proxiedKey adds to c a node of 64 MiB whose clients reach it through
+// the proxy that proxy starts (given the node's address, it returns its
+// own), registers a job name through s, and returns the job and a key the
+// proxied node owns.
+func proxiedKey(t *testing.T, c *testCluster, s *Store, name string, proxy func(to string) string) (*Job, string) {
+	t.Helper()
+	nd, d := c.newNode(64 << 20)
+	addr := proxy(nd.Addr().String())
+	c.runAgent(nd, d, addr)
+	c.awaitActive(len(c.nodes))
+	j, err := s.RegisterJob(context.Background(), name, Hints{Lambdas: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == addr {
+			return j, k
+		}
+	}
 }
 
 // TestFrozenNodeMapFetched (hostile trial): a node that stops without

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"sort"
 	"sync"
@@ -145,26 +144,17 @@ func TestPutFailedOnSilenceDoesNotOvertakeTheNext(t *testing.T) {
 	silenceFenceBound = 2 * time.Second
 	t.Cleanup(func() { silenceFenceBound = old })
 	c := newTestCluster(t, 1, 64<<20)
-	nd, d := c.newNode(64 << 20)
-	p := newKeepProxy(t, nd.Addr().String())
-	c.runAgent(nd, d, p.addr)
-	c.awaitActive(len(c.nodes))
 	ctx := context.Background()
 	s, err := Dial(ctx, c.addr, Config{ChunkSize: 1 << 20, Silence: 600 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	j, err := s.RegisterJob(ctx, "silent", Hints{Lambdas: 40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := ""
-	for i := 0; key == ""; i++ {
-		if k := fmt.Sprint("k", i); j.route([]byte(k), 0).addr == p.addr {
-			key = k
-		}
-	}
+	var p *keepProxy
+	j, key := proxiedKey(t, c, s, "silent", func(to string) string {
+		p = newKeepProxy(t, to)
+		return p.addr
+	})
 	if err := j.Put(ctx, key, []byte("first")); err != nil {
 		t.Fatal(err)
 	}
