@@ -102,20 +102,24 @@ type Config struct {
 	// Default 5 s (DefaultSinkGrace).
 	SinkGrace time.Duration
 	// MinDrainRate is the slowest a peer may take the connection's queued
-	// output while DrainFloor (1 MiB) or more of it waits, in bytes per
-	// second, after DrainGrace: a connection whose peer has taken fewer
-	// than MinDrainRate bytes a second since its output began to wait
-	// (past the grace) is closed, and OnClose gets ErrSlowDrain. Queued
-	// output may hold the caller's memory (Conn.WriteRef: a GET's value,
-	// kept allocated after a delete until its reply is sent), and a peer
-	// taking a few bytes now and then is progress against WriteTimeout:
-	// a hostile trial's three connections reading 17 KB/s held 180 MiB
-	// of a 256 MiB node's deleted values for as long as they read.
-	// Negative: never. Default 256 KiB/s (DefaultMinDrainRate), as
-	// MinSinkRate.
+	// output, in bytes per second, over each DrainGrace while some waits:
+	// a connection whose peer has taken fewer than MinDrainRate bytes a
+	// second over such a window is closed, and OnClose gets ErrSlowDrain.
+	// Queued output may hold the caller's memory (Conn.WriteRef: a GET's
+	// value, kept allocated after a delete until its last byte is sent),
+	// and a peer taking a few bytes now and then is progress against
+	// WriteTimeout: a hostile trial's three connections reading 17 KB/s
+	// held 180 MiB of a 256 MiB node's deleted values for as long as they
+	// read. Each window counts alone, so bytes taken fast earlier are no
+	// credit for a trickle later (a re-check read 570 MiB fast, then held
+	// two deleted 64 MiB values at 16 KB/s), and it applies to any output
+	// waiting, so a value's last bytes cannot be trickled either.
+	// Output waits only once the socket's buffer is full, so a peer
+	// taking small replies slowly is not concerned. Negative: never.
+	// Default 256 KiB/s (DefaultMinDrainRate), as MinSinkRate.
 	MinDrainRate int64
-	// DrainGrace is how long queued output may wait before MinDrainRate
-	// applies. Default 10 s (DefaultDrainGrace).
+	// DrainGrace is the window MinDrainRate weighs the peer's pace over.
+	// Default 10 s (DefaultDrainGrace).
 	DrainGrace time.Duration
 	// ReadBuffer is the size of one read(2), into a buffer shared by all
 	// connections of a loop. Default 64 KiB.
@@ -193,14 +197,11 @@ const (
 	DefaultMinSinkRate = 256 << 10
 	DefaultSinkGrace   = 5 * time.Second
 	// DefaultMinDrainRate and DefaultDrainGrace are MinDrainRate's and
-	// DrainGrace's defaults: a 64 MiB reply may take 266 s.
+	// DrainGrace's defaults: 2.5 MiB every 10 s; a 64 MiB reply may take
+	// 256 s.
 	DefaultMinDrainRate = 256 << 10
 	DefaultDrainGrace   = 10 * time.Second
 )
-
-// DrainFloor is the least queued output MinDrainRate applies to: below
-// it a slow peer holds little (a socket buffer's worth).
-const DrainFloor = 1 << 20
 
 // withDefaults returns c with zero fields set to their defaults.
 func (c Config) withDefaults() Config {

@@ -134,8 +134,8 @@
 // is far beyond any pause of a working reader, and is the typical case of
 // a frozen Lambda (its invocation ended mid-read) or a dead host. A client
 // that reads, but slowly, is held to Config.MinDrainRate (default 256
-// KiB/s, after Config.DrainGrace, 10 s) while DrainFloor (1 MiB) or more
-// of its output waits: a slower one is reset, OnClose gets ErrSlowDrain.
+// KiB/s over each window of Config.DrainGrace, 10 s) while its output
+// waits: a slower one is reset, OnClose gets ErrSlowDrain.
 // Before, one taking a few bytes now and then held what its replies
 // referenced for as long as it read (a hostile trial: 180 MiB of a node's
 // deleted values, three connections at 17 KB/s).

@@ -310,16 +310,22 @@ func behindPace(rate, late, got int64) bool {
 }
 
 // slowDrain reports whether c's peer has taken its queued output slower
-// than Config.MinDrainRate allows since the output began to wait, past
-// Config.DrainGrace, while DrainFloor or more of it waits (see
-// MinDrainRate). Bytes taken are those the socket accepted: its buffer
-// (a few MiB at most) is taken at once, and then only what the peer
-// reads makes room. The pace runs while c's reading is paused (the
-// peer holds the pause). A stall of the loop itself moves it
-// (excuseStall).
+// than Config.MinDrainRate allows over the window of Config.DrainGrace
+// now ending (see MinDrainRate); a window the peer kept pace over starts
+// the next. Bytes taken are those the socket accepted: its buffer (a few
+// MiB at most) is taken at once in the first window, and then only what
+// the peer reads makes room. The pace runs while c's reading is paused
+// (the peer holds the pause). A stall of the loop itself moves the
+// window (excuseStall).
 func (l *Loop) slowDrain(c *Conn, now int64) bool {
-	return l.cfg.MinDrainRate >= 0 && c.drainAt != 0 && c.out.pending >= DrainFloor &&
-		behindPace(l.cfg.MinDrainRate, now-c.drainAt-int64(l.cfg.DrainGrace), c.drainGot)
+	if l.cfg.MinDrainRate < 0 || c.drainAt == 0 || c.out.pending == 0 || now-c.drainAt < int64(l.cfg.DrainGrace) {
+		return false
+	}
+	if behindPace(l.cfg.MinDrainRate, now-c.drainAt, c.drainGot) {
+		return true
+	}
+	c.drainAt, c.drainGot = now, 0
+	return false
 }
 
 // peerTook reports whether the peer has taken bytes from c's socket send
