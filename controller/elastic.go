@@ -585,7 +585,8 @@ func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 		// hint are taken while its nodes have room): the joining node is
 		// sent its share of those.
 		held := int64(min(c.jobUtilLocked(j, 1).Bytes, float64(wire.MaxNodeBytes)))
-		w = growWeight(w, c.spareBytesLocked(addr, j.tier), max(j.allocBytes, held), j.nodes)
+		spare := int64(float64(c.spareBytesLocked(addr, j.tier)) * growFill)
+		w = growWeight(w, spare, max(j.allocBytes, held), j.nodes)
 	}
 	nodes := append(append([]wire.MapNode(nil), j.nodes...), wire.MapNode{Addr: addr, Weight: w, State: wire.NodeJoining, Since: wire.SinceNotYet})
 	c.renormalizeLocked(j, nodes)
@@ -596,6 +597,13 @@ func (c *Controller) growJobLocked(j *job, addr string, now time.Time) {
 	j.lastChange = now
 	c.cfg.Logger.Info("controller: job map grows", "job", j.id, "node", addr, "nodes", len(nodes), "epoch", j.epoch)
 }
+
+// growFill is the share of a joining node's spare bytes a growth may
+// fill with the job's (the autoscaler's default High band): a share of
+// the keys is not exactly that share of the bytes, and a tier's size
+// classes leave some of its bytes unusable. A hostile re-check's job was
+// given all of a 16 MiB node's spare, and its move stuck.
+const growFill = 0.8
 
 // growWeight is the weight a node joining a map of nodes gets for a job
 // allotted bytes: w (the mean), or less, so that after the weights are
@@ -710,14 +718,16 @@ func (c *Controller) shrinkVictimLocked(j *job) string {
 }
 
 // growCandidatesLocked lists the active nodes of j's tier outside its
-// map, not lost by it nor held back (heldBackLocked), with a spare byte
-// whose utilization is under maxUtil, the most spare bandwidth first. A node with no spare byte could
-// hold none of the job's values (growJobLocked gives a node no more of
-// the job's bytes than it has spare).
+// map, not lost by it nor held back (heldBackLocked), not joining another
+// job's map (joinTargetsLocked), with a spare byte, whose utilization is
+// under maxUtil, the most spare bandwidth first. A node with no spare byte
+// could hold none of the job's values (growJobLocked gives a node no more
+// of the job's bytes than growFill of its spare).
 func (c *Controller) growCandidatesLocked(j *job, maxUtil float64) []candidate {
 	var out []candidate
+	joining := c.joinTargetsLocked()
 	for _, cd := range c.candidatesLocked(j.tier) {
-		if j.has(cd.addr) || c.lostByLocked(j, cd.addr) || cd.spareBytes <= 0 || c.heldBackLocked(j, cd.addr) {
+		if j.has(cd.addr) || c.lostByLocked(j, cd.addr) || cd.spareBytes <= 0 || c.heldBackLocked(j, cd.addr) || joining[cd.addr] {
 			continue
 		}
 		if c.nodeUtilLocked(c.nodes[cd.addr], j.tier, 1) >= maxUtil {
@@ -726,6 +736,22 @@ func (c *Controller) growCandidatesLocked(j *job, maxUtil float64) []candidate {
 		out = append(out, cd)
 	}
 	sort.Slice(out, func(a, b int) bool { return better(&out[a], &out[b], true) })
+	return out
+}
+
+// joinTargetsLocked is the set of nodes joining a job's map now. A node
+// joins one job's map at a time (growCandidatesLocked): its spare bytes
+// count the values moving to it only once they are there, so two jobs
+// grown onto it at once were each given most of its spare (a hostile
+// re-check: two jobs holding 53 MiB each, grown onto a 16 MiB node in one
+// step, about 29.6 MiB aimed at it, both moves stuck).
+func (c *Controller) joinTargetsLocked() map[string]bool {
+	out := map[string]bool{}
+	for _, j := range c.jobs {
+		if mv := j.move; mv != nil && mv.role == wire.NodeJoining {
+			out[mv.addr] = true
+		}
+	}
 	return out
 }
 
