@@ -37,7 +37,7 @@ func TestSlowDrainClosed(t *testing.T) {
 	go func() { got <- paced(steady, 256<<10, 0, whole) }() // 5 MiB/s
 	cut := make(chan error, 1)
 	go func() { cut <- paced(burst, 16<<10, 16<<20, 0) }() // 16 MiB at once, then 320 KiB/s
-	if err := paced(slow, 16<<10, 16<<10, 0); err == nil {      // 320 KiB/s
+	if err := paced(slow, 16<<10, 16<<10, 0); err == nil { // 320 KiB/s
 		t.Fatal("a reader taking 320 KiB/s of 32 MiB queued still connected after 10 s")
 	}
 	if err := <-cut; err == nil {
