@@ -207,20 +207,31 @@ func TestJobMapChangeWaitsForADeadNode(t *testing.T) {
 	}
 }
 
+// grownRestartable starts a restartable controller (bolt or memory store)
+// with nodes 7001-7003 (newElasticRig), registers job "sort" and grows it
+// onto 7003; it returns the controller, the job's map at its registration
+// and the three nodes.
+func grownRestartable(t *testing.T, bolt bool) (*restartable, *wire.PlacementMap, [3]string) {
+	t.Helper()
+	rs := newRestartable(t, Config{}, bolt)
+	nodes := [3]string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}
+	newElasticRig(t, rs.ctl, nodes[0], nodes[1], nodes[2])
+	m, err := rs.ctl.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.ctl.GrowJob(m.Job, nodes[2]); err != nil {
+		t.Fatal(err)
+	}
+	return rs, m, nodes
+}
+
 // TestJobMapChangeSurvivesRestart: a controller restarted on its state in
 // the middle of a change keeps the node's role and waits for the reports.
 func TestJobMapChangeSurvivesRestart(t *testing.T) {
 	for _, bolt := range []bool{false, true} {
-		rs := newRestartable(t, Config{}, bolt)
-		a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-		newElasticRig(t, rs.ctl, a, b, x)
-		m0, err := rs.ctl.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rs.ctl.GrowJob(m0.Job, x); err != nil {
-			t.Fatal(err)
-		}
+		rs, m0, nodes := grownRestartable(t, bolt)
+		a, b, x := nodes[0], nodes[1], nodes[2]
 		c := rs.restart()
 		r := &elasticRig{t: t, c: c, since: map[string]uint64{}}
 		for _, n := range []string{a, b, x} {

@@ -190,18 +190,10 @@ func TestStuckUndoRestoredPastItsHold(t *testing.T) {
 // job there and the node whose join was undone.
 func undoneAcrossRestart(t *testing.T, bolt bool, before func(c *Controller, j *job, x string)) (*Controller, *job, string) {
 	t.Helper()
-	rs := newRestartable(t, Config{}, bolt)
-	a, b, x := "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"
-	newElasticRig(t, rs.ctl, a, b, x)
-	m0, err := rs.ctl.RegisterJob("sort", wire.JobHints{PeakMbps: 2000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rs.ctl.GrowJob(m0.Job, x); err != nil {
-		t.Fatal(err)
-	}
+	rs, m, nodes := grownRestartable(t, bolt)
+	x := nodes[2]
 	rs.ctl.movesTick(time.Now().Add(rs.ctl.cfg.StuckMove + time.Second))
-	j := rs.ctl.jobs[m0.Job]
+	j := rs.ctl.jobs[m.Job]
 	if mv := j.move; mv == nil || !mv.undone {
 		t.Fatalf("bolt %v: the stuck join was not undone: %+v", bolt, mv)
 	}
@@ -215,10 +207,10 @@ func undoneAcrossRestart(t *testing.T, bolt bool, before func(c *Controller, j *
 		t.Fatal(err)
 	}
 	c := rs.restart()
-	for _, n := range []string{a, b, x} {
+	for _, n := range nodes {
 		mustRegister(t, c, dramNode(n, 1<<30, 1000))
 	}
-	return c, c.jobs[m0.Job], x
+	return c, c.jobs[m.Job], x
 }
 
 // joining is a controller with DRAM nodes 7001-7003, a job on the first

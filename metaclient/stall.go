@@ -95,11 +95,11 @@ func (c *Client) watch(ctx context.Context, conn net.Conn) *watch {
 			}
 			start := time.Now()
 			err := c.probe(ctx, conn.RemoteAddr().String())
-			if silent(err) && ctx.Err() == nil && ownStall(time.Since(start)) {
-				t.Reset(0) // the client's own stall, not the controller's silence: probe again
-				continue
-			}
 			if silent(err) && ctx.Err() == nil {
+				if ownStall(time.Since(start)) {
+					t.Reset(0) // the client's own stall, not the controller's silence: probe again
+					continue
+				}
 				w.mu.Lock()
 				if !w.stopped {
 					w.stalled = true
