@@ -28,7 +28,7 @@ func TestOperatorEndsAJobWithoutItsToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, who := range []string{"client", "node"} {
-		if _, err := tlsClient(t, dir, addr, who, testSecret).EndJob(ctx, m.Job); !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "operator") {
+		if _, err := tlsClient(t, dir, addr, who, testSecret).EndJob(ctx, m.Job); !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "operator") {
 			t.Fatalf("a %s's certificate with the secret ends the job: %v", who, err)
 		}
 	}

@@ -373,7 +373,7 @@ func TestHAOverTLS(t *testing.T) {
 	}
 	cl := tlsClient(t, dir, b.addr+","+a.addr, "client", nil)
 	var we *wire.Error
-	if _, err := cl.Status(ctx); !errors.As(err, &we) || we.Code != wire.CodeBadToken {
+	if _, err := cl.Status(ctx); !errors.As(err, &we) || we.Code != wire.CodeForbidden {
 		t.Fatalf("a job client's status on the leader: %v; want its role refused", err)
 	}
 }

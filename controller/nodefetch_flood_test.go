@@ -211,7 +211,7 @@ func TestNodeHelloNeedsTheNodeCertificate(t *testing.T) {
 	// RunNode makes client a node's at once; retry until it has.
 	for {
 		_, err := client.GetMap(ctx, "j-1", []byte("tok"))
-		if errors.Is(err, wire.ErrBadToken) && strings.Contains(err.Error(), "node-hello needs the role node") {
+		if errors.Is(err, wire.ErrForbidden) && strings.Contains(err.Error(), "node-hello needs the role node") {
 			return
 		}
 		if ctx.Err() != nil {

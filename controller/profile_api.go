@@ -65,7 +65,7 @@ func (c *Controller) JobProfile(name string) (*wire.JobProfile, error) {
 // TenantProfile serves wire.OpJobProfile to a job client of tenant (the
 // TenantOf its certificate): the tenant's own profile of job name (NAME,
 // or TENANT/NAME naming its own tenant), never another tenant's. Errors
-// are JobProfile's, CodeBadToken for another tenant's name, and the
+// are JobProfile's, CodeForbidden for another tenant's name, and the
 // not-found answer lists only the tenant's own profiles.
 func (c *Controller) TenantProfile(tenant, name string) (*wire.JobProfile, error) {
 	if err := CheckProfileArg(name); err != nil {
@@ -74,7 +74,7 @@ func (c *Controller) TenantProfile(tenant, name string) (*wire.JobProfile, error
 	asked, job := splitKey(name)
 	key := ProfileKey(tenant, job)
 	if asked != "" && asked != tenant {
-		return nil, wire.Errorf(wire.CodeBadToken, "profile %q: a job client reads its own tenant's profiles only (%s): the operator reads every tenant's",
+		return nil, wire.Errorf(wire.CodeForbidden, "profile %q: a job client reads its own tenant's profiles only (%s): the operator reads every tenant's",
 			name, ProfileKey(tenant, "NAME"))
 	}
 	p, next, ok := c.Profile(key)

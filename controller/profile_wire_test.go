@@ -96,7 +96,7 @@ func TestJobProfileServed(t *testing.T) {
 		t.Fatalf("client's certificate reading another's profile: %v, want not found, naming none", err)
 	}
 	_, err = tlsClient(t, dir, addr, "node", testSecret).JobProfile(ctx, "small")
-	if !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "job-profile needs the role operator or client;") {
+	if !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "job-profile needs the role operator or client;") {
 		t.Fatalf("node's certificate reading a profile: %v, want refused for want of the operator or client role", err)
 	}
 }

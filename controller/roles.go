@@ -88,7 +88,7 @@ func (r Roles) allow(op wire.Op) error {
 	if want, _ := needs(op); r&want == 0 {
 		// "operator or client": any one of them will do (a hostile
 		// trial read "operator+client" as needing both).
-		return wire.Errorf(wire.CodeBadToken, "%s needs the role %s; this connection's certificate has %s",
+		return wire.Errorf(wire.CodeForbidden, "%s needs the role %s; this connection's certificate has %s",
 			op, strings.ReplaceAll(want.String(), "+", " or "), r)
 	}
 	return nil

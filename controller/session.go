@@ -255,7 +255,7 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 // proof recorded on another connection or for another job ends nothing.
 func (c *Controller) endJobRequest(ctx context.Context, s *session, m *wire.JobRef) (wire.ControlMessage, error) {
 	if s.roles&RoleOperator == 0 {
-		return nil, wire.Errorf(wire.CodeBadToken, "ending job %s without its token needs the role operator; this connection's certificate has %s",
+		return nil, wire.Errorf(wire.CodeForbidden, "ending job %s without its token needs the role operator; this connection's certificate has %s",
 			m.Job, s.roles)
 	}
 	if len(s.nonce) == 0 {

@@ -197,7 +197,7 @@ func TestProfilesAreTheTenants(t *testing.T) {
 	if p, err := alice.JobProfile(ctx, "alice/sort"); err != nil || p.Name != "alice/sort" {
 		t.Fatalf("alice's own alice/sort: %+v, %v", p, err)
 	}
-	if _, err := alice.JobProfile(ctx, "mallory/sort"); !errors.Is(err, wire.ErrBadToken) {
+	if _, err := alice.JobProfile(ctx, "mallory/sort"); !errors.Is(err, wire.ErrForbidden) {
 		t.Fatalf("alice reading mallory/sort: %v; want refused", err)
 	}
 	if _, err := alice.JobProfile(ctx, "etl"); !errors.Is(err, wire.ErrNotFound) || strings.Contains(err.Error(), "mallory") || strings.Contains(err.Error(), ": etl") ||

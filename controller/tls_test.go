@@ -85,16 +85,16 @@ func TestTLSRoles(t *testing.T) {
 	if _, err := client.GetMap(ctx, m.Job, m.Token); err != nil {
 		t.Fatalf("client gets its map: %v", err)
 	}
-	if _, err := client.Heartbeat(ctx, wire.Heartbeat{Addr: "127.0.0.1:7001"}); !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "role node") {
+	if _, err := client.Heartbeat(ctx, wire.Heartbeat{Addr: "127.0.0.1:7001"}); !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "role node") {
 		t.Fatalf("client heartbeats as a node: %v", err)
 	}
-	if _, err := client.RegisterNode(ctx, nodeReg); !errors.Is(err, wire.ErrBadToken) {
+	if _, err := client.RegisterNode(ctx, nodeReg); !errors.Is(err, wire.ErrForbidden) {
 		t.Fatalf("client registers a node: %v", err)
 	}
-	if _, err := client.Drain(ctx, "127.0.0.1:7001", 0); !errors.Is(err, wire.ErrBadToken) || !strings.Contains(err.Error(), "role operator") {
+	if _, err := client.Drain(ctx, "127.0.0.1:7001", 0); !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), "role operator") {
 		t.Fatalf("client drains a node: %v", err)
 	}
-	if _, err := client.Status(ctx); !errors.Is(err, wire.ErrBadToken) {
+	if _, err := client.Status(ctx); !errors.Is(err, wire.ErrForbidden) {
 		t.Fatalf("client reads the cluster status: %v", err)
 	}
 
@@ -105,10 +105,10 @@ func TestTLSRoles(t *testing.T) {
 	if ack, err := node.Heartbeat(ctx, wire.Heartbeat{Addr: nodeReg.Addr}); err != nil || !ack.Known {
 		t.Fatalf("node heartbeats: %+v %v", ack, err)
 	}
-	if _, err := node.Drain(ctx, "127.0.0.1:7001", 0); !errors.Is(err, wire.ErrBadToken) {
+	if _, err := node.Drain(ctx, "127.0.0.1:7001", 0); !errors.Is(err, wire.ErrForbidden) {
 		t.Fatalf("node drains a node: %v", err)
 	}
-	if _, err := node.RegisterJob(ctx, "x", wire.JobHints{}); !errors.Is(err, wire.ErrBadToken) {
+	if _, err := node.RegisterJob(ctx, "x", wire.JobHints{}); !errors.Is(err, wire.ErrForbidden) {
 		t.Fatalf("node registers a job: %v", err)
 	}
 

@@ -38,6 +38,7 @@ const (
 	CodeLost         Code = 22 // the value's node left the map: the data is gone, recompute it
 	CodeConflict     Code = 23 // a conditional operation's condition did not hold; nothing changed
 	CodeNotLeader    Code = 24 // this controller is not the elected one; the message is the leader's address ("" while none is)
+	CodeForbidden    Code = 25 // the caller's credential verified, but its role or tenant does not allow the operation
 )
 
 var codeNames = [...]string{
@@ -49,7 +50,7 @@ var codeNames = [...]string{
 	CodeBadKey: "bad name", CodeUnsupported: "unsupported", CodeClosed: "closed",
 	CodeNotDirectory: "not a directory", CodeUnavailable: "unavailable",
 	CodeRevoked: "token revoked", CodeLimit: "limit reached", CodeLost: "lost",
-	CodeConflict: "conflict", CodeNotLeader: "not leader",
+	CodeConflict: "conflict", CodeNotLeader: "not leader", CodeForbidden: "forbidden",
 }
 
 // Known reports whether c is one of the codes above: a peer's reply
@@ -171,6 +172,7 @@ var (
 	ErrLost         = &Error{Code: CodeLost}
 	ErrConflict     = &Error{Code: CodeConflict}
 	ErrNotLeader    = &Error{Code: CodeNotLeader}
+	ErrForbidden    = &Error{Code: CodeForbidden}
 )
 
 // ErrShortHeader means fewer than HeaderLen bytes were given: wait for more.

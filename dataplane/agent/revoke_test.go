@@ -315,7 +315,7 @@ func TestClusterOverTLS(t *testing.T) {
 	if err := op(t, n, wire.OpGet, m.Job, m.Token, m.Epoch, "k"); !errors.Is(err, wire.ErrRevoked) {
 		t.Fatalf("after deregistration over TLS: %v", err)
 	}
-	if _, err := mc.Status(ctx); !errors.Is(err, wire.ErrBadToken) {
+	if _, err := mc.Status(ctx); !errors.Is(err, wire.ErrForbidden) {
 		t.Fatalf("a client certificate read the status: %v", err)
 	}
 }

@@ -24,8 +24,8 @@ from .client import (DEFAULT_CHUNK_SIZE, Client, Entry, Info, Job, Listing, Live
 from .conn import NodeUnavailable
 from .compat import (Handle, LengthMismatch, close, connect, count_files, create_dir, delete, deregister_job, get,
                      get_buffer, job_credential, job_token, last_error, lookup, put, put_buffer, register_job)
-from .errors import (BadKey, BadToken, Busy, Closed, Code, Conflict, Corrupt, Draining, DropError, Exists, Limit, Lost, Malformed,
-                     NoSpace, NotFound, NotLeader, OutcomeUnknown, PocketError, Revoked, StaleEpoch, TooLarge, Unavailable,
+from .errors import (BadKey, BadToken, Busy, Closed, Code, Conflict, Corrupt, Draining, DropError, Exists, Forbidden, Limit, Lost,
+                     Malformed, NoSpace, NotFound, NotLeader, OutcomeUnknown, PocketError, Revoked, StaleEpoch, TooLarge, Unavailable,
                      UnknownJob)
 from .wire import Allotment, DropResult
 
@@ -35,7 +35,7 @@ __all__ = [
     "create_dir", "count_files", "close", "Handle", "LengthMismatch", "last_error", "job_token", "job_credential",
     "credential_job",
     "DropResult", "Allotment", "RegistrationNote", "LiveJobsAtExit",
-    "PocketError", "Code", "BadKey", "BadToken", "Busy", "Closed", "Conflict", "Corrupt", "Draining", "DropError", "Exists", "Limit",
+    "PocketError", "Code", "BadKey", "BadToken", "Busy", "Closed", "Conflict", "Corrupt", "Draining", "DropError", "Exists", "Forbidden", "Limit",
     "Lost", "Malformed", "NoSpace", "NotFound", "NotLeader", "OutcomeUnknown", "Revoked", "StaleEpoch", "TooLarge",
     "Unavailable", "UnknownJob", "NodeUnavailable",
 ]

@@ -40,6 +40,7 @@ class Code(enum.IntEnum):
     LOST = 22
     CONFLICT = 23
     NOT_LEADER = 24
+    FORBIDDEN = 25  # the credential verified, but its role or tenant does not allow the call
 
 
 class PocketError(Exception):
@@ -94,6 +95,9 @@ Conflict = _sub("Conflict", Code.CONFLICT, "A conditional operation's condition 
 Lost = _sub("Lost", Code.LOST, "The value's node left the job's map dead: the value is gone, recompute it.")
 NotLeader = _sub("NotLeader", Code.NOT_LEADER,
                  "This controller is a standby: the message is the active one's address (empty during an election).")
+Forbidden = _sub("Forbidden", Code.FORBIDDEN,
+                 "The caller's certificate or token verified, but its role or tenant does not allow the call "
+                 "(another tenant's profile, an operator's command from a job client).")
 Corrupt = _sub("Corrupt", Code.MALFORMED, "A manifest or chunk does not match what was written.")
 Closed = _sub("Closed", Code.CLOSED,
               "The Client was closed (Client.close, or its with block ended): it and every Job opened through it "
@@ -128,7 +132,7 @@ class DropError(Unavailable):
 _BY_CODE: dict[int, type[PocketError]] = {
     c.default_code: c
     for c in (Malformed, TooLarge, NotFound, NoSpace, UnknownJob, BadToken, StaleEpoch, Exists,
-              Draining, Busy, BadKey, Unavailable, Revoked, Limit, Conflict, Lost, NotLeader, Closed)
+              Draining, Busy, BadKey, Unavailable, Revoked, Limit, Conflict, Lost, NotLeader, Forbidden, Closed)
 }
 
 
