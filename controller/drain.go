@@ -774,7 +774,7 @@ func (c *Controller) retireLocked(n *node, now time.Time, why string, lost bool)
 	for _, j := range jobs {
 		c.leaveMapLocked(j, n.addr, now, lost && !c.leftNothingLocked(n, j))
 	}
-	c.endedLoseLocked(n.addr, "the node was retired: "+why)
+	c.endedRetireLocked(n, "the node was retired: "+why, lost)
 	delete(c.nodes, n.addr)
 	c.gone[n.addr] = retiredNode{at: now, inc: n.incarnation, why: why, lost: lost}
 	c.drainEndedLocked(wire.RetiredNode{Addr: n.addr, At: now, Why: why, Lost: lost})

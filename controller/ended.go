@@ -248,17 +248,22 @@ func (c *Controller) mayKeepLocked(addr string, e *endedJob) bool {
 		return false
 	case n.state == wire.NodeDead, n.unheard, n.since < e.rev:
 		return true
-	case c.orphans[addr][e.id] != nil:
+	}
+	return c.keepsByReportLocked(n, e)
+}
+
+// keepsByReportLocked reports whether n's reports say it may keep
+// persisted values of e's job: it holds the job's data as an orphan, its
+// last heartbeat's persisted list names the job, or the list leaves jobs
+// out.
+func (c *Controller) keepsByReportLocked(n *node, e *endedJob) bool {
+	switch {
+	case c.orphans[n.addr][e.id] != nil:
 		return true
 	case n.persisted.jobs > uint64(len(n.persisted.largest)):
 		return true // the job may be among those the list leaves out
 	}
-	for _, h := range n.persisted.largest {
-		if h.Job == e.id {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(n.persisted.largest, func(h wire.HeldJob) bool { return h.Job == e.id })
 }
 
 // endedLocked returns the final map record of the ended job id when tok

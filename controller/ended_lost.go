@@ -164,19 +164,60 @@ func (c *Controller) namesLostLocked(addr string) bool {
 // final maps of ended jobs it may have held persisted values of.
 func (c *Controller) endedLoseLocked(addr, why string) {
 	for _, e := range c.ended.ids {
-		i := slices.IndexFunc(e.nodes, func(mn wire.MapNode) bool { return mn.Addr == addr })
-		if i < 0 || !c.mayKeepLocked(addr, e) {
-			continue
+		if i := e.member(addr); i >= 0 && c.mayKeepLocked(addr, e) {
+			c.loseEndedLocked(e, i, why)
 		}
-		lost := append(slices.Clone(e.lost), wire.LostNode{Addr: addr, Weight: e.nodes[i].Weight, Epoch: e.epoch + 1})
-		if over := len(lost) - wire.MaxLostNodes; over > 0 {
-			lost = lost[over:]
-		}
-		e.lost = lost
-		e.nodes = slices.Delete(slices.Clone(e.nodes), i, i+1)
-		c.dirtyJobLocked(e.id)
-		c.cfg.Logger.Warn("controller: an ended job's persisted values on a node are lost", "job", e.id, "node", addr, "why", why)
 	}
+}
+
+// endedRetireLocked takes n, retired (why; lost: it died draining, or its
+// deadline passed with values not moved), out of the final maps of ended
+// jobs. A drain that moved all its data (not lost) left n holding of an
+// ended job only what its reports name (keepsByReportLocked: a job whose
+// end it had not applied yet was moved as a live one, and a node drains
+// only once its last report listed what it kept), so each other final map
+// naming it lets it go as a node that left, not lost. Before, a drain
+// that overlapped a job's end listed its node lost in the job's final
+// map whenever the node had not reported since the end: a new user's
+// trial (2 of 2) read "lost" for keys never written, and `pocket ls`
+// exited 3, while every value had moved and read back.
+func (c *Controller) endedRetireLocked(n *node, why string, lost bool) {
+	if lost {
+		c.endedLoseLocked(n.addr, why)
+		return
+	}
+	for _, e := range c.ended.ids {
+		i := e.member(n.addr)
+		switch {
+		case i < 0:
+		case c.keepsByReportLocked(n, e):
+			c.loseEndedLocked(e, i, why)
+		default:
+			e.nodes = slices.Delete(slices.Clone(e.nodes), i, i+1)
+			c.dirtyJobLocked(e.id)
+			c.cfg.Logger.Info("controller: an ended job's final map lets a drained node go (its values moved)", "job", e.id, "node", n.addr, "why", why)
+		}
+	}
+}
+
+// member is the index of addr among e's final map's nodes, -1 when not
+// there.
+func (e *endedJob) member(addr string) int {
+	return slices.IndexFunc(e.nodes, func(mn wire.MapNode) bool { return mn.Addr == addr })
+}
+
+// loseEndedLocked moves e's i-th node from its final map's nodes to its
+// lost ones, at the map's epoch plus one.
+func (c *Controller) loseEndedLocked(e *endedJob, i int, why string) {
+	addr := e.nodes[i].Addr
+	lost := append(slices.Clone(e.lost), wire.LostNode{Addr: addr, Weight: e.nodes[i].Weight, Epoch: e.epoch + 1})
+	if over := len(lost) - wire.MaxLostNodes; over > 0 {
+		lost = lost[over:]
+	}
+	e.lost = lost
+	e.nodes = slices.Delete(slices.Clone(e.nodes), i, i+1)
+	c.dirtyJobLocked(e.id)
+	c.cfg.Logger.Warn("controller: an ended job's persisted values on a node are lost", "job", e.id, "node", addr, "why", why)
 }
 
 // keepsLost reports whether e names a node lost after the job ended

@@ -416,3 +416,63 @@ func TestLostOnlyMapOutlivesAnotherClientsFlood(t *testing.T) {
 		}
 	}
 }
+
+// TestEndedJobsDrainedNodeLeavesNotLost: a node draining as its job ends,
+// which moved all its data and reports done in a heartbeat from before it
+// heard of the end, is retired. It keeps none of the job's persisted
+// values (it moved them as a live job's), so the final map lets it go as
+// a node that left, not lost; a node that reports keeping them, drained
+// with the discard, is lost. On the old code both were listed lost: a new
+// user's trial read "lost" for keys never written, its values all moved.
+func TestEndedJobsDrainedNodeLeavesNotLost(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		keeps   bool // b reports keeping the job's persisted values
+		wantOut bool // b is listed lost
+	}{{"moved", false, false}, {"kept-discarded", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTest(t, Config{DeadAfter: time.Hour})
+			a, b := dramNode("127.0.0.1:7001", 1<<30, 8000), dramNode("127.0.0.1:7002", 1<<30, 8000)
+			a.Incarnation, b.Incarnation = 1, 2
+			mustRegister(t, c, a)
+			mustRegister(t, c, b)
+			m, err := c.RegisterJobFrom("", &wire.JobRegister{Name: "j"})
+			if err != nil || len(m.Nodes) != 2 {
+				t.Fatalf("%+v %v", m, err)
+			}
+			if _, err := c.DrainWith(b.Addr, DrainOptions{Deadline: time.Minute, DiscardPersisted: tc.keeps}); err != nil {
+				t.Fatal(err)
+			}
+			heardAll(t, c)
+			ack, err := c.Heartbeat(&wire.Heartbeat{Addr: b.Addr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := ack.Rev // b's view: the drain, not the job's end
+			if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+				t.Fatal(err)
+			}
+			syncKeeping(t, c, a.Addr, []wire.HeldJob{{Job: m.Job, Bytes: 6}})
+			hb := &wire.Heartbeat{Addr: b.Addr, Since: before,
+				Tiers:   []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30}},
+				Metrics: []wire.Metric{{Name: MetricDrainDone, Value: 1}}}
+			if tc.keeps {
+				hb.Persisted, hb.PersistedJobs, hb.PersistedBytes = []wire.HeldJob{{Job: m.Job, Bytes: 6}}, 1, 6
+			}
+			if _, err := c.Heartbeat(hb); err != nil {
+				t.Fatal(err)
+			}
+			c.drainTick(time.Now())
+			if st := c.Status(); len(st.Nodes) != 1 {
+				t.Fatalf("nodes after the drain: %+v; want %s retired", st.Nodes, b.Addr)
+			}
+			final, err := c.GetMapOrEnded(m.Job, m.Token)
+			if err != nil || !final.Ended || len(final.Nodes) != 1 || final.Nodes[0].Addr != a.Addr || final.Epoch != m.Epoch+1 {
+				t.Fatalf("final map: %+v %v; want %s alone at the drain's epoch %d", final, err, a.Addr, m.Epoch+1)
+			}
+			if lost := len(final.Lost) == 1 && final.Lost[0].Addr == b.Addr; lost != tc.wantOut || len(final.Lost) > 1 {
+				t.Fatalf("final map's lost nodes %+v; want %s lost: %v", final.Lost, b.Addr, tc.wantOut)
+			}
+		})
+	}
+}

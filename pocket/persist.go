@@ -184,11 +184,13 @@ func (s *Store) OpenCredentialContext(ctx context.Context, cred string) (*Job, e
 		// its map changed since) reads by that one.
 		if m.Epoch > c.Epoch {
 			j.setMap(m)
-		} else if cur := j.snapshot(); m.Epoch == c.Epoch && namesMoreLost(m, cur) {
+		} else if cur := j.snapshot(); m.Epoch == c.Epoch && (namesMoreLost(m, cur) || namesFewerNodes(m, cur)) {
 			// The same map with nodes lost since the job ended (their
 			// process restarted or was retired: package controller,
-			// ended_lost.go): their keys read lost, not "not found". The
-			// credential's suspect marks stay on the nodes left.
+			// ended_lost.go): their keys read lost, not "not found"; or
+			// with nodes that left it since, drained with their values
+			// moved: a read no longer asks them. The credential's suspect
+			// marks stay on the nodes left.
 			m.Suspect = keptSuspects(cur.Suspect, m)
 			j.setMap(m)
 		}
@@ -232,6 +234,17 @@ func decodeCredential(cred string) (credential, error) {
 		return c, fmt.Errorf("pocket: credential names %d lost nodes, over the limit of %d", len(c.Lost), wire.MaxLostNodes)
 	}
 	return c, nil
+}
+
+// namesFewerNodes reports whether m is cur with nodes taken out: each of
+// m's nodes is one of cur's, and cur names more.
+func namesFewerNodes(m, cur Map) bool {
+	for _, n := range m.Nodes {
+		if !slices.ContainsFunc(cur.Nodes, func(c Node) bool { return c.Addr == n.Addr }) {
+			return false
+		}
+	}
+	return len(m.Nodes) < len(cur.Nodes)
 }
 
 // namesMoreLost reports whether m names a lost node that cur does not.

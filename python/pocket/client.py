@@ -513,11 +513,13 @@ class Client:
             if not cur.ended or cur.epoch > m.epoch:
                 job._st = _MapState(cur)
                 job._suspect = frozenset()
-            elif cur.epoch == m.epoch and _names_more_lost(cur, m):
+            elif cur.epoch == m.epoch and (_names_more_lost(cur, m) or _names_fewer_nodes(cur, m)):
                 # The same map with nodes lost since the job ended (their
                 # process restarted or was retired): their keys read Lost,
-                # not NotFound. The credential's suspect marks stay on the
-                # nodes left (the Go SDK's OpenCredential).
+                # not NotFound; or with nodes that left it since, drained
+                # with their values moved: a read no longer asks them. The
+                # credential's suspect marks stay on the nodes left (the Go
+                # SDK's OpenCredential).
                 job._st = _MapState(cur)
                 job._suspect = frozenset(a for a in job._suspect if any(n.addr == a for n in cur.nodes))
             job._retired = cur.ended
@@ -799,6 +801,13 @@ def _ended_no_node() -> errors.Revoked:
     (the Go SDK's errEndedNoNode)."""
     return errors.Revoked("the job has ended: its persist-after-job values are read-only, "
                           "and no node of its final map is left (each was lost since it ended)")
+
+
+def _names_fewer_nodes(cur: wire.PlacementMap, m: wire.PlacementMap) -> bool:
+    """Whether cur is m with nodes taken out: each of cur's nodes is one of
+    m's, and m names more (the Go SDK's namesFewerNodes)."""
+    had = {n.addr for n in m.nodes}
+    return all(n.addr in had for n in cur.nodes) and len(cur.nodes) < len(m.nodes)
 
 
 def _names_more_lost(cur: wire.PlacementMap, m: wire.PlacementMap) -> bool:
