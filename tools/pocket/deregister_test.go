@@ -160,14 +160,18 @@ func TestDeregisterSaysWhetherValuesPersist(t *testing.T) {
 		if want := "gave back its allotment of " + mbpsText(m.AllocMbps) + " Mb/s and "; !strings.Contains(out, want) {
 			t.Errorf("deregister does not say %q: %q", want, out)
 		}
-		// Deregistered again: it has ended; the credential, a secret, is
-		// printed only when the nodes keep some of its values (it was
-		// printed for every job: a new user's trial).
+		// Deregistered again: it has ended; how to get the credential is
+		// said only when the nodes keep some of its values (it was said
+		// for every job: a new user's trial), and the credential itself,
+		// a secret, is not printed on stderr (another trial).
 		// A job whose nodes keep none of its values may have its final map
 		// let go by then (the controller's sweep, once their heartbeats
 		// say so): "unknown job ... persisted nothing" is right too.
 		out, errOut, code = pocketRun(t, bin, jenv, "", "job", "deregister", "--insecure", m.JobID)
-		printed := strings.Contains(errOut, "POCKET_CREDENTIAL=")
+		printed := strings.Contains(errOut, "pocket job credential "+m.JobID)
+		if strings.Contains(errOut, "POCKET_CREDENTIAL=") {
+			t.Errorf("second deregister printed the credential, a secret, on stderr: %q", errOut)
+		}
 		forgotten := !persist && strings.Contains(errOut, "unknown job") && strings.Contains(errOut, "persisted nothing")
 		if code != 1 || !forgotten && (!strings.Contains(errOut, "has ended already") || printed != persist ||
 			!persist && !strings.Contains(errOut, "nodes keep none of its values")) {

@@ -64,6 +64,15 @@ still listed 10 s past its deadline for another reason; 2 bad usage. Without
 --wait: 0 once the controller took the order.
 `
 
+// drainDeadlineCheck refuses a negative --deadline as a usage error:
+// before, the controller answered it as a malformed frame (exit 1).
+func drainDeadlineCheck(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("--deadline %v: must not be negative (0: the default, %v)", d, controller.DefaultDrainDeadline)
+	}
+	return nil
+}
+
 // minBusyRetry is the least time to the deadline at which --retry-busy
 // orders a drain refused as busy again.
 const minBusyRetry = 5 * time.Second
@@ -129,7 +138,7 @@ func runDrain(args []string) int {
 	fs := newFlagSet("node drain")
 	addr := fs.String("controller", "", "controller address, or a comma-separated list of controllers of which one is active (default $"+metaclient.EnvController+" or "+ctlDefaultAddr+")")
 	secretFile := fs.String("secret-file", "", "file holding the cluster secret, mode 0600 (default $"+token.EnvSecret+"); drain orders are signed with it")
-	deadline := fs.Duration("deadline", controller.DefaultDrainDeadline, "leave by then even if data is left (a spot instance's notice); "+
+	deadline := fs.Duration("deadline", controller.DefaultDrainDeadline, "leave by then even if data is left (a spot instance's notice; 0: the default); "+
 		"persisted values of ended jobs hold the node past it unless --discard-persisted")
 	discard := fs.Bool("discard-persisted", false, "drain even a node that keeps persist-after-job values of ended jobs, "+
 		"destroying them when it leaves (without it such a drain is refused, or waits for them to be deleted)")
@@ -140,9 +149,18 @@ func runDrain(args []string) int {
 	wait := fs.Bool("wait", true, "wait until the node has left, showing its progress (exit 3 when persisted values of ended jobs hold it)")
 	var tf tlsFlags
 	tf.bind(fs)
+	addFlagCheck(fs, func() error { return drainDeadlineCheck(*deadline) })
 	pos, code, ok := parseFlags(fs, args, 1, 1)
 	if !ok {
 		return code
+	}
+	if err := dialAddr.check("NODE", pos[0]); err != nil {
+		// A new user's trial drained "localhost" and was told the node
+		// is not registered.
+		return usageError("node drain", err)
+	}
+	if *deadline == 0 {
+		*deadline = controller.DefaultDrainDeadline
 	}
 	key, tc, code, ok := operatorCreds("node drain", *secretFile, &tf)
 	if !ok {

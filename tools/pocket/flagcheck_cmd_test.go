@@ -57,6 +57,10 @@ func TestAddressAndFileFlagsAreUsageErrors(t *testing.T) {
 		{args: []string{"job", "profile", "j", "--insecure", "--controller", "junk"}, lead: `--controller "junk"`},
 		{args: []string{"put", "j", "k", secret, "--insecure", "--controller", "junk"}, lead: `--controller "junk"`},
 		{args: []string{"node", "drain", "127.0.0.1:7100", "--insecure", "--controller", "junk"}, lead: `--controller "junk"`},
+		// A new user's trial: a negative deadline was the controller's
+		// "malformed frame" (exit 1), a NODE without a port "not registered".
+		{args: []string{"node", "drain", "127.0.0.1:7100", "--insecure", "--controller", "127.0.0.1:1", "--deadline", "-1s"}, lead: `--deadline -1s: must not be negative`},
+		{args: []string{"node", "drain", "localhost", "--insecure", "--controller", "127.0.0.1:1"}, lead: `NODE "localhost": want HOST:PORT`},
 		{args: []string{"bench", "--insecure", "--controller", "junk"}, lead: `--controller "junk"`},
 		{args: []string{"bench", "workload", "sort", "--insecure", "--controller", "junk"}, lead: `--controller "junk"`},
 		{args: []string{"bench", "workload", "sort", "--insecure"}, env: ctlJunk, lead: `$POCKET_CONTROLLER "junk"`},

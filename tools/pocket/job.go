@@ -539,9 +539,11 @@ func failEnded(ctx context.Context, job, cred string) int {
 			"nodes keep none of its values", job)
 		return 1
 	}
+	// The credential, a secret, is not printed on stderr, where logs keep
+	// it (a new user's trial): job credential prints it on stdout.
 	warn("job deregister", "job %s is not registered: it has ended already (deregistered, or its token expired), and its "+
 		"nodes dropped its data except values put with --persist, which stay read-only. To read or delete them: "+
-		"export POCKET_CREDENTIAL=%s", job, cred)
+		"eval \"$(pocket job credential %s)\" (with this token)", job, job)
 	return 1
 }
 

@@ -92,8 +92,9 @@ func TestExpiredJobsValuesThroughItsToken(t *testing.T) {
 		t.Errorf("put to the expired job: exit 0, stdout %q, stderr %q; want refused", out, errOut)
 	}
 	out, errOut, code := run(env, "", "job", "deregister", job)
-	if code != 1 || !strings.Contains(errOut, "has ended already") || !strings.Contains(errOut, "POCKET_CREDENTIAL="+cv.Credential) {
-		t.Errorf("job deregister of the expired job: exit %d, stdout %q, stderr %q; want exit 1 saying it ended, with its credential", code, out, errOut)
+	if code != 1 || !strings.Contains(errOut, "has ended already") || !strings.Contains(errOut, "pocket job credential "+job) ||
+		strings.Contains(errOut+out, cv.Credential) {
+		t.Errorf("job deregister of the expired job: exit %d, stdout %q, stderr %q; want exit 1 saying it ended, naming job credential, not the credential (a secret)", code, out, errOut)
 	}
 	// stdout is the export line alone, so eval "$(pocket job credential
 	// JOB)" works; the explanation goes to stderr (a new user's trial: it

@@ -742,16 +742,62 @@ func stopNote(st *wire.ClusterStatus, kept bool, own map[string]bool) string {
 
 // printRestored says what a restart on the same data directory kept: the
 // earlier run's jobs, with their ids, tokens, generations, lifetimes and
-// maps, but not their data, which lived on that run's nodes (stopped with
-// it). Their maps name those nodes, now dead: a get of their keys answers
-// that the node is unavailable. They can be deregistered with their
-// tokens; new jobs are placed on this run's nodes.
+// maps. The data of those on up's own nodes lived on that run's nodes
+// (stopped with it): their maps name those nodes, now dead, and a get of
+// their keys answers that the node is unavailable. Those on a node up did
+// not start that still runs keep their values there. A new user's trial
+// was told to deregister a job whose 20 values on such a node all read
+// back (before 2026-12-07 the note spoke of every restored job alike).
 func printRestored(u *upCluster) {
 	if u.restored == 0 {
 		return
 	}
-	fmt.Printf("restored %d jobs of an earlier run: their tokens still work, but their data was on that run's nodes, which stopped with it;\n"+
-		"  deregister them (pocket job deregister JOB), or start on an empty --data-dir, or with --ephemeral\n", u.restored)
+	kept, gone := restoredKinds(u)
+	if gone > 0 {
+		fmt.Printf("restored %d jobs of an earlier run whose data was on that run's nodes, which stopped with it: their tokens still work;\n"+
+			"  deregister them (pocket job deregister JOB), or start on an empty --data-dir, or with --ephemeral\n", gone)
+	}
+	if kept > 0 {
+		fmt.Printf("restored %d jobs of an earlier run on nodes it did not start, which still run: their values there are kept "+
+			"(those on the earlier run's own nodes are gone); pocket job show JOB lists each job's nodes\n", kept)
+	}
+}
+
+// restoredKinds sorts the jobs up restored (the first u.restored in
+// registration order) by keptOnRunning.
+func restoredKinds(u *upCluster) (kept, gone int) {
+	var own []string
+	for _, n := range u.orch.Nodes() {
+		own = append(own, n.Addr)
+	}
+	nodes := u.ctl.Status().Nodes
+	var after uint64
+	for seen := uint64(0); seen < u.restored; {
+		st := u.ctl.ListJobs(after, 0)
+		for _, j := range st.Jobs[:min(uint64(len(st.Jobs)), u.restored-seen)] {
+			seen++
+			if keptOnRunning(j, nodes, own) {
+				kept++
+			} else {
+				gone++
+			}
+		}
+		if after = st.NextJob; after == 0 || len(st.Jobs) == 0 {
+			break
+		}
+	}
+	return kept, gone
+}
+
+// keptOnRunning reports whether job j's map names a node that is not dead
+// among nodes and is not one of own (the nodes this run of up started):
+// an earlier run's job keeps its values there.
+func keptOnRunning(j wire.JobStatus, nodes []wire.NodeStatus, own []string) bool {
+	return slices.ContainsFunc(j.Nodes, func(mn wire.MapNode) bool {
+		return !slices.Contains(own, mn.Addr) && slices.ContainsFunc(nodes, func(n wire.NodeStatus) bool {
+			return n.Addr == mn.Addr && n.State != wire.NodeDead
+		})
+	})
 }
 
 // printMetrics lists the /metrics endpoints of the cluster.
