@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -41,5 +42,23 @@ func TestCredentialTakesTheFinalMapANodeLeft(t *testing.T) {
 	}
 	if m := j.Map(); len(m.Nodes) != 1 || m.Nodes[0].Addr != a || m.Draining[b] || !j.Ended() {
 		t.Fatalf("credential opened on %+v (ended %v); want the final map without %s", m, j.Ended(), b)
+	}
+}
+
+// TestCredentialThatDoesNotDecodeSaysSo: a string that is no credential
+// is named as not one, with where a credential comes from, and none of it
+// is shown (it may be a secret cut short). Before, the error was the JSON
+// decoder's alone: "invalid character '\u0081' looking for beginning of
+// value", or "unexpected end of JSON input" for an empty string (a new
+// user's trial).
+func TestCredentialThatDoesNotDecodeSaysSo(t *testing.T) {
+	s := NewStore(nil, Config{})
+	t.Cleanup(func() { s.Close() })
+	for _, cred := range []string{"", "gYGBgYGB", "not base64 at all!"} {
+		_, err := s.OpenCredential(cred)
+		if err == nil || !strings.Contains(err.Error(), "is not a job credential (the string Job.Credential and pocket job credential print)") ||
+			cred != "" && strings.Contains(err.Error(), cred) {
+			t.Errorf("OpenCredential(%q): %v", cred, err)
+		}
 	}
 }

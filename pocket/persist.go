@@ -223,7 +223,11 @@ func decodeCredential(cred string) (credential, error) {
 		err = json.Unmarshal(b, &c)
 	}
 	if err != nil {
-		return c, fmt.Errorf("pocket: credential: %w", err)
+		// Said as what it is not: a new user's trial read "invalid
+		// character '\u0081' looking for beginning of value", and "unexpected
+		// end of JSON input" for an empty one.
+		return c, fmt.Errorf("pocket: %s is not a job credential (the string Job.Credential and pocket job credential print): %w",
+			credShown(cred), err)
 	}
 	if c.Job == "" || len(c.Nodes) == 0 && len(c.Lost) == 0 {
 		// A final map whose nodes were all lost since the job ended names
@@ -234,6 +238,15 @@ func decodeCredential(cred string) (credential, error) {
 		return c, fmt.Errorf("pocket: credential names %d lost nodes, over the limit of %d", len(c.Lost), wire.MaxLostNodes)
 	}
 	return c, nil
+}
+
+// credShown names a credential that did not decode: empty, or its length
+// (it may be a secret cut short, so none of it is shown).
+func credShown(cred string) string {
+	if cred == "" {
+		return "an empty string"
+	}
+	return fmt.Sprintf("the %d-character string given", len(cred))
 }
 
 // namesFewerNodes reports whether m is cur with nodes taken out: each of

@@ -155,6 +155,9 @@ func credentialNames(job string) (bool, error) {
 		return false, nil
 	}
 	id, err := pocket.CredentialJob(cred)
+	if inner := errors.Unwrap(err); inner != nil {
+		err = inner // the decoder's cause, without the SDK's "is not a job credential"
+	}
 	if err != nil {
 		return false, fmt.Errorf("$POCKET_CREDENTIAL is not a job credential (%v): set it to what follows "+
 			"POCKET_CREDENTIAL= in pocket job credential's output (eval \"$(pocket job credential JOB)\" does), or unset it", err)
