@@ -105,18 +105,21 @@ func runNode(args []string) int {
 	if err != nil {
 		return usageError("node", err)
 	}
+	ctlFrom := "--controller"
 	if f.ctl == "" {
-		f.ctl = os.Getenv(metaclient.EnvController)
+		// Named as given: a new user's trial set $POCKET_CONTROLLER alone
+		// and was told --controller needs the secret.
+		f.ctl, ctlFrom = os.Getenv(metaclient.EnvController), "$"+metaclient.EnvController
 	}
 	var secret []byte
 	var tc *tls.Config
 	if f.ctl != "" {
 		var err error
 		if secret, err = clusterSecret(f.keyFile); err != nil {
-			return fail("node: --controller needs the cluster secret: %v", err)
+			return fail("node: %s (%s) needs the cluster secret: %v", ctlFrom, f.ctl, err)
 		}
 		if tc, err = f.tls.config(pki.RoleNode); err != nil {
-			return fail("node: --controller needs a node certificate: %v", err)
+			return fail("node: %s (%s) needs a node certificate: %v", ctlFrom, f.ctl, err)
 		}
 	} else if f.keyFile != "" {
 		// A standalone node given a secret checks job tokens with it.
