@@ -178,7 +178,7 @@ func runDrain(args []string) int {
 		return controller.RequestDrainWith(ctx, ctlAddr(*addr), pos[0], opts, key, req)
 	}, *deadline)
 	if err != nil {
-		return fail("node drain: %v", ctlError(err, *addr, tf.insecure))
+		return fail("node drain: %v%s", ctlError(err, *addr, tf.insecure), wrongSecretHint(err))
 	}
 	ordered := time.Now() // after the busy refusals --retry-busy rode out
 	if *discard {

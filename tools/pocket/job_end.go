@@ -39,11 +39,7 @@ func runJobEnd(args []string) int {
 	defer done()
 	res, err := mc.EndJob(ctx, pos[0])
 	if err != nil {
-		hint := ""
-		if errors.Is(err, wire.ErrBadToken) && strings.Contains(err.Error(), "proof does not match") {
-			hint = " (the secret given, --secret-file or $POCKET_SECRET, is not this cluster's)"
-		}
-		return fail("job end: %v%s", ctlError(err, *addr, tf.insecure), hint)
+		return fail("job end: %v%s", ctlError(err, *addr, tf.insecure), wrongSecretHint(err))
 	}
 	dead, others := res.Split()
 	if *asJSON {
@@ -83,4 +79,15 @@ func printEnded(job string, res *wire.DropResult, dead []string) {
 	}
 	fmt.Println("values put with --persist, if the job put any, stay on their nodes: whoever holds the job's token reads and deletes them " +
 		"(pocket job credential); without it, pocket node drain --discard-persisted destroys them with the node they are on")
+}
+
+// wrongSecretHint says, for the controller's refusal of a proof of the
+// cluster secret, that the secret given is not the cluster's ("" for
+// other errors): the refusal's code is CodeBadToken, which a new user's
+// trial of node drain read as a fault of a token.
+func wrongSecretHint(err error) string {
+	if errors.Is(err, wire.ErrBadToken) && strings.Contains(err.Error(), "proof does not match") {
+		return " (the secret given, --secret-file or $POCKET_SECRET, is not this cluster's)"
+	}
+	return ""
 }

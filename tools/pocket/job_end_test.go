@@ -72,3 +72,20 @@ func TestJobEndByTheOperator(t *testing.T) {
 		t.Fatalf("ending a job never registered: exit %d, %q", code, out)
 	}
 }
+
+// TestDrainWithAnotherClustersSecret: a drain ordered with a secret that
+// is not the cluster's says so. Before, a new user's trial read the
+// refusal's "bad token" alone.
+func TestDrainWithAnotherClustersSecret(t *testing.T) {
+	ctl, addr := drainController(t, "0123456789abcdef-drain-secret-0")
+	node := closedAddr(t)
+	if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: node, Cores: 2,
+		Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("POCKET_SECRET", "another-secret-0123456789abcdef")
+	out, code := stderrOf(t, func() int { return runDrain([]string{"--insecure", "--controller", addr, "--wait=false", node}) })
+	if code != 1 || !strings.Contains(out, "is not this cluster's") {
+		t.Fatalf("drain with another cluster's secret: exit %d, %q", code, out)
+	}
+}
