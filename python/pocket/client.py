@@ -58,6 +58,16 @@ MAX_NAME = wire.MAX_KEY_LEN - 40
 _MAX_READ_RETRIES = 16
 _WINDOW = 4  # requests in flight per connection in a chunk transfer
 _LIST_PAGE = 10000
+# Paging bounds. A hostile trial's node answered every listing page, and
+# every prefix delete, with more=True: list() and delete_all() never
+# ended (316,962 requests in 40 s; 1 GiB of memory in 30 s with new keys
+# on each page). Each page must now make progress (_check_list_page,
+# _check_delete_page), and a node's paging ends within PAGING_TIMEOUTS
+# times the client's timeout (None: no bound) and, for a listing, within
+# LIST_MAX_KEY_BYTES of key names; past either it raises Malformed.
+PAGING_TIMEOUTS = 10
+LIST_MAX_KEY_BYTES = 256 << 20
+MAX_ENTRY_SIZE = 1 << 62  # an entry's size past it (or below 0) is no value's
 PREFETCH = 2  # chunks a stream read fetches ahead of the one being consumed
 
 # Follows "node ADDR is dead" in the Unavailable of a request for a key of
@@ -380,10 +390,11 @@ class Client:
     $POCKET_DATA_DIR, else ~/.pocket), else over plain TCP (a cluster
     started with ``--insecure``); ``insecure`` forces plain TCP. A
     standby controller's address works too: calls follow it to the
-    active one. ``timeout`` bounds each socket operation on the data
-    plane in seconds (default ``conn.DEFAULT_TIMEOUT``, 60 s; None: wait
-    forever): a node silent for longer raises ``Unavailable`` saying it
-    timed out. ``controller_wait`` bounds how long a call to the
+    active one. ``timeout`` bounds a node's reply in seconds (default
+    ``conn.DEFAULT_TIMEOUT``, 60 s; None: wait forever): its header and
+    metadata within it in all, its payload at least 1 MiB per timeout
+    (conn.py's Bounds); a slower node raises ``Unavailable`` saying it
+    timed out and what was slow. ``controller_wait`` bounds how long a call to the
     controller waits for one that is away (refusing connections, losing
     them before the request went out, or for a map fetch at any point: a
     restart; an election in progress) in seconds, default 15 as the Go
@@ -1096,6 +1107,59 @@ class _Answer(Reply):
 
     def check(self) -> "Reply":
         raise self.err
+
+
+class _Pager:
+    """Bounds one node's paging (PAGING_TIMEOUTS, LIST_MAX_KEY_BYTES):
+    page() after each page that says more raises Malformed, naming the
+    node, once the pages took too long or carried too many key bytes."""
+
+    def __init__(self, addr: str, what: str, timeout: float | None):
+        self.addr, self.what, self.timeout = addr, what, timeout
+        self.start, self.pages, self.bytes = time.monotonic(), 0, 0
+
+    def page(self, nbytes: int = 0, max_bytes: int = 0) -> None:
+        self.pages += 1
+        self.bytes += nbytes
+        took = time.monotonic() - self.start
+        if self.timeout is not None and took > PAGING_TIMEOUTS * self.timeout:
+            raise errors.Malformed(f"node {self.addr}: {self.what} still says more after {self.pages} pages and "
+                                   f"{took:.1f} s (bound: {PAGING_TIMEOUTS} x the client's timeout, "
+                                   f"{self.timeout} s)")
+        if max_bytes and self.bytes > max_bytes:
+            raise errors.Malformed(f"node {self.addr}: {self.what} still says more after {self.pages} pages and "
+                                   f"{self.bytes} bytes of keys (bound: LIST_MAX_KEY_BYTES, {max_bytes})")
+
+
+def _check_list_page(addr: str, prefix: bytes, after: bytes, resp: wire.Response) -> None:
+    """Raises Malformed, naming the node, for a listing page that makes no
+    progress or lies: more with no entry, more entries than asked for,
+    keys not ascending strictly past the cursor after, keys outside
+    prefix (a hostile trial's node answered list("a/") with "zzz/secret"),
+    or sizes below 0 or past MAX_ENTRY_SIZE."""
+    def bad(why: str) -> errors.Malformed:
+        return errors.Malformed(f"node {addr}: listing of {prefix[:64]!r} after {after[:64]!r}: {why}")
+    if resp.more and not resp.entries:
+        raise bad("the page says more but carries no entry")
+    if len(resp.entries) > _LIST_PAGE:
+        raise bad(f"{len(resp.entries)} entries, over the {_LIST_PAGE} asked for")
+    prev = after
+    for i, e in enumerate(resp.entries):
+        if not e.key.startswith(prefix):
+            raise bad(f"entry {i} {e.key[:64]!r} is outside the prefix")
+        if (i or after) and e.key <= prev:
+            raise bad(f"entry {i} {e.key[:64]!r} is not after {prev[:64]!r}")
+        if not 0 <= e.size <= MAX_ENTRY_SIZE:
+            raise bad(f"entry {i} {e.key[:64]!r} has size {e.size}")
+        prev = e.key
+
+
+def _check_delete_page(addr: str, resp: wire.Response) -> None:
+    """Raises Malformed, naming the node, for a prefix delete's reply that
+    says more having removed nothing (no name, no chunk byte, no version):
+    a hostile trial's node answered so forever."""
+    if resp.more and resp.count <= 0 and resp.size <= 0 and not resp.versions:
+        raise errors.Malformed(f"node {addr}: prefix delete says more but removed nothing (count {resp.count})")
 
 
 def _absent(x) -> bool:
@@ -2771,7 +2835,7 @@ class Job:
         raise AssertionError("unreachable")
 
     def _list_node(self, st: _MapState, addr: str, prefix: bytes, delim: int) -> list:
-        out, after = [], b""
+        out, after, pager = [], b"", _Pager(addr, "listing", self.client.pool.timeout)
         while True:
             meta = wire.encode_request(st.job, prefix, st.map.token, st.map.epoch, after=after,
                                        limit=_LIST_PAGE, delimiter=delim)
@@ -2784,9 +2848,11 @@ class Job:
             if self._holds_none(r.code, wire.OP_LIST):
                 return out  # deregistered, and none of its persisted values here
             resp = r.check().response()
+            _check_list_page(addr, prefix, after, resp)
             out += [e for e in resp.entries if not wire.is_chunk_key(e.key)]
-            if not resp.more or not resp.entries:
+            if not resp.more:
                 return out
+            pager.page(sum(len(e.key) for e in resp.entries), LIST_MAX_KEY_BYTES)
             last = resp.entries[-1]
             after = last.key + (b"\xff" if last.dir else b"")
 
@@ -2892,6 +2958,7 @@ class Job:
         met (none: done)."""
         meta = st.keyless(key=p)
         flags = wire.FLAG_PREFIX | st.tier_flags
+        pagers: dict[str, _Pager] = {}
         for group in st.phases:
             while group:
                 out = self._gather([lambda a=a: self._send_patient(a, wire.OP_DELETE, flags, meta) for a in group])
@@ -2907,11 +2974,13 @@ class Job:
                         errs.append(x.error())
                     else:
                         resp = x.response()
+                        _check_delete_page(a, resp)
                         if counted is not None:
                             counted[0] += resp.count
                         for v in resp.versions:
                             self._drop_version(v)
                         if resp.more:
+                            pagers.setdefault(a, _Pager(a, "prefix delete", self.client.pool.timeout)).page()
                             more.append(a)
                 if errs:
                     return errs

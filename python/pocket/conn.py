@@ -17,10 +17,14 @@ memoryview, never joined into a new buffer.
 Bounds: a payload with no caller's buffer is received into buffers that
 grow as its bytes arrive (``RECV_STEP`` first, then four times larger),
 so a node that claims a large payload and sends little makes the client
-allocate little. Each socket operation waits at most the connection's
-timeout (``DEFAULT_TIMEOUT``, 60 s, unless given; None waits forever); a
-node that does not answer within it raises ``errors.Unavailable`` saying
-so, and the connection is closed.
+allocate little. A reply's header and metadata must arrive within the
+connection's timeout (``DEFAULT_TIMEOUT``, 60 s, unless given; None
+waits forever) in all, and its payload of n bytes within the timeout
+again plus one timeout per ``PAYLOAD_MIB`` (1 MiB) of it: at least 1 MiB
+per timeout. A hostile trial's node dripped a reply a byte every 1.5 s
+under a 2 s timeout (then a bound on each read), and a get never ended. A
+node slower than that raises ``errors.Unavailable`` saying what was slow,
+and the connection is closed. Writes wait at most the timeout each.
 
 Owed replies: a request written whole whose reply did not begin within
 the timeout (``roundtrip``) leaves its connection open, out of the pool,
@@ -68,6 +72,7 @@ DEFAULT_TIMEOUT = 60.0  # seconds a socket operation waits for a node
 # (client/silence.go), after which it gives a silent node's call up.
 SILENCE = 30.0
 RECV_STEP = 1 << 20  # the first buffer of a payload received with no destination
+PAYLOAD_MIB = 1 << 20  # a payload may take one more timeout per this many bytes
 
 
 # The text of errors.Closed for a call on a closed Client.
@@ -76,6 +81,11 @@ CLOSED_TEXT = "client closed: Client.close() was called (or its with block ended
 
 class _ClosedByNode(ConnectionError):
     """The node closed the connection (a read returned no bytes)."""
+
+
+class _Slow(TimeoutError):
+    """A reply's part did not arrive by its deadline (NodeConn._arm); the
+    message says which part and how much of it came."""
 
 
 def _own(e: OSError) -> bool:
@@ -87,7 +97,7 @@ def _own(e: OSError) -> bool:
     an error in a put's send was taken for a frame not written whole: the
     connection was closed, the put called not sent, and the next put of
     the key could be overtaken (a review's trial: 1 round in 3)."""
-    return e.errno is not None or e.args == ("timed out",) or isinstance(e, _ClosedByNode)
+    return e.errno is not None or e.args == ("timed out",) or isinstance(e, (_ClosedByNode, _Slow))
 
 
 def fenced(op: int, flags: int) -> bool:
@@ -209,6 +219,8 @@ class NodeConn:
         # even when an interrupt came after recv_into returned and before
         # _awaiting was cleared (_interrupted).
         self._mark = -1
+        self._until: float | None = None  # the deadline of the reply part being read (_arm)
+        self._what, self._part, self._t0 = "", 0, 0.0
         self._poll = select.poll()
         self._poll.register(self.sock, select.POLLIN)
 
@@ -234,20 +246,49 @@ class NodeConn:
         (NodeUnavailable.conn) instead."""
         if owed and isinstance(e, TimeoutError):
             self.broken, self.owed, self.owed_at = True, owed, time.monotonic()
-            err = NodeUnavailable(self.addr, f"node {self.addr}: timed out: no reply within {self.timeout} s "
-                                  f"(the client's timeout; Client(timeout=...) sets it, None waits forever)", True)
+            err = NodeUnavailable(self.addr, self._timed_out(e), True)
             err.conn = self
             return err
         self.close()
         if isinstance(e, errors.PocketError):
             return e
         if isinstance(e, TimeoutError):
-            return NodeUnavailable(self.addr, f"node {self.addr}: timed out: no reply within {self.timeout} s "
-                                   f"(the client's timeout; Client(timeout=...) sets it, None waits forever)", sent)
+            return NodeUnavailable(self.addr, self._timed_out(e), sent)
         # Lost: the node closed or reset the connection, while the request
         # was written or after (not a reply that failed to parse, which is
         # no loss of the node).
         return NodeUnavailable(self.addr, f"node {self.addr}: {e}", sent, lost=isinstance(e, ConnectionError))
+
+    def _timed_out(self, e: TimeoutError) -> str:
+        what = str(e) if isinstance(e, _Slow) else f"no reply within {self.timeout} s"
+        return (f"node {self.addr}: timed out: {what} (the client's timeout; Client(timeout=...) sets it, "
+                "None waits forever)")
+
+    def _arm(self, wait: float | None, what: str, n: int) -> None:
+        """Starts the deadline of one part of a reply (what, n bytes):
+        wait seconds from now (None: no deadline)."""
+        self._until = None if wait is None else time.monotonic() + wait
+        self._what, self._part, self._t0 = what, n, time.monotonic()
+
+    def _slow(self) -> "_Slow":
+        rate = " (at least 1 MiB per timeout, after one timeout)" if self._what == "payload" else ""
+        return _Slow(f"the reply's {self._what} ({self._part} bytes) did not arrive within "
+                     f"{time.monotonic() - self._t0:.1f} s{rate}")
+
+    def _recv_into(self, view: memoryview) -> int:
+        """One read, waiting at most until the armed deadline (_arm); past
+        it raises _Slow naming the part that was slow."""
+        if self._until is not None:
+            left = self._until - time.monotonic()
+            if left <= 0:
+                raise self._slow()
+            self.sock.settimeout(left)
+        try:
+            return self.sock.recv_into(view)
+        except socket.timeout:
+            if self._until is None:
+                raise
+            raise self._slow() from None
 
     def send(self, op: int, flags: int, meta: bytes, payload=None) -> int:
         """Writes one request frame and returns its request id."""
@@ -300,7 +341,7 @@ class NodeConn:
             if self._awaiting and self._r0 == self._r1:
                 self._rbuf[self._r1] = 0
                 self._mark = self._r1
-            got = self.sock.recv_into(self._rview[self._r1:])
+            got = self._recv_into(self._rview[self._r1:])
             if got == 0:
                 raise _ClosedByNode("connection closed by the node")
             self._r1 += got
@@ -319,7 +360,7 @@ class NodeConn:
             dst[:k] = self._rview[self._r0:self._r0 + k]
             self._r0 += k
         while k < len(dst):
-            got = self.sock.recv_into(dst[k:])
+            got = self._recv_into(dst[k:])
             if got == 0:
                 raise _ClosedByNode("connection closed by the node")
             k += got
@@ -341,7 +382,7 @@ class NodeConn:
         return buf
 
     def recv(self, dst: Callable[[int, int], memoryview | None] | memoryview | None = None, owed: int = 0,
-             expect: int = 0) -> Reply:
+             expect: int = 0, wait: float | None | bool = True) -> Reply:
         """Reads the next reply. dst is where a payload goes: a memoryview
         (used when the payload fits it; the reply's payload is then its
         first bytes), or a function of (request id, payload length)
@@ -352,7 +393,21 @@ class NodeConn:
         the reply opcode the request's answer must carry: another fails
         the connection, Malformed, before its payload is read (before, a
         put's reply sent for a get gave its payload as the value, a
-        hostile trial; the Go client's readFrame does the same)."""
+        hostile trial; the Go client's readFrame does the same). wait:
+        the seconds the header and metadata may take in all (True: the
+        timeout); see the module's Bounds for the payload's."""
+        self._arm(self.timeout if wait is True else wait, "header and metadata", wire.HEADER_LEN)
+        try:
+            return self._recv(dst, owed, expect)
+        finally:
+            self._until = None
+            if not self.broken or self.owed:
+                try:
+                    self.sock.settimeout(self.timeout)
+                except OSError:
+                    pass
+
+    def _recv(self, dst, owed: int, expect: int) -> Reply:
         try:
             self._fill(wire.HEADER_LEN)
         except OSError as e:
@@ -368,8 +423,11 @@ class NodeConn:
             if expect and h.op != expect:
                 raise errors.Malformed(f"reply opcode {h.op:#x} to request {h.id}, want {expect:#x}")
             self._r0 += wire.HEADER_LEN
+            self._part += h.meta_len
             meta = self._take(h.meta_len) if h.meta_len else b""
             n = h.payload_len
+            if n and self.timeout is not None:
+                self._arm(self.timeout * (1 + n / PAYLOAD_MIB), "payload", n)
             view = dst(h.id, n) if callable(dst) else dst
             if view is not None and n <= len(view):
                 payload = view[:n]
@@ -434,6 +492,7 @@ class NodeConn:
             raise self._fail(e, sent=False) from None
         self._writing = False
         self._rbuf[0], self._mark = 0, 0
+        sent_at = time.monotonic()
         try:
             got = self.sock.recv_into(self._rview)
         except OSError as e:
@@ -454,7 +513,10 @@ class NodeConn:
                 v = self._rview
                 return Reply(rid, rflags, code, bytes(v[wire.HEADER_LEN:end - plen]) if mlen else b"",
                              bytes(v[end - plen:end]) if plen else b"", self.addr)
-        r = self.recv(None, owed=rid if fenced(op, flags) else 0, expect=op | wire.REPLY_BIT)
+        # The rest of the header and metadata within what is left of the
+        # timeout: a hostile trial's node dripped the rest a byte at a time.
+        wait = None if self.timeout is None else max(self.timeout - (time.monotonic() - sent_at), 0.001)
+        r = self.recv(None, owed=rid if fenced(op, flags) else 0, expect=op | wire.REPLY_BIT, wait=wait)
         if r.id != rid:
             raise self._fail(errors.Malformed(f"reply id {r.id} to request {rid}"))
         return r
@@ -517,11 +579,11 @@ class NodeConn:
             wait = max(limit, 0.001)
         else:
             limit = None  # the silence bound comes first: a timeout gives up
-        if wait is not None:
-            self.sock.settimeout(wait)
+        end = None if wait is None else time.monotonic() + wait
         since = self.owed_at
         try:
-            while self.recv(None, owed=self.owed if limit is not None else 0).id != self.owed:
+            while self.recv(None, owed=self.owed if limit is not None else 0,
+                            wait=None if end is None else max(end - time.monotonic(), 0.001)).id != self.owed:
                 pass
         except NodeUnavailable as e:
             if limit is not None and getattr(e, "conn", None) is self:
@@ -561,8 +623,8 @@ class NodeConn:
 class Pool:
     """Idle connections to the nodes, by address. Safe for many threads:
     ``acquire`` hands a connection to one caller until ``release``.
-    timeout bounds each socket operation in seconds (DEFAULT_TIMEOUT;
-    None: wait forever)."""
+    timeout bounds each reply in seconds (DEFAULT_TIMEOUT; None: wait
+    forever; the module's Bounds)."""
 
     def __init__(self, timeout: float | None = DEFAULT_TIMEOUT, max_idle: float = 60.0, keep: int = 8):
         self.timeout = timeout

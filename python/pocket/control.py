@@ -447,7 +447,8 @@ class Controller:
                         errors.Code.UNSUPPORTED) from None
                 if self._sent and not idempotent:
                     hint = _OUTCOME_HINT.get(op, "the controller may have acted on it")
-                    what = "it stopped answering" if isinstance(e, _Stalled) else "the connection failed"
+                    what = "it stopped answering" if isinstance(e, _Stalled) else \
+                        "its reply was too slow" if isinstance(e, TimeoutError) else "the connection failed"
                     raise errors.OutcomeUnknown(f"controller {self.addr}: {what} after the request was sent, so "
                                                 f"its outcome is unknown ({hint}): {e}") from e
                 if not reused or attempt or isinstance(e, _Stalled):
@@ -489,10 +490,14 @@ class Controller:
         if readable:
             self._drop()
 
-    def _recv_exact(self, n: int, cut: bool = False) -> bytes:
-        """Reads n bytes of a reply. With cut, a wait that goes on probes
-        the controller (STALL_AFTER) and raises _Stalled when a probe meets
-        silence; the timeout still bounds the wait for each byte. Timeouts
+    def _recv_exact(self, n: int, cut: bool = False, until: float | None = None, what: str = "reply") -> bytes:
+        """Reads n bytes of a reply (what), all by until (time.monotonic;
+        None: no deadline), else raises TimeoutError saying how much came.
+        A hostile trial's controller answered the challenge, then dripped a
+        reply claiming 4 MiB of metadata a byte every 3 s: bounded for each
+        byte only, register_job would have waited some 145 days. With cut,
+        a wait that goes on probes the controller (STALL_AFTER) and raises
+        _Stalled when a probe meets silence. Timeouts
         on the socket, not select, wait: a TLS 1.3 session ticket makes
         the socket readable with no reply to read (a review: no probe ran),
         and select fails on a descriptor past 1023."""
@@ -501,20 +506,27 @@ class Controller:
         s = self._sock
         last = time.monotonic()  # when the last byte came
         probe_at = last + STALL_AFTER
+        t0 = last
+
+        def slow() -> TimeoutError:
+            return TimeoutError(f"the {what} ({n} bytes) did not arrive within {time.monotonic() - t0:.1f} s "
+                                f"({k} bytes came; the controller timeout is {self.timeout} s)")
         try:
             while k < n:
-                if cut:
-                    until = probe_at if self.timeout is None else min(probe_at, last + self.timeout)
-                    s.settimeout(max(until - time.monotonic(), 0.001))
+                wake = until if not cut else probe_at if until is None else min(probe_at, until)
+                if wake is not None:
+                    if until is not None and time.monotonic() >= until:
+                        raise slow()
+                    s.settimeout(max(wake - time.monotonic(), 0.001))
                 try:
                     got = s.recv_into(view[k:])
                 except socket.timeout:
                     now = time.monotonic()
-                    if not cut or (self.timeout is not None and now >= last + self.timeout):
-                        raise
-                    if now < probe_at:
+                    if until is not None and now >= until:
+                        raise slow() from None
+                    if not cut or now < probe_at:
                         continue
-                    bound = STALL_WAIT if self.timeout is None else min(STALL_WAIT, last + self.timeout - now)
+                    bound = STALL_WAIT if until is None else min(STALL_WAIT, until - now)
                     if not self._probe(s.getpeername(), bound):
                         raise _Stalled(f"waited {now - last:.1f} s for the reply and a new connection met "
                                        f"{bound:.1f} s of silence, or a refusal: the controller answers nothing "
@@ -531,7 +543,7 @@ class Controller:
                 last = time.monotonic()
                 probe_at = last + STALL_AFTER
         finally:
-            if cut and self._sock is s:
+            if self._sock is s:
                 s.settimeout(self.timeout)
         return bytes(buf)
 
@@ -543,8 +555,11 @@ class Controller:
         self._sock.sendall(wire.pack_header(op, 0, self._id, len(meta), 0) + meta)
         self._sent = True
         cut = op in _IDEMPOTENT or op == wire.OP_CHALLENGE  # see STALL_AFTER
-        h = wire.parse_header(self._recv_exact(wire.HEADER_LEN, cut), wire.CONTROL_MAX_META, 0)
-        rmeta = self._recv_exact(h.meta_len, cut) if h.meta_len else b""
+        # The header and metadata within one timeout in all (_recv_exact).
+        until = None if self.timeout is None else time.monotonic() + self.timeout
+        h = wire.parse_header(self._recv_exact(wire.HEADER_LEN, cut, until, "reply's header"),
+                              wire.CONTROL_MAX_META, 0)
+        rmeta = self._recv_exact(h.meta_len, cut, until, "reply's metadata") if h.meta_len else b""
         if h.id == 0 and h.op == wire.OP_GO_AWAY | wire.REPLY_BIT:
             self._drop()
             raise wire.reply_error(h.code or errors.Code.CLOSED, rmeta)
