@@ -114,16 +114,25 @@ func deadAddr(t *testing.T) string {
 }
 
 // withNode returns cred with one more node in its map, at addr, of a
-// tiny weight (so that the job's keys stay where they are).
+// tiny weight (so that the job's keys stay where they are), at the epoch
+// after its own: at the same epoch the SDKs take the controller's final
+// map, which names fewer nodes (a node that left with its values moved).
 func withNode(t *testing.T, cred, addr string) string {
 	t.Helper()
-	return editNodes(t, cred, func(nodes []any) []any {
+	cred = editNodes(t, cred, func(nodes []any) []any {
 		return append(nodes, map[string]any{"ID": addr, "Weight": 1e-9})
 	})
+	return editCred(t, cred, func(c map[string]any) { c["epoch"] = c["epoch"].(float64) + 1 })
 }
 
 // editNodes is cred with its nodes as edit returns them.
 func editNodes(t *testing.T, cred string, edit func([]any) []any) string {
+	t.Helper()
+	return editCred(t, cred, func(c map[string]any) { c["nodes"] = edit(c["nodes"].([]any)) })
+}
+
+// editCred is cred with its JSON object as edit leaves it.
+func editCred(t *testing.T, cred string, edit func(map[string]any)) string {
 	t.Helper()
 	b, err := base64.RawURLEncoding.DecodeString(cred)
 	if err != nil {
@@ -133,7 +142,7 @@ func editNodes(t *testing.T, cred string, edit func([]any) []any) string {
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatal(err)
 	}
-	c["nodes"] = edit(c["nodes"].([]any))
+	edit(c)
 	b, err = json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
