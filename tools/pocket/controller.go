@@ -183,7 +183,8 @@ func (f *ctlFlags) printServing(serve *ctlServe, secret *ownSecret, bound, addr,
 	if tlsDir != "" {
 		fmt.Printf("export %s=%s\n", envTLSDir, tlsDir)
 	}
-	fmt.Printf("start nodes with (%s):\n  pocket node --controller %s%s%s%s\n%s", note, nodeCtl, nodeListenArg(hostOf(addr)), secretArg, nodeTLSArg(tlsDir), nodePortNote)
+	listen := nodeListenArg(hostOf(addr))
+	fmt.Printf("start nodes with (%s):\n  pocket node --controller %s%s%s%s\n%s", note, nodeCtl, listen, secretArg, nodeTLSArg(tlsDir), nodePortNoteAt(listen))
 }
 
 func (f *ctlFlags) stateLine(serve *ctlServe) string {
@@ -436,7 +437,44 @@ func (s *ctlServe) mode() string {
 // data plane on host at the node's default port, or on HOST (to fill in)
 // when host is empty or an unspecified address (a node must listen on an
 // address its clients reach, and it gives clients the address it binds).
-func nodeListenArg(host string) string { return nodeListenAt(host, nodeDefaultPort) }
+// The port is the default's or, when that one is bound on this host (a
+// node of an earlier run, restored: a new user's trial was shown a port
+// its own node held), the first free one after it.
+func nodeListenArg(host string) string {
+	return nodeListenAt(host, strconv.Itoa(firstFreePort(host, defaultNodePort, 1)))
+}
+
+// defaultNodePort is nodeDefaultPort as a number.
+const defaultNodePort = 7100
+
+// firstFreePort is port, or the first port from it on, stepping by step
+// (at most 100 of them), that nothing binds on host: a port a local
+// listen finds in use is passed over. Any other outcome (a host not of
+// this machine, or "HOST" to fill in) keeps port.
+func firstFreePort(host string, port, step int) int {
+	for range 100 {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || port+step < 1 || port+step > 65535 {
+			return port
+		}
+		port += step
+	}
+	return port
+}
+
+// nodePortNoteAt is nodePortNote for a printed command at listen (its
+// --listen argument).
+func nodePortNoteAt(listen string) string {
+	_, p, err := net.SplitHostPort(strings.TrimPrefix(listen, " --listen "))
+	n, perr := strconv.Atoi(p)
+	if err != nil || perr != nil || p == nodeDefaultPort {
+		return nodePortNote
+	}
+	return fmt.Sprintf("  (each node on one host needs its own --listen port: %d (%s is in use here), then %d, ...)\n", n, nodeDefaultPort, n+1)
+}
 
 // nodeListenAt is nodeListenArg at port.
 func nodeListenAt(host, port string) string {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,11 +22,14 @@ import (
 // (HOST for one listening on every address), or for another host on every
 // address, advertising the certificate's --host (as the README's recipe).
 func TestPrintedNodeCommandsGiveListen(t *testing.T) {
+	// The default port, or the first free one after it while something
+	// on this host holds it (firstFreePort).
+	lo, all := strconv.Itoa(firstFreePort("127.0.0.1", 7100, 1)), strconv.Itoa(firstFreePort("", 7100, 1))
 	for _, c := range []struct{ ctl, want string }{
-		{"127.0.0.1:7400", "pocket node --controller 127.0.0.1:7400 --listen 127.0.0.1:7100 --secret-file /s/secret --insecure"},
+		{"127.0.0.1:7400", "pocket node --controller 127.0.0.1:7400 --listen 127.0.0.1:" + lo + " --secret-file /s/secret --insecure"},
 		{"10.0.0.5:7400", "--listen 10.0.0.5:7100"},
-		{"0.0.0.0:7400", "--listen HOST:7100"},
-		{"[::]:7400", "--listen HOST:7100"},
+		{"0.0.0.0:7400", "--listen HOST:" + all},
+		{"[::]:7400", "--listen HOST:" + strconv.Itoa(firstFreePort("::", 7100, 1))},
 	} {
 		out, _ := stdoutOf(t, func() int {
 			(&ctlFlags{}).printServing(&ctlServe{insecure: true}, &ownSecret{path: "/s/secret"}, c.ctl, c.ctl, "")

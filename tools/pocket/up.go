@@ -824,12 +824,14 @@ func printMetrics(u *upCluster, o upOptions) {
 // inside the README's own example range 7100-7109).
 func handNodePort(host string, o upOptions) (listen, note string) {
 	if o.ports.Last == 0 {
-		return nodeListenArg(host), nodePortNote
+		listen = nodeListenArg(host)
+		return listen, nodePortNoteAt(listen)
 	}
 	p, step := o.ports.Last+1, 1
 	if p > 65535 {
 		p, step = o.ports.First-1, -1
 	}
+	p = firstFreePort(host, p, step) // not one a node added by hand holds (a new user's trial)
 	return nodeListenAt(host, strconv.Itoa(p)), fmt.Sprintf("  (the cluster's nodes take ports %s (--node-ports): each node added by hand needs its own --listen port outside them: %d, then %d, ...)\n",
 		o.nodePorts, p, p+step)
 }
