@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -431,7 +432,8 @@ type muxConn struct {
 	wake chan struct{} // a waiter should try to become the reader
 
 	used atomic.Int64 // when a request was last sent (Unix ns), for MaxIdle
-	// heard counts the reads that returned bytes, for the silence watch.
+	// heard counts the reads that returned bytes of frames answering
+	// requests in flight (hear), for the silence watch.
 	heard atomic.Uint64
 	// gone is closed once the connection has failed (fail).
 	gone     chan struct{}
@@ -526,6 +528,13 @@ type readState struct {
 	off  int  // bytes read of the header, or of meta and payload
 	h    wire.Header
 	cl   *call // the call the frame answers; nil: discard the frame
+	// owed: the frame answers a request in flight (its caller waiting,
+	// or given up): only such a frame's bytes are heard (hear).
+	owed bool
+	// strayed: the last frame whose header was read was stray (owed
+	// nobody): the next header's bytes are heard only once it is whole
+	// and owed.
+	strayed bool
 }
 
 func (rs *readState) mid() bool { return rs.body || rs.off > 0 }
@@ -630,8 +639,41 @@ func (mc *muxConn) do(ctx context.Context, op wire.Op, flags uint16, req *wire.R
 		}
 		return r, &wire.Error{Code: cl.h.Code, Msg: msg, Epoch: r.Meta.Epoch}
 	}
+	if field, bad := implausible(&r.Meta); bad {
+		return r, wire.Errorf(wire.CodeMalformed, "node %s: reply to request %d, a %v: %s", mc.addr, cl.id, op, field)
+	}
 	return r, nil
 }
+
+// implausible names a numeric field of a reply no node sends: a size
+// (Size: a value's, a job's usage, bytes freed; Capacity; an entry's
+// size) negative or over wire.MaxJobBytes, or a count past int64. A
+// hostile trial's node answered a usage request with -5 and a stat with
+// size -5, and the SDK returned them with no error. A few compares;
+// entries only in listings.
+func implausible(m *wire.Response) (string, bool) {
+	switch {
+	case !bytesFigure(m.Size):
+		return fmt.Sprintf("size %d out of range [0, %d]", m.Size, int64(wire.MaxJobBytes)), true
+	case !bytesFigure(m.Capacity):
+		return fmt.Sprintf("capacity %d out of range [0, %d]", m.Capacity, int64(wire.MaxJobBytes)), true
+	case m.Count > math.MaxInt64:
+		return fmt.Sprintf("count %d over the int64 range", m.Count), true
+	}
+	for i := range m.Entries {
+		if e := &m.Entries[i]; !bytesFigure(e.Size) {
+			return fmt.Sprintf("size %d of entry %q out of range [0, %d]", e.Size, shortKey(e.Key), int64(wire.MaxJobBytes)), true
+		}
+	}
+	return "", false
+}
+
+// bytesFigure reports whether n is a byte count a node may send: 0 to
+// wire.MaxJobBytes.
+func bytesFigure(n int64) bool { return n >= 0 && n <= wire.MaxJobBytes }
+
+// shortKey is key cut to 64 bytes, for an error.
+func shortKey(key []byte) []byte { return key[:min(len(key), 64)] }
 
 // interrupt runs when cl's context ends: it wakes the caller if it is
 // blocked writing or reading. A caller that is only waiting sees its
@@ -946,7 +988,9 @@ func (mc *muxConn) readFrame() error {
 			if err != nil {
 				return err
 			}
-			mc.heard.Add(1)
+			// A header arriving in pieces is movement, unless it may be
+			// another stray one.
+			mc.hear(rs.off < wire.HeaderLen && !rs.strayed)
 		}
 		h, err := wire.ParseHeader(rs.hdr[:], mc.lim)
 		if err == nil && !h.Op.IsReply() {
@@ -960,7 +1004,7 @@ func (mc *muxConn) readFrame() error {
 			mc.triedOnce.Do(func() { close(mc.tried) })
 		}
 		mc.mu.Lock()
-		cl := mc.pending[h.ID]
+		cl, owed := mc.pending[h.ID]
 		delete(mc.pending, h.ID)
 		if cl != nil && cl.abandoned.Load() {
 			mc.orphans--
@@ -974,7 +1018,8 @@ func (mc *muxConn) readFrame() error {
 			rs.cl = cl // failed with the connection (failRead)
 			return wire.Errorf(wire.CodeMalformed, "%v to request %d, a %v", h.Op, h.ID, cl.op)
 		}
-		rs.body, rs.off, rs.h, rs.cl = true, 0, h, cl
+		rs.body, rs.off, rs.h, rs.cl, rs.owed, rs.strayed = true, 0, h, cl, owed, !owed
+		mc.hear(owed)
 		if cl != nil {
 			cl.h = h
 			cl.meta = make([]byte, h.MetaLen)
@@ -1007,7 +1052,7 @@ func (mc *muxConn) readFrame() error {
 		if err != nil {
 			return err
 		}
-		mc.heard.Add(1)
+		mc.hear(rs.owed)
 	}
 	cl, code := rs.cl, rs.h.Code
 	rs.body, rs.off, rs.cl = false, 0, nil
@@ -1018,6 +1063,21 @@ func (mc *muxConn) readFrame() error {
 		mc.failLimited() // refused at the node's limit: it serves none of the others
 	}
 	return nil
+}
+
+// hear counts a read of a frame for the silence watch when it moves
+// (the frame answers a request in flight, or part of a header came). A
+// stray frame, whose id no request in flight has, is read and discarded,
+// not failing the connection (a node may answer what the client no
+// longer tracks), but is not heard: a hostile trial's node sent a stray
+// reply header every 500 ms and never the reply, and a get with Silence
+// 2 s waited out its whole 20 s context. After a stray frame, nor are the
+// pieces of the next header until it proves owed (a node trickling stray
+// headers).
+func (mc *muxConn) hear(moves bool) {
+	if moves {
+		mc.heard.Add(1)
+	}
 }
 
 // failRead fails the connection on a read error and fails the call of the

@@ -1,6 +1,7 @@
 package pocket
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -191,6 +192,32 @@ func nextAfter(e wire.Entry) []byte {
 		k = append(k, 0xFF)
 	}
 	return k
+}
+
+// listProgress checks that a listing page from addr moves on: at most
+// limit entries (what was asked), each key past the one before it and,
+// after the first page (paged), past the cursor after; and a page that
+// says more lists a key. Else it is malformed, naming addr. A hostile
+// trial's node answered every page with more and the same key: 402,319
+// requests in 10 s, ended only by the caller's context (the CLI's data
+// commands have none). A node's keys come sorted (dataplane/list.go), so
+// a genuinely long listing passes.
+func listProgress(addr string, after []byte, paged bool, m *wire.Response, limit int) error {
+	switch n := len(m.Entries); {
+	case n > limit:
+		return wire.Errorf(wire.CodeMalformed, "node %s: a listing page of %d keys, asked for %d at most", addr, n, limit)
+	case m.More && n == 0:
+		return wire.Errorf(wire.CodeMalformed, "node %s: a listing page says more and lists no key", addr)
+	}
+	prev := after
+	for i := range m.Entries {
+		k := m.Entries[i].Key
+		if (paged || i > 0) && bytes.Compare(k, prev) <= 0 {
+			return wire.Errorf(wire.CodeMalformed, "node %s: listing key %s is not after %s before it", addr, shownName(string(k)), shownName(string(prev)))
+		}
+		prev = k
+	}
+	return nil
 }
 
 // dirPrefix turns a directory name into its key prefix ("" is the root).
@@ -401,12 +428,28 @@ func (j *Job) deletePrefixOnce(ctx context.Context, prefix string, n *removeCoun
 				if r.Meta.More {
 					more = append(more, ts[i])
 				}
+				if err == nil {
+					err = deleteProgress(ts[i].addr, &r.Meta)
+				}
 			}
 			if err != nil {
 				return err
 			}
 			ts = more
 		}
+	}
+	return nil
+}
+
+// deleteProgress checks that a prefix delete's page from addr that says
+// more deleted something (names, or an ended job's chunk bytes): else it
+// is malformed, naming addr. A hostile trial's node answered every page
+// with more and nothing deleted: DeleteAll sent 223,687 requests in 10 s,
+// ended only by the caller's context. A node says more only once it has
+// deleted a page of keys (dataplane's deletePrefix).
+func deleteProgress(addr string, m *wire.Response) error {
+	if m.More && m.Count == 0 && m.Size == 0 {
+		return wire.Errorf(wire.CodeMalformed, "node %s: a prefix delete's page says more and deleted nothing", addr)
 	}
 	return nil
 }
@@ -463,7 +506,7 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 			defer wg.Done()
 			var after []byte
 			ents, inOrder := []Entry(nil), true
-			for {
+			for page := 0; ; page++ {
 				req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim, Limit: pageLimit}
 				send := func() (client.Reply, error) {
 					return j.listPatient(ctx, func() (client.Reply, error) {
@@ -473,6 +516,9 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 				r, err := j.goneCheck(ctx, t.addr, true, func() (client.Reply, error) { return j.resendLost(ctx, wire.OpList, 0, send) })
 				if j.holdsNone(err) {
 					break // deregistered, and none of its persisted values here (or the node is gone)
+				}
+				if err == nil {
+					err = listProgress(t.addr, after, page > 0, &r.Meta, pageLimit)
 				}
 				if err != nil {
 					mu.Lock()

@@ -328,6 +328,12 @@ func (j *Job) Usage(ctx context.Context) (int64, error) {
 	}
 	var stored int64
 	for _, r := range replies {
+		if r.Meta.Size > wire.MaxNodeBytes {
+			// The client refuses a negative size; one node past its
+			// bound would overflow the sum (a hostile trial's -5 came
+			// back as the job's usage).
+			return 0, wire.Errorf(wire.CodeMalformed, "a node's usage of the job, %d bytes, is over one node's bound of %d", r.Meta.Size, int64(wire.MaxNodeBytes))
+		}
 		stored += r.Meta.Size
 	}
 	return stored, nil
