@@ -196,7 +196,7 @@ func (j *Job) lostErr(key []byte, chunk uint32, err error) error {
 	}
 	if len(ls) == 1 {
 		return &wire.Error{Code: wire.CodeLost, Msg: fmt.Sprintf(
-			"%s was on node %s, which left the job's map at epoch %d without handing its values over (it died or restarted, or its drain ran out of time): %s",
+			"%s was on node %s, which left the job's map at epoch %d without handing its values over (it died or restarted, its drain ran out of time, or, for an ended job, a drain discarded them: --discard-persisted): %s",
 			what, ls[0].Addr, ls[0].Epoch, gone)}
 	}
 	names := make([]string, len(ls))

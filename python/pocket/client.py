@@ -733,7 +733,8 @@ class _MapState:
             if len(ls) == 1:
                 raise errors.Lost(f"{what} was on node {ls[0].addr}, which left the job's map "
                                   f"at epoch {ls[0].epoch} without handing its values over (it died or restarted, "
-                                  f"or its drain ran out of time): {gone}")
+                                  f"its drain ran out of time, or, for an ended job, a drain discarded them: "
+                                  f"--discard-persisted): {gone}")
             if ls:
                 names = ", ".join(f"{n.addr} (at epoch {n.epoch})" for n in ls)
                 raise errors.Lost(f"{what} was on one of the nodes {names}, which left the "

@@ -456,7 +456,7 @@ func notePartial(cmd, done string, m pocket.Map, dead []string, lost []pocket.Lo
 		for i, l := range lost {
 			names[i] = fmt.Sprintf("%s at epoch %d", l.Addr, l.Epoch)
 		}
-		warn(cmd, "note: %d node(s) left job %s's map without handing their values over (%s: they died or restarted, or their drain ran out of time): "+
+		warn(cmd, "note: %d node(s) left job %s's map without handing their values over (%s: they died or restarted, their drain ran out of time, or, for an ended job, a drain discarded them: --discard-persisted): "+
 			"the values they held are lost, not %s (pocket get answers lost: recompute them); a value stored in chunks "+
 			"(one larger than the chunk size, 1 MiB by default, as pocket put stores a large file) %s here may have had a chunk there, "+
 			"and then answers lost too",
@@ -662,7 +662,7 @@ func reportRemoved(job, name string, res pocket.Removed, lost, jobLost []pocket.
 		}
 		if len(lost) > 0 {
 			return fail("rm: nothing deleted: job %s has no key %q on its nodes and none under %q; if %q was written, it was on %s, "+
-				"which left the job's map without handing its values over (it died or restarted, or its drain ran out of time): it is lost",
+				"which left the job's map without handing its values over (it died or restarted, its drain ran out of time, or, for an ended job, a drain discarded them: --discard-persisted): it is lost",
 				job, strings.TrimRight(name, "/"), strings.TrimRight(name, "/")+"/", strings.TrimRight(name, "/"), lostNames(lost))
 		}
 		under := ""
