@@ -14,8 +14,12 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// Entry is one name in a listing: a value, or (with a delimiter) a
-// directory whose name ends in '/'.
+// Entry is one name in a listing: a value's, with its size in bytes.
+// List and ListReport list every name, directory markers (the names
+// CreateDir writes, ending in '/', size 0) among them, with Dir false;
+// Dir marks a directory collapsed by a delimiter, which only CountFiles
+// asks for (a new user's trial read "with a delimiter" here and found no
+// call that takes one).
 type Entry struct {
 	Name string
 	Size int64
