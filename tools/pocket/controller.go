@@ -116,6 +116,14 @@ func (f *ctlFlags) check(serve *ctlServe) error {
 // run runs the controller (or, with --etcd, this member of several)
 // until an interrupt.
 func (f *ctlFlags) run(serve *ctlServe, id identity) int {
+	// Listen first: a controller that cannot serve creates nothing (a new
+	// user's trial, on a port taken, found a new secret, state file and CA
+	// in the --data-dir it had given).
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fail("controller: %v", listenTaken(err, f.listen, ctlListenAdvice))
+	}
+	defer ln.Close() // after Serve returns, or on a failure before it
 	secret, err := loadOwnSecret(serve.secretFile(f.secretFile))
 	if err != nil {
 		return fail("controller: %v", err)
@@ -135,10 +143,6 @@ func (f *ctlFlags) run(serve *ctlServe, id identity) int {
 		return fail("controller: %v", err)
 	}
 	defer serve.close()
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return fail("controller: %v", listenTaken(err, f.listen, ctlListenAdvice))
-	}
 	addr := ln.Addr().String()
 	if f.ha.on() {
 		if addr, err = f.ha.advertised(ln.Addr()); err != nil {

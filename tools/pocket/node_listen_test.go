@@ -109,3 +109,25 @@ func TestUpBannerNodeRecipeHasNVMe(t *testing.T) {
 		t.Fatalf("upNVMeArg() = %q for nodes without NVMe", got)
 	}
 }
+
+// TestControllerOnATakenAddressCreatesNothing: a controller whose
+// --listen address is taken fails before it creates its secret, state
+// file or CA in --data-dir. Before, a new user's trial found all three
+// there after the failure.
+func TestControllerOnATakenAddressCreatesNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	data := filepath.Join(t.TempDir(), "data")
+	errOut, code := captured(t, &os.Stderr, func() int {
+		return runController([]string{"--listen", ln.Addr().String(), "--data-dir", data, "--log-level", "error"})
+	})
+	if code == 0 || !strings.Contains(errOut, "address already in use") {
+		t.Fatalf("controller on a taken address: exit %d, stderr %q", code, errOut)
+	}
+	if ents, err := os.ReadDir(data); err == nil && len(ents) > 0 {
+		t.Fatalf("controller on a taken address left %d entries in --data-dir (first %s)", len(ents), ents[0].Name())
+	}
+}

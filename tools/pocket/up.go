@@ -155,18 +155,19 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		h = slog.NewTextHandler(io.Discard, nil)
 	}
 	id := newIdentity(h, "controller")
-	secret, err := loadOwnSecret(o.serve.secretFile(o.secretFile))
-	if err != nil {
-		return nil, err
-	}
 	// The port is bound before the controller starts, so that its
 	// restore's lines name it: a new user's trial read "controller: state
-	// restored" with no controller= attribute (README "Logs").
+	// restored" with no controller= attribute (README "Logs"); and before
+	// the secret is made, so that an up that cannot serve creates nothing.
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		o.serve.close()
-		secret.close()
 		return nil, listenTaken(fmt.Errorf("controller: %w", err), o.listen, ctlListenAdvice)
+	}
+	secret, err := loadOwnSecret(o.serve.secretFile(o.secretFile))
+	if err != nil {
+		ln.Close()
+		return nil, err
 	}
 	id.set(ln.Addr().String())
 	ctl, tlsDir, err := startCtl(o, secret, id.log)
