@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -193,7 +194,7 @@ func (c *Controller) saveHeld(undo func()) (afterSave, error) {
 			c.cfg.Logger.Error("controller: state not saved", "err", err)
 			p.err = msg
 		}
-		return afterSave{}, wire.Errorf(wire.CodeUnavailable, "controller: state not saved: %v", err)
+		return afterSave{}, unsavedError(err, undo != nil)
 	}
 	if p.err != "" {
 		c.cfg.Logger.Info("controller: state saved again")
@@ -216,6 +217,28 @@ func (c *Controller) saveHeld(undo func()) (afterSave, error) {
 	}
 	c.mu.Unlock()
 	return fx, nil
+}
+
+// unsavedError is the answer of a request whose write failed (err). A
+// request whose change was taken back (undone: a registration,
+// withdrawJobLocked) says so. Every other one says that its change (and
+// any made before it) took effect in this controller's memory but is not
+// durable: a deregistration has ended the job, a drain runs, a node is
+// registered, and a restart before the next successful write undoes it.
+// Before, all answered a bare "state not saved", which reads as a change
+// that did not happen: a hostile trial's deregistration so answered had
+// ended the job (its status showed it gone), and its retry was told the
+// job had ended. Taking such a change back is not safe in general: a
+// concurrent heartbeat may already carry it (a revocation in a node's
+// table) under a later successful write.
+func unsavedError(err error, undone bool) error {
+	if undone {
+		return wire.Errorf(wire.CodeUnavailable, "controller: state not saved: %v: the request was not applied "+
+			"(taken back); retry once the controller's store can be written", err)
+	}
+	return wire.Errorf(wire.CodeUnavailable, "controller: state not saved: %v: the request's change, if it makes one, "+
+		"took effect in this controller's memory but is not durable (a controller restart before the next successful "+
+		"save undoes it; the next successful save, by any request, keeps it): retry once the controller's store can be written", err)
 }
 
 // afterSave is what waits for the changes made before it to be saved:
@@ -449,6 +472,13 @@ func (c *Controller) restore(now time.Time) error {
 	}
 	if c.caID == "" {
 		c.caID = snap.Meta.CAID
+	}
+	// Every store's Load checks its records (state.Snapshot.Check); this
+	// is the guard for a Store that does not (a record out of range
+	// failed every later status reply, or showed its job as tier(7)).
+	if err := snap.Check(); err != nil {
+		return fmt.Errorf("state: controller state is corrupted (invalid record: %w): "+
+			"move the state aside to start empty, or fix the record", err)
 	}
 	c.restoreNodes(snap.Nodes, now)
 	c.startSettleLocked(now)

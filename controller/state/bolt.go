@@ -147,9 +147,13 @@ const (
 )
 
 // checkBoltSize refuses a store file that is not a whole number of pages,
-// at least bboltMinPages, which bbolt would fault or panic on. An empty
-// or missing file is new: bbolt initialises it. The page size is the one
-// in the first meta page, else the system's (as bbolt assumes).
+// at least bboltMinPages, which bbolt would fault or panic on. A missing
+// file is new: bbolt creates and initialises it. An existing file of 0
+// bytes is refused too: bbolt would initialise it as a new store, and a
+// store truncated to nothing (a full disk, a botched copy, `: >file`)
+// started the controller empty without a word, every job it held
+// forgotten (a hostile trial: 294 jobs). The page size is the one in the
+// first meta page, else the system's (as bbolt assumes).
 func checkBoltSize(path string) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -165,7 +169,8 @@ func checkBoltSize(path string) error {
 	}
 	size := fi.Size()
 	if size == 0 {
-		return nil
+		return &CorruptError{Path: path, Reason: "the file exists but is empty, 0 bytes (truncated?): " +
+			"the jobs and nodes it held, if any, are lost from it; a new store is made only where no file is"}
 	}
 	pageSize := int64(os.Getpagesize())
 	var hdr [bboltPageSizeOff + 4]byte
@@ -350,6 +355,10 @@ func (b *Bolt) Load() (*Snapshot, error) {
 	err := guard(b.path, func() error { return b.db.View(b.loadTx(s)) })
 	if err != nil {
 		return nil, err
+	}
+	// A record that decodes but holds a value out of range (check.go).
+	if err := s.Check(); err != nil {
+		return nil, &CorruptError{Path: b.path, Reason: "invalid record: " + err.Error()}
 	}
 	return s, nil
 }

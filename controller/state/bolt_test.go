@@ -117,15 +117,29 @@ func TestBoltUndecodableRecord(t *testing.T) {
 	}
 }
 
-// TestBoltEmptyFileIsNew: an empty file is a new store, not a corrupt one.
-func TestBoltEmptyFileIsNew(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, BoltFile), nil, 0o600); err != nil {
+// TestBoltEmptyFileRefused: an existing store file of 0 bytes (a store
+// truncated to nothing: a hostile trial's 294 jobs were forgotten without
+// a word) is refused as corrupted, saying jobs may be lost and to move it
+// aside, and is left as it was; a missing file is a new store.
+func TestBoltEmptyFileRefused(t *testing.T) {
+	dir, path := newBoltFile(t)
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	openCorrupt(t, dir, path)
+	if _, err := OpenBolt(dir); err == nil || !strings.Contains(err.Error(), "empty, 0 bytes") ||
+		!strings.Contains(err.Error(), "lost") {
+		t.Fatalf("err = %v, want what was found and that jobs may be lost", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 0 {
+		t.Fatalf("the refused file was changed: %v %v", fi, err)
+	}
+	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
 	s, err := OpenBolt(dir)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("a missing file: %v, want a new store", err)
 	}
 	defer s.Close()
 	if snap, err := s.Load(); err != nil || !snap.Empty {

@@ -149,6 +149,11 @@ func (r *etcdRecords) snapshot(where string) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A record that decodes but holds a value out of range (check.go).
+	if err := (&Snapshot{Jobs: jobs, Nodes: nodes}).Check(); err != nil {
+		return nil, fmt.Errorf("state: controller state under %s is corrupted (invalid record: %w): "+
+			"fix the record, or move the prefix's keys aside to start empty", where, err)
+	}
 	s := &Snapshot{Empty: r.meta == nil && len(jobs) == 0 && len(nodes) == 0 && len(profs) == 0}
 	if len(jobs) > 0 {
 		s.Jobs = jobs
