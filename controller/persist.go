@@ -238,7 +238,8 @@ func unsavedError(err error, undone bool) error {
 	}
 	return wire.Errorf(wire.CodeUnavailable, "controller: state not saved: %v: the request's change, if it makes one, "+
 		"took effect in this controller's memory but is not durable (a controller restart before the next successful "+
-		"save undoes it; the next successful save, by any request, keeps it): retry once the controller's store can be written", err)
+		"save undoes it; the next successful save, by any request, keeps it): a retry finds it done (a deregistered "+
+		"job answers that it was deregistered)", err)
 }
 
 // afterSave is what waits for the changes made before it to be saved:
