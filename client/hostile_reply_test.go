@@ -39,17 +39,28 @@ func fakeNode(t *testing.T, serve func(nc net.Conn, br *bufio.Reader)) string {
 
 // readRequest reads one request frame and returns its header.
 func readRequest(br *bufio.Reader) (wire.Header, error) {
+	h, _, err := readRequestMeta(br)
+	return h, err
+}
+
+// readRequestMeta reads one request frame and returns its header and
+// metadata (the payload is discarded).
+func readRequestMeta(br *bufio.Reader) (wire.Header, []byte, error) {
 	var hb [wire.HeaderLen]byte
 	if _, err := io.ReadFull(br, hb[:]); err != nil {
-		return wire.Header{}, err
+		return wire.Header{}, nil, err
 	}
 	lim := wire.DefaultLimits()
 	h, err := wire.ParseHeader(hb[:], &lim)
 	if err != nil {
-		return h, err
+		return h, nil, err
 	}
-	_, err = br.Discard(int(h.MetaLen) + int(h.PayloadLen))
-	return h, err
+	meta := make([]byte, h.MetaLen)
+	if _, err := io.ReadFull(br, meta); err != nil {
+		return h, nil, err
+	}
+	_, err = br.Discard(int(h.PayloadLen))
+	return h, meta, err
 }
 
 // TestReplyOfAnotherOpFailsTheConn: a node whose reply carries the

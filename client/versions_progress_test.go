@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -21,16 +20,8 @@ func versionsNode(t *testing.T, key []byte, page func() []uint64) string {
 		lim := wire.DefaultLimits()
 		enc := wire.NewEncoder()
 		for {
-			var hb [wire.HeaderLen]byte
-			if _, err := io.ReadFull(br, hb[:]); err != nil {
-				return
-			}
-			h, err := wire.ParseHeader(hb[:], &lim)
+			h, meta, err := readRequestMeta(br)
 			if err != nil {
-				return
-			}
-			meta := make([]byte, h.MetaLen)
-			if _, err := io.ReadFull(br, meta); err != nil {
 				return
 			}
 			var req wire.Request

@@ -93,23 +93,16 @@ func (j *Job) Check() error {
 	}
 	for i, mn := range j.Nodes {
 		f := fmt.Sprintf("nodes[%d].", i)
-		if why := badAddr(mn.Addr); why != "" {
-			return bad(f+"addr", fmt.Sprintf("%q", mn.Addr), why)
-		}
-		if !okFloat(mn.Weight) {
-			return bad(f+"weight", mn.Weight, "not a finite non-negative number")
+		if err := badPlace(bad, f, mn.Addr, mn.Weight); err != nil {
+			return err
 		}
 		if r := wire.NodeState(mn.Role); r != 0 && r != wire.NodeJoining && r != wire.NodeDraining {
 			return bad(f+"role", mn.Role, fmt.Sprintf("neither 0, %d (joining) nor %d (draining)", wire.NodeJoining, wire.NodeDraining))
 		}
 	}
 	for i, l := range j.Lost {
-		f := fmt.Sprintf("lost[%d].", i)
-		if why := badAddr(l.Addr); why != "" {
-			return bad(f+"addr", fmt.Sprintf("%q", l.Addr), why)
-		}
-		if !okFloat(l.Weight) {
-			return bad(f+"weight", l.Weight, "not a finite non-negative number")
+		if err := badPlace(bad, fmt.Sprintf("lost[%d].", i), l.Addr, l.Weight); err != nil {
+			return err
 		}
 	}
 	for addr := range j.Undone {
@@ -148,6 +141,18 @@ func (n *Node) Check() error {
 		if !okFloat(t.Mbps) {
 			return bad(f+"mbps", t.Mbps, "not a finite non-negative number")
 		}
+	}
+	return nil
+}
+
+// badPlace checks a map's node or lost node (its fields prefixed f): an
+// address a dial can use and a finite non-negative weight.
+func badPlace(bad func(field string, v any, why string) error, f, addr string, weight float64) error {
+	if why := badAddr(addr); why != "" {
+		return bad(f+"addr", fmt.Sprintf("%q", addr), why)
+	}
+	if !okFloat(weight) {
+		return bad(f+"weight", weight, "not a finite non-negative number")
 	}
 	return nil
 }
