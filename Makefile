@@ -24,8 +24,13 @@ run: build
 tools:
 	@test -x $(GOBIN)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+# fmt-check reads the tracked Go files, or every Go file outside a git
+# checkout (an export: before, git's error was printed and nothing
+# checked, and gofmt given no file would read its standard input).
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@files=$$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'); \
+	if [ -z "$$files" ]; then echo "fmt-check: no Go files found"; exit 1; fi; \
+	out=$$(gofmt -l $$files); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet ./...
