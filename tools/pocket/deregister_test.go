@@ -168,7 +168,7 @@ func TestDeregisterSaysWhetherValuesPersist(t *testing.T) {
 		// let go by then (the controller's sweep, once their heartbeats
 		// say so): "unknown job ... persisted nothing" is right too.
 		out, errOut, code = pocketRun(t, bin, jenv, "", "job", "deregister", "--insecure", m.JobID)
-		printed := strings.Contains(errOut, "pocket job credential "+m.JobID)
+		printed := strings.Contains(errOut, `eval "$(pocket job credential --insecure `+m.JobID+`)"`)
 		if strings.Contains(errOut, "POCKET_CREDENTIAL=") {
 			t.Errorf("second deregister printed the credential, a secret, on stderr: %q", errOut)
 		}

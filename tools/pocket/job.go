@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -263,6 +264,10 @@ type jobCmdArgs struct {
 	tc       *tls.Config
 	json     bool
 	insecure bool
+	// given is the flags given that name the controller, the token and
+	// TLS, as they were given (" --token-file F ..."), for a command this
+	// one prints to run next.
+	given string
 }
 
 // parseJobCmd parses the flags and JOBID of the job command name (jsonUsage
@@ -287,7 +292,34 @@ func parseJobCmd(name, jsonUsage string, args []string) (a jobCmdArgs, code int,
 	if err != nil {
 		return a, fail("%s: %v", name, err), false
 	}
-	return jobCmdArgs{addr: *addr, job: pos[0], token: t, tc: tc, json: *asJSON, insecure: tf.insecure}, 0, true
+	given := givenFlags(fs, "controller", "token-file", "tls-dir", "insecure")
+	return jobCmdArgs{addr: *addr, job: pos[0], token: t, tc: tc, json: *asJSON, insecure: tf.insecure, given: given}, 0, true
+}
+
+// givenFlags is the flags of names that were set on fs, as " --NAME
+// VALUE" (a bool as " --NAME"), each value shell-quoted when it needs it.
+func givenFlags(fs *flag.FlagSet, names ...string) string {
+	var b strings.Builder
+	fs.Visit(func(f *flag.Flag) {
+		if !slices.Contains(names, f.Name) {
+			return
+		}
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			b.WriteString(" --" + f.Name)
+			return
+		}
+		b.WriteString(" --" + f.Name + " " + shellQuoted(f.Value.String()))
+	})
+	return b.String()
+}
+
+// shellQuoted is s as one shell word: itself when it holds only letters,
+// digits and -_./:,@=+, else in single quotes.
+func shellQuoted(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,@=+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func runJobDeregister(args []string) int {
@@ -315,7 +347,7 @@ func runJobDeregister(args []string) int {
 		return fail("job deregister: %v%s", jobIDHint(a.job, ctlError(err, a.addr, a.insecure)), hint)
 	}
 	if ended {
-		return failEnded(ctx, a.job, cred)
+		return failEnded(ctx, a, cred)
 	}
 	dead, others := res.Split()
 	kept, keptErr := persistedBytes(ctx, cred)
@@ -533,7 +565,8 @@ func deregister(ctx context.Context, addr string, tc *tls.Config, job string, to
 // reads. When its nodes are counted and keep none, the credential, a
 // secret, is not printed: it reads nothing (a new user's trial found it
 // printed on a second deregister of a job that never persisted a value).
-func failEnded(ctx context.Context, job, cred string) int {
+func failEnded(ctx context.Context, a jobCmdArgs, cred string) int {
+	job := a.job
 	if kept, err := persistedBytes(ctx, cred); err == nil && kept == 0 {
 		warn("job deregister", "job %s is not registered: it has ended already (deregistered, or its token expired), and its "+
 			"nodes keep none of its values", job)
@@ -543,7 +576,7 @@ func failEnded(ctx context.Context, job, cred string) int {
 	// it (a new user's trial): job credential prints it on stdout.
 	warn("job deregister", "job %s is not registered: it has ended already (deregistered, or its token expired), and its "+
 		"nodes dropped its data except values put with --persist, which stay read-only. To read or delete them: "+
-		"eval \"$(pocket job credential %s)\" (with this token)", job, job)
+		"eval \"$(pocket job credential%s %s)\"", job, a.given, job)
 	return 1
 }
 

@@ -92,7 +92,7 @@ func TestExpiredJobsValuesThroughItsToken(t *testing.T) {
 		t.Errorf("put to the expired job: exit 0, stdout %q, stderr %q; want refused", out, errOut)
 	}
 	out, errOut, code := run(env, "", "job", "deregister", job)
-	if code != 1 || !strings.Contains(errOut, "has ended already") || !strings.Contains(errOut, "pocket job credential "+job) ||
+	if code != 1 || !strings.Contains(errOut, "has ended already") || !strings.Contains(errOut, `eval "$(pocket job credential --insecure `+job+`)"`) ||
 		strings.Contains(errOut+out, cv.Credential) {
 		t.Errorf("job deregister of the expired job: exit %d, stdout %q, stderr %q; want exit 1 saying it ended, naming job credential, not the credential (a secret)", code, out, errOut)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"strings"
 	"testing"
 
@@ -120,5 +121,26 @@ func TestRemovedTextQuotesAsLsDoes(t *testing.T) {
 		if got := removedText(c.name, c.res); got != c.want || strings.Contains(got, "\n") {
 			t.Errorf("removedText(%q, %+v) = %q, want %q", c.name, c.res, got, c.want)
 		}
+	}
+}
+
+// TestGivenFlagsRepeatTheCommandsOwn: the credential command a
+// deregistration of an ended job prints carries the flags that found
+// the job (a new user's trial gave --token-file and was printed a
+// command without it, which failed inside eval, exit 0).
+func TestGivenFlagsRepeatTheCommandsOwn(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.String("controller", "", "")
+	fs.String("token-file", "", "")
+	fs.Bool("insecure", false, "")
+	fs.Bool("json", false, "")
+	if err := fs.Parse([]string{"--json", "--token-file", "my token", "--insecure", "--controller", "127.0.0.1:7000"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := givenFlags(fs, "controller", "token-file", "tls-dir", "insecure"), " --controller 127.0.0.1:7000 --insecure --token-file 'my token'"; got != want {
+		t.Fatalf("givenFlags: %q, want %q", got, want)
+	}
+	if got := shellQuoted("it's"); got != `'it'\''s'` {
+		t.Fatalf("shellQuoted: %q", got)
 	}
 }
