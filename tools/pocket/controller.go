@@ -457,11 +457,7 @@ const defaultNodePort = 7100
 // this machine, or "HOST" to fill in) keeps port.
 func firstFreePort(host string, port, step int) int {
 	for range 100 {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-		if err == nil {
-			l.Close()
-		}
-		if !errors.Is(err, syscall.EADDRINUSE) || port+step < 1 || port+step > 65535 {
+		if !portInUse(host, port) || port+step < 1 || port+step > 65535 {
 			return port
 		}
 		port += step
@@ -469,15 +465,26 @@ func firstFreePort(host string, port, step int) int {
 	return port
 }
 
+// portInUse reports whether a listen on host:port finds it in use here
+// (EADDRINUSE; any other failure, or success, is not).
+func portInUse(host string, port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err == nil {
+		l.Close()
+	}
+	return errors.Is(err, syscall.EADDRINUSE)
+}
+
 // nodePortNoteAt is nodePortNote for a printed command at listen (its
 // --listen argument).
 func nodePortNoteAt(listen string) string {
-	_, p, err := net.SplitHostPort(strings.TrimPrefix(listen, " --listen "))
+	host, p, err := net.SplitHostPort(strings.TrimPrefix(listen, " --listen "))
 	n, perr := strconv.Atoi(p)
 	if err != nil || perr != nil || p == nodeDefaultPort {
 		return nodePortNote
 	}
-	return fmt.Sprintf("  (each node on one host needs its own --listen port: %d (%s is in use here), then %d, ...)\n", n, nodeDefaultPort, n+1)
+	return fmt.Sprintf("  (each node on one host needs its own --listen port: %d (%s is in use here), then %d, ...)\n",
+		n, nodeDefaultPort, firstFreePort(host, n+1, 1))
 }
 
 // nodeListenAt is nodeListenArg at port.

@@ -155,6 +155,9 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 		h = slog.NewTextHandler(io.Discard, nil)
 	}
 	id := newIdentity(h, "controller")
+	if err := o.freeNodePorts(); err != nil {
+		return nil, err
+	}
 	// The port is bound before the controller starts, so that its
 	// restore's lines name it: a new user's trial read "controller: state
 	// restored" with no controller= attribute (README "Logs"); and before
@@ -260,6 +263,28 @@ func (o *upOptions) ctlMetricsAddr() string {
 		return "127.0.0.1:" + strconv.Itoa(o.metricsBase)
 	}
 	return o.metrics
+}
+
+// freeNodePorts refuses --node-ports when fewer of its ports than
+// --nodes are free on this host, before up creates anything: a new
+// user's trial's range held one port, taken, and up failed on its node
+// with "no free port left in the nodes' port range" (no flag named)
+// after it had made the data directory's secret, state and CA.
+func (o *upOptions) freeNodePorts() error {
+	if o.ports.Last == 0 {
+		return nil
+	}
+	free := 0
+	for p := o.ports.First; p <= o.ports.Last && free < o.nodes; p++ {
+		if !portInUse("127.0.0.1", p) {
+			free++
+		}
+	}
+	if free < o.nodes {
+		return fmt.Errorf("--node-ports %s: %d of its ports are free here, and --nodes %d needs as many: give a range with more free ports",
+			o.nodePorts, free, o.nodes)
+	}
+	return nil
 }
 
 // metricsSlots is how many node /metrics ports --metrics-base takes
@@ -755,12 +780,12 @@ func printRestored(u *upCluster) {
 	}
 	kept, gone := restoredKinds(u)
 	if gone > 0 {
-		fmt.Printf("restored %d jobs of an earlier run whose data was on that run's nodes, which stopped with it: their tokens still work;\n"+
-			"  deregister them (pocket job deregister JOB), or start on an empty --data-dir, or with --ephemeral\n", gone)
+		fmt.Printf("restored %s of an earlier run whose data was on that run's nodes, which stopped with it: their tokens still work;\n"+
+			"  deregister them (pocket job deregister JOB), or start on an empty --data-dir, or with --ephemeral\n", plural(gone, "job"))
 	}
 	if kept > 0 {
-		fmt.Printf("restored %d jobs of an earlier run on nodes it did not start, which still run: their values there are kept "+
-			"(those on the earlier run's own nodes are gone); pocket job show JOB lists each job's nodes\n", kept)
+		fmt.Printf("restored %s of an earlier run on nodes it did not start, which still run: their values there are kept "+
+			"(those on the earlier run's own nodes are gone); pocket job show JOB lists each job's nodes\n", plural(kept, "job"))
 	}
 }
 
@@ -834,7 +859,7 @@ func handNodePort(host string, o upOptions) (listen, note string) {
 	}
 	p = firstFreePort(host, p, step) // not one a node added by hand holds (a new user's trial)
 	return nodeListenAt(host, strconv.Itoa(p)), fmt.Sprintf("  (the cluster's nodes take ports %s (--node-ports): each node added by hand needs its own --listen port outside them: %d, then %d, ...)\n",
-		o.nodePorts, p, p+step)
+		o.nodePorts, p, firstFreePort(host, p+step, step))
 }
 
 // printQuotas names the allotment quotas per client, when up has them

@@ -146,7 +146,7 @@ func TestUpKill9KeepsJobs(t *testing.T) {
 	awaitGone(t, "after a SIGKILL of up's process group", up.nodes)
 
 	up2 := startUpGroup(t, bin, base, append([]string{"--listen", up.ctl}, args...)...)
-	if up2.ctl != up.ctl || !strings.Contains(up2.out.String(), "restored 1 jobs of an earlier run whose data was on that run's nodes") {
+	if up2.ctl != up.ctl || !strings.Contains(up2.out.String(), "restored 1 job of an earlier run whose data was on that run's nodes") {
 		t.Fatalf("restarted up on %s (want %s), or it does not say it restored the job:\n%s", up2.ctl, up.ctl, up2.out)
 	}
 	_, errOut, code := pocketRun(t, bin, withTok, "", "get", "--insecure", old.JobID, "k")
