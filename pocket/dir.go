@@ -2,6 +2,7 @@ package pocket
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -206,7 +207,16 @@ func nextAfter(e wire.Entry) []byte {
 // requests in 10 s, ended only by the caller's context (the CLI's data
 // commands have none). A node's keys come sorted (dataplane/list.go), so
 // a genuinely long listing passes.
-func listProgress(addr string, after []byte, paged bool, m *wire.Response, limit int) error {
+//
+// Each key must also lie under the prefix asked for: a re-check's node
+// answered List("a/") with "zzz/secret", which was listed (and counted).
+func listProgress(addr string, prefix, after []byte, paged bool, m *wire.Response, limit int) error {
+	for i := range m.Entries {
+		if !bytes.HasPrefix(m.Entries[i].Key, prefix) {
+			return wire.Errorf(wire.CodeMalformed, "node %s: listing key %s is not under the prefix %s asked for",
+				addr, shownName(string(m.Entries[i].Key)), shownName(string(prefix)))
+		}
+	}
 	switch n := len(m.Entries); {
 	case n > limit:
 		return wire.Errorf(wire.CodeMalformed, "node %s: a listing page of %d keys, asked for %d at most", addr, n, limit)
@@ -220,6 +230,38 @@ func listProgress(addr string, after []byte, paged bool, m *wire.Response, limit
 			return wire.Errorf(wire.CodeMalformed, "node %s: listing key %s is not after %s before it", addr, shownName(string(k)), shownName(string(prev)))
 		}
 		prev = k
+	}
+	return nil
+}
+
+// MaxListBytes bounds what one node's part of a listing may hold in the
+// client, counted as each name's bytes and ListEntryCost for its entry:
+// past it the listing fails (wire.CodeTooLarge), naming the node. A
+// re-check's hostile node answered every page with new keys in order, and
+// a List without a deadline held 12.6 million of them (1.3 GiB) after
+// 20 s; the progress checks (listProgress) pass such pages. 1 GiB is
+// about 4.7 million short names; list under narrower prefixes past it.
+const (
+	MaxListBytes = 1 << 30
+	// ListEntryCost is what an entry counts beyond its name: the Python
+	// client's measured cost (213-236 bytes), which the Python client
+	// counts too; a Go Entry takes less (32 bytes and its name's).
+	ListEntryCost = 224
+)
+
+// listBound is MaxListBytes (tests lower it).
+var listBound int64 = MaxListBytes
+
+// listHeld counts a node's listing against listBound.
+type listHeld int64
+
+func (h *listHeld) add(addr string, ents []wire.Entry) error {
+	for i := range ents {
+		*h += listHeld(len(ents[i].Key) + ListEntryCost)
+	}
+	if int64(*h) > listBound {
+		return wire.Errorf(wire.CodeTooLarge, "node %s: its listing is over %d bytes of entries (names and %d bytes each: pocket.MaxListBytes): list under narrower prefixes",
+			addr, listBound, ListEntryCost)
 	}
 	return nil
 }
@@ -424,6 +466,10 @@ func (j *Job) deletePrefixOnce(ctx context.Context, prefix string, n *removeCoun
 			replies, err := j.sendAll(ctx, ts, wire.OpDelete, wire.FlagPrefix, req)
 			var more []target
 			for i, r := range replies {
+				if perr := deleteProgress(ts[i].addr, &r.Meta); perr != nil {
+					err = cmp.Or(err, perr) // counted as nothing
+					continue
+				}
 				n.names.Add(int64(r.Meta.Count))
 				n.chunkBytes.Add(max(r.Meta.Size, 0))
 				for _, v := range r.Meta.Versions {
@@ -431,9 +477,6 @@ func (j *Job) deletePrefixOnce(ctx context.Context, prefix string, n *removeCoun
 				}
 				if r.Meta.More {
 					more = append(more, ts[i])
-				}
-				if err == nil {
-					err = deleteProgress(ts[i].addr, &r.Meta)
 				}
 			}
 			if err != nil {
@@ -451,12 +494,22 @@ func (j *Job) deletePrefixOnce(ctx context.Context, prefix string, n *removeCoun
 // with more and nothing deleted: DeleteAll sent 223,687 requests in 10 s,
 // ended only by the caller's context. A node says more only once it has
 // deleted a page of keys (dataplane's deletePrefix).
+//
+// A page's count is at most maxPageNames: a re-check's node claimed
+// MaxInt64 names on two pages, and DeleteAll's count came back -2.
 func deleteProgress(addr string, m *wire.Response) error {
 	if m.More && m.Count == 0 && m.Size == 0 {
 		return wire.Errorf(wire.CodeMalformed, "node %s: a prefix delete's page says more and deleted nothing", addr)
 	}
+	if m.Count > maxPageNames {
+		return wire.Errorf(wire.CodeMalformed, "node %s: a prefix delete's page claims %d names deleted", addr, m.Count)
+	}
 	return nil
 }
+
+// maxPageNames bounds the names one prefix-delete page may claim: far past
+// what a node deletes per request, and far from overflowing a sum.
+const maxPageNames = 1 << 32
 
 // movePhases groups the job's live nodes (a dead node's values are gone
 // with it) in the order values move between them: those draining (whose
@@ -509,6 +562,7 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 		go func() {
 			defer wg.Done()
 			var after []byte
+			var held listHeld
 			ents, inOrder := []Entry(nil), true
 			for page := 0; ; page++ {
 				req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim, Limit: pageLimit}
@@ -522,7 +576,10 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 					break // deregistered, and none of its persisted values here (or the node is gone)
 				}
 				if err == nil {
-					err = listProgress(t.addr, after, page > 0, &r.Meta, pageLimit)
+					err = listProgress(t.addr, req.Key, after, page > 0, &r.Meta, pageLimit)
+				}
+				if err == nil {
+					err = held.add(t.addr, r.Meta.Entries)
 				}
 				if err != nil {
 					mu.Lock()

@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -56,6 +58,53 @@ func TestListPagesMustMoveOn(t *testing.T) {
 				t.Fatalf("list: %d entries after %d requests; want none, after a few", len(es), n.Load())
 			}
 		})
+	}
+}
+
+// TestListKeysUnderThePrefix: a node answering a listing of "a/" with
+// "zzz/secret" fails it as malformed (a re-check: it was listed, and
+// counted by CountFiles).
+func TestListKeysUnderThePrefix(t *testing.T) {
+	addr := hostileNode(t, func(h wire.Header, req *wire.Request) nodeAnswer {
+		return nodeAnswer{resp: wire.Response{Entries: []wire.Entry{{Key: []byte("zzz/secret"), Size: 1}}}}
+	})
+	_, j := hostileJob(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	es, err := j.List(ctx, "a/")
+	wantMalformed(t, "list a/", err, addr, `listing key "zzz/secret" is not under the prefix "a/"`)
+	if len(es) != 0 {
+		t.Fatalf("list a/: %v", es)
+	}
+	if n, err := j.CountFiles(ctx, "a"); !errors.Is(err, wire.ErrMalformed) {
+		t.Fatalf("count files a: %d, %v; want malformed", n, err)
+	}
+}
+
+// TestListOfEverNewKeysIsBounded: a node answering every page with new
+// keys in order passes the progress checks; the listing stops at
+// MaxListBytes (lowered here), too large, naming the node. A re-check's
+// node had a List without a deadline hold 12.6 million keys (1.3 GiB)
+// after 20 s.
+func TestListOfEverNewKeysIsBounded(t *testing.T) {
+	defer pocket.SetListBound(64 << 10)()
+	var n atomic.Int64
+	addr := hostileNode(t, func(h wire.Header, req *wire.Request) nodeAnswer {
+		var ents []wire.Entry
+		for range 100 {
+			ents = append(ents, wire.Entry{Key: fmt.Appendf(nil, "k%012d", n.Add(1)), Size: 1})
+		}
+		return nodeAnswer{resp: wire.Response{More: true, Entries: ents}}
+	})
+	_, j := hostileJob(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := j.List(ctx, "")
+	if !errors.Is(err, wire.ErrTooLarge) || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "pocket.MaxListBytes") {
+		t.Fatalf("list of ever new keys: %v; want too large, naming %s", err, addr)
+	}
+	if got := n.Load(); got > 400 {
+		t.Fatalf("list of ever new keys took %d keys; want it to stop near the bound (about 280)", got)
 	}
 }
 
@@ -158,5 +207,23 @@ func TestUsageOverANodesBoundIsMalformed(t *testing.T) {
 	u, err := j.Usage(context.Background())
 	if !errors.Is(err, wire.ErrMalformed) || !strings.Contains(err.Error(), "over one node's bound") || u != 0 {
 		t.Fatalf("usage %d, %v; want 0, malformed, over one node's bound", u, err)
+	}
+}
+
+// TestDeleteAllCountsWhatIsPlausible: a node claiming MaxInt64 names
+// deleted on a page fails DeleteAll as malformed, and the count keeps
+// nothing of it. Before, two such pages made DeleteAll's count -2, with
+// no error (a re-check).
+func TestDeleteAllCountsWhatIsPlausible(t *testing.T) {
+	addr := hostileNode(t, func(h wire.Header, req *wire.Request) nodeAnswer {
+		return nodeAnswer{resp: wire.Response{More: true, Count: math.MaxInt64}}
+	})
+	_, j := hostileJob(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := j.DeleteAll(ctx)
+	wantMalformed(t, "delete all", err, addr, "claims 9223372036854775807 names deleted")
+	if n.Count() != 0 {
+		t.Fatalf("delete all counted %d names", n.Count())
 	}
 }
