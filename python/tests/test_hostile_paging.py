@@ -104,15 +104,38 @@ def test_list_growing_keys_bounded(monkeypatch):
 
 
 def test_list_key_bytes_bounded(monkeypatch):
-    monkeypatch.setattr(pclient, "LIST_MAX_KEY_BYTES", 100_000, raising=False)
+    monkeypatch.setattr(pclient, "LIST_MAX_BYTES", 50 * (911 + pclient.LIST_ENTRY_COST) * 3 - 1, raising=False)
     n = [0]
 
     def answer(op, rid, key):
         n[0] += 1
         return frame(op, rid, meta=_page(["k" * 900 + "%09d%02d" % (n[0], i) for i in range(50)], True))
     _, err = _run(answer, lambda j: j.list(""))
-    assert isinstance(err, errors.Malformed) and "LIST_MAX_KEY_BYTES" in str(err), err
+    assert isinstance(err, errors.Malformed) and "LIST_MAX_BYTES" in str(err), err
     assert n[0] == 3
+
+
+def test_list_entry_cost_counted(monkeypatch):
+    """Short keys count their entries' cost too: a re-check's 300,000
+    five-byte keys took 68 MiB where their key bytes were 1.5 MB."""
+    monkeypatch.setattr(pclient, "LIST_MAX_BYTES", 50 * (5 + pclient.LIST_ENTRY_COST) * 3 - 1, raising=False)
+    n = [0]
+
+    def answer(op, rid, key):
+        n[0] += 1
+        return frame(op, rid, meta=_page(["%05d" % (n[0] * 100 + i) for i in range(50)], True))
+    _, err = _run(answer, lambda j: j.list(""))
+    assert isinstance(err, errors.Malformed) and "LIST_MAX_BYTES" in str(err), err
+    assert n[0] == 3
+
+
+def test_delete_all_count_plausible():
+    """A page claiming 2^64-1 names deleted is malformed (a re-check: two
+    such pages made delete_all return 36893488147419103230)."""
+    def answer(op, rid, key):
+        return frame(op, rid, meta=_page([], True, count=(1 << 64) - 1))
+    _, err = _run(answer, lambda j: j.delete_all())
+    assert isinstance(err, errors.Malformed) and "claims" in str(err), err
 
 
 def test_list_key_outside_prefix():
