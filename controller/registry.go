@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -303,8 +302,8 @@ func (c *Controller) jobIDHeldLocked(id string) bool {
 // RegisterNode adds or refreshes a node. It trusts its caller: the network
 // handler checks the node's proof (or certificate) first.
 func (c *Controller) RegisterNode(reg *wire.NodeRegister) (*wire.NodeAck, error) {
-	if _, _, err := net.SplitHostPort(reg.Addr); err != nil {
-		return nil, wire.Errorf(wire.CodeBadKey, "node address %q: %v", reg.Addr, err)
+	if why := state.AddrProblem(reg.Addr); why != "" {
+		return nil, wire.Errorf(wire.CodeBadKey, "node address %q: %s", reg.Addr, why)
 	}
 	ack, err := c.registerChecked(reg)
 	if err != nil {

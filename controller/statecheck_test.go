@@ -132,3 +132,20 @@ func TestUnsavedChangeSaysApplied(t *testing.T) {
 		t.Errorf("registration while the store fails: %v, want unavailable, not applied", err)
 	}
 }
+
+// TestRegisterNodeRefusesAnAddressTheStateWouldRefuse: a node registering
+// with an address no dial can use is refused (CodeBadKey), so no record
+// the controller writes fails state.Check at its next start. Before, a
+// re-check registered 127.0.0.1:0, 127.0.0.1:99999 and node1:pocketdata,
+// and the restart was refused ("fix that record").
+func TestRegisterNodeRefusesAnAddressTheStateWouldRefuse(t *testing.T) {
+	c := newTest(t, Config{})
+	for _, addr := range []string{"127.0.0.1:0", "127.0.0.1:99999", "node1:pocketdata-no-such-service"} {
+		if _, err := c.RegisterNode(dramNode(addr, 1<<30, 8000)); !errors.Is(err, wire.ErrBadKey) {
+			t.Errorf("register node %s: %v; want bad key", addr, err)
+		}
+	}
+	if _, err := c.RegisterNode(dramNode("127.0.0.1:7001", 1<<30, 8000)); err != nil {
+		t.Fatalf("register node 127.0.0.1:7001: %v", err)
+	}
+}

@@ -106,7 +106,7 @@ func (j *Job) Check() error {
 		}
 	}
 	for addr := range j.Undone {
-		if why := badAddr(addr); why != "" {
+		if why := AddrProblem(addr); why != "" {
 			return bad("undone", fmt.Sprintf("%q", addr), why)
 		}
 	}
@@ -119,7 +119,7 @@ func (n *Node) Check() error {
 	bad := func(field string, v any, why string) error {
 		return &RecordError{Kind: "node", Key: n.Addr, Field: field, Value: v, Why: why}
 	}
-	if why := badAddr(n.Addr); why != "" {
+	if why := AddrProblem(n.Addr); why != "" {
 		return bad("addr", fmt.Sprintf("%q", n.Addr), why)
 	}
 	if !n.Gone.IsZero() {
@@ -148,7 +148,7 @@ func (n *Node) Check() error {
 // badPlace checks a map's node or lost node (its fields prefixed f): an
 // address a dial can use and a finite non-negative weight.
 func badPlace(bad func(field string, v any, why string) error, f, addr string, weight float64) error {
-	if why := badAddr(addr); why != "" {
+	if why := AddrProblem(addr); why != "" {
 		return bad(f+"addr", fmt.Sprintf("%q", addr), why)
 	}
 	if !okFloat(weight) {
@@ -163,10 +163,13 @@ func knownTier(t uint8) bool {
 
 func okFloat(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) && f >= 0 }
 
-// badAddr says what is wrong with a node address ("" when nothing): it
+// AddrProblem says what is wrong with a node address ("" when nothing): it
 // must be host:port, within wire.MaxAddrLen, with a port a dial can use
-// (a number 1 to 65535, or a service name).
-func badAddr(addr string) string {
+// (a number 1 to 65535, or a service name). The controller refuses a node
+// registering with another (RegisterNode), so no record it writes fails
+// the check at its next start (a re-check registered 127.0.0.1:0 and
+// 127.0.0.1:99999, and the restart was refused).
+func AddrProblem(addr string) string {
 	if addr == "" {
 		return "empty"
 	}
