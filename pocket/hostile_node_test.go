@@ -40,7 +40,12 @@ func hostileNode(t testing.TB, answer func(h wire.Header, req *wire.Request) nod
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
+	// The accept loop counts in wg too, so its Adds come while the count
+	// is above zero, as WaitGroup wants of Adds racing a Wait (the race
+	// detector caught one).
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			nc, err := ln.Accept()
 			if err != nil {
