@@ -18,9 +18,11 @@ import (
 // tier(7) or dead (a hostile trial). The checks are only those no record
 // the controller writes can fail: figures not negative and finite (the
 // controller clamps them before saving: finiteJob), known tiers, roles
-// and states, and node addresses a dial can use; figures over the wire
-// bounds are not refused, as an in-process caller's unchecked hints may
-// have been stored.
+// and states, node addresses a dial can use (RegisterNode checks them),
+// and the hints and tier figures within the bounds the status reply's
+// decoder holds them to (registration and heartbeats check them: a
+// re-check's hand-edited capacity hint of MaxInt64 started the
+// controller, and every status then failed to decode).
 //
 // Profiles (and job traces) are not checked here: they are advisory, and
 // the controller clamps their figures into bounds on load with a warning
@@ -76,14 +78,14 @@ func (j *Job) Check() error {
 	default:
 		return bad("state", fmt.Sprintf("%q", j.State), "neither live nor revoked")
 	}
-	if j.CapacityBytes < 0 {
-		return bad("capacity_bytes", j.CapacityBytes, "negative")
+	if j.CapacityBytes < 0 || j.CapacityBytes > wire.MaxJobBytes {
+		return bad("capacity_bytes", j.CapacityBytes, fmt.Sprintf("not from 0 to %d (wire.MaxJobBytes)", int64(wire.MaxJobBytes)))
 	}
 	if j.AllocBytes < 0 {
 		return bad("alloc_bytes", j.AllocBytes, "negative")
 	}
-	if !okFloat(j.PeakMbps) {
-		return bad("peak_mbps", j.PeakMbps, "not a finite non-negative number")
+	if !okFloat(j.PeakMbps) || j.PeakMbps > wire.MaxJobMbps {
+		return bad("peak_mbps", j.PeakMbps, fmt.Sprintf("not a finite number from 0 to %g (wire.MaxJobMbps)", float64(wire.MaxJobMbps)))
 	}
 	if !okFloat(j.AllocMbps) {
 		return bad("alloc_mbps", j.AllocMbps, "not a finite non-negative number")
@@ -135,11 +137,11 @@ func (n *Node) Check() error {
 		if !knownTier(t.Kind) {
 			return bad(f+"kind", t.Kind, "not a known tier (1 dram, 2 nvme)")
 		}
-		if t.CapacityBytes < 0 {
-			return bad(f+"capacity_bytes", t.CapacityBytes, "negative")
+		if t.CapacityBytes < 0 || t.CapacityBytes > wire.MaxNodeBytes {
+			return bad(f+"capacity_bytes", t.CapacityBytes, fmt.Sprintf("not from 0 to %d (wire.MaxNodeBytes)", int64(wire.MaxNodeBytes)))
 		}
-		if !okFloat(t.Mbps) {
-			return bad(f+"mbps", t.Mbps, "not a finite non-negative number")
+		if !okFloat(t.Mbps) || t.Mbps > wire.MaxNodeMbps {
+			return bad(f+"mbps", t.Mbps, fmt.Sprintf("not a finite number from 0 to %g (wire.MaxNodeMbps)", float64(wire.MaxNodeMbps)))
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,11 @@ func TestBoltRecordOutOfRange(t *testing.T) {
 		{name: "node tier kind", node: func(n *Node) { n.Tiers[0].Kind = 7 }, wants: []string{`node "127.0.0.1:7001"`, "tiers[0].kind", "7"}},
 		{name: "node negative capacity", node: func(n *Node) { n.Tiers[0].CapacityBytes = -5 }, wants: []string{"tiers[0].capacity_bytes", "-5"}},
 		{name: "node state", node: func(n *Node) { n.State = 42 }, wants: []string{`node "127.0.0.1:7001"`, "state", "42"}},
+		// A re-check: legal int64s past the bounds the status reply's
+		// decoder holds them to started, and every status then failed.
+		{name: "capacity hint past the job bound", job: func(j *Job) { j.CapacityBytes = math.MaxInt64 }, wants: []string{`job "j-1"`, "capacity_bytes", "wire.MaxJobBytes"}},
+		{name: "peak hint past the job bound", job: func(j *Job) { j.PeakMbps = 1e300 }, wants: []string{`job "j-1"`, "peak_mbps", "wire.MaxJobMbps"}},
+		{name: "node capacity past its bound", node: func(n *Node) { n.Tiers[0].CapacityBytes = math.MaxInt64 }, wants: []string{"tiers[0].capacity_bytes", "wire.MaxNodeBytes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, path := newBoltFile(t)
