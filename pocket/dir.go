@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,8 +127,8 @@ func (j *Job) passAgain(ctx context.Context, err error, used uint64, attempt int
 
 // listOnce pages through every node's listing and merges the nodes'
 // sorted listings into one (a name on several nodes once, the last node's
-// entry as before); a node whose listing is out of order (none here) is
-// merged by sorting instead. While the job's map changes, the nodes are
+// entry as before): each node's comes strictly ascending (listProgress
+// refuses any other). While the job's map changes, the nodes are
 // listed in phases, in parallel within each (movePhases): a moved value is
 // put at its new owner before it leaves its old one, so listing the nodes
 // it leaves before the nodes it goes to finds it at one or the other; all
@@ -138,31 +137,16 @@ func (j *Job) passAgain(ctx context.Context, err error, used uint64, attempt int
 // changed meanwhile (passAgain).
 func (j *Job) listOnce(ctx context.Context, prefix string, delim byte) ([]Entry, error) {
 	var lists [][]Entry
-	var sorted []bool
 	for _, ts := range j.movePhases() {
-		ls, ss, err := j.listNodes(ctx, ts, prefix, delim)
+		ls, err := j.listNodes(ctx, ts, prefix, delim)
 		if err != nil {
 			return nil, j.wrap("list", prefix, err)
 		}
-		lists, sorted = append(lists, ls...), append(sorted, ss...)
+		lists = append(lists, ls...)
 	}
 	total := 0
-	for i, l := range lists {
+	for _, l := range lists {
 		total += len(l)
-		if !sorted[i] {
-			seen := map[string]Entry{}
-			for _, l := range lists {
-				for _, e := range l {
-					seen[e.Name] = e
-				}
-			}
-			out := make([]Entry, 0, len(seen))
-			for _, e := range seen {
-				out = append(out, e)
-			}
-			sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
-			return out, nil
-		}
 	}
 	// A k-way merge: k is the job's node count, small.
 	out := make([]Entry, 0, total)
@@ -211,12 +195,6 @@ func nextAfter(e wire.Entry) []byte {
 // Each key must also lie under the prefix asked for: a re-check's node
 // answered List("a/") with "zzz/secret", which was listed (and counted).
 func listProgress(addr string, prefix, after []byte, paged bool, m *wire.Response, limit int) error {
-	for i := range m.Entries {
-		if !bytes.HasPrefix(m.Entries[i].Key, prefix) {
-			return wire.Errorf(wire.CodeMalformed, "node %s: listing key %s is not under the prefix %s asked for",
-				addr, shownName(string(m.Entries[i].Key)), shownName(string(prefix)))
-		}
-	}
 	switch n := len(m.Entries); {
 	case n > limit:
 		return wire.Errorf(wire.CodeMalformed, "node %s: a listing page of %d keys, asked for %d at most", addr, n, limit)
@@ -226,6 +204,10 @@ func listProgress(addr string, prefix, after []byte, paged bool, m *wire.Respons
 	prev := after
 	for i := range m.Entries {
 		k := m.Entries[i].Key
+		if !bytes.HasPrefix(k, prefix) {
+			return wire.Errorf(wire.CodeMalformed, "node %s: listing key %s is not under the prefix %s asked for",
+				addr, shownName(string(k)), shownName(string(prefix)))
+		}
 		if (paged || i > 0) && bytes.Compare(k, prev) <= 0 {
 			return wire.Errorf(wire.CodeMalformed, "node %s: listing key %s is not after %s before it", addr, shownName(string(k)), shownName(string(prev)))
 		}
@@ -543,15 +525,14 @@ func (j *Job) movePhases() [][]target {
 }
 
 // listNodes pages through the listings of ts in parallel: each node's
-// entries (chunk keys left out) and whether they came in order.
-func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim byte) ([][]Entry, []bool, error) {
+// entries (chunk keys left out), strictly ascending (listProgress).
+func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim byte) ([][]Entry, error) {
 	// pageLimit is the node's largest page (dataplane listMax); the
 	// node also bounds a page by its metadata bytes.
 	const pageLimit = 10000
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lists := make([][]Entry, len(ts))
-	sorted := make([]bool, len(ts))
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -563,7 +544,7 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 			defer wg.Done()
 			var after []byte
 			var held listHeld
-			ents, inOrder := []Entry(nil), true
+			var ents []Entry
 			for page := 0; ; page++ {
 				req := wire.Request{Job: t.job, Key: []byte(prefix), Token: t.token, Epoch: t.epoch, After: after, Delimiter: delim, Limit: pageLimit}
 				send := func() (client.Reply, error) {
@@ -594,13 +575,6 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 					if wire.IsChunkKey(e.Key) {
 						continue
 					}
-					if k := len(ents); k > 0 && ents[k-1].Name >= string(e.Key) {
-						if ents[k-1].Name == string(e.Key) {
-							ents[k-1] = Entry{Name: ents[k-1].Name, Size: e.Size, Dir: e.Dir}
-							continue
-						}
-						inOrder = false
-					}
 					ents = append(ents, Entry{Name: string(e.Key), Size: e.Size, Dir: e.Dir})
 				}
 				n := len(r.Meta.Entries)
@@ -609,9 +583,9 @@ func (j *Job) listNodes(ctx context.Context, ts []target, prefix string, delim b
 				}
 				after = nextAfter(r.Meta.Entries[n-1])
 			}
-			lists[i], sorted[i] = ents, inOrder
+			lists[i] = ents
 		}()
 	}
 	wg.Wait()
-	return lists, sorted, firstErr
+	return lists, firstErr
 }

@@ -314,12 +314,13 @@ func givenFlags(fs *flag.FlagSet, names ...string) string {
 }
 
 // shellQuoted is s as one shell word: itself when it holds only letters,
-// digits and -_./:,@=+, else in single quotes.
+// digits and -_./:,@=+, else single-quoted as the completion scripts
+// quote (zshQuote).
 func shellQuoted(s string) string {
 	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,@=+") == "" {
 		return s
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return zshQuote(s)
 }
 
 func runJobDeregister(args []string) int {
