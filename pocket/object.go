@@ -107,7 +107,7 @@ func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOpti
 	}
 	cs := j.s.cfg.ChunkSize
 	if int64(len(value)) <= cs {
-		return j.wrap("put", key, j.putSmall(ctx, key, o.flags, value))
+		return j.wrap("put", key, recordNote(j.putSmall(ctx, key, o.flags, value), "the value whole", int64(len(value)), cs))
 	}
 	w := j.newObject(key, o.flags)
 	n := int((int64(len(value)) + cs - 1) / cs)
@@ -123,8 +123,24 @@ func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOpti
 		err = w.commit(ctx, wire.Manifest{Version: w.ver, Size: int64(len(value)), Chunk: cs, Count: n})
 	} else {
 		w.abortUnconfirmed()
+		err = recordNote(err, "a chunk", min(cs, int64(len(value))), cs)
 	}
 	return j.wrap("put", key, err)
+}
+
+// recordNote adds to a node's refusal of a record as too large
+// (wire.ErrTooLarge: an NVMe tier's staging memory, --nvme-staging, holds
+// a record whole) which record was refused, of how many bytes, and that
+// values over Config.ChunkSize (chunk bytes) are stored in chunks of that
+// size. The node names only its own limit, so a value of 100 MiB stored in
+// 16 MiB chunks read as refused whole (a new user's trial). Other errors
+// are returned as they are; the code is unchanged.
+func recordNote(err error, record string, size, chunk int64) error {
+	if err == nil || !errors.Is(err, wire.ErrTooLarge) {
+		return err
+	}
+	return fmt.Errorf("%w (the record refused was %s, %d bytes; values over the store's ChunkSize, %d bytes, are stored in chunks of that size: a smaller pocket.Config.ChunkSize stores this value)",
+		err, record, size, chunk)
 }
 
 // putSmall stores a value as one record under its key, and drops the

@@ -86,14 +86,15 @@ func (w *Writer) Close() error {
 	w.err = errors.New("pocket: writer closed")
 	if w.n == 0 {
 		_ = w.g.Wait()
-		return w.j.wrap("put", w.key, w.j.putSmall(w.ctx, w.key, w.flags, w.buf))
+		err := w.j.putSmall(w.ctx, w.key, w.flags, w.buf)
+		return w.j.wrap("put", w.key, recordNote(err, "the value whole", int64(len(w.buf)), w.j.s.cfg.ChunkSize))
 	}
 	if len(w.buf) > 0 {
 		w.flushChunk()
 	}
 	if err := w.g.Wait(); err != nil {
 		w.obj.abortUnconfirmed()
-		return w.j.wrap("put", w.key, err)
+		return w.j.wrap("put", w.key, recordNote(err, "a chunk", min(w.j.s.cfg.ChunkSize, w.size), w.j.s.cfg.ChunkSize))
 	}
 	m := wire.Manifest{Version: w.obj.ver, Size: w.size, Chunk: w.j.s.cfg.ChunkSize, Count: w.n}
 	return w.j.wrap("put", w.key, w.obj.commit(w.ctx, m))

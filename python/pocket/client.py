@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import base64
 import collections
+import contextlib
 import errno
 import io
 import json
@@ -212,6 +213,26 @@ def _notes_expiry(f):
             raise
 
     return noted
+
+
+@contextlib.contextmanager
+def _record_noted(record: str, size: int, chunk: int):
+    """Adds to a node's TooLarge refusal of a put's record (an NVMe
+    tier's staging memory, --nvme-staging, holds a record whole) which
+    record it refused, its size, and that values over chunk_size are
+    stored in chunks of that size, as the Go SDK's recordNote: the node
+    names only its own limit, so a value stored in chunks read as refused
+    whole (a new user's trial). The exception's class and code are
+    unchanged; other errors pass as they are."""
+    try:
+        yield
+    except errors.TooLarge as e:
+        if "the record refused was" not in e.message:
+            e.message = (f"{e.message} (the record refused was {record}, {size} bytes; values over the client's "
+                         f"chunk_size, {chunk} bytes, are stored in chunks of that size: a smaller "
+                         f"pocket.Client(chunk_size=...) stores this value)")
+            e.args = (e._text(),)
+        raise
 
 
 def _key_text(key: Name) -> str:
@@ -2427,10 +2448,12 @@ class Job:
         k = _name(key)
         view = value if type(value) is bytes else memoryview(value).cast("B")
         flags = wire.FLAG_PERSIST if persist else 0
-        if len(view) <= self.client.chunk_size:
-            self._put_small(k, flags, view)
-        else:
-            self._put_chunked(k, flags, memoryview(view))
+        cs = self.client.chunk_size
+        with _record_noted("the value whole" if len(view) <= cs else "a chunk", min(len(view), cs), cs):
+            if len(view) <= cs:
+                self._put_small(k, flags, view)
+            else:
+                self._put_chunked(k, flags, memoryview(view))
 
     def _put_small(self, k: bytes, flags: int, view) -> None:
         r, _ = self._do(wire.OP_PUT, flags, k, 0, version=_new_version(), payload=view)
@@ -3293,7 +3316,8 @@ class _Writer(io.BufferedIOBase):
         while len(self.buf) > self.cs:
             self._take_chunk(self.cs)
         if len(self.pending) >= self.job.client.parallel:
-            self._send_pending()
+            with _record_noted("a chunk", self.cs, self.cs):
+                self._send_pending()
         return len(view)
 
     def _take_chunk(self, n: int) -> None:
@@ -3324,12 +3348,14 @@ class _Writer(io.BufferedIOBase):
                     self.obj.abort_unconfirmed()
                 return
             if self.n == 0:
-                self.job._put_small(self.key, self.flags, memoryview(self.buf))
+                with _record_noted("the value whole", len(self.buf), self.cs):
+                    self.job._put_small(self.key, self.flags, memoryview(self.buf))
             else:
                 if self.buf:
                     self._take_chunk(len(self.buf))
                 try:
-                    self._send_pending()
+                    with _record_noted("a chunk", self.cs, self.cs):
+                        self._send_pending()
                 except BaseException:
                     # The chunks written go, as after a write's failure
                     # (before, these stayed until their lease ended).
