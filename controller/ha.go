@@ -155,7 +155,8 @@ func (h *HA) Listen(addr string) (net.Addr, error) {
 
 // Serve accepts connections on ln until Close and hands each to the
 // current term's controller, or to the follower. It returns ErrClosed
-// after Close, or the listener's error.
+// after Close, or the listener's error when another closed it; other
+// failed accepts are waited out (acceptRetry).
 func (h *HA) Serve(ln net.Listener) error {
 	h.mu.Lock()
 	if h.closed {
@@ -165,18 +166,19 @@ func (h *HA) Serve(ln net.Listener) error {
 	}
 	h.lns = append(h.lns, ln)
 	h.mu.Unlock()
+	var retry acceptRetry
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if h.isClosed() {
 				return ErrClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if retry.fail(err, h.cfg.Config.Logger) {
+				return fmt.Errorf("controller: accept: %w", err)
 			}
-			return fmt.Errorf("controller: accept: %w", err)
+			continue
 		}
+		retry.ok()
 		h.route(conn)
 	}
 }

@@ -121,7 +121,8 @@ var ErrClosed = wire.ErrClosed
 
 // Serve accepts control connections on ln until Close, over TLS when
 // Config.TLS is set. It returns ErrClosed after Close, or the listener's
-// error.
+// error when it was closed by another; other failed accepts are waited
+// out (acceptRetry).
 func (c *Controller) Serve(ln net.Listener) error {
 	s := &c.srv
 	ln = c.wrapListener(ln)
@@ -135,6 +136,7 @@ func (c *Controller) Serve(ln net.Listener) error {
 	}
 	s.lns = append(s.lns, ln)
 	s.mu.Unlock()
+	var retry acceptRetry
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -143,12 +145,12 @@ func (c *Controller) Serve(ln net.Listener) error {
 				return ErrClosed
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if retry.fail(err, c.cfg.Logger) {
+				return fmt.Errorf("controller: accept: %w", err)
 			}
-			return fmt.Errorf("controller: accept: %w", err)
+			continue
 		}
+		retry.ok()
 		if _, err := c.track(conn); err != nil {
 			c.refuse(conn, err)
 			continue

@@ -27,6 +27,7 @@ import (
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/orchestrator"
 	"github.com/pocketstore/pocket/orchestrator/k8s"
+	"github.com/pocketstore/pocket/telemetry/metrics"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -233,12 +234,12 @@ func serveCtlMetrics(addr string, h http.Handler, id identity) func() {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", h)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			id.log.Error("controller: metrics endpoint", "addr", addr, "err", err)
-		}
-	}()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		id.log.Error("controller: metrics endpoint", "addr", addr, "err", err)
+		return func() {}
+	}
+	srv := metrics.Serve(ln, mux, id.log, "controller")
 	return func() { srv.Close() }
 }
 

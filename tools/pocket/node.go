@@ -327,15 +327,10 @@ func serveMetrics(ctx context.Context, addr string, s *telemetry.Sampler, node *
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.Handler(reg, log))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := metrics.Serve(ln, mux, log, "node")
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics endpoint", "addr", addr, "err", err)
-		}
 	}()
 	return ln.Addr(), nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/orchestrator"
+	"github.com/pocketstore/pocket/telemetry/metrics"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -197,12 +198,7 @@ func startUp(ctx context.Context, o upOptions) (*upCluster, error) {
 			return u, fmt.Errorf("controller metrics: %w", err)
 		}
 		u.maddr = ln.Addr().String() // the port chosen for a --metrics port 0
-		u.mserv = &http.Server{Handler: metricsMux(ctl), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := u.mserv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				id.log.Error("up: metrics endpoint", "addr", maddr, "err", err)
-			}
-		}()
+		u.mserv = metrics.Serve(ln, metricsMux(ctl), id.log, "up")
 	}
 	if err := o.nodeMetricsFree(); err != nil {
 		return u, err
