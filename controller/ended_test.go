@@ -284,6 +284,9 @@ func TestForgottenJobSaysHowItEnded(t *testing.T) {
 	}{
 		{expired, "ended when its token expired at "},
 		{dereg, "was deregistered, or this controller, which keeps no state, restarted"},
+		// The nodes keep a job's data through such a restart for the
+		// orphan grace (before, this said only "was dropped").
+		{dereg, "the nodes drop it once they have reported it for the controller's --orphan-grace"},
 	} {
 		if keptMap(c, w.m.Job) {
 			t.Fatalf("the final map of %s is still kept", w.m.Job)

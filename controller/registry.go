@@ -1276,18 +1276,22 @@ func (c *Controller) lookupLocked(id string, tok []byte) (*job, error) {
 // not registered", and a new user could not tell a job whose token had
 // expired seconds before from a mistyped id.
 func (c *Controller) endedJobErrLocked(id string, claims token.Claims) error {
-	how := "was deregistered"
+	how, dropped := "was deregistered", "Its data was dropped"
 	switch {
 	case claims.Expired(time.Now()):
 		how = "ended when its token expired at " + claims.Expires.UTC().Format(time.RFC3339)
 	case c.cfg.Store == nil:
+		// The nodes keep a job's data through a restart of a controller
+		// without state for its orphan grace (a hostile trial read "was
+		// dropped" of values the nodes still held).
 		how = "was deregistered, or this controller, which keeps no state, restarted since it was registered"
+		dropped = "Its data was dropped, or, if the controller restarted, the nodes drop it once they have reported it for the controller's --orphan-grace"
 	}
-	return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered: it %s. Its data was dropped, and its final map is "+
+	return wire.Errorf(wire.CodeUnknownJob, "job %s is not registered: it %s. %s, and its final map is "+
 		"no longer kept (it persisted nothing, its persisted values were all deleted since, or the bound of kept final maps, "+
 		"MaxEndedJobs, pushed it out: the controller's log says which), "+
 		"so no credential can be made "+
-		"for it now; one printed before still reads what it put with persist-after-job", id, how)
+		"for it now; one printed before still reads what it put with persist-after-job", id, how, dropped)
 }
 
 // badToken is the refusal of a token that does not grant job id, the same

@@ -20,8 +20,9 @@ import (
 // ErrUnresponsive is the transport error of a call whose controller
 // answered nothing while it waited, not even a new connection (stallAfter,
 // stallWait), nor finished a TLS handshake within stallAfter+stallWait: a
-// controller process that is stopped (SIGSTOP, a stall of its host) or cut
-// off. The kernel of a stopped process still accepts connections and their
+// controller process that is stopped (SIGSTOP, a stall of its host), cut
+// off, or out of descriptors (its kernel completes the handshakes its
+// accept cannot take). The kernel of a stopped process still accepts connections and their
 // bytes, so without it a call waited for its whole context on such a
 // controller, and Controllers never moved on to the one elected in its
 // place. It moves a call on like any transport error. Only waits that are
@@ -30,7 +31,7 @@ import (
 // node loop sends again anyway; cut after it was written, such a request's
 // error is an *OutcomeUnknownError, and Controllers tries another
 // controller first on the next call.
-var ErrUnresponsive = errors.New("the controller answered nothing, not even a new connection: presumed stopped")
+var ErrUnresponsive = errors.New("the controller answered nothing, not even a new connection: presumed stopped (or cut off, or its process is out of descriptors and accepts no connection)")
 
 // A call that has waited stallAfter for its reply probes the controller
 // with a new connection to the same address (probe: a challenge,

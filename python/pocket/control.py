@@ -150,7 +150,7 @@ STALL_WAIT = 2.0
 
 class _Stalled(OSError):
     """The controller answered nothing, not even a challenge on a new
-    connection: presumed stopped (or cut off)."""
+    connection: presumed stopped (or cut off, or out of descriptors)."""
 
 
 def _tls_alert(e: BaseException) -> bool:
@@ -205,7 +205,7 @@ class Controller:
             except socket.timeout:
                 s.close()
                 raise _Stalled(f"no TLS handshake within {bound:.1f} s: the controller answers nothing "
-                               "(stopped, or cut off)") from None
+                               "(stopped, cut off, or out of descriptors and accepting no connection)") from None
             except ssl.SSLError as e:
                 s.close()
                 if _tls_alert(e):
@@ -530,7 +530,7 @@ class Controller:
                     if not self._probe(s.getpeername(), bound):
                         raise _Stalled(f"waited {now - last:.1f} s for the reply and a new connection met "
                                        f"{bound:.1f} s of silence, or a refusal: the controller answers nothing "
-                                       "(stopped, cut off, or gone)") from None
+                                       "(stopped, cut off, gone, or out of descriptors and accepting no connection)") from None
                     probe_at = time.monotonic() + STALL_EVERY
                     continue
                 self._got += got
