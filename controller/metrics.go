@@ -113,7 +113,11 @@ func (cc *ctlCollector) Collect(ch chan<- prometheus.Metric) {
 	c.regs.collect(ch)
 	collectOrphans(ch, c)
 	for _, n := range f.nodes {
-		if n.ok {
+		// A dead node's last heartbeat is not its present: its series
+		// end (Prometheus marks them stale) until it is heard again.
+		// Before, a node killed under load showed its last 692 Mb/s on
+		// every scrape (a new user's trial).
+		if n.ok && n.state != wire.NodeDead {
 			collectNode(ch, &n)
 		}
 	}

@@ -69,6 +69,17 @@ func TestHistoryAndMetrics(t *testing.T) {
 	wantValue(t, fams, 0.5, metrics.NodeCapacityUtilization, "node", a, "tier", "dram")
 	wantValue(t, fams, 0.5, metrics.NodeCPUUtilization, "node", a)
 	wantValue(t, fams, HistoryLen+4, metrics.NodeRxMbps, "node", a)
+	// A dead node's figures end: its last heartbeat is not its present.
+	if err := c.SetNodeState(a, wire.NodeDead); err != nil {
+		t.Fatal(err)
+	}
+	dead := scrape(t, c)
+	wantValue(t, dead, 1, metrics.ControllerNodes, "state", "dead")
+	for _, name := range []string{metrics.NodeRxMbps, metrics.NodeTxMbps, metrics.NodeCPUUtilization} {
+		if _, ok := dead.Value(name, "node", a); ok {
+			t.Errorf("%s of the dead node %s still exported", name, a)
+		}
+	}
 	if fams["go_goroutines"] == nil || fams["process_resident_memory_bytes"] == nil {
 		t.Error("no Go runtime or process figures")
 	}

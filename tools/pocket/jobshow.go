@@ -185,6 +185,13 @@ func printJobShow(v jobShowJSON) {
 		fmt.Printf("  %-22s %-8.3f %s\n", n.Addr, n.Weight, n.State)
 	}
 	for _, l := range v.Lost {
+		if v.Ended && l.Epoch > v.Epoch {
+			// The controller notes a node an ended job lost at the epoch
+			// after its final map's, which stays as it ended (a new user
+			// read "map epoch 1" beside "lost ... at epoch 2").
+			fmt.Printf("lost %s after the job ended (it died, or was drained with --discard-persisted): the persisted values it held are gone\n", l.Addr)
+			continue
+		}
 		fmt.Printf("lost %s at epoch %d: it left the map dead, its values are gone\n", l.Addr, l.Epoch)
 	}
 	fmt.Println(usedLine(v))

@@ -346,3 +346,23 @@ func TestJobShowEndedJobsDeadNodeIsGone(t *testing.T) {
 		}
 	}
 }
+
+// TestJobShowLostAfterTheEnd: a node an ended job lost after it ended is
+// noted at the epoch after its final map's, which stays as it ended; job
+// show says "after the job ended" instead of an epoch past the map's own
+// (a new user read "map epoch 1" beside "lost ... at epoch 2"). A node
+// lost while the job ran keeps its epoch.
+func TestJobShowLostAfterTheEnd(t *testing.T) {
+	v := jobShowJSON{JobID: "j-1", Tier: "nvme", Epoch: 1, Ended: true,
+		Nodes: []mapNodeJSON{{Addr: "127.0.0.1:7001", Weight: 0.5, State: "active"}},
+		Lost:  []lostJSON{{Addr: "127.0.0.1:7000", Epoch: 1}, {Addr: "127.0.0.1:7002", Epoch: 2}}}
+	out, _ := stdoutOf(t, func() int { printJobShow(v); return 0 })
+	for _, w := range []string{"lost 127.0.0.1:7000 at epoch 1:", "lost 127.0.0.1:7002 after the job ended"} {
+		if !strings.Contains(out, w) {
+			t.Fatalf("job show printed\n%s\nwithout %q", out, w)
+		}
+	}
+	if strings.Contains(out, "at epoch 2") {
+		t.Fatalf("job show printed an epoch past the map's:\n%s", out)
+	}
+}
