@@ -27,7 +27,8 @@ map), as the Go compat layer does.
 
 Names. Pocket named a value /jobid/name, so "x" and "/x" were one file:
 leading slashes are dropped here too. The ``jobid`` argument may name a
-registered job or, as in Pocket's examples (``create_dir(p, dir, "")``,
+job whose token this process has (registered here with register_job or
+Client.register_job, or POCKET_TOKEN's) or, as in Pocket's examples (``create_dir(p, dir, "")``,
 then ``put_buffer(..., dir)``), a top-level directory of the default job:
 the job registered last in this process, else POCKET_JOB. An empty jobid
 is the default job itself.
@@ -218,9 +219,18 @@ def _ended(jobid: str, cred: str) -> None:
 
 
 def _token_of(jobid: str) -> bytes | None:
+    """The token of jobid this process has: a job it registered here,
+    with register_job or with the Pythonic Client.register_job (as
+    job_token finds it), else POCKET_TOKEN when POCKET_JOB names jobid or
+    is unset. Before, a Client-registered job's id was not found here, so
+    put_buffer(..., job.id) took it for a directory of the module API's
+    job and stored the value there (a new user's trial)."""
     with _lock:
         if jobid in _tokens:
             return _tokens[jobid]
+    tok = registered_token(jobid)
+    if tok is not None:
+        return tok
     env = os.environ.get("POCKET_TOKEN", "")
     if env and os.environ.get("POCKET_JOB", jobid) == jobid:
         try:

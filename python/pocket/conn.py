@@ -432,8 +432,15 @@ class NodeConn:
             if view is not None and n <= len(view):
                 payload = view[:n]
                 self._read_into(payload)
-            elif n <= self._r1 - self._r0 or n <= 4096:
+            elif n < buffer.MAP_MIN and (n <= self._r1 - self._r0 or n <= 4096):
                 payload = self._take(n) if n else b""
+            elif n <= self._r1 - self._r0:
+                # From MAP_MIN a payload is a writable buffer.alloc view,
+                # also when it is already read: before, such a payload was
+                # bytes or a view by how the socket's reads fell (a new
+                # user's trial: get of one 200,000-byte value alternated).
+                payload = buffer.alloc(n)
+                self._read_into(payload)
             else:
                 buf = self._read_growing(n)
                 payload = bytes(buf) if n < buffer.MAP_MIN else buf
@@ -508,7 +515,7 @@ class NodeConn:
             magic, ver, rop, rflags, code, rrid, mlen, plen = _HDR.unpack_from(self._rbuf)
             end = wire.HEADER_LEN + mlen + plen
             if (got == end and rrid == rid and rop == op | wire.REPLY_BIT and magic == wire.MAGIC
-                    and ver == wire.VERSION and mlen <= wire.MAX_META):
+                    and ver == wire.VERSION and mlen <= wire.MAX_META and plen < buffer.MAP_MIN):
                 self._r1 = 0
                 v = self._rview
                 return Reply(rid, rflags, code, bytes(v[wire.HEADER_LEN:end - plen]) if mlen else b"",

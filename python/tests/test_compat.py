@@ -259,3 +259,18 @@ def test_forked_workers_share_the_parents_handle(registered):
         got = pool.map(_forked_worker, range(6))
     assert got == [f"worker-{i}".encode() for i in range(6)]
     assert pocket.count_files(p, "fork", jobid) == 6
+
+
+def test_a_client_registered_job_is_a_job_not_a_directory(registered, cluster_env):
+    """put_buffer given the id of a job registered with the Pythonic
+    Client.register_job stores the value in that job, not under a
+    directory of that name in the module API's job (registered here too);
+    before, it did, and the job's own workers read not found (a new
+    user's trial)."""
+    p, module_job = registered
+    with pocket.Client(cluster_env["POCKET_CONTROLLER"]) as c:
+        with c.register_job("pyjob", lambdas=1) as b:
+            assert pocket.put_buffer(p, b"data", 4, "x", b.id) == 0, pocket.last_error()
+            assert b.get("x") == b"data"
+            assert pocket.lookup(p, b.id + "/x", module_job) == -1  # nothing under a directory of the module job
+            assert [e.name for e in b.list("")] == ["x"]
