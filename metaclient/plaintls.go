@@ -28,7 +28,7 @@ const tlsProbeWait = 3 * time.Second
 // serves plain TCP: the handshake fails on the controller's first bytes,
 // which are not a TLS record, and nothing of the call was sent.
 var ErrControllerPlain = errors.New("the controller serves plain TCP, not TLS (it was started with --insecure), " +
-	"and nothing was sent: give the client no TLS directory (unset POCKET_TLS_DIR; the CLI's --insecure)")
+	"and nothing was sent: give the client no TLS directory (unset POCKET_TLS_DIR; POCKET_INSECURE=1, or the CLI's --insecure)")
 
 // mismatch is the error of a call that failed on err because the client
 // and the controller disagree on TLS, which trying again does not mend:

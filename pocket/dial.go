@@ -18,7 +18,8 @@ import (
 // are safe to repeat wait for one until their context ends. The controller is reached over mutual TLS with
 // cfg.TLS or, when that is nil and POCKET_TLS_DIR is set, with the client
 // certificate in that directory (as pocket up or pocket cert issue made
-// it); else (or with cfg.Insecure) over plain TCP.
+// it); else (or with cfg.Insecure, or POCKET_INSECURE=1 when cfg.TLS is
+// nil: pki.InsecureFromEnv) over plain TCP.
 func Dial(ctx context.Context, addr string, cfg Config) (*Store, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("pocket: no controller address")
@@ -27,7 +28,14 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("pocket: Config.Insecure with Config.TLS set")
 	}
 	if cfg.TLS == nil && !cfg.Insecure {
-		if dir := os.Getenv("POCKET_TLS_DIR"); dir != "" {
+		insecure, err := pki.InsecureFromEnv()
+		if err != nil {
+			return nil, fmt.Errorf("pocket: %w", err)
+		}
+		cfg.Insecure = insecure
+	}
+	if cfg.TLS == nil && !cfg.Insecure {
+		if dir := os.Getenv(pki.EnvTLSDir); dir != "" {
 			tc, err := pki.ClientConfig(dir, pki.Members[pki.RoleClient])
 			if err != nil {
 				return nil, fmt.Errorf("pocket: POCKET_TLS_DIR: %w", err)

@@ -442,6 +442,7 @@ class Client:
         addr = controller or os.environ.get("POCKET_CONTROLLER", "")
         self.controller: control.Controller | None = None
         if addr:
+            insecure = insecure or (tls_dir is None and control.insecure_from_env())
             tls_dir = None if insecure else tls_dir or control.default_tls_dir()
             ctx = control.tls_context(tls_dir) if tls_dir else None
             self.controller = control.Controller(addr, ctx, wait=controller_wait)

@@ -61,6 +61,26 @@ def default_tls_dir() -> str | None:
     return d if os.path.isfile(os.path.join(d, "ca.pem")) else None
 
 
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def insecure_from_env() -> bool:
+    """Whether $POCKET_INSECURE asks for plain TCP to the controller (the
+    words of Go's strconv.ParseBool; unset or empty: no), as the CLI's
+    --insecure (pki.InsecureFromEnv); ``pocket up --insecure`` prints it.
+    Raises ValueError for a word it does not know, or with $POCKET_TLS_DIR
+    set beside it."""
+    v = os.environ.get("POCKET_INSECURE", "")
+    if not v or v in _FALSE:
+        return False
+    if v not in _TRUE:
+        raise ValueError(f"$POCKET_INSECURE={v!r}: want 1 (plain TCP, as --insecure) or 0")
+    if os.environ.get("POCKET_TLS_DIR"):
+        raise ValueError("$POCKET_INSECURE and $POCKET_TLS_DIR are both set: unset one (or give tls_dir or insecure)")
+    return True
+
+
 NO_LEADER_HINT = ("no active controller yet (election in progress); retry, or list every controller in "
                   "POCKET_CONTROLLER=a,b,c")
 

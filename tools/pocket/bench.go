@@ -81,6 +81,10 @@ func benchTLSArgs(args []string) ([]string, error) {
 		return nil, err
 	}
 	args, _, insecure, err := takeFlag(args, "insecure", false)
+	if err == nil && !withDir && !insecure {
+		// $POCKET_INSECURE stands for --insecure, as on the other commands.
+		insecure, err = insecureFromEnv()
+	}
 	switch {
 	case err != nil:
 		return nil, err

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/pocketstore/pocket/wire"
 	"io/fs"
 	"net"
 	"os"
@@ -29,17 +28,23 @@ import (
 	"github.com/pocketstore/pocket/controller/state"
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/metaclient"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // Environment variables of the TLS settings.
 const (
-	// envTLSDir names a directory holding ca.pem and a member's
-	// certificate (ROLE.pem, ROLE-key.pem), as `pocket up` prints it.
-	envTLSDir = "POCKET_TLS_DIR"
+	// envTLSDir: the TLS directory (pki.EnvTLSDir).
+	envTLSDir = pki.EnvTLSDir
 	// envDataDir is where `pocket up` and `pocket controller` keep the
 	// cluster CA when --data-dir is not given.
 	envDataDir = "POCKET_DATA_DIR"
+	// envInsecure: plain TCP, as --insecure (pki.EnvInsecure); a
+	// --tls-dir given wins over it.
+	envInsecure = pki.EnvInsecure
 )
+
+// insecureFromEnv is pki.InsecureFromEnv.
+var insecureFromEnv = pki.InsecureFromEnv
 
 // tlsSubdir is the directory under DATA holding the CA and certificates.
 const tlsSubdir = "tls"
@@ -58,7 +63,7 @@ const (
 // errNoTLS: no TLS directory was given and the default has no CA.
 var errNoTLS = errors.New("no TLS credentials for the controller: export " + envTLSDir +
 	"=DIR as pocket up prints it, or give --tls-dir DIR (a directory from pocket cert issue); " +
-	"--insecure for a cluster started with --insecure")
+	"--insecure (or $" + envInsecure + "=1) for a cluster started with --insecure")
 
 // defaultDataDir is $POCKET_DATA_DIR, else ~/.pocket.
 func defaultDataDir() (string, error) {
@@ -84,12 +89,17 @@ type tlsFlags struct {
 func (f *tlsFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.dir, "tls-dir", "", "directory with the cluster CA (ca.pem) and this command's certificate, as pocket up or pocket cert issue made it\n"+
 		"(default $"+envTLSDir+", else "+tlsSubdir+"/ in $"+envDataDir+" or ~/.pocket)")
-	fs.BoolVar(&f.insecure, "insecure", false, insecureHelp)
+	fs.BoolVar(&f.insecure, "insecure", false, insecureHelp+" (default $"+envInsecure+"=1)")
 	addFlagCheck(fs, func() error {
 		if f.insecure && f.dir != "" {
 			return errors.New("--insecure and --tls-dir: give one")
 		}
-		return nil
+		if f.insecure || f.dir != "" || flagGiven(fs, "insecure") {
+			return nil
+		}
+		env, err := insecureFromEnv()
+		f.insecure = env
+		return err
 	})
 }
 

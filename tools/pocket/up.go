@@ -901,6 +901,10 @@ func printUp(u *upCluster, o upOptions) {
 	printRestored(u)
 	fmt.Printf("point the other commands at it with:\n  export %s=%s\n", metaclient.EnvController, u.addr)
 	tlsArg := " --insecure"
+	if u.tlsDir == "" {
+		// Every command that talks to the controller needs plain TCP.
+		fmt.Printf("  export %s=1   (plain TCP, as --insecure on every command)\n", envInsecure)
+	}
 	if u.tlsDir != "" {
 		fmt.Printf("  export %s=%s\n", envTLSDir, u.tlsDir)
 		fmt.Printf("(%s holds the cluster CA with its key, and certificates for the controller, nodes, operators and clients)\n", u.tlsDir)

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pocketstore/pocket/controller"
+)
+
+// TestInsecureFromTheEnvironment: $POCKET_INSECURE=1 stands for --insecure
+// on a command that talks to the controller (pocket up --insecure prints
+// it), a word it does not know or $POCKET_TLS_DIR beside it is a usage
+// error, and without it the refusal names it. Before, every command
+// against such a cluster needed --insecure (a new user's trial).
+func TestInsecureFromTheEnvironment(t *testing.T) {
+	bin := buildPocketBinary(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctl, err := controller.New(controller.Config{Secret: hintSecret, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	laddr, err := ctl.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	run := func(env ...string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, "status")
+		cmd.Env = cleanEnv(append(env, "HOME="+home, "POCKET_CONTROLLER="+laddr.String())...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), out.String()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, out.String()
+	}
+	for _, c := range []struct {
+		env  []string
+		code int
+		says string
+	}{
+		{[]string{"POCKET_INSECURE=1"}, 0, "controller " + laddr.String()},
+		{[]string{"POCKET_INSECURE=true"}, 0, "controller " + laddr.String()},
+		{nil, 1, "POCKET_INSECURE=1) for a cluster started with --insecure"},
+		{[]string{"POCKET_INSECURE=0"}, 1, "no TLS credentials"},
+		{[]string{"POCKET_INSECURE=maybe"}, 2, `$POCKET_INSECURE="maybe": want 1`},
+		{[]string{"POCKET_INSECURE=1", "POCKET_TLS_DIR=" + home}, 2, "$POCKET_INSECURE and $POCKET_TLS_DIR are both set"},
+	} {
+		code, out := run(c.env...)
+		if code != c.code || !strings.Contains(out, c.says) {
+			t.Errorf("pocket status with %v: exit %d, want %d saying %q:\n%s", c.env, code, c.code, c.says, out)
+		}
+	}
+}
