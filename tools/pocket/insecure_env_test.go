@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"os/exec"
 	"strings"
 	"testing"
@@ -21,22 +19,13 @@ import (
 // against such a cluster needed --insecure (a new user's trial).
 func TestInsecureFromTheEnvironment(t *testing.T) {
 	bin := buildPocketBinary(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctl, err := controller.New(controller.Config{Secret: hintSecret, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
-	laddr, err := ctl.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, addr := drainControllerWith(t, "0123456789abcdef-insecure-env", controller.Config{})
 	home := t.TempDir()
 	run := func(env ...string) (int, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, bin, "status")
-		cmd.Env = cleanEnv(append(env, "HOME="+home, "POCKET_CONTROLLER="+laddr.String())...)
+		cmd.Env = cleanEnv(append(env, "HOME="+home, "POCKET_CONTROLLER="+addr)...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
@@ -54,8 +43,8 @@ func TestInsecureFromTheEnvironment(t *testing.T) {
 		code int
 		says string
 	}{
-		{[]string{"POCKET_INSECURE=1"}, 0, "controller " + laddr.String()},
-		{[]string{"POCKET_INSECURE=true"}, 0, "controller " + laddr.String()},
+		{[]string{"POCKET_INSECURE=1"}, 0, "controller " + addr},
+		{[]string{"POCKET_INSECURE=true"}, 0, "controller " + addr},
 		{nil, 1, "POCKET_INSECURE=1) for a cluster started with --insecure"},
 		{[]string{"POCKET_INSECURE=0"}, 1, "no TLS credentials"},
 		{[]string{"POCKET_INSECURE=maybe"}, 2, `$POCKET_INSECURE="maybe": want 1`},
