@@ -139,8 +139,9 @@ func recordNote(err error, record string, size, chunk int64) error {
 	if err == nil || !errors.Is(err, wire.ErrTooLarge) {
 		return err
 	}
-	return fmt.Errorf("%w (the record refused was %s, %d bytes; values over the store's ChunkSize, %d bytes, are stored in chunks of that size: a smaller pocket.Config.ChunkSize stores this value)",
-		err, record, size, chunk)
+	return fmt.Errorf("%w (the record refused was %s, %d bytes; values over the client's chunk size, %d bytes, are stored in chunks of that size: "+
+		"a smaller chunk size stores this value (Go pocket.Config.ChunkSize, Python Client(chunk_size=...), pocket put --chunk-size), "+
+		"or a node with a larger --nvme-staging)", err, record, size, chunk)
 }
 
 // putSmall stores a value as one record under its key, and drops the

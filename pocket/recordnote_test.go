@@ -39,7 +39,7 @@ func TestTooLargeNamesTheRecord(t *testing.T) {
 		if !errors.Is(err, wire.ErrTooLarge) {
 			t.Fatalf("%s: %v, want ErrTooLarge", what, err)
 		}
-		for _, w := range []string{want, "ChunkSize, 262144 bytes", "staging memory of 65536"} {
+		for _, w := range []string{want, "chunk size, 262144 bytes", "staging memory of 65536"} {
 			if !strings.Contains(err.Error(), w) {
 				t.Fatalf("%s: %q does not say %q", what, err, w)
 			}

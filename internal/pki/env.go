@@ -30,10 +30,10 @@ func InsecureFromEnv() (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, fmt.Errorf("$%s=%q: want 1 (plain TCP, as --insecure) or 0", EnvInsecure, v)
+		return false, fmt.Errorf("$%s=%q: want 1 or true (plain TCP), or 0 or false", EnvInsecure, v)
 	}
 	if b && os.Getenv(EnvTLSDir) != "" {
-		return false, fmt.Errorf("$%s and $%s are both set: unset one (or give --tls-dir or --insecure)", EnvInsecure, EnvTLSDir)
+		return false, fmt.Errorf("$%s and $%s are both set: unset one, or give the TLS choice explicitly", EnvInsecure, EnvTLSDir)
 	}
 	return b, nil
 }

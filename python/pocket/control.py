@@ -75,9 +75,10 @@ def insecure_from_env() -> bool:
     if not v or v in _FALSE:
         return False
     if v not in _TRUE:
-        raise ValueError(f"$POCKET_INSECURE={v!r}: want 1 (plain TCP, as --insecure) or 0")
+        raise ValueError(f"$POCKET_INSECURE={v!r}: want 1 or true (plain TCP), or 0 or false")
     if os.environ.get("POCKET_TLS_DIR"):
-        raise ValueError("$POCKET_INSECURE and $POCKET_TLS_DIR are both set: unset one (or give tls_dir or insecure)")
+        raise ValueError("$POCKET_INSECURE and $POCKET_TLS_DIR are both set: unset one, or give Client(tls_dir=...) "
+                         "or Client(insecure=True)")
     return True
 
 
@@ -315,7 +316,8 @@ class Controller:
         if got.startswith(wire.MAGIC):
             return ("the server at this address speaks pocket's protocol over plain TCP: a storage node's data port "
                     "(give the controller's address, the POCKET_CONTROLLER pocket up printed), or a controller "
-                    "started with --insecure (reach that one with insecure=True, or without POCKET_TLS_DIR)")
+                    "started with --insecure (reach that one with insecure=True or POCKET_INSECURE=1; the TLS directory "
+                    "came from POCKET_TLS_DIR, or the default DATA/tls, POCKET_DATA_DIR or ~/.pocket)")
         if got and not 0x14 <= got[0] <= 0x18:  # not a TLS record's content type
             return ("the server at this address does not speak TLS, nor pocket's protocol: "
                     "is it the controller's address?")

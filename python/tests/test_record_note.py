@@ -51,7 +51,7 @@ def test_too_large_names_the_record(how, want):
                 with j.open(key, "wb") as w:
                     w.write(bytes(size))
         text = str(ei.value)
-        for w in (want, "chunk_size, 262144 bytes", "staging memory of 65536"):
+        for w in (want, "chunk size, 262144 bytes", "staging memory of 65536"):
             assert w in text, text
         assert ei.value.code == errors.Code.TOO_LARGE
         assert text.count("the record refused was") == 1, text

@@ -192,11 +192,16 @@ func TestBadFlagValuesAreUsageErrors(t *testing.T) {
 		{"job", "register", "--peak-mbps", "-1", "j"},
 		{"job", "register", "bad name!"}, // before: the controller's refusal, exit 1
 		{"job", "profile", "--controller", "127.0.0.1:1", "--data-dir", dir, "j"},
+		{"put", "j-1", "k", "-", "--chunk-size", "0"},
+		{"put", "j-1", "k", "-", "--chunk-size", "65MiB"},
+		{"put", "j-1", "k", "-", "--chunk-size", "lots"},
+		{"up", "--nvme-staging", "8MiB"}, // no --nvme
+		{"up", "--nvme", "64MiB", "--nvme-staging", "-1"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		var stderr bytes.Buffer
 		cmd := exec.CommandContext(ctx, bin, append(args, "--listen", "127.0.0.1:0")...)
-		if args[0] == "job" || args[0] == "trace" || args[0] == "status" {
+		if args[0] == "job" || args[0] == "trace" || args[0] == "status" || args[0] == "put" {
 			cmd = exec.CommandContext(ctx, bin, args...) // no --listen
 		}
 		cmd.Env = append(cleanEnv(), "HOME="+dir)

@@ -39,6 +39,7 @@ type dataCmd struct {
 	once       *bool
 	all        *bool
 	json       *bool
+	chunk      *string // put: --chunk-size
 	tls        tlsFlags
 }
 
@@ -54,6 +55,9 @@ func newDataCmd(name string) *dataCmd {
 	switch name {
 	case "put":
 		d.persist = fs.Bool("persist", false, "keep the value after the job is deregistered")
+		d.chunk = fs.String("chunk-size", "1MiB", "store a value larger than SIZE in chunks of SIZE spread over the job's nodes (the SDKs' chunk size; at most "+
+			units.FormatSize(wire.DefaultMaxPayload)+"); a node of an NVMe tier refuses a chunk larger than its --nvme-staging")
+		addFlagCheck(fs, func() error { _, err := d.chunkSize(); return err })
 	case "get":
 		d.once = fs.Bool("delete-after-read", false, "delete the value once read")
 	case "rm":
@@ -63,6 +67,19 @@ func newDataCmd(name string) *dataCmd {
 	}
 	d.tls.bind(fs)
 	return d
+}
+
+// chunkSize is put's --chunk-size in bytes (0 for the other commands:
+// the SDK's default), or why it is refused.
+func (d *dataCmd) chunkSize() (int64, error) {
+	if d.chunk == nil {
+		return 0, nil
+	}
+	n, err := sizeFlag("chunk-size", *d.chunk, *d.chunk, "is refused")
+	if err == nil && (n <= 0 || n > wire.DefaultMaxPayload) {
+		err = fmt.Errorf("--chunk-size %q: want 1 byte to %s", *d.chunk, units.FormatSize(wire.DefaultMaxPayload))
+	}
+	return n, err
 }
 
 // parse parses args and checks the count of positionals and the key
@@ -99,7 +116,8 @@ func (d *dataCmd) open(pos []string) (*pocket.Job, []string, context.Context, fu
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	addr := ctlAddr(*d.controller)
-	s, err := pocket.Dial(ctx, addr, pocket.Config{TLS: tc, Insecure: d.tls.insecure, ControllerWait: ctlRetryFor(addr)})
+	chunk, _ := d.chunkSize() // checked with the flags
+	s, err := pocket.Dial(ctx, addr, pocket.Config{TLS: tc, Insecure: d.tls.insecure, ControllerWait: ctlRetryFor(addr), ChunkSize: chunk})
 	if err != nil {
 		stop()
 		return nil, nil, nil, nil, ctlError(err, *d.controller, d.tls.insecure)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,31 @@ func TestInsecureFromTheEnvironment(t *testing.T) {
 		if code != c.code || !strings.Contains(out, c.says) {
 			t.Errorf("pocket status with %v: exit %d, want %d saying %q:\n%s", c.env, code, c.code, c.says, out)
 		}
+	}
+}
+
+// TestUpInsecureBannerPastes: pocket up --insecure prints an export of
+// $POCKET_INSECURE that a shell takes as it is (a new user's re-check
+// pasted "export POCKET_INSECURE=1   (plain TCP ...)": a syntax error), and
+// asks to unset a $POCKET_TLS_DIR left in the shell, which beside it would
+// make every command refuse.
+func TestUpInsecureBannerPastes(t *testing.T) {
+	bin := buildPocketBinary(t)
+	dir := t.TempDir()
+	env := cleanEnv("HOME="+dir, "POCKET_TLS_DIR="+dir)
+	_, what, out := pocketStart(t, bin, env, regexp.MustCompile(`unset (POCKET_\w+)`),
+		"up", "--insecure", "--ephemeral", "--nodes", "1", "--dram", "16MiB", "--listen", "127.0.0.1:0", "--data-dir", dir)
+	if what != "POCKET_TLS_DIR" {
+		t.Fatalf("up --insecure with POCKET_TLS_DIR set asks to unset %q:\n%s", what, out.String())
+	}
+	var line string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.Contains(l, "export POCKET_INSECURE=") {
+			line = l
+		}
+	}
+	got, err := exec.Command("bash", "-c", line+"\necho \"[$POCKET_INSECURE]\"").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != "[1]" {
+		t.Fatalf("the banner's line %q in a shell: %v %q", line, err, got)
 	}
 }

@@ -82,6 +82,9 @@ type jobShowJSON struct {
 type lostJSON struct {
 	Addr  string `json:"addr"`
 	Epoch uint64 `json:"epoch"`
+	// AfterEnd: lost after the job ended (the controller notes such a
+	// loss at the final map's epoch + 1, the map staying as it ended).
+	AfterEnd bool `json:"after_end,omitempty"`
 }
 
 func runJobShow(args []string) int {
@@ -145,7 +148,7 @@ func jobShowView(m pocket.Map, ended bool, gone []string) jobShowJSON {
 		v.Nodes[i] = mapNodeJSON{Addr: n.Addr, Weight: n.Weight, State: state}
 	}
 	for i, l := range m.Lost {
-		v.Lost[i] = lostJSON{Addr: l.Addr, Epoch: l.Epoch}
+		v.Lost[i] = lostJSON{Addr: l.Addr, Epoch: l.Epoch, AfterEnd: v.Ended && l.Epoch > m.Epoch}
 	}
 	return v
 }
@@ -185,10 +188,8 @@ func printJobShow(v jobShowJSON) {
 		fmt.Printf("  %-22s %-8.3f %s\n", n.Addr, n.Weight, n.State)
 	}
 	for _, l := range v.Lost {
-		if v.Ended && l.Epoch > v.Epoch {
-			// The controller notes a node an ended job lost at the epoch
-			// after its final map's, which stays as it ended (a new user
-			// read "map epoch 1" beside "lost ... at epoch 2").
+		if l.AfterEnd {
+			// A new user read "map epoch 1" beside "lost ... at epoch 2".
 			fmt.Printf("lost %s after the job ended (it died, or was drained with --discard-persisted): the persisted values it held are gone\n", l.Addr)
 			continue
 		}

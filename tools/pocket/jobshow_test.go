@@ -355,7 +355,7 @@ func TestJobShowEndedJobsDeadNodeIsGone(t *testing.T) {
 func TestJobShowLostAfterTheEnd(t *testing.T) {
 	v := jobShowJSON{JobID: "j-1", Tier: "nvme", Epoch: 1, Ended: true,
 		Nodes: []mapNodeJSON{{Addr: "127.0.0.1:7001", Weight: 0.5, State: "active"}},
-		Lost:  []lostJSON{{Addr: "127.0.0.1:7000", Epoch: 1}, {Addr: "127.0.0.1:7002", Epoch: 2}}}
+		Lost:  []lostJSON{{Addr: "127.0.0.1:7000", Epoch: 1}, {Addr: "127.0.0.1:7002", Epoch: 2, AfterEnd: true}}}
 	out, _ := stdoutOf(t, func() int { printJobShow(v); return 0 })
 	for _, w := range []string{"lost 127.0.0.1:7000 at epoch 1:", "lost 127.0.0.1:7002 after the job ended"} {
 		if !strings.Contains(out, w) {
@@ -364,5 +364,10 @@ func TestJobShowLostAfterTheEnd(t *testing.T) {
 	}
 	if strings.Contains(out, "at epoch 2") {
 		t.Fatalf("job show printed an epoch past the map's:\n%s", out)
+	}
+	// --json marks it (jobShowView, from the map).
+	m := pocket.Map{Job: "j-1", Epoch: 1, Ended: true, Lost: []pocket.LostNode{{Addr: "127.0.0.1:7000", Epoch: 1}, {Addr: "127.0.0.1:7002", Epoch: 2}}}
+	if got := jobShowView(m, true, nil).Lost; got[0].AfterEnd || !got[1].AfterEnd {
+		t.Fatalf("--json lost nodes %+v: want only the second after the end", got)
 	}
 }

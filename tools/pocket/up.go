@@ -39,6 +39,7 @@ type upOptions struct {
 	nodes    int
 	dram     string
 	nvme     string   // NVMe tier of each node, a size ("": none); its file is in nvmeSubdir
+	staging  string   // each node's --nvme-staging ("": the node's default)
 	nodeMbps float64  // bandwidth each node reports for each tier (0: the controller's default)
 	quiet    bool     // log nothing: neither the controller nor the nodes
 	log      logFlags // the controller's and the nodes' log format and level
@@ -125,6 +126,9 @@ func (o *upOptions) nodeSpec(ctl, tlsDir string) orchestrator.NodeSpec {
 		if o.nvme != "" {
 			spec.Args = append(spec.Args, "--nvme-mbps", mbps)
 		}
+	}
+	if o.staging != "" {
+		spec.Args = append(spec.Args, "--nvme-staging", o.staging)
 	}
 	spec.Args = append(spec.Args, o.nodeLimits.args()...)
 	spec.Args = append(spec.Args, o.log.args()...)
@@ -376,7 +380,17 @@ func (o *upOptions) checkTiers() error {
 		if dram == 0 {
 			return fmt.Errorf("--dram %q and no --nvme: a node needs a tier: give a DRAM size, or --nvme SIZE", o.dram)
 		}
+		if o.staging != "" {
+			return fmt.Errorf("--nvme-staging %q without --nvme: the nodes have no NVMe tier", o.staging)
+		}
 		return nil
+	}
+	if o.staging != "" {
+		if n, err := sizeFlag("nvme-staging", o.staging, o.staging, "is refused"); err != nil {
+			return err
+		} else if n <= 0 {
+			return fmt.Errorf("--nvme-staging %q: want a size above 0", o.staging)
+		}
 	}
 	if strings.Contains(o.nvme, ":") {
 		return fmt.Errorf("--nvme %q: want a size (each node gets a file of its own in DIR/%s/up-*); for a file or device of your choice start the node yourself (pocket node --nvme PATH:SIZE)", o.nvme, nvmeSubdir)
@@ -668,6 +682,7 @@ func runUp(args []string) int {
 	fs.IntVar(&o.nodes, "nodes", 3, "storage nodes to start (with --autoscale: the autoscaler's fewest, as --min-nodes)")
 	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node (0: none, with --nvme)")
 	fs.StringVar(&o.nvme, "nvme", "", "NVMe tier of each node, SIZE: a file of its own in DIR/"+nvmeSubdir+"/up-* of --data-dir, opened with O_DIRECT\n(the file system must allow it: tmpfs does not) and removed when the node stops (default: none)")
+	fs.StringVar(&o.staging, "nvme-staging", "", "with --nvme: each node's --nvme-staging, the memory holding NVMe transfers in flight (default: the node's, 256MiB);\na value or chunk larger than it is refused")
 	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
 	fs.StringVar(&o.nodePorts, "node-ports", "", "ports the nodes listen on, FIRST-LAST: each node takes the lowest one free (default: ports the kernel picks)")
 	fs.IntVar(&o.metricsBase, "metrics-base", 0, "serve Prometheus /metrics on loopback: the controller on this port, node i (from 0) on PORT+1+i")
@@ -903,7 +918,15 @@ func printUp(u *upCluster, o upOptions) {
 	tlsArg := " --insecure"
 	if u.tlsDir == "" {
 		// Every command that talks to the controller needs plain TCP.
-		fmt.Printf("  export %s=1   (plain TCP, as --insecure on every command)\n", envInsecure)
+		fmt.Printf("  export %s=1   # plain TCP, as --insecure on every command\n", envInsecure)
+	}
+	// A setting left in this shell by another cluster contradicts the
+	// ones above; the commands would refuse both set (a new user's
+	// re-check).
+	for _, env := range []string{envTLSDir, envInsecure} {
+		if os.Getenv(env) != "" && (env == envTLSDir) == (u.tlsDir == "") {
+			fmt.Printf("  unset %s   # set in this shell, for another cluster\n", env)
+		}
 	}
 	if u.tlsDir != "" {
 		fmt.Printf("  export %s=%s\n", envTLSDir, u.tlsDir)

@@ -1,0 +1,67 @@
+"""A chunked get's chunks answered busy go again (an NVMe tier bounds the
+staging memory one owner's gets hold, a quarter of --nvme-staging, and
+never refuses its only one), as the Go SDK's keyPatient does; before, the
+get failed Busy (a new user's trial: 12 of 12 gets of 4 MiB values from a
+node with 8 MiB of staging)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pocket import client as pc
+from pocket import errors, wire
+
+from test_hostile_node import _job, _manifest_node, frame, response
+
+
+def _chunk_of(key: bytes) -> int:
+    return int(key.rsplit(b"\0", 1)[1])
+
+
+def test_busy_chunks_go_again():
+    """Every chunk is answered busy twice before its bytes: the get returns
+    the whole value."""
+    n, size = 8, 1000
+    m = wire.Manifest(0x55, n * size, size, n)
+    asked: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def chunk(op, rid, key):
+        i = _chunk_of(key)
+        with lock:
+            asked[i] = asked.get(i, 0) + 1
+            k = asked[i]
+        if k <= 2:
+            return frame(op, rid, code=int(errors.Code.BUSY), meta=response(message="staging share held"))
+        return frame(op, rid, payload=bytes([i]) * size)
+
+    node, _ = _manifest_node(m, usage=n * size, chunk=chunk)
+    job = _job(node.addr)
+    try:
+        v = job.get("k")
+        assert bytes(v) == b"".join(bytes([i]) * size for i in range(1, n + 1))
+        assert all(asked[i] == 3 for i in range(1, n + 1)), asked
+    finally:
+        job.client.close()
+        node.close()
+
+
+def test_busy_without_end_fails(monkeypatch):
+    """A node that answers busy for ever fails the get with Busy once no
+    chunk has come for _SETTLE seconds."""
+    monkeypatch.setattr(pc, "_SETTLE", 0.5)
+    m = wire.Manifest(0x56, 3000, 1000, 3)
+
+    def chunk(op, rid, key):
+        return frame(op, rid, code=int(errors.Code.BUSY), meta=response(message="staging share held"))
+
+    node, _ = _manifest_node(m, usage=3000, chunk=chunk)
+    job = _job(node.addr)
+    try:
+        with pytest.raises(errors.Busy):
+            job.get("k")
+    finally:
+        job.client.close()
+        node.close()
