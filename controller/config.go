@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/internal/sys"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -259,7 +260,29 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.fitConns(sys.OpenFileLimit())
 	return cfg, nil
+}
+
+// connReserve is the descriptors a controller keeps beside its control
+// connections: listeners, the state file or etcd client, its metrics
+// endpoint's connections (metrics.MaxConns), log files, the runtime's.
+const connReserve = 64
+
+// fitConns lowers MaxConns to what a descriptor limit of limit (0: none
+// known) leaves beside connReserve, and logs it. At MaxConns the
+// controller replaces its longest-idle connection; at the descriptor
+// limit its accepts fail, and nothing is replaced: a hostile re-check
+// under a hard limit of 1,024 held 3,000 idle control connections from
+// ten addresses, and every job registration failed while they lasted.
+func (cfg *Config) fitConns(limit uint64) {
+	if limit == 0 || uint64(cfg.MaxConns)+connReserve <= limit {
+		return
+	}
+	n := max(int(min(limit, 1<<31))-connReserve, 16)
+	cfg.Logger.Warn("controller: fewer control connections than asked, to fit the descriptor limit (raise RLIMIT_NOFILE for more)",
+		"max_conns", cfg.MaxConns, "now", n, "limit", "RLIMIT_NOFILE", "descriptors", limit)
+	cfg.MaxConns = n
 }
 
 func (cfg *Config) connDefaults() {

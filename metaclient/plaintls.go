@@ -18,7 +18,8 @@ import (
 // a request that is not idempotent would otherwise be an
 // *OutcomeUnknownError.
 var ErrControllerTLS = errors.New("the controller serves TLS and closed this plain TCP connection without reading the request, " +
-	"so it did nothing: give the client the cluster's TLS directory (POCKET_TLS_DIR, or --tls-dir: the directory pocket up printed)")
+	"so it did nothing: give the client the cluster's TLS directory (POCKET_TLS_DIR, or --tls-dir: the directory pocket up printed), " +
+	"and unset POCKET_INSECURE if it is set")
 
 // tlsProbeWait bounds servesTLS.
 const tlsProbeWait = 3 * time.Second

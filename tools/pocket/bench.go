@@ -80,8 +80,10 @@ func benchTLSArgs(args []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	args, _, insecure, err := takeFlag(args, "insecure", false)
-	if err == nil && !withDir && !insecure {
+	// A boolean flag's "given" is its value; its text says it appeared.
+	args, v, insecure, err := takeFlag(args, "insecure", false)
+	givenInsecure := v != ""
+	if err == nil && !withDir && !givenInsecure {
 		// $POCKET_INSECURE stands for --insecure, as on the other commands.
 		insecure, err = insecureFromEnv()
 	}
@@ -90,6 +92,15 @@ func benchTLSArgs(args []string) ([]string, error) {
 		return nil, err
 	case withDir && insecure:
 		return nil, errors.New("--tls-dir and --insecure: give one")
+	}
+	if withDir || givenInsecure {
+		// The flags win over the environment, in this process's SDK and
+		// its workers' too (before, --insecure=false still ran plain TCP
+		// and --tls-dir beside $POCKET_INSECURE=1 was refused as both
+		// set: a hostile re-check).
+		os.Unsetenv(envInsecure)
+	}
+	switch {
 	case withDir:
 		if _, err := memberConfig(dir, pki.RoleClient); err != nil {
 			return nil, fmt.Errorf("--tls-dir: %w", err)

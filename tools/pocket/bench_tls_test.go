@@ -50,6 +50,22 @@ func TestBenchTLSFlags(t *testing.T) {
 	if _, err := benchTLSArgs([]string{"--insecure=false"}); err != nil || os.Getenv(envTLSDir) != "kept" {
 		t.Errorf("--insecure=false: %s=%q, %v", envTLSDir, os.Getenv(envTLSDir), err)
 	}
+	// $POCKET_INSECURE=1 stands for --insecure, and the flags win over it,
+	// in the SDK under bench too (a hostile re-check: --insecure=false
+	// still ran plain TCP, --tls-dir was refused as both set).
+	t.Setenv(envInsecure, "1")
+	t.Setenv(envTLSDir, "")
+	os.Unsetenv(envTLSDir)
+	if _, err := benchTLSArgs([]string{"--controller", "c:1"}); err != nil || os.Getenv(envInsecure) != "1" {
+		t.Errorf("$%s=1: %v, %s=%q", envInsecure, err, envInsecure, os.Getenv(envInsecure))
+	}
+	if _, err := benchTLSArgs([]string{"--controller", "c:1", "--tls-dir", certs}); err != nil || os.Getenv(envTLSDir) != certs || os.Getenv(envInsecure) != "" {
+		t.Errorf("--tls-dir beside $%s=1: %v, %s=%q, %s=%q", envInsecure, err, envTLSDir, os.Getenv(envTLSDir), envInsecure, os.Getenv(envInsecure))
+	}
+	t.Setenv(envInsecure, "1")
+	if _, err := benchTLSArgs([]string{"--controller", "c:1", "--insecure=false"}); err != nil || os.Getenv(envInsecure) != "" {
+		t.Errorf("--insecure=false beside $%s=1: %v, %s=%q", envInsecure, err, envInsecure, os.Getenv(envInsecure))
+	}
 	for _, bad := range [][]string{{"--tls-dir", "d", "--insecure"}, {"--tls-dir"}, {"--insecure=maybe"}} {
 		if _, err := benchTLSArgs(bad); err == nil {
 			t.Errorf("%q: accepted", bad)
