@@ -264,10 +264,14 @@ func (c *Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// connReserve is the descriptors a controller keeps beside its control
-// connections: listeners, the state file or etcd client, its metrics
-// endpoint's connections (metrics.MaxConns), log files, the runtime's.
-const connReserve = 64
+// connReserve is the descriptors a controller keeps beside MaxConns
+// control connections: the connections outside MaxConns (nodes on
+// probation, refused ones lingering until closed), and 64 for listeners,
+// the state file or etcd client, its metrics endpoint's connections
+// (metrics.MaxConns), log files and the runtime's. (A hostile re-check
+// counted only the 64: a flood of half-open TLS connections still met the
+// descriptor limit now and then, the accept loop waiting it out.)
+const connReserve = 64 + nodeProbation + maxLingering
 
 // fitConns lowers MaxConns to what a descriptor limit of limit (0: none
 // known) leaves beside connReserve, and logs it. At MaxConns the

@@ -22,7 +22,7 @@ func TestMaxConnsFitsTheDescriptorLimit(t *testing.T) {
 		{20000, 1024, false},
 		{1024 + connReserve, 1024, false},
 		{0, 1024, false},
-		{40, 16, true},
+		{100, 16, true},
 	} {
 		var log bytes.Buffer
 		cfg := Config{MaxConns: 1024, Logger: slog.New(slog.NewTextHandler(&log, nil))}

@@ -2777,7 +2777,10 @@ class Job:
                             time.sleep(pause)
                             pause = min(2 * pause, 0.05)
                         continue
-                busy_until, pause = 0.0, 0.001
+                # A chunk came: the window grows back, one a reply (a
+                # hostile re-check: after four busy replies one chunk was
+                # in flight for the rest of the batch, 4x slower).
+                busy_until, pause, win = 0.0, 0.001, min(_WINDOW, win + 1)
                 st.check(r, ck, i)
                 if len(r.payload) != len(part) or not isinstance(r.payload, memoryview):
                     raise errors.Corrupt(f"chunk {i} is {len(r.payload)} bytes, want {len(part)}")

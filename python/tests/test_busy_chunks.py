@@ -65,3 +65,48 @@ def test_busy_without_end_fails(monkeypatch):
     finally:
         job.client.close()
         node.close()
+
+
+def test_window_grows_back_after_busy(monkeypatch):
+    """After busy replies shrink the requests in flight, chunks that come
+    grow it back to _WINDOW (a hostile re-check: four busy replies left one
+    chunk in flight for the rest of the batch, 4x slower)."""
+    from pocket import conn as pconn
+    out: dict[int, int] = {}
+    most_after: list[int] = []
+    busy_left = [4]
+    real_send, real_recv = pconn.NodeConn.send, pconn.NodeConn.recv
+
+    def send(self, *a, **k):
+        out[id(self)] = out.get(id(self), 0) + 1
+        if busy_left[0] == 0:
+            most_after.append(out[id(self)])
+        return real_send(self, *a, **k)
+
+    def recv(self, *a, **k):
+        r = real_recv(self, *a, **k)
+        out[id(self)] -= 1
+        return r
+
+    monkeypatch.setattr(pconn.NodeConn, "send", send)
+    monkeypatch.setattr(pconn.NodeConn, "recv", recv)
+    n, size = 64, 100
+    m = wire.Manifest(0x57, n * size, size, n)
+    lock = threading.Lock()
+
+    def chunk(op, rid, key):
+        with lock:
+            if busy_left[0] > 0:
+                busy_left[0] -= 1
+                return frame(op, rid, code=int(errors.Code.BUSY), meta=response(message="staging share held"))
+        return frame(op, rid, payload=bytes([_chunk_of(key) & 0xFF]) * size)
+
+    node, _ = _manifest_node(m, usage=n * size, chunk=chunk)
+    job = _job(node.addr)
+    try:
+        v = job.get("k")
+        assert bytes(v) == b"".join(bytes([i & 0xFF]) * size for i in range(1, n + 1))
+        assert max(most_after) == pc._WINDOW, f"most requests in flight after the busy replies: {max(most_after)}"
+    finally:
+        job.client.close()
+        node.close()
