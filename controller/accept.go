@@ -23,7 +23,9 @@ const (
 // (to its metrics port) took to its descriptor limit once never accepted
 // a connection again, though the flood had ended and the process ran on:
 // no client could reach it and no node could reconnect, so every node's
-// lease lapsed (a hostile trial).
+// lease lapsed (a hostile trial). A listener that fails for good without
+// being closed is so retried once a second, each second's failures
+// logged.
 type acceptRetry struct {
 	wait     time.Duration
 	loggedAt time.Time

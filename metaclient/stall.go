@@ -22,9 +22,9 @@ import (
 // stallWait), nor finished a TLS handshake within stallAfter+stallWait: a
 // controller process that is stopped (SIGSTOP, a stall of its host), cut
 // off, or out of descriptors (its kernel completes the handshakes its
-// accept cannot take). The kernel of a stopped process still accepts connections and their
-// bytes, so without it a call waited for its whole context on such a
-// controller, and Controllers never moved on to the one elected in its
+// accept cannot take). The kernel of a stopped process still accepts
+// connections and their bytes, so without it a call waited for its whole
+// context on such a controller, and Controllers never moved on to the one elected in its
 // place. It moves a call on like any transport error. Only waits that are
 // safe to cut are cut (cuttable): a request that is not idempotent and was
 // written waits on, except a node's heartbeat or registration, which the
