@@ -196,7 +196,7 @@ func tlsHint(err error, insecure bool) error {
 	case errors.Is(err, metaclient.ErrUnresponsive): // no transport mix-up: a stopped or cut-off controller
 		return fmt.Errorf("%w (with several controllers, list them all in --controller or $%s: calls move on to the active one)", err, metaclient.EnvController)
 	case insecure:
-		return fmt.Errorf("%w (with --insecure or $%s=1: is the controller serving TLS? then drop them and use its certificates)", err, envInsecure)
+		return fmt.Errorf("%w (with --insecure or $%s=1: is the controller serving TLS? then drop --insecure, unset $%s, and use its certificates)", err, envInsecure, envInsecure)
 	case errors.As(err, &header) && header.RecordHeader[0] == wire.Magic0 && header.RecordHeader[1] == wire.Magic1:
 		// Pocket's own frames: a plain controller, or a node's data
 		// port, which speak the same header (an operator's trial was
