@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -20,18 +19,14 @@ import (
 func TestPutChunkSize(t *testing.T) {
 	bin := buildPocketBinary(t)
 	_, addr := startHintCluster(t)
-	env := cleanEnv("POCKET_CONTROLLER=" + addr)
-	out, errOut, code := pocketRun(t, bin, env, "", "job", "register", "--insecure", "--json", "chunky")
-	var reg jobMapJSON
-	if code != 0 || json.Unmarshal([]byte(out), &reg) != nil {
-		t.Fatalf("job register: exit %d: %s %s", code, out, errOut)
-	}
+	env := cleanEnv("POCKET_CONTROLLER="+addr, envInsecure+"=1")
+	reg := registerJSON(t, bin, env, "chunky")
 	env = append(env, envToken+"="+reg.Token)
 	value := bytes.Repeat([]byte("0123456789abcdefghij"), 15000) // 300,000 bytes
-	if out, errOut, code := pocketRun(t, bin, env, string(value), "put", "--insecure", "--chunk-size", "64KiB", reg.JobID, "v", "-"); code != 0 {
+	if out, errOut, code := pocketRun(t, bin, env, string(value), "put", "--chunk-size", "64KiB", reg.JobID, "v", "-"); code != 0 {
 		t.Fatalf("put --chunk-size 64KiB: exit %d: %s %s", code, out, errOut)
 	}
-	got, errOut, code := pocketRun(t, bin, env, "", "get", "--insecure", reg.JobID, "v")
+	got, errOut, code := pocketRun(t, bin, env, "", "get", reg.JobID, "v")
 	if code != 0 || got != string(value) {
 		t.Fatalf("get: exit %d, %d bytes (want %d): %s", code, len(got), len(value), errOut)
 	}

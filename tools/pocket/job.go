@@ -297,7 +297,8 @@ func parseJobCmd(name, jsonUsage string, args []string) (a jobCmdArgs, code int,
 }
 
 // givenFlags is the flags of names that were set on fs, as " --NAME
-// VALUE" (a bool as " --NAME"), each value shell-quoted when it needs it.
+// VALUE" (a bool as " --NAME", or " --NAME=false"), each value
+// shell-quoted when it needs it.
 func givenFlags(fs *flag.FlagSet, names ...string) string {
 	var b strings.Builder
 	fs.Visit(func(f *flag.Flag) {
@@ -305,6 +306,12 @@ func givenFlags(fs *flag.FlagSet, names ...string) string {
 			return
 		}
 		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			// --insecure=false means something now ($POCKET_INSECURE):
+			// a false flag is repeated as given, not as --NAME.
+			if v := f.Value.String(); v != "true" {
+				b.WriteString(" --" + f.Name + "=" + v)
+				return
+			}
 			b.WriteString(" --" + f.Name)
 			return
 		}

@@ -140,6 +140,16 @@ func TestGivenFlagsRepeatTheCommandsOwn(t *testing.T) {
 	if got, want := givenFlags(fs, "controller", "token-file", "tls-dir", "insecure"), " --controller 127.0.0.1:7000 --insecure --token-file 'my token'"; got != want {
 		t.Fatalf("givenFlags: %q, want %q", got, want)
 	}
+	// A false bool is repeated as given: --insecure=false overrides
+	// $POCKET_INSECURE=1, and " --insecure" would say the opposite.
+	fs2 := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs2.Bool("insecure", false, "")
+	if err := fs2.Parse([]string{"--insecure=false"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := givenFlags(fs2, "insecure"); got != " --insecure=false" {
+		t.Fatalf("givenFlags of --insecure=false: %q", got)
+	}
 	if got := shellQuoted("it's"); got != `'it'\''s'` {
 		t.Fatalf("shellQuoted: %q", got)
 	}

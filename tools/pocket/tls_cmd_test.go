@@ -68,12 +68,20 @@ func statusOf(t *testing.T, bin string, env []string, args ...string) statusJSON
 // id and token.
 func registerCLI(t *testing.T, bin string, env []string, name string) (string, string) {
 	t.Helper()
+	reg := registerJSON(t, bin, env, name)
+	return reg.JobID, reg.Token
+}
+
+// registerJSON runs `pocket job register NAME --json` and returns what it
+// printed.
+func registerJSON(t *testing.T, bin string, env []string, name string) jobMapJSON {
+	t.Helper()
 	out, errOut, code := pocketRun(t, bin, env, "", "job", "register", name, "--json")
 	var reg jobMapJSON
 	if code != 0 || json.Unmarshal([]byte(out), &reg) != nil || reg.Token == "" {
 		t.Fatalf("job register %s: exit %d: %s %s", name, code, out, errOut)
 	}
-	return reg.JobID, reg.Token
+	return reg
 }
 
 // TestMutualTLSCluster starts `pocket up` and checks that its controller
