@@ -49,6 +49,22 @@ func awaitUsed(t *testing.T, c *testCluster, want int64, d time.Duration, what s
 	}
 }
 
+// awaitSwept waits up to 5 s for the controller to count want swept
+// versions and at least minBytes swept bytes, and fails the test if it
+// counts other figures: the nodes drop the chunks before the sweep's
+// replies reach the controller, so its counts lag the nodes' usage.
+func awaitSwept(t *testing.T, c *testCluster, want, minBytes uint64) {
+	t.Helper()
+	done := func() bool { return c.ctl.SweptVersions() >= want && c.ctl.SweptBytes() >= minBytes }
+	for deadline := time.Now().Add(5 * time.Second); !done() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if v, b := c.ctl.SweptVersions(), c.ctl.SweptBytes(); v != want || b < minBytes {
+		t.Errorf("the controller counts %d versions, %d bytes swept; want %d versions (the unnamed one on each node), %d bytes or more",
+			v, b, want, minBytes)
+	}
+}
+
 // persistedJob registers job name on the cluster's 2 nodes and persists a
 // 3 MiB value "kept" in it; it returns the job, its store, the values and
 // the bytes the nodes hold with them.
