@@ -292,6 +292,9 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		return nil, err
 	}
 	n.proveFor(c, r.Job)
+	if classOf(h) == opRemove && wire.IsChunkKey(r.Key) {
+		return nil, errReservedRemove
+	}
 	e, epoch, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h), oneKey(h, r.Key))
 	kept := err == errKept
 	if err != nil && !kept {

@@ -76,6 +76,14 @@ func checkManifest(h *wire.Header, r *wire.Request, have []byte) error {
 var (
 	errBadChunk    = &wire.Error{Code: wire.CodeBadKey, Msg: "a chunk put must name a chunk key of its version"}
 	errReservedKey = &wire.Error{Code: wire.CodeBadKey, Msg: "keys containing the byte 0x00 are reserved for chunks"}
+	// errReservedRemove refuses a delete, a get that deletes and a prefix
+	// delete of a name with 0x00: chunks go with their version
+	// (OpDropVersion), once no manifest names it. Before, a raw client of
+	// the job deleted one chunk of a committed object, which then listed
+	// and stat'ed whole but read "corrupt object" for as long as its key
+	// lived (a hostile trial).
+	errReservedRemove = &wire.Error{Code: wire.CodeBadKey,
+		Msg: "keys containing the byte 0x00 are reserved for chunks, which are removed with their version (drop-version), not one by one"}
 	errBadManifest = &wire.Error{Code: wire.CodeMalformed,
 		Msg: "a manifest put must carry a whole manifest (wire/objects.go) of its version and object size"}
 	errRevokedLate = &wire.Error{Code: wire.CodeRevoked, Msg: "the job was deregistered during the put: nothing was stored"}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -633,5 +634,52 @@ func TestMoveLeaseWaitExcusesTheNodesOwnStall(t *testing.T) {
 	}
 	if n.leaseWaitOver(time.Time{}, back) {
 		t.Fatal("a move without a deadline ended its wait")
+	}
+}
+
+// TestChunksAreRemovedOnlyWithTheirVersion: a delete, a get that deletes
+// and a prefix delete naming a chunk (a key with 0x00) are refused, and
+// the object's chunks stay: they go with their version. On the old code
+// a raw client of the job deleted chunks 2 and 3 of a committed object,
+// which then read "corrupt object" for as long as its key lived (a
+// hostile trial).
+func TestChunksAreRemovedOnlyWithTheirVersion(t *testing.T) {
+	n := startNode(t, 16<<20, nil)
+	c := dial(t, n, "j")
+	for i := 1; i <= 3; i++ {
+		if r := roundTrip(t, c, wire.OpPut, wire.FlagChunk|wire.FlagLease, chunkReq("obj", 0xa, i), []byte("chunk")); r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+	}
+	if r := roundTrip(t, c, wire.OpConfirm, 0, &wire.Request{Job: []byte("j"), Version: 0xa}, nil); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	tries := []struct {
+		what  string
+		op    wire.Op
+		flags uint16
+		req   *wire.Request
+	}{
+		{"delete of chunk 2", wire.OpDelete, 0, chunkReq("obj", 0xa, 2)},
+		{"conditional delete of chunk 2", wire.OpDelete, wire.FlagIfVersion, chunkReq("obj", 0xa, 2)},
+		{"get that deletes chunk 3", wire.OpGet, wire.FlagDeleteAfterRead, chunkReq("obj", 0xa, 3)},
+		{"prefix delete of the object's chunks", wire.OpDelete, wire.FlagPrefix, &wire.Request{Job: []byte("j"), Key: []byte("obj\x00")}},
+	}
+	for _, try := range tries {
+		r := roundTrip(t, c, try.op, try.flags, try.req, nil)
+		if !errors.Is(r.Err(), wire.ErrBadKey) || !strings.Contains(r.Err().Error(), "removed with their version") {
+			t.Errorf("%s: %v; want refused as a reserved name", try.what, r.Err())
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		r := roundTrip(t, c, wire.OpGet, 0, chunkReq("obj", 0xa, i), nil)
+		if r.Err() != nil || string(r.Payload) != "chunk" {
+			t.Fatalf("chunk %d after the refused removals: %q, %v; want it whole", i, r.Payload, r.Err())
+		}
+	}
+	// Their version still drops them all.
+	r := roundTrip(t, c, wire.OpDropVersion, 0, &wire.Request{Job: []byte("j"), Version: 0xa}, nil)
+	if m := meta(t, r.Meta); r.Err() != nil || m.Count != 3 {
+		t.Fatalf("drop-version: %+v, %v; want its 3 chunks dropped", m, r.Err())
 	}
 }
