@@ -396,12 +396,16 @@ func errOverStaging(staging int64) error {
 		"value larger than the NVMe tier's staging memory of %d bytes (--nvme-staging), which holds a value whole while it is written", staging)}
 }
 
-// errStagingBusy: the staging memory is taken by other transfers now. It
-// keeps ErrNoSpace's code (a stream's later chunk waits it out:
-// readPatient), but says which memory is short: the tier's device may be
-// mostly empty.
-var errStagingBusy error = &wire.Error{Code: wire.CodeNoSpace,
-	Msg: "the NVMe tier's staging memory (--nvme-staging) is taken by other transfers; nothing stored was changed"}
+// errStagingBusy: the staging memory is taken by other transfers now,
+// each of which frees its buffers as its device transfer ends: CodeBusy,
+// which both SDKs send again (a stream's later chunk waits it out:
+// readPatient). Before, it carried CodeNoSpace, which the SDKs return at
+// once with advice to delete values: 9 of 12 parallel 10 MiB puts on a
+// node with 16 MiB of staging and an empty tier failed so, and one 10 MiB
+// put failed alone with 1 MiB of staging, its second chunk refused while
+// the first was written (a new user's trial).
+var errStagingBusy error = &wire.Error{Code: wire.CodeBusy,
+	Msg: "the NVMe tier's staging memory (--nvme-staging) is taken by other transfers now; nothing stored was changed; send again shortly"}
 
 // errReadIO: the device failed a read. The value is still stored (a
 // read changes nothing); this read of it failed. Before, a read's EIO

@@ -1080,14 +1080,14 @@ func (g *getStream) read(k int, submit bool) {
 const streamBufferWait = 10 * time.Second
 
 // readPatient is readWait for a chunk past the first: its reply may have
-// begun, and a shortage of staging buffers (ErrNoSpace) is waited out,
+// begun, and a shortage of staging buffers (errStagingBusy) is waited out,
 // up to streamBufferWait, unless the stream stops. Before, it failed at
 // once and cut the reply (a test under -race: 1-2 of 4 streams cut).
 func (g *getStream) readPatient(k int) (buf, seg []byte, err error) {
 	pause, until := 100*time.Microsecond, time.Now().Add(streamBufferWait)
 	for {
 		buf, seg, err = g.s.readWait(k)
-		if err == nil || !errors.Is(err, ErrNoSpace) || time.Now().After(until) || g.isStopped() || g.n.closed.Load() {
+		if err == nil || !errors.Is(err, errStagingBusy) || time.Now().After(until) || g.isStopped() || g.n.closed.Load() {
 			return buf, seg, err
 		}
 		time.Sleep(pause)

@@ -3182,8 +3182,13 @@ class _ObjectWrite:
         refusal = fatal = None
         items = list(items)
         # A chunk refused busy stored nothing (the node bounds the bytes of
-        # a job's puts still arriving: dataplane/unfinished.go): it is sent
-        # again, after a pause of 1 to 50 ms, for up to _SETTLE seconds.
+        # a job's puts still arriving, dataplane/unfinished.go; an NVMe
+        # tier's staging memory is taken by other transfers): it is sent
+        # again, after a pause of 1 to 50 ms, while the batch makes
+        # progress: up to _SETTLE seconds after its last chunk stored, as
+        # the Go SDK waits _SETTLE a chunk. Before, the batch's first
+        # _SETTLE bounded all of it: 1 of 12 parallel 10 MiB puts through
+        # one chunk of staging failed busy.
         busy_until, pause = time.monotonic() + _SETTLE, 0.001
         try:
             c = pool.acquire(addr)
@@ -3205,14 +3210,21 @@ class _ObjectWrite:
                     refusal = refusal or r
                     with self._lock:
                         again.append((i, part))
-                elif r.code == errors.Code.BUSY and refusal is None and fatal is None \
-                        and time.monotonic() < busy_until:
+                elif r.code == errors.Code.BUSY and fatal is None and refusal is not None:
+                    # Stored nothing: resent with the refused ones, on the
+                    # new map. Before, it became the batch's error and hid
+                    # the refusal, so a fresh job's put racing its node's
+                    # first map failed busy at once (2 of 12 parallel puts).
+                    with self._lock:
+                        again.append((i, part))
+                elif r.code == errors.Code.BUSY and fatal is None and time.monotonic() < busy_until:
                     time.sleep(pause)
                     pause = min(2 * pause, 0.05)
                     items.append((i, wire.chunk_key(self.key, self.ver, i), part))
                 elif r.code:
                     fatal = fatal or r
                 else:
+                    busy_until, pause = time.monotonic() + _SETTLE, 0.001
                     with self._lock:
                         self.sent[addr] = self.sent.get(addr, 0) + 1
         except BaseException:

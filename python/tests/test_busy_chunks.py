@@ -7,13 +7,16 @@ node with 8 MiB of staging)."""
 from __future__ import annotations
 
 import threading
+import time
 
+import flatbuffers
 import pytest
 
 from pocket import client as pc
 from pocket import errors, wire
 
-from test_hostile_node import _job, _manifest_node, frame, response
+from pocket.fb import Response as fbResponse
+from test_hostile_node import Node, _job, _manifest_node, frame, response
 
 
 def _chunk_of(key: bytes) -> int:
@@ -107,6 +110,52 @@ def test_window_grows_back_after_busy(monkeypatch):
         v = job.get("k")
         assert bytes(v) == b"".join(bytes([i & 0xFF]) * size for i in range(1, n + 1))
         assert max(most_after) == pc._WINDOW, f"most requests in flight after the busy replies: {max(most_after)}"
+    finally:
+        job.client.close()
+        node.close()
+
+
+def _counted(n: int) -> bytes:
+    b = flatbuffers.Builder(32)
+    fbResponse.ResponseStart(b)
+    fbResponse.ResponseAddCount(b, n)
+    b.Finish(fbResponse.ResponseEnd(b))
+    return bytes(b.Output())
+
+
+def test_busy_chunk_puts_wait_while_they_progress(monkeypatch):
+    """A node with one chunk of staging free at a time (an NVMe tier's
+    --nvme-staging, taken by other writers) answers most chunk puts busy
+    and stores one every 0.2 s: the put goes on as long as chunks keep
+    being stored, _SETTLE after the last one, as the Go SDK waits _SETTLE
+    a chunk. Before, the batch's first _SETTLE bounded the whole put, and
+    it failed Busy though every chunk went in within 0.2 s of the one
+    before (1 of 12 parallel 10 MiB puts through 1 MiB of staging)."""
+    monkeypatch.setattr(pc, "_SETTLE", 0.5)
+    n, size = 6, 1000
+    lock = threading.Lock()
+    state = {"next": time.monotonic(), "stored": 0}
+
+    def answer(op, rid, key):
+        if op == wire.OP_PUT and wire.is_chunk_key(key):
+            with lock:
+                if time.monotonic() < state["next"]:
+                    return frame(op, rid, code=int(errors.Code.BUSY), meta=response(message="staging taken"))
+                state["next"] = time.monotonic() + 0.2
+                state["stored"] += 1
+            return frame(op, rid)
+        if op == wire.OP_CONFIRM:
+            return frame(op, rid, meta=_counted(state["stored"]))
+        return frame(op, rid)
+
+    node = Node(answer)
+    job = _job(node.addr)
+    job.client.chunk_size = size
+    try:
+        t0 = time.monotonic()
+        job.put("k", b"v" * (n * size))
+        assert state["stored"] == n
+        assert time.monotonic() - t0 > 0.5, "the put took less than one _SETTLE: it proves nothing"
     finally:
         job.client.close()
         node.close()
