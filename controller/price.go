@@ -367,7 +367,12 @@ func cheaper(p Prices, need Need, a, b TierOffer) bool {
 
 func noTier(need Need) error {
 	if need.LatencySensitive {
-		return wire.Errorf(wire.CodeUnavailable, "no tier for the job: it is latency-sensitive and no active node has a DRAM tier")
+		// The hint is named with each client's way to leave it off:
+		// Pocket's register_job sets it by default, and a new user's
+		// trial could not tell why an NVMe-only cluster refused its job.
+		return wire.Errorf(wire.CodeUnavailable, "no tier for the job: it is latency-sensitive (its DRAM-only hint, set by default by Pocket's "+
+			"register_job(jobname, ...) in Python; latency_sensitive=0 there, LatencySensitive false in Go, no --latency-sensitive in the CLI "+
+			"leave it off) and no active node has a DRAM tier")
 	}
 	return wire.Errorf(wire.CodeUnavailable, "no tier for the job: no active node, or none whose tier's device is sound (a node reporting device_failing:TIER takes no new job there)")
 }

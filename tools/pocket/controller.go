@@ -187,6 +187,10 @@ func (f *ctlFlags) printServing(serve *ctlServe, secret *ownSecret, bound, addr,
 	}
 	if tlsDir != "" {
 		fmt.Printf("export %s=%s\n", envTLSDir, tlsDir)
+	} else {
+		// As pocket up prints it: before, the next command refused to
+		// reach this controller without --insecure (a new user's trial).
+		fmt.Printf("export %s=1   # plain TCP, as --insecure on every command\n", envInsecure)
 	}
 	listen := nodeListenArg(hostOf(addr))
 	fmt.Printf("start nodes with (%s):\n  pocket node --controller %s%s%s%s\n%s", note, nodeCtl, listen, secretArg, nodeTLSArg(tlsDir), nodePortNoteAt(listen))
