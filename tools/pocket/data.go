@@ -322,6 +322,7 @@ func runGet(args []string) int {
 	}
 	if len(pos) == 3 && pos[2] != "-" {
 		if err := j.GetFile(ctx, pos[1], pos[2], opts...); err != nil {
+			defer endedNote(j, pos[1], err)
 			return fail("get: %v", interruptNote(ctx, "nothing was written to "+pos[2], err))
 		}
 		return 0
@@ -333,12 +334,24 @@ func runGet(args []string) int {
 	}
 	err = interruptNote(ctx, "the value was not read whole", err)
 	if err != nil {
+		defer endedNote(j, pos[1], err)
 		if out.passed > 0 {
 			return fail("get: %v (the first %d bytes went to stdout before the error: they are not the whole value; discard them)", err, out.passed)
 		}
 		return fail("get: %v", err)
 	}
 	return 0
+}
+
+// endedNote follows a get of an ended job's key that was not found with
+// why: the job's temporary values went with its end. A node that keeps
+// none of the job's values says so itself (the SDK's keyAnswer); before,
+// one that kept others answered a bare "key not found" (a new user's
+// trial).
+func endedNote(j *pocket.Job, key string, err error) {
+	if j.Ended() && errors.Is(err, pocket.ErrNotFound) && !strings.Contains(err.Error(), "has ended") {
+		warn("get", "note: job %s has ended: only its persist-after-job values remain, and %q is not one of them", j.ID(), key)
+	}
 }
 
 // stdoutHold is how much of a value `get` to stdout holds back until the

@@ -87,3 +87,34 @@ func TestCredentialFollowsTheJob(t *testing.T) {
 		t.Errorf("get with the controller gone took %v", d)
 	}
 }
+
+// TestGetOfAnEndedJobsTemporaryValueSaysWhy: after a job of one node ends,
+// a get of its temporary value, from the node that keeps its persisted
+// one, is not found with a note saying why. On the old code it printed a
+// bare "key not found" (a new user's trial); a node keeping none of the
+// job's values said why already.
+func TestGetOfAnEndedJobsTemporaryValueSaysWhy(t *testing.T) {
+	ctx, r := newDataJob(t, "endednote")
+	if len(r.m.Nodes) != 1 {
+		t.Fatalf("the job's map has %d nodes, want 1", len(r.m.Nodes))
+	}
+	if err := r.j.Put(ctx, "k", []byte("temporary")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.j.Put(ctx, "keep", []byte("persisted"), pocket.Persist()); err != nil {
+		t.Fatal(err)
+	}
+	cred := r.j.Credential()
+	if _, err := r.ctl.DeregisterJob(ctx, r.m.Job, r.m.Token); err != nil {
+		t.Fatal(err)
+	}
+	env := cleanEnv("POCKET_CONTROLLER="+r.addr, "POCKET_CREDENTIAL="+cred)
+	out, errOut, code := pocketRun(t, r.bin, env, "", "get", "--insecure", r.m.Job, "k")
+	if code != 1 || out != "" ||
+		!strings.Contains(errOut, "note: job "+r.m.Job+" has ended: only its persist-after-job values remain, and \"k\" is not one of them") {
+		t.Errorf("get k of the ended job: exit %d, %q, stderr %q; want exit 1 and a note", code, out, errOut)
+	}
+	if out, _, code := pocketRun(t, r.bin, env, "", "get", "--insecure", r.m.Job, "keep"); code != 0 || out != "persisted" {
+		t.Errorf("get keep of the ended job: exit %d, %q", code, out)
+	}
+}
