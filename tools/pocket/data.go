@@ -287,7 +287,9 @@ func runPut(args []string) int {
 // every node of the job had no room and told the user to delete the job's
 // keys or add nodes, where one node (the key's, or a chunk's) was full,
 // mostly of other jobs' values, on a cluster at its autoscaler's maximum
-// (a new user's trial).
+// (a new user's trial). A later trial's 300 MiB value on a job of one
+// 256 MiB node was told only to delete values: it now hears that no
+// deletion makes room for a value larger than the job's nodes.
 func noSpaceHint(err error, j *pocket.Job, size int64) error {
 	if !errors.Is(err, wire.ErrNoSpace) {
 		return err
@@ -298,8 +300,10 @@ func noSpaceHint(err error, j *pocket.Job, size int64) error {
 		value = "the value is " + units.FormatSize(size) + "; "
 	}
 	return fmt.Errorf("%w (%sthe node of the job's %d %s node(s) that the value, or a chunk of it, goes to is full: "+
-		"every job's values there count; deleting this job's keys (pocket rm %s KEY) frees what they hold, and "+
-		"pocket status shows each node's use and capacity, and the controller's autoscaling maximum)", err, value, len(m.Nodes), m.Tier, m.Job)
+		"every job's values there count; deleting this job's keys (pocket rm %s KEY) frees what they hold, but no deletion "+
+		"makes room for a value larger than the job's nodes hold together: split it, or register the job with a --capacity "+
+		"hint of its size, which places it on more nodes; pocket status shows each node's use and capacity, and the "+
+		"controller's autoscaling maximum)", err, value, len(m.Nodes), m.Tier, m.Job)
 }
 
 func runGet(args []string) int {

@@ -24,7 +24,8 @@ func TestNoSpaceHintSaysOneNode(t *testing.T) {
 	}
 	full := wire.Errorf(wire.CodeNoSpace, "tier full")
 	msg := noSpaceHint(full, j, 3<<20).Error()
-	for _, want := range []string{"the value is 3MiB", "the node of the job's 2", "goes to is full", "every job's values there count", "pocket rm job-1 KEY", "pocket status"} {
+	for _, want := range []string{"the value is 3MiB", "the node of the job's 2", "goes to is full", "every job's values there count", "pocket rm job-1 KEY", "pocket status",
+		"no deletion makes room for a value larger than the job's nodes hold together", "--capacity"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("hint %q does not say %q", msg, want)
 		}
