@@ -205,16 +205,23 @@ func (o DrainOptions) flags() uint64 {
 // persisted values of ended jobs. It names the flag of `pocket node
 // drain`, --discard-persisted; in Go the option is
 // DrainOptions.DiscardPersisted.
-func errKeepsPersisted(addr string, p *persistedReport, draining bool) error {
+//
+// The values are those of the node's last heartbeat (every beat, 1 s by
+// default): ones deleted since still count until the next, which the
+// refusal says. Before, a new user's trial deleted them as told, drained
+// at once, and was refused with the same list, as if the delete had
+// failed.
+func errKeepsPersisted(addr string, p *persistedReport, draining bool, beat time.Duration) error {
 	what := "draining it would destroy them when it leaves"
 	if draining {
 		what = "it is draining, and its drain waits for them"
 	}
-	return wire.Errorf(wire.CodeConflict, "node %s keeps persist-after-job values of %s; %s. "+
+	return wire.Errorf(wire.CodeConflict, "node %s keeps persist-after-job values of %s, as its last heartbeat reported them "+
+		"(every %v: values deleted since still count until the next); %s. "+
 		"Delete them with each job's credential (POCKET_CREDENTIAL=... pocket rm JOB KEY, or pocket rm --all JOB for all of them and any chunks of large values no key names; pocket job credential JOB "+
-		"prints it from the job's token, also after the job ended), then drain again, "+
+		"prints it from the job's token, also after the job ended), then drain again after the next heartbeat, "+
 		"or drain with --discard-persisted to destroy them",
-		addr, p, what)
+		addr, p, beat, what)
 }
 
 // Drain starts draining the node at addr, to leave within deadline (0:
@@ -266,7 +273,7 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 		// A refused order changes nothing: the check comes first.
 		discard := o.DiscardPersisted || n.drain != nil && n.drain.discard
 		if !discard && n.persisted.keeps() {
-			return 0, errKeepsPersisted(addr, &n.persisted, true)
+			return 0, errKeepsPersisted(addr, &n.persisted, true, c.cfg.HeartbeatInterval)
 		}
 		if n.drain == nil {
 			n.drain = &drainState{start: now, deadline: now.Add(deadline)}
@@ -281,7 +288,7 @@ func (c *Controller) drain(addr string, o DrainOptions) (time.Duration, error) {
 		return max(n.drain.deadline.Sub(now), 0), nil
 	}
 	if !o.DiscardPersisted && n.persisted.keeps() {
-		return 0, errKeepsPersisted(addr, &n.persisted, false)
+		return 0, errKeepsPersisted(addr, &n.persisted, false, c.cfg.HeartbeatInterval)
 	}
 	if j, why := c.receivingLocked(addr); j != nil {
 		return 0, wire.Errorf(wire.CodeBusy, "cannot drain node %s now: it takes values of job %s (%s), which would move twice "+

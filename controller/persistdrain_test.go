@@ -56,7 +56,10 @@ func TestDrainRefusesNodeKeepingPersisted(t *testing.T) {
 	if !errors.Is(err, wire.ErrConflict) {
 		t.Fatalf("drain of a node keeping persisted values: %v, want a conflict", err)
 	}
-	for _, want := range []string{"2 ended job(s), 5MiB: sort-4 5MiB, grep-9 1KiB", "pocket rm", "--discard-persisted"} {
+	// It says the list is the last heartbeat's (a new user's trial drained
+	// again at once after deleting them, and read the same list).
+	for _, want := range []string{"2 ended job(s), 5MiB: sort-4 5MiB, grep-9 1KiB", "pocket rm", "--discard-persisted",
+		"as its last heartbeat reported them", "drain again after the next heartbeat"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not say %q", err, want)
 		}
