@@ -96,7 +96,9 @@ func newVersion() uint64 {
 // Put stores value under key, replacing any older value whole (Pocket
 // refused to overwrite; we replace, as a file system does). The last put
 // to complete wins; a get never sees a mix of two puts. A put that fails
-// leaves the older value and no chunk behind (see the package doc).
+// leaves the older value and no chunk behind (see the package doc). A
+// chunked put refused for space after a chunk of its own was stored tries
+// again, up to 5 times after random pauses (spacerace.go).
 func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOption) error {
 	if err := checkName(key); err != nil {
 		return err
@@ -109,23 +111,30 @@ func (j *Job) Put(ctx context.Context, key string, value []byte, opts ...PutOpti
 	if int64(len(value)) <= cs {
 		return j.wrap("put", key, recordNote(j.putSmall(ctx, key, o.flags, value), "the value whole", int64(len(value)), cs))
 	}
-	w := j.newObject(key, o.flags)
 	n := int((int64(len(value)) + cs - 1) / cs)
+	for try := 0; ; try++ {
+		w := j.newObject(key, o.flags)
+		err := w.putChunks(ctx, value, cs, n)
+		if err == nil {
+			return j.wrap("put", key, w.commit(ctx, wire.Manifest{Version: w.ver, Size: int64(len(value)), Chunk: cs, Count: n}))
+		}
+		w.abortUnconfirmed()
+		if !againAfterSpaceRace(ctx, w, err, try) { // spacerace.go
+			return j.wrap("put", key, recordNote(err, "a chunk", min(cs, int64(len(value))), cs))
+		}
+	}
+}
+
+// putChunks stores value's n chunks of cs bytes, Config.Parallel at once.
+func (w *objectWrite) putChunks(ctx context.Context, value []byte, cs int64, n int) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(j.s.cfg.Parallel)
+	g.SetLimit(w.j.s.cfg.Parallel)
 	for i := 1; i <= n; i++ {
 		lo := int64(i-1) * cs
 		part := value[lo:min(lo+cs, int64(len(value)))]
 		g.Go(func() error { return w.putChunk(gctx, i, part) })
 	}
-	err := g.Wait()
-	if err == nil {
-		err = w.commit(ctx, wire.Manifest{Version: w.ver, Size: int64(len(value)), Chunk: cs, Count: n})
-	} else {
-		w.abortUnconfirmed()
-		err = recordNote(err, "a chunk", min(cs, int64(len(value))), cs)
-	}
-	return j.wrap("put", key, err)
+	return g.Wait()
 }
 
 // recordNote adds to a node's refusal of a record as too large

@@ -257,21 +257,32 @@ func (r *Reader) Close() error {
 }
 
 // PutFile uploads a local file to key. A failed upload changes nothing.
+// An upload that lost a race for space (spacerace.go) reads the file again
+// from its start and tries again, as Put does; one from a file that
+// cannot seek (a pipe) fails with the refusal.
 func (j *Job) PutFile(ctx context.Context, src, key string, opts ...PutOption) error {
 	f, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	w, err := j.NewWriter(ctx, key, opts...)
-	if err != nil {
-		return err
+	for try := 0; ; try++ {
+		w, err := j.NewWriter(ctx, key, opts...)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(w, f); err != nil {
+			w.Abort()
+			return err
+		}
+		err = w.Close()
+		if err == nil || w.n == 0 || !againAfterSpaceRace(ctx, w.obj, err, try) {
+			return err
+		}
+		if _, serr := f.Seek(0, io.SeekStart); serr != nil {
+			return err
+		}
 	}
-	if _, err := io.Copy(w, f); err != nil {
-		w.Abort()
-		return err
-	}
-	return w.Close()
 }
 
 // GetFile downloads key into a local file, replacing it only once the whole

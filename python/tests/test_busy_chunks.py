@@ -159,3 +159,4 @@ def test_busy_chunk_puts_wait_while_they_progress(monkeypatch):
     finally:
         job.client.close()
         node.close()
+

@@ -1,0 +1,75 @@
+"""A chunked put refused for space after a chunk of its own was stored lost
+a race for the last of a tier (an NVMe tier reserves a chunk's extents as
+its header arrives): it drops its chunks and tries again with a new version
+(Job._put_chunked; the Go SDK's spacerace.go)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pocket import errors, wire
+
+from test_busy_chunks import _chunk_of, _counted
+from test_hostile_node import Node, _job, frame, response
+
+
+def _space_race_node(refuse_first_chunk: bool):
+    """A node whose tier is full for the first version a put writes: its
+    chunk 2 (or, with refuse_first_chunk, every chunk) is refused for space;
+    later versions are stored. It answers confirms with the chunks stored
+    of the version, and records the versions it saw."""
+    lock = threading.Lock()
+    versions: list[bytes] = []
+    stored: dict[bytes, int] = {}
+
+    def answer(op, rid, key):
+        if op == wire.OP_PUT and wire.is_chunk_key(key):
+            ver, i = key.split(b"\0")[1], _chunk_of(key)
+            with lock:
+                if ver not in versions:
+                    versions.append(ver)
+                first = versions[0] == ver
+                if first and (refuse_first_chunk or i == 2):
+                    return frame(op, rid, code=int(errors.Code.NO_SPACE), meta=response(message="tier full"))
+                stored[ver] = stored.get(ver, 0) + 1
+            return frame(op, rid)
+        if op == wire.OP_CONFIRM:
+            with lock:
+                return frame(op, rid, meta=_counted(stored[versions[-1]]))
+        return frame(op, rid)
+
+    return Node(answer), versions
+
+
+def test_put_that_lost_a_race_for_space_tries_again():
+    """A chunked put refused for space after a chunk of its own was stored
+    lost a race for the last of a tier: it drops its chunks and tries again
+    with a new version, and is stored. Before, it raised NoSpace (a new
+    user's trial: 48 puts of 8 MiB into a 256 MiB NVMe tier stored 14 of
+    the 31 that fit). The Go SDK's TestPutThatLostARaceForSpaceTriesAgain."""
+    node, versions = _space_race_node(refuse_first_chunk=False)
+    job = _job(node.addr)
+    job.client.chunk_size = 1000
+    try:
+        job.put("k", b"v" * 6000)
+        assert len(versions) == 2, versions
+    finally:
+        job.client.close()
+        node.close()
+
+
+def test_put_into_a_full_tier_fails_at_once():
+    """A put whose first chunks are all refused for space found the tier
+    full, not a race: NoSpace, with no second version."""
+    node, versions = _space_race_node(refuse_first_chunk=True)
+    job = _job(node.addr)
+    job.client.chunk_size = 1000
+    try:
+        with pytest.raises(errors.NoSpace):
+            job.put("k", b"v" * 6000)
+        assert len(versions) == 1, versions
+    finally:
+        job.client.close()
+        node.close()
