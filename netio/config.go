@@ -89,8 +89,8 @@ type Config struct {
 	// MinSinkRate is the slowest a peer may send a payload it announced
 	// (a Sink's bytes, Conn.SetSink), in bytes per second, after
 	// SinkGrace: a connection whose sink has taken fewer than MinSinkRate
-	// bytes a second since its first SinkGrace is closed, and OnClose
-	// gets ErrSlowSink. A sink holds what its announcement reserved (a
+	// bytes a second since its first SinkGrace, or over any window of half
+	// SinkGrace after it, is closed, and OnClose gets ErrSlowSink. A sink holds what its announcement reserved (a
 	// put's space in a tier), so a peer trickling its payload would hold
 	// that for as long as it trickled: every byte is progress against
 	// IdleTimeout. Time while the connection's reading is paused (the

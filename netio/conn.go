@@ -104,9 +104,12 @@ type Conn struct {
 	wtick int64 // the peer last took output, or output became pending
 	sndq  int   // the socket's send queue (SIOCOUTQ) at the last sweep; -1: not looked
 	// The sink's pace (Config.MinSinkRate): since sinkAt (nanotime), it
-	// has taken sinkGot bytes.
+	// has taken sinkGot bytes; the pace window now running began at winAt
+	// (0: none yet), when it had taken winGot (Loop.slowSink).
 	sinkAt  int64
 	sinkGot int64
+	winAt   int64
+	winGot  int64
 
 	in   []byte // unconsumed input in a pooled buffer, or nil when none
 	out  outQueue
@@ -336,7 +339,7 @@ func (h *Hold) Release() {
 func (c *Conn) SetSink(s Sink) {
 	c.sink = s
 	if s != nil {
-		c.sinkAt, c.sinkGot = nanotime(), 0
+		c.sinkAt, c.sinkGot, c.winAt, c.winGot = nanotime(), 0, 0, 0
 	}
 }
 

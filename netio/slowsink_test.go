@@ -135,3 +135,56 @@ func startSinkServer(t *testing.T, cfg Config) (*Server, *sinkHandler) {
 	h.srv.Store(s)
 	return s, h
 }
+
+// A peer that sends most of an announced payload at once and then
+// trickles the rest is closed once a window past the grace brings less
+// than its share: bytes sent early are no credit for a trickle after
+// them. One that keeps the pace after its burst finishes. On the old code
+// the pace was only counted since the sink's start, and the burst's 3 MiB
+// at 64 KiB/s held the sink for 48 s (a hostile re-check held an NVMe
+// tier's whole staging memory so, and other tenants' puts failed busy).
+func TestSlowSinkAfterABurstClosed(t *testing.T) {
+	s, h := startSinkServer(t, paceConfig)
+	burst := dial(t, s)
+	if _, err := burst.Write(append(sinkReq(4<<20), pattern(3<<20, 3)...)); err != nil {
+		t.Fatal(err)
+	}
+	steady := dial(t, s)
+	payload := pattern(2<<20, 5)
+	if _, err := steady.Write(append(sinkReq(len(payload)), payload[:1<<20]...)); err != nil {
+		t.Fatal(err)
+	}
+	// burst: a byte every 50 ms; steady: 16 KiB every 50 ms (320 KiB/s).
+	start := time.Now()
+	var burstErr error
+	for off := 1 << 20; time.Since(start) < 10*time.Second; off += 16 << 10 {
+		if burstErr == nil {
+			_, burstErr = burst.Write([]byte{1})
+		}
+		if off < len(payload) {
+			if _, err := steady.Write(payload[off : off+16<<10]); err != nil {
+				t.Fatalf("steady sender: %v", err)
+			}
+		}
+		if burstErr != nil && off >= len(payload) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if burstErr == nil {
+		t.Fatal("trickling sender still connected 10 s after its burst")
+	}
+	select {
+	case err := <-h.closed:
+		if !errors.Is(err, ErrSlowSink) {
+			t.Fatalf("closed with %v, want ErrSlowSink", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no close reported")
+	}
+	buf := make([]byte, 6)
+	steady.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := steady.Read(buf); err != nil || string(buf) != "SINKOK" {
+		t.Fatalf("steady sender's sink: %q %v, want SINKOK", buf, err)
+	}
+}

@@ -257,6 +257,9 @@ func (l *Loop) excuseStall(now, late int64) {
 		c.born = min(c.born+late, now)
 		if c.sink != nil {
 			c.sinkAt = min(c.sinkAt+late, now)
+			if c.winAt != 0 {
+				c.winAt = min(c.winAt+late, now)
+			}
 		}
 		if c.drainAt != 0 {
 			c.drainAt = min(c.drainAt+late, now)
@@ -294,9 +297,38 @@ func (l *Loop) excuseOverdue(now int64) {
 // 8 MiB value before each put header, read 64 KiB every 5 s, within
 // WriteTimeout) while the pace started over at every pause, and held 249
 // MiB of a 256 MiB node's space for a minute.
+//
+// Past the grace the pace is also kept window by window (sinkWindow):
+// each window must bring its own share, so bytes sent early are no credit
+// for a trickle after them. Before, a hostile re-check sent 16 MiB less
+// 1 KiB of a 16 MiB NVMe put at once and then 4 bytes a second: its pace
+// since the start stayed above 256 KiB/s for 64 s, and it held the tier's
+// whole staging memory, every other tenant's NVMe puts and gets failing
+// busy, for as long as it went on (70 s, not cut).
 func (l *Loop) slowSink(c *Conn, now int64) bool {
-	return l.cfg.MinSinkRate >= 0 && behindPace(l.cfg.MinSinkRate, now-c.sinkAt-int64(l.cfg.SinkGrace), c.sinkGot)
+	rate, grace := l.cfg.MinSinkRate, int64(l.cfg.SinkGrace)
+	if rate < 0 {
+		return false
+	}
+	if behindPace(rate, now-c.sinkAt-grace, c.sinkGot) {
+		return true
+	}
+	switch {
+	case now-c.sinkAt < grace:
+	case c.winAt == 0:
+		c.winAt, c.winGot = now, c.sinkGot
+	case now-c.winAt >= sinkWindow(grace):
+		if behindPace(rate, now-c.winAt, c.sinkGot-c.winGot) {
+			return true
+		}
+		c.winAt, c.winGot = now, c.sinkGot
+	}
+	return false
 }
+
+// sinkWindow is the window over which a sink's pace is kept past its
+// grace: half the grace, at least a millisecond.
+func sinkWindow(grace int64) int64 { return max(grace/2, int64(time.Millisecond)) }
 
 // behindPace reports whether got bytes are fewer than rate bytes a second
 // allows over late nanoseconds (none while late <= 0). The bytes due are

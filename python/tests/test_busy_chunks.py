@@ -2,7 +2,8 @@
 staging memory one owner's gets hold, a quarter of --nvme-staging, and
 never refuses its only one), as the Go SDK's keyPatient does; before, the
 get failed Busy (a new user's trial: 12 of 12 gets of 4 MiB values from a
-node with 8 MiB of staging)."""
+node with 8 MiB of staging). A chunked put's busy chunks go again while the
+put makes progress."""
 
 from __future__ import annotations
 
