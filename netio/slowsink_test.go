@@ -2,6 +2,7 @@ package netio
 
 import (
 	"errors"
+	"net"
 	"testing"
 	"time"
 )
@@ -24,39 +25,7 @@ func TestSlowSinkClosed(t *testing.T) {
 	}
 	// slow: a byte every 50 ms (20 B/s); steady: 16 KiB every 50 ms
 	// (320 KiB/s), done in 0.8 s, past the grace.
-	payload := pattern(256<<10, 7)
-	deadline := time.Now().Add(10 * time.Second)
-	var slowErr error
-	for off := 0; time.Now().Before(deadline); off += 16 << 10 {
-		if slowErr == nil {
-			_, slowErr = slow.Write([]byte{1})
-		}
-		if off < len(payload) {
-			if _, err := steady.Write(payload[off : off+16<<10]); err != nil {
-				t.Fatalf("steady sender: %v", err)
-			}
-		}
-		if slowErr != nil && off >= len(payload) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if slowErr == nil {
-		t.Fatal("trickling sender still connected after 10 s")
-	}
-	select {
-	case err := <-h.closed:
-		if !errors.Is(err, ErrSlowSink) {
-			t.Fatalf("closed with %v, want ErrSlowSink", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no close reported")
-	}
-	buf := make([]byte, 6)
-	steady.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := steady.Read(buf); err != nil || string(buf) != "SINKOK" {
-		t.Fatalf("steady sender's sink: %q %v, want SINKOK", buf, err)
-	}
+	trickleBesideSteady(t, h, slow, steady, pattern(256<<10, 7), 0)
 	if st := s.Stats(); st.SlowSinks != 1 {
 		t.Fatalf("SlowSinks %d, want 1", st.SlowSinks)
 	}
@@ -155,24 +124,33 @@ func TestSlowSinkAfterABurstClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// burst: a byte every 50 ms; steady: 16 KiB every 50 ms (320 KiB/s).
-	start := time.Now()
-	var burstErr error
-	for off := 1 << 20; time.Since(start) < 10*time.Second; off += 16 << 10 {
-		if burstErr == nil {
-			_, burstErr = burst.Write([]byte{1})
+	trickleBesideSteady(t, h, burst, steady, payload, 1<<20)
+}
+
+// trickleBesideSteady writes a byte to slow and 16 KiB of payload (from
+// offset from) to steady every 50 ms, until slow's connection fails and
+// steady has sent all; it fails the test unless slow is closed with
+// ErrSlowSink within 10 s and steady's sink completes.
+func trickleBesideSteady(t *testing.T, h *sinkHandler, slow, steady net.Conn, payload []byte, from int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var slowErr error
+	for off := from; time.Now().Before(deadline); off += 16 << 10 {
+		if slowErr == nil {
+			_, slowErr = slow.Write([]byte{1})
 		}
 		if off < len(payload) {
 			if _, err := steady.Write(payload[off : off+16<<10]); err != nil {
 				t.Fatalf("steady sender: %v", err)
 			}
 		}
-		if burstErr != nil && off >= len(payload) {
+		if slowErr != nil && off >= len(payload) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if burstErr == nil {
-		t.Fatal("trickling sender still connected 10 s after its burst")
+	if slowErr == nil {
+		t.Fatal("trickling sender still connected after 10 s")
 	}
 	select {
 	case err := <-h.closed:

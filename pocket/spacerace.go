@@ -50,12 +50,5 @@ func againAfterSpaceRace(ctx context.Context, w *objectWrite, err error, try int
 	if try >= spaceRaceRetries || !w.spaceRace(err) {
 		return false
 	}
-	t := time.NewTimer(spaceRacePause(try))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return sleepCtx(ctx, spaceRacePause(try))
 }
