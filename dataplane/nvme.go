@@ -386,15 +386,26 @@ func (t *NVMe) deviceError(write bool, err error) {
 		"path", t.dev.Path(), "errors", n, "reads", reads, "writes", writes, "last", err)
 }
 
-// errOverStaging: a put of a value larger than the tier's staging memory,
-// which holds a value whole while it is written, so it can never be
-// stored there: wire.CodeTooLarge, which the SDKs return at once. Before,
-// it was refused as ErrNoSpace, "tier full", on a tier mostly empty (a
-// hostile trial).
+// errOverStaging: a put of a value larger than half the tier's staging
+// memory, which holds a value whole while it is written:
+// wire.CodeTooLarge, which the SDKs return at once. Before, it was refused
+// as ErrNoSpace, "tier full", on a tier mostly empty (a hostile trial).
+//
+// Half, not all of it (maxRecord): an owner's only unfinished put is
+// never refused (unfinished.go), so one value as large as the staging
+// memory took all of it while its payload came. A hostile re-check held a
+// node's 16 MiB so with one 15 MiB put paced just over --min-put-rate, or
+// with puts cut for their pace and sent again at once, and every other
+// tenant's NVMe puts of 1 MiB failed busy after the SDKs' 10 s.
 func errOverStaging(staging int64) error {
 	return &wire.Error{Code: wire.CodeTooLarge, Msg: fmt.Sprintf(
-		"value larger than the NVMe tier's staging memory of %d bytes (--nvme-staging), which holds a value whole while it is written", staging)}
+		"value larger than half the NVMe tier's staging memory of %d bytes (--nvme-staging), which holds a value whole while it is written "+
+			"(one value may take at most half, so that one writer cannot take it all from the others)", staging)}
 }
+
+// maxRecord is the largest value the tier stores as one record (a value
+// or an SDK's chunk): half its staging memory, aligned down (errOverStaging).
+func (t *NVMe) maxRecord() int64 { return (t.staging / 2) &^ int64(t.align-1) }
 
 // errStagingBusy: the staging memory is taken by other transfers now,
 // each of which frees its buffers as its device transfer ends: CodeBusy,
@@ -456,7 +467,7 @@ func (t *NVMe) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	if size < 0 || t.alloc.Round(size) > t.alloc.Capacity() {
 		return nil, ErrTooLarge
 	}
-	if padded := (size + int64(t.align) - 1) &^ int64(t.align-1); t.staging > 0 && padded > t.staging {
+	if padded := (size + int64(t.align) - 1) &^ int64(t.align-1); t.staging > 0 && padded > t.maxRecord() {
 		return nil, fmt.Errorf("nvme tier: %d-byte value: %w", size, errOverStaging(t.staging))
 	}
 	info := m.info(size)

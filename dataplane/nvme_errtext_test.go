@@ -40,6 +40,13 @@ func TestNVMeErrorsSayWhatFailed(t *testing.T) {
 	if !errors.Is(err, dataplane.ErrTooLarge) || errors.Is(err, dataplane.ErrNoSpace) || !strings.Contains(err.Error(), "--nvme-staging") {
 		t.Errorf("a 3 MiB put with 2 MiB of staging on an empty 8 MiB tier: %v; want ErrTooLarge naming --nvme-staging", err)
 	}
+	// One value may take at most half the staging memory, so that one
+	// writer cannot take it all from the others (a hostile re-check held
+	// 16 MiB with one paced 15 MiB put, and other tenants' puts failed).
+	err = putValue(tier, "j", "big", value(3<<19, 2))
+	if !errors.Is(err, dataplane.ErrTooLarge) || !strings.Contains(err.Error(), "larger than half the NVMe tier's staging memory") {
+		t.Errorf("a 1.5 MiB put with 2 MiB of staging: %v; want ErrTooLarge naming half the staging memory", err)
+	}
 	if err := putValue(tier, "j", "fits", value(1<<20, 3)); err != nil {
 		t.Fatalf("a 1 MiB put with 2 MiB of staging: %v", err)
 	}

@@ -76,8 +76,8 @@ func stagingHeldBy(t *testing.T, nGets, nHogs int) {
 	_ = client.NewConn
 }
 
-// TestNVMeStagingShortIsBusy: while another job's put holds every staging
-// buffer (its payload still arriving), a put and a get on the NVMe tier
+// TestNVMeStagingShortIsBusy: while other jobs' puts hold every staging
+// buffer (their payloads still arriving), a put and a get on the NVMe tier
 // are refused busy, which the SDKs send again, and succeed once the
 // buffers are free. On the old code both answered CodeNoSpace, which the
 // SDKs return at once as "tier full" advice to delete values: a new
@@ -91,17 +91,22 @@ func TestNVMeStagingShortIsBusy(t *testing.T) {
 	if r := roundTrip(t, v, wire.OpPut, wire.FlagTierNVMe, &wire.Request{Job: []byte("victim"), Key: []byte("small")}, make([]byte, 64<<10)); r.Code != 0 {
 		t.Fatal(r.Err())
 	}
-	// The hog announces a put of the whole staging memory and sends part.
-	meta := wire.NewEncoder().Request(&wire.Request{Job: []byte("hog"), Key: []byte("slow")})
-	frame := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPut, Flags: wire.FlagTierNVMe, ID: 1, MetaLen: uint32(len(meta)), PayloadLen: pool})
-	frame = append(append(frame, meta...), make([]byte, 4096)...)
-	hog, err := net.Dial("tcp", n.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hog.Close()
-	if _, err := hog.Write(frame); err != nil {
-		t.Fatal(err)
+	// Two hogs, of two jobs, each announce a put of half the staging
+	// memory (the most one value may take) and send part.
+	var hogs []net.Conn
+	for _, job := range []string{"hog1", "hog2"} {
+		meta := wire.NewEncoder().Request(&wire.Request{Job: []byte(job), Key: []byte("slow")})
+		frame := wire.AppendHeader(nil, &wire.Header{Op: wire.OpPut, Flags: wire.FlagTierNVMe, ID: 1, MetaLen: uint32(len(meta)), PayloadLen: pool / 2})
+		frame = append(append(frame, meta...), make([]byte, 4096)...)
+		hog, err := net.Dial("tcp", n.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hog.Close()
+		if _, err := hog.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		hogs = append(hogs, hog)
 	}
 	time.Sleep(200 * time.Millisecond)
 	put := roundTrip(t, v, wire.OpPut, wire.FlagTierNVMe, &wire.Request{Job: []byte("victim"), Key: []byte("p")}, make([]byte, 1<<20))
@@ -111,7 +116,9 @@ func TestNVMeStagingShortIsBusy(t *testing.T) {
 			t.Errorf("%s while another job's put holds the staging memory: %v; want busy naming --nvme-staging", what, r.Err())
 		}
 	}
-	hog.Close()
+	for _, hog := range hogs {
+		hog.Close()
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		r := roundTrip(t, v, wire.OpPut, wire.FlagTierNVMe, &wire.Request{Job: []byte("victim"), Key: []byte("p")}, make([]byte, 1<<20))

@@ -56,7 +56,7 @@ func newDataCmd(name string) *dataCmd {
 	case "put":
 		d.persist = fs.Bool("persist", false, "keep the value after the job is deregistered")
 		d.chunk = fs.String("chunk-size", "1MiB", "store a value larger than SIZE in chunks of SIZE spread over the job's nodes (the SDKs' chunk size; at most "+
-			units.FormatSize(wire.DefaultMaxPayload)+"); a node of an NVMe tier refuses a chunk larger than its --nvme-staging")
+			units.FormatSize(wire.DefaultMaxPayload)+"); a node of an NVMe tier refuses a chunk larger than half its --nvme-staging")
 		addFlagCheck(fs, func() error { _, err := d.chunkSize(); return err })
 	case "get":
 		d.once = fs.Bool("delete-after-read", false, "delete the value once read")
