@@ -2452,11 +2452,20 @@ class Job:
         view = value if type(value) is bytes else memoryview(value).cast("B")
         flags = wire.FLAG_PERSIST if persist else 0
         cs = self.client.chunk_size
-        with _record_noted("the value whole" if len(view) <= cs else "a chunk", min(len(view), cs), cs):
-            if len(view) <= cs:
-                self._put_small(k, flags, view)
-            else:
-                self._put_chunked(k, flags, memoryview(view))
+        try:
+            with _record_noted("the value whole" if len(view) <= cs else "a chunk", min(len(view), cs), cs):
+                if len(view) <= cs:
+                    self._put_small(k, flags, view)
+                else:
+                    self._put_chunked(k, flags, memoryview(view))
+        except (errors.NoSpace, errors.Busy) as e:
+            # Named as the Go SDK names them (put "k": ...), with the
+            # value's size: a new user's 48 threads read 17 bare "tier
+            # full" refusals and could not tell which put or size each was.
+            _name_key(e, "put", key)
+            e.message += f" (the value is {len(view)} bytes)"
+            e.args = (e._text(),)
+            raise
 
     def _put_small(self, k: bytes, flags: int, view) -> None:
         r, _ = self._do(wire.OP_PUT, flags, k, 0, version=_new_version(), payload=view)

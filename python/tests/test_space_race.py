@@ -73,3 +73,19 @@ def test_put_into_a_full_tier_fails_at_once():
     finally:
         job.client.close()
         node.close()
+
+
+def test_put_refused_for_space_names_key_and_size():
+    """A put refused for space says which put and how large, as the Go
+    SDK's errors do (put "k": ...); before, 48 threads' refusals read a
+    bare "tier full" (a new user's re-check)."""
+    node, _ = _space_race_node(refuse_first_chunk=True)
+    job = _job(node.addr)
+    job.client.chunk_size = 1000
+    try:
+        with pytest.raises(errors.NoSpace) as e:
+            job.put("fan/in-7", b"v" * 6000)
+        assert "put 'fan/in-7': " in str(e.value) and "(the value is 6000 bytes)" in str(e.value), str(e.value)
+    finally:
+        job.client.close()
+        node.close()
