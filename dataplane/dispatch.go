@@ -292,10 +292,11 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		return nil, err
 	}
 	n.proveFor(c, r.Job)
-	if classOf(h) == opRemove && wire.IsChunkKey(r.Key) {
+	class := classOf(h)
+	if class == opRemove && wire.IsChunkKey(r.Key) {
 		return nil, errReservedRemove
 	}
-	e, epoch, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, classOf(h), oneKey(h, r.Key))
+	e, epoch, err := n.jobs.checkEntryVia(&cs.jobs, r.Job, r.Epoch, class, oneKey(h, r.Key))
 	kept := err == errKept
 	if err != nil && !kept {
 		return nil, err

@@ -24,13 +24,13 @@ import (
 // off, or out of descriptors (its kernel completes the handshakes its
 // accept cannot take). The kernel of a stopped process still accepts
 // connections and their bytes, so without it a call waited for its whole
-// context on such a controller, and Controllers never moved on to the one elected in its
-// place. It moves a call on like any transport error. Only waits that are
-// safe to cut are cut (cuttable): a request that is not idempotent and was
-// written waits on, except a node's heartbeat or registration, which the
-// node loop sends again anyway; cut after it was written, such a request's
-// error is an *OutcomeUnknownError, and Controllers tries another
-// controller first on the next call.
+// context on such a controller, and Controllers never moved on to the one
+// elected in its place. It moves a call on like any transport error. Only
+// waits that are safe to cut are cut (cuttable): a request that is not
+// idempotent and was written waits on, except a node's heartbeat or
+// registration, which the node loop sends again anyway; cut after it was
+// written, such a request's error is an *OutcomeUnknownError, and
+// Controllers tries another controller first on the next call.
 var ErrUnresponsive = errors.New("the controller answered nothing, not even a new connection: presumed stopped (or cut off, or its process is out of descriptors and accepts no connection)")
 
 // A call that has waited stallAfter for its reply probes the controller

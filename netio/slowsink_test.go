@@ -47,13 +47,8 @@ func TestSlowSinkPausedByItsPeer(t *testing.T) {
 	msg = append(msg, 1)
 	go c.Write(msg)
 	waitFor(t, "the connection paused", func() bool { return s.Stats().Paused > 0 })
-	select {
-	case err := <-h.closed:
-		if !errors.Is(err, ErrSlowSink) {
-			t.Fatalf("closed with %v, want ErrSlowSink", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a sink paused by its unread replies still open after 10 s")
+	if err := nextClose(t, h.closeLog, 10*time.Second); !errors.Is(err, ErrSlowSink) {
+		t.Fatalf("a sink paused by its unread replies closed with %v, want ErrSlowSink", err)
 	}
 }
 
@@ -152,13 +147,8 @@ func trickleBesideSteady(t *testing.T, h *sinkHandler, slow, steady net.Conn, pa
 	if slowErr == nil {
 		t.Fatal("trickling sender still connected after 10 s")
 	}
-	select {
-	case err := <-h.closed:
-		if !errors.Is(err, ErrSlowSink) {
-			t.Fatalf("closed with %v, want ErrSlowSink", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no close reported")
+	if err := nextClose(t, h.closeLog, 5*time.Second); !errors.Is(err, ErrSlowSink) {
+		t.Fatalf("closed with %v, want ErrSlowSink", err)
 	}
 	buf := make([]byte, 6)
 	steady.SetReadDeadline(time.Now().Add(5 * time.Second))

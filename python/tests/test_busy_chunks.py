@@ -10,13 +10,11 @@ from __future__ import annotations
 import threading
 import time
 
-import flatbuffers
 import pytest
 
 from pocket import client as pc
 from pocket import errors, wire
 
-from pocket.fb import Response as fbResponse
 from test_hostile_node import Node, _job, _manifest_node, frame, response
 
 
@@ -116,13 +114,6 @@ def test_window_grows_back_after_busy(monkeypatch):
         node.close()
 
 
-def _counted(n: int) -> bytes:
-    b = flatbuffers.Builder(32)
-    fbResponse.ResponseStart(b)
-    fbResponse.ResponseAddCount(b, n)
-    b.Finish(fbResponse.ResponseEnd(b))
-    return bytes(b.Output())
-
 
 def test_busy_chunk_puts_wait_while_they_progress(monkeypatch):
     """A node with one chunk of staging free at a time (an NVMe tier's
@@ -146,7 +137,7 @@ def test_busy_chunk_puts_wait_while_they_progress(monkeypatch):
                 state["stored"] += 1
             return frame(op, rid)
         if op == wire.OP_CONFIRM:
-            return frame(op, rid, meta=_counted(state["stored"]))
+            return frame(op, rid, meta=response(count=state["stored"]))
         return frame(op, rid)
 
     node = Node(answer)

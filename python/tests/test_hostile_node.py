@@ -36,7 +36,7 @@ def _recv_exact(c, n):
     return bytes(b)
 
 
-def response(size=0, message="") -> bytes:
+def response(size=0, message="", count=0) -> bytes:
     b = flatbuffers.Builder(64)
     msg = b.CreateString(message) if message else 0
     fbResponse.ResponseStart(b)
@@ -44,6 +44,7 @@ def response(size=0, message="") -> bytes:
         fbResponse.ResponseAddMessage(b, msg)
     fbResponse.ResponseAddSize(b, size)
     fbResponse.ResponseAddCapacity(b, size)
+    fbResponse.ResponseAddCount(b, count)
     b.Finish(fbResponse.ResponseEnd(b))
     return bytes(b.Output())
 

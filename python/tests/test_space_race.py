@@ -5,13 +5,14 @@ its header arrives): it drops its chunks and tries again with a new version
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
 
 from pocket import errors, wire
 
-from test_busy_chunks import _chunk_of, _counted
+from test_busy_chunks import _chunk_of
 from test_hostile_node import Node, _job, frame, response
 
 
@@ -37,10 +38,25 @@ def _space_race_node(refuse_first_chunk: bool):
             return frame(op, rid)
         if op == wire.OP_CONFIRM:
             with lock:
-                return frame(op, rid, meta=_counted(stored[versions[-1]]))
+                return frame(op, rid, meta=response(count=stored[versions[-1]]))
         return frame(op, rid)
 
     return Node(answer), versions
+
+
+
+@contextlib.contextmanager
+def _space_race_job(refuse_first_chunk: bool):
+    """A Job of 1000-byte chunks on _space_race_node, and the versions the
+    node saw; both closed after."""
+    node, versions = _space_race_node(refuse_first_chunk)
+    job = _job(node.addr)
+    job.client.chunk_size = 1000
+    try:
+        yield job, versions
+    finally:
+        job.client.close()
+        node.close()
 
 
 def test_put_that_lost_a_race_for_space_tries_again():
@@ -49,43 +65,25 @@ def test_put_that_lost_a_race_for_space_tries_again():
     with a new version, and is stored. Before, it raised NoSpace (a new
     user's trial: 48 puts of 8 MiB into a 256 MiB NVMe tier stored 14 of
     the 31 that fit). The Go SDK's TestPutThatLostARaceForSpaceTriesAgain."""
-    node, versions = _space_race_node(refuse_first_chunk=False)
-    job = _job(node.addr)
-    job.client.chunk_size = 1000
-    try:
+    with _space_race_job(refuse_first_chunk=False) as (job, versions):
         job.put("k", b"v" * 6000)
         assert len(versions) == 2, versions
-    finally:
-        job.client.close()
-        node.close()
 
 
 def test_put_into_a_full_tier_fails_at_once():
     """A put whose first chunks are all refused for space found the tier
     full, not a race: NoSpace, with no second version."""
-    node, versions = _space_race_node(refuse_first_chunk=True)
-    job = _job(node.addr)
-    job.client.chunk_size = 1000
-    try:
+    with _space_race_job(refuse_first_chunk=True) as (job, versions):
         with pytest.raises(errors.NoSpace):
             job.put("k", b"v" * 6000)
         assert len(versions) == 1, versions
-    finally:
-        job.client.close()
-        node.close()
 
 
 def test_put_refused_for_space_names_key_and_size():
     """A put refused for space says which put and how large, as the Go
     SDK's errors do (put "k": ...); before, 48 threads' refusals read a
     bare "tier full" (a new user's re-check)."""
-    node, _ = _space_race_node(refuse_first_chunk=True)
-    job = _job(node.addr)
-    job.client.chunk_size = 1000
-    try:
+    with _space_race_job(refuse_first_chunk=True) as (job, _):
         with pytest.raises(errors.NoSpace) as e:
             job.put("fan/in-7", b"v" * 6000)
         assert "put 'fan/in-7': " in str(e.value) and "(the value is 6000 bytes)" in str(e.value), str(e.value)
-    finally:
-        job.client.close()
-        node.close()
