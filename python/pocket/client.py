@@ -3101,9 +3101,23 @@ class Job:
     def put_file(self, src: str | os.PathLike, key: Name, *, persist: bool = False) -> None:
         """Uploads the local file src as key, streamed a chunk at a time
         (open "wb"); a failed upload publishes nothing (the Go SDK's
-        PutFile)."""
-        with open(src, "rb") as f, self.open(key, "wb", persist=persist) as w:
-            shutil.copyfileobj(f, w, self.client.chunk_size)
+        PutFile). An upload refused for space after a chunk of its own was
+        stored lost a race for the last of a tier: it is sent again from
+        the file's start with a new version, as put sends a value again
+        (_put_chunked). Before, put_file raised NoSpace at once where put
+        would have stored the value."""
+        with open(src, "rb") as f:
+            for attempt in range(_SPACE_RACE_RETRIES + 1):
+                w = self.open(key, "wb", persist=persist)
+                try:
+                    with w:
+                        shutil.copyfileobj(f, w, self.client.chunk_size)
+                    return
+                except errors.NoSpace:
+                    if attempt == _SPACE_RACE_RETRIES or w.obj is None or not w.obj.sent:
+                        raise
+                f.seek(0)
+                time.sleep(random.uniform(0, 0.05 * 2 ** attempt))
 
     @_notes_expiry
     @_names_key("get_file")

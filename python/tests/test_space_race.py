@@ -87,3 +87,26 @@ def test_put_refused_for_space_names_key_and_size():
         with pytest.raises(errors.NoSpace) as e:
             job.put("fan/in-7", b"v" * 6000)
         assert "put 'fan/in-7': " in str(e.value) and "(the value is 6000 bytes)" in str(e.value), str(e.value)
+
+
+def test_put_file_that_lost_a_race_for_space_tries_again(tmp_path):
+    """put_file, like put, sends an upload refused for space after a chunk
+    of its own was stored again from the file's start, with a new version
+    (a second version with chunks: the file was read again from its
+    start). Before, it raised NoSpace."""
+    src = tmp_path / "src"
+    src.write_bytes(bytes(range(256)) * 24)
+    with _space_race_job(refuse_first_chunk=False) as (job, versions):
+        job.put_file(src, "k")
+        assert len(versions) == 2, versions
+
+
+def test_put_file_into_a_full_tier_fails_at_once(tmp_path):
+    """put_file whose first chunks are all refused raises NoSpace with no
+    second version."""
+    src = tmp_path / "src"
+    src.write_bytes(b"v" * 6000)
+    with _space_race_job(refuse_first_chunk=True) as (job, versions):
+        with pytest.raises(errors.NoSpace):
+            job.put_file(src, "k")
+        assert len(versions) == 1, versions
