@@ -256,7 +256,7 @@ func (n *Node) serve(c *netio.Conn, cs *connState, h *wire.Header) {
 		}
 		n.meta(c, cs, h, tier)
 	case wire.OpDropJob:
-		n.dropJob(c, cs, h)
+		n.dropOrder(c, cs, h) // bgdrop.go
 	case wire.OpVersions, wire.OpDropVersions:
 		n.toLane(c, cs, h, nil) // sweep.go
 	case wire.OpIncarnation:

@@ -30,17 +30,27 @@ func (n *Node) HeldJobs(k int) []wire.HeldJob {
 
 // DropHeld carries out the controller's drop orders (wire.NodeAck.Drop):
 // each job is revoked and its values dropped, persistent ones kept (as
-// for a deregistered job). A job the table holds live or pending is left
-// alone: an order can only be for a job the controller does not list.
+// for a deregistered job), on a goroutine of its own (bgdrop.go: the
+// caller is the heartbeat's). A job the table holds live or pending is
+// left alone: an order can only be for a job the controller does not list.
 func (n *Node) DropHeld(drop []wire.HeldJob) {
 	for _, h := range drop {
 		if !n.jobs.droppable(h.Job) {
 			n.log.Warn("ignored the controller's order to drop a live job's data", "job", h.Job)
 			continue
 		}
-		freed := n.DropJob([]byte(h.Job), true)
-		n.log.Info("dropped an orphaned job's data on the controller's order", "job", h.Job, "values", freed.Values, "bytes", freed.Bytes)
+		n.bg.start(h.Job, func() { n.dropHeld(h.Job) })
 	}
+}
+
+// dropHeld drops an orphaned job's data, checking again that the job is
+// still one to drop: it may have been listed again since the order came.
+func (n *Node) dropHeld(job string) {
+	if !n.jobs.droppable(job) {
+		return
+	}
+	freed := n.DropJob([]byte(job), true)
+	n.log.Info("dropped an orphaned job's data on the controller's order", "job", job, "values", freed.Values, "bytes", freed.Bytes)
 }
 
 // PersistedJobs reports the persist-after-job values of ended jobs this

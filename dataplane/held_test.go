@@ -38,6 +38,7 @@ func TestHeldOrphanDroppedOnOrder(t *testing.T) {
 	}
 	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 501})
 	n.DropHeld([]wire.HeldJob{{Job: "old-1"}, {Job: "live-1"}})
+	n.bg.wait() // drops run off the heartbeat's goroutine (bgdrop.go)
 	if u := n.jobUsage([]byte("old-1")); u != 0 {
 		t.Fatalf("ordered drop left %d bytes", u)
 	}
@@ -68,6 +69,7 @@ func TestHeldOrphanRevived(t *testing.T) {
 
 	n = orphanedNode(t)
 	n.ApplyAck(syncAck(600, wire.JobEpoch{Job: "old-1", Gen: 550, Epoch: 1}))
+	n.bg.wait()
 	if u := n.jobUsage([]byte("old-1")); u != 0 {
 		t.Fatalf("another job under the orphan's id sees %d bytes of the orphan's", u)
 	}

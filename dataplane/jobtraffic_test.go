@@ -190,6 +190,7 @@ func TestJobTrafficForgetsReplacedJobs(t *testing.T) {
 		t.Fatalf("counted %v; want b-2 with 1000 bytes in", jt)
 	}
 	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 101, Jobs: []wire.JobEpoch{{Job: "b-2", Gen: 11, Revoked: true}}})
+	dataplane.AwaitDrops(n) // drops run off the heartbeat's goroutine (bgdrop.go)
 	if jt := n.JobTraffic(); len(jt) != 1 || jt[0].BytesIn != 1000 || jt[0].Held != 0 {
 		t.Fatalf("counted %v after b-2 was revoked; want it, with its 1000 bytes in and none held", jt)
 	}

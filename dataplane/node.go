@@ -93,6 +93,7 @@ type Node struct {
 	incarnation uint64                 // Incarnation
 	advert      atomic.Pointer[string] // SetAdvertised
 	orders      orderLog               // nonces of the controller's orders taken (orders.go)
+	bg          bgDrops                // drops of jobs the heartbeat acks revoke or order dropped (bgdrop.go)
 	// verSnaps keeps the versions orders' snapshots between pages
 	// (sweep.go). Kept here, among the cold fields: placed before stats it
 	// moved the per-loop counters, and 1 MiB GETs measured 0.89-0.91x.
@@ -237,6 +238,7 @@ func (n *Node) Close() error {
 	}
 	err := n.srv.Close()
 	n.stopWorkers()
+	n.bg.wait()
 	n.vers.close()
 	return err
 }
@@ -473,8 +475,11 @@ func (n *Node) JobSync() (since, snapRev, snapAfter uint64) { return n.jobs.sync
 // ApplyAck applies a heartbeat ack's job-table changes (package
 // controller, changes.go): entries and epochs are updated in place, new
 // jobs entered with one copy of each touched shard, revoked jobs refused
-// and then their data dropped (persistent values stay, see jobtable.go).
-// Its cost follows the ack's size, not the table's. Revocations past their
+// and then their data dropped (persistent values stay, see jobtable.go)
+// on goroutines of their own (bgdrop.go), so that a long drop does not
+// hold the next heartbeat back; a drop still running of a job the ack
+// lists live ends first. Its cost follows the ack's size, not the
+// table's (but for such a wait). Revocations past their
 // linger are swept first: the controller takes a node that dropped a live
 // job's data by its order back into the job's map once the linger has
 // passed (controller/dead.go), and the ack that says so must find the
@@ -486,8 +491,9 @@ func (n *Node) JobSync() (since, snapRev, snapAfter uint64) { return n.jobs.sync
 func (n *Node) ApplyAck(ack *wire.NodeAck) {
 	now := time.Now()
 	n.sweepRevoked(now)
+	n.bg.awaitListed(ack.Jobs)
 	for _, job := range n.jobs.apply(ack, now) {
-		n.dropRevoked(job)
+		n.bg.start(job, func() { n.dropRevoked(job) })
 	}
 	for _, job := range n.jobs.takeLearned() {
 		n.ownerLearned(job)

@@ -799,12 +799,11 @@ func (n *Node) deletePrefix(tier Tier, r *wire.Request) *wire.Response {
 	return resp
 }
 
-// dropJob deletes a job's data on the controller's order.
-func (n *Node) dropJob(c *netio.Conn, cs *connState, h *wire.Header) {
-	r := &cs.req
+// dropJob deletes a job's data on the controller's order (h, r: copies,
+// as the order runs off the event loop: bgdrop.go's dropOrder).
+func (n *Node) dropJob(h *wire.Header, r *wire.Request) (*wire.Response, error) {
 	if len(r.Job) == 0 {
-		n.replyErr(c, cs, h, errNoJob)
-		return
+		return nil, errNoJob
 	}
 	// Values put with FlagPersist outlive their job (Pocket's
 	// PERSIST_AFTER_JOB) unless the order says FlagPrefix: drop all.
@@ -819,7 +818,7 @@ func (n *Node) dropJob(c *netio.Conn, cs *connState, h *wire.Header) {
 	if p, ok := n.cfg.Guard.(versionsProver); ok {
 		resp.Proof = p.ProveDrop(r.Job, r.Key, resp.Capacity) // the controller sweeps by it (controller/sweep.go)
 	}
-	n.replyMeta(c, cs, h, &resp)
+	return &resp, nil
 }
 
 // Bounds of an incarnation question's nonce (wire.OpIncarnation).

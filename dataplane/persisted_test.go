@@ -31,6 +31,7 @@ func TestPersistedJobsReport(t *testing.T) {
 	put("r-1", "kept", 10, wire.FlagPersist)
 	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{
 		{Job: "a-1", Gen: 99, Revoked: true}, {Job: "b-1", Gen: 99, Revoked: true}, {Job: "c-1", Gen: 99, Revoked: true}}})
+	n.bg.wait() // drops run off the heartbeat's goroutine (bgdrop.go)
 	a, c := n.jobUsage([]byte("a-1")), n.jobUsage([]byte("c-1"))
 	list, k, b := n.PersistedJobs(wire.MaxPersistedJobs)
 	if len(list) != 2 || list[0] != (wire.HeldJob{Job: "c-1", Bytes: c}) || list[1] != (wire.HeldJob{Job: "a-1", Bytes: a}) ||

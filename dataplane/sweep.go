@@ -203,11 +203,11 @@ func (v *versionTable) confirmedVersions(job string) []uint64 {
 	if !v.holdsLocked(job) {
 		return vs
 	}
-	for k, e := range v.m {
-		if k.job == job && !e.leased && v.filing[k] == 0 {
+	v.eachOfLocked(job, func(k verKey, e *verEntry) {
+		if !e.leased && v.filing[k] == 0 {
 			vs = append(vs, k.ver)
 		}
-	}
+	})
 	return vs
 }
 

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -443,16 +444,50 @@ func (v *versionTable) takeLeasedOf(job string) map[verKey][]string {
 	if !v.holdsLocked(job) {
 		return out // most jobs' ends: no walk of every job's versions under mu
 	}
-	for k, e := range v.m {
-		if k.job != job || !e.leased || v.filing[k] > 0 {
-			continue
+	v.eachOfLocked(job, func(k verKey, e *verEntry) {
+		if !e.leased || v.filing[k] > 0 {
+			return
 		}
 		if out == nil {
 			out = map[verKey][]string{}
 		}
 		out[k] = v.takeLocked(k)
-	}
+	})
 	return out
+}
+
+// eachOfLocked calls fn with mu held for each version of job filed here,
+// on any tier; fn may take or unfile the version it is given. The table
+// is every job's, and every job's chunk puts file under mu, so the walk
+// lets mu go every scanBatch versions, as the NVMe tier's walks let its
+// lock go: held for the whole walk, the end of a job with hundreds of
+// thousands of versions held every other job's chunk puts meanwhile
+// (TestVersionWalkLetsOthersIn). A version reached after mu was let go is
+// looked up again; versions filed meanwhile may be called or not.
+func (v *versionTable) eachOfLocked(job string, fn func(k verKey, e *verEntry)) {
+	v.eachLocked(func(k verKey, e *verEntry) {
+		if k.job == job {
+			fn(k, e)
+		}
+	})
+}
+
+// eachLocked is eachOfLocked for every job's versions: the sweeper's and
+// a stall's walks.
+func (v *versionTable) eachLocked(fn func(k verKey, e *verEntry)) {
+	seen := 0
+	for k, e := range v.m {
+		if seen++; seen%scanBatch == 0 {
+			v.mu.Unlock()
+			runtime.Gosched()
+			v.mu.Lock()
+			var ok bool
+			if e, ok = v.m[k]; !ok {
+				continue
+			}
+		}
+		fn(k, e)
+	}
 }
 
 // holdsLocked reports whether job has versions filed here, on any tier
@@ -772,10 +807,10 @@ func (v *versionTable) dropJob(job []byte) {
 			delete(v.dead, jt)
 		}
 	}
-	for k, e := range v.m {
-		if k.job != string(job) {
-			continue
-		}
+	if !v.holdsLocked(string(job)) {
+		return
+	}
+	v.eachOfLocked(string(job), func(k verKey, e *verEntry) {
 		t := n.tierOf(k.tier)
 		for key, r := range e.keys {
 			if t == nil || !exists(t, job, []byte(key)) {
@@ -786,7 +821,7 @@ func (v *versionTable) dropJob(job []byte) {
 		if len(e.keys) == 0 {
 			v.unfileLocked(k, e)
 		}
-	}
+	})
 }
 
 func exists(t Tier, job, key []byte) bool {
@@ -851,11 +886,11 @@ func (v *versionTable) excuseStall(now time.Time, late time.Duration) {
 		v.stalls = append(v.stalls[:0], v.stalls[1:]...)
 	}
 	v.stalls = append(v.stalls, stall{at: now, late: late})
-	for _, e := range v.m {
+	v.eachLocked(func(_ verKey, e *verEntry) {
 		if e.leased {
 			e.touched = shift(e.touched)
 		}
-	}
+	})
 	for _, vers := range v.dead {
 		for ver, at := range vers {
 			vers[ver] = shift(time.Unix(0, at)).UnixNano()
@@ -936,11 +971,11 @@ func (v *versionTable) expired(now time.Time) []verKey {
 		}
 	}
 	var ks []verKey
-	for k, e := range v.m {
+	v.eachLocked(func(k verKey, e *verEntry) {
 		if e.leased && now.Sub(e.touched) >= v.lease {
 			ks = append(ks, k)
 		}
-	}
+	})
 	return ks
 }
 
