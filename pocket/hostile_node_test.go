@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"runtime"
@@ -286,5 +287,34 @@ func TestLastChunkReplyLongerThanTheValue(t *testing.T) {
 	}
 	if past > 0 {
 		t.Errorf("a failed get wrote %d bytes of the caller's buffer past the value's size", past)
+	}
+}
+
+// TestGetOfAKeyThatKeepsChangingIsAConflict: a node answers every read of
+// the key with the manifest of a new version, and every chunk get "not
+// found", as a key that writers replace faster than it is read does. The
+// get gives up after its retries with ErrConflict (the value changes),
+// not ErrCorrupt: a new user's readers of a 30 MiB key that two writers
+// kept replacing read "corrupt" 9 times in 726 on the code before.
+func TestGetOfAKeyThatKeepsChangingIsAConflict(t *testing.T) {
+	var ver atomic.Uint64
+	var reads atomic.Int64
+	addr := hostileNode(t, func(h wire.Header, req *wire.Request) nodeAnswer {
+		switch {
+		case h.Op == wire.OpGet && wire.IsChunkKey(req.Key):
+			return nodeAnswer{code: wire.CodeNotFound, resp: wire.Response{Message: "key not found"}}
+		case h.Op == wire.OpGet:
+			reads.Add(1)
+			m := wire.Manifest{Version: 0x1000 + ver.Add(1), Size: 4 << 10, Chunk: 1 << 10, Count: 4}
+			return nodeAnswer{flags: wire.FlagManifest, payload: wire.AppendManifest(nil, m)}
+		}
+		return nodeAnswer{code: wire.CodeNotFound}
+	})
+	_, j := hostileJob(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := j.Get(ctx, "k")
+	if !errors.Is(err, wire.ErrConflict) || errors.Is(err, pocket.ErrCorrupt) {
+		t.Fatalf("get of a key replaced under each of its %d reads: %v, want a conflict", reads.Load(), err)
 	}
 }

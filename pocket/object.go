@@ -215,6 +215,16 @@ func (j *Job) Get(ctx context.Context, key string, opts ...GetOption) ([]byte, e
 // replaced while its chunks were being read.
 const maxReadRetries = 16
 
+// errKeptChanging answers a get whose key was replaced under each of its
+// maxReadRetries+1 reads, the last of version ver failing with err: the
+// value is not corrupt, it changes faster than it is read (wire.ErrConflict).
+// Before, it answered ErrCorrupt: a new user's readers of a 30 MiB key that
+// two writers kept replacing read "corrupt" 9 times in 726.
+func errKeptChanging(ver uint64, err error) error {
+	return fmt.Errorf("%w: the value was replaced each of the %d times it was read (the last, version %016x: %v); read it again, or read it when its writers pause",
+		wire.ErrConflict, maxReadRetries+1, ver, err)
+}
+
 // GetInto is Get reading into dst when the value fits its capacity (the
 // result then aliases dst), so a caller that knows sizes allocates nothing.
 // A get returns one whole version of the value: if the object is replaced
@@ -276,8 +286,10 @@ func (j *Job) getInto(ctx context.Context, key string, dst []byte, flags uint16)
 			return nil, 0, err
 		case lost && (m.Version == last || try == maxReadRetries):
 			return nil, 0, err // the same version again: its chunk is lost
-		case m.Version == last || try == maxReadRetries:
+		case m.Version == last:
 			return nil, 0, fmt.Errorf("%w: version %016x: %v", ErrCorrupt, m.Version, err)
+		case try == maxReadRetries:
+			return nil, 0, errKeptChanging(m.Version, err)
 		}
 		last = m.Version // replaced or deleted meanwhile (or a chunk lost): read the key again
 	}

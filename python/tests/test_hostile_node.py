@@ -293,3 +293,33 @@ def test_reply_content_errors_name_the_node(case):
     finally:
         job.client.close()
         node.close()
+
+
+def test_get_of_a_key_that_keeps_changing_is_a_conflict():
+    """Every read of the key answers the manifest of a new version, and
+    every chunk get "not found", as a key that writers replace faster than
+    it is read: the get gives up after its retries with Conflict, not
+    Corrupt (a new user's readers of a 30 MiB key that two writers kept
+    replacing read Corrupt 9 times in 726). The Go SDK's
+    TestGetOfAKeyThatKeepsChangingIsAConflict."""
+    reads = [0]
+
+    def answer(op, rid, key):
+        if op != wire.OP_GET:
+            return frame(op, rid, code=5)
+        if wire.is_chunk_key(key):
+            return frame(op, rid, code=5, meta=response(message="key not found"))
+        reads[0] += 1
+        m = wire.Manifest(0x1000 + reads[0], 4 << 10, 1 << 10, 4)
+        return frame(op, rid, flags=wire.FLAG_MANIFEST, payload=m.encode())
+
+    node = Node(answer)
+    job = _job(node.addr)
+    try:
+        with pytest.raises(errors.Conflict) as e:
+            job.get("k")
+        assert not isinstance(e.value, errors.Corrupt), e.value
+        assert reads[0] > 1, reads[0]
+    finally:
+        job.client.close()
+        node.close()
