@@ -286,6 +286,9 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		return nil, err
 	}
 	if len(r.Job) == 0 {
+		if h.Op >= wire.ControlBase {
+			return nil, errControlOp(h.Op)
+		}
 		return nil, errNoJob
 	}
 	if err := cs.auth.check(n.cfg.Guard, r.Job, r.Token); err != nil {
@@ -345,6 +348,15 @@ func classOf(h *wire.Header) opClass {
 		return opStorePersist
 	}
 	return opStore
+}
+
+// errControlOp answers a control-plane request (wire.ControlBase on) sent
+// to a storage node: a client given a node's address for the
+// controller's. Before, it read "request names no job" (a new user's
+// `POCKET_CONTROLLER=NODE pocket status`).
+func errControlOp(op wire.Op) error {
+	return wire.Errorf(wire.CodeUnknownOp,
+		"%v is a request for the controller, and this address is a storage node's (it serves data requests): give the controller's address (pocket up and pocket controller print it)", op)
 }
 
 var (

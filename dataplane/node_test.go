@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -502,5 +503,20 @@ func TestNodeManyIdleConns(t *testing.T) {
 	c := dial(t, n, "j")
 	if r := roundTrip(t, c, wire.OpPing, 0, &wire.Request{}, nil); r.Code != 0 {
 		t.Fatal(r.Err())
+	}
+}
+
+// TestControlRequestToANodeSaysSo: a control-plane request sent to a
+// storage node (a client given a node's address for the controller's) is
+// refused as an unknown op whose message names the controller. Before,
+// it read "request names no job".
+func TestControlRequestToANodeSaysSo(t *testing.T) {
+	n := tokenNode(t)
+	c := dial(t, n, "")
+	for _, op := range []wire.Op{wire.OpStatus, wire.OpRegisterJob, wire.OpHeartbeat} {
+		r := roundTrip(t, c, op, 0, &wire.Request{}, nil)
+		if r.Code != wire.CodeUnknownOp || !strings.Contains(r.Err().Error(), "controller") {
+			t.Fatalf("%v sent to a node: %v %v, want an unknown op naming the controller", op, r.Code, r.Err())
+		}
 	}
 }
