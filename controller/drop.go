@@ -19,8 +19,9 @@ import (
 // order key, which is never sent): the registry's, else the one the node
 // proves when asked (askIncarnationOnce). mayKeep is whether a node may
 // keep some of the job's bytes: one said so, or did not prove it keeps
-// none (dataclient.Dropped.KeptProved), or did not answer.
-func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNode) (_ *wire.DropResult, mayKeep bool) {
+// none (dataclient.Dropped.KeptProved), or did not answer. What each node
+// freed leaves its used bytes at once (noteFreed); tier is the job's.
+func (c *Controller) dropAll(ctx context.Context, job string, tier uint8, nodes []wire.MapNode) (_ *wire.DropResult, mayKeep bool) {
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
@@ -42,6 +43,9 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 		go func(addr string) {
 			defer wg.Done()
 			d, err := c.dropOne(ctx, cl, addr, job, key, false)
+			if err == nil {
+				c.noteFreed(addr, tier, d.Freed)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -59,6 +63,39 @@ func (c *Controller) dropAll(ctx context.Context, job string, nodes []wire.MapNo
 	wg.Wait()
 	res.Message = strings.Join(errs, "; ")
 	return &res, mayKeep || res.Failed > 0
+}
+
+// noteFreed takes the bytes the node at addr freed on a drop order off
+// its tiers' used bytes (the job's tier first), which its heartbeats
+// report: until its next heartbeat they counted what had just been
+// dropped, and a job registered right after another ended was refused
+// space, or placed on a costlier tier, for the ended job's bytes (a new
+// user's trial: a 700 MiB job deregistered, and the same job registered
+// again at once was told no tier had its 630 MiB spare; 3 s later it
+// fitted). The next heartbeat's figures replace these.
+func (c *Controller) noteFreed(addr string, tier uint8, freed int64) {
+	if freed <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[addr]
+	if n == nil {
+		return
+	}
+	for pass := range 2 {
+		for i := range n.tiers {
+			t := &n.tiers[i]
+			if (t.Kind == tier) == (pass == 0) && freed > 0 {
+				take := min(freed, max(t.UsedBytes, 0))
+				t.UsedBytes -= take
+				freed -= take
+			}
+		}
+	}
+	if l := c.loads[addr]; l != nil {
+		l.unusedOK = false
+	}
 }
 
 // dropOne asks the node at addr to drop the job's data, bounded by

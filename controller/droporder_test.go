@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -111,4 +112,41 @@ func guardedNode(t *testing.T, net netio.Config) *dataplane.Node {
 	}
 	t.Cleanup(func() { n.Close() })
 	return n
+}
+
+// TestDroppedBytesAreSpareAtOnce: the bytes a deregistered job's nodes
+// freed on its drop orders are spare at once, not from their next
+// heartbeat: a job asking for them registers right after. Before, the
+// node's last heartbeat still counted the dropped job's bytes, and a new
+// user's job registered right after another ended was refused space (or
+// placed on a costlier tier) until the next heartbeat.
+func TestDroppedBytesAreSpareAtOnce(t *testing.T) {
+	n := guardedNode(t, netio.Config{Loops: 1})
+	addr := n.Addr().String()
+	c := newTest(t, Config{Secret: testSecret, Logger: quietLog, DropTimeout: 2 * time.Second})
+	reg := dramNode(addr, 64<<20, 8000)
+	reg.Incarnation = n.Incarnation()
+	mustRegister(t, c, reg)
+	m, err := c.RegisterJob("first", wire.JobHints{CapacityBytes: 40 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := dataclient.New(dataclient.Options{})
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 40 {
+		req := wire.Request{Job: []byte(m.Job), Key: fmt.Appendf(nil, "k%d", i), Token: m.Token, Epoch: m.Epoch}
+		if _, err := cl.Do(ctx, addr, wire.OpPut, 0, &req, make([]byte, 1<<20-4096), nil); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	used := n.Tiers()[0].Usage().Used
+	c.heartbeat(&wire.Heartbeat{Addr: addr, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 64 << 20, UsedBytes: used, Mbps: 8000}}})
+	if _, err := c.DeregisterJob(ctx, m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterJob("second", wire.JobHints{CapacityBytes: 40 << 20}); err != nil {
+		t.Fatalf("a job asking for the bytes the first freed, registered right after: %v (the node's last heartbeat counted %d bytes used)", err, used)
+	}
 }

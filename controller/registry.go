@@ -1370,7 +1370,7 @@ func (c *Controller) EndJob(ctx context.Context, id string) (*wire.DropResult, e
 // nodes drop its values (DeregisterJob), by the authority of who (for the
 // log). It is called with c.mu held and releases it.
 func (c *Controller) deregisterUnlock(ctx context.Context, j *job, who string) (*wire.DropResult, error) {
-	id := j.id
+	id, tier := j.id, j.tier
 	targets := c.removeJobLocked(j)
 	c.mu.Unlock()
 	if err := c.flush(); err != nil {
@@ -1378,7 +1378,7 @@ func (c *Controller) deregisterUnlock(ctx context.Context, j *job, who string) (
 		// back and its client may deregister it again.
 		return nil, err
 	}
-	res, mayKeep := c.dropAll(ctx, id, targets)
+	res, mayKeep := c.dropAll(ctx, id, tier, targets)
 	c.cfg.Logger.Info("controller: job deregistered", "job", id, "by", who, "nodes", res.Nodes, "values", res.Values,
 		"bytes", res.Bytes, "failed", res.Failed)
 	c.sweepAfterDrop(id, res, mayKeep, targets)
@@ -1412,7 +1412,7 @@ func (c *Controller) expireJobs(now time.Time) {
 		c.srv.goroutine(func() {
 			for i, j := range gone {
 				ctx, cancel := c.closingContext()
-				res, mayKeep := c.dropAll(ctx, j.id, targets[i])
+				res, mayKeep := c.dropAll(ctx, j.id, j.tier, targets[i])
 				cancel()
 				c.cfg.Logger.Info("controller: job expired", "job", j.id, "expires", j.expires.UTC().Format(time.RFC3339),
 					"nodes", res.Nodes, "values", res.Values, "failed", res.Failed)
