@@ -155,7 +155,14 @@ func (c *Controller) tierOffersUnderLocked(high float64) []TierOffer {
 			o.Nodes++
 			o.SpareBytes = wire.SatAdd(o.SpareBytes, cd.spareBytes)
 		}
-		for _, cd := range c.candidatesUnderLocked(kind, high) {
+		// Bandwidth only of the nodes placement would take: those with
+		// spare bytes on the tier, when any has (sizeNeed's withSpare).
+		// Before, a tier whose bytes were all on one node offered every
+		// node's bandwidth, and a job it could not carry was placed there
+		// on that one node (a new user's trial: 600 Mb/s on a 500 Mb/s
+		// node, while two nodes' DRAM sat empty).
+		under := c.candidatesUnderLocked(kind, high)
+		for _, cd := range withSpare(under, func(cd candidate) int64 { return cd.spareBytes }) {
 			o.SpareMbps += cd.spareMbps
 		}
 		out = append(out, o)
