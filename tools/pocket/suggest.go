@@ -8,14 +8,17 @@ import (
 // didYouMean is "; did you mean X?" for the name among names closest to
 // got (Levenshtein distance, at most 2 and at most half got's length),
 // or "" when none is that close: a new user's "pocket stauts" was told
-// only that the command is unknown.
+// only that the command is unknown. Of names as close, one that begins
+// with got comes first: "stat" was told "spot", as close as "status".
 func didYouMean(got string, names []string) string {
-	best, bestD := "", 3
+	best, bestD, bestPrefix := "", 3, false
 	sorted := append([]string(nil), names...)
 	sort.Strings(sorted)
+	low := strings.ToLower(got)
 	for _, n := range sorted {
-		if d := editDistance(strings.ToLower(got), n); d < bestD && 2*d <= len(got) {
-			best, bestD = n, d
+		d, prefix := editDistance(low, n), strings.HasPrefix(n, low)
+		if 2*d <= len(got) && (d < bestD || d == bestD && prefix && !bestPrefix) {
+			best, bestD, bestPrefix = n, d, prefix
 		}
 	}
 	if best == "" {

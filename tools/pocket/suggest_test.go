@@ -10,6 +10,7 @@ func TestDidYouMean(t *testing.T) {
 		{"stauts", "; did you mean status?"},
 		{"Status", "; did you mean status?"},
 		{"pu", "; did you mean put?"},
+		{"stat", "; did you mean status?"}, // as close as spot; status begins with it
 		{"deregistr", ""},
 		{"xyzzy", ""},
 		{"", ""},
