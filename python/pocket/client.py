@@ -309,9 +309,11 @@ class Listing(list):
         return bool(self.dead or self.lost or self.gone)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Entry:
-    """One name in a listing: a value, or a directory (name ends in '/')."""
+    """One name in a listing: a value, or a directory (name ends in '/').
+    Entries order by name (then size), so a listing sorts as its names do;
+    before, sorted() of entries raised TypeError (a new user's trial)."""
 
     name: str
     size: int
@@ -2889,7 +2891,8 @@ class Job:
     def list(self, prefix: Name = "") -> Listing:
         """Every name starting with prefix (a string prefix: "a" lists "ab"
         too), ascending, from all the job's nodes; chunk keys hidden. The
-        Listing (a list) also names the nodes it could not cover
+        Listing (a list of Entry: name, size in bytes, dir) also names the
+        nodes it could not cover
         (``partial``: some names are missing)."""
         st: list = []
         ents = self._list(_bytes(prefix), 0, st)

@@ -48,3 +48,11 @@ def test_a_token_not_hex_is_bad_token():
             c.open_job("j-1", "zz")
     finally:
         c.close()
+
+
+def test_listing_entries_sort_by_name():
+    """Entries order by name, so sorted() of a listing works (a new user's
+    sorted(job.list(p)) raised TypeError)."""
+    from pocket.client import Entry
+    es = [Entry("b", 1, False), Entry("a/", 0, True), Entry("a/c", 9, False)]
+    assert [e.name for e in sorted(es)] == ["a/", "a/c", "b"]
