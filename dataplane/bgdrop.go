@@ -111,16 +111,7 @@ func (n *Node) dropOrder(c *netio.Conn, cs *connState, h *wire.Header) {
 		resp, err := n.dropJob(&hc, &r)
 		c.Loop().Post(func() {
 			c.Expect(-orderReply)
-			if cs.closed {
-				return
-			}
-			cs.withStart(start, func() {
-				if err != nil {
-					n.replyErr(c, cs, &hc, wire.ErrorOf(err))
-					return
-				}
-				n.replyMeta(c, cs, &hc, resp)
-			})
+			n.answerOffLoop(c, cs, &hc, start, resp, err)
 		})
 	})
 }

@@ -290,16 +290,7 @@ func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 			cs.forgetLane(w)
 			cs.lane--
 			c.Expect(-laneReply)
-			if cs.closed {
-				return
-			}
-			cs.withStart(start, func() {
-				if err != nil {
-					n.replyErr(c, cs, &hc, wire.ErrorOf(err))
-					return
-				}
-				n.replyMeta(c, cs, &hc, resp)
-			})
+			n.answerOffLoop(c, cs, &hc, start, resp, err)
 		})
 	})
 	if err != nil {
@@ -308,6 +299,21 @@ func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 		c.Expect(-laneReply)
 		n.replyErr(c, cs, h, err)
 	}
+}
+
+// answerOffLoop answers, on c's loop, a request of start that ran off it
+// (on the lane, or a drop order): resp, or err; nothing once c closed.
+func (n *Node) answerOffLoop(c *netio.Conn, cs *connState, h *wire.Header, start int64, resp *wire.Response, err error) {
+	if cs.closed {
+		return
+	}
+	cs.withStart(start, func() {
+		if err != nil {
+			n.replyErr(c, cs, h, wire.ErrorOf(err))
+			return
+		}
+		n.replyMeta(c, cs, h, resp)
+	})
 }
 
 // laneWaiter is a request of the connection on the lane, not yet
