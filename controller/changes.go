@@ -159,6 +159,7 @@ func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
 		return e
 	}
 	e.Epoch = j.epoch
+	e.Tiers = 1 << j.tier // its puts go to the tier it was placed and priced on
 	if l := c.loads[addr]; l != nil {
 		if _, ok := l.jobs[j]; ok {
 			if j.pub != nil && j.pub.Epoch < j.epoch {

@@ -40,3 +40,26 @@ func TestTierOfferCountsOnlyNodesWithSpareBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestNodesLearnAJobsTier: the job table a node receives names the tier
+// the job was placed on, so the node refuses its puts to another.
+func TestNodesLearnAJobsTier(t *testing.T) {
+	c := newTest(t, Config{FirstJobSeq: 1})
+	const addr = "127.0.0.1:7001"
+	mustRegister(t, c, &wire.NodeRegister{Addr: addr, Cores: 2, Tiers: []wire.TierStat{
+		{Kind: kindDRAM, CapacityBytes: 8 << 30, Mbps: 8000}, {Kind: kindNVMe, CapacityBytes: 100 << 30, Mbps: 8000}}})
+	m, err := c.RegisterJob("j", wire.JobHints{CapacityBytes: 10 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack := c.heartbeat(&wire.Heartbeat{Addr: addr})
+	for _, e := range ack.Jobs {
+		if e.Job == m.Job {
+			if e.Tiers != 1<<m.Tier {
+				t.Fatalf("the node's entry of a job on %s names tiers %#b", wire.Tier(m.Tier), e.Tiers)
+			}
+			return
+		}
+	}
+	t.Fatalf("the node's ack does not list the job: %+v", ack.Jobs)
+}

@@ -312,10 +312,29 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		return nil, errNoKey
 	}
 	t, err := n.tierFor(h.Flags)
+	if err == nil && e != nil && (class == opStore || class == opStorePersist) {
+		err = wrongTier(e, t)
+	}
 	if err == nil && kept {
 		err = keptChange(t, h, r, e)
 	}
 	return t, err
+}
+
+// wrongTier refuses a put of job e to tier t when the controller placed
+// the job on another (jobEntry.tiers): a hostile trial's job placed and
+// priced on NVMe filled a node's DRAM, which latency-sensitive jobs need,
+// by putting with the DRAM tier's flag.
+func wrongTier(e *jobEntry, t Tier) error {
+	m := e.tiers.Load()
+	if m == 0 || m&(1<<t.Kind()) != 0 {
+		return nil
+	}
+	want := wire.TierDRAM
+	if m&(1<<wire.TierNVMe) != 0 {
+		want = wire.TierNVMe
+	}
+	return wire.Errorf(wire.CodeUnsupported, "the job was placed on the %s tier: its puts go there, not to %s (the tier flag of its placement map)", want, t.Kind())
 }
 
 // oneKey is the key of a request for one key (jobTable.checkEntryVia),

@@ -1,9 +1,11 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -286,5 +288,36 @@ func TestAckDropsOffTheHeartbeat(t *testing.T) {
 	AwaitDrops(n)
 	if u := nv.Usage(); u.Values != 0 {
 		t.Fatalf("%d values left after the revoked job's drop", u.Values)
+	}
+}
+
+// TestPutsGoToTheJobsTier: a job the controller placed on the NVMe tier
+// (its entry's Tiers) has its puts to the DRAM tier refused, naming the
+// tier; its NVMe puts are taken, and a job whose entry names no tier (an
+// older controller) puts to either. Before, a hostile trial's job placed
+// and priced on NVMe filled a node's DRAM by putting with the DRAM flag.
+func TestPutsGoToTheJobsTier(t *testing.T) {
+	nv := fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 16 << 20}, NVMeOptions{})
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, NVMe: nv, Guard: NewTokenGuard(jtSecret),
+		Net: netio.Config{Loops: 1}}, d)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "nv-1", Gen: 90, Tiers: 1 << wire.TierNVMe}, wire.JobEpoch{Job: "any-1", Gen: 91}))
+	err := jobOp(t, n, wire.OpPut, "nv-1", "k", jobTok("nv-1", 90), 0, 0)
+	if !errors.Is(err, wire.ErrUnsupported) || !strings.Contains(err.Error(), "placed on the nvme tier") {
+		t.Fatalf("an NVMe job's put to DRAM: %v, want refused naming its tier", err)
+	}
+	if err := jobOp(t, n, wire.OpPut, "nv-1", "k", jobTok("nv-1", 90), 0, wire.FlagTierNVMe); err != nil {
+		t.Fatalf("an NVMe job's put to NVMe: %v", err)
+	}
+	if err := jobOp(t, n, wire.OpGet, "nv-1", "k", jobTok("nv-1", 90), 0, wire.FlagTierNVMe); err != nil {
+		t.Fatalf("an NVMe job's get: %v", err)
+	}
+	for _, flags := range []uint16{0, wire.FlagTierNVMe} {
+		if err := jobOp(t, n, wire.OpPut, "any-1", "k", jobTok("any-1", 91), 0, flags); err != nil {
+			t.Fatalf("a job of no tier's put (flags %#x): %v", flags, err)
+		}
+	}
+	if u := d.JobUsage([]byte("nv-1")); u != 0 {
+		t.Fatalf("the NVMe job holds %d bytes of DRAM", u)
 	}
 }

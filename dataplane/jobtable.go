@@ -171,6 +171,10 @@ type jobEntry struct {
 	// too (a node the job lost: what it holds of the job is stale), so
 	// the drop again past the linger drops them too.
 	dropAll bool
+	// tiers are the tiers its puts may go to (wire.JobEpoch.Tiers, bit
+	// 1<<tier; 0: any): admit refuses others (errWrongTier). Last, among
+	// the cold fields, so the hot ones keep their places.
+	tiers atomic.Uint32
 }
 
 // jobTable is a node's job table.
@@ -690,6 +694,7 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (
 		delete(j.revoked, je.Job)
 	}
 	e.gen.Store(je.Gen)
+	e.tiers.Store(uint32(je.Tiers))
 	e.expires.Store(unixMs(je.Expires))
 	j.setOwnerLocked(je.Job, e, je.Owner)
 	// Before the epoch moves: a loop that reads the older epoch finds

@@ -170,6 +170,11 @@ type JobEpoch struct {
 	// connections one owner's tokens vouch for by it
 	// (netio.Config.MaxProvenPerOwner), the job id when it is "".
 	Owner string
+	// Tiers are the tiers the job's puts may go to, bit 1<<Tier (0: not
+	// said, any, as by a controller from before Tiers): the tier the
+	// controller placed and priced the job on. A node refuses the job's
+	// puts to another (dataplane's errWrongTier).
+	Tiers uint8
 }
 
 // MaxOwnerLen bounds JobEpoch.Owner.
@@ -624,7 +629,7 @@ var (
 	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
 	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec},
-		{Kind: String}}}
+		{Kind: String}, {Kind: Scalar1}}}
 	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}, {Kind: Scalar1}, {Kind: Scalar1}}}
 	helloSpec   = TableSpec{Name: "NodeHello", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
 	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
@@ -1180,6 +1185,7 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 			fb.JobEpochAddKeepEpoch(b, j.KeepEpoch)
 			addOff(b, keep, fb.JobEpochAddKeep)
 			addOff(b, owner, fb.JobEpochAddOwner)
+			fb.JobEpochAddTiers(b, j.Tiers)
 			offs[i] = fb.JobEpochEnd(b)
 		}
 		jobs = endVector(b, offs, fb.NodeAckStartJobsVector)
@@ -1229,7 +1235,7 @@ func (m *NodeAck) Decode(meta []byte) error {
 			}
 			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch(), Token: cloneBytes(j.TokenBytes()),
 				Gen: j.Gen(), Expires: fromUnixMs(j.ExpiresMs()), Revoked: j.Revoked(), Out: j.Out(),
-				KeepEpoch: j.KeepEpoch(), Keep: keep, Owner: string(j.Owner())}
+				KeepEpoch: j.KeepEpoch(), Keep: keep, Owner: string(j.Owner()), Tiers: j.Tiers()}
 		}
 	}
 	drop, err := decodeHeld(t.DropLength(), t.Drop)

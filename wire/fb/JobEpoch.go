@@ -175,8 +175,20 @@ func (rcv *JobEpoch) Owner() []byte {
 	return nil
 }
 
+func (rcv *JobEpoch) Tiers() byte {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(24))
+	if o != 0 {
+		return rcv._tab.GetByte(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *JobEpoch) MutateTiers(n byte) bool {
+	return rcv._tab.MutateByteSlot(24, n)
+}
+
 func JobEpochStart(builder *flatbuffers.Builder) {
-	builder.StartObject(10)
+	builder.StartObject(11)
 }
 func JobEpochAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -213,6 +225,9 @@ func JobEpochStartKeepVector(builder *flatbuffers.Builder, numElems int) flatbuf
 }
 func JobEpochAddOwner(builder *flatbuffers.Builder, owner flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(9, flatbuffers.UOffsetT(owner), 0)
+}
+func JobEpochAddTiers(builder *flatbuffers.Builder, tiers byte) {
+	builder.PrependByteSlot(10, tiers, 0)
 }
 func JobEpochEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -132,7 +132,14 @@ class JobEpoch(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
-def JobEpochStart(builder): builder.StartObject(10)
+    # JobEpoch
+    def Tiers(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
+        return 0
+
+def JobEpochStart(builder): builder.StartObject(11)
 def Start(builder):
     return JobEpochStart(builder)
 def JobEpochAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -171,6 +178,9 @@ def StartKeepVector(builder, numElems):
 def JobEpochAddOwner(builder, owner): builder.PrependUOffsetTRelativeSlot(9, flatbuffers.number_types.UOffsetTFlags.py_type(owner), 0)
 def AddOwner(builder, owner):
     return JobEpochAddOwner(builder, owner)
+def JobEpochAddTiers(builder, tiers): builder.PrependUint8Slot(10, tiers, 0)
+def AddTiers(builder, tiers):
+    return JobEpochAddTiers(builder, tiers)
 def JobEpochEnd(builder): return builder.EndObject()
 def End(builder):
     return JobEpochEnd(builder)
