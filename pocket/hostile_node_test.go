@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -316,5 +317,53 @@ func TestGetOfAKeyThatKeepsChangingIsAConflict(t *testing.T) {
 	_, err := j.Get(ctx, "k")
 	if !errors.Is(err, wire.ErrConflict) || errors.Is(err, pocket.ErrCorrupt) {
 		t.Fatalf("get of a key replaced under each of its %d reads: %v, want a conflict", reads.Load(), err)
+	}
+}
+
+// TestGetFileReadsAReplacedValueAgain: the key's value is replaced while
+// GetFile reads it (the node answers the first read of the key with
+// version 1, whose chunks after the first are then gone, and later reads
+// with version 2): GetFile reads the key again, as Get does, and dst gets
+// version 2 whole. Before, it failed "replaced while being read" (a new
+// user's trial: 28 of 100 CLI gets of a key four writers kept replacing).
+func TestGetFileReadsAReplacedValueAgain(t *testing.T) {
+	var reads atomic.Int64
+	chunk := func(ver uint64, i int) []byte { return bytes.Repeat([]byte{byte(ver)<<4 | byte(i)}, 1<<10) }
+	addr := hostileNode(t, func(h wire.Header, req *wire.Request) nodeAnswer {
+		switch {
+		case h.Op == wire.OpStat: // the reader's look at the key after a chunk was not found
+			return nodeAnswer{flags: wire.FlagManifest, resp: wire.Response{Version: 2, Size: 4 << 10}}
+		case h.Op != wire.OpGet:
+			return nodeAnswer{code: wire.CodeNotFound}
+		}
+		if key, ver, i, ok := wire.ParseChunkKey(req.Key); ok && string(key) == "k" {
+			if ver == 1 && i > 1 {
+				return nodeAnswer{code: wire.CodeNotFound, resp: wire.Response{Message: "key not found"}}
+			}
+			return nodeAnswer{payload: chunk(ver, i)}
+		}
+		ver := uint64(1)
+		if reads.Add(1) > 1 {
+			ver = 2
+		}
+		return nodeAnswer{flags: wire.FlagManifest, payload: wire.AppendManifest(nil, wire.Manifest{Version: ver, Size: 4 << 10, Chunk: 1 << 10, Count: 4})}
+	})
+	_, j := hostileJob(t, addr)
+	dst := t.TempDir() + "/out"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := j.GetFile(ctx, "k", dst); err != nil {
+		t.Fatalf("GetFile of a value replaced while read: %v", err)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for i := 1; i <= 4; i++ {
+		want = append(want, chunk(2, i)...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("dst holds %d bytes, not version 2 whole", len(got))
 	}
 }

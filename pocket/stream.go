@@ -294,24 +294,48 @@ func (j *Job) PutFile(ctx context.Context, src, key string, opts ...PutOption) e
 // place and names it in the error.
 //
 // Of readers racing to delete-after-read one value, exactly one succeeds;
-// the others answer an error wrapping wire.ErrNotFound (or ErrConflict
-// when a writer replaced the value) and leave dst as it was.
+// the others read the key again (below), and answer an error wrapping
+// wire.ErrNotFound, leaving dst as it was, once it is gone.
+//
+// A value replaced while it is read, or (with DeleteAfterRead) taken or
+// replaced before this reader deleted it, is read again, as Get reads it
+// again, up to maxReadRetries times: dst then gets the version read last.
+// Before, GetFile (and so `pocket get KEY FILE`) failed "replaced while
+// being read" where Get went on (a new user's trial: 28 of 100 CLI gets
+// of a key four writers kept replacing).
 func (j *Job) GetFile(ctx context.Context, key, dst string, opts ...GetOption) error {
 	var o getOpts
 	for _, f := range opts {
 		f(&o)
 	}
+	for try := 0; ; try++ {
+		again, err := j.getFileOnce(ctx, key, dst, o)
+		if err == nil || !again || try == maxReadRetries {
+			return err
+		}
+	}
+}
+
+// getFileOnce is one read of GetFile; again reports whether its error
+// is one that reading the key again may end: the value was replaced while
+// it was read, or another reader or a writer came first to the version a
+// delete-after-read read.
+func (j *Job) getFileOnce(ctx context.Context, key, dst string, o getOpts) (again bool, err error) {
 	r, err := j.NewReader(ctx, key)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer r.Close()
-	return writeFileAtomic(dst, r, func() error {
+	consumedFirst := false
+	err = writeFileAtomic(dst, r, func() error {
 		if o.flags&wire.FlagDeleteAfterRead == 0 {
 			return nil
 		}
-		return j.consumeRead(ctx, key, r.version())
+		err := j.consumeRead(ctx, key, r.version())
+		consumedFirst = consumed(err)
+		return err
 	})
+	return consumedFirst || errors.Is(err, wire.ErrConflict), err
 }
 
 // GetTo streams the value under key into w and returns the bytes written.

@@ -3139,32 +3139,30 @@ class Job:
         directory): a failed download leaves dst as it was (the Go SDK's
         GetFile). With delete_after_read the version read is deleted before
         dst is replaced; of readers racing to take one version, exactly one
-        succeeds, the others raise NotFound (or Conflict when a writer
-        replaced it) and leave dst as it was. A dst that names a directory
+        succeeds, the others read the key again (below): they raise
+        NotFound, leaving dst as it was, once it is gone. A dst that names a directory
         raises IsADirectoryError before anything is deleted; a replace that
         fails after the delete leaves the temporary file, the value's only
-        copy, in place, and the OSError raised names it."""
+        copy, in place, and the OSError raised names it.
+
+        A value replaced while it is read, or taken or replaced before a
+        delete_after_read deleted it, is read again, as get reads it again,
+        up to _MAX_READ_RETRIES times (the Go SDK's GetFile): before, it
+        raised Conflict where get went on (a new user's trial: 589 of a
+        hot key's downloads)."""
         d, base = os.path.split(os.fspath(dst))
         if not os.path.isdir(d or "."):
             # Named as dst, not as the temporary file (a new user's trial
             # read ".x.part-19831-..." in a FileNotFoundError).
             raise FileNotFoundError(errno.ENOENT, f"no directory {d!r} to download {key!r} into", os.fspath(dst))
-        tmp = os.path.join(d, f".{base}.part-{os.getpid()}-{threading.get_ident()}-{random.getrandbits(32):08x}")
-        try:
-            with self.open(key, "rb") as src, open(tmp, "xb") as out:
-                shutil.copyfileobj(src, out, self.client.chunk_size)
-                raw = src.raw
-                ver = raw.m.version if raw.m else raw.ver
-            if os.path.isdir(dst) and not os.path.islink(dst):
-                raise IsADirectoryError(f"{os.fspath(dst)} is a directory: a download replaces a file")
-            if os.path.isfile(dst):
-                os.chmod(tmp, stat.S_IMODE(os.stat(dst).st_mode))  # dst keeps its mode (the Go SDK's GetFile)
-            if delete_after_read:
-                self._delete_version(_name(key), ver)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        for attempt in range(_MAX_READ_RETRIES + 1):
+            tmp = os.path.join(d, f".{base}.part-{os.getpid()}-{threading.get_ident()}-{random.getrandbits(32):08x}")
+            try:
+                self._get_file_once(key, dst, tmp, delete_after_read)
+                break
+            except _ReadAgain as e:
+                if attempt == _MAX_READ_RETRIES:
+                    raise e.err from None
         try:
             os.replace(tmp, dst)
         except OSError as e:
@@ -3173,6 +3171,39 @@ class Job:
                 raise
             raise OSError(e.errno, f"the value read is in {tmp} (a delete-after-read took it from the store): "
                           f"replacing {os.fspath(dst)}: {e.strerror}") from e
+
+    def _get_file_once(self, key: Name, dst, tmp: str, delete_after_read: bool) -> None:
+        """One read of get_file into tmp (removed on failure); raises
+        _ReadAgain for a failure that reading the key again may end."""
+        try:
+            try:
+                with self.open(key, "rb") as src, open(tmp, "xb") as out:
+                    shutil.copyfileobj(src, out, self.client.chunk_size)
+                    raw = src.raw
+                    ver = raw.m.version if raw.m else raw.ver
+            except errors.Conflict as e:
+                raise _ReadAgain(e) from None
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                raise IsADirectoryError(f"{os.fspath(dst)} is a directory: a download replaces a file")
+            if os.path.isfile(dst):
+                os.chmod(tmp, stat.S_IMODE(os.stat(dst).st_mode))  # dst keeps its mode (the Go SDK's GetFile)
+            if delete_after_read:
+                try:
+                    self._delete_version(_name(key), ver)
+                except (errors.NotFound, errors.Conflict) as e:
+                    raise _ReadAgain(e) from None
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+class _ReadAgain(Exception):
+    """A read of get_file that reading the key again may end: err."""
+
+    def __init__(self, err: Exception):
+        super().__init__(str(err))
+        self.err = err
 
 
 class _ObjectWrite:

@@ -36,12 +36,13 @@ def _recv_exact(c, n):
     return bytes(b)
 
 
-def response(size=0, message="", count=0) -> bytes:
+def response(size=0, message="", count=0, version=0) -> bytes:
     b = flatbuffers.Builder(64)
     msg = b.CreateString(message) if message else 0
     fbResponse.ResponseStart(b)
     if msg:
         fbResponse.ResponseAddMessage(b, msg)
+    fbResponse.ResponseAddVersion(b, version)
     fbResponse.ResponseAddSize(b, size)
     fbResponse.ResponseAddCapacity(b, size)
     fbResponse.ResponseAddCount(b, count)
@@ -320,6 +321,44 @@ def test_get_of_a_key_that_keeps_changing_is_a_conflict():
             job.get("k")
         assert not isinstance(e.value, errors.Corrupt), e.value
         assert reads[0] > 1, reads[0]
+    finally:
+        job.client.close()
+        node.close()
+
+
+def test_get_file_reads_a_replaced_value_again(tmp_path):
+    """The key's value is replaced while get_file reads it (the first read
+    of the key answers version 1, whose chunks after the first are then
+    gone; the stat after the missing chunk and later reads answer version
+    2): get_file reads the key again, as get does, and dst gets version 2
+    whole. Before, it raised Conflict (a new user's trial). The Go SDK's
+    TestGetFileReadsAReplacedValueAgain."""
+    reads = [0]
+
+    def chunk(ver, i):
+        return bytes([ver << 4 | i]) * 1024
+
+    def answer(op, rid, key):
+        if op == wire.OP_STAT:
+            return frame(op, rid, flags=wire.FLAG_MANIFEST, meta=response(size=4096, version=2))
+        if op != wire.OP_GET:
+            return frame(op, rid, code=5)
+        if wire.is_chunk_key(key):
+            parts = key.split(b"\0")
+            ver, i = int(parts[1], 16), int(parts[2])
+            if ver == 1 and i > 1:
+                return frame(op, rid, code=5, meta=response(message="key not found"))
+            return frame(op, rid, payload=chunk(ver, i))
+        reads[0] += 1
+        m = wire.Manifest(1 if reads[0] == 1 else 2, 4096, 1024, 4)
+        return frame(op, rid, flags=wire.FLAG_MANIFEST, payload=m.encode())
+
+    node = Node(answer)
+    job = _job(node.addr)
+    try:
+        dst = tmp_path / "out"
+        job.get_file("k", dst)
+        assert dst.read_bytes() == b"".join(chunk(2, i) for i in range(1, 5))
     finally:
         job.client.close()
         node.close()
