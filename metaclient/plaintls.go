@@ -25,11 +25,16 @@ var ErrControllerTLS = errors.New("the controller serves TLS and closed this pla
 const tlsProbeWait = 3 * time.Second
 
 // ErrControllerPlain is a call's error (wrapped, with the op and the
-// address) when the client speaks TLS (Options.TLS) to a controller that
-// serves plain TCP: the handshake fails on the controller's first bytes,
-// which are not a TLS record, and nothing of the call was sent.
-var ErrControllerPlain = errors.New("the controller serves plain TCP, not TLS (it was started with --insecure), " +
-	"and nothing was sent: give the client no TLS directory (unset POCKET_TLS_DIR; POCKET_INSECURE=1, or the CLI's --insecure)")
+// address) when the client speaks TLS (Options.TLS) to a server that
+// answers in plain TCP: the handshake fails on the server's first bytes,
+// which are not a TLS record, and nothing of the call was sent. Such a
+// server is a controller started with --insecure, or no controller at all
+// (a storage node's port, another service): the message names both, since
+// a new user given a node's port read only the first and followed its
+// advice.
+var ErrControllerPlain = errors.New("the server at this address answers in plain TCP, not TLS, and nothing was sent: " +
+	"if it is a controller started with --insecure, give the client no TLS directory (unset POCKET_TLS_DIR; POCKET_INSECURE=1, or the CLI's --insecure); " +
+	"if it is a storage node's port or another service, give the controller's address (pocket up and pocket controller print it)")
 
 // mismatch is the error of a call that failed on err because the client
 // and the controller disagree on TLS, which trying again does not mend:

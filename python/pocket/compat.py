@@ -106,8 +106,11 @@ def _controller_addr() -> str:
 
 
 def register_job(jobname, num_lambdas=0, capacityGB=0, peakMbps=0, latency_sensitive=1):
-    """Registers a job (hints: lambdas, GB, Mb/s, latency sensitivity; 0:
-    not given) and returns its id, "jobname-<int>", or None on error."""
+    """Registers a job (hints: lambdas, GB, Mb/s; 0: not given) and returns
+    its id, "jobname-<int>", or None on error. latency_sensitive defaults to
+    1, as Pocket's register_job does: the job then goes to DRAM, and one
+    that DRAM cannot hold is refused; pass latency_sensitive=0 to let the
+    controller pick the cheapest tier that serves it (NVMe included)."""
     try:
         with Client(_controller_addr()) as c:
             j = c.register_job(jobname, lambdas=int(num_lambdas), capacity_bytes=int(capacityGB * (1 << 30)),
