@@ -44,7 +44,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, tier uint8, nodes 
 			defer wg.Done()
 			d, err := c.dropOne(ctx, cl, addr, job, key, false)
 			if err == nil {
-				c.noteFreed(addr, tier, d.Freed)
+				c.noteFreed(addr, job, tier, d.Freed)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -73,14 +73,30 @@ func (c *Controller) dropAll(ctx context.Context, job string, tier uint8, nodes 
 // user's trial: a 700 MiB job deregistered, and the same job registered
 // again at once was told no tier had its 630 MiB spare; 3 s later it
 // fitted). The next heartbeat's figures replace these.
-func (c *Controller) noteFreed(addr string, tier uint8, freed int64) {
-	if freed <= 0 {
-		return
-	}
+//
+// It takes at most the job's bytes there as the node's latest heartbeat
+// listed them, which its used bytes count, and none when that
+// heartbeat's whole list did not name the job: the node had dropped it
+// on hearing of its revocation, and the order reports that drop again
+// (jobEntry.unreported). Taken whole, such a drop's bytes were taken
+// twice, and a hostile re-check read another job's 500 MiB as 0 used
+// until the next heartbeat.
+func (c *Controller) noteFreed(addr, job string, tier uint8, freed int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.nodes[addr]
 	if n == nil {
+		return
+	}
+	if l := &n.jobLoads; l.reports && l.n > 0 {
+		switch b, listed := l.held(job); {
+		case listed:
+			freed = min(freed, b)
+		case !unlisted(l, job):
+			freed = 0
+		}
+	}
+	if freed <= 0 {
 		return
 	}
 	for pass := range 2 {

@@ -150,3 +150,63 @@ func TestDroppedBytesAreSpareAtOnce(t *testing.T) {
 		t.Fatalf("a job asking for the bytes the first freed, registered right after: %v (the node's last heartbeat counted %d bytes used)", err, used)
 	}
 }
+
+// TestDropReportedAgainIsNotTakenTwice: a node that dropped a job on
+// hearing of its revocation reports that drop again in the controller's
+// order (what it freed unasked); its heartbeat since counted the bytes
+// gone and listed its jobs without that one, so they are not taken off
+// its used bytes again. Before, they were: a hostile re-check read another
+// job's 500 MiB on the node as 0 used until the next heartbeat.
+func TestDropReportedAgainIsNotTakenTwice(t *testing.T) {
+	n := guardedNode(t, netio.Config{Loops: 1})
+	addr := n.Addr().String()
+	c := newTest(t, Config{Secret: testSecret, Logger: quietLog, DropTimeout: 2 * time.Second})
+	reg := dramNode(addr, 64<<20, 8000)
+	reg.Incarnation = n.Incarnation()
+	mustRegister(t, c, reg)
+	cl := dataclient.New(dataclient.Options{})
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var maps []*wire.PlacementMap
+	for _, name := range []string{"keeper", "gone"} {
+		m, err := c.RegisterJob(name, wire.JobHints{CapacityBytes: 10 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps = append(maps, m)
+		for i := range 8 {
+			req := wire.Request{Job: []byte(m.Job), Key: fmt.Appendf(nil, "k%d", i), Token: m.Token, Epoch: m.Epoch}
+			if _, err := cl.Do(ctx, addr, wire.OpPut, 0, &req, make([]byte, 1<<20-4096), nil); err != nil {
+				t.Fatalf("put %d: %v", i, err)
+			}
+		}
+	}
+	keeper, gone := maps[0], maps[1]
+	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 1, Full: true,
+		Jobs: []wire.JobEpoch{{Job: keeper.Job, Epoch: keeper.Epoch}, {Job: gone.Job, Epoch: gone.Epoch}}})
+	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 2, Jobs: []wire.JobEpoch{{Job: gone.Job, Revoked: true}}})
+	dram := n.Tiers()[0]
+	for deadline := time.Now().Add(5 * time.Second); dram.JobUsage([]byte(gone.Job)) != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node did not drop the revoked job")
+		}
+	}
+	used, kept := dram.Usage().Used, dram.JobUsage([]byte(keeper.Job))
+	c.heartbeat(&wire.Heartbeat{Addr: addr, Incarnation: n.Incarnation(),
+		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 64 << 20, UsedBytes: used, Mbps: 8000}},
+		Loads: []wire.JobLoad{{Job: keeper.Job, Bytes: kept}}})
+	res, err := c.DeregisterJob(ctx, gone.Job, gone.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Bytes == 0 {
+		t.Fatalf("the order reported no bytes freed: %+v (the test needs the node's own drop reported again)", res)
+	}
+	c.mu.Lock()
+	got := c.nodes[addr].tier(kindDRAM).UsedBytes
+	c.mu.Unlock()
+	if got != used {
+		t.Fatalf("the node counts %d bytes used after the drop its heartbeat had counted (%d), which the order reported again (%d)", got, used, res.Bytes)
+	}
+}
