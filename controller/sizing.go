@@ -213,9 +213,39 @@ func (c *Controller) sizeJobForLocked(book *profileBook, client, key string, req
 		return plan{}, 0, source, err
 	}
 	kind := uint8(tier)
-	p := pol.sizeNeed(heardFor(c.candidatesUnderLocked(kind, high), need), need, minNodes)
+	p := pol.sizeNeed(heardFor(wholeWhenPast(c.candidatesUnderLocked(kind, high), need), need), need, minNodes)
 	p.unreserved = asked - need.Bytes
 	return p, kind, source, nil
+}
+
+// wholeWhenPast is cands with each node's spare bytes counted past the
+// band's high, towards its tier's whole capacity (candidate.whole), when
+// their spare under the band cannot hold need's bytes, which the tier's
+// whole spare holds (TierFor took the tier for it, and reserve started
+// the nodes it could): each node's room above the band is counted in the
+// same fraction, the least that holds need, so the job goes past the band
+// evenly and no further than it must. Placed by their spare under the
+// band, the nodes' weights could not keep within it and gave nodes more
+// than they hold: a new user's 2.9 GiB job on an autoscaling cluster at
+// --max-nodes went on three of five nodes at a third each, 0.97 GiB of a
+// node with 0.87 GiB spare, and another job's puts were refused there
+// (TestPlacementAtMaxNodesStaysWithinSpare).
+func wholeWhenPast(cands []candidate, need Need) []candidate {
+	var under, whole int64
+	for _, cd := range cands {
+		under = wire.SatAdd(under, cd.spareBytes)
+		whole = wire.SatAdd(whole, cd.whole())
+	}
+	if need.Bytes <= under || whole <= under {
+		return cands
+	}
+	f := min(1, float64(need.Bytes-under)/float64(whole-under))
+	out := slices.Clone(cands)
+	for i, cd := range out {
+		above := float64(cd.whole() - cd.spareBytes)
+		out[i].spareBytes = min(cd.whole(), cd.spareBytes+int64(math.Ceil(f*above)))
+	}
+	return out
 }
 
 // heardFor is cands without the nodes restored from the state and not
