@@ -33,15 +33,21 @@ import (
 type bgDrops struct {
 	mu      sync.Mutex
 	running map[string]chan struct{} // closed when the job's drop ends
-	wg      sync.WaitGroup
+	closed  bool                     // wait was called: what comes after runs on its caller
+	wg      sync.WaitGroup           // added to under mu, before closed, so never beside its Wait
 }
 
 // start runs drop for job on a goroutine of its own, unless a drop of
-// job started here is still running.
+// job started here is still running; on the caller once the node closes.
 func (b *bgDrops) start(job string, drop func()) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.running[job] != nil {
+		b.mu.Unlock()
+		return
+	}
+	if b.closed {
+		b.mu.Unlock()
+		drop()
 		return
 	}
 	if b.running == nil {
@@ -50,6 +56,7 @@ func (b *bgDrops) start(job string, drop func()) {
 	done := make(chan struct{})
 	b.running[job] = done
 	b.wg.Add(1)
+	b.mu.Unlock()
 	go func() {
 		defer b.wg.Done()
 		defer b.end(job, done)
@@ -83,9 +90,17 @@ func (b *bgDrops) awaitListed(jobs []wire.JobEpoch) {
 	}
 }
 
-// run runs f on a goroutine that wait waits for.
+// run runs f on a goroutine that wait waits for; on the caller once the
+// node closes.
 func (b *bgDrops) run(f func()) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		f()
+		return
+	}
 	b.wg.Add(1)
+	b.mu.Unlock()
 	go func() {
 		defer b.wg.Done()
 		f()
@@ -94,6 +109,15 @@ func (b *bgDrops) run(f func()) {
 
 // wait returns once no drop started here runs.
 func (b *bgDrops) wait() { b.wg.Wait() }
+
+// close makes what comes later run on its caller, and waits for the
+// drops running (Node.Close).
+func (b *bgDrops) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wg.Wait()
+}
 
 // orderReply is what a drop order promises its connection
 // (netio.Conn.Expect) until it is answered: its reply's header and

@@ -321,3 +321,18 @@ func TestPutsGoToTheJobsTier(t *testing.T) {
 		t.Fatalf("the NVMe job holds %d bytes of DRAM", u)
 	}
 }
+
+// TestBackgroundDropsAfterCloseRunOnTheCaller: once the node closes
+// (bgDrops.close waits for the drops running), a drop or order that comes
+// after runs on its caller, so no goroutine is added beside the close's
+// wait (a sync.WaitGroup must not be added to while it is waited on).
+func TestBackgroundDropsAfterCloseRunOnTheCaller(t *testing.T) {
+	var b bgDrops
+	b.close()
+	ran := 0
+	b.start("j", func() { ran++ })
+	b.run(func() { ran++ })
+	if ran != 2 {
+		t.Fatalf("%d of 2 ran on the caller after close", ran)
+	}
+}

@@ -238,7 +238,7 @@ func (n *Node) Close() error {
 	}
 	err := n.srv.Close()
 	n.stopWorkers()
-	n.bg.wait()
+	n.bg.close()
 	n.vers.close()
 	return err
 }
