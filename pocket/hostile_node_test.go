@@ -13,8 +13,10 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -365,5 +367,27 @@ func TestGetFileReadsAReplacedValueAgain(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("dst holds %d bytes, not version 2 whole", len(got))
+	}
+}
+
+// TestGetFileLeavesASpecialFileAlone: GetFile to a path that is a FIFO
+// (as a device or a socket) fails, before reading anything, and leaves it
+// as it was. Before, the download's rename replaced it with a regular file
+// (a new user's trial replaced a device node; as root, /dev/null).
+func TestGetFileLeavesASpecialFileAlone(t *testing.T) {
+	addr := hostileNode(t, func(h wire.Header, req *wire.Request) nodeAnswer {
+		return nodeAnswer{payload: []byte("value")}
+	})
+	_, j := hostileJob(t, addr)
+	dst := t.TempDir() + "/fifo"
+	if err := syscall.Mkfifo(dst, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	err := j.GetFile(context.Background(), "k", dst)
+	if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("GetFile to a FIFO: %v, want refused", err)
+	}
+	if fi, err := os.Lstat(dst); err != nil || fi.Mode().Type() != os.ModeNamedPipe {
+		t.Fatalf("the FIFO after the refused GetFile: %v %v", fi, err)
 	}
 }

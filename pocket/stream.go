@@ -308,6 +308,9 @@ func (j *Job) GetFile(ctx context.Context, key, dst string, opts ...GetOption) e
 	for _, f := range opts {
 		f(&o)
 	}
+	if err := replaceable(dst); err != nil {
+		return err // before anything is read
+	}
 	for try := 0; ; try++ {
 		again, err := j.getFileOnce(ctx, key, dst, o)
 		if err == nil || !again || try == maxReadRetries {
@@ -339,15 +342,26 @@ func (j *Job) getFileOnce(ctx context.Context, key, dst string, o getOpts) (agai
 }
 
 // GetTo streams the value under key into w and returns the bytes written.
-// With DeleteAfterRead the value (the version read) is deleted only once
-// all of it has been written to w without error; if another reader deleted
-// it first (or a writer replaced it), GetTo answers an error wrapping
-// wire.ErrNotFound (or ErrConflict): what it wrote to w was not its to
-// take.
+// A w with a Flush method (a bufio.Writer) is flushed once all of it is
+// written. With DeleteAfterRead the value (the version read) is deleted
+// only once all of it has been written to w, and w flushed, without error:
+// before, `pocket get --delete-after-read KEY -`, whose output is held
+// back, deleted the value and then failed to write it (a new user's
+// trial: stdout on a full device, or a closed pipe). If another reader
+// deleted it first (or a writer replaced it), GetTo answers an error
+// wrapping wire.ErrNotFound (or ErrConflict): what it wrote to w was not
+// its to take. Unlike Get and GetFile, GetTo does not read a value
+// replaced while it is read again: what it wrote to w cannot be taken
+// back; it answers ErrConflict.
 func (j *Job) GetTo(ctx context.Context, key string, w io.Writer, opts ...GetOption) (int64, error) {
 	var n int64
 	err := j.getWith(ctx, key, opts, func(r io.Reader) (err error) {
-		n, err = io.Copy(w, r)
+		if n, err = io.Copy(w, r); err != nil {
+			return err
+		}
+		if f, ok := w.(interface{ Flush() error }); ok {
+			err = f.Flush() // before a delete-after-read takes the value
+		}
 		return err
 	})
 	return n, err
@@ -449,9 +463,19 @@ func createPart(dst string) (*os.File, error) {
 
 // replaceable reports an error when a rename cannot replace dst: dst names
 // a directory.
+//
+// It also reports one when dst is, or links to, something other than a
+// regular file or a directory (a device, a pipe, a socket): the rename
+// would replace it with a regular file. A new user's download to a device
+// node replaced it, and one to /dev/null as root would have broken it for
+// the whole machine; to write into such a file, get to stdout (pocket get
+// KEY -) or use GetTo.
 func replaceable(dst string) error {
 	if fi, err := os.Lstat(dst); err == nil && fi.IsDir() {
 		return fmt.Errorf("pocket: %s is a directory: a download replaces a file", dst)
+	}
+	if fi, err := os.Stat(dst); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		return fmt.Errorf("pocket: %s is not a regular file (%v): a download replaces a regular file; to write into it, get the value to stdout (pocket get KEY -) or with GetTo", dst, fi.Mode().Type())
 	}
 	return nil
 }

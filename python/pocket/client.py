@@ -3155,6 +3155,7 @@ class Job:
             # Named as dst, not as the temporary file (a new user's trial
             # read ".x.part-19831-..." in a FileNotFoundError).
             raise FileNotFoundError(errno.ENOENT, f"no directory {d!r} to download {key!r} into", os.fspath(dst))
+        _replaceable(dst)
         for attempt in range(_MAX_READ_RETRIES + 1):
             tmp = os.path.join(d, f".{base}.part-{os.getpid()}-{threading.get_ident()}-{random.getrandbits(32):08x}")
             try:
@@ -3183,8 +3184,7 @@ class Job:
                     ver = raw.m.version if raw.m else raw.ver
             except errors.Conflict as e:
                 raise _ReadAgain(e) from None
-            if os.path.isdir(dst) and not os.path.islink(dst):
-                raise IsADirectoryError(f"{os.fspath(dst)} is a directory: a download replaces a file")
+            _replaceable(dst)
             if os.path.isfile(dst):
                 os.chmod(tmp, stat.S_IMODE(os.stat(dst).st_mode))  # dst keeps its mode (the Go SDK's GetFile)
             if delete_after_read:
@@ -3196,6 +3196,22 @@ class Job:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+
+
+def _replaceable(dst) -> None:
+    """Raises when a download cannot replace dst: a directory, or something
+    other than a regular file (a device, a pipe, a socket: the rename would
+    replace it with a regular file; a new user's download to a device node
+    replaced it). The Go SDK's replaceable."""
+    try:
+        st = os.stat(dst)
+    except OSError:
+        return
+    if os.path.isdir(dst) and not os.path.islink(dst):
+        raise IsADirectoryError(f"{os.fspath(dst)} is a directory: a download replaces a file")
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.EINVAL, f"{os.fspath(dst)} is not a regular file: a download replaces a regular file; "
+                      "to write into it, read the value with get or open(key, 'rb')", os.fspath(dst))
 
 
 class _ReadAgain(Exception):

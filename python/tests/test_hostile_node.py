@@ -5,6 +5,7 @@ measured figures (run with -s to see them)."""
 
 from __future__ import annotations
 
+import os
 import resource
 import socket
 import struct
@@ -359,6 +360,25 @@ def test_get_file_reads_a_replaced_value_again(tmp_path):
         dst = tmp_path / "out"
         job.get_file("k", dst)
         assert dst.read_bytes() == b"".join(chunk(2, i) for i in range(1, 5))
+    finally:
+        job.client.close()
+        node.close()
+
+
+def test_get_file_leaves_a_special_file_alone(tmp_path):
+    """get_file to a FIFO (as a device or a socket) raises before reading
+    anything and leaves it as it was; before, the download's rename
+    replaced it with a regular file (a new user's trial replaced a device
+    node). The Go SDK's TestGetFileLeavesASpecialFileAlone."""
+    import stat as st
+    node = Node(lambda op, rid, key: frame(op, rid, payload=b"value"))
+    job = _job(node.addr)
+    dst = tmp_path / "fifo"
+    os.mkfifo(dst)
+    try:
+        with pytest.raises(OSError, match="not a regular file"):
+            job.get_file("k", dst)
+        assert st.S_ISFIFO(os.lstat(dst).st_mode)
     finally:
         job.client.close()
         node.close()

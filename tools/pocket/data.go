@@ -332,9 +332,10 @@ func runGet(args []string) int {
 		return 0
 	}
 	out := &heldOutput{w: os.Stdout, limit: stdoutHold}
+	var n int64
 	for try := 0; ; try++ {
 		out.held = out.held[:0]
-		_, err = j.GetTo(ctx, pos[1], out, opts...)
+		n, err = j.GetTo(ctx, pos[1], out, opts...)
 		// A value replaced while it was read, or taken or replaced before
 		// its delete-after-read, is read again while nothing went to
 		// stdout, as Get reads it again (before, a new user's 57 of 136
@@ -345,11 +346,16 @@ func runGet(args []string) int {
 		}
 	}
 	if err == nil {
-		err = out.flush()
+		err = out.Flush() // GetTo flushed it already; a no-op
 	}
 	err = interruptNote(ctx, "the value was not read whole", err)
 	if err != nil {
 		defer endedNote(j, pos[1], err)
+		if *d.once && out.passed == n && n > 0 && (errors.Is(err, pocket.ErrNotFound) || errors.Is(err, pocket.ErrConflict)) {
+			// Written out before the delete, so that a value whose output
+			// fails stays stored (GetTo flushes before it deletes).
+			return fail("get: %v (the whole value went to stdout, but another reader took it, or a writer replaced it, first: it was not this reader's to take; discard it)", err)
+		}
 		if out.passed > 0 {
 			return fail("get: %v (the first %d bytes went to stdout before the error: they are not the whole value; discard them)", err, out.passed)
 		}
@@ -398,7 +404,7 @@ func (h *heldOutput) Write(p []byte) (int, error) {
 		h.held = append(h.held, p...)
 		return len(p), nil
 	}
-	if err := h.flush(); err != nil {
+	if err := h.Flush(); err != nil {
 		return 0, err
 	}
 	h.open = true
@@ -407,8 +413,10 @@ func (h *heldOutput) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// flush passes what is held to w.
-func (h *heldOutput) flush() error {
+// Flush passes what is held to w. GetTo calls it before a
+// delete-after-read deletes the value, so a value whose output fails
+// stays stored.
+func (h *heldOutput) Flush() error {
 	n, err := h.w.Write(h.held)
 	h.passed += int64(n)
 	h.held = h.held[n:]

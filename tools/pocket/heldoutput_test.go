@@ -23,7 +23,7 @@ func TestHeldOutput(t *testing.T) {
 	w.Reset()
 	h = &heldOutput{w: &w, limit: 10}
 	h.Write([]byte("short"))
-	if err := h.flush(); err != nil || w.String() != "short" || h.passed != 5 {
+	if err := h.Flush(); err != nil || w.String() != "short" || h.passed != 5 {
 		t.Fatalf("flush: %q passed %d %v", w.String(), h.passed, err)
 	}
 }
