@@ -66,7 +66,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, tier uint8, nodes 
 }
 
 // noteFreed takes the bytes the node at addr freed on a drop order off
-// its tiers' used bytes (the job's tier first), which its heartbeats
+// its used bytes on the job's tier, which its heartbeats
 // report: until its next heartbeat they counted what had just been
 // dropped, and a job registered right after another ended was refused
 // space, or placed on a costlier tier, for the ended job's bytes (a new
@@ -88,6 +88,15 @@ func (c *Controller) noteFreed(addr, job string, tier uint8, freed int64) {
 	if n == nil {
 		return
 	}
+	if !n.tiersKept {
+		// The used bytes came from an early or hurried heartbeat, whose
+		// per-job bytes jobLoads does not hold: whether they counted the
+		// job's is not known. A hostile re-check sent the node requests
+		// ahead of its epoch, so that it heartbeat every 50 ms, and the
+		// job's bytes, gone from such a heartbeat's used bytes, were
+		// taken again: a 100 MiB job was allotted a node's last 64 MiB.
+		return
+	}
 	if l := &n.jobLoads; l.reports && l.n > 0 {
 		switch b, listed := l.held(job); {
 		case listed:
@@ -96,18 +105,8 @@ func (c *Controller) noteFreed(addr, job string, tier uint8, freed int64) {
 			freed = 0
 		}
 	}
-	if freed <= 0 {
-		return
-	}
-	for pass := range 2 {
-		for i := range n.tiers {
-			t := &n.tiers[i]
-			if (t.Kind == tier) == (pass == 0) && freed > 0 {
-				take := min(freed, max(t.UsedBytes, 0))
-				t.UsedBytes -= take
-				freed -= take
-			}
-		}
+	if t := n.tier(tier); t != nil && freed > 0 {
+		t.UsedBytes -= min(freed, max(t.UsedBytes, 0)) // the job's puts go to its tier alone
 	}
 	if l := c.loads[addr]; l != nil {
 		l.unusedOK = false

@@ -210,3 +210,51 @@ func TestDropReportedAgainIsNotTakenTwice(t *testing.T) {
 		t.Fatalf("the node counts %d bytes used after the drop its heartbeat had counted (%d), which the order reported again (%d)", got, used, res.Bytes)
 	}
 }
+
+// TestDropAfterAnEarlyHeartbeatIsNotTakenTwice: when a node's used bytes
+// came from an early heartbeat (one a client can cause, whose per-job
+// bytes are not kept), whether they still counted a dropped job's bytes
+// is not known, and the drop order's freed bytes are not taken off them.
+// Before, a hostile re-check had the node heartbeat every 50 ms; an early
+// heartbeat had already counted the job's bytes gone, they were taken
+// again, and a 100 MiB job was allotted a node's last 64 MiB.
+func TestDropAfterAnEarlyHeartbeatIsNotTakenTwice(t *testing.T) {
+	n := guardedNode(t, netio.Config{Loops: 1})
+	addr := n.Addr().String()
+	c := newTest(t, Config{Secret: testSecret, Logger: quietLog, DropTimeout: 2 * time.Second})
+	reg := dramNode(addr, 64<<20, 8000)
+	reg.Incarnation = n.Incarnation()
+	mustRegister(t, c, reg)
+	m, err := c.RegisterJob("gone", wire.JobHints{CapacityBytes: 10 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := dataclient.New(dataclient.Options{})
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 8 {
+		req := wire.Request{Job: []byte(m.Job), Key: fmt.Appendf(nil, "k%d", i), Token: m.Token, Epoch: m.Epoch}
+		if _, err := cl.Do(ctx, addr, wire.OpPut, 0, &req, make([]byte, 1<<20-4096), nil); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	dram := n.Tiers()[0]
+	held := dram.JobUsage([]byte(m.Job))
+	used := dram.Usage().Used + 20<<20 // as if other jobs held 20 MiB more
+	tiers := func(u int64) []wire.TierStat {
+		return []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 64 << 20, UsedBytes: u, Mbps: 8000}}
+	}
+	c.heartbeat(&wire.Heartbeat{Addr: addr, Incarnation: n.Incarnation(), Tiers: tiers(used), Loads: []wire.JobLoad{{Job: m.Job, Bytes: held}}})
+	early := used - held // an early heartbeat after the node dropped the job itself
+	c.heartbeat(&wire.Heartbeat{Addr: addr, Incarnation: n.Incarnation(), Early: true, Tiers: tiers(early)})
+	if _, err := c.DeregisterJob(ctx, m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	got := c.nodes[addr].tier(kindDRAM).UsedBytes
+	c.mu.Unlock()
+	if got != early {
+		t.Fatalf("the node counts %d bytes used; its early heartbeat had counted %d, the job's %d bytes gone already", got, early, held)
+	}
+}

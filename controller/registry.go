@@ -125,9 +125,13 @@ type Controller struct {
 
 // node is a registered storage node.
 type node struct {
-	addr      string
-	state     wire.NodeState
-	tiers     []wire.TierStat
+	addr  string
+	state wire.NodeState
+	tiers []wire.TierStat
+	// tiersKept: tiers came from a heartbeat kept for the figures
+	// (not an early or hurried one), whose per-job bytes jobLoads holds
+	// (noteFreed).
+	tiersKept bool
 	cores     uint32
 	rx, tx    float64
 	cpu       float64
@@ -423,6 +427,9 @@ func (c *Controller) heartbeat(hb *wire.Heartbeat) *wire.NodeAck {
 	// metaclient.DefaultWakeGap, and the node's next heartbeat covers its
 	// interval.
 	kept := !hb.Early && (!n.hurried || n.hist.n == 0)
+	if len(hb.Tiers) > 0 {
+		n.tiersKept = kept
+	}
 	if kept {
 		n.rx, n.tx, n.cpu = hb.RxMbps, hb.TxMbps, hb.CPUPercent
 		n.metrics = hb.Metrics
