@@ -511,7 +511,7 @@ func RefusedForSpace(err error) bool {
 // node out of the job's map or a stalled connection, which every other
 // connection meets too.
 func persistent(err error) bool {
-	return errors.Is(err, ErrNeedsJob) || errors.Is(err, ErrNotInMap) || errors.Is(err, ErrStalled)
+	return errors.Is(err, ErrNeedsJob) || errors.Is(err, ErrNotInMap) || errors.Is(err, ErrStalled) || errors.Is(err, ErrWrongTier)
 }
 
 // worker is one connection's loop and its private results.
@@ -623,7 +623,7 @@ func (w *worker) batch(t0 time.Time, measured bool) error {
 			if w.firstErr == nil {
 				w.firstErr = err
 			}
-		case errors.Is(err, ErrNeedsJob), errors.Is(err, ErrNotInMap):
+		case errors.Is(err, ErrNeedsJob), errors.Is(err, ErrNotInMap), errors.Is(err, ErrWrongTier):
 			// The store answered this request, refusing the job (or
 			// this node is out of the job's map): no retry changes
 			// that, and the run stops. The stream is in step: the
@@ -772,7 +772,7 @@ func preloadBatch(c Conn, keys *Keyspace, value []byte, first, step, depth int, 
 			if answered == nil {
 				answered = err
 			}
-		case errors.Is(err, ErrNeedsJob), errors.Is(err, ErrNotInMap):
+		case errors.Is(err, ErrNeedsJob), errors.Is(err, ErrNotInMap), errors.Is(err, ErrWrongTier):
 			// Answered, not stored: the rest of the batch is read
 			// (the stream is in step), then the preload stops.
 			if stop == nil {

@@ -178,6 +178,13 @@ var ErrNotInMap = errors.New("no epoch the run could adopt changes that: --addr 
 	"give one its current map names (`pocket status --json` lists them under jobs[].nodes; the list `pocket job register --json` printed " +
 	"is stale once the map changes), or --controller ADDR to drive the job through the SDK over its map")
 
+// ErrWrongTier is returned when a node refuses the run's tier: it has no
+// such tier, or the job was placed on the other (its puts go there): every
+// request would be refused the same way, so the run stops. Before, a put
+// run of a job placed on NVMe with the default --tier dram counted 455,976
+// refusals in 15 s (a new user's trial).
+var ErrWrongTier = errors.New("pass --tier with the job's tier (pocket job register and pocket status --json name it) and one the node has")
+
 // needsJob reports whether a reply code refuses the job itself (its id or
 // token), which no retry changes.
 func needsJob(c wire.Code) bool {
@@ -193,6 +200,8 @@ func checkPocket(op wire.Op, r *client.Response, size int) error {
 		return fmt.Errorf("bench: pocket: %v answered with %v", op, r.Op)
 	case needsJob(r.Code):
 		return fmt.Errorf("node refused the job: %w; %w", r.Err(), ErrNeedsJob)
+	case r.Code == wire.CodeUnsupported:
+		return fmt.Errorf("node refused the run's tier: %w; %w", r.Err(), ErrWrongTier)
 	case op == wire.OpDelete && r.Code == wire.CodeNotFound:
 		// Not deleted: a key the run wrote to this node is no longer
 		// there, most often because the job's map changed and the
