@@ -114,6 +114,60 @@ func guardedNode(t *testing.T, net netio.Config) *dataplane.Node {
 	return n
 }
 
+// spareRig is a controller with one guarded node of a 64 MiB DRAM tier
+// registered, and a data client, for the tests of what drops free.
+type spareRig struct {
+	n    *dataplane.Node
+	addr string
+	c    *Controller
+	cl   *dataclient.Client
+	ctx  context.Context
+}
+
+func newSpareRig(t *testing.T) *spareRig {
+	t.Helper()
+	n := guardedNode(t, netio.Config{Loops: 1})
+	r := &spareRig{n: n, addr: n.Addr().String(), c: newTest(t, Config{Secret: testSecret, Logger: quietLog, DropTimeout: 2 * time.Second})}
+	reg := dramNode(r.addr, 64<<20, 8000)
+	reg.Incarnation = n.Incarnation()
+	mustRegister(t, r.c, reg)
+	r.cl = dataclient.New(dataclient.Options{})
+	t.Cleanup(func() { r.cl.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	r.ctx = ctx
+	return r
+}
+
+// job registers a job named name with a capacity hint of mib MiB and puts
+// mib values of 1 MiB less 4 KiB into it.
+func (r *spareRig) job(t *testing.T, name string, mib int) *wire.PlacementMap {
+	t.Helper()
+	m, err := r.c.RegisterJob(name, wire.JobHints{CapacityBytes: int64(mib) << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range mib {
+		req := wire.Request{Job: []byte(m.Job), Key: fmt.Appendf(nil, "k%d", i), Token: m.Token, Epoch: m.Epoch}
+		if _, err := r.cl.Do(r.ctx, r.addr, wire.OpPut, 0, &req, make([]byte, 1<<20-4096), nil); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	return m
+}
+
+// dramStat is the node's DRAM tier with u bytes used, as a heartbeat says.
+func dramStat(u int64) []wire.TierStat {
+	return []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 64 << 20, UsedBytes: u, Mbps: 8000}}
+}
+
+// usedSeen is the node's DRAM used bytes as the controller counts them.
+func (r *spareRig) usedSeen() int64 {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	return r.c.nodes[r.addr].tier(kindDRAM).UsedBytes
+}
+
 // TestDroppedBytesAreSpareAtOnce: the bytes a deregistered job's nodes
 // freed on its drop orders are spare at once, not from their next
 // heartbeat: a job asking for them registers right after. Before, the
@@ -121,32 +175,14 @@ func guardedNode(t *testing.T, net netio.Config) *dataplane.Node {
 // user's job registered right after another ended was refused space (or
 // placed on a costlier tier) until the next heartbeat.
 func TestDroppedBytesAreSpareAtOnce(t *testing.T) {
-	n := guardedNode(t, netio.Config{Loops: 1})
-	addr := n.Addr().String()
-	c := newTest(t, Config{Secret: testSecret, Logger: quietLog, DropTimeout: 2 * time.Second})
-	reg := dramNode(addr, 64<<20, 8000)
-	reg.Incarnation = n.Incarnation()
-	mustRegister(t, c, reg)
-	m, err := c.RegisterJob("first", wire.JobHints{CapacityBytes: 40 << 20})
-	if err != nil {
+	r := newSpareRig(t)
+	m := r.job(t, "first", 40)
+	used := r.n.Tiers()[0].Usage().Used
+	r.c.heartbeat(&wire.Heartbeat{Addr: r.addr, Tiers: dramStat(used)})
+	if _, err := r.c.DeregisterJob(r.ctx, m.Job, m.Token); err != nil {
 		t.Fatal(err)
 	}
-	cl := dataclient.New(dataclient.Options{})
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for i := range 40 {
-		req := wire.Request{Job: []byte(m.Job), Key: fmt.Appendf(nil, "k%d", i), Token: m.Token, Epoch: m.Epoch}
-		if _, err := cl.Do(ctx, addr, wire.OpPut, 0, &req, make([]byte, 1<<20-4096), nil); err != nil {
-			t.Fatalf("put %d: %v", i, err)
-		}
-	}
-	used := n.Tiers()[0].Usage().Used
-	c.heartbeat(&wire.Heartbeat{Addr: addr, Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 64 << 20, UsedBytes: used, Mbps: 8000}}})
-	if _, err := c.DeregisterJob(ctx, m.Job, m.Token); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.RegisterJob("second", wire.JobHints{CapacityBytes: 40 << 20}); err != nil {
+	if _, err := r.c.RegisterJob("second", wire.JobHints{CapacityBytes: 40 << 20}); err != nil {
 		t.Fatalf("a job asking for the bytes the first freed, registered right after: %v (the node's last heartbeat counted %d bytes used)", err, used)
 	}
 }
@@ -158,55 +194,28 @@ func TestDroppedBytesAreSpareAtOnce(t *testing.T) {
 // its used bytes again. Before, they were: a hostile re-check read another
 // job's 500 MiB on the node as 0 used until the next heartbeat.
 func TestDropReportedAgainIsNotTakenTwice(t *testing.T) {
-	n := guardedNode(t, netio.Config{Loops: 1})
-	addr := n.Addr().String()
-	c := newTest(t, Config{Secret: testSecret, Logger: quietLog, DropTimeout: 2 * time.Second})
-	reg := dramNode(addr, 64<<20, 8000)
-	reg.Incarnation = n.Incarnation()
-	mustRegister(t, c, reg)
-	cl := dataclient.New(dataclient.Options{})
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var maps []*wire.PlacementMap
-	for _, name := range []string{"keeper", "gone"} {
-		m, err := c.RegisterJob(name, wire.JobHints{CapacityBytes: 10 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
-		maps = append(maps, m)
-		for i := range 8 {
-			req := wire.Request{Job: []byte(m.Job), Key: fmt.Appendf(nil, "k%d", i), Token: m.Token, Epoch: m.Epoch}
-			if _, err := cl.Do(ctx, addr, wire.OpPut, 0, &req, make([]byte, 1<<20-4096), nil); err != nil {
-				t.Fatalf("put %d: %v", i, err)
-			}
-		}
-	}
-	keeper, gone := maps[0], maps[1]
-	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 1, Full: true,
+	r := newSpareRig(t)
+	keeper, gone := r.job(t, "keeper", 8), r.job(t, "gone", 8)
+	r.n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 1, Full: true,
 		Jobs: []wire.JobEpoch{{Job: keeper.Job, Epoch: keeper.Epoch}, {Job: gone.Job, Epoch: gone.Epoch}}})
-	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 2, Jobs: []wire.JobEpoch{{Job: gone.Job, Revoked: true}}})
-	dram := n.Tiers()[0]
+	r.n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 2, Jobs: []wire.JobEpoch{{Job: gone.Job, Revoked: true}}})
+	dram := r.n.Tiers()[0]
 	for deadline := time.Now().Add(5 * time.Second); dram.JobUsage([]byte(gone.Job)) != 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the node did not drop the revoked job")
 		}
 	}
 	used, kept := dram.Usage().Used, dram.JobUsage([]byte(keeper.Job))
-	c.heartbeat(&wire.Heartbeat{Addr: addr, Incarnation: n.Incarnation(),
-		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 64 << 20, UsedBytes: used, Mbps: 8000}},
+	r.c.heartbeat(&wire.Heartbeat{Addr: r.addr, Incarnation: r.n.Incarnation(), Tiers: dramStat(used),
 		Loads: []wire.JobLoad{{Job: keeper.Job, Bytes: kept}}})
-	res, err := c.DeregisterJob(ctx, gone.Job, gone.Token)
+	res, err := r.c.DeregisterJob(r.ctx, gone.Job, gone.Token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Bytes == 0 {
 		t.Fatalf("the order reported no bytes freed: %+v (the test needs the node's own drop reported again)", res)
 	}
-	c.mu.Lock()
-	got := c.nodes[addr].tier(kindDRAM).UsedBytes
-	c.mu.Unlock()
-	if got != used {
+	if got := r.usedSeen(); got != used {
 		t.Fatalf("the node counts %d bytes used after the drop its heartbeat had counted (%d), which the order reported again (%d)", got, used, res.Bytes)
 	}
 }
@@ -219,42 +228,18 @@ func TestDropReportedAgainIsNotTakenTwice(t *testing.T) {
 // heartbeat had already counted the job's bytes gone, they were taken
 // again, and a 100 MiB job was allotted a node's last 64 MiB.
 func TestDropAfterAnEarlyHeartbeatIsNotTakenTwice(t *testing.T) {
-	n := guardedNode(t, netio.Config{Loops: 1})
-	addr := n.Addr().String()
-	c := newTest(t, Config{Secret: testSecret, Logger: quietLog, DropTimeout: 2 * time.Second})
-	reg := dramNode(addr, 64<<20, 8000)
-	reg.Incarnation = n.Incarnation()
-	mustRegister(t, c, reg)
-	m, err := c.RegisterJob("gone", wire.JobHints{CapacityBytes: 10 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := dataclient.New(dataclient.Options{})
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for i := range 8 {
-		req := wire.Request{Job: []byte(m.Job), Key: fmt.Appendf(nil, "k%d", i), Token: m.Token, Epoch: m.Epoch}
-		if _, err := cl.Do(ctx, addr, wire.OpPut, 0, &req, make([]byte, 1<<20-4096), nil); err != nil {
-			t.Fatalf("put %d: %v", i, err)
-		}
-	}
-	dram := n.Tiers()[0]
+	r := newSpareRig(t)
+	m := r.job(t, "gone", 8)
+	dram := r.n.Tiers()[0]
 	held := dram.JobUsage([]byte(m.Job))
 	used := dram.Usage().Used + 20<<20 // as if other jobs held 20 MiB more
-	tiers := func(u int64) []wire.TierStat {
-		return []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 64 << 20, UsedBytes: u, Mbps: 8000}}
-	}
-	c.heartbeat(&wire.Heartbeat{Addr: addr, Incarnation: n.Incarnation(), Tiers: tiers(used), Loads: []wire.JobLoad{{Job: m.Job, Bytes: held}}})
+	r.c.heartbeat(&wire.Heartbeat{Addr: r.addr, Incarnation: r.n.Incarnation(), Tiers: dramStat(used), Loads: []wire.JobLoad{{Job: m.Job, Bytes: held}}})
 	early := used - held // an early heartbeat after the node dropped the job itself
-	c.heartbeat(&wire.Heartbeat{Addr: addr, Incarnation: n.Incarnation(), Early: true, Tiers: tiers(early)})
-	if _, err := c.DeregisterJob(ctx, m.Job, m.Token); err != nil {
+	r.c.heartbeat(&wire.Heartbeat{Addr: r.addr, Incarnation: r.n.Incarnation(), Early: true, Tiers: dramStat(early)})
+	if _, err := r.c.DeregisterJob(r.ctx, m.Job, m.Token); err != nil {
 		t.Fatal(err)
 	}
-	c.mu.Lock()
-	got := c.nodes[addr].tier(kindDRAM).UsedBytes
-	c.mu.Unlock()
-	if got != early {
+	if got := r.usedSeen(); got != early {
 		t.Fatalf("the node counts %d bytes used; its early heartbeat had counted %d, the job's %d bytes gone already", got, early, held)
 	}
 }
