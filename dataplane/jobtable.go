@@ -172,7 +172,7 @@ type jobEntry struct {
 	// the drop again past the linger drops them too.
 	dropAll bool
 	// tiers are the tiers its puts may go to (wire.JobEpoch.Tiers, bit
-	// 1<<tier; 0: any): admit refuses others (errWrongTier). Last, among
+	// 1<<tier; 0: any): admit refuses others (wrongTier). Last, among
 	// the cold fields, so the hot ones keep their places.
 	tiers atomic.Uint32
 }

@@ -345,9 +345,6 @@ func runGet(args []string) int {
 			break
 		}
 	}
-	if err == nil {
-		err = out.Flush() // GetTo flushed it already; a no-op
-	}
 	err = interruptNote(ctx, "the value was not read whole", err)
 	if err != nil {
 		defer endedNote(j, pos[1], err)
