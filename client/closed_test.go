@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -36,12 +37,7 @@ func TestClosedByNodeOnlyForACloseOrReset(t *testing.T) {
 		_, _ = nc.Write(make([]byte, wire.HeaderLen)) // no frame's header
 		<-ctx.Done()
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := ln.Addr().String()
-	ln.Close()
+	refused := nettest.RefusedAddr(t)
 
 	for _, tc := range []struct {
 		what, addr string

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -25,13 +26,8 @@ func TestNotSentTellsDialFromLostReply(t *testing.T) {
 	c := client.New(client.Options{DialTimeout: time.Second})
 	defer c.Close()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone := ln.Addr().String()
-	ln.Close() // nothing listens there now
-	_, err = c.Do(ctx, gone, wire.OpPing, 0, &wire.Request{}, nil, nil)
+	gone := nettest.RefusedAddr(t)
+	_, err := c.Do(ctx, gone, wire.OpPing, 0, &wire.Request{}, nil, nil)
 	checkUnavailable(t, "failed dial", err, true)
 
 	read := make(chan struct{}, 1)

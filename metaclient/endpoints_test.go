@@ -4,17 +4,16 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -107,38 +106,6 @@ func startLeader(t *testing.T) string {
 	return a.String()
 }
 
-// deadAddr is a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	a, release := reserveAddr(t)
-	t.Cleanup(release)
-	return a
-}
-
-// reserveAddr returns a loopback address nothing listens at (a dial is
-// refused) and that no other socket can take until release: a socket bound
-// there, not listening. Before, the address was a closed listener's, and a
-// test package running alongside could take the port and answer at it (a
-// CI run: TestRetryWhileRefused answered after 155 ms, before its
-// controller listened).
-func reserveAddr(t *testing.T) (string, func()) {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		syscall.Close(fd)
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		syscall.Close(fd)
-		t.Fatal(err)
-	}
-	var once sync.Once
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port), func() { once.Do(func() { syscall.Close(fd) }) }
-}
-
 func status(cs *metaclient.Controllers, ctx context.Context) error {
 	return cs.Do(ctx, func(c *metaclient.Client) error { _, err := c.Status(ctx); return err })
 }
@@ -149,7 +116,7 @@ func status(cs *metaclient.Controllers, ctx context.Context) error {
 func TestControllersFindTheLeader(t *testing.T) {
 	leader := startLeader(t)
 	f := startFollower(t, leader)
-	cs, err := metaclient.NewControllers([]string{deadAddr(t), f.addr}, metaclient.Options{Logger: quiet})
+	cs, err := metaclient.NewControllers([]string{nettest.RefusedAddr(t), f.addr}, metaclient.Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -21,7 +22,7 @@ import (
 // controller's address (a restart) waits for it, for any op, instead of
 // failing with "connection refused"; fails on the code before the retry.
 func TestRetryWhileRefused(t *testing.T) {
-	addr, release := reserveAddr(t)
+	addr, release := nettest.ReserveAddr(t)
 	t.Cleanup(release)
 	mc := metaclient.New(addr, metaclient.Options{Logger: quiet})
 	defer mc.Close()
@@ -46,7 +47,7 @@ func TestRetryWhileRefused(t *testing.T) {
 // TestRetryForBound: Options.RetryFor ends the wait; the error is still
 // the refusal (so a CLI can tell the user nothing listens there).
 func TestRetryForBound(t *testing.T) {
-	mc := metaclient.New(deadAddr(t), metaclient.Options{Logger: quiet, RetryFor: 300 * time.Millisecond})
+	mc := metaclient.New(nettest.RefusedAddr(t), metaclient.Options{Logger: quiet, RetryFor: 300 * time.Millisecond})
 	defer mc.Close()
 	start := time.Now()
 	_, err := mc.Status(context.Background())
@@ -56,7 +57,7 @@ func TestRetryForBound(t *testing.T) {
 	if d := time.Since(start); d < 200*time.Millisecond || d > 5*time.Second {
 		t.Fatalf("gave up after %v, want about RetryFor (300ms)", d)
 	}
-	none := metaclient.New(deadAddr(t), metaclient.Options{Logger: quiet, RetryFor: -1})
+	none := metaclient.New(nettest.RefusedAddr(t), metaclient.Options{Logger: quiet, RetryFor: -1})
 	defer none.Close()
 	start = time.Now()
 	if _, err := none.Status(context.Background()); !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) > 2*time.Second {
@@ -70,7 +71,7 @@ func TestRetryForBound(t *testing.T) {
 // (an operator's trial: a node pointed at a controller that was not
 // running logged timeouts, never "connection refused").
 func TestRefusedUntilTheDeadlineSaysRefused(t *testing.T) {
-	mc := metaclient.New(deadAddr(t), metaclient.Options{Logger: quiet})
+	mc := metaclient.New(nettest.RefusedAddr(t), metaclient.Options{Logger: quiet})
 	defer mc.Close()
 	for range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
@@ -216,7 +217,7 @@ func isAnswer(err error) bool {
 func TestNewList(t *testing.T) {
 	lead := startLeader(t)
 	f := startFollower(t, lead)
-	mc := metaclient.New(deadAddr(t)+","+f.addr, metaclient.Options{Logger: quiet})
+	mc := metaclient.New(nettest.RefusedAddr(t)+","+f.addr, metaclient.Options{Logger: quiet})
 	defer mc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
 	"github.com/pocketstore/pocket/dataplane"
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -173,12 +173,7 @@ func TestSecondNodeAtAnAddressRunEnds(t *testing.T) {
 // get in once it is reached).
 func TestUnconfirmedRestartKeepsRetrying(t *testing.T) {
 	ctl, addr := lifeController(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone := ln.Addr().String() // nobody serves here once it is closed
-	ln.Close()
+	gone := nettest.RefusedAddr(t) // nobody serves here
 	if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: gone, Incarnation: 5, Cores: 1,
 		Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 20}}}); err != nil {
 		t.Fatal(err)

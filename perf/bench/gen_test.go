@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/client"
+	"github.com/pocketstore/pocket/internal/nettest"
 )
 
 // checkRun asserts a clean run: operations measured, no errors, every
@@ -128,9 +129,7 @@ func TestStuckServerEndsTheRun(t *testing.T) {
 }
 
 func TestDialFailure(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := nettest.RefusedAddr(t)
 	cfg := Config{Op: Put, Size: 10, Conns: 1, Pipeline: 1, Duration: time.Second}
 	if _, err := Run(context.Background(), cfg, RESPDialer(addr, 10)); err == nil {
 		t.Fatal("Run against a closed port succeeded")

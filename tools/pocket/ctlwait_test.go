@@ -1,12 +1,13 @@
 package main
 
 import (
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pocketstore/pocket/internal/nettest"
 )
 
 // TestCommandsGiveUpOnARefusingController (new user's trial): every
@@ -19,12 +20,7 @@ import (
 // twice (6 s), once for each of their calls.
 func TestCommandsGiveUpOnARefusingController(t *testing.T) {
 	bin := buildPocketBinary(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now: connections are refused
+	addr := nettest.RefusedAddr(t)
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte(strings.Repeat("k", 32)), 0o600); err != nil {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/pocket"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -26,7 +26,7 @@ func TestLsNamesGoneNodes(t *testing.T) {
 	if err := j.Put(ctx, "keep", []byte("persisted value"), pocket.Persist()); err != nil {
 		t.Fatal(err)
 	}
-	cred := withNode(t, j.Credential(), deadAddr(t))
+	cred := withNode(t, j.Credential(), nettest.RefusedAddr(t))
 	if _, err := ctl.DeregisterJob(ctx, m.Job, m.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestLsSaysWhenEveryNodeIsGone(t *testing.T) {
 	if err := j.Put(ctx, "keep", []byte("persisted value"), pocket.Persist()); err != nil {
 		t.Fatal(err)
 	}
-	gone, dead := deadAddr(t), deadAddr(t)
+	gone, dead := nettest.RefusedAddr(t), nettest.RefusedAddr(t)
 	cred := editNodes(t, j.Credential(), func([]any) []any {
 		return []any{map[string]any{"ID": gone, "Weight": 1}, map[string]any{"ID": dead, "Weight": 1, "dead": true}}
 	})
@@ -99,18 +99,6 @@ func newDataJob(t *testing.T, name string) (context.Context, *dataJob) {
 		t.Fatal(err)
 	}
 	return ctx, &dataJob{bin: bin, ctl: ctl, addr: addr, m: m, s: s, j: j}
-}
-
-// deadAddr is a loopback address nothing listens at.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
 }
 
 // withNode returns cred with one more node in its map, at addr, of a

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pocketstore/pocket/internal/nettest"
 )
 
 // TestDataCommandsNameAMissingController: with no controller at the
@@ -15,12 +16,7 @@ import (
 // whatever --insecure said.
 func TestDataCommandsNameAMissingController(t *testing.T) {
 	bin := buildPocketBinary(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	addr := nettest.RefusedAddr(t)
 	dir := t.TempDir()
 	env := cleanEnv("HOME="+dir, "POCKET_CONTROLLER="+addr, "POCKET_TOKEN="+strings.Repeat("ab", 49),
 		"POCKET_TLS_DIR="+filepath.Join(dir, "no-such-tls-dir"))

@@ -4,47 +4,22 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/wire"
 )
 
 // gaveBack finds the allotment a deregistration says it gave back.
 var gaveBack = regexp.MustCompile(`gave back its allotment of ([0-9.e+]+) Mb/s and `)
-
-// closedAddr is a loopback address nothing listens on.
-//
-// The port is held until the test ends by a socket bound there, not
-// listening: a dial is refused, and no other socket can take the port.
-// Before, the address was a closed listener's, and a test package running
-// alongside took the port for a node of its own, whose "bad token" answer
-// failed TestDeregisterDeadNodes (a CI run).
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-}
 
 // TestDeregisterDeadNodes: `pocket job deregister` exits 0 when the only
 // nodes that did not drop the job's data are dead (one line says so), and
@@ -78,7 +53,7 @@ func TestDeregisterDeadNodes(t *testing.T) {
 		return pocketRun(t, bin, env, "", "job", "deregister", "--insecure", m.Job)
 	}
 
-	dead := closedAddr(t)
+	dead := nettest.RefusedAddr(t)
 	register(dead)
 	m, err := ctl.RegisterJob("on-a-dead-node", wire.JobHints{})
 	if err != nil || len(m.Nodes) != 1 {
@@ -99,7 +74,7 @@ func TestDeregisterDeadNodes(t *testing.T) {
 		t.Errorf("deregister with its only node dead: stdout %q; want no values said to stay", out)
 	}
 
-	alive, dead2 := closedAddr(t), closedAddr(t)
+	alive, dead2 := nettest.RefusedAddr(t), nettest.RefusedAddr(t)
 	register(alive)
 	register(dead2)
 	m, err = ctl.RegisterJob("dead-and-unreachable", wire.JobHints{PeakMbps: 16000})

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -14,7 +15,7 @@ import (
 // as of the node's last pass.
 func TestDrainAgainPastItsDeadline(t *testing.T) {
 	ctl, addr := drainController(t, "0123456789abcdef-drain-again-secret")
-	nodes := []string{closedAddr(t), closedAddr(t)}
+	nodes := []string{nettest.RefusedAddr(t), nettest.RefusedAddr(t)}
 	for _, n := range nodes {
 		if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: n, Cores: 2,
 			Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}}); err != nil {

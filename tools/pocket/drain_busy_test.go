@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -20,7 +21,7 @@ import (
 // had one refused, and that node left as a dead one, its values lost.
 func TestDrainRetryBusy(t *testing.T) {
 	ctl, addr := drainController(t, "0123456789abcdef-drain-busy-secret")
-	nodes := []string{closedAddr(t), closedAddr(t), closedAddr(t)}
+	nodes := []string{nettest.RefusedAddr(t), nettest.RefusedAddr(t), nettest.RefusedAddr(t)}
 	for _, n := range nodes {
 		if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: n, Cores: 2,
 			Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 1000}}}); err != nil {

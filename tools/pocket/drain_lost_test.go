@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -24,7 +25,7 @@ func TestDrainCommandSaysWhenValuesWereLost(t *testing.T) {
 	ctl, addr := drainControllerWith(t, "0123456789abcdef-drain-lost-secret", controller.Config{
 		HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 400 * time.Millisecond, DeadNodeGrace: -1, ForgetAfter: time.Hour})
 	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, UsedBytes: 3 << 20, Mbps: 8000}}
-	nodes := []string{closedAddr(t), closedAddr(t), closedAddr(t)}
+	nodes := []string{nettest.RefusedAddr(t), nettest.RefusedAddr(t), nettest.RefusedAddr(t)}
 	for i, n := range nodes {
 		if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: n, Cores: 2, Tiers: tiers, Incarnation: uint64(i + 1)}); err != nil {
 			t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller"
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -42,7 +43,7 @@ func TestDrainCommandPersistedValues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nodes := []string{closedAddr(t), closedAddr(t), closedAddr(t)}
+	nodes := []string{nettest.RefusedAddr(t), nettest.RefusedAddr(t), nettest.RefusedAddr(t)}
 	for _, n := range nodes {
 		ack, err := ctl.RegisterNode(&wire.NodeRegister{Addr: n, Cores: 2,
 			Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}})
@@ -109,7 +110,7 @@ func TestDrainCommandPersistedValues(t *testing.T) {
 func TestDrainCommandHeldExitStatus(t *testing.T) {
 	ctl, addr := drainController(t, "0123456789abcdef-drain-held-secret")
 	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, UsedBytes: 3 << 20, Mbps: 8000}}
-	nodes := []string{closedAddr(t), closedAddr(t)}
+	nodes := []string{nettest.RefusedAddr(t), nettest.RefusedAddr(t)}
 	for _, n := range nodes {
 		if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: n, Cores: 2, Tiers: tiers}); err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -15,7 +16,7 @@ import (
 // not be deregistered at all.
 func TestJobEndByTheOperator(t *testing.T) {
 	ctl, addr := drainController(t, "0123456789abcdef-job-end-secret")
-	node := closedAddr(t)
+	node := nettest.RefusedAddr(t)
 	if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: node, Cores: 2,
 		Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}}); err != nil {
 		t.Fatal(err)
@@ -78,7 +79,7 @@ func TestJobEndByTheOperator(t *testing.T) {
 // refusal's "bad token" alone.
 func TestDrainWithAnotherClustersSecret(t *testing.T) {
 	ctl, addr := drainController(t, "0123456789abcdef-drain-secret-0")
-	node := closedAddr(t)
+	node := nettest.RefusedAddr(t)
 	if _, err := ctl.RegisterNode(&wire.NodeRegister{Addr: node, Cores: 2,
 		Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30, Mbps: 8000}}}); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pocketstore/pocket/controller/state"
+	"github.com/pocketstore/pocket/internal/nettest"
 	"github.com/pocketstore/pocket/internal/pki"
 	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
@@ -44,12 +45,7 @@ func TestJobProfileNamedControllerDown(t *testing.T) {
 	t.Setenv(envTLSDir, "")
 	t.Setenv(metaclient.EnvController, "")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	named := ln.Addr().String() // the controller asked for: down
-	ln.Close()
+	named := nettest.RefusedAddr(t) // the controller asked for: down
 
 	out, errOut, code := outputOf(t, func() int { return runJobProfile([]string{"small", "--controller", named}) })
 	if code == 0 || strings.Contains(out, "small-local-7") {
