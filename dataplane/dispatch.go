@@ -167,6 +167,15 @@ func (n *Node) onData(c *netio.Conn, cs *connState, in []byte) (int, error) {
 		if int64(len(payload)) > int64(h.PayloadLen) {
 			payload = payload[:h.PayloadLen]
 		}
+		if h.Op >= wire.ControlBase {
+			// Its metadata is a control message, not a request: say
+			// where it belongs without decoding it as one.
+			if !n.skipPayload(c, cs, &h, payload, errControlOp(h.Op)) {
+				return len(in), nil
+			}
+			done += body + int(h.PayloadLen)
+			continue
+		}
 		if k >= 0 {
 			cs.req = pb.req[k] // prefetch decoded it
 		} else if err := wire.DecodeRequest(b[wire.HeaderLen:body], &n.lim, &cs.req); err != nil {
@@ -286,9 +295,6 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		return nil, err
 	}
 	if len(r.Job) == 0 {
-		if h.Op >= wire.ControlBase {
-			return nil, errControlOp(h.Op)
-		}
 		return nil, errNoJob
 	}
 	if err := cs.auth.check(n.cfg.Guard, r.Job, r.Token); err != nil {

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	flatbuffers "github.com/google/flatbuffers/go"
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/token"
 	"github.com/pocketstore/pocket/netio"
@@ -517,6 +519,40 @@ func TestControlRequestToANodeSaysSo(t *testing.T) {
 		r := roundTrip(t, c, op, 0, &wire.Request{}, nil)
 		if r.Code != wire.CodeUnknownOp || !strings.Contains(r.Err().Error(), "controller") {
 			t.Fatalf("%v sent to a node: %v %v, want an unknown op naming the controller", op, r.Code, r.Err())
+		}
+	}
+	// A real control message, whose metadata does not decode as a request,
+	// alone and with a payload to skip, then a ping on the same connection. Before,
+	// the node answered "malformed frame: Request: vector out of bounds"
+	// (a CI run, a CLI given a node's port for the controller's).
+	nc, err := net.Dial("tcp", n.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	reg := (&wire.NodeRegister{Addr: "127.0.0.1:1", Incarnation: 3, Cores: 2,
+		Tiers: []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 1 << 30}}}).Encode(flatbuffers.NewBuilder(0))
+	frame := wire.AppendControlFrame(nil, wire.OpRegisterNode, 5, 0, reg)
+	frame = wire.AppendHeader(frame, &wire.Header{Op: wire.OpRegisterNode, ID: 6, MetaLen: uint32(len(reg)), PayloadLen: 3 << 20})
+	frame = append(append(frame, reg...), make([]byte, 3<<20)...)
+	frame = append(frame, hostileFrame(wire.OpPing, 0, 7, &wire.Request{}, nil)...)
+	go nc.Write(frame)
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(nc)
+	lim := wire.DefaultLimits()
+	for _, want := range []uint64{5, 6, 7} {
+		h, meta, err := wire.ReadControlFrame(br, &lim, nil)
+		if err != nil {
+			t.Fatalf("reply %d: %v", want, err)
+		}
+		err = wire.ReplyError(&h, meta)
+		switch {
+		case h.ID != want:
+			t.Fatalf("reply for %d, want %d", h.ID, want)
+		case want < 7 && (h.Code != wire.CodeUnknownOp || !strings.Contains(err.Error(), "request for the controller")):
+			t.Fatalf("node registration sent to a node: %v %v, want an unknown op naming the controller", h.Code, err)
+		case want == 7 && err != nil:
+			t.Fatalf("ping after it: %v", err)
 		}
 	}
 }
