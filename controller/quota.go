@@ -11,7 +11,9 @@ import (
 
 // Allotment quotas (Config.MaxBytesPerClient, MaxMbpsPerClient) bound the
 // sum of one client's live jobs' allotments (job.allocBytes, allocMbps),
-// a client being a tenant over TLS, else an address (limitKey). The
+// with, for bytes, the persisted values its ended jobs keep
+// (persistedOfLocked), a client being a tenant over TLS, else an address
+// (limitKey). The
 // operator's registrations over TLS have none (registrant.quota ""): the
 // operator sets the quotas and registers the cluster's jobs.
 //
@@ -124,12 +126,57 @@ func (c *Controller) quotaLeftLocked(key string) (int64, float64) {
 		cl = *p
 	}
 	if lim := c.cfg.MaxBytesPerClient; lim > 0 {
-		bytes = max(lim-cl.bytes-cl.pend.Bytes, 0)
+		bytes = max(lim-cl.bytes-cl.pend.Bytes-c.persistedOfLocked(key), 0)
 	}
 	if lim := c.cfg.MaxMbpsPerClient; lim > 0 {
 		mbps = max(lim-cl.mbps-cl.pend.Mbps, 0)
 	}
 	return bytes, mbps
+}
+
+// persistedOfLocked is the bytes the client's ended jobs' persist-after-
+// job values hold on the nodes of their final maps, as the nodes last
+// reported (wire.Heartbeat.Persisted): they count against its byte quota
+// until deleted. A node that has not applied a job's end yet (its table
+// is behind the revocation, it is dead, or not heard from this run)
+// counts the job's bytes in its last per-job figures instead, all of them
+// (the node has not yet told which are persisted). A node whose list
+// leaves jobs out (more than wire.MaxPersistedJobs, the largest kept)
+// counts none of those; nor do ended jobs whose final maps are no longer
+// kept (Config.MaxEndedJobs). Before, a deregistration gave the job's
+// allotment back while its persisted values stayed: a hostile trial's
+// client with a 64 MiB quota stored 4 GiB of NVMe and 255 MiB of DRAM so,
+// and another client's 32 MiB registration was refused for space.
+func (c *Controller) persistedOfLocked(key string) int64 {
+	var sum int64
+	for _, e := range c.ended.ids {
+		if e.client != key {
+			continue
+		}
+		for _, mn := range e.nodes {
+			sum += c.persistedOnLocked(mn.Addr, e)
+		}
+	}
+	return sum
+}
+
+// persistedOnLocked is the bytes of e's persisted values on the node at
+// addr (see persistedOfLocked).
+func (c *Controller) persistedOnLocked(addr string, e *endedJob) int64 {
+	n, ok := c.nodes[addr]
+	switch {
+	case !ok:
+		return 0
+	case n.state == wire.NodeDead, n.unheard, n.since < e.rev:
+		b, _ := n.jobLoads.held(e.id)
+		return b
+	}
+	for _, h := range n.persisted.largest {
+		if h.Job == e.id {
+			return h.Bytes
+		}
+	}
+	return 0
 }
 
 // quotaError is a registration refused for the client's quota limit
@@ -144,13 +191,26 @@ func (c *Controller) quotaError(key, limit, value, why, fix string) error {
 	if cl.pends > 0 {
 		held = fmt.Sprintf(", and %s registering hold %s and %s Mb/s", jobsText(cl.pends), sizeText(cl.pend.Bytes), mbpsText(cl.pend.Mbps))
 	}
+	kept := int64(0)
+	if limit == "MaxBytesPerClient" {
+		kept = c.persistedOfLocked(key)
+	}
+	if kept > 0 {
+		held += fmt.Sprintf(", and its ended jobs' persisted values hold %s", sizeText(kept))
+	}
 	switch {
 	case cl.jobs > 0 && fix != "":
 		fix += ", or deregister some of its jobs"
 	case cl.jobs > 0:
 		fix = "deregister some of its jobs"
-	case fix == "":
+	case fix == "" && kept == 0:
 		fix = "nothing this client registers fits the quota"
+	}
+	if kept > 0 {
+		if fix != "" {
+			fix += ", or "
+		}
+		fix += "delete persisted values of its ended jobs (pocket rm with each job's credential)"
 	}
 	return wire.Errorf(wire.CodeLimit, "%s holds %s allotted %s and %s Mb/s%s (%s %s): %s; %s",
 		clientName(key), jobsText(cl.jobs), sizeText(cl.bytes), mbpsText(cl.mbps), held, limit, value, why, fix)

@@ -243,3 +243,54 @@ func TestQuotaHeldWhileNodesStart(t *testing.T) {
 		t.Errorf("after the registrations the client holds %+v; want 2000 Mb/s allotted, nothing pending", cl)
 	}
 }
+
+// TestQuotaCountsPersistedValues (hostile trial, 2026-12-07): the values
+// a client's ended jobs keep with persist-after-job count against its
+// byte quota until they are deleted. Before, a deregistration gave the
+// whole allotment back: a client with a 64 MiB quota stored 4 GiB so, job
+// after job, and another client's registration was refused for space.
+// Until a node applies the job's end, the job's bytes in its last per-job
+// figures count; then the bytes its persisted list names.
+func TestQuotaCountsPersistedValues(t *testing.T) {
+	c := newTest(t, Config{MaxBytesPerClient: 600 << 20})
+	node := dramNode("127.0.0.1:7001", 4<<30, 8000)
+	mustRegister(t, c, node)
+	reg := func(client string, bytes int64) (*wire.PlacementMap, error) {
+		return c.RegisterJobFrom(client, &wire.JobRegister{Name: "j", Hints: wire.JobHints{CapacityBytes: bytes}})
+	}
+	m, err := reg("10.0.0.1", 500<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.heartbeat(&wire.Heartbeat{Addr: node.Addr, Incarnation: 1, Loads: []wire.JobLoad{{Job: m.Job, Bytes: 300 << 20}}})
+	if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	// The node has not applied the end: its last figures count.
+	_, err = reg("10.0.0.1", 400<<20)
+	wantLimit(t, err, "its ended jobs' persisted values hold 300MiB", "400MiB is more than the 300MiB left",
+		"delete persisted values of its ended jobs")
+	c.mu.Lock()
+	rev := c.ended.ids[m.Job].rev
+	c.mu.Unlock()
+	// Applied, and 450 MiB of it persisted.
+	c.heartbeat(&wire.Heartbeat{Addr: node.Addr, Incarnation: 1, Since: rev,
+		Persisted: []wire.HeldJob{{Job: m.Job, Bytes: 450 << 20}}, PersistedJobs: 1, PersistedBytes: 450 << 20})
+	_, err = reg("10.0.0.1", 200<<20)
+	wantLimit(t, err, "its ended jobs' persisted values hold 450MiB", "200MiB is more than the 150MiB left")
+	if _, err := reg("10.0.0.2", 600<<20); err != nil {
+		t.Fatalf("another client's whole quota beside the first's persisted values: %v", err)
+	}
+	small, err := reg("10.0.0.1", 100<<20)
+	if err != nil {
+		t.Fatalf("100 MiB within the 150 MiB left: %v", err)
+	}
+	if small.Quota.LeftBytes != 50<<20 {
+		t.Errorf("the reply says %d bytes left; want 50 MiB (600 - 450 persisted - 100)", small.Quota.LeftBytes)
+	}
+	// Deleted: the quota is whole again.
+	c.heartbeat(&wire.Heartbeat{Addr: node.Addr, Incarnation: 1, Since: rev})
+	if _, err := reg("10.0.0.1", 500<<20); err != nil {
+		t.Fatalf("after the persisted values were deleted, 500 MiB beside a 100 MiB job: %v", err)
+	}
+}
