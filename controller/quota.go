@@ -150,12 +150,35 @@ func (c *Controller) quotaLeftLocked(key string) (int64, float64) {
 func (c *Controller) persistedOfLocked(key string) int64 {
 	var sum int64
 	for _, e := range c.ended.ids {
-		if e.client != key {
+		if e.client == key {
+			sum += c.persistedOfJobLocked(e)
+		}
+	}
+	return sum
+}
+
+// persistedByClientLocked is persistedOfLocked of every client that has
+// ended jobs with kept final maps, by client key (in-process
+// registrations, key "", left out).
+func (c *Controller) persistedByClientLocked() map[string]int64 {
+	m := make(map[string]int64)
+	for _, e := range c.ended.ids {
+		if e.client == "" {
 			continue
 		}
-		for _, mn := range e.nodes {
-			sum += c.persistedOnLocked(mn.Addr, e)
+		if b := c.persistedOfJobLocked(e); b > 0 {
+			m[e.client] += b
 		}
+	}
+	return m
+}
+
+// persistedOfJobLocked is the bytes of e's persisted values on the nodes
+// of its final map (see persistedOfLocked).
+func (c *Controller) persistedOfJobLocked(e *endedJob) int64 {
+	var sum int64
+	for _, mn := range e.nodes {
+		sum += c.persistedOnLocked(mn.Addr, e)
 	}
 	return sum
 }

@@ -74,20 +74,28 @@ func (c *Controller) holderName(key string) string {
 }
 
 // clientHoldsLocked is what the clients holding live jobs are allotted,
-// the most first (bytes, then Mb/s, then name), at most n of them: an
+// and what their ended jobs' persisted values hold, the most first (bytes
+// allotted and persisted, then Mb/s, then name), at most n of them: an
 // operator sees each tenant's use against the quotas (a new user's trial
 // added it up from the job list by hand).
 func (c *Controller) clientHoldsLocked(n int) []wire.ClientHold {
+	kept := c.persistedByClientLocked()
 	var out []wire.ClientHold
 	for key, cl := range c.clients {
-		if cl.jobs > 0 {
-			out = append(out, wire.ClientHold{Client: c.holderName(key), Jobs: uint32(cl.jobs), AllocBytes: cl.bytes, AllocMbps: cl.mbps})
+		if cl.jobs > 0 || kept[key] > 0 {
+			out = append(out, wire.ClientHold{Client: c.holderName(key), Jobs: uint32(cl.jobs), AllocBytes: cl.bytes, AllocMbps: cl.mbps, PersistedBytes: kept[key]})
+		}
+		delete(kept, key)
+	}
+	for key, b := range kept {
+		if b > 0 {
+			out = append(out, wire.ClientHold{Client: c.holderName(key), PersistedBytes: b})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
-		if a.AllocBytes != b.AllocBytes {
-			return a.AllocBytes > b.AllocBytes
+		if x, y := a.AllocBytes+a.PersistedBytes, b.AllocBytes+b.PersistedBytes; x != y {
+			return x > y
 		}
 		if a.AllocMbps != b.AllocMbps {
 			return a.AllocMbps > b.AllocMbps

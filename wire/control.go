@@ -584,12 +584,15 @@ const (
 )
 
 // ClientHold is what one client's live jobs are allotted together (bytes,
-// Mb/s); Client is "tenant NAME" or "client ADDR".
+// Mb/s), and the bytes its ended jobs' persist-after-job values hold as
+// the nodes last reported (they count against its byte quota too; 0 from
+// an older controller); Client is "tenant NAME" or "client ADDR".
 type ClientHold struct {
-	Client     string
-	Jobs       uint32
-	AllocBytes int64
-	AllocMbps  float64
+	Client         string
+	Jobs           uint32
+	AllocBytes     int64
+	AllocMbps      float64
+	PersistedBytes int64
 }
 
 // MaxStatusClients bounds ClusterStatus.Clients, maxClientName a
@@ -681,7 +684,7 @@ var (
 		{Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar4}, {Kind: TableField, Sub: &priceTableSpec},
 		{Kind: TableVec, Sub: &clientHoldSpec}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &retiredNodeSpec},
 	}}
-	clientHoldSpec  = TableSpec{Name: "ClientHold", Fields: []Field{{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}}}
+	clientHoldSpec  = TableSpec{Name: "ClientHold", Fields: []Field{{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}}}
 	retiredNodeSpec = TableSpec{Name: "RetiredNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: String}, {Kind: Scalar1}}}
 	jobListSpec     = TableSpec{Name: "JobList", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar4}}}
 	challengeSpec   = TableSpec{Name: "Challenge", Fields: []Field{{Kind: Bytes}}}
@@ -1565,6 +1568,7 @@ func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
 			fb.ClientHoldAddJobs(b, h.Jobs)
 			fb.ClientHoldAddAllocBytes(b, h.AllocBytes)
 			fb.ClientHoldAddAllocMbps(b, h.AllocMbps)
+			fb.ClientHoldAddPersistedBytes(b, h.PersistedBytes)
 			offs[i] = fb.ClientHoldEnd(b)
 		}
 		clients = endVector(b, offs, fb.ClusterStatusStartClientsVector)
@@ -1672,10 +1676,10 @@ func (m *ClusterStatus) Decode(meta []byte) error {
 		for i := range out.Clients {
 			t.Clients(&h, i)
 			if err := firstErr(checkLen("client name", len(h.Client()), maxClientName), checkSize("client bytes", h.AllocBytes()),
-				checkNum("client Mb/s", h.AllocMbps())); err != nil {
+				checkNum("client Mb/s", h.AllocMbps()), checkSize("client persisted bytes", h.PersistedBytes())); err != nil {
 				return err
 			}
-			out.Clients[i] = ClientHold{Client: string(h.Client()), Jobs: h.Jobs(), AllocBytes: h.AllocBytes(), AllocMbps: h.AllocMbps()}
+			out.Clients[i] = ClientHold{Client: string(h.Client()), Jobs: h.Jobs(), AllocBytes: h.AllocBytes(), AllocMbps: h.AllocMbps(), PersistedBytes: h.PersistedBytes()}
 		}
 	}
 	if nr > 0 {

@@ -60,8 +60,10 @@ dropped the job's data, the lost node itself).
 
 Allotted per client (shown when the controller has --max-bytes-per-client
 or --max-mbps-per-client, or when more than one client holds jobs): what
-each client's live jobs are allotted together, against the quota per
-client, the 100 clients holding the most. A client is "tenant NAME" over
+each client's live jobs are allotted together, and what its ended jobs'
+persist-after-job values hold (PERSISTED, which counts against the byte
+quota until deleted), against the quota per client, the 100 clients
+holding the most. A client is "tenant NAME" over
 TLS (its certificate's tenant), else "client ADDR"; "operator ADDR" is the
 operator's certificate, which no quota limits.
 
@@ -293,6 +295,9 @@ type clientHoldJSON struct {
 	Jobs       uint32  `json:"jobs"`
 	AllocBytes int64   `json:"alloc_bytes"`
 	AllocMbps  float64 `json:"alloc_mbps"`
+	// PersistedBytes is what its ended jobs' persist-after-job values
+	// hold, as the nodes last reported: it counts against the byte quota.
+	PersistedBytes int64 `json:"persisted_bytes"`
 }
 
 type clientQuotaJSON struct {
@@ -516,7 +521,7 @@ func clientHolds(hs []wire.ClientHold) []clientHoldJSON {
 		if tenant == h.Client {
 			tenant = ""
 		}
-		out = append(out, clientHoldJSON{Client: h.Client, Tenant: tenant, Jobs: h.Jobs, AllocBytes: h.AllocBytes, AllocMbps: h.AllocMbps})
+		out = append(out, clientHoldJSON{Client: h.Client, Tenant: tenant, Jobs: h.Jobs, AllocBytes: h.AllocBytes, AllocMbps: h.AllocMbps, PersistedBytes: h.PersistedBytes})
 	}
 	return out
 }
@@ -535,11 +540,17 @@ func printClients(v statusJSON) {
 	}
 	fmt.Printf("\nallotted per client (%s):\n", quota)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "CLIENT\tJOBS\tALLOC SIZE\tALLOC Mb/s")
+	fmt.Fprintln(w, "CLIENT\tJOBS\tALLOC SIZE\tALLOC Mb/s\tPERSISTED")
+	kept := false
 	for _, c := range v.Clients {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", c.Client, c.Jobs, units.FormatSize(c.AllocBytes), mbpsText(c.AllocMbps))
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", c.Client, c.Jobs, units.FormatSize(c.AllocBytes), mbpsText(c.AllocMbps), units.FormatSize(c.PersistedBytes))
+		kept = kept || c.PersistedBytes > 0
 	}
 	w.Flush()
+	if kept && q.Bytes > 0 {
+		fmt.Println("PERSISTED: what the client's ended jobs' persist-after-job values hold, as the nodes last reported; " +
+			"it counts against the byte quota until they are deleted")
+	}
 }
 
 // mbpsText prints Mb/s to 12 significant digits, as the controller's

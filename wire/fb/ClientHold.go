@@ -77,8 +77,20 @@ func (rcv *ClientHold) MutateAllocMbps(n float64) bool {
 	return rcv._tab.MutateFloat64Slot(10, n)
 }
 
+func (rcv *ClientHold) PersistedBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(12))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *ClientHold) MutatePersistedBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(12, n)
+}
+
 func ClientHoldStart(builder *flatbuffers.Builder) {
-	builder.StartObject(4)
+	builder.StartObject(5)
 }
 func ClientHoldAddClient(builder *flatbuffers.Builder, client flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(client), 0)
@@ -91,6 +103,9 @@ func ClientHoldAddAllocBytes(builder *flatbuffers.Builder, allocBytes int64) {
 }
 func ClientHoldAddAllocMbps(builder *flatbuffers.Builder, allocMbps float64) {
 	builder.PrependFloat64Slot(3, allocMbps, 0.0)
+}
+func ClientHoldAddPersistedBytes(builder *flatbuffers.Builder, persistedBytes int64) {
+	builder.PrependInt64Slot(4, persistedBytes, 0)
 }
 func ClientHoldEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

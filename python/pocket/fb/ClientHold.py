@@ -52,7 +52,14 @@ class ClientHold(object):
             return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
         return 0.0
 
-def ClientHoldStart(builder): builder.StartObject(4)
+    # ClientHold
+    def PersistedBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+def ClientHoldStart(builder): builder.StartObject(5)
 def Start(builder):
     return ClientHoldStart(builder)
 def ClientHoldAddClient(builder, client): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(client), 0)
@@ -67,6 +74,9 @@ def AddAllocBytes(builder, allocBytes):
 def ClientHoldAddAllocMbps(builder, allocMbps): builder.PrependFloat64Slot(3, allocMbps, 0.0)
 def AddAllocMbps(builder, allocMbps):
     return ClientHoldAddAllocMbps(builder, allocMbps)
+def ClientHoldAddPersistedBytes(builder, persistedBytes): builder.PrependInt64Slot(4, persistedBytes, 0)
+def AddPersistedBytes(builder, persistedBytes):
+    return ClientHoldAddPersistedBytes(builder, persistedBytes)
 def ClientHoldEnd(builder): return builder.EndObject()
 def End(builder):
     return ClientHoldEnd(builder)
