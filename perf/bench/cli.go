@@ -559,7 +559,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // sizeKeys sets the default key count of a run against a node to
 // NodeBudget of the room the node's usage reply gives (NodeRoom), or to
-// SmallBudget's when the node does not answer it.
+// SmallBudget's when the node does not answer it within the stall limit
+// (and NodeRoom's 5 s).
 //
 // A put run's values in flight (inFlight) need room beside its keys: a
 // put over a key holds the new value while the old one is still there.
@@ -567,6 +568,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // failed "tier full" with 16 keys, and again with 8.
 func (o *Options) sizeKeys(ctx context.Context) {
 	o.Config.Budget = SmallBudget
+	if o.Config.StallLimit > 0 { // a node silent for it gets no longer here than in the run
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.Config.StallLimit)
+		defer cancel()
+	}
 	if room, err := NodeRoom(ctx, o.Addr, o.connOptions()); err == nil {
 		o.Config.Budget = NodeBudget(max(room-o.inFlight(), 0))
 	}

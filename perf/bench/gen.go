@@ -720,7 +720,7 @@ func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		next, refused, err := preloadBatch(c, keys, value, i, step, depth, stored)
+		next, refused, err := preloadBatch(c, keys, value, i, step, depth, stall, stored)
 		switch {
 		case err != nil:
 			return err
@@ -736,8 +736,12 @@ func preloadShare(ctx context.Context, dial Dialer, keys *Keyspace, value []byte
 // preloadBatch puts up to depth keys from first on, step apart, adds those
 // the store acknowledged to stored, and returns the index after them and
 // the first refusal (ErrRefused) among the replies, if any; other failures
-// are returned as err.
-func preloadBatch(c Conn, keys *Keyspace, value []byte, first, step, depth int, stored keySet) (next int, refused, err error) {
+// are returned as err. A batch not answered whole within stall gets its
+// connection closed (ErrStalled): before, `pocket bench --addr` at a
+// service that accepts and never answers (a Redis port) waited in its
+// preload past --stall-limit, for as long as the service kept the
+// connection.
+func preloadBatch(c Conn, keys *Keyspace, value []byte, first, step, depth int, stall time.Duration, stored keySet) (next int, refused, err error) {
 	n, i := 0, first
 	// The puts from the k-th on whose replies will not be read may have
 	// been stored: they count as stored.
@@ -746,22 +750,34 @@ func preloadBatch(c Conn, keys *Keyspace, value []byte, first, step, depth int, 
 			stored.add(first + k*step)
 		}
 	}
+	var timedOut atomic.Bool
+	t := time.AfterFunc(stall, func() { timedOut.Store(true); c.Close() })
+	defer t.Stop()
+	failed := func(err error) error {
+		if timedOut.Load() {
+			return fmt.Errorf("%w for %v (no reply to the puts)", ErrStalled, stall)
+		}
+		return err
+	}
 	for ; n < depth && i < keys.Len(); i += step {
 		n++
 		if err := c.SendPut(keys.Key(i), value); err != nil {
 			unknown(0)
-			return i, nil, err
+			return i, nil, failed(err)
 		}
 	}
 	if err := c.Flush(); err != nil {
 		unknown(0)
-		return i, nil, err
+		return i, nil, failed(err)
 	}
 	var answered error // the first error the store answered (the put not stored)
 	var stop error     // the first refusal no resend changes (a refused job, a node out of the map)
 	for k := range n {
 		err := c.Recv()
 		switch {
+		case timedOut.Load():
+			unknown(k)
+			return i, nil, failed(err)
 		case err == nil:
 			stored.add(first + k*step) // replies come in the order sent
 		case errors.Is(err, ErrRefused):

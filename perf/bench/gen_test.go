@@ -128,6 +128,30 @@ func TestStuckServerEndsTheRun(t *testing.T) {
 	}
 }
 
+// TestStuckServerEndsThePreload: a get run's preload against a server
+// that accepts and never answers ends with ErrStalled after the stall
+// limit. Before, it waited for as long as the server kept the connection
+// (a new user's `pocket bench --addr` at a Redis port).
+func TestStuckServerEndsThePreload(t *testing.T) {
+	srv := startFake(t, serveRESP)
+	srv.stall.Store(true)
+	cfg := Config{Op: Get, Size: 10, Keys: 64, Conns: 2, Pipeline: 1, Duration: 100 * time.Millisecond, Grace: 200 * time.Millisecond,
+		StallLimit: time.Second}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(context.Background(), cfg, RESPDialer(srv.addr(), cfg.Size))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "preload") {
+			t.Fatalf("Run against a silent server: %v; want the preload stalled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the preload against a silent server did not end 30 s after a stall limit of 1 s")
+	}
+}
+
 func TestDialFailure(t *testing.T) {
 	addr := nettest.RefusedAddr(t)
 	cfg := Config{Op: Put, Size: 10, Conns: 1, Pipeline: 1, Duration: time.Second}
