@@ -28,7 +28,9 @@ func heapInUse() uint64 {
 // held 128 MiB in both cases.
 func TestClaimedLengthsHoldNoMemory(t *testing.T) {
 	const conns = 32
-	c := newTest(t, Config{MaxConnsPerPeer: -1})
+	// Every connection's frame admitted: unproven connections (these)
+	// hold a quarter of MaxLargeFrameBytes together.
+	c := newTest(t, Config{MaxConnsPerPeer: -1, MaxLargeFrameBytes: 4 * conns * wire.DefaultControlMaxMeta})
 	a, err := c.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

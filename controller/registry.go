@@ -44,6 +44,9 @@ type Controller struct {
 	// largeFrames is the metadata bytes of the large requests all
 	// connections hold under way (admitLarge).
 	largeFrames atomic.Int64
+	// unprovenFrames is the part of largeFrames held by connections
+	// that have not proved the node role (session.proven).
+	unprovenFrames atomic.Int64
 
 	mu    sync.Mutex // guards everything below but auto and srv
 	nodes map[string]*node

@@ -571,13 +571,13 @@ func (c *Controller) serveConn(conn net.Conn) {
 	b := flatbuffers.NewBuilder(1024)
 	var buf, out []byte
 	timeout := c.cfg.HandshakeTimeout
-	var held int64 // large-frame bytes this connection holds (admitLarge)
-	defer func() { c.largeFrames.Add(-held) }()
+	var held largeHold // what this connection's request under way holds (admitLarge)
+	defer c.releaseLarge(&held)
 	for {
 		if err := setReadTimeout(conn, timeout); err != nil {
 			return
 		}
-		h, meta, err := wire.ReadControlFrameAdmitted(r, &lim, buf, func(n int) error { return c.admitLarge(n, &held) })
+		h, meta, err := wire.ReadControlFrameAdmitted(r, &lim, buf, func(n int) error { return c.admitLarge(n, &held, sess.proven) })
 		if err != nil {
 			c.readFailed(conn, &h, err, out)
 			return
@@ -586,8 +586,7 @@ func (c *Controller) serveConn(conn net.Conn) {
 		c.srv.touch(conn, true)
 		sess.undelivered = nil
 		reply, err := c.handle(sess, h.Op, meta, b)
-		c.largeFrames.Add(-held) // the request is decoded: its buffer is let go
-		held = 0
+		c.releaseLarge(&held) // the request is decoded: its buffer is let go
 		code := wire.CodeOK
 		if err == nil && len(reply) > wire.DefaultControlMaxMeta {
 			err = wire.Errorf(wire.CodeTooLarge, "%s reply of %d bytes is over the control frame limit %d", h.Op, len(reply), wire.DefaultControlMaxMeta)
@@ -659,23 +658,67 @@ func (c *Controller) readFailed(conn net.Conn, h *wire.Header, err error, out []
 // frames of the largest size at once.
 const DefaultMaxLargeFrameBytes = 64 * wire.DefaultControlMaxMeta
 
+// largeHold is what one connection's request under way holds of the
+// large-frame bounds (admitLarge): of the whole, and of the unproven
+// connections' share.
+type largeHold struct{ all, unproven int64 }
+
+// releaseLarge gives back what h holds.
+func (c *Controller) releaseLarge(h *largeHold) {
+	c.largeFrames.Add(-h.all)
+	c.unprovenFrames.Add(-h.unproven)
+	*h = largeHold{}
+}
+
+// unprovenLargeBytes is the share of Config.MaxLargeFrameBytes that the
+// connections which have not proved the node role may hold together: a
+// quarter, and at least one frame of the largest size.
+func (c *Controller) unprovenLargeBytes() int64 {
+	return max(c.cfg.MaxLargeFrameBytes/4, wire.DefaultControlMaxMeta)
+}
+
 // admitLarge counts a request's metadata of n bytes against
 // Config.MaxLargeFrameBytes when it is over wire.ReadGrowStep (a smaller
 // one is read into the connection's own small buffer), adding it to
-// *held; over the bound it refuses the request. Before, every connection
-// could hold a 4 MiB frame under way: a hostile trial's 952 connections of
-// a node's certificate took the controller from 92 MB to 5.4 GB, and
-// 1,857 connections proved with the secret to 8.5 GB.
-func (c *Controller) admitLarge(n int, held *int64) error {
+// *held; over the bound it refuses the request. A connection that has not
+// proved the node role (proven false) counts against a quarter of it as
+// well (unprovenLargeBytes), so peers without the secret cannot hold what
+// the nodes' heartbeats need. A refusal is noted as one of the server's
+// (noteRefusal): a node whose heartbeat it refused is not declared lost
+// meanwhile (dead.go).
+//
+// Before the bound, every connection could hold a 4 MiB frame under way:
+// a hostile trial's 952 connections of a node's certificate took the
+// controller from 92 MB to 5.4 GB, and 1,857 connections proved with the
+// secret to 8.5 GB. Before the unproven share, on a plain-TCP control
+// plane 70 connections with no credential, each sending a challenge and
+// then the header of a 4 MiB request and nothing more, held the whole
+// bound: the nodes' heartbeats (276 KB each, listing 970 jobs) were
+// refused, the controller declared three of four nodes dead, and, with
+// nothing noted as refused, took them out of every job's map after the
+// dead-node grace (a hostile trial: every job's values lost).
+func (c *Controller) admitLarge(n int, held *largeHold, proven bool) error {
 	if n <= wire.ReadGrowStep {
 		return nil
 	}
+	if !proven {
+		if c.unprovenFrames.Add(int64(n)) > c.unprovenLargeBytes() {
+			c.unprovenFrames.Add(-int64(n))
+			c.srv.noteRefusal(time.Now())
+			return wire.Errorf(wire.CodeBusy, "the controller holds %d bytes of large requests under way from connections that have not "+
+				"proved the node role (a quarter of MaxLargeFrameBytes): a request of %d bytes waits for the next try "+
+				"(a node proves the role with OpNodeHello first)", c.unprovenLargeBytes(), n)
+		}
+		held.unproven += int64(n)
+	}
 	if c.largeFrames.Add(int64(n)) > c.cfg.MaxLargeFrameBytes {
 		c.largeFrames.Add(-int64(n))
+		c.srv.noteRefusal(time.Now())
+		c.releaseLarge(held)
 		return wire.Errorf(wire.CodeBusy, "the controller holds %d bytes of large requests under way (MaxLargeFrameBytes): "+
 			"a request of %d bytes waits for the next try", c.cfg.MaxLargeFrameBytes, n)
 	}
-	*held += int64(n)
+	held.all += int64(n)
 	return nil
 }
 

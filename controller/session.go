@@ -28,6 +28,10 @@ type session struct {
 	nonce  []byte // set by OpChallenge; node and drain proofs cover it
 	conn   net.Conn
 	prob   bool // admitted over MaxConns on probation: served only as a node (server)
+	// proven: the connection proved the node role with the secret
+	// (checkNodeProof); its large requests count against the whole
+	// large-frame bound only, not the unproven share (admitLarge).
+	proven bool
 	// undelivered, when set, is what the request being served undoes
 	// if its reply cannot be written (serveConn): a registration's job,
 	// whose token would otherwise reach nobody.
@@ -309,6 +313,6 @@ func (c *Controller) checkNodeProof(s *session, addr string, proof []byte) error
 	if s.conn != nil {
 		c.srv.provedNode(s.conn)
 	}
-	s.prob = false
+	s.prob, s.proven = false, true
 	return nil
 }

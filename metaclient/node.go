@@ -204,18 +204,21 @@ func refusal(err error, registered bool) error {
 }
 
 // beatClient returns a new client of c's controller (or controllers) with
-// c's options, for one RunNode loop; c's Close closes it too. It is no
-// node's client (it sends no OpNodeHello): its registration or heartbeat
-// proves the node role for each of its connections.
+// c's options, for one RunNode loop; c's Close closes it too. It shares
+// c's node role, so each of its connections proves the role
+// (wire.OpNodeHello, a small frame) before its registration or first
+// heartbeat: a heartbeat listing many jobs is a large frame, and the
+// controller holds a connection's large frames against a share that
+// peers without the secret can fill until it has proved the role
+// (controller.admitLarge; a hostile trial's heartbeats were refused so,
+// and three of four nodes declared dead).
 func (c *Client) beatClient() (*Client, error) {
 	c.lock()
 	defer c.unlock()
 	if c.closed {
 		return nil, ErrClosed
 	}
-	opt := c.opt
-	opt.node = nil
-	b := New(c.addr, opt)
+	b := New(c.addr, c.opt)
 	if c.beats == nil {
 		c.beats = make(map[*Client]struct{})
 	}

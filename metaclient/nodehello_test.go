@@ -131,8 +131,11 @@ func (r *recorder) answer(conn net.Conn, i int) {
 // of the client's connections proves the node role (OpNodeHello, with a
 // valid proof over its challenge) once, before its first call: the one
 // already open before its next call, and one dialled after the controller
-// closed it before its first. The heartbeat connection sends none (its
-// registration proves it), nor does a client that runs no RunNode. An
+// closed it before its first. The heartbeat connection proves it too,
+// before its registration: a heartbeat listing many jobs is a large frame,
+// which the controller holds against a share peers without the secret can
+// fill until the connection has proved the role (a hostile trial). A
+// client that runs no RunNode sends none. An
 // older controller that does not know OpNodeHello still serves the call,
 // and is not asked again on the same connection.
 func TestNodeClientProvesEveryConnection(t *testing.T) {
@@ -152,7 +155,7 @@ func TestNodeClientProvesEveryConnection(t *testing.T) {
 		go func() {
 			run <- mc.RunNode(ctx, metaclient.NodeLoop{Register: wire.NodeRegister{Addr: "127.0.0.1:7001"}, Interval: time.Hour})
 		}()
-		for deadline := time.Now().Add(5 * time.Second); len(rec.ops()) < 2 || len(rec.ops()[1]) < 2; time.Sleep(5 * time.Millisecond) {
+		for deadline := time.Now().Add(5 * time.Second); len(rec.ops()) < 2 || len(rec.ops()[1]) < 3; time.Sleep(5 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("older controller %v: no registration: %v", older, rec.ops())
 			}
@@ -168,7 +171,7 @@ func TestNodeClientProvesEveryConnection(t *testing.T) {
 		got := rec.ops()
 		want := [][]wire.Op{
 			{getOp, chOp, helloOp, getOp, getOp},
-			{chOp, wire.OpRegisterNode},
+			{chOp, helloOp, wire.OpRegisterNode},
 			{chOp, helloOp, getOp, getOp},
 		}
 		if len(got) != 3 || !slices.Equal(got[0], want[0]) || !slices.Equal(got[1], want[1]) || !slices.Equal(got[2], want[2]) {
