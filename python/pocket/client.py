@@ -1353,8 +1353,26 @@ class Job:
     def refresh(self) -> None:
         """Fetches the job's map again from the controller. A job found
         ended (its final map) reads its persisted values from then on."""
+        self._adopt(self._fetch_map())
+
+    def _fetch_map(self) -> wire.PlacementMap:
+        """Asks the controller for the job's map. A final map (the job
+        ended), or UnknownJob (the job ended and its final map is no longer
+        kept, or a controller without state forgot it), means no
+        registration of it is held any more: the job leaves _live, so no
+        warning at exit names it, whether or not the caller takes the map.
+        Before, a job ended by another process or an operator, with nothing
+        persisted, was still named "not deregistered" at exit (a new user's
+        trial)."""
         st = self._st
-        self._adopt(self.client._ctl().get_map(st.map.job, st.map.token))
+        try:
+            m = self.client._ctl().get_map(st.map.job, st.map.token)
+        except errors.UnknownJob:
+            _unlive(st.map.job)
+            raise
+        if m.ended:
+            _unlive(m.job)
+        return m
 
     def _adopt(self, m: wire.PlacementMap) -> None:
         """Takes m, a map the controller handed out; an ended job's final
@@ -1435,7 +1453,7 @@ class Job:
         None (false, too), its error appended to failed if given."""
         st = self._st
         try:
-            m = self.client._ctl().get_map(st.map.job, st.map.token)
+            m = self._fetch_map()
         except errors.PocketError as e:
             if failed is not None:
                 failed.append(e)
@@ -1631,7 +1649,11 @@ class Job:
             raise errors.error_for(e.code, f"deregister {self.id}: fetching the job's map: {e.message}",
                                    e.epoch) from e
         st = self._st
-        res = _deregister_job(ctl, st.map.job, st.map.token)
+        try:
+            res = _deregister_job(ctl, st.map.job, st.map.token)
+        except errors.UnknownJob:
+            _unlive(st.map.job)  # ended elsewhere: no registration is held (_fetch_map)
+            raise
         self._ended(res)
         res.credential = self.credential()
         if count_persisted:

@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import pocket
 
 REPO = Path(__file__).resolve().parents[2]
@@ -201,3 +203,43 @@ def test_opened_jobs_not_named(cluster):
                 live_job.deregister(count_persisted=False)
             except pocket.PocketError:
                 pass
+
+
+@pytest.mark.parametrize("found_by", ["get", "deregister"])
+def test_jobs_ended_elsewhere_not_named(cluster, found_by):
+    """A job another process deregistered, found ended by this one once
+    the controller no longer keeps its final map (a get: the node answers
+    revoked and the map fetch UnknownJob; a deregistration the controller
+    answers UnknownJob), is not named at exit. Another process waits for
+    the map to be dropped: a fetch here would find the final map, which
+    takes the job out of the list by itself. Before, a new user's job
+    ended by `pocket job deregister` in another process, with nothing
+    persisted, was named "not deregistered". The child also leaves a
+    control job registered, so it sees the warning armed."""
+    find = {"get": "try:\n    j.get('k')\nexcept pocket.PocketError as e:\n    print('get', type(e).__name__)\n",
+            "deregister": "try:\n    j.deregister()\nexcept pocket.UnknownJob:\n    print('deregister UnknownJob')\n"}[found_by]
+    out = _child(cluster, (
+        "import subprocess, time\n"
+        "c = pocket.Client()\n"
+        "j = c.register_job('exitgone')\n"
+        "j.put('k', b'v')\n"
+        "end = f'import pocket; pocket.Client().open_job({j.id!r}, {j.token_hex!r}).deregister(count_persisted=False)'\n"
+        "subprocess.run([sys.executable, '-c', end], check=True)\n"
+        "deadline = time.monotonic() + 60\n"
+        "ask = f'import pocket, sys\\ntry:\\n    pocket.Client().open_job({j.id!r}, {j.token_hex!r})\\nexcept pocket.UnknownJob:\\n    sys.exit(3)'\n"
+        "while subprocess.run([sys.executable, '-c', ask]).returncode != 3:  # until the final map is dropped\n"
+        "    assert time.monotonic() < deadline, 'the final map is still kept after 60 s'\n"
+        "    time.sleep(0.2)\n"
+        + find +
+        "k = c.register_job('exitgone-control')\n"
+        "live(k.id, k.token_hex)\n"
+        "print('gone', j.id)\n"))
+    try:
+        assert out.returncode == 0, out.stderr
+        assert f"{found_by} " in out.stdout, out.stdout
+        gone = out.stdout.split("gone ", 1)[1].split()[0]
+        text = _warned_jobs(out.stderr)
+        assert "1 job this process registered was not deregistered: " + out.live[0][0] + "." in text, text
+        assert gone not in text, text
+    finally:
+        _cleanup(cluster, out)
