@@ -202,10 +202,34 @@ func (c *Controller) settledLocked(j *job, n *node, smooth int) bool {
 
 // jobBytesLocked is job j's own bytes on node n, member mn of its map: n's
 // latest per-job figure for it when n reports them, else the tier's used
-// bytes (used) split by allotment (shareLocked).
+// bytes (used) split by allotment (shareLocked). A heartbeat that lists
+// wire.MaxJobLoads jobs (the busiest) and not j says nothing of j's bytes
+// (unlisted): then the latest kept heartbeat that listed j gives them, or,
+// when none of the last jobLoadLen did, the split by allotment. Before, j
+// counted 0 bytes there: a hostile trial's 1,040 busy jobs of another
+// client made a quiet job's 20 MB read 0 in status for as long as they
+// ran, and the per-job policy and drains read the same 0.
 func (c *Controller) jobBytesLocked(j *job, n *node, mn wire.MapNode, used float64) float64 {
-	if n.jobLoads.reports {
-		return float64(n.jobLoads.latest(j.id).Bytes)
+	l := &n.jobLoads
+	if !l.reports {
+		return used * c.shareLocked(j, mn)
+	}
+	if !unlisted(l, j.id) {
+		return float64(l.latest(j.id).Bytes)
+	}
+	if b, ok := l.lastListed(j.id); ok {
+		return float64(b)
 	}
 	return used * c.shareLocked(j, mn)
+}
+
+// lastListed is job's bytes in the latest kept heartbeat that listed it,
+// and whether one of the last jobLoadLen did.
+func (l *jobLoads) lastListed(job string) (int64, bool) {
+	for i := 1; i <= l.n; i++ {
+		if jl, ok := l.beat(i).figs[job]; ok {
+			return jl.Bytes, true
+		}
+	}
+	return 0, false
 }
