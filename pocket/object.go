@@ -355,10 +355,12 @@ func (j *Job) plausible(ctx context.Context, m wire.Manifest) error {
 
 // Usage returns the bytes the job's values take on the nodes of its map
 // (values, chunks and manifests), summed over one usage request to each
-// node (wire.OpUsage). For a deregistered job (after Deregister, or opened
-// from a credential of one) it is the bytes of its persisted values, a
-// node that kept none counting 0. Errors are those of a fan-out: a node
-// that cannot be reached fails the call.
+// live node (wire.OpUsage). A node the map marks dead (Map.Dead) is not
+// asked, and what it holds is not counted; `pocket job show` says so.
+// For a deregistered job (after Deregister, or opened from a credential
+// of one) it is the bytes of its persisted values, a node that kept none
+// counting 0. Errors are those of a fan-out: a node that cannot be
+// reached fails the call.
 func (j *Job) Usage(ctx context.Context) (int64, error) {
 	replies, err := j.fanOut(ctx, wire.OpUsage, 0, wire.Request{})
 	if err != nil {

@@ -2854,10 +2854,13 @@ class Job:
     def usage(self) -> int:
         """The bytes the job's values take on the nodes of its map (values,
         chunks and manifests), summed over one usage request to each live
-        node (the Go SDK's Job.Usage). For an ended job (after deregister,
-        or opened from its credential) the bytes of its persisted values, a
-        node that kept none, or was found gone, counting 0. Raises a node's
-        error (Unavailable for one that cannot be reached)."""
+        node (the Go SDK's Job.Usage). A node the map marks dead is not
+        asked, and what it holds is not counted: ``list().dead`` names such
+        nodes, as ``pocket job show`` does. For an ended job (after
+        deregister, or opened from its credential) the bytes of its
+        persisted values, a node that kept none, or was found gone,
+        counting 0. Raises a node's error (Unavailable for one that cannot
+        be reached)."""
         return sum(r.response().size for r in self._fan_out(wire.OP_USAGE, 0))
 
     # ---- stat, delete ----
@@ -3121,7 +3124,10 @@ class Job:
         end; the read that reaches the end raises NotFound (or Conflict)
         instead when another reader took that version first (or a writer
         replaced it): what it read was not this reader's to take. A read
-        stream's ``size`` is the value's size in bytes; a write stream's
+        stream whose value is replaced while it reads raises Conflict: it
+        cannot read the new value again as get and get_file do, having
+        handed out part of the old one (the Go SDK's Reader and GetTo). A
+        read stream's ``size`` is the value's size in bytes; a write stream's
         ``abort()`` publishes nothing (the Go SDK's Reader.Size and
         Writer.Abort)."""
         k = _name(key)
@@ -3468,7 +3474,7 @@ class _Writer(io.BufferedIOBase):
             raise ValueError("write to a closed stream")
         if self._failed:
             # close() will publish nothing: sending more chunks is waste.
-            raise errors.PocketError(f"writing {self.key!r}: an earlier write of this stream failed; "
+            raise errors.PocketError(f"writing {_key_text(self.key)}: an earlier write of this stream failed; "
                                      "close it (nothing is published) and write the value again")
         view = memoryview(b).cast("B")
         self.buf += view
@@ -3618,7 +3624,7 @@ class _Reader(io.RawIOBase):
                 # deleted it): a caller reading on after an error got a
                 # value with a chunk missing, or cut short.
                 self._failed = e if isinstance(e, errors.PocketError) else errors.PocketError(
-                    f"reading {self.key!r}: the stream failed earlier ({type(e).__name__}); open the value again")
+                    f"reading {_key_text(self.key)}: the stream failed earlier ({type(e).__name__}); open the value again")
                 raise
             if not more:
                 return 0
@@ -3676,8 +3682,8 @@ class _Reader(io.RawIOBase):
             self.job._stat_version(self.key)
         except errors.NotFound:
             return errors.NotFound(
-                f"object {self.key!r} was deleted (or taken by another delete-after-read reader) while being read")
-        return errors.Conflict(f"object {self.key!r} was replaced while being read")
+                f"object {_key_text(self.key)} was deleted (or taken by another delete-after-read reader) while being read")
+        return errors.Conflict(f"object {_key_text(self.key)} was replaced while being read")
 
     def _done(self) -> None:
         if self.dar:

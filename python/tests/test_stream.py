@@ -145,10 +145,13 @@ def test_stream_of_a_replaced_object_raises_conflict(small_chunks):
     with job.open("obj", prefetch=2) as r:
         head = r.read(CHUNK)
         job.put("obj", os.urandom(10 * CHUNK))
-        with pytest.raises(pocket.Conflict):
+        with pytest.raises(pocket.Conflict) as e:
             while piece := r.read(CHUNK):
                 head += piece
     assert old.startswith(head) and len(head) < len(old)
+    # The key as its text, as every error names one (a new user's trial
+    # read "object b'obj' was replaced").
+    assert "object 'obj' was replaced" in str(e.value), e.value
 
 
 @pytest.mark.parametrize("delete_after_read", [False, True])
