@@ -305,7 +305,7 @@ func (c *Controller) GetMapOrEnded(id string, tok []byte) (*wire.PlacementMap, e
 	if err == nil || !errors.Is(err, wire.ErrUnknownJob) {
 		return m, err
 	}
-	deadline := time.Now().Add(c.confirmWait())
+	deadline := time.Now().Add(c.EndedMapWait())
 	return c.awaitMap(func() (*wire.PlacementMap, bool, error) {
 		e := c.endedLocked(id, tok)
 		if e == nil {
@@ -317,6 +317,12 @@ func (c *Controller) GetMapOrEnded(id string, tok []byte) (*wire.PlacementMap, e
 		return nil, false, nil
 	})
 }
+
+// EndedMapWait is the longest GetMapOrEnded waits before it answers a
+// just-ended job's final map: until the job's end has reached its live
+// nodes, at most confirmWait (min(DeadAfter, 5 heartbeats): 3 s by
+// default). A client's own bound on that call should be longer.
+func (c *Controller) EndedMapWait() time.Duration { return c.confirmWait() }
 
 // errEnded is the refusal of a call that needs a live job (deregistration)
 // for an ended one, to its own token: CodeUnknownJob, as for an unknown

@@ -219,8 +219,12 @@ func (d *dataCmd) openCredential(pos []string) (*pocket.Job, []string, context.C
 
 // credentialCtlWait bounds how long a data command opening
 // POCKET_CREDENTIAL waits for the controller's answer before it falls
-// back to the credential's own map.
-const credentialCtlWait = 2 * time.Second
+// back to the credential's own map. It is past the controller's own wait
+// before it answers a just-ended job's final map (until the job's end has
+// reached its nodes, at most 3 s by default: controller.GetMapOrEnded):
+// at 2 s a new user's `pocket ls` right after a deregistration gave up on
+// a healthy controller with "context deadline exceeded".
+const credentialCtlWait = 4 * time.Second
 
 // openCredentialLive opens cred through a Store of the controller, which
 // says (within credentialCtlWait) whether the job is live.
