@@ -531,7 +531,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	st, runErr := Run(ctx, o.Config, dial)
 	if st == nil {
-		return status(stderr, o.noSpaceHint(ctx, runErr, RefusedForSpace(runErr)))
+		return status(stderr, o.noSpaceHint(ctx, runErr, RefusedForSpace(runErr), errors.Is(runErr, wire.ErrTooLarge)))
 	}
 	r := NewResult(o.Target(), o.Label, st)
 	switch {
@@ -554,7 +554,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if runErr == nil && r.Cleanup == CleanupIncomplete {
 		runErr = fmt.Errorf("bench: %s", st.CleanupNote())
 	}
-	return status(stderr, o.noSpaceHint(ctx, runErr, st.NoSpace > 0 || RefusedForSpace(runErr)))
+	return status(stderr, o.noSpaceHint(ctx, runErr, st.NoSpace > 0 || RefusedForSpace(runErr),
+		st.firstTooLarge || errors.Is(runErr, wire.ErrTooLarge)))
 }
 
 // sizeKeys sets the default key count of a run against a node to
@@ -599,11 +600,19 @@ func (o *Options) inFlight() int64 {
 // does not say) when there are more than one, fewer connections when a
 // put run's values in flight do not fit beside the keys (inFlight), or
 // a larger store. nil stays nil.
-func (o *Options) noSpaceHint(ctx context.Context, err error, full bool) error {
+func (o *Options) noSpaceHint(ctx context.Context, err error, full, tooLarge bool) error {
 	if err == nil || !full {
 		return err
 	}
 	size := int64(o.Config.Size)
+	if tooLarge {
+		// The store refuses the value's size itself (larger than a tier,
+		// or than half a node's NVMe staging memory): fewer keys or a
+		// second try never help. Before, a staging refusal read "tier
+		// full ... run again" (a new user's trial).
+		return fmt.Errorf("%w; the store refuses a value of %s whatever room it has (the refusal says why): run with a smaller --size, "+
+			"or against %s", err, units.FormatSize(size), o.largerStore())
+	}
 	keys := int64(o.Config.Keys)
 	held := keys // the values the run holds at once: its keys, and a put run's in flight
 	if o.Config.Op == Put {

@@ -348,12 +348,12 @@ func TestJobRunDefaultsToEnvController(t *testing.T) {
 func TestNoSpaceHintOneKeySaysSize(t *testing.T) {
 	full := fmt.Errorf("bench: the store refused 3 put(s) for lack of space; first: %w", wire.ErrNoSpace)
 	o := &Options{Store: StoreRedis, Addr: "127.0.0.1:1", Config: Config{Op: Put, Size: 300 << 20, Keys: 1, Conns: 1, Pipeline: 1}}
-	msg := o.noSpaceHint(context.Background(), full, true).Error()
+	msg := o.noSpaceHint(context.Background(), full, true, false).Error()
 	if strings.Contains(msg, "fewer keys") || !strings.Contains(msg, "smaller --size") || !strings.Contains(msg, "300MiB") {
 		t.Errorf("one key of 300MiB: %q; want a smaller --size, not fewer keys", msg)
 	}
 	o.Config.Keys, o.Config.Size = 100, 1<<20
-	if msg := o.noSpaceHint(context.Background(), full, true).Error(); !strings.Contains(msg, "fewer keys (--keys ") {
+	if msg := o.noSpaceHint(context.Background(), full, true, false).Error(); !strings.Contains(msg, "fewer keys (--keys ") {
 		t.Errorf("100 keys of 1MiB: %q; want fewer keys", msg)
 	}
 }

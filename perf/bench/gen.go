@@ -151,6 +151,9 @@ type Stats struct {
 	NoSpace uint64
 	// FirstNoSpace is the first such refusal's message ("" when none).
 	FirstNoSpace string
+	// firstTooLarge: that refusal was wire.ErrTooLarge (the value's size
+	// itself, whatever the store's room), not wire.ErrNoSpace.
+	firstTooLarge bool
 
 	Latency Histogram
 	// FirstError is the first error seen, wrong response or broken
@@ -477,7 +480,7 @@ func collect(cfg Config, workers []*worker) (*Stats, error) {
 			st.FirstError = w.firstErr.Error()
 		}
 		if st.FirstNoSpace == "" {
-			st.FirstNoSpace = w.firstNoSpace
+			st.FirstNoSpace, st.firstTooLarge = w.firstNoSpace, w.firstTooLarge
 		}
 		if w.firstRefusal != nil && st.FirstRefusal == "" {
 			st.FirstRefusal = w.firstRefusal.Error()
@@ -534,9 +537,11 @@ type worker struct {
 	noSpace      uint64 // puts refused for lack of space (Stats.NoSpace)
 	firstErr     error
 	firstNoSpace string // the first refusal for space, without ErrResponse's words
-	firstRefusal error
-	fatal        error
-	ctx          context.Context // the run's: when it ends, the run is interrupted
+	// firstTooLarge: that refusal was wire.ErrTooLarge (Stats.firstTooLarge)
+	firstTooLarge bool
+	firstRefusal  error
+	fatal         error
+	ctx           context.Context // the run's: when it ends, the run is interrupted
 }
 
 func (w *worker) run() {
@@ -615,6 +620,7 @@ func (w *worker) batch(t0 time.Time, measured bool) error {
 			w.noSpace++
 			if w.firstNoSpace == "" {
 				w.firstNoSpace = strings.TrimPrefix(err.Error(), ErrResponse.Error()+": ")
+				w.firstTooLarge = errors.Is(err, wire.ErrTooLarge)
 			}
 		case errors.Is(err, ErrResponse):
 			if measured {

@@ -73,7 +73,7 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&f.spinAll, "busy-poll-always", false, "with --busy-poll, spin even when no core is idle")
 	fs.IntVar(&f.maxConns, "max-conns", 10000, "connection limit")
 	fs.StringVar(&f.nvme, "nvme", "", "NVMe tier as PATH:SIZE (a block device or a file, opened with O_DIRECT)")
-	fs.StringVar(&f.staging, "nvme-staging", "256MiB", "aligned memory for NVMe transfers in flight")
+	fs.StringVar(&f.staging, "nvme-staging", "256MiB", "aligned memory for NVMe transfers in flight; a value or chunk larger than half of it is refused")
 	fs.StringVar(&f.index, "nvme-index", "1GiB", "most memory the NVMe tier's key index may take, counted as each key's length plus 256 bytes; a put of a new key past it answers no space")
 	fs.StringVar(&f.ctl, "controller", "", "controller address or comma-separated list (the active one is found); the node registers and heartbeats (default $"+metaclient.EnvController+"; none: standalone)")
 	fs.StringVar(&f.keyFile, "secret-file", "", "file holding the cluster secret shared with the controller, mode 0600 (default $"+token.EnvSecret+")")

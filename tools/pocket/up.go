@@ -682,7 +682,7 @@ func runUp(args []string) int {
 	fs.IntVar(&o.nodes, "nodes", 3, "storage nodes to start (with --autoscale: the autoscaler's fewest, as --min-nodes)")
 	fs.StringVar(&o.dram, "dram", "1GiB", "DRAM tier of each node (0: none, with --nvme)")
 	fs.StringVar(&o.nvme, "nvme", "", "NVMe tier of each node, SIZE: a file of its own in DIR/"+nvmeSubdir+"/up-* of --data-dir, opened with O_DIRECT\n(the file system must allow it: tmpfs does not) and removed when the node stops (default: none)")
-	fs.StringVar(&o.staging, "nvme-staging", "", "with --nvme: each node's --nvme-staging, the memory holding NVMe transfers in flight (default: the node's, 256MiB);\na value or chunk larger than it is refused")
+	fs.StringVar(&o.staging, "nvme-staging", "", "with --nvme: each node's --nvme-staging, the memory holding NVMe transfers in flight (default: the node's, 256MiB);\na value or chunk larger than half of it is refused (one value may take at most half)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve the controller's Prometheus /metrics on this address")
 	fs.StringVar(&o.nodePorts, "node-ports", "", "ports the nodes listen on, FIRST-LAST: each node takes the lowest one free (default: ports the kernel picks)")
 	fs.IntVar(&o.metricsBase, "metrics-base", 0, "serve Prometheus /metrics on loopback: the controller on this port, node i (from 0) on PORT+1+i")
