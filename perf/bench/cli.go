@@ -706,6 +706,11 @@ func (o *Options) storeRoom(ctx context.Context) (capacity, room int64, where st
 	case o.Controller != "" && o.job != nil:
 		m := o.job.Map()
 		opts := client.ConnOptions{Job: []byte(m.Job), Token: m.Token, Epoch: m.Epoch, NVMe: m.Tier == wire.TierNVMe}
+		// A fresh job's bytes are all the run's own keys, which it puts
+		// over (and its deregistration drops): room for the run, not
+		// taken. Before, they counted as taken, and a new user's fresh
+		// job that held 996 keys of 256 KiB was advised --keys 13.
+		fresh := o.Job == ""
 		n := 0
 		for _, nd := range m.Nodes {
 			if nd.Weight <= 0 {
@@ -714,6 +719,9 @@ func (o *Options) storeRoom(ctx context.Context) (capacity, room int64, where st
 			c, used, err := nodeUsage(ctx, nd.Addr, opts)
 			if err != nil {
 				return 0, 0, "", err
+			}
+			if fresh {
+				used = 0
 			}
 			capacity, room, n = capacity+c, room+max(c-used, 0), n+1
 		}

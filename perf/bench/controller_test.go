@@ -7,7 +7,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -261,5 +263,27 @@ func TestValueLargerThanTheJobsNodesSaysSize(t *testing.T) {
 		strings.Contains(msg, "wrong responses") || strings.Contains(msg, "fewer keys") {
 		t.Fatalf("40MiB put on the job's %d node(s) of 16MiB: exit %d\nstdout:\n%s\nstderr:\n%s\n"+
 			"want exit 1, the value larger than the %s the nodes hold, and a smaller --size", len(m.Nodes), code, stdout.String(), msg, hold)
+	}
+}
+
+// TestFreshJobFullAdvisesKeysThatFit (a new user's trial): a fresh
+// --controller job's bytes are the run's own keys, so the advice after a
+// refusal for space counts them as room for the run. Before, the room was
+// measured with the run's keys still in it: a fresh job that held 996
+// keys of 256 KiB was advised "--keys 13".
+func TestFreshJobFullAdvisesKeysThatFit(t *testing.T) {
+	_, ctlAddr, _ := startCluster(t, 1) // one node of 16 MiB
+	args := []string{"--controller", ctlAddr, "--op", "put", "--size", "512KiB", "--keys", "100", "--conns", "1",
+		"--warmup", "0", "--duration", "1s"}
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), args, &stdout, &stderr)
+	msg := stderr.String()
+	m := regexp.MustCompile(`fewer keys \(--keys (\d+)`).FindStringSubmatch(msg)
+	if code != 1 || m == nil {
+		t.Fatalf("100 keys of 512KiB on a 16MiB node: exit %d\nstderr:\n%s\nwant exit 1 advising fewer keys", code, msg)
+	}
+	// Half the node's 16 MiB holds 16 keys of 512 KiB.
+	if keys, _ := strconv.Atoi(m[1]); keys < 8 {
+		t.Errorf("advised --keys %d for a fresh job on a 16MiB node; want the keys that fit half of it (16):\n%s", keys, msg)
 	}
 }
