@@ -40,7 +40,8 @@ Jobs: ALLOC Mb/s and ALLOC SIZE are the job's allotment, what it asked for
 allotted, its values use its nodes' free capacity); USED its own traffic,
 averaged over its nodes' last heartbeats (the autoscaler's smoothing, 3 by
 default: it lags the nodes' RX/TX, which are the latest one's), and its
-bytes ("~": values are moving, or have moved, between its nodes and not every node has reported since; "!": more than its ALLOC
+bytes ("~": values are moving, or have moved, between its nodes and not every node has reported since; "?": a node of its
+map is dead, and what it holds is not counted; "!": more than its ALLOC
 SIZE, which reserves and does not limit); COST $/h its allotment, or its
 use where larger (USED Mb/s up to what its nodes are rated for, USED
 SIZE; bandwidth and bytes each), at
@@ -338,11 +339,16 @@ func statusViewFrom(st *wire.ClusterStatus, prices controller.Prices, source str
 		out.Nodes = append(out.Nodes, v)
 	}
 	for _, j := range st.Jobs {
+		nodes := mapNodesJSON(j.Nodes)
+		// The epoch changes of a node's death and loss settle the job's
+		// figures with nothing moving: USED SIZE says "?" then, not "~"
+		// (a new user's trial read "~0B", "values are moving", for 45 s
+		// after a node of the job was killed).
 		out.Jobs = append(out.Jobs, statusJobJSON{JobID: j.Job, Name: j.Name, Tier: tierName(j.Tier), Epoch: j.Epoch,
-			Nodes: mapNodesJSON(j.Nodes), Lambdas: j.Hints.Lambdas, CapacityBytes: j.Hints.CapacityBytes,
+			Nodes: nodes, Lambdas: j.Hints.Lambdas, CapacityBytes: j.Hints.CapacityBytes,
 			PeakMbps: j.Hints.PeakMbps, LatencySensitive: j.Hints.LatencySensitive, AllocMbps: j.AllocMbps,
 			AllocBytes: j.AllocBytes, AgeMs: j.Age.Milliseconds(), UsedMbps: j.UsedMbps, UsedBytes: j.UsedBytes,
-			CostPerHour: jobCost(prices, j, ratedMbps(st, j)), Moving: moving(j.Nodes) || j.Settling, Tenant: j.Tenant})
+			CostPerHour: jobCost(prices, j, ratedMbps(st, j)), Moving: moving(j.Nodes) || j.Settling && !deadIn(nodes), Tenant: j.Tenant})
 	}
 	out.Allotments = tierAllotments(&out)
 	out.Network = networkAllotment(&out)
@@ -486,12 +492,13 @@ func printStatus(v statusJSON) {
 	tenants := slices.ContainsFunc(v.Jobs, func(j statusJobJSON) bool { return j.Tenant != "" })
 	fmt.Fprintln(w, tenantCell(tenants, "TENANT")+"JOB\tTIER\tEPOCH\tNODES\tALLOC Mb/s\tUSED Mb/s\tALLOC SIZE\tUSED SIZE\tCOST $/h\tMAP")
 	var total float64
-	anyMoving, unsized, over := false, false, false
+	anyMoving, anyDead, unsized, over := false, false, false, false
 	for _, j := range v.Jobs {
 		fmt.Fprintf(w, "%s%s\t%s\t%d\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%s\n", tenantCell(tenants, cmp.Or(j.Tenant, "-")), j.JobID, j.Tier,
 			j.Epoch, len(j.Nodes), j.AllocMbps, j.UsedMbps, allocSizeCell(j), usedSizeCell(j), costCell(j.CostPerHour), mapNotes(j.Nodes))
 		total += j.CostPerHour
 		anyMoving = anyMoving || j.Moving
+		anyDead = anyDead || deadIn(j.Nodes)
 		unsized = unsized || j.AllocBytes <= 0
 		over = over || overAllotment(j)
 	}
@@ -506,6 +513,9 @@ func printStatus(v statusJSON) {
 	if over {
 		fmt.Println("USED SIZE !: the job holds more than its ALLOC SIZE: a size (a capacity hint's, or one learned from the job's name) reserves space, it does not limit the job; " +
 			"its puts go on into its nodes' free capacity, which other jobs' allotments may need")
+	}
+	if anyDead {
+		fmt.Println("USED SIZE ?: a node of the job's map is dead (MAP): what it holds is not counted")
 	}
 	if anyMoving {
 		fmt.Println("USED SIZE ~: values are moving, or have just moved, between the job's nodes (MAP); each node's latest report counts, " +
@@ -638,11 +648,15 @@ func allocSizeCell(j statusJobJSON) string {
 }
 
 // usedSizeCell is a job's USED SIZE: its bytes, marked "~" while values
-// move between its nodes (statusJobJSON.Moving).
+// move between its nodes (statusJobJSON.Moving), "?" while a node of its
+// map is dead (what it holds is not counted).
 func usedSizeCell(j statusJobJSON) string {
 	cell := units.FormatSize(j.UsedBytes)
 	if j.Moving {
 		cell = "~" + cell
+	}
+	if deadIn(j.Nodes) {
+		cell = "?" + cell
 	}
 	if overAllotment(j) {
 		cell += "!"
@@ -696,6 +710,12 @@ func overAllotment(j statusJobJSON) bool { return j.AllocBytes > 0 && j.UsedByte
 
 // mapNotes names the nodes of a job's map that are not plain active
 // members (joining or leaving it while it runs, draining, dead), or "-".
+// deadIn reports whether a node of a job's map (as status --json shows
+// it) is dead.
+func deadIn(ns []mapNodeJSON) bool {
+	return slices.ContainsFunc(ns, func(n mapNodeJSON) bool { return n.State == wire.NodeDead.String() })
+}
+
 func mapNotes(ns []mapNodeJSON) string {
 	var notes []string
 	for _, n := range ns {

@@ -53,6 +53,33 @@ func TestStatusMarksMovingBytes(t *testing.T) {
 	}
 }
 
+// TestStatusMarksADeadNodesJob (a new user's trial): a job with a dead
+// node in its map has its USED SIZE marked "?", with a note that what the
+// node holds is not counted, and not "~" (values moving) though its
+// figures settle after the death's epoch change. Before, it read "~0B"
+// and "values are moving" for 45 s with nothing moving.
+func TestStatusMarksADeadNodesJob(t *testing.T) {
+	st := &wire.ClusterStatus{NodeCount: 2, JobCount: 1, Nodes: []wire.NodeStatus{
+		{Addr: "127.0.0.1:7001", State: wire.NodeDead}, {Addr: "127.0.0.1:7002", State: wire.NodeActive}},
+		Jobs: []wire.JobStatus{{Job: "dead-1", Name: "dead", UsedBytes: 2 << 20, Settling: true, Nodes: []wire.MapNode{
+			{Addr: "127.0.0.1:7001", Weight: 0.5, State: wire.NodeDead}, {Addr: "127.0.0.1:7002", Weight: 0.5, State: wire.NodeActive}}}}}
+	v := statusView(st)
+	if v.Jobs[0].Moving {
+		t.Error("--json moving for a job whose node died: want false (nothing moves)")
+	}
+	out, _ := stdoutOf(t, func() int { printStatus(v); return 0 })
+	var cell string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 7 && f[0] == "dead-1" {
+			cell = f[7]
+		}
+	}
+	if cell != "?2MiB" || !strings.Contains(out, "USED SIZE ?: a node of the job's map is dead (MAP): what it holds is not counted") ||
+		strings.Contains(out, "values are moving") {
+		t.Errorf("USED SIZE of a job with a dead node: %q; want ?2MiB and the note on it, not the moving one:\n%s", cell, out)
+	}
+}
+
 // TestStatusMarksBytesOverTheAllotment: a job holding more than its ALLOC
 // SIZE (a capacity hint reserves, it does not limit) has its USED SIZE
 // marked "!" with a note saying so; a job within it, or with no size
