@@ -17,10 +17,14 @@ import (
 func runJob(ctx context.Context, cfg *Config, spec JobSpec, start time.Time) JobResult {
 	res := JobResult{Spec: spec, Name: spec.Name}
 	if err := sleepUntil(ctx, start.Add(cfg.wall(spec.Arrive))); err != nil {
-		res.FirstEr = err.Error()
+		res.Interrupted = true // before it arrived
 		return res
 	}
 	job, err := cfg.Store.RegisterJob(ctx, spec.Name, spec.Hints)
+	if err != nil && ctx.Err() != nil {
+		res.Interrupted = true
+		return res
+	}
 	if err != nil {
 		res.Errors, res.FirstEr = 1, err.Error()
 		cfg.Logf("trace: %s: %v", spec.Name, err)
@@ -31,9 +35,15 @@ func runJob(ctx context.Context, cfg *Config, spec JobSpec, start time.Time) Job
 	cfg.Logf("trace: t=%.0fs job %s registered on %d node(s)", now(), res.ID, res.Nodes)
 	l := newLoad(spec, job)
 	l.drive(ctx, cfg, cfg.Workers)
-	vctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	res.Written, res.Verified = l.verifyAll(vctx, l.opsPerSecond(spec.readBackMbps()))
-	cancel()
+	if ctx.Err() == nil {
+		vctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		res.Written, res.Verified = l.verifyAll(vctx, l.opsPerSecond(spec.readBackMbps()))
+		cancel()
+	} else {
+		// Interrupted: not verified, and not failed for it.
+		res.Written = l.writtenCount()
+		res.Interrupted = true
+	}
 	l.results(&res)
 	dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -42,6 +52,11 @@ func runJob(ctx context.Context, cfg *Config, spec JobSpec, start time.Time) Job
 		if res.FirstEr == "" {
 			res.FirstEr = err.Error()
 		}
+	}
+	if res.Interrupted {
+		cfg.Logf("trace: t=%.0fs job %s interrupted: %d puts, %d gets, %d keys written (not verified), %d errors",
+			now(), res.ID, res.Puts, res.Gets, res.Written, res.Errors)
+		return res
 	}
 	cfg.Logf("trace: t=%.0fs job %s done: %d puts, %d gets, %d of %d keys verified, %d errors",
 		now(), res.ID, res.Puts, res.Gets, res.Verified, res.Written, res.Errors)
@@ -238,6 +253,17 @@ func (l *load) verifyAll(ctx context.Context, opsPerSec float64) (written, verif
 		}
 	}
 	return written, verified
+}
+
+// writtenCount is the number of distinct keys the job wrote.
+func (l *load) writtenCount() int {
+	n := 0
+	for i := range l.written {
+		if l.written[i].Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // fail counts an error, unless the job's time ran out mid-operation.

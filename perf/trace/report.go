@@ -34,6 +34,10 @@ func (r *Result) Markdown(w io.Writer, command, png string, step float64) error 
 	if r.Setup != "" {
 		fmt.Fprintf(&b, "%s\n\n", r.Setup)
 	}
+	if r.Interrupted > 0 {
+		fmt.Fprintf(&b, "**Interrupted** at t=%.0f s of trace time: the figures cover the time run, and the jobs running then "+
+			"were not verified (their keys are not counted as errors); those not yet arrived did not run.\n\n", r.Interrupted)
+	}
 	r.writeTotals(&b)
 	r.writeJobs(&b)
 	if png != "" {

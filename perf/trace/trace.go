@@ -85,6 +85,8 @@ type JobResult struct {
 	// its allotment and its own measured traffic. A cluster without
 	// per-job growth must hold it for the job's whole run.
 	NeedMbps float64
+	// Interrupted: the run ended while the job ran; it was not verified.
+	Interrupted bool
 }
 
 // Result is a finished run.
@@ -117,6 +119,10 @@ type Result struct {
 	// (Config.NodeMbps, MinNodes): filled to Band, and filled whole. Both
 	// are 0 when the run did not say its nodes' bandwidth.
 	FloorBand, FloorFull float64
+	// Interrupted is the trace time at which the run's context ended it
+	// (0: it ran whole): the figures cover the time run, and the jobs
+	// still running then were neither verified nor counted as failing.
+	Interrupted float64
 	// Decisions are lines the caller adds for the report (the
 	// autoscaler's decisions); Setup describes the cluster and machine.
 	Decisions []string
@@ -217,7 +223,8 @@ func (c *Config) wall(d time.Duration) time.Duration {
 }
 
 // Run replays the trace and returns its samples and totals. It fails
-// before anything runs on a spec that cannot run (see JobSpec).
+// before anything runs on a spec that cannot run (see JobSpec). When ctx
+// ends the run it returns what ran (Result.Interrupted) with ctx's error.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -236,17 +243,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}()
 	}
 	wg.Wait()
-	if err := sleepUntil(ctx, start.Add(cfg.wall(cfg.Length))); err != nil {
-		stopSampling()
-		<-sampled
-		return nil, err
-	}
+	err := sleepUntil(ctx, start.Add(cfg.wall(cfg.Length)))
 	stopSampling()
 	res.Points = <-sampled
+	if err != nil {
+		// Interrupted: the report covers the time run (a new user's
+		// Ctrl-C got "256 errors" for its running job and no report).
+		res.Interrupted = time.Since(start).Seconds() / cfg.Timescale
+		res.Length = time.Duration(res.Interrupted * float64(time.Second))
+	}
 	res.totals()
-	res.FloorBand, _ = Floor(cfg.Jobs, cfg.Length, cfg.NodeMbps, cfg.Band, cfg.MinNodes)
-	res.FloorFull, _ = Floor(cfg.Jobs, cfg.Length, cfg.NodeMbps, 1, cfg.MinNodes)
-	return res, nil
+	if err == nil { // the floors are the whole trace's
+		res.FloorBand, _ = Floor(cfg.Jobs, cfg.Length, cfg.NodeMbps, cfg.Band, cfg.MinNodes)
+		res.FloorFull, _ = Floor(cfg.Jobs, cfg.Length, cfg.NodeMbps, 1, cfg.MinNodes)
+	}
+	return res, err
 }
 
 // totals integrates node counts over the samples (trace time) and fills

@@ -109,7 +109,8 @@ func runTrace(args []string) int {
 		MinNodes:  o.scale.MinNodes,
 		Logf:      logf,
 	})
-	if err != nil {
+	interrupted := err != nil && res != nil && ctx.Err() != nil
+	if err != nil && !interrupted {
 		return fail("trace: %v", err)
 	}
 	res.Setup = fmt.Sprintf("Cluster: `pocket up --autoscale` in process, nodes of %s DRAM reporting %.0f Mb/s each, band %.0f%%-%.0f%%, "+
@@ -120,7 +121,14 @@ func runTrace(args []string) int {
 	for _, d := range u.auto.Decisions() {
 		res.Decisions = append(res.Decisions, fmt.Sprintf("t=%.0f %s %s: %s", d.At.Sub(start).Seconds() / *timescale, d.Action, decisionNodes(d.Count, d.Drain), d.Reason))
 	}
-	return writeTrace(res, *out, "pocket trace "+strings.Join(args, " "))
+	code := writeTrace(res, *out, "pocket trace "+strings.Join(args, " "))
+	if interrupted {
+		// As the other commands interrupted: the report of what ran, and
+		// exit 1 (before, "trace: context canceled" and no report).
+		warn("trace", "interrupted at t=%.0f s of trace time: the report covers the time run", res.Interrupted)
+		return 1
+	}
+	return code
 }
 
 // traceNames describes the named traces for the --trace flag.
