@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +18,7 @@ import (
 
 // Config describes one measurement run. Zero fields take the defaults.
 type Config struct {
-	Path string // block device or file (created at Size when missing)
+	Path string // block device or file (created at Size when missing, and then removed at the end)
 	Size int64  // bytes of the device to use
 
 	// Duration of each device measurement (default 2s).
@@ -115,6 +117,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 func measureDevice(ctx context.Context, cfg Config, r *Report) error {
 	if cfg.Path == "" {
 		return errors.New("hw: no device path")
+	}
+	if _, err := os.Stat(cfg.Path); errors.Is(err, fs.ErrNotExist) {
+		// A file the measurement creates goes with it (a new user's
+		// trial found its --size of test data left behind).
+		defer os.Remove(cfg.Path)
 	}
 	dev, err := nvme.Open(cfg.Path, nvme.Options{
 		Size:       cfg.Size,

@@ -52,6 +52,22 @@ func TestRunSmall(t *testing.T) {
 	if !strings.Contains(table.String(), "rand read 4 KiB QD4") {
 		t.Fatalf("table:\n%s", table.String())
 	}
+	// The file the run created is gone (a new user's trial found its
+	// test data left behind); a file that was there stays.
+	if _, err := os.Stat(cfg.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the file the run created: %v; want it removed", err)
+	}
+	kept := filepath.Join(dir, "kept")
+	if err := os.WriteFile(kept, make([]byte, 16<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Path, cfg.SkipNetwork, cfg.SkipDRAM = kept, true, true
+	if _, err := Run(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("a file that was there before the run: %v; want it kept", err)
+	}
 }
 
 func TestProfileRoundTrip(t *testing.T) {

@@ -20,7 +20,11 @@ import (
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hw", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("path", "", "block device or file to measure (a file is created at --size)")
+	fs.Usage = func() { // after pocket's usage line, as the other commands' flags (before: Go's "Usage of hw:")
+		fmt.Fprintf(stderr, "Flags:\n")
+		fs.PrintDefaults()
+	}
+	path := fs.String("path", "", "block device or file to measure (a missing file is created at --size, and removed at the end)")
 	size := fs.String("size", "1GiB", "bytes of the device to use, like 1GiB")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
 	profile := fs.String("profile", "", "also write the device profile to this file")

@@ -78,7 +78,7 @@ func (f *nodeFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&f.ctl, "controller", "", "controller address or comma-separated list (the active one is found); the node registers and heartbeats (default $"+metaclient.EnvController+"; none: standalone)")
 	fs.StringVar(&f.keyFile, "secret-file", "", "file holding the cluster secret shared with the controller, mode 0600 (default $"+token.EnvSecret+")")
 	fs.StringVar(&f.advert, "advertise", "", "data-plane address to give clients (default: the bound address)")
-	fs.StringVar(&f.profile, "profile", "", "device profile written by `pocket hw --profile` (tier bandwidths)")
+	fs.StringVar(&f.profile, "profile", "", "device profile `FILE` written by pocket hw --profile (tier bandwidths)")
 	fs.Float64Var(&f.dramMbps, "dram-mbps", 0, "DRAM tier bandwidth in Mb/s to report (default: from --profile, else the controller's default)")
 	fs.Float64Var(&f.nvmeMbps, "nvme-mbps", 0, "NVMe tier bandwidth in Mb/s to report (default: from --profile)")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9101)")
