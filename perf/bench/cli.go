@@ -605,20 +605,20 @@ func (o *Options) noSpaceHint(ctx context.Context, err error, full, tooLarge boo
 		return err
 	}
 	size := int64(o.Config.Size)
-	if tooLarge {
-		// The store refuses the value's size itself (larger than a tier,
-		// or than half a node's NVMe staging memory): fewer keys or a
-		// second try never help. Before, a staging refusal read "tier
-		// full ... run again" (a new user's trial).
-		return fmt.Errorf("%w; the store refuses a value of %s whatever room it has (the refusal says why): run with a smaller --size, "+
-			"or against %s", err, units.FormatSize(size), o.largerStore())
-	}
 	keys := int64(o.Config.Keys)
 	held := keys // the values the run holds at once: its keys, and a put run's in flight
 	if o.Config.Op == Put {
 		held += int64(o.Config.Conns) * int64(o.Config.Pipeline)
 	}
 	capacity, room, where, rerr := o.storeRoom(ctx)
+	if tooLarge && (rerr != nil || size <= capacity) {
+		// The store refuses the value's size itself, for a reason its
+		// room does not show (more than half a node's NVMe staging
+		// memory): fewer keys or a second try never help. Before, such a
+		// refusal read "tier full ... run again" (a new user's trial).
+		return fmt.Errorf("%w; the store refuses a value of %s whatever room it has (the refusal says why): run with a smaller --size, "+
+			"or against %s", err, units.FormatSize(size), o.largerStore())
+	}
 	var advice []string
 	switch {
 	case rerr != nil && keys > 1:
