@@ -261,6 +261,7 @@ func runPut(args []string) int {
 		return fail("put: %v", err)
 	}
 	defer done()
+	chunk, _ := d.chunkSize() // checked with the flags
 	var opts []pocket.PutOption
 	if *d.persist {
 		opts = append(opts, pocket.Persist())
@@ -272,7 +273,7 @@ func runPut(args []string) int {
 			n, err = putStdin(ctx, w)
 		}
 		if err != nil {
-			return fail("put: %v", interruptNote(ctx, putInterrupted, noSpaceHint(err, j, n)))
+			return fail("put: %v", interruptNote(ctx, putInterrupted, noSpaceHint(err, j, n, chunk)))
 		}
 		return 0
 	}
@@ -281,7 +282,7 @@ func runPut(args []string) int {
 		if fi, serr := os.Stat(pos[2]); serr == nil {
 			size = fi.Size()
 		}
-		return fail("put: %v", interruptNote(ctx, putInterrupted, noSpaceHint(err, j, size)))
+		return fail("put: %v", interruptNote(ctx, putInterrupted, noSpaceHint(err, j, size, chunk)))
 	}
 	return 0
 }
@@ -294,20 +295,40 @@ func runPut(args []string) int {
 // (a new user's trial). A later trial's 300 MiB value on a job of one
 // 256 MiB node was told only to delete values: it now hears that no
 // deletion makes room for a value larger than the job's nodes.
-func noSpaceHint(err error, j *pocket.Job, size int64) error {
+//
+// A value's chunks each go whole to one node: with a large --chunk-size
+// (chunk) a value lands on few nodes, and one of them may fill while the
+// others have room. A new user's job allotted 400 MiB on two nodes had a
+// 150 MiB value of 64 MiB chunks all on one, and a 90 MiB put was told to
+// register the job with a --capacity hint it had: the hint now says so
+// when the chunks are larger than the default, and asks for a hint only
+// of a job that has no size allotted.
+func noSpaceHint(err error, j *pocket.Job, size, chunk int64) error {
 	if !errors.Is(err, wire.ErrNoSpace) {
 		return err
 	}
-	m := j.Map()
+	return noSpaceText(err, j.Map(), j.Allotment().Bytes, size, chunk)
+}
+
+// noSpaceText is noSpaceHint's text for a job of map m allotted alloc
+// bytes (0: no size).
+func noSpaceText(err error, m pocket.Map, alloc, size, chunk int64) error {
 	value := ""
 	if size > 0 {
 		value = "the value is " + units.FormatSize(size) + "; "
 	}
+	fix := "split it, or register the job with a --capacity hint of its size, which places it on more nodes"
+	if alloc > 0 {
+		fix = fmt.Sprintf("split it (the job's allotment of %s is room over its nodes together, not on each)", units.FormatSize(alloc))
+	}
+	if chunk > pocket.DefaultChunkSize && size > chunk {
+		fix += fmt.Sprintf("; chunks of %s (--chunk-size) each go whole to one node, so a value lands on few of them: "+
+			"a smaller --chunk-size spreads it over more", units.FormatSize(chunk))
+	}
 	return fmt.Errorf("%w (%sthe node of the job's %d %s node(s) that the value, or a chunk of it, goes to is full: "+
 		"every job's values there count; deleting this job's keys (pocket rm %s KEY) frees what they hold, but no deletion "+
-		"makes room for a value larger than the job's nodes hold together: split it, or register the job with a --capacity "+
-		"hint of its size, which places it on more nodes; pocket status shows each node's use and capacity, and the "+
-		"controller's autoscaling maximum)", err, value, len(m.Nodes), m.Tier, m.Job)
+		"makes room for a value larger than the job's nodes hold together: %s; pocket status shows each node's use and capacity, and the "+
+		"controller's autoscaling maximum)", err, value, len(m.Nodes), m.Tier, m.Job, fix)
 }
 
 func runGet(args []string) int {
