@@ -209,6 +209,22 @@ func setCarry(v *statusJSON) {
 	}
 }
 
+// liveNodesText is "2 node(s)", or "1 live node(s) (1 dead)" for a map
+// with dead nodes, which carry nothing (setCarry): a new user's trial read
+// "what its 2 node(s) carry" for a job one of whose two nodes was dead.
+func liveNodesText(ns []mapNodeJSON) string {
+	dead := 0
+	for _, n := range ns {
+		if n.State == wire.NodeDead.String() {
+			dead++
+		}
+	}
+	if dead == 0 {
+		return fmt.Sprintf("%d node(s)", len(ns))
+	}
+	return fmt.Sprintf("%d live node(s) (%d dead)", len(ns)-dead, dead)
+}
+
 // tierBytes is node n's capacity on its tier of kind (0: it has none).
 func tierBytes(n statusNodeJSON, kind string) int64 {
 	for _, t := range n.Tiers {
@@ -259,13 +275,13 @@ func printAllotments(v statusJSON) {
 	}
 	for _, j := range v.Jobs {
 		if j.AllocMbps-j.CarryMbps >= 0.5 {
-			fmt.Printf("job %s gets at most %.0f of its %.0f Mb/s: what its %d node(s) carry when every job uses its allotment\n",
-				j.JobID, j.CarryMbps, j.AllocMbps, len(j.Nodes))
+			fmt.Printf("job %s gets at most %.0f of its %.0f Mb/s: what its %s carry when every job uses its allotment\n",
+				j.JobID, j.CarryMbps, j.AllocMbps, liveNodesText(j.Nodes))
 		}
 		if j.AllocBytes-j.CarryBytes >= 1<<20 {
-			fmt.Printf("job %s holds at most %s of its %s: what its %d node(s) hold when every job fills its allotment "+
+			fmt.Printf("job %s holds at most %s of its %s: what its %s hold when every job fills its allotment "+
 				"(puts past it answer \"tier full\" until a node joins its map)\n",
-				j.JobID, units.FormatSize(j.CarryBytes), units.FormatSize(j.AllocBytes), len(j.Nodes))
+				j.JobID, units.FormatSize(j.CarryBytes), units.FormatSize(j.AllocBytes), liveNodesText(j.Nodes))
 		}
 	}
 }

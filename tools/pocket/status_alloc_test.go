@@ -124,6 +124,22 @@ func TestStatusSaysAJobShortOfRoom(t *testing.T) {
 	}
 }
 
+// TestStatusCarryNamesDeadNodes (a new user's trial): a job one of whose
+// two nodes is dead gets at most what its live node carries, and status
+// says "its 1 live node(s) (1 dead)". Before: "what its 2 node(s) carry".
+func TestStatusCarryNamesDeadNodes(t *testing.T) {
+	n1, n2 := "127.0.0.1:7001", "127.0.0.1:7002"
+	tiers := []wire.TierStat{{Kind: uint8(wire.TierDRAM), CapacityBytes: 64 << 20, Mbps: 200}}
+	st := &wire.ClusterStatus{NodeCount: 2, JobCount: 1,
+		Nodes: []wire.NodeStatus{{Addr: n1, State: wire.NodeActive, Tiers: tiers}, {Addr: n2, State: wire.NodeDead, Tiers: tiers}},
+		Jobs: []wire.JobStatus{{Job: "j-1", Name: "j", Tier: uint8(wire.TierDRAM), AllocMbps: 400,
+			Nodes: []wire.MapNode{{Addr: n1, Weight: 0.5, State: wire.NodeActive}, {Addr: n2, Weight: 0.5, State: wire.NodeDead}}}}}
+	out, _ := stdoutOf(t, func() int { printStatus(statusView(st)); return 0 })
+	if !strings.Contains(out, "job j-1 gets at most 200 of its 400 Mb/s: what its 1 live node(s) (1 dead) carry") {
+		t.Errorf("status of a job with a dead node:\n%s", out)
+	}
+}
+
 // TestStatusCarryOnANodeOfTwoTiers: a node of a DRAM tier of 8000 Mb/s
 // and an NVMe tier of 2000 Mb/s holds a DRAM job allotted 8000 Mb/s and
 // an NVMe job allotted 2000 Mb/s. However the node's bandwidth is
