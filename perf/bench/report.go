@@ -198,7 +198,12 @@ func (r *Result) endedNote() string {
 // put succeeded)".
 func (r *Result) keysNote() string {
 	var parts []string
-	if r.Preloaded > 0 {
+	switch {
+	case r.Preloaded > 0 && r.Cleanup == CleanupNone:
+		// The echo server answers puts and stores nothing (a new user's
+		// trial read "preloaded 100,000" as keys held).
+		parts = append(parts, "sent "+fmtFloat(float64(r.Preloaded), 0)+" preload puts before the measurement, which the echo server answers and does not store")
+	case r.Preloaded > 0:
 		parts = append(parts, "preloaded "+fmtFloat(float64(r.Preloaded), 0)+" before the measurement (a get run puts its keys first)")
 	}
 	w := fmtFloat(float64(r.WrittenKeys), 0)

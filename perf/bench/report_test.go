@@ -75,6 +75,21 @@ func TestWriteText(t *testing.T) {
 	}
 }
 
+// TestEchoPreloadIsNotKeysHeld (a new user's trial): an echo run's
+// preload is said to be puts the echo server answered and did not store,
+// not "preloaded 100,000" keys.
+func TestEchoPreloadIsNotKeysHeld(t *testing.T) {
+	r := Result{Target: "echo://h:1", Op: "get", Ops: 10, Preloaded: 100000, Cleanup: CleanupNone}
+	if note := r.keysNote(); !strings.Contains(note, "sent 100,000 preload puts") || !strings.Contains(note, "does not store") ||
+		strings.Contains(note, "preloaded 100,000") {
+		t.Errorf("echo run's keys note: %q", note)
+	}
+	r.Cleanup, r.WrittenKeys = CleanupDeleted, 100000
+	if note := r.keysNote(); !strings.Contains(note, "preloaded 100,000 before the measurement") {
+		t.Errorf("a store's get run's keys note: %q", note)
+	}
+}
+
 func TestFormatting(t *testing.T) {
 	for in, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -4321: "-4,321"} {
 		if got := fmtFloat(in, 0); got != want {
