@@ -47,6 +47,8 @@ type Controller struct {
 	// unprovenFrames is the part of largeFrames held by connections
 	// that have not proved the node role (session.proven).
 	unprovenFrames atomic.Int64
+	// listings holds a token for each listing being built (listings.go).
+	listings chan struct{}
 
 	mu    sync.Mutex // guards everything below but auto and srv
 	nodes map[string]*node
@@ -235,7 +237,8 @@ func New(cfg Config) (*Controller, error) {
 	ctl := &Controller{cfg: c, caID: c.CAID, nodes: map[string]*node{}, jobs: map[string]*job{}, seq: c.FirstJobSeq,
 		gone: map[string]retiredNode{}, loads: map[string]*nodeLoad{}, clients: map[string]*client{},
 		orphans: map[string]map[string]*orphanSeen{}, lostFrom: map[string]map[*job]struct{}{}, moving: map[*job]struct{}{},
-		probes: make(chan struct{}, maxProbes), sweeps: make(chan struct{}, maxSweeps), unswept: map[string]*pendingSweep{}}
+		probes: make(chan struct{}, maxProbes), sweeps: make(chan struct{}, maxSweeps), unswept: map[string]*pendingSweep{},
+		listings: make(chan struct{}, maxListings)}
 	ctl.askInc = ctl.askIncarnation
 	if ctl.seq == 0 {
 		ctl.seq = randomSeq()

@@ -596,12 +596,24 @@ func (c *Controller) serveConn(conn net.Conn) {
 			code = wire.CodeOf(err)
 			reply = wire.NewEncoder().ErrorResponse(err)
 		}
+		var replyHeld largeHold // a large reply's bytes while it is written (listings.go)
+		if c.admitLarge(len(reply), &replyHeld, sess.proven) != nil {
+			c.undoUndelivered(sess)
+			code, reply = wire.CodeBusy, wire.NewEncoder().ErrorResponse(c.errReplyBusy(h.Op, len(reply)))
+		}
+		release := func() { c.releaseLarge(&replyHeld) }
 		out = wire.AppendControlFrame(out[:0], h.Op.Reply(), h.ID, code, reply)
 		c.srv.writing(conn)
 		if err := conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout)); err != nil {
+			release()
 			return
 		}
-		if _, err := conn.Write(out); err != nil {
+		_, werr := conn.Write(out)
+		release()
+		if len(out) > wire.ReadGrowStep { // a large reply's buffers go with it (listings.go)
+			out, b = nil, flatbuffers.NewBuilder(1024)
+		}
+		if werr != nil {
 			if code == wire.CodeOK {
 				c.undoUndelivered(sess)
 			}

@@ -140,6 +140,13 @@ func (c *Controller) handle(s *session, op wire.Op, meta []byte, b *flatbuffers.
 		}
 		s.prob = false
 	}
+	if listing(op) { // built and encoded in turn (listings.go)
+		release, err := c.awaitListing()
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	reply, err := c.dispatch(s, op, meta)
 	if err != nil {
 		return nil, err

@@ -581,6 +581,10 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 	probed := false
 	for attempt := 0; ; attempt++ {
 		reused, sent, err := c.attempt(ctx, op, proved, build, resp)
+		if busyListing(op, err) && c.pause(ctx, wait, until) {
+			wait = min(2*wait, retryCap(ctx))
+			continue
+		}
 		if err == nil || !isTransport(err) {
 			return err
 		}
@@ -612,6 +616,18 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 		}
 		wait = min(2*wait, retryCap(ctx))
 	}
+}
+
+// busyListing reports whether err is the controller's busy answer to a
+// listing (status, a page of jobs, a profile), which it builds a few at a
+// time (controller/listings.go): asked again, within the call's retry
+// bound, as a refused connection is. Nothing was done.
+func busyListing(op wire.Op, err error) bool {
+	if op != wire.OpStatus && op != wire.OpListJobs && op != wire.OpJobProfile {
+		return false
+	}
+	var we *wire.Error
+	return errors.As(err, &we) && we.Code == wire.CodeBusy
 }
 
 // Retry backoff: the first pause, doubling up to the last.
