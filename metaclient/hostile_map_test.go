@@ -15,13 +15,20 @@ import (
 
 // mapController is a fake controller answering every request with m.
 func mapController(t *testing.T, m wire.PlacementMap) string {
+	meta := m.Encode(flatbuffers.NewBuilder(256))
+	return fakeController(t, func(wire.Header) (wire.Code, []byte) { return wire.CodeOK, meta })
+}
+
+// fakeController is a controller on loopback answering each request on
+// every connection, in order, with the code and metadata answer gives for
+// its header; it stops at the test's end.
+func fakeController(t *testing.T, answer func(h wire.Header) (wire.Code, []byte)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	meta := m.Encode(flatbuffers.NewBuilder(256))
 	go func() {
 		for {
 			nc, err := ln.Accept()
@@ -37,7 +44,8 @@ func mapController(t *testing.T, m wire.PlacementMap) string {
 					if err != nil {
 						return
 					}
-					nc.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, 0, meta))
+					code, meta := answer(h)
+					nc.Write(wire.AppendControlFrame(nil, h.Op.Reply(), h.ID, code, meta))
 				}
 			}()
 		}
