@@ -81,50 +81,95 @@ type endedJobs struct{ idQueue[endedJob] }
 
 func (es *endedJobs) add(e *endedJob) { es.push(e.id, e) }
 
-// oldestOfMost returns, of the client with the most kept maps, its
-// oldest-ended map for which first is true, else its oldest-ended map
-// (nil when none is kept); it drops the queue's leading entries that are
-// no longer kept. Of clients tied at the most, the one whose oldest kept
-// map ended last loses: a crowd of identities with a map each (a hostile
-// trial: 4,096 source addresses, each ending one job) then pushes out its
-// own newest, not a map kept longer; before, the tie went by the client's
-// name, and the victim's went first.
-func (es *endedJobs) oldestOfMost(first func(*endedJob) bool) *endedJob {
+// evictions returns the k kept maps (at most all of them) that the bound
+// of kept maps drops, in order: each time, of the client with the most
+// kept maps, its oldest-ended map for which first is true, else its
+// oldest-ended map; first's answers are taken as they stand. Of clients
+// tied at the most, the one whose oldest kept map ended last loses: a
+// crowd of identities with a map each (a hostile trial: 4,096 source
+// addresses, each ending one job) then pushes out its own newest, not a
+// map kept longer; before, the tie went by the client's name, and the
+// victim's went first. It drops the queue's leading entries that are no
+// longer kept.
+//
+// Each choice costs the number of clients, not of maps: it was a pass
+// over every kept map per map dropped, and a hostile re-check's 81,856
+// jobs expiring together held the controller's lock for over 30 s (7.2 s
+// for 20,000 on this machine), long enough for every node's lease to
+// lapse.
+func (es *endedJobs) evictions(k int, first func(*endedJob) bool) []*endedJob {
 	for len(es.queue) > 0 && es.ids[es.queue[0].id] != es.queue[0] {
 		es.queue[0] = nil
 		es.queue = es.queue[1:]
 	}
-	count := map[string]int{}
-	since := map[string]time.Time{} // when each client's oldest kept map ended
+	type kept struct {
+		all, firsts []*endedJob // in the order they ended
+		next, nextF int         // the first of each not yet dropped
+	}
+	by := map[string]*kept{}
+	var clients []string
 	for _, e := range es.queue {
 		if es.ids[e.id] != e {
 			continue
 		}
-		if count[e.client] == 0 {
-			since[e.client] = e.at
+		kc := by[e.client]
+		if kc == nil {
+			kc = &kept{}
+			by[e.client] = kc
+			clients = append(clients, e.client)
 		}
-		count[e.client]++
-	}
-	most, found := "", false
-	for cl, n := range count {
-		if !found || n > count[most] || (n == count[most] && (since[cl].After(since[most]) ||
-			(since[cl].Equal(since[most]) && cl < most))) {
-			most, found = cl, true
-		}
-	}
-	var oldest *endedJob
-	for _, e := range es.queue {
-		if es.ids[e.id] != e || e.client != most {
-			continue
-		}
+		kc.all = append(kc.all, e)
 		if first(e) {
-			return e
-		}
-		if oldest == nil {
-			oldest = e
+			kc.firsts = append(kc.firsts, e)
 		}
 	}
-	return oldest
+	dropped := map[*endedJob]bool{}
+	left := func(kc *kept) int { return len(kc.all) - kc.next }
+	oldest := func(kc *kept) *endedJob {
+		for dropped[kc.all[kc.next]] {
+			kc.next++
+		}
+		return kc.all[kc.next]
+	}
+	var out []*endedJob
+	for len(out) < k {
+		most := ""
+		var mk *kept
+		for _, cl := range clients {
+			kc := by[cl]
+			if left(kc) == 0 {
+				continue
+			}
+			if mk == nil || left(kc) > left(mk) || left(kc) == left(mk) && (oldest(kc).at.After(oldest(mk).at) ||
+				oldest(kc).at.Equal(oldest(mk).at) && cl < most) {
+				most, mk = cl, kc
+			}
+		}
+		if mk == nil {
+			break
+		}
+		var e *endedJob
+		for mk.nextF < len(mk.firsts) && e == nil {
+			if f := mk.firsts[mk.nextF]; !dropped[f] {
+				e = f
+			}
+			mk.nextF++
+		}
+		if e == nil {
+			e = oldest(mk)
+		}
+		dropped[e] = true
+		// left counts from next: an entry dropped past it is taken off
+		// by moving the earlier ones up.
+		if mk.all[mk.next] != e {
+			i := slices.Index(mk.all[mk.next:], e) + mk.next
+			copy(mk.all[mk.next+1:i+1], mk.all[mk.next:i])
+			mk.all[mk.next] = e
+		}
+		mk.next++
+		out = append(out, e)
+	}
+	return out
 }
 
 // sortByEnd puts the queue in the order the jobs ended (then by gen): a
@@ -162,8 +207,17 @@ func finalNodes(ns []wire.MapNode) []wire.MapNode {
 func (c *Controller) endJobLocked(j *job, m *wire.PlacementMap, rev uint64, now time.Time) {
 	c.ended.add(&endedJob{id: j.id, name: j.name, gen: j.gen, tier: j.tier, epoch: j.epoch, expires: j.expires,
 		nodes: finalNodes(m.Nodes), lost: slices.Clone(m.Lost), at: now, rev: rev, client: j.client})
+	if !c.endingMany {
+		c.fitEndedLocked()
+	}
+}
+
+// fitEndedLocked holds the kept final maps to Config.MaxEndedJobs: the
+// maps no node needs any more go before any that one does, then the
+// bound's choice (boundEndedLocked). A pass over them all, so many jobs
+// ending at once (expireJobs) fit them once (Controller.endingMany).
+func (c *Controller) fitEndedLocked() {
 	if len(c.ended.ids) > c.cfg.MaxEndedJobs {
-		// The maps no node needs any more go before any that one does.
 		c.pruneEndedLocked()
 	}
 	c.boundEndedLocked()
@@ -177,11 +231,11 @@ func (c *Controller) endJobLocked(j *job, m *wire.PlacementMap, rev uint64, now 
 // job's token stop opening its persisted values). Clients behind one
 // address share it, as they share --max-jobs-per-client.
 func (c *Controller) boundEndedLocked() {
-	for len(c.ended.ids) > c.cfg.MaxEndedJobs {
-		e := c.ended.oldestOfMost(c.lostOnlyLocked)
-		if e == nil {
-			return
-		}
+	over := len(c.ended.ids) - c.cfg.MaxEndedJobs
+	if over <= 0 {
+		return
+	}
+	for _, e := range c.ended.evictions(over, c.lostOnlyLocked) {
 		lostOnly := c.lostOnlyLocked(e)
 		delete(c.ended.ids, e.id)
 		c.dirtyJobLocked(e.id)

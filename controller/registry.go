@@ -49,9 +49,15 @@ type Controller struct {
 	unprovenFrames atomic.Int64
 	// listings holds a token for each listing being built (listings.go).
 	listings chan struct{}
+	// expiryDrops runs one expired batch's drop orders at a time
+	// (expireBatch).
+	expiryDrops sync.Mutex
 
-	mu    sync.Mutex // guards everything below but auto and srv
-	nodes map[string]*node
+	mu sync.Mutex // guards everything below but auto and srv
+	// endingMany: jobs are ending by the batch (expireBatch), which fits
+	// the kept final maps to their bound once at its end (fitEndedLocked).
+	endingMany bool
+	nodes      map[string]*node
 	// contact is what the controller has heard of its nodes since New
 	// (dead.go: Deaf, lossHeldLocked).
 	contact contact
@@ -1401,10 +1407,24 @@ func (c *Controller) deregisterUnlock(ctx context.Context, j *job, who string) (
 // expireJobs deregisters the jobs whose tokens have expired: their tokens
 // are revoked and their data dropped as if their clients had deregistered.
 func (c *Controller) expireJobs(now time.Time) {
+	for c.expireBatch(now) {
+	}
+}
+
+// expireBatchLen is how many jobs expireBatch ends under one hold of the
+// lock: a hostile re-check's 81,856 jobs registered with one TTL expired
+// in one hold of over 30 s, and every node's heartbeat, waiting for the
+// lock, timed out until their leases lapsed.
+const expireBatchLen = 512
+
+// expireBatch ends up to expireBatchLen jobs whose tokens have expired by
+// now, and reports whether more may be due.
+func (c *Controller) expireBatch(now time.Time) bool {
 	c.mu.Lock()
 	var gone []*job
 	var targets [][]wire.MapNode
-	for {
+	c.endingMany = true
+	for len(gone) < expireBatchLen {
 		j := c.expiry.peek()
 		if j == nil || now.Before(j.expires) {
 			break
@@ -1412,9 +1432,11 @@ func (c *Controller) expireJobs(now time.Time) {
 		targets = append(targets, c.removeJobLocked(j))
 		gone = append(gone, j)
 	}
+	c.endingMany = false
+	c.fitEndedLocked()
 	if len(gone) == 0 {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	// The nodes drop the data anyway when the revocation reaches them; the
 	// drop orders only make it sooner, so they do not hold up the sweeper.
@@ -1423,6 +1445,10 @@ func (c *Controller) expireJobs(now time.Time) {
 	// data dropped.
 	c.afterSaveLocked(func() {
 		c.srv.goroutine(func() {
+			// One batch's drop orders at a time, as when one goroutine
+			// sent every expired job's.
+			c.expiryDrops.Lock()
+			defer c.expiryDrops.Unlock()
 			for i, j := range gone {
 				ctx, cancel := c.closingContext()
 				res, mayKeep := c.dropAll(ctx, j.id, j.tier, targets[i])
@@ -1434,4 +1460,5 @@ func (c *Controller) expireJobs(now time.Time) {
 		})
 	})
 	c.mu.Unlock()
+	return len(gone) == expireBatchLen
 }

@@ -21,7 +21,7 @@ var testSecret = []byte("controller-test-secret-0123456789")
 // quietLog discards what a test's controller or metaclient logs.
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newTest(t *testing.T, cfg Config) *Controller {
+func newTest(t testing.TB, cfg Config) *Controller {
 	t.Helper()
 	cfg.Secret = testSecret
 	if cfg.Logger == nil {
@@ -40,7 +40,7 @@ func dramNode(addr string, capacity int64, mbps float64) *wire.NodeRegister {
 		Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: capacity, Mbps: mbps}}}
 }
 
-func mustRegister(t *testing.T, c *Controller, reg *wire.NodeRegister) {
+func mustRegister(t testing.TB, c *Controller, reg *wire.NodeRegister) {
 	t.Helper()
 	ack, err := c.RegisterNode(reg)
 	if err != nil || !ack.Known || ack.State != wire.NodeActive {
