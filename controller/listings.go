@@ -55,6 +55,7 @@ func (c *Controller) awaitListing() (func(), error) {
 // errReplyBusy answers a request whose reply of n bytes found no room
 // under Config.MaxLargeFrameBytes.
 func (c *Controller) errReplyBusy(op wire.Op, n int) error {
-	return wire.Errorf(wire.CodeBusy, "the controller holds %d bytes of large requests and replies under way (MaxLargeFrameBytes): "+
+	return wire.Errorf(wire.CodeBusy, "the controller holds as many bytes of large requests and replies under way as it takes "+
+		"(MaxLargeFrameBytes %d, a quarter of it for connections that have not proved the node role): "+
 		"the %s reply of %d bytes waits for the next try", c.cfg.MaxLargeFrameBytes, op, n)
 }

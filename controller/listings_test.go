@@ -108,3 +108,46 @@ func TestLargeRepliesAreBounded(t *testing.T) {
 		t.Errorf("%d bytes still counted after the replies were written", l)
 	}
 }
+
+// TestRefusedLargeReplyLetsItsBuilderGo (hostile re-check, 2026-12-07):
+// a connection whose large reply was refused busy keeps no buffer of it
+// while it idles. Before, the builder that had grown to hold the reply
+// stayed with the connection: 900 idle connections held 712 MB.
+func TestRefusedLargeReplyLetsItsBuilderGo(t *testing.T) {
+	const conns = 40
+	c := newTest(t, Config{MaxLargeFrameBytes: 16 << 20, MaxConnsPerPeer: -1})
+	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<40, 1e6))
+	for i := range 600 {
+		if _, err := c.RegisterJob(fmt.Sprintf("%s%03d", strings.Repeat("l", 200), i), wire.JobHints{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := c.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.unprovenFrames.Add(c.unprovenLargeBytes()) // the unproven share taken: every large reply is refused
+	defer c.unprovenFrames.Add(-c.unprovenLargeBytes())
+	meta := (&wire.JobList{Limit: 1000}).Encode(flatbuffers.NewBuilder(0))
+	base := heapInUse()
+	for i := range conns {
+		conn, err := net.Dial("tcp", a.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write(wire.AppendControlFrame(nil, wire.OpListJobs, 1, 0, meta)); err != nil {
+			t.Fatal(err)
+		}
+		lim := wire.ControlLimits()
+		h, _, err := wire.ReadControlFrame(bufio.NewReader(conn), &lim, nil)
+		if err != nil || h.Code != wire.CodeBusy {
+			t.Fatalf("connection %d: %v %v; want the large reply refused busy", i, h.Code, err)
+		}
+	}
+	// Each reply is over 128 KiB, and its builder grew past it.
+	if grew := heapInUse() - min(base, heapInUse()); grew > 2<<20 {
+		t.Fatalf("%d idle connections whose large replies were refused hold %d bytes of heap; want their builders let go", conns, grew)
+	}
+}

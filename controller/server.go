@@ -610,7 +610,10 @@ func (c *Controller) serveConn(conn net.Conn) {
 		}
 		_, werr := conn.Write(out)
 		release()
-		if len(out) > wire.ReadGrowStep { // a large reply's buffers go with it (listings.go)
+		if len(out) > wire.ReadGrowStep || cap(b.Bytes) > wire.ReadGrowStep {
+			// A large reply's buffers go with it (listings.go), written or
+			// refused: a refused one's builder stayed, 712 MB of it over
+			// 900 idle connections in a hostile re-check.
 			out, b = nil, flatbuffers.NewBuilder(1024)
 		}
 		if werr != nil {
