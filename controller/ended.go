@@ -123,14 +123,11 @@ func (es *endedJobs) evictions(k int, first func(*endedJob) bool) []*endedJob {
 			kc.firsts = append(kc.firsts, e)
 		}
 	}
+	// A dropped map is moved up before next, so a client's oldest kept
+	// map is all[next]; dropped marks those firsts may still name.
 	dropped := map[*endedJob]bool{}
 	left := func(kc *kept) int { return len(kc.all) - kc.next }
-	oldest := func(kc *kept) *endedJob {
-		for dropped[kc.all[kc.next]] {
-			kc.next++
-		}
-		return kc.all[kc.next]
-	}
+	oldest := func(kc *kept) *endedJob { return kc.all[kc.next] }
 	var out []*endedJob
 	for len(out) < k {
 		most := ""
@@ -159,9 +156,7 @@ func (es *endedJobs) evictions(k int, first func(*endedJob) bool) []*endedJob {
 			e = oldest(mk)
 		}
 		dropped[e] = true
-		// left counts from next: an entry dropped past it is taken off
-		// by moving the earlier ones up.
-		if mk.all[mk.next] != e {
+		if mk.all[mk.next] != e { // a first past the oldest: move it up to next
 			i := slices.Index(mk.all[mk.next:], e) + mk.next
 			copy(mk.all[mk.next+1:i+1], mk.all[mk.next:i])
 			mk.all[mk.next] = e

@@ -72,16 +72,14 @@ func TestListingsTakeTurns(t *testing.T) {
 	}
 }
 
-// TestLargeRepliesAreBounded (hostile re-check, 2026-12-07): a reply over
-// wire.ReadGrowStep counts against MaxLargeFrameBytes while it is written,
-// for a connection that has not proved the node role against its quarter:
-// past it the request is answered busy. Before, replies were not counted,
-// and 1,000 connections that each read one 673 KB page of jobs, then
-// idled, held 2.97 GB of the controller's memory.
-func TestLargeRepliesAreBounded(t *testing.T) {
-	c := newTest(t, Config{MaxLargeFrameBytes: 16 << 20})
+// longNamedJobs is a listening controller of cfg holding n jobs of
+// 203-byte names on one node, so a page of them is a large reply, and its
+// address.
+func longNamedJobs(t *testing.T, cfg Config, n int) (*Controller, string) {
+	t.Helper()
+	c := newTest(t, cfg)
 	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<40, 1e6))
-	for i := range 400 {
+	for i := range n {
 		if _, err := c.RegisterJob(fmt.Sprintf("%s%03d", strings.Repeat("l", 200), i), wire.JobHints{}); err != nil {
 			t.Fatal(err)
 		}
@@ -90,18 +88,29 @@ func TestLargeRepliesAreBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, a.String()
+}
+
+// TestLargeRepliesAreBounded (hostile re-check, 2026-12-07): a reply over
+// wire.ReadGrowStep counts against MaxLargeFrameBytes while it is written,
+// for a connection that has not proved the node role against its quarter:
+// past it the request is answered busy. Before, replies were not counted,
+// and 1,000 connections that each read one 673 KB page of jobs, then
+// idled, held 2.97 GB of the controller's memory.
+func TestLargeRepliesAreBounded(t *testing.T) {
+	c, addr := longNamedJobs(t, Config{MaxLargeFrameBytes: 16 << 20}, 400)
 	list := &wire.JobList{Limit: 1000}
-	code, n, err := ask(t, a.String(), wire.OpListJobs, list)
+	code, n, err := ask(t, addr, wire.OpListJobs, list)
 	if code != wire.CodeOK || n <= wire.ReadGrowStep {
 		t.Fatalf("a page of 400 long-named jobs: %v, %d bytes, %v; want a large reply", code, n, err)
 	}
 	c.unprovenFrames.Add(c.unprovenLargeBytes() - int64(n)/2) // the unproven share all but taken
-	code, _, err = ask(t, a.String(), wire.OpListJobs, list)
+	code, _, err = ask(t, addr, wire.OpListJobs, list)
 	if code != wire.CodeBusy || !strings.Contains(err.Error(), "reply of") {
 		t.Fatalf("a large reply past the unproven share: %v %v; want busy", code, err)
 	}
 	c.unprovenFrames.Add(-(c.unprovenLargeBytes() - int64(n)/2))
-	if code, _, err := ask(t, a.String(), wire.OpListJobs, list); code != wire.CodeOK {
+	if code, _, err := ask(t, addr, wire.OpListJobs, list); code != wire.CodeOK {
 		t.Fatalf("the page once the share is free: %v %v", code, err)
 	}
 	// The count goes once the write has returned, which may be after
@@ -119,23 +128,13 @@ func TestLargeRepliesAreBounded(t *testing.T) {
 // stayed with the connection: 900 idle connections held 712 MB.
 func TestRefusedLargeReplyLetsItsBuilderGo(t *testing.T) {
 	const conns = 40
-	c := newTest(t, Config{MaxLargeFrameBytes: 16 << 20, MaxConnsPerPeer: -1})
-	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<40, 1e6))
-	for i := range 600 {
-		if _, err := c.RegisterJob(fmt.Sprintf("%s%03d", strings.Repeat("l", 200), i), wire.JobHints{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a, err := c.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, addr := longNamedJobs(t, Config{MaxLargeFrameBytes: 16 << 20, MaxConnsPerPeer: -1}, 600)
 	c.unprovenFrames.Add(c.unprovenLargeBytes()) // the unproven share taken: every large reply is refused
 	defer c.unprovenFrames.Add(-c.unprovenLargeBytes())
 	meta := (&wire.JobList{Limit: 1000}).Encode(flatbuffers.NewBuilder(0))
 	base := heapInUse()
 	for i := range conns {
-		conn, err := net.Dial("tcp", a.String())
+		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

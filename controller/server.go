@@ -601,15 +601,14 @@ func (c *Controller) serveConn(conn net.Conn) {
 			c.undoUndelivered(sess)
 			code, reply = wire.CodeBusy, wire.NewEncoder().ErrorResponse(c.errReplyBusy(h.Op, len(reply)))
 		}
-		release := func() { c.releaseLarge(&replyHeld) }
 		out = wire.AppendControlFrame(out[:0], h.Op.Reply(), h.ID, code, reply)
 		c.srv.writing(conn)
 		if err := conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout)); err != nil {
-			release()
+			c.releaseLarge(&replyHeld)
 			return
 		}
 		_, werr := conn.Write(out)
-		release()
+		c.releaseLarge(&replyHeld)
 		if len(out) > wire.ReadGrowStep || cap(b.Bytes) > wire.ReadGrowStep {
 			// A large reply's buffers go with it (listings.go), written or
 			// refused: a refused one's builder stayed, 712 MB of it over

@@ -16,12 +16,7 @@ import (
 // nodes (a cluster at its autoscaler's maximum cannot). Other errors pass
 // unchanged.
 func TestNoSpaceHintSaysOneNode(t *testing.T) {
-	s := pocket.NewStore(nil, pocket.Config{})
-	defer s.Close()
-	j, err := s.OpenStatic("job-1", "127.0.0.1:1", "127.0.0.1:2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := staticTwoNodeJob(t)
 	full := wire.Errorf(wire.CodeNoSpace, "tier full")
 	msg := noSpaceHint(full, j, 3<<20, 1<<20).Error()
 	for _, want := range []string{"the value is 3MiB", "the node of the job's 2", "goes to is full", "every job's values there count", "pocket rm job-1 KEY", "pocket status",
@@ -51,12 +46,7 @@ func TestNoSpaceHintSaysOneNode(t *testing.T) {
 // allotted 400 MiB, whose 150 MiB value of 64 MiB chunks sat on one of
 // its two nodes, was told to register with the hint it had.
 func TestNoSpaceHintNamesLargeChunks(t *testing.T) {
-	s := pocket.NewStore(nil, pocket.Config{})
-	defer s.Close()
-	j, err := s.OpenStatic("job-1", "127.0.0.1:1", "127.0.0.1:2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := staticTwoNodeJob(t)
 	full := wire.Errorf(wire.CodeNoSpace, "tier full")
 	msg := noSpaceText(full, j.Map(), 400<<20, 90<<20, 64<<20).Error()
 	for _, want := range []string{"the job's allotment of 400MiB is room over its nodes together", "chunks of 64MiB (--chunk-size) each go whole to one node",
@@ -68,4 +58,16 @@ func TestNoSpaceHintNamesLargeChunks(t *testing.T) {
 	if strings.Contains(msg, "register the job with a --capacity") {
 		t.Errorf("hint %q tells a job allotted a size to register with a capacity hint", msg)
 	}
+}
+
+// staticTwoNodeJob is job-1 on two static nodes, closed at the test's end.
+func staticTwoNodeJob(t *testing.T) *pocket.Job {
+	t.Helper()
+	s := pocket.NewStore(nil, pocket.Config{})
+	t.Cleanup(func() { s.Close() })
+	j, err := s.OpenStatic("job-1", "127.0.0.1:1", "127.0.0.1:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }
