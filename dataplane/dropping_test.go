@@ -50,6 +50,7 @@ func revokeAsync(n *Node, job string) <-chan struct{} {
 	go func() {
 		defer close(done)
 		n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: job, Gen: 99, Revoked: true}}})
+		n.bg.awaitListed([]wire.JobEpoch{{Job: job}}) // the drop runs off ApplyAck (bgdrop.go)
 	}()
 	return done
 }

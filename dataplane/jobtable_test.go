@@ -92,6 +92,7 @@ func TestRevocationRefusesAndDrops(t *testing.T) {
 		t.Fatal("nothing stored")
 	}
 	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: "a-1", Gen: 90, Revoked: true}}})
+	n.bg.wait() // drops run off the heartbeat's goroutine (bgdrop.go)
 	for _, op := range []wire.Op{wire.OpPut, wire.OpGet, wire.OpList, wire.OpDelete, wire.OpStat} {
 		req := &wire.Request{Job: []byte("a-1"), Key: []byte("k1"), Token: tok, Epoch: 1}
 		var payload []byte
@@ -153,6 +154,7 @@ func TestUnknownJobs(t *testing.T) {
 	// Revision 140 without new-2: it was never live (or is gone) and its
 	// data is dropped.
 	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 140})
+	n.bg.wait() // drops run off the heartbeat's goroutine (bgdrop.go)
 	if err := jobOp(t, n, wire.OpGet, "new-2", "k", jobTok("new-2", 130), 0, 0); !errors.Is(err, wire.ErrRevoked) {
 		t.Fatalf("pending job not listed by its revision: %v", err)
 	}
@@ -244,6 +246,7 @@ func TestRevokedJobKeepsPersistentValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: "p-1", Gen: 99, Revoked: true}}})
+	n.bg.wait() // drops run off the heartbeat's goroutine (bgdrop.go)
 	if err := jobOp(t, n, wire.OpGet, "p-1", "kept", tok, 0, 0); err != nil {
 		t.Fatalf("persistent value: %v", err)
 	}
@@ -381,6 +384,7 @@ func TestPutAcrossRevocationStoresNothing(t *testing.T) {
 	if err != nil || h.Code != wire.CodeRevoked {
 		t.Fatalf("put across the revocation: code %v, %v", h.Code, err)
 	}
+	n.bg.wait() // drops run off the heartbeat's goroutine (bgdrop.go)
 	n.sweepRevoked(time.Now())
 	if err := jobOp(t, n, wire.OpGet, "s-1", "sneaky", tok, 0, 0); !errors.Is(err, wire.ErrNotFound) {
 		t.Fatalf("the put across the revocation: %v", err)
@@ -410,6 +414,7 @@ func TestRetiredPrefixDeleteTakesChunks(t *testing.T) {
 		t.Fatalf("live job's recursive delete: %v, %d values left, want the chunk", r.Err(), n.JobValues("c-1"))
 	}
 	n.ApplyAck(&wire.NodeAck{Known: true, Rev: 101, Jobs: []wire.JobEpoch{{Job: "c-1", Gen: 99, Revoked: true}}})
+	n.bg.wait() // drops run off the heartbeat's goroutine (bgdrop.go)
 	c2 := dial(t, n, "c-1")
 	r := roundTrip(t, c2, wire.OpDelete, wire.FlagPrefix, all, nil)
 	if r.Err() != nil || n.JobValues("c-1") != 0 {

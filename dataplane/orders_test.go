@@ -357,6 +357,7 @@ func TestDropOrderCountsWhatTheNodeDroppedFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 101, Jobs: []wire.JobEpoch{{Job: job, Gen: 90, Revoked: true}}})
+	n.bg.wait() // drops run off the heartbeat's goroutine (bgdrop.go)
 	cl := client.New(client.Options{ConnsPerNode: 1, DialTimeout: time.Second})
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

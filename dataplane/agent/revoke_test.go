@@ -212,6 +212,13 @@ func TestDeregisterRevokesOnEveryNode(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		// Puts are refused from the revocation on; the rest answer busy
+		// while the node drops the job's data (off the heartbeat), then
+		// revoked.
+		for err := op(t, n, wire.OpGet, m.Job, m.Token, epochs[n], "before"); errors.Is(err, wire.ErrBusy) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+			err = op(t, n, wire.OpGet, m.Job, m.Token, epochs[n], "before")
+		}
 		for _, o := range []wire.Op{wire.OpGet, wire.OpList, wire.OpStat, wire.OpDelete} {
 			if err := op(t, n, o, m.Job, m.Token, epochs[n], "before"); !errors.Is(err, wire.ErrRevoked) {
 				t.Errorf("node %s: %s with the revoked token: %v", n.Addr(), o, err)
