@@ -235,7 +235,7 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	loopback := fs.Bool("loopback", false, "measure one TCP stream over 127.0.0.1 instead of a store")
 	fs.Var(sizeFlag{&o.Chunk}, "chunk", "write `SIZE` of --loopback")
 	matrix := fs.Bool("matrix", false, "list the comparison cells, one a line: name op size conns pipeline echo apart (echo, apart: 1 or 0; see bench.WriteMatrix)")
-	fs.StringVar(&o.Report, "report", "", "print the comparison table of a results `file` (JSON lines)")
+	fs.StringVar(&o.Report, "report", "", "print the comparison table of a results `file` (JSON lines); its met column says yes or no, n/a without the peer's figure, not run for a cell the file lacks")
 	tier := fs.String("tier", wire.TierDRAM.String(), "node tier for --addr runs: dram or nvme")
 	fs.StringVar(&o.EchoListen, "echo-listen", "", "serve the echo server on `HOST:PORT` until interrupted")
 	fs.StringVar(&o.Controller, "controller", "", "run through the SDK against the --job JOBID on this controller `HOST:PORT`, or a fresh job without --job\n"+

@@ -284,7 +284,7 @@ func compareRow(c Cell, ours, theirs *Result) string {
 			}
 		}
 	} else if c.Target > 0 {
-		met = "no"
+		met = unmet(ours)
 	}
 	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s |\n", c.Title, c.Metric, a, b, ratio, target, met)
 }
@@ -304,7 +304,7 @@ func hasStore(results []Result, store string) bool {
 func memcacheRow(c Cell, ours, theirs *Result) string {
 	a, okA := value(c.Metric, ours)
 	b, okB := value(c.Metric, theirs)
-	op, ratio, met := "≥", "n/a", "no"
+	op, ratio, met := "≥", "n/a", unmet(ours)
 	if c.Metric == MetricP50 {
 		op = "≤"
 	}
@@ -324,7 +324,7 @@ func memcacheRow(c Cell, ours, theirs *Result) string {
 func echoRow(c Cell, ours, limit *Result) string {
 	a, okA := value(c.Metric, ours)
 	b, okB := value(c.Metric, limit)
-	ratio, met := "n/a", "no"
+	ratio, met := "n/a", unmet(ours)
 	if okA && okB && c.Metric.of(ours) > 0 && c.Metric.of(limit) > 0 {
 		q := c.Metric.of(ours) / c.Metric.of(limit)
 		if c.Metric == MetricP50 {
@@ -338,7 +338,7 @@ func echoRow(c Cell, ours, limit *Result) string {
 
 func loopbackRow(c Cell, ours, loop *Result) string {
 	a, okA := value(MetricMBps, ours)
-	ref, ratio, met := "n/a", "n/a", "no"
+	ref, ratio, met := "n/a", "n/a", unmet(ours)
 	if loop != nil {
 		ref = "loopback " + fmtFloat(loop.MBPerSec, 1)
 	}
@@ -357,6 +357,22 @@ func maxRuns(byKey map[string][]*Result) int {
 		n = max(n, len(runs))
 	}
 	return n
+}
+
+// unmet is the met column of a row without a ratio: "no" when our run
+// failed (errors, puts refused for space, ended early), "not run" when
+// the results hold no run of ours for the cell, else "n/a" (the peer's or
+// the limit's figure is missing or failed). Before, every row without a
+// ratio said "no": the report of one cell's results marked every other
+// cell's target missed (a new user's trial).
+func unmet(ours *Result) string {
+	switch {
+	case ours == nil:
+		return "not run"
+	case ours.failed():
+		return "no"
+	}
+	return "n/a"
 }
 
 func yesNo(ok bool) string {
