@@ -270,15 +270,35 @@ func printProfile(v jobProfileJSON) {
 		v.Next.Mbps, units.FormatSize(v.Next.Bytes), controller.ProfileHeadroom, v.Next.EstimateMbps, floor)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "JOB\tENDED\tDURATION\tTIER\tPEAK Mb/s\tPEAK SIZE\tALLOC Mb/s\tPEAK Mb/s BY QUARTER")
+	unseen := false
 	for _, r := range v.Runs {
-		q := make([]string, len(r.Phases))
-		for i, ph := range r.Phases {
-			q[i] = fmt.Sprintf("%.0f", ph.PeakMbps)
-		}
+		q, none := quarters(r.Phases)
+		unseen = unseen || none
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.0f\t%s\t%.0f\t%s\n", r.Job, r.Ended.Local().Format(time.RFC3339), r.Duration.Round(time.Second),
-			r.Tier, r.PeakMbps, units.FormatSize(r.PeakBytes), r.AllocMbps, strings.Join(q, " "))
+			r.Tier, r.PeakMbps, units.FormatSize(r.PeakBytes), r.AllocMbps, q)
 	}
 	w.Flush()
+	if unseen {
+		fmt.Println("-: nothing measured in that quarter (no heartbeat sampled it, or the job neither moved data nor held bytes then)")
+	}
+}
+
+// quarters is the PEAK Mb/s BY QUARTER column of a run: each phase's
+// peak, or "-" for a phase with no figure at all (no bandwidth and no
+// bytes: a run of a few seconds has quarters no 1 s heartbeat sampled,
+// which printed 0 Mb/s as if measured idle, a new user's trial), and
+// whether any phase was such.
+func quarters(phases []state.Phase) (string, bool) {
+	q := make([]string, len(phases))
+	none := false
+	for i, ph := range phases {
+		if ph.PeakMbps == 0 && ph.PeakBytes == 0 {
+			q[i], none = "-", true
+			continue
+		}
+		q[i] = fmt.Sprintf("%.0f", ph.PeakMbps)
+	}
+	return strings.Join(q, " "), none
 }
 
 // milli rounds a bandwidth to 0.001 Mb/s for the profile's output: 1.1 x

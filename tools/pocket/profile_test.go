@@ -144,3 +144,16 @@ func TestMilli(t *testing.T) {
 		t.Fatalf("milli(1.1 x 3000) = %v, want 3300", got)
 	}
 }
+
+// TestQuartersSayUnmeasured: a quarter of a run with no figure at all (no
+// heartbeat sampled it) prints "-", not a 0 Mb/s that reads as measured
+// idle; a quarter that held bytes without moving any prints 0.
+func TestQuartersSayUnmeasured(t *testing.T) {
+	got, none := quarters([]state.Phase{{}, {PeakMbps: 812.4, PeakBytes: 1 << 20}, {PeakBytes: 1 << 20}, {PeakMbps: 3}})
+	if got != "- 812 0 3" || !none {
+		t.Fatalf("quarters %q (unmeasured %v); want \"- 812 0 3\" and true", got, none)
+	}
+	if got, none := quarters([]state.Phase{{PeakMbps: 1}, {PeakBytes: 1}}); got != "1 0" || none {
+		t.Fatalf("quarters %q (unmeasured %v); want \"1 0\" and false", got, none)
+	}
+}
