@@ -12,7 +12,8 @@ import (
 //
 // Every change a node must hear of gets the next revision number (c.rev)
 // and an entry in a ring (changeLog): a job registered (chAdd), a job's
-// map changed (chEpoch), a job deregistered or expired (chRevoke), each
+// map changed (chEpoch), a job deregistered or expired (chRevoke), its
+// client passed its byte quota or came back under it (chQuota), each
 // for every node: a node outside a job's map learns its epochs too, marked
 // out (wire.JobEpoch.Out), and refuses clients routing by a map from
 // before it left, or by any map that does not name it. A node a job lost
@@ -48,6 +49,7 @@ const (
 	chAdd    changeKind = iota + 1 // registered: every node
 	chEpoch                        // its map changed: the nodes in it
 	chRevoke                       // deregistered or expired: every node
+	chQuota                        // its over-quota mark changed (quotafull.go): every node
 )
 
 // change is one logged change.
@@ -160,6 +162,7 @@ func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
 	}
 	e.Epoch = j.epoch
 	e.Tiers = 1 << j.tier // its puts go to the tier it was placed and priced on
+	e.OverQuota = j.overQuota
 	if l := c.loads[addr]; l != nil {
 		if _, ok := l.jobs[j]; ok {
 			if j.pub != nil && j.pub.Epoch < j.epoch {

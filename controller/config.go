@@ -96,6 +96,9 @@ type Config struct {
 	// default). A client is a tenant over TLS, else a remote address
 	// (limits.go). A hinted registration beyond them is refused
 	// (CodeLimit); one sized without hints is allotted what is left.
+	// While a client stores more than MaxBytesPerClient (its live jobs'
+	// bytes on their nodes and its ended jobs' persisted values), the
+	// nodes refuse its live jobs' puts (quotafull.go).
 	MaxBytesPerClient int64
 	MaxMbpsPerClient  float64
 

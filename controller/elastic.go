@@ -130,6 +130,7 @@ func (c *Controller) startMoveLocked(j *job, mv *move) {
 	j.move = mv
 	if mv != nil {
 		c.moving[j] = struct{}{}
+		c.liftQuotaLocked(j)
 	}
 }
 

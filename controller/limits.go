@@ -31,6 +31,7 @@ type client struct {
 	pend   Need      // what they hold meanwhile: Bytes and Mbps
 	tokens float64   // registrations it may make now
 	at     time.Time // when tokens was computed
+	over   bool      // it stores past its byte quota (quotafull.go), as last logged
 }
 
 // tenantKey begins the client key of a tenant; a peer key (an IP address)

@@ -188,6 +188,11 @@ type job struct {
 	logged     *logJob // what the change log holds of it (changes.go)
 	saved      bool    // a write of the store holds its record (persist.go)
 	heapIdx    int     // position in expiryHeap, -1 when not in it
+	// overQuota: its client stores past its byte quota and the nodes
+	// refuse its puts (wire.JobEpoch.OverQuota), since quotaAt
+	// (quotafull.go).
+	overQuota bool
+	quotaAt   time.Time
 
 	// Maps that change under the running job (elastic.go): the change in
 	// progress, the nodes growth added, when the map last changed, the
@@ -572,6 +577,7 @@ func (c *Controller) sweepTick(now, done time.Time, every time.Duration) {
 	c.sweep(now)
 	c.drainTick(now)
 	c.movesTick(now)
+	c.quotaTick(now)
 	c.expireJobs(now)
 	c.sweepDeferred(now)
 	c.mu.Lock()
@@ -1164,6 +1170,7 @@ func (c *Controller) bumpLocked(j *job) {
 	j.epoch++
 	j.epochRev, j.bumped = c.logLocked(chEpoch, j), time.Now()
 	c.noteLosingLocked(j)
+	c.liftQuotaLocked(j)
 }
 
 func (n *node) tier(kind uint8) *wire.TierStat {

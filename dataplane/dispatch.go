@@ -320,12 +320,23 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 	t, err := n.tierFor(h.Flags)
 	if err == nil && e != nil && (class == opStore || class == opStorePersist) {
 		err = wrongTier(e, t)
+		if err == nil && e.full.Load() {
+			err = errOverQuota
+		}
 	}
 	if err == nil && kept {
 		err = keptChange(t, h, r, e)
 	}
 	return t, err
 }
+
+// errOverQuota refuses a put of a job whose client stores past its byte
+// quota (jobEntry.full): before, the quota bounded only what a client's
+// jobs were allotted, and a live job's puts went on into the free room
+// of every node (a hostile trial: 4 GiB stored on a 64 MiB quota).
+var errOverQuota = &wire.Error{Code: wire.CodeLimit,
+	Msg: "the job's client stores past its byte quota (the controller's --max-bytes-per-client, over its live jobs' values and its ended jobs' persisted ones): " +
+		"its puts are refused until it deletes values or ends jobs (pocket status shows what it holds); gets, lists and deletes go on"}
 
 // wrongTier refuses a put of job e to tier t when the controller placed
 // the job on another (jobEntry.tiers): a hostile trial's job placed and

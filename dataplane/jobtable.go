@@ -175,6 +175,9 @@ type jobEntry struct {
 	// 1<<tier; 0: any): admit refuses others (wrongTier). Last, among
 	// the cold fields, so the hot ones keep their places.
 	tiers atomic.Uint32
+	// full: its client stores past its byte quota (wire.JobEpoch.OverQuota):
+	// admit refuses its puts (overQuota).
+	full atomic.Bool
 }
 
 // jobTable is a node's job table.
@@ -695,6 +698,7 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (
 	}
 	e.gen.Store(je.Gen)
 	e.tiers.Store(uint32(je.Tiers))
+	e.full.Store(je.OverQuota)
 	e.expires.Store(unixMs(je.Expires))
 	j.setOwnerLocked(je.Job, e, je.Owner)
 	// Before the epoch moves: a loop that reads the older epoch finds

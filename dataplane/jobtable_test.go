@@ -601,3 +601,44 @@ func TestPendingJobRefusesPuts(t *testing.T) {
 		t.Fatalf("a pending job's persisted put past pendingStoreHold with no word from the controller: %v", err)
 	}
 }
+
+// TestOverQuotaJobRefusesPuts: a job the controller marks over its
+// client's byte quota (wire.JobEpoch.OverQuota) has its puts refused with
+// CodeLimit, persisted or not, on a connection that used it before too;
+// its gets, stats, lists and deletes go on; once the mark is lifted its
+// puts are taken again. Before, nothing on a node bounded what a live
+// job stored.
+func TestOverQuotaJobRefusesPuts(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "q-1", Gen: 99, Epoch: 1}))
+	tok := jobTok("q-1", 99)
+	c := dial(t, n, "q-1")
+	put := func(key string, flags uint16) error {
+		req := &wire.Request{Job: []byte("q-1"), Key: []byte(key), Token: tok, Epoch: 1}
+		r := roundTrip(t, c, wire.OpPut, flags, req, []byte("value of "+key))
+		return r.Err()
+	}
+	if err := put("before", 0); err != nil {
+		t.Fatal(err)
+	}
+	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 101, Jobs: []wire.JobEpoch{{Job: "q-1", Gen: 99, Epoch: 1, OverQuota: true}}})
+	for _, flags := range []uint16{0, wire.FlagPersist} {
+		err := put("more", flags)
+		var we *wire.Error
+		if !errors.As(err, &we) || we.Code != wire.CodeLimit || !strings.Contains(we.Msg, "byte quota") {
+			t.Fatalf("put (flags %#x) of a job over its quota: %v, want limit naming the byte quota", flags, err)
+		}
+		if err := jobOp(t, n, wire.OpPut, "q-1", "more", tok, 1, flags); !errors.Is(err, wire.ErrLimit) {
+			t.Fatalf("put (flags %#x) on a new connection: %v", flags, err)
+		}
+	}
+	for _, op := range []wire.Op{wire.OpGet, wire.OpStat, wire.OpList, wire.OpDelete} {
+		if err := jobOp(t, n, op, "q-1", "before", tok, 1, 0); err != nil {
+			t.Fatalf("%s of a job over its quota: %v", op, err)
+		}
+	}
+	n.ApplyAck(&wire.NodeAck{Known: true, State: wire.NodeActive, Rev: 102, Jobs: []wire.JobEpoch{{Job: "q-1", Gen: 99, Epoch: 1}}})
+	if err := put("after", 0); err != nil {
+		t.Fatalf("put once the mark was lifted: %v", err)
+	}
+}

@@ -175,6 +175,13 @@ type JobEpoch struct {
 	// controller placed and priced the job on. A node refuses the job's
 	// puts to another (dataplane's errWrongTier).
 	Tiers uint8
+	// OverQuota says the job's client stores past its byte quota (the
+	// controller's MaxBytesPerClient, counted over its live jobs' bytes
+	// on their nodes and its ended jobs' persisted values): a node
+	// refuses the job's puts (CodeLimit) and serves the rest. The
+	// controller lifts it while the job's map changes, whose moves
+	// travel as the job's puts (controller/quotafull.go).
+	OverQuota bool
 }
 
 // MaxOwnerLen bounds JobEpoch.Owner.
@@ -632,7 +639,7 @@ var (
 	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
 	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec},
-		{Kind: String}, {Kind: Scalar1}}}
+		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar1}}}
 	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}, {Kind: Scalar1}, {Kind: Scalar1}}}
 	helloSpec   = TableSpec{Name: "NodeHello", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
 	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
@@ -1189,6 +1196,7 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 			addOff(b, keep, fb.JobEpochAddKeep)
 			addOff(b, owner, fb.JobEpochAddOwner)
 			fb.JobEpochAddTiers(b, j.Tiers)
+			fb.JobEpochAddOverQuota(b, j.OverQuota)
 			offs[i] = fb.JobEpochEnd(b)
 		}
 		jobs = endVector(b, offs, fb.NodeAckStartJobsVector)
@@ -1238,7 +1246,7 @@ func (m *NodeAck) Decode(meta []byte) error {
 			}
 			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch(), Token: cloneBytes(j.TokenBytes()),
 				Gen: j.Gen(), Expires: fromUnixMs(j.ExpiresMs()), Revoked: j.Revoked(), Out: j.Out(),
-				KeepEpoch: j.KeepEpoch(), Keep: keep, Owner: string(j.Owner()), Tiers: j.Tiers()}
+				KeepEpoch: j.KeepEpoch(), Keep: keep, Owner: string(j.Owner()), Tiers: j.Tiers(), OverQuota: j.OverQuota()}
 		}
 	}
 	drop, err := decodeHeld(t.DropLength(), t.Drop)

@@ -187,8 +187,20 @@ func (rcv *JobEpoch) MutateTiers(n byte) bool {
 	return rcv._tab.MutateByteSlot(24, n)
 }
 
+func (rcv *JobEpoch) OverQuota() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(26))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *JobEpoch) MutateOverQuota(n bool) bool {
+	return rcv._tab.MutateBoolSlot(26, n)
+}
+
 func JobEpochStart(builder *flatbuffers.Builder) {
-	builder.StartObject(11)
+	builder.StartObject(12)
 }
 func JobEpochAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -228,6 +240,9 @@ func JobEpochAddOwner(builder *flatbuffers.Builder, owner flatbuffers.UOffsetT) 
 }
 func JobEpochAddTiers(builder *flatbuffers.Builder, tiers byte) {
 	builder.PrependByteSlot(10, tiers, 0)
+}
+func JobEpochAddOverQuota(builder *flatbuffers.Builder, overQuota bool) {
+	builder.PrependBoolSlot(11, overQuota, false)
 }
 func JobEpochEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -139,7 +139,14 @@ class JobEpoch(object):
             return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
         return 0
 
-def JobEpochStart(builder): builder.StartObject(11)
+    # JobEpoch
+    def OverQuota(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def JobEpochStart(builder): builder.StartObject(12)
 def Start(builder):
     return JobEpochStart(builder)
 def JobEpochAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -181,6 +188,9 @@ def AddOwner(builder, owner):
 def JobEpochAddTiers(builder, tiers): builder.PrependUint8Slot(10, tiers, 0)
 def AddTiers(builder, tiers):
     return JobEpochAddTiers(builder, tiers)
+def JobEpochAddOverQuota(builder, overQuota): builder.PrependBoolSlot(11, overQuota, 0)
+def AddOverQuota(builder, overQuota):
+    return JobEpochAddOverQuota(builder, overQuota)
 def JobEpochEnd(builder): return builder.EndObject()
 def End(builder):
     return JobEpochEnd(builder)
