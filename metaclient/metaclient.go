@@ -171,11 +171,20 @@ type OutcomeUnknownError struct {
 	Op   wire.Op
 	Addr string
 	Err  error
+	// Undo is set for a job registration whose call ended (its
+	// context) before the answer, on a connection still whole: the
+	// answer is awaited in the background for up to Options.CallTimeout,
+	// and a job it names deregistered (undoLate).
+	Undo bool
 }
 
 func (e *OutcomeUnknownError) Error() string {
+	hint := outcomeHint(e.Op)
+	if e.Undo {
+		hint = "the controller may have registered the job; if it did, its answer is awaited in the background and the job deregistered"
+	}
 	return fmt.Sprintf("metaclient: %s %s: the connection failed after the request was sent, so its outcome is unknown (%s): %v",
-		e.Op, e.Addr, outcomeHint(e.Op), e.Err)
+		e.Op, e.Addr, hint, e.Err)
 }
 
 // Unwrap returns the transport error.
@@ -231,6 +240,11 @@ type Client struct {
 	broken bool // a write on conn failed: its TLS record stream is corrupt
 	closed bool
 	beats  map[*Client]struct{} // the clients of running RunNode loops
+
+	// wroteAll: all of the last roundTrip's request was written;
+	// replied: its reply began to be read (undoLate takes the
+	// connection only when it still ends at the request's unread answer).
+	wroteAll, replied bool
 }
 
 // New returns a client of the controller at addr (host:port), or of the
@@ -594,7 +608,8 @@ func (c *Client) doOne(ctx context.Context, op wire.Op, proved bool, build func(
 			return fmt.Errorf("metaclient: %s %s: %w", op, c.addr, mis)
 		}
 		if sent && !idempotent(op) {
-			return &OutcomeUnknownError{Op: op, Addr: c.addr, Err: err}
+			var undo undoingError
+			return &OutcomeUnknownError{Op: op, Addr: c.addr, Err: err, Undo: errors.As(err, &undo)}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
 			if why != nil && !sent {
@@ -681,6 +696,10 @@ func (c *Client) attempt(ctx context.Context, op wire.Op, proved bool, build fun
 	rmeta, sent, err := c.exchange(ctx, op, proved, build)
 	if err == nil {
 		return reused, sent, resp.Decode(rmeta)
+	}
+	if op == wire.OpRegisterJob && sent && c.answerable(ctx, err) {
+		c.undoLate()
+		return reused, sent, undoingError{err}
 	}
 	if isTransport(err) || closedAfter(err) {
 		c.dropConn()
@@ -929,7 +948,7 @@ func (c *Client) roundTrip(ctx context.Context, op wire.Op, meta []byte) ([]byte
 	c.id++
 	c.out = wire.AppendControlFrame(c.out[:0], op, c.id, wire.CodeOK, meta)
 	n, err := conn.Write(c.out)
-	c.wrote = n > 0
+	c.wrote, c.wroteAll, c.replied = n > 0, err == nil && n == len(c.out), false
 	if err != nil {
 		c.broken = true
 		if w.stop() && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -1000,6 +1019,7 @@ func (c *Client) readReply(lim *wire.Limits) (wire.Header, []byte, error) {
 		// The rest of a reply sent whole is there too, or close behind.
 		c.conn.SetReadDeadline(time.Now().Add(stallWait))
 	}
+	c.replied = true
 	return wire.ReadControlFrame(c.r, lim, c.buf)
 }
 
