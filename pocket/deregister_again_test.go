@@ -74,3 +74,44 @@ func TestDeregisterAsksAgainAfterALostReply(t *testing.T) {
 		})
 	}
 }
+
+// TestDeregisterAgainAfterAnUnknownOutcome (a new user's trial,
+// 2026-12-07): a Deregister whose outcome stayed unknown (its context
+// ended: it did not ask again), called again on the same Job that finds
+// the job ended, returns nil, its result Unreported; a Job that never
+// sent one still reports the controller's unknown job. Before, the second
+// call failed "is not registered: it was deregistered at ...", with Ended
+// true.
+func TestDeregisterAgainAfterAnUnknownOutcome(t *testing.T) {
+	lost := &metaclient.OutcomeUnknownError{Op: wire.OpDeregisterJob, Addr: "ctl", Err: context.DeadlineExceeded}
+	ended := wire.Errorf(wire.CodeUnknownJob, "job j-1 is not registered: it was deregistered at ...")
+	for _, sentBefore := range []bool{true, false} {
+		answers := []error{ended}
+		if sentBefore {
+			answers = []error{lost, ended}
+		}
+		ctl := &scriptedCtl{answers: answers}
+		ctl.set(Map{Job: "j-1", Token: []byte("tok"), Nodes: []Node{{Addr: "127.0.0.1:1", Weight: 1}}})
+		s := NewStore(ctl, Config{})
+		j, err := s.OpenJob(context.Background(), "j-1", []byte("tok"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sentBefore {
+			cut, cancel := context.WithCancel(context.Background())
+			cancel() // deregisterJob does not ask again once its context ended
+			if err := j.Deregister(cut); !errors.Is(err, metaclient.ErrOutcomeUnknown) {
+				t.Fatalf("the first Deregister: %v, want its outcome unknown", err)
+			}
+		}
+		err = j.Deregister(context.Background())
+		res, done := j.Deregistration()
+		switch {
+		case sentBefore && (err != nil || !done || !res.Unreported):
+			t.Errorf("Deregister again after an unknown outcome, the job found ended: %v, result %+v (given %v); want nil, unreported", err, res, done)
+		case !sentBefore && !errors.Is(err, wire.ErrUnknownJob):
+			t.Errorf("Deregister of a job ended elsewhere: %v, want unknown job", err)
+		}
+		s.Close()
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/internal/placement"
 	"github.com/pocketstore/pocket/internal/token"
+	"github.com/pocketstore/pocket/metaclient"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -327,6 +328,9 @@ type Job struct {
 
 	retired atomic.Bool                // deregistered through it, or opened from a credential (holdsNone)
 	dropped atomic.Pointer[DropResult] // its deregistration's result, once deregistered through it
+	// deregSent: a deregistration through it was sent and its outcome is
+	// unknown; a later one that finds the job ended counts it as that one's.
+	deregSent atomic.Bool
 
 	alloc Allotment // the registration's, when registered through it (Allotment)
 
@@ -400,7 +404,9 @@ func (j *Job) snapshot() Map {
 // the controller's refusal (wire.ErrBadToken, wire.ErrUnknownJob for a job
 // it does not know, deregistered already say); a *metaclient.OutcomeUnknownError when the connection failed after
 // the request was sent and asking again (deregisterJob) did not settle it
-// (the controller may have deregistered the job: pocket status says).
+// (the controller may have deregistered the job: pocket status says). A
+// later Deregister of the same Job that finds the job ended counts it as
+// that call's: it returns nil, its result Unreported.
 func (j *Job) Deregister(ctx context.Context) error {
 	if j.s.ctl == nil {
 		return ErrNoController
@@ -410,7 +416,16 @@ func (j *Job) Deregister(ctx context.Context) error {
 	}
 	m := j.snapshot()
 	res, err := deregisterJob(ctx, j.s.ctl, m.Job, m.Token)
-	if err != nil {
+	switch {
+	case errors.Is(err, metaclient.ErrOutcomeUnknown):
+		j.deregSent.Store(true)
+		return err
+	case errors.Is(err, wire.ErrUnknownJob) && j.deregSent.Load():
+		// An earlier call's request ended it: a new user's trial asked
+		// again after a deregistration cut by its context and got "is
+		// not registered: it was deregistered at ...", Ended true.
+		res, err = DropResult{Unreported: true}, nil
+	case err != nil:
 		return err
 	}
 	j.dropped.Store(&res)
