@@ -508,6 +508,7 @@ func (d *DRAM) remove(job, key []byte, cond bool, v uint64) (Info, error) {
 	}
 	info := r.h.info()
 	s.t.remove(i)
+	s.t.shrink(d.idx)
 	j.used.Add(-r.h.bytes)
 	s.mu.Unlock()
 	d.values.Add(-1)
@@ -640,6 +641,7 @@ func (d *DRAM) dropShard(j *dramJob, s *dramShard, keepPersistent bool) Dropped 
 			victims = append(victims, sl.off())
 			s.t.remove(i)
 		}
+		s.t.shrink(d.idx)
 	}
 	s.mu.Unlock()
 	freed := Dropped{Values: int64(len(victims))}

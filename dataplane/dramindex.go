@@ -2,12 +2,14 @@ package dataplane
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"unsafe"
 
 	"github.com/pocketstore/pocket/dataplane/slab"
 	"github.com/pocketstore/pocket/internal/sys"
+	"github.com/pocketstore/pocket/wire"
 )
 
 // The DRAM tier's key index lives outside the Go heap, in memory advised
@@ -228,7 +230,37 @@ func (t *ktable) reserve(m *indexMem) error {
 	if (t.n+1)*4 <= len(t.slots)*3 {
 		return nil
 	}
-	n := max(ktableMinSlots, 2*len(t.slots))
+	return t.resize(m, max(ktableMinSlots, 2*len(t.slots)))
+}
+
+// shrink halves the table, as often as it takes, while it is under 1/8
+// full: after deletes, and after a revoked job's drop that kept its
+// persisted values. A table that grew for keys since deleted kept its
+// size before: a hostile trial's jobs each put 800,000 keys, deleted all
+// but 2,000 and ended keeping them persisted; ten such jobs held the whole
+// index memory, and every other job's puts to that node were refused "no
+// space" at 1.2 MiB of 256 MiB used. An empty table gives its memory back
+// whole. Halving at 1/8 leaves it 1/4 full, so a table does not shrink and
+// grow again on alternate puts and deletes. When index memory has no room
+// for the smaller table the table stays as it is.
+func (t *ktable) shrink(m *indexMem) {
+	if len(t.slots) <= ktableMinSlots || t.n*8 >= len(t.slots) {
+		return
+	}
+	if t.n == 0 {
+		t.reset(m)
+		return
+	}
+	n := len(t.slots)
+	for n > ktableMinSlots && t.n*8 < n {
+		n /= 2
+	}
+	_ = t.resize(m, n)
+}
+
+// resize moves the table's keys to a table of n slots (a power of two,
+// more than 4/3 of its keys).
+func (t *ktable) resize(m *indexMem, n int) error {
 	mem, slots, err := m.alloc(n)
 	if err != nil {
 		return err
@@ -264,10 +296,21 @@ func (t *ktable) each(fn func(rec int64)) {
 // indexMem hands out slot arrays: from a slab arena of its own for tables
 // up to a slab page, so small tables share huge pages, and from a region
 // of their own for larger ones. Neither is on the Go heap or counted in the
-// tier's usage.
+// tier's usage. The regions count against the arena's capacity with what
+// the arena holds: before, nothing bounded them, and a hostile trial's
+// jobs of 3.2 million keys each, ended with a few kept persisted, grew a
+// node by 131 MiB of regions per job, which the node reported nowhere.
 type indexMem struct {
-	arena *slab.Arena
+	arena   *slab.Arena
+	regions atomic.Int64 // bytes of the tables in regions of their own
 }
+
+// errIndexFull refuses a new key when the key index's memory has no room
+// for its table's next size; before, the refusal was the value arena's,
+// which blamed the tier's values while the node reported it nearly empty.
+var errIndexFull = &wire.Error{Code: wire.CodeNoSpace, Msg: "dram tier's key index full: the tables of the keys its jobs hold " +
+	"(and of keys deleted since, until their tables shrink) fill its index memory; nothing stored was changed: " +
+	"delete keys, or use another node"}
 
 // indexChunk is the memory behind one table: an arena chunk or a region.
 type indexChunk struct {
@@ -290,13 +333,21 @@ func (m *indexMem) alloc(n int) (indexChunk, []kslot, error) {
 	if size <= m.arena.MaxChunk() {
 		b, err := m.arena.Alloc(size)
 		if err != nil {
+			if errors.Is(err, slab.ErrNoSpace) {
+				return c, nil, errIndexFull
+			}
 			return c, nil, allocErr(err)
 		}
 		clear(b)
 		c.chunk = b
 	} else {
+		if m.regions.Add(int64(size))+m.arena.Used() > m.arena.Capacity() {
+			m.regions.Add(-int64(size))
+			return c, nil, errIndexFull
+		}
 		r, err := sys.Map(int64(size), sys.HugeAdvise)
 		if err != nil {
+			m.regions.Add(-int64(size))
 			return c, nil, fmt.Errorf("dram tier: key index of %d slots: %w", n, ErrNoSpace)
 		}
 		c.region, c.chunk = r, r.Bytes()[:size]
@@ -307,6 +358,7 @@ func (m *indexMem) alloc(n int) (indexChunk, []kslot, error) {
 func (m *indexMem) free(c indexChunk) {
 	switch {
 	case c.region != nil:
+		m.regions.Add(-int64(len(c.chunk)))
 		_ = c.region.Close()
 	case c.chunk != nil:
 		if err := m.arena.Free(c.chunk); err != nil {

@@ -150,7 +150,12 @@ var _ Tier = (*NVMe)(nil)
 
 // nvmeJob is one job's keys and what they count; mu guards all of it.
 type nvmeJob struct {
-	keys  map[string]*nvmeVersion
+	keys map[string]*nvmeVersion
+	peak int // the most keys the map held since it was made (forgetEmpty)
+	// walks counts the walks over keys that let mu go between batches
+	// (scanKeys, DropJob): keys is not copied while one runs, so that a
+	// walk's map stays the job's.
+	walks atomic.Int32
 	used  int64 // allocated bytes of committed values
 	index int64 // what its keys cost the index (indexCost)
 	share *nvmeShare
@@ -680,6 +685,7 @@ func (t *NVMe) publish(job, key string, v *nvmeVersion, ifAbsent bool) (Info, er
 		t.values++
 	}
 	j.keys[key] = v
+	j.peak = max(j.peak, len(j.keys))
 	t.count(j, cost, v.alloc)
 	return replaced, nil
 }
@@ -1076,6 +1082,8 @@ func (t *NVMe) scanKeys(job, prefix, after []byte, fn func(key string, info Info
 		t.mu.RUnlock()
 		return nil
 	}
+	j.walks.Add(1)
+	defer j.walks.Add(-1)
 	seen := 0
 	for k, v := range j.keys {
 		if seen++; seen%scanBatch == 0 {
@@ -1115,6 +1123,7 @@ func (t *NVMe) DropJob(job []byte, keepPersistent bool) Dropped {
 	if j == nil {
 		return Dropped{}
 	}
+	j.walks.Add(1)
 	var freed Dropped
 	seen := 0
 	for k, v := range j.keys {
@@ -1126,6 +1135,7 @@ func (t *NVMe) DropJob(job []byte, keepPersistent bool) Dropped {
 			runtime.Gosched()
 			t.mu.Lock()
 			if t.closed || t.jobs[string(job)] != j {
+				j.walks.Add(-1)
 				return freed // closed, or emptied and forgotten meanwhile
 			}
 			var ok bool
@@ -1141,6 +1151,7 @@ func (t *NVMe) DropJob(job []byte, keepPersistent bool) Dropped {
 		t.retire(j, v)
 		t.unindex(j, k)
 	}
+	j.walks.Add(-1) // over: forgetEmpty may copy the map
 	t.forgetEmpty(string(job), j)
 	return freed
 }
