@@ -299,7 +299,11 @@ func (c *Controller) growthNoteLocked(x string, over *overflow, plan drainPlan) 
 	leaving := c.leavingLocked(x)
 	var notes []string
 	for j := range l.jobs {
-		if _, grows := plan[j]; grows || !j.has(over.at.addr) {
+		// Only the jobs whose values would go there: of the overflowing
+		// tier, holding bytes on x. Before, a job of the other tier
+		// holding nothing was named (a new user's trial: "job n2" for the
+		// NVMe values of n1, n2 a DRAM job with 0 B).
+		if _, grows := plan[j]; grows || !j.has(over.at.addr) || j.tier != over.at.kind || c.bytesOnLocked(j, x) <= 0 {
 			continue
 		}
 		why := "no active node outside its map has room for its share (a node joins one job per drain)"

@@ -305,3 +305,38 @@ func TestDrainRefusalSaysWhyJobsDidNotGrow(t *testing.T) {
 		t.Fatalf("refusal %q; want the two jobs left without a node named", err)
 	}
 }
+
+// TestDrainRefusalNamesOnlyJobsSending: the refusal's note names only the
+// jobs whose values would go to the overflowing node, not one holding
+// nothing on the drained node. Before, every job of the drained node's
+// with that node in its map was named: a new user's trial read "job n2"
+// for n1's values, n2 holding 0 B there.
+func TestDrainRefusalNamesOnlyJobsSending(t *testing.T) {
+	c := newTest(t, Config{})
+	a, b := "127.0.0.1:7001", "127.0.0.1:7002"
+	mustRegister(t, c, dramNode(a, 1<<30, 1000))
+	mustRegister(t, c, dramNode(b, 1<<30, 1000))
+	ids := map[string]string{}
+	for _, name := range []string{"one", "two", "idle"} {
+		m, err := c.RegisterJob(name, wire.JobHints{PeakMbps: 2000})
+		if err != nil || len(m.Nodes) != 2 {
+			t.Fatalf("register %s: %+v %v", name, m, err)
+		}
+		ids[name] = m.Job
+	}
+	x := "127.0.0.1:7003"
+	mustRegister(t, c, dramNode(x, 1<<30, 1000))
+	loads := []wire.JobLoad{{Job: ids["one"], Bytes: 450 << 20}, {Job: ids["two"], Bytes: 450 << 20}, {Job: ids["idle"]}}
+	for _, addr := range []string{a, b} {
+		c.heartbeat(&wire.Heartbeat{Addr: addr, Incarnation: 1, Loads: loads,
+			Tiers: []wire.TierStat{{Kind: kindDRAM, CapacityBytes: 1 << 30, UsedBytes: 900 << 20, Mbps: 1000}}})
+	}
+	usedBeat(c, x, 0)
+	_, err := c.Drain(a, time.Minute)
+	if !errors.Is(err, wire.ErrNoSpace) || strings.Count(err.Error(), "no active node outside its map") != 1 {
+		t.Fatalf("drain of two jobs' values beside one empty node: %v; want no space naming the one job left without a node", err)
+	}
+	if strings.Contains(err.Error(), ids["idle"]) {
+		t.Fatalf("refusal %q names the job holding nothing on the drained node", err)
+	}
+}
