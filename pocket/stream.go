@@ -475,7 +475,7 @@ func replaceable(dst string) error {
 		return fmt.Errorf("pocket: %s is a directory: a download replaces a file", dst)
 	}
 	if fi, err := os.Stat(dst); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
-		return fmt.Errorf("pocket: %s is not a regular file (%v): a download replaces a regular file; to write into it, get the value to stdout (pocket get KEY -) or with GetTo", dst, fi.Mode().Type())
+		return fmt.Errorf("pocket: %s is not a regular file (%v): a download replaces a regular file; to write into it, get the value to stdout (pocket get JOBID KEY -) or with GetTo", dst, fi.Mode().Type())
 	}
 	return nil
 }

@@ -217,7 +217,7 @@ func ParseArgs(args []string, errOut io.Writer) (*Options, error) {
 	fs.SetOutput(io.Discard) // while parsing: the errors are written below
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usageText); printShown(fs) }
 	addr := fs.String("addr", "", "`HOST:PORT` of a storage node")
-	target := fs.String("target", "", "store `URL`: pocket://, redis://, memcache:// or echo://HOST:PORT")
+	target := fs.String("target", "", "store `URL`: pocket://, redis://, memcache:// (or memcached://) or echo://HOST:PORT")
 	op := fs.String("op", "get", "operation: get or put")
 	fs.Var(sizeFlag{&o.Config.Size}, "size", "value `SIZE` (1KiB, 1MiB, ...)")
 	fs.IntVar(&o.Config.Conns, "conns", 50, "connections, one goroutine each")
@@ -420,6 +420,9 @@ func parseTarget(addr, target string) (store, hostport string, err error) {
 		u, err := url.Parse(target)
 		if err != nil {
 			return "", "", fmt.Errorf("--target %q: %w", target, err)
+		}
+		if u.Scheme == "memcached" { // the server's own name, refused before (a new user's trial)
+			u.Scheme = StoreMemcache
 		}
 		switch u.Scheme {
 		case StorePocket, StoreRedis, StoreMemcache, StoreEcho:

@@ -206,6 +206,7 @@ func TestParseTargets(t *testing.T) {
 	for _, tc := range []struct{ args, store, addr string }{
 		{"--target memcache://h", StoreMemcache, "h:11211"},
 		{"--target memcache://h:5", StoreMemcache, "h:5"},
+		{"--target memcached://h:5", StoreMemcache, "h:5"}, // the server's own name (a new user's trial)
 		{"--target redis://h", StoreRedis, "h:6379"},
 		{"--target echo://:7", StoreEcho, "127.0.0.1:7"},
 		{"--target pocket://h:8", StorePocket, "h:8"},

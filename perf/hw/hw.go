@@ -76,10 +76,13 @@ type Report struct {
 	Engine string `json:"engine,omitempty"`
 	Align  int    `json:"align,omitempty"`
 
-	SeqWriteMBps       float64      `json:"seq_write_mb_per_sec"`
-	SeqReadMBps        float64      `json:"seq_read_mb_per_sec"`
-	RandRead4kIOPSQD32 float64      `json:"rand_read_4k_iops_qd32"`
-	RandRead4kP50usQD1 float64      `json:"rand_read_4k_p50_us_qd1"`
+	SeqWriteMBps float64 `json:"seq_write_mb_per_sec"`
+	SeqReadMBps  float64 `json:"seq_read_mb_per_sec"`
+	// The 4 KiB random-read summaries are left out when their queue
+	// depth was not measured (--depths without 32, or 1): a new user's
+	// trial read "rand_read_4k_iops_qd32": 0 after --depths 1,8.
+	RandRead4kIOPSQD32 float64      `json:"rand_read_4k_iops_qd32,omitempty"`
+	RandRead4kP50usQD1 float64      `json:"rand_read_4k_p50_us_qd1,omitempty"`
 	RandRead           []RandResult `json:"rand_read_4k,omitempty"`
 	RandWrite          []RandResult `json:"rand_write_4k,omitempty"`
 	DRAMCopyGBps       float64      `json:"dram_copy_gb_per_sec"`

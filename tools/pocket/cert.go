@@ -268,6 +268,16 @@ func (c *certIssue) report(role pki.Role, cert *x509.Certificate) {
 			c.out, c.out, host, net.JoinHostPort("0.0.0.0", nodeDefaultPort), net.JoinHostPort(host, nodeDefaultPort),
 			filepath.Base(c.out), nodePortNote)
 	default:
-		fmt.Printf("use it with:\n  export %s=%s\n", envTLSDir, c.out)
+		fmt.Printf("use it with:\n  %s\n", exportTLSDir(c.out))
 	}
+}
+
+// exportTLSDir is the shell line that points the commands at dir, made
+// absolute so that it works from any directory (a new user's trial got
+// "export POCKET_TLS_DIR=alice").
+func exportTLSDir(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return "export " + envTLSDir + "=" + dir
 }

@@ -192,6 +192,7 @@ func TestBadFlagValuesAreUsageErrors(t *testing.T) {
 		{"job", "register", "--peak-mbps", "-1", "j"},
 		{"job", "register", "bad name!"}, // before: the controller's refusal, exit 1
 		{"job", "profile", "--controller", "127.0.0.1:1", "--data-dir", dir, "j"},
+		{"job", "profile", ""}, // before: exit 1, after trying the controller
 		{"put", "j-1", "k", "-", "--chunk-size", "0"},
 		{"put", "j-1", "k", "-", "--chunk-size", "65MiB"},
 		{"put", "j-1", "k", "-", "--chunk-size", "lots"},
@@ -216,7 +217,10 @@ func TestBadFlagValuesAreUsageErrors(t *testing.T) {
 		}
 		msg := stderr.String()
 		flagName := args[len(args)-2]
-		if args[0] == "job" && args[1] == "profile" {
+		switch {
+		case args[0] == "job" && args[1] == "profile" && args[2] == "":
+			flagName = "job name"
+		case args[0] == "job" && args[1] == "profile":
 			flagName = "--controller"
 		}
 		if code != 2 || !strings.Contains(msg, strings.TrimLeft(flagName, "-")) || !strings.Contains(msg, "Usage: pocket ") || strings.Count(msg, "pocket: ") != 1 {

@@ -83,6 +83,9 @@ func runJobProfile(args []string) int {
 	if *data != "" && *addr != "" {
 		return usageError("job profile", errors.New("--controller asks a running controller, --data-dir reads a stopped one's state: give one"))
 	}
+	if pos[0] == "" { // a usage error, as job register's (before: exit 1, after a try of the controller)
+		return usageError("job profile", errors.New("name the job name whose profile to show"))
+	}
 	var v jobProfileJSON
 	var err error
 	if *data != "" {

@@ -392,3 +392,16 @@ func statusAndLimits(t *testing.T, bin string, env []string, ctl, tlsDir string,
 		t.Errorf("registration over --max-jobs: exit %d, %q; want the limit named, not the count", code, errOut)
 	}
 }
+
+// TestExportTLSDirIsAbsolute: the line cert issue prints for a relative
+// --out names the directory absolutely (a new user's trial got "export
+// POCKET_TLS_DIR=alice", which works only from where it was issued).
+func TestExportTLSDirIsAbsolute(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := exportTLSDir("alice"), "export "+envTLSDir+"="+filepath.Join(wd, "alice"); got != want {
+		t.Fatalf("exportTLSDir(alice) = %q, want %q", got, want)
+	}
+}
