@@ -33,8 +33,14 @@ import (
 type bgDrops struct {
 	mu      sync.Mutex
 	running map[string]chan struct{} // closed when the job's drop ends
-	closed  bool                     // wait was called: what comes after runs on its caller
+	closed  bool                     // close was called: what comes after runs on its caller
 	wg      sync.WaitGroup           // added to under mu, before closed, so never beside its Wait
+	// busy counts the goroutines started here still running, under mu
+	// (wait). The WaitGroup's own Wait may not run beside an Add that
+	// takes it from zero, which a drop order's may: a test that waited
+	// for the drops and then sent an order raced under -race.
+	busy int
+	idle *sync.Cond // signalled when busy falls to zero; on mu
 }
 
 // start runs drop for job on a goroutine of its own, unless a drop of
@@ -55,10 +61,10 @@ func (b *bgDrops) start(job string, drop func()) {
 	}
 	done := make(chan struct{})
 	b.running[job] = done
-	b.wg.Add(1)
+	b.begin()
 	b.mu.Unlock()
 	go func() {
-		defer b.wg.Done()
+		defer b.finish()
 		defer b.end(job, done)
 		drop()
 	}()
@@ -69,6 +75,23 @@ func (b *bgDrops) end(job string, done chan struct{}) {
 	defer b.mu.Unlock()
 	delete(b.running, job)
 	close(done)
+}
+
+// begin counts a goroutine started here; mu is held.
+func (b *bgDrops) begin() {
+	b.wg.Add(1)
+	b.busy++
+}
+
+// finish is a goroutine's end.
+func (b *bgDrops) finish() {
+	b.mu.Lock()
+	b.busy--
+	if b.busy == 0 && b.idle != nil {
+		b.idle.Broadcast()
+	}
+	b.mu.Unlock()
+	b.wg.Done()
 }
 
 // awaitListed waits for the drops still running of the jobs an ack lists
@@ -99,16 +122,25 @@ func (b *bgDrops) run(f func()) {
 		f()
 		return
 	}
-	b.wg.Add(1)
+	b.begin()
 	b.mu.Unlock()
 	go func() {
-		defer b.wg.Done()
+		defer b.finish()
 		f()
 	}()
 }
 
-// wait returns once no drop started here runs.
-func (b *bgDrops) wait() { b.wg.Wait() }
+// wait returns once no drop started here runs; more may start after.
+func (b *bgDrops) wait() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.idle == nil {
+		b.idle = sync.NewCond(&b.mu)
+	}
+	for b.busy > 0 {
+		b.idle.Wait()
+	}
+}
 
 // close makes what comes later run on its caller, and waits for the
 // drops running (Node.Close).
