@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -90,8 +91,8 @@ type DRAM struct {
 	maxJob, maxKey int
 	seed           maphash.Seed
 
-	jobsMu sync.Mutex                          // serializes writers of jobs
-	jobs   atomic.Pointer[map[string]*dramJob] // copy-on-write
+	jobsMu sync.Mutex                              // serializes writers of jobs
+	jobs   [dramJobShards]atomic.Pointer[dramJobs] // copy-on-write, by jobShard
 
 	values atomic.Int64 // committed values
 	// live counts records not yet destroyed, plus one for the open tier.
@@ -164,8 +165,9 @@ func NewDRAM(capacity int64, opts DRAMOptions) (*DRAM, error) {
 		maxKey: cmpOr(opts.MaxKeyLen, wire.DefaultMaxKeyLen),
 		seed:   maphash.MakeSeed(),
 	}
-	empty := map[string]*dramJob{}
-	d.jobs.Store(&empty)
+	for i := range d.jobs {
+		d.jobs[i].Store(&dramJobs{})
+	}
 	d.live.Store(1)
 	d.opened.New = func() any { return &dramValue{d: d} }
 	d.pendings.New = func() any { return &dramPending{d: d} }
@@ -196,9 +198,35 @@ func (d *DRAM) checkKey(job, key []byte) error {
 	return nil
 }
 
+// dramJobs is one shard of the tier's jobs, by name.
+type dramJobs = map[string]*dramJob
+
+// dramJobShards is how many copy-on-write maps the tier's jobs are split
+// over: entering or unlinking a job copies one. Copied whole, a node's
+// new job cost a copy of every job it held, on the event loop that served
+// its first put: a hostile trial measured 60 us with 1,000 jobs, 0.59 ms
+// with 10,000 and 2.6 ms with 50,000 (ended jobs keeping persisted values
+// count too).
+const dramJobShards = 64
+
+// jobShard is the shard of the job named name.
+func (d *DRAM) jobShard(name []byte) *atomic.Pointer[dramJobs] {
+	return &d.jobs[maphash.Bytes(d.seed, name)%dramJobShards]
+}
+
 // job returns the job's index, or nil.
 func (d *DRAM) job(name []byte) *dramJob {
-	return (*d.jobs.Load())[string(name)]
+	return (*d.jobShard(name).Load())[string(name)]
+}
+
+// eachJob calls fn with every job's name and index, shard by shard, each
+// shard as it was when reached.
+func (d *DRAM) eachJob(fn func(name string, j *dramJob)) {
+	for i := range d.jobs {
+		for name, j := range *d.jobs[i].Load() {
+			fn(name, j)
+		}
+	}
 }
 
 // jobFor returns the job's index, creating it, or nil once the tier is
@@ -213,17 +241,16 @@ func (d *DRAM) jobFor(name []byte) *dramJob {
 	if d.closed.Load() {
 		return nil
 	}
-	old := *d.jobs.Load()
+	shard := d.jobShard(name)
+	old := *shard.Load()
 	if j := old[string(name)]; j != nil {
 		return j
 	}
 	j := &dramJob{name: string(name)}
-	next := make(map[string]*dramJob, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
+	next := make(dramJobs, len(old)+1)
+	maps.Copy(next, old)
 	next[j.name] = j
-	d.jobs.Store(&next)
+	shard.Store(&next)
 	return j
 }
 
@@ -233,17 +260,14 @@ func (d *DRAM) unlinkJob(j *dramJob) {
 	d.jobsMu.Lock()
 	defer d.jobsMu.Unlock()
 	j.dead.Store(true)
-	old := *d.jobs.Load()
+	shard := d.jobShard([]byte(j.name))
+	old := *shard.Load()
 	if old[j.name] != j {
 		return
 	}
-	next := make(map[string]*dramJob, len(old))
-	for k, v := range old {
-		if k != j.name {
-			next[k] = v
-		}
-	}
-	d.jobs.Store(&next)
+	next := maps.Clone(old)
+	delete(next, j.name)
+	shard.Store(&next)
 }
 
 func (d *DRAM) hash(key []byte) uint64 { return maphash.Bytes(d.seed, key) }
@@ -397,11 +421,11 @@ func (d *DRAM) Open(job, key []byte) (Value, error) {
 }
 
 // openIn is Open of key in job j, whose hash is h, both found by prefetch
-// moments before in the tier's job map jobs. While the tier still has that
-// map, j is the job's index (a job unlinked and entered again meanwhile,
-// its index new, changes the map); otherwise it is Open.
-func (d *DRAM) openIn(jobs *map[string]*dramJob, j *dramJob, h uint64, job, key []byte) (Value, error) {
-	if d.jobs.Load() != jobs {
+// moments before. While j is not unlinked, it is the job's index (a job
+// unlinked and entered again meanwhile has a new one); otherwise it is
+// Open.
+func (d *DRAM) openIn(j *dramJob, h uint64, job, key []byte) (Value, error) {
+	if j.dead.Load() {
 		return d.Open(job, key)
 	}
 	if err := d.checkLookup(job, key); err != nil {
@@ -699,9 +723,11 @@ func (d *DRAM) Close() error {
 		return nil
 	}
 	d.jobsMu.Lock()
-	jobs := *d.jobs.Load()
-	empty := map[string]*dramJob{}
-	d.jobs.Store(&empty)
+	var jobs []*dramJob
+	d.eachJob(func(_ string, j *dramJob) { jobs = append(jobs, j) })
+	for i := range d.jobs {
+		d.jobs[i].Store(&dramJobs{})
+	}
 	for _, j := range jobs {
 		j.dead.Store(true)
 	}

@@ -187,11 +187,7 @@ func (d *DRAM) moveOut(chunks []int64) int {
 		off      int64
 	}
 	var moves []found
-	jobs := d.jobs.Load()
-	if jobs == nil {
-		return 0
-	}
-	for name, j := range *jobs {
+	d.eachJob(func(name string, j *dramJob) {
 		for i := range j.shards {
 			// A shard's slots are looked at scanBatch at a time under its
 			// read lock, which is let go in between: a shard of a job with
@@ -225,7 +221,7 @@ func (d *DRAM) moveOut(chunks []int64) int {
 				s.mu.RUnlock()
 			}
 		}
-	}
+	})
 	n := 0
 	for _, m := range moves {
 		if d.move(m.job, m.key, m.off) {

@@ -411,7 +411,7 @@ func (n *Node) openFor(cs *connState, tier Tier, flags uint16) (Value, error) {
 	if cs.pre >= 0 && flags&wire.FlagDeleteAfterRead == 0 {
 		if d, ok := tier.(*DRAM); ok {
 			if j := cs.pb.dj[cs.pre]; j != nil {
-				return d.openIn(cs.pb.djs, j, cs.pb.hash[cs.pre], cs.req.Job, cs.req.Key)
+				return d.openIn(j, cs.pb.hash[cs.pre], cs.req.Job, cs.req.Key)
 			}
 		}
 	}

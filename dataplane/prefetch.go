@@ -55,12 +55,11 @@ type prefetchBatch struct {
 	base *byte
 	use  int // entries before it are behind OnData's position
 	// The tier's scratch: each key's hash and DRAM job (nil: none, or
-	// not looked up), found in the DRAM tier's job map djs, which a get
-	// served from the entry looks up by (Node.openFor) while the tier
-	// still has that map, and its shard, record and length.
+	// not looked up), which a get served from the entry looks up by
+	// (Node.openFor) while that job is not unlinked, and its shard,
+	// record and length.
 	hash  [prefetchMax]uint64
 	dj    [prefetchMax]*dramJob
-	djs   *map[string]*dramJob
 	shard [prefetchMax]*dramShard
 	rec   [prefetchMax]int64 // record offsets in the arena; -1: not found
 	lines [prefetchMax]int
@@ -158,7 +157,7 @@ func (n *Node) batch(c *netio.Conn) *prefetchBatch {
 func (b *prefetchBatch) forget() {
 	clear(b.req[:b.n])
 	clear(b.dj[:b.n])
-	b.base, b.n, b.use, b.djs = nil, 0, 0, nil
+	b.base, b.n, b.use = nil, 0, 0
 }
 
 // prefetchAhead is called as OnData starts serving the get or put of
@@ -200,10 +199,9 @@ func keyed(op wire.Op) bool {
 // notes the record's place and length for prefetchAhead. The lookups that
 // follow find the lines in cache.
 func (d *DRAM) prefetch(b *prefetchBatch) {
-	b.djs = d.jobs.Load()
 	for i := range b.n {
 		b.shard[i] = nil
-		j := (*b.djs)[string(b.req[i].Job)]
+		j := d.job(b.req[i].Job)
 		if j == nil {
 			continue
 		}

@@ -102,7 +102,7 @@ func TestHintOfAJobEnteredAgain(t *testing.T) {
 	}
 	d.DropJob([]byte("j"), false)
 	put("new")
-	v, err := d.openIn(b.djs, b.dj[0], b.hash[0], []byte("j"), []byte("k"))
+	v, err := d.openIn(b.dj[0], b.hash[0], []byte("j"), []byte("k"))
 	if err != nil {
 		t.Fatalf("get by the hint of a job entered again: %v", err)
 	}
