@@ -278,7 +278,7 @@ func TestQuotaCountsPersistedValues(t *testing.T) {
 		Persisted: []wire.HeldJob{{Job: m.Job, Bytes: 450 << 20}}, PersistedJobs: 1, PersistedBytes: 450 << 20})
 	_, err = reg("10.0.0.1", 200<<20)
 	wantLimit(t, err, "its ended jobs' persisted values hold 450MiB", "200MiB is more than the 150MiB left")
-	if cs := c.Status().Clients; len(cs) != 1 || cs[0] != (wire.ClientHold{Client: "client 10.0.0.1", PersistedBytes: 450 << 20}) {
+	if cs := c.Status().Clients; len(cs) != 1 || cs[0] != (wire.ClientHold{Client: "client 10.0.0.1", PersistedBytes: 450 << 20, StoredBytes: 450 << 20}) {
 		t.Errorf("status clients %+v; want client 10.0.0.1 with no live job and its 450 MiB persisted", cs)
 	}
 	if _, err := reg("10.0.0.2", 600<<20); err != nil {

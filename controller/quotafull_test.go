@@ -82,6 +82,11 @@ func TestQuotaMarksJobsStoringPastIt(t *testing.T) {
 	if _, ok := entryIn(ack, b.Job); ok {
 		t.Errorf("the other client's job was logged as changed: %+v", ack.Jobs)
 	}
+	for _, h := range c.Status().Clients { // the operator sees it
+		if over := h.Client == "client 10.0.0.1"; h.OverQuota != over || over && h.StoredBytes != 610<<20 {
+			t.Errorf("status of %s: stored %d, over quota %v; want 610 MiB over for 10.0.0.1 only", h.Client, h.StoredBytes, h.OverQuota)
+		}
+	}
 
 	// Back within the quota: lifted, but not within quotaFlipEvery.
 	beat(100 << 20)

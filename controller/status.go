@@ -80,16 +80,22 @@ func (c *Controller) holderName(key string) string {
 // added it up from the job list by hand).
 func (c *Controller) clientHoldsLocked(n int) []wire.ClientHold {
 	kept := c.persistedByClientLocked()
+	stored := c.storedByClientLocked()
+	hold := func(key string, h wire.ClientHold) wire.ClientHold {
+		h.Client, h.PersistedBytes, h.StoredBytes = c.holderName(key), kept[key], stored[key]
+		h.OverQuota = c.cfg.MaxBytesPerClient > 0 && stored[key] > c.cfg.MaxBytesPerClient
+		return h
+	}
 	var out []wire.ClientHold
 	for key, cl := range c.clients {
 		if cl.jobs > 0 || kept[key] > 0 {
-			out = append(out, wire.ClientHold{Client: c.holderName(key), Jobs: uint32(cl.jobs), AllocBytes: cl.bytes, AllocMbps: cl.mbps, PersistedBytes: kept[key]})
+			out = append(out, hold(key, wire.ClientHold{Jobs: uint32(cl.jobs), AllocBytes: cl.bytes, AllocMbps: cl.mbps}))
 		}
 		delete(kept, key)
 	}
 	for key, b := range kept {
 		if b > 0 {
-			out = append(out, wire.ClientHold{Client: c.holderName(key), PersistedBytes: b})
+			out = append(out, hold(key, wire.ClientHold{}))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -336,7 +336,7 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 // of every node (a hostile trial: 4 GiB stored on a 64 MiB quota).
 var errOverQuota = &wire.Error{Code: wire.CodeLimit,
 	Msg: "the job's client stores past its byte quota (the controller's --max-bytes-per-client, over its live jobs' values and its ended jobs' persisted ones): " +
-		"its puts are refused until it deletes values or ends jobs (pocket status shows what it holds); gets, lists and deletes go on"}
+		"its puts are refused until it deletes values or ends jobs (the operator's pocket status shows what each client stores); gets, lists and deletes go on"}
 
 // wrongTier refuses a put of job e to tier t when the controller placed
 // the job on another (jobEntry.tiers): a hostile trial's job placed and

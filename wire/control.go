@@ -594,12 +594,17 @@ const (
 // Mb/s), and the bytes its ended jobs' persist-after-job values hold as
 // the nodes last reported (they count against its byte quota too; 0 from
 // an older controller); Client is "tenant NAME" or "client ADDR".
+// StoredBytes is what it stores, its live jobs' bytes on their nodes and
+// PersistedBytes; OverQuota says that is past the byte quota, and the
+// nodes refuse its live jobs' puts (controller/quotafull.go).
 type ClientHold struct {
 	Client         string
 	Jobs           uint32
 	AllocBytes     int64
 	AllocMbps      float64
 	PersistedBytes int64
+	StoredBytes    int64
+	OverQuota      bool
 }
 
 // MaxStatusClients bounds ClusterStatus.Clients, maxClientName a
@@ -691,7 +696,7 @@ var (
 		{Kind: Scalar8}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar4}, {Kind: TableField, Sub: &priceTableSpec},
 		{Kind: TableVec, Sub: &clientHoldSpec}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: TableVec, Sub: &retiredNodeSpec},
 	}}
-	clientHoldSpec  = TableSpec{Name: "ClientHold", Fields: []Field{{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}}}
+	clientHoldSpec  = TableSpec{Name: "ClientHold", Fields: []Field{{Kind: String}, {Kind: Scalar4}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}}}
 	retiredNodeSpec = TableSpec{Name: "RetiredNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: String}, {Kind: Scalar1}}}
 	jobListSpec     = TableSpec{Name: "JobList", Fields: []Field{{Kind: Scalar8}, {Kind: Scalar4}}}
 	challengeSpec   = TableSpec{Name: "Challenge", Fields: []Field{{Kind: Bytes}}}
@@ -1577,6 +1582,8 @@ func (m *ClusterStatus) Encode(b *flatbuffers.Builder) []byte {
 			fb.ClientHoldAddAllocBytes(b, h.AllocBytes)
 			fb.ClientHoldAddAllocMbps(b, h.AllocMbps)
 			fb.ClientHoldAddPersistedBytes(b, h.PersistedBytes)
+			fb.ClientHoldAddStoredBytes(b, h.StoredBytes)
+			fb.ClientHoldAddOverQuota(b, h.OverQuota)
 			offs[i] = fb.ClientHoldEnd(b)
 		}
 		clients = endVector(b, offs, fb.ClusterStatusStartClientsVector)
@@ -1684,10 +1691,12 @@ func (m *ClusterStatus) Decode(meta []byte) error {
 		for i := range out.Clients {
 			t.Clients(&h, i)
 			if err := firstErr(checkLen("client name", len(h.Client()), maxClientName), checkSize("client bytes", h.AllocBytes()),
-				checkNum("client Mb/s", h.AllocMbps()), checkSize("client persisted bytes", h.PersistedBytes())); err != nil {
+				checkNum("client Mb/s", h.AllocMbps()), checkSize("client persisted bytes", h.PersistedBytes()),
+				checkSize("client stored bytes", h.StoredBytes())); err != nil {
 				return err
 			}
-			out.Clients[i] = ClientHold{Client: string(h.Client()), Jobs: h.Jobs(), AllocBytes: h.AllocBytes(), AllocMbps: h.AllocMbps(), PersistedBytes: h.PersistedBytes()}
+			out.Clients[i] = ClientHold{Client: string(h.Client()), Jobs: h.Jobs(), AllocBytes: h.AllocBytes(), AllocMbps: h.AllocMbps(),
+				PersistedBytes: h.PersistedBytes(), StoredBytes: h.StoredBytes(), OverQuota: h.OverQuota()}
 		}
 	}
 	if nr > 0 {

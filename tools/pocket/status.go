@@ -64,7 +64,9 @@ or --max-mbps-per-client, or when more than one client holds jobs): what
 each client's live jobs are allotted together, and what its ended jobs'
 persist-after-job values hold (PERSISTED, which counts against the byte
 quota until deleted), against the quota per client, the 100 clients
-holding the most. A client is "tenant NAME" over
+holding the most. STORED is what the client stores, its live jobs' USED
+SIZE and PERSISTED; marked ! past the byte quota, when the nodes refuse
+its jobs' puts until it stores at most the quota. A client is "tenant NAME" over
 TLS (its certificate's tenant), else "client ADDR"; "operator ADDR" is the
 operator's certificate, which no quota limits.
 
@@ -299,6 +301,11 @@ type clientHoldJSON struct {
 	// PersistedBytes is what its ended jobs' persist-after-job values
 	// hold, as the nodes last reported: it counts against the byte quota.
 	PersistedBytes int64 `json:"persisted_bytes"`
+	// StoredBytes is what it stores (its live jobs' bytes on their nodes
+	// and PersistedBytes); OverQuota: past the byte quota, its live jobs'
+	// puts are refused.
+	StoredBytes int64 `json:"stored_bytes"`
+	OverQuota   bool  `json:"over_quota"`
 }
 
 type clientQuotaJSON struct {
@@ -512,7 +519,7 @@ func printStatus(v statusJSON) {
 	printAllotments(v)
 	if over {
 		fmt.Println("USED SIZE !: the job holds more than its ALLOC SIZE: a size (a capacity hint's, or one learned from the job's name) reserves space, it does not limit the job; " +
-			"its puts go on into its nodes' free capacity, which other jobs' allotments may need")
+			"its puts go on into its nodes' free capacity, which other jobs' allotments may need, up to its client's byte quota when there is one")
 	}
 	if anyDead {
 		fmt.Println("USED SIZE ?: a node of the job's map is dead (MAP): what it holds is not counted")
@@ -531,7 +538,8 @@ func clientHolds(hs []wire.ClientHold) []clientHoldJSON {
 		if tenant == h.Client {
 			tenant = ""
 		}
-		out = append(out, clientHoldJSON{Client: h.Client, Tenant: tenant, Jobs: h.Jobs, AllocBytes: h.AllocBytes, AllocMbps: h.AllocMbps, PersistedBytes: h.PersistedBytes})
+		out = append(out, clientHoldJSON{Client: h.Client, Tenant: tenant, Jobs: h.Jobs, AllocBytes: h.AllocBytes, AllocMbps: h.AllocMbps, PersistedBytes: h.PersistedBytes,
+			StoredBytes: h.StoredBytes, OverQuota: h.OverQuota})
 	}
 	return out
 }
@@ -550,16 +558,27 @@ func printClients(v statusJSON) {
 	}
 	fmt.Printf("\nallotted per client (%s):\n", quota)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "CLIENT\tJOBS\tALLOC SIZE\tALLOC Mb/s\tPERSISTED")
-	kept := false
+	fmt.Fprintln(w, "CLIENT\tJOBS\tALLOC SIZE\tALLOC Mb/s\tPERSISTED\tSTORED")
+	kept, over := false, false
 	for _, c := range v.Clients {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", c.Client, c.Jobs, units.FormatSize(c.AllocBytes), mbpsText(c.AllocMbps), units.FormatSize(c.PersistedBytes))
+		mark := ""
+		if c.OverQuota {
+			mark, over = "!", true
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s%s\n", c.Client, c.Jobs, units.FormatSize(c.AllocBytes), mbpsText(c.AllocMbps),
+			units.FormatSize(c.PersistedBytes), units.FormatSize(c.StoredBytes), mark)
 		kept = kept || c.PersistedBytes > 0
 	}
 	w.Flush()
 	if kept && q.Bytes > 0 {
 		fmt.Println("PERSISTED: what the client's ended jobs' persist-after-job values hold, as the nodes last reported; " +
 			"it counts against the byte quota until they are deleted")
+	}
+	if q.Bytes > 0 {
+		fmt.Println("STORED: its live jobs' bytes on their nodes (USED SIZE) and PERSISTED, against the byte quota")
+	}
+	if over {
+		fmt.Println("STORED !: past the byte quota: the nodes refuse the client's jobs' puts until it stores at most the quota (its gets, lists and deletes go on)")
 	}
 }
 

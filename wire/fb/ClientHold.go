@@ -89,8 +89,32 @@ func (rcv *ClientHold) MutatePersistedBytes(n int64) bool {
 	return rcv._tab.MutateInt64Slot(12, n)
 }
 
+func (rcv *ClientHold) StoredBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(14))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *ClientHold) MutateStoredBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(14, n)
+}
+
+func (rcv *ClientHold) OverQuota() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(16))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+func (rcv *ClientHold) MutateOverQuota(n bool) bool {
+	return rcv._tab.MutateBoolSlot(16, n)
+}
+
 func ClientHoldStart(builder *flatbuffers.Builder) {
-	builder.StartObject(5)
+	builder.StartObject(7)
 }
 func ClientHoldAddClient(builder *flatbuffers.Builder, client flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(client), 0)
@@ -106,6 +130,12 @@ func ClientHoldAddAllocMbps(builder *flatbuffers.Builder, allocMbps float64) {
 }
 func ClientHoldAddPersistedBytes(builder *flatbuffers.Builder, persistedBytes int64) {
 	builder.PrependInt64Slot(4, persistedBytes, 0)
+}
+func ClientHoldAddStoredBytes(builder *flatbuffers.Builder, storedBytes int64) {
+	builder.PrependInt64Slot(5, storedBytes, 0)
+}
+func ClientHoldAddOverQuota(builder *flatbuffers.Builder, overQuota bool) {
+	builder.PrependBoolSlot(6, overQuota, false)
 }
 func ClientHoldEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -59,7 +59,21 @@ class ClientHold(object):
             return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
         return 0
 
-def ClientHoldStart(builder): builder.StartObject(5)
+    # ClientHold
+    def StoredBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+    # ClientHold
+    def OverQuota(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def ClientHoldStart(builder): builder.StartObject(7)
 def Start(builder):
     return ClientHoldStart(builder)
 def ClientHoldAddClient(builder, client): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(client), 0)
@@ -77,6 +91,12 @@ def AddAllocMbps(builder, allocMbps):
 def ClientHoldAddPersistedBytes(builder, persistedBytes): builder.PrependInt64Slot(4, persistedBytes, 0)
 def AddPersistedBytes(builder, persistedBytes):
     return ClientHoldAddPersistedBytes(builder, persistedBytes)
+def ClientHoldAddStoredBytes(builder, storedBytes): builder.PrependInt64Slot(5, storedBytes, 0)
+def AddStoredBytes(builder, storedBytes):
+    return ClientHoldAddStoredBytes(builder, storedBytes)
+def ClientHoldAddOverQuota(builder, overQuota): builder.PrependBoolSlot(6, overQuota, 0)
+def AddOverQuota(builder, overQuota):
+    return ClientHoldAddOverQuota(builder, overQuota)
 def ClientHoldEnd(builder): return builder.EndObject()
 def End(builder):
     return ClientHoldEnd(builder)
