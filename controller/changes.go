@@ -163,6 +163,9 @@ func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
 	e.Epoch = j.epoch
 	e.Tiers = 1 << j.tier // its puts go to the tier it was placed and priced on
 	e.OverQuota = j.overQuota
+	if !j.noQuota && j.client != "" {
+		e.MaxBytes = c.cfg.MaxBytesPerClient // no job of a client stores more on one node
+	}
 	if l := c.loads[addr]; l != nil {
 		if _, ok := l.jobs[j]; ok {
 			if j.pub != nil && j.pub.Epoch < j.epoch {

@@ -32,6 +32,7 @@ type client struct {
 	tokens float64   // registrations it may make now
 	at     time.Time // when tokens was computed
 	over   bool      // it stores past its byte quota (quotafull.go), as last logged
+	stored int64     // what it stores, as the last quotaTick summed it
 }
 
 // tenantKey begins the client key of a tenant; a peer key (an IP address)

@@ -608,6 +608,7 @@ func (c *Controller) restoreJobs(recs []state.Job) {
 		}
 		j := &job{id: r.ID, name: r.Name, tier: r.Tier, epoch: r.Epoch, allocMbps: r.AllocMbps,
 			allocBytes: r.AllocBytes, created: r.Created.Local(), gen: r.Gen, client: r.Client, tenant: r.Tenant, heapIdx: -1,
+			noQuota: c.operatorKey(r.Client),
 			hints: wire.JobHints{Lambdas: r.Lambdas, CapacityBytes: r.CapacityBytes, PeakMbps: r.PeakMbps,
 				LatencySensitive: r.LatencySensitive}}
 		if !r.Expires.IsZero() {

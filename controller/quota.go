@@ -44,6 +44,14 @@ import (
 func (c *Controller) quotaLocked(key string, need Need) (Need, error) {
 	leftBytes, leftMbps := c.quotaLeftLocked(key)
 	hinted := need.Source == SizeHints
+	if leftBytes == 0 && c.cfg.MaxBytesPerClient > 0 {
+		// A job sized without hints was cut to what is left, even
+		// nothing, and stored as fast as its nodes took puts until the
+		// controller marked it (a hostile re-check: 20 such jobs, none
+		// refused, 2.3 GiB on a 64 MiB quota).
+		return need, c.quotaError(key, "MaxBytesPerClient", units.FormatSize(c.cfg.MaxBytesPerClient),
+			"nothing of it is left", "delete values")
+	}
 	if need.Bytes > leftBytes {
 		if hinted {
 			return need, c.quotaError(key, "MaxBytesPerClient", units.FormatSize(c.cfg.MaxBytesPerClient),
@@ -126,7 +134,12 @@ func (c *Controller) quotaLeftLocked(key string) (int64, float64) {
 		cl = *p
 	}
 	if lim := c.cfg.MaxBytesPerClient; lim > 0 {
-		bytes = max(lim-cl.bytes-cl.pend.Bytes-c.persistedOfLocked(key), 0)
+		// What it holds: its allotments and persisted values, or what it
+		// stores where that is more (its jobs' puts go past their
+		// allotments: quotafull.go). Before, a client storing 2 GiB on a
+		// 64 MiB quota registered job after job (a hostile re-check).
+		held := max(cl.bytes+c.persistedOfLocked(key), cl.stored)
+		bytes = max(lim-held-cl.pend.Bytes, 0)
 	}
 	if lim := c.cfg.MaxMbpsPerClient; lim > 0 {
 		mbps = max(lim-cl.mbps-cl.pend.Mbps, 0)
@@ -220,6 +233,9 @@ func (c *Controller) quotaError(key, limit, value, why, fix string) error {
 	}
 	if kept > 0 {
 		held += fmt.Sprintf(", and its ended jobs' persisted values hold %s", sizeText(kept))
+	}
+	if limit == "MaxBytesPerClient" && cl.stored > cl.bytes+kept {
+		held += fmt.Sprintf("; it stores %s", sizeText(cl.stored))
 	}
 	switch {
 	case cl.jobs > 0 && fix != "":

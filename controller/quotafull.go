@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strings"
 	"time"
 
 	"github.com/pocketstore/pocket/wire"
@@ -50,10 +51,11 @@ func (c *Controller) quotaTick(now time.Time) {
 	defer c.mu.Unlock()
 	stored := c.storedByClientLocked()
 	for key, cl := range c.clients {
+		cl.stored = stored[key]
 		c.noteOverLocked(key, cl, stored[key])
 	}
 	for _, j := range c.jobs {
-		if j.client == "" || j.revoked {
+		if j.client == "" || j.revoked || j.noQuota {
 			continue
 		}
 		over := stored[j.client] > lim
@@ -76,7 +78,7 @@ func (c *Controller) quotaTick(now time.Time) {
 func (c *Controller) storedByClientLocked() map[string]int64 {
 	stored := c.persistedByClientLocked()
 	for _, j := range c.jobs {
-		if j.client != "" && !j.revoked {
+		if j.client != "" && !j.revoked && !j.noQuota {
 			stored[j.client] = wire.SatAdd(stored[j.client], wire.SatBytes(c.jobHeldBytesLocked(j)))
 		}
 	}
@@ -108,4 +110,13 @@ func (c *Controller) liftQuotaLocked(j *job) {
 	if j.overQuota && c.changingLocked(j) {
 		j.overQuota, j.quotaAt = false, time.Now()
 	}
+}
+
+// operatorKey reports whether a job restored from the state with client
+// key key was registered without a quota (registrant.quota ""): in
+// process, or, over TLS, by the operator, whose key is its address where
+// a tenant's is "tenant NAME" (holderName's reading). The state keeps no
+// flag of its own.
+func (c *Controller) operatorKey(key string) bool {
+	return key == "" || c.cfg.TLS != nil && !strings.HasPrefix(key, tenantKey)
 }

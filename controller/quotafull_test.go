@@ -144,3 +144,46 @@ func BenchmarkQuotaTick(b *testing.B) {
 		c.quotaTick(time.Now())
 	}
 }
+
+// TestQuotaCountsWhatIsStored (hostile re-check, 2026-12-07): a client
+// storing past its allotments has what it stores count at registration:
+// a hinted job beyond what is left, and any job once nothing is left, is
+// refused, saying what it stores. Its jobs' entries bound what each
+// stores on one node by the quota; the in-process (operator's) jobs'
+// do not. Before, a client storing 2 GiB on a 64 MiB quota registered
+// job after job, each storing at full speed until it was marked.
+func TestQuotaCountsWhatIsStored(t *testing.T) {
+	c := newTest(t, Config{MaxBytesPerClient: 600 << 20})
+	node := dramNode("127.0.0.1:7001", 4<<30, 8000)
+	mustRegister(t, c, node)
+	reg := func(client string, bytes int64) (*wire.PlacementMap, error) {
+		return c.RegisterJobFrom(client, &wire.JobRegister{Name: "j", Hints: wire.JobHints{CapacityBytes: bytes}})
+	}
+	m, err := reg("10.0.0.1", 100<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := c.RegisterJob("op", wire.JobHints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack := c.heartbeat(&wire.Heartbeat{Addr: node.Addr, Incarnation: 1, Loads: []wire.JobLoad{{Job: m.Job, Bytes: 550 << 20}, {Job: op.Job, Bytes: 900 << 20}}})
+	if e, ok := entryIn(ack, m.Job); !ok || e.MaxBytes != 600<<20 {
+		t.Errorf("the client's job's entry %+v (listed %v); want MaxBytes 600 MiB", e, ok)
+	}
+	if e, ok := entryIn(ack, op.Job); !ok || e.MaxBytes != 0 {
+		t.Errorf("the in-process job's entry %+v (listed %v); want no bound", e, ok)
+	}
+	c.quotaTick(time.Now())
+	_, err = reg("10.0.0.1", 100<<20)
+	wantLimit(t, err, "it stores 550MiB", "100MiB is more than the 50MiB left")
+	c.heartbeat(&wire.Heartbeat{Addr: node.Addr, Incarnation: 1, Loads: []wire.JobLoad{{Job: m.Job, Bytes: 600 << 20}}})
+	c.quotaTick(time.Now())
+	for _, h := range []wire.JobHints{{}, {CapacityBytes: 1 << 20}} {
+		_, err := c.RegisterJobFrom("10.0.0.1", &wire.JobRegister{Name: "j", Hints: h})
+		wantLimit(t, err, "nothing of it is left", "delete values")
+	}
+	if _, err := reg("10.0.0.2", 100<<20); err != nil {
+		t.Fatalf("another client: %v", err)
+	}
+}

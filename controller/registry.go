@@ -193,6 +193,10 @@ type job struct {
 	// (quotafull.go).
 	overQuota bool
 	quotaAt   time.Time
+	// noQuota: its client's quota does not apply to it (the operator's
+	// registration over TLS, or in-process), so it does not count
+	// against its client's byte quota, nor is it marked or bounded.
+	noQuota bool
 
 	// Maps that change under the running job (elastic.go): the change in
 	// progress, the nodes growth added, when the map last changed, the
@@ -1077,7 +1081,7 @@ func (c *Controller) enterJob(who registrant, req *wire.JobRegister, hold *pend)
 	id := c.newJobIDLocked(req.Name)
 	now := time.Now()
 	j := &job{id: id, name: req.Name, hints: req.Hints, tier: kind, epoch: 1, allocMbps: p.mbps, allocBytes: p.bytes,
-		created: now, expires: c.expiryFor(now, req.TTL), client: who.client, tenant: who.tenant, heapIdx: -1}
+		created: now, expires: c.expiryFor(now, req.TTL), client: who.client, tenant: who.tenant, heapIdx: -1, noQuota: who.quota == ""}
 	c.addJobLocked(j, p.nodes)
 	j.pub = c.mapLocked(j)
 	c.cfg.Logger.Info("controller: job registered", "job", id, "nodes", len(p.nodes), "tier", kindName(kind),

@@ -323,6 +323,9 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		if err == nil && e.full.Load() {
 			err = errOverQuota
 		}
+		if max := e.maxBytes.Load(); err == nil && max > 0 && t.JobUsage(r.Job)+int64(h.PayloadLen) > max {
+			err = errOverNodeQuota
+		}
 	}
 	if err == nil && kept {
 		err = keptChange(t, h, r, e)
@@ -337,6 +340,15 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 var errOverQuota = &wire.Error{Code: wire.CodeLimit,
 	Msg: "the job's client stores past its byte quota (the controller's --max-bytes-per-client, over its live jobs' values and its ended jobs' persisted ones): " +
 		"its puts are refused until it deletes values or ends jobs (the operator's pocket status shows what each client stores); gets, lists and deletes go on"}
+
+// errOverNodeQuota refuses a put that would take the job's bytes on this
+// node's tier past its client's whole byte quota (jobEntry.maxBytes): the
+// controller marks a client over its quota a heartbeat or two after the
+// nodes report its bytes, and meanwhile a hostile re-check's one job put
+// 512 MiB on a 64 MiB quota, and each new job as much again.
+var errOverNodeQuota = &wire.Error{Code: wire.CodeLimit,
+	Msg: "the job would store more on this node than its client's whole byte quota (the controller's --max-bytes-per-client): " +
+		"its puts here are refused until it deletes values; gets, lists and deletes go on"}
 
 // wrongTier refuses a put of job e to tier t when the controller placed
 // the job on another (jobEntry.tiers): a hostile trial's job placed and

@@ -178,6 +178,9 @@ type jobEntry struct {
 	// full: its client stores past its byte quota (wire.JobEpoch.OverQuota):
 	// admit refuses its puts (overQuota).
 	full atomic.Bool
+	// maxBytes bounds its bytes on a tier of this node (wire.JobEpoch.
+	// MaxBytes; 0: none): admit refuses a put past it (overNodeQuota).
+	maxBytes atomic.Int64
 }
 
 // jobTable is a node's job table.
@@ -699,6 +702,7 @@ func (j *jobTable) upsertLocked(ed *tableEdit, je *wire.JobEpoch, snap uint64) (
 	e.gen.Store(je.Gen)
 	e.tiers.Store(uint32(je.Tiers))
 	e.full.Store(je.OverQuota)
+	e.maxBytes.Store(je.MaxBytes)
 	e.expires.Store(unixMs(je.Expires))
 	j.setOwnerLocked(je.Job, e, je.Owner)
 	// Before the epoch moves: a loop that reads the older epoch finds

@@ -642,3 +642,35 @@ func TestOverQuotaJobRefusesPuts(t *testing.T) {
 		t.Fatalf("put once the mark was lifted: %v", err)
 	}
 }
+
+// TestJobBoundedOnANodeByItsClientsQuota (hostile re-check, 2026-12-07):
+// a job whose entry bounds what it stores on a node (wire.JobEpoch.
+// MaxBytes, its client's byte quota) has a put past it refused with
+// CodeLimit, whatever the controller has marked; a put within it, and
+// one after deletes made room, are taken. Before, one job put 512 MiB on
+// a 64 MiB quota in the second before the controller marked it.
+func TestJobBoundedOnANodeByItsClientsQuota(t *testing.T) {
+	n := tokenNode(t)
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "m-1", Gen: 99, Epoch: 1, MaxBytes: 4 << 10}))
+	tok := jobTok("m-1", 99)
+	c := dial(t, n, "m-1")
+	put := func(key string, size int) error {
+		req := &wire.Request{Job: []byte("m-1"), Key: []byte(key), Token: tok, Epoch: 1}
+		r := roundTrip(t, c, wire.OpPut, 0, req, make([]byte, size))
+		return r.Err()
+	}
+	if err := put("a", 1<<10); err != nil {
+		t.Fatalf("a put within the bound: %v", err)
+	}
+	err := put("b", 4<<10)
+	var we *wire.Error
+	if !errors.As(err, &we) || we.Code != wire.CodeLimit || !strings.Contains(we.Msg, "byte quota") {
+		t.Fatalf("a put past the job's bound on the node: %v, want limit naming the byte quota", err)
+	}
+	if err := jobOp(t, n, wire.OpDelete, "m-1", "a", tok, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("b", 3<<10); err != nil {
+		t.Fatalf("a put once a delete made room: %v", err)
+	}
+}

@@ -182,6 +182,11 @@ type JobEpoch struct {
 	// controller lifts it while the job's map changes, whose moves
 	// travel as the job's puts (controller/quotafull.go).
 	OverQuota bool
+	// MaxBytes bounds what the job stores on one node, the bytes of its
+	// values on the tier a put goes to (0: no bound): its client's byte
+	// quota, which no job of it may pass on one node whatever the
+	// controller has yet seen. A node refuses a put past it (CodeLimit).
+	MaxBytes int64
 }
 
 // MaxOwnerLen bounds JobEpoch.Owner.
@@ -644,7 +649,7 @@ var (
 	metricSpec   = TableSpec{Name: "Metric", Fields: []Field{{Kind: String}, {Kind: Scalar8}}}
 	jobEpochSpec = TableSpec{Name: "JobEpoch", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes},
 		{Kind: Scalar8}, {Kind: Scalar8}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8}, {Kind: TableVec, Sub: &mapNodeSpec},
-		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar1}}}
+		{Kind: String}, {Kind: Scalar1}, {Kind: Scalar1}, {Kind: Scalar8}}}
 	drainSpec   = TableSpec{Name: "DrainNode", Fields: []Field{{Kind: String}, {Kind: Scalar8}, {Kind: Bytes}, {Kind: Scalar1}, {Kind: Scalar1}}}
 	helloSpec   = TableSpec{Name: "NodeHello", Fields: []Field{{Kind: String}, {Kind: Bytes}}}
 	nodeRegSpec = TableSpec{Name: "NodeRegister", Fields: []Field{
@@ -1202,6 +1207,7 @@ func (m *NodeAck) Encode(b *flatbuffers.Builder) []byte {
 			addOff(b, owner, fb.JobEpochAddOwner)
 			fb.JobEpochAddTiers(b, j.Tiers)
 			fb.JobEpochAddOverQuota(b, j.OverQuota)
+			fb.JobEpochAddMaxBytes(b, j.MaxBytes)
 			offs[i] = fb.JobEpochEnd(b)
 		}
 		jobs = endVector(b, offs, fb.NodeAckStartJobsVector)
@@ -1242,7 +1248,8 @@ func (m *NodeAck) Decode(meta []byte) error {
 		for i := range jobs {
 			t.Jobs(&j, i)
 			if err := firstErr(checkJob(j.Job()), checkLen("token", len(j.TokenBytes()), DefaultMaxToken),
-				checkSize("job expiry", j.ExpiresMs()), checkLen("owner", len(j.Owner()), MaxOwnerLen)); err != nil {
+				checkSize("job expiry", j.ExpiresMs()), checkLen("owner", len(j.Owner()), MaxOwnerLen),
+				checkSize("job max bytes", j.MaxBytes())); err != nil {
 				return err
 			}
 			keep, err := decodeMapNodes(j.KeepLength(), j.Keep)
@@ -1251,7 +1258,7 @@ func (m *NodeAck) Decode(meta []byte) error {
 			}
 			jobs[i] = JobEpoch{Job: string(j.Job()), Epoch: j.Epoch(), Token: cloneBytes(j.TokenBytes()),
 				Gen: j.Gen(), Expires: fromUnixMs(j.ExpiresMs()), Revoked: j.Revoked(), Out: j.Out(),
-				KeepEpoch: j.KeepEpoch(), Keep: keep, Owner: string(j.Owner()), Tiers: j.Tiers(), OverQuota: j.OverQuota()}
+				KeepEpoch: j.KeepEpoch(), Keep: keep, Owner: string(j.Owner()), Tiers: j.Tiers(), OverQuota: j.OverQuota(), MaxBytes: j.MaxBytes()}
 		}
 	}
 	drop, err := decodeHeld(t.DropLength(), t.Drop)

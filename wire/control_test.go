@@ -32,7 +32,7 @@ func sampleControl() []ControlMessage {
 			Loads: []JobLoad{{Job: "sort-1", RxMbps: 812.5, TxMbps: 20.25, Bytes: 3 << 30}, {Job: "grep-2", Bytes: 1}}, Incarnation: 77, Early: true,
 			Persisted: []HeldJob{{Job: "keep-4", Bytes: 5 << 30}, {Job: "keep-9", Bytes: 1}}, PersistedJobs: 1<<31 + 2, PersistedBytes: 6 << 30},
 		&NodeAck{Known: true, State: NodeDraining, Heartbeat: time.Second,
-			Jobs: []JobEpoch{{Job: "sort-1", Epoch: 3, Gen: 99, Expires: time.UnixMilli(1_800_000_000_123), Tiers: 1 << TierNVMe, OverQuota: true},
+			Jobs: []JobEpoch{{Job: "sort-1", Epoch: 3, Gen: 99, Expires: time.UnixMilli(1_800_000_000_123), Tiers: 1 << TierNVMe, OverQuota: true, MaxBytes: 64 << 20},
 				{Job: "video-2", Epoch: 1, Revoked: true}, {Job: "grep-2", Epoch: 12, Gen: 7, Out: true},
 				{Job: "scan-5", Epoch: 6, Gen: 8, KeepEpoch: 4, Keep: []MapNode{{Addr: "10.0.0.2:7000", Weight: 0.25}, {Addr: "10.0.0.1:7000", Weight: 0.5}}, Owner: "tenant alice"}},
 			Rev: 1<<60 + 5, Full: true, More: true, After: 99, Drop: []HeldJob{{Job: "old-7", Bytes: 650 << 20}}, Lease: 33 * time.Second},

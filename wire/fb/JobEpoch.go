@@ -199,8 +199,20 @@ func (rcv *JobEpoch) MutateOverQuota(n bool) bool {
 	return rcv._tab.MutateBoolSlot(26, n)
 }
 
+func (rcv *JobEpoch) MaxBytes() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(28))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+func (rcv *JobEpoch) MutateMaxBytes(n int64) bool {
+	return rcv._tab.MutateInt64Slot(28, n)
+}
+
 func JobEpochStart(builder *flatbuffers.Builder) {
-	builder.StartObject(12)
+	builder.StartObject(13)
 }
 func JobEpochAddJob(builder *flatbuffers.Builder, job flatbuffers.UOffsetT) {
 	builder.PrependUOffsetTSlot(0, flatbuffers.UOffsetT(job), 0)
@@ -243,6 +255,9 @@ func JobEpochAddTiers(builder *flatbuffers.Builder, tiers byte) {
 }
 func JobEpochAddOverQuota(builder *flatbuffers.Builder, overQuota bool) {
 	builder.PrependBoolSlot(11, overQuota, false)
+}
+func JobEpochAddMaxBytes(builder *flatbuffers.Builder, maxBytes int64) {
+	builder.PrependInt64Slot(12, maxBytes, 0)
 }
 func JobEpochEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -146,7 +146,14 @@ class JobEpoch(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
-def JobEpochStart(builder): builder.StartObject(12)
+    # JobEpoch
+    def MaxBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+def JobEpochStart(builder): builder.StartObject(13)
 def Start(builder):
     return JobEpochStart(builder)
 def JobEpochAddJob(builder, job): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(job), 0)
@@ -191,6 +198,9 @@ def AddTiers(builder, tiers):
 def JobEpochAddOverQuota(builder, overQuota): builder.PrependBoolSlot(11, overQuota, 0)
 def AddOverQuota(builder, overQuota):
     return JobEpochAddOverQuota(builder, overQuota)
+def JobEpochAddMaxBytes(builder, maxBytes): builder.PrependInt64Slot(12, maxBytes, 0)
+def AddMaxBytes(builder, maxBytes):
+    return JobEpochAddMaxBytes(builder, maxBytes)
 def JobEpochEnd(builder): return builder.EndObject()
 def End(builder):
     return JobEpochEnd(builder)
