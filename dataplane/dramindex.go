@@ -233,18 +233,22 @@ func (t *ktable) reserve(m *indexMem) error {
 	return t.resize(m, max(ktableMinSlots, 2*len(t.slots)))
 }
 
-// shrink halves the table, as often as it takes, while it is under 1/8
+// shrink halves the table, as often as it takes, while it is under 1/4
 // full: after deletes, and after a revoked job's drop that kept its
 // persisted values. A table that grew for keys since deleted kept its
 // size before: a hostile trial's jobs each put 800,000 keys, deleted all
 // but 2,000 and ended keeping them persisted; ten such jobs held the whole
 // index memory, and every other job's puts to that node were refused "no
 // space" at 1.2 MiB of 256 MiB used. An empty table gives its memory back
-// whole. Halving at 1/8 leaves it 1/4 full, so a table does not shrink and
+// whole. Under 1/4 full a key costs the index at most 64 bytes, no more
+// than its record's least chunk in the value arena, whose capacity the
+// index has: halving at 1/8 let a re-check's live jobs, deleted down to
+// just above it, fill the index at 68% of the tier used. Halving leaves a
+// table under 1/2 full and it grows past 3/4, so it does not shrink and
 // grow again on alternate puts and deletes. When index memory has no room
 // for the smaller table the table stays as it is.
 func (t *ktable) shrink(m *indexMem) {
-	if len(t.slots) <= ktableMinSlots || t.n*8 >= len(t.slots) {
+	if len(t.slots) <= ktableMinSlots || t.n*4 >= len(t.slots) {
 		return
 	}
 	if t.n == 0 {
@@ -252,7 +256,7 @@ func (t *ktable) shrink(m *indexMem) {
 		return
 	}
 	n := len(t.slots)
-	for n > ktableMinSlots && t.n*8 < n {
+	for n > ktableMinSlots && t.n*4 < n {
 		n /= 2
 	}
 	_ = t.resize(m, n)
@@ -297,7 +301,8 @@ func (t *ktable) each(fn func(rec int64)) {
 // up to a slab page, so small tables share huge pages, and from a region
 // of their own for larger ones. Neither is on the Go heap or counted in the
 // tier's usage. The regions count against the arena's capacity with what
-// the arena holds: before, nothing bounded them, and a hostile trial's
+// the arena holds, and the arena's tables against it with the regions:
+// before, nothing bounded the regions, and a hostile trial's
 // jobs of 3.2 million keys each, ended with a few kept persisted, grew a
 // node by 131 MiB of regions per job, which the node reported nowhere.
 type indexMem struct {
@@ -331,6 +336,9 @@ func (m *indexMem) alloc(n int) (indexChunk, []kslot, error) {
 	size := n * kslotLen
 	var c indexChunk
 	if size <= m.arena.MaxChunk() {
+		if m.regions.Load()+m.arena.Used()+int64(size) > m.arena.Capacity() {
+			return c, nil, errIndexFull // the regions took the rest
+		}
 		b, err := m.arena.Alloc(size)
 		if err != nil {
 			if errors.Is(err, slab.ErrNoSpace) {

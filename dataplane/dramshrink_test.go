@@ -92,3 +92,55 @@ func TestKTableRegionsBounded(t *testing.T) {
 	}
 	t.Fatalf("%d regions of %d bytes taken on an index of %d bytes", len(chunks), big*kslotLen, m.arena.Capacity())
 }
+
+// TestDRAMIndexShrinksUnderAQuarter (hostile re-check, 2026-12-07): a
+// table under 1/4 full shrinks, so a key costs the index at most 64 bytes.
+// Halved only under 1/8, a re-check's live jobs deleted down to just
+// above it filled the index at 68% of the tier used.
+func TestDRAMIndexShrinksUnderAQuarter(t *testing.T) {
+	d, err := NewDRAM(64<<20, DRAMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	const n, kept = 40_000, 11_200 // about 700 of 2,500 keys per table of 4,096 slots
+	base := d.idx.arena.Used()
+	putKeys(t, d, "part", "k", n, 0)
+	grown := d.idx.arena.Used() - base
+	for i := kept; i < n; i++ {
+		if _, err := d.Delete([]byte("part"), fmt.Appendf(nil, "k-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left := d.idx.arena.Used() - base; left*16 > grown*9 {
+		t.Errorf("deleting to %d of %d keys left %d of the index's %d bytes; want about half", kept, n, left, grown)
+	}
+}
+
+// TestKTableArenaCountsRegions: once regions hold the index's capacity,
+// a table in the index arena is refused too. Before, only regions were
+// checked, against what the arena held then, and the arena grew on.
+func TestKTableArenaCountsRegions(t *testing.T) {
+	m, err := newIndexMem(8 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	big := 2 * m.arena.MaxChunk() / kslotLen
+	var chunks []indexChunk
+	defer func() {
+		for _, c := range chunks {
+			m.free(c)
+		}
+	}()
+	for {
+		c, _, err := m.alloc(big)
+		if err != nil {
+			break
+		}
+		chunks = append(chunks, c)
+	}
+	if _, _, err := m.alloc(m.arena.MaxChunk() / kslotLen); err != error(errIndexFull) {
+		t.Fatalf("an arena table beside %d bytes of regions on an index of %d: %v, want the key index full", m.regions.Load(), m.arena.Capacity(), err)
+	}
+}
