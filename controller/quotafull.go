@@ -88,7 +88,7 @@ func (c *Controller) storedByClientLocked() map[string]int64 {
 // noteOverLocked logs a client's passing its byte quota, and its coming
 // back under it, once each.
 func (c *Controller) noteOverLocked(key string, cl *client, stored int64) {
-	over := stored > c.cfg.MaxBytesPerClient
+	over := stored > c.cfg.MaxBytesPerClient && !c.operatorKey(key)
 	if cl.over == over {
 		return
 	}

@@ -83,7 +83,7 @@ func (c *Controller) clientHoldsLocked(n int) []wire.ClientHold {
 	stored := c.storedByClientLocked()
 	hold := func(key string, h wire.ClientHold) wire.ClientHold {
 		h.Client, h.PersistedBytes, h.StoredBytes = c.holderName(key), kept[key], stored[key]
-		h.OverQuota = c.cfg.MaxBytesPerClient > 0 && stored[key] > c.cfg.MaxBytesPerClient
+		h.OverQuota = c.cfg.MaxBytesPerClient > 0 && stored[key] > c.cfg.MaxBytesPerClient && !c.operatorKey(key)
 		return h
 	}
 	var out []wire.ClientHold

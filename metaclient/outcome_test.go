@@ -14,17 +14,17 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// replyKiller forwards connections to the controller at to; once kill is
-// set, the next reply to a job registration the controller sends is not
-// delivered: the client's connection is closed instead (a proxy or network
-// that dies after the request was received and processed).
-func replyKiller(t *testing.T, to string) (addr string, kill *atomic.Bool, conns *atomic.Int32) {
+// replyProxy forwards connections to the controller at to, passing each
+// of the controller's replies through pass: one it answers false for is
+// not delivered, and the client's connection is closed instead. conns
+// counts the connections accepted.
+func replyProxy(t *testing.T, to string, pass func(h wire.Header) bool) (addr string, conns *atomic.Int32) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	kill, conns = new(atomic.Bool), new(atomic.Int32)
+	conns = new(atomic.Int32)
 	go func() {
 		for {
 			conn, err := ln.Accept()
@@ -32,15 +32,15 @@ func replyKiller(t *testing.T, to string) (addr string, kill *atomic.Bool, conns
 				return
 			}
 			conns.Add(1)
-			go killReplies(conn, to, kill)
+			go proxyReplies(conn, to, pass)
 		}
 	}()
-	return ln.Addr().String(), kill, conns
+	return ln.Addr().String(), conns
 }
 
-// killReplies passes the controller's replies on frame by frame, until
-// kill is set and a registration's reply comes.
-func killReplies(conn net.Conn, to string, kill *atomic.Bool) {
+// proxyReplies passes the controller's replies on frame by frame, until
+// pass refuses one.
+func proxyReplies(conn net.Conn, to string, pass func(h wire.Header) bool) {
 	defer conn.Close()
 	up, err := net.Dial("tcp", to)
 	if err != nil {
@@ -52,16 +52,24 @@ func killReplies(conn net.Conn, to string, kill *atomic.Bool) {
 	lim := wire.ControlLimits()
 	for {
 		h, meta, err := wire.ReadControlFrame(br, &lim, nil)
-		if err != nil {
+		if err != nil || !pass(h) {
 			return
-		}
-		if kill.Load() && h.Op == wire.OpRegisterJob.Reply() {
-			return // the reply is dropped and the connection closed
 		}
 		if _, err := conn.Write(wire.AppendControlFrame(nil, h.Op, h.ID, h.Code, meta)); err != nil {
 			return
 		}
 	}
+}
+
+// replyKiller is a replyProxy that, once kill is set, does not deliver
+// the next reply to a job registration the controller sends (a proxy or
+// network that dies after the request was received and processed).
+func replyKiller(t *testing.T, to string) (addr string, kill *atomic.Bool, conns *atomic.Int32) {
+	kill = new(atomic.Bool)
+	addr, conns = replyProxy(t, to, func(h wire.Header) bool {
+		return !kill.Load() || h.Op != wire.OpRegisterJob.Reply()
+	})
+	return addr, kill, conns
 }
 
 // TestRegisterNotRepeated: a job registration whose reply is lost after

@@ -1,10 +1,8 @@
 package metaclient_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -13,49 +11,17 @@ import (
 	"github.com/pocketstore/pocket/wire"
 )
 
-// replyDelayer forwards connections to the controller at to, holding each
-// job registration's reply back for delay (a controller slow to answer,
-// say while nodes start for the job).
+// replyDelayer is a replyProxy holding each job registration's reply back
+// for delay (a controller slow to answer, say while nodes start for the
+// job).
 func replyDelayer(t *testing.T, to string, delay time.Duration) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go delayReplies(conn, to, delay)
-		}
-	}()
-	return ln.Addr().String()
-}
-
-func delayReplies(conn net.Conn, to string, delay time.Duration) {
-	defer conn.Close()
-	up, err := net.Dial("tcp", to)
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	go func() { copyAll(up, conn); up.Close() }()
-	br := bufio.NewReader(up)
-	lim := wire.ControlLimits()
-	for {
-		h, meta, err := wire.ReadControlFrame(br, &lim, nil)
-		if err != nil {
-			return
-		}
+	addr, _ := replyProxy(t, to, func(h wire.Header) bool {
 		if h.Op == wire.OpRegisterJob.Reply() {
 			time.Sleep(delay)
 		}
-		if _, err := conn.Write(wire.AppendControlFrame(nil, h.Op, h.ID, h.Code, meta)); err != nil {
-			return
-		}
-	}
+		return true
+	})
+	return addr
 }
 
 // TestLateRegistrationIsUndone (a new user's trial, 2026-12-07): a job
