@@ -244,6 +244,19 @@ func TestQuotaHeldWhileNodesStart(t *testing.T) {
 	}
 }
 
+// quotaNode is a controller with a 600 MiB quota per client and one node
+// of 4 GiB of DRAM, and a registration of a job of capacity bytes from
+// client.
+func quotaNode(t *testing.T) (*Controller, *wire.NodeRegister, func(client string, bytes int64) (*wire.PlacementMap, error)) {
+	t.Helper()
+	c := newTest(t, Config{MaxBytesPerClient: 600 << 20})
+	node := dramNode("127.0.0.1:7001", 4<<30, 8000)
+	mustRegister(t, c, node)
+	return c, node, func(client string, bytes int64) (*wire.PlacementMap, error) {
+		return c.RegisterJobFrom(client, &wire.JobRegister{Name: "j", Hints: wire.JobHints{CapacityBytes: bytes}})
+	}
+}
+
 // TestQuotaCountsPersistedValues (hostile trial, 2026-12-07): the values
 // a client's ended jobs keep with persist-after-job count against its
 // byte quota until they are deleted. Before, a deregistration gave the
@@ -252,12 +265,7 @@ func TestQuotaHeldWhileNodesStart(t *testing.T) {
 // Until a node applies the job's end, the job's bytes in its last per-job
 // figures count; then the bytes its persisted list names.
 func TestQuotaCountsPersistedValues(t *testing.T) {
-	c := newTest(t, Config{MaxBytesPerClient: 600 << 20})
-	node := dramNode("127.0.0.1:7001", 4<<30, 8000)
-	mustRegister(t, c, node)
-	reg := func(client string, bytes int64) (*wire.PlacementMap, error) {
-		return c.RegisterJobFrom(client, &wire.JobRegister{Name: "j", Hints: wire.JobHints{CapacityBytes: bytes}})
-	}
+	c, node, reg := quotaNode(t)
 	m, err := reg("10.0.0.1", 500<<20)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"maps"
 	"strings"
 	"time"
 
@@ -49,7 +50,7 @@ func (c *Controller) quotaTick(now time.Time) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	stored := c.storedByClientLocked()
+	stored := c.storedByClientLocked(c.persistedByClientLocked())
 	for key, cl := range c.clients {
 		cl.stored = stored[key]
 		c.noteOverLocked(key, cl, stored[key])
@@ -73,10 +74,11 @@ func (c *Controller) quotaTick(now time.Time) {
 }
 
 // storedByClientLocked is each client's stored bytes: its live jobs' own
-// bytes on their nodes and its ended jobs' persisted values (in-process
-// registrations, key "", left out).
-func (c *Controller) storedByClientLocked() map[string]int64 {
-	stored := c.persistedByClientLocked()
+// bytes on their nodes and its ended jobs' persisted values, persisted as
+// persistedByClientLocked gives them (in-process registrations, key "",
+// left out). persisted is left as it was.
+func (c *Controller) storedByClientLocked(persisted map[string]int64) map[string]int64 {
+	stored := maps.Clone(persisted)
 	for _, j := range c.jobs {
 		if j.client != "" && !j.revoked && !j.noQuota {
 			stored[j.client] = wire.SatAdd(stored[j.client], wire.SatBytes(c.jobHeldBytesLocked(j)))

@@ -153,12 +153,7 @@ func BenchmarkQuotaTick(b *testing.B) {
 // do not. Before, a client storing 2 GiB on a 64 MiB quota registered
 // job after job, each storing at full speed until it was marked.
 func TestQuotaCountsWhatIsStored(t *testing.T) {
-	c := newTest(t, Config{MaxBytesPerClient: 600 << 20})
-	node := dramNode("127.0.0.1:7001", 4<<30, 8000)
-	mustRegister(t, c, node)
-	reg := func(client string, bytes int64) (*wire.PlacementMap, error) {
-		return c.RegisterJobFrom(client, &wire.JobRegister{Name: "j", Hints: wire.JobHints{CapacityBytes: bytes}})
-	}
+	c, node, reg := quotaNode(t)
 	m, err := reg("10.0.0.1", 100<<20)
 	if err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ func (c *Controller) holderName(key string) string {
 // added it up from the job list by hand).
 func (c *Controller) clientHoldsLocked(n int) []wire.ClientHold {
 	kept := c.persistedByClientLocked()
-	stored := c.storedByClientLocked()
+	stored := c.storedByClientLocked(kept) // not summing the persisted values twice
 	hold := func(key string, h wire.ClientHold) wire.ClientHold {
 		h.Client, h.PersistedBytes, h.StoredBytes = c.holderName(key), kept[key], stored[key]
 		h.OverQuota = c.cfg.MaxBytesPerClient > 0 && stored[key] > c.cfg.MaxBytesPerClient && !c.operatorKey(key)
