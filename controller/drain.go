@@ -142,6 +142,15 @@ type persistedReport struct {
 // keeps reports whether the node keeps any.
 func (p *persistedReport) keeps() bool { return p.bytes > 0 || p.jobs > 0 }
 
+// unlisted is the bytes of the jobs the list leaves out.
+func (p *persistedReport) unlisted() int64 {
+	left := p.bytes
+	for _, h := range p.largest {
+		left -= h.Bytes
+	}
+	return max(left, 0)
+}
+
 // String names the jobs (the largest few) and the bytes, for messages.
 func (p *persistedReport) String() string {
 	const named = 4

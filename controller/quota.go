@@ -155,64 +155,83 @@ func (c *Controller) quotaLeftLocked(key string) (int64, float64) {
 // counts the job's bytes in its last per-job figures instead, all of them
 // (the node has not yet told which are persisted). A node whose list
 // leaves jobs out (more than wire.MaxPersistedJobs, the largest kept)
-// counts none of those; nor do ended jobs whose final maps are no longer
-// kept (Config.MaxEndedJobs). Before, a deregistration gave the job's
-// allotment back while its persisted values stayed: a hostile trial's
-// client with a 64 MiB quota stored 4 GiB of NVMe and 255 MiB of DRAM so,
-// and another client's 32 MiB registration was refused for space.
+// counts each job it leaves out at the smallest it names, and a client's
+// such jobs together at most at what the list leaves out (unlistedOf):
+// counted at nothing, 65 or more small ended jobs a node kept for one
+// client went past the quota uncounted. Ended jobs whose final maps are no
+// longer kept (Config.MaxEndedJobs) count nothing. Before, a
+// deregistration gave the job's allotment back while its persisted values
+// stayed: a hostile trial's client with a 64 MiB quota stored 4 GiB of
+// NVMe and 255 MiB of DRAM so, and another client's 32 MiB registration
+// was refused for space.
 func (c *Controller) persistedOfLocked(key string) int64 {
-	var sum int64
-	for _, e := range c.ended.ids {
-		if e.client == key {
-			sum += c.persistedOfJobLocked(e)
-		}
-	}
-	return sum
+	return c.persistedSumLocked(func(client string) bool { return client == key })[key]
 }
 
 // persistedByClientLocked is persistedOfLocked of every client that has
 // ended jobs with kept final maps, by client key (in-process
 // registrations, key "", left out).
 func (c *Controller) persistedByClientLocked() map[string]int64 {
+	return c.persistedSumLocked(func(client string) bool { return client != "" })
+}
+
+// persistedSumLocked sums persistedOfLocked for the clients keep selects.
+func (c *Controller) persistedSumLocked(keep func(client string) bool) map[string]int64 {
+	type at struct{ client, addr string }
 	m := make(map[string]int64)
+	var unlisted map[at]int64
 	for _, e := range c.ended.ids {
-		if e.client == "" {
+		if !keep(e.client) {
 			continue
 		}
-		if b := c.persistedOfJobLocked(e); b > 0 {
-			m[e.client] += b
+		for _, mn := range e.nodes {
+			b, named := c.persistedOnLocked(mn.Addr, e)
+			switch {
+			case b <= 0:
+			case named:
+				m[e.client] = wire.SatAdd(m[e.client], b)
+			default:
+				if unlisted == nil {
+					unlisted = make(map[at]int64)
+				}
+				k := at{e.client, mn.Addr}
+				unlisted[k] = wire.SatAdd(unlisted[k], b)
+			}
 		}
+	}
+	for k, b := range unlisted {
+		m[k.client] = wire.SatAdd(m[k.client], min(b, c.nodes[k.addr].persisted.unlisted()))
 	}
 	return m
 }
 
-// persistedOfJobLocked is the bytes of e's persisted values on the nodes
-// of its final map (see persistedOfLocked).
-func (c *Controller) persistedOfJobLocked(e *endedJob) int64 {
-	var sum int64
-	for _, mn := range e.nodes {
-		sum += c.persistedOnLocked(mn.Addr, e)
-	}
-	return sum
-}
-
 // persistedOnLocked is the bytes of e's persisted values on the node at
-// addr (see persistedOfLocked).
-func (c *Controller) persistedOnLocked(addr string, e *endedJob) int64 {
+// addr (see persistedOfLocked), and whether the node named them; a job
+// the node's list leaves out is given the most it may hold, the smallest
+// the list names.
+func (c *Controller) persistedOnLocked(addr string, e *endedJob) (bytes int64, named bool) {
 	n, ok := c.nodes[addr]
 	switch {
 	case !ok:
-		return 0
+		return 0, true
 	case n.state == wire.NodeDead, n.unheard, n.since < e.rev:
 		b, _ := n.jobLoads.held(e.id)
-		return b
+		return b, true
 	}
-	for _, h := range n.persisted.largest {
+	p := &n.persisted
+	for _, h := range p.largest {
 		if h.Job == e.id {
-			return h.Bytes
+			return h.Bytes, true
 		}
 	}
-	return 0
+	if p.jobs <= uint64(len(p.largest)) {
+		return 0, true
+	}
+	least := p.bytes
+	for _, h := range p.largest {
+		least = min(least, h.Bytes)
+	}
+	return least, false
 }
 
 // quotaError is a registration refused for the client's quota limit

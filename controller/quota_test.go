@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -303,5 +304,58 @@ func TestQuotaCountsPersistedValues(t *testing.T) {
 	c.heartbeat(&wire.Heartbeat{Addr: node.Addr, Incarnation: 1, Since: rev})
 	if _, err := reg("10.0.0.1", 500<<20); err != nil {
 		t.Fatalf("after the persisted values were deleted, 500 MiB beside a 100 MiB job: %v", err)
+	}
+}
+
+// TestQuotaCountsJobsTheListLeavesOut (read-through, 2026-12-08): a
+// node's persisted list names the largest wire.MaxPersistedJobs ended
+// jobs only. A job it leaves out counts at the smallest it names, and one
+// client's such jobs on the node at most at what the list leaves out.
+// Before, they counted nothing: a client ending jobs by the hundred, each
+// persisting less than the others, went past its quota uncounted.
+func TestQuotaCountsJobsTheListLeavesOut(t *testing.T) {
+	c, node, reg := quotaNode(t)
+	const many = wire.MaxPersistedJobs + 6
+	var held []wire.HeldJob
+	var rev uint64
+	for range many {
+		m, err := reg("10.0.0.1", 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.DeregisterJob(t.Context(), m.Job, m.Token); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, wire.HeldJob{Job: m.Job, Bytes: 5 << 20})
+		c.mu.Lock()
+		rev = c.ended.ids[m.Job].rev
+		c.mu.Unlock()
+	}
+	other, err := reg("10.0.0.2", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeregisterJob(t.Context(), other.Job, other.Token); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	rev = max(rev, c.ended.ids[other.Job].rev)
+	c.mu.Unlock()
+	// The other client's 100 MiB and 63 of the first client's 70 jobs
+	// are named; 7 of 5 MiB are left out.
+	list := append([]wire.HeldJob{{Job: other.Job, Bytes: 100 << 20}}, held[:wire.MaxPersistedJobs-1]...)
+	beat := func(leftOut int64) {
+		c.heartbeat(&wire.Heartbeat{Addr: node.Addr, Incarnation: 1, Since: rev, Persisted: list,
+			PersistedJobs: many + 1, PersistedBytes: 100<<20 + int64(wire.MaxPersistedJobs-1)*5<<20 + leftOut})
+	}
+	beat(7 * 5 << 20)
+	const named = (wire.MaxPersistedJobs - 1) * 5 << 20
+	_, err = reg("10.0.0.1", 600<<20-named-7*5<<20+1)
+	wantLimit(t, err, fmt.Sprintf("its ended jobs' persisted values hold %s", sizeText(named+7*5<<20)))
+	// The first client deleted most of what was left out: at most the
+	// rest counts.
+	beat(3 << 20)
+	if _, err := reg("10.0.0.1", 600<<20-named-3<<20); err != nil {
+		t.Fatalf("a registration of what is left beside the named and the 3 MiB left out: %v", err)
 	}
 }
