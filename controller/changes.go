@@ -164,7 +164,7 @@ func (c *Controller) entryLocked(j *job, addr string) wire.JobEpoch {
 	e.Tiers = 1 << j.tier // its puts go to the tier it was placed and priced on
 	e.OverQuota = j.overQuota
 	if !j.noQuota && j.client != "" {
-		e.MaxBytes = c.cfg.MaxBytesPerClient // no job of a client stores more on one node
+		e.MaxBytes = c.cfg.MaxBytesPerClient // a client's jobs store no more on one node
 	}
 	if l := c.loads[addr]; l != nil {
 		if _, ok := l.jobs[j]; ok {

@@ -323,7 +323,7 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		if err == nil && e.full.Load() {
 			err = errOverQuota
 		}
-		if max := e.maxBytes.Load(); err == nil && max > 0 && t.JobUsage(r.Job)+int64(h.PayloadLen) > max {
+		if max := e.maxBytes.Load(); err == nil && max > 0 && n.ownerBytes(r.Job)+int64(h.PayloadLen) > max {
 			err = errOverNodeQuota
 		}
 	}
@@ -341,13 +341,15 @@ var errOverQuota = &wire.Error{Code: wire.CodeLimit,
 	Msg: "the job's client stores past its byte quota (the controller's --max-bytes-per-client, over its live jobs' values and its ended jobs' persisted ones): " +
 		"its puts are refused until it deletes values or ends jobs (the operator's pocket status shows what each client stores); gets, lists and deletes go on"}
 
-// errOverNodeQuota refuses a put that would take the job's bytes on this
-// node's tier past its client's whole byte quota (jobEntry.maxBytes): the
-// controller marks a client over its quota a heartbeat or two after the
-// nodes report its bytes, and meanwhile a hostile re-check's one job put
-// 512 MiB on a 64 MiB quota, and each new job as much again.
+// errOverNodeQuota refuses a put that would take what the jobs of the
+// job's client (its owner) hold on this node, all tiers, past the client's
+// whole byte quota (jobEntry.maxBytes; Node.ownerBytes): the controller
+// marks a client over its quota a heartbeat or two after the nodes report
+// its bytes, and meanwhile a hostile re-check's one job put 512 MiB on a
+// 64 MiB quota, and each new job as much again; bounded per job, 8 jobs
+// registered at once stored 512 MiB.
 var errOverNodeQuota = &wire.Error{Code: wire.CodeLimit,
-	Msg: "the job would store more on this node than its client's whole byte quota (the controller's --max-bytes-per-client): " +
+	Msg: "the jobs of the job's client would store more on this node than its whole byte quota (the controller's --max-bytes-per-client): " +
 		"its puts here are refused until it deletes values; gets, lists and deletes go on"}
 
 // wrongTier refuses a put of job e to tier t when the controller placed

@@ -93,6 +93,11 @@ type DRAM struct {
 
 	jobsMu sync.Mutex                              // serializes writers of jobs
 	jobs   [dramJobShards]atomic.Pointer[dramJobs] // copy-on-write, by jobShard
+	// ownerOf names a job's owner (Node.ownerOf; nil: no owners counted),
+	// set before the tier serves; owners are the jobs' owners by owner key
+	// (dramowner.go), under jobsMu.
+	ownerOf func(job []byte) []byte
+	owners  map[string]*dramOwner
 
 	values atomic.Int64 // committed values
 	// live counts records not yet destroyed, plus one for the open tier.
@@ -124,6 +129,7 @@ var _ Tier = (*DRAM)(nil)
 type dramJob struct {
 	name   string
 	used   atomic.Int64 // chunk bytes of committed values
+	owner  *dramOwner   // its owner's count (dramowner.go; nil: none), set when entered
 	dead   atomic.Bool  // removed from d.jobs; writers must look up again
 	shards [dramShards]dramShard
 }
@@ -247,6 +253,7 @@ func (d *DRAM) jobFor(name []byte) *dramJob {
 		return j
 	}
 	j := &dramJob{name: string(name)}
+	d.bindLocked(j)
 	next := make(dramJobs, len(old)+1)
 	maps.Copy(next, old)
 	next[j.name] = j
@@ -268,6 +275,7 @@ func (d *DRAM) unlinkJob(j *dramJob) {
 	next := maps.Clone(old)
 	delete(next, j.name)
 	shard.Store(&next)
+	d.unbindLocked(j)
 }
 
 func (d *DRAM) hash(key []byte) uint64 { return maphash.Bytes(d.seed, key) }
@@ -533,7 +541,7 @@ func (d *DRAM) remove(job, key []byte, cond bool, v uint64) (Info, error) {
 	info := r.h.info()
 	s.t.remove(i)
 	s.t.shrink(d.idx)
-	j.used.Add(-r.h.bytes)
+	j.addUsed(-r.h.bytes)
 	s.mu.Unlock()
 	d.values.Add(-1)
 	d.unref(off)
@@ -672,7 +680,7 @@ func (d *DRAM) dropShard(j *dramJob, s *dramShard, keepPersistent bool) Dropped 
 	for _, off := range victims {
 		b := recordAt(d.arena, off).h.bytes
 		freed.Bytes += b
-		j.used.Add(-b)
+		j.addUsed(-b)
 		d.values.Add(-1)
 		d.unref(off)
 	}
@@ -948,7 +956,7 @@ func (p *dramPending) publish() (int64, error) {
 			}
 			old = s.t.slots[i].off()
 			s.t.slots[i].rec = rec
-			j.used.Add(-recordAt(d.arena, old).h.bytes)
+			j.addUsed(-recordAt(d.arena, old).h.bytes)
 		} else {
 			if err := s.t.reserve(d.idx); err != nil {
 				s.mu.Unlock()
@@ -956,7 +964,7 @@ func (p *dramPending) publish() (int64, error) {
 			}
 			s.t.insert(p.hash, rec)
 		}
-		j.used.Add(p.rec.h.bytes)
+		j.addUsed(p.rec.h.bytes)
 		s.mu.Unlock()
 		return old, nil
 	}

@@ -172,6 +172,15 @@ func (f *Faulty) rebind(job string) {
 	}
 }
 
+// ownerUsage passes on to an inner ownerCounted tier, else gives the
+// job's own bytes.
+func (f *Faulty) ownerUsage(job []byte) int64 {
+	if o, ok := f.inner.(ownerCounted); ok {
+		return o.ownerUsage(job)
+	}
+	return f.inner.JobUsage(job)
+}
+
 // Create implements Tier.
 func (f *Faulty) Create(job, key []byte, size int64, m Meta) (Pending, error) {
 	if err := f.check(FaultCreate, job, key); err != nil {

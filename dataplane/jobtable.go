@@ -178,8 +178,9 @@ type jobEntry struct {
 	// full: its client stores past its byte quota (wire.JobEpoch.OverQuota):
 	// admit refuses its puts (overQuota).
 	full atomic.Bool
-	// maxBytes bounds its bytes on a tier of this node (wire.JobEpoch.
-	// MaxBytes; 0: none): admit refuses a put past it (overNodeQuota).
+	// maxBytes bounds its owner's jobs' bytes on this node, all tiers
+	// (wire.JobEpoch.MaxBytes; 0: none): admit refuses a put past it
+	// (errOverNodeQuota).
 	maxBytes atomic.Int64
 }
 

@@ -119,3 +119,17 @@ func (t *NVMe) forgetEmpty(job string, j *nvmeJob) {
 // nvmeCompactMin is the fewest keys a job's map must have held before it
 // is copied smaller (forgetEmpty): below it the buckets are few.
 const nvmeCompactMin = 1024
+
+// ownerUsage is the allocated bytes of the values of job's owner's jobs
+// together in the tier (their share's used; Node.ownerBytes).
+func (t *NVMe) ownerUsage(job []byte) int64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if j := t.jobs[string(job)]; j != nil && j.share != nil {
+		return j.share.used
+	}
+	if s := t.shares[ownerKey(t.owner(string(job)), string(job))]; s != nil {
+		return s.used
+	}
+	return 0
+}

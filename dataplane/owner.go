@@ -182,3 +182,26 @@ type ownedTier interface {
 	setOwners(ownerOf func(job []byte) []byte)
 	rebind(job string)
 }
+
+// ownerCounted is a tier that sums its bytes per owner (DRAM, NVMe).
+type ownerCounted interface {
+	ownerUsage(job []byte) int64
+}
+
+// ownerBytes is what the jobs of job's owner hold on this node, all
+// tiers together (a tier that does not count owners gives the job's own
+// bytes). The byte quota's bound on one node is on it (admit's
+// errOverNodeQuota): bounded per job, a hostile re-check's 8 jobs of one
+// client registered at once each stored the whole 64 MiB quota on one
+// node, 512 MiB.
+func (n *Node) ownerBytes(job []byte) int64 {
+	var b int64
+	for _, t := range n.Tiers() {
+		if o, ok := t.(ownerCounted); ok {
+			b += o.ownerUsage(job)
+		} else {
+			b += t.JobUsage(job)
+		}
+	}
+	return b
+}

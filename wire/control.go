@@ -182,10 +182,11 @@ type JobEpoch struct {
 	// controller lifts it while the job's map changes, whose moves
 	// travel as the job's puts (controller/quotafull.go).
 	OverQuota bool
-	// MaxBytes bounds what the job stores on one node, the bytes of its
-	// values on the tier a put goes to (0: no bound): its client's byte
-	// quota, which no job of it may pass on one node whatever the
-	// controller has yet seen. A node refuses a put past it (CodeLimit).
+	// MaxBytes bounds what the jobs of the job's Owner store on one node
+	// together, the bytes of their values on all its tiers (0: no bound):
+	// its client's byte quota, which the client's jobs may not pass on
+	// one node whatever the controller has yet seen. A node refuses a put
+	// past it (CodeLimit).
 	MaxBytes int64
 }
 

@@ -1,0 +1,89 @@
+package dataplane
+
+import "sync/atomic"
+
+// The DRAM tier's bytes per owner (owner.go's owner keys): what the jobs
+// of one owner hold in the tier together, for the byte quota's bound on
+// one node (wire.JobEpoch.MaxBytes, Node.ownerBytes). A job is bound to
+// its owner when the tier enters it, at its first put: a node takes no
+// put of a job the controller has not listed (errPendingStore), and the
+// listing names the owner. A job an older controller's table named no
+// owner for stays its own until it holds nothing (rebind takes no later
+// owner: moving a count that puts change without the shards' locks could
+// leave part of it behind).
+
+// dramOwner is what the jobs of one owner hold in the tier: the bytes of
+// their committed values, records included (the sum of their
+// dramJob.used), and how many of the tier's jobs are bound to it (under
+// DRAM.jobsMu; it is forgotten with the last).
+type dramOwner struct {
+	key  string
+	used atomic.Int64
+	jobs int
+}
+
+// setOwners implements ownedTier. Called before the tier serves.
+func (d *DRAM) setOwners(ownerOf func(job []byte) []byte) { d.ownerOf = ownerOf }
+
+// rebind implements ownedTier: a job keeps the owner it was entered with
+// (see the top of the file).
+func (d *DRAM) rebind(string) {}
+
+// bindLocked binds a new job to its owner; jobsMu is held.
+func (d *DRAM) bindLocked(j *dramJob) {
+	if d.ownerOf == nil {
+		return
+	}
+	key := ownerKey(d.ownerOf([]byte(j.name)), j.name)
+	o := d.owners[key]
+	if o == nil {
+		if d.owners == nil {
+			d.owners = make(map[string]*dramOwner)
+		}
+		o = &dramOwner{key: key}
+		d.owners[key] = o
+	}
+	o.jobs++
+	j.owner = o
+}
+
+// unbindLocked unbinds a job leaving the tier, forgetting its owner with
+// the owner's last job; jobsMu is held. What the job's drop gives back
+// after this is taken from the owner it was bound to.
+func (d *DRAM) unbindLocked(j *dramJob) {
+	if o := j.owner; o != nil {
+		if o.jobs--; o.jobs == 0 && d.owners[o.key] == o {
+			delete(d.owners, o.key)
+		}
+	}
+}
+
+// addUsed counts b more bytes (negative: fewer) of j's committed values,
+// in j and in its owner.
+func (j *dramJob) addUsed(b int64) {
+	j.used.Add(b)
+	if j.owner != nil {
+		j.owner.used.Add(b)
+	}
+}
+
+// ownerUsage is what the jobs of job's owner hold in the tier together
+// (the job's own bytes when the tier knows no owners).
+func (d *DRAM) ownerUsage(job []byte) int64 {
+	if j := d.job(job); j != nil {
+		if j.owner != nil {
+			return j.owner.used.Load()
+		}
+		return j.used.Load()
+	}
+	if d.ownerOf == nil {
+		return 0
+	}
+	key := ownerKey(d.ownerOf(job), string(job))
+	d.jobsMu.Lock()
+	defer d.jobsMu.Unlock()
+	if o := d.owners[key]; o != nil {
+		return o.used.Load()
+	}
+	return 0
+}

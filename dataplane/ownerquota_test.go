@@ -1,0 +1,66 @@
+package dataplane
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/pocketstore/pocket/netio"
+	"github.com/pocketstore/pocket/nvme"
+	"github.com/pocketstore/pocket/wire"
+)
+
+// TestClientBoundedOnANodeByItsQuota (hostile re-check, 2026-12-07): the
+// byte quota's bound on one node (wire.JobEpoch.MaxBytes) is on what all
+// the jobs of the job's owner hold there, on every tier, not on each job:
+// a put that would take them past it is refused with CodeLimit; another
+// owner's job is not, and a delete of the first owner's makes room. Before,
+// each job had the whole bound: 8 jobs of one client registered at once
+// stored 512 MiB on a 64 MiB quota. Each tier counts the owner's bytes.
+func TestClientBoundedOnANodeByItsQuota(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flags uint16
+	}{{"dram", 0}, {"nvme", wire.FlagTierNVMe}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := NewDRAM(64<<20, DRAMOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nv := fileNVMe(t, nvme.Options{Size: 64 << 20, BufferPool: 16 << 20}, NVMeOptions{})
+			n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, NVMe: nv, Guard: NewTokenGuard(jtSecret), Net: netio.Config{Loops: 2}}, d)
+			const bound = 64 << 10
+			n.ApplyAck(syncAck(100,
+				wire.JobEpoch{Job: "a-1", Gen: 91, Epoch: 1, Owner: "tenant-a", MaxBytes: bound},
+				wire.JobEpoch{Job: "a-2", Gen: 92, Epoch: 1, Owner: "tenant-a", MaxBytes: bound},
+				wire.JobEpoch{Job: "b-1", Gen: 93, Epoch: 1, Owner: "tenant-b", MaxBytes: bound}))
+			put := func(job string, gen uint64, key string, size int) error {
+				c := dial(t, n, job)
+				req := &wire.Request{Job: []byte(job), Key: []byte(key), Token: jobTok(job, gen), Epoch: 1}
+				r := roundTrip(t, c, wire.OpPut, tc.flags, req, make([]byte, size))
+				return r.Err()
+			}
+			refused := func(err error) bool {
+				var we *wire.Error
+				return errors.As(err, &we) && we.Code == wire.CodeLimit && strings.Contains(we.Msg, "byte quota")
+			}
+			if err := put("a-1", 91, "x", 40<<10); err != nil {
+				t.Fatalf("the first job's put within the bound: %v", err)
+			}
+			if err := put("a-2", 92, "y", 40<<10); !refused(err) {
+				t.Fatalf("the same owner's second job's put past the bound beside the first's: %v, want CodeLimit naming the byte quota", err)
+			}
+			if err := put("b-1", 93, "z", 40<<10); err != nil {
+				t.Fatalf("another owner's put within its own bound: %v", err)
+			}
+			c := dial(t, n, "a-1")
+			r := roundTrip(t, c, wire.OpDelete, tc.flags, &wire.Request{Job: []byte("a-1"), Key: []byte("x"), Token: jobTok("a-1", 91), Epoch: 1}, nil)
+			if err := r.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := put("a-2", 92, "y", 40<<10); err != nil {
+				t.Fatalf("the second job's put once the first's delete made room: %v", err)
+			}
+		})
+	}
+}
