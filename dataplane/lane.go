@@ -25,9 +25,10 @@ import (
 // two jobs got two of each (before 2026-12-06). Below, "a job" in the
 // lane's rules is such an owner.
 //
-// The lane is one goroutine, so listings take at most one core whatever
-// their number, and the loops keep serving puts and gets meanwhile. It
-// takes the jobs in turn, one request of each job with requests waiting
+// A lane is one goroutine, and the node has two (lanes.go: a quick one,
+// and a slow one for owners whose requests ran long), so listings take at
+// most two cores whatever their number, and the loops keep serving puts
+// and gets meanwhile. A lane takes the jobs in turn, one request of each job with requests waiting
 // at a time, so a job that keeps the lane busy delays another job's
 // listing by about one of its own scans (a second trial kept 64 scans of
 // 55-75 ms queued from one job, and another job's listing of 10 keys took
@@ -98,20 +99,10 @@ type laneJob struct {
 // it busy (it made room for another job's).
 type laneWork func(run bool)
 
-// startLane starts the lane's goroutine; stopWorkers ends it.
-func (n *Node) startLane() {
-	n.lane = &scanLane{owners: map[string]*laneJob{}, wake: make(chan struct{}, 1)}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		for {
-			f, ok := n.lane.next()
-			if !ok {
-				return
-			}
-			f(true)
-		}
-	}()
+// newScanLane is an empty lane, whose goroutine the caller starts
+// (lanes.serve).
+func newScanLane() *scanLane {
+	return &scanLane{owners: map[string]*laneJob{}, wake: make(chan struct{}, 1)}
 }
 
 // submit queues f for the owner key owner without blocking; an error
@@ -181,8 +172,9 @@ func (l *scanLane) makeRoom(waiting int) laneWork {
 
 // next waits for the next request, the head job's, and marks that job
 // as running (cur); the job of the request run before goes to the back of
-// the turn if it has more. False once the lane has closed.
-func (l *scanLane) next() (laneWork, bool) {
+// the turn if it has more. It returns the request's owner key too. False
+// once the lane has closed.
+func (l *scanLane) next() (laneWork, string, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if q := l.cur; q != nil && !l.closed {
@@ -195,14 +187,14 @@ func (l *scanLane) next() (laneWork, bool) {
 	}
 	for len(l.ring) == 0 {
 		if l.closed {
-			return nil, false
+			return nil, "", false
 		}
 		l.mu.Unlock()
 		<-l.wake
 		l.mu.Lock()
 	}
 	if l.closed {
-		return nil, false
+		return nil, "", false
 	}
 	q := l.ring[0]
 	f := q.work[0]
@@ -211,7 +203,7 @@ func (l *scanLane) next() (laneWork, bool) {
 	l.n--
 	l.ring = l.ring[1:]
 	l.cur = q // back in the turn, or forgotten, when f has run
-	return f, true
+	return f, q.owner, true
 }
 
 // rekey moves the requests waiting under the owner key from to the
@@ -272,7 +264,7 @@ func (n *Node) toLane(c *netio.Conn, cs *connState, h *wire.Header, tier Tier) {
 	cs.laneWait = append(cs.laneWait, w)
 	state := &w.state
 	owner := ownerKey(n.ownerOf(r.Job), string(r.Job))
-	err := n.lane.submit(owner, func(run bool) {
+	err := n.lanes.submit(owner, func(run bool) {
 		if !state.CompareAndSwap(laneWaiting, laneTaken) {
 			return // dropped by OnEOF, answered there
 		}

@@ -255,9 +255,9 @@ func TestLaneTakesAJobPastAFullQueue(t *testing.T) {
 		}
 	}
 	waiting := func() int {
-		n.lane.mu.Lock()
-		defer n.lane.mu.Unlock()
-		return n.lane.n
+		n.lanes.quick.mu.Lock()
+		defer n.lanes.quick.mu.Unlock()
+		return n.lanes.quick.n
 	}
 	waitFor(t, func() bool { return waiting() == laneQueue })
 	send("v", 1)

@@ -27,6 +27,13 @@ func listBenchKey(i int) string { return fmt.Sprintf("d%02d/file-%09d", i%100, i
 // keys of the job "job-1" (8-byte values, written straight into the tier).
 func listBenchNode(b *testing.B, keys []string, loops int) *dataplane.Node {
 	b.Helper()
+	n, _ := listBenchNodeTier(b, keys, loops)
+	return n
+}
+
+// listBenchNodeTier is listBenchNode, with its DRAM tier.
+func listBenchNodeTier(b *testing.B, keys []string, loops int) (*dataplane.Node, *dataplane.DRAM) {
+	b.Helper()
 	d, err := dataplane.NewDRAM(512<<20, dataplane.DRAMOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -44,7 +51,7 @@ func listBenchNode(b *testing.B, keys []string, loops int) *dataplane.Node {
 		n.Close()
 		d.Close()
 	})
-	return n
+	return n, d
 }
 
 // BenchmarkList200k lists 200,000 keys and reports ns per key listed:
@@ -240,5 +247,74 @@ func listAllRaw(b *testing.B, c *client.Conn, job string, limit uint32) int {
 			return total
 		}
 		after = resp.Entries[len(resp.Entries)-1].Key
+	}
+}
+
+// BenchmarkListBesideListings reports the p50 and p99 of another owner's
+// first-page listing of 10 keys on a node of two loops while k
+// connections send first-page listings of 200,000 keys one after another.
+// A hostile trial (2026-12-07) held such a listing 1.0-1.5 s p50 behind
+// first pages of 3 million keys, when the node had one scan lane; an
+// owner whose requests run long now goes to the slow lane (lanes.go).
+// Run with -benchtime=200x.
+func BenchmarkListBesideListings(b *testing.B) {
+	keys := make([]string, listBenchKeys)
+	for i := range keys {
+		keys[i] = listBenchKey(i)
+	}
+	ctx := context.Background()
+	for _, listers := range []int{0, 4} {
+		b.Run(fmt.Sprintf("listers=%d", listers), func(b *testing.B) {
+			n, d := listBenchNodeTier(b, keys, 2)
+			for i := range 10 {
+				put(b, d, "job-2", fmt.Sprintf("k%d", i), []byte("v"))
+			}
+			stop := make(chan struct{})
+			done := make(chan int, listers)
+			for i := 0; i < listers; i++ {
+				c, err := client.DialConn(ctx, n.Addr().String(), client.ConnOptions{Job: []byte("job-1")})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				go func() { done <- listFirstPages(c, stop) }()
+			}
+			c, err := client.DialConn(ctx, n.Addr().String(), client.ConnOptions{Job: []byte("job-2")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			lat := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				t0 := time.Now()
+				for {
+					if _, err := c.Send(wire.OpList, 0, &wire.Request{Job: []byte("job-2")}, nil); err != nil || c.Flush() != nil {
+						b.Fatal(err)
+					}
+					r, err := c.Recv()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if r.Code == wire.CodeBusy {
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					if r.Err() != nil {
+						b.Fatal(r.Err())
+					}
+					break
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			close(stop)
+			pages := 0
+			for i := 0; i < listers; i++ {
+				pages += <-done
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
+			b.ReportMetric(float64(pages)/float64(b.N), "big-listings/op")
+		})
 	}
 }

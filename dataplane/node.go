@@ -79,7 +79,7 @@ type Node struct {
 	srv    *netio.Server
 	log    *slog.Logger
 	work   chan func()
-	lane   *scanLane    // the scan lane's queue (lane.go)
+	lanes  *lanes       // the scan lanes (lane.go, lanes.go)
 	workMu sync.RWMutex // held shared by submit's send, exclusively to close work
 	workUp bool         // work is open (under workMu)
 	wg     sync.WaitGroup
@@ -206,7 +206,7 @@ func (n *Node) startWorkers(count int) {
 	}
 	n.work = make(chan func(), count*4)
 	n.workUp = true
-	n.startLane()
+	n.startLanes()
 	for i := 0; i < count; i++ {
 		n.wg.Add(1)
 		go func() {
@@ -222,7 +222,7 @@ func (n *Node) stopWorkers() {
 	n.workMu.Lock()
 	n.workUp = false
 	close(n.work)
-	n.lane.close()
+	n.lanes.close()
 	n.workMu.Unlock()
 	n.wg.Wait()
 }

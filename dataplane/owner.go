@@ -163,8 +163,8 @@ func (n *Node) ownerLearned(job string) {
 	if owner == nil {
 		return
 	}
-	if n.lane != nil {
-		n.lane.rekey(ownerKey(nil, job), string(owner))
+	if n.lanes != nil {
+		n.lanes.rekey(ownerKey(nil, job), string(owner))
 	}
 	n.unfinished.rebind(ownerKey(nil, job), string(owner))
 	n.vers.rebind(job)

@@ -80,7 +80,7 @@ func TestLaneRekeyMergesIntoOwner(t *testing.T) {
 		t.Fatalf("after the move: %d queues, %d in turn, %d waiting; want 1, 1, %d", len(l.owners), len(l.ring), l.n, lanePerJob)
 	}
 	for ran < lanePerJob {
-		f, ok := l.next()
+		f, _, ok := l.next()
 		if !ok {
 			t.Fatal("lane closed")
 		}

@@ -25,13 +25,13 @@ func TestLaneTurnAfterRequestEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f, _ := l.next() // a1 runs
+	f, _, _ := l.next() // a1 runs
 	f(true)
 	if err := l.submit("b", work("b1")); err != nil { // b comes while a1 runs
 		t.Fatal(err)
 	}
 	for range 2 {
-		f, ok := l.next()
+		f, _, ok := l.next()
 		if !ok {
 			t.Fatal("lane closed")
 		}
