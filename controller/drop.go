@@ -45,6 +45,7 @@ func (c *Controller) dropAll(ctx context.Context, job string, tier uint8, nodes 
 			d, err := c.dropOne(ctx, cl, addr, job, key, false)
 			if err == nil {
 				c.noteFreed(addr, job, tier, d.Freed)
+				c.noteKept(addr, job, d)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -63,6 +64,31 @@ func (c *Controller) dropAll(ctx context.Context, job string, tier uint8, nodes 
 	wg.Wait()
 	res.Message = strings.Join(errs, "; ")
 	return &res, mayKeep || res.Failed > 0
+}
+
+// noteKept records, on the ended job's final map, the bytes the node at
+// addr said it keeps of the job (its persisted values) in its answer to
+// the drop order, when the node proved the answer: they count against the
+// client's byte quota until the node's heartbeats report the job's end
+// applied (persistedOnLocked). Before, the job's bytes in the node's last
+// per-job figures counted until then, which leave out what it put since
+// the heartbeat before: a hostile trial's client registered, put 60 MiB
+// of persisted values, deregistered and registered again at once, three
+// times in turn, and stored 180 MiB on a 64 MiB quota.
+func (c *Controller) noteKept(addr, job string, d dataclient.Dropped) {
+	if !d.KeptProved {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.ended.ids[job]
+	if e == nil {
+		return
+	}
+	if e.kept == nil {
+		e.kept = make(map[string]int64, len(e.nodes))
+	}
+	e.kept[addr] = max(d.Kept, 0)
 }
 
 // noteFreed takes the bytes the node at addr freed on a drop order off

@@ -68,6 +68,10 @@ type endedJob struct {
 	// values by order and keep none, by address, with the incarnation
 	// that did (ended_lost.go; in memory only).
 	dropped map[string]uint64
+	// kept are the bytes each node said it keeps of the job in its
+	// proved answer to the deregistration's drop order, by address
+	// (noteKept; in memory only).
+	kept map[string]int64
 	// rev is a revision at or after the job's revocation: a node whose
 	// table is at rev has applied it (for a restored record, the
 	// revision the restart began at).

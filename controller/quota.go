@@ -152,8 +152,9 @@ func (c *Controller) quotaLeftLocked(key string) (int64, float64) {
 // reported (wire.Heartbeat.Persisted): they count against its byte quota
 // until deleted. A node that has not applied a job's end yet (its table
 // is behind the revocation, it is dead, or not heard from this run)
-// counts the job's bytes in its last per-job figures instead, all of them
-// (the node has not yet told which are persisted). A node whose list
+// counts the bytes it said it keeps in its answer to the job's drop order
+// (noteKept), else the job's bytes in its last per-job figures, all of
+// them (the node has not yet told which are persisted). A node whose list
 // leaves jobs out (more than wire.MaxPersistedJobs, the largest kept)
 // counts each job it leaves out at the smallest it names, and a client's
 // such jobs together at most at what the list leaves out (unlistedOf):
@@ -215,6 +216,9 @@ func (c *Controller) persistedOnLocked(addr string, e *endedJob) (bytes int64, n
 	case !ok:
 		return 0, true
 	case n.state == wire.NodeDead, n.unheard, n.since < e.rev:
+		if k, ok := e.kept[addr]; ok {
+			return k, true
+		}
 		b, _ := n.jobLoads.held(e.id)
 		return b, true
 	}

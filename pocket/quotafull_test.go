@@ -68,3 +68,36 @@ func TestClusterRefusesPutsPastByteQuota(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestPersistedBytesCountAtDeregistration (hostile trial, 2026-12-08):
+// the persisted values a job's nodes say they keep when its
+// deregistration orders them to drop its data count against its client's
+// byte quota at once, before the nodes' next heartbeats. Before, the job's
+// bytes in its nodes' last per-job figures counted until then: a client
+// that registered, put 60 MiB of persisted values, deregistered and
+// registered again at once, in turn, stored 180 MiB on a 64 MiB quota.
+func TestPersistedBytesCountAtDeregistration(t *testing.T) {
+	c := newTestCluster(t, 1, 256<<20)
+	c.restartController(controller.Config{Secret: testSecret, HeartbeatInterval: 5 * time.Second,
+		DeadAfter: 30 * time.Second, Logger: quietLog, MaxBytesPerClient: 16 << 20})
+	c.awaitActive(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	j, err := c.store().RegisterJob(ctx, "keep", Hints{CapacityBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := make([]byte, 1<<20)
+	for i := range 12 {
+		if err := j.Put(ctx, fmt.Sprintf("k%d", i), val, Persist()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.store().RegisterJob(ctx, "again", Hints{CapacityBytes: 8 << 20})
+	if !errors.Is(err, wire.ErrLimit) || !strings.Contains(err.Error(), "persisted values hold 12") {
+		t.Fatalf("a registration of 8 MiB right after a job kept 12 MiB of persisted values on a 16 MiB quota: %v; want refused, counting them", err)
+	}
+}
