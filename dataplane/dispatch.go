@@ -323,9 +323,6 @@ func (n *Node) admit(c *netio.Conn, cs *connState, h *wire.Header) (Tier, error)
 		if err == nil && e.full.Load() {
 			err = errOverQuota
 		}
-		if max := e.maxBytes.Load(); err == nil && max > 0 && n.ownerBytes(r.Job)+int64(h.PayloadLen) > max {
-			err = errOverNodeQuota
-		}
 	}
 	if err == nil && kept {
 		err = keptChange(t, h, r, e)
@@ -342,8 +339,9 @@ var errOverQuota = &wire.Error{Code: wire.CodeLimit,
 		"its puts are refused until it deletes values or ends jobs (the operator's pocket status shows what each client stores); gets, lists and deletes go on"}
 
 // errOverNodeQuota refuses a put that would take what the jobs of the
-// job's client (its owner) hold on this node, all tiers, past the client's
-// whole byte quota (jobEntry.maxBytes; Node.ownerBytes): the controller
+// job's client (its owner) hold on this node, all tiers, with their puts
+// under way, past the client's whole byte quota (jobEntry.maxBytes;
+// quotahold.go): the controller
 // marks a client over its quota a heartbeat or two after the nodes report
 // its bytes, and meanwhile a hostile re-check's one job put 512 MiB on a
 // 64 MiB quota, and each new job as much again; bounded per job, 8 jobs

@@ -104,6 +104,9 @@ type Node struct {
 	// unfinished is the bytes of unfinished puts per owner
 	// (unfinished.go).
 	unfinished unfinishedShares
+	// quota is the bytes of puts under a byte quota still under way, per
+	// owner (quotahold.go).
+	quota quotaShares
 	// inflight counts blocking tier calls queued or running on workers.
 	inflight atomic.Int64
 	// pf is the DRAM tier when it can prefetch, else nil; batches are the

@@ -154,6 +154,10 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	if err == nil && h.Flags&wire.FlagChunk != 0 && n.vers.isDead(verKey{tier.Kind(), string(cs.req.Job), m.Version}) {
 		err = errDeadVersion
 	}
+	var quota quotaHold
+	if err == nil {
+		quota, err = n.holdQuota(cs.entry, cs.req.Job, int64(h.PayloadLen))
+	}
 	var held unfinishedHold
 	if err == nil && len(have) < int(h.PayloadLen) {
 		held, err = n.holdUnfinished(cs.entry, cs.req.Job, tier, int64(h.PayloadLen))
@@ -164,12 +168,13 @@ func (n *Node) put(c *netio.Conn, cs *connState, h *wire.Header, have []byte) bo
 	}
 	if err != nil {
 		n.releaseUnfinished(held)
+		n.releaseQuota(quota)
 		return n.skipPayload(c, cs, h, have, wire.ErrorOf(err))
 	}
 	n.countBytes(c, cs, n.jobs.traffic(cs.entry, cs.req.Job), dirIn, uint64(h.PayloadLen))
 	s := &cs.put
 	s.start(c, *h, tier, p)
-	s.ref.entry, s.ref.epoch, s.ref.sent, s.held = cs.entry, cs.entryEpoch, cs.req.Epoch, held
+	s.ref.entry, s.ref.epoch, s.ref.sent, s.ref.quota, s.held = cs.entry, cs.entryEpoch, cs.req.Epoch, quota, held
 	s.ref.manifest = h.Flags&wire.FlagManifest != 0
 	if h.Flags&wire.FlagChunk != 0 {
 		s.ref.job, s.ref.key, s.ref.ver = string(cs.req.Job), string(cs.req.Key), m.Version
@@ -196,7 +201,8 @@ type putRef struct {
 	job, key string
 	ver      uint64
 	lease    bool
-	size     int64 // the chunk's bytes
+	size     int64     // the chunk's bytes
+	quota    quotaHold // counted in its owner's puts under way until committed or dropped
 }
 
 // commit publishes a filled put and answers it: inline for DRAM, on a
@@ -214,6 +220,7 @@ func (n *Node) commit(c *netio.Conn, h wire.Header, tier Tier, p Pending, ch put
 // was revoked, or whose job's map changed, since it was admitted stores
 // nothing.
 func (n *Node) publish(tier Tier, p Pending, ch putRef) (Info, error) {
+	defer n.releaseQuota(ch.quota)
 	if e := ch.entry; e != nil { // before the checks: a drop, a drain and a move wait for it (awaitCommits, AwaitCommits, AwaitMoveCommits)
 		at := e.admittedAt(ch.epoch)
 		at.Add(1)
@@ -309,6 +316,7 @@ func (n *Node) commitAsync(c *netio.Conn, h wire.Header, tier Tier, p Pending, c
 	if !ok {
 		c.Expect(-putReplyOwed)
 		p.Abort()
+		n.releaseQuota(ch.quota)
 		n.replyErr(c, cs, &h, errBusy)
 	}
 }

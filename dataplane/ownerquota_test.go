@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/nvme"
@@ -62,5 +63,54 @@ func TestClientBoundedOnANodeByItsQuota(t *testing.T) {
 				t.Fatalf("the second job's put once the first's delete made room: %v", err)
 			}
 		})
+	}
+}
+
+// TestPutsUnderWayCountInTheNodeBound (hostile trial, 2026-12-08): the
+// bytes of an owner's puts admitted and not yet committed count in the
+// byte quota's bound on the node: while one job's put of 40 KiB waits for
+// its payload, the same owner's other job's 40 KiB put past the 64 KiB
+// bound is refused; once the first is stored, it is refused for the
+// stored bytes; a dropped put under way gives its bytes back. Checked
+// against committed bytes alone, puts under way all passed: a hostile
+// trial's 120 concurrent puts of 4 MiB stored 248 MiB on a 64 MiB quota.
+func TestPutsUnderWayCountInTheNodeBound(t *testing.T) {
+	d := newDRAMTier(t, 64<<20)
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: d, Guard: NewTokenGuard(jtSecret),
+		Net: netio.Config{Loops: 2, MinSinkRate: -1}}, d)
+	const bound = 64 << 10
+	n.ApplyAck(syncAck(100,
+		wire.JobEpoch{Job: "a-1", Gen: 91, Owner: "tenant-a", MaxBytes: bound},
+		wire.JobEpoch{Job: "a-2", Gen: 92, Owner: "tenant-a", MaxBytes: bound}))
+	put := func(job string, gen uint64, key string) error {
+		return jobOpValue(t, n, job, key, jobTok(job, gen), make([]byte, 40<<10), 0)
+	}
+	refused := func(err error) bool {
+		var we *wire.Error
+		return errors.As(err, &we) && we.Code == wire.CodeLimit && strings.Contains(we.Msg, "byte quota")
+	}
+	nc := announcePut(t, n, "a-1", "x", jobTok("a-1", 91), 40<<10)
+	deadline := time.Now().Add(10 * time.Second)
+	for n.quotaPending("o tenant-a") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the announced put was not counted under way")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := put("a-2", 92, "y"); !refused(err) {
+		t.Fatalf("a put past the bound beside the owner's put under way: %v, want CodeLimit naming the byte quota", err)
+	}
+	nc.Close() // the put under way is dropped: its bytes go back
+	for n.quotaPending("o tenant-a") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the dropped put's bytes were not given back")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := put("a-2", 92, "y"); err != nil {
+		t.Fatalf("a put within the bound once the put under way was dropped: %v", err)
+	}
+	if err := put("a-1", 91, "x"); !refused(err) {
+		t.Fatalf("a put past the bound beside the owner's stored value: %v, want CodeLimit naming the byte quota", err)
 	}
 }

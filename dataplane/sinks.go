@@ -66,6 +66,7 @@ func (s *putSink) abort() {
 	if s.p != nil {
 		s.p.Abort()
 		s.node.releaseUnfinished(s.held)
+		s.node.releaseQuota(s.ref.quota)
 		s.reset()
 	}
 }
