@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,6 +55,51 @@ func TestBusyTenantLeavesOthersTheirShare(t *testing.T) {
 	more := r.clientOnce("mallory")
 	if _, err := more.JobProfile(rc, "nothing"); wire.CodeOf(err) != wire.CodeLimit {
 		t.Fatalf("another connection of mallory's, who holds the most: %v; want CodeLimit", err)
+	}
+}
+
+// TestBusyTenantLeavesOthersTheirShareOfAPeer (hostile trial,
+// 2026-12-08): the same within one peer's MaxConnsPerPeer: a tenant whose
+// connections fill its address's bound and keep asking no longer keeps
+// another tenant from that address (lambdas behind one NAT) off the
+// controller. Before, the other's connection, over the peer's bound, was
+// never admitted: 10 registrations of 10 refused.
+func TestBusyTenantLeavesOthersTheirShareOfAPeer(t *testing.T) {
+	const slots = 6
+	r := newTenantRigWith(t, func(c *Config) { c.MaxConns, c.MaxConnsPerPeer = 1000, slots })
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for range slots {
+		mc := r.client("mallory")
+		if _, err := mc.JobProfile(ctx, "nothing"); wire.CodeOf(err) == wire.CodeLimit {
+			t.Fatalf("mallory's connections below MaxConnsPerPeer: %v", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				_, _ = mc.JobProfile(ctx, "nothing")
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	waitPlain(t, r.c, slots)
+
+	rc, done := context.WithTimeout(ctx, 10*time.Second)
+	defer done()
+	alice := r.clientOnce("alice")
+	m, err := alice.RegisterJob(rc, "sort", wire.JobHints{})
+	if err != nil {
+		t.Fatalf("alice's registration from mallory's address beside mallory's busy connections: %v; want it served", err)
+	}
+	if _, err := alice.DeregisterJob(rc, m.Job, m.Token); err != nil {
+		t.Fatal(err)
+	}
+	more := r.clientOnce("mallory")
+	_, err = more.JobProfile(rc, "nothing")
+	if wire.CodeOf(err) != wire.CodeLimit || !strings.Contains(err.Error(), "MaxConnsPerPeer") {
+		t.Fatalf("another connection of mallory's, who holds the most of the address's: %v; want CodeLimit naming MaxConnsPerPeer", err)
 	}
 }
 

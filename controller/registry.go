@@ -1018,11 +1018,11 @@ func (c *Controller) stillWanted(who registrant) error {
 // tenant's quota until its token expired. Before, a registration whose
 // reply waited unread for evictMinIdle at MaxConns could be evicted with
 // its job entered (a review of the eviction of unread replies).
-func (c *Controller) endUndelivered(id string, tok []byte) {
+func (c *Controller) endUndelivered(id string, tok []byte, why string) {
 	ctx, cancel := c.closingContext()
 	defer cancel()
 	_, err := c.DeregisterJob(ctx, id, tok)
-	c.cfg.Logger.Warn("controller: job ended: its registration's reply could not be written, so its client has no token",
+	c.cfg.Logger.Warn("controller: job ended: its registration's reply "+why+", so its client has no token",
 		"job", id, "err", err)
 }
 

@@ -11,10 +11,12 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	flatbuffers "github.com/google/flatbuffers/go"
 
+	"github.com/pocketstore/pocket/internal/sockpeek"
 	"github.com/pocketstore/pocket/wire"
 )
 
@@ -93,7 +95,10 @@ type connInfo struct {
 	busy  bool      // a request is being served: never evicted then
 	node  bool      // proved the node role: outside MaxConns, never evicted
 	prob  bool      // admitted over MaxConns on probation: must prove the node role
-	fresh bool      // no request yet (handshake or first frame under way): at MaxConns the first to go (evictFreshLocked)
+	// overPeer: put on probation over its peer's MaxConnsPerPeer, which
+	// its refusal names (errProbation)
+	overPeer bool
+	fresh    bool // no request yet (handshake or first frame under way): at MaxConns the first to go (evictFreshLocked)
 }
 
 func (s *server) init(log *slog.Logger) {
@@ -249,7 +254,7 @@ func (c *Controller) track(conn net.Conn) (prob bool, err error) {
 		}
 		prob = true
 	}
-	s.conns[conn] = &connInfo{peer: peer, owner: peer, last: now, prob: prob, fresh: !prob}
+	s.conns[conn] = &connInfo{peer: peer, owner: peer, last: now, prob: prob, fresh: !prob, overPeer: overPeer}
 	s.peers[peer]++
 	if prob {
 		s.onProb++
@@ -266,9 +271,10 @@ func (c *Controller) errProbation(conn net.Conn) error {
 	peer := peerKey(conn.RemoteAddr())
 	s.mu.Lock()
 	n, fromPeer := s.plain, s.peers[peer]
+	overPeer := s.conns[conn] != nil && s.conns[conn].overPeer
 	s.mu.Unlock()
 	s.noteRefusal(time.Now())
-	if lim := c.cfg.MaxConnsPerPeer; lim > 0 && fromPeer > lim {
+	if lim := c.cfg.MaxConnsPerPeer; lim > 0 && (overPeer || fromPeer > lim) {
 		return wire.Errorf(wire.CodeLimit, "controller: %d connections from %s; over the limit only nodes are served (MaxConnsPerPeer %d)", fromPeer, peer, lim)
 	}
 	return wire.Errorf(wire.CodeLimit, "controller: %d connections, none idle; over the limit only nodes are served (MaxConns %d)", n, c.cfg.MaxConns)
@@ -580,6 +586,7 @@ func (c *Controller) serveConn(conn net.Conn) {
 		h, meta, err := wire.ReadControlFrameAdmitted(r, &lim, buf, func(n int) error { return c.admitLarge(n, &held, sess.proven) })
 		if err != nil {
 			c.readFailed(conn, &h, err, out)
+			c.undoUnread(conn, sess, err)
 			return
 		}
 		buf = wire.ReuseControlBuffer(meta)
@@ -644,10 +651,52 @@ func (c *Controller) serveConn(conn net.Conn) {
 // while the reply waited unread, Config.WriteTimeout), or the reply was over the
 // frame limit and an error went instead.
 func (c *Controller) undoUndelivered(sess *session) {
+	c.undoLast(sess, "could not be written")
+}
+
+// undoLast runs sess.undelivered, once, saying why.
+func (c *Controller) undoLast(sess *session, why string) {
 	if f := sess.undelivered; f != nil {
 		sess.undelivered = nil
-		f()
+		f(why)
 	}
+}
+
+// unreadWait is how long a connection whose peer closed it after the last
+// request's reply was written waits for a reset that says the reply went
+// unread (undoUnread): the peer's kernel answers it as soon as the reply
+// reaches a socket closed under it, a round trip.
+const unreadWait = 200 * time.Millisecond
+
+// undoUnread undoes what the last request on sess did (session.
+// undelivered: a registration, whose reply was written) when its reply
+// went unread: the read that followed it failed with a reset (the peer
+// closed with the reply unread), or found the peer's close and a reset
+// comes within unreadWait (the peer closed before the reply reached it).
+// A peer that read the reply and then closed leaves no reset. Before, a
+// Go client whose registration was cut by its context and whose process
+// then exited at once left a live job that nobody held the token of (a
+// hostile re-check: 27 of 29 such processes), and the Python client,
+// whose call closes its connection on its timeout, likewise.
+func (c *Controller) undoUnread(conn net.Conn, sess *session, err error) {
+	if sess.undelivered == nil {
+		return
+	}
+	nc := conn
+	if tc, ok := conn.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	reset := errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	if !reset && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && !c.closing() {
+		for deadline := time.Now().Add(unreadWait); !reset && time.Now().Before(deadline); {
+			time.Sleep(2 * time.Millisecond)
+			reset = sockpeek.Reset(nc)
+		}
+	}
+	if reset {
+		c.undoLast(sess, "was left unread (its client closed its connection first)")
+	}
+	sess.undelivered = nil
 }
 
 // readFailed answers a bad header with an error frame; a closed or idle

@@ -33,9 +33,10 @@ type session struct {
 	// large-frame bound only, not the unproven share (admitLarge).
 	proven bool
 	// undelivered, when set, is what the request being served undoes
-	// if its reply cannot be written (serveConn): a registration's job,
-	// whose token would otherwise reach nobody.
-	undelivered func()
+	// if its reply cannot be written, or is left unread (serveConn,
+	// undoUnread): a registration's job, whose token would otherwise
+	// reach nobody. why says which.
+	undelivered func(why string)
 }
 
 var errNoChallenge = wire.Errorf(wire.CodeBadToken, "no challenge on this connection: send OpChallenge first and prove with its nonce")
@@ -213,7 +214,7 @@ func (c *Controller) dispatchJobs(s *session, op wire.Op, meta []byte) (wire.Con
 		who.gone = func() bool { return peerGone(s.conn) }
 		pm, err := c.registerJob(who, &m)
 		if err == nil {
-			s.undelivered = func() { c.endUndelivered(pm.Job, pm.Token) }
+			s.undelivered = func(why string) { c.endUndelivered(pm.Job, pm.Token, why) }
 		}
 		return pm, err
 	case wire.OpDeregisterJob:

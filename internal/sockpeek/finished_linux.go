@@ -20,24 +20,39 @@ const (
 // the socket holds data and a peek alone never sees the close. False when
 // nc has no descriptor to ask or the kernel does not say.
 func Finished(nc net.Conn) bool {
+	state, r := tcpState(nc)
+	switch {
+	case r == noFD:
+		return false
+	case r == fdClosed:
+		return true
+	}
+	return state == tcpClose || state == tcpCloseWait || state == tcpLastAck
+}
+
+// Reset reports whether nc's connection is closed under it (TCP state
+// CLOSE) while nc is still open: the peer reset it, as its kernel does
+// when it closes with bytes unread or when bytes reach it after its
+// close. False when nc is closed, has no descriptor to ask, or the
+// kernel does not say.
+func Reset(nc net.Conn) bool {
+	state, r := tcpState(nc)
+	return r == fdRan && state == tcpClose
+}
+
+// tcpState is the TCP state of nc's socket (TCP_INFO), with whether it
+// was had (fdRan), nc is closed (fdClosed), or it could not be asked
+// (noFD).
+func tcpState(nc net.Conn) (uint8, fdResult) {
 	var info syscall.TCPInfo
 	size := uint32(unsafe.Sizeof(info))
 	var errno syscall.Errno
-	switch withFD(nc, func(fd uintptr) {
+	r := withFD(nc, func(fd uintptr) {
 		_, _, errno = syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
 			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0)
-	}) {
-	case noFD:
-		return false
-	case fdClosed:
-		return true
+	})
+	if r == fdRan && (errno != 0 || size < 1) {
+		return 0, noFD
 	}
-	if errno != 0 || size < 1 {
-		return false
-	}
-	switch info.State {
-	case tcpClose, tcpCloseWait, tcpLastAck:
-		return true
-	}
-	return false
+	return info.State, r
 }
