@@ -84,12 +84,11 @@ func (c *Controller) quotaLocked(key string, need Need) (Need, error) {
 		return need, c.quotaError(key, limit, value,
 			fmt.Sprintf("its hints' need of %s Mb/s is more than the %s Mb/s left", mbpsText(need.Mbps), mbpsText(leftMbps)), "hint less")
 	case leftMbps < lambda:
-		fix := ""
-		if leftMbps > 0 {
-			fix = fmt.Sprintf("register it with a --peak-mbps hint of at most %s", mbpsText(leftMbps))
-		}
+		// No hint helps: one below a lambda's counts a lambda's. Before,
+		// the refusal advised a --peak-mbps hint of what was left, which
+		// was then refused (a new user's trial).
 		return need, c.quotaError(key, limit, value,
-			fmt.Sprintf("a job without a bandwidth hint counts one lambda's %s Mb/s, and %s Mb/s is left", mbpsText(lambda), mbpsText(leftMbps)), fix)
+			fmt.Sprintf("a job counts at least one lambda's %s Mb/s under the quota, hinted or not, and %s Mb/s is left", mbpsText(lambda), mbpsText(leftMbps)), "")
 	}
 	need.Mbps = leftMbps
 	return need, nil

@@ -58,11 +58,11 @@ func TestClientQuota(t *testing.T) {
 	}
 	_, err = reg("10.0.0.3", wire.JobHints{})
 	wantLimit(t, err, "client 10.0.0.3 holds 3 jobs allotted 0B and 2000 Mb/s",
-		"a job without a bandwidth hint counts one lambda's 600 Mb/s, and 0 Mb/s is left; deregister some of its jobs")
+		"a job counts at least one lambda's 600 Mb/s under the quota, hinted or not, and 0 Mb/s is left; deregister some of its jobs")
 	// A capacity hint alone counts one lambda's too: allotted no
 	// bandwidth, it let a client past its Mb/s quota (two trials).
 	_, err = reg("10.0.0.3", wire.JobHints{CapacityBytes: 1})
-	wantLimit(t, err, "a job without a bandwidth hint counts one lambda's 600 Mb/s, and 0 Mb/s is left")
+	wantLimit(t, err, "a job counts at least one lambda's 600 Mb/s under the quota, hinted or not, and 0 Mb/s is left")
 	// So does a bandwidth hint below one lambda's: 30 jobs hinting
 	// 0.000001 Mb/s took 0.00003 Mb/s of a quota (a hostile trial).
 	if m, err := reg("10.0.0.7", wire.JobHints{PeakMbps: 0.000001}); err != nil || m.AllocMbps != 600 {
@@ -89,7 +89,10 @@ func TestClientQuota(t *testing.T) {
 	_, err = reg("10.0.0.6", wire.JobHints{PeakMbps: 600})
 	wantLimit(t, err, "need of 600 Mb/s is more than the 599.9999999 Mb/s left") // 6 digits read "600 ... 600"
 	_, err = reg("10.0.0.6", wire.JobHints{})
-	wantLimit(t, err, "register it with a --peak-mbps hint of at most 599.9999999, or deregister some of its jobs")
+	wantLimit(t, err, "a job counts at least one lambda's 600 Mb/s under the quota, hinted or not, and 599.9999999 Mb/s is left; deregister some of its jobs")
+	if _, err := reg("10.0.0.6", wire.JobHints{PeakMbps: 599.9999999}); err == nil {
+		t.Fatal("a hint of what is left, below a lambda's, was taken") // what the refusal used to advise
+	}
 
 	if _, err := c.DeregisterJob(context.Background(), first.Job, first.Token); err != nil {
 		t.Fatal(err)
