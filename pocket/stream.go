@@ -1,6 +1,7 @@
 package pocket
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,7 +50,10 @@ func (j *Job) NewWriter(ctx context.Context, key string, opts ...PutOption) (*Wr
 	return &Writer{j: j, ctx: ctx, key: key, flags: o.flags, obj: j.newObject(key, o.flags), g: g, gctx: gctx}, nil
 }
 
-// Write buffers p and sends each full chunk.
+// Write buffers p and sends each full chunk. Once a chunk sent in the
+// background has failed, or the writer's context has ended, it returns
+// that error (as do every later Write and Close) and drops the chunks
+// sent; nothing becomes visible.
 func (w *Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
@@ -57,6 +61,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	cs := int(w.j.s.cfg.ChunkSize)
 	written := 0
 	for len(p) > 0 {
+		if err := w.failed(); err != nil {
+			return written, err
+		}
 		if w.buf == nil {
 			w.buf = make([]byte, 0, cs)
 		}
@@ -68,6 +75,27 @@ func (w *Writer) Write(p []byte) (int, error) {
 		}
 	}
 	return written, nil
+}
+
+// failed is the writer's error once a chunk sent in the background has
+// failed or its context has ended, nil before: it waits for the chunks
+// under way, drops those sent, and keeps the error for every later call.
+// Before, Write took bytes for ever after a failure, which only Close
+// reported: `pocket put JOB KEY /dev/zero` ran for more than 10 minutes
+// past a full tier and through SIGINT and SIGTERM (a new user's trial).
+func (w *Writer) failed() error {
+	if w.gctx.Err() == nil {
+		return nil
+	}
+	err := w.g.Wait()
+	if err == nil {
+		err = cmp.Or(w.ctx.Err(), context.Cause(w.gctx))
+	}
+	if w.n > 0 {
+		w.obj.abortUnconfirmed()
+	}
+	w.err = w.j.wrap("put", w.key, recordNote(err, "a chunk", min(w.j.s.cfg.ChunkSize, w.size), w.j.s.cfg.ChunkSize))
+	return w.err
 }
 
 // flushChunk sends the buffered chunk as chunk n+1 in the background.
@@ -271,11 +299,11 @@ func (j *Job) PutFile(ctx context.Context, src, key string, opts ...PutOption) e
 		if err != nil {
 			return err
 		}
-		if _, err := io.Copy(w, f); err != nil {
-			w.Abort()
+		if _, err := io.Copy(w, f); err != nil && w.err == nil {
+			w.Abort() // the file's read failed
 			return err
 		}
-		err = w.Close()
+		err = w.Close() // the writer's error, when it failed
 		if err == nil || w.n == 0 || !againAfterSpaceRace(ctx, w.obj, err, try) {
 			return err
 		}
