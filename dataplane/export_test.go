@@ -14,3 +14,7 @@ func (n *Node) quotaPending(key string) int64 {
 	}
 	return 0
 }
+
+// SetDRAMOwners has d count its jobs' bytes per owner, as a node's DRAM
+// tier does (dramowner.go), for benchmarks outside the package.
+func SetDRAMOwners(d *DRAM, ownerOf func(job []byte) []byte) { d.setOwners(ownerOf) }
