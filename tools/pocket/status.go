@@ -488,6 +488,11 @@ func printStatus(v statusJSON) {
 	}
 	if v.JobCount == 0 && len(v.Jobs) == 0 {
 		fmt.Println("\nno jobs")
+		// Clients whose jobs have all ended may still hold persisted
+		// values, past the byte quota too: before, this table was left
+		// out then, and the operator could not see why a client's
+		// registrations were refused (a new user's trial).
+		printClients(v)
 		return
 	}
 	fmt.Printf("\n%d job(s)", v.JobCount)

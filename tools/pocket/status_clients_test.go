@@ -57,3 +57,19 @@ func TestStatusShowsClientAllotments(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusShowsClientsWithNoJobs (a new user's trial, 2026-12-08): a
+// client whose jobs have all ended, whose persisted values hold it past
+// the byte quota, is listed with them though no job is: before, plain
+// status said "no jobs" only, and the operator could not see why the
+// client's registrations were refused (--json showed it).
+func TestStatusShowsClientsWithNoJobs(t *testing.T) {
+	st := &wire.ClusterStatus{Clients: []wire.ClientHold{{Client: "client 10.0.0.9", PersistedBytes: 76 << 20, StoredBytes: 76 << 20, OverQuota: true}},
+		QuotaBytes: 64 << 20}
+	out, _ := stdoutOf(t, func() int { printStatus(statusViewAt(st, controller.DefaultPrices())); return 0 })
+	for _, want := range []string{"no jobs", "allotted per client (quota per client: 64MiB):", "client 10.0.0.9  0     0B          0           76MiB      76MiB!"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status does not show %q:\n%s", want, out)
+		}
+	}
+}
