@@ -129,9 +129,12 @@ var _ Tier = (*DRAM)(nil)
 type dramJob struct {
 	name   string
 	used   atomic.Int64 // chunk bytes of committed values
-	owner  *dramOwner   // its owner's count (dramowner.go; nil: none), set when entered
 	dead   atomic.Bool  // removed from d.jobs; writers must look up again
 	shards [dramShards]dramShard
+	// owner is its owner's count (dramowner.go; nil: none), set when
+	// entered. After the shards, whose padding keeps each lock on a cache
+	// line of its own as laid out from the start of the struct.
+	owner *dramOwner
 }
 
 type dramShard struct {
