@@ -21,41 +21,7 @@ import (
 // connections, none idle" 62 times of 62 while mallory's 1,100
 // connections each asked for a profile every 400 ms.
 func TestBusyTenantLeavesOthersTheirShare(t *testing.T) {
-	const slots = 6
-	r := newTenantRigWith(t, func(c *Config) { c.MaxConns, c.MaxConnsPerPeer = slots, -1 })
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	for range slots {
-		mc := r.client("mallory")
-		if _, err := mc.JobProfile(ctx, "nothing"); wire.CodeOf(err) == wire.CodeLimit {
-			t.Fatalf("mallory's connections below MaxConns: %v", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				_, _ = mc.JobProfile(ctx, "nothing")
-				time.Sleep(20 * time.Millisecond)
-			}
-		}()
-	}
-	waitPlain(t, r.c, slots)
-
-	rc, done := context.WithTimeout(ctx, 10*time.Second)
-	defer done()
-	alice := r.clientOnce("alice")
-	m, err := alice.RegisterJob(rc, "sort", wire.JobHints{})
-	if err != nil {
-		t.Fatalf("alice's registration beside mallory's busy connections: %v; want it served", err)
-	}
-	if _, err := alice.DeregisterJob(rc, m.Job, m.Token); err != nil {
-		t.Fatal(err)
-	}
-	more := r.clientOnce("mallory")
-	if _, err := more.JobProfile(rc, "nothing"); wire.CodeOf(err) != wire.CodeLimit {
-		t.Fatalf("another connection of mallory's, who holds the most: %v; want CodeLimit", err)
-	}
+	busyTenantLeavesShare(t, func(c *Config) { c.MaxConns, c.MaxConnsPerPeer = fairSlots, -1 }, "MaxConns")
 }
 
 // TestBusyTenantLeavesOthersTheirShareOfAPeer (hostile trial,
@@ -65,15 +31,26 @@ func TestBusyTenantLeavesOthersTheirShare(t *testing.T) {
 // controller. Before, the other's connection, over the peer's bound, was
 // never admitted: 10 registrations of 10 refused.
 func TestBusyTenantLeavesOthersTheirShareOfAPeer(t *testing.T) {
-	const slots = 6
-	r := newTenantRigWith(t, func(c *Config) { c.MaxConns, c.MaxConnsPerPeer = 1000, slots })
+	busyTenantLeavesShare(t, func(c *Config) { c.MaxConns, c.MaxConnsPerPeer = 1000, fairSlots }, "MaxConnsPerPeer")
+}
+
+// fairSlots is the connections mallory fills in busyTenantLeavesShare.
+const fairSlots = 6
+
+// busyTenantLeavesShare has mallory fill fairSlots connections, the bound
+// cfg sets, each asking every 20 ms; then alice, from the same address,
+// registers and deregisters a job, and another connection of mallory's
+// is refused naming limit.
+func busyTenantLeavesShare(t *testing.T, cfg func(*Config), limit string) {
+	t.Helper()
+	r := newTenantRigWith(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	for range slots {
+	for range fairSlots {
 		mc := r.client("mallory")
 		if _, err := mc.JobProfile(ctx, "nothing"); wire.CodeOf(err) == wire.CodeLimit {
-			t.Fatalf("mallory's connections below MaxConnsPerPeer: %v", err)
+			t.Fatalf("mallory's connections below %s: %v", limit, err)
 		}
 		wg.Add(1)
 		go func() {
@@ -84,22 +61,22 @@ func TestBusyTenantLeavesOthersTheirShareOfAPeer(t *testing.T) {
 			}
 		}()
 	}
-	waitPlain(t, r.c, slots)
+	waitPlain(t, r.c, fairSlots)
 
 	rc, done := context.WithTimeout(ctx, 10*time.Second)
 	defer done()
 	alice := r.clientOnce("alice")
 	m, err := alice.RegisterJob(rc, "sort", wire.JobHints{})
 	if err != nil {
-		t.Fatalf("alice's registration from mallory's address beside mallory's busy connections: %v; want it served", err)
+		t.Fatalf("alice's registration beside mallory's busy connections at %s: %v; want it served", limit, err)
 	}
 	if _, err := alice.DeregisterJob(rc, m.Job, m.Token); err != nil {
 		t.Fatal(err)
 	}
 	more := r.clientOnce("mallory")
 	_, err = more.JobProfile(rc, "nothing")
-	if wire.CodeOf(err) != wire.CodeLimit || !strings.Contains(err.Error(), "MaxConnsPerPeer") {
-		t.Fatalf("another connection of mallory's, who holds the most of the address's: %v; want CodeLimit naming MaxConnsPerPeer", err)
+	if wire.CodeOf(err) != wire.CodeLimit || !strings.Contains(err.Error(), "("+limit+" ") {
+		t.Fatalf("another connection of mallory's, who holds the most: %v; want CodeLimit naming %s", err, limit)
 	}
 }
 

@@ -123,16 +123,7 @@ func BenchmarkPutGetBesideListings(b *testing.B) {
 	for _, listers := range []int{0, 1, 4} {
 		b.Run(fmt.Sprintf("listers=%d", listers), func(b *testing.B) {
 			n := listBenchNode(b, keys, 2)
-			stop := make(chan struct{})
-			done := make(chan int, listers)
-			for i := 0; i < listers; i++ {
-				c, err := client.DialConn(ctx, n.Addr().String(), client.ConnOptions{Job: []byte("job-1")})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				go func() { done <- listFirstPages(c, stop) }()
-			}
+			stopListers := startListers(b, n, listers)
 			c, err := client.DialConn(ctx, n.Addr().String(), client.ConnOptions{Job: []byte("job-2")})
 			if err != nil {
 				b.Fatal(err)
@@ -146,16 +137,37 @@ func BenchmarkPutGetBesideListings(b *testing.B) {
 				roundTripBench(b, c, wire.OpGet, &wire.Request{Job: []byte("job-2"), Key: []byte("k")}, nil)
 				lat = append(lat, time.Since(t0))
 			}
-			close(stop)
-			pages := 0
-			for i := 0; i < listers; i++ {
-				pages += <-done
-			}
+			pages := stopListers()
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
 			b.ReportMetric(float64(pages)/float64(b.N), "listings/op")
 		})
+	}
+}
+
+// startListers opens k connections of job "job-1" to n, each sending
+// first-page listings one after another (listFirstPages), and returns
+// what stops them and reports how many were answered in all.
+func startListers(b *testing.B, n *dataplane.Node, k int) (stop func() int) {
+	b.Helper()
+	quit := make(chan struct{})
+	done := make(chan int, k)
+	for i := 0; i < k; i++ {
+		c, err := client.DialConn(context.Background(), n.Addr().String(), client.ConnOptions{Job: []byte("job-1")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		go func() { done <- listFirstPages(c, quit) }()
+	}
+	return func() int {
+		close(quit)
+		pages := 0
+		for i := 0; i < k; i++ {
+			pages += <-done
+		}
+		return pages
 	}
 }
 
@@ -269,16 +281,7 @@ func BenchmarkListBesideListings(b *testing.B) {
 			for i := range 10 {
 				put(b, d, "job-2", fmt.Sprintf("k%d", i), []byte("v"))
 			}
-			stop := make(chan struct{})
-			done := make(chan int, listers)
-			for i := 0; i < listers; i++ {
-				c, err := client.DialConn(ctx, n.Addr().String(), client.ConnOptions{Job: []byte("job-1")})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer c.Close()
-				go func() { done <- listFirstPages(c, stop) }()
-			}
+			stopListers := startListers(b, n, listers)
 			c, err := client.DialConn(ctx, n.Addr().String(), client.ConnOptions{Job: []byte("job-2")})
 			if err != nil {
 				b.Fatal(err)
@@ -306,11 +309,7 @@ func BenchmarkListBesideListings(b *testing.B) {
 				}
 				lat = append(lat, time.Since(t0))
 			}
-			close(stop)
-			pages := 0
-			for i := 0; i < listers; i++ {
-				pages += <-done
-			}
+			pages := stopListers()
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-us")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-us")
