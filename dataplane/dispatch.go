@@ -341,11 +341,12 @@ var errOverQuota = &wire.Error{Code: wire.CodeLimit,
 // errOverNodeQuota refuses a put that would take what the jobs of the
 // job's client (its owner) hold on this node, all tiers, with their puts
 // under way, past the client's whole byte quota (jobEntry.maxBytes;
-// quotahold.go): the controller
-// marks a client over its quota a heartbeat or two after the nodes report
-// its bytes, and meanwhile a hostile re-check's one job put 512 MiB on a
-// 64 MiB quota, and each new job as much again; bounded per job, 8 jobs
-// registered at once stored 512 MiB.
+// quotahold.go): the controller marks a client over its quota a
+// heartbeat or two after the nodes report its bytes, and meanwhile a
+// hostile re-check's one job put 512 MiB on a 64 MiB quota, and each new
+// job as much again; bounded per job, 8 jobs registered at once stored
+// 512 MiB. A put over a key counts in full: the value it replaces goes
+// only when it commits.
 var errOverNodeQuota = &wire.Error{Code: wire.CodeLimit,
 	Msg: "the jobs of the job's client would store more on this node than its whole byte quota (the controller's --max-bytes-per-client): " +
 		"its puts here are refused until it deletes values; gets, lists and deletes go on"}
