@@ -648,10 +648,11 @@ func TestOverQuotaJobRefusesPuts(t *testing.T) {
 // MaxBytes, its client's byte quota) has a put past it refused with
 // CodeLimit, whatever the controller has marked; a put within it, and
 // one after deletes made room, are taken. Before, one job put 512 MiB on
-// a 64 MiB quota in the second before the controller marked it.
+// a 64 MiB quota in the second before the controller marked it. The job
+// holding values costs jobEntryCost of the bound beside them.
 func TestJobBoundedOnANodeByItsClientsQuota(t *testing.T) {
 	n := tokenNode(t)
-	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "m-1", Gen: 99, Epoch: 1, MaxBytes: 4 << 10}))
+	n.ApplyAck(syncAck(100, wire.JobEpoch{Job: "m-1", Gen: 99, Epoch: 1, MaxBytes: 4<<10 + jobEntryCost}))
 	tok := jobTok("m-1", 99)
 	c := dial(t, n, "m-1")
 	put := func(key string, size int) error {

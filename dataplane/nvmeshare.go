@@ -121,15 +121,17 @@ func (t *NVMe) forgetEmpty(job string, j *nvmeJob) {
 const nvmeCompactMin = 1024
 
 // ownerUsage is the allocated bytes of the values of job's owner's jobs
-// together in the tier (their share's used; Node.ownerBytes).
+// together in the tier (their share's used; Node.ownerBytes), each job
+// counted jobEntryCost more.
 func (t *NVMe) ownerUsage(job []byte) int64 {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	s := t.shares[ownerKey(t.owner(string(job)), string(job))]
 	if j := t.jobs[string(job)]; j != nil && j.share != nil {
-		return j.share.used
+		s = j.share
 	}
-	if s := t.shares[ownerKey(t.owner(string(job)), string(job))]; s != nil {
-		return s.used
+	if s == nil {
+		return 0
 	}
-	return 0
+	return s.used + int64(s.jobs)*jobEntryCost
 }

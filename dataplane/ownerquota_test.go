@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,38 @@ func TestPutsUnderWayCountInTheNodeBound(t *testing.T) {
 	}
 	if err := put("a-1", 91, "x"); !refused(err) {
 		t.Fatalf("a put past the bound beside the owner's stored value: %v, want CodeLimit naming the byte quota", err)
+	}
+}
+
+// TestJobsCostTheirOwnersBound (hostile trial, 2026-12-08): each of an
+// owner's jobs holding values on the node costs its bound jobEntryCost
+// beside its bytes, so small values of many jobs cannot pin the node's
+// memory under a quota that counts their bytes alone: a trial's 11,500
+// ended jobs of one byte each grew a node by 92 MB. With a bound of 8
+// jobs' cost, the owner's 10th job's first put is refused (a job's own
+// cost counts from its first value on).
+func TestJobsCostTheirOwnersBound(t *testing.T) {
+	n := tokenNode(t)
+	const jobs = 10
+	var entries []wire.JobEpoch
+	for i := range jobs {
+		entries = append(entries, wire.JobEpoch{Job: fmt.Sprintf("p-%d", i), Gen: uint64(90 + i), Epoch: 1, Owner: "tenant-p", MaxBytes: 8 * jobEntryCost})
+	}
+	n.ApplyAck(syncAck(100, entries...))
+	stored := 0
+	for i := range jobs {
+		job := fmt.Sprintf("p-%d", i)
+		err := jobOp(t, n, wire.OpPut, job, "k", jobTok(job, uint64(90+i)), 1, 0)
+		if err == nil {
+			stored++
+			continue
+		}
+		var we *wire.Error
+		if !errors.As(err, &we) || we.Code != wire.CodeLimit {
+			t.Fatalf("job %d's one-byte put: %v", i, err)
+		}
+	}
+	if stored != 8 {
+		t.Fatalf("%d of %d jobs of one owner stored a value under a bound of 8 jobs' cost; want 8", stored, jobs)
 	}
 }
