@@ -234,20 +234,45 @@ func (c *Controller) boundEndedLocked() {
 	if over <= 0 {
 		return
 	}
+	now := time.Now()
 	for _, e := range c.ended.evictions(over, c.lostOnlyLocked) {
 		lostOnly := c.lostOnlyLocked(e)
 		delete(c.ended.ids, e.id)
 		c.dirtyJobLocked(e.id)
-		if lostOnly {
-			c.cfg.Logger.Warn("controller: an ended job's final map is forgotten: over the bound of kept maps; "+
-				"it was kept to answer that its values were lost, and its keys now read not found", "job", e.id,
-				"ended", e.at.UTC().Format(time.RFC3339), "bound", c.cfg.MaxEndedJobs)
+		more, ok := c.forgot.note(now)
+		if !ok {
 			continue
 		}
-		c.cfg.Logger.Warn("controller: an ended job's final map is forgotten: over the bound of kept maps; "+
-			"its persisted values stay, read through its credential", "job", e.id, "ended", e.at.UTC().Format(time.RFC3339),
-			"bound", c.cfg.MaxEndedJobs)
+		what := "its persisted values stay, read through its credential"
+		if lostOnly {
+			what = "it was kept to answer that its values were lost, and its keys now read not found"
+		}
+		c.cfg.Logger.Warn("controller: an ended job's final map is forgotten: over the bound of kept maps; "+what, "job", e.id,
+			"ended", e.at.UTC().Format(time.RFC3339), "bound", c.cfg.MaxEndedJobs, "more_forgotten_before", more)
 	}
+}
+
+// forgotLog spaces the log lines of final maps the bound forgets: one at
+// most every forgotEvery, counting those forgotten between. A hostile
+// trial ending jobs by the thousand had a line logged for each, 11,632
+// lines.
+type forgotLog struct {
+	at     time.Time
+	unsaid int
+}
+
+// forgotEvery is the least time between two forgotLog lines.
+const forgotEvery = 10 * time.Second
+
+// note counts one map forgotten at now, and reports whether to log it
+// with the count of those not logged before it.
+func (f *forgotLog) note(now time.Time) (unsaid int, ok bool) {
+	if !f.at.IsZero() && now.Sub(f.at) < forgotEvery {
+		f.unsaid++
+		return 0, false
+	}
+	unsaid, f.unsaid, f.at = f.unsaid, 0, now
+	return unsaid, true
 }
 
 // pruneEndedLocked drops the final maps that no node may still need

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,5 +195,33 @@ func expirer(t *testing.T, c *Controller, addr string) func(client, name string)
 		keep = append(keep, wire.HeldJob{Job: m.Job, Bytes: 6})
 		syncKeeping(t, c, addr, keep)
 		return m
+	}
+}
+
+// TestForgottenMapsAreLoggedSpaced (hostile trial, 2026-12-08): the final
+// maps the bound forgets are logged one line at most every forgotEvery,
+// the next line counting those not logged. Before, each had a line: a
+// trial ending jobs by the thousand logged 11,632 of them.
+func TestForgottenMapsAreLoggedSpaced(t *testing.T) {
+	var log strings.Builder
+	c := newTest(t, Config{MaxEndedJobs: 1, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	a := "127.0.0.1:7001"
+	mustRegister(t, c, dramNode(a, 1<<30, 8000))
+	var keep []wire.HeldJob
+	for i := range 6 {
+		m := expireNow(t, c, fmt.Sprintf("j%d", i))
+		keep = append(keep, wire.HeldJob{Job: m.Job, Bytes: 6})
+		syncKeeping(t, c, a, keep) // each keeps a value: no map goes unneeded
+	}
+	if n := strings.Count(log.String(), "final map is forgotten"); n != 1 {
+		t.Fatalf("%d lines for 5 maps forgotten within %v; want 1:\n%s", n, forgotEvery, log.String())
+	}
+	var f forgotLog
+	now := time.Unix(1000, 0)
+	for range 4 {
+		f.note(now)
+	}
+	if unsaid, ok := f.note(now.Add(forgotEvery)); !ok || unsaid != 3 {
+		t.Fatalf("a line %v after the first: %v, with %d unsaid; want one, counting 3", forgotEvery, ok, unsaid)
 	}
 }

@@ -95,6 +95,7 @@ type Controller struct {
 	st      persister
 	tombs   tombs
 	ended   endedJobs                         // ended jobs' final maps (ended.go)
+	forgot  forgotLog                         // the final maps the bound forgot, for the log (ended.go)
 	orphans map[string]map[string]*orphanSeen // by node address, then job id
 
 	// Dead nodes that left maps (dead.go): the jobs that list each as
