@@ -98,6 +98,12 @@ type DRAM struct {
 	// (dramowner.go), under jobsMu.
 	ownerOf func(job []byte) []byte
 	owners  map[string]*dramOwner
+	// pins are the records unpublished while read, whose bytes leave
+	// their job's count when the last read ends (retire), by offset,
+	// under pinMu; npins counts them, so destroy looks only when some are.
+	pinMu sync.Mutex
+	pins  map[int64]pinned
+	npins atomic.Int64
 
 	values atomic.Int64 // committed values
 	// live counts records not yet destroyed, plus one for the open tier.
@@ -413,6 +419,9 @@ func (d *DRAM) unref(off int64) {
 
 // destroy frees a record's value chunks, then the record itself.
 func (d *DRAM) destroy(r record) {
+	if d.npins.Load() > 0 {
+		d.unpin(r.off())
+	}
 	for i := range int(r.h.nseg) {
 		if err := d.arena.Free(r.seg(i)); err != nil {
 			panic(fmt.Sprintf("dataplane: freeing DRAM chunk: %v", err))
@@ -544,10 +553,9 @@ func (d *DRAM) remove(job, key []byte, cond bool, v uint64) (Info, error) {
 	info := r.h.info()
 	s.t.remove(i)
 	s.t.shrink(d.idx)
-	j.addUsed(-r.h.bytes)
 	s.mu.Unlock()
 	d.values.Add(-1)
-	d.unref(off)
+	d.retire(j, off)
 	return info, nil
 }
 
@@ -681,11 +689,9 @@ func (d *DRAM) dropShard(j *dramJob, s *dramShard, keepPersistent bool) Dropped 
 	s.mu.Unlock()
 	freed := Dropped{Values: int64(len(victims))}
 	for _, off := range victims {
-		b := recordAt(d.arena, off).h.bytes
-		freed.Bytes += b
-		j.addUsed(-b)
+		freed.Bytes += recordAt(d.arena, off).h.bytes
 		d.values.Add(-1)
-		d.unref(off)
+		d.retire(j, off)
 	}
 	return freed
 }
@@ -917,7 +923,7 @@ func (p *dramPending) Commit() (Info, error) {
 		d.values.Add(1)
 	} else {
 		replaced = recordAt(d.arena, old).h.info()
-		d.unref(old)
+		d.retire(p.job, old)
 	}
 	p.recycle()
 	return replaced, nil
@@ -958,8 +964,7 @@ func (p *dramPending) publish() (int64, error) {
 				return -1, ErrExists
 			}
 			old = s.t.slots[i].off()
-			s.t.slots[i].rec = rec
-			j.addUsed(-recordAt(d.arena, old).h.bytes)
+			s.t.slots[i].rec = rec // old's bytes leave j's count in Commit (retire)
 		} else {
 			if err := s.t.reserve(d.idx); err != nil {
 				s.mu.Unlock()

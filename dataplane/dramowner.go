@@ -48,11 +48,13 @@ func (d *DRAM) bindLocked(j *dramJob) {
 }
 
 // unbindLocked unbinds a job leaving the tier, forgetting its owner with
-// the owner's last job; jobsMu is held. What the job's drop gives back
-// after this is taken from the owner it was bound to.
+// the owner's last job unless values read still hold bytes of it
+// (retire); jobsMu is held. What the job's drop gives back after this is
+// taken from the owner it was bound to. An owner kept so stays in the map
+// (at most one entry per owner).
 func (d *DRAM) unbindLocked(j *dramJob) {
 	if o := j.owner; o != nil {
-		if o.jobs.Add(-1) == 0 && d.owners[o.key] == o {
+		if o.jobs.Add(-1) == 0 && o.used.Load() <= 0 && d.owners[o.key] == o {
 			delete(d.owners, o.key)
 		}
 	}
@@ -96,3 +98,50 @@ func (d *DRAM) ownerUsage(job []byte) int64 {
 // memory grew by about 7 KB a job (123 to 215 MB over 11,500 jobs) while
 // its quota counted the bytes alone.
 const jobEntryCost = 8 << 10
+
+// pinned is a record unpublished while open: its job and its bytes.
+type pinned struct {
+	j     *dramJob
+	bytes int64
+}
+
+// retire drops the index's reference to the record at off, which the
+// caller has unpublished from job j. Its bytes leave j's count, and its
+// owner's, when its last reference goes: at once when no read has it
+// open (none can open it any more), else when the last read releases it
+// (destroy). Before, they left at once, and a value overwritten while a
+// get's reply held it stayed in the arena uncounted: a hostile trial's
+// job overwrote a 4 MiB value 63 times, each version held by a get on a
+// connection that read nothing, and filled a 256 MiB node while it
+// counted 4 MiB against its 64 MiB quota; another tenant's puts failed
+// "dram tier full".
+func (d *DRAM) retire(j *dramJob, off int64) {
+	r := recordAt(d.arena, off)
+	if r.h.refs.Load() > 1 {
+		d.pinMu.Lock()
+		if d.pins == nil {
+			d.pins = make(map[int64]pinned)
+		}
+		d.pins[off] = pinned{j: j, bytes: r.h.bytes}
+		d.npins.Add(1)
+		d.pinMu.Unlock()
+	} else {
+		j.addUsed(-r.h.bytes)
+	}
+	d.unref(off)
+}
+
+// unpin takes a retired record's bytes off its job's count as the record
+// goes (destroy), if retire pinned it.
+func (d *DRAM) unpin(off int64) {
+	d.pinMu.Lock()
+	p, ok := d.pins[off]
+	if ok {
+		delete(d.pins, off)
+		d.npins.Add(-1)
+	}
+	d.pinMu.Unlock()
+	if ok {
+		p.j.addUsed(-p.bytes)
+	}
+}
