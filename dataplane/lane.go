@@ -401,3 +401,24 @@ func (n *Node) scan(tier Tier, h *wire.Header, r *wire.Request) (*wire.Response,
 	defer end()
 	return n.deletePrefix(tier, r), nil
 }
+
+// take removes and returns the requests waiting under owner, for another
+// lane (lanes.markSlow).
+func (l *scanLane) take(owner string) []laneWork {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	q := l.owners[owner]
+	if q == nil || len(q.work) == 0 {
+		return nil
+	}
+	work := q.work
+	q.work = nil
+	l.n -= len(work)
+	if q != l.cur {
+		delete(l.owners, owner)
+		if i := slices.Index(l.ring, q); i >= 0 {
+			l.ring = slices.Delete(l.ring, i, i+1)
+		}
+	}
+	return work
+}

@@ -54,6 +54,9 @@ func (s *lanes) serve(l *scanLane) {
 		f(true)
 		if end := s.now(); end.Sub(start) >= laneSlowRun {
 			s.markSlow(owner, end)
+			if l == s.quick {
+				s.moveToSlow(owner)
+			}
 		}
 	}
 }
@@ -93,6 +96,20 @@ func (s *lanes) markSlow(owner string, now time.Time) {
 		}
 	}
 	s.slowUntil[owner] = now.Add(laneSlowFor)
+}
+
+// moveToSlow moves the requests of owner waiting on the quick lane to the
+// slow one, behind those waiting there; those past the slow lane's bounds
+// are answered busy. Before, requests queued before an owner's first long
+// one ended stayed on the quick lane: a re-check's tenant sent 16 first
+// pages at once every 31 s (its mark lapsed), and each burst held the
+// quick lane about 7 s.
+func (s *lanes) moveToSlow(owner string) {
+	for _, f := range s.quick.take(owner) {
+		if s.slow.submit(owner, f) != nil {
+			f(false)
+		}
+	}
 }
 
 // rekey moves what waits, and the slow mark, from owner key from to to

@@ -76,3 +76,50 @@ func TestSlowMarksAreBounded(t *testing.T) {
 		t.Fatalf("an owner marked %v ago is still on the slow lane", laneSlowFor)
 	}
 }
+
+// TestQueuedRequestsFollowTheirOwnerToTheSlowLane (hostile re-check,
+// 2026-12-08): requests an owner queued on the quick lane before its
+// first long one ended move to the slow lane when it ends. Before, they
+// stayed: a tenant sending 16 first pages at once, each time its mark
+// had lapsed, held the quick lane about 7 s a burst.
+func TestQueuedRequestsFollowTheirOwnerToTheSlowLane(t *testing.T) {
+	f := NewFaulty(newDRAMTier(t, 64<<20))
+	entered, out := make(chan struct{}, 4), make(chan struct{}, 4)
+	f.SetHook(func(op FaultOp, job, _ []byte) error {
+		if op == FaultList && string(job) == "big" {
+			entered <- struct{}{}
+			<-out
+		}
+		return nil
+	})
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: f, Net: netio.Config{Loops: 1}}, f)
+	t.Cleanup(func() { close(out) })
+	big, small := dial(t, n, "big"), dial(t, n, "small")
+	for range 3 { // one runs, two wait on the quick lane
+		if _, err := big.Send(wire.OpList, 0, &wire.Request{Job: []byte("big")}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := big.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	time.Sleep(2 * laneSlowRun)
+	out <- struct{}{} // the first ends, long: the owner is slow
+	<-entered         // the second runs, on the slow lane
+	within(t, 10*time.Second, "another owner's listing while the slow owner's queued ones ran", func() error {
+		r, err := exchange(small, wire.OpList, 0, &wire.Request{Job: []byte("small")}, nil)
+		if err != nil {
+			return err
+		}
+		return r.Err()
+	})
+	out <- struct{}{}
+	<-entered
+	out <- struct{}{}
+	for range 3 {
+		if r, err := big.Recv(); err != nil || r.Err() != nil {
+			t.Fatal(err, r.Err())
+		}
+	}
+}
