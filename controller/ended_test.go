@@ -235,14 +235,7 @@ func TestEndedMapWaitsForTheEndToReachItsNodes(t *testing.T) {
 	mustRegister(t, c, dramNode(a, 1<<30, 8000))
 	syncKeeping(t, c, a, nil)
 	m := expireNow(t, c, "wait")
-	got := make(chan error, 1)
-	go func() {
-		fm, err := c.GetMapOrEnded(m.Job, m.Token)
-		if err == nil && !fm.Ended {
-			err = errors.New("not marked ended")
-		}
-		got <- err
-	}()
+	got := endedMapAsync(c, m)
 	select {
 	case err := <-got:
 		t.Fatalf("answered (%v) before the node applied the job's end", err)
@@ -272,14 +265,7 @@ func TestEndedMapDoesNotWaitForANodeThatAnsweredItsDrop(t *testing.T) {
 	syncKeeping(t, c, a, nil)
 	m := expireNow(t, c, "answered")
 	c.noteKept(a, m.Job, dataclient.Dropped{Kept: 6, KeptProved: true})
-	got := make(chan error, 1)
-	go func() {
-		fm, err := c.GetMapOrEnded(m.Job, m.Token)
-		if err == nil && !fm.Ended {
-			err = errors.New("not marked ended")
-		}
-		got <- err
-	}()
+	got := endedMapAsync(c, m)
 	select {
 	case err := <-got:
 		if err != nil {
@@ -330,4 +316,19 @@ func TestForgottenJobSaysHowItEnded(t *testing.T) {
 		}
 	}
 	wantBadToken(t, c, expired.Job, dereg.Token, "another job's token")
+}
+
+// endedMapAsync asks c for m's job's final map (GetMapOrEnded) on a
+// goroutine of its own, and delivers its error, or one when the map is
+// not marked ended.
+func endedMapAsync(c *Controller, m *wire.PlacementMap) <-chan error {
+	got := make(chan error, 1)
+	go func() {
+		fm, err := c.GetMapOrEnded(m.Job, m.Token)
+		if err == nil && !fm.Ended {
+			err = errors.New("not marked ended")
+		}
+		got <- err
+	}()
+	return got
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocketstore/pocket/client"
 	"github.com/pocketstore/pocket/netio"
 	"github.com/pocketstore/pocket/wire"
 )
@@ -15,18 +16,7 @@ import (
 // over 3 million keys (1 to 1.5 s each) held another tenant's listing of
 // 10 keys 1.0-1.5 s p50; here the held listing would hold it forever.
 func TestSlowOwnerLeavesTheQuickLane(t *testing.T) {
-	f := NewFaulty(newDRAMTier(t, 64<<20))
-	entered, out := make(chan struct{}, 4), make(chan struct{}, 4)
-	f.SetHook(func(op FaultOp, job, _ []byte) error {
-		if op == FaultList && string(job) == "big" {
-			entered <- struct{}{}
-			<-out
-		}
-		return nil
-	})
-	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: f, Net: netio.Config{Loops: 1}}, f)
-	t.Cleanup(func() { close(out) })
-	big, small := dial(t, n, "big"), dial(t, n, "small")
+	big, small, entered, out := heldListingsNode(t)
 	list := func(job string) {
 		if _, err := big.Send(wire.OpList, 0, &wire.Request{Job: []byte(job)}, nil); err != nil || big.Flush() != nil {
 			t.Fatal(err)
@@ -83,18 +73,7 @@ func TestSlowMarksAreBounded(t *testing.T) {
 // stayed: a tenant sending 16 first pages at once, each time its mark
 // had lapsed, held the quick lane about 7 s a burst.
 func TestQueuedRequestsFollowTheirOwnerToTheSlowLane(t *testing.T) {
-	f := NewFaulty(newDRAMTier(t, 64<<20))
-	entered, out := make(chan struct{}, 4), make(chan struct{}, 4)
-	f.SetHook(func(op FaultOp, job, _ []byte) error {
-		if op == FaultList && string(job) == "big" {
-			entered <- struct{}{}
-			<-out
-		}
-		return nil
-	})
-	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: f, Net: netio.Config{Loops: 1}}, f)
-	t.Cleanup(func() { close(out) })
-	big, small := dial(t, n, "big"), dial(t, n, "small")
+	big, small, entered, out := heldListingsNode(t)
 	for range 3 { // one runs, two wait on the quick lane
 		if _, err := big.Send(wire.OpList, 0, &wire.Request{Job: []byte("big")}, nil); err != nil {
 			t.Fatal(err)
@@ -122,4 +101,23 @@ func TestQueuedRequestsFollowTheirOwnerToTheSlowLane(t *testing.T) {
 			t.Fatal(err, r.Err())
 		}
 	}
+}
+
+// heldListingsNode runs a node of one loop whose listings of job "big"
+// each wait, once begun (a value on entered), for a value on out; it
+// returns a connection of "big" and one of "small".
+func heldListingsNode(t *testing.T) (big, small *client.Conn, entered <-chan struct{}, out chan<- struct{}) {
+	t.Helper()
+	f := NewFaulty(newDRAMTier(t, 64<<20))
+	in, release := make(chan struct{}, 4), make(chan struct{}, 4)
+	f.SetHook(func(op FaultOp, job, _ []byte) error {
+		if op == FaultList && string(job) == "big" {
+			in <- struct{}{}
+			<-release
+		}
+		return nil
+	})
+	n := startNodeWith(t, NodeConfig{Listen: "127.0.0.1:0", DRAM: f, Net: netio.Config{Loops: 1}}, f)
+	t.Cleanup(func() { close(release) })
+	return dial(t, n, "big"), dial(t, n, "small"), in, release
 }
