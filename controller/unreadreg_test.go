@@ -22,24 +22,14 @@ import (
 func TestUnreadRegistrationEndsItsJob(t *testing.T) {
 	c := newTest(t, Config{})
 	mustRegister(t, c, dramNode("127.0.0.1:7001", 1<<30, 8000))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := c.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go c.serveConn(conn)
-		}
-	}()
 	b := flatbuffers.NewBuilder(256)
 	meta := (&wire.JobRegister{Name: "j", Hints: wire.JobHints{PeakMbps: 100}}).Encode(b)
 	register := func() *net.TCPConn {
-		conn, err := net.Dial("tcp", ln.Addr().String())
+		conn, err := net.Dial("tcp", addr.String())
 		if err != nil {
 			t.Fatal(err)
 		}

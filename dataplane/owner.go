@@ -196,7 +196,10 @@ type ownerCounted interface {
 // node, 512 MiB.
 func (n *Node) ownerBytes(job []byte) int64 {
 	var b int64
-	for _, t := range n.Tiers() {
+	for _, t := range [...]Tier{n.cfg.DRAM, n.cfg.NVMe} { // not Tiers: no slice made per put
+		if t == nil {
+			continue
+		}
 		if o, ok := t.(ownerCounted); ok {
 			b += o.ownerUsage(job)
 		} else {
